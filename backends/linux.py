@@ -1,0 +1,62 @@
+"""The ``linux`` backend: the payload is ``execve`` of process.args with process.env.
+
+It claims any entrypoint that is an ELF binary or a ``#!`` script, and is the fallback for
+bundles no backend recognises, so a missing executable gets runc's clear create-time error.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from mrun.errors import MrunError
+from mrun.plugins.api import DEFAULT_PATH, Bundle, Claim, Container, resolve_in_root
+from mrun.plugins.hookspecs import hookimpl
+
+NAME = "linux"
+
+
+@hookimpl
+def mrun_claim(bundle: Bundle) -> Claim:
+    magic = bundle.magic()
+    if magic.startswith(b"\x7fELF"):
+        return Claim(NAME, 50, f"{bundle.args[0]} is an ELF executable")
+    if magic.startswith(b"#!"):
+        return Claim(NAME, 50, f"{bundle.args[0]} is a script ('#!')")
+    return Claim(NAME, 0, "linux is the default backend")
+
+
+@hookimpl
+def mrun_features() -> dict[str, Any]:
+    return {"name": NAME, "description": "native Linux processes (execve in the sandbox)"}
+
+
+class Exec:
+    def __init__(self, path: str, args: list[str], env: list[str]) -> None:
+        self.path, self.args, self.env = path, args, env
+
+    def run(self) -> int:
+        env = dict(e.split("=", 1) for e in self.env)
+        try:
+            os.execve(self.path, self.args, env)
+        except OSError as e:
+            os.write(2, f"mrun: exec {self.args[0]}: {e.strerror}\n".encode())
+        return 127
+
+
+@hookimpl
+def mrun_payload(container: Container, process: dict[str, Any]) -> Exec:
+    """Runs after pivot_root: '/' is the container's root, so the lookup is the container's."""
+    args = process["args"]
+    env = process.get("env") or []
+    path_env = DEFAULT_PATH
+    for entry in env:
+        if entry.startswith("PATH="):
+            path_env = entry[5:]
+    path = resolve_in_root("/", args[0], path_env, process.get("cwd") or "/")
+    if path is None:
+        where = "" if "/" in args[0] else f" in $PATH ({path_env})"
+        raise MrunError(f"exec: {args[0]!r}: executable file not found{where}")
+    if not os.access(path, os.X_OK):
+        raise MrunError(f"exec: {args[0]!r}: permission denied")
+    return Exec(path, args, env)

@@ -1,0 +1,153 @@
+"""cgroup v1: one directory per mounted hierarchy (cpu,cpuacct / memory / pids / ...)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from mrun.cgroups.base import Cgroup, keyed, make_dirs, read, write
+from mrun.cgroups.resources import v1_writes
+from mrun.errors import MrunError, Unsupported
+
+CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer",
+               "hugetlb", "net_cls", "net_prio", "perf_event", "rdma", "misc")
+
+
+def mounts() -> dict[str, str]:
+    """controller -> mount point of its v1 hierarchy, read from mountinfo."""
+    found: dict[str, str] = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            fstype, _, opts = post.split(" ", 2)
+            if fstype != "cgroup":
+                continue
+            mountpoint = pre.split(" ")[4].replace("\\040", " ")
+            for opt in opts.strip().split(","):
+                if opt in CONTROLLERS:
+                    found.setdefault(opt, mountpoint)
+    return found
+
+
+def own_paths() -> dict[str, str]:
+    out = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            for c in ctrls.split(","):
+                out[c] = path
+    return out
+
+
+class CgroupV1(Cgroup):
+    version = 1
+
+    def __init__(self, paths: dict[str, str], created: list[str] | None = None) -> None:
+        self.paths = paths
+        self.created = list(created or [])
+
+    @classmethod
+    def at(cls, path: str, relative: bool) -> CgroupV1:
+        mnt = mounts()
+        if not mnt:
+            raise MrunError("no cgroup v1 hierarchies are mounted under /sys/fs/cgroup")
+        own = own_paths() if relative else {}
+        paths = {c: os.path.join(m, own.get(c, "/").lstrip("/"), path.lstrip("/")) for c, m in mnt.items()}
+        return cls(paths)
+
+    def _dirs(self) -> list[str]:
+        return sorted(set(self.paths.values()))
+
+    def _create_dirs(self) -> None:
+        for ctrl, path in self.paths.items():
+            for attempt in range(3):
+                try:
+                    new = make_dirs(path, self.created)
+                    break
+                except FileNotFoundError:  # a parent removed under us by a concurrent delete
+                    if attempt == 2:
+                        raise
+            if ctrl == "cpuset":
+                # New v1 cpusets start empty and refuse tasks until cpus/mems are copied down.
+                for d in new:
+                    parent = os.path.dirname(d)
+                    for f in ("cpuset.cpus", "cpuset.mems"):
+                        write(os.path.join(d, f), read(os.path.join(parent, f)))
+
+    def apply(self, resources: dict[str, Any], devices: list[dict[str, Any]] | None = None) -> None:
+        has_swap = "memory" in self.paths and os.path.exists(
+            os.path.join(self.paths["memory"], "memory.memsw.limit_in_bytes"))
+        for ctrl, name, value in v1_writes(resources, devices, has_swap):
+            if ctrl not in self.paths:
+                raise Unsupported(f"cgroup v1 controller {ctrl!r} is not mounted on this host "
+                                  f"(needed for {name})")
+            write(os.path.join(self.paths[ctrl], name), value)
+
+    def create(self, resources: dict[str, Any], devices: list[dict[str, Any]] | None = None) -> None:
+        self._create_dirs()
+        self.apply(resources, devices)
+
+    def add(self, pid: int) -> None:
+        for d in self._dirs():
+            write(os.path.join(d, "cgroup.procs"), str(pid))
+
+    def pids(self) -> list[int]:
+        path = self.paths.get("pids") or self.paths.get("freezer") or self._dirs()[0]
+        try:
+            return [int(x) for x in read(os.path.join(path, "cgroup.procs")).split()]
+        except FileNotFoundError:
+            return []
+
+    def is_frozen(self) -> bool:
+        path = self.paths.get("freezer")
+        try:
+            return bool(path) and read(os.path.join(path, "freezer.state")) != "THAWED"
+        except FileNotFoundError:
+            return False
+
+    def set_frozen(self, frozen: bool) -> None:
+        path = self.paths.get("freezer")
+        if not path:
+            raise Unsupported("the v1 freezer controller is not mounted on this host")
+        state = "FROZEN" if frozen else "THAWED"
+        deadline = time.monotonic() + 5
+        while True:
+            write(os.path.join(path, "freezer.state"), state)
+            if read(os.path.join(path, "freezer.state")) == state:
+                return
+            if time.monotonic() > deadline:
+                raise MrunError(f"cgroup {path} did not reach {state}")
+            time.sleep(0.001)
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        mem = self.paths.get("memory")
+        if mem and os.path.isdir(mem):
+            oom = keyed(os.path.join(mem, "memory.oom_control"))
+            out["memory"] = {
+                "usage": int(read(os.path.join(mem, "memory.usage_in_bytes"))),
+                "max_usage": int(read(os.path.join(mem, "memory.max_usage_in_bytes"))),
+                "limit": int(read(os.path.join(mem, "memory.limit_in_bytes"))),
+                "failcnt": int(read(os.path.join(mem, "memory.failcnt"))),
+                "oom_kill": oom.get("oom_kill", 0),
+                "stat": keyed(os.path.join(mem, "memory.stat")),
+            }
+        cpu, acct = self.paths.get("cpu"), self.paths.get("cpuacct")
+        if cpu and os.path.isdir(cpu):
+            st = keyed(os.path.join(cpu, "cpu.stat"))
+            out["cpu"] = {
+                "usage_ns": int(read(os.path.join(acct, "cpuacct.usage"))) if acct else 0,
+                "periods": st.get("nr_periods", 0),
+                "throttled_periods": st.get("nr_throttled", 0),
+                "throttled_ns": st.get("throttled_time", 0),
+            }
+        pids = self.paths.get("pids")
+        if pids and os.path.isdir(pids):
+            limit = read(os.path.join(pids, "pids.max"))
+            out["pids"] = {"current": int(read(os.path.join(pids, "pids.current"))),
+                           "limit": 0 if limit == "max" else int(limit)}
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": 1, "paths": self.paths, "created": self.created}

@@ -1,0 +1,114 @@
+"""A small argv parser over ``commands``: runc's flag styles without typer's start-up cost.
+
+Accepts ``--flag value``, ``--flag=value``, ``-f value``, Go's single-dash long form
+(``-root /x``, as some callers pass), ``--bool=false``, repeatable flags, and ``--``. Flags may
+come before or after positionals; once a command's variadic argument begins, the rest of argv
+belongs to it. Anything it cannot make sense of raises ``ParseError`` and the typer front end
+takes over, so people still get a proper usage message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mrun.cli.commands import BY_NAME, GLOBAL_FLAGS, Command, Flag
+
+
+class ParseError(Exception):
+    pass
+
+
+def _lookup(token: str, flags: tuple[Flag, ...]) -> tuple[Flag | None, str | None]:
+    name, eq, value = token.lstrip("-").partition("=")
+    for f in flags:
+        if name == f.name or (f.short and name == f.short and not token.startswith("--")):
+            return f, value if eq else None
+    return None, None
+
+
+def _bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("true", "1", "t", "yes"):
+        return True
+    if low in ("false", "0", "f", "no"):
+        return False
+    raise ParseError(f"invalid boolean {text!r}")
+
+
+def _take(flag: Flag, value: str | None, argv: list[str], i: int, out: dict[str, Any]) -> int:
+    if flag.kind is bool:
+        out[flag.dest] = True if value is None else _bool(value)
+        return i
+    if value is None:
+        if i >= len(argv):
+            raise ParseError(f"flag --{flag.name} needs a value")
+        value = argv[i]
+        i += 1
+    if flag.kind is int:
+        try:
+            out[flag.dest] = int(value)
+        except ValueError:
+            raise ParseError(f"--{flag.name}: {value!r} is not a number")
+    elif flag.kind is list:
+        out.setdefault(flag.dest, []).append(value)
+    else:
+        out[flag.dest] = value
+    return i
+
+
+def defaults(flags: tuple[Flag, ...]) -> dict[str, Any]:
+    return {f.dest: (list(f.default) if f.kind is list else f.default) for f in flags}
+
+
+def parse(argv: list[str]) -> tuple[dict[str, Any], Command, dict[str, Any]]:
+    glob = defaults(GLOBAL_FLAGS)
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
+        flag, value = _lookup(argv[i], GLOBAL_FLAGS)
+        if flag is None:
+            raise ParseError(f"unknown global flag {argv[i]}")
+        i = _take(flag, value, argv, i + 1, glob)
+    if i >= len(argv):
+        raise ParseError("no command")
+    cmd = BY_NAME.get(argv[i])
+    if cmd is None:
+        raise ParseError(f"unknown command {argv[i]!r}")
+    i += 1
+    params = defaults(cmd.flags)
+    positionals: list[str] = []
+    fixed = [a for a in cmd.args if not a.variadic]
+    variadic = next((a for a in cmd.args if a.variadic), None)
+    while i < len(argv):
+        token = argv[i]
+        if variadic and len(positionals) >= len(fixed) and positionals:
+            positionals.extend(argv[i + 1:] if token == "--" else argv[i:])
+            break
+        if token == "--":
+            positionals.extend(argv[i + 1:])
+            break
+        if token.startswith("-") and token != "-":
+            if token in ("-h", "--help"):
+                raise ParseError("help")
+            flag, value = _lookup(token, cmd.flags)
+            if flag is None:
+                flag, value = _lookup(token, GLOBAL_FLAGS)
+                if flag is None:
+                    raise ParseError(f"unknown flag {token}")
+                i = _take(flag, value, argv, i + 1, glob)
+                continue
+            i = _take(flag, value, argv, i + 1, params)
+            continue
+        positionals.append(token)
+        i += 1
+    for a in fixed:
+        if positionals:
+            params[a.dest] = positionals.pop(0)
+        elif a.required:
+            raise ParseError(f"missing argument {a.name.upper()}")
+        else:
+            params[a.dest] = None
+    if variadic:
+        params[variadic.dest] = positionals
+    elif positionals:
+        raise ParseError(f"unexpected argument {positionals[0]!r}")
+    return glob, cmd, params

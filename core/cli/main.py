@@ -1,0 +1,83 @@
+"""``mrun`` entry point: the fast path for machines, typer for people, one error format.
+
+Errors are one line on stderr (``mrun: <what failed and why>``) and, with ``--log``, one
+log record in runc's text or JSON format — containerd's runc shim reads the last JSON error
+from that file to explain a failed create.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from mrun.cli.commands import Command
+from mrun.errors import MrunError
+
+
+def _log(g: dict[str, Any], level: str, msg: str) -> None:
+    if not g.get("log"):
+        return
+    t = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+    if g.get("log_format") == "json":
+        line = json.dumps({"level": level, "msg": msg, "time": stamp})
+    else:
+        line = f'time="{stamp}" level={level} msg={json.dumps(msg)}'
+    try:
+        fd = os.open(g["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, line.encode() + b"\n")
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def call(g: dict[str, Any], cmd: Command, params: dict[str, Any]) -> int:
+    """Run one verb with the shared error handling."""
+    from mrun.cli import verbs
+
+    if g.get("log_format") not in ("text", "json"):
+        print(f"mrun: --log-format: {g.get('log_format')!r} is not text or json", file=sys.stderr)
+        return 2
+    if g.get("debug"):
+        _log(g, "debug", f"{cmd.name} {json.dumps(params)}")
+    try:
+        return getattr(verbs, cmd.handler)(g, **params)
+    except MrunError as e:
+        msg = str(e)
+        print(f"mrun: {msg}", file=sys.stderr)
+        _log(g, "error", msg)
+        return e.exit_code
+    except OSError as e:
+        msg = f"{cmd.name}: {e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+        print(f"mrun: {msg}", file=sys.stderr)
+        _log(g, "error", msg)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    from mrun.cli.fastparse import ParseError, parse
+
+    try:
+        g, cmd, params = parse(argv)
+    except ParseError:
+        from mrun.cli.typer_app import build
+
+        app = build(call)
+        try:
+            app(args=argv, prog_name="mrun", standalone_mode=True)
+        except SystemExit as e:
+            return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        return 0
+    return call(g, cmd, params)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

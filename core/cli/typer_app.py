@@ -1,0 +1,71 @@
+"""The typer front end, generated from ``commands`` so that flags are defined only once."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Annotated, Any
+
+import typer
+
+from mrun.cli.commands import COMMANDS, GLOBAL_FLAGS, Command, Flag
+
+
+def _option(flag: Flag) -> Any:
+    decls = [f"--{flag.name}"] + ([f"-{flag.short}"] if flag.short else [])
+    kind: Any = {bool: bool, int: int, list: list[str]}.get(flag.kind, str)
+    default = flag.default
+    if flag.kind is int and default is None:
+        kind = int | None
+    if flag.kind is list:
+        default = list(default or [])
+    opt = typer.Option(*decls, help=flag.help, hidden=flag.hidden, show_default=flag.kind is not bool)
+    return Annotated[kind, opt], default
+
+
+def _command_function(cmd: Command, call: Any) -> Any:
+    params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
+    for a in cmd.args:
+        kind: Any = list[str] if a.variadic else str
+        default = ... if a.required and not a.variadic else None
+        params.append(inspect.Parameter(a.dest, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                        annotation=Annotated[kind, typer.Argument(help=a.help, show_default=False)],
+                                        default=default))
+    for f in cmd.flags:
+        ann, default = _option(f)
+        params.append(inspect.Parameter(f.dest, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default))
+
+    def handler(ctx: typer.Context, **kwargs: Any) -> None:
+        for a in cmd.args:
+            if a.variadic and kwargs.get(a.dest) is None:
+                kwargs[a.dest] = []
+        raise typer.Exit(call(ctx.obj, cmd, kwargs))
+
+    handler.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    handler.__annotations__ = {p.name: p.annotation for p in params}
+    handler.__name__ = cmd.name
+    handler.__doc__ = cmd.help
+    return handler
+
+
+def build(call: Any) -> typer.Typer:
+    """``call(globals, command, params) -> exit status`` runs a verb; main supplies it."""
+    app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+                      context_settings={"help_option_names": ["-h", "--help"]},
+                      help="mrun: one runtime for Linux and WebAssembly containers (runc-compatible).")
+    gparams = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
+    for f in GLOBAL_FLAGS:
+        ann, default = _option(f)
+        gparams.append(inspect.Parameter(f.dest, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default))
+
+    def callback(ctx: typer.Context, **kwargs: Any) -> None:
+        ctx.obj = kwargs
+
+    callback.__signature__ = inspect.Signature(gparams)  # type: ignore[attr-defined]
+    callback.__annotations__ = {p.name: p.annotation for p in gparams}
+    app.callback()(callback)
+    for cmd in COMMANDS:
+        fn = _command_function(cmd, call)
+        app.command(cmd.name, help=cmd.help)(fn)
+        for alias in cmd.aliases:
+            app.command(alias, help=cmd.help, hidden=True)(fn)
+    return app

@@ -1,0 +1,231 @@
+"""What each CLI verb does: parse nothing, print results, return the exit status.
+
+Handlers receive the parsed global flags (``g``) and their own flags as keywords; both
+front ends (fastparse and typer) call them the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from mrun.errors import InvalidSpec, MrunError
+from mrun.runtime import CreateOptions, Runtime
+
+
+def _rt(g: dict[str, Any]) -> Runtime:
+    return Runtime(g["root"])
+
+
+def _opts(g: dict[str, Any], pid_file: str = "", console_socket: str = "", preserve_fds: int = 0,
+          no_pivot: bool = False, **_: Any) -> CreateOptions:
+    if preserve_fds < 0:
+        raise MrunError("--preserve-fds: must not be negative")
+    return CreateOptions(pid_file=pid_file, console_socket=console_socket, preserve_fds=preserve_fds,
+                         no_pivot=no_pivot, systemd_cgroup=g["systemd_cgroup"])
+
+
+def create(g: dict[str, Any], container_id: str, bundle: str, **kw: Any) -> int:
+    _rt(g).create(container_id, bundle, _opts(g, **kw))
+    return 0
+
+
+def start(g: dict[str, Any], container_id: str) -> int:
+    _rt(g).start(container_id)
+    return 0
+
+
+def state(g: dict[str, Any], container_id: str) -> int:
+    print(json.dumps(_rt(g).state(container_id), indent=2))
+    return 0
+
+
+def kill(g: dict[str, Any], container_id: str, signal: str | None, all: bool) -> int:  # noqa: A002
+    from mrun.proc import parse_signal
+
+    _rt(g).kill(container_id, parse_signal(signal or "SIGTERM"), all)
+    return 0
+
+
+def delete(g: dict[str, Any], container_id: str, force: bool) -> int:
+    _rt(g).delete(container_id, force)
+    return 0
+
+
+def run(g: dict[str, Any], container_id: str, bundle: str, detach: bool, keep: bool, **kw: Any) -> int:
+    if not bundle:
+        raise MrunError("run: name the bundle with -b/--bundle (`mrun run IMAGE` needs image support, "
+                        "which is not built yet)")
+    return _rt(g).run(container_id, bundle, _opts(g, **kw), detach, keep)
+
+
+def list_(g: dict[str, Any], format: str, quiet: bool) -> int:  # noqa: A002
+    states = _rt(g).list()
+    if quiet:
+        for s in states:
+            print(s["id"])
+    elif format == "json":
+        print(json.dumps(states))
+    elif format == "table":
+        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
+        rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]) for s in states]
+        widths = [max(len(r[i]) for r in rows) for i in range(6)]
+        for r in rows:
+            print("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    else:
+        raise MrunError(f"--format: {format!r} is not table or json")
+    return 0
+
+
+def ps(g: dict[str, Any], container_id: str, ps_args: list[str], format: str) -> int:  # noqa: A002
+    pids = _rt(g).pids(container_id)
+    if format == "json":
+        print(json.dumps(pids))
+        return 0
+    if format != "table":
+        raise MrunError(f"--format: {format!r} is not table or json")
+    import subprocess
+
+    out = subprocess.run(["ps", *(ps_args or ["-ef"])], capture_output=True, text=True, check=False)
+    if out.returncode:
+        raise MrunError(f"ps {' '.join(ps_args)}: {out.stderr.strip()}")
+    lines = out.stdout.splitlines()
+    if not lines:
+        return 0
+    header = lines[0].split()
+    if "PID" not in header:
+        raise MrunError("ps output has no PID column")
+    col = header.index("PID")
+    print(lines[0])
+    wanted = set(pids)
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) > col and fields[col].isdigit() and int(fields[col]) in wanted:
+            print(line)
+    return 0
+
+
+def _exec_process(g: dict[str, Any], container_id: str, command: list[str], env: list[str], cwd: str,
+                  tty: bool, user: str, additional_gids: list[str], cap: list[str],
+                  no_new_privs: bool) -> dict[str, Any]:
+    """runc's rule: start from the container's own process, then apply the flags."""
+    base = dict(_rt(g).store.load(container_id).config.get("process") or {})
+    if not command:
+        raise MrunError("exec: give a command, or --process FILE")
+    base["args"] = list(command)
+    base["env"] = list(base.get("env") or []) + list(env)
+    base["terminal"] = tty
+    if cwd:
+        base["cwd"] = cwd
+    if user:
+        uid, _, gid = user.partition(":")
+        try:
+            base["user"] = {**(base.get("user") or {}), "uid": int(uid), "gid": int(gid or 0)}
+        except ValueError:
+            raise MrunError(f"--user: {user!r} is not uid[:gid]")
+    if additional_gids:
+        base.setdefault("user", {})["additionalGids"] = [int(x) for x in additional_gids]
+    if cap:
+        caps = {k: list(v) for k, v in (base.get("capabilities") or {}).items()}
+        for name in ("bounding", "effective", "permitted"):
+            caps[name] = sorted(set(caps.get(name, [])) | set(cap))
+        base["capabilities"] = caps
+    if no_new_privs:
+        base["noNewPrivileges"] = True
+    return base
+
+
+def exec_(g: dict[str, Any], container_id: str, command: list[str], process: str, detach: bool,
+          env: list[str], cwd: str, tty: bool, user: str, additional_gids: list[str], cap: list[str],
+          no_new_privs: bool, apparmor: str = "", process_label: str = "", **kw: Any) -> int:
+    if process:
+        try:
+            with open(process) as f:
+                proc = json.load(f)
+        except (OSError, ValueError) as e:
+            raise InvalidSpec(f"--process {process}: {e}")
+        if not isinstance(proc, dict):
+            raise InvalidSpec(f"--process {process}: must hold a JSON object")
+    else:
+        proc = _exec_process(g, container_id, command, env, cwd, tty, user, additional_gids, cap,
+                             no_new_privs)
+    return _rt(g).exec(container_id, proc, _opts(g, **kw), detach)
+
+
+def pause(g: dict[str, Any], container_id: str) -> int:
+    _rt(g).pause(container_id)
+    return 0
+
+
+def resume(g: dict[str, Any], container_id: str) -> int:
+    _rt(g).resume(container_id)
+    return 0
+
+
+def update(g: dict[str, Any], container_id: str, resources: str, memory: int | None, pids_limit: int | None,
+           cpu_quota: int | None, cpu_period: int | None, cpu_shares: int | None) -> int:
+    res: dict[str, Any] = {}
+    if resources:
+        try:
+            res = json.load(sys.stdin) if resources == "-" else json.load(open(resources))
+        except (OSError, ValueError) as e:
+            raise InvalidSpec(f"--resources {resources}: {e}")
+    if memory is not None:
+        res.setdefault("memory", {})["limit"] = memory
+    if pids_limit is not None:
+        res.setdefault("pids", {})["limit"] = pids_limit
+    for key, value in (("quota", cpu_quota), ("period", cpu_period), ("shares", cpu_shares)):
+        if value is not None:
+            res.setdefault("cpu", {})[key] = value
+    from mrun.spec import _RESOURCES, _check
+
+    _check(res, _RESOURCES, "resources")
+    _rt(g).update(container_id, res)
+    return 0
+
+
+def events(g: dict[str, Any], container_id: str, stats: bool, interval: int) -> int:
+    import time
+
+    rt = _rt(g)
+    while True:
+        print(json.dumps({"type": "stats", "id": container_id, "data": rt.stats(container_id)}), flush=True)
+        if stats or rt.state(container_id)["status"] == "stopped":
+            return 0
+        time.sleep(max(interval, 1))
+
+
+def spec(g: dict[str, Any], bundle: str, rootless: bool) -> int:
+    from mrun.defaults import default_spec
+
+    path = os.path.join(bundle, "config.json")
+    if os.path.exists(path):
+        raise MrunError(f"{path} exists already: remove it first")
+    with open(path, "w") as f:
+        json.dump(default_spec(rootless, os.getuid(), os.getgid()), f, indent=2)
+        f.write("\n")
+    return 0
+
+
+def features(g: dict[str, Any]) -> int:
+    from mrun.features import features_document
+
+    print(json.dumps(features_document(), indent=2))
+    return 0
+
+
+def explain(g: dict[str, Any], bundle: str) -> int:
+    from mrun.plugins.api import Bundle
+    from mrun.plugins.manager import Backends
+    from mrun.spec import load_bundle
+
+    view = Bundle(load_bundle(bundle))
+    backends = Backends.load()
+    chosen, why, claims = backends.choose(view)
+    print(f"backend: {chosen}")
+    print(f"because: {why}")
+    for c in claims:
+        print(f"  {c.backend:<10} priority {c.priority:>3}  {c.reason}")
+    return 0

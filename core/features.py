@@ -1,0 +1,46 @@
+"""The runtime-spec features document (``mrun features``), backends included."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mrun import OCI_VERSION, __version__
+from mrun.sandbox.caps import NAMES
+from mrun.sandbox.rootfs import _FLAGS, PROPAGATION
+
+
+def features_document() -> dict[str, Any]:
+    from mrun.plugins.manager import Backends
+    from mrun.sandbox.seccomp import _ACTIONS, _ARCHES, _FLAGS as SECCOMP_FLAGS, _OPS
+
+    backends = Backends.load().features()
+    return {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": OCI_VERSION,
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
+        "mountOptions": sorted([*_FLAGS, *PROPAGATION, "tmpcopyup"]),
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
+            "capabilities": ["CAP_" + n for n in NAMES],
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": False},
+            "seccomp": {
+                "enabled": True,
+                "actions": sorted(_ACTIONS),
+                "operators": sorted(_OPS),
+                "archs": sorted(_ARCHES),
+                "knownFlags": list(SECCOMP_FLAGS),
+                "supportedFlags": [],
+            },
+            "apparmor": {"enabled": False},
+            "selinux": {"enabled": False},
+            "intelRdt": {"enabled": False},
+            "mountExtensions": {"idmap": {"enabled": False}},
+        },
+        "annotations": {
+            "org.mrun.version": __version__,
+            "org.mrun.backends": ",".join(b["name"] for b in backends),
+            "org.mrun.backends.detail": json.dumps(backends),
+            "run.oci.handler": "names the backend to use, overriding detection",
+        },
+    }

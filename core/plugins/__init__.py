@@ -1,0 +1,1 @@
+"""Backend plugins: the pluggy contract and its loader."""

@@ -1,0 +1,89 @@
+"""What backends receive and return. Plain classes, no pluggy import: cheap to load anywhere."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from mrun.sandbox.rootfs import secure_join
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A backend's bid for a bundle: the highest priority wins; the reason is shown to users."""
+
+    backend: str
+    priority: int
+    reason: str
+
+
+class Bundle:
+    """A read-only view of a bundle for claims: its spec, and the entrypoint as the container sees it."""
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+        self.config: dict[str, Any] = spec.raw
+        self.rootfs: str = spec.rootfs
+        self.annotations: dict[str, str] = spec.annotations
+        self.args: list[str] = list(spec.process.get("args") or [])
+        self._magic: bytes | None = None
+
+    def env(self, name: str, default: str = "") -> str:
+        for entry in reversed(self.spec.process.get("env") or []):
+            key, _, value = entry.partition("=")
+            if key == name:
+                return value
+        return default
+
+    def entrypoint(self) -> str | None:
+        """Host path of process.args[0] resolved inside the rootfs (PATH searched), or None."""
+        if not self.args:
+            return None
+        return resolve_in_root(self.rootfs, self.args[0].split("#", 1)[0], self.env("PATH", DEFAULT_PATH),
+                               self.spec.process.get("cwd") or "/")
+
+    def magic(self) -> bytes:
+        """The first bytes of the entrypoint ('' if it cannot be read): ELF, '#!' or '\\0asm'."""
+        if self._magic is None:
+            path = self.entrypoint()
+            try:
+                with open(path, "rb") as f:  # type: ignore[arg-type]
+                    self._magic = f.read(8)
+            except (OSError, TypeError):
+                self._magic = b""
+        return self._magic
+
+
+def resolve_in_root(root: str, name: str, path_env: str, cwd: str = "/") -> str | None:
+    """Find ``name`` as execve in the container would: a path as is, a bare name along PATH."""
+    if "/" in name:
+        candidate = secure_join(root, name if name.startswith("/") else os.path.join(cwd, name))
+        return candidate if os.path.isfile(candidate) else None
+    for d in path_env.split(":"):
+        if not d:
+            continue
+        candidate = secure_join(root, os.path.join(d, name))
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+@dataclass
+class Container:
+    """The container a backend prepares and runs; ``data`` is the backend's own scratch space,
+    filled on the host in ``mrun_prepare`` and still there inside the sandbox (same memory)."""
+
+    id: str
+    bundle: Bundle
+    state_dir: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class Payload(Protocol):
+    """What runs inside the finished sandbox. ``run`` returns an exit status, or never
+    returns (execve)."""
+
+    def run(self) -> int: ...

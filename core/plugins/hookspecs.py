@@ -1,0 +1,52 @@
+"""The backend contract. A backend is a pluggy plugin registered under the entry-point group
+``mrun.backends``; the entry-point name is the backend's name.
+
+Lifecycle of one container, and where each hook runs:
+
+1. ``mrun_claim`` (host): every backend may bid for the bundle; the core picks the highest
+   priority and can explain why (``mrun explain``).
+2. ``mrun_prepare`` (host, before any namespace): the chosen backend loads or compiles what
+   it needs; after pivot_root the host filesystem is gone.
+3. ``mrun_payload`` (inside the sandbox, after pivot_root, before the start signal): resolve
+   and check the entrypoint; raising here fails ``create`` with the message.
+4. ``Payload.run()`` (inside the sandbox, after ``start`` and the privilege drop).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+from mrun.plugins.api import Bundle, Claim, Container, Payload
+
+PROJECT = "mrun"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def mrun_claim(bundle: Bundle) -> Claim | None:
+    """Bid for ``bundle``; return None to pass."""
+
+
+@hookspec(firstresult=True)
+def mrun_prepare(container: Container) -> None:
+    """Host-side preparation of the chosen backend (called on that backend only)."""
+
+
+@hookspec(firstresult=True)
+def mrun_payload(container: Container, process: dict[str, Any]) -> Payload:
+    """Inside the sandbox: return the payload to run for ``process`` (called on the chosen backend only).
+
+    Also used for ``exec``: ``process`` is then the exec'd process."""
+
+
+@hookspec
+def mrun_features() -> dict[str, Any]:
+    """A description of the backend for ``mrun features``: {"name", "description", ...}."""
+
+
+@hookspec(firstresult=True)
+def mrun_stats(container: Container) -> dict[str, Any] | None:
+    """Backend-specific figures for ``mrun events --stats`` (called on the chosen backend only)."""

@@ -1,0 +1,433 @@
+"""The in-process runtime API: one container lifecycle behind the CLI and the shim.
+
+Each method does one runtime-spec operation on the state root it was built with. Heavy
+imports (pluggy and the backends, the sandbox) happen only in the methods that need them,
+so ``start``, ``state``, ``kill`` and ``delete`` stay cheap for callers that spawn one
+process per verb (containerd's runc shim, podman).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound
+from mrun.proc import exit_code, is_alive, start_time
+from mrun.state import EXEC_FIFO, Record, Store, now_rfc3339, oci_state
+
+
+@dataclass
+class CreateOptions:
+    pid_file: str = ""
+    console_socket: str = ""
+    preserve_fds: int = 0
+    no_pivot: bool = False
+    systemd_cgroup: bool = False
+
+
+def _owner() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    """Atomically, as containerd's shim reads it the moment the command returns."""
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+
+
+def _close_extra_fds(preserve: int) -> None:
+    """Inherited descriptors above 2 + --preserve-fds must not leak into the container."""
+    first = 3 + preserve
+    try:
+        fds = [int(x) for x in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(first, 1024))
+    for fd in fds:
+        if fd >= first:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass
+
+
+class Runtime:
+    def __init__(self, root: str) -> None:
+        self.store = Store(root)
+
+    # -- create / start ----------------------------------------------------------------------
+
+    def create(self, container_id: str, bundle: str, opts: CreateOptions | None = None) -> Record:
+        from mrun.cgroups import new_cgroup
+        from mrun.plugins.api import Bundle, Container
+        from mrun.plugins.manager import Backends
+        from mrun.sandbox.init import Sandbox, container_init
+        from mrun.sandbox.launch import Launch, spawn
+        from mrun.sandbox.process import ProcessPlan
+        from mrun.spec import load_bundle
+
+        opts = opts or CreateOptions()
+        spec = load_bundle(bundle)
+        namespaces = spec.namespaces()
+        if namespaces.get("mount") != "":
+            raise InvalidSpec("linux.namespaces: mrun needs a new mount namespace to set up the rootfs")
+        self.store.reserve(container_id)
+        record = Record(id=container_id, bundle=spec.bundle, rootfs=spec.rootfs, config=spec.raw,
+                        created=now_rfc3339(), owner=_owner())
+        cgroup = None
+        ch = None
+        try:
+            backends = Backends.load()
+            view = Bundle(spec)
+            record.backend, _, _ = backends.choose(view)
+            plan = ProcessPlan(spec.process, spec.linux.get("seccomp"))
+            cgroup = new_cgroup(spec.linux.get("cgroupsPath", ""), container_id, opts.systemd_cgroup)
+            record.cgroup = cgroup.to_dict()
+            self.store.save(record)  # from here on, `delete --force` can find and remove everything
+            cgroup.create(spec.linux.get("resources") or {}, spec.linux.get("devices") or [])
+            record.cgroup = cgroup.to_dict()
+            self.store.save(record)
+            container = Container(container_id, view, self.store.path(container_id))
+            backends.hook(record.backend, "mrun_prepare")(container=container)
+            fifo = self.store.path(container_id, EXEC_FIFO)
+            os.mkfifo(fifo, 0o600)
+            console = None
+            if opts.console_socket:
+                from mrun.sandbox.console import connect
+
+                console = connect(opts.console_socket)
+            elif spec.process.get("terminal"):
+                raise InvalidSpec("process.terminal: a terminal needs --console-socket to hand the pty to")
+            _close_extra_fds(opts.preserve_fds)
+            sandbox = Sandbox(
+                spec=spec, container=container, plan=plan,
+                payload_hook=backends.hook(record.backend, "mrun_payload"),
+                namespaces=namespaces, cgroup_paths=getattr(cgroup, "paths", {}), exec_fifo=fifo,
+                console=console, no_pivot=opts.no_pivot,
+                hook_state=oci_state(self.store, record, "creating"),
+            )
+            launch = Launch(namespaces=namespaces, child=lambda c: container_init(sandbox, c),
+                            add_to_cgroup=cgroup.add, uid_mappings=spec.linux.get("uidMappings") or [],
+                            gid_mappings=spec.linux.get("gidMappings") or [])
+            record.pid, ch = spawn(launch)
+            if console is not None:
+                console.close()
+            record.pid_start = start_time(record.pid)
+            self.store.save(record)
+            while True:
+                msg = ch.recv()
+                if msg.get("hooks"):
+                    from mrun.hooks import run_hooks
+
+                    st = oci_state(self.store, record, "created")
+                    run_hooks("prestart", spec.hooks.get("prestart") or [], st)
+                    run_hooks("createRuntime", spec.hooks.get("createRuntime") or [], st)
+                    ch.send(go=True)
+                elif msg.get("ready"):
+                    break
+                elif "error" in msg:
+                    raise MrunError(msg["error"])
+                else:
+                    raise MrunError("the container's init process died while setting up")
+            record.stage = "created"
+            self.store.save(record)
+            if opts.pid_file:
+                write_pid_file(opts.pid_file, record.pid)
+            return record
+        except BaseException:
+            self._discard(record, cgroup)
+            raise
+        finally:
+            if ch is not None:
+                ch.close()
+
+    def _discard(self, record: Record, cgroup: Any) -> None:
+        """Undo a failed create: nothing may be left behind."""
+        if record.pid and is_alive(record.pid, record.pid_start):
+            try:
+                os.kill(record.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if cgroup is not None:
+            try:
+                cgroup.destroy()
+            except MrunError:
+                pass
+        self.store.remove(record.id)
+
+    def start(self, container_id: str) -> Record:
+        with self.store.lock(container_id):
+            record = self.store.load(container_id)
+            status = self.store.status(record)
+            if status != "created":
+                raise InvalidState(f"cannot start container {container_id!r}: it is {status}, not created")
+            fifo = self.store.path(container_id, EXEC_FIFO)
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError:
+                raise InvalidState(f"cannot start container {container_id!r}: its init process is gone")
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+            os.unlink(fifo)
+            record.stage = "running"
+            self.store.save(record)
+        poststart = (record.config.get("hooks") or {}).get("poststart")
+        if poststart:
+            from mrun.hooks import run_hooks
+
+            run_hooks("poststart", poststart, oci_state(self.store, record, "running"))
+        return record
+
+    # -- inspection ----------------------------------------------------------------------
+
+    def state(self, container_id: str) -> dict[str, Any]:
+        record = self.store.load(container_id)
+        return oci_state(self.store, record)
+
+    def list(self) -> list[dict[str, Any]]:
+        out = []
+        for cid in self.store.ids():
+            try:
+                out.append(self.state(cid))
+            except MrunError:
+                continue  # a half-written container dir: `delete --force` removes it
+        return out
+
+    def _cgroup(self, record: Record) -> Any:
+        from mrun.cgroups import open_cgroup
+
+        if not record.cgroup:
+            raise MrunError(f"container {record.id!r} has no cgroup")
+        return open_cgroup(record.cgroup)
+
+    def pids(self, container_id: str) -> list[int]:
+        record = self.store.load(container_id)
+        return self._cgroup(record).pids()
+
+    def stats(self, container_id: str) -> dict[str, Any]:
+        record = self.store.load(container_id)
+        return self._cgroup(record).stats()
+
+    def oom_killed(self, record: Record) -> bool:
+        try:
+            return self._cgroup(record).oom_kills() > 0
+        except (MrunError, OSError):
+            return False
+
+    # -- signals, pause ------------------------------------------------------------------------
+
+    def kill(self, container_id: str, sig: int, all_processes: bool = False) -> None:
+        record = self.store.load(container_id)
+        status = self.store.status(record)
+        if status == "stopped":
+            raise InvalidState(f"cannot kill container {container_id!r}: container not running")
+        if all_processes:
+            self._cgroup(record).kill_all(sig)
+            return
+        try:
+            os.kill(record.pid, sig)
+        except ProcessLookupError:
+            raise InvalidState(f"cannot kill container {container_id!r}: container not running")
+        if sig == signal.SIGKILL and status == "paused":
+            self._cgroup(record).set_frozen(False)  # a frozen task cannot die until thawed
+
+    def pause(self, container_id: str) -> None:
+        with self.store.lock(container_id):
+            record = self.store.load(container_id)
+            status = self.store.status(record)
+            if status != "running":
+                raise InvalidState(f"cannot pause container {container_id!r}: it is {status}, not running")
+            self._cgroup(record).set_frozen(True)
+
+    def resume(self, container_id: str) -> None:
+        with self.store.lock(container_id):
+            record = self.store.load(container_id)
+            status = self.store.status(record)
+            if status != "paused":
+                raise InvalidState(f"cannot resume container {container_id!r}: it is {status}, not paused")
+            self._cgroup(record).set_frozen(False)
+
+    def update(self, container_id: str, resources: dict[str, Any]) -> None:
+        with self.store.lock(container_id):
+            record = self.store.load(container_id)
+            self._cgroup(record).apply(resources)
+
+    # -- delete ---------------------------------------------------------------------------
+
+    def delete(self, container_id: str, force: bool = False) -> None:
+        if not self.store.exists(container_id):
+            if force:
+                return
+            raise NotFound(f"container {container_id!r} does not exist")
+        with self.store.lock(container_id):
+            try:
+                record = self.store.load(container_id)
+            except MrunError:
+                if not force:
+                    raise
+                self.store.remove(container_id)  # a create that crashed before writing its state
+                return
+            status = self.store.status(record)
+            if status in ("running", "paused") and not force:
+                raise InvalidState(f"cannot delete container {container_id!r}: it is {status}; "
+                                   f"stop it first or use --force")
+            self._stop(record)
+            if record.cgroup:
+                self._cgroup(record).destroy()
+            poststop = (record.config.get("hooks") or {}).get("poststop")
+            if poststop:
+                from mrun.hooks import run_hooks
+
+                run_hooks("poststop", poststop, oci_state(self.store, record, "stopped"))
+            self.store.remove(container_id)
+
+    def _stop(self, record: Record, timeout: float = 10.0) -> None:
+        if not is_alive(record.pid, record.pid_start):
+            return
+        if record.cgroup:
+            cg = self._cgroup(record)
+            if cg.exists():
+                cg.kill_all(signal.SIGKILL)
+        try:
+            os.kill(record.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while is_alive(record.pid, record.pid_start):
+            try:  # reap it if it is our own child (run, exec without --detach)
+                os.waitpid(record.pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            if time.monotonic() > deadline:
+                raise MrunError(f"container {record.id!r}: init process {record.pid} did not die")
+            time.sleep(0.002)
+
+    # -- run and exec ---------------------------------------------------------------------
+
+    def exec(self, container_id: str, process: dict[str, Any], opts: CreateOptions, detach: bool) -> int:
+        from mrun.plugins.api import Bundle, Container
+        from mrun.plugins.manager import Backends
+        from mrun.sandbox import syscalls as sc
+        from mrun.sandbox.init import Sandbox, exec_child
+        from mrun.sandbox.launch import Launch, spawn
+        from mrun.sandbox.process import ProcessPlan
+        from mrun.spec import Spec, check_process
+
+        check_process(process)
+        record = self.store.load(container_id)
+        status = self.store.status(record)
+        if status not in ("running", "created"):
+            raise InvalidState(f"cannot exec in container {container_id!r}: it is {status}")
+        spec = Spec(record.config, record.bundle)
+        plan = ProcessPlan(process, spec.linux.get("seccomp"))
+        backends = Backends.load()
+        container = Container(container_id, Bundle(spec), self.store.path(container_id))
+        namespaces = {}
+        for kind, name in sc.NS_PROC.items():
+            theirs = f"/proc/{record.pid}/ns/{name}"
+            try:
+                if os.stat(theirs).st_ino != os.stat(f"/proc/self/ns/{name}").st_ino:
+                    namespaces[kind] = theirs
+            except FileNotFoundError:
+                continue
+        console = None
+        if opts.console_socket:
+            from mrun.sandbox.console import connect
+
+            console = connect(opts.console_socket)
+        elif process.get("terminal"):
+            raise InvalidSpec("process.terminal: a terminal needs --console-socket to hand the pty to")
+        _close_extra_fds(opts.preserve_fds)
+        sandbox = Sandbox(spec=spec, container=container, plan=plan,
+                          payload_hook=backends.hook(record.backend, "mrun_payload"),
+                          namespaces=namespaces, cgroup_paths={}, console=console)
+        cgroup = self._cgroup(record) if record.cgroup else None
+        if not detach:
+            sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+        launch = Launch(namespaces=namespaces, child=lambda c: exec_child(sandbox, c),
+                        add_to_cgroup=cgroup.add if cgroup else None)
+        pid, ch = spawn(launch)
+        try:
+            if console is not None:
+                console.close()
+            msg = ch.recv()
+            if "error" in msg:
+                raise MrunError(msg["error"])
+            if not msg.get("ready"):
+                raise MrunError("the exec'd process died while setting up")
+        except BaseException:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            raise
+        finally:
+            ch.close()
+        if opts.pid_file:
+            write_pid_file(opts.pid_file, pid)
+        if detach:
+            return 0
+        return wait_forwarding(pid)
+
+    def run(self, container_id: str, bundle: str, opts: CreateOptions, detach: bool, keep: bool = False) -> int:
+        """runc's ``run``: create + start, then (unless detached) wait, report, delete."""
+        from mrun.sandbox import syscalls as sc
+
+        if not detach:
+            # The init is reparented to us when the intermediate exits, so we can wait for it.
+            sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+        record = self.create(container_id, bundle, opts)
+        try:
+            self.start(container_id)
+        except BaseException:
+            self.delete(container_id, force=True)
+            raise
+        if detach:
+            return 0
+        code = wait_forwarding(record.pid)
+        if code == 128 + signal.SIGKILL and self.oom_killed(record):
+            import sys
+
+            print(f"mrun: container {container_id!r} was killed by the OOM killer "
+                  f"(memory limit reached)", file=sys.stderr)
+        if not keep:
+            self.delete(container_id, force=True)
+        return code
+
+
+_FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
+              signal.SIGUSR2, signal.SIGALRM, signal.SIGCONT, signal.SIGWINCH)
+
+
+def wait_forwarding(pid: int) -> int:
+    """Wait for our child ``pid``, passing on signals we get; reap any orphan on the way."""
+
+    def forward(signum: int, _frame: Any) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    old = {s: signal.signal(s, forward) for s in _FORWARDED}
+    try:
+        while True:
+            try:
+                done, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                return 255
+            if done == pid:
+                return exit_code(status)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)

@@ -1,0 +1,1 @@
+"""The sandbox every backend runs in: namespaces, rootfs, devices, privileges."""

@@ -1,0 +1,80 @@
+"""Capability sets: names to bits, and applying bounding/effective/permitted/inheritable/ambient."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from mrun.errors import InvalidSpec
+from mrun.sandbox import syscalls as sc
+
+NAMES = (
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
+    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
+    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+)
+BITS = {"CAP_" + n: i for i, n in enumerate(NAMES)}
+
+
+def last_cap() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except OSError:
+        return len(NAMES) - 1
+
+
+def current_permitted() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapPrm:"):
+                return int(line.split()[1], 16)
+    return 0
+
+
+def to_mask(names: list[str] | None, field: str) -> int:
+    mask = 0
+    for i, name in enumerate(names or []):
+        if name not in BITS:
+            raise InvalidSpec(f"{field}[{i}]: unknown capability {name!r}")
+        mask |= 1 << BITS[name]
+    return mask
+
+
+class CapPlan:
+    """Masks computed on the host (where errors can still be reported), applied in the sandbox."""
+
+    def __init__(self, caps: dict[str, Any] | None, field: str = "process.capabilities") -> None:
+        caps = caps or {}
+        self.present = caps is not None
+        usable = current_permitted() & ((1 << (last_cap() + 1)) - 1)
+        self.masks = {}
+        dropped = 0
+        for name in ("bounding", "effective", "permitted", "inheritable", "ambient"):
+            mask = to_mask(caps.get(name), f"{field}.{name}")
+            dropped |= mask & ~usable
+            self.masks[name] = mask & usable
+        if dropped:
+            missing = [n for n, b in BITS.items() if dropped >> b & 1]
+            print(f"mrun: warning: capabilities not available to mrun here, left out: "
+                  f"{', '.join(missing)}", file=sys.stderr)
+
+    def drop_bounding(self) -> None:
+        keep = self.masks["bounding"]
+        for bit in range(last_cap() + 1):
+            if not keep >> bit & 1:
+                try:
+                    sc.prctl(sc.PR_CAPBSET_DROP, bit)
+                except OSError:
+                    pass  # already absent from the bounding set
+
+    def apply(self) -> None:
+        m = self.masks
+        sc.capset(m["effective"], m["permitted"], m["inheritable"])
+        sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
+        for bit in range(last_cap() + 1):
+            if m["ambient"] >> bit & 1:
+                sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_RAISE, bit)

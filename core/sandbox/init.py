@@ -1,0 +1,158 @@
+"""Inside the sandbox: finish the container's world, wait for ``start``, run the payload.
+
+This code runs in the forked child after the namespaces exist. Every module it needs was
+imported by the host before the fork: after pivot_root the host's Python stdlib is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from mrun.errors import MrunError
+from mrun.hooks import run_hooks
+from mrun.plugins.api import Container
+from mrun.sandbox import devices, rootfs
+from mrun.sandbox import syscalls as sc
+from mrun.sandbox.launch import Channel
+from mrun.sandbox.process import ProcessPlan
+from mrun.spec import Spec
+
+
+@dataclass
+class Sandbox:
+    """Everything the sandboxed side needs, prepared on the host."""
+
+    spec: Spec
+    container: Container
+    plan: ProcessPlan
+    payload_hook: Any  # the chosen backend's mrun_payload caller
+    namespaces: dict[str, str]
+    cgroup_paths: dict[str, str]
+    exec_fifo: str = ""
+    console: Any = None  # a connected socket for --console-socket
+    no_pivot: bool = False
+    hook_state: dict[str, Any] | None = None
+
+
+def _host_pid() -> int:
+    """Our pid as the host sees it (first NSpid field), read while /proc is still the host's."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("NSpid:"):
+                return int(line.split()[1])
+    return os.getpid()
+
+
+def _exit_on(signum: int, _frame: Any) -> None:
+    os._exit(128 + signum)
+
+
+def _wait_for_start(fifo_fd: int) -> None:
+    # We are PID 1 here: signals without a handler are ignored, so a created container would
+    # shrug off `kill TERM`. Handle them until exec, which resets caught signals.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, _exit_on)
+    while True:
+        try:
+            if os.read(fifo_fd, 1):
+                break
+        except InterruptedError:
+            continue
+    os.close(fifo_fd)
+
+
+def _build_rootfs(sb: Sandbox) -> None:
+    spec, linux = sb.spec, sb.spec.linux
+    root = spec.rootfs
+    rootfs.prepare_root(root, linux.get("rootfsPropagation", ""))
+    new_cgroupns = sb.namespaces.get("cgroup") == ""
+    dev_is_bind = False
+    for i, m in enumerate(spec.raw.get("mounts") or []):
+        rootfs.mount_one(root, m, i, sb.cgroup_paths, new_cgroupns)
+        if os.path.normpath(m["destination"]) == "/dev" and (m.get("type") == "bind" or "bind" in (
+                m.get("options") or []) or "rbind" in (m.get("options") or [])):
+            dev_is_bind = True
+    devices.create(root, linux.get("devices") or [], "user" in sb.namespaces, dev_is_bind)
+
+
+def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
+    spec, linux = sb.spec, sb.spec.linux
+    os.setsid()
+    host_pid = _host_pid()
+    new_mount = sb.namespaces.get("mount") == ""
+    if new_mount:
+        _build_rootfs(sb)
+    if spec.raw.get("hostname") or spec.raw.get("domainname"):
+        if sb.namespaces.get("uts") != "":
+            raise MrunError("hostname: setting it needs a new uts namespace in linux.namespaces")
+        if spec.raw.get("hostname"):
+            sc.sethostname(spec.raw["hostname"])
+        if spec.raw.get("domainname"):
+            sc.setdomainname(spec.raw["domainname"])
+    if spec.process.get("oomScoreAdj") is not None:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(spec.process["oomScoreAdj"]))
+    fifo_fd = os.open(sb.exec_fifo, os.O_RDWR | os.O_CLOEXEC)
+    hooks = spec.hooks
+    if hooks.get("prestart") or hooks.get("createRuntime"):
+        ch.send(hooks=True)
+        msg = ch.recv()
+        if "go" not in msg:
+            os._exit(1)
+    state = dict(sb.hook_state or {}, pid=host_pid)
+    if hooks.get("createContainer"):
+        run_hooks("createContainer", hooks["createContainer"], dict(state, status="created"))
+    if new_mount:
+        rootfs.pivot(spec.rootfs, sb.no_pivot)
+        rootfs.write_sysctls(linux.get("sysctl") or {})
+        rootfs.mask_paths(linux.get("maskedPaths") or [])
+        rootfs.readonly_paths(linux.get("readonlyPaths") or [])
+        if (spec.raw.get("root") or {}).get("readonly"):
+            rootfs.remount_readonly("/")
+    elif linux.get("sysctl"):
+        rootfs.write_sysctls(linux["sysctl"])
+    payload = _enter_process(sb)
+    ch.send(ready=True)
+    ch.close()
+    _wait_for_start(fifo_fd)
+    if hooks.get("startContainer"):
+        run_hooks("startContainer", hooks["startContainer"], dict(state, status="running"))
+    sb.plan.apply()
+    os._exit(payload.run())
+
+
+def _enter_process(sb: Sandbox) -> Any:
+    """Terminal, working directory and payload: the parts shared by init and exec."""
+    plan = sb.plan
+    if sb.console is not None:
+        from mrun.sandbox.console import make_controlling_pty
+
+        make_controlling_pty(sb.console, plan.process.get("consoleSize"))
+    try:
+        os.chdir(plan.cwd)
+    except FileNotFoundError:
+        try:
+            os.makedirs(plan.cwd, 0o755)
+            os.chdir(plan.cwd)
+        except OSError as e:
+            raise MrunError(f"process.cwd: {plan.cwd}: {e.strerror}")
+    except OSError as e:
+        raise MrunError(f"process.cwd: {plan.cwd}: {e.strerror}")
+    payload = sb.payload_hook(container=sb.container, process=plan.process)
+    if payload is None:
+        raise MrunError(f"backend returned no payload for {plan.args[0]!r}")
+    return payload
+
+
+def exec_child(sb: Sandbox, ch: Channel) -> NoReturn:
+    """An ``exec``'d process: the namespaces and cgroup are already the container's."""
+    if sb.console is not None:
+        os.setsid()
+    payload = _enter_process(sb)
+    ch.send(ready=True)
+    ch.close()
+    sb.plan.apply()
+    os._exit(payload.run())

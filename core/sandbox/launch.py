@@ -1,0 +1,168 @@
+"""Host side of starting a process in a sandbox: fork, join or create namespaces, hand back a pid.
+
+Three processes are involved, because only a child forked *after* unshare(CLONE_NEWPID) lives
+in the new PID namespace:
+
+    mrun (host) --fork--> intermediate: joins/unshares namespaces --fork--> sandboxed process
+                                          (reports the pid, exits)
+
+The host puts the intermediate into the container's cgroup before it unshares the cgroup
+namespace, and writes uid/gid maps when it creates a user namespace. Everything travels as
+JSON lines over a pair of pipes; the sandboxed process reports errors the same way, so a
+failure inside the container is one clear line on the host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from mrun.errors import MrunError
+from mrun.sandbox import syscalls as sc
+
+
+class Channel:
+    """One end of a bidirectional JSON-lines link made of two pipes."""
+
+    def __init__(self, rfd: int, wfd: int) -> None:
+        self.rfd, self.wfd = rfd, wfd
+        self.buf = b""
+
+    @staticmethod
+    def pair() -> tuple[Channel, Channel]:
+        a_r, b_w = os.pipe()
+        b_r, a_w = os.pipe()
+        return Channel(a_r, a_w), Channel(b_r, b_w)
+
+    def send(self, **msg: Any) -> None:
+        os.write(self.wfd, json.dumps(msg).encode() + b"\n")
+
+    def recv(self) -> dict[str, Any]:
+        while b"\n" not in self.buf:
+            chunk = os.read(self.rfd, 65536)
+            if not chunk:
+                return {"eof": True}
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return json.loads(line)
+
+    def close(self) -> None:
+        for fd in (self.rfd, self.wfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+@dataclass
+class Launch:
+    """What the intermediate process does: namespaces to join (by path) or create ('')."""
+
+    namespaces: dict[str, str]
+    child: Callable[[Channel], NoReturn]
+    add_to_cgroup: Callable[[int], None] | None = None
+    uid_mappings: list[dict[str, int]] = field(default_factory=list)
+    gid_mappings: list[dict[str, int]] = field(default_factory=list)
+
+
+def _write_maps(pid: int, launch: Launch) -> None:
+    for name, field_name, maps in (("uid_map", "uidMappings", launch.uid_mappings),
+                                   ("gid_map", "gidMappings", launch.gid_mappings)):
+        if not maps:
+            continue
+        text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
+        try:
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write(text)
+        except OSError as e:
+            raise MrunError(f"linux.{field_name}: cannot write {name}: {e.strerror}")
+
+
+def fail_in_child(ch: Channel, err: BaseException) -> NoReturn:
+    try:
+        ch.send(error=str(err) or err.__class__.__name__)
+    finally:
+        os._exit(1)
+
+
+def _intermediate(launch: Launch, ch: Channel) -> NoReturn:
+    try:
+        msg = ch.recv()
+        if "go" not in msg:
+            os._exit(1)
+        joined_user = None
+        for kind, path in launch.namespaces.items():
+            if not path:
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                raise MrunError(f"linux.namespaces: cannot open {kind} namespace {path}: {e.strerror}")
+            if kind == "user":
+                joined_user = fd  # joined last: as host root we may still join the others first
+                continue
+            try:
+                sc.setns(fd, sc.NS_FLAGS[kind])
+            except OSError as e:
+                raise MrunError(f"linux.namespaces: cannot join {kind} namespace {path}: {e.strerror}")
+            os.close(fd)
+        if joined_user is not None:
+            sc.setns(joined_user, sc.CLONE_NEWUSER)
+            os.close(joined_user)
+        elif launch.namespaces.get("user") == "":
+            sc.unshare(sc.CLONE_NEWUSER)
+            ch.send(userns=True)
+            if "go" not in ch.recv():
+                os._exit(1)
+        if "user" in launch.namespaces:
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        flags = 0
+        for kind, path in launch.namespaces.items():
+            if not path and kind != "user":
+                flags |= sc.NS_FLAGS[kind]
+        if flags:
+            sc.unshare(flags)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                launch.child(ch)
+            except BaseException as e:  # noqa: BLE001 - reported to the host, then exit
+                fail_in_child(ch, e)
+            os._exit(0)
+        ch.send(pid=pid)
+    except BaseException as e:  # noqa: BLE001
+        fail_in_child(ch, e)
+    os._exit(0)
+
+
+def spawn(launch: Launch) -> tuple[int, Channel]:
+    """Start the sandboxed process; return its host pid and the host end of the channel."""
+    host, child = Channel.pair()
+    pid1 = os.fork()
+    if pid1 == 0:
+        host.close()
+        _intermediate(launch, child)
+    child.close()
+    try:
+        if launch.add_to_cgroup:
+            launch.add_to_cgroup(pid1)
+        host.send(go=True)
+        msg = host.recv()
+        if msg.get("userns"):
+            _write_maps(pid1, launch)
+            host.send(go=True)
+            msg = host.recv()
+        if "error" in msg:
+            raise MrunError(msg["error"])
+        if "pid" not in msg:
+            raise MrunError("the sandbox set-up process died before starting the container")
+        return msg["pid"], host
+    except BaseException:
+        host.close()
+        raise
+    finally:
+        os.waitpid(pid1, 0)

@@ -1,0 +1,246 @@
+"""Build the container's filesystem view inside its new mount namespace.
+
+Order (as runc does it): make propagation private/slave, bind the rootfs onto itself, mount
+each spec mount (destinations resolved *inside* the rootfs, symlinks included, so a hostile
+image cannot aim a mount at the host), create /dev nodes and links, then pivot_root. Masked
+paths, read-only paths and a read-only root come after the pivot.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from typing import Any
+
+from mrun.errors import MrunError
+from mrun.sandbox import syscalls as sc
+
+_FLAGS: dict[str, tuple[bool, int]] = {  # option -> (clear?, flag)
+    "ro": (False, sc.MS_RDONLY), "rw": (True, sc.MS_RDONLY),
+    "nosuid": (False, sc.MS_NOSUID), "suid": (True, sc.MS_NOSUID),
+    "nodev": (False, sc.MS_NODEV), "dev": (True, sc.MS_NODEV),
+    "noexec": (False, sc.MS_NOEXEC), "exec": (True, sc.MS_NOEXEC),
+    "sync": (False, sc.MS_SYNCHRONOUS), "async": (True, sc.MS_SYNCHRONOUS),
+    "dirsync": (False, sc.MS_DIRSYNC), "remount": (False, sc.MS_REMOUNT),
+    "mand": (False, sc.MS_MANDLOCK), "nomand": (True, sc.MS_MANDLOCK),
+    "noatime": (False, sc.MS_NOATIME), "atime": (True, sc.MS_NOATIME),
+    "nodiratime": (False, sc.MS_NODIRATIME), "diratime": (True, sc.MS_NODIRATIME),
+    "relatime": (False, sc.MS_RELATIME), "norelatime": (True, sc.MS_RELATIME),
+    "strictatime": (False, sc.MS_STRICTATIME), "nostrictatime": (True, sc.MS_STRICTATIME),
+    "nosymfollow": (False, sc.MS_NOSYMFOLLOW), "symfollow": (True, sc.MS_NOSYMFOLLOW),
+    "bind": (False, sc.MS_BIND), "rbind": (False, sc.MS_BIND | sc.MS_REC),
+}
+PROPAGATION = {
+    "private": sc.MS_PRIVATE, "rprivate": sc.MS_PRIVATE | sc.MS_REC,
+    "shared": sc.MS_SHARED, "rshared": sc.MS_SHARED | sc.MS_REC,
+    "slave": sc.MS_SLAVE, "rslave": sc.MS_SLAVE | sc.MS_REC,
+    "unbindable": sc.MS_UNBINDABLE, "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
+}
+_IGNORED = {"tmpcopyup", "idmap", "ridmap", "rro", "rrw"}
+# statvfs flags that a bind remount must keep (they are locked in a user namespace).
+_LOCKED = ((os.ST_NOSUID, sc.MS_NOSUID), (os.ST_NODEV, sc.MS_NODEV), (os.ST_NOEXEC, sc.MS_NOEXEC),
+           (os.ST_NOATIME, sc.MS_NOATIME), (os.ST_NODIRATIME, sc.MS_NODIRATIME),
+           (os.ST_RELATIME, sc.MS_RELATIME))
+
+
+def parse_options(options: list[str]) -> tuple[int, int, str]:
+    """-> (flags, propagation flags, data string for the filesystem)."""
+    flags, prop, data = 0, 0, []
+    for opt in options:
+        if opt in _FLAGS:
+            clear, bit = _FLAGS[opt]
+            flags = flags & ~bit if clear else flags | bit
+        elif opt in PROPAGATION:
+            prop |= PROPAGATION[opt]
+        elif opt not in _IGNORED:
+            data.append(opt)
+    return flags, prop, ",".join(data)
+
+
+def secure_join(root: str, unsafe: str) -> str:
+    """Resolve ``unsafe`` under ``root`` the way the container would see it: ``..`` stops at the
+    root and absolute symlinks restart from it, so the result never leaves ``root``."""
+    parts = [p for p in unsafe.split("/") if p]
+    resolved: list[str] = []
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = os.path.join(root, *resolved, part)
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            resolved.append(part)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if links > 40:
+                raise MrunError(f"{unsafe}: too many levels of symbolic links")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p] + parts
+            continue
+        resolved.append(part)
+    return os.path.join(root, *resolved)
+
+
+def _make_target(path: str, is_dir: bool) -> None:
+    if os.path.lexists(path):
+        return
+    if is_dir:
+        os.makedirs(path, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+
+
+def locked_flags(path: str) -> int:
+    f = os.statvfs(path).f_flag
+    return sum(ms for st_flag, ms in _LOCKED if f & st_flag)
+
+
+def remount_readonly(path: str, recursive: bool = False) -> None:
+    extra = sc.MS_REC if recursive else 0
+    sc.mount(None, path, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | extra | locked_flags(path))
+
+
+def mount_one(rootfs: str, m: dict[str, Any], index: int, cgroup_paths: dict[str, str] | None,
+              new_cgroupns: bool) -> None:
+    kind = m.get("type") or ""
+    options = m.get("options") or []
+    flags, prop, data = parse_options(options)
+    source = m.get("source") or kind
+    dest = secure_join(rootfs, m["destination"])
+    is_bind = kind == "bind" or flags & sc.MS_BIND
+    try:
+        if is_bind:
+            if not os.path.isabs(source):
+                raise MrunError(f"mounts[{index}].source: bind source {source!r} must be an absolute path")
+            if not os.path.exists(source):
+                raise MrunError(f"mounts[{index}].source: {source} does not exist")
+            _make_target(dest, os.path.isdir(source))
+            sc.mount(source, dest, None, sc.MS_BIND | (flags & sc.MS_REC))
+            rest = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
+            if rest:
+                sc.mount(None, dest, None, sc.MS_BIND | sc.MS_REMOUNT | rest | locked_flags(dest))
+        elif kind == "cgroup":
+            _make_target(dest, True)
+            mount_cgroup(dest, flags, cgroup_paths or {}, new_cgroupns)
+        else:
+            _make_target(dest, True)
+            if kind == "sysfs":
+                try:
+                    sc.mount(source, dest, kind, flags, data or None)
+                except OSError as e:
+                    if e.errno != errno.EPERM:
+                        raise
+                    sc.mount("/sys", dest, None, sc.MS_BIND | sc.MS_REC)  # no netns of our own
+            else:
+                sc.mount(source, dest, kind, flags, data or None)
+        if prop:
+            sc.mount(None, dest, None, prop)
+    except OSError as e:
+        raise MrunError(f"mounts[{index}] ({kind or 'bind'} on {m['destination']}): {e.strerror or e}")
+
+
+def mount_cgroup(dest: str, flags: int, cgroup_paths: dict[str, str], new_cgroupns: bool) -> None:
+    """Give the container its own cgroup view: cgroup2 directly, or v1 as a tmpfs of hierarchies."""
+    ro = flags & sc.MS_RDONLY
+    base = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        if new_cgroupns:
+            sc.mount("cgroup2", dest, "cgroup2", base | ro)
+        else:
+            sc.mount(cgroup_paths.get("", "/sys/fs/cgroup"), dest, None, sc.MS_BIND | sc.MS_REC)
+        return
+    sc.mount("tmpfs", dest, "tmpfs", base, "mode=755")
+    by_dir: dict[str, list[str]] = {}
+    for ctrl, path in cgroup_paths.items():
+        by_dir.setdefault(path, []).append(ctrl)
+    for path, ctrls in by_dir.items():
+        mountpoint = _hierarchy_name(path)
+        target = os.path.join(dest, mountpoint)
+        os.makedirs(target, exist_ok=True)
+        if new_cgroupns:
+            sc.mount("cgroup", target, "cgroup", base | ro, ",".join(sorted(ctrls)))
+        else:
+            sc.mount(path, target, None, sc.MS_BIND)
+            if ro:
+                remount_readonly(target)
+        for ctrl in ctrls:
+            if ctrl != mountpoint and not os.path.lexists(os.path.join(dest, ctrl)):
+                os.symlink(mountpoint, os.path.join(dest, ctrl))
+    if ro:
+        remount_readonly(dest)
+
+
+def _hierarchy_name(path: str) -> str:
+    """'/sys/fs/cgroup/cpu,cpuacct/x/y' -> 'cpu,cpuacct' (the hierarchy's mount directory name)."""
+    rel = os.path.relpath(path, "/sys/fs/cgroup")
+    return rel.split("/")[0]
+
+
+def prepare_root(rootfs: str, propagation: str) -> None:
+    prop = PROPAGATION.get(propagation or "rslave")
+    if prop is None:
+        raise MrunError(f"linux.rootfsPropagation: unknown propagation {propagation!r}")
+    sc.mount(None, "/", None, prop)
+    sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
+
+
+def pivot(rootfs: str, no_pivot: bool) -> None:
+    os.chdir(rootfs)
+    if no_pivot:
+        sc.mount(rootfs, "/", None, sc.MS_MOVE)
+        os.chroot(".")
+    else:
+        # pivot_root(".", ".") stacks the old root under the new one; detach it right away.
+        sc.pivot_root(".", ".")
+        sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC)  # never propagate the unmount to the host
+        sc.umount2(".", sc.MNT_DETACH)
+    os.chdir("/")
+
+
+def mask_paths(paths: list[str]) -> None:
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        try:
+            if stat.S_ISDIR(st.st_mode):
+                sc.mount("tmpfs", p, "tmpfs", sc.MS_RDONLY, "size=0")
+            else:
+                sc.mount("/dev/null", p, None, sc.MS_BIND)
+        except OSError as e:
+            raise MrunError(f"linux.maskedPaths: {p}: {e.strerror}")
+
+
+def readonly_paths(paths: list[str]) -> None:
+    for p in paths:
+        if not os.path.exists(p):
+            continue
+        try:
+            sc.mount(p, p, None, sc.MS_BIND | sc.MS_REC)
+            remount_readonly(p, recursive=True)
+        except OSError as e:
+            raise MrunError(f"linux.readonlyPaths: {p}: {e.strerror}")
+
+
+def write_sysctls(sysctl: dict[str, str]) -> None:
+    for key, value in sysctl.items():
+        path = "/proc/sys/" + key.replace(".", "/")
+        if ".." in key.split("."):
+            raise MrunError(f"linux.sysctl.{key}: not a sysctl name")
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+        except OSError as e:
+            raise MrunError(f"linux.sysctl.{key}: cannot set to {value!r}: {e.strerror}")

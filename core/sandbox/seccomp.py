@@ -1,0 +1,113 @@
+"""linux.seccomp through libseccomp (ctypes): the filter is built on the host, loaded in the sandbox.
+
+Building first means a bad profile (unknown action, operator or architecture) is a create-time
+error with a field path; loading is the last step before the payload runs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as errno_mod
+from typing import Any
+
+from mrun.errors import InvalidSpec, Unsupported
+
+_ACTIONS = {
+    "SCMP_ACT_KILL": 0x00000000, "SCMP_ACT_KILL_THREAD": 0x00000000, "SCMP_ACT_KILL_PROCESS": 0x80000000,
+    "SCMP_ACT_TRAP": 0x00030000, "SCMP_ACT_ERRNO": 0x00050000, "SCMP_ACT_TRACE": 0x7FF00000,
+    "SCMP_ACT_LOG": 0x7FFC0000, "SCMP_ACT_ALLOW": 0x7FFF0000,
+}
+_OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4, "SCMP_CMP_GE": 5,
+        "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
+_ARCHES = {"SCMP_ARCH_X86": "x86", "SCMP_ARCH_X86_64": "x86_64", "SCMP_ARCH_X32": "x32",
+           "SCMP_ARCH_ARM": "arm", "SCMP_ARCH_AARCH64": "aarch64", "SCMP_ARCH_MIPS": "mips",
+           "SCMP_ARCH_MIPS64": "mips64", "SCMP_ARCH_PPC64LE": "ppc64le", "SCMP_ARCH_S390X": "s390x",
+           "SCMP_ARCH_RISCV64": "riscv64"}
+_ATTR_CTL_NNP = 3
+_FLAGS = ("SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+          "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV")
+
+
+class _ArgCmp(ctypes.Structure):
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
+                ("datum_b", ctypes.c_uint64)]
+
+
+def _lib() -> ctypes.CDLL:
+    try:
+        lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+    except OSError:
+        raise Unsupported("linux.seccomp: libseccomp.so.2 is not installed (apt-get install libseccomp2)")
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_init.argtypes = [ctypes.c_uint32]
+    lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
+    lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
+    lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
+                                           ctypes.POINTER(_ArgCmp)]
+    lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
+    lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+def _action(name: str | None, errno_ret: int | None, default_errno: int | None, field: str) -> int:
+    if name == "SCMP_ACT_NOTIFY":
+        raise Unsupported(f"{field}: SCMP_ACT_NOTIFY (seccomp user notification) is not supported by mrun")
+    if name not in _ACTIONS:
+        raise InvalidSpec(f"{field}: unknown seccomp action {name!r}")
+    base = _ACTIONS[name]
+    if name == "SCMP_ACT_ERRNO":
+        code = errno_ret if errno_ret is not None else default_errno
+        return base | ((errno_mod.EPERM if code is None else code) & 0xFFFF)
+    if name == "SCMP_ACT_TRACE":
+        return base | ((errno_ret or errno_mod.EPERM) & 0xFFFF)
+    return base
+
+
+class Filter:
+    def __init__(self, profile: dict[str, Any]) -> None:
+        if profile.get("listenerPath"):
+            raise Unsupported("linux.seccomp.listenerPath: seccomp notify is not supported by mrun")
+        for i, flag in enumerate(profile.get("flags") or []):
+            if flag not in _FLAGS:
+                raise InvalidSpec(f"linux.seccomp.flags[{i}]: unknown flag {flag!r}")
+        self.lib = lib = _lib()
+        default_errno = profile.get("defaultErrnoRet")
+        default = _action(profile.get("defaultAction"), None, default_errno, "linux.seccomp.defaultAction")
+        self.ctx = lib.seccomp_init(default)
+        if not self.ctx:
+            raise InvalidSpec("linux.seccomp.defaultAction: libseccomp refused it")
+        lib.seccomp_attr_set(self.ctx, _ATTR_CTL_NNP, 0)  # mrun decides no_new_privs itself
+        for i, arch in enumerate(profile.get("architectures") or []):
+            if arch not in _ARCHES:
+                raise InvalidSpec(f"linux.seccomp.architectures[{i}]: unknown architecture {arch!r}")
+            token = lib.seccomp_arch_resolve_name(_ARCHES[arch].encode())
+            if token:
+                lib.seccomp_arch_add(self.ctx, token)  # -EEXIST for the native one is fine
+        for i, rule in enumerate(profile.get("syscalls") or []):
+            field = f"linux.seccomp.syscalls[{i}]"
+            action = _action(rule.get("action"), rule.get("errnoRet"), default_errno, f"{field}.action")
+            if action == default:
+                continue  # libseccomp refuses rules that repeat the default action
+            cmps = []
+            for j, a in enumerate(rule.get("args") or []):
+                if a.get("op") not in _OPS:
+                    raise InvalidSpec(f"{field}.args[{j}].op: unknown operator {a.get('op')!r}")
+                cmps.append(_ArgCmp(a["index"], _OPS[a["op"]], a.get("value", 0), a.get("valueTwo", 0)))
+            # libseccomp cannot compare one argument twice in a rule: split such rules.
+            groups = [cmps] if len({c.arg for c in cmps}) == len(cmps) else [[c] for c in cmps]
+            for name in rule.get("names") or []:
+                nr = lib.seccomp_syscall_resolve_name(name.encode())
+                if nr < 0:
+                    continue  # a syscall this kernel/arch does not have: nothing to filter
+                for group in groups:
+                    arr = (_ArgCmp * len(group))(*group)
+                    ret = lib.seccomp_rule_add_array(self.ctx, action, nr, len(group), arr)
+                    if ret < 0:
+                        raise InvalidSpec(f"{field}: libseccomp refused the rule for {name}: "
+                                          f"{errno_mod.errorcode.get(-ret, ret)}")
+
+    def load(self) -> None:
+        ret = self.lib.seccomp_load(self.ctx)
+        if ret < 0:
+            raise OSError(-ret, f"seccomp_load failed: {errno_mod.errorcode.get(-ret, ret)}")

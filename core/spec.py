@@ -1,0 +1,252 @@
+"""Load and validate an OCI runtime-spec ``config.json`` (1.0 – 1.2).
+
+The raw document is kept as parsed, unknown fields included, so nothing a user or another
+tool wrote is lost; validation only checks the fields mrun acts on and names the exact field
+path of the first problem (``linux.namespaces[2].type: unknown namespace "foo"``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from mrun.errors import InvalidSpec
+
+NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
+HOOK_NAMES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+CAP_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
+
+# A tiny schema language: a type name, ("list", item), ("map", value) or {field: schema}.
+_INT, _UINT, _STR, _BOOL = "int", "uint", "str", "bool"
+_ID_MAP = {"containerID": _UINT, "hostID": _UINT, "size": _UINT}
+_HOOK = {"path": _STR, "args": ("list", _STR), "env": ("list", _STR), "timeout": _INT}
+_DEVICE_RULE = {"allow": _BOOL, "type": _STR, "major": _INT, "minor": _INT, "access": _STR}
+_THROTTLE = ("list", {"major": _INT, "minor": _INT, "rate": _UINT})
+_RESOURCES = {
+    "devices": ("list", _DEVICE_RULE),
+    "memory": {
+        "limit": _INT, "reservation": _INT, "swap": _INT, "kernel": _INT, "kernelTCP": _INT,
+        "swappiness": _UINT, "disableOOMKiller": _BOOL, "useHierarchy": _BOOL, "checkBeforeUpdate": _BOOL,
+    },
+    "cpu": {
+        "shares": _UINT, "quota": _INT, "burst": _UINT, "period": _UINT, "realtimeRuntime": _INT,
+        "realtimePeriod": _UINT, "cpus": _STR, "mems": _STR, "idle": _INT,
+    },
+    "pids": {"limit": _INT},
+    "blockIO": {
+        "weight": _UINT, "leafWeight": _UINT,
+        "weightDevice": ("list", {"major": _INT, "minor": _INT, "weight": _UINT, "leafWeight": _UINT}),
+        "throttleReadBpsDevice": _THROTTLE, "throttleWriteBpsDevice": _THROTTLE,
+        "throttleReadIOPSDevice": _THROTTLE, "throttleWriteIOPSDevice": _THROTTLE,
+    },
+    "hugepageLimits": ("list", {"pageSize": _STR, "limit": _UINT}),
+    "network": {"classID": _UINT, "priorities": ("list", {"name": _STR, "priority": _UINT})},
+    "unified": ("map", _STR),
+}
+_PROCESS = {
+    "terminal": _BOOL,
+    "consoleSize": {"height": _UINT, "width": _UINT},
+    "user": {"uid": _UINT, "gid": _UINT, "umask": _UINT, "additionalGids": ("list", _UINT), "username": _STR},
+    "args": ("list", _STR),
+    "commandLine": _STR,
+    "env": ("list", _STR),
+    "cwd": _STR,
+    "capabilities": {name: ("list", _STR) for name in CAP_SETS},
+    "rlimits": ("list", {"type": _STR, "hard": _UINT, "soft": _UINT}),
+    "noNewPrivileges": _BOOL,
+    "apparmorProfile": _STR,
+    "oomScoreAdj": _INT,
+    "selinuxLabel": _STR,
+}
+_SECCOMP = {
+    "defaultAction": _STR,
+    "defaultErrnoRet": _UINT,
+    "architectures": ("list", _STR),
+    "flags": ("list", _STR),
+    "listenerPath": _STR,
+    "syscalls": ("list", {
+        "names": ("list", _STR), "action": _STR, "errnoRet": _UINT,
+        "args": ("list", {"index": _UINT, "value": _UINT, "valueTwo": _UINT, "op": _STR}),
+    }),
+}
+SCHEMA: dict[str, Any] = {
+    "ociVersion": _STR,
+    "root": {"path": _STR, "readonly": _BOOL},
+    "process": _PROCESS,
+    "hostname": _STR,
+    "domainname": _STR,
+    "mounts": ("list", {"destination": _STR, "type": _STR, "source": _STR, "options": ("list", _STR),
+                        "uidMappings": ("list", _ID_MAP), "gidMappings": ("list", _ID_MAP)}),
+    "hooks": {name: ("list", _HOOK) for name in HOOK_NAMES},
+    "annotations": ("map", _STR),
+    "linux": {
+        "namespaces": ("list", {"type": _STR, "path": _STR}),
+        "uidMappings": ("list", _ID_MAP),
+        "gidMappings": ("list", _ID_MAP),
+        "devices": ("list", {"path": _STR, "type": _STR, "major": _INT, "minor": _INT,
+                             "fileMode": _UINT, "uid": _UINT, "gid": _UINT}),
+        "cgroupsPath": _STR,
+        "resources": _RESOURCES,
+        "sysctl": ("map", _STR),
+        "seccomp": _SECCOMP,
+        "rootfsPropagation": _STR,
+        "maskedPaths": ("list", _STR),
+        "readonlyPaths": ("list", _STR),
+        "mountLabel": _STR,
+    },
+}
+
+_TYPE_CHECKS = {
+    _STR: (lambda v: isinstance(v, str), "a string"),
+    _BOOL: (lambda v: isinstance(v, bool), "true or false"),
+    _INT: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    _UINT: (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a non-negative integer"),
+}
+
+
+def _check(value: Any, schema: Any, path: str) -> None:
+    if isinstance(schema, str):
+        ok, what = _TYPE_CHECKS[schema]
+        if not ok(value):
+            raise InvalidSpec(f"{path}: must be {what}, got {json.dumps(value)[:60]}")
+    elif isinstance(schema, tuple):
+        kind, item = schema
+        if kind == "list":
+            if not isinstance(value, list):
+                raise InvalidSpec(f"{path}: must be an array")
+            for i, v in enumerate(value):
+                _check(v, item, f"{path}[{i}]")
+        else:
+            if not isinstance(value, dict):
+                raise InvalidSpec(f"{path}: must be an object")
+            for k, v in value.items():
+                _check(v, item, f"{path}.{k}")
+    else:
+        if not isinstance(value, dict):
+            raise InvalidSpec(f"{path}: must be an object")
+        for key, sub in schema.items():
+            if key in value and value[key] is not None:
+                _check(value[key], sub, f"{path}.{key}" if path else key)
+
+
+def check_process(process: Any, path: str = "process") -> None:
+    """Validate a process object (from config.json or an ``exec --process`` file)."""
+    _check(process, _PROCESS, path)
+    args = process.get("args")
+    if not args:
+        raise InvalidSpec(f"{path}.args: must name at least the program to run")
+    cwd = process.get("cwd", "/")
+    if not cwd.startswith("/"):
+        raise InvalidSpec(f"{path}.cwd: must be an absolute path, got {cwd!r}")
+    for i, entry in enumerate(process.get("env") or []):
+        if "=" not in entry:
+            raise InvalidSpec(f"{path}.env[{i}]: must be KEY=VALUE, got {entry!r}")
+    for name in CAP_SETS:
+        for i, cap in enumerate((process.get("capabilities") or {}).get(name) or []):
+            if not cap.startswith("CAP_"):
+                raise InvalidSpec(f"{path}.capabilities.{name}[{i}]: unknown capability {cap!r}")
+    for i, rl in enumerate(process.get("rlimits") or []):
+        if not rl.get("type", "").startswith("RLIMIT_"):
+            raise InvalidSpec(f"{path}.rlimits[{i}].type: unknown rlimit {rl.get('type')!r}")
+        if rl.get("soft", 0) > rl.get("hard", 0):
+            raise InvalidSpec(f"{path}.rlimits[{i}]: soft limit is above the hard limit")
+
+
+def validate(doc: Any) -> None:
+    if not isinstance(doc, dict):
+        raise InvalidSpec("config.json: the top level must be a JSON object")
+    _check(doc, SCHEMA, "")
+    version = doc.get("ociVersion")
+    if not version:
+        raise InvalidSpec("ociVersion: missing")
+    major = version.split(".")[0]
+    if major != "1":
+        raise InvalidSpec(f"ociVersion: {version!r} is not supported (mrun implements 1.0 to 1.2)")
+    if not (doc.get("root") or {}).get("path"):
+        raise InvalidSpec("root.path: missing")
+    if "process" in doc:
+        check_process(doc["process"])
+    for i, m in enumerate(doc.get("mounts") or []):
+        if not m.get("destination", "").startswith("/"):
+            raise InvalidSpec(f"mounts[{i}].destination: must be an absolute path, got {m.get('destination')!r}")
+    for name in HOOK_NAMES:
+        for i, hook in enumerate((doc.get("hooks") or {}).get(name) or []):
+            if not hook.get("path", "").startswith("/"):
+                raise InvalidSpec(f"hooks.{name}[{i}].path: must be an absolute path")
+    linux = doc.get("linux") or {}
+    seen: set[str] = set()
+    for i, ns in enumerate(linux.get("namespaces") or []):
+        kind = ns.get("type")
+        if kind not in NAMESPACE_TYPES:
+            raise InvalidSpec(f"linux.namespaces[{i}].type: unknown namespace {kind!r} "
+                              f"(known: {', '.join(NAMESPACE_TYPES)})")
+        if kind in seen:
+            raise InvalidSpec(f"linux.namespaces[{i}].type: namespace {kind!r} is listed twice")
+        seen.add(kind)
+    if (linux.get("uidMappings") or linux.get("gidMappings")) and "user" not in seen:
+        raise InvalidSpec("linux.uidMappings: mappings need a user namespace in linux.namespaces")
+    for i, dev in enumerate(linux.get("devices") or []):
+        if dev.get("type") not in ("c", "b", "u", "p"):
+            raise InvalidSpec(f"linux.devices[{i}].type: must be one of c, b, u, p")
+        if not dev.get("path", "").startswith("/dev/"):
+            raise InvalidSpec(f"linux.devices[{i}].path: must be under /dev")
+
+
+@dataclass
+class Spec:
+    """A validated config.json; ``raw`` is the document exactly as read."""
+
+    raw: dict[str, Any]
+    bundle: str
+
+    @property
+    def rootfs(self) -> str:
+        path = self.raw["root"]["path"]
+        return os.path.normpath(os.path.join(self.bundle, path))
+
+    @property
+    def process(self) -> dict[str, Any]:
+        return self.raw.get("process") or {}
+
+    @property
+    def linux(self) -> dict[str, Any]:
+        return self.raw.get("linux") or {}
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        return self.raw.get("annotations") or {}
+
+    @property
+    def hooks(self) -> dict[str, list[dict[str, Any]]]:
+        return self.raw.get("hooks") or {}
+
+    def namespaces(self) -> dict[str, str]:
+        """Namespace type -> path to join ('' means create a new one)."""
+        return {ns["type"]: ns.get("path", "") for ns in self.linux.get("namespaces") or []}
+
+
+def load_bundle(bundle: str) -> Spec:
+    """Read ``<bundle>/config.json``; every failure names the file and the problem."""
+    bundle = os.path.abspath(bundle)
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, "rb") as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        raise InvalidSpec(f"{path}: no such file (is {bundle} an OCI bundle?)")
+    except json.JSONDecodeError as e:
+        raise InvalidSpec(f"{path}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}")
+    except OSError as e:
+        raise InvalidSpec(f"{path}: {e.strerror}")
+    try:
+        validate(doc)
+    except InvalidSpec as e:
+        raise InvalidSpec(f"{path}: {e}")
+    spec = Spec(doc, bundle)
+    if not os.path.isdir(spec.rootfs):
+        raise InvalidSpec(f"{path}: root.path: {spec.rootfs} is not a directory")
+    if "process" not in doc:
+        raise InvalidSpec(f"{path}: process: missing (mrun needs something to run)")
+    return spec
