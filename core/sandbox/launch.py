@@ -30,6 +30,7 @@ class Channel:
     def __init__(self, rfd: int, wfd: int) -> None:
         self.rfd, self.wfd = rfd, wfd
         self.buf = b""
+        self.held: list[dict[str, Any]] = []  # messages that arrived before the one awaited
 
     @staticmethod
     def pair() -> tuple[Channel, Channel]:
@@ -41,6 +42,8 @@ class Channel:
         os.write(self.wfd, json.dumps(msg).encode() + b"\n")
 
     def recv(self) -> dict[str, Any]:
+        if self.held:
+            return self.held.pop(0)
         while b"\n" not in self.buf:
             chunk = os.read(self.rfd, 65536)
             if not chunk:
@@ -93,21 +96,21 @@ def _intermediate(launch: Launch, ch: Channel) -> NoReturn:
         msg = ch.recv()
         if "go" not in msg:
             os._exit(1)
-        joined_user = None
+        # Open every namespace first: once we joined a mount namespace, /proc is no longer the host's.
+        fds: dict[str, int] = {}
         for kind, path in launch.namespaces.items():
-            if not path:
-                continue
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError as e:
-                raise MrunError(f"linux.namespaces: cannot open {kind} namespace {path}: {e.strerror}")
-            if kind == "user":
-                joined_user = fd  # joined last: as host root we may still join the others first
-                continue
+            if path:
+                try:
+                    fds[kind] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError as e:
+                    raise MrunError(f"linux.namespaces: cannot open {kind} namespace {path}: {e.strerror}")
+        joined_user = fds.pop("user", None)  # joined last: as host root we may still join the others
+        for kind, fd in fds.items():
             try:
                 sc.setns(fd, sc.NS_FLAGS[kind])
             except OSError as e:
-                raise MrunError(f"linux.namespaces: cannot join {kind} namespace {path}: {e.strerror}")
+                raise MrunError(f"linux.namespaces: cannot join {kind} namespace "
+                                f"{launch.namespaces[kind]}: {e.strerror}")
             os.close(fd)
         if joined_user is not None:
             sc.setns(joined_user, sc.CLONE_NEWUSER)
@@ -156,6 +159,12 @@ def spawn(launch: Launch) -> tuple[int, Channel]:
             _write_maps(pid1, launch)
             host.send(go=True)
             msg = host.recv()
+        # The sandboxed process may speak before the intermediate reports its pid.
+        early = []
+        while not ({"pid", "error", "eof"} & msg.keys()):
+            early.append(msg)
+            msg = host.recv()
+        host.held = early + host.held
         if "error" in msg:
             raise MrunError(msg["error"])
         if "pid" not in msg:
