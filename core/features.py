@@ -12,7 +12,8 @@ from mrun.sandbox.rootfs import _FLAGS, PROPAGATION
 
 def features_document() -> dict[str, Any]:
     from mrun.plugins.manager import Backends
-    from mrun.sandbox.seccomp import _ACTIONS, _ARCHES, _FLAGS as SECCOMP_FLAGS, _OPS
+    from mrun.sandbox.seccomp import _ACTIONS, _ARCHES, _OPS
+    from mrun.sandbox.seccomp import _FLAGS as SECCOMP_FLAGS
 
     backends = Backends.load().features()
     return {

@@ -9,27 +9,33 @@ process per verb (containerd's runc shim, podman).
 from __future__ import annotations
 
 import os
-import pwd
-import signal
 import time
-from dataclasses import dataclass
-from typing import Any
 
 from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound
-from mrun.proc import exit_code, is_alive, start_time
+from mrun.proc import SIGKILL, exit_code, is_alive, start_time
 from mrun.state import EXEC_FIFO, Record, Store, now_rfc3339, oci_state
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' hot path
+    from typing import Any
 
-@dataclass
+
 class CreateOptions:
-    pid_file: str = ""
-    console_socket: str = ""
-    preserve_fds: int = 0
-    no_pivot: bool = False
-    systemd_cgroup: bool = False
+    def __init__(
+        self,
+        pid_file: str = "",
+        console_socket: str = "",
+        preserve_fds: int = 0,
+        no_pivot: bool = False,
+        systemd_cgroup: bool = False,
+    ) -> None:
+        self.pid_file, self.console_socket, self.preserve_fds = pid_file, console_socket, preserve_fds
+        self.no_pivot, self.systemd_cgroup = no_pivot, systemd_cgroup
 
 
 def _owner() -> str:
+    import pwd
+
     try:
         return pwd.getpwuid(os.geteuid()).pw_name
     except KeyError:
@@ -81,8 +87,14 @@ class Runtime:
         if namespaces.get("mount") != "":
             raise InvalidSpec("linux.namespaces: mrun needs a new mount namespace to set up the rootfs")
         self.store.reserve(container_id)
-        record = Record(id=container_id, bundle=spec.bundle, rootfs=spec.rootfs, config=spec.raw,
-                        created=now_rfc3339(), owner=_owner())
+        record = Record(
+            id=container_id,
+            bundle=spec.bundle,
+            rootfs=spec.rootfs,
+            config=spec.raw,
+            created=now_rfc3339(),
+            owner=_owner(),
+        )
         cgroup = None
         ch = None
         try:
@@ -95,7 +107,6 @@ class Runtime:
             self.store.save(record)  # from here on, `delete --force` can find and remove everything
             cgroup.create(spec.linux.get("resources") or {}, spec.linux.get("devices") or [])
             record.cgroup = cgroup.to_dict()
-            self.store.save(record)
             container = Container(container_id, view, self.store.path(container_id))
             backends.hook(record.backend, "mrun_prepare")(container=container)
             fifo = self.store.path(container_id, EXEC_FIFO)
@@ -109,20 +120,28 @@ class Runtime:
                 raise InvalidSpec("process.terminal: a terminal needs --console-socket to hand the pty to")
             _close_extra_fds(opts.preserve_fds)
             sandbox = Sandbox(
-                spec=spec, container=container, plan=plan,
+                spec=spec,
+                container=container,
+                plan=plan,
                 payload_hook=backends.hook(record.backend, "mrun_payload"),
-                namespaces=namespaces, cgroup_paths=getattr(cgroup, "paths", {}), exec_fifo=fifo,
-                console=console, no_pivot=opts.no_pivot,
+                namespaces=namespaces,
+                cgroup_paths=getattr(cgroup, "paths", {}),
+                exec_fifo=fifo,
+                console=console,
+                no_pivot=opts.no_pivot,
                 hook_state=oci_state(self.store, record, "creating"),
             )
-            launch = Launch(namespaces=namespaces, child=lambda c: container_init(sandbox, c),
-                            add_to_cgroup=cgroup.add, uid_mappings=spec.linux.get("uidMappings") or [],
-                            gid_mappings=spec.linux.get("gidMappings") or [])
+            launch = Launch(
+                namespaces=namespaces,
+                child=lambda c: container_init(sandbox, c),
+                add_to_cgroup=cgroup.add,
+                uid_mappings=spec.linux.get("uidMappings") or [],
+                gid_mappings=spec.linux.get("gidMappings") or [],
+            )
             record.pid, ch = spawn(launch)
             if console is not None:
                 console.close()
             record.pid_start = start_time(record.pid)
-            self.store.save(record)
             while True:
                 msg = ch.recv()
                 if msg.get("hooks"):
@@ -154,7 +173,7 @@ class Runtime:
         """Undo a failed create: nothing may be left behind."""
         if record.pid and is_alive(record.pid, record.pid_start):
             try:
-                os.kill(record.pid, signal.SIGKILL)
+                os.kill(record.pid, SIGKILL)
             except ProcessLookupError:
                 pass
         if cgroup is not None:
@@ -239,7 +258,7 @@ class Runtime:
             os.kill(record.pid, sig)
         except ProcessLookupError:
             raise InvalidState(f"cannot kill container {container_id!r}: container not running")
-        if sig == signal.SIGKILL and status == "paused":
+        if sig == SIGKILL and status == "paused":
             self._cgroup(record).set_frozen(False)  # a frozen task cannot die until thawed
 
     def pause(self, container_id: str) -> None:
@@ -280,8 +299,9 @@ class Runtime:
                 return
             status = self.store.status(record)
             if status in ("running", "paused") and not force:
-                raise InvalidState(f"cannot delete container {container_id!r}: it is {status}; "
-                                   f"stop it first or use --force")
+                raise InvalidState(
+                    f"cannot delete container {container_id!r}: it is {status}; stop it first or use --force"
+                )
             self._stop(record)
             if record.cgroup:
                 self._cgroup(record).destroy()
@@ -298,9 +318,9 @@ class Runtime:
         if record.cgroup:
             cg = self._cgroup(record)
             if cg.exists():
-                cg.kill_all(signal.SIGKILL)
+                cg.kill_all(SIGKILL)
         try:
-            os.kill(record.pid, signal.SIGKILL)
+            os.kill(record.pid, SIGKILL)
         except ProcessLookupError:
             return
         deadline = time.monotonic() + timeout
@@ -349,14 +369,21 @@ class Runtime:
         elif process.get("terminal"):
             raise InvalidSpec("process.terminal: a terminal needs --console-socket to hand the pty to")
         _close_extra_fds(opts.preserve_fds)
-        sandbox = Sandbox(spec=spec, container=container, plan=plan,
-                          payload_hook=backends.hook(record.backend, "mrun_payload"),
-                          namespaces=namespaces, cgroup_paths={}, console=console)
+        sandbox = Sandbox(
+            spec=spec,
+            container=container,
+            plan=plan,
+            payload_hook=backends.hook(record.backend, "mrun_payload"),
+            namespaces=namespaces,
+            cgroup_paths={},
+            console=console,
+        )
         cgroup = self._cgroup(record) if record.cgroup else None
         if not detach:
             sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
-        launch = Launch(namespaces=namespaces, child=lambda c: exec_child(sandbox, c),
-                        add_to_cgroup=cgroup.add if cgroup else None)
+        launch = Launch(
+            namespaces=namespaces, child=lambda c: exec_child(sandbox, c), add_to_cgroup=cgroup.add if cgroup else None
+        )
         pid, ch = spawn(launch)
         try:
             if console is not None:
@@ -368,7 +395,7 @@ class Runtime:
                 raise MrunError("the exec'd process died while setting up")
         except BaseException:
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, SIGKILL)
             except ProcessLookupError:
                 pass
             raise
@@ -396,22 +423,32 @@ class Runtime:
         if detach:
             return 0
         code = wait_forwarding(record.pid)
-        if code == 128 + signal.SIGKILL and self.oom_killed(record):
+        if code == 128 + SIGKILL and self.oom_killed(record):
             import sys
 
-            print(f"mrun: container {container_id!r} was killed by the OOM killer "
-                  f"(memory limit reached)", file=sys.stderr)
+            print(
+                f"mrun: container {container_id!r} was killed by the OOM killer (memory limit reached)", file=sys.stderr
+            )
         if not keep:
             self.delete(container_id, force=True)
         return code
 
 
-_FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
-              signal.SIGUSR2, signal.SIGALRM, signal.SIGCONT, signal.SIGWINCH)
-
-
 def wait_forwarding(pid: int) -> int:
     """Wait for our child ``pid``, passing on signals we get; reap any orphan on the way."""
+    import signal
+
+    forwarded = (
+        signal.SIGHUP,
+        signal.SIGINT,
+        signal.SIGQUIT,
+        signal.SIGTERM,
+        signal.SIGUSR1,
+        signal.SIGUSR2,
+        signal.SIGALRM,
+        signal.SIGCONT,
+        signal.SIGWINCH,
+    )
 
     def forward(signum: int, _frame: Any) -> None:
         try:
@@ -419,7 +456,7 @@ def wait_forwarding(pid: int) -> int:
         except ProcessLookupError:
             pass
 
-    old = {s: signal.signal(s, forward) for s in _FORWARDED}
+    old = {s: signal.signal(s, forward) for s in forwarded}
     try:
         while True:
             try:

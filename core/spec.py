@@ -7,12 +7,15 @@ path of the first problem (``linux.namespaces[2].type: unknown namespace "foo"``
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass
-from typing import Any
 
+from mrun import jsonio
 from mrun.errors import InvalidSpec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 HOOK_NAMES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
@@ -27,19 +30,36 @@ _THROTTLE = ("list", {"major": _INT, "minor": _INT, "rate": _UINT})
 _RESOURCES = {
     "devices": ("list", _DEVICE_RULE),
     "memory": {
-        "limit": _INT, "reservation": _INT, "swap": _INT, "kernel": _INT, "kernelTCP": _INT,
-        "swappiness": _UINT, "disableOOMKiller": _BOOL, "useHierarchy": _BOOL, "checkBeforeUpdate": _BOOL,
+        "limit": _INT,
+        "reservation": _INT,
+        "swap": _INT,
+        "kernel": _INT,
+        "kernelTCP": _INT,
+        "swappiness": _UINT,
+        "disableOOMKiller": _BOOL,
+        "useHierarchy": _BOOL,
+        "checkBeforeUpdate": _BOOL,
     },
     "cpu": {
-        "shares": _UINT, "quota": _INT, "burst": _UINT, "period": _UINT, "realtimeRuntime": _INT,
-        "realtimePeriod": _UINT, "cpus": _STR, "mems": _STR, "idle": _INT,
+        "shares": _UINT,
+        "quota": _INT,
+        "burst": _UINT,
+        "period": _UINT,
+        "realtimeRuntime": _INT,
+        "realtimePeriod": _UINT,
+        "cpus": _STR,
+        "mems": _STR,
+        "idle": _INT,
     },
     "pids": {"limit": _INT},
     "blockIO": {
-        "weight": _UINT, "leafWeight": _UINT,
+        "weight": _UINT,
+        "leafWeight": _UINT,
         "weightDevice": ("list", {"major": _INT, "minor": _INT, "weight": _UINT, "leafWeight": _UINT}),
-        "throttleReadBpsDevice": _THROTTLE, "throttleWriteBpsDevice": _THROTTLE,
-        "throttleReadIOPSDevice": _THROTTLE, "throttleWriteIOPSDevice": _THROTTLE,
+        "throttleReadBpsDevice": _THROTTLE,
+        "throttleWriteBpsDevice": _THROTTLE,
+        "throttleReadIOPSDevice": _THROTTLE,
+        "throttleWriteIOPSDevice": _THROTTLE,
     },
     "hugepageLimits": ("list", {"pageSize": _STR, "limit": _UINT}),
     "network": {"classID": _UINT, "priorities": ("list", {"name": _STR, "priority": _UINT})},
@@ -66,10 +86,15 @@ _SECCOMP = {
     "architectures": ("list", _STR),
     "flags": ("list", _STR),
     "listenerPath": _STR,
-    "syscalls": ("list", {
-        "names": ("list", _STR), "action": _STR, "errnoRet": _UINT,
-        "args": ("list", {"index": _UINT, "value": _UINT, "valueTwo": _UINT, "op": _STR}),
-    }),
+    "syscalls": (
+        "list",
+        {
+            "names": ("list", _STR),
+            "action": _STR,
+            "errnoRet": _UINT,
+            "args": ("list", {"index": _UINT, "value": _UINT, "valueTwo": _UINT, "op": _STR}),
+        },
+    ),
 }
 SCHEMA: dict[str, Any] = {
     "ociVersion": _STR,
@@ -77,16 +102,27 @@ SCHEMA: dict[str, Any] = {
     "process": _PROCESS,
     "hostname": _STR,
     "domainname": _STR,
-    "mounts": ("list", {"destination": _STR, "type": _STR, "source": _STR, "options": ("list", _STR),
-                        "uidMappings": ("list", _ID_MAP), "gidMappings": ("list", _ID_MAP)}),
+    "mounts": (
+        "list",
+        {
+            "destination": _STR,
+            "type": _STR,
+            "source": _STR,
+            "options": ("list", _STR),
+            "uidMappings": ("list", _ID_MAP),
+            "gidMappings": ("list", _ID_MAP),
+        },
+    ),
     "hooks": {name: ("list", _HOOK) for name in HOOK_NAMES},
     "annotations": ("map", _STR),
     "linux": {
         "namespaces": ("list", {"type": _STR, "path": _STR}),
         "uidMappings": ("list", _ID_MAP),
         "gidMappings": ("list", _ID_MAP),
-        "devices": ("list", {"path": _STR, "type": _STR, "major": _INT, "minor": _INT,
-                             "fileMode": _UINT, "uid": _UINT, "gid": _UINT}),
+        "devices": (
+            "list",
+            {"path": _STR, "type": _STR, "major": _INT, "minor": _INT, "fileMode": _UINT, "uid": _UINT, "gid": _UINT},
+        ),
         "cgroupsPath": _STR,
         "resources": _RESOURCES,
         "sysctl": ("map", _STR),
@@ -110,7 +146,7 @@ def _check(value: Any, schema: Any, path: str) -> None:
     if isinstance(schema, str):
         ok, what = _TYPE_CHECKS[schema]
         if not ok(value):
-            raise InvalidSpec(f"{path}: must be {what}, got {json.dumps(value)[:60]}")
+            raise InvalidSpec(f"{path}: must be {what}, got {jsonio.dumps(value)[:60]}")
     elif isinstance(schema, tuple):
         kind, item = schema
         if kind == "list":
@@ -180,8 +216,9 @@ def validate(doc: Any) -> None:
     for i, ns in enumerate(linux.get("namespaces") or []):
         kind = ns.get("type")
         if kind not in NAMESPACE_TYPES:
-            raise InvalidSpec(f"linux.namespaces[{i}].type: unknown namespace {kind!r} "
-                              f"(known: {', '.join(NAMESPACE_TYPES)})")
+            raise InvalidSpec(
+                f"linux.namespaces[{i}].type: unknown namespace {kind!r} (known: {', '.join(NAMESPACE_TYPES)})"
+            )
         if kind in seen:
             raise InvalidSpec(f"linux.namespaces[{i}].type: namespace {kind!r} is listed twice")
         seen.add(kind)
@@ -194,12 +231,11 @@ def validate(doc: Any) -> None:
             raise InvalidSpec(f"linux.devices[{i}].path: must be under /dev")
 
 
-@dataclass
 class Spec:
     """A validated config.json; ``raw`` is the document exactly as read."""
 
-    raw: dict[str, Any]
-    bundle: str
+    def __init__(self, raw: dict[str, Any], bundle: str) -> None:
+        self.raw, self.bundle = raw, bundle
 
     @property
     def rootfs(self) -> str:
@@ -232,11 +268,10 @@ def load_bundle(bundle: str) -> Spec:
     bundle = os.path.abspath(bundle)
     path = os.path.join(bundle, "config.json")
     try:
-        with open(path, "rb") as f:
-            doc = json.load(f)
+        doc = jsonio.load_file(path)
     except FileNotFoundError:
         raise InvalidSpec(f"{path}: no such file (is {bundle} an OCI bundle?)")
-    except json.JSONDecodeError as e:
+    except jsonio.DecodeError as e:
         raise InvalidSpec(f"{path}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}")
     except OSError as e:
         raise InvalidSpec(f"{path}: {e.strerror}")

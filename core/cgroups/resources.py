@@ -7,24 +7,27 @@ deny-all before the allows) and is encoded here.
 
 from __future__ import annotations
 
-from typing import Any
-
 from mrun.errors import InvalidSpec, Unsupported
 
-Write = tuple[str, str, str]  # (v1 controller or "" on v2, file name, value)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    Write = tuple[str, str, str]  # (v1 controller or "" on v2, file name, value)
+
 
 # The device nodes every container gets (see sandbox.devices), allowed in the device cgroup.
 DEFAULT_DEVICE_RULES: list[dict[str, Any]] = [
     {"allow": True, "type": "c", "major": -1, "minor": -1, "access": "m"},
     {"allow": True, "type": "b", "major": -1, "minor": -1, "access": "m"},
-    {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},   # null
-    {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},   # zero
-    {"allow": True, "type": "c", "major": 1, "minor": 7, "access": "rwm"},   # full
-    {"allow": True, "type": "c", "major": 1, "minor": 8, "access": "rwm"},   # random
-    {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "rwm"},   # urandom
-    {"allow": True, "type": "c", "major": 5, "minor": 0, "access": "rwm"},   # tty
-    {"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rwm"},   # console
-    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},   # ptmx
+    {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},  # null
+    {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},  # zero
+    {"allow": True, "type": "c", "major": 1, "minor": 7, "access": "rwm"},  # full
+    {"allow": True, "type": "c", "major": 1, "minor": 8, "access": "rwm"},  # random
+    {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "rwm"},  # urandom
+    {"allow": True, "type": "c", "major": 5, "minor": 0, "access": "rwm"},  # tty
+    {"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rwm"},  # console
+    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},  # ptmx
     {"allow": True, "type": "c", "major": 136, "minor": -1, "access": "rwm"},  # pts/*
 ]
 
@@ -37,9 +40,17 @@ def device_rules(resources: dict[str, Any], devices: list[dict[str, Any]]) -> li
     """v1 ``devices.allow``/``devices.deny`` lines, prefixed 'allow ' or 'deny '."""
     rules = list(resources.get("devices") or [])
     if rules:
-        rules += [{"allow": True, "type": d["type"], "major": d.get("major", -1),
-                   "minor": d.get("minor", -1), "access": "rwm"}
-                  for d in devices if d.get("type") in ("c", "b")]
+        rules += [
+            {
+                "allow": True,
+                "type": d["type"],
+                "major": d.get("major", -1),
+                "minor": d.get("minor", -1),
+                "access": "rwm",
+            }
+            for d in devices
+            if d.get("type") in ("c", "b")
+        ]
         rules += DEFAULT_DEVICE_RULES
     out = []
     for i, r in enumerate(rules):
@@ -54,8 +65,9 @@ def device_rules(resources: dict[str, Any], devices: list[dict[str, Any]]) -> li
     return out
 
 
-def v1_writes(resources: dict[str, Any], devices: list[dict[str, Any]] | None = None,
-              has_swap: bool = True) -> list[Write]:
+def v1_writes(
+    resources: dict[str, Any], devices: list[dict[str, Any]] | None = None, has_swap: bool = True
+) -> list[Write]:
     res = resources or {}
     w: list[Write] = []
     mem = res.get("memory") or {}
@@ -65,8 +77,10 @@ def v1_writes(resources: dict[str, Any], devices: list[dict[str, Any]] | None = 
         if has_swap:
             w.append(("memory", "memory.memsw.limit_in_bytes", str(mem["swap"])))
         elif mem["swap"] != -1 and mem["swap"] != mem.get("limit"):
-            raise Unsupported("linux.resources.memory.swap: this kernel has no swap accounting "
-                              "(memory.memsw.* is missing; boot with swapaccount=1)")
+            raise Unsupported(
+                "linux.resources.memory.swap: this kernel has no swap accounting "
+                "(memory.memsw.* is missing; boot with swapaccount=1)"
+            )
     if mem.get("reservation") is not None:
         w.append(("memory", "memory.soft_limit_in_bytes", str(mem["reservation"])))
     if mem.get("kernelTCP") is not None:
@@ -109,9 +123,12 @@ def v1_writes(resources: dict[str, Any], devices: list[dict[str, Any]] | None = 
             w.append(("blkio", "blkio.weight_device", f"{d['major']}:{d['minor']} {d['weight']}"))
         if d.get("leafWeight"):
             w.append(("blkio", "blkio.leaf_weight_device", f"{d['major']}:{d['minor']} {d['leafWeight']}"))
-    for key, name in (("throttleReadBpsDevice", "read_bps_device"), ("throttleWriteBpsDevice", "write_bps_device"),
-                      ("throttleReadIOPSDevice", "read_iops_device"),
-                      ("throttleWriteIOPSDevice", "write_iops_device")):
+    for key, name in (
+        ("throttleReadBpsDevice", "read_bps_device"),
+        ("throttleWriteBpsDevice", "write_bps_device"),
+        ("throttleReadIOPSDevice", "read_iops_device"),
+        ("throttleWriteIOPSDevice", "write_iops_device"),
+    ):
         for d in blk.get(key) or []:
             w.append(("blkio", f"blkio.throttle.{name}", f"{d['major']}:{d['minor']} {d['rate']}"))
     for h in res.get("hugepageLimits") or []:
@@ -189,8 +206,12 @@ def v2_writes(resources: dict[str, Any]) -> list[Write]:
     for d in blk.get("weightDevice") or []:
         if d.get("weight"):
             w.append(("", "io.weight", f"{d['major']}:{d['minor']} {blkio_to_io_weight(d['weight'])}"))
-    for key, name in (("throttleReadBpsDevice", "rbps"), ("throttleWriteBpsDevice", "wbps"),
-                      ("throttleReadIOPSDevice", "riops"), ("throttleWriteIOPSDevice", "wiops")):
+    for key, name in (
+        ("throttleReadBpsDevice", "rbps"),
+        ("throttleWriteBpsDevice", "wbps"),
+        ("throttleReadIOPSDevice", "riops"),
+        ("throttleWriteIOPSDevice", "wiops"),
+    ):
         for d in blk.get(key) or []:
             w.append(("", "io.max", f"{d['major']}:{d['minor']} {name}={d['rate'] or 'max'}"))
     for h in res.get("hugepageLimits") or []:
@@ -206,5 +227,6 @@ def v2_writes(resources: dict[str, Any]) -> list[Write]:
 
 def v2_controllers(writes: list[Write]) -> set[str]:
     """Controllers that must be enabled in the parent's cgroup.subtree_control."""
-    return {f.split(".")[0] for _, f, _ in writes if f.split(".")[0] in
-            ("memory", "cpu", "cpuset", "pids", "io", "hugetlb")}
+    return {
+        f.split(".")[0] for _, f, _ in writes if f.split(".")[0] in ("memory", "cpu", "cpuset", "pids", "io", "hugetlb")
+    }

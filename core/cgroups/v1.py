@@ -4,14 +4,31 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 from mrun.cgroups.base import Cgroup, keyed, make_dirs, read, write
 from mrun.cgroups.resources import v1_writes
 from mrun.errors import MrunError, Unsupported
 
-CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer",
-               "hugetlb", "net_cls", "net_prio", "perf_event", "rdma", "misc")
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' hot path
+    from typing import Any
+
+CONTROLLERS = (
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "pids",
+    "blkio",
+    "devices",
+    "freezer",
+    "hugetlb",
+    "net_cls",
+    "net_prio",
+    "perf_event",
+    "rdma",
+    "misc",
+)
 
 
 def mounts() -> dict[str, str]:
@@ -77,11 +94,11 @@ class CgroupV1(Cgroup):
 
     def apply(self, resources: dict[str, Any], devices: list[dict[str, Any]] | None = None) -> None:
         has_swap = "memory" in self.paths and os.path.exists(
-            os.path.join(self.paths["memory"], "memory.memsw.limit_in_bytes"))
+            os.path.join(self.paths["memory"], "memory.memsw.limit_in_bytes")
+        )
         for ctrl, name, value in v1_writes(resources, devices, has_swap):
             if ctrl not in self.paths:
-                raise Unsupported(f"cgroup v1 controller {ctrl!r} is not mounted on this host "
-                                  f"(needed for {name})")
+                raise Unsupported(f"cgroup v1 controller {ctrl!r} is not mounted on this host (needed for {name})")
             write(os.path.join(self.paths[ctrl], name), value)
 
     def create(self, resources: dict[str, Any], devices: list[dict[str, Any]] | None = None) -> None:
@@ -145,8 +162,10 @@ class CgroupV1(Cgroup):
         pids = self.paths.get("pids")
         if pids and os.path.isdir(pids):
             limit = read(os.path.join(pids, "pids.max"))
-            out["pids"] = {"current": int(read(os.path.join(pids, "pids.current"))),
-                           "limit": 0 if limit == "max" else int(limit)}
+            out["pids"] = {
+                "current": int(read(os.path.join(pids, "pids.current"))),
+                "limit": 0 if limit == "max" else int(limit),
+            }
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """Every verb and flag of the ``mrun`` CLI, defined once.
 
+(Plain classes, not dataclasses: importing dataclasses pulls in inspect, ~20 ms on every call.)
+
 Two front ends are built from this table: ``fastparse`` (no typer import; what containerd's
 runc shim and podman hit once per verb) and ``typer_app`` (help, completion and friendly usage
 errors for people). A flag added here exists in both, with the same names and defaults.
@@ -7,44 +9,45 @@ errors for people). A flag added here exists in both, with the same names and de
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
-
-@dataclass(frozen=True)
 class Flag:
-    name: str  # the long form without dashes; also the handler's keyword ("-" -> "_")
-    help: str
-    kind: type = str  # str, int, bool, or list (repeatable str)
-    short: str = ""
-    default: object = None
-    hidden: bool = False
-    metavar: str = ""
+    """A flag; ``name`` is the long form without dashes, ``dest`` the handler's keyword.
+    ``kind`` is str, int, bool, or list (a repeatable string)."""
 
-    @property
-    def dest(self) -> str:
-        return self.name.replace("-", "_")
+    __slots__ = ("name", "help", "kind", "short", "default", "hidden", "dest")
+
+    def __init__(
+        self, name: str, help: str, kind: type = str, short: str = "", default: object = None, hidden: bool = False
+    ) -> None:
+        self.name, self.help, self.kind, self.short = name, help, kind, short
+        self.default, self.hidden = default, hidden
+        self.dest = name.replace("-", "_")
 
 
-@dataclass(frozen=True)
 class Arg:
-    name: str
-    help: str
-    required: bool = True
-    variadic: bool = False
+    __slots__ = ("name", "help", "required", "variadic", "dest")
 
-    @property
-    def dest(self) -> str:
-        return self.name.replace("-", "_")
+    def __init__(self, name: str, help: str, required: bool = True, variadic: bool = False) -> None:
+        self.name, self.help, self.required, self.variadic = name, help, required, variadic
+        self.dest = name.replace("-", "_")
 
 
-@dataclass(frozen=True)
 class Command:
-    name: str
-    help: str
-    handler: str  # function name in mrun.cli.verbs
-    args: tuple[Arg, ...] = ()
-    flags: tuple[Flag, ...] = ()
-    aliases: tuple[str, ...] = field(default=())
+    """A verb; ``handler`` names its function in mrun.cli.verbs."""
+
+    __slots__ = ("name", "help", "handler", "args", "flags", "aliases")
+
+    def __init__(
+        self,
+        name: str,
+        help: str,
+        handler: str,
+        args: tuple[Arg, ...] = (),
+        flags: tuple[Flag, ...] = (),
+        aliases: tuple[str, ...] = (),
+    ) -> None:
+        self.name, self.help, self.handler = name, help, handler
+        self.args, self.flags, self.aliases = args, flags, aliases
 
 
 GLOBAL_FLAGS = (
@@ -52,80 +55,141 @@ GLOBAL_FLAGS = (
     Flag("log", "write runtime log lines to this file (containerd's shim reads it)", default=""),
     Flag("log-format", "format of the --log file: text or json", default="text"),
     Flag("debug", "log debug messages", kind=bool, default=False),
-    Flag("systemd-cgroup", "read cgroupsPath as slice:prefix:name (the cgroup is made with cgroupfs)",
-         kind=bool, default=False),
+    Flag(
+        "systemd-cgroup",
+        "read cgroupsPath as slice:prefix:name (the cgroup is made with cgroupfs)",
+        kind=bool,
+        default=False,
+    ),
     Flag("rootless", "accepted for runc compatibility: auto, true or false", default="auto", hidden=True),
-    Flag("criu", "accepted for runc compatibility; checkpointing is not implemented", default="",
-         hidden=True),
+    Flag("criu", "accepted for runc compatibility; checkpointing is not implemented", default="", hidden=True),
 )
 
 _ID = Arg("container-id", "the container's name")
 _BUNDLE = Flag("bundle", "path to the OCI bundle (holds config.json)", short="b", default=".")
 _PID_FILE = Flag("pid-file", "write the process id to this file", default="")
 _CONSOLE = Flag("console-socket", "unix socket that receives the pty master (SCM_RIGHTS)", default="")
-_PRESERVE = Flag("preserve-fds", "pass this many extra descriptors (3, 4, ...) to the process",
-                 kind=int, default=0)
-_NO_PIVOT = Flag("no-pivot", "use MS_MOVE + chroot instead of pivot_root (for ramdisk roots)",
-                 kind=bool, default=False)
-_NO_KEYRING = Flag("no-new-keyring", "accepted for runc compatibility (mrun never makes a session "
-                   "keyring)", kind=bool, default=False)
+_PRESERVE = Flag("preserve-fds", "pass this many extra descriptors (3, 4, ...) to the process", kind=int, default=0)
+_NO_PIVOT = Flag("no-pivot", "use MS_MOVE + chroot instead of pivot_root (for ramdisk roots)", kind=bool, default=False)
+_NO_KEYRING = Flag(
+    "no-new-keyring", "accepted for runc compatibility (mrun never makes a session keyring)", kind=bool, default=False
+)
 _DETACH = Flag("detach", "do not wait for the process", kind=bool, short="d", default=False)
 _FORMAT = Flag("format", "output format: table or json", short="f", default="table")
 
 COMMANDS = (
-    Command("create", "create a container from a bundle (it waits for `start`)", "create",
-            (_ID,), (_BUNDLE, _PID_FILE, _CONSOLE, _PRESERVE, _NO_PIVOT, _NO_KEYRING)),
+    Command(
+        "create",
+        "create a container from a bundle (it waits for `start`)",
+        "create",
+        (_ID,),
+        (_BUNDLE, _PID_FILE, _CONSOLE, _PRESERVE, _NO_PIVOT, _NO_KEYRING),
+    ),
     Command("start", "run the user process of a created container", "start", (_ID,)),
     Command("state", "print a container's state as JSON", "state", (_ID,)),
-    Command("kill", "send a signal to the container's init (or all its processes)", "kill",
-            (_ID, Arg("signal", "signal name or number (default SIGTERM)", required=False)),
-            (Flag("all", "signal every process in the container", kind=bool, short="a", default=False),)),
-    Command("delete", "remove a stopped container and everything it held", "delete", (_ID,),
-            (Flag("force", "kill it first if it is still running", kind=bool, short="f", default=False),)),
-    Command("run", "create and start a container from a bundle (runc's run); `mrun run IMAGE` "
-            "comes with image support", "run", (_ID,),
-            (Flag("bundle", "path to the OCI bundle (holds config.json); required", short="b", default=""),
-             _PID_FILE, _CONSOLE, _PRESERVE, _NO_PIVOT, _NO_KEYRING, _DETACH,
-             Flag("keep", "keep the container's state after it exits", kind=bool, default=False),
-             Flag("no-subreaper", "accepted for runc compatibility", kind=bool, default=False,
-                  hidden=True))),
-    Command("list", "list containers", "list_", (),
-            (_FORMAT, Flag("quiet", "print only ids", kind=bool, short="q", default=False)), aliases=("ls",)),
-    Command("ps", "list a container's processes", "ps",
-            (_ID, Arg("ps-args", "arguments for ps(1) in table mode (default -ef)", required=False,
-                      variadic=True)), (_FORMAT,)),
-    Command("exec", "run another process in a running container", "exec_",
-            (_ID, Arg("command", "command and arguments (unless --process)", required=False, variadic=True)),
-            (Flag("process", "path to a process.json (runtime-spec process object)", short="p", default=""),
-             _DETACH, _PID_FILE, _CONSOLE, _PRESERVE,
-             Flag("env", "set an environment variable (KEY=VALUE)", kind=list, short="e", default=()),
-             Flag("cwd", "working directory in the container", default=""),
-             Flag("tty", "allocate a pseudo-terminal", kind=bool, short="t", default=False),
-             Flag("user", "uid[:gid] to run as", short="u", default=""),
-             Flag("additional-gids", "extra group id", kind=list, short="g", default=()),
-             Flag("cap", "add a capability", kind=list, short="c", default=()),
-             Flag("no-new-privs", "set no_new_privileges", kind=bool, default=False),
-             Flag("apparmor", "accepted for runc compatibility; AppArmor is not applied", default="",
-                  hidden=True),
-             Flag("process-label", "accepted for runc compatibility; SELinux is not applied", default="",
-                  hidden=True))),
+    Command(
+        "kill",
+        "send a signal to the container's init (or all its processes)",
+        "kill",
+        (_ID, Arg("signal", "signal name or number (default SIGTERM)", required=False)),
+        (Flag("all", "signal every process in the container", kind=bool, short="a", default=False),),
+    ),
+    Command(
+        "delete",
+        "remove a stopped container and everything it held",
+        "delete",
+        (_ID,),
+        (Flag("force", "kill it first if it is still running", kind=bool, short="f", default=False),),
+    ),
+    Command(
+        "run",
+        "create and start a container from a bundle (runc's run); `mrun run IMAGE` comes with image support",
+        "run",
+        (_ID,),
+        (
+            Flag("bundle", "path to the OCI bundle (holds config.json); required", short="b", default=""),
+            _PID_FILE,
+            _CONSOLE,
+            _PRESERVE,
+            _NO_PIVOT,
+            _NO_KEYRING,
+            _DETACH,
+            Flag("keep", "keep the container's state after it exits", kind=bool, default=False),
+            Flag("no-subreaper", "accepted for runc compatibility", kind=bool, default=False, hidden=True),
+        ),
+    ),
+    Command(
+        "list",
+        "list containers",
+        "list_",
+        (),
+        (_FORMAT, Flag("quiet", "print only ids", kind=bool, short="q", default=False)),
+        aliases=("ls",),
+    ),
+    Command(
+        "ps",
+        "list a container's processes",
+        "ps",
+        (_ID, Arg("ps-args", "arguments for ps(1) in table mode (default -ef)", required=False, variadic=True)),
+        (_FORMAT,),
+    ),
+    Command(
+        "exec",
+        "run another process in a running container",
+        "exec_",
+        (_ID, Arg("command", "command and arguments (unless --process)", required=False, variadic=True)),
+        (
+            Flag("process", "path to a process.json (runtime-spec process object)", short="p", default=""),
+            _DETACH,
+            _PID_FILE,
+            _CONSOLE,
+            _PRESERVE,
+            Flag("env", "set an environment variable (KEY=VALUE)", kind=list, short="e", default=()),
+            Flag("cwd", "working directory in the container", default=""),
+            Flag("tty", "allocate a pseudo-terminal", kind=bool, short="t", default=False),
+            Flag("user", "uid[:gid] to run as", short="u", default=""),
+            Flag("additional-gids", "extra group id", kind=list, short="g", default=()),
+            Flag("cap", "add a capability", kind=list, short="c", default=()),
+            Flag("no-new-privs", "set no_new_privileges", kind=bool, default=False),
+            Flag("apparmor", "accepted for runc compatibility; AppArmor is not applied", default="", hidden=True),
+            Flag("process-label", "accepted for runc compatibility; SELinux is not applied", default="", hidden=True),
+        ),
+    ),
     Command("pause", "freeze every process of a container", "pause", (_ID,)),
     Command("resume", "thaw a paused container", "resume", (_ID,)),
-    Command("update", "change a running container's resource limits", "update", (_ID,),
-            (Flag("resources", "a linux.resources JSON file ('-' for stdin)", short="r", default=""),
-             Flag("memory", "memory limit in bytes", kind=int, default=None),
-             Flag("pids-limit", "maximum number of processes", kind=int, default=None),
-             Flag("cpu-quota", "CFS quota in microseconds per period", kind=int, default=None),
-             Flag("cpu-period", "CFS period in microseconds", kind=int, default=None),
-             Flag("cpu-shares", "relative CPU weight (v1 shares)", kind=int, default=None))),
-    Command("events", "print container statistics (cgroup figures, OOM kills)", "events", (_ID,),
-            (Flag("stats", "print the statistics once and exit", kind=bool, default=False),
-             Flag("interval", "seconds between reports", kind=int, default=5))),
-    Command("spec", "write a default config.json into a bundle", "spec", (),
-            (_BUNDLE, Flag("rootless", "make a spec for a rootless container", kind=bool, default=False))),
+    Command(
+        "update",
+        "change a running container's resource limits",
+        "update",
+        (_ID,),
+        (
+            Flag("resources", "a linux.resources JSON file ('-' for stdin)", short="r", default=""),
+            Flag("memory", "memory limit in bytes", kind=int, default=None),
+            Flag("pids-limit", "maximum number of processes", kind=int, default=None),
+            Flag("cpu-quota", "CFS quota in microseconds per period", kind=int, default=None),
+            Flag("cpu-period", "CFS period in microseconds", kind=int, default=None),
+            Flag("cpu-shares", "relative CPU weight (v1 shares)", kind=int, default=None),
+        ),
+    ),
+    Command(
+        "events",
+        "print container statistics (cgroup figures, OOM kills)",
+        "events",
+        (_ID,),
+        (
+            Flag("stats", "print the statistics once and exit", kind=bool, default=False),
+            Flag("interval", "seconds between reports", kind=int, default=5),
+        ),
+    ),
+    Command(
+        "spec",
+        "write a default config.json into a bundle",
+        "spec",
+        (),
+        (_BUNDLE, Flag("rootless", "make a spec for a rootless container", kind=bool, default=False)),
+    ),
     Command("features", "print the runtime-spec features document (backends included)", "features"),
-    Command("explain", "say which backend would run a bundle, and why", "explain", (),
-            (_BUNDLE,)),
+    Command("explain", "say which backend would run a bundle, and why", "explain", (), (_BUNDLE,)),
 )
 
 BY_NAME = {alias: c for c in COMMANDS for alias in (c.name, *c.aliases)}

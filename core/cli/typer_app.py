@@ -6,7 +6,6 @@ import inspect
 from typing import Annotated, Any
 
 import typer
-
 from mrun.cli.commands import COMMANDS, GLOBAL_FLAGS, Command, Flag
 
 
@@ -27,9 +26,14 @@ def _command_function(cmd: Command, call: Any) -> Any:
     for a in cmd.args:
         kind: Any = list[str] if a.variadic else str
         default = ... if a.required and not a.variadic else None
-        params.append(inspect.Parameter(a.dest, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                        annotation=Annotated[kind, typer.Argument(help=a.help, show_default=False)],
-                                        default=default))
+        params.append(
+            inspect.Parameter(
+                a.dest,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                annotation=Annotated[kind, typer.Argument(help=a.help, show_default=False)],
+                default=default,
+            )
+        )
     for f in cmd.flags:
         ann, default = _option(f)
         params.append(inspect.Parameter(f.dest, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default))
@@ -49,9 +53,13 @@ def _command_function(cmd: Command, call: Any) -> Any:
 
 def build(call: Any) -> typer.Typer:
     """``call(globals, command, params) -> exit status`` runs a verb; main supplies it."""
-    app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None,
-                      context_settings={"help_option_names": ["-h", "--help"]},
-                      help="mrun: one runtime for Linux and WebAssembly containers (runc-compatible).")
+    app = typer.Typer(
+        no_args_is_help=True,
+        add_completion=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        help="mrun: one runtime for Linux and WebAssembly containers (runc-compatible).",
+    )
     gparams = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
     for f in GLOBAL_FLAGS:
         ann, default = _option(f)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mrun.sandbox.rootfs import secure_join
@@ -11,13 +10,16 @@ from mrun.sandbox.rootfs import secure_join
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@dataclass(frozen=True)
 class Claim:
     """A backend's bid for a bundle: the highest priority wins; the reason is shown to users."""
 
-    backend: str
-    priority: int
-    reason: str
+    __slots__ = ("backend", "priority", "reason")
+
+    def __init__(self, backend: str, priority: int, reason: str) -> None:
+        self.backend, self.priority, self.reason = backend, priority, reason
+
+    def __repr__(self) -> str:
+        return f"Claim({self.backend!r}, {self.priority}, {self.reason!r})"
 
 
 class Bundle:
@@ -42,8 +44,12 @@ class Bundle:
         """Host path of process.args[0] resolved inside the rootfs (PATH searched), or None."""
         if not self.args:
             return None
-        return resolve_in_root(self.rootfs, self.args[0].split("#", 1)[0], self.env("PATH", DEFAULT_PATH),
-                               self.spec.process.get("cwd") or "/")
+        return resolve_in_root(
+            self.rootfs,
+            self.args[0].split("#", 1)[0],
+            self.env("PATH", DEFAULT_PATH),
+            self.spec.process.get("cwd") or "/",
+        )
 
     def magic(self) -> bytes:
         """The first bytes of the entrypoint ('' if it cannot be read): ELF, '#!' or '\\0asm'."""
@@ -71,15 +77,13 @@ def resolve_in_root(root: str, name: str, path_env: str, cwd: str = "/") -> str 
     return None
 
 
-@dataclass
 class Container:
     """The container a backend prepares and runs; ``data`` is the backend's own scratch space,
     filled on the host in ``mrun_prepare`` and still there inside the sandbox (same memory)."""
 
-    id: str
-    bundle: Bundle
-    state_dir: str
-    data: dict[str, Any] = field(default_factory=dict)
+    def __init__(self, id: str, bundle: Bundle, state_dir: str) -> None:
+        self.id, self.bundle, self.state_dir = id, bundle, state_dir
+        self.data: dict[str, Any] = {}
 
 
 class Payload(Protocol):

@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 import pluggy
-
 from mrun.plugins.api import Bundle, Claim, Container, Payload
 
 PROJECT = "mrun"

@@ -10,13 +10,12 @@ mtime — so the verb that dispatches (``create``) normally only imports the bac
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import sys
 from typing import Any
 
 import pluggy
-
+from mrun import jsonio
 from mrun.errors import MrunError
 from mrun.plugins import hookspecs
 from mrun.plugins.api import Bundle, Claim
@@ -33,7 +32,9 @@ def _cache_path() -> str:
 
 def _cache_key() -> list[Any]:
     key: list[Any] = [sys.version]
-    for p in sys.path:
+    # sys.path[0] is the script's directory or the cwd (unless -P): not where distributions live,
+    # and its mtime changes all the time.
+    for p in sys.path if sys.flags.safe_path else sys.path[1:]:
         try:
             key.append([p, os.stat(p or ".").st_mtime_ns])
         except OSError:
@@ -48,8 +49,7 @@ def entry_points() -> list[tuple[str, str]]:
     path = _cache_path()
     if use_cache:
         try:
-            with open(path) as f:
-                cached = json.load(f)
+            cached = jsonio.load_file(path)
             if cached.get("key") == key:
                 return [tuple(e) for e in cached["entries"]]  # type: ignore[misc]
         except (OSError, ValueError, KeyError):
@@ -62,7 +62,7 @@ def entry_points() -> list[tuple[str, str]]:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             tmp = f"{path}.{os.getpid()}"
             with open(tmp, "w") as f:
-                json.dump({"key": key, "entries": entries}, f)
+                f.write(jsonio.dumps({"key": key, "entries": entries}))
             os.rename(tmp, path)
         except OSError:
             pass
@@ -114,12 +114,16 @@ class Backends:
         claims = self.claims(bundle)
         if forced:
             if self.pm.get_plugin(forced) is None:
-                raise MrunError(f"annotation {HANDLER_ANNOTATION}={forced} asks for backend {forced!r}, "
-                                f"which is not installed (installed: {', '.join(self.names())})")
+                raise MrunError(
+                    f"annotation {HANDLER_ANNOTATION}={forced} asks for backend {forced!r}, "
+                    f"which is not installed (installed: {', '.join(self.names())})"
+                )
             return forced, f"annotation {HANDLER_ANNOTATION}={forced}", claims
         if not claims:
-            raise MrunError(f"no backend can run {bundle.args[0] if bundle.args else 'this bundle'!r} "
-                            f"(installed: {', '.join(self.names())})")
+            raise MrunError(
+                f"no backend can run {bundle.args[0] if bundle.args else 'this bundle'!r} "
+                f"(installed: {', '.join(self.names())})"
+            )
         best = claims[0]
         return best.backend, best.reason, claims
 

@@ -18,8 +18,12 @@ DEFAULT_DEVICES: list[dict[str, Any]] = [
     {"path": "/dev/urandom", "type": "c", "major": 1, "minor": 9},
     {"path": "/dev/tty", "type": "c", "major": 5, "minor": 0},
 ]
-LINKS = (("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"), ("/proc/self/fd/1", "stdout"),
-         ("/proc/self/fd/2", "stderr"))
+LINKS = (
+    ("/proc/self/fd", "fd"),
+    ("/proc/self/fd/0", "stdin"),
+    ("/proc/self/fd/1", "stdout"),
+    ("/proc/self/fd/2", "stderr"),
+)
 _TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from mrun.errors import MrunError
@@ -21,20 +20,26 @@ from mrun.sandbox.process import ProcessPlan
 from mrun.spec import Spec
 
 
-@dataclass
 class Sandbox:
-    """Everything the sandboxed side needs, prepared on the host."""
+    """Everything the sandboxed side needs, prepared on the host. ``payload_hook`` is the chosen
+    backend's mrun_payload caller; ``console`` a connected --console-socket."""
 
-    spec: Spec
-    container: Container
-    plan: ProcessPlan
-    payload_hook: Any  # the chosen backend's mrun_payload caller
-    namespaces: dict[str, str]
-    cgroup_paths: dict[str, str]
-    exec_fifo: str = ""
-    console: Any = None  # a connected socket for --console-socket
-    no_pivot: bool = False
-    hook_state: dict[str, Any] | None = None
+    def __init__(
+        self,
+        spec: Spec,
+        container: Container,
+        plan: ProcessPlan,
+        payload_hook: Any,
+        namespaces: dict[str, str],
+        cgroup_paths: dict[str, str],
+        exec_fifo: str = "",
+        console: Any = None,
+        no_pivot: bool = False,
+        hook_state: dict[str, Any] | None = None,
+    ) -> None:
+        self.spec, self.container, self.plan, self.payload_hook = spec, container, plan, payload_hook
+        self.namespaces, self.cgroup_paths, self.exec_fifo = namespaces, cgroup_paths, exec_fifo
+        self.console, self.no_pivot, self.hook_state = console, no_pivot, hook_state
 
 
 def _host_pid() -> int:
@@ -72,8 +77,9 @@ def _build_rootfs(sb: Sandbox) -> None:
     dev_is_bind = False
     for i, m in enumerate(spec.raw.get("mounts") or []):
         rootfs.mount_one(root, m, i, sb.cgroup_paths, new_cgroupns)
-        if os.path.normpath(m["destination"]) == "/dev" and (m.get("type") == "bind" or "bind" in (
-                m.get("options") or []) or "rbind" in (m.get("options") or [])):
+        if os.path.normpath(m["destination"]) == "/dev" and (
+            m.get("type") == "bind" or "bind" in (m.get("options") or []) or "rbind" in (m.get("options") or [])
+        ):
             dev_is_bind = True
     devices.create(root, linux.get("devices") or [], "user" in sb.namespaces, dev_is_bind)
 

@@ -14,12 +14,11 @@ failure inside the container is one clear line on the host.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from mrun import jsonio
 from mrun.errors import MrunError
 from mrun.sandbox import syscalls as sc
 
@@ -39,7 +38,7 @@ class Channel:
         return Channel(a_r, a_w), Channel(b_r, b_w)
 
     def send(self, **msg: Any) -> None:
-        os.write(self.wfd, json.dumps(msg).encode() + b"\n")
+        os.write(self.wfd, jsonio.dumps(msg).encode() + b"\n")
 
     def recv(self) -> dict[str, Any]:
         if self.held:
@@ -50,7 +49,7 @@ class Channel:
                 return {"eof": True}
             self.buf += chunk
         line, _, self.buf = self.buf.partition(b"\n")
-        return json.loads(line)
+        return jsonio.loads(line)
 
     def close(self) -> None:
         for fd in (self.rfd, self.wfd):
@@ -60,20 +59,26 @@ class Channel:
                 pass
 
 
-@dataclass
 class Launch:
     """What the intermediate process does: namespaces to join (by path) or create ('')."""
 
-    namespaces: dict[str, str]
-    child: Callable[[Channel], NoReturn]
-    add_to_cgroup: Callable[[int], None] | None = None
-    uid_mappings: list[dict[str, int]] = field(default_factory=list)
-    gid_mappings: list[dict[str, int]] = field(default_factory=list)
+    def __init__(
+        self,
+        namespaces: dict[str, str],
+        child: Callable[[Channel], NoReturn],
+        add_to_cgroup: Callable[[int], None] | None = None,
+        uid_mappings: list[dict[str, int]] | None = None,
+        gid_mappings: list[dict[str, int]] | None = None,
+    ) -> None:
+        self.namespaces, self.child, self.add_to_cgroup = namespaces, child, add_to_cgroup
+        self.uid_mappings, self.gid_mappings = uid_mappings or [], gid_mappings or []
 
 
 def _write_maps(pid: int, launch: Launch) -> None:
-    for name, field_name, maps in (("uid_map", "uidMappings", launch.uid_mappings),
-                                   ("gid_map", "gidMappings", launch.gid_mappings)):
+    for name, field_name, maps in (
+        ("uid_map", "uidMappings", launch.uid_mappings),
+        ("gid_map", "gidMappings", launch.gid_mappings),
+    ):
         if not maps:
             continue
         text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
@@ -109,8 +114,9 @@ def _intermediate(launch: Launch, ch: Channel) -> NoReturn:
             try:
                 sc.setns(fd, sc.NS_FLAGS[kind])
             except OSError as e:
-                raise MrunError(f"linux.namespaces: cannot join {kind} namespace "
-                                f"{launch.namespaces[kind]}: {e.strerror}")
+                raise MrunError(
+                    f"linux.namespaces: cannot join {kind} namespace {launch.namespaces[kind]}: {e.strerror}"
+                )
             os.close(fd)
         if joined_user is not None:
             sc.setns(joined_user, sc.CLONE_NEWUSER)

@@ -18,8 +18,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class ProcessPlan:
-    def __init__(self, process: dict[str, Any], seccomp: dict[str, Any] | None = None,
-                 field: str = "process") -> None:
+    def __init__(self, process: dict[str, Any], seccomp: dict[str, Any] | None = None, field: str = "process") -> None:
         self.process = process
         self.args: list[str] = process["args"]
         self.env: list[str] = list(process.get("env") or [])
@@ -27,8 +26,11 @@ class ProcessPlan:
         self.user: dict[str, Any] = process.get("user") or {}
         self.nnp = bool(process.get("noNewPrivileges"))
         self.terminal = bool(process.get("terminal"))
-        self.caps = (CapPlan(process["capabilities"], f"{field}.capabilities")
-                     if process.get("capabilities") is not None else None)
+        self.caps = (
+            CapPlan(process["capabilities"], f"{field}.capabilities")
+            if process.get("capabilities") is not None
+            else None
+        )
         self.rlimits: list[tuple[int, int, int]] = []
         for i, rl in enumerate(process.get("rlimits") or []):
             num = getattr(resource, rl["type"], None)
@@ -56,8 +58,7 @@ class ProcessPlan:
             try:
                 resource.setrlimit(num, (soft, hard))
             except (OSError, ValueError) as e:
-                raise OSError(f"setrlimit {num} to {soft}/{hard}: {e} "
-                              f"(raising a hard limit needs CAP_SYS_RESOURCE)")
+                raise OSError(f"setrlimit {num} to {soft}/{hard}: {e} (raising a hard limit needs CAP_SYS_RESOURCE)")
         if self.seccomp and not self.nnp:
             self.seccomp.load()
         if self.caps:

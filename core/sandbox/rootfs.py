@@ -17,31 +17,53 @@ from mrun.errors import MrunError
 from mrun.sandbox import syscalls as sc
 
 _FLAGS: dict[str, tuple[bool, int]] = {  # option -> (clear?, flag)
-    "ro": (False, sc.MS_RDONLY), "rw": (True, sc.MS_RDONLY),
-    "nosuid": (False, sc.MS_NOSUID), "suid": (True, sc.MS_NOSUID),
-    "nodev": (False, sc.MS_NODEV), "dev": (True, sc.MS_NODEV),
-    "noexec": (False, sc.MS_NOEXEC), "exec": (True, sc.MS_NOEXEC),
-    "sync": (False, sc.MS_SYNCHRONOUS), "async": (True, sc.MS_SYNCHRONOUS),
-    "dirsync": (False, sc.MS_DIRSYNC), "remount": (False, sc.MS_REMOUNT),
-    "mand": (False, sc.MS_MANDLOCK), "nomand": (True, sc.MS_MANDLOCK),
-    "noatime": (False, sc.MS_NOATIME), "atime": (True, sc.MS_NOATIME),
-    "nodiratime": (False, sc.MS_NODIRATIME), "diratime": (True, sc.MS_NODIRATIME),
-    "relatime": (False, sc.MS_RELATIME), "norelatime": (True, sc.MS_RELATIME),
-    "strictatime": (False, sc.MS_STRICTATIME), "nostrictatime": (True, sc.MS_STRICTATIME),
-    "nosymfollow": (False, sc.MS_NOSYMFOLLOW), "symfollow": (True, sc.MS_NOSYMFOLLOW),
-    "bind": (False, sc.MS_BIND), "rbind": (False, sc.MS_BIND | sc.MS_REC),
+    "ro": (False, sc.MS_RDONLY),
+    "rw": (True, sc.MS_RDONLY),
+    "nosuid": (False, sc.MS_NOSUID),
+    "suid": (True, sc.MS_NOSUID),
+    "nodev": (False, sc.MS_NODEV),
+    "dev": (True, sc.MS_NODEV),
+    "noexec": (False, sc.MS_NOEXEC),
+    "exec": (True, sc.MS_NOEXEC),
+    "sync": (False, sc.MS_SYNCHRONOUS),
+    "async": (True, sc.MS_SYNCHRONOUS),
+    "dirsync": (False, sc.MS_DIRSYNC),
+    "remount": (False, sc.MS_REMOUNT),
+    "mand": (False, sc.MS_MANDLOCK),
+    "nomand": (True, sc.MS_MANDLOCK),
+    "noatime": (False, sc.MS_NOATIME),
+    "atime": (True, sc.MS_NOATIME),
+    "nodiratime": (False, sc.MS_NODIRATIME),
+    "diratime": (True, sc.MS_NODIRATIME),
+    "relatime": (False, sc.MS_RELATIME),
+    "norelatime": (True, sc.MS_RELATIME),
+    "strictatime": (False, sc.MS_STRICTATIME),
+    "nostrictatime": (True, sc.MS_STRICTATIME),
+    "nosymfollow": (False, sc.MS_NOSYMFOLLOW),
+    "symfollow": (True, sc.MS_NOSYMFOLLOW),
+    "bind": (False, sc.MS_BIND),
+    "rbind": (False, sc.MS_BIND | sc.MS_REC),
 }
 PROPAGATION = {
-    "private": sc.MS_PRIVATE, "rprivate": sc.MS_PRIVATE | sc.MS_REC,
-    "shared": sc.MS_SHARED, "rshared": sc.MS_SHARED | sc.MS_REC,
-    "slave": sc.MS_SLAVE, "rslave": sc.MS_SLAVE | sc.MS_REC,
-    "unbindable": sc.MS_UNBINDABLE, "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
+    "private": sc.MS_PRIVATE,
+    "rprivate": sc.MS_PRIVATE | sc.MS_REC,
+    "shared": sc.MS_SHARED,
+    "rshared": sc.MS_SHARED | sc.MS_REC,
+    "slave": sc.MS_SLAVE,
+    "rslave": sc.MS_SLAVE | sc.MS_REC,
+    "unbindable": sc.MS_UNBINDABLE,
+    "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
 }
 _IGNORED = {"tmpcopyup", "idmap", "ridmap", "rro", "rrw"}
 # statvfs flags that a bind remount must keep (they are locked in a user namespace).
-_LOCKED = ((os.ST_NOSUID, sc.MS_NOSUID), (os.ST_NODEV, sc.MS_NODEV), (os.ST_NOEXEC, sc.MS_NOEXEC),
-           (os.ST_NOATIME, sc.MS_NOATIME), (os.ST_NODIRATIME, sc.MS_NODIRATIME),
-           (os.ST_RELATIME, sc.MS_RELATIME))
+_LOCKED = (
+    (os.ST_NOSUID, sc.MS_NOSUID),
+    (os.ST_NODEV, sc.MS_NODEV),
+    (os.ST_NOEXEC, sc.MS_NOEXEC),
+    (os.ST_NOATIME, sc.MS_NOATIME),
+    (os.ST_NODIRATIME, sc.MS_NODIRATIME),
+    (os.ST_RELATIME, sc.MS_RELATIME),
+)
 
 
 def parse_options(options: list[str]) -> tuple[int, int, str]:
@@ -111,8 +133,9 @@ def remount_readonly(path: str, recursive: bool = False) -> None:
     sc.mount(None, path, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | extra | locked_flags(path))
 
 
-def mount_one(rootfs: str, m: dict[str, Any], index: int, cgroup_paths: dict[str, str] | None,
-              new_cgroupns: bool) -> None:
+def mount_one(
+    rootfs: str, m: dict[str, Any], index: int, cgroup_paths: dict[str, str] | None, new_cgroupns: bool
+) -> None:
     kind = m.get("type") or ""
     options = m.get("options") or []
     flags, prop, data = parse_options(options)

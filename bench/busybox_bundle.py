@@ -1,0 +1,50 @@
+"""Build a busybox OCI bundle from Debian's busybox-static (shared by the benches and tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from typing import Any
+
+from mrun.defaults import default_spec
+
+BUSYBOX = "/bin/busybox"
+
+
+def make_rootfs(rootfs: str) -> None:
+    if not os.path.exists(BUSYBOX):
+        raise RuntimeError(f"{BUSYBOX} is missing: apt-get install busybox-static")
+    for d in ("bin", "etc", "tmp", "proc", "sys", "dev", "root"):
+        os.makedirs(os.path.join(rootfs, d), exist_ok=True)
+    shutil.copy2(BUSYBOX, os.path.join(rootfs, "bin", "busybox"))
+    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    for a in applets:
+        link = os.path.join(rootfs, "bin", a)
+        if a != "busybox" and not os.path.lexists(link):
+            os.symlink("busybox", link)
+    with open(os.path.join(rootfs, "etc", "passwd"), "w") as f:
+        f.write("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
+    with open(os.path.join(rootfs, "etc", "group"), "w") as f:
+        f.write("root:x:0:\nnogroup:x:65534:\n")
+
+
+def make_bundle(path: str, args: list[str], cgroups_path: str = "", **changes: Any) -> dict[str, Any]:
+    """A bundle at ``path`` running ``args``; returns its config (already written)."""
+    rootfs = os.path.join(path, "rootfs")
+    if not os.path.isdir(os.path.join(rootfs, "bin")):
+        make_rootfs(rootfs)
+    config = default_spec()
+    config["process"]["terminal"] = False
+    config["process"]["args"] = args
+    if cgroups_path:
+        config["linux"]["cgroupsPath"] = cgroups_path
+    config.update(changes)
+    write_config(path, config)
+    return config
+
+
+def write_config(path: str, config: dict[str, Any]) -> None:
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(config, f, indent=1)

@@ -1,0 +1,103 @@
+"""JSON for the hot path, straight on CPython's C accelerator ``_json``.
+
+``import json`` costs ~18 ms on the test machines, almost all of it ``re`` (json.decoder and
+json.encoder compile regexes at import), and mrun's lifecycle verbs are short-lived processes
+that each read and write a state file. The C scanner and encoder need no regex. Where
+``_json`` is missing (not CPython) this falls back to the json module.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+try:
+    import _json
+except ImportError:  # pragma: no cover - other interpreters
+    _json = None
+
+_CONSTANTS = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}
+_WS = " \t\n\r"
+
+
+class _Context:
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = _CONSTANTS.__getitem__
+    memo: dict[str, str] = {}
+
+
+def _default(o: Any) -> Any:
+    raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
+
+
+if _json is not None:
+    _scan = _json.make_scanner(_Context())
+    _encode = _json.make_encoder({}, _default, _json.encode_basestring_ascii, None, ": ", ", ", False, False, True)
+
+
+class DecodeError(ValueError):
+    """Malformed JSON: ``msg`` with ``lineno`` and ``colno``, like json.JSONDecodeError."""
+
+    def __init__(self, msg: str, doc: str, pos: int) -> None:
+        self.msg, self.pos = msg, pos
+        self.lineno = doc.count("\n", 0, pos) + 1
+        self.colno = pos - doc.rfind("\n", 0, pos)
+        super().__init__(f"{msg}: line {self.lineno} column {self.colno} (char {pos})")
+
+
+def _skip(s: str, i: int) -> int:
+    n = len(s)
+    while i < n and s[i] in _WS:
+        i += 1
+    return i
+
+
+def loads(s: str | bytes) -> Any:
+    if isinstance(s, bytes):
+        s = s.decode("utf-8-sig")
+    if _json is None:  # pragma: no cover
+        import json
+
+        return json.loads(s)
+    i = _skip(s, 0)
+    try:
+        obj, end = _scan(s, i)
+    except StopIteration as e:
+        raise DecodeError("Expecting value", s, e.value)
+    except ValueError as e:  # the C scanner raises json.JSONDecodeError; keep one error type
+        raise DecodeError(getattr(e, "msg", str(e)), s, getattr(e, "pos", i))
+    end = _skip(s, end)
+    if end != len(s):
+        raise DecodeError("Extra data", s, end)
+    return obj
+
+
+def dumps(obj: Any, indent: int | None = None) -> str:
+    if _json is None:  # pragma: no cover
+        import json
+
+        return json.dumps(obj, indent=indent)
+    if indent is None:
+        return "".join(_encode(obj, 0))
+    return _pretty(obj, indent, 0)
+
+
+def _pretty(obj: Any, indent: int, level: int) -> str:
+    pad, inner = " " * (indent * level), " " * (indent * (level + 1))
+    if isinstance(obj, dict) and obj:
+        items = (f"{inner}{dumps(str(k))}: {_pretty(v, indent, level + 1)}" for k, v in obj.items())
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(obj, (list, tuple)) and obj:
+        return "[\n" + ",\n".join(inner + _pretty(v, indent, level + 1) for v in obj) + f"\n{pad}]"
+    return dumps(obj)
+
+
+def load_file(path: str) -> Any:
+    with open(path, "rb") as f:
+        return loads(f.read())
