@@ -1,0 +1,195 @@
+"""Shared fixtures: real kernel, real busybox, a private state root and cgroup parent per test.
+
+Nothing here is mocked. A missing component (root, busybox-static, runc, containerd...) fails
+the test with the command that installs it; `.ci/run` installs all of them first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "bench"))
+
+from busybox_bundle import make_rootfs, write_config  # noqa: E402
+from mrun.defaults import default_spec  # noqa: E402
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def require(binary: str, package: str) -> str:
+    path = shutil.which(binary)
+    if not path:
+        pytest.fail(f"{binary} is missing: apt-get install -y {package}")
+    return path
+
+
+def mrun_binary() -> str:
+    candidate = os.path.join(os.path.dirname(sys.executable), "mrun")
+    if os.path.exists(candidate):
+        return candidate
+    return require("mrun", "(pip install -e .)")
+
+
+def cgroup_dirs(relative: str) -> list[str]:
+    """Every existing directory for ``relative`` across the host's cgroup hierarchies."""
+    found = []
+    if os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers")):
+        candidates = [os.path.join(CGROUP_ROOT, relative.lstrip("/"))]
+    else:
+        candidates = [os.path.join(CGROUP_ROOT, c, relative.lstrip("/")) for c in os.listdir(CGROUP_ROOT)]
+    for d in candidates:
+        if os.path.isdir(d):
+            found.append(d)
+    return found
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Live (non-zombie) processes whose command line contains ``text``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().decode(errors="replace")
+            with open(f"/proc/{entry}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmd and state not in ("Z", "X"):
+            pids.append(int(entry))
+    return pids
+
+
+@pytest.fixture(scope="session")
+def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> str:
+    if os.geteuid() != 0:
+        pytest.fail("the runtime tests need root (namespaces, cgroups, mounts)")
+    require("busybox", "busybox-static")
+    rootfs = str(tmp_path_factory.mktemp("busybox") / "rootfs")
+    make_rootfs(rootfs)
+    return rootfs
+
+
+class Harness:
+    """One test's world: its own --root, cgroup parent, bundles and the mrun binary."""
+
+    def __init__(self, tmp: str, rootfs: str) -> None:
+        self.tmp = tmp
+        self.rootfs = rootfs
+        self.root = os.path.join(tmp, "state")
+        self.tag = f"mrun-test-{uuid.uuid4().hex[:10]}"
+        self.cgroup_parent = f"/{self.tag}"
+        self.binary = mrun_binary()
+        self.mountinfo_before = self._mount_points()
+        self.ids: list[str] = []
+
+    @staticmethod
+    def _mount_points() -> set[str]:
+        with open("/proc/self/mountinfo") as f:
+            return {line.split()[4] for line in f}
+
+    def cid(self, name: str = "c") -> str:
+        cid = f"{name}-{uuid.uuid4().hex[:6]}"
+        self.ids.append(cid)
+        return cid
+
+    def config(self, args: list[str], **changes: Any) -> dict[str, Any]:
+        cfg = default_spec()
+        cfg["process"]["terminal"] = False
+        cfg["process"]["args"] = args
+        cfg["root"] = {"path": self.rootfs, "readonly": True}
+        cfg["linux"]["cgroupsPath"] = f"{self.cgroup_parent}/{uuid.uuid4().hex[:8]}"
+        cfg.update(changes)
+        return cfg
+
+    def bundle(self, args: list[str] | None = None, config: dict[str, Any] | None = None, **changes: Any) -> str:
+        path = os.path.join(self.tmp, f"bundle-{uuid.uuid4().hex[:8]}")
+        os.makedirs(path)
+        write_config(path, config if config is not None else self.config(args or ["true"], **changes))
+        return path
+
+    def mrun(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run mrun with output captured through files, not pipes: a created or detached
+        container inherits mrun's stdio, and a pipe would stay open as long as it lives."""
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            proc = subprocess.run(
+                [self.binary, "--root", self.root, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                timeout=timeout,
+                check=False,
+            )
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
+
+    def ok(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        r = self.mrun(*args, **kw)
+        assert r.returncode == 0, f"mrun {' '.join(args)} failed ({r.returncode}): {r.stderr}"
+        return r
+
+    def status(self, cid: str) -> str:
+        r = self.mrun("state", cid)
+        if r.returncode != 0:
+            return "gone"
+        return json.loads(r.stdout)["status"]
+
+    def wait_status(self, cid: str, want: str, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while (st := self.status(cid)) != want:
+            assert time.monotonic() < deadline, f"{cid} is {st}, expected {want}"
+            time.sleep(0.02)
+
+    def leftovers(self) -> list[str]:
+        """What a test must never leave behind: state, cgroups, mounts, processes."""
+        found = []
+        if os.path.isdir(self.root) and os.listdir(self.root):
+            found.append(f"state dirs: {os.listdir(self.root)}")
+        for d in cgroup_dirs(self.cgroup_parent):
+            children = [e for e in os.listdir(d) if os.path.isdir(os.path.join(d, e))]
+            if children:
+                found.append(f"cgroups under {d}: {children}")
+        new_mounts = self._mount_points() - self.mountinfo_before
+        if new_mounts:
+            found.append(f"mounts: {sorted(new_mounts)}")
+        procs = processes_mentioning(self.root)
+        if procs:
+            found.append(f"processes: {procs}")
+        return found
+
+    def cleanup(self) -> None:
+        for cid in os.listdir(self.root) if os.path.isdir(self.root) else []:
+            self.mrun("delete", "--force", cid)
+        for pid in processes_mentioning(self.root):
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        for d in sorted(cgroup_dirs(self.cgroup_parent), key=len, reverse=True):
+            for sub, dirs, _ in sorted(os.walk(d, topdown=False), key=lambda x: -len(x[0])):
+                try:
+                    os.rmdir(sub)
+                except OSError:
+                    pass
+
+
+@pytest.fixture
+def h(tmp_path: Any, busybox_rootfs: str) -> Any:
+    harness = Harness(str(tmp_path), busybox_rootfs)
+    yield harness
+    left = harness.leftovers()
+    harness.cleanup()
+    assert not left, f"test left things behind: {left}"

@@ -1,0 +1,219 @@
+"""runc-compatible lifecycle on the real kernel: run, create/start/state/kill/delete, exec, ps,
+pause/resume. Every test also asserts (in the fixture) that nothing was left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+
+
+@pytest.mark.parametrize("script, code", [("exit 0", 0), ("exit 3", 3)])
+def test_run_passes_exit_codes_through(h, script, code):
+    r = h.mrun("run", "-b", h.bundle(["sh", "-c", script]), h.cid())
+    assert r.returncode == code, r.stderr
+
+
+def test_run_reports_sigkill_of_the_init_as_137(h):
+    """The kernel ignores SIGKILL sent to a PID namespace's init from inside; from outside it kills."""
+    cid = h.cid()
+    proc = subprocess.Popen(
+        [h.binary, "--root", h.root, "run", "-b", h.bundle(["sleep", "60"]), cid],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    h.wait_status(cid, "running")
+    h.ok("kill", cid, "KILL")
+    assert proc.wait(timeout=10) == 137
+    proc.stderr.close()
+
+
+def test_run_forwards_signals_to_the_container(h):
+    cid = h.cid()
+    script = "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.05; done"
+    proc = subprocess.Popen(
+        [h.binary, "--root", h.root, "run", "-b", h.bundle(["sh", "-c", script]), cid],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(15)
+    assert proc.wait(timeout=10) == 42
+    assert "got-term" in proc.stdout.read()
+    proc.stdout.close()
+
+
+def test_run_sees_its_own_pid_hostname_mounts_and_network(h):
+    script = "echo pid=$$; hostname; cat /proc/self/mountinfo; echo ifaces: $(ls /sys/class/net)"
+    bundle = h.bundle(["sh", "-c", script], hostname="box-under-test")
+    r = h.ok("run", "-b", bundle, h.cid())
+    lines = r.stdout.splitlines()
+    assert lines[0] == "pid=1"
+    assert lines[1] == "box-under-test"
+    mounts = [line.split()[4] for line in lines[2:-1]]
+    assert "/" in mounts and "/proc" in mounts and "/dev" in mounts
+    assert not any(m.startswith(("/work", "/tmp/pytest", "/home")) for m in mounts), mounts
+    assert lines[-1] == "ifaces: lo"
+
+
+def test_create_start_state_kill_delete(h):
+    cid = h.cid()
+    pid_file = os.path.join(h.tmp, "init.pid")
+    h.ok("create", "--bundle", h.bundle(["sleep", "60"]), "--pid-file", pid_file, cid)
+    state = json.loads(h.ok("state", cid).stdout)
+    assert state["status"] == "created"
+    assert state["id"] == cid and state["pid"] == int(open(pid_file).read())
+    assert os.path.exists(f"/proc/{state['pid']}")
+    h.ok("start", cid)
+    assert h.status(cid) == "running"
+    assert json.loads(h.ok("list", "--format", "json").stdout)[0]["id"] == cid
+    h.ok("kill", cid, "KILL")
+    h.wait_status(cid, "stopped")
+    r = h.mrun("kill", cid, "KILL")
+    assert r.returncode != 0 and "not running" in r.stderr
+    h.ok("delete", cid)
+    assert h.status(cid) == "gone"
+
+
+def test_created_container_dies_on_term(h):
+    """The init is PID 1 while it waits for `start`: it must still honour SIGTERM."""
+    cid = h.cid()
+    h.ok("create", "-b", h.bundle(["sleep", "60"]), cid)
+    h.ok("kill", cid, "SIGTERM")
+    h.wait_status(cid, "stopped")
+    h.ok("delete", cid)
+
+
+def test_delete_refuses_running_container_without_force(h):
+    cid = h.cid()
+    h.ok("run", "-d", "-b", h.bundle(["sleep", "60"]), cid)
+    r = h.mrun("delete", cid)
+    assert r.returncode != 0 and "running" in r.stderr and cid in r.stderr
+    h.ok("delete", "--force", cid)
+    assert h.status(cid) == "gone"
+
+
+def test_exec_into_running_container(h):
+    cid = h.cid()
+    h.ok("run", "--detach", "-b", h.bundle(["sleep", "60"], hostname="execbox"), cid)
+    r = h.ok("exec", "-e", "FOO=bar", cid, "sh", "-c", "echo $FOO $(hostname) $(cat /proc/1/cmdline | tr '\\0' ' ')")
+    assert r.stdout.strip() == "bar execbox sleep 60"
+    r = h.mrun("exec", cid, "sh", "-c", "exit 7")
+    assert r.returncode == 7
+    pid_file = os.path.join(h.tmp, "exec.pid")
+    h.ok("exec", "--detach", "--pid-file", pid_file, cid, "sleep", "30")
+    exec_pid = int(open(pid_file).read())
+    pids = json.loads(h.ok("ps", "--format", "json", cid).stdout)
+    assert exec_pid in pids and len(pids) == 2
+    process = {
+        "args": ["sh", "-c", "echo from-process-file $PWD"],
+        "cwd": "/tmp",
+        "env": ["PATH=/bin"],
+        "user": {"uid": 65534, "gid": 65534},
+    }
+    pfile = os.path.join(h.tmp, "process.json")
+    with open(pfile, "w") as f:
+        json.dump(process, f)
+    r = h.ok("exec", "--process", pfile, cid)
+    assert r.stdout.strip() == "from-process-file /tmp"
+    r = h.mrun("exec", cid, "no-such-binary")
+    assert r.returncode != 0 and "no-such-binary" in r.stderr and "not found" in r.stderr
+    h.ok("delete", "--force", cid)
+
+
+def test_pause_and_resume(h):
+    cid = h.cid()
+    h.ok("run", "-d", "-b", h.bundle(["sleep", "60"]), cid)
+    h.ok("pause", cid)
+    assert h.status(cid) == "paused"
+    assert h.mrun("pause", cid).returncode != 0
+    h.ok("resume", cid)
+    assert h.status(cid) == "running"
+    h.ok("kill", cid, "9")
+    h.wait_status(cid, "stopped")
+    h.ok("delete", cid)
+
+
+def test_kill_all_and_delete_force_clean_up_every_process(h):
+    cid = h.cid()
+    h.ok("run", "-d", "-b", h.bundle(["sh", "-c", "sleep 60 & sleep 60 & wait"]), cid)
+    deadline = time.monotonic() + 5
+    while len(json.loads(h.ok("ps", "-f", "json", cid).stdout)) < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    h.ok("kill", "--all", cid, "KILL")
+    h.wait_status(cid, "stopped")
+    h.ok("delete", cid)
+
+
+def test_hooks_get_state_on_stdin(h):
+    out = os.path.join(h.tmp, "hooks.log")
+    hooks = {
+        kind: [{"path": "/bin/sh", "args": ["sh", "-c", f"echo {kind} $(cat) >> {out}"]}]
+        for kind in ("prestart", "createRuntime", "poststart", "poststop")
+    }
+    cid = h.cid()
+    h.ok("run", "-b", h.bundle(["true"], hooks=hooks), cid)
+    lines = open(out).read().splitlines()
+    assert [line.split()[0] for line in lines] == ["prestart", "createRuntime", "poststart", "poststop"]
+    state = json.loads(lines[0].split(" ", 1)[1])
+    assert state["id"] == cid and state["pid"] > 0
+
+
+def test_failing_prestart_hook_fails_create_and_leaves_nothing(h):
+    hooks = {"prestart": [{"path": "/bin/false"}]}
+    r = h.mrun("create", "-b", h.bundle(["true"], hooks=hooks), h.cid())
+    assert r.returncode != 0 and "hooks.prestart[0]" in r.stderr
+
+
+def test_console_socket_receives_a_working_pty(h):
+    sock_path = os.path.join(h.tmp, "console.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(sock_path)
+    listener.listen(1)
+    cfg = h.config(["sh", "-c", "tty; echo on-the-pty"])
+    cfg["process"]["terminal"] = True
+    cid = h.cid()
+    h.ok("create", "-b", h.bundle(config=cfg), "--console-socket", sock_path, cid)
+    conn, _ = listener.accept()
+    from mrun.sandbox.console import receive_fd
+
+    master = receive_fd(conn)
+    h.ok("start", cid)
+    out = b""
+    deadline = time.monotonic() + 5
+    while b"on-the-pty" not in out and time.monotonic() < deadline:
+        try:
+            chunk = os.read(master, 1024)
+        except OSError:
+            break
+        out += chunk
+    assert b"/dev/pts/0" in out and b"on-the-pty" in out
+    os.close(master)
+    h.wait_status(cid, "stopped")
+    h.ok("delete", cid)
+
+
+def test_log_json_records_errors_for_containerd(h):
+    log = os.path.join(h.tmp, "log.json")
+    r = h.mrun("--log", log, "--log-format", "json", "start", "no-such-container")
+    assert r.returncode != 0
+    record = json.loads(open(log).read().splitlines()[-1])
+    assert record["level"] == "error" and "does not exist" in record["msg"]
+
+
+def test_features_and_spec(h):
+    features = json.loads(h.ok("features").stdout)
+    assert "linux" in features["annotations"]["org.mrun.backends"].split(",")
+    assert set(features["linux"]["namespaces"]) >= {"pid", "network", "mount", "uts", "ipc", "user", "cgroup"}
+    bundle = os.path.join(h.tmp, "specbundle")
+    os.makedirs(bundle)
+    h.ok("spec", "--bundle", bundle)
+    assert json.load(open(os.path.join(bundle, "config.json")))["process"]["args"] == ["sh"]
+    assert h.mrun("spec", "--bundle", bundle).returncode != 0  # refuses to overwrite
