@@ -179,7 +179,7 @@ class Harness:
             except ProcessLookupError:
                 pass
         for d in sorted(cgroup_dirs(self.cgroup_parent), key=len, reverse=True):
-            for sub, dirs, _ in sorted(os.walk(d, topdown=False), key=lambda x: -len(x[0])):
+            for sub, _dirs, _files in sorted(os.walk(d, topdown=False), key=lambda x: -len(x[0])):
                 try:
                     os.rmdir(sub)
                 except OSError:
