@@ -111,6 +111,9 @@ class Runtime:
             backends.hook(record.backend, "mrun_prepare")(container=container)
             fifo = self.store.path(container_id, EXEC_FIFO)
             os.mkfifo(fifo, 0o600)
+            # Opened here, inherited by the init: inside a user namespace it could not open the
+            # root-owned fifo itself. Read-write, so opening never blocks and the init can wait on it.
+            fifo_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
             console = None
             if opts.console_socket:
                 from mrun.sandbox.console import connect
@@ -126,7 +129,7 @@ class Runtime:
                 payload_hook=backends.hook(record.backend, "mrun_payload"),
                 namespaces=namespaces,
                 cgroup_paths=getattr(cgroup, "paths", {}),
-                exec_fifo=fifo,
+                exec_fifo=fifo_fd,
                 console=console,
                 no_pivot=opts.no_pivot,
                 hook_state=oci_state(self.store, record, "creating"),
@@ -138,7 +141,10 @@ class Runtime:
                 uid_mappings=spec.linux.get("uidMappings") or [],
                 gid_mappings=spec.linux.get("gidMappings") or [],
             )
-            record.pid, ch = spawn(launch)
+            try:
+                record.pid, ch = spawn(launch)
+            finally:
+                os.close(fifo_fd)  # only the init may hold it: `start` finds no reader once it died
             if console is not None:
                 console.close()
             record.pid_start = start_time(record.pid)

@@ -32,7 +32,7 @@ class Sandbox:
         payload_hook: Any,
         namespaces: dict[str, str],
         cgroup_paths: dict[str, str],
-        exec_fifo: str = "",
+        exec_fifo: int = -1,
         console: Any = None,
         no_pivot: bool = False,
         hook_state: dict[str, Any] | None = None,
@@ -76,7 +76,7 @@ def _build_rootfs(sb: Sandbox) -> None:
     new_cgroupns = sb.namespaces.get("cgroup") == ""
     dev_is_bind = False
     for i, m in enumerate(spec.raw.get("mounts") or []):
-        rootfs.mount_one(root, m, i, sb.cgroup_paths, new_cgroupns)
+        rootfs.mount_one(root, m, i, sb.cgroup_paths, new_cgroupns, "user" in sb.namespaces)
         if os.path.normpath(m["destination"]) == "/dev" and (
             m.get("type") == "bind" or "bind" in (m.get("options") or []) or "rbind" in (m.get("options") or [])
         ):
@@ -101,7 +101,6 @@ def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
     if spec.process.get("oomScoreAdj") is not None:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(spec.process["oomScoreAdj"]))
-    fifo_fd = os.open(sb.exec_fifo, os.O_RDWR | os.O_CLOEXEC)
     hooks = spec.hooks
     if hooks.get("prestart") or hooks.get("createRuntime"):
         ch.send(hooks=True)
@@ -123,7 +122,7 @@ def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
     payload = _enter_process(sb)
     ch.send(ready=True)
     ch.close()
-    _wait_for_start(fifo_fd)
+    _wait_for_start(sb.exec_fifo)
     if hooks.get("startContainer"):
         run_hooks("startContainer", hooks["startContainer"], dict(state, status="running"))
     sb.plan.apply()

@@ -134,7 +134,12 @@ def remount_readonly(path: str, recursive: bool = False) -> None:
 
 
 def mount_one(
-    rootfs: str, m: dict[str, Any], index: int, cgroup_paths: dict[str, str] | None, new_cgroupns: bool
+    rootfs: str,
+    m: dict[str, Any],
+    index: int,
+    cgroup_paths: dict[str, str] | None,
+    new_cgroupns: bool,
+    in_userns: bool = False,
 ) -> None:
     kind = m.get("type") or ""
     options = m.get("options") or []
@@ -155,7 +160,7 @@ def mount_one(
                 sc.mount(None, dest, None, sc.MS_BIND | sc.MS_REMOUNT | rest | locked_flags(dest))
         elif kind == "cgroup":
             _make_target(dest, True)
-            mount_cgroup(dest, flags, cgroup_paths or {}, new_cgroupns)
+            mount_cgroup(dest, flags, cgroup_paths or {}, new_cgroupns, in_userns)
         else:
             _make_target(dest, True)
             if kind == "sysfs":
@@ -173,7 +178,9 @@ def mount_one(
         raise MrunError(f"mounts[{index}] ({kind or 'bind'} on {m['destination']}): {e.strerror or e}")
 
 
-def mount_cgroup(dest: str, flags: int, cgroup_paths: dict[str, str], new_cgroupns: bool) -> None:
+def mount_cgroup(
+    dest: str, flags: int, cgroup_paths: dict[str, str], new_cgroupns: bool, in_userns: bool = False
+) -> None:
     """Give the container its own cgroup view: cgroup2 directly, or v1 as a tmpfs of hierarchies."""
     ro = flags & sc.MS_RDONLY
     base = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
@@ -191,9 +198,9 @@ def mount_cgroup(dest: str, flags: int, cgroup_paths: dict[str, str], new_cgroup
         mountpoint = _hierarchy_name(path)
         target = os.path.join(dest, mountpoint)
         os.makedirs(target, exist_ok=True)
-        if new_cgroupns:
+        if new_cgroupns and not in_userns:
             sc.mount("cgroup", target, "cgroup", base | ro, ",".join(sorted(ctrls)))
-        else:
+        else:  # v1 hierarchies cannot be mounted from a user namespace: bind the container's own
             sc.mount(path, target, None, sc.MS_BIND)
             if ro:
                 remount_readonly(target)

@@ -1,0 +1,210 @@
+"""The sandbox and its limits, checked from inside the container and in the cgroup's own
+statistics (no wall-clock assertions)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from conftest import cgroup_dirs
+from mrun.sandbox.caps import BITS
+
+MB = 1024 * 1024
+TMPFS_TMP = {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]}
+
+
+def _cgroup_file(cfg, controller: str, name: str) -> str:
+    rel = cfg["linux"]["cgroupsPath"]
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        return os.path.join("/sys/fs/cgroup", rel.lstrip("/"), name)
+    return os.path.join("/sys/fs/cgroup", controller, rel.lstrip("/"), name)
+
+
+def test_memory_limit_oom_kill_is_reported(h):
+    cfg = h.config(["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"])
+    cfg["linux"]["resources"]["memory"] = {"limit": 32 * MB, "swap": 32 * MB}
+    cid = h.cid()
+    r = h.mrun("run", "-b", h.bundle(config=cfg), cid)
+    assert r.returncode == 137, r.stderr
+    assert "OOM" in r.stderr and cid in r.stderr
+
+
+def test_memory_limit_reaches_the_cgroup_and_state_stays_honest(h):
+    cfg = h.config(["sleep", "60"])
+    cfg["linux"]["resources"]["memory"] = {"limit": 48 * MB}
+    cid = h.cid()
+    h.ok("run", "-d", "-b", h.bundle(config=cfg), cid)
+    stats = json.loads(h.ok("events", "--stats", cid).stdout)["data"]
+    assert stats["memory"]["limit"] == 48 * MB
+    h.ok("delete", "--force", cid)
+
+
+def test_fork_bomb_stops_at_pids_limit(h):
+    script = "i=0; while [ $i -lt 40 ]; do sleep 30 & i=$((i+1)); done; echo spawned; wait"
+    cfg = h.config(["sh", "-c", script])
+    cfg["linux"]["resources"]["pids"] = {"limit": 10}
+    cid = h.cid()
+    h.ok("run", "-d", "-b", h.bundle(config=cfg), cid)
+    events = _cgroup_file(cfg, "pids", "pids.events")
+    deadline = time.monotonic() + 10
+    while "max 0" in open(events).read():
+        assert time.monotonic() < deadline, "the pids limit was never hit"
+        time.sleep(0.05)
+    stats = json.loads(h.ok("events", "--stats", cid).stdout)["data"]
+    assert stats["pids"]["limit"] == 10
+    assert stats["pids"]["current"] <= 10
+    assert len(json.loads(h.ok("ps", "-f", "json", cid).stdout)) <= 10
+    h.ok("delete", "--force", cid)
+
+
+def test_cpu_quota_throttles(h):
+    cfg = h.config(["sh", "-c", "while :; do :; done"])
+    cfg["linux"]["resources"]["cpu"] = {"quota": 20000, "period": 100000}
+    cid = h.cid()
+    h.ok("run", "-d", "-b", h.bundle(config=cfg), cid)
+    deadline = time.monotonic() + 20
+    while True:
+        cpu = json.loads(h.ok("events", "--stats", cid).stdout)["data"]["cpu"]
+        if cpu["throttled_periods"] >= 3:
+            break
+        assert time.monotonic() < deadline, f"no throttling seen: {cpu}"
+        time.sleep(0.1)
+    assert cpu["throttled_ns"] > 0
+    h.ok("delete", "--force", cid)
+
+
+def test_capabilities_and_no_new_privileges(h):
+    cfg = h.config(["sh", "-c", "grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status"])
+    caps = ["CAP_KILL", "CAP_NET_RAW", "CAP_CHOWN"]
+    cfg["process"]["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
+    out = dict(line.split(":\t") for line in h.ok("run", "-b", h.bundle(config=cfg), h.cid()).stdout.splitlines())
+    want = sum(1 << BITS[c] for c in caps)
+    assert int(out["CapEff"], 16) == want
+    assert int(out["CapBnd"], 16) == want
+    assert out["NoNewPrivs"] == "1"
+
+
+def test_readonly_rootfs_masked_and_readonly_paths(h):
+    secret = os.path.join(h.tmp, "secret")
+    os.makedirs(secret)
+    open(os.path.join(secret, "key"), "w").write("hunter2")
+    script = (
+        "exec 2>&1; touch /new-file; echo secret=$(ls /secret | wc -l); echo group=$(cat /etc/group | wc -c); "
+        "echo 1 > /proc/sys/kernel/domainname 2>&1; echo done"
+    )
+    cfg = h.config(["sh", "-c", script])
+    cfg["mounts"].append({"destination": "/secret", "type": "bind", "source": secret, "options": ["rbind"]})
+    cfg["linux"]["maskedPaths"] += ["/etc/group", "/secret"]
+    out = h.ok("run", "-b", h.bundle(config=cfg), h.cid()).stdout
+    assert "Read-only file system" in out.splitlines()[0]
+    assert "secret=0" in out and "group=0" in out
+    assert out.count("Read-only file system") == 2, out
+
+
+def test_user_groups_umask_rlimits_cwd_env(h):
+    cfg = h.config(["sh", "-c", "id; umask; ulimit -n; pwd; echo $GREETING"])
+    cfg["process"]["user"] = {"uid": 1000, "gid": 1001, "additionalGids": [5, 7], "umask": 0o027}
+    cfg["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 200}]
+    cfg["process"]["cwd"] = "/tmp"
+    cfg["process"]["env"] = ["PATH=/bin", "GREETING=hello there"]
+    cfg["mounts"].append(TMPFS_TMP)
+    lines = h.ok("run", "-b", h.bundle(config=cfg), h.cid()).stdout.splitlines()
+    assert lines[0].startswith("uid=1000 gid=1001") and "groups=5,7" in lines[0]
+    assert lines[1:] == ["0027", "100", "/tmp", "hello there"]
+
+
+def test_seccomp_profile_denies_with_errno(h):
+    cfg = h.config(["sh", "-c", "mkdir /tmp/x 2>&1; echo rc=$?; touch /tmp/ok && echo touched"])
+    cfg["mounts"].append(TMPFS_TMP)
+    cfg["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_AARCH64"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
+    }
+    out = h.ok("run", "-b", h.bundle(config=cfg), h.cid()).stdout
+    assert "Operation not permitted" in out and "rc=1" in out and "touched" in out
+
+
+def test_sysctl_oom_score_devices_and_domainname(h):
+    script = (
+        "cat /proc/sys/net/ipv4/ip_forward; cat /proc/self/oom_score_adj; cat /proc/sys/kernel/domainname; "
+        "echo hi > /dev/mynull && echo wrote; ls -l /dev/mynull"
+    )
+    cfg = h.config(["sh", "-c", script], domainname="example.test")
+    cfg["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    cfg["process"]["oomScoreAdj"] = 500
+    cfg["linux"]["devices"] = [{"path": "/dev/mynull", "type": "c", "major": 1, "minor": 3, "fileMode": 0o666}]
+    lines = h.ok("run", "-b", h.bundle(config=cfg), h.cid()).stdout.splitlines()
+    assert lines[:4] == ["1", "500", "example.test", "wrote"]
+    assert lines[4].startswith("crw-rw-rw-") and "1,   3" in lines[4]
+
+
+def test_bind_mounts_read_only_and_read_write(h):
+    data = os.path.join(h.tmp, "data")
+    os.makedirs(data)
+    with open(os.path.join(data, "in.txt"), "w") as f:
+        f.write("from the host\n")
+    cfg = h.config(["sh", "-c", "cat /ro/in.txt; touch /ro/x 2>&1; echo written > /rw/out.txt"])
+    cfg["mounts"] += [
+        {"destination": "/ro", "type": "bind", "source": data, "options": ["rbind", "ro"]},
+        {"destination": "/rw", "type": "bind", "source": data, "options": ["rbind", "rw"]},
+    ]
+    out = h.ok("run", "-b", h.bundle(config=cfg), h.cid()).stdout
+    assert "from the host" in out and "Read-only file system" in out
+    assert open(os.path.join(data, "out.txt")).read() == "written\n"
+
+
+def test_mount_destination_symlink_cannot_escape_the_rootfs(h, busybox_rootfs):
+    """A rootfs symlink pointing at a host path must resolve inside the container."""
+    rootfs = os.path.join(h.tmp, "evil-rootfs")
+    os.makedirs(rootfs)
+    os.symlink(os.path.join(busybox_rootfs, "bin"), os.path.join(rootfs, "bin"))
+    for d in ("proc", "sys", "dev", "etc"):
+        os.makedirs(os.path.join(rootfs, d))
+    victim = os.path.join(h.tmp, "host-victim")
+    os.makedirs(victim)
+    os.symlink(victim, os.path.join(rootfs, "escape"))
+    cfg = h.config(["/bin/true"])
+    cfg["root"] = {"path": rootfs, "readonly": False}
+    cfg["mounts"].append({"destination": "/escape/sub", "type": "tmpfs", "source": "tmpfs"})
+    h.mrun("run", "-b", h.bundle(config=cfg), h.cid())
+    assert not os.path.exists(os.path.join(victim, "sub")), "a mount destination escaped through a symlink"
+
+
+def test_user_namespace_with_mappings(h):
+    # The mapped root (host uid 200000) must be able to reach the rootfs: pytest's dirs are 0700.
+    d = h.rootfs
+    while d != "/":
+        os.chmod(d, os.stat(d).st_mode | 0o005)
+        d = os.path.dirname(d)
+    cfg = h.config(["sh", "-c", "id -u; cat /proc/self/uid_map"])
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    lines = h.ok("run", "-b", h.bundle(config=cfg), h.cid()).stdout.splitlines()
+    assert lines[0] == "0"
+    assert lines[1].split() == ["0", "200000", "65536"]
+
+
+def test_joining_another_containers_network_namespace(h):
+    first = h.cid("net")
+    h.ok("run", "-d", "-b", h.bundle(["sleep", "60"], hostname="first"), first)
+    pid = json.loads(h.ok("state", first).stdout)["pid"]
+    cfg = h.config(["sh", "-c", "readlink /proc/self/ns/net"])
+    cfg["linux"]["namespaces"] = [
+        ns if ns["type"] != "network" else {"type": "network", "path": f"/proc/{pid}/ns/net"}
+        for ns in cfg["linux"]["namespaces"]
+    ]
+    out = h.ok("run", "-b", h.bundle(config=cfg), h.cid()).stdout.strip()
+    assert out == os.readlink(f"/proc/{pid}/ns/net")
+    h.ok("delete", "--force", first)
+
+
+def test_cgroup_is_removed_with_the_container(h):
+    cfg = h.config(["sleep", "60"])
+    cid = h.cid()
+    h.ok("run", "-d", "-b", h.bundle(config=cfg), cid)
+    assert cgroup_dirs(cfg["linux"]["cgroupsPath"])
+    h.ok("delete", "--force", cid)
+    assert not cgroup_dirs(cfg["linux"]["cgroupsPath"])
