@@ -70,8 +70,16 @@ def loads(s: str | bytes) -> Any:
         obj, end = _scan(s, i)
     except StopIteration as e:
         raise DecodeError("Expecting value", s, e.value)
-    except ValueError as e:  # the C scanner raises json.JSONDecodeError; keep one error type
-        raise DecodeError(getattr(e, "msg", str(e)), s, getattr(e, "pos", i))
+    except (ValueError, SystemError):
+        # The C scanner builds its error from json.decoder, and only if that is already imported
+        # (else: SystemError). Malformed input is rare: let the json module say what is wrong.
+        import json
+
+        try:
+            json.loads(s)
+        except json.JSONDecodeError as e:
+            raise DecodeError(e.msg, s, e.pos)
+        raise
     end = _skip(s, end)
     if end != len(s):
         raise DecodeError("Extra data", s, end)

@@ -11,6 +11,7 @@ import os
 
 from mrun import jsonio
 from mrun.errors import InvalidSpec
+from mrun.sandbox.capnames import BITS as CAP_BITS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -181,7 +182,7 @@ def check_process(process: Any, path: str = "process") -> None:
             raise InvalidSpec(f"{path}.env[{i}]: must be KEY=VALUE, got {entry!r}")
     for name in CAP_SETS:
         for i, cap in enumerate((process.get("capabilities") or {}).get(name) or []):
-            if not cap.startswith("CAP_"):
+            if cap not in CAP_BITS:
                 raise InvalidSpec(f"{path}.capabilities.{name}[{i}]: unknown capability {cap!r}")
     for i, rl in enumerate(process.get("rlimits") or []):
         if not rl.get("type", "").startswith("RLIMIT_"):

@@ -8,7 +8,7 @@ import os
 import time
 
 from conftest import cgroup_dirs
-from mrun.sandbox.caps import BITS
+from mrun.sandbox.capnames import BITS
 
 MB = 1024 * 1024
 TMPFS_TMP = {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]}

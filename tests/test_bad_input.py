@@ -1,0 +1,122 @@
+"""Bad input: one clear line, a non-zero exit, and nothing left behind (the fixture checks for
+state dirs, cgroups, mounts and processes after every test)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+
+def one_line_error(r, *needles: str) -> None:
+    assert r.returncode != 0
+    err = r.stderr.strip()
+    assert err.count("\n") == 0, f"expected one line, got: {r.stderr!r}"
+    assert err.startswith("mrun: ")
+    for n in needles:
+        assert n in err, f"{n!r} not in {err!r}"
+
+
+def test_malformed_config_json(h):
+    bundle = h.bundle(["true"])
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        f.write('{"ociVersion": "1.0.2", "process": {"args": ["true"],}}')
+    one_line_error(h.mrun("create", "-b", bundle, h.cid()), "config.json", "not valid JSON", "line 1")
+
+
+def test_config_with_wrong_types_names_the_field(h):
+    cfg = h.config(["true"])
+    cfg["process"]["user"]["uid"] = "root"
+    one_line_error(h.mrun("run", "-b", h.bundle(config=cfg), h.cid()), "process.user.uid", "integer")
+
+
+def test_missing_rootfs(h):
+    cfg = h.config(["true"])
+    cfg["root"]["path"] = os.path.join(h.tmp, "no-such-rootfs")
+    one_line_error(h.mrun("create", "-b", h.bundle(config=cfg), h.cid()), "root.path", "not a directory")
+
+
+def test_missing_bundle(h):
+    one_line_error(h.mrun("create", "-b", os.path.join(h.tmp, "nothing-here"), h.cid()), "config.json")
+
+
+@pytest.mark.parametrize("verb", [["state"], ["start"], ["kill"], ["delete"], ["pause"], ["ps"], ["exec"]])
+def test_unknown_container_id(h, verb):
+    args = [*verb, "ghost"] + (["true"] if verb == ["exec"] else [])
+    one_line_error(h.mrun(*args), "'ghost'", "does not exist")
+
+
+def test_delete_force_of_unknown_id_is_quiet(h):
+    assert h.mrun("delete", "--force", "ghost").returncode == 0
+
+
+def test_invalid_container_id(h):
+    one_line_error(h.mrun("create", "-b", h.bundle(["true"]), "../escape"), "invalid container id")
+
+
+def test_duplicate_id_keeps_the_first_container(h):
+    cid = h.cid()
+    h.ok("create", "-b", h.bundle(["sleep", "60"]), cid)
+    one_line_error(h.mrun("create", "-b", h.bundle(["sleep", "60"]), cid), cid, "already exists")
+    assert h.status(cid) == "created"
+    h.ok("delete", cid)
+
+
+def test_invalid_signal(h):
+    cid = h.cid()
+    h.ok("run", "-d", "-b", h.bundle(["sleep", "60"]), cid)
+    one_line_error(h.mrun("kill", cid, "SIGNOPE"), "invalid signal", "SIGNOPE")
+    one_line_error(h.mrun("kill", cid, "99"), "invalid signal")
+    assert h.status(cid) == "running"
+    h.ok("delete", "--force", cid)
+
+
+def test_unknown_namespace_type(h):
+    cfg = h.config(["true"])
+    cfg["linux"]["namespaces"].append({"type": "warp"})
+    one_line_error(h.mrun("create", "-b", h.bundle(config=cfg), h.cid()), "linux.namespaces[6].type", "warp")
+
+
+def test_missing_executable_fails_create(h):
+    one_line_error(h.mrun("create", "-b", h.bundle(["/bin/nope"]), h.cid()), "/bin/nope", "not found")
+
+
+def test_unsatisfiable_cgroup_setting_leaves_no_cgroup(h):
+    cfg = h.config(["true"])
+    cfg["linux"]["resources"]["cpu"] = {"cpus": "4096"}
+    one_line_error(h.mrun("create", "-b", h.bundle(config=cfg), h.cid()), "cpuset.cpus")
+
+
+def test_joining_a_missing_namespace_path(h):
+    cfg = h.config(["true"])
+    cfg["linux"]["namespaces"].append({"type": "user", "path": "/proc/999999999/ns/user"})
+    cfg["linux"]["namespaces"] = [ns for ns in cfg["linux"]["namespaces"] if ns["type"] != "user"] + [
+        {"type": "user", "path": "/proc/999999999/ns/user"}
+    ]
+    one_line_error(h.mrun("create", "-b", h.bundle(config=cfg), h.cid()), "user namespace", "/proc/999999999")
+
+
+def test_bad_mount_is_reported_with_its_index(h):
+    cfg = h.config(["true"])
+    cfg["mounts"].append({"destination": "/data", "type": "bind", "source": "/no/such/dir", "options": ["rbind"]})
+    one_line_error(h.mrun("create", "-b", h.bundle(config=cfg), h.cid()), f"mounts[{len(cfg['mounts']) - 1}]")
+
+
+def test_bad_exec_process_file(h):
+    cid = h.cid()
+    h.ok("run", "-d", "-b", h.bundle(["sleep", "60"]), cid)
+    pfile = os.path.join(h.tmp, "p.json")
+    with open(pfile, "w") as f:
+        json.dump({"args": []}, f)
+    one_line_error(h.mrun("exec", "--process", pfile, cid), "process.args")
+    assert h.status(cid) == "running"
+    assert len(json.loads(h.ok("ps", "-f", "json", cid).stdout)) == 1
+    h.ok("delete", "--force", cid)
+
+
+def test_usage_errors_go_through_typer(h):
+    r = h.mrun("create")
+    assert r.returncode == 2 and "Missing argument" in r.stderr
+    r = h.mrun("frobnicate")
+    assert r.returncode == 2 and "No such command" in r.stderr

@@ -1,0 +1,267 @@
+"""The pure parts: spec validation, resource translation for both cgroup versions, the CLI
+parser, JSON, signals, path resolution. Plus the v2 driver against a real cgroup2 mount."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+from mrun import jsonio
+from mrun.cgroups import resolve_path
+from mrun.cgroups.resources import blkio_to_io_weight, shares_to_weight, v1_writes, v2_writes
+from mrun.cli.fastparse import ParseError, parse
+from mrun.defaults import default_spec
+from mrun.errors import InvalidSpec, MrunError, Unsupported
+from mrun.proc import parse_signal
+from mrun.sandbox.rootfs import parse_options, secure_join
+from mrun.spec import validate
+
+
+def test_default_spec_is_valid():
+    validate(default_spec())
+    validate(default_spec(rootless=True, uid=1000, gid=1000))
+
+
+@pytest.mark.parametrize(
+    "change, where",
+    [
+        (lambda c: c.__setitem__("ociVersion", "2.0.0"), "ociVersion"),
+        (lambda c: c["process"].__setitem__("args", []), "process.args"),
+        (lambda c: c["process"].__setitem__("cwd", "relative"), "process.cwd"),
+        (lambda c: c["process"]["env"].append("NOEQUALS"), "process.env[2]"),
+        (lambda c: c["process"]["capabilities"]["bounding"].append("CAP_FLY"), "process.capabilities.bounding[3]"),
+        (lambda c: c["process"]["rlimits"].append({"type": "NOFILE", "soft": 1, "hard": 1}), "process.rlimits[1]"),
+        (lambda c: c["mounts"][0].__setitem__("destination", "proc"), "mounts[0].destination"),
+        (lambda c: c["linux"]["namespaces"].append({"type": "pid"}), "linux.namespaces[6].type"),
+        (lambda c: c["linux"].__setitem__("resources", {"memory": {"limit": "1G"}}), "linux.resources.memory.limit"),
+        (lambda c: c.__setitem__("hooks", {"prestart": [{"path": "rel"}]}), "hooks.prestart[0].path"),
+        (
+            lambda c: c["linux"].__setitem__("uidMappings", [{"containerID": 0, "hostID": 1, "size": 1}]),
+            "linux.uidMappings",
+        ),
+    ],
+)
+def test_validation_names_the_field(change, where):
+    cfg = default_spec()
+    change(cfg)
+    with pytest.raises(InvalidSpec) as e:
+        validate(cfg)
+    assert str(e.value).startswith(where), str(e.value)
+
+
+def test_unknown_fields_are_kept():
+    cfg = default_spec()
+    cfg["org.example.extension"] = {"anything": [1, 2]}
+    validate(cfg)  # no complaint, nothing dropped
+
+
+def test_v1_translation_orders_and_names_files():
+    res = {
+        "memory": {"limit": 100, "swap": 200, "reservation": 50, "swappiness": 10},
+        "cpu": {"shares": 512, "quota": 20000, "period": 100000, "cpus": "0"},
+        "pids": {"limit": 0},
+        "blockIO": {"weight": 500, "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1000}]},
+        "devices": [{"allow": False, "access": "rwm"}],
+    }
+    writes = v1_writes(res, [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}])
+    files = [(c, f) for c, f, _ in writes]
+    assert files.index(("cpu", "cpu.cfs_period_us")) < files.index(("cpu", "cpu.cfs_quota_us"))
+    assert ("memory", "memory.memsw.limit_in_bytes", "200") in writes
+    assert ("pids", "pids.max", "max") in writes
+    assert ("blkio", "blkio.throttle.read_bps_device", "8:0 1000") in writes
+    devices = [(f, v) for c, f, v in writes if c == "devices"]
+    assert devices[0] == ("devices.deny", "a")
+    assert ("devices.allow", "c 10:229 rwm") in devices and ("devices.allow", "c 1:3 rwm") in devices
+    with pytest.raises(Unsupported, match="swap accounting"):
+        v1_writes({"memory": {"limit": 100, "swap": 300}}, has_swap=False)
+    with pytest.raises(Unsupported, match="cgroup v2"):
+        v1_writes({"unified": {"memory.high": "1"}})
+
+
+def test_v2_translation():
+    writes = {
+        f: v
+        for _, f, v in v2_writes(
+            {
+                "memory": {"limit": 100, "swap": 300, "reservation": 10},
+                "cpu": {"shares": 1024, "quota": 50000, "period": 100000},
+                "pids": {"limit": 7},
+                "blockIO": {"weight": 500},
+                "unified": {"memory.high": "90"},
+            }
+        )
+    }
+    assert writes == {
+        "memory.max": "100",
+        "memory.swap.max": "200",
+        "memory.low": "10",
+        "cpu.weight": str(shares_to_weight(1024)),
+        "cpu.max": "50000 100000",
+        "pids.max": "7",
+        "io.weight": f"default {blkio_to_io_weight(500)}",
+        "memory.high": "90",
+    }
+    assert shares_to_weight(2) == 1 and shares_to_weight(262144) == 10000
+    assert {f: v for _, f, v in v2_writes({"cpu": {"quota": -1, "period": 50000}})} == {"cpu.max": "max 50000"}
+    with pytest.raises(InvalidSpec):
+        v2_writes({"memory": {"limit": 100, "swap": 50}})
+    with pytest.raises(Unsupported):
+        v2_writes({"network": {"classID": 1}})
+
+
+def test_cgroups_path_resolution():
+    assert resolve_path("", "c1") == ("/mrun/c1", False)
+    assert resolve_path("/a/b", "c1") == ("/a/b", False)
+    assert resolve_path("a/b", "c1") == ("a/b", True)
+    assert resolve_path("machine-web.slice:mrun:c1", "c1", systemd=True) == (
+        "/machine.slice/machine-web.slice/mrun-c1.scope",
+        False,
+    )
+    with pytest.raises(InvalidSpec):
+        resolve_path("../../etc", "c1")
+
+
+def test_fastparse_accepts_runc_styles():
+    g, cmd, p = parse(
+        [
+            "--root",
+            "/r",
+            "--log=/l",
+            "--log-format",
+            "json",
+            "create",
+            "--bundle",
+            "/b",
+            "--pid-file=/p",
+            "--no-new-keyring",
+            "c1",
+        ]
+    )
+    assert (g["root"], g["log"], g["log_format"]) == ("/r", "/l", "json")
+    assert cmd.name == "create" and p["bundle"] == "/b" and p["pid_file"] == "/p" and p["container_id"] == "c1"
+    _, cmd, p = parse(["-root", "/r", "delete", "c1", "-f"])  # Go single-dash long flag; flag after id
+    assert p["force"] is True and p["container_id"] == "c1"
+    _, cmd, p = parse(["exec", "-e", "A=1", "-e", "B=2", "-d", "c1", "sh", "-c", "echo -n hi"])
+    assert p["env"] == ["A=1", "B=2"] and p["detach"] and p["command"] == ["sh", "-c", "echo -n hi"]
+    _, cmd, p = parse(["kill", "--all=false", "c1", "KILL"])
+    assert p["all"] is False and p["signal"] == "KILL"
+    _, cmd, p = parse(["ps", "c1", "--", "-o", "pid"])
+    assert p["ps_args"] == ["-o", "pid"]
+    for bad in (["create"], ["nope"], ["--root"], ["kill", "--bogus", "c1"], ["create", "--help"], []):
+        with pytest.raises(ParseError):
+            parse(bad)
+
+
+def test_jsonio_matches_json():
+    doc = {"a": [1, 2.5, None, True, 'ünï\n"q"'], "b": {"c": {}}, "d": [], "e": -3}
+    assert jsonio.loads(jsonio.dumps(doc)) == doc
+    assert json.loads(jsonio.dumps(doc, indent=2)) == doc
+    assert jsonio.dumps(doc, indent=2) == json.dumps(doc, indent=2)
+    assert jsonio.loads(b"\xef\xbb\xbf[1]") == [1]
+    for bad in ("", "{", '{"a": 1,}', "[1] x", "nul"):
+        with pytest.raises(jsonio.DecodeError):
+            jsonio.loads(bad)
+    try:
+        jsonio.loads('{\n  "a": tru\n}')
+    except jsonio.DecodeError as e:
+        assert (e.lineno, e.colno) == (2, 8)
+
+
+def test_signals():
+    assert parse_signal("KILL") == parse_signal("sigkill") == parse_signal("9") == signal.SIGKILL
+    assert parse_signal("SIGRTMIN+2") == signal.SIGRTMIN + 2 and parse_signal("RTMAX") == signal.SIGRTMAX
+    for name in ("HUP", "TERM", "USR1", "CHLD", "WINCH", "SYS"):
+        assert parse_signal(name) == getattr(signal, "SIG" + name)
+    for bad in ("0", "65", "SIGNOPE", "", "RTMIN+40", "-1"):
+        with pytest.raises(MrunError):
+            parse_signal(bad)
+
+
+def test_secure_join_stays_inside(tmp_path):
+    root = str(tmp_path)
+    os.makedirs(os.path.join(root, "real"))
+    os.symlink("/etc", os.path.join(root, "abs"))
+    os.symlink("../../../../outside", os.path.join(root, "rel"))
+    os.symlink("loop", os.path.join(root, "loop"))
+    assert secure_join(root, "/abs/passwd") == os.path.join(root, "etc/passwd")
+    assert secure_join(root, "/rel/x") == os.path.join(root, "outside/x")
+    assert secure_join(root, "/../../real/./y") == os.path.join(root, "real/y")
+    with pytest.raises(MrunError):
+        secure_join(root, "/loop/x")
+
+
+def test_mount_options():
+    from mrun.sandbox import syscalls as sc
+
+    flags, prop, data = parse_options(["rbind", "ro", "nosuid", "rprivate", "mode=755", "size=1m"])
+    assert flags == sc.MS_BIND | sc.MS_REC | sc.MS_RDONLY | sc.MS_NOSUID
+    assert prop == sc.MS_PRIVATE | sc.MS_REC and data == "mode=755,size=1m"
+
+
+def _cgroup2_mount() -> str | None:
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            if post.startswith("cgroup2 "):
+                return pre.split()[4]
+    return None
+
+
+def test_v2_driver_on_a_real_cgroup2_hierarchy():
+    """On pure v2 hosts this is the hierarchy; on hybrid hosts (like the CI machines) the cgroup2
+    mount has no resource controllers, but create/add/freeze/kill/destroy all work there."""
+    from mrun.cgroups.v2 import CgroupV2
+
+    mount = _cgroup2_mount()
+    if mount is None:
+        pytest.fail("no cgroup2 mount on this host; mount one (mount -t cgroup2 none /sys/fs/cgroup/unified)")
+    tag = f"mrun-test-{uuid.uuid4().hex[:8]}"
+    cg = CgroupV2.at(f"/{tag}/c", relative=False, mount=mount)
+    available = set(open(os.path.join(mount, "cgroup.controllers")).read().split())
+    resources = {"pids": {"limit": 5}} if "pids" in available else {}
+    cg.create(resources)
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        cg.add(proc.pid)
+        assert cg.pids() == [proc.pid]
+        cg.set_frozen(True)
+        assert cg.is_frozen()
+        assert open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()[0] in ("S", "D", "T")
+        cg.set_frozen(False)
+        assert not cg.is_frozen()
+        if "pids" in available:
+            assert open(os.path.join(cg.path, "pids.max")).read().strip() == "5"
+        cg.destroy()
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+        assert not os.path.exists(cg.path) and not os.path.exists(os.path.join(mount, tag))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for d in (cg.path, os.path.join(mount, tag)):
+            if os.path.isdir(d):
+                time.sleep(0.05)
+                os.rmdir(d)
+
+
+def test_v2_resource_controllers_when_present():
+    """Memory/cpu/pids through the v2 driver: needs a host whose cgroup2 has those controllers."""
+    from mrun.cgroups import detect
+    from mrun.cgroups.v2 import CgroupV2
+
+    if detect() != 2:
+        pytest.skip("this host runs cgroup v1 controllers; the v2 resource files are tested on v2 hosts")
+    tag = f"mrun-test-{uuid.uuid4().hex[:8]}"
+    cg = CgroupV2.at(f"/{tag}/c", relative=False)
+    cg.create({"memory": {"limit": 64 << 20}, "cpu": {"quota": 20000, "period": 100000}, "pids": {"limit": 9}})
+    try:
+        assert open(os.path.join(cg.path, "memory.max")).read().strip() == str(64 << 20)
+        assert open(os.path.join(cg.path, "cpu.max")).read().strip() == "20000 100000"
+        assert cg.stats()["pids"]["limit"] == 9
+    finally:
+        cg.destroy()
