@@ -1,0 +1,198 @@
+"""containerd's stock runc shim drives mrun as its runtime binary (`ctr run --runc-binary`).
+
+A private containerd (its own root, state, socket and namespace) is started for this module;
+the busybox image is built offline with umoci and skopeo. Nothing touches /run/containerd's
+state (the stock shim's own socket directory /run/containerd/s is hard-coded in 1.6).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+from conftest import cgroup_dirs, make_rootfs, mrun_binary, processes_mentioning, require
+
+IMAGE = "localhost/busybox:latest"
+
+
+@pytest.fixture(scope="module")
+def busybox_archive(tmp_path_factory):
+    require("umoci", "umoci")
+    require("skopeo", "skopeo")
+    work = tmp_path_factory.mktemp("image")
+    rootfs = str(work / "rootfs")
+    make_rootfs(rootfs)
+    layout = str(work / "oci")
+
+    def run(*cmd):
+        subprocess.run(cmd, check=True, capture_output=True, cwd=work)
+
+    run("umoci", "init", "--layout", layout)
+    run("umoci", "new", "--image", f"{layout}:latest")
+    run("umoci", "insert", "--image", f"{layout}:latest", rootfs, "/")
+    run(
+        "umoci",
+        "config",
+        "--image",
+        f"{layout}:latest",
+        "--config.cmd",
+        "/bin/sh",
+        "--config.env",
+        "PATH=/bin",
+        "--os",
+        "linux",
+        "--architecture",
+        "amd64" if os.uname().machine == "x86_64" else "arm64",
+    )
+    archive = str(work / "busybox-oci.tar")
+    run("skopeo", "copy", f"oci:{layout}:latest", f"oci-archive:{archive}:{IMAGE}")
+    return archive
+
+
+class Containerd:
+    def __init__(self, archive: str) -> None:
+        require("containerd", "containerd")
+        self.ctr_bin = require("ctr", "containerd")
+        # A short path: the socket must fit in sun_path (108 bytes).
+        self.dir = tempfile.mkdtemp(prefix="mrun-ctd-", dir="/tmp")
+        self.sock = os.path.join(self.dir, "containerd.sock")
+        self.ns = f"mrun-test-{uuid.uuid4().hex[:8]}"
+        self.runc_root = os.path.join(self.dir, "runc-root")
+        self.fifo_dir = os.path.join(self.dir, "fifo")
+        with open(os.path.join(self.dir, "config.toml"), "w") as f:
+            f.write(f"""version = 2
+root = "{self.dir}/root"
+state = "{self.dir}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "{self.sock}"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{self.dir}/opt"
+""")
+        self.log = open(os.path.join(self.dir, "containerd.log"), "w")
+        self.proc = subprocess.Popen(
+            ["containerd", "--config", os.path.join(self.dir, "config.toml")],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while subprocess.run([self.ctr_bin, "--address", self.sock, "version"], capture_output=True).returncode:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"containerd did not start: {open(self.log.name).read()[-2000:]}")
+            time.sleep(0.1)
+        self.ctr("image", "import", archive)
+
+    def ctr(self, *args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run(
+            [self.ctr_bin, "--address", self.sock, "--namespace", self.ns, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        if check:
+            assert r.returncode == 0, f"ctr {' '.join(args)}: {r.stderr}"
+        return r
+
+    def run_args(self, cid: str) -> list[str]:
+        return [
+            "run",
+            "--fifo-dir",
+            self.fifo_dir,
+            "--runc-binary",
+            mrun_binary(),
+            "--runc-root",
+            self.runc_root,
+            "--cgroup",
+            f"/{self.ns}/{cid}",
+        ]
+
+    def stop(self) -> None:
+        for cid in self.ctr("task", "ls", "-q", check=False).stdout.split():
+            self.ctr("task", "kill", "-s", "KILL", cid, check=False)
+            time.sleep(0.2)
+            self.ctr("task", "rm", "-f", cid, check=False)
+        for cid in self.ctr("container", "ls", "-q", check=False).stdout.split():
+            self.ctr("container", "rm", cid, check=False)
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        subprocess.run(["umount", "-R", os.path.join(self.dir, "root")], capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ctd(busybox_archive):
+    if os.geteuid() != 0:
+        pytest.fail("containerd tests need root")
+    c = Containerd(busybox_archive)
+    yield c
+    c.stop()
+    left = cgroup_dirs(f"/{c.ns}")
+    for d in left:
+        os.rmdir(d)
+    assert not left, f"cgroups left behind: {left}"
+    assert not processes_mentioning(c.runc_root), "mrun processes left behind"
+
+
+def test_ctr_run_rm_echo(ctd):
+    r = ctd.ctr(*ctd.run_args("echo1"), "--rm", IMAGE, "echo1", "/bin/echo", "hello")
+    assert r.stdout == "hello\n"
+    root = os.path.join(ctd.runc_root, ctd.ns)
+    assert not os.path.isdir(root) or not os.listdir(root), "mrun state left after ctr run --rm"
+
+
+def test_ctr_run_exit_code(ctd):
+    r = ctd.ctr(*ctd.run_args("exit3"), "--rm", IMAGE, "exit3", "sh", "-c", "exit 3", check=False)
+    assert r.returncode == 3, r.stderr
+
+
+def test_ctr_task_exec_ps_pause_resume_kill(ctd):
+    cid = "long1"
+    ctd.ctr(*ctd.run_args(cid), "-d", IMAGE, cid, "sleep", "600")
+    r = ctd.ctr(
+        "task", "exec", "--exec-id", "e1", cid, "sh", "-c", "echo exec-ok $(cat /proc/1/cmdline | tr '\\0' ' ')"
+    )
+    assert r.stdout.strip() == "exec-ok sleep 600"
+    ps = ctd.ctr("task", "ps", cid).stdout
+    assert len(ps.strip().splitlines()) >= 2  # header + the init
+    ctd.ctr("task", "pause", cid)
+    assert "PAUSED" in ctd.ctr("task", "ls").stdout
+    state = json.loads(
+        subprocess.run(
+            [mrun_binary(), "--root", os.path.join(ctd.runc_root, ctd.ns), "state", cid],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert state["status"] == "paused"
+    ctd.ctr("task", "resume", cid)
+    assert "RUNNING" in ctd.ctr("task", "ls").stdout
+    ctd.ctr("task", "kill", "-s", "KILL", cid)
+    deadline = time.monotonic() + 10
+    while "STOPPED" not in ctd.ctr("task", "ls").stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    ctd.ctr("task", "rm", cid)
+    ctd.ctr("container", "rm", cid)
+    assert not cgroup_dirs(f"/{ctd.ns}/{cid}")
+
+
+def test_ctr_create_failure_is_explained(ctd):
+    r = ctd.ctr(*ctd.run_args("bad1"), "--rm", IMAGE, "bad1", "/bin/no-such-thing", check=False)
+    assert r.returncode != 0
+    assert "no-such-thing" in r.stderr and "not found" in r.stderr
+    ctd.ctr("container", "rm", "bad1", check=False)
