@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "bench"))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
 
 from busybox_bundle import make_rootfs, write_config  # noqa: E402
 from mrun.defaults import default_spec  # noqa: E402
