@@ -17,6 +17,7 @@ from mrun.state import EXEC_FIFO, Record, Store, now_rfc3339, oci_state
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' hot path
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -66,9 +67,18 @@ def _close_extra_fds(preserve: int) -> None:
                 pass
 
 
+def _print_warning(msg: str) -> None:
+    import sys
+
+    print(f"mrun: warning: {msg}", file=sys.stderr)
+
+
 class Runtime:
-    def __init__(self, root: str) -> None:
+    """``warn`` receives things worth telling a person that are not errors (an OOM kill)."""
+
+    def __init__(self, root: str, warn: Callable[[str], None] | None = None) -> None:
         self.store = Store(root)
+        self.warn = warn or _print_warning
 
     # -- create / start ----------------------------------------------------------------------
 
@@ -217,8 +227,12 @@ class Runtime:
     # -- inspection ----------------------------------------------------------------------
 
     def state(self, container_id: str) -> dict[str, Any]:
+        """runc's state document; a container that the OOM killer ended also says so."""
         record = self.store.load(container_id)
-        return oci_state(self.store, record)
+        state = oci_state(self.store, record)
+        if state["status"] == "stopped" and self.oom_killed(record):
+            state["oomKilled"] = True
+        return state
 
     def list(self) -> list[dict[str, Any]]:
         out = []
@@ -310,6 +324,8 @@ class Runtime:
                 )
             self._stop(record)
             if record.cgroup:
+                if self.oom_killed(record):
+                    self.warn(f"container {container_id!r} had processes killed by the OOM killer")
                 self._cgroup(record).destroy()
             poststop = (record.config.get("hooks") or {}).get("poststop")
             if poststop:
@@ -430,11 +446,7 @@ class Runtime:
             return 0
         code = wait_forwarding(record.pid)
         if code == 128 + SIGKILL and self.oom_killed(record):
-            import sys
-
-            print(
-                f"mrun: container {container_id!r} was killed by the OOM killer (memory limit reached)", file=sys.stderr
-            )
+            self.warn(f"container {container_id!r} was killed by the OOM killer (memory limit reached)")
         if not keep:
             self.delete(container_id, force=True)
         return code

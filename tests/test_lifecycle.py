@@ -166,6 +166,65 @@ def test_hooks_get_state_on_stdin(h):
     assert state["id"] == cid and state["pid"] > 0
 
 
+def test_in_container_hooks(h):
+    """createContainer runs in the container's namespaces before pivot_root (host paths still
+    resolve); startContainer runs after it, so its path and output are the container's."""
+    out = os.path.join(h.tmp, "out")
+    os.makedirs(out)
+    hooks = {
+        "createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", f"hostname > {out}/create"]}],
+        "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "cat > /out/start; hostname >> /out/start"]}],
+    }
+    cfg = h.config(["true"], hooks=hooks, hostname="hooked")
+    cfg["mounts"].append({"destination": "/out", "type": "bind", "source": out, "options": ["rbind"]})
+    cid = h.cid()
+    h.ok("run", "-b", h.bundle(config=cfg), cid)
+    assert open(os.path.join(out, "create")).read() == "hooked\n"
+    state_json, hostname = open(os.path.join(out, "start")).read().rsplit("}", 1)
+    assert json.loads(state_json + "}")["id"] == cid and hostname.strip() == "hooked"
+
+
+def test_preserve_fds_passes_extra_descriptors(h):
+    r, w = os.pipe()
+    os.set_inheritable(w, True)
+    cid = h.cid()
+    try:
+        bundle = h.bundle(["sh", "-c", "echo through-fd-3 >&3; ls /proc/self/fd | wc -l"])
+        proc = subprocess.run(  # the shell puts our pipe at fd 3, as a caller of runc would
+            [
+                "bash",
+                "-c",
+                f'exec "$0" "$@" 3>&{w}',
+                h.binary,
+                "--root",
+                h.root,
+                "run",
+                "--preserve-fds",
+                "1",
+                "-b",
+                bundle,
+                cid,
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            pass_fds=(w,),
+            timeout=30,
+        )
+    finally:
+        os.close(w)
+    assert proc.returncode == 0, proc.stderr
+    assert os.read(r, 100) == b"through-fd-3\n"
+    os.close(r)
+    assert proc.stdout.strip() == "5"  # 0, 1, 2, 3 and the one ls opened to list them
+
+
+def test_version_and_unsupported_verbs(h):
+    assert h.ok("--version").stdout.startswith("mrun version ")
+    r = h.mrun("checkpoint", "c1")
+    assert r.returncode != 0 and "not implemented" in r.stderr
+
+
 def test_failing_prestart_hook_fails_create_and_leaves_nothing(h):
     hooks = {"prestart": [{"path": "/bin/false"}]}
     r = h.mrun("create", "-b", h.bundle(["true"], hooks=hooks), h.cid())

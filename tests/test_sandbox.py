@@ -25,9 +25,15 @@ def test_memory_limit_oom_kill_is_reported(h):
     cfg = h.config(["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"])
     cfg["linux"]["resources"]["memory"] = {"limit": 32 * MB, "swap": 32 * MB}
     cid = h.cid()
-    r = h.mrun("run", "-b", h.bundle(config=cfg), cid)
+    log = os.path.join(h.tmp, "log.json")
+    r = h.mrun("--log", log, "--log-format", "json", "run", "--keep", "-b", h.bundle(config=cfg), cid)
     assert r.returncode == 137, r.stderr
     assert "OOM" in r.stderr and cid in r.stderr
+    state = json.loads(h.ok("state", cid).stdout)
+    assert state["status"] == "stopped" and state["oomKilled"] is True
+    record = json.loads(open(log).read().splitlines()[-1])
+    assert record["level"] == "warning" and "OOM" in record["msg"]
+    h.ok("delete", cid)
 
 
 def test_memory_limit_reaches_the_cgroup_and_state_stays_honest(h):

@@ -190,6 +190,22 @@ COMMANDS = (
     ),
     Command("features", "print the runtime-spec features document (backends included)", "features"),
     Command("explain", "say which backend would run a bundle, and why", "explain", (), (_BUNDLE,)),
+    Command("version", "print mrun's version (also --version)", "version"),
+    # runc verbs mrun does not implement: accepted by the parser, refused with a clear message.
+    Command(
+        "checkpoint",
+        "not implemented in mrun (needs CRIU)",
+        "unsupported",
+        (_ID,),
+        (Flag("image-path", "", default=""), Flag("leave-running", "", kind=bool, default=False)),
+    ),
+    Command(
+        "restore",
+        "not implemented in mrun (needs CRIU)",
+        "unsupported",
+        (_ID,),
+        (_BUNDLE, Flag("image-path", "", default=""), _DETACH),
+    ),
 )
 
 BY_NAME = {alias: c for c in COMMANDS for alias in (c.name, *c.aliases)}

@@ -66,6 +66,8 @@ def parse(argv: list[str]) -> tuple[dict[str, Any], Command, dict[str, Any]]:
     glob = defaults(GLOBAL_FLAGS)
     i = 0
     while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
+        if argv[i] in ("--version", "-v"):  # runc's spelling; podman and conmon probe with it
+            return glob, BY_NAME["version"], {}
         flag, value = _lookup(argv[i], GLOBAL_FLAGS)
         if flag is None:
             raise ParseError(f"unknown global flag {argv[i]}")

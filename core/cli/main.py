@@ -48,6 +48,12 @@ def call(g: dict[str, Any], cmd: Command, params: dict[str, Any]) -> int:
         return 2
     if g.get("debug"):
         _log(g, "debug", f"{cmd.name} {jsonio.dumps(params)}")
+
+    def warn(msg: str) -> None:
+        print(f"mrun: warning: {msg}", file=sys.stderr)
+        _log(g, "warning", msg)
+
+    g["warn"] = warn
     try:
         return getattr(verbs, cmd.handler)(g, **params)
     except MrunError as e:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' 
 
 
 def _rt(g: dict[str, Any]) -> Runtime:
-    return Runtime(g["root"])
+    return Runtime(g["root"], warn=g.get("warn"))
 
 
 def _opts(
@@ -273,4 +273,15 @@ def explain(g: dict[str, Any], bundle: str) -> int:
     print(f"because: {why}")
     for c in claims:
         print(f"  {c.backend:<10} priority {c.priority:>3}  {c.reason}")
+    return 0
+
+
+def unsupported(g: dict[str, Any], container_id: str, **_: Any) -> int:
+    raise MrunError(f"checkpoint/restore of {container_id!r}: not implemented in mrun (no CRIU support)")
+
+
+def version(g: dict[str, Any]) -> int:
+    from mrun import OCI_VERSION, __version__
+
+    print(f"mrun version {__version__}\nspec: {OCI_VERSION}\npython: {sys.version.split()[0]}")
     return 0
