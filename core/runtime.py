@@ -73,6 +73,20 @@ def _print_warning(msg: str) -> None:
     print(f"mrun: warning: {msg}", file=sys.stderr)
 
 
+def _prepare_stdio(process: dict[str, Any], opts: CreateOptions) -> Any:
+    """Connect the console socket now, before pivot_root hides its path, and keep stray
+    descriptors out of the container. Returns the connected socket, or None."""
+    console = None
+    if opts.console_socket:
+        from mrun.sandbox.console import connect
+
+        console = connect(opts.console_socket)
+    elif process.get("terminal"):
+        raise InvalidSpec("process.terminal: a terminal needs --console-socket to hand the pty to")
+    _close_extra_fds(opts.preserve_fds)
+    return console
+
+
 class Runtime:
     """``warn`` receives things worth telling a person that are not errors (an OOM kill)."""
 
@@ -124,14 +138,7 @@ class Runtime:
             # Opened here, inherited by the init: inside a user namespace it could not open the
             # root-owned fifo itself. Read-write, so opening never blocks and the init can wait on it.
             fifo_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
-            console = None
-            if opts.console_socket:
-                from mrun.sandbox.console import connect
-
-                console = connect(opts.console_socket)
-            elif spec.process.get("terminal"):
-                raise InvalidSpec("process.terminal: a terminal needs --console-socket to hand the pty to")
-            _close_extra_fds(opts.preserve_fds)
+            console = _prepare_stdio(spec.process, opts)
             sandbox = Sandbox(
                 spec=spec,
                 container=container,
@@ -383,14 +390,7 @@ class Runtime:
                     namespaces[kind] = theirs
             except FileNotFoundError:
                 continue
-        console = None
-        if opts.console_socket:
-            from mrun.sandbox.console import connect
-
-            console = connect(opts.console_socket)
-        elif process.get("terminal"):
-            raise InvalidSpec("process.terminal: a terminal needs --console-socket to hand the pty to")
-        _close_extra_fds(opts.preserve_fds)
+        console = _prepare_stdio(process, opts)
         sandbox = Sandbox(
             spec=spec,
             container=container,

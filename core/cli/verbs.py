@@ -133,6 +133,7 @@ def _exec_process(
     additional_gids: list[str],
     cap: list[str],
     no_new_privs: bool,
+    **_: Any,
 ) -> dict[str, Any]:
     """runc's rule: start from the container's own process, then apply the flags."""
     base = dict(_rt(g).store.load(container_id).config.get("process") or {})
@@ -161,23 +162,9 @@ def _exec_process(
     return base
 
 
-def exec_(
-    g: dict[str, Any],
-    container_id: str,
-    command: list[str],
-    process: str,
-    detach: bool,
-    env: list[str],
-    cwd: str,
-    tty: bool,
-    user: str,
-    additional_gids: list[str],
-    cap: list[str],
-    no_new_privs: bool,
-    apparmor: str = "",
-    process_label: str = "",
-    **kw: Any,
-) -> int:
+def exec_(g: dict[str, Any], container_id: str, command: list[str], process: str, detach: bool, **flags: Any) -> int:
+    """``flags`` holds the process flags (-e, --cwd, -u, ...) and the stdio ones (--pid-file, ...);
+    apparmor and process-label are accepted and not applied."""
     if process:
         try:
             with open(process) as f:
@@ -187,8 +174,8 @@ def exec_(
         if not isinstance(proc, dict):
             raise InvalidSpec(f"--process {process}: must hold a JSON object")
     else:
-        proc = _exec_process(g, container_id, command, env, cwd, tty, user, additional_gids, cap, no_new_privs)
-    return _rt(g).exec(container_id, proc, _opts(g, **kw), detach)
+        proc = _exec_process(g, container_id, command, **flags)
+    return _rt(g).exec(container_id, proc, _opts(g, **flags), detach)
 
 
 def pause(g: dict[str, Any], container_id: str) -> int:
