@@ -90,9 +90,12 @@ def _prepare_stdio(process: dict[str, Any], opts: CreateOptions) -> Any:
 class Runtime:
     """``warn`` receives things worth telling a person that are not errors (an OOM kill)."""
 
-    def __init__(self, root: str, warn: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, root: str, warn: Callable[[str], None] | None = None, debug: Callable[[str], None] | None = None
+    ) -> None:
         self.store = Store(root)
         self.warn = warn or _print_warning
+        self.debug = debug or (lambda _msg: None)
 
     # -- create / start ----------------------------------------------------------------------
 
@@ -131,8 +134,8 @@ class Runtime:
             self.store.save(record)  # from here on, `delete --force` can find and remove everything
             cgroup.create(spec.linux.get("resources") or {}, spec.linux.get("devices") or [])
             record.cgroup = cgroup.to_dict()
-            container = Container(container_id, view, self.store.path(container_id))
-            backends.hook(record.backend, "mrun_prepare")(container=container)
+            container = Container(container_id, view, self.store.path(container_id), note=self.debug)
+            backends.hook(record.backend, "mrun_prepare")(container=container, process=spec.process)
             fifo = self.store.path(container_id, EXEC_FIFO)
             os.mkfifo(fifo, 0o600)
             # Opened here, inherited by the init: inside a user namespace it could not open the
@@ -381,7 +384,8 @@ class Runtime:
         spec = Spec(record.config, record.bundle)
         plan = ProcessPlan(process, spec.linux.get("seccomp"))
         backends = Backends.load()
-        container = Container(container_id, Bundle(spec), self.store.path(container_id))
+        container = Container(container_id, Bundle(spec), self.store.path(container_id), note=self.debug)
+        backends.hook(record.backend, "mrun_prepare")(container=container, process=process)
         namespaces = {}
         for kind, name in sc.NS_PROC.items():
             theirs = f"/proc/{record.pid}/ns/{name}"

@@ -120,7 +120,9 @@ class Harness:
         write_config(path, config if config is not None else self.config(args or ["true"], **changes))
         return path
 
-    def mrun(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def mrun(
+        self, *args: str, timeout: float = 60, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run mrun with output captured through files, not pipes: a created or detached
         container inherits mrun's stdio, and a pipe would stay open as long as it lives."""
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -131,6 +133,7 @@ class Harness:
                 stderr=err,
                 timeout=timeout,
                 check=False,
+                env={**os.environ, **(env or {})},
             )
             out.seek(0)
             err.seek(0)

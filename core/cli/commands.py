@@ -191,6 +191,16 @@ COMMANDS = (
     Command("features", "print the runtime-spec features document (backends included)", "features"),
     Command("explain", "say which backend would run a bundle, and why", "explain", (), (_BUNDLE,)),
     Command("version", "print mrun's version (also --version)", "version"),
+    Command(
+        "cache",
+        "list or prune the compiled wasm cache",
+        "cache",
+        (Arg("action", "list or prune"),),
+        (
+            Flag("all", "prune: remove every entry", kind=bool, default=False),
+            Flag("unused-days", "prune: also remove entries unused for this many days", kind=int, default=None),
+        ),
+    ),
     # runc verbs mrun does not implement: accepted by the parser, refused with a clear message.
     Command(
         "checkpoint",

@@ -54,6 +54,7 @@ def call(g: dict[str, Any], cmd: Command, params: dict[str, Any]) -> int:
         _log(g, "warning", msg)
 
     g["warn"] = warn
+    g["debug_log"] = (lambda msg: _log(g, "debug", msg)) if g.get("debug") else None
     try:
         return getattr(verbs, cmd.handler)(g, **params)
     except MrunError as e:

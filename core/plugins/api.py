@@ -81,9 +81,11 @@ class Container:
     """The container a backend prepares and runs; ``data`` is the backend's own scratch space,
     filled on the host in ``mrun_prepare`` and still there inside the sandbox (same memory)."""
 
-    def __init__(self, id: str, bundle: Bundle, state_dir: str) -> None:
+    def __init__(self, id: str, bundle: Bundle, state_dir: str, note: Any = None) -> None:
         self.id, self.bundle, self.state_dir = id, bundle, state_dir
         self.data: dict[str, Any] = {}
+        # note(msg): a debug line for the runtime's log (`mrun --debug --log FILE`).
+        self.note = note or (lambda _msg: None)
 
 
 class Payload(Protocol):

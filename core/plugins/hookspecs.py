@@ -30,8 +30,9 @@ def mrun_claim(bundle: Bundle) -> Claim | None:
 
 
 @hookspec(firstresult=True)
-def mrun_prepare(container: Container) -> None:
-    """Host-side preparation of the chosen backend (called on that backend only)."""
+def mrun_prepare(container: Container, process: dict[str, Any]) -> None:
+    """Host-side preparation of the chosen backend for ``process`` (the container's, or an
+    exec'd one), called on that backend only. Raise to refuse the bundle with a message."""
 
 
 @hookspec(firstresult=True)

@@ -123,10 +123,20 @@ def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
     ch.send(ready=True)
     ch.close()
     _wait_for_start(sb.exec_fifo)
-    if hooks.get("startContainer"):
-        run_hooks("startContainer", hooks["startContainer"], dict(state, status="running"))
-    sb.plan.apply()
-    os._exit(payload.run())
+    _run_payload(sb, payload, hooks.get("startContainer"), dict(state, status="running"))
+
+
+def _run_payload(sb: Sandbox, payload: Any, start_hooks: Any = None, state: Any = None) -> NoReturn:
+    """After `start`: nobody waits on the channel any more, so failures go to the container's stderr."""
+    try:
+        if start_hooks:
+            run_hooks("startContainer", start_hooks, state)
+        sb.plan.apply()
+        code = payload.run()
+    except BaseException as e:  # noqa: BLE001 - the process ends here either way
+        os.write(2, f"mrun: container {sb.container.id}: {e}\n".encode())
+        code = 1
+    os._exit(code)
 
 
 def _enter_process(sb: Sandbox) -> Any:
@@ -159,5 +169,4 @@ def exec_child(sb: Sandbox, ch: Channel) -> NoReturn:
     payload = _enter_process(sb)
     ch.send(ready=True)
     ch.close()
-    sb.plan.apply()
-    os._exit(payload.run())
+    _run_payload(sb, payload)

@@ -1,0 +1,309 @@
+"""The ``wasm`` backend: a wasmtime instance is the payload, inside the same sandbox as a Linux process.
+
+On the host (``mrun_prepare``) wasmtime is imported and the module or component is compiled, or
+loaded from the compiled cache. That must happen before pivot_root, because the engine's
+libraries and the cache are host files. In the sandbox (``mrun_payload``, before ``start``) the
+store is built from the OCI spec and the module is instantiated, so a missing import fails
+``create``. After ``start`` and the privilege drop, ``run`` calls ``_start`` (or the export named
+by ``module.wasm#export``), or ``wasi:cli/run`` for a component.
+
+Limits come from the same OCI fields as for Linux. The engine process sits in the container's
+cgroup and namespaces, and on top of that:
+
+* the store's memory limit is ``linux.resources.memory.limit``: growing past it fails inside
+  the module, never as a host OOM kill;
+* epoch interruption stops a running module when the container is signalled (PID 1 has no
+  default signal actions, and a tight wasm loop never returns to Python), and after the time
+  budget in the annotation ``org.mrun.wasm.deadline-ms`` if one is set.
+
+Exit status: the WASI exit code; 134 and the trap message on a trap; 128+signal when
+interrupted by a signal; 128+SIGXCPU (152) when the deadline ran out.
+
+WASI mapping: argv is process.args (args[0] without its ``#export``); env is exactly
+process.env. The rootfs is preopened as ``/`` (read-only if root.readonly), every bind and
+tmpfs mount at its destination (read-only if mounted ``ro``), and process.cwd as ``.``, so
+relative paths resolve there. WASI preview 1 has no cwd of its own: wasi-libc's getcwd()
+says ``/``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from mrun.errors import MrunError
+from mrun.plugins.api import DEFAULT_PATH, Bundle, Claim, Container, resolve_in_root
+from mrun.plugins.hookspecs import hookimpl
+
+NAME = "wasm"
+VARIANT = "module.wasm.image/variant"
+DEADLINE = "org.mrun.wasm.deadline-ms"
+TICK_SECONDS = 0.01
+KILL_GRACE_SECONDS = 1.0
+_SIGXCPU = 24
+_CATCH = (1, 2, 3, 10, 12, 15)  # HUP INT QUIT USR1 USR2 TERM
+_CLI_RUN = "wasi:cli/run@0.2.0"
+
+
+def kind_of(head: bytes) -> str | None:
+    """'module', 'component' or None, from the 8-byte preamble."""
+    if not head.startswith(b"\0asm") or len(head) < 8:
+        return None
+    if head[4:8] == b"\x01\0\0\0":
+        return "module"
+    if head[6:8] == b"\x01\0":  # a layer-1 binary: the component model
+        return "component"
+    return None
+
+
+@hookimpl
+def mrun_claim(bundle: Bundle) -> Claim | None:
+    entry = bundle.args[0] if bundle.args else "?"
+    kind = kind_of(bundle.magic())
+    variant = bundle.annotations.get(VARIANT)
+    if variant == "compat":
+        return Claim(NAME, 1000, f"annotation {VARIANT}=compat")
+    if variant == "compat-smart" and kind:
+        return Claim(NAME, 1000, f"annotation {VARIANT}=compat-smart and {entry} is a WebAssembly {kind}")
+    if kind:
+        return Claim(NAME, 60, f"{entry} is a WebAssembly {kind}")
+    return None
+
+
+@hookimpl
+def mrun_features() -> dict[str, Any]:
+    return {
+        "name": NAME,
+        "description": "WebAssembly modules (WASI preview 1) and components (wasi:cli/command) on wasmtime",
+        "engine": engine_description(),
+        "annotations": [VARIANT, DEADLINE],
+    }
+
+
+_engine: Any = None
+
+
+def engine() -> Any:
+    """One engine per process: epoch interruption on, compilation on this thread only, because
+    the process forks afterwards and a compiler thread pool does not survive a fork."""
+    global _engine
+    if _engine is None:
+        import wasmtime
+
+        cfg = wasmtime.Config()
+        cfg.epoch_interruption = True
+        cfg.parallel_compilation = False
+        cfg.wasm_component_model = True
+        _engine = wasmtime.Engine(cfg)
+    return _engine
+
+
+def engine_description() -> str:
+    """What a compiled artifact depends on: the wasmtime release and the Config above."""
+    import wasmtime
+
+    site = os.path.dirname(os.path.dirname(wasmtime.__file__))
+    version = next(
+        (
+            n[len("wasmtime-") : -len(".dist-info")]
+            for n in os.listdir(site)
+            if n.startswith("wasmtime-") and n.endswith(".dist-info")
+        ),
+        "unknown",
+    )
+    return f"wasmtime-{version};epoch;serial;{os.uname().machine}"
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [e.__class__.__name__])[0]
+
+
+def _cause(e: BaseException) -> str:
+    """wasmtime's message ends with the cause ('wasm trap: ...') after a backtrace: keep that."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[-1] if lines else e.__class__.__name__
+
+
+@hookimpl
+def mrun_prepare(container: Container, process: dict[str, Any]) -> None:
+    import signal  # noqa: F401 - imported here, used in the sandbox where imports are impossible
+    import threading  # noqa: F401
+    import time  # noqa: F401
+
+    import wasmtime
+    import wasmtime.component
+    from mrun.backends.wasm_cache import ModuleCache
+
+    name, _, export = process["args"][0].partition("#")
+    env_path = next((e[5:] for e in process.get("env") or [] if e.startswith("PATH=")), DEFAULT_PATH)
+    host_path = resolve_in_root(container.bundle.rootfs, name, env_path, process.get("cwd") or "/")
+    if host_path is None:
+        raise MrunError(f"wasm: {name!r}: no such module in the container's rootfs")
+    with open(host_path, "rb") as f:
+        wasm = f.read()
+    kind = kind_of(wasm[:8])
+    if kind is None:
+        raise MrunError(f"wasm: {name}: not a WebAssembly module or component (it starts with {wasm[:4]!r})")
+    eng = engine()
+    cache = ModuleCache(note=container.note)
+    cls = wasmtime.Module if kind == "module" else wasmtime.component.Component
+    try:
+        compiled = cache.load_or_compile(
+            wasm, kind, engine_description(), lambda b: cls(eng, b), lambda b: cls.deserialize(eng, b)
+        )
+    except wasmtime.WasmtimeError as e:
+        raise MrunError(f"wasm: {name}: invalid {kind}: {_first_line(e)}")
+    container.data.update(compiled=compiled, kind=kind, export=export or "_start", name=name)
+
+
+def _preopens(spec: Any, cwd: str) -> list[tuple[str, str, bool]]:
+    """(host path, guest path, writable): '/', then bind and tmpfs mounts, then the cwd as '.'."""
+    out = [("/", "/", not (spec.raw.get("root") or {}).get("readonly"))]
+    for m in spec.raw.get("mounts") or []:
+        options = m.get("options") or []
+        if m.get("type") in ("bind", "tmpfs") or "bind" in options or "rbind" in options:
+            if os.path.isdir(m["destination"]):
+                out.append((m["destination"], m["destination"], "ro" not in options))
+    if os.path.isdir(cwd):
+        writable = next(
+            (w for host, _, w in reversed(out) if cwd == host or cwd.startswith(host.rstrip("/") + "/")), True
+        )
+        out.append((cwd, ".", writable))
+    return out
+
+
+class WasmPayload:
+    def __init__(self, store: Any, call: Any, kind: str, memory: Any, limit: int, deadline_ticks: int) -> None:
+        self.store, self.call, self.kind, self.memory = store, call, kind, memory
+        self.limit, self.deadline_ticks = limit, deadline_ticks
+        self.killed = 0
+
+    def _wait_for_signal(self, sigs: set[int]) -> None:
+        import signal
+        import time
+
+        sig = signal.sigwait(sigs)
+        self.killed = sig
+        eng = engine()
+        for _ in range(self.deadline_ticks + 1):
+            eng.increment_epoch()  # the module traps at its next loop back-edge or call
+        time.sleep(KILL_GRACE_SECONDS)
+        os._exit(128 + sig)  # it was blocked in a host call (a read, a sleep): end it anyway
+
+    def _tick(self) -> None:
+        import time
+
+        eng = engine()
+        while True:
+            time.sleep(TICK_SECONDS)
+            eng.increment_epoch()
+
+    def _memory_used(self) -> int:
+        try:
+            return self.memory.size(self.store) * 65536 if self.memory is not None else 0
+        except Exception:
+            return 0
+
+    def _near_memory_limit(self, used: int) -> bool:
+        """wasmtime-py has no limiter callback to see the refusal itself: a failure with memory
+        within 10% (or 2 MiB) of the limit is reported as the likely cause."""
+        return bool(self.limit) and used >= min(self.limit * 0.9, self.limit - 2 * 1024 * 1024)
+
+    def run(self) -> int:
+        import signal
+        import threading
+
+        import wasmtime
+
+        sigs = set(_CATCH)
+        for s in sigs:  # PID 1 only receives signals it has a handler for
+            signal.signal(s, _never_called)
+        signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+        threading.Thread(target=self._wait_for_signal, args=(sigs,), daemon=True).start()
+        if self.deadline_ticks > 1:
+            threading.Thread(target=self._tick, daemon=True).start()
+        problem = ""
+        try:
+            result = self.call(self.store)
+            code = 0
+            if self.kind == "component" and getattr(result, "tag", "ok") != "ok":
+                code = 1
+        except wasmtime.ExitTrap as e:
+            code = e.code
+        except wasmtime.Trap as e:
+            if e.trap_code == wasmtime.TrapCode.INTERRUPT:
+                if self.killed:
+                    return 128 + self.killed
+                problem = f"wasm: stopped after the deadline of {self.deadline_ticks * 10} ms ({DEADLINE})"
+                code = 128 + _SIGXCPU
+            else:
+                cause = _cause(e)
+                problem = cause if cause.startswith("wasm trap") else f"wasm trap: {cause}"
+                code = 134
+        except wasmtime.WasmtimeError as e:
+            problem = f"wasm error: {_cause(e)}"
+            code = 134
+        used = self._memory_used()
+        if code and self._near_memory_limit(used):
+            problem += ("\n" if problem else "") + (
+                f"wasm: memory grew to {used} bytes against a memory limit of {self.limit} bytes "
+                "(linux.resources.memory.limit); growing past it is refused"
+            )
+        if problem:
+            os.write(2, (problem + "\n").encode())
+        return code
+
+
+def _never_called(_signum: int, _frame: Any) -> None:
+    """Installed so the kernel delivers signals to PID 1; they are blocked and sigwait()ed."""
+
+
+@hookimpl
+def mrun_payload(container: Container, process: dict[str, Any]) -> WasmPayload:
+    import wasmtime
+    import wasmtime.component
+
+    d = container.data
+    if "compiled" not in d:
+        raise MrunError("wasm: the module was not prepared on the host")
+    spec = container.bundle.spec
+    wasi = wasmtime.WasiConfig()
+    wasi.argv = [d["name"], *process["args"][1:]]
+    wasi.env = [tuple(e.split("=", 1)) for e in process.get("env") or []]
+    wasi.inherit_stdin()
+    wasi.inherit_stdout()
+    wasi.inherit_stderr()
+    for host, guest, writable in _preopens(spec, process.get("cwd") or "/"):
+        wasi.preopen_dir(host, guest, writable)
+    eng = engine()
+    store = wasmtime.Store(eng)
+    limit = ((spec.linux.get("resources") or {}).get("memory") or {}).get("limit") or 0
+    if limit > 0:
+        store.set_limits(memory_size=limit)
+    budget_ms = int(spec.annotations.get(DEADLINE, "0") or 0)
+    deadline_ticks = max(1, -(-budget_ms // 10)) if budget_ms > 0 else 1
+    store.set_epoch_deadline(deadline_ticks)
+    store.set_wasi(wasi)
+    memory = None
+    try:
+        if d["kind"] == "module":
+            linker = wasmtime.Linker(eng)
+            linker.define_wasi()
+            instance = linker.instantiate(store, d["compiled"])
+            exports = instance.exports(store)
+            call = exports.get(d["export"]) if hasattr(exports, "get") else exports[d["export"]]
+            memory = exports.get("memory") if hasattr(exports, "get") else None
+            if not isinstance(call, wasmtime.Func):
+                raise MrunError(f"wasm: {d['name']} has no function export {d['export']!r}")
+        else:
+            linker = wasmtime.component.Linker(eng)
+            linker.add_wasip2()
+            instance = linker.instantiate(store, d["compiled"])
+            run_iface = instance.get_export_index(store, _CLI_RUN)
+            index = instance.get_export_index(store, "run", run_iface) if run_iface else None
+            call = instance.get_func(store, index) if index else None
+            if call is None:
+                raise MrunError(f"wasm: {d['name']} is a component without {_CLI_RUN} (not a wasi:cli/command)")
+    except wasmtime.WasmtimeError as e:
+        raise MrunError(f"wasm: {d['name']}: cannot instantiate: {_first_line(e)}")
+    return WasmPayload(store, call, d["kind"], memory, limit, deadline_ticks if budget_ms > 0 else 1)

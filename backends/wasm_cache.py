@@ -1,0 +1,131 @@
+"""Compiled wasm modules and components, cached on disk and shared by all containers.
+
+An entry is keyed by the module's sha256 plus the engine (wasmtime version and the Config mrun
+uses) and the kind (module or component). It is written atomically (temp file + rename) as
+``MAGIC + sha256(payload) + payload``. A truncated or corrupt entry fails its checksum and is
+recompiled, never handed to wasmtime; one wasmtime refuses to deserialize (another version) is
+recompiled too. A JSON sidecar records what the entry is, for ``mrun cache list``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+MAGIC = b"MRUNCWASM1"
+SUFFIX = ".cwasm"
+
+
+def default_dir() -> str:
+    env = os.environ.get("MRUN_CACHE_DIR")
+    if env:
+        return os.path.join(env, "wasm")
+    if os.geteuid() == 0:
+        return "/var/cache/mrun/wasm"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "mrun", "wasm")
+
+
+class ModuleCache:
+    def __init__(self, directory: str | None = None, note: Callable[[str], None] | None = None) -> None:
+        self.dir = directory or default_dir()
+        self.note = note or (lambda _msg: None)
+
+    def key(self, digest: str, kind: str, engine: str) -> str:
+        return hashlib.sha256(f"{digest}\0{kind}\0{engine}".encode()).hexdigest()
+
+    def _paths(self, key: str) -> tuple[str, str]:
+        return os.path.join(self.dir, key + SUFFIX), os.path.join(self.dir, key + ".json")
+
+    def load_or_compile(
+        self,
+        wasm: bytes,
+        kind: str,
+        engine: str,
+        compile_fn: Callable[[bytes], Any],
+        deserialize_fn: Callable[[bytes], Any],
+    ) -> Any:
+        digest = hashlib.sha256(wasm).hexdigest()
+        key = self.key(digest, kind, engine)
+        path, meta = self._paths(key)
+        try:
+            with open(path, "rb") as f:
+                blob = f.read()
+        except FileNotFoundError:
+            blob = None
+        if blob is not None:
+            payload = blob[len(MAGIC) + 32 :]
+            if blob[: len(MAGIC)] == MAGIC and hashlib.sha256(payload).digest() == blob[len(MAGIC) : len(MAGIC) + 32]:
+                try:
+                    compiled = deserialize_fn(payload)
+                    os.utime(path)  # last use, for pruning
+                    self.note(f"wasm: loaded {kind} sha256:{digest[:12]} from the cache ({path})")
+                    return compiled
+                except Exception as e:  # another engine build: recompile below
+                    self.note(f"wasm: cache entry {path} was refused by the engine ({e}); recompiling")
+            else:
+                self.note(f"wasm: cache entry {path} is corrupt; recompiling")
+        t0 = time.perf_counter()
+        compiled = compile_fn(wasm)
+        self.note(f"wasm: compiled {kind} sha256:{digest[:12]} in {(time.perf_counter() - t0) * 1000:.0f} ms")
+        self._store(
+            path,
+            meta,
+            compiled.serialize(),
+            {"source_sha256": digest, "kind": kind, "engine": engine, "created": time.time(), "size": len(wasm)},
+        )
+        return compiled
+
+    def _store(self, path: str, meta: str, payload: bytes, info: dict[str, Any]) -> None:
+        try:
+            os.makedirs(self.dir, exist_ok=True)
+            for target, data in (
+                (path, MAGIC + hashlib.sha256(payload).digest() + payload),
+                (meta, json.dumps(info).encode()),
+            ):
+                tmp = f"{target}.{os.getpid()}.tmp"
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.rename(tmp, target)
+        except OSError as e:  # a read-only cache is a slower start, not a failure
+            self.note(f"wasm: cannot write the cache entry {path}: {e.strerror}")
+
+    def entries(self) -> list[dict[str, Any]]:
+        out = []
+        try:
+            names = sorted(os.listdir(self.dir))
+        except FileNotFoundError:
+            return []
+        for name in names:
+            if not name.endswith(SUFFIX):
+                continue
+            path = os.path.join(self.dir, name)
+            key = name[: -len(SUFFIX)]
+            try:
+                with open(os.path.join(self.dir, key + ".json")) as f:
+                    info = json.load(f)
+            except (OSError, ValueError):
+                info = {}
+            st = os.stat(path)
+            out.append({"key": key, "path": path, "bytes": st.st_size, "last_used": st.st_mtime, **info})
+        return out
+
+    def prune(self, engine: str, everything: bool = False, unused_days: float | None = None) -> list[str]:
+        """Remove entries of other engines (they can never be used), and optionally all or old ones."""
+        removed = []
+        now = time.time()
+        for e in self.entries():
+            stale = e.get("engine") != engine
+            old = unused_days is not None and now - e["last_used"] > unused_days * 86400
+            if everything or stale or old:
+                for p in self._paths(e["key"]):
+                    try:
+                        os.unlink(p)
+                    except FileNotFoundError:
+                        pass
+                removed.append(e["key"])
+        return removed

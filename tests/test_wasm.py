@@ -1,0 +1,264 @@
+"""The wasm backend: modules and components in the same sandbox, under the same limits, with exit
+codes kept and compiled modules cached. The C examples are the committed builds of
+examples/wasm (rebuilt here if clang is installed, to prove the build script works)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+import wasmtime
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "wasm")
+
+SPIN = '(module (func (export "_start") (loop $l (br $l))))'
+TRAP = '(module (func (export "_start") unreachable))'
+GROW = """(module (memory (export "memory") 1)
+  (func (export "_start")
+    (block $full (loop $more
+      (br_if $full (i32.eq (memory.grow (i32.const 16)) (i32.const -1)))
+      (br $more)))
+    unreachable))"""
+MISSING_IMPORT = """(module (import "env" "nobody_provides_this" (func))
+  (func (export "_start") call 0))"""
+COMPONENT = """(component
+  (core module $m (func (export "run") (result i32) i32.const {code}))
+  (core instance $i (instantiate $m))
+  (func $run (result (result)) (canon lift (core func $i "run")))
+  (instance $inst (export "run" (func $run)))
+  (export "wasi:cli/run@0.2.0" (instance $inst)))"""
+
+
+def example(name: str) -> bytes:
+    with open(os.path.join(EXAMPLES, name), "rb") as f:
+        return f.read()
+
+
+def wasm_bundle(h, module: bytes, args: list[str] | None = None, files: dict[str, str] | None = None, **changes):
+    """A rootfs holding only the module (no busybox: a wasm container needs none)."""
+    base = os.path.join(h.tmp, f"wasm-{len(os.listdir(h.tmp))}")
+    rootfs = os.path.join(base, "rootfs")
+    for d in ("proc", "dev", "sys", "tmp", "work"):
+        os.makedirs(os.path.join(rootfs, d))
+    with open(os.path.join(rootfs, "app.wasm"), "wb") as f:
+        f.write(module)
+    for path, text in (files or {}).items():
+        with open(os.path.join(rootfs, path.lstrip("/")), "w") as f:
+            f.write(text)
+    cfg = h.config(args or ["/app.wasm"], **changes)
+    cfg["root"] = {"path": rootfs, "readonly": True}
+    return cfg, base
+
+
+def make(h, cfg, base) -> str:
+    from busybox_bundle import write_config
+
+    write_config(base, cfg)
+    return base
+
+
+@pytest.fixture
+def cache_env(tmp_path):
+    return {"MRUN_CACHE_DIR": str(tmp_path / "cache")}
+
+
+def test_examples_build_with_debian_clang(tmp_path):
+    if not shutil.which("clang"):
+        pytest.fail("clang is missing: apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32")
+    work = tmp_path / "wasm"
+    shutil.copytree(EXAMPLES, work)
+    for f in work.glob("*.wasm"):
+        f.unlink()
+    subprocess.run(["sh", str(work / "build.sh")], check=True, capture_output=True)
+    for name in ("hello.wasm", "files.wasm"):
+        wasmtime.Module(wasmtime.Engine(), (work / name).read_bytes())  # valid modules
+
+
+def test_exit_code_argv_env_cwd(h, cache_env):
+    cfg, base = wasm_bundle(
+        h, example("hello.wasm"), ["/app.wasm", "3", "two words"], files={"/work/data.txt": "from the cwd\n"}
+    )
+    cfg["process"]["env"] = ["GREETING=hi wasm"]
+    cfg["process"]["cwd"] = "/work"
+    r = h.mrun("run", "-b", make(h, cfg, base), h.cid(), env=cache_env)
+    assert r.returncode == 3, r.stderr
+    assert r.stdout.splitlines() == [
+        "hello from wasm32-wasi: [/app.wasm] [3] [two words]",
+        "GREETING=hi wasm",
+        "cwd=/",  # WASI preview 1 has no cwd; relative paths resolve in process.cwd (next line)
+        "relative read: from the cwd",
+    ]
+
+
+def test_env_is_exactly_the_spec(h, cache_env):
+    cfg, base = wasm_bundle(h, example("hello.wasm"), ["/app.wasm", "0"])
+    cfg["process"]["env"] = []
+    r = h.mrun("run", "-b", make(h, cfg, base), h.cid(), env={**cache_env, "GREETING": "leaked from the host"})
+    assert "GREETING=(unset)" in r.stdout
+
+
+def test_files_rootfs_bind_mounts_readonly_and_outside(h, cache_env):
+    data = os.path.join(h.tmp, "data")
+    ro = os.path.join(h.tmp, "ro")
+    os.makedirs(data)
+    os.makedirs(ro)
+    with open(os.path.join(h.tmp, "host-secret"), "w") as f:
+        f.write("secret\n")
+    args = ["/app.wasm", "/etc-msg.txt", "/data/out.txt", "/ro/out.txt", "/../../host-secret"]
+    cfg, base = wasm_bundle(h, example("files.wasm"), args, files={"/etc-msg.txt": "hello from the rootfs\n"})
+    cfg["mounts"] += [
+        {"destination": "/data", "type": "bind", "source": data, "options": ["rbind", "rw"]},
+        {"destination": "/ro", "type": "bind", "source": ro, "options": ["rbind", "ro"]},
+    ]
+    for d in ("data", "ro"):
+        os.makedirs(os.path.join(base, "rootfs", d))
+    r = h.mrun("run", "-b", make(h, cfg, base), h.cid(), env=cache_env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "read /etc-msg.txt: hello from the rootfs"
+    assert lines[1] == "wrote /data/out.txt"
+    assert lines[2].startswith("write /ro/out.txt: ") and "allowed" not in lines[2]
+    assert lines[3].startswith("read /../../host-secret: ") and "allowed" not in lines[3]
+    assert open(os.path.join(data, "out.txt")).read() == "written by wasm: hello from the rootfs\n"
+    assert os.listdir(ro) == []
+
+
+def test_engine_is_pid1_in_its_own_namespaces_and_cgroup(h, cache_env):
+    cfg, base = wasm_bundle(h, wasmtime.wat2wasm(SPIN))
+    cid = h.cid()
+    h.ok("create", "-b", make(h, cfg, base), cid, env=cache_env)
+    h.ok("start", cid)
+    pid = json.loads(h.ok("state", cid).stdout)["pid"]
+    status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status").read().splitlines())
+    assert status["NSpid"].split()[-1] == "1"
+    assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
+    assert os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
+    cgroups = open(f"/proc/{pid}/cgroup").read()
+    assert cfg["linux"]["cgroupsPath"] in cgroups
+    assert pid in json.loads(h.ok("ps", "-f", "json", cid).stdout)
+    h.ok("delete", "--force", cid)
+
+
+def test_kill_term_ends_a_tight_loop_promptly(h, cache_env):
+    cfg, base = wasm_bundle(h, wasmtime.wat2wasm(SPIN))
+    cid = h.cid()
+    proc = subprocess.Popen(
+        [h.binary, "--root", h.root, "run", "-b", make(h, cfg, base), cid],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **cache_env},
+    )
+    h.wait_status(cid, "running")
+    time.sleep(0.2)  # let it spin
+    h.ok("kill", cid, "TERM")
+    assert proc.wait(timeout=1.0) == 143  # the issue's bound: within a second
+    proc.stderr.close()
+
+
+def test_cpu_quota_throttles_the_engine(h, cache_env):
+    cfg, base = wasm_bundle(h, wasmtime.wat2wasm(SPIN))
+    cfg["linux"]["resources"]["cpu"] = {"quota": 20000, "period": 100000}
+    cid = h.cid()
+    h.ok("run", "-d", "-b", make(h, cfg, base), cid, env=cache_env)
+    deadline = time.monotonic() + 20
+    while json.loads(h.ok("events", "--stats", cid).stdout)["data"]["cpu"]["throttled_periods"] < 3:
+        assert time.monotonic() < deadline, "the wasm engine was never throttled"
+        time.sleep(0.1)
+    h.ok("delete", "--force", cid)
+
+
+def test_memory_limit_is_the_store_limit(h, cache_env):
+    cfg, base = wasm_bundle(h, wasmtime.wat2wasm(GROW))
+    cfg["linux"]["resources"]["memory"] = {"limit": 16 * 1024 * 1024}
+    r = h.mrun("run", "-b", make(h, cfg, base), h.cid(), env=cache_env)
+    assert r.returncode == 134, r.stderr
+    assert "memory limit of 16777216 bytes" in r.stderr and "wasm trap" in r.stderr
+
+
+def test_trap_exits_134_with_the_message(h, cache_env):
+    cfg, base = wasm_bundle(h, wasmtime.wat2wasm(TRAP))
+    r = h.mrun("run", "-b", make(h, cfg, base), h.cid(), env=cache_env)
+    assert r.returncode == 134
+    assert "wasm trap" in r.stderr and "unreachable" in r.stderr
+
+
+def test_deadline_annotation_stops_a_runaway_module(h, cache_env):
+    cfg, base = wasm_bundle(h, wasmtime.wat2wasm(SPIN), annotations={"org.mrun.wasm.deadline-ms": "200"})
+    r = h.mrun("run", "-b", make(h, cfg, base), h.cid(), env=cache_env, timeout=20)
+    assert r.returncode == 152, r.stderr
+    assert "deadline of 200 ms" in r.stderr
+
+
+@pytest.mark.parametrize("code, expected", [(0, 0), (1, 1)])
+def test_component_runs(h, cache_env, code, expected):
+    cfg, base = wasm_bundle(h, wasmtime.wat2wasm(COMPONENT.format(code=code)))
+    bundle = make(h, cfg, base)
+    assert "WebAssembly component" in h.ok("explain", "-b", bundle).stdout
+    r = h.mrun("run", "-b", bundle, h.cid(), env=cache_env)
+    assert r.returncode == expected, r.stderr
+
+
+def test_second_start_uses_the_cache_and_corruption_is_recompiled(h, cache_env):
+    cfg, base = wasm_bundle(h, example("hello.wasm"), ["/app.wasm", "5"])
+    bundle = make(h, cfg, base)
+    log = os.path.join(h.tmp, "debug.log")
+
+    def run() -> list[str]:
+        open(log, "w").close()
+        r = h.mrun("--debug", "--log", log, "run", "-b", bundle, h.cid(), env=cache_env)
+        assert r.returncode == 5, r.stderr
+        return [line for line in open(log).read().splitlines() if "wasm:" in line]
+
+    first = run()
+    assert any("compiled module" in line for line in first), first
+    second = run()
+    assert any("from the cache" in line for line in second) and not any("compiled" in line for line in second)
+    listing = h.ok("cache", "list", env=cache_env).stdout.splitlines()
+    assert len(listing) == 1 and "module" in listing[0]
+    entry = os.path.join(cache_env["MRUN_CACHE_DIR"], "wasm", listing[0].split()[0])
+    entry = next(
+        p
+        for p in (os.path.join(os.path.dirname(entry), n) for n in os.listdir(os.path.dirname(entry)))
+        if p.endswith(".cwasm")
+    )
+    with open(entry, "r+b") as f:
+        f.seek(os.path.getsize(entry) // 2)
+        f.write(b"\xde\xad\xbe\xef")
+    third = run()
+    assert any("corrupt" in line for line in third) and any("compiled module" in line for line in third)
+    assert "removed 1 entry" in h.ok("cache", "prune", "--all", env=cache_env).stdout
+    assert h.ok("cache", "list", env=cache_env).stdout == ""
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        (b"this is not wasm at all", "not a WebAssembly module"),
+        (None, "invalid module"),  # truncated
+        (wasmtime.wat2wasm(MISSING_IMPORT), "nobody_provides_this"),
+    ],
+)
+def test_bad_modules_fail_create_cleanly(h, cache_env, content, needle):
+    module = content if content is not None else example("hello.wasm")[:200]
+    cfg, base = wasm_bundle(h, module, annotations={"run.oci.handler": "wasm"})
+    r = h.mrun("create", "-b", make(h, cfg, base), h.cid(), env=cache_env)
+    assert r.returncode != 0
+    assert r.stderr.strip().count("\n") == 0 and needle in r.stderr, r.stderr
+
+
+def test_dispatch_annotations(h, cache_env):
+    # compat-smart: only a wasm entrypoint goes to wasm; a busybox one stays linux
+    smart = {"module.wasm.image/variant": "compat-smart"}
+    assert h.ok("explain", "-b", h.bundle(["sh", "-c", "true"], annotations=smart)).stdout.startswith("backend: linux")
+    cfg, base = wasm_bundle(h, example("hello.wasm"), annotations=smart)
+    assert "compat-smart" in h.ok("explain", "-b", make(h, cfg, base)).stdout
+    # compat: everything to wasm, so an ELF entrypoint is a clear error
+    compat = h.bundle(["sh"], annotations={"module.wasm.image/variant": "compat"})
+    assert h.ok("explain", "-b", compat).stdout.startswith("backend: wasm")
+    r = h.mrun("run", "-b", compat, h.cid(), env=cache_env)
+    assert r.returncode != 0 and "not a WebAssembly module" in r.stderr
