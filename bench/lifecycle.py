@@ -26,7 +26,7 @@ def lifecycle(binary: str, root: str, bundle: str, cid: str) -> float:
 
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 20
-    mrun = sys.argv[2] if len(sys.argv) > 2 else shutil.which("mrun") or "mrun"
+    mrun = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(sys.executable), "mrun")
     runc = shutil.which("runc")
     if not runc:
         sys.exit("runc is not installed (apt-get install runc)")
