@@ -32,6 +32,7 @@ class CreateOptions:
     ) -> None:
         self.pid_file, self.console_socket, self.preserve_fds = pid_file, console_socket, preserve_fds
         self.no_pivot, self.systemd_cgroup = no_pivot, systemd_cgroup
+        self.console: Any = None  # an already connected console socket (foreground `run -t`)
 
 
 def _owner() -> str:
@@ -76,13 +77,15 @@ def _print_warning(msg: str) -> None:
 def _prepare_stdio(process: dict[str, Any], opts: CreateOptions) -> Any:
     """Connect the console socket now, before pivot_root hides its path, and keep stray
     descriptors out of the container. Returns the connected socket, or None."""
-    console = None
-    if opts.console_socket:
+    console = opts.console
+    if console is None and opts.console_socket:
         from mrun.sandbox.console import connect
 
         console = connect(opts.console_socket)
-    elif process.get("terminal"):
+    elif console is None and process.get("terminal"):
         raise InvalidSpec("process.terminal: a terminal needs --console-socket to hand the pty to")
+    if console is not None:
+        import mrun.sandbox.console  # noqa: F401 - the sandbox makes the pty with it, after pivot_root
     _close_extra_fds(opts.preserve_fds)
     return console
 
@@ -436,19 +439,43 @@ class Runtime:
     def run(self, container_id: str, bundle: str, opts: CreateOptions, detach: bool, keep: bool = False) -> int:
         """runc's ``run``: create + start, then (unless detached) wait, report, delete."""
         from mrun.sandbox import syscalls as sc
+        from mrun.spec import load_bundle
 
+        ours = None
+        if load_bundle(bundle).process.get("terminal") and not opts.console_socket:
+            if detach:
+                raise InvalidSpec("process.terminal: a detached container needs --console-socket for its pty")
+            import socket
+
+            ours, opts.console = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         if not detach:
             # The init is reparented to us when the intermediate exits, so we can wait for it.
             sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
-        record = self.create(container_id, bundle, opts)
         try:
+            record = self.create(container_id, bundle, opts)
+        finally:
+            if opts.console is not None:
+                opts.console.close()
+        proxy = None
+        try:
+            if ours is not None:
+                from mrun.sandbox.console import TerminalProxy, receive_fd
+
+                proxy = TerminalProxy(receive_fd(ours))
+                ours.close()
             self.start(container_id)
         except BaseException:
             self.delete(container_id, force=True)
             raise
         if detach:
             return 0
-        code = wait_forwarding(record.pid)
+        if proxy is not None:
+            proxy.begin()
+        try:
+            code = wait_forwarding(record.pid)
+        finally:
+            if proxy is not None:
+                proxy.end()
         if code == 128 + SIGKILL and self.oom_killed(record):
             self.warn(f"container {container_id!r} was killed by the OOM killer (memory limit reached)")
         if not keep:

@@ -276,3 +276,28 @@ def test_features_and_spec(h):
     h.ok("spec", "--bundle", bundle)
     assert json.load(open(os.path.join(bundle, "config.json")))["process"]["args"] == ["sh"]
     assert h.mrun("spec", "--bundle", bundle).returncode != 0  # refuses to overwrite
+
+
+def test_foreground_run_with_a_terminal_like_runc(h):
+    """`mrun spec` makes terminal:true; `run` in the foreground then allocates the pty itself."""
+    cfg = h.config(["sh", "-c", "tty; echo on-a-pty; exit 4"])
+    cfg["process"]["terminal"] = True
+    r = h.mrun("run", "-b", h.bundle(config=cfg), h.cid())
+    assert r.returncode == 4, r.stderr
+    assert r.stdout.replace("\r", "").splitlines() == ["/dev/pts/0", "on-a-pty"]
+    r = h.mrun("run", "-d", "-b", h.bundle(config=cfg), h.cid())
+    assert r.returncode != 0 and "--console-socket" in r.stderr
+
+
+def test_foreground_terminal_forwards_input(h):
+    cfg = h.config(["sh"])
+    cfg["process"]["terminal"] = True
+    proc = subprocess.Popen(
+        [h.binary, "--root", h.root, "run", "-b", h.bundle(config=cfg), h.cid()],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    out, _ = proc.communicate("echo typed $((6*7))\nexit 6\n", timeout=30)
+    assert proc.returncode == 6
+    assert "typed 42" in out.replace("\r", "")

@@ -5,9 +5,12 @@ from __future__ import annotations
 import array
 import fcntl
 import os
+import select
 import socket
 import struct
+import sys
 import termios
+import threading
 
 
 def connect(path: str) -> socket.socket:
@@ -47,3 +50,60 @@ def receive_fd(sock: socket.socket) -> int:
     if not fds:
         raise OSError("no file descriptor received on the console socket")
     return fds[0]
+
+
+class TerminalProxy:
+    """Foreground ``run`` of a terminal container: our stdio <-> the container's pty master.
+
+    With a terminal on our stdin it goes raw (keys, ^C included, reach the container's pty)
+    and the window size follows ours; both are restored at the end."""
+
+    def __init__(self, master: int) -> None:
+        self.master = master
+        self.saved: list | None = None
+        self.thread = threading.Thread(target=self._copy, daemon=True)
+
+    def begin(self) -> None:
+        if os.isatty(0):
+            import tty
+
+            self.saved = termios.tcgetattr(0)
+            tty.setraw(0)
+            self.resize()
+        self.thread.start()
+
+    def resize(self) -> None:
+        try:
+            size = fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8)
+            fcntl.ioctl(self.master, termios.TIOCSWINSZ, size)
+        except OSError:
+            pass
+
+    def _copy(self) -> None:
+        inputs = [self.master, 0]
+        while True:
+            try:
+                ready, _, _ = select.select(inputs, [], [])
+            except (OSError, ValueError):
+                return
+            if self.master in ready:
+                try:
+                    data = os.read(self.master, 65536)
+                except OSError:  # EIO: every holder of the pty's other side is gone
+                    return
+                if not data:
+                    return
+                os.write(1, data)
+            if 0 in ready:
+                data = os.read(0, 65536) if 0 in inputs else b""
+                if data:
+                    os.write(self.master, data)
+                else:
+                    inputs.remove(0)  # our stdin ended; the container keeps its terminal
+
+    def end(self) -> None:
+        self.thread.join(timeout=2)
+        if self.saved is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, self.saved)
+        sys.stdout.flush()
+        os.close(self.master)
