@@ -140,7 +140,19 @@ def test_engine_is_pid1_in_its_own_namespaces_and_cgroup(h, cache_env):
     cgroups = open(f"/proc/{pid}/cgroup").read()
     assert cfg["linux"]["cgroupsPath"] in cgroups
     assert pid in json.loads(h.ok("ps", "-f", "json", cid).stdout)
-    h.ok("delete", "--force", cid)
+    h.ok("kill", cid, "KILL")
+    h.wait_status(cid, "stopped")
+    h.ok("delete", cid)
+
+
+def test_exec_into_a_wasm_container(h, cache_env):
+    cfg, base = wasm_bundle(h, example("hello.wasm"), ["/app.wasm", "0"])
+    cid = h.cid()
+    h.ok("create", "-b", make(h, cfg, base), cid, env=cache_env)  # created: the init waits for start
+    r = h.mrun("exec", "-e", "GREETING=from exec", cid, "/app.wasm", "9", env=cache_env)
+    assert r.returncode == 9, r.stderr
+    assert "[/app.wasm] [9]" in r.stdout and "GREETING=from exec" in r.stdout
+    h.ok("delete", cid)
 
 
 def test_kill_term_ends_a_tight_loop_promptly(h, cache_env):
