@@ -26,8 +26,11 @@ HANDLER_ANNOTATION = "run.oci.handler"
 
 
 def _cache_path() -> str:
+    """One file per environment (venv), so that two installs do not keep evicting each other."""
+    import zlib
+
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "mrun", "entry-points.json")
+    return os.path.join(base, "mrun", f"entry-points-{zlib.crc32(sys.prefix.encode()):08x}.json")
 
 
 def _cache_key() -> list[Any]:
