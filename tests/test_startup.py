@@ -1,0 +1,44 @@
+"""The start-up path stays lean, checked structurally (what gets imported), never by timing:
+the lifecycle verbs run once per container for every caller."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import mrun_binary
+
+
+def _imports(argv: list[str], env: dict[str, str] | None = None) -> set[str]:
+    r = subprocess.run(
+        [sys.executable, "-X", "importtime", *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
+    return {line.split("|")[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+
+
+def imported(args: list[str], env: dict[str, str] | None = None) -> set[str]:
+    """What mrun imports beyond the interpreter's own start-up (site, .pth hooks such as an
+    editable install's finder) in this environment."""
+    return _imports([mrun_binary(), *args], env) - _imports(["-c", "pass"], env)
+
+
+@pytest.mark.parametrize("verb", [["state", "x"], ["start", "x"], ["kill", "x", "KILL"], ["delete", "x"]])
+def test_lifecycle_verbs_skip_heavy_imports(tmp_path, verb):
+    mods = imported(["--root", str(tmp_path), *verb])
+    assert "mrun.cli.main" in mods
+    heavy = {"typer", "click", "pluggy", "json", "re", "typing", "importlib.metadata", "wasmtime", "pyroute2"}
+    assert not mods & heavy, sorted(mods & heavy)
+
+
+def test_entry_point_scan_is_cached_per_environment(tmp_path, h):
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    bundle = h.bundle(["true"])
+    assert "importlib.metadata" in imported(["explain", "-b", bundle], env)  # first: scan and cache
+    assert "importlib.metadata" not in imported(["explain", "-b", bundle], env)  # then: the cache
+    assert len(os.listdir(tmp_path / "cache" / "mrun")) == 1
