@@ -80,6 +80,16 @@ def mrun_features() -> dict[str, Any]:
     }
 
 
+@hookimpl
+def mrun_stats(container: Container) -> dict[str, Any]:
+    """What the host can say about a wasm container: the engine and the module's cache entry."""
+    from mrun.backends.wasm_cache import ModuleCache
+
+    entry = container.bundle.args[0].split("#", 1)[0] if container.bundle.args else ""
+    cached = [e for e in ModuleCache().entries() if e.get("engine") == engine_description()]
+    return {"engine": engine_description(), "entrypoint": entry, "compiled_cache_entries": len(cached)}
+
+
 _engine: Any = None
 
 

@@ -268,8 +268,17 @@ class Runtime:
         return self._cgroup(record).pids()
 
     def stats(self, container_id: str) -> dict[str, Any]:
+        """The cgroup's figures, plus what the container's backend reports under "backend"."""
+        from mrun.plugins.api import Bundle, Container
+        from mrun.plugins.manager import Backends
+        from mrun.spec import Spec
+
         record = self.store.load(container_id)
-        return self._cgroup(record).stats()
+        stats = self._cgroup(record).stats()
+        container = Container(container_id, Bundle(Spec(record.config, record.bundle)), self.store.path(container_id))
+        extra = Backends.load().hook(record.backend, "mrun_stats")(container=container)
+        stats["backend"] = {"name": record.backend, **(extra or {})}
+        return stats
 
     def oom_killed(self, record: Record) -> bool:
         try:

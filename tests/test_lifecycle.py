@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -301,3 +302,60 @@ def test_foreground_terminal_forwards_input(h):
     out, _ = proc.communicate("echo typed $((6*7))\nexit 6\n", timeout=30)
     assert proc.returncode == 6
     assert "typed 42" in out.replace("\r", "")
+
+
+def test_no_pivot_runs_with_chroot(h):
+    r = h.ok("run", "--no-pivot", "-b", h.bundle(["sh", "-c", "echo pid $$; ls /"]), h.cid())
+    assert r.stdout.startswith("pid 1\n") and "bin" in r.stdout.split()
+
+
+def test_state_is_honest_when_the_init_dies_behind_our_back(h):
+    cid = h.cid()
+    h.ok("run", "-d", "-b", h.bundle(["sleep", "60"]), cid)
+    pid = json.loads(h.ok("state", cid).stdout)["pid"]
+    os.kill(pid, 9)  # not through mrun: as if the machine's OOM killer or an operator did it
+    h.wait_status(cid, "stopped")
+    assert json.loads(h.ok("state", cid).stdout)["pid"] == 0
+    h.ok("delete", cid)
+
+
+def test_delete_force_cleans_a_create_that_crashed(h):
+    cid = h.cid()
+    os.makedirs(os.path.join(h.root, cid))  # a create killed before it wrote any state
+    assert h.mrun("state", cid).returncode != 0
+    h.ok("delete", "--force", cid)
+    assert not os.path.exists(os.path.join(h.root, cid))
+
+
+def test_concurrent_commands_on_one_id(h):
+    bundle = h.bundle(["sleep", "60"])
+    cid = h.cid()
+    errs = [tempfile.TemporaryFile("w+") for _ in range(6)]  # files, not pipes: the init inherits them
+    creates = [
+        subprocess.Popen(
+            [h.binary, "--root", h.root, "create", "-b", bundle, cid],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        for err in errs
+    ]
+    codes = [p.wait(timeout=60) for p in creates]
+    messages = []
+    for err in errs:
+        err.seek(0)
+        messages.append(err.read())
+        err.close()
+    assert codes.count(0) == 1, list(zip(codes, messages, strict=True))
+    assert all("already exists" in m for c, m in zip(codes, messages, strict=True) if c)
+    deletes = [
+        subprocess.Popen(
+            [h.binary, "--root", h.root, "delete", "--force", cid],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(6)
+    ]
+    assert [p.wait(timeout=60) for p in deletes] == [0] * 6
+    assert h.status(cid) == "gone"

@@ -177,6 +177,8 @@ def test_cpu_quota_throttles_the_engine(h, cache_env):
     cfg["linux"]["resources"]["cpu"] = {"quota": 20000, "period": 100000}
     cid = h.cid()
     h.ok("run", "-d", "-b", make(h, cfg, base), cid, env=cache_env)
+    backend = json.loads(h.ok("events", "--stats", cid, env=cache_env).stdout)["data"]["backend"]
+    assert backend["name"] == "wasm" and backend["engine"].startswith("wasmtime-")
     deadline = time.monotonic() + 20
     while json.loads(h.ok("events", "--stats", cid).stdout)["data"]["cpu"]["throttled_periods"] < 3:
         assert time.monotonic() < deadline, "the wasm engine was never throttled"
@@ -274,3 +276,17 @@ def test_dispatch_annotations(h, cache_env):
     assert h.ok("explain", "-b", compat).stdout.startswith("backend: wasm")
     r = h.mrun("run", "-b", compat, h.cid(), env=cache_env)
     assert r.returncode != 0 and "not a WebAssembly module" in r.stderr
+
+
+def test_wasm_on_a_terminal(h, cache_env):
+    cfg, base = wasm_bundle(h, example("hello.wasm"), ["/app.wasm", "2"])
+    cfg["process"]["terminal"] = True
+    r = subprocess.run(
+        [h.binary, "--root", h.root, "run", "-b", make(h, cfg, base), h.cid()],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env={**os.environ, **cache_env},
+        timeout=60,
+    )
+    assert r.returncode == 2, r.stderr
+    assert b"hello from wasm32-wasi: [/app.wasm] [2]\r\n" in r.stdout  # \r\n: the pty's line discipline
