@@ -14,7 +14,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
-from busybox_bundle import make_bundle  # noqa: E402
+from busybox_bundle import make_bundle, remove_parent_cgroup  # noqa: E402
 
 
 def lifecycle(binary: str, root: str, bundle: str, cid: str) -> float:
@@ -49,11 +49,7 @@ def main() -> None:
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        for ctrl in os.listdir("/sys/fs/cgroup"):
-            try:
-                os.rmdir(os.path.join("/sys/fs/cgroup", ctrl, tag))
-            except OSError:
-                pass
+        remove_parent_cgroup(tag)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLES = os.path.join(os.path.dirname(HERE), "examples")
 sys.path.insert(0, EXAMPLES)
-from busybox_bundle import write_config  # noqa: E402
+from busybox_bundle import remove_parent_cgroup, write_config  # noqa: E402
 from mrun.defaults import default_spec  # noqa: E402
 
 BARE = """
@@ -87,11 +87,7 @@ def main() -> None:
         print(f"ratio mrun warm / bare = {w / p:.2f}; cold / warm = {c_ / w:.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        for ctrl in os.listdir("/sys/fs/cgroup"):
-            try:
-                os.rmdir(os.path.join("/sys/fs/cgroup", ctrl, tag))
-            except OSError:
-                pass
+        remove_parent_cgroup(tag)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Build a busybox OCI bundle from Debian's busybox-static (shared by the benches and tests)."""
+"""Build a busybox OCI bundle from Debian's busybox-static, and remove the cgroup parent such
+bundles used (shared by the quick start, the benches and the tests)."""
 
 from __future__ import annotations
 
@@ -48,3 +49,15 @@ def make_bundle(path: str, args: list[str], cgroups_path: str = "", **changes: A
 def write_config(path: str, config: dict[str, Any]) -> None:
     with open(os.path.join(path, "config.json"), "w") as f:
         json.dump(config, f, indent=1)
+
+
+def remove_parent_cgroup(name: str) -> None:
+    """rmdir /<name> in every hierarchy (v1) or in the unified one (v2). Each container removes
+    the cgroups it created; a parent that several containers raced to create is the caller's.
+    rmdir only succeeds on an empty cgroup, so nothing in use is touched."""
+    base = "/sys/fs/cgroup"
+    for d in [os.path.join(base, name)] + [os.path.join(base, c, name) for c in os.listdir(base)]:
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass

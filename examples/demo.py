@@ -17,7 +17,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from busybox_bundle import make_bundle, write_config  # noqa: E402
+from busybox_bundle import make_bundle, remove_parent_cgroup, write_config  # noqa: E402
 from mrun.defaults import default_spec  # noqa: E402
 
 MRUN = os.path.join(os.path.dirname(sys.executable), "mrun")
@@ -82,18 +82,6 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
         remove_parent_cgroup("mrun-demo")
-
-
-def remove_parent_cgroup(name: str) -> None:
-    """Each container removes the cgroup parents it created itself; a parent that two containers
-    raced to create is the demo's to remove (rmdir only succeeds once it is empty)."""
-    base = "/sys/fs/cgroup"
-    dirs = [os.path.join(base, name)] + [os.path.join(base, c, name) for c in os.listdir(base)]
-    for d in dirs:
-        try:
-            os.rmdir(d)
-        except OSError:
-            pass
 
 
 if __name__ == "__main__":
