@@ -88,9 +88,7 @@ def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
     spec, linux = sb.spec, sb.spec.linux
     os.setsid()
     host_pid = _host_pid()
-    new_mount = sb.namespaces.get("mount") == ""
-    if new_mount:
-        _build_rootfs(sb)
+    _build_rootfs(sb)  # create() insists on a new mount namespace, so this one is ours to shape
     if spec.raw.get("hostname") or spec.raw.get("domainname"):
         if sb.namespaces.get("uts") != "":
             raise MrunError("hostname: setting it needs a new uts namespace in linux.namespaces")
@@ -110,15 +108,12 @@ def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
     state = dict(sb.hook_state or {}, pid=host_pid)
     if hooks.get("createContainer"):
         run_hooks("createContainer", hooks["createContainer"], dict(state, status="created"))
-    if new_mount:
-        rootfs.pivot(spec.rootfs, sb.no_pivot)
-        rootfs.write_sysctls(linux.get("sysctl") or {})
-        rootfs.mask_paths(linux.get("maskedPaths") or [])
-        rootfs.readonly_paths(linux.get("readonlyPaths") or [])
-        if (spec.raw.get("root") or {}).get("readonly"):
-            rootfs.remount_readonly("/")
-    elif linux.get("sysctl"):
-        rootfs.write_sysctls(linux["sysctl"])
+    rootfs.pivot(spec.rootfs, sb.no_pivot)
+    rootfs.write_sysctls(linux.get("sysctl") or {})
+    rootfs.mask_paths(linux.get("maskedPaths") or [])
+    rootfs.readonly_paths(linux.get("readonlyPaths") or [])
+    if (spec.raw.get("root") or {}).get("readonly"):
+        rootfs.remount_readonly("/")
     payload = _enter_process(sb)
     ch.send(ready=True)
     ch.close()
