@@ -101,12 +101,11 @@ class Cgroup:
 
     def kill_all(self, sig: int = SIGKILL) -> None:
         """Signal every process; SIGKILL is sent frozen, so a fork bomb cannot outrun it."""
-        freeze = sig == SIGKILL and not self.is_frozen()
-        if freeze:
+        if sig == SIGKILL:
             try:
                 self.set_frozen(True)
             except MrunError:
-                freeze = False
+                pass  # no freezer here: signal them running
         try:
             for pid in self.pids():
                 try:
@@ -114,8 +113,8 @@ class Cgroup:
                 except ProcessLookupError:
                     pass
         finally:
-            if freeze or (sig == SIGKILL and self.is_frozen()):
-                self.set_frozen(False)
+            if sig == SIGKILL and self.is_frozen():
+                self.set_frozen(False)  # killed tasks die only once thawed
 
     def destroy(self, timeout: float = 10.0) -> None:
         """Kill what is left, then remove the directories mrun created (leaf first)."""
