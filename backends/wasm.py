@@ -163,7 +163,10 @@ def mrun_prepare(container: Container, process: dict[str, Any]) -> None:
         )
     except wasmtime.WasmtimeError as e:
         raise MrunError(f"wasm: {name}: invalid {kind}: {_first_line(e)}")
-    container.data.update(compiled=compiled, kind=kind, export=export or "_start", name=name)
+    deadline = container.bundle.annotations.get(DEADLINE, "") or "0"
+    if not deadline.isdigit():
+        raise MrunError(f"wasm: annotation {DEADLINE}={deadline!r}: must be a whole number of milliseconds")
+    container.data.update(compiled=compiled, kind=kind, export=export or "_start", name=name, deadline_ms=int(deadline))
 
 
 def _preopens(spec: Any, cwd: str) -> list[tuple[str, str, bool]]:
@@ -290,7 +293,7 @@ def mrun_payload(container: Container, process: dict[str, Any]) -> WasmPayload:
     limit = ((spec.linux.get("resources") or {}).get("memory") or {}).get("limit") or 0
     if limit > 0:
         store.set_limits(memory_size=limit)
-    budget_ms = int(spec.annotations.get(DEADLINE, "0") or 0)
+    budget_ms = d["deadline_ms"]
     deadline_ticks = max(1, -(-budget_ms // 10)) if budget_ms > 0 else 1
     store.set_epoch_deadline(deadline_ticks)
     store.set_wasi(wasi)
@@ -301,8 +304,8 @@ def mrun_payload(container: Container, process: dict[str, Any]) -> WasmPayload:
             linker.define_wasi()
             instance = linker.instantiate(store, d["compiled"])
             exports = instance.exports(store)
-            call = exports.get(d["export"]) if hasattr(exports, "get") else exports[d["export"]]
-            memory = exports.get("memory") if hasattr(exports, "get") else None
+            call = exports.get(d["export"])
+            memory = exports.get("memory")
             if not isinstance(call, wasmtime.Func):
                 raise MrunError(f"wasm: {d['name']} has no function export {d['export']!r}")
         else:
@@ -316,4 +319,4 @@ def mrun_payload(container: Container, process: dict[str, Any]) -> WasmPayload:
                 raise MrunError(f"wasm: {d['name']} is a component without {_CLI_RUN} (not a wasi:cli/command)")
     except wasmtime.WasmtimeError as e:
         raise MrunError(f"wasm: {d['name']}: cannot instantiate: {_first_line(e)}")
-    return WasmPayload(store, call, d["kind"], memory, limit, deadline_ticks if budget_ms > 0 else 1)
+    return WasmPayload(store, call, d["kind"], memory, limit, deadline_ticks)

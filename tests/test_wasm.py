@@ -290,3 +290,9 @@ def test_wasm_on_a_terminal(h, cache_env):
     )
     assert r.returncode == 2, r.stderr
     assert b"hello from wasm32-wasi: [/app.wasm] [2]\r\n" in r.stdout  # \r\n: the pty's line discipline
+
+
+def test_malformed_deadline_annotation_fails_create(h, cache_env):
+    cfg, base = wasm_bundle(h, wasmtime.wat2wasm(SPIN), annotations={"org.mrun.wasm.deadline-ms": "soon"})
+    r = h.mrun("create", "-b", make(h, cfg, base), h.cid(), env=cache_env)
+    assert r.returncode != 0 and "org.mrun.wasm.deadline-ms" in r.stderr and "milliseconds" in r.stderr
