@@ -196,3 +196,29 @@ def test_ctr_create_failure_is_explained(ctd):
     assert r.returncode != 0
     assert "no-such-thing" in r.stderr and "not found" in r.stderr
     ctd.ctr("container", "rm", "bad1", check=False)
+
+
+def test_events_forwarded_over_ttrpc_reach_containerd(ctd):
+    """The shim's wire layer against containerd itself: our ttrpc framing and our protobuf
+    messages, accepted by containerd's events service and shown by `ctr events`."""
+    from mrun.shims.events import Publisher, now
+    from mrun.shims.proto import events_pb2
+
+    watcher = subprocess.Popen([ctd.ctr_bin, "--address", ctd.sock, "events"], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)  # let ctr subscribe
+        publisher = Publisher(f"unix://{ctd.sock}.ttrpc", ctd.ns)
+        publisher.publish(
+            events_pb2.TaskExit(container_id="mrun-probe", id="mrun-probe", pid=4242, exit_status=3, exited_at=now())
+        )
+        publisher.close()
+        deadline = time.monotonic() + 10
+        line = ""
+        while "mrun-probe" not in line:
+            assert time.monotonic() < deadline, "containerd did not show the forwarded event"
+            line = watcher.stdout.readline()
+        assert ctd.ns in line and "/tasks/exit" in line and "4242" in line
+    finally:
+        watcher.kill()
+        watcher.wait()
+        watcher.stdout.close()

@@ -1,0 +1,242 @@
+"""ttrpc, the RPC containerd speaks to shims: protobuf messages in small frames on a unix socket.
+
+Frame: ``len:u32be stream:u32be type:u8 flags:u8`` then ``len`` bytes. Type 1 is a Request,
+2 a Response; clients use odd stream ids. containerd keeps one connection per shim and
+pipelines calls on it (``Wait`` blocks while ``Start`` is answered), so the server runs each
+request on its own thread and serialises frame writes. Nothing a peer sends may crash the
+server: an oversized frame is discarded and answered with ResourceExhausted, a request that
+does not parse or uses an even stream id with InvalidArgument, an unknown service or method
+with Unimplemented, and a failing handler with Unknown.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import sys
+import threading
+from collections.abc import Callable
+
+from mrun.shims.proto import ttrpc_pb2
+
+HEADER = struct.Struct(">IIBB")
+MAX_MESSAGE = 4 << 20
+REQUEST, RESPONSE = 1, 2
+
+# google.rpc codes that containerd maps (errdefs.FromGRPC)
+CANCELLED, UNKNOWN, INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND = 1, 2, 3, 4, 5
+ALREADY_EXISTS, RESOURCE_EXHAUSTED, FAILED_PRECONDITION, UNIMPLEMENTED, UNAVAILABLE = 6, 8, 9, 12, 14
+
+Handler = Callable[[bytes, ttrpc_pb2.Request], bytes]
+
+
+class TTRPCError(Exception):
+    """An error status for the peer: raise it from a handler, or get it from a call."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _read_exact(conn: socket.socket, n: int) -> bytes | None:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = conn.recv(min(n - len(buf), 1 << 20))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def _discard(conn: socket.socket, n: int) -> bool:
+    while n:
+        chunk = conn.recv(min(n, 1 << 20))
+        if not chunk:
+            return False
+        n -= len(chunk)
+    return True
+
+
+class Connection:
+    """One peer: a writer lock shared by every thread answering on it."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.write_lock = threading.Lock()
+
+    def send(self, stream: int, kind: int, data: bytes) -> None:
+        with self.write_lock:
+            self.sock.sendall(HEADER.pack(len(data), stream, kind, 0) + data)
+
+    def read_frame(self) -> tuple[int, int, bytes | None] | None:
+        """(stream, type, data); data is None when the frame was too large and was skipped."""
+        header = _read_exact(self.sock, HEADER.size)
+        if header is None:
+            return None
+        length, stream, kind, _flags = HEADER.unpack(header)
+        if length > MAX_MESSAGE:
+            return (stream, kind, None) if _discard(self.sock, length) else None
+        data = _read_exact(self.sock, length)
+        return None if data is None else (stream, kind, data)
+
+
+class Server:
+    """Serve registered methods on a listening unix socket, one thread per connection and per call."""
+
+    def __init__(self) -> None:
+        self.methods: dict[str, dict[str, Handler]] = {}
+        self.stopping = threading.Event()
+
+    def register(self, service: str, method: str, handler: Handler) -> None:
+        self.methods.setdefault(service, {})[method] = handler
+
+    def serve(self, listener: socket.socket) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                if self.stopping.is_set():
+                    return
+                raise
+            threading.Thread(target=self._connection, args=(Connection(conn),), daemon=True).start()
+
+    def _connection(self, conn: Connection) -> None:
+        try:
+            while True:
+                frame = conn.read_frame()
+                if frame is None:
+                    return
+                stream, kind, data = frame
+                if kind != REQUEST:
+                    continue  # responses and data frames are never sent to a server here
+                if data is None:
+                    self._reply_error(conn, stream, RESOURCE_EXHAUSTED, f"message larger than {MAX_MESSAGE} bytes")
+                elif stream % 2 == 0:
+                    self._reply_error(conn, stream, INVALID_ARGUMENT, f"stream id {stream} is not odd")
+                else:
+                    threading.Thread(target=self._call, args=(conn, stream, data), daemon=True).start()
+        except OSError:
+            return
+        finally:
+            conn.sock.close()
+
+    def _reply_error(self, conn: Connection, stream: int, code: int, message: str) -> None:
+        resp = ttrpc_pb2.Response(status=ttrpc_pb2.Status(code=code, message=message))
+        try:
+            conn.send(stream, RESPONSE, resp.SerializeToString())
+        except OSError:
+            pass
+
+    def _call(self, conn: Connection, stream: int, data: bytes) -> None:
+        try:
+            req = ttrpc_pb2.Request.FromString(data)
+        except Exception:
+            self._reply_error(conn, stream, INVALID_ARGUMENT, "malformed request")
+            return
+        service = self.methods.get(req.service)
+        if service is None:
+            self._reply_error(conn, stream, UNIMPLEMENTED, f"service {req.service}")
+            return
+        handler = service.get(req.method)
+        if handler is None:
+            self._reply_error(conn, stream, UNIMPLEMENTED, f"method {req.method}")
+            return
+        try:
+            payload = handler(req.payload, req)
+        except TTRPCError as e:
+            self._reply_error(conn, stream, e.code, e.message)
+            return
+        except Exception as e:  # a bug must not take the server down: report it to the caller
+            print(f"mrun shim: {req.service}/{req.method} failed: {e!r}", file=sys.stderr)
+            self._reply_error(conn, stream, UNKNOWN, f"{req.method}: {e}")
+            return
+        try:
+            conn.send(stream, RESPONSE, ttrpc_pb2.Response(payload=payload).SerializeToString())
+        except OSError:
+            pass
+
+
+class Client:
+    """Calls on one connection, pipelined: a reader thread hands each response to its caller."""
+
+    def __init__(self, path: str) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(path)
+        self.conn = Connection(sock)
+        self.lock = threading.Lock()
+        self.next_stream = 1
+        self.waiting: dict[int, list] = {}
+        self.closed = False
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                frame = self.conn.read_frame()
+            except OSError:
+                frame = None
+            if frame is None:
+                with self.lock:
+                    self.closed = True
+                    for slot in self.waiting.values():
+                        slot[1] = TTRPCError(UNAVAILABLE, "connection closed")
+                        slot[0].set()
+                return
+            stream, _kind, data = frame
+            with self.lock:
+                slot = self.waiting.get(stream)
+            if slot is not None:
+                slot[1] = data
+                slot[0].set()
+
+    def call(
+        self, service: str, method: str, payload: bytes, timeout: float = 10.0, metadata: dict[str, str] | None = None
+    ) -> bytes:
+        req = ttrpc_pb2.Request(
+            service=service,
+            method=method,
+            payload=payload,
+            timeout_nano=int(timeout * 1e9),
+            metadata=[ttrpc_pb2.KeyValue(key=k, value=v) for k, v in (metadata or {}).items()],
+        )
+        slot: list = [threading.Event(), None]
+        with self.lock:
+            if self.closed:
+                raise TTRPCError(UNAVAILABLE, "connection closed")
+            stream = self.next_stream
+            self.next_stream += 2
+            self.waiting[stream] = slot
+        try:
+            self.conn.send(stream, REQUEST, req.SerializeToString())
+            if not slot[0].wait(timeout):
+                raise TTRPCError(DEADLINE_EXCEEDED, f"{service}/{method}: no answer in {timeout}s")
+        finally:
+            with self.lock:
+                self.waiting.pop(stream, None)
+        if isinstance(slot[1], TTRPCError):
+            raise slot[1]
+        resp = ttrpc_pb2.Response.FromString(slot[1])
+        if resp.HasField("status") and resp.status.code:
+            raise TTRPCError(resp.status.code, resp.status.message)
+        return resp.payload
+
+    def close(self) -> None:
+        try:
+            self.conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.conn.sock.close()
+
+
+def listen(path: str) -> socket.socket:
+    """A listening unix socket at ``path`` (replacing a stale one), owner-only."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(path)
+    os.chmod(path, 0o600)
+    sock.listen(64)
+    return sock
