@@ -103,20 +103,25 @@ class Runtime:
     # -- create / start ----------------------------------------------------------------------
 
     def create(self, container_id: str, bundle: str, opts: CreateOptions | None = None) -> Record:
+        from mrun.spec import load_bundle
+
+        opts = opts or CreateOptions()
+        spec = load_bundle(bundle)
+        if spec.namespaces().get("mount") != "":
+            raise InvalidSpec("linux.namespaces: mrun needs a new mount namespace to set up the rootfs")
+        self.store.reserve(container_id)
+        with self.store.lock(container_id) as lock:  # start/delete of this id wait until it is built
+            return self._create(container_id, spec, opts, lock.fd)
+
+    def _create(self, container_id: str, spec: Any, opts: CreateOptions, lock_fd: int) -> Record:
         from mrun.cgroups import new_cgroup
         from mrun.plugins.api import Bundle, Container
         from mrun.plugins.manager import Backends
         from mrun.sandbox.init import Sandbox, container_init
         from mrun.sandbox.launch import Launch, spawn
         from mrun.sandbox.process import ProcessPlan
-        from mrun.spec import load_bundle
 
-        opts = opts or CreateOptions()
-        spec = load_bundle(bundle)
         namespaces = spec.namespaces()
-        if namespaces.get("mount") != "":
-            raise InvalidSpec("linux.namespaces: mrun needs a new mount namespace to set up the rootfs")
-        self.store.reserve(container_id)
         record = Record(
             id=container_id,
             bundle=spec.bundle,
@@ -163,6 +168,7 @@ class Runtime:
                 add_to_cgroup=cgroup.add,
                 uid_mappings=spec.linux.get("uidMappings") or [],
                 gid_mappings=spec.linux.get("gidMappings") or [],
+                close_in_child=(lock_fd,),
             )
             try:
                 record.pid, ch = spawn(launch)
@@ -331,30 +337,37 @@ class Runtime:
             if force:
                 return
             raise NotFound(f"container {container_id!r} does not exist")
-        with self.store.lock(container_id):
-            try:
-                record = self.store.load(container_id)
-            except MrunError:
-                if not force:
-                    raise
-                self.store.remove(container_id)  # a create that crashed before writing its state
-                return
-            status = self.store.status(record)
-            if status in ("running", "paused") and not force:
-                raise InvalidState(
-                    f"cannot delete container {container_id!r}: it is {status}; stop it first or use --force"
-                )
-            self._stop(record)
-            if record.cgroup:
-                if self.oom_killed(record):
-                    self.warn(f"container {container_id!r} had processes killed by the OOM killer")
-                self._cgroup(record).destroy()
-            poststop = (record.config.get("hooks") or {}).get("poststop")
-            if poststop:
-                from mrun.hooks import run_hooks
+        try:
+            with self.store.lock(container_id):  # waits for a create of this id to finish
+                self._delete_locked(container_id, force)
+        except NotFound:
+            if not force:
+                raise  # with --force, gone is what was asked for (e.g. a failed create cleaned up)
 
-                run_hooks("poststop", poststop, oci_state(self.store, record, "stopped"))
-            self.store.remove(container_id)
+    def _delete_locked(self, container_id: str, force: bool) -> None:
+        try:
+            record = self.store.load(container_id)
+        except MrunError:
+            if not force:
+                raise
+            self.store.remove(container_id)  # a create that crashed before writing its state
+            return
+        status = self.store.status(record)
+        if status in ("running", "paused") and not force:
+            raise InvalidState(
+                f"cannot delete container {container_id!r}: it is {status}; stop it first or use --force"
+            )
+        self._stop(record)
+        if record.cgroup:
+            if self.oom_killed(record):
+                self.warn(f"container {container_id!r} had processes killed by the OOM killer")
+            self._cgroup(record).destroy()
+        poststop = (record.config.get("hooks") or {}).get("poststop")
+        if poststop:
+            from mrun.hooks import run_hooks
+
+            run_hooks("poststop", poststop, oci_state(self.store, record, "stopped"))
+        self.store.remove(container_id)
 
     def _stop(self, record: Record, timeout: float = 10.0) -> None:
         if not is_alive(record.pid, record.pid_start):

@@ -156,12 +156,13 @@ class _Lock:
     def __init__(self, path: str, container_id: str) -> None:
         self.path, self.container_id, self.fd = path, container_id, -1
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> _Lock:
         try:
             self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
         except FileNotFoundError:
             raise NotFound(f"container {self.container_id!r} does not exist")
         fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
 
     def __exit__(self, *exc: object) -> None:
         os.close(self.fd)

@@ -359,3 +359,26 @@ def test_concurrent_commands_on_one_id(h):
     ]
     assert [p.wait(timeout=60) for p in deletes] == [0] * 6
     assert h.status(cid) == "gone"
+
+
+def test_delete_force_during_create_waits_for_it(h):
+    """create holds the container's lock while it builds: a delete --force issued meanwhile
+    waits, then removes a whole container rather than half of one."""
+    hooks = {"prestart": [{"path": "/bin/sleep", "args": ["sleep", "1"]}]}
+    cid = h.cid()
+    with tempfile.TemporaryFile("w+") as err:
+        create = subprocess.Popen(
+            [h.binary, "--root", h.root, "create", "-b", h.bundle(["sleep", "60"], hooks=hooks), cid],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        deadline = time.monotonic() + 10
+        while not os.path.exists(os.path.join(h.root, cid, "state.json")):  # the create is under way
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        h.ok("delete", "--force", cid)
+        assert create.wait(timeout=30) == 0
+        err.seek(0)
+        assert err.read() == ""
+    assert h.status(cid) == "gone"

@@ -69,9 +69,13 @@ class Launch:
         add_to_cgroup: Callable[[int], None] | None = None,
         uid_mappings: list[dict[str, int]] | None = None,
         gid_mappings: list[dict[str, int]] | None = None,
+        close_in_child: tuple[int, ...] = (),
     ) -> None:
         self.namespaces, self.child, self.add_to_cgroup = namespaces, child, add_to_cgroup
         self.uid_mappings, self.gid_mappings = uid_mappings or [], gid_mappings or []
+        # Descriptors the host keeps but the container must not: e.g. the container's flock,
+        # which a long-lived init would otherwise hold (flock follows the open file).
+        self.close_in_child = close_in_child
 
 
 def _write_maps(pid: int, launch: Launch) -> None:
@@ -154,6 +158,8 @@ def spawn(launch: Launch) -> tuple[int, Channel]:
     pid1 = os.fork()
     if pid1 == 0:
         host.close()
+        for fd in launch.close_in_child:
+            os.close(fd)
         _intermediate(launch, child)
     child.close()
     try:
