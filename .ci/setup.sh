@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 packages=(python3 python3-venv python3-pip busybox-static runc containerd umoci skopeo
           libseccomp2 iproute2 procps
-          clang lld wasi-libc libclang-rt-14-dev-wasm32)  # the last four build examples/wasm
+          clang lld wasi-libc libclang-rt-14-dev-wasm32  # these four build examples/wasm
+          podman conmon)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

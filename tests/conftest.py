@@ -196,3 +196,40 @@ def h(tmp_path: Any, busybox_rootfs: str) -> Any:
     left = harness.leftovers()
     harness.cleanup()
     assert not left, f"test left things behind: {left}"
+
+
+IMAGE = "localhost/busybox:latest"
+
+
+@pytest.fixture(scope="session")
+def busybox_archive(tmp_path_factory):
+    require("umoci", "umoci")
+    require("skopeo", "skopeo")
+    work = tmp_path_factory.mktemp("image")
+    rootfs = str(work / "rootfs")
+    make_rootfs(rootfs)
+    layout = str(work / "oci")
+
+    def run(*cmd):
+        subprocess.run(cmd, check=True, capture_output=True, cwd=work)
+
+    run("umoci", "init", "--layout", layout)
+    run("umoci", "new", "--image", f"{layout}:latest")
+    run("umoci", "insert", "--image", f"{layout}:latest", rootfs, "/")
+    run(
+        "umoci",
+        "config",
+        "--image",
+        f"{layout}:latest",
+        "--config.cmd",
+        "/bin/sh",
+        "--config.env",
+        "PATH=/bin",
+        "--os",
+        "linux",
+        "--architecture",
+        "amd64" if os.uname().machine == "x86_64" else "arm64",
+    )
+    archive = str(work / "busybox-oci.tar")
+    run("skopeo", "copy", f"oci:{layout}:latest", f"oci-archive:{archive}:{IMAGE}")
+    return archive

@@ -265,3 +265,32 @@ def test_v2_resource_controllers_when_present():
         assert cg.stats()["pids"]["limit"] == 9
     finally:
         cg.destroy()
+
+
+def test_seccomp_profile_may_repeat_a_syscall():
+    """podman's default profile, reduced: with the x86 (32-bit) architecture added, libseccomp maps
+    socket() onto socketcall and answers EEXIST for the third rule. runc and crun accept it."""
+    from mrun.sandbox.seccomp import Filter
+
+    def rule(action, *args, **extra):
+        return {
+            "names": ["socket"],
+            "action": action,
+            **extra,
+            "args": [{"index": i, "value": v, "op": op} for i, v, op in args],
+        }
+
+    Filter(
+        {
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": 38,
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [
+                rule("SCMP_ACT_ERRNO", (0, 16, "SCMP_CMP_EQ"), (2, 9, "SCMP_CMP_EQ"), errnoRet=22),
+                rule("SCMP_ACT_ALLOW", (2, 9, "SCMP_CMP_NE")),
+                rule("SCMP_ACT_ALLOW", (0, 16, "SCMP_CMP_NE")),
+            ],
+        }
+    )  # built, not loaded
+    with pytest.raises(InvalidSpec, match=r"linux.seccomp.syscalls\[0\].args\[0\].op"):
+        Filter({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [rule("SCMP_ACT_ALLOW", (0, 1, "X"))]})

@@ -136,7 +136,9 @@ class Filter:
                 for group in groups:
                     arr = (_ArgCmp * len(group))(*group)
                     ret = lib.seccomp_rule_add_array(self.ctx, action, nr, len(group), arr)
-                    if ret < 0:
+                    # EEXIST: libseccomp already holds an equivalent rule, e.g. podman's socket()
+                    # rules once x86's socketcall multiplexer is in the filter; runc accepts them too.
+                    if ret < 0 and -ret != errno_mod.EEXIST:
                         raise InvalidSpec(
                             f"{field}: libseccomp refused the rule for {name}: {errno_mod.errorcode.get(-ret, ret)}"
                         )

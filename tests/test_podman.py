@@ -1,0 +1,89 @@
+"""podman drives mrun as its OCI runtime (`podman --runtime mrun`), with its own storage, run
+root, cgroup parent and no network, all private to the test.
+
+This host has no CAP_SYS_RESOURCE and a hard RLIMIT_NOFILE of 20000, while podman as root asks
+for higher rlimits by default: runc fails the same way, so the tests pass --ulimit within them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+
+import pytest
+from conftest import IMAGE, cgroup_dirs, mrun_binary, processes_mentioning, require
+
+ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+
+
+@pytest.fixture(scope="module")
+def podman(tmp_path_factory, busybox_archive):
+    require("podman", "podman")
+    require("conmon", "conmon")
+    work = tmp_path_factory.mktemp("podman")
+    tag = f"mrun-test-{uuid.uuid4().hex[:8]}"
+    base = [
+        "podman",
+        "--root",
+        str(work / "root"),
+        "--runroot",
+        str(work / "runroot"),
+        "--storage-driver",
+        "vfs",
+        "--cgroup-manager",
+        "cgroupfs",
+        "--events-backend",
+        "file",
+        "--runtime",
+        mrun_binary(),
+    ]
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run([*base, *args], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        if check:
+            assert r.returncode == 0, f"podman {' '.join(args)}: {r.stderr}"
+        return r
+
+    run("load", "-i", busybox_archive)
+    yield run, tag
+    run("rm", "-a", "-f", check=False)
+    left = cgroup_dirs(f"/{tag}")
+    for d in sorted(left, key=len, reverse=True):
+        for sub, _dirs, _files in sorted(os.walk(d, topdown=False), key=lambda x: -len(x[0])):
+            os.rmdir(sub)
+    shutil.rmtree(work, ignore_errors=True)
+    assert not processes_mentioning(str(work)), "podman left processes behind"
+
+
+def test_podman_run_rm(podman):
+    run, tag = podman
+    r = run(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--cgroup-parent",
+        f"/{tag}",
+        *ULIMITS,
+        IMAGE,
+        "sh",
+        "-c",
+        "echo hello from podman; grep Seccomp: /proc/self/status; exit 3",
+        check=False,
+    )
+    assert r.returncode == 3, r.stderr
+    assert r.stdout.splitlines() == ["hello from podman", "Seccomp:\t2"]  # podman's seccomp profile applied
+
+
+def test_podman_detached_exec_kill_rm(podman):
+    run, tag = podman
+    name = f"c{uuid.uuid4().hex[:6]}"
+    run("run", "-d", "--name", name, "--network", "none", "--cgroup-parent", f"/{tag}", *ULIMITS, IMAGE, "sleep", "600")
+    assert run("exec", name, "cat", "/proc/1/cmdline").stdout.replace("\0", " ").strip() == "sleep 600"
+    assert "Up" in run("ps", "--filter", f"name={name}").stdout
+    run("kill", name)
+    run("rm", name)
+    left = {e for d in cgroup_dirs(f"/{tag}") for e in os.listdir(d) if os.path.isdir(os.path.join(d, e))}
+    assert not left - {"conmon"}, left  # "conmon" is podman's own cgroup for its monitor, not mrun's
