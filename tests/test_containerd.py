@@ -30,6 +30,11 @@ class Containerd:
         self.ns = f"mrun-test-{uuid.uuid4().hex[:8]}"
         self.runc_root = os.path.join(self.dir, "runc-root")
         self.fifo_dir = os.path.join(self.dir, "fifo")
+        # containerd puts <opt>/bin first on the shims' PATH: that is where our shim is found.
+        shim = os.path.join(os.path.dirname(mrun_binary()), "containerd-shim-mrun-v2")
+        os.makedirs(os.path.join(self.dir, "opt", "bin"))
+        if os.path.exists(shim):
+            os.symlink(shim, os.path.join(self.dir, "opt", "bin", "containerd-shim-mrun-v2"))
         with open(os.path.join(self.dir, "config.toml"), "w") as f:
             f.write(f"""version = 2
 root = "{self.dir}/root"
@@ -186,3 +191,15 @@ def test_events_forwarded_over_ttrpc_reach_containerd(ctd):
         watcher.kill()
         watcher.wait()
         watcher.stdout.close()
+
+
+def shim_run_args(ctd, cid: str) -> list[str]:
+    return ["run", "--fifo-dir", ctd.fifo_dir, "--runtime", "io.containerd.mrun.v2", "--cgroup", f"/{ctd.ns}/{cid}"]
+
+
+def test_shim_ctr_run_rm_echo_and_exit_code(ctd):
+    r = ctd.ctr(*shim_run_args(ctd, "shim1"), "--rm", IMAGE, "shim1", "/bin/echo", "hello")
+    assert r.stdout == "hello\n", r.stderr
+    r = ctd.ctr(*shim_run_args(ctd, "shim2"), "--rm", IMAGE, "shim2", "sh", "-c", "exit 3", check=False)
+    assert r.returncode == 3, r.stderr
+    assert not cgroup_dirs(f"/{ctd.ns}/shim1") and not cgroup_dirs(f"/{ctd.ns}/shim2")

@@ -1,0 +1,162 @@
+"""``containerd-shim-mrun-v2``: the binary containerd runs for ``--runtime io.containerd.mrun.v2``.
+
+``start`` starts (or, for a pod, finds) the shim daemon and prints its ``unix://`` address;
+``delete`` is containerd's idempotent cleanup after a shim is gone. Flags arrive Go-style
+(``-namespace ns -address a -id x``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import sys
+import threading
+
+SOCKET_DIR = "/run/mrun-shim"
+GROUP_ANNOTATIONS = ("io.kubernetes.cri.sandbox-id", "io.containerd.runc.v2.group")
+
+
+def parse(argv: list[str]) -> tuple[dict[str, str], str]:
+    flags: dict[str, str] = {}
+    action = ""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("-"):
+            name, eq, value = arg.lstrip("-").partition("=")
+            if name in ("debug", "v"):
+                flags[name] = "true"
+            elif eq:
+                flags[name] = value
+            else:
+                i += 1
+                flags[name] = argv[i] if i < len(argv) else ""
+        else:
+            action = arg
+        i += 1
+    return flags, action
+
+
+def _root(namespace: str) -> str:
+    return os.path.join(os.environ.get("MRUN_SHIM_ROOT", "/run/mrun/shim"), namespace)
+
+
+def _socket_path(flags: dict[str, str], bundle: str) -> str:
+    group = flags.get("id", "")
+    try:
+        with open(os.path.join(bundle, "config.json")) as f:
+            annotations = json.load(f).get("annotations") or {}
+        group = next((annotations[a] for a in GROUP_ANNOTATIONS if annotations.get(a)), group)
+    except (OSError, ValueError):
+        pass
+    key = f"{flags.get('address', '')}/{flags.get('namespace', '')}/{group}"
+    return os.path.join(SOCKET_DIR, hashlib.sha256(key.encode()).hexdigest()[:32] + ".sock")
+
+
+def _answers(path: str) -> bool:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def start(flags: dict[str, str]) -> int:
+    from mrun.shims import ttrpc
+
+    bundle = flags.get("bundle") or os.getcwd()
+    path = _socket_path(flags, bundle)
+    address = f"unix://{path}"
+    if not _answers(path):  # else: one shim per pod, already running
+        os.makedirs(SOCKET_DIR, mode=0o711, exist_ok=True)
+        listener = ttrpc.listen(path)
+        if os.fork() == 0:
+            os.setsid()
+            _daemon(listener, flags, bundle, path)
+        listener.close()
+    with open(os.path.join(bundle, "address"), "w") as f:
+        f.write(address)
+    sys.stdout.write(address)
+    return 0
+
+
+def _daemon(listener: socket.socket, flags: dict[str, str], bundle: str, path: str) -> None:
+    """The long-lived shim. containerd reads start's output until EOF: let go of its pipes first."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        log = os.open(os.path.join(bundle, "log"), os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        log = devnull
+    os.dup2(devnull, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    from mrun.sandbox import syscalls as sc
+    from mrun.shims import spawner
+
+    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    if os.fork() == 0:  # the fork helper: forked now, while we are still single-threaded
+        ours.close()
+        listener.close()
+        spawner.serve(theirs)
+    theirs.close()
+    from mrun.shims.events import Publisher
+    from mrun.shims.service import TaskService
+    from mrun.shims.ttrpc import Server
+
+    ttrpc_address = os.environ.get("TTRPC_ADDRESS", "")
+    publisher = Publisher(ttrpc_address, flags.get("namespace", "")) if ttrpc_address else None
+    service = TaskService(flags.get("namespace", "default"), _root(flags.get("namespace", "default")), ours, publisher)
+    server = Server()
+    service.register(server)
+    threading.Thread(target=service.reap_forever, daemon=True).start()
+    threading.Thread(target=server.serve, args=(listener,), daemon=True).start()
+    service.shutdown_requested.wait()
+    threading.Event().wait(0.1)  # let the Shutdown reply leave
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+    os._exit(0)
+
+
+def delete(flags: dict[str, str]) -> int:
+    """containerd's cleanup once a shim is gone: idempotent, prints a DeleteResponse."""
+    from mrun.errors import MrunError
+    from mrun.runtime import Runtime
+    from mrun.shims.events import now
+    from mrun.shims.proto import task_pb2
+    from mrun.shims.service import _unmount
+
+    bundle = flags.get("bundle") or os.getcwd()
+    try:
+        Runtime(_root(flags.get("namespace", "default"))).delete(flags.get("id", ""), force=True)
+    except MrunError as e:
+        print(f"mrun shim delete: {e}", file=sys.stderr)
+    _unmount(os.path.join(bundle, "rootfs"))
+    sys.stdout.buffer.write(task_pb2.DeleteResponse(exit_status=137, exited_at=now()).SerializeToString())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    flags, action = parse(sys.argv[1:] if argv is None else argv)
+    if flags.get("v"):
+        from mrun import __version__
+
+        print(f"containerd-shim-mrun-v2 (mrun {__version__})")
+        return 0
+    if action == "start":
+        return start(flags)
+    if action == "delete":
+        return delete(flags)
+    print(f"containerd-shim-mrun-v2: unknown action {action!r} (start or delete)", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""containerd.task.v2.Task over ttrpc, on the same in-process runtime API as the CLI.
+
+Implemented: Create (rootfs mounts, stdio fifos or files), Start, Wait, State, Kill, Delete,
+Pids, Connect, Shutdown. Not yet: Exec, Pause/Resume, Stats, Update, CloseIO, ResizePty and
+terminals (ttrpc answers Unimplemented for methods not registered here).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+
+from google.protobuf import timestamp_pb2
+from mrun.errors import InvalidState, MrunError, NotFound
+from mrun.proc import exit_code
+from mrun.runtime import Runtime
+from mrun.shims import spawner
+from mrun.shims.events import Publisher, now
+from mrun.shims.proto import events_pb2, task_pb2, types_pb2
+from mrun.shims.ttrpc import ALREADY_EXISTS, NOT_FOUND, UNIMPLEMENTED, UNKNOWN, Server, TTRPCError
+
+SERVICE = "containerd.task.v2.Task"
+
+
+class Task:
+    def __init__(self, req: task_pb2.CreateTaskRequest, pid: int) -> None:
+        self.id, self.bundle, self.pid = req.id, req.bundle, pid
+        self.stdin, self.stdout, self.stderr = req.stdin, req.stdout, req.stderr
+        self.status = types_pb2.CREATED
+        self.exit_status = 0
+        self.exited_at = timestamp_pb2.Timestamp()
+        self.exited = threading.Event()
+
+
+def _open_stdio(path: str, write: bool) -> int:
+    """A fifo path (containerd's default), ``file://`` (append) or nothing (/dev/null)."""
+    if not path:
+        return os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    if path.startswith("file://"):
+        return os.open(path[7:], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    path = path.removeprefix("fifo://")
+    # ctr opened its ends already; non-blocking opens cannot hang the shim if it did not.
+    fd = os.open(path, (os.O_WRONLY if write else os.O_RDONLY) | os.O_NONBLOCK | os.O_CLOEXEC)
+    os.set_blocking(fd, True)
+    return fd
+
+
+class TaskService:
+    def __init__(self, namespace: str, root: str, spawner_sock: socket.socket, publisher: Publisher | None) -> None:
+        self.namespace = namespace
+        self.runtime = Runtime(root)
+        self.spawner = spawner_sock
+        self.spawner_lock = threading.Lock()
+        self.publisher = publisher
+        self.tasks: dict[str, Task] = {}
+        self.by_pid: dict[int, Task] = {}
+        self.early_exits: dict[int, int] = {}  # exits reaped before Create recorded the pid
+        self.lock = threading.Lock()
+        self.shutdown_requested = threading.Event()
+
+    def register(self, server: Server) -> None:
+        for name in ("Create", "Start", "Wait", "State", "Kill", "Delete", "Pids", "Connect", "Shutdown"):
+            server.register(SERVICE, name, getattr(self, name.lower()))
+
+    def _publish(self, event: object) -> None:
+        if self.publisher is None:
+            return
+        try:
+            self.publisher.publish(event)  # type: ignore[arg-type]
+        except Exception as e:  # containerd also learns of exits through Wait
+            print(f"mrun shim: publishing {type(event).__name__} failed: {e}", file=sys.stderr)
+
+    def _task(self, task_id: str) -> Task:
+        task = self.tasks.get(task_id)
+        if task is None:
+            raise TTRPCError(NOT_FOUND, f"task {task_id}: not found")
+        return task
+
+    # -- the reaper ---------------------------------------------------------------------
+
+    def reap_forever(self) -> None:
+        """We are a child subreaper: container inits end up as our children."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                time.sleep(0.05)
+                continue
+            with self.lock:
+                task = self.by_pid.get(pid)
+                if task is None:
+                    self.early_exits[pid] = status
+                    continue
+            self._exited(task, status)
+
+    def _exited(self, task: Task, status: int) -> None:
+        task.exit_status = exit_code(status)
+        task.exited_at = now()
+        task.status = types_pb2.STOPPED
+        self._publish(
+            events_pb2.TaskExit(
+                container_id=task.id, id=task.id, pid=task.pid, exit_status=task.exit_status, exited_at=task.exited_at
+            )
+        )
+        task.exited.set()
+
+    # -- methods ----------------------------------------------------------------------------
+
+    def create(self, payload: bytes, _req: object) -> bytes:
+        req = task_pb2.CreateTaskRequest.FromString(payload)
+        if req.id in self.tasks:
+            raise TTRPCError(ALREADY_EXISTS, f"task {req.id}: already exists")
+        if req.terminal:
+            raise TTRPCError(UNIMPLEMENTED, "terminal tasks are not supported by containerd-shim-mrun-v2 yet")
+        rootfs = os.path.join(req.bundle, "rootfs")
+        mounted = _mount_rootfs(req.rootfs, rootfs)
+        fds: list[int] = []
+        try:
+            fds = [_open_stdio(req.stdin, False), _open_stdio(req.stdout, True), _open_stdio(req.stderr, True)]
+            with self.spawner_lock:
+                spawner.send(self.spawner, {"id": req.id, "bundle": req.bundle, "root": self.runtime.store.root}, fds)
+                got = spawner.recv(self.spawner)
+            if got is None:
+                raise TTRPCError(UNKNOWN, "OCI runtime create failed: the shim's fork helper is gone")
+            answer, _ = got
+            if "error" in answer:
+                raise TTRPCError(UNKNOWN, f"OCI runtime create failed: {answer['error']}")
+        except BaseException:
+            if mounted:
+                _unmount(rootfs)
+            raise
+        finally:
+            for fd in fds:
+                os.close(fd)
+        task = Task(req, answer["pid"])
+        with self.lock:
+            self.tasks[req.id] = task
+            self.by_pid[task.pid] = task
+            early = self.early_exits.pop(task.pid, None)
+        self._publish(
+            events_pb2.TaskCreate(
+                container_id=req.id,
+                bundle=req.bundle,
+                rootfs=req.rootfs,
+                pid=task.pid,
+                io=events_pb2.TaskIO(stdin=req.stdin, stdout=req.stdout, stderr=req.stderr),
+            )
+        )
+        if early is not None:
+            self._exited(task, early)
+        return task_pb2.CreateTaskResponse(pid=task.pid).SerializeToString()
+
+    def start(self, payload: bytes, _req: object) -> bytes:
+        req = task_pb2.StartRequest.FromString(payload)
+        if req.exec_id:
+            raise TTRPCError(UNIMPLEMENTED, "exec processes are not supported by containerd-shim-mrun-v2 yet")
+        task = self._task(req.id)
+        try:
+            self.runtime.start(req.id)
+        except MrunError as e:
+            raise TTRPCError(UNKNOWN, f"OCI runtime start failed: {e}")
+        if task.status == types_pb2.CREATED:
+            task.status = types_pb2.RUNNING
+        self._publish(events_pb2.TaskStart(container_id=req.id, pid=task.pid))
+        return task_pb2.StartResponse(pid=task.pid).SerializeToString()
+
+    def wait(self, payload: bytes, _req: object) -> bytes:
+        task = self._task(task_pb2.WaitRequest.FromString(payload).id)
+        task.exited.wait()
+        return task_pb2.WaitResponse(exit_status=task.exit_status, exited_at=task.exited_at).SerializeToString()
+
+    def state(self, payload: bytes, _req: object) -> bytes:
+        task = self._task(task_pb2.StateRequest.FromString(payload).id)
+        return task_pb2.StateResponse(
+            id=task.id,
+            bundle=task.bundle,
+            pid=task.pid,
+            status=task.status,
+            stdin=task.stdin,
+            stdout=task.stdout,
+            stderr=task.stderr,
+            exit_status=task.exit_status,
+            exited_at=task.exited_at,
+        ).SerializeToString()
+
+    def kill(self, payload: bytes, _req: object) -> bytes:
+        req = task_pb2.KillRequest.FromString(payload)
+        task = self._task(req.id)
+        if task.exited.is_set():
+            raise TTRPCError(NOT_FOUND, f"task {req.id}: process already finished")
+        try:
+            self.runtime.kill(req.id, req.signal, req.all)
+        except (InvalidState, NotFound) as e:
+            raise TTRPCError(NOT_FOUND, str(e))
+        return b""
+
+    def delete(self, payload: bytes, _req: object) -> bytes:
+        req = task_pb2.DeleteRequest.FromString(payload)
+        task = self._task(req.id)
+        try:
+            self.runtime.delete(req.id, force=True)
+        except MrunError as e:
+            raise TTRPCError(UNKNOWN, f"OCI runtime delete failed: {e}")
+        _unmount(os.path.join(task.bundle, "rootfs"))
+        with self.lock:
+            self.tasks.pop(req.id, None)
+            self.by_pid.pop(task.pid, None)
+        self._publish(
+            events_pb2.TaskDelete(
+                container_id=req.id, id=req.id, pid=task.pid, exit_status=task.exit_status, exited_at=task.exited_at
+            )
+        )
+        return task_pb2.DeleteResponse(
+            pid=task.pid, exit_status=task.exit_status, exited_at=task.exited_at
+        ).SerializeToString()
+
+    def pids(self, payload: bytes, _req: object) -> bytes:
+        req = task_pb2.PidsRequest.FromString(payload)
+        self._task(req.id)
+        pids = self.runtime.pids(req.id)
+        return task_pb2.PidsResponse(processes=[types_pb2.ProcessInfo(pid=p) for p in pids]).SerializeToString()
+
+    def connect(self, payload: bytes, _req: object) -> bytes:
+        task = self.tasks.get(task_pb2.ConnectRequest.FromString(payload).id)
+        return task_pb2.ConnectResponse(shim_pid=os.getpid(), task_pid=task.pid if task else 0).SerializeToString()
+
+    def shutdown(self, payload: bytes, _req: object) -> bytes:
+        if not self.tasks:
+            self.shutdown_requested.set()  # the daemon exits once this reply is on its way
+        return b""
+
+
+def _mount_rootfs(mounts: list, target: str) -> bool:
+    from mrun.sandbox import syscalls as sc
+    from mrun.sandbox.rootfs import parse_options
+
+    for m in mounts:
+        flags, _prop, data = parse_options(list(m.options))
+        try:
+            sc.mount(m.source, target, None if flags & sc.MS_BIND else m.type, flags, data or None)
+        except OSError as e:
+            raise TTRPCError(UNKNOWN, f"mounting the rootfs ({m.type} {m.source}) on {target}: {e.strerror}")
+    return bool(mounts)
+
+
+def _unmount(target: str) -> None:
+    from mrun.sandbox import syscalls as sc
+
+    while True:
+        try:
+            sc.umount2(target, sc.MNT_DETACH)
+        except OSError:
+            return  # nothing (more) mounted there

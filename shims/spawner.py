@@ -1,0 +1,95 @@
+"""The shim's single-threaded fork helper.
+
+The shim daemon serves ttrpc on threads, and forking from a multi-threaded process can
+deadlock the child (a lock held by another thread is never released there). So the daemon
+forks this helper before it starts any thread, and every container create goes through it:
+the helper forks a worker per request, the worker puts the container's stdio fifos on
+0/1/2 and calls the same in-process ``Runtime.create`` the CLI uses. The container's init
+then reparents to the daemon, which is a child subreaper, and the daemon reaps it.
+"""
+
+from __future__ import annotations
+
+import array
+import json
+import os
+import socket
+
+from mrun.errors import MrunError
+
+
+def send(sock: socket.socket, msg: dict, fds: list[int]) -> None:
+    data = json.dumps(msg).encode()
+    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+    sock.sendmsg([len(data).to_bytes(4, "big") + data], anc)
+
+
+def recv(sock: socket.socket) -> tuple[dict, list[int]] | None:
+    fds = array.array("i")
+    data, anc, _, _ = sock.recvmsg(1 << 20, socket.CMSG_SPACE(16 * fds.itemsize))
+    if not data:
+        return None
+    for level, kind, payload in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+    size = int.from_bytes(data[:4], "big")
+    body = data[4:]
+    while len(body) < size:
+        more = sock.recv(size - len(body))
+        if not more:
+            return None
+        body += more
+    return json.loads(body), list(fds)
+
+
+def _create(msg: dict, fds: list[int]) -> dict:
+    from mrun.runtime import CreateOptions, Runtime
+
+    for target, fd in zip((0, 1, 2), fds, strict=False):
+        os.dup2(fd, target)
+    for fd in fds:
+        if fd > 2:
+            os.close(fd)
+    record = Runtime(msg["root"]).create(msg["id"], msg["bundle"], CreateOptions())
+    return {"pid": record.pid}
+
+
+def serve(sock: socket.socket) -> None:
+    """Loop: one request in, one forked worker, one answer out. Never returns."""
+    import mrun.plugins.manager  # noqa: F401
+    import mrun.runtime  # noqa: F401 - load the core once, before any fork
+
+    while True:
+        got = recv(sock)
+        if got is None:
+            os._exit(0)
+        msg, fds = got
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            try:
+                answer = _create(msg, fds)
+            except MrunError as e:
+                answer = {"error": str(e)}
+            except Exception as e:  # reported to the daemon, which answers containerd
+                answer = {"error": f"{e.__class__.__name__}: {e}"}
+            data = json.dumps(answer).encode()
+            os.write(w, len(data).to_bytes(4, "big") + data)
+            os._exit(0)
+        os.close(w)
+        for fd in fds:
+            os.close(fd)
+        # Length-prefixed, not "until EOF": the container's init inherited the write end.
+        out = b""
+        size = None
+        while size is None or len(out) < size:
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            out += chunk
+            if size is None and len(out) >= 4:
+                size, out = int.from_bytes(out[:4], "big"), out[4:]
+        os.close(r)
+        os.waitpid(pid, 0)
+        send(sock, json.loads(out or b'{"error": "the create worker died"}'), [])
