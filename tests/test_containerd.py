@@ -19,6 +19,41 @@ import uuid
 import pytest
 from conftest import IMAGE, cgroup_dirs, mrun_binary, processes_mentioning, require
 
+WASM_IMAGE = "localhost/hello-wasm:latest"
+
+
+def build_wasm_archive(work) -> str:
+    """An OCI image whose rootfs holds only examples/wasm/hello.wasm, entrypoint that module."""
+    rootfs = work / "wasm-rootfs"
+    rootfs.mkdir()
+    examples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "wasm")
+    shutil.copy(os.path.join(examples, "hello.wasm"), rootfs / "hello.wasm")
+    layout = str(work / "wasm-oci")
+
+    def run(*cmd):
+        subprocess.run(cmd, check=True, capture_output=True, cwd=work)
+
+    run("umoci", "init", "--layout", layout)
+    run("umoci", "new", "--image", f"{layout}:latest")
+    run("umoci", "insert", "--image", f"{layout}:latest", str(rootfs), "/")
+    run(
+        "umoci",
+        "config",
+        "--image",
+        f"{layout}:latest",
+        "--config.cmd",
+        "/hello.wasm",
+        "--config.cmd",
+        "3",
+        "--os",
+        "linux",
+        "--architecture",
+        "amd64" if os.uname().machine == "x86_64" else "arm64",
+    )
+    archive = str(work / "hello-wasm.tar")
+    run("skopeo", "copy", f"oci:{layout}:latest", f"oci-archive:{archive}:{WASM_IMAGE}")
+    return archive
+
 
 class Containerd:
     def __init__(self, archive: str) -> None:
@@ -103,10 +138,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
 
 @pytest.fixture(scope="module")
-def ctd(busybox_archive):
+def ctd(busybox_archive, tmp_path_factory):
     if os.geteuid() != 0:
         pytest.fail("containerd tests need root")
     c = Containerd(busybox_archive)
+    c.ctr("image", "import", build_wasm_archive(tmp_path_factory.mktemp("wasm-image")))
     yield c
     c.stop()
     left = cgroup_dirs(f"/{c.ns}")
@@ -203,3 +239,62 @@ def test_shim_ctr_run_rm_echo_and_exit_code(ctd):
     r = ctd.ctr(*shim_run_args(ctd, "shim2"), "--rm", IMAGE, "shim2", "sh", "-c", "exit 3", check=False)
     assert r.returncode == 3, r.stderr
     assert not cgroup_dirs(f"/{ctd.ns}/shim1") and not cgroup_dirs(f"/{ctd.ns}/shim2")
+
+
+def test_shim_runs_a_wasm_image(ctd):
+    r = ctd.ctr(*shim_run_args(ctd, "wasm1"), "--rm", WASM_IMAGE, "wasm1", check=False)
+    assert r.returncode == 3, r.stderr
+    assert "hello from wasm32-wasi: [/hello.wasm] [3]" in r.stdout
+
+
+def test_shim_task_ps_kill_and_exit_event(ctd):
+    cid = "shimlong"
+    watcher = subprocess.Popen([ctd.ctr_bin, "--address", ctd.sock, "events"], stdout=subprocess.PIPE, text=True)
+    try:
+        ctd.ctr(*shim_run_args(ctd, cid), "-d", IMAGE, cid, "sleep", "600")
+        ps = ctd.ctr("task", "ps", cid).stdout.strip().splitlines()
+        assert len(ps) == 2 and ps[1].split()[0].isdigit()  # header + the init
+        ctd.ctr("task", "kill", "-s", "KILL", cid)
+        deadline = time.monotonic() + 10
+        while "STOPPED" not in ctd.ctr("task", "ls").stdout:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        line = ""
+        while not ("/tasks/exit" in line and cid in line):
+            assert time.monotonic() < deadline + 10, "no /tasks/exit event"
+            line = watcher.stdout.readline()
+        ctd.ctr("task", "rm", cid)
+        ctd.ctr("container", "rm", cid)
+    finally:
+        watcher.kill()
+        watcher.wait()
+        watcher.stdout.close()
+    assert not cgroup_dirs(f"/{ctd.ns}/{cid}")
+
+
+def test_shim_killed_mid_run_is_cleaned_up_by_containerd(ctd):
+    cid = "shimkill"
+    ctd.ctr(*shim_run_args(ctd, cid), "-d", IMAGE, cid, "sleep", "600")
+    bundle = os.path.join(ctd.dir, "state", "io.containerd.runtime.v2.task", ctd.ns, cid)
+    socket_path = open(os.path.join(bundle, "address")).read().removeprefix("unix://")
+
+    def argv(pid: int) -> list[str]:
+        with open(f"/proc/{pid}/cmdline") as f:
+            return f.read().split("\0")
+
+    shims = [p for p in processes_mentioning("containerd-shim-mrun-v2") if cid in argv(p) and "start" in argv(p)]
+    daemon = next(p for p in shims if int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1]) not in shims)
+    os.kill(daemon, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while ctd.ctr("task", "ls", "-q").stdout.strip():  # containerd notices and runs `delete`
+        ctd.ctr("task", "rm", "-f", cid, check=False)
+        assert time.monotonic() < deadline, "containerd kept the task of a dead shim"
+        time.sleep(0.2)
+    ctd.ctr("container", "rm", cid, check=False)
+    deadline = time.monotonic() + 10
+    while processes_mentioning(cid) or cgroup_dirs(f"/{ctd.ns}/{cid}"):
+        assert time.monotonic() < deadline, (processes_mentioning(cid), cgroup_dirs(f"/{ctd.ns}/{cid}"))
+        time.sleep(0.1)
+    with open("/proc/self/mountinfo") as f:
+        assert bundle not in f.read()
+    assert not os.path.exists(socket_path) or not os.path.exists(bundle)
