@@ -139,6 +139,13 @@ def delete(flags: dict[str, str]) -> int:
     except MrunError as e:
         print(f"mrun shim delete: {e}", file=sys.stderr)
     _unmount(os.path.join(bundle, "rootfs"))
+    try:  # a killed daemon could not remove its socket; a live one (a pod's other tasks) keeps it
+        with open(os.path.join(bundle, "address")) as f:
+            path = f.read().strip().removeprefix("unix://")
+        if path.startswith(SOCKET_DIR + "/") and not _answers(path):
+            os.unlink(path)
+    except OSError:
+        pass
     sys.stdout.buffer.write(task_pb2.DeleteResponse(exit_status=137, exited_at=now()).SerializeToString())
     return 0
 
