@@ -17,37 +17,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
 import pathlib  # noqa: E402
 import tempfile  # noqa: E402
 
-from busybox_bundle import remove_parent_cgroup  # noqa: E402
+from busybox_bundle import make_oci_archive, remove_parent_cgroup  # noqa: E402
 from conftest import IMAGE, make_rootfs  # noqa: E402
 from test_containerd import WASM_IMAGE, Containerd, build_wasm_archive  # noqa: E402
 
 
 def busybox_archive(work: pathlib.Path) -> str:
-    import subprocess
-
-    rootfs = str(work / "rootfs")
-    make_rootfs(rootfs)
-    layout = str(work / "oci")
-    for cmd in (
-        ["umoci", "init", "--layout", layout],
-        ["umoci", "new", "--image", f"{layout}:latest"],
-        ["umoci", "insert", "--image", f"{layout}:latest", rootfs, "/"],
-        [
-            "umoci",
-            "config",
-            "--image",
-            f"{layout}:latest",
-            "--config.cmd",
-            "/bin/sh",
-            "--os",
-            "linux",
-            "--architecture",
-            "amd64" if os.uname().machine == "x86_64" else "arm64",
-        ],
-        ["skopeo", "copy", f"oci:{layout}:latest", f"oci-archive:{work}/bb.tar:{IMAGE}"],
-    ):
-        subprocess.run(cmd, check=True, capture_output=True, cwd=work)
-    return f"{work}/bb.tar"
+    make_rootfs(str(work / "rootfs"))
+    return make_oci_archive(str(work / "rootfs"), str(work), IMAGE, ["/bin/sh"], ["PATH=/bin"])
 
 
 def main() -> None:

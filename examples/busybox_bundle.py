@@ -61,3 +61,25 @@ def remove_parent_cgroup(name: str) -> None:
             os.rmdir(d)
         except OSError:
             pass
+
+
+def make_oci_archive(rootfs: str, work: str, image: str, cmd: list[str], env: list[str] | None = None) -> str:
+    """An oci-archive tarball of ``rootfs`` tagged ``image``, built offline with umoci and skopeo."""
+    name = image.rsplit("/", 1)[-1].replace(":", "-")
+    layout = os.path.join(work, f"{name}-layout")
+    arch = "amd64" if os.uname().machine == "x86_64" else "arm64"
+    config = ["--os", "linux", "--architecture", arch]
+    for c in cmd:
+        config += ["--config.cmd", c]
+    for e in env or []:
+        config += ["--config.env", e]
+    archive = os.path.join(work, f"{name}.tar")
+    for step in (
+        ["umoci", "init", "--layout", layout],
+        ["umoci", "new", "--image", f"{layout}:latest"],
+        ["umoci", "insert", "--image", f"{layout}:latest", rootfs, "/"],
+        ["umoci", "config", "--image", f"{layout}:latest", *config],
+        ["skopeo", "copy", f"oci:{layout}:latest", f"oci-archive:{archive}:{image}"],
+    ):
+        subprocess.run(step, check=True, capture_output=True, cwd=work)
+    return archive

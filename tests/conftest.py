@@ -21,7 +21,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
 
-from busybox_bundle import make_rootfs, write_config  # noqa: E402
+from busybox_bundle import make_oci_archive, make_rootfs, write_config  # noqa: E402
 from mrun.defaults import default_spec  # noqa: E402
 
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -206,30 +206,5 @@ def busybox_archive(tmp_path_factory):
     require("umoci", "umoci")
     require("skopeo", "skopeo")
     work = tmp_path_factory.mktemp("image")
-    rootfs = str(work / "rootfs")
-    make_rootfs(rootfs)
-    layout = str(work / "oci")
-
-    def run(*cmd):
-        subprocess.run(cmd, check=True, capture_output=True, cwd=work)
-
-    run("umoci", "init", "--layout", layout)
-    run("umoci", "new", "--image", f"{layout}:latest")
-    run("umoci", "insert", "--image", f"{layout}:latest", rootfs, "/")
-    run(
-        "umoci",
-        "config",
-        "--image",
-        f"{layout}:latest",
-        "--config.cmd",
-        "/bin/sh",
-        "--config.env",
-        "PATH=/bin",
-        "--os",
-        "linux",
-        "--architecture",
-        "amd64" if os.uname().machine == "x86_64" else "arm64",
-    )
-    archive = str(work / "busybox-oci.tar")
-    run("skopeo", "copy", f"oci:{layout}:latest", f"oci-archive:{archive}:{IMAGE}")
-    return archive
+    make_rootfs(str(work / "rootfs"))
+    return make_oci_archive(str(work / "rootfs"), str(work), IMAGE, ["/bin/sh"], ["PATH=/bin"])

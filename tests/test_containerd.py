@@ -24,35 +24,13 @@ WASM_IMAGE = "localhost/hello-wasm:latest"
 
 def build_wasm_archive(work) -> str:
     """An OCI image whose rootfs holds only examples/wasm/hello.wasm, entrypoint that module."""
-    rootfs = work / "wasm-rootfs"
-    rootfs.mkdir()
+    from busybox_bundle import make_oci_archive
+
+    rootfs = os.path.join(work, "wasm-rootfs")
+    os.makedirs(rootfs)
     examples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "wasm")
-    shutil.copy(os.path.join(examples, "hello.wasm"), rootfs / "hello.wasm")
-    layout = str(work / "wasm-oci")
-
-    def run(*cmd):
-        subprocess.run(cmd, check=True, capture_output=True, cwd=work)
-
-    run("umoci", "init", "--layout", layout)
-    run("umoci", "new", "--image", f"{layout}:latest")
-    run("umoci", "insert", "--image", f"{layout}:latest", str(rootfs), "/")
-    run(
-        "umoci",
-        "config",
-        "--image",
-        f"{layout}:latest",
-        "--config.cmd",
-        "/hello.wasm",
-        "--config.cmd",
-        "3",
-        "--os",
-        "linux",
-        "--architecture",
-        "amd64" if os.uname().machine == "x86_64" else "arm64",
-    )
-    archive = str(work / "hello-wasm.tar")
-    run("skopeo", "copy", f"oci:{layout}:latest", f"oci-archive:{archive}:{WASM_IMAGE}")
-    return archive
+    shutil.copy(os.path.join(examples, "hello.wasm"), os.path.join(rootfs, "hello.wasm"))
+    return make_oci_archive(rootfs, str(work), WASM_IMAGE, ["/hello.wasm", "3"])
 
 
 class Containerd:
