@@ -1,7 +1,7 @@
 """containerd.task.v2.Task over ttrpc, on the same in-process runtime API as the CLI.
 
-Implemented: Create (rootfs mounts, stdio fifos or files), Start, Wait, State, Kill, Delete,
-Pids, Connect, Shutdown. Not yet: Exec, Pause/Resume, Stats, Update, CloseIO, ResizePty and
+Implemented: Create (rootfs mounts, stdio fifos or files), Start, Exec, Wait, State, Kill,
+Delete, Pids, Pause, Resume, Connect, Shutdown. Not yet: Stats, Update, CloseIO, ResizePty and
 terminals (ttrpc answers Unimplemented for methods not registered here).
 """
 
@@ -20,19 +20,39 @@ from mrun.runtime import Runtime
 from mrun.shims import spawner
 from mrun.shims.events import Publisher, now
 from mrun.shims.proto import events_pb2, task_pb2, types_pb2
-from mrun.shims.ttrpc import ALREADY_EXISTS, NOT_FOUND, UNIMPLEMENTED, UNKNOWN, Server, TTRPCError
+from mrun.shims.ttrpc import (
+    ALREADY_EXISTS,
+    FAILED_PRECONDITION,
+    INVALID_ARGUMENT,
+    NOT_FOUND,
+    UNIMPLEMENTED,
+    UNKNOWN,
+    Server,
+    TTRPCError,
+)
 
 SERVICE = "containerd.task.v2.Task"
 
 
-class Task:
-    def __init__(self, req: task_pb2.CreateTaskRequest, pid: int) -> None:
-        self.id, self.bundle, self.pid = req.id, req.bundle, pid
-        self.stdin, self.stdout, self.stderr = req.stdin, req.stdout, req.stderr
+class Process:
+    """A task's init or one of its exec'd processes: what Wait, State and Kill look at."""
+
+    def __init__(self, container_id: str, exec_id: str, stdin: str, stdout: str, stderr: str) -> None:
+        self.container_id, self.exec_id = container_id, exec_id
+        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
+        self.pid = 0
         self.status = types_pb2.CREATED
         self.exit_status = 0
         self.exited_at = timestamp_pb2.Timestamp()
         self.exited = threading.Event()
+        self.spec: dict | None = None  # an exec'd process's OCI process object
+
+
+class Task(Process):
+    def __init__(self, req: task_pb2.CreateTaskRequest, pid: int) -> None:
+        super().__init__(req.id, "", req.stdin, req.stdout, req.stderr)
+        self.id, self.bundle, self.pid = req.id, req.bundle, pid
+        self.execs: dict[str, Process] = {}
 
 
 def _open_stdio(path: str, write: bool) -> int:
@@ -56,13 +76,26 @@ class TaskService:
         self.spawner_lock = threading.Lock()
         self.publisher = publisher
         self.tasks: dict[str, Task] = {}
-        self.by_pid: dict[int, Task] = {}
+        self.by_pid: dict[int, Process] = {}
         self.early_exits: dict[int, int] = {}  # exits reaped before Create recorded the pid
         self.lock = threading.Lock()
         self.shutdown_requested = threading.Event()
 
     def register(self, server: Server) -> None:
-        for name in ("Create", "Start", "Wait", "State", "Kill", "Delete", "Pids", "Connect", "Shutdown"):
+        for name in (
+            "Create",
+            "Start",
+            "Exec",
+            "Wait",
+            "State",
+            "Kill",
+            "Delete",
+            "Pids",
+            "Pause",
+            "Resume",
+            "Connect",
+            "Shutdown",
+        ):
             server.register(SERVICE, name, getattr(self, name.lower()))
 
     def _publish(self, event: object) -> None:
@@ -78,6 +111,34 @@ class TaskService:
         if task is None:
             raise TTRPCError(NOT_FOUND, f"task {task_id}: not found")
         return task
+
+    def _process(self, task_id: str, exec_id: str) -> Process:
+        task = self._task(task_id)
+        if not exec_id:
+            return task
+        proc = task.execs.get(exec_id)
+        if proc is None:
+            raise TTRPCError(NOT_FOUND, f"exec {exec_id} in task {task_id}: not found")
+        return proc
+
+    def _spawn(self, msg: dict, stdin: str, stdout: str, stderr: str) -> int:
+        """Ask the fork helper for a create or an exec; returns the new process's pid."""
+        fds = [_open_stdio(stdin, False), _open_stdio(stdout, True), _open_stdio(stderr, True)]
+        try:
+            with self.spawner_lock:
+                spawner.send(self.spawner, msg, fds)
+                got = spawner.recv(self.spawner)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        if got is None:
+            raise TTRPCError(UNKNOWN, "OCI runtime failed: the shim's fork helper is gone")
+        answer, _ = got
+        if "error" in answer:
+            raise TTRPCError(
+                UNKNOWN, f"OCI runtime {'exec' if msg.get('process') else 'create'} failed: {answer['error']}"
+            )
+        return answer["pid"]
 
     # -- the reaper ---------------------------------------------------------------------
 
@@ -96,16 +157,20 @@ class TaskService:
                     continue
             self._exited(task, status)
 
-    def _exited(self, task: Task, status: int) -> None:
-        task.exit_status = exit_code(status)
-        task.exited_at = now()
-        task.status = types_pb2.STOPPED
+    def _exited(self, proc: Process, status: int) -> None:
+        proc.exit_status = exit_code(status)
+        proc.exited_at = now()
+        proc.status = types_pb2.STOPPED
         self._publish(
             events_pb2.TaskExit(
-                container_id=task.id, id=task.id, pid=task.pid, exit_status=task.exit_status, exited_at=task.exited_at
+                container_id=proc.container_id,
+                id=proc.exec_id or proc.container_id,
+                pid=proc.pid,
+                exit_status=proc.exit_status,
+                exited_at=proc.exited_at,
             )
         )
-        task.exited.set()
+        proc.exited.set()
 
     # -- methods ----------------------------------------------------------------------------
 
@@ -117,25 +182,15 @@ class TaskService:
             raise TTRPCError(UNIMPLEMENTED, "terminal tasks are not supported by containerd-shim-mrun-v2 yet")
         rootfs = os.path.join(req.bundle, "rootfs")
         mounted = _mount_rootfs(req.rootfs, rootfs)
-        fds: list[int] = []
         try:
-            fds = [_open_stdio(req.stdin, False), _open_stdio(req.stdout, True), _open_stdio(req.stderr, True)]
-            with self.spawner_lock:
-                spawner.send(self.spawner, {"id": req.id, "bundle": req.bundle, "root": self.runtime.store.root}, fds)
-                got = spawner.recv(self.spawner)
-            if got is None:
-                raise TTRPCError(UNKNOWN, "OCI runtime create failed: the shim's fork helper is gone")
-            answer, _ = got
-            if "error" in answer:
-                raise TTRPCError(UNKNOWN, f"OCI runtime create failed: {answer['error']}")
+            pid = self._spawn(
+                {"id": req.id, "bundle": req.bundle, "root": self.runtime.store.root}, req.stdin, req.stdout, req.stderr
+            )
         except BaseException:
             if mounted:
                 _unmount(rootfs)
             raise
-        finally:
-            for fd in fds:
-                os.close(fd)
-        task = Task(req, answer["pid"])
+        task = Task(req, pid)
         with self.lock:
             self.tasks[req.id] = task
             self.by_pid[task.pid] = task
@@ -156,7 +211,7 @@ class TaskService:
     def start(self, payload: bytes, _req: object) -> bytes:
         req = task_pb2.StartRequest.FromString(payload)
         if req.exec_id:
-            raise TTRPCError(UNIMPLEMENTED, "exec processes are not supported by containerd-shim-mrun-v2 yet")
+            return self._start_exec(req.id, req.exec_id)
         task = self._task(req.id)
         try:
             self.runtime.start(req.id)
@@ -167,38 +222,105 @@ class TaskService:
         self._publish(events_pb2.TaskStart(container_id=req.id, pid=task.pid))
         return task_pb2.StartResponse(pid=task.pid).SerializeToString()
 
+    def _start_exec(self, task_id: str, exec_id: str) -> bytes:
+        proc = self._process(task_id, exec_id)
+        if proc.pid:
+            raise TTRPCError(ALREADY_EXISTS, f"exec {exec_id}: already started")
+        proc.pid = self._spawn(
+            {"id": task_id, "root": self.runtime.store.root, "process": proc.spec}, proc.stdin, proc.stdout, proc.stderr
+        )
+        proc.status = types_pb2.RUNNING
+        with self.lock:
+            self.by_pid[proc.pid] = proc
+            early = self.early_exits.pop(proc.pid, None)
+        self._publish(events_pb2.TaskExecStarted(container_id=task_id, exec_id=exec_id, pid=proc.pid))
+        if early is not None:
+            self._exited(proc, early)
+        return task_pb2.StartResponse(pid=proc.pid).SerializeToString()
+
+    def exec(self, payload: bytes, _req: object) -> bytes:
+        import json
+
+        req = task_pb2.ExecProcessRequest.FromString(payload)
+        task = self._task(req.id)
+        if req.exec_id in task.execs:
+            raise TTRPCError(ALREADY_EXISTS, f"exec {req.exec_id}: already exists")
+        if req.terminal:
+            raise TTRPCError(UNIMPLEMENTED, "terminal exec is not supported by containerd-shim-mrun-v2 yet")
+        proc = Process(req.id, req.exec_id, req.stdin, req.stdout, req.stderr)
+        try:
+            proc.spec = json.loads(req.spec.value)  # containerd sends the OCI process object as JSON
+        except ValueError as e:
+            raise TTRPCError(INVALID_ARGUMENT, f"exec {req.exec_id}: the process spec is not JSON: {e}")
+        task.execs[req.exec_id] = proc
+        self._publish(events_pb2.TaskExecAdded(container_id=req.id, exec_id=req.exec_id))
+        return b""
+
     def wait(self, payload: bytes, _req: object) -> bytes:
-        task = self._task(task_pb2.WaitRequest.FromString(payload).id)
-        task.exited.wait()
-        return task_pb2.WaitResponse(exit_status=task.exit_status, exited_at=task.exited_at).SerializeToString()
+        req = task_pb2.WaitRequest.FromString(payload)
+        proc = self._process(req.id, req.exec_id)
+        proc.exited.wait()
+        return task_pb2.WaitResponse(exit_status=proc.exit_status, exited_at=proc.exited_at).SerializeToString()
 
     def state(self, payload: bytes, _req: object) -> bytes:
-        task = self._task(task_pb2.StateRequest.FromString(payload).id)
+        req = task_pb2.StateRequest.FromString(payload)
+        task = self._task(req.id)
+        proc = self._process(req.id, req.exec_id)
         return task_pb2.StateResponse(
             id=task.id,
             bundle=task.bundle,
-            pid=task.pid,
-            status=task.status,
-            stdin=task.stdin,
-            stdout=task.stdout,
-            stderr=task.stderr,
-            exit_status=task.exit_status,
-            exited_at=task.exited_at,
+            pid=proc.pid,
+            status=proc.status,
+            stdin=proc.stdin,
+            stdout=proc.stdout,
+            stderr=proc.stderr,
+            exit_status=proc.exit_status,
+            exited_at=proc.exited_at,
+            exec_id=req.exec_id,
         ).SerializeToString()
 
     def kill(self, payload: bytes, _req: object) -> bytes:
         req = task_pb2.KillRequest.FromString(payload)
-        task = self._task(req.id)
-        if task.exited.is_set():
-            raise TTRPCError(NOT_FOUND, f"task {req.id}: process already finished")
+        proc = self._process(req.id, req.exec_id)
+        if proc.exited.is_set() or not proc.pid:
+            raise TTRPCError(NOT_FOUND, f"{req.exec_id or req.id}: process already finished")
         try:
-            self.runtime.kill(req.id, req.signal, req.all)
-        except (InvalidState, NotFound) as e:
+            if req.exec_id:
+                os.kill(proc.pid, req.signal)
+            else:
+                self.runtime.kill(req.id, req.signal, req.all)
+        except (InvalidState, NotFound, ProcessLookupError) as e:
             raise TTRPCError(NOT_FOUND, str(e))
+        return b""
+
+    def pause(self, payload: bytes, _req: object) -> bytes:
+        return self._freeze(task_pb2.PauseRequest.FromString(payload).id, True)
+
+    def resume(self, payload: bytes, _req: object) -> bytes:
+        return self._freeze(task_pb2.ResumeRequest.FromString(payload).id, False)
+
+    def _freeze(self, task_id: str, frozen: bool) -> bytes:
+        task = self._task(task_id)
+        try:
+            (self.runtime.pause if frozen else self.runtime.resume)(task_id)
+        except MrunError as e:
+            raise TTRPCError(FAILED_PRECONDITION, str(e))
+        task.status = types_pb2.PAUSED if frozen else types_pb2.RUNNING
+        self._publish(
+            events_pb2.TaskPaused(container_id=task_id) if frozen else events_pb2.TaskResumed(container_id=task_id)
+        )
         return b""
 
     def delete(self, payload: bytes, _req: object) -> bytes:
         req = task_pb2.DeleteRequest.FromString(payload)
+        if req.exec_id:
+            proc = self._process(req.id, req.exec_id)
+            self._task(req.id).execs.pop(req.exec_id, None)
+            with self.lock:
+                self.by_pid.pop(proc.pid, None)
+            return task_pb2.DeleteResponse(
+                pid=proc.pid, exit_status=proc.exit_status, exited_at=proc.exited_at
+            ).SerializeToString()
         task = self._task(req.id)
         try:
             self.runtime.delete(req.id, force=True)

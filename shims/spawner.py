@@ -43,6 +43,9 @@ def recv(sock: socket.socket) -> tuple[dict, list[int]] | None:
 
 
 def _create(msg: dict, fds: list[int]) -> dict:
+    """Run in the worker: a container create, or an exec into one (detached, so it returns)."""
+    import tempfile
+
     from mrun.runtime import CreateOptions, Runtime
 
     for target, fd in zip((0, 1, 2), fds, strict=False):
@@ -50,8 +53,14 @@ def _create(msg: dict, fds: list[int]) -> dict:
     for fd in fds:
         if fd > 2:
             os.close(fd)
-    record = Runtime(msg["root"]).create(msg["id"], msg["bundle"], CreateOptions())
-    return {"pid": record.pid}
+    runtime = Runtime(msg["root"])
+    if msg.get("process") is None:
+        return {"pid": runtime.create(msg["id"], msg["bundle"], CreateOptions()).pid}
+    with tempfile.TemporaryDirectory() as tmp:
+        pid_file = os.path.join(tmp, "pid")
+        runtime.exec(msg["id"], msg["process"], CreateOptions(pid_file=pid_file), detach=True)
+        with open(pid_file) as f:
+            return {"pid": int(f.read())}
 
 
 def serve(sock: socket.socket) -> None:

@@ -276,3 +276,33 @@ def test_shim_killed_mid_run_is_cleaned_up_by_containerd(ctd):
     with open("/proc/self/mountinfo") as f:
         assert bundle not in f.read()
     assert not os.path.exists(socket_path), "the dead shim's socket was left behind"
+
+
+def test_shim_exec_pause_resume(ctd):
+    cid = "shimexec"
+    ctd.ctr(*shim_run_args(ctd, cid), "-d", IMAGE, cid, "sleep", "600")
+    r = ctd.ctr(
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        cid,
+        "sh",
+        "-c",
+        "echo exec-ok $(cat /proc/1/cmdline | tr '\\0' ' '); exit 4",
+        check=False,
+    )
+    assert r.returncode == 4, r.stderr
+    assert r.stdout.strip() == "exec-ok sleep 600"
+    ctd.ctr("task", "pause", cid)
+    assert "PAUSED" in ctd.ctr("task", "ls").stdout
+    ctd.ctr("task", "resume", cid)
+    assert "RUNNING" in ctd.ctr("task", "ls").stdout
+    ctd.ctr("task", "kill", "-s", "KILL", cid)
+    deadline = time.monotonic() + 10
+    while "STOPPED" not in ctd.ctr("task", "ls").stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    ctd.ctr("task", "rm", cid)
+    ctd.ctr("container", "rm", cid)
+    assert not cgroup_dirs(f"/{ctd.ns}/{cid}")
