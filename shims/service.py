@@ -1,8 +1,8 @@
 """containerd.task.v2.Task over ttrpc, on the same in-process runtime API as the CLI.
 
 Implemented: Create (rootfs mounts, stdio fifos or files), Start, Exec, Wait, State, Kill,
-Delete, Pids, Pause, Resume, Connect, Shutdown. Not yet: Stats, Update, CloseIO, ResizePty and
-terminals (ttrpc answers Unimplemented for methods not registered here).
+Delete, Pids, Pause, Resume, Stats (cgroup v1), Connect, Shutdown. Not yet: Update, CloseIO,
+ResizePty and terminals (ttrpc answers Unimplemented for methods not registered here).
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ class TaskService:
             "Pids",
             "Pause",
             "Resume",
+            "Stats",
             "Connect",
             "Shutdown",
         ):
@@ -344,6 +345,42 @@ class TaskService:
         self._task(req.id)
         pids = self.runtime.pids(req.id)
         return task_pb2.PidsResponse(processes=[types_pb2.ProcessInfo(pid=p) for p in pids]).SerializeToString()
+
+    def stats(self, payload: bytes, _req: object) -> bytes:
+        """cgroup figures as io.containerd.cgroups.v1.Metrics (what `ctr task metrics` decodes)."""
+        from google.protobuf import any_pb2
+        from mrun.shims.proto import metrics_pb2
+
+        task_id = task_pb2.StatsRequest.FromString(payload).id
+        self._task(task_id)
+        record = self.runtime.store.load(task_id)
+        if record.cgroup.get("version") != 1:
+            raise TTRPCError(UNIMPLEMENTED, "metrics for cgroup v2 are not reported by containerd-shim-mrun-v2 yet")
+        st = self.runtime.stats(task_id)
+        mem, cpu, pids = st.get("memory", {}), st.get("cpu", {}), st.get("pids", {})
+        metrics = metrics_pb2.Metrics(
+            pids=metrics_pb2.PidsStat(current=pids.get("current", 0), limit=pids.get("limit", 0)),
+            cpu=metrics_pb2.CPUStat(
+                usage=metrics_pb2.CPUUsage(total=cpu.get("usage_ns", 0)),
+                throttling=metrics_pb2.Throttle(
+                    periods=cpu.get("periods", 0),
+                    throttled_periods=cpu.get("throttled_periods", 0),
+                    throttled_time=cpu.get("throttled_ns", 0),
+                ),
+            ),
+            memory=metrics_pb2.MemoryStat(
+                cache=mem.get("stat", {}).get("cache", 0),
+                rss=mem.get("stat", {}).get("rss", 0),
+                usage=metrics_pb2.MemoryEntry(
+                    limit=max(mem.get("limit", 0), 0),
+                    usage=mem.get("usage", 0),
+                    max=mem.get("max_usage", 0),
+                    failcnt=mem.get("failcnt", 0),
+                ),
+            ),
+        )
+        packed = any_pb2.Any(type_url="io.containerd.cgroups.v1.Metrics", value=metrics.SerializeToString())
+        return task_pb2.StatsResponse(stats=packed).SerializeToString()
 
     def connect(self, payload: bytes, _req: object) -> bytes:
         task = self.tasks.get(task_pb2.ConnectRequest.FromString(payload).id)
