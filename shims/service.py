@@ -162,6 +162,12 @@ class TaskService:
         proc.exit_status = exit_code(status)
         proc.exited_at = now()
         proc.status = types_pb2.STOPPED
+        if not proc.exec_id and proc.exit_status == 137:
+            try:
+                if self.runtime.oom_killed(self.runtime.store.load(proc.container_id)):
+                    self._publish(events_pb2.TaskOOM(container_id=proc.container_id))
+            except MrunError:
+                pass
         self._publish(
             events_pb2.TaskExit(
                 container_id=proc.container_id,

@@ -324,3 +324,34 @@ def test_shim_exec_pause_resume(ctd):
     ctd.ctr("task", "rm", cid)
     ctd.ctr("container", "rm", cid)
     assert not cgroup_dirs(f"/{ctd.ns}/{cid}")
+
+
+def test_shim_reports_an_oom_kill(ctd):
+    cid = "shimoom"
+    watcher = subprocess.Popen([ctd.ctr_bin, "--address", ctd.sock, "events"], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.3)
+        r = ctd.ctr(
+            *shim_run_args(ctd, cid),
+            "--rm",
+            "--memory-limit",
+            str(32 << 20),
+            IMAGE,
+            cid,
+            "dd",
+            "if=/dev/zero",
+            "of=/dev/null",
+            "bs=64M",
+            "count=1",
+            check=False,
+        )
+        assert r.returncode == 137, r.stderr
+        deadline = time.monotonic() + 10
+        line = ""
+        while not ("/tasks/oom" in line and cid in line):
+            assert time.monotonic() < deadline, "no /tasks/oom event"
+            line = watcher.stdout.readline()
+    finally:
+        watcher.kill()
+        watcher.wait()
+        watcher.stdout.close()
