@@ -18,6 +18,7 @@ import uuid
 
 import pytest
 from conftest import IMAGE, cgroup_dirs, mrun_binary, processes_mentioning, require
+from mrun.cgroups import detect
 
 WASM_IMAGE = "localhost/hello-wasm:latest"
 
@@ -130,6 +131,30 @@ def ctd(busybox_archive, tmp_path_factory):
     assert not processes_mentioning(c.runc_root), "mrun processes left behind"
 
 
+def pause_resume_metrics_kill_remove(ctd, cid: str, while_paused=lambda: None) -> None:
+    """What both shims must do with a running task: pause/resume, metrics, kill, remove, no cgroup left."""
+    ctd.ctr("task", "pause", cid)
+    assert "PAUSED" in ctd.ctr("task", "ls").stdout
+    while_paused()
+    ctd.ctr("task", "resume", cid)
+    assert "RUNNING" in ctd.ctr("task", "ls").stdout
+    if detect() == 1:  # the shim reports v1 metrics; on v2 it answers Unimplemented for now
+        metrics = dict(
+            line.split(None, 1)
+            for line in ctd.ctr("task", "metrics", cid).stdout.splitlines()
+            if len(line.split(None, 1)) == 2
+        )
+        assert int(metrics["pids.current"]) == 1 and int(metrics["memory.usage_in_bytes"]) > 0, metrics
+    ctd.ctr("task", "kill", "-s", "KILL", cid)
+    deadline = time.monotonic() + 10
+    while "STOPPED" not in ctd.ctr("task", "ls").stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    ctd.ctr("task", "rm", cid)
+    ctd.ctr("container", "rm", cid)
+    assert not cgroup_dirs(f"/{ctd.ns}/{cid}")
+
+
 def test_ctr_run_rm_echo(ctd):
     r = ctd.ctr(*ctd.run_args("echo1"), "--rm", IMAGE, "echo1", "/bin/echo", "hello")
     assert r.stdout == "hello\n"
@@ -151,36 +176,19 @@ def test_ctr_task_exec_ps_pause_resume_kill(ctd):
     assert r.stdout.strip() == "exec-ok sleep 600"
     ps = ctd.ctr("task", "ps", cid).stdout
     assert len(ps.strip().splitlines()) >= 2  # header + the init
-    ctd.ctr("task", "pause", cid)
-    assert "PAUSED" in ctd.ctr("task", "ls").stdout
-    state = json.loads(
-        subprocess.run(
-            [mrun_binary(), "--root", os.path.join(ctd.runc_root, ctd.ns), "state", cid],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
-    assert state["status"] == "paused"
-    ctd.ctr("task", "resume", cid)
-    assert "RUNNING" in ctd.ctr("task", "ls").stdout
-    from mrun.cgroups import detect
 
-    if detect() == 1:  # the shim reports v1 metrics; on v2 it answers Unimplemented for now
-        metrics = dict(
-            line.split(None, 1)
-            for line in ctd.ctr("task", "metrics", cid).stdout.splitlines()
-            if len(line.split(None, 1)) == 2
+    def paused_for_mrun_too() -> None:
+        state = json.loads(
+            subprocess.run(
+                [mrun_binary(), "--root", os.path.join(ctd.runc_root, ctd.ns), "state", cid],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
         )
-        assert int(metrics["pids.current"]) == 1 and int(metrics["memory.usage_in_bytes"]) > 0, metrics
-    ctd.ctr("task", "kill", "-s", "KILL", cid)
-    deadline = time.monotonic() + 10
-    while "STOPPED" not in ctd.ctr("task", "ls").stdout:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    ctd.ctr("task", "rm", cid)
-    ctd.ctr("container", "rm", cid)
-    assert not cgroup_dirs(f"/{ctd.ns}/{cid}")
+        assert state["status"] == "paused"
+
+    pause_resume_metrics_kill_remove(ctd, cid, paused_for_mrun_too)
 
 
 def test_ctr_create_failure_is_explained(ctd):
@@ -303,27 +311,7 @@ def test_shim_exec_pause_resume(ctd):
     )
     assert r.returncode == 4, r.stderr
     assert r.stdout.strip() == "exec-ok sleep 600"
-    ctd.ctr("task", "pause", cid)
-    assert "PAUSED" in ctd.ctr("task", "ls").stdout
-    ctd.ctr("task", "resume", cid)
-    assert "RUNNING" in ctd.ctr("task", "ls").stdout
-    from mrun.cgroups import detect
-
-    if detect() == 1:  # the shim reports v1 metrics; on v2 it answers Unimplemented for now
-        metrics = dict(
-            line.split(None, 1)
-            for line in ctd.ctr("task", "metrics", cid).stdout.splitlines()
-            if len(line.split(None, 1)) == 2
-        )
-        assert int(metrics["pids.current"]) == 1 and int(metrics["memory.usage_in_bytes"]) > 0, metrics
-    ctd.ctr("task", "kill", "-s", "KILL", cid)
-    deadline = time.monotonic() + 10
-    while "STOPPED" not in ctd.ctr("task", "ls").stdout:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    ctd.ctr("task", "rm", cid)
-    ctd.ctr("container", "rm", cid)
-    assert not cgroup_dirs(f"/{ctd.ns}/{cid}")
+    pause_resume_metrics_kill_remove(ctd, cid)
 
 
 def test_shim_reports_an_oom_kill(ctd):
