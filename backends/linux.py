@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from mrun.errors import MrunError
-from mrun.plugins.api import DEFAULT_PATH, Bundle, Claim, Container, resolve_in_root
+from mrun.plugins.api import DEFAULT_PATH, Bundle, Claim, Container, env_value, find_program
 from mrun.plugins.hookspecs import hookimpl
 
 NAME = "linux"
@@ -49,13 +49,9 @@ def mrun_payload(container: Container, process: dict[str, Any]) -> Exec:
     """Runs after pivot_root: '/' is the container's root, so the lookup is the container's."""
     args = process["args"]
     env = process.get("env") or []
-    path_env = DEFAULT_PATH
-    for entry in env:
-        if entry.startswith("PATH="):
-            path_env = entry[5:]
-    path = resolve_in_root("/", args[0], path_env, process.get("cwd") or "/")
+    path = find_program("/", args[0], process)
     if path is None:
-        where = "" if "/" in args[0] else f" in $PATH ({path_env})"
+        where = "" if "/" in args[0] else f" in $PATH ({env_value(process, 'PATH', DEFAULT_PATH)})"
         raise MrunError(f"exec: {args[0]!r}: executable file not found{where}")
     if not os.access(path, os.X_OK):
         raise MrunError(f"exec: {args[0]!r}: permission denied")

@@ -32,7 +32,7 @@ import os
 from typing import Any
 
 from mrun.errors import MrunError
-from mrun.plugins.api import DEFAULT_PATH, Bundle, Claim, Container, resolve_in_root
+from mrun.plugins.api import Bundle, Claim, Container, find_program
 from mrun.plugins.hookspecs import hookimpl
 
 NAME = "wasm"
@@ -145,8 +145,7 @@ def mrun_prepare(container: Container, process: dict[str, Any]) -> None:
     from mrun.backends.wasm_cache import ModuleCache
 
     name, _, export = process["args"][0].partition("#")
-    env_path = next((e[5:] for e in process.get("env") or [] if e.startswith("PATH=")), DEFAULT_PATH)
-    host_path = resolve_in_root(container.bundle.rootfs, name, env_path, process.get("cwd") or "/")
+    host_path = find_program(container.bundle.rootfs, name, process)
     if host_path is None:
         raise MrunError(f"wasm: {name!r}: no such module in the container's rootfs")
     with open(host_path, "rb") as f:

@@ -10,7 +10,6 @@ mrun process died.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import time
@@ -187,11 +186,3 @@ def oci_state(store: Store, record: Record, status: str | None = None) -> dict[s
 def now_rfc3339() -> str:
     t = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
-
-
-def ignore_enoent(fn, *args) -> None:  # noqa: ANN001
-    try:
-        fn(*args)
-    except OSError as e:
-        if e.errno != errno.ENOENT:
-            raise

@@ -33,23 +33,11 @@ class Bundle:
         self.args: list[str] = list(spec.process.get("args") or [])
         self._magic: bytes | None = None
 
-    def env(self, name: str, default: str = "") -> str:
-        for entry in reversed(self.spec.process.get("env") or []):
-            key, _, value = entry.partition("=")
-            if key == name:
-                return value
-        return default
-
     def entrypoint(self) -> str | None:
         """Host path of process.args[0] resolved inside the rootfs (PATH searched), or None."""
         if not self.args:
             return None
-        return resolve_in_root(
-            self.rootfs,
-            self.args[0].split("#", 1)[0],
-            self.env("PATH", DEFAULT_PATH),
-            self.spec.process.get("cwd") or "/",
-        )
+        return find_program(self.rootfs, self.args[0].split("#", 1)[0], self.spec.process)
 
     def magic(self) -> bytes:
         """The first bytes of the entrypoint ('' if it cannot be read): ELF, '#!' or '\\0asm'."""
@@ -61,6 +49,20 @@ class Bundle:
             except (OSError, TypeError):
                 self._magic = b""
         return self._magic
+
+
+def env_value(process: dict[str, Any], name: str, default: str = "") -> str:
+    """A variable of an OCI process's env list; the last definition wins."""
+    for entry in reversed(process.get("env") or []):
+        key, _, value = entry.partition("=")
+        if key == name:
+            return value
+    return default
+
+
+def find_program(root: str, name: str, process: dict[str, Any]) -> str | None:
+    """``name`` looked up under ``root`` as the process would: its PATH, its cwd."""
+    return resolve_in_root(root, name, env_value(process, "PATH", DEFAULT_PATH), process.get("cwd") or "/")
 
 
 def resolve_in_root(root: str, name: str, path_env: str, cwd: str = "/") -> str | None:

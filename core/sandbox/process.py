@@ -14,8 +14,6 @@ from mrun.errors import InvalidSpec
 from mrun.sandbox import syscalls as sc
 from mrun.sandbox.caps import CapPlan
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
 
 class ProcessPlan:
     def __init__(self, process: dict[str, Any], seccomp: dict[str, Any] | None = None, field: str = "process") -> None:
@@ -42,13 +40,6 @@ class ProcessPlan:
             from mrun.sandbox.seccomp import Filter
 
             self.seccomp = Filter(seccomp)
-
-    def env_value(self, name: str, default: str = "") -> str:
-        for entry in reversed(self.env):
-            key, _, value = entry.partition("=")
-            if key == name:
-                return value
-        return default
 
     def apply(self) -> None:
         """Drop to the configured identity and privileges. Order matters (runc's order):

@@ -153,7 +153,3 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
     _check(_libc.syscall(_SYSNO["capset"], ctypes.byref(hdr), data), "capset")
-
-
-def ioctl_int(fd: int, request: int, arg: int = 0) -> None:
-    _check(_libc.ioctl(fd, ctypes.c_ulong(request), ctypes.c_long(arg)), "ioctl")
