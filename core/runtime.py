@@ -99,6 +99,16 @@ class Runtime:
         self.store = Store(root)
         self.warn = warn or _print_warning
         self.debug = debug or (lambda _msg: None)
+        self._backends: Any = None
+
+    def backends(self) -> Any:
+        """The plugin manager, loaded on first use and kept: a long-lived caller (the shim,
+        `mrun events`) asks for it on every stats call."""
+        if self._backends is None:
+            from mrun.plugins.manager import Backends
+
+            self._backends = Backends.load()
+        return self._backends
 
     # -- create / start ----------------------------------------------------------------------
 
@@ -116,7 +126,6 @@ class Runtime:
     def _create(self, container_id: str, spec: Any, opts: CreateOptions, lock_fd: int) -> Record:
         from mrun.cgroups import new_cgroup
         from mrun.plugins.api import Bundle, Container
-        from mrun.plugins.manager import Backends
         from mrun.sandbox.init import Sandbox, container_init
         from mrun.sandbox.launch import Launch, spawn
         from mrun.sandbox.process import ProcessPlan
@@ -133,7 +142,7 @@ class Runtime:
         cgroup = None
         ch = None
         try:
-            backends = Backends.load()
+            backends = self.backends()
             view = Bundle(spec)
             record.backend, _, _ = backends.choose(view)
             plan = ProcessPlan(spec.process, spec.linux.get("seccomp"))
@@ -276,13 +285,12 @@ class Runtime:
     def stats(self, container_id: str) -> dict[str, Any]:
         """The cgroup's figures, plus what the container's backend reports under "backend"."""
         from mrun.plugins.api import Bundle, Container
-        from mrun.plugins.manager import Backends
         from mrun.spec import Spec
 
         record = self.store.load(container_id)
         stats = self._cgroup(record).stats()
         container = Container(container_id, Bundle(Spec(record.config, record.bundle)), self.store.path(container_id))
-        extra = Backends.load().hook(record.backend, "mrun_stats")(container=container)
+        extra = self.backends().hook(record.backend, "mrun_stats")(container=container)
         stats["backend"] = {"name": record.backend, **(extra or {})}
         return stats
 
@@ -394,7 +402,6 @@ class Runtime:
 
     def exec(self, container_id: str, process: dict[str, Any], opts: CreateOptions, detach: bool) -> int:
         from mrun.plugins.api import Bundle, Container
-        from mrun.plugins.manager import Backends
         from mrun.sandbox import syscalls as sc
         from mrun.sandbox.init import Sandbox, exec_child
         from mrun.sandbox.launch import Launch, spawn
@@ -408,7 +415,7 @@ class Runtime:
             raise InvalidState(f"cannot exec in container {container_id!r}: it is {status}")
         spec = Spec(record.config, record.bundle)
         plan = ProcessPlan(process, spec.linux.get("seccomp"))
-        backends = Backends.load()
+        backends = self.backends()
         container = Container(container_id, Bundle(spec), self.store.path(container_id), note=self.debug)
         backends.hook(record.backend, "mrun_prepare")(container=container, process=process)
         namespaces = {}
