@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 from mrun import jsonio
 from mrun.cli.commands import Command
 from mrun.errors import MrunError
+from mrun.state import now_rfc3339
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' hot path
@@ -23,8 +23,7 @@ if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' 
 def _log(g: dict[str, Any], level: str, msg: str) -> None:
     if not g.get("log"):
         return
-    t = time.time()
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+    stamp = now_rfc3339()
     if g.get("log_format") == "json":
         line = jsonio.dumps({"level": level, "msg": msg, "time": stamp})
     else:
