@@ -289,6 +289,7 @@ class Runtime:
 
         record = self.store.load(container_id)
         stats = self._cgroup(record).stats()
+        stats["cgroup_version"] = record.cgroup.get("version", 1)
         container = Container(container_id, Bundle(Spec(record.config, record.bundle)), self.store.path(container_id))
         extra = self.backends().hook(record.backend, "mrun_stats")(container=container)
         stats["backend"] = {"name": record.backend, **(extra or {})}
@@ -334,6 +335,9 @@ class Runtime:
             self._cgroup(record).set_frozen(False)
 
     def update(self, container_id: str, resources: dict[str, Any]) -> None:
+        from mrun.spec import check_resources
+
+        check_resources(resources)
         with self.store.lock(container_id):
             record = self.store.load(container_id)
             self._cgroup(record).apply(resources)

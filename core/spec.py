@@ -168,6 +168,11 @@ def _check(value: Any, schema: Any, path: str) -> None:
                 _check(value[key], sub, f"{path}.{key}" if path else key)
 
 
+def check_resources(resources: Any, path: str = "resources") -> None:
+    """Validate a linux.resources object (``update``), before anything is written."""
+    _check(resources, _RESOURCES, path)
+
+
 def check_process(process: Any, path: str = "process") -> None:
     """Validate a process object (from config.json or an ``exec --process`` file)."""
     _check(process, _PROCESS, path)

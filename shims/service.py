@@ -1,8 +1,7 @@
 """containerd.task.v2.Task over ttrpc, on the same in-process runtime API as the CLI.
 
-Implemented: Create (rootfs mounts, stdio fifos or files), Start, Exec, Wait, State, Kill,
-Delete, Pids, Pause, Resume, Stats (cgroup v1), Connect, Shutdown. Not yet: Update, CloseIO,
-ResizePty and terminals (ttrpc answers Unimplemented for methods not registered here).
+Every method of the service but Checkpoint, which answers Unimplemented (ttrpc's answer for a
+method not registered here). stdio: fifos, ``file://`` and terminals (see ``stdio``).
 """
 
 from __future__ import annotations
@@ -14,18 +13,18 @@ import threading
 import time
 
 from google.protobuf import timestamp_pb2
-from mrun.errors import InvalidState, MrunError, NotFound
+from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound
 from mrun.proc import exit_code
 from mrun.runtime import Runtime
 from mrun.shims import spawner
 from mrun.shims.events import Publisher, now
 from mrun.shims.proto import events_pb2, task_pb2, types_pb2
+from mrun.shims.stdio import StdinPump, TtyRelay, open_stdio
 from mrun.shims.ttrpc import (
     ALREADY_EXISTS,
     FAILED_PRECONDITION,
     INVALID_ARGUMENT,
     NOT_FOUND,
-    UNIMPLEMENTED,
     UNKNOWN,
     Server,
     TTRPCError,
@@ -37,9 +36,12 @@ SERVICE = "containerd.task.v2.Task"
 class Process:
     """A task's init or one of its exec'd processes: what Wait, State and Kill look at."""
 
-    def __init__(self, container_id: str, exec_id: str, stdin: str, stdout: str, stderr: str) -> None:
+    def __init__(self, container_id: str, exec_id: str, stdin: str, stdout: str, stderr: str, terminal: bool) -> None:
         self.container_id, self.exec_id = container_id, exec_id
-        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
+        self.stdin, self.stdout, self.stderr, self.terminal = stdin, stdout, stderr, terminal
+        self.pump: StdinPump | None = None
+        self.relay: TtyRelay | None = None
+        self.window: tuple[int, int] | None = None  # a ResizePty that came before the pty existed
         self.pid = 0
         self.status = types_pb2.CREATED
         self.exit_status = 0
@@ -49,23 +51,21 @@ class Process:
 
 
 class Task(Process):
-    def __init__(self, req: task_pb2.CreateTaskRequest, pid: int) -> None:
-        super().__init__(req.id, "", req.stdin, req.stdout, req.stderr)
-        self.id, self.bundle, self.pid = req.id, req.bundle, pid
+    def __init__(self, req: task_pb2.CreateTaskRequest) -> None:
+        super().__init__(req.id, "", req.stdin, req.stdout, req.stderr, req.terminal)
+        self.id, self.bundle = req.id, req.bundle
         self.execs: dict[str, Process] = {}
 
+    def release_stdio(self) -> None:
+        for proc in (self, *self.execs.values()):
+            _release(proc)
 
-def _open_stdio(path: str, write: bool) -> int:
-    """A fifo path (containerd's default), ``file://`` (append) or nothing (/dev/null)."""
-    if not path:
-        return os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-    if path.startswith("file://"):
-        return os.open(path[7:], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-    path = path.removeprefix("fifo://")
-    # ctr opened its ends already; non-blocking opens cannot hang the shim if it did not.
-    fd = os.open(path, (os.O_WRONLY if write else os.O_RDONLY) | os.O_NONBLOCK | os.O_CLOEXEC)
-    os.set_blocking(fd, True)
-    return fd
+
+def _release(proc: Process) -> None:
+    if proc.pump is not None:
+        proc.pump.close()
+    if proc.relay is not None:
+        proc.relay.release()
 
 
 class TaskService:
@@ -83,6 +83,9 @@ class TaskService:
 
     def register(self, server: Server) -> None:
         for name in (
+            "Update",
+            "CloseIO",
+            "ResizePty",
             "Create",
             "Start",
             "Exec",
@@ -122,23 +125,49 @@ class TaskService:
             raise TTRPCError(NOT_FOUND, f"exec {exec_id} in task {task_id}: not found")
         return proc
 
-    def _spawn(self, msg: dict, stdin: str, stdout: str, stderr: str) -> int:
-        """Ask the fork helper for a create or an exec; returns the new process's pid."""
-        fds = [_open_stdio(stdin, False), _open_stdio(stdout, True), _open_stdio(stderr, True)]
+    def _spawn(self, msg: dict, proc: Process) -> int:
+        """Ask the fork helper for a create or an exec, wire up its stdio; returns its pid."""
+        console = pump = None
+        if proc.terminal:  # the container makes the pty and sends its master back on this pair
+            console, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            null = open_stdio("", False)
+            fds = [null, null, null, theirs.detach()]
+            msg["terminal"] = True
+        else:
+            if proc.stdin:
+                pump = StdinPump(proc.stdin)
+            stdin = pump.reader if pump else open_stdio("", False)
+            fds = [stdin, open_stdio(proc.stdout, True), open_stdio(proc.stderr, True)]
         try:
             with self.spawner_lock:
                 spawner.send(self.spawner, msg, fds)
                 got = spawner.recv(self.spawner)
+            if got is None:
+                raise TTRPCError(UNKNOWN, "OCI runtime failed: the shim's fork helper is gone")
+            answer, _ = got
+            if "error" in answer:
+                raise TTRPCError(
+                    UNKNOWN, f"OCI runtime {'exec' if msg.get('process') else 'create'} failed: {answer['error']}"
+                )
+            if console is not None:
+                from mrun.sandbox.console import receive_fd
+
+                console.settimeout(10)
+                proc.relay = TtyRelay(receive_fd(console), proc.stdin, proc.stdout)
+                if proc.window:
+                    proc.relay.resize(*proc.window)
+        except BaseException:
+            if pump is not None:
+                pump.close()
+            raise
         finally:
-            for fd in fds:
+            for fd in set(fds) - {pump.reader if pump else -1}:
                 os.close(fd)
-        if got is None:
-            raise TTRPCError(UNKNOWN, "OCI runtime failed: the shim's fork helper is gone")
-        answer, _ = got
-        if "error" in answer:
-            raise TTRPCError(
-                UNKNOWN, f"OCI runtime {'exec' if msg.get('process') else 'create'} failed: {answer['error']}"
-            )
+            if console is not None:
+                console.close()
+        if pump is not None:
+            pump.start()
+            proc.pump = pump
         return answer["pid"]
 
     # -- the reaper ---------------------------------------------------------------------
@@ -159,6 +188,8 @@ class TaskService:
             self._exited(task, status)
 
     def _exited(self, proc: Process, status: int) -> None:
+        if proc.relay is not None:
+            proc.relay.drained.wait(2)  # the client reads all of a terminal's output before the exit
         proc.exit_status = exit_code(status)
         proc.exited_at = now()
         proc.status = types_pb2.STOPPED
@@ -185,19 +216,15 @@ class TaskService:
         req = task_pb2.CreateTaskRequest.FromString(payload)
         if req.id in self.tasks:
             raise TTRPCError(ALREADY_EXISTS, f"task {req.id}: already exists")
-        if req.terminal:
-            raise TTRPCError(UNIMPLEMENTED, "terminal tasks are not supported by containerd-shim-mrun-v2 yet")
         rootfs = os.path.join(req.bundle, "rootfs")
         mounted = _mount_rootfs(req.rootfs, rootfs)
+        task = Task(req)
         try:
-            pid = self._spawn(
-                {"id": req.id, "bundle": req.bundle, "root": self.runtime.store.root}, req.stdin, req.stdout, req.stderr
-            )
+            task.pid = self._spawn({"id": req.id, "bundle": req.bundle, "root": self.runtime.store.root}, task)
         except BaseException:
             if mounted:
                 _unmount(rootfs)
             raise
-        task = Task(req, pid)
         with self.lock:
             self.tasks[req.id] = task
             self.by_pid[task.pid] = task
@@ -208,7 +235,7 @@ class TaskService:
                 bundle=req.bundle,
                 rootfs=req.rootfs,
                 pid=task.pid,
-                io=events_pb2.TaskIO(stdin=req.stdin, stdout=req.stdout, stderr=req.stderr),
+                io=events_pb2.TaskIO(stdin=req.stdin, stdout=req.stdout, stderr=req.stderr, terminal=req.terminal),
             )
         )
         if early is not None:
@@ -233,9 +260,9 @@ class TaskService:
         proc = self._process(task_id, exec_id)
         if proc.pid:
             raise TTRPCError(ALREADY_EXISTS, f"exec {exec_id}: already started")
-        proc.pid = self._spawn(
-            {"id": task_id, "root": self.runtime.store.root, "process": proc.spec}, proc.stdin, proc.stdout, proc.stderr
-        )
+        if proc.window and proc.spec is not None:  # sized before it runs, not just after
+            proc.spec["consoleSize"] = {"width": proc.window[0], "height": proc.window[1]}
+        proc.pid = self._spawn({"id": task_id, "root": self.runtime.store.root, "process": proc.spec}, proc)
         proc.status = types_pb2.RUNNING
         with self.lock:
             self.by_pid[proc.pid] = proc
@@ -252,9 +279,7 @@ class TaskService:
         task = self._task(req.id)
         if req.exec_id in task.execs:
             raise TTRPCError(ALREADY_EXISTS, f"exec {req.exec_id}: already exists")
-        if req.terminal:
-            raise TTRPCError(UNIMPLEMENTED, "terminal exec is not supported by containerd-shim-mrun-v2 yet")
-        proc = Process(req.id, req.exec_id, req.stdin, req.stdout, req.stderr)
+        proc = Process(req.id, req.exec_id, req.stdin, req.stdout, req.stderr, req.terminal)
         try:
             proc.spec = json.loads(req.spec.value)  # containerd sends the OCI process object as JSON
         except ValueError as e:
@@ -281,6 +306,7 @@ class TaskService:
             stdin=proc.stdin,
             stdout=proc.stdout,
             stderr=proc.stderr,
+            terminal=proc.terminal,
             exit_status=proc.exit_status,
             exited_at=proc.exited_at,
             exec_id=req.exec_id,
@@ -323,6 +349,7 @@ class TaskService:
         if req.exec_id:
             proc = self._process(req.id, req.exec_id)
             self._task(req.id).execs.pop(req.exec_id, None)
+            _release(proc)
             with self.lock:
                 self.by_pid.pop(proc.pid, None)
             return task_pb2.DeleteResponse(
@@ -334,6 +361,7 @@ class TaskService:
         except MrunError as e:
             raise TTRPCError(UNKNOWN, f"OCI runtime delete failed: {e}")
         _unmount(os.path.join(task.bundle, "rootfs"))
+        task.release_stdio()
         with self.lock:
             self.tasks.pop(req.id, None)
             self.by_pid.pop(task.pid, None)
@@ -346,6 +374,44 @@ class TaskService:
             pid=task.pid, exit_status=task.exit_status, exited_at=task.exited_at
         ).SerializeToString()
 
+    def update(self, payload: bytes, _req: object) -> bytes:
+        """New cgroup limits for a running task, as `runc update` takes them."""
+        import json
+
+        req = task_pb2.UpdateTaskRequest.FromString(payload)
+        self._task(req.id)
+        if not req.resources.type_url.endswith("/LinuxResources"):
+            raise TTRPCError(INVALID_ARGUMENT, f"update {req.id}: resources of type {req.resources.type_url!r}")
+        try:
+            resources = json.loads(req.resources.value or b"{}")
+        except ValueError as e:
+            raise TTRPCError(INVALID_ARGUMENT, f"update {req.id}: the resources are not JSON: {e}")
+        try:
+            self.runtime.update(req.id, resources)
+        except MrunError as e:
+            raise TTRPCError(INVALID_ARGUMENT if isinstance(e, InvalidSpec) else UNKNOWN, f"update {req.id}: {e}")
+        return b""
+
+    def closeio(self, payload: bytes, _req: object) -> bytes:
+        req = task_pb2.CloseIORequest.FromString(payload)
+        proc = self._process(req.id, req.exec_id)
+        if req.stdin:
+            if proc.relay is not None:
+                proc.relay.close_stdin()
+            elif proc.pump is not None:
+                proc.pump.close()
+        return b""
+
+    def resizepty(self, payload: bytes, _req: object) -> bytes:
+        req = task_pb2.ResizePtyRequest.FromString(payload)
+        proc = self._process(req.id, req.exec_id)
+        if not proc.terminal:
+            raise TTRPCError(FAILED_PRECONDITION, f"{req.exec_id or req.id}: the process has no terminal")
+        proc.window = (req.width, req.height)
+        if proc.relay is not None:
+            proc.relay.resize(req.width, req.height)
+        return b""
+
     def pids(self, payload: bytes, _req: object) -> bytes:
         req = task_pb2.PidsRequest.FromString(payload)
         self._task(req.id)
@@ -353,40 +419,16 @@ class TaskService:
         return task_pb2.PidsResponse(processes=[types_pb2.ProcessInfo(pid=p) for p in pids]).SerializeToString()
 
     def stats(self, payload: bytes, _req: object) -> bytes:
-        """cgroup figures as io.containerd.cgroups.v1.Metrics (what `ctr task metrics` decodes)."""
-        from google.protobuf import any_pb2
-        from mrun.shims.proto import metrics_pb2
+        """cgroup figures as io.containerd.cgroups.v1/v2.Metrics (what `ctr task metrics` decodes)."""
+        from mrun.shims.metrics import metrics_any
 
         task_id = task_pb2.StatsRequest.FromString(payload).id
         self._task(task_id)
-        record = self.runtime.store.load(task_id)
-        if record.cgroup.get("version") != 1:
-            raise TTRPCError(UNIMPLEMENTED, "metrics for cgroup v2 are not reported by containerd-shim-mrun-v2 yet")
-        st = self.runtime.stats(task_id)
-        mem, cpu, pids = st.get("memory", {}), st.get("cpu", {}), st.get("pids", {})
-        metrics = metrics_pb2.Metrics(
-            pids=metrics_pb2.PidsStat(current=pids.get("current", 0), limit=pids.get("limit", 0)),
-            cpu=metrics_pb2.CPUStat(
-                usage=metrics_pb2.CPUUsage(total=cpu.get("usage_ns", 0)),
-                throttling=metrics_pb2.Throttle(
-                    periods=cpu.get("periods", 0),
-                    throttled_periods=cpu.get("throttled_periods", 0),
-                    throttled_time=cpu.get("throttled_ns", 0),
-                ),
-            ),
-            memory=metrics_pb2.MemoryStat(
-                cache=mem.get("stat", {}).get("cache", 0),
-                rss=mem.get("stat", {}).get("rss", 0),
-                usage=metrics_pb2.MemoryEntry(
-                    limit=max(mem.get("limit", 0), 0),
-                    usage=mem.get("usage", 0),
-                    max=mem.get("max_usage", 0),
-                    failcnt=mem.get("failcnt", 0),
-                ),
-            ),
-        )
-        packed = any_pb2.Any(type_url="io.containerd.cgroups.v1.Metrics", value=metrics.SerializeToString())
-        return task_pb2.StatsResponse(stats=packed).SerializeToString()
+        try:
+            stats = self.runtime.stats(task_id)
+        except (MrunError, OSError) as e:
+            raise TTRPCError(NOT_FOUND, f"stats {task_id}: {e}")
+        return task_pb2.StatsResponse(stats=metrics_any(stats, stats["cgroup_version"])).SerializeToString()
 
     def connect(self, payload: bytes, _req: object) -> bytes:
         task = self.tasks.get(task_pb2.ConnectRequest.FromString(payload).id)

@@ -48,18 +48,21 @@ def _create(msg: dict, fds: list[int]) -> dict:
 
     from mrun.runtime import CreateOptions, Runtime
 
+    console = socket.socket(fileno=fds.pop()) if msg.get("terminal") else None
     for target, fd in zip((0, 1, 2), fds, strict=False):
         os.dup2(fd, target)
     for fd in fds:
         if fd > 2:
             os.close(fd)
     runtime = Runtime(msg["root"])
+    opts = CreateOptions()
+    opts.console = console  # the container's pty master goes back to the daemon on it
     if msg.get("process") is None:
-        return {"pid": runtime.create(msg["id"], msg["bundle"], CreateOptions()).pid}
+        return {"pid": runtime.create(msg["id"], msg["bundle"], opts).pid}
     with tempfile.TemporaryDirectory() as tmp:
-        pid_file = os.path.join(tmp, "pid")
-        runtime.exec(msg["id"], msg["process"], CreateOptions(pid_file=pid_file), detach=True)
-        with open(pid_file) as f:
+        opts.pid_file = os.path.join(tmp, "pid")
+        runtime.exec(msg["id"], msg["process"], opts, detach=True)
+        with open(opts.pid_file) as f:
             return {"pid": int(f.read())}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -24,13 +25,14 @@ WASM_IMAGE = "localhost/hello-wasm:latest"
 
 
 def build_wasm_archive(work) -> str:
-    """An OCI image whose rootfs holds only examples/wasm/hello.wasm, entrypoint that module."""
+    """An OCI image whose rootfs holds examples/wasm/hello.wasm (its entrypoint) and pod.wasm."""
     from busybox_bundle import make_oci_archive
 
     rootfs = os.path.join(work, "wasm-rootfs")
     os.makedirs(rootfs)
     examples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "wasm")
-    shutil.copy(os.path.join(examples, "hello.wasm"), os.path.join(rootfs, "hello.wasm"))
+    for module in ("hello.wasm", "pod.wasm"):
+        shutil.copy(os.path.join(examples, module), os.path.join(rootfs, module))
     return make_oci_archive(rootfs, str(work), WASM_IMAGE, ["/hello.wasm", "3"])
 
 
@@ -138,13 +140,11 @@ def pause_resume_metrics_kill_remove(ctd, cid: str, while_paused=lambda: None) -
     while_paused()
     ctd.ctr("task", "resume", cid)
     assert "RUNNING" in ctd.ctr("task", "ls").stdout
-    if detect() == 1:  # the shim reports v1 metrics; on v2 it answers Unimplemented for now
-        metrics = dict(
-            line.split(None, 1)
-            for line in ctd.ctr("task", "metrics", cid).stdout.splitlines()
-            if len(line.split(None, 1)) == 2
-        )
-        assert int(metrics["pids.current"]) == 1 and int(metrics["memory.usage_in_bytes"]) > 0, metrics
+    metrics = dict(
+        line.split(None, 1) for line in ctd.ctr("task", "metrics", cid).stdout.splitlines() if len(line.split()) == 2
+    )
+    memory = "memory.usage_in_bytes" if detect() == 1 else "memory.usage"
+    assert int(metrics["pids.current"]) == 1 and int(metrics[memory]) > 0, metrics
     ctd.ctr("task", "kill", "-s", "KILL", cid)
     deadline = time.monotonic() + 10
     while "STOPPED" not in ctd.ctr("task", "ls").stdout:
@@ -343,3 +343,130 @@ def test_shim_reports_an_oom_kill(ctd):
         watcher.kill()
         watcher.wait()
         watcher.stdout.close()
+
+
+def test_shim_terminal_run_sizes_the_pty(ctd):
+    """`ctr run -t` from a terminal: a pty in the container, its size following ctr's, keys typed in."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    cid = "shimtty"
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 27, 93, 0, 0))
+    proc = subprocess.Popen(
+        [ctd.ctr_bin, "--address", ctd.sock, "--namespace", ctd.ns, *shim_run_args(ctd, cid), "-t", "--rm", IMAGE, cid]
+        + ["sh", "-c", "read line; stty size; tty; echo got $line; exit 6"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+    )
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + 30
+    typed = False
+    while proc.poll() is None or out.count(b"got") == 0:
+        assert time.monotonic() < deadline, out
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                out += os.read(master, 4096)
+            except OSError:
+                break
+        if not typed and time.monotonic() > deadline - 29:  # ctr sends the size right after Start
+            os.write(master, b"typed\r")
+            typed = True
+    assert proc.wait(timeout=10) == 6
+    os.close(master)
+    text = out.decode(errors="replace")
+    assert "27 93" in text and "got typed" in text, text
+
+
+def test_shim_stdin_reaches_the_container_and_ends(ctd):
+    r = subprocess.run(
+        [ctd.ctr_bin, "--address", ctd.sock, "--namespace", ctd.ns, *shim_run_args(ctd, "shimcat"), "--rm", IMAGE]
+        + ["shimcat", "sh", "-c", "cat; echo done"],
+        input="line one\nline two\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "line one\nline two\ndone\n"
+
+
+def test_shim_pod_linux_and_wasm_share_one_shim_and_netns(ctd, tmp_path):
+    """A pod: one sandbox id, a Linux container owning the network namespace and a wasm
+    container joining it; they talk through a shared volume (the wasm module answers the
+    Linux side's message)."""
+    pod = f"pod-{uuid.uuid4().hex[:8]}"
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    common = ["--annotation", f"io.kubernetes.cri.sandbox-id={pod}"]
+    common += ["--mount", f"type=bind,src={shared},dst=/shared,options=rbind:rw"]
+    script = (
+        "until [ -f /shared/go ]; do sleep 0.05; done; echo from-linux > /shared/msg.tmp; mv /shared/msg.tmp "
+        "/shared/msg; until [ -f /shared/reply ]; do sleep 0.05; done; cat /shared/reply; sleep 600"
+    )
+    ctd.ctr(*shim_run_args(ctd, "podlinux"), "-d", *common, IMAGE, "podlinux", "sh", "-c", script)
+    linux_pid = task_pid(ctd, "podlinux")
+    ctd.ctr(
+        *shim_run_args(ctd, "podwasm"),
+        "-d",
+        *common,
+        "--with-ns",
+        f"network:/proc/{linux_pid}/ns/net",
+        WASM_IMAGE,
+        "podwasm",
+        "/pod.wasm",
+        "/shared/msg",
+        "/shared/reply",
+    )
+    wasm_pid = task_pid(ctd, "podwasm")
+    try:
+        assert os.stat(f"/proc/{wasm_pid}/ns/net").st_ino == os.stat(f"/proc/{linux_pid}/ns/net").st_ino
+        assert os.stat(f"/proc/{wasm_pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
+        assert os.stat(f"/proc/{wasm_pid}/ns/mnt").st_ino != os.stat(f"/proc/{linux_pid}/ns/mnt").st_ino
+        shims = {parent_pid(linux_pid), parent_pid(wasm_pid)}
+        assert len(shims) == 1, "the pod's two containers have different shims"
+        assert "containerd-shim-mrun-v2" in open(f"/proc/{shims.pop()}/cmdline").read()
+        (shared / "go").touch()
+        deadline = time.monotonic() + 20
+        while not (shared / "reply").exists():
+            assert time.monotonic() < deadline, "the wasm container never answered"
+            time.sleep(0.05)
+        assert (shared / "reply").read_text() == "wasm read: from-linux\n"
+        deadline = time.monotonic() + 20
+        while "podwasm" not in stopped_tasks(ctd):
+            assert time.monotonic() < deadline, "the wasm container did not exit after answering"
+            time.sleep(0.05)
+    finally:
+        for cid in ("podwasm", "podlinux"):
+            ctd.ctr("task", "kill", "-s", "KILL", cid, check=False)
+        deadline = time.monotonic() + 10
+        while {"podwasm", "podlinux"} - set(stopped_tasks(ctd)):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        for cid in ("podwasm", "podlinux"):
+            ctd.ctr("task", "rm", cid)
+            ctd.ctr("container", "rm", cid)
+    assert not cgroup_dirs(f"/{ctd.ns}/podlinux") and not cgroup_dirs(f"/{ctd.ns}/podwasm")
+
+
+def task_pid(ctd, cid: str) -> int:
+    for line in ctd.ctr("task", "ls").stdout.splitlines()[1:]:
+        name, pid, _status = line.split()
+        if name == cid:
+            return int(pid)
+    raise AssertionError(f"no task {cid}")
+
+
+def stopped_tasks(ctd) -> list[str]:
+    return [line.split()[0] for line in ctd.ctr("task", "ls").stdout.splitlines()[1:] if line.split()[2] == "STOPPED"]
+
+
+def parent_pid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])

@@ -229,6 +229,12 @@ def test_v2_driver_on_a_real_cgroup2_hierarchy():
     try:
         cg.add(proc.pid)
         assert cg.pids() == [proc.pid]
+        from mrun.shims.metrics import metrics_any
+        from mrun.shims.proto import metrics_v2_pb2
+
+        packed = metrics_any(cg.stats(), 2)  # what the shim's Stats answers on a v2 host
+        assert packed.type_url == "io.containerd.cgroups.v2.Metrics"
+        assert metrics_v2_pb2.Metrics.FromString(packed.value).cpu.usage_usec >= 0
         cg.set_frozen(True)
         assert cg.is_frozen()
         assert open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()[0] in ("S", "D", "T")
@@ -294,3 +300,38 @@ def test_seccomp_profile_may_repeat_a_syscall():
     )  # built, not loaded
     with pytest.raises(InvalidSpec, match=r"linux.seccomp.syscalls\[0\].args\[0\].op"):
         Filter({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [rule("SCMP_ACT_ALLOW", (0, 1, "X"))]})
+
+
+def test_shim_metrics_field_mapping():
+    """cgroup figures land in the fields containerd decodes (v1 and v2 Metrics)."""
+    from mrun.shims.metrics import metrics_any
+    from mrun.shims.proto import metrics_pb2, metrics_v2_pb2
+
+    stats = {
+        "memory": {
+            "usage": 5000,
+            "max_usage": 6000,
+            "limit": 8192,
+            "failcnt": 2,
+            "swap_usage": 7,
+            "events": {"max": 2, "oom": 1, "oom_kill": 1},
+            "stat": {"anon": 11, "file": 12, "pgfault": 13, "cache": 14, "rss": 15},
+        },
+        "cpu": {
+            "usage_ns": 9_000_000,
+            "user_ns": 6_000_000,
+            "system_ns": 3_000_000,
+            "periods": 4,
+            "throttled_periods": 1,
+            "throttled_ns": 2_000,
+        },
+        "pids": {"current": 3, "limit": 10},
+    }
+    v2 = metrics_v2_pb2.Metrics.FromString(metrics_any(stats, 2).value)
+    assert (v2.cpu.usage_usec, v2.cpu.user_usec, v2.cpu.system_usec, v2.cpu.throttled_usec) == (9000, 6000, 3000, 2)
+    assert (v2.memory.usage, v2.memory.usage_limit, v2.memory.max_usage, v2.memory.swap_usage) == (5000, 8192, 6000, 7)
+    assert (v2.memory.anon, v2.memory.file, v2.memory.pgfault) == (11, 12, 13)
+    assert (v2.memory_events.oom, v2.memory_events.oom_kill, v2.pids.current, v2.pids.limit) == (1, 1, 3, 10)
+    v1 = metrics_pb2.Metrics.FromString(metrics_any(stats, 1).value)
+    assert (v1.memory.cache, v1.memory.rss, v1.memory.usage.limit, v1.memory.usage.failcnt) == (14, 15, 8192, 2)
+    assert (v1.cpu.usage.total, v1.cpu.throttling.throttled_time, v1.pids.limit) == (9_000_000, 2_000, 10)

@@ -131,12 +131,19 @@ class CgroupV2(Cgroup):
                 "limit": 0 if limit == "max" else int(limit),
                 "failcnt": events.get("max", 0),
                 "oom_kill": events.get("oom_kill", 0),
+                "events": events,
                 "stat": keyed(self._file("memory.stat")),
             }
+            if os.path.exists(self._file("memory.swap.current")):
+                swap_max = read(self._file("memory.swap.max"))
+                out["memory"]["swap_usage"] = int(read(self._file("memory.swap.current")))
+                out["memory"]["swap_limit"] = 0 if swap_max == "max" else int(swap_max)
         st = keyed(self._file("cpu.stat"))
         if st:
             out["cpu"] = {
                 "usage_ns": st.get("usage_usec", 0) * 1000,
+                "user_ns": st.get("user_usec", 0) * 1000,
+                "system_ns": st.get("system_usec", 0) * 1000,
                 "periods": st.get("nr_periods", 0),
                 "throttled_periods": st.get("nr_throttled", 0),
                 "throttled_ns": st.get("throttled_usec", 0) * 1000,

@@ -211,9 +211,6 @@ def update(
     for key, value in (("quota", cpu_quota), ("period", cpu_period), ("shares", cpu_shares)):
         if value is not None:
             res.setdefault("cpu", {})[key] = value
-    from mrun.spec import _RESOURCES, _check
-
-    _check(res, _RESOURCES, "resources")
     _rt(g).update(container_id, res)
     return 0
 

@@ -1,0 +1,201 @@
+"""A task's stdio between containerd's fifos and the container.
+
+stdout and stderr need no copying: the container writes straight into containerd's fifos.
+stdin goes through a pipe the shim feeds (``StdinPump``), because CloseIO must be able to give
+the process EOF while someone (CRI keeps the fifo open for later attaches) still holds the
+fifo's write end. A terminal (``TtyRelay``) is a pty made inside the container: the shim holds
+its master and copies fifo -> master and master -> fifo, and ResizePty sets its window size.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import select
+import struct
+import termios
+import threading
+
+CHUNK = 65536
+
+
+def open_stdio(path: str, write: bool) -> int:
+    """A fifo path (containerd's default), ``file://`` (append) or nothing (/dev/null)."""
+    if not path:
+        return os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    if path.startswith("file://"):
+        return os.open(path[7:], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    path = path.removeprefix("fifo://")
+    # ctr opened its ends already; non-blocking opens cannot hang the shim if it did not.
+    fd = os.open(path, (os.O_WRONLY if write else os.O_RDONLY) | os.O_NONBLOCK | os.O_CLOEXEC)
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _wait(fd: int, events: int, stop_fd: int) -> bool:
+    """Block until fd is ready (or hung up); False when stop_fd was written to. poll, not select:
+    a shim with many tasks has fds above select's 1024."""
+    poller = select.poll()
+    poller.register(fd, events)
+    poller.register(stop_fd, select.POLLIN)
+    while True:
+        ready = dict(poller.poll())
+        if stop_fd in ready:
+            return False
+        if fd in ready:
+            return True
+
+
+def _write_all(fd: int, data: bytes, stop_fd: int) -> bool:
+    """Write everything to a non-blocking fd unless asked to stop; False when the reader is gone or we stopped."""
+    view = memoryview(data)
+    while view:
+        if not _wait(fd, select.POLLOUT, stop_fd):
+            return False
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            continue
+        except OSError:
+            return False
+    return True
+
+
+class StdinPump:
+    """The stdin fifo -> a pipe whose read end is the process's fd 0."""
+
+    def __init__(self, path: str) -> None:
+        self.fifo = open_stdio(path, False)
+        self.reader, self.writer = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(self.writer, False)
+        self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
+        self._thread = threading.Thread(target=self._run, name="stdin", daemon=True)
+        self._started = False
+
+    def start(self) -> None:
+        """Once the process holds the read end: ours is closed then, so EOF can reach it."""
+        os.close(self.reader)
+        self._started = True
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                if not _wait(self.fifo, select.POLLIN, self._stop_r):
+                    break
+                data = os.read(self.fifo, CHUNK)
+                if not data or not _write_all(self.writer, data, self._stop_r):
+                    break  # every writer of the fifo closed it, or the process closed its stdin
+        finally:
+            for fd in (self.fifo, self.writer, self._stop_r):
+                os.close(fd)
+
+    def close(self) -> None:
+        """CloseIO: the process reads EOF now, whatever is still unread in the fifo."""
+        if self._stop_w < 0:
+            return
+        if not self._started:
+            for fd in (self.fifo, self.writer, self.reader, self._stop_r):
+                os.close(fd)  # the process never got its end (a failed create)
+        else:
+            try:
+                os.write(self._stop_w, b"x")
+            except OSError:
+                pass  # the pump has ended already
+            self._thread.join(5)
+        os.close(self._stop_w)
+        self._stop_w = -1
+
+
+class TtyRelay:
+    """A pty master <-> containerd's stdin and stdout fifos (a terminal has no separate stderr)."""
+
+    def __init__(self, master: int, stdin_path: str, stdout_path: str) -> None:
+        self.master = master
+        self.lock = threading.Lock()
+        self.stdin = open_stdio(stdin_path, False) if stdin_path else -1
+        self.stdout = open_stdio(stdout_path, True) if stdout_path else -1
+        self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
+        self.drained = threading.Event()
+        threading.Thread(target=self._output, name="tty-out", daemon=True).start()
+        if self.stdin >= 0:
+            threading.Thread(target=self._input, name="tty-in", daemon=True).start()
+
+    def _output(self) -> None:
+        """Until the last slave fd closes (the master then reads EIO); a gone reader only discards."""
+        try:
+            while True:
+                try:
+                    data = os.read(self.master, CHUNK)
+                except OSError as e:
+                    if e.errno == errno.EINTR:
+                        continue
+                    break
+                if not data:
+                    break
+                if self.stdout >= 0:
+                    try:
+                        os.write(self.stdout, data)
+                    except OSError:
+                        os.close(self.stdout)
+                        self.stdout = -1
+        finally:
+            if self.stdout >= 0:
+                os.close(self.stdout)
+            with self.lock:
+                os.close(self.master)
+                self.master = -1
+            if self.stdin >= 0:
+                try:
+                    os.write(self._stop_w, b"x")  # ends the input side too
+                except OSError:
+                    pass  # it has ended already
+            else:
+                os.close(self._stop_r)
+            self.drained.set()
+
+    def _input(self) -> None:
+        try:
+            while True:
+                if not _wait(self.stdin, select.POLLIN, self._stop_r):
+                    break
+                data = os.read(self.stdin, CHUNK)
+                if not data:
+                    break
+                with self.lock:
+                    if self.master < 0:
+                        break
+                    master = os.dup(self.master)  # outlives a concurrent close by _output
+                try:
+                    os.write(master, data)
+                except OSError:
+                    break
+                finally:
+                    os.close(master)
+        finally:
+            os.close(self.stdin)
+            os.close(self._stop_r)
+
+    def resize(self, width: int, height: int) -> None:
+        with self.lock:
+            if self.master >= 0:
+                fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+
+    def close_stdin(self) -> None:
+        """CloseIO: stop copying input and type end-of-file, which is what EOF is on a terminal."""
+        if self.stdin >= 0:
+            try:
+                os.write(self._stop_w, b"x")
+            except OSError:
+                pass
+        with self.lock:
+            if self.master >= 0:
+                eof = termios.tcgetattr(self.master)[6][termios.VEOF]
+                os.write(self.master, eof if isinstance(eof, bytes) else bytes([eof]))
+
+    def release(self) -> None:
+        """Delete: the process is gone and its output drained (or given up on)."""
+        if self._stop_w >= 0:
+            os.close(self._stop_w)
+            self._stop_w = -1

@@ -1,0 +1,212 @@
+"""The shim binary driven over ttrpc exactly as containerd drives it, without containerd in the way:
+for what `ctr` 1.6 cannot ask for (Update), or cannot ask for in a checkable way (CloseIO while
+another writer keeps the stdin fifo open, ResizePty on an exec)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+from conftest import cgroup_dirs, mrun_binary
+from google.protobuf import any_pb2
+from mrun.cgroups import detect
+from mrun.shims import ttrpc
+from mrun.shims.proto import task_pb2
+
+TASK = "containerd.task.v2.Task"
+
+
+class Shim:
+    """`containerd-shim-mrun-v2 start` in a bundle, and a ttrpc client on the daemon it started."""
+
+    def __init__(self, h, bundle: str, cid: str) -> None:
+        self.h, self.bundle, self.cid = h, bundle, cid
+        self.state_root = os.path.join(h.tmp, "shim-state")
+        binary = os.path.join(os.path.dirname(mrun_binary()), "containerd-shim-mrun-v2")
+        env = {**os.environ, "MRUN_SHIM_ROOT": self.state_root}
+        env.pop("TTRPC_ADDRESS", None)
+        args = [binary, "-namespace", "direct", "-address", f"/nonexistent/{uuid.uuid4().hex}", "-id", cid, "start"]
+        out = subprocess.run(args, cwd=bundle, env=env, capture_output=True, text=True, timeout=30, check=True)
+        self.socket = out.stdout.removeprefix("unix://")
+        self.client = ttrpc.Client(self.socket)
+        self.pid = task_pb2.ConnectResponse.FromString(self.call("Connect", task_pb2.ConnectRequest(id=cid))).shim_pid
+
+    def call(self, method: str, msg, timeout: float = 10) -> bytes:
+        return self.client.call(TASK, method, msg.SerializeToString(), timeout=timeout)
+
+    def fifos(self, *names: str) -> list[str]:
+        paths = []
+        for name in names:
+            path = os.path.join(self.h.tmp, f"{self.cid}-{name}")
+            os.mkfifo(path)
+            paths.append(path)
+        return paths
+
+    def finish(self, *task_ids: str) -> None:
+        """Delete the tasks, shut the daemon down, and check it left nothing."""
+        for task_id in task_ids:
+            self.call("Delete", task_pb2.DeleteRequest(id=task_id))
+        self.call("Shutdown", task_pb2.ShutdownRequest(id=self.cid))
+        self.client.close()
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{self.pid}") and open(f"/proc/{self.pid}/stat").read().split()[2] != "Z":
+            assert time.monotonic() < deadline, "the shim daemon did not exit after Shutdown"
+            time.sleep(0.05)
+        assert not os.path.exists(self.socket)
+        assert not os.listdir(os.path.join(self.state_root, "direct"))
+
+
+def reader(path: str) -> int:
+    """Open a stdout fifo the way ctr does, before Create."""
+    return os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+
+
+def read_until_eof(fd: int, timeout: float = 15) -> bytes:
+    os.set_blocking(fd, True)
+    out = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO-like ends
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(fd)
+    return out
+
+
+def wait_exit(shim: Shim, task_id: str, exec_id: str = "", timeout: float = 15) -> int:
+    return task_pb2.WaitResponse.FromString(
+        shim.call("Wait", task_pb2.WaitRequest(id=task_id, exec_id=exec_id), timeout=timeout)
+    ).exit_status
+
+
+def test_closeio_ends_stdin_while_another_writer_holds_the_fifo(h):
+    cid = h.cid("stdin")
+    bundle = h.bundle(["cat"])
+    shim = Shim(h, bundle, cid)
+    stdin, stdout = shim.fifos("stdin", "stdout")
+    out = reader(stdout)
+    shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle, stdin=stdin, stdout=stdout))
+    writer = os.open(stdin, os.O_WRONLY)  # held open all along, as CRI holds it for later attaches
+    try:
+        shim.call("Start", task_pb2.StartRequest(id=cid))
+        os.write(writer, b"through the pump\n")
+        time.sleep(0.3)
+        state = task_pb2.StateResponse.FromString(shim.call("State", task_pb2.StateRequest(id=cid)))
+        assert state.status == 2, "cat ended before CloseIO"  # RUNNING: our writer keeps the fifo open
+        shim.call("CloseIO", task_pb2.CloseIORequest(id=cid, stdin=True))
+        assert wait_exit(shim, cid) == 0
+    finally:
+        os.close(writer)
+    assert read_until_eof(out) == b"through the pump\n"
+    shim.finish(cid)
+
+
+def test_update_reaches_the_cgroup_and_stats_report_it(h):
+    cid = h.cid("update")
+    bundle = h.bundle(["sleep", "600"])
+    cgroups_path = json.load(open(os.path.join(bundle, "config.json")))["linux"]["cgroupsPath"]
+    shim = Shim(h, bundle, cid)
+    shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle))
+    shim.call("Start", task_pb2.StartRequest(id=cid))
+    url = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
+    resources = {"memory": {"limit": 48 << 20}, "pids": {"limit": 33}}
+    shim.call(
+        "Update",
+        task_pb2.UpdateTaskRequest(id=cid, resources=any_pb2.Any(type_url=url, value=json.dumps(resources).encode())),
+    )
+    if detect() == 2:
+        (group,) = cgroup_dirs(cgroups_path)
+        assert open(os.path.join(group, "memory.max")).read().strip() == str(48 << 20)
+        assert open(os.path.join(group, "pids.max")).read().strip() == "33"
+    else:
+        mem = next(d for d in cgroup_dirs(cgroups_path) if "/memory/" in d)
+        pids = next(d for d in cgroup_dirs(cgroups_path) if "/pids/" in d)
+        assert open(os.path.join(mem, "memory.limit_in_bytes")).read().strip() == str(48 << 20)
+        assert open(os.path.join(pids, "pids.max")).read().strip() == "33"
+    stats = task_pb2.StatsResponse.FromString(shim.call("Stats", task_pb2.StatsRequest(id=cid))).stats
+    if detect() == 2:
+        from mrun.shims.proto import metrics_v2_pb2 as metrics
+
+        assert stats.type_url == "io.containerd.cgroups.v2.Metrics"
+        m = metrics.Metrics.FromString(stats.value)
+        assert m.memory.usage_limit == 48 << 20
+    else:
+        from mrun.shims.proto import metrics_pb2 as metrics
+
+        assert stats.type_url == "io.containerd.cgroups.v1.Metrics"
+        m = metrics.Metrics.FromString(stats.value)
+        assert m.memory.usage.limit == 48 << 20
+    assert (m.pids.current, m.pids.limit) == (1, 33)
+    for bad, why in (
+        (any_pb2.Any(type_url=url, value=b"{not json"), "not JSON"),
+        (any_pb2.Any(type_url="types.containerd.io/WindowsResources", value=b"{}"), "WindowsResources"),
+        (any_pb2.Any(type_url=url, value=b'{"memory": {"limit": "lots"}}'), "memory"),
+    ):
+        with pytest.raises(ttrpc.TTRPCError) as e:
+            shim.call("Update", task_pb2.UpdateTaskRequest(id=cid, resources=bad))
+        assert e.value.code == ttrpc.INVALID_ARGUMENT and why in e.value.message, e.value.message
+    shim.call("Kill", task_pb2.KillRequest(id=cid, signal=9))
+    assert wait_exit(shim, cid) == 137
+    shim.finish(cid)
+
+
+def test_terminal_task_and_terminal_exec_with_resize(h):
+    cid = h.cid("tty")
+    config = h.config(["sh", "-c", "stty size; tty; read line; echo got $line; exit 5"])
+    config["process"]["terminal"] = True
+    bundle = h.bundle(config=config)
+    shim = Shim(h, bundle, cid)
+    stdin, stdout = shim.fifos("stdin", "stdout")
+    out = reader(stdout)
+    shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle, terminal=True, stdin=stdin, stdout=stdout))
+    writer = os.open(stdin, os.O_WRONLY)
+    shim.call("ResizePty", task_pb2.ResizePtyRequest(id=cid, width=101, height=31))
+    shim.call("Start", task_pb2.StartRequest(id=cid))
+    state = task_pb2.StateResponse.FromString(shim.call("State", task_pb2.StateRequest(id=cid)))
+    assert state.terminal
+    got: dict[str, bytes] = {}
+    t = threading.Thread(target=lambda: got.setdefault("out", read_until_eof(out)))
+    t.start()
+    time.sleep(0.3)
+    os.write(writer, b"hello\n")
+    os.close(writer)
+    assert wait_exit(shim, cid) == 5
+    t.join(10)
+    text = got["out"].decode().replace("\r\n", "\n")
+    assert "31 101\n" in text and "/dev/pts/" in text and "got hello\n" in text, text
+    shim.finish(cid)
+
+
+def test_terminal_exec_sizes_before_start(h):
+    cid = h.cid("ttyexec")
+    bundle = h.bundle(["sleep", "600"])
+    shim = Shim(h, bundle, cid)
+    shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle))
+    shim.call("Start", task_pb2.StartRequest(id=cid))
+    (stdout,) = shim.fifos("exec-stdout")
+    out = reader(stdout)
+    process = {"args": ["sh", "-c", "stty size; exit 7"], "cwd": "/", "env": ["PATH=/bin"], "terminal": True}
+    spec = any_pb2.Any(
+        type_url="types.containerd.io/opencontainers/runtime-spec/1/Process", value=json.dumps(process).encode()
+    )
+    shim.call("Exec", task_pb2.ExecProcessRequest(id=cid, exec_id="e1", terminal=True, stdout=stdout, spec=spec))
+    shim.call("ResizePty", task_pb2.ResizePtyRequest(id=cid, exec_id="e1", width=77, height=22))
+    shim.call("Start", task_pb2.StartRequest(id=cid, exec_id="e1"))
+    assert wait_exit(shim, cid, "e1") == 7
+    assert "22 77" in read_until_eof(out).decode()
+    shim.call("Delete", task_pb2.DeleteRequest(id=cid, exec_id="e1"))
+    with pytest.raises(ttrpc.TTRPCError) as e:
+        shim.call("ResizePty", task_pb2.ResizePtyRequest(id=cid, width=1, height=1))
+    assert e.value.code == ttrpc.FAILED_PRECONDITION
+    shim.call("Kill", task_pb2.KillRequest(id=cid, signal=9))
+    assert wait_exit(shim, cid) == 137
+    shim.finish(cid)
