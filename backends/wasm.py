@@ -135,6 +135,14 @@ def _cause(e: BaseException) -> str:
 
 
 @hookimpl
+def mrun_preload(bundle: Bundle) -> None:
+    """wasmtime's import and the engine are most of a wasm create's cost (about 120 ms)."""
+    import wasmtime.component  # noqa: F401
+
+    engine()
+
+
+@hookimpl
 def mrun_prepare(container: Container, process: dict[str, Any]) -> None:
     import signal  # noqa: F401 - imported here, used in the sandbox where imports are impossible
     import threading  # noqa: F401

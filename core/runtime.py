@@ -94,12 +94,16 @@ class Runtime:
     """``warn`` receives things worth telling a person that are not errors (an OOM kill)."""
 
     def __init__(
-        self, root: str, warn: Callable[[str], None] | None = None, debug: Callable[[str], None] | None = None
+        self,
+        root: str,
+        warn: Callable[[str], None] | None = None,
+        debug: Callable[[str], None] | None = None,
+        backends: Any = None,
     ) -> None:
         self.store = Store(root)
         self.warn = warn or _print_warning
         self.debug = debug or (lambda _msg: None)
-        self._backends: Any = None
+        self._backends: Any = backends  # a loaded plugins.manager.Backends, or None to load on use
 
     def backends(self) -> Any:
         """The plugin manager, loaded on first use and kept: a long-lived caller (the shim,

@@ -16,6 +16,7 @@ from google.protobuf import timestamp_pb2
 from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound
 from mrun.proc import exit_code
 from mrun.runtime import Runtime
+from mrun.sandbox.syscalls import unmount_all
 from mrun.shims import spawner
 from mrun.shims.events import Publisher, now
 from mrun.shims.proto import events_pb2, task_pb2, types_pb2
@@ -223,7 +224,7 @@ class TaskService:
             task.pid = self._spawn({"id": req.id, "bundle": req.bundle, "root": self.runtime.store.root}, task)
         except BaseException:
             if mounted:
-                _unmount(rootfs)
+                unmount_all(rootfs)
             raise
         with self.lock:
             self.tasks[req.id] = task
@@ -360,7 +361,7 @@ class TaskService:
             self.runtime.delete(req.id, force=True)
         except MrunError as e:
             raise TTRPCError(UNKNOWN, f"OCI runtime delete failed: {e}")
-        _unmount(os.path.join(task.bundle, "rootfs"))
+        unmount_all(os.path.join(task.bundle, "rootfs"))
         task.release_stdio()
         with self.lock:
             self.tasks.pop(req.id, None)
@@ -451,13 +452,3 @@ def _mount_rootfs(mounts: list, target: str) -> bool:
         except OSError as e:
             raise TTRPCError(UNKNOWN, f"mounting the rootfs ({m.type} {m.source}) on {target}: {e.strerror}")
     return bool(mounts)
-
-
-def _unmount(target: str) -> None:
-    from mrun.sandbox import syscalls as sc
-
-    while True:
-        try:
-            sc.umount2(target, sc.MNT_DETACH)
-        except OSError:
-            return  # nothing (more) mounted there

@@ -11,15 +11,15 @@ then reparents to the daemon, which is a child subreaper, and the daemon reaps i
 from __future__ import annotations
 
 import array
-import json
 import os
 import socket
 
+from mrun import jsonio
 from mrun.errors import MrunError
 
 
 def send(sock: socket.socket, msg: dict, fds: list[int]) -> None:
-    data = json.dumps(msg).encode()
+    data = jsonio.dumps(msg).encode()
     anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
     sock.sendmsg([len(data).to_bytes(4, "big") + data], anc)
 
@@ -39,10 +39,10 @@ def recv(sock: socket.socket) -> tuple[dict, list[int]] | None:
         if not more:
             return None
         body += more
-    return json.loads(body), list(fds)
+    return jsonio.loads(body), list(fds)
 
 
-def _create(msg: dict, fds: list[int]) -> dict:
+def _create(msg: dict, fds: list[int], backends: object) -> dict:
     """Run in the worker: a container create, or an exec into one (detached, so it returns)."""
     import tempfile
 
@@ -54,7 +54,7 @@ def _create(msg: dict, fds: list[int]) -> dict:
     for fd in fds:
         if fd > 2:
             os.close(fd)
-    runtime = Runtime(msg["root"])
+    runtime = Runtime(msg["root"], backends=backends)
     opts = CreateOptions()
     opts.console = console  # the container's pty master goes back to the daemon on it
     if msg.get("process") is None:
@@ -66,27 +66,57 @@ def _create(msg: dict, fds: list[int]) -> dict:
             return {"pid": int(f.read())}
 
 
+def _preload() -> object:
+    """What every create needs, loaded once here rather than once per worker: the core, the
+    sandbox, pluggy and the backends (the daemon does its own imports on the other core)."""
+    import mrun.cgroups.v1  # noqa: F401
+    import mrun.cgroups.v2  # noqa: F401
+    import mrun.runtime  # noqa: F401
+    import mrun.sandbox.console  # noqa: F401
+    import mrun.sandbox.init  # noqa: F401
+    import mrun.sandbox.launch  # noqa: F401
+    import mrun.sandbox.seccomp  # noqa: F401
+    from mrun.plugins.manager import Backends
+
+    return Backends.load()
+
+
+def _preload_backend(backends: object, msg: dict) -> None:
+    """Before the first create of a kind, let its backend load what it will need (wasmtime):
+    later containers of a pod are forked with it already there."""
+    from mrun.plugins.api import Bundle
+    from mrun.spec import load_bundle
+
+    if msg.get("process") is not None:
+        return
+    try:
+        bundle = Bundle(load_bundle(msg["bundle"]))
+        name, _why, _claims = backends.choose(bundle)  # type: ignore[attr-defined]
+        backends.hook(name, "mrun_preload")(bundle=bundle)  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - the create itself reports what is wrong with the bundle
+        pass
+
+
 def serve(sock: socket.socket) -> None:
     """Loop: one request in, one forked worker, one answer out. Never returns."""
-    import mrun.plugins.manager  # noqa: F401
-    import mrun.runtime  # noqa: F401 - load the core once, before any fork
-
+    backends = _preload()
     while True:
         got = recv(sock)
         if got is None:
             os._exit(0)
         msg, fds = got
+        _preload_backend(backends, msg)
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
             os.close(r)
             try:
-                answer = _create(msg, fds)
+                answer = _create(msg, fds, backends)
             except MrunError as e:
                 answer = {"error": str(e)}
             except Exception as e:  # reported to the daemon, which answers containerd
                 answer = {"error": f"{e.__class__.__name__}: {e}"}
-            data = json.dumps(answer).encode()
+            data = jsonio.dumps(answer).encode()
             os.write(w, len(data).to_bytes(4, "big") + data)
             os._exit(0)
         os.close(w)
@@ -104,4 +134,4 @@ def serve(sock: socket.socket) -> None:
                 size, out = int.from_bytes(out[:4], "big"), out[4:]
         os.close(r)
         os.waitpid(pid, 0)
-        send(sock, json.loads(out or b'{"error": "the create worker died"}'), [])
+        send(sock, jsonio.loads(out or b'{"error": "the create worker died"}'), [])

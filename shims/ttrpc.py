@@ -11,7 +11,6 @@ with Unimplemented, and a failing handler with Unknown.
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
 import sys
@@ -227,16 +226,3 @@ class Client:
         except OSError:
             pass
         self.conn.sock.close()
-
-
-def listen(path: str) -> socket.socket:
-    """A listening unix socket at ``path`` (replacing a stale one), owner-only."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(path)
-    os.chmod(path, 0o600)
-    sock.listen(64)
-    return sock

@@ -210,3 +210,28 @@ def test_terminal_exec_sizes_before_start(h):
     shim.call("Kill", task_pb2.KillRequest(id=cid, signal=9))
     assert wait_exit(shim, cid) == 137
     shim.finish(cid)
+
+
+def test_binary_delete_cleans_up_after_a_killed_daemon_and_is_idempotent(h):
+    import signal
+
+    cid = h.cid("dead")
+    bundle = h.bundle(["sleep", "600"])
+    shim = Shim(h, bundle, cid)
+    shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle))
+    init = task_pb2.StartResponse.FromString(shim.call("Start", task_pb2.StartRequest(id=cid))).pid
+    shim.client.close()
+    os.kill(shim.pid, signal.SIGKILL)
+    binary = os.path.join(os.path.dirname(mrun_binary()), "containerd-shim-mrun-v2")
+    env = {**os.environ, "MRUN_SHIM_ROOT": shim.state_root}
+    args = [binary, "-namespace", "direct", "-address", "/nonexistent", "-id", cid, "delete"]
+    first = subprocess.run(args, cwd=bundle, env=env, capture_output=True, timeout=30, check=True)
+    response = task_pb2.DeleteResponse.FromString(first.stdout)
+    assert response.exit_status == 137 and response.exited_at.seconds > 0  # what containerd then publishes
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{init}") and open(f"/proc/{init}/stat").read().split()[2] != "Z":
+        assert time.monotonic() < deadline, "the container outlived its cleanup"
+        time.sleep(0.05)
+    assert not os.listdir(os.path.join(shim.state_root, "direct")) and not os.path.exists(shim.socket)
+    again = subprocess.run(args, cwd=bundle, env=env, capture_output=True, timeout=30, check=True)
+    assert again.stdout == b""  # nothing left: the empty DeleteResponse

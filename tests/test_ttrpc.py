@@ -11,6 +11,7 @@ import time
 
 import pytest
 from mrun.shims import ttrpc
+from mrun.shims.main import listen
 from mrun.shims.proto import task_pb2, ttrpc_pb2
 
 TASK = "containerd.task.v2.Task"
@@ -38,7 +39,7 @@ def server(tmp_path):
 
     for name, fn in (("Connect", connect), ("Wait", wait), ("Delete", delete), ("Stats", crash)):
         srv.register(TASK, name, fn)
-    listener = ttrpc.listen(path)
+    listener = socket.socket(fileno=listen(path).detach())
     threading.Thread(target=srv.serve, args=(listener,), daemon=True).start()
     yield path, release
     srv.stopping.set()

@@ -42,6 +42,13 @@ def mrun_payload(container: Container, process: dict[str, Any]) -> Payload:
     Also used for ``exec``: ``process`` is then the exec'd process."""
 
 
+@hookspec(firstresult=True)
+def mrun_preload(bundle: Bundle) -> None:
+    """Optional, host side, called on the chosen backend by a long-lived process that forks a
+    worker per container (the containerd shim's fork helper): import and set up what
+    ``mrun_prepare`` will need, once, so every later fork inherits it instead of redoing it."""
+
+
 @hookspec
 def mrun_features() -> dict[str, Any]:
     """A description of the backend for ``mrun features``: {"name", "description", ...}."""

@@ -104,6 +104,15 @@ def umount2(target: str, flags: int = 0) -> None:
     _check(_libc.umount2(_b(target), flags), f"umount {target}")
 
 
+def unmount_all(target: str) -> None:
+    """Detach whatever is stacked on ``target``, however many mounts deep; nothing is fine."""
+    while True:
+        try:
+            umount2(target, MNT_DETACH)
+        except OSError:
+            return
+
+
 def pivot_root(new_root: str, put_old: str) -> None:
     _check(_libc.syscall(_SYSNO["pivot_root"], _b(new_root), _b(put_old)), "pivot_root")
 
