@@ -384,6 +384,10 @@ class Runtime:
 
             run_hooks("poststop", poststop, oci_state(self.store, record, "stopped"))
         self.store.remove(container_id)
+        if "org.mrun.image" in (record.config.get("annotations") or {}):
+            from mrun.images.containers import release
+
+            release(record.bundle)  # made by `mrun run IMAGE`: its snapshot goes with it
 
     def _stop(self, record: Record, timeout: float = 10.0) -> None:
         if not is_alive(record.pid, record.pid_start):

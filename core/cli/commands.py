@@ -52,6 +52,7 @@ class Command:
 
 GLOBAL_FLAGS = (
     Flag("root", "directory holding container state", default="/run/mrun"),
+    Flag("image-root", "directory holding images, image containers and volumes", default="/var/lib/mrun"),
     Flag("log", "write runtime log lines to this file (containerd's shim reads it)", default=""),
     Flag("log-format", "format of the --log file: text or json", default="text"),
     Flag("debug", "log debug messages", kind=bool, default=False),
@@ -100,14 +101,45 @@ COMMANDS = (
         "delete",
         (_ID,),
         (Flag("force", "kill it first if it is still running", kind=bool, short="f", default=False),),
+        aliases=("rm",),
     ),
     Command(
         "run",
-        "create and start a container from a bundle (runc's run); `mrun run IMAGE` comes with image support",
+        "run a container: from an image (mrun run IMAGE [COMMAND...]) or from a bundle (mrun run -b BUNDLE ID)",
         "run",
-        (_ID,),
         (
-            Flag("bundle", "path to the OCI bundle (holds config.json); required", short="b", default=""),
+            Arg("container-id", "the IMAGE to run, or with --bundle the container's name"),
+            Arg("command", "command and arguments (images only; default: the image's)", required=False, variadic=True),
+        ),
+        (
+            Flag("bundle", "path to the OCI bundle (holds config.json): runc's run", short="b", default=""),
+            Flag("name", "the container's name (default: a random id)", default=""),
+            Flag("rm", "remove the container when it exits", kind=bool, default=False),
+            Flag(
+                "env", "set an environment variable (KEY=VALUE, or KEY to pass ours)", kind=list, short="e", default=()
+            ),
+            Flag("env-file", "read KEY=VALUE lines from a file", kind=list, default=()),
+            Flag(
+                "volume",
+                "bind mount /host:/dest[:ro] or named volume name:/dest[:ro]",
+                kind=list,
+                short="v",
+                default=(),
+            ),
+            Flag("workdir", "working directory in the container", short="w", default=""),
+            Flag("user", "user[:group] (names from the image's /etc/passwd and /etc/group)", short="u", default=""),
+            Flag("entrypoint", "replace the image's entrypoint", default=None),
+            Flag("memory", "memory limit (bytes, or with k/m/g)", short="m", default=""),
+            Flag("cpus", "number of CPUs (CFS quota)", default=""),
+            Flag("pids-limit", "maximum number of processes", kind=int, default=None),
+            Flag("read-only", "mount the rootfs read-only", kind=bool, default=False),
+            Flag("hostname", "the container's hostname", default=""),
+            Flag("cgroup-parent", "cgroup the container's cgroup is made under", default="/mrun"),
+            Flag("annotation", "add an OCI annotation (KEY=VALUE)", kind=list, default=()),
+            Flag("tty", "allocate a pseudo-terminal", kind=bool, short="t", default=False),
+            Flag(
+                "interactive", "keep stdin open (it always is in the foreground)", kind=bool, short="i", default=False
+            ),
             _PID_FILE,
             _CONSOLE,
             _PRESERVE,
@@ -128,10 +160,50 @@ COMMANDS = (
     ),
     Command(
         "ps",
-        "list a container's processes",
+        "without an id: list containers (like docker ps -a); with one: that container's processes (like runc)",
         "ps",
-        (_ID, Arg("ps-args", "arguments for ps(1) in table mode (default -ef)", required=False, variadic=True)),
+        (
+            Arg("container-id", "the container", required=False),
+            Arg("ps-args", "arguments for ps(1) in table mode (default -ef)", required=False, variadic=True),
+        ),
         (_FORMAT,),
+    ),
+    Command(
+        "load",
+        "import an image from an oci-archive, a docker-archive or an OCI layout directory",
+        "image_verbs.load",
+        (Arg("archive", "the tarball or directory"), Arg("name", "name the image (else: the archive's name)", False)),
+        (Flag("platform", "os/arch to pick from a multi-platform index", default=""),),
+    ),
+    Command(
+        "images",
+        "list images",
+        "image_verbs.images",
+        (),
+        (_FORMAT, Flag("quiet", "print only ids", kind=bool, short="q", default=False)),
+    ),
+    Command(
+        "rmi", "remove an image (refused while a container uses it)", "image_verbs.rmi", (Arg("image", "name or id"),)
+    ),
+    Command(
+        "image",
+        "image inspect NAME | image prune (remove blobs and layers nothing uses)",
+        "image_verbs.image",
+        (Arg("action", "inspect or prune"), Arg("image", "name or id", required=False)),
+    ),
+    Command(
+        "logs",
+        "print the output of a container started with mrun run IMAGE -d",
+        "image_verbs.logs",
+        (_ID,),
+        (Flag("follow", "keep printing until the container stops", kind=bool, short="f", default=False),),
+    ),
+    Command(
+        "stop",
+        "stop a container: its stop signal, then SIGKILL after the timeout",
+        "image_verbs.stop",
+        (_ID,),
+        (Flag("time", "seconds to wait before SIGKILL", kind=int, short="t", default=10),),
     ),
     Command(
         "exec",

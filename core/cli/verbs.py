@@ -68,11 +68,26 @@ def delete(g: dict[str, Any], container_id: str, force: bool) -> int:
     return 0
 
 
-def run(g: dict[str, Any], container_id: str, bundle: str, detach: bool, keep: bool, **kw: Any) -> int:
+IMAGE_RUN_FLAGS = (
+    "name rm env env_file volume workdir user entrypoint memory cpus pids_limit read_only hostname annotation tty"
+    " cgroup_parent"
+).split()
+
+
+def run(
+    g: dict[str, Any], container_id: str, command: list[str], bundle: str, detach: bool, keep: bool, **kw: Any
+) -> int:
+    """With --bundle, runc's run of ID; without, docker's run of IMAGE [COMMAND...]."""
     if not bundle:
-        raise MrunError(
-            "run: name the bundle with -b/--bundle (`mrun run IMAGE` needs image support, which is not built yet)"
-        )
+        from mrun.cli.image_verbs import run_image
+
+        return run_image(g, container_id, command, {**kw, "detach": detach})
+    from mrun.cli.commands import BY_NAME
+
+    default = {f.dest: f.default for f in BY_NAME["run"].flags}
+    used = [f"--{f.replace('_', '-')}" for f in IMAGE_RUN_FLAGS if kw.get(f) not in (default[f], [], ())]
+    if command or used:
+        raise MrunError(f"run --bundle: {' '.join(used) or 'a COMMAND'} applies to `mrun run IMAGE` only")
     return _rt(g).run(container_id, bundle, _opts(g, **kw), detach, keep)
 
 
@@ -94,7 +109,11 @@ def list_(g: dict[str, Any], format: str, quiet: bool) -> int:  # noqa: A002
     return 0
 
 
-def ps(g: dict[str, Any], container_id: str, ps_args: list[str], format: str) -> int:  # noqa: A002
+def ps(g: dict[str, Any], container_id: str | None, ps_args: list[str], format: str) -> int:  # noqa: A002
+    if container_id is None:
+        from mrun.cli.image_verbs import list_containers
+
+        return list_containers(g, format)
     pids = _rt(g).pids(container_id)
     if format == "json":
         print(jsonio.dumps(pids))

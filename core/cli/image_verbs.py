@@ -1,0 +1,233 @@
+"""The docker-like verbs over the image store: load, images, rmi, image, run IMAGE, logs, stop,
+and ps without an id. Imported only by these verbs: the runc verbs never pay for it."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+from mrun import jsonio
+from mrun.cli.verbs import _rt
+from mrun.errors import InvalidSpec, MrunError, NotFound
+from mrun.images.store import ImageStore
+
+
+def _store(g: dict[str, Any]) -> ImageStore:
+    return ImageStore(g["image_root"])
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+def load(g: dict[str, Any], archive: str, name: str | None, platform: str) -> int:
+    from mrun.images.install import install
+    from mrun.images.sources import open_source
+
+    want = tuple(platform.split("/", 1)) if platform else None
+    if want is not None and len(want) != 2:
+        raise InvalidSpec(f"--platform {platform!r}: os/arch expected (linux/amd64, wasi/wasm)")
+    for loaded in install(_store(g), open_source(archive), name, want):  # type: ignore[arg-type]
+        print(f"Loaded image: {loaded}")
+    return 0
+
+
+def images(g: dict[str, Any], format: str, quiet: bool) -> int:  # noqa: A002
+    index = _store(g).index()
+    if quiet:
+        for entry in index.values():
+            print(entry["config"].removeprefix("sha256:")[:12])
+        return 0
+    if format == "json":
+        print(jsonio.dumps([{"name": n, **e} for n, e in index.items()]))
+        return 0
+    rows = [("REPOSITORY", "TAG", "IMAGE ID", "KIND", "SIZE")]
+    for name, e in sorted(index.items()):
+        repo, _, tag = name.rpartition(":")
+        kind = "wasm" if e.get("wasm") else "linux"
+        rows.append((repo, tag, e["config"].removeprefix("sha256:")[:12], kind, f"{e.get('size', 0) / 1e6:.1f}MB"))
+    _table(rows)
+    return 0
+
+
+def rmi(g: dict[str, Any], image: str) -> int:
+    store = _store(g)
+    with store.lock():
+        name, entry = store.image(image)
+        users = [cid for cid, config in store.container_images().items() if config == entry["config"]]
+        others = [n for n, e in store.index().items() if n != name and e["config"] == entry["config"]]
+        if users and not others:
+            raise MrunError(f"image {name} is in use by container(s) {', '.join(sorted(users))}: remove them first")
+        index = store.index()
+        del index[name]
+        store.save_index(index)
+        store.prune()
+    print(f"Untagged: {name}")
+    return 0
+
+
+def image(g: dict[str, Any], action: str, image: str | None) -> int:
+    store = _store(g)
+    if action == "inspect":
+        if not image:
+            raise InvalidSpec("image inspect: name the image")
+        name, entry = store.image(image)
+        print(jsonio.dumps({"name": name, **entry, "config": store.read_json(entry["config"])}, indent=2))
+        return 0
+    if action == "prune":
+        with store.lock():
+            for what in store.prune():
+                print(f"removed {what}")
+        return 0
+    raise InvalidSpec(f"image: unknown action {action!r} (inspect or prune)")
+
+
+def parse_size(text: str) -> int:
+    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower().removesuffix("b") or "0"
+    factor = units.get(t[-1], 1) if not t[-1].isdigit() else 1
+    number = t[:-1] if not t[-1].isdigit() else t
+    try:
+        return int(float(number) * factor)
+    except ValueError:
+        raise InvalidSpec(f"--memory {text!r}: a size such as 64m or 1g expected")
+
+
+def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, Any]) -> int:
+    """`mrun run IMAGE [COMMAND...]`: prepare the snapshot and bundle, then the runtime's own run."""
+    import uuid
+
+    from mrun.images.containers import Overrides, prepare
+    from mrun.runtime import CreateOptions
+
+    env = []
+    for path in kw.get("env_file") or ():
+        with open(path) as f:
+            env += [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    env += list(kw.get("env") or ())
+    try:
+        cpus = float(kw["cpus"]) if kw.get("cpus") else None
+    except ValueError:
+        raise InvalidSpec(f"--cpus {kw['cpus']!r}: a number expected")
+    o = Overrides(
+        command=command,
+        entrypoint=kw.get("entrypoint"),
+        env=env,
+        workdir=kw.get("workdir"),
+        user=kw.get("user"),
+        hostname=kw.get("hostname"),
+        volumes=list(kw.get("volume") or ()),
+        annotations=list(kw.get("annotation") or ()),
+        memory=parse_size(kw["memory"]) if kw.get("memory") else None,
+        cpus=cpus,
+        pids_limit=kw.get("pids_limit"),
+        read_only=kw.get("read_only"),
+        tty=kw.get("tty"),
+        cgroup_parent=kw.get("cgroup_parent"),
+    )
+    detach, remove = bool(kw.get("detach")), bool(kw.get("rm"))
+    if detach and remove:
+        raise InvalidSpec("--rm with -d is not supported: nothing would stay to remove the container when it exits")
+    if detach and o.tty:
+        raise InvalidSpec("-t with -d is not supported: a detached container's output goes to its log")
+    store = ImageStore(g["image_root"])
+    cid = kw.get("name") or uuid.uuid4().hex[:12]
+    runtime = _rt(g)
+    if runtime.store.exists(cid):
+        raise MrunError(f"container {cid!r} already exists")
+    bundle = prepare(store, image, cid, o)
+    try:
+        if not detach:
+            return runtime.run(cid, bundle, CreateOptions(), False, keep=not remove)
+        log = os.open(os.path.join(bundle, "log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        saved = [os.dup(1), os.dup(2), os.dup(0)]
+        null = os.open(os.devnull, os.O_RDONLY)
+        try:  # the container inherits these: its output goes to the log, not our terminal
+            os.dup2(null, 0)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            runtime.run(cid, bundle, CreateOptions(), True, keep=True)
+        finally:
+            for fd, target in zip(saved, (1, 2, 0), strict=True):
+                os.dup2(fd, target)
+                os.close(fd)
+            os.close(null)
+            os.close(log)
+        print(cid)
+        return 0
+    except BaseException:
+        if not runtime.store.exists(cid):  # the runtime did not get as far as a container
+            from mrun.images.containers import release
+
+            release(bundle)
+        raise
+
+
+def _bundle_of(g: dict[str, Any], container_id: str) -> str:
+    record = _rt(g).store.load(container_id)
+    return record.bundle
+
+
+def logs(g: dict[str, Any], container_id: str, follow: bool) -> int:
+    path = os.path.join(_bundle_of(g, container_id), "log")
+    if not os.path.exists(path):
+        raise NotFound(f"container {container_id!r} has no log (only `mrun run IMAGE -d` keeps one)")
+    runtime = _rt(g)
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(1 << 16)
+            if chunk:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+                continue
+            if not follow or runtime.store.status(runtime.store.load(container_id)) == "stopped":
+                return 0
+            time.sleep(0.1)
+
+
+def stop(g: dict[str, Any], container_id: str, time: int) -> int:  # noqa: A002
+    import time as clock
+
+    from mrun.proc import parse_signal
+
+    runtime = _rt(g)
+    record = runtime.store.load(container_id)
+    if runtime.store.status(record) == "stopped":
+        print(container_id)
+        return 0
+    stop_signal = (record.config.get("annotations") or {}).get("org.opencontainers.image.stopSignal") or "SIGTERM"
+    runtime.kill(container_id, parse_signal(stop_signal))
+    deadline = clock.monotonic() + time
+    while runtime.store.status(runtime.store.load(container_id)) != "stopped":
+        if clock.monotonic() > deadline:
+            runtime.kill(container_id, 9, all_processes=True)
+            deadline = clock.monotonic() + 10
+        clock.sleep(0.05)
+    print(container_id)
+    return 0
+
+
+def list_containers(g: dict[str, Any], format: str) -> int:  # noqa: A002
+    states = _rt(g).list()
+    if format == "json":
+        print(jsonio.dumps(states))
+        return 0
+    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "STATUS", "CREATED")]
+    for s in states:
+        try:
+            record = _rt(g).store.load(s["id"])
+            config = record.config
+        except MrunError:
+            continue
+        image = ""
+        marker = os.path.join(s["bundle"], "image.json")
+        if os.path.exists(marker):
+            image = jsonio.load_file(marker).get("image", "")
+        command = " ".join((config.get("process") or {}).get("args") or [])
+        rows.append((s["id"], image or "(bundle)", command[:40], s["status"], s["created"][:19]))
+    _table(rows)
+    return 0

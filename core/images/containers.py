@@ -1,0 +1,215 @@
+"""Containers made from images: the bundle (config.json from the image config and the CLI's
+overrides), the rootfs as an overlay snapshot over the shared layers, and their removal.
+
+A container's directory under ``<image root>/containers/<id>`` holds ``config.json``, the
+``rootfs`` mount point, overlay's ``upper`` and ``work``, ``image.json`` (which image and
+layers it uses, so ``rmi`` and ``prune`` leave them alone) and ``log`` for detached runs.
+Named volumes live in ``<image root>/volumes/<name>`` and outlive containers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+from mrun import jsonio
+from mrun.errors import InvalidSpec, MrunError
+from mrun.images.store import ImageStore
+
+IMAGE_ANNOTATION = "org.mrun.image"
+MARKER = "image.json"
+
+
+class Overrides:
+    """What `mrun run` may change of the image's defaults."""
+
+    def __init__(self, **kw: Any) -> None:
+        self.command: list[str] = kw.get("command") or []
+        self.entrypoint: str | None = kw.get("entrypoint")
+        self.env: list[str] = kw.get("env") or []
+        self.workdir: str = kw.get("workdir") or ""
+        self.user: str = kw.get("user") or ""
+        self.hostname: str = kw.get("hostname") or ""
+        self.volumes: list[str] = kw.get("volumes") or []
+        self.annotations: list[str] = kw.get("annotations") or []
+        self.memory: int | None = kw.get("memory")
+        self.cpus: float | None = kw.get("cpus")
+        self.pids_limit: int | None = kw.get("pids_limit")
+        self.read_only: bool = bool(kw.get("read_only"))
+        self.tty: bool = bool(kw.get("tty"))
+        self.cgroup_parent: str = kw.get("cgroup_parent") or "/mrun"
+
+
+def _lookup_user(rootfs: str, user: str) -> tuple[int, int, list[int]]:
+    """'name', 'uid', 'name:group', 'uid:gid' -> (uid, gid, extra gids), via the image's own
+    /etc/passwd and /etc/group (read from the mounted snapshot, not the host's)."""
+    name, _, group = user.partition(":")
+
+    def table(path: str) -> list[list[str]]:
+        try:
+            with open(os.path.join(rootfs, path), errors="replace") as f:
+                return [line.rstrip("\n").split(":") for line in f if line.count(":") >= 3]
+        except OSError:
+            return []
+
+    passwd, groups = table("etc/passwd"), table("etc/group")
+    if name.isdigit():
+        uid = int(name)
+        row = next((r for r in passwd if r[2] == name), None)
+    else:
+        row = next((r for r in passwd if r[0] == name), None)
+        if row is None:
+            raise InvalidSpec(f"--user {user}: no user {name!r} in the image's /etc/passwd")
+        uid = int(row[2])
+    gid = int(row[3]) if row and row[3].isdigit() else 0
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            grow = next((r for r in groups if r[0] == group), None)
+            if grow is None:
+                raise InvalidSpec(f"--user {user}: no group {group!r} in the image's /etc/group")
+            gid = int(grow[2])
+    extra = []
+    if row:
+        extra = [int(r[2]) for r in groups if len(r) > 3 and row[0] in r[3].split(",") and r[2].isdigit()]
+    return uid, gid, sorted(set(extra) - {gid})
+
+
+def make_spec(
+    image_config: dict[str, Any], entry: dict[str, Any], rootfs: str, container_id: str, o: Overrides, store: ImageStore
+) -> dict[str, Any]:
+    from mrun.defaults import default_spec
+
+    cfg = (image_config.get("config") or {}) if image_config else {}
+    spec = default_spec()
+    entrypoint = cfg.get("Entrypoint") or []
+    cmd = cfg.get("Cmd") or []
+    if entry.get("modules") and not entrypoint and not cmd:
+        entrypoint = entry["modules"][:1]  # a wasm artifact: run its module
+    if o.entrypoint is not None:
+        entrypoint = [o.entrypoint] if o.entrypoint else []
+        cmd = []
+    if o.command:
+        cmd = o.command
+    args = list(entrypoint) + list(cmd)
+    if not args:
+        raise InvalidSpec("the image has no Entrypoint or Cmd: give a command (mrun run IMAGE COMMAND...)")
+    env = list(cfg.get("Env") or [])
+    if not any(e.startswith("PATH=") for e in env):
+        env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    for item in o.env:
+        key = item.split("=", 1)[0]
+        env = [e for e in env if e.split("=", 1)[0] != key]
+        env.append(item if "=" in item else f"{item}={os.environ.get(item, '')}")
+    process = spec["process"]
+    process.update(args=args, env=env, cwd=o.workdir or cfg.get("WorkingDir") or "/", terminal=o.tty)
+    user = o.user or cfg.get("User") or ""
+    if user:
+        uid, gid, extra = _lookup_user(rootfs, user)
+        process["user"] = {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})}
+    spec["root"] = {"path": rootfs, "readonly": o.read_only}
+    spec["hostname"] = o.hostname or container_id[:12]
+    annotations = dict(cfg.get("Labels") or {})
+    annotations[IMAGE_ANNOTATION] = entry["config"]
+    stop = cfg.get("StopSignal") or ""
+    if stop:
+        annotations["org.opencontainers.image.stopSignal"] = stop
+    for item in o.annotations:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise InvalidSpec(f"--annotation {item!r}: KEY=VALUE expected")
+        annotations[key] = value
+    if entry.get("wasm") and "module.wasm.image/variant" not in annotations:
+        annotations["run.oci.handler"] = "wasm"
+    spec["annotations"] = annotations
+    resources = spec["linux"].setdefault("resources", {})
+    if o.memory is not None:
+        resources["memory"] = {"limit": o.memory}
+    if o.cpus is not None:
+        if o.cpus <= 0:
+            raise InvalidSpec(f"--cpus {o.cpus}: must be more than 0")
+        resources["cpu"] = {"quota": int(o.cpus * 100000), "period": 100000}
+    if o.pids_limit is not None:
+        resources["pids"] = {"limit": o.pids_limit}
+    spec["linux"]["cgroupsPath"] = f"{o.cgroup_parent.rstrip('/')}/{container_id}"
+    for volume in o.volumes:
+        spec["mounts"].append(_volume_mount(volume, store))
+    return spec
+
+
+def _volume_mount(volume: str, store: ImageStore) -> dict[str, Any]:
+    """-v /host/path:/dest[:ro] (a bind mount) or -v name:/dest[:ro] (a named volume, made on first use)."""
+    parts = volume.split(":")
+    if len(parts) not in (2, 3) or not parts[1].startswith("/"):
+        raise InvalidSpec(f"-v {volume!r}: SOURCE:/DESTINATION[:ro|rw] expected")
+    source, dest = parts[0], parts[1]
+    mode = parts[2] if len(parts) == 3 else "rw"
+    if mode not in ("ro", "rw"):
+        raise InvalidSpec(f"-v {volume!r}: the mode must be ro or rw")
+    if source.startswith("/"):
+        if not os.path.exists(source):
+            raise InvalidSpec(f"-v {volume!r}: {source} does not exist")
+    else:
+        if not source or "/" in source or source in (".", ".."):
+            raise InvalidSpec(f"-v {volume!r}: a volume name is letters, digits, '.', '_' and '-'")
+        source = os.path.join(store.root, "volumes", source, "data")
+        os.makedirs(source, mode=0o755, exist_ok=True)
+    return {"destination": dest, "type": "bind", "source": source, "options": ["rbind", mode]}
+
+
+def prepare(store: ImageStore, ref: str, container_id: str, o: Overrides) -> str:
+    """Make the container's bundle with its overlay rootfs mounted. -> the bundle path."""
+    from mrun.sandbox import syscalls as sc
+
+    if not container_id or "/" in container_id or container_id in (".", ".."):
+        raise InvalidSpec(f"container name {container_id!r} is not valid")
+    bundle = os.path.join(store.containers, container_id)
+    with store.lock():
+        name, entry = store.image(ref)
+        config = _config(store, entry)
+        try:
+            os.makedirs(bundle)
+        except FileExistsError:
+            raise MrunError(f"container {container_id!r} already exists (mrun rm {container_id})")
+        try:
+            with open(os.path.join(bundle, MARKER), "w") as f:
+                f.write(jsonio.dumps({"image": name, "config": entry["config"], "layers": entry["layers"]}))
+            rootfs = os.path.join(bundle, "rootfs")
+            for d in ("rootfs", "upper", "work"):
+                os.mkdir(os.path.join(bundle, d))
+            lower = ":".join(store.layer_dir(d) for d in reversed(entry["layers"]))
+            data = f"lowerdir={lower},upperdir={bundle}/upper,workdir={bundle}/work"
+            try:
+                sc.mount("overlay", rootfs, "overlay", 0, data)
+            except OSError as e:
+                raise MrunError(f"mounting the image's layers (overlay) on {rootfs}: {e.strerror}")
+            try:
+                spec = make_spec(config, entry, rootfs, container_id, o, store)
+                with open(os.path.join(bundle, "config.json"), "w") as f:
+                    f.write(jsonio.dumps(spec, indent=2))
+            except BaseException:
+                sc.unmount_all(rootfs)
+                raise
+        except BaseException:
+            shutil.rmtree(bundle, ignore_errors=True)
+            raise
+    return bundle
+
+
+def _config(store: ImageStore, entry: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return store.read_json(entry["config"])
+    except MrunError:
+        return {}
+
+
+def release(bundle: str) -> None:
+    """After the runtime deleted a container made from an image: its snapshot and directory."""
+    from mrun.sandbox import syscalls as sc
+
+    if os.path.basename(os.path.dirname(bundle)) != "containers" or not os.path.exists(os.path.join(bundle, MARKER)):
+        return  # not a directory `prepare` made
+    sc.unmount_all(os.path.join(bundle, "rootfs"))
+    shutil.rmtree(bundle, ignore_errors=True)

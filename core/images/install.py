@@ -1,0 +1,178 @@
+"""From a source's index to a named image in the store: choose the manifest for the platform,
+copy and verify every blob, unpack each layer once, and record the name.
+
+Wasm images come in two shapes, both handled here: an ordinary image whose platform is
+``wasi/wasm`` (or annotated ``module.wasm.image/variant``), which is unpacked like any other,
+and a wasm OCI artifact (config ``application/vnd.wasm.config.v0+json``, layers
+``application/wasm``) whose layers are modules, not tars: each becomes a file in its layer.
+"""
+
+from __future__ import annotations
+
+import os
+import platform as _platform
+import shutil
+from typing import Any
+
+from mrun import jsonio
+from mrun.errors import MrunError, NotFound
+from mrun.images.sources import DOCKER_LIST, OCI_INDEX, REF_NAME, Source
+from mrun.images.store import ImageStore, check_digest, normalize
+from mrun.images.unpack import unpack
+
+WASM_CONFIG = "application/vnd.wasm.config.v0+json"
+WASM_LAYERS = ("application/wasm", "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm")
+TITLE = "org.opencontainers.image.title"
+WASM_PLATFORMS = {("wasi", "wasm"), ("wasip1", "wasm"), ("wasip2", "wasm"), ("wasi", "wasm32"), ("wasip1", "wasm32")}
+
+
+def host_platform() -> tuple[str, str]:
+    machine = _platform.machine()
+    return "linux", {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+
+
+def choose(source: Source, index: dict[str, Any], want: tuple[str, str] | None) -> dict[str, Any]:
+    """Descend an index (or a manifest list) to one manifest descriptor for the platform:
+    the host's (linux/amd64 here) first, else a wasm one; ``want`` asks for one in particular."""
+    descs = index.get("manifests") or []
+    if not descs:
+        raise MrunError("the image index lists no manifests")
+    by_platform = {}
+    for d in descs:
+        p = d.get("platform") or {}
+        by_platform.setdefault((p.get("os", ""), p.get("architecture", "")), d)
+    if want:
+        if want not in by_platform:
+            offered = ", ".join(f"{o}/{a}" for o, a in by_platform if o)
+            raise NotFound(f"no manifest for platform {want[0]}/{want[1]} (the image has: {offered or 'none named'})")
+        return by_platform[want]
+    host = host_platform()
+    if host in by_platform:
+        return by_platform[host]
+    wasm = [d for key, d in by_platform.items() if key in WASM_PLATFORMS]
+    if wasm:
+        return wasm[0]
+    unnamed = [d for d in descs if not d.get("platform")]
+    if len(descs) == 1 or unnamed:
+        return unnamed[0] if unnamed else descs[0]
+    offered = ", ".join(f"{o}/{a}" for o, a in by_platform)
+    raise NotFound(f"no manifest for {host[0]}/{host[1]} or wasm (the image has: {offered})")
+
+
+def resolve_manifest(source: Source, desc: dict[str, Any], want: tuple[str, str] | None) -> tuple[str, bytes]:
+    """A descriptor that may be an index or list -> (manifest digest, manifest bytes)."""
+    for _ in range(4):  # indexes may nest; not forever
+        data = source.read(desc["digest"])
+        doc = jsonio.loads(data)
+        if doc.get("mediaType") in (OCI_INDEX, DOCKER_LIST) or ("manifests" in doc and "layers" not in doc):
+            desc = choose(source, doc, want)
+            continue
+        return desc["digest"], data
+    raise MrunError("image indexes nest too deep")
+
+
+def install(store: ImageStore, source: Source, name: str | None, want: tuple[str, str] | None = None) -> list[str]:
+    """Install every named image the source offers (or the one asked for). -> the names recorded."""
+    index = source.index()
+    named: dict[str, list[dict[str, Any]]] = {}
+    for d in index.get("manifests") or []:
+        ref = (d.get("annotations") or {}).get(REF_NAME, "")
+        named.setdefault(ref, []).append(d)
+    if name and len(named) > 1 and name not in named and normalize(name) not in named:
+        raise NotFound(f"the archive has no image named {name!r} (it has: {', '.join(n for n in named if n)})")
+    done = []
+    for ref, descs in named.items():
+        if name and len(named) > 1 and ref not in (name, normalize(name)):
+            continue
+        target = name or _full_name(ref)
+        if not target:
+            raise MrunError("the archive does not name its image: give a name (mrun load FILE NAME)")
+        desc = (
+            descs[0] if len(descs) == 1 and "platform" not in descs[0] else choose(source, {"manifests": descs}, want)
+        )
+        digest, manifest = resolve_manifest(source, desc, want)
+        _install_one(store, source, normalize(target), digest, manifest)
+        done.append(normalize(target))
+    return done
+
+
+def _full_name(ref: str) -> str:
+    """An OCI ref name is often only a tag ('latest'), which names no image; skopeo writes
+    'host/name:tag' into oci-archives, which does."""
+    return ref if "/" in ref or ":" in ref else ""
+
+
+def _install_one(store: ImageStore, source: Source, name: str, manifest_digest: str, manifest_bytes: bytes) -> None:
+    manifest = jsonio.loads(manifest_bytes)
+    config_desc = manifest.get("config") or {}
+    layers = manifest.get("layers") or []
+    with store.lock():
+        store.put_bytes(manifest_bytes)
+        with source.open(config_desc["digest"]) as f:
+            store.put_blob(f, config_desc["digest"], config_desc.get("size"))
+        for layer in layers:
+            if not store.has_blob(layer["digest"]):
+                with source.open(layer["digest"]) as f:
+                    store.put_blob(f, layer["digest"], layer.get("size"))
+        artifact = config_desc.get("mediaType") == WASM_CONFIG
+        config = {} if artifact else store.read_json(config_desc["digest"])
+        diff_ids = (
+            [layer["digest"] for layer in layers] if artifact else (config.get("rootfs") or {}).get("diff_ids", [])
+        )
+        if len(diff_ids) != len(layers):
+            raise MrunError(f"image {name}: {len(layers)} layers but {len(diff_ids)} diff ids in its config")
+        modules = []
+        for layer, diff_id in zip(layers, diff_ids, strict=True):
+            if layer.get("mediaType") in WASM_LAYERS:
+                modules.append("/" + _module_name(layer))
+            if not store.has_layer(diff_id):
+                _unpack_layer(store, layer, diff_id)
+        entry = {
+            "manifest": manifest_digest,
+            "config": config_desc["digest"],
+            "layers": diff_ids,
+            "blobs": [manifest_digest, config_desc["digest"], *(layer["digest"] for layer in layers)],
+            "wasm": bool(modules) or _is_wasm(config, manifest),
+            "modules": modules,
+            "created": config.get("created", ""),
+            "size": sum(layer.get("size", 0) for layer in layers),
+        }
+        index = store.index()
+        index[name] = entry
+        store.save_index(index)
+
+
+def _module_name(layer: dict[str, Any]) -> str:
+    title = (layer.get("annotations") or {}).get(TITLE, "")
+    title = os.path.basename(title)
+    return title if title and title not in (".", "..") else "module.wasm"
+
+
+def _is_wasm(config: dict[str, Any], manifest: dict[str, Any]) -> bool:
+    if (config.get("os"), config.get("architecture")) in WASM_PLATFORMS:
+        return True
+    annotations = {**(manifest.get("annotations") or {}), **((config.get("config") or {}).get("Labels") or {})}
+    return "module.wasm.image/variant" in annotations
+
+
+def _unpack_layer(store: ImageStore, layer: dict[str, Any], diff_id: str) -> None:
+    """Into a temporary directory, renamed into place when complete: a crash leaves no half layer."""
+    final = os.path.join(store.layers, check_digest(diff_id))
+    tmp = f"{final}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        with open(store.blob_path(layer["digest"]), "rb") as f:
+            if layer.get("mediaType") in WASM_LAYERS:
+                os.makedirs(os.path.join(tmp, "fs"))
+                with open(os.path.join(tmp, "fs", _module_name(layer)), "wb") as out:
+                    shutil.copyfileobj(f, out)
+                os.chmod(os.path.join(tmp, "fs", _module_name(layer)), 0o755)
+            else:
+                unpack(f, os.path.join(tmp, "fs"), diff_id)
+        open(os.path.join(tmp, "done"), "w").close()
+        shutil.rmtree(final, ignore_errors=True)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

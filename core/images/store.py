@@ -1,0 +1,207 @@
+"""The image store: verified blobs, names, and layers unpacked once and shared.
+
+Layout under the image root (``/var/lib/mrun`` unless ``--image-root``)::
+
+    blobs/sha256/<hex>     manifests, configs and layer archives, named by their digest
+    layers/<diff-hex>/fs   one unpacked layer (overlay whiteouts), shared by every image and container
+    images.json            name -> {"manifest": digest, "config": digest, "layers": [diff ids], ...}
+    containers/<id>/       a container made from an image: config.json, rootfs, upper, work
+    lock                   flock: writers (load, pull, rmi, prune, container creation) take it
+
+Blobs are written to a temporary file, hashed while written, checked against the digest they
+claim and only then renamed into place, so an interrupted or forged transfer never leaves a
+blob under a name it does not hash to. Small blobs (manifests, configs) are hashed again on
+every read.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+from typing import IO, Any
+
+from mrun import jsonio
+from mrun.errors import MrunError, NotFound
+
+CHUNK = 1 << 20
+
+
+class DigestMismatch(MrunError):
+    pass
+
+
+def check_digest(digest: str) -> str:
+    """'sha256:<64 hex>' -> the hex part; anything else is refused (it becomes a path)."""
+    algo, _, hexpart = digest.partition(":")
+    if algo != "sha256" or len(hexpart) != 64 or any(c not in "0123456789abcdef" for c in hexpart):
+        raise MrunError(f"unsupported or malformed digest {digest!r} (sha256:<64 hex digits> expected)")
+    return hexpart
+
+
+class ImageStore:
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.blobs = os.path.join(root, "blobs", "sha256")
+        self.layers = os.path.join(root, "layers")
+        self.containers = os.path.join(root, "containers")
+        self.index_path = os.path.join(root, "images.json")
+
+    # -- locking ---------------------------------------------------------------------------
+
+    def lock(self) -> _StoreLock:
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
+        return _StoreLock(os.path.join(self.root, "lock"))
+
+    # -- blobs ---------------------------------------------------------------------------
+
+    def blob_path(self, digest: str) -> str:
+        return os.path.join(self.blobs, check_digest(digest))
+
+    def has_blob(self, digest: str) -> bool:
+        return os.path.exists(self.blob_path(digest))
+
+    def put_blob(self, src: IO[bytes], digest: str, size: int | None = None) -> str:
+        """Copy ``src`` into the store as ``digest``, refusing it unless it hashes to that."""
+        final = self.blob_path(digest)
+        if os.path.exists(final):
+            return final
+        os.makedirs(self.blobs, mode=0o700, exist_ok=True)
+        tmp = f"{final}.part-{os.getpid()}"
+        h = hashlib.sha256()
+        written = 0
+        try:
+            with open(tmp, "wb") as out:
+                while chunk := src.read(CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
+                    written += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            got = "sha256:" + h.hexdigest()
+            if got != digest:
+                raise DigestMismatch(f"blob {digest}: content hashes to {got}; refused")
+            if size is not None and written != size:
+                raise DigestMismatch(f"blob {digest}: {written} bytes, the manifest says {size}; refused")
+            os.rename(tmp, final)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return final
+
+    def put_bytes(self, data: bytes) -> str:
+        import io
+
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        self.put_blob(io.BytesIO(data), digest)
+        return digest
+
+    def read_blob(self, digest: str) -> bytes:
+        """A small blob, hashed again: a store damaged on disk is reported, not trusted."""
+        try:
+            with open(self.blob_path(digest), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} is not in the store")
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise DigestMismatch(f"blob {digest} in the store is damaged (its content hashes differently)")
+        return data
+
+    def read_json(self, digest: str) -> Any:
+        try:
+            return jsonio.loads(self.read_blob(digest))
+        except ValueError as e:
+            raise MrunError(f"blob {digest} is not JSON: {e}")
+
+    # -- names ---------------------------------------------------------------------------
+
+    def index(self) -> dict[str, Any]:
+        try:
+            return jsonio.load_file(self.index_path)
+        except FileNotFoundError:
+            return {}
+
+    def save_index(self, index: dict[str, Any]) -> None:
+        tmp = f"{self.index_path}.tmp-{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(jsonio.dumps(index, indent=2))
+        os.rename(tmp, self.index_path)
+
+    def image(self, ref: str) -> tuple[str, dict[str, Any]]:
+        """A name (with or without a tag), an image id or a unique id prefix -> (name, entry)."""
+        index = self.index()
+        for name in (ref, normalize(ref)):
+            if name in index:
+                return name, index[name]
+        matches = [(n, e) for n, e in index.items() if e["config"].removeprefix("sha256:").startswith(ref)]
+        if len({e["config"] for _, e in matches}) == 1 and len(ref) >= 4:
+            return matches[0]
+        raise NotFound(f"image {ref!r} not found (see `mrun images`)")
+
+    # -- layers --------------------------------------------------------------------------
+
+    def layer_dir(self, diff_id: str) -> str:
+        return os.path.join(self.layers, check_digest(diff_id), "fs")
+
+    def has_layer(self, diff_id: str) -> bool:
+        return os.path.exists(os.path.join(self.layers, check_digest(diff_id), "done"))
+
+    # -- use -----------------------------------------------------------------------------
+
+    def container_images(self) -> dict[str, str]:
+        """container id -> the image config digest it was made from."""
+        used = {}
+        for cid in os.listdir(self.containers) if os.path.isdir(self.containers) else []:
+            try:
+                used[cid] = jsonio.load_file(os.path.join(self.containers, cid, "image.json"))["config"]
+            except (OSError, ValueError, KeyError):
+                continue
+        return used
+
+    def prune(self) -> list[str]:
+        """Remove blobs and layers no image and no container refers to. -> what was removed."""
+        index = self.index()
+        keep_blobs: set[str] = set()
+        keep_layers: set[str] = set()
+        for entry in index.values():
+            keep_blobs.update(entry.get("blobs", []))
+            keep_layers.update(entry.get("layers", []))
+        for cid in self.container_images():
+            try:
+                meta = jsonio.load_file(os.path.join(self.containers, cid, "image.json"))
+                keep_layers.update(meta.get("layers", []))
+            except (OSError, ValueError):
+                continue
+        removed = []
+        for name in os.listdir(self.blobs) if os.path.isdir(self.blobs) else []:
+            if f"sha256:{name}" not in keep_blobs:
+                os.unlink(os.path.join(self.blobs, name))
+                removed.append(f"blob sha256:{name}")
+        for name in os.listdir(self.layers) if os.path.isdir(self.layers) else []:
+            if f"sha256:{name}" not in keep_layers:
+                shutil.rmtree(os.path.join(self.layers, name))
+                removed.append(f"layer sha256:{name}")
+        return removed
+
+
+def normalize(ref: str) -> str:
+    """'busybox' -> 'busybox:latest'; a digest reference is kept as it is."""
+    if "@" in ref:
+        return ref
+    last = ref.rsplit("/", 1)[-1]
+    return ref if ":" in last else f"{ref}:latest"
+
+
+class _StoreLock:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = -1
+
+    def __enter__(self) -> _StoreLock:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)

@@ -1,0 +1,199 @@
+"""Unpack one layer archive into its own directory, in the form overlayfs stacks.
+
+Each layer is unpacked alone into ``layers/<diff id>/fs`` and used as an overlay lower
+directory, so whiteouts are written the way overlayfs reads them: ``.wh.NAME`` becomes a 0/0
+character device NAME, ``.wh..wh..opq`` the ``trusted.overlay.opaque=y`` attribute on its
+directory. Nothing in an archive may write outside the layer directory: absolute names, ``..``
+components, a parent that is a symlink (``a -> /etc`` then ``a/passwd``), and hard links to
+such names are refused with the entry's name, and the half-written layer is removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import tarfile
+from typing import IO
+
+from mrun.errors import MrunError
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+WHITEOUT = ".wh."
+OPAQUE = ".wh..wh..opq"
+
+
+class HostileLayer(MrunError):
+    pass
+
+
+class _Hashing:
+    """A read-through sha256 of the uncompressed stream: the layer's diff id."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self.f, self.h = f, hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.h.update(data)
+        return data
+
+
+def decompressed(f: IO[bytes]) -> IO[bytes]:
+    """gzip, zstd or plain, told by the first bytes (media types lie more often than magic does)."""
+    head = f.peek(4)[:4] if hasattr(f, "peek") else b""
+    if head.startswith(GZIP_MAGIC):
+        import gzip
+
+        return gzip.GzipFile(fileobj=f)  # type: ignore[return-value]
+    if head.startswith(ZSTD_MAGIC):
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(f)  # type: ignore[return-value]
+    return f
+
+
+def _clean_name(name: str) -> str:
+    if name.strip("/.") == "":
+        return ""  # the layer's root directory itself ("/", "./"), as umoci and others write it
+    if name.startswith("/"):
+        raise HostileLayer(f"layer entry {name!r}: absolute path refused")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise HostileLayer(f"layer entry {name!r}: '..' would leave the layer")
+    return "/".join(parts)
+
+
+def _checked_parent(root: str, rel: str, entry: str) -> str:
+    """The entry's parent directory inside root, made if needed, never through a symlink."""
+    path = root
+    for part in rel.split("/")[:-1]:
+        path = os.path.join(path, part)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            os.mkdir(path, 0o755)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            raise HostileLayer(f"layer entry {entry!r}: goes through the symlink {part!r}; refused")
+        if not stat.S_ISDIR(st.st_mode):
+            raise HostileLayer(f"layer entry {entry!r}: {part!r} is not a directory")
+    return path
+
+
+def _remove(path: str) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+def unpack(archive: IO[bytes], dest: str, expect_diff_id: str | None = None) -> str:
+    """Unpack into ``dest`` (made here; removed again on any error). -> the diff id."""
+    os.makedirs(dest, mode=0o755)
+    try:
+        return _unpack(archive, dest, expect_diff_id)
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+
+
+def _unpack(archive: IO[bytes], dest: str, expect_diff_id: str | None) -> str:
+    stream = _Hashing(decompressed(archive))
+    dir_times: list[tuple[str, float]] = []
+    try:
+        tar = tarfile.open(fileobj=stream, mode="r|")  # type: ignore[arg-type]
+    except tarfile.TarError as e:
+        raise MrunError(f"layer is not a tar archive: {e}")
+    with tar:
+        members = iter(tar)
+        while True:
+            try:
+                m = next(members)
+            except StopIteration:
+                break
+            except tarfile.ReadError as e:
+                # Some writers (umoci, seen here) end a layer right after the last file's data,
+                # without padding or end-of-archive blocks; Go's archive/tar, and so containerd,
+                # accept that. Anything cut short inside a header or a file's data is refused.
+                if str(e) == "unexpected end of data":
+                    break
+                raise MrunError(f"layer archive is damaged: {e}")
+            except tarfile.TarError as e:
+                raise MrunError(f"layer archive is damaged: {e}")
+            try:
+                _entry(tar, m, dest, dir_times)
+            except tarfile.TarError as e:
+                raise MrunError(f"layer archive is damaged at {m.name!r}: {e}")
+    while stream.read(1 << 20):  # the tar's zero padding belongs to the diff id too
+        pass
+    for path, mtime in reversed(dir_times):
+        os.utime(path, (mtime, mtime), follow_symlinks=False)
+    diff_id = "sha256:" + stream.h.hexdigest()
+    if expect_diff_id and diff_id != expect_diff_id:
+        raise HostileLayer(f"layer content hashes to {diff_id}, the image config says {expect_diff_id}; refused")
+    return diff_id
+
+
+def _entry(tar: tarfile.TarFile, m: tarfile.TarInfo, root: str, dir_times: list[tuple[str, float]]) -> None:
+    rel = _clean_name(m.name)
+    if not rel:
+        return  # "./" itself
+    parent = _checked_parent(root, rel, m.name)
+    base = rel.rsplit("/", 1)[-1]
+    if base == OPAQUE:
+        os.setxattr(parent, "trusted.overlay.opaque", b"y")
+        return
+    if base.startswith(WHITEOUT):
+        target = os.path.join(parent, base[len(WHITEOUT) :])
+        _remove(target)
+        os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+        return
+    path = os.path.join(parent, base)
+    if m.isdir():
+        if not os.path.isdir(path) or os.path.islink(path):
+            _remove(path)
+            os.mkdir(path, 0o700)
+        dir_times.append((path, m.mtime))
+    else:
+        _remove(path)
+        if m.isreg():
+            src = tar.extractfile(m)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)  # type: ignore[misc]
+        elif m.issym():
+            os.symlink(m.linkname, path)  # a symlink may point anywhere: it is never followed here
+        elif m.islnk():
+            target_rel = _clean_name(m.linkname)
+            target = os.path.join(_checked_parent(root, target_rel, m.name), target_rel.rsplit("/", 1)[-1])
+            if os.path.islink(target) or not os.path.lexists(target):
+                raise HostileLayer(f"layer entry {m.name!r}: hard link to {m.linkname!r}, not a file of this layer")
+            os.link(target, path, follow_symlinks=False)
+            return  # a hard link shares its target's owner and mode
+        elif m.ischr() or m.isblk():
+            kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
+            os.mknod(path, kind | (m.mode & 0o7777), os.makedev(m.devmajor, m.devminor))
+        elif m.isfifo():
+            os.mkfifo(path, m.mode & 0o7777)
+        else:
+            raise MrunError(f"layer entry {m.name!r}: unsupported type {m.type!r}")
+    os.lchown(path, m.uid, m.gid)
+    if not m.issym():
+        os.chmod(path, m.mode & 0o7777)
+        for key, value in (m.pax_headers or {}).items():
+            if key.startswith("SCHILY.xattr."):
+                try:
+                    os.setxattr(path, key[len("SCHILY.xattr.") :], value.encode("utf-8", "surrogateescape"))
+                except OSError:
+                    pass  # e.g. security.* without the right to set it
+        if not m.isdir():
+            os.utime(path, (m.mtime, m.mtime))
+    else:
+        os.utime(path, (m.mtime, m.mtime), follow_symlinks=False)

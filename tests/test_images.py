@@ -1,0 +1,289 @@
+"""Images end to end on real parts: archives written by skopeo/umoci, overlay snapshots over
+shared layers, the image config in the runtime spec, wasm images, and hostile layers."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import tarfile
+
+import pytest
+from conftest import IMAGE, cgroup_dirs, require
+from test_containerd import WASM_IMAGE, build_wasm_archive
+
+
+@pytest.fixture
+def images(h, tmp_path):
+    """The harness plus a private image root; every test must leave it without containers or mounts."""
+    h.image_root = str(tmp_path / "images")
+    yield h
+    containers = os.path.join(h.image_root, "containers")
+    left = os.listdir(containers) if os.path.isdir(containers) else []
+    for cid in left:
+        h.mrun("--image-root", h.image_root, "delete", "--force", cid)
+    assert not left, f"image containers left behind: {left}"
+
+
+def img(h, *args: str, **kw):
+    return h.mrun("--image-root", h.image_root, *args, **kw)
+
+
+def img_ok(h, *args: str, **kw):
+    r = img(h, *args, **kw)
+    assert r.returncode == 0, f"mrun {' '.join(args)}: {r.stderr}"
+    return r
+
+
+def run_args(h, *args: str) -> list[str]:
+    return ["run", "--cgroup-parent", h.cgroup_parent, *args]
+
+
+def test_load_oci_archive_and_run(images, busybox_archive):
+    h = images
+    assert img_ok(h, "load", busybox_archive).stdout.strip() == f"Loaded image: {IMAGE}"
+    assert "localhost/busybox" in img_ok(h, "images").stdout
+    r = img_ok(h, *run_args(h, "--rm", "-e", "GREETING=hi", "-w", "/tmp", IMAGE, "sh", "-c", "echo $GREETING $(pwd)"))
+    assert r.stdout == "hi /tmp\n"
+    r = img(h, *run_args(h, "--rm", IMAGE, "sh", "-c", "exit 7"))
+    assert r.returncode == 7
+    assert not os.listdir(os.path.join(h.image_root, "containers"))
+
+
+def test_docker_archive_from_skopeo(images, busybox_archive, tmp_path):
+    h = images
+    require("skopeo", "skopeo")
+    docker = str(tmp_path / "docker.tar")
+    subprocess.run(
+        ["skopeo", "copy", f"oci-archive:{busybox_archive}", f"docker-archive:{docker}:example.org/bb:v1"],
+        check=True,
+        capture_output=True,
+    )
+    assert "example.org/bb:v1" in img_ok(h, "load", docker).stdout
+    assert img_ok(h, *run_args(h, "--rm", "example.org/bb:v1", "echo", "from docker-archive")).stdout == (
+        "from docker-archive\n"
+    )
+
+
+def test_containers_share_layers_and_rmi_waits_for_them(images, busybox_archive):
+    h = images
+    img_ok(h, "load", busybox_archive)
+    for name in ("share1", "share2"):
+        img_ok(h, *run_args(h, "-d", "--name", name, IMAGE, "sleep", "600"))
+    layers = os.listdir(os.path.join(h.image_root, "layers"))
+    assert len(layers) == 1  # one unpacked copy for both containers
+    with open("/proc/self/mountinfo") as f:
+        overlays = [line for line in f if h.image_root in line and " overlay " in line]
+    assert len(overlays) == 2 and all(layers[0] in line for line in overlays)
+    r = img(h, "rmi", IMAGE)
+    assert r.returncode != 0 and "in use" in r.stderr
+    img_ok(h, "rm", "--force", "share1")
+    r = img_ok(h, "exec", "share2", "cat", "/etc/passwd")
+    assert "root" in r.stdout
+    img_ok(h, "rm", "--force", "share2")
+    img_ok(h, "rmi", IMAGE)
+    assert not os.listdir(os.path.join(h.image_root, "layers"))
+    assert not os.listdir(os.path.join(h.image_root, "blobs", "sha256"))
+
+
+def test_named_volume_outlives_containers_and_limits_reach_the_cgroup(images, busybox_archive):
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "--rm", "-v", "keep:/data", IMAGE, "sh", "-c", "echo kept > /data/f"))
+    assert img_ok(h, *run_args(h, "--rm", "-v", "keep:/data:ro", IMAGE, "cat", "/data/f")).stdout == "kept\n"
+    img_ok(h, *run_args(h, "-d", "--name", "limited", "--memory", "48m", "--cpus", "0.5", IMAGE, "sleep", "600"))
+    dirs = cgroup_dirs(f"{h.cgroup_parent}/limited")
+    assert dirs
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        assert open(os.path.join(dirs[0], "memory.max")).read().strip() == str(48 << 20)
+        assert open(os.path.join(dirs[0], "cpu.max")).read().split()[0] == "50000"
+    else:
+        mem = next(d for d in dirs if "/memory/" in d)
+        cpu = next(d for d in dirs if "/cpu,cpuacct/" in d or "/cpu/" in d)
+        assert open(os.path.join(mem, "memory.limit_in_bytes")).read().strip() == str(48 << 20)
+        assert open(os.path.join(cpu, "cpu.cfs_quota_us")).read().strip() == "50000"
+    ps = img_ok(h, "ps").stdout
+    assert "limited" in ps and IMAGE in ps
+    img_ok(h, "stop", "-t", "5", "limited")
+    img_ok(h, "rm", "limited")
+
+
+def test_detached_logs_and_user_from_the_image(images, busybox_archive):
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "logger", "-u", "nobody", IMAGE, "sh", "-c", "id; echo to-stderr >&2"))
+    h.wait_status("logger", "stopped")
+    out = img_ok(h, "logs", "logger").stdout
+    assert "uid=65534(nobody)" in out and "to-stderr" in out
+    img_ok(h, "rm", "logger")
+    r = img(h, *run_args(h, "--rm", "-u", "nosuchuser", IMAGE, "id"))
+    assert r.returncode != 0 and "nosuchuser" in r.stderr
+
+
+def test_wasm_image_and_wasm_artifact(images, tmp_path):
+    h = images
+    img_ok(h, "load", build_wasm_archive(str(tmp_path)))
+    assert "wasm" in img_ok(h, "images").stdout
+    r = img(h, *run_args(h, "--rm", "--memory", "64m", WASM_IMAGE))
+    assert r.returncode == 3 and "hello from wasm32-wasi: [/hello.wasm] [3]" in r.stdout, r.stderr
+    # an OCI artifact: the layer is the module itself, with the wasm config media type
+    layout = tmp_path / "artifact"
+    module = open(os.path.join(os.path.dirname(__file__), "..", "examples", "wasm", "hello.wasm"), "rb").read()
+    layer = {"mediaType": "application/wasm", "annotations": {"org.opencontainers.image.title": "hello.wasm"}}
+    config = b"{}"
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.wasm.config.v0+json",
+        "config": {"mediaType": "application/vnd.wasm.config.v0+json", **_put(layout, config)},
+        "layers": [{**layer, **_put(layout, module)}],
+    }
+    _write_layout(layout, [(manifest, "localhost/artifact:v1", None)])
+    img_ok(h, "load", str(layout))
+    r = img(h, *run_args(h, "--rm", "localhost/artifact:v1", "5"))  # the module is the entrypoint
+    assert r.returncode == 5 and "[/hello.wasm] [5]" in r.stdout, r.stderr
+
+
+def test_multi_platform_index_picks_the_host_or_the_asked_platform(images, busybox_archive, tmp_path):
+    h = images
+    layout = tmp_path / "multi"
+    subprocess.run(["tar", "-xf", busybox_archive, "-C", str(_mkdir(layout))], check=True)
+    wasm_dir = _mkdir(tmp_path / "wasm-layout")
+    subprocess.run(["tar", "-xf", build_wasm_archive(str(tmp_path)), "-C", str(wasm_dir)], check=True)
+    for blob in os.listdir(wasm_dir / "blobs" / "sha256"):
+        os.replace(wasm_dir / "blobs" / "sha256" / blob, layout / "blobs" / "sha256" / blob)
+    linux = json.load(open(layout / "index.json"))["manifests"][0]
+    wasm = json.load(open(wasm_dir / "index.json"))["manifests"][0]
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {**_plain(wasm), "platform": {"os": "wasip1", "architecture": "wasm"}},
+            {**_plain(linux), "platform": {"os": "linux", "architecture": "amd64"}},
+        ],
+    }
+    index_desc = _put(layout, json.dumps(index).encode())
+    top = {"mediaType": "application/vnd.oci.image.index.v1+json", **index_desc}
+    top["annotations"] = {"org.opencontainers.image.ref.name": "localhost/multi:v1"}
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [top]}))
+    img_ok(h, "load", str(layout))
+    assert "linux" in img_ok(h, "images").stdout
+    assert img_ok(h, *run_args(h, "--rm", "localhost/multi:v1", "echo", "linux side")).stdout == "linux side\n"
+    img_ok(h, "load", "--platform", "wasip1/wasm", str(layout), "localhost/multi:wasm")
+    r = img(h, *run_args(h, "--rm", "localhost/multi:wasm"))
+    assert r.returncode == 3 and "hello from wasm32-wasi" in r.stdout
+    r = img(h, "load", "--platform", "linux/s390x", str(layout))
+    assert r.returncode != 0 and "linux/s390x" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "entries, why",
+    [
+        ([("../escaped", b"x")], "'..'"),
+        ([("/abs-escaped", b"x")], "absolute"),
+        ([("link", "->/tmp"), ("link/escaped-through-link", b"x")], "symlink"),
+        ([("dir/../../escaped", b"x")], "'..'"),
+    ],
+)
+def test_hostile_layers_are_refused_and_write_nothing_outside(images, tmp_path, entries, why):
+    h = images
+    outside = tmp_path / "escaped"
+    entries = [(n.replace("/tmp", str(tmp_path)) if isinstance(n, str) else n, d) for n, d in entries]
+    entries = [(n, d.replace("/tmp", str(tmp_path)) if isinstance(d, str) else d) for n, d in entries]
+    archive = _docker_archive(tmp_path, entries)
+    r = img(h, "load", archive, "localhost/hostile:v1")
+    assert r.returncode != 0 and why in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not outside.exists() and not (tmp_path / "escaped-through-link").exists()
+    assert not os.path.exists("/abs-escaped")
+    assert "hostile" not in img_ok(h, "images").stdout
+    layers = os.path.join(h.image_root, "layers")
+    assert not os.path.isdir(layers) or not os.listdir(layers)
+
+
+def test_a_blob_that_does_not_match_its_digest_is_refused(images, busybox_archive, tmp_path):
+    h = images
+    layout = _mkdir(tmp_path / "tampered")
+    subprocess.run(["tar", "-xf", busybox_archive, "-C", str(layout)], check=True)
+    blobs = layout / "blobs" / "sha256"
+    biggest = max(os.listdir(blobs), key=lambda b: os.path.getsize(blobs / b))  # the layer
+    data = bytearray((blobs / biggest).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (blobs / biggest).write_bytes(bytes(data))
+    r = img(h, "load", str(layout))
+    assert r.returncode != 0 and "hashes to" in r.stderr, r.stderr
+    assert not os.path.isdir(os.path.join(h.image_root, "blobs")) or not any(
+        b == biggest for b in os.listdir(os.path.join(h.image_root, "blobs", "sha256"))
+    )
+    assert "busybox" not in img_ok(h, "images").stdout
+
+
+def test_bad_image_input_is_one_clear_line(images, tmp_path):
+    h = images
+    r = img(h, *run_args(h, "--rm", "localhost/nope:v1"))
+    assert r.returncode != 0 and "localhost/nope:v1" in r.stderr and "not found" in r.stderr
+    junk = tmp_path / "junk.tar"
+    junk.write_bytes(b"this is not a tarball")
+    r = img(h, "load", str(junk))
+    assert r.returncode != 0 and "tar" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _mkdir(path):
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _plain(desc: dict) -> dict:
+    return {k: v for k, v in desc.items() if k in ("mediaType", "digest", "size")}
+
+
+def _put(layout, data: bytes) -> dict:
+    digest = hashlib.sha256(data).hexdigest()
+    os.makedirs(layout / "blobs" / "sha256", exist_ok=True)
+    (layout / "blobs" / "sha256" / digest).write_bytes(data)
+    return {"digest": f"sha256:{digest}", "size": len(data)}
+
+
+def _write_layout(layout, manifests) -> None:
+    descs = []
+    for manifest, name, platform in manifests:
+        desc = {"mediaType": manifest["mediaType"], **_put(layout, json.dumps(manifest).encode())}
+        desc["annotations"] = {"org.opencontainers.image.ref.name": name}
+        if platform:
+            desc["platform"] = platform
+        descs.append(desc)
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": descs}))
+
+
+def _docker_archive(tmp_path, entries) -> str:
+    """A docker-archive whose one layer holds ``entries`` (bytes = a file, '->target' = a symlink)."""
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            if isinstance(data, str):
+                info.type, info.linkname = tarfile.SYMTYPE, data[2:]
+                t.addfile(info)
+            else:
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+    layer_bytes = layer.getvalue()
+    diff = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff]}})
+    path = str(tmp_path / "hostile.tar")
+    with tarfile.open(path, "w") as t:
+        for name, data in (
+            ("layer.tar", layer_bytes),
+            ("config.json", config.encode()),
+            ("manifest.json", json.dumps([{"Config": "config.json", "Layers": ["layer.tar"]}]).encode()),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return path
