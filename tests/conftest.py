@@ -208,3 +208,29 @@ def busybox_archive(tmp_path_factory):
     work = tmp_path_factory.mktemp("image")
     make_rootfs(str(work / "rootfs"))
     return make_oci_archive(str(work / "rootfs"), str(work), IMAGE, ["/bin/sh"], ["PATH=/bin"])
+
+
+@pytest.fixture
+def images(h: Any, tmp_path: Any) -> Any:
+    """The harness plus a private image root; every test must leave it without containers or mounts."""
+    h.image_root = str(tmp_path / "images")
+    yield h
+    containers = os.path.join(h.image_root, "containers")
+    left = os.listdir(containers) if os.path.isdir(containers) else []
+    for cid in left:
+        h.mrun("--image-root", h.image_root, "delete", "--force", cid)
+    assert not left, f"image containers left behind: {left}"
+
+
+def img(h, *args: str, **kw):
+    return h.mrun("--image-root", h.image_root, *args, **kw)
+
+
+def img_ok(h, *args: str, **kw):
+    r = img(h, *args, **kw)
+    assert r.returncode == 0, f"mrun {' '.join(args)}: {r.stderr}"
+    return r
+
+
+def run_args(h, *args: str) -> list[str]:
+    return ["run", "--cgroup-parent", h.cgroup_parent, *args]

@@ -11,34 +11,8 @@ import subprocess
 import tarfile
 
 import pytest
-from conftest import IMAGE, cgroup_dirs, require
+from conftest import IMAGE, cgroup_dirs, img, img_ok, require, run_args
 from test_containerd import WASM_IMAGE, build_wasm_archive
-
-
-@pytest.fixture
-def images(h, tmp_path):
-    """The harness plus a private image root; every test must leave it without containers or mounts."""
-    h.image_root = str(tmp_path / "images")
-    yield h
-    containers = os.path.join(h.image_root, "containers")
-    left = os.listdir(containers) if os.path.isdir(containers) else []
-    for cid in left:
-        h.mrun("--image-root", h.image_root, "delete", "--force", cid)
-    assert not left, f"image containers left behind: {left}"
-
-
-def img(h, *args: str, **kw):
-    return h.mrun("--image-root", h.image_root, *args, **kw)
-
-
-def img_ok(h, *args: str, **kw):
-    r = img(h, *args, **kw)
-    assert r.returncode == 0, f"mrun {' '.join(args)}: {r.stderr}"
-    return r
-
-
-def run_args(h, *args: str) -> list[str]:
-    return ["run", "--cgroup-parent", h.cgroup_parent, *args]
 
 
 def test_load_oci_archive_and_run(images, busybox_archive):
@@ -146,8 +120,8 @@ def test_wasm_image_and_wasm_artifact(images, tmp_path):
     assert r.returncode == 5 and "[/hello.wasm] [5]" in r.stdout, r.stderr
 
 
-def test_multi_platform_index_picks_the_host_or_the_asked_platform(images, busybox_archive, tmp_path):
-    h = images
+def multi_platform_layout(tmp_path, busybox_archive) -> str:
+    """An OCI layout whose index offers the busybox image for linux/amd64 and hello.wasm for wasip1/wasm."""
     layout = tmp_path / "multi"
     subprocess.run(["tar", "-xf", busybox_archive, "-C", str(_mkdir(layout))], check=True)
     wasm_dir = _mkdir(tmp_path / "wasm-layout")
@@ -168,6 +142,12 @@ def test_multi_platform_index_picks_the_host_or_the_asked_platform(images, busyb
     top = {"mediaType": "application/vnd.oci.image.index.v1+json", **index_desc}
     top["annotations"] = {"org.opencontainers.image.ref.name": "localhost/multi:v1"}
     (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [top]}))
+    return str(layout)
+
+
+def test_multi_platform_index_picks_the_host_or_the_asked_platform(images, busybox_archive, tmp_path):
+    h = images
+    layout = multi_platform_layout(tmp_path, busybox_archive)
     img_ok(h, "load", str(layout))
     assert "linux" in img_ok(h, "images").stdout
     assert img_ok(h, *run_args(h, "--rm", "localhost/multi:v1", "echo", "linux side")).stdout == "linux side\n"

@@ -176,6 +176,23 @@ COMMANDS = (
         (Flag("platform", "os/arch to pick from a multi-platform index", default=""),),
     ),
     Command(
+        "pull",
+        "pull an image from a registry (OCI distribution: token and basic auth, resumable)",
+        "image_verbs.pull",
+        (Arg("image", "[host[:port]/]name[:tag|@digest]"),),
+        (
+            Flag("platform", "os/arch to pick from a multi-platform index", default=""),
+            Flag("insecure", "plain HTTP (always so for loopback registries)", kind=bool, default=False),
+            Flag("creds", "USER:PASSWORD (else from auth.json or docker's config.json)", default=""),
+        ),
+    ),
+    Command(
+        "save",
+        "write an image to an oci-archive (for skopeo, containerd, podman)",
+        "image_verbs.save",
+        (Arg("image", "name or id"), Arg("archive", "the tarball to write")),
+    ),
+    Command(
         "images",
         "list images",
         "image_verbs.images",

@@ -28,11 +28,32 @@ def load(g: dict[str, Any], archive: str, name: str | None, platform: str) -> in
     from mrun.images.install import install
     from mrun.images.sources import open_source
 
-    want = tuple(platform.split("/", 1)) if platform else None
-    if want is not None and len(want) != 2:
-        raise InvalidSpec(f"--platform {platform!r}: os/arch expected (linux/amd64, wasi/wasm)")
-    for loaded in install(_store(g), open_source(archive), name, want):  # type: ignore[arg-type]
+    for loaded in install(_store(g), open_source(archive), name, _platform(platform)):
         print(f"Loaded image: {loaded}")
+    return 0
+
+
+def _platform(text: str) -> tuple[str, str] | None:
+    if not text:
+        return None
+    os_, sep, arch = text.partition("/")
+    if not sep or not os_ or not arch:
+        raise InvalidSpec(f"--platform {text!r}: os/arch expected (linux/amd64, wasip1/wasm)")
+    return os_, arch
+
+
+def pull(g: dict[str, Any], image: str, platform: str, insecure: bool, creds: str) -> int:
+    from mrun.images.registry import pull as pull_image
+
+    for name in pull_image(_store(g), image, insecure, creds, _platform(platform)):
+        print(f"Pulled: {name}")
+    return 0
+
+
+def save(g: dict[str, Any], image: str, archive: str) -> int:
+    from mrun.images.export import save_oci_archive
+
+    save_oci_archive(_store(g), image, archive)
     return 0
 
 

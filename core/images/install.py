@@ -106,14 +106,17 @@ def _install_one(store: ImageStore, source: Source, name: str, manifest_digest: 
     manifest = jsonio.loads(manifest_bytes)
     config_desc = manifest.get("config") or {}
     layers = manifest.get("layers") or []
+    if not config_desc.get("digest"):
+        raise MrunError(f"image {name}: its manifest names no config")
+    prefetch = getattr(source, "prefetch", None)
+    if prefetch is not None:  # a registry: download concurrently, before taking the store's lock
+        prefetch(store, manifest)
     with store.lock():
         store.put_bytes(manifest_bytes)
-        with source.open(config_desc["digest"]) as f:
-            store.put_blob(f, config_desc["digest"], config_desc.get("size"))
-        for layer in layers:
-            if not store.has_blob(layer["digest"]):
-                with source.open(layer["digest"]) as f:
-                    store.put_blob(f, layer["digest"], layer.get("size"))
+        for desc in (config_desc, *layers):
+            if not store.has_blob(desc["digest"]):
+                with source.open(desc["digest"]) as f:
+                    store.put_blob(f, desc["digest"], desc.get("size"))
         artifact = config_desc.get("mediaType") == WASM_CONFIG
         config = {} if artifact else store.read_json(config_desc["digest"])
         diff_ids = (

@@ -131,7 +131,14 @@ class ImageStore:
     def image(self, ref: str) -> tuple[str, dict[str, Any]]:
         """A name (with or without a tag), an image id or a unique id prefix -> (name, entry)."""
         index = self.index()
-        for name in (ref, normalize(ref)):
+        names = [ref, normalize(ref)]
+        try:
+            from mrun.images.registry import Reference
+
+            names.append(Reference(ref).name)  # busybox -> docker.io/library/busybox:latest
+        except MrunError:
+            pass
+        for name in names:
             if name in index:
                 return name, index[name]
         matches = [(n, e) for n, e in index.items() if e["config"].removeprefix("sha256:").startswith(ref)]

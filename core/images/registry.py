@@ -1,0 +1,311 @@
+"""Pull from registries that speak the OCI distribution spec, through urllib3.
+
+Authentication follows the registry's ``WWW-Authenticate`` challenge: ``Bearer`` (a token from
+the realm it names, asked for with basic credentials when we have some, anonymously otherwise)
+or ``Basic``. Credentials come from ``--creds``, ``$REGISTRY_AUTH_FILE``, containers'
+``auth.json`` or docker's ``config.json``. Loopback registries (and any with ``--insecure``)
+are spoken to over plain HTTP.
+
+Layers download concurrently into ``blobs/sha256/<hex>.partial``, each under its own lock, so
+two pulls of one image share the work instead of corrupting it. An interrupted download is
+resumed with a Range request where the registry allows it, restarted where it does not, and
+only a blob that hashes to its digest is renamed into place.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import hashlib
+import io
+import os
+import sys
+import threading
+from typing import IO, Any
+
+from mrun import jsonio
+from mrun.errors import MrunError, NotFound
+from mrun.images.sources import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, REF_NAME, Source
+from mrun.images.store import CHUNK, DigestMismatch, ImageStore, check_digest
+
+ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
+DOCKER_HUB = "registry-1.docker.io"
+LOOPBACK = ("localhost", "127.0.0.1", "[::1]", "::1")
+
+
+class Reference:
+    """``[host[:port]/]path[:tag][@digest]`` the way docker reads it."""
+
+    def __init__(self, text: str) -> None:
+        rest, _, self.digest = text.partition("@")
+        first, slash, remainder = rest.partition("/")
+        if slash and ("." in first or ":" in first or first == "localhost"):
+            self.host, path = first, remainder
+        else:
+            self.host, path = "docker.io", rest
+        repo, _, tag = path.rpartition(":") if ":" in path.rsplit("/", 1)[-1] else (path, "", "")
+        self.repository = repo or path
+        self.tag = tag or ("" if self.digest else "latest")
+        if self.host == "docker.io" and "/" not in self.repository:
+            self.repository = f"library/{self.repository}"
+        if not self.repository or any(c.isupper() for c in self.repository):
+            raise MrunError(f"{text!r} is not a valid image reference")
+        if self.digest:
+            check_digest(self.digest)
+
+    @property
+    def endpoint(self) -> str:
+        return DOCKER_HUB if self.host == "docker.io" else self.host
+
+    @property
+    def name(self) -> str:
+        """How the image is called in the store."""
+        return f"{self.host}/{self.repository}" + (f":{self.tag}" if self.tag else f"@{self.digest}")
+
+
+def _auth_files() -> list[str]:
+    home = os.path.expanduser("~")
+    files = [os.environ.get("REGISTRY_AUTH_FILE", "")]
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        files.append(os.path.join(os.environ["XDG_RUNTIME_DIR"], "containers", "auth.json"))
+    files += [os.path.join(home, ".config", "containers", "auth.json"), os.path.join(home, ".docker", "config.json")]
+    return [f for f in files if f]
+
+
+def credentials(host: str, given: str = "") -> tuple[str, str] | None:
+    if given:
+        user, sep, password = given.partition(":")
+        if not sep:
+            raise MrunError("--creds: USER:PASSWORD expected")
+        return user, password
+    for path in _auth_files():
+        try:
+            auths = jsonio.load_file(path).get("auths") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        keys = [host, f"https://{host}", f"http://{host}"]
+        if host == DOCKER_HUB:
+            keys.append("https://index.docker.io/v1/")  # docker login's key for Docker Hub
+        for key in keys:
+            entry = auths.get(key)
+            if entry and entry.get("auth"):
+                user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+                return user, password
+    return None
+
+
+def _challenge(header: str) -> tuple[str, dict[str, str]]:
+    """'Bearer realm="https://auth",service="reg",scope="repository:a/b:pull,push"' -> ("bearer", {...})."""
+    scheme, _, rest = header.strip().partition(" ")
+    params: dict[str, str] = {}
+    key, buf, quoted = "", "", False
+    for c in rest + ",":
+        if c == '"':
+            quoted = not quoted
+        elif c == "=" and not quoted and not key:
+            key, buf = buf.strip(), ""
+        elif c == "," and not quoted:
+            if key:
+                params[key] = buf
+            key, buf = "", ""
+        else:
+            buf += c
+    return scheme.lower(), params
+
+
+class Registry:
+    def __init__(self, ref: Reference, insecure: bool = False, creds: str = "") -> None:
+        import urllib3
+
+        self.ref = ref
+        host = ref.endpoint
+        plain = insecure or host.split(":")[0] in LOOPBACK or host.startswith("[::1]")
+        self.base = f"{'http' if plain else 'https'}://{host}/v2/{ref.repository}"
+        self.http = urllib3.PoolManager(num_pools=4, maxsize=8, retries=urllib3.Retry(3, redirect=5))
+        self.creds = credentials(ref.host if ref.host != "docker.io" else DOCKER_HUB, creds)
+        self.auth_header = ""
+        self.lock = threading.Lock()
+
+    def _request(self, url: str, headers: dict[str, str], stream: bool = False) -> Any:
+        import urllib3
+
+        for attempt in range(2):
+            h = dict(headers)
+            if self.auth_header:
+                h["Authorization"] = self.auth_header
+            try:
+                resp = self.http.request("GET", url, headers=h, preload_content=not stream)
+            except urllib3.exceptions.HTTPError as e:
+                raise MrunError(f"{self.ref.endpoint}: {e.__class__.__name__}: {e}")
+            if resp.status == 401 and attempt == 0:
+                challenge = resp.headers.get("WWW-Authenticate", "")
+                resp.drain_conn()
+                self._authenticate(challenge)
+                continue
+            return resp
+        raise MrunError(f"{self.ref.endpoint}: unauthorized for {self.ref.repository} (check --creds or auth.json)")
+
+    def _authenticate(self, challenge: str) -> None:
+        scheme, params = _challenge(challenge)
+        with self.lock:
+            if scheme == "basic":
+                if not self.creds:
+                    raise MrunError(f"{self.ref.endpoint} asks for a user and password: none configured")
+                self.auth_header = "Basic " + base64.b64encode(":".join(self.creds).encode()).decode()
+                return
+            if scheme != "bearer" or "realm" not in params:
+                raise MrunError(f"{self.ref.endpoint}: unsupported authentication challenge {challenge!r}")
+            from urllib.parse import urlencode
+
+            query = {k: v for k, v in params.items() if k in ("service", "scope")}
+            query.setdefault("scope", f"repository:{self.ref.repository}:pull")
+            headers = {}
+            if self.creds:
+                headers["Authorization"] = "Basic " + base64.b64encode(":".join(self.creds).encode()).decode()
+            resp = self.http.request("GET", f"{params['realm']}?{urlencode(query)}", headers=headers)
+            if resp.status != 200:
+                who = "our credentials" if self.creds else "anonymous access"
+                raise MrunError(f"{self.ref.endpoint}: the token service refused {who} ({resp.status})")
+            try:
+                body = jsonio.loads(resp.data)
+            except ValueError:
+                raise MrunError(f"{params['realm']}: the token answer is not JSON")
+            token = body.get("token") or body.get("access_token")
+            if not token:
+                raise MrunError(f"{params['realm']}: the token answer holds no token")
+            self.auth_header = f"Bearer {token}"
+
+    def manifest(self, reference: str) -> tuple[str, bytes, str]:
+        """-> (digest, body, media type); a digest reference is checked against the body."""
+        resp = self._request(f"{self.base}/manifests/{reference}", {"Accept": ACCEPT})
+        if resp.status == 404:
+            raise NotFound(f"{self.ref.endpoint}/{self.ref.repository}:{reference}: manifest unknown")
+        if resp.status != 200:
+            raise MrunError(f"{self.ref.endpoint}: manifest {reference}: HTTP {resp.status}: {resp.data[:200]!r}")
+        body = resp.data
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        if reference.startswith("sha256:") and digest != reference:
+            raise DigestMismatch(f"manifest {reference}: the registry sent content that hashes to {digest}")
+        return digest, body, resp.headers.get("Content-Type", "").split(";")[0]
+
+    def fetch_blob(self, store: ImageStore, digest: str, size: int | None, progress: Progress) -> None:
+        """Into the store, resuming a partial download, under the blob's own lock."""
+        hexpart = check_digest(digest)
+        os.makedirs(store.blobs, mode=0o700, exist_ok=True)
+        partial = os.path.join(store.blobs, f"{hexpart}.partial")
+        with open(os.path.join(store.blobs, f"{hexpart}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if store.has_blob(digest):
+                progress.done(digest, size or 0)
+                return
+            h = hashlib.sha256()
+            have = 0
+            if os.path.exists(partial):
+                with open(partial, "rb") as f:
+                    while chunk := f.read(CHUNK):
+                        h.update(chunk)
+                        have += len(chunk)
+            headers = {"Range": f"bytes={have}-"} if have else {}
+            resp = self._request(f"{self.base}/blobs/{digest}", headers, stream=True)
+            if resp.status == 200 and have:  # no ranges here: start again
+                h, have = hashlib.sha256(), 0
+            elif resp.status not in (200, 206):
+                resp.release_conn()
+                raise MrunError(f"{self.ref.endpoint}: blob {digest}: HTTP {resp.status}")
+            progress.add(digest, size or 0, have)
+            with open(partial, "ab" if have else "wb") as out:
+                for chunk in resp.stream(CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
+                    progress.advance(len(chunk))
+                out.flush()
+                os.fsync(out.fileno())
+            resp.release_conn()
+            got = "sha256:" + h.hexdigest()
+            if got != digest:
+                os.unlink(partial)
+                raise DigestMismatch(f"blob {digest}: the registry sent content that hashes to {got}; refused")
+            os.rename(partial, store.blob_path(digest))
+            progress.done(digest, 0)
+
+
+class Progress:
+    """One status line on a terminal; nothing on a pipe but what the caller prints."""
+
+    def __init__(self, out: IO[str] = sys.stderr) -> None:
+        self.out, self.tty = out, out.isatty()
+        self.total = self.got = self.layers = self.finished = 0
+        self.lock = threading.Lock()
+
+    def add(self, _digest: str, size: int, have: int) -> None:
+        with self.lock:
+            self.total += size
+            self.got += have
+            self.layers += 1
+        self._show()
+
+    def advance(self, n: int) -> None:
+        with self.lock:
+            self.got += n
+        self._show()
+
+    def done(self, _digest: str, _size: int) -> None:
+        with self.lock:
+            self.finished += 1
+        self._show()
+
+    def _show(self) -> None:
+        if self.tty:
+            line = f"\rpulling: {self.finished}/{self.layers} layers, {self.got / 1e6:.1f}/{self.total / 1e6:.1f} MB"
+            self.out.write(line)
+            self.out.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.out.write("\n")
+
+
+class RegistrySource(Source):
+    """The registry as a source for ``install``: manifests by digest, layers prefetched into the store."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.manifests: dict[str, bytes] = {}
+
+    def index(self) -> dict[str, Any]:
+        ref = self.registry.ref
+        digest, body, media_type = self.registry.manifest(ref.digest or ref.tag)
+        self.manifests[digest] = body
+        desc = {"mediaType": media_type or OCI_MANIFEST, "digest": digest, "size": len(body)}
+        desc["annotations"] = {REF_NAME: ref.name}
+        return {"schemaVersion": 2, "manifests": [desc]}
+
+    def open(self, digest: str) -> IO[bytes]:
+        if digest not in self.manifests:
+            got, body, _ = self.registry.manifest(digest)
+            self.manifests[got] = body
+        return io.BytesIO(self.manifests[digest])
+
+    def prefetch(self, store: ImageStore, manifest: dict[str, Any]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        blobs = [manifest["config"], *manifest.get("layers", [])]
+        progress = Progress()
+        try:
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                futures = [
+                    pool.submit(self.registry.fetch_blob, store, b["digest"], b.get("size"), progress) for b in blobs
+                ]
+                for f in futures:
+                    f.result()
+        finally:
+            progress.close()
+
+
+def pull(
+    store: ImageStore, text: str, insecure: bool = False, creds: str = "", platform: tuple[str, str] | None = None
+) -> list[str]:
+    from mrun.images.install import install
+
+    ref = Reference(text)
+    return install(store, RegistrySource(Registry(ref, insecure, creds)), ref.name, platform)

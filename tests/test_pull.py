@@ -1,0 +1,122 @@
+"""`mrun pull` against a real registry (docker-registry) that demands tokens from a real token
+server, with images pushed by skopeo: Linux, wasm and a multi-platform index."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+
+import pytest
+from conftest import IMAGE, img, img_ok, run_args
+from registry import PASSWORD, USER, Registry
+from test_containerd import build_wasm_archive
+from test_images import multi_platform_layout
+
+CREDS = f"{USER}:{PASSWORD}"
+
+
+@pytest.fixture(scope="module")
+def registry(busybox_archive, tmp_path_factory):
+    reg = Registry(str(tmp_path_factory.mktemp("registry")))
+    work = tmp_path_factory.mktemp("pushed")
+    reg.refs = {
+        "busybox": reg.push(f"oci-archive:{busybox_archive}", "mrun/busybox:1"),
+        "wasm": reg.push(f"oci-archive:{build_wasm_archive(str(work))}", "mrun/hello-wasm:1"),
+        "multi": reg.push(
+            f"oci:{multi_platform_layout(tmp_path_factory.mktemp('multi'), busybox_archive)}",
+            "mrun/multi:1",
+            all_platforms=True,
+        ),
+    }
+    yield reg
+    reg.stop()
+
+
+def test_pull_with_a_token_then_run_linux_and_wasm(images, registry):
+    h = images
+    before = registry.tokens.issued
+    assert img_ok(h, "pull", "--creds", CREDS, registry.refs["busybox"]).stdout.strip() == (
+        f"Pulled: {registry.refs['busybox']}"
+    )
+    assert registry.tokens.issued > before  # the bearer challenge was followed
+    assert img_ok(h, *run_args(h, "--rm", registry.refs["busybox"], "echo", "pulled")).stdout == "pulled\n"
+    img_ok(h, "pull", "--creds", CREDS, registry.refs["wasm"])
+    r = img(h, *run_args(h, "--rm", registry.refs["wasm"]))
+    assert r.returncode == 3 and "hello from wasm32-wasi" in r.stdout, r.stderr
+
+
+def test_credentials_from_an_auth_file(images, registry, tmp_path):
+    h = images
+    auth = tmp_path / "auth.json"
+    auth.write_text(json.dumps({"auths": {registry.host: {"auth": base64.b64encode(CREDS.encode()).decode()}}}))
+    img_ok(h, "pull", registry.refs["busybox"], env={"REGISTRY_AUTH_FILE": str(auth)})
+    assert registry.refs["busybox"] in img_ok(h, "images", "--format", "json").stdout
+
+
+def test_pull_without_credentials_fails_cleanly(images, registry):
+    h = images
+    r = img(h, "pull", registry.refs["busybox"], env={"REGISTRY_AUTH_FILE": "/nonexistent", "HOME": h.tmp})
+    assert r.returncode != 0 and "refused anonymous access" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert (
+        not os.path.exists(os.path.join(h.image_root, "images.json"))
+        or IMAGE not in open(os.path.join(h.image_root, "images.json")).read()
+    )
+
+
+def test_pull_picks_the_platform_from_an_index(images, registry):
+    h = images
+    img_ok(h, "pull", "--creds", CREDS, registry.refs["multi"])
+    assert img_ok(h, *run_args(h, "--rm", registry.refs["multi"], "echo", "linux")).stdout == "linux\n"
+    wasm_store = os.path.join(h.tmp, "wasm-store")
+    r = h.mrun(
+        "--image-root", wasm_store, "pull", "--platform", "wasip1/wasm", "--creds", CREDS, registry.refs["multi"]
+    )
+    assert r.returncode == 0, r.stderr
+    r = h.mrun("--image-root", wasm_store, *run_args(h, "--rm", registry.refs["multi"]))
+    assert r.returncode == 3 and "hello from wasm32-wasi" in r.stdout, r.stderr
+
+
+def test_interrupted_and_corrupted_downloads_resume_or_restart(images, registry):
+    h = images
+    first = os.path.join(h.tmp, "first")
+    assert h.mrun("--image-root", first, "pull", "--creds", CREDS, registry.refs["busybox"]).returncode == 0
+    entry = next(iter(json.load(open(os.path.join(first, "images.json"))).values()))
+    layer = entry["blobs"][-1].removeprefix("sha256:")
+    data = open(os.path.join(first, "blobs", "sha256", layer), "rb").read()
+    blobs = os.path.join(h.image_root, "blobs", "sha256")
+    os.makedirs(blobs)
+    with open(os.path.join(blobs, f"{layer}.partial"), "wb") as f:
+        f.write(data[: len(data) // 2])  # an interrupted pull: resumed with a Range request
+    img_ok(h, "pull", "--creds", CREDS, registry.refs["busybox"])
+    assert open(os.path.join(blobs, layer), "rb").read() == data
+    img_ok(h, "rmi", registry.refs["busybox"])
+    with open(os.path.join(blobs, f"{layer}.partial"), "wb") as f:
+        f.write(b"garbage that is not the start of the layer")  # refused, then the next pull starts over
+    r = img(h, "pull", "--creds", CREDS, registry.refs["busybox"])
+    assert r.returncode != 0 and "hashes to" in r.stderr
+    assert not os.path.exists(os.path.join(blobs, f"{layer}.partial")) and not os.path.exists(
+        os.path.join(blobs, layer)
+    )
+    img_ok(h, "pull", "--creds", CREDS, registry.refs["busybox"])
+    assert img_ok(h, *run_args(h, "--rm", registry.refs["busybox"], "true")).returncode == 0
+
+
+def test_two_pulls_at_once_share_the_work(images, registry):
+    h = images
+    cmd = [h.binary, "--root", h.root, "--image-root", h.image_root, "pull", "--creds", CREDS]
+    procs = [
+        subprocess.Popen([*cmd, registry.refs[name]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name in ("busybox", "busybox", "multi")
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    names = json.loads(img_ok(h, "images", "--format", "json").stdout)
+    assert {n["name"] for n in names} == {registry.refs["busybox"], registry.refs["multi"]}
+    blobs = os.listdir(os.path.join(h.image_root, "blobs", "sha256"))
+    assert not [b for b in blobs if b.endswith(".partial")]
+    layers = os.listdir(os.path.join(h.image_root, "layers"))
+    assert len(layers) == 1  # the same busybox layer, once, for both names
