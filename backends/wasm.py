@@ -143,6 +143,32 @@ def mrun_preload(bundle: Bundle) -> None:
 
 
 @hookimpl
+def mrun_precompile(path: str) -> bool | None:
+    """Into the shared module cache, as mrun_prepare will look it up."""
+    import wasmtime
+    import wasmtime.component
+    from mrun.backends.wasm_cache import ModuleCache
+
+    try:
+        with open(path, "rb") as f:
+            wasm = f.read()
+    except OSError:
+        return None
+    kind = kind_of(wasm[:8])
+    if kind is None:
+        return None
+    eng = engine()
+    cls = wasmtime.Module if kind == "module" else wasmtime.component.Component
+    try:
+        ModuleCache().load_or_compile(
+            wasm, kind, engine_description(), lambda b: cls(eng, b), lambda b: cls.deserialize(eng, b)
+        )
+    except wasmtime.WasmtimeError as e:
+        raise MrunError(f"wasm: {os.path.basename(path)}: invalid {kind}: {_first_line(e)}")
+    return True
+
+
+@hookimpl
 def mrun_prepare(container: Container, process: dict[str, Any]) -> None:
     import signal  # noqa: F401 - imported here, used in the sandbox where imports are impossible
     import threading  # noqa: F401

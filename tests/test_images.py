@@ -267,3 +267,38 @@ def _docker_archive(tmp_path, entries) -> str:
             info.size = len(data)
             t.addfile(info, io.BytesIO(data))
     return path
+
+
+def test_a_wasm_image_made_from_a_module_is_precompiled_saved_and_reloaded(images, tmp_path):
+    h = images
+    cache = {"MRUN_CACHE_DIR": str(tmp_path / "cache")}
+    module = os.path.join(os.path.dirname(__file__), "..", "examples", "wasm", "hello.wasm")
+    img_ok(h, "image", "wasm", module, "localhost/made:1", env=cache)
+    assert len(img_ok(h, "cache", "list", env=cache).stdout.strip().splitlines()) == 1  # compiled on import
+    r = img(h, *run_args(h, "--rm", "--name", "made1", "localhost/made:1", "4"), env=cache)
+    assert r.returncode == 4 and "[/hello.wasm] [4]" in r.stdout, r.stderr
+    assert len(img_ok(h, "cache", "list", env=cache).stdout.strip().splitlines()) == 1  # the run used that entry
+    archive = str(tmp_path / "made.tar")
+    img_ok(h, "save", "localhost/made:1", archive)
+    inspected = json.loads(
+        subprocess.run(["skopeo", "inspect", f"oci-archive:{archive}"], check=True, capture_output=True).stdout
+    )
+    assert (inspected["Os"], inspected["Architecture"]) == ("wasip1", "wasm")
+    other = str(tmp_path / "other-store")
+    assert h.mrun("--image-root", other, "load", archive).returncode == 0
+    r = h.mrun("--image-root", other, *run_args(h, "--rm", "localhost/made:1", "2"), env=cache)
+    assert r.returncode == 2, r.stderr
+    bad = tmp_path / "bad.wasm"
+    bad.write_bytes(b"not wasm at all")
+    r = img(h, "image", "wasm", str(bad), "localhost/bad:1")
+    assert r.returncode != 0 and "not a WebAssembly" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_inspect_shows_the_image_and_config(images, busybox_archive):
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "insp", "--hostname", "box1", IMAGE, "sleep", "600"))
+    doc = json.loads(img_ok(h, "inspect", "insp").stdout)
+    assert doc["state"]["status"] == "running" and doc["image"]["image"] == IMAGE
+    assert doc["config"]["hostname"] == "box1"
+    img_ok(h, "rm", "--force", "insp")

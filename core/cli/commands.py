@@ -204,10 +204,15 @@ COMMANDS = (
     ),
     Command(
         "image",
-        "image inspect NAME | image prune (remove blobs and layers nothing uses)",
+        "image inspect NAME | image prune (remove what nothing uses) | image wasm FILE.wasm NAME (make a wasm image)",
         "image_verbs.image",
-        (Arg("action", "inspect or prune"), Arg("image", "name or id", required=False)),
+        (
+            Arg("action", "inspect, prune or wasm"),
+            Arg("image", "the image (inspect), or the .wasm file (wasm)", required=False),
+            Arg("name", "the new image's name (wasm)", required=False),
+        ),
     ),
+    Command("inspect", "a container's state, image and config as JSON", "image_verbs.inspect", (_ID,)),
     Command(
         "logs",
         "print the output of a container started with mrun run IMAGE -d",

@@ -70,7 +70,9 @@ def images(g: dict[str, Any], format: str, quiet: bool) -> int:  # noqa: A002
     for name, e in sorted(index.items()):
         repo, _, tag = name.rpartition(":")
         kind = "wasm" if e.get("wasm") else "linux"
-        rows.append((repo, tag, e["config"].removeprefix("sha256:")[:12], kind, f"{e.get('size', 0) / 1e6:.1f}MB"))
+        size = e.get("size", 0)
+        shown = f"{size / 1e6:.1f}MB" if size >= 1e6 else f"{size / 1e3:.0f}kB"
+        rows.append((repo, tag, e["config"].removeprefix("sha256:")[:12], kind, shown))
     _table(rows)
     return 0
 
@@ -91,8 +93,16 @@ def rmi(g: dict[str, Any], image: str) -> int:
     return 0
 
 
-def image(g: dict[str, Any], action: str, image: str | None) -> int:
+def image(g: dict[str, Any], action: str, image: str | None, name: str | None) -> int:
     store = _store(g)
+    if action == "wasm":
+        from mrun.images.wasm_image import build
+
+        if not image or not name:
+            raise InvalidSpec("image wasm: give the module and the image's name (mrun image wasm hello.wasm NAME)")
+        for made in build(store, image, name):
+            print(f"Made image: {made}")
+        return 0
     if action == "inspect":
         if not image:
             raise InvalidSpec("image inspect: name the image")
@@ -104,7 +114,7 @@ def image(g: dict[str, Any], action: str, image: str | None) -> int:
             for what in store.prune():
                 print(f"removed {what}")
         return 0
-    raise InvalidSpec(f"image: unknown action {action!r} (inspect or prune)")
+    raise InvalidSpec(f"image: unknown action {action!r} (inspect, prune or wasm)")
 
 
 def parse_size(text: str) -> int:
@@ -191,6 +201,15 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
 def _bundle_of(g: dict[str, Any], container_id: str) -> str:
     record = _rt(g).store.load(container_id)
     return record.bundle
+
+
+def inspect(g: dict[str, Any], container_id: str) -> int:
+    runtime = _rt(g)
+    record = runtime.store.load(container_id)
+    marker = os.path.join(record.bundle, "image.json")
+    image = jsonio.load_file(marker) if os.path.exists(marker) else None
+    print(jsonio.dumps({"state": runtime.state(container_id), "image": image, "config": record.config}, indent=2))
+    return 0
 
 
 def logs(g: dict[str, Any], container_id: str, follow: bool) -> int:

@@ -91,9 +91,44 @@ def install(store: ImageStore, source: Source, name: str | None, want: tuple[str
             descs[0] if len(descs) == 1 and "platform" not in descs[0] else choose(source, {"manifests": descs}, want)
         )
         digest, manifest = resolve_manifest(source, desc, want)
-        _install_one(store, source, normalize(target), digest, manifest)
+        entry = _install_one(store, source, normalize(target), digest, manifest)
+        if entry["wasm"]:
+            precompile(store, entry)
         done.append(normalize(target))
     return done
+
+
+def entrypoint_on_host(store: ImageStore, entry: dict[str, Any]) -> str | None:
+    """The image's entrypoint file in the topmost layer that has it (never through a symlink)."""
+    try:
+        config = (store.read_json(entry["config"]).get("config") or {}) if not entry.get("modules") else {}
+    except MrunError:
+        config = {}
+    args = (config.get("Entrypoint") or []) + (config.get("Cmd") or []) or entry.get("modules") or []
+    if not args or not args[0].startswith("/"):
+        return None
+    rel = os.path.normpath(args[0]).lstrip("/")
+    for diff_id in reversed(entry["layers"]):
+        path = os.path.join(store.layer_dir(diff_id), rel)
+        if os.path.lexists(path):
+            return path if os.path.isfile(path) and not os.path.islink(path) else None
+    return None
+
+
+def precompile(store: ImageStore, entry: dict[str, Any]) -> None:
+    """Let the backends compile the entrypoint now (wasm: into the module cache), so the first
+    run does not pay for it. A module that does not compile is reported; the image stays."""
+    import sys
+
+    from mrun.plugins.manager import Backends
+
+    path = entrypoint_on_host(store, entry)
+    if path is None:
+        return
+    try:
+        Backends.load().pm.hook.mrun_precompile(path=path)
+    except MrunError as e:
+        print(f"mrun: warning: {e}", file=sys.stderr)
 
 
 def _full_name(ref: str) -> str:
@@ -102,7 +137,9 @@ def _full_name(ref: str) -> str:
     return ref if "/" in ref or ":" in ref else ""
 
 
-def _install_one(store: ImageStore, source: Source, name: str, manifest_digest: str, manifest_bytes: bytes) -> None:
+def _install_one(
+    store: ImageStore, source: Source, name: str, manifest_digest: str, manifest_bytes: bytes
+) -> dict[str, Any]:
     manifest = jsonio.loads(manifest_bytes)
     config_desc = manifest.get("config") or {}
     layers = manifest.get("layers") or []
@@ -143,6 +180,7 @@ def _install_one(store: ImageStore, source: Source, name: str, manifest_digest: 
         index = store.index()
         index[name] = entry
         store.save_index(index)
+    return entry
 
 
 def _module_name(layer: dict[str, Any]) -> str:

@@ -50,6 +50,13 @@ def mrun_preload(bundle: Bundle) -> None:
 
 
 @hookspec
+def mrun_precompile(path: str) -> bool | None:
+    """Optional, called on every backend when an image was just pulled or loaded: ``path`` is its
+    entrypoint as unpacked on the host. A backend that runs such files may compile it now, so the
+    first ``run`` is already fast. Return True if it did, None to pass."""
+
+
+@hookspec
 def mrun_features() -> dict[str, Any]:
     """A description of the backend for ``mrun features``: {"name", "description", ...}."""
 
