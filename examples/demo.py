@@ -1,9 +1,11 @@
-"""The quick-start job: a Linux container and a wasm container, side by side, through one CLI.
+"""The quick-start job: a Linux image and a wasm image, built from examples/, run side by side
+through one CLI, offline.
 
-Both bundles are built here: a busybox one (Debian's busybox-static) and one holding only
-examples/wasm/hello.wasm (built from hello.c with Debian's clang). Both run at the same time,
-each in its own namespaces and cgroup, with the same memory and pids limits; `mrun explain`
-says which backend runs which, and why.
+The Linux image is Debian's busybox-static packed by umoci and skopeo into an oci-archive and
+loaded with `mrun load`; the wasm image is made by `mrun image wasm` from examples/wasm/hello.wasm
+(built from hello.c with Debian's clang), which also precompiles it. Both containers run at the
+same time, each in its own namespaces, overlay snapshot and cgroup, with the same memory and
+pids limits.
 """
 
 from __future__ import annotations
@@ -17,59 +19,39 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from busybox_bundle import make_bundle, remove_parent_cgroup, write_config  # noqa: E402
-from mrun.defaults import default_spec  # noqa: E402
+from busybox_bundle import make_oci_archive, make_rootfs, remove_parent_cgroup  # noqa: E402
 
 MRUN = os.path.join(os.path.dirname(sys.executable), "mrun")
-LIMITS = {"memory": {"limit": 64 * 1024 * 1024}, "pids": {"limit": 32}}
-
-
-def linux_bundle(path: str) -> None:
-    script = 'echo "linux: pid $$ on $(hostname), $(ls /sys/class/net | wc -l) interface(s), args: $*"'
-    cfg = make_bundle(
-        path, ["sh", "-c", script, "sh", "from", "busybox"], cgroups_path="/mrun-demo/linux", hostname="mrun-linux"
-    )
-    cfg["linux"]["resources"].update(LIMITS)
-    write_config(path, cfg)
-
-
-def wasm_bundle(path: str) -> None:
-    rootfs = os.path.join(path, "rootfs")
-    for d in ("proc", "dev", "sys", "work"):
-        os.makedirs(os.path.join(rootfs, d), exist_ok=True)
-    shutil.copy(os.path.join(HERE, "wasm", "hello.wasm"), os.path.join(rootfs, "hello.wasm"))
-    with open(os.path.join(rootfs, "work", "data.txt"), "w") as f:
-        f.write("a file in the wasm container's working directory\n")
-    cfg = default_spec()
-    cfg["process"].update(
-        terminal=False, args=["/hello.wasm", "0", "from", "wasm"], cwd="/work", env=["GREETING=hello from the OCI spec"]
-    )
-    cfg["hostname"] = "mrun-wasm"
-    cfg["linux"]["cgroupsPath"] = "/mrun-demo/wasm"
-    cfg["linux"]["resources"].update(LIMITS)
-    write_config(path, cfg)
+LINUX_IMAGE, WASM_IMAGE = "localhost/demo-busybox:latest", "localhost/demo-hello:latest"
+LIMITS = ["--memory", "64m", "--pids-limit", "32", "--cgroup-parent", "/mrun-demo"]
 
 
 def main() -> int:
     work = tempfile.mkdtemp(prefix="mrun-quickstart-")
-    root = os.path.join(work, "state")
+    mrun = [MRUN, "--root", os.path.join(work, "state"), "--image-root", os.path.join(work, "images")]
+    env = {**os.environ, "MRUN_CACHE_DIR": os.path.join(work, "cache")}
+
+    def show(*args: str) -> None:
+        print(f"$ mrun {' '.join(args)}", flush=True)
+        subprocess.run([*mrun, *args], check=True, env=env)
+
     try:
-        bundles = {"linux": os.path.join(work, "linux"), "wasm": os.path.join(work, "wasm")}
-        os.makedirs(bundles["linux"])
-        linux_bundle(bundles["linux"])
-        wasm_bundle(bundles["wasm"])
-        for name, bundle in bundles.items():
-            print(f"$ mrun explain -b {name}/")
-            subprocess.run([MRUN, "--root", root, "explain", "-b", bundle], check=True)
-        print("$ mrun run -b linux/ demo-linux  &  mrun run -b wasm/ demo-wasm")
+        make_rootfs(os.path.join(work, "rootfs"))
+        archive = make_oci_archive(os.path.join(work, "rootfs"), work, LINUX_IMAGE, ["/bin/sh"], ["PATH=/bin"])
+        show("load", archive)
+        show("image", "wasm", os.path.join(HERE, "wasm", "hello.wasm"), WASM_IMAGE)
+        show("images")
+        script = 'echo "linux: pid $$ on $(hostname), $(ls /sys/class/net | wc -l) interface(s), args: $*"'
+        runs = {
+            "linux": [*LIMITS, "--name", "demo-linux", LINUX_IMAGE, "sh", "-c", script, "sh", "from", "busybox"],
+            "wasm": [*LIMITS, "--name", "demo-wasm", "-e", "GREETING=hello from the image", WASM_IMAGE, "0", "wasm"],
+        }
+        print(f"$ mrun run --rm {' '.join(runs['linux'])}  &  mrun run --rm {' '.join(runs['wasm'])}", flush=True)
         procs = {
             name: subprocess.Popen(
-                [MRUN, "--root", root, "run", "-b", bundle, f"demo-{name}"],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                text=True,
+                [*mrun, "run", "--rm", *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, env=env
             )
-            for name, bundle in bundles.items()
+            for name, args in runs.items()
         }
         codes = {}
         for name, proc in procs.items():
@@ -80,6 +62,7 @@ def main() -> int:
         print(json.dumps({"exit codes": codes}))
         return max(codes.values())
     finally:
+        subprocess.run([*mrun, "image", "prune"], capture_output=True, env=env)
         shutil.rmtree(work, ignore_errors=True)
         remove_parent_cgroup("mrun-demo")
 

@@ -302,3 +302,15 @@ def test_inspect_shows_the_image_and_config(images, busybox_archive):
     assert doc["state"]["status"] == "running" and doc["image"]["image"] == IMAGE
     assert doc["config"]["hostname"] == "box1"
     img_ok(h, "rm", "--force", "insp")
+
+
+def test_the_quick_start_demo_runs_a_linux_and_a_wasm_image_side_by_side():
+    """examples/demo.py is what the README's first command runs."""
+    import sys
+
+    demo = os.path.join(os.path.dirname(__file__), "..", "examples", "demo.py")
+    r = subprocess.run([sys.executable, demo], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "[linux] linux: pid 1 on demo-linux" in r.stdout
+    assert "[wasm] hello from wasm32-wasi: [/hello.wasm] [0] [wasm]" in r.stdout
+    assert '{"exit codes": {"linux": 0, "wasm": 0}}' in r.stdout
