@@ -158,6 +158,24 @@ def test_multi_platform_index_picks_the_host_or_the_asked_platform(images, busyb
     assert r.returncode != 0 and "linux/s390x" in r.stderr
 
 
+@pytest.mark.parametrize("snapshotter", ["overlay", "copy"])
+def test_whiteouts_and_opaque_directories_across_layers(images, busybox_rootfs, tmp_path, snapshotter):
+    """Layer 2 deletes a file and makes a directory opaque; both snapshotters must show only layer 2's view."""
+    h = images
+    base = [(f"bin/{n}", open(os.path.join(busybox_rootfs, "bin", n), "rb").read()) for n in ("busybox", "sh", "ls")]
+    first = [("bin", None), *base, ("etc", None), ("etc/gone", b"deleted above"), ("etc/kept", b"kept\n")]
+    first += [("data", None), ("data/old", b"hidden by opaque")]
+    second = [("etc", None), ("etc/.wh.gone", b""), ("data", None), ("data/.wh..wh..opq", b""), ("data/new", b"n\n")]
+    archive = _docker_archive(tmp_path, first, second, name="layers.tar")
+    img_ok(h, "load", archive, "localhost/layers:v1")
+    env = {"MRUN_SNAPSHOTTER": snapshotter}
+    r = img(h, *run_args(h, "--rm", "localhost/layers:v1", "/bin/sh", "-c", "ls /etc /data"), env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["/data:", "new", "/etc:", "kept"], r.stdout
+    with open("/proc/self/mountinfo") as f:
+        assert h.image_root not in f.read()
+
+
 @pytest.mark.parametrize(
     "entries, why",
     [
@@ -241,29 +259,39 @@ def _write_layout(layout, manifests) -> None:
     (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": descs}))
 
 
-def _docker_archive(tmp_path, entries) -> str:
-    """A docker-archive whose one layer holds ``entries`` (bytes = a file, '->target' = a symlink)."""
+def _layer(entries) -> bytes:
+    """A layer tar: bytes = a file, '->target' = a symlink, None = a directory."""
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w", format=tarfile.PAX_FORMAT) as t:
         for name, data in entries:
             info = tarfile.TarInfo(name)
-            if isinstance(data, str):
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                t.addfile(info)
+            elif isinstance(data, str):
                 info.type, info.linkname = tarfile.SYMTYPE, data[2:]
                 t.addfile(info)
             else:
-                info.size = len(data)
+                info.size, info.mode = len(data), 0o755
                 t.addfile(info, io.BytesIO(data))
-    layer_bytes = layer.getvalue()
-    diff = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
-    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff]}})
-    path = str(tmp_path / "hostile.tar")
+    return layer.getvalue()
+
+
+def _docker_archive(tmp_path, entries, *more_layers, config_extra=None, name="hostile.tar") -> str:
+    """A docker-archive whose layers hold ``entries`` (then each of ``more_layers``)."""
+    layers = [_layer(e) for e in (entries, *more_layers)]
+    diffs = ["sha256:" + hashlib.sha256(b).hexdigest() for b in layers]
+    config = {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diffs}}
+    config.update(config_extra or {})
+    names = [f"layer{i}.tar" for i in range(len(layers))]
+    path = str(tmp_path / name)
     with tarfile.open(path, "w") as t:
-        for name, data in (
-            ("layer.tar", layer_bytes),
-            ("config.json", config.encode()),
-            ("manifest.json", json.dumps([{"Config": "config.json", "Layers": ["layer.tar"]}]).encode()),
+        for member, data in (
+            *zip(names, layers, strict=True),
+            ("config.json", json.dumps(config).encode()),
+            ("manifest.json", json.dumps([{"Config": "config.json", "Layers": names}]).encode()),
         ):
-            info = tarfile.TarInfo(name)
+            info = tarfile.TarInfo(member)
             info.size = len(data)
             t.addfile(info, io.BytesIO(data))
     return path

@@ -170,7 +170,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
     runtime = _rt(g)
     if runtime.store.exists(cid):
         raise MrunError(f"container {cid!r} already exists")
-    bundle = prepare(store, image, cid, o)
+    bundle = prepare(store, image, cid, o, g.get("warn"))
     try:
         if not detach:
             return runtime.run(cid, bundle, CreateOptions(), False, keep=not remove)

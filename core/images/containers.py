@@ -15,6 +15,7 @@ from typing import Any
 
 from mrun import jsonio
 from mrun.errors import InvalidSpec, MrunError
+from mrun.images.snapshot import mount_or_copy
 from mrun.images.store import ImageStore
 
 IMAGE_ANNOTATION = "org.mrun.image"
@@ -159,8 +160,8 @@ def _volume_mount(volume: str, store: ImageStore) -> dict[str, Any]:
     return {"destination": dest, "type": "bind", "source": source, "options": ["rbind", mode]}
 
 
-def prepare(store: ImageStore, ref: str, container_id: str, o: Overrides) -> str:
-    """Make the container's bundle with its overlay rootfs mounted. -> the bundle path."""
+def prepare(store: ImageStore, ref: str, container_id: str, o: Overrides, warn: object = None) -> str:
+    """Make the container's bundle, its rootfs snapshotted over the layers. -> the bundle path."""
     from mrun.sandbox import syscalls as sc
 
     if not container_id or "/" in container_id or container_id in (".", ".."):
@@ -179,12 +180,7 @@ def prepare(store: ImageStore, ref: str, container_id: str, o: Overrides) -> str
             rootfs = os.path.join(bundle, "rootfs")
             for d in ("rootfs", "upper", "work"):
                 os.mkdir(os.path.join(bundle, d))
-            lower = ":".join(store.layer_dir(d) for d in reversed(entry["layers"]))
-            data = f"lowerdir={lower},upperdir={bundle}/upper,workdir={bundle}/work"
-            try:
-                sc.mount("overlay", rootfs, "overlay", 0, data)
-            except OSError as e:
-                raise MrunError(f"mounting the image's layers (overlay) on {rootfs}: {e.strerror}")
+            mount_or_copy([store.layer_dir(d) for d in entry["layers"]], bundle, warn)
             try:
                 spec = make_spec(config, entry, rootfs, container_id, o, store)
                 with open(os.path.join(bundle, "config.json"), "w") as f:

@@ -1,0 +1,86 @@
+"""A container's rootfs over its image's layers: an overlay mount, or a copy where overlay is
+unavailable (a kernel without it, an image root on a filesystem overlay cannot use as a layer).
+
+The layers are stored in overlay's form, so the copy reads that form back: a 0/0 character
+device is a whiteout (the name is deleted), ``trusted.overlay.opaque=y`` on a directory hides
+what lower layers had in it. ``MRUN_SNAPSHOTTER=copy`` forces the copy.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+
+from mrun.errors import MrunError
+
+OPAQUE_XATTR = "trusted.overlay.opaque"
+
+
+def mount_or_copy(layers: list[str], bundle: str, warn: object = None) -> str:
+    """``layers`` bottom first. -> "overlay" or "copy" (what ``release`` must undo)."""
+    from mrun.sandbox import syscalls as sc
+
+    rootfs = os.path.join(bundle, "rootfs")
+    if os.environ.get("MRUN_SNAPSHOTTER", "overlay") != "copy":
+        lower = ":".join(reversed(layers))
+        data = f"lowerdir={lower},upperdir={bundle}/upper,workdir={bundle}/work"
+        try:
+            sc.mount("overlay", rootfs, "overlay", 0, data)
+            return "overlay"
+        except OSError as e:
+            if e.errno not in (errno.ENODEV, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise MrunError(f"mounting the image's layers (overlay) on {rootfs}: {e.strerror}")
+            if callable(warn):
+                warn(f"overlay is unavailable here ({e.strerror}): copying the image's layers instead")
+    for layer in layers:
+        apply_layer(layer, rootfs)
+    return "copy"
+
+
+def _is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
+def apply_layer(layer: str, rootfs: str) -> None:
+    for src_dir, dirs, files in os.walk(layer):
+        rel = os.path.relpath(src_dir, layer)
+        dst_dir = rootfs if rel == "." else os.path.join(rootfs, rel)
+        if rel != ".":
+            try:
+                opaque = os.getxattr(src_dir, OPAQUE_XATTR, follow_symlinks=False) == b"y"
+            except OSError:
+                opaque = False
+            if opaque:
+                _remove(dst_dir)
+            if not os.path.isdir(dst_dir) or os.path.islink(dst_dir):
+                _remove(dst_dir)
+                os.mkdir(dst_dir)
+            shutil.copystat(src_dir, dst_dir, follow_symlinks=False)
+            st = os.lstat(src_dir)
+            os.lchown(dst_dir, st.st_uid, st.st_gid)
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(src_dir, d))]:
+            src, dst = os.path.join(src_dir, name), os.path.join(dst_dir, name)
+            st = os.lstat(src)
+            _remove(dst)
+            if _is_whiteout(st):
+                continue  # the name is gone from here up
+            if stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(src), dst)
+            elif stat.S_ISREG(st.st_mode):
+                shutil.copy2(src, dst, follow_symlinks=False)
+            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISFIFO(st.st_mode):
+                os.mknod(dst, st.st_mode, st.st_rdev)
+            else:
+                continue
+            os.lchown(dst, st.st_uid, st.st_gid)
+            if not stat.S_ISLNK(st.st_mode):
+                os.chmod(dst, stat.S_IMODE(st.st_mode))
