@@ -342,3 +342,21 @@ def test_the_quick_start_demo_runs_a_linux_and_a_wasm_image_side_by_side():
     assert "[linux] linux: pid 1 on demo-linux" in r.stdout
     assert "[wasm] hello from wasm32-wasi: [/hello.wasm] [0] [wasm]" in r.stdout
     assert '{"exit codes": {"linux": 0, "wasm": 0}}' in r.stdout
+
+
+@pytest.mark.parametrize(
+    "fmt, transport", [("oci-archive", "oci-archive"), ("oci-dir", "oci"), ("docker-archive", "docker-archive")]
+)
+def test_save_in_each_format_reads_back_in_skopeo_and_mrun(images, busybox_archive, tmp_path, fmt, transport):
+    h = images
+    img_ok(h, "load", busybox_archive)
+    out = str(tmp_path / f"saved-{fmt}")
+    img_ok(h, "save", "--format", fmt, IMAGE, out)
+    inspected = json.loads(
+        subprocess.run(["skopeo", "inspect", f"{transport}:{out}"], check=True, capture_output=True).stdout
+    )
+    assert inspected["Os"] == "linux"
+    other = str(tmp_path / "other")
+    assert h.mrun("--image-root", other, "load", out, "localhost/again:1").returncode == 0
+    r = h.mrun("--image-root", other, *run_args(h, "--rm", "localhost/again:1", "echo", fmt))
+    assert r.returncode == 0 and r.stdout == f"{fmt}\n", r.stderr

@@ -188,9 +188,10 @@ COMMANDS = (
     ),
     Command(
         "save",
-        "write an image to an oci-archive (for skopeo, containerd, podman)",
+        "write an image to an oci-archive, an OCI layout directory or a docker-archive",
         "image_verbs.save",
-        (Arg("image", "name or id"), Arg("archive", "the tarball to write")),
+        (Arg("image", "name or id"), Arg("archive", "the tarball (or directory) to write")),
+        (Flag("format", "oci-archive, oci-dir or docker-archive", short="f", default="oci-archive"),),
     ),
     Command(
         "images",

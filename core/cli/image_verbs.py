@@ -50,10 +50,10 @@ def pull(g: dict[str, Any], image: str, platform: str, insecure: bool, creds: st
     return 0
 
 
-def save(g: dict[str, Any], image: str, archive: str) -> int:
-    from mrun.images.export import save_oci_archive
+def save(g: dict[str, Any], image: str, archive: str, format: str) -> int:  # noqa: A002
+    from mrun.images.export import save as save_image
 
-    save_oci_archive(_store(g), image, archive)
+    save_image(_store(g), image, archive, format)
     return 0
 
 

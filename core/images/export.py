@@ -1,46 +1,101 @@
-"""An image out of the store as an oci-archive: what `skopeo copy oci-archive:...` pushes
-anywhere, and what containerd and podman import. The blobs go as they are: same digests."""
+"""An image out of the store: an oci-archive, an OCI layout directory, or a docker-archive.
+
+OCI forms carry the blobs as they are (same digests), so what is pushed from them is the same
+image. A docker-archive (``docker load``'s format) names its config ``<hex>.json`` and its
+layers ``<diff hex>/layer.tar``, uncompressed, as docker writes them.
+"""
 
 from __future__ import annotations
 
 import io
 import os
+import shutil
 import tarfile
 
 from mrun import jsonio
+from mrun.errors import InvalidSpec
 from mrun.images.sources import OCI_MANIFEST, REF_NAME
 from mrun.images.store import ImageStore, check_digest
+from mrun.images.unpack import decompressed
+
+FORMATS = ("oci-archive", "oci-dir", "docker-archive")
 
 
-def save_oci_archive(store: ImageStore, ref: str, archive: str) -> None:
+def save(store: ImageStore, ref: str, path: str, fmt: str = "oci-archive") -> None:
+    if fmt not in FORMATS:
+        raise InvalidSpec(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
     name, entry = store.image(ref)
-    manifest = store.read_blob(entry["manifest"])
-    index = {
-        "schemaVersion": 2,
-        "manifests": [
-            {
-                "mediaType": jsonio.loads(manifest).get("mediaType") or OCI_MANIFEST,
-                "digest": entry["manifest"],
-                "size": len(manifest),
-                "annotations": {REF_NAME: name},
-            }
-        ],
-    }
-    tmp = f"{archive}.tmp-{os.getpid()}"
+    tmp = f"{path.rstrip('/')}.tmp-{os.getpid()}"
     try:
-        with tarfile.open(tmp, "w") as tar:
-            _add(tar, "oci-layout", b'{"imageLayoutVersion": "1.0.0"}')
-            _add(tar, "index.json", jsonio.dumps(index).encode())
-            for digest in entry["blobs"]:
-                tar.add(store.blob_path(digest), f"blobs/sha256/{check_digest(digest)}", recursive=False)
-        os.rename(tmp, archive)
+        if fmt == "oci-dir":
+            _oci(store, name, entry, _DirWriter(tmp))
+        else:
+            with tarfile.open(tmp, "w") as tar:
+                (_oci if fmt == "oci-archive" else _docker)(store, name, entry, _TarWriter(tar))
+        os.rename(tmp, path)
     finally:
-        if os.path.exists(tmp):
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp)
+        elif os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = 0o644
-    tar.addfile(info, io.BytesIO(data))
+class _TarWriter:
+    def __init__(self, tar: tarfile.TarFile) -> None:
+        self.tar = tar
+
+    def data(self, name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = len(data), 0o644
+        self.tar.addfile(info, io.BytesIO(data))
+
+    def file(self, name: str, path: str) -> None:
+        self.tar.add(path, name, recursive=False)
+
+
+class _DirWriter:
+    def __init__(self, root: str) -> None:
+        self.root = root
+        os.makedirs(root)
+
+    def data(self, name: str, data: bytes) -> None:
+        os.makedirs(os.path.dirname(os.path.join(self.root, name)), exist_ok=True)
+        with open(os.path.join(self.root, name), "wb") as f:
+            f.write(data)
+
+    def file(self, name: str, path: str) -> None:
+        os.makedirs(os.path.dirname(os.path.join(self.root, name)), exist_ok=True)
+        shutil.copyfile(path, os.path.join(self.root, name))
+
+
+def _oci(store: ImageStore, name: str, entry: dict, out: _TarWriter | _DirWriter) -> None:
+    manifest = store.read_blob(entry["manifest"])
+    desc = {
+        "mediaType": jsonio.loads(manifest).get("mediaType") or OCI_MANIFEST,
+        "digest": entry["manifest"],
+        "size": len(manifest),
+        "annotations": {REF_NAME: name},
+    }
+    out.data("oci-layout", b'{"imageLayoutVersion": "1.0.0"}')
+    out.data("index.json", jsonio.dumps({"schemaVersion": 2, "manifests": [desc]}).encode())
+    for digest in entry["blobs"]:
+        out.file(f"blobs/sha256/{check_digest(digest)}", store.blob_path(digest))
+
+
+def _docker(store: ImageStore, name: str, entry: dict, out: _TarWriter) -> None:
+    manifest = store.read_json(entry["manifest"])
+    config_hex = check_digest(entry["config"])
+    out.file(f"{config_hex}.json", store.blob_path(entry["config"]))
+    layers = []
+    for layer, diff_id in zip(manifest.get("layers", []), entry["layers"], strict=True):
+        member = f"{check_digest(diff_id)}/layer.tar"
+        with open(store.blob_path(layer["digest"]), "rb") as f:
+            plain = decompressed(f)
+            info = tarfile.TarInfo(member)
+            data = plain.read()  # layers are written whole: tarfile needs the size first
+            info.size, info.mode = len(data), 0o644
+            out.tar.addfile(info, io.BytesIO(data))
+        layers.append(member)
+    out.data(
+        "manifest.json", jsonio.dumps([{"Config": f"{config_hex}.json", "RepoTags": [name], "Layers": layers}]).encode()
+    )
