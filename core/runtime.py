@@ -157,6 +157,11 @@ class Runtime:
             record.cgroup = cgroup.to_dict()
             container = Container(container_id, view, self.store.path(container_id), note=self.debug)
             backends.hook(record.backend, "mrun_prepare")(container=container, process=spec.process)
+            network = None
+            if (spec.raw.get("annotations") or {}).get("org.mrun.network"):
+                from mrun.network import attach
+
+                network = attach.prepare(spec, self.store.path(container_id), self.store.root, container_id)
             fifo = self.store.path(container_id, EXEC_FIFO)
             os.mkfifo(fifo, 0o600)
             # Opened here, inherited by the init: inside a user namespace it could not open the
@@ -205,6 +210,8 @@ class Runtime:
                     raise MrunError(msg["error"])
                 else:
                     raise MrunError("the container's init process died while setting up")
+            if network is not None:
+                attach.attach(network, record.pid)
             record.stage = "created"
             self.store.save(record)
             if opts.pid_file:
@@ -229,7 +236,14 @@ class Runtime:
                 cgroup.destroy()
             except MrunError:
                 pass
+        self._detach_network(record.id)
         self.store.remove(record.id)
+
+    def _detach_network(self, container_id: str) -> None:
+        if os.path.exists(self.store.path(container_id, "net.json")):
+            from mrun.network.attach import detach
+
+            detach(self.store.path(container_id))
 
     def start(self, container_id: str) -> Record:
         with self.store.lock(container_id):
@@ -366,6 +380,7 @@ class Runtime:
         except MrunError:
             if not force:
                 raise
+            self._detach_network(container_id)
             self.store.remove(container_id)  # a create that crashed before writing its state
             return
         status = self.store.status(record)
@@ -383,6 +398,7 @@ class Runtime:
             from mrun.hooks import run_hooks
 
             run_hooks("poststop", poststop, oci_state(self.store, record, "stopped"))
+        self._detach_network(container_id)
         self.store.remove(container_id)
         if "org.mrun.image" in (record.config.get("annotations") or {}):
             from mrun.images.containers import release

@@ -23,7 +23,7 @@ from busybox_bundle import make_oci_archive, make_rootfs, remove_parent_cgroup  
 
 MRUN = os.path.join(os.path.dirname(sys.executable), "mrun")
 LINUX_IMAGE, WASM_IMAGE = "localhost/demo-busybox:latest", "localhost/demo-hello:latest"
-LIMITS = ["--memory", "64m", "--pids-limit", "32", "--cgroup-parent", "/mrun-demo"]
+LIMITS = ["--memory", "64m", "--pids-limit", "32", "--cgroup-parent", "/mrun-demo", "--network", "none"]
 
 
 def main() -> int:

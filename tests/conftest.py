@@ -232,5 +232,6 @@ def img_ok(h, *args: str, **kw):
     return r
 
 
-def run_args(h, *args: str) -> list[str]:
-    return ["run", "--cgroup-parent", h.cgroup_parent, *args]
+def run_args(h: Any, *args: str) -> list[str]:
+    """`mrun run` in the test's cgroup parent; no network unless the test asks (a later --network wins)."""
+    return ["run", "--cgroup-parent", h.cgroup_parent, "--network", "none", *args]

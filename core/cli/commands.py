@@ -135,6 +135,10 @@ COMMANDS = (
             Flag("read-only", "mount the rootfs read-only", kind=bool, default=False),
             Flag("hostname", "the container's hostname", default=""),
             Flag("cgroup-parent", "cgroup the container's cgroup is made under", default="/mrun"),
+            Flag("network", "bridge (default), none, host, container:ID, or a network's name", default="bridge"),
+            Flag(
+                "publish", "publish a port: [host_ip:]host_port:container_port[/udp]", kind=list, short="p", default=()
+            ),
             Flag("annotation", "add an OCI annotation (KEY=VALUE)", kind=list, default=()),
             Flag("tty", "allocate a pseudo-terminal", kind=bool, short="t", default=False),
             Flag(
@@ -214,6 +218,13 @@ COMMANDS = (
         ),
     ),
     Command("inspect", "a container's state, image and config as JSON", "image_verbs.inspect", (_ID,)),
+    Command(
+        "network",
+        "network create NAME [--subnet CIDR] | ls | inspect NAME | rm NAME | prune",
+        "network_verbs.network",
+        (Arg("action", "create, ls, inspect, rm or prune"), Arg("name", "the network", required=False)),
+        (Flag("subnet", "create: the network's IPv4 subnet (default: a free /24 of 10.89.0.0/16)", default=""),),
+    ),
     Command(
         "logs",
         "print the output of a container started with mrun run IMAGE -d",

@@ -128,6 +128,25 @@ def parse_size(text: str) -> int:
         raise InvalidSpec(f"--memory {text!r}: a size such as 64m or 1g expected")
 
 
+def _network_mode(g: dict[str, Any], mode: str, publish: list[str]) -> dict[str, Any]:
+    """--network and -p -> what the spec needs: a namespace path, none at all, or a network's annotations."""
+    if mode in ("none", "host") or mode.startswith("container:"):
+        if publish:
+            raise InvalidSpec(f"-p: ports are published on bridge networks, not with --network {mode}")
+        if mode.startswith("container:"):
+            other = mode.partition(":")[2]
+            record = _rt(g).store.load(other)
+            if _rt(g).store.status(record) not in ("running", "created"):
+                raise InvalidSpec(f"--network {mode}: container {other!r} is not running")
+            return {"namespace": f"/proc/{record.pid}/ns/net"}
+        return {"host": True} if mode == "host" else {}
+    from mrun.network.attach import parse_ports
+    from mrun.network.store import DEFAULT_NETWORK
+
+    parse_ports(",".join(publish))  # bad syntax is refused before anything is made
+    return {"name": DEFAULT_NETWORK if mode == "bridge" else mode, "ports": ",".join(publish)}
+
+
 def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, Any]) -> int:
     """`mrun run IMAGE [COMMAND...]`: prepare the snapshot and bundle, then the runtime's own run."""
     import uuid
@@ -159,6 +178,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         read_only=kw.get("read_only"),
         tty=kw.get("tty"),
         cgroup_parent=kw.get("cgroup_parent"),
+        network=_network_mode(g, kw.get("network") or "bridge", list(kw.get("publish") or ())),
     )
     detach, remove = bool(kw.get("detach")), bool(kw.get("rm"))
     if detach and remove:
@@ -208,7 +228,10 @@ def inspect(g: dict[str, Any], container_id: str) -> int:
     record = runtime.store.load(container_id)
     marker = os.path.join(record.bundle, "image.json")
     image = jsonio.load_file(marker) if os.path.exists(marker) else None
-    print(jsonio.dumps({"state": runtime.state(container_id), "image": image, "config": record.config}, indent=2))
+    net_file = runtime.store.path(container_id, "net.json")
+    network = jsonio.load_file(net_file) if os.path.exists(net_file) else None
+    doc = {"state": runtime.state(container_id), "image": image, "network": network, "config": record.config}
+    print(jsonio.dumps(doc, indent=2))
     return 0
 
 

@@ -70,7 +70,7 @@ def delete(g: dict[str, Any], container_id: str, force: bool) -> int:
 
 IMAGE_RUN_FLAGS = (
     "name rm env env_file volume workdir user entrypoint memory cpus pids_limit read_only hostname annotation tty"
-    " cgroup_parent"
+    " cgroup_parent network publish"
 ).split()
 
 

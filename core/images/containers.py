@@ -40,6 +40,7 @@ class Overrides:
         self.read_only: bool = bool(kw.get("read_only"))
         self.tty: bool = bool(kw.get("tty"))
         self.cgroup_parent: str = kw.get("cgroup_parent") or "/mrun"
+        self.network: dict[str, Any] = kw.get("network") or {}
 
 
 def _lookup_user(rootfs: str, user: str) -> tuple[int, int, list[int]]:
@@ -135,9 +136,24 @@ def make_spec(
     if o.pids_limit is not None:
         resources["pids"] = {"limit": o.pids_limit}
     spec["linux"]["cgroupsPath"] = f"{o.cgroup_parent.rstrip('/')}/{container_id}"
+    _network(spec, o.network)
     for volume in o.volumes:
         spec["mounts"].append(_volume_mount(volume, store))
     return spec
+
+
+def _network(spec: dict[str, Any], net: dict[str, Any]) -> None:
+    namespaces = spec["linux"]["namespaces"]
+    if net.get("host"):
+        spec["linux"]["namespaces"] = [n for n in namespaces if n["type"] != "network"]
+    elif net.get("namespace"):
+        for n in namespaces:
+            if n["type"] == "network":
+                n["path"] = net["namespace"]
+    elif net.get("name"):
+        spec["annotations"]["org.mrun.network"] = net["name"]
+        if net.get("ports"):
+            spec["annotations"]["org.mrun.network.ports"] = net["ports"]
 
 
 def _volume_mount(volume: str, store: ImageStore) -> dict[str, Any]:

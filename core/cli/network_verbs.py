@@ -1,0 +1,78 @@
+"""`mrun network create|ls|inspect|rm|prune`: bridge networks, their leases and rules."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from mrun import jsonio
+from mrun.errors import InvalidSpec
+from mrun.network.store import Networks
+
+
+def network(g: dict[str, Any], action: str, name: str | None, subnet: str) -> int:
+    nets = Networks()
+    if action in ("create", "inspect", "rm") and not name:
+        raise InvalidSpec(f"network {action}: name the network")
+    if action == "create":
+        doc = nets.create(name, subnet)  # type: ignore[arg-type]
+        print(doc["name"])
+    elif action == "ls":
+        rows = [("NAME", "SUBNET", "GATEWAY", "BRIDGE", "CONTAINERS")]
+        for n in nets.names():
+            d = nets.get(n)
+            rows.append((n, d["subnet"], d["gateway"], d["bridge"], str(len(nets.leases(n)))))
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        for r in rows:
+            print("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    elif action == "inspect":
+        print(jsonio.dumps({**nets.get(name), "leases": nets.leases(name)}, indent=2))  # type: ignore[arg-type]
+    elif action == "rm":
+        _teardown(nets, name)  # type: ignore[arg-type]
+        print(name)
+    elif action == "prune":
+        for what in prune(nets):
+            print(f"removed {what}")
+    else:
+        raise InvalidSpec(f"network: unknown action {action!r} (create, ls, inspect, rm or prune)")
+    return 0
+
+
+def _teardown(nets: Networks, name: str) -> None:
+    """The network's definition, then its bridge and rules (refused while containers use it)."""
+    doc = nets.get(name)
+    nets.remove(name)
+    from mrun.network import firewall, links
+
+    firewall.remove(f"mrun-net:{name}")
+    firewall.drop_table_if_unused()
+    links.remove_link(doc["bridge"])
+
+
+def prune(nets: Networks) -> list[str]:
+    """Leases and port reservations whose container is gone, then networks nothing uses."""
+    removed = []
+    for name in nets.names():
+        for ip, owner in nets.leases(name).items():
+            if not _alive(owner):
+                nets.release(name, ip)
+                removed.append(f"lease {ip} in {name}")
+    ports = os.path.join(nets.root, "ports")
+    for entry in os.listdir(ports) if os.path.isdir(ports) else []:
+        try:
+            owner = jsonio.load_file(os.path.join(ports, entry))
+        except (OSError, ValueError):
+            owner = {}
+        if not _alive(owner):
+            os.unlink(os.path.join(ports, entry))
+            removed.append(f"port reservation {entry}")
+    for name in nets.names():
+        if not nets.leases(name):
+            _teardown(nets, name)
+            removed.append(f"network {name}")
+    return removed
+
+
+def _alive(owner: dict[str, str]) -> bool:
+    root, cid = owner.get("root"), owner.get("container")
+    return bool(root and cid and os.path.exists(os.path.join(root, cid, "state.json")))

@@ -1,0 +1,165 @@
+"""A container on a bridge network, driven by its spec's annotations, for every way in:
+``mrun run IMAGE --network NAME -p ...`` writes them, a bundle (runc CLI, containerd's shims)
+may carry them itself.
+
+- ``org.mrun.network``: the network's name (made on first use if it is the default, ``mrun``);
+- ``org.mrun.network.ports``: ``[host_ip:]host_port:container_port[/tcp|udp]``, comma-separated.
+
+``prepare`` runs before the sandbox exists: it leases the address, reserves the ports and
+writes ``/etc/hosts``, ``/etc/resolv.conf`` and ``/etc/hostname`` into the container's state
+directory, bind-mounted by the sandbox. ``attach`` runs once the namespace exists, before
+``start``: bridge, veth, eth0, routes, nftables. ``detach`` undoes whatever ``net.json`` says
+was done, so a crash at any point is cleaned up by ``delete --force``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from typing import Any
+
+from mrun import jsonio
+from mrun.errors import InvalidSpec, MrunError
+from mrun.network.store import Networks, veth_name
+
+NETWORK = "org.mrun.network"
+PORTS = "org.mrun.network.ports"
+PLAN = "net.json"
+
+
+def wanted(annotations: dict[str, str]) -> bool:
+    return bool(annotations.get(NETWORK))
+
+
+def parse_ports(text: str) -> list[dict[str, Any]]:
+    ports = []
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        spec, _, proto = item.partition("/")
+        proto = proto or "tcp"
+        parts = spec.split(":")
+        if proto not in ("tcp", "udp") or len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[-2:]):
+            raise InvalidSpec(f"-p {item!r}: [host_ip:]host_port:container_port[/tcp|udp] expected")
+        host_ip = parts[0] if len(parts) == 3 else ""
+        if host_ip:
+            try:
+                socket.inet_aton(host_ip)
+            except OSError:
+                raise InvalidSpec(f"-p {item!r}: {host_ip!r} is not an IPv4 address")
+        host_port, port = int(parts[-2]), int(parts[-1])
+        if not (0 < host_port < 65536 and 0 < port < 65536):
+            raise InvalidSpec(f"-p {item!r}: ports are 1 to 65535")
+        ports.append({"host_ip": host_ip, "host_port": host_port, "port": port, "proto": proto})
+    return ports
+
+
+def _check_free(p: dict[str, Any]) -> None:
+    """Nobody on the host listens there already (a DNAT rule would silently steal their traffic)."""
+    kind = socket.SOCK_STREAM if p["proto"] == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as s:
+        try:
+            s.bind((p["host_ip"] or "0.0.0.0", p["host_port"]))
+        except OSError as e:
+            raise MrunError(f"-p {p['host_port']}/{p['proto']}: port already in use on this host ({e.strerror})")
+
+
+def _save(state_dir: str, plan: dict[str, Any]) -> None:
+    tmp = os.path.join(state_dir, PLAN + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(jsonio.dumps(plan))
+    os.rename(tmp, os.path.join(state_dir, PLAN))
+
+
+def _resolv_conf() -> str:
+    """The host's resolvers, unless they are loopback ones (systemd-resolved's stub cannot be
+    reached from another namespace): then its upstream list, or nothing."""
+    for path in ("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"):
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        servers = [line for line in lines if line.startswith("nameserver") and not line.split()[1].startswith("127.")]
+        if servers:
+            return "\n".join([*servers, *(line for line in lines if line.startswith(("search", "options")))]) + "\n"
+    return ""
+
+
+def prepare(spec: Any, state_dir: str, state_root: str, container_id: str) -> dict[str, Any]:
+    annotations = spec.raw.get("annotations") or {}
+    if spec.namespaces().get("network", None) != "":
+        raise InvalidSpec(f"annotation {NETWORK}: the container needs a new network namespace (linux.namespaces)")
+    nets = Networks()
+    name = annotations[NETWORK]
+    nets.ensure(name)  # an unknown network fails here, before anything is taken
+    ports = parse_ports(annotations.get(PORTS, ""))
+    owner = {"root": state_root, "container": container_id}
+    tag = "mrun-ctr:" + hashlib.sha256(f"{state_root}\0{container_id}".encode()).hexdigest()[:16]
+    plan: dict[str, Any] = {"network": name, "veth": veth_name(state_root, container_id), "ip": "", "ports": []}
+    plan.update(tag=tag, netroot=nets.root)
+    _save(state_dir, plan)
+    plan["ip"] = nets.lease(name, owner)
+    _save(state_dir, plan)
+    for p in ports:
+        _check_free(p)
+        p["reservation"] = nets.reserve_port(p["proto"], p["host_ip"], p["host_port"], owner)
+        plan["ports"].append(p)
+        _save(state_dir, plan)
+    hostname = spec.raw.get("hostname") or container_id[:12]
+    files = {
+        "hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{plan['ip']}\t{hostname}\n",
+        "resolv.conf": _resolv_conf(),
+        "hostname": hostname + "\n",
+    }
+    for fname, content in files.items():
+        with open(os.path.join(state_dir, fname), "w") as f:
+            f.write(content)
+        os.chmod(os.path.join(state_dir, fname), 0o644)
+        spec.raw.setdefault("mounts", []).append(
+            {
+                "destination": f"/etc/{fname}",
+                "type": "bind",
+                "source": os.path.join(state_dir, fname),
+                "options": ["rbind", "rw"],
+            }
+        )
+    return plan
+
+
+def attach(plan: dict[str, Any], pid: int) -> None:
+    from mrun.network import firewall, links
+
+    nets = Networks(plan["netroot"])
+    network = nets.get(plan["network"])
+    with nets.lock():  # one bridge and one set of network rules, however many start at once
+        firewall.ensure_table()
+        firewall.add_network(network)
+        links.ensure_bridge(network)
+    links.plug(network, plan["veth"], pid, plan["ip"])
+    for p in plan["ports"]:
+        firewall.publish(plan["tag"], p["host_ip"], p["host_port"], p["proto"], plan["ip"], p["port"])
+
+
+def detach(state_dir: str) -> None:
+    """Undo what the plan records; each step tolerates its part being gone already."""
+    try:
+        plan = jsonio.load_file(os.path.join(state_dir, PLAN))
+    except (OSError, ValueError):
+        return
+    if plan.get("ports"):
+        from mrun.network import firewall
+
+        firewall.remove(plan["tag"])
+    if plan.get("veth") and os.path.exists(f"/sys/class/net/{plan['veth']}"):
+        from mrun.network import links
+
+        links.remove_link(plan["veth"])
+    nets = Networks(plan["netroot"])
+    for p in plan.get("ports", []):
+        try:
+            os.unlink(p["reservation"])
+        except (FileNotFoundError, KeyError):
+            pass
+    if plan.get("ip"):
+        nets.release(plan["network"], plan["ip"])
+    os.unlink(os.path.join(state_dir, PLAN))

@@ -1,0 +1,215 @@
+"""Networks and their leases on disk, under ``$MRUN_NETWORK_ROOT`` (``/var/lib/mrun/networks``).
+
+``<name>/network.json`` defines a network; ``<name>/leases/<ip>`` is one address in use, made
+with O_EXCL (two concurrent starts can never get one address) and holding who has it (state
+root and container id), so ``prune`` can tell a lease whose container is gone. Published
+ports are reserved the same way in ``ports/<proto>-<host ip>-<port>``. Everything is plain
+files, so it survives restarts of mrun and of the machine.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import ipaddress
+import os
+import shutil
+from typing import Any
+
+from mrun import jsonio
+from mrun.errors import InvalidSpec, MrunError, NotFound
+
+DEFAULT_NETWORK = "mrun"
+DEFAULT_ROOT = "/var/lib/mrun/networks"
+
+
+def network_root() -> str:
+    return os.environ.get("MRUN_NETWORK_ROOT") or DEFAULT_ROOT
+
+
+def check_name(name: str) -> None:
+    if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name) or name[0] in "-.":
+        raise InvalidSpec(f"network name {name!r}: letters, digits, '-', '_' and '.' expected")
+
+
+def bridge_name(root: str, name: str) -> str:
+    """IFNAMSIZ allows 15 characters: the default network's bridge is mrun0, others mrb-<hash>."""
+    if name == DEFAULT_NETWORK and root == DEFAULT_ROOT:
+        return "mrun0"
+    return "mrb-" + hashlib.sha256(f"{root}\0{name}".encode()).hexdigest()[:10]
+
+
+def veth_name(state_root: str, container_id: str) -> str:
+    return "mrv" + hashlib.sha256(f"{state_root}\0{container_id}".encode()).hexdigest()[:11]
+
+
+class Lock:
+    def __init__(self, path: str) -> None:
+        self.path, self.fd = path, -1
+
+    def __enter__(self) -> Lock:
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+
+class Networks:
+    def __init__(self, root: str | None = None) -> None:
+        self.root = root or network_root()
+
+    def lock(self) -> Lock:
+        return Lock(os.path.join(self.root, "lock"))
+
+    def path(self, name: str, *parts: str) -> str:
+        check_name(name)
+        return os.path.join(self.root, name, *parts)
+
+    def names(self) -> list[str]:
+        if not os.path.isdir(self.root):
+            return []
+        return sorted(n for n in os.listdir(self.root) if os.path.exists(os.path.join(self.root, n, "network.json")))
+
+    def get(self, name: str) -> dict[str, Any]:
+        try:
+            return jsonio.load_file(self.path(name, "network.json"))
+        except FileNotFoundError:
+            raise NotFound(f"network {name!r} not found (see `mrun network ls`)")
+
+    def create(self, name: str, subnet: str = "") -> dict[str, Any]:
+        """Under the lock: the subnet must overlap neither another network nor a host route."""
+        check_name(name)
+        with self.lock():
+            if os.path.exists(self.path(name, "network.json")):
+                raise MrunError(f"network {name!r} already exists")
+            taken = [ipaddress.ip_network(self.get(n)["subnet"]) for n in self.names()]
+            taken += host_routes()
+            if subnet:
+                try:
+                    net = ipaddress.ip_network(subnet, strict=True)
+                except ValueError as e:
+                    raise InvalidSpec(f"--subnet {subnet!r}: {e}")
+                if net.version != 4 or net.prefixlen > 29:
+                    raise InvalidSpec(f"--subnet {subnet}: an IPv4 network of /29 or larger expected")
+                clash = next((t for t in taken if t.overlaps(net)), None)
+                if clash is not None:
+                    raise InvalidSpec(f"--subnet {subnet} overlaps {clash}, already used on this host")
+            else:
+                net = next(
+                    (
+                        n
+                        for n in ipaddress.ip_network("10.89.0.0/16").subnets(new_prefix=24)
+                        if not any(t.overlaps(n) for t in taken)
+                    ),
+                    None,
+                )
+                if net is None:
+                    raise MrunError("no free /24 left in 10.89.0.0/16: give --subnet")
+            hosts = net.hosts()
+            gateway = str(next(hosts))
+            doc = {
+                "name": name,
+                "subnet": str(net),
+                "gateway": gateway,
+                "bridge": bridge_name(self.root, name),
+                "driver": "bridge",
+            }
+            os.makedirs(self.path(name, "leases"), mode=0o700)
+            tmp = self.path(name, "network.json.tmp")
+            with open(tmp, "w") as f:
+                f.write(jsonio.dumps(doc, indent=2))
+            os.rename(tmp, self.path(name, "network.json"))
+            return doc
+
+    def ensure(self, name: str) -> dict[str, Any]:
+        """The default network is made on first use; others must exist."""
+        try:
+            return self.get(name)
+        except NotFound:
+            if name != DEFAULT_NETWORK:
+                raise
+            try:
+                return self.create(name)
+            except MrunError as e:
+                if "already exists" in str(e):
+                    return self.get(name)
+                raise
+
+    def leases(self, name: str) -> dict[str, dict[str, str]]:
+        out = {}
+        d = self.path(name, "leases")
+        for ip in os.listdir(d) if os.path.isdir(d) else []:
+            try:
+                out[ip] = jsonio.load_file(os.path.join(d, ip))
+            except (OSError, ValueError):
+                out[ip] = {}
+        return out
+
+    def lease(self, name: str, owner: dict[str, str]) -> str:
+        net = self.get(name)
+        d = self.path(name, "leases")
+        data = jsonio.dumps(owner).encode()
+        for host in ipaddress.ip_network(net["subnet"]).hosts():
+            ip = str(host)
+            if ip == net["gateway"]:
+                continue
+            try:
+                fd = os.open(os.path.join(d, ip), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            except FileExistsError:
+                continue
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            return ip
+        raise MrunError(f"network {name!r}: no free address left in {net['subnet']}")
+
+    def release(self, name: str, ip: str) -> None:
+        try:
+            os.unlink(self.path(name, "leases", ip))
+        except (FileNotFoundError, InvalidSpec):
+            pass
+
+    def reserve_port(self, proto: str, host_ip: str, port: int, owner: dict[str, str]) -> str:
+        os.makedirs(os.path.join(self.root, "ports"), mode=0o700, exist_ok=True)
+        path = os.path.join(self.root, "ports", f"{proto}-{host_ip or '0.0.0.0'}-{port}")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            holder = jsonio.load_file(path).get("container", "?") if os.path.exists(path) else "?"
+            raise MrunError(f"-p {port}/{proto}: port already published by container {holder!r}")
+        with os.fdopen(fd, "w") as f:
+            f.write(jsonio.dumps(owner))
+        return path
+
+    def remove(self, name: str) -> None:
+        with self.lock():
+            self.get(name)
+            if self.leases(name):
+                raise MrunError(f"network {name!r} is in use by {len(self.leases(name))} container(s)")
+            shutil.rmtree(self.path(name))
+
+
+def host_routes() -> list[ipaddress.IPv4Network]:
+    """Destinations routed on the host (not default): a new subnet must not shadow them."""
+    out = []
+    try:
+        with open("/proc/net/route") as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                dest, mask = int(fields[1], 16), int(fields[7], 16)
+                if mask == 0:
+                    continue
+                net = ipaddress.ip_network(
+                    (
+                        ipaddress.IPv4Address(dest.to_bytes(4, "little")),
+                        str(ipaddress.IPv4Address(mask.to_bytes(4, "little"))),
+                    ),
+                    strict=False,
+                )
+                out.append(net)
+    except OSError:
+        pass
+    return out

@@ -1,0 +1,228 @@
+"""Networking on real netlink and nftables, on loopback and private namespaces only: bridge
+networks, published ports, shared namespaces (Linux and wasm), concurrent IPAM, clean-up."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from conftest import IMAGE, img, img_ok, run_args
+
+HTTPD = "mkdir -p /www && echo hello-{tag} > /www/index.html && exec httpd -f -p {listen} -h /www"
+WGET = "for i in $(seq 20); do wget -q -O - {url} && exit 0; sleep 0.2; done; exit 1"  # the server may be starting
+
+
+@pytest.fixture
+def net(images, busybox_archive, tmp_path):
+    """A private network root and one network in it; afterwards: no bridge, veth, lease or rule left."""
+    h = images
+    forwarding = open("/proc/sys/net/ipv4/ip_forward").read()  # bridge networks turn it on: put it back
+    h.env = {"MRUN_NETWORK_ROOT": str(tmp_path / "networks")}
+    h.net = f"t{uuid.uuid4().hex[:6]}"
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, "network", "create", h.net, env=h.env)
+    yield h
+    for cid in os.listdir(os.path.join(h.image_root, "containers")) if os.path.isdir(h.image_root) else []:
+        img(h, "rm", "--force", cid, env=h.env)
+    bridge = json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["bridge"]
+    leftovers = leases(h)
+    img_ok(h, "network", "prune", env=h.env)
+    assert not leftovers, f"leases left behind: {leftovers}"
+    assert not os.path.exists(f"/sys/class/net/{bridge}")
+    assert not [n for n in os.listdir("/sys/class/net") if n.startswith("mrv")], "veths left behind"
+    assert "mrun-ctr" not in nft_rules() and f"mrun-net:{h.net}" not in nft_rules()
+    with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+        f.write(forwarding)
+
+
+def nft_rules() -> str:
+    return subprocess.run(["nft", "list", "table", "ip", "mrun"], capture_output=True, text=True).stdout
+
+
+def leases(h) -> list[str]:
+    d = os.path.join(h.env["MRUN_NETWORK_ROOT"], h.net, "leases")
+    return os.listdir(d) if os.path.isdir(d) else []
+
+
+def ip_of(h, cid: str) -> str:
+    return json.loads(img_ok(h, "inspect", cid).stdout)["network"]["ip"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 10) -> bytes:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return urllib.request.urlopen(url, timeout=2).read()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_two_bridge_containers_talk_over_tcp(net):
+    h = net
+    img_ok(
+        h,
+        *run_args(
+            h, "-d", "--name", "srv", "--network", h.net, IMAGE, "sh", "-c", HTTPD.format(tag="srv", listen="8000")
+        ),
+        env=h.env,
+    )
+    srv = ip_of(h, "srv")
+    r = img(
+        h,
+        *run_args(
+            h,
+            "--rm",
+            "--network",
+            h.net,
+            IMAGE,
+            "sh",
+            "-c",
+            WGET.format(url=f"http://{srv}:8000/index.html"),
+        ),
+        env=h.env,
+    )
+    assert r.returncode == 0 and r.stdout == "hello-srv\n", r.stderr
+    r = img(h, *run_args(h, "--rm", "--network", h.net, IMAGE, "cat", "/etc/hosts", "/etc/hostname"), env=h.env)
+    assert "127.0.0.1\tlocalhost" in r.stdout
+
+
+def test_a_published_port_on_127_0_0_1_reaches_httpd(net):
+    h = net
+    port = free_port()
+    img_ok(
+        h,
+        *run_args(
+            h,
+            "-d",
+            "--name",
+            "web",
+            "--network",
+            h.net,
+            "-p",
+            f"127.0.0.1:{port}:80",
+            IMAGE,
+            "sh",
+            "-c",
+            HTTPD.format(tag="web", listen="80"),
+        ),
+        env=h.env,
+    )
+    assert wait_http(f"http://127.0.0.1:{port}/index.html") == b"hello-web\n"
+    assert f"dport {port}" in nft_rules()
+    img_ok(h, "rm", "--force", "web", env=h.env)
+    assert f"dport {port}" not in nft_rules()
+
+
+def test_container_mode_shares_localhost_and_a_wasm_container_sees_the_same_interfaces(net):
+    h = net
+    img_ok(
+        h,
+        *run_args(
+            h,
+            "-d",
+            "--name",
+            "owner",
+            "--network",
+            h.net,
+            IMAGE,
+            "sh",
+            "-c",
+            HTTPD.format(tag="local", listen="127.0.0.1:8000"),
+        ),
+        env=h.env,
+    )
+    r = img(
+        h,
+        *run_args(
+            h,
+            "--rm",
+            "--network",
+            "container:owner",
+            IMAGE,
+            "sh",
+            "-c",
+            WGET.format(url="http://127.0.0.1:8000/index.html"),
+        ),
+        env=h.env,
+    )
+    assert r.returncode == 0 and r.stdout == "hello-local\n", r.stderr
+    cat = os.path.join(os.path.dirname(__file__), "..", "examples", "wasm", "cat.wasm")
+    img_ok(h, "image", "wasm", cat, "localhost/cat:1")
+    r = img(h, *run_args(h, "--rm", "--network", "container:owner", "localhost/cat:1", "/proc/net/dev"), env=h.env)
+    assert r.returncode == 0, r.stderr
+    wasm_sees = sorted(line.split(":")[0].strip() for line in r.stdout.splitlines()[2:])
+    r = img_ok(h, "exec", "owner", "cat", "/proc/net/dev", env=h.env)
+    linux_sees = sorted(line.split(":")[0].strip() for line in r.stdout.splitlines()[2:])
+    assert wasm_sees == linux_sees == ["eth0", "lo"]
+
+
+def test_twenty_concurrent_starts_get_twenty_addresses(net):
+    h = net
+
+    def start(i: int) -> int:
+        return img(
+            h, *run_args(h, "-d", "--name", f"c{i}", "--network", h.net, IMAGE, "sleep", "600"), env=h.env
+        ).returncode
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        codes = list(pool.map(start, range(20)))
+    assert codes == [0] * 20
+    addresses = {ip_of(h, f"c{i}") for i in range(20)}
+    assert len(addresses) == 20 and len(leases(h)) == 20
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda i: img(h, "rm", "--force", f"c{i}", env=h.env), range(20)))
+    assert not leases(h)
+
+
+def test_a_hundred_create_delete_cycles_leave_nothing(net):
+    h = net
+    port = free_port()
+
+    def cycle(i: int) -> int:
+        args = ["--rm", "--network", h.net]
+        if i % 10 == 0:
+            args += ["-p", f"127.0.0.1:{port + i // 10}:80"]  # some with rules to remove as well
+        return img(h, *run_args(h, *args, IMAGE, "true"), env=h.env).returncode
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        codes = list(pool.map(cycle, range(100)))
+    assert codes == [0] * 100
+    assert not leases(h)
+    assert "mrun-ctr" not in nft_rules()
+    assert not [n for n in os.listdir("/sys/class/net") if n.startswith("mrv")]
+
+
+def test_bad_network_input_is_refused_and_nothing_is_half_made(net):
+    h = net
+    r = img(h, *run_args(h, "--rm", "--network", "no-such-net", IMAGE, "true"), env=h.env)
+    assert r.returncode != 0 and "no-such-net" in r.stderr and "not found" in r.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = img(h, *run_args(h, "--rm", "--network", h.net, "-p", f"127.0.0.1:{port}:80", IMAGE, "true"), env=h.env)
+        assert r.returncode != 0 and "already in use" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    subnet = json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["subnet"]
+    r = img(h, "network", "create", "overlapping", "--subnet", subnet, env=h.env)
+    assert r.returncode != 0 and "overlaps" in r.stderr
+    assert "overlapping" not in img_ok(h, "network", "ls", env=h.env).stdout
+    r = img(h, *run_args(h, "--rm", "--network", h.net, "-p", "80", IMAGE, "true"), env=h.env)
+    assert r.returncode != 0 and "host_port:container_port" in r.stderr
+    assert not leases(h) and not os.listdir(os.path.join(h.image_root, "containers"))
+    assert not os.path.isdir(h.root) or not os.listdir(h.root)
