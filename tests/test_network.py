@@ -29,7 +29,8 @@ def net(images, busybox_archive, tmp_path):
     img_ok(h, "load", busybox_archive)
     img_ok(h, "network", "create", h.net, env=h.env)
     yield h
-    for cid in os.listdir(os.path.join(h.image_root, "containers")) if os.path.isdir(h.image_root) else []:
+    containers = os.path.join(h.image_root, "containers")
+    for cid in os.listdir(containers) if os.path.isdir(containers) else []:
         img(h, "rm", "--force", cid, env=h.env)
     bridge = json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["bridge"]
     leftovers = leases(h)
@@ -224,5 +225,20 @@ def test_bad_network_input_is_refused_and_nothing_is_half_made(net):
     assert "overlapping" not in img_ok(h, "network", "ls", env=h.env).stdout
     r = img(h, *run_args(h, "--rm", "--network", h.net, "-p", "80", IMAGE, "true"), env=h.env)
     assert r.returncode != 0 and "host_port:container_port" in r.stderr
-    assert not leases(h) and not os.listdir(os.path.join(h.image_root, "containers"))
+    containers = os.path.join(h.image_root, "containers")
+    assert not leases(h) and (not os.path.isdir(containers) or not os.listdir(containers))
     assert not os.path.isdir(h.root) or not os.listdir(h.root)
+
+
+def test_a_bundle_joins_a_network_through_its_annotations(net):
+    """The OCI bundle path (runc CLI, containerd's shims): the same attach, driven by config.json."""
+    h = net
+    config = h.config(["sh", "-c", "ip -4 addr show eth0 | grep -o 'inet [0-9.]*'; cat /etc/hostname"])
+    config["annotations"] = {"org.mrun.network": h.net}
+    config["hostname"] = "from-bundle"
+    bundle = h.bundle(config=config)
+    r = h.mrun("run", "-b", bundle, h.cid("bundle"), env=h.env)
+    assert r.returncode == 0, r.stderr
+    subnet = json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["subnet"]
+    assert r.stdout.startswith("inet " + subnet.rsplit(".", 1)[0] + ".") and "from-bundle" in r.stdout, r.stdout
+    assert not leases(h)

@@ -42,3 +42,15 @@ def test_entry_point_scan_is_cached_per_environment(tmp_path, h):
     assert "importlib.metadata" in imported(["explain", "-b", bundle], env)  # first: scan and cache
     assert "importlib.metadata" not in imported(["explain", "-b", bundle], env)  # then: the cache
     assert len(os.listdir(tmp_path / "cache" / "mrun")) == 1
+
+
+def test_pyroute2_is_imported_only_for_a_network(images, busybox_archive):
+    """Its import is about 0.3 s: a create without a network must not pay for it."""
+    from conftest import run_args
+
+    h = images
+    assert h.mrun("--image-root", h.image_root, "load", busybox_archive).returncode == 0
+    base = ["--root", h.root, "--image-root", h.image_root]
+    assert "pyroute2" not in imported([*base, *run_args(h, "--rm", "localhost/busybox:latest", "true")])
+    bundle = h.bundle(["true"])
+    assert "pyroute2" not in imported(["--root", h.root, "run", "-b", bundle, h.cid()])
