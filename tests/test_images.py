@@ -183,6 +183,7 @@ def test_whiteouts_and_opaque_directories_across_layers(images, busybox_rootfs, 
         ([("/abs-escaped", b"x")], "absolute"),
         ([("link", "->/tmp"), ("link/escaped-through-link", b"x")], "symlink"),
         ([("dir/../../escaped", b"x")], "'..'"),
+        ([("hard", "=>../escaped")], "'..'"),
     ],
 )
 def test_hostile_layers_are_refused_and_write_nothing_outside(images, tmp_path, entries, why):
@@ -267,6 +268,19 @@ def _layer(entries) -> bytes:
             info = tarfile.TarInfo(name)
             if data is None:
                 info.type, info.mode = tarfile.DIRTYPE, 0o755
+                t.addfile(info)
+            elif isinstance(data, tuple):  # ("c", major, minor) or ("file", bytes, uid, gid, mode)
+                if data[0] == "c":
+                    info.type, info.devmajor, info.devminor, info.mode = tarfile.CHRTYPE, data[1], data[2], 0o666
+                    t.addfile(info)
+                else:
+                    info.size, info.uid, info.gid, info.mode = len(data[1]), data[2], data[3], data[4]
+                    t.addfile(info, io.BytesIO(data[1]))
+            elif data == "fifo":
+                info.type, info.mode = tarfile.FIFOTYPE, 0o600
+                t.addfile(info)
+            elif isinstance(data, str) and data.startswith("=>"):
+                info.type, info.linkname = tarfile.LNKTYPE, data[2:]
                 t.addfile(info)
             elif isinstance(data, str):
                 info.type, info.linkname = tarfile.SYMTYPE, data[2:]
@@ -360,3 +374,51 @@ def test_save_in_each_format_reads_back_in_skopeo_and_mrun(images, busybox_archi
     assert h.mrun("--image-root", other, "load", out, "localhost/again:1").returncode == 0
     r = h.mrun("--image-root", other, *run_args(h, "--rm", "localhost/again:1", "echo", fmt))
     assert r.returncode == 0 and r.stdout == f"{fmt}\n", r.stderr
+
+
+def test_layer_ownership_modes_hard_links_devices_and_zstd(images, busybox_rootfs, tmp_path):
+    """What a real layer carries survives unpacking; a zstd-compressed layer is read too."""
+    import zstandard
+
+    h = images
+    base = [(f"bin/{n}", open(os.path.join(busybox_rootfs, "bin", n), "rb").read()) for n in ("busybox", "sh", "stat")]
+    entries = [("bin", None), *base, ("data", None), ("data/owned", ("file", b"x", 1234, 4321, 0o640))]
+    entries += [("data/hard", "=>data/owned"), ("data/null", ("c", 1, 3)), ("data/pipe", "fifo")]
+    layer = zstandard.ZstdCompressor().compress(_layer(entries))
+    diff = "sha256:" + hashlib.sha256(_layer(entries)).hexdigest()
+    layout = tmp_path / "zstd"
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff]}})
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **_put(layout, config.encode())},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd", **_put(layout, layer)}],
+    }
+    _write_layout(layout, [(manifest, "localhost/zstd:v1", None)])
+    img_ok(h, "load", str(layout))
+    script = "stat -c '%n %u %g %a %h %F %t:%T' /data/owned /data/hard /data/null /data/pipe"
+    r = img_ok(h, *run_args(h, "--rm", "localhost/zstd:v1", "/bin/sh", "-c", script))
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("/data/owned 1234 4321 640 2 regular file")
+    assert lines[1].startswith("/data/hard 1234 4321 640 2 regular file")
+    assert lines[2].split()[-1] == "1:3" and "character special file" in lines[2]
+    assert "fifo" in lines[3]
+
+
+def test_memory_and_cpus_reach_the_cgroup_of_a_wasm_image(images, tmp_path):
+    h = images
+    img_ok(h, "load", build_wasm_archive(str(tmp_path)))
+    args = ["-d", "--name", "wasmlim", "--memory", "40m", "--cpus", "0.25", "--entrypoint", "/pod.wasm"]
+    img_ok(h, *run_args(h, *args, WASM_IMAGE, "/never-written", "/never"))  # waits forever for its input
+    dirs = cgroup_dirs(f"{h.cgroup_parent}/wasmlim")
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        assert open(os.path.join(dirs[0], "memory.max")).read().strip() == str(40 << 20)
+        assert open(os.path.join(dirs[0], "cpu.max")).read().split()[0] == "25000"
+    else:
+        mem = next(d for d in dirs if "/memory/" in d)
+        cpu = next(d for d in dirs if "/cpu,cpuacct/" in d or "/cpu/" in d)
+        assert open(os.path.join(mem, "memory.limit_in_bytes")).read().strip() == str(40 << 20)
+        assert open(os.path.join(cpu, "cpu.cfs_quota_us")).read().strip() == "25000"
+    assert json.loads(img_ok(h, "inspect", "wasmlim").stdout)["state"]["status"] == "running"
+    img_ok(h, "stop", "-t", "2", "wasmlim")
+    img_ok(h, "rm", "wasmlim")

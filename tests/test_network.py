@@ -28,19 +28,24 @@ def net(images, busybox_archive, tmp_path):
     h.net = f"t{uuid.uuid4().hex[:6]}"
     img_ok(h, "load", busybox_archive)
     img_ok(h, "network", "create", h.net, env=h.env)
-    yield h
-    containers = os.path.join(h.image_root, "containers")
-    for cid in os.listdir(containers) if os.path.isdir(containers) else []:
-        img(h, "rm", "--force", cid, env=h.env)
     bridge = json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["bridge"]
-    leftovers = leases(h)
-    img_ok(h, "network", "prune", env=h.env)
+    try:
+        yield h
+    finally:
+        containers = os.path.join(h.image_root, "containers")
+        for cid in os.listdir(containers) if os.path.isdir(containers) else []:
+            img(h, "rm", "--force", cid, env=h.env)
+        leftovers = leases(h)
+        img(h, "network", "prune", env=h.env)
+        bridge_left = os.path.exists(f"/sys/class/net/{bridge}")
+        if bridge_left:  # even a failed test leaves the host as it found it
+            subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+        with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+            f.write(forwarding)
     assert not leftovers, f"leases left behind: {leftovers}"
-    assert not os.path.exists(f"/sys/class/net/{bridge}")
+    assert not bridge_left, f"bridge {bridge} left behind"
     assert not [n for n in os.listdir("/sys/class/net") if n.startswith("mrv")], "veths left behind"
     assert "mrun-ctr" not in nft_rules() and f"mrun-net:{h.net}" not in nft_rules()
-    with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
-        f.write(forwarding)
 
 
 def nft_rules() -> str:
@@ -241,4 +246,28 @@ def test_a_bundle_joins_a_network_through_its_annotations(net):
     assert r.returncode == 0, r.stderr
     subnet = json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["subnet"]
     assert r.stdout.startswith("inet " + subnet.rsplit(".", 1)[0] + ".") and "from-bundle" in r.stdout, r.stdout
+    assert not leases(h)
+
+
+def test_a_dead_container_is_cleaned_up_by_delete_force_and_stale_leases_by_prune(net):
+    import signal
+
+    h = net
+    port = free_port()
+    img_ok(
+        h,
+        *run_args(h, "-d", "--name", "victim", "--network", h.net, "-p", f"127.0.0.1:{port}:80", IMAGE, "sleep", "600"),
+        env=h.env,
+    )
+    pid = json.loads(img_ok(h, "inspect", "victim").stdout)["state"]["pid"]
+    os.kill(pid, signal.SIGKILL)  # the container dies behind mrun's back
+    h.wait_status("victim", "stopped")
+    assert len(leases(h)) == 1 and f"dport {port}" in nft_rules()
+    img_ok(h, "rm", "--force", "victim", env=h.env)
+    assert not leases(h) and f"dport {port}" not in nft_rules()
+    # a lease whose owner vanished without any clean-up (mrun killed mid-create): prune finds it
+    stale = os.path.join(h.env["MRUN_NETWORK_ROOT"], h.net, "leases", "10.255.255.254")
+    with open(stale, "w") as f:
+        json.dump({"root": h.root, "container": "never-was"}, f)
+    assert "lease 10.255.255.254" in img_ok(h, "network", "prune", env=h.env).stdout
     assert not leases(h)

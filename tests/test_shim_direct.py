@@ -24,6 +24,8 @@ TASK = "containerd.task.v2.Task"
 class Shim:
     """`containerd-shim-mrun-v2 start` in a bundle, and a ttrpc client on the daemon it started."""
 
+    started: list[Shim] = []
+
     def __init__(self, h, bundle: str, cid: str) -> None:
         self.h, self.bundle, self.cid = h, bundle, cid
         self.state_root = os.path.join(h.tmp, "shim-state")
@@ -35,6 +37,7 @@ class Shim:
         self.socket = out.stdout.removeprefix("unix://")
         self.client = ttrpc.Client(self.socket)
         self.pid = task_pb2.ConnectResponse.FromString(self.call("Connect", task_pb2.ConnectRequest(id=cid))).shim_pid
+        Shim.started.append(self)
 
     def call(self, method: str, msg, timeout: float = 10) -> bytes:
         return self.client.call(TASK, method, msg.SerializeToString(), timeout=timeout)
@@ -59,6 +62,22 @@ class Shim:
             time.sleep(0.05)
         assert not os.path.exists(self.socket)
         assert not os.listdir(os.path.join(self.state_root, "direct"))
+
+
+@pytest.fixture(autouse=True)
+def no_shim_outlives_its_test():
+    """A failing test must not leave its shim daemon (and the container it holds) running."""
+    started: list[Shim] = []
+    Shim.started = started
+    yield
+    for shim in started:
+        if os.path.exists(f"/proc/{shim.pid}") and open(f"/proc/{shim.pid}/stat").read().split()[2] != "Z":
+            shim.client.close()
+            os.kill(shim.pid, 9)  # our own daemon, by pid; then containerd's clean-up, as after a crash
+            binary = os.path.join(os.path.dirname(mrun_binary()), "containerd-shim-mrun-v2")
+            env = {**os.environ, "MRUN_SHIM_ROOT": shim.state_root}
+            args = [binary, "-namespace", "direct", "-address", "/nonexistent", "-id", shim.cid, "delete"]
+            subprocess.run(args, cwd=shim.bundle, env=env, capture_output=True, timeout=30)
 
 
 def reader(path: str) -> int:
