@@ -8,7 +8,8 @@ packages=(python3 python3-venv python3-pip busybox-static runc containerd umoci 
           libseccomp2 iproute2 procps
           clang lld wasi-libc libclang-rt-14-dev-wasm32  # these four build examples/wasm
           podman conmon
-          docker-registry openssl)  # the pull tests run a registry and its token server
+          docker-registry openssl  # the pull tests run a registry and its token server
+          nftables)  # bridge networks: masquerade and published ports
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

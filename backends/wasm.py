@@ -142,13 +142,25 @@ def mrun_preload(bundle: Bundle) -> None:
     engine()
 
 
-@hookimpl
-def mrun_precompile(path: str) -> bool | None:
-    """Into the shared module cache, as mrun_prepare will look it up."""
+def _compiled(wasm: bytes, kind: str, name: str, note: Any = None) -> Any:
+    """A module or component from the shared cache, compiled (and cached) on a miss."""
     import wasmtime
     import wasmtime.component
     from mrun.backends.wasm_cache import ModuleCache
 
+    eng = engine()
+    cls = wasmtime.Module if kind == "module" else wasmtime.component.Component
+    try:
+        return ModuleCache(note=note).load_or_compile(
+            wasm, kind, engine_description(), lambda b: cls(eng, b), lambda b: cls.deserialize(eng, b)
+        )
+    except wasmtime.WasmtimeError as e:
+        raise MrunError(f"wasm: {name}: invalid {kind}: {_first_line(e)}")
+
+
+@hookimpl
+def mrun_precompile(path: str) -> bool | None:
+    """Into the shared module cache, as mrun_prepare will look it up."""
     try:
         with open(path, "rb") as f:
             wasm = f.read()
@@ -157,14 +169,7 @@ def mrun_precompile(path: str) -> bool | None:
     kind = kind_of(wasm[:8])
     if kind is None:
         return None
-    eng = engine()
-    cls = wasmtime.Module if kind == "module" else wasmtime.component.Component
-    try:
-        ModuleCache().load_or_compile(
-            wasm, kind, engine_description(), lambda b: cls(eng, b), lambda b: cls.deserialize(eng, b)
-        )
-    except wasmtime.WasmtimeError as e:
-        raise MrunError(f"wasm: {os.path.basename(path)}: invalid {kind}: {_first_line(e)}")
+    _compiled(wasm, kind, os.path.basename(path))
     return True
 
 
@@ -174,9 +179,7 @@ def mrun_prepare(container: Container, process: dict[str, Any]) -> None:
     import threading  # noqa: F401
     import time  # noqa: F401
 
-    import wasmtime
-    import wasmtime.component
-    from mrun.backends.wasm_cache import ModuleCache
+    import wasmtime.component  # noqa: F401 - the payload uses it in the sandbox too
 
     name, _, export = process["args"][0].partition("#")
     host_path = find_program(container.bundle.rootfs, name, process)
@@ -187,15 +190,7 @@ def mrun_prepare(container: Container, process: dict[str, Any]) -> None:
     kind = kind_of(wasm[:8])
     if kind is None:
         raise MrunError(f"wasm: {name}: not a WebAssembly module or component (it starts with {wasm[:4]!r})")
-    eng = engine()
-    cache = ModuleCache(note=container.note)
-    cls = wasmtime.Module if kind == "module" else wasmtime.component.Component
-    try:
-        compiled = cache.load_or_compile(
-            wasm, kind, engine_description(), lambda b: cls(eng, b), lambda b: cls.deserialize(eng, b)
-        )
-    except wasmtime.WasmtimeError as e:
-        raise MrunError(f"wasm: {name}: invalid {kind}: {_first_line(e)}")
+    compiled = _compiled(wasm, kind, name, container.note)
     deadline = container.bundle.annotations.get(DEADLINE, "") or "0"
     if not deadline.isdigit():
         raise MrunError(f"wasm: annotation {DEADLINE}={deadline!r}: must be a whole number of milliseconds")

@@ -105,9 +105,9 @@ class Store:
             f.write(jsonio.dumps(record.to_dict()))
         os.rename(tmp, final)
 
-    def lock(self, container_id: str) -> _Lock:
+    def lock(self, container_id: str) -> FileLock:
         check_id(container_id)
-        return _Lock(self.path(container_id, "lock"), container_id)
+        return FileLock(self.path(container_id, "lock"), f"container {container_id!r} does not exist")
 
     def remove(self, container_id: str) -> None:
         """rm -r of the container's directory (flat: state, lock, fifo; no shutil import)."""
@@ -149,17 +149,21 @@ class Store:
         return "running"
 
 
-class _Lock:
-    """flock on the container's lock file for the duration of a ``with`` block."""
+class FileLock:
+    """flock on ``path`` for the duration of a ``with`` block. ``missing`` is the error to raise
+    when the directory is gone (a container's lock: it must not come back); without it the
+    directory is made (a store's lock)."""
 
-    def __init__(self, path: str, container_id: str) -> None:
-        self.path, self.container_id, self.fd = path, container_id, -1
+    def __init__(self, path: str, missing: str = "") -> None:
+        self.path, self.missing, self.fd = path, missing, -1
 
-    def __enter__(self) -> _Lock:
+    def __enter__(self) -> FileLock:
+        if not self.missing:
+            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
         try:
             self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
         except FileNotFoundError:
-            raise NotFound(f"container {self.container_id!r} does not exist")
+            raise NotFound(self.missing)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         return self
 

@@ -140,6 +140,7 @@ auth:
             except OSError:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
                 raise RuntimeError(f"docker-registry did not start: {open(self.log.name).read()[-2000:]}")
             time.sleep(0.1)
 

@@ -68,16 +68,7 @@ def test_named_volume_outlives_containers_and_limits_reach_the_cgroup(images, bu
     img_ok(h, *run_args(h, "--rm", "-v", "keep:/data", IMAGE, "sh", "-c", "echo kept > /data/f"))
     assert img_ok(h, *run_args(h, "--rm", "-v", "keep:/data:ro", IMAGE, "cat", "/data/f")).stdout == "kept\n"
     img_ok(h, *run_args(h, "-d", "--name", "limited", "--memory", "48m", "--cpus", "0.5", IMAGE, "sleep", "600"))
-    dirs = cgroup_dirs(f"{h.cgroup_parent}/limited")
-    assert dirs
-    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-        assert open(os.path.join(dirs[0], "memory.max")).read().strip() == str(48 << 20)
-        assert open(os.path.join(dirs[0], "cpu.max")).read().split()[0] == "50000"
-    else:
-        mem = next(d for d in dirs if "/memory/" in d)
-        cpu = next(d for d in dirs if "/cpu,cpuacct/" in d or "/cpu/" in d)
-        assert open(os.path.join(mem, "memory.limit_in_bytes")).read().strip() == str(48 << 20)
-        assert open(os.path.join(cpu, "cpu.cfs_quota_us")).read().strip() == "50000"
+    assert_limits(cgroup_dirs(f"{h.cgroup_parent}/limited"), 48 << 20, 50000)
     ps = img_ok(h, "ps").stdout
     assert "limited" in ps and IMAGE in ps
     img_ok(h, "stop", "-t", "5", "limited")
@@ -230,6 +221,19 @@ def test_bad_image_input_is_one_clear_line(images, tmp_path):
 
 
 # -- helpers --------------------------------------------------------------------------------
+
+
+def assert_limits(dirs: list[str], memory: int, cpu_quota: int) -> None:
+    """The memory limit and CFS quota in the container's cgroup, v1 or v2."""
+    assert dirs
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        assert open(os.path.join(dirs[0], "memory.max")).read().strip() == str(memory)
+        assert open(os.path.join(dirs[0], "cpu.max")).read().split()[0] == str(cpu_quota)
+    else:
+        mem = next(d for d in dirs if "/memory/" in d)
+        cpu = next(d for d in dirs if "/cpu,cpuacct/" in d or "/cpu/" in d)
+        assert open(os.path.join(mem, "memory.limit_in_bytes")).read().strip() == str(memory)
+        assert open(os.path.join(cpu, "cpu.cfs_quota_us")).read().strip() == str(cpu_quota)
 
 
 def _mkdir(path):
@@ -410,15 +414,7 @@ def test_memory_and_cpus_reach_the_cgroup_of_a_wasm_image(images, tmp_path):
     img_ok(h, "load", build_wasm_archive(str(tmp_path)))
     args = ["-d", "--name", "wasmlim", "--memory", "40m", "--cpus", "0.25", "--entrypoint", "/pod.wasm"]
     img_ok(h, *run_args(h, *args, WASM_IMAGE, "/never-written", "/never"))  # waits forever for its input
-    dirs = cgroup_dirs(f"{h.cgroup_parent}/wasmlim")
-    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-        assert open(os.path.join(dirs[0], "memory.max")).read().strip() == str(40 << 20)
-        assert open(os.path.join(dirs[0], "cpu.max")).read().split()[0] == "25000"
-    else:
-        mem = next(d for d in dirs if "/memory/" in d)
-        cpu = next(d for d in dirs if "/cpu,cpuacct/" in d or "/cpu/" in d)
-        assert open(os.path.join(mem, "memory.limit_in_bytes")).read().strip() == str(40 << 20)
-        assert open(os.path.join(cpu, "cpu.cfs_quota_us")).read().strip() == "25000"
+    assert_limits(cgroup_dirs(f"{h.cgroup_parent}/wasmlim"), 40 << 20, 25000)
     assert json.loads(img_ok(h, "inspect", "wasmlim").stdout)["state"]["status"] == "running"
     img_ok(h, "stop", "-t", "2", "wasmlim")
     img_ok(h, "rm", "wasmlim")

@@ -20,18 +20,20 @@ CREDS = f"{USER}:{PASSWORD}"
 @pytest.fixture(scope="module")
 def registry(busybox_archive, tmp_path_factory):
     reg = Registry(str(tmp_path_factory.mktemp("registry")))
-    work = tmp_path_factory.mktemp("pushed")
-    reg.refs = {
-        "busybox": reg.push(f"oci-archive:{busybox_archive}", "mrun/busybox:1"),
-        "wasm": reg.push(f"oci-archive:{build_wasm_archive(str(work))}", "mrun/hello-wasm:1"),
-        "multi": reg.push(
-            f"oci:{multi_platform_layout(tmp_path_factory.mktemp('multi'), busybox_archive)}",
-            "mrun/multi:1",
-            all_platforms=True,
-        ),
-    }
-    yield reg
-    reg.stop()
+    try:
+        work = tmp_path_factory.mktemp("pushed")
+        reg.refs = {
+            "busybox": reg.push(f"oci-archive:{busybox_archive}", "mrun/busybox:1"),
+            "wasm": reg.push(f"oci-archive:{build_wasm_archive(str(work))}", "mrun/hello-wasm:1"),
+            "multi": reg.push(
+                f"oci:{multi_platform_layout(tmp_path_factory.mktemp('multi'), busybox_archive)}",
+                "mrun/multi:1",
+                all_platforms=True,
+            ),
+        }
+        yield reg
+    finally:
+        reg.stop()  # even when pushing failed
 
 
 def test_pull_with_a_token_then_run_linux_and_wasm(images, registry):

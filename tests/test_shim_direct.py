@@ -50,6 +50,13 @@ class Shim:
             paths.append(path)
         return paths
 
+    def binary_delete(self) -> bytes:
+        """`containerd-shim-mrun-v2 delete`, as containerd runs it after a shim disconnects."""
+        binary = os.path.join(os.path.dirname(mrun_binary()), "containerd-shim-mrun-v2")
+        env = {**os.environ, "MRUN_SHIM_ROOT": self.state_root}
+        args = [binary, "-namespace", "direct", "-address", "/nonexistent", "-id", self.cid, "delete"]
+        return subprocess.run(args, cwd=self.bundle, env=env, capture_output=True, timeout=30, check=True).stdout
+
     def finish(self, *task_ids: str) -> None:
         """Delete the tasks, shut the daemon down, and check it left nothing."""
         for task_id in task_ids:
@@ -74,10 +81,7 @@ def no_shim_outlives_its_test():
         if os.path.exists(f"/proc/{shim.pid}") and open(f"/proc/{shim.pid}/stat").read().split()[2] != "Z":
             shim.client.close()
             os.kill(shim.pid, 9)  # our own daemon, by pid; then containerd's clean-up, as after a crash
-            binary = os.path.join(os.path.dirname(mrun_binary()), "containerd-shim-mrun-v2")
-            env = {**os.environ, "MRUN_SHIM_ROOT": shim.state_root}
-            args = [binary, "-namespace", "direct", "-address", "/nonexistent", "-id", shim.cid, "delete"]
-            subprocess.run(args, cwd=shim.bundle, env=env, capture_output=True, timeout=30)
+            shim.binary_delete()
 
 
 def reader(path: str) -> int:
@@ -241,16 +245,11 @@ def test_binary_delete_cleans_up_after_a_killed_daemon_and_is_idempotent(h):
     init = task_pb2.StartResponse.FromString(shim.call("Start", task_pb2.StartRequest(id=cid))).pid
     shim.client.close()
     os.kill(shim.pid, signal.SIGKILL)
-    binary = os.path.join(os.path.dirname(mrun_binary()), "containerd-shim-mrun-v2")
-    env = {**os.environ, "MRUN_SHIM_ROOT": shim.state_root}
-    args = [binary, "-namespace", "direct", "-address", "/nonexistent", "-id", cid, "delete"]
-    first = subprocess.run(args, cwd=bundle, env=env, capture_output=True, timeout=30, check=True)
-    response = task_pb2.DeleteResponse.FromString(first.stdout)
+    response = task_pb2.DeleteResponse.FromString(shim.binary_delete())
     assert response.exit_status == 137 and response.exited_at.seconds > 0  # what containerd then publishes
     deadline = time.monotonic() + 10
     while os.path.exists(f"/proc/{init}") and open(f"/proc/{init}/stat").read().split()[2] != "Z":
         assert time.monotonic() < deadline, "the container outlived its cleanup"
         time.sleep(0.05)
     assert not os.listdir(os.path.join(shim.state_root, "direct")) and not os.path.exists(shim.socket)
-    again = subprocess.run(args, cwd=bundle, env=env, capture_output=True, timeout=30, check=True)
-    assert again.stdout == b""  # nothing left: the empty DeleteResponse
+    assert shim.binary_delete() == b""  # nothing left: the empty DeleteResponse

@@ -9,19 +9,13 @@ import time
 from typing import Any
 
 from mrun import jsonio
-from mrun.cli.verbs import _rt
+from mrun.cli.verbs import _rt, print_table
 from mrun.errors import InvalidSpec, MrunError, NotFound
 from mrun.images.store import ImageStore
 
 
 def _store(g: dict[str, Any]) -> ImageStore:
     return ImageStore(g["image_root"])
-
-
-def _table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
 def load(g: dict[str, Any], archive: str, name: str | None, platform: str) -> int:
@@ -73,7 +67,7 @@ def images(g: dict[str, Any], format: str, quiet: bool) -> int:  # noqa: A002
         size = e.get("size", 0)
         shown = f"{size / 1e6:.1f}MB" if size >= 1e6 else f"{size / 1e3:.0f}kB"
         rows.append((repo, tag, e["config"].removeprefix("sha256:")[:12], kind, shown))
-    _table(rows)
+    print_table(rows)
     return 0
 
 
@@ -292,5 +286,5 @@ def list_containers(g: dict[str, Any], format: str) -> int:  # noqa: A002
             image = jsonio.load_file(marker).get("image", "")
         command = " ".join((config.get("process") or {}).get("args") or [])
         rows.append((s["id"], image or "(bundle)", command[:40], s["status"], s["created"][:19]))
-    _table(rows)
+    print_table(rows)
     return 0

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from mrun import jsonio
+from mrun.cli.verbs import print_table
 from mrun.errors import InvalidSpec
 from mrun.network.store import Networks
 
@@ -22,9 +23,7 @@ def network(g: dict[str, Any], action: str, name: str | None, subnet: str) -> in
         for n in nets.names():
             d = nets.get(n)
             rows.append((n, d["subnet"], d["gateway"], d["bridge"], str(len(nets.leases(n)))))
-        widths = [max(len(r[i]) for r in rows) for i in range(5)]
-        for r in rows:
-            print("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        print_table(rows)
     elif action == "inspect":
         print(jsonio.dumps({**nets.get(name), "leases": nets.leases(name)}, indent=2))  # type: ignore[arg-type]
     elif action == "rm":

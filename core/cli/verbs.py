@@ -101,12 +101,17 @@ def list_(g: dict[str, Any], format: str, quiet: bool) -> int:  # noqa: A002
     elif format == "table":
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]) for s in states]
-        widths = [max(len(r[i]) for r in rows) for i in range(6)]
-        for r in rows:
-            print("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        print_table(rows)
     else:
         raise MrunError(f"--format: {format!r} is not table or json")
     return 0
+
+
+def print_table(rows: list[tuple[str, ...]]) -> None:
+    """Columns padded to their widest cell, the first row a header."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
 def ps(g: dict[str, Any], container_id: str | None, ps_args: list[str], format: str) -> int:  # noqa: A002

@@ -15,7 +15,6 @@ only a blob that hashes to its digest is renamed into place.
 from __future__ import annotations
 
 import base64
-import fcntl
 import hashlib
 import io
 import os
@@ -27,6 +26,7 @@ from mrun import jsonio
 from mrun.errors import MrunError, NotFound
 from mrun.images.sources import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, REF_NAME, Source
 from mrun.images.store import CHUNK, DigestMismatch, ImageStore, check_digest
+from mrun.state import FileLock
 
 ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
 DOCKER_HUB = "registry-1.docker.io"
@@ -193,8 +193,7 @@ class Registry:
         hexpart = check_digest(digest)
         os.makedirs(store.blobs, mode=0o700, exist_ok=True)
         partial = os.path.join(store.blobs, f"{hexpart}.partial")
-        with open(os.path.join(store.blobs, f"{hexpart}.lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with FileLock(os.path.join(store.blobs, f"{hexpart}.lock")):
             if store.has_blob(digest):
                 progress.done(digest, size or 0)
                 return

@@ -14,6 +14,7 @@ import shutil
 import stat
 
 from mrun.errors import MrunError
+from mrun.images.unpack import remove_path
 
 OPAQUE_XATTR = "trusted.overlay.opaque"
 
@@ -43,13 +44,6 @@ def _is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def _remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    elif os.path.lexists(path):
-        os.unlink(path)
-
-
 def apply_layer(layer: str, rootfs: str) -> None:
     for src_dir, dirs, files in os.walk(layer):
         rel = os.path.relpath(src_dir, layer)
@@ -60,9 +54,9 @@ def apply_layer(layer: str, rootfs: str) -> None:
             except OSError:
                 opaque = False
             if opaque:
-                _remove(dst_dir)
+                remove_path(dst_dir)
             if not os.path.isdir(dst_dir) or os.path.islink(dst_dir):
-                _remove(dst_dir)
+                remove_path(dst_dir)
                 os.mkdir(dst_dir)
             shutil.copystat(src_dir, dst_dir, follow_symlinks=False)
             st = os.lstat(src_dir)
@@ -70,7 +64,7 @@ def apply_layer(layer: str, rootfs: str) -> None:
         for name in files + [d for d in dirs if os.path.islink(os.path.join(src_dir, d))]:
             src, dst = os.path.join(src_dir, name), os.path.join(dst_dir, name)
             st = os.lstat(src)
-            _remove(dst)
+            remove_path(dst)
             if _is_whiteout(st):
                 continue  # the name is gone from here up
             if stat.S_ISLNK(st.st_mode):

@@ -16,7 +16,6 @@ every read.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import shutil
@@ -24,6 +23,7 @@ from typing import IO, Any
 
 from mrun import jsonio
 from mrun.errors import MrunError, NotFound
+from mrun.state import FileLock
 
 CHUNK = 1 << 20
 
@@ -50,9 +50,8 @@ class ImageStore:
 
     # -- locking ---------------------------------------------------------------------------
 
-    def lock(self) -> _StoreLock:
-        os.makedirs(self.root, mode=0o700, exist_ok=True)
-        return _StoreLock(os.path.join(self.root, "lock"))
+    def lock(self) -> FileLock:
+        return FileLock(os.path.join(self.root, "lock"))
 
     # -- blobs ---------------------------------------------------------------------------
 
@@ -182,6 +181,8 @@ class ImageStore:
                 continue
         removed = []
         for name in os.listdir(self.blobs) if os.path.isdir(self.blobs) else []:
+            if "." in name:
+                continue  # a download in progress (.partial, .lock), resumable: not prune's to take
             if f"sha256:{name}" not in keep_blobs:
                 os.unlink(os.path.join(self.blobs, name))
                 removed.append(f"blob sha256:{name}")
@@ -198,17 +199,3 @@ def normalize(ref: str) -> str:
         return ref
     last = ref.rsplit("/", 1)[-1]
     return ref if ":" in last else f"{ref}:latest"
-
-
-class _StoreLock:
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.fd = -1
-
-    def __enter__(self) -> _StoreLock:
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)

@@ -83,7 +83,8 @@ def _checked_parent(root: str, rel: str, entry: str) -> str:
     return path
 
 
-def _remove(path: str) -> None:
+def remove_path(path: str) -> None:
+    """rm -r, never following a symlink; a missing path is fine."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -152,17 +153,17 @@ def _entry(tar: tarfile.TarFile, m: tarfile.TarInfo, root: str, dir_times: list[
         return
     if base.startswith(WHITEOUT):
         target = os.path.join(parent, base[len(WHITEOUT) :])
-        _remove(target)
+        remove_path(target)
         os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0))
         return
     path = os.path.join(parent, base)
     if m.isdir():
         if not os.path.isdir(path) or os.path.islink(path):
-            _remove(path)
+            remove_path(path)
             os.mkdir(path, 0o700)
         dir_times.append((path, m.mtime))
     else:
-        _remove(path)
+        remove_path(path)
         if m.isreg():
             src = tar.extractfile(m)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)

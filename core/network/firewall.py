@@ -26,10 +26,13 @@ CHAINS = (  # numeric priorities: older nft accepts 'dstnat' for prerouting only
 )
 
 
+def _nft() -> str:
+    return shutil.which("nft") or "/usr/sbin/nft"  # root's PATH may lack /usr/sbin
+
+
 def nft(script: str) -> str:
-    binary = shutil.which("nft") or "/usr/sbin/nft"
     try:
-        r = subprocess.run([binary, "-f", "-"], input=script, capture_output=True, text=True, check=False)
+        r = subprocess.run([_nft(), "-f", "-"], input=script, capture_output=True, text=True, check=False)
     except FileNotFoundError:
         raise MrunError("nft is missing: apt-get install -y nftables")
     if r.returncode:
@@ -38,8 +41,10 @@ def nft(script: str) -> str:
 
 
 def _list() -> list[dict]:
-    binary = shutil.which("nft") or "/usr/sbin/nft"
-    r = subprocess.run([binary, "-j", "-a", "list", "table", *TABLE.split()], capture_output=True, text=True)
+    try:
+        r = subprocess.run([_nft(), "-j", "-a", "list", "table", *TABLE.split()], capture_output=True, text=True)
+    except FileNotFoundError:
+        raise MrunError("nft is missing: apt-get install -y nftables")
     if r.returncode:
         return []  # no table yet
     return [item["rule"] for item in jsonio.loads(r.stdout).get("nftables", []) if "rule" in item]
@@ -76,7 +81,6 @@ def remove(tag: str) -> int:
 
 def drop_table_if_unused() -> None:
     """The table goes once no network has rules left in it."""
-    binary = shutil.which("nft") or "/usr/sbin/nft"
-    exists = subprocess.run([binary, "list", "table", *TABLE.split()], capture_output=True).returncode == 0
+    exists = subprocess.run([_nft(), "list", "table", *TABLE.split()], capture_output=True).returncode == 0
     if exists and not _list():
         nft(f"delete table {TABLE}\n")

@@ -9,7 +9,6 @@ files, so it survives restarts of mrun and of the machine.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import ipaddress
 import os
@@ -18,6 +17,7 @@ from typing import Any
 
 from mrun import jsonio
 from mrun.errors import InvalidSpec, MrunError, NotFound
+from mrun.state import FileLock
 
 DEFAULT_NETWORK = "mrun"
 DEFAULT_ROOT = "/var/lib/mrun/networks"
@@ -43,26 +43,12 @@ def veth_name(state_root: str, container_id: str) -> str:
     return "mrv" + hashlib.sha256(f"{state_root}\0{container_id}".encode()).hexdigest()[:11]
 
 
-class Lock:
-    def __init__(self, path: str) -> None:
-        self.path, self.fd = path, -1
-
-    def __enter__(self) -> Lock:
-        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)
-
-
 class Networks:
     def __init__(self, root: str | None = None) -> None:
         self.root = root or network_root()
 
-    def lock(self) -> Lock:
-        return Lock(os.path.join(self.root, "lock"))
+    def lock(self) -> FileLock:
+        return FileLock(os.path.join(self.root, "lock"))
 
     def path(self, name: str, *parts: str) -> str:
         check_name(name)
