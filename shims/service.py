@@ -1,7 +1,7 @@
 """containerd.task.v2.Task over ttrpc, on the same in-process runtime API as the CLI.
 
-Every method of the service but Checkpoint, which answers Unimplemented (ttrpc's answer for a
-method not registered here). stdio: fifos, ``file://`` and terminals (see ``stdio``).
+Every method of the service; Checkpoint answers Unimplemented, saying why. stdio: fifos,
+``file://`` and terminals (see ``stdio``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from mrun.shims.ttrpc import (
     FAILED_PRECONDITION,
     INVALID_ARGUMENT,
     NOT_FOUND,
+    UNIMPLEMENTED,
     UNKNOWN,
     Server,
     TTRPCError,
@@ -100,6 +101,7 @@ class TaskService:
             "Stats",
             "Connect",
             "Shutdown",
+            "Checkpoint",
         ):
             server.register(SERVICE, name, getattr(self, name.lower()))
 
@@ -430,6 +432,10 @@ class TaskService:
         except (MrunError, OSError) as e:
             raise TTRPCError(NOT_FOUND, f"stats {task_id}: {e}")
         return task_pb2.StatsResponse(stats=metrics_any(stats, stats["cgroup_version"])).SerializeToString()
+
+    def checkpoint(self, payload: bytes, _req: object) -> bytes:
+        task_id = task_pb2.CheckpointTaskRequest.FromString(payload).id
+        raise TTRPCError(UNIMPLEMENTED, f"checkpoint {task_id}: containerd-shim-mrun-v2 cannot checkpoint (no CRIU)")
 
     def connect(self, payload: bytes, _req: object) -> bytes:
         task = self.tasks.get(task_pb2.ConnectRequest.FromString(payload).id)

@@ -177,6 +177,9 @@ def test_update_reaches_the_cgroup_and_stats_report_it(h):
         with pytest.raises(ttrpc.TTRPCError) as e:
             shim.call("Update", task_pb2.UpdateTaskRequest(id=cid, resources=bad))
         assert e.value.code == ttrpc.INVALID_ARGUMENT and why in e.value.message, e.value.message
+    with pytest.raises(ttrpc.TTRPCError) as e:
+        shim.call("Checkpoint", task_pb2.CheckpointTaskRequest(id=cid, path="/tmp/x"))
+    assert e.value.code == ttrpc.UNIMPLEMENTED and "cannot checkpoint" in e.value.message
     shim.call("Kill", task_pb2.KillRequest(id=cid, signal=9))
     assert wait_exit(shim, cid) == 137
     shim.finish(cid)
