@@ -84,6 +84,16 @@ def no_shim_outlives_its_test():
             shim.binary_delete()
 
 
+def sleeping_task(h, name: str) -> tuple[Shim, str, int]:
+    """A shim running one started `sleep 600` task. -> (shim, task id, its init's pid)."""
+    cid = h.cid(name)
+    bundle = h.bundle(["sleep", "600"])
+    shim = Shim(h, bundle, cid)
+    shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle))
+    pid = task_pb2.StartResponse.FromString(shim.call("Start", task_pb2.StartRequest(id=cid))).pid
+    return shim, cid, pid
+
+
 def reader(path: str) -> int:
     """Open a stdout fifo the way ctr does, before Create."""
     return os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -134,12 +144,8 @@ def test_closeio_ends_stdin_while_another_writer_holds_the_fifo(h):
 
 
 def test_update_reaches_the_cgroup_and_stats_report_it(h):
-    cid = h.cid("update")
-    bundle = h.bundle(["sleep", "600"])
-    cgroups_path = json.load(open(os.path.join(bundle, "config.json")))["linux"]["cgroupsPath"]
-    shim = Shim(h, bundle, cid)
-    shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle))
-    shim.call("Start", task_pb2.StartRequest(id=cid))
+    shim, cid, _ = sleeping_task(h, "update")
+    cgroups_path = json.load(open(os.path.join(shim.bundle, "config.json")))["linux"]["cgroupsPath"]
     url = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
     resources = {"memory": {"limit": 48 << 20}, "pids": {"limit": 33}}
     shim.call(
@@ -213,11 +219,7 @@ def test_terminal_task_and_terminal_exec_with_resize(h):
 
 
 def test_terminal_exec_sizes_before_start(h):
-    cid = h.cid("ttyexec")
-    bundle = h.bundle(["sleep", "600"])
-    shim = Shim(h, bundle, cid)
-    shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle))
-    shim.call("Start", task_pb2.StartRequest(id=cid))
+    shim, cid, _ = sleeping_task(h, "ttyexec")
     (stdout,) = shim.fifos("exec-stdout")
     out = reader(stdout)
     process = {"args": ["sh", "-c", "stty size; exit 7"], "cwd": "/", "env": ["PATH=/bin"], "terminal": True}
@@ -241,11 +243,7 @@ def test_terminal_exec_sizes_before_start(h):
 def test_binary_delete_cleans_up_after_a_killed_daemon_and_is_idempotent(h):
     import signal
 
-    cid = h.cid("dead")
-    bundle = h.bundle(["sleep", "600"])
-    shim = Shim(h, bundle, cid)
-    shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle))
-    init = task_pb2.StartResponse.FromString(shim.call("Start", task_pb2.StartRequest(id=cid))).pid
+    shim, cid, init = sleeping_task(h, "dead")
     shim.client.close()
     os.kill(shim.pid, signal.SIGKILL)
     response = task_pb2.DeleteResponse.FromString(shim.binary_delete())
