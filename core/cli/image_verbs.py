@@ -75,7 +75,7 @@ def rmi(g: dict[str, Any], image: str) -> int:
     store = _store(g)
     with store.lock():
         name, entry = store.image(image)
-        users = [cid for cid, config in store.container_images().items() if config == entry["config"]]
+        users = [cid for cid, meta in store.container_images().items() if meta.get("config") == entry["config"]]
         others = [n for n, e in store.index().items() if n != name and e["config"] == entry["config"]]
         if users and not others:
             raise MrunError(f"image {name} is in use by container(s) {', '.join(sorted(users))}: remove them first")
@@ -129,8 +129,9 @@ def _network_mode(g: dict[str, Any], mode: str, publish: list[str]) -> dict[str,
             raise InvalidSpec(f"-p: ports are published on bridge networks, not with --network {mode}")
         if mode.startswith("container:"):
             other = mode.partition(":")[2]
-            record = _rt(g).store.load(other)
-            if _rt(g).store.status(record) not in ("running", "created"):
+            store = _rt(g).store
+            record = store.load(other)
+            if store.status(record) not in ("running", "created"):
                 raise InvalidSpec(f"--network {mode}: container {other!r} is not running")
             return {"namespace": f"/proc/{record.pid}/ns/net"}
         return {"host": True} if mode == "host" else {}
@@ -212,16 +213,12 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         raise
 
 
-def _bundle_of(g: dict[str, Any], container_id: str) -> str:
-    record = _rt(g).store.load(container_id)
-    return record.bundle
-
-
 def inspect(g: dict[str, Any], container_id: str) -> int:
     runtime = _rt(g)
     record = runtime.store.load(container_id)
-    marker = os.path.join(record.bundle, "image.json")
-    image = jsonio.load_file(marker) if os.path.exists(marker) else None
+    from mrun.images.containers import image_of
+
+    image = image_of(record.bundle)
     net_file = runtime.store.path(container_id, "net.json")
     network = jsonio.load_file(net_file) if os.path.exists(net_file) else None
     doc = {"state": runtime.state(container_id), "image": image, "network": network, "config": record.config}
@@ -230,10 +227,10 @@ def inspect(g: dict[str, Any], container_id: str) -> int:
 
 
 def logs(g: dict[str, Any], container_id: str, follow: bool) -> int:
-    path = os.path.join(_bundle_of(g, container_id), "log")
+    runtime = _rt(g)
+    path = os.path.join(runtime.store.load(container_id).bundle, "log")
     if not os.path.exists(path):
         raise NotFound(f"container {container_id!r} has no log (only `mrun run IMAGE -d` keeps one)")
-    runtime = _rt(g)
     with open(path, "rb") as f:
         while True:
             chunk = f.read(1 << 16)
@@ -269,21 +266,20 @@ def stop(g: dict[str, Any], container_id: str, time: int) -> int:  # noqa: A002
 
 
 def list_containers(g: dict[str, Any], format: str) -> int:  # noqa: A002
-    states = _rt(g).list()
+    runtime = _rt(g)
+    states = runtime.list()
     if format == "json":
         print(jsonio.dumps(states))
         return 0
+    from mrun.images.containers import image_of
+
     rows = [("CONTAINER ID", "IMAGE", "COMMAND", "STATUS", "CREATED")]
     for s in states:
         try:
-            record = _rt(g).store.load(s["id"])
-            config = record.config
+            config = runtime.store.load(s["id"]).config
         except MrunError:
             continue
-        image = ""
-        marker = os.path.join(s["bundle"], "image.json")
-        if os.path.exists(marker):
-            image = jsonio.load_file(marker).get("image", "")
+        image = (image_of(s["bundle"]) or {}).get("image", "")
         command = " ".join((config.get("process") or {}).get("args") or [])
         rows.append((s["id"], image or "(bundle)", command[:40], s["status"], s["created"][:19]))
     print_table(rows)

@@ -16,10 +16,9 @@ from typing import Any
 from mrun import jsonio
 from mrun.errors import InvalidSpec, MrunError
 from mrun.images.snapshot import mount_or_copy
-from mrun.images.store import ImageStore
+from mrun.images.store import MARKER, ImageStore
 
 IMAGE_ANNOTATION = "org.mrun.image"
-MARKER = "image.json"
 
 
 class Overrides:
@@ -83,13 +82,11 @@ def make_spec(
     image_config: dict[str, Any], entry: dict[str, Any], rootfs: str, container_id: str, o: Overrides, store: ImageStore
 ) -> dict[str, Any]:
     from mrun.defaults import default_spec
+    from mrun.images.install import default_args
 
     cfg = (image_config.get("config") or {}) if image_config else {}
     spec = default_spec()
-    entrypoint = cfg.get("Entrypoint") or []
-    cmd = cfg.get("Cmd") or []
-    if entry.get("modules") and not entrypoint and not cmd:
-        entrypoint = entry["modules"][:1]  # a wasm artifact: run its module
+    entrypoint, cmd = default_args(image_config or {}, entry)
     if o.entrypoint is not None:
         entrypoint = [o.entrypoint] if o.entrypoint else []
         cmd = []
@@ -215,6 +212,14 @@ def _config(store: ImageStore, entry: dict[str, Any]) -> dict[str, Any]:
         return store.read_json(entry["config"])
     except MrunError:
         return {}
+
+
+def image_of(bundle: str) -> dict[str, Any] | None:
+    """Which image (and layers) a container was made from; None for a plain bundle."""
+    try:
+        return jsonio.load_file(os.path.join(bundle, MARKER))
+    except (OSError, ValueError):
+        return None
 
 
 def release(bundle: str) -> None:

@@ -98,13 +98,23 @@ def install(store: ImageStore, source: Source, name: str | None, want: tuple[str
     return done
 
 
+def default_args(image_config: dict[str, Any], entry: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The image's (Entrypoint, Cmd); a wasm artifact, which has neither, runs its first module."""
+    cfg = image_config.get("config") or {}
+    entrypoint, cmd = list(cfg.get("Entrypoint") or []), list(cfg.get("Cmd") or [])
+    if entry.get("modules") and not entrypoint and not cmd:
+        entrypoint = entry["modules"][:1]
+    return entrypoint, cmd
+
+
 def entrypoint_on_host(store: ImageStore, entry: dict[str, Any]) -> str | None:
     """The image's entrypoint file in the topmost layer that has it (never through a symlink)."""
     try:
-        config = (store.read_json(entry["config"]).get("config") or {}) if not entry.get("modules") else {}
+        config = store.read_json(entry["config"])
     except MrunError:
         config = {}
-    args = (config.get("Entrypoint") or []) + (config.get("Cmd") or []) or entry.get("modules") or []
+    entrypoint, cmd = default_args(config if isinstance(config, dict) else {}, entry)
+    args = entrypoint + cmd
     if not args or not args[0].startswith("/"):
         return None
     rel = os.path.normpath(args[0]).lstrip("/")

@@ -26,6 +26,7 @@ from mrun.errors import MrunError, NotFound
 from mrun.state import FileLock
 
 CHUNK = 1 << 20
+MARKER = "image.json"  # in a container's directory: the image it was made from
 
 
 class DigestMismatch(MrunError):
@@ -155,13 +156,13 @@ class ImageStore:
 
     # -- use -----------------------------------------------------------------------------
 
-    def container_images(self) -> dict[str, str]:
-        """container id -> the image config digest it was made from."""
+    def container_images(self) -> dict[str, dict[str, Any]]:
+        """container id -> what it was made from: {"image", "config" digest, "layers"}."""
         used = {}
         for cid in os.listdir(self.containers) if os.path.isdir(self.containers) else []:
             try:
-                used[cid] = jsonio.load_file(os.path.join(self.containers, cid, "image.json"))["config"]
-            except (OSError, ValueError, KeyError):
+                used[cid] = jsonio.load_file(os.path.join(self.containers, cid, MARKER))
+            except (OSError, ValueError):
                 continue
         return used
 
@@ -173,12 +174,8 @@ class ImageStore:
         for entry in index.values():
             keep_blobs.update(entry.get("blobs", []))
             keep_layers.update(entry.get("layers", []))
-        for cid in self.container_images():
-            try:
-                meta = jsonio.load_file(os.path.join(self.containers, cid, "image.json"))
-                keep_layers.update(meta.get("layers", []))
-            except (OSError, ValueError):
-                continue
+        for meta in self.container_images().values():
+            keep_layers.update(meta.get("layers", []))
         removed = []
         for name in os.listdir(self.blobs) if os.path.isdir(self.blobs) else []:
             if "." in name:

@@ -132,7 +132,6 @@ def attach(plan: dict[str, Any], pid: int) -> None:
     nets = Networks(plan["netroot"])
     network = nets.get(plan["network"])
     with nets.lock():  # one bridge and one set of network rules, however many start at once
-        firewall.ensure_table()
         firewall.add_network(network)
         links.ensure_bridge(network)
     links.plug(network, plan["veth"], pid, plan["ip"])

@@ -50,17 +50,17 @@ def _list() -> list[dict]:
     return [item["rule"] for item in jsonio.loads(r.stdout).get("nftables", []) if "rule" in item]
 
 
-def ensure_table() -> None:
-    nft(f"add table {TABLE}\n" + "".join(f"add chain {TABLE} {name} {{ {spec} }}\n" for name, spec in CHAINS))
-
-
 def add_network(network: dict) -> None:
+    """The table, its chains and the network's masquerade rules, unless already there: one
+    listing per container start, and one script only the first time."""
     tag = f"mrun-net:{network['name']}"
     if any(r.get("comment") == tag for r in _list()):
         return
     subnet, bridge = network["subnet"], network["bridge"]
     nft(
-        f'add rule {TABLE} postrouting ip saddr {subnet} ip daddr != {subnet} masquerade comment "{tag}"\n'
+        f"add table {TABLE}\n"
+        + "".join(f"add chain {TABLE} {name} {{ {spec} }}\n" for name, spec in CHAINS)
+        + f'add rule {TABLE} postrouting ip saddr {subnet} ip daddr != {subnet} masquerade comment "{tag}"\n'
         f'add rule {TABLE} postrouting ip saddr 127.0.0.0/8 oifname "{bridge}" masquerade comment "{tag}"\n'
     )
 

@@ -172,8 +172,9 @@ class Networks:
     def remove(self, name: str) -> None:
         with self.lock():
             self.get(name)
-            if self.leases(name):
-                raise MrunError(f"network {name!r} is in use by {len(self.leases(name))} container(s)")
+            leases = self.leases(name)
+            if leases:
+                raise MrunError(f"network {name!r} is in use by {len(leases)} container(s)")
             shutil.rmtree(self.path(name))
 
 
