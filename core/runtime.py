@@ -514,6 +514,8 @@ class Runtime:
             if opts.console is not None:
                 opts.console.close()
         proxy = None
+        # Before start: a signal that comes once the process runs must reach it, not end us.
+        restore = None if detach else forward_signals(record.pid)
         try:
             if ours is not None:
                 from mrun.sandbox.console import TerminalProxy, receive_fd
@@ -522,14 +524,16 @@ class Runtime:
                 ours.close()
             self.start(container_id)
         except BaseException:
+            if restore is not None:
+                restore()
             self.delete(container_id, force=True)
             raise
-        if detach:
+        if restore is None:
             return 0
         if proxy is not None:
             proxy.begin()
         try:
-            code = wait_forwarding(record.pid)
+            code = wait_forwarding(record.pid, restore)
         finally:
             if proxy is not None:
                 proxy.end()
@@ -540,8 +544,8 @@ class Runtime:
         return code
 
 
-def wait_forwarding(pid: int) -> int:
-    """Wait for our child ``pid``, passing on signals we get; reap any orphan on the way."""
+def forward_signals(pid: int) -> Callable[[], None]:
+    """Pass the signals we get on to ``pid`` from now on. -> a function that stops it."""
     import signal
 
     forwarded = (
@@ -563,6 +567,18 @@ def wait_forwarding(pid: int) -> int:
             pass
 
     old = {s: signal.signal(s, forward) for s in forwarded}
+
+    def restore() -> None:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+    return restore
+
+
+def wait_forwarding(pid: int, restore: Callable[[], None] | None = None) -> int:
+    """Wait for our child ``pid``, passing on signals we get; reap any orphan on the way.
+    ``restore`` is from a ``forward_signals(pid)`` made earlier (before ``start``)."""
+    restore = restore or forward_signals(pid)
     try:
         while True:
             try:
@@ -572,5 +588,4 @@ def wait_forwarding(pid: int) -> int:
             if done == pid:
                 return exit_code(status)
     finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+        restore()
