@@ -68,8 +68,10 @@ def start_time(pid: int) -> int | None:
 
 
 def is_alive(pid: int, started: int | None) -> bool:
-    now = start_time(pid)
-    return now is not None and (started is None or now == started)
+    """Is ``pid`` still the process that started at ``started``? Without a recorded start time
+    the process cannot be told from a stranger that reused the number: it counts as gone, and
+    nothing is ever signalled on its behalf."""
+    return started is not None and start_time(pid) == started
 
 
 def parse_signal(text: str | int) -> int:

@@ -117,10 +117,11 @@ class Runtime:
     # -- create / start ----------------------------------------------------------------------
 
     def create(self, container_id: str, bundle: str, opts: CreateOptions | None = None) -> Record:
-        from mrun.spec import load_bundle
+        from mrun.spec import check_sysctls, load_bundle
 
         opts = opts or CreateOptions()
         spec = load_bundle(bundle)
+        check_sysctls(spec)
         if spec.namespaces().get("mount") != "":
             raise InvalidSpec("linux.namespaces: mrun needs a new mount namespace to set up the rootfs")
         self.store.reserve(container_id)
@@ -151,10 +152,12 @@ class Runtime:
             record.backend, _, _ = backends.choose(view)
             plan = ProcessPlan(spec.process, spec.linux.get("seccomp"))
             cgroup = new_cgroup(spec.linux.get("cgroupsPath", ""), container_id, opts.systemd_cgroup)
+            cgroup.plan(self.store.cgroup_marks)
             record.cgroup = cgroup.to_dict()
-            self.store.save(record)  # from here on, `delete --force` can find and remove everything
+            self.store.save(record)  # recorded before made: `delete --force` finds and removes everything
             cgroup.create(spec.linux.get("resources") or {}, spec.linux.get("devices") or [])
             record.cgroup = cgroup.to_dict()
+            self.store.save(record)  # claimed: from here on its processes may be killed
             container = Container(container_id, view, self.store.path(container_id), note=self.debug)
             backends.hook(record.backend, "mrun_prepare")(container=container, process=spec.process)
             network = None
@@ -190,11 +193,12 @@ class Runtime:
             )
             try:
                 record.pid, ch = spawn(launch)
+                record.pid_start = start_time(record.pid)
+                self.store.save(record)
             finally:
                 os.close(fifo_fd)  # only the init may hold it: `start` finds no reader once it died
             if console is not None:
                 console.close()
-            record.pid_start = start_time(record.pid)
             while True:
                 msg = ch.recv()
                 if msg.get("hooks"):
@@ -226,7 +230,7 @@ class Runtime:
 
     def _discard(self, record: Record, cgroup: Any) -> None:
         """Undo a failed create: nothing may be left behind."""
-        if record.pid and is_alive(record.pid, record.pid_start):
+        if record.pid and (is_alive(record.pid, record.pid_start) or record.pid_start is None):
             try:
                 os.kill(record.pid, SIGKILL)
             except ProcessLookupError:

@@ -233,8 +233,8 @@ def validate(doc: Any) -> None:
     for i, dev in enumerate(linux.get("devices") or []):
         if dev.get("type") not in ("c", "b", "u", "p"):
             raise InvalidSpec(f"linux.devices[{i}].type: must be one of c, b, u, p")
-        if not dev.get("path", "").startswith("/dev/"):
-            raise InvalidSpec(f"linux.devices[{i}].path: must be under /dev")
+        if not dev.get("path", "").startswith("/dev/") or ".." in dev["path"].split("/"):
+            raise InvalidSpec(f"linux.devices[{i}].path: must be under /dev, without '..'")
 
 
 class Spec:
@@ -291,3 +291,45 @@ def load_bundle(bundle: str) -> Spec:
     if "process" not in doc:
         raise InvalidSpec(f"{path}: process: missing (mrun needs something to run)")
     return spec
+
+
+# runc's rule (libcontainer/configs/validate): a sysctl is written only where the container has a
+# namespace of its own that owns it; anything else would change the host for everyone.
+_IPC_SYSCTLS = frozenset(
+    ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
+     "kernel.shmmni", "kernel.shm_rmid_forced")
+)
+
+
+def check_sysctls(spec: Spec) -> None:
+    """Refuse, at create and naming the key, every sysctl the container's namespaces do not own."""
+    namespaces = spec.namespaces()
+    for raw_key in spec.linux.get("sysctl") or {}:
+        key = raw_key.replace("/", ".")
+        where = f"linux.sysctl.{raw_key}"
+        if not key or any(p in ("", "..", ".") for p in key.split(".")):
+            raise InvalidSpec(f"{where}: not a sysctl name")
+        if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+            if "ipc" not in namespaces:
+                raise InvalidSpec(f"{where}: not allowed in the host's ipc namespace (add an ipc namespace)")
+            continue
+        if key.startswith("net."):
+            path = namespaces.get("network")
+            if path is None:
+                raise InvalidSpec(f"{where}: not allowed in the host's network namespace (add a network namespace)")
+            if path and _same_ns(path, "/proc/self/ns/net"):
+                raise InvalidSpec(f"{where}: not allowed: linux.namespaces joins the host's network namespace")
+            continue
+        if key == "kernel.domainname" and "uts" in namespaces:
+            continue
+        if key == "kernel.hostname" and "uts" in namespaces:
+            raise InvalidSpec(f"{where}: set the hostname with the OCI 'hostname' field instead")
+        raise InvalidSpec(f"{where}: not namespaced for this container, so it would change the host; refused")
+
+
+def _same_ns(a: str, b: str) -> bool:
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)

@@ -24,14 +24,24 @@ if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' 
 
 
 DEFAULT_ROOT = "/run/mrun"
-_ID_EXTRA = set("_+-.")
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
 
 
 def check_id(container_id: str) -> None:
-    if not container_id or container_id in (".", "..") or not all(c.isalnum() or c in _ID_EXTRA for c in container_id):
-        raise MrunError(f"invalid container id {container_id!r}: use letters, digits, '_', '+', '-' and '.'")
+    """runc's rule (ASCII letters, digits, ``_+-.``), less a leading dot: those names are mrun's
+    own in the state root."""
+    if (
+        not isinstance(container_id, str)
+        or not container_id
+        or container_id.startswith(".")
+        or len(container_id) > 1024
+        or not all(c in _ID_CHARS for c in container_id)
+    ):
+        raise MrunError(
+            f"invalid container id {container_id!r}: use ASCII letters, digits, '_', '+', '-' and '.' (not first)"
+        )
 
 
 class Record:
@@ -66,9 +76,51 @@ class Record:
         return self.config.get("annotations") or {}
 
 
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 63
+
+
+def _shape_problem(data: object, container_id: str) -> str:
+    """What is wrong with a state document, or "". A state file is input like any other: a
+    damaged or forged one must neither crash a command nor aim a signal at a stranger."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    if data.get("id") != container_id:
+        return f"id: {data.get('id')!r} is not {container_id!r}"
+    for name in ("bundle", "rootfs", "backend", "created", "owner"):
+        if not isinstance(data.get(name, ""), str):
+            return f"{name}: not a string"
+    if not isinstance(data.get("config"), dict) or not isinstance(data["config"].get("annotations") or {}, dict):
+        return "config: not a runtime-spec object"
+    pid, started = data.get("pid", 0), data.get("pid_start")
+    if not _is_int(pid):
+        return f"pid: {pid!r} is not a process id"
+    if started is None and pid:
+        return "pid_start: missing, so the process cannot be told from one that reused its pid"
+    if started is not None and not _is_int(started):
+        return f"pid_start: {started!r} is not a start time"
+    if data.get("stage", "creating") not in ("creating", "created", "running"):
+        return f"stage: {data.get('stage')!r} is not creating, created or running"
+    cgroup = data.get("cgroup") or {}
+    if not isinstance(cgroup, dict):
+        return "cgroup: not an object"
+    if cgroup:
+        from mrun.cgroups import saved_problem
+
+        problem = saved_problem(cgroup)
+        if problem:
+            return f"cgroup: {problem}"
+    return ""
+
+
 class Store:
     def __init__(self, root: str = DEFAULT_ROOT) -> None:
         self.root = os.path.abspath(root)
+
+    @property
+    def cgroup_marks(self) -> str:
+        """Where containers of this root mark the parent cgroups they made (cgroups.base)."""
+        return os.path.join(self.root, ".cgroup-parents")
 
     def path(self, container_id: str, *parts: str) -> str:
         return os.path.join(self.root, container_id, *parts)
@@ -95,6 +147,12 @@ class Store:
             raise MrunError(
                 f"container {container_id!r}: state file is unreadable ({e}); "
                 f"'mrun delete --force {container_id}' cleans it up"
+            )
+        problem = _shape_problem(data, container_id)
+        if problem:
+            raise MrunError(
+                f"container {container_id!r}: state file is malformed ({problem}); "
+                f"'mrun delete --force {container_id}' removes it without signalling anything"
             )
         return Record(**{k: v for k, v in data.items() if k in Record.FIELDS})
 
@@ -133,7 +191,7 @@ class Store:
 
     def ids(self) -> list[str]:
         try:
-            return sorted(e.name for e in os.scandir(self.root) if e.is_dir())
+            return sorted(e.name for e in os.scandir(self.root) if e.is_dir() and not e.name.startswith("."))
         except FileNotFoundError:
             return []
 

@@ -175,7 +175,8 @@ class Harness:
 
     def cleanup(self) -> None:
         for cid in os.listdir(self.root) if os.path.isdir(self.root) else []:
-            self.mrun("delete", "--force", cid)
+            if not cid.startswith("."):
+                self.mrun("delete", "--force", cid)
         for pid in processes_mentioning(self.root):
             try:
                 os.kill(pid, 9)

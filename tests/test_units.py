@@ -17,8 +17,9 @@ from mrun.cgroups.resources import blkio_to_io_weight, shares_to_weight, v1_writ
 from mrun.cli.fastparse import ParseError, parse
 from mrun.defaults import default_spec
 from mrun.errors import InvalidSpec, MrunError, Unsupported
+from mrun.inroot import secure_join
 from mrun.proc import parse_signal
-from mrun.sandbox.rootfs import parse_options, secure_join
+from mrun.sandbox.rootfs import parse_options
 from mrun.spec import validate
 
 
@@ -212,7 +213,7 @@ def _cgroup2_mount() -> str | None:
     return None
 
 
-def test_v2_driver_on_a_real_cgroup2_hierarchy():
+def test_v2_driver_on_a_real_cgroup2_hierarchy(tmp_path):
     """On pure v2 hosts this is the hierarchy; on hybrid hosts (like the CI machines) the cgroup2
     mount has no resource controllers, but create/add/freeze/kill/destroy all work there."""
     from mrun.cgroups.v2 import CgroupV2
@@ -224,6 +225,7 @@ def test_v2_driver_on_a_real_cgroup2_hierarchy():
     cg = CgroupV2.at(f"/{tag}/c", relative=False, mount=mount)
     available = set(open(os.path.join(mount, "cgroup.controllers")).read().split())
     resources = {"pids": {"limit": 5}} if "pids" in available else {}
+    cg.plan(str(tmp_path / "marks"))  # what it will create, recorded first: only that is removed
     cg.create(resources)
     proc = subprocess.Popen(["sleep", "60"])
     try:

@@ -44,6 +44,8 @@ def resolve_path(cgroups_path: str, container_id: str, systemd: bool = False) ->
     norm = os.path.normpath(cgroups_path)
     if norm.startswith("..") or "/../" in f"/{norm}/":
         raise InvalidSpec(f"linux.cgroupsPath: {cgroups_path!r} climbs out of the hierarchy")
+    if norm in ("/", "//"):
+        raise InvalidSpec(f"linux.cgroupsPath: {cgroups_path!r} is the root cgroup, which a container never gets")
     return norm, not cgroups_path.startswith("/")
 
 
@@ -58,15 +60,50 @@ def new_cgroup(cgroups_path: str, container_id: str, systemd: bool = False) -> C
     return CgroupV1.at(path, relative)
 
 
+def _inside_hierarchy(path: object, version: int) -> bool:
+    """A cgroup directory below a hierarchy's root (never the root itself), with no tricks."""
+    if not isinstance(path, str) or os.path.normpath(path) != path or not path.startswith(CGROUP_ROOT + "/"):
+        return False
+    parts = path[len(CGROUP_ROOT) + 1 :].split("/")
+    if version == 2 and parts[0] == "unified":  # a hybrid host's cgroup2 mount
+        parts = parts[1:]
+    return len(parts) >= (1 if version == 2 else 2)
+
+
+def saved_problem(saved: dict[str, Any]) -> str:
+    """What is wrong with a cgroup record read from a state file, or ""."""
+    version = saved.get("version")
+    if version == 2:
+        dirs = [saved.get("path")]
+    elif version == 1:
+        paths = saved.get("paths")
+        if not isinstance(paths, dict) or not paths:
+            return "paths: not an object of controller directories"
+        dirs = list(paths.values())
+    else:
+        return f"version: {version!r} is not 1 or 2"
+    for d in dirs:
+        if not _inside_hierarchy(d, version):
+            return f"{d!r} is not a container cgroup below {CGROUP_ROOT}"
+    created, inodes = saved.get("created") or [], saved.get("inodes") or {}
+    if not isinstance(created, list) or not all(isinstance(c, str) for c in created):
+        return "created: not a list of directories"
+    if not isinstance(inodes, dict) or any(k not in dirs or not isinstance(v, int) for k, v in inodes.items()):
+        return "inodes: not the container's directories"
+    if not isinstance(saved.get("marks") or "", str):
+        return "marks: not a path"
+    return ""
+
+
 def open_cgroup(saved: dict[str, Any]) -> Cgroup:
     """Rebuild a driver from what ``Cgroup.to_dict()`` saved in the state."""
     if saved.get("version") == 2:
         from mrun.cgroups.v2 import CgroupV2
 
-        return CgroupV2(saved["path"], saved.get("created", []))
+        return CgroupV2(saved["path"], saved)
     from mrun.cgroups.v1 import CgroupV1
 
-    return CgroupV1(saved["paths"], saved.get("created", []))
+    return CgroupV1(saved["paths"], saved)
 
 
 __all__ = ["Cgroup", "detect", "new_cgroup", "open_cgroup", "resolve_path"]

@@ -6,7 +6,7 @@ import errno
 import os
 import time
 
-from mrun.errors import MrunError
+from mrun.errors import InvalidSpec, MrunError
 from mrun.proc import SIGKILL
 
 TYPE_CHECKING = False
@@ -45,29 +45,143 @@ def keyed(path: str) -> dict[str, int]:
     return out
 
 
-def make_dirs(path: str, created: list[str]) -> list[str]:
-    """mkdir -p, returning the directories this call created (parents first)."""
-    new: list[str] = []
+def _mark_name(marks: str, path: str) -> str:
+    return os.path.join(marks, path.strip("/").replace("%", "%25").replace("/", "%2F"))
+
+
+def _mark(marks: str, path: str) -> None:
+    for attempt in range(3) if marks else ():
+        os.makedirs(marks, mode=0o700, exist_ok=True)
+        try:
+            os.close(os.open(_mark_name(marks, path), os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+            return
+        except FileNotFoundError:  # the directory was removed as empty by a concurrent release
+            if attempt == 2:
+                raise
+
+
+def make_parents(path: str, marks: str, on_new: Any = None) -> None:
+    """mkdir -p of ``path``'s parents. Each parent mrun makes is marked in ``marks`` (before the
+    mkdir, so a crash leaves a mark and never an unmarked directory; and again after, in case a
+    concurrent release removed the mark): whichever container of this state root leaves last
+    removes it (``release_parents``), so concurrent or killed creates leave no empty parents."""
     missing = []
-    p = path
+    p = os.path.dirname(path)
     while not os.path.isdir(p):
         missing.append(p)
         p = os.path.dirname(p)
     for d in reversed(missing):
+        _mark(marks, d)
         try:
             os.mkdir(d)
-            new.append(d)
         except FileExistsError:
             pass
-    created.extend(new)
-    return new
+        _mark(marks, d)
+        if on_new is not None:
+            on_new(d)
+
+
+def release_parents(path: str, marks: str) -> None:
+    """Remove ``path``'s empty parents that carry mrun's mark, bottom up; stop at the first in use."""
+    if not marks:
+        return
+    p = os.path.dirname(path)
+    while p not in ("/", ""):
+        mark = _mark_name(marks, p)
+        if not os.path.exists(mark):
+            return
+        try:
+            os.rmdir(p)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return  # another container still uses it: the last one out removes it
+        try:
+            os.unlink(mark)
+        except FileNotFoundError:
+            pass
+        try:
+            os.rmdir(marks)  # nothing marked any more: leave the state root as it was
+        except OSError:
+            pass
+        p = os.path.dirname(p)
+
+
+def procs_in(path: str) -> list[int]:
+    try:
+        return [int(x) for x in read(os.path.join(path, "cgroup.procs")).split()]
+    except FileNotFoundError:
+        return []
 
 
 class Cgroup:
-    """A container's cgroup; v1 spans several hierarchies, v2 is one directory."""
+    """A container's cgroup; v1 spans several hierarchies, v2 is one directory.
+
+    Ownership is explicit, because a cgroup is shared with the rest of the host: ``created``
+    lists the container's directories that did not exist before it (recorded before the mkdir:
+    only these are ever removed); ``inodes`` records, once a directory was found empty and
+    claimed, its identity. Processes are signalled only in a claimed directory whose inode
+    still matches, so a stale or forged state file cannot aim a kill at someone else's cgroup.
+    """
 
     version = 0
     created: list[str]
+    inodes: dict[str, int]
+    marks: str
+
+    def _init_ownership(self, saved: dict[str, Any] | None) -> None:
+        saved = saved or {}
+        # Only the container's own directories: an older mrun also listed parents here.
+        self.created = [d for d in saved.get("created") or [] if d in self._dirs()]
+        self.inodes = dict(saved.get("inodes") or {})
+        self.marks = saved.get("marks") or ""
+
+    def _ownership(self) -> dict[str, Any]:
+        return {"created": self.created, "inodes": self.inodes, "marks": self.marks}
+
+    def plan(self, marks: str) -> None:
+        """Before anything is made: which of the container's directories it will create."""
+        self.marks = marks
+        self.created = [d for d in self._dirs() if not os.path.isdir(d)]
+
+    def _make_dirs(self, on_new: Any = None) -> None:
+        for leaf in self._dirs():
+            for attempt in range(3):
+                try:
+                    make_parents(leaf, self.marks, on_new)
+                    os.mkdir(leaf)
+                    if on_new is not None:
+                        on_new(leaf)
+                    break
+                except FileExistsError:
+                    break
+                except FileNotFoundError:  # a parent removed under us by a concurrent release
+                    if attempt == 2:
+                        raise
+
+    def claim(self) -> None:
+        """Refuse a cgroup that already holds processes (runc does too): mrun must never kill or
+        remove what the container does not own. Then record each directory's identity."""
+        for d in self._dirs():
+            pids = procs_in(d)
+            if pids:
+                shown = " ".join(str(p) for p in pids[:5]) + (" ..." if len(pids) > 5 else "")
+                raise InvalidSpec(
+                    f"linux.cgroupsPath: {d} already holds {len(pids)} process(es) ({shown}); "
+                    "a container needs a cgroup of its own"
+                )
+        self.inodes = {d: os.stat(d).st_ino for d in self._dirs()}
+
+    def owned(self) -> list[str]:
+        """The directories this container claimed and that are still the same ones."""
+        out = []
+        for d in self._dirs():
+            try:
+                if self.inodes.get(d) == os.stat(d).st_ino:
+                    out.append(d)
+            except FileNotFoundError:
+                continue
+        return out
 
     def apply(self, resources: dict[str, Any], devices: list[dict[str, Any]] | None = None) -> None:
         raise NotImplementedError
@@ -100,7 +214,10 @@ class Cgroup:
         return any(os.path.isdir(d) for d in self._dirs())
 
     def kill_all(self, sig: int = SIGKILL) -> None:
-        """Signal every process; SIGKILL is sent frozen, so a fork bomb cannot outrun it."""
+        """Signal every process of a claimed cgroup; SIGKILL is sent frozen, so a fork bomb cannot
+        outrun it. An unclaimed or replaced cgroup is someone else's: nothing is signalled."""
+        if not self.owned():
+            return
         if sig == SIGKILL:
             try:
                 self.set_frozen(True)
@@ -117,19 +234,17 @@ class Cgroup:
                 self.set_frozen(False)  # killed tasks die only once thawed
 
     def destroy(self, timeout: float = 10.0) -> None:
-        """Kill what is left, then remove the directories mrun created (leaf first)."""
-        if not self.exists():
-            return
+        """Kill what is left in a claimed cgroup, then remove what the container created (leaf
+        first) and the marked parents nobody uses any more."""
         deadline = time.monotonic() + timeout
         delay = 0.001
-        while self.pids():
+        while self.owned() and self.pids():
             self.kill_all(SIGKILL)
             if time.monotonic() > deadline:
                 raise MrunError(f"processes in {self._dirs()[0]} did not die within {timeout:.0f}s")
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
-        leaves = self._dirs()
-        for d in leaves + sorted(set(self.created) - set(leaves), key=len, reverse=True):
+        for d in sorted(self.created, key=len, reverse=True):
             for _ in range(50):
                 try:
                     os.rmdir(d)
@@ -137,6 +252,8 @@ class Cgroup:
                 except FileNotFoundError:
                     break
                 except OSError as e:
-                    if d not in leaves or e.errno != errno.EBUSY:
-                        break  # a shared parent still in use by someone else: leave it
-                    time.sleep(0.01)
+                    if e.errno != errno.EBUSY:
+                        break
+                    time.sleep(0.01)  # the last killed task is still leaving
+        for d in self._dirs():
+            release_parents(d, self.marks)

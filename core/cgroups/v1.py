@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from mrun.cgroups.base import Cgroup, keyed, make_dirs, read, write
+from mrun.cgroups.base import Cgroup, keyed, procs_in, read, write
 from mrun.cgroups.resources import v1_writes
 from mrun.errors import MrunError, Unsupported
 
@@ -60,9 +60,9 @@ def own_paths() -> dict[str, str]:
 class CgroupV1(Cgroup):
     version = 1
 
-    def __init__(self, paths: dict[str, str], created: list[str] | None = None) -> None:
+    def __init__(self, paths: dict[str, str], saved: dict[str, Any] | None = None) -> None:
         self.paths = paths
-        self.created = list(created or [])
+        self._init_ownership(saved)
 
     @classmethod
     def at(cls, path: str, relative: bool) -> CgroupV1:
@@ -76,21 +76,12 @@ class CgroupV1(Cgroup):
     def _dirs(self) -> list[str]:
         return sorted(set(self.paths.values()))
 
-    def _create_dirs(self) -> None:
-        for ctrl, path in self.paths.items():
-            for attempt in range(3):
-                try:
-                    new = make_dirs(path, self.created)
-                    break
-                except FileNotFoundError:  # a parent removed under us by a concurrent delete
-                    if attempt == 2:
-                        raise
-            if ctrl == "cpuset":
-                # New v1 cpusets start empty and refuse tasks until cpus/mems are copied down.
-                for d in new:
-                    parent = os.path.dirname(d)
-                    for f in ("cpuset.cpus", "cpuset.mems"):
-                        write(os.path.join(d, f), read(os.path.join(parent, f)))
+    def _new_dir(self, d: str) -> None:
+        """New v1 cpusets start empty and refuse tasks until cpus/mems are copied down."""
+        if os.path.exists(os.path.join(d, "cpuset.cpus")):
+            for f in ("cpuset.cpus", "cpuset.mems"):
+                if not read(os.path.join(d, f)):
+                    write(os.path.join(d, f), read(os.path.join(os.path.dirname(d), f)))
 
     def apply(self, resources: dict[str, Any], devices: list[dict[str, Any]] | None = None) -> None:
         has_swap = "memory" in self.paths and os.path.exists(
@@ -102,7 +93,8 @@ class CgroupV1(Cgroup):
             write(os.path.join(self.paths[ctrl], name), value)
 
     def create(self, resources: dict[str, Any], devices: list[dict[str, Any]] | None = None) -> None:
-        self._create_dirs()
+        self._make_dirs(self._new_dir)
+        self.claim()
         self.apply(resources, devices)
 
     def add(self, pid: int) -> None:
@@ -111,10 +103,7 @@ class CgroupV1(Cgroup):
 
     def pids(self) -> list[int]:
         path = self.paths.get("pids") or self.paths.get("freezer") or self._dirs()[0]
-        try:
-            return [int(x) for x in read(os.path.join(path, "cgroup.procs")).split()]
-        except FileNotFoundError:
-            return []
+        return procs_in(path)
 
     def is_frozen(self) -> bool:
         path = self.paths.get("freezer")
@@ -169,4 +158,4 @@ class CgroupV1(Cgroup):
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": 1, "paths": self.paths, "created": self.created}
+        return {"version": 1, "paths": self.paths, **self._ownership()}

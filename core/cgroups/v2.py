@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from mrun.cgroups.base import Cgroup, keyed, make_dirs, read, write
+from mrun.cgroups.base import Cgroup, keyed, procs_in, read, write
 from mrun.cgroups.resources import v2_controllers, v2_writes
 from mrun.errors import MrunError, Unsupported
 
@@ -33,10 +33,10 @@ def own_path() -> str:
 class CgroupV2(Cgroup):
     version = 2
 
-    def __init__(self, path: str, created: list[str] | None = None, mount: str = MOUNT) -> None:
+    def __init__(self, path: str, saved: dict[str, Any] | None = None, mount: str = MOUNT) -> None:
         self.path = path
         self.mount = mount
-        self.created = list(created or [])
+        self._init_ownership(saved)
 
     @classmethod
     def at(cls, path: str, relative: bool, mount: str = MOUNT) -> CgroupV2:
@@ -70,9 +70,9 @@ class CgroupV2(Cgroup):
 
     def create(self, resources: dict[str, Any], devices: list[dict[str, Any]] | None = None) -> None:
         writes = v2_writes(resources)
-        make_dirs(os.path.dirname(self.path), self.created)
+        self._make_dirs()
+        self.claim()
         self._enable(v2_controllers(writes))
-        make_dirs(self.path, self.created)
         self._write(writes, devices, resources)
 
     def apply(self, resources: dict[str, Any], devices: list[dict[str, Any]] | None = None) -> None:
@@ -94,10 +94,7 @@ class CgroupV2(Cgroup):
         write(self._file("cgroup.procs"), str(pid))
 
     def pids(self) -> list[int]:
-        try:
-            return [int(x) for x in read(self._file("cgroup.procs")).split()]
-        except FileNotFoundError:
-            return []
+        return procs_in(self.path)
 
     def is_frozen(self) -> bool:
         try:
@@ -115,7 +112,7 @@ class CgroupV2(Cgroup):
             time.sleep(0.001)
 
     def kill_all(self, sig: int = 9) -> None:
-        if sig == 9 and os.path.exists(self._file("cgroup.kill")):
+        if sig == 9 and self.owned() and os.path.exists(self._file("cgroup.kill")):
             write(self._file("cgroup.kill"), "1")
             return
         super().kill_all(sig)
@@ -157,4 +154,4 @@ class CgroupV2(Cgroup):
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": 2, "path": self.path, "created": self.created}
+        return {"version": 2, "path": self.path, **self._ownership()}

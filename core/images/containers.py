@@ -13,7 +13,7 @@ import os
 import shutil
 from typing import Any
 
-from mrun import jsonio
+from mrun import inroot, jsonio
 from mrun.errors import InvalidSpec, MrunError
 from mrun.images.snapshot import mount_or_copy
 from mrun.images.store import MARKER, ImageStore
@@ -48,11 +48,11 @@ def _lookup_user(rootfs: str, user: str) -> tuple[int, int, list[int]]:
     name, _, group = user.partition(":")
 
     def table(path: str) -> list[list[str]]:
-        try:
-            with open(os.path.join(rootfs, path), errors="replace") as f:
-                return [line.rstrip("\n").split(":") for line in f if line.count(":") >= 3]
+        try:  # resolved inside the image: its /etc may be a link aimed at the host's
+            text = inroot.read_file(rootfs, path).decode(errors="replace")
         except OSError:
             return []
+        return [line.split(":") for line in text.splitlines() if line.count(":") >= 3]
 
     passwd, groups = table("etc/passwd"), table("etc/group")
     if name.isdigit():

@@ -7,6 +7,7 @@ import os
 import stat
 from typing import Any
 
+from mrun import inroot
 from mrun.errors import MrunError
 from mrun.sandbox import syscalls as sc
 
@@ -28,55 +29,85 @@ _TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_I
 
 
 def create(rootfs: str, devices: list[dict[str, Any]], in_userns: bool, dev_is_bind: bool) -> None:
-    """Make device nodes under ``rootfs``/dev.
+    """Make device nodes under ``rootfs``/dev, every path resolved inside the rootfs.
 
     In a user namespace mknod is not allowed, so nodes are bind mounts of the host's (what runc
     does too). When the spec bind-mounts the host's /dev, only the links are added.
     """
-    dev = os.path.join(rootfs, "dev")
-    os.makedirs(dev, exist_ok=True)
-    wanted = [] if dev_is_bind else DEFAULT_DEVICES
-    seen = {d["path"] for d in devices}
-    for d in [x for x in wanted if x["path"] not in seen] + list(devices):
-        _node(rootfs, d, in_userns)
-    for target, name in LINKS:
-        _link(target, os.path.join(dev, name))
-    if os.path.exists("/proc/kcore"):
-        _link("/proc/kcore", os.path.join(dev, "core"))
-    if os.path.isdir(os.path.join(dev, "pts")) and not os.path.exists(os.path.join(dev, "ptmx")):
-        _link("pts/ptmx", os.path.join(dev, "ptmx"))
-
-
-def _link(target: str, path: str) -> None:
+    root = inroot.open_root(rootfs)
     try:
-        os.symlink(target, path)
-    except FileExistsError:
-        pass
-
-
-def _node(rootfs: str, d: dict[str, Any], in_userns: bool) -> None:
-    rel = d["path"].lstrip("/")
-    path = os.path.join(rootfs, rel)
-    if os.path.realpath(os.path.dirname(path)) != os.path.realpath(os.path.join(rootfs, os.path.dirname(rel))):
-        raise MrunError(f"linux.devices: {d['path']} resolves outside the container")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    mode = d.get("fileMode", 0o666) & 0o7777
-    if in_userns:
-        if not os.path.lexists(path):
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+        wanted = [] if dev_is_bind else DEFAULT_DEVICES
+        seen = {d["path"] for d in devices}
+        for d in [x for x in wanted if x["path"] not in seen] + list(devices):
+            _node(root, d, in_userns)
+        dev = inroot.walk(root, "/dev", create="dir")
         try:
-            sc.mount(d["path"], path, None, sc.MS_BIND)
-        except OSError as e:
-            raise MrunError(f"linux.devices: cannot bind {d['path']} from the host: {e.strerror}")
-        return
+            _links(dev)
+        finally:
+            os.close(dev)
+    finally:
+        os.close(root)
+
+
+def _links(dev: int) -> None:
+    links = list(LINKS)
+    if os.path.exists("/proc/kcore"):
+        links.append(("/proc/kcore", "core"))
     try:
-        if os.path.lexists(path):
-            os.unlink(path)
-        os.mknod(path, mode | _TYPES[d["type"]], os.makedev(d.get("major", 0), d.get("minor", 0)))
-        os.chmod(path, mode)
-        if d.get("uid") is not None or d.get("gid") is not None:
-            os.chown(path, d.get("uid", 0), d.get("gid", 0))
+        if stat.S_ISDIR(os.stat("pts", dir_fd=dev, follow_symlinks=False).st_mode):
+            links.append(("pts/ptmx", "ptmx"))
+    except FileNotFoundError:
+        pass
+    for target, name in links:
+        try:
+            os.symlink(target, name, dir_fd=dev)
+        except FileExistsError:
+            pass
+
+
+def _node(root: int, d: dict[str, Any], in_userns: bool) -> None:
+    where = f"linux.devices: {d['path']}"
+    try:
+        parent, name = inroot.parent_and_name(root, d["path"])
+    except OSError as e:
+        raise MrunError(f"{where}: cannot make its directory inside the container: {e.strerror}")
+    try:
+        if in_userns:
+            _bind_host_node(root, d, where)
+        else:
+            _mknod(parent, name, d, where)
+    finally:
+        os.close(parent)
+
+
+def _bind_host_node(root: int, d: dict[str, Any], where: str) -> None:
+    try:
+        with inroot.at(root, d["path"], create="file") as target:
+            sc.mount(d["path"], target, None, sc.MS_BIND)
+    except OSError as e:
+        raise MrunError(f"{where}: cannot bind the host's node: {e.strerror}")
+
+
+def _mknod(parent: int, name: str, d: dict[str, Any], where: str) -> None:
+    """mknodat in the in-root parent: the name itself is never followed, whatever it is now."""
+    mode = d.get("fileMode", 0o666) & 0o7777
+    try:
+        try:
+            old = os.stat(name, dir_fd=parent, follow_symlinks=False)
+            if stat.S_ISDIR(old.st_mode):
+                raise MrunError(f"{where}: the image has a directory there")
+            os.unlink(name, dir_fd=parent)  # the rootfs's own entry (a file, a link): replaced
+        except FileNotFoundError:
+            pass
+        os.mknod(name, mode | _TYPES[d["type"]], os.makedev(d.get("major", 0), d.get("minor", 0)), dir_fd=parent)
+        node = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+        try:
+            os.chmod(inroot.fd_path(node), mode)  # mknod's mode went through the umask
+            if d.get("uid") is not None or d.get("gid") is not None:
+                os.chown(inroot.fd_path(node), d.get("uid", 0), d.get("gid", 0))
+        finally:
+            os.close(node)
     except OSError as e:
         if e.errno == errno.EPERM:
-            raise MrunError(f"linux.devices: mknod {d['path']}: not permitted (no CAP_MKNOD?)")
-        raise MrunError(f"linux.devices: {d['path']}: {e.strerror}")
+            raise MrunError(f"{where}: mknod not permitted (no CAP_MKNOD?)")
+        raise MrunError(f"{where}: {e.strerror}")

@@ -10,6 +10,7 @@ import os
 import signal
 from typing import Any, NoReturn
 
+from mrun import inroot
 from mrun.errors import MrunError
 from mrun.hooks import run_hooks
 from mrun.plugins.api import Container
@@ -75,8 +76,13 @@ def _build_rootfs(sb: Sandbox) -> None:
     rootfs.prepare_root(root, linux.get("rootfsPropagation", ""))
     new_cgroupns = sb.namespaces.get("cgroup") == ""
     dev_is_bind = False
-    for i, m in enumerate(spec.raw.get("mounts") or []):
-        rootfs.mount_one(root, m, i, sb.cgroup_paths, new_cgroupns, "user" in sb.namespaces)
+    root_fd = inroot.open_root(root)  # after the self-bind: mounts land on the new root mount
+    try:
+        for i, m in enumerate(spec.raw.get("mounts") or []):
+            rootfs.mount_one(root_fd, m, i, sb.cgroup_paths, new_cgroupns, "user" in sb.namespaces)
+    finally:
+        os.close(root_fd)
+    for m in spec.raw.get("mounts") or []:
         if os.path.normpath(m["destination"]) == "/dev" and (
             m.get("type") == "bind" or "bind" in (m.get("options") or []) or "rbind" in (m.get("options") or [])
         ):

@@ -13,6 +13,7 @@ import os
 import stat
 from typing import Any
 
+from mrun import inroot
 from mrun.errors import MrunError
 from mrun.sandbox import syscalls as sc
 
@@ -80,49 +81,6 @@ def parse_options(options: list[str]) -> tuple[int, int, str]:
     return flags, prop, ",".join(data)
 
 
-def secure_join(root: str, unsafe: str) -> str:
-    """Resolve ``unsafe`` under ``root`` the way the container would see it: ``..`` stops at the
-    root and absolute symlinks restart from it, so the result never leaves ``root``."""
-    parts = [p for p in unsafe.split("/") if p]
-    resolved: list[str] = []
-    links = 0
-    while parts:
-        part = parts.pop(0)
-        if part == ".":
-            continue
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = os.path.join(root, *resolved, part)
-        try:
-            st = os.lstat(candidate)
-        except FileNotFoundError:
-            resolved.append(part)
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > 40:
-                raise MrunError(f"{unsafe}: too many levels of symbolic links")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p] + parts
-            continue
-        resolved.append(part)
-    return os.path.join(root, *resolved)
-
-
-def _make_target(path: str, is_dir: bool) -> None:
-    if os.path.lexists(path):
-        return
-    if is_dir:
-        os.makedirs(path, exist_ok=True)
-    else:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
-
-
 def locked_flags(path: str) -> int:
     f = os.statvfs(path).f_flag
     return sum(ms for st_flag, ms in _LOCKED if f & st_flag)
@@ -134,18 +92,20 @@ def remount_readonly(path: str, recursive: bool = False) -> None:
 
 
 def mount_one(
-    rootfs: str,
+    root_fd: int,
     m: dict[str, Any],
     index: int,
     cgroup_paths: dict[str, str] | None,
     new_cgroupns: bool,
     in_userns: bool = False,
 ) -> None:
+    """One spec mount; the destination is resolved inside the rootfs and mounted on through a
+    handle, then reopened for each later step (a remount must see the new mount, not the old)."""
     kind = m.get("type") or ""
     options = m.get("options") or []
     flags, prop, data = parse_options(options)
     source = m.get("source") or kind
-    dest = secure_join(rootfs, m["destination"])
+    dest = m["destination"]
     is_bind = kind == "bind" or flags & sc.MS_BIND
     try:
         if is_bind:
@@ -153,62 +113,67 @@ def mount_one(
                 raise MrunError(f"mounts[{index}].source: bind source {source!r} must be an absolute path")
             if not os.path.exists(source):
                 raise MrunError(f"mounts[{index}].source: {source} does not exist")
-            _make_target(dest, os.path.isdir(source))
-            sc.mount(source, dest, None, sc.MS_BIND | (flags & sc.MS_REC))
+            with inroot.at(root_fd, dest, create="dir" if os.path.isdir(source) else "file") as target:
+                sc.mount(source, target, None, sc.MS_BIND | (flags & sc.MS_REC))
             rest = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
             if rest:
-                sc.mount(None, dest, None, sc.MS_BIND | sc.MS_REMOUNT | rest | locked_flags(dest))
+                with inroot.at(root_fd, dest) as target:
+                    sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | rest | locked_flags(target))
         elif kind == "cgroup":
-            _make_target(dest, True)
-            mount_cgroup(dest, flags, cgroup_paths or {}, new_cgroupns, in_userns)
+            mount_cgroup(root_fd, dest, flags, cgroup_paths or {}, new_cgroupns, in_userns)
         else:
-            _make_target(dest, True)
-            if kind == "sysfs":
-                try:
-                    sc.mount(source, dest, kind, flags, data or None)
-                except OSError as e:
-                    if e.errno != errno.EPERM:
-                        raise
-                    sc.mount("/sys", dest, None, sc.MS_BIND | sc.MS_REC)  # no netns of our own
-            else:
-                sc.mount(source, dest, kind, flags, data or None)
+            with inroot.at(root_fd, dest, create="dir") as target:
+                if kind == "sysfs":
+                    try:
+                        sc.mount(source, target, kind, flags, data or None)
+                    except OSError as e:
+                        if e.errno != errno.EPERM:
+                            raise
+                        sc.mount("/sys", target, None, sc.MS_BIND | sc.MS_REC)  # no netns of our own
+                else:
+                    sc.mount(source, target, kind, flags, data or None)
         if prop:
-            sc.mount(None, dest, None, prop)
+            with inroot.at(root_fd, dest) as target:
+                sc.mount(None, target, None, prop)
     except OSError as e:
-        raise MrunError(f"mounts[{index}] ({kind or 'bind'} on {m['destination']}): {e.strerror or e}")
+        raise MrunError(f"mounts[{index}] ({kind or 'bind'} on {dest}): {e.strerror or e}")
 
 
 def mount_cgroup(
-    dest: str, flags: int, cgroup_paths: dict[str, str], new_cgroupns: bool, in_userns: bool = False
+    root_fd: int, dest: str, flags: int, cgroup_paths: dict[str, str], new_cgroupns: bool, in_userns: bool = False
 ) -> None:
     """Give the container its own cgroup view: cgroup2 directly, or v1 as a tmpfs of hierarchies."""
     ro = flags & sc.MS_RDONLY
     base = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
     if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-        if new_cgroupns:
-            sc.mount("cgroup2", dest, "cgroup2", base | ro)
-        else:
-            sc.mount(cgroup_paths.get("", "/sys/fs/cgroup"), dest, None, sc.MS_BIND | sc.MS_REC)
+        with inroot.at(root_fd, dest, create="dir") as target:
+            if new_cgroupns:
+                sc.mount("cgroup2", target, "cgroup2", base | ro)
+            else:
+                sc.mount(cgroup_paths.get("", "/sys/fs/cgroup"), target, None, sc.MS_BIND | sc.MS_REC)
         return
-    sc.mount("tmpfs", dest, "tmpfs", base, "mode=755")
+    with inroot.at(root_fd, dest, create="dir") as target:
+        sc.mount("tmpfs", target, "tmpfs", base, "mode=755")
     by_dir: dict[str, list[str]] = {}
     for ctrl, path in cgroup_paths.items():
         by_dir.setdefault(path, []).append(ctrl)
-    for path, ctrls in by_dir.items():
-        mountpoint = _hierarchy_name(path)
-        target = os.path.join(dest, mountpoint)
-        os.makedirs(target, exist_ok=True)
-        if new_cgroupns and not in_userns:
-            sc.mount("cgroup", target, "cgroup", base | ro, ",".join(sorted(ctrls)))
-        else:  # v1 hierarchies cannot be mounted from a user namespace: bind the container's own
-            sc.mount(path, target, None, sc.MS_BIND)
-            if ro:
-                remount_readonly(target)
-        for ctrl in ctrls:
-            if ctrl != mountpoint and not os.path.lexists(os.path.join(dest, ctrl)):
-                os.symlink(mountpoint, os.path.join(dest, ctrl))
+    with inroot.at(root_fd, dest) as top:  # our fresh tmpfs: nothing in it but what we make
+        for path, ctrls in by_dir.items():
+            mountpoint = _hierarchy_name(path)
+            target = os.path.join(top, mountpoint)
+            os.makedirs(target, exist_ok=True)
+            if new_cgroupns and not in_userns:
+                sc.mount("cgroup", target, "cgroup", base | ro, ",".join(sorted(ctrls)))
+            else:  # v1 hierarchies cannot be mounted from a user namespace: bind the container's own
+                sc.mount(path, target, None, sc.MS_BIND)
+                if ro:
+                    remount_readonly(target)
+            for ctrl in ctrls:
+                if ctrl != mountpoint and not os.path.lexists(os.path.join(top, ctrl)):
+                    os.symlink(mountpoint, os.path.join(top, ctrl))
     if ro:
-        remount_readonly(dest)
+        with inroot.at(root_fd, dest) as target:
+            remount_readonly(target)
 
 
 def _hierarchy_name(path: str) -> str:
@@ -238,6 +203,8 @@ def pivot(rootfs: str, no_pivot: bool) -> None:
     os.chdir("/")
 
 
+# Masked and read-only paths are applied after pivot_root: "/" is then the container's own root,
+# so the kernel resolves them (symlinks and ".." included) inside it, and plain paths are safe.
 def mask_paths(paths: list[str]) -> None:
     for p in paths:
         try:
@@ -265,10 +232,9 @@ def readonly_paths(paths: list[str]) -> None:
 
 
 def write_sysctls(sysctl: dict[str, str]) -> None:
+    """Keys were checked at create (spec.check_sysctls): only ones the container's namespaces own."""
     for key, value in sysctl.items():
         path = "/proc/sys/" + key.replace(".", "/")
-        if ".." in key.split("."):
-            raise MrunError(f"linux.sysctl.{key}: not a sysctl name")
         try:
             with open(path, "w") as f:
                 f.write(value)

@@ -1,0 +1,180 @@
+"""Paths inside a root, resolved the way the container would see them, acted on through handles.
+
+Every place that creates, mounts on, writes, reads or chmods something inside a rootfs from the
+host side comes through here, so a hostile image (``/dev -> /tmp/x``, ``/etc -> ../../../etc``)
+cannot aim any of it at the host. A path is walked one component at a time from an ``O_PATH``
+handle on the root: each step is opened with ``O_NOFOLLOW`` relative to the previous handle;
+a symlink is read and its target spliced into the walk *inside* the root (an absolute target
+restarts at the root, ``..`` pops a handle the walk itself opened and never climbs above the
+root). The result is an open handle on an object inside the root, not a string the kernel would
+resolve again through the host; callers act on it with ``*at`` calls or through
+``/proc/self/fd/N`` (a mount target, a file to reopen), as runc does.
+
+Why a walk and not ``openat2(RESOLVE_IN_ROOT)``: the walk also creates what is missing on the
+way (mount targets, /dev's parents) with the same guarantees, and it is one mechanism on every
+kernel, which the tests prove against symlinks, ``..`` and dangling links alike.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from contextlib import contextmanager
+
+from mrun.errors import MrunError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+MAX_LINKS = 40  # what the kernel allows in one lookup
+_PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_root(root: str) -> int:
+    """An ``O_PATH`` handle on the root directory itself (the operator's path: trusted)."""
+    return os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def fd_path(fd: int) -> str:
+    """A path the kernel resolves to exactly the object behind ``fd`` (a mount target, say)."""
+    return f"/proc/self/fd/{fd}"
+
+
+def _split(path: str) -> list[str]:
+    return [p for p in path.split("/") if p and p != "."]
+
+
+def walk(root_fd: int, path: str, create: str = "", mode: int = 0o755) -> int:
+    """-> an ``O_PATH`` handle on ``path`` resolved inside the root behind ``root_fd``.
+
+    ``create``: "" creates nothing (a missing component raises FileNotFoundError); "dir" makes
+    every missing component a directory; "file" makes missing parents directories and a missing
+    last component an empty regular file. A symlink as the last component is followed (inside
+    the root) like any other.
+    """
+    parts = _split(path)
+    stack = [os.dup(root_fd)]  # stack[0] is the root; stack[-1] the directory we are in
+    links = 0
+    try:
+        while parts:
+            part = parts.pop(0)
+            if part == "..":
+                if len(stack) > 1:
+                    os.close(stack.pop())
+                continue
+            here = stack[-1]
+            try:
+                fd = os.open(part, _PATH_FLAGS, dir_fd=here)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                fd = _make(here, part, "file" if create == "file" and not parts else "dir", mode)
+            st = os.fstat(fd)
+            if stat.S_ISLNK(st.st_mode):
+                os.close(fd)
+                links += 1
+                if links > MAX_LINKS:
+                    raise MrunError(f"{path}: too many levels of symbolic links inside the container's root")
+                target = os.readlink(part, dir_fd=here)
+                if target.startswith("/"):
+                    for extra in stack[1:]:
+                        os.close(extra)
+                    del stack[1:]
+                parts = _split(target) + parts
+                continue
+            if parts and not stat.S_ISDIR(st.st_mode):
+                os.close(fd)
+                raise NotADirectoryError(20, "Not a directory", path)
+            stack.append(fd)
+        return stack.pop() if len(stack) > 1 else os.dup(stack[0])
+    finally:
+        for fd in stack:
+            os.close(fd)
+
+
+def _make(dir_fd: int, name: str, kind: str, mode: int) -> int:
+    """Create ``name`` in ``dir_fd`` (losing a race to another creator is fine) and open it."""
+    try:
+        if kind == "dir":
+            os.mkdir(name, mode, dir_fd=dir_fd)
+        else:
+            os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                             dir_fd=dir_fd))
+    except FileExistsError:
+        pass
+    return os.open(name, _PATH_FLAGS, dir_fd=dir_fd)
+
+
+@contextmanager
+def at(root_fd: int, path: str, create: str = "", mode: int = 0o755) -> Iterator[str]:
+    """``with at(root, "/etc/hosts", create="file") as target: mount(src, target, ...)``:
+    a path valid for the block that names the in-root object, whatever the rootfs's links say."""
+    fd = walk(root_fd, path, create, mode)
+    try:
+        yield fd_path(fd)
+    finally:
+        os.close(fd)
+
+
+def parent_and_name(root_fd: int, path: str, create_parents: bool = True) -> tuple[int, str]:
+    """-> (handle on the in-root parent directory, last component) for ``*at`` calls on the
+    last component itself (mknod, unlink, symlink), which must not follow it."""
+    parts = _split(path)
+    if not parts or parts[-1] == "..":
+        raise MrunError(f"{path}: names no file inside the container's root")
+    parent = walk(root_fd, "/".join(parts[:-1]), "dir" if create_parents else "")
+    return parent, parts[-1]
+
+
+def read_file(root: str, path: str, limit: int = 1 << 20) -> bytes:
+    """A small file of the rootfs (an image's /etc/passwd), read where the container would read it."""
+    root_fd = open_root(root)
+    try:
+        fd = walk(root_fd, path)
+    finally:
+        os.close(root_fd)
+    try:
+        rfd = os.open(fd_path(fd), os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+    finally:
+        os.close(fd)
+    try:
+        if not stat.S_ISREG(os.fstat(rfd).st_mode):
+            raise OSError(21, "not a regular file", path)
+        return os.read(rfd, limit)
+    finally:
+        os.close(rfd)
+
+
+def secure_join(root: str, unsafe: str) -> str:
+    """Resolve ``unsafe`` under ``root`` the way the container would see it, as a path string:
+    ``..`` stops at the root and absolute symlinks restart from it. For *finding and reading*
+    (which program an image runs); anything that creates or mounts uses ``walk``'s handles."""
+    parts = [p for p in unsafe.split("/") if p]
+    resolved: list[str] = []
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = os.path.join(root, *resolved, part)
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            resolved.append(part)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if links > 40:
+                raise MrunError(f"{unsafe}: too many levels of symbolic links")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p] + parts
+            continue
+        resolved.append(part)
+    return os.path.join(root, *resolved)

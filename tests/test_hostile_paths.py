@@ -1,0 +1,150 @@
+"""A hostile rootfs or config never reaches the host's filesystem.
+
+Each test builds its own rootfs whose /dev, /etc or a mount target is a symlink aimed at a
+"victim" directory on the host, runs a real container, and asserts the victim is exactly as it
+was (same names, same bytes, no device nodes) — the in-root resolution in ``mrun.inroot`` is
+the one mechanism under all of it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+from busybox_bundle import make_rootfs
+from mrun import inroot
+
+
+def snapshot(path: str) -> dict[str, tuple[int, bytes]]:
+    """name -> (mode, content) for everything below ``path``."""
+    out = {}
+    for d, dirs, files in os.walk(path):
+        for name in dirs + files:
+            p = os.path.join(d, name)
+            st = os.lstat(p)
+            data = b""
+            if stat.S_ISREG(st.st_mode):
+                with open(p, "rb") as f:
+                    data = f.read()
+            out[os.path.relpath(p, path)] = (st.st_mode, data)
+    return out
+
+
+@pytest.fixture
+def victim(tmp_path):
+    """A host directory holding files a container must never touch."""
+    v = tmp_path / "victim"
+    v.mkdir()
+    for name in ("null", "zero", "full", "random", "urandom", "tty", "hosts", "passwd"):
+        (v / name).write_text(f"host file {name}\n")
+    before = snapshot(str(v))
+    yield str(v)
+    assert snapshot(str(v)) == before, "the container changed a host directory"
+
+
+@pytest.fixture
+def hostile_rootfs(tmp_path):
+    root = str(tmp_path / "hostile-rootfs")
+    make_rootfs(root)
+    return root
+
+
+def relative_link_to(target: str, link_dir: str) -> str:
+    """A ../../..-style link from ``link_dir`` that climbs to / and then down to ``target``."""
+    depth = len([p for p in link_dir.split("/") if p])
+    return "../" * (depth + 3) + target.lstrip("/")
+
+
+@pytest.mark.parametrize("form", ["absolute", "relative"])
+def test_dev_symlinked_to_the_host(h, hostile_rootfs, victim, form):
+    dev = os.path.join(hostile_rootfs, "dev")
+    os.rmdir(dev)
+    os.symlink(victim if form == "absolute" else relative_link_to(victim, hostile_rootfs), dev)
+    cfg = h.config(["sh", "-c", "echo hi > /dev/null && ls /dev/null"])
+    cfg["root"] = {"path": hostile_rootfs, "readonly": False}
+    cfg["mounts"] = [m for m in cfg["mounts"] if not m["destination"].startswith("/dev")]  # no tmpfs to hide behind
+    r = h.mrun("run", "-b", h.bundle(config=cfg), h.cid())
+    assert r.returncode == 0, r.stderr
+    # The nodes were made where the link leads *inside* the rootfs.
+    inside = os.path.join(hostile_rootfs, victim.lstrip("/"), "null")
+    assert stat.S_ISCHR(os.lstat(inside).st_mode)
+
+
+def test_device_path_with_dotdot_is_refused(h, victim):
+    cfg = h.config(["true"])
+    cfg["linux"]["devices"] = [{"path": "/dev/../../../../../../" + victim.lstrip("/") + "/zero", "type": "c",
+                                "major": 1, "minor": 5}]
+    r = h.mrun("create", "-b", h.bundle(config=cfg), h.cid())
+    assert r.returncode != 0
+    assert "linux.devices[0].path" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_mount_target_through_a_symlink(h, hostile_rootfs, victim):
+    os.symlink(victim, os.path.join(hostile_rootfs, "mnt"))
+    os.symlink(relative_link_to(victim, os.path.join(hostile_rootfs, "etc")), os.path.join(hostile_rootfs, "etc2"))
+    src = os.path.join(h.tmp, "hosts-src")
+    with open(src, "w") as f:
+        f.write("10.0.0.1 mine\n")
+    cfg = h.config(["sh", "-c", "cat /etc2/hosts; ls /mnt/sub"])
+    cfg["root"] = {"path": hostile_rootfs, "readonly": False}
+    cfg["mounts"] += [
+        {"destination": "/mnt/sub", "type": "tmpfs", "source": "tmpfs"},
+        {"destination": "/etc2/hosts", "type": "bind", "source": src, "options": ["rbind", "ro"]},
+        {"destination": "/mnt/newdir/deeper", "type": "bind", "source": h.tmp, "options": ["rbind"]},
+    ]
+    r = h.mrun("run", "-b", h.bundle(config=cfg), h.cid())
+    assert r.returncode == 0, r.stderr
+    assert "10.0.0.1 mine" in r.stdout
+
+
+def test_etc_symlinked_to_the_host_for_user_lookup(images, tmp_path):
+    """`--user name` reads the image's /etc/passwd inside the image, not through a link to the host's."""
+    from busybox_bundle import make_oci_archive
+    from conftest import img, img_ok, run_args
+
+    root = str(tmp_path / "etc-link-rootfs")
+    make_rootfs(root)
+    host_etc = tmp_path / "host-etc"
+    host_etc.mkdir()
+    (host_etc / "passwd").write_text("hostonly:x:4242:4242::/:/bin/sh\n")
+    etc = os.path.join(root, "etc")
+    for name in os.listdir(etc):
+        os.unlink(os.path.join(etc, name))
+    os.rmdir(etc)
+    os.symlink(str(host_etc), etc)
+    archive = make_oci_archive(root, str(tmp_path), "localhost/etclink:1", ["/bin/true"], ["PATH=/bin"])
+    img_ok(images, "load", archive)
+    r = img(images, *run_args(images, "--rm", "--user", "hostonly", "localhost/etclink:1", "id"))
+    assert r.returncode != 0 and "no user 'hostonly'" in r.stderr, r.stderr
+
+
+def test_walk_stays_inside_the_root(tmp_path):
+    """The resolver itself, against every trick at once (no container needed)."""
+    root = tmp_path / "root"
+    (root / "real").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(str(outside), root / "abs")
+    os.symlink("../../../../" + str(outside).lstrip("/"), root / "real" / "rel")
+    os.symlink("loop2", root / "loop1")
+    os.symlink("loop1", root / "loop2")
+    os.symlink("/nowhere/deep", root / "dangling")
+    fd = inroot.open_root(str(root))
+    try:
+        for path, create in (("/abs/x/y", "dir"), ("/real/rel/f", "file"), ("/../../abs/z", "dir"),
+                             ("/dangling/file", "file")):
+            made = inroot.walk(fd, path, create=create)
+            try:
+                where = os.readlink(inroot.fd_path(made))
+                assert where.startswith(str(root) + "/"), (path, where)
+            finally:
+                os.close(made)
+        with pytest.raises(Exception, match="too many levels"):
+            inroot.walk(fd, "/loop1/x", create="dir")
+        with pytest.raises(FileNotFoundError):
+            inroot.walk(fd, "/abs/never")
+    finally:
+        os.close(fd)
+    assert os.listdir(outside) == []
+    assert (root / "nowhere" / "deep" / "file").is_file()
