@@ -289,8 +289,11 @@ class Runtime:
         for cid in self.store.ids():
             try:
                 out.append(self.state(cid))
-            except MrunError:
-                continue  # a half-written container dir: `delete --force` removes it
+            except NotFound:
+                continue  # a create that has not written its state yet, or a delete in progress
+            except MrunError as e:
+                self.warn(str(e))  # one damaged container never hides the others
+
         return out
 
     def _cgroup(self, record: Record) -> Any:

@@ -1,0 +1,242 @@
+"""mrun never signals, kills, removes or writes what it did not create: cgroups it does not own,
+host sysctls, and processes named by a stale, damaged or forged state file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+from conftest import CGROUP_ROOT, cgroup_dirs
+
+
+def one_line(r, *needles):
+    assert r.returncode != 0, r
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("mrun: "), r.stderr
+    for n in needles:
+        assert n in r.stderr, (n, r.stderr)
+
+
+@pytest.fixture
+def sentinel():
+    """A process of the test's own that mrun must never touch."""
+    proc = subprocess.Popen(["sleep", "300"])
+    yield proc
+    alive = proc.poll() is None
+    proc.kill()
+    proc.wait()
+    assert alive, "mrun killed a process it did not create"
+
+
+def _foreign_cgroup(h, name: str, pid: int) -> list[str]:
+    """A cgroup below the test's parent, made by the test (not mrun), holding ``pid``."""
+    made = []
+    if os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers")):
+        bases = [CGROUP_ROOT]
+    else:
+        bases = [os.path.join(CGROUP_ROOT, c) for c in ("pids", "memory", "freezer") if os.path.isdir(
+            os.path.join(CGROUP_ROOT, c))]
+    for base in bases:
+        d = os.path.join(base, h.cgroup_parent.lstrip("/"), name)
+        os.makedirs(d, exist_ok=True)
+        made.append(d)
+        with open(os.path.join(d, "cgroup.procs"), "w") as f:
+            f.write(str(pid))
+    return made
+
+
+def _release(pid: int, dirs: list[str]) -> None:
+    """Put ``pid`` back where the test runs and remove the test's own cgroups."""
+    for d in dirs:
+        hierarchy_root = d[: d.index(CGROUP_ROOT) + len(CGROUP_ROOT)] if "cgroup.controllers" in os.listdir(
+            CGROUP_ROOT) else os.path.join(CGROUP_ROOT, d[len(CGROUP_ROOT) + 1 :].split("/")[0])
+        own = _own_cgroup(os.path.basename(hierarchy_root))
+        try:
+            with open(os.path.join(hierarchy_root, own.lstrip("/"), "cgroup.procs"), "w") as f:
+                f.write(str(pid))
+        except OSError:
+            pass
+    for d in sorted(dirs, key=len, reverse=True):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
+
+
+def _own_cgroup(controller: str) -> str:
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            if controller in ctrls.split(",") or (ctrls == "" and controller == "cgroup"):
+                return path
+    return "/"
+
+
+def test_cgroup_holding_a_foreign_process_is_refused(h, sentinel):
+    dirs = _foreign_cgroup(h, "taken", sentinel.pid)
+    try:
+        cfg = h.config(["true"])
+        cfg["linux"]["cgroupsPath"] = f"{h.cgroup_parent}/taken"
+        one_line(h.mrun("run", "-b", h.bundle(config=cfg), h.cid()), "linux.cgroupsPath", "already holds")
+        assert all(os.path.isdir(d) for d in dirs), "mrun removed a cgroup it did not create"
+        assert h.mrun("list", "-q").stdout.strip() == ""
+    finally:
+        _release(sentinel.pid, dirs)
+
+
+def test_root_cgroup_is_refused(h, sentinel):
+    cfg = h.config(["true"])
+    cfg["linux"]["cgroupsPath"] = "/"
+    one_line(h.mrun("run", "-b", h.bundle(config=cfg), h.cid()), "linux.cgroupsPath", "root cgroup")
+
+
+def test_delete_leaves_a_pre_existing_empty_cgroup_alone(h):
+    """A cgroup someone else made (empty) may be used, but delete does not remove it."""
+    dirs = [d for d in cgroup_dirs(h.cgroup_parent)]
+    made = []
+    for base in ([CGROUP_ROOT] if os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers"))
+                 else [os.path.join(CGROUP_ROOT, c) for c in ("pids", "memory")]):
+        d = os.path.join(base, h.cgroup_parent.lstrip("/"), "premade")
+        os.makedirs(d)
+        made.append(d)
+    try:
+        cfg = h.config(["true"])
+        cfg["linux"]["cgroupsPath"] = f"{h.cgroup_parent}/premade"
+        h.ok("run", "-b", h.bundle(config=cfg), h.cid())
+        assert all(os.path.isdir(d) for d in made)
+    finally:
+        for d in made:
+            os.rmdir(d)
+    del dirs
+
+
+@pytest.mark.parametrize(
+    ("key", "namespaces", "needle"),
+    [
+        ("vm.swappiness", None, "would change the host"),
+        ("kernel.pid_max", None, "would change the host"),
+        ("net.ipv4.ip_forward", ["pid", "ipc", "uts", "mount"], "host's network namespace"),
+        ("kernel.shmmax", ["pid", "network", "uts", "mount"], "host's ipc namespace"),
+        ("kernel.hostname", None, "hostname"),
+    ],
+)
+def test_host_sysctls_are_refused_at_create(h, key, namespaces, needle):
+    path = "/proc/sys/" + key.replace(".", "/")
+    before = open(path).read()
+    cfg = h.config(["true"])
+    cfg["linux"]["sysctl"] = {key: "1"}
+    if namespaces is not None:
+        cfg["linux"]["namespaces"] = [{"type": t} for t in namespaces]
+    one_line(h.mrun("create", "-b", h.bundle(config=cfg), h.cid()), f"linux.sysctl.{key}", needle)
+    assert open(path).read() == before
+
+
+def test_namespaced_sysctls_still_work(h):
+    cfg = h.config(["cat", "/proc/sys/kernel/shmmni", "/proc/sys/net/ipv4/ip_default_ttl"])
+    cfg["linux"]["sysctl"] = {"kernel.shmmni": "1234", "net.ipv4.ip_default_ttl": "42"}
+    r = h.ok("run", "-b", h.bundle(config=cfg), h.cid())
+    assert r.stdout.split() == ["1234", "42"]
+
+
+def _saved(h, cid: str) -> dict:
+    with open(os.path.join(h.root, cid, "state.json")) as f:
+        return json.load(f)
+
+
+def _scrub(state: dict) -> None:
+    """What a forged or damaged state file made mrun leave (it signals nothing it cannot verify):
+    the real init and its cgroups, removed by the test that forged it."""
+    from mrun.cgroups.base import release_parents
+
+    try:
+        os.kill(state["pid"], 9)
+    except ProcessLookupError:
+        pass
+    cg = state["cgroup"]
+    leaves = sorted(set(cg["paths"].values())) if cg["version"] == 1 else [cg["path"]]
+    for d in leaves:
+        for _ in range(100):
+            try:
+                os.rmdir(d)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.01)
+        release_parents(d, cg["marks"])
+
+
+def _forge(h, cid: str, **changes) -> None:
+    path = os.path.join(h.root, cid, "state.json")
+    with open(path) as f:
+        state = json.load(f)
+    state.update(changes)
+    with open(path, "w") as f:
+        json.dump(state, f)
+
+
+@pytest.mark.parametrize("target", ["sentinel", "pid1"])
+def test_forged_state_never_aims_a_signal(h, sentinel, target):
+    cid = h.cid()
+    h.ok("create", "-b", h.bundle(["sleep", "60"]), cid)
+    real = _saved(h, cid)
+    pid = sentinel.pid if target == "sentinel" else 1
+    _forge(h, cid, pid=pid, pid_start=None)
+    one_line(h.mrun("kill", cid, "KILL"), "state file is malformed", "pid_start")
+    r = h.mrun("delete", "--force", cid)
+    assert r.returncode == 0, r.stderr
+    assert not os.path.exists(os.path.join(h.root, cid))
+    _scrub(real)
+
+
+def test_stale_pid_reused_by_a_stranger(h, sentinel):
+    """A recorded pid whose start time differs is someone else now: not signalled."""
+    cid = h.cid()
+    h.ok("create", "-b", h.bundle(["sleep", "60"]), cid)
+    _forge(h, cid, pid=sentinel.pid, pid_start=1)
+    assert h.ok("state", cid).stdout and json.loads(h.ok("state", cid).stdout)["status"] == "stopped"
+    h.ok("delete", cid)  # stopped: a plain delete, and it kills what is in its own cgroup only
+
+
+def test_forged_cgroup_paths_are_refused(h, sentinel):
+    cid = h.cid()
+    h.ok("create", "-b", h.bundle(["sleep", "60"]), cid)
+    with open(os.path.join(h.root, cid, "state.json")) as f:
+        state = json.load(f)
+    real = state["cgroup"]
+    forged = dict(real)
+    if real["version"] == 1:
+        forged["paths"] = {c: os.path.join(CGROUP_ROOT, c) for c in real["paths"]}
+    else:
+        forged["path"] = CGROUP_ROOT
+    _forge(h, cid, cgroup=forged)
+    one_line(h.mrun("kill", cid, "KILL"), "state file is malformed", "cgroup")
+    _forge(h, cid, cgroup=real)
+    h.ok("delete", "--force", cid)
+
+
+@pytest.mark.parametrize("doc", ["{}", '{"config": []}', '{"pid": "abc"}', "[]", '"x"', '{"cgroup": {"version": 1, '
+                                 '"paths": {"pids": "/sys/fs/cgroup/pids/../.."}}}'])
+def test_malformed_state_file(h, doc):
+    good = h.cid("good")
+    h.ok("create", "-b", h.bundle(["sleep", "60"]), good)
+    bad = h.cid("bad")
+    h.ok("create", "-b", h.bundle(["sleep", "60"]), bad)
+    state = _saved(h, bad)
+    real = dict(state)
+    doc_value = json.loads(doc)
+    if isinstance(doc_value, dict) and doc_value:
+        state.update(doc_value)
+        doc_value = state
+    with open(os.path.join(h.root, bad, "state.json"), "w") as f:
+        json.dump(doc_value, f)
+    r = h.mrun("list")
+    assert r.returncode == 0 and good in r.stdout and "Traceback" not in r.stderr, r
+    assert "malformed" in r.stderr
+    one_line(h.mrun("state", bad), "malformed")
+    h.ok("delete", "--force", bad)
+    assert not os.path.exists(os.path.join(h.root, bad))
+    _scrub(real)
+    h.ok("delete", "--force", good)
