@@ -31,13 +31,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from mrun import annotations as ann
 from mrun.errors import MrunError
 from mrun.plugins.api import Bundle, Claim, Container, find_program
 from mrun.plugins.hookspecs import hookimpl
 
 NAME = "wasm"
-VARIANT = "module.wasm.image/variant"
-DEADLINE = "org.mrun.wasm.deadline-ms"
+VARIANT, DEADLINE = ann.WASM_VARIANT, ann.WASM_DEADLINE
 TICK_SECONDS = 0.01
 KILL_GRACE_SECONDS = 1.0
 _SIGXCPU = 24

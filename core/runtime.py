@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 
+from mrun import annotations as ann
 from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound
 from mrun.proc import SIGKILL, exit_code, is_alive, start_time
 from mrun.state import EXEC_FIFO, Record, Store, now_rfc3339, oci_state
@@ -161,7 +162,7 @@ class Runtime:
             container = Container(container_id, view, self.store.path(container_id), note=self.debug)
             backends.hook(record.backend, "mrun_prepare")(container=container, process=spec.process)
             network = None
-            if (spec.raw.get("annotations") or {}).get("org.mrun.network"):
+            if spec.annotations.get(ann.NETWORK):
                 from mrun.network import attach
 
                 network = attach.prepare(spec, self.store.path(container_id), self.store.root, container_id)
@@ -407,7 +408,7 @@ class Runtime:
             run_hooks("poststop", poststop, oci_state(self.store, record, "stopped"))
         self._detach_network(container_id)
         self.store.remove(container_id)
-        if "org.mrun.image" in (record.config.get("annotations") or {}):
+        if ann.IMAGE in record.annotations:
             from mrun.images.containers import release
 
             release(record.bundle)  # made by `mrun run IMAGE`: its snapshot goes with it

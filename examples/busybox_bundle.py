@@ -63,7 +63,9 @@ def remove_parent_cgroup(name: str) -> None:
             pass
 
 
-def make_oci_archive(rootfs: str, work: str, image: str, cmd: list[str], env: list[str] | None = None) -> str:
+def make_oci_archive(
+    rootfs: str, work: str, image: str, cmd: list[str], env: list[str] | None = None, labels: dict[str, str] | None = None
+) -> str:
     """An oci-archive tarball of ``rootfs`` tagged ``image``, built offline with umoci and skopeo."""
     name = image.rsplit("/", 1)[-1].replace(":", "-")
     layout = os.path.join(work, f"{name}-layout")
@@ -73,6 +75,8 @@ def make_oci_archive(rootfs: str, work: str, image: str, cmd: list[str], env: li
         config += ["--config.cmd", c]
     for e in env or []:
         config += ["--config.env", e]
+    for k, v in (labels or {}).items():
+        config += ["--config.label", f"{k}={v}"]
     archive = os.path.join(work, f"{name}.tar")
     for step in (
         ["umoci", "init", "--layout", layout],

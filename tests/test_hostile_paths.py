@@ -148,3 +148,31 @@ def test_walk_stays_inside_the_root(tmp_path):
         os.close(fd)
     assert os.listdir(outside) == []
     assert (root / "nowhere" / "deep" / "file").is_file()
+
+
+def test_image_labels_never_steer_the_runtime(images, busybox_rootfs, tmp_path):
+    """An image labelled with mrun's own keys (host network, another backend, a network to join)
+    runs as the operator asked; the labels stay visible in `mrun inspect`."""
+    import json
+
+    from busybox_bundle import make_oci_archive
+    from conftest import img_ok, run_args
+
+    # module.wasm.image/variant is left out on purpose: it is the wasm image format's own
+    # declaration (read from the format, tested in test_images), not a runtime setting.
+    hostile = {"org.mrun.network": "host", "run.oci.handler": "wasm", "org.mrun.network.ports": "80:80",
+               "org.mrun.wasm.deadline-ms": "1", "org.example.kept": "yes"}
+    archive = make_oci_archive(busybox_rootfs, str(tmp_path), "localhost/labelled:1", ["/bin/sh"], ["PATH=/bin"],
+                               labels=hostile)
+    img_ok(images, "load", archive)
+    host_net = os.readlink("/proc/self/ns/net")
+    cid = images.cid()
+    r = img_ok(images, *run_args(images, "--name", cid, "localhost/labelled:1", "readlink", "/proc/self/ns/net"))
+    assert r.stdout.strip() and r.stdout.strip() != host_net  # --network none, not the label's host
+    doc = json.loads(img_ok(images, "inspect", cid).stdout)
+    assert doc["image"]["labels"] == hostile
+    annotations = doc["config"]["annotations"]
+    assert annotations["org.example.kept"] == "yes"
+    for key in ("org.mrun.network", "run.oci.handler", "org.mrun.network.ports", "org.mrun.wasm.deadline-ms"):
+        assert key not in annotations, key
+    img_ok(images, "rm", cid)

@@ -13,12 +13,11 @@ import os
 import shutil
 from typing import Any
 
+from mrun import annotations as ann
 from mrun import inroot, jsonio
 from mrun.errors import InvalidSpec, MrunError
 from mrun.images.snapshot import mount_or_copy
 from mrun.images.store import MARKER, ImageStore
-
-IMAGE_ANNOTATION = "org.mrun.image"
 
 
 class Overrides:
@@ -110,18 +109,22 @@ def make_spec(
         process["user"] = {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})}
     spec["root"] = {"path": rootfs, "readonly": o.read_only}
     spec["hostname"] = o.hostname or container_id[:12]
-    annotations = dict(cfg.get("Labels") or {})
-    annotations[IMAGE_ANNOTATION] = entry["config"]
+    labels = cfg.get("Labels") if isinstance(cfg.get("Labels"), dict) else {}
+    annotations = ann.strip_reserved(labels)  # labels are for people; they never steer the runtime
+    annotations[ann.IMAGE] = entry["config"]
     stop = cfg.get("StopSignal") or ""
-    if stop:
-        annotations["org.opencontainers.image.stopSignal"] = stop
-    for item in o.annotations:
+    if isinstance(stop, str) and stop:
+        annotations[ann.STOP_SIGNAL] = stop
+    if entry.get("wasm"):  # the image format's own declaration: a wasm image runs on the wasm backend
+        if labels.get(ann.WASM_VARIANT) == "compat-smart":
+            annotations[ann.WASM_VARIANT] = "compat-smart"  # wasm only where the entrypoint is wasm
+        else:
+            annotations[ann.HANDLER] = "wasm"
+    for item in o.annotations:  # the operator's word is final, reserved keys included
         key, eq, value = item.partition("=")
         if not eq or not key:
             raise InvalidSpec(f"--annotation {item!r}: KEY=VALUE expected")
         annotations[key] = value
-    if entry.get("wasm") and "module.wasm.image/variant" not in annotations:
-        annotations["run.oci.handler"] = "wasm"
     spec["annotations"] = annotations
     resources = spec["linux"].setdefault("resources", {})
     if o.memory is not None:
@@ -148,9 +151,9 @@ def _network(spec: dict[str, Any], net: dict[str, Any]) -> None:
             if n["type"] == "network":
                 n["path"] = net["namespace"]
     elif net.get("name"):
-        spec["annotations"]["org.mrun.network"] = net["name"]
+        spec["annotations"][ann.NETWORK] = net["name"]
         if net.get("ports"):
-            spec["annotations"]["org.mrun.network.ports"] = net["ports"]
+            spec["annotations"][ann.NETWORK_PORTS] = net["ports"]
 
 
 def _volume_mount(volume: str, store: ImageStore) -> dict[str, Any]:
@@ -189,7 +192,9 @@ def prepare(store: ImageStore, ref: str, container_id: str, o: Overrides, warn: 
             raise MrunError(f"container {container_id!r} already exists (mrun rm {container_id})")
         try:
             with open(os.path.join(bundle, MARKER), "w") as f:
-                f.write(jsonio.dumps({"image": name, "config": entry["config"], "layers": entry["layers"]}))
+                labels = (config.get("config") or {}).get("Labels") if isinstance(config, dict) else None
+                f.write(jsonio.dumps({"image": name, "config": entry["config"], "layers": entry["layers"],
+                                      "labels": labels if isinstance(labels, dict) else {}}))
             rootfs = os.path.join(bundle, "rootfs")
             for d in ("rootfs", "upper", "work"):
                 os.mkdir(os.path.join(bundle, d))

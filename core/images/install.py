@@ -14,6 +14,7 @@ import platform as _platform
 import shutil
 from typing import Any
 
+from mrun import annotations as ann
 from mrun import jsonio
 from mrun.errors import MrunError, NotFound
 from mrun.images.sources import DOCKER_LIST, OCI_INDEX, REF_NAME, Source
@@ -203,7 +204,7 @@ def _is_wasm(config: dict[str, Any], manifest: dict[str, Any]) -> bool:
     if (config.get("os"), config.get("architecture")) in WASM_PLATFORMS:
         return True
     annotations = {**(manifest.get("annotations") or {}), **((config.get("config") or {}).get("Labels") or {})}
-    return "module.wasm.image/variant" in annotations
+    return ann.WASM_VARIANT in annotations
 
 
 def _unpack_layer(store: ImageStore, layer: dict[str, Any], diff_id: str) -> None:

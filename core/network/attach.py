@@ -19,12 +19,12 @@ import os
 import socket
 from typing import Any
 
+from mrun import annotations as ann
 from mrun import jsonio
 from mrun.errors import InvalidSpec, MrunError
 from mrun.network.store import Networks, veth_name
 
-NETWORK = "org.mrun.network"
-PORTS = "org.mrun.network.ports"
+NETWORK, PORTS = ann.NETWORK, ann.NETWORK_PORTS
 PLAN = "net.json"
 
 

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 import pluggy
+from mrun import annotations as ann
 from mrun import jsonio
 from mrun.errors import MrunError
 from mrun.plugins import hookspecs
@@ -22,7 +23,7 @@ from mrun.plugins.api import Bundle, Claim
 
 GROUP = "mrun.backends"
 # Backends may be forced by this annotation (crun's name for the same idea).
-HANDLER_ANNOTATION = "run.oci.handler"
+HANDLER_ANNOTATION = ann.HANDLER
 
 
 def _cache_path() -> str:

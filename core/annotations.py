@@ -1,0 +1,32 @@
+"""The annotation keys that steer mrun, in one place, and the rule that keeps images off them.
+
+Runtime settings come from the operator: CLI flags, the bundle's own annotations (written by the
+engine that made the bundle), pod annotations through the shim. An image's labels are the image
+author's words; they are copied into a container's annotations for people and tools to read,
+but never under a reserved key (``strip_reserved``), so an image cannot choose its own network
+mode, backend or limits. The one exception is the image format's own declaration of a wasm
+image (``module.wasm.image/variant``), which is read from the image's format, not passed along
+as a label (``images.containers.make_spec``).
+"""
+
+from __future__ import annotations
+
+HANDLER = "run.oci.handler"  # names the backend, overriding detection
+WASM_VARIANT = "module.wasm.image/variant"  # compat | compat-smart (the wasm OCI image convention)
+WASM_DEADLINE = "org.mrun.wasm.deadline-ms"
+NETWORK = "org.mrun.network"
+NETWORK_PORTS = "org.mrun.network.ports"
+IMAGE = "org.mrun.image"  # made by `mrun run IMAGE`: the snapshot goes with the container
+STOP_SIGNAL = "org.opencontainers.image.stopSignal"  # from the image config's StopSignal
+
+RESERVED_PREFIXES = ("org.mrun.", "run.oci.", "module.wasm.image/")
+RESERVED_KEYS = frozenset((STOP_SIGNAL,))
+
+
+def is_reserved(key: str) -> bool:
+    return key in RESERVED_KEYS or key.startswith(RESERVED_PREFIXES)
+
+
+def strip_reserved(labels: dict[str, str]) -> dict[str, str]:
+    """An image's labels as annotations, less every key that would steer the runtime."""
+    return {k: v for k, v in labels.items() if isinstance(k, str) and isinstance(v, str) and not is_reserved(k)}
