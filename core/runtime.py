@@ -411,7 +411,7 @@ class Runtime:
         if ann.IMAGE in record.annotations:
             from mrun.images.containers import release
 
-            release(record.bundle)  # made by `mrun run IMAGE`: its snapshot goes with it
+            release(record.bundle, record.id, self.store.root)  # made by `mrun run IMAGE`: its snapshot goes too
 
     def _stop(self, record: Record, timeout: float = 10.0) -> None:
         if not is_alive(record.pid, record.pid_start):

@@ -210,23 +210,58 @@ class Store:
 class FileLock:
     """flock on ``path`` for the duration of a ``with`` block. ``missing`` is the error to raise
     when the directory is gone (a container's lock: it must not come back); without it the
-    directory is made (a store's lock)."""
+    directory is made (a store's lock). A ``transient`` lock file (one per blob download) is
+    removed on release, so they do not pile up: whoever locks checks that the file it holds is
+    still the one at ``path`` and starts again if a releaser removed it meanwhile."""
 
-    def __init__(self, path: str, missing: str = "") -> None:
-        self.path, self.missing, self.fd = path, missing, -1
+    def __init__(self, path: str, missing: str = "", transient: bool = False) -> None:
+        self.path, self.missing, self.transient, self.fd = path, missing, transient, -1
 
     def __enter__(self) -> FileLock:
         if not self.missing:
             os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-        try:
-            self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
-        except FileNotFoundError:
-            raise NotFound(self.missing)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
+        while True:
+            try:
+                self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+            except FileNotFoundError:
+                raise NotFound(self.missing)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            if not self.transient or _same_file(self.fd, self.path):
+                return self
+            os.close(self.fd)
 
     def __exit__(self, *exc: object) -> None:
+        if self.transient:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
         os.close(self.fd)
+
+
+def _same_file(fd: int, path: str) -> bool:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def held_by_someone(path: str) -> bool:
+    """Is ``path`` flocked by a live process? (A writer holds a lock on its temporary file, so
+    cleanup can tell a killed writer's leftovers from a write in progress.)"""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def oci_state(store: Store, record: Record, status: str | None = None) -> dict[str, Any]:

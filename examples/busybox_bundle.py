@@ -64,7 +64,12 @@ def remove_parent_cgroup(name: str) -> None:
 
 
 def make_oci_archive(
-    rootfs: str, work: str, image: str, cmd: list[str], env: list[str] | None = None, labels: dict[str, str] | None = None
+    rootfs: str,
+    work: str,
+    image: str,
+    cmd: list[str],
+    env: list[str] | None = None,
+    labels: dict[str, str] | None = None,
 ) -> str:
     """An oci-archive tarball of ``rootfs`` tagged ``image``, built offline with umoci and skopeo."""
     name = image.rsplit("/", 1)[-1].replace(":", "-")

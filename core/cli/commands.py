@@ -219,6 +219,13 @@ COMMANDS = (
     ),
     Command("inspect", "a container's state, image and config as JSON", "image_verbs.inspect", (_ID,)),
     Command(
+        "system",
+        "system prune: remove what killed or crashed commands left (half-created containers, orphaned "
+        "snapshots, partial downloads, stale leases, empty cgroup parents); never a live container or an image",
+        "system_verbs.system",
+        (Arg("action", "prune"),),
+    ),
+    Command(
         "network",
         "network create NAME [--subnet CIDR] | ls | inspect NAME | rm NAME | prune",
         "network_verbs.network",

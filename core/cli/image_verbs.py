@@ -185,7 +185,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
     runtime = _rt(g)
     if runtime.store.exists(cid):
         raise MrunError(f"container {cid!r} already exists")
-    bundle = prepare(store, image, cid, o, g.get("warn"))
+    bundle = prepare(store, image, cid, o, g.get("warn"), runtime.store.root)
     try:
         if not detach:
             return runtime.run(cid, bundle, CreateOptions(), False, keep=not remove)
@@ -209,7 +209,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         if not runtime.store.exists(cid):  # the runtime did not get as far as a container
             from mrun.images.containers import release
 
-            release(bundle)
+            release(bundle, cid, runtime.store.root)
         raise
 
 
@@ -282,5 +282,11 @@ def list_containers(g: dict[str, Any], format: str) -> int:  # noqa: A002
         image = (image_of(s["bundle"]) or {}).get("image", "")
         command = " ".join((config.get("process") or {}).get("args") or [])
         rows.append((s["id"], image or "(bundle)", command[:40], s["status"], s["created"][:19]))
+    if os.path.isdir(g["image_root"]):
+        from mrun.images.containers import orphans
+
+        for bundle in orphans(_store(g)):  # a killed `mrun run` left these: say how they go
+            meta = image_of(bundle) or {}
+            rows.append((os.path.basename(bundle), meta.get("image", "?"), "", "orphaned (mrun rm -f)", ""))
     print_table(rows)
     return 0

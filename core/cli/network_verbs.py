@@ -50,6 +50,16 @@ def _teardown(nets: Networks, name: str) -> None:
 
 def prune(nets: Networks) -> list[str]:
     """Leases and port reservations whose container is gone, then networks nothing uses."""
+    removed = prune_stale(nets)
+    for name in nets.names():
+        if not nets.leases(name):
+            _teardown(nets, name)
+            removed.append(f"network {name}")
+    return removed
+
+
+def prune_stale(nets: Networks) -> list[str]:
+    """Leases and port reservations whose container is gone (a killed run left them)."""
     removed = []
     for name in nets.names():
         for ip, owner in nets.leases(name).items():
@@ -65,10 +75,6 @@ def prune(nets: Networks) -> list[str]:
         if not _alive(owner):
             os.unlink(os.path.join(ports, entry))
             removed.append(f"port reservation {entry}")
-    for name in nets.names():
-        if not nets.leases(name):
-            _teardown(nets, name)
-            removed.append(f"network {name}")
     return removed
 
 

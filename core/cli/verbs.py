@@ -64,8 +64,20 @@ def kill(g: dict[str, Any], container_id: str, signal: str | None, all: bool) ->
 
 
 def delete(g: dict[str, Any], container_id: str, force: bool) -> int:
-    _rt(g).delete(container_id, force)
+    runtime = _rt(g)
+    runtime.delete(container_id, force)
+    if force and os.path.exists(os.path.join(g["image_root"], "containers", container_id)):
+        _remove_orphan(g, container_id)  # a killed `mrun run IMAGE` left its snapshot, and no state
     return 0
+
+
+def _remove_orphan(g: dict[str, Any], container_id: str) -> None:
+    from mrun.images.containers import remove_orphans
+    from mrun.images.store import ImageStore
+
+    store = ImageStore(g["image_root"])
+    with store.lock():
+        remove_orphans(store, only=container_id)
 
 
 IMAGE_RUN_FLAGS = (

@@ -9,6 +9,7 @@ Named volumes live in ``<image root>/volumes/<name>`` and outlive containers.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 from typing import Any
@@ -176,12 +177,23 @@ def _volume_mount(volume: str, store: ImageStore) -> dict[str, Any]:
     return {"destination": dest, "type": "bind", "source": source, "options": ["rbind", mode]}
 
 
-def prepare(store: ImageStore, ref: str, container_id: str, o: Overrides, warn: object = None) -> str:
-    """Make the container's bundle, its rootfs snapshotted over the layers. -> the bundle path."""
-    from mrun.sandbox import syscalls as sc
+RUN_LOCK = "run.lock"
+_held: list[int] = []  # run locks this process holds until it exits
 
-    if not container_id or "/" in container_id or container_id in (".", ".."):
-        raise InvalidSpec(f"container name {container_id!r} is not valid")
+
+def prepare(
+    store: ImageStore, ref: str, container_id: str, o: Overrides, warn: object = None, state_root: str = ""
+) -> str:
+    """Make the container's bundle, its rootfs snapshotted over the layers. -> the bundle path.
+
+    Recorded before made: ``image.json`` names the image, the state root and the id before
+    anything is mounted, and this process holds ``run.lock`` until it exits, so a bundle whose
+    runtime state is gone and whose lock is free is an orphan of a killed mrun, which
+    ``remove_orphans`` (rm -f, image prune, system prune) takes away."""
+    from mrun.sandbox import syscalls as sc
+    from mrun.state import check_id
+
+    check_id(container_id)
     bundle = os.path.join(store.containers, container_id)
     with store.lock():
         name, entry = store.image(ref)
@@ -191,10 +203,14 @@ def prepare(store: ImageStore, ref: str, container_id: str, o: Overrides, warn: 
         except FileExistsError:
             raise MrunError(f"container {container_id!r} already exists (mrun rm {container_id})")
         try:
+            lock = os.open(os.path.join(bundle, RUN_LOCK), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            _held.append(lock)
             with open(os.path.join(bundle, MARKER), "w") as f:
                 labels = (config.get("config") or {}).get("Labels") if isinstance(config, dict) else None
                 f.write(jsonio.dumps({"image": name, "config": entry["config"], "layers": entry["layers"],
-                                      "labels": labels if isinstance(labels, dict) else {}}))
+                                      "labels": labels if isinstance(labels, dict) else {},
+                                      "id": container_id, "root": os.path.abspath(state_root) if state_root else ""}))
             rootfs = os.path.join(bundle, "rootfs")
             for d in ("rootfs", "upper", "work"):
                 os.mkdir(os.path.join(bundle, d))
@@ -227,11 +243,51 @@ def image_of(bundle: str) -> dict[str, Any] | None:
         return None
 
 
-def release(bundle: str) -> None:
-    """After the runtime deleted a container made from an image: its snapshot and directory."""
+def release(bundle: str, container_id: str = "", state_root: str = "") -> None:
+    """After the runtime deleted a container made from an image: its snapshot and directory.
+    Only a directory ``prepare`` made for this very container is touched (its bundle path comes
+    from a state file, which is input like any other)."""
     from mrun.sandbox import syscalls as sc
 
-    if os.path.basename(os.path.dirname(bundle)) != "containers" or not os.path.exists(os.path.join(bundle, MARKER)):
+    meta = image_of(bundle)
+    if os.path.basename(os.path.dirname(bundle)) != "containers" or meta is None:
         return  # not a directory `prepare` made
+    if container_id and meta.get("id", container_id) != container_id:
+        return
+    if state_root and meta.get("root") and meta["root"] != os.path.abspath(state_root):
+        return
     sc.unmount_all(os.path.join(bundle, "rootfs"))
     shutil.rmtree(bundle, ignore_errors=True)
+
+
+def orphans(store: ImageStore) -> list[str]:
+    """Containers' bundles left by a killed mrun: no runtime state in their root, nobody running
+    them (their run lock is free). A directory without image.json is a release cut short."""
+    from mrun.state import held_by_someone
+
+    found = []
+    for cid in os.listdir(store.containers) if os.path.isdir(store.containers) else []:
+        bundle = os.path.join(store.containers, cid)
+        if held_by_someone(os.path.join(bundle, RUN_LOCK)):
+            continue
+        meta = image_of(bundle)
+        root = (meta or {}).get("root") or ""
+        if meta is not None and (not root or os.path.exists(os.path.join(root, cid, "state.json"))):
+            continue  # a container the runtime knows (or one made before roots were recorded)
+        found.append(bundle)
+    return found
+
+
+def remove_orphans(store: ImageStore, only: str = "") -> list[str]:
+    """Unmount and remove orphaned bundles (``only``: just that container id). -> their ids."""
+    from mrun.sandbox import syscalls as sc
+
+    removed = []
+    for bundle in orphans(store):
+        cid = os.path.basename(bundle)
+        if only and cid != only:
+            continue
+        sc.unmount_all(os.path.join(bundle, "rootfs"))
+        shutil.rmtree(bundle, ignore_errors=True)
+        removed.append(cid)
+    return removed

@@ -160,6 +160,7 @@ def _install_one(
     if prefetch is not None:  # a registry: download concurrently, before taking the store's lock
         prefetch(store, manifest)
     with store.lock():
+        store.sweep()  # a load or pull killed earlier left partial writes: they go now
         store.put_bytes(manifest_bytes)
         for desc in (config_desc, *layers):
             if not store.has_blob(desc["digest"]):

@@ -189,23 +189,33 @@ class Registry:
         return digest, body, resp.headers.get("Content-Type", "").split(";")[0]
 
     def fetch_blob(self, store: ImageStore, digest: str, size: int | None, progress: Progress) -> None:
-        """Into the store, resuming a partial download, under the blob's own lock."""
+        """Into the store, resuming a partial download, under the blob's own lock.
+
+        A partial file is only ever trusted by its hash: one that is already complete (a pull
+        killed between its fsync and its rename) is renamed into place without a request, and
+        one the registry will not resume (HTTP 416, or longer than the blob) is discarded and
+        fetched again, so no crash can wedge later pulls."""
         hexpart = check_digest(digest)
         os.makedirs(store.blobs, mode=0o700, exist_ok=True)
         partial = os.path.join(store.blobs, f"{hexpart}.partial")
-        with FileLock(os.path.join(store.blobs, f"{hexpart}.lock")):
+        with FileLock(os.path.join(store.blobs, f"{hexpart}.lock"), transient=True):
             if store.has_blob(digest):
                 progress.done(digest, size or 0)
                 return
-            h = hashlib.sha256()
-            have = 0
-            if os.path.exists(partial):
-                with open(partial, "rb") as f:
-                    while chunk := f.read(CHUNK):
-                        h.update(chunk)
-                        have += len(chunk)
-            headers = {"Range": f"bytes={have}-"} if have else {}
-            resp = self._request(f"{self.base}/blobs/{digest}", headers, stream=True)
+            h, have = _hash_partial(partial)
+            if have and ("sha256:" + h.hexdigest() == digest or (size is not None and have >= size)):
+                if self._finish(store, partial, digest, h, progress):
+                    return
+                h, have = hashlib.sha256(), 0
+            for _attempt in range(2):
+                headers = {"Range": f"bytes={have}-"} if have else {}
+                resp = self._request(f"{self.base}/blobs/{digest}", headers, stream=True)
+                if resp.status == 416 and have:  # the registry has nothing past what we hold: start over
+                    resp.drain_conn()
+                    os.unlink(partial)
+                    h, have = hashlib.sha256(), 0
+                    continue
+                break
             if resp.status == 200 and have:  # no ranges here: start again
                 h, have = hashlib.sha256(), 0
             elif resp.status not in (200, 206):
@@ -220,12 +230,32 @@ class Registry:
                 out.flush()
                 os.fsync(out.fileno())
             resp.release_conn()
-            got = "sha256:" + h.hexdigest()
-            if got != digest:
-                os.unlink(partial)
+            if not self._finish(store, partial, digest, h, progress):
+                got = "sha256:" + h.hexdigest()
                 raise DigestMismatch(f"blob {digest}: the registry sent content that hashes to {got}; refused")
-            os.rename(partial, store.blob_path(digest))
-            progress.done(digest, 0)
+
+    @staticmethod
+    def _finish(store: ImageStore, partial: str, digest: str, h: Any, progress: Progress) -> bool:
+        """Rename a partial download that hashes right into place; discard one that does not."""
+        if "sha256:" + h.hexdigest() != digest:
+            os.unlink(partial)
+            return False
+        os.rename(partial, store.blob_path(digest))
+        progress.done(digest, 0)
+        return True
+
+
+def _hash_partial(partial: str) -> tuple[Any, int]:
+    h = hashlib.sha256()
+    have = 0
+    try:
+        with open(partial, "rb") as f:
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+                have += len(chunk)
+    except FileNotFoundError:
+        pass
+    return h, have
 
 
 class Progress:

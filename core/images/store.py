@@ -166,8 +166,33 @@ class ImageStore:
                 continue
         return used
 
+    def sweep(self) -> list[str]:
+        """Remove what killed writers left: ``.part-PID`` blobs (load), ``.tmp-PID`` layers and
+        index files, lock files nobody holds. Called with the store's lock held, which every
+        writer of these holds too, so nothing found here is still being written. A ``.partial``
+        download stays: it is resumable, and a later pull verifies it by its hash."""
+        from mrun.images.unpack import remove_path
+        from mrun.state import held_by_someone
+
+        removed = []
+        for folder in (self.blobs, self.layers, self.root):
+            for name in os.listdir(folder) if os.path.isdir(folder) else []:
+                path = os.path.join(folder, name)
+                stale = ".part-" in name or ".tmp-" in name
+                if name.endswith(".lock") and folder == self.blobs:
+                    stale = not held_by_someone(path)
+                if not stale:
+                    continue
+                remove_path(path)
+                removed.append(f"leftover {os.path.relpath(path, self.root)}")
+        return removed
+
     def prune(self) -> list[str]:
-        """Remove blobs and layers no image and no container refers to. -> what was removed."""
+        """Remove blobs and layers no image and no container refers to, and what killed
+        commands left behind (orphaned containers' snapshots, partial writes). -> what was removed."""
+        from mrun.images.containers import remove_orphans
+
+        removed = [f"orphaned container {cid}" for cid in remove_orphans(self)] + self.sweep()
         index = self.index()
         keep_blobs: set[str] = set()
         keep_layers: set[str] = set()
@@ -176,7 +201,6 @@ class ImageStore:
             keep_layers.update(entry.get("layers", []))
         for meta in self.container_images().values():
             keep_layers.update(meta.get("layers", []))
-        removed = []
         for name in os.listdir(self.blobs) if os.path.isdir(self.blobs) else []:
             if "." in name:
                 continue  # a download in progress (.partial, .lock), resumable: not prune's to take

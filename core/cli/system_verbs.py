@@ -1,0 +1,84 @@
+"""`mrun system prune`: finish what killed or crashed commands left half done.
+
+Every resource mrun makes is recorded before it is made (state dirs, cgroups and their marked
+parents, image bundles with their snapshot, network leases, partial downloads), so after a crash
+at any instant this verb finds and removes it. It never touches a container that is alive or
+being created (its lock is held), an image or a volume.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from mrun.errors import MrunError
+
+
+def system(g: dict[str, Any], action: str) -> int:
+    if action != "prune":
+        raise MrunError(f"system: unknown action {action!r} (prune)")
+    for what in prune(g):
+        print(f"removed {what}")
+    return 0
+
+
+def prune(g: dict[str, Any]) -> list[str]:
+    from mrun.cli.verbs import _rt
+    from mrun.images.store import ImageStore
+
+    runtime = _rt(g)
+    removed = [f"container {cid}" for cid in _dead_containers(runtime)]
+    removed += _empty_parent_cgroups(runtime.store.cgroup_marks)
+    store = ImageStore(g["image_root"])
+    if os.path.isdir(store.root):
+        with store.lock():
+            from mrun.images.containers import remove_orphans
+
+            removed += [f"orphaned container {cid}" for cid in remove_orphans(store)] + store.sweep()
+    from mrun.network.store import Networks
+
+    nets = Networks()
+    if os.path.isdir(nets.root):
+        from mrun.cli.network_verbs import prune_stale
+
+        removed += prune_stale(nets)
+    return removed
+
+
+def _dead_containers(runtime: Any) -> list[str]:
+    """Containers a killed create left (stage "creating", nobody holding their lock), and state
+    files that are malformed: removed as `delete --force` would, signalling nothing unverified."""
+    from mrun.state import held_by_someone
+
+    gone = []
+    for cid in runtime.store.ids():
+        if held_by_someone(runtime.store.path(cid, "lock")):
+            continue  # a create, start or delete in progress
+        try:
+            record = runtime.store.load(cid)
+        except MrunError:
+            record = None
+        if record is not None and record.stage != "creating":
+            continue  # a container (running or exited): `mrun rm` is the user's call
+        runtime.delete(cid, force=True)
+        gone.append(cid)
+    return gone
+
+
+def _empty_parent_cgroups(marks: str) -> list[str]:
+    removed = []
+    for name in os.listdir(marks) if os.path.isdir(marks) else []:
+        path = "/" + name.replace("%2F", "/").replace("%25", "%")
+        try:
+            os.rmdir(path)
+            removed.append(f"cgroup {path}")
+        except FileNotFoundError:
+            pass
+        except OSError:
+            continue  # still holds a container
+        os.unlink(os.path.join(marks, name))
+    try:
+        os.rmdir(marks)
+    except OSError:
+        pass
+    return removed
