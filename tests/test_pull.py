@@ -106,6 +106,31 @@ def test_interrupted_and_corrupted_downloads_resume_or_restart(images, registry)
     assert img_ok(h, *run_args(h, "--rm", registry.refs["busybox"], "true")).returncode == 0
 
 
+def test_a_complete_or_overlong_partial_download_never_wedges_pull(images, registry):
+    """A pull killed between fsync and rename leaves a complete .partial: the next pull takes it
+    by its hash without asking the registry for more (which answers 416). One longer than the
+    blob is discarded and fetched again; `image prune` removes an abandoned one."""
+    h = images
+    first = os.path.join(h.tmp, "first")
+    assert h.mrun("--image-root", first, "pull", "--creds", CREDS, registry.refs["busybox"]).returncode == 0
+    entry = next(iter(json.load(open(os.path.join(first, "images.json"))).values()))
+    layer = entry["blobs"][-1].removeprefix("sha256:")
+    data = open(os.path.join(first, "blobs", "sha256", layer), "rb").read()
+    blobs = os.path.join(h.image_root, "blobs", "sha256")
+    os.makedirs(blobs)
+    for content in (data, data + b"trailing bytes a registry never sent"):
+        with open(os.path.join(blobs, f"{layer}.partial"), "wb") as f:
+            f.write(content)
+        img_ok(h, "pull", "--creds", CREDS, registry.refs["busybox"])
+        assert open(os.path.join(blobs, layer), "rb").read() == data
+        assert [b for b in os.listdir(blobs) if "." in b] == []  # no partial, no lock file left
+        img_ok(h, "rmi", registry.refs["busybox"])
+    with open(os.path.join(blobs, f"{layer}.partial"), "wb") as f:
+        f.write(data[:100])
+    assert "leftover" in img_ok(h, "image", "prune").stdout
+    assert os.listdir(blobs) == []
+
+
 def test_two_pulls_at_once_share_the_work(images, registry):
     h = images
     cmd = [h.binary, "--root", h.root, "--image-root", h.image_root, "pull", "--creds", CREDS]

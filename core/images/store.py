@@ -168,9 +168,10 @@ class ImageStore:
 
     def sweep(self) -> list[str]:
         """Remove what killed writers left: ``.part-PID`` blobs (load), ``.tmp-PID`` layers and
-        index files, lock files nobody holds. Called with the store's lock held, which every
-        writer of these holds too, so nothing found here is still being written. A ``.partial``
-        download stays: it is resumable, and a later pull verifies it by its hash."""
+        index files, and abandoned ``.partial`` downloads and lock files (nobody holds the blob's
+        lock). Called with the store's lock held, which every writer of the first kind holds
+        too; a download in progress holds its blob's lock, so nothing found here is in use.
+        (A pull resumes a partial download before it sweeps: resuming still works after a crash.)"""
         from mrun.images.unpack import remove_path
         from mrun.state import held_by_someone
 
@@ -179,8 +180,8 @@ class ImageStore:
             for name in os.listdir(folder) if os.path.isdir(folder) else []:
                 path = os.path.join(folder, name)
                 stale = ".part-" in name or ".tmp-" in name
-                if name.endswith(".lock") and folder == self.blobs:
-                    stale = not held_by_someone(path)
+                if folder == self.blobs and name.endswith((".lock", ".partial")):
+                    stale = not held_by_someone(os.path.join(folder, name.split(".")[0] + ".lock"))
                 if not stale:
                     continue
                 remove_path(path)

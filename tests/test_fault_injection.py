@@ -1,0 +1,145 @@
+"""SIGKILL mrun at random instants (seeded) during create, run --rm with a bridge network, pull and
+load; then the cleanup verbs (`rm -f ID`, `system prune`) must leave no state, mount, snapshot,
+cgroup, veth, lease, nft rule or partial blob, and the next run of the same image must work.
+
+MRUN_FAULT_KILLS sets the kills per verb (default 20, what CI runs); MRUN_FAULT_SEED the seed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import tempfile
+import time
+
+import pytest
+from conftest import IMAGE, img, img_ok, run_args
+from test_network import leases, net, nft_rules  # noqa: F401 - the net fixture
+from test_pull import CREDS, registry  # noqa: F401 - the registry fixture
+
+KILLS = int(os.environ.get("MRUN_FAULT_KILLS", "20"))
+SEED = int(os.environ.get("MRUN_FAULT_SEED", "20261129"))
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+    """How long one unkilled run takes (output to a file: a created container keeps a pipe open)."""
+    with tempfile.TemporaryFile("w+") as err:
+        start = time.monotonic()
+        code = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env,
+                              timeout=120).returncode
+        took = time.monotonic() - start
+        err.seek(0)
+        assert code == 0, err.read()
+    return took
+
+
+def kill_at_random(argv: list[str], rng: random.Random, span: float, env: dict[str, str] | None = None) -> None:
+    """Start mrun, SIGKILL it (only it, by pid) somewhere within ``span`` seconds."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=env)
+    time.sleep(rng.uniform(0, span))
+    proc.kill()
+    proc.wait()
+
+
+def image_leftovers(h) -> list[str]:
+    found = []
+    containers = os.path.join(h.image_root, "containers")
+    if os.path.isdir(containers) and os.listdir(containers):
+        found.append(f"image containers: {os.listdir(containers)}")
+    for folder in ("blobs/sha256", "layers", ""):
+        path = os.path.join(h.image_root, folder)
+        junk = [n for n in os.listdir(path) if ".part" in n or ".tmp" in n or n.endswith(".lock")] if os.path.isdir(
+            path) else []
+        if junk:
+            found.append(f"partial writes in {folder or '.'}: {junk}")
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.split()[4] for line in f if h.image_root in line]
+    if mounts:
+        found.append(f"mounts: {mounts}")
+    return found
+
+
+def settle(h, cid: str = "", env: dict[str, str] | None = None) -> None:
+    """What a user runs after a crash: rm -f of the container they know, then system prune."""
+    if cid:
+        r = img(h, "rm", "-f", cid, env=env)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    r = img(h, "system", "prune", env=env)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+
+
+def assert_clean(h, when: str) -> None:
+    left = h.leftovers() + image_leftovers(h)
+    assert not left, f"after {when}: {left}"
+
+
+def test_killed_create(h):
+    rng = random.Random(SEED)
+    bundle = h.bundle(["sleep", "60"])
+    span = 1.2 * timed([h.binary, "--root", h.root, "create", "-b", bundle, "probe"])
+    h.ok("delete", "--force", "probe")
+    for i in range(KILLS):
+        cid = f"k{i}"
+        kill_at_random([h.binary, "--root", h.root, "create", "-b", bundle, cid], rng, span)
+        r = h.mrun("delete", "--force", cid)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        h.ok("--image-root", os.path.join(h.tmp, "no-images"), "system", "prune")
+        left = h.leftovers()
+        assert not left, f"kill {i}: {left}"
+    cid = h.cid()
+    h.ok("create", "-b", bundle, cid)
+    h.ok("delete", "--force", cid)
+
+
+def test_killed_run_rm_with_a_bridge_network(net):  # noqa: F811 - the fixture
+    h = net
+    rng = random.Random(SEED + 1)
+    argv = [h.binary, "--root", h.root, "--image-root", h.image_root,
+            *run_args(h, "--rm", "--network", h.net, "--name", "probe", IMAGE, "true")]
+    env = {**os.environ, **h.env}
+    span = 1.2 * timed(argv, env)
+    for i in range(KILLS):
+        cid = f"k{i}"
+        kill_at_random([*argv[:-3], cid, IMAGE, "true"], rng, span, env)
+        settle(h, cid, h.env)
+        assert_clean(h, f"kill {i}")
+        assert not leases(h), f"kill {i}: leases {leases(h)}"
+        assert not [n for n in os.listdir("/sys/class/net") if n.startswith("mrv")], f"kill {i}: veths"
+        assert "mrun-ctr" not in nft_rules(), f"kill {i}: nft rules"
+    r = img(h, *run_args(h, "--rm", "--network", h.net, IMAGE, "echo", "after"), env=h.env)
+    assert r.returncode == 0 and r.stdout == "after\n", r.stderr
+
+
+def test_killed_load(images, busybox_archive):
+    h = images
+    rng = random.Random(SEED + 2)
+    argv = [h.binary, "--root", h.root, "--image-root", h.image_root, "load", busybox_archive]
+    span = 1.2 * timed(argv)
+    for i in range(KILLS):
+        if "localhost/busybox" in img_ok(h, "images").stdout:
+            img_ok(h, "rmi", IMAGE)
+        kill_at_random(argv, rng, span)
+        settle(h)
+        assert_clean(h, f"kill {i}")
+    img_ok(h, "load", busybox_archive)
+    assert img_ok(h, *run_args(h, "--rm", IMAGE, "echo", "loaded")).stdout == "loaded\n"
+
+
+@pytest.mark.parametrize("ref", ["busybox"])
+def test_killed_pull(images, registry, ref):  # noqa: F811 - the fixture
+    h = images
+    rng = random.Random(SEED + 3)
+    argv = [h.binary, "--root", h.root, "--image-root", h.image_root, "pull", "--creds", CREDS, registry.refs[ref]]
+    span = 1.2 * timed(argv)
+    for i in range(KILLS):
+        if registry.refs[ref] in img_ok(h, "images").stdout:
+            img_ok(h, "rmi", registry.refs[ref])
+        kill_at_random(argv, rng, span)
+        if i % 2:  # half the time a pull comes first (it must resume or restart), half a prune
+            img_ok(h, "pull", "--creds", CREDS, registry.refs[ref])
+        settle(h)
+        assert_clean(h, f"kill {i}")
+    img_ok(h, "pull", "--creds", CREDS, registry.refs[ref])
+    assert img_ok(h, *run_args(h, "--rm", registry.refs[ref], "echo", "pulled")).stdout == "pulled\n"
