@@ -12,6 +12,7 @@ import os
 from mrun import jsonio
 from mrun.errors import InvalidSpec
 from mrun.sandbox.capnames import BITS as CAP_BITS
+from mrun.schema import BOOL, INT, MODE, OOM, STR, U32, UINT, check
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -22,12 +23,12 @@ NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "t
 HOOK_NAMES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 CAP_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
 
-# A tiny schema language: a type name, ("list", item), ("map", value) or {field: schema}.
-_INT, _UINT, _STR, _BOOL = "int", "uint", "str", "bool"
-_ID_MAP = {"containerID": _UINT, "hostID": _UINT, "size": _UINT}
-_HOOK = {"path": _STR, "args": ("list", _STR), "env": ("list", _STR), "timeout": _INT}
-_DEVICE_RULE = {"allow": _BOOL, "type": _STR, "major": _INT, "minor": _INT, "access": _STR}
-_THROTTLE = ("list", {"major": _INT, "minor": _INT, "rate": _UINT})
+_INT, _UINT, _STR, _BOOL = INT, UINT, STR, BOOL
+_U32, _MODE, _OOM = U32, MODE, OOM
+_ID_MAP = {"containerID!": _U32, "hostID!": _U32, "size!": _U32}
+_HOOK = {"path!": _STR, "args": ("list", _STR), "env": ("list", _STR), "timeout": _INT}
+_DEVICE_RULE = {"allow!": _BOOL, "type": _STR, "major": _INT, "minor": _INT, "access": _STR}
+_THROTTLE = ("list", {"major!": _INT, "minor!": _INT, "rate!": _UINT})
 _RESOURCES = {
     "devices": ("list", _DEVICE_RULE),
     "memory": {
@@ -56,33 +57,33 @@ _RESOURCES = {
     "blockIO": {
         "weight": _UINT,
         "leafWeight": _UINT,
-        "weightDevice": ("list", {"major": _INT, "minor": _INT, "weight": _UINT, "leafWeight": _UINT}),
+        "weightDevice": ("list", {"major!": _INT, "minor!": _INT, "weight": _UINT, "leafWeight": _UINT}),
         "throttleReadBpsDevice": _THROTTLE,
         "throttleWriteBpsDevice": _THROTTLE,
         "throttleReadIOPSDevice": _THROTTLE,
         "throttleWriteIOPSDevice": _THROTTLE,
     },
-    "hugepageLimits": ("list", {"pageSize": _STR, "limit": _UINT}),
-    "network": {"classID": _UINT, "priorities": ("list", {"name": _STR, "priority": _UINT})},
+    "hugepageLimits": ("list", {"pageSize!": _STR, "limit!": _UINT}),
+    "network": {"classID": _U32, "priorities": ("list", {"name!": _STR, "priority!": _U32})},
     "unified": ("map", _STR),
 }
 _PROCESS = {
     "terminal": _BOOL,
-    "consoleSize": {"height": _UINT, "width": _UINT},
-    "user": {"uid": _UINT, "gid": _UINT, "umask": _UINT, "additionalGids": ("list", _UINT), "username": _STR},
+    "consoleSize": {"height!": _U32, "width!": _U32},
+    "user": {"uid!": _U32, "gid!": _U32, "umask": _MODE, "additionalGids": ("list", _U32), "username": _STR},
     "args": ("list", _STR),
     "commandLine": _STR,
     "env": ("list", _STR),
     "cwd": _STR,
     "capabilities": {name: ("list", _STR) for name in CAP_SETS},
-    "rlimits": ("list", {"type": _STR, "hard": _UINT, "soft": _UINT}),
+    "rlimits": ("list", {"type!": _STR, "hard!": _UINT, "soft!": _UINT}),
     "noNewPrivileges": _BOOL,
     "apparmorProfile": _STR,
-    "oomScoreAdj": _INT,
+    "oomScoreAdj": _OOM,
     "selinuxLabel": _STR,
 }
 _SECCOMP = {
-    "defaultAction": _STR,
+    "defaultAction!": _STR,
     "defaultErrnoRet": _UINT,
     "architectures": ("list", _STR),
     "flags": ("list", _STR),
@@ -90,23 +91,23 @@ _SECCOMP = {
     "syscalls": (
         "list",
         {
-            "names": ("list", _STR),
-            "action": _STR,
+            "names!": ("list", _STR),
+            "action!": _STR,
             "errnoRet": _UINT,
-            "args": ("list", {"index": _UINT, "value": _UINT, "valueTwo": _UINT, "op": _STR}),
+            "args": ("list", {"index!": _UINT, "value!": _UINT, "valueTwo": _UINT, "op!": _STR}),
         },
     ),
 }
 SCHEMA: dict[str, Any] = {
     "ociVersion": _STR,
-    "root": {"path": _STR, "readonly": _BOOL},
+    "root": {"path!": _STR, "readonly": _BOOL},
     "process": _PROCESS,
     "hostname": _STR,
     "domainname": _STR,
     "mounts": (
         "list",
         {
-            "destination": _STR,
+            "destination!": _STR,
             "type": _STR,
             "source": _STR,
             "options": ("list", _STR),
@@ -117,12 +118,12 @@ SCHEMA: dict[str, Any] = {
     "hooks": {name: ("list", _HOOK) for name in HOOK_NAMES},
     "annotations": ("map", _STR),
     "linux": {
-        "namespaces": ("list", {"type": _STR, "path": _STR}),
+        "namespaces": ("list", {"type!": _STR, "path": _STR}),
         "uidMappings": ("list", _ID_MAP),
         "gidMappings": ("list", _ID_MAP),
         "devices": (
             "list",
-            {"path": _STR, "type": _STR, "major": _INT, "minor": _INT, "fileMode": _UINT, "uid": _UINT, "gid": _UINT},
+            {"path!": _STR, "type!": _STR, "major": _INT, "minor": _INT, "fileMode": _MODE, "uid": _U32, "gid": _U32},
         ),
         "cgroupsPath": _STR,
         "resources": _RESOURCES,
@@ -135,37 +136,8 @@ SCHEMA: dict[str, Any] = {
     },
 }
 
-_TYPE_CHECKS = {
-    _STR: (lambda v: isinstance(v, str), "a string"),
-    _BOOL: (lambda v: isinstance(v, bool), "true or false"),
-    _INT: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
-    _UINT: (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a non-negative integer"),
-}
-
-
 def _check(value: Any, schema: Any, path: str) -> None:
-    if isinstance(schema, str):
-        ok, what = _TYPE_CHECKS[schema]
-        if not ok(value):
-            raise InvalidSpec(f"{path}: must be {what}, got {jsonio.dumps(value)[:60]}")
-    elif isinstance(schema, tuple):
-        kind, item = schema
-        if kind == "list":
-            if not isinstance(value, list):
-                raise InvalidSpec(f"{path}: must be an array")
-            for i, v in enumerate(value):
-                _check(v, item, f"{path}[{i}]")
-        else:
-            if not isinstance(value, dict):
-                raise InvalidSpec(f"{path}: must be an object")
-            for k, v in value.items():
-                _check(v, item, f"{path}.{k}")
-    else:
-        if not isinstance(value, dict):
-            raise InvalidSpec(f"{path}: must be an object")
-        for key, sub in schema.items():
-            if key in value and value[key] is not None:
-                _check(value[key], sub, f"{path}.{key}" if path else key)
+    check(value, schema, path, InvalidSpec)
 
 
 def check_resources(resources: Any, path: str = "resources") -> None:

@@ -70,6 +70,16 @@ def call(g: dict[str, Any], cmd: Command, params: dict[str, Any]) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # noqa: BLE001 - a bug, or input nothing checked: still one line
+        import traceback
+
+        msg = f"{cmd.name}: internal error: {e.__class__.__name__}: {e}"
+        if g.get("debug"):
+            traceback.print_exc()
+            _log(g, "debug", traceback.format_exc())
+        print(f"mrun: {msg} (mrun --debug shows where)", file=sys.stderr)
+        _log(g, "error", msg)
+        return 1
 
 
 def main(argv: list[str] | None = None) -> int:

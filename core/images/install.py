@@ -17,6 +17,7 @@ from typing import Any
 from mrun import annotations as ann
 from mrun import jsonio
 from mrun.errors import MrunError, NotFound
+from mrun.images.shapes import CONFIG, INDEX, MANIFEST, BadImage, checked
 from mrun.images.sources import DOCKER_LIST, OCI_INDEX, REF_NAME, Source
 from mrun.images.store import ImageStore, check_digest, normalize
 from mrun.images.unpack import unpack
@@ -64,9 +65,11 @@ def resolve_manifest(source: Source, desc: dict[str, Any], want: tuple[str, str]
     """A descriptor that may be an index or list -> (manifest digest, manifest bytes)."""
     for _ in range(4):  # indexes may nest; not forever
         data = source.read(desc["digest"])
-        doc = jsonio.loads(data)
+        doc = _json(data, "image manifest")
+        if not isinstance(doc, dict):
+            raise BadImage("image manifest: must be an object")
         if doc.get("mediaType") in (OCI_INDEX, DOCKER_LIST) or ("manifests" in doc and "layers" not in doc):
-            desc = choose(source, doc, want)
+            desc = choose(source, checked(doc, INDEX, "image index"), want)
             continue
         return desc["digest"], data
     raise MrunError("image indexes nest too deep")
@@ -74,7 +77,10 @@ def resolve_manifest(source: Source, desc: dict[str, Any], want: tuple[str, str]
 
 def install(store: ImageStore, source: Source, name: str | None, want: tuple[str, str] | None = None) -> list[str]:
     """Install every named image the source offers (or the one asked for). -> the names recorded."""
-    index = source.index()
+    try:
+        index = checked(source.index(), INDEX, "image index")
+    except ValueError as e:  # index.json that is not JSON
+        raise BadImage(f"image index: not JSON: {e}")
     named: dict[str, list[dict[str, Any]]] = {}
     for d in index.get("manifests") or []:
         ref = (d.get("annotations") or {}).get(REF_NAME, "")
@@ -142,6 +148,13 @@ def precompile(store: ImageStore, entry: dict[str, Any]) -> None:
         print(f"mrun: warning: {e}", file=sys.stderr)
 
 
+def _json(data: bytes, what: str) -> Any:
+    try:
+        return jsonio.loads(data)
+    except ValueError as e:
+        raise BadImage(f"{what}: not JSON: {e}")
+
+
 def _full_name(ref: str) -> str:
     """An OCI ref name is often only a tag ('latest'), which names no image; skopeo writes
     'host/name:tag' into oci-archives, which does."""
@@ -151,7 +164,7 @@ def _full_name(ref: str) -> str:
 def _install_one(
     store: ImageStore, source: Source, name: str, manifest_digest: str, manifest_bytes: bytes
 ) -> dict[str, Any]:
-    manifest = jsonio.loads(manifest_bytes)
+    manifest = checked(_json(manifest_bytes, "image manifest"), MANIFEST, "image manifest")
     config_desc = manifest.get("config") or {}
     layers = manifest.get("layers") or []
     if not config_desc.get("digest"):
@@ -167,7 +180,7 @@ def _install_one(
                 with source.open(desc["digest"]) as f:
                     store.put_blob(f, desc["digest"], desc.get("size"))
         artifact = config_desc.get("mediaType") == WASM_CONFIG
-        config = {} if artifact else store.read_json(config_desc["digest"])
+        config = {} if artifact else checked(store.read_json(config_desc["digest"]), CONFIG, "image config")
         diff_ids = (
             [layer["digest"] for layer in layers] if artifact else (config.get("rootfs") or {}).get("diff_ids", [])
         )
@@ -187,7 +200,7 @@ def _install_one(
             "wasm": bool(modules) or _is_wasm(config, manifest),
             "modules": modules,
             "created": config.get("created", ""),
-            "size": sum(layer.get("size", 0) for layer in layers),
+            "size": sum(layer.get("size") or 0 for layer in layers),
         }
         index = store.index()
         index[name] = entry

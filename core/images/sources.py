@@ -14,6 +14,7 @@ from typing import IO, Any
 
 from mrun import jsonio
 from mrun.errors import MrunError, NotFound
+from mrun.images.shapes import DOCKER_ARCHIVE, checked
 from mrun.images.store import check_digest
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -94,7 +95,10 @@ class DockerArchive(Source):
     def __init__(self, path: str) -> None:
         self.tar = _Tar(path)
         with self.tar.member("manifest.json") as f:
-            self.entries = jsonio.loads(f.read())
+            try:
+                self.entries = checked(jsonio.loads(f.read()), DOCKER_ARCHIVE, "manifest.json")
+            except ValueError as e:
+                raise MrunError(f"{path}: manifest.json is not JSON: {e}")
         self.files: dict[str, str] = {}  # digest -> member name
         self.made: dict[str, bytes] = {}  # manifests made here
         self._index: dict[str, Any] = {"schemaVersion": 2, "manifests": []}
