@@ -120,3 +120,48 @@ def test_usage_errors_go_through_typer(h):
     assert r.returncode == 2 and "Missing argument" in r.stderr
     r = h.mrun("frobnicate")
     assert r.returncode == 2 and "No such command" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (lambda c: c["linux"]["resources"].update(memory={"limit": 2**80}), "linux.resources.memory.limit"),
+        (lambda c: c["process"]["user"].update(uid=2**40), "process.user.uid"),
+        (lambda c: c["process"]["user"].update(umask=2**40), "process.user.umask"),
+        (lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_NOFILE", "hard": 2**70, "soft": 1}]),
+         "process.rlimits[0].hard"),
+        (lambda c: c["process"].update(env=["A=b\x00c"]), "process.env[0]"),
+        (lambda c: c["process"].update(args=["sh\x00", "-c"]), "process.args[0]"),
+        (lambda c: c["process"].update(oomScoreAdj=5000), "process.oomScoreAdj"),
+        (lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_NOFILE"}]), "process.rlimits[0].hard"),
+        (lambda c: c["linux"].update(devices=[{"type": "c"}]), "linux.devices[0].path"),
+    ],
+)
+def test_out_of_range_values_are_refused_at_create(h, change, needle):
+    """As runc does (its Go types carry the widths): refused at create, naming the field, before
+    anything reaches the kernel (a 2**80 memory limit used to wrap to 0 there)."""
+    cfg = h.config(["true"])
+    change(cfg)
+    one_line_error(h.mrun("create", "-b", h.bundle(config=cfg), h.cid()), needle)
+
+
+@pytest.mark.parametrize("cid", ["cé", "c\u0661", "x" * 1025, ".hidden"])
+def test_container_ids_are_ascii_as_runc_requires(h, cid):
+    one_line_error(h.mrun("create", "-b", h.bundle(["true"]), cid), "invalid container id")
+
+
+def test_oom_score_adj_refusal_names_the_field(h):
+    """Lowering oom_score_adj needs CAP_SYS_RESOURCE, which this process plan drops first."""
+    d = h.rootfs  # the mapped root must reach the rootfs: pytest's dirs are 0700
+    while d != "/":
+        os.chmod(d, os.stat(d).st_mode | 0o005)
+        d = os.path.dirname(d)
+    cfg = h.config(["true"])
+    cfg["process"]["oomScoreAdj"] = -1000
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    r = h.mrun("create", "-b", h.bundle(config=cfg), h.cid())
+    if r.returncode == 0:
+        pytest.fail("a user namespace lowered oom_score_adj: this kernel lets it; the message is untested")
+    one_line_error(r, "process.oomScoreAdj", "-1000")

@@ -338,6 +338,11 @@ def test_a_wasm_image_made_from_a_module_is_precompiled_saved_and_reloaded(image
     bad.write_bytes(b"not wasm at all")
     r = img(h, "image", "wasm", str(bad), "localhost/bad:1")
     assert r.returncode != 0 and "not a WebAssembly" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    broken = tmp_path / "broken.wasm"
+    broken.write_bytes(open(module, "rb").read()[:200])  # the right magic, cut short: it cannot compile
+    r = img(h, "image", "wasm", str(broken), "localhost/broken:1", env=cache)
+    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1 and "broken.wasm" in r.stderr, r.stderr
+    assert "localhost/broken" not in img_ok(h, "images").stdout
 
 
 def test_inspect_shows_the_image_and_config(images, busybox_archive):
@@ -418,3 +423,37 @@ def test_memory_and_cpus_reach_the_cgroup_of_a_wasm_image(images, tmp_path):
     assert json.loads(img_ok(h, "inspect", "wasmlim").stdout)["state"]["status"] == "running"
     img_ok(h, "stop", "-t", "2", "wasmlim")
     img_ok(h, "rm", "wasmlim")
+
+
+def test_sparse_files_in_a_layer_stay_sparse(images, tmp_path):
+    """A GNU sparse entry (a few kB in the layer) must not unpack into a gigabyte of zeros."""
+    h = images
+    src = tmp_path / "sparse-src"
+    src.mkdir()
+    with open(src / "big", "wb") as f:
+        f.truncate(1 << 30)
+        f.seek(1 << 29)
+        f.write(b"middle")
+    layer = tmp_path / "layer.tar"
+    subprocess.run(["tar", "--sparse", "--format=gnu", "-cf", str(layer), "-C", str(src), "big"], check=True)
+    data = layer.read_bytes()
+    assert len(data) < 64 << 10  # the layer itself is small: it is a sparse entry
+    diff = "sha256:" + hashlib.sha256(data).hexdigest()
+    config = {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff]},
+              "config": {"Cmd": ["/big"]}}
+    archive = str(tmp_path / "sparse.tar")
+    with tarfile.open(archive, "w") as t:
+        manifest = json.dumps([{"Config": "config.json", "Layers": ["layer0.tar"]}]).encode()
+        for member, blob in (("layer0.tar", data), ("config.json", json.dumps(config).encode()),
+                             ("manifest.json", manifest)):
+            info = tarfile.TarInfo(member)
+            info.size = len(blob)
+            t.addfile(info, io.BytesIO(blob))
+    img_ok(h, "load", archive, "localhost/sparse:1")
+    big = os.path.join(h.image_root, "layers", diff.removeprefix("sha256:"), "fs", "big")
+    st = os.stat(big)
+    assert st.st_size == 1 << 30
+    assert st.st_blocks * 512 < 1 << 20, f"{st.st_blocks * 512} bytes on disk for a sparse file"
+    with open(big, "rb") as f:
+        f.seek(1 << 29)
+        assert f.read(6) == b"middle"

@@ -142,6 +142,24 @@ def _unpack(archive: IO[bytes], dest: str, expect_diff_id: str | None) -> str:
     return diff_id
 
 
+_CHUNK = 64 << 10  # the grain of the holes kept
+_ZEROS = bytes(_CHUNK)
+
+
+def _copy_keeping_holes(src: IO[bytes], fd: int, size: int) -> None:
+    """Copy a file's data, seeking over runs of zeros instead of writing them, so a sparse file
+    (a GNU sparse entry, or a dense one full of zeros) stays sparse on disk: a 6 kB layer must
+    not fill a gigabyte."""
+    while chunk := src.read(_CHUNK):
+        if chunk == _ZEROS[: len(chunk)]:
+            os.lseek(fd, len(chunk), os.SEEK_CUR)
+        else:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
+    os.ftruncate(fd, size)
+
+
 def _entry(tar: tarfile.TarFile, m: tarfile.TarInfo, root: str, dir_times: list[tuple[str, float]]) -> None:
     rel = _clean_name(m.name)
     if not rel:
@@ -165,10 +183,11 @@ def _entry(tar: tarfile.TarFile, m: tarfile.TarInfo, root: str, dir_times: list[
     else:
         remove_path(path)
         if m.isreg():
-            src = tar.extractfile(m)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)  # type: ignore[misc]
+            try:
+                _copy_keeping_holes(tar.extractfile(m), fd, m.size)  # type: ignore[arg-type]
+            finally:
+                os.close(fd)
         elif m.issym():
             os.symlink(m.linkname, path)  # a symlink may point anywhere: it is never followed here
         elif m.islnk():

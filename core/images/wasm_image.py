@@ -32,6 +32,11 @@ def build(store: ImageStore, module: str, name: str) -> list[str]:
         raise MrunError(f"{module}: {e.strerror}")
     if not wasm.startswith(WASM_MAGIC):
         raise MrunError(f"{module}: not a WebAssembly module or component (it starts with {wasm[:4]!r})")
+    from mrun.plugins.manager import Backends
+
+    # Compiled (into the cache) before anything is stored: a module that does not compile is
+    # refused here, not published as an image that fails on every run.
+    Backends.load().pm.hook.mrun_precompile(path=module)
     base = os.path.basename(module)
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w", format=tarfile.PAX_FORMAT) as tar:

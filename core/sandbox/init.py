@@ -43,6 +43,18 @@ class Sandbox:
         self.console, self.no_pivot, self.hook_state = console, no_pivot, hook_state
 
 
+def _set_oom_score_adj(value: int) -> None:
+    path = "/proc/self/oom_score_adj"
+    try:
+        with open(path) as f:
+            current = f.read().strip()
+        with open(path, "w") as f:
+            f.write(str(value))
+    except OSError as e:
+        hint = f" (going below the current {current} needs CAP_SYS_RESOURCE)" if e.errno == 13 else ""
+        raise MrunError(f"process.oomScoreAdj: cannot set {value}: {e.strerror}{hint}")
+
+
 def _host_pid() -> int:
     """Our pid as the host sees it (first NSpid field), read while /proc is still the host's."""
     with open("/proc/self/status") as f:
@@ -98,13 +110,14 @@ def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
     if spec.raw.get("hostname") or spec.raw.get("domainname"):
         if sb.namespaces.get("uts") != "":
             raise MrunError("hostname: setting it needs a new uts namespace in linux.namespaces")
-        if spec.raw.get("hostname"):
-            sc.sethostname(spec.raw["hostname"])
-        if spec.raw.get("domainname"):
-            sc.setdomainname(spec.raw["domainname"])
+        for field, setter in (("hostname", sc.sethostname), ("domainname", sc.setdomainname)):
+            if spec.raw.get(field):
+                try:
+                    setter(spec.raw[field])
+                except OSError as e:
+                    raise MrunError(f"{field}: cannot set {spec.raw[field]!r}: {e.strerror}")
     if spec.process.get("oomScoreAdj") is not None:
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write(str(spec.process["oomScoreAdj"]))
+        _set_oom_score_adj(spec.process["oomScoreAdj"])
     hooks = spec.hooks
     if hooks.get("prestart") or hooks.get("createRuntime"):
         ch.send(hooks=True)
@@ -114,7 +127,11 @@ def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
     state = dict(sb.hook_state or {}, pid=host_pid)
     if hooks.get("createContainer"):
         run_hooks("createContainer", hooks["createContainer"], dict(state, status="created"))
-    rootfs.pivot(spec.rootfs, sb.no_pivot)
+    try:
+        rootfs.pivot(spec.rootfs, sb.no_pivot)
+    except OSError as e:
+        how = "chroot (--no-pivot)" if sb.no_pivot else "pivot_root"
+        raise MrunError(f"root.path: cannot {how} into {spec.rootfs}: {e.strerror}")
     rootfs.write_sysctls(linux.get("sysctl") or {})
     rootfs.mask_paths(linux.get("maskedPaths") or [])
     rootfs.readonly_paths(linux.get("readonlyPaths") or [])

@@ -186,8 +186,15 @@ def prepare_root(rootfs: str, propagation: str) -> None:
     prop = PROPAGATION.get(propagation or "rslave")
     if prop is None:
         raise MrunError(f"linux.rootfsPropagation: unknown propagation {propagation!r}")
-    sc.mount(None, "/", None, prop)
-    sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
+    try:
+        sc.mount(None, "/", None, prop)
+    except OSError as e:
+        raise MrunError(f"linux.rootfsPropagation: cannot make the mount tree {propagation or 'rslave'}: {e.strerror}")
+    try:
+        sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
+    except OSError as e:
+        hint = " (in a user namespace, the mapped root must be able to reach it)" if e.errno == 13 else ""
+        raise MrunError(f"root.path: cannot bind {rootfs} onto itself: {e.strerror}{hint}")
 
 
 def pivot(rootfs: str, no_pivot: bool) -> None:
