@@ -121,7 +121,8 @@ def _daemon(listener: _socket.socket, flags: dict[str, str], bundle: str, path: 
     listener = socket.socket(fileno=listener.detach())
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    if os.fork() == 0:  # the fork helper: forked now, while we are still single-threaded
+    helper = os.fork()
+    if helper == 0:  # the fork helper: forked now, while we are still single-threaded
         ours.close()
         listener.close()
         spawner.serve(theirs)  # its imports run on the other core while we do ours
@@ -135,6 +136,7 @@ def _daemon(listener: _socket.socket, flags: dict[str, str], bundle: str, path: 
     ttrpc_address = os.environ.get("TTRPC_ADDRESS", "")
     publisher = Publisher(ttrpc_address, flags.get("namespace", "")) if ttrpc_address else None
     service = TaskService(flags.get("namespace", "default"), _root(flags.get("namespace", "default")), ours, publisher)
+    service.helper_pids.add(helper)
     server = Server()
     service.register(server)
     threading.Thread(target=service.reap_forever, daemon=True).start()

@@ -31,6 +31,7 @@ from mrun.shims.ttrpc import (
     Server,
     TTRPCError,
 )
+from mrun.spec import check_process
 
 SERVICE = "containerd.task.v2.Task"
 
@@ -76,6 +77,8 @@ class TaskService:
         self.runtime = Runtime(root)
         self.spawner = spawner_sock
         self.spawner_lock = threading.Lock()
+        self.helper: object = None  # a replacement helper's Popen (the first one is forked by main)
+        self.helper_pids: set[int] = set()  # reaped like any child, but never taken for a task's exit
         self.publisher = publisher
         self.tasks: dict[str, Task] = {}
         self.by_pid: dict[int, Process] = {}
@@ -128,6 +131,31 @@ class TaskService:
             raise TTRPCError(NOT_FOUND, f"exec {exec_id} in task {task_id}: not found")
         return proc
 
+    def _ask_helper(self, msg: dict, fds: list[int]) -> dict:
+        """One request to the fork helper. A helper that died since the last request is replaced
+        and asked again (nothing was done); one that dies during a request is replaced, and
+        that one call fails, since its create may be half done."""
+        try:
+            spawner.send(self.spawner, msg, fds)
+        except OSError:  # EPIPE, ECONNRESET: it is gone
+            self._replace_helper()
+            spawner.send(self.spawner, msg, fds)
+        try:
+            got = spawner.recv(self.spawner)
+        except OSError:
+            got = None
+        if got is None:
+            self._replace_helper()
+            raise TTRPCError(UNKNOWN, "OCI runtime failed: the shim's fork helper died during the request "
+                                      "(a new one has taken its place; try again)")
+        return got[0]
+
+    def _replace_helper(self) -> None:
+        print("mrun shim: the fork helper is gone; starting a new one", file=sys.stderr)
+        self.spawner.close()
+        self.spawner, self.helper = spawner.start_helper()
+        self.helper_pids.add(self.helper.pid)  # type: ignore[attr-defined]
+
     def _spawn(self, msg: dict, proc: Process) -> int:
         """Ask the fork helper for a create or an exec, wire up its stdio; returns its pid."""
         console = pump = None
@@ -143,11 +171,7 @@ class TaskService:
             fds = [stdin, open_stdio(proc.stdout, True), open_stdio(proc.stderr, True)]
         try:
             with self.spawner_lock:
-                spawner.send(self.spawner, msg, fds)
-                got = spawner.recv(self.spawner)
-            if got is None:
-                raise TTRPCError(UNKNOWN, "OCI runtime failed: the shim's fork helper is gone")
-            answer, _ = got
+                answer = self._ask_helper(msg, fds)
             if "error" in answer:
                 raise TTRPCError(
                     UNKNOWN, f"OCI runtime {'exec' if msg.get('process') else 'create'} failed: {answer['error']}"
@@ -182,6 +206,8 @@ class TaskService:
                 pid, status = os.waitpid(-1, 0)
             except ChildProcessError:
                 time.sleep(0.05)
+                continue
+            if pid in self.helper_pids:
                 continue
             with self.lock:
                 task = self.by_pid.get(pid)
@@ -285,8 +311,11 @@ class TaskService:
         proc = Process(req.id, req.exec_id, req.stdin, req.stdout, req.stderr, req.terminal)
         try:
             proc.spec = json.loads(req.spec.value)  # containerd sends the OCI process object as JSON
+            check_process(proc.spec)
         except ValueError as e:
             raise TTRPCError(INVALID_ARGUMENT, f"exec {req.exec_id}: the process spec is not JSON: {e}")
+        except InvalidSpec as e:
+            raise TTRPCError(INVALID_ARGUMENT, f"exec {req.exec_id}: {e}")
         task.execs[req.exec_id] = proc
         self._publish(events_pb2.TaskExecAdded(container_id=req.id, exec_id=req.exec_id))
         return b""

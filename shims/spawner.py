@@ -13,6 +13,7 @@ from __future__ import annotations
 import array
 import os
 import socket
+import sys
 
 from mrun import jsonio
 from mrun.errors import MrunError
@@ -135,3 +136,25 @@ def serve(sock: socket.socket) -> None:
         os.close(r)
         os.waitpid(pid, 0)
         send(sock, jsonio.loads(out or b'{"error": "the create worker died"}'), [])
+
+
+def start_helper() -> tuple[socket.socket, object]:
+    """A replacement helper for a daemon whose helper died. The daemon is multi-threaded by then,
+    so the new helper is exec'd, not forked (exec leaves no half-held lock behind). -> (our end of
+    its socket, its Popen)."""
+    import subprocess
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    code = "import sys; from mrun.shims.spawner import main; main(int(sys.argv[1]))"
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(theirs.fileno())], pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL
+        )
+    finally:
+        theirs.close()
+    return ours, proc
+
+
+def main(fd: int) -> None:
+    """Entry point of an exec'd helper (``start_helper``)."""
+    serve(socket.socket(fileno=fd))

@@ -254,3 +254,45 @@ def test_binary_delete_cleans_up_after_a_killed_daemon_and_is_idempotent(h):
         time.sleep(0.05)
     assert not os.listdir(os.path.join(shim.state_root, "direct")) and not os.path.exists(shim.socket)
     assert shim.binary_delete() == b""  # nothing left: the empty DeleteResponse
+
+
+def _helper_of(shim: Shim) -> int:
+    """The daemon's fork helper: its child that is a Python process (the daemon forked or exec'd it),
+    not a container's init."""
+    with open(f"/proc/{shim.pid}/task/{shim.pid}/children") as f:
+        children = [int(p) for p in f.read().split()]
+    for pid in children:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read()
+        if b"sleep" not in cmd:
+            return pid
+    raise AssertionError(f"no fork helper among {children}")
+
+
+def test_a_dead_fork_helper_is_replaced(h):
+    """Killed between requests (twice: the forked helper, then its exec'd replacement), the next
+    exec still works: the shim notices the dead helper and starts a new one."""
+    shim, cid, _ = sleeping_task(h, "helper")
+    process = {"args": ["sh", "-c", "exit 5"], "cwd": "/", "env": ["PATH=/bin"]}
+    spec = any_pb2.Any(
+        type_url="types.containerd.io/opencontainers/runtime-spec/1/Process", value=json.dumps(process).encode()
+    )
+    for round_ in range(2):
+        helper = _helper_of(shim)
+        os.kill(helper, 9)  # our shim's own helper, by pid
+        deadline = time.monotonic() + 5
+        while os.path.exists(f"/proc/{helper}"):
+            assert time.monotonic() < deadline, "the daemon did not reap its helper"
+            time.sleep(0.02)
+        exec_id = f"e{round_}"
+        shim.call("Exec", task_pb2.ExecProcessRequest(id=cid, exec_id=exec_id, spec=spec))
+        shim.call("Start", task_pb2.StartRequest(id=cid, exec_id=exec_id), timeout=30)
+        assert wait_exit(shim, cid, exec_id) == 5
+        shim.call("Delete", task_pb2.DeleteRequest(id=cid, exec_id=exec_id))
+    bad = any_pb2.Any(type_url=spec.type_url, value=json.dumps({"args": "not a list"}).encode())
+    with pytest.raises(ttrpc.TTRPCError) as e:
+        shim.call("Exec", task_pb2.ExecProcessRequest(id=cid, exec_id="bad", spec=bad))
+    assert e.value.code == ttrpc.INVALID_ARGUMENT and "process.args" in str(e.value)
+    shim.call("Kill", task_pb2.KillRequest(id=cid, signal=9))
+    assert wait_exit(shim, cid) == 137
+    shim.finish(cid)
