@@ -240,3 +240,22 @@ def test_malformed_state_file(h, doc):
     assert not os.path.exists(os.path.join(h.root, bad))
     _scrub(real)
     h.ok("delete", "--force", good)
+
+
+def test_forged_network_plan_removes_nothing_it_does_not_own(h, tmp_path):
+    """net.json names a host link, a foreign lease and an arbitrary file: delete removes none."""
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    netroot = tmp_path / "nets"
+    (netroot / "x" / "leases").mkdir(parents=True)
+    lease = netroot / "x" / "leases" / "10.0.0.9"
+    lease.write_text(json.dumps({"root": "/elsewhere", "container": "other"}))
+    cid = h.cid()
+    h.ok("create", "-b", h.bundle(["sleep", "60"]), cid)
+    plan = {"network": "x", "veth": "lo", "ip": "10.0.0.9", "tag": "mrun-net:x", "netroot": str(netroot),
+            "ports": [{"reservation": str(victim)}]}
+    with open(os.path.join(h.root, cid, "net.json"), "w") as f:
+        json.dump(plan, f)
+    h.ok("delete", "--force", cid)
+    assert victim.read_text() == "keep me" and lease.exists()
+    assert os.path.exists("/sys/class/net/lo")

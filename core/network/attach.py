@@ -94,7 +94,7 @@ def prepare(spec: Any, state_dir: str, state_root: str, container_id: str) -> di
     nets.ensure(name)  # an unknown network fails here, before anything is taken
     ports = parse_ports(annotations.get(PORTS, ""))
     owner = {"root": state_root, "container": container_id}
-    tag = "mrun-ctr:" + hashlib.sha256(f"{state_root}\0{container_id}".encode()).hexdigest()[:16]
+    tag = _tag(state_root, container_id)
     plan: dict[str, Any] = {"network": name, "veth": veth_name(state_root, container_id), "ip": "", "ports": []}
     plan.update(tag=tag, netroot=nets.root)
     _save(state_dir, plan)
@@ -140,25 +140,52 @@ def attach(plan: dict[str, Any], pid: int) -> None:
 
 
 def detach(state_dir: str) -> None:
-    """Undo what the plan records; each step tolerates its part being gone already."""
+    """Undo what the plan records; each step tolerates its part being gone already.
+
+    net.json is read like any input: the veth and the firewall tag are derived again from the
+    container's own root and id (never taken from the file), and a lease or port reservation is
+    removed only when it still names this container as its owner, so a damaged or forged plan
+    cannot make mrun delete another link or file."""
     try:
         plan = jsonio.load_file(os.path.join(state_dir, PLAN))
     except (OSError, ValueError):
         return
-    if plan.get("ports"):
+    state_root, container_id = os.path.split(os.path.abspath(state_dir))
+    owner = {"root": state_root, "container": container_id}
+    if not isinstance(plan, dict):
+        plan = {}
+    ports = plan.get("ports") if isinstance(plan.get("ports"), list) else []
+    if ports:
         from mrun.network import firewall
 
-        firewall.remove(plan["tag"])
-    if plan.get("veth") and os.path.exists(f"/sys/class/net/{plan['veth']}"):
+        firewall.remove(_tag(state_root, container_id))
+    veth = veth_name(state_root, container_id)
+    if os.path.exists(f"/sys/class/net/{veth}"):
         from mrun.network import links
 
-        links.remove_link(plan["veth"])
-    nets = Networks(plan["netroot"])
-    for p in plan.get("ports", []):
+        links.remove_link(veth)
+    netroot = plan.get("netroot")
+    nets = Networks(netroot if isinstance(netroot, str) and netroot else None)
+    for p in ports:
+        reservation = p.get("reservation") if isinstance(p, dict) else None
+        if isinstance(reservation, str) and os.path.dirname(reservation) == os.path.join(nets.root, "ports"):
+            _remove_if_owned(reservation, owner)
+    ip, name = plan.get("ip"), plan.get("network")
+    if isinstance(ip, str) and ip and isinstance(name, str) and "/" not in ip:
         try:
-            os.unlink(p["reservation"])
-        except (FileNotFoundError, KeyError):
+            _remove_if_owned(nets.path(name, "leases", ip), owner)
+        except InvalidSpec:
             pass
-    if plan.get("ip"):
-        nets.release(plan["network"], plan["ip"])
     os.unlink(os.path.join(state_dir, PLAN))
+
+
+def _tag(state_root: str, container_id: str) -> str:
+    return "mrun-ctr:" + hashlib.sha256(f"{state_root}\0{container_id}".encode()).hexdigest()[:16]
+
+
+def _remove_if_owned(path: str, owner: dict[str, str]) -> None:
+    try:
+        if jsonio.load_file(path) == owner:
+            os.unlink(path)
+    except (OSError, ValueError):
+        pass
