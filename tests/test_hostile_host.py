@@ -259,3 +259,44 @@ def test_forged_network_plan_removes_nothing_it_does_not_own(h, tmp_path):
     h.ok("delete", "--force", cid)
     assert victim.read_text() == "keep me" and lease.exists()
     assert os.path.exists("/sys/class/net/lo")
+
+
+def test_concurrent_creates_leave_no_empty_parent_cgroup(h):
+    """Eight containers racing to make the same parent cgroup: the last one out removes it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    bundle = h.bundle(["true"])
+
+    def one(i: int) -> int:
+        cfg = h.config(["true"])
+        cfg["linux"]["cgroupsPath"] = f"{h.cgroup_parent}/shared-parent/c{i}"
+        b = h.bundle(config=cfg)
+        return h.mrun("run", "-b", b, f"par{i}").returncode
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(one, range(8))) == [0] * 8
+    assert cgroup_dirs(h.cgroup_parent) == [], "a parent cgroup mrun made was left behind"
+    del bundle
+
+
+def test_an_orphaned_snapshot_is_listed_and_removed(images, busybox_archive):
+    """What a `mrun run` killed before the runtime recorded the container leaves: a mounted
+    snapshot and no state. ps lists it, rmi names it, rm -f removes it."""
+    from conftest import IMAGE, img, img_ok, run_args
+
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "orph", IMAGE, "sleep", "60"))
+    state = _saved(h, "orph")
+    _scrub(state)  # the container and its cgroups gone ...
+    import shutil
+
+    shutil.rmtree(os.path.join(h.root, "orph"))  # ... and its state, as if never recorded
+    assert "orphaned" in img_ok(h, "ps").stdout
+    r = img(h, "rmi", IMAGE)
+    assert r.returncode != 0 and "orph" in r.stderr
+    img_ok(h, "rm", "-f", "orph")
+    assert not os.path.exists(os.path.join(h.image_root, "containers", "orph"))
+    with open("/proc/self/mountinfo") as f:
+        assert h.image_root not in f.read()
+    img_ok(h, "rmi", IMAGE)

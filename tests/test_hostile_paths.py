@@ -176,3 +176,21 @@ def test_image_labels_never_steer_the_runtime(images, busybox_rootfs, tmp_path):
     for key in ("org.mrun.network", "run.oci.handler", "org.mrun.network.ports", "org.mrun.wasm.deadline-ms"):
         assert key not in annotations, key
     img_ok(images, "rm", cid)
+
+
+def test_volume_destination_symlinked_to_the_host(images, tmp_path, victim):
+    """`-v name:/data` where the image's /data is a link to a host directory: the volume is
+    mounted inside the container's rootfs, the host directory is untouched."""
+    from busybox_bundle import make_oci_archive
+    from conftest import img_ok, run_args
+
+    root = str(tmp_path / "data-link-rootfs")
+    make_rootfs(root)
+    os.symlink(victim, os.path.join(root, "data"))
+    os.symlink(relative_link_to(victim + "/two", root), os.path.join(root, "data2"))  # not over /data's
+    archive = make_oci_archive(root, str(tmp_path), "localhost/datalink:1", ["/bin/true"], ["PATH=/bin"])
+    img_ok(images, "load", archive)
+    r = img_ok(images, *run_args(images, "--rm", "-v", "vol1:/data/sub", "-v", "vol2:/data2", "localhost/datalink:1",
+                                 "sh", "-c", "echo in-volume > /data/sub/f && echo two > /data2/g && cat /data/sub/f"))
+    assert r.stdout == "in-volume\n"
+    assert open(os.path.join(images.image_root, "volumes", "vol1", "data", "f")).read() == "in-volume\n"
