@@ -60,7 +60,7 @@ def _mark(marks: str, path: str) -> None:
                 raise
 
 
-def make_parents(path: str, marks: str, on_new: Any = None) -> None:
+def make_parents(path: str, marks: str) -> None:
     """mkdir -p of ``path``'s parents. Each parent mrun makes is marked in ``marks`` (before the
     mkdir, so a crash leaves a mark and never an unmarked directory; and again after, in case a
     concurrent release removed the mark): whichever container of this state root leaves last
@@ -77,8 +77,6 @@ def make_parents(path: str, marks: str, on_new: Any = None) -> None:
         except FileExistsError:
             pass
         _mark(marks, d)
-        if on_new is not None:
-            on_new(d)
 
 
 def release_parents(path: str, marks: str) -> None:
@@ -100,6 +98,9 @@ def release_parents(path: str, marks: str) -> None:
             os.unlink(mark)
         except FileNotFoundError:
             pass
+        if os.path.isdir(p):  # a concurrent create made it again between our rmdir and unlink
+            _mark(marks, p)
+            return
         try:
             os.rmdir(marks)  # nothing marked any more: leave the state root as it was
         except OSError:
@@ -144,19 +145,22 @@ class Cgroup:
         self.marks = marks
         self.created = [d for d in self._dirs() if not os.path.isdir(d)]
 
-    def _make_dirs(self, on_new: Any = None) -> None:
+    def _make_dirs(self, prepare_leaf: Any = None) -> None:
+        """Each leaf with its parents; once a leaf exists its parents cannot be removed (a
+        cgroup with children is busy), so ``prepare_leaf`` runs with them in place."""
         for leaf in self._dirs():
-            for attempt in range(3):
+            for attempt in range(5):
                 try:
-                    make_parents(leaf, self.marks, on_new)
-                    os.mkdir(leaf)
-                    if on_new is not None:
-                        on_new(leaf)
-                    break
-                except FileExistsError:
+                    make_parents(leaf, self.marks)
+                    try:
+                        os.mkdir(leaf)
+                    except FileExistsError:
+                        pass
+                    if prepare_leaf is not None:
+                        prepare_leaf(leaf)
                     break
                 except FileNotFoundError:  # a parent removed under us by a concurrent release
-                    if attempt == 2:
+                    if attempt == 4:
                         raise
 
     def claim(self) -> None:

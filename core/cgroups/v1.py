@@ -76,9 +76,17 @@ class CgroupV1(Cgroup):
     def _dirs(self) -> list[str]:
         return sorted(set(self.paths.values()))
 
-    def _new_dir(self, d: str) -> None:
-        """New v1 cpusets start empty and refuse tasks until cpus/mems are copied down."""
-        if os.path.exists(os.path.join(d, "cpuset.cpus")):
+    def _fill_cpuset(self, leaf: str) -> None:
+        """New v1 cpusets start empty and refuse tasks until cpus/mems are copied down. Every
+        container fills the whole chain above its leaf, whoever made each directory: a parent
+        made a moment ago by a concurrent create may not be filled yet."""
+        if leaf != self.paths.get("cpuset"):
+            return
+        chain, d = [], leaf
+        while any(not read(os.path.join(d, f)) for f in ("cpuset.cpus", "cpuset.mems")):
+            chain.append(d)
+            d = os.path.dirname(d)
+        for d in reversed(chain):
             for f in ("cpuset.cpus", "cpuset.mems"):
                 if not read(os.path.join(d, f)):
                     write(os.path.join(d, f), read(os.path.join(os.path.dirname(d), f)))
@@ -93,7 +101,7 @@ class CgroupV1(Cgroup):
             write(os.path.join(self.paths[ctrl], name), value)
 
     def create(self, resources: dict[str, Any], devices: list[dict[str, Any]] | None = None) -> None:
-        self._make_dirs(self._new_dir)
+        self._make_dirs(self._fill_cpuset)
         self.claim()
         self.apply(resources, devices)
 
