@@ -108,6 +108,28 @@ def release_parents(path: str, marks: str) -> None:
         p = os.path.dirname(p)
 
 
+def write_all(writes: list[tuple[str, str]]) -> None:
+    """Write each (file, value) in order, or none of them: on a failure the files already written
+    get their old values back (in reverse), so an update is all-or-nothing, as the CRI expects."""
+    done: list[tuple[str, str]] = []
+    try:
+        for path, value in writes:
+            try:
+                old = read(path)
+            except OSError:
+                old = None
+            write(path, value)
+            if old is not None:
+                done.append((path, old))
+    except MrunError:
+        for path, old in reversed(done):
+            try:
+                write(path, old)
+            except MrunError:
+                pass  # a file whose old form the kernel will not take back (e.g. a keyed list)
+        raise
+
+
 def procs_in(path: str) -> list[int]:
     try:
         return [int(x) for x in read(os.path.join(path, "cgroup.procs")).split()]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from mrun.cgroups.base import Cgroup, keyed, procs_in, read, write
+from mrun.cgroups.base import Cgroup, keyed, procs_in, read, write, write_all
 from mrun.cgroups.resources import v1_writes
 from mrun.errors import MrunError, Unsupported
 
@@ -95,10 +95,22 @@ class CgroupV1(Cgroup):
         has_swap = "memory" in self.paths and os.path.exists(
             os.path.join(self.paths["memory"], "memory.memsw.limit_in_bytes")
         )
+        writes = []
         for ctrl, name, value in v1_writes(resources, devices, has_swap):
             if ctrl not in self.paths:
                 raise Unsupported(f"cgroup v1 controller {ctrl!r} is not mounted on this host (needed for {name})")
-            write(os.path.join(self.paths[ctrl], name), value)
+            writes.append((self._file_for(ctrl, name), value))
+        write_all(_memory_order(writes, self.paths.get("memory", "")))
+
+    def _file_for(self, ctrl: str, name: str) -> str:
+        """Kernels whose block devices all use BFQ offer only blkio.bfq.weight[_device]: runc
+        falls back to those, so do we."""
+        path = os.path.join(self.paths[ctrl], name)
+        if name in ("blkio.weight", "blkio.weight_device") and not os.path.exists(path):
+            bfq = os.path.join(self.paths[ctrl], name.replace("blkio.", "blkio.bfq.", 1))
+            if os.path.exists(bfq):
+                return bfq
+        return path
 
     def create(self, resources: dict[str, Any], devices: list[dict[str, Any]] | None = None) -> None:
         self._make_dirs(self._fill_cpuset)
@@ -167,3 +179,23 @@ class CgroupV1(Cgroup):
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": 1, "paths": self.paths, **self._ownership()}
+
+
+def _memory_order(writes: list[tuple[str, str]], memory_dir: str) -> list[tuple[str, str]]:
+    """memory.limit_in_bytes may never exceed memory.memsw.limit_in_bytes: when a limit is raised
+    (containerd sets swap = memory, 48 -> 96 MiB), swap goes first; when lowered, memory first."""
+    limit = os.path.join(memory_dir, "memory.limit_in_bytes")
+    swap = os.path.join(memory_dir, "memory.memsw.limit_in_bytes")
+    paths = [p for p, _ in writes]
+    if limit not in paths or swap not in paths or paths.index(swap) < paths.index(limit):
+        return writes
+    new_swap = int(dict(writes)[swap])
+    try:
+        current = int(read(limit))
+    except (OSError, ValueError):
+        return writes
+    if new_swap == -1 or current < new_swap:  # raising: swap first (runc's rule)
+        swap_write = writes[paths.index(swap)]
+        rest = [w for w in writes if w[0] != swap]
+        return [swap_write, *rest]
+    return writes

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from mrun.cgroups.base import Cgroup, keyed, procs_in, read, write
+from mrun.cgroups.base import Cgroup, keyed, procs_in, read, write, write_all
 from mrun.cgroups.resources import v2_controllers, v2_writes
 from mrun.errors import MrunError, Unsupported
 
@@ -81,14 +81,26 @@ class CgroupV2(Cgroup):
         self._write(writes, devices, resources)
 
     def _write(self, writes: list[tuple[str, str, str]], devices: Any, resources: dict[str, Any]) -> None:
-        for _, name, value in writes:
-            write(self._file(name), value)
+        write_all([self._target(name, value, resources) for _, name, value in writes])
         if resources.get("devices"):
             print(
                 "mrun: warning: cgroup v2 device rules need eBPF, which mrun does not load; "
                 "linux.resources.devices is not enforced",
                 file=sys.stderr,
             )
+
+    def _target(self, name: str, value: str, resources: dict[str, Any]) -> tuple[str, str]:
+        """io.weight, or io.bfq.weight where only BFQ's file is offered (runc falls back too;
+        BFQ takes the v1 range 1..1000 unconverted)."""
+        if name == "io.weight" and not os.path.exists(self._file(name)) and os.path.exists(self._file("io.bfq.weight")):
+            blk = resources.get("blockIO") or {}
+            if value.startswith("default ") and blk.get("weight"):
+                return self._file("io.bfq.weight"), str(blk["weight"])
+            major_minor = value.split()[0]
+            for d in blk.get("weightDevice") or []:
+                if f"{d['major']}:{d['minor']}" == major_minor and d.get("weight"):
+                    return self._file("io.bfq.weight"), f"{major_minor} {d['weight']}"
+        return self._file(name), value
 
     def add(self, pid: int) -> None:
         write(self._file("cgroup.procs"), str(pid))

@@ -54,6 +54,18 @@ class CapPlan:
                 f"mrun: warning: capabilities not available to mrun here, left out: {', '.join(missing)}",
                 file=sys.stderr,
             )
+        # The kernel raises an ambient capability only when it is both permitted and inheritable.
+        # `runc spec` lists ambient without inheritable; runc warns and carries on, and so do we
+        # (on the host, at create, rather than failing in the container after start).
+        unraisable = self.masks["ambient"] & ~(self.masks["permitted"] & self.masks["inheritable"])
+        if unraisable:
+            names = [n for n, b in BITS.items() if unraisable >> b & 1 and n.startswith("CAP_")]
+            print(
+                f"mrun: warning: {field}.ambient: {', '.join(sorted(set(names)))} not both permitted and "
+                "inheritable, so the kernel cannot raise it: left out",
+                file=sys.stderr,
+            )
+            self.masks["ambient"] &= ~unraisable
 
     def drop_bounding(self) -> None:
         keep = self.masks["bounding"]

@@ -1,0 +1,90 @@
+"""Where runc's users would notice a difference: bundles made by `runc spec`, propagation,
+namespaces that are not new, the BFQ weight file, the order of start and poststart."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+from busybox_bundle import make_rootfs
+from conftest import require
+
+
+def test_a_bundle_made_by_runc_spec_runs_unchanged(h, tmp_path):
+    """`runc spec`'s ambient capabilities are not inheritable: runc warns and carries on, so do we.
+    Its terminal is true, so the foreground run proxies a pty, fed here through stdin."""
+    runc = require("runc", "runc")
+    bundle = tmp_path / "runc-spec-bundle"
+    bundle.mkdir()
+    subprocess.run([runc, "spec"], cwd=bundle, check=True)
+    make_rootfs(str(bundle / "rootfs"))
+    cid = h.cid("spec")
+    r = subprocess.run([h.binary, "--root", h.root, "run", "-b", str(bundle), cid], input="echo hi-from-spec; exit 3\n",
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 3, r.stderr
+    assert "hi-from-spec" in r.stdout
+    assert "ambient" in r.stderr and "Traceback" not in r.stderr
+    assert json.loads((bundle / "config.json").read_text())["process"]["terminal"] is True  # unchanged
+    assert not os.path.exists(os.path.join(h.root, cid))  # run removed it
+
+
+def _mem_dir(h, cid: str) -> dict:
+    with open(os.path.join(h.root, cid, "state.json")) as f:
+        return json.load(f)["cgroup"]
+
+
+def test_raising_and_lowering_memory_with_swap_in_one_update(h):
+    """containerd's UpdateContainerResources sets swap = memory: raising 48 -> 96 MiB must write
+    swap first (the kernel refuses memory above memsw), lowering memory first; the CPU quota in
+    the same request lands too. A request that fails part-way changes nothing."""
+    mib = 1 << 20
+    cfg = h.config(["sleep", "60"])
+    cfg["linux"]["resources"] = {"memory": {"limit": 48 * mib, "swap": 48 * mib}}
+    cid = h.cid()
+    h.ok("run", "-d", "-b", h.bundle(config=cfg), cid)
+    cg = _mem_dir(h, cid)
+    if cg["version"] != 1:
+        return  # v2 has no such ordering rule: memory.max and memory.swap.max are independent
+    mem, cpu = cg["paths"]["memory"], cg["paths"]["cpu"]
+    if not os.path.exists(os.path.join(mem, "memory.memsw.limit_in_bytes")):
+        return  # no swap accounting on this kernel: nothing to order
+    read = lambda d, f: open(os.path.join(d, f)).read().strip()  # noqa: E731
+    for limit, quota in ((96 * mib, 50000), (32 * mib, 20000)):
+        res = {"memory": {"limit": limit, "swap": limit}, "cpu": {"quota": quota, "period": 100000}}
+        path = os.path.join(h.tmp, f"res-{limit}.json")
+        with open(path, "w") as f:
+            json.dump(res, f)
+        h.ok("update", "-r", path, cid)
+        assert int(read(mem, "memory.limit_in_bytes")) == limit
+        assert int(read(mem, "memory.memsw.limit_in_bytes")) == limit
+        assert int(read(cpu, "cpu.cfs_quota_us")) == quota
+    bad = os.path.join(h.tmp, "bad.json")
+    with open(bad, "w") as f:
+        json.dump({"memory": {"limit": 64 * mib, "swap": 64 * mib}, "cpu": {"cpus": "4096"}}, f)
+    r = h.mrun("update", "-r", bad, cid)
+    assert r.returncode != 0 and "cpuset.cpus" in r.stderr
+    assert int(read(mem, "memory.limit_in_bytes")) == 32 * mib  # all or nothing
+    h.ok("delete", "--force", cid)
+
+
+def test_blkio_weight_falls_back_to_the_bfq_file(tmp_path):
+    """Only the BFQ file offered (kernels whose devices all use BFQ): the weight goes there. The
+    driver is pointed at a directory holding just the files such a kernel shows."""
+    from mrun.cgroups.v1 import CgroupV1
+    from mrun.cgroups.v2 import CgroupV2
+
+    blkio = tmp_path / "blkio"
+    blkio.mkdir()
+    (blkio / "blkio.bfq.weight").write_text("")
+    (blkio / "blkio.bfq.weight_device").write_text("")
+    CgroupV1({"blkio": str(blkio)}).apply({"blockIO": {"weight": 300, "weightDevice": [
+        {"major": 8, "minor": 0, "weight": 400}]}})
+    assert (blkio / "blkio.bfq.weight").read_text() == "300"
+    assert (blkio / "blkio.bfq.weight_device").read_text() == "8:0 400"
+    assert not (blkio / "blkio.weight").exists()
+    unified = tmp_path / "unified"
+    unified.mkdir()
+    (unified / "io.bfq.weight").write_text("")
+    CgroupV2(str(unified))._write([("", "io.weight", "default 2928")], None, {"blockIO": {"weight": 300}})
+    assert (unified / "io.bfq.weight").read_text() == "300"
