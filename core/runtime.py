@@ -123,8 +123,12 @@ class Runtime:
         opts = opts or CreateOptions()
         spec = load_bundle(bundle)
         check_sysctls(spec)
-        if spec.namespaces().get("mount") != "":
-            raise InvalidSpec("linux.namespaces: mrun needs a new mount namespace to set up the rootfs")
+        if "mount" not in spec.namespaces():  # the caller's mount namespace: runc's rules
+            for field in ("maskedPaths", "readonlyPaths"):
+                if spec.linux.get(field):
+                    raise InvalidSpec(f"linux.{field}: needs a mount namespace of the container's own")
+            if spec.raw.get("mounts") or spec.raw["root"].get("readonly"):
+                self.warn("mounts, root.readonly: ignored: without a mount namespace the container shares the caller's")
         self.store.reserve(container_id)
         with self.store.lock(container_id) as lock:  # start/delete of this id wait until it is built
             return self._create(container_id, spec, opts, lock.fd)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 
 from busybox_bundle import make_rootfs
 from conftest import require
@@ -88,3 +89,57 @@ def test_blkio_weight_falls_back_to_the_bfq_file(tmp_path):
     (unified / "io.bfq.weight").write_text("")
     CgroupV2(str(unified))._write([("", "io.weight", "default 2928")], None, {"blockIO": {"weight": 300}})
     assert (unified / "io.bfq.weight").read_text() == "300"
+
+
+def test_shared_root_propagation(h):
+    """rootfsPropagation shared/rshared used to fail pivot_root (EINVAL): the rootfs's parent is
+    made private for the pivot, and / is shared afterwards, as asked."""
+    with open("/proc/self/mountinfo") as f:
+        before = f.read()
+    for prop in ("shared", "rshared", "slave", "private"):
+        cfg = h.config(["awk", "$5 == \"/\"", "/proc/self/mountinfo"])
+        cfg["root"]["readonly"] = False
+        cfg["linux"]["rootfsPropagation"] = prop
+        r = h.mrun("run", "-b", h.bundle(config=cfg), h.cid())
+        assert r.returncode == 0, (prop, r.stderr)
+        line = r.stdout.strip()
+        assert ("shared:" in line) == prop.endswith("shared"), (prop, line)
+    with open("/proc/self/mountinfo") as f:
+        assert f.read() == before, "the host's mount table changed"
+
+
+def test_no_mount_namespace_shares_the_callers(h, tmp_path):
+    """The runtime-spec: without a mount namespace the container inherits the caller's (runc does
+    it). mrun then shapes no filesystem: the host's paths are the container's."""
+    marker = tmp_path / "host-marker"
+    marker.write_text("seen from the container\n")
+    cfg = h.config(["cat", str(marker)])
+    cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "mount"]
+    cfg["linux"]["maskedPaths"] = []
+    cfg["linux"]["readonlyPaths"] = []
+    r = h.mrun("run", "-b", h.bundle(config=cfg), h.cid())
+    assert r.returncode == 0 and r.stdout == "seen from the container\n", r.stderr
+    cfg["linux"]["maskedPaths"] = ["/proc/kcore"]
+    r = h.mrun("create", "-b", h.bundle(config=cfg), h.cid())
+    assert r.returncode != 0 and "linux.maskedPaths" in r.stderr
+
+
+def test_joined_mount_namespace_and_hostname_in_a_joined_uts_namespace(h, tmp_path):
+    """A mount namespace joined by path is shaped like a new one (runc does the same); a hostname
+    is set in a uts namespace joined by path."""
+    holder = subprocess.Popen(["unshare", "--mount", "--uts", "--propagation", "private", "sleep", "60"])
+    try:
+        deadline = time.monotonic() + 5
+        while os.readlink(f"/proc/{holder.pid}/ns/mnt") == os.readlink("/proc/self/ns/mnt"):
+            assert time.monotonic() < deadline, "unshare did not make its namespaces"
+            time.sleep(0.01)
+        cfg = h.config(["hostname"])
+        cfg["hostname"] = "joined-uts"
+        for n in cfg["linux"]["namespaces"]:
+            if n["type"] in ("mount", "uts"):
+                n["path"] = f"/proc/{holder.pid}/ns/{'mnt' if n['type'] == 'mount' else 'uts'}"
+        r = h.mrun("run", "-b", h.bundle(config=cfg), h.cid())
+        assert r.returncode == 0 and r.stdout == "joined-uts\n", r.stderr
+    finally:
+        holder.kill()
+        holder.wait()

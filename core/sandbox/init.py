@@ -102,14 +102,27 @@ def _build_rootfs(sb: Sandbox) -> None:
     devices.create(root, linux.get("devices") or [], "user" in sb.namespaces, dev_is_bind)
 
 
+def _enter_rootfs(sb: Sandbox) -> None:
+    try:
+        rootfs.pivot(sb.spec.rootfs, sb.no_pivot)
+    except OSError as e:
+        how = "chroot (--no-pivot)" if sb.no_pivot else "pivot_root"
+        raise MrunError(f"root.path: cannot {how} into {sb.spec.rootfs}: {e.strerror}")
+    rootfs.apply_root_propagation(sb.spec.linux.get("rootfsPropagation", ""))
+
+
 def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
     spec, linux = sb.spec, sb.spec.linux
     os.setsid()
     host_pid = _host_pid()
-    _build_rootfs(sb)  # create() insists on a new mount namespace, so this one is ours to shape
+    # Without a mount namespace of its own (new or joined) the container shares the caller's,
+    # as the runtime-spec says and runc does: then mrun shapes no filesystem at all.
+    own_mounts = "mount" in sb.namespaces
+    if own_mounts:
+        _build_rootfs(sb)
     if spec.raw.get("hostname") or spec.raw.get("domainname"):
-        if sb.namespaces.get("uts") != "":
-            raise MrunError("hostname: setting it needs a new uts namespace in linux.namespaces")
+        if "uts" not in sb.namespaces:  # new or joined by path, as runc allows
+            raise MrunError("hostname: setting it needs a uts namespace in linux.namespaces")
         for field, setter in (("hostname", sc.sethostname), ("domainname", sc.setdomainname)):
             if spec.raw.get(field):
                 try:
@@ -127,16 +140,14 @@ def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
     state = dict(sb.hook_state or {}, pid=host_pid)
     if hooks.get("createContainer"):
         run_hooks("createContainer", hooks["createContainer"], dict(state, status="created"))
-    try:
-        rootfs.pivot(spec.rootfs, sb.no_pivot)
-    except OSError as e:
-        how = "chroot (--no-pivot)" if sb.no_pivot else "pivot_root"
-        raise MrunError(f"root.path: cannot {how} into {spec.rootfs}: {e.strerror}")
+    if own_mounts:
+        _enter_rootfs(sb)
     rootfs.write_sysctls(linux.get("sysctl") or {})
-    rootfs.mask_paths(linux.get("maskedPaths") or [])
-    rootfs.readonly_paths(linux.get("readonlyPaths") or [])
-    if (spec.raw.get("root") or {}).get("readonly"):
-        rootfs.remount_readonly("/")
+    if own_mounts:
+        rootfs.mask_paths(linux.get("maskedPaths") or [])
+        rootfs.readonly_paths(linux.get("readonlyPaths") or [])
+        if (spec.raw.get("root") or {}).get("readonly"):
+            rootfs.remount_readonly("/")
     payload = _enter_process(sb)
     ch.send(ready=True)
     ch.close()
@@ -167,6 +178,8 @@ def _enter_process(sb: Sandbox) -> Any:
     try:
         os.chdir(plan.cwd)
     except FileNotFoundError:
+        if "mount" not in sb.namespaces:  # the caller's filesystem: nothing of it is ours to create
+            raise MrunError(f"process.cwd: {plan.cwd}: no such directory")
         try:
             os.makedirs(plan.cwd, 0o755)
             os.chdir(plan.cwd)

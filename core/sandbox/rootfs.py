@@ -190,11 +190,44 @@ def prepare_root(rootfs: str, propagation: str) -> None:
         sc.mount(None, "/", None, prop)
     except OSError as e:
         raise MrunError(f"linux.rootfsPropagation: cannot make the mount tree {propagation or 'rslave'}: {e.strerror}")
+    _make_parent_mount_private(rootfs)
     try:
         sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
     except OSError as e:
         hint = " (in a user namespace, the mapped root must be able to reach it)" if e.errno == 13 else ""
         raise MrunError(f"root.path: cannot bind {rootfs} onto itself: {e.strerror}{hint}")
+
+
+def _make_parent_mount_private(rootfs: str) -> None:
+    """pivot_root refuses a new root whose parent mount is shared, which `rootfsPropagation:
+    shared` (or a host whose / is shared) makes it: the mount holding the rootfs is made private
+    in our namespace for the pivot, and the asked-for propagation applied to the new / after it
+    (``apply_root_propagation``), as runc does."""
+    best, shared = "", False
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            point = fields[4].replace("\\040", " ")
+            inside = rootfs == point or rootfs.startswith(point.rstrip("/") + "/")
+            if inside and len(point) >= len(best):
+                best = point
+                shared = any(opt.startswith("shared:") for opt in fields[6 : fields.index("-")])
+    if best and shared:
+        try:
+            sc.mount(None, best, None, sc.MS_PRIVATE)
+        except OSError as e:
+            raise MrunError(f"linux.rootfsPropagation: cannot make {best} private for pivot_root: {e.strerror}")
+
+
+def apply_root_propagation(propagation: str) -> None:
+    """After the pivot: the asked-for propagation on the container's own /, unless private
+    (the parent was made private already)."""
+    prop = PROPAGATION.get(propagation or "")
+    if prop and not prop & sc.MS_PRIVATE:
+        try:
+            sc.mount(None, "/", None, prop)
+        except OSError as e:
+            raise MrunError(f"linux.rootfsPropagation: cannot apply {propagation} to /: {e.strerror}")
 
 
 def pivot(rootfs: str, no_pivot: bool) -> None:
