@@ -457,3 +457,19 @@ def test_sparse_files_in_a_layer_stay_sparse(images, tmp_path):
     with open(big, "rb") as f:
         f.seek(1 << 29)
         assert f.read(6) == b"middle"
+
+
+def test_home_from_the_image_user_and_unset_env_names_left_out(images, busybox_archive):
+    """docker's rules: HOME from the image user's passwd entry (else /); `-e NAME` passes the
+    caller's value, and leaves NAME out when the caller has none."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    show = "echo home=$HOME; env | grep -c MRUN_TEST_ || true"
+    env = {"MRUN_TEST_SET": "v"}
+    r = img_ok(h, *run_args(h, "--rm", "-e", "MRUN_TEST_SET", "-e", "MRUN_TEST_UNSET", IMAGE, "sh", "-c", show),
+               env=env)
+    assert r.stdout.split() == ["home=/root", "1"], r.stdout
+    r = img_ok(h, *run_args(h, "--rm", "--user", "65534", IMAGE, "sh", "-c", "echo $HOME"))
+    assert r.stdout == "/\n", r.stdout  # nobody's passwd entry says /
+    r = img_ok(h, *run_args(h, "--rm", "-e", "HOME=/mine", IMAGE, "sh", "-c", "echo $HOME"))
+    assert r.stdout == "/mine\n"

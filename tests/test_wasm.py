@@ -296,3 +296,30 @@ def test_malformed_deadline_annotation_fails_create(h, cache_env):
     cfg, base = wasm_bundle(h, wasmtime.wat2wasm(SPIN), annotations={"org.mrun.wasm.deadline-ms": "soon"})
     r = h.mrun("create", "-b", make(h, cfg, base), h.cid(), env=cache_env)
     assert r.returncode != 0 and "org.mrun.wasm.deadline-ms" in r.stderr and "milliseconds" in r.stderr
+
+
+def test_a_detached_wasm_container_keeps_none_of_the_callers_descriptors(images, tmp_path):
+    """A wasm payload never execs, so nothing closes its close-on-exec descriptors for it: mrun
+    closes them before the payload starts. `mrun run -d WASM | cat` must end at once."""
+    import subprocess
+
+    from conftest import img_ok, run_args
+
+    h = images
+    cat = os.path.join(os.path.dirname(__file__), "..", "examples", "wasm", "cat.wasm")
+    img_ok(h, "image", "wasm", cat, "localhost/cat:1")
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    os.mkfifo(vol / "fifo")  # opening it blocks: the module stays running
+    argv = [h.binary, "--root", h.root, "--image-root", h.image_root,
+            *run_args(h, "-d", "--name", "keeper", "-v", f"{vol}:/d", "localhost/cat:1", "/d/fifo")]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        out, err = proc.communicate(timeout=20)  # EOF only once nothing holds the pipe
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        img_ok(h, "rm", "-f", "keeper")
+        raise AssertionError("the detached wasm container kept mrun's stdout open")
+    assert proc.returncode == 0 and out.strip() == b"keeper", err
+    assert img_ok(h, "inspect", "keeper").stdout and '"running"' in img_ok(h, "inspect", "keeper").stdout
+    img_ok(h, "rm", "-f", "keeper")

@@ -42,6 +42,18 @@ class Overrides:
         self.network: dict[str, Any] = kw.get("network") or {}
 
 
+def _home_of(rootfs: str, uid: int) -> str:
+    """The user's home in the image's /etc/passwd, else "/" (docker's rule for HOME)."""
+    try:
+        text = inroot.read_file(rootfs, "etc/passwd").decode(errors="replace")
+    except OSError:
+        return "/"
+    for row in (line.split(":") for line in text.splitlines()):
+        if len(row) > 5 and row[2] == str(uid) and row[5].startswith("/"):
+            return row[5]
+    return "/"
+
+
 def _lookup_user(rootfs: str, user: str) -> tuple[int, int, list[int]]:
     """'name', 'uid', 'name:group', 'uid:gid' -> (uid, gid, extra gids), via the image's own
     /etc/passwd and /etc/group (read from the mounted snapshot, not the host's)."""
@@ -101,13 +113,19 @@ def make_spec(
     for item in o.env:
         key = item.split("=", 1)[0]
         env = [e for e in env if e.split("=", 1)[0] != key]
-        env.append(item if "=" in item else f"{item}={os.environ.get(item, '')}")
+        if "=" in item:
+            env.append(item)
+        elif key in os.environ:  # `-e NAME` passes the caller's value; an unset NAME is left out (docker)
+            env.append(f"{key}={os.environ[key]}")
     process = spec["process"]
     process.update(args=args, env=env, cwd=o.workdir or cfg.get("WorkingDir") or "/", terminal=o.tty)
     user = o.user or cfg.get("User") or ""
+    uid = 0
     if user:
         uid, gid, extra = _lookup_user(rootfs, user)
         process["user"] = {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})}
+    if not any(e.startswith("HOME=") for e in env):
+        env.append(f"HOME={_home_of(rootfs, uid)}")
     spec["root"] = {"path": rootfs, "readonly": o.read_only}
     spec["hostname"] = o.hostname or container_id[:12]
     labels = cfg.get("Labels") if isinstance(cfg.get("Labels"), dict) else {}

@@ -6,6 +6,7 @@ imported by the host before the fork: after pivot_root the host's Python stdlib 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 from typing import Any, NoReturn
@@ -148,7 +149,7 @@ def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
         rootfs.readonly_paths(linux.get("readonlyPaths") or [])
         if (spec.raw.get("root") or {}).get("readonly"):
             rootfs.remount_readonly("/")
-    payload = _enter_process(sb)
+    payload = _enter_process(sb, keep=(ch.rfd, ch.wfd))
     ch.send(ready=True)
     ch.close()
     _wait_for_start(sb.exec_fifo)
@@ -168,8 +169,30 @@ def _run_payload(sb: Sandbox, payload: Any, start_hooks: Any = None, state: Any 
     os._exit(code)
 
 
-def _enter_process(sb: Sandbox) -> Any:
-    """Terminal, working directory and payload: the parts shared by init and exec."""
+def _close_cloexec_fds(keep: tuple[int, ...]) -> None:
+    """Close now what execve would close: a payload that never execs (wasm) must not keep the
+    caller's descriptors (`mrun run -d WASM | cat` would never end). Done before the payload is
+    made, so what the payload opens for itself stays."""
+    try:
+        fds = [int(x) for x in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(3, 1024))
+    for fd in fds:
+        if fd < 3 or fd in keep:
+            continue
+        try:
+            if not fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC:
+                continue  # inheritable: --preserve-fds, kept as execve would
+            if os.readlink(f"/proc/self/fd/{fd}").startswith(("/memfd:", "anon_inode:")):
+                continue  # an engine's own (wasmtime's memory images, its event loop)
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _enter_process(sb: Sandbox, keep: tuple[int, ...] = ()) -> Any:
+    """Terminal, working directory and payload: the parts shared by init and exec. ``keep``:
+    descriptors the sandbox still needs (its channel to the host)."""
     plan = sb.plan
     if sb.console is not None:
         from mrun.sandbox.console import make_controlling_pty
@@ -187,6 +210,7 @@ def _enter_process(sb: Sandbox) -> Any:
             raise MrunError(f"process.cwd: {plan.cwd}: {e.strerror}")
     except OSError as e:
         raise MrunError(f"process.cwd: {plan.cwd}: {e.strerror}")
+    _close_cloexec_fds(keep=(sb.exec_fifo, *keep))
     payload = sb.payload_hook(container=sb.container, process=plan.process)
     if payload is None:
         raise MrunError(f"backend returned no payload for {plan.args[0]!r}")
@@ -197,7 +221,7 @@ def exec_child(sb: Sandbox, ch: Channel) -> NoReturn:
     """An ``exec``'d process: the namespaces and cgroup are already the container's."""
     if sb.console is not None:
         os.setsid()
-    payload = _enter_process(sb)
+    payload = _enter_process(sb, keep=(ch.rfd, ch.wfd))
     ch.send(ready=True)
     ch.close()
     _run_payload(sb, payload)
