@@ -473,3 +473,28 @@ def test_home_from_the_image_user_and_unset_env_names_left_out(images, busybox_a
     assert r.stdout == "/\n", r.stdout  # nobody's passwd entry says /
     r = img_ok(h, *run_args(h, "--rm", "-e", "HOME=/mine", IMAGE, "sh", "-c", "echo $HOME"))
     assert r.stdout == "/mine\n"
+
+
+def test_detached_containers_report_their_exit_code(images, busybox_archive, tmp_path):
+    """docker shows `Exited (3)`: a detached container's supervisor records the code, for Linux
+    and wasm alike, and `mrun stop` leaves the code of the signal that ended it."""
+    import time
+
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, "load", build_wasm_archive(str(tmp_path)))
+    img_ok(h, *run_args(h, "-d", "--name", "three", IMAGE, "sh", "-c", "exit 3"))
+    img_ok(h, *run_args(h, "-d", "--name", "wasm3", WASM_IMAGE))  # its Cmd exits 3
+    img_ok(h, *run_args(h, "-d", "--name", "sleeper", IMAGE, "sleep", "600"))
+    img_ok(h, "stop", "-t", "1", "sleeper")
+    deadline = time.monotonic() + 15
+    while True:
+        rows = {line.split()[0]: line for line in img_ok(h, "ps").stdout.splitlines()[1:]}
+        if all("exited" in rows.get(c, "") for c in ("three", "wasm3", "sleeper")) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert "exited (3)" in rows["three"] and "exited (3)" in rows["wasm3"], rows
+    assert "exited (137)" in rows["sleeper"], rows  # busybox sleep as PID 1 ignores SIGTERM
+    assert json.loads(img_ok(h, "inspect", "three").stdout)["exit"]["exit_code"] == 3
+    for c in ("three", "wasm3", "sleeper"):
+        img_ok(h, "rm", c)

@@ -189,20 +189,9 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
     try:
         if not detach:
             return runtime.run(cid, bundle, CreateOptions(), False, keep=not remove)
-        log = os.open(os.path.join(bundle, "log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
-        saved = [os.dup(1), os.dup(2), os.dup(0)]
-        null = os.open(os.devnull, os.O_RDONLY)
-        try:  # the container inherits these: its output goes to the log, not our terminal
-            os.dup2(null, 0)
-            os.dup2(log, 1)
-            os.dup2(log, 2)
-            runtime.run(cid, bundle, CreateOptions(), True, keep=True)
-        finally:
-            for fd, target in zip(saved, (1, 2, 0), strict=True):
-                os.dup2(fd, target)
-                os.close(fd)
-            os.close(null)
-            os.close(log)
+        from mrun.images.supervisor import run_detached
+
+        run_detached(runtime, cid, bundle)  # its supervisor records the exit code for ps/inspect
         print(cid)
         return 0
     except BaseException:
@@ -221,7 +210,12 @@ def inspect(g: dict[str, Any], container_id: str) -> int:
     image = image_of(record.bundle)
     net_file = runtime.store.path(container_id, "net.json")
     network = jsonio.load_file(net_file) if os.path.exists(net_file) else None
-    doc = {"state": runtime.state(container_id), "image": image, "network": network, "config": record.config}
+    from mrun.images.supervisor import exit_of
+
+    state = runtime.state(container_id)
+    doc = {"state": state, "image": image, "network": network, "config": record.config}
+    if state["status"] == "stopped":
+        doc["exit"] = exit_of(record.bundle)  # a detached container's, as its supervisor saw it
     print(jsonio.dumps(doc, indent=2))
     return 0
 
@@ -261,6 +255,13 @@ def stop(g: dict[str, Any], container_id: str, time: int) -> int:  # noqa: A002
             runtime.kill(container_id, 9, all_processes=True)
             deadline = clock.monotonic() + 10
         clock.sleep(0.05)
+    from mrun.images.supervisor import exit_of
+
+    settle = clock.monotonic() + 2  # its supervisor writes the exit code a moment after the exit
+    while os.path.exists(os.path.join(record.bundle, "log")) and exit_of(record.bundle) is None:
+        if clock.monotonic() > settle:
+            break
+        clock.sleep(0.02)
     print(container_id)
     return 0
 
@@ -272,6 +273,7 @@ def list_containers(g: dict[str, Any], format: str) -> int:  # noqa: A002
         print(jsonio.dumps(states))
         return 0
     from mrun.images.containers import image_of
+    from mrun.images.supervisor import exit_of
 
     rows = [("CONTAINER ID", "IMAGE", "COMMAND", "STATUS", "CREATED")]
     for s in states:
@@ -281,7 +283,11 @@ def list_containers(g: dict[str, Any], format: str) -> int:  # noqa: A002
             continue
         image = (image_of(s["bundle"]) or {}).get("image", "")
         command = " ".join((config.get("process") or {}).get("args") or [])
-        rows.append((s["id"], image or "(bundle)", command[:40], s["status"], s["created"][:19]))
+        status = s["status"]
+        ended = exit_of(s["bundle"]) if status == "stopped" else None
+        if ended is not None:
+            status = f"exited ({ended['exit_code'] if ended.get('exit_code') is not None else '?'})"
+        rows.append((s["id"], image or "(bundle)", command[:40], status, s["created"][:19]))
     if os.path.isdir(g["image_root"]):
         from mrun.images.containers import orphans
 
