@@ -37,7 +37,7 @@ from mrun.plugins.api import Bundle, Claim, Container, find_program
 from mrun.plugins.hookspecs import hookimpl
 
 NAME = "wasm"
-VARIANT, DEADLINE = ann.WASM_VARIANT, ann.WASM_DEADLINE
+VARIANT, DEADLINE, PREOPENS = ann.WASM_VARIANT, ann.WASM_DEADLINE, ann.WASM_PREOPENS
 TICK_SECONDS = 0.01
 KILL_GRACE_SECONDS = 1.0
 _SIGXCPU = 24
@@ -76,7 +76,7 @@ def mrun_features() -> dict[str, Any]:
         "name": NAME,
         "description": "WebAssembly modules (WASI preview 1) and components (wasi:cli/command) on wasmtime",
         "engine": engine_description(),
-        "annotations": [VARIANT, DEADLINE],
+        "annotations": [VARIANT, DEADLINE, PREOPENS],
     }
 
 
@@ -191,26 +191,67 @@ def mrun_prepare(container: Container, process: dict[str, Any]) -> None:
     if kind is None:
         raise MrunError(f"wasm: {name}: not a WebAssembly module or component (it starts with {wasm[:4]!r})")
     compiled = _compiled(wasm, kind, name, container.note)
+    check_preopens(container.bundle.annotations)
     deadline = container.bundle.annotations.get(DEADLINE, "") or "0"
     if not deadline.isdigit():
         raise MrunError(f"wasm: annotation {DEADLINE}={deadline!r}: must be a whole number of milliseconds")
     container.data.update(compiled=compiled, kind=kind, export=export or "_start", name=name, deadline_ms=int(deadline))
 
 
-def _preopens(spec: Any, cwd: str) -> list[tuple[str, str, bool]]:
-    """(host path, guest path, writable): '/', then bind and tmpfs mounts, then the cwd as '.'."""
-    out = [("/", "/", not (spec.raw.get("root") or {}).get("readonly"))]
+def preopens(spec: Any, cwd: str) -> list[tuple[str, str, bool]]:
+    """(host path, guest path, writable) as the operator chose with ``org.mrun.wasm.preopens``:
+
+    - ``rootfs`` (the default): ``/``, then every bind and tmpfs mount, then the cwd;
+    - ``mounts``: only the bind and tmpfs mounts;
+    - ``none``: no directory at all (the module sees no fd 3);
+    - ``/a,/b:ro``: exactly these directories of the container, read-only where ``:ro``.
+
+    Every directory is preopened at its absolute path, never as ".": wasi-libc strips "/" and
+    "." to the same empty prefix and lets the later preopen win, so a "." after "/" took every
+    absolute path that no longer prefix claims (``/marker`` read ``$cwd/marker``). Relative paths
+    resolve from wasi-libc's own cwd, which is "/" (what its getcwd() says)."""
+    rootfs_ro = bool((spec.raw.get("root") or {}).get("readonly"))
+    policy = (spec.raw.get("annotations") or {}).get(PREOPENS, "") or "rootfs"
+    mounts = []
     for m in spec.raw.get("mounts") or []:
         options = m.get("options") or []
         if m.get("type") in ("bind", "tmpfs") or "bind" in options or "rbind" in options:
-            if os.path.isdir(m["destination"]):
-                out.append((m["destination"], m["destination"], "ro" not in options))
-    if os.path.isdir(cwd):
-        writable = next(
-            (w for host, _, w in reversed(out) if cwd == host or cwd.startswith(host.rstrip("/") + "/")), True
-        )
-        out.append((cwd, ".", writable))
+            mounts.append((m["destination"], "ro" not in options))
+    if policy == "none":
+        wanted: list[tuple[str, bool]] = []
+    elif policy == "mounts":
+        wanted = mounts
+    elif policy == "rootfs":
+        wanted = [("/", not rootfs_ro), *mounts, (cwd, True)]
+    else:
+        wanted = [_preopen_item(item) for item in policy.split(",") if item]
+    out: list[tuple[str, str, bool]] = []
+    seen: set[str] = set()
+    for guest, writable in wanted:
+        guest = os.path.normpath(guest)
+        if guest in seen or not os.path.isdir(guest):
+            continue
+        seen.add(guest)
+        if policy == "rootfs" and guest == cwd and guest != "/":  # as writable as what holds it
+            writable = next((w for h, _, w in reversed(out) if guest.startswith(h.rstrip("/") + "/")), True)
+        out.append((guest, guest, writable and not (rootfs_ro and guest == "/")))
     return out
+
+
+def _preopen_item(item: str) -> tuple[str, bool]:
+    path, _, mode = item.strip().partition(":")
+    if not path.startswith("/") or mode not in ("", "ro", "rw"):
+        raise MrunError(f"wasm: annotation {PREOPENS}: {item!r} is not /PATH[:ro|rw]")
+    return path, mode != "ro"
+
+
+def check_preopens(annotations: dict[str, str]) -> None:
+    """On the host, at create: a bad policy is one line, not a failure inside the sandbox."""
+    policy = annotations.get(PREOPENS, "") or "rootfs"
+    if policy not in ("rootfs", "mounts", "none"):
+        for item in policy.split(","):
+            if item:
+                _preopen_item(item)
 
 
 class WasmPayload:
@@ -314,7 +355,7 @@ def mrun_payload(container: Container, process: dict[str, Any]) -> WasmPayload:
     wasi.inherit_stdin()
     wasi.inherit_stdout()
     wasi.inherit_stderr()
-    for host, guest, writable in _preopens(spec, process.get("cwd") or "/"):
+    for host, guest, writable in preopens(spec, process.get("cwd") or "/"):
         wasi.preopen_dir(host, guest, writable)
     eng = engine()
     store = wasmtime.Store(eng)

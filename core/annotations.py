@@ -14,6 +14,7 @@ from __future__ import annotations
 HANDLER = "run.oci.handler"  # names the backend, overriding detection
 WASM_VARIANT = "module.wasm.image/variant"  # compat | compat-smart (the wasm OCI image convention)
 WASM_DEADLINE = "org.mrun.wasm.deadline-ms"
+WASM_PREOPENS = "org.mrun.wasm.preopens"  # rootfs (default) | mounts | none | /a,/b:ro
 NETWORK = "org.mrun.network"
 NETWORK_PORTS = "org.mrun.network.ports"
 IMAGE = "org.mrun.image"  # made by `mrun run IMAGE`: the snapshot goes with the container

@@ -80,7 +80,8 @@ def test_examples_build_with_debian_clang(tmp_path):
 
 def test_exit_code_argv_env_cwd(h, cache_env):
     cfg, base = wasm_bundle(
-        h, example("hello.wasm"), ["/app.wasm", "3", "two words"], files={"/work/data.txt": "from the cwd\n"}
+        h, example("hello.wasm"), ["/app.wasm", "3", "two words"],
+        files={"/work/data.txt": "from the cwd\n", "/data.txt": "from /\n"},
     )
     cfg["process"]["env"] = ["GREETING=hi wasm"]
     cfg["process"]["cwd"] = "/work"
@@ -89,9 +90,52 @@ def test_exit_code_argv_env_cwd(h, cache_env):
     assert r.stdout.splitlines() == [
         "hello from wasm32-wasi: [/app.wasm] [3] [two words]",
         "GREETING=hi wasm",
-        "cwd=/",  # WASI preview 1 has no cwd; relative paths resolve in process.cwd (next line)
-        "relative read: from the cwd",
+        "cwd=/",  # WASI preview 1 has no cwd: wasi-libc's is "/", and relative paths resolve there
+        "relative read: from /",
     ]
+
+
+def test_a_working_directory_does_not_hide_the_rootfs(h, cache_env):
+    """With -w /data the rootfs's own /marker and /app.wasm are still found (a "." preopen after
+    "/" used to take every absolute path), and /data/marker is the cwd's."""
+    cfg, base = wasm_bundle(h, example("cat.wasm"), ["/app.wasm", "/marker", "/data/marker"],
+                            files={"/marker": "root marker\n"})
+    os.makedirs(os.path.join(base, "rootfs", "data"))
+    with open(os.path.join(base, "rootfs", "data", "marker"), "w") as f:
+        f.write("data marker\n")
+    cfg["process"]["cwd"] = "/data"
+    r = h.mrun("run", "-b", make(h, cfg, base), h.cid(), env=cache_env)
+    assert r.returncode == 0 and r.stdout == "root marker\ndata marker\n", (r.stdout, r.stderr)
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        ("", ["3 /", "4 /dev", "5 /dev/shm", "6 /mnt"]),  # the spec's tmpfs mounts count too
+        ("rootfs", ["3 /", "4 /dev", "5 /dev/shm", "6 /mnt"]),
+        ("mounts", ["3 /dev", "4 /dev/shm", "5 /mnt"]),
+        ("none", ["none"]),
+        ("/mnt:ro,/work", ["3 /mnt", "4 /work"]),
+    ],
+)
+def test_the_operator_chooses_what_a_module_sees(h, cache_env, tmp_path, policy, expected):
+    """org.mrun.wasm.preopens: the WASI fd layout is exactly what was asked (none: no fd 3)."""
+    cfg, base = wasm_bundle(h, example("preopens.wasm"))
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    cfg["mounts"].append({"destination": "/mnt", "type": "bind", "source": str(shared), "options": ["rbind"]})
+    if policy:
+        cfg["annotations"] = {"org.mrun.wasm.preopens": policy}
+    r = h.mrun("run", "-b", make(h, cfg, base), h.cid(), env=cache_env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == expected
+
+
+def test_a_bad_preopen_policy_is_one_line_at_create(h, cache_env):
+    cfg, base = wasm_bundle(h, example("preopens.wasm"))
+    cfg["annotations"] = {"org.mrun.wasm.preopens": "relative/dir"}
+    r = h.mrun("create", "-b", make(h, cfg, base), h.cid(), env=cache_env)
+    assert r.returncode != 0 and "org.mrun.wasm.preopens" in r.stderr and r.stderr.count("\n") == 1, r.stderr
 
 
 def test_env_is_exactly_the_spec(h, cache_env):

@@ -140,6 +140,11 @@ COMMANDS = (
                 "publish", "publish a port: [host_ip:]host_port:container_port[/udp]", kind=list, short="p", default=()
             ),
             Flag("annotation", "add an OCI annotation (KEY=VALUE)", kind=list, default=()),
+            Flag(
+                "wasm-preopens",
+                "what a wasm module sees: rootfs (default), mounts, none, or /dir[:ro],...",
+                default="",
+            ),
             Flag("tty", "allocate a pseudo-terminal", kind=bool, short="t", default=False),
             Flag(
                 "interactive", "keep stdin open (it always is in the foreground)", kind=bool, short="i", default=False

@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Any
 
+from mrun import annotations as ann
 from mrun import jsonio
 from mrun.cli.verbs import _rt, print_table
 from mrun.errors import InvalidSpec, MrunError, NotFound
@@ -166,7 +167,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         user=kw.get("user"),
         hostname=kw.get("hostname"),
         volumes=list(kw.get("volume") or ()),
-        annotations=list(kw.get("annotation") or ()),
+        annotations=list(kw.get("annotation") or ())
+        + ([f"{ann.WASM_PREOPENS}={kw['wasm_preopens']}"] if kw.get("wasm_preopens") else []),
         memory=parse_size(kw["memory"]) if kw.get("memory") else None,
         cpus=cpus,
         pids_limit=kw.get("pids_limit"),
