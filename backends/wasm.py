@@ -310,6 +310,8 @@ class WasmPayload:
             code = 0
             if self.kind == "component" and getattr(result, "tag", "ok") != "ok":
                 code = 1
+        except ProcExit as e:
+            code = e.status & 0xFF  # as a shell reports exit(300): 44
         except wasmtime.ExitTrap as e:
             code = e.code
         except wasmtime.Trap as e:
@@ -334,6 +336,29 @@ class WasmPayload:
         if problem:
             os.write(2, (problem + "\n").encode())
         return code
+
+
+class ProcExit(Exception):  # noqa: N818 - an exit, not an error
+    """The module called proc_exit(status)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _record_proc_exit(linker: Any) -> None:
+    """WASI preview 1's proc_exit, seen by us: wasmtime refuses statuses of 126 and up ("exit
+    with invalid exit status outside of [0..126)") without saying which, and mrun reported that
+    as a trap (134). Our own proc_exit ends the call with the status the module asked for.
+    (Components exit through wasi:cli/exit, which has only ok and error: 0 or 1.)"""
+    import wasmtime
+
+    def proc_exit(status: int) -> None:
+        raise ProcExit(status)
+
+    linker.allow_shadowing = True
+    linker.define_func("wasi_snapshot_preview1", "proc_exit", wasmtime.FuncType([wasmtime.ValType.i32()], []),
+                       proc_exit)
 
 
 def _never_called(_signum: int, _frame: Any) -> None:
@@ -371,6 +396,7 @@ def mrun_payload(container: Container, process: dict[str, Any]) -> WasmPayload:
         if d["kind"] == "module":
             linker = wasmtime.Linker(eng)
             linker.define_wasi()
+            _record_proc_exit(linker)
             instance = linker.instantiate(store, d["compiled"])
             exports = instance.exports(store)
             call = exports.get(d["export"])

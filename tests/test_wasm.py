@@ -367,3 +367,13 @@ def test_a_detached_wasm_container_keeps_none_of_the_callers_descriptors(images,
     assert proc.returncode == 0 and out.strip() == b"keeper", err
     assert img_ok(h, "inspect", "keeper").stdout and '"running"' in img_ok(h, "inspect", "keeper").stdout
     img_ok(h, "rm", "-f", "keeper")
+
+
+@pytest.mark.parametrize("status", ["125", "126", "200", "255"])
+def test_wasi_exit_codes_of_126_and_up_are_the_modules(h, cache_env, status):
+    """wasmtime refuses proc_exit(>= 126) without saying which: mrun sees the call itself and
+    reports the status the module asked for, not a trap (134)."""
+    cfg, base = wasm_bundle(h, example("hello.wasm"), ["/app.wasm", status])
+    r = h.mrun("run", "-b", make(h, cfg, base), h.cid(), env=cache_env)
+    assert r.returncode == int(status), r.stderr
+    assert "trap" not in r.stderr
