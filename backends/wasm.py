@@ -61,13 +61,35 @@ def mrun_claim(bundle: Bundle) -> Claim | None:
     entry = bundle.args[0] if bundle.args else "?"
     kind = kind_of(bundle.magic())
     variant = bundle.annotations.get(VARIANT)
+    limit = store_memory_limit(bundle.spec)[1]
     if variant == "compat":
-        return Claim(NAME, 1000, f"annotation {VARIANT}=compat")
+        return Claim(NAME, 1000, f"annotation {VARIANT}=compat; {limit}")
     if variant == "compat-smart" and kind:
-        return Claim(NAME, 1000, f"annotation {VARIANT}=compat-smart and {entry} is a WebAssembly {kind}")
+        return Claim(NAME, 1000, f"annotation {VARIANT}=compat-smart and {entry} is a WebAssembly {kind}; {limit}")
     if kind:
-        return Claim(NAME, 60, f"{entry} is a WebAssembly {kind}")
+        return Claim(NAME, 60, f"{entry} is a WebAssembly {kind}; {limit}")
     return None
+
+
+ENGINE_RESERVE = 8 << 20  # an idle engine (Python, wasmtime, compiled code) is ~4.3 MiB in its cgroup
+
+
+def store_memory_limit(spec: Any) -> tuple[int, str]:
+    """-> (the store's memory limit in bytes, 0 for none; why, in words).
+
+    The cgroup holds the engine as well as the module's linear memory, so a store allowed the
+    whole cgroup limit is SIGKILLed by the kernel before wasm's memory.grow ever fails. The store
+    gets the limit less a reserve for the engine, max(8 MiB, an eighth), and never less than half:
+    a module then fails cleanly ("out of memory" from malloc) inside its own limit."""
+    limit = ((spec.linux.get("resources") or {}).get("memory") or {}).get("limit") or 0
+    if limit <= 0:
+        return 0, "no store memory limit (linux.resources.memory.limit is unset)"
+    reserve = max(ENGINE_RESERVE, limit // 8)
+    store = max(limit - reserve, limit // 2)
+    return store, (
+        f"store memory limit {store >> 20} MiB: linux.resources.memory.limit {limit >> 20} MiB less "
+        f"{(limit - store) >> 20} MiB for the engine in the same cgroup"
+    )
 
 
 @hookimpl
@@ -87,7 +109,9 @@ def mrun_stats(container: Container) -> dict[str, Any]:
 
     entry = container.bundle.args[0].split("#", 1)[0] if container.bundle.args else ""
     cached = [e for e in ModuleCache().entries() if e.get("engine") == engine_description()]
-    return {"engine": engine_description(), "entrypoint": entry, "compiled_cache_entries": len(cached)}
+    store, why = store_memory_limit(container.bundle.spec)
+    return {"engine": engine_description(), "entrypoint": entry, "compiled_cache_entries": len(cached),
+            "store_memory_limit": store, "store_memory_limit_why": why}
 
 
 _engine: Any = None
@@ -330,8 +354,8 @@ class WasmPayload:
         used = self._memory_used()
         if code and self._near_memory_limit(used):
             problem += ("\n" if problem else "") + (
-                f"wasm: memory grew to {used} bytes against a memory limit of {self.limit} bytes "
-                "(linux.resources.memory.limit); growing past it is refused"
+                f"wasm: memory grew to {used} bytes against the store memory limit of {self.limit} bytes "
+                "(linux.resources.memory.limit less the engine's share; see mrun inspect); growing past it is refused"
             )
         if problem:
             os.write(2, (problem + "\n").encode())
@@ -384,7 +408,7 @@ def mrun_payload(container: Container, process: dict[str, Any]) -> WasmPayload:
         wasi.preopen_dir(host, guest, writable)
     eng = engine()
     store = wasmtime.Store(eng)
-    limit = ((spec.linux.get("resources") or {}).get("memory") or {}).get("limit") or 0
+    limit = store_memory_limit(spec)[0]
     if limit > 0:
         store.set_limits(memory_size=limit)
     budget_ms = d["deadline_ms"]

@@ -38,6 +38,10 @@ def example(name: str) -> bytes:
         return f.read()
 
 
+def example_path(name: str) -> str:
+    return os.path.join(EXAMPLES, name)
+
+
 def wasm_bundle(h, module: bytes, args: list[str] | None = None, files: dict[str, str] | None = None, **changes):
     """A rootfs holding only the module (no busybox: a wasm container needs none)."""
     base = os.path.join(h.tmp, f"wasm-{len(os.listdir(h.tmp))}")
@@ -231,11 +235,12 @@ def test_cpu_quota_throttles_the_engine(h, cache_env):
 
 
 def test_memory_limit_is_the_store_limit(h, cache_env):
+    """The store gets the cgroup's limit less the engine's share (16 MiB less 8: 8 MiB)."""
     cfg, base = wasm_bundle(h, wasmtime.wat2wasm(GROW))
     cfg["linux"]["resources"]["memory"] = {"limit": 16 * 1024 * 1024}
     r = h.mrun("run", "-b", make(h, cfg, base), h.cid(), env=cache_env)
     assert r.returncode == 134, r.stderr
-    assert "memory limit of 16777216 bytes" in r.stderr and "wasm trap" in r.stderr
+    assert "store memory limit of 8388608 bytes" in r.stderr and "wasm trap" in r.stderr
 
 
 def test_trap_exits_134_with_the_message(h, cache_env):
@@ -377,3 +382,34 @@ def test_wasi_exit_codes_of_126_and_up_are_the_modules(h, cache_env, status):
     r = h.mrun("run", "-b", make(h, cfg, base), h.cid(), env=cache_env)
     assert r.returncode == int(status), r.stderr
     assert "trap" not in r.stderr
+
+
+@pytest.mark.parametrize("memory", ["32m", "64m"])
+def test_a_growing_module_fails_cleanly_inside_its_memory_limit(images, memory):
+    """The store is sized below the cgroup limit by the engine's share, so malloc fails inside
+    wasm ("out of memory", exit 12) instead of the kernel SIGKILLing the container (137)."""
+    from conftest import img, img_ok, run_args
+
+    h = images
+    img_ok(h, "image", "wasm", example_path("grow.wasm"), "localhost/grow:1")
+    r = img(h, *run_args(h, "--rm", "--memory", memory, "localhost/grow:1"))
+    assert r.returncode == 12 and "out of memory at" in r.stdout, (r.returncode, r.stdout, r.stderr)
+    limit_mib = int(memory[:-1])
+    reached = int(r.stdout.split("out of memory at ")[1].split()[0])
+    assert limit_mib // 2 - 2 <= reached < limit_mib, reached
+    assert "OOM killer" not in r.stderr
+
+
+def test_inspect_says_what_the_store_limit_is_and_why(images, tmp_path):
+    from conftest import img_ok, run_args
+
+    h = images
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    os.mkfifo(vol / "fifo")
+    img_ok(h, "image", "wasm", example_path("cat.wasm"), "localhost/cat:1")
+    img_ok(h, *run_args(h, "-d", "--name", "lim", "--memory", "64m", "-v", f"{vol}:/d", "localhost/cat:1", "/d/fifo"))
+    backend = json.loads(img_ok(h, "inspect", "lim").stdout)["backend"]
+    assert backend["name"] == "wasm" and backend["store_memory_limit"] == 56 << 20
+    assert "for the engine" in backend["store_memory_limit_why"]
+    img_ok(h, "rm", "-f", "lim")

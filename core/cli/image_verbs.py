@@ -218,6 +218,8 @@ def inspect(g: dict[str, Any], container_id: str) -> int:
     doc = {"state": state, "image": image, "network": network, "config": record.config}
     if state["status"] == "stopped":
         doc["exit"] = exit_of(record.bundle)  # a detached container's, as its supervisor saw it
+    else:
+        doc["backend"] = runtime.stats(container_id)["backend"]  # e.g. wasm: its store memory limit
     print(jsonio.dumps(doc, indent=2))
     return 0
 
