@@ -22,14 +22,39 @@ def metrics_any(stats: dict[str, Any], cgroup_version: int) -> any_pb2.Any:
     return any_pb2.Any(type_url="io.containerd.cgroups.v1.Metrics", value=_v1(stats).SerializeToString())
 
 
+# MemoryStat field -> memory.stat key (cgroup v1), where the names differ.
+_V1_RENAMED = {"pg_pg_in": "pgpgin", "pg_pg_out": "pgpgout", "pg_fault": "pgfault", "pg_maj_fault": "pgmajfault",
+               "hierarchical_swap_limit": "hierarchical_memsw_limit"}
+
+
+def _v1_memory_stat(m: Any, stat: dict[str, int]) -> dict[str, int]:
+    """Every MemoryStat number from memory.stat: kubelet's working set subtracts
+    total_inactive_file from usage, and CRI reads total_rss and the page-fault counters."""
+    out = {}
+    for field in m.MemoryStat.DESCRIPTOR.fields:
+        if field.message_type is not None:
+            continue
+        base = field.name.removeprefix("total_")
+        key = _V1_RENAMED.get(base, base)
+        key = f"total_{key}" if field.name.startswith("total_") else key
+        out[field.name] = max(stat.get(key, 0), 0)
+    return out
+
+
 def _v1(stats: dict[str, Any]) -> Any:
     from mrun.shims.proto import metrics_pb2 as m
 
     mem, cpu, pids = stats.get("memory", {}), stats.get("cpu", {}), stats.get("pids", {})
+    swap = mem.get("swap", {})
     return m.Metrics(
         pids=m.PidsStat(current=pids.get("current", 0), limit=pids.get("limit", 0)),
         cpu=m.CPUStat(
-            usage=m.CPUUsage(total=cpu.get("usage_ns", 0)),
+            usage=m.CPUUsage(
+                total=cpu.get("usage_ns", 0),
+                kernel=cpu.get("system_ns", 0),
+                user=cpu.get("user_ns", 0),
+                per_cpu=cpu.get("per_cpu_ns", []),
+            ),
             throttling=m.Throttle(
                 periods=cpu.get("periods", 0),
                 throttled_periods=cpu.get("throttled_periods", 0),
@@ -37,14 +62,21 @@ def _v1(stats: dict[str, Any]) -> Any:
             ),
         ),
         memory=m.MemoryStat(
-            cache=mem.get("stat", {}).get("cache", 0),
-            rss=mem.get("stat", {}).get("rss", 0),
+            **_v1_memory_stat(m, mem.get("stat", {})),
             usage=m.MemoryEntry(
                 limit=max(mem.get("limit", 0), 0),
                 usage=mem.get("usage", 0),
                 max=mem.get("max_usage", 0),
                 failcnt=mem.get("failcnt", 0),
             ),
+            swap=m.MemoryEntry(
+                limit=max(swap.get("limit", 0), 0), usage=swap.get("usage", 0), max=swap.get("max_usage", 0),
+                failcnt=swap.get("failcnt", 0),
+            ),
+        ),
+        memory_oom_control=m.MemoryOomControl(
+            oom_kill_disable=mem.get("oom_kill_disable", 0), under_oom=mem.get("under_oom", 0),
+            oom_kill=mem.get("oom_kill", 0),
         ),
     )
 

@@ -296,3 +296,41 @@ def test_a_dead_fork_helper_is_replaced(h):
     shim.call("Kill", task_pb2.KillRequest(id=cid, signal=9))
     assert wait_exit(shim, cid) == 137
     shim.finish(cid)
+
+
+def test_stats_carry_what_kubelet_and_cri_read(h, tmp_path):
+    """kubelet's working set is usage - total_inactive_file; CRI's rss_bytes and page faults are
+    total_rss and total_pg_fault/total_pg_maj_fault. A container that wrote 32 MiB of page cache
+    must not look like it holds 32 MiB more than it does."""
+    data = tmp_path / "data"
+    data.mkdir()
+    cid = h.cid("stats")
+    cfg = h.config(["sh", "-c", "dd if=/dev/zero of=/data/f bs=1M count=32 2>/dev/null; touch /data/done; sleep 600"])
+    cfg["mounts"].append({"destination": "/data", "type": "bind", "source": str(data), "options": ["rbind"]})
+    bundle = h.bundle(config=cfg)
+    shim = Shim(h, bundle, cid)
+    shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle))
+    shim.call("Start", task_pb2.StartRequest(id=cid))
+    deadline = time.monotonic() + 15
+    while not (data / "done").exists():
+        assert time.monotonic() < deadline, "the container did not write its file"
+        time.sleep(0.05)
+    stats = task_pb2.StatsResponse.FromString(shim.call("Stats", task_pb2.StatsRequest(id=cid))).stats
+    if detect() == 2:
+        from mrun.shims.proto import metrics_v2_pb2 as metrics
+
+        m = metrics.Metrics.FromString(stats.value).memory
+        usage, inactive_file, rss, faults = m.usage, m.inactive_file, m.anon, m.pgfault
+    else:
+        from mrun.shims.proto import metrics_pb2 as metrics
+
+        whole = metrics.Metrics.FromString(stats.value)
+        m = whole.memory
+        usage, inactive_file, rss, faults = m.usage.usage, m.total_inactive_file, m.total_rss, m.total_pg_fault
+        assert len(whole.cpu.usage.per_cpu) >= 1  # ctr task metrics: cpuacct.usage_percpu
+    assert inactive_file >= 16 << 20, inactive_file  # the page cache written is inactive file memory
+    assert usage - inactive_file < 16 << 20, (usage, inactive_file)  # the working set leaves it out
+    assert rss > 0 and faults > 0, (rss, faults)
+    shim.call("Kill", task_pb2.KillRequest(id=cid, signal=9))
+    assert wait_exit(shim, cid) == 137
+    shim.finish(cid)

@@ -157,13 +157,28 @@ class CgroupV1(Cgroup):
                 "limit": int(read(os.path.join(mem, "memory.limit_in_bytes"))),
                 "failcnt": int(read(os.path.join(mem, "memory.failcnt"))),
                 "oom_kill": oom.get("oom_kill", 0),
+                "oom_kill_disable": oom.get("oom_kill_disable", 0),
+                "under_oom": oom.get("under_oom", 0),
                 "stat": keyed(os.path.join(mem, "memory.stat")),
             }
+            if os.path.exists(os.path.join(mem, "memory.memsw.usage_in_bytes")):
+                out["memory"]["swap"] = {
+                    k: int(read(os.path.join(mem, f"memory.memsw.{f}")))
+                    for k, f in (("usage", "usage_in_bytes"), ("max_usage", "max_usage_in_bytes"),
+                                 ("limit", "limit_in_bytes"), ("failcnt", "failcnt"))
+                }
         cpu, acct = self.paths.get("cpu"), self.paths.get("cpuacct")
         if cpu and os.path.isdir(cpu):
             st = keyed(os.path.join(cpu, "cpu.stat"))
+            ticks = keyed(os.path.join(acct, "cpuacct.stat")) if acct else {}
+            tick_ns = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
             out["cpu"] = {
                 "usage_ns": int(read(os.path.join(acct, "cpuacct.usage"))) if acct else 0,
+                "user_ns": ticks.get("user", 0) * tick_ns,
+                "system_ns": ticks.get("system", 0) * tick_ns,
+                "per_cpu_ns": [int(x) for x in read(os.path.join(acct, "cpuacct.usage_percpu")).split()]
+                if acct
+                else [],
                 "periods": st.get("nr_periods", 0),
                 "throttled_periods": st.get("nr_throttled", 0),
                 "throttled_ns": st.get("throttled_time", 0),

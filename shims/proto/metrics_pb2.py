@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rmetrics.proto\x12\x18io.containerd.cgroups.v1\"\xa1\x01\n\x07Metrics\x12\x30\n\x04pids\x18\x02 \x01(\x0b\x32\".io.containerd.cgroups.v1.PidsStat\x12.\n\x03\x63pu\x18\x03 \x01(\x0b\x32!.io.containerd.cgroups.v1.CPUStat\x12\x34\n\x06memory\x18\x04 \x01(\x0b\x32$.io.containerd.cgroups.v1.MemoryStat\"*\n\x08PidsStat\x12\x0f\n\x07\x63urrent\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\x04\"t\n\x07\x43PUStat\x12\x31\n\x05usage\x18\x01 \x01(\x0b\x32\".io.containerd.cgroups.v1.CPUUsage\x12\x36\n\nthrottling\x18\x02 \x01(\x0b\x32\".io.containerd.cgroups.v1.Throttle\"H\n\x08\x43PUUsage\x12\r\n\x05total\x18\x01 \x01(\x04\x12\x0e\n\x06kernel\x18\x02 \x01(\x04\x12\x0c\n\x04user\x18\x03 \x01(\x04\x12\x0f\n\x07per_cpu\x18\x04 \x03(\x04\"N\n\x08Throttle\x12\x0f\n\x07periods\x18\x01 \x01(\x04\x12\x19\n\x11throttled_periods\x18\x02 \x01(\x04\x12\x16\n\x0ethrottled_time\x18\x03 \x01(\x04\"^\n\nMemoryStat\x12\r\n\x05\x63\x61\x63he\x18\x01 \x01(\x04\x12\x0b\n\x03rss\x18\x02 \x01(\x04\x12\x34\n\x05usage\x18! \x01(\x0b\x32%.io.containerd.cgroups.v1.MemoryEntry\"I\n\x0bMemoryEntry\x12\r\n\x05limit\x18\x01 \x01(\x04\x12\r\n\x05usage\x18\x02 \x01(\x04\x12\x0b\n\x03max\x18\x03 \x01(\x04\x12\x0f\n\x07\x66\x61ilcnt\x18\x04 \x01(\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rmetrics.proto\x12\x18io.containerd.cgroups.v1\"\xe9\x01\n\x07Metrics\x12\x30\n\x04pids\x18\x02 \x01(\x0b\x32\".io.containerd.cgroups.v1.PidsStat\x12.\n\x03\x63pu\x18\x03 \x01(\x0b\x32!.io.containerd.cgroups.v1.CPUStat\x12\x34\n\x06memory\x18\x04 \x01(\x0b\x32$.io.containerd.cgroups.v1.MemoryStat\x12\x46\n\x12memory_oom_control\x18\t \x01(\x0b\x32*.io.containerd.cgroups.v1.MemoryOomControl\"*\n\x08PidsStat\x12\x0f\n\x07\x63urrent\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\x04\"t\n\x07\x43PUStat\x12\x31\n\x05usage\x18\x01 \x01(\x0b\x32\".io.containerd.cgroups.v1.CPUUsage\x12\x36\n\nthrottling\x18\x02 \x01(\x0b\x32\".io.containerd.cgroups.v1.Throttle\"H\n\x08\x43PUUsage\x12\r\n\x05total\x18\x01 \x01(\x04\x12\x0e\n\x06kernel\x18\x02 \x01(\x04\x12\x0c\n\x04user\x18\x03 \x01(\x04\x12\x0f\n\x07per_cpu\x18\x04 \x03(\x04\"N\n\x08Throttle\x12\x0f\n\x07periods\x18\x01 \x01(\x04\x12\x19\n\x11throttled_periods\x18\x02 \x01(\x04\x12\x16\n\x0ethrottled_time\x18\x03 \x01(\x04\"\xc5\x07\n\nMemoryStat\x12\r\n\x05\x63\x61\x63he\x18\x01 \x01(\x04\x12\x0b\n\x03rss\x18\x02 \x01(\x04\x12\x10\n\x08rss_huge\x18\x03 \x01(\x04\x12\x13\n\x0bmapped_file\x18\x04 \x01(\x04\x12\r\n\x05\x64irty\x18\x05 \x01(\x04\x12\x11\n\twriteback\x18\x06 \x01(\x04\x12\x10\n\x08pg_pg_in\x18\x07 \x01(\x04\x12\x11\n\tpg_pg_out\x18\x08 \x01(\x04\x12\x10\n\x08pg_fault\x18\t \x01(\x04\x12\x14\n\x0cpg_maj_fault\x18\n \x01(\x04\x12\x15\n\rinactive_anon\x18\x0b \x01(\x04\x12\x13\n\x0b\x61\x63tive_anon\x18\x0c \x01(\x04\x12\x15\n\rinactive_file\x18\r \x01(\x04\x12\x13\n\x0b\x61\x63tive_file\x18\x0e \x01(\x04\x12\x13\n\x0bunevictable\x18\x0f \x01(\x04\x12!\n\x19hierarchical_memory_limit\x18\x10 \x01(\x04\x12\x1f\n\x17hierarchical_swap_limit\x18\x11 \x01(\x04\x12\x13\n\x0btotal_cache\x18\x12 \x01(\x04\x12\x11\n\ttotal_rss\x18\x13 \x01(\x04\x12\x16\n\x0etotal_rss_huge\x18\x14 \x01(\x04\x12\x19\n\x11total_mapped_file\x18\x15 \x01(\x04\x12\x13\n\x0btotal_dirty\x18\x16 \x01(\x04\x12\x17\n\x0ftotal_writeback\x18\x17 \x01(\x04\x12\x16\n\x0etotal_pg_pg_in\x18\x18 \x01(\x04\x12\x17\n\x0ftotal_pg_pg_out\x18\x19 \x01(\x04\x12\x16\n\x0etotal_pg_fault\x18\x1a \x01(\x04\x12\x1a\n\x12total_pg_maj_fault\x18\x1b \x01(\x04\x12\x1b\n\x13total_inactive_anon\x18\x1c \x01(\x04\x12\x19\n\x11total_active_anon\x18\x1d \x01(\x04\x12\x1b\n\x13total_inactive_file\x18\x1e \x01(\x04\x12\x19\n\x11total_active_file\x18\x1f \x01(\x04\x12\x19\n\x11total_unevictable\x18  \x01(\x04\x12\x34\n\x05usage\x18! \x01(\x0b\x32%.io.containerd.cgroups.v1.MemoryEntry\x12\x33\n\x04swap\x18\" \x01(\x0b\x32%.io.containerd.cgroups.v1.MemoryEntry\x12\x35\n\x06kernel\x18# \x01(\x0b\x32%.io.containerd.cgroups.v1.MemoryEntry\x12\x39\n\nkernel_tcp\x18$ \x01(\x0b\x32%.io.containerd.cgroups.v1.MemoryEntry\"I\n\x0bMemoryEntry\x12\r\n\x05limit\x18\x01 \x01(\x04\x12\r\n\x05usage\x18\x02 \x01(\x04\x12\x0b\n\x03max\x18\x03 \x01(\x04\x12\x0f\n\x07\x66\x61ilcnt\x18\x04 \x01(\x04\"Q\n\x10MemoryOomControl\x12\x18\n\x10oom_kill_disable\x18\x01 \x01(\x04\x12\x11\n\tunder_oom\x18\x02 \x01(\x04\x12\x10\n\x08oom_kill\x18\x03 \x01(\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,17 +32,19 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'metrics_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_METRICS']._serialized_start=44
-  _globals['_METRICS']._serialized_end=205
-  _globals['_PIDSSTAT']._serialized_start=207
-  _globals['_PIDSSTAT']._serialized_end=249
-  _globals['_CPUSTAT']._serialized_start=251
-  _globals['_CPUSTAT']._serialized_end=367
-  _globals['_CPUUSAGE']._serialized_start=369
-  _globals['_CPUUSAGE']._serialized_end=441
-  _globals['_THROTTLE']._serialized_start=443
-  _globals['_THROTTLE']._serialized_end=521
-  _globals['_MEMORYSTAT']._serialized_start=523
-  _globals['_MEMORYSTAT']._serialized_end=617
-  _globals['_MEMORYENTRY']._serialized_start=619
-  _globals['_MEMORYENTRY']._serialized_end=692
+  _globals['_METRICS']._serialized_end=277
+  _globals['_PIDSSTAT']._serialized_start=279
+  _globals['_PIDSSTAT']._serialized_end=321
+  _globals['_CPUSTAT']._serialized_start=323
+  _globals['_CPUSTAT']._serialized_end=439
+  _globals['_CPUUSAGE']._serialized_start=441
+  _globals['_CPUUSAGE']._serialized_end=513
+  _globals['_THROTTLE']._serialized_start=515
+  _globals['_THROTTLE']._serialized_end=593
+  _globals['_MEMORYSTAT']._serialized_start=596
+  _globals['_MEMORYSTAT']._serialized_end=1561
+  _globals['_MEMORYENTRY']._serialized_start=1563
+  _globals['_MEMORYENTRY']._serialized_end=1636
+  _globals['_MEMORYOOMCONTROL']._serialized_start=1638
+  _globals['_MEMORYOOMCONTROL']._serialized_end=1719
 # @@protoc_insertion_point(module_scope)
