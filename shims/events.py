@@ -35,13 +35,28 @@ def now() -> timestamp_pb2.Timestamp:
 
 
 class Publisher:
-    def __init__(self, ttrpc_address: str, namespace: str) -> None:
+    """Events go out in order from one sender thread, through a bounded queue: when containerd is
+    away (restarting), the sender reconnects with backoff and sends what waited, as containerd's
+    own shims do. When the queue is full the oldest events go first, but never an exit or an OOM:
+    those decide what Kubernetes reports about a container."""
+
+    KEEP = ("TaskExit", "TaskOOM")
+
+    def __init__(self, ttrpc_address: str, namespace: str, limit: int = 1024) -> None:
+        import collections
+        import threading
+
         self.address = ttrpc_address.removeprefix("unix://")
         self.namespace = namespace
         self.client: Client | None = None
+        self.queue: collections.deque[tuple[str, bytes]] = collections.deque()
+        self.limit = limit
+        self.cond = threading.Condition()
+        self.sending = False
+        threading.Thread(target=self._send_forever, daemon=True).start()
 
     def publish(self, event: Message) -> None:
-        """Forward one event; its topic follows from its type."""
+        """Queue one event; its topic follows from its type, its timestamp is now."""
         name = event.DESCRIPTOR.name
         envelope = events_pb2.Envelope(
             timestamp=now(),
@@ -49,15 +64,62 @@ class Publisher:
             topic=TOPICS[name],
             event=any_pb2.Any(type_url=event.DESCRIPTOR.full_name, value=event.SerializeToString()),
         )
+        with self.cond:
+            if len(self.queue) >= self.limit:
+                self._drop_one()
+            self.queue.append((name, events_pb2.ForwardRequest(envelope=envelope).SerializeToString()))
+            self.cond.notify_all()
+
+    def _drop_one(self) -> None:
+        for i, (name, _) in enumerate(self.queue):
+            if name not in self.KEEP:
+                del self.queue[i]
+                return
+
+    def _send_forever(self) -> None:
+        import sys
+
+        delay = 0.05
+        while True:
+            with self.cond:
+                while not self.queue:
+                    self.sending = False
+                    self.cond.notify_all()
+                    self.cond.wait()
+                self.sending = True
+                name, request = self.queue[0]
+            try:
+                self._send(request)
+            except Exception as e:  # noqa: BLE001 - containerd away: reconnect and try again
+                if self.client is not None:
+                    self.client.close()
+                    self.client = None
+                if delay >= 1:
+                    print(f"mrun shim: publishing {name} failed ({e}); retrying", file=sys.stderr)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            delay = 0.05
+            with self.cond:
+                self.queue.popleft()
+
+    def _send(self, request: bytes) -> None:
         if self.client is None:
             self.client = Client(self.address)
         self.client.call(
-            SERVICE,
-            "Forward",
-            events_pb2.ForwardRequest(envelope=envelope).SerializeToString(),
-            timeout=5,
-            metadata={"containerd-namespace-ttrpc": self.namespace},
+            SERVICE, "Forward", request, timeout=5, metadata={"containerd-namespace-ttrpc": self.namespace}
         )
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until everything queued was sent (before the daemon exits). -> whether it was."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while self.queue or self.sending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(left)
+        return True
 
     def close(self) -> None:
         if self.client is not None:

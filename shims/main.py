@@ -142,6 +142,8 @@ def _daemon(listener: _socket.socket, flags: dict[str, str], bundle: str, path: 
     threading.Thread(target=service.reap_forever, daemon=True).start()
     threading.Thread(target=server.serve, args=(listener,), daemon=True).start()
     service.shutdown_requested.wait()
+    if publisher is not None:
+        publisher.flush(3)  # the last exit and delete events reach containerd before we go
     threading.Event().wait(0.1)  # let the Shutdown reply leave
     try:
         os.unlink(path)

@@ -62,6 +62,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
   path = "{self.dir}/opt"
 """)
         self.log = open(os.path.join(self.dir, "containerd.log"), "w")
+        self._start()
+        self.ctr("image", "import", archive)
+
+    def _start(self) -> None:
         self.proc = subprocess.Popen(
             ["containerd", "--config", os.path.join(self.dir, "config.toml")],
             stdout=self.log,
@@ -73,7 +77,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"containerd did not start: {open(self.log.name).read()[-2000:]}")
             time.sleep(0.1)
-        self.ctr("image", "import", archive)
+
+    def restart(self) -> None:
+        """containerd goes away and comes back; its shims and their tasks stay."""
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=20)
+        self._start()
 
     def ctr(self, *args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
         r = subprocess.run(
@@ -470,3 +479,38 @@ def stopped_tasks(ctd) -> list[str]:
 def parent_pid(pid: int) -> int:
     with open(f"/proc/{pid}/stat") as f:
         return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_shim_events_survive_a_containerd_restart(ctd, tmp_path):
+    """containerd restarted under a running task: the shim reconnects for its events, so the OOM
+    kill that follows still reaches containerd as /tasks/oom and /tasks/exit (an OOM-killed pod
+    container shows as OOMKilled, not Error)."""
+    cid = "restartoom"
+    trigger = tmp_path / "trigger"
+    trigger.mkdir()
+    ctd.ctr(
+        *shim_run_args(ctd, cid), "-d", "--memory-limit", str(32 << 20),
+        "--mount", f"type=bind,src={trigger},dst=/trigger,options=rbind:rw", IMAGE, cid,
+        "sh", "-c", "while [ ! -e /trigger/go ]; do sleep 0.05; done; dd if=/dev/zero of=/dev/null bs=64M count=1",
+    )
+    ctd.restart()
+    watcher = subprocess.Popen([ctd.ctr_bin, "--address", ctd.sock, "events"], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)
+        (trigger / "go").touch()
+        seen: set[str] = set()
+        deadline = time.monotonic() + 20
+        while seen != {"/tasks/oom", "/tasks/exit"}:
+            left = deadline - time.monotonic()
+            ready = select.select([watcher.stdout], [], [], max(left, 0))[0] if left > 0 else []
+            assert ready, f"events after the restart: only {seen}"
+            line = watcher.stdout.readline()
+            for topic in ("/tasks/oom", "/tasks/exit"):
+                if topic in line and cid in line:
+                    seen.add(topic)
+    finally:
+        watcher.kill()
+        watcher.wait()
+        watcher.stdout.close()
+    ctd.ctr("task", "rm", "-f", cid, check=False)
+    ctd.ctr("container", "rm", cid, check=False)
