@@ -494,20 +494,22 @@ def test_shim_events_survive_a_containerd_restart(ctd, tmp_path):
         "sh", "-c", "while [ ! -e /trigger/go ]; do sleep 0.05; done; dd if=/dev/zero of=/dev/null bs=64M count=1",
     )
     ctd.restart()
-    watcher = subprocess.Popen([ctd.ctr_bin, "--address", ctd.sock, "events"], stdout=subprocess.PIPE, text=True)
+    watcher = subprocess.Popen([ctd.ctr_bin, "--address", ctd.sock, "events"], stdout=subprocess.PIPE)
     try:
         time.sleep(0.5)
         (trigger / "go").touch()
         seen: set[str] = set()
+        output = b""
         deadline = time.monotonic() + 20
         while seen != {"/tasks/oom", "/tasks/exit"}:
             left = deadline - time.monotonic()
-            ready = select.select([watcher.stdout], [], [], max(left, 0))[0] if left > 0 else []
+            ready = select.select([watcher.stdout], [], [], left)[0] if left > 0 else []
             assert ready, f"events after the restart: only {seen}"
-            line = watcher.stdout.readline()
-            for topic in ("/tasks/oom", "/tasks/exit"):
-                if topic in line and cid in line:
-                    seen.add(topic)
+            output += os.read(watcher.stdout.fileno(), 65536)  # unbuffered: select sees all there is
+            for line in output.decode(errors="replace").splitlines():
+                for topic in ("/tasks/oom", "/tasks/exit"):
+                    if topic in line and cid in line:
+                        seen.add(topic)
     finally:
         watcher.kill()
         watcher.wait()
