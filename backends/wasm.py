@@ -283,6 +283,7 @@ class WasmPayload:
         self.store, self.call, self.kind, self.memory = store, call, kind, memory
         self.limit, self.deadline_ticks = limit, deadline_ticks
         self.killed = 0
+        self.entered: Any = None  # set by the sandbox: called once our signal handling is in place
 
     def _wait_for_signal(self, sigs: set[int]) -> None:
         import signal
@@ -328,6 +329,8 @@ class WasmPayload:
         threading.Thread(target=self._wait_for_signal, args=(sigs,), daemon=True).start()
         if self.deadline_ticks > 1:
             threading.Thread(target=self._tick, daemon=True).start()
+        if self.entered is not None:
+            self.entered()  # `start` returns now, and signals it holds for us come to our handlers
         problem = ""
         try:
             result = self.call(self.store)

@@ -14,7 +14,7 @@ import time
 from mrun import annotations as ann
 from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound
 from mrun.proc import SIGKILL, exit_code, is_alive, start_time
-from mrun.state import EXEC_FIFO, Record, Store, now_rfc3339, oci_state
+from mrun.state import EXEC_FIFO, STARTED_FIFO, Record, Store, now_rfc3339, oci_state
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' hot path
@@ -175,6 +175,11 @@ class Runtime:
             # Opened here, inherited by the init: inside a user namespace it could not open the
             # root-owned fifo itself. Read-write, so opening never blocks and the init can wait on it.
             fifo_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
+            # The init holds this one until its payload runs (closed by execve, or by the wasm
+            # payload once entered): `start` reads it to EOF, so it returns only then.
+            started = self.store.path(container_id, STARTED_FIFO)
+            os.mkfifo(started, 0o600)
+            started_fd = os.open(started, os.O_RDWR | os.O_CLOEXEC)
             console = _prepare_stdio(spec.process, opts)
             sandbox = Sandbox(
                 spec=spec,
@@ -184,6 +189,7 @@ class Runtime:
                 namespaces=namespaces,
                 cgroup_paths=getattr(cgroup, "paths", {}),
                 exec_fifo=fifo_fd,
+                started_fd=started_fd,
                 console=console,
                 no_pivot=opts.no_pivot,
                 hook_state=oci_state(self.store, record, "creating"),
@@ -202,6 +208,7 @@ class Runtime:
                 self.store.save(record)
             finally:
                 os.close(fifo_fd)  # only the init may hold it: `start` finds no reader once it died
+                os.close(started_fd)
             if console is not None:
                 console.close()
             while True:
@@ -265,6 +272,7 @@ class Runtime:
                 fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
             except OSError:
                 raise InvalidState(f"cannot start container {container_id!r}: its init process is gone")
+            started = self._open_started(container_id)
             try:
                 os.write(fd, b"0")
             finally:
@@ -272,12 +280,46 @@ class Runtime:
             os.unlink(fifo)
             record.stage = "running"
             self.store.save(record)
+            if started is not None:
+                self._wait_started(record, started)
         poststart = (record.config.get("hooks") or {}).get("poststart")
         if poststart:
             from mrun.hooks import run_hooks
 
             run_hooks("poststart", poststart, oci_state(self.store, record, "running"))
         return record
+
+    def _open_started(self, container_id: str) -> int | None:
+        try:
+            fd = os.open(self.store.path(container_id, STARTED_FIFO), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None  # made by an mrun before this one
+        os.set_blocking(fd, True)
+        return fd
+
+    def _wait_started(self, record: Record, fd: int) -> None:
+        """The runtime-spec's start: return once the user's program runs (EOF: execve closed the
+        init's end, or the wasm payload entered the module). Signals the init caught meanwhile
+        arrive as bytes; they are delivered now, to the program, instead of being swallowed."""
+        data = b""
+        try:
+            while True:
+                try:
+                    chunk = os.read(fd, 256)
+                except InterruptedError:
+                    continue
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            os.close(fd)
+            try:
+                os.unlink(self.store.path(record.id, STARTED_FIFO))
+            except FileNotFoundError:
+                pass
+        for sig in data:
+            if is_alive(record.pid, record.pid_start):
+                os.kill(record.pid, sig)
 
     # -- inspection ----------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ DEFAULT_ROOT = "/run/mrun"
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
+STARTED_FIFO = "started.fifo"  # held by the init until its payload runs (Runtime._wait_started)
 
 
 def check_id(container_id: str) -> None:

@@ -143,3 +143,40 @@ def test_joined_mount_namespace_and_hostname_in_a_joined_uts_namespace(h, tmp_pa
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_start_returns_once_the_program_runs_and_poststart_sees_it(h, tmp_path):
+    """The runtime-spec: poststart hooks run after the user-specified process is executed, before
+    `start` returns. The init (Python) must be gone from the pid by then: it is the program."""
+    seen = tmp_path / "poststart-saw"
+    script = tmp_path / "poststart.sh"
+    script.write_text("#!/bin/sh\n"
+                      "pid=$(sed -n 's/.*\"pid\": *\\([0-9][0-9]*\\).*/\\1/p')\n"
+                      f"readlink /proc/$pid/exe > {seen}\n")
+    script.chmod(0o755)
+    hook = {"path": str(script), "args": ["poststart.sh"]}
+    cfg = h.config(["sleep", "30"])
+    # A slow startContainer hook widens the window between `start` and the program's execve.
+    cfg["hooks"] = {"poststart": [hook], "startContainer": [{"path": "/bin/sleep", "args": ["sleep", "0.5"]}]}
+    cid = h.cid()
+    h.ok("create", "-b", h.bundle(config=cfg), cid)
+    pid = json.loads(h.ok("state", cid).stdout)["pid"]
+    h.ok("start", cid)
+    exe_now = os.readlink(f"/proc/{pid}/exe")
+    assert "python" not in exe_now, exe_now  # start returned after execve
+    assert seen.read_text().strip() and "python" not in seen.read_text(), seen.read_text()
+    h.ok("delete", "--force", cid)
+
+
+def test_a_signal_before_the_program_runs_is_not_swallowed(h, tmp_path):
+    """A TERM that reaches the init after `start` but before its program runs (here from a
+    startContainer hook) used to end the container with 143 before the program ever ran. Now it
+    is kept and delivered to the program once it runs."""
+    data = tmp_path / "data"
+    data.mkdir()
+    cfg = h.config(["sh", "-c", "touch /data/ran"])
+    cfg["mounts"].append({"destination": "/data", "type": "bind", "source": str(data), "options": ["rbind"]})
+    cfg["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "kill -TERM 1"]}]}
+    r = h.mrun("run", "-b", h.bundle(config=cfg), h.cid())
+    assert (data / "ran").exists(), f"the program never ran ({r.returncode}): {r.stderr}"
+    assert r.returncode == 0, r.stderr  # PID 1 without a TERM handler ignores it, as the kernel rules

@@ -35,12 +35,14 @@ class Sandbox:
         namespaces: dict[str, str],
         cgroup_paths: dict[str, str],
         exec_fifo: int = -1,
+        started_fd: int = -1,
         console: Any = None,
         no_pivot: bool = False,
         hook_state: dict[str, Any] | None = None,
     ) -> None:
         self.spec, self.container, self.plan, self.payload_hook = spec, container, plan, payload_hook
         self.namespaces, self.cgroup_paths, self.exec_fifo = namespaces, cgroup_paths, exec_fifo
+        self.started_fd = started_fd
         self.console, self.no_pivot, self.hook_state = console, no_pivot, hook_state
 
 
@@ -65,14 +67,42 @@ def _host_pid() -> int:
     return os.getpid()
 
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+_caught: list[int] = []  # signals that came between `start` and the payload: theirs, not ours
+
+
 def _exit_on(signum: int, _frame: Any) -> None:
     os._exit(128 + signum)
+
+
+def _keep_for_payload(signum: int, _frame: Any) -> None:
+    _caught.append(signum)
+
+
+class Entered:
+    """Called once the payload runs: hands `start` the signals caught meanwhile and lets it
+    return. An exec payload only writes them (execve closes the descriptor: that is the moment);
+    a payload that runs in this process (wasm) calls it, with its own handlers in place."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def report_signals(self) -> None:
+        if self.fd >= 0 and _caught:
+            os.write(self.fd, bytes(_caught))
+            _caught.clear()
+
+    def __call__(self) -> None:
+        self.report_signals()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def _wait_for_start(fifo_fd: int) -> None:
     # We are PID 1 here: signals without a handler are ignored, so a created container would
     # shrug off `kill TERM`. Handle them until exec, which resets caught signals.
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+    for sig in _STOP_SIGNALS:
         signal.signal(sig, _exit_on)
     while True:
         try:
@@ -80,6 +110,9 @@ def _wait_for_start(fifo_fd: int) -> None:
                 break
         except InterruptedError:
             continue
+    # Started: from now on a signal is the program's, delivered to it once it runs.
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, _keep_for_payload)
     os.close(fifo_fd)
 
 
@@ -158,10 +191,15 @@ def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
 
 def _run_payload(sb: Sandbox, payload: Any, start_hooks: Any = None, state: Any = None) -> NoReturn:
     """After `start`: nobody waits on the channel any more, so failures go to the container's stderr."""
+    entered = Entered(sb.started_fd)
     try:
         if start_hooks:
             run_hooks("startContainer", start_hooks, state)
         sb.plan.apply()
+        if hasattr(payload, "entered"):
+            payload.entered = entered  # it says when it runs (wasm: inside the module)
+        else:
+            entered.report_signals()  # execve closes the descriptor: `start` returns then
         code = payload.run()
     except BaseException as e:  # noqa: BLE001 - the process ends here either way
         os.write(2, f"mrun: container {sb.container.id}: {e}\n".encode())
@@ -210,7 +248,7 @@ def _enter_process(sb: Sandbox, keep: tuple[int, ...] = ()) -> Any:
             raise MrunError(f"process.cwd: {plan.cwd}: {e.strerror}")
     except OSError as e:
         raise MrunError(f"process.cwd: {plan.cwd}: {e.strerror}")
-    _close_cloexec_fds(keep=(sb.exec_fifo, *keep))
+    _close_cloexec_fds(keep=(sb.exec_fifo, sb.started_fd, *keep))
     payload = sb.payload_hook(container=sb.container, process=plan.process)
     if payload is None:
         raise MrunError(f"backend returned no payload for {plan.args[0]!r}")
