@@ -334,3 +334,28 @@ def test_stats_carry_what_kubelet_and_cri_read(h, tmp_path):
     shim.call("Kill", task_pb2.KillRequest(id=cid, signal=9))
     assert wait_exit(shim, cid) == 137
     shim.finish(cid)
+
+
+def test_update_raises_memory_with_swap_as_kubernetes_does(h):
+    """CRI's UpdateContainerResources over ttrpc: 48 -> 96 MiB with swap = memory (containerd's
+    rule) and a CPU quota in the same request; both land (swap is written first when raising)."""
+    cid = h.cid("raise")
+    cfg = h.config(["sleep", "600"])
+    cfg["linux"]["resources"] = {"memory": {"limit": 48 << 20, "swap": 48 << 20}}
+    bundle = h.bundle(config=cfg)
+    shim = Shim(h, bundle, cid)
+    shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle))
+    shim.call("Start", task_pb2.StartRequest(id=cid))
+    url = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
+    resources = {"memory": {"limit": 96 << 20, "swap": 96 << 20}, "cpu": {"quota": 50000, "period": 100000}}
+    shim.call("Update", task_pb2.UpdateTaskRequest(id=cid, resources=any_pb2.Any(
+        type_url=url, value=json.dumps(resources).encode())))
+    if detect() == 1:
+        mem = next(d for d in cgroup_dirs(cfg["linux"]["cgroupsPath"]) if "/memory/" in d)
+        cpu = next(d for d in cgroup_dirs(cfg["linux"]["cgroupsPath"]) if d.split("/")[4].startswith("cpu,")
+                   or "/cpu/" in d)
+        assert open(os.path.join(mem, "memory.limit_in_bytes")).read().strip() == str(96 << 20)
+        assert open(os.path.join(cpu, "cpu.cfs_quota_us")).read().strip() == "50000"
+    shim.call("Kill", task_pb2.KillRequest(id=cid, signal=9))
+    assert wait_exit(shim, cid) == 137
+    shim.finish(cid)
