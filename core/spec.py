@@ -27,7 +27,7 @@ _INT, _UINT, _STR, _BOOL = INT, UINT, STR, BOOL
 _U32, _MODE, _OOM = U32, MODE, OOM
 _ID_MAP = {"containerID!": _U32, "hostID!": _U32, "size!": _U32}
 _HOOK = {"path!": _STR, "args": ("list", _STR), "env": ("list", _STR), "timeout": _INT}
-_DEVICE_RULE = {"allow!": _BOOL, "type": _STR, "major": _INT, "minor": _INT, "access": _STR}
+_DEVICE_RULE = {"allow": _BOOL, "type": _STR, "major": _INT, "minor": _INT, "access": _STR}
 _THROTTLE = ("list", {"major!": _INT, "minor!": _INT, "rate!": _UINT})
 _RESOURCES = {
     "devices": ("list", _DEVICE_RULE),
@@ -69,8 +69,9 @@ _RESOURCES = {
 }
 _PROCESS = {
     "terminal": _BOOL,
-    "consoleSize": {"height!": _U32, "width!": _U32},
-    "user": {"uid!": _U32, "gid!": _U32, "umask": _MODE, "additionalGids": ("list", _U32), "username": _STR},
+    # uid/gid and the console size may be left out: runc takes Go's zero values, and so do we.
+    "consoleSize": {"height": _U32, "width": _U32},
+    "user": {"uid": _U32, "gid": _U32, "umask": _MODE, "additionalGids": ("list", _U32), "username": _STR},
     "args": ("list", _STR),
     "commandLine": _STR,
     "env": ("list", _STR),

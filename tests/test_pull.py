@@ -81,15 +81,24 @@ def test_pull_picks_the_platform_from_an_index(images, registry):
     assert r.returncode == 3 and "hello from wasm32-wasi" in r.stdout, r.stderr
 
 
-def test_interrupted_and_corrupted_downloads_resume_or_restart(images, registry):
-    h = images
+def _busybox_layer(h, registry) -> tuple[str, bytes, str]:
+    """The busybox layer's digest (hex) and bytes, pulled into a store of its own, and the test
+    store's (empty) blob directory, for planting partial downloads in."""
     first = os.path.join(h.tmp, "first")
     assert h.mrun("--image-root", first, "pull", "--creds", CREDS, registry.refs["busybox"]).returncode == 0
-    entry = next(iter(json.load(open(os.path.join(first, "images.json"))).values()))
+    with open(os.path.join(first, "images.json")) as f:
+        entry = next(iter(json.load(f).values()))
     layer = entry["blobs"][-1].removeprefix("sha256:")
-    data = open(os.path.join(first, "blobs", "sha256", layer), "rb").read()
+    with open(os.path.join(first, "blobs", "sha256", layer), "rb") as f:
+        data = f.read()
     blobs = os.path.join(h.image_root, "blobs", "sha256")
     os.makedirs(blobs)
+    return layer, data, blobs
+
+
+def test_interrupted_and_corrupted_downloads_resume_or_restart(images, registry):
+    h = images
+    layer, data, blobs = _busybox_layer(h, registry)
     with open(os.path.join(blobs, f"{layer}.partial"), "wb") as f:
         f.write(data[: len(data) // 2])  # an interrupted pull: resumed with a Range request
     img_ok(h, "pull", "--creds", CREDS, registry.refs["busybox"])
@@ -111,13 +120,7 @@ def test_a_complete_or_overlong_partial_download_never_wedges_pull(images, regis
     by its hash without asking the registry for more (which answers 416). One longer than the
     blob is discarded and fetched again; `image prune` removes an abandoned one."""
     h = images
-    first = os.path.join(h.tmp, "first")
-    assert h.mrun("--image-root", first, "pull", "--creds", CREDS, registry.refs["busybox"]).returncode == 0
-    entry = next(iter(json.load(open(os.path.join(first, "images.json"))).values()))
-    layer = entry["blobs"][-1].removeprefix("sha256:")
-    data = open(os.path.join(first, "blobs", "sha256", layer), "rb").read()
-    blobs = os.path.join(h.image_root, "blobs", "sha256")
-    os.makedirs(blobs)
+    layer, data, blobs = _busybox_layer(h, registry)
     for content in (data, data + b"trailing bytes a registry never sent"):
         with open(os.path.join(blobs, f"{layer}.partial"), "wb") as f:
             f.write(content)
