@@ -71,6 +71,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             stdout=self.log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            # containerd hands its environment to the shims: their state goes under our directory
+            env={**os.environ, "MRUN_SHIM_ROOT": os.path.join(self.dir, "shim-state")},
         )
         deadline = time.monotonic() + 30
         while subprocess.run([self.ctr_bin, "--address", self.sock, "version"], capture_output=True).returncode:
