@@ -302,3 +302,26 @@ def test_an_orphaned_snapshot_is_listed_and_removed(images, busybox_archive):
     with open("/proc/self/mountinfo") as f:
         assert h.image_root not in f.read()
     img_ok(h, "rmi", IMAGE)
+
+
+def test_a_forged_pids_directory_is_not_signalled(h, sentinel):
+    """cgroup v1: the pids hierarchy's directory (where the processes are listed) swapped for a
+    foreign cgroup while the other hierarchies stay the container's: delete signals no one there."""
+    if os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers")):
+        pytest.skip("cgroup v2 has a single directory: covered by test_forged_cgroup_paths_are_refused")
+    dirs = _foreign_cgroup(h, "foreign", sentinel.pid)
+    try:
+        cid = h.cid()
+        h.ok("create", "-b", h.bundle(["sleep", "60"]), cid)
+        real = _saved(h, cid)
+        forged = json.loads(json.dumps(real["cgroup"]))
+        own_pids = forged["paths"]["pids"]
+        forged["paths"]["pids"] = next(d for d in dirs if "/pids/" in d)
+        forged["inodes"].pop(own_pids, None)
+        forged["created"] = [c for c in forged["created"] if c != own_pids]
+        _forge(h, cid, cgroup=forged)
+        h.ok("delete", "--force", cid)  # the init dies by its verified pid; the foreign cgroup is left alone
+        assert all(os.path.isdir(d) for d in dirs)
+        _scrub(real)
+    finally:
+        _release(sentinel.pid, dirs)

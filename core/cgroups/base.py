@@ -215,8 +215,16 @@ class Cgroup:
     def add(self, pid: int) -> None:
         raise NotImplementedError
 
-    def pids(self) -> list[int]:
+    def _procs_dir(self) -> str:
+        """The directory whose cgroup.procs lists the container's processes."""
         raise NotImplementedError
+
+    def _freezer_dir(self) -> str:
+        """The directory whose freezer stops them ("" where there is none)."""
+        raise NotImplementedError
+
+    def pids(self) -> list[int]:
+        return procs_in(self._procs_dir())
 
     def set_frozen(self, frozen: bool) -> None:
         raise NotImplementedError
@@ -241,14 +249,17 @@ class Cgroup:
 
     def kill_all(self, sig: int = SIGKILL) -> None:
         """Signal every process of a claimed cgroup; SIGKILL is sent frozen, so a fork bomb cannot
-        outrun it. An unclaimed or replaced cgroup is someone else's: nothing is signalled."""
-        if not self.owned():
+        outrun it. An unclaimed or replaced cgroup is someone else's: nothing is signalled, and
+        nothing is frozen, unless the very directory the pids (or the freezer) come from is claimed."""
+        owned = self.owned()
+        if self._procs_dir() not in owned:
             return
-        if sig == SIGKILL:
+        freeze = sig == SIGKILL and self._freezer_dir() in owned
+        if freeze:
             try:
                 self.set_frozen(True)
             except MrunError:
-                pass  # no freezer here: signal them running
+                freeze = False  # no freezer here: signal them running
         try:
             for pid in self.pids():
                 try:
@@ -256,7 +267,7 @@ class Cgroup:
                 except ProcessLookupError:
                     pass
         finally:
-            if sig == SIGKILL and self.is_frozen():
+            if freeze and self.is_frozen():
                 self.set_frozen(False)  # killed tasks die only once thawed
 
     def destroy(self, timeout: float = 10.0) -> None:
@@ -264,7 +275,7 @@ class Cgroup:
         first) and the marked parents nobody uses any more."""
         deadline = time.monotonic() + timeout
         delay = 0.001
-        while self.owned() and self.pids():
+        while self._procs_dir() in self.owned() and self.pids():
             self.kill_all(SIGKILL)
             if time.monotonic() > deadline:
                 raise MrunError(f"processes in {self._dirs()[0]} did not die within {timeout:.0f}s")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from mrun.cgroups.base import Cgroup, keyed, procs_in, read, write, write_all
+from mrun.cgroups.base import Cgroup, keyed, read, write, write_all
 from mrun.cgroups.resources import v1_writes
 from mrun.errors import MrunError, Unsupported
 
@@ -121,9 +121,11 @@ class CgroupV1(Cgroup):
         for d in self._dirs():
             write(os.path.join(d, "cgroup.procs"), str(pid))
 
-    def pids(self) -> list[int]:
-        path = self.paths.get("pids") or self.paths.get("freezer") or self._dirs()[0]
-        return procs_in(path)
+    def _procs_dir(self) -> str:
+        return self.paths.get("pids") or self.paths.get("freezer") or self._dirs()[0]
+
+    def _freezer_dir(self) -> str:
+        return self.paths.get("freezer", "")
 
     def is_frozen(self) -> bool:
         path = self.paths.get("freezer")

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from mrun.cgroups.base import Cgroup, keyed, procs_in, read, write, write_all
+from mrun.cgroups.base import Cgroup, keyed, read, write, write_all
 from mrun.cgroups.resources import v2_controllers, v2_writes
 from mrun.errors import MrunError, Unsupported
 
@@ -105,8 +105,11 @@ class CgroupV2(Cgroup):
     def add(self, pid: int) -> None:
         write(self._file("cgroup.procs"), str(pid))
 
-    def pids(self) -> list[int]:
-        return procs_in(self.path)
+    def _procs_dir(self) -> str:
+        return self.path
+
+    def _freezer_dir(self) -> str:
+        return self.path
 
     def is_frozen(self) -> bool:
         try:
@@ -124,7 +127,7 @@ class CgroupV2(Cgroup):
             time.sleep(0.001)
 
     def kill_all(self, sig: int = 9) -> None:
-        if sig == 9 and self.owned() and os.path.exists(self._file("cgroup.kill")):
+        if sig == 9 and self.path in self.owned() and os.path.exists(self._file("cgroup.kill")):
             write(self._file("cgroup.kill"), "1")
             return
         super().kill_all(sig)
