@@ -117,14 +117,13 @@ def at(root_fd: int, path: str, create: str = "", mode: int = 0o755) -> Iterator
         os.close(fd)
 
 
-def parent_and_name(root_fd: int, path: str, create_parents: bool = True) -> tuple[int, str]:
-    """-> (handle on the in-root parent directory, last component) for ``*at`` calls on the
-    last component itself (mknod, unlink, symlink), which must not follow it."""
+def parent_and_name(root_fd: int, path: str) -> tuple[int, str]:
+    """-> (handle on the in-root parent directory, made if missing; last component) for ``*at``
+    calls on the last component itself (mknod, unlink, symlink), which must not follow it."""
     parts = _split(path)
     if not parts or parts[-1] == "..":
         raise MrunError(f"{path}: names no file inside the container's root")
-    parent = walk(root_fd, "/".join(parts[:-1]), "dir" if create_parents else "")
-    return parent, parts[-1]
+    return walk(root_fd, "/".join(parts[:-1]), "dir"), parts[-1]
 
 
 def read_file(root: str, path: str, limit: int = 1 << 20) -> bytes:

@@ -67,15 +67,15 @@ def _links(dev: int) -> None:
 
 def _node(root: int, d: dict[str, Any], in_userns: bool) -> None:
     where = f"linux.devices: {d['path']}"
+    if in_userns:
+        _bind_host_node(root, d, where)
+        return
     try:
         parent, name = inroot.parent_and_name(root, d["path"])
     except OSError as e:
         raise MrunError(f"{where}: cannot make its directory inside the container: {e.strerror}")
     try:
-        if in_userns:
-            _bind_host_node(root, d, where)
-        else:
-            _mknod(parent, name, d, where)
+        _mknod(parent, name, d, where)
     finally:
         os.close(parent)
 

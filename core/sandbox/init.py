@@ -48,6 +48,7 @@ class Sandbox:
 
 def _set_oom_score_adj(value: int) -> None:
     path = "/proc/self/oom_score_adj"
+    current = "value"
     try:
         with open(path) as f:
             current = f.read().strip()

@@ -190,7 +190,8 @@ def prepare_root(rootfs: str, propagation: str) -> None:
         sc.mount(None, "/", None, prop)
     except OSError as e:
         raise MrunError(f"linux.rootfsPropagation: cannot make the mount tree {propagation or 'rslave'}: {e.strerror}")
-    _make_parent_mount_private(rootfs)
+    if prop not in (sc.MS_SLAVE | sc.MS_REC, sc.MS_PRIVATE | sc.MS_REC):
+        _make_parent_mount_private(rootfs)  # a recursive slave or private tree has no shared mount left
     try:
         sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
     except OSError as e:
