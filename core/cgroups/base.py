@@ -108,6 +108,27 @@ def release_parents(path: str, marks: str) -> None:
         p = os.path.dirname(p)
 
 
+def release_marked(marks: str) -> list[str]:
+    """Remove every marked parent that no container uses any more, whichever container made it
+    (`mrun system prune`, after crashes). -> the cgroups removed."""
+    removed = []
+    for name in os.listdir(marks) if os.path.isdir(marks) else []:
+        path = "/" + name.replace("%2F", "/").replace("%25", "%")  # _mark_name, undone
+        try:
+            os.rmdir(path)
+            removed.append(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            continue  # still holds a container
+        os.unlink(os.path.join(marks, name))
+    try:
+        os.rmdir(marks)
+    except OSError:
+        pass
+    return removed
+
+
 def write_all(writes: list[tuple[str, str]]) -> None:
     """Write each (file, value) in order, or none of them: on a failure the files already written
     get their old values back (in reverse), so an update is all-or-nothing, as the CRI expects."""

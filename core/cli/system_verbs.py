@@ -28,7 +28,9 @@ def prune(g: dict[str, Any]) -> list[str]:
 
     runtime = _rt(g)
     removed = [f"container {cid}" for cid in _dead_containers(runtime)]
-    removed += _empty_parent_cgroups(runtime.store.cgroup_marks)
+    from mrun.cgroups.base import release_marked
+
+    removed += [f"cgroup {path}" for path in release_marked(runtime.store.cgroup_marks)]
     store = ImageStore(g["image_root"])
     if os.path.isdir(store.root):
         with store.lock():
@@ -63,22 +65,3 @@ def _dead_containers(runtime: Any) -> list[str]:
         runtime.delete(cid, force=True)
         gone.append(cid)
     return gone
-
-
-def _empty_parent_cgroups(marks: str) -> list[str]:
-    removed = []
-    for name in os.listdir(marks) if os.path.isdir(marks) else []:
-        path = "/" + name.replace("%2F", "/").replace("%25", "%")
-        try:
-            os.rmdir(path)
-            removed.append(f"cgroup {path}")
-        except FileNotFoundError:
-            pass
-        except OSError:
-            continue  # still holds a container
-        os.unlink(os.path.join(marks, name))
-    try:
-        os.rmdir(marks)
-    except OSError:
-        pass
-    return removed

@@ -42,31 +42,27 @@ class Overrides:
         self.network: dict[str, Any] = kw.get("network") or {}
 
 
-def _home_of(rootfs: str, uid: int) -> str:
-    """The user's home in the image's /etc/passwd, else "/" (docker's rule for HOME)."""
+def _table(rootfs: str, path: str) -> list[list[str]]:
+    """The rows of an image's /etc/passwd or /etc/group, read inside the image (its /etc may be a
+    link aimed at the host's)."""
     try:
-        text = inroot.read_file(rootfs, "etc/passwd").decode(errors="replace")
+        text = inroot.read_file(rootfs, path).decode(errors="replace")
     except OSError:
-        return "/"
-    for row in (line.split(":") for line in text.splitlines()):
-        if len(row) > 5 and row[2] == str(uid) and row[5].startswith("/"):
-            return row[5]
-    return "/"
+        return []
+    return [line.split(":") for line in text.splitlines() if line.count(":") >= 3]
 
 
-def _lookup_user(rootfs: str, user: str) -> tuple[int, int, list[int]]:
+def _home(passwd: list[list[str]], uid: int) -> str:
+    """The user's home in the image's /etc/passwd, else "/" (docker's rule for HOME)."""
+    row = next((r for r in passwd if r[2] == str(uid) and len(r) > 5 and r[5].startswith("/")), None)
+    return row[5] if row else "/"
+
+
+def _lookup_user(rootfs: str, user: str, passwd: list[list[str]]) -> tuple[int, int, list[int]]:
     """'name', 'uid', 'name:group', 'uid:gid' -> (uid, gid, extra gids), via the image's own
-    /etc/passwd and /etc/group (read from the mounted snapshot, not the host's)."""
+    /etc/passwd (``passwd``, its rows) and /etc/group, not the host's."""
     name, _, group = user.partition(":")
-
-    def table(path: str) -> list[list[str]]:
-        try:  # resolved inside the image: its /etc may be a link aimed at the host's
-            text = inroot.read_file(rootfs, path).decode(errors="replace")
-        except OSError:
-            return []
-        return [line.split(":") for line in text.splitlines() if line.count(":") >= 3]
-
-    passwd, groups = table("etc/passwd"), table("etc/group")
+    groups = _table(rootfs, "etc/group")
     if name.isdigit():
         uid = int(name)
         row = next((r for r in passwd if r[2] == name), None)
@@ -120,12 +116,13 @@ def make_spec(
     process = spec["process"]
     process.update(args=args, env=env, cwd=o.workdir or cfg.get("WorkingDir") or "/", terminal=o.tty)
     user = o.user or cfg.get("User") or ""
+    passwd = _table(rootfs, "etc/passwd")
     uid = 0
     if user:
-        uid, gid, extra = _lookup_user(rootfs, user)
+        uid, gid, extra = _lookup_user(rootfs, user, passwd)
         process["user"] = {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})}
     if not any(e.startswith("HOME=") for e in env):
-        env.append(f"HOME={_home_of(rootfs, uid)}")
+        env.append(f"HOME={_home(passwd, uid)}")
     spec["root"] = {"path": rootfs, "readonly": o.read_only}
     spec["hostname"] = o.hostname or container_id[:12]
     labels = cfg.get("Labels") if isinstance(cfg.get("Labels"), dict) else {}
