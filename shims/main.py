@@ -15,7 +15,11 @@ import _socket
 import os
 import sys
 
-SOCKET_DIR = "/run/mrun-shim"
+from mrun.shims import wire
+
+SOCKET_DIR = "/run/mrun-shim"  # where containerd names none (1.6, 1.7, or 2.3 without socket_dir)
+PROTOCOL_VERSION = 3
+UNCALLED_EXIT = 60.0  # seconds a new daemon waits for containerd's first call
 GROUP_ANNOTATIONS = ("io.kubernetes.cri.sandbox-id", "io.containerd.runc.v2.group")
 
 
@@ -27,7 +31,7 @@ def parse(argv: list[str]) -> tuple[dict[str, str], str]:
         arg = argv[i]
         if arg.startswith("-"):
             name, eq, value = arg.lstrip("-").partition("=")
-            if name in ("debug", "v"):
+            if name in ("debug", "v", "info"):
                 flags[name] = "true"
             elif eq:
                 flags[name] = value
@@ -44,7 +48,7 @@ def _root(namespace: str) -> str:
     return os.path.join(os.environ.get("MRUN_SHIM_ROOT", "/run/mrun/shim"), namespace)
 
 
-def _socket_path(flags: dict[str, str], bundle: str) -> str:
+def _socket_path(flags: dict[str, str], bundle: str, socket_dir: str) -> str:
     import hashlib
 
     from mrun import jsonio
@@ -56,7 +60,7 @@ def _socket_path(flags: dict[str, str], bundle: str) -> str:
     except (OSError, ValueError, AttributeError):
         pass
     key = f"{flags.get('address', '')}/{flags.get('namespace', '')}/{group}"
-    return os.path.join(SOCKET_DIR, hashlib.sha256(key.encode()).hexdigest()[:32] + ".sock")
+    return os.path.join(socket_dir, hashlib.sha256(key.encode()).hexdigest()[:32] + ".sock")
 
 
 def listen(path: str) -> _socket.socket:
@@ -86,24 +90,68 @@ def _answers(path: str) -> bool:
         s.close()
 
 
+def read_bootstrap(flags: dict[str, str]) -> dict[str, str] | None:
+    """containerd 2.3's BootstrapParams from stdin, or None for an older containerd.
+
+    containerd 1.6/1.7 send nothing or the runtime options (a protobuf Any, fields 1 and 2 as
+    here), so the params are recognised by what only they carry: this call's own id and namespace."""
+    if os.isatty(0):
+        return None
+    chunks = []
+    while chunk := os.read(0, 65536):
+        chunks.append(chunk)
+    try:
+        parsed = wire.fields(b"".join(chunks))
+    except ValueError:
+        return None
+    params: dict[str, str] = {}
+    for number, value in parsed:
+        name = BOOTSTRAP_FIELDS.get(number)
+        if name and isinstance(value, bytes):
+            try:
+                params[name] = value.decode()
+            except UnicodeDecodeError:
+                return None
+    if params.get("id") != flags.get("id") or params.get("namespace") != flags.get("namespace"):
+        return None
+    return params
+
+
+# BootstrapParams field numbers (proto/bootstrap.proto) -> our flag names
+BOOTSTRAP_FIELDS = {1: "id", 2: "namespace", 5: "ttrpc_address", 6: "address", 9: "socket_dir"}
+
+
 def start(flags: dict[str, str]) -> int:
     bundle = flags.get("bundle") or os.getcwd()
-    path = _socket_path(flags, bundle)
+    config = {**flags, "ttrpc_address": os.environ.get("TTRPC_ADDRESS", "")}
+    bootstrap = read_bootstrap(flags)
+    socket_dir = SOCKET_DIR
+    if bootstrap is not None:
+        config.update(bootstrap)
+        socket_dir = bootstrap.get("socket_dir") or SOCKET_DIR
+        if not os.path.isabs(socket_dir):
+            print(f"containerd-shim-mrun-v2: socket_dir {socket_dir!r} is not an absolute path", file=sys.stderr)
+            return 1
+    path = _socket_path(config, bundle, socket_dir)
     address = f"unix://{path}"
     if not _answers(path):  # else: one shim per pod, already running
-        os.makedirs(SOCKET_DIR, mode=0o711, exist_ok=True)
+        os.makedirs(socket_dir, mode=0o711, exist_ok=True)
         listener = listen(path)
         if os.fork() == 0:
             os.setsid()
-            _daemon(listener, flags, bundle, path)
+            _daemon(listener, config, bundle, path)
         listener.close()
     with open(os.path.join(bundle, "address"), "w") as f:
         f.write(address)
-    sys.stdout.write(address)
+    if bootstrap is None:  # containerd 1.6/1.7: the bare address means protocol version 2
+        sys.stdout.write(address)
+    else:  # a BootstrapResult: protocol 3 (containerd.task.v3.Task and the sandbox service)
+        sys.stdout.flush()
+        os.write(1, wire.field(1, PROTOCOL_VERSION) + wire.field(2, address) + wire.field(3, "ttrpc"))
     return 0
 
 
-def _daemon(listener: _socket.socket, flags: dict[str, str], bundle: str, path: str) -> None:
+def _daemon(listener: _socket.socket, config: dict[str, str], bundle: str, path: str) -> None:
     """The long-lived shim. containerd reads start's output until EOF: let go of its pipes first."""
     devnull = os.open(os.devnull, os.O_RDWR)
     try:
@@ -130,17 +178,24 @@ def _daemon(listener: _socket.socket, flags: dict[str, str], bundle: str, path: 
     import threading
 
     from mrun.shims.events import Publisher
+    from mrun.shims.sandbox import SandboxService
     from mrun.shims.service import TaskService
     from mrun.shims.ttrpc import Server
 
-    ttrpc_address = os.environ.get("TTRPC_ADDRESS", "")
-    publisher = Publisher(ttrpc_address, flags.get("namespace", "")) if ttrpc_address else None
-    service = TaskService(flags.get("namespace", "default"), _root(flags.get("namespace", "default")), ours, publisher)
+    namespace = config.get("namespace") or "default"
+    ttrpc_address = config.get("ttrpc_address", "")
+    publisher = Publisher(ttrpc_address, namespace) if ttrpc_address else None
+    service = TaskService(namespace, _root(namespace), ours, publisher)
     service.helper_pids.add(helper)
-    server = Server()
+    server = Server(on_last_disconnect=service.containerd_gone)
     service.register(server)
+    SandboxService(service).register(server)
     threading.Thread(target=service.reap_forever, daemon=True).start()
     threading.Thread(target=server.serve, args=(listener,), daemon=True).start()
+    # containerd connects right after start; a shim nobody ever calls (containerd died in
+    # between) goes away instead of waiting forever.
+    if not service.shutdown_requested.wait(UNCALLED_EXIT) and not server.calls:
+        service.shutdown_requested.set()
     service.shutdown_requested.wait()
     if publisher is not None:
         publisher.flush(3)  # the last exit and delete events reach containerd before we go
@@ -185,11 +240,18 @@ def delete(flags: dict[str, str]) -> int:
 
 
 def _remove_dead_socket(bundle: str) -> None:
-    """A killed daemon could not remove its socket; a live one (a pod's other tasks) keeps it."""
+    """A killed daemon could not remove its socket; a live one (a pod's other tasks) keeps it.
+
+    Only a socket named as ``start`` names them is removed, in whichever directory containerd
+    gave: the address file is ours, but what it points at is checked before it goes."""
+    import stat
+
     try:
         with open(os.path.join(bundle, "address")) as f:
             path = f.read().strip().removeprefix("unix://")
-        if path.startswith(SOCKET_DIR + "/") and os.path.exists(path) and not _answers(path):
+        name = os.path.basename(path)
+        ours = len(name) == 37 and name.endswith(".sock") and all(c in "0123456789abcdef" for c in name[:32])
+        if ours and os.path.isabs(path) and stat.S_ISSOCK(os.lstat(path).st_mode) and not _answers(path):
             os.unlink(path)
     except OSError:
         pass
@@ -206,6 +268,11 @@ def main(argv: list[str] | None = None) -> int:
         from mrun import __version__
 
         print(f"containerd-shim-mrun-v2 (mrun {__version__})")
+        return 0
+    if flags.get("info"):
+        from mrun.shims.info import runtime_info
+
+        os.write(1, runtime_info())
         return 0
     if action == "start":
         return start(flags)

@@ -11,6 +11,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from google.protobuf import timestamp_pb2
 from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound
@@ -33,7 +34,9 @@ from mrun.shims.ttrpc import (
 )
 from mrun.spec import check_process
 
-SERVICE = "containerd.task.v2.Task"
+# The same messages under two names: v2 for containerd 1.6/1.7 (and 2.x with a bare address),
+# v3 for containerd 2.x after a BootstrapResult or JSON answer with version 3.
+SERVICES = ("containerd.task.v2.Task", "containerd.task.v3.Task")
 
 
 class Process:
@@ -85,6 +88,8 @@ class TaskService:
         self.early_exits: dict[int, int] = {}  # exits reaped before Create recorded the pid
         self.lock = threading.Lock()
         self.shutdown_requested = threading.Event()
+        self.sandboxes: dict[str, object] = {}  # the pods this shim holds (shims/sandbox.py)
+        self.watchers: dict[int, Callable[[int], None]] = {}  # other children whose exit someone awaits
 
     def register(self, server: Server) -> None:
         for name in (
@@ -106,7 +111,8 @@ class TaskService:
             "Shutdown",
             "Checkpoint",
         ):
-            server.register(SERVICE, name, getattr(self, name.lower()))
+            for service in SERVICES:
+                server.register(service, name, getattr(self, name.lower()))
 
     def _publish(self, event: object) -> None:
         if self.publisher is None:
@@ -208,6 +214,10 @@ class TaskService:
                 time.sleep(0.05)
                 continue
             if pid in self.helper_pids:
+                continue
+            watcher = self.watchers.pop(pid, None)
+            if watcher is not None:
+                watcher(status)
                 continue
             with self.lock:
                 task = self.by_pid.get(pid)
@@ -470,8 +480,17 @@ class TaskService:
         task = self.tasks.get(task_pb2.ConnectRequest.FromString(payload).id)
         return task_pb2.ConnectResponse(shim_pid=os.getpid(), task_pid=task.pid if task else 0).SerializeToString()
 
+    def containerd_gone(self) -> None:
+        """Every connection that called us has closed. With protocol 3 containerd sends no
+        Shutdown after a task's Delete, and a containerd that died sends nothing: a shim with
+        nothing left to serve exits; one with tasks or a pod waits for containerd to reconnect."""
+        with self.lock:
+            idle = not self.tasks and not self.sandboxes
+        if idle:
+            self.shutdown_requested.set()
+
     def shutdown(self, payload: bytes, _req: object) -> bytes:
-        if not self.tasks:
+        if not self.tasks and not self.sandboxes:
             self.shutdown_requested.set()  # the daemon exits once this reply is on its way
         return b""
 

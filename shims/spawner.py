@@ -44,8 +44,17 @@ def recv(sock: socket.socket) -> tuple[dict, list[int]] | None:
 
 
 def _create(msg: dict, fds: list[int], backends: object) -> dict:
-    """Run in the worker: a container create, or an exec into one (detached, so it returns)."""
+    """Run in the worker: a container create, an exec into one (detached, so it returns), or a
+    pod's namespace holder."""
     import tempfile
+
+    if "pod" in msg:
+        from mrun.shims.pod import hold
+
+        try:
+            return {"pid": hold(msg["pod"])}
+        except OSError as e:
+            return {"error": str(e)}
 
     from mrun.runtime import CreateOptions, Runtime
 
@@ -88,7 +97,7 @@ def _preload_backend(backends: object, msg: dict) -> None:
     from mrun.plugins.api import Bundle
     from mrun.spec import load_bundle
 
-    if msg.get("process") is not None:
+    if msg.get("process") is not None or "pod" in msg:
         return
     try:
         bundle = Bundle(load_bundle(msg["bundle"]))

@@ -83,9 +83,16 @@ class Connection:
 class Server:
     """Serve registered methods on a listening unix socket, one thread per connection and per call."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_last_disconnect: Callable[[], None] | None = None) -> None:
         self.methods: dict[str, dict[str, Handler]] = {}
         self.stopping = threading.Event()
+        self.calls = 0  # requests received, ever
+        self.callers = 0  # open connections that have sent a request
+        self.inflight = 0  # requests being answered
+        self.callers_lock = threading.Lock()
+        # Called when the last connection that made calls closes: containerd is gone (or has
+        # restarted and will reconnect). A connection that never calls (a liveness probe) counts not.
+        self.on_last_disconnect = on_last_disconnect
 
     def register(self, service: str, method: str, handler: Handler) -> None:
         self.methods.setdefault(service, {})[method] = handler
@@ -101,6 +108,7 @@ class Server:
             threading.Thread(target=self._connection, args=(Connection(conn),), daemon=True).start()
 
     def _connection(self, conn: Connection) -> None:
+        called = False
         try:
             while True:
                 frame = conn.read_frame()
@@ -109,16 +117,34 @@ class Server:
                 stream, kind, data = frame
                 if kind != REQUEST:
                     continue  # responses and data frames are never sent to a server here
+                if not called:
+                    called = True
+                    with self.callers_lock:
+                        self.callers += 1
+                self.calls += 1
                 if data is None:
                     self._reply_error(conn, stream, RESOURCE_EXHAUSTED, f"message larger than {MAX_MESSAGE} bytes")
                 elif stream % 2 == 0:
                     self._reply_error(conn, stream, INVALID_ARGUMENT, f"stream id {stream} is not odd")
                 else:
+                    with self.callers_lock:
+                        self.inflight += 1
                     threading.Thread(target=self._call, args=(conn, stream, data), daemon=True).start()
         except OSError:
             return
         finally:
             conn.sock.close()
+            if called:
+                with self.callers_lock:
+                    self.callers -= 1
+                self._maybe_gone()
+
+    def _maybe_gone(self) -> None:
+        """No caller left and nothing being answered (a Create that outlives its caller counts)."""
+        with self.callers_lock:
+            gone = self.callers == 0 and self.inflight == 0
+        if gone and self.on_last_disconnect is not None:
+            self.on_last_disconnect()
 
     def _reply_error(self, conn: Connection, stream: int, code: int, message: str) -> None:
         resp = ttrpc_pb2.Response(status=ttrpc_pb2.Status(code=code, message=message))
@@ -128,6 +154,16 @@ class Server:
             pass
 
     def _call(self, conn: Connection, stream: int, data: bytes) -> None:
+        try:
+            self._answer(conn, stream, data)
+        finally:
+            with self.callers_lock:
+                self.inflight -= 1
+                idle = self.callers == 0
+            if idle:
+                self._maybe_gone()
+
+    def _answer(self, conn: Connection, stream: int, data: bytes) -> None:
         try:
             req = ttrpc_pb2.Request.FromString(data)
         except Exception:

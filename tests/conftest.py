@@ -200,6 +200,34 @@ def h(tmp_path: Any, busybox_rootfs: str) -> Any:
 
 
 IMAGE = "localhost/busybox:latest"
+CONTAINERD2 = os.path.join(
+    os.path.dirname(os.path.dirname(HERE)), "shared", "tools", "containerd-2.3.4-linux-amd64.tar.gz"
+)
+
+
+@pytest.fixture(scope="session")
+def containerd2(tmp_path_factory) -> str:
+    """The bin/ of containerd 2.3 (containerd, ctr, the runc shim, crictl): $MRUN_TEST_CONTAINERD2 (a
+    release tarball or an unpacked bin/ directory), else ../shared/tools' tarball beside this checkout.
+    Absent, the tests that need it are skipped and say why; with MRUN_TEST_REQUIRE_CONTAINERD2=1
+    (.ci/run) they fail instead."""
+    source = os.environ.get("MRUN_TEST_CONTAINERD2") or CONTAINERD2
+    if os.path.isdir(source):
+        return source
+    if not os.path.isfile(source):
+        reason = (
+            f"containerd 2.x not found at {source}: set MRUN_TEST_CONTAINERD2 to a containerd release "
+            "tarball (with crictl) or its bin/ directory"
+        )
+        if os.environ.get("MRUN_TEST_REQUIRE_CONTAINERD2") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    work = tmp_path_factory.mktemp("containerd2")
+    subprocess.run(["tar", "-xzf", source, "-C", str(work)], check=True)
+    found = [d for d, _, files in os.walk(work) if "containerd" in files and "ctr" in files]
+    if not found:
+        pytest.fail(f"{source}: no bin/ with containerd and ctr in it")
+    return found[0]
 
 
 @pytest.fixture(scope="session")

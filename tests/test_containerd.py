@@ -37,22 +37,40 @@ def build_wasm_archive(work) -> str:
 
 
 class Containerd:
-    def __init__(self, archive: str) -> None:
-        require("containerd", "containerd")
-        self.ctr_bin = require("ctr", "containerd")
+    """A private containerd: its own root, state, sockets, shim socket directory and namespace.
+
+    ``bin_dir`` None is Debian's containerd 1.6 (config version 2); otherwise the ``bin/`` of a
+    containerd 2.x (config version 3, whose shims get their socket directory from this config).
+    ``cri`` adds the CRI plugin with the given TOML (CNI, runtimes); without it CRI is disabled."""
+
+    def __init__(self, archive: str, bin_dir: str | None = None, cri: str | None = None) -> None:
+        self.bin_dir = bin_dir
+        if bin_dir is None:
+            require("containerd", "containerd")
+            self.ctr_bin = require("ctr", "containerd")
+        else:
+            self.ctr_bin = os.path.join(bin_dir, "ctr")
         # A short path: the socket must fit in sun_path (108 bytes).
         self.dir = tempfile.mkdtemp(prefix="mrun-ctd-", dir="/tmp")
         self.sock = os.path.join(self.dir, "containerd.sock")
         self.ns = f"mrun-test-{uuid.uuid4().hex[:8]}"
         self.runc_root = os.path.join(self.dir, "runc-root")
         self.fifo_dir = os.path.join(self.dir, "fifo")
+        self.socket_dir = os.path.join(self.dir, "s")
         # containerd puts <opt>/bin first on the shims' PATH: that is where our shim is found.
         shim = os.path.join(os.path.dirname(mrun_binary()), "containerd-shim-mrun-v2")
         os.makedirs(os.path.join(self.dir, "opt", "bin"))
         if os.path.exists(shim):
             os.symlink(shim, os.path.join(self.dir, "opt", "bin", "containerd-shim-mrun-v2"))
         with open(os.path.join(self.dir, "config.toml"), "w") as f:
-            f.write(f"""version = 2
+            f.write(self._config(cri))
+        self.log = open(os.path.join(self.dir, "containerd.log"), "w")
+        self._start()
+        self.ctr("image", "import", archive)
+
+    def _config(self, cri: str | None) -> str:
+        if self.bin_dir is None:
+            return f"""version = 2
 root = "{self.dir}/root"
 state = "{self.dir}/state"
 disabled_plugins = ["io.containerd.grpc.v1.cri"]
@@ -60,19 +78,32 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
   address = "{self.sock}"
 [plugins."io.containerd.internal.v1.opt"]
   path = "{self.dir}/opt"
-""")
-        self.log = open(os.path.join(self.dir, "containerd.log"), "w")
-        self._start()
-        self.ctr("image", "import", archive)
+"""
+        disabled = "" if cri else (
+            "disabled_plugins = ['io.containerd.grpc.v1.cri', 'io.containerd.cri.v1.runtime', "
+            "'io.containerd.cri.v1.images']\n"
+        )
+        return f"""version = 3
+root = '{self.dir}/root'
+state = '{self.dir}/state'
+{disabled}[grpc]
+  address = '{self.sock}'
+[plugins.'io.containerd.internal.v1.opt']
+  path = '{self.dir}/opt'
+[plugins.'io.containerd.shim.v1.manager']
+  socket_dir = '{self.socket_dir}'
+{cri or ''}"""
 
     def _start(self) -> None:
+        binary = os.path.join(self.bin_dir, "containerd") if self.bin_dir else "containerd"
+        path = f"{self.bin_dir}:{os.environ['PATH']}" if self.bin_dir else os.environ["PATH"]
         self.proc = subprocess.Popen(
-            ["containerd", "--config", os.path.join(self.dir, "config.toml")],
+            [binary, "--config", os.path.join(self.dir, "config.toml")],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             # containerd hands its environment to the shims: their state goes under our directory
-            env={**os.environ, "MRUN_SHIM_ROOT": os.path.join(self.dir, "shim-state")},
+            env={**os.environ, "PATH": path, "MRUN_SHIM_ROOT": os.path.join(self.dir, "shim-state")},
         )
         deadline = time.monotonic() + 30
         while subprocess.run([self.ctr_bin, "--address", self.sock, "version"], capture_output=True).returncode:
@@ -129,11 +160,13 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def ctd(busybox_archive, tmp_path_factory):
+@pytest.fixture(scope="module", params=["1.6", "2.3"])
+def ctd(request, busybox_archive, tmp_path_factory):
+    """Every test here runs on Debian's containerd 1.6 and on containerd 2.3 (shim protocol 3)."""
     if os.geteuid() != 0:
         pytest.fail("containerd tests need root")
-    c = Containerd(busybox_archive)
+    bin_dir = request.getfixturevalue("containerd2") if request.param == "2.3" else None
+    c = Containerd(busybox_archive, bin_dir)
     c.ctr("image", "import", build_wasm_archive(tmp_path_factory.mktemp("wasm-image")))
     yield c
     c.stop()

@@ -25,17 +25,27 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0btypes.proto\x12\x10\x63ontainerd.types\x1a\x19google/protobuf/any.proto\"F\n\x05Mount\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12\x0f\n\x07options\x18\x04 \x03(\t\">\n\x0bProcessInfo\x12\x0b\n\x03pid\x18\x01 \x01(\r\x12\"\n\x04info\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any*Y\n\nTaskStatus\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07\x43REATED\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\x0b\n\x07STOPPED\x10\x03\x12\n\n\x06PAUSED\x10\x04\x12\x0b\n\x07PAUSING\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0btypes.proto\x12\x10\x63ontainerd.types\x1a\x19google/protobuf/any.proto\"F\n\x05Mount\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12\x0f\n\x07options\x18\x04 \x03(\t\">\n\x0bProcessInfo\x12\x0b\n\x03pid\x18\x01 \x01(\r\x12\"\n\x04info\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any\"3\n\x0eRuntimeVersion\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\t\"\x96\x02\n\x0bRuntimeInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x31\n\x07version\x18\x02 \x01(\x0b\x32 .containerd.types.RuntimeVersion\x12%\n\x07options\x18\x03 \x01(\x0b\x32\x14.google.protobuf.Any\x12&\n\x08\x66\x65\x61tures\x18\x04 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x43\n\x0b\x61nnotations\x18\x05 \x03(\x0b\x32..containerd.types.RuntimeInfo.AnnotationsEntry\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"f\n\x08Platform\x12\n\n\x02os\x18\x01 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x02 \x01(\t\x12\x0f\n\x07variant\x18\x03 \x01(\t\x12\x12\n\nos_version\x18\x04 \x01(\t\x12\x13\n\x0bos_features\x18\x05 \x03(\t*Y\n\nTaskStatus\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07\x43REATED\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\x0b\n\x07STOPPED\x10\x03\x12\n\n\x06PAUSED\x10\x04\x12\x0b\n\x07PAUSING\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'types_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKSTATUS']._serialized_start=196
-  _globals['_TASKSTATUS']._serialized_end=285
+  _globals['_RUNTIMEINFO_ANNOTATIONSENTRY']._loaded_options = None
+  _globals['_RUNTIMEINFO_ANNOTATIONSENTRY']._serialized_options = b'8\001'
+  _globals['_TASKSTATUS']._serialized_start=634
+  _globals['_TASKSTATUS']._serialized_end=723
   _globals['_MOUNT']._serialized_start=60
   _globals['_MOUNT']._serialized_end=130
   _globals['_PROCESSINFO']._serialized_start=132
   _globals['_PROCESSINFO']._serialized_end=194
+  _globals['_RUNTIMEVERSION']._serialized_start=196
+  _globals['_RUNTIMEVERSION']._serialized_end=247
+  _globals['_RUNTIMEINFO']._serialized_start=250
+  _globals['_RUNTIMEINFO']._serialized_end=528
+  _globals['_RUNTIMEINFO_ANNOTATIONSENTRY']._serialized_start=478
+  _globals['_RUNTIMEINFO_ANNOTATIONSENTRY']._serialized_end=528
+  _globals['_PLATFORM']._serialized_start=530
+  _globals['_PLATFORM']._serialized_end=632
 # @@protoc_insertion_point(module_scope)

@@ -1,0 +1,81 @@
+"""The process that holds a pod's namespaces when the shim is the pod's sandbox (no pause image).
+
+Kubernetes' containers join their pod's IPC and UTS namespaces (and, with
+``shareProcessNamespace``, its PID namespace) through ``/proc/<sandbox pid>/ns/*``. With
+``sandboxer = 'shim'`` that pid is whatever the shim's StartSandbox answers, so the shim forks a
+holder into new namespaces instead of running a pause container from an image: no image to pull,
+unpack or mount, no OCI create. containerd makes and keeps the network namespace itself.
+
+The holder is forked by the shim's fork helper (the daemon has threads), twice: the first child
+unshares, the second is the one inside a new PID namespace (its PID 1). It reparents to the shim
+(a child subreaper), reaps what is orphaned into its PID namespace, and exits 0 on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from mrun.sandbox import syscalls as sc
+
+CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID = sc.CLONE_NEWUTS, sc.CLONE_NEWIPC, sc.CLONE_NEWPID
+
+
+def hold(pod: dict) -> int:
+    """Fork the holder; returns its pid once it is in its namespaces, hostname set.
+
+    ``pod``: ``hostname``, and ``new_uts``/``new_ipc``/``new_pid`` (a host-network pod keeps the
+    node's UTS namespace, ``hostIPC`` the node's IPC one; only a pod-wide PID namespace is new)."""
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:  # never returns: whatever happens, this copy of the fork helper's worker ends here
+        try:
+            os.close(r)
+            flags = (CLONE_NEWUTS if pod.get("new_uts") else 0) | (CLONE_NEWIPC if pod.get("new_ipc") else 0)
+            sc.unshare(flags | (CLONE_NEWPID if pod.get("new_pid") else 0))
+            hostname = pod.get("hostname", "")
+            if hostname and pod.get("new_uts"):
+                sc.sethostname(hostname)
+            holder = os.fork()
+            if holder == 0:
+                os.close(w)
+                _hold_forever()
+            os.write(w, str(holder).encode())
+        except BaseException as e:  # noqa: BLE001 - reported to the caller, one line
+            os.write(w, f"error {getattr(e, 'strerror', None) or e}".encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    answer = b""
+    while chunk := os.read(r, 256):
+        answer += chunk
+    os.close(r)
+    os.waitpid(child, 0)
+    text = answer.decode()
+    if not text.isdigit():
+        raise OSError(f"could not make the pod's namespaces: {text.removeprefix('error ') or 'no answer'}")
+    return int(text)
+
+
+def _hold_forever() -> None:
+    """PID 1 of the pod (when it has its own PID namespace): it must handle SIGTERM itself."""
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.closerange(3, 65536)
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    signal.signal(signal.SIGINT, lambda *_: os._exit(0))
+    signal.signal(signal.SIGCHLD, _reap)
+    while True:
+        signal.pause()
+
+
+def _reap(*_: object) -> None:
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return

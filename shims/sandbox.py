@@ -1,0 +1,212 @@
+"""containerd.runtime.sandbox.v1.Sandbox: the shim is the pod (containerd 2.x, ``sandboxer = 'shim'``).
+
+containerd starts this shim for the pod, then calls CreateSandbox (the pod's config, its network
+namespace, which containerd keeps), StartSandbox (answered with the pid whose namespaces the
+pod's containers join: the holder of ``pod.py``, not a pause container), and later StopSandbox,
+WaitSandbox and ShutdownSandbox. The pod's containers are tasks on the same shim (protocol 3).
+The shim stays while the pod or any task remains (``TaskService.containerd_gone``).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import signal
+import sys
+import threading
+
+from google.protobuf import timestamp_pb2
+from mrun.shims import wire
+from mrun.shims.events import now
+from mrun.shims.proto import sandbox_pb2, types_pb2
+from mrun.shims.ttrpc import ALREADY_EXISTS, FAILED_PRECONDITION, NOT_FOUND, UNKNOWN, Server, TTRPCError
+
+SERVICE = "containerd.runtime.sandbox.v1.Sandbox"
+# CRI's NamespaceMode (k8s.io/cri-api runtime.v1): the pod's own, each container's, the node's
+POD, CONTAINER, NODE = 0, 1, 2
+ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
+
+
+class Sandbox:
+    def __init__(self, req: sandbox_pb2.CreateSandboxRequest) -> None:
+        self.id, self.bundle, self.netns = req.sandbox_id, req.bundle_path, req.netns_path
+        self.hostname, self.modes = pod_config(req.options.type_url, req.options.value)
+        self.pid = 0
+        self.created_at = now()
+        self.exit_status = 0
+        self.exited_at = timestamp_pb2.Timestamp()
+        self.exited = threading.Event()
+
+    @property
+    def state(self) -> str:
+        if self.exited.is_set():
+            return "SANDBOX_NOTREADY"
+        return "SANDBOX_READY" if self.pid else "SANDBOX_NOTREADY"
+
+
+def pod_config(type_url: str, value: bytes) -> tuple[str, dict[str, int]]:
+    """(hostname, {network, pid, ipc: NamespaceMode}) from CRI's PodSandboxConfig, read by field
+    number (runtime.v1: hostname 2, linux 8 -> security_context 2 -> namespace_options 1 ->
+    network 1, pid 2, ipc 3). Anything else (ctr, no options) is a pod of its own namespaces."""
+    modes = {"network": POD, "pid": POD, "ipc": POD}
+    if not type_url.endswith("PodSandboxConfig"):
+        return "", modes
+    try:
+        config = dict(wire.fields(value))
+        hostname = config.get(2, b"")
+        linux = dict(wire.fields(_bytes(config.get(8))))
+        security = dict(wire.fields(_bytes(linux.get(2))))
+        options = dict(wire.fields(_bytes(security.get(1))))
+    except ValueError:
+        return "", modes
+    for number, name in ((1, "network"), (2, "pid"), (3, "ipc")):
+        mode = options.get(number, POD)
+        modes[name] = mode if isinstance(mode, int) else POD
+    return (hostname.decode(errors="replace") if isinstance(hostname, bytes) else ""), modes
+
+
+def _bytes(value: object) -> bytes:
+    return value if isinstance(value, bytes) else b""
+
+
+class SandboxService:
+    def __init__(self, tasks: object) -> None:
+        from mrun.shims.service import TaskService
+
+        assert isinstance(tasks, TaskService)
+        self.tasks = tasks
+
+    def register(self, server: Server) -> None:
+        for name in (
+            "CreateSandbox",
+            "StartSandbox",
+            "Platform",
+            "StopSandbox",
+            "WaitSandbox",
+            "SandboxStatus",
+            "PingSandbox",
+            "ShutdownSandbox",
+            "SandboxMetrics",
+        ):
+            server.register(SERVICE, name, getattr(self, name.lower()))
+
+    def _sandbox(self, sandbox_id: str) -> Sandbox:
+        sandbox = self.tasks.sandboxes.get(sandbox_id)
+        if not isinstance(sandbox, Sandbox):
+            raise TTRPCError(NOT_FOUND, f"sandbox {sandbox_id}: not found")
+        return sandbox
+
+    def createsandbox(self, payload: bytes, _req: object) -> bytes:
+        req = sandbox_pb2.CreateSandboxRequest.FromString(payload)
+        with self.tasks.lock:
+            if req.sandbox_id in self.tasks.sandboxes:
+                raise TTRPCError(ALREADY_EXISTS, f"sandbox {req.sandbox_id}: already exists")
+            self.tasks.sandboxes[req.sandbox_id] = Sandbox(req)
+        return b""
+
+    def startsandbox(self, payload: bytes, _req: object) -> bytes:
+        sandbox = self._sandbox(sandbox_pb2.StartSandboxRequest.FromString(payload).sandbox_id)
+        if sandbox.pid:
+            raise TTRPCError(ALREADY_EXISTS, f"sandbox {sandbox.id}: already started")
+        pod = {
+            "hostname": sandbox.hostname if sandbox.modes["network"] != NODE else "",
+            "new_uts": sandbox.modes["network"] != NODE,
+            "new_ipc": sandbox.modes["ipc"] != NODE,
+            "new_pid": sandbox.modes["pid"] == POD,
+        }
+        with self.tasks.spawner_lock:
+            answer = self.tasks._ask_helper({"pod": pod}, [])
+        if "error" in answer:
+            raise TTRPCError(UNKNOWN, f"sandbox {sandbox.id}: {answer['error']}")
+        pid = answer["pid"]
+        with self.tasks.lock:
+            sandbox.pid = pid
+            early = self.tasks.early_exits.pop(pid, None)
+            if early is None:
+                self.tasks.watchers[pid] = lambda status: self._exited(sandbox, status)
+        if early is not None:
+            self._exited(sandbox, early)
+        return sandbox_pb2.StartSandboxResponse(pid=pid, created_at=sandbox.created_at).SerializeToString()
+
+    def _exited(self, sandbox: Sandbox, status: int) -> None:
+        from mrun.proc import exit_code
+
+        sandbox.exit_status = exit_code(status)
+        sandbox.exited_at = now()
+        sandbox.exited.set()
+
+    def platform(self, payload: bytes, _req: object) -> bytes:
+        self._sandbox(sandbox_pb2.PlatformRequest.FromString(payload).sandbox_id)
+        machine = platform.machine()
+        found = types_pb2.Platform(os="linux", architecture=ARCHITECTURES.get(machine, machine))
+        return sandbox_pb2.PlatformResponse(platform=found).SerializeToString()
+
+    def stopsandbox(self, payload: bytes, _req: object) -> bytes:
+        """SIGTERM to the holder, SIGKILL after the timeout (containerd's default: at once)."""
+        req = sandbox_pb2.StopSandboxRequest.FromString(payload)
+        sandbox = self._sandbox(req.sandbox_id)
+        if sandbox.pid and not sandbox.exited.is_set():
+            self._signal(sandbox, signal.SIGTERM)
+            if not sandbox.exited.wait(req.timeout_secs or 2):
+                self._signal(sandbox, signal.SIGKILL)
+                sandbox.exited.wait(10)
+        elif not sandbox.pid:
+            sandbox.exited.set()
+        return b""
+
+    def _signal(self, sandbox: Sandbox, signo: int) -> None:
+        """Only the holder we forked and have not yet reaped: its pid cannot have been reused."""
+        with self.tasks.lock:
+            ours = self.tasks.watchers.get(sandbox.pid) is not None
+        if ours:
+            try:
+                os.kill(sandbox.pid, signo)
+            except ProcessLookupError:
+                pass
+
+    def waitsandbox(self, payload: bytes, _req: object) -> bytes:
+        sandbox = self._sandbox(sandbox_pb2.WaitSandboxRequest.FromString(payload).sandbox_id)
+        sandbox.exited.wait()
+        return sandbox_pb2.WaitSandboxResponse(
+            exit_status=sandbox.exit_status, exited_at=sandbox.exited_at
+        ).SerializeToString()
+
+    def sandboxstatus(self, payload: bytes, _req: object) -> bytes:
+        sandbox = self._sandbox(sandbox_pb2.SandboxStatusRequest.FromString(payload).sandbox_id)
+        info = {"netns": sandbox.netns, "holder": "mrun shim (no pause container)"}
+        return sandbox_pb2.SandboxStatusResponse(
+            sandbox_id=sandbox.id,
+            pid=sandbox.pid,
+            state=sandbox.state,
+            info=info,
+            created_at=sandbox.created_at,
+            exited_at=sandbox.exited_at,
+        ).SerializeToString()
+
+    def pingsandbox(self, payload: bytes, _req: object) -> bytes:
+        self._sandbox(sandbox_pb2.PingRequest.FromString(payload).sandbox_id)
+        return b""
+
+    def shutdownsandbox(self, payload: bytes, _req: object) -> bytes:
+        """The pod is gone: stop the holder if containerd did not, forget it, and exit once no
+        task remains (containerd closes the connection next)."""
+        sandbox_id = sandbox_pb2.ShutdownSandboxRequest.FromString(payload).sandbox_id
+        sandbox = self._sandbox(sandbox_id)
+        if sandbox.pid and not sandbox.exited.is_set():
+            self._signal(sandbox, signal.SIGKILL)
+            sandbox.exited.wait(10)
+        with self.tasks.lock:
+            self.tasks.sandboxes.pop(sandbox_id, None)
+            idle = not self.tasks.tasks and not self.tasks.sandboxes
+        if idle:
+            print(f"mrun shim: sandbox {sandbox_id} shut down; no task left", file=sys.stderr)
+            self.tasks.shutdown_requested.set()
+        return b""
+
+    def sandboxmetrics(self, payload: bytes, _req: object) -> bytes:
+        sandbox = self._sandbox(sandbox_pb2.SandboxMetricsRequest.FromString(payload).sandbox_id)
+        if not sandbox.pid or sandbox.exited.is_set():
+            raise TTRPCError(FAILED_PRECONDITION, f"sandbox {sandbox.id}: not running")
+        return sandbox_pb2.SandboxMetricsResponse(
+            metrics=sandbox_pb2.Metric(timestamp=now(), id=sandbox.id)
+        ).SerializeToString()

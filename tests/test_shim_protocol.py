@@ -1,0 +1,260 @@
+"""containerd 2.x's side of the shim contract, driven directly: ``-info``, the BootstrapParams /
+BootstrapResult handshake with protocol 3, the sandbox API, and a daemon that leaves when
+containerd is gone. The same paths under a real containerd 2.3 are in test_containerd/test_cri."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+from conftest import mrun_binary
+from google.protobuf import any_pb2
+from mrun.shims import ttrpc, wire
+from mrun.shims.proto import bootstrap_pb2, sandbox_pb2, task_pb2, types_pb2
+
+TASK_V3 = "containerd.task.v3.Task"
+SANDBOX = "containerd.runtime.sandbox.v1.Sandbox"
+NAMESPACE = "direct"
+
+
+def shim_binary() -> str:
+    return os.path.join(os.path.dirname(mrun_binary()), "containerd-shim-mrun-v2")
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def wait_gone(pid: int, what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while alive(pid):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+class BootShim:
+    """`start` as containerd 2.3 runs it: BootstrapParams on stdin, a BootstrapResult back."""
+
+    def __init__(self, h, bundle: str, cid: str, socket_dir: str) -> None:
+        self.h, self.bundle, self.cid = h, bundle, cid
+        self.env = {**os.environ, "MRUN_SHIM_ROOT": os.path.join(h.tmp, "shim-state")}
+        self.env.pop("TTRPC_ADDRESS", None)
+        params = bootstrap_pb2.BootstrapParams(
+            instance_id=cid,
+            namespace=NAMESPACE,
+            log_level=-4,  # DEBUG: an int32 enum below zero is ten bytes on the wire
+            containerd_version="v2.3.4",
+            containerd_grpc_address=f"/nonexistent/{uuid.uuid4().hex}",
+            socket_dir=socket_dir,
+        )
+        args = [shim_binary(), "-namespace", NAMESPACE, "-address", "/nonexistent", "-id", cid, "start"]
+        out = subprocess.run(
+            args, cwd=bundle, env=self.env, input=params.SerializeToString(), capture_output=True, timeout=30
+        )
+        assert out.returncode == 0, out.stderr
+        self.result = bootstrap_pb2.BootstrapResult.FromString(out.stdout)
+        self.socket = self.result.address.removeprefix("unix://")
+        self.client = ttrpc.Client(self.socket)
+        connected = task_pb2.ConnectResponse.FromString(
+            self.client.call(TASK_V3, "Connect", task_pb2.ConnectRequest(id=cid).SerializeToString())
+        )
+        self.pid = connected.shim_pid
+
+    def call(self, service: str, method: str, msg, timeout: float = 10) -> bytes:
+        return self.client.call(service, method, msg.SerializeToString(), timeout=timeout)
+
+    def kill(self) -> None:
+        self.client.close()
+        if alive(self.pid):
+            os.kill(self.pid, 9)  # our own daemon, by pid
+
+
+@pytest.fixture
+def socket_dir():
+    d = tempfile.mkdtemp(prefix="mrun-s-", dir="/tmp")  # short: sun_path is 108 bytes
+    yield d
+    left = os.listdir(d)
+    os.rmdir(d) if not left else None
+    assert not left, f"sockets left behind: {left}"
+
+
+def test_wire_reads_and_writes_what_protobuf_does():
+    """The hand-rolled encoder on start's critical path, held to the generated classes."""
+    params = bootstrap_pb2.BootstrapParams(instance_id="x", namespace="ns", log_level=-8, socket_dir="/s")
+    params.extensions.add().value.CopyFrom(any_pb2.Any(type_url="t", value=b"\x01\x02"))
+    fields = wire.fields(params.SerializeToString())
+    assert (1, b"x") in fields and (2, b"ns") in fields and (9, b"/s") in fields
+    assert (3, (1 << 64) - 8) in fields  # two's complement, as Go writes a negative enum
+    answer = wire.field(1, 3) + wire.field(2, "unix:///a") + wire.field(3, "ttrpc")
+    result = bootstrap_pb2.BootstrapResult.FromString(answer)
+    assert (result.version, result.address, result.protocol) == (3, "unix:///a", "ttrpc")
+    for bad in (b"\x0d\x00\x00\x00\x00", b"\x0a\x05ab", b"\x80"):  # fixed32, truncated, unterminated
+        with pytest.raises(ValueError):
+            wire.fields(bad)
+
+
+def test_info_answers_runtime_info_with_the_features_and_caches_it(h):
+    env = {**os.environ, "MRUN_SHIM_ROOT": os.path.join(h.tmp, "shim-state")}
+    first = subprocess.run([shim_binary(), "-info"], env=env, capture_output=True, stdin=subprocess.DEVNULL, timeout=30)
+    assert first.returncode == 0 and not first.stderr, first.stderr
+    info = types_pb2.RuntimeInfo.FromString(first.stdout)
+    assert info.name == "io.containerd.mrun.v2" and info.version.version
+    assert info.features.type_url == "types.containerd.io/opencontainers/runtime-spec/1/features/Features"
+    features = json.loads(info.features.value)
+    assert "user" in features["linux"]["namespaces"]
+    assert features["linux"]["mountExtensions"]["idmap"]["enabled"] is False  # what Kubernetes gates on
+    assert "wasm" in features["annotations"]["org.mrun.backends"]
+    cached = [f for f in os.listdir(env["MRUN_SHIM_ROOT"]) if f.startswith(".info-")]
+    assert len(cached) == 1
+    with open(os.path.join(env["MRUN_SHIM_ROOT"], cached[0]), "rb") as f:
+        assert f.read() == first.stdout
+    second = subprocess.run([shim_binary(), "-info"], env=env, capture_output=True, stdin=subprocess.DEVNULL)
+    assert second.stdout == first.stdout
+
+
+def test_start_answers_protocol_3_in_the_socket_dir_and_leaves_when_containerd_is_gone(h, socket_dir):
+    """The BootstrapResult names version 3 and a socket in the directory containerd gave; the v3
+    Task service answers; a daemon with a task waits through a dropped connection (containerd
+    restarting), and one with nothing left exits when its last caller goes."""
+    cid = h.cid("boot")
+    bundle = h.bundle(["sleep", "600"])
+    shim = BootShim(h, bundle, cid, socket_dir)
+    try:
+        assert (shim.result.version, shim.result.protocol) == (3, "ttrpc")
+        assert os.path.dirname(shim.socket) == socket_dir
+        with open(os.path.join(bundle, "address")) as f:
+            assert f.read() == shim.result.address
+        shim.call(TASK_V3, "Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle))
+        shim.call(TASK_V3, "Start", task_pb2.StartRequest(id=cid))
+        shim.client.close()  # containerd goes away under a running task
+        time.sleep(0.5)
+        assert alive(shim.pid), "the shim left a running task when containerd disconnected"
+        shim.client = ttrpc.Client(shim.socket)  # containerd is back
+        shim.call(TASK_V3, "Kill", task_pb2.KillRequest(id=cid, signal=9))
+        shim.call(TASK_V3, "Wait", task_pb2.WaitRequest(id=cid))
+        shim.call(TASK_V3, "Delete", task_pb2.DeleteRequest(id=cid))
+        shim.client.close()  # protocol 3: no Shutdown follows a Delete
+        wait_gone(shim.pid, "the shim stayed after its last task was deleted and containerd left")
+        assert not os.path.exists(shim.socket)
+    finally:
+        shim.kill()
+
+
+def test_start_keeps_the_old_answer_for_containerd_1x(h):
+    """1.6/1.7 send nothing, or the runtime options as an Any, on stdin: a bare address (protocol 2)."""
+    cid = h.cid("legacy")
+    bundle = h.bundle(["true"])
+    env = {**os.environ, "MRUN_SHIM_ROOT": os.path.join(h.tmp, "shim-state")}
+    options = any_pb2.Any(type_url="runtimeoptions.v1.Options", value=b"\x12\x04/cfg").SerializeToString()
+    args = [shim_binary(), "-namespace", NAMESPACE, "-address", "/nonexistent", "-id", cid, "start"]
+    out = subprocess.run(args, cwd=bundle, env=env, input=options, capture_output=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(b"unix:///run/mrun-shim/") and out.stdout.endswith(b".sock")
+    client = ttrpc.Client(out.stdout.decode().removeprefix("unix://"))
+    pid = task_pb2.ConnectResponse.FromString(
+        client.call("containerd.task.v2.Task", "Connect", task_pb2.ConnectRequest(id=cid).SerializeToString())
+    ).shim_pid
+    client.call("containerd.task.v2.Task", "Shutdown", task_pb2.ShutdownRequest(id=cid).SerializeToString())
+    client.close()
+    wait_gone(pid, "the shim did not exit after Shutdown")
+
+
+def test_a_relative_socket_dir_is_refused_in_one_line(h):
+    cid = h.cid("reldir")
+    params = bootstrap_pb2.BootstrapParams(instance_id=cid, namespace=NAMESPACE, socket_dir="run/s")
+    args = [shim_binary(), "-namespace", NAMESPACE, "-address", "/x", "-id", cid, "start"]
+    out = subprocess.run(args, cwd=h.bundle(["true"]), input=params.SerializeToString(), capture_output=True)
+    assert out.returncode == 1
+    lines = out.stderr.decode().strip().splitlines()
+    assert lines == ["containerd-shim-mrun-v2: socket_dir 'run/s' is not an absolute path"]
+
+
+def pod_config(hostname: str, pid_mode: int) -> any_pb2.Any:
+    """CRI's runtime.v1.PodSandboxConfig, the fields mrun reads: hostname, and the namespace modes."""
+    options = wire.field(1, 0) + wire.field(2, pid_mode) + wire.field(3, 0)
+    config = wire.field(2, hostname) + wire.field(8, wire.field(2, wire.field(1, options)))
+    return any_pb2.Any(type_url="runtime.v1.PodSandboxConfig", value=config)
+
+
+def ns(pid: int | str, kind: str) -> int:
+    return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
+
+
+def test_sandbox_api_holds_the_pods_namespaces_without_a_pause_container(h, socket_dir):
+    sandbox_id = h.cid("pod")
+    bundle = h.bundle(["true"])
+    shim = BootShim(h, bundle, sandbox_id, socket_dir)
+    try:
+        shim.call(SANDBOX, "CreateSandbox", sandbox_pb2.CreateSandboxRequest(
+            sandbox_id=sandbox_id, bundle_path=bundle, options=pod_config("mrunpod", 0)
+        ))
+        with pytest.raises(ttrpc.TTRPCError) as e:
+            shim.call(SANDBOX, "CreateSandbox", sandbox_pb2.CreateSandboxRequest(sandbox_id=sandbox_id))
+        assert e.value.code == ttrpc.ALREADY_EXISTS
+        started = sandbox_pb2.StartSandboxResponse.FromString(
+            shim.call(SANDBOX, "StartSandbox", sandbox_pb2.StartSandboxRequest(sandbox_id=sandbox_id))
+        )
+        holder = started.pid
+        for kind in ("uts", "ipc", "pid"):
+            assert ns(holder, kind) != ns("self", kind), f"the pod has the host's {kind} namespace"
+        assert ns(holder, "net") == ns("self", "net")  # containerd owns the pod's network namespace
+        with open(f"/proc/{holder}/stat") as f:
+            assert int(f.read().rsplit(")", 1)[1].split()[1]) == shim.pid  # reparented to the subreaper
+        hostname = subprocess.run(["nsenter", "-t", str(holder), "-u", "hostname"], capture_output=True, text=True)
+        assert hostname.stdout.strip() == "mrunpod"
+        status = sandbox_pb2.SandboxStatusResponse.FromString(
+            shim.call(SANDBOX, "SandboxStatus", sandbox_pb2.SandboxStatusRequest(sandbox_id=sandbox_id))
+        )
+        assert (status.pid, status.state) == (holder, "SANDBOX_READY")
+        platform = sandbox_pb2.PlatformResponse.FromString(
+            shim.call(SANDBOX, "Platform", sandbox_pb2.PlatformRequest(sandbox_id=sandbox_id))
+        ).platform
+        assert platform.os == "linux" and platform.architecture
+        shim.call(SANDBOX, "PingSandbox", sandbox_pb2.PingRequest(sandbox_id=sandbox_id))
+        with pytest.raises(ttrpc.TTRPCError) as e:
+            shim.call(SANDBOX, "PingSandbox", sandbox_pb2.PingRequest(sandbox_id="nope"))
+        assert e.value.code == ttrpc.NOT_FOUND
+        shim.call(SANDBOX, "StopSandbox", sandbox_pb2.StopSandboxRequest(sandbox_id=sandbox_id, timeout_secs=5))
+        assert not alive(holder)
+        waited = sandbox_pb2.WaitSandboxResponse.FromString(
+            shim.call(SANDBOX, "WaitSandbox", sandbox_pb2.WaitSandboxRequest(sandbox_id=sandbox_id))
+        )
+        assert waited.exit_status == 0 and waited.exited_at.seconds > 0  # SIGTERM handled: a clean exit
+        status = sandbox_pb2.SandboxStatusResponse.FromString(
+            shim.call(SANDBOX, "SandboxStatus", sandbox_pb2.SandboxStatusRequest(sandbox_id=sandbox_id))
+        )
+        assert status.state == "SANDBOX_NOTREADY"
+        shim.call(SANDBOX, "ShutdownSandbox", sandbox_pb2.ShutdownSandboxRequest(sandbox_id=sandbox_id))
+        wait_gone(shim.pid, "the shim stayed after ShutdownSandbox with no task left")
+        assert not os.path.exists(shim.socket)
+    finally:
+        shim.kill()
+
+
+def test_a_host_pid_pod_keeps_the_host_pid_namespace(h, socket_dir):
+    sandbox_id = h.cid("hostpid")
+    bundle = h.bundle(["true"])
+    shim = BootShim(h, bundle, sandbox_id, socket_dir)
+    try:
+        shim.call(SANDBOX, "CreateSandbox", sandbox_pb2.CreateSandboxRequest(
+            sandbox_id=sandbox_id, bundle_path=bundle, options=pod_config("p", 2)
+        ))
+        holder = sandbox_pb2.StartSandboxResponse.FromString(
+            shim.call(SANDBOX, "StartSandbox", sandbox_pb2.StartSandboxRequest(sandbox_id=sandbox_id))
+        ).pid
+        assert ns(holder, "pid") == ns("self", "pid") and ns(holder, "uts") != ns("self", "uts")
+        shim.call(SANDBOX, "ShutdownSandbox", sandbox_pb2.ShutdownSandboxRequest(sandbox_id=sandbox_id))
+        assert not alive(holder)
+        shim.client.close()
+        wait_gone(shim.pid, "the shim stayed after ShutdownSandbox")
+    finally:
+        shim.kill()
