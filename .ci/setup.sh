@@ -9,7 +9,8 @@ packages=(python3 python3-venv python3-pip busybox-static runc containerd umoci 
           clang lld wasi-libc libclang-rt-14-dev-wasm32  # these four build examples/wasm
           podman conmon
           docker-registry openssl  # the pull tests run a registry and its token server
-          nftables)  # bridge networks: masquerade and published ports
+          nftables  # bridge networks: masquerade and published ports
+          containernetworking-plugins)  # the CRI tests' pod network (bridge, host-local, loopback)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

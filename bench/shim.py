@@ -1,13 +1,19 @@
 """`ctr run --rm` through containerd-shim-mrun-v2 against the stock runc shim, side by side, on a
-private containerd: a Linux echo (busybox image) and, for mrun, a wasm hello. Then the same two
-inside a running pod (one sandbox id), where containerd reuses the pod's shim as Kubernetes does.
+private containerd 1.6 (Debian's) and a private containerd 2.3 (MRUN_TEST_CONTAINERD2, default
+../shared/tools/containerd-2.3.4-linux-amd64.tar.gz): a Linux echo (busybox image) and, for mrun,
+a wasm hello. Then the same inside a running pod: one sandbox id (annotation), where containerd
+runs the shim's `start` per container and it answers with the pod's shim; and on 2.3, a pod made
+through the sandbox API (`ctr sandbox run` + `--sandbox`), where with protocol 3 containerd reuses
+the pod's shim without running the binary at all.
 Usage: python bench/shim.py [ROUNDS]   (needs containerd, umoci, skopeo; run as root)
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -19,8 +25,11 @@ import pathlib  # noqa: E402
 import tempfile  # noqa: E402
 
 from busybox_bundle import make_oci_archive, remove_parent_cgroup  # noqa: E402
-from conftest import IMAGE, make_rootfs  # noqa: E402
+from conftest import CONTAINERD2, IMAGE, make_rootfs  # noqa: E402
 from test_containerd import WASM_IMAGE, Containerd, build_wasm_archive  # noqa: E402
+
+RUNC, MRUN = "io.containerd.runc.v2", "io.containerd.mrun.v2"
+ECHO = ["/bin/echo", "hi"]
 
 
 def busybox_archive(work: pathlib.Path) -> str:
@@ -28,60 +37,92 @@ def busybox_archive(work: pathlib.Path) -> str:
     return make_oci_archive(str(work / "rootfs"), str(work), IMAGE, ["/bin/sh"], ["PATH=/bin"])
 
 
+def containerd2_bin(work: pathlib.Path) -> str | None:
+    source = os.environ.get("MRUN_TEST_CONTAINERD2") or CONTAINERD2
+    if os.path.isdir(source):
+        return source
+    if not os.path.isfile(source):
+        print(f"containerd 2.x not found at {source} (MRUN_TEST_CONTAINERD2): 1.6 only", file=sys.stderr)
+        return None
+    subprocess.run(["tar", "-xzf", source, "-C", str(work)], check=True)
+    return next(d for d, _, files in os.walk(work) if "containerd" in files and "ctr" in files)
+
+
+def measure(ctd: Containerd, work: pathlib.Path, rounds: int, sandbox_api: bool) -> dict[str, float]:
+    """Median milliseconds of `ctr run --rm` per case."""
+    pod = ["--annotation", "io.kubernetes.cri.sandbox-id=benchpod"]
+    keepers = (("runckeeper", RUNC), ("mrunkeeper", MRUN))
+    for name, runtime in keepers:
+        ctd.ctr("run", "-d", "--runtime", runtime, *pod, "--cgroup", f"/{ctd.ns}/{name}", IMAGE, name, "sleep", "3600")
+    cases = {
+        "one shim per container: runc, linux": (RUNC, IMAGE, ECHO, []),
+        "one shim per container: mrun, linux": (MRUN, IMAGE, ECHO, []),
+        "one shim per container: mrun, wasm": (MRUN, WASM_IMAGE, [], []),
+        "pod (sandbox-id): runc, linux": (RUNC, IMAGE, ECHO, pod),
+        "pod (sandbox-id): mrun, linux": (MRUN, IMAGE, ECHO, pod),
+        "pod (sandbox-id): mrun, wasm": (MRUN, WASM_IMAGE, [], pod),
+    }
+    if sandbox_api:
+        config = work / "pod.json"
+        config.write_text(json.dumps({"metadata": {"name": "bench", "namespace": "b", "uid": "u"}}))
+        ctd.ctr("sandbox", "run", "--runtime", MRUN, str(config), "benchsbx")
+        cases["pod (sandbox API, protocol 3): mrun, linux"] = (MRUN, IMAGE, ECHO, ["--sandbox", "benchsbx"])
+        cases["pod (sandbox API, protocol 3): mrun, wasm"] = (MRUN, WASM_IMAGE, [], ["--sandbox", "benchsbx"])
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    try:
+        for i in range(rounds + 1):
+            for name, (runtime, image, args, extra) in cases.items():
+                cid = f"b{i}-{abs(hash(name)) % 100000}"
+                t = time.perf_counter()
+                r = ctd.ctr(
+                    "run", "--rm", "--fifo-dir", ctd.fifo_dir, "--runtime", runtime,
+                    "--cgroup", f"/{ctd.ns}/{cid}", *extra, image, cid, *args, check=False,
+                )
+                elapsed = time.perf_counter() - t
+                if r.returncode not in (0, 3):  # hello.wasm exits with its argv[1] (3 in the image)
+                    raise SystemExit(f"{name}: ctr run failed: {r.stderr}")
+                if i:  # round 0 warms caches (images, compiled wasm)
+                    times[name].append(elapsed)
+    finally:
+        for name, _ in keepers:
+            ctd.ctr("task", "kill", "-s", "KILL", name, check=False)
+        if sandbox_api:
+            ctd.ctr("sandbox", "rm", "-f", "benchsbx", check=False)
+    return {k: statistics.median(v) * 1000 for k, v in times.items()}
+
+
+def run_on(archive: str, wasm: str, work: pathlib.Path, rounds: int, bin_dir: str | None) -> dict[str, float]:
+    ctd = Containerd(archive, bin_dir)
+    try:
+        ctd.ctr("image", "import", wasm)
+        return measure(ctd, work, rounds, sandbox_api=bin_dir is not None)
+    finally:
+        ctd.stop()
+        remove_parent_cgroup(ctd.ns)
+
+
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     work = pathlib.Path(tempfile.mkdtemp(prefix="mrun-shim-bench-"))
-    ctd = Containerd(busybox_archive(work))
-    try:
-        ctd.ctr("image", "import", build_wasm_archive(work))
-        pod = ["--annotation", "io.kubernetes.cri.sandbox-id=benchpod"]
-        for runtime, name in (("io.containerd.runc.v2", "runckeeper"), ("io.containerd.mrun.v2", "mrunkeeper")):
-            ctd.ctr(
-                "run", "-d", "--runtime", runtime, *pod, "--cgroup", f"/{ctd.ns}/{name}", IMAGE, name, "sleep", "3600"
-            )
-        cases = {
-            "runc shim, linux echo": ("io.containerd.runc.v2", IMAGE, ["/bin/echo", "hi"], []),
-            "mrun shim, linux echo": ("io.containerd.mrun.v2", IMAGE, ["/bin/echo", "hi"], []),
-            "mrun shim, wasm hello": ("io.containerd.mrun.v2", WASM_IMAGE, [], []),
-            "runc shim, pod, linux": ("io.containerd.runc.v2", IMAGE, ["/bin/echo", "hi"], pod),
-            "mrun shim, pod, linux": ("io.containerd.mrun.v2", IMAGE, ["/bin/echo", "hi"], pod),
-            "mrun shim, pod, wasm": ("io.containerd.mrun.v2", WASM_IMAGE, [], pod),
-        }
-        times: dict[str, list[float]] = {k: [] for k in cases}
-        for i in range(rounds + 1):
-            for name, (runtime, image, args, extra) in cases.items():
-                cid = f"b{i}-{abs(hash(name)) % 10000}"
-                t = time.perf_counter()
-                ctd.ctr(
-                    "run",
-                    "--rm",
-                    "--fifo-dir",
-                    ctd.fifo_dir,
-                    "--runtime",
-                    runtime,
-                    "--cgroup",
-                    f"/{ctd.ns}/{cid}",
-                    *extra,
-                    image,
-                    cid,
-                    *args,
-                    check=False,
-                )
-                if i:  # round 0 warms caches (images, compiled wasm)
-                    times[name].append(time.perf_counter() - t)
-        med = {k: statistics.median(v) * 1000 for k, v in times.items()}
-        for k, v in med.items():
-            print(f"{k:24s} median {v:6.1f} ms")
-        for scope, prefix in (("one shim per container", ""), ("in a running pod", "pod, ")):
-            base = med[f"runc shim, {prefix}linux" + ("" if prefix else " echo")]
-            linux = med[f"mrun shim, {prefix}linux" + ("" if prefix else " echo")]
-            wasm = med[f"mrun shim, {prefix}wasm" + ("" if prefix else " hello")]
-            print(f"{scope}: mrun/runc (linux) = {linux / base:.2f}; mrun wasm / runc linux = {wasm / base:.2f}")
-    finally:
-        for name in ("runckeeper", "mrunkeeper"):
-            ctd.ctr("task", "kill", "-s", "KILL", name, check=False)
-        ctd.stop()
-        remove_parent_cgroup(ctd.ns)
+    archive = busybox_archive(work)
+    wasm = build_wasm_archive(work)
+    results = {"1.6": run_on(archive, wasm, work, rounds, None)}
+    bin_dir = containerd2_bin(work)
+    if bin_dir:
+        results["2.3"] = run_on(archive, wasm, work, rounds, bin_dir)
+    versions = list(results)
+    print(f"median ms of `ctr run --rm`, {rounds} rounds; ratio to the runc shim on the same containerd")
+    print(f"{'case':46s}" + "".join(f"{'containerd ' + v:>26s}" for v in versions))
+    for case in results[versions[-1]]:
+        scope = case.split(":")[0]
+        base = f"{scope}: runc, linux" if f"{scope}: runc, linux" in results[versions[-1]] else (
+            "pod (sandbox-id): runc, linux"
+        )
+        cells = ""
+        for v in versions:
+            ms = results[v].get(case)
+            cells += f"{ms:12.1f} ms ({ms / results[v][base]:4.2f}x)  " if ms else f"{'-':>26s}"
+        print(f"{case:46s}{cells}")
 
 
 if __name__ == "__main__":

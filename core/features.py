@@ -7,7 +7,7 @@ from typing import Any
 
 from mrun import OCI_VERSION, __version__
 from mrun.sandbox.capnames import NAMES
-from mrun.sandbox.rootfs import _FLAGS, PROPAGATION
+from mrun.sandbox.rootfs import _FLAGS, PROPAGATION, RECURSIVE_ATTRS
 
 
 def features_document() -> dict[str, Any]:
@@ -20,7 +20,7 @@ def features_document() -> dict[str, Any]:
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": sorted([*_FLAGS, *PROPAGATION, "tmpcopyup"]),
+        "mountOptions": sorted([*_FLAGS, *PROPAGATION, *RECURSIVE_ATTRS, "tmpcopyup"]),
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": ["CAP_" + n for n in NAMES],

@@ -7,7 +7,9 @@ holder into new namespaces instead of running a pause container from an image: n
 unpack or mount, no OCI create. containerd makes and keeps the network namespace itself.
 
 The holder is forked by the shim's fork helper (the daemon has threads), twice: the first child
-unshares, the second is the one inside a new PID namespace (its PID 1). It reparents to the shim
+joins containerd's network namespace and unshares the rest, the second is the one inside a new
+PID namespace (its PID 1). Containers join ``/proc/<holder>/ns/net``, so a pod never gets the
+node's network through the holder unless it asked for the host's network. It reparents to the shim
 (a child subreaper), reaps what is orphaned into its PID namespace, and exits 0 on SIGTERM/SIGINT.
 """
 
@@ -18,28 +20,34 @@ import signal
 
 from mrun.sandbox import syscalls as sc
 
-CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID = sc.CLONE_NEWUTS, sc.CLONE_NEWIPC, sc.CLONE_NEWPID
-
 
 def hold(pod: dict) -> int:
     """Fork the holder; returns its pid once it is in its namespaces, hostname set.
 
-    ``pod``: ``hostname``, and ``new_uts``/``new_ipc``/``new_pid`` (a host-network pod keeps the
-    node's UTS namespace, ``hostIPC`` the node's IPC one; only a pod-wide PID namespace is new)."""
+    ``pod``: ``hostname``; ``netns``, the network namespace containerd made for the pod (joined),
+    else ``new_net`` for one of its own; and ``new_uts``/``new_ipc``/``new_pid`` (a host-network
+    pod keeps the node's UTS namespace, ``hostIPC`` the node's IPC one; only a pod-wide PID
+    namespace is new). The holder's namespaces are the ones the pod's containers join."""
     r, w = os.pipe()
     child = os.fork()
     if child == 0:  # never returns: whatever happens, this copy of the fork helper's worker ends here
         try:
             os.close(r)
-            flags = (CLONE_NEWUTS if pod.get("new_uts") else 0) | (CLONE_NEWIPC if pod.get("new_ipc") else 0)
-            sc.unshare(flags | (CLONE_NEWPID if pod.get("new_pid") else 0))
+            shim = os.pidfd_open(pod["shim_pid"])  # here: inside a new PID namespace that pid is not seen
+            if pod.get("netns"):
+                fd = os.open(pod["netns"], os.O_RDONLY | os.O_CLOEXEC)
+                sc.setns(fd, sc.CLONE_NEWNET)
+                os.close(fd)
+            flags = (sc.CLONE_NEWUTS if pod.get("new_uts") else 0) | (sc.CLONE_NEWIPC if pod.get("new_ipc") else 0)
+            flags |= sc.CLONE_NEWNET if pod.get("new_net") and not pod.get("netns") else 0
+            sc.unshare(flags | (sc.CLONE_NEWPID if pod.get("new_pid") else 0))
             hostname = pod.get("hostname", "")
             if hostname and pod.get("new_uts"):
                 sc.sethostname(hostname)
             holder = os.fork()
             if holder == 0:
                 os.close(w)
-                _hold_forever()
+                _hold_forever(shim)
             os.write(w, str(holder).encode())
         except BaseException as e:  # noqa: BLE001 - reported to the caller, one line
             os.write(w, f"error {getattr(e, 'strerror', None) or e}".encode())
@@ -57,18 +65,22 @@ def hold(pod: dict) -> int:
     return int(text)
 
 
-def _hold_forever() -> None:
-    """PID 1 of the pod (when it has its own PID namespace): it must handle SIGTERM itself."""
+def _hold_forever(shim: int) -> None:
+    """PID 1 of the pod (when it has its own PID namespace): it must handle SIGTERM itself. It
+    lives no longer than its shim (the pod): a killed shim leaves no holder behind."""
+    import select
+
     os.setsid()
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    os.closerange(3, 65536)
+    os.dup2(shim, 3)
+    os.closerange(4, 65536)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     signal.signal(signal.SIGINT, lambda *_: os._exit(0))
     signal.signal(signal.SIGCHLD, _reap)
-    while True:
-        signal.pause()
+    select.select([3], [], [])  # readable when the shim exits; signals run their handlers meanwhile
+    os._exit(1)
 
 
 def _reap(*_: object) -> None:

@@ -9,19 +9,22 @@ The shim stays while the pod or any task remains (``TaskService.containerd_gone`
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import signal
 import sys
 import threading
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import any_pb2, timestamp_pb2
+from mrun import OCI_VERSION
 from mrun.shims import wire
 from mrun.shims.events import now
 from mrun.shims.proto import sandbox_pb2, types_pb2
 from mrun.shims.ttrpc import ALREADY_EXISTS, FAILED_PRECONDITION, NOT_FOUND, UNKNOWN, Server, TTRPCError
 
 SERVICE = "containerd.runtime.sandbox.v1.Sandbox"
+SPEC_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 # CRI's NamespaceMode (k8s.io/cri-api runtime.v1): the pod's own, each container's, the node's
 POD, CONTAINER, NODE = 0, 1, 2
 ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
@@ -31,11 +34,32 @@ class Sandbox:
     def __init__(self, req: sandbox_pb2.CreateSandboxRequest) -> None:
         self.id, self.bundle, self.netns = req.sandbox_id, req.bundle_path, req.netns_path
         self.hostname, self.modes = pod_config(req.options.type_url, req.options.value)
+        self.annotations = dict(req.annotations)
         self.pid = 0
         self.created_at = now()
         self.exit_status = 0
         self.exited_at = timestamp_pb2.Timestamp()
         self.exited = threading.Event()
+
+    def spec(self) -> any_pb2.Any:
+        """The pod as an OCI spec (CRI stores it as the sandbox's): the namespaces its containers join."""
+        namespaces = []
+        for kind, mode in (
+            ("network", self.modes["network"]),
+            ("ipc", self.modes["ipc"]),
+            ("uts", self.modes["network"]),
+            ("pid", self.modes["pid"]),
+        ):
+            if (mode == POD) if kind == "pid" else (mode != NODE):
+                name = "net" if kind == "network" else kind
+                namespaces.append({"type": kind, "path": f"/proc/{self.pid}/ns/{name}"})
+        spec = {
+            "ociVersion": OCI_VERSION,
+            "hostname": self.hostname,
+            "annotations": {**self.annotations, "io.kubernetes.cri.sandbox-id": self.id},
+            "linux": {"namespaces": namespaces},
+        }
+        return any_pb2.Any(type_url=SPEC_URL, value=json.dumps(spec).encode())
 
     @property
     def state(self) -> str:
@@ -110,9 +134,12 @@ class SandboxService:
             raise TTRPCError(ALREADY_EXISTS, f"sandbox {sandbox.id}: already started")
         pod = {
             "hostname": sandbox.hostname if sandbox.modes["network"] != NODE else "",
+            "netns": sandbox.netns if sandbox.modes["network"] != NODE else "",
+            "new_net": sandbox.modes["network"] != NODE,
             "new_uts": sandbox.modes["network"] != NODE,
             "new_ipc": sandbox.modes["ipc"] != NODE,
             "new_pid": sandbox.modes["pid"] == POD,
+            "shim_pid": os.getpid(),
         }
         with self.tasks.spawner_lock:
             answer = self.tasks._ask_helper({"pod": pod}, [])
@@ -126,7 +153,9 @@ class SandboxService:
                 self.tasks.watchers[pid] = lambda status: self._exited(sandbox, status)
         if early is not None:
             self._exited(sandbox, early)
-        return sandbox_pb2.StartSandboxResponse(pid=pid, created_at=sandbox.created_at).SerializeToString()
+        return sandbox_pb2.StartSandboxResponse(
+            pid=pid, created_at=sandbox.created_at, spec=sandbox.spec()
+        ).SerializeToString()
 
     def _exited(self, sandbox: Sandbox, status: int) -> None:
         from mrun.proc import exit_code

@@ -175,6 +175,13 @@ def ctd(request, busybox_archive, tmp_path_factory):
         os.rmdir(d)
     assert not left, f"cgroups left behind: {left}"
     assert not processes_mentioning(c.runc_root), "mrun processes left behind"
+    deadline = time.monotonic() + 10  # a shim may still be handing its last events to containerd (3 s)
+    while processes_mentioning(c.sock) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = {p: open(f"/proc/{p}/cmdline").read().replace("\0", " ") for p in processes_mentioning(c.sock)}
+    for pid in left:
+        os.kill(pid, 9)  # our own shims, found by our own containerd's private socket
+    assert not left, f"shims outlived their tasks and containerd: {left}"
 
 
 def pause_resume_metrics_kill_remove(ctd, cid: str, while_paused=lambda: None) -> None:
@@ -497,6 +504,62 @@ def test_shim_pod_linux_and_wasm_share_one_shim_and_netns(ctd, tmp_path):
             ctd.ctr("task", "rm", cid)
             ctd.ctr("container", "rm", cid)
     assert not cgroup_dirs(f"/{ctd.ns}/podlinux") and not cgroup_dirs(f"/{ctd.ns}/podwasm")
+
+
+def test_shim_sandbox_serves_a_pod_from_one_shim_started_once(ctd, tmp_path):
+    """containerd 2.x with protocol 3: `ctr sandbox run` makes the pod through the sandbox API, and
+    the pod's containers (`--sandbox`) are tasks of that same shim: the binary's `start` runs once.
+    Removing the pod stops its holder, and the shim exits."""
+    if ctd.bin_dir is None:
+        pytest.skip("containerd 1.6 has no sandbox API (the 1.6 pod path is the test above)")
+    calls = tmp_path / "shim-calls"
+    wrapper = os.path.join(ctd.dir, "opt", "bin", "containerd-shim-mrunlog-v2")
+    with open(wrapper, "w") as f:
+        f.write(f"#!/bin/sh\necho \"$*\" >> {calls}\nexec {ctd.dir}/opt/bin/containerd-shim-mrun-v2 \"$@\"\n")
+    os.chmod(wrapper, 0o755)
+    runtime = "io.containerd.mrunlog.v2"
+    pod_config = tmp_path / "pod.json"
+    pod_config.write_text(json.dumps({"metadata": {"name": "p", "namespace": "t", "uid": "u"}, "hostname": "mrunpod"}))
+    ctd.ctr("sandbox", "run", "--runtime", runtime, str(pod_config), "sbx")
+    try:
+        for cid in ("inpod1", "inpod2"):
+            args = [*shim_run_args(ctd, cid), "--runtime", runtime, "--sandbox", "sbx", "-d"]
+            ctd.ctr(*args, IMAGE, cid, "sleep", "600")
+        first, second = task_pid(ctd, "inpod1"), task_pid(ctd, "inpod2")
+        assert parent_pid(first) == parent_pid(second), "the pod's containers have different shims"
+        shim = parent_pid(first)
+        holders = [p for p in children(shim) if p not in (first, second)]
+        assert any(os.stat(f"/proc/{p}/ns/uts").st_ino != os.stat("/proc/self/ns/uts").st_ino for p in holders)
+        for cid in ("inpod1", "inpod2"):
+            ctd.ctr("task", "kill", "-s", "KILL", cid)
+        wait = time.monotonic() + 10
+        while len(stopped_tasks(ctd)) < 2:
+            assert time.monotonic() < wait
+            time.sleep(0.05)
+        for cid in ("inpod1", "inpod2"):
+            ctd.ctr("task", "rm", cid)
+            ctd.ctr("container", "rm", cid)
+    finally:
+        ctd.ctr("sandbox", "rm", "-f", "sbx", check=False)
+    starts = [line for line in calls.read_text().splitlines() if line.endswith(" start")]
+    assert len(starts) == 1, starts
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{shim}") and open(f"/proc/{shim}/stat").read().split()[2] != "Z":
+        assert time.monotonic() < deadline, "the pod's shim stayed after the pod was removed"
+        time.sleep(0.05)
+    assert not os.listdir(ctd.socket_dir)
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if parent_pid(int(entry)) == pid:
+                    found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
 
 
 def task_pid(ctd, cid: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 
 from conftest import cgroup_dirs
@@ -159,6 +160,29 @@ def test_bind_mounts_read_only_and_read_write(h):
     out = h.ok("run", "-b", h.bundle(config=cfg), h.cid()).stdout
     assert "from the host" in out and "Read-only file system" in out
     assert open(os.path.join(data, "out.txt")).read() == "written\n"
+
+
+def test_rro_makes_submounts_read_only_too(h):
+    """`ro` on an rbind leaves the submounts below it writable; `rro` (mount_setattr) does not,
+    and `rrw` undoes it. CRI reports rro support to Kubernetes from `mrun features`."""
+    data = os.path.join(h.tmp, "data")
+    sub = os.path.join(data, "sub")
+    os.makedirs(sub)
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", sub], check=True)
+    try:
+        script = "for d in ro rro rrw; do for f in top sub/f; do touch /$d/$f 2>/dev/null; echo $d $f=$?; done; done"
+        cfg = h.config(["sh", "-c", script])
+        cfg["mounts"] += [
+            {"destination": "/ro", "type": "bind", "source": data, "options": ["rbind", "ro"]},
+            {"destination": "/rro", "type": "bind", "source": data, "options": ["rbind", "rro"]},
+            {"destination": "/rrw", "type": "bind", "source": data, "options": ["rbind", "rro", "rrw"]},
+        ]
+        out = h.ok("run", "-b", h.bundle(config=cfg), h.cid()).stdout.split()
+        assert out == "ro top=1 ro sub/f=0 rro top=1 rro sub/f=1 rrw top=0 rrw sub/f=0".split()
+        features = json.loads(h.ok("features").stdout)
+        assert {"rro", "rrw"} <= set(features["mountOptions"])
+    finally:
+        subprocess.run(["umount", sub], check=True)
 
 
 def test_mount_destination_symlink_cannot_escape_the_rootfs(h, busybox_rootfs):

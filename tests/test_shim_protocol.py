@@ -189,13 +189,27 @@ def ns(pid: int | str, kind: str) -> int:
     return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
 
 
-def test_sandbox_api_holds_the_pods_namespaces_without_a_pause_container(h, socket_dir):
+@pytest.fixture
+def netns(tmp_path):
+    """A network namespace kept by a bind mount, as CRI makes one for a pod: -> a pid inside it."""
+    path = tmp_path / "netns"
+    path.touch()
+    subprocess.run(["unshare", f"--net={path}", "true"], check=True)
+    keeper = subprocess.Popen(["nsenter", f"--net={path}", "sleep", "600"])
+    yield keeper.pid, str(path)
+    keeper.kill()
+    keeper.wait()
+    subprocess.run(["umount", str(path)], check=True)
+
+
+def test_sandbox_api_holds_the_pods_namespaces_without_a_pause_container(h, socket_dir, netns):
     sandbox_id = h.cid("pod")
     bundle = h.bundle(["true"])
+    netns, netns_path = netns
     shim = BootShim(h, bundle, sandbox_id, socket_dir)
     try:
         shim.call(SANDBOX, "CreateSandbox", sandbox_pb2.CreateSandboxRequest(
-            sandbox_id=sandbox_id, bundle_path=bundle, options=pod_config("mrunpod", 0)
+            sandbox_id=sandbox_id, bundle_path=bundle, options=pod_config("mrunpod", 0), netns_path=netns_path
         ))
         with pytest.raises(ttrpc.TTRPCError) as e:
             shim.call(SANDBOX, "CreateSandbox", sandbox_pb2.CreateSandboxRequest(sandbox_id=sandbox_id))
@@ -204,9 +218,14 @@ def test_sandbox_api_holds_the_pods_namespaces_without_a_pause_container(h, sock
             shim.call(SANDBOX, "StartSandbox", sandbox_pb2.StartSandboxRequest(sandbox_id=sandbox_id))
         )
         holder = started.pid
-        for kind in ("uts", "ipc", "pid"):
+        spec = json.loads(started.spec.value)  # what CRI keeps as the pod's spec: where to join it
+        kinds = {"network": "net", "ipc": "ipc", "uts": "uts", "pid": "pid"}
+        assert {n["type"]: n["path"] for n in spec["linux"]["namespaces"]} == {
+            kind: f"/proc/{holder}/ns/{name}" for kind, name in kinds.items()
+        }
+        for kind in ("uts", "ipc", "pid", "net"):
             assert ns(holder, kind) != ns("self", kind), f"the pod has the host's {kind} namespace"
-        assert ns(holder, "net") == ns("self", "net")  # containerd owns the pod's network namespace
+        assert ns(holder, "net") == ns(netns, "net")  # the pod's network namespace, made by containerd
         with open(f"/proc/{holder}/stat") as f:
             assert int(f.read().rsplit(")", 1)[1].split()[1]) == shim.pid  # reparented to the subreaper
         hostname = subprocess.run(["nsenter", "-t", str(holder), "-u", "hostname"], capture_output=True, text=True)
@@ -240,6 +259,24 @@ def test_sandbox_api_holds_the_pods_namespaces_without_a_pause_container(h, sock
         shim.kill()
 
 
+def test_a_killed_shim_leaves_no_pod_holder_behind(h, socket_dir):
+    sandbox_id = h.cid("orphan")
+    bundle = h.bundle(["true"])
+    shim = BootShim(h, bundle, sandbox_id, socket_dir)
+    try:
+        shim.call(SANDBOX, "CreateSandbox", sandbox_pb2.CreateSandboxRequest(sandbox_id=sandbox_id, bundle_path=bundle))
+        holder = sandbox_pb2.StartSandboxResponse.FromString(
+            shim.call(SANDBOX, "StartSandbox", sandbox_pb2.StartSandboxRequest(sandbox_id=sandbox_id))
+        ).pid
+        os.kill(shim.pid, 9)
+        wait_gone(holder, "the pod's holder outlived its killed shim")
+    finally:
+        shim.kill()
+        sock = os.path.join(socket_dir, os.path.basename(shim.socket))
+        if os.path.exists(sock):
+            os.unlink(sock)  # containerd's `delete` would; the daemon was killed
+
+
 def test_a_host_pid_pod_keeps_the_host_pid_namespace(h, socket_dir):
     sandbox_id = h.cid("hostpid")
     bundle = h.bundle(["true"])
@@ -252,6 +289,7 @@ def test_a_host_pid_pod_keeps_the_host_pid_namespace(h, socket_dir):
             shim.call(SANDBOX, "StartSandbox", sandbox_pb2.StartSandboxRequest(sandbox_id=sandbox_id))
         ).pid
         assert ns(holder, "pid") == ns("self", "pid") and ns(holder, "uts") != ns("self", "uts")
+        assert ns(holder, "net") != ns("self", "net")  # no netns from containerd: one of its own, not the node's
         shim.call(SANDBOX, "ShutdownSandbox", sandbox_pb2.ShutdownSandboxRequest(sandbox_id=sandbox_id))
         assert not alive(holder)
         shim.client.close()

@@ -56,6 +56,8 @@ PROPAGATION = {
     "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
 }
 _IGNORED = {"tmpcopyup", "idmap", "ridmap", "rro", "rrw"}
+# Recursive read-only/read-write: mount_setattr over the mount and all its submounts (runc's "rro")
+RECURSIVE_ATTRS = {"rro": (sc.MOUNT_ATTR_RDONLY, 0), "rrw": (0, sc.MOUNT_ATTR_RDONLY)}
 # statvfs flags that a bind remount must keep (they are locked in a user namespace).
 _LOCKED = (
     (os.ST_NOSUID, sc.MS_NOSUID),
@@ -135,7 +137,12 @@ def mount_one(
         if prop:
             with inroot.at(root_fd, dest) as target:
                 sc.mount(None, target, None, prop)
+        for opt in (o for o in options if o in RECURSIVE_ATTRS):
+            with inroot.at(root_fd, dest) as target:
+                sc.mount_setattr(target, *RECURSIVE_ATTRS[opt])
     except OSError as e:
+        if e.errno == errno.ENOSYS:
+            raise MrunError(f"mounts[{index}].options: rro/rrw need Linux 5.12 or newer (mount_setattr)")
         raise MrunError(f"mounts[{index}] ({kind or 'bind'} on {dest}): {e.strerror or e}")
 
 

@@ -1,0 +1,280 @@
+"""Kubernetes' path through containerd 2.3: crictl against containerd's CRI plugin, mrun as the
+runtime handler, a private CNI bridge (Debian's containernetworking-plugins) and a pause image
+built here. Two handlers: ``mrun`` (CRI's own sandboxer, a pause container run by mrun's shim)
+and ``mrun-shim`` (``sandboxer = 'shim'``: the shim is the pod, no pause container). Each pod
+holds a Linux and a wasm container; then containerd restarts under running pods.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import time
+import uuid
+
+import pytest
+from busybox_bundle import make_oci_archive
+from conftest import IMAGE, make_rootfs, mrun_binary, processes_mentioning
+from test_containerd import WASM_IMAGE, Containerd, build_wasm_archive
+
+PAUSE_IMAGE = "localhost/mrun-test-pause:latest"
+HANDLERS = ("mrun", "mrun-shim")
+
+
+def cri_config(work: str, subnet: str, bridge: str) -> str:
+    """The CRI part of a version-3 config: both handlers, the CNI bridge, the pinned pause image."""
+    cni = os.path.join(work, "cni")
+    os.makedirs(cni)
+    with open(os.path.join(cni, "10-mrun-test.conflist"), "w") as f:
+        json.dump(
+            {
+                "cniVersion": "1.0.0",
+                "name": f"mrun-test-{bridge}",
+                "plugins": [
+                    {
+                        "type": "bridge",
+                        "bridge": bridge,
+                        "isGateway": True,
+                        "ipMasq": False,
+                        "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]], "dataDir": f"{work}/ipam"},
+                    }
+                ],
+            },
+            f,
+        )
+    return f"""[plugins.'io.containerd.cri.v1.runtime']
+  netns_mounts_under_state_dir = true
+  # kubelet gives the pause container oomScoreAdj -998; below the current value needs
+  # CAP_SYS_RESOURCE, which some hosts (containers, this CI) lack: runc and mrun both refuse it there
+  restrict_oom_score_adj = true
+  enable_cdi = false
+  [plugins.'io.containerd.cri.v1.runtime'.containerd]
+    default_runtime_name = 'mrun'
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.mrun]
+      runtime_type = 'io.containerd.mrun.v2'
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.mrun-shim]
+      runtime_type = 'io.containerd.mrun.v2'
+      sandboxer = 'shim'
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = ['/usr/lib/cni']
+    conf_dir = '{cni}'
+[plugins.'io.containerd.cri.v1.images'.pinned_images]
+  sandbox = '{PAUSE_IMAGE}'
+[plugins.'io.containerd.grpc.v1.cri']
+  stream_server_address = '127.0.0.1'
+"""
+
+
+def pause_archive(work: str) -> str:
+    """A pause image from busybox: PID 1 of its pod, exits 0 on SIGTERM."""
+    rootfs = os.path.join(work, "pause-rootfs")
+    make_rootfs(rootfs)
+    script = "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"
+    return make_oci_archive(rootfs, work, PAUSE_IMAGE, ["/bin/sh", "-c", script], ["PATH=/bin"])
+
+
+class CRI:
+    def __init__(self, ctd: Containerd, crictl: str, work: str) -> None:
+        self.ctd, self.crictl, self.work = ctd, crictl, work
+
+    def run(self, *args: str, check: bool = True, timeout: float = 60) -> str:
+        endpoint = f"unix://{self.ctd.sock}"
+        r = subprocess.run(
+            [self.crictl, "-r", endpoint, "-i", endpoint, "-t", "30s", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        if check:
+            assert r.returncode == 0, f"crictl {' '.join(args)}: {r.stderr}\n{self.ctd_log()}"
+        return r.stdout.strip()
+
+    def ctd_log(self) -> str:
+        with open(self.ctd.log.name) as f:
+            return "containerd log (errors):\n" + "\n".join(
+                line for line in f.read().splitlines()[-400:] if "level=error" in line
+            )[-4000:]
+
+    def write(self, name: str, doc: dict) -> str:
+        path = os.path.join(self.work, name)
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        return path
+
+    def inspect(self, kind: str, obj: str) -> dict:
+        return json.loads(self.run(kind, "-o", "json", obj))
+
+
+@pytest.fixture(scope="module")
+def cri(busybox_archive, containerd2, tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.fail("CRI tests need root")
+    for plugin in ("bridge", "host-local", "loopback"):
+        if not os.path.exists(f"/usr/lib/cni/{plugin}"):
+            pytest.fail(f"/usr/lib/cni/{plugin} is missing: apt-get install -y containernetworking-plugins")
+    work = str(tmp_path_factory.mktemp("cri"))
+    bridge = f"mrcri{uuid.uuid4().hex[:6]}"
+    subnet = f"10.251.{random.randrange(1, 250)}.0/24"
+    ctd = Containerd(busybox_archive, containerd2, cri=cri_config(work, subnet, bridge))
+    ctd.ns = "k8s.io"  # CRI's namespace: the images must be there
+    try:
+        for archive in (busybox_archive, pause_archive(work), build_wasm_archive(os.path.join(work, "wasm"))):
+            ctd.ctr("image", "import", archive)
+        yield CRI(ctd, os.path.join(containerd2, "crictl"), work)
+    finally:
+        crictl = CRI(ctd, os.path.join(containerd2, "crictl"), work)
+        for pod in crictl.run("pods", "-q", check=False).split():
+            crictl.run("stopp", pod, check=False)
+            crictl.run("rmp", "-f", pod, check=False)
+        ctd.stop()
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+    assert not processes_mentioning(ctd.dir), "shims or containers of the CRI containerd left behind"
+
+
+def pod_doc(name: str, log_dir: str) -> dict:
+    return {
+        "metadata": {"name": name, "namespace": "mrun-test", "uid": uuid.uuid4().hex, "attempt": 0},
+        "hostname": name,
+        "log_directory": log_dir,
+        "linux": {},
+    }
+
+
+def start_pod(cri: CRI, handler: str) -> tuple[str, dict, str, str]:
+    """A pod with a sleeping Linux container and a wasm container that has run to its end.
+    -> (pod id, pod config path, linux container id, wasm container id)"""
+    name = f"{handler}-{uuid.uuid4().hex[:6]}"
+    logs = os.path.join(cri.work, "logs", name)
+    os.makedirs(logs)
+    pod_path = cri.write(f"{name}-pod.json", pod_doc(name, logs))
+    pod = cri.run("runp", "--runtime", handler, pod_path)
+    linux = cri.write(
+        f"{name}-linux.json",
+        {
+            "metadata": {"name": "linux"},
+            "image": {"image": IMAGE},
+            "command": ["/bin/sh", "-c", "echo host=$(hostname); ip -4 -o addr show eth0; exec sleep 3600"],
+            "log_path": "linux.log",
+            "linux": {},
+        },
+    )
+    wasm = cri.write(
+        f"{name}-wasm.json",
+        {
+            "metadata": {"name": "wasm"},
+            "image": {"image": WASM_IMAGE},
+            "command": ["/hello.wasm", "0"],
+            "envs": [{"key": "GREETING", "value": "from-cri"}],
+            "log_path": "wasm.log",
+            "linux": {},
+        },
+    )
+    linux_id = cri.run("create", pod, linux, pod_path)
+    cri.run("start", linux_id)
+    wasm_id = cri.run("create", pod, wasm, pod_path)
+    cri.run("start", wasm_id)
+    return pod, {"path": pod_path, "name": name}, linux_id, wasm_id
+
+
+def wait_for(predicate, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def ns(pid: int, kind: str) -> int:
+    return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
+
+
+def check_pod(cri: CRI, handler: str, pod: str, linux_id: str, wasm_id: str) -> None:
+    state = cri.inspect("inspectp", pod)
+    assert state["status"]["state"] == "SANDBOX_READY", state["status"]
+    ip = state["status"]["network"]["ip"]
+    assert ip.startswith("10.251."), state["status"]["network"]
+    wait_for(lambda: "inet" in cri.run("logs", linux_id), "the Linux container printed nothing")
+    logs = cri.run("logs", linux_id)
+    assert f"host={state['status']['metadata']['name']}" in logs, logs
+    assert f"inet {ip}/" in logs, logs  # the container is in the pod's network namespace
+    wait_for(lambda: cri.inspect("inspect", wasm_id)["status"]["state"] == "CONTAINER_EXITED", "wasm never ended")
+    wasm = cri.inspect("inspect", wasm_id)
+    assert wasm["status"]["exitCode"] == 0, wasm["status"]
+    out = cri.run("logs", wasm_id)
+    assert "hello from wasm32-wasi: [/hello.wasm] [0]" in out and "GREETING=from-cri" in out, out
+    # the Linux container shares the pod's network, IPC and UTS namespaces, held by the sandbox's pid
+    container = cri.inspect("inspect", linux_id)["info"]
+    linux_pid = container["pid"]
+    # the pod's namespaces as CRI wrote them into the container's spec: /proc/<sandbox pid>/ns/*
+    # (CRI reports no pid for a shim sandbox; for its own, the pause container's)
+    paths = {n["type"]: n.get("path", "") for n in container["runtimeSpec"]["linux"]["namespaces"]}
+    sandbox_pid = int(paths["ipc"].split("/")[2])
+    assert state["info"]["pid"] in (0, sandbox_pid)
+    for kind in ("net", "ipc", "uts"):
+        assert ns(linux_pid, kind) == ns(sandbox_pid, kind), kind
+        assert ns(linux_pid, kind) != ns(os.getpid(), kind), kind
+    shim = parent(linux_pid)
+    assert "containerd-shim-mrun-v2" in open(f"/proc/{shim}/cmdline").read()
+    holder_cmdline = open(f"/proc/{sandbox_pid}/cmdline").read()
+    if handler == "mrun-shim":  # the shim is the pod: its holder, no pause image
+        assert "containerd-shim-mrun-v2" in holder_cmdline, holder_cmdline
+    else:  # CRI's pause container, run by mrun's shim
+        assert "sleep 3600" in holder_cmdline or "/bin/sh" in holder_cmdline, holder_cmdline
+
+
+def remove_pod(cri: CRI, pod: str) -> None:
+    cri.run("stopp", pod)
+    cri.run("rmp", pod)
+    assert pod not in cri.run("pods", "-q").split()
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_cri_pod_with_a_linux_and_a_wasm_container(cri, handler):
+    pod, _cfg, linux_id, wasm_id = start_pod(cri, handler)
+    try:
+        check_pod(cri, handler, pod, linux_id, wasm_id)
+        out = cri.run("exec", "-s", linux_id, "cat", "/proc/self/cgroup")
+        assert out, "exec in the pod's Linux container printed nothing"
+    finally:
+        remove_pod(cri, pod)
+    # CRI read mrun's features from -info: each handler's CRI features follow from them
+    # (rro mounts: "rro" in mountOptions; user namespaces: "user" and idmapped mounts)
+    handlers = {h.get("name"): h["features"] for h in json.loads(cri.run("info"))["runtimeHandlers"]}
+    features = json.loads(subprocess.run([mrun_binary(), "features"], capture_output=True, check=True).stdout)
+    userns = "user" in features["linux"]["namespaces"] and features["linux"]["mountExtensions"]["idmap"]["enabled"]
+    assert "rro" in features["mountOptions"]  # so the line below fails if containerd did not read -info
+    assert handlers[handler].get("recursive_read_only_mounts") is True, handlers
+    assert bool(handlers[handler].get("user_namespaces")) == userns
+    info_errors = [line for line in open(cri.ctd.log.name) if "-info" in line or "runtime info" in line]
+    assert not info_errors, f"containerd could not read mrun's -info: {info_errors}"
+
+
+def test_containerd_restarts_under_running_pods(cri):
+    """Both kinds of pod running (their wasm containers done, and CRI has seen them end), then
+    containerd goes and comes back: each pod's shim is found again, nothing is lost or re-run."""
+    pods = [start_pod(cri, handler) for handler in HANDLERS]
+    try:
+        shims = []
+        for (pod, _cfg, linux_id, wasm_id), handler in zip(pods, HANDLERS, strict=True):
+            check_pod(cri, handler, pod, linux_id, wasm_id)
+            shims.append(parent(cri.inspect("inspect", linux_id)["info"]["pid"]))
+        cri.ctd.restart()
+        for (pod, _cfg, linux_id, wasm_id), handler, shim in zip(pods, HANDLERS, shims, strict=True):
+            check_pod(cri, handler, pod, linux_id, wasm_id)
+            assert parent(cri.inspect("inspect", linux_id)["info"]["pid"]) == shim, "a new shim took over the pod"
+            assert cri.inspect("inspect", linux_id)["status"]["state"] == "CONTAINER_RUNNING"
+            cri.run("stop", "-t", "2", linux_id)
+            status = cri.inspect("inspect", linux_id)["status"]
+            assert status["state"] == "CONTAINER_EXITED", status
+    finally:
+        for pod, *_ in pods:
+            remove_pod(cri, pod)
+    shutil.rmtree(os.path.join(cri.work, "logs"), ignore_errors=True)
