@@ -52,6 +52,9 @@ def runtime_info() -> bytes:
         with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
             f.write(data)
         os.rename(tmp, path)
+        for old in os.listdir(cache_dir()):  # answers for what is no longer installed
+            if old.startswith(".info-") and old != os.path.basename(path) and "." not in old[6:]:
+                os.unlink(os.path.join(cache_dir(), old))
     except OSError:
         pass  # a read-only /run still gets its answer, only slower
     return data

@@ -104,6 +104,9 @@ def test_wire_reads_and_writes_what_protobuf_does():
 
 def test_info_answers_runtime_info_with_the_features_and_caches_it(h):
     env = {**os.environ, "MRUN_SHIM_ROOT": os.path.join(h.tmp, "shim-state")}
+    os.makedirs(env["MRUN_SHIM_ROOT"])
+    with open(os.path.join(env["MRUN_SHIM_ROOT"], ".info-0123456789abcdef01234567"), "wb") as f:
+        f.write(b"an answer for an installation that is gone")
     first = subprocess.run([shim_binary(), "-info"], env=env, capture_output=True, stdin=subprocess.DEVNULL, timeout=30)
     assert first.returncode == 0 and not first.stderr, first.stderr
     info = types_pb2.RuntimeInfo.FromString(first.stdout)
