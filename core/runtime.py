@@ -15,6 +15,7 @@ from mrun import annotations as ann
 from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound
 from mrun.proc import SIGKILL, exit_code, is_alive, start_time
 from mrun.state import EXEC_FIFO, STARTED_FIFO, Record, Store, now_rfc3339, oci_state
+from mrun.status import Status, require
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' hot path
@@ -216,7 +217,7 @@ class Runtime:
                 if msg.get("hooks"):
                     from mrun.hooks import run_hooks
 
-                    st = oci_state(self.store, record, "created")
+                    st = oci_state(self.store, record, Status.CREATED)
                     run_hooks("prestart", spec.hooks.get("prestart") or [], st)
                     run_hooks("createRuntime", spec.hooks.get("createRuntime") or [], st)
                     ch.send(go=True)
@@ -228,7 +229,7 @@ class Runtime:
                     raise MrunError("the container's init process died while setting up")
             if network is not None:
                 attach.attach(network, record.pid)
-            record.stage = "created"
+            record.stage = Status.CREATED
             self.store.save(record)
             if opts.pid_file:
                 write_pid_file(opts.pid_file, record.pid)
@@ -264,9 +265,7 @@ class Runtime:
     def start(self, container_id: str) -> Record:
         with self.store.lock(container_id):
             record = self.store.load(container_id)
-            status = self.store.status(record)
-            if status != "created":
-                raise InvalidState(f"cannot start container {container_id!r}: it is {status}, not created")
+            require("start", self.store.status(record), container_id)
             fifo = self.store.path(container_id, EXEC_FIFO)
             try:
                 fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -278,7 +277,7 @@ class Runtime:
             finally:
                 os.close(fd)
             os.unlink(fifo)
-            record.stage = "running"
+            record.stage = Status.RUNNING
             self.store.save(record)
             if started is not None:
                 self._wait_started(record, started)
@@ -286,7 +285,7 @@ class Runtime:
         if poststart:
             from mrun.hooks import run_hooks
 
-            run_hooks("poststart", poststart, oci_state(self.store, record, "running"))
+            run_hooks("poststart", poststart, oci_state(self.store, record, Status.RUNNING))
         return record
 
     def _open_started(self, container_id: str) -> int | None:
@@ -327,7 +326,7 @@ class Runtime:
         """runc's state document; a container that the OOM killer ended also says so."""
         record = self.store.load(container_id)
         state = oci_state(self.store, record)
-        if state["status"] == "stopped" and self.oom_killed(record):
+        if state["status"] == Status.STOPPED and self.oom_killed(record):
             state["oomKilled"] = True
         return state
 
@@ -378,8 +377,7 @@ class Runtime:
     def kill(self, container_id: str, sig: int, all_processes: bool = False) -> None:
         record = self.store.load(container_id)
         status = self.store.status(record)
-        if status == "stopped":
-            raise InvalidState(f"cannot kill container {container_id!r}: container not running")
+        require("kill", status, container_id)
         if all_processes:
             self._cgroup(record).kill_all(sig)
             return
@@ -387,23 +385,19 @@ class Runtime:
             os.kill(record.pid, sig)
         except ProcessLookupError:
             raise InvalidState(f"cannot kill container {container_id!r}: container not running")
-        if sig == SIGKILL and status == "paused":
+        if sig == SIGKILL and status == Status.PAUSED:
             self._cgroup(record).set_frozen(False)  # a frozen task cannot die until thawed
 
     def pause(self, container_id: str) -> None:
         with self.store.lock(container_id):
             record = self.store.load(container_id)
-            status = self.store.status(record)
-            if status != "running":
-                raise InvalidState(f"cannot pause container {container_id!r}: it is {status}, not running")
+            require("pause", self.store.status(record), container_id)
             self._cgroup(record).set_frozen(True)
 
     def resume(self, container_id: str) -> None:
         with self.store.lock(container_id):
             record = self.store.load(container_id)
-            status = self.store.status(record)
-            if status != "paused":
-                raise InvalidState(f"cannot resume container {container_id!r}: it is {status}, not paused")
+            require("resume", self.store.status(record), container_id)
             self._cgroup(record).set_frozen(False)
 
     def update(self, container_id: str, resources: dict[str, Any]) -> None:
@@ -412,6 +406,7 @@ class Runtime:
         check_resources(resources)
         with self.store.lock(container_id):
             record = self.store.load(container_id)
+            require("update", self.store.status(record), container_id)
             self._cgroup(record).apply(resources)
 
     # -- delete ---------------------------------------------------------------------------
@@ -437,11 +432,8 @@ class Runtime:
             self._detach_network(container_id)
             self.store.remove(container_id)  # a create that crashed before writing its state
             return
-        status = self.store.status(record)
-        if status in ("running", "paused") and not force:
-            raise InvalidState(
-                f"cannot delete container {container_id!r}: it is {status}; stop it first or use --force"
-            )
+        if not force:
+            require("delete", self.store.status(record), container_id)
         self._stop(record)
         if record.cgroup:
             if self.oom_killed(record):
@@ -451,7 +443,7 @@ class Runtime:
         if poststop:
             from mrun.hooks import run_hooks
 
-            run_hooks("poststop", poststop, oci_state(self.store, record, "stopped"))
+            run_hooks("poststop", poststop, oci_state(self.store, record, Status.STOPPED))
         self._detach_network(container_id)
         self.store.remove(container_id)
         if ann.IMAGE in record.annotations:
@@ -492,9 +484,7 @@ class Runtime:
 
         check_process(process)
         record = self.store.load(container_id)
-        status = self.store.status(record)
-        if status not in ("running", "created"):
-            raise InvalidState(f"cannot exec in container {container_id!r}: it is {status}")
+        require("exec", self.store.status(record), container_id)
         spec = Spec(record.config, record.bundle)
         plan = ProcessPlan(process, spec.linux.get("seccomp"))
         backends = self.backends()

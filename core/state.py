@@ -17,6 +17,7 @@ import time
 from mrun import OCI_VERSION, jsonio
 from mrun.errors import AlreadyExists, MrunError, NotFound
 from mrun.proc import is_alive
+from mrun.status import Status
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' hot path
@@ -60,7 +61,7 @@ class Record:
         backend: str = "linux",
         pid: int = 0,
         pid_start: int | None = None,
-        stage: str = "creating",
+        stage: str = Status.CREATING,
         created: str = "",
         owner: str = "",
         cgroup: dict[str, Any] | None = None,
@@ -100,7 +101,7 @@ def _shape_problem(data: object, container_id: str) -> str:
         return "pid_start: missing, so the process cannot be told from one that reused its pid"
     if started is not None and not _is_int(started):
         return f"pid_start: {started!r} is not a start time"
-    if data.get("stage", "creating") not in ("creating", "created", "running"):
+    if data.get("stage", "creating") not in (Status.CREATING, Status.CREATED, Status.RUNNING):
         return f"stage: {data.get('stage')!r} is not creating, created or running"
     cgroup = data.get("cgroup") or {}
     if not isinstance(cgroup, dict):
@@ -196,16 +197,16 @@ class Store:
         except FileNotFoundError:
             return []
 
-    def status(self, record: Record) -> str:
-        if record.stage == "creating" or not is_alive(record.pid, record.pid_start):
-            return "stopped"
+    def status(self, record: Record) -> Status:
+        if record.stage == Status.CREATING or not is_alive(record.pid, record.pid_start):
+            return Status.STOPPED
         if os.path.exists(self.path(record.id, EXEC_FIFO)):
-            return "created"
+            return Status.CREATED
         from mrun.cgroups import open_cgroup
 
         if record.cgroup and open_cgroup(record.cgroup).is_frozen():
-            return "paused"
-        return "running"
+            return Status.PAUSED
+        return Status.RUNNING
 
 
 class FileLock:
@@ -265,14 +266,14 @@ def held_by_someone(path: str) -> bool:
         os.close(fd)
 
 
-def oci_state(store: Store, record: Record, status: str | None = None) -> dict[str, Any]:
+def oci_state(store: Store, record: Record, status: Status | None = None) -> dict[str, Any]:
     """The runtime-spec state document, plus runc's extra fields (rootfs, created, owner)."""
     status = status or store.status(record)
     return {
         "ociVersion": OCI_VERSION,
         "id": record.id,
-        "pid": record.pid if status != "stopped" else 0,
-        "status": status,
+        "pid": record.pid if status != Status.STOPPED else 0,
+        "status": str(status),
         "bundle": record.bundle,
         "rootfs": record.rootfs,
         "created": record.created,

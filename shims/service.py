@@ -33,10 +33,18 @@ from mrun.shims.ttrpc import (
     TTRPCError,
 )
 from mrun.spec import check_process
+from mrun.status import Status
 
 # The same messages under two names: v2 for containerd 1.6/1.7 (and 2.x with a bare address),
 # v3 for containerd 2.x after a BootstrapResult or JSON answer with version 3.
 SERVICES = ("containerd.task.v2.Task", "containerd.task.v3.Task")
+TASK_STATUS = {
+    Status.CREATING: types_pb2.UNKNOWN,
+    Status.CREATED: types_pb2.CREATED,
+    Status.RUNNING: types_pb2.RUNNING,
+    Status.PAUSED: types_pb2.PAUSED,
+    Status.STOPPED: types_pb2.STOPPED,
+}
 
 
 class Process:
@@ -49,7 +57,6 @@ class Process:
         self.relay: TtyRelay | None = None
         self.window: tuple[int, int] | None = None  # a ResizePty that came before the pty existed
         self.pid = 0
-        self.status = types_pb2.CREATED
         self.exit_status = 0
         self.exited_at = timestamp_pb2.Timestamp()
         self.exited = threading.Event()
@@ -231,7 +238,6 @@ class TaskService:
             proc.relay.drained.wait(2)  # the client reads all of a terminal's output before the exit
         proc.exit_status = exit_code(status)
         proc.exited_at = now()
-        proc.status = types_pb2.STOPPED
         if not proc.exec_id and proc.exit_status == 137:
             try:
                 if self.runtime.oom_killed(self.runtime.store.load(proc.container_id)):
@@ -290,8 +296,6 @@ class TaskService:
             self.runtime.start(req.id)
         except MrunError as e:
             raise TTRPCError(UNKNOWN, f"OCI runtime start failed: {e}")
-        if task.status == types_pb2.CREATED:
-            task.status = types_pb2.RUNNING
         self._publish(events_pb2.TaskStart(container_id=req.id, pid=task.pid))
         return task_pb2.StartResponse(pid=task.pid).SerializeToString()
 
@@ -302,7 +306,6 @@ class TaskService:
         if proc.window and proc.spec is not None:  # sized before it runs, not just after
             proc.spec["consoleSize"] = {"width": proc.window[0], "height": proc.window[1]}
         proc.pid = self._spawn({"id": task_id, "root": self.runtime.store.root, "process": proc.spec}, proc)
-        proc.status = types_pb2.RUNNING
         with self.lock:
             self.by_pid[proc.pid] = proc
             early = self.early_exits.pop(proc.pid, None)
@@ -336,6 +339,18 @@ class TaskService:
         proc.exited.wait()
         return task_pb2.WaitResponse(exit_status=proc.exit_status, exited_at=proc.exited_at).SerializeToString()
 
+    def _status(self, proc: Process) -> int:
+        """The task's status as the core reads it (mrun.status), not a second model kept here;
+        an exec'd process has no record of its own: created until started, stopped once reaped."""
+        if proc.exited.is_set():
+            return types_pb2.STOPPED
+        if proc.exec_id:
+            return types_pb2.RUNNING if proc.pid else types_pb2.CREATED
+        try:
+            return TASK_STATUS[self.runtime.store.status(self.runtime.store.load(proc.container_id))]
+        except MrunError:
+            return types_pb2.STOPPED  # its state is gone: deleted, or never fully created
+
     def state(self, payload: bytes, _req: object) -> bytes:
         req = task_pb2.StateRequest.FromString(payload)
         task = self._task(req.id)
@@ -344,7 +359,7 @@ class TaskService:
             id=task.id,
             bundle=task.bundle,
             pid=proc.pid,
-            status=proc.status,
+            status=self._status(proc),
             stdin=proc.stdin,
             stdout=proc.stdout,
             stderr=proc.stderr,
@@ -375,12 +390,11 @@ class TaskService:
         return self._freeze(task_pb2.ResumeRequest.FromString(payload).id, False)
 
     def _freeze(self, task_id: str, frozen: bool) -> bytes:
-        task = self._task(task_id)
+        self._task(task_id)
         try:
             (self.runtime.pause if frozen else self.runtime.resume)(task_id)
         except MrunError as e:
             raise TTRPCError(FAILED_PRECONDITION, str(e))
-        task.status = types_pb2.PAUSED if frozen else types_pb2.RUNNING
         self._publish(
             events_pb2.TaskPaused(container_id=task_id) if frozen else events_pb2.TaskResumed(container_id=task_id)
         )

@@ -180,3 +180,32 @@ def test_a_signal_before_the_program_runs_is_not_swallowed(h, tmp_path):
     r = h.mrun("run", "-b", h.bundle(config=cfg), h.cid())
     assert (data / "ran").exists(), f"the program never ran ({r.returncode}): {r.stderr}"
     assert r.returncode == 0, r.stderr  # PID 1 without a TERM handler ignores it, as the kernel rules
+
+
+def test_each_verb_is_refused_in_the_statuses_runc_refuses_it(h):
+    """One table (mrun.status) decides; the CLI says so in one line and exits non-zero, as runc."""
+    cid = h.cid()
+    h.ok("create", "-b", h.bundle(["sleep", "600"]), cid)
+    refusals = {
+        ("pause",): "it is created, not running",
+        ("resume",): "it is created, not paused",
+    }
+    for args, words in refusals.items():
+        r = h.mrun(*args, cid)
+        assert r.returncode != 0 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+    h.ok("start", cid)
+    r = h.mrun("start", cid)
+    assert r.returncode != 0 and "it is running, not created" in r.stderr
+    r = h.mrun("delete", cid)
+    assert r.returncode != 0 and "it is running; stop it first or use --force" in r.stderr
+    h.ok("kill", cid, "KILL")
+    deadline = time.monotonic() + 10
+    while json.loads(h.ok("state", cid).stdout)["status"] != "stopped":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for verb in (["kill", cid, "TERM"], ["update", "--pids-limit", "10", cid]):
+        r = h.mrun(*verb)
+        assert r.returncode != 0 and "container not running" in r.stderr, (verb, r.stderr)  # runc's words
+    r = h.mrun("exec", cid, "true")
+    assert r.returncode != 0 and "it is stopped" in r.stderr
+    h.ok("delete", cid)

@@ -337,3 +337,30 @@ def test_shim_metrics_field_mapping():
     v1 = metrics_pb2.Metrics.FromString(metrics_any(stats, 1).value)
     assert (v1.memory.cache, v1.memory.rss, v1.memory.usage.limit, v1.memory.usage.failcnt) == (14, 15, 8192, 2)
     assert (v1.cpu.usage.total, v1.cpu.throttling.throttled_time, v1.pids.limit) == (9_000_000, 2_000, 10)
+
+
+def test_status_table_allows_what_runc_allows():
+    from mrun.errors import InvalidState
+    from mrun.status import ALLOWED, Status, allowed, require
+
+    every = [Status.CREATING, Status.CREATED, Status.RUNNING, Status.PAUSED, Status.STOPPED]
+    expected = {
+        "start": {"created"},
+        "kill": {"created", "running", "paused"},
+        "pause": {"running"},
+        "resume": {"paused"},
+        "exec": {"created", "running"},
+        "update": {"created", "running", "paused"},
+        "delete": {"created", "stopped"},
+    }
+    assert set(ALLOWED) == set(expected)
+    for op, statuses in expected.items():
+        assert {s for s in every if allowed(op, s)} == statuses, op
+        for s in every:
+            if s in statuses:
+                require(op, s, "c1")
+            else:
+                with pytest.raises(InvalidState) as e:
+                    require(op, s, "c1")
+                assert "'c1'" in str(e.value) and "\n" not in str(e.value)
+    assert str(Status.PAUSED) == "paused" and Status.RUNNING == "running"

@@ -13,6 +13,7 @@ from mrun import jsonio
 from mrun.cli.verbs import _rt, print_table
 from mrun.errors import InvalidSpec, MrunError, NotFound
 from mrun.images.store import ImageStore
+from mrun.status import Status
 
 
 def _store(g: dict[str, Any]) -> ImageStore:
@@ -132,7 +133,7 @@ def _network_mode(g: dict[str, Any], mode: str, publish: list[str]) -> dict[str,
             other = mode.partition(":")[2]
             store = _rt(g).store
             record = store.load(other)
-            if store.status(record) not in ("running", "created"):
+            if store.status(record) not in (Status.RUNNING, Status.CREATED):
                 raise InvalidSpec(f"--network {mode}: container {other!r} is not running")
             return {"namespace": f"/proc/{record.pid}/ns/net"}
         return {"host": True} if mode == "host" else {}
@@ -216,7 +217,7 @@ def inspect(g: dict[str, Any], container_id: str) -> int:
 
     state = runtime.state(container_id)
     doc = {"state": state, "image": image, "network": network, "config": record.config}
-    if state["status"] == "stopped":
+    if state["status"] == Status.STOPPED:
         doc["exit"] = exit_of(record.bundle)  # a detached container's, as its supervisor saw it
     else:
         doc["backend"] = runtime.stats(container_id)["backend"]  # e.g. wasm: its store memory limit
@@ -236,7 +237,7 @@ def logs(g: dict[str, Any], container_id: str, follow: bool) -> int:
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.buffer.flush()
                 continue
-            if not follow or runtime.store.status(runtime.store.load(container_id)) == "stopped":
+            if not follow or runtime.store.status(runtime.store.load(container_id)) == Status.STOPPED:
                 return 0
             time.sleep(0.1)
 
@@ -248,13 +249,13 @@ def stop(g: dict[str, Any], container_id: str, time: int) -> int:  # noqa: A002
 
     runtime = _rt(g)
     record = runtime.store.load(container_id)
-    if runtime.store.status(record) == "stopped":
+    if runtime.store.status(record) == Status.STOPPED:
         print(container_id)
         return 0
     stop_signal = (record.config.get("annotations") or {}).get("org.opencontainers.image.stopSignal") or "SIGTERM"
     runtime.kill(container_id, parse_signal(stop_signal))
     deadline = clock.monotonic() + time
-    while runtime.store.status(runtime.store.load(container_id)) != "stopped":
+    while runtime.store.status(runtime.store.load(container_id)) != Status.STOPPED:
         if clock.monotonic() > deadline:
             runtime.kill(container_id, 9, all_processes=True)
             deadline = clock.monotonic() + 10
@@ -288,7 +289,7 @@ def list_containers(g: dict[str, Any], format: str) -> int:  # noqa: A002
         image = (image_of(s["bundle"]) or {}).get("image", "")
         command = " ".join((config.get("process") or {}).get("args") or [])
         status = s["status"]
-        ended = exit_of(s["bundle"]) if status == "stopped" else None
+        ended = exit_of(s["bundle"]) if status == Status.STOPPED else None
         if ended is not None:
             status = f"exited ({ended['exit_code'] if ended.get('exit_code') is not None else '?'})"
         rows.append((s["id"], image or "(bundle)", command[:40], status, s["created"][:19]))

@@ -12,6 +12,7 @@ import sys
 from mrun import jsonio
 from mrun.errors import InvalidSpec, MrunError
 from mrun.runtime import CreateOptions, Runtime
+from mrun.status import Status
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' hot path
@@ -257,7 +258,7 @@ def events(g: dict[str, Any], container_id: str, stats: bool, interval: int) -> 
     rt = _rt(g)
     while True:
         print(jsonio.dumps({"type": "stats", "id": container_id, "data": rt.stats(container_id)}), flush=True)
-        if stats or rt.state(container_id)["status"] == "stopped":
+        if stats or rt.state(container_id)["status"] == Status.STOPPED:
             return 0
         time.sleep(max(interval, 1))
 

@@ -20,6 +20,7 @@ from mrun.sandbox import syscalls as sc
 from mrun.sandbox.launch import Channel
 from mrun.sandbox.process import ProcessPlan
 from mrun.spec import Spec
+from mrun.status import Status
 
 
 class Sandbox:
@@ -174,7 +175,7 @@ def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
             os._exit(1)
     state = dict(sb.hook_state or {}, pid=host_pid)
     if hooks.get("createContainer"):
-        run_hooks("createContainer", hooks["createContainer"], dict(state, status="created"))
+        run_hooks("createContainer", hooks["createContainer"], dict(state, status=str(Status.CREATED)))
     if own_mounts:
         _enter_rootfs(sb)
     rootfs.write_sysctls(linux.get("sysctl") or {})
@@ -187,7 +188,7 @@ def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
     ch.send(ready=True)
     ch.close()
     _wait_for_start(sb.exec_fifo)
-    _run_payload(sb, payload, hooks.get("startContainer"), dict(state, status="running"))
+    _run_payload(sb, payload, hooks.get("startContainer"), dict(state, status=str(Status.RUNNING)))
 
 
 def _run_payload(sb: Sandbox, payload: Any, start_hooks: Any = None, state: Any = None) -> NoReturn:
