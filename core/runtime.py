@@ -165,7 +165,7 @@ class Runtime:
             record.cgroup = cgroup.to_dict()
             self.store.save(record)  # claimed: from here on its processes may be killed
             container = Container(container_id, view, self.store.path(container_id), note=self.debug)
-            backends.hook(record.backend, "mrun_prepare")(container=container, process=spec.process)
+            backends.of(record.backend).mrun_prepare(container=container, process=spec.process)
             network = None
             if spec.annotations.get(ann.NETWORK):
                 from mrun.network import attach
@@ -186,7 +186,7 @@ class Runtime:
                 spec=spec,
                 container=container,
                 plan=plan,
-                payload_hook=backends.hook(record.backend, "mrun_payload"),
+                payload_hook=backends.of(record.backend).mrun_payload,
                 namespaces=namespaces,
                 cgroup_paths=getattr(cgroup, "paths", {}),
                 exec_fifo=fifo_fd,
@@ -362,7 +362,7 @@ class Runtime:
         stats = self._cgroup(record).stats()
         stats["cgroup_version"] = record.cgroup.get("version", 1)
         container = Container(container_id, Bundle(Spec(record.config, record.bundle)), self.store.path(container_id))
-        extra = self.backends().hook(record.backend, "mrun_stats")(container=container)
+        extra = self.backends().of(record.backend).mrun_stats(container=container)
         stats["backend"] = {"name": record.backend, **(extra or {})}
         return stats
 
@@ -489,7 +489,7 @@ class Runtime:
         plan = ProcessPlan(process, spec.linux.get("seccomp"))
         backends = self.backends()
         container = Container(container_id, Bundle(spec), self.store.path(container_id), note=self.debug)
-        backends.hook(record.backend, "mrun_prepare")(container=container, process=process)
+        backends.of(record.backend).mrun_prepare(container=container, process=process)
         namespaces = {}
         for kind, name in sc.NS_PROC.items():
             theirs = f"/proc/{record.pid}/ns/{name}"
@@ -503,7 +503,7 @@ class Runtime:
             spec=spec,
             container=container,
             plan=plan,
-            payload_hook=backends.hook(record.backend, "mrun_payload"),
+            payload_hook=backends.of(record.backend).mrun_payload,
             namespaces=namespaces,
             cgroup_paths={},
             console=console,

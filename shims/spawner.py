@@ -102,7 +102,7 @@ def _preload_backend(backends: object, msg: dict) -> None:
     try:
         bundle = Bundle(load_bundle(msg["bundle"]))
         name, _why, _claims = backends.choose(bundle)  # type: ignore[attr-defined]
-        backends.hook(name, "mrun_preload")(bundle=bundle)  # type: ignore[attr-defined]
+        backends.of(name).mrun_preload(bundle=bundle)  # type: ignore[attr-defined]
     except Exception:  # noqa: BLE001 - the create itself reports what is wrong with the bundle
         pass
 

@@ -10,6 +10,29 @@ Lifecycle of one container, and where each hook runs:
 3. ``mrun_payload`` (inside the sandbox, after pivot_root, before the start signal): resolve
    and check the entrypoint; raising here fails ``create`` with the message.
 4. ``Payload.run()`` (inside the sandbox, after ``start`` and the privilege drop).
+
+Bid priorities (``Claim.priority``; the highest wins, ties go to the backend loaded first):
+
+- ``0``: "I can run anything" (the ``linux`` backend's default bid).
+- ``50``: the entrypoint's format is mine (``linux``: ELF, ``#!``).
+- ``60``: a more specific format than a native executable (``wasm``: ``\0asm``; the example
+  ``textfile`` backend: text files).
+- ``1000``: the bundle's annotations ask for me by a convention of mine
+  (``module.wasm.image/variant``). ``run.oci.handler`` (``mrun.annotations.HANDLER``) bypasses
+  bidding altogether.
+
+A bid counts for the backend registered under the entry-point name, whatever ``Claim.backend``
+says. A hook implementation whose name is not declared here keeps the whole backend from loading
+(a warning names it), so a misspelling cannot go unnoticed.
+
+Rules a backend keeps:
+
+- Everything the payload needs is imported and opened in ``mrun_prepare`` or at module import:
+  after ``pivot_root`` the host's filesystem, Python's stdlib included, is gone.
+- ``mrun_claim`` is cheap and side-effect free: every backend is asked for every bundle.
+- Errors meant for the user are ``mrun.errors.MrunError`` with one line naming the field.
+- Annotations the runtime reserves (``mrun.annotations``) are read through that module;
+  image labels never reach a backend as instructions.
 """
 
 from __future__ import annotations

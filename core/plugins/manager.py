@@ -46,6 +46,30 @@ def _cache_key() -> list[Any]:
     return key
 
 
+def _unknown_hooks(plugin: object) -> list[str]:
+    """Names of ``plugin``'s hook implementations that no hookspec declares (pluggy would keep them,
+    uncalled, until ``check_pending``, which would then fail every backend at once)."""
+    marker = f"{hookspecs.PROJECT}_impl"
+    return sorted(
+        name for name in dir(plugin)
+        if getattr(getattr(plugin, name, None), marker, None) is not None and not hasattr(hookspecs, name)
+    )
+
+
+class BackendHooks:
+    """The hooks of one backend only. An attribute that is no hook of the contract is an error here,
+    not a silent no-op."""
+
+    def __init__(self, pm: pluggy.PluginManager, plugin: object) -> None:
+        self._pm, self._plugin = pm, plugin
+
+    def __getattr__(self, hook_name: str) -> Any:
+        if not hook_name.startswith("mrun_") or not hasattr(hookspecs, hook_name):
+            raise AttributeError(f"{hook_name!r} is not a hook of mrun's backend contract")
+        others = [p for p in self._pm.get_plugins() if p is not self._plugin]
+        return self._pm.subset_hook_caller(hook_name, remove_plugins=others)
+
+
 def entry_points() -> list[tuple[str, str]]:
     """(name, "module[:attr]") for every backend entry point, cached as described above."""
     use_cache = os.environ.get("MRUN_PLUGIN_CACHE", "1") != "0"
@@ -92,23 +116,38 @@ class Backends:
             except Exception as e:  # a broken third-party plugin must not break the others
                 print(f"mrun: warning: backend {name!r} ({value}) failed to load: {e}", file=sys.stderr)
                 continue
+            unknown = _unknown_hooks(obj)
+            if unknown:  # a misspelled hook would otherwise load and never be called
+                print(
+                    f"mrun: warning: backend {name!r} ({value}) not loaded: {', '.join(unknown)} "
+                    f"{'is' if len(unknown) == 1 else 'are'} not in mrun's backend contract (mrun.plugins.hookspecs)",
+                    file=sys.stderr,
+                )
+                continue
             if pm.get_plugin(name) is None:
                 pm.register(obj, name=name)
+        pm.check_pending()  # nothing unknown is left registered (see _unknown_hooks)
         return cls(pm)
 
     def names(self) -> list[str]:
         return [name for name, _ in self.pm.list_name_plugin()]
 
-    def hook(self, backend: str, hook_name: str) -> Any:
-        """The hook caller restricted to one backend's implementation."""
+    def of(self, backend: str) -> BackendHooks:
+        """One backend's hooks, called by name as attributes: ``backends.of("wasm").mrun_prepare(...)``."""
         chosen = self.pm.get_plugin(backend)
         if chosen is None:
             raise MrunError(f"backend {backend!r} is not installed (installed: {', '.join(self.names())})")
-        others = [p for p in self.pm.get_plugins() if p is not chosen]
-        return self.pm.subset_hook_caller(hook_name, remove_plugins=others)
+        return BackendHooks(self.pm, chosen)
 
     def claims(self, bundle: Bundle) -> list[Claim]:
-        claims = [c for c in self.pm.hook.mrun_claim(bundle=bundle) if c is not None]
+        """Every bid, each under the name its backend is registered as: a bid that names another
+        backend (a copy-pasted plugin) would otherwise be chosen and then be "not installed"."""
+        claims = []
+        for impl in self.pm.hook.mrun_claim.get_hookimpls():
+            claim = impl.function(bundle=bundle)
+            if claim is not None:
+                claim.backend = impl.plugin_name
+                claims.append(claim)
         order = {name: i for i, name in enumerate(self.names())}
         return sorted(claims, key=lambda c: (-c.priority, order.get(c.backend, 99)))
 

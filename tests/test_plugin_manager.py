@@ -1,0 +1,79 @@
+"""The plugin manager in-process, no root and no sandbox: which backend a bid is counted for, what
+a broken backend package does to the others, and that hooks are called by checked names."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+from mrun.errors import MrunError
+from mrun.plugins import manager
+from mrun.plugins.api import Bundle
+
+
+class FakeSpec:
+    def __init__(self, args: list[str]) -> None:
+        self.raw: dict = {"process": {"args": args}}
+        self.rootfs = "/nonexistent"
+        self.annotations: dict[str, str] = {}
+        self.process = self.raw["process"]
+
+
+@pytest.fixture
+def backends_from(tmp_path, monkeypatch, capsys):
+    """Backends.load() over the given modules only: {entry-point name: module source}."""
+
+    def load(sources: dict[str, str]) -> tuple[manager.Backends, str]:
+        entries = []
+        for name, source in sources.items():
+            module = f"mrun_test_backend_{name}"
+            (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
+            entries.append((name, module))
+        monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.setattr(manager, "entry_points", lambda: entries)
+        backends = manager.Backends.load()
+        return backends, capsys.readouterr().err
+
+    yield load
+    for name in list(sys.modules):
+        if name.startswith("mrun_test_backend_"):
+            del sys.modules[name]
+
+
+BIDDER = """
+from mrun.plugins.api import Claim
+from mrun.plugins.hookspecs import hookimpl
+
+@hookimpl
+def mrun_claim(bundle):
+    return Claim({claimed!r}, {priority}, "it says so")
+"""
+
+
+def test_a_bid_counts_for_the_backend_that_made_it(backends_from):
+    """A plugin copied from another one still bids as "bar": it is chosen under its own name."""
+    backends, _ = backends_from({"liar": BIDDER.format(claimed="bar", priority=50)})
+    name, why, claims = backends.choose(Bundle(FakeSpec(["/x"])))
+    assert (name, why) == ("liar", "it says so")
+    assert [c.backend for c in claims] == ["liar"]
+    backends.of(name)  # installed under that name
+
+
+def test_a_misspelled_hook_keeps_its_backend_out_and_says_why(backends_from):
+    misspelled = "\n@hookimpl\ndef mrun_payoad(container, process):\n    pass\n"
+    broken = BIDDER.format(claimed="typo", priority=90) + misspelled
+    good = BIDDER.format(claimed="good", priority=10)
+    backends, err = backends_from({"typo": broken, "good": good})
+    assert backends.names() == ["good"]
+    assert "backend 'typo'" in err and "mrun_payoad" in err and len(err.strip().splitlines()) == 1
+    assert backends.choose(Bundle(FakeSpec(["/x"])))[0] == "good"
+
+
+def test_hooks_are_called_by_checked_names(backends_from):
+    backends, _ = backends_from({"good": BIDDER.format(claimed="good", priority=10)})
+    with pytest.raises(AttributeError, match="not a hook"):
+        backends.of("good").mrun_payoad  # noqa: B018 - the typo is the test
+    assert backends.of("good").mrun_features() == []  # a declared hook it does not implement
+    with pytest.raises(MrunError, match="not installed"):
+        backends.of("absent")
