@@ -33,7 +33,7 @@ from typing import Any
 
 from mrun import annotations as ann
 from mrun.errors import MrunError
-from mrun.plugins.api import Bundle, Claim, Container, find_program
+from mrun.plugins.api import Arg, Bundle, Claim, Command, Container, Flag, find_program
 from mrun.plugins.hookspecs import hookimpl
 
 NAME = "wasm"
@@ -442,3 +442,38 @@ def mrun_payload(container: Container, process: dict[str, Any]) -> WasmPayload:
     except wasmtime.WasmtimeError as e:
         raise MrunError(f"wasm: {d['name']}: cannot instantiate: {_first_line(e)}")
     return WasmPayload(store, call, d["kind"], memory, limit, deadline_ticks)
+
+
+def cache_verb(g: dict[str, Any], action: str, all: bool, unused_days: int | None) -> int:  # noqa: A002
+    """``mrun cache list|prune``: this backend's compiled-module cache."""
+    from mrun.backends.wasm_cache import ModuleCache
+
+    store = ModuleCache()
+    if action == "list":
+        for e in store.entries():
+            print(
+                f"{e['key'][:16]}  {e.get('kind', '?'):9}  {e['bytes']:>10}  sha256:{e.get('source_sha256', '?')[:12]}"
+                f"  {e.get('engine', '?')}"
+            )
+        return 0
+    if action == "prune":
+        removed = store.prune(engine_description(), everything=all, unused_days=unused_days)
+        print(f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'} from {store.dir}")
+        return 0
+    raise MrunError(f"cache: unknown action {action!r} (list or prune)")
+
+
+@hookimpl
+def mrun_commands() -> list[Command]:
+    return [
+        Command(
+            "cache",
+            "list or prune the compiled wasm cache",
+            cache_verb,
+            (Arg("action", "list or prune"),),
+            (
+                Flag("all", "prune: remove every entry", kind=bool, default=False),
+                Flag("unused-days", "prune: also remove entries unused for this many days", kind=int, default=None),
+            ),
+        )
+    ]

@@ -77,3 +77,29 @@ def test_hooks_are_called_by_checked_names(backends_from):
     assert backends.of("good").mrun_features() == []  # a declared hook it does not implement
     with pytest.raises(MrunError, match="not installed"):
         backends.of("absent")
+
+
+VERBS = """
+from mrun.plugins.api import Arg, Command
+from mrun.plugins.hookspecs import hookimpl
+
+def hello(g, name):
+    print("hello", name)
+    return 7
+
+@hookimpl
+def mrun_commands():
+    return [Command("hello", "greet", hello, (Arg("name", "who"),)), Command("state", "shadow a core verb", hello)]
+"""
+
+
+def test_a_backend_adds_its_own_verbs_and_core_verbs_win(backends_from, monkeypatch, capsys):
+    from mrun.cli import fastparse, main
+
+    backends, _ = backends_from({"verby": VERBS})
+    assert set(backends.commands()) == {"hello", "state"}
+    monkeypatch.setattr(fastparse, "backend_commands", backends.commands)
+    assert main.main(["hello", "world"]) == 7
+    assert capsys.readouterr().out == "hello world\n"
+    _, cmd, _ = fastparse.parse(["state", "c1"])
+    assert cmd.handler == "state"  # the core's, not the backend's

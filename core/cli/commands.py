@@ -9,46 +9,7 @@ errors for people). A flag added here exists in both, with the same names and de
 
 from __future__ import annotations
 
-
-class Flag:
-    """A flag; ``name`` is the long form without dashes, ``dest`` the handler's keyword.
-    ``kind`` is str, int, bool, or list (a repeatable string)."""
-
-    __slots__ = ("name", "help", "kind", "short", "default", "hidden", "dest")
-
-    def __init__(
-        self, name: str, help: str, kind: type = str, short: str = "", default: object = None, hidden: bool = False
-    ) -> None:
-        self.name, self.help, self.kind, self.short = name, help, kind, short
-        self.default, self.hidden = default, hidden
-        self.dest = name.replace("-", "_")
-
-
-class Arg:
-    __slots__ = ("name", "help", "required", "variadic", "dest")
-
-    def __init__(self, name: str, help: str, required: bool = True, variadic: bool = False) -> None:
-        self.name, self.help, self.required, self.variadic = name, help, required, variadic
-        self.dest = name.replace("-", "_")
-
-
-class Command:
-    """A verb; ``handler`` names its function in mrun.cli.verbs."""
-
-    __slots__ = ("name", "help", "handler", "args", "flags", "aliases")
-
-    def __init__(
-        self,
-        name: str,
-        help: str,
-        handler: str,
-        args: tuple[Arg, ...] = (),
-        flags: tuple[Flag, ...] = (),
-        aliases: tuple[str, ...] = (),
-    ) -> None:
-        self.name, self.help, self.handler = name, help, handler
-        self.args, self.flags, self.aliases = args, flags, aliases
-
+from mrun.plugins.cli import Arg, Command, Flag  # noqa: F401 - the table's vocabulary, shared with backends
 
 GLOBAL_FLAGS = (
     Flag("root", "directory holding container state", default="/run/mrun"),
@@ -309,16 +270,6 @@ COMMANDS = (
     Command("features", "print the runtime-spec features document (backends included)", "features"),
     Command("explain", "say which backend would run a bundle, and why", "explain", (), (_BUNDLE,)),
     Command("version", "print mrun's version (also --version)", "version"),
-    Command(
-        "cache",
-        "list or prune the compiled wasm cache",
-        "cache",
-        (Arg("action", "list or prune"),),
-        (
-            Flag("all", "prune: remove every entry", kind=bool, default=False),
-            Flag("unused-days", "prune: also remove entries unused for this many days", kind=int, default=None),
-        ),
-    ),
     # runc verbs mrun does not implement: accepted by the parser, refused with a clear message.
     Command(
         "checkpoint",

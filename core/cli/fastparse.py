@@ -58,6 +58,14 @@ def _take(flag: Flag, value: str | None, argv: list[str], i: int, out: dict[str,
     return i
 
 
+def backend_commands() -> dict[str, Command]:
+    """Verbs the installed backends add (``mrun_commands``): only looked for when a word is no
+    core verb, so the core verbs never load the backends to parse."""
+    from mrun.plugins.manager import Backends
+
+    return Backends.load().commands()
+
+
 def defaults(flags: tuple[Flag, ...]) -> dict[str, Any]:
     return {f.dest: (list(f.default) if f.kind is list else f.default) for f in flags}
 
@@ -74,7 +82,7 @@ def parse(argv: list[str]) -> tuple[dict[str, Any], Command, dict[str, Any]]:
         i = _take(flag, value, argv, i + 1, glob)
     if i >= len(argv):
         raise ParseError("no command")
-    cmd = BY_NAME.get(argv[i])
+    cmd = BY_NAME.get(argv[i]) or backend_commands().get(argv[i])
     if cmd is None:
         raise ParseError(f"unknown command {argv[i]!r}")
     i += 1

@@ -54,8 +54,10 @@ def call(g: dict[str, Any], cmd: Command, params: dict[str, Any]) -> int:
 
     g["warn"] = warn
     g["debug_log"] = (lambda msg: _log(g, "debug", msg)) if g.get("debug") else None
-    module, _, handler = cmd.handler.rpartition(".")
     try:
+        if callable(cmd.handler):  # a backend's own verb (mrun_commands)
+            return cmd.handler(g, **params)
+        module, _, handler = cmd.handler.rpartition(".")
         where = __import__(f"mrun.cli.{module}", fromlist=[handler]) if module else verbs
         return getattr(where, handler)(g, **params)
     except MrunError as e:

@@ -71,7 +71,10 @@ def build(call: Any) -> typer.Typer:
     callback.__signature__ = inspect.Signature(gparams)  # type: ignore[attr-defined]
     callback.__annotations__ = {p.name: p.annotation for p in gparams}
     app.callback()(callback)
-    for cmd in COMMANDS:
+    from mrun.cli.fastparse import backend_commands
+
+    added = [c for name, c in backend_commands().items() if name == c.name and name not in {c.name for c in COMMANDS}]
+    for cmd in (*COMMANDS, *added):
         fn = _command_function(cmd, call)
         app.command(cmd.name, help=cmd.help)(fn)
         for alias in cmd.aliases:

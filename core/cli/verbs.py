@@ -306,22 +306,3 @@ def version(g: dict[str, Any]) -> int:
 
     print(f"mrun version {__version__}\nspec: {OCI_VERSION}\npython: {sys.version.split()[0]}")
     return 0
-
-
-def cache(g: dict[str, Any], action: str, all: bool, unused_days: int | None) -> int:  # noqa: A002
-    from mrun.backends.wasm import engine_description
-    from mrun.backends.wasm_cache import ModuleCache
-
-    store = ModuleCache()
-    if action == "list":
-        for e in store.entries():
-            print(
-                f"{e['key'][:16]}  {e.get('kind', '?'):9}  {e['bytes']:>10}  sha256:{e.get('source_sha256', '?')[:12]}"
-                f"  {e.get('engine', '?')}"
-            )
-        return 0
-    if action == "prune":
-        removed = store.prune(engine_description(), everything=all, unused_days=unused_days)
-        print(f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'} from {store.dir}")
-        return 0
-    raise MrunError(f"cache: unknown action {action!r} (list or prune)")

@@ -6,6 +6,7 @@ import os
 from typing import Any, Protocol
 
 from mrun.inroot import secure_join
+from mrun.plugins.cli import Arg, Command, Flag  # noqa: F401 - for backends that add verbs (mrun_commands)
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 from typing import Any
 
 import pluggy
-from mrun.plugins.api import Bundle, Claim, Container, Payload
+from mrun.plugins.api import Bundle, Claim, Command, Container, Payload
 
 PROJECT = "mrun"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -87,3 +87,10 @@ def mrun_features() -> dict[str, Any]:
 @hookspec(firstresult=True)
 def mrun_stats(container: Container) -> dict[str, Any] | None:
     """Backend-specific figures for ``mrun events --stats`` (called on the chosen backend only)."""
+
+
+@hookspec
+def mrun_commands() -> list[Command]:
+    """Optional: CLI verbs of the backend's own (``mrun cache`` is the wasm backend's), each a
+    ``Command`` whose ``handler`` is a function ``(globals, **params) -> exit status``. Core verbs
+    win a name clash; the first backend loaded wins among backends."""

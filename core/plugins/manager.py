@@ -170,5 +170,14 @@ class Backends:
         best = claims[0]
         return best.backend, best.reason, claims
 
+    def commands(self) -> dict[str, Any]:
+        """name -> Command for every verb the backends add."""
+        found: dict[str, Any] = {}
+        for commands in reversed(self.pm.hook.mrun_commands()):  # pluggy calls the last registered first
+            for cmd in commands or []:
+                for name in (cmd.name, *cmd.aliases):
+                    found.setdefault(name, cmd)
+        return found
+
     def features(self) -> list[dict[str, Any]]:
         return [f for f in self.pm.hook.mrun_features() if f]
