@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from mrun import OCI_VERSION, __version__
-from mrun.sandbox.capnames import NAMES
+from mrun.kernel.capnames import NAMES
 from mrun.sandbox.rootfs import _FLAGS, PROPAGATION, RECURSIVE_ATTRS
 
 

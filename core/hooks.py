@@ -12,7 +12,7 @@ import time
 
 from mrun import jsonio
 from mrun.errors import MrunError
-from mrun.proc import SIGKILL
+from mrun.kernel.proc import SIGKILL
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' hot path

@@ -13,7 +13,7 @@ import time
 
 from mrun import annotations as ann
 from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound
-from mrun.proc import SIGKILL, exit_code, is_alive, start_time
+from mrun.kernel.proc import SIGKILL, exit_code, is_alive, start_time
 from mrun.state import EXEC_FIFO, STARTED_FIFO, Record, Store, now_rfc3339, oci_state
 from mrun.status import Status, require
 
@@ -447,7 +447,7 @@ class Runtime:
         self._detach_network(container_id)
         self.store.remove(container_id)
         if ann.IMAGE in record.annotations:
-            from mrun.images.containers import release
+            from mrun.bundles import release
 
             release(record.bundle, record.id, self.store.root)  # made by `mrun run IMAGE`: its snapshot goes too
 
@@ -475,8 +475,8 @@ class Runtime:
     # -- run and exec ---------------------------------------------------------------------
 
     def exec(self, container_id: str, process: dict[str, Any], opts: CreateOptions, detach: bool) -> int:
+        from mrun.kernel import syscalls as sc
         from mrun.plugins.api import Bundle, Container
-        from mrun.sandbox import syscalls as sc
         from mrun.sandbox.init import Sandbox, exec_child
         from mrun.sandbox.launch import Launch, spawn
         from mrun.sandbox.process import ProcessPlan
@@ -539,7 +539,7 @@ class Runtime:
 
     def run(self, container_id: str, bundle: str, opts: CreateOptions, detach: bool, keep: bool = False) -> int:
         """runc's ``run``: create + start, then (unless detached) wait, report, delete."""
-        from mrun.sandbox import syscalls as sc
+        from mrun.kernel import syscalls as sc
         from mrun.spec import load_bundle
 
         ours = None

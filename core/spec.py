@@ -11,7 +11,7 @@ import os
 
 from mrun import jsonio
 from mrun.errors import InvalidSpec
-from mrun.sandbox.capnames import BITS as CAP_BITS
+from mrun.kernel.capnames import BITS as CAP_BITS
 from mrun.schema import BOOL, INT, MODE, OOM, STR, U32, UINT, check
 
 TYPE_CHECKING = False

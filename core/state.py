@@ -16,7 +16,7 @@ import time
 
 from mrun import OCI_VERSION, jsonio
 from mrun.errors import AlreadyExists, MrunError, NotFound
-from mrun.proc import is_alive
+from mrun.kernel.proc import is_alive
 from mrun.status import Status
 
 TYPE_CHECKING = False

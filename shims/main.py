@@ -163,7 +163,7 @@ def _daemon(listener: _socket.socket, config: dict[str, str], bundle: str, path:
     os.dup2(log, 2)
     import socket
 
-    from mrun.sandbox import syscalls as sc
+    from mrun.kernel import syscalls as sc
     from mrun.shims import spawner
 
     listener = socket.socket(fileno=listener.detach())
@@ -224,8 +224,8 @@ def delete(flags: dict[str, str]) -> int:
     ):
         return 0
     from mrun.errors import MrunError
+    from mrun.kernel.syscalls import unmount_all
     from mrun.runtime import Runtime
-    from mrun.sandbox.syscalls import unmount_all
 
     try:
         Runtime(_root(flags.get("namespace", "default"))).delete(flags.get("id", ""), force=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import signal
 
-from mrun.sandbox import syscalls as sc
+from mrun.kernel import syscalls as sc
 
 
 def hold(pod: dict) -> int:

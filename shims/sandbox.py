@@ -158,7 +158,7 @@ class SandboxService:
         ).SerializeToString()
 
     def _exited(self, sandbox: Sandbox, status: int) -> None:
-        from mrun.proc import exit_code
+        from mrun.kernel.proc import exit_code
 
         sandbox.exit_status = exit_code(status)
         sandbox.exited_at = now()

@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 from google.protobuf import timestamp_pb2
 from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound
-from mrun.proc import exit_code
+from mrun.kernel.proc import exit_code
+from mrun.kernel.syscalls import unmount_all
 from mrun.runtime import Runtime
-from mrun.sandbox.syscalls import unmount_all
 from mrun.shims import spawner
 from mrun.shims.events import Publisher, now
 from mrun.shims.proto import events_pb2, task_pb2, types_pb2
@@ -510,7 +510,7 @@ class TaskService:
 
 
 def _mount_rootfs(mounts: list, target: str) -> bool:
-    from mrun.sandbox import syscalls as sc
+    from mrun.kernel import syscalls as sc
     from mrun.sandbox.rootfs import parse_options
 
     for m in mounts:

@@ -2,7 +2,7 @@
 
 Each test builds its own rootfs whose /dev, /etc or a mount target is a symlink aimed at a
 "victim" directory on the host, runs a real container, and asserts the victim is exactly as it
-was (same names, same bytes, no device nodes) — the in-root resolution in ``mrun.inroot`` is
+was (same names, same bytes, no device nodes) — the in-root resolution in ``mrun.kernel.inroot`` is
 the one mechanism under all of it.
 """
 
@@ -13,7 +13,7 @@ import stat
 
 import pytest
 from busybox_bundle import make_rootfs
-from mrun import inroot
+from mrun.kernel import inroot
 
 
 def snapshot(path: str) -> dict[str, tuple[int, bytes]]:

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 from conftest import cgroup_dirs
-from mrun.sandbox.capnames import BITS
+from mrun.kernel.capnames import BITS
 
 MB = 1024 * 1024
 TMPFS_TMP = {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]}

@@ -17,8 +17,8 @@ from mrun.cgroups.resources import blkio_to_io_weight, shares_to_weight, v1_writ
 from mrun.cli.fastparse import ParseError, parse
 from mrun.defaults import default_spec
 from mrun.errors import InvalidSpec, MrunError, Unsupported
-from mrun.inroot import secure_join
-from mrun.proc import parse_signal
+from mrun.kernel.inroot import secure_join
+from mrun.kernel.proc import parse_signal
 from mrun.sandbox.rootfs import parse_options
 from mrun.spec import validate
 
@@ -197,7 +197,7 @@ def test_secure_join_stays_inside(tmp_path):
 
 
 def test_mount_options():
-    from mrun.sandbox import syscalls as sc
+    from mrun.kernel import syscalls as sc
 
     flags, prop, data = parse_options(["rbind", "ro", "nosuid", "rprivate", "mode=755", "size=1m"])
     assert flags == sc.MS_BIND | sc.MS_REC | sc.MS_RDONLY | sc.MS_NOSUID

@@ -7,7 +7,7 @@ import os
 import time
 
 from mrun.errors import InvalidSpec, MrunError
-from mrun.proc import SIGKILL
+from mrun.kernel.proc import SIGKILL
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' hot path

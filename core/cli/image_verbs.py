@@ -10,7 +10,7 @@ from typing import Any
 
 from mrun import annotations as ann
 from mrun import jsonio
-from mrun.cli.verbs import _rt, print_table
+from mrun.cli.common import _rt, print_table
 from mrun.errors import InvalidSpec, MrunError, NotFound
 from mrun.images.store import ImageStore
 from mrun.status import Status
@@ -84,7 +84,9 @@ def rmi(g: dict[str, Any], image: str) -> int:
         index = store.index()
         del index[name]
         store.save_index(index)
-        store.prune()
+        from mrun.images.gc import prune
+
+        prune(store)
     print(f"Untagged: {name}")
     return 0
 
@@ -106,8 +108,10 @@ def image(g: dict[str, Any], action: str, image: str | None, name: str | None) -
         print(jsonio.dumps({"name": name, **entry, "config": store.read_json(entry["config"])}, indent=2))
         return 0
     if action == "prune":
+        from mrun.images.gc import prune
+
         with store.lock():
-            for what in store.prune():
+            for what in prune(store):
                 print(f"removed {what}")
         return 0
     raise InvalidSpec(f"image: unknown action {action!r} (inspect, prune or wasm)")
@@ -199,7 +203,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         return 0
     except BaseException:
         if not runtime.store.exists(cid):  # the runtime did not get as far as a container
-            from mrun.images.containers import release
+            from mrun.bundles import release
 
             release(bundle, cid, runtime.store.root)
         raise
@@ -208,7 +212,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
 def inspect(g: dict[str, Any], container_id: str) -> int:
     runtime = _rt(g)
     record = runtime.store.load(container_id)
-    from mrun.images.containers import image_of
+    from mrun.bundles import image_of
 
     image = image_of(record.bundle)
     net_file = runtime.store.path(container_id, "net.json")
@@ -245,7 +249,7 @@ def logs(g: dict[str, Any], container_id: str, follow: bool) -> int:
 def stop(g: dict[str, Any], container_id: str, time: int) -> int:  # noqa: A002
     import time as clock
 
-    from mrun.proc import parse_signal
+    from mrun.kernel.proc import parse_signal
 
     runtime = _rt(g)
     record = runtime.store.load(container_id)
@@ -277,7 +281,7 @@ def list_containers(g: dict[str, Any], format: str) -> int:  # noqa: A002
     if format == "json":
         print(jsonio.dumps(states))
         return 0
-    from mrun.images.containers import image_of
+    from mrun.bundles import image_of
     from mrun.images.supervisor import exit_of
 
     rows = [("CONTAINER ID", "IMAGE", "COMMAND", "STATUS", "CREATED")]

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from mrun import jsonio
-from mrun.cli.verbs import print_table
+from mrun.cli.common import print_table
 from mrun.errors import InvalidSpec
 from mrun.network.store import Networks
 

@@ -23,7 +23,7 @@ def system(g: dict[str, Any], action: str) -> int:
 
 
 def prune(g: dict[str, Any]) -> list[str]:
-    from mrun.cli.verbs import _rt
+    from mrun.cli.common import _rt
     from mrun.images.store import ImageStore
 
     runtime = _rt(g)

@@ -10,17 +10,14 @@ import os
 import sys
 
 from mrun import jsonio
+from mrun.cli.common import _rt, print_table  # noqa: F401 - the verbs' shared helpers
 from mrun.errors import InvalidSpec, MrunError
-from mrun.runtime import CreateOptions, Runtime
+from mrun.runtime import CreateOptions
 from mrun.status import Status
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' hot path
     from typing import Any
-
-
-def _rt(g: dict[str, Any]) -> Runtime:
-    return Runtime(g["root"], warn=g.get("warn"), debug=g.get("debug_log"))
 
 
 def _opts(
@@ -58,7 +55,7 @@ def state(g: dict[str, Any], container_id: str) -> int:
 
 
 def kill(g: dict[str, Any], container_id: str, signal: str | None, all: bool) -> int:  # noqa: A002
-    from mrun.proc import parse_signal
+    from mrun.kernel.proc import parse_signal
 
     _rt(g).kill(container_id, parse_signal(signal or "SIGTERM"), all)
     return 0
@@ -118,13 +115,6 @@ def list_(g: dict[str, Any], format: str, quiet: bool) -> int:  # noqa: A002
     else:
         raise MrunError(f"--format: {format!r} is not table or json")
     return 0
-
-
-def print_table(rows: list[tuple[str, ...]]) -> None:
-    """Columns padded to their widest cell, the first row a header."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
 def ps(g: dict[str, Any], container_id: str | None, ps_args: list[str], format: str) -> int:  # noqa: A002

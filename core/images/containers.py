@@ -15,10 +15,12 @@ import shutil
 from typing import Any
 
 from mrun import annotations as ann
-from mrun import inroot, jsonio
+from mrun import jsonio
+from mrun.bundles import MARKER, image_of
 from mrun.errors import InvalidSpec, MrunError
 from mrun.images.snapshot import mount_or_copy
-from mrun.images.store import MARKER, ImageStore
+from mrun.images.store import ImageStore
+from mrun.kernel import inroot
 
 
 class Overrides:
@@ -205,7 +207,7 @@ def prepare(
     anything is mounted, and this process holds ``run.lock`` until it exits, so a bundle whose
     runtime state is gone and whose lock is free is an orphan of a killed mrun, which
     ``remove_orphans`` (rm -f, image prune, system prune) takes away."""
-    from mrun.sandbox import syscalls as sc
+    from mrun.kernel import syscalls as sc
     from mrun.state import check_id
 
     check_id(container_id)
@@ -250,31 +252,6 @@ def _config(store: ImageStore, entry: dict[str, Any]) -> dict[str, Any]:
         return {}
 
 
-def image_of(bundle: str) -> dict[str, Any] | None:
-    """Which image (and layers) a container was made from; None for a plain bundle."""
-    try:
-        return jsonio.load_file(os.path.join(bundle, MARKER))
-    except (OSError, ValueError):
-        return None
-
-
-def release(bundle: str, container_id: str = "", state_root: str = "") -> None:
-    """After the runtime deleted a container made from an image: its snapshot and directory.
-    Only a directory ``prepare`` made for this very container is touched (its bundle path comes
-    from a state file, which is input like any other)."""
-    from mrun.sandbox import syscalls as sc
-
-    meta = image_of(bundle)
-    if os.path.basename(os.path.dirname(bundle)) != "containers" or meta is None:
-        return  # not a directory `prepare` made
-    if container_id and meta.get("id", container_id) != container_id:
-        return
-    if state_root and meta.get("root") and meta["root"] != os.path.abspath(state_root):
-        return
-    sc.unmount_all(os.path.join(bundle, "rootfs"))
-    shutil.rmtree(bundle, ignore_errors=True)
-
-
 def orphans(store: ImageStore) -> list[str]:
     """Containers' bundles left by a killed mrun: no runtime state in their root, nobody running
     them (their run lock is free). A directory without image.json is a release cut short."""
@@ -295,7 +272,7 @@ def orphans(store: ImageStore) -> list[str]:
 
 def remove_orphans(store: ImageStore, only: str = "") -> list[str]:
     """Unmount and remove orphaned bundles (``only``: just that container id). -> their ids."""
-    from mrun.sandbox import syscalls as sc
+    from mrun.kernel import syscalls as sc
 
     removed = []
     for bundle in orphans(store):

@@ -14,8 +14,9 @@ import tarfile
 
 from mrun import jsonio
 from mrun.errors import InvalidSpec
+from mrun.images.reference import check_digest
 from mrun.images.sources import OCI_MANIFEST, REF_NAME
-from mrun.images.store import ImageStore, check_digest
+from mrun.images.store import ImageStore
 from mrun.images.unpack import decompressed
 
 FORMATS = ("oci-archive", "oci-dir", "docker-archive")

@@ -17,9 +17,10 @@ from typing import Any
 from mrun import annotations as ann
 from mrun import jsonio
 from mrun.errors import MrunError, NotFound
+from mrun.images.reference import check_digest
 from mrun.images.shapes import CONFIG, INDEX, MANIFEST, BadImage, checked
 from mrun.images.sources import DOCKER_LIST, OCI_INDEX, REF_NAME, Source
-from mrun.images.store import ImageStore, check_digest, normalize
+from mrun.images.store import ImageStore, normalize
 from mrun.images.unpack import unpack
 
 WASM_CONFIG = "application/vnd.wasm.config.v0+json"

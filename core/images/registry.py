@@ -24,43 +24,13 @@ from typing import IO, Any
 
 from mrun import jsonio
 from mrun.errors import MrunError, NotFound
+from mrun.images.reference import DOCKER_HUB, Reference, check_digest
 from mrun.images.sources import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, REF_NAME, Source
-from mrun.images.store import CHUNK, DigestMismatch, ImageStore, check_digest
+from mrun.images.store import CHUNK, DigestMismatch, ImageStore
 from mrun.state import FileLock
 
 ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
-DOCKER_HUB = "registry-1.docker.io"
 LOOPBACK = ("localhost", "127.0.0.1", "[::1]", "::1")
-
-
-class Reference:
-    """``[host[:port]/]path[:tag][@digest]`` the way docker reads it."""
-
-    def __init__(self, text: str) -> None:
-        rest, _, self.digest = text.partition("@")
-        first, slash, remainder = rest.partition("/")
-        if slash and ("." in first or ":" in first or first == "localhost"):
-            self.host, path = first, remainder
-        else:
-            self.host, path = "docker.io", rest
-        repo, _, tag = path.rpartition(":") if ":" in path.rsplit("/", 1)[-1] else (path, "", "")
-        self.repository = repo or path
-        self.tag = tag or ("" if self.digest else "latest")
-        if self.host == "docker.io" and "/" not in self.repository:
-            self.repository = f"library/{self.repository}"
-        if not self.repository or any(c.isupper() for c in self.repository):
-            raise MrunError(f"{text!r} is not a valid image reference")
-        if self.digest:
-            check_digest(self.digest)
-
-    @property
-    def endpoint(self) -> str:
-        return DOCKER_HUB if self.host == "docker.io" else self.host
-
-    @property
-    def name(self) -> str:
-        """How the image is called in the store."""
-        return f"{self.host}/{self.repository}" + (f":{self.tag}" if self.tag else f"@{self.digest}")
 
 
 def _auth_files() -> list[str]:

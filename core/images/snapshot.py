@@ -21,7 +21,7 @@ OPAQUE_XATTR = "trusted.overlay.opaque"
 
 def mount_or_copy(layers: list[str], bundle: str, warn: object = None) -> str:
     """``layers`` bottom first. -> "overlay" or "copy" (what ``release`` must undo)."""
-    from mrun.sandbox import syscalls as sc
+    from mrun.kernel import syscalls as sc
 
     rootfs = os.path.join(bundle, "rootfs")
     if os.environ.get("MRUN_SNAPSHOTTER", "overlay") != "copy":

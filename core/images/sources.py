@@ -14,8 +14,8 @@ from typing import IO, Any
 
 from mrun import jsonio
 from mrun.errors import MrunError, NotFound
+from mrun.images.reference import check_digest
 from mrun.images.shapes import DOCKER_ARCHIVE, checked
-from mrun.images.store import check_digest
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

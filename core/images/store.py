@@ -18,27 +18,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from typing import IO, Any
 
 from mrun import jsonio
+from mrun.bundles import MARKER  # in a container's directory: the image it was made from
 from mrun.errors import MrunError, NotFound
+from mrun.images.reference import Reference, check_digest
 from mrun.state import FileLock
 
 CHUNK = 1 << 20
-MARKER = "image.json"  # in a container's directory: the image it was made from
 
 
 class DigestMismatch(MrunError):
     pass
-
-
-def check_digest(digest: str) -> str:
-    """'sha256:<64 hex>' -> the hex part; anything else is refused (it becomes a path)."""
-    algo, _, hexpart = digest.partition(":")
-    if algo != "sha256" or len(hexpart) != 64 or any(c not in "0123456789abcdef" for c in hexpart):
-        raise MrunError(f"unsupported or malformed digest {digest!r} (sha256:<64 hex digits> expected)")
-    return hexpart
 
 
 class ImageStore:
@@ -133,8 +125,6 @@ class ImageStore:
         index = self.index()
         names = [ref, normalize(ref)]
         try:
-            from mrun.images.registry import Reference
-
             names.append(Reference(ref).name)  # busybox -> docker.io/library/busybox:latest
         except MrunError:
             pass
@@ -186,32 +176,6 @@ class ImageStore:
                     continue
                 remove_path(path)
                 removed.append(f"leftover {os.path.relpath(path, self.root)}")
-        return removed
-
-    def prune(self) -> list[str]:
-        """Remove blobs and layers no image and no container refers to, and what killed
-        commands left behind (orphaned containers' snapshots, partial writes). -> what was removed."""
-        from mrun.images.containers import remove_orphans
-
-        removed = [f"orphaned container {cid}" for cid in remove_orphans(self)] + self.sweep()
-        index = self.index()
-        keep_blobs: set[str] = set()
-        keep_layers: set[str] = set()
-        for entry in index.values():
-            keep_blobs.update(entry.get("blobs", []))
-            keep_layers.update(entry.get("layers", []))
-        for meta in self.container_images().values():
-            keep_layers.update(meta.get("layers", []))
-        for name in os.listdir(self.blobs) if os.path.isdir(self.blobs) else []:
-            if "." in name:
-                continue  # a download in progress (.partial, .lock), resumable: not prune's to take
-            if f"sha256:{name}" not in keep_blobs:
-                os.unlink(os.path.join(self.blobs, name))
-                removed.append(f"blob sha256:{name}")
-        for name in os.listdir(self.layers) if os.path.isdir(self.layers) else []:
-            if f"sha256:{name}" not in keep_layers:
-                shutil.rmtree(os.path.join(self.layers, name))
-                removed.append(f"layer sha256:{name}")
         return removed
 
 

@@ -40,9 +40,9 @@ def run_detached(runtime: Any, container_id: str, bundle: str) -> None:
 
 
 def _supervise(runtime: Any, container_id: str, bundle: str, report: int) -> None:
-    from mrun.proc import exit_code
+    from mrun.kernel import syscalls as sc
+    from mrun.kernel.proc import exit_code
     from mrun.runtime import CreateOptions
-    from mrun.sandbox import syscalls as sc
 
     try:
         os.setsid()

@@ -89,7 +89,7 @@ def _configure_inside(pid: int, peer: str, ip: str, prefix: int, gateway: str) -
         os.close(r)
         error = b""
         try:
-            from mrun.sandbox import syscalls as sc  # os.setns is Python 3.12's
+            from mrun.kernel import syscalls as sc  # os.setns is Python 3.12's
 
             fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
             sc.setns(fd, sc.CLONE_NEWNET)

@@ -6,8 +6,8 @@ import sys
 from typing import Any
 
 from mrun.errors import InvalidSpec
-from mrun.sandbox import syscalls as sc
-from mrun.sandbox.capnames import BITS, NAMES
+from mrun.kernel import syscalls as sc
+from mrun.kernel.capnames import BITS, NAMES
 
 
 def last_cap() -> int:

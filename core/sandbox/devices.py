@@ -7,9 +7,9 @@ import os
 import stat
 from typing import Any
 
-from mrun import inroot
 from mrun.errors import MrunError
-from mrun.sandbox import syscalls as sc
+from mrun.kernel import inroot
+from mrun.kernel import syscalls as sc
 
 DEFAULT_DEVICES: list[dict[str, Any]] = [
     {"path": "/dev/null", "type": "c", "major": 1, "minor": 3},

@@ -11,12 +11,12 @@ import os
 import signal
 from typing import Any, NoReturn
 
-from mrun import inroot
 from mrun.errors import MrunError
 from mrun.hooks import run_hooks
+from mrun.kernel import inroot
+from mrun.kernel import syscalls as sc
 from mrun.plugins.api import Container
 from mrun.sandbox import devices, rootfs
-from mrun.sandbox import syscalls as sc
 from mrun.sandbox.launch import Channel
 from mrun.sandbox.process import ProcessPlan
 from mrun.spec import Spec

@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 from mrun import jsonio
 from mrun.errors import MrunError
-from mrun.sandbox import syscalls as sc
+from mrun.kernel import syscalls as sc
 
 
 class Channel:

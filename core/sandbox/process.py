@@ -11,7 +11,7 @@ import signal
 from typing import Any
 
 from mrun.errors import InvalidSpec
-from mrun.sandbox import syscalls as sc
+from mrun.kernel import syscalls as sc
 from mrun.sandbox.caps import CapPlan
 
 

@@ -13,9 +13,9 @@ import os
 import stat
 from typing import Any
 
-from mrun import inroot
 from mrun.errors import MrunError
-from mrun.sandbox import syscalls as sc
+from mrun.kernel import inroot
+from mrun.kernel import syscalls as sc
 
 _FLAGS: dict[str, tuple[bool, int]] = {  # option -> (clear?, flag)
     "ro": (False, sc.MS_RDONLY),

@@ -1,0 +1,42 @@
+"""Bundles mrun made for one container (``mrun run IMAGE``), and their release with it.
+
+``images/`` prepares such a bundle (a directory under its ``containers/``, a snapshot mounted
+on ``rootfs``, and ``image.json`` naming the image, the container and the state root); the
+runtime releases it when it deletes that container, whoever asks for the delete (``mrun rm``,
+``mrun delete``, podman). The runtime needs only this, not the image machinery above it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+from mrun import jsonio
+
+MARKER = "image.json"  # in a container's directory: the image it was made from
+
+
+def image_of(bundle: str) -> dict[str, Any] | None:
+    """Which image (and layers) a container was made from; None for a plain bundle."""
+    try:
+        return jsonio.load_file(os.path.join(bundle, MARKER))
+    except (OSError, ValueError):
+        return None
+
+
+def release(bundle: str, container_id: str = "", state_root: str = "") -> None:
+    """After the runtime deleted a container made from an image: its snapshot and directory.
+    Only a directory ``prepare`` made for this very container is touched (its bundle path comes
+    from a state file, which is input like any other)."""
+    from mrun.kernel import syscalls as sc
+
+    meta = image_of(bundle)
+    if os.path.basename(os.path.dirname(bundle)) != "containers" or meta is None:
+        return  # not a directory `prepare` made
+    if container_id and meta.get("id", container_id) != container_id:
+        return
+    if state_root and meta.get("root") and meta["root"] != os.path.abspath(state_root):
+        return
+    sc.unmount_all(os.path.join(bundle, "rootfs"))
+    shutil.rmtree(bundle, ignore_errors=True)

@@ -1,0 +1,38 @@
+"""Image garbage collection: what no image and no container uses, and what killed commands left.
+
+Its own module because it needs both the store and the containers made from it, which the
+store itself must not import (containers are built on the store).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from mrun.images.containers import remove_orphans
+from mrun.images.store import ImageStore
+
+
+def prune(store: ImageStore) -> list[str]:
+    """Remove blobs and layers no image and no container refers to, and what killed
+    commands left behind (orphaned containers' snapshots, partial writes). -> what was removed."""
+    removed = [f"orphaned container {cid}" for cid in remove_orphans(store)] + store.sweep()
+    index = store.index()
+    keep_blobs: set[str] = set()
+    keep_layers: set[str] = set()
+    for entry in index.values():
+        keep_blobs.update(entry.get("blobs", []))
+        keep_layers.update(entry.get("layers", []))
+    for meta in store.container_images().values():
+        keep_layers.update(meta.get("layers", []))
+    for name in os.listdir(store.blobs) if os.path.isdir(store.blobs) else []:
+        if "." in name:
+            continue  # a download in progress (.partial, .lock), resumable: not prune's to take
+        if f"sha256:{name}" not in keep_blobs:
+            os.unlink(os.path.join(store.blobs, name))
+            removed.append(f"blob sha256:{name}")
+    for name in os.listdir(store.layers) if os.path.isdir(store.layers) else []:
+        if f"sha256:{name}" not in keep_layers:
+            shutil.rmtree(os.path.join(store.layers, name))
+            removed.append(f"layer sha256:{name}")
+    return removed
