@@ -13,8 +13,9 @@ import time
 
 from mrun import annotations as ann
 from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound
-from mrun.kernel.proc import SIGKILL, exit_code, is_alive, start_time
-from mrun.state import EXEC_FIFO, STARTED_FIFO, Record, Store, now_rfc3339, oci_state
+from mrun.kernel.proc import SIGKILL, exit_code, is_alive
+from mrun.operations.options import CreateOptions, prepare_stdio, write_pid_file  # noqa: F401 - part of the API
+from mrun.state import EXEC_FIFO, STARTED_FIFO, Record, Store, oci_state
 from mrun.status import Status, require
 
 TYPE_CHECKING = False
@@ -23,73 +24,10 @@ if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' 
     from typing import Any
 
 
-class CreateOptions:
-    def __init__(
-        self,
-        pid_file: str = "",
-        console_socket: str = "",
-        preserve_fds: int = 0,
-        no_pivot: bool = False,
-        systemd_cgroup: bool = False,
-    ) -> None:
-        self.pid_file, self.console_socket, self.preserve_fds = pid_file, console_socket, preserve_fds
-        self.no_pivot, self.systemd_cgroup = no_pivot, systemd_cgroup
-        self.console: Any = None  # an already connected console socket (foreground `run -t`)
-
-
-def _owner() -> str:
-    import pwd
-
-    try:
-        return pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:
-        return str(os.geteuid())
-
-
-def write_pid_file(path: str, pid: int) -> None:
-    """Atomically, as containerd's shim reads it the moment the command returns."""
-    path = os.path.abspath(path)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-    with open(tmp, "w") as f:
-        f.write(str(pid))
-    os.rename(tmp, path)
-
-
-def _close_extra_fds(preserve: int) -> None:
-    """Inherited descriptors above 2 + --preserve-fds must not leak into the container."""
-    first = 3 + preserve
-    try:
-        fds = [int(x) for x in os.listdir("/proc/self/fd")]
-    except OSError:
-        fds = list(range(first, 1024))
-    for fd in fds:
-        if fd >= first:
-            try:
-                os.set_inheritable(fd, False)
-            except OSError:
-                pass
-
-
 def _print_warning(msg: str) -> None:
     import sys
 
     print(f"mrun: warning: {msg}", file=sys.stderr)
-
-
-def _prepare_stdio(process: dict[str, Any], opts: CreateOptions) -> Any:
-    """Connect the console socket now, before pivot_root hides its path, and keep stray
-    descriptors out of the container. Returns the connected socket, or None."""
-    console = opts.console
-    if console is None and opts.console_socket:
-        from mrun.sandbox.console import connect
-
-        console = connect(opts.console_socket)
-    elif console is None and process.get("terminal"):
-        raise InvalidSpec("process.terminal: a terminal needs --console-socket to hand the pty to")
-    if console is not None:
-        import mrun.sandbox.console  # noqa: F401 - the sandbox makes the pty with it, after pivot_root
-    _close_extra_fds(opts.preserve_fds)
-    return console
 
 
 class Runtime:
@@ -132,129 +70,9 @@ class Runtime:
                 self.warn("mounts, root.readonly: ignored: without a mount namespace the container shares the caller's")
         self.store.reserve(container_id)
         with self.store.lock(container_id) as lock:  # start/delete of this id wait until it is built
-            return self._create(container_id, spec, opts, lock.fd)
+            from mrun.operations.create import Create
 
-    def _create(self, container_id: str, spec: Any, opts: CreateOptions, lock_fd: int) -> Record:
-        from mrun.cgroups import new_cgroup
-        from mrun.plugins.api import Bundle, Container
-        from mrun.sandbox.init import Sandbox, container_init
-        from mrun.sandbox.launch import Launch, spawn
-        from mrun.sandbox.process import ProcessPlan
-
-        namespaces = spec.namespaces()
-        record = Record(
-            id=container_id,
-            bundle=spec.bundle,
-            rootfs=spec.rootfs,
-            config=spec.raw,
-            created=now_rfc3339(),
-            owner=_owner(),
-        )
-        cgroup = None
-        ch = None
-        try:
-            backends = self.backends()
-            view = Bundle(spec)
-            record.backend, _, _ = backends.choose(view)
-            plan = ProcessPlan(spec.process, spec.linux.get("seccomp"))
-            cgroup = new_cgroup(spec.linux.get("cgroupsPath", ""), container_id, opts.systemd_cgroup)
-            cgroup.plan(self.store.cgroup_marks)
-            record.cgroup = cgroup.to_dict()
-            self.store.save(record)  # recorded before made: `delete --force` finds and removes everything
-            cgroup.create(spec.linux.get("resources") or {}, spec.linux.get("devices") or [])
-            record.cgroup = cgroup.to_dict()
-            self.store.save(record)  # claimed: from here on its processes may be killed
-            container = Container(container_id, view, self.store.path(container_id), note=self.debug)
-            backends.of(record.backend).mrun_prepare(container=container, process=spec.process)
-            network = None
-            if spec.annotations.get(ann.NETWORK):
-                from mrun.network import attach
-
-                network = attach.prepare(spec, self.store.path(container_id), self.store.root, container_id)
-            fifo = self.store.path(container_id, EXEC_FIFO)
-            os.mkfifo(fifo, 0o600)
-            # Opened here, inherited by the init: inside a user namespace it could not open the
-            # root-owned fifo itself. Read-write, so opening never blocks and the init can wait on it.
-            fifo_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
-            # The init holds this one until its payload runs (closed by execve, or by the wasm
-            # payload once entered): `start` reads it to EOF, so it returns only then.
-            started = self.store.path(container_id, STARTED_FIFO)
-            os.mkfifo(started, 0o600)
-            started_fd = os.open(started, os.O_RDWR | os.O_CLOEXEC)
-            console = _prepare_stdio(spec.process, opts)
-            sandbox = Sandbox(
-                spec=spec,
-                container=container,
-                plan=plan,
-                payload_hook=backends.of(record.backend).mrun_payload,
-                namespaces=namespaces,
-                cgroup_paths=getattr(cgroup, "paths", {}),
-                exec_fifo=fifo_fd,
-                started_fd=started_fd,
-                console=console,
-                no_pivot=opts.no_pivot,
-                hook_state=oci_state(self.store, record, "creating"),
-            )
-            launch = Launch(
-                namespaces=namespaces,
-                child=lambda c: container_init(sandbox, c),
-                add_to_cgroup=cgroup.add,
-                uid_mappings=spec.linux.get("uidMappings") or [],
-                gid_mappings=spec.linux.get("gidMappings") or [],
-                close_in_child=(lock_fd,),
-            )
-            try:
-                record.pid, ch = spawn(launch)
-                record.pid_start = start_time(record.pid)
-                self.store.save(record)
-            finally:
-                os.close(fifo_fd)  # only the init may hold it: `start` finds no reader once it died
-                os.close(started_fd)
-            if console is not None:
-                console.close()
-            while True:
-                msg = ch.recv()
-                if msg.get("hooks"):
-                    from mrun.hooks import run_hooks
-
-                    st = oci_state(self.store, record, Status.CREATED)
-                    run_hooks("prestart", spec.hooks.get("prestart") or [], st)
-                    run_hooks("createRuntime", spec.hooks.get("createRuntime") or [], st)
-                    ch.send(go=True)
-                elif msg.get("ready"):
-                    break
-                elif "error" in msg:
-                    raise MrunError(msg["error"])
-                else:
-                    raise MrunError("the container's init process died while setting up")
-            if network is not None:
-                attach.attach(network, record.pid)
-            record.stage = Status.CREATED
-            self.store.save(record)
-            if opts.pid_file:
-                write_pid_file(opts.pid_file, record.pid)
-            return record
-        except BaseException:
-            self._discard(record, cgroup)
-            raise
-        finally:
-            if ch is not None:
-                ch.close()
-
-    def _discard(self, record: Record, cgroup: Any) -> None:
-        """Undo a failed create: nothing may be left behind."""
-        if record.pid and (is_alive(record.pid, record.pid_start) or record.pid_start is None):
-            try:
-                os.kill(record.pid, SIGKILL)
-            except ProcessLookupError:
-                pass
-        if cgroup is not None:
-            try:
-                cgroup.destroy()
-            except MrunError:
-                pass
-        self._detach_network(record.id)
-        self.store.remove(record.id)
+            return Create(self, container_id, spec, opts, lock.fd).run()
 
     def _detach_network(self, container_id: str) -> None:
         if os.path.exists(self.store.path(container_id, "net.json")):
@@ -476,63 +294,15 @@ class Runtime:
 
     def exec(self, container_id: str, process: dict[str, Any], opts: CreateOptions, detach: bool) -> int:
         from mrun.kernel import syscalls as sc
-        from mrun.plugins.api import Bundle, Container
-        from mrun.sandbox.init import Sandbox, exec_child
-        from mrun.sandbox.launch import Launch, spawn
-        from mrun.sandbox.process import ProcessPlan
-        from mrun.spec import Spec, check_process
+        from mrun.operations.exec import exec_process
+        from mrun.spec import check_process
 
         check_process(process)
         record = self.store.load(container_id)
         require("exec", self.store.status(record), container_id)
-        spec = Spec(record.config, record.bundle)
-        plan = ProcessPlan(process, spec.linux.get("seccomp"))
-        backends = self.backends()
-        container = Container(container_id, Bundle(spec), self.store.path(container_id), note=self.debug)
-        backends.of(record.backend).mrun_prepare(container=container, process=process)
-        namespaces = {}
-        for kind, name in sc.NS_PROC.items():
-            theirs = f"/proc/{record.pid}/ns/{name}"
-            try:
-                if os.stat(theirs).st_ino != os.stat(f"/proc/self/ns/{name}").st_ino:
-                    namespaces[kind] = theirs
-            except FileNotFoundError:
-                continue
-        console = _prepare_stdio(process, opts)
-        sandbox = Sandbox(
-            spec=spec,
-            container=container,
-            plan=plan,
-            payload_hook=backends.of(record.backend).mrun_payload,
-            namespaces=namespaces,
-            cgroup_paths={},
-            console=console,
-        )
-        cgroup = self._cgroup(record) if record.cgroup else None
         if not detach:
             sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
-        launch = Launch(
-            namespaces=namespaces, child=lambda c: exec_child(sandbox, c), add_to_cgroup=cgroup.add if cgroup else None
-        )
-        pid, ch = spawn(launch)
-        try:
-            if console is not None:
-                console.close()
-            msg = ch.recv()
-            if "error" in msg:
-                raise MrunError(msg["error"])
-            if not msg.get("ready"):
-                raise MrunError("the exec'd process died while setting up")
-        except BaseException:
-            try:
-                os.kill(pid, SIGKILL)
-            except ProcessLookupError:
-                pass
-            raise
-        finally:
-            ch.close()
-        if opts.pid_file:
-            write_pid_file(opts.pid_file, pid)
+        pid = exec_process(self, record, process, opts)
         if detach:
             return 0
         return wait_forwarding(pid)

@@ -23,11 +23,13 @@ LAYERS: list[list[str]] = [
     ["mrun.state", "mrun.bundles"],
     # 4: mechanisms
     ["mrun.sandbox", "mrun.network", "mrun.plugins"],
-    # 5: orchestration: the runtime API
+    # 5: the operations that build a sandbox, as named steps (create, exec)
+    ["mrun.operations"],
+    # 6: orchestration: the runtime API
     ["mrun.runtime", "mrun.features"],
-    # 6: products built on the runtime
+    # 7: products built on the runtime
     ["mrun.images", "mrun.backends"],
-    # 7: front ends
+    # 8: front ends
     ["mrun.cli", "mrun.shims"],
 ]
 PACKAGE_LAYER = {package: i for i, layer in enumerate(LAYERS) for package in layer}
@@ -96,3 +98,16 @@ def test_no_two_modules_import_each_other():
     graph = {m: {n for n in imported(p) if n in known and n != m} for m, p in known.items()}
     pairs = sorted({tuple(sorted((a, b))) for a, deps in graph.items() for b in deps if a in graph.get(b, ())})
     assert not pairs, "\n".join(f"{a} <-> {b}" for a, b in pairs)
+
+
+def test_every_package_is_installed():
+    """A package missing from pyproject.toml works from a checkout and fails once installed."""
+    import tomllib
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        listed = set(tomllib.load(f)["tool"]["setuptools"]["packages"])
+    packages = {
+        ".".join(m.split(".")[: -1 if not path.endswith("__init__.py") else None])
+        for m, path in modules().items()
+    }
+    assert packages <= listed, f"add to [tool.setuptools] packages: {sorted(packages - listed)}"

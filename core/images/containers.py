@@ -133,11 +133,10 @@ def make_spec(
     stop = cfg.get("StopSignal") or ""
     if isinstance(stop, str) and stop:
         annotations[ann.STOP_SIGNAL] = stop
-    if entry.get("wasm"):  # the image format's own declaration: a wasm image runs on the wasm backend
-        if labels.get(ann.WASM_VARIANT) == "compat-smart":
-            annotations[ann.WASM_VARIANT] = "compat-smart"  # wasm only where the entrypoint is wasm
-        else:
-            annotations[ann.HANDLER] = "wasm"
+    if entry.get("wasm"):  # the image format's own declaration, passed on in the wasm image
+        # convention's words: whichever backend runs that convention bids for it (images/ names none)
+        smart = labels.get(ann.WASM_VARIANT) == "compat-smart"  # wasm only where the entrypoint is wasm
+        annotations[ann.WASM_VARIANT] = "compat-smart" if smart else "compat"
     for item in o.annotations:  # the operator's word is final, reserved keys included
         key, eq, value = item.partition("=")
         if not eq or not key:

@@ -5,11 +5,13 @@ Lifecycle of one container, and where each hook runs:
 
 1. ``mrun_claim`` (host): every backend may bid for the bundle; the core picks the highest
    priority and can explain why (``mrun explain``).
-2. ``mrun_prepare`` (host, before any namespace): the chosen backend loads or compiles what
+2. ``mrun_modify_spec`` (host): the chosen backend may rewrite the config before the process
+   plan, the cgroup and the network are derived from it.
+3. ``mrun_prepare`` (host, before any namespace): the chosen backend loads or compiles what
    it needs; after pivot_root the host filesystem is gone.
-3. ``mrun_payload`` (inside the sandbox, after pivot_root, before the start signal): resolve
+4. ``mrun_payload`` (inside the sandbox, after pivot_root, before the start signal): resolve
    and check the entrypoint; raising here fails ``create`` with the message.
-4. ``Payload.run()`` (inside the sandbox, after ``start`` and the privilege drop).
+5. ``Payload.run()`` (inside the sandbox, after ``start`` and the privilege drop).
 
 Bid priorities (``Claim.priority``; the highest wins, ties go to the backend loaded first):
 
@@ -50,6 +52,13 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 @hookspec
 def mrun_claim(bundle: Bundle) -> Claim | None:
     """Bid for ``bundle``; return None to pass."""
+
+
+@hookspec(firstresult=True)
+def mrun_modify_spec(bundle: Bundle, config: dict[str, Any]) -> dict[str, Any] | None:
+    """Optional, host side, on the chosen backend only, before anything is derived from the config
+    (process plan, cgroup, network): return the config to use instead (``config`` is the backend's
+    own copy to change and return), or None to keep it. The result is validated like a bundle's."""
 
 
 @hookspec(firstresult=True)

@@ -1,0 +1,76 @@
+"""What ``create`` and ``exec`` share: the chosen backend's host-side preparation, the ``Sandbox``
+its init (or the exec'd process) runs, and the launch into namespaces, whose undo is on the
+caller's stack (``contextlib.ExitStack``) so a failure later on kills what was launched."""
+
+from __future__ import annotations
+
+import os
+
+from mrun.errors import MrunError
+from mrun.kernel.proc import SIGKILL, is_alive, start_time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from contextlib import ExitStack
+    from typing import Any
+
+
+class SandboxBuilder:
+    def __init__(self, runtime: Any, container_id: str, backend: str, spec: Any, process: dict[str, Any]) -> None:
+        from mrun.plugins.api import Bundle, Container
+        from mrun.sandbox.process import ProcessPlan
+
+        self.runtime, self.spec, self.process = runtime, spec, process
+        self.hooks = runtime.backends().of(backend)
+        self.plan = ProcessPlan(process, spec.linux.get("seccomp"))
+        self.container = Container(container_id, Bundle(spec), runtime.store.path(container_id), note=runtime.debug)
+
+    def prepare_backend(self) -> None:
+        """Host side, before any namespace: the backend loads or compiles what its payload needs."""
+        self.hooks.mrun_prepare(container=self.container, process=self.process)
+
+    def sandbox(self, namespaces: dict[str, str], console: Any, **extra: Any) -> Any:
+        from mrun.sandbox.init import Sandbox
+
+        return Sandbox(
+            spec=self.spec,
+            container=self.container,
+            plan=self.plan,
+            payload_hook=self.hooks.mrun_payload,
+            namespaces=namespaces,
+            console=console,
+            **extra,
+        )
+
+    def launch(self, undo: ExitStack, **launch: Any) -> tuple[int, Any]:
+        """Fork into the namespaces; the process is killed if a later step fails. -> (pid, channel)"""
+        from mrun.sandbox.launch import Launch, spawn
+
+        pid, ch = spawn(Launch(**launch))
+        self.pid_start = start_time(pid)
+        undo.callback(kill_if_same, pid, self.pid_start)
+        return pid, ch
+
+
+def kill_if_same(pid: int, started: int | None) -> None:
+    """SIGKILL ``pid`` unless it has died and its number gone to another process since."""
+    if started is None or is_alive(pid, started):
+        try:
+            os.kill(pid, SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def await_ready(ch: Any, on_hooks: Any = None) -> None:
+    """The child reports ready, asks for the host-side hooks (create only), or fails with a line."""
+    while True:
+        msg = ch.recv()
+        if msg.get("hooks") and on_hooks is not None:
+            on_hooks()
+            ch.send(go=True)
+        elif msg.get("ready"):
+            return
+        elif "error" in msg:
+            raise MrunError(msg["error"])
+        else:
+            raise MrunError("the container's process died while setting up")

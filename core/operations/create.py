@@ -1,0 +1,207 @@
+"""``create``, as the named steps in ``Create.STEPS``, in that order. Each step that makes
+something registers its undo on one stack: a failure (or a signal) at any step undoes exactly
+what was done, last first, and a create that succeeds keeps everything.
+
+The backend is chosen first and may rewrite the config (``mrun_modify_spec``) before anything
+is derived from it: the process plan, the cgroup and the network all see the backend's version.
+The state records that config, copied: what network set-up adds later is not saved over it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from mrun import annotations as ann
+from mrun import jsonio
+from mrun.errors import InvalidSpec
+from mrun.operations.builder import SandboxBuilder, await_ready
+from mrun.operations.options import prepare_stdio, write_pid_file
+from mrun.state import EXEC_FIFO, STARTED_FIFO, Record, now_rfc3339, oci_state
+from mrun.status import Status
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from mrun.operations.options import CreateOptions
+
+
+class Create:
+    STEPS = (
+        "choose_backend",  # every backend bids; the winner is recorded
+        "modify_spec",  # the winner may rewrite the config (mrun_modify_spec); revalidated
+        "record_state",  # saved before anything is made: `delete --force` finds and removes it all
+        "claim_cgroup",  # planned, recorded, made and claimed (refused if someone else's)
+        "prepare_backend",  # host side: compile, open what the payload needs
+        "prepare_network",  # bridge, veth, address (attached once the init exists)
+        "make_fifos",  # exec fifo (start) and started fifo (start returns once the program runs)
+        "spawn_init",  # fork into the namespaces, into the cgroup
+        "await_init",  # prestart/createRuntime hooks on request, then "ready"
+        "attach_network",  # move the veth into the init's network namespace
+        "mark_created",  # stage "created", pid file
+    )
+
+    def __init__(self, runtime: Any, container_id: str, spec: Any, opts: CreateOptions, lock_fd: int) -> None:
+        self.runtime, self.store, self.id = runtime, runtime.store, container_id
+        self.spec, self.opts, self.lock_fd = spec, opts, lock_fd
+        self.record = Record(id=container_id, bundle=spec.bundle, rootfs=spec.rootfs, config=spec.raw,
+                             created=now_rfc3339(), owner=_owner())
+        self.cgroup: Any = None
+        self.network: Any = None
+        self.ch: Any = None
+
+    def run(self) -> Record:
+        try:
+            with contextlib.ExitStack() as undo:
+                undo.callback(self._forget)  # the id was reserved (a state directory) before the first step
+                for step in self.STEPS:
+                    getattr(self, step)(undo)
+                undo.pop_all()  # created: nothing is undone
+            return self.record
+        finally:
+            if self.ch is not None:
+                self.ch.close()
+
+    def choose_backend(self, undo: contextlib.ExitStack) -> None:
+        from mrun.plugins.api import Bundle
+
+        self.record.backend, _, _ = self.runtime.backends().choose(Bundle(self.spec))
+
+    def modify_spec(self, undo: contextlib.ExitStack) -> None:
+        from mrun.plugins.api import Bundle
+        from mrun.spec import Spec, validate
+
+        config = jsonio.loads(jsonio.dumps(self.spec.raw))  # the backend gets a copy it may change
+        changed = self.runtime.backends().of(self.record.backend).mrun_modify_spec(
+            bundle=Bundle(self.spec), config=config
+        )
+        if changed is not None:
+            try:
+                validate(changed)
+            except InvalidSpec as e:
+                raise InvalidSpec(f"backend {self.record.backend!r} rewrote the config into an invalid one: {e}")
+            self.spec = Spec(changed, self.spec.bundle)
+        self.record.config = jsonio.loads(jsonio.dumps(self.spec.raw))  # saved as it is now, not as it changes
+
+    def record_state(self, undo: contextlib.ExitStack) -> None:
+        self.store.save(self.record)  # undone by _forget, registered before the first step
+
+    def _forget(self) -> None:
+        self.runtime._detach_network(self.id)
+        self.store.remove(self.id)
+
+    def claim_cgroup(self, undo: contextlib.ExitStack) -> None:
+        from mrun.cgroups import new_cgroup
+
+        linux = self.spec.linux
+        self.cgroup = new_cgroup(linux.get("cgroupsPath", ""), self.id, self.opts.systemd_cgroup)
+        self.cgroup.plan(self.store.cgroup_marks)
+        self.record.cgroup = self.cgroup.to_dict()
+        self.store.save(self.record)  # planned directories recorded before they exist
+        undo.callback(_destroy_quietly, self.cgroup)
+        self.cgroup.create(linux.get("resources") or {}, linux.get("devices") or [])
+        self.record.cgroup = self.cgroup.to_dict()
+        self.store.save(self.record)  # claimed: from here on its processes may be killed
+
+    def prepare_backend(self, undo: contextlib.ExitStack) -> None:
+        self.builder = SandboxBuilder(self.runtime, self.id, self.record.backend, self.spec, self.spec.process)
+        self.builder.prepare_backend()
+
+    def prepare_network(self, undo: contextlib.ExitStack) -> None:
+        if self.spec.annotations.get(ann.NETWORK):
+            from mrun.network import attach
+
+            self.network = attach.prepare(self.spec, self.store.path(self.id), self.store.root, self.id)
+            # undone by _forget (detach), which already runs last
+
+    def make_fifos(self, undo: contextlib.ExitStack) -> None:
+        """Opened here, inherited by the init: inside a user namespace it could not open these
+        root-owned fifos itself. Read-write, so opening never blocks. The init holds the started
+        fifo until its payload runs (closed by execve, or by the wasm payload once entered)."""
+        fds = []
+        for name in (EXEC_FIFO, STARTED_FIFO):
+            path = self.store.path(self.id, name)
+            os.mkfifo(path, 0o600)
+            fds.append(os.open(path, os.O_RDWR | os.O_CLOEXEC))
+            undo.callback(_close_quietly, fds[-1])  # the fifos themselves go with the state directory
+        self.fifo_fd, self.started_fd = fds
+
+    def spawn_init(self, undo: contextlib.ExitStack) -> None:
+        from mrun.sandbox.init import container_init
+
+        spec, record = self.spec, self.record
+        console = prepare_stdio(spec.process, self.opts)
+        sandbox = self.builder.sandbox(
+            spec.namespaces(),
+            console,
+            cgroup_paths=getattr(self.cgroup, "paths", {}),
+            exec_fifo=self.fifo_fd,
+            started_fd=self.started_fd,
+            no_pivot=self.opts.no_pivot,
+            hook_state=oci_state(self.store, record, Status.CREATING),
+        )
+        try:
+            record.pid, self.ch = self.builder.launch(
+                undo,
+                namespaces=spec.namespaces(),
+                child=lambda c: container_init(sandbox, c),
+                add_to_cgroup=self.cgroup.add,
+                uid_mappings=spec.linux.get("uidMappings") or [],
+                gid_mappings=spec.linux.get("gidMappings") or [],
+                close_in_child=(self.lock_fd,),
+            )
+            record.pid_start = self.builder.pid_start
+            self.store.save(record)
+        finally:
+            for fd in (self.fifo_fd, self.started_fd):  # only the init may hold them now
+                _close_quietly(fd)
+            if console is not None:
+                console.close()
+
+    def await_init(self, undo: contextlib.ExitStack) -> None:
+        def host_hooks() -> None:
+            from mrun.hooks import run_hooks
+
+            state = oci_state(self.store, self.record, Status.CREATED)
+            run_hooks("prestart", self.spec.hooks.get("prestart") or [], state)
+            run_hooks("createRuntime", self.spec.hooks.get("createRuntime") or [], state)
+
+        await_ready(self.ch, host_hooks)
+
+    def attach_network(self, undo: contextlib.ExitStack) -> None:
+        if self.network is not None:
+            from mrun.network import attach
+
+            attach.attach(self.network, self.record.pid)
+
+    def mark_created(self, undo: contextlib.ExitStack) -> None:
+        self.record.stage = Status.CREATED
+        self.store.save(self.record)
+        if self.opts.pid_file:
+            write_pid_file(self.opts.pid_file, self.record.pid)
+
+
+def _owner() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _destroy_quietly(cgroup: Any) -> None:
+    from mrun.errors import MrunError
+
+    try:
+        cgroup.destroy()
+    except MrunError:
+        pass

@@ -1,0 +1,60 @@
+"""``exec``: another process in a running container, on the same builder as ``create``: the
+backend prepares it, it joins every namespace the init has, and enters the container's cgroup."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from mrun.operations.builder import SandboxBuilder, await_ready
+from mrun.operations.options import prepare_stdio, write_pid_file
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from mrun.operations.options import CreateOptions
+    from mrun.state import Record
+
+
+def exec_process(runtime: Any, record: Record, process: dict[str, Any], opts: CreateOptions) -> int:
+    """Start ``process`` in the container; -> its pid once it runs (its setup failed: raises)."""
+    from mrun.sandbox.init import exec_child
+    from mrun.spec import Spec
+
+    spec = Spec(record.config, record.bundle)
+    builder = SandboxBuilder(runtime, record.id, record.backend, spec, process)
+    builder.prepare_backend()
+    namespaces = joined_namespaces(record.pid)
+    console = prepare_stdio(process, opts)
+    sandbox = builder.sandbox(namespaces, console, cgroup_paths={})
+    cgroup = runtime._cgroup(record) if record.cgroup else None
+    with contextlib.ExitStack() as undo:
+        pid, ch = builder.launch(
+            undo, namespaces=namespaces, child=lambda c: exec_child(sandbox, c),
+            add_to_cgroup=cgroup.add if cgroup else None,
+        )
+        undo.callback(ch.close)
+        if console is not None:
+            console.close()
+        await_ready(ch)
+        undo.pop_all()
+    ch.close()
+    if opts.pid_file:
+        write_pid_file(opts.pid_file, pid)
+    return pid
+
+
+def joined_namespaces(pid: int) -> dict[str, str]:
+    """Every namespace of ``pid`` that is not ours, by path: the exec'd process joins them all."""
+    from mrun.kernel import syscalls as sc
+
+    namespaces = {}
+    for kind, name in sc.NS_PROC.items():
+        theirs = f"/proc/{pid}/ns/{name}"
+        try:
+            if os.stat(theirs).st_ino != os.stat(f"/proc/self/ns/{name}").st_ino:
+                namespaces[kind] = theirs
+        except FileNotFoundError:
+            continue
+    return namespaces

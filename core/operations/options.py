@@ -1,0 +1,65 @@
+"""What a caller asks of create, exec and run beyond the bundle, and the stdio they share."""
+
+from __future__ import annotations
+
+import os
+
+from mrun.errors import InvalidSpec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' hot path
+    from typing import Any
+
+
+class CreateOptions:
+    def __init__(
+        self,
+        pid_file: str = "",
+        console_socket: str = "",
+        preserve_fds: int = 0,
+        no_pivot: bool = False,
+        systemd_cgroup: bool = False,
+    ) -> None:
+        self.pid_file, self.console_socket, self.preserve_fds = pid_file, console_socket, preserve_fds
+        self.no_pivot, self.systemd_cgroup = no_pivot, systemd_cgroup
+        self.console: Any = None  # an already connected console socket (foreground `run -t`)
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    """Atomically, as containerd's shim reads it the moment the command returns."""
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+
+
+def _close_extra_fds(preserve: int) -> None:
+    """Inherited descriptors above 2 + --preserve-fds must not leak into the container."""
+    first = 3 + preserve
+    try:
+        fds = [int(x) for x in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(first, 1024))
+    for fd in fds:
+        if fd >= first:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass
+
+
+def prepare_stdio(process: dict[str, Any], opts: CreateOptions) -> Any:
+    """Connect the console socket now, before pivot_root hides its path, and keep stray
+    descriptors out of the container. Returns the connected socket, or None."""
+    console = opts.console
+    if console is None and opts.console_socket:
+        from mrun.sandbox.console import connect
+
+        console = connect(opts.console_socket)
+    elif console is None and process.get("terminal"):
+        raise InvalidSpec("process.terminal: a terminal needs --console-socket to hand the pty to")
+    if console is not None:
+        import mrun.sandbox.console  # noqa: F401 - the sandbox makes the pty with it, after pivot_root
+    _close_extra_fds(opts.preserve_fds)
+    return console
