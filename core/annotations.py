@@ -17,6 +17,7 @@ WASM_DEADLINE = "org.mrun.wasm.deadline-ms"
 WASM_PREOPENS = "org.mrun.wasm.preopens"  # rootfs (default) | mounts | none | /a,/b:ro
 NETWORK = "org.mrun.network"
 NETWORK_PORTS = "org.mrun.network.ports"
+OCI_RUNTIME = "org.mrun.oci.runtime"  # the oci backend: which installed OCI runtime runs the container
 IMAGE = "org.mrun.image"  # made by `mrun run IMAGE`: the snapshot goes with the container
 STOP_SIGNAL = "org.opencontainers.image.stopSignal"  # from the image config's StopSignal
 

@@ -80,10 +80,36 @@ class Runtime:
 
             detach(self.store.path(container_id))
 
+    # -- the second tier: a backend that owns the sandbox gets the verbs ---------------------
+
+    def _driver(self, record: Record) -> Any:
+        """The backend's SandboxDriver for a container it owns (plugins.api), else None."""
+        if not record.owned:
+            return None
+        hooks = self.backends().of(record.backend)
+        return hooks.mrun_sandbox(container_id=record.id, state_dir=self.store.path(record.id))
+
+    def status(self, record: Record) -> Status:
+        """Read off the process, fifo and freezer (mrun's sandbox), or asked of the owning backend."""
+        driver = self._driver(record)
+        if driver is None:
+            return self.store.status(record)
+        if record.stage == Status.CREATING:
+            return Status.STOPPED
+        said = driver.status(record.id)
+        known = (Status.CREATED, Status.RUNNING, Status.PAUSED, Status.STOPPED)
+        return next((s for s in known if s == said), Status.STOPPED)
+
     def start(self, container_id: str) -> Record:
         with self.store.lock(container_id):
             record = self.store.load(container_id)
-            require("start", self.store.status(record), container_id)
+            require("start", self.status(record), container_id)
+            driver = self._driver(record)
+            if driver is not None:  # its runtime runs the start hooks
+                driver.start(container_id)
+                record.stage = Status.RUNNING
+                self.store.save(record)
+                return record
             fifo = self.store.path(container_id, EXEC_FIFO)
             try:
                 fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -143,7 +169,7 @@ class Runtime:
     def state(self, container_id: str) -> dict[str, Any]:
         """runc's state document; a container that the OOM killer ended also says so."""
         record = self.store.load(container_id)
-        state = oci_state(self.store, record)
+        state = oci_state(self.store, record, self.status(record))
         if state["status"] == Status.STOPPED and self.oom_killed(record):
             state["oomKilled"] = True
         return state
@@ -169,7 +195,8 @@ class Runtime:
 
     def pids(self, container_id: str) -> list[int]:
         record = self.store.load(container_id)
-        return self._cgroup(record).pids()
+        driver = self._driver(record)
+        return driver.pids(container_id) if driver is not None else self._cgroup(record).pids()
 
     def stats(self, container_id: str) -> dict[str, Any]:
         """The cgroup's figures, plus what the container's backend reports under "backend"."""
@@ -177,6 +204,9 @@ class Runtime:
         from mrun.spec import Spec
 
         record = self.store.load(container_id)
+        driver = self._driver(record)
+        if driver is not None:
+            return {"backend": {"name": record.backend, **driver.stats(container_id)}}
         stats = self._cgroup(record).stats()
         stats["cgroup_version"] = record.cgroup.get("version", 1)
         container = Container(container_id, Bundle(Spec(record.config, record.bundle)), self.store.path(container_id))
@@ -194,8 +224,12 @@ class Runtime:
 
     def kill(self, container_id: str, sig: int, all_processes: bool = False) -> None:
         record = self.store.load(container_id)
-        status = self.store.status(record)
+        status = self.status(record)
         require("kill", status, container_id)
+        driver = self._driver(record)
+        if driver is not None:
+            driver.kill(container_id, sig, all_processes)
+            return
         if all_processes:
             self._cgroup(record).kill_all(sig)
             return
@@ -209,14 +243,22 @@ class Runtime:
     def pause(self, container_id: str) -> None:
         with self.store.lock(container_id):
             record = self.store.load(container_id)
-            require("pause", self.store.status(record), container_id)
-            self._cgroup(record).set_frozen(True)
+            require("pause", self.status(record), container_id)
+            driver = self._driver(record)
+            if driver is not None:
+                driver.pause(container_id)
+            else:
+                self._cgroup(record).set_frozen(True)
 
     def resume(self, container_id: str) -> None:
         with self.store.lock(container_id):
             record = self.store.load(container_id)
-            require("resume", self.store.status(record), container_id)
-            self._cgroup(record).set_frozen(False)
+            require("resume", self.status(record), container_id)
+            driver = self._driver(record)
+            if driver is not None:
+                driver.resume(container_id)
+            else:
+                self._cgroup(record).set_frozen(False)
 
     def update(self, container_id: str, resources: dict[str, Any]) -> None:
         from mrun.spec import check_resources
@@ -224,8 +266,12 @@ class Runtime:
         check_resources(resources)
         with self.store.lock(container_id):
             record = self.store.load(container_id)
-            require("update", self.store.status(record), container_id)
-            self._cgroup(record).apply(resources)
+            require("update", self.status(record), container_id)
+            driver = self._driver(record)
+            if driver is not None:
+                driver.update(container_id, resources)
+            else:
+                self._cgroup(record).apply(resources)
 
     # -- delete ---------------------------------------------------------------------------
 
@@ -251,7 +297,12 @@ class Runtime:
             self.store.remove(container_id)  # a create that crashed before writing its state
             return
         if not force:
-            require("delete", self.store.status(record), container_id)
+            require("delete", self.status(record), container_id)
+        driver = self._driver(record)
+        if driver is not None:
+            driver.delete(container_id, force)
+            self.store.remove(container_id)
+            return
         self._stop(record)
         if record.cgroup:
             if self.oom_killed(record):
@@ -299,10 +350,14 @@ class Runtime:
 
         check_process(process)
         record = self.store.load(container_id)
-        require("exec", self.store.status(record), container_id)
+        require("exec", self.status(record), container_id)
         if not detach:
             sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
-        pid = exec_process(self, record, process, opts)
+        driver = self._driver(record)
+        if driver is not None:
+            pid = driver.exec(container_id, process, opts.pid_file, opts.console_socket)
+        else:
+            pid = exec_process(self, record, process, opts)
         if detach:
             return 0
         return wait_forwarding(pid)

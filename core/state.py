@@ -50,7 +50,10 @@ class Record:
     """What mrun remembers about one container. ``stage`` goes creating -> created -> running;
     "stopped" is never stored, it is read off the process."""
 
-    FIELDS = ("id", "bundle", "rootfs", "config", "backend", "pid", "pid_start", "stage", "created", "owner", "cgroup")
+    FIELDS = (
+        "id", "bundle", "rootfs", "config", "backend", "pid", "pid_start", "stage", "created", "owner", "cgroup",
+        "owned",  # the backend owns the sandbox (a SandboxDriver): its verbs go to the backend
+    )
 
     def __init__(
         self,
@@ -65,8 +68,10 @@ class Record:
         created: str = "",
         owner: str = "",
         cgroup: dict[str, Any] | None = None,
+        owned: bool = False,
     ) -> None:
         self.id, self.bundle, self.rootfs, self.config = id, bundle, rootfs, config
+        self.owned = owned
         self.backend, self.pid, self.pid_start, self.stage = backend, pid, pid_start, stage
         self.created, self.owner, self.cgroup = created, owner, cgroup or {}
 
@@ -103,6 +108,8 @@ def _shape_problem(data: object, container_id: str) -> str:
         return f"pid_start: {started!r} is not a start time"
     if data.get("stage", "creating") not in (Status.CREATING, Status.CREATED, Status.RUNNING):
         return f"stage: {data.get('stage')!r} is not creating, created or running"
+    if not isinstance(data.get("owned", False), bool):
+        return "owned: not true or false"
     cgroup = data.get("cgroup") or {}
     if not isinstance(cgroup, dict):
         return "cgroup: not an object"

@@ -347,7 +347,7 @@ class TaskService:
         if proc.exec_id:
             return types_pb2.RUNNING if proc.pid else types_pb2.CREATED
         try:
-            return TASK_STATUS[self.runtime.store.status(self.runtime.store.load(proc.container_id))]
+            return TASK_STATUS[self.runtime.status(self.runtime.store.load(proc.container_id))]
         except MrunError:
             return types_pb2.STOPPED  # its state is gone: deleted, or never fully created
 

@@ -287,6 +287,19 @@ def test_shim_ctr_run_rm_echo_and_exit_code(ctd):
     assert not cgroup_dirs(f"/{ctd.ns}/shim1") and not cgroup_dirs(f"/{ctd.ns}/shim2")
 
 
+def test_shim_hands_a_container_to_runc_by_annotation(ctd):
+    """The oci backend through the shim: one mrun shim, the container under runc."""
+    args = [*shim_run_args(ctd, "underrunc"), "--rm", "--annotation", "org.mrun.oci.runtime=runc"]
+    r = ctd.ctr(*args, IMAGE, "underrunc", "sh", "-c", "echo under runc; exit 4", check=False)
+    assert (r.returncode, r.stdout) == (4, "under runc\n"), r.stderr
+    assert not cgroup_dirs(f"/{ctd.ns}/underrunc")
+    for parent in cgroup_dirs(f"/{ctd.ns}"):  # runc leaves the parents it made; ours, when empty, go
+        try:
+            os.rmdir(parent)
+        except OSError:
+            pass  # another test's container still uses it
+
+
 def test_shim_runs_a_wasm_image(ctd):
     r = ctd.ctr(*shim_run_args(ctd, "wasm1"), "--rm", WASM_IMAGE, "wasm1", check=False)
     assert r.returncode == 3, r.stderr

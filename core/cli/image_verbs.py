@@ -135,9 +135,9 @@ def _network_mode(g: dict[str, Any], mode: str, publish: list[str]) -> dict[str,
             raise InvalidSpec(f"-p: ports are published on bridge networks, not with --network {mode}")
         if mode.startswith("container:"):
             other = mode.partition(":")[2]
-            store = _rt(g).store
-            record = store.load(other)
-            if store.status(record) not in (Status.RUNNING, Status.CREATED):
+            runtime = _rt(g)
+            record = runtime.store.load(other)
+            if runtime.status(record) not in (Status.RUNNING, Status.CREATED):
                 raise InvalidSpec(f"--network {mode}: container {other!r} is not running")
             return {"namespace": f"/proc/{record.pid}/ns/net"}
         return {"host": True} if mode == "host" else {}
@@ -241,7 +241,7 @@ def logs(g: dict[str, Any], container_id: str, follow: bool) -> int:
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.buffer.flush()
                 continue
-            if not follow or runtime.store.status(runtime.store.load(container_id)) == Status.STOPPED:
+            if not follow or runtime.status(runtime.store.load(container_id)) == Status.STOPPED:
                 return 0
             time.sleep(0.1)
 
@@ -253,13 +253,13 @@ def stop(g: dict[str, Any], container_id: str, time: int) -> int:  # noqa: A002
 
     runtime = _rt(g)
     record = runtime.store.load(container_id)
-    if runtime.store.status(record) == Status.STOPPED:
+    if runtime.status(record) == Status.STOPPED:
         print(container_id)
         return 0
     stop_signal = (record.config.get("annotations") or {}).get("org.opencontainers.image.stopSignal") or "SIGTERM"
     runtime.kill(container_id, parse_signal(stop_signal))
     deadline = clock.monotonic() + time
-    while runtime.store.status(runtime.store.load(container_id)) != Status.STOPPED:
+    while runtime.status(runtime.store.load(container_id)) != Status.STOPPED:
         if clock.monotonic() > deadline:
             runtime.kill(container_id, 9, all_processes=True)
             deadline = clock.monotonic() + 10

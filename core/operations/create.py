@@ -31,6 +31,7 @@ class Create:
     STEPS = (
         "choose_backend",  # every backend bids; the winner is recorded
         "modify_spec",  # the winner may rewrite the config (mrun_modify_spec); revalidated
+        "choose_sandbox",  # mrun's own, or the backend's (mrun_sandbox): then OWNED_STEPS follow
         "record_state",  # saved before anything is made: `delete --force` finds and removes it all
         "claim_cgroup",  # planned, recorded, made and claimed (refused if someone else's)
         "prepare_backend",  # host side: compile, open what the payload needs
@@ -41,6 +42,8 @@ class Create:
         "attach_network",  # move the veth into the init's network namespace
         "mark_created",  # stage "created", pid file
     )
+    # A backend that owns the sandbox: mrun records the container and hands the bundle over.
+    OWNED_STEPS = ("record_state", "hand_over", "mark_created")
 
     def __init__(self, runtime: Any, container_id: str, spec: Any, opts: CreateOptions, lock_fd: int) -> None:
         self.runtime, self.store, self.id = runtime, runtime.store, container_id
@@ -48,6 +51,7 @@ class Create:
         self.record = Record(id=container_id, bundle=spec.bundle, rootfs=spec.rootfs, config=spec.raw,
                              created=now_rfc3339(), owner=_owner())
         self.cgroup: Any = None
+        self.driver: Any = None  # a SandboxDriver when the backend owns the sandbox
         self.network: Any = None
         self.ch: Any = None
 
@@ -55,8 +59,12 @@ class Create:
         try:
             with contextlib.ExitStack() as undo:
                 undo.callback(self._forget)  # the id was reserved (a state directory) before the first step
-                for step in self.STEPS:
+                steps = list(self.STEPS)
+                while steps:
+                    step = steps.pop(0)
                     getattr(self, step)(undo)
+                    if step == "choose_sandbox" and self.driver is not None:
+                        steps = list(self.OWNED_STEPS)
                 undo.pop_all()  # created: nothing is undone
             return self.record
         finally:
@@ -83,6 +91,29 @@ class Create:
                 raise InvalidSpec(f"backend {self.record.backend!r} rewrote the config into an invalid one: {e}")
             self.spec = Spec(changed, self.spec.bundle)
         self.record.config = jsonio.loads(jsonio.dumps(self.spec.raw))  # saved as it is now, not as it changes
+
+    def choose_sandbox(self, undo: contextlib.ExitStack) -> None:
+        hooks = self.runtime.backends().of(self.record.backend)
+        self.driver = hooks.mrun_sandbox(container_id=self.id, state_dir=self.store.path(self.id))
+        self.record.owned = self.driver is not None
+
+    def hand_over(self, undo: contextlib.ExitStack) -> None:
+        """The backend's runtime creates the container from a bundle holding the config as it is
+        now (rewritten or not), its root the original rootfs."""
+        bundle = self.store.path(self.id, "bundle")
+        os.makedirs(bundle, exist_ok=True)
+        config = jsonio.loads(jsonio.dumps(self.spec.raw))
+        config["root"]["path"] = self.spec.rootfs
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            f.write(jsonio.dumps(config))
+        console = self.opts.console_socket
+        if self.opts.console is not None:
+            raise InvalidSpec(f"process.terminal: backend {self.record.backend!r} needs --console-socket")
+        self.record.pid = self.driver.create(self.id, bundle, self.opts.pid_file, console)
+        undo.callback(self.driver.delete, self.id, True)
+        from mrun.kernel.proc import start_time
+
+        self.record.pid_start = start_time(self.record.pid)
 
     def record_state(self, undo: contextlib.ExitStack) -> None:
         self.store.save(self.record)  # undone by _forget, registered before the first step
@@ -178,7 +209,7 @@ class Create:
     def mark_created(self, undo: contextlib.ExitStack) -> None:
         self.record.stage = Status.CREATED
         self.store.save(self.record)
-        if self.opts.pid_file:
+        if self.opts.pid_file and self.driver is None:  # a driver's runtime wrote it
             write_pid_file(self.opts.pid_file, self.record.pid)
 
 

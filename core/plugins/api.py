@@ -96,3 +96,36 @@ class Payload(Protocol):
     returns (execve)."""
 
     def run(self) -> int: ...
+
+
+class SandboxDriver(Protocol):
+    """The second tier of the backend contract: a backend that owns the sandbox itself (another
+    OCI runtime, a microVM, a user-space kernel) returns one from ``mrun_sandbox``; mrun then
+    keeps only its record of the container and hands every lifecycle verb to the driver. A
+    backend that returns None runs inside mrun's own Linux sandbox (the default).
+
+    ``create`` gets the bundle directory with the (possibly rewritten) config already written
+    to its ``config.json`` and returns the container init's host pid; the other verbs take the
+    container id. Errors are ``MrunError`` with one line."""
+
+    def create(self, container_id: str, bundle: str, pid_file: str, console_socket: str) -> int: ...
+
+    def start(self, container_id: str) -> None: ...
+
+    def status(self, container_id: str) -> str: ...  # created, running, paused or stopped
+
+    def kill(self, container_id: str, signal: int, all_processes: bool) -> None: ...
+
+    def delete(self, container_id: str, force: bool) -> None: ...
+
+    def exec(self, container_id: str, process: dict[str, Any], pid_file: str, console_socket: str) -> int: ...
+
+    def pause(self, container_id: str) -> None: ...
+
+    def resume(self, container_id: str) -> None: ...
+
+    def update(self, container_id: str, resources: dict[str, Any]) -> None: ...
+
+    def pids(self, container_id: str) -> list[int]: ...
+
+    def stats(self, container_id: str) -> dict[str, Any]: ...

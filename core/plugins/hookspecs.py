@@ -42,7 +42,7 @@ from __future__ import annotations
 from typing import Any
 
 import pluggy
-from mrun.plugins.api import Bundle, Claim, Command, Container, Payload
+from mrun.plugins.api import Bundle, Claim, Command, Container, Payload, SandboxDriver
 
 PROJECT = "mrun"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -59,6 +59,15 @@ def mrun_modify_spec(bundle: Bundle, config: dict[str, Any]) -> dict[str, Any] |
     """Optional, host side, on the chosen backend only, before anything is derived from the config
     (process plan, cgroup, network): return the config to use instead (``config`` is the backend's
     own copy to change and return), or None to keep it. The result is validated like a bundle's."""
+
+
+@hookspec(firstresult=True)
+def mrun_sandbox(container_id: str, state_dir: str) -> SandboxDriver | None:
+    """The second tier, on the chosen backend only: return a ``SandboxDriver`` if this backend
+    owns the sandbox (it then gets every lifecycle verb: create/start/state/kill/delete/exec/
+    pause/resume/update/ps/stats), or None to run in mrun's own Linux sandbox (the default, which
+    calls the first tier's hooks). ``state_dir`` is mrun's directory for the container; the same
+    answer must come for the same container in a later command (it is asked again for each verb)."""
 
 
 @hookspec(firstresult=True)
