@@ -103,3 +103,47 @@ def test_a_backend_adds_its_own_verbs_and_core_verbs_win(backends_from, monkeypa
     assert capsys.readouterr().out == "hello world\n"
     _, cmd, _ = fastparse.parse(["state", "c1"])
     assert cmd.handler == "state"  # the core's, not the backend's
+
+
+def test_the_operators_policy_restricts_defaults_and_pins(backends_from, monkeypatch, tmp_path):
+    from mrun.errors import InvalidSpec
+
+    backends, _ = backends_from({
+        "native": BIDDER.format(claimed="native", priority=0),
+        "fancy": BIDDER.format(claimed="fancy", priority=60),
+        "asked": BIDDER.format(claimed="asked", priority=1000),
+    })
+    plain = Bundle(FakeSpec(["/x"]))
+    assert backends.choose(plain)[0] == "asked"
+    policy = tmp_path / "policy.json"
+    policy.write_text('{"allowed": ["native", "fancy"], "default": "fancy"}')
+    monkeypatch.setenv("MRUN_POLICY", str(policy))
+    with pytest.raises(InvalidSpec, match="'asked' is not allowed by the backend policy"):
+        backends.choose(plain)  # an annotation-level bid for a forbidden backend: refused, not rerouted
+    monkeypatch.setenv("MRUN_BACKENDS_ALLOWED", "native,fancy,other")
+    policy.write_text('{"default": "fancy"}')
+    backends2, _ = backends_from({"native": BIDDER.format(claimed="native", priority=0)})
+    name, why, _ = backends2.choose(plain)
+    assert name == "native"  # the default is not installed here: the fallback stays
+    forced = FakeSpec(["/x"])
+    forced.annotations = {"run.oci.handler": "fancy"}
+    monkeypatch.setenv("MRUN_BACKENDS_ALLOWED", "native")
+    with pytest.raises(InvalidSpec, match="not allowed by the backend policy"):
+        backends.choose(Bundle(forced))
+    monkeypatch.setenv("MRUN_BACKEND_PIN", "native")
+    sources = f"{policy} and $MRUN_BACKENDS_ALLOWED and $MRUN_BACKEND_PIN"
+    assert backends.choose(Bundle(FakeSpec(["/x"])))[:2] == ("native", f"pinned by the backend policy ({sources})")
+    forced.annotations = {"run.oci.handler": "fancy"}
+    with pytest.raises(InvalidSpec, match="pins every container to 'native'"):
+        backends.choose(Bundle(forced))
+
+
+def test_the_policys_default_takes_what_nobody_bid_for(backends_from, monkeypatch):
+    backends, _ = backends_from({
+        "native": BIDDER.format(claimed="native", priority=0),
+        "other": "from mrun.plugins.hookspecs import hookimpl\n@hookimpl\ndef mrun_claim(bundle):\n    return None\n",
+    })
+    monkeypatch.setenv("MRUN_POLICY", "/nonexistent/policy.json")
+    monkeypatch.setenv("MRUN_BACKEND_DEFAULT", "other")
+    name, why, _ = backends.choose(Bundle(FakeSpec(["/x"])))
+    assert name == "other" and "policy's default" in why

@@ -57,3 +57,13 @@ def test_annotation_forces_a_backend(h, textfile_backend):
     missing = _text_bundle(h, annotations={"run.oci.handler": "krun"})
     r = h.mrun("run", "-b", missing, h.cid())
     assert r.returncode != 0 and "'krun'" in r.stderr and "not installed" in r.stderr
+
+
+def test_the_cli_flags_carry_the_backend_policy(h):
+    """--backends-allowed: a wasm-annotated bundle is refused in one line; without it, it runs."""
+    bundle = h.bundle(["sh", "-c", "true"], annotations={"run.oci.handler": "wasm"})
+    r = h.mrun("--backends-allowed", "linux", "explain", "-b", bundle)
+    assert r.returncode != 0 and "'wasm' is not allowed by the backend policy ($MRUN_BACKENDS_ALLOWED" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    out = h.ok("--backend-pin", "linux", "explain", "-b", h.bundle(["sh", "-c", "true"])).stdout
+    assert out.splitlines()[:2] == ["backend: linux", "because: pinned by the backend policy ($MRUN_BACKEND_PIN)"]

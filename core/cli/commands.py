@@ -25,7 +25,16 @@ GLOBAL_FLAGS = (
     ),
     Flag("rootless", "accepted for runc compatibility: auto, true or false", default="auto", hidden=True),
     Flag("criu", "accepted for runc compatibility; checkpointing is not implemented", default="", hidden=True),
+    # the operator's backend policy (mrun.plugins.policy), over /etc/mrun/policy.json
+    Flag("backends-allowed", "only these backends may run containers (comma-separated)", default=""),
+    Flag("backend-default", "the backend for bundles no backend bids for", default=""),
+    Flag("backend-pin", "every container runs on this backend", default=""),
 )
+POLICY_ENV = {
+    "backends_allowed": "MRUN_BACKENDS_ALLOWED",
+    "backend_default": "MRUN_BACKEND_DEFAULT",
+    "backend_pin": "MRUN_BACKEND_PIN",
+}
 
 _ID = Arg("container-id", "the container's name")
 _BUNDLE = Flag("bundle", "path to the OCI bundle (holds config.json)", short="b", default=".")

@@ -52,6 +52,11 @@ def call(g: dict[str, Any], cmd: Command, params: dict[str, Any]) -> int:
         print(f"mrun: warning: {msg}", file=sys.stderr)
         _log(g, "warning", msg)
 
+    from mrun.cli.commands import POLICY_ENV
+
+    for dest, env in POLICY_ENV.items():  # the backend policy is read where a backend is chosen
+        if g.get(dest):
+            os.environ[env] = g[dest]
     g["warn"] = warn
     g["debug_log"] = (lambda msg: _log(g, "debug", msg)) if g.get("debug") else None
     try:

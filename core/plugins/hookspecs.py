@@ -23,6 +23,11 @@ Bid priorities (``Claim.priority``; the highest wins, ties go to the backend loa
   (``module.wasm.image/variant``). ``run.oci.handler`` (``mrun.annotations.HANDLER``) bypasses
   bidding altogether.
 
+The operator's policy (``mrun.plugins.policy``: ``/etc/mrun/policy.json``, ``--backends-allowed``,
+``--backend-default``, ``--backend-pin``) narrows this: bids of backends it does not allow are
+set aside (a bid at 1000, the bundle asking by annotation, is refused instead), its default
+replaces a bid at 0, and a pin overrides everything.
+
 A bid counts for the backend registered under the entry-point name, whatever ``Claim.backend``
 says. A hook implementation whose name is not declared here keeps the whole backend from loading
 (a warning names it), so a misspelling cannot go unnoticed.

@@ -17,13 +17,14 @@ from typing import Any
 import pluggy
 from mrun import annotations as ann
 from mrun import jsonio
-from mrun.errors import MrunError
+from mrun.errors import InvalidSpec, MrunError
 from mrun.plugins import hookspecs
 from mrun.plugins.api import Bundle, Claim
 
 GROUP = "mrun.backends"
 # Backends may be forced by this annotation (crun's name for the same idea).
 HANDLER_ANNOTATION = ann.HANDLER
+ANNOTATION_PRIORITY = 1000  # a bid this high means "the bundle's annotations ask for me" (hookspecs)
 
 
 def _cache_path() -> str:
@@ -152,23 +153,54 @@ class Backends:
         return sorted(claims, key=lambda c: (-c.priority, order.get(c.backend, 99)))
 
     def choose(self, bundle: Bundle) -> tuple[str, str, list[Claim]]:
-        """-> (backend, why, all claims). A forced backend that is missing is an error."""
+        """-> (backend, why, all claims), within the operator's policy (plugins.policy). A forced
+        backend that is missing or not allowed is an error, and so is a bundle whose annotations
+        ask for a backend the policy does not allow (a claim at ANNOTATION_PRIORITY or above)."""
+        from mrun.plugins import policy as backend_policy
+
+        policy = backend_policy.load()
         forced = bundle.annotations.get(HANDLER_ANNOTATION)
         claims = self.claims(bundle)
+        if policy.pin:
+            if forced and forced != policy.pin:
+                raise InvalidSpec(
+                    f"annotation {HANDLER_ANNOTATION}={forced}: the backend policy ({policy.source}) "
+                    f"pins every container to {policy.pin!r}"
+                )
+            self.of(policy.pin)  # installed, or one line saying so
+            return policy.pin, f"pinned by the backend policy ({policy.source})", claims
         if forced:
             if self.pm.get_plugin(forced) is None:
                 raise MrunError(
                     f"annotation {HANDLER_ANNOTATION}={forced} asks for backend {forced!r}, "
                     f"which is not installed (installed: {', '.join(self.names())})"
                 )
+            if not policy.permits(forced):
+                raise InvalidSpec(self._refused(f"annotation {HANDLER_ANNOTATION}={forced}", forced, policy))
             return forced, f"annotation {HANDLER_ANNOTATION}={forced}", claims
-        if not claims:
+        asked = [c for c in claims if c.priority >= ANNOTATION_PRIORITY and not policy.permits(c.backend)]
+        if asked and (not claims or claims[0] is asked[0]):
+            raise InvalidSpec(self._refused(asked[0].reason, asked[0].backend, policy))
+        permitted = [c for c in claims if policy.permits(c.backend)]
+        if not permitted:
             raise MrunError(
                 f"no backend can run {bundle.args[0] if bundle.args else 'this bundle'!r} "
-                f"(installed: {', '.join(self.names())})"
+                f"(installed: {', '.join(self.names())}; allowed by the backend policy: "
+                f"{', '.join(policy.allowed) or 'all'})"
             )
-        best = claims[0]
+        best = permitted[0]
+        default = policy.default
+        if best.priority <= 0 and default and default != best.backend and self.pm.get_plugin(default):
+            if policy.permits(default):
+                return default, f"nothing bid for it; the backend policy's default ({policy.source})", claims
         return best.backend, best.reason, claims
+
+    @staticmethod
+    def _refused(what: str, backend: str, policy: Any) -> str:
+        return (
+            f"{what}: backend {backend!r} is not allowed by the backend policy ({policy.source}; "
+            f"allowed: {', '.join(policy.allowed)})"
+        )
 
     def commands(self) -> dict[str, Any]:
         """name -> Command for every verb the backends add."""
