@@ -30,7 +30,7 @@ LAYERS: list[list[str]] = [
     # 7: products built on the runtime
     ["mrun.images", "mrun.backends"],
     # 8: front ends
-    ["mrun.cli", "mrun.shims"],
+    ["mrun.cli", "mrun.shims", "mrun.conformance"],
 ]
 PACKAGE_LAYER = {package: i for i, layer in enumerate(LAYERS) for package in layer}
 
