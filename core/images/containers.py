@@ -91,6 +91,9 @@ def _lookup_user(rootfs: str, user: str, passwd: list[list[str]]) -> tuple[int, 
 def make_spec(
     image_config: dict[str, Any], entry: dict[str, Any], rootfs: str, container_id: str, o: Overrides, store: ImageStore
 ) -> dict[str, Any]:
+    """The spec for ``mrun run IMAGE``: the image's config, then docker's flags over it. Long on
+    purpose: one pass in docker's order of precedence (image, then each flag), which is what a
+    reader checks it against; split up, the precedence would be spread over helpers."""
     from mrun.defaults import default_spec
     from mrun.images.install import default_args
 
