@@ -13,7 +13,7 @@ import time
 
 from mrun import annotations as ann
 from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound
-from mrun.kernel.proc import SIGKILL, exit_code, is_alive
+from mrun.kernel.proc import SIGKILL, exit_code
 from mrun.operations.options import CreateOptions, prepare_stdio, write_pid_file  # noqa: F401 - part of the API
 from mrun.state import EXEC_FIFO, STARTED_FIFO, Record, Store, oci_state
 from mrun.status import Status, require
@@ -39,8 +39,12 @@ class Runtime:
         warn: Callable[[str], None] | None = None,
         debug: Callable[[str], None] | None = None,
         backends: Any = None,
+        host: Any = None,
     ) -> None:
-        self.store = Store(root)
+        from mrun.operations.host import REAL
+
+        self.host = host or REAL  # the kernel seam: a recording double in the unit tests
+        self.store = Store(root, self.host)
         self.warn = warn or _print_warning
         self.debug = debug or (lambda _msg: None)
         self._backends: Any = backends  # a loaded plugins.manager.Backends, or None to load on use
@@ -161,8 +165,8 @@ class Runtime:
             except FileNotFoundError:
                 pass
         for sig in data:
-            if is_alive(record.pid, record.pid_start):
-                os.kill(record.pid, sig)
+            if self.host.alive(record.pid, record.pid_start):
+                self.host.kill(record.pid, sig)
 
     # -- inspection ----------------------------------------------------------------------
 
@@ -187,11 +191,9 @@ class Runtime:
         return out
 
     def _cgroup(self, record: Record) -> Any:
-        from mrun.cgroups import open_cgroup
-
         if not record.cgroup:
             raise MrunError(f"container {record.id!r} has no cgroup")
-        return open_cgroup(record.cgroup)
+        return self.host.open_cgroup(record.cgroup)
 
     def pids(self, container_id: str) -> list[int]:
         record = self.store.load(container_id)
@@ -234,7 +236,7 @@ class Runtime:
             self._cgroup(record).kill_all(sig)
             return
         try:
-            os.kill(record.pid, sig)
+            self.host.kill(record.pid, sig)
         except ProcessLookupError:
             raise InvalidState(f"cannot kill container {container_id!r}: container not running")
         if sig == SIGKILL and status == Status.PAUSED:
@@ -321,18 +323,18 @@ class Runtime:
             release(record.bundle, record.id, self.store.root)  # made by `mrun run IMAGE`: its snapshot goes too
 
     def _stop(self, record: Record, timeout: float = 10.0) -> None:
-        if not is_alive(record.pid, record.pid_start):
+        if not self.host.alive(record.pid, record.pid_start):
             return
         if record.cgroup:
             cg = self._cgroup(record)
             if cg.exists():
                 cg.kill_all(SIGKILL)
         try:
-            os.kill(record.pid, SIGKILL)
+            self.host.kill(record.pid, SIGKILL)
         except ProcessLookupError:
             return
         deadline = time.monotonic() + timeout
-        while is_alive(record.pid, record.pid_start):
+        while self.host.alive(record.pid, record.pid_start):
             try:  # reap it if it is our own child (run, exec without --detach)
                 os.waitpid(record.pid, os.WNOHANG)
             except ChildProcessError:

@@ -123,8 +123,10 @@ def _shape_problem(data: object, container_id: str) -> str:
 
 
 class Store:
-    def __init__(self, root: str = DEFAULT_ROOT) -> None:
+    def __init__(self, root: str = DEFAULT_ROOT, host: Any = None) -> None:
+        """``host``: the runtime's kernel seam (operations.host.Host); None reads the kernel directly."""
         self.root = os.path.abspath(root)
+        self.host = host
 
     @property
     def cgroup_marks(self) -> str:
@@ -205,15 +207,18 @@ class Store:
             return []
 
     def status(self, record: Record) -> Status:
-        if record.stage == Status.CREATING or not is_alive(record.pid, record.pid_start):
+        alive = self.host.alive if self.host is not None else is_alive
+        if record.stage == Status.CREATING or not alive(record.pid, record.pid_start):
             return Status.STOPPED
         if os.path.exists(self.path(record.id, EXEC_FIFO)):
             return Status.CREATED
-        from mrun.cgroups import open_cgroup
+        if self.host is not None:
+            frozen = self.host.frozen(record.cgroup)
+        else:
+            from mrun.cgroups import open_cgroup
 
-        if record.cgroup and open_cgroup(record.cgroup).is_frozen():
-            return Status.PAUSED
-        return Status.RUNNING
+            frozen = bool(record.cgroup) and open_cgroup(record.cgroup).is_frozen()
+        return Status.PAUSED if frozen else Status.RUNNING
 
 
 class FileLock:

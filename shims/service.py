@@ -82,9 +82,16 @@ def _release(proc: Process) -> None:
 
 
 class TaskService:
-    def __init__(self, namespace: str, root: str, spawner_sock: socket.socket, publisher: Publisher | None) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        root: str,
+        spawner_sock: socket.socket,
+        publisher: Publisher | None,
+        runtime: Runtime | None = None,  # the unit tests pass one on a recording kernel double
+    ) -> None:
         self.namespace = namespace
-        self.runtime = Runtime(root)
+        self.runtime = runtime or Runtime(root)
         self.spawner = spawner_sock
         self.spawner_lock = threading.Lock()
         self.helper: object = None  # a replacement helper's Popen (the first one is forked by main)

@@ -4,10 +4,8 @@ caller's stack (``contextlib.ExitStack``) so a failure later on kills what was l
 
 from __future__ import annotations
 
-import os
-
 from mrun.errors import MrunError
-from mrun.kernel.proc import SIGKILL, is_alive, start_time
+from mrun.kernel.proc import SIGKILL
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -44,19 +42,20 @@ class SandboxBuilder:
 
     def launch(self, undo: ExitStack, **launch: Any) -> tuple[int, Any]:
         """Fork into the namespaces; the process is killed if a later step fails. -> (pid, channel)"""
-        from mrun.sandbox.launch import Launch, spawn
+        from mrun.sandbox.launch import Launch
 
-        pid, ch = spawn(Launch(**launch))
-        self.pid_start = start_time(pid)
-        undo.callback(kill_if_same, pid, self.pid_start)
+        host = self.runtime.host
+        pid, ch = host.spawn(Launch(**launch))
+        self.pid_start = host.start_time(pid)
+        undo.callback(kill_if_same, host, pid, self.pid_start)
         return pid, ch
 
 
-def kill_if_same(pid: int, started: int | None) -> None:
+def kill_if_same(host: Any, pid: int, started: int | None) -> None:
     """SIGKILL ``pid`` unless it has died and its number gone to another process since."""
-    if started is None or is_alive(pid, started):
+    if started is None or host.alive(pid, started):
         try:
-            os.kill(pid, SIGKILL)
+            host.kill(pid, SIGKILL)
         except ProcessLookupError:
             pass
 

@@ -111,9 +111,7 @@ class Create:
             raise InvalidSpec(f"process.terminal: backend {self.record.backend!r} needs --console-socket")
         self.record.pid = self.driver.create(self.id, bundle, self.opts.pid_file, console)
         undo.callback(self.driver.delete, self.id, True)
-        from mrun.kernel.proc import start_time
-
-        self.record.pid_start = start_time(self.record.pid)
+        self.record.pid_start = self.runtime.host.start_time(self.record.pid)
 
     def record_state(self, undo: contextlib.ExitStack) -> None:
         self.store.save(self.record)  # undone by _forget, registered before the first step
@@ -123,10 +121,8 @@ class Create:
         self.store.remove(self.id)
 
     def claim_cgroup(self, undo: contextlib.ExitStack) -> None:
-        from mrun.cgroups import new_cgroup
-
         linux = self.spec.linux
-        self.cgroup = new_cgroup(linux.get("cgroupsPath", ""), self.id, self.opts.systemd_cgroup)
+        self.cgroup = self.runtime.host.new_cgroup(linux.get("cgroupsPath", ""), self.id, self.opts.systemd_cgroup)
         self.cgroup.plan(self.store.cgroup_marks)
         self.record.cgroup = self.cgroup.to_dict()
         self.store.save(self.record)  # planned directories recorded before they exist
