@@ -243,24 +243,20 @@ class Runtime:
             self._cgroup(record).set_frozen(False)  # a frozen task cannot die until thawed
 
     def pause(self, container_id: str) -> None:
-        with self.store.lock(container_id):
-            record = self.store.load(container_id)
-            require("pause", self.status(record), container_id)
-            driver = self._driver(record)
-            if driver is not None:
-                driver.pause(container_id)
-            else:
-                self._cgroup(record).set_frozen(True)
+        self._freeze(container_id, "pause")
 
     def resume(self, container_id: str) -> None:
+        self._freeze(container_id, "resume")
+
+    def _freeze(self, container_id: str, operation: str) -> None:
         with self.store.lock(container_id):
             record = self.store.load(container_id)
-            require("resume", self.status(record), container_id)
+            require(operation, self.status(record), container_id)
             driver = self._driver(record)
             if driver is not None:
-                driver.resume(container_id)
+                getattr(driver, operation)(container_id)
             else:
-                self._cgroup(record).set_frozen(False)
+                self._cgroup(record).set_frozen(operation == "pause")
 
     def update(self, container_id: str, resources: dict[str, Any]) -> None:
         from mrun.spec import check_resources

@@ -28,41 +28,29 @@ def hold(pod: dict) -> int:
     else ``new_net`` for one of its own; and ``new_uts``/``new_ipc``/``new_pid`` (a host-network
     pod keeps the node's UTS namespace, ``hostIPC`` the node's IPC one; only a pod-wide PID
     namespace is new). The holder's namespaces are the ones the pod's containers join."""
-    r, w = os.pipe()
-    child = os.fork()
-    if child == 0:  # never returns: whatever happens, this copy of the fork helper's worker ends here
-        try:
-            os.close(r)
-            shim = os.pidfd_open(pod["shim_pid"])  # here: inside a new PID namespace that pid is not seen
-            if pod.get("netns"):
-                fd = os.open(pod["netns"], os.O_RDONLY | os.O_CLOEXEC)
-                sc.setns(fd, sc.CLONE_NEWNET)
-                os.close(fd)
-            flags = (sc.CLONE_NEWUTS if pod.get("new_uts") else 0) | (sc.CLONE_NEWIPC if pod.get("new_ipc") else 0)
-            flags |= sc.CLONE_NEWNET if pod.get("new_net") and not pod.get("netns") else 0
-            sc.unshare(flags | (sc.CLONE_NEWPID if pod.get("new_pid") else 0))
-            hostname = pod.get("hostname", "")
-            if hostname and pod.get("new_uts"):
-                sc.sethostname(hostname)
-            holder = os.fork()
-            if holder == 0:
-                os.close(w)
-                _hold_forever(shim)
-            os.write(w, str(holder).encode())
-        except BaseException as e:  # noqa: BLE001 - reported to the caller, one line
-            os.write(w, f"error {getattr(e, 'strerror', None) or e}".encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    answer = b""
-    while chunk := os.read(r, 256):
-        answer += chunk
-    os.close(r)
-    os.waitpid(child, 0)
-    text = answer.decode()
-    if not text.isdigit():
-        raise OSError(f"could not make the pod's namespaces: {text.removeprefix('error ') or 'no answer'}")
-    return int(text)
+    from mrun.kernel.child import ChildFailed, answer_from_child
+
+    def make_holder() -> bytes:  # in a child of the fork helper's worker, which must not change
+        shim = os.pidfd_open(pod["shim_pid"])  # here: inside a new PID namespace that pid is not seen
+        if pod.get("netns"):
+            fd = os.open(pod["netns"], os.O_RDONLY | os.O_CLOEXEC)
+            sc.setns(fd, sc.CLONE_NEWNET)
+            os.close(fd)
+        flags = (sc.CLONE_NEWUTS if pod.get("new_uts") else 0) | (sc.CLONE_NEWIPC if pod.get("new_ipc") else 0)
+        flags |= sc.CLONE_NEWNET if pod.get("new_net") and not pod.get("netns") else 0
+        sc.unshare(flags | (sc.CLONE_NEWPID if pod.get("new_pid") else 0))
+        hostname = pod.get("hostname", "")
+        if hostname and pod.get("new_uts"):
+            sc.sethostname(hostname)
+        holder = os.fork()
+        if holder == 0:
+            _hold_forever(shim)
+        return str(holder).encode()
+
+    try:
+        return int(answer_from_child(make_holder))
+    except ChildFailed as e:
+        raise OSError(f"could not make the pod's namespaces: {e}")
 
 
 def _hold_forever(shim: int) -> None:

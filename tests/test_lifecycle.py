@@ -348,16 +348,23 @@ def test_concurrent_commands_on_one_id(h):
         err.close()
     assert codes.count(0) == 1, list(zip(codes, messages, strict=True))
     assert all("already exists" in m for c, m in zip(codes, messages, strict=True) if c)
+    errs = [tempfile.TemporaryFile("w+") for _ in range(6)]
     deletes = [
         subprocess.Popen(
             [h.binary, "--root", h.root, "delete", "--force", cid],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=err,
         )
-        for _ in range(6)
+        for err in errs
     ]
-    assert [p.wait(timeout=60) for p in deletes] == [0] * 6
+    codes = [p.wait(timeout=60) for p in deletes]
+    said = []
+    for err in errs:
+        err.seek(0)
+        said.append(err.read())
+        err.close()
+    assert codes == [0] * 6, list(zip(codes, said, strict=True))  # once seen failing under load: say why
     assert h.status(cid) == "gone"
 
 

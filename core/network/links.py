@@ -83,33 +83,24 @@ def plug(network: dict, veth: str, pid: int, ip: str) -> None:
 
 
 def _configure_inside(pid: int, peer: str, ip: str, prefix: int, gateway: str) -> None:
-    r, w = os.pipe()
-    child = os.fork()
-    if child == 0:
-        os.close(r)
-        error = b""
-        try:
-            from mrun.kernel import syscalls as sc  # os.setns is Python 3.12's
+    from mrun.kernel.child import ChildFailed, answer_from_child
 
-            fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-            sc.setns(fd, sc.CLONE_NEWNET)
-            with _ipr() as ipr:
-                lo = ipr.link_lookup(ifname="lo")[0]
-                ipr.link("set", index=lo, state="up")
-                index = ipr.link_lookup(ifname=peer)[0]
-                ipr.link("set", index=index, ifname="eth0")
-                ipr.addr("add", index=index, address=ip, prefixlen=prefix)
-                ipr.link("set", index=index, state="up")
-                ipr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index)
-        except Exception as e:  # noqa: BLE001 - reported to the parent, which raises it
-            error = f"{e.__class__.__name__}: {e}".encode()
-        os.write(w, error)
-        os._exit(0)
-    os.close(w)
-    error = b""
-    while chunk := os.read(r, 4096):
-        error += chunk
-    os.close(r)
-    os.waitpid(child, 0)
-    if error:
-        raise MrunError(f"configuring eth0 in the container: {error.decode()}")
+    def inside() -> bytes:  # in a child: setns would move this process into the container's network
+        from mrun.kernel import syscalls as sc  # os.setns is Python 3.12's
+
+        fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        sc.setns(fd, sc.CLONE_NEWNET)
+        with _ipr() as ipr:
+            lo = ipr.link_lookup(ifname="lo")[0]
+            ipr.link("set", index=lo, state="up")
+            index = ipr.link_lookup(ifname=peer)[0]
+            ipr.link("set", index=index, ifname="eth0")
+            ipr.addr("add", index=index, address=ip, prefixlen=prefix)
+            ipr.link("set", index=index, state="up")
+            ipr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index)
+        return b""
+
+    try:
+        answer_from_child(inside)
+    except ChildFailed as e:
+        raise MrunError(f"configuring eth0 in the container: {e}")
