@@ -200,6 +200,17 @@ def h(tmp_path: Any, busybox_rootfs: str) -> Any:
 
 
 IMAGE = "localhost/busybox:latest"
+
+
+def pip_installed(path: str, distribution: str):
+    """A backend package installed from ``path`` as a user would (pip), for a fixture to yield in."""
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    r = subprocess.run([*pip, "install", "--no-deps", "--no-build-isolation", path], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    try:
+        yield
+    finally:
+        subprocess.run([*pip, "uninstall", "-y", distribution], capture_output=True, check=True)
 CONTAINERD2 = os.path.join(
     os.path.dirname(os.path.dirname(HERE)), "shared", "tools", "containerd-2.3.4-linux-amd64.tar.gz"
 )

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
+from conftest import pip_installed
 from mrun.conformance import *  # noqa: F403 - the kit's fixtures and tests
 from mrun.conformance import Kit
 from mrun.defaults import default_spec
@@ -83,12 +82,7 @@ class TextfileKit(Kit):
 
 @pytest.fixture(scope="module")
 def textfile_installed():
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    example = os.path.join(EXAMPLES, "textfile-backend")
-    r = subprocess.run([*pip, "install", "--no-deps", "--no-build-isolation", example], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    yield
-    subprocess.run([*pip, "uninstall", "-y", "mrun-textfile-backend"], capture_output=True, check=True)
+    yield from pip_installed(os.path.join(EXAMPLES, "textfile-backend"), "mrun-textfile-backend")
 
 
 @pytest.fixture(params=["linux", "wasm", "oci", "textfile"])

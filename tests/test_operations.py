@@ -6,22 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
-from conftest import cgroup_dirs
+from conftest import cgroup_dirs, pip_installed
 
 BACKEND = os.path.join(os.path.dirname(os.path.abspath(__file__)), "backends", "modspec")
 
 
 @pytest.fixture(scope="module")
 def modspec_backend():
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    r = subprocess.run([*pip, "install", "--no-deps", "--no-build-isolation", BACKEND], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    yield
-    subprocess.run([*pip, "uninstall", "-y", "mrun-test-modspec-backend"], capture_output=True, check=True)
+    yield from pip_installed(BACKEND, "mrun-test-modspec-backend")
 
 
 def test_the_backend_rewrites_the_config_before_plan_and_cgroup(h, modspec_backend):

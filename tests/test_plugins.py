@@ -4,21 +4,16 @@ one installed from examples/ the way a user would install it."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
+from conftest import pip_installed
 
 EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "textfile-backend")
 
 
 @pytest.fixture(scope="module")
 def textfile_backend():
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    r = subprocess.run([*pip, "install", "--no-deps", "--no-build-isolation", EXAMPLE], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    yield
-    subprocess.run([*pip, "uninstall", "-y", "mrun-textfile-backend"], capture_output=True, check=True)
+    yield from pip_installed(EXAMPLE, "mrun-textfile-backend")
 
 
 def _text_bundle(h, **changes):
