@@ -13,8 +13,6 @@ binary on the host to run as root. Each runtime keeps its state under mrun's roo
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from typing import Any
 
 from mrun import annotations as ann
@@ -41,6 +39,8 @@ def resolve(name: str) -> str:
             f"annotation {ann.OCI_RUNTIME}={name!r}: not an allowed OCI runtime ({', '.join(runtimes())}; "
             "an operator adds names with $MRUN_OCI_RUNTIMES)"
         )
+    import shutil  # not at import: every create loads every backend, and this one is rarely chosen
+
     path = shutil.which(name)
     if path is None:
         raise InvalidSpec(f"annotation {ann.OCI_RUNTIME}={name}: {name} is not installed (not on PATH)")
@@ -57,6 +57,8 @@ def mrun_claim(bundle: Bundle) -> Claim | None:
 
 @hookimpl
 def mrun_features() -> dict[str, Any]:
+    import shutil
+
     installed = [n for n in runtimes() if shutil.which(n)]
     return {
         "name": NAME,
@@ -85,7 +87,9 @@ class OCIRuntime:
         self.name, self.state_dir = name, state_dir
         self.root = os.path.join(os.path.dirname(state_dir), ".oci", name or "unknown")
 
-    def _run(self, *args: str, input: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    def _run(self, *args: str, input: bytes | None = None, check: bool = True) -> Any:
+        import subprocess
+
         binary = resolve(self.name)
         r = subprocess.run([binary, "--root", self.root, *args], capture_output=True, input=input)
         if check and r.returncode != 0:
@@ -115,6 +119,8 @@ class OCIRuntime:
     def _detached(self, args: list[str], container_id: str) -> None:
         """create and exec --detach: the container's process inherits our stdio (its stdio, as
         with mrun's own sandbox), so no pipe may hold the answer: errors come from --log."""
+        import subprocess
+
         log = os.path.join(self.state_dir, "oci-log.json")
         binary = resolve(self.name)
         r = subprocess.run([binary, "--root", self.root, "--log", log, "--log-format", "json", *args, container_id])

@@ -54,3 +54,17 @@ def test_pyroute2_is_imported_only_for_a_network(images, busybox_archive):
     assert "pyroute2" not in imported([*base, *run_args(h, "--rm", "localhost/busybox:latest", "true")])
     bundle = h.bundle(["true"])
     assert "pyroute2" not in imported(["--root", h.root, "run", "-b", bundle, h.cid()])
+
+
+def test_loading_every_backend_imports_no_process_machinery(h):
+    """create loads every backend to let them bid: a backend must import what it needs when it
+    is chosen (the oci backend's subprocess and shutil cost every create 4 ms at import)."""
+    probe = (
+        "import sys; from mrun.cli.main import main; main(['explain', '-b', sys.argv[1]]); "
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('mrun.backends.') "
+        "or m in ('subprocess', 'shutil', 'wasmtime'))), file=sys.stderr)"
+    )
+    r = subprocess.run([sys.executable, "-c", probe, h.bundle(["true"])], capture_output=True, text=True, cwd="/")
+    mods = set(r.stderr.split())
+    assert {"mrun.backends.oci", "mrun.backends.wasm", "mrun.backends.linux"} <= mods, r.stderr
+    assert not mods & {"subprocess", "shutil", "wasmtime"}, sorted(mods & {"subprocess", "shutil", "wasmtime"})
