@@ -21,6 +21,12 @@ OCI_RUNTIME = "org.mrun.oci.runtime"  # the oci backend: which installed OCI run
 IMAGE = "org.mrun.image"  # made by `mrun run IMAGE`: the snapshot goes with the container
 STOP_SIGNAL = "org.opencontainers.image.stopSignal"  # from the image config's StopSignal
 
+# Keys other programs define, that mrun reads or writes (not reserved: they are theirs)
+CRI_SANDBOX_ID = "io.kubernetes.cri.sandbox-id"  # CRI: containers of one pod share this
+RUNC_GROUP = "io.containerd.runc.v2.group"  # containerd's runc shim: tasks grouped in one shim
+# Keys mrun writes into `mrun features`, for people and tools to read
+FEATURES_VERSION, FEATURES_BACKENDS = "org.mrun.version", "org.mrun.backends"
+
 RESERVED_PREFIXES = ("org.mrun.", "run.oci.", "module.wasm.image/")
 RESERVED_KEYS = frozenset((STOP_SIGNAL,))
 

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from mrun import OCI_VERSION, __version__
+from mrun import annotations as ann
 from mrun.kernel.capnames import NAMES
 from mrun.sandbox.rootfs import _FLAGS, PROPAGATION, RECURSIVE_ATTRS
 
@@ -39,9 +40,9 @@ def features_document() -> dict[str, Any]:
             "mountExtensions": {"idmap": {"enabled": False}},
         },
         "annotations": {
-            "org.mrun.version": __version__,
-            "org.mrun.backends": ",".join(b["name"] for b in backends),
-            "org.mrun.backends.detail": json.dumps(backends),
-            "run.oci.handler": "names the backend to use, overriding detection",
+            ann.FEATURES_VERSION: __version__,
+            ann.FEATURES_BACKENDS: ",".join(b["name"] for b in backends),
+            f"{ann.FEATURES_BACKENDS}.detail": json.dumps(backends),
+            ann.HANDLER: "names the backend to use, overriding detection",
         },
     }

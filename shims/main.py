@@ -15,12 +15,13 @@ import _socket
 import os
 import sys
 
+from mrun import annotations as ann
 from mrun.shims import wire
 
 SOCKET_DIR = "/run/mrun-shim"  # where containerd names none (1.6, 1.7, or 2.3 without socket_dir)
 PROTOCOL_VERSION = 3
 UNCALLED_EXIT = 60.0  # seconds a new daemon waits for containerd's first call
-GROUP_ANNOTATIONS = ("io.kubernetes.cri.sandbox-id", "io.containerd.runc.v2.group")
+GROUP_ANNOTATIONS = (ann.CRI_SANDBOX_ID, ann.RUNC_GROUP)
 
 
 def parse(argv: list[str]) -> tuple[dict[str, str], str]:

@@ -18,6 +18,7 @@ import threading
 
 from google.protobuf import any_pb2, timestamp_pb2
 from mrun import OCI_VERSION
+from mrun import annotations as ann
 from mrun.shims import wire
 from mrun.shims.events import now
 from mrun.shims.proto import sandbox_pb2, types_pb2
@@ -56,7 +57,7 @@ class Sandbox:
         spec = {
             "ociVersion": OCI_VERSION,
             "hostname": self.hostname,
-            "annotations": {**self.annotations, "io.kubernetes.cri.sandbox-id": self.id},
+            "annotations": {**self.annotations, ann.CRI_SANDBOX_ID: self.id},
             "linux": {"namespaces": namespaces},
         }
         return any_pb2.Any(type_url=SPEC_URL, value=json.dumps(spec).encode())

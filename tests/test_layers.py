@@ -111,3 +111,23 @@ def test_every_package_is_installed():
         for m, path in modules().items()
     }
     assert packages <= listed, f"add to [tool.setuptools] packages: {sorted(packages - listed)}"
+
+
+def test_annotation_keys_are_spelled_in_one_module():
+    """mrun.annotations owns every key mrun reads or writes (and the rule that images cannot set
+    the reserved ones); anywhere else they are named, never retyped as string literals."""
+    import re
+
+    prefixes = (
+        r"org\.mrun\.", r"run\.oci\.", r"module\.wasm\.image/", r"io\.kubernetes\.cri\.",
+        r"io\.containerd\.runc\.v2\.group", r"org\.opencontainers\.image\.stopSignal",
+    )
+    key = re.compile(r"""["'](""" + "|".join(prefixes) + ")")
+    found = []
+    for module, path in modules().items():
+        if module == "mrun.annotations":
+            continue
+        for n, line in enumerate(open(path), 1):
+            if key.search(line) and not line.lstrip().startswith("#"):
+                found.append(f"{path}:{n}: {line.strip()}")
+    assert not found, "\n".join(found)

@@ -256,7 +256,7 @@ def stop(g: dict[str, Any], container_id: str, time: int) -> int:  # noqa: A002
     if runtime.status(record) == Status.STOPPED:
         print(container_id)
         return 0
-    stop_signal = (record.config.get("annotations") or {}).get("org.opencontainers.image.stopSignal") or "SIGTERM"
+    stop_signal = (record.config.get("annotations") or {}).get(ann.STOP_SIGNAL) or "SIGTERM"
     runtime.kill(container_id, parse_signal(stop_signal))
     deadline = clock.monotonic() + time
     while runtime.status(runtime.store.load(container_id)) != Status.STOPPED:

@@ -15,6 +15,7 @@ import tarfile
 import tempfile
 import time
 
+from mrun import annotations as ann
 from mrun import jsonio
 from mrun.errors import MrunError
 from mrun.images.install import install
@@ -48,7 +49,7 @@ def build(store: ImageStore, module: str, name: str) -> list[str]:
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "architecture": "wasm",
         "os": "wasip1",
-        "config": {"Entrypoint": [f"/{base}"], "Labels": {"module.wasm.image/variant": "compat"}},
+        "config": {"Entrypoint": [f"/{base}"], "Labels": {ann.WASM_VARIANT: "compat"}},
         "rootfs": {"type": "layers", "diff_ids": [_digest(layer_bytes)]},
     }
     config_bytes = jsonio.dumps(config).encode()
@@ -57,7 +58,7 @@ def build(store: ImageStore, module: str, name: str) -> list[str]:
         "mediaType": OCI_MANIFEST,
         "config": {"mediaType": OCI_CONFIG, "digest": _digest(config_bytes), "size": len(config_bytes)},
         "layers": [{"mediaType": OCI_LAYER, "digest": _digest(layer_bytes), "size": len(layer_bytes)}],
-        "annotations": {"module.wasm.image/variant": "compat"},
+        "annotations": {ann.WASM_VARIANT: "compat"},
     }
     manifest_bytes = jsonio.dumps(manifest).encode()
     with tempfile.TemporaryDirectory(prefix="mrun-wasm-image-") as layout:
