@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from google.protobuf import timestamp_pb2
+from mrun.annotations import OCI_RUNTIME
 from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound
 from mrun.kernel.proc import exit_code
 from mrun.kernel.syscalls import unmount_all
@@ -272,7 +273,9 @@ class TaskService:
         mounted = _mount_rootfs(req.rootfs, rootfs)
         task = Task(req)
         try:
-            task.pid = self._spawn({"id": req.id, "bundle": req.bundle, "root": self.runtime.store.root}, task)
+            msg = {"id": req.id, "bundle": req.bundle, "root": self.runtime.store.root}
+            msg["annotations"] = runtime_options(req.options.type_url, req.options.value)
+            task.pid = self._spawn(msg, task)
         except BaseException:
             if mounted:
                 unmount_all(rootfs)
@@ -514,6 +517,42 @@ class TaskService:
         if not self.tasks and not self.sandboxes:
             self.shutdown_requested.set()  # the daemon exits once this reply is on its way
         return b""
+
+
+def runtime_options(type_url: str, value: bytes) -> dict[str, str]:
+    """The operator's choices containerd passes with each Create (its runtime's ``options``),
+    as annotations for the core: which OCI runtime the ``oci`` backend hands the container to.
+
+    - CRI, for a runtime type other than runc's: ``runtimeoptions.v1.Options`` (type_url 1,
+      config_path 2, config_body 3): TOML with ``oci_runtime = "runsc"``, inline or in the file;
+    - runc's own options (``containerd.runc.v1.Options``): ``BinaryName`` (field 6)."""
+    from mrun.shims import wire
+
+    name = ""
+    try:
+        fields = dict(wire.fields(value))
+    except ValueError:
+        raise TTRPCError(INVALID_ARGUMENT, f"options ({type_url}): not a protobuf message")
+    if type_url.endswith("runtimeoptions.v1.Options"):
+        body = fields.get(3, b"")
+        path = fields.get(2, b"")
+        if not body and isinstance(path, bytes) and path:
+            try:
+                with open(path.decode(), "rb") as f:
+                    body = f.read()
+            except OSError as e:
+                raise TTRPCError(INVALID_ARGUMENT, f"options: config_path {path.decode()}: {e.strerror}")
+        if isinstance(body, bytes) and body:
+            import tomllib
+
+            try:
+                name = str(tomllib.loads(body.decode()).get("oci_runtime", ""))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+                raise TTRPCError(INVALID_ARGUMENT, f"options: config_body: not TOML: {e}")
+    elif type_url.endswith("runc.v1.Options"):
+        binary = fields.get(6, b"")
+        name = os.path.basename(binary.decode()) if isinstance(binary, bytes) else ""
+    return {OCI_RUNTIME: name} if name else {}
 
 
 def _mount_rootfs(mounts: list, target: str) -> bool:

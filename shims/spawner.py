@@ -67,6 +67,7 @@ def _create(msg: dict, fds: list[int], backends: object) -> dict:
     runtime = Runtime(msg["root"], backends=backends)
     opts = CreateOptions()
     opts.console = console  # the container's pty master goes back to the daemon on it
+    opts.annotations = msg.get("annotations") or {}
     if msg.get("process") is None:
         return {"pid": runtime.create(msg["id"], msg["bundle"], opts).pid}
     with tempfile.TemporaryDirectory() as tmp:

@@ -28,6 +28,8 @@ def cri_config(work: str, subnet: str, bridge: str) -> str:
     """The CRI part of a version-3 config: both handlers, the CNI bridge, the pinned pause image."""
     cni = os.path.join(work, "cni")
     os.makedirs(cni)
+    with open(os.path.join(work, "mrun-runc.toml"), "w") as f:
+        f.write('oci_runtime = "runc"\n')  # the mrun-runc handler's runtime options
     with open(os.path.join(cni, "10-mrun-test.conflist"), "w") as f:
         json.dump(
             {
@@ -58,6 +60,10 @@ def cri_config(work: str, subnet: str, bridge: str) -> str:
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.mrun-shim]
       runtime_type = 'io.containerd.mrun.v2'
       sandboxer = 'shim'
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.mrun-runc]
+      runtime_type = 'io.containerd.mrun.v2'
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.mrun-runc.options]
+        ConfigPath = '{work}/mrun-runc.toml'
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ['/usr/lib/cni']
     conf_dir = '{cni}'
@@ -247,7 +253,7 @@ def test_cri_pod_with_a_linux_and_a_wasm_container(cri, handler):
         remove_pod(cri, pod)
     # CRI read mrun's features from -info: each handler's CRI features follow from them
     # (rro mounts: "rro" in mountOptions; user namespaces: "user" and idmapped mounts)
-    handlers = {h.get("name"): h["features"] for h in json.loads(cri.run("info"))["runtimeHandlers"]}
+    handlers = {h.get("name"): h.get("features", {}) for h in json.loads(cri.run("info"))["runtimeHandlers"]}
     features = json.loads(subprocess.run([mrun_binary(), "features"], capture_output=True, check=True).stdout)
     userns = "user" in features["linux"]["namespaces"] and features["linux"]["mountExtensions"]["idmap"]["enabled"]
     assert "rro" in features["mountOptions"]  # so the line below fails if containerd did not read -info
@@ -255,6 +261,32 @@ def test_cri_pod_with_a_linux_and_a_wasm_container(cri, handler):
     assert bool(handlers[handler].get("user_namespaces")) == userns
     info_errors = [line for line in open(cri.ctd.log.name) if "-info" in line or "runtime info" in line]
     assert not info_errors, f"containerd could not read mrun's -info: {info_errors}"
+
+
+def test_a_handler_whose_options_hand_its_pods_to_runc(cri):
+    """The operator's runtime options (ConfigPath) send a handler's pods through mrun's shim to runc."""
+    name = f"mrun-runc-{uuid.uuid4().hex[:6]}"
+    logs = os.path.join(cri.work, "logs", name)
+    os.makedirs(logs)
+    pod_path = cri.write(f"{name}-pod.json", pod_doc(name, logs))
+    pod = cri.run("runp", "--runtime", "mrun-runc", pod_path)
+    try:
+        linux = cri.write(f"{name}-linux.json", {
+            "metadata": {"name": "linux"}, "image": {"image": IMAGE},
+            "command": ["/bin/sh", "-c", "echo host=$(hostname); exec sleep 3600"],
+            "log_path": "linux.log",
+            "linux": {},
+        })
+        cid = cri.run("create", pod, linux, pod_path)
+        cri.run("start", cid)
+        wait_for(lambda: "host=" in cri.run("logs", cid), "the container printed nothing")
+        assert f"host={name}" in cri.run("logs", cid)
+        runc_root = os.path.join(cri.ctd.dir, "shim-state", "k8s.io", ".oci", "runc")
+        assert {pod, cid} <= set(os.listdir(runc_root)), os.listdir(runc_root)
+        shim = parent(cri.inspect("inspect", cid)["info"]["pid"])
+        assert "containerd-shim-mrun-v2" in open(f"/proc/{shim}/cmdline").read()
+    finally:
+        remove_pod(cri, pod)
 
 
 def test_containerd_restarts_under_running_pods(cri):

@@ -299,3 +299,35 @@ def test_a_host_pid_pod_keeps_the_host_pid_namespace(h, socket_dir):
         wait_gone(shim.pid, "the shim stayed after ShutdownSandbox")
     finally:
         shim.kill()
+
+
+@pytest.mark.parametrize("how", ["config_body", "runc_binary_name"])
+def test_runtime_options_hand_the_task_to_another_oci_runtime(h, socket_dir, how):
+    """The operator's runtime options (CRI's `options` table, or runc's BinaryName) choose the
+    OCI runtime the oci backend hands the container to: here runc, through the same shim."""
+    from conftest import require
+
+    require("runc", "runc")
+    cid = h.cid("opts")
+    bundle = h.bundle(["sleep", "600"])
+    if how == "config_body":
+        options = any_pb2.Any(type_url="runtimeoptions.v1.Options", value=wire.field(3, 'oci_runtime = "runc"\n'))
+    else:
+        options = any_pb2.Any(type_url="containerd.runc.v1.Options", value=wire.field(6, "/usr/sbin/runc"))
+    shim = BootShim(h, bundle, cid, socket_dir)
+    try:
+        pid = task_pb2.CreateTaskResponse.FromString(
+            shim.call(TASK_V3, "Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle, options=options))
+        ).pid
+        runc_state = os.path.join(h.tmp, "shim-state", NAMESPACE, ".oci", "runc", cid)
+        assert os.path.isdir(runc_state), "runc does not hold the task"
+        shim.call(TASK_V3, "Start", task_pb2.StartRequest(id=cid))
+        shim.call(TASK_V3, "Kill", task_pb2.KillRequest(id=cid, signal=9))
+        waited = task_pb2.WaitResponse.FromString(shim.call(TASK_V3, "Wait", task_pb2.WaitRequest(id=cid)))
+        assert waited.exit_status == 137 and pid > 0
+        shim.call(TASK_V3, "Delete", task_pb2.DeleteRequest(id=cid))
+        assert not os.path.exists(runc_state)
+        shim.client.close()
+        wait_gone(shim.pid, "the shim stayed after its last task")
+    finally:
+        shim.kill()

@@ -74,6 +74,8 @@ class Create:
     def choose_backend(self, undo: contextlib.ExitStack) -> None:
         from mrun.plugins.api import Bundle
 
+        if self.opts.annotations:  # the operator's (shim runtime options) over the bundle's
+            self.spec.raw["annotations"] = {**self.spec.annotations, **self.opts.annotations}
         self.record.backend, _, _ = self.runtime.backends().choose(Bundle(self.spec))
 
     def modify_spec(self, undo: contextlib.ExitStack) -> None:

@@ -23,6 +23,8 @@ class CreateOptions:
         self.pid_file, self.console_socket, self.preserve_fds = pid_file, console_socket, preserve_fds
         self.no_pivot, self.systemd_cgroup = no_pivot, systemd_cgroup
         self.console: Any = None  # an already connected console socket (foreground `run -t`)
+        # The operator's annotations over the bundle's (the shim's runtime options): they win
+        self.annotations: dict[str, str] = {}
 
 
 def write_pid_file(path: str, pid: int) -> None:
