@@ -20,7 +20,7 @@ from mrun.shims import wire
 
 SOCKET_DIR = "/run/mrun-shim"  # where containerd names none (1.6, 1.7, or 2.3 without socket_dir)
 PROTOCOL_VERSION = 3
-UNCALLED_EXIT = 60.0  # seconds a new daemon waits for containerd's first call
+UNCALLED_EXIT = 60.0  # seconds a new daemon waits for containerd's first call ($MRUN_SHIM_UNCALLED_EXIT)
 GROUP_ANNOTATIONS = (ann.CRI_SANDBOX_ID, ann.RUNC_GROUP)
 
 
@@ -195,7 +195,8 @@ def _daemon(listener: _socket.socket, config: dict[str, str], bundle: str, path:
     threading.Thread(target=server.serve, args=(listener,), daemon=True).start()
     # containerd connects right after start; a shim nobody ever calls (containerd died in
     # between) goes away instead of waiting forever.
-    if not service.shutdown_requested.wait(UNCALLED_EXIT) and not server.calls:
+    uncalled = float(os.environ.get("MRUN_SHIM_UNCALLED_EXIT") or UNCALLED_EXIT)
+    if not service.shutdown_requested.wait(uncalled) and not server.calls:
         service.shutdown_requested.set()
     service.shutdown_requested.wait()
     if publisher is not None:

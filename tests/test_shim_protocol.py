@@ -331,3 +331,18 @@ def test_runtime_options_hand_the_task_to_another_oci_runtime(h, socket_dir, how
         wait_gone(shim.pid, "the shim stayed after its last task")
     finally:
         shim.kill()
+
+
+def test_a_shim_nobody_calls_goes_away(h, socket_dir):
+    """containerd died between `start` and its first call: the daemon does not wait forever."""
+    cid = h.cid("uncalled")
+    params = bootstrap_pb2.BootstrapParams(instance_id=cid, namespace=NAMESPACE, socket_dir=socket_dir)
+    env = {**os.environ, "MRUN_SHIM_ROOT": os.path.join(h.tmp, "shim-state"), "MRUN_SHIM_UNCALLED_EXIT": "1"}
+    args = [shim_binary(), "-namespace", NAMESPACE, "-address", "/x", "-id", cid, "start"]
+    out = subprocess.run(args, cwd=h.bundle(["true"]), env=env, input=params.SerializeToString(), capture_output=True)
+    sock = bootstrap_pb2.BootstrapResult.FromString(out.stdout).address.removeprefix("unix://")
+    assert os.path.exists(sock)
+    deadline = time.monotonic() + 15
+    while os.path.exists(sock):  # it removes its socket as it exits
+        assert time.monotonic() < deadline, "an uncalled shim is still there"
+        time.sleep(0.1)
