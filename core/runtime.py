@@ -297,10 +297,20 @@ class Runtime:
         if not force:
             require("delete", self.status(record), container_id)
         driver = self._driver(record)
-        if driver is not None:
+        if driver is not None:  # its runtime stops it, removes its cgroup and runs poststop
             driver.delete(container_id, force)
-            self.store.remove(container_id)
-            return
+        else:
+            self._take_down(record)
+        self._detach_network(container_id)
+        self.store.remove(container_id)
+        if ann.IMAGE in record.annotations:
+            from mrun.bundles import release
+
+            release(record.bundle, record.id, self.store.root)  # made by `mrun run IMAGE`: its snapshot goes too
+
+    def _take_down(self, record: Record) -> None:
+        """mrun's own sandbox: kill what is left, remove the cgroup, run the poststop hooks."""
+        container_id = record.id
         self._stop(record)
         if record.cgroup:
             if self.oom_killed(record):
@@ -311,12 +321,6 @@ class Runtime:
             from mrun.hooks import run_hooks
 
             run_hooks("poststop", poststop, oci_state(self.store, record, Status.STOPPED))
-        self._detach_network(container_id)
-        self.store.remove(container_id)
-        if ann.IMAGE in record.annotations:
-            from mrun.bundles import release
-
-            release(record.bundle, record.id, self.store.root)  # made by `mrun run IMAGE`: its snapshot goes too
 
     def _stop(self, record: Record, timeout: float = 10.0) -> None:
         if not self.host.alive(record.pid, record.pid_start):

@@ -61,3 +61,14 @@ def test_an_annotation_cannot_name_any_binary(h):
         r = h.mrun("create", "-b", h.bundle(config=cfg), cid)
         assert r.returncode != 0 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert not os.path.exists(os.path.join(h.root, cid))
+
+
+def test_an_image_container_under_runc_leaves_no_snapshot(images, busybox_archive):
+    """mrun run IMAGE with the annotation: runc runs it, and mrun still releases the snapshot it
+    made (the images fixture fails if one is left)."""
+    from conftest import IMAGE, img, img_ok, run_args
+
+    require("runc", "runc")
+    img_ok(images, "load", busybox_archive)
+    r = img(images, *run_args(images, "--rm", "--annotation", "org.mrun.oci.runtime=runc", IMAGE, "echo", "hi"))
+    assert (r.returncode, r.stdout) == (0, "hi\n"), r.stderr
