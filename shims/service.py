@@ -494,6 +494,8 @@ class TaskService:
             stats = self.runtime.stats(task_id)
         except (MrunError, OSError) as e:
             raise TTRPCError(NOT_FOUND, f"stats {task_id}: {e}")
+        if "cgroup_version" not in stats:  # another OCI runtime owns its sandbox (the oci backend)
+            raise TTRPCError(UNIMPLEMENTED, f"stats {task_id}: its sandbox belongs to {stats['backend']['name']!r}")
         return task_pb2.StatsResponse(stats=metrics_any(stats, stats["cgroup_version"])).SerializeToString()
 
     def checkpoint(self, payload: bytes, _req: object) -> bytes:
