@@ -225,6 +225,9 @@ class SandboxService:
         if sandbox.pid and not sandbox.exited.is_set():
             self._signal(sandbox, signal.SIGKILL)
             sandbox.exited.wait(10)
+        if not sandbox.exited.is_set():  # never started: a WaitSandbox must not block forever
+            sandbox.exited_at = now()
+            sandbox.exited.set()
         with self.tasks.lock:
             self.tasks.sandboxes.pop(sandbox_id, None)
             idle = not self.tasks.tasks and not self.tasks.sandboxes
