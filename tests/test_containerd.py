@@ -523,6 +523,30 @@ def test_shim_pod_linux_and_wasm_share_one_shim_and_netns(ctd, tmp_path):
     assert not cgroup_dirs(f"/{ctd.ns}/podlinux") and not cgroup_dirs(f"/{ctd.ns}/podwasm")
 
 
+def test_shim_answers_containerd_2_with_protocol_3_in_its_socket_dir(ctd):
+    """containerd 2.3 records what `start` answered (bootstrap.json): version 3, ttrpc, a socket in
+    the directory its config names; 1.6 gets the bare address (protocol 2) in mrun's own."""
+    cid = "proto3"
+    ctd.ctr(*shim_run_args(ctd, cid), "-d", IMAGE, cid, "sleep", "600")
+    try:
+        bundle = os.path.join(ctd.dir, "state", "io.containerd.runtime.v2.task", ctd.ns, cid)
+        address = open(os.path.join(bundle, "address")).read()
+        if ctd.bin_dir is None:
+            assert address.startswith("unix:///run/mrun-shim/")
+            assert not os.path.exists(os.path.join(bundle, "bootstrap.json"))
+        else:
+            answer = json.load(open(os.path.join(bundle, "bootstrap.json")))
+            assert (answer["version"], answer["protocol"]) == (3, "ttrpc"), answer
+            assert answer["address"] == address and address.startswith(f"unix://{ctd.socket_dir}/")
+    finally:
+        ctd.ctr("task", "kill", "-s", "KILL", cid, check=False)
+        deadline = time.monotonic() + 10
+        while cid not in stopped_tasks(ctd) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ctd.ctr("task", "rm", cid, check=False)
+        ctd.ctr("container", "rm", cid, check=False)
+
+
 def test_shim_sandbox_serves_a_pod_from_one_shim_started_once(ctd, tmp_path):
     """containerd 2.x with protocol 3: `ctr sandbox run` makes the pod through the sandbox API, and
     the pod's containers (`--sandbox`) are tasks of that same shim: the binary's `start` runs once.
