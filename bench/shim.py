@@ -104,12 +104,17 @@ def run_on(archive: str, wasm: str, work: pathlib.Path, rounds: int, bin_dir: st
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     work = pathlib.Path(tempfile.mkdtemp(prefix="mrun-shim-bench-"))
-    archive = busybox_archive(work)
-    wasm = build_wasm_archive(work)
-    results = {"1.6": run_on(archive, wasm, work, rounds, None)}
-    bin_dir = containerd2_bin(work)
-    if bin_dir:
-        results["2.3"] = run_on(archive, wasm, work, rounds, bin_dir)
+    try:
+        archive = busybox_archive(work)
+        wasm = build_wasm_archive(work)
+        results = {"1.6": run_on(archive, wasm, work, rounds, None)}
+        bin_dir = containerd2_bin(work)
+        if bin_dir:
+            results["2.3"] = run_on(archive, wasm, work, rounds, bin_dir)
+    finally:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
     versions = list(results)
     print(f"median ms of `ctr run --rm`, {rounds} rounds; ratio to the runc shim on the same containerd")
     print(f"{'case':46s}" + "".join(f"{'containerd ' + v:>26s}" for v in versions))
