@@ -92,6 +92,7 @@ class Create:
             except InvalidSpec as e:
                 raise InvalidSpec(f"backend {self.record.backend!r} rewrote the config into an invalid one: {e}")
             self.spec = Spec(changed, self.spec.bundle)
+            self.record.rootfs = self.spec.rootfs  # root.path may be among what it changed
         self.record.config = jsonio.loads(jsonio.dumps(self.spec.raw))  # saved as it is now, not as it changes
 
     def choose_sandbox(self, undo: contextlib.ExitStack) -> None:
