@@ -293,7 +293,12 @@ def test_shim_hands_a_container_to_runc_by_annotation(ctd):
     r = ctd.ctr(*args, IMAGE, "underrunc", "sh", "-c", "echo under runc; exit 4", check=False)
     assert (r.returncode, r.stdout) == (4, "under runc\n"), r.stderr
     assert not cgroup_dirs(f"/{ctd.ns}/underrunc")
-    for parent in cgroup_dirs(f"/{ctd.ns}"):  # runc leaves the parents it made; ours, when empty, go
+    remove_runcs_parents(ctd)
+
+
+def remove_runcs_parents(ctd) -> None:
+    """runc leaves the parent cgroups it made (ours go when empty): the test's own, removed here."""
+    for parent in cgroup_dirs(f"/{ctd.ns}"):
         try:
             os.rmdir(parent)
         except OSError:
@@ -413,18 +418,22 @@ def test_shim_reports_an_oom_kill(ctd):
         watcher.stdout.close()
 
 
-def test_shim_terminal_run_sizes_the_pty(ctd):
-    """`ctr run -t` from a terminal: a pty in the container, its size following ctr's, keys typed in."""
+@pytest.mark.parametrize("oci", [False, True], ids=["mrun", "under-runc"])
+def test_shim_terminal_run_sizes_the_pty(ctd, oci):
+    """`ctr run -t` from a terminal: a pty in the container, its size following ctr's, keys typed in;
+    the same for a container the oci backend hands to runc (its pty relayed onto the shim's socket)."""
     import fcntl
     import pty
     import struct
     import termios
 
-    cid = "shimtty"
+    cid = "shimtty-runc" if oci else "shimtty"
+    extra = ["--annotation", "org.mrun.oci.runtime=runc"] if oci else []
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 27, 93, 0, 0))
     proc = subprocess.Popen(
-        [ctd.ctr_bin, "--address", ctd.sock, "--namespace", ctd.ns, *shim_run_args(ctd, cid), "-t", "--rm", IMAGE, cid]
+        [ctd.ctr_bin, "--address", ctd.sock, "--namespace", ctd.ns, *shim_run_args(ctd, cid), *extra, "-t", "--rm"]
+        + [IMAGE, cid]
         + ["sh", "-c", "read line; stty size; tty; echo got $line; exit 6"],
         stdin=slave,
         stdout=slave,
@@ -450,6 +459,8 @@ def test_shim_terminal_run_sizes_the_pty(ctd):
     os.close(master)
     text = out.decode(errors="replace")
     assert "27 93" in text and "got typed" in text, text
+    if oci:
+        remove_runcs_parents(ctd)
 
 
 def test_shim_stdin_reaches_the_container_and_ends(ctd):

@@ -109,11 +109,18 @@ class Create:
         config["root"]["path"] = self.spec.rootfs
         with open(os.path.join(bundle, "config.json"), "w") as f:
             f.write(jsonio.dumps(config))
-        console = self.opts.console_socket
-        if self.opts.console is not None:
-            raise InvalidSpec(f"process.terminal: backend {self.record.backend!r} needs --console-socket")
-        self.record.pid = self.driver.create(self.id, bundle, self.opts.pid_file, console)
-        undo.callback(self.driver.delete, self.id, True)
+        console, relay = self.opts.console_socket, None
+        if self.opts.console is not None:  # a connected socket (the shim's, or `run -t`'s): relay onto it
+            relay = ConsoleRelay(self.store.path(self.id, "console.sock"), self.opts.console)
+            console = relay.path
+        created = False
+        try:
+            self.record.pid = self.driver.create(self.id, bundle, self.opts.pid_file, console)
+            undo.callback(self.driver.delete, self.id, True)
+            created = True
+        finally:
+            if relay is not None:
+                relay.finish(wait=created)
         self.record.pid_start = self.runtime.host.start_time(self.record.pid)
 
     def record_state(self, undo: contextlib.ExitStack) -> None:
@@ -235,3 +242,50 @@ def _destroy_quietly(cgroup: Any) -> None:
         cgroup.destroy()
     except MrunError:
         pass
+
+
+class ConsoleRelay:
+    """A console socket path for another runtime whose pty master goes on to an already connected
+    socket (what the shim and a foreground ``run -t`` hand mrun instead of a path)."""
+
+    def __init__(self, path: str, onward: Any) -> None:
+        import socket
+        import threading
+
+        self.path, self.onward = path, onward
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(1)
+        self.listener.settimeout(60)
+        self.thread = threading.Thread(target=self._relay, daemon=True)
+        self.thread.start()
+
+    def _relay(self) -> None:
+        import array
+        import socket
+
+        from mrun.sandbox.console import receive_fd
+
+        try:
+            conn, _ = self.listener.accept()
+            with conn:
+                master = receive_fd(conn)
+            try:
+                rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [master]))]
+                self.onward.sendmsg([b"pty"], rights)
+            finally:
+                os.close(master)
+        except OSError:
+            pass  # the create fails, or its runtime says why
+
+    def finish(self, wait: bool) -> None:
+        """After a create that worked, the runtime has sent its pty (it may still sit in the
+        listen queue): wait for it to go on. After one that failed, stop waiting for it."""
+        if wait:
+            self.thread.join(10)
+        self.listener.close()
+        self.thread.join(5)
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
