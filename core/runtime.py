@@ -14,7 +14,7 @@ import time
 from mrun import annotations as ann
 from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound
 from mrun.kernel.proc import SIGKILL, exit_code
-from mrun.operations.options import CreateOptions, prepare_stdio, write_pid_file  # noqa: F401 - part of the API
+from mrun.operations.options import CreateOptions
 from mrun.state import EXEC_FIFO, STARTED_FIFO, Record, Store, oci_state
 from mrun.status import Status, require
 

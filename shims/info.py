@@ -5,8 +5,8 @@ containerd runs ``<shim> -info`` (options as a protobuf Any on stdin) and decode
 ``features`` Any (JSON) — e.g. ``linux.mountExtensions.idmap.enabled`` before a ``hostUsers: false``
 pod's idmapped mounts. Building that document loads every backend (pluggy and an entry-point scan,
 ≈110 ms), and containerd asks before every Create, so the answer is kept in a file keyed by what
-could change it: mrun's version, the interpreter, and the modification times of the directories
-installed backends are found in (installing or removing a distribution touches them).
+could change it: mrun's version, the interpreter, and what is installed (plugins.installed: the
+key the entry-point cache uses too).
 """
 
 from __future__ import annotations
@@ -26,15 +26,11 @@ def cache_dir() -> str:
 
 
 def _key() -> str:
-    from mrun import __version__
+    from mrun import __version__, jsonio
+    from mrun.plugins.installed import installed_key
 
-    parts = [__version__, sys.executable]
-    for entry in sys.path:
-        try:
-            parts.append(f"{entry}:{os.stat(entry or '.').st_mtime_ns}")
-        except OSError:
-            continue
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
+    parts = [__version__, sys.executable, *installed_key()]
+    return hashlib.sha256(jsonio.dumps(parts).encode()).hexdigest()[:24]
 
 
 def runtime_info() -> bytes:

@@ -22,6 +22,7 @@ from mrun import annotations as ann
 from mrun.shims import wire
 from mrun.shims.events import now
 from mrun.shims.proto import sandbox_pb2, types_pb2
+from mrun.shims.service import TaskService
 from mrun.shims.ttrpc import ALREADY_EXISTS, FAILED_PRECONDITION, NOT_FOUND, UNKNOWN, Server, TTRPCError
 
 SERVICE = "containerd.runtime.sandbox.v1.Sandbox"
@@ -95,10 +96,7 @@ def _bytes(value: object) -> bytes:
 
 
 class SandboxService:
-    def __init__(self, tasks: object) -> None:
-        from mrun.shims.service import TaskService
-
-        assert isinstance(tasks, TaskService)
+    def __init__(self, tasks: TaskService) -> None:
         self.tasks = tasks
 
     def register(self, server: Server) -> None:

@@ -20,6 +20,7 @@ from mrun import jsonio
 from mrun.errors import InvalidSpec, MrunError
 from mrun.plugins import hookspecs
 from mrun.plugins.api import Bundle, Claim
+from mrun.plugins.installed import installed_key
 
 GROUP = "mrun.backends"
 # Backends may be forced by this annotation (crun's name for the same idea).
@@ -33,18 +34,6 @@ def _cache_path() -> str:
 
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "mrun", f"entry-points-{zlib.crc32(sys.prefix.encode()):08x}.json")
-
-
-def _cache_key() -> list[Any]:
-    key: list[Any] = [sys.version]
-    # sys.path[0] is the script's directory or the cwd (unless -P): not where distributions live,
-    # and its mtime changes all the time.
-    for p in sys.path if sys.flags.safe_path else sys.path[1:]:
-        try:
-            key.append([p, os.stat(p or ".").st_mtime_ns])
-        except OSError:
-            key.append([p, 0])
-    return key
 
 
 def _unknown_hooks(plugin: object) -> list[str]:
@@ -74,7 +63,7 @@ class BackendHooks:
 def entry_points() -> list[tuple[str, str]]:
     """(name, "module[:attr]") for every backend entry point, cached as described above."""
     use_cache = os.environ.get("MRUN_PLUGIN_CACHE", "1") != "0"
-    key = _cache_key()
+    key = installed_key()
     path = _cache_path()
     if use_cache:
         try:
