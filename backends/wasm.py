@@ -166,6 +166,35 @@ def mrun_preload(bundle: Bundle) -> None:
     engine()
 
 
+_warmed: tuple[str, int] | None = None  # the cache directory and its mtime when last kept
+
+
+@hookimpl
+def mrun_warm() -> None:
+    """In the warm template: wasmtime, the engine, and the compiled cache deserialized, so a wasm
+    container forked from it costs its sandbox and an instantiation (about 120 ms less)."""
+    global _warmed
+    import wasmtime
+    import wasmtime.component
+    from mrun.backends.wasm_cache import ModuleCache
+
+    eng = engine()
+    cache = ModuleCache()
+    try:
+        seen = (cache.dir, os.stat(cache.dir).st_mtime_ns)
+    except OSError:
+        return
+    if seen == _warmed:
+        return
+    _warmed = seen
+
+    def deserialize(kind: str, payload: bytes) -> Any:
+        cls = wasmtime.Module if kind == "module" else wasmtime.component.Component
+        return cls.deserialize(eng, payload)
+
+    cache.keep_all(engine_description(), deserialize)
+
+
 def _compiled(wasm: bytes, kind: str, name: str, note: Any = None) -> Any:
     """A module or component from the shared cache, compiled (and cached) on a miss."""
     import wasmtime

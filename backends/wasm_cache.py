@@ -17,6 +17,12 @@ from collections.abc import Callable
 from typing import Any
 
 MAGIC = b"MRUNCWASM1"
+KEEP_ENTRIES = 64  # the most a warm template keeps deserialized in memory ...
+KEEP_BYTES = 512 << 20  # ... and their size on disk
+
+# (cache dir, key) -> (inode, size, compiled): entries deserialized in this process, in the
+# warm template by keep_all, and inherited by every child forked from it.
+_kept: dict[tuple[str, str], tuple[int, int, Any]] = {}
 SUFFIX = ".cwasm"
 
 
@@ -28,6 +34,14 @@ def default_dir() -> str:
         return "/var/cache/mrun/wasm"
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "mrun", "wasm")
+
+
+def _checked(blob: bytes) -> bytes | None:
+    """An entry's payload, if its magic and checksum are right."""
+    payload = blob[len(MAGIC) + 32 :]
+    if blob[: len(MAGIC)] == MAGIC and hashlib.sha256(payload).digest() == blob[len(MAGIC) : len(MAGIC) + 32]:
+        return payload
+    return None
 
 
 class ModuleCache:
@@ -52,14 +66,19 @@ class ModuleCache:
         digest = hashlib.sha256(wasm).hexdigest()
         key = self.key(digest, kind, engine)
         path, meta = self._paths(key)
+        kept = self._kept(key, path)
+        if kept is not None:
+            os.utime(path)
+            self.note(f"wasm: {kind} sha256:{digest[:12]} from the cache, deserialized by the warm template")
+            return kept
         try:
             with open(path, "rb") as f:
                 blob = f.read()
         except FileNotFoundError:
             blob = None
         if blob is not None:
-            payload = blob[len(MAGIC) + 32 :]
-            if blob[: len(MAGIC)] == MAGIC and hashlib.sha256(payload).digest() == blob[len(MAGIC) : len(MAGIC) + 32]:
+            payload = _checked(blob)
+            if payload is not None:
                 try:
                     compiled = deserialize_fn(payload)
                     os.utime(path)  # last use, for pruning
@@ -79,6 +98,41 @@ class ModuleCache:
             {"source_sha256": digest, "kind": kind, "engine": engine, "created": time.time(), "size": len(wasm)},
         )
         return compiled
+
+    def _kept(self, key: str, path: str) -> Any:
+        """A compiled entry this process already holds, while the file it came from is still there
+        (``mrun cache prune`` removes both from use)."""
+        entry = _kept.get((self.dir, key))
+        if entry is None:
+            return None
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return entry[2] if (st.st_ino, st.st_size) == entry[:2] else None
+
+    def keep_all(self, engine: str, deserialize_fn: Callable[[str, bytes], Any]) -> int:
+        """Deserialize the most recently used entries for ``engine`` into memory (the warm
+        template), skipping those already kept. -> how many were added."""
+        added, budget = 0, KEEP_BYTES
+        for e in sorted(self.entries(), key=lambda e: -e["last_used"])[:KEEP_ENTRIES]:
+            budget -= e["bytes"]
+            if budget < 0:
+                break
+            if e.get("engine") != engine or self._kept(e["key"], e["path"]) is not None:
+                continue
+            try:
+                with open(e["path"], "rb") as f:
+                    st = os.fstat(f.fileno())
+                    blob = f.read()
+                payload = _checked(blob)
+                if payload is None:
+                    continue
+                _kept[(self.dir, e["key"])] = (st.st_ino, st.st_size, deserialize_fn(e.get("kind", "module"), payload))
+                added += 1
+            except Exception:  # noqa: BLE001 - a bad entry is the cold path's to report and replace
+                continue
+        return added
 
     def _store(self, path: str, meta: str, payload: bytes, info: dict[str, Any]) -> None:
         try:

@@ -162,6 +162,7 @@ def _daemon(listener: _socket.socket, config: dict[str, str], bundle: str, path:
     os.dup2(devnull, 0)
     os.dup2(log, 1)
     os.dup2(log, 2)
+    _close_all_but(listener.fileno())  # what start's caller passed on, and a warm template's reply socket
     import socket
 
     from mrun.kernel import syscalls as sc
@@ -207,6 +208,16 @@ def _daemon(listener: _socket.socket, config: dict[str, str], bundle: str, path:
     except OSError:
         pass
     os._exit(0)
+
+
+def _close_all_but(keep: int) -> None:
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd != keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def delete(flags: dict[str, str]) -> int:
@@ -300,7 +311,10 @@ def main(argv: list[str] | None = None) -> int:
         os.write(1, runtime_info())
         return 0
     if action == "start":
-        return start(flags)
+        from mrun.warm.client import run as warm_run
+
+        code = warm_run("shim", sys.argv[1:] if argv is None else argv)  # a daemon forked warm
+        return start(flags) if code is None else code
     if action == "delete":
         return delete(flags)
     print(f"containerd-shim-mrun-v2: unknown action {action!r} (start or delete)", file=sys.stderr)

@@ -94,6 +94,7 @@ class Harness:
         self.binary = mrun_binary()
         self.mountinfo_before = self._mount_points()
         self.ids: list[str] = []
+        self.base_env: dict[str, str] = {}  # e.g. MRUN_WARM=0 for a test's cold variant
 
     @staticmethod
     def _mount_points() -> set[str]:
@@ -133,7 +134,7 @@ class Harness:
                 stderr=err,
                 timeout=timeout,
                 check=False,
-                env={**os.environ, **(env or {})},
+                env={**os.environ, **self.base_env, **(env or {})},
             )
             out.seek(0)
             err.seek(0)
@@ -202,6 +203,98 @@ def h(tmp_path: Any, busybox_rootfs: str) -> Any:
 IMAGE = "localhost/busybox:latest"
 
 
+def warm_templates() -> list[str]:
+    """Socket paths of the templates serving this test session (MRUN_WARM_DIR is the session's)."""
+    directory = os.environ["MRUN_WARM_DIR"]
+    return [os.path.join(directory, n) for n in os.listdir(directory) if n.endswith(".sock")]
+
+
+def warm_path() -> str:
+    """The socket of the template that serves the installed `mrun` (its interpreter and sys.path,
+    not pytest's: a template serves only callers with its own)."""
+    global _WARM_PATH
+    if _WARM_PATH is None:
+        code = "from mrun.warm import client; print(client.socket_path())"
+        python = os.path.join(os.path.dirname(mrun_binary()), "python")
+        _WARM_PATH = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    return _WARM_PATH
+
+
+_WARM_PATH: str | None = None
+
+
+def warm_served() -> dict[int, int]:
+    """Callers served so far by each of this session's templates (by pid); one is started if none
+    runs, so that a warm variant is warm from its first command."""
+    from mrun.warm import client
+
+    path = warm_path()
+    if client.status(path) is None:
+        subprocess.run([os.path.join(os.path.dirname(mrun_binary()), "mrun"), "ps", "-q"], capture_output=True)
+        deadline = time.monotonic() + 20
+        while client.status(path) is None:
+            assert time.monotonic() < deadline, f"no warm template came up at {path}: {warm_log()}"
+            time.sleep(0.05)
+    found = {}
+    for p in warm_templates():
+        status = client.status(p)
+        if status:
+            found[status["pid"]] = status["served"]
+    return found
+
+
+def warm_since(before: dict[int, int]) -> bool:
+    """Whether a template served anyone since ``before`` (a new template counts from nothing)."""
+    return any(served > before.get(pid, 0) for pid, served in warm_served().items())
+
+
+def warm_log() -> str:
+    directory = os.environ["MRUN_WARM_DIR"]
+    return "".join(open(os.path.join(directory, n)).read()[-2000:] for n in os.listdir(directory) if n.endswith(".log"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def warm_dir(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The session's own warm templates (never the node's /run/mrun/warm), stopped at the end."""
+    global _WARM_PATH
+    directory = str(tmp_path_factory.mktemp("warm"))
+    previous = os.environ.get("MRUN_WARM_DIR")
+    os.environ["MRUN_WARM_DIR"] = directory
+    _WARM_PATH = None
+    yield directory
+    stop_templates(directory)
+    if previous is None:
+        del os.environ["MRUN_WARM_DIR"]
+    else:
+        os.environ["MRUN_WARM_DIR"] = previous
+
+
+def stop_templates(directory: str) -> None:
+    """SIGTERM each template by its pid file (only if that pid is a template), then wait."""
+    pids = []
+    for name in os.listdir(directory) if os.path.isdir(directory) else []:
+        if not name.endswith(".pid"):
+            continue
+        try:
+            pid = int(open(os.path.join(directory, name)).read())
+            if open(f"/proc/{pid}/cmdline", "rb").read().startswith(b"mrun-warm-template\0"):
+                os.kill(pid, 15)
+                pids.append(pid)
+        except (OSError, ValueError):
+            continue
+    deadline = time.monotonic() + 10
+    while any(os.path.exists(f"/proc/{p}") and _state(p) != "Z" for p in pids):
+        assert time.monotonic() < deadline, f"warm templates {pids} did not stop"
+        time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "X"
+
+
 def pip_installed(path: str, distribution: str):
     """A backend package installed from ``path`` as a user would (pip), for a fixture to yield in."""
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
@@ -250,11 +343,19 @@ def busybox_archive(tmp_path_factory):
     return make_oci_archive(str(work / "rootfs"), str(work), IMAGE, ["/bin/sh"], ["PATH=/bin"])
 
 
-@pytest.fixture
-def images(h: Any, tmp_path: Any) -> Any:
-    """The harness plus a private image root; every test must leave it without containers or mounts."""
+@pytest.fixture(params=["warm", "cold"])
+def images(request: Any, h: Any, tmp_path: Any) -> Any:
+    """The harness plus a private image root; every test must leave it without containers or mounts.
+    Each test runs twice: with the docker-like verbs served by the warm template (and a check that
+    they were), and cold (MRUN_WARM=0)."""
     h.image_root = str(tmp_path / "images")
+    warm = request.param == "warm"
+    if not warm:
+        h.base_env["MRUN_WARM"] = "0"
+    before = warm_served()
     yield h
+    if warm:
+        assert warm_since(before), "the warm variant of this test never reached the warm template"
     containers = os.path.join(h.image_root, "containers")
     left = os.listdir(containers) if os.path.isdir(containers) else []
     for cid in left:

@@ -18,7 +18,7 @@ import time
 import uuid
 
 import pytest
-from conftest import IMAGE, cgroup_dirs, mrun_binary, processes_mentioning, require
+from conftest import IMAGE, cgroup_dirs, mrun_binary, processes_mentioning, require, warm_path, warm_served, warm_since
 from mrun.cgroups import detect
 
 WASM_IMAGE = "localhost/hello-wasm:latest"
@@ -43,8 +43,11 @@ class Containerd:
     containerd 2.x (config version 3, whose shims get their socket directory from this config).
     ``cri`` adds the CRI plugin with the given TOML (CNI, runtimes); without it CRI is disabled."""
 
-    def __init__(self, archive: str, bin_dir: str | None = None, cri: str | None = None) -> None:
+    def __init__(
+        self, archive: str, bin_dir: str | None = None, cri: str | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.bin_dir = bin_dir
+        self.env = env or {}  # for containerd and so for its shims, e.g. MRUN_WARM=0
         if bin_dir is None:
             require("containerd", "containerd")
             self.ctr_bin = require("ctr", "containerd")
@@ -103,7 +106,7 @@ state = '{self.dir}/state'
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             # containerd hands its environment to the shims: their state goes under our directory
-            env={**os.environ, "PATH": path, "MRUN_SHIM_ROOT": os.path.join(self.dir, "shim-state")},
+            env={**os.environ, **self.env, "PATH": path, "MRUN_SHIM_ROOT": os.path.join(self.dir, "shim-state")},
         )
         deadline = time.monotonic() + 30
         while subprocess.run([self.ctr_bin, "--address", self.sock, "version"], capture_output=True).returncode:
@@ -160,16 +163,22 @@ state = '{self.dir}/state'
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module", params=["1.6", "2.3"])
+@pytest.fixture(scope="module", params=["1.6", "2.3", "1.6-cold", "2.3-cold"])
 def ctd(request, busybox_archive, tmp_path_factory):
-    """Every test here runs on Debian's containerd 1.6 and on containerd 2.3 (shim protocol 3)."""
+    """Every test here runs on Debian's containerd 1.6 and on containerd 2.3 (shim protocol 3), each
+    with the shim's start served by the warm template (checked) and cold (MRUN_WARM=0)."""
     if os.geteuid() != 0:
         pytest.fail("containerd tests need root")
-    bin_dir = request.getfixturevalue("containerd2") if request.param == "2.3" else None
-    c = Containerd(busybox_archive, bin_dir)
+    version, _, cold = request.param.partition("-")
+    bin_dir = request.getfixturevalue("containerd2") if version == "2.3" else None
+    before = warm_served()
+    c = Containerd(busybox_archive, bin_dir, env={"MRUN_WARM": "0"} if cold else None)
+    c.warm = not cold
     c.ctr("image", "import", build_wasm_archive(tmp_path_factory.mktemp("wasm-image")))
     yield c
     c.stop()
+    if not cold:
+        assert warm_since(before), "no shim of the warm variant was started by the warm template"
     left = cgroup_dirs(f"/{c.ns}")
     for d in left:
         os.rmdir(d)
@@ -336,19 +345,24 @@ def test_shim_task_ps_kill_and_exit_event(ctd):
     assert not cgroup_dirs(f"/{ctd.ns}/{cid}")
 
 
-def test_shim_killed_mid_run_is_cleaned_up_by_containerd(ctd):
-    cid = "shimkill"
-    ctd.ctr(*shim_run_args(ctd, cid), "-d", IMAGE, cid, "sleep", "600")
-    bundle = os.path.join(ctd.dir, "state", "io.containerd.runtime.v2.task", ctd.ns, cid)
-    socket_path = open(os.path.join(bundle, "address")).read().removeprefix("unix://")
+def _daemon_of(ctd, cid: str) -> int:
+    """The shim daemon serving ``cid``: the process that bears `start`'s command line and whose
+    parent does not (exec'd, it is `start`'s fork; warm, the template's child's)."""
 
     def argv(pid: int) -> list[str]:
         with open(f"/proc/{pid}/cmdline") as f:
             return f.read().split("\0")
 
     shims = [p for p in processes_mentioning("containerd-shim-mrun-v2") if cid in argv(p) and "start" in argv(p)]
-    daemon = next(p for p in shims if int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1]) not in shims)
-    os.kill(daemon, signal.SIGKILL)
+    return next(p for p in shims if int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1]) not in shims)
+
+
+def test_shim_killed_mid_run_is_cleaned_up_by_containerd(ctd):
+    cid = "shimkill"
+    ctd.ctr(*shim_run_args(ctd, cid), "-d", IMAGE, cid, "sleep", "600")
+    bundle = os.path.join(ctd.dir, "state", "io.containerd.runtime.v2.task", ctd.ns, cid)
+    socket_path = open(os.path.join(bundle, "address")).read().removeprefix("unix://")
+    os.kill(_daemon_of(ctd, cid), signal.SIGKILL)
     deadline = time.monotonic() + 20
     while ctd.ctr("task", "ls", "-q").stdout.strip():  # containerd notices and runs `delete`
         ctd.ctr("task", "rm", "-f", cid, check=False)
@@ -366,6 +380,53 @@ def test_shim_killed_mid_run_is_cleaned_up_by_containerd(ctd):
         time.sleep(0.1)
     log = [line[:300] for line in open(ctd.log.name) if cid in line]
     assert not os.path.exists(socket_path), f"the dead shim's socket was left behind: {log[-8:]}"
+
+
+def test_a_shim_from_the_template_is_an_exec_d_ones_double_and_needs_no_template(ctd):
+    """The daemon bears containerd's command line, environment and cgroup, leads its own session;
+    and the template can die (SIGKILL) while tasks run: they, their shims and later ctr calls carry
+    on, and the next shim start brings a new template up."""
+    from mrun.warm import client
+
+    if not ctd.warm:
+        pytest.skip("the cold variant has no template")
+    alone, pod = "tmplalone", "tmplpod"
+    ctd.ctr(*shim_run_args(ctd, alone), "-d", IMAGE, alone, "sleep", "600")
+    ctd.ctr(*shim_run_args(ctd, pod), "--annotation", "io.kubernetes.cri.sandbox-id=tmplpod", "-d", IMAGE, pod,
+            "sleep", "600")
+    daemon = _daemon_of(ctd, alone)
+    environ = open(f"/proc/{daemon}/environ", "rb").read().split(b"\0")
+    assert f"MRUN_SHIM_ROOT={ctd.dir}/shim-state".encode() in environ  # containerd's, not the template's
+    assert open(f"/proc/{daemon}/cgroup").read() == open(f"/proc/{ctd.proc.pid}/cgroup").read()
+    assert os.getsid(daemon) == daemon
+    old = client.status(warm_path())
+    assert old is not None
+    os.kill(old["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{old['pid']}/cmdline") and open(f"/proc/{old['pid']}/cmdline").read():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for cid in (alone, pod):
+        assert f"{cid} " in ctd.ctr("task", "ls").stdout and "RUNNING" in ctd.ctr("task", "ls").stdout
+        r = ctd.ctr("task", "exec", "--exec-id", "after", cid, "echo", f"{cid}-still-here")
+        assert r.stdout.strip() == f"{cid}-still-here"
+    assert os.path.exists(f"/proc/{daemon}")
+    deadline = time.monotonic() + 20
+    while (new := client.status(warm_path())) is None:  # the first start after its death starts one
+        ctd.ctr(*shim_run_args(ctd, "tmplafter"), "--rm", IMAGE, "tmplafter", "true")
+        assert time.monotonic() < deadline, "no new template came up"
+        time.sleep(0.1)
+    assert new["pid"] != old["pid"]
+    ctd.ctr(*shim_run_args(ctd, "tmplwarm"), "--rm", IMAGE, "tmplwarm", "true")
+    assert client.status(warm_path())["served"] > new["served"]
+    for cid in (alone, pod):
+        ctd.ctr("task", "kill", "-s", "KILL", cid)
+        deadline = time.monotonic() + 10
+        while "STOPPED" not in ctd.ctr("task", "ls").stdout.split(cid, 1)[1].split("\n", 1)[0]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        ctd.ctr("task", "rm", cid)
+        ctd.ctr("container", "rm", cid)
 
 
 def test_shim_exec_pause_resume(ctd):

@@ -98,7 +98,7 @@ def test_killed_run_rm_with_a_bridge_network(net):  # noqa: F811 - the fixture
     rng = random.Random(SEED + 1)
     argv = [h.binary, "--root", h.root, "--image-root", h.image_root,
             *run_args(h, "--rm", "--network", h.net, "--name", "probe", IMAGE, "true")]
-    env = {**os.environ, **h.env}
+    env = {**os.environ, **h.base_env, **h.env}
     span = 1.2 * timed(argv, env)
     for i in range(KILLS):
         cid = f"k{i}"

@@ -125,6 +125,7 @@ def base_layout(tmp_path, busybox_archive):
     return layout
 
 
+@pytest.mark.parametrize("images", ["cold"], indirect=True)  # its driver calls the image code in-process
 def test_image_json_mutations(images, base_layout, tmp_path):
     h = images
     with open(os.path.join(base_layout, "index.json")) as f:

@@ -16,7 +16,7 @@ LAYERS: list[list[str]] = [
     # 0: leaves: import nothing of mrun's
     ["mrun", "mrun.errors", "mrun.jsonio", "mrun.annotations", "mrun.plugins.cli"],
     # 1: the kernel as mrun uses it, and the small vocabularies everything shares
-    ["mrun.kernel", "mrun.status", "mrun.schema"],
+    ["mrun.kernel", "mrun.status", "mrun.schema", "mrun.warm.client"],
     # 2: host resources and the data everything passes around
     ["mrun.cgroups", "mrun.hooks", "mrun.defaults", "mrun.spec", "mrun.plugins.api"],
     # 3: what mrun remembers
@@ -31,6 +31,8 @@ LAYERS: list[list[str]] = [
     ["mrun.images", "mrun.backends"],
     # 8: front ends
     ["mrun.cli", "mrun.shims", "mrun.conformance"],
+    # 9: the warm template, which loads the front ends and forks them
+    ["mrun.warm"],
 ]
 PACKAGE_LAYER = {package: i for i, layer in enumerate(LAYERS) for package in layer}
 

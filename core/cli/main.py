@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         g, cmd, params = parse(argv)
     except ParseError:
+        code = _warm(argv)  # help and usage come from typer: imported in the template already
+        if code is not None:
+            return code
         from mrun.cli.typer_app import build
 
         app = build(call)
@@ -104,7 +107,43 @@ def main(argv: list[str] | None = None) -> int:
         except SystemExit as e:
             return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         return 0
+    if warm_worthy(cmd, params, argv):
+        code = _warm(argv)
+        if code is not None:
+            return code
     return call(g, cmd, params)
+
+
+# Docker-like verbs: no caller depends on being their process's ancestor.
+WARM_VERBS = frozenset(
+    ("load", "pull", "save", "images", "rmi", "image", "inspect", "system", "network", "logs", "stop", "explain")
+)
+
+
+def warm_worthy(cmd: Command, params: dict[str, Any], argv: list[str]) -> bool:
+    """Whether the warm template may run this call. Never a runc verb as conmon or containerd's
+    runc shim call it: they are subreapers that must be the container's ancestors, so `create`,
+    `run -b`, `exec --detach`/`--pid-file` and the rest stay in the calling process."""
+    name = cmd.name
+    if callable(cmd.handler) or name in WARM_VERBS:  # a backend's own verb (mrun cache) too
+        return True
+    if name == "run":
+        return not (params.get("bundle") or params.get("pid_file") or params.get("console_socket")
+                    or params.get("preserve_fds"))
+    if name == "exec":
+        return not (params.get("detach") or params.get("pid_file") or params.get("console_socket")
+                    or params.get("preserve_fds") or params.get("process"))
+    if name == "ps":
+        return not params.get("container_id")  # the docker-like list; `ps ID` is runc's
+    if name == "delete":
+        return "rm" in argv and "delete" not in argv  # docker's `rm`; runc's `delete` stays
+    return False
+
+
+def _warm(argv: list[str]) -> int | None:
+    from mrun.warm.client import run as warm_run
+
+    return warm_run("cli", argv)
 
 
 if __name__ == "__main__":

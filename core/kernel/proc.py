@@ -103,3 +103,23 @@ def exit_code(status: int) -> int:
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status)
+
+
+def rewrite_area(area: str, raw: bytes) -> bool:
+    """Make /proc/self/cmdline (``area`` "arg") or /proc/self/environ ("env") read ``raw`` (NUL-
+    separated strings) as exec would have: written over the process's own area, the rest zeroed
+    (read as trailing empty strings). Moving an area needs CAP_SYS_RESOURCE; this needs none but
+    only fits if the area the process was started with is large enough. -> whether it fit.
+    Overwrite "env" only once nothing points into it (after os.environ was replaced)."""
+    with open("/proc/self/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    first = 45 if area == "arg" else 47  # arg_start, arg_end, env_start, env_end: fields 48 to 51
+    start, end = int(fields[first]), int(fields[first + 1])
+    if not raw.endswith(b"\0"):
+        raw += b"\0"
+    if len(raw) > end - start:
+        return False
+    with open("/proc/self/mem", "r+b", buffering=0) as mem:
+        mem.seek(start)
+        mem.write(raw + b"\0" * (end - start - len(raw)))
+    return True

@@ -67,6 +67,7 @@ MS_STRICTATIME = 1 << 24
 MNT_DETACH = 2
 
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 PR_SET_KEEPCAPS = 8
 PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
@@ -161,6 +162,12 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
         _libc.prctl(option, ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)),
         "prctl",
     )
+
+
+def set_comm(name: bytes) -> None:
+    """This process's name in /proc/PID/comm (at most 15 bytes), as exec would set it."""
+    buf = ctypes.create_string_buffer(name[:15])
+    prctl(PR_SET_NAME, ctypes.addressof(buf))
 
 
 class _CapHeader(ctypes.Structure):

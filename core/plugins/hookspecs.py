@@ -96,6 +96,14 @@ def mrun_preload(bundle: Bundle) -> None:
 
 
 @hookspec
+def mrun_warm() -> None:
+    """Optional, called on every backend in the warm template (``mrun.warm``) when it starts and
+    again between callers: load what this backend's containers will need (imports, engines,
+    compiled code) into the template, so every child forked from it starts with it. Keep it cheap
+    when nothing changed, and start no thread: the template forks."""
+
+
+@hookspec
 def mrun_precompile(path: str) -> bool | None:
     """Optional, called on every backend when an image was just pulled or loaded: ``path`` is its
     entrypoint as unpacked on the host. A backend that runs such files may compile it now, so the

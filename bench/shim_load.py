@@ -1,0 +1,208 @@
+"""Throughput and density through containerd (2.3 if MRUN_TEST_CONTAINERD2 or ../shared/tools has it,
+else Debian's 1.6), with the mrun shim started from the warm template:
+
+* throughput: TASKS `ctr run --rm` with 4 concurrent clients, tasks per second: wasm hello via
+  the mrun shim, busybox `true` via the mrun shim, busybox `true` via containerd's runc shim;
+* density: 50 idle wasm containers (pod.wasm waiting for a file that never comes) and 50 idle
+  busybox `sleep` containers through the mrun shim, and 50 busybox `sleep` through the runc shim:
+  private memory per container (Private_Clean + Private_Dirty of /proc/PID/smaps_rollup over the
+  shim and everything under it, so the shim's share is included), one shim per container and,
+  for mrun, one shim per pod;
+* the warm template itself: its private memory and open descriptors before and after all that.
+
+Usage: python bench/shim_load.py [TASKS] [IDLE]   (run as root; defaults 200 and 50)
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
+
+from busybox_bundle import remove_parent_cgroup  # noqa: E402
+from conftest import IMAGE  # noqa: E402
+from shim import MRUN, RUNC, busybox_archive, containerd2_bin  # noqa: E402
+from test_containerd import WASM_IMAGE, Containerd, build_wasm_archive  # noqa: E402
+
+
+def private_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            return sum(int(line.split()[1]) for line in f if line.startswith(("Private_Clean", "Private_Dirty")))
+    except OSError:
+        return 0
+
+
+def children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            tree.setdefault(ppid, []).append(int(entry))
+    return tree
+
+
+def subtree(pid: int, tree: dict[int, list[int]]) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += tree.get(p, [])
+    return out
+
+
+def shim_daemons(ctd: Containerd, name: str) -> list[int]:
+    """Shim daemons of our containerd: their parent is no shim (exec'd: start's child reparented;
+    warm: the template's child's)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = open(f"/proc/{entry}/cmdline", "rb").read()
+        except OSError:
+            continue
+        if name.encode() in cmd and ctd.sock.encode() in cmd:
+            found.append(int(entry))
+    return [p for p in found if int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1]) not in found]
+
+
+def throughput(ctd: Containerd, runtime: str, image: str, args: list[str], tasks: int, tag: str) -> float:
+    counter = iter(range(tasks))
+    lock = threading.Lock()
+    failures: list[str] = []
+
+    def client() -> None:
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            cid = f"{tag}{i}"
+            r = ctd.ctr("run", "--rm", "--fifo-dir", ctd.fifo_dir, "--runtime", runtime, "--cgroup",
+                        f"/{ctd.ns}/{cid}", image, cid, *args, check=False)
+            if r.returncode not in (0, 3):
+                failures.append(r.stderr[-300:])
+
+    t = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    elapsed = time.perf_counter() - t
+    if failures:
+        raise SystemExit(f"{tag}: {len(failures)} failed: {failures[0]}")
+    return tasks / elapsed
+
+
+def density(ctd: Containerd, runtime: str, image: str, args: list[str], count: int, tag: str,
+            pod: bool) -> tuple[float, int]:
+    """-> (private MiB per container, processes counted)."""
+    shim = "containerd-shim-mrun-v2" if runtime == MRUN else "containerd-shim-runc-v2"
+    extra = ["--annotation", f"io.kubernetes.cri.sandbox-id={tag}pod"] if pod else []
+    ids = [f"{tag}{i}" for i in range(count)]
+    try:
+        for cid in ids:
+            ctd.ctr("run", "-d", "--runtime", runtime, *extra, "--cgroup", f"/{ctd.ns}/{cid}", image, cid, *args)
+        time.sleep(2)  # let them settle into their wait
+        tree = children()
+        pids = {p for d in shim_daemons(ctd, shim) for p in subtree(d, tree)}
+        total = sum(private_kib(p) for p in pids)
+        return total / 1024 / count, len(pids)
+    finally:
+        for cid in ids:
+            ctd.ctr("task", "kill", "-s", "KILL", cid, check=False)
+        for cid in ids:
+            deadline = time.monotonic() + 10
+            while ctd.ctr("task", "rm", cid, check=False).returncode and time.monotonic() < deadline:
+                time.sleep(0.1)
+            ctd.ctr("container", "rm", cid, check=False)
+
+
+def template_figures() -> tuple[int, int] | None:
+    from mrun.warm import client
+
+    status = client.status(client_path())
+    if not status:
+        return None
+    pid = status["pid"]
+    return private_kib(pid), len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def client_path() -> str:
+    python = os.path.join(os.path.dirname(sys.executable), "python")
+    code = "from mrun.warm import client; print(client.socket_path())"
+    return subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def main() -> None:
+    tasks = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    idle = int(sys.argv[2]) if len(sys.argv) > 2 else 50
+    work = pathlib.Path(tempfile.mkdtemp(prefix="mrun-shim-load-"))
+    os.environ["MRUN_WARM_DIR"] = str(work / "warm")
+    ctd = None
+    try:
+        archive = busybox_archive(work)
+        wasm = build_wasm_archive(work)
+        bin_dir = containerd2_bin(work)
+        ctd = Containerd(archive, bin_dir)
+        ctd.ctr("image", "import", wasm)
+        ctd.ctr("run", "--rm", "--runtime", MRUN, "--cgroup", f"/{ctd.ns}/first", WASM_IMAGE, "first", check=False)
+        time.sleep(3)  # the template comes up after the first start
+        before = template_figures()
+        served = 0
+        rates = {
+            "wasm hello via mrun": throughput(ctd, MRUN, WASM_IMAGE, [], tasks, "tw"),
+            "busybox true via mrun": throughput(ctd, MRUN, IMAGE, ["true"], tasks, "tl"),
+            "busybox true via runc": throughput(ctd, RUNC, IMAGE, ["true"], tasks, "tr"),
+        }
+        mem = {
+            "wasm idle, mrun, shim per container": density(ctd, MRUN, WASM_IMAGE, ["/pod.wasm", "/never", "/x"],
+                                                           idle, "dw", False),
+            "wasm idle, mrun, one pod": density(ctd, MRUN, WASM_IMAGE, ["/pod.wasm", "/never", "/x"], idle, "pw",
+                                                True),
+            "busybox sleep, mrun, shim per container": density(ctd, MRUN, IMAGE, ["sleep", "600"], idle, "dl", False),
+            "busybox sleep, runc, shim per container": density(ctd, RUNC, IMAGE, ["sleep", "600"], idle, "dr", False),
+        }
+        served = 2 * tasks + 3 * idle  # containers through the mrun shim so far
+        extra = throughput(ctd, MRUN, IMAGE, ["true"], 500 - served, "tx") if served < 500 else None
+        served = max(served, 500)
+        after = template_figures()
+    finally:
+        if ctd is not None:
+            ctd.stop()
+            remove_parent_cgroup(ctd.ns)
+        from conftest import stop_templates
+
+        stop_templates(str(work / "warm")) if (work / "warm").is_dir() else None
+        subprocess.run(["rm", "-rf", str(work)])
+    version = "2.3" if bin_dir else "1.6"
+    print(f"containerd {version}: throughput, {tasks} `ctr run --rm` with 4 concurrent clients")
+    for name, rate in rates.items():
+        print(f"  {name:28s} {rate:6.1f} tasks/s")
+    print(f"  wasm via mrun / busybox via runc: {rates['wasm hello via mrun'] / rates['busybox true via runc']:.2f}x"
+          f"   (busybox via mrun / via runc: {rates['busybox true via mrun'] / rates['busybox true via runc']:.2f}x)")
+    print(f"density: {idle} idle containers, private memory per container (shim share included)")
+    for name, (mib, procs) in mem.items():
+        print(f"  {name:42s} {mib:6.2f} MiB   ({procs} processes)")
+    if before and after:
+        print(f"warm template: private {before[0] / 1024:.1f} -> {after[0] / 1024:.1f} MiB, "
+              f"open descriptors {before[1]} -> {after[1]}, over {served} mrun containers")
+    print(f"(extra throughput run: {extra:.1f} tasks/s)" if extra else "")
+
+
+if __name__ == "__main__":
+    main()

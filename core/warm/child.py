@@ -1,0 +1,183 @@
+"""A child forked from the template becomes its caller, as far as the work can tell.
+
+Descriptors (at the caller's numbers, inheritable as they were), environment, argv, working
+directory, umask, resource limits, cgroups, process name, a session of its own, and signal
+dispositions and stdio objects as a fresh interpreter sets them up. What the template had open
+is closed. The template checked beforehand that the caller's namespaces, credentials and
+confinement are its own (``peer``), so those need no adopting.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+HIGH_FD = 1000  # received descriptors are parked above this while the caller's numbers are set up
+
+
+def reset_signals() -> None:
+    """What a fresh interpreter has: defaults, SIGINT as KeyboardInterrupt, SIGPIPE ignored."""
+    for sig in signal.valid_signals():
+        if sig in (signal.SIGKILL, signal.SIGSTOP) or sig >= signal.SIGRTMIN:
+            continue
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def place_fds(received: list[int], numbers: list[int], keep: list[int]) -> None:
+    """Put ``received[i]`` at ``numbers[i]``; close everything else but ``keep`` (moved high)."""
+    import fcntl
+
+    parked = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, HIGH_FD) for fd in received]
+    for fd in received:
+        os.close(fd)
+    wanted = set(parked) | set(keep)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in wanted:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    for high, number in zip(parked, numbers, strict=True):
+        os.dup2(high, number, inheritable=True)
+        os.close(high)
+
+
+def fresh_stdio(encodings: list[Any]) -> None:
+    """New sys.stdin/stdout/stderr on 0/1/2, buffered as the caller's interpreter buffers them."""
+    streams = []
+    for fd, enc in enumerate(encodings):
+        if enc is None:
+            streams.append(None)
+            continue
+        try:
+            interactive = os.isatty(fd)
+            if fd == 0:
+                raw: Any = open(fd, "rb", closefd=False)
+                streams.append(io.TextIOWrapper(raw, encoding=enc[0], errors=enc[1]))
+            else:
+                raw = open(fd, "wb", closefd=False)
+                streams.append(
+                    io.TextIOWrapper(raw, encoding=enc[0], errors=enc[1], line_buffering=interactive or fd == 2)
+                )
+        except OSError:  # the caller had it closed
+            streams.append(None)
+    sys.stdin, sys.stdout, sys.stderr = streams  # type: ignore[assignment]
+    sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams  # type: ignore[misc]
+
+
+def join_cgroups(pid: int) -> None:
+    """Into every cgroup ``pid`` is in, where ours differ (a shim belongs where containerd put
+    the process it started, not where the template happens to run)."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        theirs = f.read().splitlines()
+    with open("/proc/self/cgroup") as f:
+        ours = set(f.read().splitlines())
+    moves = [line.split(":", 2) for line in theirs if line not in ours]
+    if not moves:
+        return
+    mounts = _cgroup_mounts()
+    for _hid, controllers, path in moves:
+        top = mounts.get(controllers)
+        if top is None:
+            raise OSError(f"cgroup hierarchy {controllers or 'unified'!r} of the caller is not mounted here")
+        with open(os.path.join(top, path.lstrip("/"), "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+
+
+def _cgroup_mounts() -> dict[str, str]:
+    """controllers as /proc/PID/cgroup names them ("" for v2, "cpu,cpuacct", "name=systemd") ->
+    the hierarchy's mount point (the first mount of its root)."""
+    with open("/proc/self/cgroup") as f:
+        names = [line.split(":", 2)[1] for line in f.read().splitlines()]
+    found: dict[str, str] = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            fstype, options = fields[sep + 1], set(fields[sep + 3].split(","))
+            if fields[3] != "/":
+                continue
+            if fstype == "cgroup2":
+                found.setdefault("", fields[4])
+            elif fstype == "cgroup":
+                for name in names:
+                    if name and set(name.split(",")) <= options:
+                        found.setdefault(name, fields[4])
+    return found
+
+
+def set_rlimits(pid: int) -> None:
+    import resource
+
+    for name in dir(resource):
+        if name.startswith("RLIMIT_"):
+            which = getattr(resource, name)
+            try:
+                limits = resource.prlimit(pid, which)
+                if resource.getrlimit(which) != limits:
+                    resource.setrlimit(which, limits)
+            except (OSError, ValueError):
+                pass
+
+
+F_SETSIG = 10  # fcntl.h; Python's fcntl module does not name it
+
+
+def die_with_caller(reply: int) -> None:
+    """The caller killed (SIGKILL, which it cannot pass on) must stop the work as it would have
+    stopped the caller's own: the kernel sends us SIGKILL the moment the caller's end of the
+    connection closes. Only that end's closing makes ours readable: the caller writes nothing more,
+    and once we have sent the exit status we are gone before the caller closes it."""
+    import fcntl
+    import signal
+
+    fcntl.fcntl(reply, fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(reply, F_SETSIG, signal.SIGKILL)
+    fcntl.fcntl(reply, fcntl.F_SETFL, fcntl.fcntl(reply, fcntl.F_GETFL) | os.O_ASYNC)
+
+
+def become(msg: dict[str, Any], received: list[int], peer_pid: int, keep: list[int]) -> None:
+    """Everything but running the work. ``keep``: our own descriptors (the connection)."""
+    from mrun.warm import client
+
+    client.in_template_child = True
+    reset_signals()
+    os.setsid()
+    join_cgroups(peer_pid)
+    set_rlimits(peer_pid)
+    place_fds(received, msg["fds"], keep)
+    for fd in (0, 1, 2):
+        if fd not in msg["fds"]:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    os.environ.clear()
+    os.environ.update(msg["env"])
+    os.chdir(msg["cwd"])
+    os.umask(msg["umask"])
+    sys.argv = list(msg["argv"])
+    from mrun.kernel.proc import rewrite_area
+
+    rewrite_area("arg", msg.get("cmdline", "").encode("latin-1"))  # what ps and /proc/PID/cmdline show
+    rewrite_area("env", b"".join(f"{k}={v}\0".encode("latin-1", "replace") for k, v in msg["env"].items()))
+    if msg.get("comm"):
+        from mrun.kernel.syscalls import set_comm
+
+        set_comm(msg["comm"].encode("latin-1"))
+    if "tempfile" in sys.modules:
+        sys.modules["tempfile"].tempdir = None  # derived from the environment on first use
+    fresh_stdio(msg.get("stdio") or [None, None, None])

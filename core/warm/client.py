@@ -1,0 +1,285 @@
+"""The caller's half of the warm template: hand the work over, relay signals, return its status.
+
+Imported by every ``mrun`` verb and by ``containerd-shim-mrun-v2 start`` before anything else,
+so it imports nothing of mrun's but ``jsonio`` and uses the bare ``_socket`` (``socket`` costs
+17 ms: enum, selectors). ``run`` returns None whenever the caller should do the work itself:
+warm start disabled (``MRUN_WARM=0``), not root, no template (one is started for next time), a
+template that is stale or refuses this caller, or one that does not answer in time. It never
+returns None once a child has taken the work: that work may be half done.
+"""
+
+from __future__ import annotations
+
+import _socket
+import os
+import sys
+
+from mrun import jsonio
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+DEFAULT_DIR = "/run/mrun/warm"
+FIRST_ANSWER_TIMEOUT = 5.0  # seconds: a template that takes longer is treated as broken
+EXIT_WAIT = 2.0  # seconds to wait for the child to be gone after it sent its exit status
+MAX_FDS = 250  # SCM_RIGHTS carries at most 253 descriptors in one message
+FORWARDED = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGCONT")
+TEMPLATE_MAIN = "from mrun.warm.template import main; main()"
+# Bytes of argument and environment area the template starts with: a child writes its caller's
+# cmdline and environment there, so /proc/PID/cmdline and environ read as the caller's would.
+AREA_ROOM = 16384
+ROOM_VARIABLE = "MRUN_WARM_ROOM"
+
+# Set in a child forked from the template: the code it runs must not ask the template again.
+in_template_child = False
+
+
+def enabled() -> bool:
+    return not in_template_child and os.environ.get("MRUN_WARM", "1") != "0" and os.geteuid() == 0
+
+
+def identity() -> dict[str, Any]:
+    """What decides which code a fresh interpreter would run, and how: a template whose identity
+    differs from its caller's must not serve it. sys.path[0] is the script's own directory."""
+    env = {k: v for k, v in sorted(os.environ.items()) if k.startswith(("PYTHON", "LC_")) or k == "LANG"}
+    return {
+        "version": sys.version,
+        "executable": sys.executable,
+        "path": sys.path[1:],
+        "flags": list(sys.flags),
+        "xoptions": {k: str(v) for k, v in sys._xoptions.items()},
+        "fs_encoding": [sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()],
+        "env": env,
+    }
+
+
+def socket_path(ident: dict[str, Any] | None = None) -> str:
+    """One template per installation: the name is a checksum of the identity (the template
+    compares the whole identity anyway, so a collision only means a cold start)."""
+    import zlib
+
+    text = jsonio.dumps(ident or identity())
+    directory = os.environ.get("MRUN_WARM_DIR") or DEFAULT_DIR
+    return os.path.join(directory, f"template-{zlib.crc32(text.encode()):08x}.sock")
+
+
+def send_message(sock: Any, msg: dict[str, Any]) -> None:
+    data = jsonio.dumps(msg).encode()
+    sock.sendall(len(data).to_bytes(4, "big") + data)
+
+
+def send_fds(sock: Any, fds: list[int]) -> None:
+    """Descriptors (SCM_RIGHTS) on one byte, as the template's _recv_fds expects."""
+    anc = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds))]
+    sock.sendmsg([b"F"], anc if fds else [])
+
+
+def recv_message(sock: Any) -> dict[str, Any] | None:
+    """One length-prefixed JSON message, or None at EOF."""
+    head = _read(sock, 4)
+    if head is None:
+        return None
+    body = _read(sock, int.from_bytes(head, "big"))
+    if body is None:
+        return None
+    msg = jsonio.loads(body)
+    return msg if isinstance(msg, dict) else None
+
+
+def _read(sock: Any, size: int) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def _inherited_fds(exclude: int) -> list[int]:
+    """0, 1, 2 and every descriptor an exec'd process would inherit (not close-on-exec)."""
+    fds = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd == exclude:
+            continue
+        try:
+            if fd <= 2 or os.get_inheritable(fd):
+                fds.append(fd)
+        except OSError:  # the directory's own descriptor, closed by now
+            continue
+    return sorted(fds)
+
+
+def _stream(stream: Any) -> list[str] | None:
+    return [stream.encoding, stream.errors] if stream is not None and hasattr(stream, "encoding") else None
+
+
+def run(kind: str, argv: list[str]) -> int | None:
+    """Have the template do ``kind`` ("cli" or "shim") for ``argv`` as this process would.
+    -> the exit status, or None: do it here (cold)."""
+    if not enabled():
+        return None
+    ident = identity()
+    path = socket_path(ident)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    try:
+        try:
+            sock.connect(path)
+        except OSError as e:
+            if e.errno in (2, 111):  # ENOENT, ECONNREFUSED: none, or a dead one's socket
+                start_template(path)
+            return None
+        try:
+            return _hand_over(sock, kind, argv, ident, path)
+        except (OSError, ValueError):  # the template broke before a child took the work
+            return None
+    finally:
+        sock.close()
+
+
+def _hand_over(sock: Any, kind: str, argv: list[str], ident: dict[str, Any], path: str) -> int | None:
+    fds = _inherited_fds(sock.fileno())
+    if len(fds) > MAX_FDS:
+        return None
+    mask = os.umask(0)
+    os.umask(mask)
+    with open("/proc/self/cmdline", "rb") as f:
+        cmdline = f.read()
+    with open("/proc/self/comm", "rb") as f:
+        comm = f.read().rstrip(b"\n")
+    msg = {
+        "kind": kind,
+        "argv": [sys.argv[0], *argv],
+        "cmdline": cmdline.decode("latin-1"),
+        "comm": comm.decode("latin-1"),
+        "env": dict(os.environ),
+        "cwd": os.getcwd(),
+        "umask": mask,
+        "fds": fds,
+        "stdio": [_stream(sys.stdin), _stream(sys.stdout), _stream(sys.stderr)],
+        "identity": ident,
+    }
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sock.settimeout(FIRST_ANSWER_TIMEOUT)
+    try:
+        send_message(sock, msg)
+        first = recv_message(sock)
+        if first is not None and first.get("send") == "fds":
+            send_fds(sock, fds)
+            first = recv_message(sock)
+    except TimeoutError:
+        return None
+    if first is None or "pid" not in first:
+        if first is not None and first.get("stale"):
+            start_template(path)  # it has gone; the next call finds new code warm
+        if first is not None and os.environ.get("MRUN_WARM_DEBUG"):
+            print(f"mrun: warm: cold because {first.get('cold') or first.get('error')}", file=sys.stderr)
+        return None
+    sock.settimeout(None)
+    return _wait(sock, int(first["pid"]))
+
+
+def _wait(sock: Any, pid: int) -> int:
+    """Relay our signals to the child until it reports its exit status."""
+    import signal
+
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        pidfd = -1
+    received: list[int] = []
+
+    def relay(signum: int, _frame: object) -> None:
+        received.append(signum)
+        if pidfd >= 0:
+            try:
+                signal.pidfd_send_signal(pidfd, signum)
+            except OSError:
+                pass
+
+    previous = {}
+    for name in FORWARDED:
+        sig = getattr(signal, name)
+        previous[sig] = signal.signal(sig, relay)
+    try:
+        last = recv_message(sock)
+        if pidfd >= 0:  # and gone, as a cold command is when it returns: readable once it exited
+            import select
+
+            select.select([pidfd], [], [], EXIT_WAIT)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if pidfd >= 0:
+            os.close(pidfd)
+    if last is not None and isinstance(last.get("exit"), int):
+        return last["exit"]
+    fatal = [s for s in received if s not in (signal.SIGWINCH, signal.SIGCONT)]
+    if fatal:  # it died of a signal we passed on, as we would have
+        signal.signal(fatal[-1], signal.SIG_DFL)
+        os.kill(os.getpid(), fatal[-1])
+    print("mrun: the process that ran this command ended without an exit status", file=sys.stderr)
+    return 255
+
+
+def status(path: str | None = None) -> dict[str, Any] | None:
+    """The template's own account (pid, callers served, code digest), or None if none answers."""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    try:
+        sock.settimeout(FIRST_ANSWER_TIMEOUT)
+        sock.connect(path or socket_path())
+        send_message(sock, {"kind": "status"})
+        return recv_message(sock)
+    except OSError:
+        return None
+    finally:
+        sock.close()
+
+
+def interpreter_flags() -> list[str]:
+    """Command-line options that give a new interpreter this one's sys.flags and -X options (the
+    identity compares both), without subprocess's helper (importing subprocess costs ~5 ms)."""
+    f = sys.flags
+    args = [opt for name, opt in (("isolated", "-I"), ("ignore_environment", "-E"), ("no_user_site", "-s"),
+                                  ("no_site", "-S"), ("dont_write_bytecode", "-B"), ("safe_path", "-P"),
+                                  ("quiet", "-q")) if getattr(f, name, 0)]
+    args += ["-" + "O" * f.optimize] if f.optimize else []
+    args += ["-" + "b" * f.bytes_warning] if f.bytes_warning else []
+    args += ["-" + "v" * f.verbose] if f.verbose else []
+    args += [f"-W{w}" for w in sys.warnoptions]
+    for key, value in sys._xoptions.items():
+        args.append(f"-X{key}" if value is True else f"-X{key}={value}")
+    return args
+
+
+def start_template(path: str) -> None:
+    """Start a template for next time, detached (a grandchild in a session of its own): it takes
+    a lock first, so of several started at once all but one exit at once. Returns once it has
+    exec'd: until then it is a copy of this process, command line and all."""
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)
+        return
+    try:
+        os.setsid()
+        execed_r, execed_w = os.pipe()  # both close-on-exec: EOF on the read end once it exec'd
+        if os.fork() == 0:
+            os.close(execed_r)
+            os.chdir("/")
+            null = os.open(os.devnull, os.O_RDWR)
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            log = os.open(path[: -len(".sock")] + ".log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.dup2(null, 0)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            os.closerange(3, execed_w)
+            os.closerange(execed_w + 1, 1 << 20)
+            argv = [sys.executable, *interpreter_flags(), "-c", TEMPLATE_MAIN, path, "-" * AREA_ROOM]
+            os.execve(sys.executable, argv, {**os.environ, ROOM_VARIABLE: "-" * AREA_ROOM})
+        os.close(execed_w)
+        os.read(execed_r, 1)
+    finally:
+        os._exit(0)

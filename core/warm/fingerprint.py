@@ -1,0 +1,78 @@
+"""Is the template's code still the installed code? Checked before every fork.
+
+A template must never serve stale code: after ``pip install`` of a new mrun (or of a backend
+package) the next caller runs cold on the new code and the old template goes away. What is
+compared: every file of mrun's own packages, loaded or not yet (a child that imported a
+changed module lazily would mix old and new code), the ``RECORD`` of every distribution on
+``sys.path`` (pip rewrites it on every install and it lists every file's hash), the
+``sys.path`` directories themselves (a distribution added or removed) and the interpreter.
+Each by inode, size, mtime and ctime, so a check is a few hundred ``stat`` calls (~0.5 ms);
+``digest`` hashes mrun's files once, for the log.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _mrun_dirs() -> list[str]:
+    """Where the installed packages are (setuptools' package-dir can put them apart); located,
+    not imported."""
+    import importlib.util
+
+    dirs = set()
+    for name in ("mrun", "mrun.backends", "mrun.shims"):
+        spec = importlib.util.find_spec(name)
+        dirs.update(spec.submodule_search_locations or () if spec else ())
+    return sorted(dirs)
+
+
+def watched() -> list[str]:
+    files = [os.path.realpath(sys.executable)]
+    for top in _mrun_dirs():
+        for dirpath, dirnames, names in os.walk(top):
+            dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+            files.append(dirpath)
+            files += [os.path.join(dirpath, n) for n in names if n.endswith((".py", ".so", ".json"))]
+    for entry in sys.path[1:]:
+        if not os.path.isdir(entry):
+            continue
+        files.append(entry)
+        try:
+            names = os.listdir(entry)
+        except OSError:
+            continue
+        files += [os.path.join(entry, n, "RECORD") for n in names if n.endswith(".dist-info")]
+    return sorted(set(files))
+
+
+def _stat(path: str) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class Fingerprint:
+    def __init__(self) -> None:
+        self.files = watched()
+        self.stats = [_stat(p) for p in self.files]
+
+    def changed(self) -> str | None:
+        """The first watched path that changed since the template started, or None."""
+        for path, before in zip(self.files, self.stats, strict=True):
+            if _stat(path) != before:
+                return path
+        return None
+
+    def digest(self) -> str:
+        import hashlib
+
+        h = hashlib.sha256()
+        for path in self.files:
+            if os.path.isfile(path) and any(path.startswith(d + os.sep) for d in _mrun_dirs()):
+                with open(path, "rb") as f:
+                    h.update(path.encode() + b"\0" + hashlib.sha256(f.read()).digest())
+        return h.hexdigest()

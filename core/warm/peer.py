@@ -1,0 +1,60 @@
+"""Whom the template serves: only a caller it could have been.
+
+A child forked from the template runs with the template's privileges, so serving a caller
+with fewer would hand it more: a root process with dropped capabilities, no_new_privs, a
+seccomp filter, another LSM label, or in other namespaces or under another root directory.
+Such a caller is told to run cold, where the kernel applies its own limits to it. The peer's
+uid comes from the socket (SO_PEERCRED), which the caller cannot forge.
+"""
+
+from __future__ import annotations
+
+import os
+
+NAMESPACES = ("mnt", "pid", "net", "ipc", "uts", "user", "cgroup", "time")
+STATUS_FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp")
+
+
+def credentials(sock: object) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the process at the other end of a unix socket."""
+    import socket
+    import struct
+
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))  # type: ignore[attr-defined]
+    pid, uid, gid = struct.unpack("3i", raw)
+    return pid, uid, gid
+
+
+def context(pid: int | str) -> dict[str, str]:
+    """The facts about ``pid`` that decide what a process forked on its behalf may do."""
+    facts: dict[str, str] = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in STATUS_FIELDS or key in ("Uid", "Gid", "Groups"):
+                facts[key] = value.strip()
+    for ns in NAMESPACES:
+        try:
+            facts[f"ns/{ns}"] = os.readlink(f"/proc/{pid}/ns/{ns}")
+        except FileNotFoundError:  # a kernel without that namespace type
+            pass
+    root = os.stat(f"/proc/{pid}/root")
+    facts["root"] = f"{root.st_dev}:{root.st_ino}"
+    try:
+        with open(f"/proc/{pid}/attr/current") as f:
+            facts["lsm"] = f.read().strip("\0\n")
+    except OSError:  # no LSM that reports one
+        pass
+    return facts
+
+
+def mismatch(pid: int, mine: dict[str, str]) -> str | None:
+    """The first fact in which ``pid`` differs from the template (``mine``), or None."""
+    try:
+        theirs = context(pid)
+    except OSError as e:
+        return f"the caller's /proc entry: {e.strerror}"
+    for key in sorted(set(mine) | set(theirs)):
+        if mine.get(key) != theirs.get(key):
+            return f"{key} differs ({theirs.get(key)!r}, template {mine.get(key)!r})"
+    return None

@@ -1,0 +1,305 @@
+"""The warm template process: paid every import once, forks a child per caller, stays
+single-threaded (a fork from a multi-threaded process can deadlock the child).
+
+Started by ``client.start_template`` with the socket path as its argument. It takes a lock
+beside the socket (so one template serves a path), loads everything, then serves until it has
+been idle for ``$MRUN_WARM_IDLE`` seconds (default 300), its code changed on disk, or it is told
+to stop (SIGTERM). The socket and its directory are root's alone, and the peer's credentials
+are checked on every connection as well.
+
+A request is one message (``client.run``); the answers are ``{"pid": N}`` from the child and
+then ``{"exit": status}``, or one ``{"cold": why}`` (``"stale": true`` when the template is
+leaving because its code changed) or ``{"error": why}`` for a refused caller. ``{"kind":
+"status"}`` is answered in place: the template's pid, how many callers it served, its code's digest.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+
+from mrun.warm import client
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+IDLE_EXIT = 300.0  # seconds without a caller ($MRUN_WARM_IDLE)
+LOCK_WAIT = 3.0  # seconds to wait for a template that is leaving to let go of the lock
+
+
+def log(msg: str) -> None:
+    print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} mrun warm template {os.getpid()}: {msg}", file=sys.stderr, flush=True)
+
+
+def preload() -> Any:
+    """Everything a caller's work imports, and each backend's own warm-up (``mrun_warm``)."""
+    import mrun.cgroups.v1  # noqa: F401
+    import mrun.cgroups.v2  # noqa: F401
+    import mrun.cli.image_verbs  # noqa: F401
+    import mrun.cli.main  # noqa: F401
+    import mrun.cli.network_verbs  # noqa: F401
+    import mrun.cli.system_verbs  # noqa: F401
+    import mrun.cli.verbs  # noqa: F401
+    import mrun.images.containers  # noqa: F401
+    import mrun.images.registry  # noqa: F401
+    import mrun.images.supervisor  # noqa: F401
+    import mrun.network.attach  # noqa: F401
+    import mrun.runtime  # noqa: F401
+    import mrun.sandbox.console  # noqa: F401
+    import mrun.sandbox.init  # noqa: F401
+    import mrun.sandbox.launch  # noqa: F401
+    import mrun.sandbox.seccomp  # noqa: F401
+    import mrun.shims.events  # noqa: F401
+    import mrun.shims.main  # noqa: F401
+    import mrun.shims.pod  # noqa: F401
+    import mrun.shims.sandbox  # noqa: F401
+    import mrun.shims.service  # noqa: F401
+    import mrun.shims.spawner  # noqa: F401
+    import mrun.shims.ttrpc  # noqa: F401
+    import mrun.warm.child  # noqa: F401
+    from mrun.plugins.manager import Backends
+
+    _import_optional("pyroute2")  # network set-up (mrun.network.netlink imports it lazily)
+    backends = Backends.load()
+    backends.pm.hook.mrun_warm()
+    return backends
+
+
+def _import_optional(name: str) -> None:
+    try:
+        __import__(name)
+    except ImportError as e:
+        log(f"{name} is not importable ({e}); callers that need it will import it themselves")
+
+
+def take_lock(path: str) -> int | None:
+    import fcntl
+
+    fd = os.open(path[: -len(".sock")] + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.05)
+
+
+def listen(path: str) -> socket.socket:
+    """Root's socket in root's directory: a mode the kernel checks, and SO_PEERCRED we check."""
+    try:
+        os.unlink(path)  # a dead template's; we hold the lock, so no live one uses it
+    except FileNotFoundError:
+        pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    old = os.umask(0o177)
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old)
+    sock.listen(128)
+    return sock
+
+
+class Template:
+    def __init__(self, path: str, listener: socket.socket, lock_fd: int, code: Any, backends: Any) -> None:
+        from mrun.warm import peer
+
+        self.path = path
+        self.listener = listener
+        self.lock_fd = lock_fd
+        self.identity = client.identity()
+        self.context = peer.context("self")
+        self.code = code  # taken before the imports: a change during them counts
+        self.backends = backends
+        self.inode = os.stat(path).st_ino
+        self.served = 0
+        self.digest = code.digest()
+        self.leaving = False
+
+    def serve(self, idle: float) -> None:
+        self.listener.settimeout(idle)
+        while not self.leaving:
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                log(f"idle for {idle:g} s: leaving")
+                break
+            except InterruptedError:
+                continue
+            try:
+                self.handle(conn)
+            except Exception as e:  # noqa: BLE001 - one bad request must not end the template
+                log(f"request failed: {e.__class__.__name__}: {e}")
+            finally:
+                conn.close()
+            try:  # while the child works: what it may have added (a newly compiled module)
+                self.backends.pm.hook.mrun_warm()
+            except Exception as e:  # noqa: BLE001
+                log(f"a backend's mrun_warm failed: {e.__class__.__name__}: {e}")
+        self.leave()
+
+    def leave(self) -> None:
+        """Remove the socket if it is still ours (a newer template may have replaced it)."""
+        try:
+            if os.stat(self.path).st_ino == self.inode:
+                os.unlink(self.path)
+        except OSError:
+            pass
+        self.listener.close()
+
+    def handle(self, conn: socket.socket) -> None:
+        """The request first, the descriptors only once we said yes: a caller never has its stdio
+        in flight to a template that may not answer (a pipe would stay open as long as it hung)."""
+        from mrun.warm import peer
+
+        pid, uid, _gid = peer.credentials(conn)
+        if uid != 0:
+            log(f"refused pid {pid}: uid {uid} is not root")
+            client.send_message(conn, {"error": f"refused: uid {uid} is not root"})
+            return
+        conn.settimeout(5)
+        msg = client.recv_message(conn)
+        if msg is None:
+            return
+        if msg.get("kind") == "status":
+            client.send_message(conn, self.status())
+            return
+        why = self.refusal(msg, pid)
+        if why is not None:
+            client.send_message(conn, {"cold": why, "stale": self.leaving})
+            return
+        client.send_message(conn, {"send": "fds"})
+        fds = _recv_fds(conn)
+        try:
+            if fds is not None and len(fds) == len(msg["fds"]):
+                self.fork(conn, msg, fds, pid)
+        finally:
+            for fd in fds or ():
+                os.close(fd)
+
+    def status(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "served": self.served, "code": self.digest, "path": self.path}
+
+    def refusal(self, msg: dict[str, Any], pid: int) -> str | None:
+        from mrun.warm import peer
+
+        changed = self.code.changed()
+        if changed is not None:
+            log(f"{changed} changed since this template started: leaving")
+            self.leaving = True
+            return f"the installed code changed ({changed})"
+        if msg.get("identity") != self.identity:
+            return "the caller's interpreter, sys.path or environment differs"
+        if msg.get("kind") not in ("cli", "shim") or not isinstance(msg.get("fds"), list):
+            return "a malformed request"
+        return peer.mismatch(pid, self.context)
+
+    def fork(self, conn: socket.socket, msg: dict[str, Any], fds: list[int], peer_pid: int) -> None:
+        child = os.fork()
+        if child:
+            self.served += 1
+            return
+        code, reply = 255, None
+        try:
+            from mrun.warm.child import become, die_with_caller
+
+            self.listener.close()
+            os.close(self.lock_fd)
+            own = os.dup(conn.fileno())  # parked high by become; ours alone
+            conn.close()
+            import fcntl
+
+            reply = socket.socket(fileno=fcntl.fcntl(own, fcntl.F_DUPFD_CLOEXEC, 900))
+            os.close(own)
+            become(msg, fds, peer_pid, [reply.fileno()])
+            client.send_message(reply, {"pid": os.getpid()})
+            die_with_caller(reply.fileno())
+            code = run_work(msg["kind"], msg["argv"][1:])
+        except BaseException as e:  # noqa: BLE001 - the caller hears of it, the template goes on
+            try:
+                print(f"mrun: {e.__class__.__name__}: {e}", file=sys.stderr)
+            except Exception:  # noqa: BLE001
+                pass
+        try:
+            for stream in (sys.stdout, sys.stderr):
+                if stream is not None:
+                    stream.flush()
+        except Exception:  # noqa: BLE001 - a closed pipe: the status still goes back
+            pass
+        if reply is not None:
+            try:
+                client.send_message(reply, {"exit": code})
+            except Exception:  # noqa: BLE001 - the caller is gone
+                pass
+        os._exit(0)
+
+
+def run_work(kind: str, argv: list[str]) -> int:
+    try:
+        if kind == "shim":
+            from mrun.shims.main import main as shim_main
+
+            return shim_main(argv)
+        from mrun.cli.main import main as cli_main
+
+        return cli_main(argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+
+
+def _recv_fds(conn: socket.socket) -> list[int] | None:
+    """The caller's descriptors: one message of SCM_RIGHTS (and a byte to carry them)."""
+    import array
+
+    fds = array.array("i")
+    data, anc, _flags, _addr = conn.recvmsg(1, socket.CMSG_SPACE(client.MAX_FDS * fds.itemsize))
+    for level, kind, payload in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+    received = list(fds)
+    for fd in received:
+        os.set_inheritable(fd, False)
+    if data != b"F":
+        for fd in received:
+            os.close(fd)
+        return None
+    return received
+
+
+def main() -> None:
+    path = sys.argv[1]
+    from mrun.kernel.proc import rewrite_area
+
+    rewrite_area("arg", f"mrun-warm-template\0{path}".encode())  # over the room left for children's
+    os.environ.pop(client.ROOM_VARIABLE, None)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    os.chmod(os.path.dirname(path), 0o700)
+    lock_fd = take_lock(path)
+    if lock_fd is None:
+        return  # another template serves this path
+    from mrun.warm.fingerprint import Fingerprint
+
+    t0 = time.monotonic()
+    code = Fingerprint()
+    backends = preload()
+    # Children are reaped by the kernel: the template waits for none of them.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    template = Template(path, listen(path), lock_fd, code, backends)
+    with open(path[: -len(".sock")] + ".pid", "w") as f:
+        f.write(str(os.getpid()))
+    log(f"serving {path} (loaded in {time.monotonic() - t0:.2f} s, code {template.digest[:12]})")
+    idle = float(os.environ.get("MRUN_WARM_IDLE") or IDLE_EXIT)
+    try:
+        template.serve(idle)
+    except SystemExit:
+        log("stopped")
+        template.leave()

@@ -1,0 +1,259 @@
+"""The warm template (mrun.warm): a user cannot tell a command it served from a cold one, except
+by the speed; it serves only root callers it could have been, never stale code, and nothing
+depends on it staying alive. The `images` fixture runs each CLI test warm (checked) and cold."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import select
+import signal
+import struct
+import subprocess
+import termios
+import time
+
+import pytest
+from conftest import IMAGE, img_ok, run_args, stop_templates, warm_path, warm_served, warm_templates
+from mrun.warm import client
+
+
+def cli(h, *args: str) -> list[str]:
+    return [h.binary, "--root", h.root, "--image-root", h.image_root, *args]
+
+
+def env_of(h, **extra: str) -> dict[str, str]:
+    return {**os.environ, **h.base_env, **extra}
+
+
+def test_exit_codes_stdin_eof_and_a_pipeline(images, busybox_archive, tmp_path):
+    h = images
+    img_ok(h, "load", busybox_archive)
+    r = subprocess.run(cli(h, *run_args(h, "--rm", IMAGE, "sh", "-c", "echo out; echo err >&2; exit 7")),
+                       capture_output=True, text=True, timeout=30, env=env_of(h))
+    assert (r.returncode, r.stdout, r.stderr) == (7, "out\n", "err\n")
+    data = tmp_path / "in.txt"
+    data.write_text("line one\nline two\n")
+    with open(data) as stdin:  # cat ends at the end of its input
+        r = subprocess.run(cli(h, *run_args(h, "--rm", "-i", IMAGE, "cat")), stdin=stdin, capture_output=True,
+                           text=True, timeout=30, env=env_of(h))
+    assert (r.returncode, r.stdout) == (0, "line one\nline two\n"), r.stderr
+    command = " ".join(cli(h, *run_args(h, "--rm", IMAGE, "sh", "-c", "'echo piped; exit 5'")))
+    r = subprocess.run(["bash", "-o", "pipefail", "-c", f"{command} | cat"], capture_output=True, text=True,
+                       timeout=30, env=env_of(h))
+    assert (r.returncode, r.stdout) == (5, "piped\n"), r.stderr
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 42), (signal.SIGINT, 43)])
+def test_signals_to_the_command_reach_the_container(images, busybox_archive, sig, code):
+    h = images
+    img_ok(h, "load", busybox_archive)
+    script = "trap 'echo got-term; exit 42' TERM; trap 'echo got-int; exit 43' INT; echo ready; " \
+             "while :; do sleep 0.05; done"
+    proc = subprocess.Popen(cli(h, *run_args(h, "--rm", IMAGE, "sh", "-c", script)), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, text=True, env=env_of(h))
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(sig)
+    assert proc.wait(timeout=15) == code
+    assert ("got-term" if code == 42 else "got-int") in proc.stdout.read()
+    proc.stdout.close()
+
+
+def _set_size(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def _read_until(fd: int, needle: str, timeout: float = 15) -> str:
+    out = ""
+    deadline = time.monotonic() + timeout
+    while needle not in out:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{needle!r} never came: {out!r}"
+        if not select.select([fd], [], [], left)[0]:
+            continue
+        try:
+            out += os.read(fd, 4096).decode(errors="replace")
+        except OSError:  # EIO: every slave end is closed
+            break
+    return out
+
+
+def test_a_terminal_and_its_resize(images, busybox_archive):
+    h = images
+    img_ok(h, "load", busybox_archive)
+    master, slave = os.openpty()
+    _set_size(slave, 30, 100)
+    script = "tty; stty size; read line; stty size; exit 9"
+    proc = subprocess.Popen(cli(h, *run_args(h, "--rm", "-t", "-i", IMAGE, "sh", "-c", script)), stdin=slave,
+                            stdout=slave, stderr=slave, env=env_of(h), start_new_session=True)
+    os.close(slave)
+    try:
+        first = _read_until(master, "30 100")
+        assert "/dev/pts/0" in first
+        _set_size(master, 40, 120)
+        proc.send_signal(signal.SIGWINCH)  # what the terminal does when its window changes
+        os.write(master, b"go\n")
+        _read_until(master, "40 120")
+        assert proc.wait(timeout=15) == 9
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+
+
+def test_a_detached_containers_exit_code_outlives_the_template(images, busybox_archive):
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "late", IMAGE, "sh", "-c", "sleep 1; exit 3"))
+    stop_templates(os.environ["MRUN_WARM_DIR"])  # while the container still runs
+    deadline = time.monotonic() + 15
+    while "exited (3)" not in (row := img_ok(h, "ps").stdout):
+        assert time.monotonic() < deadline, row
+        time.sleep(0.1)
+    assert json.loads(img_ok(h, "inspect", "late").stdout)["exit"]["exit_code"] == 3
+    img_ok(h, "rm", "late")
+    warm_served()  # the warm variant's check needs a template again: the next caller starts one
+
+
+def _template() -> dict:
+    warm_served()  # makes sure one runs
+    status = client.status(warm_path())
+    assert status is not None
+    return status
+
+
+def test_only_root_may_use_the_template(tmp_path):
+    status = _template()
+    path = status["path"]
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert os.stat(os.path.dirname(path)).st_mode & 0o777 == 0o700
+
+    def as_nobody() -> str:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            try:
+                os.chdir(os.path.dirname(path))  # its ancestors (pytest's) are root's alone
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+                import socket
+
+                s = socket.socket(socket.AF_UNIX)
+                s.connect(os.path.basename(path))
+                try:
+                    client.send_message(s, {"kind": "cli", "argv": ["mrun", "ps"]})
+                except BrokenPipeError:  # refused before it read a byte: the answer is there
+                    pass
+                answer = client.recv_message(s)
+                os.write(w, json.dumps(answer).encode())
+            except OSError as e:
+                os.write(w, f"OSError {e.errno}".encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        out = os.read(r, 4096).decode()
+        os.close(r)
+        os.waitpid(pid, 0)
+        return out
+
+    assert as_nobody() == "OSError 13"  # EACCES: the socket's mode stops it first
+    directory_mode = os.stat(os.path.dirname(path)).st_mode & 0o777
+    os.chmod(os.path.dirname(path), 0o711)
+    os.chmod(path, 0o666)  # as if the mode were lost: the peer's credentials still refuse it
+    try:
+        assert json.loads(as_nobody()) == {"error": "refused: uid 65534 is not root"}
+    finally:
+        os.chmod(path, 0o600)
+        os.chmod(os.path.dirname(path), directory_mode)
+    assert client.status(path)["served"] == status["served"]  # nothing was forked for it
+
+
+def test_a_caller_with_fewer_privileges_is_told_to_run_cold(h):
+    """A root caller without CAP_SYS_ADMIN in its bounding set must not get a child that has it."""
+    if not shutil_which("setpriv"):
+        pytest.fail("setpriv is missing: apt-get install -y util-linux")
+    before = _template()["served"]
+    r = subprocess.run(["setpriv", "--bounding-set", "-sys_admin", h.binary, "--root", h.root, "ps"],
+                       capture_output=True, text=True, timeout=30, env={**os.environ, "MRUN_WARM_DEBUG": "1"})
+    assert r.returncode == 0, r.stderr
+    assert "cold because CapBnd differs" in r.stderr
+    assert client.status(warm_path())["served"] == before
+    r = subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and client.status(warm_path())["served"] == before + 1  # the same verb, as root: warm
+
+
+def shutil_which(name: str) -> str | None:
+    import shutil
+
+    return shutil.which(name)
+
+
+def test_new_code_is_never_served_by_an_old_template(h):
+    """A changed installed file (as an upgrade leaves it): the next call runs cold on the new code,
+    the old template leaves, and the one after is served warm by a new template with the new code."""
+    import mrun.cli.commands as commands
+
+    old = _template()
+    source = commands.__file__
+    original = open(source).read()
+    assert "list images" in original
+    marker = f"list images (upgraded {os.getpid()})"
+
+    def help_text() -> str:
+        r = subprocess.run([h.binary, "--help"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    try:
+        with open(source, "w") as f:
+            f.write(original.replace("list images", marker))
+        assert "upgraded" in help_text()  # cold, on the new code
+        deadline = time.monotonic() + 20
+        while (new := client.status(old["path"])) is None or new["pid"] == old["pid"]:
+            assert time.monotonic() < deadline, "no new template came up"
+            help_text()
+            time.sleep(0.1)
+        assert not os.path.exists(f"/proc/{old['pid']}/status") or _zombie(old["pid"])
+        assert new["code"] != old["code"]
+        assert "upgraded" in help_text() and client.status(old["path"])["served"] > new["served"]  # warm, new code
+    finally:
+        with open(source, "w") as f:
+            f.write(original)
+    assert "upgraded" not in help_text()
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_a_broken_template_means_a_cold_start_with_the_same_result(h):
+    """A socket that accepts and never answers (a hung template) costs the caller a timeout once,
+    never a failure; a socket nobody listens on is replaced."""
+    path = warm_path()
+    stop_templates(os.environ["MRUN_WARM_DIR"])
+    for leftover in warm_templates():
+        os.unlink(leftover)
+    import socket
+
+    hung = socket.socket(socket.AF_UNIX)
+    hung.bind(path)
+    hung.listen(8)
+    try:
+        t0 = time.monotonic()
+        r = subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert time.monotonic() - t0 < client.FIRST_ANSWER_TIMEOUT + 5
+    finally:
+        hung.close()
+    r = subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr  # ECONNREFUSED on the dead socket: cold, and a template is started
+    deadline = time.monotonic() + 20
+    while client.status(path) is None:
+        assert time.monotonic() < deadline, "no template replaced the dead socket"
+        time.sleep(0.05)
