@@ -1,7 +1,8 @@
 """`ctr run --rm` through containerd-shim-mrun-v2 against the stock runc shim, side by side, on a
 private containerd 1.6 (Debian's) and a private containerd 2.3 (MRUN_TEST_CONTAINERD2, default
 ../shared/tools/containerd-2.3.4-linux-amd64.tar.gz): a Linux echo (busybox image) and, for mrun,
-a wasm hello. Then the same inside a running pod: one sandbox id (annotation), where containerd
+a wasm hello, each with the shim started from the warm template and cold (MRUN_WARM=0).
+Then the same inside a running pod: one sandbox id (annotation), where containerd
 runs the shim's `start` per container and it answers with the pod's shim; and on 2.3, a pod made
 through the sandbox API (`ctr sandbox run` + `--sandbox`), where with protocol 3 containerd reuses
 the pod's shim without running the binary at all.
@@ -91,8 +92,10 @@ def measure(ctd: Containerd, work: pathlib.Path, rounds: int, sandbox_api: bool)
     return {k: statistics.median(v) * 1000 for k, v in times.items()}
 
 
-def run_on(archive: str, wasm: str, work: pathlib.Path, rounds: int, bin_dir: str | None) -> dict[str, float]:
-    ctd = Containerd(archive, bin_dir)
+def run_on(
+    archive: str, wasm: str, work: pathlib.Path, rounds: int, bin_dir: str | None, cold: bool
+) -> dict[str, float]:
+    ctd = Containerd(archive, bin_dir, env={"MRUN_WARM": "0"} if cold else None)
     try:
         ctd.ctr("image", "import", wasm)
         return measure(ctd, work, rounds, sandbox_api=bin_dir is not None)
@@ -104,20 +107,27 @@ def run_on(archive: str, wasm: str, work: pathlib.Path, rounds: int, bin_dir: st
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     work = pathlib.Path(tempfile.mkdtemp(prefix="mrun-shim-bench-"))
+    os.environ["MRUN_WARM_DIR"] = str(work / "warm")  # its own template, stopped at the end
     try:
         archive = busybox_archive(work)
         wasm = build_wasm_archive(work)
-        results = {"1.6": run_on(archive, wasm, work, rounds, None)}
+        results = {}
         bin_dir = containerd2_bin(work)
-        if bin_dir:
-            results["2.3"] = run_on(archive, wasm, work, rounds, bin_dir)
+        for version, where in (("1.6", None), ("2.3", bin_dir)):
+            if version == "1.6" or where:
+                for mode in ("warm", "cold"):
+                    results[f"{version} {mode}"] = run_on(archive, wasm, work, rounds, where, mode == "cold")
     finally:
         import shutil
 
+        from conftest import stop_templates
+
+        if os.path.isdir(os.environ["MRUN_WARM_DIR"]):
+            stop_templates(os.environ["MRUN_WARM_DIR"])
         shutil.rmtree(work, ignore_errors=True)
     versions = list(results)
     print(f"median ms of `ctr run --rm`, {rounds} rounds; ratio to the runc shim on the same containerd")
-    print(f"{'case':46s}" + "".join(f"{'containerd ' + v:>26s}" for v in versions))
+    print(f"{'case':46s}" + "".join(f"{v:>22s}" for v in versions))
     for case in results[versions[-1]]:
         scope = case.split(":")[0]
         base = f"{scope}: runc, linux" if f"{scope}: runc, linux" in results[versions[-1]] else (
@@ -126,7 +136,7 @@ def main() -> None:
         cells = ""
         for v in versions:
             ms = results[v].get(case)
-            cells += f"{ms:12.1f} ms ({ms / results[v][base]:4.2f}x)  " if ms else f"{'-':>26s}"
+            cells += f"{ms:8.1f} ms ({ms / results[v][base]:4.2f}x)  " if ms else f"{'-':>22s}"
         print(f"{case:46s}{cells}")
 
 

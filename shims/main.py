@@ -311,10 +311,12 @@ def main(argv: list[str] | None = None) -> int:
         os.write(1, runtime_info())
         return 0
     if action == "start":
-        from mrun.warm.client import run as warm_run
+        from mrun.warm.client import finish, run
 
-        code = warm_run("shim", sys.argv[1:] if argv is None else argv)  # a daemon forked warm
-        return start(flags) if code is None else code
+        code = run("shim", sys.argv[1:] if argv is None else argv)  # a daemon forked warm
+        if code is not None:
+            finish(code)
+        return start(flags)
     if action == "delete":
         return delete(flags)
     print(f"containerd-shim-mrun-v2: unknown action {action!r} (start or delete)", file=sys.stderr)

@@ -141,9 +141,13 @@ def warm_worthy(cmd: Command, params: dict[str, Any], argv: list[str]) -> bool:
 
 
 def _warm(argv: list[str]) -> int | None:
-    from mrun.warm.client import run as warm_run
+    """None: run it here. Served by the template, this process ends with its status."""
+    from mrun.warm.client import finish, run
 
-    return warm_run("cli", argv)
+    code = run("cli", argv)
+    if code is not None:
+        finish(code)
+    return None
 
 
 if __name__ == "__main__":

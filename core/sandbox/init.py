@@ -17,7 +17,7 @@ from mrun.kernel import inroot
 from mrun.kernel import syscalls as sc
 from mrun.plugins.api import Container
 from mrun.sandbox import devices, rootfs
-from mrun.sandbox.launch import Channel
+from mrun.sandbox.launch import Channel, await_key
 from mrun.sandbox.process import ProcessPlan
 from mrun.spec import Spec
 from mrun.status import Status
@@ -165,6 +165,7 @@ def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
                     setter(spec.raw[field])
                 except OSError as e:
                     raise MrunError(f"{field}: cannot set {spec.raw[field]!r}: {e.strerror}")
+    await_key(ch, "cgrouped", set())  # the host moved us into the cgroup (launch.spawn)
     if spec.process.get("oomScoreAdj") is not None:
         _set_oom_score_adj(spec.process["oomScoreAdj"])
     hooks = spec.hooks
@@ -258,7 +259,9 @@ def _enter_process(sb: Sandbox, keep: tuple[int, ...] = ()) -> Any:
 
 
 def exec_child(sb: Sandbox, ch: Channel) -> NoReturn:
-    """An ``exec``'d process: the namespaces and cgroup are already the container's."""
+    """An ``exec``'d process: the namespaces are the container's, and so is the cgroup once the
+    host has moved us (launch.spawn) before we start anything."""
+    await_key(ch, "cgrouped", set())
     if sb.console is not None:
         os.setsid()
     payload = _enter_process(sb, keep=(ch.rfd, ch.wfd))

@@ -100,11 +100,19 @@ def fail_in_child(ch: Channel, err: BaseException) -> NoReturn:
         os._exit(1)
 
 
+def await_key(ch: Channel, key: str, seen: set[str]) -> None:
+    """Until the host has sent ``key`` (keys it sent earlier than awaited are remembered)."""
+    while key not in seen:
+        msg = ch.recv()
+        if "eof" in msg:
+            os._exit(1)
+        seen.update(msg)
+
+
 def _intermediate(launch: Launch, ch: Channel) -> NoReturn:
     try:
-        msg = ch.recv()
-        if "go" not in msg:
-            os._exit(1)
+        seen: set[str] = set()
+        await_key(ch, "go", seen)
         # Open every namespace first: once we joined a mount namespace, /proc is no longer the host's.
         fds: dict[str, int] = {}
         for kind, path in launch.namespaces.items():
@@ -128,8 +136,7 @@ def _intermediate(launch: Launch, ch: Channel) -> NoReturn:
         elif launch.namespaces.get("user") == "":
             sc.unshare(sc.CLONE_NEWUSER)
             ch.send(userns=True)
-            if "go" not in ch.recv():
-                os._exit(1)
+            await_key(ch, "mapped", seen)
         if "user" in launch.namespaces:
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
@@ -163,13 +170,11 @@ def spawn(launch: Launch) -> tuple[int, Channel]:
         _intermediate(launch, child)
     child.close()
     try:
-        if launch.add_to_cgroup:
-            launch.add_to_cgroup(pid1)
         host.send(go=True)
         msg = host.recv()
         if msg.get("userns"):
             _write_maps(pid1, launch)
-            host.send(go=True)
+            host.send(mapped=True)
             msg = host.recv()
         # The sandboxed process may speak before the intermediate reports its pid.
         early = []
@@ -181,6 +186,12 @@ def spawn(launch: Launch) -> tuple[int, Channel]:
             raise MrunError(msg["error"])
         if "pid" not in msg:
             raise MrunError("the sandbox set-up process died before starting the container")
+        # The process builds its root while we move it into its cgroup: the first move into a
+        # cgroup waits for an RCU grace period (5-20 ms here). It waits for "cgrouped" before it
+        # runs hooks or makes its payload, so nothing it starts or allocates is outside.
+        if launch.add_to_cgroup:
+            launch.add_to_cgroup(msg["pid"])
+        host.send(cgrouped=True)
         return msg["pid"], host
     except BaseException:
         host.close()

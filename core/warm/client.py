@@ -255,6 +255,18 @@ def interpreter_flags() -> list[str]:
     return args
 
 
+def finish(code: int) -> None:
+    """End a caller whose work the template did: flush, then exit without the interpreter's
+    teardown (about 1.5 ms), which has nothing left to do: no thread ran, nothing is buffered."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 def start_template(path: str) -> None:
     """Start a template for next time, detached (a grandchild in a session of its own): it takes
     a lock first, so of several started at once all but one exit at once. Returns once it has
