@@ -1,6 +1,8 @@
 """``containerd-shim-mrun-v2``: the binary containerd runs for ``--runtime io.containerd.mrun.v2``.
 
-``start`` starts (or, for a pod, finds) the shim daemon and prints its ``unix://`` address;
+``start`` starts (or, for a pod, finds) the shim daemon and prints its ``unix://`` address; the
+daemon is forked by the warm template (``mrun.warm``) when one serves, so it starts with every
+import done, else here;
 ``delete`` is containerd's idempotent cleanup after a shim is gone. Flags arrive Go-style
 (``-namespace ns -address a -id x``).
 
@@ -138,7 +140,7 @@ def start(flags: dict[str, str]) -> int:
     if not _answers(path):  # else: one shim per pod, already running
         os.makedirs(socket_dir, mode=0o711, exist_ok=True)
         listener = listen(path)
-        if os.fork() == 0:
+        if not _daemon_from_template(listener, config, bundle, path) and os.fork() == 0:
             os.setsid()
             _daemon(listener, config, bundle, path)
         listener.close()
@@ -150,6 +152,22 @@ def start(flags: dict[str, str]) -> int:
         sys.stdout.flush()
         os.write(1, wire.field(1, PROTOCOL_VERSION) + wire.field(2, address) + wire.field(3, "ttrpc"))
     return 0
+
+
+def _daemon_from_template(listener: _socket.socket, config: dict[str, str], bundle: str, path: str) -> bool:
+    """The daemon forked by the warm template, which has imported everything it needs: as a fork
+    of this process would be (command line, environment, cgroup, a session of its own), but
+    ready to serve at once. -> False: fork it here."""
+    from mrun.warm.client import spawn
+
+    extra = {"config": config, "bundle": bundle, "path": path, "listener": listener.fileno()}
+    return spawn("shim-daemon", [0, 1, 2, listener.fileno()], extra) is not None
+
+
+def daemon_from(msg: dict) -> None:
+    """In the template's child, once it has become the caller: the daemon. Never returns."""
+    listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, fileno=msg["listener"])
+    _daemon(listener, msg["config"], msg["bundle"], msg["path"])
 
 
 def _daemon(listener: _socket.socket, config: dict[str, str], bundle: str, path: str) -> None:
@@ -311,11 +329,6 @@ def main(argv: list[str] | None = None) -> int:
         os.write(1, runtime_info())
         return 0
     if action == "start":
-        from mrun.warm.client import finish, run
-
-        code = run("shim", sys.argv[1:] if argv is None else argv)  # a daemon forked warm
-        if code is not None:
-            finish(code)
         return start(flags)
     if action == "delete":
         return delete(flags)

@@ -117,30 +117,59 @@ def _stream(stream: Any) -> list[str] | None:
 
 
 def run(kind: str, argv: list[str]) -> int | None:
-    """Have the template do ``kind`` ("cli" or "shim") for ``argv`` as this process would.
+    """Have the template do ``kind`` ("cli") for ``argv`` as this process would.
     -> the exit status, or None: do it here (cold)."""
-    if not enabled():
+    pid, sock = _hand_over(kind, argv, None, {})
+    if pid is None:
         return None
-    ident = identity()
-    path = socket_path(ident)
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
-        try:
-            sock.connect(path)
-        except OSError as e:
-            if e.errno in (2, 111):  # ENOENT, ECONNREFUSED: none, or a dead one's socket
-                start_template(path)
-            return None
-        try:
-            return _hand_over(sock, kind, argv, ident, path)
-        except (OSError, ValueError):  # the template broke before a child took the work
-            return None
+        return _wait(sock, pid)
     finally:
         sock.close()
 
 
-def _hand_over(sock: Any, kind: str, argv: list[str], ident: dict[str, Any], path: str) -> int | None:
-    fds = _inherited_fds(sock.fileno())
+def spawn(kind: str, fds: list[int], extra: dict[str, Any]) -> int | None:
+    """Have the template fork a long-lived process of ``kind`` ("shim-daemon") that gets ``fds``
+    (at their numbers here) and ``extra``, as a fork of this process would. -> its pid, or None:
+    fork it here. Nothing is waited for: it outlives us."""
+    pid, sock = _hand_over(kind, sys.argv[1:], fds, extra)
+    if sock is not None:
+        sock.close()
+    return pid
+
+
+def _hand_over(
+    kind: str, argv: list[str], fds: list[int] | None, extra: dict[str, Any]
+) -> tuple[int | None, Any]:
+    """-> (the child's pid, the connection) once a child took the work, else (None, None)."""
+    if not enabled():
+        return None, None
+    ident = identity()
+    path = socket_path(ident)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    try:
+        sock.connect(path)
+    except OSError as e:
+        sock.close()
+        if e.errno in (2, 111):  # ENOENT, ECONNREFUSED: none, or a dead one's socket
+            start_template(path)
+        return None, None
+    try:
+        pid = _ask(sock, kind, argv, ident, path, fds, extra)
+    except (OSError, ValueError):  # the template broke before a child took the work
+        pid = None
+    if pid is None:
+        sock.close()
+        return None, None
+    return pid, sock
+
+
+def _ask(
+    sock: Any, kind: str, argv: list[str], ident: dict[str, Any], path: str, fds: list[int] | None,
+    extra: dict[str, Any],
+) -> int | None:
+    if fds is None:
+        fds = _inherited_fds(sock.fileno())
     if len(fds) > MAX_FDS:
         return None
     mask = os.umask(0)
@@ -160,6 +189,7 @@ def _hand_over(sock: Any, kind: str, argv: list[str], ident: dict[str, Any], pat
         "fds": fds,
         "stdio": [_stream(sys.stdin), _stream(sys.stdout), _stream(sys.stderr)],
         "identity": ident,
+        **extra,
     }
     sys.stdout.flush()
     sys.stderr.flush()
@@ -179,7 +209,7 @@ def _hand_over(sock: Any, kind: str, argv: list[str], ident: dict[str, Any], pat
             print(f"mrun: warm: cold because {first.get('cold') or first.get('error')}", file=sys.stderr)
         return None
     sock.settimeout(None)
-    return _wait(sock, int(first["pid"]))
+    return int(first["pid"])
 
 
 def _wait(sock: Any, pid: int) -> int:

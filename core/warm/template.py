@@ -7,10 +7,13 @@ been idle for ``$MRUN_WARM_IDLE`` seconds (default 300), its code changed on dis
 to stop (SIGTERM). The socket and its directory are root's alone, and the peer's credentials
 are checked on every connection as well.
 
-A request is one message (``client.run``); the answers are ``{"pid": N}`` from the child and
-then ``{"exit": status}``, or one ``{"cold": why}`` (``"stale": true`` when the template is
-leaving because its code changed) or ``{"error": why}`` for a refused caller. ``{"kind":
-"status"}`` is answered in place: the template's pid, how many callers it served, its code's digest.
+A request is one message: "cli" (``client.run``: an ``mrun`` verb, whose exit status goes back)
+or "shim-daemon" (``client.spawn``: the shim daemon for ``containerd-shim-mrun-v2 start``, which
+waits for nothing). The template answers ``{"send": "fds"}`` and then takes the descriptors, or
+``{"cold": why}`` (``"stale": true`` when it is leaving because its code changed), or ``{"error":
+why}`` to a caller that is not root. The child answers ``{"pid": N}`` and, for "cli", at the end
+``{"exit": status}``. ``{"kind": "status"}`` is answered in place: the template's pid, how many
+callers it served, its code's digest.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+KINDS = ("cli", "shim-daemon")  # what a caller may ask for (docstring above)
 IDLE_EXIT = 300.0  # seconds without a caller ($MRUN_WARM_IDLE)
 LOCK_WAIT = 3.0  # seconds to wait for a template that is leaving to let go of the lock
 
@@ -211,7 +215,7 @@ class Template:
             return f"the installed code changed ({changed})"
         if msg.get("identity") != self.identity:
             return "the caller's interpreter, sys.path or environment differs"
-        if msg.get("kind") not in ("cli", "shim") or not isinstance(msg.get("fds"), list):
+        if msg.get("kind") not in KINDS or not isinstance(msg.get("fds"), list):
             return "a malformed request"
         return peer.mismatch(pid, self.context)
 
@@ -233,9 +237,15 @@ class Template:
             reply = socket.socket(fileno=fcntl.fcntl(own, fcntl.F_DUPFD_CLOEXEC, 900))
             os.close(own)
             become(msg, fds, peer_pid, [reply.fileno()])
+            if msg["kind"] == "shim-daemon":  # outlives the caller, which waits for nothing
+                from mrun.shims.main import daemon_from
+
+                client.send_message(reply, {"pid": os.getpid()})
+                reply.close()
+                daemon_from(msg)  # never returns
             client.send_message(reply, {"pid": os.getpid()})
             die_with_caller(reply.fileno())
-            code = run_work(msg["kind"], msg["argv"][1:])
+            code = run_cli(msg["argv"][1:])
         except BaseException as e:  # noqa: BLE001 - the caller hears of it, the template goes on
             try:
                 print(f"mrun: {e.__class__.__name__}: {e}", file=sys.stderr)
@@ -255,12 +265,8 @@ class Template:
         os._exit(0)
 
 
-def run_work(kind: str, argv: list[str]) -> int:
+def run_cli(argv: list[str]) -> int:
     try:
-        if kind == "shim":
-            from mrun.shims.main import main as shim_main
-
-            return shim_main(argv)
         from mrun.cli.main import main as cli_main
 
         return cli_main(argv)
