@@ -243,8 +243,12 @@ class Template:
                 client.send_message(reply, {"pid": os.getpid()})
                 reply.close()
                 daemon_from(msg)  # never returns
+            die_with_caller(reply.fileno())  # armed first: a caller killed from now on takes us along
             client.send_message(reply, {"pid": os.getpid()})
-            die_with_caller(reply.fileno())
+            import select
+
+            if select.select([reply], [], [], 0)[0]:  # it was killed before we armed it
+                os._exit(0)
             code = run_cli(msg["argv"][1:])
         except BaseException as e:  # noqa: BLE001 - the caller hears of it, the template goes on
             try:
