@@ -23,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
 sys.path.insert(0, HERE)
 
-from busybox_bundle import make_oci_archive, make_rootfs, remove_parent_cgroup  # noqa: E402
+from busybox_bundle import make_oci_archive, make_rootfs  # noqa: E402
 from wasm_start import BARE  # noqa: E402
 
 MRUN = os.path.join(os.path.dirname(sys.executable), "mrun")
@@ -38,6 +38,18 @@ def timed(cmd: list[str], env: dict[str, str]) -> float:
     if r.returncode not in (0, 3):  # hello.wasm exits with its argv[1]
         raise SystemExit(f"{' '.join(cmd)}: exit {r.returncode}: {r.stderr.decode()[-500:]}")
     return elapsed
+
+
+def remove_cgroup_tree(name: str) -> None:
+    """/<name> and what podman's conmon left under it, bottom up, in every hierarchy; rmdir
+    removes only empty cgroups, so nothing in use is touched."""
+    base = "/sys/fs/cgroup"
+    for top in [os.path.join(base, name)] + [os.path.join(base, c, name) for c in os.listdir(base)]:
+        for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda w: -len(w[0])):
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
 
 
 def stop_template(warm_dir: str) -> None:
@@ -112,7 +124,7 @@ def main() -> None:
         with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
             f.write(forwarding)
         subprocess.run(["rm", "-rf", work])
-        remove_parent_cgroup(PARENT)
+        remove_cgroup_tree(PARENT)
     print(f"median ms, {rounds} rounds, alternating")
     for name, value in ms.items():
         print(f"  {name:46s} {value:7.1f}")

@@ -386,7 +386,9 @@ class Runtime:
                 opts.console.close()
         proxy = None
         # Before start: a signal that comes once the process runs must reach it, not end us.
-        restore = None if detach else forward_signals(record.pid)
+        # Our window changing resizes the container's pty, whose kernel then signals its
+        # foreground process group (as a terminal does); without a pty it is passed on.
+        restore = None if detach else forward_signals(record.pid, lambda: proxy is not None and proxy.resize())
         try:
             if ours is not None:
                 from mrun.sandbox.console import TerminalProxy, receive_fd
@@ -415,8 +417,9 @@ class Runtime:
         return code
 
 
-def forward_signals(pid: int) -> Callable[[], None]:
-    """Pass the signals we get on to ``pid`` from now on. -> a function that stops it."""
+def forward_signals(pid: int, on_winch: Callable[[], bool] | None = None) -> Callable[[], None]:
+    """Pass the signals we get on to ``pid`` from now on; SIGWINCH goes to ``on_winch`` first,
+    and is passed on only if that returns False (no terminal took it). -> a function that stops it."""
     import signal
 
     forwarded = (
@@ -432,6 +435,8 @@ def forward_signals(pid: int) -> Callable[[], None]:
     )
 
     def forward(signum: int, _frame: Any) -> None:
+        if signum == signal.SIGWINCH and on_winch is not None and on_winch():
+            return
         try:
             os.kill(pid, signum)
         except ProcessLookupError:

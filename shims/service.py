@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from google.protobuf import timestamp_pb2
 from mrun.annotations import OCI_RUNTIME
+from mrun.cgroups.base import prime_moves
 from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound
 from mrun.kernel.proc import exit_code
 from mrun.kernel.syscalls import unmount_all
@@ -269,6 +270,7 @@ class TaskService:
         req = task_pb2.CreateTaskRequest.FromString(payload)
         if req.id in self.tasks:
             raise TTRPCError(ALREADY_EXISTS, f"task {req.id}: already exists")
+        prime_moves()  # on a thread here: the init's move into its cgroup then costs nothing
         rootfs = os.path.join(req.bundle, "rootfs")
         mounted = _mount_rootfs(req.rootfs, rootfs)
         task = Task(req)

@@ -74,8 +74,9 @@ def _read_until(fd: int, needle: str, timeout: float = 15) -> str:
             continue
         try:
             out += os.read(fd, 4096).decode(errors="replace")
-        except OSError:  # EIO: every slave end is closed
+        except OSError:  # EIO: every slave end is closed, and it never came
             break
+    assert needle in out, f"{needle!r} never came: {out!r}"
     return out
 
 
@@ -91,6 +92,7 @@ def test_a_terminal_and_its_resize(images, busybox_archive):
     try:
         first = _read_until(master, "30 100")
         assert "/dev/pts/0" in first
+        time.sleep(0.3)  # the terminal relay has long copied the first size: only SIGWINCH can change it now
         _set_size(master, 40, 120)
         proc.send_signal(signal.SIGWINCH)  # what the terminal does when its window changes
         os.write(master, b"go\n")
@@ -257,3 +259,24 @@ def test_a_broken_template_means_a_cold_start_with_the_same_result(h):
     while client.status(path) is None:
         assert time.monotonic() < deadline, "no template replaced the dead socket"
         time.sleep(0.05)
+
+
+def test_an_idle_template_leaves_and_the_next_caller_brings_one_back(h, tmp_path):
+    """$MRUN_WARM_IDLE seconds without a caller and the template is gone, socket and all."""
+    env = {**os.environ, "MRUN_WARM_DIR": str(tmp_path / "warm"), "MRUN_WARM_IDLE": "1"}
+    code = "from mrun.warm import client; print(client.socket_path())"
+    python = os.path.join(os.path.dirname(h.binary), "python")
+    path = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, check=True).stdout.strip()
+    try:
+        for _ in range(2):
+            subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, env=env, check=True, timeout=30)
+            deadline = time.monotonic() + 20
+            while (status := client.status(path)) is None:
+                assert time.monotonic() < deadline, "no template came up"
+                time.sleep(0.05)
+            deadline = time.monotonic() + 10
+            while os.path.exists(path) or not _zombie(status["pid"]):
+                assert time.monotonic() < deadline, "the idle template stayed"
+                time.sleep(0.1)
+    finally:
+        stop_templates(str(tmp_path / "warm"))

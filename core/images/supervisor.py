@@ -24,6 +24,9 @@ EXIT_FILE = "exit.json"
 
 def run_detached(runtime: Any, container_id: str, bundle: str) -> None:
     """Create and start ``container_id`` under a new supervisor; return once it runs."""
+    from mrun.cgroups.base import primed
+
+    primed()  # no thread of ours runs while we fork
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:

@@ -72,12 +72,15 @@ class TerminalProxy:
             self.resize()
         self.thread.start()
 
-    def resize(self) -> None:
+    def resize(self) -> bool:
+        """Our window's size onto the container's pty (whose kernel signals SIGWINCH if it
+        changed). -> True: the pty took it."""
         try:
             size = fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8)
             fcntl.ioctl(self.master, termios.TIOCSWINSZ, size)
+            return True
         except OSError:
-            pass
+            return False
 
     def _copy(self) -> None:
         inputs = [self.master, 0]
