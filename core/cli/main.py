@@ -13,7 +13,6 @@ import sys
 from mrun import jsonio
 from mrun.cli.commands import Command
 from mrun.errors import MrunError
-from mrun.state import now_rfc3339
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' hot path
@@ -23,6 +22,8 @@ if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' 
 def _log(g: dict[str, Any], level: str, msg: str) -> None:
     if not g.get("log"):
         return
+    from mrun.state import now_rfc3339  # not at the top: a call the warm template serves never logs here
+
     stamp = now_rfc3339()
     if g.get("log_format") == "json":
         line = jsonio.dumps({"level": level, "msg": msg, "time": stamp})
