@@ -153,7 +153,10 @@ def _warm(argv: list[str]) -> int | None:
     """None: run it here. Served by the template, this process ends with its status."""
     from mrun.warm.client import finish, run
 
-    code = run("cli", argv)
+    try:
+        code = run("cli", argv)
+    except KeyboardInterrupt:  # ^C before the child took over: what `call` answers to it
+        finish(130)
     if code is not None:
         finish(code)
     return None
