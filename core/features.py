@@ -16,7 +16,7 @@ def features_document() -> dict[str, Any]:
     from mrun.sandbox.seccomp import _ACTIONS, _ARCHES, _OPS
     from mrun.sandbox.seccomp import _FLAGS as SECCOMP_FLAGS
 
-    backends = Backends.load().features()
+    backends = Backends.shared().features()
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,

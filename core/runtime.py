@@ -55,7 +55,7 @@ class Runtime:
         if self._backends is None:
             from mrun.plugins.manager import Backends
 
-            self._backends = Backends.load()
+            self._backends = Backends.shared()
         return self._backends
 
     # -- create / start ----------------------------------------------------------------------

@@ -89,7 +89,7 @@ def _preload() -> object:
     import mrun.sandbox.seccomp  # noqa: F401
     from mrun.plugins.manager import Backends
 
-    return Backends.load()
+    return Backends.shared()
 
 
 def _preload_backend(backends: object, msg: dict) -> None:

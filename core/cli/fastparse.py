@@ -63,7 +63,7 @@ def backend_commands() -> dict[str, Command]:
     core verb, so the core verbs never load the backends to parse."""
     from mrun.plugins.manager import Backends
 
-    return Backends.load().commands()
+    return Backends.shared().commands()
 
 
 def defaults(flags: tuple[Flag, ...]) -> dict[str, Any]:

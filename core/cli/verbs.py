@@ -278,7 +278,7 @@ def explain(g: dict[str, Any], bundle: str) -> int:
     from mrun.spec import load_bundle
 
     view = Bundle(load_bundle(bundle))
-    backends = Backends.load()
+    backends = Backends.shared()
     chosen, why, claims = backends.choose(view)
     print(f"backend: {chosen}")
     print(f"because: {why}")

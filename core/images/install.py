@@ -144,7 +144,7 @@ def precompile(store: ImageStore, entry: dict[str, Any]) -> None:
     if path is None:
         return
     try:
-        Backends.load().pm.hook.mrun_precompile(path=path)
+        Backends.shared().pm.hook.mrun_precompile(path=path)
     except MrunError as e:
         print(f"mrun: warning: {e}", file=sys.stderr)
 

@@ -37,7 +37,7 @@ def build(store: ImageStore, module: str, name: str) -> list[str]:
 
     # Compiled (into the cache) before anything is stored: a module that does not compile is
     # refused here, not published as an image that fails on every run.
-    Backends.load().pm.hook.mrun_precompile(path=module)
+    Backends.shared().pm.hook.mrun_precompile(path=module)
     base = os.path.basename(module)
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w", format=tarfile.PAX_FORMAT) as tar:

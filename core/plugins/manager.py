@@ -87,11 +87,24 @@ def entry_points() -> list[tuple[str, str]]:
     return entries
 
 
+_shared: Backends | None = None
+
+
 class Backends:
     """The loaded backends: a pluggy PluginManager plus dispatch."""
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pm = pm
+
+    @classmethod
+    def shared(cls) -> Backends:
+        """The plugin manager of this process, loaded once (2-3 ms of pluggy's registration):
+        the warm template loads it before it forks, so its children never do. What is installed
+        cannot change under it: a template whose installed code changed serves nobody."""
+        global _shared
+        if _shared is None:
+            _shared = cls.load()
+        return _shared
 
     @classmethod
     def load(cls) -> Backends:

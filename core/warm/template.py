@@ -68,7 +68,7 @@ def preload() -> Any:
     from mrun.plugins.manager import Backends
 
     _import_optional("pyroute2")  # network set-up (mrun.network.netlink imports it lazily)
-    backends = Backends.load()
+    backends = Backends.shared()
     backends.pm.hook.mrun_warm()
     return backends
 
