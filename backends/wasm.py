@@ -174,8 +174,7 @@ def mrun_warm() -> None:
     """In the warm template: wasmtime, the engine, and the compiled cache deserialized, so a wasm
     container forked from it costs its sandbox and an instantiation (about 120 ms less)."""
     global _warmed
-    import wasmtime
-    import wasmtime.component
+    import wasmtime.component  # noqa: F401 - loaded here, once, for every child
     from mrun.backends.wasm_cache import ModuleCache
 
     eng = engine()
@@ -188,21 +187,24 @@ def mrun_warm() -> None:
         return
     _warmed = seen
 
-    def deserialize(kind: str, payload: bytes) -> Any:
-        cls = wasmtime.Module if kind == "module" else wasmtime.component.Component
-        return cls.deserialize(eng, payload)
+    cache.keep_all(engine_description(), lambda kind, payload: _artifact_class(kind).deserialize(eng, payload))
 
-    cache.keep_all(engine_description(), deserialize)
+
+def _artifact_class(kind: str) -> Any:
+    """wasmtime's class for a compiled "module" or "component"."""
+    import wasmtime
+    import wasmtime.component
+
+    return wasmtime.Module if kind == "module" else wasmtime.component.Component
 
 
 def _compiled(wasm: bytes, kind: str, name: str, note: Any = None) -> Any:
     """A module or component from the shared cache, compiled (and cached) on a miss."""
     import wasmtime
-    import wasmtime.component
     from mrun.backends.wasm_cache import ModuleCache
 
     eng = engine()
-    cls = wasmtime.Module if kind == "module" else wasmtime.component.Component
+    cls = _artifact_class(kind)
     try:
         return ModuleCache(note=note).load_or_compile(
             wasm, kind, engine_description(), lambda b: cls(eng, b), lambda b: cls.deserialize(eng, b)

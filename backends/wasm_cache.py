@@ -17,13 +17,13 @@ from collections.abc import Callable
 from typing import Any
 
 MAGIC = b"MRUNCWASM1"
+SUFFIX = ".cwasm"
 KEEP_ENTRIES = 64  # the most a warm template keeps deserialized in memory ...
 KEEP_BYTES = 512 << 20  # ... and their size on disk
 
 # (cache dir, key) -> (inode, size, compiled): entries deserialized in this process, in the
 # warm template by keep_all, and inherited by every child forked from it.
 _kept: dict[tuple[str, str], tuple[int, int, Any]] = {}
-SUFFIX = ".cwasm"
 
 
 def default_dir() -> str:

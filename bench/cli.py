@@ -22,9 +22,11 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
 from busybox_bundle import make_oci_archive, make_rootfs  # noqa: E402
-from wasm_start import BARE  # noqa: E402
+from conftest import stop_templates  # noqa: E402
+from wasm_start import bare_python  # noqa: E402
 
 MRUN = os.path.join(os.path.dirname(sys.executable), "mrun")
 IMAGE, WASM = "localhost/bb:1", "localhost/hello:1"
@@ -52,17 +54,6 @@ def remove_cgroup_tree(name: str) -> None:
                 pass
 
 
-def stop_template(warm_dir: str) -> None:
-    for name in os.listdir(warm_dir):
-        if name.endswith(".pid"):
-            try:
-                pid = int(open(os.path.join(warm_dir, name)).read())
-                if open(f"/proc/{pid}/cmdline", "rb").read().startswith(b"mrun-warm-template\0"):
-                    os.kill(pid, 15)
-            except (OSError, ValueError):
-                pass
-
-
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 15
     work = tempfile.mkdtemp(prefix="mrun-cli-bench-")
@@ -86,16 +77,7 @@ def main() -> None:
             subprocess.run([*base, "load", a], check=True, capture_output=True, env=cold)
         subprocess.run([*base, "network", "create", "bench"], check=True, capture_output=True, env=cold)
         subprocess.run([*podman, "load", "-i", archive], check=True, capture_output=True)
-        bare = os.path.join(work, "bare.py")
-        with open(bare, "w") as f:
-            f.write(BARE)
-        import wasmtime
-
-        c = wasmtime.Config()
-        c.epoch_interruption, c.parallel_compilation = True, False
-        precompiled = os.path.join(work, "hello.cwasm")
-        with open(precompiled, "wb") as f:
-            f.write(wasmtime.Module.from_file(wasmtime.Engine(c), os.path.join(wasm_root, "hello.wasm")).serialize())
+        bare, precompiled = bare_python(work, os.path.join(wasm_root, "hello.wasm"))
 
         run = [*base, "run", "--rm", "--cgroup-parent", f"/{PARENT}"]
         cases = {
@@ -118,7 +100,8 @@ def main() -> None:
                     times[name].append(elapsed)
         ms = {k: statistics.median(v) * 1000 for k, v in times.items()}
     finally:
-        stop_template(warm_dir) if os.path.isdir(warm_dir) else None
+        if os.path.isdir(warm_dir):
+            stop_templates(warm_dir)
         subprocess.run([*base, "network", "prune"], capture_output=True, env=cold)
         subprocess.run([*podman, "rm", "-a", "-f"], capture_output=True)
         with open("/proc/sys/net/ipv4/ip_forward", "w") as f:

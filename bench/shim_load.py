@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
 
 from busybox_bundle import remove_parent_cgroup  # noqa: E402
-from conftest import IMAGE  # noqa: E402
+from conftest import IMAGE, warm_path  # noqa: E402
 from shim import MRUN, RUNC, busybox_archive, containerd2_bin  # noqa: E402
 from test_containerd import WASM_IMAGE, Containerd, build_wasm_archive  # noqa: E402
 
@@ -135,17 +135,11 @@ def density(ctd: Containerd, runtime: str, image: str, args: list[str], count: i
 def template_figures() -> tuple[int, int] | None:
     from mrun.warm import client
 
-    status = client.status(client_path())
+    status = client.status(warm_path())
     if not status:
         return None
     pid = status["pid"]
     return private_kib(pid), len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def client_path() -> str:
-    python = os.path.join(os.path.dirname(sys.executable), "python")
-    code = "from mrun.warm import client; print(client.socket_path())"
-    return subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
 
 
 def main() -> None:
@@ -187,7 +181,8 @@ def main() -> None:
             remove_parent_cgroup(ctd.ns)
         from conftest import stop_templates
 
-        stop_templates(str(work / "warm")) if (work / "warm").is_dir() else None
+        if (work / "warm").is_dir():
+            stop_templates(str(work / "warm"))
         subprocess.run(["rm", "-rf", str(work)])
     version = "2.3" if bin_dir else "1.6"
     print(f"containerd {version}: throughput, {tasks} `ctr run --rm` with 4 concurrent clients")

@@ -38,6 +38,22 @@ except wasmtime.ExitTrap as e:
 """
 
 
+def bare_python(work: str, module: str) -> tuple[str, str]:
+    """The bare script (BARE) and ``module`` precompiled with the engine settings mrun uses, both
+    written into ``work``. -> (script, precompiled module)."""
+    import wasmtime
+
+    bare = os.path.join(work, "bare.py")
+    with open(bare, "w") as f:
+        f.write(BARE)
+    c = wasmtime.Config()
+    c.epoch_interruption, c.parallel_compilation = True, False
+    precompiled = os.path.join(work, os.path.basename(module).replace(".wasm", ".cwasm"))
+    with open(precompiled, "wb") as f:
+        f.write(wasmtime.Module.from_file(wasmtime.Engine(c), module).serialize())
+    return bare, precompiled
+
+
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
     t = time.perf_counter()
     subprocess.run(
@@ -62,16 +78,7 @@ def main() -> None:
         write_config(os.path.join(work, "bundle"), cfg)
         bundle, root = os.path.join(work, "bundle"), os.path.join(work, "state")
         warm_env = {"MRUN_CACHE_DIR": os.path.join(work, "cache")}
-        bare = os.path.join(work, "bare.py")
-        with open(bare, "w") as f:
-            f.write(BARE)
-        import wasmtime
-
-        c = wasmtime.Config()
-        c.epoch_interruption, c.parallel_compilation = True, False
-        precompiled = os.path.join(work, "hello.cwasm")
-        with open(precompiled, "wb") as f:
-            f.write(wasmtime.Module.from_file(wasmtime.Engine(c), os.path.join(rootfs, "hello.wasm")).serialize())
+        bare, precompiled = bare_python(work, os.path.join(rootfs, "hello.wasm"))
         run = [mrun, "--root", root, "run", "-b", bundle]
         timed([*run, "warmup"], warm_env)
         warm, cold, plain = [], [], []

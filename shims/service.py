@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from google.protobuf import timestamp_pb2
 from mrun.annotations import OCI_RUNTIME
-from mrun.cgroups.base import prime_moves
+from mrun.cgroups import prime_moves
 from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound
 from mrun.kernel.proc import exit_code
 from mrun.kernel.syscalls import unmount_all

@@ -283,16 +283,18 @@ def stop_templates(directory: str) -> None:
         except (OSError, ValueError):
             continue
     deadline = time.monotonic() + 10
-    while any(os.path.exists(f"/proc/{p}") and _state(p) != "Z" for p in pids):
+    while any(running(p) for p in pids):
         assert time.monotonic() < deadline, f"warm templates {pids} did not stop"
         time.sleep(0.05)
 
 
-def _state(pid: int) -> str:
+def running(pid: int) -> bool:
+    """``pid`` exists and is no zombie (reaped between two looks at /proc, it is gone)."""
     try:
-        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except OSError:
-        return "X"
+        return False
 
 
 def pip_installed(path: str, distribution: str):

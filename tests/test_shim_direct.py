@@ -12,7 +12,7 @@ import time
 import uuid
 
 import pytest
-from conftest import cgroup_dirs, mrun_binary
+from conftest import cgroup_dirs, mrun_binary, running
 from google.protobuf import any_pb2
 from mrun.cgroups import detect
 from mrun.shims import ttrpc
@@ -64,7 +64,7 @@ class Shim:
         self.call("Shutdown", task_pb2.ShutdownRequest(id=self.cid))
         self.client.close()
         deadline = time.monotonic() + 10
-        while _running(self.pid):
+        while running(self.pid):
             assert time.monotonic() < deadline, "the shim daemon did not exit after Shutdown"
             time.sleep(0.05)
         assert not os.path.exists(self.socket)
@@ -359,12 +359,3 @@ def test_update_raises_memory_with_swap_as_kubernetes_does(h):
     shim.call("Kill", task_pb2.KillRequest(id=cid, signal=9))
     assert wait_exit(shim, cid) == 137
     shim.finish(cid)
-
-
-def _running(pid: int) -> bool:
-    """``pid`` exists and is no zombie (it may be reaped between two looks: then it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False

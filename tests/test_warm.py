@@ -15,7 +15,7 @@ import termios
 import time
 
 import pytest
-from conftest import IMAGE, img_ok, run_args, stop_templates, warm_path, warm_served, warm_templates
+from conftest import IMAGE, img_ok, run_args, running, stop_templates, warm_path, warm_served, warm_templates
 from mrun.warm import client
 
 
@@ -218,20 +218,13 @@ def test_new_code_is_never_served_by_an_old_template(h):
             assert time.monotonic() < deadline, "no new template came up"
             help_text()
             time.sleep(0.1)
-        assert not os.path.exists(f"/proc/{old['pid']}/status") or _zombie(old["pid"])
+        assert not running(old["pid"])
         assert new["code"] != old["code"]
         assert "upgraded" in help_text() and client.status(old["path"])["served"] > new["served"]  # warm, new code
     finally:
         with open(source, "w") as f:
             f.write(original)
     assert "upgraded" not in help_text()
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def test_a_broken_template_means_a_cold_start_with_the_same_result(h):
@@ -275,7 +268,7 @@ def test_an_idle_template_leaves_and_the_next_caller_brings_one_back(h, tmp_path
                 assert time.monotonic() < deadline, "no template came up"
                 time.sleep(0.05)
             deadline = time.monotonic() + 10
-            while os.path.exists(path) or not _zombie(status["pid"]):
+            while os.path.exists(path) or running(status["pid"]):
                 assert time.monotonic() < deadline, "the idle template stayed"
                 time.sleep(0.1)
     finally:

@@ -61,7 +61,7 @@ def call(g: dict[str, Any], cmd: Command, params: dict[str, Any]) -> int:
     g["warn"] = warn
     g["debug_log"] = (lambda msg: _log(g, "debug", msg)) if g.get("debug") else None
     if cmd.name in ("create", "run", "exec"):  # each moves a process into a cgroup: warm the lock
-        from mrun.cgroups.base import prime_moves
+        from mrun.cgroups import prime_moves
 
         prime_moves()
     try:
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if warm_worthy(cmd, params, argv):
         if cmd.name in ("run", "exec"):  # its child will move a process into a cgroup soon
-            from mrun.cgroups.base import prime_moves
+            from mrun.cgroups import prime_moves
 
             prime_moves()
         code = _warm(argv)

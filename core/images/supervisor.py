@@ -24,7 +24,7 @@ EXIT_FILE = "exit.json"
 
 def run_detached(runtime: Any, container_id: str, bundle: str) -> None:
     """Create and start ``container_id`` under a new supervisor; return once it runs."""
-    from mrun.cgroups.base import primed
+    from mrun.cgroups import primed
 
     primed()  # no thread of ours runs while we fork
     r, w = os.pipe()

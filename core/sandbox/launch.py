@@ -161,7 +161,7 @@ def _intermediate(launch: Launch, ch: Channel) -> NoReturn:
 
 def spawn(launch: Launch) -> tuple[int, Channel]:
     """Start the sandboxed process; return its host pid and the host end of the channel."""
-    from mrun.cgroups.base import primed
+    from mrun.cgroups import primed
 
     primed()
     host, child = Channel.pair()
