@@ -288,6 +288,18 @@ def stop_templates(directory: str) -> None:
         time.sleep(0.05)
 
 
+def veths_left(prefix: str = "mrv", wait: float = 2.0) -> list[str]:
+    """mrun's veths still on the host. A pair whose container's namespace has gone is removed by
+    the kernel with that namespace some tens of ms later (mrun leaves it to the kernel then: see
+    mrun.network.links.remove_veth), so this waits that long for them, and no longer."""
+    deadline = time.monotonic() + wait
+    while True:
+        left = [n for n in os.listdir("/sys/class/net") if n.startswith(prefix)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.02)
+
+
 def running(pid: int) -> bool:
     """``pid`` exists and is no zombie (reaped between two looks at /proc, it is gone)."""
     try:

@@ -14,7 +14,7 @@ import tempfile
 import time
 
 import pytest
-from conftest import IMAGE, img, img_ok, run_args
+from conftest import IMAGE, img, img_ok, run_args, veths_left
 from test_network import leases, net, nft_rules  # noqa: F401 - the net fixture
 from test_pull import CREDS, registry  # noqa: F401 - the registry fixture
 
@@ -106,7 +106,7 @@ def test_killed_run_rm_with_a_bridge_network(net):  # noqa: F811 - the fixture
         settle(h, cid, h.env)
         assert_clean(h, f"kill {i}")
         assert not leases(h), f"kill {i}: leases {leases(h)}"
-        assert not [n for n in os.listdir("/sys/class/net") if n.startswith("mrv")], f"kill {i}: veths"
+        assert not veths_left(), f"kill {i}: veths"
         assert "mrun-ctr" not in nft_rules(), f"kill {i}: nft rules"
     r = img(h, *run_args(h, "--rm", "--network", h.net, IMAGE, "echo", "after"), env=h.env)
     assert r.returncode == 0 and r.stdout == "after\n", r.stderr

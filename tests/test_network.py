@@ -3,6 +3,7 @@ networks, published ports, shared namespaces (Linux and wasm), concurrent IPAM, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -13,7 +14,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import IMAGE, img, img_ok, run_args
+from conftest import IMAGE, img, img_ok, run_args, veths_left
 
 HTTPD = "mkdir -p /www && echo hello-{tag} > /www/index.html && exec httpd -f -p {listen} -h /www"
 WGET = "for i in $(seq 20); do wget -q -O - {url} && exit 0; sleep 0.2; done; exit 1"  # the server may be starting
@@ -44,7 +45,7 @@ def net(images, busybox_archive, tmp_path):
             f.write(forwarding)
     assert not leftovers, f"leases left behind: {leftovers}"
     assert not bridge_left, f"bridge {bridge} left behind"
-    assert not [n for n in os.listdir("/sys/class/net") if n.startswith("mrv")], "veths left behind"
+    assert not veths_left(), "veths left behind"
     assert "mrun-ctr" not in nft_rules() and f"mrun-net:{h.net}" not in nft_rules()
 
 
@@ -210,7 +211,7 @@ def test_a_hundred_create_delete_cycles_leave_nothing(net):
     assert codes == [0] * 100
     assert not leases(h)
     assert "mrun-ctr" not in nft_rules()
-    assert not [n for n in os.listdir("/sys/class/net") if n.startswith("mrv")]
+    assert not veths_left()
 
 
 def test_bad_network_input_is_refused_and_nothing_is_half_made(net):
@@ -271,3 +272,95 @@ def test_a_dead_container_is_cleaned_up_by_delete_force_and_stale_leases_by_prun
         json.dump({"root": h.root, "container": "never-was"}, f)
     assert "lease 10.255.255.254" in img_ok(h, "network", "prune", env=h.env).stdout
     assert not leases(h)
+
+
+def mrun_veths() -> set[str]:
+    return {n for n in os.listdir("/sys/class/net") if n.startswith("mrv")}
+
+
+def test_a_namespace_pinned_by_someone_else_does_not_keep_the_veth(net, tmp_path):
+    """delete leaves a container's veth pair to the kernel only when the namespace it ends in is
+    being destroyed. Here someone holds that namespace (a bind mount, as `ip netns` makes one),
+    so it lives on after the container: mrun must delete the pair itself, at once."""
+    h = net
+    before = mrun_veths()
+    img_ok(h, *run_args(h, "-d", "--name", "pinned", "--network", h.net, IMAGE, "sleep", "600"), env=h.env)
+    (veth,) = mrun_veths() - before
+    pid = json.loads(img_ok(h, "inspect", "pinned").stdout)["state"]["pid"]
+    pin = tmp_path / "netns"
+    pin.touch()
+    subprocess.run(["mount", "--bind", f"/proc/{pid}/ns/net", str(pin)], check=True)
+    try:
+        img_ok(h, "rm", "--force", "pinned", env=h.env)
+        assert not os.path.exists(f"/sys/class/net/{veth}"), "the veth of a namespace that lives on was left"
+        links = subprocess.run(["nsenter", f"--net={pin}", "ip", "-o", "link"], capture_output=True, text=True)
+        assert links.returncode == 0 and "eth0" not in links.stdout, links.stdout + links.stderr
+    finally:
+        subprocess.run(["umount", str(pin)], check=True)
+
+
+def test_the_same_name_again_at_once_gets_its_network(net):
+    h = net
+    for i in range(4):
+        r = img(h, *run_args(h, "--rm", "--name", "again", "--network", h.net, IMAGE, "true"), env=h.env)
+        assert r.returncode == 0, f"round {i}: {r.stderr}"
+
+
+@contextlib.contextmanager
+def namespace_holder():
+    """A process alone in a new network namespace; when it ends, so does the namespace."""
+    own = os.readlink("/proc/self/ns/net")
+    p = subprocess.Popen(["unshare", "--net", "sleep", "60"])
+    try:
+        deadline = time.monotonic() + 5
+        while os.readlink(f"/proc/{p.pid}/ns/net") == own:
+            assert time.monotonic() < deadline, "unshare --net did not happen"
+            time.sleep(0.005)
+        yield p.pid
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_a_pair_on_its_way_out_is_waited_for_not_refused(net):
+    """A container's veth is named after its id. The pair of the last container of that id may
+    still be on its way out with that container's namespace (the kernel takes some tens of ms)
+    when the next one plugs in: plugging waits for it rather than failing with 'File exists'."""
+    import ipaddress
+
+    from mrun.network import links
+    from mrun.network.store import Networks
+
+    h = net
+    network = Networks(h.env["MRUN_NETWORK_ROOT"]).get(h.net)
+    links.ensure_bridge(network)
+    ip = str(ipaddress.ip_network(network["subnet"])[200])
+    veth, still_there = "mrvreuse0", 0
+    for _ in range(6):
+        with namespace_holder() as pid:
+            links.plug(network, veth, pid, ip)
+        still_there += os.path.exists(f"/sys/class/net/{veth}")  # its namespace is going, the pair not gone yet
+        with namespace_holder() as pid:
+            links.plug(network, veth, pid, ip)
+    assert still_there, "the kernel was always faster: this test did not see a pair on its way out"
+
+
+def test_a_leftover_pair_whose_namespace_lives_is_refused_not_taken(net):
+    """A pair of that name whose namespace lives on is someone's: plugging fails, in one line,
+    and the pair stays."""
+    import ipaddress
+
+    from mrun.errors import MrunError
+    from mrun.network import links
+    from mrun.network.store import Networks
+
+    h = net
+    network = Networks(h.env["MRUN_NETWORK_ROOT"]).get(h.net)
+    links.ensure_bridge(network)
+    ip = str(ipaddress.ip_network(network["subnet"])[201])
+    with namespace_holder() as first:
+        links.plug(network, "mrvreuse1", first, ip)
+        with namespace_holder() as second:
+            with pytest.raises(MrunError, match="mrvreuse1.*File exists"):
+                links.plug(network, "mrvreuse1", second, ip)
+        assert os.path.exists("/sys/class/net/mrvreuse1")

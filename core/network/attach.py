@@ -163,7 +163,7 @@ def detach(state_dir: str) -> None:
     if os.path.exists(f"/sys/class/net/{veth}"):
         from mrun.network import links
 
-        links.remove_link(veth)
+        links.remove_veth(veth)  # or the kernel does, with the container's namespace
     netroot = plan.get("netroot")
     nets = Networks(netroot if isinstance(netroot, str) and netroot else None)
     for p in ports:

@@ -1,4 +1,5 @@
-"""nftables rules, through the `nft` command, in a table of mrun's own (``ip mrun``).
+"""nftables rules in a table of mrun's own (``ip mrun``): written by the `nft` command, read
+back over netlink.
 
 Why nft: the kernel's own firewall, no daemon; one table that mrun creates and owns, so it
 never edits anyone else's rules and removing a rule is deleting it by handle. Every rule carries
@@ -15,7 +16,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from mrun import jsonio
 from mrun.errors import MrunError
 
 TABLE = "ip mrun"
@@ -41,13 +41,31 @@ def nft(script: str) -> str:
 
 
 def _list() -> list[dict]:
+    """mrun's rules as {"chain", "handle", "comment"}, read over netlink (pyroute2): no `nft`
+    process per container start, and the comment comes back as the rule's user data."""
+    from pyroute2 import NetlinkError
+    from pyroute2.nftables.main import NFTables
+
     try:
-        r = subprocess.run([_nft(), "-j", "-a", "list", "table", *TABLE.split()], capture_output=True, text=True)
-    except FileNotFoundError:
-        raise MrunError("nft is missing: apt-get install -y nftables")
-    if r.returncode:
-        return []  # no table yet
-    return [item["rule"] for item in jsonio.loads(r.stdout).get("nftables", []) if "rule" in item]
+        with NFTables(nfgen_family=2) as nl:  # NFPROTO_IPV4, the 'ip' family
+            found = nl.get_rules()
+    except NetlinkError as e:
+        raise MrunError(f"listing nftables rules: {e.args[1] if len(e.args) > 1 else e}")
+    table = TABLE.split()[1]
+    return [
+        {"chain": r.get_attr("NFTA_RULE_CHAIN"), "handle": r.get_attr("NFTA_RULE_HANDLE"),
+         "comment": r.get_attr("NFTA_RULE_USERDATA")}
+        for r in found
+        if r.get_attr("NFTA_RULE_TABLE") == table
+    ]
+
+
+def _table_exists() -> bool:
+    from pyroute2.nftables.main import NFTables
+
+    table = TABLE.split()[1]
+    with NFTables(nfgen_family=2) as nl:
+        return any(t.get_attr("NFTA_TABLE_NAME") == table for t in nl.get_tables())
 
 
 def add_network(network: dict) -> None:
@@ -81,6 +99,5 @@ def remove(tag: str) -> int:
 
 def drop_table_if_unused() -> None:
     """The table goes once no network has rules left in it."""
-    exists = subprocess.run([_nft(), "list", "table", *TABLE.split()], capture_output=True).returncode == 0
-    if exists and not _list():
+    if _table_exists() and not _list():
         nft(f"delete table {TABLE}\n")

@@ -1,16 +1,21 @@
-"""Netlink work through pyroute2: the bridge, a veth pair per container, and the container's
-side configured from inside its network namespace.
+"""Netlink work on the host's side through pyroute2: the bridge, and a veth pair per container
+whose peer is made as eth0 right inside the container's network namespace (``inside``
+configures it there with ioctls).
 
 pyroute2 takes about 0.3 s to import, so this module is imported only when a container joins
-a bridge network. The container side is configured by a child forked into the namespace
-(``setns``), because a netlink socket talks to the namespace it was opened in.
+a bridge network (the warm template has imported it already).
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 from mrun.errors import MrunError
+from mrun.network import ifconfig
+
+ENOENT, EEXIST, ENODEV = 2, 17, 19
+GONE_WAIT = 2.0  # seconds the kernel may take to remove a dying namespace's veth pair
 
 
 def _ipr():  # noqa: ANN202 - pyroute2's IPRoute
@@ -26,6 +31,8 @@ def _sysctl(path: str, value: str) -> None:
 
 def ensure_bridge(network: dict) -> None:
     """The network's bridge, with the gateway address, up; route_localnet so 127.0.0.1 ports reach it."""
+    if _bridge_ready(network):
+        return
     from pyroute2 import NetlinkError
 
     bridge, prefix = network["bridge"], int(network["subnet"].split("/")[1])
@@ -35,7 +42,7 @@ def ensure_bridge(network: dict) -> None:
             try:
                 ipr.link("add", ifname=bridge, kind="bridge")
             except NetlinkError as e:
-                if e.code != 17:  # EEXIST: another start made it just now
+                if e.code != EEXIST:  # another start made it just now
                     raise MrunError(f"network {network['name']}: creating bridge {bridge}: {e.args[1]}")
             found = ipr.link_lookup(ifname=bridge)
         index = found[0]
@@ -44,11 +51,26 @@ def ensure_bridge(network: dict) -> None:
             try:
                 ipr.addr("add", index=index, address=network["gateway"], prefixlen=prefix)
             except NetlinkError as e:
-                if e.code != 17:
+                if e.code != EEXIST:
                     raise MrunError(f"network {network['name']}: address on {bridge}: {e.args[1]}")
         ipr.link("set", index=index, state="up")
     _sysctl(f"net/ipv4/conf/{bridge}/route_localnet", "1")
     _sysctl("net/ipv4/ip_forward", "1")  # outbound traffic is forwarded, then masqueraded
+
+
+def _bridge_ready(network: dict) -> bool:
+    """What every start after the first finds, read without netlink: the bridge is there and
+    up, the gateway is its address, and both settings are on."""
+    bridge = network["bridge"]
+    try:
+        with open(f"/sys/class/net/{bridge}/flags") as f:
+            up = int(f.read(), 16) & ifconfig.IFF_UP
+        with open(f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet") as f, open("/proc/sys/net/ipv4/ip_forward") as g:
+            settings = f.read().strip() == g.read().strip() == "1"
+    except (OSError, ValueError):
+        return False
+    is_bridge = os.path.isdir(f"/sys/class/net/{bridge}/bridge")
+    return bool(up) and settings and is_bridge and ifconfig.address(bridge) == network["gateway"]
 
 
 def remove_link(name: str) -> None:
@@ -60,47 +82,80 @@ def remove_link(name: str) -> None:
         try:
             ipr.link("del", ifname=name)
         except NetlinkError as e:
-            if e.code != 19:  # ENODEV: gone with its namespace meanwhile
+            if e.code != ENODEV:  # gone with its namespace meanwhile
                 raise MrunError(f"removing {name}: {e.args[1]}")
 
 
-def plug(network: dict, veth: str, pid: int, ip: str) -> None:
-    """A veth pair: ``veth`` on the bridge, its peer as eth0 in the namespace of ``pid``."""
+def remove_veth(name: str) -> None:
+    """The host end of a container's veth pair, unless the kernel is removing it already.
+
+    When the last holder of the container's network namespace is gone (processes, bind mounts,
+    open descriptors, sockets), the kernel destroys the namespace and every veth pair with an
+    end in it, on its own time. Deleting it here as well would only wait for that (15-30 ms,
+    RCU grace periods). The kernel says which case this is: a namespace id that no longer
+    resolves (RTM_GETNSID answers ENOENT) names a namespace being destroyed. One that still
+    resolves is alive, pinned by someone: then the pair is deleted here."""
+    if not os.path.exists(f"/sys/class/net/{name}"):
+        return
+    if not _peer_alive(name):
+        return
+    remove_link(name)
+
+
+def _peer_alive(name: str) -> bool:
+    """True unless the kernel says the other end's namespace is being destroyed."""
     from pyroute2 import NetlinkError
 
-    peer = f"{veth[:11]}p"
     with _ipr() as ipr:
-        bridge = ipr.link_lookup(ifname=network["bridge"])
-        if not bridge:
-            raise MrunError(f"network {network['name']}: bridge {network['bridge']} is gone")
         try:
-            ipr.link("add", ifname=veth, kind="veth", peer={"ifname": peer, "net_ns_pid": pid})
+            link = ipr.link("get", ifname=name)[0]
         except NetlinkError as e:
-            raise MrunError(f"network {network['name']}: veth {veth}: {e.args[1]}")
-        index = ipr.link_lookup(ifname=veth)[0]
-        ipr.link("set", index=index, master=bridge[0], state="up")
-    _configure_inside(pid, peer, ip, int(network["subnet"].split("/")[1]), network["gateway"])
+            if e.code == ENODEV:
+                return False
+            raise MrunError(f"looking up {name}: {e.args[1]}")
+        nsid = link.get_attr("IFLA_LINK_NETNSID")
+        if not isinstance(nsid, int) or nsid < 0:
+            return True  # no id to ask about: treat as alive, delete it ourselves
+        try:
+            ipr.get_netnsid(nsid=nsid)
+        except NetlinkError as e:
+            if e.code == ENOENT:
+                return False
+            raise MrunError(f"looking up the namespace of {name}'s peer: {e.args[1]}")
+    return True
 
 
-def _configure_inside(pid: int, peer: str, ip: str, prefix: int, gateway: str) -> None:
-    from mrun.kernel.child import ChildFailed, answer_from_child
+def plug(network: dict, veth: str, pid: int, ip: str) -> None:
+    """A veth pair: ``veth`` on the bridge and up, its peer made as eth0 right in the network
+    namespace of ``pid``, then addressed and routed from inside it."""
+    from pyroute2 import NetlinkError
 
-    def inside() -> bytes:  # in a child: setns would move this process into the container's network
-        from mrun.kernel import syscalls as sc  # os.setns is Python 3.12's
-
-        fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        sc.setns(fd, sc.CLONE_NEWNET)
-        with _ipr() as ipr:
-            lo = ipr.link_lookup(ifname="lo")[0]
-            ipr.link("set", index=lo, state="up")
-            index = ipr.link_lookup(ifname=peer)[0]
-            ipr.link("set", index=index, ifname="eth0")
-            ipr.addr("add", index=index, address=ip, prefixlen=prefix)
-            ipr.link("set", index=index, state="up")
-            ipr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index)
-        return b""
-
+    prefix = int(network["subnet"].split("/")[1])
+    netns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        answer_from_child(inside)
-    except ChildFailed as e:
-        raise MrunError(f"configuring eth0 in the container: {e}")
+        with _ipr() as ipr:
+            bridge = ipr.link_lookup(ifname=network["bridge"])
+            if not bridge:
+                raise MrunError(f"network {network['name']}: bridge {network['bridge']} is gone")
+            for attempt in (1, 2):
+                try:
+                    ipr.link("add", ifname=veth, kind="veth", master=bridge[0], state="up",
+                             peer={"ifname": "eth0", "net_ns_fd": netns})
+                    break
+                except NetlinkError as e:
+                    if e.code == EEXIST and attempt == 1 and _await_dying(veth):
+                        continue  # a container of the same id just ended: its pair was on its way out
+                    raise MrunError(f"network {network['name']}: veth {veth}: {e.args[1]}")
+        ifconfig.configure(netns, ip, prefix, network["gateway"])
+    finally:
+        os.close(netns)
+
+
+def _await_dying(name: str) -> bool:
+    """A leftover pair whose namespace is being destroyed: wait until the kernel has removed it."""
+    if _peer_alive(name):
+        return False
+    deadline = time.monotonic() + GONE_WAIT
+    while os.path.exists(f"/sys/class/net/{name}") and time.monotonic() < deadline:
+        time.sleep(0.002)
+    return not os.path.exists(f"/sys/class/net/{name}")

@@ -52,6 +52,8 @@ def preload() -> Any:
     import mrun.images.registry  # noqa: F401
     import mrun.images.supervisor  # noqa: F401
     import mrun.network.attach  # noqa: F401
+    import mrun.network.firewall  # noqa: F401
+    import mrun.network.links  # noqa: F401
     import mrun.runtime  # noqa: F401
     import mrun.sandbox.console  # noqa: F401
     import mrun.sandbox.init  # noqa: F401
@@ -67,7 +69,8 @@ def preload() -> Any:
     import mrun.warm.child  # noqa: F401
     from mrun.plugins.manager import Backends
 
-    _import_optional("pyroute2")  # network set-up (mrun.network.netlink imports it lazily)
+    _import_optional("pyroute2")  # network set-up: links (IPRoute) and firewall (NFTables) import it lazily
+    _import_optional("pyroute2.nftables.main")
     backends = Backends.shared()
     backends.pm.hook.mrun_warm()
     return backends

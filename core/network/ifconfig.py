@@ -1,0 +1,112 @@
+"""IPv4 interface set-up through the classic ioctls (what ``ifconfig`` and ``route`` use):
+the container's end of its veth pair configured from inside its network namespace (lo and eth0
+up, eth0's address, the default route through the bridge), and an interface's address read.
+
+Ioctls on an AF_INET datagram socket, not netlink, because a socket keeps its namespace alive
+while it exists, and a netlink socket exists one RCU grace period past its close (the kernel
+frees it with call_rcu). A datagram socket that was never bound is freed at close. So once the
+container's processes are gone its namespace is gone too, and the kernel removes the veth pair
+with it: nothing of ours holds it (see ``links.remove_veth``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import socket
+import struct
+
+from mrun.errors import MrunError
+
+SIOCADDRT, SIOCGIFFLAGS, SIOCSIFFLAGS, SIOCGIFADDR = 0x890B, 0x8913, 0x8914, 0x8915
+SIOCSIFADDR, SIOCSIFNETMASK = 0x8916, 0x891C
+IFF_UP = 0x1
+RTF_UP, RTF_GATEWAY = 0x1, 0x2
+IFREQ_SIZE = 40  # struct ifreq on 64-bit; the kernel reads no more than its own size
+
+
+class _RtEntry(ctypes.Structure):
+    """struct rtentry (linux/route.h), for SIOCADDRT; its pointers make the layout per-ABI."""
+
+    _fields_ = [
+        ("rt_pad1", ctypes.c_ulong),
+        ("rt_dst", ctypes.c_ubyte * 16),  # struct sockaddr; c_char would stop at the first NUL
+        ("rt_gateway", ctypes.c_ubyte * 16),
+        ("rt_genmask", ctypes.c_ubyte * 16),
+        ("rt_flags", ctypes.c_ushort),
+        ("rt_pad2", ctypes.c_short),
+        ("rt_pad3", ctypes.c_ulong),
+        ("rt_pad4", ctypes.c_void_p),
+        ("rt_metric", ctypes.c_short),
+        ("rt_dev", ctypes.c_char_p),
+        ("rt_mtu", ctypes.c_ulong),
+        ("rt_window", ctypes.c_ulong),
+        ("rt_irtt", ctypes.c_ushort),
+    ]
+
+
+def _sockaddr_in(address: str) -> bytes:
+    return struct.pack("=H2x4s8x", socket.AF_INET, socket.inet_aton(address))
+
+
+def _sockaddr_field(address: str) -> ctypes.Array:
+    return (ctypes.c_ubyte * 16).from_buffer_copy(_sockaddr_in(address))
+
+
+def _ifreq(name: str, payload: bytes) -> bytes:
+    return name.encode().ljust(16, b"\0") + payload.ljust(IFREQ_SIZE - 16, b"\0")
+
+
+def _up(sock: socket.socket, name: str) -> None:
+    flags = struct.unpack_from("=h", fcntl.ioctl(sock, SIOCGIFFLAGS, _ifreq(name, b"")), 16)[0]
+    fcntl.ioctl(sock, SIOCSIFFLAGS, _ifreq(name, struct.pack("=h", flags | IFF_UP)))
+
+
+def _netmask(prefix: int) -> str:
+    return socket.inet_ntoa(struct.pack("!I", (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF))
+
+
+def address(name: str) -> str:
+    """The interface's (primary) IPv4 address in this namespace, or "" if it has none or is absent."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        try:
+            answer = fcntl.ioctl(sock, SIOCGIFADDR, _ifreq(name, b""))
+        except OSError:
+            return ""
+    return socket.inet_ntoa(answer[20:24])  # ifr_addr: family, port, then the address
+
+
+def configure(netns: int, ip: str, prefix: int, gateway: str, device: str = "eth0") -> None:
+    """``netns``: a descriptor of the container's network namespace. This thread joins it only
+    to open the socket and comes straight back; the socket keeps talking to that namespace."""
+    from mrun.kernel import syscalls as sc  # os.setns is Python 3.12's
+
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        sc.setns(netns, sc.CLONE_NEWNET)
+        try:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        finally:
+            try:
+                sc.setns(own, sc.CLONE_NEWNET)
+            except OSError as e:
+                raise MrunError(f"returning to this process's network namespace: {e.strerror}")
+    finally:
+        os.close(own)
+    step = "lo up"
+    try:
+        with sock:
+            _up(sock, "lo")
+            step = f"address {ip}/{prefix} on {device}"
+            fcntl.ioctl(sock, SIOCSIFADDR, _ifreq(device, _sockaddr_in(ip)))
+            fcntl.ioctl(sock, SIOCSIFNETMASK, _ifreq(device, _sockaddr_in(_netmask(prefix))))
+            step = f"{device} up"
+            _up(sock, device)
+            step = f"default route via {gateway}"
+            route = _RtEntry(rt_dst=_sockaddr_field("0.0.0.0"), rt_gateway=_sockaddr_field(gateway),
+                             rt_genmask=_sockaddr_field("0.0.0.0"), rt_flags=RTF_UP | RTF_GATEWAY,
+                             rt_dev=device.encode())
+            fcntl.ioctl(sock, SIOCADDRT, bytes(route))
+    except OSError as e:
+        raise MrunError(f"configuring the container's network ({step}): {e.strerror}")
