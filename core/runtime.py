@@ -395,6 +395,7 @@ class Runtime:
 
                 proxy = TerminalProxy(receive_fd(ours))
                 ours.close()
+                proxy.resize()  # before the program runs: its first look at the size must find ours
             self.start(container_id)
         except BaseException:
             if restore is not None:
@@ -403,10 +404,14 @@ class Runtime:
             raise
         if restore is None:
             return 0
-        if proxy is not None:
-            proxy.begin()
         try:
+            if proxy is not None:
+                proxy.begin()
             code = wait_forwarding(record.pid, restore)
+        except BaseException:  # a run that cannot be seen through leaves no container behind
+            restore()
+            self.delete(container_id, force=True)
+            raise
         finally:
             if proxy is not None:
                 proxy.end()

@@ -104,6 +104,31 @@ def test_a_terminal_and_its_resize(images, busybox_archive):
         os.close(master)
 
 
+def test_a_module_in_the_callers_directory_is_never_imported(images, busybox_archive, tmp_path):
+    """A warm child works in its caller's directory. A module file there (here tty.py, which the
+    terminal relay imports only once a terminal is in use) must not be what it imports: the
+    template's import path has no "" (python -c puts one there), so nothing resolves against
+    whichever directory a caller happens to be in."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    workdir, marker = tmp_path / "cwd", tmp_path / "imported"
+    workdir.mkdir()
+    (workdir / "tty.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    master, slave = os.openpty()
+    _set_size(slave, 24, 80)
+    proc = subprocess.Popen(cli(h, *run_args(h, "--rm", "-t", IMAGE, "echo", "done")), stdin=slave, stdout=slave,
+                            stderr=slave, cwd=workdir, env=env_of(h), start_new_session=True)
+    os.close(slave)
+    try:
+        out = _read_until(master, "done")
+        assert proc.wait(timeout=15) == 0, out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert not marker.exists(), "tty.py from the caller's working directory was imported"
+
+
 def test_a_detached_containers_exit_code_outlives_the_template(images, busybox_archive):
     h = images
     img_ok(h, "load", busybox_archive)

@@ -105,7 +105,8 @@ class TerminalProxy:
                     inputs.remove(0)  # our stdin ended; the container keeps its terminal
 
     def end(self) -> None:
-        self.thread.join(timeout=2)
+        if self.thread.is_alive() or self.thread.ident is not None:
+            self.thread.join(timeout=2)
         if self.saved is not None:
             termios.tcsetattr(0, termios.TCSADRAIN, self.saved)
         sys.stdout.flush()

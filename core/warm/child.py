@@ -168,6 +168,8 @@ def become(msg: dict[str, Any], received: list[int], peer_pid: int, keep: list[i
     os.environ.clear()
     os.environ.update(msg["env"])
     os.chdir(msg["cwd"])
+    if isinstance(msg.get("script_dir"), str) and os.path.isabs(msg["script_dir"]) and sys.path:
+        sys.path[0] = msg["script_dir"]  # the caller's launcher directory, as its own sys.path[0]
     os.umask(msg["umask"])
     sys.argv = list(msg["argv"])
     from mrun.kernel.proc import rewrite_area

@@ -14,6 +14,7 @@ import _socket
 import os
 import sys
 
+import mrun
 from mrun import jsonio
 
 TYPE_CHECKING = False
@@ -25,7 +26,16 @@ FIRST_ANSWER_TIMEOUT = 5.0  # seconds: a template that takes longer is treated a
 EXIT_WAIT = 2.0  # seconds to wait for the child to be gone after it sent its exit status
 MAX_FDS = 250  # SCM_RIGHTS carries at most 253 descriptors in one message
 FORWARDED = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGCONT")
-TEMPLATE_MAIN = "from mrun.warm.template import main; main()"
+# -c puts "" (the working directory) first on sys.path: a child, once in its caller's working
+# directory, would import from there whatever the template had not imported yet. The template
+# puts the directory a cold launcher would have there instead (sys.argv[2]).
+TEMPLATE_MAIN = (
+    "import sys\n"
+    "if sys.path[:1] == ['']:\n"
+    "    sys.path[0] = sys.argv[2]\n"
+    "from mrun.warm.template import main\n"
+    "main()\n"
+)
 # Bytes of argument and environment area the template starts with: a child writes its caller's
 # cmdline and environment there, so /proc/PID/cmdline and environ read as the caller's would.
 AREA_ROOM = 16384
@@ -47,6 +57,7 @@ def identity() -> dict[str, Any]:
         "version": sys.version,
         "executable": sys.executable,
         "path": sys.path[1:],
+        "package": os.path.dirname(os.path.abspath(mrun.__file__)),  # this mrun, not one found elsewhere
         "flags": list(sys.flags),
         "xoptions": {k: str(v) for k, v in sys._xoptions.items()},
         "fs_encoding": [sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()],
@@ -185,6 +196,7 @@ def _ask(
         "comm": comm.decode("latin-1"),
         "env": dict(os.environ),
         "cwd": os.getcwd(),
+        "script_dir": script_dir(),
         "umask": mask,
         "fds": fds,
         "stdio": [_stream(sys.stdin), _stream(sys.stdout), _stream(sys.stderr)],
@@ -214,7 +226,7 @@ def _ask(
 
 def _wait(sock: Any, pid: int) -> int:
     """Relay our signals to the child until it reports its exit status."""
-    import signal
+    import _signal as signal  # the C module: `signal` would import enum (3 ms) for the same calls
 
     try:
         pidfd = os.pidfd_open(pid)
@@ -297,6 +309,13 @@ def finish(code: int) -> None:
     os._exit(code)
 
 
+def script_dir() -> str:
+    """sys.path[0] as a cold launcher has it (its script's directory), made absolute: never "",
+    which would mean whatever directory the process is in when it imports."""
+    first = sys.path[0] if sys.path else ""
+    return first if os.path.isabs(first) else os.path.dirname(os.path.abspath(sys.executable))
+
+
 def start_template(path: str) -> None:
     """Start a template for next time, detached (a grandchild in a session of its own): it takes
     a lock first, so of several started at once all but one exit at once. Returns once it has
@@ -319,7 +338,7 @@ def start_template(path: str) -> None:
             os.dup2(log, 2)
             os.closerange(3, execed_w)
             os.closerange(execed_w + 1, 1 << 20)
-            argv = [sys.executable, *interpreter_flags(), "-c", TEMPLATE_MAIN, path, "-" * AREA_ROOM]
+            argv = [sys.executable, *interpreter_flags(), "-c", TEMPLATE_MAIN, path, script_dir(), "-" * AREA_ROOM]
             os.execve(sys.executable, argv, {**os.environ, ROOM_VARIABLE: "-" * AREA_ROOM})
         os.close(execed_w)
         os.read(execed_r, 1)

@@ -43,17 +43,24 @@ def preload() -> Any:
     """Everything a caller's work imports, and each backend's own warm-up (``mrun_warm``)."""
     import mrun.cgroups.v1  # noqa: F401
     import mrun.cgroups.v2  # noqa: F401
+    import mrun.cli.fastparse  # noqa: F401
     import mrun.cli.image_verbs  # noqa: F401
     import mrun.cli.main  # noqa: F401
     import mrun.cli.network_verbs  # noqa: F401
     import mrun.cli.system_verbs  # noqa: F401
     import mrun.cli.verbs  # noqa: F401
+    import mrun.defaults  # noqa: F401
     import mrun.images.containers  # noqa: F401
+    import mrun.images.install  # noqa: F401
     import mrun.images.registry  # noqa: F401
     import mrun.images.supervisor  # noqa: F401
     import mrun.network.attach  # noqa: F401
     import mrun.network.firewall  # noqa: F401
     import mrun.network.links  # noqa: F401
+    import mrun.operations.builder  # noqa: F401
+    import mrun.operations.create  # noqa: F401
+    import mrun.operations.host  # noqa: F401
+    import mrun.plugins.policy  # noqa: F401
     import mrun.runtime  # noqa: F401
     import mrun.sandbox.console  # noqa: F401
     import mrun.sandbox.init  # noqa: F401
