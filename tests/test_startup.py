@@ -69,3 +69,23 @@ def test_loading_every_backend_imports_no_process_machinery(h):
     mods = set(r.stderr.split())
     assert {"mrun.backends.oci", "mrun.backends.wasm", "mrun.backends.linux"} <= mods, r.stderr
     assert not mods & {"subprocess", "shutil", "wasmtime"}, sorted(mods & {"subprocess", "shutil", "wasmtime"})
+
+
+def _ends(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "from mrun.exiting import finish\n" + code],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_ending_without_teardown_keeps_output_threads_and_the_status(tmp_path):
+    """The launchers end with mrun.exiting.finish (no interpreter teardown): buffered output still
+    arrives, the status is the command's, and a thread that is not a daemon is waited for."""
+    r = _ends("import sys\nprint('out', end='')\nprint('err', end='', file=sys.stderr)\nfinish(3)")
+    assert (r.returncode, r.stdout, r.stderr) == (3, "out", "err")
+    marker = tmp_path / "written"
+    r = _ends("import threading, time\n"
+              f"def late():\n    time.sleep(0.3)\n    open({str(marker)!r}, 'w').write('done')\n"
+              "threading.Thread(target=late).start()\nfinish(4)")
+    assert r.returncode == 4 and marker.read_text() == "done"
+    assert _ends("finish(None)").returncode == 0
+    r = _ends("finish('refused: a line')")
+    assert (r.returncode, r.stderr) == (1, "refused: a line\n")

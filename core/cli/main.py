@@ -151,7 +151,8 @@ def warm_worthy(cmd: Command, params: dict[str, Any], argv: list[str]) -> bool:
 
 def _warm(argv: list[str]) -> int | None:
     """None: run it here. Served by the template, this process ends with its status."""
-    from mrun.warm.client import finish, run
+    from mrun.exiting import finish
+    from mrun.warm.client import run
 
     try:
         code = run("cli", argv)

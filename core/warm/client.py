@@ -297,18 +297,6 @@ def interpreter_flags() -> list[str]:
     return args
 
 
-def finish(code: int) -> None:
-    """End a caller whose work the template did: flush, then exit without the interpreter's
-    teardown (about 1.5 ms), which has nothing left to do: no thread ran, nothing is buffered."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None:
-                stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
-
-
 def script_dir() -> str:
     """sys.path[0] as a cold launcher has it (its script's directory), made absolute: never "",
     which would mean whatever directory the process is in when it imports."""
