@@ -7,11 +7,14 @@ bundles no backend recognises, so a missing executable gets runc's clear create-
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from mrun.errors import MrunError
 from mrun.plugins.api import DEFAULT_PATH, Bundle, Claim, Container, env_value, find_program
 from mrun.plugins.hookspecs import hookimpl
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 NAME = "linux"
 

@@ -13,13 +13,16 @@ binary on the host to run as root. Each runtime keeps its state under mrun's roo
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from mrun import annotations as ann
 from mrun import jsonio
 from mrun.errors import InvalidSpec, MrunError, NotFound
 from mrun.plugins.api import Bundle, Claim
 from mrun.plugins.hookspecs import hookimpl
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 NAME = "oci"
 KNOWN = ("runc", "crun", "runsc", "youki", "krun")

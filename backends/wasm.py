@@ -29,12 +29,15 @@ says ``/``.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from mrun import annotations as ann
 from mrun.errors import MrunError
 from mrun.plugins.api import Arg, Bundle, Claim, Command, Container, Flag, find_program
 from mrun.plugins.hookspecs import hookimpl
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 NAME = "wasm"
 VARIANT, DEADLINE, PREOPENS = ann.WASM_VARIANT, ann.WASM_DEADLINE, ann.WASM_PREOPENS

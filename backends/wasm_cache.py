@@ -14,7 +14,10 @@ import json
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 MAGIC = b"MRUNCWASM1"
 SUFFIX = ".cwasm"

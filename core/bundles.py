@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Any
 
 from mrun import jsonio
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 MARKER = "image.json"  # in a container's directory: the image it was made from
 

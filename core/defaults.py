@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from mrun import OCI_VERSION
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 MASKED_PATHS = [

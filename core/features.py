@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from mrun import OCI_VERSION, __version__
 from mrun import annotations as ann
 from mrun.kernel.capnames import NAMES
 from mrun.sandbox.rootfs import _FLAGS, PROPAGATION, RECURSIVE_ATTRS
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def features_document() -> dict[str, Any]:

@@ -6,9 +6,11 @@ cgroup v1 hosts get ``io.containerd.cgroups.v1.Metrics``, v2 hosts ``io.containe
 
 from __future__ import annotations
 
-from typing import Any
-
 from google.protobuf import any_pb2
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 V2_MEMORY_STAT_KEYS = (
     "anon file kernel_stack slab sock shmem file_mapped file_dirty file_writeback anon_thp inactive_anon "

@@ -147,3 +147,60 @@ def test_the_policys_default_takes_what_nobody_bid_for(backends_from, monkeypatc
     monkeypatch.setenv("MRUN_BACKEND_DEFAULT", "other")
     name, why, _ = backends.choose(Bundle(FakeSpec(["/x"])))
     assert name == "other" and "policy's default" in why
+
+
+def test_the_markers_are_pluggys_own(backends_from):
+    """mrun's hook markers are made without pluggy, for pluggy: the same options, and pluggy's
+    manager registers a backend marked with them (the template and fan-out calls use it)."""
+    import pluggy
+    from mrun.plugins import hookspecs, markers
+
+    def f(bundle):
+        return None
+
+    ours = markers.hookimpl(tryfirst=True, specname="mrun_claim")(f)
+    opts = dict(ours.mrun_impl)
+    del ours.mrun_impl
+    theirs = pluggy.HookimplMarker("mrun")(tryfirst=True, specname="mrun_claim")(f)
+    assert opts == dict(theirs.mrun_impl)
+    spec = pluggy.HookspecMarker("mrun")(firstresult=True)(lambda config: None).mrun_spec
+    assert markers.hookspec(firstresult=True)(lambda config: None).mrun_spec == spec
+    assert hookspecs.mrun_modify_spec.mrun_spec["firstresult"] is True
+    backends, _ = backends_from({"good": BIDDER.format(claimed="good", priority=10)})
+    assert backends.pm.get_plugin("good") is not None  # pluggy took the same plugin
+    assert [c.backend for c in backends.claims(Bundle(FakeSpec(["/x"])))] == ["good"]
+
+
+def test_a_hook_asking_for_an_argument_the_contract_lacks_keeps_its_backend_out(backends_from):
+    odd = BIDDER.format(claimed="odd", priority=90) + "\n@hookimpl\ndef mrun_payload(container, spool):\n    pass\n"
+    backends, err = backends_from({"odd": odd, "good": BIDDER.format(claimed="good", priority=10)})
+    assert backends.names() == ["good"]
+    assert "backend 'odd'" in err and "mrun_payload(spool)" in err and len(err.strip().splitlines()) == 1
+    backends.pm  # noqa: B018 - pluggy's manager, made from what loaded, registers without complaint
+
+
+def test_one_backends_hooks_follow_pluggys_calling_rules(backends_from):
+    source = BIDDER.format(claimed="rules", priority=10) + """
+@hookimpl
+def mrun_modify_spec(config, bundle):
+    return {"seen": sorted(config)}
+
+@hookimpl(specname="mrun_stats")
+def numbers(container, extra=7):
+    return {"extra": extra}
+
+@hookimpl
+def mrun_features():
+    return None
+"""
+    backends, _ = backends_from({"rules": source})
+    hooks = backends.of("rules")
+    assert hooks.mrun_modify_spec(bundle=None, config={"b": 1, "a": 2}) == {"seen": ["a", "b"]}  # firstresult
+    assert hooks.mrun_stats(container=None) == {"extra": 7}  # specname; a default is not passed
+    assert hooks.mrun_features() == []  # not firstresult: the results that are not None
+    assert hooks.mrun_prepare(container=None, process={}) is None  # firstresult, not implemented
+    for name in ("mrun_modify_spec", "mrun_stats", "mrun_features", "mrun_prepare"):
+        kwargs = {"mrun_modify_spec": {"bundle": None, "config": {"b": 1, "a": 2}}, "mrun_stats": {"container": None},
+                  "mrun_features": {}, "mrun_prepare": {"container": None, "process": {}}}[name]
+        pluggy_caller = backends.pm.subset_hook_caller(name, remove_plugins=[])
+        assert getattr(hooks, name)(**kwargs) == pluggy_caller(**kwargs), name  # the same answer as pluggy's

@@ -36,6 +36,25 @@ def test_lifecycle_verbs_skip_heavy_imports(tmp_path, verb):
     assert not mods & heavy, sorted(mods & heavy)
 
 
+def test_create_dispatches_without_pluggy_or_typing(tmp_path, h):
+    """create runs once per container for containerd's runc shim and podman: bidding and the
+    chosen backend's hooks are called without pluggy's import (~10 ms: inspect, typing, ast)."""
+    bundle = h.bundle(["true"])
+    env = {"MRUN_WARM": "0", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    imported(["explain", "-b", bundle], env)  # the entry-point scan is cached first
+    out = tmp_path / "modules"
+    probe = ("import sys; from mrun.cli.main import main; code = main(sys.argv[1:]); "
+             f"open({str(out)!r}, 'w').write(' '.join(sys.modules)); sys.exit(code)")
+    with open(tmp_path / "stdio", "w") as stdio:  # files, not pipes: the created container holds them
+        subprocess.run([sys.executable, "-c", probe, "--root", str(tmp_path / "state"), "create", "-b", bundle,
+                        "probe"], stdin=subprocess.DEVNULL, stdout=stdio, stderr=stdio, env={**os.environ, **env},
+                       check=True, timeout=30, cwd="/")
+    subprocess.run([mrun_binary(), "--root", str(tmp_path / "state"), "delete", "--force", "probe"], check=True)
+    mods = set(out.read_text().split())
+    assert "mrun.backends.linux" in mods, sorted(m for m in mods if m.startswith("mrun"))
+    assert not mods & {"pluggy", "typing", "inspect"}, sorted(mods & {"pluggy", "typing", "inspect"})
+
+
 def test_entry_point_scan_is_cached_per_environment(tmp_path, h):
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
     bundle = h.bundle(["true"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any
 
 from mrun import annotations as ann
 from mrun import jsonio
@@ -14,6 +13,10 @@ from mrun.cli.common import _rt, print_table
 from mrun.errors import InvalidSpec, MrunError, NotFound
 from mrun.images.store import ImageStore
 from mrun.status import Status
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _store(g: dict[str, Any]) -> ImageStore:

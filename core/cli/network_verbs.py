@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from mrun import jsonio
 from mrun.cli.common import print_table
 from mrun.errors import InvalidSpec
 from mrun.network.store import Networks
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def network(g: dict[str, Any], action: str, name: str | None, subnet: str) -> int:

@@ -9,9 +9,12 @@ being created (its lock is held), an image or a volume.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from mrun.errors import MrunError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def system(g: dict[str, Any], action: str) -> int:

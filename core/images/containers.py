@@ -12,7 +12,6 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-from typing import Any
 
 from mrun import annotations as ann
 from mrun import jsonio
@@ -21,6 +20,10 @@ from mrun.errors import InvalidSpec, MrunError
 from mrun.images.snapshot import mount_or_copy
 from mrun.images.store import ImageStore
 from mrun.kernel import inroot
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Overrides:

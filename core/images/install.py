@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import platform as _platform
 import shutil
-from typing import Any
 
 from mrun import annotations as ann
 from mrun import jsonio
@@ -22,6 +21,10 @@ from mrun.images.shapes import CONFIG, INDEX, MANIFEST, BadImage, checked
 from mrun.images.sources import DOCKER_LIST, OCI_INDEX, REF_NAME, Source
 from mrun.images.store import ImageStore, normalize
 from mrun.images.unpack import unpack
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 WASM_CONFIG = "application/vnd.wasm.config.v0+json"
 WASM_LAYERS = ("application/wasm", "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm")

@@ -20,7 +20,6 @@ import io
 import os
 import sys
 import threading
-from typing import IO, Any
 
 from mrun import jsonio
 from mrun.errors import MrunError, NotFound
@@ -28,6 +27,10 @@ from mrun.images.reference import DOCKER_HUB, Reference, check_digest
 from mrun.images.sources import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, REF_NAME, Source
 from mrun.images.store import CHUNK, DigestMismatch, ImageStore
 from mrun.state import FileLock
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
 LOOPBACK = ("localhost", "127.0.0.1", "[::1]", "::1")

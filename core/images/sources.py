@@ -10,12 +10,15 @@ from __future__ import annotations
 import hashlib
 import os
 import tarfile
-from typing import IO, Any
 
 from mrun import jsonio
 from mrun.errors import MrunError, NotFound
 from mrun.images.reference import check_digest
 from mrun.images.shapes import DOCKER_ARCHIVE, checked
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import IO, Any
 
 from mrun import jsonio
 from mrun.bundles import MARKER  # in a container's directory: the image it was made from
 from mrun.errors import MrunError, NotFound
 from mrun.images.reference import Reference, check_digest
 from mrun.state import FileLock
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 CHUNK = 1 << 20
 

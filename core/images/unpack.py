@@ -15,9 +15,12 @@ import os
 import shutil
 import stat
 import tarfile
-from typing import IO
 
 from mrun.errors import MrunError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"

@@ -17,12 +17,15 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-from typing import Any
 
 from mrun import annotations as ann
 from mrun import jsonio
 from mrun.errors import InvalidSpec, MrunError
 from mrun.network.store import Networks, veth_name
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 NETWORK, PORTS = ann.NETWORK, ann.NETWORK_PORTS
 PLAN = "net.json"

@@ -13,11 +13,14 @@ import hashlib
 import ipaddress
 import os
 import shutil
-from typing import Any
 
 from mrun import jsonio
 from mrun.errors import InvalidSpec, MrunError, NotFound
 from mrun.state import FileLock
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_NETWORK = "mrun"
 DEFAULT_ROOT = "/var/lib/mrun/networks"

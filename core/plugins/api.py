@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Protocol
 
 from mrun.kernel.inroot import secure_join
 from mrun.plugins.cli import Arg, Command, Flag  # noqa: F401 - for backends that add verbs (mrun_commands)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+else:  # structural types for type checkers, plain classes at run time: typing costs ~4 ms per create
+    Protocol = object
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

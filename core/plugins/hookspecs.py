@@ -44,14 +44,13 @@ Rules a backend keeps:
 
 from __future__ import annotations
 
-from typing import Any
+from mrun.plugins.markers import PROJECT, hookimpl, hookspec  # noqa: F401 - pluggy's markers, pluggy-free
 
-import pluggy
-from mrun.plugins.api import Bundle, Claim, Command, Container, Payload, SandboxDriver
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
-PROJECT = "mrun"
-hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
+    from mrun.plugins.api import Bundle, Claim, Command, Container, Payload, SandboxDriver
 
 
 @hookspec

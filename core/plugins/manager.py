@@ -1,5 +1,11 @@
 """Find backends through the ``mrun.backends`` entry-point group and pick one for a bundle.
 
+pluggy's PluginManager is made on first need (``Backends.pm``): bidding and one backend's
+hooks (everything ``create`` does) are called here directly, with pluggy's calling rules
+(``_Caller``), because importing pluggy costs ~10 ms of every ``create``. Calls that fan out to
+every backend (``mrun_warm``, ``mrun_features``, ``mrun_commands``, ``mrun_precompile``), and a
+backend whose hook pluggy must wrap, go through pluggy itself.
+
 Scanning entry points means reading every installed distribution's metadata (~35 ms with
 importlib.metadata here). The result is cached in a small file keyed by the mtimes of the
 ``sys.path`` directories — installing or removing a distribution changes its directory's
@@ -12,15 +18,17 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Any
 
-import pluggy
 from mrun import annotations as ann
 from mrun import jsonio
 from mrun.errors import InvalidSpec, MrunError
-from mrun.plugins import hookspecs
+from mrun.plugins import hookspecs, markers
 from mrun.plugins.api import Bundle, Claim
 from mrun.plugins.installed import installed_key
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 GROUP = "mrun.backends"
 # Backends may be forced by this annotation (crun's name for the same idea).
@@ -39,25 +47,72 @@ def _cache_path() -> str:
 def _unknown_hooks(plugin: object) -> list[str]:
     """Names of ``plugin``'s hook implementations that no hookspec declares (pluggy would keep them,
     uncalled, until ``check_pending``, which would then fail every backend at once)."""
-    marker = f"{hookspecs.PROJECT}_impl"
-    return sorted(
-        name for name in dir(plugin)
-        if getattr(getattr(plugin, name, None), marker, None) is not None and not hasattr(hookspecs, name)
-    )
+    return sorted(name for name in _impls(plugin) if not hasattr(hookspecs, name))
+
+
+def _impls(plugin: object) -> dict[str, Any]:
+    """hook name -> the plugin's function for it (``specname`` honoured), as pluggy finds them."""
+    found = {}
+    for attr in dir(plugin):
+        function = getattr(plugin, attr, None)
+        opts = getattr(function, markers.IMPL, None)
+        if isinstance(opts, dict):
+            found[opts.get("specname") or attr] = function
+    return found
+
+
+def _misfits(plugin: object) -> list[str]:
+    """Hook functions that ask for an argument their hookspec does not offer (pluggy refuses
+    them when it registers the plugin)."""
+    bad = []
+    for name, function in _impls(plugin).items():
+        spec, wanted = getattr(hookspecs, name, None), markers.argnames(function)
+        offered = markers.argnames(spec) if spec is not None else None
+        if wanted is not None and offered is not None and not set(wanted) <= set(offered):
+            bad.append(f"{name}({', '.join(sorted(set(wanted) - set(offered)))})")
+    return sorted(bad)
+
+
+class _Caller:
+    """One backend's implementation of one hook, called as pluggy calls it: only the keyword
+    arguments its function names, and for a ``firstresult`` hookspec its own result, else a list
+    of the non-None results (of one function: none or one)."""
+
+    def __init__(self, name: str, function: Any) -> None:
+        spec_opts = getattr(getattr(hookspecs, name), markers.SPEC, None) or {}
+        self.name, self.function, self.first = name, function, bool(spec_opts.get("firstresult"))
+        self.args = markers.argnames(function) if function is not None else ()
+
+    def __call__(self, **kwargs: Any) -> Any:
+        if self.function is None:
+            return None if self.first else []
+        missing = [a for a in self.args if a not in kwargs]
+        if missing:
+            raise MrunError(f"hook {self.name} needs {', '.join(missing)}, which the caller did not pass")
+        result = self.function(*[kwargs[a] for a in self.args])
+        if self.first:
+            return result
+        return [] if result is None else [result]
 
 
 class BackendHooks:
     """The hooks of one backend only. An attribute that is no hook of the contract is an error here,
     not a silent no-op."""
 
-    def __init__(self, pm: pluggy.PluginManager, plugin: object) -> None:
-        self._pm, self._plugin = pm, plugin
+    def __init__(self, backends: Backends, name: str, plugin: object) -> None:
+        self._backends, self._name, self._plugin = backends, name, plugin
 
     def __getattr__(self, hook_name: str) -> Any:
         if not hook_name.startswith("mrun_") or not hasattr(hookspecs, hook_name):
             raise AttributeError(f"{hook_name!r} is not a hook of mrun's backend contract")
-        others = [p for p in self._pm.get_plugins() if p is not self._plugin]
-        return self._pm.subset_hook_caller(hook_name, remove_plugins=others)
+        function = self._backends.impls[self._name].get(hook_name)
+        opts = getattr(function, markers.IMPL, None) or {}
+        wraps = opts.get("wrapper") or opts.get("hookwrapper")
+        if function is not None and (wraps or markers.argnames(function) is None):
+            pm = self._backends.pm  # pluggy's own rules for what it alone knows how to call
+            others = [p for p in pm.get_plugins() if p is not self._plugin]
+            return pm.subset_hook_caller(hook_name, remove_plugins=others)
+        return _Caller(hook_name, function)
 
 
 def entry_points() -> list[tuple[str, str]]:
@@ -91,16 +146,32 @@ _shared: Backends | None = None
 
 
 class Backends:
-    """The loaded backends: a pluggy PluginManager plus dispatch."""
+    """The loaded backends, in the order they were registered, plus dispatch. pluggy's manager
+    over the same plugins is made on first use of ``pm``."""
 
-    def __init__(self, pm: pluggy.PluginManager) -> None:
-        self.pm = pm
+    def __init__(self, plugins: list[tuple[str, object]]) -> None:
+        self.plugins = plugins
+        self.impls = {name: _impls(plugin) for name, plugin in plugins}
+        self._pm: Any = None
+
+    @property
+    def pm(self) -> Any:  # pluggy.PluginManager
+        if self._pm is None:
+            import pluggy
+
+            pm = pluggy.PluginManager(hookspecs.PROJECT)
+            pm.add_hookspecs(hookspecs)
+            for name, plugin in self.plugins:
+                pm.register(plugin, name=name)
+            pm.check_pending()  # nothing unknown is left registered (see _unknown_hooks)
+            self._pm = pm
+        return self._pm
 
     @classmethod
     def shared(cls) -> Backends:
-        """The plugin manager of this process, loaded once (2-3 ms of pluggy's registration):
-        the warm template loads it before it forks, so its children never do. What is installed
-        cannot change under it: a template whose installed code changed serves nobody."""
+        """The plugin manager of this process, loaded once: the warm template loads it (and
+        pluggy's manager) before it forks, so its children never do. What is installed cannot
+        change under it: a template whose installed code changed serves nobody."""
         global _shared
         if _shared is None:
             _shared = cls.load()
@@ -108,8 +179,7 @@ class Backends:
 
     @classmethod
     def load(cls) -> Backends:
-        pm = pluggy.PluginManager(hookspecs.PROJECT)
-        pm.add_hookspecs(hookspecs)
+        plugins: list[tuple[str, object]] = []
         for name, value in entry_points():
             module, _, attr = value.partition(":")
             try:
@@ -127,29 +197,35 @@ class Backends:
                     file=sys.stderr,
                 )
                 continue
-            if pm.get_plugin(name) is None:
-                pm.register(obj, name=name)
-        pm.check_pending()  # nothing unknown is left registered (see _unknown_hooks)
-        return cls(pm)
+            misfits = _misfits(obj)
+            if misfits:
+                print(f"mrun: warning: backend {name!r} ({value}) not loaded: {', '.join(misfits)}: no such "
+                      "argument in mrun's backend contract (mrun.plugins.hookspecs)", file=sys.stderr)
+                continue
+            if all(n != name for n, _ in plugins):
+                plugins.append((name, obj))
+        return cls(plugins)
+
+    def plugin(self, name: str) -> object | None:
+        return next((p for n, p in self.plugins if n == name), None)
 
     def names(self) -> list[str]:
-        return [name for name, _ in self.pm.list_name_plugin()]
+        return [name for name, _ in self.plugins]
 
     def of(self, backend: str) -> BackendHooks:
         """One backend's hooks, called by name as attributes: ``backends.of("wasm").mrun_prepare(...)``."""
-        chosen = self.pm.get_plugin(backend)
+        chosen = self.plugin(backend)
         if chosen is None:
             raise MrunError(f"backend {backend!r} is not installed (installed: {', '.join(self.names())})")
-        return BackendHooks(self.pm, chosen)
+        return BackendHooks(self, backend, chosen)
 
     def claims(self, bundle: Bundle) -> list[Claim]:
         """Every bid, each under the name its backend is registered as: a bid that names another
         backend (a copy-pasted plugin) would otherwise be chosen and then be "not installed"."""
         claims = []
-        for impl in self.pm.hook.mrun_claim.get_hookimpls():
-            claim = impl.function(bundle=bundle)
-            if claim is not None:
-                claim.backend = impl.plugin_name
+        for name, _ in self.plugins:
+            for claim in self.of(name).mrun_claim(bundle=bundle):  # none or one, as pluggy answers
+                claim.backend = name
                 claims.append(claim)
         order = {name: i for i, name in enumerate(self.names())}
         return sorted(claims, key=lambda c: (-c.priority, order.get(c.backend, 99)))
@@ -172,7 +248,7 @@ class Backends:
             self.of(policy.pin)  # installed, or one line saying so
             return policy.pin, f"pinned by the backend policy ({policy.source})", claims
         if forced:
-            if self.pm.get_plugin(forced) is None:
+            if self.plugin(forced) is None:
                 raise MrunError(
                     f"annotation {HANDLER_ANNOTATION}={forced} asks for backend {forced!r}, "
                     f"which is not installed (installed: {', '.join(self.names())})"
@@ -192,7 +268,7 @@ class Backends:
             )
         best = permitted[0]
         default = policy.default
-        if best.priority <= 0 and default and default != best.backend and self.pm.get_plugin(default):
+        if best.priority <= 0 and default and default != best.backend and self.plugin(default) is not None:
             if policy.permits(default):
                 return default, f"nothing bid for it; the backend policy's default ({policy.source})", claims
         return best.backend, best.reason, claims

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from mrun.errors import InvalidSpec
 from mrun.kernel import syscalls as sc
 from mrun.kernel.capnames import BITS, NAMES
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def last_cap() -> int:

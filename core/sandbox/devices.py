@@ -5,11 +5,14 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Any
 
 from mrun.errors import MrunError
 from mrun.kernel import inroot
 from mrun.kernel import syscalls as sc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_DEVICES: list[dict[str, Any]] = [
     {"path": "/dev/null", "type": "c", "major": 1, "minor": 3},

@@ -9,7 +9,6 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
-from typing import Any, NoReturn
 
 from mrun.errors import MrunError
 from mrun.hooks import run_hooks
@@ -21,6 +20,10 @@ from mrun.sandbox.launch import Channel, await_key
 from mrun.sandbox.process import ProcessPlan
 from mrun.spec import Spec
 from mrun.status import Status
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 
 class Sandbox:

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, NoReturn
 
 from mrun import jsonio
 from mrun.errors import MrunError
 from mrun.kernel import syscalls as sc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 
 class Channel:

@@ -8,11 +8,14 @@ from __future__ import annotations
 import os
 import resource
 import signal
-from typing import Any
 
 from mrun.errors import InvalidSpec
 from mrun.kernel import syscalls as sc
 from mrun.sandbox.caps import CapPlan
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class ProcessPlan:

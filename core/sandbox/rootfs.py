@@ -11,11 +11,14 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Any
 
 from mrun.errors import MrunError
 from mrun.kernel import inroot
 from mrun.kernel import syscalls as sc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _FLAGS: dict[str, tuple[bool, int]] = {  # option -> (clear?, flag)
     "ro": (False, sc.MS_RDONLY),

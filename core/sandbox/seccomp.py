@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import ctypes
 import errno as errno_mod
-from typing import Any
 
 from mrun.errors import InvalidSpec, Unsupported
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _ACTIONS = {
     "SCMP_ACT_KILL": 0x00000000,
