@@ -364,3 +364,24 @@ def test_a_leftover_pair_whose_namespace_lives_is_refused_not_taken(net):
             with pytest.raises(MrunError, match="mrvreuse1.*File exists"):
                 links.plug(network, "mrvreuse1", second, ip)
         assert os.path.exists("/sys/class/net/mrvreuse1")
+
+
+def test_a_masquerade_rule_removed_behind_mrun_s_back_is_put_back(net):
+    """Starts skip the rule listing while the ruleset's generation is the one at which the rules
+    were last seen; any change to the ruleset (here someone deleting them) makes the next start
+    look again and put them back."""
+    h = net
+    run = run_args(h, "--rm", "--network", h.net, IMAGE, "true")
+    img_ok(h, *run, env=h.env)
+    seen = os.path.join(h.env["MRUN_NETWORK_ROOT"], h.net, "rules-seen")
+    assert os.path.exists(seen)
+    tag = f'comment "mrun-net:{h.net}"'
+    listing = subprocess.run(["nft", "-a", "list", "chain", "ip", "mrun", "postrouting"], capture_output=True,
+                             text=True, check=True).stdout
+    handles = [line.rsplit("# handle ", 1)[1] for line in listing.splitlines() if tag in line]
+    assert len(handles) == 2, listing
+    for handle in handles:
+        subprocess.run(["nft", "delete", "rule", "ip", "mrun", "postrouting", "handle", handle], check=True)
+    assert tag not in nft_rules()
+    img_ok(h, *run, env=h.env)
+    assert nft_rules().count(tag) == 2

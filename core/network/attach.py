@@ -135,7 +135,7 @@ def attach(plan: dict[str, Any], pid: int) -> None:
     nets = Networks(plan["netroot"])
     network = nets.get(plan["network"])
     with nets.lock():  # one bridge and one set of network rules, however many start at once
-        firewall.add_network(network)
+        firewall.add_network(network, nets.path(plan["network"], "rules-seen"))
         links.ensure_bridge(network)
     links.plug(network, plan["veth"], pid, plan["ip"])
     for p in plan["ports"]:

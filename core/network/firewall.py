@@ -13,6 +13,7 @@ which is how it is found again, after a crash too.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -68,19 +69,95 @@ def _table_exists() -> bool:
         return any(t.get_attr("NFTA_TABLE_NAME") == table for t in nl.get_tables())
 
 
-def add_network(network: dict) -> None:
-    """The table, its chains and the network's masquerade rules, unless already there: one
-    listing per container start, and one script only the first time."""
-    tag = f"mrun-net:{network['name']}"
-    if any(r.get("comment") == tag for r in _list()):
+def add_network(network: dict, record: str) -> None:
+    """The table, its chains and the network's masquerade rules, unless already there.
+
+    Checking takes a listing (3-4 ms); most starts skip it. The kernel numbers every version
+    of the ruleset (its generation, bumped by any change to any table), so ``record`` keeps the
+    generation at which these rules were last seen in place: while the generation is the same,
+    nothing can have removed them. The record names the boot and the network namespace too."""
+    before = _stamp()
+    if before is not None and _read(record) == before:
         return
-    subnet, bridge = network["subnet"], network["bridge"]
-    nft(
-        f"add table {TABLE}\n"
-        + "".join(f"add chain {TABLE} {name} {{ {spec} }}\n" for name, spec in CHAINS)
-        + f'add rule {TABLE} postrouting ip saddr {subnet} ip daddr != {subnet} masquerade comment "{tag}"\n'
-        f'add rule {TABLE} postrouting ip saddr 127.0.0.0/8 oifname "{bridge}" masquerade comment "{tag}"\n'
-    )
+    tag = f"mrun-net:{network['name']}"
+    added = not any(r.get("comment") == tag for r in _list())
+    if added:
+        subnet, bridge = network["subnet"], network["bridge"]
+        nft(
+            f"add table {TABLE}\n"
+            + "".join(f"add chain {TABLE} {name} {{ {spec} }}\n" for name, spec in CHAINS)
+            + f'add rule {TABLE} postrouting ip saddr {subnet} ip daddr != {subnet} masquerade comment "{tag}"\n'
+            f'add rule {TABLE} postrouting ip saddr 127.0.0.0/8 oifname "{bridge}" masquerade comment "{tag}"\n'
+        )
+    after = _stamp()
+    if before is not None and after is not None and after[-1] == before[-1] + int(added):
+        _write(record, after)  # nobody else changed the ruleset meanwhile: what we saw is what there is
+
+
+NLM_F_REQUEST, NLMSG_ERROR = 1, 2
+NETLINK_NETFILTER, NFNL_SUBSYS_NFTABLES, NFT_MSG_NEWGEN, NFT_MSG_GETGEN, NFTA_GEN_ID = 12, 10, 15, 16, 1
+
+
+def generation() -> int | None:
+    """The nftables ruleset's generation number (NFT_MSG_GETGEN), or None if it cannot be read."""
+    import socket
+    import struct
+
+    request = struct.pack("=IHHII", 20, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, NLM_F_REQUEST, 1, 0)
+    request += struct.pack("=BBH", socket.AF_UNSPEC, 0, 0)  # nfgenmsg: family, version, resource id
+    try:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER) as s:
+            s.settimeout(1)
+            s.send(request)
+            answer = s.recv(4096)
+    except OSError:
+        return None
+    if len(answer) < 20:
+        return None
+    length, kind = struct.unpack_from("=IH", answer)
+    if kind != (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN:
+        return None
+    offset = 20  # nlmsghdr, nfgenmsg; then the attributes
+    while offset + 4 <= min(length, len(answer)):
+        size, attr = struct.unpack_from("=HH", answer, offset)
+        if size < 4:
+            return None
+        if attr & 0x3FFF == NFTA_GEN_ID and size >= 8:
+            return struct.unpack_from(">I", answer, offset + 4)[0]
+        offset += (size + 3) & ~3
+    return None
+
+
+def _stamp() -> tuple[str, int, int] | None:
+    gen = generation()
+    if gen is None:
+        return None
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        netns = os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        return None
+    return boot, netns, gen
+
+
+def _read(record: str) -> tuple[str, int, int] | None:
+    try:
+        with open(record) as f:
+            boot, netns, gen = f.read().split()
+        return boot, int(netns), int(gen)
+    except (OSError, ValueError):
+        return None
+
+
+def _write(record: str, stamp: tuple[str, int, int]) -> None:
+    tmp = f"{record}.{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            f.write(" ".join(str(part) for part in stamp))
+        os.rename(tmp, record)
+    except OSError:
+        pass  # then the next start checks again
 
 
 def publish(owner: str, host_ip: str, host_port: int, proto: str, ip: str, port: int) -> None:
