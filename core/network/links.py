@@ -1,5 +1,5 @@
 """Netlink work on the host's side through pyroute2: the bridge, and a veth pair per container
-whose peer is made as eth0 right inside the container's network namespace (``inside``
+whose peer is made as eth0 right inside the container's network namespace (``ifconfig``
 configures it there with ioctls).
 
 pyroute2 takes about 0.3 s to import, so this module is imported only when a container joins
