@@ -12,7 +12,7 @@ import time
 import uuid
 
 import pytest
-from conftest import mrun_binary
+from conftest import mrun_binary, running
 from google.protobuf import any_pb2
 from mrun.shims import ttrpc, wire
 from mrun.shims.proto import bootstrap_pb2, sandbox_pb2, task_pb2, types_pb2
@@ -26,17 +26,9 @@ def shim_binary() -> str:
     return os.path.join(os.path.dirname(mrun_binary()), "containerd-shim-mrun-v2")
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
-
-
 def wait_gone(pid: int, what: str, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
-    while alive(pid):
+    while running(pid):
         assert time.monotonic() < deadline, what
         time.sleep(0.05)
 
@@ -74,7 +66,7 @@ class BootShim:
 
     def kill(self) -> None:
         self.client.close()
-        if alive(self.pid):
+        if running(self.pid):
             os.kill(self.pid, 9)  # our own daemon, by pid
 
 
@@ -140,7 +132,7 @@ def test_start_answers_protocol_3_in_the_socket_dir_and_leaves_when_containerd_i
         shim.call(TASK_V3, "Start", task_pb2.StartRequest(id=cid))
         shim.client.close()  # containerd goes away under a running task
         time.sleep(0.5)
-        assert alive(shim.pid), "the shim left a running task when containerd disconnected"
+        assert running(shim.pid), "the shim left a running task when containerd disconnected"
         shim.client = ttrpc.Client(shim.socket)  # containerd is back
         shim.call(TASK_V3, "Kill", task_pb2.KillRequest(id=cid, signal=9))
         shim.call(TASK_V3, "Wait", task_pb2.WaitRequest(id=cid))
@@ -246,7 +238,7 @@ def test_sandbox_api_holds_the_pods_namespaces_without_a_pause_container(h, sock
             shim.call(SANDBOX, "PingSandbox", sandbox_pb2.PingRequest(sandbox_id="nope"))
         assert e.value.code == ttrpc.NOT_FOUND
         shim.call(SANDBOX, "StopSandbox", sandbox_pb2.StopSandboxRequest(sandbox_id=sandbox_id, timeout_secs=5))
-        assert not alive(holder)
+        assert not running(holder)
         waited = sandbox_pb2.WaitSandboxResponse.FromString(
             shim.call(SANDBOX, "WaitSandbox", sandbox_pb2.WaitSandboxRequest(sandbox_id=sandbox_id))
         )
@@ -294,7 +286,7 @@ def test_a_host_pid_pod_keeps_the_host_pid_namespace(h, socket_dir):
         assert ns(holder, "pid") == ns("self", "pid") and ns(holder, "uts") != ns("self", "uts")
         assert ns(holder, "net") != ns("self", "net")  # no netns from containerd: one of its own, not the node's
         shim.call(SANDBOX, "ShutdownSandbox", sandbox_pb2.ShutdownSandboxRequest(sandbox_id=sandbox_id))
-        assert not alive(holder)
+        assert not running(holder)
         shim.client.close()
         wait_gone(shim.pid, "the shim stayed after ShutdownSandbox")
     finally:

@@ -20,6 +20,7 @@ import subprocess
 from mrun.errors import MrunError
 
 TABLE = "ip mrun"
+TABLE_NAME = TABLE.split()[1]
 CHAINS = (  # numeric priorities: older nft accepts 'dstnat' for prerouting only (-100 is dstnat, 100 srcnat)
     ("prerouting", "type nat hook prerouting priority -100; policy accept;"),
     ("output", "type nat hook output priority -100; policy accept;"),
@@ -41,32 +42,31 @@ def nft(script: str) -> str:
     return r.stdout
 
 
-def _list() -> list[dict]:
-    """mrun's rules as {"chain", "handle", "comment"}, read over netlink (pyroute2): no `nft`
-    process per container start, and the comment comes back as the rule's user data."""
+def _dump(what: str) -> list:
+    """``get_rules`` or ``get_tables`` of the 'ip' family, read over netlink (pyroute2): no `nft`
+    process per container start, and a rule's comment comes back as its user data."""
     from pyroute2 import NetlinkError
     from pyroute2.nftables.main import NFTables
 
     try:
         with NFTables(nfgen_family=2) as nl:  # NFPROTO_IPV4, the 'ip' family
-            found = nl.get_rules()
+            return getattr(nl, what)()
     except NetlinkError as e:
-        raise MrunError(f"listing nftables rules: {e.args[1] if len(e.args) > 1 else e}")
-    table = TABLE.split()[1]
+        raise MrunError(f"listing nftables {what.removeprefix('get_')}: {e.args[1] if len(e.args) > 1 else e}")
+
+
+def _list() -> list[dict]:
+    """mrun's rules as {"chain", "handle", "comment"}."""
     return [
         {"chain": r.get_attr("NFTA_RULE_CHAIN"), "handle": r.get_attr("NFTA_RULE_HANDLE"),
          "comment": r.get_attr("NFTA_RULE_USERDATA")}
-        for r in found
-        if r.get_attr("NFTA_RULE_TABLE") == table
+        for r in _dump("get_rules")
+        if r.get_attr("NFTA_RULE_TABLE") == TABLE_NAME
     ]
 
 
 def _table_exists() -> bool:
-    from pyroute2.nftables.main import NFTables
-
-    table = TABLE.split()[1]
-    with NFTables(nfgen_family=2) as nl:
-        return any(t.get_attr("NFTA_TABLE_NAME") == table for t in nl.get_tables())
+    return any(t.get_attr("NFTA_TABLE_NAME") == TABLE_NAME for t in _dump("get_tables"))
 
 
 def add_network(network: dict, record: str) -> None:
@@ -94,7 +94,7 @@ def add_network(network: dict, record: str) -> None:
         _write(record, after)  # nobody else changed the ruleset meanwhile: what we saw is what there is
 
 
-NLM_F_REQUEST, NLMSG_ERROR = 1, 2
+NLM_F_REQUEST = 1
 NETLINK_NETFILTER, NFNL_SUBSYS_NFTABLES, NFT_MSG_NEWGEN, NFT_MSG_GETGEN, NFTA_GEN_ID = 12, 10, 15, 16, 1
 
 

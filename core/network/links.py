@@ -8,13 +8,13 @@ a bridge network (the warm template has imported it already).
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
 from mrun.errors import MrunError
 from mrun.network import ifconfig
 
-ENOENT, EEXIST, ENODEV = 2, 17, 19
 GONE_WAIT = 2.0  # seconds the kernel may take to remove a dying namespace's veth pair
 
 
@@ -42,7 +42,7 @@ def ensure_bridge(network: dict) -> None:
             try:
                 ipr.link("add", ifname=bridge, kind="bridge")
             except NetlinkError as e:
-                if e.code != EEXIST:  # another start made it just now
+                if e.code != errno.EEXIST:  # another start made it just now
                     raise MrunError(f"network {network['name']}: creating bridge {bridge}: {e.args[1]}")
             found = ipr.link_lookup(ifname=bridge)
         index = found[0]
@@ -51,7 +51,7 @@ def ensure_bridge(network: dict) -> None:
             try:
                 ipr.addr("add", index=index, address=network["gateway"], prefixlen=prefix)
             except NetlinkError as e:
-                if e.code != EEXIST:
+                if e.code != errno.EEXIST:
                     raise MrunError(f"network {network['name']}: address on {bridge}: {e.args[1]}")
         ipr.link("set", index=index, state="up")
     _sysctl(f"net/ipv4/conf/{bridge}/route_localnet", "1")
@@ -82,7 +82,7 @@ def remove_link(name: str) -> None:
         try:
             ipr.link("del", ifname=name)
         except NetlinkError as e:
-            if e.code != ENODEV:  # gone with its namespace meanwhile
+            if e.code != errno.ENODEV:  # gone with its namespace meanwhile
                 raise MrunError(f"removing {name}: {e.args[1]}")
 
 
@@ -110,7 +110,7 @@ def _peer_alive(name: str) -> bool:
         try:
             link = ipr.link("get", ifname=name)[0]
         except NetlinkError as e:
-            if e.code == ENODEV:
+            if e.code == errno.ENODEV:
                 return False
             raise MrunError(f"looking up {name}: {e.args[1]}")
         nsid = link.get_attr("IFLA_LINK_NETNSID")
@@ -119,7 +119,7 @@ def _peer_alive(name: str) -> bool:
         try:
             ipr.get_netnsid(nsid=nsid)
         except NetlinkError as e:
-            if e.code == ENOENT:
+            if e.code == errno.ENOENT:
                 return False
             raise MrunError(f"looking up the namespace of {name}'s peer: {e.args[1]}")
     return True
@@ -143,7 +143,7 @@ def plug(network: dict, veth: str, pid: int, ip: str) -> None:
                              peer={"ifname": "eth0", "net_ns_fd": netns})
                     break
                 except NetlinkError as e:
-                    if e.code == EEXIST and attempt == 1 and _await_dying(veth):
+                    if e.code == errno.EEXIST and attempt == 1 and _await_dying(veth):
                         continue  # a container of the same id just ended: its pair was on its way out
                     raise MrunError(f"network {network['name']}: veth {veth}: {e.args[1]}")
         ifconfig.configure(netns, ip, prefix, network["gateway"])

@@ -44,10 +44,10 @@ def _cache_path() -> str:
     return os.path.join(base, "mrun", f"entry-points-{zlib.crc32(sys.prefix.encode()):08x}.json")
 
 
-def _unknown_hooks(plugin: object) -> list[str]:
-    """Names of ``plugin``'s hook implementations that no hookspec declares (pluggy would keep them,
-    uncalled, until ``check_pending``, which would then fail every backend at once)."""
-    return sorted(name for name in _impls(plugin) if not hasattr(hookspecs, name))
+def _unknown_hooks(impls: dict[str, Any]) -> list[str]:
+    """Names of a plugin's hook implementations (``_impls``) that no hookspec declares (pluggy
+    would keep them, uncalled, until ``check_pending``, which would then fail every backend at once)."""
+    return sorted(name for name in impls if not hasattr(hookspecs, name))
 
 
 def _impls(plugin: object) -> dict[str, Any]:
@@ -61,11 +61,11 @@ def _impls(plugin: object) -> dict[str, Any]:
     return found
 
 
-def _misfits(plugin: object) -> list[str]:
-    """Hook functions that ask for an argument their hookspec does not offer (pluggy refuses
-    them when it registers the plugin)."""
+def _misfits(impls: dict[str, Any]) -> list[str]:
+    """Hook functions (``_impls``) that ask for an argument their hookspec does not offer (pluggy
+    refuses them when it registers the plugin)."""
     bad = []
-    for name, function in _impls(plugin).items():
+    for name, function in impls.items():
         spec, wanted = getattr(hookspecs, name, None), markers.argnames(function)
         offered = markers.argnames(spec) if spec is not None else None
         if wanted is not None and offered is not None and not set(wanted) <= set(offered):
@@ -78,10 +78,10 @@ class _Caller:
     arguments its function names, and for a ``firstresult`` hookspec its own result, else a list
     of the non-None results (of one function: none or one)."""
 
-    def __init__(self, name: str, function: Any) -> None:
+    def __init__(self, name: str, function: Any, args: tuple[str, ...]) -> None:
         spec_opts = getattr(getattr(hookspecs, name), markers.SPEC, None) or {}
         self.name, self.function, self.first = name, function, bool(spec_opts.get("firstresult"))
-        self.args = markers.argnames(function) if function is not None else ()
+        self.args = args
 
     def __call__(self, **kwargs: Any) -> Any:
         if self.function is None:
@@ -108,11 +108,12 @@ class BackendHooks:
         function = self._backends.impls[self._name].get(hook_name)
         opts = getattr(function, markers.IMPL, None) or {}
         wraps = opts.get("wrapper") or opts.get("hookwrapper")
-        if function is not None and (wraps or markers.argnames(function) is None):
+        args = markers.argnames(function) if function is not None else ()
+        if function is not None and (wraps or args is None):
             pm = self._backends.pm  # pluggy's own rules for what it alone knows how to call
             others = [p for p in pm.get_plugins() if p is not self._plugin]
             return pm.subset_hook_caller(hook_name, remove_plugins=others)
-        return _Caller(hook_name, function)
+        return _Caller(hook_name, function, args)
 
 
 def entry_points() -> list[tuple[str, str]]:
@@ -189,7 +190,8 @@ class Backends:
             except Exception as e:  # a broken third-party plugin must not break the others
                 print(f"mrun: warning: backend {name!r} ({value}) failed to load: {e}", file=sys.stderr)
                 continue
-            unknown = _unknown_hooks(obj)
+            impls = _impls(obj)
+            unknown = _unknown_hooks(impls)
             if unknown:  # a misspelled hook would otherwise load and never be called
                 print(
                     f"mrun: warning: backend {name!r} ({value}) not loaded: {', '.join(unknown)} "
@@ -197,7 +199,7 @@ class Backends:
                     file=sys.stderr,
                 )
                 continue
-            misfits = _misfits(obj)
+            misfits = _misfits(impls)
             if misfits:
                 print(f"mrun: warning: backend {name!r} ({value}) not loaded: {', '.join(misfits)}: no such "
                       "argument in mrun's backend contract (mrun.plugins.hookspecs)", file=sys.stderr)
