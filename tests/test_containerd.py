@@ -18,14 +18,18 @@ import time
 import uuid
 
 import pytest
+import wasmtime
 from conftest import IMAGE, cgroup_dirs, mrun_binary, processes_mentioning, require, warm_path, warm_served, warm_since
 from mrun.cgroups import detect
 
 WASM_IMAGE = "localhost/hello-wasm:latest"
+# A load past the end of its one page: wasmtime catches the guard page's SIGSEGV and traps.
+OUT_OF_BOUNDS = '(module (memory 1) (func (export "_start") (drop (i32.load (i32.const 1000000)))))'
 
 
 def build_wasm_archive(work) -> str:
-    """An OCI image whose rootfs holds examples/wasm/hello.wasm (its entrypoint) and pod.wasm."""
+    """An OCI image whose rootfs holds examples/wasm/hello.wasm (its entrypoint), pod.wasm and
+    oob.wasm (a load out of its memory's bounds)."""
     from busybox_bundle import make_oci_archive
 
     rootfs = os.path.join(work, "wasm-rootfs")
@@ -33,6 +37,8 @@ def build_wasm_archive(work) -> str:
     examples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "wasm")
     for module in ("hello.wasm", "pod.wasm"):
         shutil.copy(os.path.join(examples, module), os.path.join(rootfs, module))
+    with open(os.path.join(rootfs, "oob.wasm"), "wb") as f:
+        f.write(wasmtime.wat2wasm(OUT_OF_BOUNDS))
     return make_oci_archive(rootfs, str(work), WASM_IMAGE, ["/hello.wasm", "3"])
 
 
@@ -318,6 +324,15 @@ def test_shim_runs_a_wasm_image(ctd):
     r = ctd.ctr(*shim_run_args(ctd, "wasm1"), "--rm", WASM_IMAGE, "wasm1", check=False)
     assert r.returncode == 3, r.stderr
     assert "hello from wasm32-wasi: [/hello.wasm] [3]" in r.stdout
+
+
+def test_shim_a_faulting_wasm_module_is_a_trap_not_a_crash(ctd):
+    """wasmtime turns a wasm guard-page fault into a trap with its own SIGSEGV handler, installed
+    once per process: a shim forked from the warm template must still have it (it once reset every
+    signal, and the module died of SIGSEGV, 139, where a cold shim reported the trap, 134)."""
+    r = ctd.ctr(*shim_run_args(ctd, "wasmoob"), "--rm", WASM_IMAGE, "wasmoob", "/oob.wasm", check=False)
+    assert r.returncode == 134, (r.returncode, r.stderr)
+    assert "out of bounds memory access" in r.stderr
 
 
 def test_shim_task_ps_kill_and_exit_event(ctd):

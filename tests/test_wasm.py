@@ -374,6 +374,21 @@ def test_a_detached_wasm_container_keeps_none_of_the_callers_descriptors(images,
     img_ok(h, "rm", "-f", "keeper")
 
 
+def test_an_out_of_bounds_access_is_a_trap_warm_or_cold(images, tmp_path):
+    """wasmtime catches the guard page's SIGSEGV with a handler it installs once per process; a
+    container run by the warm template's child must keep it (not die of SIGSEGV, 139)."""
+    from conftest import img, img_ok, run_args
+    from test_containerd import OUT_OF_BOUNDS
+
+    h = images
+    module = tmp_path / "oob.wasm"
+    module.write_bytes(wasmtime.wat2wasm(OUT_OF_BOUNDS))
+    img_ok(h, "image", "wasm", str(module), "localhost/oob:1")
+    r = img(h, *run_args(h, "--rm", "localhost/oob:1"))
+    assert r.returncode == 134, (r.returncode, r.stderr)
+    assert "wasm trap" in r.stderr and "out of bounds memory access" in r.stderr
+
+
 @pytest.mark.parametrize("status", ["125", "126", "200", "255"])
 def test_wasi_exit_codes_of_126_and_up_are_the_modules(h, cache_env, status):
     """wasmtime refuses proc_exit(>= 126) without saying which: mrun sees the call itself and

@@ -22,16 +22,26 @@ HIGH_FD = 1000  # received descriptors are parked above this while the caller's 
 
 
 def reset_signals() -> None:
-    """What a fresh interpreter has: defaults, SIGINT as KeyboardInterrupt, SIGPIPE ignored."""
+    """What a fresh interpreter sets from Python: SIGINT as KeyboardInterrupt, SIGPIPE and SIGXFSZ
+    ignored, the rest at their defaults; nothing blocked.
+
+    Only what was set from Python (the template's own SIGCHLD and SIGTERM) is reset. A handler a
+    library installed natively stays, as a cold process that loaded the library has it: wasmtime's
+    SIGSEGV/SIGBUS/SIGILL/SIGFPE handlers turn a wasm guard-page fault into a trap, and wasmtime
+    installs them once per process, so a child without them dies of SIGSEGV where a cold process
+    reports the trap. Python shows such a handler as None, or as the disposition it saw at start."""
+    fresh = {signal.SIGINT: signal.default_int_handler, signal.SIGPIPE: signal.SIG_IGN, signal.SIGXFSZ: signal.SIG_IGN}
     for sig in signal.valid_signals():
         if sig in (signal.SIGKILL, signal.SIGSTOP) or sig >= signal.SIGRTMIN:
             continue
+        want = fresh.get(sig, signal.SIG_DFL)
+        current = signal.getsignal(sig)
+        if current is None or current == want:
+            continue
         try:
-            signal.signal(sig, signal.SIG_DFL)
+            signal.signal(sig, want)
         except (OSError, ValueError):
             pass
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
