@@ -12,7 +12,7 @@ import time
 import uuid
 
 import pytest
-from conftest import cgroup_dirs, mrun_binary, running
+from conftest import cgroup_dirs, mrun_binary, running, warm_served, warm_since
 from google.protobuf import any_pb2
 from mrun.cgroups import detect
 from mrun.shims import ttrpc
@@ -26,14 +26,15 @@ class Shim:
 
     started: list[Shim] = []
 
-    def __init__(self, h, bundle: str, cid: str) -> None:
+    def __init__(self, h, bundle: str, cid: str, env: dict[str, str] | None = None, preexec_fn=None) -> None:
         self.h, self.bundle, self.cid = h, bundle, cid
         self.state_root = os.path.join(h.tmp, "shim-state")
         binary = os.path.join(os.path.dirname(mrun_binary()), "containerd-shim-mrun-v2")
-        env = {**os.environ, "MRUN_SHIM_ROOT": self.state_root}
+        env = {**os.environ, **(env or {}), "MRUN_SHIM_ROOT": self.state_root}
         env.pop("TTRPC_ADDRESS", None)
         args = [binary, "-namespace", "direct", "-address", f"/nonexistent/{uuid.uuid4().hex}", "-id", cid, "start"]
-        out = subprocess.run(args, cwd=bundle, env=env, capture_output=True, text=True, timeout=30, check=True)
+        out = subprocess.run(args, cwd=bundle, env=env, capture_output=True, text=True, timeout=30, check=True,
+                             preexec_fn=preexec_fn)
         self.socket = out.stdout.removeprefix("unix://")
         self.client = ttrpc.Client(self.socket)
         self.pid = task_pb2.ConnectResponse.FromString(self.call("Connect", task_pb2.ConnectRequest(id=cid))).shim_pid
@@ -119,6 +120,34 @@ def wait_exit(shim: Shim, task_id: str, exec_id: str = "", timeout: float = 15) 
     return task_pb2.WaitResponse.FromString(
         shim.call("Wait", task_pb2.WaitRequest(id=task_id, exec_id=exec_id), timeout=timeout)
     ).exit_status
+
+
+@pytest.mark.parametrize("warm", ["1", "0"])
+def test_the_daemon_and_its_tasks_have_their_callers_priorities_cpus_and_oom_score(h, warm):
+    """A shim is started by containerd, and a cold one inherits containerd's nice value, CPUs,
+    scheduling and I/O classes, OOM score, personality and login uid (so do the containers it
+    starts); one forked by the warm template once had the template's instead."""
+    import ctypes
+
+    from test_warm import IDLE_IO, as_a_tuned_caller, tuned, tuned_as_expected
+
+    before = warm_served()
+    cid = h.cid("tuned")
+    bundle = h.bundle(["sleep", "600"])
+    shim = Shim(h, bundle, cid, env={"MRUN_WARM": warm}, preexec_fn=as_a_tuned_caller)
+    if warm == "1":
+        assert warm_since(before), "the template did not serve this start"
+    shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle))
+    init = task_pb2.StartResponse.FromString(shim.call("Start", task_pb2.StartRequest(id=cid))).pid
+    expected = tuned_as_expected()
+    libc = ctypes.CDLL(None, use_errno=True)
+    ioprio_get = {"x86_64": 252, "aarch64": 31}[os.uname().machine]
+    for pid in (shim.pid, init):
+        assert tuned(pid) == expected, pid
+        assert libc.syscall(ioprio_get, 1, pid) == IDLE_IO, pid
+    shim.call("Kill", task_pb2.KillRequest(id=cid, signal=9))
+    wait_exit(shim, cid)
+    shim.finish(cid)
 
 
 def test_closeio_ends_stdin_while_another_writer_holds_the_fifo(h):

@@ -60,6 +60,61 @@ def test_signals_to_the_command_reach_the_container(images, busybox_archive, sig
     proc.stdout.close()
 
 
+IOPRIO_SET = {"x86_64": 251, "aarch64": 30}[os.uname().machine]
+IDLE_IO = 3 << 13  # IOPRIO_PRIO_VALUE(IOPRIO_CLASS_IDLE, 0)
+NO_RANDOMIZE = 0x0040000  # ADDR_NO_RANDOMIZE, setarch -R
+LOGINUID = "4242"
+
+
+def as_a_tuned_caller() -> None:
+    """What `nice -n 7 chrt --batch 0 taskset -c N ionice -c 3 setarch -R`, an OOM score of 123 and
+    login uid 4242 leave a process with: all inherited across fork, so a cold mrun passes them on."""
+    import ctypes
+
+    with open("/proc/self/loginuid", "w") as f:
+        f.write(LOGINUID)
+    os.nice(7)
+    os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
+    with open("/proc/self/oom_score_adj", "w") as f:
+        f.write("123")
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.syscall(IOPRIO_SET, 1, 0, IDLE_IO) == 0  # IOPRIO_WHO_PROCESS, ourselves
+    assert libc.personality(NO_RANDOMIZE) != -1
+
+
+def tuned(pid: int | str) -> list[str]:
+    """nice, policy, CPUs, OOM score, personality and login uid of ``pid`` as /proc shows them."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    with open(f"/proc/{pid}/status") as f:
+        cpus = next(line.split()[1] for line in f if line.startswith("Cpus_allowed_list"))
+    rest = []
+    for name in ("oom_score_adj", "personality", "loginuid"):
+        with open(f"/proc/{pid}/{name}") as f:
+            rest.append(f.read().strip())
+    return [fields[16], fields[38], cpus, *rest]
+
+
+def tuned_as_expected() -> list[str]:
+    return ["7", str(os.SCHED_BATCH), str(max(os.sched_getaffinity(0))), "123", f"{NO_RANDOMIZE:08x}", LOGINUID]
+
+
+def test_the_callers_priorities_cpus_and_oom_score_reach_its_container(images, busybox_archive):
+    """The template's child once kept the template's nice value, CPU affinity, scheduling policy,
+    I/O priority, OOM score, personality and login uid: `nice mrun run` ran its container at the
+    template's priority."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    script = "set -- $(cat /proc/self/stat); shift 18; echo $1; shift 22; echo $1; " \
+             "grep Cpus_allowed_list /proc/self/status | cut -f2; cat /proc/self/oom_score_adj; " \
+             "cat /proc/self/personality; cat /proc/self/loginuid; echo; ionice"
+    r = subprocess.run(cli(h, *run_args(h, "--rm", IMAGE, "sh", "-c", script)), capture_output=True, text=True,
+                       timeout=30, env=env_of(h), preexec_fn=as_a_tuned_caller, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:7] == [*tuned_as_expected(), "idle"], r.stdout
+
+
 def _set_size(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 

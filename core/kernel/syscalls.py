@@ -68,6 +68,7 @@ MNT_DETACH = 2
 
 PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
+PR_SET_TIMERSLACK = 29
 PR_SET_KEEPCAPS = 8
 PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
@@ -78,8 +79,10 @@ PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 _SYSNO = {
-    "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "mount_setattr": 442},
-    "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "mount_setattr": 442},
+    "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "mount_setattr": 442, "ioprio_set": 251,
+               "ioprio_get": 252},
+    "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "mount_setattr": 442, "ioprio_set": 30,
+                "ioprio_get": 31},
 }[os.uname().machine]
 MOUNT_ATTR_RDONLY = 0x1
 AT_RECURSIVE = 0x8000
@@ -162,6 +165,24 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
         _libc.prctl(option, ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)),
         "prctl",
     )
+
+
+IOPRIO_WHO_PROCESS = 1
+
+
+def ioprio_get(pid: int) -> int:
+    """The I/O scheduling class and level of ``pid`` (ionice), as the kernel encodes them."""
+    return _check(_libc.syscall(_SYSNO["ioprio_get"], IOPRIO_WHO_PROCESS, pid), f"ioprio_get {pid}")
+
+
+def ioprio_set(value: int) -> None:
+    """Our own I/O priority (``ioprio_get``'s encoding); inherited across fork, as ionice's is."""
+    _check(_libc.syscall(_SYSNO["ioprio_set"], IOPRIO_WHO_PROCESS, 0, value), "ioprio_set")
+
+
+def personality(persona: int) -> None:
+    """Set our execution domain and its flags (what ``setarch`` sets; inherited across fork and exec)."""
+    _check(_libc.personality(ctypes.c_ulong(persona)), "personality")
 
 
 def set_comm(name: bytes) -> None:

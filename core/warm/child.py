@@ -1,8 +1,9 @@
 """A child forked from the template becomes its caller, as far as the work can tell.
 
 Descriptors (at the caller's numbers, inheritable as they were), environment, argv, working
-directory, umask, resource limits, cgroups, process name, a session of its own, and signal
-dispositions and stdio objects as a fresh interpreter sets them up. What the template had open
+directory, umask, resource limits, cgroups, scheduling (priorities, CPUs, I/O class, OOM score,
+personality, login uid), process name, a session of its own, and signal dispositions and stdio
+objects as a fresh interpreter sets them up. What the template had open
 is closed. The template checked beforehand that the caller's namespaces, credentials and
 confinement are its own (``peer``), so those need no adopting.
 """
@@ -129,6 +130,42 @@ def _cgroup_mounts() -> dict[str, str]:
     return found
 
 
+def adopt_priorities(pid: int) -> None:
+    """The caller's scheduling policy and priority, nice value, CPU affinity, I/O priority, timer
+    slack, OOM score adjustment, personality and audit login uid. A fork inherits them all, so a
+    cold mrun hands its own on to the daemon and containers it starts: ``nice``, ``chrt``,
+    ``taskset``, ``ionice`` or ``setarch`` in front of ``mrun run``, containerd's own OOM score for
+    its shims, the login that ran it. After ``join_cgroups``: the CPUs are the caller's, within its
+    cpuset. Before ``place_fds``: a refusal is the template's to log, and the caller runs cold."""
+    from mrun.kernel import syscalls as sc
+
+    policy, param = os.sched_getscheduler(pid), os.sched_getparam(pid)
+    if (policy, param) != (os.sched_getscheduler(0), os.sched_getparam(0)):
+        os.sched_setscheduler(0, policy, param)
+    nice = os.getpriority(os.PRIO_PROCESS, pid)
+    if nice != os.getpriority(os.PRIO_PROCESS, 0):
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    cpus = os.sched_getaffinity(pid)
+    if cpus != os.sched_getaffinity(0):
+        os.sched_setaffinity(0, cpus)
+    io = sc.ioprio_get(pid)
+    if io != sc.ioprio_get(0):
+        sc.ioprio_set(io)
+    for name in ("timerslack_ns", "oom_score_adj", "personality", "loginuid"):
+        with open(f"/proc/{pid}/{name}") as f:
+            theirs = f.read().strip()
+        with open(f"/proc/self/{name}") as f:
+            if f.read().strip() == theirs:
+                continue
+        if name == "timerslack_ns":  # the file sets another process's; prctl our own
+            sc.prctl(sc.PR_SET_TIMERSLACK, int(theirs))
+        elif name == "personality":  # setarch's flags (-R, linux32), hex
+            sc.personality(int(theirs, 16))
+        else:  # loginuid: whom the audit log names; a kernel that keeps it immutable refuses: cold
+            with open(f"/proc/self/{name}", "w") as f:
+                f.write(theirs)
+
+
 def set_rlimits(pid: int) -> None:
     import resource
 
@@ -167,6 +204,7 @@ def become(msg: dict[str, Any], received: list[int], peer_pid: int, keep: list[i
     reset_signals()
     os.setsid()
     join_cgroups(peer_pid)
+    adopt_priorities(peer_pid)
     set_rlimits(peer_pid)
     place_fds(received, msg["fds"], keep)
     for fd in (0, 1, 2):
