@@ -51,9 +51,19 @@ def _root(namespace: str) -> str:
     return os.path.join(os.environ.get("MRUN_SHIM_ROOT", "/run/mrun/shim"), namespace)
 
 
-def _socket_path(flags: dict[str, str], bundle: str, socket_dir: str) -> str:
-    import hashlib
+def _sha256(data: bytes) -> str:
+    """The builtin module, not hashlib: hashlib loads OpenSSL (2 ms, every ``start``)."""
+    try:
+        from _sha256 import sha256  # CPython 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # CPython 3.12 and later
+        except ImportError:
+            from hashlib import sha256
+    return sha256(data).hexdigest()
 
+
+def _socket_path(flags: dict[str, str], bundle: str, socket_dir: str) -> str:
     from mrun import jsonio
 
     group = flags.get("id", "")
@@ -63,7 +73,7 @@ def _socket_path(flags: dict[str, str], bundle: str, socket_dir: str) -> str:
     except (OSError, ValueError, AttributeError):
         pass
     key = f"{flags.get('address', '')}/{flags.get('namespace', '')}/{group}"
-    return os.path.join(socket_dir, hashlib.sha256(key.encode()).hexdigest()[:32] + ".sock")
+    return os.path.join(socket_dir, _sha256(key.encode())[:32] + ".sock")
 
 
 def listen(path: str) -> _socket.socket:
