@@ -53,6 +53,7 @@ class Record:
     FIELDS = (
         "id", "bundle", "rootfs", "config", "backend", "pid", "pid_start", "stage", "created", "owner", "cgroup",
         "owned",  # the backend owns the sandbox (a SandboxDriver): its verbs go to the backend
+        "new_keyring",  # a session keyring of its own (not --no-new-keyring): exec joins it
     )
 
     def __init__(
@@ -69,9 +70,10 @@ class Record:
         owner: str = "",
         cgroup: dict[str, Any] | None = None,
         owned: bool = False,
+        new_keyring: bool = True,
     ) -> None:
         self.id, self.bundle, self.rootfs, self.config = id, bundle, rootfs, config
-        self.owned = owned
+        self.owned, self.new_keyring = owned, new_keyring
         self.backend, self.pid, self.pid_start, self.stage = backend, pid, pid_start, stage
         self.created, self.owner, self.cgroup = created, owner, cgroup or {}
 
@@ -108,8 +110,9 @@ def _shape_problem(data: object, container_id: str) -> str:
         return f"pid_start: {started!r} is not a start time"
     if data.get("stage", "creating") not in (Status.CREATING, Status.CREATED, Status.RUNNING):
         return f"stage: {data.get('stage')!r} is not creating, created or running"
-    if not isinstance(data.get("owned", False), bool):
-        return "owned: not true or false"
+    for name in ("owned", "new_keyring"):
+        if not isinstance(data.get(name, False), bool):
+            return f"{name}: not true or false"
     cgroup = data.get("cgroup") or {}
     if not isinstance(cgroup, dict):
         return "cgroup: not an object"

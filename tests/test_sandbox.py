@@ -238,3 +238,58 @@ def test_cgroup_is_removed_with_the_container(h):
     assert cgroup_dirs(cfg["linux"]["cgroupsPath"])
     h.ok("delete", "--force", cid)
     assert not cgroup_dirs(cfg["linux"]["cgroupsPath"])
+
+
+KEYCTL = {"x86_64": 250, "aarch64": 219}[os.uname().machine]
+ADD_KEY = {"x86_64": 248, "aarch64": 217}[os.uname().machine]
+SECRET = "mrun-test-secret"
+
+
+def with_a_secret_in_our_session_keyring() -> None:
+    """The caller's own session keyring holding a key only its possessors may see (as a login
+    session's or a service's keyring holds credentials)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.syscall(KEYCTL, 1, None) > 0  # KEYCTL_JOIN_SESSION_KEYRING: a new anonymous one
+    key = libc.syscall(ADD_KEY, b"user", SECRET.encode(), b"s3cret", 6, -3)  # into KEY_SPEC_SESSION_KEYRING
+    assert key > 0 and libc.syscall(KEYCTL, 5, key, 0x3F000000) == 0  # KEYCTL_SETPERM: possessor only
+
+
+def run_with_secret(h, *args: str) -> subprocess.CompletedProcess[str]:
+    """Output through files: a detached container keeps mrun's stdio (a pipe would never end)."""
+    import tempfile
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        r = subprocess.run([h.binary, "--root", h.root, *args], stdout=out, stderr=err, timeout=60,
+                           stdin=subprocess.DEVNULL, preexec_fn=with_a_secret_in_our_session_keyring)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(r.args, r.returncode, out.read(), err.read())
+
+
+def test_a_container_gets_a_session_keyring_of_its_own(h):
+    """Keyrings are not namespaced: a container in its caller's session keyring possesses the
+    caller's keys. As runc, each container joins a new one named _ses.<id> (exec joins it too),
+    and --no-new-keyring keeps the caller's."""
+    def bundle(args: list[str]) -> str:
+        cfg = h.config(args)
+        cfg["linux"]["maskedPaths"] = []  # the default masks /proc/keys: here it is what we look at
+        return h.bundle(config=cfg)
+
+    cid = h.cid("keys")
+    r = run_with_secret(h, "run", "-d", "-b", bundle(["sleep", "60"]), cid)
+    assert r.returncode == 0, r.stderr
+    try:
+        joined = run_with_secret(h, "exec", cid, "cat", "/proc/keys")
+    finally:
+        h.ok("delete", "--force", cid)
+    assert joined.returncode == 0, joined.stderr
+    assert SECRET not in joined.stdout and f"_ses.{cid}" in joined.stdout, joined.stdout
+    own = h.cid("keys")
+    inside = run_with_secret(h, "run", "-b", bundle(["cat", "/proc/keys"]), own)
+    assert inside.returncode == 0, inside.stderr
+    assert SECRET not in inside.stdout and f"_ses.{own}" in inside.stdout, inside.stdout
+    caller_s = h.cid("keys")
+    kept = run_with_secret(h, "run", "--no-new-keyring", "-b", bundle(["cat", "/proc/keys"]), caller_s)
+    assert kept.returncode == 0 and SECRET in kept.stdout and f"_ses.{caller_s}" not in kept.stdout, kept.stdout

@@ -43,7 +43,7 @@ _CONSOLE = Flag("console-socket", "unix socket that receives the pty master (SCM
 _PRESERVE = Flag("preserve-fds", "pass this many extra descriptors (3, 4, ...) to the process", kind=int, default=0)
 _NO_PIVOT = Flag("no-pivot", "use MS_MOVE + chroot instead of pivot_root (for ramdisk roots)", kind=bool, default=False)
 _NO_KEYRING = Flag(
-    "no-new-keyring", "accepted for runc compatibility (mrun never makes a session keyring)", kind=bool, default=False
+    "no-new-keyring", "keep the caller's session keyring (default: the container's own)", kind=bool, default=False
 )
 _DETACH = Flag("detach", "do not wait for the process", kind=bool, short="d", default=False)
 _FORMAT = Flag("format", "output format: table or json", short="f", default="table")

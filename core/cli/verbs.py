@@ -26,6 +26,7 @@ def _opts(
     console_socket: str = "",
     preserve_fds: int = 0,
     no_pivot: bool = False,
+    no_new_keyring: bool = False,
     **_: Any,
 ) -> CreateOptions:
     if preserve_fds < 0:
@@ -36,6 +37,7 @@ def _opts(
         preserve_fds=preserve_fds,
         no_pivot=no_pivot,
         systemd_cgroup=g["systemd_cgroup"],
+        no_new_keyring=no_new_keyring,
     )
 
 

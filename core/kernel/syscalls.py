@@ -80,9 +80,9 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 _SYSNO = {
     "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "mount_setattr": 442, "ioprio_set": 251,
-               "ioprio_get": 252},
+               "ioprio_get": 252, "keyctl": 250},
     "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "mount_setattr": 442, "ioprio_set": 30,
-                "ioprio_get": 31},
+                "ioprio_get": 31, "keyctl": 219},
 }[os.uname().machine]
 MOUNT_ATTR_RDONLY = 0x1
 AT_RECURSIVE = 0x8000
@@ -178,6 +178,26 @@ def ioprio_get(pid: int) -> int:
 def ioprio_set(value: int) -> None:
     """Our own I/O priority (``ioprio_get``'s encoding); inherited across fork, as ionice's is."""
     _check(_libc.syscall(_SYSNO["ioprio_set"], IOPRIO_WHO_PROCESS, 0, value), "ioprio_set")
+
+
+KEYCTL_JOIN_SESSION_KEYRING = 1
+KEYCTL_SETPERM = 5
+KEYCTL_DESCRIBE = 6
+
+
+def join_session_keyring(name: str) -> int:
+    """Join the session keyring called ``name`` (made if none of ours has that name). -> its id"""
+    return _check(
+        _libc.syscall(_SYSNO["keyctl"], KEYCTL_JOIN_SESSION_KEYRING, name.encode()), "keyctl join session keyring"
+    )
+
+
+def add_key_permissions(key: int, bits: int) -> None:
+    """Grant ``bits`` (KEY_*_* permission bits) on ``key`` on top of what it has."""
+    buf = ctypes.create_string_buffer(512)
+    size = _check(_libc.syscall(_SYSNO["keyctl"], KEYCTL_DESCRIBE, key, buf, len(buf)), "keyctl describe")
+    perm = int(buf.raw[: max(size - 1, 0)].split(b";")[3], 16)  # type;uid;gid;perm;description
+    _check(_libc.syscall(_SYSNO["keyctl"], KEYCTL_SETPERM, key, ctypes.c_uint32(perm | bits)), "keyctl setperm")
 
 
 def personality(persona: int) -> None:

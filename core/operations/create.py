@@ -49,7 +49,7 @@ class Create:
         self.runtime, self.store, self.id = runtime, runtime.store, container_id
         self.spec, self.opts, self.lock_fd = spec, opts, lock_fd
         self.record = Record(id=container_id, bundle=spec.bundle, rootfs=spec.rootfs, config=spec.raw,
-                             created=now_rfc3339(), owner=_owner())
+                             created=now_rfc3339(), owner=_owner(), new_keyring=not opts.no_new_keyring)
         self.cgroup: Any = None
         self.driver: Any = None  # a SandboxDriver when the backend owns the sandbox
         self.network: Any = None
@@ -176,6 +176,7 @@ class Create:
             exec_fifo=self.fifo_fd,
             started_fd=self.started_fd,
             no_pivot=self.opts.no_pivot,
+            new_keyring=record.new_keyring,
             hook_state=oci_state(self.store, record, Status.CREATING),
         )
         try:

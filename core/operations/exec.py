@@ -27,7 +27,7 @@ def exec_process(runtime: Any, record: Record, process: dict[str, Any], opts: Cr
     builder.prepare_backend()
     namespaces = joined_namespaces(record.pid)
     console = prepare_stdio(process, opts)
-    sandbox = builder.sandbox(namespaces, console, cgroup_paths={})
+    sandbox = builder.sandbox(namespaces, console, cgroup_paths={}, new_keyring=record.new_keyring)
     cgroup = runtime._cgroup(record) if record.cgroup else None
     with contextlib.ExitStack() as undo:
         pid, ch = builder.launch(

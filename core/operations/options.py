@@ -19,9 +19,10 @@ class CreateOptions:
         preserve_fds: int = 0,
         no_pivot: bool = False,
         systemd_cgroup: bool = False,
+        no_new_keyring: bool = False,
     ) -> None:
         self.pid_file, self.console_socket, self.preserve_fds = pid_file, console_socket, preserve_fds
-        self.no_pivot, self.systemd_cgroup = no_pivot, systemd_cgroup
+        self.no_pivot, self.systemd_cgroup, self.no_new_keyring = no_pivot, systemd_cgroup, no_new_keyring
         self.console: Any = None  # an already connected console socket (foreground `run -t`)
         # The operator's annotations over the bundle's (the shim's runtime options): they win
         self.annotations: dict[str, str] = {}

@@ -6,6 +6,7 @@ imported by the host before the fork: after pivot_root the host's Python stdlib 
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import signal
@@ -43,11 +44,13 @@ class Sandbox:
         console: Any = None,
         no_pivot: bool = False,
         hook_state: dict[str, Any] | None = None,
+        new_keyring: bool = True,
     ) -> None:
         self.spec, self.container, self.plan, self.payload_hook = spec, container, plan, payload_hook
         self.namespaces, self.cgroup_paths, self.exec_fifo = namespaces, cgroup_paths, exec_fifo
         self.started_fd = started_fd
         self.console, self.no_pivot, self.hook_state = console, no_pivot, hook_state
+        self.new_keyring = new_keyring
 
 
 def _set_oom_score_adj(value: int) -> None:
@@ -61,6 +64,21 @@ def _set_oom_score_adj(value: int) -> None:
     except OSError as e:
         hint = f" (going below the current {current} needs CAP_SYS_RESOURCE)" if e.errno == 13 else ""
         raise MrunError(f"process.oomScoreAdj: cannot set {value}: {e.strerror}{hint}")
+
+
+def _join_session_keyring(sb: Sandbox) -> None:
+    """Keyrings are not namespaced: a process in its caller's session keyring possesses the
+    caller's keys. As runc: the container's own, named ``_ses.<id>`` (an exec joins it by that
+    name), searchable by its user (with a user namespace, by "other": the mapped ids differ)."""
+    if not sb.new_keyring:
+        return
+    try:
+        ring = sc.join_session_keyring(f"_ses.{sb.container.id}")
+        sc.add_key_permissions(ring, 0x8 if "user" in sb.namespaces else 0x80000)
+    except OSError as e:
+        if e.errno == errno.ENOSYS:  # a kernel without keyrings: nothing to share either
+            return
+        raise MrunError(f"cannot join a session keyring of its own: {e.strerror} (--no-new-keyring keeps the caller's)")
 
 
 def _host_pid() -> int:
@@ -153,6 +171,7 @@ def _enter_rootfs(sb: Sandbox) -> None:
 def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
     spec, linux = sb.spec, sb.spec.linux
     os.setsid()
+    _join_session_keyring(sb)
     host_pid = _host_pid()
     # Without a mount namespace of its own (new or joined) the container shares the caller's,
     # as the runtime-spec says and runc does: then mrun shapes no filesystem at all.
@@ -265,6 +284,7 @@ def exec_child(sb: Sandbox, ch: Channel) -> NoReturn:
     """An ``exec``'d process: the namespaces are the container's, and so is the cgroup once the
     host has moved us (launch.spawn) before we start anything."""
     await_key(ch, "cgrouped", set())
+    _join_session_keyring(sb)
     if sb.console is not None:
         os.setsid()
     payload = _enter_process(sb, keep=(ch.rfd, ch.wfd))
