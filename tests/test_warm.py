@@ -267,6 +267,47 @@ def test_a_caller_with_fewer_privileges_is_told_to_run_cold(h):
     assert r.returncode == 0 and client.status(warm_path())["served"] == before + 1  # the same verb, as root: warm
 
 
+def under_a_seccomp_filter() -> None:
+    """A filter of our own that allows everything: /proc says "Seccomp: 2" as for any other."""
+    import ctypes
+
+    class Instruction(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
+
+    class Program(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Instruction))]
+
+    allow = (Instruction * 1)(Instruction(0x06, 0, 0, 0x7FFF0000))  # BPF_RET|BPF_K SECCOMP_RET_ALLOW
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(22, 2, ctypes.byref(Program(1, allow)), 0, 0) == 0  # PR_SET_SECCOMP, MODE_FILTER
+
+
+def test_a_caller_under_a_seccomp_filter_is_told_to_run_cold(h, tmp_path):
+    """Two filters cannot be compared (/proc shows only the mode): a template started under one
+    must not serve a caller under another, whose rules the child would not have."""
+    directory = str(tmp_path / "warm")
+    env = {**os.environ, "MRUN_WARM_DIR": directory, "MRUN_WARM_DEBUG": "1"}
+    try:
+        r = subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, text=True, timeout=30, env=env,
+                           preexec_fn=under_a_seccomp_filter)  # starts a template, under that filter
+        assert r.returncode == 0, r.stderr
+        deadline = time.monotonic() + 20
+        while not [n for n in os.listdir(directory) if n.endswith(".sock")]:
+            assert time.monotonic() < deadline, "no template came up"
+            time.sleep(0.05)
+        path = os.path.join(directory, next(n for n in os.listdir(directory) if n.endswith(".sock")))
+        while client.status(path) is None:
+            assert time.monotonic() < deadline, "the template does not answer"
+            time.sleep(0.05)
+        r = subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, text=True, timeout=30, env=env,
+                           preexec_fn=under_a_seccomp_filter)  # another filter, the same mode
+        assert r.returncode == 0, r.stderr
+        assert "cold because" in r.stderr and "seccomp" in r.stderr, r.stderr
+        assert client.status(path)["served"] == 0
+    finally:
+        stop_templates(directory)
+
+
 def shutil_which(name: str) -> str | None:
     import shutil
 

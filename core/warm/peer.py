@@ -3,7 +3,8 @@
 A child forked from the template runs with the template's privileges, so serving a caller
 with fewer would hand it more: a root process with dropped capabilities, no_new_privs, a
 seccomp filter, another LSM label, or in other namespaces or under another root directory.
-Such a caller is told to run cold, where the kernel applies its own limits to it. The peer's
+Such a caller is told to run cold, where the kernel applies its own limits to it; so is any
+caller under a seccomp filter, as /proc shows a filter's mode but not its rules. The peer's
 uid comes from the socket (SO_PEERCRED), which the caller cannot forge.
 """
 
@@ -54,6 +55,8 @@ def mismatch(pid: int, mine: dict[str, str]) -> str | None:
         theirs = context(pid)
     except OSError as e:
         return f"the caller's /proc entry: {e.strerror}"
+    if theirs.get("Seccomp", "0") != "0":  # /proc gives the mode, not the rules: two filters cannot be compared
+        return f"the caller runs under a seccomp filter (Seccomp {theirs['Seccomp']}) the template cannot match"
     for key in sorted(set(mine) | set(theirs)):
         if mine.get(key) != theirs.get(key):
             return f"{key} differs ({theirs.get(key)!r}, template {mine.get(key)!r})"
