@@ -283,25 +283,42 @@ def under_a_seccomp_filter() -> None:
 
 
 def test_a_caller_under_a_seccomp_filter_is_told_to_run_cold(h, tmp_path):
-    """Two filters cannot be compared (/proc shows only the mode): a template started under one
-    must not serve a caller under another, whose rules the child would not have."""
+    """Two filters cannot be compared (/proc shows only the mode): a template must not serve a
+    caller under a filter, whose rules the child would not have. Nor does such a caller start a
+    template (it would inherit the filter); and one started under a filter leaves at once."""
     directory = str(tmp_path / "warm")
     env = {**os.environ, "MRUN_WARM_DIR": directory, "MRUN_WARM_DEBUG": "1"}
-    try:
+    deadline = time.monotonic() + 30
+
+    def ps(**kw) -> subprocess.CompletedProcess[str]:
         r = subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, text=True, timeout=30, env=env,
-                           preexec_fn=under_a_seccomp_filter)  # starts a template, under that filter
+                           **kw)
         assert r.returncode == 0, r.stderr
-        deadline = time.monotonic() + 20
-        while not [n for n in os.listdir(directory) if n.endswith(".sock")]:
-            assert time.monotonic() < deadline, "no template came up"
+        return r
+
+    def await_file(suffix: str, holding: str = "") -> str:
+        while True:
+            names = [n for n in os.listdir(directory) if n.endswith(suffix)] if os.path.isdir(directory) else []
+            if names and holding in open(os.path.join(directory, names[0])).read():
+                return os.path.join(directory, names[0])
+            assert time.monotonic() < deadline, f"no {suffix} file holding {holding!r} in {directory}"
             time.sleep(0.05)
-        path = os.path.join(directory, next(n for n in os.listdir(directory) if n.endswith(".sock")))
+
+    try:
+        ps(preexec_fn=under_a_seccomp_filter)
+        time.sleep(1)
+        assert not os.path.isdir(directory) or not os.listdir(directory), "a filtered caller started a template"
+        code = "from mrun.warm import client; client.start_template(client.socket_path())"
+        python = os.path.join(os.path.dirname(h.binary), "python")
+        subprocess.run([python, "-c", code], env=env, check=True, timeout=30, preexec_fn=under_a_seccomp_filter)
+        await_file(".log", holding="seccomp")  # it left at once
+        assert not [n for n in os.listdir(directory) if n.endswith(".sock")]
+        ps()  # unfiltered: starts one
+        path = await_file(".pid")[: -len(".pid")] + ".sock"
         while client.status(path) is None:
             assert time.monotonic() < deadline, "the template does not answer"
             time.sleep(0.05)
-        r = subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, text=True, timeout=30, env=env,
-                           preexec_fn=under_a_seccomp_filter)  # another filter, the same mode
-        assert r.returncode == 0, r.stderr
+        r = ps(preexec_fn=under_a_seccomp_filter)
         assert "cold because" in r.stderr and "seccomp" in r.stderr, r.stderr
         assert client.status(path)["served"] == 0
     finally:

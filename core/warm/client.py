@@ -108,6 +108,13 @@ def _read(sock: Any, size: int) -> bytes | None:
     return data
 
 
+def _under_seccomp() -> bool:
+    """A template started from here would inherit our filter and serve nobody (warm.peer)."""
+    from mrun.warm.peer import under_seccomp
+
+    return under_seccomp()
+
+
 def _inherited_fds(exclude: int) -> list[int]:
     """0, 1, 2 and every descriptor an exec'd process would inherit (not close-on-exec)."""
     fds = []
@@ -162,7 +169,7 @@ def _hand_over(
         sock.connect(path)
     except OSError as e:
         sock.close()
-        if e.errno in (2, 111):  # ENOENT, ECONNREFUSED: none, or a dead one's socket
+        if e.errno in (2, 111) and not _under_seccomp():  # ENOENT, ECONNREFUSED: none, or a dead one's socket
             start_template(path)
         return None, None
     try:

@@ -49,6 +49,11 @@ def context(pid: int | str) -> dict[str, str]:
     return facts
 
 
+def under_seccomp(pid: int | str = "self") -> bool:
+    with open(f"/proc/{pid}/status") as f:
+        return any(line.startswith("Seccomp:") and line.split()[1] != "0" for line in f)
+
+
 def mismatch(pid: int, mine: dict[str, str]) -> str | None:
     """The first fact in which ``pid`` differs from the template (``mine``), or None."""
     try:

@@ -315,6 +315,11 @@ def main() -> None:
     os.environ.pop(client.ROOM_VARIABLE, None)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     os.chmod(os.path.dirname(path), 0o700)
+    from mrun.warm import peer
+
+    if peer.under_seccomp():  # it could serve nobody (peer.mismatch): leave the path to one that can
+        log("started under a seccomp filter, which would serve no caller: leaving")
+        return
     lock_fd = take_lock(path)
     if lock_fd is None:
         return  # another template serves this path
