@@ -159,6 +159,32 @@ def test_a_terminal_and_its_resize(images, busybox_archive):
         os.close(master)
 
 
+def test_relative_paths_resolve_in_the_callers_directory_not_at_its_name(images, busybox_archive, tmp_path):
+    """A directory's name can come to mean another directory while the caller sits in the first
+    one (a mount over it, a rename and a new one): the child must work where the caller is, as a
+    cold process does, not wherever the name points by the time it looks it up."""
+    import ctypes
+    import shutil
+
+    h = images
+    here, other = tmp_path / "here", tmp_path / "other"
+    here.mkdir()
+    other.mkdir()
+    shutil.copy(busybox_archive, here / "image.tar")
+
+    def cover_our_directory() -> None:  # after Popen's chdir: our directory is hidden under `other`
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.mount(str(other).encode(), str(here).encode(), None, 4096, None) == 0  # MS_BIND
+
+    try:
+        r = subprocess.run(cli(h, "load", "image.tar"), cwd=here, capture_output=True, text=True, timeout=60,
+                           env=env_of(h), preexec_fn=cover_our_directory, stdin=subprocess.DEVNULL)
+    finally:
+        subprocess.run(["umount", str(here)], capture_output=True)
+    assert r.returncode == 0, r.stderr
+    assert IMAGE.split(":")[0] in img_ok(h, "images").stdout
+
+
 def test_a_module_in_the_callers_directory_is_never_imported(images, busybox_archive, tmp_path):
     """A warm child works in its caller's directory. A module file there (here tty.py, which the
     terminal relay imports only once a terminal is in use) must not be what it imports: the

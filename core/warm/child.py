@@ -197,10 +197,14 @@ def die_with_caller(reply: int) -> None:
 
 
 def become(msg: dict[str, Any], received: list[int], peer_pid: int, keep: list[int]) -> None:
-    """Everything but running the work. ``keep``: our own descriptors (the connection)."""
+    """Everything but running the work. ``received``: the caller's descriptors for ``msg["fds"]``,
+    then its working directory. ``keep``: our own descriptors (the connection)."""
     from mrun.warm import client
 
     client.in_template_child = True
+    received, cwd = received[:-1], received[-1]  # the caller's working directory, after its descriptors
+    os.fchdir(cwd)
+    os.close(cwd)
     reset_signals()
     os.setsid()
     join_cgroups(peer_pid)
@@ -215,7 +219,6 @@ def become(msg: dict[str, Any], received: list[int], peer_pid: int, keep: list[i
                 pass
     os.environ.clear()
     os.environ.update(msg["env"])
-    os.chdir(msg["cwd"])
     if isinstance(msg.get("script_dir"), str) and os.path.isabs(msg["script_dir"]) and sys.path:
         sys.path[0] = msg["script_dir"]  # the caller's launcher directory, as its own sys.path[0]
     os.umask(msg["umask"])

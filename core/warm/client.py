@@ -188,8 +188,21 @@ def _ask(
 ) -> int | None:
     if fds is None:
         fds = _inherited_fds(sock.fileno())
-    if len(fds) > MAX_FDS:
+    if len(fds) >= MAX_FDS:
         return None
+    # Where we are, as a descriptor: a path can come to name another directory before the
+    # child looks it up (a mount over it, a rename), and relative paths would resolve there.
+    cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return _send_request(sock, kind, argv, ident, path, fds, cwd, extra)
+    finally:
+        os.close(cwd)
+
+
+def _send_request(
+    sock: Any, kind: str, argv: list[str], ident: dict[str, Any], path: str, fds: list[int], cwd: int,
+    extra: dict[str, Any],
+) -> int | None:
     mask = os.umask(0)
     os.umask(mask)
     with open("/proc/self/cmdline", "rb") as f:
@@ -202,7 +215,6 @@ def _ask(
         "cmdline": cmdline.decode("latin-1"),
         "comm": comm.decode("latin-1"),
         "env": dict(os.environ),
-        "cwd": os.getcwd(),
         "script_dir": script_dir(),
         "umask": mask,
         "fds": fds,
@@ -217,7 +229,7 @@ def _ask(
         send_message(sock, msg)
         first = recv_message(sock)
         if first is not None and first.get("send") == "fds":
-            send_fds(sock, fds)
+            send_fds(sock, [*fds, cwd])
             first = recv_message(sock)
     except TimeoutError:
         return None

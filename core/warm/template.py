@@ -206,7 +206,7 @@ class Template:
         client.send_message(conn, {"send": "fds"})
         fds = _recv_fds(conn)
         try:
-            if fds is not None and len(fds) == len(msg["fds"]):
+            if fds is not None and len(fds) == len(msg["fds"]) + 1:  # and the working directory
                 self.fork(conn, msg, fds, pid)
         finally:
             for fd in fds or ():
