@@ -15,7 +15,17 @@ import termios
 import time
 
 import pytest
-from conftest import IMAGE, img_ok, run_args, running, stop_templates, warm_path, warm_served, warm_templates
+from conftest import (
+    IMAGE,
+    img_ok,
+    mrun_binary,
+    run_args,
+    running,
+    stop_templates,
+    warm_path,
+    warm_served,
+    warm_templates,
+)
 from mrun.warm import client
 
 
@@ -291,6 +301,65 @@ def test_a_caller_with_fewer_privileges_is_told_to_run_cold(h):
     assert client.status(warm_path())["served"] == before
     r = subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and client.status(warm_path())["served"] == before + 1  # the same verb, as root: warm
+
+
+SWAPPED_CALLER = """
+import os, sys
+from mrun.warm import client
+ident = client.identity()
+sock = __import__("socket").socket(__import__("socket").AF_UNIX)
+sock.connect(client.socket_path(ident))
+if os.fork():
+    os._exit(0)  # the pid the template saw connect goes; our child keeps the connection
+sys.stdin.readline()  # until the pid belongs to another process
+client.send_message(sock, {"kind": "cli", "argv": ["mrun", "ps"], "cmdline": "mrun", "comm": "mrun",
+                           "env": dict(os.environ), "script_dir": sys.argv[1], "umask": 18, "fds": [0, 1, 2],
+                           "stdio": [None, None, None], "identity": ident})
+answer = client.recv_message(sock)
+if answer and answer.get("send") == "fds":
+    client.send_fds(sock, [0, 1, 2, os.open(".", os.O_PATH)])
+    answer = client.recv_message(sock)
+print(__import__("json").dumps(answer), flush=True)
+"""
+
+
+def test_a_caller_whose_pid_passes_to_another_process_is_not_served_as_that_one(tmp_path):
+    """SO_PEERCRED names the pid that connected, not whoever holds it by the time the template
+    reads /proc: a caller without CAP_SYS_ADMIN connects and exits, a fully privileged process
+    takes its pid, and the caller's child finishes the request. It must not be served with the
+    privileges /proc now shows; the descriptors carry their sender's pid (SCM_CREDENTIALS)."""
+    before = _template()["served"]
+    python = os.path.join(os.path.dirname(mrun_binary()), "python")
+    script = tmp_path / "swapped.py"
+    script.write_text(SWAPPED_CALLER)
+    caller = subprocess.Popen(["setpriv", "--bounding-set", "-sys_admin", python, str(script),
+                               os.path.dirname(mrun_binary())],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    gone = caller.pid  # setpriv execs: this is the process that connects, then exits
+    caller.wait(timeout=30)
+    holder = None
+    try:
+        for _ in range(50):  # the next pid the kernel hands out, made to be the one that just went
+            with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+                f.write(str(gone - 1))
+            holder = subprocess.Popen(["sleep", "60"])
+            if holder.pid == gone:
+                break
+            holder.kill()
+            holder.wait()
+            holder = None
+        assert holder is not None, f"pid {gone} was never handed out again"
+        caller.stdin.write("go\n")
+        caller.stdin.flush()
+        answer = caller.stdout.readline()
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+    answer = json.loads(answer)
+    assert "pid" not in answer, f"served as the privileged process that took the caller's pid: {answer}"
+    assert "is not the process that connected" in answer["cold"]
+    assert client.status(warm_path())["served"] == before
 
 
 def under_a_seccomp_filter() -> None:

@@ -49,6 +49,16 @@ def context(pid: int | str) -> dict[str, str]:
     return facts
 
 
+def start_time(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks after boot): a pid handed to another process shows
+    another start time. None: no such process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def under_seccomp(pid: int | str = "self") -> bool:
     with open(f"/proc/{pid}/status") as f:
         return any(line.startswith("Seccomp:") and line.split()[1] != "0" for line in f)

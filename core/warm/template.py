@@ -199,15 +199,25 @@ class Template:
         if msg.get("kind") == "status":
             client.send_message(conn, self.status())
             return
+        # SO_PEERCRED names the pid that connected, and /proc is read by pid: by now it may be
+        # another process's. Its start time before the facts and again once the descriptors are
+        # here, and the pid the kernel stamps on the descriptors' message, must all be the same.
+        started = peer.start_time(pid)
         why = self.refusal(msg, pid)
         if why is not None:
             client.send_message(conn, {"cold": why, "stale": self.leaving})
             return
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)  # before we ask: the answer carries its sender
         client.send_message(conn, {"send": "fds"})
-        fds = _recv_fds(conn)
+        fds, sender = _recv_fds(conn)
         try:
-            if fds is not None and len(fds) == len(msg["fds"]) + 1:  # and the working directory
-                self.fork(conn, msg, fds, pid)
+            if fds is None or len(fds) != len(msg["fds"]) + 1:  # and the working directory
+                return
+            if started is None or sender != pid or peer.start_time(pid) != started:
+                log(f"refused pid {pid}: the descriptors came from pid {sender}, or pid {pid} is another process now")
+                client.send_message(conn, {"cold": f"pid {pid} is not the process that connected"})
+                return
+            self.fork(conn, msg, fds, pid)
         finally:
             for fd in fds or ():
                 os.close(fd)
@@ -288,23 +298,30 @@ def run_cli(argv: list[str]) -> int:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
 
 
-def _recv_fds(conn: socket.socket) -> list[int] | None:
-    """The caller's descriptors: one message of SCM_RIGHTS (and a byte to carry them)."""
+def _recv_fds(conn: socket.socket) -> tuple[list[int] | None, int | None]:
+    """The caller's descriptors: one message of SCM_RIGHTS (and a byte to carry them), and the
+    pid the kernel stamped on it (SCM_CREDENTIALS, with SO_PASSCRED on): who sent it, not who
+    connected."""
     import array
+    import struct
 
     fds = array.array("i")
-    data, anc, _flags, _addr = conn.recvmsg(1, socket.CMSG_SPACE(client.MAX_FDS * fds.itemsize))
+    space = socket.CMSG_SPACE(client.MAX_FDS * fds.itemsize) + socket.CMSG_SPACE(struct.calcsize("3i"))
+    data, anc, _flags, _addr = conn.recvmsg(1, space)
+    sender = None
     for level, kind, payload in anc:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+        elif level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(payload) >= 12:
+            sender = struct.unpack("3i", payload[:12])[0]
     received = list(fds)
     for fd in received:
         os.set_inheritable(fd, False)
     if data != b"F":
         for fd in received:
             os.close(fd)
-        return None
-    return received
+        return None, sender
+    return received, sender
 
 
 def main() -> None:
