@@ -500,9 +500,44 @@ def test_an_idle_template_leaves_and_the_next_caller_brings_one_back(h, tmp_path
             while (status := client.status(path)) is None:
                 assert time.monotonic() < deadline, "no template came up"
                 time.sleep(0.05)
+            spares = spares_of(path)
+            assert spares, "no spare child waits for the next caller"
             deadline = time.monotonic() + 10
-            while os.path.exists(path) or running(status["pid"]):
-                assert time.monotonic() < deadline, "the idle template stayed"
+            while os.path.exists(path) or running(status["pid"]) or any(running(p) for p in spares):
+                assert time.monotonic() < deadline, "the idle template (or its spare child) stayed"
                 time.sleep(0.1)
     finally:
         stop_templates(str(tmp_path / "warm"))
+
+
+def spares_of(path: str) -> list[int]:
+    """The children a template forked in advance for its next caller (named after its socket)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if f.read().split(b"\0")[:2] == [b"mrun-warm-spare", path.encode()]:
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_caller_is_served_when_the_spare_child_is_gone(images, busybox_archive):
+    """The spare is a convenience: killed (or never forked), the template forks for the caller."""
+    h = images
+    if h.base_env.get("MRUN_WARM") == "0":
+        pytest.skip("the cold variant has no template")
+    img_ok(h, "load", busybox_archive)
+    path = warm_path()
+    for pid in spares_of(path):
+        os.kill(pid, signal.SIGKILL)  # ours: the session's template's child, by pid
+    before = client.status(path)["served"]
+    r = subprocess.run(cli(h, *run_args(h, "--rm", IMAGE, "echo", "served")), capture_output=True, text=True,
+                       timeout=30, env=env_of(h))
+    assert (r.returncode, r.stdout) == (0, "served\n"), r.stderr
+    assert client.status(path)["served"] == before + 1
+    deadline = time.monotonic() + 10
+    while not spares_of(path):  # and it keeps one for the next caller again
+        assert time.monotonic() < deadline, "no new spare child"
+        time.sleep(0.05)

@@ -28,7 +28,7 @@ from mrun.warm import client
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, NoReturn
 
 KINDS = ("cli", "shim-daemon")  # what a caller may ask for (docstring above)
 IDLE_EXIT = 300.0  # seconds without a caller ($MRUN_WARM_IDLE)
@@ -149,10 +149,12 @@ class Template:
         self.served = 0
         self.digest = code.digest()
         self.leaving = False
+        self.spare: socket.socket | None = None  # our end of the pair to a child forked in advance
 
     def serve(self, idle: float) -> None:
         self.listener.settimeout(idle)
         while not self.leaving:
+            self.keep_spare()
             try:
                 conn, _ = self.listener.accept()
             except TimeoutError:
@@ -181,6 +183,54 @@ class Template:
         except OSError:
             pass
         self.listener.close()
+        if self.spare is not None:  # it reads the end of the pair and exits
+            self.spare.close()
+            self.spare = None
+
+    def keep_spare(self) -> None:
+        """A child forked now, between callers, waits for the next one: the fork (a few ms for
+        a process this size, and the child's first run) is then off that caller's path. Forked
+        after ``mrun_warm``: it has every module compiled so far."""
+        if self.spare is not None:
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            pid = os.fork()
+        except OSError as e:
+            log(f"no spare child: {e.strerror}")
+            ours.close()
+            theirs.close()
+            return
+        if pid == 0:
+            ours.close()
+            self._detach()
+            from mrun.kernel.proc import rewrite_area
+
+            rewrite_area("arg", f"mrun-warm-spare\0{self.path}".encode())
+            try:
+                job = _await_job(theirs)
+            except (OSError, ValueError):
+                job = None
+            if job is None:  # the template left (or broke the pair): nobody to serve
+                os._exit(0)
+            theirs.close()
+            self._child(*job)
+        theirs.close()
+        self.spare = ours
+
+    def _to_spare(self, conn: socket.socket, msg: dict[str, Any], fds: list[int], peer_pid: int) -> bool:
+        """Hand a checked caller to the spare. -> False: there is none (or it died): fork now."""
+        spare, self.spare = self.spare, None
+        if spare is None:
+            return False
+        try:
+            client.send_fds(spare, [conn.fileno(), *fds])
+            client.send_message(spare, {"msg": msg, "peer": peer_pid})
+            return True
+        except OSError:
+            return False
+        finally:
+            spare.close()
 
     def handle(self, conn: socket.socket) -> None:
         """The request first, the descriptors only once we said yes: a caller never has its stdio
@@ -240,16 +290,25 @@ class Template:
         return peer.mismatch(pid, self.context)
 
     def fork(self, conn: socket.socket, msg: dict[str, Any], fds: list[int], peer_pid: int) -> None:
-        child = os.fork()
-        if child:
+        if self._to_spare(conn, msg, fds, peer_pid) or os.fork():
             self.served += 1
             return
+        self._detach()
+        self._child(conn, msg, fds, peer_pid)
+
+    def _detach(self) -> None:
+        """In a child: let go of what is the template's alone."""
+        self.listener.close()
+        os.close(self.lock_fd)
+        if self.spare is not None:
+            self.spare.close()
+
+    def _child(self, conn: socket.socket, msg: dict[str, Any], fds: list[int], peer_pid: int) -> NoReturn:
+        """Become the caller, do the work, report; never returns."""
         code, reply = 255, None
         try:
             from mrun.warm.child import become, die_with_caller
 
-            self.listener.close()
-            os.close(self.lock_fd)
             own = os.dup(conn.fileno())  # parked high by become; ours alone
             conn.close()
             import fcntl
@@ -296,6 +355,18 @@ def run_cli(argv: list[str]) -> int:
         return cli_main(argv)
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+
+
+def _await_job(pair: socket.socket) -> tuple[socket.socket, dict[str, Any], list[int], int] | None:
+    """In the spare: the caller the template hands over (its connection and descriptors, its
+    request, its pid), or None once the template closes the pair."""
+    fds, _sender = _recv_fds(pair)
+    job = client.recv_message(pair) if fds else None
+    if not fds or job is None:
+        for fd in fds or ():
+            os.close(fd)
+        return None
+    return socket.socket(fileno=fds[0]), job["msg"], fds[1:], job["peer"]
 
 
 def _recv_fds(conn: socket.socket) -> tuple[list[int] | None, int | None]:
