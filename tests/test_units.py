@@ -364,3 +364,18 @@ def test_status_table_allows_what_runc_allows():
                     require(op, s, "c1")
                 assert "'c1'" in str(e.value) and "\n" not in str(e.value)
     assert str(Status.PAUSED) == "paused" and Status.RUNNING == "running"
+
+
+def test_oom_kills_are_read_from_the_one_file_that_counts_them(tmp_path):
+    """Every delete asks: v1's memory.oom_control, v2's memory.events, 0 without either."""
+    from mrun.cgroups.v1 import CgroupV1
+    from mrun.cgroups.v2 import CgroupV2
+
+    (tmp_path / "memory").mkdir()
+    (tmp_path / "memory" / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n")
+    assert CgroupV1({"memory": str(tmp_path / "memory"), "pids": str(tmp_path / "pids")}).oom_kills() == 3
+    assert CgroupV1({"pids": str(tmp_path / "pids")}).oom_kills() == 0
+    (tmp_path / "v2").mkdir()
+    (tmp_path / "v2" / "memory.events").write_text("low 0\nhigh 0\nmax 5\noom 2\noom_kill 2\n")
+    assert CgroupV2(str(tmp_path / "v2")).oom_kills() == 2
+    assert CgroupV2(str(tmp_path / "gone")).oom_kills() == 0

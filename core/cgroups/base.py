@@ -257,7 +257,16 @@ class Cgroup:
         raise NotImplementedError
 
     def oom_kills(self) -> int:
-        return int(self.stats().get("memory", {}).get("oom_kill", 0))
+        """The memory controller's OOM kill count; one file, not all the stats (every delete asks)."""
+        path = self._oom_file()
+        try:
+            return int(keyed(path).get("oom_kill", 0)) if path else 0
+        except FileNotFoundError:
+            return 0
+
+    def _oom_file(self) -> str:
+        """The keyed file that counts OOM kills ("" without a memory controller)."""
+        raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:
         raise NotImplementedError

@@ -127,6 +127,9 @@ class CgroupV1(Cgroup):
     def _freezer_dir(self) -> str:
         return self.paths.get("freezer", "")
 
+    def _oom_file(self) -> str:
+        return os.path.join(self.paths["memory"], "memory.oom_control") if "memory" in self.paths else ""
+
     def is_frozen(self) -> bool:
         path = self.paths.get("freezer")
         try:

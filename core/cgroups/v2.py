@@ -132,6 +132,9 @@ class CgroupV2(Cgroup):
             return
         super().kill_all(sig)
 
+    def _oom_file(self) -> str:
+        return self._file("memory.events")
+
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if os.path.exists(self._file("memory.current")):
