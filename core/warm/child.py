@@ -196,16 +196,36 @@ def die_with_caller(reply: int) -> None:
     fcntl.fcntl(reply, fcntl.F_SETFL, fcntl.fcntl(reply, fcntl.F_GETFL) | os.O_ASYNC)
 
 
-def become(msg: dict[str, Any], received: list[int], peer_pid: int, keep: list[int]) -> None:
-    """Everything but running the work. ``received``: the caller's descriptors for ``msg["fds"]``,
-    then its working directory. ``keep``: our own descriptors (the connection)."""
+_prepared = False
+
+
+def prepare() -> None:
+    """What every child does whoever its caller is: a spare does it while it waits for one."""
+    global _prepared
     from mrun.warm import client
 
     client.in_template_child = True
+    reset_signals()
+    _prepared = True
+
+
+def adopt_environ(env: dict[str, str]) -> None:
+    """The caller's environment: only what differs is set or unset (each is a putenv)."""
+    for name in [n for n in os.environ if n not in env]:
+        del os.environ[name]
+    for name, value in env.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
+
+
+def become(msg: dict[str, Any], received: list[int], peer_pid: int, keep: list[int]) -> None:
+    """Everything but running the work. ``received``: the caller's descriptors for ``msg["fds"]``,
+    then its working directory. ``keep``: our own descriptors (the connection)."""
+    if not _prepared:
+        prepare()
     received, cwd = received[:-1], received[-1]  # the caller's working directory, after its descriptors
     os.fchdir(cwd)
     os.close(cwd)
-    reset_signals()
     os.setsid()
     join_cgroups(peer_pid)
     adopt_priorities(peer_pid)
@@ -217,8 +237,7 @@ def become(msg: dict[str, Any], received: list[int], peer_pid: int, keep: list[i
                 os.close(fd)
             except OSError:
                 pass
-    os.environ.clear()
-    os.environ.update(msg["env"])
+    adopt_environ(msg["env"])
     if isinstance(msg.get("script_dir"), str) and os.path.isabs(msg["script_dir"]) and sys.path:
         sys.path[0] = msg["script_dir"]  # the caller's launcher directory, as its own sys.path[0]
     os.umask(msg["umask"])

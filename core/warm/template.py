@@ -207,6 +207,9 @@ class Template:
             from mrun.kernel.proc import rewrite_area
 
             rewrite_area("arg", f"mrun-warm-spare\0{self.path}".encode())
+            from mrun.warm.child import prepare
+
+            prepare()
             try:
                 job = _await_job(theirs)
             except (OSError, ValueError):
