@@ -7,11 +7,16 @@ been idle for ``$MRUN_WARM_IDLE`` seconds (default 300), its code changed on dis
 to stop (SIGTERM). The socket and its directory are root's alone, and the peer's credentials
 are checked on every connection as well.
 
+Between callers it keeps one child forked in advance (``mrun-warm-spare``): a checked caller is
+handed to it over a socket pair, so the fork is not on the caller's path.
+
 A request is one message: "cli" (``client.run``: an ``mrun`` verb, whose exit status goes back)
 or "shim-daemon" (``client.spawn``: the shim daemon for ``containerd-shim-mrun-v2 start``, which
 waits for nothing). The template answers ``{"send": "fds"}`` and then takes the descriptors, or
 ``{"cold": why}`` (``"stale": true`` when it is leaving because its code changed), or ``{"error":
-why}`` to a caller that is not root. The child answers ``{"pid": N}`` and, for "cli", at the end
+why}`` to a caller that is not root. The descriptors come in one message, the caller's working
+directory last (O_PATH); with SO_PASSCRED the kernel stamps its sender's pid on it, which must
+be the pid checked. The child answers ``{"pid": N}`` and, for "cli", at the end
 ``{"exit": status}``. ``{"kind": "status"}`` is answered in place: the template's pid, how many
 callers it served, its code's digest.
 """
