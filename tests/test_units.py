@@ -379,3 +379,31 @@ def test_oom_kills_are_read_from_the_one_file_that_counts_them(tmp_path):
     (tmp_path / "v2" / "memory.events").write_text("low 0\nhigh 0\nmax 5\noom 2\noom_kill 2\n")
     assert CgroupV2(str(tmp_path / "v2")).oom_kills() == 2
     assert CgroupV2(str(tmp_path / "gone")).oom_kills() == 0
+
+
+@pytest.mark.parametrize("inotify", [True, False])
+def test_the_template_fingerprint_sees_every_change_with_or_without_inotify(tmp_path, inotify):
+    """A quiet inotify queue skips the stats; a change in place, a replacement (pip's rename) or
+    a new file in a watched directory is seen either way, and reported by path."""
+    from mrun.warm.fingerprint import Fingerprint
+
+    module, package = tmp_path / "module.py", tmp_path
+    module.write_text("A = 1\n")
+    fp = Fingerprint([str(package), str(module)])
+    if not inotify:
+        fp.events = None
+    else:
+        assert fp.events is not None, "inotify is missing here"
+    assert fp.changed() is None and fp.changed() is None
+    module.write_text("A = 2\n")  # in place: the directory's own times do not change
+    assert fp.changed() == str(module)
+    fp = Fingerprint([str(package), str(module)])
+    fp.events = fp.events if inotify else None
+    (tmp_path / "new.py.tmp").write_text("A = 3\n")
+    os.replace(tmp_path / "new.py.tmp", module)  # as pip replaces a file
+    assert fp.changed() in (str(package), str(module))
+    fp = Fingerprint([str(package), str(module)])
+    fp.events = fp.events if inotify else None
+    assert fp.changed() is None
+    (tmp_path / "added.py").write_text("")
+    assert fp.changed() == str(package)
