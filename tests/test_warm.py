@@ -506,6 +506,9 @@ def test_an_idle_template_leaves_and_the_next_caller_brings_one_back(h, tmp_path
             while os.path.exists(path) or running(status["pid"]) or any(running(p) for p in spares):
                 assert time.monotonic() < deadline, "the idle template (or its spare child) stayed"
                 time.sleep(0.1)
+            with open(path[: -len(".sock")] + ".log") as f:
+                log = f.read()
+            assert "leaving" in log and "Traceback" not in log and "Exception ignored" not in log, log
     finally:
         stop_templates(str(tmp_path / "warm"))
 

@@ -404,6 +404,21 @@ def _recv_fds(conn: socket.socket) -> tuple[list[int] | None, int | None]:
 
 
 def main() -> None:
+    """Serve, then end without the interpreter's teardown: the engine's finalizers then run
+    against a half-torn-down wasmtime module (a traceback in the log at every exit)."""
+    from mrun.exiting import finish
+
+    try:
+        _main()
+    except BaseException:  # noqa: BLE001 - said in the log, as the interpreter would have said it
+        import traceback
+
+        traceback.print_exc()
+        finish(1)
+    finish(0)
+
+
+def _main() -> None:
     path = sys.argv[1]
     from mrun.kernel.proc import rewrite_area
 
