@@ -228,13 +228,15 @@ def _daemon(listener: _socket.socket, config: dict[str, str], bundle: str, path:
     if not service.shutdown_requested.wait(uncalled) and not server.calls:
         service.shutdown_requested.set()
     service.shutdown_requested.wait()
-    if publisher is not None:
-        publisher.flush(3)  # the last exit and delete events reach containerd before we go
-    threading.Event().wait(0.1)  # let the Shutdown reply leave
+    # Nobody is to find us any more: containerd's `delete` (run at once) and a `start` for the same
+    # group would otherwise meet a shim on its way out, and take it for a pod's live one.
     try:
         os.unlink(path)
     except OSError:
         pass
+    if publisher is not None:
+        publisher.flush(3)  # the last exit and delete events reach containerd before we go
+    threading.Event().wait(0.1)  # let the Shutdown reply leave
     os._exit(0)
 
 

@@ -335,6 +335,18 @@ def test_shim_a_faulting_wasm_module_is_a_trap_not_a_crash(ctd):
     assert "out of bounds memory access" in r.stderr
 
 
+def test_shim_told_to_shut_down_is_not_mistaken_for_a_pods_live_shim(ctd):
+    """A shim stops answering at its socket the moment it is told to shut down: it used to keep
+    serving while its last events went out, so containerd's `delete`, run after every task, found
+    it alive and logged "served by a live shim (a pod's other tasks)" for a pod that is none."""
+    ctd.log.flush()
+    seen = os.path.getsize(ctd.log.name)
+    ctd.ctr(*shim_run_args(ctd, "quiet"), "--rm", IMAGE, "quiet", "true")
+    with open(ctd.log.name) as f:
+        f.seek(seen)
+        assert "live shim" not in f.read()
+
+
 def test_shim_task_ps_kill_and_exit_event(ctd):
     cid = "shimlong"
     watcher = subprocess.Popen([ctd.ctr_bin, "--address", ctd.sock, "events"], stdout=subprocess.PIPE, text=True)
