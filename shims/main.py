@@ -217,6 +217,7 @@ def _daemon(listener: _socket.socket, config: dict[str, str], bundle: str, path:
     publisher = Publisher(ttrpc_address, namespace) if ttrpc_address else None
     service = TaskService(namespace, _root(namespace), ours, publisher)
     service.helper_pids.add(helper)
+    service.on_shutdown = lambda: _unlink(path)
     server = Server(on_last_disconnect=service.containerd_gone)
     service.register(server)
     SandboxService(service).register(server)
@@ -226,18 +227,22 @@ def _daemon(listener: _socket.socket, config: dict[str, str], bundle: str, path:
     # between) goes away instead of waiting forever.
     uncalled = float(os.environ.get("MRUN_SHIM_UNCALLED_EXIT") or UNCALLED_EXIT)
     if not service.shutdown_requested.wait(uncalled) and not server.calls:
-        service.shutdown_requested.set()
+        service.shut_down()
     service.shutdown_requested.wait()
-    # Nobody is to find us any more: containerd's `delete` (run at once) and a `start` for the same
-    # group would otherwise meet a shim on its way out, and take it for a pod's live one.
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
     if publisher is not None:
         publisher.flush(3)  # the last exit and delete events reach containerd before we go
     threading.Event().wait(0.1)  # let the Shutdown reply leave
     os._exit(0)
+
+
+def _unlink(path: str) -> None:
+    """Our socket goes the moment we are told to shut down: containerd's `delete` (run at once)
+    and a `start` for the same group would otherwise meet a shim on its way out, and take it for a
+    pod's live one."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _close_all_but(keep: int) -> None:

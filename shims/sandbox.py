@@ -231,7 +231,7 @@ class SandboxService:
             idle = not self.tasks.tasks and not self.tasks.sandboxes
         if idle:
             print(f"mrun shim: sandbox {sandbox_id} shut down; no task left", file=sys.stderr)
-            self.tasks.shutdown_requested.set()
+            self.tasks.shut_down()
         return b""
 
     def sandboxmetrics(self, payload: bytes, _req: object) -> bytes:

@@ -104,6 +104,7 @@ class TaskService:
         self.early_exits: dict[int, int] = {}  # exits reaped before Create recorded the pid
         self.lock = threading.Lock()
         self.shutdown_requested = threading.Event()
+        self.on_shutdown: Callable[[], None] | None = None  # before the event is set (main: unlink the socket)
         self.sandboxes: dict[str, object] = {}  # the pods this shim holds (shims/sandbox.py)
         self.watchers: dict[int, Callable[[int], None]] = {}  # other children whose exit someone awaits
 
@@ -515,12 +516,19 @@ class TaskService:
         with self.lock:
             idle = not self.tasks and not self.sandboxes
         if idle:
-            self.shutdown_requested.set()
+            self.shut_down()
 
     def shutdown(self, payload: bytes, _req: object) -> bytes:
         if not self.tasks and not self.sandboxes:
-            self.shutdown_requested.set()  # the daemon exits once this reply is on its way
+            self.shut_down()  # the daemon exits once this reply is on its way
         return b""
+
+    def shut_down(self) -> None:
+        """Be found by nobody any more (``on_shutdown``), then let the daemon exit: before the
+        Shutdown reply leaves, so a ``start`` or ``delete`` that follows never meets us."""
+        if self.on_shutdown is not None and not self.shutdown_requested.is_set():
+            self.on_shutdown()
+        self.shutdown_requested.set()
 
 
 def runtime_options(type_url: str, value: bytes) -> dict[str, str]:

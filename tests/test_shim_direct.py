@@ -63,6 +63,7 @@ class Shim:
         for task_id in task_ids:
             self.call("Delete", task_pb2.DeleteRequest(id=task_id))
         self.call("Shutdown", task_pb2.ShutdownRequest(id=self.cid))
+        assert not os.path.exists(self.socket), "a shim told to shut down still answers at its socket"
         self.client.close()
         deadline = time.monotonic() + 10
         while running(self.pid):
