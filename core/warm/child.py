@@ -1,10 +1,10 @@
 """A child forked from the template becomes its caller, as far as the work can tell.
 
 Descriptors (at the caller's numbers, inheritable as they were), environment, argv, working
-directory, umask, resource limits, cgroups, scheduling (priorities, CPUs, I/O class, OOM score,
-personality, login uid), process name, a session of its own, and signal dispositions and stdio
-objects as a fresh interpreter sets them up. What the template had open
-is closed. The template checked beforehand that the caller's namespaces, credentials and
+directory (by descriptor), umask, resource limits, cgroups, scheduling (priorities, CPUs, I/O
+class, OOM score, personality, login uid), process name, a session of its own, and signal
+dispositions and stdio objects as a fresh interpreter sets them up. What the template had open is
+closed. The template checked beforehand that the caller's namespaces, credentials and
 confinement are its own (``peer``), so those need no adopting.
 """
 

@@ -5,7 +5,9 @@ with fewer would hand it more: a root process with dropped capabilities, no_new_
 seccomp filter, another LSM label, or in other namespaces or under another root directory.
 Such a caller is told to run cold, where the kernel applies its own limits to it; so is any
 caller under a seccomp filter, as /proc shows a filter's mode but not its rules. The peer's
-uid comes from the socket (SO_PEERCRED), which the caller cannot forge.
+uid and pid come from the socket (SO_PEERCRED), which the caller cannot forge; the pid is the one
+that connected, so the template also checks, with the kernel's stamp on the descriptors' message
+and the pid's start time, that it is still the process that sends them (``template.handle``).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def start_time(pid: int) -> int | None:
 
 
 def under_seccomp(pid: int | str = "self") -> bool:
+    """Whether ``pid`` runs under a seccomp filter (or strict mode)."""
     with open(f"/proc/{pid}/status") as f:
         return any(line.startswith("Seccomp:") and line.split()[1] != "0" for line in f)
 
