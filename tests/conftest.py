@@ -270,21 +270,42 @@ def warm_dir(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 def stop_templates(directory: str) -> None:
-    """SIGTERM each template by its pid file (only if that pid is a template), then wait."""
-    pids = []
-    for name in os.listdir(directory) if os.path.isdir(directory) else []:
-        if not name.endswith(".pid"):
-            continue
+    """SIGTERM each template by its pid file (only if that pid is a template), then wait. A
+    template still loading holds its lock but has written no pid file yet: it is waited for, so
+    one started by the last call before this is stopped too, not left to its idle timeout."""
+    import fcntl
+
+    def held(lock: str) -> bool:
         try:
-            pid = int(open(os.path.join(directory, name)).read())
-            if open(f"/proc/{pid}/cmdline", "rb").read().startswith(b"mrun-warm-template\0"):
-                os.kill(pid, 15)
-                pids.append(pid)
-        except (OSError, ValueError):
-            continue
+            fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    stopped: set[int] = set()
     deadline = time.monotonic() + 10
-    while any(running(p) for p in pids):
-        assert time.monotonic() < deadline, f"warm templates {pids} did not stop"
+    while True:
+        names = os.listdir(directory) if os.path.isdir(directory) else []
+        for name in names:
+            if not name.endswith(".pid"):
+                continue
+            try:
+                pid = int(open(os.path.join(directory, name)).read())
+                if pid not in stopped and open(f"/proc/{pid}/cmdline", "rb").read().startswith(b"mrun-warm-template\0"):
+                    os.kill(pid, 15)
+                    stopped.add(pid)
+            except (OSError, ValueError):
+                continue
+        locked = [n for n in names if n.endswith(".lock") and held(os.path.join(directory, n))]
+        if not locked and not any(running(p) for p in stopped):
+            return
+        assert time.monotonic() < deadline, f"warm templates did not stop: {stopped}, locks held: {locked}"
         time.sleep(0.05)
 
 
