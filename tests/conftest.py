@@ -273,20 +273,7 @@ def stop_templates(directory: str) -> None:
     """SIGTERM each template by its pid file (only if that pid is a template), then wait. A
     template still loading holds its lock but has written no pid file yet: it is waited for, so
     one started by the last call before this is stopped too, not left to its idle timeout."""
-    import fcntl
-
-    def held(lock: str) -> bool:
-        try:
-            fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            return False
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
+    from mrun.state import held_by_someone
 
     stopped: set[int] = set()
     deadline = time.monotonic() + 10
@@ -302,7 +289,7 @@ def stop_templates(directory: str) -> None:
                     stopped.add(pid)
             except (OSError, ValueError):
                 continue
-        locked = [n for n in names if n.endswith(".lock") and held(os.path.join(directory, n))]
+        locked = [n for n in names if n.endswith(".lock") and held_by_someone(os.path.join(directory, n))]
         if not locked and not any(running(p) for p in stopped):
             return
         assert time.monotonic() < deadline, f"warm templates did not stop: {stopped}, locks held: {locked}"
