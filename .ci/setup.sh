@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 packages=(python3 python3-venv python3-pip busybox-static runc containerd umoci skopeo
           libseccomp2 iproute2 procps
+          gcc libc6-dev  # the native launchers (bin/launcher.c)
           clang lld wasi-libc libclang-rt-14-dev-wasm32  # these four build examples/wasm
           podman conmon
           docker-registry openssl  # the pull tests run a registry and its token server

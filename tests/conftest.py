@@ -369,11 +369,14 @@ def busybox_archive(tmp_path_factory):
 def images(request: Any, h: Any, tmp_path: Any) -> Any:
     """The harness plus a private image root; every test must leave it without containers or mounts.
     Each test runs twice: with the docker-like verbs served by the warm template (and a check that
-    they were), and cold (MRUN_WARM=0)."""
+    they were), and cold (MRUN_WARM=0). A test may ask for "python" as well (indirect
+    parametrization): warm through the Python launcher, which is `mrun` where no C compiler was."""
     h.image_root = str(tmp_path / "images")
-    warm = request.param == "warm"
+    warm = request.param in ("warm", "python")
     if not warm:
         h.base_env["MRUN_WARM"] = "0"
+    if request.param == "python":
+        h.binary = os.path.join(os.path.dirname(h.binary), "mrun-python")
     before = warm_served()
     yield h
     if warm:

@@ -24,8 +24,10 @@ def _imports(argv: list[str], env: dict[str, str] | None = None) -> set[str]:
 
 def imported(args: list[str], env: dict[str, str] | None = None) -> set[str]:
     """What mrun imports beyond the interpreter's own start-up (site, .pth hooks such as an
-    editable install's finder) in this environment."""
-    return _imports([mrun_binary(), *args], env) - _imports(["-c", "pass"], env)
+    editable install's finder) in this environment: the Python launcher's, which the native one
+    runs for every call the warm template does not serve."""
+    python_launcher = os.path.join(os.path.dirname(mrun_binary()), "mrun-python")
+    return _imports([python_launcher, *args], env) - _imports(["-c", "pass"], env)
 
 
 @pytest.mark.parametrize("verb", [["state", "x"], ["start", "x"], ["kill", "x", "KILL"], ["delete", "x"]])

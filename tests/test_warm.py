@@ -28,6 +28,9 @@ from conftest import (
 )
 from mrun.warm import client
 
+# The tests of what a user could tell apart run through both launchers, and cold.
+LAUNCHERS = pytest.mark.parametrize("images", ["warm", "python", "cold"], indirect=True)
+
 
 def cli(h, *args: str) -> list[str]:
     return [h.binary, "--root", h.root, "--image-root", h.image_root, *args]
@@ -37,6 +40,7 @@ def env_of(h, **extra: str) -> dict[str, str]:
     return {**os.environ, **h.base_env, **extra}
 
 
+@LAUNCHERS
 def test_exit_codes_stdin_eof_and_a_pipeline(images, busybox_archive, tmp_path):
     h = images
     img_ok(h, "load", busybox_archive)
@@ -55,6 +59,7 @@ def test_exit_codes_stdin_eof_and_a_pipeline(images, busybox_archive, tmp_path):
     assert (r.returncode, r.stdout) == (5, "piped\n"), r.stderr
 
 
+@LAUNCHERS
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 42), (signal.SIGINT, 43)])
 def test_signals_to_the_command_reach_the_container(images, busybox_archive, sig, code):
     h = images
@@ -110,6 +115,7 @@ def tuned_as_expected() -> list[str]:
     return ["7", str(os.SCHED_BATCH), str(max(os.sched_getaffinity(0))), "123", f"{NO_RANDOMIZE:08x}", LOGINUID]
 
 
+@LAUNCHERS
 def test_the_callers_priorities_cpus_and_oom_score_reach_its_container(images, busybox_archive):
     """The template's child once kept the template's nice value, CPU affinity, scheduling policy,
     I/O priority, OOM score, personality and login uid: `nice mrun run` ran its container at the
@@ -145,6 +151,7 @@ def _read_until(fd: int, needle: str, timeout: float = 15) -> str:
     return out
 
 
+@LAUNCHERS
 def test_a_terminal_and_its_resize(images, busybox_archive):
     h = images
     img_ok(h, "load", busybox_archive)

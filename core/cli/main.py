@@ -129,12 +129,17 @@ WARM_VERBS = frozenset(
 )
 
 
-def warm_worthy(cmd: Command, params: dict[str, Any], argv: list[str]) -> bool:
-    """Whether the warm template may run this call. Never a runc verb as conmon or containerd's
-    runc shim call it: they are subreapers that must be the container's ancestors, so `create`,
-    `run -b`, `exec --detach`/`--pid-file` and the rest stay in the calling process."""
+def warm_worthy(cmd: Command, params: dict[str, Any], argv: list[str], native: bool = False) -> bool:
+    """Whether the warm template may run this call. Never one that starts a container's process
+    as conmon or containerd's runc shim call it: they are subreapers that must be the container's
+    ancestors, so `create`, `run -b`, `exec --detach`/`--pid-file` and the rest stay in the
+    calling process. ``native``: asked for the native launcher, which starts no interpreter;
+    then the other runc verbs (start, state, kill, delete...) are served too. From a Python
+    launcher they are not: the round trip costs more than the verb."""
     name = cmd.name
     if callable(cmd.handler) or name in WARM_VERBS:  # a backend's own verb (mrun cache) too
+        return True
+    if native and name not in ("create", "run", "exec", "restore"):
         return True
     if name == "run":
         return not (params.get("bundle") or params.get("pid_file") or params.get("console_socket")

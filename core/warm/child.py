@@ -89,14 +89,19 @@ def fresh_stdio(encodings: list[Any]) -> None:
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams  # type: ignore[misc]
 
 
-def join_cgroups(pid: int) -> None:
-    """Into every cgroup ``pid`` is in, where ours differ (a shim belongs where containerd put
-    the process it started, not where the template happens to run)."""
+def cgroup_moves(pid: int | str) -> list[list[str]]:
+    """[hierarchy id, controllers, path] of each cgroup ``pid`` is in and we are not."""
     with open(f"/proc/{pid}/cgroup") as f:
         theirs = f.read().splitlines()
     with open("/proc/self/cgroup") as f:
         ours = set(f.read().splitlines())
-    moves = [line.split(":", 2) for line in theirs if line not in ours]
+    return [line.split(":", 2) for line in theirs if line not in ours]
+
+
+def join_cgroups(pid: int) -> None:
+    """Into every cgroup ``pid`` is in, where ours differ (a shim belongs where containerd put
+    the process it started, not where the template happens to run)."""
+    moves = cgroup_moves(pid)
     if not moves:
         return
     mounts = _cgroup_mounts()

@@ -43,10 +43,61 @@ ROOM_VARIABLE = "MRUN_WARM_ROOM"
 
 # Set in a child forked from the template: the code it runs must not ask the template again.
 in_template_child = False
+# Set by the Python launchers from MRUN_LAUNCHER, which the native launcher (bin/launcher.c) sets
+# when it runs one: "asked" (the template was asked and did not serve) or "link:<key>" (no
+# template answered at the native launcher's link: make it and start one, for a call a template
+# would serve). Either way this process does not ask: the native launcher did, or found none.
+launcher: str | None = None
+_started_template = False  # this process started one: a second would only wait for its lock
 
 
 def enabled() -> bool:
     return not in_template_child and os.environ.get("MRUN_WARM", "1") != "0" and os.geteuid() == 0
+
+
+def from_launcher(value: str) -> None:
+    """What the native launcher said, from the Python launcher it ran (``launcher``)."""
+    global launcher
+    launcher = value
+
+
+def link_native() -> None:
+    """For "link:<key>" (``launcher``): the link the native launcher looks for,
+    ``native-<key>.sock`` beside this installation's template socket, is made to point at that
+    socket, and a template is started if none answers there. Called only where a template is
+    wanted: a call it would serve. Never for ``create``: its caller's cgroup (conmon's, one per
+    container) may be removed after it, and a template started there would keep it busy."""
+    key = (launcher or "").removeprefix("link:")
+    if key == launcher or len(key) != 8 or any(c not in "0123456789abcdef" for c in key):
+        return
+    if not enabled() or _under_seccomp():  # a template it started would serve nobody
+        return
+    path = socket_path()
+    link = os.path.join(os.path.dirname(path), f"native-{key}.sock")
+    try:
+        if os.readlink(link) != os.path.basename(path):
+            raise FileNotFoundError
+    except OSError:
+        try:
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            os.symlink(os.path.basename(path), f"{link}.{os.getpid()}")
+            os.replace(f"{link}.{os.getpid()}", link)
+        except OSError:
+            return
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    try:
+        sock.connect(path)
+    except OSError:
+        _start_once(path)
+    finally:
+        sock.close()
+
+
+def _start_once(path: str) -> None:
+    global _started_template
+    if not _started_template:
+        _started_template = True
+        start_template(path)
 
 
 def identity() -> dict[str, Any]:
@@ -162,6 +213,9 @@ def _hand_over(
     """-> (the child's pid, the connection) once a child took the work, else (None, None)."""
     if not enabled():
         return None, None
+    if launcher is not None:  # the native launcher ran us: it asked already, or found no template
+        link_native()
+        return None, None
     ident = identity()
     path = socket_path(ident)
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
@@ -170,7 +224,7 @@ def _hand_over(
     except OSError as e:
         sock.close()
         if e.errno in (2, 111) and not _under_seccomp():  # ENOENT, ECONNREFUSED: none, or a dead one's socket
-            start_template(path)
+            _start_once(path)
         return None, None
     try:
         pid = _ask(sock, kind, argv, ident, path, fds, extra)

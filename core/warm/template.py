@@ -10,15 +10,22 @@ are checked on every connection as well.
 Between callers it keeps one child forked in advance (``mrun-warm-spare``): a checked caller is
 handed to it over a socket pair, so the fork is not on the caller's path.
 
-A request is one message: "cli" (``client.run``: an ``mrun`` verb, whose exit status goes back)
+A request is one message: "cli" (``client.run``: an ``mrun`` verb, whose exit status goes back),
+"shim" (the native ``containerd-shim-mrun-v2``: its ``start``, ``delete`` or ``-info``, likewise)
 or "shim-daemon" (``client.spawn``: the shim daemon for ``containerd-shim-mrun-v2 start``, which
-waits for nothing). The template answers ``{"send": "fds"}`` and then takes the descriptors, or
-``{"cold": why}`` (``"stale": true`` when it is leaving because its code changed), or ``{"error":
-why}`` to a caller that is not root. The descriptors come in one message, the caller's working
-directory last (O_PATH); with SO_PASSCRED the kernel stamps its sender's pid on it, which must
-be the pid checked. The child answers ``{"pid": N}`` and, for "cli", at the end
-``{"exit": status}``. ``{"kind": "status"}`` is answered in place: the template's pid, how many
-callers it served, its code's digest.
+waits for nothing). The Python client sends its interpreter's ``identity``; the native launcher
+(bin/launcher.c) cannot, and sends ``native``: its directory and the environment variables that
+decide how the Python launcher beside it would start, which must be the template's own. It leaves
+to the template whether a verb is served (``native_refusal``): what must stay in its caller
+(``create``) is answered ``cold`` before the caller's credentials are compared.
+
+The template answers ``{"send": "fds"}`` and then takes the descriptors, or ``{"cold": why}``
+(``"stale": true`` when it is leaving because its code changed), or ``{"error": why}`` to a
+caller that is not root. The descriptors come in one message, the caller's working directory
+last (O_PATH); with SO_PASSCRED the kernel stamps its sender's pid on it, which must be the pid
+checked. The child answers ``{"pid": N}`` and, for "cli", at the end ``{"exit": status}``.
+``{"kind": "status"}`` is answered in place: the template's pid, how many callers it served, its
+code's digest.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, NoReturn
 
-KINDS = ("cli", "shim-daemon")  # what a caller may ask for (docstring above)
+KINDS = ("cli", "shim", "shim-daemon")  # what a caller may ask for (docstring above)
 IDLE_EXIT = 300.0  # seconds without a caller ($MRUN_WARM_IDLE)
 LOCK_WAIT = 3.0  # seconds to wait for a template that is leaving to let go of the lock
 
@@ -140,7 +147,9 @@ def listen(path: str) -> socket.socket:
 
 
 class Template:
-    def __init__(self, path: str, listener: socket.socket, lock_fd: int, code: Any, backends: Any) -> None:
+    def __init__(
+        self, path: str, listener: socket.socket, lock_fd: int, code: Any, backends: Any, script_dir: str = ""
+    ) -> None:
         from mrun.warm import peer
 
         self.path = path
@@ -155,6 +164,7 @@ class Template:
         self.digest = code.digest()
         self.leaving = False
         self.spare: socket.socket | None = None  # our end of the pair to a child forked in advance
+        self.script_dir = script_dir  # the Python launchers' directory, as the first caller had it
 
     def serve(self, idle: float) -> None:
         self.listener.settimeout(idle)
@@ -291,11 +301,38 @@ class Template:
             log(f"{changed} changed since this template started: leaving")
             self.leaving = True
             return f"the installed code changed ({changed})"
-        if msg.get("identity") != self.identity:
+        native = msg.get("native")
+        if native is not None:
+            why = self.native_mismatch(native, msg, pid)
+            if why is not None:
+                return why
+        elif msg.get("identity") != self.identity:
             return "the caller's interpreter, sys.path or environment differs"
         if msg.get("kind") not in KINDS or not isinstance(msg.get("fds"), list):
             return "a malformed request"
         return peer.mismatch(pid, self.context)
+
+    def native_mismatch(self, native: Any, msg: dict[str, Any], pid: int) -> str | None:
+        """A native launcher's call: served if the Python launcher beside it would have started
+        as this template did (the same directory, hence the same interpreter, and the same
+        PYTHON*/LC_*/LANG variables), and if the verb may leave its caller. Then ``msg`` gets the
+        stdio a fresh interpreter would set up (the template's own: same locale, same encoding)."""
+        if not isinstance(native, dict) or msg.get("kind") not in ("cli", "shim"):
+            return "a malformed request"
+        if native.get("dir") != self.script_dir:
+            return f"the launcher is in {native.get('dir')!r}, this template's in {self.script_dir!r}"
+        if native.get("env") != self.identity["env"]:
+            return "the caller's PYTHON*, LC_* or LANG variables differ"
+        if (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()) != ("utf-8", "surrogateescape"):
+            return "the filesystem encoding is not UTF-8 (the native launcher sends UTF-8)"
+        if msg["kind"] == "cli":
+            why = native_refusal(msg.get("argv", [])[1:], pid)
+            if why is not None:
+                return why
+        fds = msg.get("fds") if isinstance(msg.get("fds"), list) else []
+        msg["stdio"] = [client._stream(stream) if fd in fds else None
+                        for fd, stream in enumerate((sys.stdin, sys.stdout, sys.stderr))]
+        return None
 
     def fork(self, conn: socket.socket, msg: dict[str, Any], fds: list[int], peer_pid: int) -> None:
         if self._to_spare(conn, msg, fds, peer_pid) or os.fork():
@@ -336,7 +373,7 @@ class Template:
 
             if select.select([reply], [], [], 0)[0]:  # it was killed before we armed it
                 os._exit(0)
-            code = run_cli(msg["argv"][1:])
+            code = run_shim(msg["argv"][1:]) if msg["kind"] == "shim" else run_cli(msg["argv"][1:])
         except BaseException as e:  # noqa: BLE001 - the caller hears of it, the template goes on
             try:
                 print(f"mrun: {e.__class__.__name__}: {e}", file=sys.stderr)
@@ -363,6 +400,35 @@ def run_cli(argv: list[str]) -> int:
         return cli_main(argv)
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+
+
+def run_shim(argv: list[str]) -> int:
+    from mrun.shims.main import main as shim_main
+
+    return shim_main(argv)
+
+
+def native_refusal(argv: list[str], pid: int) -> str | None:
+    """Why a native launcher's ``mrun`` call is not served here, or None. Served: what the Python
+    client hands over (``warm_worthy``), help and usage errors (typer is loaded here), and the
+    runc verbs that need not stay in their caller (``start``, ``state``, ``kill``, ``delete``...)
+    when the child need not move into another cgroup: a move waits for an RCU grace period (8-15
+    ms on cgroup v1 here), more than such a verb costs cold."""
+    from mrun.cli.fastparse import ParseError, parse
+    from mrun.cli.main import warm_worthy
+    from mrun.warm.child import cgroup_moves
+
+    try:
+        _g, cmd, params = parse(argv)
+    except ParseError:
+        return None
+    if warm_worthy(cmd, params, argv):
+        return None
+    if not warm_worthy(cmd, params, argv, native=True):
+        return f"`{cmd.name}` runs in its caller, which may be the container's subreaper"
+    if cgroup_moves(pid):
+        return f"`{cmd.name}` from another cgroup than the template's: a move would cost more than the call"
+    return None
 
 
 def _await_job(pair: socket.socket) -> tuple[socket.socket, dict[str, Any], list[int], int] | None:
@@ -443,7 +509,7 @@ def _main() -> None:
     # Children are reaped by the kernel: the template waits for none of them.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    template = Template(path, listen(path), lock_fd, code, backends)
+    template = Template(path, listen(path), lock_fd, code, backends, sys.argv[2] if len(sys.argv) > 2 else "")
     with open(path[: -len(".sock")] + ".pid", "w") as f:
         f.write(str(os.getpid()))
     log(f"serving {path} (loaded in {time.monotonic() - t0:.2f} s, code {template.digest[:12]})")

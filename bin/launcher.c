@@ -1,0 +1,661 @@
+/* The native launcher for `mrun` and `containerd-shim-mrun-v2`: a client of the warm template
+ * (mrun.warm) that starts no interpreter.
+ *
+ * Why it exists: a Python process costs 8-10 ms here before its first line runs, and containerd
+ * runs the shim binary twice per container (start, delete), podman and containerd's runc shim run
+ * `mrun` three times (create, start, delete). The template has paid every import once; this
+ * program hands it the call as mrun.warm.client does (argv, environment, descriptors, working
+ * directory, umask), relays signals and returns the child's status. It decides nothing about the
+ * work: the template says whether it serves the call. Whenever it does not (none running, stale,
+ * a verb that must stay in the caller such as `create`, a caller it will not serve, any error
+ * before a child took the work), this program execs the Python launcher beside it
+ * (COLD_SCRIPT), which runs the call exactly as it always has.
+ *
+ * Built by setup.py twice: KIND "cli" (mrun, falls back to mrun-python) and KIND "shim"
+ * (containerd-shim-mrun-v2, falls back to containerd-shim-mrun-v2-python).
+ *
+ * The template is found by a link its Python side makes: native-<key>.sock in the warm
+ * directory, key = crc32 of this binary's directory and the environment variables that decide
+ * how Python would start (the template checks both again; the key only picks the link). When
+ * the link is missing or dead, the fallback is told (MRUN_LAUNCHER=link:<key>) to make it and
+ * start a template; when the template was asked and said no, the fallback is told not to ask
+ * again (MRUN_LAUNCHER=asked). The Python launcher removes the variable before anything else.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef LAUNCHER_KIND
+#define LAUNCHER_KIND "cli"
+#endif
+#ifndef COLD_SCRIPT
+#define COLD_SCRIPT "mrun-python"
+#endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+
+#define DEFAULT_DIR "/run/mrun/warm"
+#define FIRST_ANSWER_MS 5000 /* client.FIRST_ANSWER_TIMEOUT */
+#define EXIT_WAIT_MS 2000    /* client.EXIT_WAIT */
+#define MAX_FDS 250          /* client.MAX_FDS */
+#define MAX_MESSAGE (1 << 20)
+
+extern char **environ;
+
+static char **call_argv;
+static char cold_path[PATH_MAX];
+static char self_dir[PATH_MAX];
+
+/* ---- falling back ------------------------------------------------------------------------ */
+
+__attribute__((noreturn)) static void cold(const char *launcher, const char *why) {
+    if (why != NULL && getenv("MRUN_WARM_DEBUG") != NULL)
+        fprintf(stderr, "mrun: warm: cold because %s\n", why);
+    if (launcher != NULL)
+        setenv("MRUN_LAUNCHER", launcher, 1);
+    char *argv0 = call_argv[0];
+    call_argv[0] = cold_path;
+    execv(cold_path, call_argv);
+    call_argv[0] = argv0;
+    fprintf(stderr, "%s: cannot run %s: %s\n", LAUNCHER_KIND[0] == 's' ? "containerd-shim-mrun-v2" : "mrun",
+            cold_path, strerror(errno));
+    _exit(127);
+}
+
+/* ---- a growing buffer and JSON out --------------------------------------------------------- */
+
+struct buf {
+    char *data;
+    size_t len, cap;
+};
+
+static void put(struct buf *b, const void *p, size_t n) {
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n)
+            cap *= 2;
+        char *grown = realloc(b->data, cap);
+        if (grown == NULL)
+            cold(NULL, "out of memory");
+        b->data = grown;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+static void puts_(struct buf *b, const char *s) { put(b, s, strlen(s)); }
+
+static void put_u(struct buf *b, unsigned cp) {
+    char esc[8];
+    snprintf(esc, sizeof esc, "\\u%04x", cp);
+    put(b, esc, 6);
+}
+
+/* Length of the valid UTF-8 sequence at s (as Python's decoder accepts it), or 0. */
+static size_t utf8_len(const unsigned char *s, size_t left) {
+    unsigned c = s[0];
+    size_t n;
+    unsigned cp;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+        cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (left < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return n;
+}
+
+/* A JSON string of bytes as Python sees them. "fs": the filesystem encoding (UTF-8, with
+ * surrogateescape: an undecodable byte is U+DC80+byte), as for argv and the environment.
+ * Otherwise latin-1, as client.py decodes /proc/self/cmdline and comm. */
+static void put_str(struct buf *b, const char *s, size_t n, int fs) {
+    const unsigned char *u = (const unsigned char *)s;
+    put(b, "\"", 1);
+    for (size_t i = 0; i < n;) {
+        unsigned c = u[i];
+        if (c == '"' || c == '\\') {
+            char esc[2] = {'\\', (char)c};
+            put(b, esc, 2);
+            i++;
+        } else if (c < 0x20 || c == 0x7f) {
+            put_u(b, c);
+            i++;
+        } else if (c < 0x80) {
+            put(b, &u[i], 1);
+            i++;
+        } else if (!fs) {
+            put_u(b, c);
+            i++;
+        } else {
+            size_t len = utf8_len(&u[i], n - i);
+            if (len) {
+                put(b, &u[i], len);
+                i += len;
+            } else {
+                put_u(b, 0xdc00 + c);
+                i++;
+            }
+        }
+    }
+    put(b, "\"", 1);
+}
+
+static void put_cstr(struct buf *b, const char *s, int fs) { put_str(b, s, strlen(s), fs); }
+
+static void put_int(struct buf *b, long v) {
+    char num[32];
+    snprintf(num, sizeof num, "%ld", v);
+    puts_(b, num);
+}
+
+/* ---- JSON in: the template's answers are flat objects --------------------------------------- */
+
+static const char *skip_ws(const char *p, const char *end) {
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+static const char *skip_string(const char *p, const char *end) {
+    for (p++; p < end; p++) {
+        if (*p == '\\')
+            p++;
+        else if (*p == '"')
+            return p + 1;
+    }
+    return NULL;
+}
+
+static const char *skip_value(const char *p, const char *end) {
+    if (p >= end)
+        return NULL;
+    if (*p == '"')
+        return skip_string(p, end);
+    if (*p == '{' || *p == '[') {
+        int depth = 0;
+        while (p < end) {
+            if (*p == '"') {
+                p = skip_string(p, end);
+                if (p == NULL)
+                    return NULL;
+                continue;
+            }
+            if (*p == '{' || *p == '[')
+                depth++;
+            else if (*p == '}' || *p == ']') {
+                if (--depth == 0)
+                    return p + 1;
+            }
+            p++;
+        }
+        return NULL;
+    }
+    while (p < end && *p != ',' && *p != '}' && *p != ' ' && *p != '\n')
+        p++;
+    return p;
+}
+
+/* Where the value of top-level key `key` starts, or NULL. */
+static const char *json_get(const char *msg, size_t n, const char *key) {
+    const char *p = msg, *end = msg + n;
+    size_t klen = strlen(key);
+    p = skip_ws(p, end);
+    if (p >= end || *p != '{')
+        return NULL;
+    p++;
+    while (1) {
+        p = skip_ws(p, end);
+        if (p >= end || *p != '"')
+            return NULL;
+        const char *k = p + 1, *kend = skip_string(p, end);
+        if (kend == NULL)
+            return NULL;
+        p = skip_ws(kend, end);
+        if (p >= end || *p != ':')
+            return NULL;
+        p = skip_ws(p + 1, end);
+        if ((size_t)(kend - 1 - k) == klen && memcmp(k, key, klen) == 0)
+            return p;
+        p = skip_value(p, end);
+        if (p == NULL)
+            return NULL;
+        p = skip_ws(p, end);
+        if (p >= end || *p != ',')
+            return NULL;
+        p++;
+    }
+}
+
+/* A string value as text, for a message to a person: escapes undone, \u beyond ASCII as '?'. */
+static char *json_text(const char *v, const char *end) {
+    if (v == NULL || v >= end || *v != '"')
+        return NULL;
+    char *text = malloc((size_t)(end - v) + 1), *t = text;
+    if (text == NULL)
+        return NULL;
+    for (v++; v < end && *v != '"'; v++) {
+        if (*v != '\\' || v + 1 >= end) {
+            *t++ = *v;
+            continue;
+        }
+        v++;
+        if (*v == 'u' && end - v > 4) {
+            unsigned cp = (unsigned)strtoul((char[5]){v[1], v[2], v[3], v[4], 0}, NULL, 16);
+            *t++ = cp < 0x80 ? (char)cp : '?';
+            v += 4;
+        } else {
+            *t++ = *v == 'n' ? '\n' : *v == 't' ? '\t' : *v;
+        }
+    }
+    *t = 0;
+    return text;
+}
+
+static int json_int(const char *msg, size_t n, const char *key, long *out) {
+    const char *v = json_get(msg, n, key);
+    if (v == NULL || !(*v == '-' || (*v >= '0' && *v <= '9')))
+        return 0;
+    char *stop;
+    *out = strtol(v, &stop, 10);
+    return stop != v;
+}
+
+static int json_is(const char *msg, size_t n, const char *key, const char *literal) {
+    const char *v = json_get(msg, n, key);
+    return v != NULL && (size_t)(msg + n - v) >= strlen(literal) && memcmp(v, literal, strlen(literal)) == 0;
+}
+
+/* ---- the connection ------------------------------------------------------------------------- */
+
+static int wait_readable(int fd, int ms) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    for (;;) {
+        int r = poll(&p, 1, ms);
+        if (r >= 0)
+            return r;
+        if (errno != EINTR)
+            return -1;
+    }
+}
+
+static int read_full(int fd, char *p, size_t n, long deadline_ms) {
+    while (n > 0) {
+        if (deadline_ms >= 0 && wait_readable(fd, (int)deadline_ms) <= 0)
+            return -1;
+        ssize_t r = read(fd, p, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+/* One length-prefixed message into *out (NUL-terminated); its length, or -1 at EOF or error. */
+static long recv_message(int sock, char **out, long deadline_ms) {
+    unsigned char head[4];
+    if (read_full(sock, (char *)head, 4, deadline_ms) < 0)
+        return -1;
+    size_t n = ((size_t)head[0] << 24) | ((size_t)head[1] << 16) | ((size_t)head[2] << 8) | head[3];
+    if (n > MAX_MESSAGE)
+        return -1;
+    char *body = malloc(n + 1);
+    if (body == NULL || read_full(sock, body, n, deadline_ms) < 0) {
+        free(body);
+        return -1;
+    }
+    body[n] = 0;
+    *out = body;
+    return (long)n;
+}
+
+static int write_full(int fd, const char *p, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int send_fds(int sock, const int *fds, int count) {
+    char byte = 'F';
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    union {
+        char space[CMSG_SPACE(sizeof(int) * (MAX_FDS + 1))];
+        struct cmsghdr align;
+    } control;
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (count > 0) {
+        m.msg_control = control.space;
+        m.msg_controllen = CMSG_SPACE(sizeof(int) * count);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * count);
+        memcpy(CMSG_DATA(c), fds, sizeof(int) * count);
+    }
+    for (;;) {
+        ssize_t r = sendmsg(sock, &m, MSG_NOSIGNAL);
+        if (r == 1)
+            return 0;
+        if (r < 0 && errno == EINTR)
+            continue;
+        return -1;
+    }
+}
+
+/* ---- what the request says ------------------------------------------------------------------ */
+
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Variables client.identity() compares: PYTHON*, LC_*, LANG; sorted, as "NAME=VALUE". */
+static int identity_env(char **out, int room) {
+    int n = 0;
+    for (char **e = environ; *e && n < room; e++)
+        if (strncmp(*e, "PYTHON", 6) == 0 || strncmp(*e, "LC_", 3) == 0 || strncmp(*e, "LANG=", 5) == 0)
+            out[n++] = *e;
+    qsort(out, (size_t)n, sizeof *out, by_name);
+    return n;
+}
+
+static uint32_t crc32_update(uint32_t crc, const void *data, size_t n) {
+    const unsigned char *p = data;
+    crc = ~crc;
+    while (n--) {
+        crc ^= *p++;
+        for (int k = 0; k < 8; k++)
+            crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1)));
+    }
+    return ~crc;
+}
+
+static int read_file(const char *path, struct buf *b) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    char chunk[4096];
+    ssize_t r;
+    while ((r = read(fd, chunk, sizeof chunk)) > 0)
+        put(b, chunk, (size_t)r);
+    close(fd);
+    return r < 0 ? -1 : 0;
+}
+
+/* 0, 1, 2 and every descriptor an exec'd process would inherit, ascending. */
+static int inherited_fds(int *fds, int room, int exclude) {
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return -1;
+    int n = 0, self = dirfd(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        int fd = atoi(e->d_name);
+        if (fd == self || fd == exclude)
+            continue;
+        int flags = fcntl(fd, F_GETFD);
+        if (flags < 0 || (fd > 2 && (flags & FD_CLOEXEC)))
+            continue;
+        if (n == room) {
+            closedir(d);
+            return -1;
+        }
+        fds[n++] = fd;
+    }
+    closedir(d);
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && fds[j - 1] > fds[j]; j--) {
+            int t = fds[j];
+            fds[j] = fds[j - 1];
+            fds[j - 1] = t;
+        }
+    return n;
+}
+
+static void build_request(struct buf *b, int argc, const int *fds, int nfds, char **ident, int nident) {
+    puts_(b, "{\"kind\": \"" LAUNCHER_KIND "\", \"argv\": [");
+    put_cstr(b, cold_path, 1); /* sys.argv[0] as the Python launcher would have it */
+    for (int i = 1; i < argc; i++) {
+        puts_(b, ", ");
+        put_cstr(b, call_argv[i], 1);
+    }
+    puts_(b, "], \"cmdline\": ");
+    struct buf raw = {0};
+    if (read_file("/proc/self/cmdline", &raw) < 0)
+        cold(NULL, "/proc/self/cmdline is unreadable");
+    put_str(b, raw.data ? raw.data : "", raw.len, 0);
+    raw.len = 0;
+    puts_(b, ", \"comm\": ");
+    if (read_file("/proc/self/comm", &raw) < 0)
+        cold(NULL, "/proc/self/comm is unreadable");
+    while (raw.len > 0 && raw.data[raw.len - 1] == '\n')
+        raw.len--;
+    put_str(b, raw.data ? raw.data : "", raw.len, 0);
+    free(raw.data);
+    puts_(b, ", \"env\": {");
+    int first = 1;
+    for (char **e = environ; *e; e++) {
+        const char *eq = strchr(*e, '=');
+        if (eq == NULL || eq == *e)
+            continue;
+        if (!first)
+            puts_(b, ", ");
+        first = 0;
+        put_str(b, *e, (size_t)(eq - *e), 1);
+        puts_(b, ": ");
+        put_cstr(b, eq + 1, 1);
+    }
+    puts_(b, "}, \"script_dir\": ");
+    put_cstr(b, self_dir, 1);
+    mode_t mask = umask(0);
+    umask(mask);
+    puts_(b, ", \"umask\": ");
+    put_int(b, (long)mask);
+    puts_(b, ", \"fds\": [");
+    for (int i = 0; i < nfds; i++) {
+        if (i)
+            puts_(b, ", ");
+        put_int(b, fds[i]);
+    }
+    puts_(b, "], \"native\": {\"dir\": ");
+    put_cstr(b, self_dir, 1);
+    puts_(b, ", \"env\": {");
+    for (int i = 0; i < nident; i++) {
+        const char *eq = strchr(ident[i], '=');
+        if (i)
+            puts_(b, ", ");
+        put_str(b, ident[i], (size_t)(eq - ident[i]), 1);
+        puts_(b, ": ");
+        put_cstr(b, eq + 1, 1);
+    }
+    puts_(b, "}}}");
+}
+
+/* ---- after the hand-over: relay signals, wait, return the status ----------------------------- */
+
+static const int forwarded[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
+static volatile sig_atomic_t child_pidfd = -1;
+static volatile sig_atomic_t last_fatal = 0;
+
+static void relay(int sig) {
+    int saved = errno;
+    if (sig != SIGWINCH && sig != SIGCONT)
+        last_fatal = sig;
+    if (child_pidfd >= 0)
+        syscall(SYS_pidfd_send_signal, (int)child_pidfd, sig, NULL, 0);
+    errno = saved;
+}
+
+static void interrupted_before_hand_over(int sig) {
+    (void)sig;
+    _exit(130); /* what the Python launcher answers to ^C before a child took the work */
+}
+
+__attribute__((noreturn)) static void await_child(int sock, long pid) {
+    int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+    child_pidfd = pidfd;
+    struct sigaction sa = {.sa_handler = relay, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof forwarded / sizeof *forwarded; i++)
+        sigaction(forwarded[i], &sa, NULL);
+    char *msg = NULL;
+    long n = recv_message(sock, &msg, -1);
+    long code;
+    int have = n >= 0 && json_int(msg, (size_t)n, "exit", &code);
+    if (pidfd >= 0) /* and gone, as a process that ran the call itself is when it returns */
+        wait_readable(pidfd, EXIT_WAIT_MS);
+    if (have) {
+        fflush(NULL);
+        _exit((int)(code & 0xff));
+    }
+    if (last_fatal) { /* it died of a signal we passed on, as we would have */
+        int sig = last_fatal;
+        signal(sig, SIG_DFL);
+        sigset_t one;
+        sigemptyset(&one);
+        sigaddset(&one, sig);
+        sigprocmask(SIG_UNBLOCK, &one, NULL);
+        kill(getpid(), sig);
+    }
+    fprintf(stderr, "mrun: the process that ran this command ended without an exit status\n");
+    _exit(255);
+}
+
+/* ---- main ----------------------------------------------------------------------------------- */
+
+int main(int argc, char **argv) {
+    call_argv = argv;
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0) {
+        fprintf(stderr, "mrun: /proc/self/exe: %s\n", strerror(errno));
+        return 127;
+    }
+    exe[len] = 0;
+    char *slash = strrchr(exe, '/');
+    *slash = 0;
+    snprintf(self_dir, sizeof self_dir, "%s", exe[0] ? exe : "/");
+    if ((size_t)snprintf(cold_path, sizeof cold_path, "%s/" COLD_SCRIPT, exe) >= sizeof cold_path) {
+        fprintf(stderr, "mrun: the launcher's path is too long\n");
+        return 127;
+    }
+
+    const char *warm = getenv("MRUN_WARM");
+    if ((warm != NULL && strcmp(warm, "0") == 0) || geteuid() != 0)
+        cold(NULL, NULL);
+
+    char *ident[256];
+    int nident = identity_env(ident, 256);
+    uint32_t crc = crc32_update(0, self_dir, strlen(self_dir) + 1);
+    for (int i = 0; i < nident; i++)
+        crc = crc32_update(crc, ident[i], strlen(ident[i]) + 1);
+    char link_hint[32];
+    snprintf(link_hint, sizeof link_hint, "link:%08x", crc);
+
+    const char *dir = getenv("MRUN_WARM_DIR");
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    int room = snprintf(addr.sun_path, sizeof addr.sun_path, "%s/native-%08x.sock", dir && *dir ? dir : DEFAULT_DIR, crc);
+    if (room < 0 || (size_t)room >= sizeof addr.sun_path)
+        cold(NULL, "the warm directory's path is too long for a socket");
+    int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (sock < 0)
+        cold(NULL, "no socket");
+    if (connect(sock, (struct sockaddr *)&addr, sizeof addr) < 0)
+        cold((errno == ENOENT || errno == ECONNREFUSED) ? link_hint : NULL, "no template answers");
+
+    struct sigaction early = {.sa_handler = interrupted_before_hand_over};
+    sigemptyset(&early.sa_mask);
+    sigaction(SIGINT, &early, NULL);
+
+    int fds[MAX_FDS + 1];
+    int nfds = inherited_fds(fds, MAX_FDS, sock);
+    if (nfds < 0)
+        cold(NULL, "too many descriptors to pass");
+    /* Where we are, as a descriptor: a path can come to name another directory (client._ask). */
+    int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (cwd < 0)
+        cold(NULL, "the working directory cannot be opened");
+
+    struct buf req = {0};
+    put(&req, "\0\0\0\0", 4);
+    build_request(&req, argc, fds, nfds, ident, nident);
+    size_t body = req.len - 4;
+    req.data[0] = (char)(body >> 24);
+    req.data[1] = (char)(body >> 16);
+    req.data[2] = (char)(body >> 8);
+    req.data[3] = (char)body;
+    fflush(NULL);
+    if (write_full(sock, req.data, req.len) < 0)
+        cold(NULL, "the template closed the connection");
+    free(req.data);
+
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int step = 0; step < 2; step++) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long left = FIRST_ANSWER_MS - ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000);
+        char *msg = NULL;
+        long n = left > 0 ? recv_message(sock, &msg, left) : -1;
+        if (n < 0)
+            cold("asked", "the template did not answer in time");
+        long pid;
+        if (step == 0 && json_is(msg, (size_t)n, "send", "\"fds\"")) {
+            fds[nfds] = cwd;
+            if (send_fds(sock, fds, nfds + 1) < 0)
+                cold("asked", "the template closed the connection");
+            close(cwd);
+            free(msg);
+            continue;
+        }
+        if (json_int(msg, (size_t)n, "pid", &pid) && pid > 0)
+            await_child(sock, pid);
+        char *why = json_text(json_get(msg, (size_t)n, "cold"), msg + n);
+        if (why == NULL)
+            why = json_text(json_get(msg, (size_t)n, "error"), msg + n);
+        cold(json_is(msg, (size_t)n, "stale", "true") ? link_hint : "asked", why ? why : msg);
+    }
+    cold("asked", "the template answered out of turn");
+}

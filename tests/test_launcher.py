@@ -1,0 +1,210 @@
+"""The native launchers (bin/launcher.c, installed as `mrun` and `containerd-shim-mrun-v2`): a
+call the warm template serves starts no interpreter; every other call runs the Python launcher
+beside them, exactly as before. What must stay in its caller (`create`) does; a link to a template
+that would not have run this installation as this caller never serves; what the launcher says in
+between (MRUN_LAUNCHER) reaches nobody."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+from conftest import CGROUP_ROOT, mrun_binary, running, stop_templates, warm_path, warm_served
+from mrun.warm import client
+
+BIN = os.path.dirname(mrun_binary())
+
+
+def _served() -> int:
+    warm_served()  # one runs
+    return client.status(warm_path())["served"]
+
+
+def test_both_launchers_are_native_programs_with_python_beside_them():
+    for name in ("mrun", "containerd-shim-mrun-v2"):
+        with open(os.path.join(BIN, name), "rb") as f:
+            assert f.read(4) == b"\x7fELF", f"{name} is not the native launcher: was it installed without a C compiler?"
+        fallback = os.path.join(BIN, f"{name}-python")
+        with open(fallback) as f:
+            assert f.readline().startswith("#!") and os.access(fallback, os.X_OK)
+
+
+# Run as its own process: a subreaper, as conmon and containerd's runc shim are. The init `mrun
+# create` leaves behind must be reparented to it, which it is only if create ran in its tree.
+CREATE_AS_SUBREAPER = textwrap.dedent("""
+    import ctypes, json, os, subprocess, sys
+    ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    binary, root, bundle, cid = sys.argv[1:]
+    subprocess.run([binary, "--root", root, "create", "--bundle", bundle, cid], check=True,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    state = json.loads(subprocess.run([binary, "--root", root, "state", cid], check=True,
+                                      capture_output=True, text=True).stdout)
+    with open(f"/proc/{state['pid']}/stat") as f:
+        parent = int(f.read().rsplit(")", 1)[1].split()[1])
+    subprocess.run([binary, "--root", root, "delete", "--force", cid], check=True)
+    os.waitpid(state["pid"], 0)
+    print(json.dumps({"init_parent": parent, "me": os.getpid()}))
+""")
+
+
+def test_create_stays_in_its_callers_tree(h):
+    import json
+
+    bundle = h.bundle(["sleep", "30"])
+    before = _served()
+    out = subprocess.run([sys.executable, "-c", CREATE_AS_SUBREAPER, h.binary, h.root, bundle, h.cid()],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    facts = json.loads(out.stdout)
+    assert facts["init_parent"] == facts["me"], "the init is not a descendant of the process that ran create"
+    assert _served() == before + 2  # state and delete were served, create was not
+
+
+def test_the_other_runc_verbs_are_served_and_answer_as_cold_ones(h):
+    cid = h.cid()
+    bundle = h.bundle(["sleep", "30"])
+    cold = {**os.environ, "MRUN_WARM": "0"}
+    assert h.mrun("create", "--bundle", bundle, cid).returncode == 0
+    before = _served()
+    warm_state = h.mrun("state", cid)
+    cold_state = h.mrun("state", cid, env=cold)
+    assert warm_state.returncode == cold_state.returncode == 0
+    assert warm_state.stdout == cold_state.stdout and warm_state.stderr == cold_state.stderr == ""
+    for args in (("start", cid), ("kill", cid, "KILL"), ("delete", "--force", cid)):
+        r = h.mrun(*args)
+        assert r.returncode == 0, r.stderr
+    assert _served() == before + 4
+    # From another cgroup the child would have to move (an RCU grace period): such a caller,
+    # conmon's cleanup say, runs cold.
+    other = _another_cgroup(h)
+    try:
+        r = subprocess.run([h.binary, "--root", h.root, "state", cid], capture_output=True, text=True, timeout=30,
+                           env={**os.environ, "MRUN_WARM_DEBUG": "1"}, preexec_fn=lambda: _join(other))
+    finally:
+        os.rmdir(other)
+    assert "cold because `state` from another cgroup than the template's" in r.stderr
+    assert _served() == before + 4
+    gone = [h.mrun("state", cid), h.mrun("state", cid, env=cold)]
+    assert gone[0].returncode == gone[1].returncode == 1
+    assert gone[0].stderr == gone[1].stderr == f"mrun: container '{cid}' does not exist\n"
+
+
+def _another_cgroup(h) -> str:
+    """A cgroup of the test's own, in one hierarchy (the harness removes it)."""
+    v2 = os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers"))
+    path = os.path.join(CGROUP_ROOT, "" if v2 else "pids", h.cgroup_parent.lstrip("/"), "caller")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _join(cgroup: str) -> None:
+    with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+        f.write(str(os.getpid()))
+
+
+def test_a_create_starts_no_template(h, tmp_path):
+    """conmon runs `create` in a cgroup of its own, one per container, and podman removes it
+    after the container: a template started from there would keep it busy."""
+    directory = str(tmp_path / "warm")
+    bundle = h.bundle(["true"])
+    cid = h.cid()
+    try:
+        h.ok("create", "--bundle", bundle, cid, env={"MRUN_WARM_DIR": directory})
+        h.ok("delete", "--force", cid)
+        time.sleep(0.5)  # a template started in the background would have made its socket by now
+        assert not os.path.isdir(directory) or not os.listdir(directory), os.listdir(directory)
+    finally:
+        stop_templates(directory)
+
+
+def test_arguments_reach_the_template_byte_for_byte(h, tmp_path):
+    """Quotes, control characters and bytes that are not UTF-8 (an id, a log path): the served
+    call sees what a cold one sees, and writes the same file under the same name."""
+    odd = b'a"b\\c\n\x01\xff\xfe\xc3\xa9'
+    outcomes = []
+    for variant, env in (("warm", {}), ("cold", {"MRUN_WARM": "0"})):
+        log = os.fsencode(tmp_path) + b"/" + variant.encode() + odd + b".log"
+        args = [os.fsencode(h.binary), b"--root", os.fsencode(h.root), b"--log", log, b"--log-format", b"json",
+                b"state", b"id" + odd]
+        before = _served()
+        r = subprocess.run(args, capture_output=True, timeout=30, env={**os.environ, **env})
+        assert (_served() > before) == (variant == "warm")
+        with open(log, "rb") as f:
+            logged = f.read()
+        outcomes.append((r.returncode, r.stdout, r.stderr, logged.split(b'"time"')[0]))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0] == 1, outcomes[0]
+
+
+def _template_for(env: dict[str, str]) -> str:
+    code = "from mrun.warm import client; print(client.socket_path())"
+    return subprocess.run([os.path.join(BIN, "python"), "-c", code], capture_output=True, text=True, env=env,
+                          check=True).stdout.strip()
+
+
+def _await_template(path: str) -> dict:
+    deadline = time.monotonic() + 20
+    while (status := client.status(path)) is None:
+        assert time.monotonic() < deadline, f"no template came up at {path}"
+        time.sleep(0.05)
+    return status
+
+
+def test_a_link_to_a_template_started_otherwise_never_serves(h, tmp_path):
+    """The native launcher finds its template by a link named after its directory and locale
+    variables. Pointed at a template started under other variables (a hostile or stale link),
+    the template checks them itself and the call runs cold, with the same result."""
+    directory = str(tmp_path / "warm")
+    env_a = {**os.environ, "MRUN_WARM_DIR": directory, "LC_TIME": "C"}
+    env_b = {**os.environ, "MRUN_WARM_DIR": directory, "LC_TIME": "POSIX"}
+    try:
+        links = {}
+        for name, env in (("a", env_a), ("b", env_b)):
+            seen = set(os.listdir(directory)) if os.path.isdir(directory) else set()
+            r = subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, text=True, env=env, timeout=30)
+            assert r.returncode == 0, r.stderr
+            status = _await_template(_template_for(env))
+            links[name] = [n for n in os.listdir(directory) if n.startswith("native-") and n not in seen]
+            assert len(links[name]) == 1, os.listdir(directory)
+            with open(f"/proc/{status['pid']}/environ", "rb") as f:
+                assert b"MRUN_LAUNCHER" not in f.read(), "the launcher's word reached the template"
+        link_a = os.path.join(directory, links["a"][0])
+        template_b = _template_for(env_b)
+        os.unlink(link_a)
+        os.symlink(os.path.basename(template_b), link_a)
+        before = client.status(template_b)["served"]
+        r = subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, text=True, timeout=30,
+                           env={**env_a, "MRUN_WARM_DEBUG": "1"})
+        assert r.returncode == 0, r.stderr
+        assert "cold because the caller's PYTHON*, LC_* or LANG variables differ" in r.stderr
+        assert client.status(template_b)["served"] == before
+        assert r.stdout == subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, text=True,
+                                          timeout=30, env={**env_a, "MRUN_WARM": "0"}).stdout
+    finally:
+        stop_templates(directory)
+
+
+def test_no_template_means_the_python_launcher_then_a_template_for_next_time(h, tmp_path):
+    """The first call finds no link: it runs cold and brings a template up, whose next caller is
+    served. A template that dies leaves a dangling link, treated the same way."""
+    directory = str(tmp_path / "warm")
+    env = {**os.environ, "MRUN_WARM_DIR": directory}
+    path = _template_for(env)
+    try:
+        for _ in range(2):
+            r = subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, text=True, env=env, timeout=30)
+            assert r.returncode == 0, r.stderr
+            status = _await_template(path)
+            r = subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, text=True, env=env, timeout=30)
+            assert r.returncode == 0, r.stderr
+            assert client.status(path)["served"] == status["served"] + 1
+            os.kill(status["pid"], 9)
+            deadline = time.monotonic() + 10
+            while running(status["pid"]):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+    finally:
+        stop_templates(directory)
