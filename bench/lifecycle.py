@@ -1,6 +1,9 @@
 """mrun vs runc, driven the way containerd's runc shim and podman drive a runtime: one process
 per verb (create, start, delete --force) on a bundle running /bin/true. Prints the median of
-each and the ratio. Usage: python bench/lifecycle.py [ROUNDS] [MRUN_BINARY]
+each and the ratio, three ways: warm (a template runs in the caller's cgroup, as one started by
+mrun's own shim or CLI does: it serves start and delete; create always stays in its caller),
+cold (MRUN_WARM=0) and through the Python launcher (what `mrun` is without a C compiler).
+Usage: python bench/lifecycle.py [ROUNDS] [MRUN_BINARY]
 """
 
 from __future__ import annotations
@@ -13,15 +16,23 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(HERE, "examples"))
+sys.path.insert(0, os.path.join(HERE, "tests"))
 from busybox_bundle import make_bundle, remove_parent_cgroup  # noqa: E402
+from conftest import stop_templates  # noqa: E402
+
+VERBS = ("create", "start", "delete")
 
 
-def lifecycle(binary: str, root: str, bundle: str, cid: str) -> float:
-    t0 = time.perf_counter()
+def lifecycle(binary: str, root: str, bundle: str, cid: str, env: dict[str, str]) -> list[float]:
+    times = []
     for args in (["create", "--bundle", bundle, cid], ["start", cid], ["delete", "--force", cid]):
-        subprocess.run([binary, "--root", root, *args], check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+        t0 = time.perf_counter()
+        subprocess.run([binary, "--root", root, *args], check=True, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, env=env)
+        times.append(time.perf_counter() - t0)
+    return times
 
 
 def main() -> None:
@@ -32,22 +43,34 @@ def main() -> None:
         sys.exit("runc is not installed (apt-get install runc)")
     work = tempfile.mkdtemp(prefix="mrun-bench-")
     tag = f"mrun-bench-{os.getpid()}"
+    warm_dir = os.path.join(work, "warm")
+    env = {**os.environ, "MRUN_WARM_DIR": warm_dir}
+    runs = {
+        "mrun warm": (mrun, env),
+        "mrun cold": (mrun, {**env, "MRUN_WARM": "0"}),
+        "mrun, Python launcher": (os.path.join(os.path.dirname(mrun), "mrun-python"), env),
+        "runc": (runc, env),
+    }
     try:
         bundle = os.path.join(work, "bundle")
         os.makedirs(bundle)
         make_bundle(bundle, ["/bin/true"], cgroups_path=f"/{tag}/c")
-        times: dict[str, list[float]] = {"mrun": [], "runc": []}
+        subprocess.run([mrun, "ps"], check=True, stdout=subprocess.DEVNULL, env=env)  # starts the template here
+        times: dict[str, list[list[float]]] = {name: [] for name in runs}
         for i in range(rounds + 2):
-            for name, binary in (("mrun", mrun), ("runc", runc)):
-                t = lifecycle(binary, os.path.join(work, f"root-{name}"), bundle, f"{name}{i}")
-                if i >= 2:  # the first rounds warm caches (page cache, plugin cache)
+            for n, (name, (binary, run_env)) in enumerate(runs.items()):
+                t = lifecycle(binary, os.path.join(work, f"root-{n}"), bundle, f"c{n}-{i}", run_env)
+                if i >= 2:  # the first rounds warm caches (page cache, plugin cache, the template)
                     times[name].append(t)
-        m, r = statistics.median(times["mrun"]), statistics.median(times["runc"])
-        print(
-            f"create+start+delete, median of {rounds}: mrun {m * 1000:.1f} ms, runc {r * 1000:.1f} ms, "
-            f"ratio mrun/runc = {m / r:.2f}"
-        )
+        base = statistics.median(sum(t) for t in times["runc"])
+        print(f"create+start+delete, medians of {rounds} (ms)   total   create  start  delete   ratio to runc")
+        for name, samples in times.items():
+            total = statistics.median(sum(t) for t in samples)
+            verbs = [statistics.median(t[k] for t in samples) * 1000 for k in range(3)]
+            print(f"  {name:<40} {total * 1000:6.1f}  {verbs[0]:6.1f} {verbs[1]:6.1f} {verbs[2]:6.1f}   "
+                  f"{total / base:5.2f}")
     finally:
+        stop_templates(warm_dir) if os.path.isdir(warm_dir) else None
         shutil.rmtree(work, ignore_errors=True)
         remove_parent_cgroup(tag)
 

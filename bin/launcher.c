@@ -563,6 +563,28 @@ __attribute__((noreturn)) static void await_child(int sock, long pid) {
     _exit(255);
 }
 
+/* ---- what never leaves its caller -------------------------------------------------------------- */
+
+/* mrun's global flags that take no value (mrun.cli.commands.GLOBAL_FLAGS; a test keeps them equal). */
+static const char *const boolean_globals[] = {"--debug", "--systemd-cgroup", NULL};
+
+/* `mrun create`: the template would say no (the init must be its caller's descendant), so it is
+ * not asked. Read as mrun.cli.fastparse reads argv; a flag misread only means the template is
+ * asked after all, and it decides. */
+static int is_create(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] != '-' || strcmp(a, "-") == 0)
+            return strcmp(a, "create") == 0;
+        int boolean = strchr(a, '=') != NULL;
+        for (const char *const *b = boolean_globals; *b && !boolean; b++)
+            boolean = strcmp(a, *b) == 0;
+        if (!boolean)
+            i++; /* its value */
+    }
+    return 0;
+}
+
 /* ---- main ----------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
@@ -585,6 +607,8 @@ int main(int argc, char **argv) {
     const char *warm = getenv("MRUN_WARM");
     if ((warm != NULL && strcmp(warm, "0") == 0) || geteuid() != 0)
         cold(NULL, NULL);
+    if (strcmp(LAUNCHER_KIND, "cli") == 0 && is_create(argc, argv))
+        cold("asked", NULL);
 
     char *ident[256];
     int nident = identity_env(ident, 256);

@@ -40,6 +40,9 @@ class FakeCgroup:
     def add(self, pid: int) -> None:
         self._record("add", pid)
 
+    def thread_files(self) -> list[str]:
+        return []  # the host moves the process (add), as with cgroup v2
+
     def destroy(self) -> None:
         self._record("destroy")
 

@@ -32,6 +32,17 @@ def test_both_launchers_are_native_programs_with_python_beside_them():
             assert f.readline().startswith("#!") and os.access(fallback, os.X_OK)
 
 
+def test_the_native_launcher_knows_which_global_flags_take_no_value():
+    """It does not ask the template about `create`, reading argv as fastparse does."""
+    import re
+
+    from mrun.cli.commands import GLOBAL_FLAGS
+
+    source = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bin", "launcher.c")).read()
+    listed = re.search(r"boolean_globals\[\] = \{(.*?)NULL\}", source).group(1)
+    assert re.findall(r'"(--[a-z-]+)"', listed) == [f"--{f.name}" for f in GLOBAL_FLAGS if f.kind is bool]
+
+
 # Run as its own process: a subreaper, as conmon and containerd's runc shim are. The init `mrun
 # create` leaves behind must be reparented to it, which it is only if create ran in its tree.
 CREATE_AS_SUBREAPER = textwrap.dedent("""

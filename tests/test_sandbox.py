@@ -293,3 +293,43 @@ def test_a_container_gets_a_session_keyring_of_its_own(h):
     caller_s = h.cid("keys")
     kept = run_with_secret(h, "run", "--no-new-keyring", "-b", bundle(["cat", "/proc/keys"]), caller_s)
     assert kept.returncode == 0 and SECRET in kept.stdout and f"_ses.{caller_s}" not in kept.stdout, kept.stdout
+
+
+def _own_cgroup_lines(text: str) -> list[str]:
+    """/proc/PID/cgroup lines of the hierarchies mrun puts a container in: not name=systemd, nor
+    the unified one where v1 controllers are mounted."""
+    lines = [line.split(":", 2) for line in text.splitlines()]
+    v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    return [":".join(line) for line in lines if not line[1].startswith("name=") and (v2 or line[1])]
+
+
+def test_a_new_cgroup_namespace_is_rooted_at_the_containers_cgroup(h):
+    """As runc does it: the container is in its cgroup before its cgroup namespace is made, so
+    it sees itself at "/", for its init, an exec'd process and under a user namespace alike."""
+    d = h.rootfs
+    while d != "/":  # the mapped root must reach the rootfs: pytest's dirs are 0700
+        os.chmod(d, os.stat(d).st_mode | 0o005)
+        d = os.path.dirname(d)
+    for userns in (False, True):
+        cfg = h.config(["sh", "-c", "cat /proc/self/cgroup; sleep 60"])
+        assert {"type": "cgroup"} in cfg["linux"]["namespaces"]  # `mrun spec`'s default, as runc's
+        if userns:
+            cfg["linux"]["namespaces"].append({"type": "user"})
+            cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+            cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+        cid = h.cid()
+        h.ok("run", "-d", "-b", h.bundle(config=cfg), cid)
+        pid = json.loads(h.ok("state", cid).stdout)["pid"]
+        with open(f"/proc/{pid}/cgroup") as f:
+            host_view = _own_cgroup_lines(f.read())
+        assert host_view and all(line.endswith(cfg["linux"]["cgroupsPath"]) for line in host_view), host_view
+        inside = _own_cgroup_lines(h.ok("exec", cid, "cat", "/proc/self/cgroup").stdout)
+        assert inside and all(line.endswith(":/") for line in inside), (userns, inside)
+        h.ok("delete", "--force", cid)
+
+
+def test_a_pids_limit_of_one_admits_the_init_itself(h):
+    """Only the container's process is ever in its cgroup: none of the set-up processes."""
+    cfg = h.config(["true"])
+    cfg["linux"]["resources"] = {"pids": {"limit": 1}}
+    h.ok("run", "-b", h.bundle(config=cfg), h.cid())

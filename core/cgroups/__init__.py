@@ -120,11 +120,15 @@ def prime_moves() -> None:
     hierarchies mounted with favordynmods). A move of this process into the cgroup it is already
     in is a no-op that takes the lock: the container's move soon after finds it warm. Call it where
     a create or exec begins; ``primed`` waits for it (launch.spawn does, before it forks).
-    ``_thread``, not ``threading``: the lifecycle verbs do not pay threading's import."""
+    ``_thread``, not ``threading``: the lifecycle verbs do not pay threading's import.
+
+    Only on cgroup v2: on v1 a container's process moves itself thread-wise
+    (``Cgroup.thread_files``), which takes no such lock, and a primer would only cost the wait
+    ``primed`` then makes."""
     global _primer
     import _thread
 
-    if _primer is not None and _primer.locked():
+    if (_primer is not None and _primer.locked()) or detect() != 2:
         return
     target = _own_procs_file()
     if target is None:

@@ -236,6 +236,11 @@ class Cgroup:
     def add(self, pid: int) -> None:
         raise NotImplementedError
 
+    def thread_files(self) -> list[str]:
+        """Files a single-threaded process writes "0" to, to move itself in without the kernel's
+        global threadgroup lock (launch._join_threadwise); [] where there are none."""
+        return []
+
     def _procs_dir(self) -> str:
         """The directory whose cgroup.procs lists the container's processes."""
         raise NotImplementedError

@@ -121,6 +121,11 @@ class CgroupV1(Cgroup):
         for d in self._dirs():
             write(os.path.join(d, "cgroup.procs"), str(pid))
 
+    def thread_files(self) -> list[str]:
+        """``tasks``: a thread's move takes no threadgroup lock. (v2 has no such file for domain
+        cgroups: cgroup.threads serves threaded subtrees only, so a v2 move is the host's.)"""
+        return [os.path.join(d, "tasks") for d in self._dirs()]
+
     def _procs_dir(self) -> str:
         return self.paths.get("pids") or self.paths.get("freezer") or self._dirs()[0]
 

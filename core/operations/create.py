@@ -185,6 +185,7 @@ class Create:
                 namespaces=spec.namespaces(),
                 child=lambda c: container_init(sandbox, c),
                 add_to_cgroup=self.cgroup.add,
+                thread_files=self.cgroup.thread_files,
                 uid_mappings=spec.linux.get("uidMappings") or [],
                 gid_mappings=spec.linux.get("gidMappings") or [],
                 close_in_child=(self.lock_fd,),

@@ -32,7 +32,7 @@ def exec_process(runtime: Any, record: Record, process: dict[str, Any], opts: Cr
     with contextlib.ExitStack() as undo:
         pid, ch = builder.launch(
             undo, namespaces=namespaces, child=lambda c: exec_child(sandbox, c),
-            add_to_cgroup=cgroup.add if cgroup else None,
+            add_to_cgroup=cgroup.add if cgroup else None, thread_files=cgroup.thread_files if cgroup else None,
         )
         undo.callback(ch.close)
         if console is not None:

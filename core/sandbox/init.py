@@ -187,7 +187,7 @@ def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
                     setter(spec.raw[field])
                 except OSError as e:
                     raise MrunError(f"{field}: cannot set {spec.raw[field]!r}: {e.strerror}")
-    await_key(ch, "cgrouped", set())  # the host moved us into the cgroup (launch.spawn)
+    await_key(ch, "cgrouped", ch.seen)  # we are in our cgroup (launch.spawn)
     if spec.process.get("oomScoreAdj") is not None:
         _set_oom_score_adj(spec.process["oomScoreAdj"])
     hooks = spec.hooks
@@ -283,7 +283,7 @@ def _enter_process(sb: Sandbox, keep: tuple[int, ...] = ()) -> Any:
 def exec_child(sb: Sandbox, ch: Channel) -> NoReturn:
     """An ``exec``'d process: the namespaces are the container's, and so is the cgroup once the
     host has moved us (launch.spawn) before we start anything."""
-    await_key(ch, "cgrouped", set())
+    await_key(ch, "cgrouped", ch.seen)
     _join_session_keyring(sb)
     if sb.console is not None:
         os.setsid()

@@ -33,6 +33,7 @@ class Channel:
         self.rfd, self.wfd = rfd, wfd
         self.buf = b""
         self.held: list[dict[str, Any]] = []  # messages that arrived before the one awaited
+        self.seen: set[str] = set()  # keys the sandboxed process has had from the host (await_key)
 
     @staticmethod
     def pair() -> tuple[Channel, Channel]:
@@ -73,8 +74,12 @@ class Launch:
         uid_mappings: list[dict[str, int]] | None = None,
         gid_mappings: list[dict[str, int]] | None = None,
         close_in_child: tuple[int, ...] = (),
+        thread_files: Callable[[], list[str]] | None = None,
     ) -> None:
         self.namespaces, self.child, self.add_to_cgroup = namespaces, child, add_to_cgroup
+        # The cgroup driver's files through which a single-threaded process moves itself in
+        # without the kernel's global lock (Cgroup.thread_files); else the host moves it.
+        self.thread_files = thread_files
         self.uid_mappings, self.gid_mappings = uid_mappings or [], gid_mappings or []
         # Descriptors the host keeps but the container must not: e.g. the container's flock,
         # which a long-lived init would otherwise hold (flock follows the open file).
@@ -112,10 +117,61 @@ def await_key(ch: Channel, key: str, seen: set[str]) -> None:
         seen.update(msg)
 
 
+def _open_thread_files(launch: Launch) -> list[int] | None:
+    """Opened here, as host root in the host's namespaces: the process that writes "0" to them
+    is in the container's (a joined mount namespace, a user namespace), and the kernel checks the
+    credentials they were opened with. None: the host moves the process instead."""
+    if launch.add_to_cgroup is None or launch.thread_files is None:
+        return None
+    fds: list[int] = []
+    try:
+        for path in launch.thread_files():
+            fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
+    except OSError:
+        for fd in fds:
+            os.close(fd)
+        return None
+    return fds or None
+
+
+def _join_threadwise(fds: list[int]) -> bool:
+    """Move ourselves (one thread: a fork child) into the container's cgroup. A write of "0" to
+    a v1 ``tasks`` file moves the writing thread without cgroup_threadgroup_rwsem, whose first
+    writer waits for an RCU grace period (5-20 ms here, runc's create pays it); cgroup.procs takes
+    that lock. -> whether every hierarchy took us (else the host moves us, as before)."""
+    joined = bool(fds) and len(os.listdir("/proc/self/task")) == 1
+    for fd in fds:
+        if joined:
+            try:
+                os.write(fd, b"0")
+            except OSError:
+                joined = False
+        os.close(fd)
+    return joined
+
+
+def _sandboxed(launch: Launch, ch: Channel, join_fds: list[int] | None, cgroupns: bool) -> NoReturn:
+    """The container's process, forked into its namespaces: first into its cgroup, then (a new
+    cgroup namespace is rooted at the cgroup its creator is in) into a cgroup namespace of its
+    own, then whatever ``launch.child`` does."""
+    try:
+        if launch.add_to_cgroup is not None and launch.thread_files is not None:
+            ch.send(joined=_join_threadwise(join_fds or []))
+        if cgroupns:
+            if launch.add_to_cgroup is not None:
+                await_key(ch, "cgrouped", ch.seen)
+            sc.unshare(sc.NS_FLAGS["cgroup"])
+        launch.child(ch)
+    except BaseException as e:  # noqa: BLE001 - reported to the host, then exit
+        fail_in_child(ch, e)
+    os._exit(0)
+
+
 def _intermediate(launch: Launch, ch: Channel) -> NoReturn:
     try:
         seen: set[str] = set()
         await_key(ch, "go", seen)
+        join_fds = _open_thread_files(launch)
         # Open every namespace first: once we joined a mount namespace, /proc is no longer the host's.
         fds: dict[str, int] = {}
         for kind, path in launch.namespaces.items():
@@ -145,21 +201,37 @@ def _intermediate(launch: Launch, ch: Channel) -> NoReturn:
             os.setresuid(0, 0, 0)
         flags = 0
         for kind, path in launch.namespaces.items():
-            if not path and kind != "user":
+            if not path and kind not in ("user", "cgroup"):  # a new cgroup one: in _sandboxed
                 flags |= sc.NS_FLAGS[kind]
         if flags:
             sc.unshare(flags)
         pid = os.fork()
         if pid == 0:
-            try:
-                launch.child(ch)
-            except BaseException as e:  # noqa: BLE001 - reported to the host, then exit
-                fail_in_child(ch, e)
-            os._exit(0)
+            _sandboxed(launch, ch, join_fds, launch.namespaces.get("cgroup") == "")
+        for fd in join_fds or ():
+            os.close(fd)
         ch.send(pid=pid)
     except BaseException as e:  # noqa: BLE001
         fail_in_child(ch, e)
     os._exit(0)
+
+
+def _joined(host: Channel, launch: Launch) -> bool:
+    """Whether the sandboxed process moved itself into its cgroup: its first word, if it was
+    given the files to. Other messages wait in ``held``; one that says it failed ends the wait."""
+    if launch.thread_files is None:
+        return False
+    held = []
+    try:
+        while True:
+            msg = host.recv()
+            if "joined" in msg:
+                return bool(msg["joined"])
+            held.append(msg)
+            if {"error", "eof"} & msg.keys():
+                return True  # nothing left to move; the error is reported as before
+    finally:
+        host.held = held + host.held
 
 
 def spawn(launch: Launch) -> tuple[int, Channel]:
@@ -192,10 +264,11 @@ def spawn(launch: Launch) -> tuple[int, Channel]:
             raise MrunError(msg["error"])
         if "pid" not in msg:
             raise MrunError("the sandbox set-up process died before starting the container")
-        # The process builds its root while we move it into its cgroup: the first move into a
-        # cgroup waits for an RCU grace period (5-20 ms here). It waits for "cgrouped" before it
-        # runs hooks or makes its payload, so nothing it starts or allocates is outside.
-        if launch.add_to_cgroup:
+        # It moves itself into its cgroup where the driver lets it (_join_threadwise); else we
+        # move it while it builds its root, for the first move waits for an RCU grace period
+        # (5-20 ms here). It waits for "cgrouped" before it runs hooks or makes its payload, so
+        # nothing it starts or allocates is outside.
+        if launch.add_to_cgroup and not _joined(host, launch):
             launch.add_to_cgroup(msg["pid"])
         host.send(cgrouped=True)
         return msg["pid"], host

@@ -109,8 +109,12 @@ def join_cgroups(pid: int) -> None:
         top = mounts.get(controllers)
         if top is None:
             raise OSError(f"cgroup hierarchy {controllers or 'unified'!r} of the caller is not mounted here")
-        with open(os.path.join(top, path.lstrip("/"), "cgroup.procs"), "w") as f:
-            f.write(str(os.getpid()))
+        # We are one thread (a fork of the single-threaded template): in a v1 hierarchy "0" to
+        # tasks moves us without the global lock whose first taker waits for an RCU grace period.
+        # v2 has cgroup.procs only (cgroup.threads is for threaded subtrees).
+        name, data = ("cgroup.procs", str(os.getpid())) if not controllers else ("tasks", "0")
+        with open(os.path.join(top, path.lstrip("/"), name), "w") as f:
+            f.write(data)
 
 
 def _cgroup_mounts() -> dict[str, str]:
