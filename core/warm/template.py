@@ -69,6 +69,7 @@ def preload() -> Any:
     import mrun.network.attach  # noqa: F401
     import mrun.network.firewall  # noqa: F401
     import mrun.network.links  # noqa: F401
+    import mrun.network.rtnl  # noqa: F401
     import mrun.operations.builder  # noqa: F401
     import mrun.operations.create  # noqa: F401
     import mrun.operations.host  # noqa: F401
