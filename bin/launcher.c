@@ -544,7 +544,9 @@ __attribute__((noreturn)) static void await_child(int sock, long pid) {
     long n = recv_message(sock, &msg, -1);
     long code;
     int have = n >= 0 && json_int(msg, (size_t)n, "exit", &code);
-    if (pidfd >= 0) /* and gone, as a process that ran the call itself is when it returns */
+    /* and gone, as a process that ran the call itself is when it returns; unless it carries on
+     * (a served shim start that became the daemon) */
+    if (pidfd >= 0 && !(have && json_is(msg, (size_t)n, "detached", "true")))
         wait_readable(pidfd, EXIT_WAIT_MS);
     if (have) {
         fflush(NULL);

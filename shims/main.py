@@ -20,6 +20,10 @@ import sys
 from mrun import annotations as ann
 from mrun.shims import wire
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 SOCKET_DIR = "/run/mrun-shim"  # where containerd names none (1.6, 1.7, or 2.3 without socket_dir)
 PROTOCOL_VERSION = 3
 UNCALLED_EXIT = 60.0  # seconds a new daemon waits for containerd's first call ($MRUN_SHIM_UNCALLED_EXIT)
@@ -147,13 +151,19 @@ def start(flags: dict[str, str]) -> int:
             return 1
     path = _socket_path(config, bundle, socket_dir)
     address = f"unix://{path}"
+    import mrun.warm.client as warm_client
+
+    in_place = None
     if not _answers(path):  # else: one shim per pod, already running
         os.makedirs(socket_dir, mode=0o711, exist_ok=True)
         listener = listen(path)
-        if not _daemon_from_template(listener, config, bundle, path) and os.fork() == 0:
-            os.setsid()
-            _daemon(listener, config, bundle, path)
-        listener.close()
+        if warm_client.release is not None:  # served by the warm template: this process becomes the daemon
+            in_place = listener
+        else:
+            if not _daemon_from_template(listener, config, bundle, path) and os.fork() == 0:
+                os.setsid()
+                _daemon(listener, config, bundle, path)
+            listener.close()
     with open(os.path.join(bundle, "address"), "w") as f:
         f.write(address)
     if bootstrap is None:  # containerd 1.6/1.7: the bare address means protocol version 2
@@ -161,6 +171,11 @@ def start(flags: dict[str, str]) -> int:
     else:  # a BootstrapResult: protocol 3 (containerd.task.v3.Task and the sandbox service)
         sys.stdout.flush()
         os.write(1, wire.field(1, PROTOCOL_VERSION) + wire.field(2, address) + wire.field(3, "ttrpc"))
+    if in_place is not None:
+        # What a fork would have been, without the fork of a process this size (2 ms) and the
+        # wait for this one's end (its address space torn down: 1.5 ms): its caller is let go
+        # with status 0 once the standard streams are containerd's no more. Session: become's.
+        _daemon(in_place, config, bundle, path, on_ready=lambda: warm_client.release(0))
     return 0
 
 
@@ -180,16 +195,22 @@ def daemon_from(msg: dict) -> None:
     _daemon(listener, msg["config"], msg["bundle"], msg["path"])
 
 
-def _daemon(listener: _socket.socket, config: dict[str, str], bundle: str, path: str) -> None:
-    """The long-lived shim. containerd reads start's output until EOF: let go of its pipes first."""
+def _daemon(
+    listener: _socket.socket, config: dict[str, str], bundle: str, path: str, on_ready: Any = None
+) -> None:
+    """The long-lived shim. containerd reads start's output until EOF: let go of its pipes first.
+    ``on_ready``: called then, before what is not ours is closed (a served start's release)."""
     devnull = os.open(os.devnull, os.O_RDWR)
     try:
         log = os.open(os.path.join(bundle, "log"), os.O_WRONLY | os.O_NONBLOCK)
     except OSError:
         log = devnull
+    sys.stdout.flush()
     os.dup2(devnull, 0)
     os.dup2(log, 1)
     os.dup2(log, 2)
+    if on_ready is not None:
+        on_ready()
     _close_all_but(listener.fileno())  # what start's caller passed on, and a warm template's reply socket
     import socket
 

@@ -12,11 +12,12 @@ import time
 import uuid
 
 import pytest
-from conftest import cgroup_dirs, mrun_binary, running, warm_served, warm_since
+from conftest import cgroup_dirs, mrun_binary, running, warm_path, warm_served, warm_since
 from google.protobuf import any_pb2
 from mrun.cgroups import detect
 from mrun.shims import ttrpc
 from mrun.shims.proto import task_pb2
+from mrun.warm import client
 
 TASK = "containerd.task.v2.Task"
 
@@ -138,6 +139,11 @@ def test_the_daemon_and_its_tasks_have_their_callers_priorities_cpus_and_oom_sco
     shim = Shim(h, bundle, cid, env={"MRUN_WARM": warm}, preexec_fn=as_a_tuned_caller)
     if warm == "1":
         assert warm_since(before), "the template did not serve this start"
+        # The child that served start is the daemon (no second fork, no wait for its end), and
+        # it is not armed to die with its caller, which has gone.
+        with open(f"/proc/{shim.pid}/stat") as f:
+            parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        assert parent == client.status(warm_path())["pid"]
     shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle))
     init = task_pb2.StartResponse.FromString(shim.call("Start", task_pb2.StartRequest(id=cid))).pid
     expected = tuned_as_expected()

@@ -43,6 +43,9 @@ ROOM_VARIABLE = "MRUN_WARM_ROOM"
 
 # Set in a child forked from the template: the code it runs must not ask the template again.
 in_template_child = False
+# In a served child, once it has taken the work: lets the caller go with an exit status while this
+# process carries on (the shim's ``start`` becomes the daemon it would have forked). Else None.
+release: Any = None
 # Set by the Python launchers from MRUN_LAUNCHER, which the native launcher (bin/launcher.c) sets
 # when it runs one: "asked" (the template was asked and did not serve) or "link:<key>" (no
 # template answered at the native launcher's link: make it and start one, for a call a template
@@ -321,7 +324,7 @@ def _wait(sock: Any, pid: int) -> int:
         previous[sig] = signal.signal(sig, relay)
     try:
         last = recv_message(sock)
-        if pidfd >= 0:  # and gone, as a cold command is when it returns: readable once it exited
+        if pidfd >= 0 and not (last or {}).get("detached"):  # and gone, as a cold command is when it returns
             import select
 
             select.select([pidfd], [], [], EXIT_WAIT)

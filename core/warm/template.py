@@ -23,7 +23,8 @@ The template answers ``{"send": "fds"}`` and then takes the descriptors, or ``{"
 (``"stale": true`` when it is leaving because its code changed), or ``{"error": why}`` to a
 caller that is not root. The descriptors come in one message, the caller's working directory
 last (O_PATH); with SO_PASSCRED the kernel stamps its sender's pid on it, which must be the pid
-checked. The child answers ``{"pid": N}`` and, for "cli", at the end ``{"exit": status}``.
+checked. The child answers ``{"pid": N}`` and, for "cli" and "shim", at the end ``{"exit": status}``
+(with ``"detached": true`` when it carries on: the caller then does not wait for it to end).
 ``{"kind": "status"}`` is answered in place: the template's pid, how many callers it served, its
 code's digest.
 """
@@ -374,6 +375,7 @@ class Template:
 
             if select.select([reply], [], [], 0)[0]:  # it was killed before we armed it
                 os._exit(0)
+            client.release = lambda status: _release(reply, status)
             code = run_shim(msg["argv"][1:]) if msg["kind"] == "shim" else run_cli(msg["argv"][1:])
         except BaseException as e:  # noqa: BLE001 - the caller hears of it, the template goes on
             try:
@@ -392,6 +394,25 @@ class Template:
             except Exception:  # noqa: BLE001 - the caller is gone
                 pass
         os._exit(0)
+
+
+def _release(reply: socket.socket, status: int) -> None:
+    """The caller goes with ``status`` and does not wait for us (``detached``): we are disarmed
+    first (die_with_caller), or its leaving would kill us."""
+    import fcntl
+
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - a closed pipe: the status still goes back
+                pass
+    fcntl.fcntl(reply.fileno(), fcntl.F_SETFL, fcntl.fcntl(reply.fileno(), fcntl.F_GETFL) & ~os.O_ASYNC)
+    try:
+        client.send_message(reply, {"exit": status, "detached": True})
+    except OSError:
+        pass
+    reply.close()
 
 
 def run_cli(argv: list[str]) -> int:
