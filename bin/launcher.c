@@ -345,9 +345,10 @@ static long recv_message(int sock, char **out, long deadline_ms) {
     return (long)n;
 }
 
+/* MSG_NOSIGNAL: a template gone mid-request is a cold start, not a death by SIGPIPE. */
 static int write_full(int fd, const char *p, size_t n) {
     while (n > 0) {
-        ssize_t w = write(fd, p, n);
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
@@ -630,6 +631,12 @@ int main(int argc, char **argv) {
         cold(NULL, "no socket");
     if (connect(sock, (struct sockaddr *)&addr, sizeof addr) < 0)
         cold((errno == ENOENT || errno == ECONNREFUSED) ? link_hint : NULL, "no template answers");
+    /* Our environment and descriptors go to root's template only: a socket someone else serves
+     * there (a warm directory others may write to) gets nothing. */
+    struct ucred peer;
+    socklen_t peer_len = sizeof peer;
+    if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &peer, &peer_len) < 0 || peer.uid != 0)
+        cold("asked", "the template's socket is not served by root");
 
     struct sigaction early = {.sa_handler = interrupted_before_hand_over};
     sigemptyset(&early.sa_mask);

@@ -219,3 +219,107 @@ def test_no_template_means_the_python_launcher_then_a_template_for_next_time(h, 
                 time.sleep(0.05)
     finally:
         stop_templates(directory)
+
+
+def test_a_socket_someone_else_serves_gets_nothing(h, tmp_path):
+    """A warm directory others may write to (a misconfigured MRUN_WARM_DIR): a process that is
+    not root listening at the template's name, or at the native launcher's link, is sent neither
+    the caller's environment nor its descriptors, and the call runs cold."""
+    import socket
+    import tempfile
+
+    probe = str(tmp_path / "probe")
+    env = {**os.environ, "MRUN_WARM_DIR": probe}
+    subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, env=env, timeout=30, check=True)
+    links = [n for n in os.listdir(probe) if n.startswith("native-")]
+    stop_templates(probe)
+    hostile = tempfile.mkdtemp(prefix="mrun-hostile-", dir="/tmp")
+    os.chmod(hostile, 0o777)
+    env = {**os.environ, "MRUN_WARM_DIR": hostile, "MRUN_WARM_DEBUG": "1"}
+    names = [*links, os.path.basename(_template_for(env))]
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # someone else: nobody, serving both names
+        os.close(r)
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            servers = []
+            for name in names:
+                s = socket.socket(socket.AF_UNIX)
+                s.bind(os.path.join(hostile, name))
+                s.listen(8)
+                s.settimeout(0.2)
+                servers.append(s)
+            os.write(w, b"ready\n")
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                for s in servers:
+                    try:
+                        conn, _ = s.accept()
+                    except (TimeoutError, BlockingIOError):
+                        continue
+                    conn.settimeout(2)
+                    try:
+                        got = conn.recv(65536)
+                    except OSError:
+                        got = b""
+                    os.write(w, f"{len(got)}\n".encode())
+                    conn.close()
+        finally:
+            os._exit(0)
+    os.close(w)
+    try:
+        assert os.read(r, 6) == b"ready\n"
+        for binary in (h.binary, os.path.join(BIN, "mrun-python")):
+            out = subprocess.run([binary, "--root", h.root, "ps"], capture_output=True, text=True, env=env,
+                                 timeout=30)
+            assert out.returncode == 0, out.stderr
+            assert "cold because the template's socket is not served by root" in out.stderr, (binary, out.stderr)
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        received = os.read(r, 4096).decode().split()
+        os.close(r)
+        import shutil
+
+        shutil.rmtree(hostile, ignore_errors=True)
+    assert received and all(n == "0" for n in received), received  # connections, never a byte
+
+
+def test_a_template_that_hangs_up_means_a_cold_start(h, tmp_path):
+    """A socket that accepts and closes at once (a template dying as it is asked): the request
+    cannot be written, and the call runs cold instead of dying of SIGPIPE."""
+    import socket
+    import threading
+
+    probe = str(tmp_path / "probe")
+    env = {**os.environ, "MRUN_WARM_DIR": probe}
+    subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, env=env, timeout=30, check=True)
+    link = next(os.path.join(probe, n) for n in os.listdir(probe) if n.startswith("native-"))
+    stop_templates(probe)
+    os.unlink(link)
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(link)
+    server.listen(8)
+    hung_up = []
+
+    def hang_up() -> None:
+        conn, _ = server.accept()
+        conn.close()
+        hung_up.append(True)
+
+    thread = threading.Thread(target=hang_up, daemon=True)
+    thread.start()
+    try:
+        big = {f"MRUN_TEST_FILL_{i}": "x" * 4000 for i in range(64)}  # more than the socket buffers
+        r = subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, text=True, timeout=30,
+                           env={**env, **big})
+        assert r.returncode == 0, (r.returncode, r.stderr)
+        assert "CONTAINER ID" in r.stdout
+        thread.join(5)
+        assert hung_up
+    finally:
+        server.close()
+        stop_templates(probe)

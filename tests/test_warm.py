@@ -556,3 +556,27 @@ def test_a_caller_is_served_when_the_spare_child_is_gone(images, busybox_archive
     while not spares_of(path):  # and it keeps one for the next caller again
         assert time.monotonic() < deadline, "no new spare child"
         time.sleep(0.05)
+
+
+def test_a_sigterm_outside_the_wait_for_a_caller_stops_the_template_before_its_next_wait(tmp_path):
+    """SIGTERM as the template forks its spare once raised SystemExit inside logging's after-fork
+    hook, which swallowed it ("Exception ignored"): the template served on, and the suite's stop
+    timed out. Outside the wait it is now noted, and the loop leaves before waiting again."""
+    import socket
+
+    from mrun.warm import template
+
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(tmp_path / "s.sock"))
+    listener.listen(1)
+    serving = object.__new__(template.Template)  # only what serve() touches before its first wait
+    serving.listener, serving.leaving = listener, False
+    serving.keep_spare = lambda: template.on_sigterm(signal.SIGTERM, None)  # as if it came mid-fork
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(SystemExit):
+            serving.serve(30)
+        assert time.monotonic() - t0 < 10  # it did not wait for a caller (30 s) first
+    finally:
+        template.stop.safe = template.stop.pending = False
+        listener.close()

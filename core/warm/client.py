@@ -81,10 +81,13 @@ def link_native() -> None:
         if os.readlink(link) != os.path.basename(path):
             raise FileNotFoundError
     except OSError:
+        made = f"{link}.{os.getpid()}"
         try:
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            os.symlink(os.path.basename(path), f"{link}.{os.getpid()}")
-            os.replace(f"{link}.{os.getpid()}", link)
+            if os.path.lexists(made):  # a crashed predecessor with our pid left it
+                os.unlink(made)
+            os.symlink(os.path.basename(path), made)
+            os.replace(made, link)
         except OSError:
             return
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
@@ -229,6 +232,11 @@ def _hand_over(
         if e.errno in (2, 111) and not _under_seccomp():  # ENOENT, ECONNREFUSED: none, or a dead one's socket
             _start_once(path)
         return None, None
+    if not served_by_root(sock):  # a socket someone else serves there gets nothing of ours
+        sock.close()
+        if os.environ.get("MRUN_WARM_DEBUG"):
+            print("mrun: warm: cold because the template's socket is not served by root", file=sys.stderr)
+        return None, None
     try:
         pid = _ask(sock, kind, argv, ident, path, fds, extra)
     except (OSError, ValueError):  # the template broke before a child took the work
@@ -237,6 +245,16 @@ def _hand_over(
         sock.close()
         return None, None
     return pid, sock
+
+
+def served_by_root(sock: Any) -> bool:
+    """Whether the process at the other end of ``sock`` runs as root (SO_PEERCRED's uid): the
+    request carries the caller's environment, and its descriptors follow."""
+    try:
+        raw = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)  # struct ucred: pid, uid, gid
+    except OSError:
+        return False
+    return int.from_bytes(raw[4:8], sys.byteorder) == 0
 
 
 def _ask(

@@ -173,12 +173,17 @@ class Template:
         while not self.leaving:
             self.keep_spare()
             try:
+                stop.safe = True  # a SIGTERM from here to the connection raises SystemExit here
+                if stop.pending:
+                    raise SystemExit(0)
                 conn, _ = self.listener.accept()
             except TimeoutError:
                 log(f"idle for {idle:g} s: leaving")
                 break
             except InterruptedError:
                 continue
+            finally:
+                stop.safe = False
             try:
                 self.handle(conn)
             except Exception as e:  # noqa: BLE001 - one bad request must not end the template
@@ -424,6 +429,22 @@ def run_cli(argv: list[str]) -> int:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
 
 
+class stop:  # noqa: N801 - a namespace for the two flags below
+    """SIGTERM ends the template where that is safe: while it waits for a caller. Raised anywhere
+    else, SystemExit can be swallowed: in a fork's after-fork hooks (logging's lock release, as
+    the template forks its spare) it was printed as "Exception ignored" and the template served
+    on. Elsewhere it is noted, and the loop leaves before its next wait."""
+
+    safe = False
+    pending = False
+
+
+def on_sigterm(_signum: int, _frame: Any) -> None:
+    if stop.safe:
+        raise SystemExit(0)
+    stop.pending = True
+
+
 def run_shim(argv: list[str]) -> int:
     from mrun.shims.main import main as shim_main
 
@@ -530,7 +551,7 @@ def _main() -> None:
     freeze(collect=True)
     # Children are reaped by the kernel: the template waits for none of them.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGTERM, on_sigterm)
     template = Template(path, listen(path), lock_fd, code, backends, sys.argv[2] if len(sys.argv) > 2 else "")
     with open(path[: -len(".sock")] + ".pid", "w") as f:
         f.write(str(os.getpid()))
