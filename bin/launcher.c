@@ -18,8 +18,9 @@
  * directory, key = crc32 of this binary's directory and the environment variables that decide
  * how Python would start (the template checks both again; the key only picks the link). When
  * the link is missing or dead, the fallback is told (MRUN_LAUNCHER=link:<key>) to make it and
- * start a template; when the template was asked and said no, the fallback is told not to ask
- * again (MRUN_LAUNCHER=asked). The Python launcher removes the variable before anything else.
+ * start a template; once something answered there (a template that said no, or an exchange that
+ * failed), the fallback is told not to ask again (MRUN_LAUNCHER=asked): it runs the call, and
+ * starts no template. The Python launcher removes the variable before anything else.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -94,7 +95,7 @@ static void put(struct buf *b, const void *p, size_t n) {
             cap *= 2;
         char *grown = realloc(b->data, cap);
         if (grown == NULL)
-            cold(NULL, "out of memory");
+            cold("asked", "out of memory");
         b->data = grown;
         b->cap = cap;
     }
@@ -465,12 +466,12 @@ static void build_request(struct buf *b, int argc, const int *fds, int nfds, cha
     puts_(b, "], \"cmdline\": ");
     struct buf raw = {0};
     if (read_file("/proc/self/cmdline", &raw) < 0)
-        cold(NULL, "/proc/self/cmdline is unreadable");
+        cold("asked", "/proc/self/cmdline is unreadable");
     put_str(b, raw.data ? raw.data : "", raw.len, 0);
     raw.len = 0;
     puts_(b, ", \"comm\": ");
     if (read_file("/proc/self/comm", &raw) < 0)
-        cold(NULL, "/proc/self/comm is unreadable");
+        cold("asked", "/proc/self/comm is unreadable");
     while (raw.len > 0 && raw.data[raw.len - 1] == '\n')
         raw.len--;
     put_str(b, raw.data ? raw.data : "", raw.len, 0);
@@ -645,11 +646,11 @@ int main(int argc, char **argv) {
     int fds[MAX_FDS + 1];
     int nfds = inherited_fds(fds, MAX_FDS, sock);
     if (nfds < 0)
-        cold(NULL, "too many descriptors to pass");
+        cold("asked", "too many descriptors to pass");
     /* Where we are, as a descriptor: a path can come to name another directory (client._ask). */
     int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (cwd < 0)
-        cold(NULL, "the working directory cannot be opened");
+        cold("asked", "the working directory cannot be opened");
 
     struct buf req = {0};
     put(&req, "\0\0\0\0", 4);
@@ -661,7 +662,7 @@ int main(int argc, char **argv) {
     req.data[3] = (char)body;
     fflush(NULL);
     if (write_full(sock, req.data, req.len) < 0)
-        cold(NULL, "the template closed the connection");
+        cold("asked", "the template closed the connection");
     free(req.data);
 
     struct timespec t0;

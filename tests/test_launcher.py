@@ -221,6 +221,16 @@ def test_no_template_means_the_python_launcher_then_a_template_for_next_time(h, 
         stop_templates(directory)
 
 
+def _probe_link(h, directory: str) -> str:
+    """The native launcher's link in ``directory``, found by a first call, whose template is then
+    awaited (it is still starting when that call returns) and stopped."""
+    env = {**os.environ, "MRUN_WARM_DIR": directory}
+    subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, env=env, timeout=30, check=True)
+    _await_template(_template_for(env))
+    stop_templates(directory)
+    return next(os.path.join(directory, n) for n in os.listdir(directory) if n.startswith("native-"))
+
+
 def test_a_socket_someone_else_serves_gets_nothing(h, tmp_path):
     """A warm directory others may write to (a misconfigured MRUN_WARM_DIR): a process that is
     not root listening at the template's name, or at the native launcher's link, is sent neither
@@ -228,11 +238,7 @@ def test_a_socket_someone_else_serves_gets_nothing(h, tmp_path):
     import socket
     import tempfile
 
-    probe = str(tmp_path / "probe")
-    env = {**os.environ, "MRUN_WARM_DIR": probe}
-    subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, env=env, timeout=30, check=True)
-    links = [n for n in os.listdir(probe) if n.startswith("native-")]
-    stop_templates(probe)
+    links = [os.path.basename(_probe_link(h, str(tmp_path / "probe")))]
     hostile = tempfile.mkdtemp(prefix="mrun-hostile-", dir="/tmp")
     os.chmod(hostile, 0o777)
     env = {**os.environ, "MRUN_WARM_DIR": hostile, "MRUN_WARM_DEBUG": "1"}
@@ -296,9 +302,7 @@ def test_a_template_that_hangs_up_means_a_cold_start(h, tmp_path):
 
     probe = str(tmp_path / "probe")
     env = {**os.environ, "MRUN_WARM_DIR": probe}
-    subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, env=env, timeout=30, check=True)
-    link = next(os.path.join(probe, n) for n in os.listdir(probe) if n.startswith("native-"))
-    stop_templates(probe)
+    link = _probe_link(h, probe)
     os.unlink(link)
     server = socket.socket(socket.AF_UNIX)
     server.bind(link)
@@ -320,6 +324,11 @@ def test_a_template_that_hangs_up_means_a_cold_start(h, tmp_path):
         assert "CONTAINER ID" in r.stdout
         thread.join(5)
         assert hung_up
+        time.sleep(0.5)  # a template started in the background would hold its lock by now
+        from mrun.state import held_by_someone
+
+        locks = [os.path.join(probe, n) for n in os.listdir(probe) if n.endswith(".lock")]
+        assert not any(held_by_someone(lock) for lock in locks), "the cold call started a template"
     finally:
         server.close()
         stop_templates(probe)
