@@ -76,8 +76,9 @@ __attribute__((noreturn)) static void cold(const char *launcher, const char *why
     call_argv[0] = cold_path;
     execv(cold_path, call_argv);
     call_argv[0] = argv0;
-    fprintf(stderr, "%s: cannot run %s: %s\n", LAUNCHER_KIND[0] == 's' ? "containerd-shim-mrun-v2" : "mrun",
-            cold_path, strerror(errno));
+    fprintf(stderr, "%s: cannot run %s: %s (link this program where it is wanted; a copy does not find its "
+            "Python launcher)\n", LAUNCHER_KIND[0] == 's' ? "containerd-shim-mrun-v2" : "mrun", cold_path,
+            strerror(errno));
     _exit(127);
 }
 

@@ -332,3 +332,16 @@ def test_a_template_that_hangs_up_means_a_cold_start(h, tmp_path):
     finally:
         server.close()
         stop_templates(probe)
+
+
+def test_a_copied_launcher_says_what_is_wrong_in_one_line(tmp_path):
+    """A copy (not a link) elsewhere has no Python launcher beside it: one line, status 127."""
+    import shutil
+
+    for name in ("mrun", "containerd-shim-mrun-v2"):
+        copy = tmp_path / name
+        shutil.copy(os.path.join(BIN, name), copy)
+        r = subprocess.run([str(copy), "--version" if name == "mrun" else "-v"], capture_output=True, text=True,
+                           timeout=30, env={**os.environ, "MRUN_WARM": "0"})
+        assert r.returncode == 127 and r.stdout == "", r
+        assert r.stderr.count("\n") == 1 and "link this program" in r.stderr and f"{name}-python" in r.stderr, r.stderr
