@@ -380,7 +380,8 @@ class Template:
 
             if select.select([reply], [], [], 0)[0]:  # it was killed before we armed it
                 os._exit(0)
-            client.release = lambda status: _release(reply, status)
+            if msg["kind"] == "shim":  # its start may carry on as the daemon (shims.main.start)
+                client.release = lambda status: _release(reply, status)
             code = run_shim(msg["argv"][1:]) if msg["kind"] == "shim" else run_cli(msg["argv"][1:])
         except BaseException as e:  # noqa: BLE001 - the caller hears of it, the template goes on
             try:
@@ -455,8 +456,9 @@ def native_refusal(argv: list[str], pid: int) -> str | None:
     """Why a native launcher's ``mrun`` call is not served here, or None. Served: what the Python
     client hands over (``warm_worthy``), help and usage errors (typer is loaded here), and the
     runc verbs that need not stay in their caller (``start``, ``state``, ``kill``, ``delete``...)
-    when the child need not move into another cgroup: a move waits for an RCU grace period (8-15
-    ms on cgroup v1 here), more than such a verb costs cold."""
+    unless the child would have to move into another cgroup v2 cgroup: that move (cgroup.procs)
+    waits for an RCU grace period (5-15 ms), more than such a verb costs cold. A v1 move is the
+    child's own thread-wise one (child.join_cgroups), which waits for nothing."""
     from mrun.cli.fastparse import ParseError, parse
     from mrun.cli.main import warm_worthy
     from mrun.warm.child import cgroup_moves
@@ -469,8 +471,8 @@ def native_refusal(argv: list[str], pid: int) -> str | None:
         return None
     if not warm_worthy(cmd, params, argv, native=True):
         return f"`{cmd.name}` runs in its caller, which may be the container's subreaper"
-    if cgroup_moves(pid):
-        return f"`{cmd.name}` from another cgroup than the template's: a move would cost more than the call"
+    if any(not controllers for _hierarchy, controllers, _path in cgroup_moves(pid)):
+        return f"`{cmd.name}` from another cgroup v2 cgroup than the template's: the move would cost more than the call"
     return None
 
 
