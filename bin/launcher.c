@@ -457,6 +457,25 @@ static int inherited_fds(int *fds, int room, int exclude) {
     return n;
 }
 
+/* "NAME=VALUE" entries as a JSON object, as Python's os.environ has them (one without a name,
+ * or without "=", is not a variable). */
+static void put_env(struct buf *b, char *const *vars, int n) {
+    int first = 1;
+    put(b, "{", 1);
+    for (int i = 0; i < n; i++) {
+        const char *eq = strchr(vars[i], '=');
+        if (eq == NULL || eq == vars[i])
+            continue;
+        if (!first)
+            puts_(b, ", ");
+        first = 0;
+        put_str(b, vars[i], (size_t)(eq - vars[i]), 1);
+        puts_(b, ": ");
+        put_cstr(b, eq + 1, 1);
+    }
+    put(b, "}", 1);
+}
+
 static void build_request(struct buf *b, int argc, const int *fds, int nfds, char **ident, int nident) {
     puts_(b, "{\"kind\": \"" LAUNCHER_KIND "\", \"argv\": [");
     put_cstr(b, cold_path, 1); /* sys.argv[0] as the Python launcher would have it */
@@ -477,20 +496,12 @@ static void build_request(struct buf *b, int argc, const int *fds, int nfds, cha
         raw.len--;
     put_str(b, raw.data ? raw.data : "", raw.len, 0);
     free(raw.data);
-    puts_(b, ", \"env\": {");
-    int first = 1;
-    for (char **e = environ; *e; e++) {
-        const char *eq = strchr(*e, '=');
-        if (eq == NULL || eq == *e)
-            continue;
-        if (!first)
-            puts_(b, ", ");
-        first = 0;
-        put_str(b, *e, (size_t)(eq - *e), 1);
-        puts_(b, ": ");
-        put_cstr(b, eq + 1, 1);
-    }
-    puts_(b, "}, \"script_dir\": ");
+    puts_(b, ", \"env\": ");
+    int nenv = 0;
+    while (environ[nenv])
+        nenv++;
+    put_env(b, environ, nenv);
+    puts_(b, ", \"script_dir\": ");
     put_cstr(b, self_dir, 1);
     mode_t mask = umask(0);
     umask(mask);
@@ -504,16 +515,9 @@ static void build_request(struct buf *b, int argc, const int *fds, int nfds, cha
     }
     puts_(b, "], \"native\": {\"dir\": ");
     put_cstr(b, self_dir, 1);
-    puts_(b, ", \"env\": {");
-    for (int i = 0; i < nident; i++) {
-        const char *eq = strchr(ident[i], '=');
-        if (i)
-            puts_(b, ", ");
-        put_str(b, ident[i], (size_t)(eq - ident[i]), 1);
-        puts_(b, ": ");
-        put_cstr(b, eq + 1, 1);
-    }
-    puts_(b, "}}}");
+    puts_(b, ", \"env\": ");
+    put_env(b, ident, nident);
+    puts_(b, "}}");
 }
 
 /* ---- after the hand-over: relay signals, wait, return the status ----------------------------- */

@@ -209,14 +209,30 @@ def warm_templates() -> list[str]:
     return [os.path.join(directory, n) for n in os.listdir(directory) if n.endswith(".sock")]
 
 
+def template_path(env: dict[str, str] | None = None) -> str:
+    """The socket of the template that serves the installed `mrun` in ``env`` (its interpreter
+    and sys.path, not pytest's: a template serves only callers with its own)."""
+    code = "from mrun.warm import client; print(client.socket_path())"
+    python = os.path.join(os.path.dirname(mrun_binary()), "python")
+    return subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, check=True).stdout.strip()
+
+
+def await_template(path: str, failure: str = "no template came up") -> dict[str, Any]:
+    """The status of the template at ``path`` once it answers (within 20 s, or ``failure``)."""
+    from mrun.warm import client
+
+    deadline = time.monotonic() + 20
+    while (status := client.status(path)) is None:
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.05)
+    return status
+
+
 def warm_path() -> str:
-    """The socket of the template that serves the installed `mrun` (its interpreter and sys.path,
-    not pytest's: a template serves only callers with its own)."""
+    """template_path() for this session's environment, asked once."""
     global _WARM_PATH
     if _WARM_PATH is None:
-        code = "from mrun.warm import client; print(client.socket_path())"
-        python = os.path.join(os.path.dirname(mrun_binary()), "python")
-        _WARM_PATH = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        _WARM_PATH = template_path()
     return _WARM_PATH
 
 
@@ -231,10 +247,10 @@ def warm_served() -> dict[int, int]:
     path = warm_path()
     if client.status(path) is None:
         subprocess.run([os.path.join(os.path.dirname(mrun_binary()), "mrun"), "ps", "-q"], capture_output=True)
-        deadline = time.monotonic() + 20
-        while client.status(path) is None:
-            assert time.monotonic() < deadline, f"no warm template came up at {path}: {warm_log()}"
-            time.sleep(0.05)
+        try:
+            await_template(path)
+        except AssertionError:
+            raise AssertionError(f"no warm template came up at {path}: {warm_log()}") from None
     found = {}
     for p in warm_templates():
         status = client.status(p)

@@ -12,7 +12,16 @@ import sys
 import textwrap
 import time
 
-from conftest import CGROUP_ROOT, mrun_binary, running, stop_templates, warm_path, warm_served
+from conftest import (
+    CGROUP_ROOT,
+    await_template,
+    mrun_binary,
+    running,
+    stop_templates,
+    template_path,
+    warm_path,
+    warm_served,
+)
 from mrun.warm import client
 
 BIN = os.path.dirname(mrun_binary())
@@ -155,20 +164,6 @@ def test_arguments_reach_the_template_byte_for_byte(h, tmp_path):
     assert outcomes[0][0] == 1, outcomes[0]
 
 
-def _template_for(env: dict[str, str]) -> str:
-    code = "from mrun.warm import client; print(client.socket_path())"
-    return subprocess.run([os.path.join(BIN, "python"), "-c", code], capture_output=True, text=True, env=env,
-                          check=True).stdout.strip()
-
-
-def _await_template(path: str) -> dict:
-    deadline = time.monotonic() + 20
-    while (status := client.status(path)) is None:
-        assert time.monotonic() < deadline, f"no template came up at {path}"
-        time.sleep(0.05)
-    return status
-
-
 def test_a_link_to_a_template_started_otherwise_never_serves(h, tmp_path):
     """The native launcher finds its template by a link named after its directory and locale
     variables. Pointed at a template started under other variables (a hostile or stale link),
@@ -182,13 +177,14 @@ def test_a_link_to_a_template_started_otherwise_never_serves(h, tmp_path):
             seen = set(os.listdir(directory)) if os.path.isdir(directory) else set()
             r = subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, text=True, env=env, timeout=30)
             assert r.returncode == 0, r.stderr
-            status = _await_template(_template_for(env))
+            path = template_path(env)
+            status = await_template(path, f"no template came up at {path}")
             links[name] = [n for n in os.listdir(directory) if n.startswith("native-") and n not in seen]
             assert len(links[name]) == 1, os.listdir(directory)
             with open(f"/proc/{status['pid']}/environ", "rb") as f:
                 assert b"MRUN_LAUNCHER" not in f.read(), "the launcher's word reached the template"
         link_a = os.path.join(directory, links["a"][0])
-        template_b = _template_for(env_b)
+        template_b = template_path(env_b)
         os.unlink(link_a)
         os.symlink(os.path.basename(template_b), link_a)
         before = client.status(template_b)["served"]
@@ -208,12 +204,12 @@ def test_no_template_means_the_python_launcher_then_a_template_for_next_time(h, 
     served. A template that dies leaves a dangling link, treated the same way."""
     directory = str(tmp_path / "warm")
     env = {**os.environ, "MRUN_WARM_DIR": directory}
-    path = _template_for(env)
+    path = template_path(env)
     try:
         for _ in range(2):
             r = subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, text=True, env=env, timeout=30)
             assert r.returncode == 0, r.stderr
-            status = _await_template(path)
+            status = await_template(path, f"no template came up at {path}")
             r = subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, text=True, env=env, timeout=30)
             assert r.returncode == 0, r.stderr
             assert client.status(path)["served"] == status["served"] + 1
@@ -231,7 +227,8 @@ def _probe_link(h, directory: str) -> str:
     awaited (it is still starting when that call returns) and stopped."""
     env = {**os.environ, "MRUN_WARM_DIR": directory}
     subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, env=env, timeout=30, check=True)
-    _await_template(_template_for(env))
+    path = template_path(env)
+    await_template(path, f"no template came up at {path}")
     stop_templates(directory)
     return next(os.path.join(directory, n) for n in os.listdir(directory) if n.startswith("native-"))
 
@@ -247,7 +244,7 @@ def test_a_socket_someone_else_serves_gets_nothing(h, tmp_path):
     hostile = tempfile.mkdtemp(prefix="mrun-hostile-", dir="/tmp")
     os.chmod(hostile, 0o777)
     env = {**os.environ, "MRUN_WARM_DIR": hostile, "MRUN_WARM_DEBUG": "1"}
-    names = [*links, os.path.basename(_template_for(env))]
+    names = [*links, os.path.basename(template_path(env))]
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # someone else: nobody, serving both names

@@ -17,11 +17,13 @@ import time
 import pytest
 from conftest import (
     IMAGE,
+    await_template,
     img_ok,
     mrun_binary,
     run_args,
     running,
     stop_templates,
+    template_path,
     warm_path,
     warm_served,
     warm_templates,
@@ -493,25 +495,17 @@ def test_a_broken_template_means_a_cold_start_with_the_same_result(h):
         hung.close()
     r = subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr  # ECONNREFUSED on the dead socket: cold, and a template is started
-    deadline = time.monotonic() + 20
-    while client.status(path) is None:
-        assert time.monotonic() < deadline, "no template replaced the dead socket"
-        time.sleep(0.05)
+    await_template(path, "no template replaced the dead socket")
 
 
 def test_an_idle_template_leaves_and_the_next_caller_brings_one_back(h, tmp_path):
     """$MRUN_WARM_IDLE seconds without a caller and the template is gone, socket and all."""
     env = {**os.environ, "MRUN_WARM_DIR": str(tmp_path / "warm"), "MRUN_WARM_IDLE": "1"}
-    code = "from mrun.warm import client; print(client.socket_path())"
-    python = os.path.join(os.path.dirname(h.binary), "python")
-    path = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, check=True).stdout.strip()
+    path = template_path(env)
     try:
         for _ in range(2):
             subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, env=env, check=True, timeout=30)
-            deadline = time.monotonic() + 20
-            while (status := client.status(path)) is None:
-                assert time.monotonic() < deadline, "no template came up"
-                time.sleep(0.05)
+            status = await_template(path)
             spares = spares_of(path)
             assert spares, "no spare child waits for the next caller"
             deadline = time.monotonic() + 10

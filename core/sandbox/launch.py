@@ -85,6 +85,11 @@ class Launch:
         # which a long-lived init would otherwise hold (flock follows the open file).
         self.close_in_child = close_in_child
 
+    @property
+    def joins_itself(self) -> bool:
+        """The sandboxed process tries to move itself into its cgroup, and says whether it did."""
+        return self.add_to_cgroup is not None and self.thread_files is not None
+
 
 def _write_maps(pid: int, launch: Launch) -> None:
     for name, field_name, maps in (
@@ -121,7 +126,7 @@ def _open_thread_files(launch: Launch) -> list[int] | None:
     """Opened here, as host root in the host's namespaces: the process that writes "0" to them
     is in the container's (a joined mount namespace, a user namespace), and the kernel checks the
     credentials they were opened with. None: the host moves the process instead."""
-    if launch.add_to_cgroup is None or launch.thread_files is None:
+    if not launch.joins_itself:
         return None
     fds: list[int] = []
     try:
@@ -155,7 +160,7 @@ def _sandboxed(launch: Launch, ch: Channel, join_fds: list[int] | None, cgroupns
     cgroup namespace is rooted at the cgroup its creator is in) into a cgroup namespace of its
     own, then whatever ``launch.child`` does."""
     try:
-        if launch.add_to_cgroup is not None and launch.thread_files is not None:
+        if launch.joins_itself:
             ch.send(joined=_join_threadwise(join_fds or []))
         if cgroupns:
             if launch.add_to_cgroup is not None:
@@ -219,7 +224,7 @@ def _intermediate(launch: Launch, ch: Channel) -> NoReturn:
 def _joined(host: Channel, launch: Launch) -> bool:
     """Whether the sandboxed process moved itself into its cgroup: its first word, if it was
     given the files to. Other messages wait in ``held``; one that says it failed ends the wait."""
-    if launch.thread_files is None:
+    if not launch.joins_itself:
         return False
     held = []
     try:

@@ -250,11 +250,12 @@ def _hand_over(
 def served_by_root(sock: Any) -> bool:
     """Whether the process at the other end of ``sock`` runs as root (SO_PEERCRED's uid): the
     request carries the caller's environment, and its descriptors follow."""
+    from mrun.warm.peer import credentials
+
     try:
-        raw = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)  # struct ucred: pid, uid, gid
+        return credentials(sock)[1] == 0
     except OSError:
         return False
-    return int.from_bytes(raw[4:8], sys.byteorder) == 0
 
 
 def _ask(

@@ -260,6 +260,7 @@ class Template:
     def handle(self, conn: socket.socket) -> None:
         """The request first, the descriptors only once we said yes: a caller never has its stdio
         in flight to a template that may not answer (a pipe would stay open as long as it hung)."""
+        from mrun.kernel.proc import start_time
         from mrun.warm import peer
 
         pid, uid, _gid = peer.credentials(conn)
@@ -277,7 +278,7 @@ class Template:
         # SO_PEERCRED names the pid that connected, and /proc is read by pid: by now it may be
         # another process's. Its start time before the facts and again once the descriptors are
         # here, and the pid the kernel stamps on the descriptors' message, must all be the same.
-        started = peer.start_time(pid)
+        started = start_time(pid)
         why = self.refusal(msg, pid)
         if why is not None:
             client.send_message(conn, {"cold": why, "stale": self.leaving})
@@ -288,7 +289,7 @@ class Template:
         try:
             if fds is None or len(fds) != len(msg["fds"]) + 1:  # and the working directory
                 return
-            if started is None or sender != pid or peer.start_time(pid) != started:
+            if started is None or sender != pid or start_time(pid) != started:
                 log(f"refused pid {pid}: the descriptors came from pid {sender}, or pid {pid} is another process now")
                 client.send_message(conn, {"cold": f"pid {pid} is not the process that connected"})
                 return
@@ -380,9 +381,11 @@ class Template:
 
             if select.select([reply], [], [], 0)[0]:  # it was killed before we armed it
                 os._exit(0)
-            if msg["kind"] == "shim":  # its start may carry on as the daemon (shims.main.start)
-                client.release = lambda status: _release(reply, status)
-            code = run_shim(msg["argv"][1:]) if msg["kind"] == "shim" else run_cli(msg["argv"][1:])
+            if msg["kind"] == "shim":
+                client.release = lambda status: _release(reply, status)  # its start may carry on as the daemon
+                code = run_shim(msg["argv"][1:])
+            else:
+                code = run_cli(msg["argv"][1:])
         except BaseException as e:  # noqa: BLE001 - the caller hears of it, the template goes on
             try:
                 print(f"mrun: {e.__class__.__name__}: {e}", file=sys.stderr)
