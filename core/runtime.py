@@ -377,7 +377,7 @@ class Runtime:
 
             ours, opts.console = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         if not detach:
-            # The init is reparented to us when the intermediate exits, so we can wait for it.
+            # The init is our child, or reparented to us when an intermediate exits: we can wait for it.
             sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         try:
             record = self.create(container_id, bundle, opts)

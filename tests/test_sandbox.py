@@ -8,6 +8,7 @@ import os
 import subprocess
 import time
 
+import pytest
 from conftest import cgroup_dirs
 from mrun.kernel.capnames import BITS
 
@@ -229,6 +230,53 @@ def test_joining_another_containers_network_namespace(h):
     out = h.ok("run", "-b", h.bundle(config=cfg), h.cid()).stdout.strip()
     assert out == os.readlink(f"/proc/{pid}/ns/net")
     h.ok("delete", "--force", first)
+
+
+def test_joining_another_containers_pid_namespace(h):
+    """The host forks the init straight into a PID namespace it joined for that one fork."""
+    first = h.cid("pid")
+    h.ok("run", "-d", "-b", h.bundle(["sleep", "60"]), first)
+    pid = json.loads(h.ok("state", first).stdout)["pid"]
+    cfg = h.config(["sh", "-c", "readlink /proc/self/ns/pid; tr '\\0' ' ' < /proc/1/cmdline"])
+    cfg["linux"]["namespaces"] = [
+        ns if ns["type"] != "pid" else {"type": "pid", "path": f"/proc/{pid}/ns/pid"}
+        for ns in cfg["linux"]["namespaces"]
+    ]
+    out = h.ok("run", "-b", h.bundle(config=cfg), h.cid()).stdout.split()
+    assert out[0] == os.readlink(f"/proc/{pid}/ns/pid")
+    assert out[1:] == ["sleep", "60"], "PID 1 of the joined namespace is not the first container's init"
+    h.ok("delete", "--force", first)
+
+
+def test_every_host_side_child_stays_in_the_hosts_pid_namespace(h):
+    """The host unshares (or joins) the container's PID namespace for its next child only; the
+    hooks it runs after that fork must still be in its own."""
+    out = os.path.join(h.tmp, "hook-ns")
+    hooks = {
+        kind: [{"path": "/bin/sh", "args": ["sh", "-c", f"echo {kind} $(readlink /proc/self/ns/pid) >> {out}"]}]
+        for kind in ("prestart", "createRuntime", "poststart", "poststop")
+    }
+    h.ok("run", "-b", h.bundle(["true"], hooks=hooks), h.cid())
+    seen = dict(line.split() for line in open(out).read().splitlines())
+    assert set(seen) == {"prestart", "createRuntime", "poststart", "poststop"}
+    assert set(seen.values()) == {os.readlink("/proc/self/ns/pid")}, seen
+
+
+@pytest.mark.parametrize("kind", ["pid", "network", "mount"])
+def test_a_namespace_path_of_the_wrong_kind_is_one_line_and_leaves_nothing(h, kind):
+    cfg = h.config(["true"])
+    wrong = "net" if kind != "network" else "uts"
+    cfg["linux"]["namespaces"] = [ns for ns in cfg["linux"]["namespaces"] if ns["type"] != kind] + [
+        {"type": kind, "path": f"/proc/self/ns/{wrong}"}
+    ]
+    cid = h.cid()
+    r = h.mrun("create", "-b", h.bundle(config=cfg), cid)
+    assert r.returncode != 0
+    err = r.stderr.strip()
+    assert err.count("\n") == 0 and err.startswith("mrun: "), r.stderr
+    assert f"cannot join {kind} namespace /proc/self/ns/{wrong}" in err, err
+    assert h.mrun("state", cid).returncode != 0
+    assert not h.leftovers()
 
 
 def test_cgroup_is_removed_with_the_container(h):

@@ -1,15 +1,23 @@
 """Host side of starting a process in a sandbox: fork, join or create namespaces, hand back a pid.
 
-Three processes are involved, because only a child forked *after* unshare(CLONE_NEWPID) lives
-in the new PID namespace:
+Only a child forked *after* unshare(CLONE_NEWPID) (or setns into a PID namespace) lives in
+that PID namespace. Usually the host itself does that for its next child only, forks the
+container's process straight into it, and goes back to its own (``_direct``):
+
+    mrun (host) --unshare(PID), fork, setns(own PID ns)--> sandboxed process: joins/unshares the rest
+
+A user namespace (a new one must own the namespaces made after it and needs its maps written
+from outside) or a time namespace (which, like PID, only takes children) keeps a middle
+process, as runc has:
 
     mrun (host) --fork--> intermediate: joins/unshares namespaces --fork--> sandboxed process
                                           (reports the pid, exits)
 
-The host puts the intermediate into the container's cgroup before it unshares the cgroup
-namespace, and writes uid/gid maps when it creates a user namespace. Everything travels as
-JSON lines over a pair of pipes; the sandboxed process reports errors the same way, so a
-failure inside the container is one clear line on the host.
+One fork fewer is one copy and one teardown fewer of the host's page tables, 1-2 ms of CPU
+when the host is a warm template's child. The sandboxed process moves itself into the
+container's cgroup where the driver lets it, else the host moves it, before it unshares the
+cgroup namespace. Everything travels as JSON lines over a pair of pipes; the sandboxed process
+reports errors the same way, so a failure inside the container is one clear line on the host.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from collections.abc import Callable
 from mrun import jsonio
 from mrun.errors import MrunError
 from mrun.kernel import syscalls as sc
+from mrun.kernel.proc import SIGKILL
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -172,28 +181,51 @@ def _sandboxed(launch: Launch, ch: Channel, join_fds: list[int] | None, cgroupns
     os._exit(0)
 
 
+def _open_namespaces(launch: Launch, kinds: set[str]) -> dict[str, int]:
+    """Every namespace of ``kinds`` to join, opened first: once we joined a mount namespace,
+    /proc is no longer the host's."""
+    fds: dict[str, int] = {}
+    try:
+        for kind, path in launch.namespaces.items():
+            if path and kind in kinds:
+                try:
+                    fds[kind] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError as e:
+                    raise MrunError(f"linux.namespaces: cannot open {kind} namespace {path}: {e.strerror}")
+    except BaseException:
+        for fd in fds.values():
+            os.close(fd)
+        raise
+    return fds
+
+
+def _join(launch: Launch, kind: str, fd: int) -> None:
+    try:
+        sc.setns(fd, sc.NS_FLAGS[kind])
+    except OSError as e:
+        raise MrunError(f"linux.namespaces: cannot join {kind} namespace {launch.namespaces[kind]}: {e.strerror}")
+    finally:
+        os.close(fd)
+
+
+def _new_namespaces(launch: Launch, skip: set[str]) -> int:
+    """The unshare(2) flags of the namespaces to create, but ``skip``."""
+    flags = 0
+    for kind, path in launch.namespaces.items():
+        if not path and kind not in skip:
+            flags |= sc.NS_FLAGS[kind]
+    return flags
+
+
 def _intermediate(launch: Launch, ch: Channel) -> NoReturn:
     try:
         seen: set[str] = set()
         await_key(ch, "go", seen)
         join_fds = _open_thread_files(launch)
-        # Open every namespace first: once we joined a mount namespace, /proc is no longer the host's.
-        fds: dict[str, int] = {}
-        for kind, path in launch.namespaces.items():
-            if path:
-                try:
-                    fds[kind] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                except OSError as e:
-                    raise MrunError(f"linux.namespaces: cannot open {kind} namespace {path}: {e.strerror}")
+        fds = _open_namespaces(launch, set(sc.NS_FLAGS))
         joined_user = fds.pop("user", None)  # joined last: as host root we may still join the others
         for kind, fd in fds.items():
-            try:
-                sc.setns(fd, sc.NS_FLAGS[kind])
-            except OSError as e:
-                raise MrunError(
-                    f"linux.namespaces: cannot join {kind} namespace {launch.namespaces[kind]}: {e.strerror}"
-                )
-            os.close(fd)
+            _join(launch, kind, fd)
         if joined_user is not None:
             sc.setns(joined_user, sc.CLONE_NEWUSER)
             os.close(joined_user)
@@ -204,10 +236,7 @@ def _intermediate(launch: Launch, ch: Channel) -> NoReturn:
         if "user" in launch.namespaces:
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
-        flags = 0
-        for kind, path in launch.namespaces.items():
-            if not path and kind not in ("user", "cgroup"):  # a new cgroup one: in _sandboxed
-                flags |= sc.NS_FLAGS[kind]
+        flags = _new_namespaces(launch, {"user", "cgroup"})  # a new cgroup one: in _sandboxed
         if flags:
             sc.unshare(flags)
         pid = os.fork()
@@ -219,6 +248,57 @@ def _intermediate(launch: Launch, ch: Channel) -> NoReturn:
     except BaseException as e:  # noqa: BLE001
         fail_in_child(ch, e)
     os._exit(0)
+
+
+def _direct_child(launch: Launch, ch: Channel) -> NoReturn:
+    """Forked into the container's PID namespace already: the other namespaces, then as
+    ``_sandboxed``. Says ``entered`` (or fails) before anything else, as the intermediate says
+    ``pid``."""
+    try:
+        join_fds = _open_thread_files(launch)
+        for kind, fd in _open_namespaces(launch, set(sc.NS_FLAGS) - {"pid"}).items():
+            _join(launch, kind, fd)
+        flags = _new_namespaces(launch, {"pid", "cgroup"})
+        if flags:
+            sc.unshare(flags)
+        ch.send(entered=True)
+    except BaseException as e:  # noqa: BLE001
+        fail_in_child(ch, e)
+    _sandboxed(launch, ch, join_fds, launch.namespaces.get("cgroup") == "")
+
+
+def _direct(launch: Launch) -> bool:
+    """No namespace that needs the middle process (see the module's docstring). A time namespace,
+    joined or new, is entered by its creator's children only, as a PID one is."""
+    return "user" not in launch.namespaces and "time" not in launch.namespaces
+
+
+def _fork_into_pid_namespace(launch: Launch) -> int:
+    """Fork, the child into the container's PID namespace (new or joined) when it has one; we
+    stay in ours: unshare/setns(CLONE_NEWPID) only sets where our *next* children go, and we
+    set that back before anything else can fork."""
+    if "pid" not in launch.namespaces:
+        return os.fork()
+    target = _open_namespaces(launch, {"pid"}).get("pid")
+    ours = os.open("/proc/thread-self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if target is not None:
+            _join(launch, "pid", target)
+        else:
+            try:
+                sc.unshare(sc.CLONE_NEWPID)
+            except OSError as e:
+                raise MrunError(f"linux.namespaces: cannot create a pid namespace: {e.strerror}")
+        try:
+            pid = os.fork()
+        except BaseException:
+            sc.setns(ours, sc.CLONE_NEWPID)
+            raise
+        if pid:
+            sc.setns(ours, sc.CLONE_NEWPID)
+        return pid
+    finally:
+        os.close(ours)
 
 
 def _joined(host: Channel, launch: Launch) -> bool:
@@ -245,40 +325,58 @@ def spawn(launch: Launch) -> tuple[int, Channel]:
 
     primed()
     host, child = Channel.pair()
-    pid1 = os.fork()
-    if pid1 == 0:
+    direct = _direct(launch)
+    try:
+        forked = _fork_into_pid_namespace(launch) if direct else os.fork()
+    except BaseException:
+        host.close()
+        child.close()
+        raise
+    if forked == 0:
         host.close()
         for fd in launch.close_in_child:
             os.close(fd)
+        if direct:
+            _direct_child(launch, child)
         _intermediate(launch, child)
     child.close()
     try:
-        host.send(go=True)
-        msg = host.recv()
-        if msg.get("userns"):
-            _write_maps(pid1, launch)
-            host.send(mapped=True)
+        if direct:
             msg = host.recv()
+            pid = forked
+        else:
+            host.send(go=True)
+            msg = host.recv()
+            if msg.get("userns"):
+                _write_maps(forked, launch)
+                host.send(mapped=True)
+                msg = host.recv()
         # The sandboxed process may speak before the intermediate reports its pid.
         early = []
-        while not ({"pid", "error", "eof"} & msg.keys()):
+        while not ({"pid", "entered", "error", "eof"} & msg.keys()):
             early.append(msg)
             msg = host.recv()
         host.held = early + host.held
         if "error" in msg:
             raise MrunError(msg["error"])
-        if "pid" not in msg:
+        if "eof" in msg:
             raise MrunError("the sandbox set-up process died before starting the container")
+        if not direct:
+            pid = msg["pid"]
         # It moves itself into its cgroup where the driver lets it (_join_threadwise); else we
         # move it while it builds its root, for the first move waits for an RCU grace period
         # (5-20 ms here). It waits for "cgrouped" before it runs hooks or makes its payload, so
         # nothing it starts or allocates is outside.
         if launch.add_to_cgroup and not _joined(host, launch):
-            launch.add_to_cgroup(msg["pid"])
+            launch.add_to_cgroup(pid)
         host.send(cgrouped=True)
-        return msg["pid"], host
+        return pid, host
     except BaseException:
         host.close()
+        if direct:  # our own child, not yet anybody's container: end it and reap it
+            os.kill(forked, SIGKILL)
+            os.waitpid(forked, 0)
         raise
     finally:
-        os.waitpid(pid1, 0)
+        if not direct:
+            os.waitpid(forked, 0)
