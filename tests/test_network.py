@@ -49,6 +49,25 @@ def net(images, busybox_archive, tmp_path):
     assert "mrun-ctr" not in nft_rules() and f"mrun-net:{h.net}" not in nft_rules()
 
 
+def test_a_networks_first_start_imports_no_netlink_library(net):
+    """mrun speaks netlink itself (network.netlink): a library for it (pyroute2: ~0.3 s, and
+    ~14 MiB of heap that every fork of the warm template would copy page tables for) is paid by
+    nothing. Cold, the first start on a new network makes its bridge, gateway address and
+    masquerade rules, a published port's rules, and its removal lists and deletes them."""
+    from test_startup import imported
+
+    h = net
+    env = {**h.env, "MRUN_WARM": "0"}
+    base = ["--root", h.root, "--image-root", h.image_root]
+    run = run_args(h, "--rm", "--network", h.net, "-p", "127.0.0.1:18093:80", IMAGE, "true")
+    mods = imported([*base, *run], env)
+    assert "mrun.network.rtnl" in mods, "the start did not reach the network set-up"
+    assert not {m for m in mods if m.split(".")[0] in ("pyroute2", "pr2modules")}
+    bridge = json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["bridge"]
+    assert os.path.isdir(f"/sys/class/net/{bridge}/bridge")
+    assert f"mrun-net:{h.net}" in nft_rules() and "mrun-ctr" not in nft_rules()
+
+
 def nft_rules() -> str:
     return subprocess.run(["nft", "list", "table", "ip", "mrun"], capture_output=True, text=True).stdout
 

@@ -65,18 +65,6 @@ def test_entry_point_scan_is_cached_per_environment(tmp_path, h):
     assert len(os.listdir(tmp_path / "cache" / "mrun")) == 1
 
 
-def test_pyroute2_is_imported_only_for_a_network(images, busybox_archive):
-    """Its import is about 0.3 s: a create without a network must not pay for it."""
-    from conftest import run_args
-
-    h = images
-    assert h.mrun("--image-root", h.image_root, "load", busybox_archive).returncode == 0
-    base = ["--root", h.root, "--image-root", h.image_root]
-    assert "pyroute2" not in imported([*base, *run_args(h, "--rm", "localhost/busybox:latest", "true")])
-    bundle = h.bundle(["true"])
-    assert "pyroute2" not in imported(["--root", h.root, "run", "-b", bundle, h.cid()])
-
-
 def test_loading_every_backend_imports_no_process_machinery(h):
     """create loads every backend to let them bid: a backend must import what it needs when it
     is chosen (the oci backend's subprocess and shutil cost every create 4 ms at import)."""

@@ -1,5 +1,5 @@
 """nftables rules in a table of mrun's own (``ip mrun``): written by the `nft` command, read
-back over netlink.
+back over netlink (nf_tables' own messages, spoken directly by ``netlink``).
 
 Why nft: the kernel's own firewall, no daemon; one table that mrun creates and owns, so it
 never edits anyone else's rules and removing a rule is deleting it by handle. Every rule carries
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 
 from mrun.errors import MrunError
@@ -42,31 +43,71 @@ def nft(script: str) -> str:
     return r.stdout
 
 
-def _dump(what: str) -> list:
-    """``get_rules`` or ``get_tables`` of the 'ip' family, read over netlink (pyroute2): no `nft`
-    process per container start, and a rule's comment comes back as its user data."""
-    from pyroute2 import NetlinkError
-    from pyroute2.nftables.main import NFTables
+NETLINK_NETFILTER, NFNL_SUBSYS_NFTABLES = 12, 10
+NFT_MSG_GETTABLE, NFT_MSG_NEWRULE, NFT_MSG_GETRULE, NFT_MSG_NEWGEN, NFT_MSG_GETGEN = 1, 6, 7, 15, 16
+NFT_MSG_NEWTABLE = 0
+NFTA_TABLE_NAME, NFTA_GEN_ID = 1, 1
+NFTA_RULE_TABLE, NFTA_RULE_CHAIN, NFTA_RULE_HANDLE, NFTA_RULE_USERDATA = 1, 2, 3, 7
+NFTNL_UDATA_RULE_COMMENT = 0  # libnftnl's type for a rule's comment in its user data
+NFPROTO_IPV4 = 2  # the 'ip' family
 
-    try:
-        with NFTables(nfgen_family=2) as nl:  # NFPROTO_IPV4, the 'ip' family
-            return getattr(nl, what)()
-    except NetlinkError as e:
-        raise MrunError(f"listing nftables {what.removeprefix('get_')}: {e.args[1] if len(e.args) > 1 else e}")
+
+def _nft_talk(message: int, flags: int, body: bytes = b"") -> list[tuple[int, bytes]]:
+    """One nf_tables request of the 'ip' family -> its replies' attributes (after nfgenmsg)."""
+    from mrun.network import netlink as nl
+
+    header = struct.pack("=BBH", NFPROTO_IPV4, 0, 0)  # nfgenmsg: family, version, resource id
+    attempts = 3  # a dump that a concurrent change interrupted is read again
+    while True:
+        try:
+            replies = nl.talk(NETLINK_NETFILTER, (NFNL_SUBSYS_NFTABLES << 8) | message, flags, header + body)
+            return [(mtype & 0xFF, payload[4:]) for mtype, payload in replies]
+        except InterruptedError:
+            attempts -= 1
+            if not attempts:
+                raise
+
+
+def _comment(user_data: bytes | None) -> str | None:
+    """The comment in a rule's user data: libnftnl's TLVs (a type byte, a length byte, the value)."""
+    data = user_data or b""
+    while len(data) >= 2:
+        kind, length = data[0], data[1]
+        if kind == NFTNL_UDATA_RULE_COMMENT:
+            return data[2 : 2 + length].split(b"\0", 1)[0].decode(errors="replace")
+        data = data[2 + length :]
+    return None
 
 
 def _list() -> list[dict]:
-    """mrun's rules as {"chain", "handle", "comment"}."""
-    return [
-        {"chain": r.get_attr("NFTA_RULE_CHAIN"), "handle": r.get_attr("NFTA_RULE_HANDLE"),
-         "comment": r.get_attr("NFTA_RULE_USERDATA")}
-        for r in _dump("get_rules")
-        if r.get_attr("NFTA_RULE_TABLE") == TABLE_NAME
-    ]
+    """mrun's rules as {"chain", "handle", "comment"}: a dump of our table's rules only."""
+    from mrun.network import netlink as nl
+
+    try:
+        replies = _nft_talk(NFT_MSG_GETRULE, nl.NLM_F_DUMP, nl.name(NFTA_RULE_TABLE, TABLE_NAME))
+    except OSError as e:
+        raise MrunError(f"listing nftables rules: {e.strerror}")
+    rules = []
+    for kind, payload in replies:
+        found = nl.attrs(payload)
+        if kind != NFT_MSG_NEWRULE or nl.text(found.get(NFTA_RULE_TABLE)) != TABLE_NAME:
+            continue
+        handle = found.get(NFTA_RULE_HANDLE)
+        rules.append({"chain": nl.text(found.get(NFTA_RULE_CHAIN)),
+                      "handle": struct.unpack(">Q", handle[:8])[0] if handle and len(handle) >= 8 else None,
+                      "comment": _comment(found.get(NFTA_RULE_USERDATA))})
+    return rules
 
 
 def _table_exists() -> bool:
-    return any(t.get_attr("NFTA_TABLE_NAME") == TABLE_NAME for t in _dump("get_tables"))
+    from mrun.network import netlink as nl
+
+    try:
+        replies = _nft_talk(NFT_MSG_GETTABLE, nl.NLM_F_DUMP)
+    except OSError as e:
+        raise MrunError(f"listing nftables tables: {e.strerror}")
+    return any(kind == NFT_MSG_NEWTABLE and nl.text(nl.attrs(payload).get(NFTA_TABLE_NAME)) == TABLE_NAME
+               for kind, payload in replies)
 
 
 def add_network(network: dict, record: str) -> None:
@@ -94,37 +135,18 @@ def add_network(network: dict, record: str) -> None:
         _write(record, after)  # nobody else changed the ruleset meanwhile: what we saw is what there is
 
 
-NLM_F_REQUEST = 1
-NETLINK_NETFILTER, NFNL_SUBSYS_NFTABLES, NFT_MSG_NEWGEN, NFT_MSG_GETGEN, NFTA_GEN_ID = 12, 10, 15, 16, 1
-
-
 def generation() -> int | None:
     """The nftables ruleset's generation number (NFT_MSG_GETGEN), or None if it cannot be read."""
-    import socket
-    import struct
+    from mrun.network import netlink as nl
 
-    request = struct.pack("=IHHII", 20, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, NLM_F_REQUEST, 1, 0)
-    request += struct.pack("=BBH", socket.AF_UNSPEC, 0, 0)  # nfgenmsg: family, version, resource id
     try:
-        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER) as s:
-            s.settimeout(1)
-            s.send(request)
-            answer = s.recv(4096)
+        replies = _nft_talk(NFT_MSG_GETGEN, nl.NLM_F_ACK)
     except OSError:
         return None
-    if len(answer) < 20:
-        return None
-    length, kind = struct.unpack_from("=IH", answer)
-    if kind != (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN:
-        return None
-    offset = 20  # nlmsghdr, nfgenmsg; then the attributes
-    while offset + 4 <= min(length, len(answer)):
-        size, attr = struct.unpack_from("=HH", answer, offset)
-        if size < 4:
-            return None
-        if attr & 0x3FFF == NFTA_GEN_ID and size >= 8:
-            return struct.unpack_from(">I", answer, offset + 4)[0]
-        offset += (size + 3) & ~3
+    for kind, payload in replies:
+        raw = nl.attrs(payload).get(NFTA_GEN_ID) if kind == NFT_MSG_NEWGEN else None
+        if raw and len(raw) >= 4:
+            return struct.unpack(">I", raw[:4])[0]
     return None
 
 

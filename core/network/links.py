@@ -1,9 +1,6 @@
-"""Netlink work on the host's side: the bridge (pyroute2), and a veth pair per container whose
-peer is made as eth0 right inside the container's network namespace (``rtnl``; ``ifconfig``
-configures it there with ioctls).
-
-pyroute2 takes about 0.3 s to import, so this module is imported only when a container joins
-a bridge network (the warm template has imported it already).
+"""Netlink work on the host's side: a network's bridge, and a veth pair per container whose peer
+is made as eth0 right inside the container's network namespace, both as rtnetlink requests
+(``rtnl``); ``ifconfig`` configures eth0 there with ioctls.
 """
 
 from __future__ import annotations
@@ -18,42 +15,38 @@ from mrun.network import ifconfig
 GONE_WAIT = 2.0  # seconds the kernel may take to remove a dying namespace's veth pair
 
 
-def _ipr():  # noqa: ANN202 - pyroute2's IPRoute
-    from pyroute2 import IPRoute
-
-    return IPRoute()
-
-
 def _sysctl(path: str, value: str) -> None:
     with open(f"/proc/sys/{path}", "w") as f:
         f.write(value)
 
 
 def ensure_bridge(network: dict) -> None:
-    """The network's bridge, with the gateway address, up; route_localnet so 127.0.0.1 ports reach it."""
+    """The network's bridge, with the gateway address, up; route_localnet so 127.0.0.1 ports reach it.
+    Each step tolerates another start having done it just now."""
     if _bridge_ready(network):
         return
-    from pyroute2 import NetlinkError
+    from mrun.network import rtnl
 
-    bridge, prefix = network["bridge"], int(network["subnet"].split("/")[1])
-    with _ipr() as ipr:
-        found = ipr.link_lookup(ifname=bridge)
-        if not found:
+    name, bridge, prefix = network["name"], network["bridge"], int(network["subnet"].split("/")[1])
+    try:
+        if rtnl.link(bridge) is None:
             try:
-                ipr.link("add", ifname=bridge, kind="bridge")
-            except NetlinkError as e:
-                if e.code != errno.EEXIST:  # another start made it just now
-                    raise MrunError(f"network {network['name']}: creating bridge {bridge}: {e.args[1]}")
-            found = ipr.link_lookup(ifname=bridge)
+                rtnl.add_bridge(bridge)
+            except OSError as e:
+                if e.errno != errno.EEXIST:
+                    raise MrunError(f"network {name}: creating bridge {bridge}: {e.strerror}")
+        found = rtnl.link(bridge)
+        if found is None or found[1] != "bridge":
+            raise MrunError(f"network {name}: {bridge} is {'gone' if found is None else 'a link but not a bridge'}")
         index = found[0]
-        addrs = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=index, family=2)}
-        if network["gateway"] not in addrs:
-            try:
-                ipr.addr("add", index=index, address=network["gateway"], prefixlen=prefix)
-            except NetlinkError as e:
-                if e.code != errno.EEXIST:
-                    raise MrunError(f"network {network['name']}: address on {bridge}: {e.args[1]}")
-        ipr.link("set", index=index, state="up")
+        try:
+            rtnl.add_ipv4(index, network["gateway"], prefix)
+        except OSError as e:
+            if e.errno != errno.EEXIST:
+                raise MrunError(f"network {name}: address on {bridge}: {e.strerror}")
+        rtnl.set_up(index)
+    except OSError as e:
+        raise MrunError(f"network {name}: bridge {bridge}: {e.strerror}")
     _sysctl(f"net/ipv4/conf/{bridge}/route_localnet", "1")
     _sysctl("net/ipv4/ip_forward", "1")  # outbound traffic is forwarded, then masqueraded
 

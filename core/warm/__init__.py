@@ -1,5 +1,5 @@
 """The warm template: one process per node and mrun installation that has paid Python's start-up
-and every import once (the core, pluggy and the backends, protobuf and the shim, pyroute2,
+and every import once (the core, pluggy and the backends, protobuf and the shim,
 wasmtime with its engine and the compiled modules) and forks what a caller needs.
 
 ``client`` is what a short-lived caller (``containerd-shim-mrun-v2 start``, a docker-like ``mrun``

@@ -90,8 +90,6 @@ def preload() -> Any:
     import mrun.warm.child  # noqa: F401
     from mrun.plugins.manager import Backends
 
-    _import_optional("pyroute2")  # network set-up: links (IPRoute) and firewall (NFTables) import it lazily
-    _import_optional("pyroute2.nftables.main")
     backends = Backends.shared()
     backends.pm.hook.mrun_warm()
     return backends
@@ -107,13 +105,6 @@ def freeze(collect: bool = False) -> None:
     if collect:
         gc.collect()
     gc.freeze()
-
-
-def _import_optional(name: str) -> None:
-    try:
-        __import__(name)
-    except ImportError as e:
-        log(f"{name} is not importable ({e}); callers that need it will import it themselves")
 
 
 def take_lock(path: str) -> int | None:

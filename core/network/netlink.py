@@ -1,0 +1,89 @@
+"""Netlink spoken on a bare socket (netlink(7)): one request, the kernel's replies, and its
+acknowledgement or end-of-dump. ``rtnl`` (links, addresses, namespace ids) and ``firewall``
+(nftables reads) build their few requests on it.
+
+A library (pyroute2) would do the same with more, but its import alone is ~14 MiB of heap in
+the warm template, which every fork of the template copies page tables for and every exit
+tears down again (0.7 ms a fork here).
+"""
+
+from __future__ import annotations
+
+import _socket
+import os
+import struct
+
+AF_NETLINK, NETLINK_ROUTE, NETLINK_NETFILTER = 16, 0, 12
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR = 0x1, 0x4, 0x300, 0x10
+NLM_F_EXCL, NLM_F_CREATE = 0x200, 0x400
+TIMEOUT = 5.0  # seconds: the kernel answers at once; this only keeps a wedged call from hanging
+
+HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port
+ATTR = struct.Struct("=HH")  # nlattr: length, type
+
+
+def attr(kind: int, data: bytes) -> bytes:
+    raw = ATTR.pack(ATTR.size + len(data), kind) + data
+    return raw + b"\0" * (-len(raw) % 4)
+
+
+def name(kind: int, text: str) -> bytes:
+    return attr(kind, text.encode() + b"\0")
+
+
+def attrs(data: bytes) -> dict[int, bytes]:
+    """The attributes in ``data`` by type (the nested and byte-order flags masked off)."""
+    found = {}
+    while len(data) >= ATTR.size:
+        length, kind = ATTR.unpack_from(data)
+        if length < ATTR.size:
+            break
+        found[kind & 0x3FFF] = data[ATTR.size : length]
+        data = data[(length + 3) & ~3 :]
+    return found
+
+
+def text(raw: bytes | None) -> str | None:
+    """A NUL-terminated string attribute."""
+    return None if raw is None else raw.split(b"\0", 1)[0].decode(errors="replace")
+
+
+def talk(protocol: int, kind: int, flags: int, body: bytes) -> list[tuple[int, bytes]]:
+    """Send one request; -> the replies before the acknowledgement or the end of the dump, as
+    (type, payload). OSError with the kernel's errno if it refuses; EINTR if a dump was
+    interrupted by a change (NLM_F_DUMP_INTR: its parts may not agree), for the caller to retry.
+    ``flags`` should hold NLM_F_ACK or NLM_F_DUMP, or the call waits for an end that never comes."""
+    sock = _socket.socket(AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC, protocol)
+    try:
+        sock.settimeout(TIMEOUT)
+        sock.bind((0, 0))
+        sock.send(HEADER.pack(HEADER.size + len(body), kind, NLM_F_REQUEST | flags, 1, 0) + body)
+        replies: list[tuple[int, bytes]] = []
+        interrupted = False
+        while True:
+            data = sock.recv(1 << 16)
+            if not data:
+                raise OSError(5, os.strerror(5))  # EIO: the kernel closed on us
+            while len(data) >= HEADER.size:
+                length, mtype, mflags, _seq, _port = HEADER.unpack_from(data)
+                if length < HEADER.size:
+                    raise OSError(5, "a malformed netlink message")
+                payload = data[HEADER.size : length]
+                data = data[(length + 3) & ~3 :]
+                interrupted |= bool(mflags & NLM_F_DUMP_INTR)
+                if mtype == NLMSG_ERROR:
+                    code = -struct.unpack_from("=i", payload)[0] if len(payload) >= 4 else 5
+                    if code:
+                        raise OSError(code, os.strerror(code))
+                    return replies
+                if mtype == NLMSG_DONE:
+                    code = -struct.unpack_from("=i", payload)[0] if len(payload) >= 4 else 0
+                    if code:
+                        raise OSError(code, os.strerror(code))
+                    if interrupted:
+                        raise OSError(4, "the dump was interrupted by a change")
+                    return replies
+                replies.append((mtype, payload))
+    finally:
+        sock.close()
