@@ -1,6 +1,11 @@
 """podman drives mrun as its OCI runtime (`podman --runtime mrun`), with its own storage, run
 root, cgroup parent and no network, all private to the test.
 
+podman calls its runtime without our environment, and its clean-up (`podman container cleanup`,
+run by conmon) without the global flags of `--runtime-flag`: left alone, mrun would keep these
+containers' state in the node's /run/mrun and ask the node's warm template. So the runtime
+podman runs is a two-line script that pins both to the test's own, then execs mrun.
+
 This host has no CAP_SYS_RESOURCE and a hard RLIMIT_NOFILE of 20000, while podman as root asks
 for higher rlimits by default: runc fails the same way, so the tests pass --ulimit within them.
 """
@@ -24,6 +29,10 @@ def podman(tmp_path_factory, busybox_archive):
     require("conmon", "conmon")
     work = tmp_path_factory.mktemp("podman")
     tag = f"mrun-test-{uuid.uuid4().hex[:8]}"
+    runtime = work / "mrun-runtime"
+    runtime.write_text(f"#!/bin/sh\nMRUN_WARM_DIR='{os.environ['MRUN_WARM_DIR']}' "
+                       f"exec '{mrun_binary()}' --root '{work / 'state'}' \"$@\"\n")
+    runtime.chmod(0o755)
     base = [
         "podman",
         "--root",
@@ -37,7 +46,7 @@ def podman(tmp_path_factory, busybox_archive):
         "--events-backend",
         "file",
         "--runtime",
-        mrun_binary(),
+        str(runtime),
     ]
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -47,18 +56,20 @@ def podman(tmp_path_factory, busybox_archive):
         return r
 
     run("load", "-i", busybox_archive)
-    yield run, tag
+    yield run, tag, work / "state"
     run("rm", "-a", "-f", check=False)
     left = cgroup_dirs(f"/{tag}")
     for d in sorted(left, key=len, reverse=True):
         for sub, _dirs, _files in sorted(os.walk(d, topdown=False), key=lambda x: -len(x[0])):
             os.rmdir(sub)
+    state_left = [e for e in os.listdir(work / "state") if not e.startswith(".")] if (work / "state").is_dir() else []
     shutil.rmtree(work, ignore_errors=True)
     assert not processes_mentioning(str(work)), "podman left processes behind"
+    assert not state_left, f"container state left behind: {state_left}"
 
 
 def test_podman_run_rm(podman):
-    run, tag = podman
+    run, tag, _state = podman
     r = run(
         "run",
         "--rm",
@@ -78,9 +89,12 @@ def test_podman_run_rm(podman):
 
 
 def test_podman_detached_exec_kill_rm(podman):
-    run, tag = podman
+    run, tag, state = podman
     name = f"c{uuid.uuid4().hex[:6]}"
     run("run", "-d", "--name", name, "--network", "none", "--cgroup-parent", f"/{tag}", *ULIMITS, IMAGE, "sleep", "600")
+    cid = run("inspect", "--format", "{{.Id}}", name).stdout.strip()
+    assert os.path.isdir(state / cid), "the container's state is not in the test's own root"
+    assert not os.path.exists(f"/run/mrun/{cid}")
     assert run("exec", name, "cat", "/proc/1/cmdline").stdout.replace("\0", " ").strip() == "sleep 600"
     assert "Up" in run("ps", "--filter", f"name={name}").stdout
     run("kill", name)

@@ -109,11 +109,19 @@ def test_the_shim_task_service_in_process(world):
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
 
     def helper() -> None:  # the fork helper's protocol, answered in-process
-        while (got := spawner.recv(theirs)) is not None:
-            msg, fds = got
-            for fd in fds:
-                os.close(fd)
-            spawner.send(theirs, {"pid": rt.create(msg["id"], msg["bundle"]).pid}, [])
+        try:
+            while (got := spawner.recv(theirs)) is not None:
+                msg, fds = got
+                for fd in fds:
+                    os.close(fd)
+                try:
+                    answer = {"pid": rt.create(msg["id"], msg["bundle"]).pid}
+                except Exception as e:  # noqa: BLE001 - the service reports it: the test fails, not hangs
+                    answer = {"error": f"{e.__class__.__name__}: {e}"}
+                spawner.send(theirs, answer, [])
+        except BaseException:
+            theirs.shutdown(socket.SHUT_RDWR)  # a helper that dies is EOF to the service, as a real one's
+            raise
 
     threading.Thread(target=helper, daemon=True).start()
     service = TaskService("unit", rt.store.root, ours, None, runtime=rt)
