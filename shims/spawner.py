@@ -46,8 +46,6 @@ def recv(sock: socket.socket) -> tuple[dict, list[int]] | None:
 def _create(msg: dict, fds: list[int], backends: object) -> dict:
     """Run in the worker: a container create, an exec into one (detached, so it returns), or a
     pod's namespace holder."""
-    import tempfile
-
     if "pod" in msg:
         from mrun.shims.pod import hold
 
@@ -70,6 +68,8 @@ def _create(msg: dict, fds: list[int], backends: object) -> dict:
     opts.annotations = msg.get("annotations") or {}
     if msg.get("process") is None:
         return {"pid": runtime.create(msg["id"], msg["bundle"], opts).pid}
+    import tempfile  # an exec's only: it brings random and hashlib, which a create need not pay for
+
     with tempfile.TemporaryDirectory() as tmp:
         opts.pid_file = os.path.join(tmp, "pid")
         runtime.exec(msg["id"], msg["process"], opts, detach=True)
