@@ -17,6 +17,7 @@ import os
 import shutil
 import struct
 import subprocess
+import time
 
 from mrun.errors import MrunError
 
@@ -50,6 +51,7 @@ NFTA_TABLE_NAME, NFTA_GEN_ID = 1, 1
 NFTA_RULE_TABLE, NFTA_RULE_CHAIN, NFTA_RULE_HANDLE, NFTA_RULE_USERDATA = 1, 2, 3, 7
 NFTNL_UDATA_RULE_COMMENT = 0  # libnftnl's type for a rule's comment in its user data
 NFPROTO_IPV4 = 2  # the 'ip' family
+DUMP_ATTEMPTS = 30
 
 
 def _nft_talk(message: int, flags: int, body: bytes = b"") -> list[tuple[int, bytes]]:
@@ -57,15 +59,19 @@ def _nft_talk(message: int, flags: int, body: bytes = b"") -> list[tuple[int, by
     from mrun.network import netlink as nl
 
     header = struct.pack("=BBH", NFPROTO_IPV4, 0, 0)  # nfgenmsg: family, version, resource id
-    attempts = 3  # a dump that a concurrent change interrupted is read again
-    while True:
+    # A dump spans at least two of the kernel's passes (the rules, then the end), and any commit
+    # in between (another container's port, anyone's rule) marks it interrupted: 1 in 6 under
+    # steady churn here. It is read again until whole; a pause lets a burst of commits pass.
+    for attempt in range(DUMP_ATTEMPTS):
         try:
             replies = nl.talk(NETLINK_NETFILTER, (NFNL_SUBSYS_NFTABLES << 8) | message, flags, header + body)
             return [(mtype & 0xFF, payload[4:]) for mtype, payload in replies]
         except InterruptedError:
-            attempts -= 1
-            if not attempts:
+            if attempt == DUMP_ATTEMPTS - 1:
                 raise
+            if attempt >= 2:
+                time.sleep(0.001 * attempt)
+    raise AssertionError("unreachable")
 
 
 def _comment(user_data: bytes | None) -> str | None:
@@ -190,7 +196,7 @@ def publish(owner: str, host_ip: str, host_port: int, proto: str, ip: str, port:
 
 def remove(tag: str) -> int:
     """Delete every rule whose comment is ``tag``. -> how many."""
-    rules = [r for r in _list() if r.get("comment") == tag]
+    rules = [r for r in _list() if r.get("comment") == tag and r.get("handle") is not None]
     if rules:
         nft("".join(f"delete rule {TABLE} {r['chain']} handle {r['handle']}\n" for r in rules))
     return len(rules)

@@ -62,7 +62,10 @@ def talk(protocol: int, kind: int, flags: int, body: bytes) -> list[tuple[int, b
         replies: list[tuple[int, bytes]] = []
         interrupted = False
         while True:
-            data = sock.recv(1 << 16)
+            try:
+                data = sock.recv(1 << 16)
+            except TimeoutError:  # raised without an errno: every caller reports strerror
+                raise OSError(110, f"no answer from the kernel in {TIMEOUT:.0f} s") from None  # ETIMEDOUT
             if not data:
                 raise OSError(5, os.strerror(5))  # EIO: the kernel closed on us
             while len(data) >= HEADER.size:
