@@ -218,33 +218,23 @@ def test_user_namespace_with_mappings(h):
     assert lines[1].split() == ["0", "200000", "65536"]
 
 
-def test_joining_another_containers_network_namespace(h):
-    first = h.cid("net")
+@pytest.mark.parametrize("kind", ["network", "pid"])
+def test_joining_another_containers_namespace(h, kind):
+    """A namespace path: joined by the container's process itself, or, for PID, by the host for
+    the one fork that makes the init (then PID 1 there is the first container's init)."""
+    first = h.cid(kind[:3])
     h.ok("run", "-d", "-b", h.bundle(["sleep", "60"], hostname="first"), first)
     pid = json.loads(h.ok("state", first).stdout)["pid"]
-    cfg = h.config(["sh", "-c", "readlink /proc/self/ns/net"])
+    link = {"network": "net", "pid": "pid"}[kind]
+    cfg = h.config(["sh", "-c", f"readlink /proc/self/ns/{link}; tr '\\0' ' ' < /proc/1/cmdline"])
     cfg["linux"]["namespaces"] = [
-        ns if ns["type"] != "network" else {"type": "network", "path": f"/proc/{pid}/ns/net"}
-        for ns in cfg["linux"]["namespaces"]
-    ]
-    out = h.ok("run", "-b", h.bundle(config=cfg), h.cid()).stdout.strip()
-    assert out == os.readlink(f"/proc/{pid}/ns/net")
-    h.ok("delete", "--force", first)
-
-
-def test_joining_another_containers_pid_namespace(h):
-    """The host forks the init straight into a PID namespace it joined for that one fork."""
-    first = h.cid("pid")
-    h.ok("run", "-d", "-b", h.bundle(["sleep", "60"]), first)
-    pid = json.loads(h.ok("state", first).stdout)["pid"]
-    cfg = h.config(["sh", "-c", "readlink /proc/self/ns/pid; tr '\\0' ' ' < /proc/1/cmdline"])
-    cfg["linux"]["namespaces"] = [
-        ns if ns["type"] != "pid" else {"type": "pid", "path": f"/proc/{pid}/ns/pid"}
+        ns if ns["type"] != kind else {"type": kind, "path": f"/proc/{pid}/ns/{link}"}
         for ns in cfg["linux"]["namespaces"]
     ]
     out = h.ok("run", "-b", h.bundle(config=cfg), h.cid()).stdout.split()
-    assert out[0] == os.readlink(f"/proc/{pid}/ns/pid")
-    assert out[1:] == ["sleep", "60"], "PID 1 of the joined namespace is not the first container's init"
+    assert out[0] == os.readlink(f"/proc/{pid}/ns/{link}")
+    if kind == "pid":
+        assert out[1:] == ["sleep", "60"], "PID 1 of the joined namespace is not the first container's init"
     h.ok("delete", "--force", first)
 
 

@@ -1,3 +1,3 @@
 """Container networking: named bridge networks with their own subnets, an IPAM made of lease
-files, bridges and veth pairs made over netlink (``netlink``, ``rtnl``), and nftables rules for masquerade and
-published ports. Only the commands that touch the network import any of it."""
+files, bridges and veth pairs made over netlink (``netlink``, ``rtnl``), and nftables rules for
+masquerade and published ports. Only the commands that touch the network import any of it."""

@@ -373,10 +373,22 @@ def spawn(launch: Launch) -> tuple[int, Channel]:
         return pid, host
     except BaseException:
         host.close()
-        if direct:  # our own child, not yet anybody's container: end it and reap it
-            os.kill(forked, SIGKILL)
-            os.waitpid(forked, 0)
+        if direct:
+            _end_child(forked)
         raise
     finally:
         if not direct:
             os.waitpid(forked, 0)
+
+
+def _end_child(pid: int) -> None:
+    """Our own child, not yet anybody's container, after a failed start: killed and reaped. Only
+    while it is unreaped is its pid surely its own (a host that ignores SIGCHLD has it reaped
+    by the kernel, and then it is left alone)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0]:
+            return
+        os.kill(pid, SIGKILL)
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
