@@ -504,3 +504,39 @@ def test_listing_mrun_s_rules_holds_while_others_commit_all_the_time(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     listings, interrupted = map(int, r.stdout.split())
     assert listings > 100 and interrupted > 0, (listings, interrupted)  # the retry was needed, and held
+
+
+def test_a_forged_network_definition_never_steers_netlink_or_nft(net):
+    """network.json is root's alone to write, but a damaged or forged one must not reach the
+    host: its subnet goes into an nft script and its bridge names the link mrun addresses, plugs
+    into and deletes. A start refuses it in one line naming the file and field; `network rm`
+    removes the definition and touches no link or rule that is not the network's own."""
+    h = net
+    path = os.path.join(h.env["MRUN_NETWORK_ROOT"], h.net, "network.json")
+    doc = json.load(open(path))
+    victim, injected = f"mrvictim{uuid.uuid4().hex[:5]}", f"mrun-test-injected-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "link", "add", victim, "type", "veth", "peer", "name", f"{victim}p"], check=True)
+    forgeries = {
+        "bridge": {**doc, "bridge": victim},
+        "subnet": {**doc, "subnet": f'{doc["subnet"]} counter\nadd table ip {injected}\n#'},
+        "gateway": {**doc, "gateway": "192.0.2.1"},
+    }
+    try:
+        for field, forged in forgeries.items():
+            with open(path, "w") as f:
+                json.dump(forged, f)
+            r = img(h, *run_args(h, "--rm", "--network", h.net, IMAGE, "true"), env=h.env)
+            assert r.returncode != 0 and r.stderr.strip().count("\n") == 0, r.stderr
+            assert "network.json" in r.stderr and field in r.stderr, r.stderr
+            assert "inet " not in subprocess.run(["ip", "-o", "addr", "show", "dev", victim], capture_output=True,
+                                                 text=True).stdout
+            assert injected not in subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+            assert not leases(h)
+        listing = img(h, "network", "ls", env=h.env)
+        assert listing.returncode == 0 and h.net in listing.stdout, listing.stderr
+        img_ok(h, "network", "rm", h.net, env=h.env)
+        assert os.path.exists(f"/sys/class/net/{victim}"), "network rm deleted a link that was not its bridge"
+        assert not os.path.exists(path)
+    finally:
+        subprocess.run(["ip", "link", "del", victim], capture_output=True)
+        subprocess.run(["nft", "delete", "table", "ip", injected], capture_output=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from mrun import jsonio
 from mrun.cli.common import print_table
@@ -24,7 +25,11 @@ def network(g: dict[str, Any], action: str, name: str | None, subnet: str) -> in
     elif action == "ls":
         rows = [("NAME", "SUBNET", "GATEWAY", "BRIDGE", "CONTAINERS")]
         for n in nets.names():
-            d = nets.get(n)
+            try:
+                d = nets.get(n)
+            except InvalidSpec as e:  # listed, and said why, so that it can be removed
+                print(f"mrun: warning: {e}", file=sys.stderr)
+                d = {"subnet": "?", "gateway": "?", "bridge": "?"}
             rows.append((n, d["subnet"], d["gateway"], d["bridge"], str(len(nets.leases(n)))))
         print_table(rows)
     elif action == "inspect":
@@ -41,14 +46,15 @@ def network(g: dict[str, Any], action: str, name: str | None, subnet: str) -> in
 
 
 def _teardown(nets: Networks, name: str) -> None:
-    """The network's definition, then its bridge and rules (refused while containers use it)."""
-    doc = nets.get(name)
-    nets.remove(name)
+    """The network's definition, then its rules and bridge (refused while containers use it).
+    Its bridge is the name derived for it, never the one its file says, and only if a bridge."""
     from mrun.network import firewall, links
+    from mrun.network.store import bridge_name
 
+    nets.remove(name)
     firewall.remove(f"mrun-net:{name}")
     firewall.drop_table_if_unused()
-    links.remove_link(doc["bridge"])
+    links.remove_bridge(bridge_name(nets.root, name))
 
 
 def prune(nets: Networks) -> list[str]:

@@ -78,6 +78,19 @@ def remove_link(name: str) -> None:
             raise MrunError(f"removing {name}: {e.strerror}")
 
 
+def remove_bridge(name: str) -> None:
+    """A network's bridge, if there is one by that name that is a bridge: a link of another kind
+    that took the name is someone else's."""
+    from mrun.network import rtnl
+
+    try:
+        found = rtnl.link(name)
+    except OSError as e:
+        raise MrunError(f"looking up {name}: {e.strerror}")
+    if found is not None and found[1] == "bridge":
+        remove_link(name)
+
+
 def remove_veth(name: str) -> None:
     """The host end of a container's veth pair, unless the kernel is removing it already.
 

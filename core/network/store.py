@@ -63,10 +63,42 @@ class Networks:
         return sorted(n for n in os.listdir(self.root) if os.path.exists(os.path.join(self.root, n, "network.json")))
 
     def get(self, name: str) -> dict[str, Any]:
+        where = self.path(name, "network.json")
         try:
-            return jsonio.load_file(self.path(name, "network.json"))
+            doc = jsonio.load_file(where)
         except FileNotFoundError:
             raise NotFound(f"network {name!r} not found (see `mrun network ls`)")
+        except (OSError, ValueError) as e:
+            raise InvalidSpec(f"{where}: unreadable ({e}); `mrun network rm {name}` removes it")
+        return self._checked(name, where, doc)
+
+    def _checked(self, name: str, where: str, doc: Any) -> dict[str, Any]:
+        """network.json as mrun wrote it, or one line naming the field that is not. Only root
+        may write it, but a damaged or forged one must never steer the host: its subnet goes
+        into an nft script, its bridge names the link mrun addresses, plugs into and deletes."""
+        repair = f"; `mrun network rm {name}` removes it"
+        if not isinstance(doc, dict):
+            raise InvalidSpec(f"{where}: a JSON object expected{repair}")
+        subnet, gateway = doc.get("subnet"), doc.get("gateway")
+        try:
+            net = ipaddress.ip_network(subnet, strict=True) if isinstance(subnet, str) else None
+        except ValueError:
+            net = None
+        if net is None or net.version != 4 or str(net) != subnet:
+            raise InvalidSpec(f"{where}: subnet {subnet!r}: an IPv4 network in canonical form expected{repair}")
+        try:
+            ok = isinstance(gateway, str) and str(ipaddress.IPv4Address(gateway)) == gateway
+            ok = ok and ipaddress.IPv4Address(gateway) in net
+        except ValueError:
+            ok = False
+        if not ok:
+            raise InvalidSpec(f"{where}: gateway {gateway!r}: an address in {net} expected{repair}")
+        if doc.get("bridge") != bridge_name(self.root, name):
+            raise InvalidSpec(f"{where}: bridge {doc.get('bridge')!r}: this network's bridge is "
+                              f"{bridge_name(self.root, name)}{repair}")
+        if doc.get("name") != name:
+            raise InvalidSpec(f"{where}: name {doc.get('name')!r}: {name!r} expected{repair}")
+        return doc
 
     def create(self, name: str, subnet: str = "") -> dict[str, Any]:
         """Under the lock: the subnet must overlap neither another network nor a host route."""
@@ -173,8 +205,10 @@ class Networks:
         return path
 
     def remove(self, name: str) -> None:
+        """The network's files, whatever state its definition is in (so a damaged one can go)."""
         with self.lock():
-            self.get(name)
+            if not os.path.exists(self.path(name, "network.json")):
+                raise NotFound(f"network {name!r} not found (see `mrun network ls`)")
             leases = self.leases(name)
             if leases:
                 raise MrunError(f"network {name!r} is in use by {len(leases)} container(s)")
