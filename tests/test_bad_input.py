@@ -165,3 +165,9 @@ def test_oom_score_adj_refusal_names_the_field(h):
     if r.returncode == 0:
         pytest.fail("a user namespace lowered oom_score_adj: this kernel lets it; the message is untested")
     one_line_error(r, "process.oomScoreAdj", "-1000")
+
+
+def test_an_unknown_verb_is_one_usage_error_that_suggests_once(h):
+    r = h.mrun("logz")
+    assert r.returncode == 2, r
+    assert "No such command 'logz'" in r.stderr and r.stderr.count("Did you mean") <= 1, r.stderr

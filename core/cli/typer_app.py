@@ -57,6 +57,7 @@ def build(call: Any) -> typer.Typer:
         no_args_is_help=True,
         add_completion=False,
         rich_markup_mode=None,
+        suggest_commands=False,  # click (8.2+) suggests a close command name itself; typer's would say it twice
         context_settings={"help_option_names": ["-h", "--help"]},
         help="mrun: one runtime for Linux and WebAssembly containers (runc-compatible).",
     )
