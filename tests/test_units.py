@@ -407,3 +407,14 @@ def test_the_template_fingerprint_sees_every_change_with_or_without_inotify(tmp_
     assert fp.changed() is None
     (tmp_path / "added.py").write_text("")
     assert fp.changed() == str(package)
+
+
+def test_the_fork_helper_preloads_only_what_the_warm_template_did_not():
+    """Cold, a helper reads the bundle and lets the chosen backend preload before each create;
+    forked from the warm template, only if some backend preloads without warming (mrun_warm)."""
+    from mrun.shims.spawner import preload_needed
+
+    covered = {"linux": {}, "wasm": {"mrun_preload": 1, "mrun_warm": 1}}
+    assert preload_needed(covered, warm=False)
+    assert not preload_needed(covered, warm=True)
+    assert preload_needed({**covered, "third": {"mrun_preload": 1}}, warm=True)
