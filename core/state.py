@@ -10,6 +10,7 @@ mrun process died.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import time
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' 
 DEFAULT_ROOT = "/run/mrun"
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 STATE_FILE = "state.json"
+REMOVE_ATTEMPTS = 20  # passes over a state directory that a starting command keeps refilling (remove)
 EXEC_FIFO = "exec.fifo"
 STARTED_FIFO = "started.fifo"  # held by the init until its payload runs (Runtime._wait_started)
 
@@ -182,26 +184,34 @@ class Store:
         return FileLock(self.path(container_id, "lock"), f"container {container_id!r} does not exist")
 
     def remove(self, container_id: str) -> None:
-        """rm -r of the container's directory (flat: state, lock, fifo; no shutil import)."""
+        """rm -r of the container's directory (flat: state, lock, fifo; no shutil import). A
+        command on the same id that starts meanwhile opens the lock file with O_CREAT and may
+        make it anew after it was unlinked: the directory is emptied again until it goes (that
+        command then finds no state, or no directory)."""
         top = self.path(container_id)
-        try:
-            entries = list(os.scandir(top))
-        except FileNotFoundError:
-            return
-        for e in entries:
+        for attempt in range(REMOVE_ATTEMPTS):
             try:
-                if e.is_dir(follow_symlinks=False):
-                    for sub in os.scandir(e.path):
-                        os.unlink(sub.path)
-                    os.rmdir(e.path)
-                else:
-                    os.unlink(e.path)
+                entries = list(os.scandir(top))
             except FileNotFoundError:
-                pass
-        try:
-            os.rmdir(top)
-        except FileNotFoundError:
-            pass
+                return
+            for e in entries:
+                try:
+                    if e.is_dir(follow_symlinks=False):
+                        for sub in os.scandir(e.path):
+                            os.unlink(sub.path)
+                        os.rmdir(e.path)
+                    else:
+                        os.unlink(e.path)
+                except FileNotFoundError:
+                    pass
+            try:
+                os.rmdir(top)
+                return
+            except FileNotFoundError:
+                return
+            except OSError as e:
+                if e.errno != errno.ENOTEMPTY or attempt == REMOVE_ATTEMPTS - 1:
+                    raise
 
     def ids(self) -> list[str]:
         try:

@@ -418,3 +418,43 @@ def test_the_fork_helper_preloads_only_what_the_warm_template_did_not():
     assert preload_needed(covered, warm=False)
     assert not preload_needed(covered, warm=True)
     assert preload_needed({**covered, "third": {"mrun_preload": 1}}, warm=True)
+
+
+def test_removing_a_container_s_state_survives_a_command_that_locks_it_meanwhile(tmp_path, monkeypatch):
+    """`delete` removes the state directory under the container's lock while other commands on
+    the same id may be starting: one that opens the lock file after it was unlinked and before
+    the directory goes makes it anew (seen as `delete: Directory not empty` when six deletes of
+    one id raced). The removal must still finish, and that command must find no container."""
+    import threading
+
+    from mrun.errors import NotFound
+    from mrun.state import Store
+
+    store = Store(str(tmp_path / "state"))
+    store.reserve("c1")
+    with store.lock("c1"):
+        for name in ("state.json", "exec.fifo"):
+            open(store.path("c1", name), "w").close()
+    found: list[str] = []
+
+    def command_on_the_same_id() -> None:
+        try:
+            with store.lock("c1"):
+                found.append("state" if os.path.exists(store.path("c1", "state.json")) else "no state")
+        except NotFound:
+            found.append("gone")
+
+    real_rmdir = os.rmdir
+
+    def rmdir(path: str, *args: object, **kwargs: object) -> None:
+        if path == store.path("c1") and not found:  # the window: lock file unlinked, directory still there
+            t = threading.Thread(target=command_on_the_same_id)
+            t.start()
+            t.join(5)
+        real_rmdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rmdir", rmdir)
+    with store.lock("c1"):
+        store.remove("c1")
+    assert found and found[0] in ("gone", "no state"), found
+    assert not os.path.exists(store.path("c1"))
