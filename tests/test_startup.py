@@ -55,6 +55,9 @@ def test_create_dispatches_without_pluggy_or_typing(tmp_path, h):
     mods = set(out.read_text().split())
     assert "mrun.backends.linux" in mods, sorted(m for m in mods if m.startswith("mrun"))
     assert not mods & {"pluggy", "typing", "inspect"}, sorted(mods & {"pluggy", "typing", "inspect"})
+    # contextlib (with collections and functools) and signal's enums: ~2 ms of every create
+    assert not mods & {"contextlib", "collections", "enum", "signal"}, sorted(
+        mods & {"contextlib", "collections", "enum", "signal"})
 
 
 def test_entry_point_scan_is_cached_per_environment(tmp_path, h):

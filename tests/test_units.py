@@ -458,3 +458,30 @@ def test_removing_a_container_s_state_survives_a_command_that_locks_it_meanwhile
         store.remove("c1")
     assert found and found[0] in ("gone", "no state"), found
     assert not os.path.exists(store.path("c1"))
+
+
+def test_undo_takes_back_last_first_runs_every_step_and_raises_the_last_failure():
+    """operations.undo.Undo stands in for contextlib.ExitStack (callback, pop_all) in create and
+    exec: the same order, and a failing step does not stop the others."""
+    import pytest
+    from mrun.operations.undo import Undo
+
+    ran = []
+
+    def fail(name: str) -> None:
+        ran.append(name)
+        raise RuntimeError(name)
+
+    with pytest.raises(RuntimeError) as caught:
+        with Undo() as undo:
+            undo.callback(ran.append, "first made")
+            undo.callback(fail, "second made")
+            undo.callback(ran.append, "third made")
+            raise ValueError("the step that failed")
+    assert ran == ["third made", "second made", "first made"]
+    assert str(caught.value) == "second made" and isinstance(caught.value.__context__, ValueError)
+    ran.clear()
+    with Undo() as undo:
+        undo.callback(ran.append, "made")
+        undo.pop_all()
+    assert ran == []

@@ -19,13 +19,8 @@ from __future__ import annotations
 
 import os
 import stat
-from contextlib import contextmanager
 
 from mrun.errors import MrunError
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 MAX_LINKS = 40  # what the kernel allows in one lookup
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -106,15 +101,19 @@ def _make(dir_fd: int, name: str, kind: str, mode: int) -> int:
     return os.open(name, _PATH_FLAGS, dir_fd=dir_fd)
 
 
-@contextmanager
-def at(root_fd: int, path: str, create: str = "", mode: int = 0o755) -> Iterator[str]:
+class at:  # noqa: N801 - used as ``with inroot.at(...)``, as the function it was
     """``with at(root, "/etc/hosts", create="file") as target: mount(src, target, ...)``:
-    a path valid for the block that names the in-root object, whatever the rootfs's links say."""
-    fd = walk(root_fd, path, create, mode)
-    try:
-        yield fd_path(fd)
-    finally:
-        os.close(fd)
+    a path valid for the block that names the in-root object, whatever the rootfs's links say.
+    A class, not contextlib's decorator: contextlib's import is ~1 ms of every create."""
+
+    def __init__(self, root_fd: int, path: str, create: str = "", mode: int = 0o755) -> None:
+        self.fd = walk(root_fd, path, create, mode)
+
+    def __enter__(self) -> str:
+        return fd_path(self.fd)
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
 
 
 def parent_and_name(root_fd: int, path: str) -> tuple[int, str]:

@@ -1,6 +1,6 @@
 """What ``create`` and ``exec`` share: the chosen backend's host-side preparation, the ``Sandbox``
 its init (or the exec'd process) runs, and the launch into namespaces, whose undo is on the
-caller's stack (``contextlib.ExitStack``) so a failure later on kills what was launched."""
+caller's stack (``operations.undo.Undo``) so a failure later on kills what was launched."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from mrun.kernel.proc import SIGKILL
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from contextlib import ExitStack
     from typing import Any
+
+    from mrun.operations.undo import Undo
 
 
 class SandboxBuilder:
@@ -40,7 +41,7 @@ class SandboxBuilder:
             **extra,
         )
 
-    def launch(self, undo: ExitStack, **launch: Any) -> tuple[int, Any]:
+    def launch(self, undo: Undo, **launch: Any) -> tuple[int, Any]:
         """Fork into the namespaces; the process is killed if a later step fails. -> (pid, channel)"""
         from mrun.sandbox.launch import Launch
 

@@ -9,7 +9,6 @@ The state records that config, copied: what network set-up adds later is not sav
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from mrun import annotations as ann
@@ -17,6 +16,7 @@ from mrun import jsonio
 from mrun.errors import InvalidSpec
 from mrun.operations.builder import SandboxBuilder, await_ready
 from mrun.operations.options import prepare_stdio, write_pid_file
+from mrun.operations.undo import Undo
 from mrun.state import EXEC_FIFO, STARTED_FIFO, Record, now_rfc3339, oci_state
 from mrun.status import Status
 
@@ -57,7 +57,7 @@ class Create:
 
     def run(self) -> Record:
         try:
-            with contextlib.ExitStack() as undo:
+            with Undo() as undo:
                 undo.callback(self._forget)  # the id was reserved (a state directory) before the first step
                 steps = list(self.STEPS)
                 while steps:
@@ -71,14 +71,14 @@ class Create:
             if self.ch is not None:
                 self.ch.close()
 
-    def choose_backend(self, undo: contextlib.ExitStack) -> None:
+    def choose_backend(self, undo: Undo) -> None:
         from mrun.plugins.api import Bundle
 
         if self.opts.annotations:  # the operator's (shim runtime options) over the bundle's
             self.spec.raw["annotations"] = {**self.spec.annotations, **self.opts.annotations}
         self.record.backend, _, _ = self.runtime.backends().choose(Bundle(self.spec))
 
-    def modify_spec(self, undo: contextlib.ExitStack) -> None:
+    def modify_spec(self, undo: Undo) -> None:
         from mrun.plugins.api import Bundle
         from mrun.spec import Spec, validate
 
@@ -95,12 +95,12 @@ class Create:
             self.record.rootfs = self.spec.rootfs  # root.path may be among what it changed
         self.record.config = jsonio.loads(jsonio.dumps(self.spec.raw))  # saved as it is now, not as it changes
 
-    def choose_sandbox(self, undo: contextlib.ExitStack) -> None:
+    def choose_sandbox(self, undo: Undo) -> None:
         hooks = self.runtime.backends().of(self.record.backend)
         self.driver = hooks.mrun_sandbox(container_id=self.id, state_dir=self.store.path(self.id))
         self.record.owned = self.driver is not None
 
-    def hand_over(self, undo: contextlib.ExitStack) -> None:
+    def hand_over(self, undo: Undo) -> None:
         """The backend's runtime creates the container from a bundle holding the config as it is
         now (rewritten or not), its root the original rootfs."""
         bundle = self.store.path(self.id, "bundle")
@@ -123,14 +123,14 @@ class Create:
                 relay.finish(wait=created)
         self.record.pid_start = self.runtime.host.start_time(self.record.pid)
 
-    def record_state(self, undo: contextlib.ExitStack) -> None:
+    def record_state(self, undo: Undo) -> None:
         self.store.save(self.record)  # undone by _forget, registered before the first step
 
     def _forget(self) -> None:
         self.runtime._detach_network(self.id)
         self.store.remove(self.id)
 
-    def claim_cgroup(self, undo: contextlib.ExitStack) -> None:
+    def claim_cgroup(self, undo: Undo) -> None:
         linux = self.spec.linux
         self.cgroup = self.runtime.host.new_cgroup(linux.get("cgroupsPath", ""), self.id, self.opts.systemd_cgroup)
         self.cgroup.plan(self.store.cgroup_marks)
@@ -141,18 +141,18 @@ class Create:
         self.record.cgroup = self.cgroup.to_dict()
         self.store.save(self.record)  # claimed: from here on its processes may be killed
 
-    def prepare_backend(self, undo: contextlib.ExitStack) -> None:
+    def prepare_backend(self, undo: Undo) -> None:
         self.builder = SandboxBuilder(self.runtime, self.id, self.record.backend, self.spec, self.spec.process)
         self.builder.prepare_backend()
 
-    def prepare_network(self, undo: contextlib.ExitStack) -> None:
+    def prepare_network(self, undo: Undo) -> None:
         if self.spec.annotations.get(ann.NETWORK):
             from mrun.network import attach
 
             self.network = attach.prepare(self.spec, self.store.path(self.id), self.store.root, self.id)
             # undone by _forget (detach), which already runs last
 
-    def make_fifos(self, undo: contextlib.ExitStack) -> None:
+    def make_fifos(self, undo: Undo) -> None:
         """Opened here, inherited by the init: inside a user namespace it could not open these
         root-owned fifos itself. Read-write, so opening never blocks. The init holds the started
         fifo until its payload runs (closed by execve, or by the wasm payload once entered)."""
@@ -164,7 +164,7 @@ class Create:
             undo.callback(_close_quietly, fds[-1])  # the fifos themselves go with the state directory
         self.fifo_fd, self.started_fd = fds
 
-    def spawn_init(self, undo: contextlib.ExitStack) -> None:
+    def spawn_init(self, undo: Undo) -> None:
         from mrun.sandbox.init import container_init
 
         spec, record = self.spec, self.record
@@ -198,7 +198,7 @@ class Create:
             if console is not None:
                 console.close()
 
-    def await_init(self, undo: contextlib.ExitStack) -> None:
+    def await_init(self, undo: Undo) -> None:
         def host_hooks() -> None:
             from mrun.hooks import run_hooks
 
@@ -208,13 +208,13 @@ class Create:
 
         await_ready(self.ch, host_hooks)
 
-    def attach_network(self, undo: contextlib.ExitStack) -> None:
+    def attach_network(self, undo: Undo) -> None:
         if self.network is not None:
             from mrun.network import attach
 
             attach.attach(self.network, self.record.pid)
 
-    def mark_created(self, undo: contextlib.ExitStack) -> None:
+    def mark_created(self, undo: Undo) -> None:
         self.record.stage = Status.CREATED
         self.store.save(self.record)
         if self.opts.pid_file and self.driver is None:  # a driver's runtime wrote it

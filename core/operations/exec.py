@@ -3,11 +3,11 @@ backend prepares it, it joins every namespace the init has, and enters the conta
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from mrun.operations.builder import SandboxBuilder, await_ready
 from mrun.operations.options import prepare_stdio, write_pid_file
+from mrun.operations.undo import Undo
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def exec_process(runtime: Any, record: Record, process: dict[str, Any], opts: Cr
     console = prepare_stdio(process, opts)
     sandbox = builder.sandbox(namespaces, console, cgroup_paths={}, new_keyring=record.new_keyring)
     cgroup = runtime._cgroup(record) if record.cgroup else None
-    with contextlib.ExitStack() as undo:
+    with Undo() as undo:
         pid, ch = builder.launch(
             undo, namespaces=namespaces, child=lambda c: exec_child(sandbox, c),
             add_to_cgroup=cgroup.add if cgroup else None, thread_files=cgroup.thread_files if cgroup else None,

@@ -23,7 +23,6 @@ reports errors the same way, so a failure inside the container is one clear line
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 from mrun import jsonio
 from mrun.errors import MrunError
@@ -32,6 +31,7 @@ from mrun.kernel.proc import SIGKILL
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, NoReturn
 
 
