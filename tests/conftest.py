@@ -414,6 +414,17 @@ def img_ok(h, *args: str, **kw):
     return r
 
 
+def one_line_error(r: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """A refusal as every refusal must be: a non-zero exit and one line, "mrun: ...", naming
+    each of ``needles``."""
+    assert r.returncode != 0
+    err = r.stderr.strip()
+    assert err.count("\n") == 0, f"expected one line, got: {r.stderr!r}"
+    assert err.startswith("mrun: ")
+    for n in needles:
+        assert n in err, f"{n!r} not in {err!r}"
+
+
 def run_args(h: Any, *args: str) -> list[str]:
     """`mrun run` in the test's cgroup parent; no network unless the test asks (a later --network wins)."""
     return ["run", "--cgroup-parent", h.cgroup_parent, "--network", "none", *args]

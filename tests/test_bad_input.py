@@ -7,15 +7,7 @@ import json
 import os
 
 import pytest
-
-
-def one_line_error(r, *needles: str) -> None:
-    assert r.returncode != 0
-    err = r.stderr.strip()
-    assert err.count("\n") == 0, f"expected one line, got: {r.stderr!r}"
-    assert err.startswith("mrun: ")
-    for n in needles:
-        assert n in err, f"{n!r} not in {err!r}"
+from conftest import one_line_error
 
 
 def test_malformed_config_json(h):

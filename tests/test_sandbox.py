@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import cgroup_dirs
+from conftest import cgroup_dirs, one_line_error
 from mrun.kernel.capnames import BITS
 
 MB = 1024 * 1024
@@ -260,11 +260,8 @@ def test_a_namespace_path_of_the_wrong_kind_is_one_line_and_leaves_nothing(h, ki
         {"type": kind, "path": f"/proc/self/ns/{wrong}"}
     ]
     cid = h.cid()
-    r = h.mrun("create", "-b", h.bundle(config=cfg), cid)
-    assert r.returncode != 0
-    err = r.stderr.strip()
-    assert err.count("\n") == 0 and err.startswith("mrun: "), r.stderr
-    assert f"cannot join {kind} namespace /proc/self/ns/{wrong}" in err, err
+    one_line_error(h.mrun("create", "-b", h.bundle(config=cfg), cid),
+                   f"cannot join {kind} namespace /proc/self/ns/{wrong}")
     assert h.mrun("state", cid).returncode != 0
     assert not h.leftovers()
 
