@@ -8,7 +8,7 @@ import sys
 from mrun import jsonio
 from mrun.cli.common import print_table
 from mrun.errors import InvalidSpec
-from mrun.network.store import Networks
+from mrun.network.store import Networks, bridge_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -49,7 +49,6 @@ def _teardown(nets: Networks, name: str) -> None:
     """The network's definition, then its rules and bridge (refused while containers use it).
     Its bridge is the name derived for it, never the one its file says, and only if a bridge."""
     from mrun.network import firewall, links
-    from mrun.network.store import bridge_name
 
     nets.remove(name)
     firewall.remove(f"mrun-net:{name}")

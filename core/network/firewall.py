@@ -20,6 +20,7 @@ import subprocess
 import time
 
 from mrun.errors import MrunError
+from mrun.network import netlink as nl
 
 TABLE = "ip mrun"
 TABLE_NAME = TABLE.split()[1]
@@ -44,7 +45,7 @@ def nft(script: str) -> str:
     return r.stdout
 
 
-NETLINK_NETFILTER, NFNL_SUBSYS_NFTABLES = 12, 10
+NFNL_SUBSYS_NFTABLES = 10
 NFT_MSG_GETTABLE, NFT_MSG_NEWRULE, NFT_MSG_GETRULE, NFT_MSG_NEWGEN, NFT_MSG_GETGEN = 1, 6, 7, 15, 16
 NFT_MSG_NEWTABLE = 0
 NFTA_TABLE_NAME, NFTA_GEN_ID = 1, 1
@@ -56,22 +57,21 @@ DUMP_ATTEMPTS = 30
 
 def _nft_talk(message: int, flags: int, body: bytes = b"") -> list[tuple[int, bytes]]:
     """One nf_tables request of the 'ip' family -> its replies' attributes (after nfgenmsg)."""
-    from mrun.network import netlink as nl
-
     header = struct.pack("=BBH", NFPROTO_IPV4, 0, 0)  # nfgenmsg: family, version, resource id
     # A dump spans at least two of the kernel's passes (the rules, then the end), and any commit
     # in between (another container's port, anyone's rule) marks it interrupted: 1 in 6 under
     # steady churn here. It is read again until whole; a pause lets a burst of commits pass.
-    for attempt in range(DUMP_ATTEMPTS):
+    attempt = 0
+    while True:
         try:
-            replies = nl.talk(NETLINK_NETFILTER, (NFNL_SUBSYS_NFTABLES << 8) | message, flags, header + body)
+            replies = nl.talk(nl.NETLINK_NETFILTER, (NFNL_SUBSYS_NFTABLES << 8) | message, flags, header + body)
             return [(mtype & 0xFF, payload[4:]) for mtype, payload in replies]
         except InterruptedError:
-            if attempt == DUMP_ATTEMPTS - 1:
+            attempt += 1
+            if attempt == DUMP_ATTEMPTS:
                 raise
-            if attempt >= 2:
-                time.sleep(0.001 * attempt)
-    raise AssertionError("unreachable")
+            if attempt > 2:
+                time.sleep(0.001 * (attempt - 1))
 
 
 def _comment(user_data: bytes | None) -> str | None:
@@ -87,8 +87,6 @@ def _comment(user_data: bytes | None) -> str | None:
 
 def _list() -> list[dict]:
     """mrun's rules as {"chain", "handle", "comment"}: a dump of our table's rules only."""
-    from mrun.network import netlink as nl
-
     try:
         replies = _nft_talk(NFT_MSG_GETRULE, nl.NLM_F_DUMP, nl.name(NFTA_RULE_TABLE, TABLE_NAME))
     except OSError as e:
@@ -106,8 +104,6 @@ def _list() -> list[dict]:
 
 
 def _table_exists() -> bool:
-    from mrun.network import netlink as nl
-
     try:
         replies = _nft_talk(NFT_MSG_GETTABLE, nl.NLM_F_DUMP)
     except OSError as e:
@@ -143,8 +139,6 @@ def add_network(network: dict, record: str) -> None:
 
 def generation() -> int | None:
     """The nftables ruleset's generation number (NFT_MSG_GETGEN), or None if it cannot be read."""
-    from mrun.network import netlink as nl
-
     try:
         replies = _nft_talk(NFT_MSG_GETGEN, nl.NLM_F_ACK)
     except OSError:

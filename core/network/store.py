@@ -93,9 +93,9 @@ class Networks:
             ok = False
         if not ok:
             raise InvalidSpec(f"{where}: gateway {gateway!r}: an address in {net} expected{repair}")
-        if doc.get("bridge") != bridge_name(self.root, name):
-            raise InvalidSpec(f"{where}: bridge {doc.get('bridge')!r}: this network's bridge is "
-                              f"{bridge_name(self.root, name)}{repair}")
+        bridge = bridge_name(self.root, name)
+        if doc.get("bridge") != bridge:
+            raise InvalidSpec(f"{where}: bridge {doc.get('bridge')!r}: this network's bridge is {bridge}{repair}")
         if doc.get("name") != name:
             raise InvalidSpec(f"{where}: name {doc.get('name')!r}: {name!r} expected{repair}")
         return doc
