@@ -227,8 +227,7 @@ def _intermediate(launch: Launch, ch: Channel) -> NoReturn:
         for kind, fd in fds.items():
             _join(launch, kind, fd)
         if joined_user is not None:
-            sc.setns(joined_user, sc.CLONE_NEWUSER)
-            os.close(joined_user)
+            _join(launch, "user", joined_user)
         elif launch.namespaces.get("user") == "":
             sc.unshare(sc.CLONE_NEWUSER)
             ch.send(userns=True)
