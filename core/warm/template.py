@@ -382,12 +382,7 @@ class Template:
                 print(f"mrun: {e.__class__.__name__}: {e}", file=sys.stderr)
             except Exception:  # noqa: BLE001
                 pass
-        try:
-            for stream in (sys.stdout, sys.stderr):
-                if stream is not None:
-                    stream.flush()
-        except Exception:  # noqa: BLE001 - a closed pipe: the status still goes back
-            pass
+        _flush_stdio()
         if reply is not None:
             try:
                 client.send_message(reply, {"exit": code})
@@ -396,17 +391,23 @@ class Template:
         os._exit(0)
 
 
-def _release(reply: socket.socket, status: int) -> None:
-    """The caller goes with ``status`` and does not wait for us (``detached``): we are disarmed
-    first (die_with_caller), or its leaving would kill us."""
-    import fcntl
-
+def _flush_stdio() -> None:
+    """What the work wrote, out before its status goes back; a closed pipe (the caller's reader
+    gone) does not keep the other stream or the status from going."""
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             try:
                 stream.flush()
             except Exception:  # noqa: BLE001 - a closed pipe: the status still goes back
                 pass
+
+
+def _release(reply: socket.socket, status: int) -> None:
+    """The caller goes with ``status`` and does not wait for us (``detached``): we are disarmed
+    first (die_with_caller), or its leaving would kill us."""
+    import fcntl
+
+    _flush_stdio()
     fcntl.fcntl(reply.fileno(), fcntl.F_SETFL, fcntl.fcntl(reply.fileno(), fcntl.F_GETFL) & ~os.O_ASYNC)
     try:
         client.send_message(reply, {"exit": status, "detached": True})
