@@ -72,6 +72,27 @@ def processes_mentioning(text: str) -> list[int]:
     return pids
 
 
+def process_report(text: str) -> str:
+    """Where each process whose command line contains ``text`` is stuck: for a test that timed
+    out waiting for one, so that a rare hang says which process held it up, and in what."""
+    lines = []
+    for pid in processes_mentioning(text):
+        facts = [str(pid)]
+        for name in ("status", "wchan", "stack"):
+            try:
+                with open(f"/proc/{pid}/{name}") as f:
+                    data = f.read()
+            except OSError as e:
+                data = f"({e.strerror})"
+            if name == "status":
+                wanted = ("Name", "State", "PPid", "NSpid", "Threads", "SigQ", "SigPnd", "ShdPnd", "SigBlk", "SigIgn",
+                          "SigCgt")
+                data = " ".join(line.replace("\t", "") for line in data.splitlines() if line.startswith(wanted))
+            facts.append(f"{name}: {data.strip()}")
+        lines.append("; ".join(facts))
+    return "\n".join(lines) or f"no process mentions {text!r}"
+
+
 @pytest.fixture(scope="session")
 def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> str:
     if os.geteuid() != 0:

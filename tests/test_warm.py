@@ -20,6 +20,7 @@ from conftest import (
     await_template,
     img_ok,
     mrun_binary,
+    process_report,
     run_args,
     running,
     stop_templates,
@@ -72,7 +73,12 @@ def test_signals_to_the_command_reach_the_container(images, busybox_archive, sig
                             stdout=subprocess.PIPE, text=True, env=env_of(h))
     assert proc.stdout.readline().strip() == "ready"
     proc.send_signal(sig)
-    assert proc.wait(timeout=15) == code
+    try:
+        assert proc.wait(timeout=15) == code
+    except subprocess.TimeoutExpired:
+        report = process_report("got-term")  # the command, the process that serves it, the container
+        proc.kill()
+        pytest.fail(f"{sig.name} to the command did not end it within 15 s:\n{report}")
     assert ("got-term" if code == 42 else "got-int") in proc.stdout.read()
     proc.stdout.close()
 
@@ -159,7 +165,11 @@ def test_a_terminal_and_its_resize(images, busybox_archive):
     img_ok(h, "load", busybox_archive)
     master, slave = os.openpty()
     _set_size(slave, 30, 100)
-    script = "tty; stty size; read line; stty size; exit 9"
+    # The resize travels on its own (SIGWINCH to us, then to the process holding the container's
+    # pty) while "go" goes through the terminal: the size is looked at until it changes, for 5 s.
+    script = ("tty; stty size; read line; i=0; "
+              "while [ \"$(stty size)\" = '30 100' ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; "
+              "stty size; exit 9")
     proc = subprocess.Popen(cli(h, *run_args(h, "--rm", "-t", "-i", IMAGE, "sh", "-c", script)), stdin=slave,
                             stdout=slave, stderr=slave, env=env_of(h), start_new_session=True)
     os.close(slave)
@@ -506,7 +516,7 @@ def test_an_idle_template_leaves_and_the_next_caller_brings_one_back(h, tmp_path
         for _ in range(2):
             subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, env=env, check=True, timeout=30)
             status = await_template(path)
-            spares = spares_of(path)
+            spares = spares_of(path, wait=5)  # forked before the template answers; named by itself, soon after
             assert spares, "no spare child waits for the next caller"
             deadline = time.monotonic() + 10
             while os.path.exists(path) or running(status["pid"]) or any(running(p) for p in spares):
@@ -519,17 +529,22 @@ def test_an_idle_template_leaves_and_the_next_caller_brings_one_back(h, tmp_path
         stop_templates(str(tmp_path / "warm"))
 
 
-def spares_of(path: str) -> list[int]:
-    """The children a template forked in advance for its next caller (named after its socket)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if f.read().split(b"\0")[:2] == [b"mrun-warm-spare", path.encode()]:
-                    found.append(int(pid))
-        except OSError:
-            continue
-    return found
+def spares_of(path: str, wait: float = 0) -> list[int]:
+    """The children a template forked in advance for its next caller (named after its socket),
+    looked for again for up to ``wait`` seconds while there are none."""
+    deadline = time.monotonic() + wait
+    while True:
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if f.read().split(b"\0")[:2] == [b"mrun-warm-spare", path.encode()]:
+                        found.append(int(pid))
+            except OSError:
+                continue
+        if found or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.01)
 
 
 def test_a_caller_is_served_when_the_spare_child_is_gone(images, busybox_archive):
