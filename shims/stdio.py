@@ -16,8 +16,10 @@ import select
 import struct
 import termios
 import threading
+import time
 
 CHUNK = 65536
+READER_WAIT = 10.0  # seconds a fifo's write end waits for its reader to open it
 
 
 def open_stdio(path: str, write: bool) -> int:
@@ -27,8 +29,25 @@ def open_stdio(path: str, write: bool) -> int:
     if path.startswith("file://"):
         return os.open(path[7:], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
     path = path.removeprefix("fifo://")
-    # ctr opened its ends already; non-blocking opens cannot hang the shim if it did not.
-    fd = os.open(path, (os.O_WRONLY if write else os.O_RDONLY) | os.O_NONBLOCK | os.O_CLOEXEC)
+    flags = (os.O_WRONLY if write else os.O_RDONLY) | os.O_NONBLOCK | os.O_CLOEXEC
+    # Non-blocking, so a client that never opens its end cannot hang the shim. A read end opens
+    # at once; a write end fails (ENXIO) until a reader has the fifo open. containerd's clients
+    # open their read ends from a goroutine that may not have run yet (ctr under load did not,
+    # an exec's Start failed): as containerd's runc shim blocks for the reader, we wait for it.
+    deadline, pause = None, 0.0005
+    while True:
+        try:
+            fd = os.open(path, flags)
+            break
+        except OSError as e:
+            if e.errno != errno.ENXIO:
+                raise
+            now = time.monotonic()
+            deadline = deadline or now + READER_WAIT
+            if now >= deadline:
+                raise OSError(e.errno, f"no reader opened it within {READER_WAIT:g} s", path) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
     os.set_blocking(fd, True)
     return fd
 

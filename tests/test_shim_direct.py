@@ -179,6 +179,27 @@ def test_closeio_ends_stdin_while_another_writer_holds_the_fifo(h):
     shim.finish(cid)
 
 
+def test_a_task_waits_for_a_stdout_reader_that_opens_late(h):
+    """containerd's clients open their fifos' read ends from a goroutine; under load it may not
+    have run by the time the shim opens the write end (an exec's Start failed so, with ENXIO). As
+    containerd's runc shim does, the shim waits for the reader."""
+    cid = h.cid("late")
+    bundle = h.bundle(["echo", "seen"])
+    shim = Shim(h, bundle, cid)
+    (stdout,) = shim.fifos("stdout")
+    opened: list[int] = []
+    late = threading.Timer(0.5, lambda: opened.append(reader(stdout)))
+    late.start()
+    try:
+        shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle, stdout=stdout))
+    finally:
+        late.join()
+    shim.call("Start", task_pb2.StartRequest(id=cid))
+    assert wait_exit(shim, cid) == 0
+    assert read_until_eof(opened[0]) == b"seen\n"
+    shim.finish(cid)
+
+
 def test_update_reaches_the_cgroup_and_stats_report_it(h):
     shim, cid, _ = sleeping_task(h, "update")
     cgroups_path = json.load(open(os.path.join(shim.bundle, "config.json")))["linux"]["cgroupsPath"]
