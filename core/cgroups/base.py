@@ -50,14 +50,16 @@ def _mark_name(marks: str, path: str) -> str:
 
 
 def _mark(marks: str, path: str) -> None:
-    for attempt in range(3) if marks else ():
-        os.makedirs(marks, mode=0o700, exist_ok=True)
+    """The directory of marks is made only when it is missing: a create marks every parent it
+    makes twice, in each hierarchy (16 marks for one parent on v1)."""
+    for attempt in range(4) if marks else ():
         try:
             os.close(os.open(_mark_name(marks, path), os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
             return
-        except FileNotFoundError:  # the directory was removed as empty by a concurrent release
-            if attempt == 2:
+        except FileNotFoundError:  # none yet, or removed as empty by a concurrent release
+            if attempt == 3:
                 raise
+            os.makedirs(marks, mode=0o700, exist_ok=True)
 
 
 def make_parents(path: str, marks: str) -> None:
