@@ -86,6 +86,7 @@ def _preload() -> object:
     import encodings.utf_8_sig  # noqa: F401 - config.json is read with it (a BOM is tolerated)
     import pwd  # noqa: F401 - the record's owner
 
+    import mrun.cgroups.devices  # noqa: F401 - v2's device filter
     import mrun.cgroups.v1  # noqa: F401
     import mrun.cgroups.v2  # noqa: F401
     import mrun.operations.create  # noqa: F401

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 
@@ -255,6 +256,103 @@ def test_v2_driver_on_a_real_cgroup2_hierarchy(tmp_path):
             if os.path.isdir(d):
                 time.sleep(0.05)
                 os.rmdir(d)
+
+
+def test_device_rules_replayed_as_the_v1_kernel_applies_them():
+    from mrun.cgroups.devices import emulate
+
+    allow, exceptions = emulate(["deny a", "allow c 1:3 rwm", "allow c 1:3 m", "deny c 1:3 w", "allow b *:* m"])
+    assert (allow, [repr(e) for e in exceptions]) == (False, ["c 1:3 3", "b -1:-1 1"])  # r|m kept, w taken away
+    allow, exceptions = emulate(["deny c 1:3 rwm", "allow a", "deny c 1:5 w", "allow c 1:5 w"])
+    assert (allow, exceptions) == (True, [])  # "a" forgets; an allow on a deny list removes the exception
+    assert emulate([]) == (True, [])
+
+
+DEVICE_PROBE = r"""
+import os, sys
+with open(os.path.join(sys.argv[1], "cgroup.procs"), "w") as f:
+    f.write("0")
+for spec in sys.argv[2:]:
+    path, mode = spec.split(":")
+    flags = {"r": os.O_RDONLY, "w": os.O_WRONLY, "rw": os.O_RDWR}[mode]
+    try:
+        os.close(os.open(path, flags))
+        print(spec, "ok")
+    except OSError as e:
+        print(spec, e.strerror)
+"""
+
+
+def test_v2_device_filter_polices_opens_as_v1_would(tmp_path):
+    """The eBPF program on a real cgroup2 hierarchy (on hybrid hosts too: the kernel runs a v2
+    cgroup's device programs whatever hierarchy the devices controller is on)."""
+    from mrun.cgroups import devices
+
+    mount = _cgroup2_mount()
+    if mount is None:
+        pytest.fail("no cgroup2 mount on this host; mount one (mount -t cgroup2 none /sys/fs/cgroup/unified)")
+    tag = f"mrun-test-{uuid.uuid4().hex[:8]}"
+    path = os.path.join(mount, tag)
+    os.mkdir(path)
+    # Where the v1 devices controller is mounted (as here), the same rules go to a v1 cgroup as
+    # well, written as mrun writes them there: both hierarchies must decide alike.
+    v1 = "/sys/fs/cgroup/devices" if os.path.exists("/sys/fs/cgroup/devices/devices.allow") else None
+
+    def run_probe(cgroup: str, opens: tuple[str, ...]) -> dict[str, str]:
+        out = subprocess.run([sys.executable, "-c", DEVICE_PROBE, cgroup, *opens], capture_output=True, text=True,
+                             timeout=30, check=True).stdout
+        return dict(line.rsplit(" ", 1) if line.endswith(" ok") else line.split(" ", 1) for line in out.splitlines())
+
+    def probe(rules: list[str], *opens: str) -> dict[str, str]:
+        devices.attach(path, rules)
+        got = run_probe(path, opens)
+        if v1 is not None:
+            v1_dir = os.path.join(v1, f"{tag}-{len(os.listdir(v1))}")
+            os.mkdir(v1_dir)
+            try:
+                for rule in rules:
+                    verdict, _, line = rule.partition(" ")
+                    with open(os.path.join(v1_dir, f"devices.{verdict}"), "w") as f:
+                        f.write(line)
+                assert run_probe(v1_dir, opens) == got, f"v1 and v2 decide {rules} differently"
+            finally:
+                os.rmdir(v1_dir)
+        return got
+
+    denied = "Operation not permitted"
+    try:
+        # What every container gets: deny all, then the default nodes (resources.device_rules)
+        from mrun.cgroups.resources import device_rules
+
+        got = probe(device_rules({"devices": [{"allow": False, "access": "rwm"}]}, []),
+                    "/dev/null:rw", "/dev/urandom:r", "/dev/kmsg:r")
+        assert got == {"/dev/null:rw": "ok", "/dev/urandom:r": "ok", "/dev/kmsg:r": denied}
+        # an allow list: all the access asked for must be held; a later deny takes some away
+        got = probe(["deny a", "allow c 1:3 rwm", "deny c 1:3 w"], "/dev/null:r", "/dev/null:w", "/dev/zero:r")
+        assert got == {"/dev/null:r": "ok", "/dev/null:w": denied, "/dev/zero:r": denied}
+        # a deny list: any shared access denies; wildcards match any number; types must match
+        got = probe(["allow a", "deny c 1:5 w"], "/dev/zero:r", "/dev/zero:rw", "/dev/null:rw")
+        assert got == {"/dev/zero:r": "ok", "/dev/zero:rw": denied, "/dev/null:rw": "ok"}
+        got = probe(["deny a", "allow c 1:* r", "allow b *:* rwm"], "/dev/zero:r", "/dev/zero:w", "/dev/tty:r")
+        assert got == {"/dev/zero:r": "ok", "/dev/zero:w": denied, "/dev/tty:r": denied}
+        # replaced, never stacked: one program of ours on the cgroup after all that
+        from mrun.kernel import syscalls as sc
+
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            assert len(devices._attached(sc, fd)) == 1
+        finally:
+            os.close(fd)
+    finally:
+        os.rmdir(path)
+
+
+def test_a_device_filter_that_cannot_be_attached_is_one_line(tmp_path):
+    from mrun.cgroups.v2 import CgroupV2
+
+    cg = CgroupV2(str(tmp_path))  # a plain directory, not a cgroup
+    with pytest.raises(MrunError, match=r"^linux.resources.devices: cannot attach the device filter \(eBPF\) to "):
+        cg.apply({"devices": [{"allow": False, "access": "rwm"}]})
 
 
 def test_v2_resource_controllers_when_present():

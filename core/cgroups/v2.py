@@ -1,18 +1,14 @@
-"""cgroup v2: one directory in the unified hierarchy.
-
-What v2 does not do here, said plainly: device rules (``linux.resources.devices``) need an
-eBPF program attached to the cgroup, which mrun does not load yet — on v2 the container still
-gets only the device nodes its spec lists, but the device cgroup does not police them.
+"""cgroup v2: one directory in the unified hierarchy. Device rules (``linux.resources.devices``)
+are an eBPF program attached to it (``devices``), compiled from the rules v1 would write.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 from mrun.cgroups.base import Cgroup, keyed, read, write, write_all
-from mrun.cgroups.resources import v2_controllers, v2_writes
+from mrun.cgroups.resources import device_rules, v2_controllers, v2_writes
 from mrun.errors import MrunError, Unsupported
 
 TYPE_CHECKING = False
@@ -82,12 +78,16 @@ class CgroupV2(Cgroup):
 
     def _write(self, writes: list[tuple[str, str, str]], devices: Any, resources: dict[str, Any]) -> None:
         write_all([self._target(name, value, resources) for _, name, value in writes])
-        if resources.get("devices"):
-            print(
-                "mrun: warning: cgroup v2 device rules need eBPF, which mrun does not load; "
-                "linux.resources.devices is not enforced",
-                file=sys.stderr,
-            )
+        rules = device_rules(resources, devices or [])
+        if rules:
+            from mrun.cgroups.devices import attach
+
+            try:
+                attach(self.path, rules)
+            except OSError as e:
+                raise MrunError(
+                    f"linux.resources.devices: cannot attach the device filter (eBPF) to {self.path}: {e.strerror}"
+                )
 
     def _target(self, name: str, value: str, resources: dict[str, Any]) -> tuple[str, str]:
         """io.weight, or io.bfq.weight where only BFQ's file is offered (runc falls back too;

@@ -80,9 +80,9 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 _SYSNO = {
     "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "mount_setattr": 442, "ioprio_set": 251,
-               "ioprio_get": 252, "keyctl": 250},
+               "ioprio_get": 252, "keyctl": 250, "bpf": 321},
     "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "mount_setattr": 442, "ioprio_set": 30,
-                "ioprio_get": 31, "keyctl": 219},
+                "ioprio_get": 31, "keyctl": 219, "bpf": 280},
 }[os.uname().machine]
 MOUNT_ATTR_RDONLY = 0x1
 AT_RECURSIVE = 0x8000
@@ -136,6 +136,27 @@ def unmount_all(target: str) -> None:
             umount2(target, MNT_DETACH)
         except OSError:
             return
+
+
+BPF_ATTR_SIZE = 128  # what we pass: every command here fits; the kernel reads the rest as zero
+
+
+def bpf(cmd: int, attr: bytes | bytearray) -> int:
+    """bpf(2). A bytearray ``attr`` gets back what the kernel wrote into it (BPF_PROG_QUERY's count)."""
+    buf = ctypes.create_string_buffer(bytes(attr), BPF_ATTR_SIZE)
+    ret = _check(_libc.syscall(_SYSNO["bpf"], cmd, buf, ctypes.c_uint(BPF_ATTR_SIZE)), f"bpf command {cmd}")
+    if isinstance(attr, bytearray):
+        attr[:] = buf.raw[: len(attr)]
+    return ret
+
+
+def bpf_prog_load(prog_type: int, code: bytes, license: bytes) -> int:  # noqa: A002 - the kernel's name
+    """BPF_PROG_LOAD of eBPF ``code`` (8-byte instructions) -> the program's descriptor (close-on-exec)."""
+    import struct
+
+    insns = ctypes.create_string_buffer(code, len(code))
+    lic = ctypes.create_string_buffer(license, len(license))
+    return bpf(5, struct.pack("<IIQQ", prog_type, len(code) // 8, ctypes.addressof(insns), ctypes.addressof(lic)))
 
 
 def pivot_root(new_root: str, put_old: str) -> None:

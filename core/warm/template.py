@@ -54,6 +54,7 @@ def log(msg: str) -> None:
 
 def preload() -> Any:
     """Everything a caller's work imports, and each backend's own warm-up (``mrun_warm``)."""
+    import mrun.cgroups.devices  # noqa: F401 - v2's device filter
     import mrun.cgroups.v1  # noqa: F401
     import mrun.cgroups.v2  # noqa: F401
     import mrun.cli.fastparse  # noqa: F401
