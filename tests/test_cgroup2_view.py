@@ -105,3 +105,33 @@ def test_a_container_cannot_open_a_device_its_rules_deny(h, view):
     assert "warning" not in r.stderr, r.stderr
     gone = subprocess.run(on(view, ["sh", "-c", f"test ! -e /sys/fs/cgroup/{h.cgroup_parent.strip('/')}"]))
     assert gone.returncode == 0, "the container's cgroup parent was left behind"
+
+
+def test_the_shim_under_containerd_on_cgroup_v2(busybox_archive, containerd2, tmp_path_factory):
+    """containerd 2.3 in a cgroup2 view, so it and every shim and container it starts see v2:
+    the mrun shim runs a Linux and a wasm task, pauses, reports v2 metrics and removes a
+    running one, and leaves no cgroup in the unified hierarchy."""
+    from conftest import IMAGE, cgroup_dirs
+    from test_containerd import WASM_IMAGE, Containerd, build_wasm_archive, shim_run_args
+
+    ctd = Containerd(busybox_archive, containerd2, env={"MRUN_WARM": "0"}, wrap=CGROUP2_VIEW)
+
+    def run_args(cid: str) -> list[str]:  # ctr's default cpu shares need the cpu controller, absent here
+        return [*shim_run_args(ctd, cid), "--cpu-shares", "0"]
+
+    try:
+        ctd.ctr("image", "import", build_wasm_archive(tmp_path_factory.mktemp("wasm-image")))
+        assert ctd.ctr(*run_args("echo"), "--rm", IMAGE, "echo", "/bin/echo", "hi").stdout == "hi\n"
+        r = ctd.ctr(*run_args("wasm"), "--rm", WASM_IMAGE, "wasm", "/hello.wasm", "3", check=False)
+        assert r.returncode == 3, r.stderr
+        ctd.ctr(*run_args("sleeper"), "-d", IMAGE, "sleeper", "sleep", "60")
+        ctd.ctr("task", "pause", "sleeper")
+        assert "PAUSED" in ctd.ctr("task", "ls").stdout
+        ctd.ctr("task", "resume", "sleeper")
+        metrics = ctd.ctr("task", "metrics", "sleeper").stdout
+        assert "cpu.usage_usec" in metrics or "usage_usec" in metrics, metrics  # v2's Metrics, not v1's
+        ctd.ctr("task", "rm", "-f", "sleeper")
+        ctd.ctr("container", "rm", "sleeper")
+        assert not cgroup_dirs(f"/{ctd.ns}"), "cgroups left in the unified hierarchy"
+    finally:
+        ctd.stop()

@@ -50,9 +50,11 @@ class Containerd:
     ``cri`` adds the CRI plugin with the given TOML (CNI, runtimes); without it CRI is disabled."""
 
     def __init__(
-        self, archive: str, bin_dir: str | None = None, cri: str | None = None, env: dict[str, str] | None = None
+        self, archive: str, bin_dir: str | None = None, cri: str | None = None, env: dict[str, str] | None = None,
+        wrap: list[str] | None = None,
     ) -> None:
         self.bin_dir = bin_dir
+        self.wrap = wrap or []  # a command containerd runs under (test_cgroup2_view: a cgroup2 view)
         self.env = env or {}  # for containerd and so for its shims, e.g. MRUN_WARM=0
         if bin_dir is None:
             require("containerd", "containerd")
@@ -107,7 +109,7 @@ state = '{self.dir}/state'
         binary = os.path.join(self.bin_dir, "containerd") if self.bin_dir else "containerd"
         path = f"{self.bin_dir}:{os.environ['PATH']}" if self.bin_dir else os.environ["PATH"]
         self.proc = subprocess.Popen(
-            [binary, "--config", os.path.join(self.dir, "config.toml")],
+            [*self.wrap, binary, "--config", os.path.join(self.dir, "config.toml")],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
