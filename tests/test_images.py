@@ -498,3 +498,29 @@ def test_detached_containers_report_their_exit_code(images, busybox_archive, tmp
     assert json.loads(img_ok(h, "inspect", "three").stdout)["exit"]["exit_code"] == 3
     for c in ("three", "wasm3", "sleeper"):
         img_ok(h, "rm", c)
+
+
+def test_a_container_from_an_image_gets_a_seccomp_profile_as_docker_gives_one(images, busybox_archive, tmp_path):
+    """mrun run's default profile (images.seccomp_default): no user namespace (whose process holds
+    every capability over what it then makes), no setns or mount; forks still work (clone without
+    a namespace flag). `--security-opt seccomp=unconfined` lifts it, `seccomp=FILE` replaces it,
+    and what mrun would not apply (AppArmor, SELinux labels) is refused in one line."""
+    from conftest import one_line_error
+
+    h = images
+    img_ok(h, "load", busybox_archive)
+    probe = "unshare -U true 2>&1; echo unshare=$?; (true & wait); echo fork=$?; grep Seccomp: /proc/self/status"
+    r = img_ok(h, *run_args(h, "--rm", IMAGE, "sh", "-c", probe))
+    assert "unshare=1" in r.stdout and "Operation not permitted" in r.stdout, r.stdout
+    assert "fork=0" in r.stdout and "Seccomp:\t2" in r.stdout, r.stdout
+    r = img_ok(h, *run_args(h, "--rm", "--security-opt", "seccomp=unconfined", IMAGE, "sh", "-c", probe))
+    assert "unshare=0" in r.stdout and "Seccomp:\t0" in r.stdout, r.stdout
+    profile = tmp_path / "no-mkdir.json"
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}))
+    r = img_ok(h, *run_args(h, "--rm", "--security-opt", f"seccomp={profile}", IMAGE, "sh", "-c",
+                            "mkdir /tmp/d 2>&1; unshare -U true; echo unshare=$?"))
+    assert "Operation not permitted" in r.stdout and "unshare=0" in r.stdout, r.stdout
+    one_line_error(img(h, *run_args(h, "--rm", "--security-opt", "apparmor=unconfined", IMAGE, "true")),
+                   "--security-opt", "apparmor=unconfined")
+    assert not os.listdir(os.path.join(h.image_root, "containers"))

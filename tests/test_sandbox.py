@@ -128,6 +128,7 @@ def test_seccomp_profile_denies_with_errno(h):
     cfg["linux"]["seccomp"] = {
         "defaultAction": "SCMP_ACT_ALLOW",
         "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_AARCH64"],
+        "flags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"],  # passed to seccomp(2)
         "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
     }
     out = h.ok("run", "-b", h.bundle(config=cfg), h.cid()).stdout

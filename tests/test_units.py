@@ -402,6 +402,23 @@ def test_seccomp_profile_may_repeat_a_syscall():
         Filter({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [rule("SCMP_ACT_ALLOW", (0, 1, "X"))]})
 
 
+def test_a_profile_is_compiled_once_per_process_and_its_flags_go_to_seccomp():
+    """The BPF program is libseccomp's, compiled on the host (a warm template compiles mrun run's
+    default before any caller): the container's process only loads it, with the profile's flags."""
+    import copy
+
+    from mrun.images.seccomp_default import profile
+    from mrun.sandbox.seccomp import Filter
+
+    first = Filter(profile())
+    assert Filter(copy.deepcopy(profile())).program is first.program
+    assert len(first.program) % 8 == 0 and len(first.program) > 8 * 20
+    flags = ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
+    assert Filter({**profile(), "flags": flags}).flags == 2 | 4
+    with pytest.raises(InvalidSpec, match=r"linux.seccomp.flags\[0\]"):
+        Filter({**profile(), "flags": ["SECCOMP_FILTER_FLAG_NEW"]})
+
+
 def test_shim_metrics_field_mapping():
     """cgroup figures land in the fields containerd decodes (v1 and v2 Metrics)."""
     from mrun.shims.metrics import metrics_any

@@ -111,6 +111,12 @@ COMMANDS = (
             ),
             Flag("annotation", "add an OCI annotation (KEY=VALUE)", kind=list, default=()),
             Flag(
+                "security-opt",
+                "seccomp=unconfined, seccomp=PROFILE.json or no-new-privileges (default: mrun's seccomp profile)",
+                kind=list,
+                default=(),
+            ),
+            Flag(
                 "wasm-preopens",
                 "what a wasm module sees: rootfs (default), mounts, none, or /dir[:ro],...",
                 default="",

@@ -184,6 +184,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         tty=kw.get("tty"),
         cgroup_parent=kw.get("cgroup_parent"),
         network=_network_mode(g, kw.get("network") or "bridge", list(kw.get("publish") or ())),
+        security_opt=list(kw.get("security_opt") or ()),
     )
     detach, remove = bool(kw.get("detach")), bool(kw.get("rm"))
     if detach and remove:

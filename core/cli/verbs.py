@@ -82,7 +82,7 @@ def _remove_orphan(g: dict[str, Any], container_id: str) -> None:
 
 IMAGE_RUN_FLAGS = (
     "name rm env env_file volume workdir user entrypoint memory cpus pids_limit read_only hostname annotation tty"
-    " cgroup_parent network publish wasm_preopens"
+    " cgroup_parent network publish wasm_preopens security_opt"
 ).split()
 
 

@@ -45,6 +45,7 @@ class Overrides:
         self.tty: bool = bool(kw.get("tty"))
         self.cgroup_parent: str = kw.get("cgroup_parent") or "/mrun"
         self.network: dict[str, Any] = kw.get("network") or {}
+        self.security_opt: list[str] = kw.get("security_opt") or []  # docker's --security-opt
 
 
 def _table(rootfs: str, path: str) -> list[list[str]]:
@@ -159,6 +160,11 @@ def make_spec(
     if o.pids_limit is not None:
         resources["pids"] = {"limit": o.pids_limit}
     spec["linux"]["cgroupsPath"] = f"{o.cgroup_parent.rstrip('/')}/{container_id}"
+    from mrun.images.seccomp_default import chosen
+
+    seccomp, process["noNewPrivileges"] = chosen(o.security_opt)
+    if seccomp is not None:
+        spec["linux"]["seccomp"] = seccomp
     _network(spec, o.network)
     for volume in o.volumes:
         spec["mounts"].append(_volume_mount(volume, store))

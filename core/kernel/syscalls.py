@@ -80,9 +80,9 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 _SYSNO = {
     "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "mount_setattr": 442, "ioprio_set": 251,
-               "ioprio_get": 252, "keyctl": 250, "bpf": 321},
+               "ioprio_get": 252, "keyctl": 250, "bpf": 321, "seccomp": 317},
     "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "mount_setattr": 442, "ioprio_set": 30,
-                "ioprio_get": 31, "keyctl": 219, "bpf": 280},
+                "ioprio_get": 31, "keyctl": 219, "bpf": 280, "seccomp": 277},
 }[os.uname().machine]
 MOUNT_ATTR_RDONLY = 0x1
 AT_RECURSIVE = 0x8000
@@ -157,6 +157,17 @@ def bpf_prog_load(prog_type: int, code: bytes, license: bytes) -> int:  # noqa: 
     insns = ctypes.create_string_buffer(code, len(code))
     lic = ctypes.create_string_buffer(license, len(license))
     return bpf(5, struct.pack("<IIQQ", prog_type, len(code) // 8, ctypes.addressof(insns), ctypes.addressof(lic)))
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp_set_filter(program: bytes, flags: int = 0) -> None:
+    """seccomp(SECCOMP_SET_MODE_FILTER) of a compiled BPF program (struct sock_filter[])."""
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.addressof(buf))
+    _check(_libc.syscall(_SYSNO["seccomp"], 1, ctypes.c_uint(flags), ctypes.byref(prog)), "seccomp")
 
 
 def pivot_root(new_root: str, put_old: str) -> None:

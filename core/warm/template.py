@@ -89,8 +89,11 @@ def preload() -> Any:
     import mrun.shims.spawner  # noqa: F401
     import mrun.shims.ttrpc  # noqa: F401
     import mrun.warm.child  # noqa: F401
+    from mrun.images.seccomp_default import profile
     from mrun.plugins.manager import Backends
+    from mrun.sandbox.seccomp import Filter
 
+    Filter(profile())  # compiled once here: every `mrun run IMAGE` loads it
     backends = Backends.shared()
     backends.pm.hook.mrun_warm()
     return backends

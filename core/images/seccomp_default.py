@@ -1,0 +1,92 @@
+"""The seccomp profile `mrun run IMAGE` gives a container unless told otherwise, as docker and
+podman give theirs.
+
+A deny list, not docker's allow list: everything is allowed but the calls docker's default
+profile refuses a container granted no extra capability (and `mrun run` grants none). Most of
+them need a capability the container lacks anyway; the filter is the second fence, and the
+first for what needs none: making user namespaces (unshare, setns, clone with a namespace flag),
+inside which a process holds every capability over what it then creates, and io_uring, keys,
+perf events and userfaultfd, the kernel's large attack surfaces. clone3's flags sit in memory a
+filter cannot read: it answers ENOSYS, and glibc falls back to clone, whose flags it can.
+
+What a deny list does not cover, said plainly: a system call added to the kernel later is
+allowed until it is named here.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from mrun.errors import InvalidSpec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+DENIED = (
+    # modules, kexec, reboot, swap, clocks, accounting, quotas
+    "acct", "create_module", "delete_module", "finit_module", "init_module", "get_kernel_syms", "query_module",
+    "kexec_file_load", "kexec_load", "reboot", "swapoff", "swapon", "clock_adjtime", "clock_settime",
+    "settimeofday", "stime", "quotactl", "quotactl_fd", "nfsservctl", "uselib", "ustat", "sysfs", "_sysctl",
+    "vm86", "vm86old", "ioperm", "iopl", "lookup_dcookie", "syslog",
+    # mounts and namespaces
+    "mount", "mount_setattr", "move_mount", "open_tree", "fsconfig", "fsmount", "fsopen", "fspick", "umount",
+    "umount2", "pivot_root", "unshare", "setns", "sethostname", "setdomainname",
+    # file handles (open_by_handle_at reads any file on the filesystem: "shocker")
+    "name_to_handle_at", "open_by_handle_at",
+    # keys, BPF, perf, io_uring, userfaultfd, fanotify, kcmp
+    "add_key", "keyctl", "request_key", "bpf", "perf_event_open", "io_uring_enter", "io_uring_register",
+    "io_uring_setup", "userfaultfd", "fanotify_init", "kcmp",
+)
+# clone(2)'s namespace flags (the first argument on x86-64 and arm64)
+CLONE_NAMESPACES = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000)
+ARCHITECTURES = {
+    "x86_64": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+    "aarch64": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
+}
+
+
+def profile() -> dict[str, Any]:
+    """The default, as an OCI ``linux.seccomp`` object."""
+    return {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ARCHITECTURES.get(os.uname().machine, []),
+        "syscalls": [
+            {"names": list(DENIED), "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM},
+            {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.ENOSYS},
+            *(
+                {"names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM,
+                 "args": [{"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}]}
+                for flag in CLONE_NAMESPACES
+            ),
+        ],
+    }
+
+
+def chosen(options: list[str]) -> tuple[dict[str, Any] | None, bool]:
+    """docker's ``--security-opt`` values -> (linux.seccomp, or None for none; no_new_privileges).
+    ``seccomp=unconfined``, ``seccomp=PROFILE.json``, ``no-new-privileges[=true|false]`` (docker's
+    older ``key:value`` too); the rest (apparmor, label) is refused: mrun would not apply it."""
+    import json
+
+    seccomp: dict[str, Any] | None = profile()
+    no_new_privileges = True  # the runtime-spec default mrun run already uses
+    for item in options:
+        key, _, value = item.partition("=" if "=" in item else ":")
+        if key == "seccomp" and value == "unconfined":
+            seccomp = None
+        elif key == "seccomp" and value:
+            try:
+                with open(value) as f:
+                    seccomp = json.load(f)
+            except (OSError, ValueError) as e:
+                raise InvalidSpec(f"--security-opt {item!r}: cannot read the profile: {e}")
+        elif key == "no-new-privileges" and value in ("", "true", "false"):
+            no_new_privileges = value != "false"
+        else:
+            raise InvalidSpec(
+                f"--security-opt {item!r}: only seccomp=unconfined, seccomp=PROFILE.json and no-new-privileges "
+                "are supported (mrun applies no AppArmor or SELinux label)"
+            )
+    return seccomp, no_new_privileges
