@@ -39,18 +39,20 @@ BPF_F_ALLOW_MULTI = 2
 LICENSE = b"Apache-2.0\0"
 
 
-class Exception_:  # noqa: N801 - the kernel's word for it, without shadowing the builtin
+class DeviceException:
+    """One entry of v1's exception list: a device (type, numbers; -1 for any) and access bits."""
+
     def __init__(self, kind: str, major: int, minor: int, access: int) -> None:
         self.kind, self.major, self.minor, self.access = kind, major, minor, access
 
-    def same_device(self, other: Exception_) -> bool:
+    def same_device(self, other: DeviceException) -> bool:
         return (self.kind, self.major, self.minor) == (other.kind, other.major, other.minor)
 
     def __repr__(self) -> str:
         return f"{self.kind} {self.major}:{self.minor} {self.access}"
 
 
-def _parse(rule: str) -> tuple[bool, Exception_ | None]:
+def _parse(rule: str) -> tuple[bool, DeviceException | None]:
     """'allow c 1:3 rwm' / 'deny a' (resources.device_rules) -> (allow, exception or None for all)."""
     verdict, _, line = rule.partition(" ")
     if line == "a":
@@ -60,13 +62,13 @@ def _parse(rule: str) -> tuple[bool, Exception_ | None]:
     bits = 0
     for c in access:
         bits |= ACCESS_BITS[c]
-    return verdict == "allow", Exception_(kind, major, minor, bits)
+    return verdict == "allow", DeviceException(kind, major, minor, bits)
 
 
-def emulate(rules: list[str], default_allow: bool = True) -> tuple[bool, list[Exception_]]:
+def emulate(rules: list[str], default_allow: bool = True) -> tuple[bool, list[DeviceException]]:
     """The v1 kernel's state after ``rules``, from a cgroup that allows everything (a new v1
     cgroup under an unrestricted parent). -> (default verdict, exceptions)."""
-    exceptions: list[Exception_] = []
+    exceptions: list[DeviceException] = []
     for rule in rules:
         allow, ex = _parse(rule)
         if ex is None:
@@ -103,7 +105,7 @@ EXIT = 0x95
 R0, R1, R2, R3, R4, R5 = range(6)
 
 
-def program(default_allow: bool, exceptions: list[Exception_]) -> bytes:
+def program(default_allow: bool, exceptions: list[DeviceException]) -> bytes:
     """R1 is the context; R2 the type, R3 the access, R4 major, R5 minor. Each exception is a
     block of tests that jump past it on a mismatch, then the exception's verdict."""
     insns = [
