@@ -35,7 +35,7 @@ def features_document() -> dict[str, Any]:
                 "operators": sorted(_OPS),
                 "archs": sorted(_ARCHES),
                 "knownFlags": list(SECCOMP_FLAGS),
-                "supportedFlags": [],
+                "supportedFlags": [f for f, bit in SECCOMP_FLAGS.items() if bit],  # passed to seccomp(2)
             },
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},

@@ -272,6 +272,10 @@ def test_features_and_spec(h):
     features = json.loads(h.ok("features").stdout)
     assert "linux" in features["annotations"]["org.mrun.backends"].split(",")
     assert set(features["linux"]["namespaces"]) >= {"pid", "network", "mount", "uts", "ipc", "user", "cgroup"}
+    seccomp = features["linux"]["seccomp"]  # the flags it passes to seccomp(2) (test_sandbox uses two)
+    assert seccomp["supportedFlags"] == ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
+                                         "SECCOMP_FILTER_FLAG_SPEC_ALLOW"]
+    assert set(seccomp["supportedFlags"]) < set(seccomp["knownFlags"])
     bundle = os.path.join(h.tmp, "specbundle")
     os.makedirs(bundle)
     h.ok("spec", "--bundle", bundle)
