@@ -208,6 +208,9 @@ def validate(doc: Any) -> None:
             raise InvalidSpec(f"linux.devices[{i}].type: must be one of c, b, u, p")
         if not dev.get("path", "").startswith("/dev/") or ".." in dev["path"].split("/"):
             raise InvalidSpec(f"linux.devices[{i}].path: must be under /dev, without '..'")
+        for field, top in (("major", (1 << 12) - 1), ("minor", (1 << 20) - 1)):  # the kernel's dev_t
+            if not 0 <= dev.get(field, 0) <= top:  # mknod would truncate it into another device's number
+                raise InvalidSpec(f"linux.devices[{i}].{field}: {dev[field]} is not a device number (0..{top})")
 
 
 class Spec:

@@ -32,6 +32,9 @@ DEFAULT_DEVICE_RULES: list[dict[str, Any]] = [
 ]
 
 
+MAJOR_MAX, MINOR_MAX = (1 << 12) - 1, (1 << 20) - 1  # the kernel's dev_t: a larger number names no device
+
+
 def _num(v: int | None) -> str:
     return "*" if v is None or v < 0 else str(v)
 
@@ -57,6 +60,11 @@ def device_rules(resources: dict[str, Any], devices: list[dict[str, Any]]) -> li
         kind = r.get("type") or "a"
         if kind not in ("a", "b", "c"):
             raise InvalidSpec(f"linux.resources.devices[{i}].type: must be a, b or c")
+        for field, top in (("major", MAJOR_MAX), ("minor", MINOR_MAX)):
+            value = r.get(field)
+            if value is not None and not -1 <= value <= top:  # -1 (or none): any
+                raise InvalidSpec(f"linux.resources.devices[{i}].{field}: {value} is not a device number (0..{top}, "
+                                  "or -1 for any)")
         access = r.get("access") or "rwm"
         if set(access) - set("rwm"):
             raise InvalidSpec(f"linux.resources.devices[{i}].access: only r, w and m are allowed")
