@@ -135,3 +135,24 @@ def test_the_shim_under_containerd_on_cgroup_v2(busybox_archive, containerd2, tm
         assert not cgroup_dirs(f"/{ctd.ns}"), "cgroups left in the unified hierarchy"
     finally:
         ctd.stop()
+
+
+def test_unified_never_writes_the_files_that_say_whose_processes_are_in(viewed):
+    """linux.resources.unified writes files of the container's cgroup; "cgroup.procs" there would
+    move any process into it, and `delete` would then kill it as the container's. Refused, with
+    the other core files that are not limits (threads, kill, freeze, subtree_control, type)."""
+    h = viewed
+    if h.view != "cgroup2":
+        pytest.skip("linux.resources.unified is v2's; v1 refuses it whole")
+    bystander = subprocess.Popen(["sleep", "60"])  # ours, by pid: a process that is not the container's
+    try:
+        before = open(f"/proc/{bystander.pid}/cgroup").read()
+        cfg = h.config(["true"])
+        cfg["linux"]["resources"]["unified"] = {"cgroup.procs": str(bystander.pid)}
+        r = h.mrun("run", "-b", h.bundle(config=cfg), h.cid())
+        one_line_error(r, "linux.resources.unified.cgroup.procs")
+        assert bystander.poll() is None, "the bystander was killed as the container's"
+        assert open(f"/proc/{bystander.pid}/cgroup").read() == before
+    finally:
+        bystander.kill()
+        bystander.wait()

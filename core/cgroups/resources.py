@@ -32,6 +32,11 @@ DEFAULT_DEVICE_RULES: list[dict[str, Any]] = [
 ]
 
 
+# cgroup v2's core files that are not limits: which processes are in, frozen or killed, the type
+# and the controllers below. A bundle's linux.resources.unified never writes them.
+MANAGED_FILES = frozenset(
+    ("cgroup.procs", "cgroup.threads", "cgroup.kill", "cgroup.freeze", "cgroup.subtree_control", "cgroup.type")
+)
 MAJOR_MAX, MINOR_MAX = (1 << 12) - 1, (1 << 20) - 1  # the kernel's dev_t: a larger number names no device
 
 
@@ -234,6 +239,9 @@ def v2_writes(resources: dict[str, Any]) -> list[Write]:
     for key, value in (res.get("unified") or {}).items():
         if "/" in key or key.startswith("."):
             raise InvalidSpec(f"linux.resources.unified.{key}: not a cgroup file name")
+        if key in MANAGED_FILES:
+            raise InvalidSpec(f"linux.resources.unified.{key}: mrun manages this file itself (a pid written to "
+                              "cgroup.procs would become the container's, to be frozen and killed with it)")
         w.append(("", key, value))
     return w
 
