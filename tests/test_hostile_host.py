@@ -92,6 +92,23 @@ def test_root_cgroup_is_refused(h, sentinel):
     one_line(h.mrun("run", "-b", h.bundle(config=cfg), h.cid()), "linux.cgroupsPath", "root cgroup")
 
 
+@pytest.mark.parametrize("part", ["slice", "name"])
+def test_a_systemd_cgroups_path_cannot_climb_out_of_the_hierarchy(h, tmp_path, part):
+    """--systemd-cgroup's slice:prefix:name is laid out as systemd would; a piece with '/' or '..'
+    aimed mrun's mkdirs and cgroup writes out of /sys/fs/cgroup (here: into a test directory)."""
+    escape = "../" * 8 + str(tmp_path / "outside").lstrip("/")
+    path = f"{escape}:p:n" if part == "slice" else f"system.slice:p:{escape}"
+    cfg = h.config(["true"])
+    cfg["linux"]["cgroupsPath"] = path
+    one_line(h.mrun("--systemd-cgroup", "run", "-b", h.bundle(config=cfg), h.cid()), "linux.cgroupsPath",
+             f"the {part}")
+    # where the old layout landed: a "p-.." cgroup under a new system.slice, and *.slice directories
+    # made on the way out (the slice's pieces are expanded as systemd nests them)
+    assert not cgroup_dirs("system.slice/p-..")
+    made = [str(p) for top in (tmp_path, *tmp_path.parents[:3]) for p in top.glob("*.slice")]
+    assert not made, f"mrun made directories outside the cgroup hierarchy: {made}"
+
+
 def test_delete_leaves_a_pre_existing_empty_cgroup_alone(h):
     """A cgroup someone else made (empty) may be used, but delete does not remove it."""
     dirs = [d for d in cgroup_dirs(h.cgroup_parent)]

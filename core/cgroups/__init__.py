@@ -33,6 +33,11 @@ def resolve_path(cgroups_path: str, container_id: str, systemd: bool = False) ->
     """
     if systemd and cgroups_path.count(":") == 2:
         slice_, prefix, name = cgroups_path.split(":")
+        for what, part in (("slice", slice_), ("prefix", prefix), ("name", name)):
+            if "/" in part or part in (".", "..") or "\0" in part:  # each is one path component's piece
+                raise InvalidSpec(f"linux.cgroupsPath: {cgroups_path!r}: the {what} {part!r} is not a unit name")
+        if not name:
+            raise InvalidSpec(f"linux.cgroupsPath: {cgroups_path!r}: slice:prefix:name needs a name")
         parts, acc = [], ""
         for piece in (slice_ or "system.slice").removesuffix(".slice").split("-"):
             acc = f"{acc}-{piece}" if acc else piece
