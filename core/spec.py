@@ -208,7 +208,7 @@ def validate(doc: Any) -> None:
             raise InvalidSpec(f"linux.devices[{i}].type: must be one of c, b, u, p")
         if not dev.get("path", "").startswith("/dev/") or ".." in dev["path"].split("/"):
             raise InvalidSpec(f"linux.devices[{i}].path: must be under /dev, without '..'")
-        for field, top in (("major", (1 << 12) - 1), ("minor", (1 << 20) - 1)):  # the kernel's dev_t
+        for field, top in (("major", (1 << 12) - 1), ("minor", (1 << 20) - 1)):  # dev_t, as cgroups.resources
             if not 0 <= dev.get(field, 0) <= top:  # mknod would truncate it into another device's number
                 raise InvalidSpec(f"linux.devices[{i}].{field}: {dev[field]} is not a device number (0..{top})")
 
