@@ -45,7 +45,19 @@ def recv(sock: socket.socket) -> tuple[dict, list[int]] | None:
 
 def _create(msg: dict, fds: list[int], backends: object) -> dict:
     """Run in the worker: a container create, an exec into one (detached, so it returns), or a
-    pod's namespace holder."""
+    pod's namespace holder. The answer carries the seccomp programs the worker compiled, for the
+    helper to keep: a pod's containers share a profile (CRI's RuntimeDefault), compiled once."""
+    from mrun.sandbox import seccomp
+
+    known = seccomp.compiled()
+    answer = _create_or_exec(msg, fds, backends)
+    new = [[key, program.hex()] for key, program in seccomp.compiled().items() if key not in known]
+    if new and "error" not in answer:
+        answer["seccomp"] = new
+    return answer
+
+
+def _create_or_exec(msg: dict, fds: list[int], backends: object) -> dict:
     if "pod" in msg:
         from mrun.shims.pod import hold
 
@@ -129,6 +141,7 @@ def preload_needed(impls: dict[str, dict[str, object]], warm: bool) -> bool:
 def serve(sock: socket.socket) -> None:
     """Loop: one request in, one forked worker, one answer out. Never returns."""
     import mrun.warm.client as warm_client
+    from mrun.sandbox import seccomp
 
     backends = _preload()
     preload = preload_needed(backends.impls, warm_client.in_template_child)  # type: ignore[attr-defined]
@@ -168,7 +181,13 @@ def serve(sock: socket.socket) -> None:
         os.close(r)
         # The answer is whole (or the worker is dead): it goes first, and the worker's exit (the
         # teardown of a process this size, ~0.7 ms) is not on the create's path any more.
-        send(sock, jsonio.loads(out or b'{"error": "the create worker died"}'), [])
+        answer = jsonio.loads(out or b'{"error": "the create worker died"}')
+        programs = answer.pop("seccomp", None) or ()
+        for key, program in programs:
+            seccomp.adopt(key, bytes.fromhex(program))
+        if programs:
+            answer["compiled_seccomp"] = len(programs)  # what the daemon may log; the tests look at it
+        send(sock, answer, [])
         os.waitpid(pid, 0)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -198,6 +199,43 @@ def test_a_task_waits_for_a_stdout_reader_that_opens_late(h):
     assert wait_exit(shim, cid) == 0
     assert read_until_eof(opened[0]) == b"seen\n"
     shim.finish(cid)
+
+
+def test_the_fork_helper_compiles_a_pods_seccomp_profile_once(h, tmp_path):
+    """A pod's containers share a profile (CRI's RuntimeDefault): the worker that compiled it hands
+    the program to the helper, whose next workers are forked with it. A real helper process (as the
+    daemon starts one), two real creates through it."""
+    import socket
+
+    from mrun.shims import spawner
+
+    profile = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
+               "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}
+    ours, theirs = socket.socketpair()
+    helper = subprocess.Popen([sys.executable, "-c", "import sys; from mrun.shims.spawner import main; "
+                               "main(int(sys.argv[1]))", str(theirs.fileno())], pass_fds=(theirs.fileno(),),
+                              stdin=subprocess.DEVNULL, env={**os.environ, "MRUN_WARM": "0"})
+    theirs.close()
+    state = str(tmp_path / "state")
+    ids = [h.cid("sc1"), h.cid("sc2")]
+    try:
+        answers = []
+        for cid in ids:
+            cfg = h.config(["sh", "-c", "mkdir /tmp/x 2>&1; true"])
+            cfg["linux"]["seccomp"] = profile
+            bundle = h.bundle(config=cfg)
+            with open(os.devnull, "rb") as null, open(tmp_path / f"{cid}.out", "wb") as out:
+                spawner.send(ours, {"id": cid, "bundle": bundle, "root": state},
+                             [null.fileno(), out.fileno(), out.fileno()])
+            answers.append(spawner.recv(ours)[0])
+        assert "pid" in answers[0] and "pid" in answers[1], answers
+        assert answers[0].get("compiled_seccomp") == 1, answers[0]  # compiled by the first worker
+        assert "compiled_seccomp" not in answers[1], answers[1]  # found compiled: the helper kept it
+    finally:
+        ours.close()
+        helper.wait(timeout=10)  # it exits at EOF
+        for cid in ids:
+            subprocess.run([h.binary, "--root", state, "delete", "--force", cid], capture_output=True)
 
 
 def test_update_reaches_the_cgroup_and_stats_report_it(h):

@@ -109,6 +109,17 @@ _COMPILED: dict[str, bytes] = {}  # a profile's JSON -> its BPF program, in this
 _COMPILED_MAX = 32
 
 
+def compiled() -> dict[str, bytes]:
+    """What this process has compiled (or adopted) so far: a forked worker reports what it added
+    to its long-lived parent, whose next workers then find it (``adopt``)."""
+    return dict(_COMPILED)
+
+
+def adopt(key: str, program: bytes) -> None:
+    if len(_COMPILED) < _COMPILED_MAX:
+        _COMPILED[key] = program
+
+
 class Filter:
     """A profile's BPF program, compiled on the host (or found compiled), loaded by ``load``."""
 
@@ -119,8 +130,7 @@ class Filter:
         program = _COMPILED.get(key)
         if program is None:
             program = _compile(profile)
-            if len(_COMPILED) < _COMPILED_MAX:
-                _COMPILED[key] = program
+            adopt(key, program)
         self.program = program
         self.flags = 0
         for flag in profile.get("flags") or []:
