@@ -82,10 +82,25 @@ def ip_of(h, cid: str) -> str:
     return json.loads(img_ok(h, "inspect", cid).stdout)["network"]["ip"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port_run(count: int) -> int:
+    """The first of ``count`` consecutive free ports, below the kernel's ephemeral range: a port in
+    that range can be taken at any moment as the local end of some connection on this host (one
+    was, in a CI run: "-p 58322/tcp: port already in use")."""
+    import random
+
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        ephemeral = int(f.read().split()[0])
+    for _ in range(100):
+        first = random.randrange(10000, ephemeral - count)
+        try:
+            with contextlib.ExitStack() as held:
+                for port in range(first, first + count):
+                    s = held.enter_context(socket.socket())
+                    s.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+    raise AssertionError(f"no {count} consecutive free ports below {ephemeral}")
 
 
 def wait_http(url: str, timeout: float = 10) -> bytes:
@@ -130,7 +145,7 @@ def test_two_bridge_containers_talk_over_tcp(net):
 
 def test_a_published_port_on_127_0_0_1_reaches_httpd(net):
     h = net
-    port = free_port()
+    port = free_port_run(1)
     img_ok(
         h,
         *run_args(
@@ -218,7 +233,7 @@ def test_twenty_concurrent_starts_get_twenty_addresses(net):
 
 def test_a_hundred_create_delete_cycles_leave_nothing(net):
     h = net
-    port = free_port()
+    port = free_port_run(10)
 
     def cycle(i: int) -> str:
         args = ["--rm", "--network", h.net]
@@ -275,7 +290,7 @@ def test_a_dead_container_is_cleaned_up_by_delete_force_and_stale_leases_by_prun
     import signal
 
     h = net
-    port = free_port()
+    port = free_port_run(1)
     img_ok(
         h,
         *run_args(h, "-d", "--name", "victim", "--network", h.net, "-p", f"127.0.0.1:{port}:80", IMAGE, "sleep", "600"),
