@@ -29,13 +29,14 @@ def ensure_bridge(network: dict) -> None:
 
     name, bridge, prefix = network["name"], network["bridge"], int(network["subnet"].split("/")[1])
     try:
-        if rtnl.link(bridge) is None:
+        found = rtnl.link(bridge)
+        if found is None:
             try:
                 rtnl.add_bridge(bridge)
             except OSError as e:
                 if e.errno != errno.EEXIST:
                     raise MrunError(f"network {name}: creating bridge {bridge}: {e.strerror}")
-        found = rtnl.link(bridge)
+            found = rtnl.link(bridge)  # ours, or another start's made just now
         if found is None or found[1] != "bridge":
             raise MrunError(f"network {name}: {bridge} is {'gone' if found is None else 'a link but not a bridge'}")
         index = found[0]

@@ -87,8 +87,8 @@ class Networks:
         if net is None or net.version != 4 or str(net) != subnet:
             raise InvalidSpec(f"{where}: subnet {subnet!r}: an IPv4 network in canonical form expected{repair}")
         try:
-            ok = isinstance(gateway, str) and str(ipaddress.IPv4Address(gateway)) == gateway
-            ok = ok and ipaddress.IPv4Address(gateway) in net
+            address = ipaddress.IPv4Address(gateway) if isinstance(gateway, str) else None
+            ok = address is not None and str(address) == gateway and address in net
         except ValueError:
             ok = False
         if not ok:
