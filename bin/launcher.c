@@ -691,6 +691,11 @@ int main(int argc, char **argv) {
         }
         if (json_int(msg, (size_t)n, "pid", &pid) && pid > 0)
             await_child(sock, pid);
+        long code;
+        if (step == 1 && json_int(msg, (size_t)n, "exit", &code)) { /* answered by the template itself */
+            fflush(NULL);
+            _exit((int)(code & 0xff));
+        }
         char *why = json_text(json_get(msg, (size_t)n, "cold"), msg + n);
         if (why == NULL)
             why = json_text(json_get(msg, (size_t)n, "error"), msg + n);

@@ -51,8 +51,10 @@ def parse(argv: list[str]) -> tuple[dict[str, str], str]:
     return flags, action
 
 
-def _root(namespace: str) -> str:
-    return os.path.join(os.environ.get("MRUN_SHIM_ROOT", "/run/mrun/shim"), namespace)
+def _root(namespace: str, env: Any = None) -> str:
+    """Where the daemons of containerd's ``namespace`` keep their containers' state; ``env``: the
+    caller's environment, when not ours (the warm template's answer for a caller)."""
+    return os.path.join((os.environ if env is None else env).get("MRUN_SHIM_ROOT", "/run/mrun/shim"), namespace)
 
 
 def _sha256(data: bytes) -> str:
@@ -288,9 +290,7 @@ def delete(flags: dict[str, str]) -> int:
     bundle = flags.get("bundle") or os.getcwd()
     rootfs = os.path.join(bundle, "rootfs")
     _remove_dead_socket(bundle)
-    if not os.path.exists(os.path.join(_root(flags.get("namespace", "default")), flags.get("id", ""))) and (
-        not _mounted(rootfs)
-    ):
+    if not _has_state(flags, os.environ) and not _mounted(rootfs):
         return 0
     from mrun.errors import MrunError
     from mrun.kernel.syscalls import unmount_all
@@ -308,11 +308,29 @@ def delete(flags: dict[str, str]) -> int:
     return 0
 
 
-def _remove_dead_socket(bundle: str) -> None:
-    """A killed daemon could not remove its socket; a live one (a pod's other tasks) keeps it.
+def nothing_to_delete(argv: list[str], env: dict[str, str]) -> bool:
+    """Whether ``delete`` with these arguments (and ``-bundle``: containerd always names it) and
+    this environment would do nothing and print nothing: no socket of ours at the bundle's
+    address, no container state, the rootfs not mounted. That is every normal run's ``delete``,
+    which the warm template then answers itself (exit 0) instead of forking a child for it. It
+    only looks: whatever it finds goes through ``delete`` as before."""
+    flags, action = parse(argv)
+    bundle = flags.get("bundle", "")
+    if action != "delete" or flags.get("v") or flags.get("info") or not os.path.isabs(bundle):
+        return False
+    return (
+        _our_socket(bundle) is None and not _has_state(flags, env)
+        and not _mounted(os.path.join(bundle, "rootfs"))
+    )
 
-    Only a socket named as ``start`` names them is removed, in whichever directory containerd
-    gave: the address file is ours, but what it points at is checked before it goes."""
+
+def _has_state(flags: dict[str, str], env: Any) -> bool:
+    return os.path.exists(os.path.join(_root(flags.get("namespace", "default"), env), flags.get("id", "")))
+
+
+def _our_socket(bundle: str) -> str | None:
+    """The socket the bundle's address file names, if it is one ``start`` made (its name is
+    ours, and a socket is there): the address file is ours, but what it points at is checked."""
     import stat
 
     try:
@@ -320,11 +338,21 @@ def _remove_dead_socket(bundle: str) -> None:
             path = f.read().strip().removeprefix("unix://")
         name = os.path.basename(path)
         ours = len(name) == 37 and name.endswith(".sock") and all(c in "0123456789abcdef" for c in name[:32])
-        if not (ours and os.path.isabs(path) and stat.S_ISSOCK(os.lstat(path).st_mode)):
-            return
-        if _serving(path):  # containerd logs this as a clean-up warning
-            print(f"mrun shim delete: {path} is served by a live shim (a pod's other tasks): kept", file=sys.stderr)
-            return
+        return path if ours and os.path.isabs(path) and stat.S_ISSOCK(os.lstat(path).st_mode) else None
+    except OSError:
+        return None
+
+
+def _remove_dead_socket(bundle: str) -> None:
+    """A killed daemon could not remove its socket; a live one (a pod's other tasks) keeps it.
+    Only a socket named as ``start`` names them is removed, in whichever directory containerd gave."""
+    path = _our_socket(bundle)
+    if path is None:
+        return
+    if _serving(path):  # containerd logs this as a clean-up warning
+        print(f"mrun shim delete: {path} is served by a live shim (a pod's other tasks): kept", file=sys.stderr)
+        return
+    try:
         os.unlink(path)
     except OSError:
         pass

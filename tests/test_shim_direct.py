@@ -53,11 +53,13 @@ class Shim:
             paths.append(path)
         return paths
 
-    def binary_delete(self) -> bytes:
-        """`containerd-shim-mrun-v2 delete`, as containerd runs it after a shim disconnects."""
+    def binary_delete(self, named_bundle: bool = False) -> bytes:
+        """`containerd-shim-mrun-v2 delete`, as containerd runs it after a shim disconnects: in the
+        bundle, and with ``named_bundle`` also naming it (-bundle), as containerd 1.6 and 2.x do."""
         binary = os.path.join(os.path.dirname(mrun_binary()), "containerd-shim-mrun-v2")
         env = {**os.environ, "MRUN_SHIM_ROOT": self.state_root}
-        args = [binary, "-namespace", "direct", "-address", "/nonexistent", "-id", self.cid, "delete"]
+        args = [binary, "-namespace", "direct", "-address", "/nonexistent", "-id", self.cid,
+                *(["-bundle", self.bundle] if named_bundle else []), "delete"]
         return subprocess.run(args, cwd=self.bundle, env=env, capture_output=True, timeout=30, check=True).stdout
 
     def finish(self, *task_ids: str) -> None:
@@ -216,7 +218,7 @@ def test_the_fork_helper_compiles_a_pods_seccomp_profile_once(h, tmp_path):
                                "main(int(sys.argv[1]))", str(theirs.fileno())], pass_fds=(theirs.fileno(),),
                               stdin=subprocess.DEVNULL, env={**os.environ, "MRUN_WARM": "0"})
     theirs.close()
-    state = str(tmp_path / "state")
+    state = str(tmp_path / "shim-root")
     ids = [h.cid("sc1"), h.cid("sc2")]
     try:
         answers = []
@@ -349,6 +351,68 @@ def test_binary_delete_cleans_up_after_a_killed_daemon_and_is_idempotent(h):
         time.sleep(0.05)
     assert not os.listdir(os.path.join(shim.state_root, "direct")) and not os.path.exists(shim.socket)
     assert shim.binary_delete() == b""  # nothing left: the empty DeleteResponse
+
+
+def test_a_delete_with_nothing_to_do_is_answered_by_the_template_itself(h):
+    """Every normal run's `delete` (containerd's, after the daemon deleted its task and left)
+    finds nothing: the template answers it without a child (its spare stays unused); one that
+    finds something (a killed daemon's state) still goes to a child, which cleans up as before."""
+    import signal
+
+    from test_warm import spares_of
+
+    warm_served()
+    shim, cid, init = sleeping_task(h, "inplace")
+    shim.client.close()
+    os.kill(shim.pid, signal.SIGKILL)
+    spare = spares_of(warm_path(), wait=5)
+    before = warm_served()
+    response = task_pb2.DeleteResponse.FromString(shim.binary_delete(named_bundle=True))
+    assert response.exit_status == 137 and warm_since(before)
+    assert spares_of(warm_path(), wait=5) != spare, "a delete with work to do was not handed to a child"
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{init}") and open(f"/proc/{init}/stat").read().split()[2] != "Z":
+        assert time.monotonic() < deadline, "the container outlived its cleanup"
+        time.sleep(0.05)
+    spare = spares_of(warm_path(), wait=5)
+    for _ in range(3):
+        before = warm_served()
+        assert shim.binary_delete(named_bundle=True) == b""
+        assert warm_since(before), "the template did not answer the delete"
+    assert spares_of(warm_path()) == spare, "the template forked a child for a delete with nothing to do"
+
+
+def test_what_a_delete_would_find_is_what_decides_it_is_answered_in_place(h, tmp_path):
+    """``nothing_to_delete`` only looks, and says no at anything a ``delete`` would act on."""
+    import socket
+
+    from mrun.shims.main import nothing_to_delete
+
+    bundle = tmp_path / "bundle"
+    (bundle / "rootfs").mkdir(parents=True)
+    env = {"MRUN_SHIM_ROOT": str(tmp_path / "shim-root")}
+    argv = ["-namespace", "ns", "-address", "/a", "-id", "c1", "-bundle", str(bundle), "delete"]
+    assert nothing_to_delete(argv, env)
+    assert not nothing_to_delete([a for a in argv if a not in ("-bundle", str(bundle))], env)  # the cwd's
+    assert not nothing_to_delete([*argv[:-1], "start"], env)
+    (tmp_path / "shim-root" / "ns" / "c1").mkdir(parents=True)
+    assert not nothing_to_delete(argv, env), "a container's state was there"
+    assert nothing_to_delete(argv, {"MRUN_SHIM_ROOT": str(tmp_path / "elsewhere")})  # the caller's env decides
+    sock_path = tmp_path / f"{'a' * 32}.sock"
+    (bundle / "address").write_text(f"unix://{sock_path}")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(sock_path))
+    try:
+        assert not nothing_to_delete(argv, {"MRUN_SHIM_ROOT": str(tmp_path / "elsewhere")}), "a socket of ours"
+    finally:
+        listener.close()
+    os.unlink(sock_path)
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(bundle / "rootfs")], check=True)
+    try:
+        assert not nothing_to_delete(argv, {"MRUN_SHIM_ROOT": str(tmp_path / "elsewhere")}), "a mounted rootfs"
+    finally:
+        subprocess.run(["umount", str(bundle / "rootfs")], check=True)
+    assert nothing_to_delete(argv, {"MRUN_SHIM_ROOT": str(tmp_path / "elsewhere")})
 
 
 def _helper_of(shim: Shim) -> int:

@@ -25,6 +25,7 @@ caller that is not root. The descriptors come in one message, the caller's worki
 last (O_PATH); with SO_PASSCRED the kernel stamps its sender's pid on it, which must be the pid
 checked. The child answers ``{"pid": N}`` and, for "cli" and "shim", at the end ``{"exit": status}``
 (with ``"detached": true`` when it carries on: the caller then does not wait for it to end).
+A native shim ``delete`` with nothing to do gets ``{"exit": 0}`` at once, from the template itself.
 ``{"kind": "status"}`` is answered in place: the template's pid, how many callers it served, its
 code's digest.
 """
@@ -288,6 +289,8 @@ class Template:
                 log(f"refused pid {pid}: the descriptors came from pid {sender}, or pid {pid} is another process now")
                 client.send_message(conn, {"cold": f"pid {pid} is not the process that connected"})
                 return
+            if self.answered_in_place(conn, msg):
+                return
             self.fork(conn, msg, fds, pid)
         finally:
             for fd in fds or ():
@@ -336,6 +339,24 @@ class Template:
         msg["stdio"] = [client._stream(stream) if fd in fds else None
                         for fd, stream in enumerate((sys.stdin, sys.stdout, sys.stderr))]
         return None
+
+    def answered_in_place(self, conn: socket.socket, msg: dict[str, Any]) -> bool:
+        """A native ``containerd-shim-mrun-v2 delete`` with nothing to do is answered here, with its
+        exit status and no child: containerd runs it after every shim disconnect and ``ctr run
+        --rm`` waits for it, and a child's fork, first run and exit cost ~5 ms of that wait and of
+        the node's CPU, for a call that only looks (``nothing_to_delete``)."""
+        argv, env = msg.get("argv"), msg.get("env")
+        if msg.get("kind") != "shim" or "native" not in msg or not isinstance(env, dict):
+            return False
+        if not (isinstance(argv, list) and all(isinstance(a, str) for a in argv)):
+            return False
+        from mrun.shims.main import nothing_to_delete
+
+        if not nothing_to_delete(argv[1:], env):
+            return False
+        client.send_message(conn, {"exit": 0})
+        self.served += 1
+        return True
 
     def fork(self, conn: socket.socket, msg: dict[str, Any], fds: list[int], peer_pid: int) -> None:
         if self._to_spare(conn, msg, fds, peer_pid) or os.fork():
