@@ -98,9 +98,11 @@ def listen(path: str) -> _socket.socket:
     return sock
 
 
-def _answers(path: str) -> bool:
+def _answers(path: str, wait: bool = True) -> bool:
+    """Someone listens at ``path``. Without ``wait``, a listener whose queue is full counts as none."""
     s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
+        s.setblocking(wait)
         s.connect(path)
         return True
     except OSError:
@@ -113,14 +115,22 @@ def read_bootstrap(flags: dict[str, str]) -> dict[str, str] | None:
     """containerd 2.3's BootstrapParams from stdin, or None for an older containerd.
 
     containerd 1.6/1.7 send nothing or the runtime options (a protobuf Any, fields 1 and 2 as
-    here), so the params are recognised by what only they carry: this call's own id and namespace."""
-    if os.isatty(0):
+    here), so the params are recognised by what only they carry: this call's own id and namespace.
+    The warm template may have read stdin already (``client.stdin_read``): that is used first."""
+    from mrun.warm import client
+
+    data, eof = client.stdin_read or (b"", False)
+    if os.isatty(0) and not data:
         return None
-    chunks = []
-    while chunk := os.read(0, 65536):
+    chunks = [data]
+    while not eof and (chunk := os.read(0, 65536)):
         chunks.append(chunk)
+    return parse_bootstrap(flags, b"".join(chunks))
+
+
+def parse_bootstrap(flags: dict[str, str], data: bytes) -> dict[str, str] | None:
     try:
-        parsed = wire.fields(b"".join(chunks))
+        parsed = wire.fields(data)
     except ValueError:
         return None
     params: dict[str, str] = {}
@@ -140,17 +150,35 @@ def read_bootstrap(flags: dict[str, str]) -> dict[str, str] | None:
 BOOTSTRAP_FIELDS = {1: "id", 2: "namespace", 5: "ttrpc_address", 6: "address", 9: "socket_dir"}
 
 
-def start(flags: dict[str, str]) -> int:
-    bundle = flags.get("bundle") or os.getcwd()
-    config = {**flags, "ttrpc_address": os.environ.get("TTRPC_ADDRESS", "")}
-    bootstrap = read_bootstrap(flags)
+def _start_config(
+    flags: dict[str, str], env: Any, bootstrap: dict[str, str] | None
+) -> tuple[dict[str, str], str]:
+    """-> (the daemon's config, the directory of its socket). Raises ValueError for a bad socket_dir."""
+    config = {**flags, "ttrpc_address": env.get("TTRPC_ADDRESS", "")}
     socket_dir = SOCKET_DIR
     if bootstrap is not None:
         config.update(bootstrap)
         socket_dir = bootstrap.get("socket_dir") or SOCKET_DIR
         if not os.path.isabs(socket_dir):
-            print(f"containerd-shim-mrun-v2: socket_dir {socket_dir!r} is not an absolute path", file=sys.stderr)
-            return 1
+            raise ValueError(f"containerd-shim-mrun-v2: socket_dir {socket_dir!r} is not an absolute path")
+    return config, socket_dir
+
+
+def _start_answer(address: str, bootstrap: dict[str, str] | None) -> bytes:
+    if bootstrap is None:  # containerd 1.6/1.7: the bare address means protocol version 2
+        return address.encode()
+    # a BootstrapResult: protocol 3 (containerd.task.v3.Task and the sandbox service)
+    return wire.field(1, PROTOCOL_VERSION) + wire.field(2, address) + wire.field(3, "ttrpc")
+
+
+def start(flags: dict[str, str]) -> int:
+    bundle = flags.get("bundle") or os.getcwd()
+    bootstrap = read_bootstrap(flags)
+    try:
+        config, socket_dir = _start_config(flags, os.environ, bootstrap)
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 1
     path = _socket_path(config, bundle, socket_dir)
     address = f"unix://{path}"
     import mrun.warm.client as warm_client
@@ -168,17 +196,43 @@ def start(flags: dict[str, str]) -> int:
             listener.close()
     with open(os.path.join(bundle, "address"), "w") as f:
         f.write(address)
-    if bootstrap is None:  # containerd 1.6/1.7: the bare address means protocol version 2
-        sys.stdout.write(address)
-    else:  # a BootstrapResult: protocol 3 (containerd.task.v3.Task and the sandbox service)
-        sys.stdout.flush()
-        os.write(1, wire.field(1, PROTOCOL_VERSION) + wire.field(2, address) + wire.field(3, "ttrpc"))
+    sys.stdout.flush()
+    os.write(1, _start_answer(address, bootstrap))
     if in_place is not None:
         # What a fork would have been, without the fork of a process this size (2 ms) and the
         # wait for this one's end (its address space torn down: 1.5 ms): its caller is let go
         # with status 0 once the standard streams are containerd's no more. Session: become's.
         _daemon(in_place, config, bundle, path, on_ready=lambda: warm_client.release(0))
     return 0
+
+
+def joined_pod(argv: list[str], env: Any, stdin: bytes | None, bundle_fd: int, umask: int) -> bytes | None:
+    """``start`` for a task of a pod whose shim already runs, done by the warm template for the
+    caller: ``stdin`` (all of it) and the bundle (a directory descriptor) are the caller's. The
+    address file is written and what ``start`` prints is returned; None (having written nothing)
+    when ``start`` has a daemon to make, or anything else to say: a child does that as before."""
+    flags, action = parse(argv)
+    if action != "start" or flags.get("v") or flags.get("info") or flags.get("bundle"):
+        return None
+    bootstrap = parse_bootstrap(flags, stdin) if stdin is not None else None
+    try:
+        config, socket_dir = _start_config(flags, env, bootstrap)
+    except ValueError:
+        return None
+    path = _socket_path(config, f"/proc/self/fd/{bundle_fd}", socket_dir)
+    if not _answers(path, wait=False):
+        return None
+    address = f"unix://{path}"
+    try:
+        fd = os.open("address", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o666 & ~umask, dir_fd=bundle_fd)
+    except OSError:
+        return None
+    try:
+        os.write(fd, address.encode())
+    finally:
+        os.close(fd)
+    return _start_answer(address, bootstrap)
 
 
 def _daemon_from_template(listener: _socket.socket, config: dict[str, str], bundle: str, path: str) -> bool:
@@ -308,20 +362,26 @@ def delete(flags: dict[str, str]) -> int:
     return 0
 
 
-def nothing_to_delete(argv: list[str], env: dict[str, str]) -> bool:
-    """Whether ``delete`` with these arguments (and ``-bundle``: containerd always names it) and
-    this environment would do nothing and print nothing: no socket of ours at the bundle's
-    address, no container state, the rootfs not mounted. That is every normal run's ``delete``,
-    which the warm template then answers itself (exit 0) instead of forking a child for it. It
-    only looks: whatever it finds goes through ``delete`` as before."""
+def delete_answer(argv: list[str], env: dict[str, str]) -> str | None:
+    """What ``delete`` with these arguments (``-bundle`` named: containerd always names it) and this
+    environment would write on stderr, when that is all it would do: no container state, the
+    rootfs not mounted, and at the address either no socket of ours or one a live shim serves (a
+    pod's, kept). That is every normal run's ``delete``, which the warm template then answers
+    itself instead of forking a child for it. It only looks (the live shim's probe included):
+    anything else, a dead shim's socket to remove or a probe that takes long, goes to ``delete``."""
     flags, action = parse(argv)
     bundle = flags.get("bundle", "")
     if action != "delete" or flags.get("v") or flags.get("info") or not os.path.isabs(bundle):
-        return False
-    return (
-        _our_socket(bundle) is None and not _has_state(flags, env)
-        and not _mounted(os.path.join(bundle, "rootfs"))
-    )
+        return None
+    if _has_state(flags, env) or _mounted(os.path.join(bundle, "rootfs")):
+        return None
+    path = _our_socket(bundle)
+    if path is None:
+        return ""
+    return _kept(path) if _serving(path, timeout=QUICK_PROBE) else None
+
+
+QUICK_PROBE = 0.05  # seconds the warm template waits for a pod shim's answer (``delete``: 0.5)
 
 
 def _has_state(flags: dict[str, str], env: Any) -> bool:
@@ -350,7 +410,7 @@ def _remove_dead_socket(bundle: str) -> None:
     if path is None:
         return
     if _serving(path):  # containerd logs this as a clean-up warning
-        print(f"mrun shim delete: {path} is served by a live shim (a pod's other tasks): kept", file=sys.stderr)
+        print(_kept(path), end="", file=sys.stderr)
         return
     try:
         os.unlink(path)
@@ -358,7 +418,11 @@ def _remove_dead_socket(bundle: str) -> None:
         pass
 
 
-def _serving(path: str) -> bool:
+def _kept(path: str) -> str:
+    return f"mrun shim delete: {path} is served by a live shim (a pod's other tasks): kept\n"
+
+
+def _serving(path: str, timeout: float = 0.5) -> bool:
     """A shim answers a ttrpc call there. Not just ``_answers``: a daemon just killed can still
     take connections into its listen queue for a moment (seen here: containerd runs ``delete``
     the instant the connection drops), but nothing will ever read them."""
@@ -366,7 +430,7 @@ def _serving(path: str) -> bool:
 
     s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
-        s.settimeout(0.5)
+        s.settimeout(timeout)
         s.connect(path)
         request = wire.field(1, "containerd.task.v2.Task") + wire.field(2, "Connect")
         s.sendall(struct.pack(">IIBB", len(request), 1, 1, 0) + request)

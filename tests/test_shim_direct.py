@@ -30,11 +30,12 @@ class Shim:
 
     def __init__(self, h, bundle: str, cid: str, env: dict[str, str] | None = None, preexec_fn=None) -> None:
         self.h, self.bundle, self.cid = h, bundle, cid
+        self.address = f"/nonexistent/{uuid.uuid4().hex}"  # containerd's: part of a pod shim's socket name
         self.state_root = os.path.join(h.tmp, "shim-state")
         binary = os.path.join(os.path.dirname(mrun_binary()), "containerd-shim-mrun-v2")
         env = {**os.environ, **(env or {}), "MRUN_SHIM_ROOT": self.state_root}
         env.pop("TTRPC_ADDRESS", None)
-        args = [binary, "-namespace", "direct", "-address", f"/nonexistent/{uuid.uuid4().hex}", "-id", cid, "start"]
+        args = [binary, "-namespace", "direct", "-address", self.address, "-id", cid, "start"]
         out = subprocess.run(args, cwd=bundle, env=env, capture_output=True, text=True, timeout=30, check=True,
                              preexec_fn=preexec_fn)
         self.socket = out.stdout.removeprefix("unix://")
@@ -74,7 +75,8 @@ class Shim:
             assert time.monotonic() < deadline, "the shim daemon did not exit after Shutdown"
             time.sleep(0.05)
         assert not os.path.exists(self.socket)
-        assert not os.listdir(os.path.join(self.state_root, "direct"))
+        state = os.path.join(self.state_root, "direct")
+        assert not os.path.isdir(state) or not os.listdir(state)
 
 
 @pytest.fixture(autouse=True)
@@ -382,37 +384,82 @@ def test_a_delete_with_nothing_to_do_is_answered_by_the_template_itself(h):
     assert spares_of(warm_path()) == spare, "the template forked a child for a delete with nothing to do"
 
 
+def test_a_start_that_joins_a_running_pod_is_answered_by_the_template_itself(h):
+    """A pod's second container: `start` finds the pod's shim and prints its address. The template
+    answers that itself (its spare stays unused), with what a cold `start` prints and writes, for
+    containerd 1.6 (nothing on stdin) and 2.x (BootstrapParams on stdin, a BootstrapResult out)."""
+    from mrun.shims import wire
+    from test_warm import spares_of
+
+    warm_served()
+    pod = f"pod-{uuid.uuid4().hex[:8]}"
+    config = h.config(["sleep", "600"])
+    config["annotations"] = {"io.kubernetes.cri.sandbox-id": pod}
+    first = Shim(h, h.bundle(config=config), h.cid("podfirst"))
+    binary = os.path.join(os.path.dirname(mrun_binary()), "containerd-shim-mrun-v2")
+    address = f"unix://{first.socket}"
+    second, cid = h.bundle(config=config), h.cid("podsecond")
+    bootstrap = wire.field(1, cid) + wire.field(2, "direct") + wire.field(6, first.address)
+    for stdin, expected in ((b"", address.encode()),
+                            (bootstrap, wire.field(1, 3) + wire.field(2, address) + wire.field(3, "ttrpc"))):
+        for warm in ("1", "0"):
+            os.unlink(os.path.join(second, "address")) if os.path.exists(os.path.join(second, "address")) else None
+            spare, before = spares_of(warm_path(), wait=5), warm_served()
+            env = {**os.environ, "MRUN_SHIM_ROOT": first.state_root, "MRUN_WARM": warm}
+            out = subprocess.run([binary, "-namespace", "direct", "-address", first.address, "-id", cid, "start"],
+                                 cwd=second, env=env, input=stdin, capture_output=True, timeout=30)
+            assert (out.returncode, out.stdout, out.stderr) == (0, expected, b""), (warm, out)
+            assert open(os.path.join(second, "address")).read() == address
+            if warm == "1":
+                assert warm_since(before), "the template did not answer the start"
+                assert spares_of(warm_path()) == spare, "the template forked a child for a pod's second start"
+    # containerd's delete after the task's connection closes: the pod's shim is live, so its
+    # socket is kept and said so (containerd logs it), warm without a child, as cold.
+    kept = f"mrun shim delete: {first.socket} is served by a live shim (a pod's other tasks): kept\n".encode()
+    for warm in ("1", "0"):
+        spare, before = spares_of(warm_path(), wait=5), warm_served()
+        env = {**os.environ, "MRUN_SHIM_ROOT": first.state_root, "MRUN_WARM": warm}
+        out = subprocess.run([binary, "-namespace", "direct", "-address", first.address, "-id", cid, "-bundle", second,
+                              "delete"], cwd=second, env=env, capture_output=True, timeout=30)
+        assert (out.returncode, out.stdout, out.stderr) == (0, b"", kept), (warm, out)
+        if warm == "1":
+            assert warm_since(before) and spares_of(warm_path()) == spare, "a pod's delete was not answered in place"
+    assert os.path.exists(first.socket)
+    first.finish()
+
+
 def test_what_a_delete_would_find_is_what_decides_it_is_answered_in_place(h, tmp_path):
-    """``nothing_to_delete`` only looks, and says no at anything a ``delete`` would act on."""
+    """``delete_answer`` only looks, and says no (None) at anything a ``delete`` would act on; a
+    pod's live shim at the address is in the test above."""
     import socket
 
-    from mrun.shims.main import nothing_to_delete
+    from mrun.shims.main import delete_answer
 
     bundle = tmp_path / "bundle"
     (bundle / "rootfs").mkdir(parents=True)
     env = {"MRUN_SHIM_ROOT": str(tmp_path / "shim-root")}
     argv = ["-namespace", "ns", "-address", "/a", "-id", "c1", "-bundle", str(bundle), "delete"]
-    assert nothing_to_delete(argv, env)
-    assert not nothing_to_delete([a for a in argv if a not in ("-bundle", str(bundle))], env)  # the cwd's
-    assert not nothing_to_delete([*argv[:-1], "start"], env)
+    assert "" == delete_answer(argv, env)
+    assert None is delete_answer([a for a in argv if a not in ("-bundle", str(bundle))], env)  # the cwd's
+    assert None is delete_answer([*argv[:-1], "start"], env)
     (tmp_path / "shim-root" / "ns" / "c1").mkdir(parents=True)
-    assert not nothing_to_delete(argv, env), "a container's state was there"
-    assert nothing_to_delete(argv, {"MRUN_SHIM_ROOT": str(tmp_path / "elsewhere")})  # the caller's env decides
+    assert None is delete_answer(argv, env), "a container's state was there"
+    assert "" == delete_answer(argv, {"MRUN_SHIM_ROOT": str(tmp_path / "elsewhere")})  # the caller's env decides
     sock_path = tmp_path / f"{'a' * 32}.sock"
     (bundle / "address").write_text(f"unix://{sock_path}")
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(str(sock_path))
     try:
-        assert not nothing_to_delete(argv, {"MRUN_SHIM_ROOT": str(tmp_path / "elsewhere")}), "a socket of ours"
+        assert None is delete_answer(argv, {"MRUN_SHIM_ROOT": str(tmp_path / "elsewhere")}), "a socket of ours"
     finally:
         listener.close()
     os.unlink(sock_path)
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(bundle / "rootfs")], check=True)
     try:
-        assert not nothing_to_delete(argv, {"MRUN_SHIM_ROOT": str(tmp_path / "elsewhere")}), "a mounted rootfs"
+        assert None is delete_answer(argv, {"MRUN_SHIM_ROOT": str(tmp_path / "elsewhere")}), "a mounted rootfs"
     finally:
         subprocess.run(["umount", str(bundle / "rootfs")], check=True)
-    assert nothing_to_delete(argv, {"MRUN_SHIM_ROOT": str(tmp_path / "elsewhere")})
+    assert "" == delete_answer(argv, {"MRUN_SHIM_ROOT": str(tmp_path / "elsewhere")})
 
 
 def _helper_of(shim: Shim) -> int:

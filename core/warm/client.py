@@ -46,6 +46,9 @@ in_template_child = False
 # In a served child, once it has taken the work: lets the caller go with an exit status while this
 # process carries on (the shim's ``start`` becomes the daemon it would have forked). Else None.
 release: Any = None
+# In a served child: what the template already read of the caller's stdin, and whether that was
+# all of it (to EOF), when it looked at a shim ``start`` it could not answer itself. Else None.
+stdin_read: Any = None
 # Set by the Python launchers from MRUN_LAUNCHER, which the native launcher (bin/launcher.c) sets
 # when it runs one: "asked" (the template was asked and did not serve) or "link:<key>" (no
 # template answered at the native launcher's link: make it and start one, for a call a template

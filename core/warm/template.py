@@ -25,7 +25,8 @@ caller that is not root. The descriptors come in one message, the caller's worki
 last (O_PATH); with SO_PASSCRED the kernel stamps its sender's pid on it, which must be the pid
 checked. The child answers ``{"pid": N}`` and, for "cli" and "shim", at the end ``{"exit": status}``
 (with ``"detached": true`` when it carries on: the caller then does not wait for it to end).
-A native shim ``delete`` with nothing to do gets ``{"exit": 0}`` at once, from the template itself.
+A native shim ``delete`` with nothing to do (``delete_answer``), and a ``start`` that joins a running pod's shim, get
+``{"exit": status}`` at once, from the template itself (``answered_in_place``).
 ``{"kind": "status"}`` is answered in place: the template's pid, how many callers it served, its
 code's digest.
 """
@@ -289,7 +290,7 @@ class Template:
                 log(f"refused pid {pid}: the descriptors came from pid {sender}, or pid {pid} is another process now")
                 client.send_message(conn, {"cold": f"pid {pid} is not the process that connected"})
                 return
-            if self.answered_in_place(conn, msg):
+            if self.answered_in_place(conn, msg, fds):
                 return
             self.fork(conn, msg, fds, pid)
         finally:
@@ -340,21 +341,53 @@ class Template:
                         for fd, stream in enumerate((sys.stdin, sys.stdout, sys.stderr))]
         return None
 
-    def answered_in_place(self, conn: socket.socket, msg: dict[str, Any]) -> bool:
-        """A native ``containerd-shim-mrun-v2 delete`` with nothing to do is answered here, with its
-        exit status and no child: containerd runs it after every shim disconnect and ``ctr run
-        --rm`` waits for it, and a child's fork, first run and exit cost ~5 ms of that wait and of
-        the node's CPU, for a call that only looks (``nothing_to_delete``)."""
-        argv, env = msg.get("argv"), msg.get("env")
+    def answered_in_place(self, conn: socket.socket, msg: dict[str, Any], fds: list[int]) -> bool:
+        """Two native ``containerd-shim-mrun-v2`` calls are answered here, with their exit status
+        and no child: a ``delete`` with nothing to do but perhaps say a pod's shim is kept
+        (containerd runs one after every shim disconnect, and ``ctr run --rm`` waits for it), and
+        a ``start`` for a pod whose shim runs (every container of a pod after the first). A
+        child's fork, first run and exit cost about 5 ms of the caller's time and more of the
+        node's CPU, for calls that look at a few files. Anything else goes to a child as before."""
+        argv, env, numbers = msg.get("argv"), msg.get("env"), msg.get("fds")
         if msg.get("kind") != "shim" or "native" not in msg or not isinstance(env, dict):
             return False
         if not (isinstance(argv, list) and all(isinstance(a, str) for a in argv)):
             return False
-        from mrun.shims.main import nothing_to_delete
+        from mrun.shims import main as shim
 
-        if not nothing_to_delete(argv[1:], env):
+        _flags, action = shim.parse(argv[1:])
+        if not (isinstance(numbers, list) and 1 in numbers and 2 in numbers):
             return False
-        client.send_message(conn, {"exit": 0})
+        if action == "delete":
+            said = shim.delete_answer(argv[1:], env)
+            if said is None:
+                return False
+            try:
+                os.write(fds[numbers.index(2)], said.encode())
+            except OSError:
+                pass  # as print to a closed stderr: the status still goes back
+            return self._answer(conn, 0)
+        if action != "start":
+            return False
+        stdin = fds[numbers.index(0)] if 0 in numbers else None
+        data, eof = _read_all(stdin) if stdin is not None and not os.isatty(stdin) else (b"", True)
+        if eof:
+            answer = shim.joined_pod(argv[1:], env, data if stdin is not None else None, fds[-1],
+                                     msg.get("umask", 0o022))
+            if answer is not None:
+                try:
+                    os.write(fds[numbers.index(1)], answer)
+                except OSError:
+                    return self._answer(conn, 1)
+                return self._answer(conn, 0)
+        if stdin is not None:  # what we took of it goes to the child that does the call
+            import base64
+
+            msg["stdin_read"] = [base64.b64encode(data).decode(), eof]
+        return False
+
+    def _answer(self, conn: socket.socket, status: int) -> bool:
+        client.send_message(conn, {"exit": status})
         self.served += 1
         return True
 
@@ -399,6 +432,10 @@ class Template:
                 os._exit(0)
             if msg["kind"] == "shim":
                 client.release = lambda status: _release(reply, status)  # its start may carry on as the daemon
+                if "stdin_read" in msg:
+                    import base64
+
+                    client.stdin_read = (base64.b64decode(msg["stdin_read"][0]), bool(msg["stdin_read"][1]))
                 code = run_shim(msg["argv"][1:])
             else:
                 code = run_cli(msg["argv"][1:])
@@ -414,6 +451,26 @@ class Template:
             except Exception:  # noqa: BLE001 - the caller is gone
                 pass
         os._exit(0)
+
+
+STDIN_WAIT = 0.5  # seconds a shim start's stdin may take to reach its end (containerd writes it at once)
+
+
+def _read_all(fd: int) -> tuple[bytes, bool]:
+    """A caller's stdin to its end, waiting at most STDIN_WAIT in all. -> (what came, whether it
+    ended). Without O_NONBLOCK: the open file description is the caller's too."""
+    import select
+
+    chunks, deadline = [], time.monotonic() + STDIN_WAIT
+    while (left := deadline - time.monotonic()) > 0 and select.select([fd], [], [], left)[0]:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            return b"".join(chunks), True  # as a read that fails: nothing more comes
+        if not chunk:
+            return b"".join(chunks), True
+        chunks.append(chunk)
+    return b"".join(chunks), False
 
 
 def _flush_stdio() -> None:
