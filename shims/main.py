@@ -117,9 +117,9 @@ def read_bootstrap(flags: dict[str, str]) -> dict[str, str] | None:
     containerd 1.6/1.7 send nothing or the runtime options (a protobuf Any, fields 1 and 2 as
     here), so the params are recognised by what only they carry: this call's own id and namespace.
     The warm template may have read stdin already (``client.stdin_read``): that is used first."""
-    from mrun.warm import client
+    import mrun.warm.client as warm_client
 
-    data, eof = client.stdin_read or (b"", False)
+    data, eof = warm_client.stdin_read or (b"", False)
     if os.isatty(0) and not data:
         return None
     chunks = [data]
