@@ -69,12 +69,36 @@ def _sha256(data: bytes) -> str:
     return sha256(data).hexdigest()
 
 
+def _read_regular(path: str, limit: int) -> bytes:
+    """A regular file's bytes, at most ``limit``: opened without waiting (a fifo put there would
+    hold its reader until a writer came; the warm template reads these files for callers)."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        chunks, size = [], 0
+        while size <= limit and (chunk := os.read(fd, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            raise OSError(f"{path} is larger than {limit} bytes")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+CONFIG_LIMIT = 16 << 20  # bytes of a bundle's config.json that ``start`` reads for its pod annotations
+
+
 def _socket_path(flags: dict[str, str], bundle: str, socket_dir: str) -> str:
     from mrun import jsonio
 
     group = flags.get("id", "")
     try:
-        annotations = jsonio.load_file(os.path.join(bundle, "config.json")).get("annotations") or {}
+        config = jsonio.loads(_read_regular(os.path.join(bundle, "config.json"), CONFIG_LIMIT))
+        annotations = config.get("annotations") or {}
         group = next((annotations[a] for a in GROUP_ANNOTATIONS if annotations.get(a)), group)
     except (OSError, ValueError, AttributeError):
         pass
@@ -194,8 +218,7 @@ def start(flags: dict[str, str]) -> int:
                 os.setsid()
                 _daemon(listener, config, bundle, path)
             listener.close()
-    with open(os.path.join(bundle, "address"), "w") as f:
-        f.write(address)
+    _write_address(address, os.path.join(bundle, "address"))
     sys.stdout.flush()
     os.write(1, _start_answer(address, bootstrap))
     if in_place is not None:
@@ -223,16 +246,24 @@ def joined_pod(argv: list[str], env: Any, stdin: bytes | None, bundle_fd: int, u
     if not _answers(path, wait=False):
         return None
     address = f"unix://{path}"
+    mask = os.umask(umask)  # the caller's, as its own start would have created the file
     try:
-        fd = os.open("address", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o666 & ~umask, dir_fd=bundle_fd)
+        _write_address(address, "address", dir_fd=bundle_fd)
     except OSError:
         return None
+    finally:
+        os.umask(mask)
+    return _start_answer(address, bootstrap)
+
+
+def _write_address(address: str, path: str, dir_fd: int | None = None) -> None:
+    """The bundle's ``address`` file (containerd reads it back after a restart). Without waiting:
+    a fifo there, with nobody reading it, fails the call instead of holding it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK | os.O_CLOEXEC, 0o666, dir_fd=dir_fd)
     try:
         os.write(fd, address.encode())
     finally:
         os.close(fd)
-    return _start_answer(address, bootstrap)
 
 
 def _daemon_from_template(listener: _socket.socket, config: dict[str, str], bundle: str, path: str) -> bool:
@@ -394,12 +425,11 @@ def _our_socket(bundle: str) -> str | None:
     import stat
 
     try:
-        with open(os.path.join(bundle, "address")) as f:
-            path = f.read().strip().removeprefix("unix://")
+        path = _read_regular(os.path.join(bundle, "address"), 4096).decode().strip().removeprefix("unix://")
         name = os.path.basename(path)
         ours = len(name) == 37 and name.endswith(".sock") and all(c in "0123456789abcdef" for c in name[:32])
         return path if ours and os.path.isabs(path) and stat.S_ISSOCK(os.lstat(path).st_mode) else None
-    except OSError:
+    except (OSError, UnicodeDecodeError, ValueError):  # ValueError: a NUL in the path
         return None
 
 

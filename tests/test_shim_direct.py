@@ -428,6 +428,61 @@ def test_a_start_that_joins_a_running_pod_is_answered_by_the_template_itself(h):
     first.finish()
 
 
+@pytest.mark.parametrize("trap", ["config.json", "address", "stdin"])
+def test_a_hostile_bundle_or_stdin_never_holds_the_template(h, tmp_path, trap):
+    """What the template reads and writes for a call it may answer itself comes from the caller:
+    a fifo as config.json or address (an open that blocks), or a stdin that never ends. The
+    template must not wait on them for good: the next caller is served at once."""
+    import threading
+
+    from mrun.shims import wire
+
+    warm_served()
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    cid = h.cid("trap")
+    if trap == "stdin":
+        (bundle / "config.json").write_text(json.dumps(h.config(["true"])))
+    else:
+        os.mkfifo(bundle / trap)
+    binary = os.path.join(os.path.dirname(mrun_binary()), "containerd-shim-mrun-v2")
+    env = {**os.environ, "MRUN_SHIM_ROOT": str(tmp_path / "shim-root"), "MRUN_SHIM_UNCALLED_EXIT": "1"}
+    args = [binary, "-namespace", "direct", "-address", "/nonexistent", "-id", cid]
+    r, w = os.pipe()
+    os.write(w, wire.field(1, cid) + wire.field(2, "direct") + wire.field(9, str(tmp_path / "s")))
+    if trap != "stdin":  # containerd's own: all of it at once, then the end
+        os.close(w)
+        w = -1
+    action = ["-bundle", str(bundle), "delete"] if trap == "address" else ["start"]
+    caller = subprocess.Popen([*args, *action], cwd=bundle, env=env, stdin=r, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    os.close(r)
+    try:
+        time.sleep(1)  # the caller is being served (or held) by now
+        answered = threading.Event()
+        threading.Thread(target=lambda: client.status(warm_path()) and answered.set(), daemon=True).start()
+        assert answered.wait(3), f"the template was held by a {trap} it read for a caller"
+    finally:
+        if w >= 0:
+            os.close(w)
+        for name in ("config.json", "address"):  # a blocked open (ours, or a cold start's) ends
+            path = bundle / name
+            if path.exists() and not path.is_file():
+                fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+                time.sleep(0.2)
+                os.close(fd)
+        try:
+            caller.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            caller.kill()
+            caller.communicate()
+    # a daemon it may have made leaves: it is never called (MRUN_SHIM_UNCALLED_EXIT)
+    deadline = time.monotonic() + 10
+    while (tmp_path / "s").exists() and any(name.endswith(".sock") for name in os.listdir(tmp_path / "s")):
+        assert time.monotonic() < deadline, "an uncalled shim daemon stayed"
+        time.sleep(0.1)
+
+
 def test_what_a_delete_would_find_is_what_decides_it_is_answered_in_place(h, tmp_path):
     """``delete_answer`` only looks, and says no (None) at anything a ``delete`` would act on; a
     pod's live shim at the address is in the test above."""

@@ -454,22 +454,25 @@ class Template:
 
 
 STDIN_WAIT = 0.5  # seconds a shim start's stdin may take to reach its end (containerd writes it at once)
+STDIN_LIMIT = 1 << 20  # bytes of it read here at most (BootstrapParams are a few hundred)
 
 
 def _read_all(fd: int) -> tuple[bytes, bool]:
-    """A caller's stdin to its end, waiting at most STDIN_WAIT in all. -> (what came, whether it
-    ended). Without O_NONBLOCK: the open file description is the caller's too."""
+    """A caller's stdin to its end, waiting at most STDIN_WAIT in all and reading at most
+    STDIN_LIMIT. -> (what came, whether it ended). Without O_NONBLOCK: the open file description
+    is the caller's too."""
     import select
 
-    chunks, deadline = [], time.monotonic() + STDIN_WAIT
-    while (left := deadline - time.monotonic()) > 0 and select.select([fd], [], [], left)[0]:
+    chunks, size, deadline = [], 0, time.monotonic() + STDIN_WAIT
+    while (left := deadline - time.monotonic()) > 0 and size < STDIN_LIMIT and select.select([fd], [], [], left)[0]:
         try:
-            chunk = os.read(fd, 65536)
+            chunk = os.read(fd, min(65536, STDIN_LIMIT - size))
         except OSError:
             return b"".join(chunks), True  # as a read that fails: nothing more comes
         if not chunk:
             return b"".join(chunks), True
         chunks.append(chunk)
+        size += len(chunk)
     return b"".join(chunks), False
 
 
