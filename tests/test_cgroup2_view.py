@@ -156,3 +156,30 @@ def test_unified_never_writes_the_files_that_say_whose_processes_are_in(viewed):
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_a_create_killed_at_any_instant_on_v2_leaves_what_delete_force_removes(viewed):
+    """SIGKILL at random instants (seeded) of a create whose device rules become an eBPF program
+    on v2 (attached between the cgroup's claim and the init's fork): `delete --force` in the same
+    view then leaves no state, cgroup (in any hierarchy, the unified one included), mount or
+    process, and the next create works. The program goes with its cgroup."""
+    import random
+
+    from test_fault_injection import kill_at_random, timed
+
+    h = viewed
+    rng = random.Random(20261130)
+    bundle = h.bundle(["sleep", "60"])
+    env = {**os.environ, **h.base_env}
+    span = 1.2 * timed([h.binary, "--root", h.root, "create", "-b", bundle, "probe"], env=env)
+    h.ok("delete", "--force", "probe")
+    for i in range(10):
+        cid = f"k{i}"
+        kill_at_random([h.binary, "--root", h.root, "create", "-b", bundle, cid], rng, span, env=env)
+        r = h.mrun("delete", "--force", cid)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        left = h.leftovers()
+        assert not left, f"kill {i}: {left}"
+    cid = h.cid()
+    h.ok("create", "-b", bundle, cid)
+    h.ok("delete", "--force", cid)
