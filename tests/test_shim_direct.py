@@ -519,9 +519,12 @@ def test_what_a_delete_would_find_is_what_decides_it_is_answered_in_place(h, tmp
 
 def _helper_of(shim: Shim) -> int:
     """The daemon's fork helper: its child that is a Python process (the daemon forked or exec'd it),
-    not a container's init."""
-    with open(f"/proc/{shim.pid}/task/{shim.pid}/children") as f:
-        children = [int(p) for p in f.read().split()]
+    not a container's init. A child is listed under the thread that made it: a replacement helper
+    is started by the thread serving the call, which lives on to serve the next."""
+    children = []
+    for thread in os.listdir(f"/proc/{shim.pid}/task"):
+        with open(f"/proc/{shim.pid}/task/{thread}/children") as f:
+            children += [int(p) for p in f.read().split()]
     for pid in children:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             cmd = f.read()
