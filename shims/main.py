@@ -218,7 +218,15 @@ def start(flags: dict[str, str]) -> int:
                 os.setsid()
                 _daemon(listener, config, bundle, path)
             listener.close()
-    _write_address(address, os.path.join(bundle, "address"))
+    try:
+        _write_address(address, os.path.join(bundle, "address"))
+    except OSError as e:
+        print(f"containerd-shim-mrun-v2: cannot write {os.path.join(bundle, 'address')}: {e.strerror}",
+              file=sys.stderr)
+        if in_place is not None:  # the daemon this process was to become: never started
+            in_place.close()
+            _unlink(path)
+        return 1
     sys.stdout.flush()
     os.write(1, _start_answer(address, bootstrap))
     if in_place is not None:

@@ -428,7 +428,7 @@ def test_a_start_that_joins_a_running_pod_is_answered_by_the_template_itself(h):
     first.finish()
 
 
-@pytest.mark.parametrize("trap", ["config.json", "address", "stdin"])
+@pytest.mark.parametrize("trap", ["config.json", "address", "address-start", "stdin"])
 def test_a_hostile_bundle_or_stdin_never_holds_the_template(h, tmp_path, trap):
     """What the template reads and writes for a call it may answer itself comes from the caller:
     a fifo as config.json or address (an open that blocks), or a stdin that never ends. The
@@ -441,10 +441,10 @@ def test_a_hostile_bundle_or_stdin_never_holds_the_template(h, tmp_path, trap):
     bundle = tmp_path / "bundle"
     bundle.mkdir()
     cid = h.cid("trap")
-    if trap == "stdin":
+    if trap in ("stdin", "address-start"):
         (bundle / "config.json").write_text(json.dumps(h.config(["true"])))
-    else:
-        os.mkfifo(bundle / trap)
+    if trap != "stdin":
+        os.mkfifo(bundle / trap.removesuffix("-start"))
     binary = os.path.join(os.path.dirname(mrun_binary()), "containerd-shim-mrun-v2")
     env = {**os.environ, "MRUN_SHIM_ROOT": str(tmp_path / "shim-root"), "MRUN_SHIM_UNCALLED_EXIT": "1"}
     args = [binary, "-namespace", "direct", "-address", "/nonexistent", "-id", cid]
@@ -472,10 +472,12 @@ def test_a_hostile_bundle_or_stdin_never_holds_the_template(h, tmp_path, trap):
                 time.sleep(0.2)
                 os.close(fd)
         try:
-            caller.communicate(timeout=10)
+            _out, err = caller.communicate(timeout=10)
         except subprocess.TimeoutExpired:
             caller.kill()
-            caller.communicate()
+            _out, err = caller.communicate()
+    if trap == "address-start":  # a start that cannot write its address file: one line, no daemon
+        assert caller.returncode == 1 and b"cannot write" in err and b"Traceback" not in err, err
     # a daemon it may have made leaves: it is never called (MRUN_SHIM_UNCALLED_EXIT)
     deadline = time.monotonic() + 10
     while (tmp_path / "s").exists() and any(name.endswith(".sock") for name in os.listdir(tmp_path / "s")):
