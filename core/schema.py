@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 INT, UINT, STR, BOOL = "int", "uint", "str", "bool"
 U32, MODE, OOM = "u32", "mode", "oom"
+# The kernel's dev_t (12 bits of major, 20 of minor): a larger number names no device, and
+# mknod would truncate it into another device's (linux.devices, linux.resources.devices).
+DEV_MAJOR_MAX, DEV_MINOR_MAX = (1 << 12) - 1, (1 << 20) - 1
 
 
 def _int_in(lo: int, hi: int) -> Any:

@@ -12,7 +12,7 @@ import os
 from mrun import jsonio
 from mrun.errors import InvalidSpec
 from mrun.kernel.capnames import BITS as CAP_BITS
-from mrun.schema import BOOL, INT, MODE, OOM, STR, U32, UINT, check
+from mrun.schema import BOOL, DEV_MAJOR_MAX, DEV_MINOR_MAX, INT, MODE, OOM, STR, U32, UINT, check
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -208,7 +208,7 @@ def validate(doc: Any) -> None:
             raise InvalidSpec(f"linux.devices[{i}].type: must be one of c, b, u, p")
         if not dev.get("path", "").startswith("/dev/") or ".." in dev["path"].split("/"):
             raise InvalidSpec(f"linux.devices[{i}].path: must be under /dev, without '..'")
-        for field, top in (("major", (1 << 12) - 1), ("minor", (1 << 20) - 1)):  # dev_t, as cgroups.resources
+        for field, top in (("major", DEV_MAJOR_MAX), ("minor", DEV_MINOR_MAX)):
             if not 0 <= dev.get(field, 0) <= top:  # mknod would truncate it into another device's number
                 raise InvalidSpec(f"linux.devices[{i}].{field}: {dev[field]} is not a device number (0..{top})")
 

@@ -8,6 +8,7 @@ deny-all before the allows) and is encoded here.
 from __future__ import annotations
 
 from mrun.errors import InvalidSpec, Unsupported
+from mrun.schema import DEV_MAJOR_MAX, DEV_MINOR_MAX
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,7 +38,6 @@ DEFAULT_DEVICE_RULES: list[dict[str, Any]] = [
 MANAGED_FILES = frozenset(
     ("cgroup.procs", "cgroup.threads", "cgroup.kill", "cgroup.freeze", "cgroup.subtree_control", "cgroup.type")
 )
-MAJOR_MAX, MINOR_MAX = (1 << 12) - 1, (1 << 20) - 1  # the kernel's dev_t: a larger number names no device
 
 
 def _num(v: int | None) -> str:
@@ -65,7 +65,7 @@ def device_rules(resources: dict[str, Any], devices: list[dict[str, Any]]) -> li
         kind = r.get("type") or "a"
         if kind not in ("a", "b", "c"):
             raise InvalidSpec(f"linux.resources.devices[{i}].type: must be a, b or c")
-        for field, top in (("major", MAJOR_MAX), ("minor", MINOR_MAX)):
+        for field, top in (("major", DEV_MAJOR_MAX), ("minor", DEV_MINOR_MAX)):
             value = r.get(field)
             if value is not None and not -1 <= value <= top:  # -1 (or none): any
                 raise InvalidSpec(f"linux.resources.devices[{i}].{field}: {value} is not a device number (0..{top}, "

@@ -139,6 +139,7 @@ def unmount_all(target: str) -> None:
 
 
 BPF_ATTR_SIZE = 128  # what we pass: every command here fits; the kernel reads the rest as zero
+BPF_PROG_LOAD = 5
 
 
 def bpf(cmd: int, attr: bytes | bytearray) -> int:
@@ -156,7 +157,8 @@ def bpf_prog_load(prog_type: int, code: bytes, license: bytes) -> int:  # noqa: 
 
     insns = ctypes.create_string_buffer(code, len(code))
     lic = ctypes.create_string_buffer(license, len(license))
-    return bpf(5, struct.pack("<IIQQ", prog_type, len(code) // 8, ctypes.addressof(insns), ctypes.addressof(lic)))
+    attr = struct.pack("<IIQQ", prog_type, len(code) // 8, ctypes.addressof(insns), ctypes.addressof(lic))
+    return bpf(BPF_PROG_LOAD, attr)
 
 
 class _SockFprog(ctypes.Structure):
