@@ -89,9 +89,10 @@ def _create_or_exec(msg: dict, fds: list[int], backends: object) -> dict:
             return {"pid": int(f.read())}
 
 
-def _preload() -> object:
+def preload_create() -> object:
     """What every create needs, loaded once here rather than once per worker: the core, the
-    sandbox, pluggy and the backends (the daemon does its own imports on the other core). A
+    sandbox, pluggy and the backends (the daemon does its own imports on the other core; the
+    warm template loads the same before anything else it serves, see template.preload). A
     worker's own import is paid by every create and stays in the container's init as private
     memory: the create steps (mrun.operations, 2.6 ms) were missing here, which only a helper
     forked from the warm template had loaded."""
@@ -143,7 +144,7 @@ def serve(sock: socket.socket) -> None:
     import mrun.warm.client as warm_client
     from mrun.sandbox import seccomp
 
-    backends = _preload()
+    backends = preload_create()
     preload = preload_needed(backends.impls, warm_client.in_template_child)  # type: ignore[attr-defined]
     while True:
         got = recv(sock)

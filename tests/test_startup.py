@@ -67,7 +67,8 @@ def test_the_shims_fork_helper_has_loaded_what_a_create_imports(tmp_path, h):
     bundle = h.bundle(["true"])
     out = tmp_path / "modules"
     probe = (
-        "import os, sys; from mrun.shims import spawner; backends = spawner._preload(); before = set(sys.modules); "
+        "import os, sys; from mrun.shims import spawner; backends = spawner.preload_create(); "
+        "before = set(sys.modules); "
         "stdio = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o600); "
         "answer = spawner._create({'id': 'probe', 'bundle': sys.argv[2], 'root': sys.argv[3]}, "
         "[os.open(os.devnull, os.O_RDONLY), stdio, os.dup(stdio)], backends); "

@@ -55,10 +55,11 @@ def log(msg: str) -> None:
 
 
 def preload() -> Any:
-    """Everything a caller's work imports, and each backend's own warm-up (``mrun_warm``)."""
-    import mrun.cgroups.devices  # noqa: F401 - v2's device filter
-    import mrun.cgroups.v1  # noqa: F401
-    import mrun.cgroups.v2  # noqa: F401
+    """Everything a caller's work imports, and each backend's own warm-up (``mrun_warm``): what a
+    create needs (the shim's fork helper's list, ``preload_create``), then the front ends."""
+    from mrun.shims.spawner import preload_create
+
+    backends = preload_create()
     import mrun.cli.fastparse  # noqa: F401
     import mrun.cli.image_verbs  # noqa: F401
     import mrun.cli.main  # noqa: F401
@@ -75,29 +76,18 @@ def preload() -> Any:
     import mrun.network.links  # noqa: F401
     import mrun.network.rtnl  # noqa: F401
     import mrun.operations.builder  # noqa: F401
-    import mrun.operations.create  # noqa: F401
-    import mrun.operations.host  # noqa: F401
-    import mrun.plugins.policy  # noqa: F401
-    import mrun.runtime  # noqa: F401
-    import mrun.sandbox.console  # noqa: F401
-    import mrun.sandbox.init  # noqa: F401
-    import mrun.sandbox.launch  # noqa: F401
-    import mrun.sandbox.seccomp  # noqa: F401
     import mrun.shims.events  # noqa: F401
     import mrun.shims.main  # noqa: F401
     import mrun.shims.pod  # noqa: F401
     import mrun.shims.sandbox  # noqa: F401
     import mrun.shims.service  # noqa: F401
-    import mrun.shims.spawner  # noqa: F401
     import mrun.shims.ttrpc  # noqa: F401
     import mrun.warm.child  # noqa: F401
     from mrun.images.seccomp_default import profile
-    from mrun.plugins.manager import Backends
     from mrun.sandbox.seccomp import Filter
 
     Filter(profile())  # compiled once here: every `mrun run IMAGE` loads it
-    backends = Backends.shared()
-    backends.pm.hook.mrun_warm()
+    backends.pm.hook.mrun_warm()  # type: ignore[attr-defined]
     return backends
 
 
