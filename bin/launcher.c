@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -64,6 +65,7 @@ extern char **environ;
 static char **call_argv;
 static char cold_path[PATH_MAX];
 static char self_dir[PATH_MAX];
+static off_t stdin_start = -1; /* where a fallback starts stdin over (keep_stdin), or -1: never */
 
 /* ---- falling back ------------------------------------------------------------------------ */
 
@@ -72,6 +74,8 @@ __attribute__((noreturn)) static void cold(const char *launcher, const char *why
         fprintf(stderr, "mrun: warm: cold because %s\n", why);
     if (launcher != NULL)
         setenv("MRUN_LAUNCHER", launcher, 1);
+    if (stdin_start >= 0)
+        lseek(0, stdin_start, SEEK_SET);
     char *argv0 = call_argv[0];
     call_argv[0] = cold_path;
     execv(cold_path, call_argv);
@@ -594,6 +598,87 @@ static int is_create(int argc, char **argv) {
     return 0;
 }
 
+/* ---- a shim start's stdin ------------------------------------------------------------------- */
+
+static int write_all(int fd, const char *p, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* The action of a `containerd-shim-mrun-v2` call, read as mrun.shims.main.parse reads argv (Go's
+ * flag syntax: the last word that is not a flag or a flag's value). */
+static const char *shim_action(int argc, char **argv) {
+    const char *action = "";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] != '-') {
+            action = a;
+            continue;
+        }
+        while (*a == '-')
+            a++;
+        if (strchr(a, '=') == NULL && strcmp(a, "debug") != 0 && strcmp(a, "v") != 0 && strcmp(a, "info") != 0)
+            i++; /* its value */
+    }
+    return action;
+}
+
+/* A shim `start`'s stdin carries containerd 2.x's BootstrapParams, written once. The template
+ * reads them (to answer a pod's later starts itself); should it die after that, the cold start
+ * this program falls back to would find stdin empty, answer as for containerd 1.6 and make its
+ * socket where containerd does not look. So a pipe's content is read here first, to its end as
+ * a cold start reads it, into a memfd that becomes descriptor 0: seekable, so every fallback
+ * starts it over (cold()). A seekable stdin is only remembered; a terminal is left alone. */
+static void keep_stdin(void) {
+    if (isatty(0))
+        return;
+    off_t at = lseek(0, 0, SEEK_CUR);
+    if (at >= 0 || errno != ESPIPE) { /* seekable, or closed: nothing is lost by reading it */
+        stdin_start = at;
+        return;
+    }
+    int mem = memfd_create("stdin", MFD_CLOEXEC);
+    if (mem < 0)
+        return;
+    char chunk[65536];
+    size_t kept = 0;
+    for (;;) {
+        ssize_t r = read(0, chunk, sizeof chunk);
+        if (r == 0)
+            break;
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && errno == EAGAIN) { /* a non-blocking pipe: wait, as a blocking read would */
+            struct pollfd in = {.fd = 0, .events = POLLIN};
+            poll(&in, 1, -1);
+            continue;
+        }
+        if (r < 0 || write_all(mem, chunk, (size_t)r) < 0) {
+            if (kept == 0) { /* nothing taken: the call reads stdin itself */
+                close(mem);
+                return;
+            }
+            break; /* what was read is kept; a cold start's read would have failed here too */
+        }
+        kept += (size_t)r;
+    }
+    if (dup2(mem, 0) < 0) {
+        close(mem);
+        return;
+    }
+    close(mem);
+    lseek(0, 0, SEEK_SET);
+    stdin_start = 0;
+}
+
 /* ---- main ----------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
@@ -618,6 +703,8 @@ int main(int argc, char **argv) {
         cold(NULL, NULL);
     if (strcmp(LAUNCHER_KIND, "cli") == 0 && is_create(argc, argv))
         cold("asked", NULL);
+    if (strcmp(LAUNCHER_KIND, "shim") == 0 && strcmp(shim_action(argc, argv), "start") == 0)
+        keep_stdin();
 
     char *ident[256];
     int nident = identity_env(ident, 256);

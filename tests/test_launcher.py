@@ -347,3 +347,68 @@ def test_a_copied_launcher_says_what_is_wrong_in_one_line(tmp_path):
                            timeout=30, env={**os.environ, "MRUN_WARM": "0"})
         assert r.returncode == 127 and r.stdout == "", r
         assert r.stderr.count("\n") == 1 and "link this program" in r.stderr and f"{name}-python" in r.stderr, r.stderr
+
+
+def test_a_template_dying_after_reading_a_starts_stdin_loses_none_of_it(h, tmp_path):
+    """containerd 2.x writes a shim `start`'s BootstrapParams to its stdin, once. The template
+    reads them to answer a pod's later starts itself; a template that dies after reading them
+    (here: one that reads every byte, then hangs up) must not leave the cold start it falls back
+    to with an empty stdin, which would answer as for containerd 1.6 and put the socket where
+    containerd does not look. The start answers with the BootstrapResult, as served."""
+    import socket
+    import threading
+
+    from mrun.shims import main as shim
+    from mrun.shims import wire
+
+    probe = str(tmp_path / "probe")
+    link = _probe_link(h, probe)
+    os.unlink(link)
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(link)
+    server.listen(8)
+    read_by_template: list[bytes] = []
+
+    def read_and_die() -> None:
+        conn, _ = server.accept()
+        with conn:
+            request = client.recv_message(conn)
+            client.send_message(conn, {"send": "fds"})
+            _, fds, _, _ = socket.recv_fds(conn, 1, 300)
+            stdin = fds[request["fds"].index(0)]
+            chunks = []
+            while chunk := os.read(stdin, 65536):
+                chunks.append(chunk)
+            read_by_template.append(b"".join(chunks))
+            for fd in fds:
+                os.close(fd)
+
+    thread = threading.Thread(target=read_and_die, daemon=True)
+    thread.start()
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(__import__("json").dumps(h.config(["true"])))
+    cid, containerd = h.cid("bootstrap"), "/nonexistent/containerd.sock"
+    socket_dir = str(tmp_path / "s")
+    os.mkdir(socket_dir)
+    pod = shim._socket_path({"id": cid, "namespace": "direct", "address": containerd}, str(bundle), socket_dir)
+    pod_shim = socket.socket(socket.AF_UNIX)  # the pod's shim, already serving: start has no daemon to make
+    pod_shim.bind(pod)
+    pod_shim.listen(8)
+    bootstrap = wire.field(1, cid) + wire.field(2, "direct") + wire.field(6, containerd) + wire.field(9, socket_dir)
+    env = {**os.environ, "MRUN_WARM_DIR": probe, "MRUN_SHIM_ROOT": str(tmp_path / "shim-root"),
+           "MRUN_SHIM_UNCALLED_EXIT": "1"}
+    try:
+        out = subprocess.run([os.path.join(BIN, "containerd-shim-mrun-v2"), "-namespace", "direct", "-address",
+                              containerd, "-id", cid, "start"], cwd=bundle, env=env, input=bootstrap,
+                             capture_output=True, timeout=30)
+        thread.join(5)
+        assert read_by_template == [bootstrap], "the call never reached the template that reads stdin"
+        address = f"unix://{pod}"
+        assert (out.returncode, out.stdout, out.stderr) == (
+            0, wire.field(1, 3) + wire.field(2, address) + wire.field(3, "ttrpc"), b""), out
+        assert (bundle / "address").read_text() == address
+    finally:
+        server.close()
+        pod_shim.close()
+        stop_templates(probe)
