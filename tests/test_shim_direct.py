@@ -525,11 +525,17 @@ def _helper_of(shim: Shim) -> int:
     is started by the thread serving the call, which lives on to serve the next."""
     children = []
     for thread in os.listdir(f"/proc/{shim.pid}/task"):
-        with open(f"/proc/{shim.pid}/task/{thread}/children") as f:
-            children += [int(p) for p in f.read().split()]
+        try:
+            with open(f"/proc/{shim.pid}/task/{thread}/children") as f:
+                children += [int(p) for p in f.read().split()]
+        except FileNotFoundError:
+            continue  # a thread that served a call and ended since the listing
     for pid in children:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmd = f.read()
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except FileNotFoundError:
+            continue  # gone since
         if b"sleep" not in cmd:
             return pid
     raise AssertionError(f"no fork helper among {children}")
