@@ -282,7 +282,32 @@ def mrun_prepare(container: Container, process: dict[str, Any]) -> None:
     deadline = container.bundle.annotations.get(DEADLINE, "") or "0"
     if not deadline.isdigit():
         raise MrunError(f"wasm: annotation {DEADLINE}={deadline!r}: must be a whole number of milliseconds")
-    container.data.update(compiled=compiled, kind=kind, export=export or "_start", name=name, deadline_ms=int(deadline))
+    container.data.update(compiled=Compiled(compiled), kind=kind, export=export or "_start", name=name,
+                          deadline_ms=int(deadline))
+
+
+class Compiled:
+    """The compiled module or component a payload instantiates. It travels to a pristine init
+    (mrun.sandbox.pristine) as a reference to the warm template's kept copy, which that process
+    holds too (it was forked from the template's line before the create began); one the template
+    does not keep does not travel, and the init is forked as before."""
+
+    def __init__(self, artifact: Any) -> None:
+        self.artifact = artifact
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        from mrun.backends.wasm_cache import kept_reference
+
+        ref = kept_reference(self.artifact)
+        if ref is None:
+            raise TypeError("a compiled wasm artifact the warm template does not keep")
+        return _kept_compiled, ref
+
+
+def _kept_compiled(directory: str, key: str) -> Compiled:
+    from mrun.backends.wasm_cache import kept_artifact
+
+    return Compiled(kept_artifact(directory, key))
 
 
 def preopens(spec: Any, cwd: str) -> list[tuple[str, str, bool]]:
@@ -484,14 +509,14 @@ def mrun_payload(container: Container, process: dict[str, Any]) -> WasmPayload:
     memory = None
     try:
         if d["kind"] == "module":
-            instance = linker("module").instantiate(store, d["compiled"])
+            instance = linker("module").instantiate(store, d["compiled"].artifact)
             exports = instance.exports(store)
             call = exports.get(d["export"])
             memory = exports.get("memory")
             if not isinstance(call, wasmtime.Func):
                 raise MrunError(f"wasm: {d['name']} has no function export {d['export']!r}")
         else:
-            instance = linker("component").instantiate(store, d["compiled"])
+            instance = linker("component").instantiate(store, d["compiled"].artifact)
             run_iface = instance.get_export_index(store, _CLI_RUN)
             index = instance.get_export_index(store, "run", run_iface) if run_iface else None
             call = instance.get_func(store, index) if index else None

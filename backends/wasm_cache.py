@@ -29,6 +29,22 @@ KEEP_BYTES = 512 << 20  # ... and their size on disk
 _kept: dict[tuple[str, str], tuple[int, int, Any]] = {}
 
 
+def kept_reference(compiled: Any) -> tuple[str, str] | None:
+    """(cache dir, key) of ``compiled`` if it is an entry this process keeps, else None."""
+    for ref, (_ino, _size, kept) in _kept.items():
+        if kept is compiled:
+            return ref
+    return None
+
+
+def kept_artifact(directory: str, key: str) -> Any:
+    """The kept entry a ``kept_reference`` named, in a process that inherited the same entries."""
+    entry = _kept.get((directory, key))
+    if entry is None:
+        raise LookupError(f"wasm: compiled entry {key[:16]} is not kept in this process")
+    return entry[2]
+
+
 def default_dir() -> str:
     env = os.environ.get("MRUN_CACHE_DIR")
     if env:

@@ -47,10 +47,17 @@ def _create(msg: dict, fds: list[int], backends: object) -> dict:
     """Run in the worker: a container create, an exec into one (detached, so it returns), or a
     pod's namespace holder. The answer carries the seccomp programs the worker compiled, for the
     helper to keep: a pod's containers share a profile (CRI's RuntimeDefault), compiled once."""
-    from mrun.sandbox import seccomp
+    from mrun.sandbox import pristine, seccomp
 
-    known = seccomp.compiled()
-    answer = _create_or_exec(msg, fds, backends)
+    if msg.get("process") is None and "pod" not in msg and os.environ.get("MRUN_PRISTINE") != "0":
+        pristine.arm()  # before anything is planned: the container's init comes from this copy
+    try:
+        known = seccomp.compiled()
+        answer = _create_or_exec(msg, fds, backends)
+        if pristine.handed_over():
+            answer["pristine"] = True  # what the tests look at
+    finally:
+        pristine.disarm()
     new = [[key, program.hex()] for key, program in seccomp.compiled().items() if key not in known]
     if new and "error" not in answer:
         answer["seccomp"] = new
@@ -97,6 +104,7 @@ def preload_create() -> object:
     memory: the create steps (mrun.operations, 2.6 ms) were missing here, which only a helper
     forked from the warm template had loaded."""
     import encodings.utf_8_sig  # noqa: F401 - config.json is read with it (a BOM is tolerated)
+    import pickle  # noqa: F401 - what a pristine init is sent (mrun.sandbox.pristine)
     import pwd  # noqa: F401 - the record's owner
 
     import mrun.cgroups.devices  # noqa: F401 - v2's device filter
@@ -109,6 +117,7 @@ def preload_create() -> object:
     import mrun.sandbox.console  # noqa: F401
     import mrun.sandbox.init  # noqa: F401
     import mrun.sandbox.launch  # noqa: F401
+    import mrun.sandbox.pristine  # noqa: F401
     import mrun.sandbox.seccomp  # noqa: F401
     from mrun.plugins.manager import Backends
 

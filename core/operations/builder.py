@@ -43,10 +43,11 @@ class SandboxBuilder:
 
     def launch(self, undo: Undo, **launch: Any) -> tuple[int, Any]:
         """Fork into the namespaces; the process is killed if a later step fails. -> (pid, channel)"""
+        from mrun.sandbox import pristine
         from mrun.sandbox.launch import Launch
 
         host = self.runtime.host
-        pid, ch = host.spawn(Launch(**launch))
+        pid, ch = host.spawn(Launch(**launch, pristine=pristine.armed()))
         self.pid_start = host.start_time(pid)
         undo.callback(kill_if_same, host, pid, self.pid_start)
         return pid, ch

@@ -165,7 +165,6 @@ class Create:
         self.fifo_fd, self.started_fd = fds
 
     def spawn_init(self, undo: Undo) -> None:
-        from mrun.sandbox.init import container_init
 
         spec, record = self.spec, self.record
         console = prepare_stdio(spec.process, self.opts)
@@ -183,7 +182,7 @@ class Create:
             record.pid, self.ch = self.builder.launch(
                 undo,
                 namespaces=spec.namespaces(),
-                child=lambda c: container_init(sandbox, c),
+                child=sandbox.init,
                 add_to_cgroup=self.cgroup.add,
                 thread_files=self.cgroup.thread_files,
                 uid_mappings=spec.linux.get("uidMappings") or [],

@@ -93,7 +93,15 @@ class Container:
         self.id, self.bundle, self.state_dir = id, bundle, state_dir
         self.data: dict[str, Any] = {}
         # note(msg): a debug line for the runtime's log (`mrun --debug --log FILE`).
-        self.note = note or (lambda _msg: None)
+        self.note = note or _no_note
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Sent to a pristine init (mrun.sandbox.pristine) without ``note``: the log is the host's."""
+        return {**self.__dict__, "note": _no_note}
+
+
+def _no_note(_msg: str) -> None:
+    pass
 
 
 class Payload(Protocol):

@@ -52,6 +52,11 @@ class Sandbox:
         self.console, self.no_pivot, self.hook_state = console, no_pivot, hook_state
         self.new_keyring = new_keyring
 
+    def init(self, ch: Channel) -> NoReturn:
+        """The container's init (``Launch.child``); a bound method, so it pickles with its
+        sandbox (mrun.sandbox.pristine)."""
+        container_init(self, ch)
+
 
 def _set_oom_score_adj(value: int) -> None:
     path = "/proc/self/oom_score_adj"

@@ -84,6 +84,7 @@ class Launch:
         gid_mappings: list[dict[str, int]] | None = None,
         close_in_child: tuple[int, ...] = (),
         thread_files: Callable[[], list[str]] | None = None,
+        pristine: Any = None,
     ) -> None:
         self.namespaces, self.child, self.add_to_cgroup = namespaces, child, add_to_cgroup
         # The cgroup driver's files through which a single-threaded process moves itself in
@@ -93,11 +94,31 @@ class Launch:
         # Descriptors the host keeps but the container must not: e.g. the container's flock,
         # which a long-lived init would otherwise hold (flock follows the open file).
         self.close_in_child = close_in_child
+        # A copy of the host made before it planned anything, to play the intermediate
+        # (mrun.sandbox.pristine.Pristine), or None: fork.
+        self.pristine = pristine
+
+    def __getstate__(self) -> dict[str, Any]:
+        """As a pristine copy gets it (mrun.sandbox.pristine): the host-side callables are the
+        host's (moving the process, its cgroup's files: listed now); what the host keeps from the
+        container the copy never had."""
+        import functools
+
+        state = dict(self.__dict__)
+        state["add_to_cgroup"] = _moved_by_host if self.add_to_cgroup is not None else None
+        state["thread_files"] = functools.partial(list, self.thread_files()) if self.thread_files else None
+        state["close_in_child"] = ()
+        state["pristine"] = None
+        return state
 
     @property
     def joins_itself(self) -> bool:
         """The sandboxed process tries to move itself into its cgroup, and says whether it did."""
         return self.add_to_cgroup is not None and self.thread_files is not None
+
+
+def _moved_by_host(_pid: int) -> None:
+    """A pristine copy's ``add_to_cgroup``: the host moves the process (a copy never calls it)."""
 
 
 def _write_maps(pid: int, launch: Launch) -> None:
@@ -318,15 +339,31 @@ def _joined(host: Channel, launch: Launch) -> bool:
         host.held = held + host.held
 
 
+def _fork(launch: Launch, host: Channel, child: Channel) -> tuple[int, bool]:
+    """-> (the process that goes on with ``child``: 0 in it, else its pid; whether it is the
+    container's process itself). A pristine copy armed for this create takes the intermediate's
+    part (mrun.sandbox.pristine); else we fork, straight into the PID namespace where we can."""
+    armed = launch.pristine
+    if armed is not None and not armed.handed:
+        try:
+            if armed.hand_over(launch, child, (host.rfd, host.wfd, *launch.close_in_child)):
+                return armed.pid, False
+        except BaseException:
+            armed.dismiss()
+            raise
+        armed.dismiss()
+    direct = _direct(launch)
+    return (_fork_into_pid_namespace(launch) if direct else os.fork()), direct
+
+
 def spawn(launch: Launch) -> tuple[int, Channel]:
     """Start the sandboxed process; return its host pid and the host end of the channel."""
     from mrun.cgroups import primed
 
     primed()
     host, child = Channel.pair()
-    direct = _direct(launch)
     try:
-        forked = _fork_into_pid_namespace(launch) if direct else os.fork()
+        forked, direct = _fork(launch, host, child)
     except BaseException:
         host.close()
         child.close()

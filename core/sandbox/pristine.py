@@ -1,0 +1,238 @@
+"""A pristine init: the container's process comes from a copy of the creating process made
+before the create touched anything, and is sent its plan as data.
+
+Why: a forked child shares its parent's pages until one of them writes; a page the parent wrote
+after the fork stays the child's alone once the parent exits. The shim's create worker (forked
+from the warm template through the daemon and its helper) writes ~3 MiB while it plans a
+container — reference counts of everything it runs, the config it parses, the cgroup it makes —
+and an init forked at the end inherited all of it as private memory: most of a waiting wasm
+container's 5 MiB. A process forked at the worker's first instant shares only what the template
+and the helper hold (shared by every container), and adds only what its own part writes.
+
+How: ``arm()`` forks the copy, which waits on a socket. ``launch.spawn`` hands it the ``Launch``
+(pickled; the sandbox in it included) and the creating process's descriptors, which it puts at
+the same numbers, so it is the process a fork at that moment would have made; it then does what
+the intermediate process does (``launch._intermediate``): joins or makes the namespaces and
+forks the container's process. Anything that cannot travel (a backend's unpicklable data, a
+terminal's socket, too many descriptors) means the copy is dismissed and the create forks as
+before, with the same result. A backend makes its data travel with ``__reduce__`` (the wasm
+backend sends a compiled module as a reference to the warm template's copy, which the pristine
+process holds too).
+"""
+
+from __future__ import annotations
+
+import _socket as socket  # the C module: ``socket`` imports enum, which a CLI create need not pay for
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+    from mrun.sandbox.launch import Channel, Launch
+
+MAX_FDS = 250  # one SCM_RIGHTS message carries at most 253
+
+
+class Pristine:
+    """The waiting copy, from the creating process's side."""
+
+    def __init__(self, pid: int, sock: socket.socket, modules: set[str]) -> None:
+        self.pid, self.sock = pid, sock
+        self.modules = modules  # what it has imported: ours when it was made
+        self.handed = False
+
+    def hand_over(self, launch: Launch, ch: Channel, keep_out: tuple[int, ...]) -> bool:
+        """Send ``launch``, the channel end ``ch`` it is to speak on, and every descriptor of ours
+        but ``keep_out``. -> False (it acts on nothing it got): fork as before, and
+        ``dismiss()`` it."""
+        import array
+        import pickle
+
+        try:
+            plan = pickle.dumps(launch, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001 - whatever cannot travel: the fork path has it all
+            return False
+        ours = {self.sock.fileno(), *keep_out}
+        fds = [fd for fd in _open_fds() if fd not in ours]
+        if len(fds) > MAX_FDS:
+            return False
+        import sys
+
+        modules = [name for name, module in sys.modules.items() if module is not None and name not in self.modules]
+        header = pickle.dumps((fds, [_cloexec(fd) for fd in fds], ch.rfd, ch.wfd, modules),
+                              protocol=pickle.HIGHEST_PROTOCOL)
+        body = len(header).to_bytes(4, "big") + header + len(plan).to_bytes(4, "big") + plan
+        try:
+            if self.sock.sendmsg([body[:1]], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]) != 1:
+                return False
+            self.sock.sendall(body[1:])
+        except OSError:  # it died waiting, or mid-way: it acts on nothing incomplete
+            return False
+        self.sock.close()
+        self.handed = True  # its launcher reaps it (launch.spawn), as it would the intermediate
+        return True
+
+    def dismiss(self) -> None:
+        """Not used: it sees the end of its socket and exits; reaped here, so no stray exit
+        reaches the daemon that reaps what is reparented to it. Once only."""
+        if self.handed or self.pid == 0:
+            return
+        if self.sock.fileno() >= 0:
+            self.sock.close()
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+        self.pid = 0
+
+
+_armed: Pristine | None = None
+
+
+def arm() -> None:
+    """Fork the waiting copy now, before this process plans anything."""
+    import sys
+
+    global _armed
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    pid = os.fork()
+    if pid == 0:
+        ours.close()
+        _wait_for_plan(theirs)
+    theirs.close()
+    _armed = Pristine(pid, ours, set(sys.modules))
+
+
+def armed() -> Pristine | None:
+    """The armed copy, for the next launch (``Launch.pristine``); ``disarm()`` ends it."""
+    return _armed
+
+
+def handed_over() -> bool:
+    """Whether the armed copy took a container's launch."""
+    return _armed is not None and _armed.handed
+
+
+def disarm() -> None:
+    """Once the create is over: a copy that took nothing is dismissed."""
+    global _armed
+    if _armed is not None and not _armed.handed:
+        _armed.dismiss()
+    _armed = None
+
+
+def _wait_for_plan(sock: socket.socket) -> NoReturn:
+    """In the copy: the plan, then the intermediate's part. Never returns."""
+    import pickle
+
+    from mrun.sandbox.launch import _intermediate, fail_in_child
+
+    try:
+        got = _receive(sock)
+    except BaseException:  # noqa: BLE001 - the sender saw its send fail and forks instead
+        os._exit(1)
+    if got is None:
+        os._exit(0)
+    ch, plan, modules = got
+    try:
+        _import_missing(modules)
+        launch = pickle.loads(plan)
+    except BaseException as e:  # noqa: BLE001 - the host hears of it as of any set-up failure
+        fail_in_child(ch, e)
+    _intermediate(launch, ch)
+
+
+def _receive(sock: socket.socket) -> tuple[Channel, bytes, list[str]] | None:
+    """-> (the channel, the pickled plan, the sender's modules), our descriptors already the
+    sender's; None: dismissed."""
+    import array
+    import pickle
+
+    from mrun.sandbox.launch import Channel
+
+    fds = array.array("i")
+    first, ancdata, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(MAX_FDS * fds.itemsize))
+    if not first:
+        return None
+    for level, kind, blob in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(blob[: len(blob) - (len(blob) % fds.itemsize)])
+    buf = bytearray(first)
+    parts = []
+    for _ in ("header", "plan"):
+        while len(buf) < 4:
+            buf += _recv(sock)
+        size = int.from_bytes(buf[:4], "big")
+        while len(buf) < 4 + size:
+            buf += _recv(sock)
+        parts.append(bytes(buf[4 : 4 + size]))
+        del buf[: 4 + size]
+    targets, flags, rfd, wfd, modules = pickle.loads(parts[0])
+    os.close(_install(list(fds), targets, flags, sock.detach()))
+    return Channel(rfd, wfd), parts[1], modules
+
+
+def _import_missing(modules: list[str]) -> None:
+    """What the sender imported since we were copied (a backend's ``mrun_prepare`` imports what
+    its payload will need, since after pivot_root nothing can be imported): imported here too.
+    Under the warm template that is nothing; a module that cannot be imported by name is left."""
+    for name in modules:
+        try:
+            __import__(name)
+        except Exception:  # noqa: BLE001 - one made at run time, not importable by name
+            pass
+
+
+def _recv(sock: socket.socket) -> bytes:
+    chunk = sock.recv(65536)
+    if not chunk:
+        raise EOFError("the creating process went away while handing over")
+    return chunk
+
+
+def _install(got: list[int], targets: list[int], flags: list[bool], sock_fd: int) -> int:
+    """Our descriptors become exactly the sender's: ``got[i]`` at ``targets[i]`` (close-on-exec
+    as ``flags[i]``), every other one closed but the socket, which is moved above them all.
+    -> the socket's new number."""
+    import fcntl
+
+    top = max([*targets, *got, sock_fd, 2]) + 1
+    moved_sock = fcntl.fcntl(sock_fd, fcntl.F_DUPFD_CLOEXEC, top)
+    moved = []
+    for fd in got:
+        moved.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, top))
+    keep = {moved_sock, *moved}
+    for fd in _open_fds():
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    for fd, target, cloexec in zip(moved, targets, flags, strict=True):
+        os.dup2(fd, target, inheritable=not cloexec)
+        os.close(fd)
+    return moved_sock
+
+
+def _open_fds() -> list[int]:
+    """Open now (the listing's own descriptor, gone once it is read, is not)."""
+    import fcntl
+
+    fds = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fcntl.fcntl(int(name), fcntl.F_GETFD)
+        except (OSError, ValueError):
+            continue
+        fds.append(int(name))
+    return sorted(fds)
+
+
+def _cloexec(fd: int) -> bool:
+    import fcntl
+
+    try:
+        return bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC)
+    except OSError:
+        return True

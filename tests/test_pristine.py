@@ -1,0 +1,241 @@
+"""A pristine init (mrun.sandbox.pristine): the shim's create worker forks a copy of itself before
+it plans anything, and that copy, sent the plan, plays the intermediate. What the container sees
+must be what a fork at that moment gives: the same descriptors at the same numbers, nothing of
+the copy's own; whatever cannot travel (a compiled module the warm template does not keep), or a
+copy that died, means a fork as before; a create that fails leaves no copy behind."""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from test_wasm import example, example_path, make, wasm_bundle
+
+
+def _open_descriptors() -> dict[str, str]:
+    """Number -> what it is (the listing's own descriptor, gone once read, left out)."""
+    fds = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fds[name] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            pass
+    return fds
+
+
+def _says_its_descriptors(ch) -> None:
+    """A container's process in miniature (launch.Launch.child): its descriptors, by number, and
+    what each is, back to the host. Module-level: it is pickled by name."""
+    ch.send(fds=_open_descriptors(), me=os.getpid(), parent=os.getppid())  # "pid" is the intermediate's word
+
+
+def _said(ch) -> dict:
+    """The child's report (messages before it are the launch's own)."""
+    msg = ch.recv()
+    while "fds" not in msg:
+        assert "eof" not in msg and "error" not in msg, msg
+        msg = ch.recv()
+    return msg
+
+
+def _launch(copy, child=_says_its_descriptors):
+    from mrun.sandbox.launch import Launch
+
+    return Launch({}, functools.partial(child), pristine=copy)
+
+
+def test_the_copy_holds_the_senders_descriptors_at_their_numbers_and_nothing_of_its_own():
+    """Descriptors opened after the copy was made reach it at the same numbers (inheritable ones
+    and close-on-exec ones alike: a fork would have passed both); its socket to the sender does
+    not; and the process it forks is the container's, answering on the channel."""
+    from mrun.sandbox import launch, pristine
+
+    pristine.arm()
+    copy = pristine.armed()
+    late_r, late_w = os.pipe()  # after the copy was made: it can only have them by hand-over
+    os.set_inheritable(late_w, True)
+    moved = os.dup2(late_r, 77, inheritable=False)
+    try:
+        pid, ch = launch.spawn(_launch(copy))
+        ours = _open_descriptors()  # the channel's pipes still open at our end too
+        msg = _said(ch)
+        ch.close()
+        assert copy.handed and pristine.handed_over()
+        assert msg["me"] == pid and msg["parent"] != os.getpid(), "the process did not come from the copy"
+        seen = msg["fds"]
+        for fd in (late_w, moved, 0, 1, 2):
+            assert seen.get(str(fd)) == os.readlink(f"/proc/self/fd/{fd}"), (fd, seen)
+        assert copy.sock.fileno() == -1
+        assert set(seen.values()) <= set(ours.values()), seen  # nothing of its own
+        with pytest.raises(ChildProcessError):
+            os.waitpid(copy.pid, 0)  # reaped by spawn, as the intermediate is
+    finally:
+        pristine.disarm()
+        for fd in (late_r, late_w, moved):
+            os.close(fd)
+
+
+def test_a_copy_that_died_waiting_means_a_fork_as_before():
+    from mrun.sandbox import launch, pristine
+
+    pristine.arm()
+    copy = pristine.armed()
+    os.kill(copy.pid, signal.SIGKILL)
+    while open(f"/proc/{copy.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":  # dead before the hand-over
+        time.sleep(0.01)
+    try:
+        pid, ch = launch.spawn(_launch(copy))
+        msg = _said(ch)
+        ch.close()
+        assert msg["parent"] == os.getpid(), "not forked by the host"
+        assert not copy.handed and copy.pid == 0, "the dead copy was not reaped"
+        os.waitpid(pid, 0)
+    finally:
+        pristine.disarm()
+
+
+def test_a_plan_that_cannot_travel_means_a_fork_as_before():
+    from mrun.sandbox import launch, pristine
+
+    pristine.arm()
+    copy = pristine.armed()
+    pid_of_copy = copy.pid
+    try:
+        pid, ch = launch.spawn(_launch(copy, child=lambda ch: _says_its_descriptors(ch)))  # a lambda: no pickle
+        msg = _said(ch)
+        ch.close()
+        assert msg["parent"] == os.getpid() and not copy.handed
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid_of_copy, 0)  # dismissed and reaped at once
+        os.waitpid(pid, 0)
+    finally:
+        pristine.disarm()
+
+
+# -- through a real fork helper, as the shim daemon starts one ---------------------------------
+
+
+def _helper(env: dict[str, str], warm_wasm: bool) -> tuple[socket.socket, subprocess.Popen]:
+    """A fork helper (mrun.shims.spawner), with the wasm cache deserialized in it first as the warm
+    template does (``warm_wasm``): then a compiled module can travel to the copy."""
+    ours, theirs = socket.socketpair()
+    code = "import sys; from mrun.shims.spawner import main; main(int(sys.argv[1]))"
+    if warm_wasm:
+        code = "from mrun.backends.wasm import mrun_warm; mrun_warm(); " + code
+    helper = subprocess.Popen([sys.executable, "-c", code, str(theirs.fileno())], pass_fds=(theirs.fileno(),),
+                              stdin=subprocess.DEVNULL, env={**os.environ, "MRUN_WARM": "0", **env})
+    theirs.close()
+    return ours, helper
+
+
+def _descriptors(pid: int, cid: str) -> list[tuple[int, str]]:
+    """What ``pid`` holds, by number; the kernel's object numbers and the container's id left out."""
+    out = []
+    for name in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
+        target = re.sub(r"\[\d+\]", "[]", os.readlink(f"/proc/{pid}/fd/{name}")).replace(cid, "ID")
+        out.append((int(name), target))
+    return out
+
+
+def _run(h, ours, state: str, cid: str, bundle: str, out_path: str) -> tuple[dict, list[tuple[int, str]], str]:
+    """Create through the helper, look at the waiting init, start it, let it end. -> (the helper's
+    answer, the init's descriptors before start, what it wrote)."""
+    from mrun.shims import spawner
+
+    with open(os.devnull, "rb") as null, open(out_path, "wb") as out:
+        spawner.send(ours, {"id": cid, "bundle": bundle, "root": state}, [null.fileno(), out.fileno(), out.fileno()])
+    answer = spawner.recv(ours)[0]
+    assert "pid" in answer, answer
+    fds = _descriptors(answer["pid"], cid)
+    subprocess.run([h.binary, "--root", state, "start", cid], check=True, capture_output=True, timeout=30)
+    deadline = time.monotonic() + 20
+    while os.path.exists(f"/proc/{answer['pid']}") and open(f"/proc/{answer['pid']}/stat").read().split()[2] != "Z":
+        assert time.monotonic() < deadline, "the container did not end"
+        time.sleep(0.02)
+    subprocess.run([h.binary, "--root", state, "delete", "--force", cid], check=True, capture_output=True)
+    with open(out_path) as f:
+        return answer, fds, f.read()
+
+
+@pytest.mark.parametrize("kind", ["wasm", "linux"])
+def test_an_init_from_the_copy_is_the_init_a_fork_makes(h, tmp_path, kind):
+    """The same container through a helper with copies and through one without (MRUN_PRISTINE=0):
+    the same output, and before `start` the same descriptors at the same numbers. A wasm module
+    travels only when kept by the process the copy came from (the warm template's cache)."""
+    cache = str(tmp_path / "cache")
+    env = {"MRUN_CACHE_DIR": cache}
+    subprocess.run([sys.executable, "-c", "import sys; from mrun.backends.wasm import mrun_precompile; "
+                    "assert mrun_precompile(sys.argv[1])", example_path("hello.wasm")],
+                   env={**os.environ, **env}, check=True)
+    state = str(tmp_path / "shim-root")
+    results = {}
+    for variant, extra in (("pristine", {}), ("fork", {"MRUN_PRISTINE": "0"})):
+        ours, helper = _helper({**env, **extra}, warm_wasm=True)
+        cid = h.cid(f"{kind[0]}{variant[0]}")
+        try:
+            if kind == "wasm":
+                cfg, base = wasm_bundle(h, example("hello.wasm"), args=["/app.wasm", "0"])
+                bundle = make(h, cfg, base)
+            else:
+                bundle = h.bundle(config=h.config(["sh", "-c", "ls /proc/self/fd; echo done"]))
+            results[variant] = _run(h, ours, state, cid, bundle, str(tmp_path / f"{cid}.out"))
+        finally:
+            ours.close()
+            helper.wait(timeout=10)
+    (answer, fds, out), (answer_fork, fds_fork, out_fork) = results["pristine"], results["fork"]
+    assert answer.get("pristine") is True and "pristine" not in answer_fork, (answer, answer_fork)
+    assert out == out_fork and ("hello from wasm32-wasi" in out if kind == "wasm" else out == "0\n1\n2\n3\ndone\n")
+    # The engine's own (memory images: made by the init when it instantiates) at whatever number
+    # is free then; everything it was given at the same numbers.
+    given, engine = _split(fds)
+    given_fork, engine_fork = _split(fds_fork)
+    assert given == given_fork and engine == engine_fork, "\n".join(map(str, [*fds, "--", *fds_fork]))
+
+
+def _split(fds: list[tuple[int, str]]) -> tuple[list[tuple[int, str]], list[str]]:
+    engine = sorted(t for _, t in fds if t.startswith(("/memfd:", "anon_inode:")))
+    return [(n, t) for n, t in fds if not t.startswith(("/memfd:", "anon_inode:"))], engine
+
+
+def test_a_wasm_module_nobody_keeps_does_not_travel_and_the_create_forks_as_before(h, tmp_path):
+    """A helper without the warm template's kept modules: the copy is dismissed, the init forked."""
+    env = {"MRUN_CACHE_DIR": str(tmp_path / "cache")}
+    ours, helper = _helper(env, warm_wasm=False)
+    cid = h.cid("unkept")
+    try:
+        cfg, base = wasm_bundle(h, example("hello.wasm"), args=["/app.wasm", "0"])
+        answer, _fds, out = _run(h, ours, str(tmp_path / "shim-root"), cid, make(h, cfg, base),
+                                 str(tmp_path / "out"))
+    finally:
+        ours.close()
+        helper.wait(timeout=10)
+    assert "pristine" not in answer and "hello from wasm32-wasi" in out
+
+
+def test_a_failed_create_leaves_no_copy_behind(h, tmp_path):
+    """A create that fails before its init exists (a module that is not wasm): one line back, and
+    the copy made for it is gone with the worker, reaped, not left to the daemon."""
+    from mrun.shims import spawner
+
+    ours, helper = _helper({"MRUN_CACHE_DIR": str(tmp_path / "cache")}, warm_wasm=False)
+    cid = h.cid("badwasm")
+    try:
+        cfg, base = wasm_bundle(h, b"\0asm-not-really", args=["/app.wasm"])
+        with open(os.devnull, "rb") as null:
+            spawner.send(ours, {"id": cid, "bundle": make(h, cfg, base), "root": str(tmp_path / "shim-root")},
+                         [null.fileno(), null.fileno(), null.fileno()])
+        answer = spawner.recv(ours)[0]
+        assert "wasm" in answer.get("error", ""), answer
+        time.sleep(0.2)
+        with open(f"/proc/{helper.pid}/task/{helper.pid}/children") as f:
+            assert f.read().split() == [], "the worker or its copy outlived the failed create"
+    finally:
+        ours.close()
+        helper.wait(timeout=10)
