@@ -119,6 +119,24 @@ def test_a_plan_that_cannot_travel_means_a_fork_as_before():
         pristine.disarm()
 
 
+def test_more_descriptors_than_one_message_carries_means_a_fork_as_before():
+    from mrun.sandbox import launch, pristine
+
+    pristine.arm()
+    copy = pristine.armed()
+    many = [os.open(os.devnull, os.O_RDONLY) for _ in range(pristine.MAX_FDS + 5)]
+    try:
+        pid, ch = launch.spawn(_launch(copy))
+        msg = _said(ch)
+        ch.close()
+        assert msg["parent"] == os.getpid() and not copy.handed and copy.pid == 0
+        os.waitpid(pid, 0)
+    finally:
+        pristine.disarm()
+        for fd in many:
+            os.close(fd)
+
+
 # -- through a real fork helper, as the shim daemon starts one ---------------------------------
 
 
@@ -164,7 +182,7 @@ def _run(h, ours, state: str, cid: str, bundle: str, out_path: str) -> tuple[dic
         return answer, fds, f.read()
 
 
-@pytest.mark.parametrize("kind", ["wasm", "linux"])
+@pytest.mark.parametrize("kind", ["wasm", "linux", "userns"])
 def test_an_init_from_the_copy_is_the_init_a_fork_makes(h, tmp_path, kind):
     """The same container through a helper with copies and through one without (MRUN_PRISTINE=0):
     the same output, and before `start` the same descriptors at the same numbers. A wasm module
@@ -183,15 +201,27 @@ def test_an_init_from_the_copy_is_the_init_a_fork_makes(h, tmp_path, kind):
             if kind == "wasm":
                 cfg, base = wasm_bundle(h, example("hello.wasm"), args=["/app.wasm", "0"])
                 bundle = make(h, cfg, base)
-            else:
+            elif kind == "linux":
                 bundle = h.bundle(config=h.config(["sh", "-c", "ls /proc/self/fd; echo done"]))
+            else:  # the copy unshares the user namespace; the worker writes its maps, by the copy's pid
+                d = h.rootfs
+                while d != "/":  # the mapped root must reach the rootfs: pytest's dirs are 0700
+                    os.chmod(d, os.stat(d).st_mode | 0o005)
+                    d = os.path.dirname(d)
+                cfg = h.config(["sh", "-c", "id -u; cat /proc/self/uid_map; ls /proc/self/fd; echo done"])
+                cfg["linux"]["namespaces"].append({"type": "user"})
+                cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+                cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+                bundle = h.bundle(config=cfg)
             results[variant] = _run(h, ours, state, cid, bundle, str(tmp_path / f"{cid}.out"))
         finally:
             ours.close()
             helper.wait(timeout=10)
     (answer, fds, out), (answer_fork, fds_fork, out_fork) = results["pristine"], results["fork"]
     assert answer.get("pristine") is True and "pristine" not in answer_fork, (answer, answer_fork)
-    assert out == out_fork and ("hello from wasm32-wasi" in out if kind == "wasm" else out == "0\n1\n2\n3\ndone\n")
+    expected = {"wasm": "hello from wasm32-wasi: [/app.wasm] [0]\n", "linux": "0\n1\n2\n3\ndone\n",
+                "userns": "0\n         0     200000      65536\n0\n1\n2\n3\ndone\n"}[kind]
+    assert out == out_fork and out.startswith(expected), (out, out_fork)
     # The engine's own (memory images: made by the init when it instantiates) at whatever number
     # is free then; everything it was given at the same numbers.
     given, engine = _split(fds)

@@ -17,7 +17,8 @@ forks the container's process. Anything that cannot travel (a backend's unpickla
 terminal's socket, too many descriptors) means the copy is dismissed and the create forks as
 before, with the same result. A backend makes its data travel with ``__reduce__`` (the wasm
 backend sends a compiled module as a reference to the warm template's copy, which the pristine
-process holds too).
+process holds too). Pickle is safe here: both ends are the same program, on a socketpair no one
+else holds.
 """
 
 from __future__ import annotations
