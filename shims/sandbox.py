@@ -15,6 +15,7 @@ import platform
 import signal
 import sys
 import threading
+import time
 
 from google.protobuf import any_pb2, timestamp_pb2
 from mrun import OCI_VERSION
@@ -140,6 +141,7 @@ class SandboxService:
             "new_pid": sandbox.modes["pid"] == POD,
             "shim_pid": os.getpid(),
         }
+        asked = time.monotonic()
         with self.tasks.spawner_lock:
             answer = self.tasks._ask_helper({"pod": pod}, [])
         if "error" in answer:
@@ -147,7 +149,7 @@ class SandboxService:
         pid = answer["pid"]
         with self.tasks.lock:
             sandbox.pid = pid
-            early = self.tasks.early_exits.pop(pid, None)
+            early = self.tasks._early_exit(pid, asked)
             if early is None:
                 self.tasks.watchers[pid] = lambda status: self._exited(sandbox, status)
         if early is not None:

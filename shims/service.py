@@ -40,6 +40,7 @@ from mrun.status import Status
 # The same messages under two names: v2 for containerd 1.6/1.7 (and 2.x with a bare address),
 # v3 for containerd 2.x after a BootstrapResult or JSON answer with version 3.
 SERVICES = ("containerd.task.v2.Task", "containerd.task.v3.Task")
+EARLY_EXIT_KEPT = 60.0  # seconds an exit nobody has claimed is remembered (an orphan's is never claimed)
 TASK_STATUS = {
     Status.CREATING: types_pb2.UNKNOWN,
     Status.CREATED: types_pb2.CREATED,
@@ -101,7 +102,7 @@ class TaskService:
         self.publisher = publisher
         self.tasks: dict[str, Task] = {}
         self.by_pid: dict[int, Process] = {}
-        self.early_exits: dict[int, int] = {}  # exits reaped before Create recorded the pid
+        self.early_exits: dict[int, tuple[int, float]] = {}  # pid -> (status, when): reaped before recorded
         self.lock = threading.Lock()
         self.shutdown_requested = threading.Event()
         self.on_shutdown: Callable[[], None] | None = None  # before the event is set (main: unlink the socket)
@@ -230,18 +231,30 @@ class TaskService:
             except ChildProcessError:
                 time.sleep(0.05)
                 continue
-            if pid in self.helper_pids:
-                continue
-            watcher = self.watchers.pop(pid, None)
-            if watcher is not None:
-                watcher(status)
-                continue
-            with self.lock:
-                task = self.by_pid.get(pid)
-                if task is None:
-                    self.early_exits[pid] = status
-                    continue
-            self._exited(task, status)
+            self._reaped(pid, status)
+
+    def _reaped(self, pid: int, status: int) -> None:
+        if pid in self.helper_pids:
+            return
+        watcher = self.watchers.pop(pid, None)
+        if watcher is not None:
+            watcher(status)
+            return
+        with self.lock:
+            task = self.by_pid.get(pid)
+            if task is None:
+                now = time.monotonic()
+                self.early_exits = {p: e for p, e in self.early_exits.items() if now - e[1] < EARLY_EXIT_KEPT}
+                self.early_exits[pid] = (status, now)
+                return
+        self._exited(task, status)
+
+    def _early_exit(self, pid: int, since: float) -> int | None:
+        """The status of ``pid`` if it was reaped before its create or exec recorded it, and after
+        that request began: an orphan reparented to us earlier (a dead helper's copy, an
+        intermediate) may have had the same number."""
+        status, when = self.early_exits.pop(pid, (None, 0.0))
+        return status if when >= since else None
 
     def _exited(self, proc: Process, status: int) -> None:
         if proc.relay is not None:
@@ -275,6 +288,7 @@ class TaskService:
         rootfs = os.path.join(req.bundle, "rootfs")
         mounted = _mount_rootfs(req.rootfs, rootfs)
         task = Task(req)
+        asked = time.monotonic()
         try:
             msg = {"id": req.id, "bundle": req.bundle, "root": self.runtime.store.root}
             msg["annotations"] = runtime_options(req.options.type_url, req.options.value)
@@ -286,7 +300,7 @@ class TaskService:
         with self.lock:
             self.tasks[req.id] = task
             self.by_pid[task.pid] = task
-            early = self.early_exits.pop(task.pid, None)
+            early = self._early_exit(task.pid, asked)
         self._publish(
             events_pb2.TaskCreate(
                 container_id=req.id,
@@ -318,10 +332,11 @@ class TaskService:
             raise TTRPCError(ALREADY_EXISTS, f"exec {exec_id}: already started")
         if proc.window and proc.spec is not None:  # sized before it runs, not just after
             proc.spec["consoleSize"] = {"width": proc.window[0], "height": proc.window[1]}
+        asked = time.monotonic()
         proc.pid = self._spawn({"id": task_id, "root": self.runtime.store.root, "process": proc.spec}, proc)
         with self.lock:
             self.by_pid[proc.pid] = proc
-            early = self.early_exits.pop(proc.pid, None)
+            early = self._early_exit(proc.pid, asked)
         self._publish(events_pb2.TaskExecStarted(container_id=task_id, exec_id=exec_id, pid=proc.pid))
         if early is not None:
             self._exited(proc, early)

@@ -141,3 +141,48 @@ def test_the_shim_task_service_in_process(world):
     assert deleted.exit_status == 137 and "c1" not in service.tasks and not os.path.exists(rt.store.path("c1"))
     ours.close()
     theirs.close()
+
+
+def test_an_orphans_exit_is_never_taken_for_a_later_tasks(world):
+    """The shim is a subreaper: orphans reparented to it (the pristine copy of a fork helper that
+    died, an intermediate) are reaped like its tasks. An exit reaped before a Create began is not
+    that Create's init's, even with the same number; one reaped during it (an init that ended
+    before its pid was recorded) is."""
+    import socket
+    import threading
+
+    from mrun.shims import spawner
+    from mrun.shims.proto import task_pb2, types_pb2
+    from mrun.shims.service import TaskService
+
+    rt, _host, bundle = world()
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    service = TaskService("unit", rt.store.root, ours, None, runtime=rt)
+
+    def helper() -> None:  # the fork helper's protocol, answered in-process
+        while (got := spawner.recv(theirs)) is not None:
+            msg, fds = got
+            for fd in fds:
+                os.close(fd)
+            pid = rt.create(msg["id"], msg["bundle"]).pid
+            if msg["id"] == "ends-at-once":
+                service._reaped(pid, 3 << 8)  # reaped before the answer: exit status 3
+            spawner.send(theirs, {"pid": pid}, [])
+
+    threading.Thread(target=helper, daemon=True).start()
+
+    def state(cid: str) -> tuple[int, int]:
+        got = task_pb2.StateResponse.FromString(service.state(task_pb2.StateRequest(id=cid).SerializeToString(), None))
+        return got.status, got.exit_status
+
+    try:
+        service._reaped(40000, 0)  # an orphan that had the number the double gives the next init
+        for cid in ("lives", "ends-at-once"):
+            created = task_pb2.CreateTaskResponse.FromString(
+                service.create(task_pb2.CreateTaskRequest(id=cid, bundle=bundle).SerializeToString(), None))
+            assert created.pid == {"lives": 40000, "ends-at-once": 40001}[cid]
+        assert state("lives")[0] == types_pb2.CREATED, "an orphan's exit was taken for the task's"
+        assert state("ends-at-once") == (types_pb2.STOPPED, 3)
+    finally:
+        ours.close()
+        theirs.close()
