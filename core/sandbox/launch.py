@@ -413,8 +413,9 @@ def spawn(launch: Launch) -> tuple[int, Channel]:
             _end_child(forked)
         raise
     finally:
-        if not direct:
-            os.waitpid(forked, 0)
+        pristine = launch.pristine
+        if not direct and not (pristine is not None and pristine.handed and pristine.pid == forked):
+            os.waitpid(forked, 0)  # a pristine copy is reaped by its armer (disarm), off this path
 
 
 def _end_child(pid: int) -> None:

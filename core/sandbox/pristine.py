@@ -71,8 +71,16 @@ class Pristine:
         except OSError:  # it died waiting, or mid-way: it acts on nothing incomplete
             return False
         self.sock.close()
-        self.handed = True  # its launcher reaps it (launch.spawn), as it would the intermediate
+        self.handed = True
         return True
+
+    def reap(self) -> None:
+        if self.pid:
+            try:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                pass
+            self.pid = 0
 
     def dismiss(self) -> None:
         """Not used: it sees the end of its socket and exits; reaped here, so no stray exit
@@ -116,10 +124,16 @@ def handed_over() -> bool:
 
 
 def disarm() -> None:
-    """Once the create is over: a copy that took nothing is dismissed."""
+    """Once the create is over (the worker: after its answer went): a copy that took the launch
+    is reaped (it exited once it had reported the container's pid, or when the launch failed:
+    launch.spawn leaves that wait to us, so its teardown is not on the create's path); one that
+    took nothing is let go, and reaped."""
     global _armed
-    if _armed is not None and not _armed.handed:
-        _armed.dismiss()
+    if _armed is not None:
+        if _armed.handed:
+            _armed.reap()
+        else:
+            _armed.dismiss()
     _armed = None
 
 
@@ -159,6 +173,7 @@ def _receive(sock: socket.socket) -> tuple[Channel, bytes, list[str]] | None:
     for level, kind, blob in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(blob[: len(blob) - (len(blob) % fds.itemsize)])
+    sock.settimeout(5)  # the rest follows at once; a sender that died mid-way must not hold us
     buf = bytearray(first)
     parts = []
     for _ in ("header", "plan"):
