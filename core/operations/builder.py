@@ -47,7 +47,8 @@ class SandboxBuilder:
         from mrun.sandbox.launch import Launch
 
         host = self.runtime.host
-        pid, ch = host.spawn(Launch(**launch, pristine=pristine.armed()))
+        copy = pristine.armed() if self.container.resident else None  # Container.resident says why
+        pid, ch = host.spawn(Launch(**launch, pristine=copy))
         self.pid_start = host.start_time(pid)
         undo.callback(kill_if_same, host, pid, self.pid_start)
         return pid, ch
