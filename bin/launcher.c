@@ -352,9 +352,16 @@ static long recv_message(int sock, char **out, long deadline_ms) {
 }
 
 /* MSG_NOSIGNAL: a template gone mid-request is a cold start, not a death by SIGPIPE. */
+/* All of it, to a socket (without SIGPIPE: a template that hung up is an error, not our death)
+ * or to a file. */
 static int write_full(int fd, const char *p, size_t n) {
+    int sock = 1;
     while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        ssize_t w = sock ? send(fd, p, n, MSG_NOSIGNAL) : write(fd, p, n);
+        if (w < 0 && errno == ENOTSOCK && sock) {
+            sock = 0;
+            continue;
+        }
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
@@ -600,19 +607,6 @@ static int is_create(int argc, char **argv) {
 
 /* ---- a shim start's stdin ------------------------------------------------------------------- */
 
-static int write_all(int fd, const char *p, size_t n) {
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* The action of a `containerd-shim-mrun-v2` call, read as mrun.shims.main.parse reads argv (Go's
  * flag syntax: the last word that is not a flag or a flag's value). */
 static const char *shim_action(int argc, char **argv) {
@@ -661,7 +655,7 @@ static void keep_stdin(void) {
             poll(&in, 1, -1);
             continue;
         }
-        if (r < 0 || write_all(mem, chunk, (size_t)r) < 0) {
+        if (r < 0 || write_full(mem, chunk, (size_t)r) < 0) {
             if (kept == 0) { /* nothing taken: the call reads stdin itself */
                 close(mem);
                 return;

@@ -85,54 +85,31 @@ def test_the_copy_holds_the_senders_descriptors_at_their_numbers_and_nothing_of_
             os.close(fd)
 
 
-def test_a_copy_that_died_waiting_means_a_fork_as_before():
+@pytest.mark.parametrize("case", ["copy died waiting", "plan cannot travel", "too many descriptors"])
+def test_what_cannot_be_handed_over_means_a_fork_as_before(case):
+    """The host forks the process itself, and the copy is reaped at once."""
     from mrun.sandbox import launch, pristine
 
     pristine.arm()
     copy = pristine.armed()
-    os.kill(copy.pid, signal.SIGKILL)
-    while open(f"/proc/{copy.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":  # dead before the hand-over
-        time.sleep(0.01)
+    child, many = _says_its_descriptors, []
+    if case == "copy died waiting":
+        os.kill(copy.pid, signal.SIGKILL)
+        while open(f"/proc/{copy.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":  # dead before the hand-over
+            time.sleep(0.01)
+    elif case == "plan cannot travel":
+        child = lambda ch: _says_its_descriptors(ch)  # noqa: E731 - a lambda: pickle refuses it
+    else:
+        many = [os.open(os.devnull, os.O_RDONLY) for _ in range(pristine.MAX_FDS + 5)]
+    copy_pid = copy.pid
     try:
-        pid, ch = launch.spawn(_launch(copy))
+        pid, ch = launch.spawn(_launch(copy, child=child))
         msg = _said(ch)
         ch.close()
         assert msg["parent"] == os.getpid(), "not forked by the host"
-        assert not copy.handed and copy.pid == 0, "the dead copy was not reaped"
-        os.waitpid(pid, 0)
-    finally:
-        pristine.disarm()
-
-
-def test_a_plan_that_cannot_travel_means_a_fork_as_before():
-    from mrun.sandbox import launch, pristine
-
-    pristine.arm()
-    copy = pristine.armed()
-    pid_of_copy = copy.pid
-    try:
-        pid, ch = launch.spawn(_launch(copy, child=lambda ch: _says_its_descriptors(ch)))  # a lambda: no pickle
-        msg = _said(ch)
-        ch.close()
-        assert msg["parent"] == os.getpid() and not copy.handed
+        assert not copy.handed and copy.pid == 0, "the copy was not reaped"
         with pytest.raises(ChildProcessError):
-            os.waitpid(pid_of_copy, 0)  # dismissed and reaped at once
-        os.waitpid(pid, 0)
-    finally:
-        pristine.disarm()
-
-
-def test_more_descriptors_than_one_message_carries_means_a_fork_as_before():
-    from mrun.sandbox import launch, pristine
-
-    pristine.arm()
-    copy = pristine.armed()
-    many = [os.open(os.devnull, os.O_RDONLY) for _ in range(pristine.MAX_FDS + 5)]
-    try:
-        pid, ch = launch.spawn(_launch(copy))
-        msg = _said(ch)
-        ch.close()
-        assert msg["parent"] == os.getpid() and not copy.handed and copy.pid == 0
+            os.waitpid(copy_pid, 0)
         os.waitpid(pid, 0)
     finally:
         pristine.disarm()
