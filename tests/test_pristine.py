@@ -263,3 +263,77 @@ def test_a_failed_create_leaves_no_copy_behind(h, tmp_path):
     finally:
         ours.close()
         helper.wait(timeout=10)
+
+
+def test_a_create_killed_at_any_instant_leaves_what_delete_force_removes(h, tmp_path):
+    """SIGKILL, at seeded random instants of a wasm create through the helper, the worker or its
+    copy (before, during or after the hand-over): the helper answers (an error, or a pid: the
+    copy died before it took anything, or after it forked the init), `delete --force` removes
+    whatever was made (the harness checks state, cgroups, mounts and processes), and the same
+    helper then creates and runs the container."""
+    import random
+    import threading
+
+    from mrun.shims import spawner
+
+    env = {"MRUN_CACHE_DIR": str(tmp_path / "cache")}
+    _precompile(env, example_path("hello.wasm"))
+    ours, helper = _helper(env, warm_wasm=True)
+    rng = random.Random(int(os.environ.get("MRUN_FAULT_SEED", "20261130")))
+
+    def descendants(depth: int) -> list[int]:
+        level = [helper.pid]
+        for _ in range(depth):
+            level = [c for p in level for c in _children_of(p)]
+        return level
+
+    def kill_later(delay: float, depth: int, killed: list[int]) -> None:
+        """Once the victim exists, ``delay`` later: SIGKILL."""
+        deadline = time.monotonic() + 2
+        while not descendants(depth) and time.monotonic() < deadline:
+            time.sleep(0.0002)
+        time.sleep(delay)
+        for pid in descendants(depth):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except ProcessLookupError:
+                pass
+
+    def create(cid: str, out: str) -> dict:
+        cfg, base = wasm_bundle(h, example("hello.wasm"), args=["/app.wasm", "0"])
+        with open(os.devnull, "rb") as null, open(out, "wb") as sink:
+            spawner.send(ours, {"id": cid, "bundle": make(h, cfg, base), "root": h.root},
+                         [null.fileno(), sink.fileno(), sink.fileno()])
+        return spawner.recv(ours)[0]
+
+    try:
+        hits = set()
+        for i in range(16):
+            cid, depth, killed = h.cid(f"k{i}"), 1 + i % 2, []  # the worker, its copy
+            killer = threading.Thread(target=kill_later, args=(rng.uniform(0, 0.012), depth, killed))
+            killer.start()
+            answer = create(cid, str(tmp_path / f"{cid}.out"))
+            killer.join()
+            if killed:
+                hits.add(depth)
+            assert "pid" in answer or answer.get("error") in (
+                "the create worker died", "the sandbox set-up process died before starting the container"), answer
+            subprocess.run([h.binary, "--root", h.root, "delete", "--force", cid], capture_output=True, timeout=30)
+            assert not os.path.exists(os.path.join(h.root, cid)), f"{cid}: delete --force left its state"
+        assert hits == {1, 2}, f"kills landed only at depths {hits}"
+        cid = h.cid("after")
+        bundle = make(h, *wasm_bundle(h, example("hello.wasm"), ["/app.wasm", "0"]))
+        answer, _fds, out = _run(h, ours, h.root, cid, bundle, str(tmp_path / "after.out"))
+        assert answer.get("pristine") and out.startswith("hello from wasm32-wasi"), (answer, out)
+    finally:
+        ours.close()
+        helper.wait(timeout=10)
+
+
+def _children_of(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []

@@ -339,6 +339,17 @@ def _joined(host: Channel, launch: Launch) -> bool:
         host.held = held + host.held
 
 
+DIED = "the sandbox set-up process died before starting the container"
+
+
+def _tell(host: Channel, **msg: Any) -> None:
+    """A word to the process being set up, which may have died (killed, or out of memory)."""
+    try:
+        host.send(**msg)
+    except BrokenPipeError:
+        raise MrunError(DIED) from None
+
+
 def _fork(launch: Launch, host: Channel, child: Channel) -> tuple[int, bool]:
     """-> (the process that goes on with ``child``: 0 in it, else its pid; whether it is the
     container's process itself). A pristine copy armed for this create takes the intermediate's
@@ -381,11 +392,11 @@ def spawn(launch: Launch) -> tuple[int, Channel]:
             msg = host.recv()
             pid = forked
         else:
-            host.send(go=True)
+            _tell(host, go=True)
             msg = host.recv()
             if msg.get("userns"):
                 _write_maps(forked, launch)
-                host.send(mapped=True)
+                _tell(host, mapped=True)
                 msg = host.recv()
         # The sandboxed process may speak before the intermediate reports its pid.
         early = []
@@ -396,7 +407,7 @@ def spawn(launch: Launch) -> tuple[int, Channel]:
         if "error" in msg:
             raise MrunError(msg["error"])
         if "eof" in msg:
-            raise MrunError("the sandbox set-up process died before starting the container")
+            raise MrunError(DIED)
         if not direct:
             pid = msg["pid"]
         # It moves itself into its cgroup where the driver lets it (_join_threadwise); else we
@@ -405,7 +416,7 @@ def spawn(launch: Launch) -> tuple[int, Channel]:
         # nothing it starts or allocates is outside.
         if launch.add_to_cgroup and not _joined(host, launch):
             launch.add_to_cgroup(pid)
-        host.send(cgrouped=True)
+        _tell(host, cgrouped=True)
         return pid, host
     except BaseException:
         host.close()
