@@ -165,7 +165,6 @@ class Create:
         self.fifo_fd, self.started_fd = fds
 
     def spawn_init(self, undo: Undo) -> None:
-
         spec, record = self.spec, self.record
         console = prepare_stdio(spec.process, self.opts)
         sandbox = self.builder.sandbox(

@@ -359,10 +359,9 @@ def _fork(launch: Launch, host: Channel, child: Channel) -> tuple[int, bool]:
         try:
             if armed.hand_over(launch, child, (host.rfd, host.wfd, *launch.close_in_child)):
                 return armed.pid, False
-        except BaseException:
-            armed.dismiss()
-            raise
-        armed.dismiss()
+        finally:
+            if not armed.handed:
+                armed.let_go()  # it ends; its armer reaps it, after the create
     direct = _direct(launch)
     return (_fork_into_pid_namespace(launch) if direct else os.fork()), direct
 

@@ -82,18 +82,18 @@ class Pristine:
                 pass
             self.pid = 0
 
-    def dismiss(self) -> None:
-        """Not used: it sees the end of its socket and exits; reaped here, so no stray exit
-        reaches the daemon that reaps what is reparented to it. Once only."""
-        if self.handed or self.pid == 0:
-            return
+    def let_go(self) -> None:
+        """Not to be used: it sees the end of its socket and exits (``dismiss`` reaps it)."""
         if self.sock.fileno() >= 0:
             self.sock.close()
-        try:
-            os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            pass
-        self.pid = 0
+
+    def dismiss(self) -> None:
+        """Not used: let go, and reaped here, so no stray exit reaches the daemon that reaps what
+        is reparented to it. Once only."""
+        if self.handed or self.pid == 0:
+            return
+        self.let_go()
+        self.reap()
 
 
 _armed: Pristine | None = None
@@ -139,10 +139,15 @@ def disarm() -> None:
 
 def _wait_for_plan(sock: socket.socket) -> NoReturn:
     """In the copy: the plan, then the intermediate's part. Never returns."""
+    import gc
     import pickle
 
     from mrun.sandbox.launch import _intermediate, fail_in_child
 
+    # What we inherited is never collected here: an unreachable object that held a descriptor
+    # would close its number, which _install gives to one of the sender's. (It also keeps the
+    # collector from writing to inherited pages.)
+    gc.freeze()
     try:
         got = _receive(sock)
     except BaseException:  # noqa: BLE001 - the sender saw its send fail and forks instead
