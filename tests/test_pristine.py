@@ -33,8 +33,12 @@ def _open_descriptors() -> dict[str, str]:
 
 def _says_its_descriptors(ch) -> None:
     """A container's process in miniature (launch.Launch.child): its descriptors, by number, and
-    what each is, back to the host. Module-level: it is pickled by name."""
+    what each is, back to the host; then, as an init does, it waits for the host's last word
+    (which would find the pipe closed if it had gone). Module-level: it is pickled by name."""
+    from mrun.sandbox.launch import await_key
+
     ch.send(fds=_open_descriptors(), me=os.getpid(), parent=os.getppid())  # "pid" is the intermediate's word
+    await_key(ch, "cgrouped", ch.seen)
 
 
 def _said(ch) -> dict:

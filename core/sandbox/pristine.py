@@ -14,17 +14,19 @@ How: ``arm()`` forks the copy, which waits on a socket. ``launch.spawn`` hands i
 the same numbers, so it is the process a fork at that moment would have made; it then does what
 the intermediate process does (``launch._intermediate``): joins or makes the namespaces and
 forks the container's process. Anything that cannot travel (a backend's unpicklable data, a
-terminal's socket, too many descriptors) means the copy is dismissed and the create forks as
-before, with the same result. A backend makes its data travel with ``__reduce__`` (the wasm
-backend sends a compiled module as a reference to the warm template's copy, which the pristine
-process holds too). Pickle is safe here: both ends are the same program, on a socketpair no one
-else holds.
+terminal's socket, too many descriptors) means the copy is let go and the create forks as
+before, with the same result. Only a backend whose payload stays in the init asks for the copy
+(``Container.resident``: wasm); an init that execs drops its memory anyway. A backend makes its
+data travel with ``__reduce__`` (the wasm backend sends a compiled module as a reference to the
+warm template's copy, which the pristine process holds too). Pickle is safe here: both ends are
+the same program, on a socketpair no one else holds.
 """
 
 from __future__ import annotations
 
 import _socket as socket  # the C module: ``socket`` imports enum, which a CLI create need not pay for
 import os
+import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -44,9 +46,9 @@ class Pristine:
         self.handed = False
 
     def hand_over(self, launch: Launch, ch: Channel, keep_out: tuple[int, ...]) -> bool:
-        """Send ``launch``, the channel end ``ch`` it is to speak on, and every descriptor of ours
-        but ``keep_out``. -> False (it acts on nothing it got): fork as before, and
-        ``dismiss()`` it."""
+        """Send ``launch``, the channel end ``ch`` it is to speak on, every descriptor of ours but
+        ``keep_out``, and the modules we imported since it was made. -> False (it acts on nothing
+        it got): the caller forks as before and lets it go."""
         import array
         import pickle
 
@@ -58,8 +60,6 @@ class Pristine:
         fds = [fd for fd in _open_fds() if fd not in ours]
         if len(fds) > MAX_FDS:
             return False
-        import sys
-
         modules = [name for name, module in sys.modules.items() if module is not None and name not in self.modules]
         header = pickle.dumps((fds, [_cloexec(fd) for fd in fds], ch.rfd, ch.wfd, modules),
                               protocol=pickle.HIGHEST_PROTOCOL)
@@ -75,6 +75,7 @@ class Pristine:
         return True
 
     def reap(self) -> None:
+        """Wait for it to end (it is our child), once."""
         if self.pid:
             try:
                 os.waitpid(self.pid, 0)
@@ -101,9 +102,8 @@ _armed: Pristine | None = None
 
 def arm() -> None:
     """Fork the waiting copy now, before this process plans anything."""
-    import sys
-
     global _armed
+    disarm()
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     pid = os.fork()
     if pid == 0:
