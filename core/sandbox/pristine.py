@@ -57,7 +57,10 @@ class Pristine:
         except Exception:  # noqa: BLE001 - whatever cannot travel: the fork path has it all
             return False
         ours = {self.sock.fileno(), *keep_out}
-        fds = [fd for fd in _open_fds() if fd not in ours]
+        try:
+            fds = [fd for fd in _open_fds() if fd not in ours]
+        except OSError:  # no /proc here: which descriptors to send cannot be known
+            return False
         if len(fds) > MAX_FDS:
             return False
         modules = [name for name, module in sys.modules.items() if module is not None and name not in self.modules]
