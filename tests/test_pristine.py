@@ -122,6 +122,41 @@ def test_what_cannot_be_handed_over_means_a_fork_as_before(case):
             os.close(fd)
 
 
+def test_an_intermediate_killed_after_its_fork_does_not_leave_the_host_waiting():
+    """The copy (or the userns intermediate) forks the container's process, which holds the
+    channel and waits for the host; killed before it reported that process's pid, it used to leave
+    the host waiting for good (a create that never answered: seen once in 40 runs of the kill test
+    below). Its death now ends the wait as the end of the channel would."""
+    from mrun.sandbox import launch
+
+    host, child = launch.Channel.pair()
+    said_r, said_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the intermediate
+        host.close()
+        os.close(said_r)
+        grandchild = os.fork()
+        if grandchild == 0:  # the container's process: it outlives the intermediate, channel open
+            time.sleep(30)
+            os._exit(0)
+        os.write(said_w, str(grandchild).encode())
+        os._exit(0)  # dies without a word
+    child.close()
+    os.close(said_w)
+    grandchild = int(os.read(said_r, 32))
+    os.close(said_r)
+    try:
+        started = time.monotonic()
+        assert launch._from_intermediate(host, pid) == {"eof": True}
+        assert time.monotonic() - started < 5
+        host.held.append({"pid": 7})  # and what came first is read first, as host.recv reads it
+        assert launch._from_intermediate(host, pid) == {"pid": 7}
+    finally:
+        os.kill(grandchild, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        host.close()
+
+
 # -- through a real fork helper, as the shim daemon starts one ---------------------------------
 
 

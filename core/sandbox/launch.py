@@ -350,6 +350,32 @@ def _tell(host: Channel, **msg: Any) -> None:
         raise MrunError(DIED) from None
 
 
+def _from_intermediate(host: Channel, pid: int) -> dict[str, Any]:
+    """``host.recv()`` for the intermediate's turn, watching it too. It forks the container's
+    process, which inherits the channel and waits for our word: killed between that fork and its
+    report, the intermediate would leave us waiting for good, the channel held open by a process
+    waiting for us. Once it has died, what it wrote is in the pipe already: whatever is there is
+    read, and then its death is the end of the channel."""
+    import select
+
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:  # no pidfd (Linux < 5.3), or already reaped: as before
+        return host.recv()
+    try:
+        while not host.held and b"\n" not in host.buf:
+            ready = select.select([host.rfd, pidfd], [], [])[0]
+            if host.rfd not in ready and not select.select([host.rfd], [], [], 0)[0]:
+                return {"eof": True}  # dead, and nothing more of its in the pipe
+            chunk = os.read(host.rfd, 65536)
+            if not chunk:
+                return {"eof": True}
+            host.buf += chunk
+        return host.recv()
+    finally:
+        os.close(pidfd)
+
+
 def _fork(launch: Launch, host: Channel, child: Channel) -> tuple[int, bool]:
     """-> (the process that goes on with ``child``: 0 in it, else its pid; whether it is the
     container's process itself). A pristine copy armed for this create takes the intermediate's
@@ -386,22 +412,24 @@ def spawn(launch: Launch) -> tuple[int, Channel]:
             _direct_child(launch, child)
         _intermediate(launch, child)
     child.close()
+    # Until it has said "pid", the intermediate's death ends the wait (_from_intermediate).
+    recv = host.recv if direct else (lambda: _from_intermediate(host, forked))
     try:
         if direct:
-            msg = host.recv()
+            msg = recv()
             pid = forked
         else:
             _tell(host, go=True)
-            msg = host.recv()
+            msg = recv()
             if msg.get("userns"):
                 _write_maps(forked, launch)
                 _tell(host, mapped=True)
-                msg = host.recv()
+                msg = recv()
         # The sandboxed process may speak before the intermediate reports its pid.
         early = []
         while not ({"pid", "entered", "error", "eof"} & msg.keys()):
             early.append(msg)
-            msg = host.recv()
+            msg = recv()
         host.held = early + host.held
         if "error" in msg:
             raise MrunError(msg["error"])
