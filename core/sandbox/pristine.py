@@ -58,13 +58,14 @@ class Pristine:
             return False
         ours = {self.sock.fileno(), *keep_out}
         try:
-            fds = [fd for fd in _open_fds() if fd not in ours]
+            open_now = _open_fds()
         except OSError:  # no /proc here: which descriptors to send cannot be known
             return False
+        fds = [fd for fd in open_now if fd not in ours]
         if len(fds) > MAX_FDS:
             return False
         modules = [name for name, module in sys.modules.items() if module is not None and name not in self.modules]
-        header = pickle.dumps((fds, [_cloexec(fd) for fd in fds], ch.rfd, ch.wfd, modules),
+        header = pickle.dumps((fds, [open_now[fd] for fd in fds], ch.rfd, ch.wfd, modules),
                               protocol=pickle.HIGHEST_PROTOCOL)
         body = len(header).to_bytes(4, "big") + header + len(plan).to_bytes(4, "big") + plan
         try:
@@ -193,7 +194,8 @@ def _receive(sock: socket.socket) -> tuple[Channel, bytes, list[str]] | None:
         parts.append(bytes(buf[4 : 4 + size]))
         del buf[: 4 + size]
     targets, flags, rfd, wfd, modules = pickle.loads(parts[0])
-    os.close(_install(list(fds), targets, flags, sock.detach()))
+    sock.detach()  # _install closes it: all was read
+    _install(list(fds), targets, flags)
     return Channel(rfd, wfd), parts[1], modules
 
 
@@ -215,48 +217,32 @@ def _recv(sock: socket.socket) -> bytes:
     return chunk
 
 
-def _install(got: list[int], targets: list[int], flags: list[bool], sock_fd: int) -> int:
+def _install(got: list[int], targets: list[int], flags: list[bool]) -> None:
     """Our descriptors become exactly the sender's: ``got[i]`` at ``targets[i]`` (close-on-exec
-    as ``flags[i]``), every other one closed but the socket, which is moved above them all.
-    -> the socket's new number."""
+    as ``flags[i]``), every other one closed (our socket to the sender included)."""
     import fcntl
 
-    top = max([*targets, *got, sock_fd, 2]) + 1
-    moved_sock = fcntl.fcntl(sock_fd, fcntl.F_DUPFD_CLOEXEC, top)
-    moved = []
-    for fd in got:
-        moved.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, top))
-    keep = {moved_sock, *moved}
-    for fd in _open_fds():
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    top = max([*targets, *got, 2]) + 1
+    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, top) for fd in got]
+    for fd in set(_open_fds()) - set(moved):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
     for fd, target, cloexec in zip(moved, targets, flags, strict=True):
         os.dup2(fd, target, inheritable=not cloexec)
         os.close(fd)
-    return moved_sock
 
 
-def _open_fds() -> list[int]:
-    """Open now (the listing's own descriptor, gone once it is read, is not)."""
+def _open_fds() -> dict[int, bool]:
+    """Open now, each with whether it is close-on-exec (the listing's own descriptor, gone once
+    it is read, is not among them)."""
     import fcntl
 
-    fds = []
+    found = {}
     for name in os.listdir("/proc/self/fd"):
         try:
-            fcntl.fcntl(int(name), fcntl.F_GETFD)
+            found[int(name)] = bool(fcntl.fcntl(int(name), fcntl.F_GETFD) & fcntl.FD_CLOEXEC)
         except (OSError, ValueError):
             continue
-        fds.append(int(name))
-    return sorted(fds)
-
-
-def _cloexec(fd: int) -> bool:
-    import fcntl
-
-    try:
-        return bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC)
-    except OSError:
-        return True
+    return dict(sorted(found.items()))
