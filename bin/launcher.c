@@ -607,6 +607,9 @@ static int is_create(int argc, char **argv) {
 
 /* ---- a shim start's stdin ------------------------------------------------------------------- */
 
+/* The shim's flags that take no value (mrun.shims.main.BOOLEAN_FLAGS; a test keeps them equal). */
+static const char *const boolean_shim_flags[] = {"debug", "v", "info", NULL};
+
 /* The action of a `containerd-shim-mrun-v2` call, read as mrun.shims.main.parse reads argv (Go's
  * flag syntax: the last word that is not a flag or a flag's value). */
 static const char *shim_action(int argc, char **argv) {
@@ -619,7 +622,10 @@ static const char *shim_action(int argc, char **argv) {
         }
         while (*a == '-')
             a++;
-        if (strchr(a, '=') == NULL && strcmp(a, "debug") != 0 && strcmp(a, "v") != 0 && strcmp(a, "info") != 0)
+        int boolean = strchr(a, '=') != NULL;
+        for (const char *const *b = boolean_shim_flags; *b && !boolean; b++)
+            boolean = strcmp(a, *b) == 0;
+        if (!boolean)
             i++; /* its value */
     }
     return action;

@@ -30,6 +30,9 @@ UNCALLED_EXIT = 60.0  # seconds a new daemon waits for containerd's first call (
 GROUP_ANNOTATIONS = (ann.CRI_SANDBOX_ID, ann.RUNC_GROUP)
 
 
+BOOLEAN_FLAGS = ("debug", "v", "info")  # the flags that take no value (bin/launcher.c reads argv alike)
+
+
 def parse(argv: list[str]) -> tuple[dict[str, str], str]:
     flags: dict[str, str] = {}
     action = ""
@@ -38,7 +41,7 @@ def parse(argv: list[str]) -> tuple[dict[str, str], str]:
         arg = argv[i]
         if arg.startswith("-"):
             name, eq, value = arg.lstrip("-").partition("=")
-            if name in ("debug", "v", "info"):
+            if name in BOOLEAN_FLAGS:
                 flags[name] = "true"
             elif eq:
                 flags[name] = value

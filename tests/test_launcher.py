@@ -52,6 +52,17 @@ def test_the_native_launcher_knows_which_global_flags_take_no_value():
     assert re.findall(r'"(--[a-z-]+)"', listed) == [f"--{f.name}" for f in GLOBAL_FLAGS if f.kind is bool]
 
 
+def test_the_native_launcher_knows_which_shim_flags_take_no_value():
+    """It finds a shim `start` (whose stdin it keeps) reading argv as shims.main.parse does."""
+    import re
+
+    from mrun.shims.main import BOOLEAN_FLAGS
+
+    source = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bin", "launcher.c")).read()
+    listed = re.search(r"boolean_shim_flags\[\] = \{(.*?)NULL\}", source).group(1)
+    assert tuple(re.findall(r'"([a-z-]+)"', listed)) == BOOLEAN_FLAGS
+
+
 # Run as its own process: a subreaper, as conmon and containerd's runc shim are. The init `mrun
 # create` leaves behind must be reparented to it, which it is only if create ran in its tree.
 CREATE_AS_SUBREAPER = textwrap.dedent("""
