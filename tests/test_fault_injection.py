@@ -143,3 +143,45 @@ def test_killed_pull(images, registry, ref):  # noqa: F811 - the fixture
         assert_clean(h, f"kill {i}")
     img_ok(h, "pull", "--creds", CREDS, registry.refs[ref])
     assert img_ok(h, *run_args(h, "--rm", registry.refs[ref], "echo", "pulled")).stdout == "pulled\n"
+
+
+@pytest.mark.parametrize("verb", ["delete", "start"])
+def test_killed_delete_or_start(h, verb):
+    """A `delete --force` or `start` killed at any instant: the next `delete --force` of the same id
+    finishes the job, and nothing is left. A delete killed after it removed part of the container
+    (its cgroup, its mounts, its process) must not leave a record the next one trips over."""
+    rng = random.Random(SEED + 4 + (verb == "start"))
+    bundle = h.bundle(["sleep", "60"])
+    h.ok("create", "-b", bundle, "probe")
+    argv = [h.binary, "--root", h.root, "delete", "--force", "probe"] if verb == "delete" else [
+        h.binary, "--root", h.root, "start", "probe"]
+    span = 1.2 * timed(argv)
+    h.ok("delete", "--force", "probe")
+    for i in range(KILLS):
+        cid = f"k{i}"
+        h.ok("create", "-b", bundle, cid)
+        kill_at_random([*argv[:-1], cid], rng, span)
+        r = h.mrun("delete", "--force", cid)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, f"kill {i}: {r.stderr}"
+        left = h.leftovers()
+        assert not left, f"kill {i}: {left}"
+        r = h.mrun("state", cid)
+        assert r.returncode != 0 and "does not exist" in r.stderr, f"kill {i}: {r.stdout} {r.stderr}"
+
+
+def test_killed_rm_of_a_detached_container(images, busybox_archive):
+    """`rm -f` of a running detached container killed at any instant (its supervisor, its init,
+    its record, its rootfs each half gone): the next `rm -f` finishes, and nothing is left."""
+    h = images
+    rng = random.Random(SEED + 6)
+    env = {**os.environ, **h.base_env}
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "probe", IMAGE, "sleep", "60"))
+    argv = [h.binary, "--root", h.root, "--image-root", h.image_root, "rm", "-f", "probe"]
+    span = 1.2 * timed(argv, env)
+    for i in range(KILLS):
+        cid = f"k{i}"
+        img_ok(h, *run_args(h, "-d", "--name", cid, IMAGE, "sleep", "60"))
+        kill_at_random([*argv[:-1], cid], rng, span, env)
+        settle(h, cid)
+        assert_clean(h, f"kill {i}")
