@@ -427,3 +427,41 @@ def test_inspect_says_what_the_store_limit_is_and_why(images, tmp_path):
     assert backend["name"] == "wasm" and backend["store_memory_limit"] == 56 << 20
     assert "for the engine" in backend["store_memory_limit_why"]
     img_ok(h, "rm", "-f", "lim")
+
+
+
+def test_the_engine_runs_one_tokio_worker_unless_the_operator_says_otherwise(h, cache_env):
+    """wasmtime's WASI makes a tokio runtime at its first host call: a worker thread per CPU by
+    default, beside its blocking pool. A host call runs on the calling thread (block_on), so the
+    init asks for one worker; TOKIO_WORKER_THREADS in the runtime's environment stands. (Counted
+    against the operator's 3, so the blocking pool's threads cancel out.)"""
+    cfg, base = wasm_bundle(h, example("pod.wasm"), ["/app.wasm", "/never", "/x"])  # waits, sleeping
+    bundle = make(h, cfg, base)
+    counts = {}
+    for told in ("", "3"):
+        cid = h.cid()
+        h.ok("create", "-b", bundle, cid, env={**cache_env, **({"TOKIO_WORKER_THREADS": told} if told else {})})
+        h.ok("start", cid)
+        pid = json.loads(h.ok("state", cid).stdout)["pid"]
+        deadline = time.monotonic() + 10
+        while not (workers := _threads_named(pid, "tokio-rt-worker")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # the module's first sleep and file lookups have made what they make
+        counts[told] = len(_threads_named(pid, "tokio-rt-worker"))
+        assert workers, "the module never made a WASI call"
+        h.ok("kill", cid, "KILL")
+        h.wait_status(cid, "stopped")
+        h.ok("delete", cid)
+    assert counts["3"] - counts[""] == 2, counts
+
+
+def _threads_named(pid: int, name: str) -> list[str]:
+    found = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                if f.read().strip() == name:
+                    found.append(tid)
+        except OSError:
+            continue
+    return found
