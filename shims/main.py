@@ -95,17 +95,20 @@ def _read_regular(path: str, limit: int) -> bytes:
 CONFIG_LIMIT = 16 << 20  # bytes of a bundle's config.json that ``start`` reads for its pod annotations
 
 
-def _socket_path(flags: dict[str, str], bundle: str, socket_dir: str) -> str:
+def _group(bundle: str) -> str | None:
+    """The pod the bundle's container belongs to (GROUP_ANNOTATIONS), or None: a shim of its own."""
     from mrun import jsonio
 
-    group = flags.get("id", "")
     try:
         config = jsonio.loads(_read_regular(os.path.join(bundle, "config.json"), CONFIG_LIMIT))
         annotations = config.get("annotations") or {}
-        group = next((annotations[a] for a in GROUP_ANNOTATIONS if annotations.get(a)), group)
+        return next((annotations[a] for a in GROUP_ANNOTATIONS if annotations.get(a)), None)
     except (OSError, ValueError, AttributeError):
-        pass
-    key = f"{flags.get('address', '')}/{flags.get('namespace', '')}/{group}"
+        return None
+
+
+def _socket_path(flags: dict[str, str], group: str | None, socket_dir: str) -> str:
+    key = f"{flags.get('address', '')}/{flags.get('namespace', '')}/{group or flags.get('id', '')}"
     return os.path.join(socket_dir, _sha256(key.encode())[:32] + ".sock")
 
 
@@ -206,7 +209,9 @@ def start(flags: dict[str, str]) -> int:
     except ValueError as e:
         print(e, file=sys.stderr)
         return 1
-    path = _socket_path(config, bundle, socket_dir)
+    group = _group(bundle)
+    path = _socket_path(config, group, socket_dir)
+    config["grouped"] = "1" if group else ""  # the daemon's containers will be a pod's: more creates come
     address = f"unix://{path}"
     import mrun.warm.client as warm_client
 
@@ -253,7 +258,7 @@ def joined_pod(argv: list[str], env: Any, stdin: bytes | None, bundle_fd: int, u
         config, socket_dir = _start_config(flags, env, bootstrap)
     except ValueError:
         return None
-    path = _socket_path(config, f"/proc/self/fd/{bundle_fd}", socket_dir)
+    path = _socket_path(config, _group(f"/proc/self/fd/{bundle_fd}"), socket_dir)
     if not _answers(path, wait=False):
         return None
     address = f"unix://{path}"
@@ -334,7 +339,7 @@ def _daemon(
     namespace = config.get("namespace") or "default"
     ttrpc_address = config.get("ttrpc_address", "")
     publisher = Publisher(ttrpc_address, namespace) if ttrpc_address else None
-    service = TaskService(namespace, _root(namespace), ours, publisher)
+    service = TaskService(namespace, _root(namespace), ours, publisher, grouped=config.get("grouped") == "1")
     service.helper_pids.add(helper)
     service.on_shutdown = lambda: _unlink(path)
     server = Server(on_last_disconnect=service.containerd_gone)

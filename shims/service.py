@@ -92,8 +92,10 @@ class TaskService:
         spawner_sock: socket.socket,
         publisher: Publisher | None,
         runtime: Runtime | None = None,  # the unit tests pass one on a recording kernel double
+        grouped: bool = False,  # started for a pod (shims.main._group): more creates will come
     ) -> None:
         self.namespace = namespace
+        self.grouped = grouped
         self.runtime = runtime or Runtime(root)
         self.spawner = spawner_sock
         self.spawner_lock = threading.Lock()
@@ -292,6 +294,8 @@ class TaskService:
         try:
             msg = {"id": req.id, "bundle": req.bundle, "root": self.runtime.store.root}
             msg["annotations"] = runtime_options(req.options.type_url, req.options.value)
+            # A pod's shim: the helper readies a worker for the next create once this one is done.
+            msg["more"] = self.grouped or bool(self.sandboxes) or bool(self.tasks)
             task.pid = self._spawn(msg, task)
         except BaseException:
             if mounted:

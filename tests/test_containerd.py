@@ -356,6 +356,8 @@ def test_shim_task_ps_kill_and_exit_event(ctd):
         ctd.ctr(*shim_run_args(ctd, cid), "-d", IMAGE, cid, "sleep", "600")
         ps = ctd.ctr("task", "ps", cid).stdout.strip().splitlines()
         assert len(ps) == 2 and ps[1].split()[0].isdigit()  # header + the init
+        pid = task_pid(ctd, cid)
+        assert waiting_workers(parent_pid(pid), {pid}, 0) == [], "a shim of one container keeps a spare worker"
         ctd.ctr("task", "kill", "-s", "KILL", cid)
         deadline = time.monotonic() + 10
         while "STOPPED" not in ctd.ctr("task", "ls").stdout:
@@ -600,7 +602,11 @@ def test_shim_pod_linux_and_wasm_share_one_shim_and_netns(ctd, tmp_path):
         assert os.stat(f"/proc/{wasm_pid}/ns/mnt").st_ino != os.stat(f"/proc/{linux_pid}/ns/mnt").st_ino
         shims = {parent_pid(linux_pid), parent_pid(wasm_pid)}
         assert len(shims) == 1, "the pod's two containers have different shims"
-        assert "containerd-shim-mrun-v2" in open(f"/proc/{shims.pop()}/cmdline").read()
+        shim = shims.pop()
+        assert "containerd-shim-mrun-v2" in open(f"/proc/{shim}/cmdline").read()
+        # the next container's create finds its worker forked, and that worker's pristine copy armed
+        (spare,) = waiting_workers(shim, {linux_pid, wasm_pid}, 1)
+        assert len(children(spare)) == 1, "the pod's spare worker has no pristine copy armed"
         (shared / "go").touch()
         deadline = time.monotonic() + 20
         while not (shared / "reply").exists():
@@ -714,6 +720,17 @@ def task_pid(ctd, cid: str) -> int:
 
 def stopped_tasks(ctd) -> list[str]:
     return [line.split()[0] for line in ctd.ctr("task", "ls").stdout.splitlines()[1:] if line.split()[2] == "STOPPED"]
+
+
+def waiting_workers(shim: int, tasks: set[int], expected: int) -> list[int]:
+    """The create workers the shim's fork helper holds ready (spawner.Spare): the children of its
+    one child that is no task's process, once there are ``expected`` of them or 5 s have gone (the
+    last create's worker is reaped after its answer, the next spare forked after that)."""
+    (helper,) = set(children(shim)) - tasks
+    deadline = time.monotonic() + 5
+    while len(workers := children(helper)) != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return workers
 
 
 def parent_pid(pid: int) -> int:

@@ -402,7 +402,8 @@ def test_a_template_dying_after_reading_a_starts_stdin_loses_none_of_it(h, tmp_p
     cid, containerd = h.cid("bootstrap"), "/nonexistent/containerd.sock"
     socket_dir = str(tmp_path / "s")
     os.mkdir(socket_dir)
-    pod = shim._socket_path({"id": cid, "namespace": "direct", "address": containerd}, str(bundle), socket_dir)
+    pod = shim._socket_path({"id": cid, "namespace": "direct", "address": containerd}, shim._group(str(bundle)),
+                           socket_dir)
     pod_shim = socket.socket(socket.AF_UNIX)  # the pod's shim, already serving: start has no daemon to make
     pod_shim.bind(pod)
     pod_shim.listen(8)

@@ -182,13 +182,15 @@ def _descriptors(pid: int, cid: str) -> list[tuple[int, str]]:
     return out
 
 
-def _run(h, ours, state: str, cid: str, bundle: str, out_path: str) -> tuple[dict, list[tuple[int, str]], str]:
+def _run(h, ours, state: str, cid: str, bundle: str, out_path: str, more: bool = False
+         ) -> tuple[dict, list[tuple[int, str]], str]:
     """Create through the helper, look at the waiting init, start it, let it end. -> (the helper's
-    answer, the init's descriptors before start, what it wrote)."""
+    answer, the init's descriptors before start, what it wrote). ``more``: as a pod's shim asks."""
     from mrun.shims import spawner
 
     with open(os.devnull, "rb") as null, open(out_path, "wb") as out:
-        spawner.send(ours, {"id": cid, "bundle": bundle, "root": state}, [null.fileno(), out.fileno(), out.fileno()])
+        spawner.send(ours, {"id": cid, "bundle": bundle, "root": state, "more": more},
+                     [null.fileno(), out.fileno(), out.fileno()])
     answer = spawner.recv(ours)[0]
     assert "pid" in answer, answer
     fds = _descriptors(answer["pid"], cid)
@@ -256,6 +258,44 @@ def _children(pid: int) -> list[int]:
         return [int(p) for p in f.read().split()]
 
 
+def test_a_pods_next_create_finds_its_worker_forked_and_its_copy_armed(h, tmp_path):
+    """A pod's creates (the daemon says "more": another will come) are served by a worker the
+    helper forked ahead, its pristine copy already armed, with the output a worker forked on
+    request gives. A spare that died waiting is passed over (a worker is forked as before); after
+    a create that says no more, no spare is kept; a helper that goes takes its spare along."""
+    env = {"MRUN_CACHE_DIR": str(tmp_path / "cache")}
+    _precompile(env, example_path("hello.wasm"))
+    state = str(tmp_path / "shim-root")
+    ours, helper = _helper(env, warm_wasm=True)
+
+    def create(i: int, more: bool) -> dict:
+        cid = h.cid(f"s{i}")
+        bundle = make(h, *wasm_bundle(h, example("hello.wasm"), ["/app.wasm", str(i)]))
+        answer, _fds, out = _run(h, ours, state, cid, bundle, str(tmp_path / f"{cid}.out"), more=more)
+        assert out.startswith(f"hello from wasm32-wasi: [/app.wasm] [{i}]"), (answer, out)
+        time.sleep(0.2)  # the worker is reaped, and the next spare forked, after the answer
+        return answer
+
+    try:
+        create(0, more=True)
+        answer = create(1, more=True)
+        assert answer.get("spare") and answer.get("pristine"), answer
+        (waiting,) = _children(helper.pid)
+        os.kill(waiting, signal.SIGKILL)
+        time.sleep(0.2)
+        answer = create(2, more=True)
+        assert "spare" not in answer and answer.get("pristine"), answer
+        answer = create(3, more=False)
+        assert answer.get("spare"), answer
+        assert _children(helper.pid) == [], "a spare was kept after a create that said no more"
+        create(4, more=True)
+        (waiting,) = _children(helper.pid)
+    finally:
+        ours.close()
+        helper.wait(timeout=10)
+    assert not os.path.exists(f"/proc/{waiting}"), "the helper's spare outlived it"
+
+
 def test_a_wasm_module_nobody_keeps_does_not_travel_and_the_create_forks_as_before(h, tmp_path):
     """A helper without the warm template's kept modules: the init is forked as before, and the
     copy made for the create is let go and reaped."""
@@ -307,7 +347,8 @@ def test_a_failed_create_leaves_no_copy_behind(h, tmp_path):
 
 def test_a_create_killed_at_any_instant_leaves_what_delete_force_removes(h, tmp_path):
     """SIGKILL, at seeded random instants of a wasm create through the helper, the worker or its
-    copy (before, during or after the hand-over): the helper answers (an error, or a pid: the
+    copy (before, during or after the hand-over; the worker a spare forked ahead, as a pod's shim
+    has, or one forked for the request once a spare died waiting): the helper answers (an error, or a pid: the
     copy died before it took anything, or after it forked the init), `delete --force` removes
     whatever was made (the harness checks state, cgroups, mounts and processes), and the same
     helper then creates and runs the container."""
@@ -343,7 +384,7 @@ def test_a_create_killed_at_any_instant_leaves_what_delete_force_removes(h, tmp_
     def create(cid: str, out: str) -> dict:
         cfg, base = wasm_bundle(h, example("hello.wasm"), args=["/app.wasm", "0"])
         with open(os.devnull, "rb") as null, open(out, "wb") as sink:
-            spawner.send(ours, {"id": cid, "bundle": make(h, cfg, base), "root": h.root},
+            spawner.send(ours, {"id": cid, "bundle": make(h, cfg, base), "root": h.root, "more": True},
                          [null.fileno(), sink.fileno(), sink.fileno()])
         return spawner.recv(ours)[0]
 

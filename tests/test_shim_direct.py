@@ -92,10 +92,14 @@ def no_shim_outlives_its_test():
             shim.binary_delete()
 
 
-def sleeping_task(h, name: str) -> tuple[Shim, str, int]:
-    """A shim running one started `sleep 600` task. -> (shim, task id, its init's pid)."""
+def sleeping_task(h, name: str, pod: str = "") -> tuple[Shim, str, int]:
+    """A shim running one started `sleep 600` task (of ``pod``: its sandbox id annotation). -> (shim,
+    task id, its init's pid)."""
     cid = h.cid(name)
-    bundle = h.bundle(["sleep", "600"])
+    cfg = h.config(["sleep", "600"])
+    if pod:
+        cfg["annotations"] = {"io.kubernetes.cri.sandbox-id": pod}
+    bundle = h.bundle(config=cfg)
     shim = Shim(h, bundle, cid)
     shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle))
     pid = task_pb2.StartResponse.FromString(shim.call("Start", task_pb2.StartRequest(id=cid))).pid
@@ -519,6 +523,11 @@ def test_what_a_delete_would_find_is_what_decides_it_is_answered_in_place(h, tmp
     assert "" == delete_answer(argv, {"MRUN_SHIM_ROOT": str(tmp_path / "elsewhere")})
 
 
+def _children_of(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
 def _helper_of(shim: Shim) -> int:
     """The daemon's fork helper: its child that is a Python process (the daemon forked or exec'd it),
     not a container's init. A child is listed under the thread that made it: a replacement helper
@@ -543,14 +552,20 @@ def _helper_of(shim: Shim) -> int:
 
 def test_a_dead_fork_helper_is_replaced(h):
     """Killed between requests (twice: the forked helper, then its exec'd replacement), the next
-    exec still works: the shim notices the dead helper and starts a new one."""
-    shim, cid, _ = sleeping_task(h, "helper")
+    exec still works: the shim notices the dead helper and starts a new one. A pod's shim: each
+    helper holds a spare worker (and its armed copy) when it is killed; they see the helper's end
+    go and leave, and the replacement readies its own."""
+    shim, cid, _ = sleeping_task(h, "helper", pod="helper-pod")
     process = {"args": ["sh", "-c", "exit 5"], "cwd": "/", "env": ["PATH=/bin"]}
     spec = any_pb2.Any(
         type_url="types.containerd.io/opencontainers/runtime-spec/1/Process", value=json.dumps(process).encode()
     )
     for round_ in range(2):
         helper = _helper_of(shim)
+        deadline = time.monotonic() + 5
+        while not _children_of(helper):
+            assert time.monotonic() < deadline, "the pod's fork helper keeps no spare worker"
+            time.sleep(0.02)
         os.kill(helper, 9)  # our shim's own helper, by pid
         deadline = time.monotonic() + 5
         while os.path.exists(f"/proc/{helper}"):
