@@ -2,7 +2,8 @@
 else Debian's 1.6), with the mrun shim started from the warm template:
 
 * throughput: TASKS `ctr run --rm` with 4 concurrent clients, tasks per second: wasm hello via
-  the mrun shim, busybox `true` via the mrun shim, busybox `true` via containerd's runc shim;
+  the mrun shim, busybox `true` via the mrun shim, busybox `true` via containerd's runc shim; and
+  the CPU time the machine spent per task (from /proc/stat), since the clients saturate the CPUs;
 * density: 50 idle wasm containers (pod.wasm waiting for a file that never comes) and 50 idle
   busybox `sleep` containers through the mrun shim, and 50 busybox `sleep` through the runc shim:
   private memory per container (Private_Clean + Private_Dirty of /proc/PID/smaps_rollup over the
@@ -79,7 +80,31 @@ def shim_daemons(ctd: Containerd, name: str) -> list[int]:
     return [p for p in found if int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1]) not in found]
 
 
-def throughput(ctd: Containerd, runtime: str, image: str, args: list[str], tasks: int, tag: str) -> float:
+def busy_ms() -> float:
+    """CPU time the whole machine has spent busy (every CPU, not idle or waiting for I/O), in ms."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def process_ms(pid: int) -> float:
+    """CPU time ``pid`` has used (its threads' included), in ms."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def children_ms() -> float:
+    """CPU time of our children that have ended (the ctr clients), in ms."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (usage.ru_utime + usage.ru_stime) * 1000
+
+
+def throughput(ctd: Containerd, runtime: str, image: str, args: list[str], tasks: int, tag: str
+               ) -> tuple[float, dict[str, float]]:
+    """-> (tasks per second, CPU ms per task: the whole machine's, containerd's and the ctr clients')."""
     counter = iter(range(tasks))
     lock = threading.Lock()
     failures: list[str] = []
@@ -96,16 +121,17 @@ def throughput(ctd: Containerd, runtime: str, image: str, args: list[str], tasks
             if r.returncode not in (0, 3):
                 failures.append(r.stderr[-300:])
 
-    t = time.perf_counter()
+    t, cpu, daemon, clients = time.perf_counter(), busy_ms(), process_ms(ctd.proc.pid), children_ms()
     threads = [threading.Thread(target=client) for _ in range(4)]
     for th in threads:
         th.start()
     for th in threads:
         th.join()
-    elapsed = time.perf_counter() - t
+    elapsed, cpu = time.perf_counter() - t, busy_ms() - cpu
+    daemon, clients = process_ms(ctd.proc.pid) - daemon, children_ms() - clients
     if failures:
         raise SystemExit(f"{tag}: {len(failures)} failed: {failures[0]}")
-    return tasks / elapsed
+    return tasks / elapsed, {"all": cpu / tasks, "containerd": daemon / tasks, "ctr": clients / tasks}
 
 
 def density(ctd: Containerd, runtime: str, image: str, args: list[str], count: int, tag: str,
@@ -172,7 +198,7 @@ def main() -> None:
             "busybox sleep, runc, shim per container": density(ctd, RUNC, IMAGE, ["sleep", "600"], idle, "dr", False),
         }
         served = 2 * tasks + 3 * idle  # containers through the mrun shim so far
-        extra = throughput(ctd, MRUN, IMAGE, ["true"], 500 - served, "tx") if served < 500 else None
+        extra = throughput(ctd, MRUN, IMAGE, ["true"], 500 - served, "tx")[0] if served < 500 else None
         served = max(served, 500)
         after = template_figures()
     finally:
@@ -186,10 +212,15 @@ def main() -> None:
         subprocess.run(["rm", "-rf", str(work)])
     version = "2.3" if bin_dir else "1.6"
     print(f"containerd {version}: throughput, {tasks} `ctr run --rm` with 4 concurrent clients")
-    for name, rate in rates.items():
-        print(f"  {name:28s} {rate:6.1f} tasks/s")
-    print(f"  wasm via mrun / busybox via runc: {rates['wasm hello via mrun'] / rates['busybox true via runc']:.2f}x"
-          f"   (busybox via mrun / via runc: {rates['busybox true via mrun'] / rates['busybox true via runc']:.2f}x)")
+    for name, (rate, cpu) in rates.items():
+        rest = cpu["all"] - cpu["containerd"] - cpu["ctr"]
+        print(f"  {name:28s} {rate:6.1f} tasks/s   CPU per task {cpu['all']:5.1f} ms: containerd"
+              f" {cpu['containerd']:4.1f}, ctr {cpu['ctr']:4.1f}, the rest {rest:4.1f} (runtime, shim, kernel)")
+    ratio = {name: rate / rates["busybox true via runc"][0] for name, (rate, _cpu) in rates.items()}
+    print(f"  wasm via mrun / busybox via runc: {ratio['wasm hello via mrun']:.2f}x"
+          f"   (busybox via mrun / via runc: {ratio['busybox true via mrun']:.2f}x)")
+    print("  (4 clients keep the CPUs busy: tasks per second follow the CPU per task, of which containerd's and"
+          " ctr's share is the same whichever runtime runs the task)")
     print(f"density: {idle} idle containers, private memory per container (shim share included)")
     for name, (mib, procs) in mem.items():
         print(f"  {name:42s} {mib:6.2f} MiB   ({procs} processes)")
