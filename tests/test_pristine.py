@@ -296,6 +296,29 @@ def test_a_pods_next_create_finds_its_worker_forked_and_its_copy_armed(h, tmp_pa
     assert not os.path.exists(f"/proc/{waiting}"), "the helper's spare outlived it"
 
 
+def test_a_spare_nobody_takes_is_let_go(h, tmp_path):
+    """A spare waits MRUN_SPARE_IDLE seconds for a create (an idle pair costs a pod ~2 MiB), then
+    goes with its copy, reaped by the helper; the next create is forked as before."""
+    env = {"MRUN_CACHE_DIR": str(tmp_path / "cache"), "MRUN_SPARE_IDLE": "0.5"}
+    _precompile(env, example_path("hello.wasm"))
+    ours, helper = _helper(env, warm_wasm=True)
+    try:
+        time.sleep(0.2)
+        (waiting,) = _children(helper.pid)  # the one a helper forks at its start
+        deadline = time.monotonic() + 10
+        while _children(helper.pid):
+            assert time.monotonic() < deadline, "the unused spare was kept"
+            time.sleep(0.05)
+        assert not os.path.exists(f"/proc/{waiting}")
+        cid = h.cid("late")
+        bundle = make(h, *wasm_bundle(h, example("hello.wasm"), ["/app.wasm", "7"]))
+        answer, _fds, out = _run(h, ours, str(tmp_path / "shim-root"), cid, bundle, str(tmp_path / "out"))
+        assert "spare" not in answer and out.startswith("hello from wasm32-wasi: [/app.wasm] [7]"), (answer, out)
+    finally:
+        ours.close()
+        helper.wait(timeout=10)
+
+
 def test_a_wasm_module_nobody_keeps_does_not_travel_and_the_create_forks_as_before(h, tmp_path):
     """A helper without the warm template's kept modules: the init is forked as before, and the
     copy made for the create is let go and reaped."""
