@@ -2,8 +2,9 @@
 private containerd 1.6 (Debian's) and a private containerd 2.3 (MRUN_TEST_CONTAINERD2, default
 ../shared/tools/containerd-2.3.4-linux-amd64.tar.gz): a Linux echo (busybox image) and, for mrun,
 a wasm hello, each with the shim started from the warm template and cold (MRUN_WARM=0).
-Then the same inside a running pod: one sandbox id (annotation), where containerd
-runs the shim's `start` per container and it answers with the pod's shim; and on 2.3, a pod made
+Then the same inside a running pod (warm: its shim started once the template is up, as a pod's
+would be on a busy node): one sandbox id (annotation), where containerd runs the shim's `start`
+per container and it answers with the pod's shim; and on 2.3, a pod made
 through the sandbox API (`ctr sandbox run` + `--sandbox`), where with protocol 3 containerd reuses
 the pod's shim without running the binary at all.
 Usage: python bench/shim.py [ROUNDS]   (needs containerd, umoci, skopeo; run as root)
@@ -26,7 +27,7 @@ import pathlib  # noqa: E402
 import tempfile  # noqa: E402
 
 from busybox_bundle import make_oci_archive, remove_parent_cgroup  # noqa: E402
-from conftest import CONTAINERD2, IMAGE, make_rootfs  # noqa: E402
+from conftest import CONTAINERD2, IMAGE, await_template, make_rootfs, warm_path  # noqa: E402
 from test_containerd import WASM_IMAGE, Containerd, build_wasm_archive  # noqa: E402
 
 RUNC, MRUN = "io.containerd.runc.v2", "io.containerd.mrun.v2"
@@ -49,9 +50,12 @@ def containerd2_bin(work: pathlib.Path) -> str | None:
     return next(d for d, _, files in os.walk(work) if "containerd" in files and "ctr" in files)
 
 
-def measure(ctd: Containerd, work: pathlib.Path, rounds: int, sandbox_api: bool) -> dict[str, float]:
+def measure(ctd: Containerd, work: pathlib.Path, rounds: int, sandbox_api: bool, cold: bool) -> dict[str, float]:
     """Median milliseconds of `ctr run --rm` per case."""
     pod = ["--annotation", "io.kubernetes.cri.sandbox-id=benchpod"]
+    if not cold:  # the pods' shims are started below: from the template, not before it is up
+        ctd.ctr("run", "--rm", "--runtime", MRUN, "--cgroup", f"/{ctd.ns}/warmup", IMAGE, "warmup", "true")
+        await_template(warm_path(), "the warm template did not come up")
     keepers = (("runckeeper", RUNC), ("mrunkeeper", MRUN))
     for name, runtime in keepers:
         ctd.ctr("run", "-d", "--runtime", runtime, *pod, "--cgroup", f"/{ctd.ns}/{name}", IMAGE, name, "sleep", "3600")
@@ -98,7 +102,7 @@ def run_on(
     ctd = Containerd(archive, bin_dir, env={"MRUN_WARM": "0"} if cold else None)
     try:
         ctd.ctr("image", "import", wasm)
-        return measure(ctd, work, rounds, sandbox_api=bin_dir is not None)
+        return measure(ctd, work, rounds, sandbox_api=bin_dir is not None, cold=cold)
     finally:
         ctd.stop()
         remove_parent_cgroup(ctd.ns)
