@@ -535,6 +535,15 @@ def test_the_fork_helper_preloads_only_what_the_warm_template_did_not():
     assert preload_needed({**covered, "third": {"mrun_preload": 1}}, warm=True)
 
 
+def test_a_bad_spare_idle_time_is_the_default_not_a_dead_helper():
+    """MRUN_SPARE_IDLE is read by the fork helper at its start: a value it cannot wait on (a typo,
+    a negative, nan, inf) must not kill it (every create of its shim would fail), but mean 10 s."""
+    from mrun.shims.spawner import SPARE_IDLE, _seconds
+
+    assert [_seconds(v, SPARE_IDLE) for v in (None, "", "2.5", "0")] == [SPARE_IDLE, SPARE_IDLE, 2.5, 0.0]
+    assert {_seconds(v, SPARE_IDLE) for v in ("ten", "-1", "nan", "inf", "1e300")} == {SPARE_IDLE}
+
+
 def test_removing_a_container_s_state_survives_a_command_that_locks_it_meanwhile(tmp_path, monkeypatch):
     """`delete` removes the state directory under the container's lock while other commands on
     the same id may be starting: one that opens the lock file after it was unlinked and before
