@@ -349,7 +349,9 @@ def _daemon(
     threading.Thread(target=server.serve, args=(listener,), daemon=True).start()
     # containerd connects right after start; a shim nobody ever calls (containerd died in
     # between) goes away instead of waiting forever.
-    uncalled = float(os.environ.get("MRUN_SHIM_UNCALLED_EXIT") or UNCALLED_EXIT)
+    from mrun import knobs
+
+    uncalled = knobs.seconds("MRUN_SHIM_UNCALLED_EXIT", UNCALLED_EXIT)
     if not service.shutdown_requested.wait(uncalled) and not server.calls:
         service.shut_down()
     service.shutdown_requested.wait()

@@ -16,7 +16,7 @@ import select
 import socket
 import sys
 
-from mrun import jsonio
+from mrun import jsonio, knobs
 from mrun.errors import MrunError
 
 TYPE_CHECKING = False
@@ -264,16 +264,6 @@ class Spare:
             pass
 
 
-def _seconds(value: str | None, default: float) -> float:
-    """A number of seconds from the environment; the default for anything else (a helper that
-    died of a typo would fail every create of its shim)."""
-    try:
-        seconds = float(value or default)
-    except ValueError:
-        return default
-    return seconds if 0 <= seconds < 1e6 else default  # nan and inf too: select takes neither
-
-
 def _read_answer(r: int) -> dict:
     """The worker's answer, whole, or the one line for a worker that died first."""
     out = b""
@@ -300,7 +290,7 @@ def serve(sock: socket.socket) -> None:
     preload = preload_needed(backends.impls, warm_client.in_template_child)  # type: ignore[attr-defined]
     copies = os.environ.get("MRUN_PRISTINE") != "0"
     spares = os.environ.get("MRUN_SPARE_WORKER") != "0"
-    idle = _seconds(os.environ.get("MRUN_SPARE_IDLE"), SPARE_IDLE)
+    idle = knobs.seconds("MRUN_SPARE_IDLE", SPARE_IDLE)
     spare = Spare.fork(backends, copies, sock) if spares else None
     while True:
         if spare is not None and not select.select([sock], [], [], idle)[0]:

@@ -535,13 +535,21 @@ def test_the_fork_helper_preloads_only_what_the_warm_template_did_not():
     assert preload_needed({**covered, "third": {"mrun_preload": 1}}, warm=True)
 
 
-def test_a_bad_spare_idle_time_is_the_default_not_a_dead_helper():
-    """MRUN_SPARE_IDLE is read by the fork helper at its start: a value it cannot wait on (a typo,
-    a negative, nan, inf) must not kill it (every create of its shim would fail), but mean 10 s."""
-    from mrun.shims.spawner import SPARE_IDLE, _seconds
+def test_a_bad_number_of_seconds_in_the_environment_is_the_default_not_a_dead_process(monkeypatch):
+    """MRUN_SPARE_IDLE, MRUN_SHIM_UNCALLED_EXIT and MRUN_WARM_IDLE are read by a fork helper, a shim
+    daemon and the template at their start: a value they cannot wait on (a typo, a negative, nan,
+    inf) must mean the default, not a process that dies and fails every later call."""
+    from mrun.knobs import seconds
 
-    assert [_seconds(v, SPARE_IDLE) for v in (None, "", "2.5", "0")] == [SPARE_IDLE, SPARE_IDLE, 2.5, 0.0]
-    assert {_seconds(v, SPARE_IDLE) for v in ("ten", "-1", "nan", "inf", "1e300")} == {SPARE_IDLE}
+    said = {}
+    for value in (None, "", "2.5", "0", "ten", "-1", "nan", "inf", "1e300"):
+        if value is None:
+            monkeypatch.delenv("MRUN_SPARE_IDLE", raising=False)
+        else:
+            monkeypatch.setenv("MRUN_SPARE_IDLE", value)
+        said[value] = seconds("MRUN_SPARE_IDLE", 10.0)
+    assert said == {None: 10.0, "": 10.0, "2.5": 2.5, "0": 0.0, "ten": 10.0, "-1": 10.0, "nan": 10.0, "inf": 10.0,
+                    "1e300": 10.0}
 
 
 def test_removing_a_container_s_state_survives_a_command_that_locks_it_meanwhile(tmp_path, monkeypatch):

@@ -636,7 +636,9 @@ def _main() -> None:
     with open(path[: -len(".sock")] + ".pid", "w") as f:
         f.write(str(os.getpid()))
     log(f"serving {path} (loaded in {time.monotonic() - t0:.2f} s, code {template.digest[:12]})")
-    idle = float(os.environ.get("MRUN_WARM_IDLE") or IDLE_EXIT)
+    from mrun import knobs
+
+    idle = knobs.seconds("MRUN_WARM_IDLE", IDLE_EXIT)
     try:
         template.serve(idle)
     except SystemExit:
