@@ -516,7 +516,7 @@ def test_an_idle_template_leaves_and_the_next_caller_brings_one_back(h, tmp_path
         for _ in range(2):
             subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, env=env, check=True, timeout=30)
             status = await_template(path)
-            spares = spares_of(path, wait=5)  # forked before the template answers; named by itself, soon after
+            spares = spares_of(path, wait=5)  # forked once no caller came for a moment (template.QUIET)
             assert spares, "no spare child waits for the next caller"
             deadline = time.monotonic() + 10
             while os.path.exists(path) or running(status["pid"]) or any(running(p) for p in spares):
@@ -578,9 +578,9 @@ def test_a_sigterm_outside_the_wait_for_a_caller_stops_the_template_before_its_n
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(str(tmp_path / "s.sock"))
     listener.listen(1)
-    serving = object.__new__(template.Template)  # only what serve() touches before its first wait
+    serving = object.__new__(template.Template)  # only what serve() touches before its first long wait
     serving.listener, serving.leaving = listener, False
-    serving.keep_spare = lambda: template.on_sigterm(signal.SIGTERM, None)  # as if it came mid-fork
+    serving.settle = lambda: template.on_sigterm(signal.SIGTERM, None)  # as if it came mid-fork
     try:
         t0 = time.monotonic()
         with pytest.raises(SystemExit):

@@ -8,7 +8,8 @@ to stop (SIGTERM). The socket and its directory are root's alone, and the peer's
 are checked on every connection as well.
 
 Between callers it keeps one child forked in advance (``mrun-warm-spare``): a checked caller is
-handed to it over a socket pair, so the fork is not on the caller's path.
+handed to it over a socket pair, so the fork is not on the caller's path. The next one is forked
+once no caller has come for QUIET seconds, off the path of the child just handed over.
 
 A request is one message: "cli" (``client.run``: an ``mrun`` verb, whose exit status goes back),
 "shim" (the native ``containerd-shim-mrun-v2``: its ``start``, ``delete`` or ``-info``, likewise)
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 KINDS = ("cli", "shim", "shim-daemon")  # what a caller may ask for (docstring above)
 IDLE_EXIT = 300.0  # seconds without a caller ($MRUN_WARM_IDLE)
 LOCK_WAIT = 3.0  # seconds to wait for a template that is leaving to let go of the lock
+QUIET = 0.02  # seconds without a caller before the template readies itself for the next (settle)
 
 
 def log(msg: str) -> None:
@@ -156,15 +158,19 @@ class Template:
         self.script_dir = script_dir  # the Python launchers' directory, as the first caller had it
 
     def serve(self, idle: float) -> None:
-        self.listener.settimeout(idle)
+        settled = False  # mrun_warm run and the spare forked since the last caller (or the start)
         while not self.leaving:
-            self.keep_spare()
+            self.listener.settimeout(idle if settled else QUIET)
             try:
                 stop.safe = True  # a SIGTERM from here to the connection raises SystemExit here
                 if stop.pending:
                     raise SystemExit(0)
                 conn, _ = self.listener.accept()
             except TimeoutError:
+                if not settled:
+                    self.settle()
+                    settled = True
+                    continue
                 log(f"idle for {idle:g} s: leaving")
                 break
             except InterruptedError:
@@ -177,12 +183,21 @@ class Template:
                 log(f"request failed: {e.__class__.__name__}: {e}")
             finally:
                 conn.close()
-            try:  # while the child works: what it may have added (a newly compiled module)
-                self.backends.pm.hook.mrun_warm()
-                freeze()
-            except Exception as e:  # noqa: BLE001
-                log(f"a backend's mrun_warm failed: {e.__class__.__name__}: {e}")
+            settled = False
         self.leave()
+
+    def settle(self) -> None:
+        """Once no caller has come for QUIET seconds: what the last child may have added (a newly
+        compiled module), then the spare forked with it. Not at once: the child just handed over
+        (a shim daemon forking its helper, a create) runs on this node's CPUs right then, and the
+        spare's fork and first run (~1.5 ms of CPU) would be on its path. A caller that comes
+        meanwhile gets a fork of its own, as when there is no spare."""
+        try:
+            self.backends.pm.hook.mrun_warm()
+            freeze()
+        except Exception as e:  # noqa: BLE001
+            log(f"a backend's mrun_warm failed: {e.__class__.__name__}: {e}")
+        self.keep_spare()
 
     def leave(self) -> None:
         """Remove the socket if it is still ours (a newer template may have replaced it)."""
