@@ -580,11 +580,21 @@ def test_a_sigterm_outside_the_wait_for_a_caller_stops_the_template_before_its_n
     listener.listen(1)
     serving = object.__new__(template.Template)  # only what serve() touches before its first long wait
     serving.listener, serving.leaving = listener, False
-    serving.settle = lambda: template.on_sigterm(signal.SIGTERM, None)  # as if it came mid-fork
+    raised_inside = []
+
+    def settle() -> None:  # where the spare is forked: as if the signal came mid-fork
+        try:
+            template.on_sigterm(signal.SIGTERM, None)
+        except SystemExit:
+            raised_inside.append(True)  # an after-fork hook would have swallowed it
+            raise
+
+    serving.settle = settle
     try:
         t0 = time.monotonic()
         with pytest.raises(SystemExit):
             serving.serve(30)
+        assert not raised_inside, "SIGTERM was raised inside the fork of the spare"
         assert time.monotonic() - t0 < 10  # it did not wait for a caller (30 s) first
     finally:
         template.stop.safe = template.stop.pending = False

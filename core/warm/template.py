@@ -167,16 +167,18 @@ class Template:
                     raise SystemExit(0)
                 conn, _ = self.listener.accept()
             except TimeoutError:
-                if not settled:
-                    self.settle()
-                    settled = True
-                    continue
-                log(f"idle for {idle:g} s: leaving")
-                break
+                if settled:
+                    log(f"idle for {idle:g} s: leaving")
+                    break
+                conn = None
             except InterruptedError:
                 continue
             finally:
                 stop.safe = False
+            if conn is None:  # after stop.safe is off: a SIGTERM as settle forks is noted, not raised
+                self.settle()
+                settled = True
+                continue
             try:
                 self.handle(conn)
             except Exception as e:  # noqa: BLE001 - one bad request must not end the template
