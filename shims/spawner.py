@@ -10,7 +10,6 @@ then reparents to the daemon, which is a child subreaper, and the daemon reaps i
 
 from __future__ import annotations
 
-import array
 import os
 import select
 import socket
@@ -18,6 +17,7 @@ import sys
 
 from mrun import jsonio, knobs
 from mrun.errors import MrunError
+from mrun.kernel import fdpass
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -25,27 +25,22 @@ if TYPE_CHECKING:
 
 
 def send(sock: socket.socket, msg: dict, fds: list[int]) -> None:
+    """One request or answer: its length, the JSON, and ``fds`` on its first bytes."""
     data = jsonio.dumps(msg).encode()
-    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
-    sock.sendmsg([len(data).to_bytes(4, "big") + data], anc)
+    sock.sendmsg([len(data).to_bytes(4, "big") + data], fdpass.rights(fds))
 
 
 def recv(sock: socket.socket) -> tuple[dict, list[int]] | None:
-    fds = array.array("i")
-    data, anc, _, _ = sock.recvmsg(1 << 20, socket.CMSG_SPACE(16 * fds.itemsize))
-    if not data:
+    """``send``'s message and its descriptors; None at the socket's end."""
+    data, anc, _, _ = sock.recvmsg(1 << 20, fdpass.space(16))
+    fds = fdpass.received(anc)
+    head = fdpass.read_exact(sock, 4, data[:4]) if data else None
+    body = fdpass.read_exact(sock, int.from_bytes(head, "big"), data[4:]) if head is not None else None
+    if body is None:
+        for fd in fds:  # a sender that died mid-way: nothing it sent is acted on
+            os.close(fd)
         return None
-    for level, kind, payload in anc:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
-    size = int.from_bytes(data[:4], "big")
-    body = data[4:]
-    while len(body) < size:
-        more = sock.recv(size - len(body))
-        if not more:
-            return None
-        body += more
-    return jsonio.loads(body), list(fds)
+    return jsonio.loads(body), fds
 
 
 def _create(msg: dict, fds: list[int], backends: object) -> dict:

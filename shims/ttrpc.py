@@ -17,6 +17,7 @@ import sys
 import threading
 from collections.abc import Callable
 
+from mrun.kernel.fdpass import read_exact
 from mrun.shims.proto import ttrpc_pb2
 
 HEADER = struct.Struct(">IIBB")
@@ -36,16 +37,6 @@ class TTRPCError(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code, self.message = code, message
-
-
-def _read_exact(conn: socket.socket, n: int) -> bytes | None:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = conn.recv(min(n - len(buf), 1 << 20))
-        if not chunk:
-            return None
-        buf += chunk
-    return bytes(buf)
 
 
 def _discard(conn: socket.socket, n: int) -> bool:
@@ -70,13 +61,13 @@ class Connection:
 
     def read_frame(self) -> tuple[int, int, bytes | None] | None:
         """(stream, type, data); data is None when the frame was too large and was skipped."""
-        header = _read_exact(self.sock, HEADER.size)
+        header = read_exact(self.sock, HEADER.size)
         if header is None:
             return None
         length, stream, kind, _flags = HEADER.unpack(header)
         if length > MAX_MESSAGE:
             return (stream, kind, None) if _discard(self.sock, length) else None
-        data = _read_exact(self.sock, length)
+        data = read_exact(self.sock, length)
         return None if data is None else (stream, kind, data)
 
 

@@ -617,3 +617,35 @@ def test_undo_takes_back_last_first_runs_every_step_and_raises_the_last_failure(
         undo.callback(ran.append, "made")
         undo.pop_all()
     assert ran == []
+
+
+def test_descriptors_and_exact_reads_over_a_unix_socket():
+    """mrun.kernel.fdpass, shared by the fork helper, the pristine copy, the template and the
+    console hand-over: descriptors sent with a message arrive as the same files, a partial one
+    (a cut-short ancillary buffer) is none, and an exact read stops at the stream's end."""
+    import socket
+
+    from mrun.kernel import fdpass
+
+    ours, theirs = socket.socketpair()
+    r, w = os.pipe()
+    try:
+        assert fdpass.rights([]) == []
+        ours.sendmsg([b"x" * 3], fdpass.rights([r, w, r]))
+        data, anc, _, _ = theirs.recvmsg(1, fdpass.space(3))
+        got = fdpass.received(anc)
+        assert data == b"x" and len(got) == 3
+        assert [os.fstat(fd).st_ino for fd in got] == [os.fstat(fd).st_ino for fd in (r, w, r)]
+        for fd in got:
+            os.close(fd)
+        level, kind, blob = fdpass.rights([r, w])[0]
+        assert fdpass.received([(level, kind, blob[:6])]) == [r]  # 6 bytes: one whole int
+        ours.sendall(b"y")
+        assert fdpass.read_exact(theirs, 4, data) == b"xxxy"  # what was read first, then the rest
+        ours.sendall(b"abc")
+        ours.close()
+        assert fdpass.read_exact(theirs, 5) is None  # 3 bytes, then the end
+    finally:
+        theirs.close()
+        os.close(r)
+        os.close(w)

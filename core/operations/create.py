@@ -261,9 +261,7 @@ class ConsoleRelay:
         self.thread.start()
 
     def _relay(self) -> None:
-        import array
-        import socket
-
+        from mrun.kernel import fdpass
         from mrun.sandbox.console import receive_fd
 
         try:
@@ -271,8 +269,7 @@ class ConsoleRelay:
             with conn:
                 master = receive_fd(conn)
             try:
-                rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [master]))]
-                self.onward.sendmsg([b"pty"], rights)
+                self.onward.sendmsg([b"pty"], fdpass.rights([master]))
             finally:
                 os.close(master)
         except OSError:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import array
 import fcntl
 import os
 import select
@@ -11,6 +10,8 @@ import struct
 import sys
 import termios
 import threading
+
+from mrun.kernel import fdpass
 
 
 def connect(path: str) -> socket.socket:
@@ -30,7 +31,7 @@ def make_controlling_pty(sock: socket.socket, size: dict[str, int] | None) -> No
     if size and size.get("height") and size.get("width"):
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size["height"], size["width"], 0, 0))
     name = os.ttyname(slave)
-    sock.sendmsg([name.encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [master]))])
+    sock.sendmsg([name.encode()], fdpass.rights([master]))
     sock.close()
     os.close(master)
     fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
@@ -42,11 +43,8 @@ def make_controlling_pty(sock: socket.socket, size: dict[str, int] | None) -> No
 
 def receive_fd(sock: socket.socket) -> int:
     """The other side: take the pty master a container sent."""
-    fds = array.array("i")
-    _, ancdata, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+    _, ancdata, _, _ = sock.recvmsg(4096, fdpass.space(1))
+    fds = fdpass.received(ancdata)
     if not fds:
         raise OSError("no file descriptor received on the console socket")
     return fds[0]

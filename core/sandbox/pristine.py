@@ -49,8 +49,9 @@ class Pristine:
         """Send ``launch``, the channel end ``ch`` it is to speak on, every descriptor of ours but
         ``keep_out``, and the modules we imported since it was made. -> False (it acts on nothing
         it got): the caller forks as before and lets it go."""
-        import array
         import pickle
+
+        from mrun.kernel import fdpass
 
         try:
             plan = pickle.dumps(launch, protocol=pickle.HIGHEST_PROTOCOL)
@@ -69,7 +70,7 @@ class Pristine:
                               protocol=pickle.HIGHEST_PROTOCOL)
         body = len(header).to_bytes(4, "big") + header + len(plan).to_bytes(4, "big") + plan
         try:
-            if self.sock.sendmsg([body[:1]], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]) != 1:
+            if self.sock.sendmsg([body[:1]], fdpass.rights(fds)) != 1:
                 return False
             self.sock.sendall(body[1:])
         except OSError:  # it died waiting, or mid-way: it acts on nothing incomplete
@@ -170,32 +171,27 @@ def _wait_for_plan(sock: socket.socket) -> NoReturn:
 def _receive(sock: socket.socket) -> tuple[Channel, bytes, list[str]] | None:
     """-> (the channel, the pickled plan, the sender's modules), our descriptors already the
     sender's; None: dismissed."""
-    import array
     import pickle
 
+    from mrun.kernel import fdpass
     from mrun.sandbox.launch import Channel
 
-    fds = array.array("i")
-    first, ancdata, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(MAX_FDS * fds.itemsize))
+    first, ancdata, _, _ = sock.recvmsg(1, fdpass.space(MAX_FDS))
     if not first:
         return None
-    for level, kind, blob in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(blob[: len(blob) - (len(blob) % fds.itemsize)])
+    fds = fdpass.received(ancdata)
     sock.settimeout(5)  # the rest follows at once; a sender that died mid-way must not hold us
-    buf = bytearray(first)
-    parts = []
+    parts, have = [], first
     for _ in ("header", "plan"):
-        while len(buf) < 4:
-            buf += _recv(sock)
-        size = int.from_bytes(buf[:4], "big")
-        while len(buf) < 4 + size:
-            buf += _recv(sock)
-        parts.append(bytes(buf[4 : 4 + size]))
-        del buf[: 4 + size]
+        head = fdpass.read_exact(sock, 4, have[:4])
+        part = None if head is None else fdpass.read_exact(sock, int.from_bytes(head, "big"), have[4:])
+        if part is None:
+            raise EOFError("the creating process went away while handing over")
+        parts.append(part)
+        have = b""
     targets, flags, rfd, wfd, modules = pickle.loads(parts[0])
     sock.detach()  # _install closes it: all was read
-    _install(list(fds), targets, flags)
+    _install(fds, targets, flags)
     return Channel(rfd, wfd), parts[1], modules
 
 
@@ -208,13 +204,6 @@ def _import_missing(modules: list[str]) -> None:
             __import__(name)
         except Exception:  # noqa: BLE001 - one made at run time, not importable by name
             pass
-
-
-def _recv(sock: socket.socket) -> bytes:
-    chunk = sock.recv(65536)
-    if not chunk:
-        raise EOFError("the creating process went away while handing over")
-    return chunk
 
 
 def _install(got: list[int], targets: list[int], flags: list[bool]) -> None:

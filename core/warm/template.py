@@ -587,19 +587,17 @@ def _recv_fds(conn: socket.socket) -> tuple[list[int] | None, int | None]:
     """The caller's descriptors: one message of SCM_RIGHTS (and a byte to carry them), and the
     pid the kernel stamped on it (SCM_CREDENTIALS, with SO_PASSCRED on): who sent it, not who
     connected."""
-    import array
     import struct
 
-    fds = array.array("i")
-    space = socket.CMSG_SPACE(client.MAX_FDS * fds.itemsize) + socket.CMSG_SPACE(struct.calcsize("3i"))
+    from mrun.kernel import fdpass
+
+    space = fdpass.space(client.MAX_FDS) + socket.CMSG_SPACE(struct.calcsize("3i"))
     data, anc, _flags, _addr = conn.recvmsg(1, space)
     sender = None
     for level, kind, payload in anc:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
-        elif level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(payload) >= 12:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(payload) >= 12:
             sender = struct.unpack("3i", payload[:12])[0]
-    received = list(fds)
+    received = fdpass.received(anc)
     for fd in received:
         os.set_inheritable(fd, False)
     if data != b"F":

@@ -1,0 +1,48 @@
+"""Descriptors passed over unix sockets (SCM_RIGHTS), and a stream read to an exact length: what
+the shim's fork helper and its workers, the pristine copy, the warm template and a console's pty
+hand-over share. Pure Python on the bare ``_socket`` (no ``array``, no ``socket``): the pristine
+copy and the create path import it. (``warm.client``, which every Python launcher imports, keeps
+its own two lines of each, to import nothing more of mrun's than ``jsonio``.)"""
+
+from __future__ import annotations
+
+import _socket
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+_INT = 4  # bytes of a C int, a descriptor's size in SCM_RIGHTS on Linux
+
+
+def rights(fds: list[int]) -> list[tuple[int, int, bytes]]:
+    """The ancillary data that sends ``fds`` with a message: none for no descriptor."""
+    data = b"".join(fd.to_bytes(_INT, sys.byteorder, signed=True) for fd in fds)
+    return [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, data)] if fds else []
+
+
+def space(count: int) -> int:
+    """The ancillary buffer ``recvmsg`` needs for up to ``count`` descriptors."""
+    return _socket.CMSG_SPACE(count * _INT)
+
+
+def received(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
+    """The descriptors in what ``recvmsg`` returned (a partial one, cut short, is none)."""
+    fds: list[int] = []
+    for level, kind, data in ancdata:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            whole = len(data) - len(data) % _INT
+            fds += [int.from_bytes(data[i : i + _INT], sys.byteorder, signed=True) for i in range(0, whole, _INT)]
+    return fds
+
+
+def read_exact(sock: Any, size: int, have: bytes = b"") -> bytes | None:
+    """``size`` bytes from a stream socket, ``have`` (already read) first; None at its end."""
+    buf = bytearray(have)
+    while len(buf) < size:
+        chunk = sock.recv(min(size - len(buf), 1 << 20))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
