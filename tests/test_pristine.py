@@ -145,13 +145,16 @@ def test_an_intermediate_killed_after_its_fork_does_not_leave_the_host_waiting()
     os.close(said_w)
     grandchild = int(os.read(said_r, 32))
     os.close(said_r)
+    watched = launch._pidfd(pid)
+    assert watched is not None, "no pidfd_open here (Linux < 5.3): the wait cannot watch the intermediate"
     try:
         started = time.monotonic()
-        assert launch._from_intermediate(host, pid) == {"eof": True}
+        assert launch._from_intermediate(host, watched) == {"eof": True}
         assert time.monotonic() - started < 5
         host.held.append({"pid": 7})  # and what came first is read first, as host.recv reads it
-        assert launch._from_intermediate(host, pid) == {"pid": 7}
+        assert launch._from_intermediate(host, watched) == {"pid": 7}
     finally:
+        os.close(watched)
         os.kill(grandchild, signal.SIGKILL)
         os.waitpid(pid, 0)
         host.close()

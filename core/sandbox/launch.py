@@ -350,30 +350,33 @@ def _tell(host: Channel, **msg: Any) -> None:
         raise MrunError(DIED) from None
 
 
-def _from_intermediate(host: Channel, pid: int) -> dict[str, Any]:
-    """``host.recv()`` for the intermediate's turn, watching it too. It forks the container's
-    process, which inherits the channel and waits for our word: killed between that fork and its
-    report, the intermediate would leave us waiting for good, the channel held open by a process
-    waiting for us. Once it has died, what it wrote is in the pipe already: whatever is there is
-    read, and then its death is the end of the channel."""
+def _from_intermediate(host: Channel, pidfd: int | None) -> dict[str, Any]:
+    """``host.recv()`` for the intermediate's turn, watching it too (``pidfd``: None, without
+    one). It forks the container's process, which inherits the channel and waits for our word:
+    killed between that fork and its report, the intermediate would leave us waiting for good,
+    the channel held open by a process waiting for us. Once it has died, what it wrote is in the
+    pipe already: whatever is there is read, and then its death is the end of the channel."""
     import select
 
-    try:
-        pidfd = os.pidfd_open(pid)
-    except OSError:  # no pidfd (Linux < 5.3), or already reaped: as before
+    if pidfd is None:
         return host.recv()
+    while not host.held and b"\n" not in host.buf:
+        ready = select.select([host.rfd, pidfd], [], [])[0]
+        if host.rfd not in ready and not select.select([host.rfd], [], [], 0)[0]:
+            return {"eof": True}  # dead, and nothing more of its in the pipe
+        chunk = os.read(host.rfd, 65536)
+        if not chunk:
+            return {"eof": True}
+        host.buf += chunk
+    return host.recv()
+
+
+def _pidfd(pid: int) -> int | None:
+    """A pidfd of our unreaped child, or None (Linux < 5.3: we wait on the channel alone)."""
     try:
-        while not host.held and b"\n" not in host.buf:
-            ready = select.select([host.rfd, pidfd], [], [])[0]
-            if host.rfd not in ready and not select.select([host.rfd], [], [], 0)[0]:
-                return {"eof": True}  # dead, and nothing more of its in the pipe
-            chunk = os.read(host.rfd, 65536)
-            if not chunk:
-                return {"eof": True}
-            host.buf += chunk
-        return host.recv()
-    finally:
-        os.close(pidfd)
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
 
 
 def _fork(launch: Launch, host: Channel, child: Channel) -> tuple[int, bool]:
@@ -413,7 +416,8 @@ def spawn(launch: Launch) -> tuple[int, Channel]:
         _intermediate(launch, child)
     child.close()
     # Until it has said "pid", the intermediate's death ends the wait (_from_intermediate).
-    recv = host.recv if direct else (lambda: _from_intermediate(host, forked))
+    watched = None if direct else _pidfd(forked)
+    recv = host.recv if direct else (lambda: _from_intermediate(host, watched))
     try:
         if direct:
             msg = recv()
@@ -451,6 +455,8 @@ def spawn(launch: Launch) -> tuple[int, Channel]:
             _end_child(forked)
         raise
     finally:
+        if watched is not None:
+            os.close(watched)
         pristine = launch.pristine
         if not direct and not (pristine is not None and pristine.handed and pristine.pid == forked):
             os.waitpid(forked, 0)  # a pristine copy is reaped by its armer (disarm), off this path
