@@ -165,6 +165,9 @@ def template_figures() -> tuple[int, int] | None:
     if not status:
         return None
     pid = status["pid"]
+    # Once it has closed our status connection and readied itself (template.QUIET): counted at
+    # once, that connection was sometimes still open (7 -> 8).
+    time.sleep(0.2)
     return private_kib(pid), len(os.listdir(f"/proc/{pid}/fd"))
 
 
