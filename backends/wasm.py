@@ -122,7 +122,10 @@ _engine: Any = None
 
 def engine() -> Any:
     """One engine per process: epoch interruption on, compilation on this thread only, because
-    the process forks afterwards and a compiler thread pool does not survive a fork."""
+    the process forks afterwards and a compiler thread pool does not survive a fork. What
+    wasmtime offers for many short instances: copy-on-write memory images (``memory_init_cow``)
+    are on by default; the pooling allocator is not reachable from wasmtime-py (50: its Config has
+    no allocation strategy), and each container is one instance in a process of its own anyway."""
     global _engine
     if _engine is None:
         import wasmtime
