@@ -50,15 +50,22 @@ def containerd2_bin(work: pathlib.Path) -> str | None:
     return next(d for d, _, files in os.walk(work) if "containerd" in files and "ctr" in files)
 
 
+def own_root(ctd: Containerd, runtime: str) -> list[str]:
+    """runc's state under our containerd's directory: its shim's default is /run/containerd/runc."""
+    return ["--runc-root", ctd.runc_root] if runtime == RUNC else []
+
+
 def measure(ctd: Containerd, work: pathlib.Path, rounds: int, sandbox_api: bool, cold: bool) -> dict[str, float]:
     """Median milliseconds of `ctr run --rm` per case."""
     pod = ["--annotation", "io.kubernetes.cri.sandbox-id=benchpod"]
     if not cold:  # the pods' shims are started below: from the template, not before it is up
-        ctd.ctr("run", "--rm", "--runtime", MRUN, "--cgroup", f"/{ctd.ns}/warmup", IMAGE, "warmup", "true")
+        ctd.ctr("run", "--rm", "--fifo-dir", ctd.fifo_dir, "--runtime", MRUN, "--cgroup", f"/{ctd.ns}/warmup", IMAGE,
+                "warmup", "true")
         await_template(warm_path(), "the warm template did not come up")
     keepers = (("runckeeper", RUNC), ("mrunkeeper", MRUN))
     for name, runtime in keepers:
-        ctd.ctr("run", "-d", "--runtime", runtime, *pod, "--cgroup", f"/{ctd.ns}/{name}", IMAGE, name, "sleep", "3600")
+        ctd.ctr("run", "-d", "--fifo-dir", ctd.fifo_dir, *own_root(ctd, runtime), "--runtime", runtime, *pod,
+                "--cgroup", f"/{ctd.ns}/{name}", IMAGE, name, "sleep", "3600")
     cases = {
         "one shim per container: runc, linux": (RUNC, IMAGE, ECHO, []),
         "one shim per container: mrun, linux": (MRUN, IMAGE, ECHO, []),
@@ -80,7 +87,7 @@ def measure(ctd: Containerd, work: pathlib.Path, rounds: int, sandbox_api: bool,
                 cid = f"b{i}-{abs(hash(name)) % 100000}"
                 t = time.perf_counter()
                 r = ctd.ctr(
-                    "run", "--rm", "--fifo-dir", ctd.fifo_dir, "--runtime", runtime,
+                    "run", "--rm", "--fifo-dir", ctd.fifo_dir, *own_root(ctd, runtime), "--runtime", runtime,
                     "--cgroup", f"/{ctd.ns}/{cid}", *extra, image, cid, *args, check=False,
                 )
                 elapsed = time.perf_counter() - t

@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
 
 from busybox_bundle import remove_parent_cgroup  # noqa: E402
 from conftest import IMAGE, warm_path  # noqa: E402
-from shim import MRUN, RUNC, busybox_archive, containerd2_bin  # noqa: E402
+from shim import MRUN, RUNC, busybox_archive, containerd2_bin, own_root  # noqa: E402
 from test_containerd import WASM_IMAGE, Containerd, build_wasm_archive  # noqa: E402
 
 
@@ -116,8 +116,8 @@ def throughput(ctd: Containerd, runtime: str, image: str, args: list[str], tasks
             if i is None:
                 return
             cid = f"{tag}{i}"
-            r = ctd.ctr("run", "--rm", "--fifo-dir", ctd.fifo_dir, "--runtime", runtime, "--cgroup",
-                        f"/{ctd.ns}/{cid}", image, cid, *args, check=False)
+            r = ctd.ctr("run", "--rm", "--fifo-dir", ctd.fifo_dir, *own_root(ctd, runtime), "--runtime", runtime,
+                        "--cgroup", f"/{ctd.ns}/{cid}", image, cid, *args, check=False)
             if r.returncode not in (0, 3):
                 failures.append(r.stderr[-300:])
 
@@ -142,7 +142,8 @@ def density(ctd: Containerd, runtime: str, image: str, args: list[str], count: i
     ids = [f"{tag}{i}" for i in range(count)]
     try:
         for cid in ids:
-            ctd.ctr("run", "-d", "--runtime", runtime, *extra, "--cgroup", f"/{ctd.ns}/{cid}", image, cid, *args)
+            ctd.ctr("run", "-d", "--fifo-dir", ctd.fifo_dir, *own_root(ctd, runtime), "--runtime", runtime, *extra,
+                    "--cgroup", f"/{ctd.ns}/{cid}", image, cid, *args)
         time.sleep(2)  # let them settle into their wait (and a pod's shim let its spare worker go)
         tree = children()
         pids = {p for d in shim_daemons(ctd, shim) for p in subtree(d, tree)}
@@ -185,7 +186,8 @@ def main() -> None:
         # 1 s here, so the density of a settled pod is what is measured 2 s after the last create.
         ctd = Containerd(archive, bin_dir, env={"MRUN_SPARE_IDLE": "1"})
         ctd.ctr("image", "import", wasm)
-        ctd.ctr("run", "--rm", "--runtime", MRUN, "--cgroup", f"/{ctd.ns}/first", WASM_IMAGE, "first", check=False)
+        ctd.ctr("run", "--rm", "--fifo-dir", ctd.fifo_dir, "--runtime", MRUN, "--cgroup", f"/{ctd.ns}/first",
+                WASM_IMAGE, "first", check=False)
         time.sleep(3)  # the template comes up after the first start
         before = template_figures()
         served = 0
