@@ -82,14 +82,16 @@ def make_parents(path: str, marks: str) -> None:
 
 
 def release_parents(path: str, marks: str) -> None:
-    """Remove ``path``'s empty parents that carry mrun's mark, bottom up; stop at the first in use."""
+    """Remove ``path``'s empty parents that carry mrun's mark, bottom up; stop at the first in use.
+    Then the directory of marks, if nothing is marked any more: also when this finds no mark at
+    all, for a release killed after unlinking the last one left that directory behind."""
     if not marks:
         return
     p = os.path.dirname(path)
     while p not in ("/", ""):
         mark = _mark_name(marks, p)
         if not os.path.exists(mark):
-            return
+            break
         try:
             os.rmdir(p)
         except FileNotFoundError:
@@ -103,11 +105,11 @@ def release_parents(path: str, marks: str) -> None:
         if os.path.isdir(p):  # a concurrent create made it again between our rmdir and unlink
             _mark(marks, p)
             return
-        try:
-            os.rmdir(marks)  # nothing marked any more: leave the state root as it was
-        except OSError:
-            pass
         p = os.path.dirname(p)
+    try:
+        os.rmdir(marks)  # nothing marked any more: leave the state root as it was
+    except OSError:
+        pass
 
 
 def release_marked(marks: str) -> list[str]:
