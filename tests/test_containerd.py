@@ -413,6 +413,78 @@ def test_shim_killed_mid_run_is_cleaned_up_by_containerd(ctd):
     assert not os.path.exists(socket_path), f"the dead shim's socket was left behind: {log[-8:]}"
 
 
+def test_a_shim_process_killed_at_any_instant_of_a_run_leaves_nothing_after_clean_up(ctd):
+    """SIGKILL, at seeded random instants of `ctr run --rm`, one process of the mrun shim's tree
+    (the daemon, its fork helper, a create worker or its pristine copy; by pid, ours): containerd
+    notices and runs the shim's `delete`, a user runs `ctr task rm -f` and `ctr container rm`, and
+    then nothing of the container is left: no process, cgroup, mount, shim state or socket."""
+    import random
+
+    variant = 2 * (ctd.bin_dir is not None) + ctd.warm  # each containerd variant its own instants
+    rng = random.Random(int(os.environ.get("MRUN_FAULT_SEED", "20261130")) + variant)
+    kills = int(os.environ.get("MRUN_FAULT_KILLS", "20")) // 4  # four containerd variants run it
+    landed = 0
+    for i in range(kills):
+        cid = f"shk{i}"
+        run = subprocess.Popen([ctd.ctr_bin, "--address", ctd.sock, "--namespace", ctd.ns, *shim_run_args(ctd, cid),
+                                "--rm", IMAGE, cid, "sh", "-c", "sleep 0.2"],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            tree: list[int] = []
+            while not tree and run.poll() is None and time.monotonic() < deadline:
+                tree = _shim_tree(ctd, cid)
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0, 0.15))
+            tree = _shim_tree(ctd, cid)
+            if tree:
+                os.kill(rng.choice(tree), signal.SIGKILL)
+                landed += 1
+            run.wait(timeout=60)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+        deadline = time.monotonic() + 20
+        while cid in ctd.ctr("task", "ls", "-q").stdout.split():  # containerd notices, runs `delete`
+            ctd.ctr("task", "rm", "-f", cid, check=False)
+            assert time.monotonic() < deadline, f"kill {i}: containerd kept the task of a dead shim"
+            time.sleep(0.2)
+        ctd.ctr("container", "rm", cid, check=False)
+        bundle = os.path.join(ctd.dir, "state", "io.containerd.runtime.v2.task", ctd.ns, cid)
+        state = os.path.join(ctd.dir, "shim-state", ctd.ns, cid)
+        deadline = time.monotonic() + 10
+        while processes_mentioning(cid) or cgroup_dirs(f"/{ctd.ns}/{cid}") or os.path.exists(state):
+            assert time.monotonic() < deadline, (i, processes_mentioning(cid), cgroup_dirs(f"/{ctd.ns}/{cid}"),
+                                                 os.path.exists(state))
+            time.sleep(0.1)
+        with open("/proc/self/mountinfo") as f:
+            assert bundle not in f.read(), f"kill {i}: the rootfs stayed mounted"
+    assert landed >= kills // 2, f"only {landed} of {kills} kills found the shim"
+
+
+def _shim_tree(ctd, cid: str) -> list[int]:
+    """The processes of the mrun shim serving ``cid`` that are the shim's own (its command line,
+    not a container's): the daemon and everything under it that still bears that command line."""
+    try:
+        daemon = _daemon_of(ctd, cid)
+    except (StopIteration, OSError, ValueError):
+        return []
+    found, todo = [], [daemon]
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"containerd-shim-mrun-v2" not in f.read():
+                    continue
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                todo += [int(p) for p in f.read().split()]
+        except OSError:
+            continue
+        found.append(pid)
+    return found
+
+
 def test_a_shim_from_the_template_is_an_exec_d_ones_double_and_needs_no_template(ctd):
     """The daemon bears containerd's command line, environment and cgroup, leads its own session;
     and the template can die (SIGKILL) while tasks run: they, their shims and later ctr calls carry
