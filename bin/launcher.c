@@ -351,9 +351,8 @@ static long recv_message(int sock, char **out, long deadline_ms) {
     return (long)n;
 }
 
-/* MSG_NOSIGNAL: a template gone mid-request is a cold start, not a death by SIGPIPE. */
-/* All of it, to a socket (without SIGPIPE: a template that hung up is an error, not our death)
- * or to a file. */
+/* All of it, to a socket (MSG_NOSIGNAL: a template gone mid-request is a cold start, not a death
+ * by SIGPIPE) or to a file (the kept stdin's memfd). */
 static int write_full(int fd, const char *p, size_t n) {
     int sock = 1;
     while (n > 0) {

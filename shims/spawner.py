@@ -260,22 +260,18 @@ class Spare:
         except ChildProcessError:
             pass
 
+    def retire(self) -> None:
+        """Let go and reaped, now."""
+        self.release()
+        self.reap()
+
 
 def _read_answer(r: int) -> dict:
     """The worker's answer, whole, or the one line for a worker that died first."""
-    out = b""
-    size = None
-    while size is None or len(out) < size:
-        chunk = os.read(r, 65536)
-        if not chunk:
-            break
-        out += chunk
-        if size is None and len(out) >= 4:
-            size, out = int.from_bytes(out[:4], "big"), out[4:]
+    head = fdpass.read_exact(r, 4)
+    body = None if head is None else fdpass.read_exact(r, int.from_bytes(head, "big"))
     os.close(r)
-    if size is None or len(out) < size:
-        return {"error": "the create worker died"}
-    return jsonio.loads(out)
+    return {"error": "the create worker died"} if body is None else jsonio.loads(body)
 
 
 def serve(sock: socket.socket) -> None:
@@ -295,15 +291,13 @@ def serve(sock: socket.socket) -> None:
             spare, wanted = Spare.fork(backends, copies, sock), False
             continue
         if spare is not None and not select.select([sock], [], [], idle)[0]:
-            spare.release()  # no create came: a waiting pair costs a pod ~2 MiB
-            spare.reap()
+            spare.retire()  # no create came: a waiting pair costs a pod ~2 MiB
             spare = None
             continue
         got = recv(sock)
         if got is None:
             if spare is not None:
-                spare.release()
-                spare.reap()
+                spare.retire()
             os._exit(0)
         msg, fds = got
         if preload:

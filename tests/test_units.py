@@ -645,10 +645,15 @@ def test_descriptors_and_exact_reads_over_a_unix_socket():
         ours.sendall(b"abc")
         ours.close()
         assert fdpass.read_exact(theirs, 5) is None  # 3 bytes, then the end
+        os.write(w, b"ab")  # and from a pipe, given its descriptor (the fork helper's answers)
+        os.close(w)
+        w = -1
+        assert fdpass.read_exact(r, 2) == b"ab" and fdpass.read_exact(r, 1) is None
     finally:
         theirs.close()
         os.close(r)
-        os.close(w)
+        if w >= 0:
+            os.close(w)
 
 
 def test_a_release_killed_after_its_last_mark_leaves_nothing_the_next_one_misses(tmp_path):

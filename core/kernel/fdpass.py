@@ -7,6 +7,7 @@ its own two lines of each, to import nothing more of mrun's than ``jsonio``.)"""
 from __future__ import annotations
 
 import _socket
+import os
 import sys
 
 TYPE_CHECKING = False
@@ -37,11 +38,13 @@ def received(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
     return fds
 
 
-def read_exact(sock: Any, size: int, have: bytes = b"") -> bytes | None:
-    """``size`` bytes from a stream socket, ``have`` (already read) first; None at its end."""
+def read_exact(source: Any, size: int, have: bytes = b"") -> bytes | None:
+    """``size`` bytes from a stream socket, or from a descriptor (a pipe's, given as a number),
+    ``have`` (already read) first; None at its end."""
+    read = (lambda n: os.read(source, n)) if isinstance(source, int) else source.recv
     buf = bytearray(have)
     while len(buf) < size:
-        chunk = sock.recv(min(size - len(buf), 1 << 20))
+        chunk = read(min(size - len(buf), 1 << 20))
         if not chunk:
             return None
         buf += chunk

@@ -181,14 +181,13 @@ def _receive(sock: socket.socket) -> tuple[Channel, bytes, list[str]] | None:
         return None
     fds = fdpass.received(ancdata)
     sock.settimeout(5)  # the rest follows at once; a sender that died mid-way must not hold us
-    parts, have = [], first
-    for _ in ("header", "plan"):
-        head = fdpass.read_exact(sock, 4, have[:4])
-        part = None if head is None else fdpass.read_exact(sock, int.from_bytes(head, "big"), have[4:])
+    parts = []
+    for have in (first, b""):  # the header, then the plan; the first byte came with the descriptors
+        head = fdpass.read_exact(sock, 4, have)
+        part = None if head is None else fdpass.read_exact(sock, int.from_bytes(head, "big"))
         if part is None:
             raise EOFError("the creating process went away while handing over")
         parts.append(part)
-        have = b""
     targets, flags, rfd, wfd, modules = pickle.loads(parts[0])
     sock.detach()  # _install closes it: all was read
     _install(fds, targets, flags)
