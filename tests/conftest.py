@@ -54,6 +54,15 @@ def cgroup_dirs(relative: str) -> list[str]:
     return found
 
 
+def children_of(pid: int) -> list[int]:
+    """The children of ``pid``'s main thread (a gone process has none)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
 def processes_mentioning(text: str) -> list[int]:
     """Live (non-zombie) processes whose command line contains ``text``."""
     pids = []

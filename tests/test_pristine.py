@@ -17,6 +17,7 @@ import sys
 import time
 
 import pytest
+from conftest import children_of
 from test_wasm import example, example_path, make, wasm_bundle
 
 
@@ -256,11 +257,6 @@ def test_an_init_from_the_copy_is_the_init_a_fork_makes(h, tmp_path, kind):
         "\n".join(map(str, [*fds, "--", *fds_fork]))
 
 
-def _children(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return [int(p) for p in f.read().split()]
-
-
 def test_a_pods_next_create_finds_its_worker_forked_and_its_copy_armed(h, tmp_path):
     """A pod's creates (the daemon says "more": another will come) are served by a worker the
     helper forked ahead, its pristine copy already armed, with the output a worker forked on
@@ -283,16 +279,16 @@ def test_a_pods_next_create_finds_its_worker_forked_and_its_copy_armed(h, tmp_pa
         create(0, more=True)
         answer = create(1, more=True)
         assert answer.get("spare") and answer.get("pristine"), answer
-        (waiting,) = _children(helper.pid)
+        (waiting,) = children_of(helper.pid)
         os.kill(waiting, signal.SIGKILL)
         time.sleep(0.2)
         answer = create(2, more=True)
         assert "spare" not in answer and answer.get("pristine"), answer
         answer = create(3, more=False)
         assert answer.get("spare"), answer
-        assert _children(helper.pid) == [], "a spare was kept after a create that said no more"
+        assert children_of(helper.pid) == [], "a spare was kept after a create that said no more"
         create(4, more=True)
-        (waiting,) = _children(helper.pid)
+        (waiting,) = children_of(helper.pid)
     finally:
         ours.close()
         helper.wait(timeout=10)
@@ -307,9 +303,9 @@ def test_a_spare_nobody_takes_is_let_go(h, tmp_path):
     ours, helper = _helper(env, warm_wasm=True)
     try:
         time.sleep(0.2)
-        (waiting,) = _children(helper.pid)  # the one a helper forks at its start
+        (waiting,) = children_of(helper.pid)  # the one a helper forks at its start
         deadline = time.monotonic() + 10
-        while _children(helper.pid):
+        while children_of(helper.pid):
             assert time.monotonic() < deadline, "the unused spare was kept"
             time.sleep(0.05)
         assert not os.path.exists(f"/proc/{waiting}")
@@ -333,7 +329,7 @@ def test_a_wasm_module_nobody_keeps_does_not_travel_and_the_create_forks_as_befo
         answer, _fds, out = _run(h, ours, str(tmp_path / "shim-root"), cid, make(h, cfg, base),
                                  str(tmp_path / "out"))
         time.sleep(0.2)  # the answer goes before the worker and the copy are reaped
-        assert _children(helper.pid) == [], "the worker or the unused copy outlived the create"
+        assert children_of(helper.pid) == [], "the worker or the unused copy outlived the create"
     finally:
         ours.close()
         helper.wait(timeout=10)
@@ -365,7 +361,7 @@ def test_a_failed_create_leaves_no_copy_behind(h, tmp_path):
             answer = spawner.recv(ours)[0]
             assert said in answer.get("error", "") and answer.get("pristine") is handed, answer
             time.sleep(0.2)
-            assert _children(helper.pid) == [], "the worker or its copy outlived the failed create"
+            assert children_of(helper.pid) == [], "the worker or its copy outlived the failed create"
     finally:
         ours.close()
         helper.wait(timeout=10)
@@ -391,7 +387,7 @@ def test_a_create_killed_at_any_instant_leaves_what_delete_force_removes(h, tmp_
     def descendants(depth: int) -> list[int]:
         level = [helper.pid]
         for _ in range(depth):
-            level = [c for p in level for c in _children_of(p)]
+            level = [c for p in level for c in children_of(p)]
         return level
 
     def kill_later(delay: float, depth: int, killed: list[int]) -> None:
@@ -436,11 +432,3 @@ def test_a_create_killed_at_any_instant_leaves_what_delete_force_removes(h, tmp_
     finally:
         ours.close()
         helper.wait(timeout=10)
-
-
-def _children_of(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []

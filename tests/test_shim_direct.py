@@ -13,7 +13,7 @@ import time
 import uuid
 
 import pytest
-from conftest import cgroup_dirs, mrun_binary, running, warm_path, warm_served, warm_since
+from conftest import cgroup_dirs, children_of, mrun_binary, running, warm_path, warm_served, warm_since
 from google.protobuf import any_pb2
 from mrun.cgroups import detect
 from mrun.shims import ttrpc
@@ -523,11 +523,6 @@ def test_what_a_delete_would_find_is_what_decides_it_is_answered_in_place(h, tmp
     assert "" == delete_answer(argv, {"MRUN_SHIM_ROOT": str(tmp_path / "elsewhere")})
 
 
-def _children_of(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return [int(p) for p in f.read().split()]
-
-
 def _helper_of(shim: Shim) -> int:
     """The daemon's fork helper: its child that is a Python process (the daemon forked or exec'd it),
     not a container's init. A child is listed under the thread that made it: a replacement helper
@@ -563,7 +558,7 @@ def test_a_dead_fork_helper_is_replaced(h):
     for round_ in range(2):
         helper = _helper_of(shim)
         deadline = time.monotonic() + 5
-        while not _children_of(helper):
+        while not children_of(helper):
             assert time.monotonic() < deadline, "the pod's fork helper keeps no spare worker"
             time.sleep(0.02)
         os.kill(helper, 9)  # our shim's own helper, by pid
