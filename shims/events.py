@@ -12,7 +12,7 @@ import time
 from google.protobuf import any_pb2, timestamp_pb2
 from google.protobuf.message import Message
 from mrun.shims.proto import events_pb2
-from mrun.shims.ttrpc import Client
+from mrun.shims.ttrpc import Client, background
 
 SERVICE = "containerd.services.events.ttrpc.v1.Events"
 TOPICS = {
@@ -53,7 +53,7 @@ class Publisher:
         self.limit = limit
         self.cond = threading.Condition()
         self.sending = False
-        threading.Thread(target=self._send_forever, daemon=True).start()
+        background(self._send_forever)  # not waited for: the daemon is about to serve
 
     def publish(self, event: Message) -> None:
         """Queue one event; its topic follows from its type, its timestamp is now."""

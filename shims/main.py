@@ -334,7 +334,7 @@ def _daemon(
     from mrun.shims.events import Publisher
     from mrun.shims.sandbox import SandboxService
     from mrun.shims.service import TaskService
-    from mrun.shims.ttrpc import Server
+    from mrun.shims.ttrpc import Server, background
 
     namespace = config.get("namespace") or "default"
     ttrpc_address = config.get("ttrpc_address", "")
@@ -345,8 +345,9 @@ def _daemon(
     server = Server(on_last_disconnect=service.containerd_gone)
     service.register(server)
     SandboxService(service).register(server)
-    threading.Thread(target=service.reap_forever, daemon=True).start()
-    threading.Thread(target=server.serve, args=(listener,), daemon=True).start()
+    # Serving first: containerd's Create is on its way (it connected as soon as start answered).
+    background(server.serve, listener)
+    background(service.reap_forever)
     # containerd connects right after start; a shim nobody ever calls (containerd died in
     # between) goes away instead of waiting forever.
     from mrun import knobs

@@ -11,6 +11,7 @@ with Unimplemented, and a failing handler with Unknown.
 
 from __future__ import annotations
 
+import _thread
 import socket
 import struct
 import sys
@@ -71,6 +72,14 @@ class Connection:
         return None if data is None else (stream, kind, data)
 
 
+def background(fn: Callable[..., object], *args: object) -> None:
+    """``fn(*args)`` on a thread of its own, without waiting for it to start: ``Thread.start``
+    waits until the new thread runs, which on a busy node (the shim's first moments: its fork
+    helper, containerd and ctr on the other CPU) cost a call up to a millisecond before the
+    caller went on. Used for threads the process ends without joining (it leaves by _exit)."""
+    _thread.start_new_thread(fn, args)
+
+
 class Server:
     """Serve registered methods on a listening unix socket, one thread per connection and per call."""
 
@@ -96,7 +105,7 @@ class Server:
                 if self.stopping.is_set():
                     return
                 raise
-            threading.Thread(target=self._connection, args=(Connection(conn),), daemon=True).start()
+            background(self._connection, Connection(conn))
 
     def _connection(self, conn: Connection) -> None:
         called = False
@@ -120,7 +129,7 @@ class Server:
                 else:
                     with self.callers_lock:
                         self.inflight += 1
-                    threading.Thread(target=self._call, args=(conn, stream, data), daemon=True).start()
+                    background(self._call, conn, stream, data)
         except OSError:
             return
         finally:
