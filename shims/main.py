@@ -16,8 +16,10 @@ from __future__ import annotations
 import _socket
 import os
 import sys
+import time
 
 from mrun import annotations as ann
+from mrun import trace
 from mrun.shims import wire
 
 TYPE_CHECKING = False
@@ -202,6 +204,7 @@ def _start_answer(address: str, bootstrap: dict[str, str] | None) -> bytes:
 
 
 def start(flags: dict[str, str]) -> int:
+    began = time.monotonic_ns()
     bundle = flags.get("bundle") or os.getcwd()
     bootstrap = read_bootstrap(flags)
     try:
@@ -237,6 +240,8 @@ def start(flags: dict[str, str]) -> int:
         return 1
     sys.stdout.flush()
     os.write(1, _start_answer(address, bootstrap))
+    if os.environ.get(trace.VARIABLE):  # answered: the daemon this process may become is not start's
+        trace.record(os.environ[trace.VARIABLE], "shim start", began, time.monotonic_ns() - began)
     if in_place is not None:
         # What a fork would have been, without the fork of a process this size (2 ms) and the
         # wait for this one's end (its address space torn down: 1.5 ms): its caller is let go

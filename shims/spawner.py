@@ -18,6 +18,7 @@ import sys
 from mrun import jsonio, knobs
 from mrun.errors import MrunError
 from mrun.kernel import fdpass
+from mrun.trace import span
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -152,7 +153,8 @@ def _work(msg: dict, fds: list[int], backends: object, answers: int) -> NoReturn
     from mrun.sandbox import pristine
 
     try:
-        answer = _create(msg, fds, backends)
+        with span("worker"):
+            answer = _create(msg, fds, backends)
     except MrunError as e:
         answer = {"error": str(e)}
     except Exception as e:  # reported to the daemon, which answers containerd

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from mrun.kernel.fdpass import read_exact
 from mrun.shims.proto import ttrpc_pb2
+from mrun.trace import span
 
 HEADER = struct.Struct(">IIBB")
 MAX_MESSAGE = 4 << 20
@@ -178,7 +179,8 @@ class Server:
             self._reply_error(conn, stream, UNIMPLEMENTED, f"method {req.method}")
             return
         try:
-            payload = handler(req.payload, req)
+            with span(f"ttrpc {req.method}"):
+                payload = handler(req.payload, req)
         except TTRPCError as e:
             self._reply_error(conn, stream, e.code, e.message)
             return

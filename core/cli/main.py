@@ -13,6 +13,7 @@ import sys
 from mrun import jsonio
 from mrun.cli.commands import Command
 from mrun.errors import MrunError
+from mrun.trace import span
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' hot path
@@ -69,7 +70,8 @@ def call(g: dict[str, Any], cmd: Command, params: dict[str, Any]) -> int:
             return cmd.handler(g, **params)
         module, _, handler = cmd.handler.rpartition(".")
         where = __import__(f"mrun.cli.{module}", fromlist=[handler]) if module else verbs
-        return getattr(where, handler)(g, **params)
+        with span(f"cli {cmd.name}"):
+            return getattr(where, handler)(g, **params)
     except MrunError as e:
         msg = str(e)
         print(f"mrun: {msg}", file=sys.stderr)

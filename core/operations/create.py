@@ -19,6 +19,7 @@ from mrun.operations.options import prepare_stdio, write_pid_file
 from mrun.operations.undo import Undo
 from mrun.state import EXEC_FIFO, STARTED_FIFO, Record, now_rfc3339, oci_state
 from mrun.status import Status
+from mrun.trace import span
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -62,7 +63,8 @@ class Create:
                 steps = list(self.STEPS)
                 while steps:
                     step = steps.pop(0)
-                    getattr(self, step)(undo)
+                    with span(f"create {step}"):
+                        getattr(self, step)(undo)
                     if step == "choose_sandbox" and self.driver is not None:
                         steps = list(self.OWNED_STEPS)
                 undo.pop_all()  # created: nothing is undone
