@@ -1,5 +1,7 @@
 """A pristine init (mrun.sandbox.pristine): the shim's create worker forks a copy of itself before
-it plans anything, and once it has, sends the copy the plan; the copy plays the intermediate.
+it plans anything, and once it has, sends the copy the plan; the copy, PID 1 of a PID namespace
+made for it, becomes the container's process (or, where none could be made, plays the
+intermediate and forks it).
 What the container sees must be what a fork at that moment gives: the same descriptors at the
 same numbers, nothing of the copy's own; whatever cannot travel (a compiled module the warm
 template does not keep), or a copy that died, means a fork as before; the worker reaps its copy,
@@ -32,13 +34,21 @@ def _open_descriptors() -> dict[str, str]:
     return fds
 
 
+def _host_ids() -> tuple[int, int]:
+    """(our pid, our parent's) as the host sees them: /proc here is still the host's, which
+    shows them in its own PID namespace (inside a new one, getpid() says 1 and getppid() 0)."""
+    fields = open("/proc/self/stat").read().rsplit(")", 1)[1].split()
+    return int(open("/proc/self/stat").read().split()[0]), int(fields[1])
+
+
 def _says_its_descriptors(ch) -> None:
     """A container's process in miniature (launch.Launch.child): its descriptors, by number, and
     what each is, back to the host; then, as an init does, it waits for the host's last word
     (which would find the pipe closed if it had gone). Module-level: it is pickled by name."""
     from mrun.sandbox.launch import await_key
 
-    ch.send(fds=_open_descriptors(), me=os.getpid(), parent=os.getppid())  # "pid" is the intermediate's word
+    me, parent = _host_ids()
+    ch.send(fds=_open_descriptors(), me=me, parent=parent)  # "pid" is the intermediate's word
     await_key(ch, "cgrouped", ch.seen)
 
 
@@ -51,16 +61,18 @@ def _said(ch) -> dict:
     return msg
 
 
-def _launch(copy, child=_says_its_descriptors):
+def _launch(copy, child=_says_its_descriptors, namespaces=None):
+    """A launch into a new PID namespace (what nearly every container asks for), the copy's to take."""
     from mrun.sandbox.launch import Launch
 
-    return Launch({}, functools.partial(child), pristine=copy)
+    return Launch({"pid": ""} if namespaces is None else namespaces, functools.partial(child), pristine=copy)
 
 
 def test_the_copy_holds_the_senders_descriptors_at_their_numbers_and_nothing_of_its_own():
     """Descriptors opened after the copy was made reach it at the same numbers (inheritable ones
     and close-on-exec ones alike: a fork would have passed both); its socket to the sender does
-    not; and the process it forks is the container's, answering on the channel."""
+    not; and the copy, PID 1 of the PID namespace it was made in, is the container's process
+    itself, answering on the channel; the create's end does not wait for it."""
     from mrun.sandbox import launch, pristine
 
     pristine.arm()
@@ -74,41 +86,84 @@ def test_the_copy_holds_the_senders_descriptors_at_their_numbers_and_nothing_of_
         msg = _said(ch)
         ch.close()
         assert copy.handed and pristine.handed_over()
-        assert msg["me"] == pid and msg["parent"] != os.getpid(), "the process did not come from the copy"
+        assert msg["me"] == pid == copy.pid, "the container's process is not the copy"
+        assert os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
+        assert open(f"/proc/{pid}/status").read().split("NSpid:")[1].split()[1] == "1"
         seen = msg["fds"]
         for fd in (late_w, moved, 0, 1, 2):
             assert seen.get(str(fd)) == os.readlink(f"/proc/self/fd/{fd}"), (fd, seen)
         assert copy.sock.fileno() == -1
         assert set(seen.values()) <= set(ours.values()), seen  # nothing of its own
-        copy_pid = copy.pid
-        pristine.disarm()  # reaps it: spawn left that off its path
-        with pytest.raises(ChildProcessError):
-            os.waitpid(copy_pid, 0)
+        pristine.disarm()  # the container's now: not waited for here
+        assert os.waitpid(pid, os.WNOHANG) == (0, 0)
+        os.kill(pid, signal.SIGKILL)  # our test's container: its reaper (here, us) waits
+        os.waitpid(pid, 0)
     finally:
         pristine.disarm()
         for fd in (late_r, late_w, moved):
             os.close(fd)
 
 
-@pytest.mark.parametrize("case", ["copy died waiting", "plan cannot travel", "too many descriptors"])
+def test_where_no_pid_namespace_can_be_made_for_it_the_copy_forks_the_containers_process(monkeypatch):
+    """unshare(CLONE_NEWPID) refused when the copy is made (as in a user namespace we do not own):
+    a plain copy, which plays the intermediate: it makes the container's PID namespace and forks
+    the process into it, and is reaped by ``disarm``."""
+    from mrun.kernel import syscalls as sc
+    from mrun.sandbox import launch, pristine
+
+    real, us = sc.unshare, os.getpid()
+
+    def refuse_pid(flags: int) -> None:
+        if flags == sc.CLONE_NEWPID and os.getpid() == us:  # the copy, forked with this, may
+            raise PermissionError(1, "Operation not permitted")
+        real(flags)
+
+    monkeypatch.setattr(sc, "unshare", refuse_pid)
+    pristine.arm()
+    monkeypatch.setattr(sc, "unshare", real)
+    copy = pristine.armed()
+    assert not copy.pid_namespace
+    assert os.readlink(f"/proc/{copy.pid}/ns/pid_for_children") == os.readlink("/proc/self/ns/pid")
+    try:
+        pid, ch = launch.spawn(_launch(copy))
+        msg = _said(ch)
+        ch.close()
+        assert copy.handed and msg["me"] == pid != copy.pid  # its parent, the copy, may have gone by now
+        assert open(f"/proc/{pid}/status").read().split("NSpid:")[1].split()[1] == "1"
+        copy_pid = copy.pid
+        pristine.disarm()  # reaps the intermediate: it exited once it had said the pid
+        with pytest.raises(ChildProcessError):
+            os.waitpid(copy_pid, 0)
+        os.kill(pid, signal.SIGKILL)  # reparented to our reaper (init): ours ends with the test
+    finally:
+        pristine.disarm()
+
+
+@pytest.mark.parametrize("case", ["copy died waiting", "plan cannot travel", "too many descriptors",
+                                  "no new PID namespace"])
 def test_what_cannot_be_handed_over_means_a_fork_as_before(case):
-    """The host forks the process itself; the copy is let go, and reaped by ``disarm``."""
+    """The host forks the process itself; the copy is let go, and reaped by ``disarm``. A copy
+    made in a PID namespace of its own can be no other container's process (the host's PID
+    namespace, or one joined, is not below its own)."""
     from mrun.sandbox import launch, pristine
 
     pristine.arm()
     copy = pristine.armed()
-    child, many = _says_its_descriptors, []
+    assert copy.pid_namespace
+    child, many, namespaces = _says_its_descriptors, [], None
     if case == "copy died waiting":
         os.kill(copy.pid, signal.SIGKILL)
         while open(f"/proc/{copy.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":  # dead before the hand-over
             time.sleep(0.01)
     elif case == "plan cannot travel":
         child = lambda ch: _says_its_descriptors(ch)  # noqa: E731 - a lambda: pickle refuses it
-    else:
+    elif case == "too many descriptors":
         many = [os.open(os.devnull, os.O_RDONLY) for _ in range(pristine.MAX_FDS + 5)]
+    else:
+        namespaces = {}
     copy_pid = copy.pid
     try:
-        pid, ch = launch.spawn(_launch(copy, child=child))
+        pid, ch = launch.spawn(_launch(copy, child=child, namespaces=namespaces))
         msg = _said(ch)
         ch.close()
         assert msg["parent"] == os.getpid(), "not forked by the host"
@@ -218,8 +273,9 @@ def _precompile(env: dict[str, str], path: str) -> None:
 def test_an_init_from_the_copy_is_the_init_a_fork_makes(h, tmp_path, kind):
     """The same container through a helper with copies and through one without (MRUN_PRISTINE=0):
     the same output, and before `start` the same descriptors. A wasm module travels when kept by
-    the process the copy came from (the warm template's cache); in a user namespace the copy
-    unshares it and the worker writes its maps, by the copy's pid. A Linux init execs, so it is
+    the process the copy came from (the warm template's cache). In a user namespace (which must
+    own the container's PID namespace, made after it) the copy, made in a PID namespace of its
+    own, cannot be the container's process: it is forked as before. A Linux init execs, so it is
     forked as ever (Container.resident)."""
     env = {"MRUN_CACHE_DIR": str(tmp_path / "cache")}
     _precompile(env, example_path("hello.wasm"))
@@ -247,7 +303,7 @@ def test_an_init_from_the_copy_is_the_init_a_fork_makes(h, tmp_path, kind):
             ours.close()
             helper.wait(timeout=10)
     (answer, fds, out), (answer_fork, fds_fork, out_fork) = results["pristine"], results["fork"]
-    assert answer.get("pristine") is (None if kind == "linux" else True) and "pristine" not in answer_fork, \
+    assert answer.get("pristine") is (True if kind == "wasm" else None) and "pristine" not in answer_fork, \
         (answer, answer_fork)
     expected = "0\n1\n2\n3\ndone\n" if kind == "linux" else "hello from wasm32-wasi: [/app.wasm] [0]\n"
     assert out == out_fork and out.startswith(expected), (out, out_fork)
@@ -369,9 +425,10 @@ def test_a_failed_create_leaves_no_copy_behind(h, tmp_path):
 
 def test_a_create_killed_at_any_instant_leaves_what_delete_force_removes(h, tmp_path):
     """SIGKILL, at seeded random instants of a wasm create through the helper, the worker or its
-    copy (before, during or after the hand-over; the worker a spare forked ahead, as a pod's shim
-    has, or one forked for the request once a spare died waiting): the helper answers (an error, or a pid: the
-    copy died before it took anything, or after it forked the init), `delete --force` removes
+    copy (before, during or after the hand-over, after which it is the container's process; the
+    worker a spare forked ahead, as a pod's shim has, or one forked for the request once a spare
+    died waiting): the helper answers (an error, or a pid: the copy died before it took
+    anything, or the container's process ended after its create), `delete --force` removes
     whatever was made (the harness checks state, cgroups, mounts and processes), and the same
     helper then creates and runs the container."""
     import random
@@ -421,7 +478,8 @@ def test_a_create_killed_at_any_instant_leaves_what_delete_force_removes(h, tmp_
             if killed:
                 hits.add(depth)
             assert "pid" in answer or answer.get("error") in (
-                "the create worker died", "the sandbox set-up process died before starting the container"), answer
+                "the create worker died", "the sandbox set-up process died before starting the container",
+                "the container's process died while setting up"), answer
             subprocess.run([h.binary, "--root", h.root, "delete", "--force", cid], capture_output=True, timeout=30)
             assert not os.path.exists(os.path.join(h.root, cid)), f"{cid}: delete --force left its state"
         assert hits == {1, 2}, f"kills landed only at depths {hits}"

@@ -381,13 +381,17 @@ def _pidfd(pid: int) -> int | None:
 
 def _fork(launch: Launch, host: Channel, child: Channel) -> tuple[int, bool]:
     """-> (the process that goes on with ``child``: 0 in it, else its pid; whether it is the
-    container's process itself). A pristine copy armed for this create takes the intermediate's
-    part (mrun.sandbox.pristine); else we fork, straight into the PID namespace where we can."""
+    container's process itself). A pristine copy armed for this create becomes the container's
+    process, or takes the intermediate's part (mrun.sandbox.pristine); else we fork, straight
+    into the PID namespace where we can."""
     armed = launch.pristine
     if armed is not None and not armed.handed:
+        # A copy in a PID namespace of its own can only be the process of a container that
+        # asks for a new one (and goes direct); else it is let go, and we fork as before.
+        fits = not armed.pid_namespace or (_direct(launch) and launch.namespaces.get("pid") == "")
         try:
-            if armed.hand_over(launch, child, (host.rfd, host.wfd, *launch.close_in_child)):
-                return armed.pid, False
+            if fits and armed.hand_over(launch, child, (host.rfd, host.wfd, *launch.close_in_child)):
+                return armed.pid, armed.pid_namespace
         finally:
             if not armed.handed:
                 armed.let_go()  # it ends; its armer reaps it, after the create

@@ -9,17 +9,20 @@ and an init forked at the end inherited all of it as private memory: most of a w
 container's 5 MiB. A process forked at the worker's first instant shares only what the template
 and the helper hold (shared by every container), and adds only what its own part writes.
 
-How: ``arm()`` forks the copy, which waits on a socket. ``launch.spawn`` hands it the ``Launch``
-(pickled; the sandbox in it included) and the creating process's descriptors, which it puts at
-the same numbers, so it is the process a fork at that moment would have made; it then does what
-the intermediate process does (``launch._intermediate``): joins or makes the namespaces and
-forks the container's process. Anything that cannot travel (a backend's unpicklable data, a
-terminal's socket, too many descriptors) means the copy is let go and the create forks as
-before, with the same result. Only a backend whose payload stays in the init asks for the copy
-(``Container.resident``: wasm); an init that execs drops its memory anyway. A backend makes its
-data travel with ``__reduce__`` (the wasm backend sends a compiled module as a reference to the
-warm template's copy, which the pristine process holds too). Pickle is safe here: both ends are
-the same program, on a socketpair no one else holds.
+How: ``arm()`` forks the copy, as PID 1 of a new PID namespace where it may, and the copy
+waits on a socket. ``launch.spawn`` hands it the ``Launch`` (pickled; the sandbox in it
+included) and the creating process's descriptors, which it puts at the same numbers, so it is
+the process a fork into that namespace would have made; it then is the container's process
+(``launch._direct_child``: joins or makes the other namespaces). Such a copy fits a container
+that asks for a new PID namespace and no user or time one (``launch._direct``); any other is
+forked as before. Where no PID namespace could be made for it, the copy plays the intermediate
+(``launch._intermediate``) and forks the container's process. Anything that cannot travel (a
+backend's unpicklable data, a terminal's socket, too many descriptors) means the copy is let
+go and the create forks as before, with the same result. Only a backend whose payload stays in
+the init asks for the copy (``Container.resident``: wasm); an init that execs drops its memory
+anyway. A backend makes its data travel with ``__reduce__`` (the wasm backend sends a compiled
+module as a reference to the warm template's copy, which the pristine process holds too).
+Pickle is safe here: both ends are the same program, on a socketpair no one else holds.
 """
 
 from __future__ import annotations
@@ -40,9 +43,13 @@ MAX_FDS = 250  # one SCM_RIGHTS message carries at most 253
 class Pristine:
     """The waiting copy, from the creating process's side."""
 
-    def __init__(self, pid: int, sock: socket.socket, modules: set[str]) -> None:
+    def __init__(self, pid: int, sock: socket.socket, modules: set[str], pid_namespace: bool = False) -> None:
         self.pid, self.sock = pid, sock
         self.modules = modules  # what it has imported: ours when it was made
+        # It is PID 1 of a PID namespace of its own: it can only be a container's init itself
+        # (a new PID namespace, no user or time one), and once it is, it is nobody's to reap
+        # but the container's reaper.
+        self.pid_namespace = pid_namespace
         self.handed = False
 
     def hand_over(self, launch: Launch, ch: Channel, keep_out: tuple[int, ...]) -> bool:
@@ -106,16 +113,47 @@ _armed: Pristine | None = None
 
 
 def arm() -> None:
-    """Fork the waiting copy now, before this process plans anything."""
+    """Fork the waiting copy now, before this process plans anything: as PID 1 of a new PID
+    namespace where we may make one, the namespace nearly every container asks for, so that the
+    copy can become the container's init instead of forking it (that fork, and the copy's exit,
+    were ~1 ms each on the create's path, and ~2 ms of CPU)."""
     global _armed
     disarm()
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    pid = os.fork()
+    pid, pid_namespace = _fork_into_new_pid_namespace()
     if pid == 0:
         ours.close()
-        _wait_for_plan(theirs)
+        _wait_for_plan(theirs, pid_namespace)
     theirs.close()
-    _armed = Pristine(pid, ours, set(sys.modules))
+    _armed = Pristine(pid, ours, set(sys.modules), pid_namespace)
+
+
+def _fork_into_new_pid_namespace() -> tuple[int, bool]:
+    """-> (fork's result, whether the child is in a PID namespace of its own). We stay in ours:
+    unshare(CLONE_NEWPID) only sets where our next child goes, and we set that back at once. No
+    right to make one (a user namespace of another owner): a plain fork, the copy an
+    intermediate as before."""
+    from mrun.kernel import syscalls as sc
+
+    try:
+        ours = os.open("/proc/thread-self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return os.fork(), False
+    try:
+        try:
+            sc.unshare(sc.CLONE_NEWPID)
+        except OSError:
+            return os.fork(), False
+        try:
+            pid = os.fork()
+        except BaseException:
+            sc.setns(ours, sc.CLONE_NEWPID)
+            raise
+        if pid:
+            sc.setns(ours, sc.CLONE_NEWPID)
+        return pid, True
+    finally:
+        os.close(ours)
 
 
 def armed() -> Pristine | None:
@@ -129,25 +167,27 @@ def handed_over() -> bool:
 
 
 def disarm() -> None:
-    """Once the create is over (the worker: after its answer went): a copy that took the launch
-    is reaped (it exited once it had reported the container's pid, or when the launch failed:
-    launch.spawn leaves that wait to us, so its teardown is not on the create's path); one that
-    took nothing is let go, and reaped."""
+    """Once the create is over (the worker: after its answer went): a copy that played the
+    intermediate is reaped (it exited once it had reported the container's pid, or when the
+    launch failed: launch.spawn leaves that wait to us, so its teardown is not on the create's
+    path); one that became the container's init is the container's (a failed set-up was
+    reaped by launch.spawn); one that took nothing is let go, and reaped."""
     global _armed
     if _armed is not None:
-        if _armed.handed:
-            _armed.reap()
-        else:
+        if not _armed.handed:
             _armed.dismiss()
+        elif not _armed.pid_namespace:
+            _armed.reap()
     _armed = None
 
 
-def _wait_for_plan(sock: socket.socket) -> NoReturn:
-    """In the copy: the plan, then the intermediate's part. Never returns."""
+def _wait_for_plan(sock: socket.socket, pid_namespace: bool) -> NoReturn:
+    """In the copy: the plan, then the container's process's part (PID 1 of our own PID
+    namespace already) or the intermediate's. Never returns."""
     import gc
     import pickle
 
-    from mrun.sandbox.launch import _intermediate, fail_in_child
+    from mrun.sandbox.launch import _direct_child, _intermediate, fail_in_child
 
     # What we inherited is never collected here: an unreachable object that held a descriptor
     # would close its number, which _install gives to one of the sender's. (It also keeps the
@@ -165,7 +205,7 @@ def _wait_for_plan(sock: socket.socket) -> NoReturn:
         launch = pickle.loads(plan)
     except BaseException as e:  # noqa: BLE001 - the host hears of it as of any set-up failure
         fail_in_child(ch, e)
-    _intermediate(launch, ch)
+    (_direct_child if pid_namespace else _intermediate)(launch, ch)
 
 
 def _receive(sock: socket.socket) -> tuple[Channel, bytes, list[str]] | None:
