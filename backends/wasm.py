@@ -287,7 +287,6 @@ def mrun_prepare(container: Container, process: dict[str, Any]) -> None:
         raise MrunError(f"wasm: annotation {DEADLINE}={deadline!r}: must be a whole number of milliseconds")
     container.data.update(compiled=Compiled(compiled), kind=kind, export=export or "_start", name=name,
                           deadline_ms=int(deadline))
-    container.resident = True  # the module runs in the init for its whole life
 
 
 class Compiled:

@@ -47,7 +47,7 @@ class SandboxBuilder:
         from mrun.sandbox.launch import Launch
 
         host = self.runtime.host
-        copy = pristine.armed() if self.container.resident else None  # Container.resident says why
+        copy = pristine.armed()  # the shim's create worker arms one; nothing else does
         pid, ch = host.spawn(Launch(**launch, pristine=copy))
         self.pid_start = host.start_time(pid)
         undo.callback(kill_if_same, host, pid, self.pid_start)

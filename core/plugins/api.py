@@ -87,18 +87,13 @@ def resolve_in_root(root: str, name: str, path_env: str, cwd: str = "/") -> str 
 
 class Container:
     """The container a backend prepares and runs; ``data`` is the backend's own scratch space,
-    filled on the host in ``mrun_prepare`` and still there inside the sandbox (same memory, or
-    a copy: see ``resident``)."""
+    filled on the host in ``mrun_prepare`` and still there inside the sandbox: the same memory,
+    or a copy, pickled, when the init is the shim worker's pristine copy (mrun.sandbox.pristine),
+    made before the create wrote anything. A value that cannot be pickled means a plain fork."""
 
     def __init__(self, id: str, bundle: Bundle, state_dir: str, note: Any = None) -> None:
         self.id, self.bundle, self.state_dir = id, bundle, state_dir
         self.data: dict[str, Any] = {}
-        # Set by a backend whose payload runs in the init for its whole life instead of exec'ing
-        # (wasm): its init is then made from a copy of the host taken before the create wrote
-        # anything (mrun.sandbox.pristine), with ``data`` pickled, which keeps the ~3 MiB the
-        # create writes out of the container's private memory. A value that cannot be pickled
-        # means a plain fork. An init that execs drops its memory anyway: not worth the copy.
-        self.resident = False
         # note(msg): a debug line for the runtime's log (`mrun --debug --log FILE`).
         self.note = note or _no_note
 

@@ -18,9 +18,10 @@ that asks for a new PID namespace and no user or time one (``launch._direct``); 
 forked as before. Where no PID namespace could be made for it, the copy plays the intermediate
 (``launch._intermediate``) and forks the container's process. Anything that cannot travel (a
 backend's unpicklable data, a terminal's socket, too many descriptors) means the copy is let
-go and the create forks as before, with the same result. Only a backend whose payload stays in
-the init asks for the copy (``Container.resident``: wasm); an init that execs drops its memory
-anyway. A backend makes its data travel with ``__reduce__`` (the wasm backend sends a compiled
+go and the create forks as before, with the same result. Every backend's container uses it: a
+wasm init keeps the template's pages shared for its whole life, and a Linux one, which execs
+and so drops them anyway, is spared a fork on its create's path. A backend makes its data
+travel with ``__reduce__`` (the wasm backend sends a compiled
 module as a reference to the warm template's copy, which the pristine process holds too).
 Pickle is safe here: both ends are the same program, on a socketpair no one else holds.
 """
