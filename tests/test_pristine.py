@@ -94,10 +94,9 @@ def test_the_copy_holds_the_senders_descriptors_at_their_numbers_and_nothing_of_
             assert seen.get(str(fd)) == os.readlink(f"/proc/self/fd/{fd}"), (fd, seen)
         assert copy.sock.fileno() == -1
         assert set(seen.values()) <= set(ours.values()), seen  # nothing of its own
-        pristine.disarm()  # the container's now: not waited for here
-        assert os.waitpid(pid, os.WNOHANG) == (0, 0)
+        pristine.disarm()  # the container's now: not reaped here (it may have ended: we closed its channel)
         os.kill(pid, signal.SIGKILL)  # our test's container: its reaper (here, us) waits
-        os.waitpid(pid, 0)
+        assert os.waitpid(pid, 0)[0] == pid, "disarm reaped the container's process"
     finally:
         pristine.disarm()
         for fd in (late_r, late_w, moved):
