@@ -123,7 +123,8 @@ def test_the_shim_task_service_in_process(world):
             theirs.shutdown(socket.SHUT_RDWR)  # a helper that dies is EOF to the service, as a real one's
             raise
 
-    threading.Thread(target=helper, daemon=True).start()
+    thread = threading.Thread(target=helper, daemon=True)
+    thread.start()
     service = TaskService("unit", rt.store.root, ours, None, runtime=rt)
     created = task_pb2.CreateTaskResponse.FromString(
         service.create(task_pb2.CreateTaskRequest(id="c1", bundle=bundle).SerializeToString(), None)
@@ -140,6 +141,7 @@ def test_the_shim_task_service_in_process(world):
     )
     assert deleted.exit_status == 137 and "c1" not in service.tasks and not os.path.exists(rt.store.path("c1"))
     ours.close()
+    thread.join(10)  # it reads EOF and stops: not closed under its read
     theirs.close()
 
 
@@ -169,7 +171,8 @@ def test_an_orphans_exit_is_never_taken_for_a_later_tasks(world):
                 service._reaped(pid, 3 << 8)  # reaped before the answer: exit status 3
             spawner.send(theirs, {"pid": pid}, [])
 
-    threading.Thread(target=helper, daemon=True).start()
+    thread = threading.Thread(target=helper, daemon=True)
+    thread.start()
 
     def state(cid: str) -> tuple[int, int]:
         got = task_pb2.StateResponse.FromString(service.state(task_pb2.StateRequest(id=cid).SerializeToString(), None))
@@ -184,5 +187,6 @@ def test_an_orphans_exit_is_never_taken_for_a_later_tasks(world):
         assert state("lives")[0] == types_pb2.CREATED, "an orphan's exit was taken for the task's"
         assert state("ends-at-once") == (types_pb2.STOPPED, 3)
     finally:
-        ours.close()
-        theirs.close()
+        ours.close()  # the helper thread reads its end, and stops
+        thread.join(10)
+        theirs.close()  # not under its read: that was EBADF in the thread, reported by a later test
