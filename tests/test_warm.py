@@ -21,6 +21,7 @@ from conftest import (
     img_ok,
     mrun_binary,
     process_report,
+    require,
     run_args,
     running,
     stop_templates,
@@ -599,3 +600,44 @@ def test_a_sigterm_outside_the_wait_for_a_caller_stops_the_template_before_its_n
     finally:
         template.stop.safe = template.stop.pending = False
         listener.close()
+
+
+def test_what_a_warm_child_runs_gets_its_callers_environment_not_the_templates(h, busybox_archive, tmp_path):
+    """The C library's environment (getenv, and what a program exec'd without an explicit one
+    inherits) is the caller's in a warm child: a variable the caller shares with the template's
+    first caller used to be left pointing into the process's original environment block, which
+    the child overwrites with its caller's, so with another layout it read another string (or
+    half of one). Here a runtime the oci backend runs for `mrun run IMAGE` shows what it got."""
+    require("runc", "runc")
+    import shutil
+
+    dump = tmp_path / "environ"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    runtime = bin_dir / "envrunc"
+    runc = shutil.which("runc")
+    runtime.write_text(f"#!/bin/sh\n[ -e {dump} ] || cat /proc/$$/environ > {dump}\nexec {runc} \"$@\"\n")
+    runtime.chmod(0o755)
+    warm_dir, images = str(tmp_path / "warm"), str(tmp_path / "images")
+    base = {**os.environ, "MRUN_WARM_DIR": warm_dir}
+    mrun = [h.binary, "--root", h.root, "--image-root", images]
+    try:
+        # The template's first caller: another layout (a long variable first, everything after it moved).
+        first = {"MRUN_TEST_PAD": "p" * 333, **base}
+        subprocess.run([*mrun, "load", busybox_archive], env=first, check=True, capture_output=True, timeout=60)
+        path = template_path(first)
+        served = await_template(path)["served"]
+        caller = {**base, "PATH": f"{bin_dir}:{base['PATH']}", "MRUN_OCI_RUNTIMES": "envrunc", "MRUN_TEST_MARK": "1"}
+        r = subprocess.run([*mrun, "run", "--rm", "--cgroup-parent", h.cgroup_parent, "--network", "none",
+                            "--annotation", "org.mrun.oci.runtime=envrunc", IMAGE, "true"],
+                           env=caller, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert client.status(path)["served"] > served, "the template did not serve the run"
+        got = [entry.decode("latin-1") for entry in dump.read_bytes().split(b"\0") if entry]
+        wrong = [e for e in got if "=" not in e or e.split("=", 1)[0] not in caller]
+        assert not wrong, f"entries the caller never had: {wrong[:5]}"
+        for name, value in (e.split("=", 1) for e in got):
+            assert value == caller[name], (name, value, caller[name])
+        assert {"PATH", "MRUN_TEST_MARK", "HOME"} <= {e.split("=", 1)[0] for e in got}
+    finally:
+        stop_templates(warm_dir)

@@ -219,12 +219,19 @@ def prepare() -> None:
 
 
 def adopt_environ(env: dict[str, str]) -> None:
-    """The caller's environment: only what differs is set or unset (each is a putenv)."""
+    """The caller's environment, in os.environ and in the C library's (what getenv reads, and what
+    a program exec'd without an environment of its own inherits). Every variable is set anew, also
+    one the template already had with that value: the C library's entry for it pointed into the
+    block the process was started with, which ``become`` then overwrites with the caller's (so
+    that /proc/PID/environ reads as exec would have made it); left there, it read whatever the
+    caller's layout put at that address."""
     for name in [n for n in os.environ if n not in env]:
         del os.environ[name]
     for name, value in env.items():
         if os.environ.get(name) != value:
             os.environ[name] = value
+        else:
+            os.putenv(name, value)  # a copy of its own (setenv), off the old block
 
 
 def become(msg: dict[str, Any], received: list[int], peer_pid: int, keep: list[int]) -> None:
