@@ -46,8 +46,9 @@ class span:  # noqa: N801 - used as a statement: ``with trace.span("create claim
 
 def record(path: str, name: str, start: int, duration: int) -> None:
     """One line, written whole (O_APPEND: lines of concurrent processes do not interleave). A
-    relative name, a link, a file not our own or not a regular one (a fifo would hold us up):
-    nothing, and the step goes on."""
+    relative name, a symbolic link, a file not our own, with another name (a hard link someone
+    made to one of ours) or not a regular one (a fifo would hold us up): nothing, and the step
+    goes on."""
     if not path.startswith("/"):
         return
     line = f"{os.getpid()} {start} {duration} {' '.join(name.split())}\n".encode()
@@ -57,7 +58,7 @@ def record(path: str, name: str, start: int, duration: int) -> None:
         return
     try:
         st = os.fstat(fd)
-        if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
+        if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_nlink == 1:
             os.write(fd, line)
     except OSError:
         pass

@@ -61,7 +61,8 @@ def test_unset_relative_link_fifo_and_foreign_files_get_nothing(tmp_path, monkey
     foreign = tmp_path / "foreign"
     foreign.write_text("")
     os.chown(foreign, 65534, 65534)
-    for name in ("link", "fifo", "foreign"):
+    os.link(target, tmp_path / "hardlink")  # e.g. one of root's files, linked where the name points
+    for name in ("link", "fifo", "foreign", "hardlink"):
         began = time.monotonic()
         trace.record(str(tmp_path / name), "create x", 1, 2)
         assert time.monotonic() - began < 1
