@@ -11,7 +11,7 @@ import subprocess
 import tarfile
 
 import pytest
-from conftest import IMAGE, cgroup_dirs, img, img_ok, require, run_args
+from conftest import IMAGE, cgroup_dirs, img, img_ok, one_line_error, require, run_args
 from test_containerd import WASM_IMAGE, build_wasm_archive
 
 
@@ -25,6 +25,20 @@ def test_load_oci_archive_and_run(images, busybox_archive):
     assert r.returncode == 7
     assert not os.listdir(os.path.join(h.image_root, "containers"))
 
+
+
+@pytest.mark.parametrize("flag", [["--no-pivot"], ["--pid-file", "/tmp/mrun-never-written"], ["--no-new-keyring"]])
+def test_a_runc_only_flag_on_run_image_is_refused_not_ignored(images, busybox_archive, flag):
+    """`mrun run IMAGE` has no --pid-file, --no-pivot... of its own: runc's `run --bundle` has.
+    One that was ignored looked honoured (a pid file nobody wrote); now it is one line naming it,
+    and nothing is made. The other way round is refused likewise."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    r = img(h, *run_args(h, "--rm", *flag, IMAGE, "true"))
+    one_line_error(r, flag[0], "--bundle")
+    assert not os.path.exists("/tmp/mrun-never-written")
+    r = h.mrun("run", "-b", h.bundle(["true"]), "--memory", "64m", h.cid())
+    one_line_error(r, "--memory", "mrun run IMAGE")
 
 def test_docker_archive_from_skopeo(images, busybox_archive, tmp_path):
     h = images

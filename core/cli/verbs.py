@@ -84,20 +84,25 @@ IMAGE_RUN_FLAGS = (
     "name rm env env_file volume workdir user entrypoint memory cpus pids_limit read_only hostname annotation tty"
     " cgroup_parent network publish wasm_preopens security_opt"
 ).split()
+BUNDLE_RUN_FLAGS = "pid_file console_socket preserve_fds no_pivot no_new_keyring".split()  # what run IMAGE has not
 
 
 def run(
     g: dict[str, Any], container_id: str, command: list[str], bundle: str, detach: bool, keep: bool, **kw: Any
 ) -> int:
-    """With --bundle, runc's run of ID; without, docker's run of IMAGE [COMMAND...]."""
-    if not bundle:
-        from mrun.cli.image_verbs import run_image
-
-        return run_image(g, container_id, command, {**kw, "detach": detach})
+    """With --bundle, runc's run of ID; without, docker's run of IMAGE [COMMAND...]. A flag of
+    the other form is refused, never ignored (a --pid-file nobody writes would fail later)."""
     from mrun.cli.commands import BY_NAME
 
     default = {f.dest: f.default for f in BY_NAME["run"].flags}
-    used = [f"--{f.replace('_', '-')}" for f in IMAGE_RUN_FLAGS if kw.get(f) not in (default[f], [], ())]
+    other = BUNDLE_RUN_FLAGS if not bundle else IMAGE_RUN_FLAGS
+    used = [f"--{f.replace('_', '-')}" for f in other if kw.get(f) not in (default[f], [], ())]
+    if not bundle:
+        if used:
+            raise MrunError(f"run IMAGE: {' '.join(used)} applies to runc's `mrun run --bundle` only")
+        from mrun.cli.image_verbs import run_image
+
+        return run_image(g, container_id, command, {**kw, "detach": detach})
     if command or used:
         raise MrunError(f"run --bundle: {' '.join(used) or 'a COMMAND'} applies to `mrun run IMAGE` only")
     return _rt(g).run(container_id, bundle, _opts(g, **kw), detach, keep)
