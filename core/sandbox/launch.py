@@ -309,16 +309,22 @@ def _fork_into_pid_namespace(launch: Launch) -> int:
                 sc.unshare(sc.CLONE_NEWPID)
             except OSError as e:
                 raise MrunError(f"linux.namespaces: cannot create a pid namespace: {e.strerror}")
-        try:
-            pid = os.fork()
-        except BaseException:
-            sc.setns(ours, sc.CLONE_NEWPID)
-            raise
-        if pid:
-            sc.setns(ours, sc.CLONE_NEWPID)
-        return pid
+        return fork_then_return(ours)
     finally:
         os.close(ours)
+
+
+def fork_then_return(ours: int) -> int:
+    """Fork into the PID namespace set for our children, then (in the parent, or when the fork
+    fails) set that back to ours: ``ours``, a descriptor of it."""
+    try:
+        pid = os.fork()
+    except BaseException:
+        sc.setns(ours, sc.CLONE_NEWPID)
+        raise
+    if pid:
+        sc.setns(ours, sc.CLONE_NEWPID)
+    return pid
 
 
 def _joined(host: Channel, launch: Launch) -> bool:

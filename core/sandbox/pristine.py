@@ -135,6 +135,7 @@ def _fork_into_new_pid_namespace() -> tuple[int, bool]:
     right to make one (a user namespace of another owner): a plain fork, the copy an
     intermediate as before."""
     from mrun.kernel import syscalls as sc
+    from mrun.sandbox.launch import fork_then_return
 
     try:
         ours = os.open("/proc/thread-self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
@@ -145,14 +146,7 @@ def _fork_into_new_pid_namespace() -> tuple[int, bool]:
             sc.unshare(sc.CLONE_NEWPID)
         except OSError:
             return os.fork(), False
-        try:
-            pid = os.fork()
-        except BaseException:
-            sc.setns(ours, sc.CLONE_NEWPID)
-            raise
-        if pid:
-            sc.setns(ours, sc.CLONE_NEWPID)
-        return pid, True
+        return fork_then_return(ours), True
     finally:
         os.close(ours)
 
