@@ -21,9 +21,9 @@ backend's unpicklable data, a terminal's socket, too many descriptors) means the
 go and the create forks as before, with the same result. Every backend's container uses it: a
 wasm init keeps the template's pages shared for its whole life, and a Linux one, which execs
 and so drops them anyway, is spared a fork on its create's path. A backend makes its data
-travel with ``__reduce__`` (the wasm backend sends a compiled
-module as a reference to the warm template's copy, which the pristine process holds too).
-Pickle is safe here: both ends are the same program, on a socketpair no one else holds.
+travel with ``__reduce__`` (the wasm backend sends a compiled module as a reference to the warm
+template's copy, which the pristine process holds too). Pickle is safe here: both ends are the
+same program, on a socketpair no one else holds.
 """
 
 from __future__ import annotations
