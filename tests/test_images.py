@@ -40,6 +40,32 @@ def test_a_runc_only_flag_on_run_image_is_refused_not_ignored(images, busybox_ar
     r = h.mrun("run", "-b", h.bundle(["true"]), "--memory", "64m", h.cid())
     one_line_error(r, "--memory", "mrun run IMAGE")
 
+
+def _as_a_caller_that_ignores_and_blocks_signals() -> None:
+    """nohup's SIGHUP, a background job's SIGINT and SIGQUIT, and SIGALRM and SIGTTOU (which the
+    init does not handle while it waits) ignored; SIGUSR2 and SIGTERM blocked."""
+    import signal
+
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGALRM, signal.SIGTTOU):
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2, signal.SIGTERM})
+
+
+def test_the_containers_process_starts_with_every_signal_at_its_default_warm_and_cold(images, busybox_archive):
+    """An ignored signal stays ignored across execve, and the mask survives it: a cold mrun passed
+    its caller's (nohup, a background job, a supervisor's mask) to the container's process, where
+    a shell cannot even trap a signal ignored at its entry; a warm one never did. Now both start
+    it as crun does: nothing ignored, nothing blocked."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    script = 'grep -E "^Sig(Ign|Blk)" /proc/self/status; trap "echo trapped" INT; kill -INT $$; echo done'
+    r = subprocess.run([h.binary, "--root", h.root, "--image-root", h.image_root,
+                        *run_args(h, "--rm", IMAGE, "sh", "-c", script)],
+                       env={**os.environ, **h.base_env}, capture_output=True, text=True, timeout=60,
+                       preexec_fn=_as_a_caller_that_ignores_and_blocks_signals)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\ntrapped\ndone\n", r.stdout
+
 def test_docker_archive_from_skopeo(images, busybox_archive, tmp_path):
     h = images
     require("skopeo", "skopeo")

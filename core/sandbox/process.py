@@ -76,6 +76,17 @@ class ProcessPlan:
             self.seccomp.load()
         if "umask" in self.user:
             os.umask(self.user["umask"])
-        # Python ignores SIGPIPE and SIGXFSZ; an ignored signal stays ignored across execve.
-        for sig in (_signal.SIGPIPE, _signal.SIGXFSZ):
+        _default_signals()
+
+
+def _default_signals() -> None:
+    """Every signal at its default and none blocked, as crun starts a container's process: an
+    ignored signal stays ignored across execve and the mask survives it, so what Python ignores
+    (SIGPIPE, SIGXFSZ) and whatever the caller of a cold mrun ignored or blocked (nohup's
+    SIGHUP, a background job's SIGTTOU, a supervisor's mask) reached the program, where a shell
+    cannot even trap a signal ignored at its entry; a warm mrun's never did. A handler of ours
+    (the stop signals caught until exec) stays: execve resets it."""
+    for sig in _signal.valid_signals():
+        if sig not in (_signal.SIGKILL, _signal.SIGSTOP) and _signal.getsignal(sig) == _signal.SIG_IGN:
             _signal.signal(sig, _signal.SIG_DFL)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
