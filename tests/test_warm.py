@@ -641,3 +641,51 @@ def test_what_a_warm_child_runs_gets_its_callers_environment_not_the_templates(h
         assert {"PATH", "MRUN_TEST_MARK", "HOME"} <= {e.split("=", 1)[0] for e in got}
     finally:
         stop_templates(warm_dir)
+
+
+KEYCTL, ADD_KEY = {"x86_64": (250, 248), "aarch64": (219, 217)}[os.uname().machine]
+
+
+def _in_a_session_keyring_with_a_secret() -> None:
+    """The template's first caller: a login session whose keyring holds a key of its own."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.syscall(KEYCTL, 1, None) > 0  # KEYCTL_JOIN_SESSION_KEYRING, anonymous: a new one
+    assert libc.syscall(ADD_KEY, b"user", b"mrun-test-secret", b"s3cret", 6, -3) > 0  # into @s
+
+
+def test_a_warm_child_never_holds_the_session_keyring_of_the_templates_first_caller(h, busybox_archive, tmp_path):
+    """Keyrings are not namespaced, and the session keyring passes down fork and exec: the template
+    held its first caller's (a login's, with its keys) and every process it served, whoever called
+    it, possessed those keys, and so did what they ran (a runtime, hooks). Here a runtime the oci
+    backend runs for another caller's warm `mrun run IMAGE` looks for the first caller's key."""
+    require("runc", "runc")
+    import shutil
+
+    found = tmp_path / "found"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    search = (f"import ctypes; l = ctypes.CDLL(None); "
+              f"open({str(found)!r}, 'w').write(str(l.syscall({KEYCTL}, 10, -3, b'user', b'mrun-test-secret', 0)))")
+    runtime = bin_dir / "keyrunc"
+    runtime.write_text(f"#!/bin/sh\n[ -e {found} ] || /usr/bin/python3 -c \"{search}\"\n"
+                       f"exec {shutil.which('runc')} \"$@\"\n")
+    runtime.chmod(0o755)
+    warm_dir, images = str(tmp_path / "warm"), str(tmp_path / "images")
+    base = {**os.environ, "MRUN_WARM_DIR": warm_dir}
+    mrun = [h.binary, "--root", h.root, "--image-root", images]
+    try:
+        subprocess.run([*mrun, "load", busybox_archive], env=base, check=True, capture_output=True, timeout=60,
+                       preexec_fn=_in_a_session_keyring_with_a_secret)
+        path = template_path(base)
+        served = await_template(path)["served"]
+        caller = {**base, "PATH": f"{bin_dir}:{base['PATH']}", "MRUN_OCI_RUNTIMES": "keyrunc"}
+        r = subprocess.run([*mrun, "run", "--rm", "--cgroup-parent", h.cgroup_parent, "--network", "none",
+                            "--annotation", "org.mrun.oci.runtime=keyrunc", IMAGE, "true"],
+                           env=caller, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert client.status(path)["served"] > served, "the template did not serve the run"
+        assert found.read_text() == "-1", "the first caller's key was in reach (its serial number)"
+    finally:
+        stop_templates(warm_dir)

@@ -219,10 +219,12 @@ KEYCTL_SETPERM = 5
 KEYCTL_DESCRIBE = 6
 
 
-def join_session_keyring(name: str) -> int:
-    """Join the session keyring called ``name`` (made if none of ours has that name). -> its id"""
+def join_session_keyring(name: str | None) -> int:
+    """Join the session keyring called ``name`` (made if none of ours has that name); None: a new,
+    anonymous one. -> its id"""
     return _check(
-        _libc.syscall(_SYSNO["keyctl"], KEYCTL_JOIN_SESSION_KEYRING, name.encode()), "keyctl join session keyring"
+        _libc.syscall(_SYSNO["keyctl"], KEYCTL_JOIN_SESSION_KEYRING, name.encode() if name is not None else None),
+        "keyctl join session keyring",
     )
 
 

@@ -607,6 +607,27 @@ def _recv_fds(conn: socket.socket) -> tuple[list[int] | None, int | None]:
     return received, sender
 
 
+def _own_session_keyring() -> bool:
+    """A new, empty session keyring for the template, and so for every child it forks. Keyrings
+    are not namespaced and the session keyring passes down fork and exec: the template had its
+    first caller's (a login's, holding its keys), and whoever it served next possessed them, as
+    did the runtimes and hooks those children ran. A cold process has its own caller's; a warm
+    one now has none of anybody's (a container's process gets a keyring of its own either way).
+    A kernel without keyrings: nothing to leak. -> False: none could be made; serving would hand
+    on the one we have, so the callers run cold."""
+    import errno
+
+    from mrun.kernel import syscalls as sc
+
+    try:
+        sc.join_session_keyring(None)
+    except OSError as e:
+        if e.errno != errno.ENOSYS:
+            log(f"cannot make a session keyring of its own ({e.strerror}), and would pass on its caller's: leaving")
+            return False
+    return True
+
+
 def main() -> None:
     """Serve, then end without the interpreter's teardown: the engine's finalizers then run
     against a half-torn-down wasmtime module (a traceback in the log at every exit)."""
@@ -638,6 +659,8 @@ def _main() -> None:
     lock_fd = take_lock(path)
     if lock_fd is None:
         return  # another template serves this path
+    if not _own_session_keyring():
+        return
     from mrun.warm.fingerprint import Fingerprint
 
     t0 = time.monotonic()
