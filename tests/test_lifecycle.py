@@ -82,10 +82,20 @@ def test_create_start_state_kill_delete(h):
     assert h.status(cid) == "gone"
 
 
-def test_created_container_dies_on_term(h):
-    """The init is PID 1 while it waits for `start`: it must still honour SIGTERM."""
+def _blocking_sigterm() -> None:
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+
+@pytest.mark.parametrize("caller", ["plain", "blocking SIGTERM"])
+def test_created_container_dies_on_term(h, caller):
+    """The init is PID 1 while it waits for `start`: it must still honour SIGTERM, also when the
+    caller of `mrun create` had it blocked (a mask survives fork and exec)."""
     cid = h.cid()
-    h.ok("create", "-b", h.bundle(["sleep", "60"]), cid)
+    subprocess.run([h.binary, "--root", h.root, "create", "-b", h.bundle(["sleep", "60"]), cid], check=True,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30,
+                   preexec_fn=_blocking_sigterm if caller != "plain" else None)  # the container holds its stdio
     h.ok("kill", cid, "SIGTERM")
     h.wait_status(cid, "stopped")
     h.ok("delete", cid)

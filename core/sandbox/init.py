@@ -175,6 +175,10 @@ def _enter_rootfs(sb: Sandbox) -> None:
 
 def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
     spec, linux = sb.spec, sb.spec.linux
+    # Nothing blocked from here on: a mask survives fork and exec, and a cold mrun's caller's
+    # (one that blocked SIGTERM) would have held `kill TERM` of the created container, and its
+    # hooks' signals. (What is ignored is reset just before the payload: ProcessPlan.apply.)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
     os.setsid()
     _join_session_keyring(sb)
     host_pid = _host_pid()
