@@ -66,6 +66,25 @@ def test_the_containers_process_starts_with_every_signal_at_its_default_warm_and
     assert r.returncode == 0, r.stderr
     assert r.stdout == "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\ntrapped\ndone\n", r.stdout
 
+
+def _with_thp_disabled() -> None:
+    import ctypes
+
+    assert ctypes.CDLL(None, use_errno=True).prctl(41, 1, 0, 0, 0) == 0  # PR_SET_THP_DISABLE: kept by fork and exec
+
+
+def test_a_callers_prctl_state_reaches_its_container_warm_and_cold(images, busybox_archive):
+    """What a caller set with prctl and fork and exec keep (transparent huge pages off here; the
+    speculation mitigations likewise) reaches the containers a cold mrun starts. The template
+    has its own: a warm child would have handed on that instead, so such a caller runs cold."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    r = subprocess.run([h.binary, "--root", h.root, "--image-root", h.image_root,
+                        *run_args(h, "--rm", IMAGE, "grep", "THP_enabled", "/proc/self/status")],
+                       env={**os.environ, **h.base_env}, capture_output=True, text=True, timeout=60,
+                       preexec_fn=_with_thp_disabled)
+    assert (r.returncode, r.stdout) == (0, "THP_enabled:\t0\n"), r.stderr
+
 def test_docker_archive_from_skopeo(images, busybox_archive, tmp_path):
     h = images
     require("skopeo", "skopeo")

@@ -2,7 +2,9 @@
 
 A child forked from the template runs with the template's privileges, so serving a caller
 with fewer would hand it more: a root process with dropped capabilities, no_new_privs, a
-seccomp filter, another LSM label, or in other namespaces or under another root directory.
+seccomp filter, another LSM label, or in other namespaces or under another root directory;
+likewise one that set with prctl what fork and exec keep and the template has otherwise
+(speculation mitigations, transparent huge pages off), which its containers would have lost.
 Such a caller is told to run cold, where the kernel applies its own limits to it; so is any
 caller under a seccomp filter, as /proc shows a filter's mode but not its rules. The peer's
 uid and pid come from the socket (SO_PEERCRED), which the caller cannot forge; the pid is the one
@@ -16,7 +18,10 @@ from __future__ import annotations
 import os
 
 NAMESPACES = ("mnt", "pid", "net", "ipc", "uts", "user", "cgroup", "time")
-STATUS_FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp")
+STATUS_FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp",
+                 # prctl state that fork and exec keep, so a cold call's containers have the caller's:
+                 # transparent huge pages off, speculation mitigations forced on
+                 "THP_enabled", "Speculation_Store_Bypass", "SpeculationIndirectBranch")
 
 
 def credentials(sock: object) -> tuple[int, int, int]:
