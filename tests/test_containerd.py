@@ -377,15 +377,23 @@ def test_shim_task_ps_kill_and_exit_event(ctd):
 
 
 def _daemon_of(ctd, cid: str) -> int:
-    """The shim daemon serving ``cid``: the process that bears `start`'s command line and whose
-    parent does not (exec'd, it is `start`'s fork; warm, the template's child's)."""
+    """The shim daemon serving ``cid``: the process that bears `start`'s command line (exec'd, it
+    is `start`'s fork; warm, the template's child's) and leads a session of its own in our PID
+    namespace. Not the topmost such process: cold, `start` itself bears it too until it has
+    answered and exited; nor a container's init that came from the pristine copy, which bears
+    it too and leads a session in a PID namespace of its own."""
 
     def argv(pid: int) -> list[str]:
         with open(f"/proc/{pid}/cmdline") as f:
             return f.read().split("\0")
 
+    def session(pid: int) -> int:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[3])
+
+    ours = os.readlink("/proc/self/ns/pid")
     shims = [p for p in processes_mentioning("containerd-shim-mrun-v2") if cid in argv(p) and "start" in argv(p)]
-    return next(p for p in shims if int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1]) not in shims)
+    return next(p for p in shims if session(p) == p and os.readlink(f"/proc/{p}/ns/pid") == ours)
 
 
 def test_shim_killed_mid_run_is_cleaned_up_by_containerd(ctd):
