@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
 
 from busybox_bundle import remove_parent_cgroup  # noqa: E402
-from conftest import IMAGE, warm_path  # noqa: E402
+from conftest import IMAGE, await_template, warm_path  # noqa: E402
 from shim import MRUN, RUNC, busybox_archive, containerd2_bin, own_root  # noqa: E402
 from test_containerd import WASM_IMAGE, Containerd, build_wasm_archive  # noqa: E402
 
@@ -188,7 +188,8 @@ def main() -> None:
         ctd.ctr("image", "import", wasm)
         ctd.ctr("run", "--rm", "--fifo-dir", ctd.fifo_dir, "--runtime", MRUN, "--cgroup", f"/{ctd.ns}/first",
                 WASM_IMAGE, "first", check=False)
-        time.sleep(3)  # the template comes up after the first start
+        await_template(warm_path(), "the warm template did not come up")  # after the first start
+        time.sleep(0.5)  # and settles once quiet (20 ms): its figures before are a settled template's
         before = template_figures()
         served = 0
         rates = {
