@@ -602,45 +602,58 @@ def test_a_sigterm_outside_the_wait_for_a_caller_stops_the_template_before_its_n
         listener.close()
 
 
+def _run_under_a_template_another_started(h, busybox_archive, tmp_path, look: str, done: str,
+                                          first_only: dict[str, str], second_only: dict[str, str],
+                                          preexec_fn=None) -> dict[str, str]:
+    """A template of its own, started by a first caller with `mrun load` (``first_only`` in its
+    environment, before the rest; ``preexec_fn``); then another caller's warm `mrun run IMAGE`
+    (``second_only`` in its environment) under a runtime the oci backend runs: a wrapper of runc
+    that first runs the shell line ``look`` once (until the file ``done`` exists). -> the second
+    caller's environment."""
+    require("runc", "runc")
+    import shutil
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    runtime = bin_dir / "lookrunc"
+    runtime.write_text(f"#!/bin/sh\n[ -e {done} ] || {look}\nexec {shutil.which('runc')} \"$@\"\n")
+    runtime.chmod(0o755)
+    warm_dir = str(tmp_path / "warm")
+    base = {**os.environ, "MRUN_WARM_DIR": warm_dir}
+    first = {**first_only, **base}
+    mrun = [h.binary, "--root", h.root, "--image-root", str(tmp_path / "images")]
+    try:
+        subprocess.run([*mrun, "load", busybox_archive], env=first, check=True, capture_output=True, timeout=60,
+                       preexec_fn=preexec_fn)
+        path = template_path(first)
+        served = await_template(path)["served"]
+        caller = {**base, "PATH": f"{bin_dir}:{base['PATH']}", "MRUN_OCI_RUNTIMES": "lookrunc", **second_only}
+        r = subprocess.run([*mrun, "run", "--rm", "--cgroup-parent", h.cgroup_parent, "--network", "none",
+                            "--annotation", "org.mrun.oci.runtime=lookrunc", IMAGE, "true"],
+                           env=caller, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert client.status(path)["served"] > served, "the template did not serve the run"
+        return caller
+    finally:
+        stop_templates(warm_dir)
+
+
 def test_what_a_warm_child_runs_gets_its_callers_environment_not_the_templates(h, busybox_archive, tmp_path):
     """The C library's environment (getenv, and what a program exec'd without an explicit one
     inherits) is the caller's in a warm child: a variable the caller shares with the template's
     first caller used to be left pointing into the process's original environment block, which
     the child overwrites with its caller's, so with another layout it read another string (or
     half of one). Here a runtime the oci backend runs for `mrun run IMAGE` shows what it got."""
-    require("runc", "runc")
-    import shutil
-
     dump = tmp_path / "environ"
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    runtime = bin_dir / "envrunc"
-    runc = shutil.which("runc")
-    runtime.write_text(f"#!/bin/sh\n[ -e {dump} ] || cat /proc/$$/environ > {dump}\nexec {runc} \"$@\"\n")
-    runtime.chmod(0o755)
-    warm_dir, images = str(tmp_path / "warm"), str(tmp_path / "images")
-    base = {**os.environ, "MRUN_WARM_DIR": warm_dir}
-    mrun = [h.binary, "--root", h.root, "--image-root", images]
-    try:
-        # The template's first caller: another layout (a long variable first, everything after it moved).
-        first = {"MRUN_TEST_PAD": "p" * 333, **base}
-        subprocess.run([*mrun, "load", busybox_archive], env=first, check=True, capture_output=True, timeout=60)
-        path = template_path(first)
-        served = await_template(path)["served"]
-        caller = {**base, "PATH": f"{bin_dir}:{base['PATH']}", "MRUN_OCI_RUNTIMES": "envrunc", "MRUN_TEST_MARK": "1"}
-        r = subprocess.run([*mrun, "run", "--rm", "--cgroup-parent", h.cgroup_parent, "--network", "none",
-                            "--annotation", "org.mrun.oci.runtime=envrunc", IMAGE, "true"],
-                           env=caller, capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, r.stderr
-        assert client.status(path)["served"] > served, "the template did not serve the run"
-        got = [entry.decode("latin-1") for entry in dump.read_bytes().split(b"\0") if entry]
-        wrong = [e for e in got if "=" not in e or e.split("=", 1)[0] not in caller]
-        assert not wrong, f"entries the caller never had: {wrong[:5]}"
-        for name, value in (e.split("=", 1) for e in got):
-            assert value == caller[name], (name, value, caller[name])
-        assert {"PATH", "MRUN_TEST_MARK", "HOME"} <= {e.split("=", 1)[0] for e in got}
-    finally:
-        stop_templates(warm_dir)
+    # The template's first caller: another layout (a long variable first, everything after it moved).
+    caller = _run_under_a_template_another_started(h, busybox_archive, tmp_path, f"cat /proc/$$/environ > {dump}",
+                                                   str(dump), {"MRUN_TEST_PAD": "p" * 333}, {"MRUN_TEST_MARK": "1"})
+    got = [entry.decode("latin-1") for entry in dump.read_bytes().split(b"\0") if entry]
+    wrong = [e for e in got if "=" not in e or e.split("=", 1)[0] not in caller]
+    assert not wrong, f"entries the caller never had: {wrong[:5]}"
+    for name, value in (e.split("=", 1) for e in got):
+        assert value == caller[name], (name, value, caller[name])
+    assert {"PATH", "MRUN_TEST_MARK", "HOME"} <= {e.split("=", 1)[0] for e in got}
 
 
 KEYCTL, ADD_KEY = {"x86_64": (250, 248), "aarch64": (219, 217)}[os.uname().machine]
@@ -660,32 +673,9 @@ def test_a_warm_child_never_holds_the_session_keyring_of_the_templates_first_cal
     held its first caller's (a login's, with its keys) and every process it served, whoever called
     it, possessed those keys, and so did what they ran (a runtime, hooks). Here a runtime the oci
     backend runs for another caller's warm `mrun run IMAGE` looks for the first caller's key."""
-    require("runc", "runc")
-    import shutil
-
     found = tmp_path / "found"
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     search = (f"import ctypes; l = ctypes.CDLL(None); "
               f"open({str(found)!r}, 'w').write(str(l.syscall({KEYCTL}, 10, -3, b'user', b'mrun-test-secret', 0)))")
-    runtime = bin_dir / "keyrunc"
-    runtime.write_text(f"#!/bin/sh\n[ -e {found} ] || /usr/bin/python3 -c \"{search}\"\n"
-                       f"exec {shutil.which('runc')} \"$@\"\n")
-    runtime.chmod(0o755)
-    warm_dir, images = str(tmp_path / "warm"), str(tmp_path / "images")
-    base = {**os.environ, "MRUN_WARM_DIR": warm_dir}
-    mrun = [h.binary, "--root", h.root, "--image-root", images]
-    try:
-        subprocess.run([*mrun, "load", busybox_archive], env=base, check=True, capture_output=True, timeout=60,
-                       preexec_fn=_in_a_session_keyring_with_a_secret)
-        path = template_path(base)
-        served = await_template(path)["served"]
-        caller = {**base, "PATH": f"{bin_dir}:{base['PATH']}", "MRUN_OCI_RUNTIMES": "keyrunc"}
-        r = subprocess.run([*mrun, "run", "--rm", "--cgroup-parent", h.cgroup_parent, "--network", "none",
-                            "--annotation", "org.mrun.oci.runtime=keyrunc", IMAGE, "true"],
-                           env=caller, capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, r.stderr
-        assert client.status(path)["served"] > served, "the template did not serve the run"
-        assert found.read_text() == "-1", "the first caller's key was in reach (its serial number)"
-    finally:
-        stop_templates(warm_dir)
+    _run_under_a_template_another_started(h, busybox_archive, tmp_path, f"/usr/bin/python3 -c \"{search}\"",
+                                          str(found), {}, {}, preexec_fn=_in_a_session_keyring_with_a_secret)
+    assert found.read_text() == "-1", "the first caller's key was in reach (its serial number)"
