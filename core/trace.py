@@ -39,9 +39,15 @@ class span:  # noqa: N801 - used as a statement: ``with trace.span("create claim
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        path = os.environ.get(VARIABLE)
-        if path:
-            record(path, self.name, self.start, time.monotonic_ns() - self.start)
+        since(self.name, self.start)
+
+
+def since(name: str, start: int) -> None:
+    """Record ``name`` from ``start`` (monotonic ns) to now, if ``$MRUN_TRACE`` is set now: for a
+    step a ``with`` cannot enclose (the shim's start, which may go on as the daemon)."""
+    path = os.environ.get(VARIABLE)
+    if path:
+        record(path, name, start, time.monotonic_ns() - start)
 
 
 def record(path: str, name: str, start: int, duration: int) -> None:

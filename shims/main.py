@@ -240,8 +240,7 @@ def start(flags: dict[str, str]) -> int:
         return 1
     sys.stdout.flush()
     os.write(1, _start_answer(address, bootstrap))
-    if os.environ.get(trace.VARIABLE):  # answered: the daemon this process may become is not start's
-        trace.record(os.environ[trace.VARIABLE], "shim start", began, time.monotonic_ns() - began)
+    trace.since("shim start", began)  # answered: the daemon this process may become is not start's
     if in_place is not None:
         # What a fork would have been, without the fork of a process this size (2 ms) and the
         # wait for this one's end (its address space torn down: 1.5 ms): its caller is let go
