@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' 
     from collections.abc import Callable
     from typing import Any
 
+    from mrun.spec import Spec
+
 
 def _print_warning(msg: str) -> None:
     import sys
@@ -60,11 +62,14 @@ class Runtime:
 
     # -- create / start ----------------------------------------------------------------------
 
-    def create(self, container_id: str, bundle: str, opts: CreateOptions | None = None) -> Record:
+    def create(
+        self, container_id: str, bundle: str, opts: CreateOptions | None = None, spec: Spec | None = None
+    ) -> Record:
+        """``spec``: the bundle's config as ``run`` already read and checked it (read once)."""
         from mrun.spec import check_sysctls, load_bundle
 
         opts = opts or CreateOptions()
-        spec = load_bundle(bundle)
+        spec = spec or load_bundle(bundle)
         check_sysctls(spec)
         if "mount" not in spec.namespaces():  # the caller's mount namespace: runc's rules
             for field in ("maskedPaths", "readonlyPaths"):
@@ -370,7 +375,8 @@ class Runtime:
         from mrun.spec import load_bundle
 
         ours = None
-        if load_bundle(bundle).process.get("terminal") and not opts.console_socket:
+        spec = load_bundle(bundle)
+        if spec.process.get("terminal") and not opts.console_socket:
             if detach:
                 raise InvalidSpec("process.terminal: a detached container needs --console-socket for its pty")
             import socket
@@ -380,7 +386,7 @@ class Runtime:
             # The init is our child, or reparented to us when an intermediate exits: we can wait for it.
             sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         try:
-            record = self.create(container_id, bundle, opts)
+            record = self.create(container_id, bundle, opts, spec)
         finally:
             if opts.console is not None:
                 opts.console.close()
