@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -54,6 +55,7 @@
 #define SYS_pidfd_send_signal 424
 #endif
 
+#define PR_GET_MDWE_ 66 /* linux/prctl.h since 6.3; older headers lack it, older kernels say EINVAL */
 #define DEFAULT_DIR "/run/mrun/warm"
 #define FIRST_ANSWER_MS 5000 /* client.FIRST_ANSWER_TIMEOUT */
 #define EXIT_WAIT_MS 2000    /* client.EXIT_WAIT */
@@ -517,6 +519,13 @@ static void build_request(struct buf *b, int argc, const int *fds, int nfds, cha
     umask(mask);
     puts_(b, ", \"umask\": ");
     put_int(b, (long)mask);
+    /* Kept by fork and exec, not shown in /proc: the template compares them with its own
+     * (mrun.warm.peer.prctl_state says why). -1: the kernel has no such call. */
+    puts_(b, ", \"prctl\": [");
+    put_int(b, (long)prctl(PR_GET_SECUREBITS, 0L, 0L, 0L, 0L));
+    puts_(b, ", ");
+    put_int(b, (long)prctl(PR_GET_MDWE_, 0L, 0L, 0L, 0L));
+    puts_(b, "]");
     puts_(b, ", \"fds\": [");
     for (int i = 0; i < nfds; i++) {
         if (i)

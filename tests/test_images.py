@@ -116,6 +116,30 @@ def test_a_caller_whose_root_has_no_capabilities_gets_none_from_the_template(ima
     one_line_error(r, "Operation not permitted")
 
 
+def _with_memory_deny_write_execute() -> None:
+    import ctypes
+
+    assert ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0) == 0  # PR_SET_MDWE, REFUSE_EXEC_GAIN
+
+
+@pytest.mark.parametrize("images", ["warm", "cold", "python"], indirect=True)
+def test_a_callers_memory_deny_write_execute_reaches_its_container_warm_and_cold(images, tmp_path):
+    """PR_SET_MDWE (systemd's MemoryDenyWriteExecute= where the kernel has it) is kept by fork and
+    exec, and /proc does not show it. A cold mrun's containers are under it, and a wasm engine
+    cannot make its code executable there: the run fails in one line. A child of the template,
+    which has none, ran the module: the caller's hardening was lost on the way. Each launcher now
+    says what its caller has, and such a caller runs cold."""
+    h = images
+    img_ok(h, "load", build_wasm_archive(str(tmp_path)))
+    run = [h.binary, "--root", h.root, "--image-root", h.image_root, *run_args(h, "--rm", WASM_IMAGE)]
+    plain = subprocess.run(run, env={**os.environ, **h.base_env}, capture_output=True, text=True, timeout=60)
+    assert plain.returncode == 3, plain.stderr
+    r = subprocess.run(run, env={**os.environ, **h.base_env}, capture_output=True, text=True, timeout=60,
+                       preexec_fn=_with_memory_deny_write_execute)
+    assert r.stdout == "", r.stdout
+    one_line_error(r, "unable to make memory executable")
+
+
 def test_docker_archive_from_skopeo(images, busybox_archive, tmp_path):
     h = images
     require("skopeo", "skopeo")

@@ -31,6 +31,7 @@ from conftest import (
     warm_templates,
 )
 from mrun.warm import client
+from test_containerd import WASM_IMAGE, build_wasm_archive
 
 # The tests of what a user could tell apart run through both launchers, and cold.
 LAUNCHERS = pytest.mark.parametrize("images", ["warm", "python", "cold"], indirect=True)
@@ -326,6 +327,7 @@ def test_a_caller_with_fewer_privileges_is_told_to_run_cold(h):
 SWAPPED_CALLER = """
 import os, sys
 from mrun.warm import client
+from mrun.warm.peer import prctl_state
 ident = client.identity()
 sock = __import__("socket").socket(__import__("socket").AF_UNIX)
 sock.connect(client.socket_path(ident))
@@ -334,7 +336,7 @@ if os.fork():
 sys.stdin.readline()  # until the pid belongs to another process
 client.send_message(sock, {"kind": "cli", "argv": ["mrun", "ps"], "cmdline": "mrun", "comm": "mrun",
                            "env": dict(os.environ), "script_dir": sys.argv[1], "umask": 18, "fds": [0, 1, 2],
-                           "stdio": [None, None, None], "identity": ident})
+                           "stdio": [None, None, None], "identity": ident, "prctl": prctl_state()})
 answer = client.recv_message(sock)
 if answer and answer.get("send") == "fds":
     client.send_fds(sock, [0, 1, 2, os.open(".", os.O_PATH)])
@@ -679,3 +681,31 @@ def test_a_warm_child_never_holds_the_session_keyring_of_the_templates_first_cal
     _run_under_a_template_another_started(h, busybox_archive, tmp_path, f"/usr/bin/python3 -c \"{search}\"",
                                           str(found), {}, {}, preexec_fn=_in_a_session_keyring_with_a_secret)
     assert found.read_text() == "-1", "the first caller's key was in reach (its serial number)"
+
+
+def _with_memory_deny_write_execute() -> None:
+    import ctypes
+
+    assert ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0) == 0  # PR_SET_MDWE, REFUSE_EXEC_GAIN
+
+
+def test_a_template_started_under_memory_deny_write_execute_imposes_it_on_no_other_caller(h, tmp_path):
+    """The template is started by whichever caller comes first, and keeps what fork and exec keep
+    of that caller's. Started by one under PR_SET_MDWE (which /proc does not show), it handed it
+    on to every later caller's children: their wasm containers failed ("unable to make memory
+    executable") until it left. Such a template now serves only callers that say they have the
+    same; another runs cold, and its module runs."""
+    warm_dir = str(tmp_path / "warm")
+    base = {**os.environ, "MRUN_WARM_DIR": warm_dir}
+    mrun = [h.binary, "--root", h.root, "--image-root", str(tmp_path / "images")]
+    try:
+        subprocess.run([*mrun, "load", build_wasm_archive(str(tmp_path))], env=base, check=True, capture_output=True,
+                       timeout=60, preexec_fn=_with_memory_deny_write_execute)
+        path = template_path(base)
+        served = await_template(path)["served"]
+        r = subprocess.run([*mrun, *run_args(h, "--rm", WASM_IMAGE)], env=base, capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 3 and "hello from wasm32-wasi" in r.stdout, r.stderr
+        assert client.status(path)["served"] == served, "the template served a caller it differs from"
+    finally:
+        stop_templates(warm_dir)

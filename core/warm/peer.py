@@ -4,7 +4,8 @@ A child forked from the template runs with the template's privileges, so serving
 with fewer would hand it more: a root process with dropped capabilities, no_new_privs, a
 seccomp filter, another LSM label, or in other namespaces or under another root directory;
 likewise one that set with prctl what fork and exec keep and the template has otherwise
-(speculation mitigations, transparent huge pages off), which its containers would have lost.
+(speculation mitigations, transparent huge pages off; securebits and memory-deny-write-execute,
+which the caller reports, ``prctl_state``), which its containers would have lost.
 Such a caller is told to run cold, where the kernel applies its own limits to it; so is any
 caller under a seccomp filter, as /proc shows a filter's mode but not its rules. The peer's
 uid and pid come from the socket (SO_PEERCRED), which the caller cannot forge; the pid is the one
@@ -56,6 +57,21 @@ def context(pid: int | str) -> dict[str, str]:
     except OSError:  # no LSM that reports one
         pass
     return facts
+
+
+PR_GET_SECUREBITS, PR_GET_MDWE = 27, 66  # linux/prctl.h
+
+
+def prctl_state() -> list[int]:
+    """[securebits, memory-deny-write-execute flags] of this process (-1: the kernel has no such
+    call). Fork and exec keep both, so a cold call's containers have its caller's; /proc shows
+    neither, so each launcher reports its own in its request (bin/launcher.c likewise) and the
+    template compares them with its own. A caller could lie about them only to its own loss of
+    the confinement it chose (the capability sets, which /proc does show, are compared apart)."""
+    import ctypes  # here only: the Python launcher's request; the template asks once
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    return [libc.prctl(option, 0, 0, 0, 0) for option in (PR_GET_SECUREBITS, PR_GET_MDWE)]
 
 
 def under_seccomp(pid: int | str = "self") -> bool:

@@ -148,6 +148,7 @@ class Template:
         self.lock_fd = lock_fd
         self.identity = client.identity()
         self.context = peer.context("self")
+        self.prctl = peer.prctl_state()
         self.code = code  # taken before the imports: a change during them counts
         self.backends = backends
         self.inode = os.stat(path).st_ino
@@ -324,6 +325,8 @@ class Template:
             return "the caller's interpreter, sys.path or environment differs"
         if msg.get("kind") not in KINDS or not isinstance(msg.get("fds"), list):
             return "a malformed request"
+        if msg.get("prctl") != self.prctl:  # what fork and exec keep and /proc does not show
+            return f"securebits, memory-deny-write-execute {msg.get('prctl')} differ (template {self.prctl})"
         return peer.mismatch(pid, self.context)
 
     def native_mismatch(self, native: Any, msg: dict[str, Any], pid: int) -> str | None:
