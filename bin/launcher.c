@@ -56,6 +56,7 @@
 #endif
 
 #define PR_GET_MDWE_ 66 /* linux/prctl.h since 6.3; older headers lack it, older kernels say EINVAL */
+#define MEMPOLICY_WORDS 16 /* syscalls.MEMPOLICY_WORDS: nodes 0-1023 */
 #define DEFAULT_DIR "/run/mrun/warm"
 #define FIRST_ANSWER_MS 5000 /* client.FIRST_ANSWER_TIMEOUT */
 #define EXIT_WAIT_MS 2000    /* client.EXIT_WAIT */
@@ -520,11 +521,24 @@ static void build_request(struct buf *b, int argc, const int *fds, int nfds, cha
     puts_(b, ", \"umask\": ");
     put_int(b, (long)mask);
     /* Kept by fork and exec, not shown in /proc: the template compares them with its own
-     * (mrun.warm.peer.prctl_state says why). -1: the kernel has no such call. */
-    puts_(b, ", \"prctl\": [");
+     * (mrun.warm.peer.kept_state says why, and in what order). -1: the kernel lacks it. */
+    puts_(b, ", \"kept\": [");
     put_int(b, (long)prctl(PR_GET_SECUREBITS, 0L, 0L, 0L, 0L));
     puts_(b, ", ");
     put_int(b, (long)prctl(PR_GET_MDWE_, 0L, 0L, 0L, 0L));
+    int policy = 0;
+    unsigned long nodes[MEMPOLICY_WORDS] = {0};
+    if (syscall(SYS_get_mempolicy, &policy, nodes, (unsigned long)MEMPOLICY_WORDS * 64, NULL, 0UL) != 0) {
+        puts_(b, ", -1");
+    } else {
+        puts_(b, ", ");
+        put_int(b, (long)policy);
+        for (int i = 0; i < MEMPOLICY_WORDS; i++) {
+            char word[32];
+            snprintf(word, sizeof word, ", %lu", nodes[i]);
+            puts_(b, word);
+        }
+    }
     puts_(b, "]");
     puts_(b, ", \"fds\": [");
     for (int i = 0; i < nfds; i++) {

@@ -140,6 +140,32 @@ def test_a_callers_memory_deny_write_execute_reaches_its_container_warm_and_cold
     one_line_error(r, "unable to make memory executable")
 
 
+def _bound_to_node_0() -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    node0 = ctypes.c_ulong(1)
+    assert libc.syscall(238, 2, ctypes.byref(node0), 64) == 0  # set_mempolicy(MPOL_BIND, node 0): x86_64
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64" or not os.path.exists("/proc/self/numa_maps"),
+                    reason="set_mempolicy's number is x86_64's; numa_maps needs a NUMA kernel")
+@pytest.mark.parametrize("images", ["warm", "cold", "python"], indirect=True)
+def test_a_callers_numa_memory_policy_reaches_its_container_warm_and_cold(images, busybox_archive):
+    """A task's NUMA memory policy (numactl --membind) is kept by fork and exec, and only the
+    task itself can read it: a cold mrun's containers allocate where their caller bound them; a
+    child of the template had the template's policy (the default), and so had the containers."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    run = [h.binary, "--root", h.root, "--image-root", h.image_root,
+           *run_args(h, "--rm", IMAGE, "sh", "-c", "read start policy rest < /proc/self/numa_maps; echo $policy")]
+    plain = subprocess.run(run, env={**os.environ, **h.base_env}, capture_output=True, text=True, timeout=60)
+    assert (plain.returncode, plain.stdout) == (0, "default\n"), plain.stdout + plain.stderr
+    r = subprocess.run(run, env={**os.environ, **h.base_env}, capture_output=True, text=True, timeout=60,
+                       preexec_fn=_bound_to_node_0)
+    assert (r.returncode, r.stdout) == (0, "bind:0\n"), r.stdout + r.stderr
+
+
 def test_docker_archive_from_skopeo(images, busybox_archive, tmp_path):
     h = images
     require("skopeo", "skopeo")

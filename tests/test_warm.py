@@ -327,7 +327,7 @@ def test_a_caller_with_fewer_privileges_is_told_to_run_cold(h):
 SWAPPED_CALLER = """
 import os, sys
 from mrun.warm import client
-from mrun.warm.peer import prctl_state
+from mrun.warm.peer import kept_state
 ident = client.identity()
 sock = __import__("socket").socket(__import__("socket").AF_UNIX)
 sock.connect(client.socket_path(ident))
@@ -336,7 +336,7 @@ if os.fork():
 sys.stdin.readline()  # until the pid belongs to another process
 client.send_message(sock, {"kind": "cli", "argv": ["mrun", "ps"], "cmdline": "mrun", "comm": "mrun",
                            "env": dict(os.environ), "script_dir": sys.argv[1], "umask": 18, "fds": [0, 1, 2],
-                           "stdio": [None, None, None], "identity": ident, "prctl": prctl_state()})
+                           "stdio": [None, None, None], "identity": ident, "kept": kept_state()})
 answer = client.recv_message(sock)
 if answer and answer.get("send") == "fds":
     client.send_fds(sock, [0, 1, 2, os.open(".", os.O_PATH)])

@@ -80,9 +80,9 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 _SYSNO = {
     "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "mount_setattr": 442, "ioprio_set": 251,
-               "ioprio_get": 252, "keyctl": 250, "bpf": 321, "seccomp": 317},
+               "ioprio_get": 252, "keyctl": 250, "bpf": 321, "seccomp": 317, "get_mempolicy": 239},
     "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "mount_setattr": 442, "ioprio_set": 30,
-                "ioprio_get": 31, "keyctl": 219, "bpf": 280, "seccomp": 277},
+                "ioprio_get": 31, "keyctl": 219, "bpf": 280, "seccomp": 277, "get_mempolicy": 236},
 }[os.uname().machine]
 MOUNT_ATTR_RDONLY = 0x1
 AT_RECURSIVE = 0x8000
@@ -199,6 +199,20 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
         _libc.prctl(option, ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)),
         "prctl",
     )
+
+
+MEMPOLICY_WORDS = 16  # nodes 0-1023: CONFIG_NODES_SHIFT is at most 10
+
+
+def get_mempolicy() -> list[int]:
+    """This task's NUMA memory policy: [mode with its flags, the node mask's words], or [-1]
+    where the kernel has none (no CONFIG_NUMA). Only a task can read its own."""
+    mode = ctypes.c_int(0)
+    mask = (ctypes.c_ulong * MEMPOLICY_WORDS)()
+    if _libc.syscall(_SYSNO["get_mempolicy"], ctypes.byref(mode), mask, ctypes.c_ulong(MEMPOLICY_WORDS * 64),
+                     None, ctypes.c_ulong(0)) != 0:
+        return [-1]
+    return [mode.value, *mask]
 
 
 IOPRIO_WHO_PROCESS = 1

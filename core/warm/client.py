@@ -282,7 +282,7 @@ def _send_request(
     sock: Any, kind: str, argv: list[str], ident: dict[str, Any], path: str, fds: list[int], cwd: int,
     extra: dict[str, Any],
 ) -> int | None:
-    from mrun.warm.peer import prctl_state
+    from mrun.warm.peer import kept_state
 
     mask = os.umask(0)
     os.umask(mask)
@@ -298,7 +298,7 @@ def _send_request(
         "env": dict(os.environ),
         "script_dir": script_dir(),
         "umask": mask,
-        "prctl": prctl_state(),
+        "kept": kept_state(),
         "fds": fds,
         "stdio": [_stream(sys.stdin), _stream(sys.stdout), _stream(sys.stderr)],
         "identity": ident,

@@ -4,8 +4,9 @@ A child forked from the template runs with the template's privileges, so serving
 with fewer would hand it more: a root process with dropped capabilities, no_new_privs, a
 seccomp filter, another LSM label, or in other namespaces or under another root directory;
 likewise one that set with prctl what fork and exec keep and the template has otherwise
-(speculation mitigations, transparent huge pages off; securebits and memory-deny-write-execute,
-which the caller reports, ``prctl_state``), which its containers would have lost.
+(speculation mitigations, transparent huge pages off; securebits, memory-deny-write-execute and
+the NUMA memory policy, which the caller reports, ``kept_state``), which its containers would
+have lost.
 Such a caller is told to run cold, where the kernel applies its own limits to it; so is any
 caller under a seccomp filter, as /proc shows a filter's mode but not its rules. The peer's
 uid and pid come from the socket (SO_PEERCRED), which the caller cannot forge; the pid is the one
@@ -62,16 +63,16 @@ def context(pid: int | str) -> dict[str, str]:
 PR_GET_SECUREBITS, PR_GET_MDWE = 27, 66  # linux/prctl.h
 
 
-def prctl_state() -> list[int]:
-    """[securebits, memory-deny-write-execute flags] of this process (-1: the kernel has no such
-    call). Fork and exec keep both, so a cold call's containers have its caller's; /proc shows
-    neither, so each launcher reports its own in its request (bin/launcher.c likewise) and the
-    template compares them with its own. A caller could lie about them only to its own loss of
-    the confinement it chose (the capability sets, which /proc does show, are compared apart)."""
-    import ctypes  # here only: the Python launcher's request; the template asks once
+def kept_state() -> list[int]:
+    """What fork and exec keep, so a cold call's containers have its caller's, and /proc does not
+    show: [securebits, memory-deny-write-execute flags (PR_SET_MDWE), NUMA memory policy mode,
+    its node mask's words] (-1 for what the kernel lacks). Each launcher reports its own in its
+    request (bin/launcher.c likewise) and the template compares them with its own. A caller could
+    lie about them only to its own loss of the confinement it chose (the capability sets, which
+    /proc does show, are compared apart)."""
+    from mrun.kernel import syscalls as sc  # here only: the Python launcher's request (ctypes)
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    return [libc.prctl(option, 0, 0, 0, 0) for option in (PR_GET_SECUREBITS, PR_GET_MDWE)]
+    return [sc._libc.prctl(option, 0, 0, 0, 0) for option in (PR_GET_SECUREBITS, PR_GET_MDWE)] + sc.get_mempolicy()
 
 
 def under_seccomp(pid: int | str = "self") -> bool:

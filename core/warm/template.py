@@ -148,7 +148,7 @@ class Template:
         self.lock_fd = lock_fd
         self.identity = client.identity()
         self.context = peer.context("self")
-        self.prctl = peer.prctl_state()
+        self.kept = peer.kept_state()
         self.code = code  # taken before the imports: a change during them counts
         self.backends = backends
         self.inode = os.stat(path).st_ino
@@ -325,8 +325,8 @@ class Template:
             return "the caller's interpreter, sys.path or environment differs"
         if msg.get("kind") not in KINDS or not isinstance(msg.get("fds"), list):
             return "a malformed request"
-        if msg.get("prctl") != self.prctl:  # what fork and exec keep and /proc does not show
-            return f"securebits, memory-deny-write-execute {msg.get('prctl')} differ (template {self.prctl})"
+        if msg.get("kept") != self.kept:  # what fork and exec keep and /proc does not show
+            return "the caller's securebits, memory-deny-write-execute or NUMA memory policy differ"
         return peer.mismatch(pid, self.context)
 
     def native_mismatch(self, native: Any, msg: dict[str, Any], pid: int) -> str | None:
