@@ -201,6 +201,11 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     )
 
 
+def prctl_get(option: int) -> int:
+    """A PR_GET_* value of ours, or -1 where the kernel has no such option (EINVAL): no raise."""
+    return int(_libc.prctl(option, ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)))
+
+
 MEMPOLICY_WORDS = 16  # nodes 0-1023: CONFIG_NODES_SHIFT is at most 10
 
 

@@ -72,7 +72,7 @@ def kept_state() -> list[int]:
     /proc does show, are compared apart)."""
     from mrun.kernel import syscalls as sc  # here only: the Python launcher's request (ctypes)
 
-    return [sc._libc.prctl(option, 0, 0, 0, 0) for option in (PR_GET_SECUREBITS, PR_GET_MDWE)] + sc.get_mempolicy()
+    return [sc.prctl_get(PR_GET_SECUREBITS), sc.prctl_get(PR_GET_MDWE), *sc.get_mempolicy()]
 
 
 def under_seccomp(pid: int | str = "self") -> bool:
