@@ -100,9 +100,8 @@ def test_a_caller_whose_root_has_no_capabilities_gets_none_from_the_template(ima
     SECBIT_NOROOT (a service manager's SecureBits=noroot) execs mrun as a root without
     capabilities: cold, its first mount is refused. A child of the template, which has no such
     bit and every capability, would have run the container: the peer check's comparison of the
-    capability sets keeps such a caller cold, and it fails the same way whichever launcher it
-    used. (A bit that changes no capability set at exec, such as NO_CAP_AMBIENT_RAISE, is not
-    compared: see the closing note of 2026-12-01.)"""
+    capability sets keeps such a caller cold (and now the securebits its launcher reports too),
+    and it fails the same way whichever launcher it used."""
     h = images
     img_ok(h, "load", busybox_archive)
     run = [h.binary, "--root", h.root, "--image-root", h.image_root,
