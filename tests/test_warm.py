@@ -32,6 +32,7 @@ from conftest import (
 )
 from mrun.warm import client
 from test_containerd import WASM_IMAGE, build_wasm_archive
+from test_images import _with_memory_deny_write_execute
 
 # The tests of what a user could tell apart run through both launchers, and cold.
 LAUNCHERS = pytest.mark.parametrize("images", ["warm", "python", "cold"], indirect=True)
@@ -681,12 +682,6 @@ def test_a_warm_child_never_holds_the_session_keyring_of_the_templates_first_cal
     _run_under_a_template_another_started(h, busybox_archive, tmp_path, f"/usr/bin/python3 -c \"{search}\"",
                                           str(found), {}, {}, preexec_fn=_in_a_session_keyring_with_a_secret)
     assert found.read_text() == "-1", "the first caller's key was in reach (its serial number)"
-
-
-def _with_memory_deny_write_execute() -> None:
-    import ctypes
-
-    assert ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0) == 0  # PR_SET_MDWE, REFUSE_EXEC_GAIN
 
 
 def test_a_template_started_under_memory_deny_write_execute_imposes_it_on_no_other_caller(h, tmp_path):
