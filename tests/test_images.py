@@ -85,6 +85,7 @@ def test_a_callers_prctl_state_reaches_its_container_warm_and_cold(images, busyb
                        preexec_fn=_with_thp_disabled)
     assert (r.returncode, r.stdout) == (0, "THP_enabled:\t0\n"), r.stderr
 
+
 SECBIT_NOROOT = 1  # linux/securebits.h: uid 0 gains no capabilities at execve
 
 
