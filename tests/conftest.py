@@ -152,10 +152,11 @@ class Harness:
         return path
 
     def mrun(
-        self, *args: str, timeout: float = 60, env: dict[str, str] | None = None
+        self, *args: str, timeout: float = 60, env: dict[str, str] | None = None, preexec_fn: Any = None
     ) -> subprocess.CompletedProcess[str]:
         """Run mrun with output captured through files, not pipes: a created or detached
-        container inherits mrun's stdio, and a pipe would stay open as long as it lives."""
+        container inherits mrun's stdio, and a pipe would stay open as long as it lives.
+        ``preexec_fn``: sets up the caller (what it ignores, its prctl state...) before the exec."""
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             proc = subprocess.run(
                 [self.binary, "--root", self.root, *args],
@@ -165,6 +166,7 @@ class Harness:
                 timeout=timeout,
                 check=False,
                 env={**os.environ, **self.base_env, **(env or {})},
+                preexec_fn=preexec_fn,
             )
             out.seek(0)
             err.seek(0)

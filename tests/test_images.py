@@ -59,10 +59,7 @@ def test_the_containers_process_starts_with_every_signal_at_its_default_warm_and
     h = images
     img_ok(h, "load", busybox_archive)
     script = 'grep -E "^Sig(Ign|Blk)" /proc/self/status; trap "echo trapped" INT; kill -INT $$; echo done'
-    r = subprocess.run([h.binary, "--root", h.root, "--image-root", h.image_root,
-                        *run_args(h, "--rm", IMAGE, "sh", "-c", script)],
-                       env={**os.environ, **h.base_env}, capture_output=True, text=True, timeout=60,
-                       preexec_fn=_as_a_caller_that_ignores_and_blocks_signals)
+    r = img(h, *run_args(h, "--rm", IMAGE, "sh", "-c", script), preexec_fn=_as_a_caller_that_ignores_and_blocks_signals)
     assert r.returncode == 0, r.stderr
     assert r.stdout == "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\ntrapped\ndone\n", r.stdout
 
@@ -79,10 +76,7 @@ def test_a_callers_prctl_state_reaches_its_container_warm_and_cold(images, busyb
     has its own: a warm child would have handed on that instead, so such a caller runs cold."""
     h = images
     img_ok(h, "load", busybox_archive)
-    r = subprocess.run([h.binary, "--root", h.root, "--image-root", h.image_root,
-                        *run_args(h, "--rm", IMAGE, "grep", "THP_enabled", "/proc/self/status")],
-                       env={**os.environ, **h.base_env}, capture_output=True, text=True, timeout=60,
-                       preexec_fn=_with_thp_disabled)
+    r = img(h, *run_args(h, "--rm", IMAGE, "grep", "THP_enabled", "/proc/self/status"), preexec_fn=_with_thp_disabled)
     assert (r.returncode, r.stdout) == (0, "THP_enabled:\t0\n"), r.stderr
 
 
@@ -105,13 +99,11 @@ def test_a_caller_whose_root_has_no_capabilities_gets_none_from_the_template(ima
     and it fails the same way whichever launcher it used."""
     h = images
     img_ok(h, "load", busybox_archive)
-    run = [h.binary, "--root", h.root, "--image-root", h.image_root,
-           *run_args(h, "--rm", IMAGE, "grep", "CapEff", "/proc/self/status")]
-    plain = subprocess.run(run, env={**os.environ, **h.base_env}, capture_output=True, text=True, timeout=60)
+    run = run_args(h, "--rm", IMAGE, "grep", "CapEff", "/proc/self/status")
+    plain = img(h, *run)
     assert plain.returncode == 0 and plain.stdout.startswith("CapEff:\t"), plain.stdout + plain.stderr
     assert plain.stdout != "CapEff:\t0000000000000000\n"
-    r = subprocess.run(run, env={**os.environ, **h.base_env}, capture_output=True, text=True, timeout=60,
-                       preexec_fn=_with_secbit_noroot)
+    r = img(h, *run, preexec_fn=_with_secbit_noroot)
     assert r.returncode != 0 and r.stdout == "", r.stdout
     one_line_error(r, "Operation not permitted")
 
@@ -131,11 +123,10 @@ def test_a_callers_memory_deny_write_execute_reaches_its_container_warm_and_cold
     says what its caller has, and such a caller runs cold."""
     h = images
     img_ok(h, "load", build_wasm_archive(str(tmp_path)))
-    run = [h.binary, "--root", h.root, "--image-root", h.image_root, *run_args(h, "--rm", WASM_IMAGE)]
-    plain = subprocess.run(run, env={**os.environ, **h.base_env}, capture_output=True, text=True, timeout=60)
+    run = run_args(h, "--rm", WASM_IMAGE)
+    plain = img(h, *run)
     assert plain.returncode == 3, plain.stderr
-    r = subprocess.run(run, env={**os.environ, **h.base_env}, capture_output=True, text=True, timeout=60,
-                       preexec_fn=_with_memory_deny_write_execute)
+    r = img(h, *run, preexec_fn=_with_memory_deny_write_execute)
     assert r.stdout == "", r.stdout
     one_line_error(r, "unable to make memory executable")
 
@@ -157,12 +148,10 @@ def test_a_callers_numa_memory_policy_reaches_its_container_warm_and_cold(images
     child of the template had the template's policy (the default), and so had the containers."""
     h = images
     img_ok(h, "load", busybox_archive)
-    run = [h.binary, "--root", h.root, "--image-root", h.image_root,
-           *run_args(h, "--rm", IMAGE, "sh", "-c", "read start policy rest < /proc/self/numa_maps; echo $policy")]
-    plain = subprocess.run(run, env={**os.environ, **h.base_env}, capture_output=True, text=True, timeout=60)
+    run = run_args(h, "--rm", IMAGE, "sh", "-c", "read start policy rest < /proc/self/numa_maps; echo $policy")
+    plain = img(h, *run)
     assert (plain.returncode, plain.stdout) == (0, "default\n"), plain.stdout + plain.stderr
-    r = subprocess.run(run, env={**os.environ, **h.base_env}, capture_output=True, text=True, timeout=60,
-                       preexec_fn=_bound_to_node_0)
+    r = img(h, *run, preexec_fn=_bound_to_node_0)
     assert (r.returncode, r.stdout) == (0, "bind:0\n"), r.stdout + r.stderr
 
 
