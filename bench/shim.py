@@ -12,12 +12,14 @@ Usage: python bench/shim.py [ROUNDS]   (needs containerd, umoci, skopeo; run as 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
@@ -27,7 +29,7 @@ import pathlib  # noqa: E402
 import tempfile  # noqa: E402
 
 from busybox_bundle import make_oci_archive, remove_parent_cgroup  # noqa: E402
-from conftest import CONTAINERD2, IMAGE, await_template, make_rootfs, warm_path  # noqa: E402
+from conftest import CONTAINERD2, IMAGE, await_template, make_rootfs, stop_templates, warm_path  # noqa: E402
 from test_containerd import WASM_IMAGE, Containerd, build_wasm_archive  # noqa: E402
 
 RUNC, MRUN = "io.containerd.runc.v2", "io.containerd.mrun.v2"
@@ -48,6 +50,31 @@ def containerd2_bin(work: pathlib.Path) -> str | None:
         return None
     subprocess.run(["tar", "-xzf", source, "-C", str(work)], check=True)
     return next(d for d, _, files in os.walk(work) if "containerd" in files and "ctr" in files)
+
+
+@contextlib.contextmanager
+def private_containerd(prefix: str, env: dict[str, str] | None = None
+                       ) -> Iterator[tuple[Containerd, pathlib.Path, str | None]]:
+    """-> (a private containerd, 2.3 where found else 1.6, with the busybox and wasm images in it;
+    its work directory; 2.3's bin directory or None). mrun's warm template is this one's own
+    (MRUN_WARM_DIR): containerd, template, cgroup parent and files are gone at the end."""
+    work = pathlib.Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ["MRUN_WARM_DIR"] = str(work / "warm")
+    ctd = None
+    try:
+        archive = busybox_archive(work)
+        wasm = build_wasm_archive(work)
+        bin_dir = containerd2_bin(work)
+        ctd = Containerd(archive, bin_dir, env=env)
+        ctd.ctr("image", "import", wasm)
+        yield ctd, work, bin_dir
+    finally:
+        if ctd is not None:
+            ctd.stop()
+            remove_parent_cgroup(ctd.ns)
+        if (work / "warm").is_dir():
+            stop_templates(str(work / "warm"))
+        subprocess.run(["rm", "-rf", str(work)])
 
 
 def own_root(ctd: Containerd, runtime: str) -> list[str]:
@@ -130,8 +157,6 @@ def main() -> None:
                     results[f"{version} {mode}"] = run_on(archive, wasm, work, rounds, where, mode == "cold")
     finally:
         import shutil
-
-        from conftest import stop_templates
 
         if os.path.isdir(os.environ["MRUN_WARM_DIR"]):
             stop_templates(os.environ["MRUN_WARM_DIR"])

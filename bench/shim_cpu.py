@@ -30,7 +30,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -38,10 +37,9 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
 
-from busybox_bundle import remove_parent_cgroup  # noqa: E402
-from conftest import IMAGE, await_template, stop_templates, warm_path  # noqa: E402
-from shim import MRUN, RUNC, busybox_archive, containerd2_bin, own_root  # noqa: E402
-from test_containerd import WASM_IMAGE, Containerd, build_wasm_archive  # noqa: E402
+from conftest import IMAGE, await_template, warm_path  # noqa: E402
+from shim import MRUN, RUNC, own_root, private_containerd  # noqa: E402
+from test_containerd import WASM_IMAGE, Containerd  # noqa: E402
 
 HZ = 5000
 # A process's role once it forks: what its child is, until the child execs.
@@ -145,15 +143,7 @@ def main() -> None:
     tasks = int(sys.argv[1]) if len(sys.argv) > 1 else 40
     if not shutil.which("perf"):
         raise SystemExit("bench/shim_cpu.py needs perf (apt-get install linux-perf)")
-    work = pathlib.Path(tempfile.mkdtemp(prefix="mrun-shim-cpu-"))
-    os.environ["MRUN_WARM_DIR"] = str(work / "warm")
-    ctd = None
-    try:
-        archive = busybox_archive(work)
-        wasm = build_wasm_archive(work)
-        bin_dir = containerd2_bin(work)
-        ctd = Containerd(archive, bin_dir)
-        ctd.ctr("image", "import", wasm)
+    with private_containerd("mrun-shim-cpu-") as (ctd, work, bin_dir):
         for runtime, image, args in ((MRUN, WASM_IMAGE, []), (MRUN, IMAGE, ["true"]), (RUNC, IMAGE, ["true"])):
             for i in range(3):  # the template up and settled; images' snapshots, runc's pages in cache
                 ctd.ctr("run", "--rm", "--fifo-dir", ctd.fifo_dir, *own_root(ctd, runtime), "--runtime", runtime,
@@ -167,13 +157,6 @@ def main() -> None:
             "busybox true via mrun": run_tasks(ctd, MRUN, IMAGE, ["true"], tasks, "cl", work, template),
             "busybox true via runc": run_tasks(ctd, RUNC, IMAGE, ["true"], tasks, "cr", work, template),
         }
-    finally:
-        if ctd is not None:
-            ctd.stop()
-            remove_parent_cgroup(ctd.ns)
-        if (work / "warm").is_dir():
-            stop_templates(str(work / "warm"))
-        subprocess.run(["rm", "-rf", str(work)])
     version = "2.3" if bin_dir else "1.6"
     names = list(figures)
     print(f"containerd {version}: CPU ms per `ctr run --rm`, by process role, {tasks} tasks one at a time")

@@ -17,10 +17,7 @@ Usage: python bench/shim_load.py [TASKS] [IDLE]   (run as root; defaults 200 and
 from __future__ import annotations
 
 import os
-import pathlib
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -29,10 +26,9 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
 
-from busybox_bundle import remove_parent_cgroup  # noqa: E402
 from conftest import IMAGE, await_template, warm_path  # noqa: E402
-from shim import MRUN, RUNC, busybox_archive, containerd2_bin, own_root  # noqa: E402
-from test_containerd import WASM_IMAGE, Containerd, build_wasm_archive  # noqa: E402
+from shim import MRUN, RUNC, own_root, private_containerd  # noqa: E402
+from test_containerd import WASM_IMAGE, Containerd  # noqa: E402
 
 
 def private_kib(pid: int) -> int:
@@ -175,23 +171,14 @@ def template_figures() -> tuple[int, int] | None:
 def main() -> None:
     tasks = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     idle = int(sys.argv[2]) if len(sys.argv) > 2 else 50
-    work = pathlib.Path(tempfile.mkdtemp(prefix="mrun-shim-load-"))
-    os.environ["MRUN_WARM_DIR"] = str(work / "warm")
-    ctd = None
-    try:
-        archive = busybox_archive(work)
-        wasm = build_wasm_archive(work)
-        bin_dir = containerd2_bin(work)
-        # A pod's shim keeps a spare create worker for MRUN_SPARE_IDLE seconds after a create (~2 MiB):
-        # 1 s here, so the density of a settled pod is what is measured 2 s after the last create.
-        ctd = Containerd(archive, bin_dir, env={"MRUN_SPARE_IDLE": "1"})
-        ctd.ctr("image", "import", wasm)
+    # A pod's shim keeps a spare create worker for MRUN_SPARE_IDLE seconds after a create (~2 MiB):
+    # 1 s here, so the density of a settled pod is what is measured 2 s after the last create.
+    with private_containerd("mrun-shim-load-", env={"MRUN_SPARE_IDLE": "1"}) as (ctd, _work, bin_dir):
         ctd.ctr("run", "--rm", "--fifo-dir", ctd.fifo_dir, "--runtime", MRUN, "--cgroup", f"/{ctd.ns}/first",
                 WASM_IMAGE, "first", check=False)
         await_template(warm_path(), "the warm template did not come up")  # after the first start
         time.sleep(0.5)  # and settles once quiet (20 ms): its figures before are a settled template's
         before = template_figures()
-        served = 0
         rates = {
             "wasm hello via mrun": throughput(ctd, MRUN, WASM_IMAGE, [], tasks, "tw"),
             "busybox true via mrun": throughput(ctd, MRUN, IMAGE, ["true"], tasks, "tl"),
@@ -209,15 +196,6 @@ def main() -> None:
         extra = throughput(ctd, MRUN, IMAGE, ["true"], 500 - served, "tx")[0] if served < 500 else None
         served = max(served, 500)
         after = template_figures()
-    finally:
-        if ctd is not None:
-            ctd.stop()
-            remove_parent_cgroup(ctd.ns)
-        from conftest import stop_templates
-
-        if (work / "warm").is_dir():
-            stop_templates(str(work / "warm"))
-        subprocess.run(["rm", "-rf", str(work)])
     version = "2.3" if bin_dir else "1.6"
     print(f"containerd {version}: throughput, {tasks} `ctr run --rm` with 4 concurrent clients")
     for name, (rate, cpu) in rates.items():
