@@ -25,3 +25,8 @@ class InvalidState(MrunError):
 
 class Unsupported(MrunError):
     pass
+
+
+class SetUpDied(MrunError):
+    """The container's process, or the one setting it up, ended before it could say why: killed
+    (the OOM killer, for one: ``Create`` asks the cgroup and says so)."""

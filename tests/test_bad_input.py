@@ -171,3 +171,14 @@ def test_an_unknown_verb_is_one_usage_error_that_suggests_once(h):
     r = h.mrun("logz")
     assert r.returncode == 2, r
     assert "No such command 'logz'" in r.stderr and r.stderr.count("Did you mean") <= 1, r.stderr
+
+
+@pytest.mark.parametrize("limit", [4096, 256 << 10])
+def test_a_memory_limit_too_low_for_the_set_up_is_named_not_a_bare_death(h, limit):
+    """runc: "container init was OOM-killed (memory limit too low?)". An init that the OOM killer
+    ends while it sets the container up (4 KiB: before it reports its pid; 256 KiB: after) is
+    that, naming the field, not "the container's process died while setting up"."""
+    cfg = h.config(["true"])
+    cfg["linux"]["resources"]["memory"] = {"limit": limit}
+    one_line_error(h.mrun("create", "-b", h.bundle(config=cfg), h.cid()), "linux.resources.memory.limit",
+                   "OOM-killed", "memory limit too low")

@@ -204,6 +204,38 @@ def test_named_volume_outlives_containers_and_limits_reach_the_cgroup(images, bu
     img_ok(h, "rm", "limited")
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "needle"),
+    [
+        ("--cpus", "nan", "a number expected"),
+        ("--cpus", "inf", "a number expected"),
+        ("--cpus", "-1", "range of CPUs is from 0.01"),
+        ("--cpus", "0.001", "range of CPUs is from 0.01"),
+        ("--cpus", "100000", "CPUs available"),
+        ("--memory", "-5", "a size such as 64m"),
+        ("--memory", "4k", "minimum memory limit is 6MB"),
+        ("--memory", "1.5", "minimum memory limit is 6MB"),
+    ],
+)
+def test_run_refuses_resource_flags_as_docker_does(images, busybox_archive, flag, value, needle):
+    """Before anything is made, in one line naming the flag (`--cpus nan` was an internal error,
+    `--memory -5` the kernel's EINVAL on a cgroup file, `--memory 4k` an init that died)."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    one_line_error(img(h, *run_args(h, "--rm", flag, value, IMAGE, "true")), flag, needle)
+    made = os.path.join(h.image_root, "containers")
+    assert not os.path.isdir(made) or not os.listdir(made)
+
+
+def test_zero_cpus_and_memory_mean_no_limit_as_in_docker(images, busybox_archive):
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "unlimited", "--cpus", "0", "--memory", "0", IMAGE, "sleep", "600"))
+    resources = json.loads(img_ok(h, "inspect", "unlimited").stdout)["config"]["linux"]["resources"]
+    assert "memory" not in resources and "quota" not in resources.get("cpu", {}), resources
+    img_ok(h, "rm", "--force", "unlimited")
+
+
 def test_detached_logs_and_user_from_the_image(images, busybox_archive):
     h = images
     img_ok(h, "load", busybox_archive)

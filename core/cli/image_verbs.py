@@ -120,15 +120,44 @@ def image(g: dict[str, Any], action: str, image: str | None, name: str | None) -
     raise InvalidSpec(f"image: unknown action {action!r} (inspect, prune or wasm)")
 
 
-def parse_size(text: str) -> int:
+MIN_MEMORY = 6 << 20  # docker's least --memory ("Minimum memory limit allowed is 6MB")
+
+
+def parse_memory(text: str) -> int | None:
+    """``--memory`` as docker takes it: a size (b, k, m, g), 0 for no limit, else 6 MiB at least
+    (less was an init the OOM killer ended as it set the container up)."""
     units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
     t = text.strip().lower().removesuffix("b") or "0"
     factor = units.get(t[-1], 1) if not t[-1].isdigit() else 1
     number = t[:-1] if not t[-1].isdigit() else t
     try:
-        return int(float(number) * factor)
+        size = float(number) * factor
     except ValueError:
+        size = -1.0
+    if not 0 <= size < 1 << 63:  # NaN too
         raise InvalidSpec(f"--memory {text!r}: a size such as 64m or 1g expected")
+    if 0 < size < MIN_MEMORY:
+        raise InvalidSpec(f"--memory {text}: the minimum memory limit is 6MB (as docker's)")
+    return int(size) or None
+
+
+def parse_cpus(text: str) -> float | None:
+    """``--cpus`` as docker takes it: 0 for no limit, else from 0.01 to the host's CPUs."""
+    try:
+        cpus = float(text)
+    except ValueError:
+        cpus = float("nan")
+    if cpus != cpus or cpus in (float("inf"), float("-inf")):
+        raise InvalidSpec(f"--cpus {text!r}: a number expected")
+    if cpus == 0:
+        return None
+    available = os.cpu_count() or 1
+    if not 0.01 <= cpus <= available:
+        raise InvalidSpec(
+            f"--cpus {text}: the range of CPUs is from 0.01 to {available}.00, as there are only {available} "
+            "CPUs available"
+        )
+    return cpus
 
 
 def _network_mode(g: dict[str, Any], mode: str, publish: list[str]) -> dict[str, Any]:
@@ -161,10 +190,6 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         with open(path) as f:
             env += [line.strip() for line in f if line.strip() and not line.startswith("#")]
     env += list(kw.get("env") or ())
-    try:
-        cpus = float(kw["cpus"]) if kw.get("cpus") else None
-    except ValueError:
-        raise InvalidSpec(f"--cpus {kw['cpus']!r}: a number expected")
     o = Overrides(
         command=command,
         entrypoint=kw.get("entrypoint"),
@@ -175,8 +200,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         volumes=list(kw.get("volume") or ()),
         annotations=list(kw.get("annotation") or ())
         + ([f"{ann.WASM_PREOPENS}={kw['wasm_preopens']}"] if kw.get("wasm_preopens") else []),
-        memory=parse_size(kw["memory"]) if kw.get("memory") else None,
-        cpus=cpus,
+        memory=parse_memory(kw["memory"]) if kw.get("memory") else None,
+        cpus=parse_cpus(kw["cpus"]) if kw.get("cpus") else None,
         pids_limit=kw.get("pids_limit"),
         read_only=kw.get("read_only"),
         tty=kw.get("tty"),

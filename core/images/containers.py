@@ -154,8 +154,6 @@ def make_spec(
     if o.memory is not None:
         resources["memory"] = {"limit": o.memory}
     if o.cpus is not None:
-        if o.cpus <= 0:
-            raise InvalidSpec(f"--cpus {o.cpus}: must be more than 0")
         resources["cpu"] = {"quota": int(o.cpus * 100000), "period": 100000}
     if o.pids_limit is not None:
         resources["pids"] = {"limit": o.pids_limit}

@@ -4,7 +4,7 @@ caller's stack (``operations.undo.Undo``) so a failure later on kills what was l
 
 from __future__ import annotations
 
-from mrun.errors import MrunError
+from mrun.errors import MrunError, SetUpDied
 from mrun.kernel.proc import SIGKILL
 
 TYPE_CHECKING = False
@@ -75,4 +75,4 @@ def await_ready(ch: Any, on_hooks: Any = None) -> None:
         elif "error" in msg:
             raise MrunError(msg["error"])
         else:
-            raise MrunError("the container's process died while setting up")
+            raise SetUpDied("the container's process died while setting up")

@@ -13,7 +13,7 @@ import os
 
 from mrun import annotations as ann
 from mrun import jsonio
-from mrun.errors import InvalidSpec
+from mrun.errors import InvalidSpec, MrunError, SetUpDied
 from mrun.operations.builder import SandboxBuilder, await_ready
 from mrun.operations.options import prepare_stdio, write_pid_file
 from mrun.operations.undo import Undo
@@ -64,7 +64,10 @@ class Create:
                 while steps:
                     step = steps.pop(0)
                     with span(f"create {step}"):
-                        getattr(self, step)(undo)
+                        try:
+                            getattr(self, step)(undo)
+                        except SetUpDied as e:
+                            raise self._why_it_died(e) from None
                     if step == "choose_sandbox" and self.driver is not None:
                         steps = list(self.OWNED_STEPS)
                 undo.pop_all()  # created: nothing is undone
@@ -72,6 +75,17 @@ class Create:
         finally:
             if self.ch is not None:
                 self.ch.close()
+
+    def _why_it_died(self, died: SetUpDied) -> MrunError:
+        """The init ended before it could say why: where its cgroup counted an OOM kill, runc's
+        words for it, naming the field (a limit too low for the set-up itself)."""
+        if self.cgroup is not None and self.cgroup.oom_kills():
+            limit = ((self.spec.linux.get("resources") or {}).get("memory") or {}).get("limit")
+            return InvalidSpec(
+                f"linux.resources.memory.limit: {limit}: the container's init was OOM-killed while setting up "
+                "(memory limit too low?)"
+            )
+        return died
 
     def choose_backend(self, undo: Undo) -> None:
         from mrun.plugins.api import Bundle

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 
 from mrun import jsonio
-from mrun.errors import MrunError
+from mrun.errors import MrunError, SetUpDied
 from mrun.kernel import syscalls as sc
 from mrun.kernel.proc import SIGKILL
 
@@ -353,7 +353,7 @@ def _tell(host: Channel, **msg: Any) -> None:
     try:
         host.send(**msg)
     except BrokenPipeError:
-        raise MrunError(DIED) from None
+        raise SetUpDied(DIED) from None
 
 
 def _from_intermediate(host: Channel, pidfd: int | None) -> dict[str, Any]:
@@ -448,7 +448,7 @@ def spawn(launch: Launch) -> tuple[int, Channel]:
         if "error" in msg:
             raise MrunError(msg["error"])
         if "eof" in msg:
-            raise MrunError(DIED)
+            raise SetUpDied(DIED)
         if not direct:
             pid = msg["pid"]
         # It moves itself into its cgroup where the driver lets it (_join_threadwise); else we
