@@ -678,3 +678,40 @@ def test_a_release_killed_after_its_last_mark_leaves_nothing_the_next_one_misses
     (parent / "other").mkdir()
     release_parents(leaf, marks)
     assert parent.exists() and os.listdir(marks)
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "repository", "tag"),
+    [
+        ("busybox", "docker.io", "library/busybox", "latest"),
+        ("docker.io/library/busybox:1.36", "docker.io", "library/busybox", "1.36"),
+        ("localhost:5000/a/b_c.d-e__f:v1.2-rc_3", "localhost:5000", "a/b_c.d-e__f", "v1.2-rc_3"),
+        ("Registry.Example.com/x/y---z", "Registry.Example.com", "x/y---z", "latest"),
+        ("[::1]:5000/x:1", "[::1]:5000", "x", "1"),
+        ("10.0.0.1:5000/x", "10.0.0.1:5000", "x", "latest"),
+    ],
+)
+def test_image_references_docker_takes(text, host, repository, tag):
+    from mrun.images.reference import Reference
+
+    ref = Reference(text)
+    assert (ref.host, ref.repository, ref.tag) == (host, repository, tag)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "localhost:1/../../etc:1",  # became https://localhost:1/etc/manifests/1
+        "localhost/a?b", "localhost/a#b", "localhost/a:t#x", "localhost/a b", "localhost/A",
+        "localhost/a//b", "localhost/-a", "localhost/a-", "localhost/a..b", "localhost/a:", "localhost/a:-t",
+        "localhost/a:" + "t" * 129, "loc_al.host/x", "-host.com/x", "localhost:5x/x", "localhost/" + "a" * 250,
+        "evil.com\\@x/y", "",
+    ],
+)
+def test_image_references_docker_refuses_are_refused(text):
+    """Docker's grammar (distribution/reference): the repository goes into the registry's URL,
+    where `..`, `?` and `#` would move the request elsewhere on that host."""
+    from mrun.images.reference import Reference
+
+    with pytest.raises(MrunError, match="not a valid image reference"):
+        Reference(text)

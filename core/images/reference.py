@@ -9,6 +9,11 @@ from __future__ import annotations
 from mrun.errors import MrunError
 
 DOCKER_HUB = "registry-1.docker.io"
+NAME_MAX = 255  # host and repository together, as docker counts them
+_LOWER_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_ALNUM = _LOWER_ALNUM | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_TAG_CHARS = _ALNUM | frozenset("_.-")
+_IPV6_CHARS = frozenset("0123456789abcdefABCDEF:.")
 
 
 def check_digest(digest: str) -> str:
@@ -19,8 +24,48 @@ def check_digest(digest: str) -> str:
     return hexpart
 
 
+def _path_component_problem(part: str) -> str:
+    """Docker's path component: lowercase letters and digits, runs of them separated by one '.',
+    one or two '_', or any number of '-'. Written out by hand: ``re`` is not loaded on the path
+    of a cold `mrun run`, which looks its image up by reference."""
+    if not part or part[0] not in _LOWER_ALNUM or part[-1] not in _LOWER_ALNUM:
+        return f"path component {part!r} must start and end with a lowercase letter or digit"
+    i = 0
+    while i < len(part):
+        j = i
+        while j < len(part) and part[j] not in _LOWER_ALNUM:
+            j += 1
+        separator = part[i:j]
+        if separator and separator not in (".", "_", "__") and separator.strip("-"):
+            return f"path component {part!r}: {separator!r} is not '.', '_', '__' or dashes"
+        while j < len(part) and part[j] in _LOWER_ALNUM:
+            j += 1
+        i = j
+    return ""
+
+
+def _host_problem(host: str) -> str:
+    """A registry host as docker takes it: DNS labels (letters, digits, inner dashes) joined by
+    dots, or an IPv6 address in brackets; then perhaps a colon and a port number."""
+    if host.startswith("["):
+        address, bracket, after = host[1:].partition("]")
+        ok = bool(bracket and address) and all(c in _IPV6_CHARS for c in address)
+        sep, port = after[:1], after[1:]
+        ok = ok and sep in ("", ":")
+    else:
+        name, sep, port = host.partition(":")
+        ok = all(
+            label and label[0] != "-" and label[-1] != "-" and all(c in _ALNUM or c == "-" for c in label)
+            for label in name.split(".")
+        )
+    if not ok or sep and not (port.isascii() and port.isdigit()):
+        return f"host {host!r} (a DNS name or an [IPv6 address], then perhaps :port)"
+    return ""
+
+
 class Reference:
-    """``[host[:port]/]path[:tag][@digest]`` the way docker reads it."""
+    """``[host[:port]/]path[:tag][@digest]`` the way docker reads it, refused where docker's
+    grammar refuses it: the host and repository become the registry's URL."""
 
     def __init__(self, text: str) -> None:
         rest, _, self.digest = text.partition("@")
@@ -29,15 +74,30 @@ class Reference:
             self.host, path = first, remainder
         else:
             self.host, path = "docker.io", rest
-        repo, _, tag = path.rpartition(":") if ":" in path.rsplit("/", 1)[-1] else (path, "", "")
+        repo, colon, tag = path.rpartition(":") if ":" in path.rsplit("/", 1)[-1] else (path, "", "")
         self.repository = repo or path
         self.tag = tag or ("" if self.digest else "latest")
+        self._empty_tag = bool(colon) and not tag  # "name:" is no name with the tag latest
         if self.host == "docker.io" and "/" not in self.repository:
             self.repository = f"library/{self.repository}"
-        if not self.repository or any(c.isupper() for c in self.repository):
-            raise MrunError(f"{text!r} is not a valid image reference")
+        problem = self._problem()
+        if problem:
+            raise MrunError(f"{text!r} is not a valid image reference: {problem}")
         if self.digest:
             check_digest(self.digest)
+
+    def _problem(self) -> str:
+        if len(self.host) + 1 + len(self.repository) > NAME_MAX:
+            return f"the name is longer than {NAME_MAX} characters"
+        problem = _host_problem(self.host) if self.host != "docker.io" else ""
+        for part in self.repository.split("/"):
+            problem = problem or _path_component_problem(part)
+        tag = self.tag
+        if not problem and self._empty_tag:
+            problem = "an empty tag"
+        if not problem and tag and (tag[0] in ".-" or len(tag) > 128 or any(c not in _TAG_CHARS for c in tag)):
+            problem = f"tag {tag!r} (letters, digits, '_', '.' and '-', not first; 128 at most)"
+        return problem
 
     @property
     def endpoint(self) -> str:
