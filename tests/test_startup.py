@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import mrun_binary
+from conftest import IMAGE, img_ok, mrun_binary, run_args
 
 
 def _imports(argv: list[str], env: dict[str, str] | None = None) -> set[str]:
@@ -36,6 +36,18 @@ def test_lifecycle_verbs_skip_heavy_imports(tmp_path, verb):
     assert "mrun.cli.main" in mods
     heavy = {"typer", "click", "pluggy", "json", "re", "typing", "importlib.metadata", "wasmtime", "pyroute2"}
     assert not mods & heavy, sorted(mods & heavy)
+
+
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
+def test_a_cold_run_of_an_image_does_not_import_json(images, busybox_archive):
+    """json's import (~1 ms of its own) came with every cold `mrun run`, for the one flag that
+    reads a JSON file (`--security-opt seccomp=FILE`): jsonio reads it now."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    argv = ["--root", h.root, "--image-root", h.image_root, *run_args(h, "--rm", IMAGE, "true")]
+    mods = imported(argv, {**h.base_env, "MRUN_WARM": "0"})
+    assert "mrun.images.containers" in mods
+    assert "json" not in mods
 
 
 def test_create_dispatches_without_pluggy_or_typing(tmp_path, h):

@@ -26,8 +26,8 @@ def check_digest(digest: str) -> str:
 
 def _path_component_problem(part: str) -> str:
     """Docker's path component: lowercase letters and digits, runs of them separated by one '.',
-    one or two '_', or any number of '-'. Written out by hand: ``re`` is not loaded on the path
-    of a cold `mrun run`, which looks its image up by reference."""
+    one or two '_', or any number of '-'. Checked rule by rule rather than by docker's regular
+    expression, so that the refusal can say which rule the reference breaks."""
     if not part or part[0] not in _LOWER_ALNUM or part[-1] not in _LOWER_ALNUM:
         return f"path component {part!r} must start and end with a lowercase letter or digit"
     i = 0
