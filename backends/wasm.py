@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 
 from mrun import annotations as ann
-from mrun.errors import MrunError
+from mrun.errors import InvalidSpec, MrunError
 from mrun.plugins.api import Arg, Bundle, Claim, Command, Container, Flag, find_program
 from mrun.plugins.hookspecs import hookimpl
 
@@ -550,6 +550,8 @@ def cache_verb(g: dict[str, Any], action: str, all: bool, unused_days: int | Non
             )
         return 0
     if action == "prune":
+        if unused_days is not None and unused_days < 0:
+            raise InvalidSpec(f"--unused-days {unused_days}: a number of days, 0 or more")
         removed = store.prune(engine_description(), everything=all, unused_days=unused_days)
         print(f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'} from {store.dir}")
         return 0

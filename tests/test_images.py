@@ -227,6 +227,23 @@ def test_run_refuses_resource_flags_as_docker_does(images, busybox_archive, flag
     assert not os.path.isdir(made) or not os.listdir(made)
 
 
+def test_env_files_docker_refuses_are_one_line(images, busybox_archive, tmp_path):
+    """/dev/zero was read without end (one line, never finished); a file that is not UTF-8 was
+    an internal error (UnicodeDecodeError); a missing one did not name the flag."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    binary = tmp_path / "binary.env"
+    binary.write_bytes(b"A=1\n\xff\xfe=x\n")
+    for path, needle in (("/dev/zero", "longer than 64 KiB"), (str(binary), "line 2 is not UTF-8"),
+                         (str(tmp_path / "missing.env"), "No such file")):
+        one_line_error(img(h, *run_args(h, "--rm", "--env-file", path, IMAGE, "true"), timeout=20), "--env-file",
+                       needle)
+    good = tmp_path / "good.env"
+    good.write_text("# a comment\n\n  A=1  \nB=two words\n")
+    out = img_ok(h, *run_args(h, "--rm", "--env-file", str(good), IMAGE, "sh", "-c", 'echo "$A|$B"')).stdout
+    assert out == "1|two words\n"
+
+
 def test_zero_cpus_and_memory_mean_no_limit_as_in_docker(images, busybox_archive):
     h = images
     img_ok(h, "load", busybox_archive)
@@ -485,6 +502,9 @@ def test_a_wasm_image_made_from_a_module_is_precompiled_saved_and_reloaded(image
     r = img(h, *run_args(h, "--rm", "--name", "made1", "localhost/made:1", "4"), env=cache)
     assert r.returncode == 4 and "[/hello.wasm] [4]" in r.stdout, r.stderr
     assert len(img_ok(h, "cache", "list", env=cache).stdout.strip().splitlines()) == 1  # the run used that entry
+    # a negative age pruned every entry (all are unused for more than -5 days): refused now
+    one_line_error(img(h, "cache", "prune", "--unused-days", "-5", env=cache), "--unused-days")
+    assert len(img_ok(h, "cache", "list", env=cache).stdout.strip().splitlines()) == 1
     archive = str(tmp_path / "made.tar")
     img_ok(h, "save", "localhost/made:1", archive)
     inspected = json.loads(

@@ -141,6 +141,30 @@ def parse_memory(text: str) -> int | None:
     return int(size) or None
 
 
+ENV_FILE_LINE_MAX = 64 << 10  # docker's bufio.Scanner token limit
+
+
+def read_env_file(path: str) -> list[str]:
+    """``--env-file`` as docker reads it: VAR=VALUE (or VAR: the caller's value) per line, '#'
+    comments and blank lines skipped, UTF-8, 64 KiB a line at most: /dev/zero or a binary file
+    is refused at its first long line, not read without end."""
+    lines = []
+    try:
+        with open(path, "rb") as f:
+            for number, raw in enumerate(iter(lambda: f.readline(ENV_FILE_LINE_MAX + 1), b""), 1):
+                if len(raw) > ENV_FILE_LINE_MAX and not raw.endswith(b"\n"):
+                    raise InvalidSpec(f"--env-file {path}: line {number} is longer than 64 KiB")
+                try:
+                    line = raw.decode().strip()
+                except UnicodeDecodeError:
+                    raise InvalidSpec(f"--env-file {path}: line {number} is not UTF-8") from None
+                if line and not line.startswith("#"):
+                    lines.append(line)
+    except OSError as e:
+        raise InvalidSpec(f"--env-file {path}: {e.strerror or e}") from None
+    return lines
+
+
 def parse_cpus(text: str) -> float | None:
     """``--cpus`` as docker takes it: 0 for no limit, else from 0.01 to the host's CPUs."""
     try:
@@ -185,10 +209,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
     from mrun.images.containers import Overrides, prepare
     from mrun.runtime import CreateOptions
 
-    env = []
-    for path in kw.get("env_file") or ():
-        with open(path) as f:
-            env += [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    env = [line for path in kw.get("env_file") or () for line in read_env_file(path)]
     env += list(kw.get("env") or ())
     o = Overrides(
         command=command,
