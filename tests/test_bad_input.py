@@ -182,3 +182,34 @@ def test_a_memory_limit_too_low_for_the_set_up_is_named_not_a_bare_death(h, limi
     cfg["linux"]["resources"]["memory"] = {"limit": limit}
     one_line_error(h.mrun("create", "-b", h.bundle(config=cfg), h.cid()), "linux.resources.memory.limit",
                    "OOM-killed", "memory limit too low")
+
+
+def test_a_pid_file_is_never_written_through_a_planted_link(h, tmp_path):
+    """runc creates its temporary pid file with O_EXCL: a link another user planted at `.NAME.tmp`
+    in a directory all may write (/tmp) fails the call. mrun opened it with "w" and truncated and
+    wrote the link's target, as root."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    os.symlink(victim, shared / ".pid.tmp")
+    one_line_error(h.mrun("create", "--pid-file", str(shared / "pid"), "-b", h.bundle(["true"]), h.cid()),
+                   "--pid-file", ".pid.tmp")
+    assert victim.read_text() == "precious\n"
+    assert sorted(os.listdir(shared)) == [".pid.tmp"]  # the link is someone else's: left as it was
+
+
+def test_a_pid_file_that_cannot_be_written_fails_the_call_and_leaves_nothing(h, tmp_path):
+    """As runc: the create is undone, an exec'd process is ended, and the temporary file goes
+    (it stayed, and the exec'd process ran on)."""
+    where = tmp_path / "pids" / "adir"
+    where.mkdir(parents=True)
+    one_line_error(h.mrun("create", "--pid-file", str(where), "-b", h.bundle(["true"]), h.cid()),
+                   "--pid-file", "Is a directory")
+    cid = h.cid()
+    h.ok("run", "-d", "-b", h.bundle(["sleep", "600"]), cid)
+    one_line_error(h.mrun("exec", "-d", "--pid-file", str(where), cid, "sleep", "500"), "--pid-file", "Is a directory")
+    assert len(json.loads(h.ok("ps", "--format", "json", cid).stdout)) == 1  # the init alone
+    h.ok("delete", "--force", cid)
+    assert os.listdir(where.parent) == ["adir"]

@@ -38,10 +38,10 @@ def exec_process(runtime: Any, record: Record, process: dict[str, Any], opts: Cr
         if console is not None:
             console.close()
         await_ready(ch)
+        if opts.pid_file:  # as runc: a pid file that cannot be written ends the process
+            write_pid_file(opts.pid_file, pid)
         undo.pop_all()
     ch.close()
-    if opts.pid_file:
-        write_pid_file(opts.pid_file, pid)
     return pid
 
 

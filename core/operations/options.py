@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from mrun.errors import InvalidSpec
+from mrun.errors import InvalidSpec, MrunError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' hot path
@@ -29,12 +29,27 @@ class CreateOptions:
 
 
 def write_pid_file(path: str, pid: int) -> None:
-    """Atomically, as containerd's shim reads it the moment the command returns."""
+    """Atomically, as containerd's shim reads it the moment the command returns. The temporary
+    file is made with O_EXCL, as runc's is: a pid file may be asked for in a directory others
+    write (/tmp), and a link planted at the temporary name must fail the call, not be written
+    through as root."""
     path = os.path.abspath(path)
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-    with open(tmp, "w") as f:
-        f.write(str(pid))
-    os.rename(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    except FileExistsError:
+        raise MrunError(f"--pid-file {path}: {tmp} exists (someone else's, or a write cut short: not ours to remove)")
+    except OSError as e:
+        raise MrunError(f"--pid-file {path}: {tmp}: {e.strerror}")
+    try:
+        os.write(fd, str(pid).encode())
+    finally:
+        os.close(fd)
+    try:
+        os.rename(tmp, path)
+    except OSError as e:
+        os.unlink(tmp)
+        raise MrunError(f"--pid-file {path}: {e.strerror}")
 
 
 def _close_extra_fds(preserve: int) -> None:
