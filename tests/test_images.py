@@ -12,6 +12,7 @@ import tarfile
 
 import pytest
 from conftest import IMAGE, cgroup_dirs, img, img_ok, one_line_error, require, run_args
+from mrun.errors import MrunError
 from test_containerd import WASM_IMAGE, build_wasm_archive
 
 
@@ -705,3 +706,28 @@ def test_a_container_from_an_image_gets_a_seccomp_profile_as_docker_gives_one(im
     one_line_error(img(h, *run_args(h, "--rm", "--security-opt", "apparmor=unconfined", IMAGE, "true")),
                    "--security-opt", "apparmor=unconfined")
     assert not os.listdir(os.path.join(h.image_root, "containers"))
+
+
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
+@pytest.mark.parametrize("fmt", ["oci-archive", "oci-dir"])
+def test_save_never_writes_through_a_link_planted_at_its_temporary_name(images, busybox_archive, tmp_path,
+                                                                       monkeypatch, fmt):
+    """`mrun save IMAGE PATH` writes PATH.tmp-PID first: a link planted there (PATH in /tmp, pids
+    guessed) had root's tarfile write its target, and the clean-up unlink someone else's link."""
+    from mrun.images.export import save
+    from mrun.images.store import ImageStore
+
+    h = images
+    img_ok(h, "load", busybox_archive)
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    out = tmp_path / "out"
+    monkeypatch.setattr(os, "getpid", lambda: 4242)
+    os.symlink(victim, f"{out}.tmp-4242")
+    with pytest.raises(MrunError, match="exists"):
+        save(ImageStore(h.image_root), IMAGE, str(out), fmt)
+    assert victim.read_text() == "precious\n"
+    assert os.path.islink(f"{out}.tmp-4242") and not os.path.exists(out)
+    os.unlink(f"{out}.tmp-4242")
+    save(ImageStore(h.image_root), IMAGE, str(out), fmt)  # and with the name free, as before
+    assert os.path.exists(out) and not os.path.lexists(f"{out}.tmp-4242")

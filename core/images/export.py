@@ -13,7 +13,7 @@ import shutil
 import tarfile
 
 from mrun import jsonio
-from mrun.errors import InvalidSpec
+from mrun.errors import InvalidSpec, MrunError
 from mrun.images.reference import check_digest
 from mrun.images.sources import OCI_MANIFEST, REF_NAME
 from mrun.images.store import ImageStore
@@ -27,17 +27,29 @@ def save(store: ImageStore, ref: str, path: str, fmt: str = "oci-archive") -> No
         raise InvalidSpec(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
     name, entry = store.image(ref)
     tmp = f"{path.rstrip('/')}.tmp-{os.getpid()}"
+    made = False  # the temporary file or directory is ours to remove: made here, exclusively
     try:
         if fmt == "oci-dir":
-            _oci(store, name, entry, _DirWriter(tmp))
+            writer = _DirWriter(tmp)
+            made = True
+            _oci(store, name, entry, writer)
         else:
-            with tarfile.open(tmp, "w") as tar:
+            # O_EXCL: the path's directory may be one others write (/tmp), and a link planted at
+            # the temporary name must fail the save, not have root write its target.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            made = True
+            with os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w") as tar:
                 (_oci if fmt == "oci-archive" else _docker)(store, name, entry, _TarWriter(tar))
         os.rename(tmp, path)
+        made = False
+    except FileExistsError as e:
+        if made:
+            raise
+        raise MrunError(f"save: {e.filename} exists (someone else's, or a save cut short: not ours to remove)")
     finally:
-        if os.path.isdir(tmp):
+        if made and os.path.isdir(tmp) and not os.path.islink(tmp):
             shutil.rmtree(tmp)
-        elif os.path.exists(tmp):
+        elif made:
             os.unlink(tmp)
 
 
