@@ -291,6 +291,11 @@ def test_features_and_spec(h):
     h.ok("spec", "--bundle", bundle)
     assert json.load(open(os.path.join(bundle, "config.json")))["process"]["args"] == ["sh"]
     assert h.mrun("spec", "--bundle", bundle).returncode != 0  # refuses to overwrite
+    dangling = os.path.join(h.tmp, "linkbundle")  # nor does it follow a dangling link to make its target
+    os.makedirs(dangling)
+    os.symlink(os.path.join(h.tmp, "made-through-the-link"), os.path.join(dangling, "config.json"))
+    assert "exists already" in h.mrun("spec", "--bundle", dangling).stderr
+    assert not os.path.exists(os.path.join(h.tmp, "made-through-the-link"))
 
 
 def test_foreground_run_with_a_terminal_like_runc(h):

@@ -264,9 +264,11 @@ def spec(g: dict[str, Any], bundle: str, rootless: bool) -> int:
     from mrun.defaults import default_spec
 
     path = os.path.join(bundle, "config.json")
-    if os.path.exists(path):
+    try:  # O_EXCL: a dangling link there is not followed to make its target (runc's stat is)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    except FileExistsError:
         raise MrunError(f"{path} exists already: remove it first")
-    with open(path, "w") as f:
+    with os.fdopen(fd, "w") as f:
         f.write(jsonio.dumps(default_spec(rootless, os.getuid(), os.getgid()), indent=2))
         f.write("\n")
     return 0
