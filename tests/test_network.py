@@ -261,6 +261,9 @@ def test_bad_network_input_is_refused_and_nothing_is_half_made(net):
         r = img(h, *run_args(h, "--rm", "--network", h.net, "-p", f"127.0.0.1:{port}:80", IMAGE, "true"), env=h.env)
         assert r.returncode != 0 and "already in use" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+    # TEST-NET-1 is no address of this host: said so (it was "port already in use")
+    r = img(h, *run_args(h, "--rm", "--network", h.net, "-p", "192.0.2.1:8080:80", IMAGE, "true"), env=h.env)
+    one_line_error(r, "192.0.2.1:8080/tcp", "not an address of this host")
     subnet = json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["subnet"]
     r = img(h, "network", "create", "overlapping", "--subnet", subnet, env=h.env)
     assert r.returncode != 0 and "overlaps" in r.stderr

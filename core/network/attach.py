@@ -14,6 +14,7 @@ was done, so a crash at any point is cleaned up by ``delete --force``.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import socket
@@ -63,7 +64,10 @@ def _check_free(p: dict[str, Any]) -> None:
         try:
             s.bind((p["host_ip"] or "0.0.0.0", p["host_port"]))
         except OSError as e:
-            raise MrunError(f"-p {p['host_port']}/{p['proto']}: port already in use on this host ({e.strerror})")
+            where = f"{p['host_ip']}:{p['host_port']}" if p["host_ip"] else str(p["host_port"])
+            why = "port already in use on this host" if e.errno == errno.EADDRINUSE else (
+                "not an address of this host" if e.errno == errno.EADDRNOTAVAIL else "cannot be bound")
+            raise MrunError(f"-p {where}/{p['proto']}: {why} ({e.strerror})")
 
 
 def _save(state_dir: str, plan: dict[str, Any]) -> None:
