@@ -353,7 +353,7 @@ class Runtime:
     def exec(self, container_id: str, process: dict[str, Any], opts: CreateOptions, detach: bool) -> int:
         from mrun.kernel import syscalls as sc
         from mrun.operations.exec import exec_process
-        from mrun.spec import check_process
+        from mrun.spec import check_process, check_process_applied
 
         check_process(process)
         record = self.store.load(container_id)
@@ -364,6 +364,7 @@ class Runtime:
         if driver is not None:
             pid = driver.exec(container_id, process, opts.pid_file, opts.console_socket)
         else:
+            check_process_applied(process)
             pid = exec_process(self, record, process, opts)
         if detach:
             return 0

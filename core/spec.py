@@ -169,6 +169,42 @@ def check_process(process: Any, path: str = "process") -> None:
             raise InvalidSpec(f"{path}.rlimits[{i}]: soft limit is above the hard limit")
 
 
+# What the runtime-spec lets a container ask for and mrun's own sandbox does not do (`mrun
+# features` says so). A container run without it would be less confined, or otherwise not what
+# its engine believes it made: refused, naming the field, as runc refuses what it cannot apply.
+# The oci backend's runtime applies these itself, so only mrun's sandbox checks them.
+_UNAPPLIED_PROCESS = {
+    "apparmorProfile": "mrun applies no AppArmor profile: refused rather than run the process unconfined",
+    "selinuxLabel": "mrun applies no SELinux label: refused rather than run the process unlabelled",
+    "ioPriority": "mrun does not set an I/O priority",
+    "scheduler": "mrun does not set a scheduling policy",
+    "execCPUAffinity": "mrun does not set a CPU affinity",
+}
+_UNAPPLIED_LINUX = {
+    "intelRdt": "mrun does not support Intel RDT",
+    "netDevices": "mrun does not move network devices into a container",
+}
+
+
+def check_process_applied(process: dict[str, Any], path: str = "process") -> None:
+    """A process for mrun's sandbox asks for nothing it would leave out (``_UNAPPLIED_PROCESS``)."""
+    for field, why in _UNAPPLIED_PROCESS.items():
+        if process.get(field):
+            raise InvalidSpec(f"{path}.{field}: {why}")
+
+
+def check_applied(doc: dict[str, Any]) -> None:
+    """A config for mrun's sandbox asks for nothing it would leave out (see above)."""
+    check_process_applied(doc.get("process") or {})
+    linux = doc.get("linux") or {}
+    for field, why in _UNAPPLIED_LINUX.items():
+        if linux.get(field):
+            raise InvalidSpec(f"linux.{field}: {why}")
+    persona = linux.get("personality") or {}
+    if persona.get("domain", "LINUX") != "LINUX" or persona.get("flags"):
+        raise InvalidSpec("linux.personality: mrun runs containers in the LINUX domain, without flags")
+
+
 def validate(doc: Any) -> None:
     if not isinstance(doc, dict):
         raise InvalidSpec("config.json: the top level must be a JSON object")

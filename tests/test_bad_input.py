@@ -213,3 +213,36 @@ def test_a_pid_file_that_cannot_be_written_fails_the_call_and_leaves_nothing(h, 
     assert len(json.loads(h.ok("ps", "--format", "json", cid).stdout)) == 1  # the init alone
     h.ok("delete", "--force", cid)
     assert os.listdir(where.parent) == ["adir"]
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (lambda c: c["process"].update(apparmorProfile="docker-default"), "process.apparmorProfile"),
+        (lambda c: c["process"].update(selinuxLabel="system_u:system_r:container_t:s0"), "process.selinuxLabel"),
+        (lambda c: c["process"].update(ioPriority={"class": "IOPRIO_CLASS_IDLE", "priority": 0}), "process.ioPriority"),
+        (lambda c: c["process"].update(scheduler={"policy": "SCHED_IDLE"}), "process.scheduler"),
+        (lambda c: c["process"].update(execCPUAffinity={"initial": "0"}), "process.execCPUAffinity"),
+        (lambda c: c["linux"].update(intelRdt={"closID": "guaranteed_group"}), "linux.intelRdt"),
+        (lambda c: c["linux"].update(netDevices={"eth7": {}}), "linux.netDevices"),
+        (lambda c: c["linux"].update(personality={"domain": "LINUX32"}), "linux.personality"),
+    ],
+)
+def test_what_mrun_would_not_apply_is_refused_not_dropped(h, change, needle):
+    """Each of these ran, silently without what it asked for: an AppArmor profile or an SELinux
+    label unapplied is a container less confined than its engine believes. runc applies them or
+    refuses (\"selinux label is specified in config, but selinux is disabled or not supported\");
+    mrun's sandbox does not apply them (`mrun features`), so it refuses, naming the field."""
+    cfg = h.config(["true"])
+    change(cfg)
+    one_line_error(h.mrun("run", "-b", h.bundle(config=cfg), h.cid()), needle)
+
+
+def test_an_exec_asking_for_an_apparmor_profile_is_refused(h, tmp_path):
+    cid = h.cid()
+    h.ok("run", "-d", "-b", h.bundle(["sleep", "600"]), cid)
+    process = tmp_path / "process.json"
+    process.write_text(json.dumps({"args": ["true"], "cwd": "/", "apparmorProfile": "docker-default"}))
+    one_line_error(h.mrun("exec", "--process", str(process), cid), "process.apparmorProfile")
+    assert len(json.loads(h.ok("ps", "--format", "json", cid).stdout)) == 1
+    h.ok("delete", "--force", cid)

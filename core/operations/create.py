@@ -112,9 +112,13 @@ class Create:
         self.record.config = jsonio.loads(jsonio.dumps(self.spec.raw))  # saved as it is now, not as it changes
 
     def choose_sandbox(self, undo: Undo) -> None:
+        from mrun.spec import check_applied
+
         hooks = self.runtime.backends().of(self.record.backend)
         self.driver = hooks.mrun_sandbox(container_id=self.id, state_dir=self.store.path(self.id))
         self.record.owned = self.driver is not None
+        if self.driver is None:  # mrun builds the sandbox: it must apply all the config asks for
+            check_applied(self.spec.raw)
 
     def hand_over(self, undo: Undo) -> None:
         """The backend's runtime creates the container from a bundle holding the config as it is
