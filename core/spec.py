@@ -134,6 +134,7 @@ SCHEMA: dict[str, Any] = {
         "maskedPaths": ("list", _STR),
         "readonlyPaths": ("list", _STR),
         "mountLabel": _STR,
+        "timeOffsets": ("map", {"secs": _INT, "nanosecs": _U32}),
     },
 }
 
@@ -226,6 +227,8 @@ def validate(doc: Any) -> None:
         for i, hook in enumerate((doc.get("hooks") or {}).get(name) or []):
             if not hook.get("path", "").startswith("/"):
                 raise InvalidSpec(f"hooks.{name}[{i}].path: must be an absolute path")
+            if hook.get("timeout", 1) <= 0:  # the runtime-spec: "MUST be greater than zero"
+                raise InvalidSpec(f"hooks.{name}[{i}].timeout: must be greater than zero, got {hook['timeout']}")
     linux = doc.get("linux") or {}
     seen: set[str] = set()
     for i, ns in enumerate(linux.get("namespaces") or []):
@@ -239,6 +242,14 @@ def validate(doc: Any) -> None:
         seen.add(kind)
     if (linux.get("uidMappings") or linux.get("gidMappings")) and "user" not in seen:
         raise InvalidSpec("linux.uidMappings: mappings need a user namespace in linux.namespaces")
+    offsets = linux.get("timeOffsets") or {}
+    for clock, offset in offsets.items():
+        if clock not in ("boottime", "monotonic"):
+            raise InvalidSpec(f"linux.timeOffsets.{clock}: only boottime and monotonic clocks have offsets")
+        if offset.get("nanosecs", 0) >= 1_000_000_000:
+            raise InvalidSpec(f"linux.timeOffsets.{clock}.nanosecs: must be less than 1000000000")
+    if offsets and not any(ns.get("type") == "time" and not ns.get("path") for ns in linux.get("namespaces") or []):
+        raise InvalidSpec("linux.timeOffsets: offsets need a new time namespace (linux.namespaces: time, no path)")
     for i, dev in enumerate(linux.get("devices") or []):
         if dev.get("type") not in ("c", "b", "u", "p"):
             raise InvalidSpec(f"linux.devices[{i}].type: must be one of c, b, u, p")

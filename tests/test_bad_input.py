@@ -135,6 +135,9 @@ def test_usage_errors_go_through_typer(h):
          "linux.devices[0].minor"),
         (lambda c: c["linux"]["resources"]["devices"].append({"allow": True, "type": "c", "major": 4096}),
          "linux.resources.devices[1].major"),
+        # the runtime-spec: a hook's timeout MUST be greater than zero (-1 was "timed out after -1s")
+        (lambda c: c.update(hooks={"prestart": [{"path": "/bin/true", "timeout": -1}]}), "hooks.prestart[0].timeout"),
+        (lambda c: c.update(hooks={"poststop": [{"path": "/bin/true", "timeout": 0}]}), "hooks.poststop[0].timeout"),
     ],
 )
 def test_out_of_range_values_are_refused_at_create(h, change, needle):

@@ -219,6 +219,39 @@ def test_user_namespace_with_mappings(h):
     assert lines[1].split() == ["0", "200000", "65536"]
 
 
+@pytest.mark.parametrize("user", [False, True])
+def test_time_offsets_are_set_in_the_new_time_namespace(h, user):
+    """linux.timeOffsets went unapplied: the time namespace was made, its clocks not moved. Set
+    now, before anything enters it (also under a user namespace, which owns the time one)."""
+    if user:
+        d = h.rootfs
+        while d != "/":
+            os.chmod(d, os.stat(d).st_mode | 0o005)
+            d = os.path.dirname(d)
+    cfg = h.config(["sh", "-c", "cat /proc/self/timens_offsets; cut -d. -f1 /proc/uptime"])
+    cfg["linux"]["namespaces"].append({"type": "time"})
+    if user:
+        cfg["linux"]["namespaces"].append({"type": "user"})
+        cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+        cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    year = 365 * 86400
+    cfg["linux"]["timeOffsets"] = {"boottime": {"secs": year, "nanosecs": 5}, "monotonic": {"secs": -100}}
+    lines = h.ok("run", "-b", h.bundle(config=cfg), h.cid()).stdout.splitlines()
+    offsets = {line.split()[0]: line.split()[1:] for line in lines[:2]}
+    assert offsets == {"boottime": [str(year), "5"], "monotonic": ["-100", "0"]}, lines
+    host_uptime = float(open("/proc/uptime").read().split()[0])
+    assert int(lines[2]) >= host_uptime + year - 5, (lines, host_uptime)
+
+
+def test_time_offsets_without_a_new_time_namespace_or_out_of_range_are_refused(h):
+    cfg = h.config(["true"])
+    cfg["linux"]["timeOffsets"] = {"monotonic": {"secs": 1}}
+    one_line_error(h.mrun("run", "-b", h.bundle(config=cfg), h.cid()), "linux.timeOffsets", "new time namespace")
+    cfg["linux"]["namespaces"].append({"type": "time"})
+    cfg["linux"]["timeOffsets"] = {"monotonic": {"secs": -(2**62)}}  # the kernel's refusal, and nothing left
+    one_line_error(h.mrun("run", "-b", h.bundle(config=cfg), h.cid()), "linux.timeOffsets", "cannot set")
+
+
 @pytest.mark.parametrize("kind", ["network", "pid"])
 def test_joining_another_containers_namespace(h, kind):
     """A namespace path: joined by the container's process itself, or, for PID, by the host for

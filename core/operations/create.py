@@ -207,6 +207,7 @@ class Create:
                 uid_mappings=spec.linux.get("uidMappings") or [],
                 gid_mappings=spec.linux.get("gidMappings") or [],
                 close_in_child=(self.lock_fd,),
+                time_offsets=spec.linux.get("timeOffsets"),
             )
             record.pid_start = self.builder.pid_start
             self.store.save(record)

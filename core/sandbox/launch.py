@@ -85,6 +85,7 @@ class Launch:
         close_in_child: tuple[int, ...] = (),
         thread_files: Callable[[], list[str]] | None = None,
         pristine: Any = None,
+        time_offsets: dict[str, dict[str, int]] | None = None,
     ) -> None:
         self.namespaces, self.child, self.add_to_cgroup = namespaces, child, add_to_cgroup
         # The cgroup driver's files through which a single-threaded process moves itself in
@@ -97,6 +98,8 @@ class Launch:
         # A copy of the host made before it planned anything, to play the intermediate
         # (mrun.sandbox.pristine.Pristine), or None: fork.
         self.pristine = pristine
+        # linux.timeOffsets: written once the new time namespace exists, before anything is in it
+        self.time_offsets = time_offsets or {}
 
     def __getstate__(self) -> dict[str, Any]:
         """As a pristine copy gets it (mrun.sandbox.pristine): the host-side callables are the
@@ -119,6 +122,18 @@ class Launch:
 
 def _moved_by_host(_pid: int) -> None:
     """A pristine copy's ``add_to_cgroup``: the host moves the process (a copy never calls it)."""
+
+
+def _write_time_offsets(pid: int, launch: Launch) -> None:
+    """linux.timeOffsets into the time namespace ``pid`` made for its children, before the first
+    of them is in it. By the host, as runc does: in a new user namespace the intermediate is not
+    dumpable, and its /proc files are not its own to write."""
+    text = "".join(f"{clock} {o.get('secs', 0)} {o.get('nanosecs', 0)}\n" for clock, o in launch.time_offsets.items())
+    try:
+        with open(f"/proc/{pid}/timens_offsets", "w") as f:
+            f.write(text)
+    except OSError as e:
+        raise MrunError(f"linux.timeOffsets: cannot set: {e.strerror}")
 
 
 def _write_maps(pid: int, launch: Launch) -> None:
@@ -259,6 +274,9 @@ def _intermediate(launch: Launch, ch: Channel) -> NoReturn:
         flags = _new_namespaces(launch, {"user", "cgroup"})  # a new cgroup one: in _sandboxed
         if flags:
             sc.unshare(flags)
+        if launch.time_offsets:  # the host writes them, as it writes the user namespace's maps
+            ch.send(timens=True)
+            await_key(ch, "offsets", seen)
         pid = os.fork()
         if pid == 0:
             _sandboxed(launch, ch, join_fds, launch.namespaces.get("cgroup") == "")
@@ -438,6 +456,10 @@ def spawn(launch: Launch) -> tuple[int, Channel]:
             if msg.get("userns"):
                 _write_maps(forked, launch)
                 _tell(host, mapped=True)
+                msg = recv()
+            if msg.get("timens"):
+                _write_time_offsets(forked, launch)
+                _tell(host, offsets=True)
                 msg = recv()
         # The sandboxed process may speak before the intermediate reports its pid.
         early = []
