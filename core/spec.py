@@ -177,8 +177,6 @@ def check_process(process: Any, path: str = "process") -> None:
 _UNAPPLIED_PROCESS = {
     "apparmorProfile": "mrun applies no AppArmor profile: refused rather than run the process unconfined",
     "selinuxLabel": "mrun applies no SELinux label: refused rather than run the process unlabelled",
-    "ioPriority": "mrun does not set an I/O priority",
-    "scheduler": "mrun does not set a scheduling policy",
     "execCPUAffinity": "mrun does not set a CPU affinity",
 }
 _UNAPPLIED_LINUX = {

@@ -223,8 +223,6 @@ def test_a_pid_file_that_cannot_be_written_fails_the_call_and_leaves_nothing(h, 
     [
         (lambda c: c["process"].update(apparmorProfile="docker-default"), "process.apparmorProfile"),
         (lambda c: c["process"].update(selinuxLabel="system_u:system_r:container_t:s0"), "process.selinuxLabel"),
-        (lambda c: c["process"].update(ioPriority={"class": "IOPRIO_CLASS_IDLE", "priority": 0}), "process.ioPriority"),
-        (lambda c: c["process"].update(scheduler={"policy": "SCHED_IDLE"}), "process.scheduler"),
         (lambda c: c["process"].update(execCPUAffinity={"initial": "0"}), "process.execCPUAffinity"),
         (lambda c: c["linux"].update(intelRdt={"closID": "guaranteed_group"}), "linux.intelRdt"),
         (lambda c: c["linux"].update(netDevices={"eth7": {}}), "linux.netDevices"),

@@ -149,6 +149,51 @@ def test_sysctl_oom_score_devices_and_domainname(h):
     assert lines[4].startswith("crw-rw-rw-") and "1,   3" in lines[4]
 
 
+def test_io_priority_and_scheduler_are_the_process_s(h, tmp_path):
+    """process.ioPriority and process.scheduler (runtime-spec 1.2, runc 1.2 applies them): were
+    refused, and before that silently dropped. Seen from the host, for the init and an exec."""
+    from mrun.kernel import syscalls as sc
+
+    cfg = h.config(["sleep", "600"])
+    cfg["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_BE", "priority": 6}
+    cfg["process"]["scheduler"] = {"policy": "SCHED_BATCH", "nice": 7}
+    cid = h.cid()
+    h.ok("run", "-d", "-b", h.bundle(config=cfg), cid)
+    process = tmp_path / "p.json"
+    process.write_text(json.dumps({"args": ["sleep", "500"], "cwd": "/", "ioPriority": {"class": "IOPRIO_CLASS_IDLE"},
+                                   "scheduler": {"policy": "SCHED_IDLE"}}))
+    h.ok("exec", "-d", "--process", str(process), cid)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # both have exec'd their sleep (applied just before)
+        pids = json.loads(h.ok("ps", "--format", "json", cid).stdout)
+        if len(pids) == 2 and all(open(f"/proc/{p}/cmdline").read().startswith("sleep") for p in pids):
+            break
+        time.sleep(0.05)
+    init = next(p for p in pids if "600" in open(f"/proc/{p}/cmdline").read())
+    other = next(p for p in pids if p != init)
+    for pid, io, policy, nice in ((init, (2 << 13) | 6, 3, 7), (other, 3 << 13, 5, 0)):
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # from field 3 (state) on
+        assert (sc.ioprio_get(pid), int(fields[38]), int(fields[16])) == (io, policy, nice), pid
+    h.ok("delete", "--force", cid)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("ioPriority", {"class": "IOPRIO_CLASS_FOO"}, "process.ioPriority.class"),
+        ("ioPriority", {"class": "IOPRIO_CLASS_BE", "priority": 8}, "process.ioPriority.priority"),
+        ("scheduler", {"policy": "SCHED_FOO"}, "process.scheduler.policy"),
+        ("scheduler", {"policy": "SCHED_OTHER", "nice": 20}, "process.scheduler.nice"),
+        ("scheduler", {"policy": "SCHED_FIFO", "priority": 0}, "process.scheduler.priority"),
+        ("scheduler", {"policy": "SCHED_BATCH", "flags": ["SCHED_FLAG_FOO"]}, "process.scheduler.flags[0]"),
+    ],
+)
+def test_a_bad_io_priority_or_scheduler_is_refused_at_create(h, field, value, needle):
+    cfg = h.config(["true"])
+    cfg["process"][field] = value
+    one_line_error(h.mrun("create", "-b", h.bundle(config=cfg), h.cid()), needle)
+
+
 def test_bind_mounts_read_only_and_read_write(h):
     data = os.path.join(h.tmp, "data")
     os.makedirs(data)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import struct  # loaded here, before any pivot_root (ctypes has it loaded already)
 
 _libc = ctypes.CDLL("libc.so.6", use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -80,9 +81,11 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 _SYSNO = {
     "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "mount_setattr": 442, "ioprio_set": 251,
-               "ioprio_get": 252, "keyctl": 250, "bpf": 321, "seccomp": 317, "get_mempolicy": 239},
+               "ioprio_get": 252, "keyctl": 250, "bpf": 321, "seccomp": 317, "get_mempolicy": 239,
+               "sched_setattr": 314},
     "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "mount_setattr": 442, "ioprio_set": 30,
-                "ioprio_get": 31, "keyctl": 219, "bpf": 280, "seccomp": 277, "get_mempolicy": 236},
+                "ioprio_get": 31, "keyctl": 219, "bpf": 280, "seccomp": 277, "get_mempolicy": 236,
+                "sched_setattr": 274},
 }[os.uname().machine]
 MOUNT_ATTR_RDONLY = 0x1
 AT_RECURSIVE = 0x8000
@@ -231,6 +234,13 @@ def ioprio_get(pid: int) -> int:
 def ioprio_set(value: int) -> None:
     """Our own I/O priority (``ioprio_get``'s encoding); inherited across fork, as ionice's is."""
     _check(_libc.syscall(_SYSNO["ioprio_set"], IOPRIO_WHO_PROCESS, 0, value), "ioprio_set")
+
+
+def sched_setattr(policy: int, flags: int, nice: int, priority: int, runtime: int, deadline: int, period: int) -> None:
+    """Our own scheduling policy and its parameters in one call (sched_setattr(2): the only way to
+    SCHED_DEADLINE and the policy's flags), as runc sets a process's ``scheduler``."""
+    attr = struct.pack("=IIQiIQQQ", 48, policy, flags, nice, priority, runtime, deadline, period)  # ATTR_SIZE_VER0
+    _check(_libc.syscall(_SYSNO["sched_setattr"], 0, attr, 0), "sched_setattr")
 
 
 KEYCTL_JOIN_SESSION_KEYRING = 1

@@ -38,6 +38,8 @@ class ProcessPlan:
             if num is None:
                 raise InvalidSpec(f"{field}.rlimits[{i}].type: {rl['type']} is not known on this system")
             self.rlimits.append((num, rl["soft"], rl["hard"]))
+        self.ioprio = _io_priority(process.get("ioPriority"), f"{field}.ioPriority")
+        self.scheduler = _scheduler(process.get("scheduler"), f"{field}.scheduler")
         self.seccomp = None
         if seccomp:
             from mrun.sandbox.seccomp import Filter
@@ -47,7 +49,18 @@ class ProcessPlan:
     def apply(self) -> None:
         """Drop to the configured identity and privileges. Order matters (runc's order):
         seccomp needs CAP_SYS_ADMIN unless no_new_privs is set, setuid needs keepcaps to
-        keep the capabilities that are then set explicitly."""
+        keep the capabilities that are then set explicitly. The scheduler and I/O priority first:
+        a real-time one needs CAP_SYS_NICE / CAP_SYS_ADMIN, which the capabilities may drop."""
+        if self.scheduler is not None:
+            try:
+                sc.sched_setattr(*self.scheduler)
+            except OSError as e:
+                raise OSError(f"process.scheduler: {e.strerror}")
+        if self.ioprio is not None:
+            try:
+                sc.ioprio_set(self.ioprio)
+            except OSError as e:
+                raise OSError(f"process.ioPriority: {e.strerror}")
         for num, soft, hard in self.rlimits:
             try:
                 resource.setrlimit(num, (soft, hard))
@@ -77,6 +90,53 @@ class ProcessPlan:
         if "umask" in self.user:
             os.umask(self.user["umask"])
         _default_signals()
+
+
+IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
+SCHED_POLICIES = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3, "SCHED_IDLE": 5,
+                  "SCHED_DEADLINE": 6}
+SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02, "SCHED_FLAG_DL_OVERRUN": 0x04,
+               "SCHED_FLAG_KEEP_POLICY": 0x08, "SCHED_FLAG_KEEP_PARAMS": 0x10, "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20,
+               "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40}
+
+
+def _io_priority(io: dict[str, Any] | None, field: str) -> int | None:
+    """process.ioPriority -> ioprio_set's value (class << 13 | level), checked on the host."""
+    if not io:
+        return None
+    cls = IOPRIO_CLASSES.get(io.get("class", ""))
+    if cls is None:
+        raise InvalidSpec(f"{field}.class: {io.get('class')!r} is not one of {', '.join(IOPRIO_CLASSES)}")
+    level = io.get("priority", 0)
+    if not isinstance(level, int) or not 0 <= level <= 7:
+        raise InvalidSpec(f"{field}.priority: must be 0 to 7, got {level!r}")
+    return cls << 13 | level
+
+
+def _scheduler(sched: dict[str, Any] | None, field: str) -> tuple[int, ...] | None:
+    """process.scheduler -> sched_setattr's (policy, flags, nice, priority, runtime, deadline,
+    period), checked on the host as the kernel would check them."""
+    if not sched:
+        return None
+    policy = SCHED_POLICIES.get(sched.get("policy", ""))
+    if policy is None:
+        raise InvalidSpec(f"{field}.policy: {sched.get('policy')!r} is not one of {', '.join(SCHED_POLICIES)}")
+    flags = 0
+    for i, name in enumerate(sched.get("flags") or []):
+        if name not in SCHED_FLAGS:
+            raise InvalidSpec(f"{field}.flags[{i}]: unknown flag {name!r}")
+        flags |= SCHED_FLAGS[name]
+    values = {k: sched.get(k, 0) for k in ("nice", "priority", "runtime", "deadline", "period")}
+    for k, v in values.items():
+        if not isinstance(v, int) or isinstance(v, bool) or (k != "nice" and not 0 <= v < 1 << 63):
+            raise InvalidSpec(f"{field}.{k}: must be a non-negative integer, got {v!r}")
+    if not -20 <= values["nice"] <= 19:
+        raise InvalidSpec(f"{field}.nice: must be -20 to 19, got {values['nice']}")
+    realtime = policy in (SCHED_POLICIES["SCHED_FIFO"], SCHED_POLICIES["SCHED_RR"])
+    if realtime and not 1 <= values["priority"] <= 99 or not realtime and values["priority"]:
+        raise InvalidSpec(f"{field}.priority: SCHED_FIFO and SCHED_RR take 1 to 99, the other policies 0")
+    return (policy, flags, values["nice"], values["priority"], values["runtime"], values["deadline"],
+            values["period"])
 
 
 def _default_signals() -> None:
