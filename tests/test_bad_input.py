@@ -74,10 +74,15 @@ def test_missing_executable_fails_create(h):
     one_line_error(h.mrun("create", "-b", h.bundle(["/bin/nope"]), h.cid()), "/bin/nope", "not found")
 
 
-def test_unsatisfiable_cgroup_setting_leaves_no_cgroup(h):
+@pytest.mark.parametrize(
+    ("section", "value", "needle"),
+    [("cpu", {"cpus": "4096"}, "linux.resources.cpu.cpus"), ("memory", {"limit": -5}, "linux.resources.memory.limit")],
+)
+def test_unsatisfiable_cgroup_setting_leaves_no_cgroup(h, section, value, needle):
+    """The kernel's refusal names the field asked for (it named only the cgroup file)."""
     cfg = h.config(["true"])
-    cfg["linux"]["resources"]["cpu"] = {"cpus": "4096"}
-    one_line_error(h.mrun("create", "-b", h.bundle(config=cfg), h.cid()), "cpuset.cpus")
+    cfg["linux"]["resources"][section] = value
+    one_line_error(h.mrun("create", "-b", h.bundle(config=cfg), h.cid()), needle)
 
 
 def test_joining_a_missing_namespace_path(h):

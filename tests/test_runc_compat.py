@@ -64,8 +64,53 @@ def test_raising_and_lowering_memory_with_swap_in_one_update(h):
     with open(bad, "w") as f:
         json.dump({"memory": {"limit": 64 * mib, "swap": 64 * mib}, "cpu": {"cpus": "4096"}}, f)
     r = h.mrun("update", "-r", bad, cid)
-    assert r.returncode != 0 and "cpuset.cpus" in r.stderr
+    assert r.returncode != 0 and "cpuset.cpus" in r.stderr and "linux.resources.cpu.cpus" in r.stderr
     assert int(read(mem, "memory.limit_in_bytes")) == 32 * mib  # all or nothing
+    h.ok("delete", "--force", cid)
+
+
+def test_update_takes_runc_s_flags_and_sizes(h):
+    """runc's update flags as podman and scripts pass them: --cpu-share (mrun spelled it
+    --cpu-shares), sizes such as 64m, -1 for unlimited; a value runc refuses (--memory -5 was
+    written to the cgroup and refused by the kernel, naming the file) is one line naming the
+    flag, and changes nothing; -r makes the flags ignored, as in runc."""
+    from conftest import one_line_error
+
+    cid = h.cid()
+    h.ok("run", "-d", "-b", h.bundle(config=h.config(["sleep", "60"])), cid)
+    cg = _mem_dir(h, cid)
+    v1 = cg["version"] == 1
+
+    def value(controller: str, v1_file: str, v2_file: str) -> str:
+        base = cg["paths"][controller] if v1 else cg["path"]
+        with open(os.path.join(base, v1_file if v1 else v2_file)) as f:
+            return f.read().strip()
+
+    h.ok("update", "--memory", "64m", "--cpu-share", "512", "--pids-limit", "20", cid)
+    assert int(value("memory", "memory.limit_in_bytes", "memory.max")) == 64 << 20
+    assert value("cpu", "cpu.shares", "cpu.weight") == ("512" if v1 else "20")
+    assert value("pids", "pids.max", "pids.max") == "20"
+    h.ok("update", "--memory", "1.5g", "--cpu-shares", "256", cid)
+    assert int(value("memory", "memory.limit_in_bytes", "memory.max")) == 3 << 29
+    h.ok("update", "--memory", "-1", cid)
+    assert value("memory", "memory.limit_in_bytes", "memory.max") in ("max", str((1 << 63) - 1), "9223372036854771712")
+    h.ok("update", "--memory", "32MiB", cid)
+    for args, needle in ((["--memory", "-5"], "--memory"), (["--memory", "abc"], "--memory"),
+                         (["--cpu-period", "-5"], "--cpu-period"), (["--cpu-quota", "x"], "--cpu-quota"),
+                         (["--memory-reservation", "1.2.3m"], "--memory-reservation"),
+                         (["--l3-cache-schema", "L3:0=f"], "--l3-cache-schema")):
+        one_line_error(h.mrun("update", *args, cid), needle)
+        assert int(value("memory", "memory.limit_in_bytes", "memory.max")) == 32 << 20
+    r = h.mrun("update", "--kernel-memory", "5m", cid)
+    assert r.returncode == 0 and "kernel memory settings are ignored" in r.stderr
+    path = os.path.join(h.tmp, "res.json")
+    with open(path, "w") as f:
+        json.dump({"pids": {"limit": 30}}, f)
+    h.ok("update", "-r", path, "--memory", "abc", "--pids-limit", "40", cid)
+    assert value("pids", "pids.max", "pids.max") == "30"
+    with open(path, "w") as f:
+        json.dump({"memory": {"limit": -5}}, f)
+    one_line_error(h.mrun("update", "-r", path, cid), "linux.resources.memory.limit")
     h.ok("delete", "--force", cid)
 
 

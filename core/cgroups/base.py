@@ -133,10 +133,12 @@ def release_marked(marks: str) -> list[str]:
     return removed
 
 
-def write_all(writes: list[tuple[str, str]]) -> None:
+def write_all(writes: list[tuple[str, str]], v2: bool = False) -> None:
     """Write each (file, value) in order, or none of them: on a failure the files already written
-    get their old values back (in reverse), so an update is all-or-nothing, as the CRI expects."""
+    get their old values back (in reverse), so an update is all-or-nothing, as the CRI expects.
+    The error names the linux.resources field whose write the kernel refused."""
     done: list[tuple[str, str]] = []
+    path = ""
     try:
         for path, value in writes:
             try:
@@ -146,13 +148,15 @@ def write_all(writes: list[tuple[str, str]]) -> None:
             write(path, value)
             if old is not None:
                 done.append((path, old))
-    except MrunError:
-        for path, old in reversed(done):
+    except MrunError as e:
+        for done_path, old in reversed(done):
             try:
-                write(path, old)
+                write(done_path, old)
             except MrunError:
                 pass  # a file whose old form the kernel will not take back (e.g. a keyed list)
-        raise
+        from mrun.cgroups.resources import field_of
+
+        raise MrunError(f"{field_of(os.path.basename(path), v2)}: {e}") from None
 
 
 def procs_in(path: str) -> list[int]:

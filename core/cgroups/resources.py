@@ -40,6 +40,42 @@ MANAGED_FILES = frozenset(
 )
 
 
+# Which linux.resources field each cgroup file a translation writes comes from, so a write the
+# kernel refuses names the field asked for (the file's path is only how mrun applied it).
+_FIELD_OF_FILE = {
+    "memory.limit_in_bytes": "memory.limit", "memory.max": "memory.limit",
+    "memory.memsw.limit_in_bytes": "memory.swap", "memory.swap.max": "memory.swap",
+    "memory.soft_limit_in_bytes": "memory.reservation", "memory.low": "memory.reservation",
+    "memory.kmem.tcp.limit_in_bytes": "memory.kernelTCP", "memory.swappiness": "memory.swappiness",
+    "memory.oom_control": "memory.disableOOMKiller",
+    "cpu.shares": "cpu.shares", "cpu.weight": "cpu.shares", "cpu.cfs_period_us": "cpu.period",
+    "cpu.cfs_quota_us": "cpu.quota", "cpu.max": "cpu.quota/period", "cpu.cfs_burst_us": "cpu.burst",
+    "cpu.max.burst": "cpu.burst", "cpu.rt_period_us": "cpu.realtimePeriod", "cpu.rt_runtime_us": "cpu.realtimeRuntime",
+    "cpu.idle": "cpu.idle", "cpuset.cpus": "cpu.cpus", "cpuset.mems": "cpu.mems", "pids.max": "pids.limit",
+    "blkio.weight": "blockIO.weight", "blkio.bfq.weight": "blockIO.weight", "io.weight": "blockIO.weight",
+    "io.bfq.weight": "blockIO.weight", "blkio.leaf_weight": "blockIO.leafWeight",
+    "blkio.weight_device": "blockIO.weightDevice", "blkio.bfq.weight_device": "blockIO.weightDevice",
+    "blkio.leaf_weight_device": "blockIO.weightDevice",
+    "blkio.throttle.read_bps_device": "blockIO.throttleReadBpsDevice",
+    "blkio.throttle.write_bps_device": "blockIO.throttleWriteBpsDevice",
+    "blkio.throttle.read_iops_device": "blockIO.throttleReadIOPSDevice",
+    "blkio.throttle.write_iops_device": "blockIO.throttleWriteIOPSDevice", "io.max": "blockIO.throttle*",
+    "net_cls.classid": "network.classID", "net_prio.ifpriomap": "network.priorities",
+    "devices.allow": "devices", "devices.deny": "devices",
+}
+
+
+def field_of(file_name: str, v2: bool) -> str:
+    """The linux.resources field a write of ``file_name`` applies (v2: a file no field maps to
+    came from linux.resources.unified)."""
+    if file_name.startswith("hugetlb."):
+        return "linux.resources.hugepageLimits"
+    field = _FIELD_OF_FILE.get(file_name)
+    if field is None:
+        return f"linux.resources.unified.{file_name}" if v2 else "linux.resources"
+    return f"linux.resources.{field}"
+
+
 def _num(v: int | None) -> str:
     return "*" if v is None or v < 0 else str(v)
 

@@ -77,7 +77,7 @@ class CgroupV2(Cgroup):
         self._write(writes, devices, resources)
 
     def _write(self, writes: list[tuple[str, str, str]], devices: Any, resources: dict[str, Any]) -> None:
-        write_all([self._target(name, value, resources) for _, name, value in writes])
+        write_all([self._target(name, value, resources) for _, name, value in writes], v2=True)
         rules = device_rules(resources, devices or [])
         if rules:
             from mrun.cgroups.devices import attach

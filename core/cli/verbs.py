@@ -222,29 +222,21 @@ def resume(g: dict[str, Any], container_id: str) -> int:
     return 0
 
 
-def update(
-    g: dict[str, Any],
-    container_id: str,
-    resources: str,
-    memory: int | None,
-    pids_limit: int | None,
-    cpu_quota: int | None,
-    cpu_period: int | None,
-    cpu_shares: int | None,
-) -> int:
-    res: dict[str, Any] = {}
+def update(g: dict[str, Any], container_id: str, resources: str, blkio_weight: int, pids_limit: int,
+           **flags: str) -> int:
+    """runc's update: the resources from ``-r`` (JSON; the flags are then ignored, as runc
+    ignores them) or from the flags."""
     if resources:
         try:
             res = jsonio.loads(sys.stdin.read()) if resources == "-" else jsonio.load_file(resources)
         except (OSError, ValueError) as e:
             raise InvalidSpec(f"--resources {resources}: {e}")
-    if memory is not None:
-        res.setdefault("memory", {})["limit"] = memory
-    if pids_limit is not None:
-        res.setdefault("pids", {})["limit"] = pids_limit
-    for key, value in (("quota", cpu_quota), ("period", cpu_period), ("shares", cpu_shares)):
-        if value is not None:
-            res.setdefault("cpu", {})[key] = value
+    else:
+        from mrun.cli.update_flags import resources_from_flags
+
+        values = {name.replace("_", "-"): text for name, text in flags.items()}
+        values["cpu-share"] = values["cpu-share"] or values.pop("cpu-shares", "")
+        res = resources_from_flags(values, blkio_weight, pids_limit, g.get("warn"))
     _rt(g).update(container_id, res)
     return 0
 

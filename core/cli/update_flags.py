@@ -1,0 +1,100 @@
+"""``update``'s flags, as runc takes them, into the linux.resources object they stand for.
+
+runc parses sizes with docker's go-units (``64m``, ``1.5g``, ``512KiB``; binary units), the CPU
+periods and shares as unsigned and the quotas as signed numbers, and ignores every flag when
+``-r`` gives the resources as JSON. A value it would refuse is refused here before any cgroup
+file is written, naming the flag.
+"""
+
+from __future__ import annotations
+
+from mrun.errors import InvalidSpec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+_SIZE_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+def ram_in_bytes(flag: str, text: str) -> int:
+    """go-units' RAMInBytes (``<number>[ ][kmgtp][i][b]``, case-insensitive), or -1 (unlimited)."""
+    if text == "-1":
+        return -1
+    rest = text
+    for suffixes in ("bB", "iI"):
+        if rest[-1:] and rest[-1] in suffixes:
+            rest = rest[:-1]
+    factor = 1
+    if rest[-1:].lower() in _SIZE_UNITS:
+        factor, rest = _SIZE_UNITS[rest[-1].lower()], rest[:-1]
+    rest = rest.removesuffix(" ")
+    whole, dot, fraction = rest.partition(".")
+    if not (whole.isascii() and whole.isdigit()) or (dot and not (fraction.isascii() and fraction.isdigit())):
+        raise InvalidSpec(f"--{flag}: invalid size {text!r} (a number of bytes, or with k, m, g, t or p)")
+    size = int(float(rest) * factor)
+    if size >= 1 << 63:
+        raise InvalidSpec(f"--{flag}: {text!r} is too large")
+    return size
+
+
+def _number(signed: bool) -> Callable[[str, str], int]:
+    def parse(flag: str, text: str) -> int:
+        digits = text[1:] if signed and text[:1] in "+-" else text
+        if not (digits.isascii() and digits.isdigit()):
+            kind = "an integer" if signed else "a non-negative integer"
+            raise InvalidSpec(f"--{flag}: {text!r} is not {kind}")
+        value = int(text)
+        if not (-(1 << 63) <= value < 1 << 63 if signed else value < 1 << 64):
+            raise InvalidSpec(f"--{flag}: {text!r} is out of range")
+        return value
+
+    return parse
+
+
+_UNSIGNED, _SIGNED = _number(False), _number(True)
+
+# flag -> (resources section, field, parser); the order is runc's.
+FLAGS: dict[str, tuple[str, str, Callable[[str, str], Any]]] = {
+    "cpuset-cpus": ("cpu", "cpus", lambda _flag, text: text),
+    "cpuset-mems": ("cpu", "mems", lambda _flag, text: text),
+    "cpu-idle": ("cpu", "idle", _SIGNED),
+    "cpu-burst": ("cpu", "burst", _UNSIGNED),
+    "cpu-period": ("cpu", "period", _UNSIGNED),
+    "cpu-rt-period": ("cpu", "realtimePeriod", _UNSIGNED),
+    "cpu-share": ("cpu", "shares", _UNSIGNED),
+    "cpu-quota": ("cpu", "quota", _SIGNED),
+    "cpu-rt-runtime": ("cpu", "realtimeRuntime", _SIGNED),
+    "memory": ("memory", "limit", ram_in_bytes),
+    "memory-swap": ("memory", "swap", ram_in_bytes),
+    "memory-reservation": ("memory", "reservation", ram_in_bytes),
+}
+KERNEL_MEMORY = ("kernel-memory", "kernel-memory-tcp")
+INTEL_RDT = ("l3-cache-schema", "mem-bw-schema")
+
+
+def resources_from_flags(values: dict[str, str], blkio_weight: int, pids_limit: int,
+                         warn: Callable[[str], None] | None) -> dict[str, Any]:
+    """The flags given (``values``: flag -> text, "" when absent) as linux.resources. As with
+    runc, 0 leaves the blkio weight and the pids limit alone; kernel memory is ignored with a
+    warning (runc 1.2: the kernel deprecated it); Intel RDT is refused, as mrun has none."""
+    for flag in INTEL_RDT:
+        if values.get(flag):
+            raise InvalidSpec(f"--{flag}: mrun does not support Intel RDT")
+    if any(values.get(flag) for flag in KERNEL_MEMORY) and warn is not None:
+        warn("kernel memory settings are ignored (--kernel-memory, --kernel-memory-tcp)")
+    res: dict[str, Any] = {}
+    for flag, (section, field, parse) in FLAGS.items():
+        text = values.get(flag) or ""
+        if text:
+            res.setdefault(section, {})[field] = parse(flag, text)
+    if (res.get("memory") or {}).get("limit") == -1 and "swap" not in res["memory"]:
+        res["memory"]["swap"] = -1  # unlimited memory with a swap limit left below it is refused
+    if blkio_weight:
+        if not 0 < blkio_weight < 1 << 16:  # what the kernel takes is its to say (BFQ: 1 to 1000)
+            raise InvalidSpec(f"--blkio-weight: {blkio_weight} is not a weight")
+        res["blockIO"] = {"weight": blkio_weight}
+    if pids_limit:
+        res["pids"] = {"limit": pids_limit}
+    return res
