@@ -250,5 +250,10 @@ def test_an_exec_asking_for_an_apparmor_profile_is_refused(h, tmp_path):
     process = tmp_path / "process.json"
     process.write_text(json.dumps({"args": ["true"], "cwd": "/", "apparmorProfile": "docker-default"}))
     one_line_error(h.mrun("exec", "--process", str(process), cid), "process.apparmorProfile")
+    # runc's flags set the same fields (they were accepted and dropped): refused alike
+    one_line_error(h.mrun("exec", "--apparmor", "docker-default", cid, "true"), "process.apparmorProfile")
+    one_line_error(h.mrun("exec", "--process-label", "system_u:system_r:container_t:s0", cid, "true"),
+                   "process.selinuxLabel")
+    one_line_error(h.mrun("exec", "--additional-gids", "abc", cid, "true"), "--additional-gids")  # was a traceback
     assert len(json.loads(h.ok("ps", "--format", "json", cid).stdout)) == 1
     h.ok("delete", "--force", cid)

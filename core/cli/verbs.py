@@ -167,9 +167,13 @@ def _exec_process(
     additional_gids: list[str],
     cap: list[str],
     no_new_privs: bool,
+    apparmor: str = "",
+    process_label: str = "",
     **_: Any,
 ) -> dict[str, Any]:
-    """runc's rule: start from the container's own process, then apply the flags."""
+    """runc's rule: start from the container's own process, then apply the flags. An AppArmor
+    profile or SELinux label asked for is set as runc sets it, for the runtime to refuse (mrun's
+    sandbox applies neither) rather than run the process unconfined."""
     base = dict(_rt(g).store.load(container_id).config.get("process") or {})
     if not command:
         raise MrunError("exec: give a command, or --process FILE")
@@ -185,7 +189,10 @@ def _exec_process(
         except ValueError:
             raise MrunError(f"--user: {user!r} is not uid[:gid]")
     if additional_gids:
-        base.setdefault("user", {})["additionalGids"] = [int(x) for x in additional_gids]
+        try:
+            base.setdefault("user", {})["additionalGids"] = [int(x) for x in additional_gids]
+        except ValueError:
+            raise MrunError(f"--additional-gids: {','.join(additional_gids)!r} holds a value that is not a group id")
     if cap:
         caps = {k: list(v) for k, v in (base.get("capabilities") or {}).items()}
         for name in ("bounding", "effective", "permitted"):
@@ -193,12 +200,16 @@ def _exec_process(
         base["capabilities"] = caps
     if no_new_privs:
         base["noNewPrivileges"] = True
+    if apparmor:
+        base["apparmorProfile"] = apparmor
+    if process_label:
+        base["selinuxLabel"] = process_label
     return base
 
 
 def exec_(g: dict[str, Any], container_id: str, command: list[str], process: str, detach: bool, **flags: Any) -> int:
-    """``flags`` holds the process flags (-e, --cwd, -u, ...) and the stdio ones (--pid-file, ...);
-    apparmor and process-label are accepted and not applied."""
+    """``flags`` holds the process flags (-e, --cwd, -u, ...) and the stdio ones (--pid-file, ...),
+    which a --process file overrides, as in runc."""
     if process:
         try:
             with open(process) as f:
