@@ -122,6 +122,15 @@ def test_user_groups_umask_rlimits_cwd_env(h):
     assert lines[1:] == ["0027", "100", "/tmp", "hello there"]
 
 
+def test_an_unlimited_rlimit_is_the_spec_s_2_to_the_64_minus_1(h):
+    """RLIM_INFINITY in config.json is 2**64-1 (docker's --ulimit core=-1, runc's own tests): it
+    was "Python int too large to convert to C long" and no container."""
+    cfg = h.config(["sh", "-c", "ulimit -c; ulimit -Hc; ulimit -s"])
+    cfg["process"]["rlimits"] = [{"type": "RLIMIT_CORE", "soft": 2**64 - 1, "hard": 2**64 - 1},
+                                 {"type": "RLIMIT_STACK", "soft": 8 << 20, "hard": 2**64 - 1}]
+    assert h.ok("run", "-b", h.bundle(config=cfg), h.cid()).stdout.split() == ["unlimited", "unlimited", "8192"]
+
+
 def test_seccomp_profile_denies_with_errno(h):
     cfg = h.config(["sh", "-c", "mkdir /tmp/x 2>&1; echo rc=$?; touch /tmp/ok && echo touched"])
     cfg["mounts"].append(TMPFS_TMP)

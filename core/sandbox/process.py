@@ -37,7 +37,7 @@ class ProcessPlan:
             num = getattr(resource, rl["type"], None)
             if num is None:
                 raise InvalidSpec(f"{field}.rlimits[{i}].type: {rl['type']} is not known on this system")
-            self.rlimits.append((num, rl["soft"], rl["hard"]))
+            self.rlimits.append((num, _rlim(rl["soft"]), _rlim(rl["hard"])))
         self.ioprio = _io_priority(process.get("ioPriority"), f"{field}.ioPriority")
         self.scheduler = _scheduler(process.get("scheduler"), f"{field}.scheduler")
         self.seccomp = None
@@ -90,6 +90,13 @@ class ProcessPlan:
         if "umask" in self.user:
             os.umask(self.user["umask"])
         _default_signals()
+
+
+def _rlim(value: int) -> int:
+    """An rlimit value for setrlimit: the spec's are uint64, and 2**64-1 is RLIM_INFINITY (what
+    docker's ``--ulimit core=-1`` becomes), which Python spells -1 and cannot take as a number. A
+    value of 2**63 or more is past any limit the kernel would enforce: unlimited as well."""
+    return resource.RLIM_INFINITY if value >= 1 << 63 else value
 
 
 IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
