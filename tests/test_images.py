@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import tarfile
+import time
 
 import pytest
 from conftest import IMAGE, cgroup_dirs, img, img_ok, one_line_error, require, run_args
@@ -224,6 +225,77 @@ def test_run_refuses_resource_flags_as_docker_does(images, busybox_archive, flag
     h = images
     img_ok(h, "load", busybox_archive)
     one_line_error(img(h, *run_args(h, "--rm", flag, value, IMAGE, "true")), flag, needle)
+    made = os.path.join(h.image_root, "containers")
+    assert not os.path.isdir(made) or not os.listdir(made)
+
+
+def test_docker_s_process_and_sandbox_flags_reach_the_container(images, busybox_archive):
+    """--cap-add/--cap-drop, --ulimit, --tmpfs, --device, --sysctl, --group-add, --oom-score-adj,
+    --shm-size: what docker's users pass, seen from inside the container."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    script = ("grep CapEff /proc/self/status; ulimit -n; ulimit -Hn; ulimit -c; grep ' /scratch ' /proc/mounts; "
+              "ls -ln /dev/mynull; cat /proc/sys/net/ipv4/ip_unprivileged_port_start; id -G; "
+              "cat /proc/self/oom_score_adj; grep ' /dev/shm ' /proc/mounts; echo hi > /dev/mynull && echo wrote")
+    out = img_ok(h, *run_args(
+        h, "--rm", "--cap-add", "chown", "--cap-drop", "CAP_KILL", "--ulimit", "nofile=100:200", "--ulimit",
+        "core=-1", "--tmpfs", "/scratch:size=1m,mode=1777", "--device", "/dev/null:/dev/mynull:rw", "--sysctl",
+        "net.ipv4.ip_unprivileged_port_start=80", "--group-add", "nogroup", "--group-add", "4242",
+        "--oom-score-adj", "300", "--shm-size", "8m", IMAGE, "sh", "-c", script)).stdout.splitlines()
+    assert out[0].split()[1] == f"{(1 << 0) | (1 << 10) | (1 << 29):016x}"  # CHOWN, NET_BIND_SERVICE, AUDIT_WRITE
+    assert out[1:4] == ["100", "200", "unlimited"]
+    assert out[4].startswith("tmpfs /scratch tmpfs") and "size=1024k" in out[4] and "noexec" in out[4], out[4]
+    assert out[5].startswith("crw-rw-rw-") and out[5].split()[4:6] == ["1,", "3"], out[5]
+    assert out[6:9] == ["80", "0 4242 65534", "300"]
+    assert "size=8192k" in out[9], out[9]
+    assert out[10] == "wrote"
+
+
+def test_stop_sends_the_stop_signal_asked_for(images, busybox_archive):
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "stopper", "--stop-signal", "USR1", IMAGE, "sh", "-c",
+                        "trap 'exit 9' USR1; echo ready; while :; do sleep 0.1; done"))
+    for _ in range(100):
+        if "ready" in img_ok(h, "logs", "stopper").stdout:
+            break
+        time.sleep(0.05)
+    img_ok(h, "stop", "-t", "20", "stopper")
+    assert json.loads(img_ok(h, "inspect", "stopper").stdout)["exit"]["exit_code"] == 9  # not SIGKILL's 137
+    img_ok(h, "rm", "stopper")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "needle"),
+    [
+        ("--cap-add", "CAP_FOO", "unknown capability"),
+        ("--cap-drop", "", "unknown capability"),
+        ("--ulimit", "foo=1", "NAME=SOFT[:HARD]"),
+        ("--ulimit", "nofile=10:5", "soft limit must be at most"),
+        ("--ulimit", "nofile=abc", "not a limit"),
+        ("--ulimit", "nofile=-5", "not a limit"),
+        ("--tmpfs", "rel", "absolute"),
+        ("--tmpfs", "/x:size=abc", "'size=abc'"),
+        ("--tmpfs", "/x:mode=999", "'mode=999'"),
+        ("--tmpfs", "/x:rbind", "'rbind'"),  # a tmpfs flag only: not a way to bind the host
+        ("--device", "/etc/passwd", "not a device node"),
+        ("--device", "/dev/../etc/passwd", "not a device node"),
+        ("--device", "/nonexistent", "No such file"),
+        ("--device", "/dev/null:rwx", "permissions"),
+        ("--device", "/dev/null:dev/x", "permissions"),
+        ("--sysctl", "vm.swappiness=1", "vm.swappiness"),  # the host's: the runtime refuses it
+        ("--sysctl", "novalue", "KEY=VALUE"),
+        ("--group-add", "nosuchgroup", "no group 'nosuchgroup'"),
+        ("--oom-score-adj", "5000", "-1000 to 1000"),
+        ("--stop-signal", "SIGFOO", "not a signal name"),
+        ("--shm-size", "0", "more than 0"),
+        ("--shm-size", "-5m", "invalid size"),
+    ],
+)
+def test_docker_s_process_and_sandbox_flags_refused_in_one_line(images, busybox_archive, flag, value, needle):
+    h = images
+    img_ok(h, "load", busybox_archive)
+    one_line_error(img(h, *run_args(h, "--rm", flag, value, IMAGE, "true")), needle)
     made = os.path.join(h.image_root, "containers")
     assert not os.path.isdir(made) or not os.listdir(made)
 

@@ -16,7 +16,7 @@ LAYERS: list[list[str]] = [
     # 0: leaves: import nothing of mrun's
     ["mrun", "mrun.errors", "mrun.jsonio", "mrun.annotations", "mrun.plugins.cli", "mrun.exiting", "mrun.knobs"],
     # 1: the kernel as mrun uses it, and the small vocabularies everything shares
-    ["mrun.kernel", "mrun.status", "mrun.schema", "mrun.warm.client"],
+    ["mrun.kernel", "mrun.status", "mrun.schema", "mrun.units", "mrun.warm.client"],
     # 2: host resources and the data everything passes around
     ["mrun.cgroups", "mrun.hooks", "mrun.defaults", "mrun.spec", "mrun.plugins.api"],
     # 3: what mrun remembers

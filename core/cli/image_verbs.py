@@ -229,6 +229,11 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         cgroup_parent=kw.get("cgroup_parent"),
         network=_network_mode(g, kw.get("network") or "bridge", list(kw.get("publish") or ())),
         security_opt=list(kw.get("security_opt") or ()),
+        **{key: list(kw.get(key) or ()) for key in ("cap_add", "cap_drop", "ulimit", "tmpfs", "device", "sysctl",
+                                                    "group_add")},
+        oom_score_adj=kw.get("oom_score_adj"),
+        stop_signal=kw.get("stop_signal"),
+        shm_size=kw.get("shm_size"),
     )
     detach, remove = bool(kw.get("detach")), bool(kw.get("rm"))
     if detach and remove:

@@ -9,34 +9,12 @@ file is written, naming the flag.
 from __future__ import annotations
 
 from mrun.errors import InvalidSpec
+from mrun.units import ram_in_bytes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
-
-_SIZE_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-
-
-def ram_in_bytes(flag: str, text: str) -> int:
-    """go-units' RAMInBytes (``<number>[ ][kmgtp][i][b]``, case-insensitive), or -1 (unlimited)."""
-    if text == "-1":
-        return -1
-    rest = text
-    for suffixes in ("bB", "iI"):
-        if rest[-1:] and rest[-1] in suffixes:
-            rest = rest[:-1]
-    factor = 1
-    if rest[-1:].lower() in _SIZE_UNITS:
-        factor, rest = _SIZE_UNITS[rest[-1].lower()], rest[:-1]
-    rest = rest.removesuffix(" ")
-    whole, dot, fraction = rest.partition(".")
-    if not (whole.isascii() and whole.isdigit()) or (dot and not (fraction.isascii() and fraction.isdigit())):
-        raise InvalidSpec(f"--{flag}: invalid size {text!r} (a number of bytes, or with k, m, g, t or p)")
-    size = int(float(rest) * factor)
-    if size >= 1 << 63:
-        raise InvalidSpec(f"--{flag}: {text!r} is too large")
-    return size
 
 
 def _number(signed: bool) -> Callable[[str, str], int]:

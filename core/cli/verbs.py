@@ -82,7 +82,8 @@ def _remove_orphan(g: dict[str, Any], container_id: str) -> None:
 
 IMAGE_RUN_FLAGS = (
     "name rm env env_file volume workdir user entrypoint memory cpus pids_limit read_only hostname annotation tty"
-    " cgroup_parent network publish wasm_preopens security_opt"
+    " cgroup_parent network publish wasm_preopens security_opt cap_add cap_drop ulimit tmpfs device sysctl group_add"
+    " oom_score_adj stop_signal shm_size"
 ).split()
 BUNDLE_RUN_FLAGS = "pid_file console_socket preserve_fds no_pivot no_new_keyring".split()  # what run IMAGE has not
 

@@ -46,6 +46,17 @@ class Overrides:
         self.cgroup_parent: str = kw.get("cgroup_parent") or "/mrun"
         self.network: dict[str, Any] = kw.get("network") or {}
         self.security_opt: list[str] = kw.get("security_opt") or []  # docker's --security-opt
+        # the process and sandbox flags run_flags applies
+        self.cap_add: list[str] = kw.get("cap_add") or []
+        self.cap_drop: list[str] = kw.get("cap_drop") or []
+        self.ulimit: list[str] = kw.get("ulimit") or []
+        self.tmpfs: list[str] = kw.get("tmpfs") or []
+        self.device: list[str] = kw.get("device") or []
+        self.sysctl: list[str] = kw.get("sysctl") or []
+        self.group_add: list[str] = kw.get("group_add") or []
+        self.oom_score_adj: int | None = kw.get("oom_score_adj")
+        self.stop_signal: str = kw.get("stop_signal") or ""
+        self.shm_size: str = kw.get("shm_size") or ""
 
 
 def _table(rootfs: str, path: str) -> list[list[str]]:
@@ -166,7 +177,20 @@ def make_spec(
     _network(spec, o.network)
     for volume in o.volumes:
         spec["mounts"].append(_volume_mount(volume, store))
+    from mrun.images import run_flags
+
+    run_flags.apply(spec, o, [_lookup_group(rootfs, g) for g in o.group_add])
     return spec
+
+
+def _lookup_group(rootfs: str, group: str) -> int:
+    """--group-add: a gid, or a name in the image's /etc/group."""
+    if group.isascii() and group.isdigit() and int(group) < 1 << 32:
+        return int(group)
+    row = next((r for r in _table(rootfs, "etc/group") if r[0] == group and r[2].isdigit()), None)
+    if row is None:
+        raise InvalidSpec(f"--group-add {group}: no group {group!r} in the image's /etc/group")
+    return int(row[2])
 
 
 def _network(spec: dict[str, Any], net: dict[str, Any]) -> None:

@@ -1,0 +1,214 @@
+"""docker's `run` flags that shape the process and the sandbox, applied to a spec as docker does.
+
+Each flag's value is checked here and refused in one line naming the flag: --cap-add/--cap-drop
+(docker's TweakCapabilities: names with or without CAP_, ALL), --ulimit, --tmpfs, --device,
+--sysctl, --oom-score-adj, --stop-signal and --shm-size. What the sandbox then does with the
+result (a sysctl the container's namespaces do not own, a device path leading out of the rootfs)
+is checked by the runtime, as for any bundle.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from mrun import annotations as ann
+from mrun.errors import InvalidSpec
+from mrun.kernel.capnames import BITS as CAP_BITS
+from mrun.units import ram_in_bytes
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+ULIMITS = {
+    "as": "RLIMIT_AS", "core": "RLIMIT_CORE", "cpu": "RLIMIT_CPU", "data": "RLIMIT_DATA", "fsize": "RLIMIT_FSIZE",
+    "locks": "RLIMIT_LOCKS", "memlock": "RLIMIT_MEMLOCK", "msgqueue": "RLIMIT_MSGQUEUE", "nice": "RLIMIT_NICE",
+    "nofile": "RLIMIT_NOFILE", "nproc": "RLIMIT_NPROC", "rss": "RLIMIT_RSS", "rtprio": "RLIMIT_RTPRIO",
+    "rttime": "RLIMIT_RTTIME", "sigpending": "RLIMIT_SIGPENDING", "stack": "RLIMIT_STACK",
+}
+RLIM_INFINITY = (1 << 64) - 1  # the spec's uint64; docker's -1
+TMPFS_DEFAULTS = ["noexec", "nosuid", "nodev"]  # docker's, before the flag's own options
+_TMPFS_FLAGS = frozenset(
+    ("rw", "ro", "exec", "noexec", "suid", "nosuid", "dev", "nodev", "sync", "async", "dirsync", "noatime", "atime",
+     "nodiratime", "diratime", "relatime", "norelatime", "strictatime", "nostrictatime", "inode32", "inode64")
+)
+_SIZE_SUFFIXES = "kKmMgGtTpPeE%"
+
+
+def capabilities(caps: list[str], add: list[str], drop: list[str]) -> list[str]:
+    """docker's rule: ALL added is every capability but those dropped; ALL dropped is only those
+    added; otherwise the defaults less the dropped plus the added."""
+    adds, drops = _cap_names("--cap-add", add), _cap_names("--cap-drop", drop)
+    if "ALL" in adds:
+        return sorted(c for c in CAP_BITS if c not in drops)
+    if "ALL" in drops:
+        return sorted(set(adds))
+    return sorted({c for c in caps if c not in drops} | set(adds))
+
+
+def _cap_names(flag: str, names: list[str]) -> list[str]:
+    out = []
+    for name in names:
+        upper = name.strip().upper()
+        full = upper if upper == "ALL" or upper.startswith("CAP_") else f"CAP_{upper}"
+        if full != "ALL" and full not in CAP_BITS:
+            raise InvalidSpec(f"{flag} {name}: unknown capability")
+        out.append(full)
+    return out
+
+
+def ulimits(rlimits: list[dict[str, Any]], values: list[str]) -> list[dict[str, Any]]:
+    """--ulimit NAME=SOFT[:HARD] (docker's names; -1 is unlimited), each replacing the limit of its
+    type."""
+    out = list(rlimits)
+    for text in values:
+        name, eq, limits = text.partition("=")
+        if not eq or name not in ULIMITS:
+            raise InvalidSpec(f"--ulimit {text}: NAME=SOFT[:HARD] expected, NAME one of {', '.join(ULIMITS)}")
+        soft_text, colon, hard_text = limits.partition(":")
+        soft = _rlimit_value(text, soft_text)
+        hard = _rlimit_value(text, hard_text) if colon else soft
+        if soft > hard:
+            raise InvalidSpec(f"--ulimit {text}: the soft limit must be at most the hard limit")
+        out = [r for r in out if r.get("type") != ULIMITS[name]]
+        out.append({"type": ULIMITS[name], "soft": soft, "hard": hard})
+    return out
+
+
+def _rlimit_value(flag_value: str, text: str) -> int:
+    if text == "-1":
+        return RLIM_INFINITY
+    if not (text.isascii() and text.isdigit()) or int(text) >= RLIM_INFINITY:
+        raise InvalidSpec(f"--ulimit {flag_value}: {text!r} is not a limit (a number, or -1 for unlimited)")
+    return int(text)
+
+
+def tmpfs_mount(text: str) -> dict[str, Any]:
+    """--tmpfs /DEST[:OPTIONS]: noexec,nosuid,nodev (docker's), then the options given."""
+    dest, _, options = text.partition(":")
+    if not dest.startswith("/"):
+        raise InvalidSpec(f"--tmpfs {text}: the destination must be an absolute path")
+    extra = [o for o in options.split(",") if o] if options else []
+    for option in extra:
+        key, eq, value = option.partition("=")
+        ok = (not eq and option in _TMPFS_FLAGS) or (eq and _tmpfs_value_ok(key, value))
+        if not ok:
+            raise InvalidSpec(f"--tmpfs {text}: {option!r} is not a tmpfs option")
+    return {"destination": os.path.normpath(dest), "type": "tmpfs", "source": "tmpfs",
+            "options": TMPFS_DEFAULTS + extra}
+
+
+def _tmpfs_value_ok(key: str, value: str) -> bool:
+    number = value[:-1] if value[-1:] and value[-1] in _SIZE_SUFFIXES else value
+    if key in ("size", "nr_blocks", "nr_inodes"):
+        return number.isascii() and number.isdigit()
+    if key == "mode":
+        return value.isascii() and value.isdigit() and set(value) <= set("01234567") and len(value) <= 4
+    if key in ("uid", "gid"):
+        return value.isascii() and value.isdigit() and int(value) < 1 << 32
+    if key == "huge":
+        return value in ("never", "always", "within_size", "advise", "deny", "force")
+    return key == "mpol" and bool(value) and "," not in value
+
+
+def device(text: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """--device /HOST[:/CONTAINER][:PERMISSIONS] -> (a linux.devices entry, its device cgroup
+    rule). The host path must name a device node (links followed, as docker follows them)."""
+    parts = text.split(":")
+    if len(parts) > 3 or not parts[0]:
+        raise InvalidSpec(f"--device {text}: /HOST[:/CONTAINER][:PERMISSIONS] expected")
+    host = parts[0]
+    inside, perms = host, "rwm"
+    if len(parts) == 3:
+        inside, perms = parts[1], parts[2]
+    elif len(parts) == 2:
+        if parts[1].startswith("/"):
+            inside = parts[1]
+        else:
+            perms = parts[1]
+    if not perms or set(perms) - set("rwm"):
+        raise InvalidSpec(f"--device {text}: the permissions are some of r, w and m")
+    if not host.startswith("/") or not inside.startswith("/"):
+        raise InvalidSpec(f"--device {text}: the paths must be absolute")
+    try:
+        st = os.stat(host)
+    except OSError as e:
+        raise InvalidSpec(f"--device {text}: {host}: {e.strerror}") from None
+    if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+        raise InvalidSpec(f"--device {text}: {host} is not a device node")
+    kind = "c" if stat.S_ISCHR(st.st_mode) else "b"
+    major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    node = {"path": os.path.normpath(inside), "type": kind, "major": major, "minor": minor,
+            "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}
+    return node, {"allow": True, "type": kind, "major": major, "minor": minor, "access": perms}
+
+
+def sysctls(values: list[str]) -> dict[str, str]:
+    out = {}
+    for text in values:
+        key, eq, value = text.partition("=")
+        if not eq or not key:
+            raise InvalidSpec(f"--sysctl {text}: KEY=VALUE expected")
+        out[key] = value
+    return out
+
+
+def oom_score_adj(value: int) -> int:
+    if not -1000 <= value <= 1000:
+        raise InvalidSpec(f"--oom-score-adj {value}: must be -1000 to 1000")
+    return value
+
+
+def stop_signal(text: str) -> str:
+    from mrun.errors import MrunError
+    from mrun.kernel.proc import parse_signal
+
+    try:
+        parse_signal(text)
+    except MrunError as e:  # its own one-line reason: unknown name, out of range
+        raise InvalidSpec(f"--stop-signal: {e}") from None
+    return text
+
+
+def shm_size(mounts: list[dict[str, Any]], text: str) -> None:
+    """--shm-size: the size of the /dev/shm tmpfs (docker's sizes; more than 0)."""
+    size = ram_in_bytes("shm-size", text)
+    if size <= 0:
+        raise InvalidSpec(f"--shm-size {text}: must be more than 0")
+    for m in mounts:
+        if m.get("destination") == "/dev/shm":
+            m["options"] = [o for o in m.get("options") or [] if not o.startswith("size=")] + [f"size={size}"]
+
+
+def apply(spec: dict[str, Any], o: Any, groups: list[int]) -> None:
+    """The flags of ``o`` (an Overrides) onto ``spec``; ``groups`` are --group-add's gids, looked
+    up in the image's /etc/group by the caller."""
+    process, linux = spec["process"], spec["linux"]
+    if o.cap_add or o.cap_drop:
+        caps = capabilities(process["capabilities"]["bounding"], o.cap_add, o.cap_drop)
+        process["capabilities"] = {k: list(caps) for k in ("bounding", "effective", "permitted")}
+    if o.ulimit:
+        process["rlimits"] = ulimits(process.get("rlimits") or [], o.ulimit)
+    if groups:
+        user = process.setdefault("user", {"uid": 0, "gid": 0})
+        user["additionalGids"] = sorted(set(user.get("additionalGids") or []) | set(groups))
+    if o.oom_score_adj is not None:
+        process["oomScoreAdj"] = oom_score_adj(o.oom_score_adj)
+    if o.stop_signal:
+        spec["annotations"][ann.STOP_SIGNAL] = stop_signal(o.stop_signal)
+    if o.sysctl:
+        linux.setdefault("sysctl", {}).update(sysctls(o.sysctl))
+    if o.shm_size:
+        shm_size(spec["mounts"], o.shm_size)
+    for text in o.device:
+        node, rule = device(text)
+        linux.setdefault("devices", []).append(node)
+        linux.setdefault("resources", {}).setdefault("devices", []).append(rule)
+    taken = {m["destination"] for m in spec["mounts"] if m.get("source") not in ("tmpfs", "shm")}
+    for text in o.tmpfs:
+        mount = tmpfs_mount(text)
+        if mount["destination"] in taken:
+            raise InvalidSpec(f"--tmpfs {text}: {mount['destination']} is mounted already")
+        taken.add(mount["destination"])
+        spec["mounts"] = [m for m in spec["mounts"] if m["destination"] != mount["destination"]] + [mount]
