@@ -251,6 +251,22 @@ def test_docker_s_process_and_sandbox_flags_reach_the_container(images, busybox_
     assert out[10] == "wrote"
 
 
+def test_docker_s_volume_options(images, busybox_archive, tmp_path):
+    """ro/rw, z/Z (SELinux relabelling: nothing to do without SELinux, as with docker there),
+    nocopy and a propagation, comma-separated as docker's users write them (`:ro,Z` was refused)."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    host = tmp_path / "shared"
+    host.mkdir()
+    (host / "f").write_text("from the host\n")
+    out = img(h, *run_args(h, "--rm", "-v", f"{host}:/data:ro,Z", "-v", "named:/named:z,nocopy", "-v",
+                           f"{host}:/prop:rslave", IMAGE, "sh", "-c",
+                           "cat /data/f; touch /data/g 2>/dev/null || echo read-only; touch /named/x && echo named; "
+                           "cat /prop/f"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["from the host", "read-only", "named", "from the host"]
+
+
 def test_stop_sends_the_stop_signal_asked_for(images, busybox_archive):
     h = images
     img_ok(h, "load", busybox_archive)
@@ -290,6 +306,11 @@ def test_stop_sends_the_stop_signal_asked_for(images, busybox_archive):
         ("--stop-signal", "SIGFOO", "not a signal name"),
         ("--shm-size", "0", "more than 0"),
         ("--shm-size", "-5m", "invalid size"),
+        ("-v", "/tmp:/x:rx", "'rx' is not a volume option"),
+        ("-v", "/tmp:/x:ro,exec", "'exec' is not a volume option"),
+        ("-v", "/tmp:rel", "SOURCE:/DESTINATION"),
+        ("-v", "a b:/x", "a volume name is"),
+        ("-v", ".hidden:/x", "a volume name is"),
     ],
 )
 def test_docker_s_process_and_sandbox_flags_refused_in_one_line(images, busybox_archive, flag, value, needle):

@@ -207,24 +207,40 @@ def _network(spec: dict[str, Any], net: dict[str, Any]) -> None:
             spec["annotations"][ann.NETWORK_PORTS] = net["ports"]
 
 
+_VOLUME_PROPAGATION = ("shared", "rshared", "slave", "rslave", "private", "rprivate")
+# docker's volume options that change nothing here: z/Z relabel for SELinux (none on a host
+# without it, as with docker there), nocopy (mrun never copies image content into a volume),
+# and Docker Desktop's consistency hints
+_VOLUME_NO_OPS = ("z", "Z", "nocopy", "consistent", "cached", "delegated")
+
+
 def _volume_mount(volume: str, store: ImageStore) -> dict[str, Any]:
-    """-v /host/path:/dest[:ro] (a bind mount) or -v name:/dest[:ro] (a named volume, made on first use)."""
+    """-v /host/path:/dest[:OPTIONS] (a bind mount) or -v name:/dest[:OPTIONS] (a named volume,
+    made on first use); OPTIONS as docker's: ro or rw, a propagation, z/Z, nocopy."""
     parts = volume.split(":")
     if len(parts) not in (2, 3) or not parts[1].startswith("/"):
-        raise InvalidSpec(f"-v {volume!r}: SOURCE:/DESTINATION[:ro|rw] expected")
+        raise InvalidSpec(f"-v {volume!r}: SOURCE:/DESTINATION[:OPTIONS] expected")
     source, dest = parts[0], parts[1]
-    mode = parts[2] if len(parts) == 3 else "rw"
-    if mode not in ("ro", "rw"):
-        raise InvalidSpec(f"-v {volume!r}: the mode must be ro or rw")
+    options = ["rbind", "rw"]
+    for option in parts[2].split(",") if len(parts) == 3 else []:
+        if option in ("ro", "rw"):
+            options[1] = option
+        elif option in _VOLUME_PROPAGATION:
+            options.append(option)
+        elif option not in _VOLUME_NO_OPS:
+            raise InvalidSpec(f"-v {volume!r}: {option!r} is not a volume option (ro, rw, a propagation, z, Z, "
+                              "nocopy)")
     if source.startswith("/"):
         if not os.path.exists(source):
             raise InvalidSpec(f"-v {volume!r}: {source} does not exist")
     else:
-        if not source or "/" in source or source in (".", ".."):
-            raise InvalidSpec(f"-v {volume!r}: a volume name is letters, digits, '.', '_' and '-'")
+        if not (source[:1].isalnum() and source.isascii() and source.replace("_", "a").replace(".", "a")
+                .replace("-", "a").isalnum()):
+            raise InvalidSpec(f"-v {volume!r}: a volume name is letters, digits, '.', '_' and '-' (a letter or "
+                              "digit first)")
         source = os.path.join(store.root, "volumes", source, "data")
         os.makedirs(source, mode=0o755, exist_ok=True)
-    return {"destination": dest, "type": "bind", "source": source, "options": ["rbind", mode]}
+    return {"destination": dest, "type": "bind", "source": source, "options": options}
 
 
 RUN_LOCK = "run.lock"
