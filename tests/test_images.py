@@ -202,6 +202,7 @@ def test_named_volume_outlives_containers_and_limits_reach_the_cgroup(images, bu
     assert_limits(cgroup_dirs(f"{h.cgroup_parent}/limited"), 48 << 20, 50000)
     ps = img_ok(h, "ps").stdout
     assert "limited" in ps and IMAGE in ps
+    assert img_ok(h, "ps", "-a", "-q").stdout.split() == img_ok(h, "ps", "-aq").stdout.split() == ["limited"]
     img_ok(h, "stop", "-t", "5", "limited")
     img_ok(h, "rm", "limited")
 

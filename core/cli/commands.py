@@ -163,7 +163,12 @@ COMMANDS = (
             Arg("container-id", "the container", required=False),
             Arg("ps-args", "arguments for ps(1) in table mode (default -ef)", required=False, variadic=True),
         ),
-        (_FORMAT,),
+        (
+            _FORMAT,
+            Flag("all", "docker's -a: every container is listed anyway", kind=bool, short="a", default=False),
+            Flag("quiet", "without an id: print only the containers' ids (docker's -q)", kind=bool, short="q",
+                 default=False),
+        ),
     ),
     Command(
         "load",

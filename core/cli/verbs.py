@@ -125,11 +125,20 @@ def list_(g: dict[str, Any], format: str, quiet: bool) -> int:  # noqa: A002
     return 0
 
 
-def ps(g: dict[str, Any], container_id: str | None, ps_args: list[str], format: str) -> int:  # noqa: A002
+def ps(g: dict[str, Any], container_id: str | None, ps_args: list[str], format: str,  # noqa: A002
+       all: bool = False, quiet: bool = False) -> int:  # noqa: A002
+    """Without an id, docker's ps (-a changes nothing: stopped containers are listed too); with
+    one, runc's."""
     if container_id is None:
+        if quiet:
+            for state in _rt(g).list():
+                print(state["id"])
+            return 0
         from mrun.cli.image_verbs import list_containers
 
         return list_containers(g, format)
+    if quiet:
+        raise MrunError("ps -q lists containers: give no container id")
     pids = _rt(g).pids(container_id)
     if format == "json":
         print(jsonio.dumps(pids))
