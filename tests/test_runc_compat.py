@@ -114,6 +114,32 @@ def test_update_takes_runc_s_flags_and_sizes(h):
     h.ok("delete", "--force", cid)
 
 
+def test_exec_takes_docker_s_spellings(h):
+    """`exec -it ID sh`, `-w DIR` and `-u NAME`, as docker's users type them (each was a usage
+    error). A name is looked up in the container's own /etc/passwd, read inside its rootfs: a
+    link there to the host's file is not followed out."""
+    from conftest import one_line_error
+
+    cid = h.cid()
+    cfg = h.config(["sleep", "60"])
+    cfg["root"]["path"] = "rootfs"
+    bundle = h.bundle(config=cfg)
+    make_rootfs(os.path.join(bundle, "rootfs"))
+    h.ok("run", "-d", "-b", bundle, cid)
+    assert h.ok("exec", "-i", "-w", "/tmp", "-u", "nobody", cid, "sh", "-c", "pwd; id -u; id -g").stdout.split() == [
+        "/tmp", "65534", "65534"]
+    assert h.ok("exec", "-u", "1:2", cid, "sh", "-c", "id -u; id -g").stdout.split() == ["1", "2"]
+    one_line_error(h.mrun("exec", "-u", "nosuchuser", cid, "true"), "no user 'nosuchuser'")
+    host_passwd = os.path.join(h.tmp, "host-passwd")
+    with open(host_passwd, "w") as f:
+        f.write("hostonly:x:4242:4242::/:/bin/sh\n")
+    passwd = os.path.join(bundle, "rootfs", "etc", "passwd")
+    os.remove(passwd)
+    os.symlink(host_passwd, passwd)  # resolved inside the rootfs, where that path does not exist
+    one_line_error(h.mrun("exec", "-u", "hostonly", cid, "true"), "no user 'hostonly'")
+    h.ok("delete", "--force", cid)
+
+
 def test_blkio_weight_falls_back_to_the_bfq_file(tmp_path):
     """Only the BFQ file offered (kernels whose devices all use BFQ): the weight goes there. The
     driver is pointed at a directory holding just the files such a kernel shows."""

@@ -179,25 +179,31 @@ def _exec_process(
     no_new_privs: bool,
     apparmor: str = "",
     process_label: str = "",
+    workdir: str = "",
     **_: Any,
 ) -> dict[str, Any]:
     """runc's rule: start from the container's own process, then apply the flags. An AppArmor
     profile or SELinux label asked for is set as runc sets it, for the runtime to refuse (mrun's
     sandbox applies neither) rather than run the process unconfined."""
-    base = dict(_rt(g).store.load(container_id).config.get("process") or {})
+    record = _rt(g).store.load(container_id)
+    base = dict(record.config.get("process") or {})
     if not command:
         raise MrunError("exec: give a command, or --process FILE")
     base["args"] = list(command)
     base["env"] = list(base.get("env") or []) + list(env)
     base["terminal"] = tty
-    if cwd:
-        base["cwd"] = cwd
+    if cwd or workdir:
+        base["cwd"] = cwd or workdir
     if user:
         uid, _, gid = user.partition(":")
-        try:
+        if uid.isdigit() and (gid.isdigit() or not gid):
             base["user"] = {**(base.get("user") or {}), "uid": int(uid), "gid": int(gid or 0)}
-        except ValueError:
-            raise MrunError(f"--user: {user!r} is not uid[:gid]")
+        else:  # docker's exec -u NAME[:GROUP]: the container's own tables, read inside its rootfs
+            from mrun.images.containers import user_ids
+
+            root = (record.config.get("root") or {}).get("path") or "rootfs"
+            uid_n, gid_n, extra = user_ids(os.path.join(record.bundle, root), user)
+            base["user"] = {**(base.get("user") or {}), "uid": uid_n, "gid": gid_n, "additionalGids": extra}
     if additional_gids:
         try:
             base.setdefault("user", {})["additionalGids"] = [int(x) for x in additional_gids]

@@ -75,6 +75,11 @@ def _home(passwd: list[list[str]], uid: int) -> str:
     return row[5] if row else "/"
 
 
+def user_ids(rootfs: str, user: str) -> tuple[int, int, list[int]]:
+    """'name[:group]' or 'uid[:gid]' -> (uid, gid, extra gids), from the rootfs's own tables."""
+    return _lookup_user(rootfs, user, _table(rootfs, "etc/passwd"))
+
+
 def _lookup_user(rootfs: str, user: str, passwd: list[list[str]]) -> tuple[int, int, list[int]]:
     """'name', 'uid', 'name:group', 'uid:gid' -> (uid, gid, extra gids), via the image's own
     /etc/passwd (``passwd``, its rows) and /etc/group, not the host's."""
@@ -86,7 +91,7 @@ def _lookup_user(rootfs: str, user: str, passwd: list[list[str]]) -> tuple[int, 
     else:
         row = next((r for r in passwd if r[0] == name), None)
         if row is None:
-            raise InvalidSpec(f"--user {user}: no user {name!r} in the image's /etc/passwd")
+            raise InvalidSpec(f"--user {user}: no user {name!r} in the container's /etc/passwd")
         uid = int(row[2])
     gid = int(row[3]) if row and row[3].isdigit() else 0
     if group:
@@ -95,7 +100,7 @@ def _lookup_user(rootfs: str, user: str, passwd: list[list[str]]) -> tuple[int, 
         else:
             grow = next((r for r in groups if r[0] == group), None)
             if grow is None:
-                raise InvalidSpec(f"--user {user}: no group {group!r} in the image's /etc/group")
+                raise InvalidSpec(f"--user {user}: no group {group!r} in the container's /etc/group")
             gid = int(grow[2])
     extra = []
     if row:
@@ -189,7 +194,7 @@ def _lookup_group(rootfs: str, group: str) -> int:
         return int(group)
     row = next((r for r in _table(rootfs, "etc/group") if r[0] == group and r[2].isdigit()), None)
     if row is None:
-        raise InvalidSpec(f"--group-add {group}: no group {group!r} in the image's /etc/group")
+        raise InvalidSpec(f"--group-add {group}: no group {group!r} in the container's /etc/group")
     return int(row[2])
 
 
