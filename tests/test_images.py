@@ -776,6 +776,23 @@ def test_detached_containers_report_their_exit_code(images, busybox_archive, tmp
         img_ok(h, "rm", c)
 
 
+def test_a_detached_container_run_with_rm_is_removed_when_it_exits(images, busybox_archive):
+    """`mrun run -d --rm` (docker's everyday form; it was refused): the supervisor removes the
+    container, its snapshot and its state once it has exited, whether it ends itself or is stopped."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--rm", "--name", "brief", IMAGE, "sh", "-c", "sleep 0.2; exit 3"))
+    img_ok(h, *run_args(h, "-d", "--rm", "--name", "stopped", IMAGE, "sleep", "600"))
+    assert set(img_ok(h, "ps", "-q").stdout.split()) >= {"stopped"}
+    img_ok(h, "stop", "-t", "1", "stopped")
+    containers = os.path.join(h.image_root, "containers")
+    deadline = time.monotonic() + 15
+    while (img_ok(h, "ps", "-q").stdout.split() or os.listdir(containers)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert img_ok(h, "ps", "-q").stdout.split() == [] and os.listdir(containers) == []
+    one_line_error(img(h, "inspect", "brief"), "does not exist")
+
+
 def test_a_container_from_an_image_gets_a_seccomp_profile_as_docker_gives_one(images, busybox_archive, tmp_path):
     """mrun run's default profile (images.seccomp_default): no user namespace (whose process holds
     every capability over what it then makes), no setns or mount; forks still work (clone without

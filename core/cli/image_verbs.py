@@ -236,8 +236,6 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         shm_size=kw.get("shm_size"),
     )
     detach, remove = bool(kw.get("detach")), bool(kw.get("rm"))
-    if detach and remove:
-        raise InvalidSpec("--rm with -d is not supported: nothing would stay to remove the container when it exits")
     if detach and o.tty:
         raise InvalidSpec("-t with -d is not supported: a detached container's output goes to its log")
     store = ImageStore(g["image_root"])
@@ -253,7 +251,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
             return runtime.run(cid, bundle, CreateOptions(), False, keep=not remove)
         from mrun.images.supervisor import run_detached
 
-        run_detached(runtime, cid, bundle)  # its supervisor records the exit code for ps/inspect
+        run_detached(runtime, cid, bundle, remove)  # its supervisor records the exit code, or removes it
         print(cid)
         return 0
     except BaseException:
@@ -312,11 +310,18 @@ def stop(g: dict[str, Any], container_id: str, time: int) -> int:  # noqa: A002
         print(container_id)
         return 0
     stop_signal = (record.config.get("annotations") or {}).get(ann.STOP_SIGNAL) or "SIGTERM"
-    runtime.kill(container_id, parse_signal(stop_signal))
+    try:
+        runtime.kill(container_id, parse_signal(stop_signal))
+    except NotFound:  # it ended and its supervisor removed it (run -d --rm) since we looked
+        print(container_id)
+        return 0
     deadline = clock.monotonic() + time
-    while runtime.status(runtime.store.load(container_id)) != Status.STOPPED:
+    while not _stopped_or_gone(runtime, container_id):
         if clock.monotonic() > deadline:
-            runtime.kill(container_id, 9, all_processes=True)
+            try:
+                runtime.kill(container_id, 9, all_processes=True)
+            except NotFound:  # removed meanwhile (run -d --rm: its supervisor did)
+                break
             deadline = clock.monotonic() + 10
         clock.sleep(0.05)
     from mrun.images.supervisor import exit_of
@@ -328,6 +333,14 @@ def stop(g: dict[str, Any], container_id: str, time: int) -> int:  # noqa: A002
         clock.sleep(0.02)
     print(container_id)
     return 0
+
+
+def _stopped_or_gone(runtime: Any, container_id: str) -> bool:
+    """Stopped, or removed by its supervisor once stopped (`mrun run -d --rm`)."""
+    try:
+        return runtime.status(runtime.store.load(container_id)) == Status.STOPPED
+    except NotFound:
+        return True
 
 
 def list_containers(g: dict[str, Any], format: str) -> int:  # noqa: A002

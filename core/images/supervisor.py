@@ -4,7 +4,8 @@ A detached container's init would otherwise be reparented to the host's PID 1 wh
 returns, and its exit status would be lost. The supervisor is forked first, becomes a child
 subreaper in a session of its own, creates and starts the container (so the init is its
 descendant and comes back to it), tells the caller, then waits and writes ``exit.json`` beside
-the container's log: `mrun ps` and `mrun inspect` show it as docker does ("exited (3)").
+the container's log: `mrun ps` and `mrun inspect` show it as docker does ("exited (3)"), or,
+for `mrun run -d --rm`, removes the container as docker does.
 It holds none of the caller's descriptors, and it outlives any mrun process.
 """
 
@@ -22,8 +23,9 @@ if TYPE_CHECKING:
 EXIT_FILE = "exit.json"
 
 
-def run_detached(runtime: Any, container_id: str, bundle: str) -> None:
-    """Create and start ``container_id`` under a new supervisor; return once it runs."""
+def run_detached(runtime: Any, container_id: str, bundle: str, remove: bool = False) -> None:
+    """Create and start ``container_id`` under a new supervisor; return once it runs. With
+    ``remove``, the supervisor deletes the container once it has exited."""
     from mrun.cgroups import primed
 
     primed()  # no thread of ours runs while we fork
@@ -31,7 +33,7 @@ def run_detached(runtime: Any, container_id: str, bundle: str) -> None:
     pid = os.fork()
     if pid == 0:
         os.close(r)
-        _supervise(runtime, container_id, bundle, w)
+        _supervise(runtime, container_id, bundle, w, remove)
     os.close(w)
     answer = b""
     while chunk := os.read(r, 65536):
@@ -42,7 +44,7 @@ def run_detached(runtime: Any, container_id: str, bundle: str) -> None:
         raise MrunError(text or f"container {container_id!r}: its supervisor died before the container started")
 
 
-def _supervise(runtime: Any, container_id: str, bundle: str, report: int) -> None:
+def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove: bool) -> None:
     from mrun.kernel import syscalls as sc
     from mrun.kernel.proc import exit_code
     from mrun.runtime import CreateOptions
@@ -75,6 +77,12 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int) -> Non
         if done == pid:
             code = exit_code(status)
             break
+    if remove:
+        try:
+            runtime.delete(container_id, force=True)  # its snapshot and network go with it
+        except BaseException:  # noqa: BLE001 - nobody to tell; `mrun system prune` finishes it
+            pass
+        os._exit(0)
     from mrun.state import now_rfc3339
 
     try:
