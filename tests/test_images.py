@@ -793,6 +793,21 @@ def test_a_detached_container_run_with_rm_is_removed_when_it_exits(images, busyb
     one_line_error(img(h, "inspect", "brief"), "does not exist")
 
 
+def test_stop_and_rm_take_several_containers_as_docker_s_do(images, busybox_archive):
+    """`mrun stop a b`, `mrun rm -f $(mrun ps -aq)`: each named container in turn, its name printed
+    once done; an unknown one is reported and the others are still done (exit status 1)."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    for name in ("one", "two", "three"):
+        img_ok(h, *run_args(h, "-d", "--name", name, IMAGE, "sleep", "600"))
+    assert img_ok(h, "stop", "-t", "1", "one", "two").stdout.split() == ["one", "two"]
+    r = img(h, "rm", "one", "nosuch", "two")
+    assert r.returncode == 1 and r.stdout.split() == ["one", "two"] and "'nosuch' does not exist" in r.stderr
+    one_line_error(img(h, "rm", "three"), "three")  # running: -f is needed, as with docker
+    assert img_ok(h, "rm", "-f", *img_ok(h, "ps", "-aq").stdout.split()).stdout.split() == ["three"]
+    assert img_ok(h, "ps", "-q").stdout == "" and os.listdir(os.path.join(h.image_root, "containers")) == []
+
+
 def test_a_container_from_an_image_gets_a_seccomp_profile_as_docker_gives_one(images, busybox_archive, tmp_path):
     """mrun run's default profile (images.seccomp_default): no user namespace (whose process holds
     every capability over what it then makes), no setns or mount; forks still work (clone without

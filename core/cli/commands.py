@@ -71,7 +71,13 @@ COMMANDS = (
         "delete",
         (_ID,),
         (Flag("force", "kill it first if it is still running", kind=bool, short="f", default=False),),
-        aliases=("rm",),
+    ),
+    Command(
+        "rm",
+        "docker's rm: remove containers, printing each one removed",
+        "image_verbs.rm",
+        (Arg("container-ids", "the containers", variadic=True),),
+        (Flag("force", "kill each first if it is still running", kind=bool, short="f", default=False),),
     ),
     Command(
         "run",
@@ -239,9 +245,9 @@ COMMANDS = (
     ),
     Command(
         "stop",
-        "stop a container: its stop signal, then SIGKILL after the timeout",
+        "stop containers: each one's stop signal, then SIGKILL after the timeout",
         "image_verbs.stop",
-        (_ID,),
+        (Arg("container-ids", "the containers", variadic=True),),
         (Flag("time", "seconds to wait before SIGKILL", kind=int, short="t", default=10),),
     ),
     Command(

@@ -3,6 +3,8 @@ global flags, and table output. Its own module so the verb modules need not impo
 
 from __future__ import annotations
 
+import os
+
 from mrun.runtime import Runtime
 
 TYPE_CHECKING = False
@@ -19,3 +21,16 @@ def print_table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+def remove_container(g: dict[str, Any], container_id: str, force: bool) -> None:
+    """runc's delete (runc's `delete` and docker's `rm` both): with ``force``, also what a killed
+    `mrun run IMAGE` left of the container (its snapshot, no state)."""
+    _rt(g).delete(container_id, force)
+    if force and os.path.exists(os.path.join(g["image_root"], "containers", container_id)):
+        from mrun.images.containers import remove_orphans
+        from mrun.images.store import ImageStore
+
+        store = ImageStore(g["image_root"])
+        with store.lock():
+            remove_orphans(store, only=container_id)

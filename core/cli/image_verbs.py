@@ -9,7 +9,7 @@ import time
 
 from mrun import annotations as ann
 from mrun import jsonio
-from mrun.cli.common import _rt, print_table
+from mrun.cli.common import _rt, print_table, remove_container
 from mrun.errors import InvalidSpec, MrunError, NotFound
 from mrun.images.store import ImageStore
 from mrun.status import Status
@@ -299,7 +299,38 @@ def logs(g: dict[str, Any], container_id: str, follow: bool) -> int:
             time.sleep(0.1)
 
 
-def stop(g: dict[str, Any], container_id: str, time: int) -> int:  # noqa: A002
+def _each(container_ids: list[str], verb: str, one: Any) -> int:
+    """docker's way with several containers: each one in turn, a failure reported and the rest
+    still done, exit status 1 if any failed."""
+    if not container_ids:
+        raise InvalidSpec(f"{verb}: name at least one container")
+    status = 0
+    for cid in container_ids:
+        try:
+            one(cid)
+        except MrunError as e:
+            print(f"mrun: {e}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def rm(g: dict[str, Any], container_ids: list[str], force: bool) -> int:
+    """Each container is removed as runc's delete removes it (and with -f, what a killed `mrun
+    run` left); its name is printed once it is gone, as docker prints it."""
+    def one(cid: str) -> None:
+        known = _rt(g).store.exists(cid) or os.path.isdir(os.path.join(g["image_root"], "containers", cid))
+        remove_container(g, cid, force)
+        if known:
+            print(cid)
+
+    return _each(container_ids, "rm", one)
+
+
+def stop(g: dict[str, Any], container_ids: list[str], time: int) -> int:  # noqa: A002
+    return _each(container_ids, "stop", lambda cid: _stop(g, cid, time))
+
+
+def _stop(g: dict[str, Any], container_id: str, time: int) -> None:  # noqa: A002
     import time as clock
 
     from mrun.kernel.proc import parse_signal
@@ -308,13 +339,13 @@ def stop(g: dict[str, Any], container_id: str, time: int) -> int:  # noqa: A002
     record = runtime.store.load(container_id)
     if runtime.status(record) == Status.STOPPED:
         print(container_id)
-        return 0
+        return
     stop_signal = (record.config.get("annotations") or {}).get(ann.STOP_SIGNAL) or "SIGTERM"
     try:
         runtime.kill(container_id, parse_signal(stop_signal))
     except NotFound:  # it ended and its supervisor removed it (run -d --rm) since we looked
         print(container_id)
-        return 0
+        return
     deadline = clock.monotonic() + time
     while not _stopped_or_gone(runtime, container_id):
         if clock.monotonic() > deadline:
@@ -332,7 +363,6 @@ def stop(g: dict[str, Any], container_id: str, time: int) -> int:  # noqa: A002
             break
         clock.sleep(0.02)
     print(container_id)
-    return 0
 
 
 def _stopped_or_gone(runtime: Any, container_id: str) -> bool:

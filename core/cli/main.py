@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # Docker-like verbs: no caller depends on being their process's ancestor.
 WARM_VERBS = frozenset(
-    ("load", "pull", "save", "images", "rmi", "image", "inspect", "system", "network", "logs", "stop", "explain")
+    ("load", "pull", "save", "images", "rmi", "image", "inspect", "system", "network", "logs", "stop", "rm", "explain")
 )
 
 
@@ -151,8 +151,6 @@ def warm_worthy(cmd: Command, params: dict[str, Any], argv: list[str], native: b
                     or params.get("preserve_fds") or params.get("process"))
     if name == "ps":
         return not params.get("container_id")  # the docker-like list; `ps ID` is runc's
-    if name == "delete":
-        return "rm" in argv and "delete" not in argv  # docker's `rm`; runc's `delete` stays
     return False
 
 

@@ -10,7 +10,7 @@ import os
 import sys
 
 from mrun import jsonio
-from mrun.cli.common import _rt, print_table  # noqa: F401 - the verbs' shared helpers
+from mrun.cli.common import _rt, print_table, remove_container  # noqa: F401 - the verbs' shared helpers
 from mrun.errors import InvalidSpec, MrunError
 from mrun.runtime import CreateOptions
 from mrun.status import Status
@@ -64,20 +64,8 @@ def kill(g: dict[str, Any], container_id: str, signal: str | None, all: bool) ->
 
 
 def delete(g: dict[str, Any], container_id: str, force: bool) -> int:
-    runtime = _rt(g)
-    runtime.delete(container_id, force)
-    if force and os.path.exists(os.path.join(g["image_root"], "containers", container_id)):
-        _remove_orphan(g, container_id)  # a killed `mrun run IMAGE` left its snapshot, and no state
+    remove_container(g, container_id, force)
     return 0
-
-
-def _remove_orphan(g: dict[str, Any], container_id: str) -> None:
-    from mrun.images.containers import remove_orphans
-    from mrun.images.store import ImageStore
-
-    store = ImageStore(g["image_root"])
-    with store.lock():
-        remove_orphans(store, only=container_id)
 
 
 IMAGE_RUN_FLAGS = (
