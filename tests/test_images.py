@@ -268,6 +268,25 @@ def test_docker_s_volume_options(images, busybox_archive, tmp_path):
     assert out.stdout.splitlines() == ["from the host", "read-only", "named", "from the host"]
 
 
+def test_privileged_is_docker_s(images, busybox_archive):
+    """--privileged: every capability the kernel has (that mrun holds: its bounding set), no seccomp
+    filter, /proc/timer_list not masked, /sys writable, the host's devices present and usable (the
+    device cgroup allows them)."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    script = ("grep -E '^(CapEff|Seccomp):' /proc/self/status; grep ' /sys sysfs ' /proc/mounts; "
+              "wc -c < /proc/timer_list; ls -ln /dev/kmsg; head -c 0 /dev/kmsg && echo opened")
+    with open("/proc/self/status") as f:
+        bounding = next(line.split()[1] for line in f if line.startswith("CapBnd:"))
+    out = img_ok(h, *run_args(h, "--rm", "--privileged", IMAGE, "sh", "-c", script)).stdout.splitlines()
+    assert out[0].split()[1] == bounding and out[1].split()[1] == "0", out
+    assert out[2].split()[3].startswith("rw"), out[2]
+    assert int(out[3]) > 0  # masked, it is /dev/null's empty file
+    assert out[4].startswith("crw") and out[4].split()[4:6] == ["1,", "11"] and out[5] == "opened", out
+    plain = img_ok(h, *run_args(h, "--rm", IMAGE, "sh", "-c", "ls /dev/kmsg 2>&1; grep Seccomp: /proc/self/status"))
+    assert "No such file" in plain.stdout and "Seccomp:\t2" in plain.stdout  # without it: neither
+
+
 def test_stop_sends_the_stop_signal_asked_for(images, busybox_archive):
     h = images
     img_ok(h, "load", busybox_archive)

@@ -122,6 +122,8 @@ COMMANDS = (
                 kind=list,
                 default=(),
             ),
+            Flag("privileged", "every capability and host device, no seccomp, /proc and /sys unmasked and writable",
+                 kind=bool, default=False),
             Flag("cap-add", "add a capability (CHOWN or CAP_CHOWN; ALL)", kind=list, default=()),
             Flag("cap-drop", "drop a capability (ALL: all but those added)", kind=list, default=()),
             Flag("ulimit", "a resource limit: NAME=SOFT[:HARD] (nofile=1024:2048; -1: unlimited)", kind=list,

@@ -231,6 +231,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         security_opt=list(kw.get("security_opt") or ()),
         **{key: list(kw.get(key) or ()) for key in ("cap_add", "cap_drop", "ulimit", "tmpfs", "device", "sysctl",
                                                     "group_add")},
+        privileged=kw.get("privileged"),
         oom_score_adj=kw.get("oom_score_adj"),
         stop_signal=kw.get("stop_signal"),
         shm_size=kw.get("shm_size"),

@@ -71,7 +71,7 @@ def delete(g: dict[str, Any], container_id: str, force: bool) -> int:
 IMAGE_RUN_FLAGS = (
     "name rm env env_file volume workdir user entrypoint memory cpus pids_limit read_only hostname annotation tty"
     " cgroup_parent network publish wasm_preopens security_opt cap_add cap_drop ulimit tmpfs device sysctl group_add"
-    " oom_score_adj stop_signal shm_size"
+    " oom_score_adj stop_signal shm_size privileged"
 ).split()
 BUNDLE_RUN_FLAGS = "pid_file console_socket preserve_fds no_pivot no_new_keyring".split()  # what run IMAGE has not
 

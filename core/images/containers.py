@@ -47,6 +47,7 @@ class Overrides:
         self.network: dict[str, Any] = kw.get("network") or {}
         self.security_opt: list[str] = kw.get("security_opt") or []  # docker's --security-opt
         # the process and sandbox flags run_flags applies
+        self.privileged: bool = bool(kw.get("privileged"))
         self.cap_add: list[str] = kw.get("cap_add") or []
         self.cap_drop: list[str] = kw.get("cap_drop") or []
         self.ulimit: list[str] = kw.get("ulimit") or []

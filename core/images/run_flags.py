@@ -1,7 +1,7 @@
 """docker's `run` flags that shape the process and the sandbox, applied to a spec as docker does.
 
 Each flag's value is checked here and refused in one line naming the flag: --cap-add/--cap-drop
-(docker's TweakCapabilities: names with or without CAP_, ALL), --ulimit, --tmpfs, --device,
+(docker's TweakCapabilities: names with or without CAP_, ALL), --privileged, --ulimit, --tmpfs, --device,
 --sysctl, --oom-score-adj, --stop-signal and --shm-size. What the sandbox then does with the
 result (a sysctl the container's namespaces do not own, a device path leading out of the rootfs)
 is checked by the runtime, as for any bundle.
@@ -181,11 +181,57 @@ def shm_size(mounts: list[dict[str, Any]], text: str) -> None:
             m["options"] = [o for o in m.get("options") or [] if not o.startswith("size=")] + [f"size={size}"]
 
 
+# What docker leaves out of a privileged container's /dev (devices.HostDevices): mounts of their
+# own, or a console that is the host's.
+_HOST_DEV_SKIPPED = frozenset(("pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev", "console"))
+
+
+def host_devices(top: str = "/dev") -> list[dict[str, Any]]:
+    """Every device node under the host's /dev (links not followed), as linux.devices entries."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        if dirpath == top:
+            dirnames[:] = [d for d in dirnames if d not in _HOST_DEV_SKIPPED]
+        for name in filenames:
+            if dirpath == top and name in _HOST_DEV_SKIPPED:
+                continue
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue  # gone meanwhile
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                found.append({"path": path, "type": "c" if stat.S_ISCHR(st.st_mode) else "b",
+                              "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
+                              "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid})
+    return found
+
+
+def privileged(spec: dict[str, Any]) -> None:
+    """docker's --privileged: every capability this kernel has, no seccomp filter, nothing of
+    /proc masked or read-only, /sys and the cgroup tree writable, and every host device, allowed
+    in the device cgroup. (No LSM label is applied either way.)"""
+    from mrun.sandbox.caps import last_cap
+
+    caps = sorted(name for name, bit in CAP_BITS.items() if bit <= last_cap())
+    spec["process"]["capabilities"] = {k: list(caps) for k in ("bounding", "effective", "permitted")}
+    linux = spec["linux"]
+    linux.pop("seccomp", None)
+    linux["maskedPaths"], linux["readonlyPaths"] = [], []
+    for m in spec["mounts"]:
+        if m.get("type") in ("sysfs", "cgroup"):
+            m["options"] = [o for o in m.get("options") or [] if o != "ro"] + ["rw"]
+    linux["devices"] = host_devices()
+    linux.setdefault("resources", {})["devices"] = [{"allow": True, "access": "rwm"}]
+
+
 def apply(spec: dict[str, Any], o: Any, groups: list[int]) -> None:
     """The flags of ``o`` (an Overrides) onto ``spec``; ``groups`` are --group-add's gids, looked
     up in the image's /etc/group by the caller."""
     process, linux = spec["process"], spec["linux"]
-    if o.cap_add or o.cap_drop:
+    if o.privileged:  # as docker: every capability, whatever --cap-add and --cap-drop say
+        privileged(spec)
+    elif o.cap_add or o.cap_drop:
         caps = capabilities(process["capabilities"]["bounding"], o.cap_add, o.cap_drop)
         process["capabilities"] = {k: list(caps) for k in ("bounding", "effective", "permitted")}
     if o.ulimit:
