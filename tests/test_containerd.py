@@ -686,6 +686,9 @@ def test_shim_pod_linux_and_wasm_share_one_shim_and_netns(ctd, tmp_path):
         assert "containerd-shim-mrun-v2" in open(f"/proc/{shim}/cmdline").read()
         # the next container's create finds its worker forked, and that worker's pristine copy armed
         (spare,) = waiting_workers(shim, {linux_pid, wasm_pid}, 1)
+        deadline = time.monotonic() + 5  # the worker forks its copy first thing; on a busy node, a moment after
+        while not children(spare) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert len(children(spare)) == 1, "the pod's spare worker has no pristine copy armed"
         (shared / "go").touch()
         deadline = time.monotonic() + 20
