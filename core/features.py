@@ -6,6 +6,7 @@ import json
 
 from mrun import OCI_VERSION, __version__
 from mrun import annotations as ann
+from mrun.kernel import apparmor
 from mrun.kernel.capnames import NAMES
 from mrun.sandbox.rootfs import _FLAGS, PROPAGATION, RECURSIVE_ATTRS
 
@@ -37,7 +38,7 @@ def features_document() -> dict[str, Any]:
                 "knownFlags": list(SECCOMP_FLAGS),
                 "supportedFlags": [f for f, bit in SECCOMP_FLAGS.items() if bit],  # passed to seccomp(2)
             },
-            "apparmor": {"enabled": False},
+            "apparmor": {"enabled": apparmor.enabled()},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
             "mountExtensions": {"idmap": {"enabled": False}},

@@ -175,7 +175,6 @@ def check_process(process: Any, path: str = "process") -> None:
 # its engine believes it made: refused, naming the field, as runc refuses what it cannot apply.
 # The oci backend's runtime applies these itself, so only mrun's sandbox checks them.
 _UNAPPLIED_PROCESS = {
-    "apparmorProfile": "mrun applies no AppArmor profile: refused rather than run the process unconfined",
     "selinuxLabel": "mrun applies no SELinux label: refused rather than run the process unlabelled",
     "execCPUAffinity": "mrun does not set a CPU affinity",
 }
@@ -190,6 +189,11 @@ def check_process_applied(process: dict[str, Any], path: str = "process") -> Non
     for field, why in _UNAPPLIED_PROCESS.items():
         if process.get(field):
             raise InvalidSpec(f"{path}.{field}: {why}")
+    if process.get("apparmorProfile"):
+        from mrun.kernel import apparmor
+
+        if not apparmor.enabled():  # runc's ErrApparmorNotEnabled: never run it unconfined instead
+            raise InvalidSpec(f"{path}.apparmorProfile: AppArmor is not enabled on this host")
 
 
 def check_applied(doc: dict[str, Any]) -> None:

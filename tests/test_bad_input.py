@@ -226,7 +226,6 @@ def test_a_pid_file_that_cannot_be_written_fails_the_call_and_leaves_nothing(h, 
 @pytest.mark.parametrize(
     ("change", "needle"),
     [
-        (lambda c: c["process"].update(apparmorProfile="docker-default"), "process.apparmorProfile"),
         (lambda c: c["process"].update(selinuxLabel="system_u:system_r:container_t:s0"), "process.selinuxLabel"),
         (lambda c: c["process"].update(execCPUAffinity={"initial": "0"}), "process.execCPUAffinity"),
         (lambda c: c["linux"].update(intelRdt={"closID": "guaranteed_group"}), "linux.intelRdt"),
@@ -235,16 +234,36 @@ def test_a_pid_file_that_cannot_be_written_fails_the_call_and_leaves_nothing(h, 
     ],
 )
 def test_what_mrun_would_not_apply_is_refused_not_dropped(h, change, needle):
-    """Each of these ran, silently without what it asked for: an AppArmor profile or an SELinux
-    label unapplied is a container less confined than its engine believes. runc applies them or
-    refuses (\"selinux label is specified in config, but selinux is disabled or not supported\");
-    mrun's sandbox does not apply them (`mrun features`), so it refuses, naming the field."""
+    """Each of these ran, silently without what it asked for: an SELinux label unapplied is a
+    container less confined than its engine believes. runc applies them or refuses (\"selinux
+    label is specified in config, but selinux is disabled or not supported\"); mrun's sandbox
+    does not apply them (`mrun features`), so it refuses, naming the field."""
     cfg = h.config(["true"])
     change(cfg)
     one_line_error(h.mrun("run", "-b", h.bundle(config=cfg), h.cid()), needle)
 
 
-def test_an_exec_asking_for_an_apparmor_profile_is_refused(h, tmp_path):
+def test_an_apparmor_profile_is_applied_where_apparmor_is_on_and_refused_elsewhere(h):
+    """As runc: the profile is the process's from its execve (a wasm init's at once, having no
+    execve), and a host without AppArmor refuses the container rather than run it unconfined.
+    "unconfined" is a profile every AppArmor host has loaded."""
+    from mrun.kernel import apparmor
+
+    cfg = h.config(["cat", "/proc/self/attr/current"])
+    cfg["process"]["apparmorProfile"] = "unconfined"
+    r = h.mrun("run", "-b", h.bundle(config=cfg), h.cid())
+    if apparmor.enabled():
+        assert r.returncode == 0 and r.stdout.strip() == "unconfined", r
+    else:
+        one_line_error(r, "process.apparmorProfile", "AppArmor is not enabled on this host")
+        assert json.loads(h.ok("features").stdout)["linux"]["apparmor"] == {"enabled": False}
+
+
+def test_an_exec_asking_for_an_apparmor_profile_is_refused_without_apparmor(h, tmp_path):
+    from mrun.kernel import apparmor
+
+    if apparmor.enabled():
+        pytest.skip("this host has AppArmor: the profile is applied (the test above)")
     cid = h.cid()
     h.ok("run", "-d", "-b", h.bundle(["sleep", "600"]), cid)
     process = tmp_path / "process.json"

@@ -177,7 +177,9 @@ def make_spec(
     spec["linux"]["cgroupsPath"] = f"{o.cgroup_parent.rstrip('/')}/{container_id}"
     from mrun.images.seccomp_default import chosen
 
-    seccomp, process["noNewPrivileges"] = chosen(o.security_opt)
+    seccomp, process["noNewPrivileges"], apparmor_profile = chosen(o.security_opt)
+    if apparmor_profile:
+        process["apparmorProfile"] = apparmor_profile
     if seccomp is not None:
         spec["linux"]["seccomp"] = seccomp
     _network(spec, o.network)

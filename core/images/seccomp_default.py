@@ -64,14 +64,16 @@ def profile() -> dict[str, Any]:
     }
 
 
-def chosen(options: list[str]) -> tuple[dict[str, Any] | None, bool]:
-    """docker's ``--security-opt`` values -> (linux.seccomp, or None for none; no_new_privileges).
-    ``seccomp=unconfined``, ``seccomp=PROFILE.json``, ``no-new-privileges[=true|false]`` (docker's
-    older ``key:value`` too); the rest (apparmor, label) is refused: mrun would not apply it."""
+def chosen(options: list[str]) -> tuple[dict[str, Any] | None, bool, str]:
+    """docker's ``--security-opt`` values -> (linux.seccomp, or None for none; no_new_privileges;
+    the AppArmor profile, "" for none). ``seccomp=unconfined``, ``seccomp=PROFILE.json``,
+    ``no-new-privileges[=true|false]``, ``apparmor=PROFILE`` or ``apparmor=unconfined`` (docker's
+    older ``key:value`` too); SELinux's ``label`` is refused: mrun would not apply it."""
     from mrun import jsonio  # not json: its own import was ~1 ms of every cold `mrun run`, for one flag
 
     seccomp: dict[str, Any] | None = profile()
     no_new_privileges = True  # the runtime-spec default mrun run already uses
+    apparmor_profile = ""
     for item in options:
         key, _, value = item.partition("=" if "=" in item else ":")
         if key == "seccomp" and value == "unconfined":
@@ -83,9 +85,15 @@ def chosen(options: list[str]) -> tuple[dict[str, Any] | None, bool]:
                 raise InvalidSpec(f"--security-opt {item!r}: cannot read the profile: {e}")
         elif key == "no-new-privileges" and value in ("", "true", "false"):
             no_new_privileges = value != "false"
+        elif key == "apparmor" and value:
+            apparmor_profile = "" if value == "unconfined" else value
+            from mrun.kernel import apparmor
+
+            if apparmor_profile and not apparmor.enabled():
+                raise InvalidSpec(f"--security-opt {item!r}: AppArmor is not enabled on this host")
         else:
             raise InvalidSpec(
-                f"--security-opt {item!r}: only seccomp=unconfined, seccomp=PROFILE.json and no-new-privileges "
-                "are supported (mrun applies no AppArmor or SELinux label)"
+                f"--security-opt {item!r}: only seccomp=unconfined, seccomp=PROFILE.json, no-new-privileges and "
+                "apparmor=PROFILE are supported (mrun applies no SELinux label)"
             )
-    return seccomp, no_new_privileges
+    return seccomp, no_new_privileges, apparmor_profile

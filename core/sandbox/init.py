@@ -229,7 +229,7 @@ def _run_payload(sb: Sandbox, payload: Any, start_hooks: Any = None, state: Any 
     try:
         if start_hooks:
             run_hooks("startContainer", start_hooks, state)
-        sb.plan.apply()
+        sb.plan.apply(execs=not hasattr(payload, "entered"))  # an in-process payload (wasm) execs nothing
         if hasattr(payload, "entered"):
             payload.entered = entered  # it says when it runs (wasm: inside the module)
         else:

@@ -10,6 +10,7 @@ import os
 import resource
 
 from mrun.errors import InvalidSpec
+from mrun.kernel import apparmor
 from mrun.kernel import syscalls as sc
 from mrun.sandbox.caps import CapPlan
 
@@ -38,6 +39,7 @@ class ProcessPlan:
             if num is None:
                 raise InvalidSpec(f"{field}.rlimits[{i}].type: {rl['type']} is not known on this system")
             self.rlimits.append((num, _rlim(rl["soft"]), _rlim(rl["hard"])))
+        self.apparmor: str = process.get("apparmorProfile") or ""
         self.ioprio = _io_priority(process.get("ioPriority"), f"{field}.ioPriority")
         self.scheduler = _scheduler(process.get("scheduler"), f"{field}.scheduler")
         self.seccomp = None
@@ -46,11 +48,18 @@ class ProcessPlan:
 
             self.seccomp = Filter(seccomp)
 
-    def apply(self) -> None:
+    def apply(self, execs: bool = True) -> None:
         """Drop to the configured identity and privileges. Order matters (runc's order):
         seccomp needs CAP_SYS_ADMIN unless no_new_privs is set, setuid needs keepcaps to
         keep the capabilities that are then set explicitly. The scheduler and I/O priority first:
-        a real-time one needs CAP_SYS_NICE / CAP_SYS_ADMIN, which the capabilities may drop."""
+        a real-time one needs CAP_SYS_NICE / CAP_SYS_ADMIN, which the capabilities may drop.
+        The AppArmor profile first of all, as runc applies it: taken at the payload's execve, or
+        at once for a payload that ``execs`` nothing (wasm)."""
+        if self.apparmor:
+            try:
+                apparmor.apply(self.apparmor, at_exec=execs)
+            except OSError as e:
+                raise OSError(f"process.apparmorProfile: cannot apply {self.apparmor!r}: {e.strerror}")
         if self.scheduler is not None:
             try:
                 sc.sched_setattr(*self.scheduler)
