@@ -350,14 +350,22 @@ class Runtime:
 
     # -- run and exec ---------------------------------------------------------------------
 
-    def exec(self, container_id: str, process: dict[str, Any], opts: CreateOptions, detach: bool) -> int:
+    def exec(self, container_id: str, process: dict[str, Any], opts: CreateOptions, detach: bool,
+             ignore_paused: bool = False) -> int:
+        """runc's exec. In a paused container only with ``ignore_paused`` (runc's --ignore-paused):
+        the process then joins the frozen cgroup and is frozen with it, so the call returns once
+        the container is resumed, as runc's does."""
         from mrun.kernel import syscalls as sc
         from mrun.operations.exec import exec_process
         from mrun.spec import check_process, check_process_applied
 
         check_process(process)
         record = self.store.load(container_id)
-        require("exec", self.status(record), container_id)
+        status = self.status(record)
+        if status == Status.PAUSED and not ignore_paused:
+            raise InvalidState(f"cannot exec in container {container_id!r}: it is paused (--ignore-paused overrides)")
+        if status != Status.PAUSED:
+            require("exec", status, container_id)
         if not detach:
             sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         driver = self._driver(record)

@@ -140,6 +140,32 @@ def test_exec_takes_docker_s_spellings(h):
     h.ok("delete", "--force", cid)
 
 
+def test_exec_into_a_paused_container_with_ignore_paused_runs_once_resumed(h):
+    """runc's --ignore-paused (it was an unknown flag): without it, exec into a paused container is
+    refused saying so; with it, the process joins the frozen cgroup, is frozen with it, and the
+    call returns once the container is resumed."""
+    from conftest import one_line_error
+
+    cid = h.cid()
+    h.ok("run", "-d", "-b", h.bundle(["sleep", "60"]), cid)
+    h.ok("pause", cid)
+    one_line_error(h.mrun("exec", cid, "true"), "paused", "--ignore-paused")
+    proc = subprocess.Popen([h.binary, "--root", h.root, "exec", "--ignore-paused", cid, "echo", "thawed"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **h.base_env})
+    try:
+        time.sleep(1)
+        assert proc.poll() is None, proc.communicate()
+        h.ok("resume", cid)
+        out, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0 and out.strip() == "thawed", err
+    finally:
+        if proc.poll() is None:
+            h.mrun("resume", cid)
+            proc.kill()
+            proc.wait()
+    h.ok("delete", "--force", cid)
+
+
 def test_blkio_weight_falls_back_to_the_bfq_file(tmp_path):
     """Only the BFQ file offered (kernels whose devices all use BFQ): the weight goes there. The
     driver is pointed at a directory holding just the files such a kernel shows."""

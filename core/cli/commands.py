@@ -274,6 +274,8 @@ COMMANDS = (
             Flag("additional-gids", "extra group id", kind=list, short="g", default=()),
             Flag("cap", "add a capability", kind=list, short="c", default=()),
             Flag("no-new-privs", "set no_new_privileges", kind=bool, default=False),
+            Flag("ignore-paused", "exec in a paused container too (the process runs once it is resumed)",
+                 kind=bool, default=False),
             Flag("apparmor", "an AppArmor profile: refused, mrun applies none", default="", hidden=True),
             Flag("process-label", "an SELinux label: refused, mrun applies none", default="", hidden=True),
         ),

@@ -211,7 +211,8 @@ def _exec_process(
     return base
 
 
-def exec_(g: dict[str, Any], container_id: str, command: list[str], process: str, detach: bool, **flags: Any) -> int:
+def exec_(g: dict[str, Any], container_id: str, command: list[str], process: str, detach: bool,
+          ignore_paused: bool = False, **flags: Any) -> int:
     """``flags`` holds the process flags (-e, --cwd, -u, ...) and the stdio ones (--pid-file, ...),
     which a --process file overrides, as in runc."""
     if process:
@@ -224,7 +225,7 @@ def exec_(g: dict[str, Any], container_id: str, command: list[str], process: str
             raise InvalidSpec(f"--process {process}: must hold a JSON object")
     else:
         proc = _exec_process(g, container_id, command, **flags)
-    return _rt(g).exec(container_id, proc, _opts(g, **flags), detach)
+    return _rt(g).exec(container_id, proc, _opts(g, **flags), detach, ignore_paused)
 
 
 def pause(g: dict[str, Any], container_id: str) -> int:
