@@ -80,6 +80,33 @@ def test_device_path_with_dotdot_is_refused(h, victim):
     assert "linux.devices[0].path" in r.stderr and r.stderr.count("\n") == 1, r.stderr
 
 
+@pytest.mark.parametrize("dest", ["/proc/sys", "/proc/self/attr", "/via-link/kernel", "/proc"])
+def test_nothing_is_mounted_over_what_procfs_shows(h, hostile_rootfs, dest):
+    """runc's rule (checkProcMount): a bind mount over /proc/sys or a process's attr/ (where an
+    AppArmor profile is set: CVE-2019-16884) is refused, also when a link in the rootfs leads
+    there, and /proc itself takes only a procfs. It was mounted. lxcfs's files stay allowed."""
+    from conftest import one_line_error
+
+    os.symlink("/proc/sys", os.path.join(hostile_rootfs, "via-link"))
+    fake = os.path.join(h.tmp, "fake")
+    os.makedirs(fake, exist_ok=True)
+    cfg = h.config(["true"])
+    cfg["root"] = {"path": hostile_rootfs, "readonly": False}
+    cfg["mounts"].append({"destination": dest, "type": "bind", "source": fake, "options": ["rbind"]})
+    one_line_error(h.mrun("run", "-b", h.bundle(config=cfg), h.cid()), f"mounts[{len(cfg['mounts']) - 1}]",
+                   "inside /proc")
+
+
+def test_lxcfs_s_files_may_cover_proc_s(h):
+    meminfo = os.path.join(h.tmp, "meminfo")
+    with open(meminfo, "w") as f:
+        f.write("MemTotal: 42 kB\n")
+    cfg = h.config(["head", "-1", "/proc/meminfo"])
+    cfg["mounts"].append({"destination": "/proc/meminfo", "type": "bind", "source": meminfo, "options": ["rbind"]})
+    cfg["mounts"].append({"destination": "/proc/sys", "type": "tmpfs", "source": "tmpfs"})  # runc allows a tmpfs
+    assert h.ok("run", "-b", h.bundle(config=cfg), h.cid()).stdout == "MemTotal: 42 kB\n"
+
+
 def test_mount_target_through_a_symlink(h, hostile_rootfs, victim):
     os.symlink(victim, os.path.join(hostile_rootfs, "mnt"))
     os.symlink(relative_link_to(victim, os.path.join(hostile_rootfs, "etc")), os.path.join(hostile_rootfs, "etc2"))

@@ -128,6 +128,22 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, d
     )
 
 
+PROC_SUPER_MAGIC = 0x9FA0
+
+
+def fs_type(path: str) -> int:
+    """statfs(2)'s f_type of the filesystem ``path`` is on (the first field: a long)."""
+    buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit Linux
+    _check(_libc.statfs(_b(path), buf), f"statfs {path}")
+    return ctypes.c_long.from_buffer_copy(buf.raw, 0).value
+
+
+def fd_fs_type(fd: int) -> int:
+    buf = ctypes.create_string_buffer(256)
+    _check(_libc.fstatfs(fd, buf), "fstatfs")
+    return ctypes.c_long.from_buffer_copy(buf.raw, 0).value
+
+
 def umount2(target: str, flags: int = 0) -> None:
     _check(_libc.umount2(_b(target), flags), f"umount {target}")
 

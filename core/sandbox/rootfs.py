@@ -96,6 +96,26 @@ def remount_readonly(path: str, recursive: bool = False) -> None:
     sc.mount(None, path, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | extra | locked_flags(path))
 
 
+# What runc lets a mount cover inside /proc (checkProcMount): the files lxcfs emulates.
+PROC_MOUNTS_ALLOWED = frozenset((
+    "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps", "/proc/uptime",
+    "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev", "/proc/sys/kernel/ns_last_pid",
+))
+
+
+def _refuse_on_proc(target: str, dest: str, source: str, is_bind: bool, index: int) -> None:
+    """runc's rule (checkProcMount): nothing is mounted over what procfs shows (/proc/sys, a
+    process's attr/ that AppArmor is set through...) but lxcfs's files, and over /proc itself
+    only a procfs. Judged on the destination's handle, after its resolution inside the rootfs,
+    so no link leads around it."""
+    if sc.fs_type(target) != sc.PROC_SUPER_MAGIC or os.path.normpath(dest) in PROC_MOUNTS_ALLOWED:
+        return
+    if is_bind and os.path.normpath(dest) == "/proc" and sc.fs_type(source) == sc.PROC_SUPER_MAGIC:
+        return
+    raise MrunError(f"mounts[{index}].destination: {dest} is inside /proc, where only lxcfs's files may be "
+                    "mounted over (as runc refuses)")
+
+
 def mount_one(
     root_fd: int,
     m: dict[str, Any],
@@ -119,6 +139,7 @@ def mount_one(
             if not os.path.exists(source):
                 raise MrunError(f"mounts[{index}].source: {source} does not exist")
             with inroot.at(root_fd, dest, create="dir" if os.path.isdir(source) else "file") as target:
+                _refuse_on_proc(target, dest, source, True, index)
                 sc.mount(source, target, None, sc.MS_BIND | (flags & sc.MS_REC))
             rest = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
             if rest:
@@ -136,6 +157,8 @@ def mount_one(
                             raise
                         sc.mount("/sys", target, None, sc.MS_BIND | sc.MS_REC)  # no netns of our own
                 else:
+                    if kind not in ("proc", "tmpfs"):  # runc checks neither (a tmpfs hides, it shows nothing)
+                        _refuse_on_proc(target, dest, source, False, index)
                     sc.mount(source, target, kind, flags, data or None)
         if prop:
             with inroot.at(root_fd, dest) as target:
