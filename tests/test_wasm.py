@@ -455,6 +455,33 @@ def test_the_engine_runs_one_tokio_worker_unless_the_operator_says_otherwise(h, 
     assert counts["3"] - counts[""] == 2, counts
 
 
+def test_a_container_sharing_a_wasm_init_s_pids_cannot_open_the_host_s_interpreter(h, cache_env):
+    """A wasm init is the host's Python running the module; a Linux container in the same PID
+    namespace (a pod sharing its process namespace) could open its /proc/1/exe, the host's
+    interpreter, and write it once no Python runs (CVE-2019-5736's way out): it did. The init is
+    not dumpable from the moment its capabilities are the container's, so the open is refused;
+    a Linux container's own program is dumpable again after its execve."""
+    from busybox_bundle import make_rootfs
+
+    cfg, base = wasm_bundle(h, example("pod.wasm"), ["/app.wasm", "/never", "/x"])  # waits, sleeping
+    wasm = h.cid()
+    h.ok("run", "-d", "-b", make(h, cfg, base), wasm, env=cache_env)
+    pid = json.loads(h.ok("state", wasm).stdout)["pid"]
+    rootfs = os.path.join(h.tmp, "sharing-rootfs")
+    make_rootfs(rootfs)
+    out = {}
+    for uid in (0, 1000):  # root, as the init: nothing but dumpability stood in the way
+        other = h.config(["sh", "-c", "readlink /proc/1/exe || echo refused; ls -ln /proc/self/environ"])
+        other["process"]["user"] = {"uid": uid, "gid": uid}
+        other["linux"]["namespaces"] = [n if n["type"] != "pid" else {"type": "pid", "path": f"/proc/{pid}/ns/pid"}
+                                        for n in other["linux"]["namespaces"]]
+        other["root"] = {"path": rootfs, "readonly": False}
+        out[uid] = h.ok("run", "-b", h.bundle(config=other), h.cid()).stdout.splitlines()
+    assert out[0][0] == "refused" and "python" not in "".join(out[0]), out
+    assert out[1000][1].split()[2] == "1000", out  # its own program: dumpable, /proc/self is its user's
+    h.ok("delete", "--force", wasm)
+
+
 def _threads_named(pid: int, name: str) -> list[str]:
     found = []
     for tid in os.listdir(f"/proc/{pid}/task"):

@@ -54,7 +54,14 @@ class ProcessPlan:
         keep the capabilities that are then set explicitly. The scheduler and I/O priority first:
         a real-time one needs CAP_SYS_NICE / CAP_SYS_ADMIN, which the capabilities may drop.
         The AppArmor profile first of all, as runc applies it: taken at the payload's execve, or
-        at once for a payload that ``execs`` nothing (wasm)."""
+        at once for a payload that ``execs`` nothing (wasm).
+
+        Before anything is dropped, this process stops being dumpable (runc does the same): once
+        its capabilities are the container's, a process of the container (one sharing its PID
+        namespace, or racing an exec) could otherwise open /proc/PID/exe, the host's Python
+        interpreter, and write it once no Python runs (CVE-2019-5736's way out). execve makes
+        the container's program dumpable again; a wasm init, which never execs, stays so."""
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)
         if self.apparmor:
             try:
                 apparmor.apply(self.apparmor, at_exec=execs)
