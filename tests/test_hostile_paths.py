@@ -97,6 +97,24 @@ def test_nothing_is_mounted_over_what_procfs_shows(h, hostile_rootfs, dest):
                    "inside /proc")
 
 
+def test_a_working_directory_through_a_descriptor_stays_inside_the_root(h, victim):
+    """process.cwd /proc/self/fd/N, N a host directory the set-up holds (here passed on purpose
+    with --preserve-fds; runc leaked one by accident: CVE-2024-21626, an image's WorkingDir the
+    way in): chdir followed the magic link and the process started outside its root. Resolved
+    inside the root, the link is text: the host directory is never the working directory."""
+    import subprocess
+
+    cfg = h.config(["sh", "-c", "ls; touch made-here"])
+    cfg["process"]["cwd"] = "/proc/self/fd/3"
+    r = subprocess.run(["sh", "-c", 'exec 3<"$1"; shift; exec "$@"', "sh", victim,  # the victim as fd 3
+                        h.binary, "--root", h.root, "run", "--preserve-fds", "1", "-b", h.bundle(config=cfg), h.cid()],
+                       capture_output=True, text=True, timeout=30, env={**os.environ, **h.base_env})
+    if r.returncode:  # the path made inside this read-only root: refused, in one line
+        assert r.stderr.startswith("mrun: process.cwd: /proc/self/fd/3:") and r.stderr.count("\n") == 1, r.stderr
+    assert "hosts" not in r.stdout and "passwd" not in r.stdout, r.stdout  # the victim's files, unseen
+    assert not os.path.exists(os.path.join(victim, "made-here"))  # and the victim fixture finds it unchanged
+
+
 def test_lxcfs_s_files_may_cover_proc_s(h):
     meminfo = os.path.join(h.tmp, "meminfo")
     with open(meminfo, "w") as f:

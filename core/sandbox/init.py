@@ -270,23 +270,36 @@ def _enter_process(sb: Sandbox, keep: tuple[int, ...] = ()) -> Any:
         from mrun.sandbox.console import make_controlling_pty
 
         make_controlling_pty(sb.console, plan.process.get("consoleSize"))
+    _close_cloexec_fds(keep=(sb.exec_fifo, sb.started_fd, *keep))  # none left to be a way out (below)
     try:
-        os.chdir(plan.cwd)
-    except FileNotFoundError:
-        if "mount" not in sb.namespaces:  # the caller's filesystem: nothing of it is ours to create
-            raise MrunError(f"process.cwd: {plan.cwd}: no such directory")
-        try:
-            os.makedirs(plan.cwd, 0o755)
+        if "mount" in sb.namespaces:
+            _chdir_inside_root(plan.cwd)
+        else:  # the caller's filesystem, as runc: nothing of it is ours to create
             os.chdir(plan.cwd)
-        except OSError as e:
-            raise MrunError(f"process.cwd: {plan.cwd}: {e.strerror}")
+    except FileNotFoundError:
+        raise MrunError(f"process.cwd: {plan.cwd}: no such directory")
     except OSError as e:
         raise MrunError(f"process.cwd: {plan.cwd}: {e.strerror}")
-    _close_cloexec_fds(keep=(sb.exec_fifo, sb.started_fd, *keep))
     payload = sb.payload_hook(container=sb.container, process=plan.process)
     if payload is None:
         raise MrunError(f"backend returned no payload for {plan.args[0]!r}")
     return payload
+
+
+def _chdir_inside_root(cwd: str) -> None:
+    """process.cwd resolved inside the container's root, made if missing. Not chdir(cwd): the
+    kernel follows /proc/self/fd/N there, and a descriptor of ours on a host directory would
+    have been the process's working directory, outside its root (runc's CVE-2024-21626, an
+    image's WorkingDir the way in). Resolved inside, such a link is only text."""
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        where = inroot.walk(root, cwd, create="dir")
+    finally:
+        os.close(root)
+    try:
+        os.fchdir(where)
+    finally:
+        os.close(where)
 
 
 def exec_child(sb: Sandbox, ch: Channel) -> NoReturn:
