@@ -115,6 +115,23 @@ def test_a_working_directory_through_a_descriptor_stays_inside_the_root(h, victi
     assert not os.path.exists(os.path.join(victim, "made-here"))  # and the victim fixture finds it unchanged
 
 
+def test_a_dev_null_that_leads_elsewhere_masks_nothing(h, tmp_path):
+    """/dev bound from a directory where /dev/null is a link to /proc/sys/kernel/core_pattern (a
+    shared volume, where another container can put one): masking bound the link's target over
+    /proc/timer_list, a writable view of the host's core_pattern inside the container (runc's
+    CVE-2025-31133). Now the null device is checked (char 1:3, not a link) and the create refused."""
+    from conftest import one_line_error
+
+    shared = tmp_path / "shared-dev"
+    shared.mkdir()
+    os.symlink("/proc/sys/kernel/core_pattern", shared / "null")
+    cfg = h.config(["cat", "/proc/timer_list"])
+    cfg["mounts"] = [m for m in cfg["mounts"] if not m["destination"].startswith("/dev")]
+    cfg["mounts"].append({"destination": "/dev", "type": "bind", "source": str(shared), "options": ["rbind"]})
+    assert "/proc/timer_list" in cfg["linux"]["maskedPaths"]
+    one_line_error(h.mrun("run", "-b", h.bundle(config=cfg), h.cid()), "linux.maskedPaths", "not the null device")
+
+
 def test_lxcfs_s_files_may_cover_proc_s(h):
     meminfo = os.path.join(h.tmp, "meminfo")
     with open(meminfo, "w") as f:

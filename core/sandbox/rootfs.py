@@ -280,29 +280,60 @@ def pivot(rootfs: str, no_pivot: bool) -> None:
 # Masked and read-only paths are applied after pivot_root: "/" is then the container's own root,
 # so the kernel resolves them (symlinks and ".." included) inside it, and plain paths are safe.
 def mask_paths(paths: list[str]) -> None:
-    for p in paths:
-        try:
-            st = os.stat(p)
-        except OSError:
-            continue
-        try:
-            if stat.S_ISDIR(st.st_mode):
-                sc.mount("tmpfs", p, "tmpfs", sc.MS_RDONLY, "size=0")
-            else:
-                sc.mount("/dev/null", p, None, sc.MS_BIND)
-        except OSError as e:
-            raise MrunError(f"linux.maskedPaths: {p}: {e.strerror}")
+    """Each file masked with the null device, each directory with an empty read-only tmpfs. The
+    null device is the container's /dev/null only once it is seen to be one (char 1:3, not a
+    link), and mounted from that very handle: a /dev/null that leads elsewhere (a /dev bound from
+    a shared directory, where a link can be put) had the masked path become a writable view of
+    what it led to, /proc/sys/kernel/core_pattern say (runc's CVE-2025-31133)."""
+    null = -1
+    try:
+        for p in paths:
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            try:
+                if stat.S_ISDIR(st.st_mode):
+                    sc.mount("tmpfs", p, "tmpfs", sc.MS_RDONLY, "size=0")
+                    continue
+                if null < 0:
+                    null = _null_device()
+                sc.mount(inroot.fd_path(null), p, None, sc.MS_BIND)
+            except OSError as e:
+                raise MrunError(f"linux.maskedPaths: {p}: {e.strerror}")
+    finally:
+        if null >= 0:
+            os.close(null)
+
+
+def _null_device() -> int:
+    fd = os.open("/dev/null", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    st = os.fstat(fd)
+    if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
+        os.close(fd)
+        raise MrunError("linux.maskedPaths: the container's /dev/null is not the null device (char 1:3): "
+                        "nothing is masked with it")
+    return fd
 
 
 def readonly_paths(paths: list[str]) -> None:
+    """Each path bound onto itself and made read-only, through one handle, so the bind and the
+    remount are of the same object whatever the path's links do meanwhile."""
     for p in paths:
-        if not os.path.exists(p):
+        try:
+            fd = os.open(p, os.O_PATH | os.O_CLOEXEC)
+        except OSError:
             continue
         try:
-            sc.mount(p, p, None, sc.MS_BIND | sc.MS_REC)
-            remount_readonly(p, recursive=True)
+            target = inroot.fd_path(fd)
+            sc.mount(target, target, None, sc.MS_BIND | sc.MS_REC)
+            os.close(fd)
+            fd = os.open(p, os.O_PATH | os.O_CLOEXEC)  # the new mount, which the remount must see
+            remount_readonly(inroot.fd_path(fd), recursive=True)
         except OSError as e:
             raise MrunError(f"linux.readonlyPaths: {p}: {e.strerror}")
+        finally:
+            os.close(fd)
 
 
 def write_sysctls(sysctl: dict[str, str]) -> None:
@@ -310,7 +341,12 @@ def write_sysctls(sysctl: dict[str, str]) -> None:
     for key, value in sysctl.items():
         path = "/proc/sys/" + key.replace(".", "/")
         try:
-            with open(path, "w") as f:
-                f.write(value)
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            try:
+                if sc.fd_fs_type(fd) != sc.PROC_SUPER_MAGIC:  # a write redirected elsewhere is no sysctl
+                    raise OSError(errno.EPERM, f"{path} is not procfs's")
+                os.write(fd, value.encode())
+            finally:
+                os.close(fd)
         except OSError as e:
             raise MrunError(f"linux.sysctl.{key}: cannot set to {value!r}: {e.strerror}")
