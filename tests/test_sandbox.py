@@ -258,16 +258,21 @@ def test_mount_destination_symlink_cannot_escape_the_rootfs(h, busybox_rootfs):
     assert not os.path.exists(os.path.join(victim, "sub")), "a mount destination escaped through a symlink"
 
 
-def test_user_namespace_with_mappings(h):
-    # The mapped root (host uid 200000) must be able to reach the rootfs: pytest's dirs are 0700.
+def _in_a_user_namespace(h, cfg: dict) -> None:
+    """A user namespace whose root is host uid 200000, which must reach the rootfs: pytest's
+    directories are 0700."""
     d = h.rootfs
     while d != "/":
         os.chmod(d, os.stat(d).st_mode | 0o005)
         d = os.path.dirname(d)
-    cfg = h.config(["sh", "-c", "id -u; cat /proc/self/uid_map"])
     cfg["linux"]["namespaces"].append({"type": "user"})
     cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
     cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+
+
+def test_user_namespace_with_mappings(h):
+    cfg = h.config(["sh", "-c", "id -u; cat /proc/self/uid_map"])
+    _in_a_user_namespace(h, cfg)
     lines = h.ok("run", "-b", h.bundle(config=cfg), h.cid()).stdout.splitlines()
     assert lines[0] == "0"
     assert lines[1].split() == ["0", "200000", "65536"]
@@ -277,17 +282,10 @@ def test_user_namespace_with_mappings(h):
 def test_time_offsets_are_set_in_the_new_time_namespace(h, user):
     """linux.timeOffsets went unapplied: the time namespace was made, its clocks not moved. Set
     now, before anything enters it (also under a user namespace, which owns the time one)."""
-    if user:
-        d = h.rootfs
-        while d != "/":
-            os.chmod(d, os.stat(d).st_mode | 0o005)
-            d = os.path.dirname(d)
     cfg = h.config(["sh", "-c", "cat /proc/self/timens_offsets; cut -d. -f1 /proc/uptime"])
     cfg["linux"]["namespaces"].append({"type": "time"})
     if user:
-        cfg["linux"]["namespaces"].append({"type": "user"})
-        cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
-        cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+        _in_a_user_namespace(h, cfg)
     year = 365 * 86400
     cfg["linux"]["timeOffsets"] = {"boottime": {"secs": year, "nanosecs": 5}, "monotonic": {"secs": -100}}
     lines = h.ok("run", "-b", h.bundle(config=cfg), h.cid()).stdout.splitlines()
