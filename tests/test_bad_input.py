@@ -130,6 +130,8 @@ def test_usage_errors_go_through_typer(h):
         (lambda c: c["process"].update(env=["A=b\x00c"]), "process.env[0]"),
         (lambda c: c["process"].update(args=["sh\x00", "-c"]), "process.args[0]"),
         (lambda c: c["process"].update(oomScoreAdj=5000), "process.oomScoreAdj"),
+        # setgroups' EINVAL surfaced as "container ID: too many groups"
+        (lambda c: c["process"]["user"].update(additionalGids=list(range(70000))), "process.user.additionalGids"),
         (lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_NOFILE"}]), "process.rlimits[0].hard"),
         (lambda c: c["linux"].update(devices=[{"type": "c"}]), "linux.devices[0].path"),
         # a number past the kernel's dev_t: mknod would truncate it into another device's; the

@@ -39,6 +39,10 @@ class ProcessPlan:
             if num is None:
                 raise InvalidSpec(f"{field}.rlimits[{i}].type: {rl['type']} is not known on this system")
             self.rlimits.append((num, _rlim(rl["soft"]), _rlim(rl["hard"])))
+        gids = (process.get("user") or {}).get("additionalGids") or []
+        if len(gids) > os.sysconf("SC_NGROUPS_MAX"):  # setgroups' EINVAL, "too many groups", named here
+            raise InvalidSpec(f"{field}.user.additionalGids: {len(gids)} groups, more than this kernel's "
+                              f"{os.sysconf('SC_NGROUPS_MAX')}")
         self.apparmor: str = process.get("apparmorProfile") or ""
         self.ioprio = _io_priority(process.get("ioPriority"), f"{field}.ioPriority")
         self.scheduler = _scheduler(process.get("scheduler"), f"{field}.scheduler")
