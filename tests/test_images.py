@@ -501,6 +501,27 @@ def test_bad_image_input_is_one_clear_line(images, tmp_path):
     assert r.returncode != 0 and "tar" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+def test_an_index_or_manifest_bigger_than_any_real_one_is_refused_unread(images, tmp_path):
+    """A layout whose index names a 2 GiB blob as its manifest, or whose index.json is 2 GiB
+    (sparse files here): each was read whole into memory before its hash or shape was checked
+    (containerd's CVE-2023-25153 is the same). Refused after 8 MiB, in one line."""
+    h = images
+    layout = tmp_path / "huge-manifest"
+    _mkdir(str(layout / "blobs" / "sha256"))
+    digest = "ab" * 32
+    with open(layout / "blobs" / "sha256" / digest, "wb") as f:
+        f.truncate(2 << 30)
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": f"sha256:{digest}", "size": 2 << 30,
+        "annotations": {"org.opencontainers.image.ref.name": "huge"}}]}))
+    one_line_error(img(h, "load", str(layout), "localhost/huge:1"), "larger than 8 MiB")
+    with open(layout / "index.json", "wb") as f:
+        f.truncate(2 << 30)
+    one_line_error(img(h, "load", str(layout), "localhost/huge:1"), "index.json", "larger than 8 MiB")
+    assert "localhost/huge" not in img_ok(h, "images").stdout
+
+
 # -- helpers --------------------------------------------------------------------------------
 
 

@@ -150,3 +150,35 @@ def test_two_pulls_at_once_share_the_work(images, registry):
     assert not [b for b in blobs if b.endswith(".partial")]
     layers = os.listdir(os.path.join(h.image_root, "layers"))
     assert len(layers) == 1  # the same busybox layer, once, for both names
+
+
+def test_a_registry_sending_a_manifest_bigger_than_any_real_one_is_refused_unread(images):
+    """A registry (here a hostile one on loopback) answering a manifest request with 64 MiB: the
+    body was read whole (urllib3's preload) before anything looked at it. Refused after 8 MiB."""
+    import http.server
+    import threading
+
+    class Endless(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            self.send_header("Content-Length", str(64 << 20))
+            self.end_headers()
+            try:
+                for _ in range(64):
+                    self.wfile.write(b" " * (1 << 20))
+            except OSError:
+                pass  # the client hung up, as it should
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        r = img(images, "pull", f"127.0.0.1:{server.server_port}/hostile/huge:1")
+        assert r.returncode != 0 and "larger than 8 MiB" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    finally:
+        server.shutdown()
+        server.server_close()

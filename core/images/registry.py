@@ -24,6 +24,7 @@ import threading
 from mrun import jsonio
 from mrun.errors import MrunError, NotFound
 from mrun.images.reference import DOCKER_HUB, Reference, check_digest
+from mrun.images.shapes import read_document
 from mrun.images.sources import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, REF_NAME, Source
 from mrun.images.store import CHUNK, DigestMismatch, ImageStore
 from mrun.state import FileLock
@@ -150,12 +151,20 @@ class Registry:
 
     def manifest(self, reference: str) -> tuple[str, bytes, str]:
         """-> (digest, body, media type); a digest reference is checked against the body."""
-        resp = self._request(f"{self.base}/manifests/{reference}", {"Accept": ACCEPT})
-        if resp.status == 404:
-            raise NotFound(f"{self.ref.endpoint}/{self.ref.repository}:{reference}: manifest unknown")
-        if resp.status != 200:
-            raise MrunError(f"{self.ref.endpoint}: manifest {reference}: HTTP {resp.status}: {resp.data[:200]!r}")
-        body = resp.data
+        resp = self._request(f"{self.base}/manifests/{reference}", {"Accept": ACCEPT}, stream=True)
+        read = False
+        try:
+            if resp.status == 404:
+                raise NotFound(f"{self.ref.endpoint}/{self.ref.repository}:{reference}: manifest unknown")
+            if resp.status != 200:
+                raise MrunError(f"{self.ref.endpoint}: manifest {reference}: HTTP {resp.status}: {resp.read(200)!r}")
+            body = read_document(resp, f"{self.ref.endpoint}: manifest {reference}")
+            read = True
+        finally:
+            if read:
+                resp.release_conn()
+            else:
+                resp.close()  # a body left unread (refused, or too large) is not read to its end
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
         if reference.startswith("sha256:") and digest != reference:
             raise DigestMismatch(f"manifest {reference}: the registry sent content that hashes to {digest}")

@@ -11,6 +11,22 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+# The largest index, manifest or config mrun reads (from an archive, a layout or a registry):
+# the distribution spec's registries take manifests of 4 MiB; twice that leaves configs room.
+# A bigger "document" (a layer's digest named as a manifest, a hostile index.json) was read
+# whole into memory before its hash or shape was checked.
+MAX_DOCUMENT = 8 << 20
+
+
+def read_document(f: Any, what: str) -> bytes:
+    """At most MAX_DOCUMENT bytes of ``f``, or a refusal naming ``what``."""
+    data = f.read(MAX_DOCUMENT + 1)
+    if len(data) > MAX_DOCUMENT:
+        raise MrunError(f"{what}: larger than {MAX_DOCUMENT >> 20} MiB, more than any index, manifest or config; "
+                        "refused")
+    return data
+
+
 _MAP = ("map", STR)
 _PLATFORM = {"os": STR, "architecture": STR, "variant": STR, "os.version": STR, "os.features": ("list", STR)}
 DESCRIPTOR = {"mediaType": STR, "digest!": STR, "size": UINT, "urls": ("list", STR), "annotations": _MAP,

@@ -14,7 +14,7 @@ import tarfile
 from mrun import jsonio
 from mrun.errors import MrunError, NotFound
 from mrun.images.reference import check_digest
-from mrun.images.shapes import DOCKER_ARCHIVE, checked
+from mrun.images.shapes import DOCKER_ARCHIVE, checked, read_document
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,8 +37,9 @@ class Source:
         raise NotImplementedError
 
     def read(self, digest: str) -> bytes:
+        """A JSON document (index, manifest, config), checked against its digest."""
         with self.open(digest) as f:
-            data = f.read()
+            data = read_document(f, f"blob {digest}")
         if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
             raise MrunError(f"blob {digest} in the archive hashes differently; refused")
         return data
@@ -51,7 +52,11 @@ class LayoutDir(Source):
             raise MrunError(f"{path}: not an OCI layout (no index.json)")
 
     def index(self) -> dict[str, Any]:
-        return jsonio.load_file(os.path.join(self.path, "index.json"))
+        try:
+            with open(os.path.join(self.path, "index.json"), "rb") as f:
+                return jsonio.loads(read_document(f, f"{self.path}/index.json"))
+        except OSError as e:
+            raise MrunError(f"{self.path}/index.json: {e.strerror}")
 
     def open(self, digest: str) -> IO[bytes]:
         try:
@@ -86,7 +91,7 @@ class OCIArchive(Source):
 
     def index(self) -> dict[str, Any]:
         with self.tar.member("index.json") as f:
-            return jsonio.loads(f.read())
+            return jsonio.loads(read_document(f, "index.json"))
 
     def open(self, digest: str) -> IO[bytes]:
         return self.tar.member(f"blobs/sha256/{check_digest(digest)}")
@@ -99,7 +104,7 @@ class DockerArchive(Source):
         self.tar = _Tar(path)
         with self.tar.member("manifest.json") as f:
             try:
-                self.entries = checked(jsonio.loads(f.read()), DOCKER_ARCHIVE, "manifest.json")
+                self.entries = checked(jsonio.loads(read_document(f, "manifest.json")), DOCKER_ARCHIVE, "manifest.json")
             except ValueError as e:
                 raise MrunError(f"{path}: manifest.json is not JSON: {e}")
         self.files: dict[str, str] = {}  # digest -> member name
