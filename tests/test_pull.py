@@ -152,19 +152,28 @@ def test_two_pulls_at_once_share_the_work(images, registry):
     assert len(layers) == 1  # the same busybox layer, once, for both names
 
 
-def test_a_registry_sending_a_manifest_bigger_than_any_real_one_is_refused_unread(images):
-    """A registry (here a hostile one on loopback) answering a manifest request with 64 MiB: the
-    body was read whole (urllib3's preload) before anything looked at it. Refused after 8 MiB."""
+SMALL_MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                             "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                        "digest": "sha256:" + "cd" * 32, "size": 2}, "layers": []}).encode()
+
+
+def _hostile_registry(manifest: bytes | None):
+    """A registry on loopback that sends 64 MiB for every blob, and for the manifest too unless
+    ``manifest`` is given."""
     import http.server
     import threading
 
-    class Endless(http.server.BaseHTTPRequestHandler):
+    class Hostile(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - http.server's name
+            body = manifest if manifest is not None and "/manifests/" in self.path else None
             self.send_response(200)
             self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-            self.send_header("Content-Length", str(64 << 20))
+            self.send_header("Content-Length", str(len(body) if body is not None else 64 << 20))
             self.end_headers()
             try:
+                if body is not None:
+                    self.wfile.write(body)
+                    return
                 for _ in range(64):
                     self.wfile.write(b" " * (1 << 20))
             except OSError:
@@ -173,12 +182,23 @@ def test_a_registry_sending_a_manifest_bigger_than_any_real_one_is_refused_unrea
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Endless)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize("what", ["manifest", "blob"])
+def test_a_registry_sending_more_than_it_should_is_cut_off(images, what):
+    """A hostile registry answering with 64 MiB: a manifest was read whole (urllib3's preload)
+    before anything looked at it, and a blob was written to the store's disk to the end, whatever
+    size the manifest gave it. Refused after 8 MiB, or past the blob's size; nothing is left."""
+    server = _hostile_registry(SMALL_MANIFEST if what == "blob" else None)
     try:
         r = img(images, "pull", f"127.0.0.1:{server.server_port}/hostile/huge:1")
-        assert r.returncode != 0 and "larger than 8 MiB" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+        needle = "larger than 8 MiB" if what == "manifest" else "sent more than the 2 bytes"
+        assert r.returncode != 0 and needle in r.stderr and r.stderr.count("\n") == 1, r.stderr
     finally:
         server.shutdown()
         server.server_close()
+    blobs = os.path.join(images.image_root, "blobs", "sha256")
+    assert not os.path.isdir(blobs) or not [n for n in os.listdir(blobs) if n.endswith(".partial")]

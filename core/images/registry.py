@@ -206,6 +206,13 @@ class Registry:
             progress.add(digest, size or 0, have)
             with open(partial, "ab" if have else "wb") as out:
                 for chunk in resp.stream(CHUNK):
+                    have += len(chunk)
+                    if size is not None and have > size:  # an endless body would fill the store's disk
+                        resp.close()
+                        out.close()
+                        os.unlink(partial)
+                        raise DigestMismatch(f"blob {digest}: the registry sent more than the {size} bytes its "
+                                             "manifest gives; refused")
                     h.update(chunk)
                     out.write(chunk)
                     progress.advance(len(chunk))
