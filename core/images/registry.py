@@ -136,14 +136,18 @@ class Registry:
             headers = {}
             if self.creds:
                 headers["Authorization"] = "Basic " + base64.b64encode(":".join(self.creds).encode()).decode()
-            resp = self.http.request("GET", f"{params['realm']}?{urlencode(query)}", headers=headers)
-            if resp.status != 200:
-                who = "our credentials" if self.creds else "anonymous access"
-                raise MrunError(f"{self.ref.endpoint}: the token service refused {who} ({resp.status})")
+            resp = self.http.request("GET", f"{params['realm']}?{urlencode(query)}", headers=headers,
+                                     preload_content=False)  # the realm is the registry's word: read with a bound
             try:
-                body = jsonio.loads(resp.data)
-            except ValueError:
-                raise MrunError(f"{params['realm']}: the token answer is not JSON")
+                if resp.status != 200:
+                    who = "our credentials" if self.creds else "anonymous access"
+                    raise MrunError(f"{self.ref.endpoint}: the token service refused {who} ({resp.status})")
+                try:
+                    body = jsonio.loads(read_document(resp, f"{params['realm']}: the token answer"))
+                except ValueError:
+                    raise MrunError(f"{params['realm']}: the token answer is not JSON")
+            finally:
+                resp.close()
             token = body.get("token") or body.get("access_token")
             if not token:
                 raise MrunError(f"{params['realm']}: the token answer holds no token")
