@@ -522,6 +522,27 @@ def test_an_index_or_manifest_bigger_than_any_real_one_is_refused_unread(images,
     assert "localhost/huge" not in img_ok(h, "images").stdout
 
 
+def test_image_content_is_out_of_other_users_reach(images, busybox_archive):
+    """An image root the operator made 0755 (mrun's own default is 0700): its layers and the
+    containers' snapshots were 0755 below it, so any user could run a layer's set-uid program as
+    root (moby's CVE-2021-41091). Both directories are made, and kept, root's alone."""
+    h = images
+    os.makedirs(h.image_root, mode=0o755)
+    os.chmod(h.image_root, 0o755)
+    for name in ("layers", "containers"):  # as an older mrun left them
+        os.makedirs(os.path.join(h.image_root, name), mode=0o755)
+        os.chmod(os.path.join(h.image_root, name), 0o755)
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "private", IMAGE, "sleep", "600"))
+    for name in ("layers", "containers"):
+        assert os.stat(os.path.join(h.image_root, name)).st_mode & 0o777 == 0o700, name
+    shell = os.path.join(h.image_root, "containers", "private", "rootfs", "bin", "sh")
+    probe = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "test", "-e", shell])
+    assert probe.returncode == 1  # root sees it; nobody cannot reach it
+    assert os.path.exists(shell)
+    img_ok(h, "rm", "-f", "private")
+
+
 # -- helpers --------------------------------------------------------------------------------
 
 

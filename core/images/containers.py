@@ -272,6 +272,7 @@ def prepare(
     with store.lock():
         name, entry = store.image(ref)
         config = _config(store, entry)
+        store.make_private()
         try:
             os.makedirs(bundle)
         except FileExistsError:

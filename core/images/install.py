@@ -229,6 +229,7 @@ def _unpack_layer(store: ImageStore, layer: dict[str, Any], diff_id: str) -> Non
     """Into a temporary directory, renamed into place when complete: a crash leaves no half layer."""
     final = os.path.join(store.layers, check_digest(diff_id))
     tmp = f"{final}.tmp-{os.getpid()}"
+    store.make_private()
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 
 from mrun import jsonio
 from mrun.bundles import MARKER  # in a container's directory: the image it was made from
@@ -140,6 +141,17 @@ class ImageStore:
         raise NotFound(f"image {ref!r} not found (see `mrun images`)")
 
     # -- layers --------------------------------------------------------------------------
+
+    def make_private(self) -> None:
+        """The directories holding image content (layers, containers' snapshots) root's alone:
+        a layer's set-uid program reached through a traversable path was anyone's way to root
+        (moby's CVE-2021-41091). The store's own root may be an operator's directory whose mode is
+        theirs: these two below it are mrun's, made 0700 and kept so."""
+        for d in (self.layers, self.containers):
+            os.makedirs(d, mode=0o700, exist_ok=True)
+            st = os.lstat(d)
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and st.st_mode & 0o077:
+                os.chmod(d, 0o700)
 
     def layer_dir(self, diff_id: str) -> str:
         return os.path.join(self.layers, check_digest(diff_id), "fs")
