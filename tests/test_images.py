@@ -529,12 +529,12 @@ def test_image_content_is_out_of_other_users_reach(images, busybox_archive):
     h = images
     os.makedirs(h.image_root, mode=0o755)
     os.chmod(h.image_root, 0o755)
-    for name in ("layers", "containers"):  # as an older mrun left them
+    for name in ("layers", "containers", "volumes"):  # as an older mrun left them
         os.makedirs(os.path.join(h.image_root, name), mode=0o755)
         os.chmod(os.path.join(h.image_root, name), 0o755)
     img_ok(h, "load", busybox_archive)
-    img_ok(h, *run_args(h, "-d", "--name", "private", IMAGE, "sleep", "600"))
-    for name in ("layers", "containers"):
+    img_ok(h, *run_args(h, "-d", "--name", "private", "-v", "kept:/kept", IMAGE, "sleep", "600"))
+    for name in ("layers", "containers", "volumes"):
         assert os.stat(os.path.join(h.image_root, name)).st_mode & 0o777 == 0o700, name
     shell = os.path.join(h.image_root, "containers", "private", "rootfs", "bin", "sh")
     probe = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "test", "-e", shell])

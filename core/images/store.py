@@ -143,11 +143,12 @@ class ImageStore:
     # -- layers --------------------------------------------------------------------------
 
     def make_private(self) -> None:
-        """The directories holding image content (layers, containers' snapshots) root's alone:
+        """The directories holding image content (layers, containers' snapshots, named volumes,
+        where a container's root can leave a set-uid program) root's alone:
         a layer's set-uid program reached through a traversable path was anyone's way to root
         (moby's CVE-2021-41091). The store's own root may be an operator's directory whose mode is
-        theirs: these two below it are mrun's, made 0700 and kept so."""
-        for d in (self.layers, self.containers):
+        theirs: these below it are mrun's, made 0700 and kept so."""
+        for d in (self.layers, self.containers, os.path.join(self.root, "volumes")):
             os.makedirs(d, mode=0o700, exist_ok=True)
             st = os.lstat(d)
             if stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and st.st_mode & 0o077:
