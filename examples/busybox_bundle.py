@@ -70,6 +70,7 @@ def make_oci_archive(
     cmd: list[str],
     env: list[str] | None = None,
     labels: dict[str, str] | None = None,
+    stop_signal: str = "",
 ) -> str:
     """An oci-archive tarball of ``rootfs`` tagged ``image``, built offline with umoci and skopeo."""
     name = image.rsplit("/", 1)[-1].replace(":", "-")
@@ -82,6 +83,8 @@ def make_oci_archive(
         config += ["--config.env", e]
     for k, v in (labels or {}).items():
         config += ["--config.label", f"{k}={v}"]
+    if stop_signal:
+        config += ["--config.stopsignal", stop_signal]
     archive = os.path.join(work, f"{name}.tar")
     for step in (
         ["umoci", "init", "--layout", layout],

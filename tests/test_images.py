@@ -281,6 +281,22 @@ def test_docker_s_process_and_sandbox_flags_reach_the_container(images, busybox_
     assert out[10] == "wrote"
 
 
+def test_an_image_s_stop_signal_that_is_no_signal_cannot_make_a_container_unstoppable(images, busybox_rootfs,
+                                                                                      tmp_path):
+    """An image's StopSignal "SIGFOO" was kept as the container's: every `mrun stop` then failed on
+    it and left the container running. It is set aside with a warning; stop sends SIGTERM."""
+    from busybox_bundle import make_oci_archive
+
+    h = images
+    archive = make_oci_archive(busybox_rootfs, str(tmp_path), "localhost/badstop:1", ["/bin/sh"], ["PATH=/bin"],
+                               stop_signal="SIGFOO")
+    img_ok(h, "load", archive)
+    r = img_ok(h, *run_args(h, "-d", "--name", "badstop", "localhost/badstop:1", "sleep", "600"))
+    assert "StopSignal 'SIGFOO' is no signal" in r.stderr
+    assert img_ok(h, "stop", "-t", "1", "badstop").stdout.strip() == "badstop"
+    img_ok(h, "rm", "badstop")
+
+
 def test_docker_s_volume_options(images, busybox_archive, tmp_path):
     """ro/rw, z/Z (SELinux relabelling: nothing to do without SELinux, as with docker there),
     nocopy and a propagation, comma-separated as docker's users write them (`:ro,Z` was refused)."""

@@ -110,7 +110,8 @@ def _lookup_user(rootfs: str, user: str, passwd: list[list[str]]) -> tuple[int, 
 
 
 def make_spec(
-    image_config: dict[str, Any], entry: dict[str, Any], rootfs: str, container_id: str, o: Overrides, store: ImageStore
+    image_config: dict[str, Any], entry: dict[str, Any], rootfs: str, container_id: str, o: Overrides,
+    store: ImageStore, warn: Any = None,
 ) -> dict[str, Any]:
     """The spec for ``mrun run IMAGE``: the image's config, then docker's flags over it. Long on
     purpose: one pass in docker's order of precedence (image, then each flag), which is what a
@@ -156,7 +157,14 @@ def make_spec(
     annotations[ann.IMAGE] = entry["config"]
     stop = cfg.get("StopSignal") or ""
     if isinstance(stop, str) and stop:
-        annotations[ann.STOP_SIGNAL] = stop
+        from mrun.kernel.proc import parse_signal
+
+        try:
+            parse_signal(stop)
+            annotations[ann.STOP_SIGNAL] = stop
+        except MrunError:  # kept, it made `mrun stop` fail, and the container unstoppable but by kill
+            if callable(warn):
+                warn(f"the image's StopSignal {stop!r} is no signal: `mrun stop` sends SIGTERM")
     if entry.get("wasm"):  # the image format's own declaration, passed on in the wasm image
         # convention's words: whichever backend runs that convention bids for it (images/ names none)
         smart = labels.get(ann.WASM_VARIANT) == "compat-smart"  # wasm only where the entrypoint is wasm
@@ -291,7 +299,7 @@ def prepare(
                 os.mkdir(os.path.join(bundle, d))
             mount_or_copy([store.layer_dir(d) for d in entry["layers"]], bundle, warn)
             try:
-                spec = make_spec(config, entry, rootfs, container_id, o, store)
+                spec = make_spec(config, entry, rootfs, container_id, o, store, warn)
                 with open(os.path.join(bundle, "config.json"), "w") as f:
                     f.write(jsonio.dumps(spec, indent=2))
             except BaseException:
