@@ -15,7 +15,6 @@ mtime — so the verb that dispatches (``create``) normally only imports the bac
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 
@@ -184,7 +183,8 @@ class Backends:
         for name, value in entry_points():
             module, _, attr = value.partition(":")
             try:
-                obj: Any = importlib.import_module(module)
+                __import__(module)  # not importlib.import_module: importlib's package imports warnings,
+                obj: Any = sys.modules[module]  # ~1.5 ms of every create (entry points name modules absolutely)
                 for part in filter(None, attr.split(".")):
                     obj = getattr(obj, part)
             except Exception as e:  # a broken third-party plugin must not break the others
