@@ -132,6 +132,25 @@ def test_a_dev_null_that_leads_elsewhere_masks_nothing(h, tmp_path):
     one_line_error(h.mrun("run", "-b", h.bundle(config=cfg), h.cid()), "linux.maskedPaths", "not the null device")
 
 
+def test_a_dev_console_link_does_not_lead_the_terminal_out(h, hostile_rootfs, victim):
+    """/dev/console a link to a host file (a /dev with links in it, as a shared directory can
+    hold): the init's pty is bound onto /dev/console resolved inside the root, never onto the
+    link's host target (runc's CVE-2025-52565)."""
+    import subprocess
+
+    dev = os.path.join(hostile_rootfs, "dev")
+    os.symlink(os.path.join(victim, "hosts"), os.path.join(dev, "console"))
+    cfg = h.config(["true"])
+    cfg["process"]["terminal"] = True
+    cfg["root"] = {"path": hostile_rootfs, "readonly": False}
+    cfg["mounts"] = [m for m in cfg["mounts"] if m["destination"] != "/dev"]  # the rootfs's own /dev
+    r = subprocess.run([h.binary, "--root", h.root, "run", "-b", h.bundle(config=cfg), h.cid()], input="",
+                       capture_output=True, text=True, timeout=30, env={**os.environ, **h.base_env})
+    assert r.returncode == 0, r.stderr
+    with open("/proc/self/mountinfo") as f:
+        assert os.path.join(victim, "hosts") not in f.read()  # and the victim fixture finds it unchanged
+
+
 def test_lxcfs_s_files_may_cover_proc_s(h):
     meminfo = os.path.join(h.tmp, "meminfo")
     with open(meminfo, "w") as f:

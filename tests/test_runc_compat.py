@@ -166,6 +166,20 @@ def test_exec_into_a_paused_container_with_ignore_paused_runs_once_resumed(h):
     h.ok("delete", "--force", cid)
 
 
+def test_a_terminal_init_s_pty_is_also_its_dev_console(h):
+    """As runc makes it: the init's terminal is /dev/console too (getty, init systems and scripts
+    look there); it was missing."""
+    cfg = h.config(["sh", "-c", "tty; ls -ln /dev/console; echo via-console > /dev/console"])
+    cfg["process"]["terminal"] = True
+    r = subprocess.run([h.binary, "--root", h.root, "run", "-b", h.bundle(config=cfg), h.cid()], input="",
+                       capture_output=True, text=True, timeout=30, env={**os.environ, **h.base_env})
+    lines = r.stdout.replace("\r", "").splitlines()
+    assert r.returncode == 0, r.stderr
+    pts = int(lines[0].rsplit("/", 1)[1])
+    assert lines[1].startswith("c") and lines[1].split()[4:6] == ["136,", str(pts)], lines
+    assert "via-console" in lines
+
+
 def test_blkio_weight_falls_back_to_the_bfq_file(tmp_path):
     """Only the BFQ file offered (kernels whose devices all use BFQ): the weight goes there. The
     driver is pointed at a directory holding just the files such a kernel shows."""

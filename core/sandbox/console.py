@@ -6,12 +6,15 @@ import fcntl
 import os
 import select
 import socket
+import stat
 import struct
 import sys
 import termios
 import threading
 
-from mrun.kernel import fdpass
+from mrun.errors import MrunError
+from mrun.kernel import fdpass, inroot
+from mrun.kernel import syscalls as sc
 
 
 def connect(path: str) -> socket.socket:
@@ -25,11 +28,15 @@ def connect(path: str) -> socket.socket:
     return sock
 
 
-def make_controlling_pty(sock: socket.socket, size: dict[str, int] | None) -> None:
-    """Open a pty in the container's devpts, send the master, make the slave our stdio."""
+def make_controlling_pty(sock: socket.socket, size: dict[str, int] | None, console: bool = False) -> None:
+    """Open a pty in the container's devpts, send the master, make the slave our stdio; with
+    ``console`` (a terminal init with a root of its own), the slave is /dev/console too, as runc
+    makes it (what getty, init systems and `ls /dev/console` expect)."""
     master, slave = os.openpty()
     if size and size.get("height") and size.get("width"):
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size["height"], size["width"], 0, 0))
+    if console:
+        _bind_console(slave)
     name = os.ttyname(slave)
     sock.sendmsg([name.encode()], fdpass.rights([master]))
     sock.close()
@@ -39,6 +46,25 @@ def make_controlling_pty(sock: socket.socket, size: dict[str, int] | None) -> No
         os.dup2(slave, fd)
     if slave > 2:
         os.close(slave)
+
+
+def _bind_console(slave: int) -> None:
+    """/dev/console resolved inside our root (made an empty file if missing) and the pty bound
+    onto that very handle: a /dev/console that is a link (a /dev bound from a shared directory)
+    never leads the bind elsewhere (runc's CVE-2025-52565)."""
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        target = inroot.walk(root, "/dev/console", create="file")
+    finally:
+        os.close(root)
+    try:
+        if not (stat.S_ISREG(os.fstat(target).st_mode) or stat.S_ISCHR(os.fstat(target).st_mode)):
+            raise MrunError("process.terminal: /dev/console in the container is neither a file nor a device")
+        sc.mount(inroot.fd_path(slave), inroot.fd_path(target), None, sc.MS_BIND)
+    except OSError as e:
+        raise MrunError(f"process.terminal: cannot make /dev/console the container's terminal: {e.strerror}")
+    finally:
+        os.close(target)
 
 
 def receive_fd(sock: socket.socket) -> int:

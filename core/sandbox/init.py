@@ -216,7 +216,7 @@ def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
         rootfs.readonly_paths(linux.get("readonlyPaths") or [])
         if (spec.raw.get("root") or {}).get("readonly"):
             rootfs.remount_readonly("/")
-    payload = _enter_process(sb, keep=(ch.rfd, ch.wfd))
+    payload = _enter_process(sb, keep=(ch.rfd, ch.wfd), init=True)
     ch.send(ready=True)
     ch.close()
     _wait_for_start(sb.exec_fifo)
@@ -262,14 +262,16 @@ def _close_cloexec_fds(keep: tuple[int, ...]) -> None:
             pass
 
 
-def _enter_process(sb: Sandbox, keep: tuple[int, ...] = ()) -> Any:
+def _enter_process(sb: Sandbox, keep: tuple[int, ...] = (), init: bool = False) -> Any:
     """Terminal, working directory and payload: the parts shared by init and exec. ``keep``:
-    descriptors the sandbox still needs (its channel to the host)."""
+    descriptors the sandbox still needs (its channel to the host); ``init``: the container's
+    own process, whose terminal is also its /dev/console (runc's rule)."""
     plan = sb.plan
     if sb.console is not None:
         from mrun.sandbox.console import make_controlling_pty
 
-        make_controlling_pty(sb.console, plan.process.get("consoleSize"))
+        own_root = sb.namespaces.get("mount") == ""  # a mount namespace of its own, not one joined
+        make_controlling_pty(sb.console, plan.process.get("consoleSize"), console=init and own_root)
     _close_cloexec_fds(keep=(sb.exec_fifo, sb.started_fd, *keep))  # none left to be a way out (below)
     try:
         if "mount" in sb.namespaces:
