@@ -351,7 +351,7 @@ class Runtime:
     # -- run and exec ---------------------------------------------------------------------
 
     def exec(self, container_id: str, process: dict[str, Any], opts: CreateOptions, detach: bool,
-             ignore_paused: bool = False) -> int:
+             ignore_paused: bool = False, sub_cgroups: list[str] | None = None) -> int:
         """runc's exec. In a paused container only with ``ignore_paused`` (runc's --ignore-paused):
         the process then joins the frozen cgroup and is frozen with it, so the call returns once
         the container is resumed, as runc's does."""
@@ -369,11 +369,14 @@ class Runtime:
         if not detach:
             sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         driver = self._driver(record)
+        if driver is not None and sub_cgroups:
+            raise InvalidSpec(f"--cgroup: container {container_id!r} is run by another runtime, which places "
+                              "its processes itself")
         if driver is not None:
             pid = driver.exec(container_id, process, opts.pid_file, opts.console_socket)
         else:
             check_process_applied(process)
-            pid = exec_process(self, record, process, opts)
+            pid = exec_process(self, record, process, opts, sub_cgroups)
         if detach:
             return 0
         return wait_forwarding(pid)

@@ -180,6 +180,44 @@ def test_a_terminal_init_s_pty_is_also_its_dev_console(h):
     assert "via-console" in lines
 
 
+def test_exec_into_a_sub_cgroup_and_delete_takes_it_down(h):
+    """runc's `exec --cgroup [CONTROLLER:]PATH` (it was an unknown flag): the process joins an
+    existing sub-cgroup of the container's; one that is missing, the container's own or above it
+    is refused in one line naming the flag. Sub-cgroups and their processes are the container's."""
+    from conftest import one_line_error
+
+    cid = h.cid()
+    h.ok("run", "-d", "-b", h.bundle(["sleep", "60"]), cid)
+    cg = _mem_dir(h, cid)
+    dirs = sorted(set(cg["paths"].values())) if cg["version"] == 1 else [cg["path"]]
+    for d in dirs:
+        os.mkdir(os.path.join(d, "sub"))
+        for name in ("cpuset.cpus", "cpuset.mems"):  # a v1 cpuset starts empty and takes no task
+            if os.path.exists(os.path.join(d, name)):
+                with open(os.path.join(d, name)) as f, open(os.path.join(d, "sub", name), "w") as out:
+                    out.write(f.read())
+    try:
+        out = h.ok("exec", "--cgroup", "sub", cid, "cat", "/proc/self/cgroup").stdout
+        keys = ("memory", "pids") if cg["version"] == 1 else ("",)
+        joined = [line for line in out.splitlines() if line.split(":")[1] in keys]
+        assert joined and all(line.endswith("/sub") for line in joined), out
+        if cg["version"] == 1:
+            out = h.ok("exec", "--cgroup", "pids:sub", cid, "cat", "/proc/self/cgroup").stdout
+            lines = {line.split(":")[1]: line.split(":")[2] for line in out.splitlines()}
+            assert lines["pids"].endswith("/sub") and not lines["memory"].endswith("/sub"), lines
+        for bad in ("nosuch", "..", "/", "../../x"):
+            one_line_error(h.mrun("exec", "--cgroup", bad, cid, "true"), "--cgroup")
+        # a process in a sub-cgroup is the container's: listed, killed and its cgroup removed with
+        # it (it was not listed, outlived `delete --force`, and its directory kept the container's)
+        h.ok("exec", "-d", "--cgroup", "sub", cid, "sleep", "600")
+        assert len(json.loads(h.ok("ps", "--format", "json", cid).stdout)) == 2
+        h.ok("delete", "--force", cid)
+        assert not any(os.path.exists(d) for d in dirs)
+    finally:
+        if any(os.path.exists(os.path.join(d, "sub")) for d in dirs):
+            h.mrun("delete", "--force", cid)
+
+
 def test_blkio_weight_falls_back_to_the_bfq_file(tmp_path):
     """Only the BFQ file offered (kernels whose devices all use BFQ): the weight goes there. The
     driver is pointed at a directory holding just the files such a kernel shows."""

@@ -244,6 +244,11 @@ class Cgroup:
     def add(self, pid: int) -> None:
         raise NotImplementedError
 
+    def within(self, requests: list[str]) -> Cgroup:
+        """runc's ``exec --cgroup [CONTROLLER:]PATH``: the same container's existing sub-cgroup(s)
+        for one process (with no controller, every controller's)."""
+        raise NotImplementedError
+
     def thread_files(self) -> list[str]:
         """Files a single-threaded process writes "0" to, to move itself in without the kernel's
         global threadgroup lock (launch._join_threadwise); [] where there are none."""
@@ -258,7 +263,15 @@ class Cgroup:
         raise NotImplementedError
 
     def pids(self) -> list[int]:
-        return procs_in(self._procs_dir())
+        """Every process of the container's cgroup, those in its sub-cgroups too (a container's
+        systemd, or any process with the cgroup tree writable, makes some): as runc's
+        GetAllPids. Only the top ones were signalled, and the rest outlived `delete --force`."""
+        top = self._procs_dir()
+        found = procs_in(top)
+        for dirpath, _dirs, _files in os.walk(top):
+            if dirpath != top:
+                found += procs_in(dirpath)
+        return found
 
     def set_frozen(self, frozen: bool) -> None:
         raise NotImplementedError
@@ -324,16 +337,35 @@ class Cgroup:
                 raise MrunError(f"processes in {self._dirs()[0]} did not die within {timeout:.0f}s")
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
+        owned = self.owned()
         for d in sorted(self.created, key=len, reverse=True):
-            for _ in range(50):
-                try:
-                    os.rmdir(d)
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError as e:
-                    if e.errno != errno.EBUSY:
-                        break
-                    time.sleep(0.01)  # the last killed task is still leaving
+            # the sub-cgroups the container made below its own go first (they were left, and
+            # with them the container's directory, which rmdir refused as not empty)
+            below = [p for p, _, _ in os.walk(d, topdown=False) if p != d] if d in owned else []
+            for path in [*below, d]:
+                _rmdir_cgroup(path)
         for d in self._dirs():
             release_parents(d, self.marks)
+
+
+def _rmdir_cgroup(path: str) -> None:
+    for _ in range(50):
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY:
+                return
+            time.sleep(0.01)  # the last killed task is still leaving
+
+
+def sub_request(text: str) -> tuple[str, str]:
+    """``exec --cgroup``'s ``[CONTROLLER:]PATH`` -> (controllers, a path below the container's
+    cgroup): never its root, never above it."""
+    ctrl, _, rel = text.rpartition(":")
+    norm = os.path.normpath(rel.strip("/") or ".")
+    if norm == "." or norm == ".." or norm.startswith("../") or "\0" in norm:
+        raise InvalidSpec(f"--cgroup {text}: a sub-cgroup of the container's cgroup expected")
+    return ctrl, norm

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import time
 
-from mrun.cgroups.base import Cgroup, keyed, read, write, write_all
+from mrun.cgroups.base import Cgroup, keyed, read, sub_request, write, write_all
 from mrun.cgroups.resources import v1_writes
-from mrun.errors import MrunError, Unsupported
+from mrun.errors import InvalidSpec, MrunError, Unsupported
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' hot path
@@ -75,6 +75,20 @@ class CgroupV1(Cgroup):
 
     def _dirs(self) -> list[str]:
         return sorted(set(self.paths.values()))
+
+    def within(self, requests: list[str]) -> CgroupV1:
+        paths = dict(self.paths)
+        for text in requests:
+            ctrl, rel = sub_request(text)
+            ctrls = [c for c in self.paths if c in ctrl.split(",")] if ctrl else list(self.paths)
+            if not ctrls:
+                raise InvalidSpec(f"--cgroup {text}: the container has no {ctrl!r} cgroup")
+            for c in ctrls:
+                where = os.path.join(self.paths[c], rel)
+                if not os.path.isdir(where):
+                    raise InvalidSpec(f"--cgroup {text}: {where} does not exist")
+                paths[c] = where
+        return CgroupV1(paths)
 
     def _fill_cpuset(self, leaf: str) -> None:
         """New v1 cpusets start empty and refuse tasks until cpus/mems are copied down. Every

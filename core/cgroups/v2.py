@@ -7,9 +7,9 @@ from __future__ import annotations
 import os
 import time
 
-from mrun.cgroups.base import Cgroup, keyed, read, write, write_all
+from mrun.cgroups.base import Cgroup, keyed, read, sub_request, write, write_all
 from mrun.cgroups.resources import device_rules, v2_controllers, v2_writes
-from mrun.errors import MrunError, Unsupported
+from mrun.errors import InvalidSpec, MrunError, Unsupported
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' hot path
@@ -41,6 +41,17 @@ class CgroupV2(Cgroup):
 
     def _dirs(self) -> list[str]:
         return [self.path]
+
+    def within(self, requests: list[str]) -> CgroupV2:
+        if len(requests) != 1:
+            raise InvalidSpec("--cgroup: cgroup v2 has one hierarchy: give one sub-cgroup")
+        ctrl, rel = sub_request(requests[0])
+        if ctrl:
+            raise InvalidSpec(f"--cgroup {requests[0]}: cgroup v2 has no per-controller cgroups")
+        where = os.path.join(self.path, rel)
+        if not os.path.isdir(where):
+            raise InvalidSpec(f"--cgroup {requests[0]}: {where} does not exist")
+        return CgroupV2(where, mount=self.mount)
 
     def _file(self, name: str) -> str:
         return os.path.join(self.path, name)

@@ -276,6 +276,8 @@ COMMANDS = (
             Flag("no-new-privs", "set no_new_privileges", kind=bool, default=False),
             Flag("ignore-paused", "exec in a paused container too (the process runs once it is resumed)",
                  kind=bool, default=False),
+            Flag("cgroup", "run the process in an existing sub-cgroup of the container's: [CONTROLLER:]PATH",
+                 kind=list, default=()),
             Flag("apparmor", "an AppArmor profile: refused, mrun applies none", default="", hidden=True),
             Flag("process-label", "an SELinux label: refused, mrun applies none", default="", hidden=True),
         ),

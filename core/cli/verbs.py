@@ -212,7 +212,7 @@ def _exec_process(
 
 
 def exec_(g: dict[str, Any], container_id: str, command: list[str], process: str, detach: bool,
-          ignore_paused: bool = False, **flags: Any) -> int:
+          ignore_paused: bool = False, cgroup: list[str] | None = None, **flags: Any) -> int:
     """``flags`` holds the process flags (-e, --cwd, -u, ...) and the stdio ones (--pid-file, ...),
     which a --process file overrides, as in runc."""
     if process:
@@ -225,7 +225,7 @@ def exec_(g: dict[str, Any], container_id: str, command: list[str], process: str
             raise InvalidSpec(f"--process {process}: must hold a JSON object")
     else:
         proc = _exec_process(g, container_id, command, **flags)
-    return _rt(g).exec(container_id, proc, _opts(g, **flags), detach, ignore_paused)
+    return _rt(g).exec(container_id, proc, _opts(g, **flags), detach, ignore_paused, list(cgroup or []))
 
 
 def pause(g: dict[str, Any], container_id: str) -> int:

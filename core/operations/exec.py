@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from mrun.errors import MrunError
 from mrun.operations.builder import SandboxBuilder, await_ready
 from mrun.operations.options import prepare_stdio, write_pid_file
 from mrun.operations.undo import Undo
@@ -17,8 +18,10 @@ if TYPE_CHECKING:
     from mrun.state import Record
 
 
-def exec_process(runtime: Any, record: Record, process: dict[str, Any], opts: CreateOptions) -> int:
-    """Start ``process`` in the container; -> its pid once it runs (its setup failed: raises)."""
+def exec_process(runtime: Any, record: Record, process: dict[str, Any], opts: CreateOptions,
+                 sub_cgroups: list[str] | None = None) -> int:
+    """Start ``process`` in the container (in ``sub_cgroups`` of its cgroup: runc's --cgroup);
+    -> its pid once it runs (its setup failed: raises)."""
     from mrun.sandbox.init import exec_child
     from mrun.spec import Spec
 
@@ -29,6 +32,10 @@ def exec_process(runtime: Any, record: Record, process: dict[str, Any], opts: Cr
     console = prepare_stdio(process, opts)
     sandbox = builder.sandbox(namespaces, console, cgroup_paths={}, new_keyring=record.new_keyring)
     cgroup = runtime._cgroup(record) if record.cgroup else None
+    if sub_cgroups:
+        if cgroup is None:
+            raise MrunError(f"--cgroup: container {record.id!r} has no cgroup")
+        cgroup = cgroup.within(sub_cgroups)
     with Undo() as undo:
         pid, ch = builder.launch(
             undo, namespaces=namespaces, child=lambda c: exec_child(sandbox, c),
