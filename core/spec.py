@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 
+MAX_ID = (1 << 31) - 1  # the largest uid or gid runc accepts
+
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 HOOK_NAMES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 CAP_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
@@ -156,6 +158,14 @@ def check_process(process: Any, path: str = "process") -> None:
     cwd = process.get("cwd", "/")
     if not cwd.startswith("/"):
         raise InvalidSpec(f"{path}.cwd: must be an absolute path, got {cwd!r}")
+    user = process.get("user") or {}
+    ids = [("uid", user.get("uid")), ("gid", user.get("gid"))]
+    ids += [(f"additionalGids[{i}]", g) for i, g in enumerate(user.get("additionalGids") or [])]
+    for name, value in ids:
+        # runc's range: (uid_t)-1 is "leave it as it is" to setresuid and setresgid, and 2**32-1
+        # ran the process as root (containerd's CVE-2024-40635 is the same overflow)
+        if value is not None and value > MAX_ID:
+            raise InvalidSpec(f"{path}.user.{name}: must be 0 to {MAX_ID}, got {value}")
     for i, entry in enumerate(process.get("env") or []):
         if "=" not in entry:
             raise InvalidSpec(f"{path}.env[{i}]: must be KEY=VALUE, got {entry!r}")

@@ -130,6 +130,10 @@ def test_usage_errors_go_through_typer(h):
         (lambda c: c["process"].update(env=["A=b\x00c"]), "process.env[0]"),
         (lambda c: c["process"].update(args=["sh\x00", "-c"]), "process.args[0]"),
         (lambda c: c["process"].update(oomScoreAdj=5000), "process.oomScoreAdj"),
+        # (uid_t)-1 is "unchanged" to setresuid: the process ran as root (containerd's CVE-2024-40635)
+        (lambda c: c["process"]["user"].update(uid=2**32 - 1), "process.user.uid"),
+        (lambda c: c["process"]["user"].update(gid=2**31), "process.user.gid"),
+        (lambda c: c["process"]["user"].update(additionalGids=[5, 2**32 - 1]), "process.user.additionalGids[1]"),
         # setgroups' EINVAL surfaced as "container ID: too many groups"
         (lambda c: c["process"]["user"].update(additionalGids=list(range(70000))), "process.user.additionalGids"),
         (lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_NOFILE"}]), "process.rlimits[0].hard"),

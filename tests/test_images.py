@@ -236,6 +236,8 @@ def test_named_volume_outlives_containers_and_limits_reach_the_cgroup(images, bu
         ("--sysctl", "vm.swappiness=1", "vm.swappiness"),  # the host's: the runtime refuses it
         ("--sysctl", "novalue", "KEY=VALUE"),
         ("--group-add", "nosuchgroup", "no group 'nosuchgroup'"),
+        ("--user", "4294967295", "uids and gids go from 0 to 2147483647"),  # it ran as root
+        ("--user", "²", "no user"),  # a digit to str.isdigit, not to int(): a traceback
         ("--oom-score-adj", "5000", "-1000 to 1000"),
         ("--stop-signal", "SIGFOO", "not a signal name"),
         ("--shm-size", "0", "more than 0"),

@@ -130,6 +130,8 @@ def test_exec_takes_docker_s_spellings(h):
         "/tmp", "65534", "65534"]
     assert h.ok("exec", "-u", "1:2", cid, "sh", "-c", "id -u; id -g").stdout.split() == ["1", "2"]
     one_line_error(h.mrun("exec", "-u", "nosuchuser", cid, "true"), "no user 'nosuchuser'")
+    one_line_error(h.mrun("exec", "-u", "²", cid, "true"), "no user")  # a digit to isdigit, not to int()
+    one_line_error(h.mrun("exec", "-u", "4294967295", cid, "true"), "process.user.uid")  # it ran as root
     host_passwd = os.path.join(h.tmp, "host-passwd")
     with open(host_passwd, "w") as f:
         f.write("hostonly:x:4242:4242::/:/bin/sh\n")

@@ -184,7 +184,7 @@ def _exec_process(
         base["cwd"] = cwd or workdir
     if user:
         uid, _, gid = user.partition(":")
-        if uid.isdigit() and (gid.isdigit() or not gid):
+        if uid.isascii() and uid.isdigit() and (gid.isascii() and gid.isdigit() or not gid):
             base["user"] = {**(base.get("user") or {}), "uid": int(uid), "gid": int(gid or 0)}
         else:  # docker's exec -u NAME[:GROUP]: the container's own tables, read inside its rootfs
             from mrun.images.containers import user_ids

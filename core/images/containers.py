@@ -86,7 +86,7 @@ def _lookup_user(rootfs: str, user: str, passwd: list[list[str]]) -> tuple[int, 
     /etc/passwd (``passwd``, its rows) and /etc/group, not the host's."""
     name, _, group = user.partition(":")
     groups = _table(rootfs, "etc/group")
-    if name.isdigit():
+    if name.isascii() and name.isdigit():
         uid = int(name)
         row = next((r for r in passwd if r[2] == name), None)
     else:
@@ -96,13 +96,17 @@ def _lookup_user(rootfs: str, user: str, passwd: list[list[str]]) -> tuple[int, 
         uid = int(row[2])
     gid = int(row[3]) if row and row[3].isdigit() else 0
     if group:
-        if group.isdigit():
+        if group.isascii() and group.isdigit():
             gid = int(group)
         else:
             grow = next((r for r in groups if r[0] == group), None)
             if grow is None:
                 raise InvalidSpec(f"--user {user}: no group {group!r} in the container's /etc/group")
             gid = int(grow[2])
+    from mrun.spec import MAX_ID
+
+    if uid > MAX_ID or gid > MAX_ID:  # an image's User of 4294967295 ran its process as root
+        raise InvalidSpec(f"--user {user}: uids and gids go from 0 to {MAX_ID}")
     extra = []
     if row:
         extra = [int(r[2]) for r in groups if len(r) > 3 and row[0] in r[3].split(",") and r[2].isdigit()]
