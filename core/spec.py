@@ -158,6 +158,9 @@ def check_process(process: Any, path: str = "process") -> None:
     cwd = process.get("cwd", "/")
     if not cwd.startswith("/"):
         raise InvalidSpec(f"{path}.cwd: must be an absolute path, got {cwd!r}")
+    for side, value in (process.get("consoleSize") or {}).items():
+        if value > 0xFFFF:  # a terminal's rows and columns are 16-bit (struct winsize)
+            raise InvalidSpec(f"{path}.consoleSize.{side}: must be 0 to 65535, got {value}")
     user = process.get("user") or {}
     ids = [("uid", user.get("uid")), ("gid", user.get("gid"))]
     ids += [(f"additionalGids[{i}]", g) for i, g in enumerate(user.get("additionalGids") or [])]

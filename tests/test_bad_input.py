@@ -134,6 +134,9 @@ def test_usage_errors_go_through_typer(h):
         (lambda c: c["process"]["user"].update(uid=2**32 - 1), "process.user.uid"),
         (lambda c: c["process"]["user"].update(gid=2**31), "process.user.gid"),
         (lambda c: c["process"]["user"].update(additionalGids=[5, 2**32 - 1]), "process.user.additionalGids[1]"),
+        # struct winsize is 16-bit: "ushort format requires 0 <= number <= 65535" from the sandbox
+        (lambda c: c["process"].update(terminal=True, consoleSize={"height": 70000, "width": 80}),
+         "process.consoleSize.height"),
         # setgroups' EINVAL surfaced as "container ID: too many groups"
         (lambda c: c["process"]["user"].update(additionalGids=list(range(70000))), "process.user.additionalGids"),
         (lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_NOFILE"}]), "process.rlimits[0].hard"),
