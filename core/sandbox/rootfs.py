@@ -317,23 +317,26 @@ def _null_device() -> int:
 
 
 def readonly_paths(paths: list[str]) -> None:
-    """Each path bound onto itself and made read-only, through one handle, so the bind and the
-    remount are of the same object whatever the path's links do meanwhile."""
+    """Each path bound onto itself through one handle (source and target the same object
+    whatever the path's links do meanwhile), then remounted read-only through a handle opened
+    anew, which sees the bind on top."""
     for p in paths:
         try:
             fd = os.open(p, os.O_PATH | os.O_CLOEXEC)
         except OSError:
             continue
         try:
-            target = inroot.fd_path(fd)
-            sc.mount(target, target, None, sc.MS_BIND | sc.MS_REC)
-            os.close(fd)
-            fd = os.open(p, os.O_PATH | os.O_CLOEXEC)  # the new mount, which the remount must see
-            remount_readonly(inroot.fd_path(fd), recursive=True)
+            try:
+                sc.mount(inroot.fd_path(fd), inroot.fd_path(fd), None, sc.MS_BIND | sc.MS_REC)
+            finally:
+                os.close(fd)
+            fd = os.open(p, os.O_PATH | os.O_CLOEXEC)
+            try:
+                remount_readonly(inroot.fd_path(fd), recursive=True)
+            finally:
+                os.close(fd)
         except OSError as e:
             raise MrunError(f"linux.readonlyPaths: {p}: {e.strerror}")
-        finally:
-            os.close(fd)
 
 
 def write_sysctls(sysctl: dict[str, str]) -> None:
