@@ -266,12 +266,7 @@ class Cgroup:
         """Every process of the container's cgroup, those in its sub-cgroups too (a container's
         systemd, or any process with the cgroup tree writable, makes some): as runc's
         GetAllPids. Only the top ones were signalled, and the rest outlived `delete --force`."""
-        top = self._procs_dir()
-        found = procs_in(top)
-        for dirpath, _dirs, _files in os.walk(top):
-            if dirpath != top:
-                found += procs_in(dirpath)
-        return found
+        return [pid for dirpath, _dirs, _files in os.walk(self._procs_dir()) for pid in procs_in(dirpath)]
 
     def set_frozen(self, frozen: bool) -> None:
         raise NotImplementedError
@@ -339,10 +334,9 @@ class Cgroup:
             delay = min(delay * 2, 0.05)
         owned = self.owned()
         for d in sorted(self.created, key=len, reverse=True):
-            # the sub-cgroups the container made below its own go first (they were left, and
-            # with them the container's directory, which rmdir refused as not empty)
-            below = [p for p, _, _ in os.walk(d, topdown=False) if p != d] if d in owned else []
-            for path in [*below, d]:
+            # the sub-cgroups the container made below its own go first, leaf first, the directory
+            # itself last (they were left, and with them the directory, which rmdir refused)
+            for path in [p for p, _, _ in os.walk(d, topdown=False)] if d in owned else [d]:
                 _rmdir_cgroup(path)
         for d in self._dirs():
             release_parents(d, self.marks)

@@ -171,8 +171,8 @@ def _exec_process(
     **_: Any,
 ) -> dict[str, Any]:
     """runc's rule: start from the container's own process, then apply the flags. An AppArmor
-    profile or SELinux label asked for is set as runc sets it, for the runtime to refuse (mrun's
-    sandbox applies neither) rather than run the process unconfined."""
+    profile or SELinux label asked for is set as runc sets it: the runtime applies the profile, or
+    refuses it (no AppArmor here) and the label, rather than run the process unconfined."""
     record = _rt(g).store.load(container_id)
     base = dict(record.config.get("process") or {})
     if not command:

@@ -58,7 +58,8 @@ def _bind_console(slave: int) -> None:
     finally:
         os.close(root)
     try:
-        if not (stat.S_ISREG(os.fstat(target).st_mode) or stat.S_ISCHR(os.fstat(target).st_mode)):
+        mode = os.fstat(target).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):
             raise MrunError("process.terminal: /dev/console in the container is neither a file nor a device")
         sc.mount(inroot.fd_path(slave), inroot.fd_path(target), None, sc.MS_BIND)
     except OSError as e:
