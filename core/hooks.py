@@ -39,35 +39,75 @@ def _run_one(hook: dict[str, Any], payload: bytes) -> None:
     args = hook.get("args") or [path]
     env = dict(e.split("=", 1) for e in hook.get("env") or [])
     r, w = os.pipe()
+    failed_r, failed_w = os.pipe()  # close-on-exec: EOF once the hook runs, its errno if it cannot
     pid = os.fork()
     if pid == 0:  # child
         try:
             os.dup2(r, 0)
             os.execve(path, args, env)
         except OSError as e:
-            os.write(2, f"mrun: hook {path}: {e.strerror}\n".encode())
+            os.write(failed_w, str(e.errno).encode())
         os._exit(127)
     os.close(r)
+    os.close(failed_w)
     try:
-        os.write(w, payload)
-    except BrokenPipeError:
-        pass
+        failure = os.read(failed_r, 16)
     finally:
+        os.close(failed_r)
+    if failure:
         os.close(w)
+        os.waitpid(pid, 0)
+        raise MrunError(f"cannot execute it: {os.strerror(int(failure))}")
     timeout = hook.get("timeout")
     deadline = time.monotonic() + timeout if timeout else None
+    unsent = _Feed(w, payload)
     delay = 0.0005
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if deadline and time.monotonic() > deadline:
-            os.kill(pid, SIGKILL)
-            os.waitpid(pid, 0)
-            raise MrunError(f"timed out after {timeout}s")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.02)
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if deadline and time.monotonic() > deadline:
+                os.kill(pid, SIGKILL)
+                os.waitpid(pid, 0)
+                raise MrunError(f"timed out after {timeout}s")
+            if unsent.more():
+                delay = 0.0005  # the hook is reading: keep up with it
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+    finally:
+        unsent.close()
     if os.WIFSIGNALED(status):
         raise MrunError(f"killed by signal {os.WTERMSIG(status)}")
     if os.WEXITSTATUS(status):
         raise MrunError(f"exited with status {os.WEXITSTATUS(status)}")
+
+
+class _Feed:
+    """The state, written to the hook's stdin beside the wait, as runc's goroutine writes it: a
+    state larger than the pipe (big annotations) must not block mrun in write() past the hook's
+    timeout while the hook does not read. A hook that exits unread ends the feed (EPIPE)."""
+
+    def __init__(self, fd: int, payload: bytes) -> None:
+        os.set_blocking(fd, False)
+        self.fd, self.rest = fd, memoryview(payload)
+        self.more()
+
+    def more(self) -> bool:
+        """Write what the pipe takes now; True if some was taken."""
+        taken = False
+        while self.rest and self.fd >= 0:
+            try:
+                self.rest = self.rest[os.write(self.fd, self.rest) :]
+                taken = True
+            except BlockingIOError:
+                return taken
+            except BrokenPipeError:
+                break
+        self.close()
+        return taken
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

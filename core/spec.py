@@ -244,6 +244,9 @@ def validate(doc: Any) -> None:
                 raise InvalidSpec(f"hooks.{name}[{i}].path: must be an absolute path")
             if hook.get("timeout", 1) <= 0:  # the runtime-spec: "MUST be greater than zero"
                 raise InvalidSpec(f"hooks.{name}[{i}].timeout: must be greater than zero, got {hook['timeout']}")
+            for j, entry in enumerate(hook.get("env") or []):
+                if "=" not in entry:  # environ's form, as process.env (runc refuses that one likewise)
+                    raise InvalidSpec(f"hooks.{name}[{i}].env[{j}]: must be KEY=VALUE, got {entry!r}")
     linux = doc.get("linux") or {}
     seen: set[str] = set()
     for i, ns in enumerate(linux.get("namespaces") or []):

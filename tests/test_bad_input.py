@@ -152,6 +152,9 @@ def test_usage_errors_go_through_typer(h):
         # the runtime-spec: a hook's timeout MUST be greater than zero (-1 was "timed out after -1s")
         (lambda c: c.update(hooks={"prestart": [{"path": "/bin/true", "timeout": -1}]}), "hooks.prestart[0].timeout"),
         (lambda c: c.update(hooks={"poststop": [{"path": "/bin/true", "timeout": 0}]}), "hooks.poststop[0].timeout"),
+        # environ's form, as process.env: was "internal error: ValueError: dictionary update sequence"
+        (lambda c: c.update(hooks={"prestart": [{"path": "/bin/true", "env": ["A=1", "NOEQ"]}]}),
+         "hooks.prestart[0].env[1]: must be KEY=VALUE"),
     ],
 )
 def test_out_of_range_values_are_refused_at_create(h, change, needle):
@@ -285,3 +288,13 @@ def test_an_exec_asking_for_an_apparmor_profile_is_refused_without_apparmor(h, t
     one_line_error(h.mrun("exec", "--additional-gids", "abc", cid, "true"), "--additional-gids")  # was a traceback
     assert len(json.loads(h.ok("ps", "--format", "json", cid).stdout)) == 1
     h.ok("delete", "--force", cid)
+
+
+@pytest.mark.parametrize("kind", ["prestart", "createRuntime", "createContainer", "startContainer"])
+@pytest.mark.parametrize(
+    "path, reason", [("/nonexistent-hook", "No such file or directory"), ("/tmp", "Permission denied")]
+)
+def test_a_hook_that_cannot_be_executed_is_one_line_naming_it(h, kind, path, reason):
+    """Was two lines: the child's own "mrun: hook PATH: ..." and then "exited with status 127"."""
+    r = h.mrun("run", "-b", h.bundle(["true"], hooks={kind: [{"path": path}]}), h.cid())
+    one_line_error(r, f"hooks.{kind}[0] ({path}): cannot execute it: {reason}")

@@ -177,6 +177,16 @@ def test_hooks_get_state_on_stdin(h):
     assert state["id"] == cid and state["pid"] > 0
 
 
+def test_a_hook_reads_a_state_larger_than_a_pipe_whole(h):
+    """The state is fed to stdin while mrun waits (see the timeout test below): all of it arrives."""
+    out = os.path.join(h.tmp, "state.json")
+    hooks = {"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", f"sleep 0.2; cat > {out}"], "timeout": 10}]}
+    cid = h.cid()
+    h.ok("run", "-b", h.bundle(["true"], hooks=hooks, annotations={"org.example.big": "y" * 300_000}), cid)
+    state = json.load(open(out))
+    assert state["id"] == cid and state["annotations"]["org.example.big"] == "y" * 300_000
+
+
 def test_in_container_hooks(h):
     """createContainer runs in the container's namespaces before pivot_root (host paths still
     resolve); startContainer runs after it, so its path and output are the container's."""
@@ -241,6 +251,21 @@ def test_failing_prestart_hook_fails_create_and_leaves_nothing(h):
     r = h.mrun("create", "-b", h.bundle(["true"], hooks=hooks), h.cid())
     assert r.returncode != 0 and "hooks.prestart[0]" in r.stderr
 
+
+
+def test_hook_timeout_holds_when_the_hook_does_not_read_a_large_state(h):
+    """The state goes to the hook's stdin through a pipe. With more than a pipe's worth of it (large
+    annotations) and a hook that never reads, the write blocked: the timeout was never reached and
+    `create` hung, the hook running on. runc writes stdin beside the wait; so does mrun now."""
+    mark = os.path.join(h.tmp, "hook-still-ran")
+    script = f"sleep 30; touch {mark}"
+    hooks = {"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", script], "timeout": 1}]}
+    bundle = h.bundle(["true"], hooks=hooks, annotations={"org.example.big": "x" * 300_000})
+    start = time.monotonic()
+    r = h.mrun("create", "-b", bundle, h.cid(), timeout=20)
+    assert r.returncode != 0 and "hooks.prestart[0]" in r.stderr and "timed out after 1s" in r.stderr, r.stderr
+    assert time.monotonic() - start < 10
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 def test_console_socket_receives_a_working_pty(h):
     sock_path = os.path.join(h.tmp, "console.sock")
