@@ -299,6 +299,23 @@ def test_an_image_s_stop_signal_that_is_no_signal_cannot_make_a_container_unstop
     img_ok(h, "rm", "badstop")
 
 
+@pytest.mark.parametrize("config, needle", [
+    ({"User": "nosuch"}, "the image's User nosuch: no user 'nosuch'"),
+    ({"User": "4294967295"}, "the image's User 4294967295: uids and gids go from 0 to 2147483647"),
+    ({"WorkingDir": "rel/dir"}, "the image's WorkingDir 'rel/dir': the working directory must be an absolute path"),
+    ({"Env": ["PATH=/bin", "NOEQ"]}, "the image's Env[1] 'NOEQ': must be KEY=VALUE"),
+])
+def test_an_image_config_mrun_cannot_run_is_refused_naming_the_image_s_field(images, tmp_path, config, needle):
+    """Each was refused, but as "--user nosuch" (a flag nobody gave) or as a field of the
+    container's generated config.json (its path under the image root), not as the image's."""
+    h = images
+    layer = [("bin", None), ("bin/busybox", open("/bin/busybox", "rb").read()), ("bin/true", "->busybox")]
+    archive = _docker_archive(tmp_path, layer, config_extra={"config": {"Cmd": ["true"], **config}})
+    img_ok(h, "load", archive, "localhost/badcfg:1")
+    one_line_error(img(h, *run_args(h, "--rm", "localhost/badcfg:1")), needle)
+    assert os.listdir(os.path.join(h.image_root, "containers")) == []
+
+
 def test_docker_s_volume_options(images, busybox_archive, tmp_path):
     """ro/rw, z/Z (SELinux relabelling: nothing to do without SELinux, as with docker there),
     nocopy and a propagation, comma-separated as docker's users write them (`:ro,Z` was refused)."""

@@ -81,9 +81,12 @@ def user_ids(rootfs: str, user: str) -> tuple[int, int, list[int]]:
     return _lookup_user(rootfs, user, _table(rootfs, "etc/passwd"))
 
 
-def _lookup_user(rootfs: str, user: str, passwd: list[list[str]]) -> tuple[int, int, list[int]]:
+def _lookup_user(
+    rootfs: str, user: str, passwd: list[list[str]], source: str = "--user"
+) -> tuple[int, int, list[int]]:
     """'name', 'uid', 'name:group', 'uid:gid' -> (uid, gid, extra gids), via the image's own
-    /etc/passwd (``passwd``, its rows) and /etc/group, not the host's."""
+    /etc/passwd (``passwd``, its rows) and /etc/group, not the host's. ``source`` names where the
+    value came from in a refusal: the flag, or the image's User field."""
     name, _, group = user.partition(":")
     groups = _table(rootfs, "etc/group")
     if name.isascii() and name.isdigit():
@@ -92,7 +95,7 @@ def _lookup_user(rootfs: str, user: str, passwd: list[list[str]]) -> tuple[int, 
     else:
         row = next((r for r in passwd if r[0] == name), None)
         if row is None:
-            raise InvalidSpec(f"--user {user}: no user {name!r} in the container's /etc/passwd")
+            raise InvalidSpec(f"{source} {user}: no user {name!r} in the container's /etc/passwd")
         uid = int(row[2])
     gid = int(row[3]) if row and row[3].isdigit() else 0
     if group:
@@ -101,12 +104,12 @@ def _lookup_user(rootfs: str, user: str, passwd: list[list[str]]) -> tuple[int, 
         else:
             grow = next((r for r in groups if r[0] == group), None)
             if grow is None:
-                raise InvalidSpec(f"--user {user}: no group {group!r} in the container's /etc/group")
+                raise InvalidSpec(f"{source} {user}: no group {group!r} in the container's /etc/group")
             gid = int(grow[2])
     from mrun.spec import MAX_ID
 
     if uid > MAX_ID or gid > MAX_ID:  # an image's User of 4294967295 ran its process as root
-        raise InvalidSpec(f"--user {user}: uids and gids go from 0 to {MAX_ID}")
+        raise InvalidSpec(f"{source} {user}: uids and gids go from 0 to {MAX_ID}")
     extra = []
     if row:
         extra = [int(r[2]) for r in groups if len(r) > 3 and row[0] in r[3].split(",") and r[2].isdigit()]
@@ -144,13 +147,20 @@ def make_spec(
             env.append(item)
         elif key in os.environ:  # `-e NAME` passes the caller's value; an unset NAME is left out (docker)
             env.append(f"{key}={os.environ[key]}")
+    for i, item in enumerate(cfg.get("Env") or []):
+        if "=" not in item:  # runc refuses it at create; named here as the image's, not a generated file's
+            raise InvalidSpec(f"the image's Env[{i}] {item!r}: must be KEY=VALUE")
+    cwd = o.workdir or cfg.get("WorkingDir") or "/"
+    if not cwd.startswith("/"):  # docker's refusal too
+        where = "-w" if o.workdir else "the image's WorkingDir"
+        raise InvalidSpec(f"{where} {cwd!r}: the working directory must be an absolute path")
     process = spec["process"]
-    process.update(args=args, env=env, cwd=o.workdir or cfg.get("WorkingDir") or "/", terminal=o.tty)
+    process.update(args=args, env=env, cwd=cwd, terminal=o.tty)
     user = o.user or cfg.get("User") or ""
     passwd = _table(rootfs, "etc/passwd")
     uid = 0
     if user:
-        uid, gid, extra = _lookup_user(rootfs, user, passwd)
+        uid, gid, extra = _lookup_user(rootfs, user, passwd, "--user" if o.user else "the image's User")
         process["user"] = {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})}
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={_home(passwd, uid)}")
