@@ -491,6 +491,12 @@ def test_whiteouts_and_opaque_directories_across_layers(images, busybox_rootfs, 
         ([("link", "->/tmp"), ("link/escaped-through-link", b"x")], "symlink"),
         ([("dir/../../escaped", b"x")], "'..'"),
         ([("hard", "=>../escaped")], "'..'"),
+        # a whiteout of ".." removed the directory above the one it is in (above the layer for a
+        # top-level one: the layer's unpacking directory), of "." or "" the directory itself
+        ([(".wh...", b"")], "a whiteout of '..' names no file"),
+        ([("a", None), ("a/b", b"x"), ("a/.wh...", b"")], "a whiteout of '..' names no file"),
+        ([("a", None), ("a/b", b"x"), ("a/.wh..", b"")], "a whiteout of '.' names no file"),
+        ([("a", None), ("a/.wh.", b"")], "a whiteout of '' names no file"),
     ],
 )
 def test_hostile_layers_are_refused_and_write_nothing_outside(images, tmp_path, entries, why):

@@ -173,7 +173,10 @@ def _entry(tar: tarfile.TarFile, m: tarfile.TarInfo, root: str, dir_times: list[
         os.setxattr(parent, "trusted.overlay.opaque", b"y")
         return
     if base.startswith(WHITEOUT):
-        target = os.path.join(parent, base[len(WHITEOUT) :])
+        name = base[len(WHITEOUT) :]
+        if name in ("", ".", ".."):  # ".wh..." removed the layer's parent directory (containerd refuses it too)
+            raise HostileLayer(f"layer entry {m.name!r}: a whiteout of {name!r} names no file; refused")
+        target = os.path.join(parent, name)
         remove_path(target)
         os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0))
         return
