@@ -9,9 +9,9 @@ runtime releases it when it deletes that container, whoever asks for the delete 
 from __future__ import annotations
 
 import os
-import shutil
 
 from mrun import jsonio
+from mrun.kernel.tree import remove_tree
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -42,4 +42,4 @@ def release(bundle: str, container_id: str = "", state_root: str = "") -> None:
     if state_root and meta.get("root") and meta["root"] != os.path.abspath(state_root):
         return
     sc.unmount_all(os.path.join(bundle, "rootfs"))
-    shutil.rmtree(bundle, ignore_errors=True)
+    remove_tree(bundle, ignore_errors=True)

@@ -316,6 +316,18 @@ def test_an_image_config_mrun_cannot_run_is_refused_naming_the_image_s_field(ima
     assert os.listdir(os.path.join(h.image_root, "containers")) == []
 
 
+def test_a_container_s_deep_directory_tree_does_not_stop_its_removal(images, busybox_archive):
+    """A container that nests directories 1500 deep: `mrun rm` was "internal error: RecursionError"
+    (shutil.rmtree recursed a level per frame), the container stayed listed as orphaned and its
+    directory under the image root could not be removed by any mrun command."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    script = "i=0; while [ $i -lt 1500 ]; do mkdir d && cd d || exit 1; i=$((i+1)); done; echo deep"
+    assert img_ok(h, *run_args(h, "--name", "deep", IMAGE, "sh", "-c", script)).stdout.strip() == "deep"
+    assert img_ok(h, "rm", "deep").stdout.strip() == "deep"
+    assert os.listdir(os.path.join(h.image_root, "containers")) == []
+
+
 def test_docker_s_volume_options(images, busybox_archive, tmp_path):
     """ro/rw, z/Z (SELinux relabelling: nothing to do without SELinux, as with docker there),
     nocopy and a propagation, comma-separated as docker's users write them (`:ro,Z` was refused)."""

@@ -715,3 +715,52 @@ def test_image_references_docker_refuses_are_refused(text):
 
     with pytest.raises(MrunError, match="not a valid image reference"):
         Reference(text)
+
+
+def test_remove_tree_goes_any_depth_and_never_follows_a_link_out(tmp_path):
+    """shutil.rmtree recursed a frame and a descriptor per level: a tree 5000 deep (a container
+    can nest without long paths) was a RecursionError, and the container's directory stayed."""
+    from mrun.kernel.tree import remove_tree
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("k")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    fd = os.open(tree, os.O_RDONLY)
+    for _ in range(5000):
+        os.mkdir("d", dir_fd=fd)
+        os.symlink(str(outside), "link", dir_fd=fd)
+        os.close(os.open("f", os.O_CREAT | os.O_WRONLY, 0o600, dir_fd=fd))
+        down = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = down
+    os.close(fd)
+    for i in range(300):
+        (tree / f"wide{i}").mkdir()
+    remove_tree(str(tree))
+    assert not tree.exists() and os.listdir(outside) == ["keep"]
+    remove_tree(str(tree))  # gone already: fine
+    (tmp_path / "toplink").symlink_to(outside)
+    remove_tree(str(tmp_path / "toplink"))
+    assert not (tmp_path / "toplink").is_symlink() and os.listdir(outside) == ["keep"]
+
+
+def test_remove_tree_does_not_empty_a_mount_left_in_the_tree(tmp_path):
+    """A filesystem still mounted below (a rootfs's overlay that would not unmount) is refused,
+    not emptied through; ignore_errors keeps the rest of the tree's removal quiet."""
+    from mrun.kernel.tree import remove_tree
+
+    mnt = tmp_path / "tree" / "sub" / "mnt"
+    mnt.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mnt)], check=True)
+    try:
+        (mnt / "on-the-mount").write_text("x")
+        with pytest.raises(OSError, match="mount point"):
+            remove_tree(str(tmp_path / "tree"))
+        remove_tree(str(tmp_path / "tree"), ignore_errors=True)
+        assert (mnt / "on-the-mount").read_text() == "x"
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+    remove_tree(str(tmp_path / "tree"))
+    assert not (tmp_path / "tree").exists()

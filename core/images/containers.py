@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 
 from mrun import annotations as ann
 from mrun import jsonio
@@ -20,6 +19,7 @@ from mrun.errors import InvalidSpec, MrunError
 from mrun.images.snapshot import mount_or_copy
 from mrun.images.store import ImageStore
 from mrun.kernel import inroot
+from mrun.kernel.tree import remove_tree
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -320,7 +320,7 @@ def prepare(
                 sc.unmount_all(rootfs)
                 raise
         except BaseException:
-            shutil.rmtree(bundle, ignore_errors=True)
+            remove_tree(bundle, ignore_errors=True)
             raise
     return bundle
 
@@ -360,6 +360,6 @@ def remove_orphans(store: ImageStore, only: str = "") -> list[str]:
         if only and cid != only:
             continue
         sc.unmount_all(os.path.join(bundle, "rootfs"))
-        shutil.rmtree(bundle, ignore_errors=True)
+        remove_tree(bundle, ignore_errors=True)
         removed.append(cid)
     return removed

@@ -18,6 +18,7 @@ from mrun.images.reference import check_digest
 from mrun.images.sources import OCI_MANIFEST, REF_NAME
 from mrun.images.store import ImageStore
 from mrun.images.unpack import decompressed
+from mrun.kernel.tree import remove_tree
 
 FORMATS = ("oci-archive", "oci-dir", "docker-archive")
 
@@ -48,7 +49,7 @@ def save(store: ImageStore, ref: str, path: str, fmt: str = "oci-archive") -> No
         raise MrunError(f"save: {e.filename} exists (someone else's, or a save cut short: not ours to remove)")
     finally:
         if made and os.path.isdir(tmp) and not os.path.islink(tmp):
-            shutil.rmtree(tmp)
+            remove_tree(tmp)
         elif made:
             os.unlink(tmp)
 

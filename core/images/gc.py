@@ -7,10 +7,10 @@ store itself must not import (containers are built on the store).
 from __future__ import annotations
 
 import os
-import shutil
 
 from mrun.images.containers import remove_orphans
 from mrun.images.store import ImageStore
+from mrun.kernel.tree import remove_tree
 
 
 def prune(store: ImageStore) -> list[str]:
@@ -33,6 +33,6 @@ def prune(store: ImageStore) -> list[str]:
             removed.append(f"blob sha256:{name}")
     for name in os.listdir(store.layers) if os.path.isdir(store.layers) else []:
         if f"sha256:{name}" not in keep_layers:
-            shutil.rmtree(os.path.join(store.layers, name))
+            remove_tree(os.path.join(store.layers, name))
             removed.append(f"layer sha256:{name}")
     return removed

@@ -21,6 +21,7 @@ from mrun.images.shapes import CONFIG, INDEX, MANIFEST, BadImage, checked
 from mrun.images.sources import DOCKER_LIST, OCI_INDEX, REF_NAME, Source
 from mrun.images.store import ImageStore, normalize
 from mrun.images.unpack import unpack
+from mrun.kernel.tree import remove_tree
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -230,7 +231,7 @@ def _unpack_layer(store: ImageStore, layer: dict[str, Any], diff_id: str) -> Non
     final = os.path.join(store.layers, check_digest(diff_id))
     tmp = f"{final}.tmp-{os.getpid()}"
     store.make_private()
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_tree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     try:
         with open(store.blob_path(layer["digest"]), "rb") as f:
@@ -242,8 +243,8 @@ def _unpack_layer(store: ImageStore, layer: dict[str, Any], diff_id: str) -> Non
             else:
                 unpack(f, os.path.join(tmp, "fs"), diff_id)
         open(os.path.join(tmp, "done"), "w").close()
-        shutil.rmtree(final, ignore_errors=True)
+        remove_tree(final, ignore_errors=True)
         os.rename(tmp, final)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp, ignore_errors=True)
         raise

@@ -14,7 +14,7 @@ import shutil
 import stat
 
 from mrun.errors import MrunError
-from mrun.images.unpack import remove_path
+from mrun.kernel.tree import remove_tree
 
 OPAQUE_XATTR = "trusted.overlay.opaque"
 
@@ -54,9 +54,9 @@ def apply_layer(layer: str, rootfs: str) -> None:
             except OSError:
                 opaque = False
             if opaque:
-                remove_path(dst_dir)
+                remove_tree(dst_dir)
             if not os.path.isdir(dst_dir) or os.path.islink(dst_dir):
-                remove_path(dst_dir)
+                remove_tree(dst_dir)
                 os.mkdir(dst_dir)
             shutil.copystat(src_dir, dst_dir, follow_symlinks=False)
             st = os.lstat(src_dir)
@@ -64,7 +64,7 @@ def apply_layer(layer: str, rootfs: str) -> None:
         for name in files + [d for d in dirs if os.path.islink(os.path.join(src_dir, d))]:
             src, dst = os.path.join(src_dir, name), os.path.join(dst_dir, name)
             st = os.lstat(src)
-            remove_path(dst)
+            remove_tree(dst)
             if _is_whiteout(st):
                 continue  # the name is gone from here up
             if stat.S_ISLNK(st.st_mode):

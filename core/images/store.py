@@ -178,7 +178,7 @@ class ImageStore:
         lock). Called with the store's lock held, which every writer of the first kind holds
         too; a download in progress holds its blob's lock, so nothing found here is in use.
         (A pull resumes a partial download before it sweeps: resuming still works after a crash.)"""
-        from mrun.images.unpack import remove_path
+        from mrun.kernel.tree import remove_tree
         from mrun.state import held_by_someone
 
         removed = []
@@ -190,7 +190,7 @@ class ImageStore:
                     stale = not held_by_someone(os.path.join(folder, name.split(".")[0] + ".lock"))
                 if not stale:
                     continue
-                remove_path(path)
+                remove_tree(path)
                 removed.append(f"leftover {os.path.relpath(path, self.root)}")
         return removed
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import stat
 import tarfile
 
 from mrun.errors import MrunError
+from mrun.kernel.tree import remove_tree
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -86,25 +86,13 @@ def _checked_parent(root: str, rel: str, entry: str) -> str:
     return path
 
 
-def remove_path(path: str) -> None:
-    """rm -r, never following a symlink; a missing path is fine."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(path)
-    else:
-        os.unlink(path)
-
-
 def unpack(archive: IO[bytes], dest: str, expect_diff_id: str | None = None) -> str:
     """Unpack into ``dest`` (made here; removed again on any error). -> the diff id."""
     os.makedirs(dest, mode=0o755)
     try:
         return _unpack(archive, dest, expect_diff_id)
     except BaseException:
-        shutil.rmtree(dest, ignore_errors=True)
+        remove_tree(dest, ignore_errors=True)
         raise
 
 
@@ -177,17 +165,17 @@ def _entry(tar: tarfile.TarFile, m: tarfile.TarInfo, root: str, dir_times: list[
         if name in ("", ".", ".."):  # ".wh..." removed the layer's parent directory (containerd refuses it too)
             raise HostileLayer(f"layer entry {m.name!r}: a whiteout of {name!r} names no file; refused")
         target = os.path.join(parent, name)
-        remove_path(target)
+        remove_tree(target)
         os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0))
         return
     path = os.path.join(parent, base)
     if m.isdir():
         if not os.path.isdir(path) or os.path.islink(path):
-            remove_path(path)
+            remove_tree(path)
             os.mkdir(path, 0o700)
         dir_times.append((path, m.mtime))
     else:
-        remove_path(path)
+        remove_tree(path)
         if m.isreg():
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             try:
