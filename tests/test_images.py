@@ -478,6 +478,24 @@ def test_multi_platform_index_picks_the_host_or_the_asked_platform(images, busyb
 
 
 @pytest.mark.parametrize("snapshotter", ["overlay", "copy"])
+def test_a_layer_nesting_directories_deeply_runs_and_is_removed(images, busybox_rootfs, tmp_path, snapshotter):
+    """1200 levels: the copy snapshotter walked the layer with os.walk, a generator per level, and
+    `mrun run` was an internal RecursionError."""
+    h = images
+    deep = "a/" * 1200 + "f"
+    layer = [("bin", None), ("bin/busybox", open(os.path.join(busybox_rootfs, "bin", "busybox"), "rb").read()),
+             ("bin/cat", "->busybox"), (deep, b"at the bottom\n")]
+    img_ok(h, "load", _docker_archive(tmp_path, layer, config_extra={"config": {"Cmd": ["cat", "/" + deep]}}),
+           "localhost/deep:1")
+    r = img(h, *run_args(h, "--name", "deeplayer", "localhost/deep:1"), env={"MRUN_SNAPSHOTTER": snapshotter})
+    assert r.returncode == 0 and r.stdout == "at the bottom\n", r.stderr
+    img_ok(h, "rm", "deeplayer")
+    img_ok(h, "rmi", "localhost/deep:1")
+    img_ok(h, "image", "prune")
+    assert os.listdir(os.path.join(h.image_root, "layers")) == []
+
+
+@pytest.mark.parametrize("snapshotter", ["overlay", "copy"])
 def test_whiteouts_and_opaque_directories_across_layers(images, busybox_rootfs, tmp_path, snapshotter):
     """Layer 2 deletes a file and makes a directory opaque; both snapshotters must show only layer 2's view."""
     h = images

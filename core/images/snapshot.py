@@ -45,10 +45,15 @@ def _is_whiteout(st: os.stat_result) -> bool:
 
 
 def apply_layer(layer: str, rootfs: str) -> None:
-    for src_dir, dirs, files in os.walk(layer):
-        rel = os.path.relpath(src_dir, layer)
-        dst_dir = rootfs if rel == "." else os.path.join(rootfs, rel)
-        if rel != ".":
+    """Copy one stored layer over ``rootfs``, each directory before what it holds. A loop over a
+    stack, not os.walk: that recurses a generator per level, and a layer nesting 1200
+    directories made `mrun run` an internal RecursionError with the copy snapshotter."""
+    pending = [""]
+    while pending:
+        rel = pending.pop()
+        src_dir = os.path.join(layer, rel) if rel else layer
+        dst_dir = os.path.join(rootfs, rel) if rel else rootfs
+        if rel:
             try:
                 opaque = os.getxattr(src_dir, OPAQUE_XATTR, follow_symlinks=False) == b"y"
             except OSError:
@@ -61,7 +66,14 @@ def apply_layer(layer: str, rootfs: str) -> None:
             shutil.copystat(src_dir, dst_dir, follow_symlinks=False)
             st = os.lstat(src_dir)
             os.lchown(dst_dir, st.st_uid, st.st_gid)
-        for name in files + [d for d in dirs if os.path.islink(os.path.join(src_dir, d))]:
+        files = []
+        with os.scandir(src_dir) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(os.path.join(rel, entry.name) if rel else entry.name)
+                else:
+                    files.append(entry.name)
+        for name in files:
             src, dst = os.path.join(src_dir, name), os.path.join(dst_dir, name)
             st = os.lstat(src)
             remove_tree(dst)
