@@ -220,6 +220,34 @@ def test_exec_into_a_sub_cgroup_and_delete_takes_it_down(h):
             h.mrun("delete", "--force", cid)
 
 
+def test_a_sub_cgroup_tree_nested_deep_is_listed_and_removed(h):
+    """A container with its cgroup tree writable nesting sub-cgroups 1100 deep: `ps` and
+    `delete --force` walked them with os.walk, a generator per level: an internal RecursionError,
+    and the container could not be deleted."""
+    cid = h.cid()
+    h.ok("run", "-d", "-b", h.bundle(["sleep", "60"]), cid)
+    cg = _mem_dir(h, cid)
+    top = cg["paths"]["pids"] if cg["version"] == 1 else cg["path"]
+    fd = os.open(top, os.O_RDONLY)
+    try:
+        for _ in range(1100):
+            os.mkdir("d", dir_fd=fd)
+            down = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = down
+    finally:
+        os.close(fd)
+    try:
+        assert len(json.loads(h.ok("ps", "--format", "json", cid).stdout)) == 1
+        h.ok("delete", "--force", cid)
+        assert not os.path.exists(top)
+    finally:
+        if os.path.exists(top):
+            for d in reversed([top + "/d" * i for i in range(1, 1101)]):
+                os.rmdir(d)
+            h.mrun("delete", "--force", cid)
+
+
 def test_blkio_weight_falls_back_to_the_bfq_file(tmp_path):
     """Only the BFQ file offered (kernels whose devices all use BFQ): the weight goes there. The
     driver is pointed at a directory holding just the files such a kernel shows."""

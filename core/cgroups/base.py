@@ -8,6 +8,7 @@ import time
 
 from mrun.errors import InvalidSpec, MrunError
 from mrun.kernel.proc import SIGKILL
+from mrun.kernel.tree import directories
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' hot path
@@ -266,7 +267,7 @@ class Cgroup:
         """Every process of the container's cgroup, those in its sub-cgroups too (a container's
         systemd, or any process with the cgroup tree writable, makes some): as runc's
         GetAllPids. Only the top ones were signalled, and the rest outlived `delete --force`."""
-        return [pid for dirpath, _dirs, _files in os.walk(self._procs_dir()) for pid in procs_in(dirpath)]
+        return [pid for d in directories(self._procs_dir()) for pid in procs_in(d)]
 
     def set_frozen(self, frozen: bool) -> None:
         raise NotImplementedError
@@ -336,7 +337,7 @@ class Cgroup:
         for d in sorted(self.created, key=len, reverse=True):
             # the sub-cgroups the container made below its own go first, leaf first, the directory
             # itself last (they were left, and with them the directory, which rmdir refused)
-            for path in [p for p, _, _ in os.walk(d, topdown=False)] if d in owned else [d]:
+            for path in directories(d, leaves_first=True) if d in owned else [d]:
                 _rmdir_cgroup(path)
         for d in self._dirs():
             release_parents(d, self.marks)
