@@ -247,12 +247,26 @@ def _compiled(wasm: bytes, kind: str, name: str, note: Any = None) -> Any:
         raise MrunError(f"wasm: {name}: invalid {kind}: {_first_line(e)}")
 
 
+# wasmparser's MAX_WASM_MODULE_SIZE: the limit WebAssembly engines agreed on (V8's is the same)
+MAX_MODULE_SIZE = 1 << 30
+
+
+def read_module(path: str, name: str) -> bytes:
+    """The module's bytes, refused unread past what an engine accepts: an image's 10 GiB sparse
+    "module" (a few kB in its compressed layer) was read whole into the host-side mrun's memory,
+    twice over with wasmtime's copy, at `mrun pull` (precompiling) and at every run."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > MAX_MODULE_SIZE:
+            raise MrunError(f"wasm: {name}: {size} bytes, larger than the 1 GiB a WebAssembly engine accepts")
+        return f.read(MAX_MODULE_SIZE + 1)
+
+
 @hookimpl
 def mrun_precompile(path: str) -> bool | None:
     """Into the shared module cache, as mrun_prepare will look it up."""
     try:
-        with open(path, "rb") as f:
-            wasm = f.read()
+        wasm = read_module(path, os.path.basename(path))
     except OSError:
         return None
     kind = kind_of(wasm[:8])
@@ -273,8 +287,7 @@ def mrun_prepare(container: Container, process: dict[str, Any]) -> None:
     host_path = find_program(container.bundle.rootfs, name, process)
     if host_path is None:
         raise MrunError(f"wasm: {name!r}: no such module in the container's rootfs")
-    with open(host_path, "rb") as f:
-        wasm = f.read()
+    wasm = read_module(host_path, name)
     kind = kind_of(wasm[:8])
     if kind is None:
         raise MrunError(f"wasm: {name}: not a WebAssembly module or component (it starts with {wasm[:4]!r})")

@@ -313,6 +313,15 @@ def test_bad_modules_fail_create_cleanly(h, cache_env, content, needle):
     one_line_error(h.mrun("create", "-b", make(h, cfg, base), h.cid(), env=cache_env), needle)
 
 
+def test_a_module_larger_than_engines_accept_is_refused_unread(h, cache_env):
+    """A sparse 1 GiB + 1 "module" (an image's layer holds one in a few kB): it was read whole into
+    the host-side mrun, 2 GiB resident with wasmtime's copy, before wasmtime refused it."""
+    cfg, base = wasm_bundle(h, b"\0asm\x01\0\0\0")
+    os.truncate(os.path.join(base, "rootfs", "app.wasm"), (1 << 30) + 1)
+    r = h.mrun("create", "-b", make(h, cfg, base), h.cid(), env=cache_env)
+    one_line_error(r, "/app.wasm: 1073741825 bytes, larger than the 1 GiB a WebAssembly engine accepts")
+
+
 def test_dispatch_annotations(h, cache_env):
     # compat-smart: only a wasm entrypoint goes to wasm; a busybox one stays linux
     smart = {"module.wasm.image/variant": "compat-smart"}
