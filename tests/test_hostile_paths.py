@@ -97,6 +97,30 @@ def test_nothing_is_mounted_over_what_procfs_shows(h, hostile_rootfs, dest):
                    "inside /proc")
 
 
+@pytest.mark.parametrize("where, shape, what", [
+    ("proc", "link", "a symbolic link"), ("proc", "file", "not a directory"),
+    ("sys", "link", "a symbolic link"), ("sys", "file", "not a directory"),
+])
+def test_proc_and_sysfs_go_on_an_ordinary_directory_only(h, hostile_rootfs, where, shape, what):
+    """runc's rule: an image's /proc that is a link (to /tmp here) had the container's procfs
+    mounted where it led, away from /proc; a file there was a bare "Not a directory" about
+    /proc/self/fd/N. Both are refused naming the mount."""
+    from conftest import one_line_error
+
+    path = os.path.join(hostile_rootfs, where)
+    os.rmdir(path)
+    if shape == "link":
+        os.symlink("/tmp", path)
+    else:
+        open(path, "w").close()
+    cfg = h.config(["true"])
+    cfg["root"] = {"path": hostile_rootfs, "readonly": False}
+    index = next(i for i, m in enumerate(cfg["mounts"]) if m["destination"] == f"/{where}")
+    one_line_error(h.mrun("run", "-b", h.bundle(config=cfg), h.cid()), f"mounts[{index}]",
+                   f"/{where} in the rootfs is {what}", "ordinary directory")
+    assert not os.listdir(os.path.join(hostile_rootfs, "tmp"))
+
+
 def test_a_working_directory_through_a_descriptor_stays_inside_the_root(h, victim):
     """process.cwd /proc/self/fd/N, N a host directory the set-up holds (here passed on purpose
     with --preserve-fds; runc leaked one by accident: CVE-2024-21626, an image's WorkingDir the

@@ -116,6 +116,23 @@ def _refuse_on_proc(target: str, dest: str, source: str, is_bind: bool, index: i
                     "mounted over (as runc refuses)")
 
 
+def _refuse_unless_a_directory(root_fd: int, dest: str, kind: str, index: int) -> None:
+    """runc's rule: proc and sysfs go on an ordinary directory or nowhere. An image's ``/proc``
+    that is a link (to /tmp, say) moved the container's procfs to where it led, away from /proc
+    and from what later mounts over that place leave visible."""
+    parent, name = inroot.parent_and_name(root_fd, dest)
+    try:
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    finally:
+        os.close(parent)
+    if not stat.S_ISDIR(st.st_mode):
+        what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a directory"
+        raise MrunError(f"mounts[{index}] ({kind} on {dest}): {dest} in the rootfs is {what}; {kind} is mounted "
+                        "on an ordinary directory only (as runc requires)")
+
+
 def mount_one(
     root_fd: int,
     m: dict[str, Any],
@@ -148,6 +165,8 @@ def mount_one(
         elif kind == "cgroup":
             mount_cgroup(root_fd, dest, flags, cgroup_paths or {}, new_cgroupns, in_userns)
         else:
+            if kind in ("proc", "sysfs"):
+                _refuse_unless_a_directory(root_fd, dest, kind, index)
             with inroot.at(root_fd, dest, create="dir") as target:
                 if kind == "sysfs":
                     try:
