@@ -477,6 +477,30 @@ def test_multi_platform_index_picks_the_host_or_the_asked_platform(images, busyb
     assert r.returncode != 0 and "linux/s390x" in r.stderr
 
 
+def test_an_image_of_125_layers_runs_with_the_top_layer_on_top(images, busybox_rootfs, tmp_path):
+    """docker builds up to 125 layers. The overlay's options named each layer by its path under the
+    image root, and the kernel takes one page of options: from about 45 layers up (fewer under a
+    longer --image-root) `mrun run` failed with "No such file or directory"."""
+    h = images
+    base = [("bin", None), ("bin/busybox", open(os.path.join(busybox_rootfs, "bin", "busybox"), "rb").read()),
+            ("bin/cat", "->busybox"), ("which", b"0\n")]
+    more = [[(f"f{i}", b""), ("which", f"{i}\n".encode())] for i in range(1, 125)]
+    img_ok(h, "load", _docker_archive(tmp_path, base, *more, config_extra={"config": {"Cmd": ["cat", "/which"]}}),
+           "localhost/tall:1")
+    r = img_ok(h, *run_args(h, "--rm", "localhost/tall:1"))
+    assert r.stdout == "124\n"
+    assert img_ok(h, *run_args(h, "--rm", "localhost/tall:1", "cat", "/f1", "/f124")).returncode == 0
+
+
+def test_an_image_root_whose_path_holds_overlay_s_separators_works(images, busybox_archive, tmp_path):
+    """A comma or a colon in --image-root split overlay's options: every run failed."""
+    h = images
+    root = str(tmp_path / "images,v2:x")
+    assert h.mrun("--image-root", root, "load", busybox_archive).returncode == 0
+    r = h.mrun("--image-root", root, *run_args(h, "--rm", IMAGE, "cat", "/etc/passwd"))
+    assert r.returncode == 0 and r.stdout.startswith("root:"), r.stderr
+
+
 @pytest.mark.parametrize("snapshotter", ["overlay", "copy"])
 def test_a_layer_nesting_directories_deeply_runs_and_is_removed(images, busybox_rootfs, tmp_path, snapshotter):
     """1200 levels: the copy snapshotter walked the layer with os.walk, a generator per level, and
