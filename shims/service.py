@@ -587,13 +587,21 @@ def runtime_options(type_url: str, value: bytes) -> dict[str, str]:
 
 
 def _mount_rootfs(mounts: list, target: str) -> bool:
+    from mrun.kernel import overlay
     from mrun.kernel import syscalls as sc
     from mrun.sandbox.rootfs import parse_options
 
     for m in mounts:
-        flags, _prop, data = parse_options(list(m.options))
+        dirs = {key: value for key, _, value in (o.partition("=") for o in m.options)
+                if key in ("lowerdir", "upperdir", "workdir")}
+        rest = [o for o in m.options if o.partition("=")[0] not in dirs]
+        flags, _prop, data = parse_options(rest)
         try:
-            sc.mount(m.source, target, None if flags & sc.MS_BIND else m.type, flags, data or None)
+            if m.type == "overlay" and "lowerdir" in dirs:  # as many layers as overlayfs stacks
+                overlay.mount(target, dirs["lowerdir"].split(":"), dirs.get("upperdir", ""), dirs.get("workdir", ""),
+                              [data] if data else [], flags)
+            else:
+                sc.mount(m.source, target, None if flags & sc.MS_BIND else m.type, flags, data or None)
         except OSError as e:
             raise TTRPCError(UNKNOWN, f"mounting the rootfs ({m.type} {m.source}) on {target}: {e.strerror}")
     return bool(mounts)

@@ -304,6 +304,24 @@ def test_shim_ctr_run_rm_echo_and_exit_code(ctd):
     assert not cgroup_dirs(f"/{ctd.ns}/shim1") and not cgroup_dirs(f"/{ctd.ns}/shim2")
 
 
+def test_shim_runs_an_image_of_90_layers_as_the_runc_shim_does(ctd, busybox_rootfs, tmp_path):
+    """containerd's overlay snapshotter names each layer by its path (~70 characters here): from
+    about 55 layers the options passed one page and the shim's mount failed ("No such file or
+    directory"), where containerd's runc shim shortens them. docker builds up to 125 layers."""
+    from test_images import _docker_archive
+
+    base = [("bin", None), ("bin/busybox", open(os.path.join(busybox_rootfs, "bin", "busybox"), "rb").read()),
+            ("bin/cat", "->busybox"), ("which", b"0\n")]
+    more = [[("which", f"{i}\n".encode())] for i in range(1, 90)]
+    archive = _docker_archive(tmp_path, base, *more, config_extra={"config": {"Cmd": ["cat", "/which"]}},
+                              tag="localhost/tall:1")
+    ctd.ctr("image", "import", archive)
+    for args in (shim_run_args(ctd, "tall1"), [*ctd.run_args("tall2")]):
+        cid = args[-1].rsplit("/", 1)[-1]
+        r = ctd.ctr(*args, "--rm", "localhost/tall:1", cid, check=False)
+        assert (r.returncode, r.stdout) == (0, "89\n"), r.stderr
+
+
 def test_shim_hands_a_container_to_runc_by_annotation(ctd):
     """The oci backend through the shim: one mrun shim, the container under runc."""
     args = [*shim_run_args(ctd, "underrunc"), "--rm", "--annotation", "org.mrun.oci.runtime=runc"]

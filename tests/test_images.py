@@ -713,8 +713,9 @@ def _layer(entries) -> bytes:
     return layer.getvalue()
 
 
-def _docker_archive(tmp_path, entries, *more_layers, config_extra=None, name="hostile.tar") -> str:
-    """A docker-archive whose layers hold ``entries`` (then each of ``more_layers``)."""
+def _docker_archive(tmp_path, entries, *more_layers, config_extra=None, name="hostile.tar", tag="") -> str:
+    """A docker-archive whose layers hold ``entries`` (then each of ``more_layers``), named ``tag``
+    if given (what `ctr image import` needs)."""
     layers = [_layer(e) for e in (entries, *more_layers)]
     diffs = ["sha256:" + hashlib.sha256(b).hexdigest() for b in layers]
     config = {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diffs}}
@@ -725,7 +726,8 @@ def _docker_archive(tmp_path, entries, *more_layers, config_extra=None, name="ho
         for member, data in (
             *zip(names, layers, strict=True),
             ("config.json", json.dumps(config).encode()),
-            ("manifest.json", json.dumps([{"Config": "config.json", "Layers": names}]).encode()),
+            ("manifest.json", json.dumps([{"Config": "config.json", "Layers": names,
+                                           **({"RepoTags": [tag]} if tag else {})}]).encode()),
         ):
             info = tarfile.TarInfo(member)
             info.size = len(data)

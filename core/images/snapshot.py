@@ -21,11 +21,13 @@ OPAQUE_XATTR = "trusted.overlay.opaque"
 
 def mount_or_copy(layers: list[str], bundle: str, warn: object = None) -> str:
     """``layers`` bottom first. -> "overlay" or "copy" (what ``release`` must undo)."""
-
     rootfs = os.path.join(bundle, "rootfs")
     if os.environ.get("MRUN_SNAPSHOTTER", "overlay") != "copy":
+        from mrun.kernel import overlay
+
         try:
-            _mount_overlay(layers, bundle, rootfs)
+            upper, work = os.path.join(bundle, "upper"), os.path.join(bundle, "work")
+            overlay.mount(rootfs, list(reversed(layers)), upper, work)
             return "overlay"
         except OSError as e:
             if e.errno not in (errno.ENODEV, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
@@ -35,40 +37,6 @@ def mount_or_copy(layers: list[str], bundle: str, warn: object = None) -> str:
     for layer in layers:
         apply_layer(layer, rootfs)
     return "copy"
-
-
-# The kernel takes one page of mount options. The layers are named by their paths when those fit
-# (what /proc/self/mountinfo then shows), else by descriptor (/proc/self/fd/N, 17 characters), so
-# that ~220 fit where paths under /var/lib/mrun (88 characters each) let 45 fit: an image of 45
-# layers failed to run ("No such file or directory", the options cut short). Descriptors too for
-# an image root whose path holds overlay's separators (, : \\). docker's own limit is 125 layers.
-_MOUNT_DATA_MAX = 4095
-
-
-def _overlay_options(dirs: list[str]) -> str:
-    """``dirs``: the lower layers top first, then upper and work."""
-    return f"lowerdir={':'.join(dirs[:-2])},upperdir={dirs[-2]},workdir={dirs[-1]}"
-
-
-def _mount_overlay(layers: list[str], bundle: str, rootfs: str) -> None:
-    from mrun.kernel import syscalls as sc
-
-    dirs = [*reversed(layers), os.path.join(bundle, "upper"), os.path.join(bundle, "work")]
-    data = _overlay_options(dirs)
-    if len(data) <= _MOUNT_DATA_MAX and not any(c in d for d in dirs for c in ",:\\"):
-        sc.mount("overlay", rootfs, "overlay", 0, data)
-        return
-    fds: list[int] = []
-    try:
-        for path in dirs:
-            fds.append(os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC))
-        data = _overlay_options([f"/proc/self/fd/{fd}" for fd in fds])
-        if len(data) > _MOUNT_DATA_MAX:
-            raise MrunError(f"the image has {len(layers)} layers: more than one overlay mount can stack here")
-        sc.mount("overlay", rootfs, "overlay", 0, data)
-    finally:
-        for fd in fds:
-            os.close(fd)
 
 
 def _is_whiteout(st: os.stat_result) -> bool:

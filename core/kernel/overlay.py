@@ -1,0 +1,59 @@
+"""An overlay mount of as many layers as overlayfs stacks, whatever their paths.
+
+The kernel takes one page of mount options. Named by their paths (an image's layers under
+/var/lib/mrun, 88 characters each; containerd's snapshots, ~70), about 45 to 55 layers fit, and
+beyond that the options were cut short: "No such file or directory". docker builds up to 125.
+So the directories are named by their paths when those fit (what /proc/self/mountinfo then
+shows), else by descriptor, ``/proc/self/fd/N`` (17 characters: ~220 layers fit), as
+containerd's runc shim shortens them its own way (relative to a common directory, from a
+chdir'd child). Descriptors too for a path holding one of overlay's separators (``,:\\``).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from mrun.kernel import syscalls as sc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+PAGE_MAX = 4095  # the options' page, its last byte a NUL
+
+
+def options(lower: Sequence[str], upper: str = "", work: str = "", other: Sequence[str] = ()) -> str:
+    """``lower``: top first (an empty entry stays empty: ``::`` marks data-only layers)."""
+    parts = [f"lowerdir={':'.join(lower)}"]
+    if upper:
+        parts.append(f"upperdir={upper}")
+    if work:
+        parts.append(f"workdir={work}")
+    return ",".join([*parts, *other])
+
+
+def mount(
+    target: str, lower: Sequence[str], upper: str = "", work: str = "", other: Sequence[str] = (), flags: int = 0
+) -> None:
+    plain = options(lower, upper, work, other)
+    dirs = [*lower, upper, work]
+    if len(plain) <= PAGE_MAX and not any(sep in d for d in dirs for sep in ",:\\"):
+        sc.mount("overlay", target, "overlay", flags, plain)
+        return
+    fds: list[int] = []
+
+    def by_descriptor(path: str) -> str:
+        if not path:
+            return path
+        fds.append(os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+        return f"/proc/self/fd/{fds[-1]}"
+
+    try:
+        short = options([by_descriptor(d) for d in lower], by_descriptor(upper), by_descriptor(work), other)
+        if len(short) > PAGE_MAX:
+            raise OSError(errno.E2BIG, f"{len(lower)} layers: more than one overlay mount can stack here")
+        sc.mount("overlay", target, "overlay", flags, short)
+    finally:
+        for fd in fds:
+            os.close(fd)
