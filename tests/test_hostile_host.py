@@ -109,6 +109,15 @@ def test_a_systemd_cgroups_path_cannot_climb_out_of_the_hierarchy(h, tmp_path, p
     assert not made, f"mrun made directories outside the cgroup hierarchy: {made}"
 
 
+def test_a_plain_cgroups_path_under_systemd_cgroup_is_refused_as_runc_refuses_it(h):
+    """It was taken as a cgroupfs path, silently: runc wants slice:prefix:name there."""
+    cfg = h.config(["true"])
+    cfg["linux"]["cgroupsPath"] = "/mrun-test-plain/c1"
+    one_line(h.mrun("--systemd-cgroup", "run", "-b", h.bundle(config=cfg), h.cid()), "linux.cgroupsPath",
+             '"slice:prefix:name"')
+    assert not cgroup_dirs("mrun-test-plain")
+
+
 def test_delete_leaves_a_pre_existing_empty_cgroup_alone(h):
     """A cgroup someone else made (empty) may be used, but delete does not remove it."""
     dirs = [d for d in cgroup_dirs(h.cgroup_parent)]

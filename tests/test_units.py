@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -126,6 +127,32 @@ def test_cgroups_path_resolution():
     )
     with pytest.raises(InvalidSpec):
         resolve_path("../../etc", "c1")
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("", "/system.slice/mrun-c1.scope"),
+    (":crio:c1", "/system.slice/crio-c1.scope"),
+    ("kubepods-besteffort-pod1.slice:cri-containerd:c1",
+     "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/cri-containerd-c1.scope"),
+    ("machine.slice:libpod:pod-x.slice", "/machine.slice/pod-x.slice"),  # a name that is a slice is the unit
+    ("-.slice:p:c1", "/p-c1.scope"),  # systemd's root slice
+])
+def test_systemd_cgroups_paths_follow_runc_s_rules(path, expected):
+    assert resolve_path(path, "c1", systemd=True) == (expected, False)
+
+
+@pytest.mark.parametrize("path, needle", [
+    ("/mrun-test/c1", '"slice:prefix:name"'),  # was taken as a cgroupfs path
+    ("a:b", '"slice:prefix:name"'),
+    ("a:b:c:d", '"slice:prefix:name"'),
+    ("system:mrun:c1", "is not a slice name"),  # runc's ExpandSlice refuses what does not end in .slice
+    ("a--b.slice:mrun:c1", "is not a slice name"),
+    ("-a.slice:mrun:c1", "is not a slice name"),
+    (".slice:mrun:c1", "is not a slice name"),
+])
+def test_systemd_cgroups_paths_runc_refuses_are_refused(path, needle):
+    with pytest.raises(InvalidSpec, match=re.escape(needle)):
+        resolve_path(path, "c1", systemd=True)
 
 
 def test_fastparse_accepts_runc_styles():

@@ -29,21 +29,11 @@ def resolve_path(cgroups_path: str, container_id: str, systemd: bool = False) ->
 
     Absolute paths are taken from the hierarchy root; relative ones from the cgroup mrun
     itself runs in (as runc does); none at all means ``/mrun/<id>``. With ``--systemd-cgroup``
-    the ``slice:prefix:name`` form is expanded the way systemd lays it out on disk.
+    the ``slice:prefix:name`` form is expanded the way systemd lays it out on disk, and none at
+    all means ``system.slice:mrun:<id>`` (runc's is ``:runc:<id>``).
     """
-    if systemd and cgroups_path.count(":") == 2:
-        slice_, prefix, name = cgroups_path.split(":")
-        for what, part in (("slice", slice_), ("prefix", prefix), ("name", name)):
-            if "/" in part or part in (".", "..") or "\0" in part:  # each is one path component's piece
-                raise InvalidSpec(f"linux.cgroupsPath: {cgroups_path!r}: the {what} {part!r} is not a unit name")
-        if not name:
-            raise InvalidSpec(f"linux.cgroupsPath: {cgroups_path!r}: slice:prefix:name needs a name")
-        parts, acc = [], ""
-        for piece in (slice_ or "system.slice").removesuffix(".slice").split("-"):
-            acc = f"{acc}-{piece}" if acc else piece
-            parts.append(acc + ".slice")
-        unit = f"{prefix}-{name}.scope" if prefix else f"{name}.scope"
-        return "/" + "/".join(parts + [unit]), False
+    if systemd:
+        return _systemd_path(cgroups_path or f":mrun:{container_id}"), False
     if not cgroups_path:
         return f"/mrun/{container_id}", False
     norm = os.path.normpath(cgroups_path)
@@ -52,6 +42,39 @@ def resolve_path(cgroups_path: str, container_id: str, systemd: bool = False) ->
     if norm in ("/", "//"):
         raise InvalidSpec(f"linux.cgroupsPath: {cgroups_path!r} is the root cgroup, which a container never gets")
     return norm, not cgroups_path.startswith("/")
+
+
+def _systemd_path(cgroups_path: str) -> str:
+    """``slice:prefix:name`` laid out as systemd nests it on disk, with runc's rules: three
+    parts or a refusal (a plain path was taken as a cgroupfs one), a slice named ``*.slice``
+    (default ``system.slice``), a ``name`` that is a slice used as it is, else ``prefix-name.scope``.
+    None of the pieces may hold '/' or be '.' or '..': they would lead mrun's mkdirs elsewhere."""
+    parts = cgroups_path.split(":")
+    if len(parts) != 3:
+        raise InvalidSpec(f'linux.cgroupsPath: {cgroups_path!r}: with --systemd-cgroup it is "slice:prefix:name" '
+                          "(as runc requires)")
+    slice_, prefix, name = parts
+    for what, part in (("slice", slice_), ("prefix", prefix), ("name", name)):
+        if "/" in part or part in (".", "..") or "\0" in part:  # each is one path component's piece
+            raise InvalidSpec(f"linux.cgroupsPath: {cgroups_path!r}: the {what} {part!r} is not a unit name")
+    if not name:
+        raise InvalidSpec(f"linux.cgroupsPath: {cgroups_path!r}: slice:prefix:name needs a name")
+    slice_ = slice_ or "system.slice"
+    stem = slice_.removesuffix(".slice")
+    if stem == "-":  # systemd's root slice
+        return "/" + _unit(prefix, name)
+    if not slice_.endswith(".slice") or not stem or "--" in stem or stem.startswith("-") or stem.endswith("-"):
+        raise InvalidSpec(f"linux.cgroupsPath: {cgroups_path!r}: {slice_!r} is not a slice name (NAME.slice, "
+                          "its parents joined by single dashes)")
+    dirs, acc = [], ""
+    for piece in stem.split("-"):
+        acc = f"{acc}-{piece}" if acc else piece
+        dirs.append(acc + ".slice")
+    return "/" + "/".join(dirs + [_unit(prefix, name)])
+
+
+def _unit(prefix: str, name: str) -> str:
+    return name if name.endswith(".slice") else f"{prefix}-{name}.scope" if prefix else f"{name}.scope"
 
 
 def new_cgroup(cgroups_path: str, container_id: str, systemd: bool = False) -> Cgroup:
