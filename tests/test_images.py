@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import tarfile
 import time
@@ -274,13 +275,41 @@ def test_docker_s_process_and_sandbox_flags_reach_the_container(images, busybox_
         "core=-1", "--tmpfs", "/scratch:size=1m,mode=1777", "--device", "/dev/null:/dev/mynull:rw", "--sysctl",
         "net.ipv4.ip_unprivileged_port_start=80", "--group-add", "nogroup", "--group-add", "4242",
         "--oom-score-adj", "300", "--shm-size", "8m", IMAGE, "sh", "-c", script)).stdout.splitlines()
-    assert out[0].split()[1] == f"{(1 << 0) | (1 << 10) | (1 << 29):016x}"  # CHOWN, NET_BIND_SERVICE, AUDIT_WRITE
+    assert out[0].split()[1] == f"{0xa80425fb & ~(1 << 5):016x}"  # docker's default set, KILL dropped
     assert out[1:4] == ["100", "200", "unlimited"]
     assert out[4].startswith("tmpfs /scratch tmpfs") and "size=1024k" in out[4] and "noexec" in out[4], out[4]
     assert out[5].startswith("crw-rw-rw-") and out[5].split()[4:6] == ["1,", "3"], out[5]
     assert out[6:9] == ["80", "0 4242 65534", "300"]
     assert "size=8192k" in out[9], out[9]
     assert out[10] == "wrote"
+
+
+def test_a_container_gets_docker_s_default_capabilities_and_set_uid_programs_work(images, busybox_rootfs,
+                                                                                   tmp_path):
+    """docker's and podman's defaults: the 14 capabilities of docker's set (0xa80425fb), no
+    no_new_privileges. mrun gave the runtime-spec's three and no_new_privileges: an entrypoint
+    that chowns its data and drops to its user (gosu, su-exec: the official database images)
+    failed, as did set-uid programs. A user other than root holds them in the bounding set only,
+    as docker leaves it; `--security-opt no-new-privileges` and `--cap-drop` still harden."""
+    from busybox_bundle import make_oci_archive
+
+    h = images
+    setuid_id = tmp_path / "suid-root"
+    setuid_id.mkdir()
+    shutil.copytree(busybox_rootfs, setuid_id / "rootfs", symlinks=True)
+    os.chmod(setuid_id / "rootfs" / "bin" / "busybox", 0o4755)  # busybox's su needs it set-uid
+    img_ok(h, "load", make_oci_archive(str(setuid_id / "rootfs"), str(tmp_path), "localhost/suid:1", ["/bin/sh"],
+                                       ["PATH=/bin"]))
+    status = "grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status | tr -s '\\t' ' '"
+    r = img_ok(h, *run_args(h, "--rm", "localhost/suid:1", "sh", "-c",
+                            f"{status}; chown 65534:65534 /tmp && su -s /bin/sh nobody -c id"))
+    assert r.stdout.splitlines() == ["CapEff: 00000000a80425fb", "CapBnd: 00000000a80425fb", "NoNewPrivs: 0",
+                                     "uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)"], r.stdout
+    r = img_ok(h, *run_args(h, "--rm", "-u", "65534", "localhost/suid:1", "sh", "-c", status))
+    assert r.stdout.splitlines() == ["CapEff: 0000000000000000", "CapBnd: 00000000a80425fb", "NoNewPrivs: 0"]
+    r = img_ok(h, *run_args(h, "--rm", "--security-opt", "no-new-privileges", "--cap-drop", "ALL",
+                            "localhost/suid:1", "sh", "-c", status))
+    assert r.stdout.splitlines() == ["CapEff: 0000000000000000", "CapBnd: 0000000000000000", "NoNewPrivs: 1"]
 
 
 def test_an_image_s_stop_signal_that_is_no_signal_cannot_make_a_container_unstoppable(images, busybox_rootfs,
@@ -342,6 +371,29 @@ def test_docker_s_volume_options(images, busybox_archive, tmp_path):
                            "cat /prop/f"))
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["from the host", "read-only", "named", "from the host"]
+
+
+def test_an_empty_named_volume_is_filled_from_the_image_as_docker_fills_it(images, busybox_rootfs, tmp_path):
+    """docker's copy-up: an empty named volume over an image directory takes its content, owner and
+    mode (a database image's data directory is its user's, 0700: over mrun's root-owned empty
+    volume the database could not write). Links are copied as links; only an empty volume is
+    filled; `nocopy` leaves it empty."""
+    h = images
+    base = [(f"bin/{n}", "->busybox") for n in ("sh", "cat", "ls", "stat", "readlink", "rm", "touch", "id")]
+    layer = [("bin", None), ("bin/busybox", open(os.path.join(busybox_rootfs, "bin", "busybox"), "rb").read()),
+             *base, ("data", ("dir", 1234, 1234, 0o750)), ("data/seed", ("file", b"seeded\n", 1234, 1234, 0o640)),
+             ("data/link", "->/etc/shadow"), ("data/sub", None), ("data/sub/deep", b"deep\n")]
+    img_ok(h, "load", _docker_archive(tmp_path, layer, config_extra={"config": {"Cmd": ["sh"]}}), "localhost/seeded:1")
+    look = "stat -c '%u:%g %a' /data; cat /data/seed /data/sub/deep; readlink /data/link; ls /data"
+    r = img_ok(h, *run_args(h, "--rm", "-v", "seeded:/data", "localhost/seeded:1", "sh", "-c",
+                            look + "; rm /data/seed; touch /data/mine"))
+    assert r.stdout.splitlines() == ["1234:1234 750", "seeded", "deep", "/etc/shadow", "link", "seed", "sub"]
+    r = img_ok(h, *run_args(h, "--rm", "-v", "seeded:/data", "localhost/seeded:1", "ls", "/data"))
+    assert r.stdout.split() == ["link", "mine", "sub"]  # filled once: not again over what the container did
+    r = img_ok(h, *run_args(h, "--rm", "-v", "bare:/data:nocopy", "localhost/seeded:1", "ls", "-A", "/data"))
+    assert r.stdout == ""
+    r = img_ok(h, *run_args(h, "--rm", "-v", "other:/nowhere", "localhost/seeded:1", "ls", "-A", "/nowhere"))
+    assert r.stdout == ""
 
 
 def test_privileged_is_docker_s(images, busybox_archive):
@@ -691,8 +743,11 @@ def _layer(entries) -> bytes:
             if data is None:
                 info.type, info.mode = tarfile.DIRTYPE, 0o755
                 t.addfile(info)
-            elif isinstance(data, tuple):  # ("c", major, minor) or ("file", bytes, uid, gid, mode)
-                if data[0] == "c":
+            elif isinstance(data, tuple):  # ("c", maj, min), ("file", bytes, uid, gid, mode), ("dir", uid, gid, mode)
+                if data[0] == "dir":
+                    info.type, info.uid, info.gid, info.mode = tarfile.DIRTYPE, data[1], data[2], data[3]
+                    t.addfile(info)
+                elif data[0] == "c":
                     info.type, info.devmajor, info.devminor, info.mode = tarfile.CHRTYPE, data[1], data[2], 0o666
                     t.addfile(info)
                 else:

@@ -206,7 +206,7 @@ def make_spec(
         spec["linux"]["seccomp"] = seccomp
     _network(spec, o.network)
     for volume in o.volumes:
-        spec["mounts"].append(_volume_mount(volume, store))
+        spec["mounts"].append(_volume_mount(volume, store, rootfs))
     from mrun.images import run_flags
 
     run_flags.apply(spec, o, [_lookup_group(rootfs, g) for g in o.group_add])
@@ -244,9 +244,10 @@ _VOLUME_PROPAGATION = ("shared", "rshared", "slave", "rslave", "private", "rpriv
 _VOLUME_NO_OPS = ("z", "Z", "nocopy", "consistent", "cached", "delegated")
 
 
-def _volume_mount(volume: str, store: ImageStore) -> dict[str, Any]:
+def _volume_mount(volume: str, store: ImageStore, rootfs: str = "") -> dict[str, Any]:
     """-v /host/path:/dest[:OPTIONS] (a bind mount) or -v name:/dest[:OPTIONS] (a named volume,
-    made on first use); OPTIONS as docker's: ro or rw, a propagation, z/Z, nocopy."""
+    made on first use, filled from the image while empty unless ``nocopy``: ``_copy_up``);
+    OPTIONS as docker's: ro or rw, a propagation, z/Z, nocopy."""
     parts = volume.split(":")
     if len(parts) not in (2, 3) or not parts[1].startswith("/"):
         raise InvalidSpec(f"-v {volume!r}: SOURCE:/DESTINATION[:OPTIONS] expected")
@@ -270,7 +271,38 @@ def _volume_mount(volume: str, store: ImageStore) -> dict[str, Any]:
                               "digit first)")
         source = os.path.join(store.root, "volumes", source, "data")
         os.makedirs(source, mode=0o755, exist_ok=True)
+        nocopy = len(parts) == 3 and "nocopy" in parts[2].split(",")
+        if rootfs and not nocopy and not os.listdir(source):
+            _copy_up(rootfs, dest, source)
     return {"destination": dest, "type": "bind", "source": source, "options": options}
+
+
+def _copy_up(rootfs: str, dest: str, volume: str) -> None:
+    """docker's copy-up: an empty named volume mounted over a directory of the image gets that
+    directory's content, owner and mode. (postgres's image keeps its data directory its user's,
+    0700: over an empty root-owned volume the database could not start.) ``dest`` is resolved
+    inside the rootfs and read through that handle; links are copied as links, never followed;
+    the container does not run yet, so nothing in the rootfs moves meanwhile."""
+    import stat
+
+    from mrun.images.snapshot import apply_layer
+
+    root_fd = inroot.open_root(rootfs)
+    try:
+        fd = inroot.walk(root_fd, dest)
+    except (OSError, MrunError):
+        return  # not in the image (or not reachable as a directory): nothing to copy
+    finally:
+        os.close(root_fd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISDIR(st.st_mode):
+            return
+        apply_layer(inroot.fd_path(fd), volume)
+        os.chown(volume, st.st_uid, st.st_gid)
+        os.chmod(volume, stat.S_IMODE(st.st_mode))
+    finally:
+        os.close(fd)
 
 
 RUN_LOCK = "run.lock"

@@ -207,14 +207,31 @@ def host_devices(top: str = "/dev") -> list[dict[str, Any]]:
     return found
 
 
+# docker's (and containerd's, nerdctl's) default set: without CHOWN, SETUID, SETGID an image's
+# entrypoint that hands its files to its user and drops to it (gosu, su-exec: the official
+# postgres, redis, mysql images) failed under `mrun run`, which gave the runtime-spec's three.
+DOCKER_CAPS = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
+    "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+)
+
+
+def set_capabilities(process: dict[str, Any], caps: list[str]) -> None:
+    """docker's rule: root holds ``caps`` in every set; another user only in the bounding set, as
+    execve would leave it (a file capability may raise it within that bound)."""
+    root = int((process.get("user") or {}).get("uid") or 0) == 0
+    process["capabilities"] = {"bounding": list(caps), "effective": list(caps) if root else [],
+                               "permitted": list(caps) if root else []}
+
+
 def privileged(spec: dict[str, Any]) -> None:
     """docker's --privileged: every capability this kernel has, no seccomp filter, nothing of
     /proc masked or read-only, /sys and the cgroup tree writable, and every host device, allowed
     in the device cgroup. (No LSM label is applied either way.)"""
     from mrun.sandbox.caps import last_cap
 
-    caps = sorted(name for name, bit in CAP_BITS.items() if bit <= last_cap())
-    spec["process"]["capabilities"] = {k: list(caps) for k in ("bounding", "effective", "permitted")}
+    set_capabilities(spec["process"], sorted(name for name, bit in CAP_BITS.items() if bit <= last_cap()))
     linux = spec["linux"]
     linux.pop("seccomp", None)
     linux["maskedPaths"], linux["readonlyPaths"] = [], []
@@ -231,9 +248,8 @@ def apply(spec: dict[str, Any], o: Any, groups: list[int]) -> None:
     process, linux = spec["process"], spec["linux"]
     if o.privileged:  # as docker: every capability, whatever --cap-add and --cap-drop say
         privileged(spec)
-    elif o.cap_add or o.cap_drop:
-        caps = capabilities(process["capabilities"]["bounding"], o.cap_add, o.cap_drop)
-        process["capabilities"] = {k: list(caps) for k in ("bounding", "effective", "permitted")}
+    else:
+        set_capabilities(process, capabilities(list(DOCKER_CAPS), o.cap_add, o.cap_drop))
     if o.ulimit:
         process["rlimits"] = ulimits(process.get("rlimits") or [], o.ulimit)
     if groups:

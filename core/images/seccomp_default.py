@@ -2,7 +2,7 @@
 podman give theirs.
 
 A deny list, not docker's allow list: everything is allowed but the calls docker's default
-profile refuses a container granted no extra capability (and `mrun run` grants none). Most of
+profile refuses a container granted no capability beyond docker's default set. Most of
 them need a capability the container lacks anyway; the filter is the second fence, and the
 first for what needs none: making user namespaces (unshare, setns, clone with a namespace flag),
 inside which a process holds every capability over what it then creates, and io_uring, keys,
@@ -72,7 +72,7 @@ def chosen(options: list[str]) -> tuple[dict[str, Any] | None, bool, str]:
     from mrun import jsonio  # not json: its own import was ~1 ms of every cold `mrun run`, for one flag
 
     seccomp: dict[str, Any] | None = profile()
-    no_new_privileges = True  # the runtime-spec default mrun run already uses
+    no_new_privileges = False  # docker's and podman's default: set-uid programs and file capabilities work
     apparmor_profile = ""
     for item in options:
         key, _, value = item.partition("=" if "=" in item else ":")
