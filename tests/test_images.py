@@ -951,6 +951,11 @@ def test_home_from_the_image_user_and_unset_env_names_left_out(images, busybox_a
     assert r.stdout == "/\n", r.stdout  # nobody's passwd entry says /
     r = img_ok(h, *run_args(h, "--rm", "-e", "HOME=/mine", IMAGE, "sh", "-c", "echo $HOME"))
     assert r.stdout == "/mine\n"
+    # docker's HOSTNAME, and TERM=xterm with -t, under what the image and the caller set
+    r = img_ok(h, *run_args(h, "--rm", "--hostname", "box7", IMAGE, "sh", "-c", "echo $HOSTNAME ${TERM:-none}"))
+    assert r.stdout == "box7 none\n"
+    r = img_ok(h, *run_args(h, "--rm", "-e", "HOSTNAME=mine", IMAGE, "sh", "-c", "echo $HOSTNAME"))
+    assert r.stdout == "mine\n"
 
 
 def test_detached_containers_report_their_exit_code(images, busybox_archive, tmp_path):

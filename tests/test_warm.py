@@ -170,7 +170,7 @@ def test_a_terminal_and_its_resize(images, busybox_archive):
     _set_size(slave, 30, 100)
     # The resize travels on its own (SIGWINCH to us, then to the process holding the container's
     # pty) while "go" goes through the terminal: the size is looked at until it changes, for 5 s.
-    script = ("tty; stty size; read line; i=0; "
+    script = ("tty; echo term=$TERM; stty size; read line; i=0; "
               "while [ \"$(stty size)\" = '30 100' ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; "
               "stty size; exit 9")
     proc = subprocess.Popen(cli(h, *run_args(h, "--rm", "-t", "-i", IMAGE, "sh", "-c", script)), stdin=slave,
@@ -178,7 +178,7 @@ def test_a_terminal_and_its_resize(images, busybox_archive):
     os.close(slave)
     try:
         first = _read_until(master, "30 100")
-        assert "/dev/pts/0" in first
+        assert "/dev/pts/0" in first and "term=xterm" in first  # docker's TERM with -t
         time.sleep(0.3)  # the terminal relay has long copied the first size: only SIGWINCH can change it now
         _set_size(master, 40, 120)
         proc.send_signal(signal.SIGWINCH)  # what the terminal does when its window changes

@@ -166,6 +166,9 @@ def make_spec(
         env.append(f"HOME={_home(passwd, uid)}")
     spec["root"] = {"path": rootfs, "readonly": o.read_only}
     spec["hostname"] = o.hostname or container_id[:12]
+    # docker's own defaults, under the image's and the caller's values (CreateDaemonEnvironment)
+    defaults = [f"HOSTNAME={spec['hostname']}", *(["TERM=xterm"] if o.tty else [])]
+    env[:0] = [d for d in defaults if not any(e.startswith(d.split("=", 1)[0] + "=") for e in env)]
     labels = cfg.get("Labels") if isinstance(cfg.get("Labels"), dict) else {}
     annotations = ann.strip_reserved(labels)  # labels are for people; they never steer the runtime
     annotations[ann.IMAGE] = entry["config"]
