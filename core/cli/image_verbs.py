@@ -288,6 +288,7 @@ def logs(g: dict[str, Any], container_id: str, follow: bool) -> int:
     path = os.path.join(runtime.store.load(container_id).bundle, "log")
     if not os.path.exists(path):
         raise NotFound(f"container {container_id!r} has no log (only `mrun run IMAGE -d` keeps one)")
+    stopped = False
     with open(path, "rb") as f:
         while True:
             chunk = f.read(1 << 16)
@@ -295,9 +296,13 @@ def logs(g: dict[str, Any], container_id: str, follow: bool) -> int:
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.buffer.flush()
                 continue
-            if not follow or runtime.status(runtime.store.load(container_id)) == Status.STOPPED:
+            if not follow or stopped:
                 return 0
-            time.sleep(0.1)
+            # once stopped, read to the end once more: what it wrote between our last read and
+            # its exit is in the file, and would be left out by stopping at this check
+            stopped = runtime.status(runtime.store.load(container_id)) == Status.STOPPED
+            if not stopped:
+                time.sleep(0.1)
 
 
 def _each(container_ids: list[str], verb: str, one: Any) -> int:

@@ -241,9 +241,9 @@ def _network(spec: dict[str, Any], net: dict[str, Any]) -> None:
 
 
 _VOLUME_PROPAGATION = ("shared", "rshared", "slave", "rslave", "private", "rprivate")
-# docker's volume options that change nothing here: z/Z relabel for SELinux (none on a host
-# without it, as with docker there), nocopy (mrun never copies image content into a volume),
-# and Docker Desktop's consistency hints
+# docker's volume options that change no mount: z/Z relabel for SELinux (none on a host without
+# it, as with docker there), nocopy (read by _volume_mount: no copy-up), and Docker Desktop's
+# consistency hints
 _VOLUME_NO_OPS = ("z", "Z", "nocopy", "consistent", "cached", "delegated")
 
 
