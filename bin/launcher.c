@@ -82,10 +82,14 @@ __attribute__((noreturn)) static void cold(const char *launcher, const char *why
     char *argv0 = call_argv[0];
     call_argv[0] = cold_path;
     execv(cold_path, call_argv);
+    int failed = errno;
     call_argv[0] = argv0;
-    fprintf(stderr, "%s: cannot run %s: %s (link this program where it is wanted; a copy does not find its "
-            "Python launcher)\n", LAUNCHER_KIND[0] == 's' ? "containerd-shim-mrun-v2" : "mrun", cold_path,
-            strerror(errno));
+    /* the hint only where it helps: a missing launcher (a copy of this program elsewhere), not one
+       this caller may not run (a user the Python installation's directories shut out) */
+    fprintf(stderr, "%s: cannot run %s: %s%s\n", LAUNCHER_KIND[0] == 's' ? "containerd-shim-mrun-v2" : "mrun",
+            cold_path, strerror(failed),
+            failed == ENOENT ? " (link this program where it is wanted; a copy does not find its Python launcher)"
+                             : "");
     _exit(127);
 }
 

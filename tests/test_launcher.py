@@ -358,6 +358,11 @@ def test_a_copied_launcher_says_what_is_wrong_in_one_line(tmp_path):
                            timeout=30, env={**os.environ, "MRUN_WARM": "0"})
         assert r.returncode == 127 and r.stdout == "", r
         assert r.stderr.count("\n") == 1 and "link this program" in r.stderr and f"{name}-python" in r.stderr, r.stderr
+        # a launcher there that may not be run: the error as it is, without the hint about copies
+        (tmp_path / f"{name}-python").write_text("#!/bin/sh\n")
+        r = subprocess.run([str(copy), "--version" if name == "mrun" else "-v"], capture_output=True, text=True,
+                           timeout=30, env={**os.environ, "MRUN_WARM": "0"})
+        assert r.returncode == 127 and r.stderr.endswith("-python: Permission denied\n"), r.stderr
 
 
 def test_a_template_dying_after_reading_a_starts_stdin_loses_none_of_it(h, tmp_path):
