@@ -17,6 +17,10 @@ WASM_DEADLINE = "org.mrun.wasm.deadline-ms"
 WASM_PREOPENS = "org.mrun.wasm.preopens"  # rootfs (default) | mounts | none | /a,/b:ro
 NETWORK = "org.mrun.network"
 NETWORK_PORTS = "org.mrun.network.ports"
+NETWORK_HOSTS = "org.mrun.network.hosts"  # NAME=IP,... more lines for /etc/hosts (docker's --add-host)
+NETWORK_DNS = "org.mrun.network.dns"  # IP,... the resolvers of /etc/resolv.conf (--dns)
+NETWORK_DNS_SEARCH = "org.mrun.network.dns-search"  # DOMAIN,... (--dns-search; "." for none)
+NETWORK_DNS_OPTIONS = "org.mrun.network.dns-options"  # OPTION,... (--dns-option)
 OCI_RUNTIME = "org.mrun.oci.runtime"  # the oci backend: which installed OCI runtime runs the container
 IMAGE = "org.mrun.image"  # made by `mrun run IMAGE`: the snapshot goes with the container
 STOP_SIGNAL = "org.opencontainers.image.stopSignal"  # from the image config's StopSignal

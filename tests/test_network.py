@@ -143,6 +143,33 @@ def test_two_bridge_containers_talk_over_tcp(net):
     assert "127.0.0.1\tlocalhost" in r.stdout
 
 
+def test_add_host_and_dns_flags_shape_the_container_s_files_as_docker_s_do(net):
+    """docker's --add-host (NAME:IP, NAME=IP, IPv6, host-gateway: the network's gateway) and
+    --dns/--dns-search/--dns-option; a value that would start another line or field of those files
+    is refused in one line, from the flags and from a bundle's annotations alike."""
+    h = net
+    gateway = json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["gateway"]
+    r = img_ok(h, *run_args(h, "--rm", "--network", h.net, "--add-host", "db:10.1.2.3", "--add-host", "gw=host-gateway",
+                            "--add-host", "six:2001:db8::1", "--dns", "192.0.2.53", "--dns-search", "example.com",
+                            "--dns-option", "ndots:2", IMAGE, "sh", "-c", "tail -n 3 /etc/hosts; cat /etc/resolv.conf"),
+               env=h.env)
+    assert r.stdout.splitlines() == ["10.1.2.3\tdb", f"{gateway}\tgw", "2001:db8::1\tsix", "nameserver 192.0.2.53",
+                                     "search example.com", "options ndots:2"], r.stdout
+    for flag, value, needle in (("--add-host", "two words:1.2.3.4", "NAME:IP expected"),
+                                ("--add-host", "x:1.2.3", "is not an IP address"),
+                                ("--dns", "192.0.2.1\nnameserver 10.0.0.1", "is not an IP address"),
+                                ("--dns-search", "a.com\noptions x", "a domain name expected"),
+                                ("--dns-option", "ndots:1 rotate", "an option of resolv.conf")):
+        one_line_error(img(h, *run_args(h, "--rm", "--network", h.net, flag, value, IMAGE, "true"), env=h.env),
+                       flag, needle)
+    one_line_error(img(h, *run_args(h, "--rm", "--network", "none", "--dns", "192.0.2.53", IMAGE, "true"),
+                       env=h.env), "--dns", "bridge networks")
+    r = img(h, *run_args(h, "--rm", "--network", h.net, "--annotation", "org.mrun.network.hosts=x=1.2.3.4\n5.6.7.8",
+                         IMAGE, "true"), env=h.env)
+    one_line_error(r, "is not an IP address")
+    assert not leases(h)
+
+
 def test_a_published_port_on_127_0_0_1_reaches_httpd(net):
     h = net
     port = free_port_run(1)

@@ -184,11 +184,18 @@ def parse_cpus(text: str) -> float | None:
     return cpus
 
 
-def _network_mode(g: dict[str, Any], mode: str, publish: list[str]) -> dict[str, Any]:
-    """--network and -p -> what the spec needs: a namespace path, none at all, or a network's annotations."""
+_NAME_FILES = ("add_host", "dns", "dns_search", "dns_option")  # flags that shape /etc/hosts and resolv.conf
+
+
+def _network_mode(g: dict[str, Any], mode: str, publish: list[str], kw: dict[str, Any]) -> dict[str, Any]:
+    """--network, -p, --add-host and --dns* -> what the spec needs: a namespace path, none at all,
+    or a network's annotations."""
     if mode in ("none", "host") or mode.startswith("container:"):
         if publish:
             raise InvalidSpec(f"-p: ports are published on bridge networks, not with --network {mode}")
+        for key in _NAME_FILES:
+            if kw.get(key):  # mrun writes /etc/hosts and resolv.conf for its bridge networks only
+                raise InvalidSpec(f"--{key.replace('_', '-')}: taken on bridge networks, not with --network {mode}")
         if mode.startswith("container:"):
             other = mode.partition(":")[2]
             runtime = _rt(g)
@@ -197,11 +204,16 @@ def _network_mode(g: dict[str, Any], mode: str, publish: list[str]) -> dict[str,
                 raise InvalidSpec(f"--network {mode}: container {other!r} is not running")
             return {"namespace": f"/proc/{record.pid}/ns/net"}
         return {"host": True} if mode == "host" else {}
-    from mrun.network.attach import parse_ports
+    from mrun.network.attach import parse_dns, parse_extra_hosts, parse_ports
     from mrun.network.store import DEFAULT_NETWORK
 
     parse_ports(",".join(publish))  # bad syntax is refused before anything is made
-    return {"name": DEFAULT_NETWORK if mode == "bridge" else mode, "ports": ",".join(publish)}
+    hosts = parse_extra_hosts(list(kw.get("add_host") or ()))
+    dns = parse_dns(*(list(kw.get(key) or ()) for key in _NAME_FILES[1:]))
+    return {"name": DEFAULT_NETWORK if mode == "bridge" else mode, "ports": ",".join(publish),
+            "annotations": {key: ",".join(values) for key, values in (
+                (ann.NETWORK_HOSTS, [f"{name}={ip}" for name, ip in hosts]), (ann.NETWORK_DNS, dns["servers"]),
+                (ann.NETWORK_DNS_SEARCH, dns["search"]), (ann.NETWORK_DNS_OPTIONS, dns["options"])) if values}}
 
 
 def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, Any]) -> int:
@@ -227,7 +239,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         read_only=kw.get("read_only"),
         tty=kw.get("tty"),
         cgroup_parent=kw.get("cgroup_parent"),
-        network=_network_mode(g, kw.get("network") or "bridge", list(kw.get("publish") or ())),
+        network=_network_mode(g, kw.get("network") or "bridge", list(kw.get("publish") or ()), kw),
         security_opt=list(kw.get("security_opt") or ()),
         **{key: list(kw.get(key) or ()) for key in ("cap_add", "cap_drop", "ulimit", "tmpfs", "device", "sysctl",
                                                     "group_add")},

@@ -238,6 +238,7 @@ def _network(spec: dict[str, Any], net: dict[str, Any]) -> None:
         spec["annotations"][ann.NETWORK] = net["name"]
         if net.get("ports"):
             spec["annotations"][ann.NETWORK_PORTS] = net["ports"]
+        spec["annotations"].update(net.get("annotations") or {})
 
 
 _VOLUME_PROPAGATION = ("shared", "rshared", "slave", "rslave", "private", "rprivate")

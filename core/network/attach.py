@@ -57,6 +57,55 @@ def parse_ports(text: str) -> list[dict[str, Any]]:
     return ports
 
 
+HOST_GATEWAY = "host-gateway"  # docker's word for the host's address on the container's network
+
+
+def _name_like(text: str, dots_first: bool = False) -> bool:
+    """A host or domain name's characters: nothing that would start another line or field of
+    /etc/hosts or /etc/resolv.conf."""
+    return bool(text) and len(text) <= 253 and text.isascii() and text[0] not in ("-" if dots_first else "-.") \
+        and all(c.isalnum() or c in "-._" for c in text)
+
+
+def _address(text: str, flag: str, item: str, gateway_ok: bool = False) -> str:
+    import ipaddress
+
+    if gateway_ok and text == HOST_GATEWAY:
+        return text
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        either = " (or host-gateway)" if gateway_ok else ""
+        raise InvalidSpec(f"{flag} {item!r}: {text!r} is not an IP address{either}")
+
+
+def parse_extra_hosts(items: list[str]) -> list[tuple[str, str]]:
+    """docker's --add-host NAME:IP (or NAME=IP; IP may be IPv6, or host-gateway) -> (name, ip)."""
+    out = []
+    for item in items:
+        sep = "=" if "=" in item else ":"
+        name, _, ip = item.partition(sep)
+        if not _name_like(name):
+            raise InvalidSpec(f"--add-host {item!r}: NAME:IP expected, NAME a host name")
+        out.append((name, _address(ip.strip("[]"), "--add-host", item, gateway_ok=True)))
+    return out
+
+
+def parse_dns(servers: list[str], search: list[str], options: list[str]) -> dict[str, list[str]]:
+    """--dns, --dns-search, --dns-option, each checked as one field of its resolv.conf line."""
+    for domain in search:
+        if domain != "." and not _name_like(domain):
+            raise InvalidSpec(f"--dns-search {domain!r}: a domain name expected")
+    for option in options:
+        if not option or not option.isascii() or not all(c.isalnum() or c in "-_.:" for c in option):
+            raise InvalidSpec(f"--dns-option {option!r}: an option of resolv.conf expected (ndots:2, edns0, ...)")
+    return {"servers": [_address(s, "--dns", s) for s in servers], "search": list(search), "options": list(options)}
+
+
+def _listed(annotations: dict[str, str], key: str) -> list[str]:
+    return [item for item in (annotations.get(key) or "").split(",") if item]
+
+
 def _check_free(p: dict[str, Any]) -> None:
     """Nobody on the host listens there already (a DNAT rule would silently steal their traffic)."""
     kind = socket.SOCK_STREAM if p["proto"] == "tcp" else socket.SOCK_DGRAM
@@ -77,9 +126,13 @@ def _save(state_dir: str, plan: dict[str, Any]) -> None:
     os.rename(tmp, os.path.join(state_dir, PLAN))
 
 
-def _resolv_conf() -> str:
+def _resolv_conf(dns: dict[str, list[str]] | None = None) -> str:
     """The host's resolvers, unless they are loopback ones (systemd-resolved's stub cannot be
-    reached from another namespace): then its upstream list, or nothing."""
+    reached from another namespace): then its upstream list, or nothing. ``dns`` (--dns,
+    --dns-search, --dns-option) replaces each kind of line it names, as docker's flags do."""
+    dns = dns or {}
+    servers: list[str] = []
+    others: list[str] = []
     for path in ("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"):
         try:
             with open(path) as f:
@@ -88,8 +141,17 @@ def _resolv_conf() -> str:
             continue
         servers = [line for line in lines if line.startswith("nameserver") and not line.split()[1].startswith("127.")]
         if servers:
-            return "\n".join([*servers, *(line for line in lines if line.startswith(("search", "options")))]) + "\n"
-    return ""
+            others = [line for line in lines if line.startswith(("search", "options"))]
+            break
+    if dns.get("servers"):
+        servers = [f"nameserver {ip}" for ip in dns["servers"]]
+    if dns.get("search"):
+        others = [line for line in others if not line.startswith("search")]
+        if dns["search"] != ["."]:
+            others.append("search " + " ".join(d for d in dns["search"] if d != "."))
+    if dns.get("options"):
+        others = [line for line in others if not line.startswith("options")] + ["options " + " ".join(dns["options"])]
+    return "\n".join([*servers, *others]) + "\n" if servers or others else ""
 
 
 def prepare(spec: Any, state_dir: str, state_root: str, container_id: str) -> dict[str, Any]:
@@ -98,8 +160,12 @@ def prepare(spec: Any, state_dir: str, state_root: str, container_id: str) -> di
         raise InvalidSpec(f"annotation {NETWORK}: the container needs a new network namespace (linux.namespaces)")
     nets = Networks()
     name = annotations[NETWORK]
-    nets.ensure(name)  # an unknown network fails here, before anything is taken
+    network = nets.ensure(name)  # an unknown network fails here, before anything is taken
     ports = parse_ports(annotations.get(PORTS, ""))
+    # a bundle's annotations are read like the flags they stand for, and checked alike
+    hosts = parse_extra_hosts(_listed(annotations, ann.NETWORK_HOSTS))
+    dns = parse_dns(*(_listed(annotations, key) for key in (ann.NETWORK_DNS, ann.NETWORK_DNS_SEARCH,
+                                                            ann.NETWORK_DNS_OPTIONS)))
     owner = {"root": state_root, "container": container_id}
     tag = _tag(state_root, container_id)
     plan: dict[str, Any] = {"network": name, "veth": veth_name(state_root, container_id), "ip": "", "ports": []}
@@ -113,9 +179,10 @@ def prepare(spec: Any, state_dir: str, state_root: str, container_id: str) -> di
         plan["ports"].append(p)
         _save(state_dir, plan)
     hostname = spec.raw.get("hostname") or container_id[:12]
+    extra = "".join(f"{network['gateway'] if ip == HOST_GATEWAY else ip}\t{name}\n" for name, ip in hosts)
     files = {
-        "hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{plan['ip']}\t{hostname}\n",
-        "resolv.conf": _resolv_conf(),
+        "hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{plan['ip']}\t{hostname}\n{extra}",
+        "resolv.conf": _resolv_conf(dns),
         "hostname": hostname + "\n",
     }
     for fname, content in files.items():
