@@ -640,8 +640,10 @@ def test_a_blob_that_does_not_match_its_digest_is_refused(images, busybox_archiv
 
 def test_bad_image_input_is_one_clear_line(images, tmp_path):
     h = images
-    r = img(h, *run_args(h, "--rm", "localhost/nope:v1"))
-    assert r.returncode != 0 and "localhost/nope:v1" in r.stderr and "not found" in r.stderr
+    r = img(h, *run_args(h, "--rm", "localhost/nope:v1"))  # not here, and no registry on localhost to pull from
+    one_line_error(r, "'localhost/nope:v1' not found here, and pulling it failed: localhost: cannot reach the registry")
+    r = img(h, *run_args(h, "--rm", "--pull", "never", "localhost/nope:v1"))
+    one_line_error(r, "'localhost/nope:v1' not found")
     junk = tmp_path / "junk.tar"
     junk.write_bytes(b"this is not a tarball")
     r = img(h, "load", str(junk))

@@ -49,6 +49,29 @@ def test_pull_with_a_token_then_run_linux_and_wasm(images, registry):
     assert r.returncode == 3 and "hello from wasm32-wasi" in r.stdout, r.stderr
 
 
+def test_run_pulls_an_image_it_lacks_as_docker_does(images, registry, tmp_path):
+    """`docker run IMAGE` pulls what it does not have; mrun said "not found". --pull always pulls
+    anyway, never does not; what is said about it goes to stderr, stdout is the container's."""
+    h = images
+    auth = tmp_path / "auth.json"
+    auth.write_text(json.dumps({"auths": {registry.host: {"auth": base64.b64encode(CREDS.encode()).decode()}}}))
+    env = {"REGISTRY_AUTH_FILE": str(auth)}
+    ref = registry.refs["busybox"]
+    r = img(h, *run_args(h, "--rm", "--pull", "never", ref, "echo", "ran"), env=env)
+    assert r.returncode != 0 and "not found" in r.stderr
+    before = registry.tokens.issued
+    r = img_ok(h, *run_args(h, "--rm", ref, "echo", "ran"), env=env)
+    assert r.stdout == "ran\n" and f"Unable to find image '{ref}' locally" in r.stderr, r.stderr
+    assert registry.tokens.issued > before
+    before = registry.tokens.issued
+    assert img_ok(h, *run_args(h, "--rm", ref, "echo", "again"), env=env).stderr == ""  # had it: no pull
+    assert registry.tokens.issued == before
+    r = img_ok(h, *run_args(h, "--rm", "--pull", "always", ref, "echo", "fresh"), env=env)
+    assert r.stdout == "fresh\n" and f"Pulled: {ref}" in r.stderr and registry.tokens.issued > before
+    r = img(h, *run_args(h, "--rm", "--pull", "sometimes", ref, "true"), env=env)
+    assert r.returncode != 0 and r.stderr.strip() == "mrun: --pull 'sometimes': missing, always or never"
+
+
 def test_credentials_from_an_auth_file(images, registry, tmp_path):
     h = images
     auth = tmp_path / "auth.json"

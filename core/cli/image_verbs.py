@@ -216,6 +216,33 @@ def _network_mode(g: dict[str, Any], mode: str, publish: list[str], kw: dict[str
                 (ann.NETWORK_DNS_SEARCH, dns["search"]), (ann.NETWORK_DNS_OPTIONS, dns["options"])) if values}}
 
 
+def _pull_for_run(store: ImageStore, image: str, policy: str) -> None:
+    """docker's --pull: ``missing`` (the default) pulls an image the store lacks, ``always``
+    pulls it anyway, ``never`` does not. Said on stderr, as docker says it: stdout is the
+    container's."""
+    if policy not in ("missing", "always", "never"):
+        raise InvalidSpec(f"--pull {policy!r}: missing, always or never")
+    missing = False
+    if policy != "always":
+        try:
+            store.image(image)
+            return
+        except NotFound:
+            if policy == "never":
+                raise
+            missing = True
+    from mrun.images.registry import pull as pull_image
+
+    try:
+        names = pull_image(store, image, False, "", None)
+    except MrunError as e:
+        if not missing:
+            raise
+        raise NotFound(f"image {image!r} not found here, and pulling it failed: {e}")
+    note = f"Unable to find image '{image}' locally: pulled" if missing else "Pulled:"
+    print(f"{note} {', '.join(names)}", file=sys.stderr)
+
+
 def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, Any]) -> int:
     """`mrun run IMAGE [COMMAND...]`: prepare the snapshot and bundle, then the runtime's own run."""
     from mrun.images.containers import Overrides, prepare
@@ -252,6 +279,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
     if detach and o.tty:
         raise InvalidSpec("-t with -d is not supported: a detached container's output goes to its log")
     store = ImageStore(g["image_root"])
+    _pull_for_run(store, image, kw.get("pull") or "missing")
     # 48 random bits, as docker's short ids: uuid4().hex[:12] was the same, and its import
     # (enum, _uuid) was the one module a warm `mrun run` still loaded per run (~0.5 ms).
     cid = kw.get("name") or os.urandom(6).hex()

@@ -68,6 +68,20 @@ def credentials(host: str, given: str = "") -> tuple[str, str] | None:
     return None
 
 
+def _why(e: BaseException) -> str:
+    """urllib3's error, as the cause a person can act on: MaxRetryError wraps NewConnectionError
+    wraps the socket's ConnectionRefusedError, and its text repeats the pool and the URL."""
+    seen: set[int] = set()
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.strerror:
+            return f"cannot reach the registry: {cause.strerror}"
+        cause = getattr(cause, "reason", None) or cause.__cause__ or cause.__context__
+    text = str(e).splitlines()[0] if str(e) else ""
+    return f"{e.__class__.__name__}: {text}"
+
+
 def _challenge(header: str) -> tuple[str, dict[str, str]]:
     """'Bearer realm="https://auth",service="reg",scope="repository:a/b:pull,push"' -> ("bearer", {...})."""
     scheme, _, rest = header.strip().partition(" ")
@@ -110,7 +124,7 @@ class Registry:
             try:
                 resp = self.http.request("GET", url, headers=h, preload_content=not stream)
             except urllib3.exceptions.HTTPError as e:
-                raise MrunError(f"{self.ref.endpoint}: {e.__class__.__name__}: {e}")
+                raise MrunError(f"{self.ref.endpoint}: {_why(e)}")
             if resp.status == 401 and attempt == 0:
                 challenge = resp.headers.get("WWW-Authenticate", "")
                 resp.drain_conn()
