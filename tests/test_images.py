@@ -396,6 +396,32 @@ def test_an_empty_named_volume_is_filled_from_the_image_as_docker_fills_it(image
     assert r.stdout == ""
 
 
+def test_docker_s_mount_flag_is_the_short_forms_it_stands_for(images, busybox_archive, tmp_path):
+    """--mount type=bind|volume|tmpfs (src/source, dst/target/destination, readonly, bind-propagation,
+    volume-nocopy, tmpfs-size, tmpfs-mode): it was an unknown flag. Bad ones are one line each."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "f").write_text("bound\n")
+    r = img_ok(h, *run_args(h, "--rm", "--mount", f"type=bind,src={host},dst=/b,readonly", "--mount",
+                            "type=volume,source=mvol,target=/v", "--mount", "type=tmpfs,target=/t,tmpfs-size=1m,"
+                            "tmpfs-mode=1770", IMAGE, "sh", "-c",
+                            "cat /b/f; touch /b/x 2>/dev/null || echo ro; touch /v/y && echo vol; "
+                            "grep ' /t ' /proc/mounts; stat -c %a /t"))
+    lines = r.stdout.splitlines()
+    assert lines[:3] == ["bound", "ro", "vol"], r.stdout
+    assert "size=1024k" in lines[3] and lines[4] == "1770", r.stdout
+    assert os.path.exists(os.path.join(h.image_root, "volumes", "mvol", "data", "y"))
+    for bad, needle in (("type=bind,src=rel,dst=/x", "absolute path"), ("type=volume,dst=/x", "anonymous"),
+                        ("type=nfs,src=a,dst=/x", "bind, volume or tmpfs"), ("type=bind,src=/tmp", "target="),
+                        ("type=bind,src=/tmp,dst=/x,colour=red", "'colour' is not a mount option"),
+                        ("type=tmpfs,dst=/x,tmpfs-size=lots", "--tmpfs"),
+                        ("type=bind,src=/no/such,dst=/x", "does not exist")):
+        one_line_error(img(h, *run_args(h, "--rm", "--mount", bad, IMAGE, "true")), needle)
+    assert os.listdir(os.path.join(h.image_root, "containers")) == []
+
+
 def test_privileged_is_docker_s(images, busybox_archive):
     """--privileged: every capability the kernel has (that mrun holds: its bounding set), no seccomp
     filter, /proc/timer_list not masked, /sys writable, the host's devices present and usable (the

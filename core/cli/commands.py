@@ -95,6 +95,8 @@ COMMANDS = (
                 "env", "set an environment variable (KEY=VALUE, or KEY to pass ours)", kind=list, short="e", default=()
             ),
             Flag("env-file", "read KEY=VALUE lines from a file", kind=list, default=()),
+            Flag("mount", "docker's long form: type=bind|volume|tmpfs,source=...,target=...[,readonly]...",
+                 kind=list, default=()),
             Flag(
                 "volume",
                 "bind mount /host:/dest[:ro] or named volume name:/dest[:ro]",

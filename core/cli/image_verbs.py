@@ -250,6 +250,12 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
 
     env = [line for path in kw.get("env_file") or () for line in read_env_file(path)]
     env += list(kw.get("env") or ())
+    if kw.get("mount"):  # docker's long form, as the short forms it stands for
+        from mrun.images.run_flags import mount_flag
+
+        kw = dict(kw)
+        for kind, short in map(mount_flag, kw["mount"]):
+            kw[kind] = [*(kw.get(kind) or ()), short]
     o = Overrides(
         command=command,
         entrypoint=kw.get("entrypoint"),

@@ -84,6 +84,52 @@ def _rlimit_value(flag_value: str, text: str) -> int:
     return int(text)
 
 
+_MOUNT_KEYS = {"type", "source", "src", "target", "destination", "dst", "readonly", "ro", "bind-propagation",
+               "volume-nocopy", "tmpfs-size", "tmpfs-mode", "consistency"}
+
+
+def mount_flag(text: str) -> tuple[str, str]:
+    """docker's --mount type=bind|volume|tmpfs,source=...,target=...[,readonly][,bind-propagation=P]
+    [,volume-nocopy][,tmpfs-size=N][,tmpfs-mode=OCTAL] -> ("volume", what -v takes) or ("tmpfs",
+    what --tmpfs takes), so both forms are checked and mounted by one path."""
+    fields: dict[str, str] = {}
+    for item in text.split(","):
+        key, eq, value = item.partition("=")
+        if key not in _MOUNT_KEYS:
+            raise InvalidSpec(f"--mount {text!r}: {key!r} is not a mount option (type, source, target, readonly, "
+                              "bind-propagation, volume-nocopy, tmpfs-size, tmpfs-mode)")
+        if key in ("readonly", "ro", "volume-nocopy") and value not in ("", "true", "1", "false", "0"):
+            raise InvalidSpec(f"--mount {text!r}: {key}={value!r}: true or false expected")
+        fields[{"src": "source", "destination": "target", "dst": "target", "ro": "readonly"}.get(key, key)] = (
+            value if eq else "true")
+    kind, source, target = fields.get("type", "volume"), fields.get("source", ""), fields.get("target", "")
+    if not target.startswith("/"):
+        raise InvalidSpec(f"--mount {text!r}: target= must be an absolute path")
+    options = ["ro"] if fields.get("readonly", "false") in ("true", "1") else []
+    if kind == "tmpfs":
+        if source or "bind-propagation" in fields or "volume-nocopy" in fields:
+            raise InvalidSpec(f"--mount {text!r}: a tmpfs takes no source, propagation or nocopy")
+        options += [f"size={fields['tmpfs-size']}"] if "tmpfs-size" in fields else []
+        options += [f"mode={fields['tmpfs-mode']}"] if "tmpfs-mode" in fields else []
+        return "tmpfs", f"{target}:{','.join(options)}" if options else target
+    if "tmpfs-size" in fields or "tmpfs-mode" in fields:
+        raise InvalidSpec(f"--mount {text!r}: tmpfs-size and tmpfs-mode are a tmpfs's")
+    if kind == "bind":
+        if not source.startswith("/"):
+            raise InvalidSpec(f"--mount {text!r}: a bind's source= must be an absolute path")
+        options += [fields["bind-propagation"]] if "bind-propagation" in fields else []
+    elif kind == "volume":
+        if not source or source.startswith("/"):
+            raise InvalidSpec(f"--mount {text!r}: a volume's source= must name it (anonymous volumes are not "
+                              "supported)")
+        if "bind-propagation" in fields:
+            raise InvalidSpec(f"--mount {text!r}: bind-propagation is a bind's")
+        options += ["nocopy"] if fields.get("volume-nocopy", "false") in ("true", "1") else []
+    else:
+        raise InvalidSpec(f"--mount {text!r}: type={kind!r}: bind, volume or tmpfs")
+    return "volume", f"{source}:{target}" + (f":{','.join(options)}" if options else "")
+
+
 def tmpfs_mount(text: str) -> dict[str, Any]:
     """--tmpfs /DEST[:OPTIONS]: noexec,nosuid,nodev (docker's), then the options given."""
     dest, _, options = text.partition(":")
