@@ -312,6 +312,28 @@ def test_a_container_gets_docker_s_default_capabilities_and_set_uid_programs_wor
     assert r.stdout.splitlines() == ["CapEff: 0000000000000000", "CapBnd: 0000000000000000", "NoNewPrivs: 1"]
 
 
+def _with_open_files_777_4321() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (777, 4321))
+
+
+def test_a_container_has_its_caller_s_rlimits_unless_ulimit_says_otherwise(images, busybox_archive):
+    """docker sets none of its own: a container has what dockerd has. mrun run set the bundle
+    default's nofile 1024:1024, whose hard limit no server in it could raise (elasticsearch
+    wants 65535). --ulimit still sets one, warm and cold alike."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    # warm, this caller's soft limit under 1000 left the template's child no room to park the
+    # caller's descriptors: exit 255 and not a word (the limit was set before they were placed)
+    r = img_ok(h, *run_args(h, "--rm", IMAGE, "sh", "-c", "ulimit -Sn; ulimit -Hn"),
+               preexec_fn=_with_open_files_777_4321)
+    assert r.stdout.split() == ["777", "4321"], r.stdout
+    r = img_ok(h, *run_args(h, "--rm", "--ulimit", "nofile=300:600", IMAGE, "sh", "-c", "ulimit -Sn; ulimit -Hn"),
+               preexec_fn=_with_open_files_777_4321)
+    assert r.stdout.split() == ["300", "600"], r.stdout
+
+
 def test_an_image_s_stop_signal_that_is_no_signal_cannot_make_a_container_unstoppable(images, busybox_rootfs,
                                                                                       tmp_path):
     """An image's StopSignal "SIGFOO" was kept as the container's: every `mrun stop` then failed on

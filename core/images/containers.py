@@ -156,6 +156,10 @@ def make_spec(
         raise InvalidSpec(f"{where} {cwd!r}: the working directory must be an absolute path")
     process = spec["process"]
     process.update(args=args, env=env, cwd=cwd, terminal=o.tty)
+    # docker's: no rlimit of its own, so the container has its caller's (as dockerd's containers
+    # have dockerd's), raised with --ulimit. The bundle default's nofile 1024:1024 let no server
+    # raise its own limit (elasticsearch needs 65535).
+    process.pop("rlimits", None)
     user = o.user or cfg.get("User") or ""
     passwd = _table(rootfs, "etc/passwd")
     uid = 0

@@ -47,10 +47,19 @@ def reset_signals() -> None:
 
 
 def place_fds(received: list[int], numbers: list[int], keep: list[int]) -> None:
-    """Put ``received[i]`` at ``numbers[i]``; close everything else but ``keep`` (moved high)."""
+    """Put ``received[i]`` at ``numbers[i]``; close everything else but ``keep`` (moved high).
+    Parking above the caller's numbers needs room there: F_DUPFD refuses a base at or over the
+    soft limit (a template started from a shell with `ulimit -n 512` failed every warm call, exit
+    255 and not a word), so the soft limit is raised to the hard one here; ``set_rlimits`` gives
+    the process its caller's afterwards."""
     import fcntl
+    import resource
 
-    parked = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, HIGH_FD) for fd in received]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    base = max(min(HIGH_FD, hard - len(received) - 1), max(numbers, default=2) + 1)
+    parked = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, base) for fd in received]
     for fd in received:
         os.close(fd)
     wanted = set(parked) | set(keep)
@@ -245,8 +254,8 @@ def become(msg: dict[str, Any], received: list[int], peer_pid: int, keep: list[i
     os.setsid()
     join_cgroups(peer_pid)
     adopt_priorities(peer_pid)
-    set_rlimits(peer_pid)
     place_fds(received, msg["fds"], keep)
+    set_rlimits(peer_pid)  # after: a caller's lower soft limit left no room to park its descriptors
     for fd in (0, 1, 2):
         if fd not in msg["fds"]:
             try:
