@@ -605,6 +605,37 @@ def test_a_sigterm_outside_the_wait_for_a_caller_stops_the_template_before_its_n
         listener.close()
 
 
+def test_a_child_that_cannot_take_its_caller_on_sends_it_cold_not_a_bare_255():
+    """A failure while the template's child takes on its caller (before the caller's descriptors
+    and stdio are in place; a low open-files limit did it) answered exit 255, and the caller
+    printed nothing: the child now tells it to run cold, which gives the same results."""
+    import socket
+
+    from mrun.warm import child, client, template
+
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            def cannot(*_args: object) -> None:
+                raise OSError(22, "Invalid argument")
+
+            child.become = cannot
+            template.Template._child(object.__new__(template.Template), ours, {"kind": "cli", "argv": ["mrun"]}, [],
+                                     os.getppid())
+        finally:
+            os._exit(3)
+    ours.close()
+    try:
+        answer = client.recv_message(theirs)
+    finally:
+        theirs.close()
+        _, status = os.waitpid(pid, 0)
+    assert answer == {"cold": "the template's child could not take this caller on: OSError: [Errno 22] Invalid "
+                              "argument"}, answer
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 def _run_under_a_template_another_started(h, busybox_archive, tmp_path, look: str, done: str,
                                           first_only: dict[str, str], second_only: dict[str, str],
                                           preexec_fn=None) -> dict[str, str]:

@@ -425,7 +425,7 @@ class Template:
 
     def _child(self, conn: socket.socket, msg: dict[str, Any], fds: list[int], peer_pid: int) -> NoReturn:
         """Become the caller, do the work, report; never returns."""
-        code, reply = 255, None
+        code, reply, became = 255, None, False
         try:
             from mrun.warm.child import become, die_with_caller
 
@@ -436,6 +436,7 @@ class Template:
             reply = socket.socket(fileno=fcntl.fcntl(own, fcntl.F_DUPFD_CLOEXEC, 900))
             os.close(own)
             become(msg, fds, peer_pid, [reply.fileno()])
+            became = True
             if msg["kind"] == "shim-daemon":  # outlives the caller, which waits for nothing
                 from mrun.shims.main import daemon_from
 
@@ -458,6 +459,15 @@ class Template:
             else:
                 code = run_cli(msg["argv"][1:])
         except BaseException as e:  # noqa: BLE001 - the caller hears of it, the template goes on
+            if reply is not None and not became:
+                # not yet the caller (its descriptors and stdio not in place): it would get a bare
+                # 255 and not a word, so it runs cold instead, as with no template at all
+                try:
+                    client.send_message(reply, {"cold": f"the template's child could not take this caller on: "
+                                                        f"{e.__class__.__name__}: {e}"})
+                except Exception:  # noqa: BLE001 - the caller is gone
+                    pass
+                os._exit(0)
             try:
                 print(f"mrun: {e.__class__.__name__}: {e}", file=sys.stderr)
             except Exception:  # noqa: BLE001
