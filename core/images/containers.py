@@ -9,6 +9,7 @@ Named volumes live in ``<image root>/volumes/<name>`` and outlive containers.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 
@@ -290,11 +291,19 @@ def _copy_up(rootfs: str, dest: str, volume: str) -> None:
     directory's content, owner and mode. (postgres's image keeps its data directory its user's,
     0700: over an empty root-owned volume the database could not start.) ``dest`` is resolved
     inside the rootfs and read through that handle; links are copied as links, never followed;
-    the container does not run yet, so nothing in the rootfs moves meanwhile."""
+    the container does not run yet, so nothing in the rootfs moves meanwhile. Copied beside the
+    volume and renamed over it: a crash midway left a volume half filled and no longer empty,
+    which no later run would fill again; what such a crash leaves now is a copy.tmp-PID that the
+    next copy-up removes (and an empty volume, filled then)."""
     import stat
 
     from mrun.images.snapshot import apply_layer
 
+    parent = os.path.dirname(volume)
+    for name in os.listdir(parent):
+        pid = name.removeprefix("copy.tmp-")
+        if name.startswith("copy.tmp-") and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            remove_tree(os.path.join(parent, name), ignore_errors=True)
     root_fd = inroot.open_root(rootfs)
     try:
         fd = inroot.walk(root_fd, dest)
@@ -306,9 +315,18 @@ def _copy_up(rootfs: str, dest: str, volume: str) -> None:
         st = os.fstat(fd)
         if not stat.S_ISDIR(st.st_mode):
             return
-        apply_layer(inroot.fd_path(fd), volume)
-        os.chown(volume, st.st_uid, st.st_gid)
-        os.chmod(volume, stat.S_IMODE(st.st_mode))
+        copy = os.path.join(parent, f"copy.tmp-{os.getpid()}")
+        os.mkdir(copy, 0o700)
+        try:
+            apply_layer(inroot.fd_path(fd), copy)
+            os.chown(copy, st.st_uid, st.st_gid)
+            os.chmod(copy, stat.S_IMODE(st.st_mode))
+            os.rename(copy, volume)  # over the empty volume; one filled meanwhile by another run stays
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        finally:
+            remove_tree(copy, ignore_errors=True)
     finally:
         os.close(fd)
 
