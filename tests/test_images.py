@@ -448,6 +448,21 @@ def test_docker_s_mount_flag_is_the_short_forms_it_stands_for(images, busybox_ar
     assert os.listdir(os.path.join(h.image_root, "containers")) == []
 
 
+def test_a_host_network_container_resolves_names_as_the_host_does(images, busybox_archive):
+    """docker's --network host: the host's hostname and copies of its /etc/hosts and resolv.conf.
+    mrun left the image's own (none in most small images): no name resolved. The copies are the
+    container's: what it writes there never reaches the host's files."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    hosts_before = open("/etc/hosts").read()
+    r = img_ok(h, *run_args(h, "--rm", "--network", "host", IMAGE, "sh", "-c",
+                            "hostname; cat /etc/resolv.conf; echo '192.0.2.1 planted' >> /etc/hosts && echo wrote"))
+    assert r.stdout == f"{os.uname().nodename}\n{open('/etc/resolv.conf').read()}wrote\n", r.stdout
+    assert open("/etc/hosts").read() == hosts_before
+    r = img_ok(h, *run_args(h, "--rm", "--network", "host", "--hostname", "mine", IMAGE, "hostname"))
+    assert r.stdout == "mine\n"
+
+
 def test_privileged_is_docker_s(images, busybox_archive):
     """--privileged: every capability the kernel has (that mrun holds: its bounding set), no seccomp
     filter, /proc/timer_list not masked, /sys writable, the host's devices present and usable (the

@@ -213,6 +213,8 @@ def make_spec(
     if seccomp is not None:
         spec["linux"]["seccomp"] = seccomp
     _network(spec, o.network)
+    if o.network.get("host"):
+        _host_names(spec, os.path.dirname(rootfs), o.hostname)
     for volume in o.volumes:
         spec["mounts"].append(_volume_mount(volume, store, rootfs))
     from mrun.images import run_flags
@@ -229,6 +231,26 @@ def _lookup_group(rootfs: str, group: str) -> int:
     if row is None:
         raise InvalidSpec(f"--group-add {group}: no group {group!r} in the container's /etc/group")
     return int(row[2])
+
+
+def _host_names(spec: dict[str, Any], bundle: str, hostname: str) -> None:
+    """docker's --network host: the host's hostname (unless --hostname), and copies of the host's
+    /etc/hosts and /etc/resolv.conf, which serve in the host's network (a loopback resolver
+    too). Without them the image's own were used, often none: no name resolved. Copies, so the
+    container's root cannot write the host's files."""
+    spec["hostname"] = hostname or os.uname().nodename
+    for name in ("hosts", "resolv.conf"):
+        try:
+            with open(f"/etc/{name}", "rb") as f:
+                content = f.read(1 << 20)
+        except OSError:
+            continue  # the host has none: the image's own stays
+        copy = os.path.join(bundle, name)
+        with open(copy, "wb") as f:
+            f.write(content)
+        os.chmod(copy, 0o644)
+        spec["mounts"].append({"destination": f"/etc/{name}", "type": "bind", "source": copy,
+                               "options": ["rbind", "rw"]})
 
 
 def _network(spec: dict[str, Any], net: dict[str, Any]) -> None:
