@@ -455,9 +455,10 @@ def test_a_host_network_container_resolves_names_as_the_host_does(images, busybo
     h = images
     img_ok(h, "load", busybox_archive)
     hosts_before = open("/etc/hosts").read()
-    r = img_ok(h, *run_args(h, "--rm", "--network", "host", IMAGE, "sh", "-c",
-                            "hostname; cat /etc/resolv.conf; echo '192.0.2.1 planted' >> /etc/hosts && echo wrote"))
-    assert r.stdout == f"{os.uname().nodename}\n{open('/etc/resolv.conf').read()}wrote\n", r.stdout
+    look = "hostname; echo $HOSTNAME; cat /etc/resolv.conf; echo '192.0.2.1 x' >> /etc/hosts && echo w"
+    r = img_ok(h, *run_args(h, "--rm", "--network", "host", IMAGE, "sh", "-c", look))
+    node = os.uname().nodename
+    assert r.stdout == f"{node}\n{node}\n{open('/etc/resolv.conf').read()}w\n", r.stdout
     assert open("/etc/hosts").read() == hosts_before
     r = img_ok(h, *run_args(h, "--rm", "--network", "host", "--hostname", "mine", IMAGE, "hostname"))
     assert r.stdout == "mine\n"

@@ -230,6 +230,11 @@ def test_container_mode_shares_localhost_and_a_wasm_container_sees_the_same_inte
         env=h.env,
     )
     assert r.returncode == 0 and r.stdout == "hello-local\n", r.stderr
+    # docker's: the joined container's hostname and its /etc/hosts, resolv.conf and hostname files
+    owner_sees = img_ok(h, "exec", "owner", "sh", "-c", "hostname; cat /etc/hosts /etc/resolv.conf", env=h.env).stdout
+    r = img_ok(h, *run_args(h, "--rm", "--network", "container:owner", IMAGE, "sh", "-c",
+                            "hostname; cat /etc/hosts /etc/resolv.conf; echo $HOSTNAME"), env=h.env)
+    assert r.stdout == owner_sees + owner_sees.split("\n", 1)[0] + "\n", r.stdout
     cat = os.path.join(os.path.dirname(__file__), "..", "examples", "wasm", "cat.wasm")
     img_ok(h, "image", "wasm", cat, "localhost/cat:1")
     r = img(h, *run_args(h, "--rm", "--network", "container:owner", "localhost/cat:1", "/proc/net/dev"), env=h.env)

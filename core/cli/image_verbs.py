@@ -202,7 +202,18 @@ def _network_mode(g: dict[str, Any], mode: str, publish: list[str], kw: dict[str
             record = runtime.store.load(other)
             if runtime.status(record) not in (Status.RUNNING, Status.CREATED):
                 raise InvalidSpec(f"--network {mode}: container {other!r} is not running")
-            return {"namespace": f"/proc/{record.pid}/ns/net"}
+            # docker's: its hostname and its /etc/hosts, resolv.conf and hostname files, shared
+            places = [runtime.store.path(other)]  # a bridge container's files
+            if os.path.dirname(record.bundle) == os.path.join(g["image_root"], "containers"):
+                places.append(record.bundle)  # a host-network one's copies (mrun run's bundles only)
+            files = {name: os.path.join(place, name) for place in places
+                     for name in ("hosts", "resolv.conf", "hostname") if os.path.isfile(os.path.join(place, name))}
+            try:
+                hostname = jsonio.load_file(os.path.join(record.bundle, "config.json")).get("hostname") or ""
+            except (OSError, ValueError, AttributeError):
+                hostname = ""
+            return {"namespace": f"/proc/{record.pid}/ns/net", "files": files,
+                    "hostname": hostname if isinstance(hostname, str) else ""}
         return {"host": True} if mode == "host" else {}
     from mrun.network.attach import parse_dns, parse_extra_hosts, parse_ports
     from mrun.network.store import DEFAULT_NETWORK

@@ -170,7 +170,9 @@ def make_spec(
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={_home(passwd, uid)}")
     spec["root"] = {"path": rootfs, "readonly": o.read_only}
-    spec["hostname"] = o.hostname or container_id[:12]
+    # docker's: the flag; else the host's (--network host) or the joined container's (container:ID)
+    spec["hostname"] = (o.hostname or o.network.get("hostname")
+                        or (os.uname().nodename if o.network.get("host") else container_id[:12]))
     # docker's own defaults, under the image's and the caller's values (CreateDaemonEnvironment)
     defaults = [f"HOSTNAME={spec['hostname']}", *(["TERM=xterm"] if o.tty else [])]
     env[:0] = [d for d in defaults if not any(e.startswith(d.split("=", 1)[0] + "=") for e in env)]
@@ -214,7 +216,10 @@ def make_spec(
         spec["linux"]["seccomp"] = seccomp
     _network(spec, o.network)
     if o.network.get("host"):
-        _host_names(spec, os.path.dirname(rootfs), o.hostname)
+        _host_names(spec, os.path.dirname(rootfs))
+    for name, path in (o.network.get("files") or {}).items():  # container:ID: the joined one's, shared
+        spec["mounts"].append({"destination": f"/etc/{name}", "type": "bind", "source": path,
+                               "options": ["rbind", "rw"]})
     for volume in o.volumes:
         spec["mounts"].append(_volume_mount(volume, store, rootfs))
     from mrun.images import run_flags
@@ -233,12 +238,10 @@ def _lookup_group(rootfs: str, group: str) -> int:
     return int(row[2])
 
 
-def _host_names(spec: dict[str, Any], bundle: str, hostname: str) -> None:
-    """docker's --network host: the host's hostname (unless --hostname), and copies of the host's
-    /etc/hosts and /etc/resolv.conf, which serve in the host's network (a loopback resolver
-    too). Without them the image's own were used, often none: no name resolved. Copies, so the
-    container's root cannot write the host's files."""
-    spec["hostname"] = hostname or os.uname().nodename
+def _host_names(spec: dict[str, Any], bundle: str) -> None:
+    """docker's --network host: copies of the host's /etc/hosts and /etc/resolv.conf, which serve
+    in the host's network (a loopback resolver too). Without them the image's own were used,
+    often none: no name resolved. Copies, so the container's root cannot write the host's files."""
     for name in ("hosts", "resolv.conf"):
         try:
             with open(f"/etc/{name}", "rb") as f:
