@@ -21,6 +21,7 @@ NETWORK_HOSTS = "org.mrun.network.hosts"  # NAME=IP,... more lines for /etc/host
 NETWORK_DNS = "org.mrun.network.dns"  # IP,... the resolvers of /etc/resolv.conf (--dns)
 NETWORK_DNS_SEARCH = "org.mrun.network.dns-search"  # DOMAIN,... (--dns-search; "." for none)
 NETWORK_DNS_OPTIONS = "org.mrun.network.dns-options"  # OPTION,... (--dns-option)
+NETWORK_LOOPBACK = "org.mrun.network.loopback"  # "up": lo up in a new network namespace (mrun run --network none)
 OCI_RUNTIME = "org.mrun.oci.runtime"  # the oci backend: which installed OCI runtime runs the container
 IMAGE = "org.mrun.image"  # made by `mrun run IMAGE`: the snapshot goes with the container
 STOP_SIGNAL = "org.opencontainers.image.stopSignal"  # from the image config's StopSignal

@@ -448,6 +448,18 @@ def test_docker_s_mount_flag_is_the_short_forms_it_stands_for(images, busybox_ar
     assert os.listdir(os.path.join(h.image_root, "containers")) == []
 
 
+def test_a_container_without_a_network_meets_itself_on_localhost(images, busybox_archive):
+    """docker's --network none: lo up, an /etc/hosts naming localhost, an /etc/hostname. lo was
+    down and a small image has no /etc/hosts: a server and its client in one container could not
+    meet ("Network is unreachable", and `localhost` resolved nowhere)."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    script = ("nc -l -p 7000 > /tmp/got & sleep 0.3; echo hi | nc localhost 7000; sleep 0.3; cat /tmp/got; "
+              "cat /etc/hostname; hostname")
+    r = img_ok(h, *run_args(h, "--rm", "--network", "none", "--hostname", "alone", IMAGE, "sh", "-c", script))
+    assert r.stdout.split() == ["hi", "alone", "alone"], r.stdout + r.stderr
+
+
 def test_a_host_network_container_resolves_names_as_the_host_does(images, busybox_archive):
     """docker's --network host: the host's hostname and copies of its /etc/hosts and resolv.conf.
     mrun left the image's own (none in most small images): no name resolved. The copies are the
@@ -652,7 +664,8 @@ def test_whiteouts_and_opaque_directories_across_layers(images, busybox_rootfs, 
     env = {"MRUN_SNAPSHOTTER": snapshotter}
     r = img(h, *run_args(h, "--rm", "localhost/layers:v1", "/bin/sh", "-c", "ls /etc /data"), env=env)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["/data:", "new", "/etc:", "kept"], r.stdout
+    # hostname and hosts: the files docker gives a container without a network, mounted over the image
+    assert r.stdout.split() == ["/data:", "new", "/etc:", "hostname", "hosts", "kept"], r.stdout
     with open("/proc/self/mountinfo") as f:
         assert h.image_root not in f.read()
 

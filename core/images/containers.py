@@ -217,6 +217,9 @@ def make_spec(
     _network(spec, o.network)
     if o.network.get("host"):
         _host_names(spec, os.path.dirname(rootfs))
+    elif not o.network:  # --network none
+        _own_names(spec, os.path.dirname(rootfs))
+        spec["annotations"][ann.NETWORK_LOOPBACK] = "up"
     for name, path in (o.network.get("files") or {}).items():  # container:ID: the joined one's, shared
         spec["mounts"].append({"destination": f"/etc/{name}", "type": "bind", "source": path,
                                "options": ["rbind", "rw"]})
@@ -253,6 +256,21 @@ def _host_names(spec: dict[str, Any], bundle: str) -> None:
             f.write(content)
         os.chmod(copy, 0o644)
         spec["mounts"].append({"destination": f"/etc/{name}", "type": "bind", "source": copy,
+                               "options": ["rbind", "rw"]})
+
+
+def _own_names(spec: dict[str, Any], bundle: str) -> None:
+    """docker's --network none: an /etc/hosts naming localhost and an /etc/hostname of its own. A
+    small image has neither: `localhost` resolved nowhere, so a server and its client in one
+    container could not meet on it."""
+    files = {"hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+             "hostname": spec["hostname"] + "\n"}
+    for name, content in files.items():
+        path = os.path.join(bundle, name)
+        with open(path, "w") as f:
+            f.write(content)
+        os.chmod(path, 0o644)
+        spec["mounts"].append({"destination": f"/etc/{name}", "type": "bind", "source": path,
                                "options": ["rbind", "rw"]})
 
 

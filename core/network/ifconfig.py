@@ -77,16 +77,16 @@ def address(name: str) -> str:
     return socket.inet_ntoa(answer[20:24])  # ifr_addr: family, port, then the address
 
 
-def configure(netns: int, ip: str, prefix: int, gateway: str, device: str = "eth0") -> None:
-    """``netns``: a descriptor of the container's network namespace. This thread joins it only
-    to open the socket and comes straight back; the socket keeps talking to that namespace."""
+def _socket_in(netns: int) -> socket.socket:
+    """A datagram socket of the namespace behind ``netns``. This thread joins it only to open
+    the socket and comes straight back; the socket keeps talking to that namespace."""
     from mrun.kernel import syscalls as sc  # os.setns is Python 3.12's
 
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         sc.setns(netns, sc.CLONE_NEWNET)
         try:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            return socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         finally:
             try:
                 sc.setns(own, sc.CLONE_NEWNET)
@@ -94,6 +94,24 @@ def configure(netns: int, ip: str, prefix: int, gateway: str, device: str = "eth
                 raise MrunError(f"returning to this process's network namespace: {e.strerror}")
     finally:
         os.close(own)
+
+
+def loopback_up(pid: int) -> None:
+    """lo up in the network namespace of ``pid`` (a container with no other interface, as docker's
+    --network none gives it: a server and its client in one container meet on 127.0.0.1)."""
+    netns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with _socket_in(netns) as sock:
+            _up(sock, "lo")
+    except OSError as e:
+        raise MrunError(f"configuring the container's network (lo up): {e.strerror}")
+    finally:
+        os.close(netns)
+
+
+def configure(netns: int, ip: str, prefix: int, gateway: str, device: str = "eth0") -> None:
+    """``netns``: a descriptor of the container's network namespace."""
+    sock = _socket_in(netns)
     step = "lo up"
     try:
         with sock:

@@ -232,6 +232,10 @@ class Create:
             from mrun.network import attach
 
             attach.attach(self.network, self.record.pid)
+        elif self.spec.annotations.get(ann.NETWORK_LOOPBACK) == "up" and self.spec.namespaces().get("network") == "":
+            from mrun.network import ifconfig
+
+            ifconfig.loopback_up(self.record.pid)  # a namespace of its own, which goes with the container
 
     def mark_created(self, undo: Undo) -> None:
         self.record.stage = Status.CREATED
