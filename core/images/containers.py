@@ -241,37 +241,35 @@ def _lookup_group(rootfs: str, group: str) -> int:
     return int(row[2])
 
 
+def _bind_own_file(spec: dict[str, Any], bundle: str, name: str, content: bytes) -> None:
+    """``content`` as the container's /etc/``name``: a file of its bundle, bound read-write (its
+    own: what it writes there reaches nothing of the host's)."""
+    path = os.path.join(bundle, name)
+    with open(path, "wb") as f:
+        f.write(content)
+    os.chmod(path, 0o644)
+    spec["mounts"].append({"destination": f"/etc/{name}", "type": "bind", "source": path, "options": ["rbind", "rw"]})
+
+
 def _host_names(spec: dict[str, Any], bundle: str) -> None:
     """docker's --network host: copies of the host's /etc/hosts and /etc/resolv.conf, which serve
     in the host's network (a loopback resolver too). Without them the image's own were used,
-    often none: no name resolved. Copies, so the container's root cannot write the host's files."""
+    often none: no name resolved."""
     for name in ("hosts", "resolv.conf"):
         try:
             with open(f"/etc/{name}", "rb") as f:
                 content = f.read(1 << 20)
         except OSError:
             continue  # the host has none: the image's own stays
-        copy = os.path.join(bundle, name)
-        with open(copy, "wb") as f:
-            f.write(content)
-        os.chmod(copy, 0o644)
-        spec["mounts"].append({"destination": f"/etc/{name}", "type": "bind", "source": copy,
-                               "options": ["rbind", "rw"]})
+        _bind_own_file(spec, bundle, name, content)
 
 
 def _own_names(spec: dict[str, Any], bundle: str) -> None:
     """docker's --network none: an /etc/hosts naming localhost and an /etc/hostname of its own. A
     small image has neither: `localhost` resolved nowhere, so a server and its client in one
     container could not meet on it."""
-    files = {"hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-             "hostname": spec["hostname"] + "\n"}
-    for name, content in files.items():
-        path = os.path.join(bundle, name)
-        with open(path, "w") as f:
-            f.write(content)
-        os.chmod(path, 0o644)
-        spec["mounts"].append({"destination": f"/etc/{name}", "type": "bind", "source": path,
-                               "options": ["rbind", "rw"]})
+    _bind_own_file(spec, bundle, "hosts", b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+    _bind_own_file(spec, bundle, "hostname", spec["hostname"].encode() + b"\n")
 
 
 def _network(spec: dict[str, Any], net: dict[str, Any]) -> None:
