@@ -357,6 +357,7 @@ def _copy_up(rootfs: str, dest: str, volume: str) -> None:
         if not stat.S_ISDIR(st.st_mode):
             return
         copy = os.path.join(parent, f"copy.tmp-{os.getpid()}")
+        remove_tree(copy)  # a crashed copy-up's, whose pid we now have
         os.mkdir(copy, 0o700)
         try:
             apply_layer(inroot.fd_path(fd), copy)
