@@ -345,13 +345,10 @@ def _copy_up(rootfs: str, dest: str, volume: str) -> None:
         pid = name.removeprefix("copy.tmp-")
         if name.startswith("copy.tmp-") and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
             remove_tree(os.path.join(parent, name), ignore_errors=True)
-    root_fd = inroot.open_root(rootfs)
     try:
-        fd = inroot.walk(root_fd, dest)
+        fd = inroot.open_in(rootfs, dest)
     except (OSError, MrunError):
         return  # not in the image (or not reachable as a directory): nothing to copy
-    finally:
-        os.close(root_fd)
     try:
         st = os.fstat(fd)
         if not stat.S_ISDIR(st.st_mode):

@@ -5,7 +5,6 @@ with no execve (wasm), changes profile there and then ("changeprofile NAME" to a
 
 from __future__ import annotations
 
-import errno
 import os
 
 from mrun.kernel import syscalls as sc
@@ -28,12 +27,4 @@ def apply(profile: str, at_exec: bool) -> None:
     path = f"/proc/thread-self/attr/apparmor/{attr}"
     if not os.path.exists(path):
         path = f"/proc/thread-self/attr/{attr}"
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    try:
-        # runc's EnsureProcHandle (CVE-2019-16884): a rootfs that put another filesystem over
-        # /proc would take the write and leave the process unconfined
-        if sc.fd_fs_type(fd) != sc.PROC_SUPER_MAGIC:
-            raise OSError(errno.EPERM, f"{path} is not procfs's")
-        os.write(fd, f"{command} {profile}".encode())
-    finally:
-        os.close(fd)
+    sc.write_procfs(path, f"{command} {profile}".encode())  # else the process would run unconfined

@@ -125,13 +125,18 @@ def parent_and_name(root_fd: int, path: str) -> tuple[int, str]:
     return walk(root_fd, "/".join(parts[:-1]), "dir"), parts[-1]
 
 
-def read_file(root: str, path: str, limit: int = 1 << 20) -> bytes:
-    """A small file of the rootfs (an image's /etc/passwd), read where the container would read it."""
+def open_in(root: str, path: str, create: str = "") -> int:
+    """``walk`` from the root directory ``root`` (a path: "/" for our own root after the pivot)."""
     root_fd = open_root(root)
     try:
-        fd = walk(root_fd, path)
+        return walk(root_fd, path, create)
     finally:
         os.close(root_fd)
+
+
+def read_file(root: str, path: str, limit: int = 1 << 20) -> bytes:
+    """A small file of the rootfs (an image's /etc/passwd), read where the container would read it."""
+    fd = open_in(root, path)
     try:
         rfd = os.open(fd_path(fd), os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
     finally:

@@ -7,8 +7,13 @@ libraries are gone from view.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import struct  # loaded here, before any pivot_root (ctypes has it loaded already)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _libc = ctypes.CDLL("libc.so.6", use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -132,17 +137,33 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, d
 PROC_SUPER_MAGIC = 0x9FA0
 
 
-def fs_type(path: str) -> int:
-    """statfs(2)'s f_type of the filesystem ``path`` is on (the first field: a long)."""
+def _f_type(call: Any, arg: Any, what: str) -> int:
+    """statfs(2)'s or fstatfs(2)'s f_type (the first field: a long)."""
     buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit Linux
-    _check(_libc.statfs(_b(path), buf), f"statfs {path}")
+    _check(call(arg, buf), what)
     return ctypes.c_long.from_buffer_copy(buf.raw, 0).value
+
+
+def fs_type(path: str) -> int:
+    """The f_type of the filesystem ``path`` is on."""
+    return _f_type(_libc.statfs, _b(path), f"statfs {path}")
 
 
 def fd_fs_type(fd: int) -> int:
-    buf = ctypes.create_string_buffer(256)
-    _check(_libc.fstatfs(fd, buf), "fstatfs")
-    return ctypes.c_long.from_buffer_copy(buf.raw, 0).value
+    return _f_type(_libc.fstatfs, fd, "fstatfs")
+
+
+def write_procfs(path: str, data: bytes) -> None:
+    """Write a /proc file (a sysctl, an LSM attribute) only if it is procfs's: a rootfs that put
+    another filesystem over /proc, or a link there, would take the write (runc's EnsureProcHandle,
+    CVE-2019-16884) and the setting would silently not be made."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        if fd_fs_type(fd) != PROC_SUPER_MAGIC:
+            raise OSError(errno.EPERM, f"{path} is not procfs's")
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 def umount2(target: str, flags: int = 0) -> None:

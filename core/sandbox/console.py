@@ -52,11 +52,7 @@ def _bind_console(slave: int) -> None:
     """/dev/console resolved inside our root (made an empty file if missing) and the pty bound
     onto that very handle: a /dev/console that is a link (a /dev bound from a shared directory)
     never leads the bind elsewhere (runc's CVE-2025-52565)."""
-    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        target = inroot.walk(root, "/dev/console", create="file")
-    finally:
-        os.close(root)
+    target = inroot.open_in("/", "/dev/console", create="file")
     try:
         mode = os.fstat(target).st_mode
         if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):

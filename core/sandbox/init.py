@@ -293,11 +293,7 @@ def _chdir_inside_root(cwd: str) -> None:
     kernel follows /proc/self/fd/N there, and a descriptor of ours on a host directory would
     have been the process's working directory, outside its root (runc's CVE-2024-21626, an
     image's WorkingDir the way in). Resolved inside, such a link is only text."""
-    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        where = inroot.walk(root, cwd, create="dir")
-    finally:
-        os.close(root)
+    where = inroot.open_in("/", cwd, create="dir")
     try:
         os.fchdir(where)
     finally:

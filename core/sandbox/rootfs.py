@@ -363,12 +363,6 @@ def write_sysctls(sysctl: dict[str, str]) -> None:
     for key, value in sysctl.items():
         path = "/proc/sys/" + key.replace(".", "/")
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-            try:
-                if sc.fd_fs_type(fd) != sc.PROC_SUPER_MAGIC:  # a write redirected elsewhere is no sysctl
-                    raise OSError(errno.EPERM, f"{path} is not procfs's")
-                os.write(fd, value.encode())
-            finally:
-                os.close(fd)
+            sc.write_procfs(path, value.encode())
         except OSError as e:
             raise MrunError(f"linux.sysctl.{key}: cannot set to {value!r}: {e.strerror}")
