@@ -21,6 +21,7 @@ from mrun.images.snapshot import mount_or_copy
 from mrun.images.store import ImageStore
 from mrun.kernel import inroot
 from mrun.kernel.tree import remove_tree
+from mrun.network import names
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -221,8 +222,7 @@ def make_spec(
         _own_names(spec, os.path.dirname(rootfs))
         spec["annotations"][ann.NETWORK_LOOPBACK] = "up"
     for name, path in (o.network.get("files") or {}).items():  # container:ID: the joined one's, shared
-        spec["mounts"].append({"destination": f"/etc/{name}", "type": "bind", "source": path,
-                               "options": ["rbind", "rw"]})
+        names.bind(spec["mounts"], name, path)
     for volume in o.volumes:
         spec["mounts"].append(_volume_mount(volume, store, rootfs))
     from mrun.images import run_flags
@@ -241,16 +241,6 @@ def _lookup_group(rootfs: str, group: str) -> int:
     return int(row[2])
 
 
-def _bind_own_file(spec: dict[str, Any], bundle: str, name: str, content: bytes) -> None:
-    """``content`` as the container's /etc/``name``: a file of its bundle, bound read-write (its
-    own: what it writes there reaches nothing of the host's)."""
-    path = os.path.join(bundle, name)
-    with open(path, "wb") as f:
-        f.write(content)
-    os.chmod(path, 0o644)
-    spec["mounts"].append({"destination": f"/etc/{name}", "type": "bind", "source": path, "options": ["rbind", "rw"]})
-
-
 def _host_names(spec: dict[str, Any], bundle: str) -> None:
     """docker's --network host: copies of the host's /etc/hosts and /etc/resolv.conf, which serve
     in the host's network (a loopback resolver too). Without them the image's own were used,
@@ -261,15 +251,15 @@ def _host_names(spec: dict[str, Any], bundle: str) -> None:
                 content = f.read(1 << 20)
         except OSError:
             continue  # the host has none: the image's own stays
-        _bind_own_file(spec, bundle, name, content)
+        names.write_and_bind(spec["mounts"], bundle, name, content)
 
 
 def _own_names(spec: dict[str, Any], bundle: str) -> None:
     """docker's --network none: an /etc/hosts naming localhost and an /etc/hostname of its own. A
     small image has neither: `localhost` resolved nowhere, so a server and its client in one
     container could not meet on it."""
-    _bind_own_file(spec, bundle, "hosts", b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
-    _bind_own_file(spec, bundle, "hostname", spec["hostname"].encode() + b"\n")
+    names.write_and_bind(spec["mounts"], bundle, "hosts", names.LOCALHOST.encode())
+    names.write_and_bind(spec["mounts"], bundle, "hostname", spec["hostname"].encode() + b"\n")
 
 
 def _network(spec: dict[str, Any], net: dict[str, Any]) -> None:

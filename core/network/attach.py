@@ -22,6 +22,7 @@ import socket
 from mrun import annotations as ann
 from mrun import jsonio
 from mrun.errors import InvalidSpec, MrunError
+from mrun.network import names
 from mrun.network.store import Networks, veth_name
 
 TYPE_CHECKING = False
@@ -60,10 +61,10 @@ def parse_ports(text: str) -> list[dict[str, Any]]:
 HOST_GATEWAY = "host-gateway"  # docker's word for the host's address on the container's network
 
 
-def _name_like(text: str, dots_first: bool = False) -> bool:
+def _name_like(text: str) -> bool:
     """A host or domain name's characters: nothing that would start another line or field of
     /etc/hosts or /etc/resolv.conf."""
-    return bool(text) and len(text) <= 253 and text.isascii() and text[0] not in ("-" if dots_first else "-.") \
+    return bool(text) and len(text) <= 253 and text.isascii() and text[0] not in "-." \
         and all(c.isalnum() or c in "-._" for c in text)
 
 
@@ -181,22 +182,12 @@ def prepare(spec: Any, state_dir: str, state_root: str, container_id: str) -> di
     hostname = spec.raw.get("hostname") or container_id[:12]
     extra = "".join(f"{network['gateway'] if ip == HOST_GATEWAY else ip}\t{name}\n" for name, ip in hosts)
     files = {
-        "hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{plan['ip']}\t{hostname}\n{extra}",
+        "hosts": f"{names.LOCALHOST}{plan['ip']}\t{hostname}\n{extra}",
         "resolv.conf": _resolv_conf(dns),
         "hostname": hostname + "\n",
     }
     for fname, content in files.items():
-        with open(os.path.join(state_dir, fname), "w") as f:
-            f.write(content)
-        os.chmod(os.path.join(state_dir, fname), 0o644)
-        spec.raw.setdefault("mounts", []).append(
-            {
-                "destination": f"/etc/{fname}",
-                "type": "bind",
-                "source": os.path.join(state_dir, fname),
-                "options": ["rbind", "rw"],
-            }
-        )
+        names.write_and_bind(spec.raw.setdefault("mounts", []), state_dir, fname, content.encode())
     return plan
 
 
