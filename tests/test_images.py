@@ -355,12 +355,18 @@ def test_an_image_s_stop_signal_that_is_no_signal_cannot_make_a_container_unstop
     ({"User": "4294967295"}, "the image's User 4294967295: uids and gids go from 0 to 2147483647"),
     ({"WorkingDir": "rel/dir"}, "the image's WorkingDir 'rel/dir': the working directory must be an absolute path"),
     ({"Env": ["PATH=/bin", "NOEQ"]}, "the image's Env[1] 'NOEQ': must be KEY=VALUE"),
+    # an image's own /etc/passwd and /etc/group may hold anything: an id that is no number (or
+    # "²", which str.isdigit() passes and int() refuses) was an internal ValueError
+    ({"User": "app"}, "the image's User app: no user 'app' in the container's /etc/passwd"),
+    ({"User": "root:grp"}, "the image's User root:grp: no group 'grp' in the container's /etc/group"),
 ])
 def test_an_image_config_mrun_cannot_run_is_refused_naming_the_image_s_field(images, tmp_path, config, needle):
     """Each was refused, but as "--user nosuch" (a flag nobody gave) or as a field of the
     container's generated config.json (its path under the image root), not as the image's."""
     h = images
-    layer = [("bin", None), ("bin/busybox", open("/bin/busybox", "rb").read()), ("bin/true", "->busybox")]
+    layer = [("bin", None), ("bin/busybox", open("/bin/busybox", "rb").read()), ("bin/true", "->busybox"),
+             ("etc", None), ("etc/passwd", "root:x:0:0::/root:/bin/sh\napp:x:abc:\u00b2::/:/bin/sh\n".encode()),
+             ("etc/group", "grp:x:\u00b2:\n".encode())]
     archive = _docker_archive(tmp_path, layer, config_extra={"config": {"Cmd": ["true"], **config}})
     img_ok(h, "load", archive, "localhost/badcfg:1")
     one_line_error(img(h, *run_args(h, "--rm", "localhost/badcfg:1")), needle)

@@ -78,6 +78,12 @@ def _home(passwd: list[list[str]], uid: int) -> str:
     return row[5] if row else "/"
 
 
+def _number(text: str) -> int | None:
+    """An id as /etc/passwd, /etc/group or a flag writes it (ASCII digits), else None: "²" passes
+    str.isdigit() and then fails int(), an internal error from an image's own table."""
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def user_ids(rootfs: str, user: str) -> tuple[int, int, list[int]]:
     """'name[:group]' or 'uid[:gid]' -> (uid, gid, extra gids), from the rootfs's own tables."""
     return _lookup_user(rootfs, user, _table(rootfs, "etc/passwd"))
@@ -91,30 +97,31 @@ def _lookup_user(
     value came from in a refusal: the flag, or the image's User field."""
     name, _, group = user.partition(":")
     groups = _table(rootfs, "etc/group")
-    if name.isascii() and name.isdigit():
-        uid = int(name)
+    uid = _number(name)
+    if uid is not None:
         row = next((r for r in passwd if r[2] == name), None)
     else:
-        row = next((r for r in passwd if r[0] == name), None)
+        # a row whose id is no number (an image's own table may hold anything) is no match
+        row = next((r for r in passwd if r[0] == name and _number(r[2]) is not None), None)
         if row is None:
             raise InvalidSpec(f"{source} {user}: no user {name!r} in the container's /etc/passwd")
         uid = int(row[2])
-    gid = int(row[3]) if row and row[3].isdigit() else 0
+    gid = (_number(row[3]) if row else None) or 0
     if group:
-        if group.isascii() and group.isdigit():
-            gid = int(group)
-        else:
-            grow = next((r for r in groups if r[0] == group), None)
+        number = _number(group)
+        if number is None:
+            grow = next((r for r in groups if r[0] == group and _number(r[2]) is not None), None)
             if grow is None:
                 raise InvalidSpec(f"{source} {user}: no group {group!r} in the container's /etc/group")
-            gid = int(grow[2])
+            number = int(grow[2])
+        gid = number
     from mrun.spec import MAX_ID
 
     if uid > MAX_ID or gid > MAX_ID:  # an image's User of 4294967295 ran its process as root
         raise InvalidSpec(f"{source} {user}: uids and gids go from 0 to {MAX_ID}")
     extra = []
     if row:
-        extra = [int(r[2]) for r in groups if len(r) > 3 and row[0] in r[3].split(",") and r[2].isdigit()]
+        extra = [int(r[2]) for r in groups if len(r) > 3 and row[0] in r[3].split(",") and _number(r[2]) is not None]
     return uid, gid, sorted(set(extra) - {gid})
 
 
@@ -235,7 +242,7 @@ def _lookup_group(rootfs: str, group: str) -> int:
     """--group-add: a gid, or a name in the image's /etc/group."""
     if group.isascii() and group.isdigit() and int(group) < 1 << 32:
         return int(group)
-    row = next((r for r in _table(rootfs, "etc/group") if r[0] == group and r[2].isdigit()), None)
+    row = next((r for r in _table(rootfs, "etc/group") if r[0] == group and _number(r[2]) is not None), None)
     if row is None:
         raise InvalidSpec(f"--group-add {group}: no group {group!r} in the container's /etc/group")
     return int(row[2])
