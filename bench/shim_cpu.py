@@ -14,6 +14,9 @@ ancestry and what it exec'd:
   by `start`); runc (each exec of it) and its init until it execs; the container's program after;
 * both: containerd, ctr, and the rest (kernel threads, this script).
 
+Each role's samples taken in the kernel are counted apart, and its six busiest functions named:
+most of a forked Python process's CPU is the kernel's (copy-on-write faults on the template's
+pages, page tables copied at fork and torn down at exit), not the interpreter's.
 bench/shim_load.py gives the throughput these add up to under load and bench/timeline.py the
 wall time of each step; this says which process to make cheaper. cpu-clock samples at 4999 Hz,
 so a role's figure carries about +-0.2 ms of sampling noise per task at the default 40 tasks.
@@ -72,10 +75,12 @@ def role_on_exec(parent_role: str | None, old_role: str | None, filename: str) -
     return old_role
 
 
-def charge(perf_data: str, template: int | None, containerd: int, spares: list[int]) -> collections.Counter[str]:
+def charge(perf_data: str, template: int | None, containerd: int, spares: list[int],
+           kernel: collections.Counter[str], symbols: dict[str, collections.Counter[str]]) -> collections.Counter[str]:
     """Samples per role, in the order perf wrote the events (time order). ``spares``: the
-    template's children forked before perf started, each a shim daemon to be."""
-    out = subprocess.run(["perf", "script", "-i", perf_data, "-F", "pid,tid,time,event,trace"],
+    template's children forked before perf started, each a shim daemon to be. ``kernel`` counts
+    the samples taken in the kernel, by role, and ``symbols`` each role's samples by function."""
+    out = subprocess.run(["perf", "script", "-i", perf_data, "-F", "pid,tid,time,event,trace,ip,sym"],
                          capture_output=True, text=True, check=True).stdout
     role: dict[int, str] = {containerd: "containerd", **{pid: "shim daemon" for pid in spares}}
     if template:
@@ -89,7 +94,12 @@ def charge(perf_data: str, template: int | None, containerd: int, spares: list[i
         pid, event, rest = int(m.group(1)), m.group(3), m.group(4)
         if event.startswith("cpu-clock"):
             if pid:  # pid 0: the idle task
-                samples[role.get(pid, "the rest")] += 1
+                name = role.get(pid, "the rest")
+                samples[name] += 1
+                ip, _, sym = rest.partition(" ")
+                if ip.startswith("ffff"):
+                    kernel[name] += 1
+                symbols.setdefault(name, collections.Counter())[sym.strip() or "[unknown]"] += 1
         elif event == "sched:sched_process_fork":
             child = int(re.search(r"child_pid=(\d+)", rest).group(1))
             parent[child] = pid
@@ -112,8 +122,8 @@ def _ppid(pid: int) -> int:
 
 
 def run_tasks(ctd: Containerd, runtime: str, image: str, args: list[str], tasks: int, tag: str, work: pathlib.Path,
-              template: int | None) -> dict[str, float]:
-    """-> CPU ms per task, by role."""
+              template: int | None, detail: dict[str, tuple]) -> dict[str, float]:
+    """-> CPU ms per task, by role; ``detail[tag]``: (kernel ms per task by role, samples by role and function)."""
     data = str(work / f"perf-{tag}.data")
     # Every fork and exec (-c 1), and cpu-clock every 1/HZ s: a frequency (-F) would apply to
     # the tracepoints as well, and perf then drops most of them.
@@ -135,7 +145,10 @@ def run_tasks(ctd: Containerd, runtime: str, image: str, args: list[str], tasks:
         _, err = perf.communicate()
     if "Captured and wrote" not in err:  # its exit status after SIGINT is not 0
         raise SystemExit(f"perf record failed: {err.strip()[-300:]}")
-    samples = charge(data, template, ctd.proc.pid, spares)
+    kernel: collections.Counter[str] = collections.Counter()
+    symbols: dict[str, collections.Counter[str]] = {}
+    samples = charge(data, template, ctd.proc.pid, spares, kernel, symbols)
+    detail[tag] = ({name: n * 1000 / HZ / tasks for name, n in kernel.items()}, symbols)
     return {name: n * 1000 / HZ / tasks for name, n in samples.items()}
 
 
@@ -152,10 +165,11 @@ def main() -> None:
         from mrun.warm import client
 
         template = (client.status(warm_path()) or {}).get("pid")
+        detail: dict[str, tuple] = {}
         figures = {
-            "wasm hello via mrun": run_tasks(ctd, MRUN, WASM_IMAGE, [], tasks, "cw", work, template),
-            "busybox true via mrun": run_tasks(ctd, MRUN, IMAGE, ["true"], tasks, "cl", work, template),
-            "busybox true via runc": run_tasks(ctd, RUNC, IMAGE, ["true"], tasks, "cr", work, template),
+            "wasm hello via mrun": run_tasks(ctd, MRUN, WASM_IMAGE, [], tasks, "cw", work, template, detail),
+            "busybox true via mrun": run_tasks(ctd, MRUN, IMAGE, ["true"], tasks, "cl", work, template, detail),
+            "busybox true via runc": run_tasks(ctd, RUNC, IMAGE, ["true"], tasks, "cr", work, template, detail),
         }
     version = "2.3" if bin_dir else "1.6"
     names = list(figures)
@@ -166,6 +180,16 @@ def main() -> None:
         for r in group:
             print(f"{r:28s}" + "".join(f"{figures[n].get(r, 0.0):24.2f}" for n in names))
         print()
+    print("of which in the kernel")
+    for group in (MRUN_ROLES, RUNC_ROLES):
+        for r in group:
+            print(f"{r:28s}" + "".join(f"{detail[t][0].get(r, 0.0):24.2f}" for t in ("cw", "cl", "cr")))
+    print()
+    for tag, roles in (("cw", MRUN_ROLES), ("cr", RUNC_ROLES)):
+        for r in roles:
+            top = detail[tag][1].get(r, collections.Counter()).most_common(6)
+            print(f"{tag} {r}: " + ", ".join(f"{sym} {n * 1000 / HZ / tasks:.2f}" for sym, n in top))
+    print()
     for n in names:
         own = sum(v for r, v in figures[n].items() if r not in CONTAINERD_ROLES)
         print(f"{n}: runtime, shim and container {own:.1f} ms; with containerd, ctr and the rest"

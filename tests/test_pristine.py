@@ -489,3 +489,33 @@ def test_a_create_killed_at_any_instant_leaves_what_delete_force_removes(h, tmp_
     finally:
         ours.close()
         helper.wait(timeout=10)
+
+
+def test_the_copy_is_told_each_module_imported_since_it_was_made_and_on_any_other_change_all():
+    """After pivot_root nothing can be imported: what the creating process imported after the copy
+    was made (a backend's mrun_prepare imports its payload's needs) must be named to it, in import
+    order. The mark reads them from sys.modules' end; a module removed meanwhile (the order no
+    longer tells) means every module is named, for the copy to import what it lacks."""
+    import types
+
+    from mrun.sandbox.pristine import ModuleMark
+
+    names = ["mrun_test_mark_a", "mrun_test_mark_b", "mrun_test_mark_c"]
+    try:
+        mark = ModuleMark()
+        assert mark.imported_since() == []
+        for name in names[:2]:
+            sys.modules[name] = types.ModuleType(name)
+        sys.modules["mrun_test_mark_none"] = None  # a failed import's marker is no module
+        assert mark.imported_since() == names[:2]
+
+        later = ModuleMark()
+        sys.modules[names[2]] = types.ModuleType(names[2])
+        assert later.imported_since() == names[2:]
+        del sys.modules[names[0]]  # one of the earlier ones gone: every module is named
+        everything = later.imported_since()
+        assert names[1] in everything and names[2] in everything and "os" in everything
+        assert everything == [n for n in sys.modules if sys.modules[n] is not None]
+    finally:
+        for name in [*names, "mrun_test_mark_none"]:
+            sys.modules.pop(name, None)

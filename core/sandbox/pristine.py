@@ -44,7 +44,7 @@ MAX_FDS = 250  # one SCM_RIGHTS message carries at most 253
 class Pristine:
     """The waiting copy, from the creating process's side."""
 
-    def __init__(self, pid: int, sock: socket.socket, modules: set[str], pid_namespace: bool = False) -> None:
+    def __init__(self, pid: int, sock: socket.socket, modules: ModuleMark, pid_namespace: bool = False) -> None:
         self.pid, self.sock = pid, sock
         self.modules = modules  # what it has imported: ours when it was made
         # It is PID 1 of a PID namespace of its own: it can only be a container's init itself
@@ -73,7 +73,7 @@ class Pristine:
         fds = [fd for fd in open_now if fd not in ours]
         if len(fds) > MAX_FDS:
             return False
-        modules = [name for name, module in sys.modules.items() if module is not None and name not in self.modules]
+        modules = self.modules.imported_since()
         header = pickle.dumps((fds, [open_now[fd] for fd in fds], ch.rfd, ch.wfd, modules),
                               protocol=pickle.HIGHEST_PROTOCOL)
         body = len(header).to_bytes(4, "big") + header + len(plan).to_bytes(4, "big") + plan
@@ -126,7 +126,35 @@ def arm() -> None:
         ours.close()
         _wait_for_plan(theirs, pid_namespace)
     theirs.close()
-    _armed = Pristine(pid, ours, set(sys.modules), pid_namespace)
+    _armed = Pristine(pid, ours, ModuleMark(), pid_namespace)
+
+
+class ModuleMark:
+    """Where sys.modules ended when the copy was made, to tell which modules came after.
+
+    Why not a set of the names: building one touches the reference count of every module's name
+    (~1000 strings across ~200 pages the warm template shares with us), and each touched page is
+    copied (measured: ~200 copy-on-write faults, ~1 ms of CPU per create). sys.modules keeps its
+    insertion order, so what came after is read from its end, down to the mark."""
+
+    def __init__(self) -> None:
+        self.count = len(sys.modules)
+        self.last = next(reversed(sys.modules), None)
+
+    def imported_since(self) -> list[str]:
+        """The modules added since the mark. Any other change (one removed, the mark among them)
+        and every module is named: the copy imports those it lacks."""
+        added = len(sys.modules) - self.count
+        names: list[str] = []
+        for name in reversed(sys.modules):
+            if name == self.last or len(names) > added:
+                break
+            names.append(name)
+        if len(names) != added or (added and self.last is not None and name != self.last):
+            names = list(sys.modules)
+        else:
+            names.reverse()
+        return [name for name in names if sys.modules.get(name) is not None]
 
 
 def _fork_into_new_pid_namespace() -> tuple[int, bool]:
