@@ -1160,3 +1160,62 @@ def test_save_never_writes_through_a_link_planted_at_its_temporary_name(images, 
     os.unlink(f"{out}.tmp-4242")
     save(ImageStore(h.image_root), IMAGE, str(out), fmt)  # and with the name free, as before
     assert os.path.exists(out) and not os.path.lexists(f"{out}.tmp-4242")
+
+
+def _cgroup_value(dirs: list[str], v1_file: str, v2_file: str) -> str:
+    """A file of the container's cgroup, whichever hierarchy (v1) or the one directory (v2) holds it."""
+    v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    for d in dirs:
+        path = os.path.join(d, v2_file if v2 else v1_file)
+        if os.path.exists(path):
+            return open(path).read().strip()
+    raise AssertionError(f"no {v2_file if v2 else v1_file} in {dirs}")
+
+
+def test_dockers_resource_flags_reach_the_cgroup_with_dockers_rules(images, busybox_archive):
+    """docker run's memory, swap, CPU and cpuset flags: the same linux.resources docker makes
+    (swap twice the memory unless given, shares clamped to 2), the values in the cgroup, and
+    docker's refusals one line each, naming the flag. They were unknown options (exit 2)."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    args = ["-d", "--name", "limited", "-m", "64m", "--memory-reservation", "32m", "-c", "512", "--cpu-period",
+            "50000", "--cpu-quota", "25000", "--cpuset-cpus", "0"]
+    img_ok(h, *run_args(h, *args, IMAGE, "sleep", "600"))
+    resources = json.loads(img_ok(h, "inspect", "limited").stdout)["config"]["linux"]["resources"]
+    assert resources["memory"]["limit"] == 64 << 20 and resources["memory"]["reservation"] == 32 << 20
+    assert resources["memory"]["swap"] in (128 << 20, -1)  # -1: a host without swap accounting, with a warning
+    assert resources["cpu"] == {"shares": 512, "period": 50000, "quota": 25000, "cpus": "0"}
+    dirs = cgroup_dirs(f"{h.cgroup_parent}/limited")
+    assert _cgroup_value(dirs, "memory.limit_in_bytes", "memory.max") == str(64 << 20)
+    assert _cgroup_value(dirs, "memory.soft_limit_in_bytes", "memory.low") == str(32 << 20)
+    assert _cgroup_value(dirs, "cpu.cfs_quota_us", "cpu.max").split()[0] == "25000"
+    assert _cgroup_value(dirs, "cpuset.cpus", "cpuset.cpus") == "0"
+    if not v2:
+        assert _cgroup_value(dirs, "cpu.shares", "") == "512"
+    img_ok(h, "rm", "--force", "limited")
+
+    r = img_ok(h, *run_args(h, "-d", "--name", "unlimitedswap", "-m", "64m", "--memory-swap", "-1",
+                            "--cpu-shares", "1", IMAGE, "sleep", "600"))
+    resources = json.loads(img_ok(h, "inspect", "unlimitedswap").stdout)["config"]["linux"]["resources"]
+    assert resources["memory"] == {"limit": 64 << 20, "swap": -1} and resources["cpu"] == {"shares": 2}, r.stderr
+    img_ok(h, "rm", "--force", "unlimitedswap")
+
+    for flags, needles in (
+        (["--memory-swap", "128m"], ["--memory-swap", "-m/--memory"]),
+        (["-m", "64m", "--memory-swap", "32m"], ["--memory-swap 32m", "at least --memory"]),
+        (["-m", "64m", "--memory-reservation", "128m"], ["--memory-reservation 128m"]),
+        (["--memory-reservation", "1m"], ["--memory-reservation 1m", "6MB"]),
+        (["--memory-swappiness", "101"], ["--memory-swappiness 101"]),
+        (["--cpus", "1", "--cpu-quota", "50000"], ["--cpus and --cpu-quota"]),
+        (["--cpus", "1", "--cpu-period", "50000"], ["--cpus and --cpu-period"]),
+        (["--cpu-period", "10"], ["--cpu-period 10"]),
+        (["--cpu-quota", "10"], ["--cpu-quota 10"]),
+        (["--cpu-shares", "-5"], ["--cpu-shares -5"]),
+        (["--cpuset-cpus", "4096"], ["--cpuset-cpus 4096", "not available"]),
+        (["--cpuset-cpus", "1-x"], ["--cpuset-cpus", "0-3,8"]),
+        (["--cpuset-mems", "4096"], ["--cpuset-mems 4096", "not available"]),
+        (["--blkio-weight", "5"], ["--blkio-weight 5", "10 to 1000"]),
+    ):
+        one_line_error(img(h, *run_args(h, "--rm", *flags, IMAGE, "true")), *needles)
+    assert not os.listdir(h.root) or all(n.startswith(".") for n in os.listdir(h.root))  # nothing left behind

@@ -24,6 +24,28 @@ def detect(root: str = CGROUP_ROOT) -> int:
     return 2 if os.path.exists(os.path.join(root, "cgroup.controllers")) else 1
 
 
+def host_offers(v1: tuple[str, ...], v2: tuple[str, ...]) -> bool:
+    """Whether this host's cgroups have one of the files a setting is written to: on v1
+    ``(controller, file, other file...)``, on v2 ``(file, other file...)``; looked for in the
+    cgroup we run in or, where that is a root (which lacks most files: BFQ's weight, v2's
+    memory.swap.max), in the root and its children. What docker asks before it drops a setting
+    the host cannot apply."""
+    from mrun.cgroups.v1 import mounts, own_paths
+
+    if detect() == 1:
+        top, names = mounts().get(v1[0], ""), v1[1:]
+        own = own_paths().get(v1[0], "/")
+        if not top:
+            return False
+    else:
+        top, names, own = CGROUP_ROOT, v2, own_paths().get("", "/")
+    if own != "/":
+        candidates = [os.path.join(top, own.lstrip("/"))]
+    else:
+        candidates = [top, *(e.path for e in os.scandir(top) if e.is_dir(follow_symlinks=False))]
+    return any(os.path.exists(os.path.join(d, name)) for d in candidates for name in names)
+
+
 def resolve_path(cgroups_path: str, container_id: str, systemd: bool = False) -> tuple[str, bool]:
     """Return (path, relative) for an OCI ``linux.cgroupsPath``.
 

@@ -120,27 +120,6 @@ def image(g: dict[str, Any], action: str, image: str | None, name: str | None) -
     raise InvalidSpec(f"image: unknown action {action!r} (inspect, prune or wasm)")
 
 
-MIN_MEMORY = 6 << 20  # docker's least --memory ("Minimum memory limit allowed is 6MB")
-
-
-def parse_memory(text: str) -> int | None:
-    """``--memory`` as docker takes it: a size (b, k, m, g), 0 for no limit, else 6 MiB at least
-    (less was an init the OOM killer ended as it set the container up)."""
-    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    t = text.strip().lower().removesuffix("b") or "0"
-    factor = units.get(t[-1], 1) if not t[-1].isdigit() else 1
-    number = t[:-1] if not t[-1].isdigit() else t
-    try:
-        size = float(number) * factor
-    except ValueError:
-        size = -1.0
-    if not 0 <= size < 1 << 63:  # NaN too
-        raise InvalidSpec(f"--memory {text!r}: a size such as 64m or 1g expected")
-    if 0 < size < MIN_MEMORY:
-        raise InvalidSpec(f"--memory {text}: the minimum memory limit is 6MB (as docker's)")
-    return int(size) or None
-
-
 ENV_FILE_LINE_MAX = 64 << 10  # docker's bufio.Scanner token limit
 
 
@@ -163,25 +142,6 @@ def read_env_file(path: str) -> list[str]:
     except OSError as e:
         raise InvalidSpec(f"--env-file {path}: {e.strerror or e}") from None
     return lines
-
-
-def parse_cpus(text: str) -> float | None:
-    """``--cpus`` as docker takes it: 0 for no limit, else from 0.01 to the host's CPUs."""
-    try:
-        cpus = float(text)
-    except ValueError:
-        cpus = float("nan")
-    if cpus != cpus or cpus in (float("inf"), float("-inf")):
-        raise InvalidSpec(f"--cpus {text!r}: a number expected")
-    if cpus == 0:
-        return None
-    available = os.cpu_count() or 1
-    if not 0.01 <= cpus <= available:
-        raise InvalidSpec(
-            f"--cpus {text}: the range of CPUs is from 0.01 to {available}.00, as there are only {available} "
-            "CPUs available"
-        )
-    return cpus
 
 
 _NAME_FILES = ("add_host", "dns", "dns_search", "dns_option")  # flags that shape /etc/hosts and resolv.conf
@@ -256,6 +216,7 @@ def _pull_for_run(store: ImageStore, image: str, policy: str) -> None:
 
 def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, Any]) -> int:
     """`mrun run IMAGE [COMMAND...]`: prepare the snapshot and bundle, then the runtime's own run."""
+    from mrun.images import run_resources
     from mrun.images.containers import Overrides, prepare
     from mrun.runtime import CreateOptions
 
@@ -277,9 +238,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         volumes=list(kw.get("volume") or ()),
         annotations=list(kw.get("annotation") or ())
         + ([f"{ann.WASM_PREOPENS}={kw['wasm_preopens']}"] if kw.get("wasm_preopens") else []),
-        memory=parse_memory(kw["memory"]) if kw.get("memory") else None,
-        cpus=parse_cpus(kw["cpus"]) if kw.get("cpus") else None,
-        pids_limit=kw.get("pids_limit"),
+        resources=run_resources.resources(kw, g.get("warn")),
         read_only=kw.get("read_only"),
         tty=kw.get("tty"),
         cgroup_parent=kw.get("cgroup_parent"),

@@ -40,9 +40,7 @@ class Overrides:
         self.hostname: str = kw.get("hostname") or ""
         self.volumes: list[str] = kw.get("volumes") or []
         self.annotations: list[str] = kw.get("annotations") or []
-        self.memory: int | None = kw.get("memory")
-        self.cpus: float | None = kw.get("cpus")
-        self.pids_limit: int | None = kw.get("pids_limit")
+        self.resources: dict[str, Any] = kw.get("resources") or {}  # linux.resources (run_resources)
         self.read_only: bool = bool(kw.get("read_only"))
         self.tty: bool = bool(kw.get("tty"))
         self.cgroup_parent: str = kw.get("cgroup_parent") or "/mrun"
@@ -207,13 +205,7 @@ def make_spec(
             raise InvalidSpec(f"--annotation {item!r}: KEY=VALUE expected")
         annotations[key] = value
     spec["annotations"] = annotations
-    resources = spec["linux"].setdefault("resources", {})
-    if o.memory is not None:
-        resources["memory"] = {"limit": o.memory}
-    if o.cpus is not None:
-        resources["cpu"] = {"quota": int(o.cpus * 100000), "period": 100000}
-    if o.pids_limit is not None:
-        resources["pids"] = {"limit": o.pids_limit}
+    spec["linux"].setdefault("resources", {}).update(o.resources)
     spec["linux"]["cgroupsPath"] = f"{o.cgroup_parent.rstrip('/')}/{container_id}"
     from mrun.images.seccomp_default import chosen
 
