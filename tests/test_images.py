@@ -1219,3 +1219,42 @@ def test_dockers_resource_flags_reach_the_cgroup_with_dockers_rules(images, busy
     ):
         one_line_error(img(h, *run_args(h, "--rm", *flags, IMAGE, "true")), *needles)
     assert not os.listdir(h.root) or all(n.startswith(".") for n in os.listdir(h.root))  # nothing left behind
+
+
+def test_pid_ipc_and_uts_modes_as_docker(images, busybox_archive):
+    """--pid host|container:ID, --ipc host|none|private|shareable and --uts host: the host's (or
+    that container's) namespace, docker's /dev/shm for each --ipc, the host's name with --uts host.
+    They were unknown options (exit 2)."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+
+    def inside(*flags: str, script: str) -> str:
+        return img_ok(h, *run_args(h, "--rm", *flags, IMAGE, "sh", "-c", script)).stdout
+
+    ns = "for n in pid ipc uts; do readlink /proc/self/ns/$n; done"
+    host_pid, host_ipc, host_uts = (os.readlink(f"/proc/self/ns/{k}") for k in ("pid", "ipc", "uts"))
+    assert not {host_pid, host_ipc, host_uts} & set(inside(script=ns).split())  # private: none of the host's
+    assert inside("--pid", "host", script=ns).split()[0] == host_pid
+    assert inside("--ipc", "host", script=ns).split()[1] == host_ipc
+    assert inside("--uts", "host", script=ns).split()[2] == host_uts
+    assert inside("--uts", "host", script='hostname; echo "$HOSTNAME"').split() == [os.uname().nodename] * 2
+    shm = "grep -c ' /dev/shm ' /proc/self/mounts || true"
+    assert [inside("--ipc", mode, script=shm).strip() for mode in ("private", "shareable", "none", "host")] == \
+        ["1", "1", "0", "1"]
+
+    img_ok(h, *run_args(h, "-d", "--name", "pidholder", IMAGE, "sleep", "600"))
+    try:
+        holder = inside("--pid", "container:pidholder", script="readlink /proc/self/ns/pid; ps")
+        pid = json.loads(img_ok(h, "inspect", "pidholder").stdout)["state"]["pid"]
+        assert holder.split()[0] == os.readlink(f"/proc/{pid}/ns/pid") and "sleep 600" in holder
+    finally:
+        img_ok(h, "rm", "--force", "pidholder")
+
+    for flags, needles in (
+        (["--uts", "host", "--hostname", "x"], ["--hostname with --uts host"]),
+        (["--ipc", "container:pidholder"], ["--ipc 'container:pidholder'", "host expected"]),
+        (["--pid", "bogus"], ["--pid 'bogus'", "container:ID"]),
+        (["--pid", "container:pidholder"], ["pidholder"]),  # gone
+        (["--ipc", "host", "--shm-size", "1g"], ["--shm-size with --ipc host"]),
+    ):
+        one_line_error(img(h, *run_args(h, "--rm", *flags, IMAGE, "true")), *needles)

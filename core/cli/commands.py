@@ -129,6 +129,9 @@ COMMANDS = (
                 "publish", "publish a port: [host_ip:]host_port:container_port[/udp]", kind=list, short="p", default=()
             ),
             Flag("pull", "pull the image: missing (default), always or never", default="missing"),
+            Flag("pid", "host, or container:ID to share its PID namespace (default: its own)", default=""),
+            Flag("ipc", "host, none (no /dev/shm), private or shareable (default)", default=""),
+            Flag("uts", "host: the host's hostname (default: its own)", default=""),
             Flag("add-host", "a line for /etc/hosts: NAME:IP (IP may be host-gateway)", kind=list, default=()),
             Flag("dns", "a resolver for /etc/resolv.conf (instead of the host's)", kind=list, default=()),
             Flag("dns-search", "a search domain for /etc/resolv.conf ('.' for none)", kind=list, default=()),

@@ -144,6 +144,36 @@ def read_env_file(path: str) -> list[str]:
     return lines
 
 
+def _running_pid(g: dict[str, Any], flag: str, mode: str) -> int:
+    """container:ID's process, for joining its namespaces; refused unless it runs."""
+    other = mode.partition(":")[2]
+    runtime = _rt(g)
+    record = runtime.store.load(other)
+    if runtime.status(record) not in (Status.RUNNING, Status.CREATED):
+        raise InvalidSpec(f"{flag} {mode}: container {other!r} is not running")
+    return record.pid
+
+
+def _namespace_modes(g: dict[str, Any], kw: dict[str, Any]) -> dict[str, str]:
+    """--pid, --ipc and --uts -> namespace type: "host", "none" (ipc: no /dev/shm), or the path of
+    a running container's namespace to join; private ones (the default) are left out."""
+    from mrun.images.run_flags import NAMESPACE_MODES
+
+    modes = {}
+    for kind, allowed in NAMESPACE_MODES.items():
+        flag = f"--{kind}"
+        mode = kw.get(kind) or ""
+        if mode.startswith("container:") and "container:ID" in allowed:
+            modes[kind] = f"/proc/{_running_pid(g, flag, mode)}/ns/{kind}"
+        elif mode in ("", "private", "shareable") and mode in ("", *allowed):
+            continue
+        elif mode in allowed:
+            modes[kind] = mode
+        else:
+            raise InvalidSpec(f"{flag} {mode!r}: {', '.join(allowed)} expected")
+    return modes
+
+
 _NAME_FILES = ("add_host", "dns", "dns_search", "dns_option")  # flags that shape /etc/hosts and resolv.conf
 
 
@@ -160,8 +190,7 @@ def _network_mode(g: dict[str, Any], mode: str, publish: list[str], kw: dict[str
             other = mode.partition(":")[2]
             runtime = _rt(g)
             record = runtime.store.load(other)
-            if runtime.status(record) not in (Status.RUNNING, Status.CREATED):
-                raise InvalidSpec(f"--network {mode}: container {other!r} is not running")
+            pid = _running_pid(g, "--network", mode)
             # docker's: its hostname and its /etc/hosts, resolv.conf and hostname files, shared
             places = [runtime.store.path(other)]  # a bridge container's files
             if os.path.dirname(record.bundle) == os.path.join(g["image_root"], "containers"):
@@ -172,7 +201,7 @@ def _network_mode(g: dict[str, Any], mode: str, publish: list[str], kw: dict[str
                 hostname = jsonio.load_file(os.path.join(record.bundle, "config.json")).get("hostname") or ""
             except (OSError, ValueError, AttributeError):
                 hostname = ""
-            return {"namespace": f"/proc/{record.pid}/ns/net", "files": files,
+            return {"namespace": f"/proc/{pid}/ns/net", "files": files,
                     "hostname": hostname if isinstance(hostname, str) else ""}
         return {"host": True} if mode == "host" else {}
     from mrun.network.attach import parse_dns, parse_extra_hosts, parse_ports
@@ -250,6 +279,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         oom_score_adj=kw.get("oom_score_adj"),
         stop_signal=kw.get("stop_signal"),
         shm_size=kw.get("shm_size"),
+        namespaces=_namespace_modes(g, kw),
     )
     detach, remove = bool(kw.get("detach")), bool(kw.get("rm"))
     if detach and o.tty:

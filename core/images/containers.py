@@ -58,6 +58,7 @@ class Overrides:
         self.oom_score_adj: int | None = kw.get("oom_score_adj")
         self.stop_signal: str = kw.get("stop_signal") or ""
         self.shm_size: str = kw.get("shm_size") or ""
+        self.namespaces: dict[str, str] = kw.get("namespaces") or {}  # --pid/--ipc/--uts (run_flags.namespaces)
 
 
 def _table(rootfs: str, path: str) -> list[list[str]]:
@@ -178,7 +179,8 @@ def make_spec(
     spec["root"] = {"path": rootfs, "readonly": o.read_only}
     # docker's: the flag; else the host's (--network host) or the joined container's (container:ID)
     spec["hostname"] = (o.hostname or o.network.get("hostname")
-                        or (os.uname().nodename if o.network.get("host") else container_id[:12]))
+                        or (os.uname().nodename if o.network.get("host") or o.namespaces.get("uts") == "host"
+                            else container_id[:12]))
     # docker's own defaults, under the image's and the caller's values (CreateDaemonEnvironment)
     defaults = [f"HOSTNAME={spec['hostname']}", *(["TERM=xterm"] if o.tty else [])]
     env[:0] = [d for d in defaults if not any(e.startswith(d.split("=", 1)[0] + "=") for e in env)]

@@ -217,6 +217,40 @@ def stop_signal(text: str) -> str:
     return text
 
 
+# docker's --pid, --ipc and --uts values besides the default (a private namespace). --ipc
+# container:ID is not offered: its POSIX shared memory is a tmpfs in that container's mount
+# namespace, which could only be bound here through a path the other container controls.
+NAMESPACE_MODES = {
+    "pid": ("host", "container:ID"),
+    "ipc": ("private", "shareable", "none", "host"),
+    "uts": ("host",),
+}
+
+
+def namespaces(spec: dict[str, Any], modes: dict[str, str], hostname_given: bool) -> None:
+    """--pid/--ipc/--uts as docker applies them: "host" leaves the namespace out (ipc: the host's
+    /dev/shm bound in; uts: the host's name, which --hostname may not change); "none" (ipc) is a
+    private namespace without /dev/shm; a path joins that container's namespace."""
+    linux = spec["linux"]
+    for kind, mode in modes.items():
+        if mode == "host":
+            linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != kind]
+        elif mode.startswith("/proc/"):
+            for n in linux["namespaces"]:
+                if n["type"] == kind:
+                    n["path"] = mode
+    if modes.get("uts") == "host":
+        if hostname_given:
+            raise InvalidSpec("--hostname with --uts host: conflicting options (the host's name is the container's)")
+        spec.pop("hostname", None)
+    if modes.get("ipc") in ("host", "none"):
+        shm = [m for m in spec["mounts"] if m.get("destination") == "/dev/shm"]
+        spec["mounts"] = [m for m in spec["mounts"] if m.get("destination") != "/dev/shm"]
+        if modes["ipc"] == "host" and shm:
+            spec["mounts"].append({"destination": "/dev/shm", "type": "bind", "source": "/dev/shm",
+                                   "options": ["rbind", "nosuid", "nodev", "noexec"]})
+
+
 def shm_size(mounts: list[dict[str, Any]], text: str) -> None:
     """--shm-size: the size of the /dev/shm tmpfs (docker's sizes; more than 0)."""
     size = ram_in_bytes("shm-size", text)
@@ -308,7 +342,11 @@ def apply(spec: dict[str, Any], o: Any, groups: list[int]) -> None:
     if o.sysctl:
         linux.setdefault("sysctl", {}).update(sysctls(o.sysctl))
     if o.shm_size:
+        if o.namespaces.get("ipc") in ("host", "none"):
+            raise InvalidSpec(f"--shm-size with --ipc {o.namespaces['ipc']}: there is no /dev/shm of the container's "
+                              "own to size")
         shm_size(spec["mounts"], o.shm_size)
+    namespaces(spec, o.namespaces, bool(o.hostname))
     for text in o.device:
         node, rule = device(text)
         linux.setdefault("devices", []).append(node)
