@@ -1258,3 +1258,46 @@ def test_pid_ipc_and_uts_modes_as_docker(images, busybox_archive):
         (["--ipc", "host", "--shm-size", "1g"], ["--shm-size with --ipc host"]),
     ):
         one_line_error(img(h, *run_args(h, "--rm", *flags, IMAGE, "true")), *needles)
+
+
+def test_labels_and_ps_filters_as_docker(images, busybox_archive, tmp_path):
+    """-l/--label and --label-file note a container (the caller's over the image's), and `mrun ps
+    --filter` picks containers as docker's does: label=KEY[=VALUE] (all must match), name= (a
+    pattern), id= (a prefix), status= (exited for stopped), ancestor= (the image); one key's values
+    are alternatives. A key mrun reads (org.mrun.*) is no label: refused, naming it."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    label_file = tmp_path / "labels"
+    label_file.write_text("# a comment\nci=2\n\nteam=b\n")
+    img_ok(h, *run_args(h, "-d", "--name", "job-one", "-l", "ci=1", "--label", "team=a", IMAGE, "sleep", "600"))
+    img_ok(h, *run_args(h, "-d", "--name", "job-two", "--label-file", str(label_file), "-l", "team=c", IMAGE, "true"))
+    h.wait_status("job-two", "stopped")
+    try:
+        def listed(*filters: str) -> list[str]:
+            return sorted(img_ok(h, "ps", "-q", *(f for kv in filters for f in ("--filter", kv))).stdout.split())
+
+        assert listed() == ["job-one", "job-two"]
+        assert listed("label=ci") == ["job-one", "job-two"]
+        assert listed("label=ci=2") == ["job-two"]
+        assert listed("label=ci", "label=team=c") == ["job-two"]  # the flag's value over the file's
+        assert listed("label=nosuch") == []
+        assert listed("status=running") == ["job-one"] and listed("status=exited") == ["job-two"]
+        assert listed("name=^job-t") == ["job-two"] and listed("name=one", "name=two") == ["job-one", "job-two"]
+        assert listed("id=job-o") == ["job-one"]
+        assert listed("ancestor=" + IMAGE) == ["job-one", "job-two"] and listed("ancestor=other/image") == []
+        assert listed("status=running", "label=ci=2") == []
+        table = img_ok(h, "ps", "--filter", "status=exited").stdout
+        assert "job-two" in table and "job-one" not in table
+        annotations = json.loads(img_ok(h, "inspect", "job-one").stdout)["config"]["annotations"]
+        assert annotations["ci"] == "1" and annotations["team"] == "a"
+    finally:
+        img_ok(h, "rm", "--force", "job-one", "job-two")
+    for args, needles in (
+        (["ps", "--filter", "bogus=1"], ["--filter 'bogus=1'"]),
+        (["ps", "--filter", "name=["], ["--filter 'name=['"]),
+        (["ps", "--filter", "status=sleeping"], ["--filter 'status=sleeping'"]),
+        (run_args(h, "--rm", "-l", "org.mrun.network=x", IMAGE, "true"), ["--label org.mrun.network", "--annotation"]),
+        (run_args(h, "--rm", "-l", "=x", IMAGE, "true"), ["--label '=x'"]),
+        (run_args(h, "--rm", "--label-file", str(tmp_path / "missing"), IMAGE, "true"), ["--label-file"]),
+    ):
+        one_line_error(img(h, *args), *needles)

@@ -137,6 +137,9 @@ COMMANDS = (
             Flag("dns-search", "a search domain for /etc/resolv.conf ('.' for none)", kind=list, default=()),
             Flag("dns-option", "an option for /etc/resolv.conf (ndots:2, ...)", kind=list, default=()),
             Flag("annotation", "add an OCI annotation (KEY=VALUE)", kind=list, default=()),
+            Flag("label", "a note on the container: KEY[=VALUE] (mrun ps --filter label=KEY)", kind=list, short="l",
+                 default=()),
+            Flag("label-file", "read KEY[=VALUE] label lines from a file", kind=list, default=()),
             Flag(
                 "security-opt",
                 "seccomp=unconfined, seccomp=PROFILE.json or no-new-privileges (default: mrun's seccomp profile)",
@@ -195,6 +198,8 @@ COMMANDS = (
         (
             _FORMAT,
             Flag("all", "docker's -a: every container is listed anyway", kind=bool, short="a", default=False),
+            Flag("filter", "without an id: only containers matching KEY=VALUE (label=KEY[=VALUE], name=, id=, "
+                 "status=, ancestor=)", kind=list, default=()),
             Flag("quiet", "without an id: print only the containers' ids (docker's -q)", kind=bool, short="q",
                  default=False),
         ),

@@ -76,6 +76,58 @@ def images(g: dict[str, Any], format: str, quiet: bool) -> int:  # noqa: A002
     return 0
 
 
+_PS_FILTERS = ("label", "name", "id", "status", "ancestor")
+
+
+def _ps_filters(filters: list[str]) -> dict[str, list[str]]:
+    """docker's ``ps --filter KEY=VALUE``s by key (one key's values: any may match; label's: all)."""
+    wanted: dict[str, list[str]] = {}
+    for text in filters:
+        key, eq, value = text.partition("=")
+        if key not in _PS_FILTERS or not eq or not value:
+            raise InvalidSpec(f"--filter {text!r}: KEY=VALUE expected, KEY one of {', '.join(_PS_FILTERS)}")
+        if key == "status" and value not in ("created", "running", "paused", "exited", "stopped", "creating"):
+            raise InvalidSpec(f"--filter {text!r}: the status is created, running, paused or exited")
+        if key == "name":
+            import re
+
+            try:
+                re.compile(value)
+            except re.error as e:
+                raise InvalidSpec(f"--filter {text!r}: {e}") from None
+        wanted.setdefault(key, []).append(value)
+    return wanted
+
+
+def _matches(state: dict[str, Any], wanted: dict[str, list[str]], image_of: Any, exit_of: Any) -> bool:
+    """Whether a container's state (runtime.list) passes every key of ``wanted``."""
+    annotations = state.get("annotations") or {}
+    for key, values in wanted.items():
+        if key == "label":
+            for value in values:
+                name, eq, expected = value.partition("=")
+                if name not in annotations or (eq and annotations[name] != expected):
+                    return False
+            continue
+        if key == "name":
+            import re
+
+            ok = any(re.search(v, state["id"]) for v in values)
+        elif key == "id":
+            ok = any(state["id"].startswith(v) for v in values)
+        elif key == "status":  # docker says exited for mrun's (and runc's) stopped
+            status = "exited" if state["status"] == Status.STOPPED else state["status"]
+            ok = status in ["exited" if v == "stopped" else v for v in values]
+        else:  # ancestor: the image it was made from, by the name it was run as or normalised
+            from mrun.images.store import normalize
+
+            image = (image_of(state.get("bundle") or "") or {}).get("image", "")
+            ok = bool(image) and any(image in (v, normalize(v)) for v in values)
+        if not ok:
+            return False
+    return True
+
+
 def rmi(g: dict[str, Any], image: str) -> int:
     store = _store(g)
     with store.lock():
@@ -123,24 +175,24 @@ def image(g: dict[str, Any], action: str, image: str | None, name: str | None) -
 ENV_FILE_LINE_MAX = 64 << 10  # docker's bufio.Scanner token limit
 
 
-def read_env_file(path: str) -> list[str]:
-    """``--env-file`` as docker reads it: VAR=VALUE (or VAR: the caller's value) per line, '#'
-    comments and blank lines skipped, UTF-8, 64 KiB a line at most: /dev/zero or a binary file
-    is refused at its first long line, not read without end."""
+def read_env_file(path: str, flag: str = "--env-file") -> list[str]:
+    """``--env-file`` (and ``--label-file``) as docker reads it: VAR=VALUE (or VAR: the caller's
+    value) per line, '#' comments and blank lines skipped, UTF-8, 64 KiB a line at most:
+    /dev/zero or a binary file is refused at its first long line, not read without end."""
     lines = []
     try:
         with open(path, "rb") as f:
             for number, raw in enumerate(iter(lambda: f.readline(ENV_FILE_LINE_MAX + 1), b""), 1):
                 if len(raw) > ENV_FILE_LINE_MAX and not raw.endswith(b"\n"):
-                    raise InvalidSpec(f"--env-file {path}: line {number} is longer than 64 KiB")
+                    raise InvalidSpec(f"{flag} {path}: line {number} is longer than 64 KiB")
                 try:
                     line = raw.decode().strip()
                 except UnicodeDecodeError:
-                    raise InvalidSpec(f"--env-file {path}: line {number} is not UTF-8") from None
+                    raise InvalidSpec(f"{flag} {path}: line {number} is not UTF-8") from None
                 if line and not line.startswith("#"):
                     lines.append(line)
     except OSError as e:
-        raise InvalidSpec(f"--env-file {path}: {e.strerror or e}") from None
+        raise InvalidSpec(f"{flag} {path}: {e.strerror or e}") from None
     return lines
 
 
@@ -245,7 +297,7 @@ def _pull_for_run(store: ImageStore, image: str, policy: str) -> None:
 
 def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, Any]) -> int:
     """`mrun run IMAGE [COMMAND...]`: prepare the snapshot and bundle, then the runtime's own run."""
-    from mrun.images import run_resources
+    from mrun.images import run_flags, run_resources
     from mrun.images.containers import Overrides, prepare
     from mrun.runtime import CreateOptions
 
@@ -280,6 +332,9 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         stop_signal=kw.get("stop_signal"),
         shm_size=kw.get("shm_size"),
         namespaces=_namespace_modes(g, kw),
+        labels=run_flags.labels([*((f"--label-file {path}", line) for path in kw.get("label_file") or ()
+                                   for line in read_env_file(path, "--label-file")),
+                                 *(("--label", text) for text in kw.get("label") or ())]),
     )
     detach, remove = bool(kw.get("detach")), bool(kw.get("rm"))
     if detach and o.tty:
@@ -425,14 +480,20 @@ def _stopped_or_gone(runtime: Any, container_id: str) -> bool:
         return True
 
 
-def list_containers(g: dict[str, Any], format: str) -> int:  # noqa: A002
+def list_containers(g: dict[str, Any], format: str, filters: list[str], quiet: bool) -> int:  # noqa: A002
+    from mrun.bundles import image_of
+    from mrun.images.supervisor import exit_of
+
     runtime = _rt(g)
-    states = runtime.list()
+    wanted = _ps_filters(filters)
+    states = [s for s in runtime.list() if _matches(s, wanted, image_of, exit_of)]
+    if quiet:
+        for state in states:
+            print(state["id"])
+        return 0
     if format == "json":
         print(jsonio.dumps(states))
         return 0
-    from mrun.bundles import image_of
-    from mrun.images.supervisor import exit_of
 
     rows = [("CONTAINER ID", "IMAGE", "COMMAND", "STATUS", "CREATED")]
     for s in states:
@@ -455,3 +516,55 @@ def list_containers(g: dict[str, Any], format: str) -> int:  # noqa: A002
             rows.append((os.path.basename(bundle), meta.get("image", "?"), "", "orphaned (mrun rm -f)", ""))
     print_table(rows)
     return 0
+
+
+_PS_FILTERS = ("label", "name", "id", "status", "ancestor")
+
+
+def _ps_filters(filters: list[str]) -> dict[str, list[str]]:
+    """docker's ``ps --filter KEY=VALUE``s by key (one key's values: any may match; label's: all)."""
+    wanted: dict[str, list[str]] = {}
+    for text in filters:
+        key, eq, value = text.partition("=")
+        if key not in _PS_FILTERS or not eq or not value:
+            raise InvalidSpec(f"--filter {text!r}: KEY=VALUE expected, KEY one of {', '.join(_PS_FILTERS)}")
+        if key == "status" and value not in ("created", "running", "paused", "exited", "stopped", "creating"):
+            raise InvalidSpec(f"--filter {text!r}: the status is created, running, paused or exited")
+        if key == "name":
+            import re
+
+            try:
+                re.compile(value)
+            except re.error as e:
+                raise InvalidSpec(f"--filter {text!r}: {e}") from None
+        wanted.setdefault(key, []).append(value)
+    return wanted
+
+
+def _matches(state: dict[str, Any], wanted: dict[str, list[str]], image_of: Any, exit_of: Any) -> bool:
+    """Whether a container's state (runtime.list) passes every key of ``wanted``."""
+    annotations = state.get("annotations") or {}
+    for key, values in wanted.items():
+        if key == "label":
+            for value in values:
+                name, eq, expected = value.partition("=")
+                if name not in annotations or (eq and annotations[name] != expected):
+                    return False
+            continue
+        if key == "name":
+            import re
+
+            ok = any(re.search(v, state["id"]) for v in values)
+        elif key == "id":
+            ok = any(state["id"].startswith(v) for v in values)
+        elif key == "status":  # docker says exited for mrun's (and runc's) stopped
+            status = "exited" if state["status"] == Status.STOPPED else state["status"]
+            ok = status in ["exited" if v == "stopped" else v for v in values]
+        else:  # ancestor: the image it was made from, by the name it was run as or normalised
+            from mrun.images.store import normalize
+
+            image = (image_of(state.get("bundle") or "") or {}).get("image", "")
+            ok = bool(image) and any(image in (v, normalize(v)) for v in values)
+        if not ok:
+            return False
+    return True

@@ -72,7 +72,7 @@ IMAGE_RUN_FLAGS = (
     "name rm env env_file volume workdir user entrypoint memory cpus pids_limit read_only hostname annotation tty"
     " cgroup_parent network publish wasm_preopens security_opt cap_add cap_drop ulimit tmpfs device sysctl group_add"
     " oom_score_adj stop_signal shm_size privileged memory_swap memory_reservation memory_swappiness oom_kill_disable"
-    " kernel_memory cpu_shares cpu_period cpu_quota cpuset_cpus cpuset_mems blkio_weight pid ipc uts"
+    " kernel_memory cpu_shares cpu_period cpu_quota cpuset_cpus cpuset_mems blkio_weight pid ipc uts label label_file"
 ).split()
 BUNDLE_RUN_FLAGS = "pid_file console_socket preserve_fds no_pivot no_new_keyring".split()  # what run IMAGE has not
 
@@ -115,19 +115,15 @@ def list_(g: dict[str, Any], format: str, quiet: bool) -> int:  # noqa: A002
 
 
 def ps(g: dict[str, Any], container_id: str | None, ps_args: list[str], format: str,  # noqa: A002
-       all: bool = False, quiet: bool = False) -> int:  # noqa: A002
+       all: bool = False, quiet: bool = False, filter: tuple[str, ...] = ()) -> int:  # noqa: A002
     """Without an id, docker's ps (-a changes nothing: stopped containers are listed too); with
     one, runc's."""
     if container_id is None:
-        if quiet:
-            for state in _rt(g).list():
-                print(state["id"])
-            return 0
         from mrun.cli.image_verbs import list_containers
 
-        return list_containers(g, format)
-    if quiet:
-        raise MrunError("ps -q lists containers: give no container id")
+        return list_containers(g, format, list(filter), quiet)
+    if quiet or filter:
+        raise MrunError(f"ps {'-q' if quiet else '--filter'} lists containers: give no container id")
     pids = _rt(g).pids(container_id)
     if format == "json":
         print(jsonio.dumps(pids))

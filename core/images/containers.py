@@ -58,6 +58,7 @@ class Overrides:
         self.oom_score_adj: int | None = kw.get("oom_score_adj")
         self.stop_signal: str = kw.get("stop_signal") or ""
         self.shm_size: str = kw.get("shm_size") or ""
+        self.labels: dict[str, str] = kw.get("labels") or {}  # -l/--label, --label-file (run_flags.labels)
         self.namespaces: dict[str, str] = kw.get("namespaces") or {}  # --pid/--ipc/--uts (run_flags.namespaces)
 
 
@@ -201,6 +202,7 @@ def make_spec(
         # convention's words: whichever backend runs that convention bids for it (images/ names none)
         smart = labels.get(ann.WASM_VARIANT) == "compat-smart"  # wasm only where the entrypoint is wasm
         annotations[ann.WASM_VARIANT] = "compat-smart" if smart else "compat"
+    annotations.update(o.labels)  # docker's: the caller's labels over the image's
     for item in o.annotations:  # the operator's word is final, reserved keys included
         key, eq, value = item.partition("=")
         if not eq or not key:

@@ -251,6 +251,21 @@ def namespaces(spec: dict[str, Any], modes: dict[str, str], hostname_given: bool
                                    "options": ["rbind", "nosuid", "nodev", "noexec"]})
 
 
+def labels(given: list[tuple[str, str]]) -> dict[str, str]:
+    """-l/--label KEY[=VALUE] and --label-file lines, as ``(flag, text)`` in docker's order (the
+    files first): a label is a note on the container (`mrun ps --filter label=...`, `mrun
+    inspect`), so a key that mrun reads as an instruction is refused; --annotation gives those."""
+    out: dict[str, str] = {}
+    for flag, text in given:
+        key, _, value = text.partition("=")
+        if not key or key != key.strip() or "\0" in text:
+            raise InvalidSpec(f"{flag} {text!r}: KEY[=VALUE] expected")
+        if ann.is_reserved(key):
+            raise InvalidSpec(f"{flag} {key}: a key mrun reads as an instruction, not a label (use --annotation)")
+        out[key] = value
+    return out
+
+
 def shm_size(mounts: list[dict[str, Any]], text: str) -> None:
     """--shm-size: the size of the /dev/shm tmpfs (docker's sizes; more than 0)."""
     size = ram_in_bytes("shm-size", text)
