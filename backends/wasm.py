@@ -32,7 +32,7 @@ import os
 
 from mrun import annotations as ann
 from mrun.errors import InvalidSpec, MrunError
-from mrun.plugins.api import Arg, Bundle, Claim, Command, Container, Flag, find_program
+from mrun.plugins.api import Arg, Bundle, Claim, Command, Container, Flag, find_program, open_program
 from mrun.plugins.hookspecs import hookimpl
 
 TYPE_CHECKING = False
@@ -251,14 +251,20 @@ def _compiled(wasm: bytes, kind: str, name: str, note: Any = None) -> Any:
 MAX_MODULE_SIZE = 1 << 30
 
 
-def read_module(path: str, name: str) -> bytes:
+def read_module(path: str, name: str, root: str = "") -> bytes:
     """The module's bytes, refused unread past what an engine accepts: an image's 10 GiB sparse
     "module" (a few kB in its compressed layer) was read whole into the host-side mrun's memory,
-    twice over with wasmtime's copy, at `mrun pull` (precompiling) and at every run."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size > MAX_MODULE_SIZE:
-            raise MrunError(f"wasm: {name}: {size} bytes, larger than the 1 GiB a WebAssembly engine accepts")
+    twice over with wasmtime's copy, at `mrun pull` (precompiling) and at every run. With
+    ``root``, ``path`` is found again inside it (``open_program``); a regular file only, always."""
+    import stat
+
+    fd = open_program(root, path) if root else os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    with open(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise MrunError(f"wasm: {name}: not a regular file")
+        if st.st_size > MAX_MODULE_SIZE:
+            raise MrunError(f"wasm: {name}: {st.st_size} bytes, larger than the 1 GiB a WebAssembly engine accepts")
         return f.read(MAX_MODULE_SIZE + 1)
 
 
@@ -287,7 +293,10 @@ def mrun_prepare(container: Container, process: dict[str, Any]) -> None:
     host_path = find_program(container.bundle.rootfs, name, process)
     if host_path is None:
         raise MrunError(f"wasm: {name!r}: no such module in the container's rootfs")
-    wasm = read_module(host_path, name)
+    try:
+        wasm = read_module(host_path, name, container.bundle.rootfs)
+    except OSError as e:
+        raise MrunError(f"wasm: {name}: cannot read the module: {e.strerror or e}") from None
     kind = kind_of(wasm[:8])
     if kind is None:
         raise MrunError(f"wasm: {name}: not a WebAssembly module or component (it starts with {wasm[:4]!r})")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 from busybox_bundle import make_rootfs
@@ -299,3 +301,73 @@ def test_volume_destination_symlinked_to_the_host(images, tmp_path, victim):
                                  "sh", "-c", "echo in-volume > /data/sub/f && echo two > /data2/g && cat /data/sub/f"))
     assert r.stdout == "in-volume\n"
     assert open(os.path.join(images.image_root, "volumes", "vol1", "data", "f")).read() == "in-volume\n"
+
+
+def test_pull_never_reads_a_module_through_a_layers_link(images, tmp_path):
+    """Pulling (or loading) a wasm image compiles its entrypoint ahead of the first run, reading
+    the file from the layer on the host. A layer whose /app is a link to a host directory had the
+    host's /that/dir/mod.wasm read and compiled: the host resolved the image's link. Links in the
+    entrypoint's path are the container root's to resolve; nothing is read through them."""
+    import hashlib
+
+    import wasmtime
+    from busybox_bundle import make_oci_archive
+    from conftest import img_ok
+
+    host_dir = tmp_path / "host-only"
+    host_dir.mkdir()
+    module = wasmtime.wat2wasm(f'(module (func (export "_start")) (func (export "host_{os.getpid()}")))')
+    (host_dir / "mod.wasm").write_bytes(module)
+    root = tmp_path / "link-rootfs"
+    root.mkdir()
+    os.symlink(str(host_dir), root / "app")
+    from mrun.annotations import WASM_VARIANT
+
+    archive = make_oci_archive(str(root), str(tmp_path), "localhost/applink:1", ["/app/mod.wasm"],
+                               labels={WASM_VARIANT: "compat"})  # a wasm image: its module compiled at load
+    cache = {"MRUN_CACHE_DIR": str(tmp_path / "cache")}
+    img_ok(images, "load", archive, env=cache)
+    listed = img_ok(images, "cache", "list", env=cache).stdout
+    assert "sha256:" + hashlib.sha256(module).hexdigest()[:12] not in listed, listed
+
+
+def test_a_program_swapped_for_a_fifo_never_blocks_the_host(tmp_path):
+    """What the host reads of a container's program (its first bytes, to choose a backend; a wasm
+    module, to compile it) is found inside the rootfs and then opened: a container sharing that
+    rootfs can swap the file for a fifo in between, and an open of a fifo waits for a writer
+    (forever). The file is opened where it was found, as a regular file only; a fifo is refused."""
+    script = f"""
+import os, sys, threading
+sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+from mrun.plugins.api import Bundle, find_program
+from mrun.backends.wasm import read_module
+root = {str(tmp_path / 'rootfs')!r}
+os.makedirs(root)
+open(os.path.join(root, "real"), "wb").write(b"\\0asm\\1\\0\\0\\0")
+os.mkfifo(os.path.join(root, "fifo"))
+stop = False
+def flip():
+    while not stop:  # the name is now the module, now a fifo
+        os.link(os.path.join(root, "real"), os.path.join(root, "tmp-real"))
+        os.rename(os.path.join(root, "tmp-real"), os.path.join(root, "prog"))
+        os.link(os.path.join(root, "fifo"), os.path.join(root, "tmp-fifo"))
+        os.rename(os.path.join(root, "tmp-fifo"), os.path.join(root, "prog"))
+threading.Thread(target=flip, daemon=True).start()
+class Spec:
+    raw, annotations = {{}}, {{}}
+    rootfs = root
+    process = {{"args": ["/prog"], "env": []}}
+found = 0
+for i in range(3000):
+    found += Bundle(Spec()).magic() == b"\\0asm\\1\\0\\0\\0"
+    path = find_program(root, "/prog", Spec.process)
+    if path:
+        try:
+            read_module(path, "prog", root)
+        except Exception:
+            pass
+stop = True
+print("done", found)
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("done"), r.stderr[-2000:]

@@ -133,8 +133,25 @@ def entrypoint_on_host(store: ImageStore, entry: dict[str, Any]) -> str | None:
     for diff_id in reversed(entry["layers"]):
         path = os.path.join(store.layer_dir(diff_id), rel)
         if os.path.lexists(path):
-            return path if os.path.isfile(path) and not os.path.islink(path) else None
+            return path if _no_links(store.layer_dir(diff_id), rel) and os.path.isfile(path) else None
     return None
+
+
+def _no_links(top: str, rel: str) -> bool:
+    """Whether no component of ``rel`` below ``top`` is a symbolic link: a layer's link is the
+    image's, which only the container's root may resolve; the host would follow it to its own
+    files (a layer's ``app -> /srv`` read the host's /srv/module.wasm at pull)."""
+    import stat
+
+    here = top
+    for part in rel.split("/"):
+        here = os.path.join(here, part)
+        try:
+            if stat.S_ISLNK(os.lstat(here).st_mode):
+                return False
+        except OSError:
+            return False
+    return True
 
 
 def precompile(store: ImageStore, entry: dict[str, Any]) -> None:

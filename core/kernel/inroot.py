@@ -134,16 +134,23 @@ def open_in(root: str, path: str, create: str = "") -> int:
         os.close(root_fd)
 
 
-def read_file(root: str, path: str, limit: int = 1 << 20) -> bytes:
-    """A small file of the rootfs (an image's /etc/passwd), read where the container would read it."""
+def open_regular(root: str, path: str) -> int:
+    """A regular file of the rootfs, opened for reading where the container would find it. Never
+    a fifo (whose open waits for a writer) or a device (whose open acts on hardware): what the
+    walk found is looked at before it is opened."""
     fd = open_in(root, path)
     try:
-        rfd = os.open(fd_path(fd), os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(21, "not a regular file", path)
+        return os.open(fd_path(fd), os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
     finally:
         os.close(fd)
+
+
+def read_file(root: str, path: str, limit: int = 1 << 20) -> bytes:
+    """A small file of the rootfs (an image's /etc/passwd), read where the container would read it."""
+    rfd = open_regular(root, path)
     try:
-        if not stat.S_ISREG(os.fstat(rfd).st_mode):
-            raise OSError(21, "not a regular file", path)
         return os.read(rfd, limit)
     finally:
         os.close(rfd)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from mrun.kernel.inroot import secure_join
+from mrun.errors import MrunError
+from mrun.kernel.inroot import open_regular, secure_join
 from mrun.plugins.cli import Arg, Command, Flag  # noqa: F401 - for backends that add verbs (mrun_commands)
 
 TYPE_CHECKING = False
@@ -50,10 +51,16 @@ class Bundle:
         if self._magic is None:
             path = self.entrypoint()
             try:
-                with open(path, "rb") as f:  # type: ignore[arg-type]
-                    self._magic = f.read(8)
-            except (OSError, TypeError):
+                fd = open_program(self.rootfs, path) if path else -1
+            except (OSError, MrunError):
+                fd = -1
+            try:
+                self._magic = os.read(fd, 8) if fd >= 0 else b""
+            except OSError:
                 self._magic = b""
+            finally:
+                if fd >= 0:
+                    os.close(fd)
         return self._magic
 
 
@@ -69,6 +76,16 @@ def env_value(process: dict[str, Any], name: str, default: str = "") -> str:
 def find_program(root: str, name: str, process: dict[str, Any]) -> str | None:
     """``name`` looked up under ``root`` as the process would: its PATH, its cwd."""
     return resolve_in_root(root, name, env_value(process, "PATH", DEFAULT_PATH), process.get("cwd") or "/")
+
+
+def open_program(root: str, host_path: str) -> int:
+    """``host_path`` (``find_program``'s answer) opened for reading, resolved once more inside
+    ``root``, as a regular file only: the rootfs may have changed since (a container sharing it
+    put a link or a fifo in its place), and a string the host resolves would follow it."""
+    prefix = root.rstrip("/") + "/"
+    if not host_path.startswith(prefix):
+        raise MrunError(f"{host_path}: not inside {root}")
+    return open_regular(root, host_path[len(prefix) - 1:])
 
 
 def resolve_in_root(root: str, name: str, path_env: str, cwd: str = "/") -> str | None:
