@@ -1301,3 +1301,25 @@ def test_labels_and_ps_filters_as_docker(images, busybox_archive, tmp_path):
         (run_args(h, "--rm", "--label-file", str(tmp_path / "missing"), IMAGE, "true"), ["--label-file"]),
     ):
         one_line_error(img(h, *args), *needles)
+
+
+def test_stop_timeout_and_cidfile_as_docker(images, busybox_archive, tmp_path):
+    """--stop-timeout is how long `mrun stop` (without -t) waits before SIGKILL; --cidfile gets
+    the container's id, is refused if it exists, and goes again if no container came to be."""
+    import time
+
+    h = images
+    img_ok(h, "load", busybox_archive)
+    cidfile = tmp_path / "cid"
+    img_ok(h, *run_args(h, "-d", "--name", "stubborn", "--stop-timeout", "1", "--cidfile", str(cidfile), IMAGE,
+                        "sh", "-c", "trap '' TERM; sleep 600"))
+    assert cidfile.read_text() == "stubborn"
+    started = time.monotonic()
+    img_ok(h, "stop", "stubborn")  # SIGTERM ignored: SIGKILL after its own 1 s, not the default 10
+    assert time.monotonic() - started < 6
+    one_line_error(img(h, *run_args(h, "--rm", "--cidfile", str(cidfile), IMAGE, "true")), "--cidfile", "exists")
+    img_ok(h, "rm", "stubborn")
+    cidfile.unlink()
+    r = img(h, *run_args(h, "--rm", "--cidfile", str(cidfile), "--user", "nosuchuser", IMAGE, "true"))
+    assert r.returncode != 0 and not cidfile.exists(), r.stderr
+    one_line_error(img(h, *run_args(h, "--rm", "--stop-timeout", "-2", IMAGE, "true")), "--stop-timeout -2")

@@ -129,6 +129,7 @@ COMMANDS = (
                 "publish", "publish a port: [host_ip:]host_port:container_port[/udp]", kind=list, short="p", default=()
             ),
             Flag("pull", "pull the image: missing (default), always or never", default="missing"),
+            Flag("platform", "os/arch to pull, when run pulls the image", default=""),
             Flag("pid", "host, or container:ID to share its PID namespace (default: its own)", default=""),
             Flag("ipc", "host, none (no /dev/shm), private or shareable (default)", default=""),
             Flag("uts", "host: the host's hostname (default: its own)", default=""),
@@ -159,6 +160,9 @@ COMMANDS = (
                  default=()),
             Flag("oom-score-adj", "the process's OOM score adjustment (-1000 to 1000)", kind=int, default=None),
             Flag("stop-signal", "the signal `mrun stop` sends (default: the image's, else SIGTERM)", default=""),
+            Flag("stop-timeout", "seconds `mrun stop` waits before SIGKILL (default 10; -1: for ever)", kind=int,
+                 default=None),
+            Flag("cidfile", "write the container's id to this file (which must not exist)", default=""),
             Flag("shm-size", "the size of /dev/shm (64m, 1g...)", default=""),
             Flag(
                 "wasm-preopens",
@@ -276,7 +280,8 @@ COMMANDS = (
         "stop containers: each one's stop signal, then SIGKILL after the timeout",
         "image_verbs.stop",
         (Arg("container-ids", "the containers", variadic=True),),
-        (Flag("time", "seconds to wait before SIGKILL", kind=int, short="t", default=10),),
+        (Flag("time", "seconds to wait before SIGKILL (default: its --stop-timeout, else 10; -1: for ever)",
+              kind=int, short="t", default=None),),
     ),
     Command(
         "exec",

@@ -268,7 +268,7 @@ def _network_mode(g: dict[str, Any], mode: str, publish: list[str], kw: dict[str
                 (ann.NETWORK_DNS_SEARCH, dns["search"]), (ann.NETWORK_DNS_OPTIONS, dns["options"])) if values}}
 
 
-def _pull_for_run(store: ImageStore, image: str, policy: str) -> None:
+def _pull_for_run(store: ImageStore, image: str, policy: str, platform: str = "") -> None:
     """docker's --pull: ``missing`` (the default) pulls an image the store lacks, ``always``
     pulls it anyway, ``never`` does not. Said on stderr, as docker says it: stdout is the
     container's."""
@@ -286,7 +286,7 @@ def _pull_for_run(store: ImageStore, image: str, policy: str) -> None:
     from mrun.images.registry import pull as pull_image
 
     try:
-        names = pull_image(store, image, False, "", None)
+        names = pull_image(store, image, False, "", _platform(platform))
     except MrunError as e:
         if not missing:
             raise
@@ -330,6 +330,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         privileged=kw.get("privileged"),
         oom_score_adj=kw.get("oom_score_adj"),
         stop_signal=kw.get("stop_signal"),
+        stop_timeout=kw.get("stop_timeout"),
         shm_size=kw.get("shm_size"),
         namespaces=_namespace_modes(g, kw),
         labels=run_flags.labels([*((f"--label-file {path}", line) for path in kw.get("label_file") or ()
@@ -340,14 +341,22 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
     if detach and o.tty:
         raise InvalidSpec("-t with -d is not supported: a detached container's output goes to its log")
     store = ImageStore(g["image_root"])
-    _pull_for_run(store, image, kw.get("pull") or "missing")
+    _pull_for_run(store, image, kw.get("pull") or "missing", kw.get("platform") or "")
     # 48 random bits, as docker's short ids: uuid4().hex[:12] was the same, and its import
     # (enum, _uuid) was the one module a warm `mrun run` still loaded per run (~0.5 ms).
     cid = kw.get("name") or os.urandom(6).hex()
     runtime = _rt(g)
     if runtime.store.exists(cid):
         raise MrunError(f"container {cid!r} already exists")
-    bundle = prepare(store, image, cid, o, g.get("warn"), runtime.store.root)
+    cidfile = _claim_cidfile(kw.get("cidfile") or "")
+    try:
+        bundle = prepare(store, image, cid, o, g.get("warn"), runtime.store.root)
+    except BaseException:
+        _drop_cidfile(cidfile)
+        raise
+    if cidfile:
+        os.write(cidfile[1], cid.encode())
+        os.close(cidfile[1])
     try:
         if not detach:
             return runtime.run(cid, bundle, CreateOptions(), False, keep=not remove)
@@ -361,7 +370,33 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
             from mrun.bundles import release
 
             release(bundle, cid, runtime.store.root)
+            _drop_cidfile(cidfile, closed=True)
         raise
+
+
+def _claim_cidfile(path: str) -> tuple[str, int] | None:
+    """docker's --cidfile: made now, refused if it exists (another container's, maybe still
+    running); the id is written once the container's bundle is made, and the file goes again
+    if the container never came to be."""
+    if not path:
+        return None
+    try:
+        return path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except FileExistsError:
+        raise InvalidSpec(f"--cidfile {path}: the file exists; is another container using it? Remove it first") \
+            from None
+    except OSError as e:
+        raise InvalidSpec(f"--cidfile {path}: {e.strerror or e}") from None
+
+
+def _drop_cidfile(cidfile: tuple[str, int] | None, closed: bool = False) -> None:
+    if cidfile is not None:
+        if not closed:
+            os.close(cidfile[1])
+        try:
+            os.unlink(cidfile[0])
+        except OSError:
+            pass
 
 
 def inspect(g: dict[str, Any], container_id: str) -> int:
@@ -433,11 +468,11 @@ def rm(g: dict[str, Any], container_ids: list[str], force: bool) -> int:
     return _each(container_ids, "rm", one)
 
 
-def stop(g: dict[str, Any], container_ids: list[str], time: int) -> int:  # noqa: A002
+def stop(g: dict[str, Any], container_ids: list[str], time: int | None) -> int:  # noqa: A002
     return _each(container_ids, "stop", lambda cid: _stop(g, cid, time))
 
 
-def _stop(g: dict[str, Any], container_id: str, time: int) -> None:  # noqa: A002
+def _stop(g: dict[str, Any], container_id: str, time: int | None) -> None:  # noqa: A002
     import time as clock
 
     from mrun.kernel.proc import parse_signal
@@ -447,13 +482,17 @@ def _stop(g: dict[str, Any], container_id: str, time: int) -> None:  # noqa: A00
     if runtime.status(record) == Status.STOPPED:
         print(container_id)
         return
-    stop_signal = (record.config.get("annotations") or {}).get(ann.STOP_SIGNAL) or "SIGTERM"
+    annotations = record.config.get("annotations") or {}
+    stop_signal = annotations.get(ann.STOP_SIGNAL) or "SIGTERM"
+    if time is None:  # docker's: the container's --stop-timeout, else 10 seconds
+        own = annotations.get(ann.STOP_TIMEOUT, "")
+        time = int(own) if own.lstrip("-").isdigit() and own.isascii() and int(own) >= -1 else 10
     try:
         runtime.kill(container_id, parse_signal(stop_signal))
     except NotFound:  # it ended and its supervisor removed it (run -d --rm) since we looked
         print(container_id)
         return
-    deadline = clock.monotonic() + time
+    deadline = clock.monotonic() + time if time >= 0 else float("inf")
     while not _stopped_or_gone(runtime, container_id):
         if clock.monotonic() > deadline:
             try:

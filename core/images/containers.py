@@ -57,6 +57,7 @@ class Overrides:
         self.group_add: list[str] = kw.get("group_add") or []
         self.oom_score_adj: int | None = kw.get("oom_score_adj")
         self.stop_signal: str = kw.get("stop_signal") or ""
+        self.stop_timeout: int | None = kw.get("stop_timeout")
         self.shm_size: str = kw.get("shm_size") or ""
         self.labels: dict[str, str] = kw.get("labels") or {}  # -l/--label, --label-file (run_flags.labels)
         self.namespaces: dict[str, str] = kw.get("namespaces") or {}  # --pid/--ipc/--uts (run_flags.namespaces)

@@ -354,6 +354,10 @@ def apply(spec: dict[str, Any], o: Any, groups: list[int]) -> None:
         process["oomScoreAdj"] = oom_score_adj(o.oom_score_adj)
     if o.stop_signal:
         spec["annotations"][ann.STOP_SIGNAL] = stop_signal(o.stop_signal)
+    if o.stop_timeout is not None:
+        if o.stop_timeout < -1:
+            raise InvalidSpec(f"--stop-timeout {o.stop_timeout}: seconds, or -1 to wait for ever")
+        spec["annotations"][ann.STOP_TIMEOUT] = str(o.stop_timeout)
     if o.sysctl:
         linux.setdefault("sysctl", {}).update(sysctls(o.sysctl))
     if o.shm_size:
