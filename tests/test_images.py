@@ -1323,3 +1323,33 @@ def test_stop_timeout_and_cidfile_as_docker(images, busybox_archive, tmp_path):
     r = img(h, *run_args(h, "--rm", "--cidfile", str(cidfile), "--user", "nosuchuser", IMAGE, "true"))
     assert r.returncode != 0 and not cidfile.exists(), r.stderr
     one_line_error(img(h, *run_args(h, "--rm", "--stop-timeout", "-2", IMAGE, "true")), "--stop-timeout -2")
+
+
+def test_init_passes_signals_reaps_orphans_and_exits_as_the_command(images, busybox_archive, tmp_path):
+    """docker's --init: the command runs under mrun-init (as docker's under tini at
+    /sbin/docker-init): a SIGTERM reaches a command that has no handler for it (as PID 1 it
+    would ignore it, and `stop` waited for its SIGKILL), orphans are reaped, and the exit status
+    is the command's (128+N when killed by signal N, 127 when it cannot be run). A wasm image
+    needs none: --init is left out, with a warning."""
+    import time
+
+    h = images
+    img_ok(h, "load", busybox_archive)
+    out = img_ok(h, *run_args(h, "--rm", "--init", IMAGE, "sh", "-c", "(sleep 0.1 &); sleep 1; ps -o stat,pid,args"))
+    rows = out.stdout.splitlines()[1:]
+    assert rows[0].split()[2:] == ["/sbin/docker-init", "--", "sh", "-c", "(sleep", "0.1", "&);", "sleep", "1;", "ps",
+                                   "-o", "stat,pid,args"], rows
+    assert not any(r.split()[0].startswith("Z") for r in rows), rows  # the orphaned sleep was reaped
+    for script, code in (("exit 7", 7), ("kill -9 $$", 137)):
+        assert img(h, *run_args(h, "--rm", "--init", IMAGE, "sh", "-c", script)).returncode == code
+    r = img(h, *run_args(h, "--rm", "--init", IMAGE, "/no/such/program"))
+    assert r.returncode == 127 and "mrun-init: cannot run /no/such/program" in r.stderr, r.stderr
+    img_ok(h, *run_args(h, "-d", "--name", "initstop", "--init", IMAGE, "sleep", "600"))
+    started = time.monotonic()
+    img_ok(h, "stop", "-t", "30", "initstop")
+    assert time.monotonic() - started < 10  # SIGTERM, passed on, ended it: no wait for the SIGKILL
+    assert "exited (143)" in img_ok(h, "ps", "--filter", "name=initstop").stdout
+    img_ok(h, "rm", "initstop")
+    img_ok(h, "load", build_wasm_archive(str(tmp_path)))
+    r = img(h, *run_args(h, "--rm", "--init", WASM_IMAGE))
+    assert r.returncode == 3 and "hello from wasm32-wasi" in r.stdout and "--init is left out" in r.stderr, r.stderr

@@ -163,6 +163,8 @@ COMMANDS = (
             Flag("stop-timeout", "seconds `mrun stop` waits before SIGKILL (default 10; -1: for ever)", kind=int,
                  default=None),
             Flag("cidfile", "write the container's id to this file (which must not exist)", default=""),
+            Flag("init", "run the command under an init that passes signals and reaps orphans (mrun-init)",
+                 kind=bool, default=False),
             Flag("shm-size", "the size of /dev/shm (64m, 1g...)", default=""),
             Flag(
                 "wasm-preopens",

@@ -331,6 +331,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         oom_score_adj=kw.get("oom_score_adj"),
         stop_signal=kw.get("stop_signal"),
         stop_timeout=kw.get("stop_timeout"),
+        init=kw.get("init"),
         shm_size=kw.get("shm_size"),
         namespaces=_namespace_modes(g, kw),
         labels=run_flags.labels([*((f"--label-file {path}", line) for path in kw.get("label_file") or ()

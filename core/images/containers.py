@@ -58,6 +58,7 @@ class Overrides:
         self.oom_score_adj: int | None = kw.get("oom_score_adj")
         self.stop_signal: str = kw.get("stop_signal") or ""
         self.stop_timeout: int | None = kw.get("stop_timeout")
+        self.init: bool = bool(kw.get("init"))
         self.shm_size: str = kw.get("shm_size") or ""
         self.labels: dict[str, str] = kw.get("labels") or {}  # -l/--label, --label-file (run_flags.labels)
         self.namespaces: dict[str, str] = kw.get("namespaces") or {}  # --pid/--ipc/--uts (run_flags.namespaces)
@@ -71,6 +72,25 @@ def _table(rootfs: str, path: str) -> list[list[str]]:
     except OSError:
         return []
     return [line.split(":") for line in text.splitlines() if line.count(":") >= 3]
+
+
+def _is_wasm_program(rootfs: str, process: dict[str, Any]) -> bool:
+    """Whether the command is a WebAssembly module or component (its first bytes, read inside the
+    image): whatever the image declares, a wasm backend bids for it."""
+    from mrun.plugins.api import find_program, open_program
+
+    args = process.get("args") or []
+    path = find_program(rootfs, args[0].split("#", 1)[0], process) if args else None
+    if path is None:
+        return False
+    try:
+        fd = open_program(rootfs, path)
+    except (OSError, MrunError):
+        return False
+    try:
+        return os.read(fd, 4) == b"\0asm"
+    finally:
+        os.close(fd)
 
 
 def _home(passwd: list[list[str]], uid: int) -> str:
@@ -231,6 +251,11 @@ def make_spec(
         spec["mounts"].append(_volume_mount(volume, store, rootfs))
     from mrun.images import run_flags
 
+    if o.init and (entry.get("wasm") or _is_wasm_program(rootfs, process)):
+        if callable(warn):
+            warn("--init is left out for a wasm image: its init passes signals on already, and a module forks "
+                 "nothing to reap")
+        o.init = False
     run_flags.apply(spec, o, [_lookup_group(rootfs, g) for g in o.group_add])
     return spec
 

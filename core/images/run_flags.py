@@ -266,6 +266,31 @@ def labels(given: list[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
+INIT_PATH = "/sbin/docker-init"  # where docker puts its init; tools look for it there
+
+
+def init_binary() -> str:
+    """mrun-init (bin/init.c), installed beside the `mrun` launcher: the install's scripts
+    directory, else the interpreter's (a venv's bin)."""
+    import sys
+    import sysconfig
+
+    for where in (sysconfig.get_path("scripts"), os.path.dirname(os.path.abspath(sys.executable))):
+        path = os.path.join(where, "mrun-init")
+        if os.access(path, os.X_OK):
+            return path
+    raise InvalidSpec("--init: mrun-init is not installed (building it needs a C compiler and a static C library: "
+                      "libc6-dev)")
+
+
+def with_init(spec: dict[str, Any]) -> None:
+    """docker's --init: the container's command runs under mrun-init, bound in read-only, which
+    passes it signals and reaps the orphans a PID 1 inherits."""
+    spec["mounts"].append({"destination": INIT_PATH, "type": "bind", "source": init_binary(),
+                           "options": ["rbind", "ro", "nosuid", "nodev"]})
+    spec["process"]["args"] = [INIT_PATH, "--", *spec["process"]["args"]]
+
+
 def shm_size(mounts: list[dict[str, Any]], text: str) -> None:
     """--shm-size: the size of the /dev/shm tmpfs (docker's sizes; more than 0)."""
     size = ram_in_bytes("shm-size", text)
@@ -366,6 +391,8 @@ def apply(spec: dict[str, Any], o: Any, groups: list[int]) -> None:
                               "own to size")
         shm_size(spec["mounts"], o.shm_size)
     namespaces(spec, o.namespaces, bool(o.hostname))
+    if o.init:
+        with_init(spec)
     for text in o.device:
         node, rule = device(text)
         linux.setdefault("devices", []).append(node)
