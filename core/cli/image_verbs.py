@@ -76,58 +76,6 @@ def images(g: dict[str, Any], format: str, quiet: bool) -> int:  # noqa: A002
     return 0
 
 
-_PS_FILTERS = ("label", "name", "id", "status", "ancestor")
-
-
-def _ps_filters(filters: list[str]) -> dict[str, list[str]]:
-    """docker's ``ps --filter KEY=VALUE``s by key (one key's values: any may match; label's: all)."""
-    wanted: dict[str, list[str]] = {}
-    for text in filters:
-        key, eq, value = text.partition("=")
-        if key not in _PS_FILTERS or not eq or not value:
-            raise InvalidSpec(f"--filter {text!r}: KEY=VALUE expected, KEY one of {', '.join(_PS_FILTERS)}")
-        if key == "status" and value not in ("created", "running", "paused", "exited", "stopped", "creating"):
-            raise InvalidSpec(f"--filter {text!r}: the status is created, running, paused or exited")
-        if key == "name":
-            import re
-
-            try:
-                re.compile(value)
-            except re.error as e:
-                raise InvalidSpec(f"--filter {text!r}: {e}") from None
-        wanted.setdefault(key, []).append(value)
-    return wanted
-
-
-def _matches(state: dict[str, Any], wanted: dict[str, list[str]], image_of: Any, exit_of: Any) -> bool:
-    """Whether a container's state (runtime.list) passes every key of ``wanted``."""
-    annotations = state.get("annotations") or {}
-    for key, values in wanted.items():
-        if key == "label":
-            for value in values:
-                name, eq, expected = value.partition("=")
-                if name not in annotations or (eq and annotations[name] != expected):
-                    return False
-            continue
-        if key == "name":
-            import re
-
-            ok = any(re.search(v, state["id"]) for v in values)
-        elif key == "id":
-            ok = any(state["id"].startswith(v) for v in values)
-        elif key == "status":  # docker says exited for mrun's (and runc's) stopped
-            status = "exited" if state["status"] == Status.STOPPED else state["status"]
-            ok = status in ["exited" if v == "stopped" else v for v in values]
-        else:  # ancestor: the image it was made from, by the name it was run as or normalised
-            from mrun.images.store import normalize
-
-            image = (image_of(state.get("bundle") or "") or {}).get("image", "")
-            ok = bool(image) and any(image in (v, normalize(v)) for v in values)
-        if not ok:
-            return False
-    return True
-
-
 def rmi(g: dict[str, Any], image: str) -> int:
     store = _store(g)
     with store.lock():
