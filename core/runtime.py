@@ -83,6 +83,27 @@ class Runtime:
 
             return Create(self, container_id, spec, opts, lock.fd).run()
 
+    def recreate(self, container_id: str, opts: CreateOptions | None = None) -> Record:
+        """A stopped container made again from its bundle under the same id, its files kept (a
+        `mrun run IMAGE` snapshot is the bundle's): what a restart policy needs. Its last record
+        stays readable (ps, inspect) until the new create replaces it, and the id is never free
+        in between. A backend that owns its sandbox is not restarted this way."""
+        from mrun.operations.create import Create
+        from mrun.spec import check_sysctls, load_bundle
+
+        with self.store.lock(container_id) as lock:
+            record = self.store.load(container_id)
+            if self.status(record) != Status.STOPPED:
+                raise MrunError(f"container {container_id!r} is {self.status(record).value}, not stopped")
+            if record.owned:
+                raise MrunError(f"container {container_id!r}: its backend owns the sandbox; it is not restarted")
+            spec = load_bundle(record.bundle)
+            check_sysctls(spec)
+            self._take_down(record)
+            self._detach_network(container_id)
+            self.store.clear(container_id)
+            return Create(self, container_id, spec, opts or CreateOptions(), lock.fd).run()
+
     def _detach_network(self, container_id: str) -> None:
         if os.path.exists(self.store.path(container_id, "net.json")):
             from mrun.network.attach import detach

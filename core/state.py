@@ -183,6 +183,19 @@ class Store:
         check_id(container_id)
         return FileLock(self.path(container_id, "lock"), f"container {container_id!r} does not exist")
 
+    def clear(self, container_id: str) -> None:
+        """Empty the container's directory but for its state file and lock: a restart
+        (``Runtime.recreate``) starts over in it while the last record stays readable."""
+        for e in os.scandir(self.path(container_id)):
+            if e.name in (STATE_FILE, "lock"):
+                continue
+            if e.is_dir(follow_symlinks=False):
+                for sub in os.scandir(e.path):
+                    os.unlink(sub.path)
+                os.rmdir(e.path)
+            else:
+                os.unlink(e.path)
+
     def remove(self, container_id: str) -> None:
         """rm -r of the container's directory (flat: state, lock, fifo; no shutil import). A
         command on the same id that starts meanwhile opens the lock file with O_CREAT and may

@@ -1353,3 +1353,70 @@ def test_init_passes_signals_reaps_orphans_and_exits_as_the_command(images, busy
     img_ok(h, "load", build_wasm_archive(str(tmp_path)))
     r = img(h, *run_args(h, "--rm", "--init", WASM_IMAGE))
     assert r.returncode == 3 and "hello from wasm32-wasi" in r.stdout and "--init is left out" in r.stderr, r.stderr
+
+
+def test_restart_policies_as_docker(images, busybox_archive):
+    """mrun run -d --restart: the supervisor starts the container again, from its own files (what
+    a run wrote is there in the next), as docker's policies say: on-failure[:N] after a non-zero
+    exit (N times at most), always until the user stops it (`mrun stop`, a kill with SIGKILL,
+    `mrun rm -f`), with docker's back-off; the count shows in inspect. With --rm, or without -d,
+    it is refused (docker refuses --rm too)."""
+    import time
+
+    from conftest import processes_mentioning
+
+    h = images
+    img_ok(h, "load", busybox_archive)
+
+    def exit_doc(name: str, restarting: bool = False) -> dict:
+        deadline = time.monotonic() + 20
+        while True:
+            doc = json.loads(img_ok(h, "inspect", name).stdout).get("exit") or {}
+            if doc and doc.get("restarting") == restarting and json.loads(
+                    img_ok(h, "inspect", name).stdout)["state"]["status"] == "stopped":
+                return doc
+            assert time.monotonic() < deadline, doc
+            time.sleep(0.1)
+
+    # on-failure:2 -> three runs; what the first wrote, the second finds
+    img_ok(h, *run_args(h, "-d", "--name", "flaky", "--restart", "on-failure:2", IMAGE, "sh", "-c",
+                        "echo run >> /runs; wc -l < /runs; exit 3"))
+    doc = exit_doc("flaky")
+    assert doc["exit_code"] == 3 and doc["restarts"] == 2, doc
+    assert img_ok(h, "logs", "flaky").stdout.split() == ["1", "2", "3"]
+    assert "exited (3)" in img_ok(h, "ps", "--filter", "name=flaky").stdout
+    img_ok(h, "rm", "flaky")
+    img_ok(h, *run_args(h, "-d", "--name", "fine", "--restart", "on-failure", IMAGE, "true"))
+    assert exit_doc("fine") == {**exit_doc("fine"), "exit_code": 0, "restarts": 0}
+    img_ok(h, "rm", "fine")
+
+    # always: again and again, until stopped; then it stays stopped
+    for stopping in (["stop", "-t", "1"], ["kill", "SIGKILL"]):
+        img_ok(h, *run_args(h, "-d", "--name", "forever", "--restart", "always", IMAGE, "sh", "-c",
+                            "echo run; sleep 0.2"))
+        deadline = time.monotonic() + 20
+        while (json.loads(img_ok(h, "inspect", "forever").stdout).get("exit") or {}).get("restarts", 0) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        img(h, *stopping[:1], "forever", *stopping[1:])
+        exit_doc("forever")
+        runs = img_ok(h, "logs", "forever").stdout.count("run")
+        time.sleep(1.5)
+        assert img_ok(h, "logs", "forever").stdout.count("run") == runs, stopping  # not started again
+        img_ok(h, "rm", "forever")
+
+    # rm -f while it waits to start again: gone, and its supervisor with it
+    img_ok(h, *run_args(h, "-d", "--name", "doomed", "--restart", "always", IMAGE, "sh", "-c", "exit 1"))
+    time.sleep(0.5)
+    img_ok(h, "rm", "--force", "doomed")
+    deadline = time.monotonic() + 10
+    while processes_mentioning("doomed"):
+        assert time.monotonic() < deadline, processes_mentioning("doomed")
+        time.sleep(0.1)
+    assert img(h, "inspect", "doomed").returncode != 0
+
+    for flags, needles in ((["--rm", "-d", "--restart", "always"], ["--restart always with --rm"]),
+                           (["--restart", "always"], ["--restart always: needs -d"]),
+                           (["-d", "--restart", "sometimes"], ["--restart 'sometimes'"]),
+                           (["-d", "--restart", "on-failure:x"], ["--restart 'on-failure:x'"])):
+        one_line_error(img(h, *run_args(h, *flags, IMAGE, "true")), *needles)

@@ -165,6 +165,7 @@ COMMANDS = (
             Flag("cidfile", "write the container's id to this file (which must not exist)", default=""),
             Flag("init", "run the command under an init that passes signals and reaps orphans (mrun-init)",
                  kind=bool, default=False),
+            Flag("restart", "with -d: no (default), always, unless-stopped or on-failure[:MAX-RETRIES]", default=""),
             Flag("shm-size", "the size of /dev/shm (64m, 1g...)", default=""),
             Flag(
                 "wasm-preopens",

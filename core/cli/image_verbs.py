@@ -287,6 +287,16 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
                                  *(("--label", text) for text in kw.get("label") or ())]),
     )
     detach, remove = bool(kw.get("detach")), bool(kw.get("rm"))
+    restart = kw.get("restart") or "no"
+    if restart != "no":
+        from mrun.images.supervisor import restart_policy
+
+        restart_policy(restart)
+        if remove:
+            raise InvalidSpec(f"--restart {restart} with --rm: conflicting options")
+        if not detach:
+            raise InvalidSpec(f"--restart {restart}: needs -d (a detached container's supervisor restarts it)")
+        o.annotations.append(f"{ann.RESTART}={restart}")
     if detach and o.tty:
         raise InvalidSpec("-t with -d is not supported: a detached container's output goes to its log")
     store = ImageStore(g["image_root"])
@@ -408,8 +418,11 @@ def _each(container_ids: list[str], verb: str, one: Any) -> int:
 def rm(g: dict[str, Any], container_ids: list[str], force: bool) -> int:
     """Each container is removed as runc's delete removes it (and with -f, what a killed `mrun
     run` left); its name is printed once it is gone, as docker prints it."""
+    from mrun.images.supervisor import stopped_by_user
+
     def one(cid: str) -> None:
         known = _rt(g).store.exists(cid) or os.path.isdir(os.path.join(g["image_root"], "containers", cid))
+        stopped_by_user(_rt(g), cid)  # its supervisor (--restart) must not start it again meanwhile
         remove_container(g, cid, force)
         if known:
             print(cid)
@@ -424,9 +437,11 @@ def stop(g: dict[str, Any], container_ids: list[str], time: int | None) -> int: 
 def _stop(g: dict[str, Any], container_id: str, time: int | None) -> None:  # noqa: A002
     import time as clock
 
+    from mrun.images.supervisor import stopped_by_user
     from mrun.kernel.proc import parse_signal
 
     runtime = _rt(g)
+    stopped_by_user(runtime, container_id)  # before anything: its supervisor must not start it again
     record = runtime.store.load(container_id)
     if runtime.status(record) == Status.STOPPED:
         print(container_id)
@@ -494,7 +509,8 @@ def list_containers(g: dict[str, Any], format: str, filters: list[str], quiet: b
         status = s["status"]
         ended = exit_of(s["bundle"]) if status == Status.STOPPED else None
         if ended is not None:
-            status = f"exited ({ended['exit_code'] if ended.get('exit_code') is not None else '?'})"
+            code = ended["exit_code"] if ended.get("exit_code") is not None else "?"
+            status = f"{'restarting' if ended.get('restarting') else 'exited'} ({code})"
         rows.append((s["id"], image or "(bundle)", command[:40], status, s["created"][:19]))
     if os.path.isdir(g["image_root"]):
         from mrun.images.containers import orphans

@@ -59,7 +59,12 @@ def state(g: dict[str, Any], container_id: str) -> int:
 def kill(g: dict[str, Any], container_id: str, signal: str | None, all: bool) -> int:  # noqa: A002
     from mrun.kernel.proc import parse_signal
 
-    _rt(g).kill(container_id, parse_signal(signal or "SIGTERM"), all)
+    runtime = _rt(g)
+    number = parse_signal(signal or "SIGTERM")
+    from mrun.images.supervisor import stopped_by_signal
+
+    stopped_by_signal(runtime, container_id, number)  # docker's: a kill that ends it rests --restart
+    runtime.kill(container_id, number, all)
     return 0
 
 
@@ -73,7 +78,7 @@ IMAGE_RUN_FLAGS = (
     " cgroup_parent network publish wasm_preopens security_opt cap_add cap_drop ulimit tmpfs device sysctl group_add"
     " oom_score_adj stop_signal shm_size privileged memory_swap memory_reservation memory_swappiness oom_kill_disable"
     " kernel_memory cpu_shares cpu_period cpu_quota cpuset_cpus cpuset_mems blkio_weight pid ipc uts label label_file"
-    " stop_timeout cidfile platform init"
+    " stop_timeout cidfile platform init restart"
 ).split()
 BUNDLE_RUN_FLAGS = "pid_file console_socket preserve_fds no_pivot no_new_keyring".split()  # what run IMAGE has not
 

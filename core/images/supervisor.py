@@ -6,21 +6,99 @@ subreaper in a session of its own, creates and starts the container (so the init
 descendant and comes back to it), tells the caller, then waits and writes ``exit.json`` beside
 the container's log: `mrun ps` and `mrun inspect` show it as docker does ("exited (3)"), or,
 for `mrun run -d --rm`, removes the container as docker does.
+With a restart policy (``--restart``, docker's: always, unless-stopped, on-failure[:N]) it
+creates and starts the container again, from the same files, after docker's back-off (100 ms,
+doubled each time up to a minute, 100 ms again once a run lasted 10 s), until `mrun stop`,
+`mrun rm` or a kill with SIGKILL or the stop signal says the user stopped it (``STOPPED_FILE``).
+There is no daemon to restart containers when the host boots: always and unless-stopped differ
+only there in docker, and are the same here.
 It holds none of the caller's descriptors, and it outlives any mrun process.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
+from mrun import annotations as ann
 from mrun import jsonio
-from mrun.errors import MrunError
+from mrun.errors import InvalidSpec, MrunError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
 EXIT_FILE = "exit.json"
+STOPPED_FILE = "stopped"  # in the bundle: the user stopped it, so its restart policy rests
+BACKOFF_FIRST, BACKOFF_MAX, BACKOFF_RESET = 0.1, 60.0, 10.0  # docker's restart manager's seconds
+
+
+def restart_policy(text: str) -> str:
+    """docker's --restart value, checked: no, always, unless-stopped, on-failure[:N]."""
+    name, colon, count = text.partition(":")
+    if name in ("no", "always", "unless-stopped") and not colon:
+        return text
+    if name == "on-failure" and (not colon or (count.isascii() and count.isdigit())):
+        return text
+    raise InvalidSpec(f"--restart {text!r}: no, always, unless-stopped or on-failure[:MAX-RETRIES]")
+
+
+def wants_restart(policy: str, code: int | None, restarts: int) -> bool:
+    """Whether a container that ended with ``code``, restarted ``restarts`` times so far, goes again."""
+    name, _, count = policy.partition(":")
+    if name in ("always", "unless-stopped"):
+        return True
+    if name == "on-failure":
+        return code != 0 and (not count or restarts < int(count))
+    return False
+
+
+def mark_stopped(bundle: str) -> None:
+    """The user stopped the container (stop, rm, a kill that ends it): no restart after this."""
+    try:
+        os.close(os.open(os.path.join(bundle, STOPPED_FILE), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600))
+    except OSError:
+        pass  # no bundle (gone already): nothing will restart it
+
+
+def restarted(record: Any) -> bool:
+    """Whether ``record`` is a `mrun run -d --restart` container: only then is its bundle mrun's
+    to mark (a runc bundle is the caller's directory)."""
+    annotations = record.config.get("annotations") or {}
+    return (annotations.get(ann.RESTART) or "no") != "no" and ann.IMAGE in annotations
+
+
+def stopped_by_user(runtime: Any, container_id: str) -> None:
+    """`mrun stop` and `mrun rm`: a restart policy rests from now on."""
+    try:
+        record = runtime.store.load(container_id)
+    except MrunError:
+        return
+    if restarted(record):
+        mark_stopped(record.bundle)
+
+
+def stopped_by_signal(runtime: Any, container_id: str, signal: int) -> None:
+    """docker's kill: SIGKILL or the container's stop signal is the user stopping it; another
+    signal (SIGHUP, SIGUSR1) leaves the restart policy in place."""
+    from mrun.kernel.proc import parse_signal
+
+    try:
+        record = runtime.store.load(container_id)
+    except MrunError:
+        return
+    stop = (record.config.get("annotations") or {}).get(ann.STOP_SIGNAL) or "SIGTERM"
+    try:
+        fatal = signal in (9, parse_signal(stop))
+    except MrunError:
+        fatal = signal in (9, 15)
+    if fatal and restarted(record):
+        mark_stopped(record.bundle)
+
+
+def _stopped_by_user(bundle: str) -> bool:
+    return os.path.exists(os.path.join(bundle, STOPPED_FILE)) or not os.path.isdir(bundle)
 
 
 def run_detached(runtime: Any, container_id: str, bundle: str, remove: bool = False) -> None:
@@ -46,53 +124,97 @@ def run_detached(runtime: Any, container_id: str, bundle: str, remove: bool = Fa
 
 def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove: bool) -> None:
     from mrun.kernel import syscalls as sc
-    from mrun.kernel.proc import exit_code
-    from mrun.runtime import CreateOptions
 
     try:
         os.setsid()
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         null = os.open(os.devnull, os.O_RDWR)
-        log = os.open(os.path.join(bundle, "log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
         os.dup2(null, 0)
-        os.dup2(log, 1)  # the container inherits these: its output goes to its log
-        os.dup2(log, 2)
-        runtime.run(container_id, bundle, CreateOptions(), True, keep=True)
-        pid = runtime.store.load(container_id).pid
+        pid = _start(runtime, container_id, bundle)
+        policy = (runtime.store.load(container_id).config.get("annotations") or {}).get(ann.RESTART) or "no"
     except BaseException as e:  # noqa: BLE001 - reported to the caller, which prints it
         os.write(report, f"error:{e}".encode())
         os._exit(1)
     os.write(report, b"ok")
-    os.dup2(null, 1)  # from here on nothing of the caller's is ours
-    os.dup2(null, 2)
-    os.closerange(3, 1 << 16)
-    code = None
+    os.closerange(3, 1 << 16)  # from here on nothing of the caller's is ours
+    restarts, delay = 0, 0.0
+    while True:
+        started = time.monotonic()
+        code = _wait_for(pid)
+        if remove:
+            try:
+                runtime.delete(container_id, force=True)  # its snapshot and network go with it
+            except BaseException:  # noqa: BLE001 - nobody to tell; `mrun system prune` finishes it
+                pass
+            os._exit(0)
+        again = wants_restart(policy, code, restarts) and not _stopped_by_user(bundle)
+        _record(bundle, code, restarts, again)
+        if not again:
+            os._exit(0)
+        ran_long = time.monotonic() - started >= BACKOFF_RESET
+        delay = BACKOFF_FIRST if ran_long or not delay else min(delay * 2, BACKOFF_MAX)
+        deadline = time.monotonic() + delay
+        while time.monotonic() < deadline and not _stopped_by_user(bundle):
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        try:
+            if _stopped_by_user(bundle):
+                raise MrunError("stopped")
+            pid = _start(runtime, container_id, bundle, again=True)
+        except BaseException:  # noqa: BLE001 - stopped or removed meanwhile, or it cannot start again
+            _record(bundle, code, restarts, False)
+            os._exit(0)
+        restarts += 1
+
+
+def _start(runtime: Any, container_id: str, bundle: str, again: bool = False) -> int:
+    """Create (``again``: once more, in place) and start the container with its output on its
+    log (ours goes nowhere after). -> its process."""
+    from mrun.runtime import CreateOptions
+
+    log = os.open(os.path.join(bundle, "log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+    os.dup2(log, 1)  # the container inherits these: its output goes to its log
+    os.dup2(log, 2)
+    os.close(log)
+    try:
+        if again:
+            runtime.recreate(container_id)
+            runtime.start(container_id)
+        else:
+            runtime.run(container_id, bundle, CreateOptions(), True, keep=True)
+        return runtime.store.load(container_id).pid
+    finally:
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        os.close(null)
+
+
+def _wait_for(pid: int) -> int | None:
+    """The exit code of ``pid`` (our descendant: we are a subreaper); others that end are reaped."""
+    from mrun.kernel.proc import exit_code
+
     while True:
         try:
             done, status = os.waitpid(-1, 0)
         except ChildProcessError:
-            break
+            return None
         except InterruptedError:
             continue
         if done == pid:
-            code = exit_code(status)
-            break
-    if remove:
-        try:
-            runtime.delete(container_id, force=True)  # its snapshot and network go with it
-        except BaseException:  # noqa: BLE001 - nobody to tell; `mrun system prune` finishes it
-            pass
-        os._exit(0)
+            return exit_code(status)
+
+
+def _record(bundle: str, code: int | None, restarts: int, restarting: bool) -> None:
     from mrun.state import now_rfc3339
 
     try:
         tmp = os.path.join(bundle, f".{EXIT_FILE}.tmp")
         with open(tmp, "w") as f:
-            f.write(jsonio.dumps({"exit_code": code, "finished": now_rfc3339()}))
+            f.write(jsonio.dumps({"exit_code": code, "finished": now_rfc3339(), "restarts": restarts,
+                                  "restarting": restarting}))
         os.rename(tmp, os.path.join(bundle, EXIT_FILE))
     except OSError:
         pass  # removed meanwhile (`mrun rm -f`): nothing left to report to
-    os._exit(0)
 
 
 def exit_of(bundle: str) -> dict[str, Any] | None:
