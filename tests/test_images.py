@@ -1420,3 +1420,42 @@ def test_restart_policies_as_docker(images, busybox_archive):
                            (["-d", "--restart", "sometimes"], ["--restart 'sometimes'"]),
                            (["-d", "--restart", "on-failure:x"], ["--restart 'on-failure:x'"])):
         one_line_error(img(h, *run_args(h, *flags, IMAGE, "true")), *needles)
+
+
+def test_wait_logs_tail_start_and_restart_as_docker(images, busybox_archive):
+    """docker's wait (the exit code, once stopped), logs --tail/-n, start of an exited `run -d`
+    container (again in place: its files kept, its log continued) and restart. A container a runc
+    bundle made is not started twice (runc's refusal stands)."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "counter", IMAGE, "sh", "-c",
+                        "echo run >> /runs; for i in 1 2 3; do echo line$i; done; printf end; exit 4"))
+    assert img_ok(h, "wait", "counter").stdout == "4\n"
+    assert img_ok(h, "logs", "--tail", "2", "counter").stdout == "line3\nend"
+    assert img_ok(h, "logs", "-n", "1", "counter").stdout == "end"
+    assert img_ok(h, "logs", "--tail", "0", "counter").stdout == ""
+    assert img_ok(h, "logs", "--tail", "99", "counter").stdout.startswith("line1\n")
+    one_line_error(img(h, "logs", "--tail", "x", "counter"), "--tail 'x'")
+    assert img_ok(h, "start", "counter").stdout == "counter\n"
+    assert img_ok(h, "wait", "counter").stdout == "4\n"
+    assert img_ok(h, "logs", "counter").stdout.count("line1") == 2
+    assert img_ok(h, "ps", "--filter", "name=counter").stdout.count("exited (4)") == 1
+    img_ok(h, "rm", "counter")
+
+    img_ok(h, *run_args(h, "-d", "--name", "server", IMAGE, "sh", "-c", "echo up >> /ups; sleep 600"))
+    first = json.loads(img_ok(h, "inspect", "server").stdout)["state"]["pid"]
+    assert img_ok(h, "restart", "-t", "1", "server").stdout == "server\n"
+    state = json.loads(img_ok(h, "inspect", "server").stdout)["state"]
+    assert state["status"] == "running" and state["pid"] != first
+    r = img_ok(h, "exec", "server", "cat", "/ups")
+    assert r.stdout == "up\nup\n"  # the same files: the first run's line is there
+    img_ok(h, "rm", "--force", "server")
+
+    bundle_id = h.cid()
+    r = h.mrun("create", "-b", h.bundle(args=["true"]), bundle_id)
+    assert r.returncode == 0, r.stderr
+    assert h.mrun("start", bundle_id).returncode == 0
+    h.wait_status(bundle_id, "stopped")
+    r = h.mrun("start", bundle_id)
+    assert r.returncode != 0 and "not created" in r.stderr, r.stderr
+    h.mrun("delete", bundle_id)

@@ -56,7 +56,8 @@ COMMANDS = (
         (_ID,),
         (_BUNDLE, _PID_FILE, _CONSOLE, _PRESERVE, _NO_PIVOT, _NO_KEYRING),
     ),
-    Command("start", "run the user process of a created container", "start", (_ID,)),
+    Command("start", "run the user process of a created container (or start an exited `mrun run -d` one again)",
+            "start", (_ID,)),
     Command("state", "print a container's state as JSON", "state", (_ID,)),
     Command(
         "kill",
@@ -276,7 +277,10 @@ COMMANDS = (
         "print the output of a container started with mrun run IMAGE -d",
         "image_verbs.logs",
         (_ID,),
-        (Flag("follow", "keep printing until the container stops", kind=bool, short="f", default=False),),
+        (
+            Flag("follow", "keep printing until the container stops", kind=bool, short="f", default=False),
+            Flag("tail", "only the last N lines (default: all)", short="n", default="all"),
+        ),
     ),
     Command(
         "stop",
@@ -285,6 +289,20 @@ COMMANDS = (
         (Arg("container-ids", "the containers", variadic=True),),
         (Flag("time", "seconds to wait before SIGKILL (default: its --stop-timeout, else 10; -1: for ever)",
               kind=int, short="t", default=None),),
+    ),
+    Command(
+        "restart",
+        "restart containers of `mrun run -d`: each stopped as by `mrun stop`, then started again",
+        "image_verbs.restart",
+        (Arg("container-ids", "the containers", variadic=True),),
+        (Flag("time", "seconds to wait before SIGKILL (default: its --stop-timeout, else 10)", kind=int, short="t",
+              default=None),),
+    ),
+    Command(
+        "wait",
+        "wait until containers of `mrun run -d` stop, and print each one's exit code",
+        "image_verbs.wait",
+        (Arg("container-ids", "the containers", variadic=True),),
     ),
     Command(
         "exec",

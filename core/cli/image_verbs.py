@@ -378,13 +378,17 @@ def inspect(g: dict[str, Any], container_id: str) -> int:
     return 0
 
 
-def logs(g: dict[str, Any], container_id: str, follow: bool) -> int:
+def logs(g: dict[str, Any], container_id: str, follow: bool, tail: str = "all") -> int:
     runtime = _rt(g)
     path = os.path.join(runtime.store.load(container_id).bundle, "log")
     if not os.path.exists(path):
         raise NotFound(f"container {container_id!r} has no log (only `mrun run IMAGE -d` keeps one)")
+    if tail != "all" and not (tail.isascii() and tail.isdigit()):
+        raise InvalidSpec(f"--tail {tail!r}: a number of lines, or all")
     stopped = False
     with open(path, "rb") as f:
+        if tail != "all":
+            f.seek(_tail_offset(f, int(tail)))
         while True:
             chunk = f.read(1 << 16)
             if chunk:
@@ -398,6 +402,28 @@ def logs(g: dict[str, Any], container_id: str, follow: bool) -> int:
             stopped = runtime.status(runtime.store.load(container_id)) == Status.STOPPED
             if not stopped:
                 time.sleep(0.1)
+
+
+def _tail_offset(f: Any, lines: int) -> int:
+    """Where the last ``lines`` lines of ``f`` begin (an unfinished last line counts as one),
+    found by reading backwards in blocks: a log may be large."""
+    end = f.seek(0, os.SEEK_END)
+    if lines == 0 or end == 0:
+        return end
+    f.seek(end - 1)
+    pos = end - 1 if f.read(1) == b"\n" else end  # the last line's own newline starts no line
+    seen = 0
+    while pos > 0:
+        start = max(0, pos - (1 << 16))
+        f.seek(start)
+        data = f.read(pos - start)
+        i = len(data)
+        while (i := data.rfind(b"\n", 0, i)) >= 0:
+            seen += 1
+            if seen == lines:
+                return start + i + 1
+        pos = start
+    return 0
 
 
 def _each(container_ids: list[str], verb: str, one: Any) -> int:
@@ -431,7 +457,48 @@ def rm(g: dict[str, Any], container_ids: list[str], force: bool) -> int:
 
 
 def stop(g: dict[str, Any], container_ids: list[str], time: int | None) -> int:  # noqa: A002
-    return _each(container_ids, "stop", lambda cid: _stop(g, cid, time))
+    def one(cid: str) -> None:
+        _stop(g, cid, time)
+        print(cid)
+
+    return _each(container_ids, "stop", one)
+
+
+def restart(g: dict[str, Any], container_ids: list[str], time: int | None) -> int:  # noqa: A002
+    """docker's restart: stop (as `mrun stop`), then start again in place (as `mrun start`)."""
+    from mrun.images.supervisor import restartable, start_again
+
+    def one(cid: str) -> None:
+        if not restartable(_rt(g).store.load(cid)):  # before it is stopped, not after
+            raise MrunError(f"container {cid!r}: only a container of `mrun run -d` starts again")
+        _stop(g, cid, time)
+        start_again(_rt(g), cid)
+        print(cid)
+
+    return _each(container_ids, "restart", one)
+
+
+def wait(g: dict[str, Any], container_ids: list[str]) -> int:
+    """docker's wait: until each container stops, then its exit code (what its supervisor
+    recorded: only a `mrun run -d` container has one)."""
+    import time as clock
+
+    from mrun.images.supervisor import exit_of
+
+    def one(cid: str) -> None:
+        runtime = _rt(g)
+        bundle = runtime.store.load(cid).bundle
+        while True:
+            stopped = _stopped_or_gone(runtime, cid)
+            ended = exit_of(bundle) if stopped else None
+            if ended is not None and ended.get("exit_code") is not None:
+                print(ended["exit_code"])
+                return
+            if stopped and not os.path.exists(os.path.join(bundle, "log")):
+                raise MrunError(f"container {cid!r} stopped, but no exit code was kept (only `mrun run -d` keeps one)")
+            clock.sleep(0.05)
+
+    return _each(container_ids, "wait", one)
 
 
 def _stop(g: dict[str, Any], container_id: str, time: int | None) -> None:  # noqa: A002
@@ -444,7 +511,6 @@ def _stop(g: dict[str, Any], container_id: str, time: int | None) -> None:  # no
     stopped_by_user(runtime, container_id)  # before anything: its supervisor must not start it again
     record = runtime.store.load(container_id)
     if runtime.status(record) == Status.STOPPED:
-        print(container_id)
         return
     annotations = record.config.get("annotations") or {}
     stop_signal = annotations.get(ann.STOP_SIGNAL) or "SIGTERM"
@@ -454,7 +520,6 @@ def _stop(g: dict[str, Any], container_id: str, time: int | None) -> None:  # no
     try:
         runtime.kill(container_id, parse_signal(stop_signal))
     except NotFound:  # it ended and its supervisor removed it (run -d --rm) since we looked
-        print(container_id)
         return
     deadline = clock.monotonic() + time if time >= 0 else float("inf")
     while not _stopped_or_gone(runtime, container_id):
@@ -472,7 +537,6 @@ def _stop(g: dict[str, Any], container_id: str, time: int | None) -> None:  # no
         if clock.monotonic() > settle:
             break
         clock.sleep(0.02)
-    print(container_id)
 
 
 def _stopped_or_gone(runtime: Any, container_id: str) -> bool:

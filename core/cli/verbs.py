@@ -47,7 +47,20 @@ def create(g: dict[str, Any], container_id: str, bundle: str, **kw: Any) -> int:
 
 
 def start(g: dict[str, Any], container_id: str) -> int:
-    _rt(g).start(container_id)
+    """runc's start of a created container; docker's of an exited `mrun run -d` one."""
+    from mrun.errors import InvalidState
+
+    runtime = _rt(g)
+    try:
+        runtime.start(container_id)
+    except InvalidState:
+        from mrun.images.supervisor import restartable, start_again
+
+        record = runtime.store.load(container_id)
+        if runtime.status(record) != Status.STOPPED or not restartable(record):
+            raise  # runc's refusal: a container it made runs once
+        start_again(runtime, container_id)
+        print(container_id)  # as docker's start says it
     return 0
 
 

@@ -97,13 +97,32 @@ def stopped_by_signal(runtime: Any, container_id: str, signal: int) -> None:
         mark_stopped(record.bundle)
 
 
+def restartable(record: Any) -> bool:
+    """A `mrun run -d` container (its bundle is mrun's, with a log): one a supervisor can keep."""
+    return ann.IMAGE in (record.config.get("annotations") or {}) and os.path.exists(os.path.join(record.bundle, "log"))
+
+
+def start_again(runtime: Any, container_id: str) -> None:
+    """docker's start of an exited `mrun run -d` container: made again in place, under a new
+    supervisor, its restart policy back in force."""
+    record = runtime.store.load(container_id)
+    if not restartable(record):
+        raise MrunError(f"container {container_id!r}: only a container of `mrun run -d` starts again")
+    try:
+        os.unlink(os.path.join(record.bundle, STOPPED_FILE))
+    except FileNotFoundError:
+        pass
+    run_detached(runtime, container_id, record.bundle, again=True)
+
+
 def _stopped_by_user(bundle: str) -> bool:
     return os.path.exists(os.path.join(bundle, STOPPED_FILE)) or not os.path.isdir(bundle)
 
 
-def run_detached(runtime: Any, container_id: str, bundle: str, remove: bool = False) -> None:
+def run_detached(runtime: Any, container_id: str, bundle: str, remove: bool = False, again: bool = False) -> None:
     """Create and start ``container_id`` under a new supervisor; return once it runs. With
-    ``remove``, the supervisor deletes the container once it has exited."""
+    ``remove``, the supervisor deletes the container once it has exited; with ``again``, the
+    container exists, stopped, and is made again in place (docker's start of an exited one)."""
     from mrun.cgroups import primed
 
     primed()  # no thread of ours runs while we fork
@@ -111,7 +130,7 @@ def run_detached(runtime: Any, container_id: str, bundle: str, remove: bool = Fa
     pid = os.fork()
     if pid == 0:
         os.close(r)
-        _supervise(runtime, container_id, bundle, w, remove)
+        _supervise(runtime, container_id, bundle, w, remove, again)
     os.close(w)
     answer = b""
     while chunk := os.read(r, 65536):
@@ -122,7 +141,7 @@ def run_detached(runtime: Any, container_id: str, bundle: str, remove: bool = Fa
         raise MrunError(text or f"container {container_id!r}: its supervisor died before the container started")
 
 
-def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove: bool) -> None:
+def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove: bool, again: bool = False) -> None:
     from mrun.kernel import syscalls as sc
 
     try:
@@ -130,7 +149,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, 0)
-        pid = _start(runtime, container_id, bundle)
+        pid = _start(runtime, container_id, bundle, again)
         policy = (runtime.store.load(container_id).config.get("annotations") or {}).get(ann.RESTART) or "no"
     except BaseException as e:  # noqa: BLE001 - reported to the caller, which prints it
         os.write(report, f"error:{e}".encode())
