@@ -1459,3 +1459,21 @@ def test_wait_logs_tail_start_and_restart_as_docker(images, busybox_archive):
     r = h.mrun("start", bundle_id)
     assert r.returncode != 0 and "not created" in r.stderr, r.stderr
     h.mrun("delete", bundle_id)
+
+
+def test_dockers_spellings_of_kill_unpause_and_top(images, busybox_archive):
+    """kill -s/--signal (docker's; runc's positional signal stays), unpause (resume) and top (ps
+    with an id) as a docker user types them; a signal given both ways is refused."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "spelled", IMAGE, "sleep", "600"))
+    try:
+        assert "sleep 600" in img_ok(h, "top", "spelled").stdout
+        img_ok(h, "pause", "spelled")
+        img_ok(h, "unpause", "spelled")
+        assert json.loads(img_ok(h, "inspect", "spelled").stdout)["state"]["status"] == "running"
+        one_line_error(img(h, "kill", "-s", "HUP", "spelled", "TERM"), "the signal twice")
+        img_ok(h, "kill", "--signal", "KILL", "spelled")
+        assert img_ok(h, "wait", "spelled").stdout == "137\n"
+    finally:
+        img_ok(h, "rm", "--force", "spelled")

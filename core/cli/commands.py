@@ -64,7 +64,10 @@ COMMANDS = (
         "send a signal to the container's init (or all its processes)",
         "kill",
         (_ID, Arg("signal", "signal name or number (default SIGTERM)", required=False)),
-        (Flag("all", "signal every process in the container", kind=bool, short="a", default=False),),
+        (
+            Flag("all", "signal every process in the container", kind=bool, short="a", default=False),
+            Flag("signal", "docker's spelling of the signal argument", short="s", default="", dest="signal_flag"),
+        ),
     ),
     Command(
         "delete",
@@ -211,6 +214,7 @@ COMMANDS = (
             Flag("quiet", "without an id: print only the containers' ids (docker's -q)", kind=bool, short="q",
                  default=False),
         ),
+        aliases=("top",),  # docker's top ID [ps options]: this verb with an id
     ),
     Command(
         "load",
@@ -335,7 +339,7 @@ COMMANDS = (
         ),
     ),
     Command("pause", "freeze every process of a container", "pause", (_ID,)),
-    Command("resume", "thaw a paused container", "resume", (_ID,)),
+    Command("resume", "thaw a paused container (docker's unpause)", "resume", (_ID,), aliases=("unpause",)),
     Command(
         "update",
         "change a running container's resource limits",

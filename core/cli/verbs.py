@@ -69,11 +69,14 @@ def state(g: dict[str, Any], container_id: str) -> int:
     return 0
 
 
-def kill(g: dict[str, Any], container_id: str, signal: str | None, all: bool) -> int:  # noqa: A002
+def kill(g: dict[str, Any], container_id: str, signal: str | None, all: bool,  # noqa: A002
+         signal_flag: str = "") -> int:
     from mrun.kernel.proc import parse_signal
 
+    if signal and signal_flag:
+        raise InvalidSpec(f"kill: the signal twice ({signal_flag} as -s, {signal} as an argument): give one")
     runtime = _rt(g)
-    number = parse_signal(signal or "SIGTERM")
+    number = parse_signal(signal or signal_flag or "SIGTERM")
     from mrun.images.supervisor import stopped_by_signal
 
     stopped_by_signal(runtime, container_id, number)  # docker's: a kill that ends it rests --restart

@@ -17,11 +17,12 @@ class Flag:
     __slots__ = ("name", "help", "kind", "short", "default", "hidden", "dest")
 
     def __init__(
-        self, name: str, help: str, kind: type = str, short: str = "", default: object = None, hidden: bool = False
+        self, name: str, help: str, kind: type = str, short: str = "", default: object = None, hidden: bool = False,
+        dest: str = "",
     ) -> None:
         self.name, self.help, self.kind, self.short = name, help, kind, short
         self.default, self.hidden = default, hidden
-        self.dest = name.replace("-", "_")
+        self.dest = dest or name.replace("-", "_")  # another keyword where an argument has the flag's name
 
 
 class Arg:
