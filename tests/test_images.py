@@ -1477,3 +1477,53 @@ def test_dockers_spellings_of_kill_unpause_and_top(images, busybox_archive):
         assert img_ok(h, "wait", "spelled").stdout == "137\n"
     finally:
         img_ok(h, "rm", "--force", "spelled")
+
+
+def test_cp_as_docker_never_led_out_by_the_container(images, busybox_archive, tmp_path):
+    """mrun cp, both ways, docker's placing (into a directory, SRC/. as contents, a new name),
+    modes and links kept; running (through its process: what it sees) and stopped (its rootfs).
+    The container's links are its own: a copy in through /tmp/escape -> / lands in the container's
+    root, a copy out of a link to /etc/shadow is that link, and its fifo is left out, named."""
+    import stat
+
+    h = images
+    img_ok(h, "load", busybox_archive)
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("hello\n")
+    (src / "a.txt").chmod(0o640)
+    (src / "sub" / "b.txt").write_text("deep\n")
+    os.symlink("/etc/shadow", src / "link")
+    img_ok(h, *run_args(h, "-d", "--name", "cpc", IMAGE, "sleep", "600"))
+    try:
+        img_ok(h, "cp", str(src), "cpc:/tmp/")
+        listing = img_ok(h, "exec", "cpc", "sh", "-c", "cat /tmp/src/sub/b.txt; stat -c '%a %U' /tmp/src/a.txt; "
+                         "readlink /tmp/src/link").stdout.split("\n")
+        assert listing[:3] == ["deep", "640 root", "/etc/shadow"], listing
+        img_ok(h, "cp", str(src / "a.txt"), "cpc:/tmp/renamed.txt")
+        assert img_ok(h, "exec", "cpc", "cat", "/tmp/renamed.txt").stdout == "hello\n"
+
+        img_ok(h, "exec", "cpc", "sh", "-c", "ln -s / /tmp/escape; mkfifo /tmp/src/fifo; echo mine > /etc/mine")
+        img_ok(h, "cp", str(src / "a.txt"), "cpc:/tmp/escape/etc/")
+        assert not os.path.exists("/etc/a.txt")
+        assert img_ok(h, "exec", "cpc", "cat", "/etc/a.txt").stdout == "hello\n"
+        r = img_ok(h, "cp", "cpc:/tmp/src", str(tmp_path / "back"))
+        assert "src/fifo: not a file, directory or link; left out" in r.stderr
+        back = tmp_path / "back"
+        assert (back / "sub" / "b.txt").read_text() == "deep\n" and os.readlink(back / "link") == "/etc/shadow"
+        assert stat.S_IMODE(os.stat(back / "a.txt").st_mode) == 0o640 and not (back / "fifo").exists()
+        img_ok(h, "cp", "cpc:/tmp/escape/etc/mine", str(tmp_path / "mine"))
+        assert (tmp_path / "mine").read_text() == "mine\n"  # the container's /etc, not ours
+        img_ok(h, "cp", "cpc:/tmp/src/.", str(tmp_path / "contents"))
+        assert sorted(os.listdir(tmp_path / "contents")) == ["a.txt", "link", "sub"]
+
+        img_ok(h, "stop", "-t", "1", "cpc")
+        img_ok(h, "cp", str(src / "a.txt"), "cpc:/stopped.txt")  # into its rootfs
+        img_ok(h, "start", "cpc")
+        assert img_ok(h, "exec", "cpc", "cat", "/stopped.txt").stdout == "hello\n"
+        for args, needles in ((["cpc:/no/such", str(tmp_path / "x")], ["/no/such"]),
+                              ([str(src / "a.txt"), "cpc:/no/dir/"], ["/no/dir/", "does not exist"]),
+                              ([str(src), str(tmp_path / "y")], ["one of SRC and DEST"])):
+            one_line_error(img(h, "cp", *args), *needles)
+    finally:
+        img_ok(h, "rm", "--force", "cpc")

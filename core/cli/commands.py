@@ -303,6 +303,14 @@ COMMANDS = (
               default=None),),
     ),
     Command(
+        "cp",
+        "copy files between a container and here: cp CONTAINER:PATH DEST, or cp SRC CONTAINER:PATH",
+        "image_verbs.cp",
+        (Arg("source", "CONTAINER:PATH or a path here"), Arg("destination", "a path here or CONTAINER:PATH")),
+        (Flag("archive", "keep the files' uids and gids (else they are the caller's)", kind=bool, short="a",
+              default=False),),
+    ),
+    Command(
         "wait",
         "wait until containers of `mrun run -d` stop, and print each one's exit code",
         "image_verbs.wait",

@@ -636,3 +636,101 @@ def _matches(state: dict[str, Any], wanted: dict[str, list[str]], image_of: Any,
         if not ok:
             return False
     return True
+
+
+def cp(g: dict[str, Any], source: str, destination: str, archive: bool = False) -> int:
+    """docker's cp: ``CONTAINER:PATH DEST`` or ``SRC CONTAINER:PATH``. The container's side is
+    walked inside its root (a running one's through its process, so its mounts are seen; a
+    stopped one's rootfs), every name by descriptor (kernel.fdcopy): nothing in the container
+    leads the copy out. ``archive`` (-a) keeps uids and gids; else the files are the caller's."""
+    from mrun.kernel import fdcopy, inroot
+
+    src_container, src_path = _container_path(source)
+    dst_container, dst_path = _container_path(destination)
+    if bool(src_container) == bool(dst_container):
+        raise InvalidSpec("cp: one of SRC and DEST is CONTAINER:PATH, the other a path here")
+    root = _container_root(g, src_container or dst_container)
+    try:
+        contents = src_path.endswith("/.") or src_path.rstrip("/") in ("", ".")
+        parent, name = os.path.split(src_path.rstrip("/").removesuffix("/.") if not contents else src_path)
+        if src_container:
+            src_dir = inroot.walk(root, parent if not contents else src_path.removesuffix("/."))
+        else:
+            src_dir = os.open(src_path if contents else (parent or "."), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            try:
+                dst_dir, dst_name = _destination(root if dst_container else None, dst_path, name, contents)
+            except FileNotFoundError:
+                raise NotFound(f"cp: {destination}: its directory does not exist") from None
+            try:
+                skipped = fdcopy.copy(src_dir, "." if contents else name, dst_dir, dst_name, archive)
+            finally:
+                os.close(dst_dir)
+        finally:
+            os.close(src_dir)
+    except FileNotFoundError:
+        raise NotFound(f"cp: {source}: no such file or directory") from None
+    except NotADirectoryError as e:
+        raise InvalidSpec(f"cp: {e.filename or destination}: not a directory") from None
+    except OSError as e:
+        raise MrunError(f"cp: {e.filename or source}: {e.strerror or e}") from None
+    finally:
+        os.close(root)
+    for path in skipped:
+        print(f"mrun: cp: {path}: not a file, directory or link; left out", file=sys.stderr)
+    return 0
+
+
+def _container_path(text: str) -> tuple[str, str]:
+    """docker's rule: NAME:PATH names a container's path unless it looks like a local path."""
+    name, colon, path = text.partition(":")
+    if not colon or not name or name.startswith((".", "/")) or "/" in name:
+        return "", text
+    return name, path if path.startswith("/") else "/" + path
+
+
+def _container_root(g: dict[str, Any], container_id: str) -> int:
+    """A handle on the container's root: a live one's through /proc (its mounts, volumes
+    included), checked to be the same process after it was opened; a stopped one's rootfs."""
+    from mrun.kernel import inroot
+
+    runtime = _rt(g)
+    record = runtime.store.load(container_id)
+    if runtime.status(record) != Status.STOPPED and record.pid:
+        fd = inroot.open_root(f"/proc/{record.pid}/root")
+        if runtime.status(runtime.store.load(container_id)) != Status.STOPPED:
+            return fd
+        os.close(fd)  # it ended as we opened it: its pid may be another's now
+    return inroot.open_root(record.rootfs)
+
+
+def _destination(root: int | None, path: str, name: str, contents: bool) -> tuple[int, str]:
+    """docker's placing: into DEST when it is a directory (as NAME, or the contents for SRC/.),
+    else as DEST, whose directory must exist. -> (handle on the directory, the name there)."""
+    from mrun.kernel import inroot
+
+    def open_dir(p: str) -> int:
+        return inroot.walk(root, p) if root is not None else os.open(p or ".", os.O_PATH | os.O_CLOEXEC)
+
+    try:
+        target = open_dir(path)
+    except FileNotFoundError:
+        target = -1
+    if target >= 0:
+        import stat
+
+        if stat.S_ISDIR(os.fstat(target).st_mode):
+            return (target, ".") if contents else (target, name or ".")
+        os.close(target)
+        if contents:
+            raise InvalidSpec(f"cp: {path}: cannot copy a directory to a file")
+    elif path.endswith("/"):
+        raise NotFound(f"cp: {path}: the destination directory does not exist")
+    parent, last = os.path.split(path.rstrip("/"))
+    where = open_dir(parent or ("/" if root is not None else "."))
+    if contents:  # SRC/. to a new DEST: DEST made, the contents copied into it
+        os.mkdir(last, 0o755, dir_fd=where)
+        made = os.open(last, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=where)
+        os.close(where)
+        return made, "."
+    return where, last
