@@ -1527,3 +1527,73 @@ def test_cp_as_docker_never_led_out_by_the_container(images, busybox_archive, tm
             one_line_error(img(h, "cp", *args), *needles)
     finally:
         img_ok(h, "rm", "--force", "cpc")
+
+
+def _image_with_volumes(tmp_path, rootfs: str, volumes: object, name: str) -> str:
+    """A docker-archive of ``rootfs`` plus /data/seed, whose config declares ``volumes``."""
+    layer = tmp_path / f"{name}-layer.tar"
+    with tarfile.open(layer, "w") as t:
+        t.add(rootfs, arcname=".")
+        seed = b"from the image\n"
+        for member, blob in (("data", None), ("data/seed", seed)):
+            info = tarfile.TarInfo(member)
+            if blob is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                t.addfile(info)
+            else:
+                info.size = len(blob)
+                t.addfile(info, io.BytesIO(blob))
+    data = layer.read_bytes()
+    config = {"architecture": "amd64", "os": "linux",
+              "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(data).hexdigest()]},
+              "config": {"Cmd": ["sh"], "Env": ["PATH=/bin"], "Volumes": volumes}}
+    archive = str(tmp_path / f"{name}.tar")
+    with tarfile.open(archive, "w") as t:
+        manifest = json.dumps([{"Config": "config.json", "Layers": ["layer0.tar"]}]).encode()
+        for member, blob in (("layer0.tar", data), ("config.json", json.dumps(config).encode()),
+                             ("manifest.json", manifest)):
+            info = tarfile.TarInfo(member)
+            info.size = len(blob)
+            t.addfile(info, io.BytesIO(blob))
+    return archive
+
+
+def test_anonymous_volumes_and_the_volume_verbs_as_docker(images, busybox_rootfs, tmp_path):
+    """An image's Volumes, -v /DEST and --mount without source= are anonymous volumes, filled from
+    the image: --rm and rm -v remove them (a plain rm leaves them to volume prune); named ones
+    stay until volume rm, which refuses one in use. An image declaring too many, or a relative
+    path, is refused naming its field."""
+    h = images
+    img_ok(h, "load", _image_with_volumes(tmp_path, busybox_rootfs, {"/data": {}}, "withvol"), "localhost/withvol:1")
+    image = "localhost/withvol:1"
+
+    def listed() -> list[str]:
+        return img_ok(h, "volume", "ls", "-q").stdout.split()
+
+    out = img_ok(h, *run_args(h, "--rm", image, "sh", "-c", "grep -c ' /data ' /proc/self/mounts; cat /data/seed"))
+    assert out.stdout == "1\nfrom the image\n" and listed() == []  # mounted, seeded, and gone with --rm
+    img_ok(h, *run_args(h, "-d", "--name", "keeper", "-v", "/scratch", image, "sleep", "600"))
+    assert len(listed()) == 2
+    described = json.loads(img_ok(h, "volume", "inspect", *listed()).stdout)
+    assert all(d["anonymous"] and d["containers"] == ["keeper"] for d in described)
+    one_line_error(img(h, "volume", "rm", listed()[0]), "in use", "keeper")
+    img_ok(h, "rm", "--force", "keeper")  # without -v: left, dangling
+    assert len(listed()) == 2
+    assert len(img_ok(h, "volume", "prune").stdout.splitlines()) == 2 and listed() == []
+
+    img_ok(h, *run_args(h, "-d", "--name", "mixed", "-v", "mine:/data", "--mount", "type=volume,target=/anon",
+                        image, "sleep", "600"))
+    assert "mine" in listed() and len(listed()) == 2  # the image's /data is the named volume here
+    assert img_ok(h, "exec", "mixed", "cat", "/data/seed").stdout == "from the image\n"  # copied up
+    img_ok(h, "rm", "-f", "-v", "mixed")
+    assert listed() == ["mine"]
+    img_ok(h, "volume", "rm", "mine")
+    assert listed() == []
+    assert img_ok(h, "volume", "create", "made").stdout == "made\n" and listed() == ["made"]
+    assert img_ok(h, "volume", "prune").stdout == "" and img_ok(h, "volume", "prune", "-a").stdout.strip()
+    assert listed() == []
+
+    for volumes, name in (({f"/v{i}": {} for i in range(100)}, "toomany"), ({"relative": {}}, "relative")):
+        img_ok(h, "load", _image_with_volumes(tmp_path, busybox_rootfs, volumes, name), f"localhost/{name}:1")
+        one_line_error(img(h, *run_args(h, "--rm", f"localhost/{name}:1", "true")), "the image's Volumes")
+    assert listed() == []

@@ -81,7 +81,20 @@ COMMANDS = (
         "docker's rm: remove containers, printing each one removed",
         "image_verbs.rm",
         (Arg("container-ids", "the containers", variadic=True),),
-        (Flag("force", "kill each first if it is still running", kind=bool, short="f", default=False),),
+        (
+            Flag("force", "kill each first if it is still running", kind=bool, short="f", default=False),
+            Flag("volumes", "remove its anonymous volumes too", kind=bool, short="v", default=False),
+        ),
+    ),
+    Command(
+        "volume",
+        "volume create [NAME] | ls | inspect NAME... | rm NAME... | prune [-a]",
+        "image_verbs.volume",
+        (Arg("action", "create, ls, inspect, rm or prune"), Arg("names", "volumes", required=False, variadic=True)),
+        (
+            Flag("quiet", "ls: only the names", kind=bool, short="q", default=False),
+            Flag("all", "prune: named volumes too, not only anonymous ones", kind=bool, short="a", default=False),
+        ),
     ),
     Command(
         "run",
@@ -89,7 +102,8 @@ COMMANDS = (
         "run",
         (
             Arg("container-id", "the IMAGE to run, or with --bundle the container's name"),
-            Arg("command", "command and arguments (images only; default: the image's)", required=False, variadic=True),
+            Arg("command", "command and arguments (images only; default: the image's)", required=False, variadic=True,
+                rest=True),
         ),
         (
             Flag("bundle", "path to the OCI bundle (holds config.json): runc's run", short="b", default=""),
@@ -204,7 +218,7 @@ COMMANDS = (
         "ps",
         (
             Arg("container-id", "the container", required=False),
-            Arg("ps-args", "arguments for ps(1) in table mode (default -ef)", required=False, variadic=True),
+            Arg("ps-args", "arguments for ps(1) in table mode (default -ef)", required=False, variadic=True, rest=True),
         ),
         (
             _FORMAT,
@@ -320,7 +334,7 @@ COMMANDS = (
         "exec",
         "run another process in a running container",
         "exec_",
-        (_ID, Arg("command", "command and arguments (unless --process)", required=False, variadic=True)),
+        (_ID, Arg("command", "command and arguments (unless --process)", required=False, variadic=True, rest=True)),
         (
             Flag("process", "path to a process.json (runtime-spec process object)", short="p", default=""),
             _DETACH,

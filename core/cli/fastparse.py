@@ -92,7 +92,7 @@ def parse(argv: list[str]) -> tuple[dict[str, Any], Command, dict[str, Any]]:
     variadic = next((a for a in cmd.args if a.variadic), None)
     while i < len(argv):
         token = argv[i]
-        if variadic and len(positionals) >= len(fixed) and positionals:
+        if variadic and variadic.rest and len(positionals) >= len(fixed) and positionals:
             positionals.extend(argv[i + 1 :] if token == "--" else argv[i:])
             break
         if token == "--":

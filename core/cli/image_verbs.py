@@ -316,9 +316,15 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
     if cidfile:
         os.write(cidfile[1], cid.encode())
         os.close(cidfile[1])
+    from mrun.images import volumes
+
     try:
         if not detach:
-            return runtime.run(cid, bundle, CreateOptions(), False, keep=not remove)
+            try:
+                return runtime.run(cid, bundle, CreateOptions(), False, keep=not remove)
+            finally:
+                if remove:  # docker's --rm: its anonymous volumes go with it
+                    volumes.remove_anonymous(store.root, o.made_volumes)
         from mrun.images.supervisor import run_detached
 
         run_detached(runtime, cid, bundle, remove)  # its supervisor records the exit code, or removes it
@@ -329,6 +335,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
             from mrun.bundles import release
 
             release(bundle, cid, runtime.store.root)
+            volumes.remove_anonymous(store.root, o.made_volumes)
             _drop_cidfile(cidfile, closed=True)
         raise
 
@@ -441,7 +448,7 @@ def _each(container_ids: list[str], verb: str, one: Any) -> int:
     return status
 
 
-def rm(g: dict[str, Any], container_ids: list[str], force: bool) -> int:
+def rm(g: dict[str, Any], container_ids: list[str], force: bool, volumes: bool = False) -> int:
     """Each container is removed as runc's delete removes it (and with -f, what a killed `mrun
     run` left); its name is printed once it is gone, as docker prints it."""
     from mrun.images.supervisor import stopped_by_user
@@ -449,11 +456,57 @@ def rm(g: dict[str, Any], container_ids: list[str], force: bool) -> int:
     def one(cid: str) -> None:
         known = _rt(g).store.exists(cid) or os.path.isdir(os.path.join(g["image_root"], "containers", cid))
         stopped_by_user(_rt(g), cid)  # its supervisor (--restart) must not start it again meanwhile
+        used = _volumes_of(g, cid) if volumes else []
         remove_container(g, cid, force)
+        if used:  # docker's rm -v: its anonymous volumes (named ones stay)
+            from mrun.images.volumes import remove_anonymous
+
+            remove_anonymous(g["image_root"], used)
         if known:
             print(cid)
 
     return _each(container_ids, "rm", one)
+
+
+def _volumes_of(g: dict[str, Any], container_id: str) -> list[str]:
+    from mrun.images.volumes import of_container
+
+    try:
+        return of_container(g["image_root"], _rt(g).store.load(container_id).config)
+    except MrunError:
+        return []
+
+
+def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False, all: bool = False) -> int:  # noqa: A002
+    """docker's volume verbs over <image root>/volumes (mrun.images.volumes)."""
+    from mrun.images import volumes
+
+    root = g["image_root"]
+    if action in ("inspect", "rm") and not names:
+        raise InvalidSpec(f"volume {action}: name at least one volume")
+    if action == "create":
+        if len(names) > 1:
+            raise InvalidSpec("volume create: one name at most")
+        print(volumes.create(root, names[0] if names else ""))
+    elif action == "ls":
+        found = volumes.names(root)
+        if quiet:
+            for name in found:
+                print(name)
+        else:
+            print_table([("VOLUME NAME", "KIND", "CONTAINERS")] + [
+                (n, "anonymous" if volumes.is_anonymous(root, n) else "named", ",".join(volumes.users(root, n)) or "-")
+                for n in found])
+    elif action == "inspect":
+        print(jsonio.dumps([volumes.describe(root, n) for n in names], indent=2))
+    elif action == "rm":
+        return _each(names, "volume rm", lambda n: (volumes.remove(root, n), print(n)))
+    elif action == "prune":
+        for name in volumes.prune(root, all):
+            print(f"removed volume {name}")
+    else:
+        raise InvalidSpec(f"volume: unknown action {action!r} (create, ls, inspect, rm or prune)")
+    return 0
 
 
 def stop(g: dict[str, Any], container_ids: list[str], time: int | None) -> int:  # noqa: A002

@@ -61,6 +61,7 @@ class Overrides:
         self.init: bool = bool(kw.get("init"))
         self.shm_size: str = kw.get("shm_size") or ""
         self.labels: dict[str, str] = kw.get("labels") or {}  # -l/--label, --label-file (run_flags.labels)
+        self.made_volumes: list[str] = []  # anonymous volumes made for it (removed if it is not made)
         self.namespaces: dict[str, str] = kw.get("namespaces") or {}  # --pid/--ipc/--uts (run_flags.namespaces)
 
 
@@ -247,8 +248,8 @@ def make_spec(
         spec["annotations"][ann.NETWORK_LOOPBACK] = "up"
     for name, path in (o.network.get("files") or {}).items():  # container:ID: the joined one's, shared
         names.bind(spec["mounts"], name, path)
-    for volume in o.volumes:
-        spec["mounts"].append(_volume_mount(volume, store, rootfs))
+    for volume in [*o.volumes, *_image_volumes(cfg, o)]:
+        spec["mounts"].append(_volume_mount(volume, store, rootfs, o.made_volumes))
     from mrun.images import run_flags
 
     if o.init and (entry.get("wasm") or _is_wasm_program(rootfs, process)):
@@ -313,13 +314,39 @@ _VOLUME_PROPAGATION = ("shared", "rshared", "slave", "rslave", "private", "rpriv
 _VOLUME_NO_OPS = ("z", "Z", "nocopy", "consistent", "cached", "delegated")
 
 
-def _volume_mount(volume: str, store: ImageStore, rootfs: str = "") -> dict[str, Any]:
+ANONYMOUS = "<anonymous>"  # the source of an anonymous volume (-v /DEST, --mount without source=)
+MAX_IMAGE_VOLUMES = 64  # an image's Volumes: each one a directory and a mount on the host
+
+
+def _image_volumes(cfg: dict[str, Any], o: Overrides) -> list[str]:
+    """docker's: each of the image's ``Volumes`` that no -v, --mount or --tmpfs covers is an
+    anonymous volume, filled from the image."""
+    declared = cfg.get("Volumes")
+    if not declared:
+        return []
+    if not isinstance(declared, dict) or len(declared) > MAX_IMAGE_VOLUMES:
+        raise InvalidSpec(f"the image's Volumes: an object of at most {MAX_IMAGE_VOLUMES} absolute paths expected")
+    taken = {os.path.normpath(v.split(":")[1] if ":" in v else v) for v in o.volumes}
+    taken |= {os.path.normpath(t.partition(":")[0]) for t in o.tmpfs}
+    out = []
+    for path in declared:
+        if not isinstance(path, str) or not path.startswith("/") or "\0" in path or ":" in path:
+            raise InvalidSpec(f"the image's Volumes: {path!r} is not an absolute path")
+        if os.path.normpath(path) not in taken and os.path.normpath(path) != "/":
+            out.append(os.path.normpath(path))
+            taken.add(os.path.normpath(path))
+    return out
+
+
+def _volume_mount(volume: str, store: ImageStore, rootfs: str = "", made: list[str] | None = None) -> dict[str, Any]:
     """-v /host/path:/dest[:OPTIONS] (a bind mount) or -v name:/dest[:OPTIONS] (a named volume,
     made on first use, filled from the image while empty unless ``nocopy``: ``_copy_up``);
     OPTIONS as docker's: ro or rw, a propagation, z/Z, nocopy."""
     parts = volume.split(":")
+    if len(parts) == 1 and volume.startswith("/"):  # docker's -v /DEST: an anonymous volume
+        parts = [ANONYMOUS, volume]
     if len(parts) not in (2, 3) or not parts[1].startswith("/"):
-        raise InvalidSpec(f"-v {volume!r}: SOURCE:/DESTINATION[:OPTIONS] expected")
+        raise InvalidSpec(f"-v {volume!r}: SOURCE:/DESTINATION[:OPTIONS] or /DESTINATION expected")
     source, dest = parts[0], parts[1]
     options = ["rbind", "rw"]
     for option in parts[2].split(",") if len(parts) == 3 else []:
@@ -334,12 +361,16 @@ def _volume_mount(volume: str, store: ImageStore, rootfs: str = "") -> dict[str,
         if not os.path.exists(source):
             raise InvalidSpec(f"-v {volume!r}: {source} does not exist")
     else:
-        if not (source[:1].isalnum() and source.isascii() and source.replace("_", "a").replace(".", "a")
-                .replace("-", "a").isalnum()):
-            raise InvalidSpec(f"-v {volume!r}: a volume name is letters, digits, '.', '_' and '-' (a letter or "
-                              "digit first)")
-        source = os.path.join(store.root, "volumes", source, "data")
-        os.makedirs(source, mode=0o755, exist_ok=True)
+        from mrun.images import volumes
+
+        if source == ANONYMOUS:
+            name = volumes.create(store.root, anonymous=True)
+            if made is not None:
+                made.append(name)
+            source = volumes.data(store.root, name)
+        else:
+            volumes.check_name(f"-v {volume!r}", source)
+            source = volumes.data(store.root, volumes.create(store.root, source))
         nocopy = len(parts) == 3 and "nocopy" in parts[2].split(",")
         if rootfs and not nocopy and not os.listdir(source):
             _copy_up(rootfs, dest, source)
@@ -437,6 +468,9 @@ def prepare(
                 raise
         except BaseException:
             remove_tree(bundle, ignore_errors=True)
+            from mrun.images.volumes import remove_anonymous
+
+            remove_anonymous(store.root, o.made_volumes)
             raise
     return bundle
 

@@ -119,9 +119,9 @@ def mount_flag(text: str) -> tuple[str, str]:
             raise InvalidSpec(f"--mount {text!r}: a bind's source= must be an absolute path")
         options += [fields["bind-propagation"]] if "bind-propagation" in fields else []
     elif kind == "volume":
-        if not source or source.startswith("/"):
-            raise InvalidSpec(f"--mount {text!r}: a volume's source= must name it (anonymous volumes are not "
-                              "supported)")
+        if source.startswith("/"):
+            raise InvalidSpec(f"--mount {text!r}: a volume's source= names it (a path is a bind's)")
+        source = source or "<anonymous>"  # containers.ANONYMOUS: an anonymous volume
         if "bind-propagation" in fields:
             raise InvalidSpec(f"--mount {text!r}: bind-propagation is a bind's")
         options += ["nocopy"] if fields.get("volume-nocopy", "false") in ("true", "1") else []

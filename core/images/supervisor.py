@@ -162,7 +162,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
         code = _wait_for(pid)
         if remove:
             try:
-                runtime.delete(container_id, force=True)  # its snapshot and network go with it
+                _remove(runtime, container_id)
             except BaseException:  # noqa: BLE001 - nobody to tell; `mrun system prune` finishes it
                 pass
             os._exit(0)
@@ -183,6 +183,17 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
             _record(bundle, code, restarts, False)
             os._exit(0)
         restarts += 1
+
+
+def _remove(runtime: Any, container_id: str) -> None:
+    """docker's --rm: the container, its snapshot and network, and its anonymous volumes."""
+    from mrun.images import volumes
+
+    record = runtime.store.load(container_id)
+    store_root = os.path.dirname(os.path.dirname(record.bundle))  # <image root>/containers/<id>
+    used = volumes.of_container(store_root, record.config)
+    runtime.delete(container_id, force=True)
+    volumes.remove_anonymous(store_root, used)
 
 
 def _start(runtime: Any, container_id: str, bundle: str, again: bool = False) -> int:

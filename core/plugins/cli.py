@@ -26,10 +26,15 @@ class Flag:
 
 
 class Arg:
-    __slots__ = ("name", "help", "required", "variadic", "dest")
+    """A positional argument. ``variadic``: it takes every word left; ``rest``: flags among them
+    too (a command line: `run IMAGE sh -c ...`), where otherwise flags may follow the words, as
+    docker's verbs take them (`rm ID -f`)."""
 
-    def __init__(self, name: str, help: str, required: bool = True, variadic: bool = False) -> None:
+    __slots__ = ("name", "help", "required", "variadic", "rest", "dest")
+
+    def __init__(self, name: str, help: str, required: bool = True, variadic: bool = False, rest: bool = False) -> None:
         self.name, self.help, self.required, self.variadic = name, help, required, variadic
+        self.rest = rest
         self.dest = name.replace("-", "_")
 
 

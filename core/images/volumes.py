@@ -1,0 +1,122 @@
+"""Volumes, docker's way: ``<image root>/volumes/<name>/data``, made on first use or by
+``mrun volume create``, filled from the image while empty (containers.py's copy-up).
+
+A named volume outlives its containers until ``mrun volume rm``. An anonymous one (``-v /DEST``,
+``--mount type=volume`` without a source, an image's ``Volumes``) has a random 64-hex name and a
+mark, is removed with its container by ``mrun run --rm`` and ``mrun rm -v``, and by
+``mrun volume prune``. A volume some container's config still mounts is in use: never removed.
+"""
+
+from __future__ import annotations
+
+import os
+
+from mrun import jsonio
+from mrun.errors import InvalidSpec, NotFound
+from mrun.kernel.tree import remove_tree
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+ANONYMOUS = "anonymous"  # a file in the volume's directory: made for one container, nameless
+
+
+def top(store_root: str) -> str:
+    return os.path.join(store_root, "volumes")
+
+
+def data(store_root: str, name: str) -> str:
+    """Where the volume's files are (what containers mount)."""
+    return os.path.join(top(store_root), name, "data")
+
+
+def check_name(what: str, name: str) -> None:
+    if not (name[:1].isalnum() and name.isascii() and name.replace("_", "a").replace(".", "a").replace("-", "a")
+            .isalnum()):
+        raise InvalidSpec(f"{what}: a volume name is letters, digits, '.', '_' and '-' (a letter or digit first)")
+
+
+def create(store_root: str, name: str = "", anonymous: bool = False) -> str:
+    """The volume ``name`` (made if new; a random name when none is given). -> its name."""
+    if not name:
+        name = os.urandom(32).hex()
+    check_name(f"volume {name!r}", name)
+    os.makedirs(top(store_root), mode=0o700, exist_ok=True)
+    os.makedirs(data(store_root, name), mode=0o755, exist_ok=True)
+    if anonymous:
+        with open(os.path.join(top(store_root), name, ANONYMOUS), "w"):
+            pass
+    return name
+
+
+def names(store_root: str) -> list[str]:
+    where = top(store_root)
+    return sorted(n for n in os.listdir(where) if os.path.isdir(os.path.join(where, n, "data"))) \
+        if os.path.isdir(where) else []
+
+
+def is_anonymous(store_root: str, name: str) -> bool:
+    return os.path.exists(os.path.join(top(store_root), name, ANONYMOUS))
+
+
+def users(store_root: str, name: str) -> list[str]:
+    """The containers (made by `mrun run`) whose config mounts the volume."""
+    path = data(store_root, name)
+    containers = os.path.join(store_root, "containers")
+    found = []
+    for cid in sorted(os.listdir(containers)) if os.path.isdir(containers) else []:
+        try:
+            config = jsonio.load_file(os.path.join(containers, cid, "config.json"))
+        except (OSError, ValueError):
+            continue
+        if any(isinstance(m, dict) and m.get("source") == path for m in config.get("mounts") or []):
+            found.append(cid)
+    return found
+
+
+def remove(store_root: str, name: str) -> None:
+    """Refused while a container uses it (docker's "volume is in use")."""
+    check_name(f"volume {name!r}", name)
+    if name not in names(store_root):
+        raise NotFound(f"volume {name!r} does not exist")
+    used = users(store_root, name)
+    if used:
+        raise InvalidSpec(f"volume {name!r} is in use by container(s) {', '.join(used)}")
+    remove_tree(os.path.join(top(store_root), name))
+
+
+def remove_anonymous(store_root: str, used: list[str]) -> None:
+    """After a container went (run --rm, rm -v): those of its volumes that were anonymous and
+    that no other container uses."""
+    for name in used:
+        if is_anonymous(store_root, name) and not users(store_root, name):
+            remove_tree(os.path.join(top(store_root), name), ignore_errors=True)
+
+
+def prune(store_root: str, everything: bool = False) -> list[str]:
+    """docker's volume prune: the unused anonymous volumes (``everything``: named ones too)."""
+    removed = []
+    for name in names(store_root):
+        if (everything or is_anonymous(store_root, name)) and not users(store_root, name):
+            remove_tree(os.path.join(top(store_root), name), ignore_errors=True)
+            removed.append(name)
+    return removed
+
+
+def describe(store_root: str, name: str) -> dict[str, Any]:
+    if name not in names(store_root):
+        raise NotFound(f"volume {name!r} does not exist")
+    return {"name": name, "mountpoint": data(store_root, name), "anonymous": is_anonymous(store_root, name),
+            "containers": users(store_root, name)}
+
+
+def of_container(store_root: str, config: dict[str, Any]) -> list[str]:
+    """The volumes a container's config mounts, by name."""
+    prefix = top(store_root) + os.sep
+    out = []
+    for m in config.get("mounts") or []:
+        source = m.get("source") if isinstance(m, dict) else None
+        if isinstance(source, str) and source.startswith(prefix) and source.endswith(os.sep + "data"):
+            out.append(source[len(prefix):-len(os.sep + "data")])
+    return out
