@@ -186,15 +186,7 @@ class Store:
     def clear(self, container_id: str) -> None:
         """Empty the container's directory but for its state file and lock: a restart
         (``Runtime.recreate``) starts over in it while the last record stays readable."""
-        for e in os.scandir(self.path(container_id)):
-            if e.name in (STATE_FILE, "lock"):
-                continue
-            if e.is_dir(follow_symlinks=False):
-                for sub in os.scandir(e.path):
-                    os.unlink(sub.path)
-                os.rmdir(e.path)
-            else:
-                os.unlink(e.path)
+        _empty(list(os.scandir(self.path(container_id))), keep=(STATE_FILE, "lock"))
 
     def remove(self, container_id: str) -> None:
         """rm -r of the container's directory (flat: state, lock, fifo; no shutil import). A
@@ -207,16 +199,7 @@ class Store:
                 entries = list(os.scandir(top))
             except FileNotFoundError:
                 return
-            for e in entries:
-                try:
-                    if e.is_dir(follow_symlinks=False):
-                        for sub in os.scandir(e.path):
-                            os.unlink(sub.path)
-                        os.rmdir(e.path)
-                    else:
-                        os.unlink(e.path)
-                except FileNotFoundError:
-                    pass
+            _empty(entries)
             try:
                 os.rmdir(top)
                 return
@@ -323,3 +306,20 @@ def oci_state(store: Store, record: Record, status: Status | None = None) -> dic
 def now_rfc3339() -> str:
     t = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+def _empty(entries: list[os.DirEntry[str]], keep: tuple[str, ...] = ()) -> None:
+    """Remove ``entries`` of a container's directory (flat: its files, and directories of files)
+    but those named in ``keep``; one already gone is fine."""
+    for e in entries:
+        if e.name in keep:
+            continue
+        try:
+            if e.is_dir(follow_symlinks=False):
+                for sub in os.scandir(e.path):
+                    os.unlink(sub.path)
+                os.rmdir(e.path)
+            else:
+                os.unlink(e.path)
+        except FileNotFoundError:
+            pass

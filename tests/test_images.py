@@ -445,7 +445,7 @@ def test_docker_s_mount_flag_is_the_short_forms_it_stands_for(images, busybox_ar
     assert lines[:3] == ["bound", "ro", "vol"], r.stdout
     assert "size=1024k" in lines[3] and lines[4] == "1770", r.stdout
     assert os.path.exists(os.path.join(h.image_root, "volumes", "mvol", "data", "y"))
-    for bad, needle in (("type=bind,src=rel,dst=/x", "absolute path"), ("type=volume,dst=/x", "anonymous"),
+    for bad, needle in (("type=bind,src=rel,dst=/x", "absolute path"), ("type=volume,src=/abs,dst=/x", "a bind's"),
                         ("type=nfs,src=a,dst=/x", "bind, volume or tmpfs"), ("type=bind,src=/tmp", "target="),
                         ("type=bind,src=/tmp,dst=/x,colour=red", "'colour' is not a mount option"),
                         ("type=tmpfs,dst=/x,tmpfs-size=lots", "--tmpfs"),
@@ -1008,14 +1008,7 @@ def test_sparse_files_in_a_layer_stay_sparse(images, tmp_path):
     diff = "sha256:" + hashlib.sha256(data).hexdigest()
     config = {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff]},
               "config": {"Cmd": ["/big"]}}
-    archive = str(tmp_path / "sparse.tar")
-    with tarfile.open(archive, "w") as t:
-        manifest = json.dumps([{"Config": "config.json", "Layers": ["layer0.tar"]}]).encode()
-        for member, blob in (("layer0.tar", data), ("config.json", json.dumps(config).encode()),
-                             ("manifest.json", manifest)):
-            info = tarfile.TarInfo(member)
-            info.size = len(blob)
-            t.addfile(info, io.BytesIO(blob))
+    archive = _one_layer_archive(str(tmp_path / "sparse.tar"), data, config)
     img_ok(h, "load", archive, "localhost/sparse:1")
     big = os.path.join(h.image_root, "layers", diff.removeprefix("sha256:"), "fs", "big")
     st = os.stat(big)
@@ -1547,10 +1540,14 @@ def _image_with_volumes(tmp_path, rootfs: str, volumes: object, name: str) -> st
     config = {"architecture": "amd64", "os": "linux",
               "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(data).hexdigest()]},
               "config": {"Cmd": ["sh"], "Env": ["PATH=/bin"], "Volumes": volumes}}
-    archive = str(tmp_path / f"{name}.tar")
+    return _one_layer_archive(str(tmp_path / f"{name}.tar"), data, config)
+
+
+def _one_layer_archive(archive: str, layer: bytes, config: dict) -> str:
+    """A docker-archive (docker save's layout) of one layer and its config, at ``archive``."""
     with tarfile.open(archive, "w") as t:
         manifest = json.dumps([{"Config": "config.json", "Layers": ["layer0.tar"]}]).encode()
-        for member, blob in (("layer0.tar", data), ("config.json", json.dumps(config).encode()),
+        for member, blob in (("layer0.tar", layer), ("config.json", json.dumps(config).encode()),
                              ("manifest.json", manifest)):
             info = tarfile.TarInfo(member)
             info.size = len(blob)

@@ -118,5 +118,10 @@ def of_container(store_root: str, config: dict[str, Any]) -> list[str]:
     for m in config.get("mounts") or []:
         source = m.get("source") if isinstance(m, dict) else None
         if isinstance(source, str) and source.startswith(prefix) and source.endswith(os.sep + "data"):
-            out.append(source[len(prefix):-len(os.sep + "data")])
+            name = source[len(prefix):-len(os.sep + "data")]
+            try:
+                check_name("", name)  # a volume's own directory, not a path below one
+            except InvalidSpec:
+                continue
+            out.append(name)
     return out
