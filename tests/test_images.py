@@ -1594,3 +1594,16 @@ def test_anonymous_volumes_and_the_volume_verbs_as_docker(images, busybox_rootfs
         img_ok(h, "load", _image_with_volumes(tmp_path, busybox_rootfs, volumes, name), f"localhost/{name}:1")
         one_line_error(img(h, *run_args(h, "--rm", f"localhost/{name}:1", "true")), "the image's Volumes")
     assert listed() == []
+
+
+def test_container_prune_removes_the_stopped_ones_only(images, busybox_archive):
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "done", IMAGE, "true"))
+    img_ok(h, *run_args(h, "-d", "--name", "busy", IMAGE, "sleep", "600"))
+    img_ok(h, "wait", "done")
+    try:
+        assert img_ok(h, "container", "prune", "-f").stdout == "done\n"
+        assert img_ok(h, "ps", "-q").stdout.split() == ["busy"]
+    finally:
+        img_ok(h, "rm", "--force", "busy")

@@ -277,6 +277,13 @@ COMMANDS = (
     ),
     Command("inspect", "a container's state, image and config as JSON", "image_verbs.inspect", (_ID,)),
     Command(
+        "container",
+        "container prune: remove every stopped container (docker's; their volumes stay)",
+        "image_verbs.container",
+        (Arg("action", "prune"),),
+        (Flag("force", "accepted (docker asks first; mrun does not)", kind=bool, short="f", default=False),),
+    ),
+    Command(
         "system",
         "system prune: remove what killed or crashed commands left (half-created containers, orphaned "
         "snapshots, partial downloads, stale leases, empty cgroup parents); never a live container or an image",

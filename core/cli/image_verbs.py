@@ -477,6 +477,26 @@ def _volumes_of(g: dict[str, Any], container_id: str) -> list[str]:
         return []
 
 
+def container(g: dict[str, Any], action: str, force: bool = False) -> int:
+    """docker's container prune: each stopped container removed as `mrun rm` removes it."""
+    if action != "prune":
+        raise InvalidSpec(f"container: unknown action {action!r} (prune)")
+    from mrun.images.supervisor import exit_of
+
+    runtime = _rt(g)
+    status = 0
+    for state in runtime.list():
+        if state["status"] != Status.STOPPED or (exit_of(state["bundle"]) or {}).get("restarting"):
+            continue  # running, or about to start again (--restart): docker leaves both
+        try:
+            remove_container(g, state["id"], False)
+            print(state["id"])
+        except MrunError as e:  # removed meanwhile, or started again: the rest still go
+            print(f"mrun: {e}", file=sys.stderr)
+            status = 1
+    return status
+
+
 def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False, all: bool = False) -> int:  # noqa: A002
     """docker's volume verbs over <image root>/volumes (mrun.images.volumes)."""
     from mrun.images import volumes
