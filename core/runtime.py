@@ -93,8 +93,9 @@ class Runtime:
 
         with self.store.lock(container_id) as lock:
             record = self.store.load(container_id)
-            if self.status(record) != Status.STOPPED:
-                raise MrunError(f"container {container_id!r} is {self.status(record).value}, not stopped")
+            status = self.status(record)
+            if status != Status.STOPPED:
+                raise InvalidState(f"container {container_id!r} is {status}, not stopped")
             if record.owned:
                 raise MrunError(f"container {container_id!r}: its backend owns the sandbox; it is not restarted")
             spec = load_bundle(record.bundle)
