@@ -1607,3 +1607,25 @@ def test_container_prune_removes_the_stopped_ones_only(images, busybox_archive):
         assert img_ok(h, "ps", "-q").stdout.split() == ["busy"]
     finally:
         img_ok(h, "rm", "--force", "busy")
+
+
+def test_cp_keeps_a_sparse_file_sparse_and_refuses_an_endless_tree(images, busybox_archive, tmp_path):
+    """A container's sparse file (4 GiB, a few blocks in it; a terabyte would be as cheap) copied
+    out is a few blocks here, not gigabytes of zeros on the host's disk; a tree nested deeper than
+    any copy walks is refused in one line."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "holes", IMAGE, "sleep", "600"))
+    try:
+        img_ok(h, "exec", "holes", "sh", "-c", "set -e; busybox truncate -s 4294967296 /big; echo middle | busybox dd of=/big "
+               "bs=1 seek=4096 conv=notrunc 2>/dev/null; d=/deep; mkdir $d; for i in $(busybox seq 300); do "
+               "d=$d/d; mkdir $d; done")
+        img_ok(h, "cp", "holes:/big", str(tmp_path / "big"))
+        st = os.stat(tmp_path / "big")
+        assert st.st_size == 1 << 32 and st.st_blocks * 512 < 1 << 20, (st.st_size, st.st_blocks)
+        with open(tmp_path / "big", "rb") as f:
+            f.seek(4096)
+            assert f.read(6) == b"middle"
+        one_line_error(img(h, "cp", "holes:/deep", str(tmp_path / "deep")), "directories deep")
+    finally:
+        img_ok(h, "rm", "--force", "holes")

@@ -97,8 +97,7 @@ def _copy_entry(sdir: int, name: str, ddir: int, dname: str, path: str, keep_own
             dst = os.open(dname, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                           dir_fd=ddir)
             try:
-                while os.sendfile(dst, src, None, 1 << 30):
-                    pass
+                _copy_data(src, dst, st.st_size)
                 if keep_owner:
                     os.fchown(dst, st.st_uid, st.st_gid)
                 os.fchmod(dst, stat.S_IMODE(st.st_mode))  # after the chown, which clears set-id bits
@@ -110,6 +109,32 @@ def _copy_entry(sdir: int, name: str, ddir: int, dname: str, path: str, keep_own
         os.chown(dname, st.st_uid, st.st_gid, dir_fd=ddir, follow_symlinks=False)
     os.utime(dname, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=ddir, follow_symlinks=False)
     return None
+
+
+def _copy_data(src: int, dst: int, size: int) -> None:
+    """The file's data, its holes kept holes: a sparse file of a terabyte (a few blocks in the
+    container) is a few blocks here too, not a terabyte of zeros written to the host's disk."""
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(src, offset, os.SEEK_DATA)
+        except OSError:  # ENXIO: only a hole is left
+            break
+        try:
+            end = os.lseek(src, start, os.SEEK_HOLE)
+        except OSError:
+            end = size
+        os.lseek(src, start, os.SEEK_SET)
+        os.lseek(dst, start, os.SEEK_SET)
+        left = end - start
+        while left > 0:
+            sent = os.sendfile(dst, src, None, min(left, 1 << 30))
+            if sent == 0:  # it shrank meanwhile
+                left = 0
+                break
+            left -= sent
+        offset = end
+    os.ftruncate(dst, size)
 
 
 def _replace_non_directory(ddir: int, dname: str, path: str) -> None:
