@@ -1617,9 +1617,9 @@ def test_cp_keeps_a_sparse_file_sparse_and_refuses_an_endless_tree(images, busyb
     img_ok(h, "load", busybox_archive)
     img_ok(h, *run_args(h, "-d", "--name", "holes", IMAGE, "sleep", "600"))
     try:
-        img_ok(h, "exec", "holes", "sh", "-c", "set -e; busybox truncate -s 4294967296 /big; echo middle | busybox dd of=/big "
-               "bs=1 seek=4096 conv=notrunc 2>/dev/null; d=/deep; mkdir $d; for i in $(busybox seq 300); do "
-               "d=$d/d; mkdir $d; done")
+        img_ok(h, "exec", "holes", "sh", "-c", "set -e; busybox truncate -s 4294967296 /big; echo middle | "
+               "busybox dd of=/big bs=1 seek=4096 conv=notrunc 2>/dev/null; d=/deep; mkdir $d; "
+               "for i in $(busybox seq 300); do d=$d/d; mkdir $d; done")
         img_ok(h, "cp", "holes:/big", str(tmp_path / "big"))
         st = os.stat(tmp_path / "big")
         assert st.st_size == 1 << 32 and st.st_blocks * 512 < 1 << 20, (st.st_size, st.st_blocks)
@@ -1629,3 +1629,19 @@ def test_cp_keeps_a_sparse_file_sparse_and_refuses_an_endless_tree(images, busyb
         one_line_error(img(h, "cp", "holes:/deep", str(tmp_path / "deep")), "directories deep")
     finally:
         img_ok(h, "rm", "--force", "holes")
+
+
+def test_exec_privileged_and_env_file_as_docker(images, busybox_archive, tmp_path):
+    h = images
+    img_ok(h, "load", busybox_archive)
+    env_file = tmp_path / "exec.env"
+    env_file.write_text("# for the exec\nFROM_FILE=yes\n")
+    img_ok(h, *run_args(h, "-d", "--name", "target", IMAGE, "sleep", "600"))
+    try:
+        plain = img_ok(h, "exec", "target", "grep", "CapEff", "/proc/self/status").stdout.split()[1]
+        full = img_ok(h, "exec", "--privileged", "target", "grep", "CapEff", "/proc/self/status").stdout.split()[1]
+        assert int(plain, 16) == 0xA80425FB and int(full, 16) & ~int(plain, 16), (plain, full)  # more than docker's 14
+        out = img_ok(h, "exec", "--env-file", str(env_file), "-e", "B=2", "target", "sh", "-c", 'echo "$FROM_FILE $B"')
+        assert out.stdout == "yes 2\n"
+    finally:
+        img_ok(h, "rm", "--force", "target")

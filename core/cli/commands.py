@@ -358,6 +358,8 @@ COMMANDS = (
                  short="u", default=""),
             Flag("additional-gids", "extra group id", kind=list, short="g", default=()),
             Flag("cap", "add a capability", kind=list, short="c", default=()),
+            Flag("privileged", "docker's: every capability for the process", kind=bool, default=False),
+            Flag("env-file", "docker's: read KEY=VALUE lines from a file", kind=list, default=()),
             Flag("no-new-privs", "set no_new_privileges", kind=bool, default=False),
             Flag("ignore-paused", "exec in a paused container too (the process runs once it is resumed)",
                  kind=bool, default=False),

@@ -187,6 +187,8 @@ def _exec_process(
     apparmor: str = "",
     process_label: str = "",
     workdir: str = "",
+    privileged: bool = False,
+    env_file: list[str] | None = None,
     **_: Any,
 ) -> dict[str, Any]:
     """runc's rule: start from the container's own process, then apply the flags. An AppArmor
@@ -197,6 +199,10 @@ def _exec_process(
     if not command:
         raise MrunError("exec: give a command, or --process FILE")
     base["args"] = list(command)
+    if env_file:  # docker's exec --env-file: read as run reads it, before the -e values
+        from mrun.cli.image_verbs import read_env_file
+
+        env = [line for path in env_file for line in read_env_file(path)] + list(env)
     base["env"] = list(base.get("env") or []) + list(env)
     base["terminal"] = tty
     if cwd or workdir:
@@ -221,6 +227,10 @@ def _exec_process(
         for name in ("bounding", "effective", "permitted"):
             caps[name] = sorted(set(caps.get(name, [])) | set(cap))
         base["capabilities"] = caps
+    if privileged:  # docker's exec --privileged: every capability, whatever the container holds
+        from mrun.images.run_flags import every_capability, set_capabilities
+
+        set_capabilities(base, every_capability())
     if no_new_privs:
         base["noNewPrivileges"] = True
     if apparmor:

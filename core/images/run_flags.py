@@ -345,13 +345,18 @@ def set_capabilities(process: dict[str, Any], caps: list[str]) -> None:
                                "permitted": list(caps) if root else []}
 
 
+def every_capability() -> list[str]:
+    """The names of every capability this kernel has."""
+    from mrun.sandbox.caps import last_cap
+
+    return sorted(name for name, bit in CAP_BITS.items() if bit <= last_cap())
+
+
 def privileged(spec: dict[str, Any]) -> None:
     """docker's --privileged: every capability this kernel has, no seccomp filter, nothing of
     /proc masked or read-only, /sys and the cgroup tree writable, and every host device, allowed
     in the device cgroup. (No LSM label is applied either way.)"""
-    from mrun.sandbox.caps import last_cap
-
-    set_capabilities(spec["process"], sorted(name for name, bit in CAP_BITS.items() if bit <= last_cap()))
+    set_capabilities(spec["process"], every_capability())
     linux = spec["linux"]
     linux.pop("seccomp", None)
     linux["maskedPaths"], linux["readonlyPaths"] = [], []
