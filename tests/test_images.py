@@ -1230,6 +1230,9 @@ def test_pid_ipc_and_uts_modes_as_docker(images, busybox_archive):
     assert inside("--pid", "host", script=ns).split()[0] == host_pid
     assert inside("--ipc", "host", script=ns).split()[1] == host_ipc
     assert inside("--uts", "host", script=ns).split()[2] == host_uts
+    cgroupns = "readlink /proc/self/ns/cgroup"
+    assert inside("--cgroupns", "host", script=cgroupns).strip() == os.readlink("/proc/self/ns/cgroup")
+    assert inside("--cgroupns", "private", script=cgroupns).strip() != os.readlink("/proc/self/ns/cgroup")
     assert inside("--uts", "host", script='hostname; echo "$HOSTNAME"').split() == [os.uname().nodename] * 2
     shm = "grep -c ' /dev/shm ' /proc/self/mounts || true"
     assert [inside("--ipc", mode, script=shm).strip() for mode in ("private", "shareable", "none", "host")] == \

@@ -151,6 +151,7 @@ COMMANDS = (
             Flag("pid", "host, or container:ID to share its PID namespace (default: its own)", default=""),
             Flag("ipc", "host, none (no /dev/shm), private or shareable (default)", default=""),
             Flag("uts", "host: the host's hostname (default: its own)", default=""),
+            Flag("cgroupns", "host: the host's cgroup namespace (default: private)", default=""),
             Flag("add-host", "a line for /etc/hosts: NAME:IP (IP may be host-gateway)", kind=list, default=()),
             Flag("dns", "a resolver for /etc/resolv.conf (instead of the host's)", kind=list, default=()),
             Flag("dns-search", "a search domain for /etc/resolv.conf ('.' for none)", kind=list, default=()),

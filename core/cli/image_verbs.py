@@ -155,14 +155,14 @@ def _running_pid(g: dict[str, Any], flag: str, mode: str) -> int:
 
 
 def _namespace_modes(g: dict[str, Any], kw: dict[str, Any]) -> dict[str, str]:
-    """--pid, --ipc and --uts -> namespace type: "host", "none" (ipc: no /dev/shm), or the path of
+    """--pid, --ipc, --uts and --cgroupns -> namespace type: "host", "none" (ipc: no /dev/shm), or the path of
     a running container's namespace to join; private ones (the default) are left out."""
-    from mrun.images.run_flags import NAMESPACE_MODES
+    from mrun.images.run_flags import NAMESPACE_FLAGS, NAMESPACE_MODES
 
     modes = {}
     for kind, allowed in NAMESPACE_MODES.items():
-        flag = f"--{kind}"
-        mode = kw.get(kind) or ""
+        flag = f"--{NAMESPACE_FLAGS.get(kind, kind)}"
+        mode = kw.get(NAMESPACE_FLAGS.get(kind, kind)) or ""
         if mode.startswith("container:") and "container:ID" in allowed:
             modes[kind] = f"/proc/{_running_pid(g, flag, mode)}/ns/{kind}"
         elif mode in ("", "private", "shareable") and mode in ("", *allowed):

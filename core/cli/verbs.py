@@ -94,7 +94,7 @@ IMAGE_RUN_FLAGS = (
     " cgroup_parent network publish wasm_preopens security_opt cap_add cap_drop ulimit tmpfs device sysctl group_add"
     " oom_score_adj stop_signal shm_size privileged memory_swap memory_reservation memory_swappiness oom_kill_disable"
     " kernel_memory cpu_shares cpu_period cpu_quota cpuset_cpus cpuset_mems blkio_weight pid ipc uts label label_file"
-    " stop_timeout cidfile platform init restart"
+    " stop_timeout cidfile platform init restart cgroupns"
 ).split()
 BUNDLE_RUN_FLAGS = "pid_file console_socket preserve_fds no_pivot no_new_keyring".split()  # what run IMAGE has not
 

@@ -224,7 +224,9 @@ NAMESPACE_MODES = {
     "pid": ("host", "container:ID"),
     "ipc": ("private", "shareable", "none", "host"),
     "uts": ("host",),
+    "cgroup": ("host", "private"),  # --cgroupns
 }
+NAMESPACE_FLAGS = {"cgroup": "cgroupns"}  # a flag not named as its namespace
 
 
 def namespaces(spec: dict[str, Any], modes: dict[str, str], hostname_given: bool) -> None:
