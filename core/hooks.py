@@ -62,14 +62,18 @@ def _run_one(hook: dict[str, Any], payload: bytes) -> None:
     deadline = time.monotonic() + timeout if timeout else None
     unsent = _Feed(w, payload)
     delay = 0.0005
+    reaped = False
     try:
+        unsent.more()
         while True:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
+                reaped = True
                 break
             if deadline and time.monotonic() > deadline:
                 os.kill(pid, SIGKILL)
                 os.waitpid(pid, 0)
+                reaped = True
                 raise MrunError(f"timed out after {timeout}s")
             if unsent.more():
                 delay = 0.0005  # the hook is reading: keep up with it
@@ -77,6 +81,9 @@ def _run_one(hook: dict[str, Any], payload: bytes) -> None:
             delay = min(delay * 2, 0.02)
     finally:
         unsent.close()
+        if not reaped:  # whatever else went wrong here: the hook is not left running unreaped
+            os.kill(pid, SIGKILL)
+            os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):
         raise MrunError(f"killed by signal {os.WTERMSIG(status)}")
     if os.WEXITSTATUS(status):
@@ -89,9 +96,8 @@ class _Feed:
     timeout while the hook does not read. A hook that exits unread ends the feed (EPIPE)."""
 
     def __init__(self, fd: int, payload: bytes) -> None:
-        os.set_blocking(fd, False)
         self.fd, self.rest = fd, memoryview(payload)
-        self.more()
+        os.set_blocking(fd, False)
 
     def more(self) -> bool:
         """Write what the pipe takes now; True if some was taken."""

@@ -267,6 +267,32 @@ def test_hook_timeout_holds_when_the_hook_does_not_read_a_large_state(h):
     assert time.monotonic() - start < 10
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
+def test_an_interrupted_create_leaves_no_hook_running(h):
+    """^C (SIGINT) to `mrun create` while a host-side hook runs: the create is undone (exit 130)
+    and the hook goes with it. It was left running, orphaned, doing whatever it does after."""
+    import signal
+    import subprocess
+
+    from conftest import processes_mentioning
+
+    tag = f"59.{int.from_bytes(os.urandom(3), 'big')}"  # seconds to sleep, and the hook's mark
+    hooks = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", f"exec sleep {tag}"]}]}
+    bundle = h.bundle(["true"], hooks=hooks)
+    proc = subprocess.Popen([h.binary, "--root", h.root, "create", "-b", bundle, h.cid()],
+                            env={**os.environ, **h.base_env, "MRUN_WARM": "0"}, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while not processes_mentioning(tag):
+        assert time.monotonic() < deadline and proc.poll() is None, "the hook never ran"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=20) == 130
+    deadline = time.monotonic() + 5
+    while processes_mentioning(tag):
+        assert time.monotonic() < deadline, f"the hook runs on: {processes_mentioning(tag)}"
+        time.sleep(0.05)
+
+
 def test_console_socket_receives_a_working_pty(h):
     sock_path = os.path.join(h.tmp, "console.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
