@@ -1634,7 +1634,7 @@ def test_cp_keeps_a_sparse_file_sparse_and_refuses_an_endless_tree(images, busyb
         img_ok(h, "rm", "--force", "holes")
 
 
-def test_exec_privileged_and_env_file_as_docker(images, busybox_archive, tmp_path):
+def test_exec_privileged_env_file_and_callers_env_as_docker(images, busybox_archive, tmp_path):
     h = images
     img_ok(h, "load", busybox_archive)
     env_file = tmp_path / "exec.env"
@@ -1646,5 +1646,8 @@ def test_exec_privileged_and_env_file_as_docker(images, busybox_archive, tmp_pat
         assert int(plain, 16) == 0xA80425FB and int(full, 16) & ~int(plain, 16), (plain, full)  # more than docker's 14
         out = img_ok(h, "exec", "--env-file", str(env_file), "-e", "B=2", "target", "sh", "-c", 'echo "$FROM_FILE $B"')
         assert out.stdout == "yes 2\n"
+        r = img_ok(h, "exec", "-e", "FROM_CALLER", "-e", "UNSET_HERE", "target", "sh", "-c",
+                   'echo "$FROM_CALLER ${UNSET_HERE-unset}"', env={"FROM_CALLER": "ours"})
+        assert r.stdout == "ours unset\n"  # docker's -e NAME: the caller's value, or nothing
     finally:
         img_ok(h, "rm", "--force", "target")

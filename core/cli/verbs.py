@@ -203,7 +203,9 @@ def _exec_process(
         from mrun.cli.image_verbs import read_env_file
 
         env = [line for path in env_file for line in read_env_file(path)] + list(env)
-    base["env"] = list(base.get("env") or []) + list(env)
+    # docker's `exec -e NAME`: the caller's value, or left out when the caller has none
+    env = [e if "=" in e else f"{e}={os.environ[e]}" for e in env if "=" in e or e in os.environ]
+    base["env"] = list(base.get("env") or []) + env
     base["terminal"] = tty
     if cwd or workdir:
         base["cwd"] = cwd or workdir
