@@ -1651,3 +1651,24 @@ def test_exec_privileged_env_file_and_callers_env_as_docker(images, busybox_arch
         assert r.stdout == "ours unset\n"  # docker's -e NAME: the caller's value, or nothing
     finally:
         img_ok(h, "rm", "--force", "target")
+
+
+def test_inspect_format_reads_dockers_fields(images, busybox_archive):
+    """`inspect -f` with the Go template scripts use: docker's fields (State.Pid, State.Status,
+    State.ExitCode, Config.Labels...) and mrun's own; what the subset cannot do is refused."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "shaped", "-l", "team=a", IMAGE, "sh", "-c", "sleep 600; exit 3"))
+    try:
+        pid = json.loads(img_ok(h, "inspect", "shaped").stdout)["state"]["pid"]
+        out = img_ok(h, "inspect", "-f", "{{.State.Pid}} {{.State.Status}} {{.State.Running}} {{.Config.Image}} "
+                     "{{.Name}} {{json .Config.Labels}} {{.state.status}}", "shaped").stdout
+        assert out == f'{pid} running true {IMAGE} /shaped {{"team":"a"}} running\n', out
+        img_ok(h, "kill", "shaped", "KILL")
+        img_ok(h, "wait", "shaped")
+        out = img_ok(h, "inspect", "--format", "{{.State.Status}}:{{.State.ExitCode}}:{{.State.Pid}}", "shaped").stdout
+        assert out == "exited:137:0\n", out
+        one_line_error(img(h, "inspect", "-f", "{{range .Mounts}}x{{end}}", "shaped"), "range .Mounts")
+        one_line_error(img(h, "inspect", "-f", "{{.State.Nope}}", "shaped"), "no field 'Nope'")
+    finally:
+        img_ok(h, "rm", "--force", "shaped")

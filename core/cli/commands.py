@@ -276,7 +276,14 @@ COMMANDS = (
             Arg("name", "the new image's name (wasm)", required=False),
         ),
     ),
-    Command("inspect", "a container's state, image and config as JSON", "image_verbs.inspect", (_ID,)),
+    Command(
+        "inspect",
+        "a container's state, image and config as JSON",
+        "image_verbs.inspect",
+        (_ID,),
+        (Flag("format", "docker's Go template: {{.State.Pid}}, {{json .Config.Labels}}, ... (docker's fields and "
+              "mrun's own)", short="f", default=""),),
+    ),
     Command(
         "container",
         "container prune: remove every stopped container (docker's; their volumes stay)",

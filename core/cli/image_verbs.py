@@ -365,7 +365,7 @@ def _drop_cidfile(cidfile: tuple[str, int] | None, closed: bool = False) -> None
             pass
 
 
-def inspect(g: dict[str, Any], container_id: str) -> int:
+def inspect(g: dict[str, Any], container_id: str, format: str = "") -> int:  # noqa: A002
     runtime = _rt(g)
     record = runtime.store.load(container_id)
     from mrun.bundles import image_of
@@ -381,8 +381,39 @@ def inspect(g: dict[str, Any], container_id: str) -> int:
         doc["exit"] = exit_of(record.bundle)  # a detached container's, as its supervisor saw it
     else:
         doc["backend"] = runtime.stats(container_id)["backend"]  # e.g. wasm: its store memory limit
+    if format:
+        from mrun.cli.template import render
+
+        print(render(format, {**_docker_view(doc), **doc}))
+        return 0
     print(jsonio.dumps(doc, indent=2))
     return 0
+
+
+def _docker_view(doc: dict[str, Any]) -> dict[str, Any]:
+    """The fields of `docker inspect` that scripts read, from mrun's own (``inspect -f``)."""
+    state, config, ended = doc["state"], doc["config"] or {}, doc.get("exit") or {}
+    process = config.get("process") or {}
+    args, user = process.get("args") or [], process.get("user") or {}
+    status = {"stopped": "restarting" if ended.get("restarting") else "exited", "creating": "created"}.get(
+        state["status"], state["status"])
+    live = state["status"] in ("running", "paused")
+    labels = {k: v for k, v in (config.get("annotations") or {}).items() if not ann.is_reserved(k)}
+    return {
+        "Id": state["id"], "Name": "/" + state["id"], "Created": state.get("created", ""),
+        "Path": args[0] if args else "", "Args": args[1:], "Image": (doc.get("image") or {}).get("config", ""),
+        "RestartCount": ended.get("restarts", 0),
+        "State": {"Status": status, "Running": state["status"] == "running", "Paused": state["status"] == "paused",
+                  "Restarting": bool(ended.get("restarting")), "Pid": state.get("pid", 0) if live else 0,
+                  "ExitCode": ended.get("exit_code") or 0, "FinishedAt": ended.get("finished", "")},
+        "Config": {"Image": (doc.get("image") or {}).get("image", ""), "Hostname": config.get("hostname", ""),
+                   "Env": process.get("env") or [], "Cmd": args, "WorkingDir": process.get("cwd", ""),
+                   "Labels": labels, "User": f"{user.get('uid', 0)}:{user.get('gid', 0)}"},
+        "NetworkSettings": {"IPAddress": (doc.get("network") or {}).get("ip", "")},
+        "Mounts": [{"Type": m.get("type", ""), "Source": m.get("source", ""), "Destination": m.get("destination", "")}
+                   for m in config.get("mounts") or [] if m.get("type") in ("bind", "tmpfs") or "bind" in
+                   (m.get("options") or [])],
+    }
 
 
 def logs(g: dict[str, Any], container_id: str, follow: bool, tail: str = "all") -> int:
