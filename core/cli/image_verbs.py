@@ -144,14 +144,14 @@ def read_env_file(path: str, flag: str = "--env-file") -> list[str]:
     return lines
 
 
-def _running_pid(g: dict[str, Any], flag: str, mode: str) -> int:
-    """container:ID's process, for joining its namespaces; refused unless it runs."""
+def _running(g: dict[str, Any], flag: str, mode: str) -> Any:
+    """container:ID's record, for joining its process's namespaces; refused unless it runs."""
     other = mode.partition(":")[2]
     runtime = _rt(g)
     record = runtime.store.load(other)
     if runtime.status(record) not in (Status.RUNNING, Status.CREATED):
         raise InvalidSpec(f"{flag} {mode}: container {other!r} is not running")
-    return record.pid
+    return record
 
 
 def _namespace_modes(g: dict[str, Any], kw: dict[str, Any]) -> dict[str, str]:
@@ -164,7 +164,7 @@ def _namespace_modes(g: dict[str, Any], kw: dict[str, Any]) -> dict[str, str]:
         flag = f"--{NAMESPACE_FLAGS.get(kind, kind)}"
         mode = kw.get(NAMESPACE_FLAGS.get(kind, kind)) or ""
         if mode.startswith("container:") and "container:ID" in allowed:
-            modes[kind] = f"/proc/{_running_pid(g, flag, mode)}/ns/{kind}"
+            modes[kind] = f"/proc/{_running(g, flag, mode).pid}/ns/{kind}"
         elif mode in ("", "private", "shareable") and mode in ("", *allowed):
             continue
         elif mode in allowed:
@@ -187,12 +187,10 @@ def _network_mode(g: dict[str, Any], mode: str, publish: list[str], kw: dict[str
             if kw.get(key):  # mrun writes /etc/hosts and resolv.conf for its bridge networks only
                 raise InvalidSpec(f"--{key.replace('_', '-')}: taken on bridge networks, not with --network {mode}")
         if mode.startswith("container:"):
-            other = mode.partition(":")[2]
             runtime = _rt(g)
-            record = runtime.store.load(other)
-            pid = _running_pid(g, "--network", mode)
+            record = _running(g, "--network", mode)
             # docker's: its hostname and its /etc/hosts, resolv.conf and hostname files, shared
-            places = [runtime.store.path(other)]  # a bridge container's files
+            places = [runtime.store.path(record.id)]  # a bridge container's files
             if os.path.dirname(record.bundle) == os.path.join(g["image_root"], "containers"):
                 places.append(record.bundle)  # a host-network one's copies (mrun run's bundles only)
             files = {name: os.path.join(place, name) for place in places
@@ -201,7 +199,7 @@ def _network_mode(g: dict[str, Any], mode: str, publish: list[str], kw: dict[str
                 hostname = jsonio.load_file(os.path.join(record.bundle, "config.json")).get("hostname") or ""
             except (OSError, ValueError, AttributeError):
                 hostname = ""
-            return {"namespace": f"/proc/{pid}/ns/net", "files": files,
+            return {"namespace": f"/proc/{record.pid}/ns/net", "files": files,
                     "hostname": hostname if isinstance(hostname, str) else ""}
         return {"host": True} if mode == "host" else {}
     from mrun.network.attach import parse_dns, parse_extra_hosts, parse_ports
@@ -551,7 +549,11 @@ def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False
     elif action == "inspect":
         print(jsonio.dumps([volumes.describe(root, n) for n in names], indent=2))
     elif action == "rm":
-        return _each(names, "volume rm", lambda n: (volumes.remove(root, n), print(n)))
+        def one(name: str) -> None:
+            volumes.remove(root, name)
+            print(name)
+
+        return _each(names, "volume rm", one)
     elif action == "prune":
         for name in volumes.prune(root, all):
             print(f"removed volume {name}")
@@ -833,8 +835,9 @@ def _destination(root: int | None, path: str, name: str, contents: bool) -> tupl
     parent, last = os.path.split(path.rstrip("/"))
     where = open_dir(parent or ("/" if root is not None else "."))
     if contents:  # SRC/. to a new DEST: DEST made, the contents copied into it
-        os.mkdir(last, 0o755, dir_fd=where)
-        made = os.open(last, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=where)
-        os.close(where)
-        return made, "."
+        try:
+            os.mkdir(last, 0o755, dir_fd=where)
+            return os.open(last, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=where), "."
+        finally:
+            os.close(where)
     return where, last

@@ -77,9 +77,9 @@ def kill(g: dict[str, Any], container_id: str, signal: str | None, all: bool,  #
         raise InvalidSpec(f"kill: the signal twice ({signal_flag} as -s, {signal} as an argument): give one")
     runtime = _rt(g)
     number = parse_signal(signal or signal_flag or "SIGTERM")
-    from mrun.images.supervisor import stopped_by_signal
+    from mrun.images.supervisor import stopped_by_user
 
-    stopped_by_signal(runtime, container_id, number)  # docker's: a kill that ends it rests --restart
+    stopped_by_user(runtime, container_id, number)  # docker's: a kill that ends it rests --restart
     runtime.kill(container_id, number, all)
     return 0
 

@@ -78,20 +78,11 @@ def _table(rootfs: str, path: str) -> list[list[str]]:
 def _is_wasm_program(rootfs: str, process: dict[str, Any]) -> bool:
     """Whether the command is a WebAssembly module or component (its first bytes, read inside the
     image): whatever the image declares, a wasm backend bids for it."""
-    from mrun.plugins.api import find_program, open_program
+    from mrun.plugins.api import find_program, program_head
 
     args = process.get("args") or []
     path = find_program(rootfs, args[0].split("#", 1)[0], process) if args else None
-    if path is None:
-        return False
-    try:
-        fd = open_program(rootfs, path)
-    except (OSError, MrunError):
-        return False
-    try:
-        return os.read(fd, 4) == b"\0asm"
-    finally:
-        os.close(fd)
+    return program_head(rootfs, path).startswith(b"\0asm")
 
 
 def _home(passwd: list[list[str]], uid: int) -> str:
@@ -314,7 +305,6 @@ _VOLUME_PROPAGATION = ("shared", "rshared", "slave", "rslave", "private", "rpriv
 _VOLUME_NO_OPS = ("z", "Z", "nocopy", "consistent", "cached", "delegated")
 
 
-ANONYMOUS = "<anonymous>"  # the source of an anonymous volume (-v /DEST, --mount without source=)
 MAX_IMAGE_VOLUMES = 64  # an image's Volumes: each one a directory and a mount on the host
 
 
@@ -344,7 +334,9 @@ def _volume_mount(volume: str, store: ImageStore, rootfs: str = "", made: list[s
     OPTIONS as docker's: ro or rw, a propagation, z/Z, nocopy."""
     parts = volume.split(":")
     if len(parts) == 1 and volume.startswith("/"):  # docker's -v /DEST: an anonymous volume
-        parts = [ANONYMOUS, volume]
+        from mrun.images.volumes import ANONYMOUS_SOURCE
+
+        parts = [ANONYMOUS_SOURCE, volume]
     if len(parts) not in (2, 3) or not parts[1].startswith("/"):
         raise InvalidSpec(f"-v {volume!r}: SOURCE:/DESTINATION[:OPTIONS] or /DESTINATION expected")
     source, dest = parts[0], parts[1]
@@ -363,7 +355,7 @@ def _volume_mount(volume: str, store: ImageStore, rootfs: str = "", made: list[s
     else:
         from mrun.images import volumes
 
-        if source == ANONYMOUS:
+        if source == volumes.ANONYMOUS_SOURCE:
             name = volumes.create(store.root, anonymous=True)
             if made is not None:
                 made.append(name)

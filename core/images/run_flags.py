@@ -121,7 +121,9 @@ def mount_flag(text: str) -> tuple[str, str]:
     elif kind == "volume":
         if source.startswith("/"):
             raise InvalidSpec(f"--mount {text!r}: a volume's source= names it (a path is a bind's)")
-        source = source or "<anonymous>"  # containers.ANONYMOUS: an anonymous volume
+        from mrun.images.volumes import ANONYMOUS_SOURCE
+
+        source = source or ANONYMOUS_SOURCE
         if "bind-propagation" in fields:
             raise InvalidSpec(f"--mount {text!r}: bind-propagation is a bind's")
         options += ["nocopy"] if fields.get("volume-nocopy", "false") in ("true", "1") else []
@@ -246,9 +248,9 @@ def namespaces(spec: dict[str, Any], modes: dict[str, str], hostname_given: bool
             raise InvalidSpec("--hostname with --uts host: conflicting options (the host's name is the container's)")
         spec.pop("hostname", None)
     if modes.get("ipc") in ("host", "none"):
-        shm = [m for m in spec["mounts"] if m.get("destination") == "/dev/shm"]
+        had_shm = any(m.get("destination") == "/dev/shm" for m in spec["mounts"])
         spec["mounts"] = [m for m in spec["mounts"] if m.get("destination") != "/dev/shm"]
-        if modes["ipc"] == "host" and shm:
+        if modes["ipc"] == "host" and had_shm:
             spec["mounts"].append({"destination": "/dev/shm", "type": "bind", "source": "/dev/shm",
                                    "options": ["rbind", "nosuid", "nodev", "noexec"]})
 

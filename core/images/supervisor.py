@@ -69,32 +69,27 @@ def restarted(record: Any) -> bool:
     return (annotations.get(ann.RESTART) or "no") != "no" and ann.IMAGE in annotations
 
 
-def stopped_by_user(runtime: Any, container_id: str) -> None:
-    """`mrun stop` and `mrun rm`: a restart policy rests from now on."""
-    try:
-        record = runtime.store.load(container_id)
-    except MrunError:
-        return
-    if restarted(record):
-        mark_stopped(record.bundle)
-
-
-def stopped_by_signal(runtime: Any, container_id: str, signal: int) -> None:
-    """docker's kill: SIGKILL or the container's stop signal is the user stopping it; another
-    signal (SIGHUP, SIGUSR1) leaves the restart policy in place."""
+def stopped_by_user(runtime: Any, container_id: str, signal: int | None = None) -> None:
+    """`mrun stop` and `mrun rm` (``signal`` None), or docker's kill: a restart policy rests from
+    now on. A kill rests it only with SIGKILL or the container's stop signal; another signal
+    (SIGHUP, SIGUSR1) leaves it in place."""
     from mrun.kernel.proc import parse_signal
 
     try:
         record = runtime.store.load(container_id)
     except MrunError:
         return
-    stop = (record.config.get("annotations") or {}).get(ann.STOP_SIGNAL) or "SIGTERM"
-    try:
-        fatal = signal in (9, parse_signal(stop))
-    except MrunError:
-        fatal = signal in (9, 15)
-    if fatal and restarted(record):
-        mark_stopped(record.bundle)
+    if not restarted(record):
+        return
+    if signal is not None:
+        stop = (record.config.get("annotations") or {}).get(ann.STOP_SIGNAL) or "SIGTERM"
+        try:
+            fatal = signal in (9, parse_signal(stop))
+        except MrunError:
+            fatal = signal in (9, 15)
+        if not fatal:
+            return
+    mark_stopped(record.bundle)
 
 
 def restartable(record: Any) -> bool:
@@ -115,7 +110,7 @@ def start_again(runtime: Any, container_id: str) -> None:
     run_detached(runtime, container_id, record.bundle, again=True)
 
 
-def _stopped_by_user(bundle: str) -> bool:
+def _told_to_stop(bundle: str) -> bool:
     return os.path.exists(os.path.join(bundle, STOPPED_FILE)) or not os.path.isdir(bundle)
 
 
@@ -166,17 +161,17 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
             except BaseException:  # noqa: BLE001 - nobody to tell; `mrun system prune` finishes it
                 pass
             os._exit(0)
-        again = wants_restart(policy, code, restarts) and not _stopped_by_user(bundle)
+        again = wants_restart(policy, code, restarts) and not _told_to_stop(bundle)
         _record(bundle, code, restarts, again)
         if not again:
             os._exit(0)
         ran_long = time.monotonic() - started >= BACKOFF_RESET
         delay = BACKOFF_FIRST if ran_long or not delay else min(delay * 2, BACKOFF_MAX)
         deadline = time.monotonic() + delay
-        while time.monotonic() < deadline and not _stopped_by_user(bundle):
+        while time.monotonic() < deadline and not _told_to_stop(bundle):
             time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
         try:
-            if _stopped_by_user(bundle):
+            if _told_to_stop(bundle):
                 raise MrunError("stopped")
             pid = _start(runtime, container_id, bundle, again=True)
         except BaseException:  # noqa: BLE001 - stopped or removed meanwhile, or it cannot start again

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 ANONYMOUS = "anonymous"  # a file in the volume's directory: made for one container, nameless
+ANONYMOUS_SOURCE = "<anonymous>"  # what -v and --mount are given for one (-v /DEST, --mount without source=)
 
 
 def top(store_root: str) -> str:

@@ -49,18 +49,7 @@ class Bundle:
     def magic(self) -> bytes:
         """The first bytes of the entrypoint ('' if it cannot be read): ELF, '#!' or '\\0asm'."""
         if self._magic is None:
-            path = self.entrypoint()
-            try:
-                fd = open_program(self.rootfs, path) if path else -1
-            except (OSError, MrunError):
-                fd = -1
-            try:
-                self._magic = os.read(fd, 8) if fd >= 0 else b""
-            except OSError:
-                self._magic = b""
-            finally:
-                if fd >= 0:
-                    os.close(fd)
+            self._magic = program_head(self.rootfs, self.entrypoint())
         return self._magic
 
 
@@ -86,6 +75,23 @@ def open_program(root: str, host_path: str) -> int:
     if not host_path.startswith(prefix):
         raise MrunError(f"{host_path}: not inside {root}")
     return open_regular(root, host_path[len(prefix) - 1:])
+
+
+def program_head(root: str, host_path: str | None) -> bytes:
+    """The first 8 bytes of ``host_path`` (``find_program``'s answer), read inside ``root``
+    (``open_program``); b"" if there is none or it cannot be read."""
+    if not host_path:
+        return b""
+    try:
+        fd = open_program(root, host_path)
+    except (OSError, MrunError):
+        return b""
+    try:
+        return os.read(fd, 8)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
 
 
 def resolve_in_root(root: str, name: str, path_env: str, cwd: str = "/") -> str | None:
