@@ -332,11 +332,11 @@ def _volume_mount(volume: str, store: ImageStore, rootfs: str = "", made: list[s
     """-v /host/path:/dest[:OPTIONS] (a bind mount) or -v name:/dest[:OPTIONS] (a named volume,
     made on first use, filled from the image while empty unless ``nocopy``: ``_copy_up``);
     OPTIONS as docker's: ro or rw, a propagation, z/Z, nocopy."""
+    from mrun.images import volumes
+
     parts = volume.split(":")
     if len(parts) == 1 and volume.startswith("/"):  # docker's -v /DEST: an anonymous volume
-        from mrun.images.volumes import ANONYMOUS_SOURCE
-
-        parts = [ANONYMOUS_SOURCE, volume]
+        parts = [volumes.ANONYMOUS_SOURCE, volume]
     if len(parts) not in (2, 3) or not parts[1].startswith("/"):
         raise InvalidSpec(f"-v {volume!r}: SOURCE:/DESTINATION[:OPTIONS] or /DESTINATION expected")
     source, dest = parts[0], parts[1]
@@ -353,8 +353,6 @@ def _volume_mount(volume: str, store: ImageStore, rootfs: str = "", made: list[s
         if not os.path.exists(source):
             raise InvalidSpec(f"-v {volume!r}: {source} does not exist")
     else:
-        from mrun.images import volumes
-
         if source == volumes.ANONYMOUS_SOURCE:
             name = volumes.create(store.root, anonymous=True)
             if made is not None:
