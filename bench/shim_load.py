@@ -11,7 +11,7 @@ else Debian's 1.6), with the mrun shim started from the warm template:
   for mrun, one shim per pod;
 * the warm template itself: its private memory and open descriptors before and after all that.
 
-Usage: python bench/shim_load.py [TASKS] [IDLE]   (run as root; defaults 200 and 50)
+Usage: python bench/shim_load.py [TASKS] [IDLE]   (run as root; defaults 200 and 50; IDLE 0: throughput only)
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ def main() -> None:
             "busybox true via mrun": throughput(ctd, MRUN, IMAGE, ["true"], tasks, "tl"),
             "busybox true via runc": throughput(ctd, RUNC, IMAGE, ["true"], tasks, "tr"),
         }
-        mem = {
+        mem = {} if not idle else {  # IDLE 0: throughput only
             "wasm idle, mrun, shim per container": density(ctd, MRUN, WASM_IMAGE, ["/pod.wasm", "/never", "/x"],
                                                            idle, "dw", False),
             "wasm idle, mrun, one pod": density(ctd, MRUN, WASM_IMAGE, ["/pod.wasm", "/never", "/x"], idle, "pw",
@@ -193,7 +193,7 @@ def main() -> None:
             "busybox sleep, runc, shim per container": density(ctd, RUNC, IMAGE, ["sleep", "600"], idle, "dr", False),
         }
         served = 2 * tasks + 3 * idle  # containers through the mrun shim so far
-        extra = throughput(ctd, MRUN, IMAGE, ["true"], 500 - served, "tx")[0] if served < 500 else None
+        extra = throughput(ctd, MRUN, IMAGE, ["true"], 500 - served, "tx")[0] if served < 500 and idle else None
         served = max(served, 500)
         after = template_figures()
     version = "2.3" if bin_dir else "1.6"
@@ -207,7 +207,8 @@ def main() -> None:
           f"   (busybox via mrun / via runc: {ratio['busybox true via mrun']:.2f}x)")
     print("  (4 clients keep the CPUs busy: tasks per second follow the CPU per task, of which containerd's and"
           " ctr's share is the same whichever runtime runs the task)")
-    print(f"density: {idle} idle containers, private memory per container (shim share included)")
+    if mem:
+        print(f"density: {idle} idle containers, private memory per container (shim share included)")
     for name, (mib, procs) in mem.items():
         print(f"  {name:42s} {mib:6.2f} MiB   ({procs} processes)")
     if before and after:

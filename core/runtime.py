@@ -17,6 +17,7 @@ from mrun.kernel.proc import SIGKILL, exit_code
 from mrun.operations.options import CreateOptions
 from mrun.state import EXEC_FIFO, STARTED_FIFO, Record, Store, oci_state
 from mrun.status import Status, require
+from mrun.trace import span
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' hot path
@@ -436,7 +437,8 @@ class Runtime:
                 proxy = TerminalProxy(receive_fd(ours))
                 ours.close()
                 proxy.resize()  # before the program runs: its first look at the size must find ours
-            self.start(container_id)
+            with span("run start"):
+                self.start(container_id)
         except BaseException:
             if restore is not None:
                 restore()
@@ -447,7 +449,8 @@ class Runtime:
         try:
             if proxy is not None:
                 proxy.begin()
-            code = wait_forwarding(record.pid, restore)
+            with span("run wait"):
+                code = wait_forwarding(record.pid, restore)
         except BaseException:  # a run that cannot be seen through leaves no container behind
             restore()
             self.delete(container_id, force=True)
@@ -458,7 +461,8 @@ class Runtime:
         if code == 128 + SIGKILL and self.oom_killed(record):
             self.warn(f"container {container_id!r} was killed by the OOM killer (memory limit reached)")
         if not keep:
-            self.delete(container_id, force=True)
+            with span("run delete"):
+                self.delete(container_id, force=True)
         return code
 
 

@@ -6,7 +6,8 @@ to an absolute file name, each step below appends one line to it,
 from whichever mrun process ran it (the CLI, the warm template's child, the shim daemon, its
 create worker), so that one file holds a whole ``ctr run`` and ``bench/timeline.py`` can sum it.
 Steps: ``cli VERB``, ``shim start``, ``ttrpc METHOD`` (the shim's handlers), ``worker``
-(a create worker's request), ``create STEP`` (``Create.STEPS``).
+(a create worker's request), ``create STEP`` (``Create.STEPS``), ``run PHASE`` (prepare, start, wait, delete:
+`mrun run`'s own).
 
 Why in the code and not in perf: the steps are Python's; perf sees an interpreter. Unset, a
 step costs one environment lookup. Only host-side processes record: nothing runs it once a

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -1254,6 +1255,48 @@ def test_pid_ipc_and_uts_modes_as_docker(images, busybox_archive):
         (["--ipc", "host", "--shm-size", "1g"], ["--shm-size with --ipc host"]),
     ):
         one_line_error(img(h, *run_args(h, "--rm", *flags, IMAGE, "true")), *needles)
+
+
+def test_listings_take_docker_s_go_templates(images, busybox_archive):
+    """`ps`, `images` and `volume ls` --format (`network ls`: test_network): docker's Go template over docker's
+    fields, once per row; `table ...` adds the header and aligns as docker's tabwriter; \\t is a
+    tab. A field the verb lacks, or what the subset does not know, is one line, not a table: a
+    template used to be ignored and the default table printed."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "fmt-up", "-l", "tier=web", "-v", "fmt-data:/data", IMAGE, "sleep", "600"))
+    img_ok(h, *run_args(h, "-d", "--name", "fmt-done", IMAGE, "sh", "-c", "exit 3"))
+    h.wait_status("fmt-done", "stopped")
+    try:
+        rows = img_ok(h, "ps", "--format", "{{.Names}}|{{.State}}|{{.Status}}|{{.Command}}|{{.Labels}}|{{.Mounts}}"
+                      "|{{.Image}}|{{.Networks}}").stdout.splitlines()
+        by_name = {row.split("|")[0]: row.split("|") for row in rows}
+        assert set(by_name) == {"fmt-up", "fmt-done"}
+        up, done = by_name["fmt-up"], by_name["fmt-done"]
+        assert up[1] == "running" and re.fullmatch(r"Up (Less than a second|\d+ seconds|1 second)", up[2]), up
+        assert up[3] == '"sleep 600"' and up[4] == "tier=web" and up[6] == IMAGE
+        assert up[5].endswith("/volumes/fmt-data/data")  # the user's volume; not mrun's hosts or hostname files
+        assert done[1] == "exited" and re.fullmatch(r"Exited \(3\) .* ago", done[2]), done
+        table = img_ok(h, "ps", "--format", "table {{.Names}}\\t{{.State}}").stdout.splitlines()
+        assert table[0] == "NAMES      STATE" and sorted(table[1:]) == ["fmt-done   exited", "fmt-up     running"]
+        whole = [json.loads(line) for line in img_ok(h, "ps", "--format", "{{json .}}").stdout.splitlines()]
+        assert {row["Names"] for row in whole} == {"fmt-up", "fmt-done"} and "CreatedAt" in whole[0]
+        assert img_ok(h, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split() == [IMAGE]
+        size = img_ok(h, "images", "--format", "{{.Size}}").stdout.strip()
+        assert re.fullmatch(r"\d+(\.\d+)?(kB|MB)", size), size
+        assert img_ok(h, "volume", "ls", "--format", "{{.Name}} {{.Driver}}").stdout.split() == ["fmt-data", "local"]
+        # the default table is as it was
+        assert img_ok(h, "ps").stdout.splitlines()[0].split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "STATUS",
+                                                                 "CREATED"]
+    finally:
+        img_ok(h, "rm", "--force", "fmt-up", "fmt-done")
+        img_ok(h, "volume", "rm", "fmt-data")
+    for args, needles in (
+        (["ps", "--format", "{{.Nope}}"], ["--format", "no field 'Nope'"]),
+        (["images", "--format", "{{range .}}x{{end}}"], ["--format", "not supported"]),
+        (["volume", "ls", "--format", "{{.Name"], ["--format", "not closed"]),
+    ):
+        one_line_error(img(h, *args), *needles)
 
 
 def test_labels_and_ps_filters_as_docker(images, busybox_archive, tmp_path):

@@ -193,6 +193,13 @@ def test_a_published_port_on_127_0_0_1_reaches_httpd(net):
     )
     assert wait_http(f"http://127.0.0.1:{port}/index.html") == b"hello-web\n"
     assert f"dport {port}" in nft_rules()
+    # docker's --format fields name the port and the network
+    shown = img_ok(h, "ps", "--format", "{{.Ports}} {{.Networks}}", env=h.env).stdout.split()
+    assert shown == [f"127.0.0.1:{port}->80/tcp", h.net]
+    listed = img_ok(h, "network", "ls", "--format", "{{.Name}} {{.Driver}}", env=h.env).stdout.split()
+    assert listed == [h.net, "bridge"]
+    assert img_ok(h, "network", "ls", "-q", env=h.env).stdout.split() == [h.net]
+    one_line_error(img(h, "network", "ls", "--format", "{{.Pid}}", env=h.env), "--format", "no field 'Pid'")
     img_ok(h, "rm", "--force", "web", env=h.env)
     assert f"dport {port}" not in nft_rules()
 

@@ -47,6 +47,10 @@ _NO_KEYRING = Flag(
 )
 _DETACH = Flag("detach", "do not wait for the process", kind=bool, short="d", default=False)
 _FORMAT = Flag("format", "output format: table or json", short="f", default="table")
+# docker's listings: ps, images, volume ls, network ls (mrun.cli.listing)
+_LIST_HELP = "table, json, or docker's Go template ({{.ID}}; 'table {{.ID}}\\t{{.Status}}' adds a header)"
+_LIST_FORMAT = Flag("format", _LIST_HELP, default="table")
+_LIST_FORMAT_F = Flag("format", _LIST_HELP, short="f", default="table")  # runc's ps -f, and images before
 
 COMMANDS = (
     Command(
@@ -94,6 +98,7 @@ COMMANDS = (
         (
             Flag("quiet", "ls: only the names", kind=bool, short="q", default=False),
             Flag("all", "prune: named volumes too, not only anonymous ones", kind=bool, short="a", default=False),
+            _LIST_FORMAT,
         ),
     ),
     Command(
@@ -222,7 +227,7 @@ COMMANDS = (
             Arg("ps-args", "arguments for ps(1) in table mode (default -ef)", required=False, variadic=True, rest=True),
         ),
         (
-            _FORMAT,
+            _LIST_FORMAT_F,
             Flag("all", "docker's -a: every container is listed anyway", kind=bool, short="a", default=False),
             Flag("filter", "without an id: only containers matching KEY=VALUE (label=KEY[=VALUE], name=, id=, "
                  "status=, ancestor=)", kind=list, default=()),
@@ -261,7 +266,7 @@ COMMANDS = (
         "list images",
         "image_verbs.images",
         (),
-        (_FORMAT, Flag("quiet", "print only ids", kind=bool, short="q", default=False)),
+        (_LIST_FORMAT_F, Flag("quiet", "print only ids", kind=bool, short="q", default=False)),
     ),
     Command(
         "rmi", "remove an image (refused while a container uses it)", "image_verbs.rmi", (Arg("image", "name or id"),)
@@ -303,7 +308,11 @@ COMMANDS = (
         "network create NAME [--subnet CIDR] | ls | inspect NAME | rm NAME | prune",
         "network_verbs.network",
         (Arg("action", "create, ls, inspect, rm or prune"), Arg("name", "the network", required=False)),
-        (Flag("subnet", "create: the network's IPv4 subnet (default: a free /24 of 10.89.0.0/16)", default=""),),
+        (
+            Flag("subnet", "create: the network's IPv4 subnet (default: a free /24 of 10.89.0.0/16)", default=""),
+            Flag("quiet", "ls: only the names", kind=bool, short="q", default=False),
+            _LIST_FORMAT,
+        ),
     ),
     Command(
         "logs",

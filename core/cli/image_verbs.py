@@ -13,6 +13,7 @@ from mrun.cli.common import _rt, print_table, remove_container
 from mrun.errors import InvalidSpec, MrunError, NotFound
 from mrun.images.store import ImageStore
 from mrun.status import Status
+from mrun.trace import span
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -64,6 +65,13 @@ def images(g: dict[str, Any], format: str, quiet: bool) -> int:  # noqa: A002
         return 0
     if format == "json":
         print(jsonio.dumps([{"name": n, **e} for n, e in index.items()]))
+        return 0
+    if format not in ("table", ""):  # docker's Go template (mrun.cli.listing)
+        from mrun.cli.docker_rows import IMAGES_HEADERS, image_row
+        from mrun.cli.listing import formatted
+
+        for line in formatted(format, [image_row(n, e) for n, e in sorted(index.items())], IMAGES_HEADERS):
+            print(line)
         return 0
     rows = [("REPOSITORY", "TAG", "IMAGE ID", "KIND", "SIZE")]
     for name, e in sorted(index.items()):
@@ -307,7 +315,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         raise MrunError(f"container {cid!r} already exists")
     cidfile = _claim_cidfile(kw.get("cidfile") or "")
     try:
-        bundle = prepare(store, image, cid, o, g.get("warn"), runtime.store.root)
+        with span("run prepare"):
+            bundle = prepare(store, image, cid, o, g.get("warn"), runtime.store.root)
     except BaseException:
         _drop_cidfile(cidfile)
         raise
@@ -526,7 +535,8 @@ def container(g: dict[str, Any], action: str, force: bool = False) -> int:
     return status
 
 
-def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False, all: bool = False) -> int:  # noqa: A002
+def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False,
+           all: bool = False, format: str = "table") -> int:  # noqa: A002
     """docker's volume verbs over <image root>/volumes (mrun.images.volumes)."""
     from mrun.images import volumes
 
@@ -542,6 +552,14 @@ def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False
         if quiet:
             for name in found:
                 print(name)
+        elif format == "json":
+            print(jsonio.dumps([volumes.describe(root, n) for n in found]))
+        elif format not in ("table", ""):  # docker's Go template (mrun.cli.listing)
+            from mrun.cli.docker_rows import VOLUME_HEADERS, volume_row
+            from mrun.cli.listing import formatted
+
+            for line in formatted(format, [volume_row(n, volumes.describe(root, n)) for n in found], VOLUME_HEADERS):
+                print(line)
         else:
             print_table([("VOLUME NAME", "KIND", "CONTAINERS")] + [
                 (n, "anonymous" if volumes.is_anonymous(root, n) else "named", ",".join(volumes.users(root, n)) or "-")
@@ -667,6 +685,22 @@ def list_containers(g: dict[str, Any], format: str, filters: list[str], quiet: b
     if format == "json":
         print(jsonio.dumps(states))
         return 0
+    if format not in ("table", ""):  # docker's Go template (mrun.cli.listing)
+        from mrun.cli.docker_rows import PS_HEADERS, ps_row
+        from mrun.cli.listing import formatted
+
+        docker_rows = []
+        for s in states:
+            try:
+                record = runtime.store.load(s["id"])
+            except MrunError:
+                continue
+            stopped = s["status"] == Status.STOPPED
+            docker_rows.append(ps_row(s, record, (image_of(s["bundle"]) or {}).get("image", ""),
+                                      exit_of(s["bundle"]) if stopped else None, _net_of(runtime, s["id"])))
+        for line in formatted(format, docker_rows, PS_HEADERS):
+            print(line)
+        return 0
 
     rows = [("CONTAINER ID", "IMAGE", "COMMAND", "STATUS", "CREATED")]
     for s in states:
@@ -693,6 +727,15 @@ def list_containers(g: dict[str, Any], format: str, filters: list[str], quiet: b
 
 
 _PS_FILTERS = ("label", "name", "id", "status", "ancestor")
+
+
+def _net_of(runtime: Any, container_id: str) -> dict[str, Any] | None:
+    """A container's net.json (its network, address and published ports), if it has one."""
+    try:
+        doc = jsonio.load_file(runtime.store.path(container_id, "net.json"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def _ps_filters(filters: list[str]) -> dict[str, list[str]]:

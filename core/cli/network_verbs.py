@@ -15,13 +15,16 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def network(g: dict[str, Any], action: str, name: str | None, subnet: str) -> int:
+def network(g: dict[str, Any], action: str, name: str | None, subnet: str, quiet: bool = False,
+            format: str = "table") -> int:  # noqa: A002
     nets = Networks()
     if action in ("create", "inspect", "rm") and not name:
         raise InvalidSpec(f"network {action}: name the network")
     if action == "create":
         doc = nets.create(name, subnet)  # type: ignore[arg-type]
         print(doc["name"])
+    elif action == "ls" and (quiet or format not in ("table", "")):
+        _list(nets, quiet, format)
     elif action == "ls":
         rows = [("NAME", "SUBNET", "GATEWAY", "BRIDGE", "CONTAINERS")]
         for n in nets.names():
@@ -89,3 +92,26 @@ def prune_stale(nets: Networks) -> list[str]:
 def _alive(owner: dict[str, str]) -> bool:
     root, cid = owner.get("root"), owner.get("container")
     return bool(root and cid and os.path.exists(os.path.join(root, cid, "state.json")))
+
+
+def _list(nets: Networks, quiet: bool, fmt: str) -> None:
+    """``ls -q`` (the names) and ``ls --format`` (json, or docker's Go template over its fields)."""
+    from mrun.cli.docker_rows import NETWORK_HEADERS, network_row
+    from mrun.cli.listing import formatted
+
+    if fmt not in ("table", "json") and not quiet:
+        formatted(fmt, [], NETWORK_HEADERS)  # a template's fields checked before any network is read
+    docs = []
+    for n in nets.names():
+        try:
+            docs.append((n, nets.get(n)))
+        except InvalidSpec as e:  # as in the table: said, and left out
+            print(f"mrun: warning: {e}", file=sys.stderr)
+    if quiet:
+        for n, _doc in docs:
+            print(n)
+    elif fmt == "json":
+        print(jsonio.dumps([{**doc, "leases": len(nets.leases(n))} for n, doc in docs]))
+    else:
+        for line in formatted(fmt, [network_row(n, doc) for n, doc in docs], NETWORK_HEADERS):
+            print(line)

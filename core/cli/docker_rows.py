@@ -1,0 +1,128 @@
+"""The fields docker's listings offer to ``--format`` (``{{.Names}}``, ``{{.Status}}``), made from
+mrun's own records: one dict of strings per row, as docker's are, and each verb's column titles
+(``table {{.ID}}\\t{{.Status}}`` prints them as its header)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from mrun import annotations as ann
+from mrun import jsonio
+from mrun.cli.listing import docker_time, epoch_of, human_duration, human_size
+from mrun.status import Status
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+PS_HEADERS = {
+    "ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT", "RunningFor": "CREATED",
+    "Ports": "PORTS", "Status": "STATUS", "State": "STATE", "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS",
+    "Networks": "NETWORKS",
+}
+IMAGES_HEADERS = {
+    "Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "Digest": "DIGEST", "CreatedSince": "CREATED",
+    "CreatedAt": "CREATED AT", "Size": "SIZE", "Kind": "KIND",
+}
+VOLUME_HEADERS = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Mountpoint": "MOUNTPOINT", "Scope": "SCOPE",
+                  "Labels": "LABELS", "Kind": "KIND"}
+NETWORK_HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "Subnet": "SUBNET",
+                   "Gateway": "GATEWAY", "Bridge": "BRIDGE"}
+
+
+def _started(pid_start: int | None) -> float | None:
+    """When a process began, in seconds since the epoch, from its start time in clock ticks."""
+    if not pid_start:
+        return None
+    try:
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+    except (OSError, StopIteration, ValueError):
+        return None
+    return boot + pid_start / os.sysconf("SC_CLK_TCK")
+
+
+def _ago(epoch: float | None, now: float) -> str:
+    return f"{human_duration(now - epoch)} ago" if epoch is not None else ""
+
+
+def ps_row(state: dict[str, Any], record: Any, image: str, ended: dict[str, Any] | None,
+           net: dict[str, Any] | None) -> dict[str, str]:
+    """``docker ps``'s fields for one container: ``state`` from ``Runtime.list``, ``record`` its
+    state record, ``ended`` what its supervisor recorded of its exit, ``net`` its net.json."""
+    now = time.time()
+    config = record.config or {}
+    args = (config.get("process") or {}).get("args") or []
+    status = state["status"]
+    up = f"Up {human_duration(now - started)}" if (started := _started(record.pid_start)) is not None else "Up"
+    if status == Status.RUNNING:
+        shown, state_name = up, "running"
+    elif status == Status.PAUSED:
+        shown, state_name = f"{up} (Paused)", "paused"
+    elif status in (Status.CREATED, Status.CREATING):
+        shown, state_name = "Created", "created"
+    else:
+        code = (ended or {}).get("exit_code")
+        restarting = bool((ended or {}).get("restarting"))
+        state_name = "restarting" if restarting else "exited"
+        finished = epoch_of((ended or {}).get("finished") or "")
+        shown = f"{'Restarting' if restarting else 'Exited'} ({'?' if code is None else code})"
+        shown += f" {_ago(finished, now)}" if finished is not None else ""
+    ports = [p for p in (net or {}).get("ports") or [] if isinstance(p, dict)]
+    labels = {k: v for k, v in (config.get("annotations") or {}).items() if not ann.is_reserved(k)}
+    mounts = [m.get("source", "") for m in config.get("mounts") or []
+              if (m.get("type") == "bind" or "bind" in (m.get("options") or []))
+              and not _own_file(m.get("source", ""), state["id"])]
+    created = state.get("created") or ""
+    return {
+        "ID": state["id"],
+        "Image": image or "(bundle)",
+        "Command": jsonio.dumps(" ".join(args)),
+        "CreatedAt": docker_time(created),
+        "RunningFor": _ago(epoch_of(created), now),
+        "Ports": ", ".join(f"{p.get('host_ip') or '0.0.0.0'}:{p.get('host_port')}->{p.get('port')}/"
+                           f"{p.get('proto') or 'tcp'}" for p in ports),
+        "Status": shown,
+        "State": state_name,
+        "Names": state["id"],
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+        "Mounts": ",".join(mounts),
+        "Networks": (net or {}).get("network") or ("" if config.get("linux") is None else _network_mode(config)),
+    }
+
+
+def _own_file(source: str, container_id: str) -> bool:
+    """A file `mrun run` made for the container beside its snapshot (hosts, hostname,
+    resolv.conf): not a mount the user asked for, and docker does not list it."""
+    parent = os.path.dirname(source)
+    return os.path.basename(parent) == container_id and os.path.basename(os.path.dirname(parent)) == "containers"
+
+
+def _network_mode(config: dict[str, Any]) -> str:
+    """A container without a net.json: "host" when it shares the host's network namespace, else "none"."""
+    spaces = (config.get("linux") or {}).get("namespaces") or []
+    return "none" if any(ns.get("type") == "network" for ns in spaces) else "host"
+
+
+def image_row(name: str, entry: dict[str, Any]) -> dict[str, str]:
+    repo, _, tag = name.rpartition(":")
+    size = entry.get("size", 0)
+    created = entry.get("created") or ""
+    return {
+        "Repository": repo, "Tag": tag, "ID": entry["config"].removeprefix("sha256:")[:12],
+        "Digest": entry.get("manifest", ""), "CreatedSince": _ago(epoch_of(created), time.time()),
+        "CreatedAt": docker_time(created), "Size": human_size(size),
+        "Kind": "wasm" if entry.get("wasm") else "linux",
+    }
+
+
+def volume_row(name: str, described: dict[str, Any]) -> dict[str, str]:
+    return {"Driver": "local", "Name": name, "Mountpoint": described.get("mountpoint", ""), "Scope": "local",
+            "Labels": "", "Kind": "anonymous" if described.get("anonymous") else "named"}
+
+
+def network_row(name: str, doc: dict[str, Any]) -> dict[str, str]:
+    """A network has no id of its own in mrun: its bridge's name stands for it."""
+    return {"ID": doc.get("bridge", ""), "Name": name, "Driver": "bridge", "Scope": "local",
+            "Subnet": doc.get("subnet", ""), "Gateway": doc.get("gateway", ""), "Bridge": doc.get("bridge", "")}

@@ -1,0 +1,100 @@
+"""docker's ``--format`` for a listing (``ps``, ``images``, ``volume ls``, ``network ls``):
+``table`` and ``json`` are each verb's own; anything else is a Go template rendered once per row
+(``{{.Names}}``), and ``table TEMPLATE`` adds a header line and aligns the columns, as docker's
+tabwriter does. ``\\t`` and ``\\n`` written in the template are a tab and a newline, as docker
+reads them. The template language is ``cli.template``'s subset: what it does not know is refused
+in one line, never printed wrong. Also docker's way of saying how long ago (``3 minutes``)."""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+# docker's formatter: tabwriter.NewWriter(out, 10, 1, 3, ' ', 0)
+_MIN_WIDTH, _PADDING = 10, 3
+
+
+def formatted(fmt: str, rows: list[dict[str, Any]], headers: dict[str, str]) -> list[str]:
+    """The lines docker prints for ``--format fmt``: each row through the template, after a header
+    line when it begins with ``table``. ``headers``: every field the verb offers, with its column
+    title; a template naming another is refused, rows or none."""
+    from mrun.cli.template import render  # json, and so re: not on the path of the verbs beside these
+
+    table = fmt.startswith(("table ", "table\t"))
+    template = (fmt[len("table"):] if table else fmt).strip(" ").replace("\\t", "\t").replace("\\n", "\n")
+    render(template, dict.fromkeys(headers, ""))  # its fields are known ones, checked before anything prints
+    lines = [render(template, row) for row in rows]
+    return _aligned([render(template, headers), *lines]) if table else lines
+
+
+def _aligned(lines: list[str]) -> list[str]:
+    """tabwriter's columns: every tab-ended cell padded to its column's widest plus three, ten at
+    least; a line's last cell is as it is."""
+    rows = [line.split("\t") for line in "\n".join(lines).split("\n")]
+    widths: list[int] = []
+    for cells in rows:
+        for i, cell in enumerate(cells[:-1]):
+            need = max(_MIN_WIDTH, len(cell) + _PADDING)
+            if i == len(widths):
+                widths.append(need)
+            else:
+                widths[i] = max(widths[i], need)
+    return ["".join(c.ljust(widths[i]) for i, c in enumerate(cells[:-1])) + cells[-1] for cells in rows]
+
+
+def human_duration(seconds: float) -> str:
+    """go-units' HumanDuration, which docker's ps and images print ("About a minute")."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(seconds / 3600) // 24 // 365} years"
+
+
+def human_size(size: float) -> str:
+    """go-units' HumanSize (three significant digits, powers of 1000), docker's image sizes."""
+    units = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
+    i = 0
+    while size >= 1000 and i < len(units) - 1:
+        size, i = size / 1000, i + 1
+    return f"{size:.3g}{units[i]}"
+
+
+def epoch_of(rfc3339: str) -> float | None:
+    """Seconds since the epoch of a time mrun wrote (``2026-12-01T12:51:12.123456789Z``)."""
+    import calendar
+    import time
+
+    whole, _, fraction = rfc3339.rstrip("Z").partition(".")
+    try:
+        t = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return None
+    digits = "".join(ch for ch in fraction if ch.isdigit())
+    return t + (int(digits) / 10 ** len(digits) if digits else 0.0)
+
+
+def docker_time(rfc3339: str) -> str:
+    """How docker prints a CreatedAt: ``2026-12-01 12:51:12 +0000 UTC``."""
+    whole = rfc3339.partition(".")[0].rstrip("Z")
+    return whole.replace("T", " ") + " +0000 UTC" if whole else ""
