@@ -71,6 +71,7 @@ def make_oci_archive(
     env: list[str] | None = None,
     labels: dict[str, str] | None = None,
     stop_signal: str = "",
+    exposed: list[str] | None = None,
 ) -> str:
     """An oci-archive tarball of ``rootfs`` tagged ``image``, built offline with umoci and skopeo."""
     name = image.rsplit("/", 1)[-1].replace(":", "-")
@@ -85,6 +86,8 @@ def make_oci_archive(
         config += ["--config.label", f"{k}={v}"]
     if stop_signal:
         config += ["--config.stopsignal", stop_signal]
+    for port in exposed or []:
+        config += ["--config.exposedports", port]
     archive = os.path.join(work, f"{name}.tar")
     for step in (
         ["umoci", "init", "--layout", layout],

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tarfile
 import time
@@ -1299,6 +1300,71 @@ def test_listings_take_docker_s_go_templates(images, busybox_archive):
         one_line_error(img(h, *args), *needles)
 
 
+def test_tag_and_docker_s_image_and_container_sub_verbs(images, busybox_archive):
+    """docker's `tag` (one more name for the image; `rmi` of one leaves the other), `image ls|rm|tag`
+    and `container ls` as the verbs they are other names for; a bad new name is one line."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, "tag", IMAGE, "localhost/other:2")
+    img_ok(h, "image", "tag", "localhost/other:2", "localhost/third")
+    names = img_ok(h, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    assert sorted(names) == sorted([IMAGE, "localhost/other:2", "localhost/third:latest"])
+    assert len(set(img_ok(h, "image", "ls", "-q").stdout.split())) == 1  # one image, three names
+    assert img_ok(h, *run_args(h, "--rm", "localhost/third", "echo", "tagged")).stdout == "tagged\n"
+    img_ok(h, "rmi", "localhost/other:2")
+    img_ok(h, "image", "rm", "localhost/third:latest")
+    assert img_ok(h, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split() == [IMAGE]
+    img_ok(h, *run_args(h, "-d", "--name", "listed", IMAGE, "sleep", "600"))
+    try:
+        assert img_ok(h, "container", "ls", "-q").stdout.split() == img_ok(h, "ps", "-q").stdout.split() == ["listed"]
+        assert img_ok(h, "container", "ls", "--format", "{{.Names}}:{{.State}}").stdout.split() == ["listed:running"]
+    finally:
+        img_ok(h, "rm", "-f", "listed")
+    for args, needles in (
+        (["tag", IMAGE, "Upper/Case"], ["'Upper/Case' is not a valid image reference"]),
+        (["tag", IMAGE, "x@sha256:" + "0" * 64], ["not a digest"]),
+        (["tag", "no/such:image", "x"], ["'no/such:image' not found"]),
+        (["image", "tag", IMAGE], ["image tag", "new name"]),
+        (["image", "frob"], ["unknown action 'frob'"]),
+    ):
+        one_line_error(img(h, *args), *needles)
+
+
+def test_stats_as_docker(images, busybox_archive):
+    """`mrun stats --no-stream`: docker's table from the container's cgroup and network namespace,
+    its figures (a busy loop's CPU, a shell holding 8 MB, against a 64 MiB limit; its processes),
+    its --format; only running containers unless -a or named; an unknown one is one line."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    busy = "x=$(head -c 8000000 /dev/zero | tr '\\0' a); (while :; do :; done) & sleep 600"
+    img_ok(h, *run_args(h, "-d", "--name", "st-busy", "--memory", "64m", IMAGE, "sh", "-c", busy))
+    img_ok(h, *run_args(h, "-d", "--name", "st-done", IMAGE, "true"))
+    h.wait_status("st-done", "stopped")
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # the shell has read its 8 MB once its loop runs
+            fields = img_ok(h, "stats", "--no-stream", "--format", "{{.Name}}|{{.CPUPerc}}|{{.MemUsage}}|"
+                            "{{.MemPerc}}|{{.PIDs}}|{{.NetIO}}|{{.BlockIO}}").stdout.split("|")
+            used = fields[2].split(" / ")[0]
+            if used.endswith("MiB") and float(used[:-3]) >= 7.5 or time.monotonic() > deadline:
+                break
+        assert fields[0] == "st-busy", fields  # the stopped one is not listed
+        assert float(fields[1].rstrip("%")) > 1.0, fields  # a loop that never sleeps
+        assert used.endswith("MiB") and float(used[:-3]) >= 7.5, fields
+        assert fields[2].endswith(" / 64MiB") and 10.0 < float(fields[3].rstrip("%")) < 100.0, fields
+        assert int(fields[4]) >= 2, fields  # the looping subshell, sleep (which sh became)
+        assert fields[5].strip() == "0B / 0B", fields  # --network none: no interface but lo
+        table = img_ok(h, "stats", "--no-stream", "-a").stdout.splitlines()
+        assert table[0].split() == ["CONTAINER", "ID", "NAME", "CPU", "%", "MEM", "USAGE", "/", "LIMIT", "MEM", "%",
+                                    "NET", "I/O", "BLOCK", "I/O", "PIDS"]
+        assert sorted(line.split()[0] for line in table[1:]) == ["st-busy", "st-done"]
+        assert "0.00%" in img_ok(h, "stats", "--no-stream", "st-done").stdout  # named: listed, stopped
+    finally:
+        img_ok(h, "rm", "-f", "st-busy", "st-done")
+    one_line_error(img(h, "stats", "--no-stream", "no-such"), "no-such")
+    one_line_error(img(h, "stats", "--no-stream", "--format", "{{.Bogus}}"), "no field 'Bogus'")
+
+
 def test_labels_and_ps_filters_as_docker(images, busybox_archive, tmp_path):
     """-l/--label and --label-file note a container (the caller's over the image's), and `mrun ps
     --filter` picks containers as docker's does: label=KEY[=VALUE] (all must match), name= (a
@@ -1566,6 +1632,66 @@ def test_cp_as_docker_never_led_out_by_the_container(images, busybox_archive, tm
             one_line_error(img(h, "cp", *args), *needles)
     finally:
         img_ok(h, "rm", "--force", "cpc")
+
+
+def test_cp_never_opens_a_device_swapped_in_for_a_file(images, busybox_archive, tmp_path):
+    """A container swapping its files for a device node (mknod is one of docker's default
+    capabilities) while `mrun cp` copies them out. cp looked at each name, then opened it by
+    name: a device swapped in between was opened by the host, outside the container's device
+    rules (a watchdog armed, a tape rewound, a serial line's modem lines toggled). Now the object
+    is held (O_PATH, which opens nothing) before it is looked at, and only then opened. The
+    device's inode is watched with inotify: no open may reach it. (The swapping is done from here,
+    through the container's root, as fast as a compiled program in the container could.)"""
+    import ctypes
+    import threading
+
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "swapper", IMAGE, "sleep", "600"))
+    libc = ctypes.CDLL(None, use_errno=True)
+    watch = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+    stop = threading.Event()
+    try:
+        pid = json.loads(h.ok("state", "swapper").stdout)["pid"]
+        files, spare = f"/proc/{pid}/root/tmp/w", f"/proc/{pid}/root/tmp/spare"
+        os.makedirs(files)
+        os.makedirs(spare)
+        device = os.path.join(spare, "device")
+        os.mknod(device, 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # harmless itself: /dev/null's numbers
+        assert libc.inotify_add_watch(watch, device.encode(), 0x20) >= 0  # IN_OPEN, on the inode
+        names = [f"f{i}" for i in range(50)]
+        for name in names:
+            with open(os.path.join(files, name), "w") as f:
+                f.write("x" * 100)
+
+        def swap() -> None:
+            while not stop.is_set():
+                for name in names:
+                    os.link(device, os.path.join(spare, "d"))
+                    os.rename(os.path.join(spare, "d"), os.path.join(files, name))
+                    fd = os.open(os.path.join(spare, "r"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                    os.write(fd, b"x" * 100)
+                    os.close(fd)
+                    os.rename(os.path.join(spare, "r"), os.path.join(files, name))
+
+        swapper = threading.Thread(target=swap)
+        swapper.start()
+        for i in range(ROUNDS := 40):
+            img_ok(h, "cp", "swapper:/tmp/w", str(tmp_path / f"out{i}"))
+        stop.set()
+        swapper.join()
+        try:
+            opened = len(os.read(watch, 4096))
+        except BlockingIOError:
+            opened = 0
+        assert opened == 0, "mrun cp opened the device swapped in for a file"
+        copied = [os.lstat(tmp_path / f"out{i}" / name) for i in range(ROUNDS) for name in names
+                  if os.path.lexists(tmp_path / f"out{i}" / name)]
+        assert copied and all(stat.S_ISREG(st.st_mode) for st in copied)  # files copied, devices left out
+    finally:
+        stop.set()
+        os.close(watch)
+        img_ok(h, "rm", "--force", "swapper")
 
 
 def _image_with_volumes(tmp_path, rootfs: str, volumes: object, name: str) -> str:

@@ -15,6 +15,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from busybox_bundle import make_oci_archive, make_rootfs
 from conftest import IMAGE, img, img_ok, one_line_error, run_args, veths_left
 
 HTTPD = "mkdir -p /www && echo hello-{tag} > /www/index.html && exec httpd -f -p {listen} -h /www"
@@ -204,6 +205,36 @@ def test_a_published_port_on_127_0_0_1_reaches_httpd(net):
     assert f"dport {port}" not in nft_rules()
 
 
+def test_ports_without_a_host_port_and_publish_all_get_free_host_ports(net, tmp_path):
+    """docker's `-p 127.0.0.1::80` and `-P` (the image's ExposedPorts and --expose, but what -p
+    publishes already): the host chooses free ports, recorded, shown by `mrun port` and `ps`, and
+    reaching the server; released with the container. `-p 80` used to be refused."""
+    h = net
+    make_rootfs(str(tmp_path / "rootfs"))
+    archive = make_oci_archive(str(tmp_path / "rootfs"), str(tmp_path), "localhost/exposing:1", ["sh"],
+                               ["PATH=/bin"], exposed=["80/tcp", "8125/udp"])
+    img_ok(h, "load", archive)
+    img_ok(h, *run_args(h, "-d", "--name", "pub", "--network", h.net, "-P", "--expose", "81", "-p", "127.0.0.1::80",
+                        "localhost/exposing:1", "sh", "-c", HTTPD.format(tag="pub", listen="80")), env=h.env)
+    try:
+        lines = img_ok(h, "port", "pub", env=h.env).stdout.splitlines()
+        mapped = dict(line.split(" -> ") for line in lines)
+        assert sorted(mapped) == ["80/tcp", "81/tcp", "8125/udp"], lines
+        assert mapped["80/tcp"].startswith("127.0.0.1:") and mapped["81/tcp"].startswith("0.0.0.0:")
+        host_port = int(mapped["80/tcp"].rpartition(":")[2])
+        assert img_ok(h, "port", "pub", "80/tcp", env=h.env).stdout.strip() == f"127.0.0.1:{host_port}"
+        assert wait_http(f"http://127.0.0.1:{host_port}/index.html") == b"hello-pub\n"
+        assert f"127.0.0.1:{host_port}->80/tcp" in img_ok(h, "ps", "--format", "{{.Ports}}", env=h.env).stdout
+        assert all(f"dport {m.rpartition(':')[2]}" in nft_rules() for m in mapped.values())
+        one_line_error(img(h, "port", "pub", "82", env=h.env), "no public port '82/tcp'")
+        ports = json.loads(img_ok(h, "inspect", "-f", "{{json .NetworkSettings.Ports}}", "pub", env=h.env).stdout)
+        assert ports["80/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(host_port)}]
+    finally:
+        img_ok(h, "rm", "--force", "pub", env=h.env)
+    assert f"dport {host_port}" not in nft_rules()
+    assert not os.listdir(os.path.join(h.env["MRUN_NETWORK_ROOT"], "ports"))  # every reservation released
+
+
 def test_container_mode_shares_localhost_and_a_wasm_container_sees_the_same_interfaces(net):
     h = net
     img_ok(
@@ -307,8 +338,12 @@ def test_bad_network_input_is_refused_and_nothing_is_half_made(net):
     r = img(h, "network", "create", "overlapping", "--subnet", subnet, env=h.env)
     assert r.returncode != 0 and "overlaps" in r.stderr
     assert "overlapping" not in img_ok(h, "network", "ls", env=h.env).stdout
-    r = img(h, *run_args(h, "--rm", "--network", h.net, "-p", "80", IMAGE, "true"), env=h.env)
-    assert r.returncode != 0 and "host_port:container_port" in r.stderr
+    for bad in ("80-90:80", "x:80", "1.2.3.4:0:80", "1:2:3:4", "80/sctp"):
+        one_line_error(img(h, *run_args(h, "--rm", "--network", h.net, "-p", bad, IMAGE, "true"), env=h.env),
+                       f"-p {bad!r}")
+    for flags, needle in ((["--expose", "80-99999"], "--expose '80-99999'"), (["--expose", "http"], "--expose 'http'"),
+                          (["--network", "none", "-P"], "-P: ports are published on bridge networks")):
+        one_line_error(img(h, *run_args(h, "--rm", "--network", h.net, *flags, IMAGE, "true"), env=h.env), needle)
     containers = os.path.join(h.image_root, "containers")
     assert not leases(h) and (not os.path.isdir(containers) or not os.listdir(containers))
     assert not os.path.isdir(h.root) or not os.listdir(h.root)

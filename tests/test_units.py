@@ -810,3 +810,25 @@ def test_docker_s_durations_sizes_and_table_columns():
     assert formatted("{{.A}}-{{.B}}", rows, {"A": "AA", "B": "BB"}) == ["x-long-value-here", "much-longer-cell-y"]
     with pytest.raises(Exception, match="no field 'C'"):
         formatted("{{.C}}", [], {"A": "AA"})
+
+
+def test_publish_all_takes_the_image_s_exposed_ports_but_never_too_many():
+    """-P: the image's ExposedPorts and --expose, on host ports the host chooses (no host port in
+    the -p list), but a port -p publishes already. An image's ExposedPorts steer nothing without
+    -P, and with it a malformed or huge list is refused naming the image's field."""
+    from mrun.errors import InvalidSpec
+    from mrun.images.run_flags import exposed, publish_all
+    from mrun.network.attach import parse_ports
+
+    assert exposed(["80", "53/udp", "8000-8002"]) == ["80/tcp", "53/udp", "8000/tcp", "8001/tcp", "8002/tcp"]
+    got = publish_all("8080:80", {"80/tcp": {}, "443/tcp": {}}, ["9000/udp"])
+    assert got == "8080:80,443/tcp,9000/udp"
+    assert [(p["host_port"], p["port"], p["proto"]) for p in parse_ports(got)] == [
+        (8080, 80, "tcp"), (0, 443, "tcp"), (0, 9000, "udp")]
+    assert parse_ports("127.0.0.1::80")[0] == {"host_ip": "127.0.0.1", "host_port": 0, "port": 80, "proto": "tcp"}
+    assert publish_all("", None, []) == "" and publish_all("", ["80/tcp"], []) == ""  # not a map: nothing
+    for image_ports, needle in (({"1-65535/tcp": {}}, "more than 100"), ({"99999/tcp": {}}, "ExposedPorts '99999/tcp'"),
+                                ({f"{p}/tcp": {} for p in range(1, 200)}, "199 exposed ports"),
+                                ({"80/sctp": {}}, "ExposedPorts '80/sctp'")):
+        with pytest.raises(InvalidSpec, match=needle):
+            publish_all("", image_ports, [])

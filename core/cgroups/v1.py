@@ -207,6 +207,15 @@ class CgroupV1(Cgroup):
                 "throttled_periods": st.get("nr_throttled", 0),
                 "throttled_ns": st.get("throttled_time", 0),
             }
+        blkio = self.paths.get("blkio")
+        if blkio and os.path.exists(os.path.join(blkio, "blkio.throttle.io_service_bytes")):
+            done = {"Read": 0, "Write": 0}
+            with open(os.path.join(blkio, "blkio.throttle.io_service_bytes")) as f:
+                for line in f:  # "8:0 Read 4096" per device and operation, then "Total N"
+                    fields = line.split()
+                    if len(fields) == 3 and fields[1] in done and fields[2].isdigit():
+                        done[fields[1]] += int(fields[2])
+            out["blkio"] = {"read_bytes": done["Read"], "write_bytes": done["Write"]}
         pids = self.paths.get("pids")
         if pids and os.path.isdir(pids):
             limit = read(os.path.join(pids, "pids.max"))

@@ -174,6 +174,15 @@ class CgroupV2(Cgroup):
                 "throttled_periods": st.get("nr_throttled", 0),
                 "throttled_ns": st.get("throttled_usec", 0) * 1000,
             }
+        if os.path.exists(self._file("io.stat")):
+            done = {"rbytes": 0, "wbytes": 0}
+            with open(self._file("io.stat")) as f:
+                for line in f:  # "8:0 rbytes=4096 wbytes=0 rios=1 ..." per device
+                    for field in line.split()[1:]:
+                        key, _, value = field.partition("=")
+                        if key in done and value.isdigit():
+                            done[key] += int(value)
+            out["blkio"] = {"read_bytes": done["rbytes"], "write_bytes": done["wbytes"]}
         if os.path.exists(self._file("pids.current")):
             limit = read(self._file("pids.max"))
             out["pids"] = {

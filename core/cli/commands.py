@@ -148,9 +148,12 @@ COMMANDS = (
             Flag("hostname", "the container's hostname", default=""),
             Flag("cgroup-parent", "cgroup the container's cgroup is made under", default="/mrun"),
             Flag("network", "bridge (default), none, host, container:ID, or a network's name", default="bridge"),
-            Flag(
-                "publish", "publish a port: [host_ip:]host_port:container_port[/udp]", kind=list, short="p", default=()
-            ),
+            Flag("publish", "publish a port: [host_ip:][host_port:]container_port[/udp] (no host port: a free one; "
+                 "see mrun port)", kind=list, short="p", default=()),
+            Flag("publish-all", "publish every port the image exposes, and --expose's, on free host ports", kind=bool,
+                 short="P", default=False),
+            Flag("expose", "a port the container serves (PORT[/udp], PORT-PORT): -P publishes it", kind=list,
+                 default=()),
             Flag("pull", "pull the image: missing (default), always or never", default="missing"),
             Flag("platform", "os/arch to pull, when run pulls the image", default=""),
             Flag("pid", "host, or container:ID to share its PID namespace (default: its own)", default=""),
@@ -273,13 +276,21 @@ COMMANDS = (
     ),
     Command(
         "image",
-        "image inspect NAME | image prune (remove what nothing uses) | image wasm FILE.wasm NAME (make a wasm image)",
+        "image inspect NAME | image prune (remove what nothing uses) | image wasm FILE.wasm NAME (make a wasm image)"
+        " | image ls | image rm NAME | image tag NAME NEW",
         "image_verbs.image",
         (
-            Arg("action", "inspect, prune or wasm"),
-            Arg("image", "the image (inspect), or the .wasm file (wasm)", required=False),
-            Arg("name", "the new image's name (wasm)", required=False),
+            Arg("action", "ls, rm, tag, inspect, prune or wasm"),
+            Arg("image", "the image (inspect, rm, tag), or the .wasm file (wasm)", required=False),
+            Arg("name", "the new image's name (wasm, tag)", required=False),
         ),
+        (_LIST_FORMAT_F, Flag("quiet", "ls: print only ids", kind=bool, short="q", default=False)),
+    ),
+    Command(
+        "tag",
+        "give an image another name (docker's tag)",
+        "image_verbs.tag",
+        (Arg("source", "the image: name or id"), Arg("target", "its new name: [host/]name[:tag]")),
     ),
     Command(
         "inspect",
@@ -291,10 +302,16 @@ COMMANDS = (
     ),
     Command(
         "container",
-        "container prune: remove every stopped container (docker's; their volumes stay)",
+        "container ls (docker's; as ps) | container prune: remove every stopped container (their volumes stay)",
         "image_verbs.container",
-        (Arg("action", "prune"),),
-        (Flag("force", "accepted (docker asks first; mrun does not)", kind=bool, short="f", default=False),),
+        (Arg("action", "ls or prune"),),
+        (
+            Flag("force", "prune: accepted (docker asks first; mrun does not)", kind=bool, short="f", default=False),
+            _LIST_FORMAT,
+            Flag("quiet", "ls: print only the containers' ids", kind=bool, short="q", default=False),
+            Flag("all", "ls: docker's -a: every container is listed anyway", kind=bool, short="a", default=False),
+            Flag("filter", "ls: only containers matching KEY=VALUE (as ps --filter)", kind=list, default=()),
+        ),
     ),
     Command(
         "system",
@@ -313,6 +330,24 @@ COMMANDS = (
             Flag("quiet", "ls: only the names", kind=bool, short="q", default=False),
             _LIST_FORMAT,
         ),
+    ),
+    Command(
+        "stats",
+        "docker's stats: CPU, memory, network and block I/O of running containers (every second; --no-stream: once)",
+        "stats.stats",
+        (Arg("containers", "only these (default: every running one)", required=False, variadic=True),),
+        (
+            Flag("no-stream", "print the figures once, then exit", kind=bool, default=False),
+            Flag("all", "stopped containers too (docker's -a)", kind=bool, short="a", default=False),
+            Flag("format", "docker's Go template over CPUPerc, MemUsage, MemPerc, NetIO, BlockIO, PIDs, Name, ID "
+                 "('table ...' adds a header)", default=""),
+        ),
+    ),
+    Command(
+        "port",
+        "the host ports a container's ports are published on (docker's port)",
+        "image_verbs.port",
+        (_ID, Arg("private-port", "only this one: PORT[/tcp|udp]", required=False)),
     ),
     Command(
         "logs",

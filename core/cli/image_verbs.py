@@ -102,7 +102,36 @@ def rmi(g: dict[str, Any], image: str) -> int:
     return 0
 
 
-def image(g: dict[str, Any], action: str, image: str | None, name: str | None) -> int:
+def tag(g: dict[str, Any], source: str, target: str) -> int:
+    """docker's tag: TARGET names the image SOURCE names (one more name; `rmi` of one keeps the other)."""
+    from mrun.images.reference import Reference
+    from mrun.images.store import normalize
+
+    if "@" in target:
+        raise InvalidSpec(f"tag {target!r}: a new name is NAME[:TAG], not a digest")
+    Reference(target)  # docker's grammar, or its one line
+    store = _store(g)
+    with store.lock():
+        _name, entry = store.image(source)
+        index = store.index()
+        index[normalize(target)] = entry
+        store.save_index(index)
+    return 0
+
+
+def image(g: dict[str, Any], action: str, image: str | None, name: str | None, format: str = "table",  # noqa: A002
+          quiet: bool = False) -> int:
+    """docker's image verbs; ls, rm and tag are `images`, `rmi` and `tag` by their other names."""
+    if action in ("ls", "list"):
+        return images(g, format, quiet)
+    if action in ("rm", "tag") and not image:
+        raise InvalidSpec(f"image {action}: name the image")
+    if action == "rm":
+        return rmi(g, image)  # type: ignore[arg-type]
+    if action == "tag":
+        if not name:
+            raise InvalidSpec("image tag: give the image and its new name (mrun image tag IMAGE NAME[:TAG])")
+        return tag(g, image, name)  # type: ignore[arg-type]
     store = _store(g)
     if action == "wasm":
         from mrun.images.wasm_image import build
@@ -125,7 +154,7 @@ def image(g: dict[str, Any], action: str, image: str | None, name: str | None) -
             for what in prune(store):
                 print(f"removed {what}")
         return 0
-    raise InvalidSpec(f"image: unknown action {action!r} (inspect, prune or wasm)")
+    raise InvalidSpec(f"image: unknown action {action!r} (ls, rm, tag, inspect, prune or wasm)")
 
 
 ENV_FILE_LINE_MAX = 64 << 10  # docker's bufio.Scanner token limit
@@ -189,8 +218,9 @@ def _network_mode(g: dict[str, Any], mode: str, publish: list[str], kw: dict[str
     """--network, -p, --add-host and --dns* -> what the spec needs: a namespace path, none at all,
     or a network's annotations."""
     if mode in ("none", "host") or mode.startswith("container:"):
-        if publish:
-            raise InvalidSpec(f"-p: ports are published on bridge networks, not with --network {mode}")
+        if publish or kw.get("publish_all"):
+            flag = "-p" if publish else "-P"
+            raise InvalidSpec(f"{flag}: ports are published on bridge networks, not with --network {mode}")
         for key in _NAME_FILES:
             if kw.get(key):  # mrun writes /etc/hosts and resolv.conf for its bridge networks only
                 raise InvalidSpec(f"--{key.replace('_', '-')}: taken on bridge networks, not with --network {mode}")
@@ -288,6 +318,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         init=kw.get("init"),
         shm_size=kw.get("shm_size"),
         namespaces=_namespace_modes(g, kw),
+        publish_all=kw.get("publish_all"),
+        expose=run_flags.exposed(list(kw.get("expose") or ())),
         labels=run_flags.labels([*((f"--label-file {path}", line) for path in kw.get("label_file") or ()
                                    for line in read_env_file(path, "--label-file")),
                                  *(("--label", text) for text in kw.get("label") or ())]),
@@ -416,11 +448,43 @@ def _docker_view(doc: dict[str, Any]) -> dict[str, Any]:
         "Config": {"Image": (doc.get("image") or {}).get("image", ""), "Hostname": config.get("hostname", ""),
                    "Env": process.get("env") or [], "Cmd": args, "WorkingDir": process.get("cwd", ""),
                    "Labels": labels, "User": f"{user.get('uid', 0)}:{user.get('gid', 0)}"},
-        "NetworkSettings": {"IPAddress": (doc.get("network") or {}).get("ip", "")},
+        "NetworkSettings": {"IPAddress": (doc.get("network") or {}).get("ip", ""), "Ports": _docker_ports(doc)},
         "Mounts": [{"Type": m.get("type", ""), "Source": m.get("source", ""), "Destination": m.get("destination", "")}
                    for m in config.get("mounts") or [] if m.get("type") in ("bind", "tmpfs") or "bind" in
                    (m.get("options") or [])],
     }
+
+
+def port(g: dict[str, Any], container_id: str, private_port: str | None = None) -> int:
+    """docker's port: ``80/tcp -> 0.0.0.0:32768`` for each published port, or for one the host
+    address alone; one not published is an error, as docker's."""
+    runtime = _rt(g)
+    runtime.store.load(container_id)  # an unknown container: its one line
+    published = [p for p in (_net_of(runtime, container_id) or {}).get("ports") or [] if isinstance(p, dict)]
+    if private_port is None:
+        for p in published:
+            print(f"{p.get('port')}/{p.get('proto')} -> {p.get('host_ip') or '0.0.0.0'}:{p.get('host_port')}")
+        return 0
+    number, _, proto = private_port.partition("/")
+    if not number.isdigit() or (proto or "tcp") not in ("tcp", "udp"):
+        raise InvalidSpec(f"port {private_port!r}: PORT[/tcp|udp] expected")
+    wanted = f"{int(number)}/{proto or 'tcp'}"
+    found = [p for p in published if f"{p.get('port')}/{p.get('proto')}" == wanted]
+    if not found:
+        raise NotFound(f"no public port {wanted!r} published for {container_id}")
+    for p in found:
+        print(f"{p.get('host_ip') or '0.0.0.0'}:{p.get('host_port')}")
+    return 0
+
+
+def _docker_ports(doc: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
+    """docker's NetworkSettings.Ports: {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "32768"}]}."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for p in (doc.get("network") or {}).get("ports") or []:
+        if isinstance(p, dict):
+            out.setdefault(f"{p.get('port')}/{p.get('proto')}", []).append(
+                {"HostIp": p.get("host_ip") or "0.0.0.0", "HostPort": str(p.get("host_port"))})
+    return out
 
 
 def logs(g: dict[str, Any], container_id: str, follow: bool, tail: str = "all") -> int:
@@ -515,10 +579,13 @@ def _volumes_of(g: dict[str, Any], container_id: str) -> list[str]:
         return []
 
 
-def container(g: dict[str, Any], action: str, force: bool = False) -> int:
-    """docker's container prune: each stopped container removed as `mrun rm` removes it."""
+def container(g: dict[str, Any], action: str, force: bool = False, format: str = "table",  # noqa: A002
+              quiet: bool = False, all: bool = False, filter: tuple[str, ...] = ()) -> int:  # noqa: A002
+    """docker's container ls (`ps`) and prune: each stopped container removed as `mrun rm` removes it."""
+    if action in ("ls", "list"):
+        return list_containers(g, format, list(filter), quiet)
     if action != "prune":
-        raise InvalidSpec(f"container: unknown action {action!r} (prune)")
+        raise InvalidSpec(f"container: unknown action {action!r} (ls or prune)")
     from mrun.images.supervisor import exit_of
 
     runtime = _rt(g)

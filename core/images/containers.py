@@ -63,6 +63,8 @@ class Overrides:
         self.labels: dict[str, str] = kw.get("labels") or {}  # -l/--label, --label-file (run_flags.labels)
         self.made_volumes: list[str] = []  # anonymous volumes made for it (removed if it is not made)
         self.namespaces: dict[str, str] = kw.get("namespaces") or {}  # --pid/--ipc/--uts (run_flags.namespaces)
+        self.publish_all: bool = bool(kw.get("publish_all"))  # -P: with expose (--expose), run_flags.publish_all
+        self.expose: list[str] = kw.get("expose") or []
 
 
 def _table(rootfs: str, path: str) -> list[list[str]]:
@@ -231,6 +233,11 @@ def make_spec(
         process["apparmorProfile"] = apparmor_profile
     if seccomp is not None:
         spec["linux"]["seccomp"] = seccomp
+    from mrun.images import run_flags
+
+    if o.publish_all and o.network.get("name"):
+        o.network = {**o.network, "ports": run_flags.publish_all(o.network.get("ports") or "", cfg.get("ExposedPorts"),
+                                                                o.expose)}
     _network(spec, o.network)
     if o.network.get("host"):
         _host_names(spec, os.path.dirname(rootfs))
@@ -241,8 +248,6 @@ def make_spec(
         names.bind(spec["mounts"], name, path)
     for volume in [*o.volumes, *_image_volumes(cfg, o)]:
         spec["mounts"].append(_volume_mount(volume, store, rootfs, o.made_volumes))
-    from mrun.images import run_flags
-
     if o.init and (entry.get("wasm") or _is_wasm_program(rootfs, process)):
         if callable(warn):
             warn("--init is left out for a wasm image: its init passes signals on already, and a module forks "

@@ -413,3 +413,39 @@ def apply(spec: dict[str, Any], o: Any, groups: list[int]) -> None:
             raise InvalidSpec(f"--tmpfs {text}: {mount['destination']} is mounted already")
         taken.add(mount["destination"])
         spec["mounts"] = [m for m in spec["mounts"] if m["destination"] != mount["destination"]] + [mount]
+
+
+MAX_PUBLISHED_ALL = 100  # -P: each port a host port, a reservation and a firewall rule
+
+
+def exposed(values: list[str], field: str = "--expose") -> list[str]:
+    """docker's --expose (and an image's ExposedPorts): PORT[/tcp|udp] or a range PORT-PORT[/...],
+    as ``PORT/proto`` items."""
+    out = []
+    for text in values:
+        spec, _, proto = str(text).partition("/")
+        proto = proto or "tcp"
+        first, dash, last = spec.partition("-")
+        if proto not in ("tcp", "udp") or not first.isdigit() or (dash and not last.isdigit()):
+            raise InvalidSpec(f"{field} {text!r}: PORT[/tcp|udp] or PORT-PORT[/tcp|udp] expected")
+        low, high = int(first), int(last) if dash else int(first)
+        if not 0 < low <= high < 65536:
+            raise InvalidSpec(f"{field} {text!r}: ports are 1 to 65535, the range's first one first")
+        if high - low >= MAX_PUBLISHED_ALL:
+            raise InvalidSpec(f"{field} {text!r}: more than {MAX_PUBLISHED_ALL} ports")
+        out += [f"{port}/{proto}" for port in range(low, high + 1)]
+    return out
+
+
+def publish_all(published: str, image_ports: object, expose: list[str]) -> str:
+    """docker's -P: every port the image exposes (its config's ExposedPorts) and --expose names,
+    on a host port the host chooses, but those -p already publishes. -> the -p list with them."""
+    from mrun.network.attach import parse_ports
+
+    keys = list(image_ports) if isinstance(image_ports, dict) else []
+    wanted = dict.fromkeys(exposed(keys, "the image's ExposedPorts") + expose)
+    if len(wanted) > MAX_PUBLISHED_ALL:
+        raise InvalidSpec(f"-P: {len(wanted)} exposed ports (the image's ExposedPorts and --expose), more than "
+                          f"{MAX_PUBLISHED_ALL}")
+    taken = {f"{p['port']}/{p['proto']}" for p in parse_ports(published)}
+    return ",".join(filter(None, [published, *(port for port in wanted if port not in taken)]))

@@ -15,6 +15,7 @@ import os
 import stat
 
 from mrun.errors import MrunError
+from mrun.kernel.inroot import open_regular_at
 
 MAX_DEPTH = 256
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -89,11 +90,11 @@ def _copy_entry(sdir: int, name: str, ddir: int, dname: str, path: str, keep_own
     if stat.S_ISLNK(st.st_mode):
         os.symlink(os.readlink(name, dir_fd=sdir), dname, dir_fd=ddir)
     else:
-        src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=sdir)
+        src = open_regular_at(sdir, name)  # never an open of a device swapped in since we looked
+        if src is None:
+            skipped.append(path)
+            return None
         try:
-            if not stat.S_ISREG(os.fstat(src).st_mode):  # swapped since we looked
-                skipped.append(path)
-                return None
             dst = os.open(dname, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                           dir_fd=ddir)
             try:

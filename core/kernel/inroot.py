@@ -147,6 +147,20 @@ def open_regular(root: str, path: str) -> int:
         os.close(fd)
 
 
+def open_regular_at(dir_fd: int, name: str) -> int | None:
+    """The regular file ``name`` of the directory ``dir_fd``, opened for reading; None for anything
+    else. Held first by an O_PATH handle (which opens nothing: no driver's open runs, no fifo
+    waits), looked at, and only then opened through that handle: a device a container swaps in
+    for a file between a look and an open by name is never opened by the host."""
+    held = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(held).st_mode):
+            return None
+        return os.open(fd_path(held), os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+    finally:
+        os.close(held)
+
+
 def read_file(root: str, path: str, limit: int = 1 << 20) -> bytes:
     """A small file of the rootfs (an image's /etc/passwd), read where the container would read it."""
     rfd = open_regular(root, path)

@@ -3,7 +3,8 @@
 may carry them itself.
 
 - ``org.mrun.network``: the network's name (made on first use if it is the default, ``mrun``);
-- ``org.mrun.network.ports``: ``[host_ip:]host_port:container_port[/tcp|udp]``, comma-separated.
+- ``org.mrun.network.ports``: ``[host_ip:][host_port:]container_port[/tcp|udp]``, comma-separated
+  (no host port: one the host chooses, recorded in ``net.json``).
 
 ``prepare`` runs before the sandbox exists: it leases the address, reserves the ports and
 writes ``/etc/hosts``, ``/etc/resolv.conf`` and ``/etc/hostname`` into the container's state
@@ -37,22 +38,30 @@ def wanted(annotations: dict[str, str]) -> bool:
     return bool(annotations.get(NETWORK))
 
 
+PORT_FORM = "[host_ip:][host_port:]container_port[/tcp|udp]"
+
+
 def parse_ports(text: str) -> list[dict[str, Any]]:
+    """docker's -p forms. A host port left out (``80``, ``127.0.0.1::80``) is 0 here: the host
+    chooses a free one when the container is made (``prepare``), as docker's -p and -P do."""
     ports = []
     for item in filter(None, (p.strip() for p in text.split(","))):
         spec, _, proto = item.partition("/")
         proto = proto or "tcp"
         parts = spec.split(":")
-        if proto not in ("tcp", "udp") or len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[-2:]):
-            raise InvalidSpec(f"-p {item!r}: [host_ip:]host_port:container_port[/tcp|udp] expected")
+        if len(parts) == 2 and not parts[0]:
+            parts = parts[1:]  # ":80", as docker takes it
+        host = parts[-2] if len(parts) >= 2 else ""
+        if proto not in ("tcp", "udp") or len(parts) > 3 or not parts[-1].isdigit() or (host and not host.isdigit()):
+            raise InvalidSpec(f"-p {item!r}: {PORT_FORM} expected")
         host_ip = parts[0] if len(parts) == 3 else ""
         if host_ip:
             try:
                 socket.inet_aton(host_ip)
             except OSError:
                 raise InvalidSpec(f"-p {item!r}: {host_ip!r} is not an IPv4 address")
-        host_port, port = int(parts[-2]), int(parts[-1])
-        if not (0 < host_port < 65536 and 0 < port < 65536):
+        host_port, port = int(host or 0), int(parts[-1])
+        if not (0 <= host_port < 65536 and 0 < port < 65536) or (host and not host_port):
             raise InvalidSpec(f"-p {item!r}: ports are 1 to 65535")
         ports.append({"host_ip": host_ip, "host_port": host_port, "port": port, "proto": proto})
     return ports
@@ -120,6 +129,31 @@ def _check_free(p: dict[str, Any]) -> None:
             raise MrunError(f"-p {where}/{p['proto']}: {why} ({e.strerror})")
 
 
+CHOOSING_ATTEMPTS = 20
+
+
+def _reserve_free(nets: Networks, p: dict[str, Any], owner: dict[str, str]) -> None:
+    """A host port for ``p`` that nobody listens on and no container publishes: the kernel's
+    choice of an ephemeral one (bound and let go, as a listener's port would be chosen), then
+    reserved; one another container holds is passed over for the next choice."""
+    kind = socket.SOCK_STREAM if p["proto"] == "tcp" else socket.SOCK_DGRAM
+    for _ in range(CHOOSING_ATTEMPTS):
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind((p["host_ip"] or "0.0.0.0", 0))
+            except OSError as e:
+                where = p["host_ip"] or "0.0.0.0"
+                why = "not an address of this host" if e.errno == errno.EADDRNOTAVAIL else "cannot be bound"
+                raise MrunError(f"-p {where}::{p['port']}/{p['proto']}: {why} ({e.strerror})") from None
+            p["host_port"] = s.getsockname()[1]
+        try:
+            p["reservation"] = nets.reserve_port(p["proto"], p["host_ip"], p["host_port"], owner)
+            return
+        except MrunError:  # published by another container (its rule, no listener): choose again
+            continue
+    raise MrunError(f"-p {p['port']}/{p['proto']}: no free host port found in {CHOOSING_ATTEMPTS} choices")
+
+
 def _save(state_dir: str, plan: dict[str, Any]) -> None:
     tmp = os.path.join(state_dir, PLAN + ".tmp")
     with open(tmp, "w") as f:
@@ -175,8 +209,11 @@ def prepare(spec: Any, state_dir: str, state_root: str, container_id: str) -> di
     plan["ip"] = nets.lease(name, owner)
     _save(state_dir, plan)
     for p in ports:
-        _check_free(p)
-        p["reservation"] = nets.reserve_port(p["proto"], p["host_ip"], p["host_port"], owner)
+        if p["host_port"]:
+            _check_free(p)
+            p["reservation"] = nets.reserve_port(p["proto"], p["host_ip"], p["host_port"], owner)
+        else:
+            _reserve_free(nets, p, owner)
         plan["ports"].append(p)
         _save(state_dir, plan)
     hostname = spec.raw.get("hostname") or container_id[:12]
