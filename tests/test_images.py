@@ -1527,6 +1527,60 @@ def test_restart_policies_as_docker(images, busybox_archive):
         one_line_error(img(h, *run_args(h, *flags, IMAGE, "true")), *needles)
 
 
+def test_logs_timestamps_since_and_until_as_docker(images, busybox_archive):
+    """`mrun logs -t` prints each line's time (docker's nine-digit RFC 3339), --since and --until
+    take a time, a Unix time or a duration ago, --tail counts lines; the times are the ones the
+    supervisor noted as the lines came. A prompt without a newline is in the log at once (it
+    waited in the file before), and 100,000 lines all arrive, in order."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    script = "echo one; echo two >&2; sleep 1.2; echo three; printf prompt; sleep 600"
+    img_ok(h, *run_args(h, "-d", "--name", "tl", IMAGE, "sh", "-c", script))
+    img_ok(h, *run_args(h, "-d", "--name", "many", IMAGE, "seq", "1", "100000"))
+    try:
+        deadline = time.monotonic() + 20
+        while "prompt" not in img_ok(h, "logs", "tl").stdout and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert img_ok(h, "logs", "tl").stdout == "one\ntwo\nthree\nprompt"
+        stamped = img_ok(h, "logs", "-t", "tl").stdout.split("\n")
+        pattern = r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z) (.*)"
+        rows = [re.fullmatch(pattern, line).groups() for line in stamped]
+        assert [text for _t, text in rows] == ["one", "two", "three", "prompt"], stamped
+        times = {text: _unix_ns(at) for at, text in rows}
+        assert times["three"] - times["one"] >= 1_000_000_000
+        since = rows[2][0]  # three's own time
+        assert img_ok(h, "logs", "--since", since, "tl").stdout == "three\nprompt"
+        until = f"{(times['one'] + 500_000_000) // 10**9}.{(times['one'] + 500_000_000) % 10**9:09d}"
+        assert img_ok(h, "logs", "--until", until, "tl").stdout == "one\ntwo\n"
+        assert img_ok(h, "logs", "--since", "1h", "tl").stdout == "one\ntwo\nthree\nprompt"
+        assert img_ok(h, "logs", "--until", "1h", "tl").stdout == ""  # nothing came before an hour ago
+        assert img_ok(h, "logs", "-t", "--tail", "2", "tl").stdout.endswith("Z three\n" + rows[3][0] + " prompt")
+        h.wait_status("many", "stopped", timeout=30)
+        out = img_ok(h, "logs", "many").stdout.split()
+        assert out == [str(i) for i in range(1, 100001)]
+        assert len(img_ok(h, "logs", "-t", "many").stdout.splitlines()) == 100000
+        img_ok(h, "stop", "-t", "1", "tl")
+        assert img_ok(h, "logs", "-f", "-t", "--tail", "1", "tl").stdout.endswith(" prompt")  # stopped: returns
+    finally:
+        img_ok(h, "rm", "-f", "tl", "many")
+    for bad in ("yesterday", "10x", "2026-13-45"):
+        one_line_error(img(h, "logs", "--since", bad, "no-such"), "no-such")  # the container, first
+    img_ok(h, *run_args(h, "-d", "--name", "tl2", IMAGE, "true"))
+    try:
+        h.wait_status("tl2", "stopped")
+        for bad in ("yesterday", "10x", "2026-13-45"):
+            one_line_error(img(h, "logs", "--since", bad, "tl2"), f"--since {bad!r}")
+    finally:
+        img_ok(h, "rm", "-f", "tl2")
+
+
+def _unix_ns(rfc3339: str) -> int:
+    import calendar
+
+    whole, fraction = rfc3339.rstrip("Z").split(".")
+    return calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S")) * 10**9 + int(fraction)
+
+
 def test_wait_logs_tail_start_and_restart_as_docker(images, busybox_archive):
     """docker's wait (the exit code, once stopped), logs --tail/-n, start of an exited `run -d`
     container (again in place: its files kept, its log continued) and restart. A container a runc
@@ -1692,6 +1746,56 @@ def test_cp_never_opens_a_device_swapped_in_for_a_file(images, busybox_archive, 
         stop.set()
         os.close(watch)
         img_ok(h, "rm", "--force", "swapper")
+
+
+def test_export_and_diff_as_docker(images, busybox_archive, tmp_path):
+    """`mrun export` writes the container's files as a tar archive (links as links, its fifo and
+    device nodes as nodes, hard links as links, volumes left out) and `mrun diff` lists what it
+    changed over its image (A, C, D; not the files mrun mounted on, as docker keeps those apart).
+    Its link to / leads neither out of its root. A container without an overlay snapshot has no
+    diff: one line."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    script = ("echo new > /etc/added && ln /etc/added /etc/hard && echo more >> /etc/passwd && rm /bin/ls && "
+              "mkdir -p /opt/deep && ln -s / /opt/escape && mkfifo /opt/fifo && mknod /opt/null c 1 3 && "
+              "echo v > /data/in-volume && touch /opt/ready && sleep 600")
+    img_ok(h, *run_args(h, "-d", "--name", "ex", "-v", "exvol:/data", IMAGE, "sh", "-c", script))
+    try:
+        deadline = time.monotonic() + 20
+        while img(h, "exec", "ex", "test", "-e", "/opt/ready").returncode and time.monotonic() < deadline:
+            time.sleep(0.1)
+        listed = img_ok(h, "diff", "ex").stdout.splitlines()
+        assert {"C /etc", "A /etc/added", "A /etc/hard", "C /etc/passwd", "C /bin", "D /bin/ls", "A /opt",
+                "A /opt/deep", "A /opt/escape", "A /opt/fifo", "A /opt/null"} <= set(listed), listed
+        assert listed == sorted(listed, key=lambda line: line[2:])
+        assert not [line for line in listed if line[2:] in ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
+                    or line[2:].startswith("/data")], listed  # what mrun mounted on, and the volume
+        archive = tmp_path / "ex.tar"
+        img_ok(h, "export", "-o", str(archive), "ex")
+        with tarfile.open(archive) as t:
+            members = {m.name: m for m in t.getmembers()}
+            assert t.extractfile("etc/added").read() == b"new\n"
+            assert t.extractfile("bin/busybox").read(4) == b"\x7fELF"
+        assert members["opt/escape"].issym() and members["opt/escape"].linkname == "/"
+        assert members["opt/fifo"].isfifo() and members["opt/null"].ischr() and members["opt/null"].devmajor == 1
+        assert members["etc/hard"].islnk() or members["etc/added"].islnk()
+        assert "bin/ls" not in members and "data/in-volume" not in members
+        assert not [name for name in members if name.startswith(("opt/escape/", "proc/", "sys/"))]
+        img_ok(h, "stop", "-t", "1", "ex")
+        assert "A /etc/added" in img_ok(h, "diff", "ex").stdout  # stopped: its snapshot still holds them
+        img_ok(h, "export", "-o", str(tmp_path / "stopped.tar"), "ex")
+    finally:
+        img_ok(h, "rm", "-f", "ex")
+        img(h, "volume", "rm", "exvol")
+    h.base_env["MRUN_SNAPSHOTTER"] = "copy"
+    try:
+        img_ok(h, *run_args(h, "-d", "--name", "copied", IMAGE, "sleep", "600"))
+        one_line_error(img(h, "diff", "copied"), "no overlay snapshot")
+    finally:
+        img_ok(h, "rm", "-f", "copied")
+        del h.base_env["MRUN_SNAPSHOTTER"]
+    one_line_error(img(h, "export", "-o", str(tmp_path / "x.tar"), "no-such"), "no-such")
+    assert not (tmp_path / "x.tar").exists()
 
 
 def _image_with_volumes(tmp_path, rootfs: str, volumes: object, name: str) -> str:

@@ -344,6 +344,19 @@ COMMANDS = (
         ),
     ),
     Command(
+        "export",
+        "write a container's files as a tar archive (docker's export; volumes are left out, as docker's)",
+        "container_files.export",
+        (_ID,),
+        (Flag("output", "write to this file, not to standard output", short="o", default=""),),
+    ),
+    Command(
+        "diff",
+        "what a container changed over its image: A added, C changed, D deleted (docker's diff)",
+        "container_files.diff",
+        (_ID,),
+    ),
+    Command(
         "port",
         "the host ports a container's ports are published on (docker's port)",
         "image_verbs.port",
@@ -357,6 +370,10 @@ COMMANDS = (
         (
             Flag("follow", "keep printing until the container stops", kind=bool, short="f", default=False),
             Flag("tail", "only the last N lines (default: all)", short="n", default="all"),
+            Flag("timestamps", "each line's time (when it was written)", kind=bool, short="t", default=False),
+            Flag("since", "only lines since: 2026-01-02T15:04:05Z, a Unix time, or a duration ago (10m)",
+                 default=""),
+            Flag("until", "only lines before: as --since", default=""),
         ),
     ),
     Command(

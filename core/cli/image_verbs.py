@@ -487,13 +487,17 @@ def _docker_ports(doc: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
     return out
 
 
-def logs(g: dict[str, Any], container_id: str, follow: bool, tail: str = "all") -> int:
+def logs(g: dict[str, Any], container_id: str, follow: bool, tail: str = "all", timestamps: bool = False,
+         since: str = "", until: str = "") -> int:
     runtime = _rt(g)
-    path = os.path.join(runtime.store.load(container_id).bundle, "log")
+    bundle = runtime.store.load(container_id).bundle
+    path = os.path.join(bundle, "log")
     if not os.path.exists(path):
         raise NotFound(f"container {container_id!r} has no log (only `mrun run IMAGE -d` keeps one)")
     if tail != "all" and not (tail.isascii() and tail.isdigit()):
         raise InvalidSpec(f"--tail {tail!r}: a number of lines, or all")
+    if timestamps or since or until:
+        return _timed_logs(runtime, container_id, bundle, follow, tail, timestamps, since, until)
     stopped = False
     with open(path, "rb") as f:
         if tail != "all":
@@ -511,6 +515,66 @@ def logs(g: dict[str, Any], container_id: str, follow: bool, tail: str = "all") 
             stopped = runtime.status(runtime.store.load(container_id)) == Status.STOPPED
             if not stopped:
                 time.sleep(0.1)
+
+
+def _timed_logs(runtime: Any, container_id: str, bundle: str, follow: bool, tail: str, timestamps: bool,
+                since: str, until: str) -> int:
+    """docker's logs -t (each line's time), --since and --until (a time, a Unix time or a duration
+    ago), from the times the container's supervisor noted (images.log_relay)."""
+    from mrun.images import log_relay
+
+    if not log_relay.indexed(bundle):
+        raise MrunError(f"container {container_id!r}: its log has no times noted (it was started by an older mrun); "
+                        "-t, --since and --until need them")
+    now = time.time_ns()
+    since_ns = log_time("--since", since, now) if since else 0
+    until_ns = log_time("--until", until, now) if until else 0
+    lines, position = log_relay.read_lines(bundle, since_ns, until_ns)
+    if tail != "all":  # the last N lines: from the piece that starts the Nth line from the end
+        starts = [i for i, (_at, _text, first) in enumerate(lines) if first]
+        count = int(tail)
+        lines = [] if not count else lines[starts[-count]:] if len(starts) >= count else lines
+    stopped = False
+    while True:
+        for at, text, starts in lines:
+            if timestamps and starts:
+                sys.stdout.buffer.write(f"{_rfc3339_nano(at)} ".encode())
+            sys.stdout.buffer.write(text)
+        sys.stdout.buffer.flush()
+        if not follow or stopped or (until_ns and time.time_ns() > until_ns):
+            return 0
+        stopped = runtime.status(runtime.store.load(container_id)) == Status.STOPPED  # then one read more
+        if not stopped:
+            time.sleep(0.1)
+        lines, position = log_relay.read_lines(bundle, since_ns, until_ns, position)
+
+
+def _rfc3339_nano(ns: int) -> str:
+    """docker's logs -t time: nine digits of the second, UTC."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
+
+
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def log_time(flag: str, text: str, now_ns: int) -> int:
+    """docker's --since/--until value in ns since the epoch: an RFC 3339 time (a date alone, or
+    no zone: the local time), a Unix time (1700000000.5), or a Go duration before now (10m, 1h30m)."""
+    import re
+
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
+    if parts and "".join(n + u for n, u in parts) == text:
+        return now_ns - int(sum(float(n) * _DURATION_UNITS[u] for n, u in parts) * 1e9)
+    if re.fullmatch(r"\d+(\.\d{1,9})?", text):
+        whole, _, fraction = text.partition(".")
+        return int(whole) * 1_000_000_000 + int((fraction + "000000000")[:9])
+    from datetime import datetime
+
+    try:
+        return int(datetime.fromisoformat(text).timestamp() * 1e9)
+    except ValueError:
+        raise InvalidSpec(f"{flag} {text!r}: a time (2026-01-02T15:04:05Z), a Unix time, or a duration (10m)") \
+            from None
 
 
 def _tail_offset(f: Any, lines: int) -> int:

@@ -137,6 +137,7 @@ def run_detached(runtime: Any, container_id: str, bundle: str, remove: bool = Fa
 
 
 def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove: bool, again: bool = False) -> None:
+    from mrun.images.log_relay import Relay
     from mrun.kernel import syscalls as sc
 
     try:
@@ -144,17 +145,19 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, 0)
-        pid = _start(runtime, container_id, bundle, again)
+        relay = Relay(bundle)
+        pid = _start(runtime, container_id, bundle, relay, again)
         policy = (runtime.store.load(container_id).config.get("annotations") or {}).get(ann.RESTART) or "no"
     except BaseException as e:  # noqa: BLE001 - reported to the caller, which prints it
         os.write(report, f"error:{e}".encode())
         os._exit(1)
     os.write(report, b"ok")
-    os.closerange(3, 1 << 16)  # from here on nothing of the caller's is ours
+    _close_all_but(relay.fds())  # from here on nothing of the caller's is ours
     restarts, delay = 0, 0.0
     while True:
         started = time.monotonic()
-        code = _wait_for(pid)
+        code = _wait_relaying(pid, relay)
+        relay.finish()
         if remove:
             try:
                 _remove(runtime, container_id)
@@ -173,7 +176,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
         try:
             if _told_to_stop(bundle):
                 raise MrunError("stopped")
-            pid = _start(runtime, container_id, bundle, again=True)
+            pid = _start(runtime, container_id, bundle, relay, again=True)
         except BaseException:  # noqa: BLE001 - stopped or removed meanwhile, or it cannot start again
             _record(bundle, code, restarts, False)
             os._exit(0)
@@ -191,15 +194,13 @@ def _remove(runtime: Any, container_id: str) -> None:
     volumes.remove_anonymous(store_root, used)
 
 
-def _start(runtime: Any, container_id: str, bundle: str, again: bool = False) -> int:
-    """Create (``again``: once more, in place) and start the container with its output on its
-    log (ours goes nowhere after). -> its process."""
+def _start(runtime: Any, container_id: str, bundle: str, relay: Any, again: bool = False) -> int:
+    """Create (``again``: once more, in place) and start the container with its output on the
+    relay's pipes (ours goes nowhere after). -> its process."""
     from mrun.runtime import CreateOptions
 
-    log = os.open(os.path.join(bundle, "log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
-    os.dup2(log, 1)  # the container inherits these: its output goes to its log
-    os.dup2(log, 2)
-    os.close(log)
+    os.dup2(relay.writers[1], 1)  # the container inherits these: its output goes to its log
+    os.dup2(relay.writers[2], 2)
     try:
         if again:
             runtime.recreate(container_id)
@@ -214,19 +215,59 @@ def _start(runtime: Any, container_id: str, bundle: str, again: bool = False) ->
         os.close(null)
 
 
-def _wait_for(pid: int) -> int | None:
-    """The exit code of ``pid`` (our descendant: we are a subreaper); others that end are reaped."""
+def _wait_relaying(pid: int, relay: Any) -> int | None:
+    """The exit code of ``pid`` (our descendant: we are a subreaper; others that end are reaped),
+    its output relayed meanwhile. A child's end wakes the wait through SIGCHLD's wakeup pipe."""
+    import select
+    import signal
+
     from mrun.kernel.proc import exit_code
 
-    while True:
-        try:
-            done, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            return None
-        except InterruptedError:
-            continue
-        if done == pid:
-            return exit_code(status)
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
+    signal.set_wakeup_fd(wake_w)
+    try:
+        while True:
+            while True:  # reaped before each wait: a child that ended before the handler was set counts
+                try:
+                    done, status = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    return None
+                if done == pid:
+                    return exit_code(status)
+                if done == 0:
+                    break
+            try:
+                ready = select.select([*relay.streams, wake_r], [], [])[0]
+            except InterruptedError:
+                continue
+            for fd in ready:
+                if fd == wake_r:
+                    while _drained(wake_r):
+                        pass
+                else:
+                    relay.pump(fd)
+    finally:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.close(wake_r)
+        os.close(wake_w)
+
+
+def _drained(fd: int) -> bool:
+    try:
+        return bool(os.read(fd, 512))
+    except BlockingIOError:
+        return False
+
+
+def _close_all_but(keep: list[int]) -> None:
+    """Every descriptor of ours but ``keep`` (and 0-2, which are /dev/null now)."""
+    low = 3
+    for fd in sorted(k for k in keep if k >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 16)
 
 
 def _record(bundle: str, code: int | None, restarts: int, restarting: bool) -> None:

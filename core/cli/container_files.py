@@ -1,0 +1,86 @@
+"""docker's ``export`` (a container's files as a tar stream) and ``diff`` (what it changed over
+its image). Both read the container's root filesystem as the host holds it: its image's layers
+and its own changes, without the mounts made inside the container (volumes, /proc), as
+docker's leave volumes out. Nothing the container put there is followed or opened as a device:
+``kernel.fdtar`` and ``images.changes`` walk by descriptor."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from mrun.bundles import image_of
+from mrun.cli.common import _rt
+from mrun.errors import MrunError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def export(g: dict[str, Any], container_id: str, output: str = "") -> int:
+    from mrun.kernel import fdtar, inroot
+
+    record = _rt(g).store.load(container_id)
+    if not output and sys.stdout.isatty():
+        raise MrunError("export: cowardly refusing to write a tar archive to a terminal; use -o FILE or redirect")
+    root = inroot.open_root(record.rootfs)
+    try:
+        out = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115 - closed below, or stdout
+        try:
+            skipped = fdtar.write_tree(root, out)
+        except BrokenPipeError:  # its reader went away (`| tar t | head`): as tar ends then, quietly
+            return 141
+        except BaseException:
+            if output:  # a half-written archive is no export
+                out.close()
+                os.unlink(output)
+            raise
+        if output:
+            out.close()
+        else:
+            out.flush()
+    finally:
+        os.close(root)
+    for line in skipped:
+        print(f"mrun: export: {line}", file=sys.stderr)
+    return 0
+
+
+def diff(g: dict[str, Any], container_id: str) -> int:
+    from mrun.images.changes import Lower, changes, without_mount_points
+    from mrun.images.store import ImageStore
+
+    runtime = _rt(g)
+    record = runtime.store.load(container_id)
+    meta = image_of(record.bundle)
+    upper = os.path.join(record.bundle, "upper")
+    if meta is None or not os.path.isdir(upper) or not _overlay_snapshot(record.bundle):
+        raise MrunError(f"diff: container {container_id!r} has no overlay snapshot over an image (a bundle's "
+                        "container, or MRUN_SNAPSHOTTER=copy): its changes are not kept apart")
+    store = ImageStore(g["image_root"])
+    lower = Lower([store.layer_dir(d) for d in reversed(meta.get("layers") or [])])
+    mounts = [m.get("destination", "") for m in (record.config or {}).get("mounts") or [] if isinstance(m, dict)]
+    if os.path.exists(runtime.store.path(container_id, "net.json")):  # a bridge network's, bound at create
+        mounts += ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"]
+    for kind, path in without_mount_points(changes(upper, lower), [d for d in mounts if isinstance(d, str)]):
+        print(f"{kind} {path}")
+    return 0
+
+
+def _overlay_snapshot(bundle: str) -> bool:
+    """Its rootfs is an overlay mount, or not mounted and empty (its overlay unmounted since, by a
+    reboot): then the upper directory holds its changes. A copied snapshot is a full directory."""
+    rootfs = os.path.realpath(os.path.join(bundle, "rootfs"))
+    kind = ""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:  # the last mount on it is the one seen there
+            fields = line.split()
+            if len(fields) > 4 and fields[4] == rootfs and " - " in line:
+                kind = line.split(" - ", 1)[1].split()[0]
+    if kind:
+        return kind == "overlay"
+    try:
+        return not os.listdir(rootfs)
+    except OSError:
+        return False
