@@ -26,3 +26,21 @@ def ram_in_bytes(flag: str, text: str) -> int:
     if size >= 1 << 63:
         raise InvalidSpec(f"--{flag}: {text!r} is too large")
     return size
+
+
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def go_duration(text: str) -> float | None:
+    """Go's time.ParseDuration (``1h30m``, ``500ms``, ``0``) in seconds, None if ``text`` is none."""
+    if text == "0":
+        return 0.0
+    total, rest = 0.0, text
+    while rest:
+        digits = len(rest) - len(rest.lstrip("0123456789."))
+        number, rest = rest[:digits], rest[digits:]
+        unit = next((u for u in ("ns", "us", "µs", "ms", "h", "m", "s") if rest.startswith(u)), None)
+        if not number or number.count(".") > 1 or number == "." or unit is None:
+            return None
+        total, rest = total + float(number) * _DURATION_UNITS[unit], rest[len(unit):]
+    return total if text else None

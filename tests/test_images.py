@@ -1581,6 +1581,55 @@ def _unix_ns(rfc3339: str) -> int:
     return calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S")) * 10**9 + int(fraction)
 
 
+def test_health_checks_as_docker(images, busybox_archive):
+    """--health-cmd and friends: a detached container's supervisor runs the check inside it every
+    interval; unhealthy after the retries fail in a row, healthy after a pass; `ps` says so
+    ("Up 2 seconds (healthy)"), `ps --filter health=` picks by it, `inspect` has State.Health
+    with the last results. A check past its timeout fails and is killed, with its process in the
+    container. Bad values are one line; a foreground run, which has no supervisor, is warned."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+
+    def health(cid: str) -> dict:
+        return json.loads(img_ok(h, "inspect", "-f", "{{json .State.Health}}", cid).stdout)
+
+    def until(cid: str, status: str) -> dict:
+        deadline = time.monotonic() + 30
+        while (got := health(cid))["Status"] != status and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return got
+
+    img_ok(h, *run_args(h, "-d", "--name", "hc", "--health-cmd", "echo checked; test -e /tmp/ok",
+                        "--health-interval", "200ms", "--health-retries", "2", IMAGE, "sleep", "600"))
+    img_ok(h, *run_args(h, "-d", "--name", "hto", "--health-cmd", "sleep 5", "--health-timeout", "300ms",
+                        "--health-interval", "100ms", "--health-retries", "1", IMAGE, "sleep", "600"))
+    try:
+        got = until("hc", "unhealthy")
+        assert got["Status"] == "unhealthy" and got["FailingStreak"] >= 2, got
+        assert got["Log"][-1]["ExitCode"] == 1 and got["Log"][-1]["Output"] == "checked\n", got
+        img_ok(h, "exec", "hc", "touch", "/tmp/ok")
+        got = until("hc", "healthy")
+        assert got["Status"] == "healthy" and got["FailingStreak"] == 0 and got["Log"][-1]["ExitCode"] == 0
+        assert img_ok(h, "ps", "--filter", "health=healthy", "-q").stdout.split() == ["hc"]
+        assert img_ok(h, "ps", "--filter", "name=hc", "--format", "{{.Status}}").stdout.strip().endswith("(healthy)")
+        got = until("hto", "unhealthy")
+        assert got["Log"][-1]["ExitCode"] == -1 and "exceeded timeout" in got["Log"][-1]["Output"], got
+        time.sleep(1)  # several checks killed meanwhile
+        sleeping = img(h, "exec", "hto", "sh", "-c", "ps -o args | grep -c '^sleep 5'").stdout.strip()
+        assert int(sleeping) <= 1, sleeping  # the running check's, at most: the killed ones went with it
+        assert img_ok(h, "ps", "--filter", "health=unhealthy", "-q").stdout.split() == ["hto"]
+    finally:
+        img_ok(h, "rm", "-f", "hc", "hto")
+    r = img_ok(h, *run_args(h, "--rm", "--health-cmd", "true", IMAGE, "true"))
+    assert "--health-*" in r.stderr and "(-d)" in r.stderr
+    for flags, needles in ((["--no-healthcheck", "--health-cmd", "true"], ["--no-healthcheck conflicts"]),
+                           (["--health-cmd", "true", "--health-interval", "often"], ["--health-interval 'often'"]),
+                           (["--health-cmd", "true", "--health-retries", "-1"], ["--health-retries -1"]),
+                           (["--health-interval", "1s"], ["no check to run"])):
+        one_line_error(img(h, *run_args(h, "-d", *flags, IMAGE, "true")), *needles)
+    one_line_error(img(h, "ps", "--filter", "health=sick"), "--filter 'health=sick'")
+
+
 def test_wait_logs_tail_start_and_restart_as_docker(images, busybox_archive):
     """docker's wait (the exit code, once stopped), logs --tail/-n, start of an exited `run -d`
     container (again in place: its files kept, its log continued) and restart. A container a runc

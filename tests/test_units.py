@@ -832,3 +832,29 @@ def test_publish_all_takes_the_image_s_exposed_ports_but_never_too_many():
                                 ({"80/sctp": {}}, "ExposedPorts '80/sctp'")):
         with pytest.raises(InvalidSpec, match=needle):
             publish_all("", image_ports, [])
+
+
+def test_a_health_check_is_the_image_s_with_the_flags_over_it():
+    """docker's merge: the image's Healthcheck (nanoseconds; CMD and CMD-SHELL forms; NONE: none),
+    each --health-* field over it, --no-healthcheck none at all; Go durations checked."""
+    from mrun.errors import InvalidSpec
+    from mrun.images.health import check_from
+    from mrun.units import go_duration
+
+    image = {"Test": ["CMD", "/bin/check", "-q"], "Interval": 5_000_000_000, "Retries": 7}
+    assert check_from({}, image) == {"test": ["/bin/check", "-q"], "interval": 5.0, "timeout": 30.0,
+                                     "start_period": 0.0, "retries": 7}
+    assert check_from({"cmd": "true", "timeout": "1m30s"}, image)["test"] == ["/bin/sh", "-c", "true"]
+    assert check_from({"cmd": "true", "timeout": "1m30s"}, image)["timeout"] == 90.0
+    assert check_from({"none": True}, image) is None and check_from({}, {"Test": ["NONE"]}) is None
+    assert check_from({}, None) is None and check_from({}, {"Test": "not a list"}) is None
+    shell = check_from({}, {"Test": ["CMD-SHELL", "curl -f localhost"]})
+    assert shell["test"] == ["/bin/sh", "-c", "curl -f localhost"]
+    with pytest.raises(InvalidSpec, match="Healthcheck.Test"):
+        check_from({}, {"Test": ["CMD-SHELL", "a", "b"]})
+    hammering = {"Test": ["CMD", "true"], "Interval": 1}  # an image asking for a check every nanosecond
+    with pytest.raises(InvalidSpec, match="Healthcheck.Interval 1: less than 1ms"):
+        check_from({}, hammering)
+    assert check_from({"interval": "10s"}, hammering)["interval"] == 10.0
+    assert [go_duration(t) for t in ("1h30m", "500ms", "0", "1.5s", "10", "", "5x")] == [5400, 0.5, 0, 1.5, None,
+                                                                                          None, None]

@@ -150,6 +150,13 @@ COMMANDS = (
             Flag("network", "bridge (default), none, host, container:ID, or a network's name", default="bridge"),
             Flag("publish", "publish a port: [host_ip:][host_port:]container_port[/udp] (no host port: a free one; "
                  "see mrun port)", kind=list, short="p", default=()),
+            Flag("health-cmd", "a shell command whose exit 0 says the container is healthy (run with -d)",
+                 default=""),
+            Flag("health-interval", "time between checks (default 30s)", default=""),
+            Flag("health-timeout", "a check running longer fails (default 30s)", default=""),
+            Flag("health-start-period", "failures this soon after the start do not count (default 0s)", default=""),
+            Flag("health-retries", "failures in a row that make it unhealthy (default 3)", kind=int, default=None),
+            Flag("no-healthcheck", "no check, not even the image's", kind=bool, default=False),
             Flag("publish-all", "publish every port the image exposes, and --expose's, on free host ports", kind=bool,
                  short="P", default=False),
             Flag("expose", "a port the container serves (PORT[/udp], PORT-PORT): -P publishes it", kind=list,
@@ -233,7 +240,7 @@ COMMANDS = (
             _LIST_FORMAT_F,
             Flag("all", "docker's -a: every container is listed anyway", kind=bool, short="a", default=False),
             Flag("filter", "without an id: only containers matching KEY=VALUE (label=KEY[=VALUE], name=, id=, "
-                 "status=, ancestor=)", kind=list, default=()),
+                 "status=, ancestor=, health=)", kind=list, default=()),
             Flag("quiet", "without an id: print only the containers' ids (docker's -q)", kind=bool, short="q",
                  default=False),
         ),

@@ -57,7 +57,11 @@ def ps_row(state: dict[str, Any], record: Any, image: str, ended: dict[str, Any]
     status = state["status"]
     up = f"Up {human_duration(now - started)}" if (started := _started(record.pid_start)) is not None else "Up"
     if status == Status.RUNNING:
-        shown, state_name = up, "running"
+        from mrun.images.health import read
+
+        health = (read(state.get("bundle") or "") or {}).get("Status")
+        shown, state_name = up + (f" (health: {health})" if health == "starting" else f" ({health})" if health
+                                  else ""), "running"
     elif status == Status.PAUSED:
         shown, state_name = f"{up} (Paused)", "paused"
     elif status in (Status.CREATED, Status.CREATING):

@@ -319,6 +319,9 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         shm_size=kw.get("shm_size"),
         namespaces=_namespace_modes(g, kw),
         publish_all=kw.get("publish_all"),
+        health={"cmd": kw.get("health_cmd"), "interval": kw.get("health_interval"),
+                "timeout": kw.get("health_timeout"), "start_period": kw.get("health_start_period"),
+                "retries": kw.get("health_retries"), "none": kw.get("no_healthcheck")},
         expose=run_flags.exposed(list(kw.get("expose") or ())),
         labels=run_flags.labels([*((f"--label-file {path}", line) for path in kw.get("label_file") or ()
                                    for line in read_env_file(path, "--label-file")),
@@ -335,6 +338,9 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         if not detach:
             raise InvalidSpec(f"--restart {restart}: needs -d (a detached container's supervisor restarts it)")
         o.annotations.append(f"{ann.RESTART}={restart}")
+    if not detach and any(kw.get(f"health_{key}") not in (None, "") for key in
+                          ("cmd", "interval", "timeout", "start_period", "retries")) and callable(g.get("warn")):
+        g["warn"]("--health-*: checks are run by a detached container's supervisor (-d); this one has none")
     if detach and o.tty:
         raise InvalidSpec("-t with -d is not supported: a detached container's output goes to its log")
     store = ImageStore(g["image_root"])
@@ -415,7 +421,11 @@ def inspect(g: dict[str, Any], container_id: str, format: str = "") -> int:  # n
     from mrun.images.supervisor import exit_of
 
     state = runtime.state(container_id)
+    from mrun.images.health import read as health_of
+
     doc = {"state": state, "image": image, "network": network, "config": record.config}
+    if (health := health_of(record.bundle)) is not None:
+        doc["health"] = health
     if state["status"] == Status.STOPPED:
         doc["exit"] = exit_of(record.bundle)  # a detached container's, as its supervisor saw it
     else:
@@ -444,7 +454,8 @@ def _docker_view(doc: dict[str, Any]) -> dict[str, Any]:
         "RestartCount": ended.get("restarts", 0),
         "State": {"Status": status, "Running": state["status"] == "running", "Paused": state["status"] == "paused",
                   "Restarting": bool(ended.get("restarting")), "Pid": state.get("pid", 0) if live else 0,
-                  "ExitCode": ended.get("exit_code") or 0, "FinishedAt": ended.get("finished", "")},
+                  "ExitCode": ended.get("exit_code") or 0, "FinishedAt": ended.get("finished", ""),
+                  **({"Health": doc["health"]} if doc.get("health") else {})},
         "Config": {"Image": (doc.get("image") or {}).get("image", ""), "Hostname": config.get("hostname", ""),
                    "Env": process.get("env") or [], "Cmd": args, "WorkingDir": process.get("cwd", ""),
                    "Labels": labels, "User": f"{user.get('uid', 0)}:{user.get('gid', 0)}"},
@@ -554,17 +565,16 @@ def _rfc3339_nano(ns: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
 
 
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def log_time(flag: str, text: str, now_ns: int) -> int:
     """docker's --since/--until value in ns since the epoch: an RFC 3339 time (a date alone, or
     no zone: the local time), a Unix time (1700000000.5), or a Go duration before now (10m, 1h30m)."""
     import re
 
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
-    if parts and "".join(n + u for n, u in parts) == text:
-        return now_ns - int(sum(float(n) * _DURATION_UNITS[u] for n, u in parts) * 1e9)
+    from mrun.units import go_duration
+
+    ago = go_duration(text) if text != "0" else None  # "0" is a Unix time here, as docker reads it
+    if ago is not None:
+        return now_ns - int(ago * 1e9)
     if re.fullmatch(r"\d+(\.\d{1,9})?", text):
         whole, _, fraction = text.partition(".")
         return int(whole) * 1_000_000_000 + int((fraction + "000000000")[:9])
@@ -857,7 +867,7 @@ def list_containers(g: dict[str, Any], format: str, filters: list[str], quiet: b
     return 0
 
 
-_PS_FILTERS = ("label", "name", "id", "status", "ancestor")
+_PS_FILTERS = ("label", "name", "id", "status", "ancestor", "health")
 
 
 def _net_of(runtime: Any, container_id: str) -> dict[str, Any] | None:
@@ -878,6 +888,8 @@ def _ps_filters(filters: list[str]) -> dict[str, list[str]]:
             raise InvalidSpec(f"--filter {text!r}: KEY=VALUE expected, KEY one of {', '.join(_PS_FILTERS)}")
         if key == "status" and value not in ("created", "running", "paused", "exited", "stopped", "creating"):
             raise InvalidSpec(f"--filter {text!r}: the status is created, running, paused or exited")
+        if key == "health" and value not in ("starting", "healthy", "unhealthy", "none"):
+            raise InvalidSpec(f"--filter {text!r}: the health is starting, healthy, unhealthy or none")
         if key == "name":
             import re
 
@@ -905,6 +917,11 @@ def _matches(state: dict[str, Any], wanted: dict[str, list[str]], image_of: Any,
             ok = any(re.search(v, state["id"]) for v in values)
         elif key == "id":
             ok = any(state["id"].startswith(v) for v in values)
+        elif key == "health":  # a running container's, as its supervisor last wrote it
+            from mrun.images.health import read
+
+            found = read(state.get("bundle") or "") if state["status"] == Status.RUNNING else None
+            ok = ((found or {}).get("Status") or "none") in values
         elif key == "status":  # docker says exited for mrun's (and runc's) stopped
             status = "exited" if state["status"] == Status.STOPPED else state["status"]
             ok = status in ["exited" if v == "stopped" else v for v in values]

@@ -63,6 +63,7 @@ class Overrides:
         self.labels: dict[str, str] = kw.get("labels") or {}  # -l/--label, --label-file (run_flags.labels)
         self.made_volumes: list[str] = []  # anonymous volumes made for it (removed if it is not made)
         self.namespaces: dict[str, str] = kw.get("namespaces") or {}  # --pid/--ipc/--uts (run_flags.namespaces)
+        self.health: dict[str, Any] = kw.get("health") or {}  # --health-*, --no-healthcheck (images.health)
         self.publish_all: bool = bool(kw.get("publish_all"))  # -P: with expose (--expose), run_flags.publish_all
         self.expose: list[str] = kw.get("expose") or []
 
@@ -234,7 +235,11 @@ def make_spec(
     if seccomp is not None:
         spec["linux"]["seccomp"] = seccomp
     from mrun.images import run_flags
+    from mrun.images.health import check_from
 
+    check = check_from(o.health, cfg.get("Healthcheck"))
+    if check is not None:
+        spec["annotations"][ann.HEALTH] = jsonio.dumps(check)
     if o.publish_all and o.network.get("name"):
         o.network = {**o.network, "ports": run_flags.publish_all(o.network.get("ports") or "", cfg.get("ExposedPorts"),
                                                                 o.expose)}

@@ -147,7 +147,9 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
         os.dup2(null, 0)
         relay = Relay(bundle)
         pid = _start(runtime, container_id, bundle, relay, again)
-        policy = (runtime.store.load(container_id).config.get("annotations") or {}).get(ann.RESTART) or "no"
+        annotations = runtime.store.load(container_id).config.get("annotations") or {}
+        policy = annotations.get(ann.RESTART) or "no"
+        checker = _checker(runtime, container_id, bundle, annotations.get(ann.HEALTH))
     except BaseException as e:  # noqa: BLE001 - reported to the caller, which prints it
         os.write(report, f"error:{e}".encode())
         os._exit(1)
@@ -156,7 +158,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
     restarts, delay = 0, 0.0
     while True:
         started = time.monotonic()
-        code = _wait_relaying(pid, relay)
+        code = _wait_relaying(pid, relay, checker)
         relay.finish()
         if remove:
             try:
@@ -177,6 +179,8 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
             if _told_to_stop(bundle):
                 raise MrunError("stopped")
             pid = _start(runtime, container_id, bundle, relay, again=True)
+            if checker is not None:
+                checker.reset()
         except BaseException:  # noqa: BLE001 - stopped or removed meanwhile, or it cannot start again
             _record(bundle, code, restarts, False)
             os._exit(0)
@@ -215,9 +219,23 @@ def _start(runtime: Any, container_id: str, bundle: str, relay: Any, again: bool
         os.close(null)
 
 
-def _wait_relaying(pid: int, relay: Any) -> int | None:
+def _checker(runtime: Any, container_id: str, bundle: str, noted: str | None) -> Any:
+    """The container's health checker (images.health), if it has a check."""
+    if not noted:
+        return None
+    from mrun.images.health import Checker
+
+    try:
+        check = jsonio.loads(noted)
+    except ValueError:
+        return None
+    return Checker(runtime, container_id, bundle, check) if isinstance(check, dict) else None
+
+
+def _wait_relaying(pid: int, relay: Any, checker: Any = None) -> int | None:
     """The exit code of ``pid`` (our descendant: we are a subreaper; others that end are reaped),
-    its output relayed meanwhile. A child's end wakes the wait through SIGCHLD's wakeup pipe."""
+    its output relayed and its health checked meanwhile. A child's end wakes the wait through
+    SIGCHLD's wakeup pipe."""
     import select
     import signal
 
@@ -234,19 +252,28 @@ def _wait_relaying(pid: int, relay: Any) -> int | None:
                 except ChildProcessError:
                     return None
                 if done == pid:
+                    if checker is not None:
+                        checker.stop()
                     return exit_code(status)
                 if done == 0:
                     break
+                if checker is not None:
+                    checker.reaped(done, exit_code(status))
+            if checker is not None:
+                checker.tick(pid)
             try:
-                ready = select.select([*relay.streams, wake_r], [], [])[0]
+                ready = select.select([*relay.streams, *(checker.fds() if checker else ()), wake_r], [], [],
+                                      checker.wait_for() if checker is not None else None)[0]
             except InterruptedError:
                 continue
             for fd in ready:
                 if fd == wake_r:
                     while _drained(wake_r):
                         pass
-                else:
+                elif fd in relay.streams:
                     relay.pump(fd)
+                else:
+                    checker.pump()
     finally:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
