@@ -364,6 +364,20 @@ COMMANDS = (
         (_ID,),
     ),
     Command(
+        "commit",
+        "a new image from a container's changes over its image (docker's commit)",
+        "container_files.commit",
+        (_ID, Arg("name", "the new image: [host/]name[:tag]", required=False)),
+        (
+            Flag("message", "a comment in the image's history", short="m", default=""),
+            Flag("author", "the image's author", short="a", default=""),
+            Flag("change", "a Dockerfile instruction over its config: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, "
+                 "WORKDIR, VOLUME, STOPSIGNAL", kind=list, short="c", default=()),
+            Flag("pause", "pause a running container meanwhile (--pause=false: not)", kind=bool, short="p",
+                 default=True),
+        ),
+    ),
+    Command(
         "port",
         "the host ports a container's ports are published on (docker's port)",
         "image_verbs.port",

@@ -1,8 +1,9 @@
-"""docker's ``export`` (a container's files as a tar stream) and ``diff`` (what it changed over
-its image). Both read the container's root filesystem as the host holds it: its image's layers
-and its own changes, without the mounts made inside the container (volumes, /proc), as
-docker's leave volumes out. Nothing the container put there is followed or opened as a device:
-``kernel.fdtar`` and ``images.changes`` walk by descriptor."""
+"""docker's ``export`` (a container's files as a tar stream), ``diff`` (what it changed over
+its image) and ``commit`` (those changes as a new image). They read the container's root
+filesystem as the host holds it: its image's layers and its own changes, without the mounts
+made inside the container (volumes, /proc), as docker's leave volumes out. Nothing the
+container put there is followed or opened as a device: ``kernel.fdtar`` and ``images.changes``
+walk by descriptor."""
 
 from __future__ import annotations
 
@@ -60,12 +61,47 @@ def diff(g: dict[str, Any], container_id: str) -> int:
                         "container, or MRUN_SNAPSHOTTER=copy): its changes are not kept apart")
     store = ImageStore(g["image_root"])
     lower = Lower([store.layer_dir(d) for d in reversed(meta.get("layers") or [])])
-    mounts = [m.get("destination", "") for m in (record.config or {}).get("mounts") or [] if isinstance(m, dict)]
-    if os.path.exists(runtime.store.path(container_id, "net.json")):  # a bridge network's, bound at create
-        mounts += ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"]
-    for kind, path in without_mount_points(changes(upper, lower), [d for d in mounts if isinstance(d, str)]):
+    for kind, path in without_mount_points(changes(upper, lower), _mounted_on(runtime, record)):
         print(f"{kind} {path}")
     return 0
+
+
+def commit(g: dict[str, Any], container_id: str, name: str = "", message: str = "", author: str = "",
+           change: tuple[str, ...] = (), pause: bool = True) -> int:
+    """docker's commit: the container's changes as one more layer over its image, named ``name``.
+    A running container is paused meanwhile (docker's default; --pause=false does not)."""
+    from mrun.images.commit import check_name
+    from mrun.images.commit import commit as make
+    from mrun.images.store import ImageStore
+    from mrun.status import Status
+
+    check_name(name)
+    runtime = _rt(g)
+    record = runtime.store.load(container_id)
+    meta = image_of(record.bundle)
+    upper = os.path.join(record.bundle, "upper")
+    if meta is None or not os.path.isdir(upper) or not _overlay_snapshot(record.bundle):
+        raise MrunError(f"commit: container {container_id!r} has no overlay snapshot over an image (a bundle's "
+                        "container, or MRUN_SNAPSHOTTER=copy): its changes are not kept apart")
+    paused = pause and runtime.status(record) == Status.RUNNING
+    if paused:
+        runtime.pause(container_id)
+    try:
+        made = make(ImageStore(g["image_root"]), meta["config"], upper, name, _mounted_on(runtime, record),
+                    (record.config or {}).get("process") or {}, message, author, list(change))
+    finally:
+        if paused:
+            runtime.resume(container_id)
+    print(made)
+    return 0
+
+
+def _mounted_on(runtime: Any, record: Any) -> list[str]:
+    """Where mrun (or the user) mounted something in the container: not its changes."""
+    mounts = [m.get("destination", "") for m in (record.config or {}).get("mounts") or [] if isinstance(m, dict)]
+    if os.path.exists(runtime.store.path(record.id, "net.json")):  # a bridge network's, bound at create
+        mounts += ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"]
+    return [d for d in mounts if isinstance(d, str) and d.startswith("/")]
 
 
 def _overlay_snapshot(bundle: str) -> bool:

@@ -173,7 +173,8 @@ class ImageStore:
         return used
 
     def sweep(self) -> list[str]:
-        """Remove what killed writers left: ``.part-PID`` blobs (load), ``.tmp-PID`` layers and
+        """Remove what killed writers left: ``.part-PID`` blobs (load), ``commit-PID.layer`` (a
+        commit's layer being written, once PID is gone), ``.tmp-PID`` layers and
         index files, and abandoned ``.partial`` downloads and lock files (nobody holds the blob's
         lock). Called with the store's lock held, which every writer of the first kind holds
         too; a download in progress holds its blob's lock, so nothing found here is in use.
@@ -186,6 +187,9 @@ class ImageStore:
             for name in os.listdir(folder) if os.path.isdir(folder) else []:
                 path = os.path.join(folder, name)
                 stale = ".part-" in name or ".tmp-" in name
+                if folder == self.blobs and name.startswith("commit-") and name.endswith(".layer"):
+                    pid = name[len("commit-"):-len(".layer")]  # a commit writes it without the lock
+                    stale = pid.isdigit() and not os.path.exists(f"/proc/{pid}")
                 if folder == self.blobs and name.endswith((".lock", ".partial")):
                     stale = not held_by_someone(os.path.join(folder, name.split(".")[0] + ".lock"))
                 if not stale:

@@ -30,9 +30,13 @@ _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NODES = {stat.S_IFCHR: tarfile.CHRTYPE, stat.S_IFBLK: tarfile.BLKTYPE, stat.S_IFIFO: tarfile.FIFOTYPE}
 
 
-def write_tree(root_fd: int, out: BinaryIO) -> list[str]:
+def write_tree(root_fd: int, out: BinaryIO, leave_out: frozenset[str] = frozenset(),
+               whiteouts: bool = False) -> list[str]:
     """Everything below the directory ``root_fd`` into a tar stream on ``out``, named relative to
-    it as docker's export names them (``etc/passwd``). -> the paths left out, and why."""
+    it as docker's export names them (``etc/passwd``). ``leave_out``: such paths, and what is
+    below them, are not written. ``whiteouts``: the tree is an overlay's upper directory, whose
+    deletions (0/0 character devices) and opaque directories are written as an image layer says
+    them (``.wh.NAME``, ``.wh..wh..opq``). -> the paths left out, and why."""
     skipped: list[str] = []
     device = os.fstat(root_fd).st_dev
     first_names: dict[tuple[int, int], str] = {}
@@ -46,7 +50,13 @@ def write_tree(root_fd: int, out: BinaryIO) -> list[str]:
                 if name is None:
                     os.close(stack.pop()[0])
                     continue
+                if prefix + name in leave_out:
+                    continue
+                if whiteouts and _layer_marker(tar, handle, name, prefix):
+                    continue
                 child = _entry(tar, handle, name, prefix + name, device, first_names, skipped)
+                if child is not None and whiteouts and _opaque(child):
+                    _empty_file(tar, f"{prefix}{name}/.wh..wh..opq")
                 if child is not None:
                     if len(stack) >= MAX_DEPTH:
                         os.close(child)
@@ -105,6 +115,31 @@ def _entry(tar: tarfile.TarFile, parent: int, name: str, path: str, device: int,
     else:
         skipped.append(f"{path}: a socket; left out")
     return None
+
+
+def _layer_marker(tar: tarfile.TarFile, parent: int, name: str, prefix: str) -> bool:
+    """An overlay's deletion (a 0/0 character device) written as a layer's whiteout file."""
+    try:
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return True
+    if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+        _empty_file(tar, f"{prefix}.wh.{name}")
+        return True
+    return False
+
+
+def _opaque(dir_fd: int) -> bool:
+    try:
+        return os.getxattr(f"/proc/self/fd/{dir_fd}", "trusted.overlay.opaque") == b"y"
+    except OSError:
+        return False
+
+
+def _empty_file(tar: tarfile.TarFile, path: str) -> None:
+    info = tarfile.TarInfo(path)
+    info.mode = 0o644
+    tar.addfile(info)
 
 
 class _Exactly:

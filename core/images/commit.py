@@ -1,0 +1,186 @@
+"""docker's ``commit``: a new image from a container's changes over its image.
+
+The container's overlay upper directory (what it changed) becomes one more layer: written as a
+tar by descriptor (``kernel.fdtar``: nothing it holds is followed or opened as a device), its
+deletions as whiteout files, hashed as it is written, stored as an uncompressed OCI layer and
+unpacked as any pulled layer is (``install``'s checks apply to it). The files mrun mounted on
+(the network's hosts, hostname and resolv.conf, volume targets) are left out, as docker's init
+layer keeps them out of its commits. The new config is the image's with the layer added, a
+history entry, the container's command and environment (as docker's commit takes the
+container's config), then ``--change`` instructions over it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from mrun import jsonio
+from mrun.errors import InvalidSpec, MrunError
+from mrun.images.store import ImageStore, normalize
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+CONFIG = "application/vnd.oci.image.config.v1+json"
+CHANGES = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "USER", "WORKDIR", "VOLUME", "STOPSIGNAL")
+
+
+class _Hashing:
+    """The layer's file, and its sha256, as tarfile writes it."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.hash, self.size = fd, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+        self.size += len(data)
+        return len(data)
+
+
+def commit(store: ImageStore, base: str, upper: str, name: str, leave_out: list[str],
+           process: dict[str, Any], message: str = "", author: str = "", changes: list[str] | None = None) -> str:
+    """The image ``name`` (normalised) made of the image whose config is ``base`` and the changes in
+    ``upper``. -> its id."""
+    from mrun.images.install import _unpack_layer
+    from mrun.kernel import fdtar
+    from mrun.state import now_rfc3339
+
+    instructions = [_change(text) for text in changes or ()]  # checked before anything is written
+    entry = next((e for e in store.index().values() if e.get("config") == base), None)
+    if entry is None:
+        raise MrunError(f"commit: the container's image ({base[:19]}) is no longer in the store")
+    config = store.read_json(entry["config"])
+    manifest = store.read_json(entry["manifest"])
+    os.makedirs(store.blobs, mode=0o700, exist_ok=True)
+    # written before the store's lock is taken (it may be long): a name the store's sweep leaves
+    # alone while we live, and removes once we are gone (killed midway)
+    tmp = os.path.join(store.blobs, f"commit-{os.getpid()}.layer")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        out = _Hashing(fd)
+        top = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            fdtar.write_tree(top, out, frozenset(p.strip("/") for p in leave_out), whiteouts=True)
+        finally:
+            os.close(top)
+        os.fsync(fd)
+        diff_id = "sha256:" + out.hash.hexdigest()
+        os.rename(tmp, store.blob_path(diff_id))
+        size = out.size
+    finally:
+        os.close(fd)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    layer = {"mediaType": LAYER_TAR, "digest": diff_id, "size": size}
+    with store.lock():
+        if not store.has_layer(diff_id):
+            _unpack_layer(store, layer, diff_id)
+        now = now_rfc3339()
+        config = _new_config(config, diff_id, now, process, message, author, instructions)
+        config_digest = store.put_bytes(jsonio.dumps(config).encode())
+        new_manifest = {"schemaVersion": 2, "mediaType": MANIFEST,
+                        "config": {"mediaType": CONFIG, "digest": config_digest,
+                                   "size": os.path.getsize(store.blob_path(config_digest))},
+                        "layers": [*(manifest.get("layers") or []), layer]}
+        manifest_digest = store.put_bytes(jsonio.dumps(new_manifest).encode())
+        index = store.index()
+        index[normalize(name)] = {
+            **entry,
+            "manifest": manifest_digest,
+            "config": config_digest,
+            "layers": [*entry["layers"], diff_id],
+            "blobs": [manifest_digest, config_digest, *entry["blobs"][2:], diff_id],
+            "created": now,
+            "size": entry.get("size", 0) + size,
+        }
+        store.save_index(index)
+    return config_digest
+
+
+def _new_config(config: dict[str, Any], diff_id: str, now: str, process: dict[str, Any], message: str,
+                author: str, instructions: list[tuple[str, Any]]) -> dict[str, Any]:
+    config = dict(config)
+    cfg = dict(config.get("config") or {})
+    args = list(process.get("args") or [])
+    entrypoint = list(cfg.get("Entrypoint") or [])
+    cfg["Cmd"] = args[len(entrypoint):] if entrypoint and args[:len(entrypoint)] == entrypoint else args
+    if not entrypoint or args[:len(entrypoint)] != entrypoint:
+        cfg["Entrypoint"] = None
+    image_env = list(cfg.get("Env") or [])
+    cfg["Env"] = [e for e in process.get("env") or image_env  # docker's run-time defaults stay out
+                  if e in image_env or not e.startswith(("HOSTNAME=", "TERM="))]
+    for keyword, value in instructions:
+        _apply(cfg, keyword, value)
+    config["config"] = cfg
+    config["created"] = now
+    if author:
+        config["author"] = author
+    config["rootfs"] = {"type": "layers", "diff_ids": [*((config.get("rootfs") or {}).get("diff_ids") or []), diff_id]}
+    entry = {"created": now, "created_by": "mrun commit", **({"comment": message} if message else {}),
+             **({"author": author} if author else {})}
+    config["history"] = [*(config.get("history") or []), entry]
+    return config
+
+
+def _change(text: str) -> tuple[str, Any]:
+    """A --change instruction, Dockerfile style: CMD/ENTRYPOINT (JSON or shell form), ENV K=V,
+    EXPOSE 80/tcp, LABEL K=V, USER, WORKDIR, VOLUME, STOPSIGNAL."""
+    keyword, _, rest = text.strip().partition(" ")
+    keyword, rest = keyword.upper(), rest.strip()
+    if keyword not in CHANGES or not rest:
+        raise InvalidSpec(f"--change {text!r}: {' | '.join(CHANGES)} and a value (Dockerfile style)")
+    if keyword in ("CMD", "ENTRYPOINT", "VOLUME"):
+        if rest.startswith("["):
+            try:
+                value = jsonio.loads(rest)
+            except ValueError:
+                value = None
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise InvalidSpec(f"--change {text!r}: a JSON list of strings")
+            return keyword, value
+        return keyword, (rest.split() if keyword == "VOLUME" else ["/bin/sh", "-c", rest])
+    if keyword in ("ENV", "LABEL"):
+        pairs = []
+        for item in rest.split():
+            key, eq, value = item.partition("=")
+            if not key or not eq:
+                raise InvalidSpec(f"--change {text!r}: KEY=VALUE ...")
+            pairs.append((key, value.strip('"')))
+        return keyword, pairs
+    return keyword, rest
+
+
+def _apply(cfg: dict[str, Any], keyword: str, value: Any) -> None:
+    if keyword == "CMD":
+        cfg["Cmd"] = value
+    elif keyword == "ENTRYPOINT":
+        cfg["Entrypoint"] = value
+    elif keyword == "ENV":
+        env = [e for e in cfg.get("Env") or [] if e.partition("=")[0] not in {k for k, _v in value}]
+        cfg["Env"] = env + [f"{k}={v}" for k, v in value]
+    elif keyword == "LABEL":
+        cfg["Labels"] = {**(cfg.get("Labels") or {}), **dict(value)}
+    elif keyword == "EXPOSE":
+        cfg["ExposedPorts"] = {**(cfg.get("ExposedPorts") or {}),
+                               **{p if "/" in p else f"{p}/tcp": {} for p in value.split()}}
+    elif keyword == "VOLUME":
+        cfg["Volumes"] = {**(cfg.get("Volumes") or {}), **dict.fromkeys(value, {})}
+    else:
+        cfg[{"USER": "User", "WORKDIR": "WorkingDir", "STOPSIGNAL": "StopSignal"}[keyword]] = value
+
+
+def check_name(name: str) -> None:
+    from mrun.images.reference import Reference
+
+    if not name or "@" in name:
+        raise InvalidSpec("commit: name the new image, NAME[:TAG] (mrun keeps no unnamed images)")
+    try:
+        Reference(name)
+    except MrunError as e:
+        raise InvalidSpec(f"commit: {e}") from None
