@@ -1574,6 +1574,57 @@ def test_logs_timestamps_since_and_until_as_docker(images, busybox_archive):
         img_ok(h, "rm", "-f", "tl2")
 
 
+def test_log_rotation_and_log_driver_none_as_docker(images, busybox_archive):
+    """--log-opt max-size/max-file bound a detached container's log (rotated: log, log.1, log.2;
+    the oldest dropped), and `logs` reads across the files, -t and --tail too, and follows
+    across rotations without losing or repeating a line; --log-driver none keeps nothing; other
+    drivers and options are one line."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "rot", "--log-opt", "max-size=2k", "--log-opt", "max-file=3", IMAGE,
+                        "seq", "1", "2000"))
+    slow = "for i in $(seq 1 300); do echo $i; sleep 0.01; done"
+    img_ok(h, *run_args(h, "-d", "--name", "slow", "--log-opt", "max-size=200", "--log-opt", "max-file=2", IMAGE,
+                        "sh", "-c", slow))
+    followers = [subprocess.Popen([h.binary, "--root", h.root, "--image-root", h.image_root, "logs", "-f", *extra,
+                                   "slow"], stdout=subprocess.PIPE, env={**os.environ, **h.base_env})
+                 for extra in ([], ["-t"])]
+    try:
+        h.wait_status("rot", "stopped", timeout=30)
+        bundle = os.path.join(h.image_root, "containers", "rot")
+        kept = sorted(n for n in os.listdir(bundle) if n.startswith("log"))
+        assert kept == ["log", "log.1", "log.2", "log.times", "log.times.1", "log.times.2"], kept
+        # at most max-size, but for the rest of a line begun below it (a file never starts mid-line)
+        assert all(os.path.getsize(os.path.join(bundle, n)) <= 2048 + 5 for n in ("log", "log.1", "log.2"))
+        shown = [int(n) for n in img_ok(h, "logs", "rot").stdout.split()]
+        assert shown[-1] == 2000 and shown == list(range(shown[0], 2001)) and shown[0] > 1000, shown[:3]
+        stamped = img_ok(h, "logs", "-t", "rot").stdout.splitlines()
+        assert [int(line.split()[1]) for line in stamped] == shown
+        assert img_ok(h, "logs", "--tail", "3", "rot").stdout.split() == ["1998", "1999", "2000"]
+        h.wait_status("slow", "stopped", timeout=30)
+        plain, timed = (f.communicate(timeout=30)[0].decode() for f in followers)
+        assert plain.split() == [str(i) for i in range(1, 301)]
+        assert [line.split()[1] for line in timed.splitlines()] == [str(i) for i in range(1, 301)]
+    finally:
+        for f in followers:
+            f.kill()
+            f.wait()
+        img_ok(h, "rm", "-f", "rot", "slow")
+    img_ok(h, *run_args(h, "-d", "--name", "quiet", "--log-driver", "none", IMAGE, "echo", "hi"))
+    try:
+        h.wait_status("quiet", "stopped")
+        assert not [n for n in os.listdir(os.path.join(h.image_root, "containers", "quiet")) if n.startswith("log")]
+        one_line_error(img(h, "logs", "quiet"), "has no log", "--log-driver none")
+    finally:
+        img_ok(h, "rm", "-f", "quiet")
+    for flags, needles in ((["--log-driver", "syslog"], ["--log-driver 'syslog'"]),
+                           (["--log-opt", "max-file=3"], ["max-file: needs max-size"]),
+                           (["--log-opt", "compress=true"], ["--log-opt 'compress=true'"]),
+                           (["--log-opt", "max-size=0"], ["--log-opt 'max-size=0'"]),
+                           (["--log-driver", "none", "--log-opt", "max-size=1k"], ["--log-opt 'max-size=1k'"])):
+        one_line_error(img(h, *run_args(h, "-d", *flags, IMAGE, "true")), *needles)
+
+
 def _unix_ns(rfc3339: str) -> int:
     import calendar
 

@@ -150,6 +150,10 @@ COMMANDS = (
             Flag("network", "bridge (default), none, host, container:ID, or a network's name", default="bridge"),
             Flag("publish", "publish a port: [host_ip:][host_port:]container_port[/udp] (no host port: a free one; "
                  "see mrun port)", kind=list, short="p", default=()),
+            Flag("log-driver", "json-file (the default; local, k8s-file: the same) keeps the log of -d, none does "
+                 "not", default="json-file"),
+            Flag("log-opt", "max-size=SIZE (rotate the log there), max-file=N (keep N files)", kind=list,
+                 default=()),
             Flag("health-cmd", "a shell command whose exit 0 says the container is healthy (run with -d)",
                  default=""),
             Flag("health-interval", "time between checks (default 30s)", default=""),

@@ -341,6 +341,9 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
     if not detach and any(kw.get(f"health_{key}") not in (None, "") for key in
                           ("cmd", "interval", "timeout", "start_period", "retries")) and callable(g.get("warn")):
         g["warn"]("--health-*: checks are run by a detached container's supervisor (-d); this one has none")
+    logging = run_flags.log_options(kw.get("log_driver") or "json-file", list(kw.get("log_opt") or ()))
+    if logging != {"keep": True, "max_size": 0, "max_files": 1}:
+        o.annotations.append(f"{ann.LOG}={jsonio.dumps(logging)}")
     if detach and o.tty:
         raise InvalidSpec("-t with -d is not supported: a detached container's output goes to its log")
     store = ImageStore(g["image_root"])
@@ -504,14 +507,25 @@ def logs(g: dict[str, Any], container_id: str, follow: bool, tail: str = "all", 
     bundle = runtime.store.load(container_id).bundle
     path = os.path.join(bundle, "log")
     if not os.path.exists(path):
-        raise NotFound(f"container {container_id!r} has no log (only `mrun run IMAGE -d` keeps one)")
+        raise NotFound(f"container {container_id!r} has no log (only `mrun run -d IMAGE` keeps one, and not with "
+                       "--log-driver none)")
     if tail != "all" and not (tail.isascii() and tail.isdigit()):
         raise InvalidSpec(f"--tail {tail!r}: a number of lines, or all")
     if timestamps or since or until:
         return _timed_logs(runtime, container_id, bundle, follow, tail, timestamps, since, until)
+    from mrun.images.log_relay import rotated
+
     stopped = False
-    with open(path, "rb") as f:
-        if tail != "all":
+    older = rotated(bundle)  # --log-opt max-file: each at most max-size, so read whole
+    f = open(path, "rb")  # noqa: SIM115 - replaced when the log rotates; closed below
+    try:
+        if older:
+            data = b"".join(_read_whole(p) for p in older) + f.read()
+            if tail != "all":
+                data = b"".join(data.splitlines(keepends=True)[-int(tail):]) if int(tail) else b""
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        elif tail != "all":
             f.seek(_tail_offset(f, int(tail)))
         while True:
             chunk = f.read(1 << 16)
@@ -521,11 +535,32 @@ def logs(g: dict[str, Any], container_id: str, follow: bool, tail: str = "all", 
                 continue
             if not follow or stopped:
                 return 0
+            if _replaced(path, f):  # rotated (max-size): what it held is read; on to the new log
+                f.close()
+                f = open(path, "rb")  # noqa: SIM115
+                continue
             # once stopped, read to the end once more: what it wrote between our last read and
             # its exit is in the file, and would be left out by stopping at this check
             stopped = runtime.status(runtime.store.load(container_id)) == Status.STOPPED
             if not stopped:
                 time.sleep(0.1)
+    finally:
+        f.close()
+
+
+def _read_whole(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:  # dropped by a rotation meanwhile
+        return b""
+
+
+def _replaced(path: str, f: Any) -> bool:
+    try:
+        return os.stat(path).st_ino != os.fstat(f.fileno()).st_ino
+    except OSError:
+        return False
 
 
 def _timed_logs(runtime: Any, container_id: str, bundle: str, follow: bool, tail: str, timestamps: bool,
@@ -540,7 +575,16 @@ def _timed_logs(runtime: Any, container_id: str, bundle: str, follow: bool, tail
     now = time.time_ns()
     since_ns = log_time("--since", since, now) if since else 0
     until_ns = log_time("--until", until, now) if until else 0
-    lines, position = log_relay.read_lines(bundle, since_ns, until_ns)
+    reader = log_relay.TimedReader(bundle)
+    try:
+        return _follow_timed(runtime, container_id, reader, follow, tail, timestamps, since_ns, until_ns)
+    finally:
+        reader.close()
+
+
+def _follow_timed(runtime: Any, container_id: str, reader: Any, follow: bool, tail: str, timestamps: bool,
+                  since_ns: int, until_ns: int) -> int:
+    lines = reader.read(since_ns, until_ns)
     if tail != "all":  # the last N lines: from the piece that starts the Nth line from the end
         starts = [i for i, (_at, _text, first) in enumerate(lines) if first]
         count = int(tail)
@@ -557,7 +601,7 @@ def _timed_logs(runtime: Any, container_id: str, bundle: str, follow: bool, tail
         stopped = runtime.status(runtime.store.load(container_id)) == Status.STOPPED  # then one read more
         if not stopped:
             time.sleep(0.1)
-        lines, position = log_relay.read_lines(bundle, since_ns, until_ns, position)
+        lines = reader.read(since_ns, until_ns)
 
 
 def _rfc3339_nano(ns: int) -> str:

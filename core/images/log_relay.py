@@ -1,13 +1,17 @@
 """A detached container's output, line by line into its log, each line's time and stream noted.
 
-The container's stdout and stderr are pipes its supervisor reads (``images.supervisor``): each
-complete line goes to ``log`` as it was written (so `mrun logs` prints what the container
-printed), and one line of ``log.times`` says where it begins, when it came and from which
-stream: ``<offset> <unix ns> <1|2> <s|c>`` (``c``: the piece goes on with a line its stream
-began earlier). That index is what `mrun logs -t/--since/--until` read. What comes is written
-at once, as pieces that end at a newline: a prompt without one is in the log as soon as it is
-written (then its line's end comes as a ``c`` piece, as docker's partial messages); a line
-longer than ``LONGEST`` is noted in pieces of that size (docker's json-file splits at 16 KiB).
+The container's stdout and stderr are pipes its supervisor reads (``images.supervisor``): what
+comes is written to ``log`` as the container wrote it (so `mrun logs` prints what it printed),
+and one line of ``log.times`` notes each piece: ``<offset> <unix ns> <1|2> <s|c> <length>``
+(``c``: the piece goes on with a line its stream began earlier). That index is what
+`mrun logs -t/--since/--until` read. A piece ends at a newline, where the data that came ends
+(a prompt without one is in the log at once; its line's end comes as a ``c`` piece, as docker's
+partial messages), or after ``LONGEST`` bytes (docker's json-file splits at 16 KiB too).
+
+docker's ``--log-opt max-size=SIZE`` (and ``max-file=N``, 1 by default) bound the log: once the
+next line would pass SIZE, ``log`` and ``log.times`` become ``log.1`` and ``log.times.1`` (the
+older ones ``.2`` ... up to N-1, the oldest dropped; with N=1 the log starts again empty), so a
+chatty container cannot fill the host's disk. ``--log-driver none`` keeps no log at all.
 
 Why pipes rather than the file itself as the container's stdout: a time is only known where the
 bytes pass. The price, as with docker's shim and podman's conmon: the supervisor must live for
@@ -19,16 +23,22 @@ from __future__ import annotations
 import os
 import time
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 LOG, TIMES = "log", "log.times"
 LONGEST = 16 << 10
 
 
 class Relay:
-    def __init__(self, bundle: str) -> None:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
-        self.log = os.open(os.path.join(bundle, LOG), flags, 0o640)
-        self.times = os.open(os.path.join(bundle, TIMES), flags, 0o640)
-        self.size = os.fstat(self.log).st_size
+    def __init__(self, bundle: str, keep: bool = True, max_size: int = 0, max_files: int = 1) -> None:
+        """``keep``: False for --log-driver none (the output is read and dropped)."""
+        self.bundle, self.keep, self.max_size, self.max_files = bundle, keep, max_size, max(1, max_files)
+        self.log = self.times = -1
+        self.size = 0
+        if keep:
+            self._open()
         self.streams: dict[int, int] = {}  # our read end -> 1 or 2
         self.writers: dict[int, int] = {}  # 1 or 2 -> the write end the container gets
         self.open_line = {1: False, 2: False}  # the stream's last piece did not end its line
@@ -37,9 +47,36 @@ class Relay:
             os.set_blocking(r, False)
             self.streams[r], self.writers[stream] = stream, w
 
+    def _open(self) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
+        self.log = os.open(os.path.join(self.bundle, LOG), flags, 0o640)
+        self.times = os.open(os.path.join(self.bundle, TIMES), flags, 0o640)
+        self.size = os.fstat(self.log).st_size
+
     def fds(self) -> list[int]:
         """What a supervisor keeps open for the relay (everything else it closes)."""
-        return [self.log, self.times, *self.streams, *self.writers.values()]
+        files = [self.log, self.times] if self.keep else []
+        return [*files, *self.streams, *self.writers.values()]
+
+    def _rotate(self) -> None:
+        """log -> log.1 -> ... -> log.N-1 (the oldest dropped), each with its index; a new log."""
+        os.close(self.log)
+        os.close(self.times)
+        for name in (LOG, TIMES):
+            path = os.path.join(self.bundle, name)
+            try:
+                if self.max_files == 1:
+                    os.unlink(path)
+                for i in range(self.max_files - 1, 0, -1):
+                    older = f"{path}.{i - 1}" if i > 1 else path
+                    if os.path.lexists(older):
+                        os.replace(older, f"{path}.{i}")
+            except OSError:  # removed with the container meanwhile: the new files fail alike
+                pass
+        try:
+            self._open()
+        except OSError:
+            self.keep = False
 
     def pump(self, fd: int) -> None:
         """Whatever the stream ``fd`` has now (it is non-blocking), written at once."""
@@ -51,7 +88,8 @@ class Relay:
                 return
             if not data:
                 return
-            self._take(stream, data, time.time_ns())
+            if self.keep:
+                self._take(stream, data, time.time_ns())
 
     def _take(self, stream: int, data: bytes, now: int) -> None:
         """``data`` as pieces that end at a newline (or after LONGEST bytes, or where the data
@@ -62,7 +100,16 @@ class Relay:
         while start < len(data):
             newline = data.find(b"\n", start, start + LONGEST)
             end = newline + 1 if newline >= 0 else min(len(data), start + LONGEST)
-            index.append(f"{self.size} {now} {stream} {'c' if self.open_line[stream] else 's'}\n")
+            # rotated before a line begins (a file never starts halfway through one), or past twice
+            # the size if a line never ends
+            starts = not self.open_line[stream]
+            if self.max_size and self.size and self.size + end - start > self.max_size * (1 if starts else 2):
+                self._write(lines, index)
+                lines, index = [], []
+                self._rotate()
+                if not self.keep:
+                    return
+            index.append(f"{self.size} {now} {stream} {'c' if self.open_line[stream] else 's'} {end - start}\n")
             lines.append(data[start:end])
             self.size += end - start
             self.open_line[stream] = data[end - 1:end] != b"\n"
@@ -95,28 +142,83 @@ def indexed(bundle: str) -> bool:
     return os.path.exists(os.path.join(bundle, TIMES))
 
 
-def read_lines(bundle: str, since_ns: int = 0, until_ns: int = 0,
-               start: int = 0) -> tuple[list[tuple[int, bytes, bool]], int]:
-    """The log's pieces noted in ``log.times`` from byte ``start`` of that index on, with their
-    times and whether each starts a line, those before ``since_ns`` or after ``until_ns`` (0: no
-    bound) left out. -> (the pieces, where the index's next entry will begin: a follower's next
-    ``start``)."""
-    with open(os.path.join(bundle, TIMES), "rb") as f:
-        f.seek(start)
-        raw = f.read()
-    done = raw.rfind(b"\n") + 1  # an entry being written is read next time
-    entries = []
+def rotated(bundle: str, name: str = LOG) -> list[str]:
+    """The older files of ``name`` (``log.2``, ``log.1``), oldest first."""
+    found = []
+    for entry in os.listdir(bundle):
+        number = entry[len(name) + 1:] if entry.startswith(name + ".") else ""
+        if number.isdigit():
+            found.append((int(number), os.path.join(bundle, entry)))
+    return [path for _n, path in sorted(found, reverse=True)]
+
+
+class TimedReader:
+    """The log's pieces with their times, oldest first: the rotated files once, then the current
+    one, followed (``read`` again gives what came since) across its rotations."""
+
+    def __init__(self, bundle: str) -> None:
+        self.bundle = bundle
+        self.pending = [(t, t.replace(TIMES, LOG, 1)) for t in rotated(bundle, TIMES)]
+        self.times: Any = None  # the current pair, open: its index read up to self.times.tell()
+        self.log: Any = None
+
+    def read(self, since_ns: int = 0, until_ns: int = 0) -> list[tuple[int, bytes, bool]]:
+        """(time in ns, the piece, whether it starts a line) for what was not read before."""
+        out: list[tuple[int, bytes, bool]] = []
+        while self.pending:  # the rotated pairs, whole
+            times, log = self.pending.pop(0)
+            try:
+                with open(times, "rb") as t, open(log, "rb") as f:
+                    out += _pieces(t, f, since_ns, until_ns)
+            except OSError:  # dropped by a rotation meanwhile
+                continue
+        if self.times is None:
+            self._open_current()
+        if self.times is not None:
+            out += _pieces(self.times, self.log, since_ns, until_ns)
+            if self._rotated_away():  # what was written to the old pair before it went is read above
+                out += _pieces(self.times, self.log, since_ns, until_ns)
+                self.close()
+                self._open_current()
+                if self.times is not None:
+                    out += _pieces(self.times, self.log, since_ns, until_ns)
+        return out
+
+    def _open_current(self) -> None:
+        try:
+            self.times = open(os.path.join(self.bundle, TIMES), "rb")  # noqa: SIM115 - closed by close()
+            self.log = open(os.path.join(self.bundle, LOG), "rb")  # noqa: SIM115
+        except OSError:
+            self.close()
+
+    def _rotated_away(self) -> bool:
+        try:
+            return os.stat(os.path.join(self.bundle, TIMES)).st_ino != os.fstat(self.times.fileno()).st_ino
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        for f in (self.times, self.log):
+            if f is not None:
+                f.close()
+        self.times = self.log = None
+
+
+def _pieces(times: Any, log: Any, since_ns: int, until_ns: int) -> list[tuple[int, bytes, bool]]:
+    """The entries of ``times`` from where it was read up to (whole lines only: one being written
+    is read next time), their pieces read from ``log``."""
+    start = times.tell()
+    raw = times.read()
+    done = raw.rfind(b"\n") + 1
+    times.seek(start + done)
+    out = []
     for line in raw[:done].splitlines():
         fields = line.split()
-        if len(fields) == 4 and fields[0].isdigit() and fields[1].isdigit():
-            entries.append((int(fields[0]), int(fields[1]), fields[3] == b"s"))
-    out = []
-    with open(os.path.join(bundle, LOG), "rb") as log:
-        for i, (offset, at, starts) in enumerate(entries):
-            if (since_ns and at < since_ns) or (until_ns and at > until_ns):
-                continue
-            log.seek(offset)
-            end = entries[i + 1][0] if i + 1 < len(entries) else None
-            text = log.read(end - offset) if end is not None else log.readline(LONGEST)
-            out.append((at, text, starts))
-    return out, start + done
+        if len(fields) != 5 or not all(f.isdigit() for f in (fields[0], fields[1], fields[4])):
+            continue
+        at = int(fields[1])
+        if (since_ns and at < since_ns) or (until_ns and at > until_ns):
+            continue
+        log.seek(int(fields[0]))
+        out.append((at, log.read(int(fields[4])), fields[3] == b"s"))
+    return out

@@ -449,3 +449,35 @@ def publish_all(published: str, image_ports: object, expose: list[str]) -> str:
                           f"{MAX_PUBLISHED_ALL}")
     taken = {f"{p['port']}/{p['proto']}" for p in parse_ports(published)}
     return ",".join(filter(None, [published, *(port for port in wanted if port not in taken)]))
+
+
+LOG_DRIVERS = ("json-file", "local", "k8s-file", "none")  # the first three: mrun's own log
+
+
+def log_options(driver: str, options: list[str]) -> dict[str, Any]:
+    """docker's --log-driver and --log-opt for a detached container's log (images.log_relay):
+    json-file (docker's default; also local and podman's k8s-file) keeps mrun's log, none none;
+    max-size and max-file bound it. Other drivers and options are refused, naming them, rather
+    than taken and not done."""
+    from mrun.units import ram_in_bytes
+
+    if driver not in LOG_DRIVERS:
+        raise InvalidSpec(f"--log-driver {driver!r}: {', '.join(LOG_DRIVERS)} (mrun keeps the log itself)")
+    out: dict[str, Any] = {"keep": driver != "none", "max_size": 0, "max_files": 1}
+    for text in options:
+        key, eq, value = text.partition("=")
+        if driver == "none" or not eq or key not in ("max-size", "max-file"):
+            raise InvalidSpec(f"--log-opt {text!r}: max-size=SIZE and max-file=N are the options "
+                              f"{'a kept log takes' if driver != 'none' else 'and --log-driver none takes none'}")
+        if key == "max-size":
+            size = ram_in_bytes("log-opt max-size", value)
+            if size <= 0:
+                raise InvalidSpec(f"--log-opt {text!r}: a size above 0 (10m, 1g)")
+            out["max_size"] = size
+        else:
+            if not (value.isascii() and value.isdigit()) or int(value) < 1:
+                raise InvalidSpec(f"--log-opt {text!r}: a whole number of files, 1 or more")
+            out["max_files"] = int(value)
+    if out["max_files"] > 1 and not out["max_size"]:
+        raise InvalidSpec("--log-opt max-file: needs max-size (the files are rotated at that size)")
+    return out

@@ -145,7 +145,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, 0)
-        relay = Relay(bundle)
+        relay = Relay(bundle, **_log_options(bundle))
         pid = _start(runtime, container_id, bundle, relay, again)
         annotations = runtime.store.load(container_id).config.get("annotations") or {}
         policy = annotations.get(ann.RESTART) or "no"
@@ -217,6 +217,20 @@ def _start(runtime: Any, container_id: str, bundle: str, relay: Any, again: bool
         os.dup2(null, 1)
         os.dup2(null, 2)
         os.close(null)
+
+
+def _log_options(bundle: str) -> dict[str, Any]:
+    """The log's bounds the container was made with (--log-driver, --log-opt: run_flags.log_options),
+    read from its bundle's config (the container is not made yet when the relay is)."""
+    try:
+        noted = (jsonio.load_file(os.path.join(bundle, "config.json")).get("annotations") or {}).get(ann.LOG)
+        options = jsonio.loads(noted) if isinstance(noted, str) else {}
+    except (OSError, ValueError, AttributeError):
+        options = {}
+    if not isinstance(options, dict):
+        return {}
+    return {k: options[k] for k in ("keep", "max_size", "max_files")
+            if k in options and isinstance(options[k], bool if k == "keep" else int)}
 
 
 def _checker(runtime: Any, container_id: str, bundle: str, noted: str | None) -> Any:
