@@ -1673,6 +1673,15 @@ def test_health_checks_as_docker(images, busybox_archive):
         img_ok(h, "rm", "-f", "hc", "hto")
     r = img_ok(h, *run_args(h, "--rm", "--health-cmd", "true", IMAGE, "true"))
     assert "--health-*" in r.stderr and "(-d)" in r.stderr
+    # an operator's annotation the supervisor cannot read: no check, and a supervised container
+    img_ok(h, *run_args(h, "-d", "--name", "hbad", "--annotation", 'org.mrun.health={"test": 5}', IMAGE, "sleep",
+                        "600"))
+    try:
+        assert img_ok(h, "inspect", "-f", "{{json .State}}", "hbad").stdout.count("Health") == 0
+        img_ok(h, "stop", "-t", "1", "hbad")
+        assert img_ok(h, "ps", "--filter", "name=hbad", "--format", "{{.Status}}").stdout.startswith("Exited (")
+    finally:
+        img_ok(h, "rm", "-f", "hbad")
     for flags, needles in ((["--no-healthcheck", "--health-cmd", "true"], ["--no-healthcheck conflicts"]),
                            (["--health-cmd", "true", "--health-interval", "often"], ["--health-interval 'often'"]),
                            (["--health-cmd", "true", "--health-retries", "-1"], ["--health-retries -1"]),

@@ -795,7 +795,7 @@ def test_remove_tree_does_not_empty_a_mount_left_in_the_tree(tmp_path):
 
 def test_docker_s_durations_sizes_and_table_columns():
     """What docker's listings print, as go-units and tabwriter make it (mrun.cli.listing)."""
-    from mrun.cli.listing import epoch_of, formatted, human_duration, human_size
+    from mrun.cli.listing import bytes_size, epoch_of, formatted, human_duration, human_size
 
     cases = {0.4: "Less than a second", 1: "1 second", 59: "59 seconds", 60: "About a minute",
              119: "About a minute", 120: "2 minutes", 3599: "59 minutes", 3600: "About an hour",
@@ -803,6 +803,8 @@ def test_docker_s_durations_sizes_and_table_columns():
              14 * 86400: "2 weeks", 60 * 86400: "2 months", 730 * 86400: "2 years"}
     assert {s: human_duration(s) for s in cases} == cases
     assert [human_size(n) for n in (0, 999, 14_300, 1_088_048, 2.5e9)] == ["0B", "999B", "14.3kB", "1.09MB", "2.5GB"]
+    assert [bytes_size(n) for n in (512, 8_687_411, 64 << 20, 8_342_000_000)] == ["512B", "8.285MiB", "64MiB",
+                                                                                 "7.769GiB"]
     assert epoch_of("1970-01-01T00:01:40.5Z") == 100.5 and epoch_of("garbage") is None
     rows = [{"A": "x", "B": "long-value-here"}, {"A": "much-longer-cell", "B": "y"}]
     assert formatted("table {{.A}}\\t{{.B}}", rows, {"A": "AA", "B": "BB"}) == [

@@ -53,12 +53,7 @@ def diff(g: dict[str, Any], container_id: str) -> int:
     from mrun.images.store import ImageStore
 
     runtime = _rt(g)
-    record = runtime.store.load(container_id)
-    meta = image_of(record.bundle)
-    upper = os.path.join(record.bundle, "upper")
-    if meta is None or not os.path.isdir(upper) or not _overlay_snapshot(record.bundle):
-        raise MrunError(f"diff: container {container_id!r} has no overlay snapshot over an image (a bundle's "
-                        "container, or MRUN_SNAPSHOTTER=copy): its changes are not kept apart")
+    record, meta, upper = _snapshot(runtime, container_id, "diff")
     store = ImageStore(g["image_root"])
     lower = Lower([store.layer_dir(d) for d in reversed(meta.get("layers") or [])])
     for kind, path in without_mount_points(changes(upper, lower), _mounted_on(runtime, record)):
@@ -77,12 +72,7 @@ def commit(g: dict[str, Any], container_id: str, name: str = "", message: str = 
 
     check_name(name)
     runtime = _rt(g)
-    record = runtime.store.load(container_id)
-    meta = image_of(record.bundle)
-    upper = os.path.join(record.bundle, "upper")
-    if meta is None or not os.path.isdir(upper) or not _overlay_snapshot(record.bundle):
-        raise MrunError(f"commit: container {container_id!r} has no overlay snapshot over an image (a bundle's "
-                        "container, or MRUN_SNAPSHOTTER=copy): its changes are not kept apart")
+    record, meta, upper = _snapshot(runtime, container_id, "commit")
     paused = pause and runtime.status(record) == Status.RUNNING
     if paused:
         runtime.pause(container_id)
@@ -94,6 +84,17 @@ def commit(g: dict[str, Any], container_id: str, name: str = "", message: str = 
             runtime.resume(container_id)
     print(made)
     return 0
+
+
+def _snapshot(runtime: Any, container_id: str, verb: str) -> tuple[Any, dict[str, Any], str]:
+    """The container's record, its image.json and the upper directory of its overlay snapshot."""
+    record = runtime.store.load(container_id)
+    meta = image_of(record.bundle)
+    upper = os.path.join(record.bundle, "upper")
+    if meta is None or not os.path.isdir(upper) or not _overlay_snapshot(record.bundle):
+        raise MrunError(f"{verb}: container {container_id!r} has no overlay snapshot over an image (a bundle's "
+                        "container, or MRUN_SNAPSHOTTER=copy): its changes are not kept apart")
+    return record, meta, upper
 
 
 def _mounted_on(runtime: Any, record: Any) -> list[str]:

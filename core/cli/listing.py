@@ -72,12 +72,20 @@ def human_duration(seconds: float) -> str:
 
 
 def human_size(size: float) -> str:
-    """go-units' HumanSize (three significant digits, powers of 1000), docker's image sizes."""
-    units = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
+    """go-units' HumanSizeWithPrecision(size, 3) (powers of 1000): docker's image and I/O sizes."""
+    return _custom_size(size, 1000, ("B", "kB", "MB", "GB", "TB", "PB", "EB"), 3)
+
+
+def bytes_size(size: float) -> str:
+    """go-units' BytesSize (four significant digits, powers of 1024): docker's memory figures."""
+    return _custom_size(size, 1024, ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"), 4)
+
+
+def _custom_size(size: float, base: int, units: tuple[str, ...], digits: int) -> str:
     i = 0
-    while size >= 1000 and i < len(units) - 1:
-        size, i = size / 1000, i + 1
-    return f"{size:.3g}{units[i]}"
+    while size >= base and i < len(units) - 1:
+        size, i = size / base, i + 1
+    return f"{size:.{digits}g}{units[i]}"
 
 
 def epoch_of(rfc3339: str) -> float | None:

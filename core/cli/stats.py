@@ -13,7 +13,7 @@ import sys
 import time
 
 from mrun.cli.common import _rt
-from mrun.cli.listing import formatted, human_size
+from mrun.cli.listing import bytes_size, formatted, human_size
 from mrun.errors import MrunError
 from mrun.status import Status
 
@@ -121,15 +121,6 @@ def _row(cid: str, now: dict[str, Any], before: dict[str, Any] | None) -> dict[s
         "BlockIO": f"{human_size(blkio.get('read_bytes', 0))} / {human_size(blkio.get('write_bytes', 0))}",
         "PIDs": str((now.get("pids") or {}).get("current", 0)),
     }
-
-
-def bytes_size(size: float) -> str:
-    """go-units' BytesSize (four significant digits, powers of 1024): docker's memory figures."""
-    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
-    i = 0
-    while size >= 1024 and i < len(units) - 1:
-        size, i = size / 1024, i + 1
-    return f"{size:.4g}{units[i]}"
 
 
 def _host_memory() -> int:

@@ -243,7 +243,14 @@ def _checker(runtime: Any, container_id: str, bundle: str, noted: str | None) ->
         check = jsonio.loads(noted)
     except ValueError:
         return None
-    return Checker(runtime, container_id, bundle, check) if isinstance(check, dict) else None
+    numbers = ("interval", "timeout", "start_period", "retries")
+    well_formed = (isinstance(check, dict) and isinstance(check.get("test"), list) and check["test"]
+                   and all(isinstance(a, str) for a in check["test"])
+                   and all(isinstance(check.get(k), (int, float)) and check[k] >= 0 for k in numbers)
+                   and check["interval"] > 0)
+    # a bundle's annotation written by hand may be anything: no check then, never a supervisor
+    # that dies with its container running
+    return Checker(runtime, container_id, bundle, check) if well_formed else None
 
 
 def _wait_relaying(pid: int, relay: Any, checker: Any = None) -> int | None:
