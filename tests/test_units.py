@@ -860,3 +860,24 @@ def test_a_health_check_is_the_image_s_with_the_flags_over_it():
     assert check_from({"interval": "10s"}, hammering)["interval"] == 10.0
     assert [go_duration(t) for t in ("1h30m", "500ms", "0", "1.5s", "10", "", "5x")] == [5400, 0.5, 0, 1.5, None,
                                                                                           None, None]
+
+
+def test_a_log_time_is_read_to_the_nanosecond():
+    """`logs --since/--until`: a line's own time, as `logs -t` prints it, read back exactly (through
+    a float it came back up to 256 ns later, and --since left that line out); a zone, a date
+    alone, a Unix time and a Go duration ago."""
+    import calendar
+
+    from mrun.cli.image_verbs import log_time
+    from mrun.errors import InvalidSpec
+
+    base = calendar.timegm((2026, 12, 1, 14, 0, 0)) * 10**9
+    assert log_time("--since", "2026-12-01T14:00:00.123456050Z", 0) == base + 123_456_050
+    assert log_time("--since", "2026-12-01T15:00:00.5+01:00", 0) == base + 500_000_000
+    assert log_time("--since", "2026-12-01T14:00:00Z", 0) == base
+    assert log_time("--since", "1796133600.000000001", 0) == 1796133600 * 10**9 + 1
+    assert log_time("--since", "10m", 10**12) == 10**12 - 600 * 10**9
+    assert log_time("--since", "2026-12-01", 0) % 10**9 == 0  # midnight, local time
+    for bad in ("yesterday", "2026-13-45", "2026-12-01T14:00:00.1234567891Z", "10x"):
+        with pytest.raises(InvalidSpec, match="--since"):
+            log_time("--since", bad, 0)

@@ -624,11 +624,18 @@ def log_time(flag: str, text: str, now_ns: int) -> int:
         return int(whole) * 1_000_000_000 + int((fraction + "000000000")[:9])
     from datetime import datetime
 
+    # the fraction apart: through a float, a nanosecond time came back up to 256 ns off, and a
+    # line's own time given back as --since could leave that line out
+    parts = re.fullmatch(r"(\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d)?)?)(?:\.(\d{1,9}))?(Z|[+-]\d\d:?\d\d)?", text)
     try:
-        return int(datetime.fromisoformat(text).timestamp() * 1e9)
+        if parts is None:
+            raise ValueError(text)
+        zone = "+00:00" if parts[3] == "Z" else parts[3] or ""
+        seconds = int(datetime.fromisoformat(parts[1] + zone).timestamp())  # whole seconds: exact
     except ValueError:
         raise InvalidSpec(f"{flag} {text!r}: a time (2026-01-02T15:04:05Z), a Unix time, or a duration (10m)") \
             from None
+    return seconds * 1_000_000_000 + int(((parts[2] or "") + "000000000")[:9])
 
 
 def _tail_offset(f: Any, lines: int) -> int:
