@@ -8,6 +8,8 @@ that each read and write a state file. The C scanner and encoder need no regex. 
 
 from __future__ import annotations
 
+import os
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -109,3 +111,11 @@ def _pretty(obj: Any, indent: int, level: int) -> str:
 def load_file(path: str) -> Any:
     with open(path, "rb") as f:
         return loads(f.read())
+
+
+def replace_file(path: str, obj: Any) -> None:
+    """``obj`` as ``path``, whole or not at all: written beside it (``.NAME.tmp``), then renamed over it."""
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    with open(tmp, "w") as f:
+        f.write(dumps(obj))
+    os.rename(tmp, path)

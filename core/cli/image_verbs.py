@@ -513,7 +513,7 @@ def logs(g: dict[str, Any], container_id: str, follow: bool, tail: str = "all", 
         raise InvalidSpec(f"--tail {tail!r}: a number of lines, or all")
     if timestamps or since or until:
         return _timed_logs(runtime, container_id, bundle, follow, tail, timestamps, since, until)
-    from mrun.images.log_relay import rotated
+    from mrun.images.log_relay import replaced, rotated
 
     stopped = False
     older = rotated(bundle)  # --log-opt max-file: each at most max-size, so read whole
@@ -535,7 +535,7 @@ def logs(g: dict[str, Any], container_id: str, follow: bool, tail: str = "all", 
                 continue
             if not follow or stopped:
                 return 0
-            if _replaced(path, f):  # rotated (max-size): what it held is read; on to the new log
+            if replaced(path, f):  # rotated (max-size): what it held is read; on to the new log
                 f.close()
                 f = open(path, "rb")  # noqa: SIM115
                 continue
@@ -555,12 +555,6 @@ def _read_whole(path: str) -> bytes:
     except OSError:  # dropped by a rotation meanwhile
         return b""
 
-
-def _replaced(path: str, f: Any) -> bool:
-    try:
-        return os.stat(path).st_ino != os.fstat(f.fileno()).st_ino
-    except OSError:
-        return False
 
 
 def _timed_logs(runtime: Any, container_id: str, bundle: str, follow: bool, tail: str, timestamps: bool,

@@ -18,7 +18,7 @@ import os
 import stat
 
 from mrun.errors import MrunError
-from mrun.images.snapshot import OPAQUE_XATTR
+from mrun.kernel.overlay import is_opaque, is_whiteout
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -26,17 +26,6 @@ if TYPE_CHECKING:
 
 MAX_DEPTH = 256
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def _is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def _opaque(dir_fd: int) -> bool:
-    try:
-        return os.getxattr(f"/proc/self/fd/{dir_fd}", OPAQUE_XATTR) == b"y"
-    except OSError:
-        return False
 
 
 class Lower:
@@ -55,12 +44,12 @@ class Lower:
         try:
             hides = False  # an opaque directory of this layer on the way: what lies lower is hidden
             for i, part in enumerate(parts):
-                hides = hides or (i > 0 and _opaque(fd))
+                hides = hides or (i > 0 and is_opaque(fd))
                 try:
                     st = os.stat(part, dir_fd=fd, follow_symlinks=False)
                 except FileNotFoundError:
                     return ("hidden" if hides else "absent"), None
-                if _is_whiteout(st):
+                if is_whiteout(st):
                     return "deleted", None
                 last = i == len(parts) - 1
                 if not stat.S_ISDIR(st.st_mode):
@@ -96,11 +85,11 @@ class Lower:
             try:
                 for name in os.listdir(fd):
                     st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                    if _is_whiteout(st):
+                    if is_whiteout(st):
                         gone.add(name)
                     elif name not in gone:
                         found.add(name)
-                if _opaque(fd):
+                if is_opaque(fd):
                     break
             finally:
                 os.close(fd)
@@ -125,7 +114,7 @@ def changes(upper: str, lower: Lower) -> list[tuple[str, str, bool]]:
             except FileNotFoundError:  # gone since the listing: the container changed it
                 continue
             shown = "/" + "/".join(path)
-            if _is_whiteout(st):
+            if is_whiteout(st):
                 out.append(("D", shown, False))
                 continue
             below = lower.exists(path)
@@ -136,7 +125,7 @@ def changes(upper: str, lower: Lower) -> list[tuple[str, str, bool]]:
                 child = os.open(name, _DIR, dir_fd=fd)
             except OSError:  # swapped for something else since we looked
                 continue
-            if below and _opaque(child):
+            if below and is_opaque(child):
                 held = set(os.listdir(child))
                 out += [("D", f"{shown}/{hidden}", False) for hidden in lower.names(path) if hidden not in held]
             if len(stack) >= MAX_DEPTH:

@@ -215,11 +215,8 @@ class Checker:
         self._save()
 
     def _save(self) -> None:
-        tmp = os.path.join(self.bundle, f".{HEALTH_FILE}.tmp")
         try:
-            with open(tmp, "w") as f:
-                f.write(jsonio.dumps(self.state))
-            os.rename(tmp, os.path.join(self.bundle, HEALTH_FILE))
+            jsonio.replace_file(os.path.join(self.bundle, HEALTH_FILE), self.state)
         except OSError:
             pass  # removed with the container meanwhile
 

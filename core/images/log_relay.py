@@ -192,16 +192,21 @@ class TimedReader:
             self.close()
 
     def _rotated_away(self) -> bool:
-        try:
-            return os.stat(os.path.join(self.bundle, TIMES)).st_ino != os.fstat(self.times.fileno()).st_ino
-        except OSError:
-            return False
+        return replaced(os.path.join(self.bundle, TIMES), self.times)
 
     def close(self) -> None:
         for f in (self.times, self.log):
             if f is not None:
                 f.close()
         self.times = self.log = None
+
+
+def replaced(path: str, f: Any) -> bool:
+    """Whether ``path`` names another file than the open ``f`` now (the log rotated under a reader)."""
+    try:
+        return os.stat(path).st_ino != os.fstat(f.fileno()).st_ino
+    except OSError:
+        return False
 
 
 def _pieces(times: Any, log: Any, since_ns: int, until_ns: int) -> list[tuple[int, bytes, bool]]:

@@ -14,17 +14,15 @@ import shutil
 import stat
 
 from mrun.errors import MrunError
+from mrun.kernel import overlay
+from mrun.kernel.overlay import OPAQUE_XATTR, is_whiteout
 from mrun.kernel.tree import remove_tree
-
-OPAQUE_XATTR = "trusted.overlay.opaque"
 
 
 def mount_or_copy(layers: list[str], bundle: str, warn: object = None) -> str:
     """``layers`` bottom first. -> "overlay" or "copy" (what ``release`` must undo)."""
     rootfs = os.path.join(bundle, "rootfs")
     if os.environ.get("MRUN_SNAPSHOTTER", "overlay") != "copy":
-        from mrun.kernel import overlay
-
         try:
             upper, work = os.path.join(bundle, "upper"), os.path.join(bundle, "work")
             overlay.mount(rootfs, list(reversed(layers)), upper, work)
@@ -37,10 +35,6 @@ def mount_or_copy(layers: list[str], bundle: str, warn: object = None) -> str:
     for layer in layers:
         apply_layer(layer, rootfs)
     return "copy"
-
-
-def _is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
 def apply_layer(layer: str, rootfs: str) -> None:
@@ -76,7 +70,7 @@ def apply_layer(layer: str, rootfs: str) -> None:
             src, dst = os.path.join(src_dir, name), os.path.join(dst_dir, name)
             st = os.lstat(src)
             remove_tree(dst)
-            if _is_whiteout(st):
+            if is_whiteout(st):
                 continue  # the name is gone from here up
             if stat.S_ISLNK(st.st_mode):
                 os.symlink(os.readlink(src), dst)

@@ -322,11 +322,8 @@ def _record(bundle: str, code: int | None, restarts: int, restarting: bool) -> N
     from mrun.state import now_rfc3339
 
     try:
-        tmp = os.path.join(bundle, f".{EXIT_FILE}.tmp")
-        with open(tmp, "w") as f:
-            f.write(jsonio.dumps({"exit_code": code, "finished": now_rfc3339(), "restarts": restarts,
-                                  "restarting": restarting}))
-        os.rename(tmp, os.path.join(bundle, EXIT_FILE))
+        jsonio.replace_file(os.path.join(bundle, EXIT_FILE), {"exit_code": code, "finished": now_rfc3339(),
+                                                              "restarts": restarts, "restarting": restarting})
     except OSError:
         pass  # removed meanwhile (`mrun rm -f`): nothing left to report to
 

@@ -16,6 +16,7 @@ import stat
 import tarfile
 
 from mrun.errors import MrunError
+from mrun.kernel.overlay import OPAQUE_XATTR
 from mrun.kernel.tree import remove_tree
 
 TYPE_CHECKING = False
@@ -158,7 +159,7 @@ def _entry(tar: tarfile.TarFile, m: tarfile.TarInfo, root: str, dir_times: list[
     parent = _checked_parent(root, rel, m.name)
     base = rel.rsplit("/", 1)[-1]
     if base == OPAQUE:
-        os.setxattr(parent, "trusted.overlay.opaque", b"y")
+        os.setxattr(parent, OPAQUE_XATTR, b"y")
         return
     if base.startswith(WHITEOUT):
         name = base[len(WHITEOUT) :]

@@ -20,6 +20,7 @@ import tarfile
 
 from mrun.errors import MrunError
 from mrun.kernel.inroot import open_regular_at
+from mrun.kernel.overlay import is_opaque, is_whiteout
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def write_tree(root_fd: int, out: BinaryIO, leave_out: frozenset[str] = frozense
                 if whiteouts and _layer_marker(tar, handle, name, prefix):
                     continue
                 child = _entry(tar, handle, name, prefix + name, device, first_names, skipped)
-                if child is not None and whiteouts and _opaque(child):
+                if child is not None and whiteouts and is_opaque(child):
                     _empty_file(tar, f"{prefix}{name}/.wh..wh..opq")
                 if child is not None:
                     if len(stack) >= MAX_DEPTH:
@@ -123,17 +124,10 @@ def _layer_marker(tar: tarfile.TarFile, parent: int, name: str, prefix: str) -> 
         st = os.stat(name, dir_fd=parent, follow_symlinks=False)
     except FileNotFoundError:
         return True
-    if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+    if is_whiteout(st):
         _empty_file(tar, f"{prefix}.wh.{name}")
         return True
     return False
-
-
-def _opaque(dir_fd: int) -> bool:
-    try:
-        return os.getxattr(f"/proc/self/fd/{dir_fd}", "trusted.overlay.opaque") == b"y"
-    except OSError:
-        return False
 
 
 def _empty_file(tar: tarfile.TarFile, path: str) -> None:

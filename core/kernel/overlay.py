@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 
 from mrun.kernel import syscalls as sc
 
@@ -21,6 +22,20 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 PAGE_MAX = 4095  # the options' page, its last byte a NUL
+OPAQUE_XATTR = "trusted.overlay.opaque"  # "y" on a directory: what lies below it is hidden
+
+
+def is_whiteout(st: os.stat_result) -> bool:
+    """overlayfs's deletion of a name: a 0/0 character device in a layer or an upper directory."""
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def is_opaque(dir_fd: int) -> bool:
+    """Whether the directory held by ``dir_fd`` hides what the layers below hold under it."""
+    try:
+        return os.getxattr(f"/proc/self/fd/{dir_fd}", OPAQUE_XATTR) == b"y"
+    except OSError:
+        return False
 
 
 def options(lower: Sequence[str], upper: str = "", work: str = "", other: Sequence[str] = ()) -> str:
