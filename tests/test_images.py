@@ -1601,6 +1601,18 @@ def test_log_rotation_and_log_driver_none_as_docker(images, busybox_archive):
         stamped = img_ok(h, "logs", "-t", "rot").stdout.splitlines()
         assert [int(line.split()[1]) for line in stamped] == shown
         assert img_ok(h, "logs", "--tail", "3", "rot").stdout.split() == ["1998", "1999", "2000"]
+        # its supervisor killed between a rotation's renames of the log and of its index: `logs`
+        # and `logs -t` read what is kept, each line with its own time; `start` carries on from there
+        os.replace(os.path.join(bundle, "log.1"), os.path.join(bundle, "log.2"))
+        os.replace(os.path.join(bundle, "log"), os.path.join(bundle, "log.1"))
+        kept = [int(n) for n in img_ok(h, "logs", "rot").stdout.split()]
+        assert kept == shown[-len(kept):] and len(kept) < len(shown), kept[:3]
+        assert img_ok(h, "logs", "-t", "rot").stdout.splitlines() == stamped[-len(kept):]
+        img_ok(h, "start", "rot")
+        h.wait_status("rot", "stopped", timeout=30)
+        again = img_ok(h, "logs", "-t", "rot").stdout.splitlines()
+        assert [int(line.split()[1]) for line in again][-3:] == [1998, 1999, 2000]
+        assert sorted(again) == again, "in time order"
         h.wait_status("slow", "stopped", timeout=30)
         plain, timed = (f.communicate(timeout=30)[0].decode() for f in followers)
         assert plain.split() == [str(i) for i in range(1, 301)]
@@ -1615,6 +1627,9 @@ def test_log_rotation_and_log_driver_none_as_docker(images, busybox_archive):
         h.wait_status("quiet", "stopped")
         assert not [n for n in os.listdir(os.path.join(h.image_root, "containers", "quiet")) if n.startswith("log")]
         one_line_error(img(h, "logs", "quiet"), "has no log", "--log-driver none")
+        assert img_ok(h, "start", "quiet").stdout == "quiet\n"  # as any detached container, started again
+        h.wait_status("quiet", "stopped")
+        assert not [n for n in os.listdir(os.path.join(h.image_root, "containers", "quiet")) if n.startswith("log")]
     finally:
         img_ok(h, "rm", "-f", "quiet")
     for flags, needles in ((["--log-driver", "syslog"], ["--log-driver 'syslog'"]),

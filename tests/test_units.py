@@ -881,3 +881,59 @@ def test_a_log_time_is_read_to_the_nanosecond():
     for bad in ("yesterday", "2026-13-45", "2026-12-01T14:00:00.1234567891Z", "10x"):
         with pytest.raises(InvalidSpec, match="--since"):
             log_time("--since", bad, 0)
+
+
+class _Killed(BaseException):
+    """The supervisor's death at an instant of its rotation (not an OSError: nothing catches it)."""
+
+
+@pytest.mark.parametrize("renames_done", range(4))
+def test_a_rotation_killed_between_its_renames_never_pairs_a_log_with_another_s_times(tmp_path, monkeypatch,
+                                                                                      renames_done):
+    """A log rotation renames the log and its index one after the other (log.1 -> log.2,
+    log -> log.1, then the same for log.times): a supervisor killed between any two leaves files
+    whose names no longer pair. `logs -t` must still give each line its own time (the index names
+    its log), and the next supervisor puts each index back beside its log before writing."""
+    from mrun.images import log_relay
+
+    bundle = str(tmp_path)
+    relay = log_relay.Relay(bundle, max_size=100, max_files=3)
+    n = 0
+    while not os.path.exists(os.path.join(bundle, "log.2")):  # three files' worth, each with its index
+        n += 1
+        relay._take(1, f"line {n}\n".encode(), n)  # a line's time is its number
+    real_replace, calls = os.replace, []
+
+    def replace(src: str, dst: str) -> None:
+        if len(calls) == renames_done:
+            raise _Killed
+        calls.append((src, dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(_Killed):  # the next rotation, killed after ``renames_done`` of its four renames
+        while n < 1000:
+            n += 1
+            relay._take(1, f"line {n}\n".encode(), n)
+    monkeypatch.setattr(os, "replace", real_replace)
+
+    def read() -> list[tuple[int, bytes]]:
+        reader = log_relay.TimedReader(bundle)
+        try:
+            got = [(at, text) for at, text, _starts in reader.read()]
+        finally:
+            reader.close()
+        assert got, os.listdir(bundle)
+        assert all(text == f"line {at}\n".encode() for at, text in got), got  # each line its own time
+        times = [at for at, _ in got if at != 5000]
+        assert times == list(range(times[0], times[0] + len(times))), times  # in order, none twice, no gap
+        return got
+
+    assert read()[-1][0] == n - 1  # every line written before the kill (the one that rotated never was)
+    relay = log_relay.Relay(bundle, max_size=100, max_files=3)  # the next supervisor (`mrun start`)
+    relay._take(1, b"line 5000\n", 5000)
+    assert read()[-1] == (5000, b"line 5000\n")
+    for name in os.listdir(bundle):  # each index beside its log
+        if name.startswith("log.times"):
+            with open(os.path.join(bundle, name), "rb") as f:
+                assert log_relay.indexed_log(bundle, f, "") == os.path.join(bundle, name.replace("log.times", "log"))

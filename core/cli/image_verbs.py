@@ -505,19 +505,19 @@ def logs(g: dict[str, Any], container_id: str, follow: bool, tail: str = "all", 
          since: str = "", until: str = "") -> int:
     runtime = _rt(g)
     bundle = runtime.store.load(container_id).bundle
+    from mrun.images.log_relay import replaced, rotated
+
     path = os.path.join(bundle, "log")
-    if not os.path.exists(path):
+    older = rotated(bundle)  # --log-opt max-file: each at most max-size, so read whole
+    if not os.path.exists(path) and not older:  # (only older ones: a rotation was interrupted)
         raise NotFound(f"container {container_id!r} has no log (only `mrun run -d IMAGE` keeps one, and not with "
                        "--log-driver none)")
     if tail != "all" and not (tail.isascii() and tail.isdigit()):
         raise InvalidSpec(f"--tail {tail!r}: a number of lines, or all")
     if timestamps or since or until:
         return _timed_logs(runtime, container_id, bundle, follow, tail, timestamps, since, until)
-    from mrun.images.log_relay import replaced, rotated
-
     stopped = False
-    older = rotated(bundle)  # --log-opt max-file: each at most max-size, so read whole
-    f = open(path, "rb")  # noqa: SIM115 - replaced when the log rotates; closed below
+    f = _open_log(path)  # replaced when the log rotates; closed below
     try:
         if older:
             data = b"".join(_read_whole(p) for p in older) + f.read()
@@ -535,9 +535,9 @@ def logs(g: dict[str, Any], container_id: str, follow: bool, tail: str = "all", 
                 continue
             if not follow or stopped:
                 return 0
-            if replaced(path, f):  # rotated (max-size): what it held is read; on to the new log
+            if replaced(path, f) or (not hasattr(f, "name") and os.path.exists(path)):  # rotated: on to the new log
                 f.close()
-                f = open(path, "rb")  # noqa: SIM115
+                f = _open_log(path)
                 continue
             # once stopped, read to the end once more: what it wrote between our last read and
             # its exit is in the file, and would be left out by stopping at this check
@@ -546,6 +546,16 @@ def logs(g: dict[str, Any], container_id: str, follow: bool, tail: str = "all", 
                 time.sleep(0.1)
     finally:
         f.close()
+
+
+def _open_log(path: str) -> Any:
+    """The current log, or an empty one where a rotation was interrupted before it was made anew."""
+    try:
+        return open(path, "rb")  # noqa: SIM115 - the caller's to close
+    except FileNotFoundError:
+        import io
+
+        return io.BytesIO()
 
 
 def _read_whole(path: str) -> bytes:

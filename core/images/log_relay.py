@@ -13,6 +13,11 @@ next line would pass SIZE, ``log`` and ``log.times`` become ``log.1`` and ``log.
 older ones ``.2`` ... up to N-1, the oldest dropped; with N=1 the log starts again empty), so a
 chatty container cannot fill the host's disk. ``--log-driver none`` keeps no log at all.
 
+Each index's first line, ``log <inode>``, names the log it indexes: the two files are renamed one
+after the other, and a supervisor killed between the two leaves an index under the name of
+another log's. A reader pairs them by that line; the next supervisor on the container puts such
+an index back beside its log, or drops one whose log is gone, before it writes (``repair``).
+
 Why pipes rather than the file itself as the container's stdout: a time is only known where the
 bytes pass. The price, as with docker's shim and podman's conmon: the supervisor must live for
 the container's output to go anywhere (a write to a pipe nobody reads fails, EPIPE).
@@ -28,6 +33,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 LOG, TIMES = "log", "log.times"
+HEADER = b"log"  # an index's first line: ``log <the inode of the log it indexes>``
 LONGEST = 16 << 10
 
 
@@ -48,10 +54,14 @@ class Relay:
             self.streams[r], self.writers[stream] = stream, w
 
     def _open(self) -> None:
+        repair(self.bundle)
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
         self.log = os.open(os.path.join(self.bundle, LOG), flags, 0o640)
         self.times = os.open(os.path.join(self.bundle, TIMES), flags, 0o640)
-        self.size = os.fstat(self.log).st_size
+        log = os.fstat(self.log)
+        self.size = log.st_size
+        if os.fstat(self.times).st_size == 0:
+            _write_all(self.times, f"{HEADER.decode()} {log.st_ino}\n".encode())
 
     def fds(self) -> list[int]:
         """What a supervisor keeps open for the relay (everything else it closes)."""
@@ -142,6 +152,39 @@ def indexed(bundle: str) -> bool:
     return os.path.exists(os.path.join(bundle, TIMES))
 
 
+def indexed_log(bundle: str, times: Any, named: str) -> str | None:
+    """The log the open index ``times`` indexes: the one of the container's logs with the inode
+    its first line names; ``named`` for an index without that line (noted by an older mrun);
+    None when that log is gone."""
+    head = times.readline().split()
+    times.seek(0)
+    if len(head) != 2 or head[0] != HEADER or not head[1].isdigit():
+        return named
+    for path in (os.path.join(bundle, LOG), *rotated(bundle)):
+        try:
+            if os.stat(path).st_ino == int(head[1]):
+                return path
+        except OSError:
+            continue
+    return None
+
+
+def repair(bundle: str) -> None:
+    """Before a supervisor writes: each index goes where its log is (``log.times.2`` beside
+    ``log.2``), an index whose log is gone is removed. Needed only after a rotation was
+    interrupted (its renames are two steps); a reader pairs them without it."""
+    for times in (os.path.join(bundle, TIMES), *rotated(bundle, TIMES)):
+        try:
+            with open(times, "rb") as f:
+                log = indexed_log(bundle, f, times.replace(TIMES, LOG, 1))
+            if log is None:
+                os.unlink(times)
+            elif log != times.replace(TIMES, LOG, 1):
+                os.replace(times, log.replace(os.path.join(bundle, LOG), os.path.join(bundle, TIMES), 1))
+        except OSError:  # gone meanwhile, or the container with it
+            continue
+
+
 def rotated(bundle: str, name: str = LOG) -> list[str]:
     """The older files of ``name`` (``log.2``, ``log.1``), oldest first."""
     found = []
@@ -158,7 +201,7 @@ class TimedReader:
 
     def __init__(self, bundle: str) -> None:
         self.bundle = bundle
-        self.pending = [(t, t.replace(TIMES, LOG, 1)) for t in rotated(bundle, TIMES)]
+        self.pending = rotated(bundle, TIMES)
         self.times: Any = None  # the current pair, open: its index read up to self.times.tell()
         self.log: Any = None
 
@@ -166,10 +209,13 @@ class TimedReader:
         """(time in ns, the piece, whether it starts a line) for what was not read before."""
         out: list[tuple[int, bytes, bool]] = []
         while self.pending:  # the rotated pairs, whole
-            times, log = self.pending.pop(0)
+            times = self.pending.pop(0)
             try:
-                with open(times, "rb") as t, open(log, "rb") as f:
-                    out += _pieces(t, f, since_ns, until_ns)
+                with open(times, "rb") as t:
+                    log = indexed_log(self.bundle, t, times.replace(TIMES, LOG, 1))
+                    if log is not None:
+                        with open(log, "rb") as f:
+                            out += _pieces(t, f, since_ns, until_ns)
             except OSError:  # dropped by a rotation meanwhile
                 continue
         if self.times is None:
@@ -185,9 +231,14 @@ class TimedReader:
         return out
 
     def _open_current(self) -> None:
+        """The current index and the log it indexes (``log.1`` after a rotation interrupted
+        between its renames)."""
         try:
             self.times = open(os.path.join(self.bundle, TIMES), "rb")  # noqa: SIM115 - closed by close()
-            self.log = open(os.path.join(self.bundle, LOG), "rb")  # noqa: SIM115
+            log = indexed_log(self.bundle, self.times, os.path.join(self.bundle, LOG))
+            if log is None:
+                raise FileNotFoundError(os.path.join(self.bundle, LOG))
+            self.log = open(log, "rb")  # noqa: SIM115
         except OSError:
             self.close()
 

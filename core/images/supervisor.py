@@ -93,8 +93,17 @@ def stopped_by_user(runtime: Any, container_id: str, signal: int | None = None) 
 
 
 def restartable(record: Any) -> bool:
-    """A `mrun run -d` container (its bundle is mrun's, with a log): one a supervisor can keep."""
-    return ann.IMAGE in (record.config.get("annotations") or {}) and os.path.exists(os.path.join(record.bundle, "log"))
+    """A `mrun run -d` container (its bundle is mrun's, with a log, older logs only after a
+    rotation cut short, or none with --log-driver none but its exit noted): one a supervisor can keep."""
+    from mrun.images.log_relay import rotated
+
+    bundle = record.bundle
+    if ann.IMAGE not in (record.config.get("annotations") or {}):
+        return False
+    try:
+        return any(os.path.exists(os.path.join(bundle, n)) for n in ("log", EXIT_FILE)) or bool(rotated(bundle))
+    except OSError:  # its bundle gone
+        return False
 
 
 def start_again(runtime: Any, container_id: str) -> None:
