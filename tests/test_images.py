@@ -12,6 +12,7 @@ import shutil
 import stat
 import subprocess
 import tarfile
+import tempfile
 import time
 
 import pytest
@@ -543,13 +544,24 @@ def test_zero_cpus_and_memory_mean_no_limit_as_in_docker(images, busybox_archive
     img_ok(h, "rm", "--force", "unlimited")
 
 
+def logs_2_to_1(h, *args: str) -> str:
+    """`mrun logs ARGS 2>&1`: both streams in the order written."""
+    with tempfile.TemporaryFile("w+") as out:
+        subprocess.run([h.binary, "--root", h.root, "--image-root", h.image_root, "logs", *args], check=True,
+                       stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, timeout=60,
+                       env={**os.environ, **h.base_env})
+        out.seek(0)
+        return out.read()
+
+
 def test_detached_logs_and_user_from_the_image(images, busybox_archive):
     h = images
     img_ok(h, "load", busybox_archive)
     img_ok(h, *run_args(h, "-d", "--name", "logger", "-u", "nobody", IMAGE, "sh", "-c", "id; echo to-stderr >&2"))
     h.wait_status("logger", "stopped")
-    out = img_ok(h, "logs", "logger").stdout
-    assert "uid=65534(nobody)" in out and "to-stderr" in out
+    r = img_ok(h, "logs", "logger")
+    assert "uid=65534(nobody)" in r.stdout and r.stderr == "to-stderr\n"  # its stderr on ours, as docker's logs
+    assert logs_2_to_1(h, "logger").endswith("to-stderr\n")
     img_ok(h, "rm", "logger")
     r = img(h, *run_args(h, "--rm", "-u", "nosuchuser", IMAGE, "id"))
     assert r.returncode != 0 and "nosuchuser" in r.stderr
@@ -1541,8 +1553,11 @@ def test_logs_timestamps_since_and_until_as_docker(images, busybox_archive):
         deadline = time.monotonic() + 20
         while "prompt" not in img_ok(h, "logs", "tl").stdout and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert img_ok(h, "logs", "tl").stdout == "one\ntwo\nthree\nprompt"
-        stamped = img_ok(h, "logs", "-t", "tl").stdout.split("\n")
+        plain = img_ok(h, "logs", "tl")
+        assert (plain.stdout, plain.stderr) == ("one\nthree\nprompt", "two\n")  # stderr on stderr, as docker's
+        assert logs_2_to_1(h, "tl") == "one\ntwo\nthree\nprompt"
+        assert img_ok(h, "logs", "-t", "tl").stderr.endswith("Z two\n")
+        stamped = logs_2_to_1(h, "-t", "tl").split("\n")
         pattern = r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z) (.*)"
         rows = [re.fullmatch(pattern, line).groups() for line in stamped]
         assert [text for _t, text in rows] == ["one", "two", "three", "prompt"], stamped
@@ -1551,10 +1566,11 @@ def test_logs_timestamps_since_and_until_as_docker(images, busybox_archive):
         since = rows[2][0]  # three's own time
         assert img_ok(h, "logs", "--since", since, "tl").stdout == "three\nprompt"
         until = f"{(times['one'] + 500_000_000) // 10**9}.{(times['one'] + 500_000_000) % 10**9:09d}"
-        assert img_ok(h, "logs", "--until", until, "tl").stdout == "one\ntwo\n"
-        assert img_ok(h, "logs", "--since", "1h", "tl").stdout == "one\ntwo\nthree\nprompt"
-        assert img_ok(h, "logs", "--until", "1h", "tl").stdout == ""  # nothing came before an hour ago
+        assert logs_2_to_1(h, "--until", until, "tl") == "one\ntwo\n"
+        assert logs_2_to_1(h, "--since", "1h", "tl") == "one\ntwo\nthree\nprompt"
+        assert logs_2_to_1(h, "--until", "1h", "tl") == ""  # nothing came before an hour ago
         assert img_ok(h, "logs", "-t", "--tail", "2", "tl").stdout.endswith("Z three\n" + rows[3][0] + " prompt")
+        assert logs_2_to_1(h, "--tail", "3", "tl") == "two\nthree\nprompt"  # lines of both streams count
         h.wait_status("many", "stopped", timeout=30)
         out = img_ok(h, "logs", "many").stdout.split()
         assert out == [str(i) for i in range(1, 100001)]

@@ -505,6 +505,7 @@ def logs(g: dict[str, Any], container_id: str, follow: bool, tail: str = "all", 
          since: str = "", until: str = "") -> int:
     runtime = _rt(g)
     bundle = runtime.store.load(container_id).bundle
+    from mrun.images import log_relay
     from mrun.images.log_relay import replaced, rotated
 
     path = os.path.join(bundle, "log")
@@ -514,7 +515,7 @@ def logs(g: dict[str, Any], container_id: str, follow: bool, tail: str = "all", 
                        "--log-driver none)")
     if tail != "all" and not (tail.isascii() and tail.isdigit()):
         raise InvalidSpec(f"--tail {tail!r}: a number of lines, or all")
-    if timestamps or since or until:
+    if timestamps or since or until or log_relay.indexed(bundle):  # not indexed: noted by an older mrun
         return _timed_logs(runtime, container_id, bundle, follow, tail, timestamps, since, until)
     stopped = False
     f = _open_log(path)  # replaced when the log rotates; closed below
@@ -569,8 +570,9 @@ def _read_whole(path: str) -> bytes:
 
 def _timed_logs(runtime: Any, container_id: str, bundle: str, follow: bool, tail: str, timestamps: bool,
                 since: str, until: str) -> int:
-    """docker's logs -t (each line's time), --since and --until (a time, a Unix time or a duration
-    ago), from the times the container's supervisor noted (images.log_relay)."""
+    """The log as its supervisor noted it (images.log_relay): the container's stderr on ours, as
+    docker's logs; with -t each line's time, with --since and --until (a time, a Unix time or a
+    duration ago) the lines of that span."""
     from mrun.images import log_relay
 
     if not log_relay.indexed(bundle):
@@ -581,6 +583,14 @@ def _timed_logs(runtime: Any, container_id: str, bundle: str, follow: bool, tail
     until_ns = log_time("--until", until, now) if until else 0
     reader = log_relay.TimedReader(bundle)
     try:
+        if tail != "all" and not since_ns and reader.start_at(0):  # the last lines of a large log: from its end
+            start = _tail_offset(reader.log, int(tail))
+            if start > 0 or not int(tail):  # all of them in the current log
+                reader.start_at(start)
+                tail = "all"
+            else:
+                reader.close()
+                reader = log_relay.TimedReader(bundle)
         return _follow_timed(runtime, container_id, reader, follow, tail, timestamps, since_ns, until_ns)
     finally:
         reader.close()
@@ -588,24 +598,32 @@ def _timed_logs(runtime: Any, container_id: str, bundle: str, follow: bool, tail
 
 def _follow_timed(runtime: Any, container_id: str, reader: Any, follow: bool, tail: str, timestamps: bool,
                   since_ns: int, until_ns: int) -> int:
-    lines = reader.read(since_ns, until_ns)
+    whole = not timestamps and tail == "all"  # no line's time or start needed: a stream's run at once
+    pieces = reader.read(since_ns, until_ns, whole)  # (time, text, starts a line, stream), read as written out
     if tail != "all":  # the last N lines: from the piece that starts the Nth line from the end
-        starts = [i for i, (_at, _text, first) in enumerate(lines) if first]
+        pieces = list(pieces)
+        starts = [i for i, piece in enumerate(pieces) if piece[2]]
         count = int(tail)
-        lines = [] if not count else lines[starts[-count]:] if len(starts) >= count else lines
+        pieces = [] if not count else pieces[starts[-count]:] if len(starts) >= count else pieces
+    out = {1: sys.stdout.buffer, 2: sys.stderr.buffer}
+    last = 1
     stopped = False
     while True:
-        for at, text, starts in lines:
+        for at, text, starts, stream in pieces:
+            if stream != last:  # in the order written, where both streams go to one place
+                out[last].flush()
+                last = stream
             if timestamps and starts:
-                sys.stdout.buffer.write(f"{_rfc3339_nano(at)} ".encode())
-            sys.stdout.buffer.write(text)
-        sys.stdout.buffer.flush()
+                out[stream].write(f"{_rfc3339_nano(at)} ".encode())
+            out[stream].write(text)
+        out[1].flush()
+        out[2].flush()
         if not follow or stopped or (until_ns and time.time_ns() > until_ns):
             return 0
         stopped = runtime.status(runtime.store.load(container_id)) == Status.STOPPED  # then one read more
         if not stopped:
             time.sleep(0.1)
-        lines = reader.read(since_ns, until_ns)
+        pieces = reader.read(since_ns, until_ns, whole)
 
 
 def _rfc3339_nano(ns: int) -> str:

@@ -29,10 +29,16 @@ import os
 import time
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # typing's import is not paid by a supervisor
+    from collections.abc import Iterator
     from typing import Any
 
+    # (ns since the epoch, the text, whether it begins a line (else it goes on with one its
+    # stream began), its stream: 1 stdout, 2 stderr)
+    Piece = tuple[int, bytes, bool, int]
+
 LOG, TIMES = "log", "log.times"
+CHUNK = 1 << 20  # of an index, read at a time
 HEADER = b"log"  # an index's first line: ``log <the inode of the log it indexes>``
 LONGEST = 16 << 10
 
@@ -149,7 +155,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def indexed(bundle: str) -> bool:
     """Whether the container's log has its times noted (a container run before mrun noted them has not)."""
-    return os.path.exists(os.path.join(bundle, TIMES))
+    return os.path.exists(os.path.join(bundle, TIMES)) or bool(rotated(bundle, TIMES))
 
 
 def indexed_log(bundle: str, times: Any, named: str) -> str | None:
@@ -205,9 +211,10 @@ class TimedReader:
         self.times: Any = None  # the current pair, open: its index read up to self.times.tell()
         self.log: Any = None
 
-    def read(self, since_ns: int = 0, until_ns: int = 0) -> list[tuple[int, bytes, bool]]:
-        """(time in ns, the piece, whether it starts a line) for what was not read before."""
-        out: list[tuple[int, bytes, bool]] = []
+    def read(self, since_ns: int = 0, until_ns: int = 0, whole: bool = False) -> Iterator[Piece]:
+        """What was not read before, piece by piece (the index is read a chunk at a time: a
+        log of any size is read in little memory). ``whole``: the caller needs no line's time or
+        start, only each stream's bytes in order: a stream's consecutive pieces come as one."""
         while self.pending:  # the rotated pairs, whole
             times = self.pending.pop(0)
             try:
@@ -215,20 +222,31 @@ class TimedReader:
                     log = indexed_log(self.bundle, t, times.replace(TIMES, LOG, 1))
                     if log is not None:
                         with open(log, "rb") as f:
-                            out += _pieces(t, f, since_ns, until_ns)
+                            yield from _pieces(t, f, since_ns, until_ns, whole)
             except OSError:  # dropped by a rotation meanwhile
                 continue
         if self.times is None:
             self._open_current()
         if self.times is not None:
-            out += _pieces(self.times, self.log, since_ns, until_ns)
+            yield from _pieces(self.times, self.log, since_ns, until_ns, whole)
             if self._rotated_away():  # what was written to the old pair before it went is read above
-                out += _pieces(self.times, self.log, since_ns, until_ns)
+                yield from _pieces(self.times, self.log, since_ns, until_ns, whole)
                 self.close()
                 self._open_current()
                 if self.times is not None:
-                    out += _pieces(self.times, self.log, since_ns, until_ns)
-        return out
+                    yield from _pieces(self.times, self.log, since_ns, until_ns, whole)
+
+    def start_at(self, offset: int) -> bool:
+        """Read from ``offset`` of the current log on, the rotated ones left out (``logs --tail``
+        of a large log: its index found by bisection, not read through). -> False where no
+        current log is open."""
+        self.pending = []
+        if self.times is None:
+            self._open_current()
+        if self.times is None:
+            return False
+        _seek_entry(self.times, offset)
+        return True
 
     def _open_current(self) -> None:
         """The current index and the log it indexes (``log.1`` after a rotation interrupted
@@ -260,21 +278,84 @@ def replaced(path: str, f: Any) -> bool:
         return False
 
 
-def _pieces(times: Any, log: Any, since_ns: int, until_ns: int) -> list[tuple[int, bytes, bool]]:
+def _entry_offset(line: bytes) -> int | None:
+    fields = line.split()
+    return int(fields[0]) if len(fields) == 5 and fields[0].isdigit() and line.endswith(b"\n") else None
+
+
+def _seek_entry(times: Any, offset: int) -> None:
+    """Put ``times`` at its first entry for ``offset`` of its log or later (entries are in the
+    log's order): bisection down to a few pages, then line by line."""
+    lo, hi = 0, os.fstat(times.fileno()).st_size  # lo: the start of a line before the one sought
+    while hi - lo > 8192:
+        mid = (lo + hi) // 2
+        times.seek(mid)
+        times.readline()  # on to the next line's start
+        start = times.tell()
+        at = _entry_offset(times.readline())
+        if at is not None and at < offset:
+            lo = start
+        else:
+            hi = mid
+    times.seek(lo)
+    while True:
+        start = times.tell()
+        line = times.readline()
+        at = _entry_offset(line)
+        if not line.endswith(b"\n") or (at is not None and at >= offset):
+            times.seek(start)
+            return
+
+
+def _pieces(times: Any, log: Any, since_ns: int, until_ns: int, whole: bool = False) -> Iterator[Piece]:
     """The entries of ``times`` from where it was read up to (whole lines only: one being written
-    is read next time), their pieces read from ``log``."""
-    start = times.tell()
-    raw = times.read()
-    done = raw.rfind(b"\n") + 1
-    times.seek(start + done)
-    out = []
-    for line in raw[:done].splitlines():
-        fields = line.split()
-        if len(fields) != 5 or not all(f.isdigit() for f in (fields[0], fields[1], fields[4])):
-            continue
-        at = int(fields[1])
-        if (since_ns and at < since_ns) or (until_ns and at > until_ns):
-            continue
-        log.seek(int(fields[0]))
-        out.append((at, log.read(int(fields[4])), fields[3] == b"s"))
-    return out
+    is read next time), their pieces read from ``log``; ``whole``: runs of one stream as one piece."""
+    while True:
+        start = times.tell()
+        raw = times.read(CHUNK)
+        done = raw.rfind(b"\n") + 1
+        times.seek(start + done)
+        run: list = []  # whole: the run of one stream being gathered: time, offset, end, stream, starts
+        lines = raw[:done].splitlines()
+        if whole and not (since_ns or until_ns) and b" 2 " not in raw[:done]:  # no stderr entry (" 2 ": the
+            lines = _ends(lines)  # stream field, nothing else): the chunk's first and last entries say it all
+        for line in lines:
+            fields = line.split()
+            if len(fields) != 5 or not all(f.isdigit() for f in (fields[0], fields[1], fields[4])):
+                continue
+            at = int(fields[1])
+            if (since_ns and at < since_ns) or (until_ns and at > until_ns):
+                continue
+            offset, length, stream = int(fields[0]), int(fields[4]), 2 if fields[2] == b"2" else 1
+            if whole:
+                if run and run[3] == stream and run[2] == offset and run[2] - run[1] < CHUNK:
+                    run[2] = offset + length
+                    continue
+                if run:
+                    yield _run(log, run)
+                run = [at, offset, offset + length, stream, fields[3] == b"s"]
+                continue
+            log.seek(offset)
+            yield at, log.read(length), fields[3] == b"s", stream
+        if run:
+            yield _run(log, run)
+        if len(raw) < CHUNK or not done:
+            return
+
+
+def _ends(lines: list[bytes]) -> list[bytes]:
+    """The first and last entries of ``lines``, the last as one run from the first: ``lines`` are
+    one stream's, each where the one before ends (what the relay writes); as they are when not."""
+    entries = [line for line in (lines[:2] + lines[-1:]) if len(line.split()) == 5]
+    if len(entries) < 2 or not all(f.isdigit() for e in entries for f in e.split()[::4]):
+        return lines
+    first, last = entries[0].split(), entries[-1].split()
+    length = int(last[0]) + int(last[4]) - int(first[0])
+    if not 0 <= length <= 8 * CHUNK:  # (long lines: read a run at a time, not the chunk's whole span)
+        return lines
+    return [b" ".join([*first[:4], str(length).encode()])]
+
+
+def _run(log: Any, run: list) -> Piece:
+    log.seek(run[1])
+    return run[0], log.read(run[2] - run[1]), run[4], run[3]
