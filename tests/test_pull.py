@@ -9,7 +9,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import IMAGE, img, img_ok, run_args
+from conftest import IMAGE, img, img_ok, one_line_error, run_args
 from registry import PASSWORD, USER, Registry
 from test_containerd import build_wasm_archive
 from test_images import multi_platform_layout
@@ -225,3 +225,83 @@ def test_a_registry_sending_more_than_it_should_is_cut_off(images, what):
         server.server_close()
     blobs = os.path.join(images.image_root, "blobs", "sha256")
     assert not os.path.isdir(blobs) or not [n for n in os.listdir(blobs) if n.endswith(".partial")]
+
+
+def test_push_then_pull_back_and_run(images, registry, busybox_archive, tmp_path):
+    """docker's push: the image's blobs, then its manifest under the tag; what is pulled back is
+    the same manifest and runs. A second push sends no blob again and gives the same digest.
+    Without credentials, or of an image there is not, one line and nothing pushed."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    dest = f"{registry.host}/mrun/pushed:2"
+    one_line_error(img(h, "push", IMAGE, dest), "refused anonymous access")
+    one_line_error(img(h, "push", "--creds", CREDS, "nope", dest), "image 'nope' not found")
+    r = img_ok(h, "push", "--creds", CREDS, IMAGE, dest)
+    tag, digest, size = r.stdout.split()[0], r.stdout.split()[2], r.stdout.split()[4]
+    assert tag == "2:" and digest.startswith("sha256:") and int(size) > 0, r.stdout
+    assert img_ok(h, "push", "--creds", CREDS, IMAGE, dest).stdout == r.stdout  # all there: the same image
+    other = str(tmp_path / "other")
+    assert h.mrun("--image-root", other, "pull", "--creds", CREDS, dest).returncode == 0
+    pulled = json.loads(h.mrun("--image-root", other, "images", "--format", "json").stdout)
+    assert [e["manifest"] for e in pulled] == [digest]
+    out = h.mrun("--image-root", other, *run_args(h, "--rm", dest, "echo", "pushed and pulled"))
+    assert out.returncode == 0 and out.stdout == "pushed and pulled\n", out.stderr
+    assert h.mrun("--image-root", other, "rmi", dest).returncode == 0
+
+
+def test_an_upload_location_on_another_host_gets_no_credentials(images, busybox_archive):
+    """A registry names where a blob is uploaded to (its Location); one elsewhere (a storage
+    service, or a hostile registry's collector) must not be sent the registry's credentials."""
+    import http.server
+    import threading
+
+    seen: dict[str, list[str]] = {"registry": [], "elsewhere": []}
+
+    def handler(where: str, answer: object) -> type:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                seen[where].append(f"{self.command} {self.path} {self.headers.get('Authorization', '-')}")
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                code, headers = answer(self)
+                self.send_response(code)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_HEAD = do_POST = do_PUT = _any  # noqa: N815 - http.server's names
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        return Handler
+
+    def elsewhere_answer(req: http.server.BaseHTTPRequestHandler) -> tuple[int, dict[str, str]]:
+        return 201, {}
+
+    far = http.server.ThreadingHTTPServer(("127.0.0.2", 0), handler("elsewhere", elsewhere_answer))
+
+    def registry_answer(req: http.server.BaseHTTPRequestHandler) -> tuple[int, dict[str, str]]:
+        if not req.headers.get("Authorization"):
+            return 401, {"WWW-Authenticate": 'Basic realm="test"'}
+        if req.command == "HEAD":
+            return 404, {}
+        if req.command == "POST":
+            return 202, {"Location": f"http://127.0.0.2:{far.server_port}/upload/x?state=1"}
+        return 201, {}
+
+    near = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler("registry", registry_answer))
+    for server in (near, far):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    h = images
+    img_ok(h, "load", busybox_archive)
+    try:
+        img_ok(h, "push", "--creds", "who:secret", IMAGE, f"127.0.0.1:{near.server_port}/mrun/leak:1")
+    finally:
+        for server in (near, far):
+            server.shutdown()
+            server.server_close()
+    assert any("Basic " in line for line in seen["registry"]), seen
+    assert seen["elsewhere"] and all(line.endswith(" -") for line in seen["elsewhere"]), seen

@@ -269,6 +269,17 @@ COMMANDS = (
         ),
     ),
     Command(
+        "push",
+        "push an image to a registry (docker's push: the blobs it lacks, then the manifest under the tag)",
+        "image_verbs.push",
+        (Arg("image", "name or id"),
+         Arg("destination", "[host[:port]/]name[:tag] (else: the image's own name)", False)),
+        (
+            Flag("insecure", "plain HTTP (always so for loopback registries)", kind=bool, default=False),
+            Flag("creds", "USER:PASSWORD (else from auth.json or docker's config.json)", default=""),
+        ),
+    ),
+    Command(
         "save",
         "write an image to an oci-archive, an OCI layout directory or a docker-archive",
         "image_verbs.save",

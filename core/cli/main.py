@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
 
 # Docker-like verbs: no caller depends on being their process's ancestor.
 WARM_VERBS = frozenset(
-    ("load", "pull", "save", "images", "rmi", "image", "inspect", "system", "network", "logs", "stop", "rm", "explain")
+    ("load", "pull", "push", "save", "images", "rmi", "image", "inspect", "system", "network", "logs", "stop", "rm",
+     "explain")
 )
 
 

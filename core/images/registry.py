@@ -1,4 +1,4 @@
-"""Pull from registries that speak the OCI distribution spec, through urllib3.
+"""Pull from and push to registries that speak the OCI distribution spec, through urllib3.
 
 Authentication follows the registry's ``WWW-Authenticate`` challenge: ``Bearer`` (a token from
 the realm it names, asked for with basic credentials when we have some, anonymously otherwise)
@@ -101,6 +101,13 @@ def _challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
+def _same_origin(url: str, base: str) -> bool:
+    from urllib.parse import urlsplit
+
+    a, b = urlsplit(url), urlsplit(base)
+    return (a.scheme, a.netloc) == (b.scheme, b.netloc)
+
+
 class Registry:
     def __init__(self, ref: Reference, insecure: bool = False, creds: str = "") -> None:
         import urllib3
@@ -112,17 +119,26 @@ class Registry:
         self.http = urllib3.PoolManager(num_pools=4, maxsize=8, retries=urllib3.Retry(3, redirect=5))
         self.creds = credentials(ref.host if ref.host != "docker.io" else DOCKER_HUB, creds)
         self.auth_header = ""
+        self.scope = "pull"  # what a token is asked for when the challenge names no scope
         self.lock = threading.Lock()
 
-    def _request(self, url: str, headers: dict[str, str], stream: bool = False) -> Any:
+    def _request(self, url: str, headers: dict[str, str], stream: bool = False, method: str = "GET",
+                 body: bytes | str | None = None) -> Any:
+        """``body``: bytes, or the name of a file to send (opened anew for each attempt). The
+        credentials go only to the registry's own host: an upload's location elsewhere (a
+        storage service the registry names) gets none."""
         import urllib3
 
         for attempt in range(2):
             h = dict(headers)
-            if self.auth_header:
+            if self.auth_header and _same_origin(url, self.base):
                 h["Authorization"] = self.auth_header
             try:
-                resp = self.http.request("GET", url, headers=h, preload_content=not stream)
+                if isinstance(body, str):
+                    with open(body, "rb") as f:
+                        resp = self.http.request(method, url, headers=h, body=f, preload_content=not stream)
+                else:
+                    resp = self.http.request(method, url, headers=h, body=body, preload_content=not stream)
             except urllib3.exceptions.HTTPError as e:
                 raise MrunError(f"{self.ref.endpoint}: {_why(e)}")
             if resp.status == 401 and attempt == 0:
@@ -146,7 +162,7 @@ class Registry:
             from urllib.parse import urlencode
 
             query = {k: v for k, v in params.items() if k in ("service", "scope")}
-            query.setdefault("scope", f"repository:{self.ref.repository}:pull")
+            query.setdefault("scope", f"repository:{self.ref.repository}:{self.scope}")
             headers = {}
             if self.creds:
                 headers["Authorization"] = "Basic " + base64.b64encode(":".join(self.creds).encode()).decode()
@@ -187,6 +203,46 @@ class Registry:
         if reference.startswith("sha256:") and digest != reference:
             raise DigestMismatch(f"manifest {reference}: the registry sent content that hashes to {digest}")
         return digest, body, resp.headers.get("Content-Type", "").split(";")[0]
+
+    def has_blob(self, digest: str) -> bool:
+        resp = self._request(f"{self.base}/blobs/{digest}", {}, method="HEAD")
+        if resp.status not in (200, 404):
+            raise MrunError(f"{self.ref.endpoint}: blob {digest}: HTTP {resp.status}")
+        return resp.status == 200
+
+    def push_blob(self, path: str, digest: str, size: int, progress: Progress) -> None:
+        """One blob, unless the registry has it: an upload session (POST), then the whole blob
+        in one PUT to the location it names, with its digest, which the registry checks."""
+        from urllib.parse import urljoin
+
+        progress.add(digest, size, 0)
+        if self.has_blob(digest):
+            progress.advance(size)
+            progress.done(digest, size)
+            return
+        resp = self._request(f"{self.base}/blobs/uploads/", {"Content-Length": "0"}, method="POST", body=b"")
+        location = resp.headers.get("Location", "")
+        if resp.status != 202 or not location:
+            raise MrunError(f"{self.ref.endpoint}: cannot start an upload to {self.ref.repository}: "
+                            f"HTTP {resp.status}{_said(resp)}")
+        url = urljoin(self.base + "/", location)
+        if not url.startswith(("http://", "https://")):
+            raise MrunError(f"{self.ref.endpoint}: an upload location that is no http(s) URL: {location[:200]!r}")
+        url += ("&" if "?" in url else "?") + f"digest={digest}"
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        resp = self._request(url, headers, method="PUT", body=path)
+        if resp.status not in (201, 204):
+            raise MrunError(f"{self.ref.endpoint}: blob {digest}: upload refused: HTTP {resp.status}{_said(resp)}")
+        progress.advance(size)
+        progress.done(digest, size)
+
+    def push_manifest(self, reference: str, body: bytes, media_type: str) -> str:
+        """-> the digest the registry gives the manifest (its own hash of what we sent)."""
+        resp = self._request(f"{self.base}/manifests/{reference}", {"Content-Type": media_type}, method="PUT",
+                             body=body)
+        if resp.status not in (201, 204):
+            raise MrunError(f"{self.ref.endpoint}: manifest {reference}: refused: HTTP {resp.status}{_said(resp)}")
+        return "sha256:" + hashlib.sha256(body).hexdigest()
 
     def fetch_blob(self, store: ImageStore, digest: str, size: int | None, progress: Progress) -> None:
         """Into the store, resuming a partial download, under the blob's own lock.
@@ -252,6 +308,17 @@ class Registry:
         return True
 
 
+def _said(resp: Any) -> str:
+    """The registry's own error, where it gave one (distribution's {"errors": [{"message"}]})."""
+    try:
+        doc = jsonio.loads(resp.data[:4096])
+        first = doc["errors"][0]
+        text = f"{first.get('code', '')}: {first.get('message', '')}".strip(": ")
+        return f" ({''.join(c for c in text if c.isprintable())[:200]})" if text else ""
+    except Exception:
+        return ""
+
+
 def _hash_partial(partial: str) -> tuple[Any, int]:
     h = hashlib.sha256()
     have = 0
@@ -268,8 +335,8 @@ def _hash_partial(partial: str) -> tuple[Any, int]:
 class Progress:
     """One status line on a terminal; nothing on a pipe but what the caller prints."""
 
-    def __init__(self, out: IO[str] = sys.stderr) -> None:
-        self.out, self.tty = out, out.isatty()
+    def __init__(self, out: IO[str] = sys.stderr, doing: str = "pulling") -> None:
+        self.out, self.tty, self.doing = out, out.isatty(), doing
         self.total = self.got = self.layers = self.finished = 0
         self.lock = threading.Lock()
 
@@ -292,7 +359,8 @@ class Progress:
 
     def _show(self) -> None:
         if self.tty:
-            line = f"\rpulling: {self.finished}/{self.layers} layers, {self.got / 1e6:.1f}/{self.total / 1e6:.1f} MB"
+            line = (f"\r{self.doing}: {self.finished}/{self.layers} layers, "
+                    f"{self.got / 1e6:.1f}/{self.total / 1e6:.1f} MB")
             self.out.write(line)
             self.out.flush()
 
@@ -336,6 +404,38 @@ class RegistrySource(Source):
                     f.result()
         finally:
             progress.close()
+
+
+def push(store: ImageStore, image: str, destination: str = "", insecure: bool = False, creds: str = "") -> str:
+    """docker's push: the image's blobs the registry lacks, then its manifest under the tag.
+    -> the manifest's digest."""
+    name, entry = store.image(image)
+    ref = Reference(destination or name)
+    if ref.digest:
+        raise MrunError(f"{destination or name!r}: a push names a tag, not a digest")
+    manifest_body = store.read_blob(entry["manifest"])
+    try:
+        manifest = jsonio.loads(manifest_body)
+        blobs = [manifest["config"], *manifest.get("layers", [])]
+        wanted = [(b["digest"], int(b["size"])) for b in blobs]
+    except (ValueError, KeyError, TypeError):
+        raise MrunError(f"image {name!r}: its manifest in the store is not an image manifest")
+    for digest, size in wanted:
+        check_digest(digest)
+        if not store.has_blob(digest):
+            raise MrunError(f"image {name!r}: blob {digest} is not in the store (`mrun pull` or `mrun load` it again)")
+        if os.path.getsize(store.blob_path(digest)) != size:
+            raise MrunError(f"image {name!r}: blob {digest} is not the size its manifest gives ({size})")
+    registry = Registry(ref, insecure, creds)
+    registry.scope = "pull,push"
+    progress = Progress(doing="pushing")
+    try:
+        for digest, size in wanted:  # the config and layers first: a manifest names only what is there
+            registry.push_blob(store.blob_path(digest), digest, size, progress)
+    finally:
+        progress.close()
+    media_type = manifest.get("mediaType") or OCI_MANIFEST
+    return registry.push_manifest(ref.tag, manifest_body, media_type)
 
 
 def pull(
