@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import tarfile
@@ -2140,3 +2141,62 @@ def test_inspect_format_reads_dockers_fields(images, busybox_archive):
         one_line_error(img(h, "inspect", "-f", "{{.State.Nope}}", "shaped"), "no field 'Nope'")
     finally:
         img_ok(h, "rm", "--force", "shaped")
+
+
+def test_attach_as_docker(images, busybox_archive):
+    """`mrun attach`: a running detached container's output from now on (not what `logs` holds),
+    its stderr on ours, a SIGTERM we get passed on to it, and its exit code ours. A stopped
+    container, or one whose output is kept nowhere (--log-driver none), is one line."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    script = ("trap 'echo bye >&2; exit 5' TERM; i=0; "
+              "while [ $i -lt 3000 ]; do echo tick$i; i=$((i+1)); sleep 0.05; done")
+    img_ok(h, *run_args(h, "-d", "--name", "att", IMAGE, "sh", "-c", script))
+    img_ok(h, *run_args(h, "-d", "--name", "mute", "--log-driver", "none", IMAGE, "sleep", "600"))
+    try:
+        deadline = time.monotonic() + 20
+        while img_ok(h, "logs", "att").stdout.count("tick") < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc = subprocess.Popen([h.binary, "--root", h.root, "--image-root", h.image_root, "attach", "att"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **h.base_env})
+        try:
+            first = proc.stdout.readline().decode()
+            proc.stdout.readline()  # a second line: it follows
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+            proc.wait()
+        assert first.startswith("tick") and int(first[4:]) >= 5, first  # from now on, not from the start
+        assert proc.returncode == 5, (proc.returncode, err)
+        assert err.decode().endswith("bye\n"), err
+        assert "bye" not in out.decode()
+        assert img_ok(h, "wait", "att").stdout == "5\n"
+        one_line_error(img(h, "attach", "att"), "it is stopped")
+        one_line_error(img(h, "attach", "mute"), "kept nowhere", "--log-driver none")
+        one_line_error(img(h, "attach", "nope"), "'nope'")
+    finally:
+        img_ok(h, "rm", "-f", "att", "mute")
+
+
+def test_wait_ends_when_the_supervisor_that_would_note_the_exit_is_gone(images, busybox_archive):
+    """`mrun wait` waits for the exit code a detached container's supervisor notes. A supervisor
+    killed before it could (SIGKILL, the OOM killer) used to leave `wait` polling forever: now it
+    says so in one line. And a --log-driver none container (no log) still gets its exit code."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "quietexit", "--log-driver", "none", IMAGE, "sh", "-c", "sleep 0.3; exit 3"))
+    img_ok(h, *run_args(h, "-d", "--name", "orphan", IMAGE, "sleep", "600"))
+    try:
+        assert img_ok(h, "wait", "quietexit").stdout == "3\n"
+        bundle = os.path.join(h.image_root, "containers", "orphan")
+        with open(os.path.join(bundle, "supervisor.json")) as f:
+            supervisor = json.load(f)["pid"]
+        assert supervisor != json.loads(h.mrun("state", "orphan").stdout)["pid"]
+        os.kill(supervisor, signal.SIGKILL)  # ours: a test's own container's supervisor
+        img_ok(h, "kill", "orphan", "SIGKILL")
+        h.wait_status("orphan", "stopped")
+        r = img(h, "wait", "orphan", timeout=20)
+        one_line_error(r, "'orphan'", "supervisor ended before it noted the exit code")
+    finally:
+        img_ok(h, "rm", "-f", "quietexit", "orphan")

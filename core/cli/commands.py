@@ -437,6 +437,18 @@ COMMANDS = (
               default=False),),
     ),
     Command(
+        "attach",
+        "docker's attach: a running `mrun run -d` container's output from now on, signals passed on, its exit code",
+        "attach.attach",
+        (Arg("container-id", "the container"),),
+        (
+            Flag("sig-proxy", "pass the signals we get on to the container (--sig-proxy=false: ^C detaches)",
+                 kind=bool, default=True),
+            Flag("no-stdin", "docker's: its standard input is never attached here anyway (/dev/null since -d)",
+                 kind=bool, default=False),
+        ),
+    ),
+    Command(
         "wait",
         "wait until containers of `mrun run -d` stop, and print each one's exit code",
         "image_verbs.wait",

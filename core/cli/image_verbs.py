@@ -833,20 +833,14 @@ def wait(g: dict[str, Any], container_ids: list[str]) -> int:
     recorded: only a `mrun run -d` container has one)."""
     import time as clock
 
-    from mrun.images.supervisor import exit_of
+    from mrun.images.supervisor import exit_code
 
     def one(cid: str) -> None:
         runtime = _rt(g)
-        bundle = runtime.store.load(cid).bundle
-        while True:
-            stopped = _stopped_or_gone(runtime, cid)
-            ended = exit_of(bundle) if stopped else None
-            if ended is not None and ended.get("exit_code") is not None:
-                print(ended["exit_code"])
-                return
-            if stopped and not os.path.exists(os.path.join(bundle, "log")):
-                raise MrunError(f"container {cid!r} stopped, but no exit code was kept (only `mrun run -d` keeps one)")
+        runtime.store.load(cid)  # one that is not there is said at once
+        while (code := exit_code(runtime, cid)) is None:
             clock.sleep(0.05)
+        print(code)
 
     return _each(container_ids, "wait", one)
 

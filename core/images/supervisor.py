@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 EXIT_FILE = "exit.json"
+SUPERVISOR_FILE = "supervisor.json"  # its pid and start time: whether it still lives to note the exit
 STOPPED_FILE = "stopped"  # in the bundle: the user stopped it, so its restart policy rests
 BACKOFF_FIRST, BACKOFF_MAX, BACKOFF_RESET = 0.1, 60.0, 10.0  # docker's restart manager's seconds
 
@@ -152,6 +153,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
     try:
         os.setsid()
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+        _note_self(bundle)
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, 0)
         relay = Relay(bundle, **_log_options(bundle))
@@ -335,6 +337,54 @@ def _record(bundle: str, code: int | None, restarts: int, restarting: bool) -> N
                                                               "restarts": restarts, "restarting": restarting})
     except OSError:
         pass  # removed meanwhile (`mrun rm -f`): nothing left to report to
+
+
+def _note_self(bundle: str) -> None:
+    from mrun.kernel.proc import start_time
+
+    jsonio.replace_file(os.path.join(bundle, SUPERVISOR_FILE), {"pid": os.getpid(), "start": start_time(os.getpid())})
+
+
+def supervisor_gone(bundle: str) -> bool | None:
+    """Whether the container's supervisor has ended (by its noted pid and start time, so never
+    another process that took the pid); None where none was noted (a container of an older mrun,
+    or not of `mrun run -d`)."""
+    from mrun.kernel.proc import is_alive
+
+    try:
+        doc = jsonio.load_file(os.path.join(bundle, SUPERVISOR_FILE))
+        pid, start = int(doc["pid"]), doc.get("start")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return not is_alive(pid, start if isinstance(start, int) else None)
+
+
+def exit_code(runtime: Any, container_id: str) -> int | None:
+    """The container's exit code once it has stopped and its supervisor has noted it (`wait`,
+    `attach`); None while it runs or the note is on its way. A container stopped for good
+    without one (its supervisor killed before it could note it, or one not of `mrun run -d`)
+    is an error: waiting for it would never end."""
+    from mrun.errors import NotFound
+    from mrun.status import Status
+
+    try:
+        record = runtime.store.load(container_id)
+    except NotFound:  # removed by its supervisor once stopped (`mrun run -d --rm`)
+        raise MrunError(f"container {container_id!r} is gone (removed once it stopped, as --rm does)")
+    if runtime.status(record) != Status.STOPPED:
+        return None
+    for last_look in (False, True):
+        ended = exit_of(record.bundle)
+        if ended is not None and isinstance(ended.get("exit_code"), int):
+            return ended["exit_code"]
+        gone = supervisor_gone(record.bundle)
+        if gone is False or (gone is None and not last_look and restartable(record)):
+            return None  # it is noting it
+        if not last_look:
+            continue  # noted between our two looks
+    if supervisor_gone(record.bundle) is None and not restartable(record):
+        raise MrunError(f"container {container_id!r} stopped, but no exit code was kept (only `mrun run -d` keeps one)")
+    raise MrunError(f"container {container_id!r} stopped, but its supervisor ended before it noted the exit code")
 
 
 def exit_of(bundle: str) -> dict[str, Any] | None:
