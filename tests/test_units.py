@@ -896,7 +896,8 @@ def test_a_rotation_killed_between_its_renames_never_pairs_a_log_with_another_s_
     its log), and the next supervisor puts each index back beside its log before writing."""
     from mrun.images import log_relay
 
-    bundle = str(tmp_path)
+    bundle = str(tmp_path / "log.times" / "c")  # a directory of that name above does not confuse the pairing
+    os.makedirs(bundle)
     relay = log_relay.Relay(bundle, max_size=100, max_files=3)
     n = 0
     while not os.path.exists(os.path.join(bundle, "log.2")):  # three files' worth, each with its index
@@ -936,7 +937,7 @@ def test_a_rotation_killed_between_its_renames_never_pairs_a_log_with_another_s_
     for name in os.listdir(bundle):  # each index beside its log
         if name.startswith("log.times"):
             with open(os.path.join(bundle, name), "rb") as f:
-                assert log_relay.indexed_log(bundle, f, "") == os.path.join(bundle, name.replace("log.times", "log"))
+                assert log_relay.indexed_log(bundle, f, "") == os.path.join(bundle, "log" + name[len("log.times"):])
 
 
 def test_a_log_read_whole_or_from_its_tail_gives_each_stream_its_bytes_in_order(tmp_path):

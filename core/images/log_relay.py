@@ -182,13 +182,19 @@ def repair(bundle: str) -> None:
     for times in (os.path.join(bundle, TIMES), *rotated(bundle, TIMES)):
         try:
             with open(times, "rb") as f:
-                log = indexed_log(bundle, f, times.replace(TIMES, LOG, 1))
+                log = indexed_log(bundle, f, _partner(times, TIMES, LOG))
             if log is None:
                 os.unlink(times)
-            elif log != times.replace(TIMES, LOG, 1):
-                os.replace(times, log.replace(os.path.join(bundle, LOG), os.path.join(bundle, TIMES), 1))
+            elif log != _partner(times, TIMES, LOG):
+                os.replace(times, _partner(log, LOG, TIMES))
         except OSError:  # gone meanwhile, or the container with it
             continue
+
+
+def _partner(path: str, name: str, other: str) -> str:
+    """``log.times.2`` -> ``log.2`` (and back): the name of the pair's other file, in its directory."""
+    directory, base = os.path.split(path)
+    return os.path.join(directory, other + base[len(name):])
 
 
 def rotated(bundle: str, name: str = LOG) -> list[str]:
@@ -219,7 +225,7 @@ class TimedReader:
             times = self.pending.pop(0)
             try:
                 with open(times, "rb") as t:
-                    log = indexed_log(self.bundle, t, times.replace(TIMES, LOG, 1))
+                    log = indexed_log(self.bundle, t, _partner(times, TIMES, LOG))
                     if log is not None:
                         with open(log, "rb") as f:
                             yield from _pieces(t, f, since_ns, until_ns, whole)
