@@ -2200,3 +2200,34 @@ def test_wait_ends_when_the_supervisor_that_would_note_the_exit_is_gone(images, 
         one_line_error(r, "'orphan'", "supervisor ended before it noted the exit code")
     finally:
         img_ok(h, "rm", "-f", "quietexit", "orphan")
+
+
+def test_history_and_info_as_docker(images, busybox_archive):
+    """`mrun history` (and `image history`): the image's steps newest first, its id on the newest,
+    each layer's size beside its step; -q, --no-trunc, --format. `mrun info` (and `system info`):
+    counts of containers by state and of images, the cgroup version this host runs, the
+    backends; --format over docker's field names, {{json .}} whole."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    image_id = json.loads(img_ok(h, "images", "--format", "json").stdout)[0]["config"].removeprefix("sha256:")
+    rows = img_ok(h, "history", IMAGE).stdout.splitlines()
+    assert rows[0].split()[:2] == ["IMAGE", "CREATED"] and rows[1].startswith(image_id[:12] + " "), rows
+    assert all(row.startswith("<missing> ") for row in rows[2:]) and len(rows) >= 2
+    assert img_ok(h, "image", "history", IMAGE).stdout.splitlines() == rows
+    assert img_ok(h, "history", "-q", "--no-trunc", IMAGE).stdout.splitlines()[0] == image_id
+    manifest_layers = json.loads(img_ok(h, "image", "inspect", IMAGE).stdout)
+    sizes = img_ok(h, "history", "-H=false", "--format", "{{.Size}}", IMAGE).stdout.split()
+    assert sum(map(int, sizes)) == manifest_layers["size"], (sizes, manifest_layers["size"])
+    one_line_error(img(h, "history", "nope"), "'nope' not found")
+    one_line_error(img(h, "history", "--format", "{{.Nope}}", IMAGE), "Nope")
+    img_ok(h, *run_args(h, "-d", "--name", "inforun", IMAGE, "sleep", "600"))
+    try:
+        doc = json.loads(img_ok(h, "info", "--format", "{{json .}}").stdout)
+        assert (doc["Containers"], doc["ContainersRunning"], doc["Images"]) == (1, 1, 1), doc
+        expected = "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
+        assert doc["CgroupVersion"] == expected and "linux" in doc["Backends"] and "wasm" in doc["Backends"]
+        assert img_ok(h, "system", "info", "-f", "{{.ContainersRunning}}/{{.Containers}}").stdout == "1/1\n"
+        text = img_ok(h, "info").stdout
+        assert "Containers: 1\n Running: 1\n" in text and f"Cgroup Version: {expected}\n" in text
+    finally:
+        img_ok(h, "rm", "-f", "inforun")

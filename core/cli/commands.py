@@ -299,11 +299,11 @@ COMMANDS = (
     Command(
         "image",
         "image inspect NAME | image prune (remove what nothing uses) | image wasm FILE.wasm NAME (make a wasm image)"
-        " | image ls | image rm NAME | image tag NAME NEW",
+        " | image ls | image rm NAME | image tag NAME NEW | image history NAME",
         "image_verbs.image",
         (
-            Arg("action", "ls, rm, tag, inspect, prune or wasm"),
-            Arg("image", "the image (inspect, rm, tag), or the .wasm file (wasm)", required=False),
+            Arg("action", "ls, rm, tag, inspect, history, prune or wasm"),
+            Arg("image", "the image (inspect, rm, tag, history), or the .wasm file (wasm)", required=False),
             Arg("name", "the new image's name (wasm, tag)", required=False),
         ),
         (_LIST_FORMAT_F, Flag("quiet", "ls: print only ids", kind=bool, short="q", default=False)),
@@ -340,7 +340,31 @@ COMMANDS = (
         "system prune: remove what killed or crashed commands left (half-created containers, orphaned "
         "snapshots, partial downloads, stale leases, empty cgroup parents); never a live container or an image",
         "system_verbs.system",
-        (Arg("action", "prune"),),
+        (Arg("action", "prune, or info (as `mrun info`)"),),
+        (Flag("format", "info: docker's Go template ({{.CgroupVersion}}, {{json .}})", short="f", default=""),),
+    ),
+    Command(
+        "info",
+        "docker's info: containers (running, paused, stopped), images, drivers, cgroup version, backends, host",
+        "info.info",
+        (),
+        (Flag("format", "docker's Go template over its fields ({{.CgroupVersion}}, {{.ContainersRunning}}, "
+              "{{json .}})", short="f", default=""),),
+    ),
+    Command(
+        "history",
+        "docker's history: an image's build steps, newest first, with their layers' sizes",
+        "history.history",
+        (Arg("image", "name or id"),),
+        (
+            Flag("format", "docker's Go template ({{.ID}}, {{.CreatedSince}}, {{.CreatedAt}}, {{.CreatedBy}}, "
+                 "{{.Size}}, {{.Comment}}; table ... adds a header)", default=""),
+            Flag("quiet", "only the image id (and <missing> for the steps before it)", kind=bool, short="q",
+                 default=False),
+            Flag("no-trunc", "the whole command of each step and the whole id", kind=bool, default=False),
+            Flag("human", "sizes and times for people (-H=false: bytes and RFC 3339)", kind=bool, short="H",
+                 default=True),
+        ),
     ),
     Command(
         "network",

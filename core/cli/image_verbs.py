@@ -159,6 +159,12 @@ def image(g: dict[str, Any], action: str, image: str | None, name: str | None, f
         name, entry = store.image(image)
         print(jsonio.dumps({"name": name, **entry, "config": store.read_json(entry["config"])}, indent=2))
         return 0
+    if action == "history":
+        from mrun.cli.history import history
+
+        if not image:
+            raise InvalidSpec("image history: name the image")
+        return history(g, image, "" if format in ("table", "") else format, quiet)
     if action == "prune":
         from mrun.images.gc import prune
 
@@ -166,7 +172,7 @@ def image(g: dict[str, Any], action: str, image: str | None, name: str | None, f
             for what in prune(store):
                 print(f"removed {what}")
         return 0
-    raise InvalidSpec(f"image: unknown action {action!r} (ls, rm, tag, inspect, prune or wasm)")
+    raise InvalidSpec(f"image: unknown action {action!r} (ls, rm, tag, inspect, history, prune or wasm)")
 
 
 ENV_FILE_LINE_MAX = 64 << 10  # docker's bufio.Scanner token limit

@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 # Docker-like verbs: no caller depends on being their process's ancestor.
 WARM_VERBS = frozenset(
     ("load", "pull", "push", "save", "images", "rmi", "image", "inspect", "system", "network", "logs", "stop", "rm",
-     "explain")
+     "explain", "info", "history")
 )
 
 

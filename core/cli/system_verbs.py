@@ -17,9 +17,15 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def system(g: dict[str, Any], action: str) -> int:
+def system(g: dict[str, Any], action: str, format: str = "") -> int:  # noqa: A002
+    if action == "info":
+        from mrun.cli.info import info
+
+        return info(g, format)
+    if format:
+        raise MrunError(f"system {action}: --format is info's")
     if action != "prune":
-        raise MrunError(f"system: unknown action {action!r} (prune)")
+        raise MrunError(f"system: unknown action {action!r} (prune, info)")
     for what in prune(g):
         print(f"removed {what}")
     return 0
