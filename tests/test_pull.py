@@ -11,7 +11,7 @@ import subprocess
 import pytest
 from conftest import IMAGE, img, img_ok, one_line_error, run_args
 from registry import PASSWORD, USER, Registry
-from test_containerd import build_wasm_archive
+from test_containerd import WASM_IMAGE, build_wasm_archive
 from test_images import multi_platform_layout
 
 CREDS = f"{USER}:{PASSWORD}"
@@ -247,6 +247,16 @@ def test_push_then_pull_back_and_run(images, registry, busybox_archive, tmp_path
     out = h.mrun("--image-root", other, *run_args(h, "--rm", dest, "echo", "pushed and pulled"))
     assert out.returncode == 0 and out.stdout == "pushed and pulled\n", out.stderr
     assert h.mrun("--image-root", other, "rmi", dest).returncode == 0
+    img_ok(h, "load", build_wasm_archive(str(tmp_path)))  # a wasm image goes the same way
+    img_ok(h, "image", "wasm", os.path.join(os.path.dirname(__file__), "..", "examples", "wasm", "hello.wasm"),
+           "localhost/made:1")
+    for name in (WASM_IMAGE, "localhost/made:1"):
+        wasm_dest = f"{registry.host}/mrun/pushed-{name.split('/')[1].replace(':', '-')}:1"
+        img_ok(h, "push", "--creds", CREDS, name, wasm_dest)
+        assert h.mrun("--image-root", other, "pull", "--creds", CREDS, wasm_dest).returncode == 0
+        ran = h.mrun("--image-root", other, *run_args(h, "--rm", wasm_dest))
+        assert ran.returncode in (0, 3) and "hello from wasm32-wasi" in ran.stdout, ran.stderr
+        assert h.mrun("--image-root", other, "rmi", wasm_dest).returncode == 0
 
 
 def test_an_upload_location_on_another_host_gets_no_credentials(images, busybox_archive):
