@@ -969,3 +969,43 @@ def test_a_log_read_whole_or_from_its_tail_gives_each_stream_its_bytes_in_order(
     with open(os.path.join(str(tmp_path), "log"), "rb") as f:
         assert b"".join(p[1] for p in reader.read()) == f.read()[start:]
     reader.close()
+
+
+def test_a_copied_log_keeps_its_times(tmp_path):
+    """A container's files copied elsewhere (a backup restored, the image root moved with rsync)
+    have new inodes, which no index names: `logs` and `logs -t` still read every line with its
+    time, and the next supervisor makes each index name its log again, so rotations after it
+    pair as before."""
+    import shutil
+
+    from mrun.images import log_relay
+
+    original = str(tmp_path / "a")
+    os.makedirs(original)
+    relay = log_relay.Relay(original, max_size=100, max_files=3)
+    for n in range(1, 40):
+        relay._take(1 + n % 2, f"line {n}\n".encode(), n)  # both streams
+    copy = str(tmp_path / "b")
+    shutil.copytree(original, copy)
+
+    def read(bundle: str) -> list[int]:
+        reader = log_relay.TimedReader(bundle)
+        try:
+            got = list(reader.read())
+        finally:
+            reader.close()
+        assert all(text == f"line {at}\n".encode() and stream == 1 + at % 2 for at, text, _s, stream in got), got
+        return [at for at, *_ in got]
+
+    kept = read(original)
+    assert kept[-1] == 39 and kept == list(range(kept[0], 40))
+    assert read(copy) == kept  # not one line lost for the new inodes
+    relay = log_relay.Relay(copy, max_size=100, max_files=3)  # the next supervisor, on the copy
+    for n in range(40, 60):
+        relay._take(1 + n % 2, f"line {n}\n".encode(), n)
+    after = read(copy)
+    assert after[-1] == 59 and after == list(range(after[0], 60)), after
+    for name in os.listdir(copy):  # each index names the inode of the log beside it
+        if name.startswith("log.times"):
+            with open(os.path.join(copy, name), "rb") as f:
+                assert log_relay.indexed_log(copy, f, "") == os.path.join(copy, "log" + name[len("log.times"):])

@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # typing's import is not paid by a supervisor
 
 LOG, TIMES = "log", "log.times"
 CHUNK = 1 << 20  # of an index, read at a time
-HEADER = b"log"  # an index's first line: ``log <the inode of the log it indexes>``
+HEADER = b"log"  # an index's first line: ``log <the inode of the log it indexes, 20 digits>``
 LONGEST = 16 << 10
 
 
@@ -67,7 +67,7 @@ class Relay:
         log = os.fstat(self.log)
         self.size = log.st_size
         if os.fstat(self.times).st_size == 0:
-            _write_all(self.times, f"{HEADER.decode()} {log.st_ino}\n".encode())
+            _write_all(self.times, _header(log.st_ino))
 
     def fds(self) -> list[int]:
         """What a supervisor keeps open for the relay (everything else it closes)."""
@@ -158,27 +158,71 @@ def indexed(bundle: str) -> bool:
     return os.path.exists(os.path.join(bundle, TIMES)) or bool(rotated(bundle, TIMES))
 
 
-def indexed_log(bundle: str, times: Any, named: str) -> str | None:
-    """The log the open index ``times`` indexes: the one of the container's logs with the inode
-    its first line names; ``named`` for an index without that line (noted by an older mrun);
-    None when that log is gone."""
+def _header(inode: int) -> bytes:
+    return b"%s %020d\n" % (HEADER, inode)  # fixed width: rewritten in place after a copy (repair)
+
+
+def _noted_inode(times: Any) -> int | None:
     head = times.readline().split()
     times.seek(0)
-    if len(head) != 2 or head[0] != HEADER or not head[1].isdigit():
-        return named
+    return int(head[1]) if len(head) == 2 and head[0] == HEADER and head[1].isdigit() else None
+
+
+def _inodes(bundle: str) -> dict[int, str]:
+    """The container's logs by inode."""
+    found = {}
     for path in (os.path.join(bundle, LOG), *rotated(bundle)):
         try:
-            if os.stat(path).st_ino == int(head[1]):
-                return path
+            found[os.stat(path).st_ino] = path
         except OSError:
             continue
-    return None
+    return found
+
+
+def _copied(bundle: str, logs: dict[int, str]) -> bool:
+    """Whether the container's files were copied (a backup restored, the image root moved):
+    indexes name logs, and not one of them a log here. A rotation cut short leaves at most the
+    oldest index without its log, never all of them."""
+    noted = []
+    for times in (os.path.join(bundle, TIMES), *rotated(bundle, TIMES)):
+        try:
+            with open(times, "rb") as f:
+                noted.append(_noted_inode(f))
+        except OSError:
+            continue
+    named = [n for n in noted if n is not None]
+    return bool(named) and not any(n in logs for n in named)
+
+
+def indexed_log(bundle: str, times: Any, named: str) -> str | None:
+    """The log the open index ``times`` indexes: the one of the container's logs with the inode
+    its first line names; ``named`` for an index without that line (noted by an older mrun) or
+    in a copy of the container's files (where every inode is new); None when that log is gone."""
+    inode = _noted_inode(times)
+    if inode is None:
+        return named
+    logs = _inodes(bundle)
+    if inode in logs:
+        return logs[inode]
+    return named if os.path.exists(named) and _copied(bundle, logs) else None
 
 
 def repair(bundle: str) -> None:
     """Before a supervisor writes: each index goes where its log is (``log.times.2`` beside
     ``log.2``), an index whose log is gone is removed. Needed only after a rotation was
-    interrupted (its renames are two steps); a reader pairs them without it."""
+    interrupted (its renames are two steps); a reader pairs them without it. In a copy of the
+    container's files, each index is first made to name the inode of the log beside it."""
+    if _copied(bundle, _inodes(bundle)):
+        for times in (os.path.join(bundle, TIMES), *rotated(bundle, TIMES)):
+            try:
+                header = _header(os.stat(_partner(times, TIMES, LOG)).st_ino)
+                with os.fdopen(os.open(times, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW), "r+b") as f:
+                    first = f.readline()
+                    f.seek(0)
+                    if len(first) == len(header) and first.startswith(HEADER + b" "):
+                        f.write(header)  # in place: the same width
+            except OSError:
+                continue
     for times in (os.path.join(bundle, TIMES), *rotated(bundle, TIMES)):
         try:
             with open(times, "rb") as f:
