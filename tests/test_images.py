@@ -464,8 +464,13 @@ def test_a_container_without_a_network_meets_itself_on_localhost(images, busybox
     meet ("Network is unreachable", and `localhost` resolved nowhere)."""
     h = images
     img_ok(h, "load", busybox_archive)
-    script = ("nc -l -p 7000 > /tmp/got & sleep 0.3; echo hi | nc localhost 7000; sleep 0.3; cat /tmp/got; "
-              "cat /etc/hostname; hostname")
+    # the client tries until the server listens, and the server's file is read once written:
+    # fixed sleeps of 0.3 s lost "hi" on a loaded CI machine. The server's stdin never ends: at
+    # the end of /dev/null busybox's nc may leave before it has read what came.
+    script = ("sleep 60 | nc -l -p 7000 > /tmp/got & "
+              "for i in $(seq 1 200); do echo hi | nc localhost 7000 2>/dev/null; [ -s /tmp/got ] && break; "
+              "sleep 0.05; done; "
+              "cat /tmp/got; cat /etc/hostname; hostname")
     r = img_ok(h, *run_args(h, "--rm", "--network", "none", "--hostname", "alone", IMAGE, "sh", "-c", script))
     assert r.stdout.split() == ["hi", "alone", "alone"], r.stdout + r.stderr
 
