@@ -62,7 +62,18 @@ def image_leftovers(h) -> list[str]:
 
 
 def settle(h, cid: str = "", env: dict[str, str] | None = None) -> None:
-    """What a user runs after a crash: rm -f of the container they know, then system prune."""
+    """What a user runs after a crash: rm -f of the container they know, then system prune. First,
+    the killed command is gone whole: a warm one's work runs in the template's child, which the
+    kernel SIGKILLs as the caller dies and which may still hold a blob's lock for a moment (a
+    prune then rightly keeps the lock file, and the child's death leaves it)."""
+    from mrun.state import held_by_someone
+
+    blobs = os.path.join(h.image_root, "blobs", "sha256")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(
+            held_by_someone(os.path.join(blobs, n)) for n in (os.listdir(blobs) if os.path.isdir(blobs) else ())
+            if n.endswith(".lock")):
+        time.sleep(0.02)
     if cid:
         r = img(h, "rm", "-f", cid, env=env)
         assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr

@@ -1009,3 +1009,26 @@ def test_a_copied_log_keeps_its_times(tmp_path):
         if name.startswith("log.times"):
             with open(os.path.join(copy, name), "rb") as f:
                 assert log_relay.indexed_log(copy, f, "") == os.path.join(copy, "log" + name[len("log.times"):])
+
+
+def test_thawing_a_v1_cgroup_removed_meanwhile_is_done():
+    """`mrun stop` SIGKILLs a container frozen (no fork outruns it), then thaws it: its processes
+    die, and a `run -d --rm` supervisor removes the cgroup at once. The thaw's read-back then
+    found no freezer.state, and `stop` failed ("No such file or directory") on a container it had
+    stopped. A cgroup gone while thawing is thawed; freezing one that is gone still fails."""
+    from mrun.cgroups.v1 import CgroupV1
+
+    base = "/sys/fs/cgroup/freezer"
+    if not os.path.isdir(base):
+        pytest.skip("no v1 freezer hierarchy on this host (the v2 driver reads cgroup.events, which cannot fail so)")
+    path = os.path.join(base, f"mrun-test-{uuid.uuid4().hex[:8]}")
+    os.mkdir(path)
+    try:
+        cg = CgroupV1({"freezer": path})
+        cg.set_frozen(True)
+        cg.set_frozen(False)
+    finally:
+        os.rmdir(path)
+    cg.set_frozen(False)  # gone: nothing to thaw
+    with pytest.raises(MrunError):
+        cg.set_frozen(True)

@@ -163,9 +163,16 @@ class CgroupV1(Cgroup):
         state = "FROZEN" if frozen else "THAWED"
         deadline = time.monotonic() + 5
         while True:
-            write(os.path.join(path, "freezer.state"), state)
-            if read(os.path.join(path, "freezer.state")) == state:
-                return
+            try:
+                write(os.path.join(path, "freezer.state"), state)
+                if read(os.path.join(path, "freezer.state")) == state:
+                    return
+            except (OSError, MrunError):
+                # thawed, its processes died and whoever waited for them removed the cgroup
+                # (`run -d --rm`'s supervisor, as `stop` thaws what it killed): nothing is left to thaw
+                if not frozen and not os.path.isdir(path):
+                    return
+                raise
             if time.monotonic() > deadline:
                 raise MrunError(f"cgroup {path} did not reach {state}")
             time.sleep(0.001)
