@@ -251,7 +251,15 @@ def _run(h, ours, state: str, cid: str, bundle: str, out_path: str, more: bool =
                      [null.fileno(), out.fileno(), out.fileno()])
     answer = spawner.recv(ours)[0]
     assert "pid" in answer, answer
-    fds = _descriptors(answer["pid"], cid)
+    # Once settled: the answer may come a moment before the init has closed everything it is to
+    # close (seen on a loaded machine: two pipes listed, gone when their holders were looked up).
+    # Pipes that stay are still a difference, and fail below.
+    fds, deadline = _descriptors(answer["pid"], cid), time.monotonic() + 5
+    while (again := _descriptors(answer["pid"], cid)) != fds or any(t == "pipe:[]" for _, t in fds):
+        if time.monotonic() > deadline:
+            break
+        fds = again
+        time.sleep(0.05)
     subprocess.run([h.binary, "--root", state, "start", cid], check=True, capture_output=True, timeout=30)
     deadline = time.monotonic() + 20
     while os.path.exists(f"/proc/{answer['pid']}") and open(f"/proc/{answer['pid']}/stat").read().split()[2] != "Z":
