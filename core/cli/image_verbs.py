@@ -51,14 +51,10 @@ def pull(g: dict[str, Any], image: str, platform: str, insecure: bool, creds: st
 
 
 def push(g: dict[str, Any], image: str, destination: str, insecure: bool, creds: str) -> int:
-    from mrun.images.reference import Reference
     from mrun.images.registry import push as push_image
 
-    store = _store(g)
-    digest = push_image(store, image, destination or "", insecure, creds)
-    ref = Reference(destination or store.image(image)[0])
-    size = len(store.read_blob(store.image(image)[1]["manifest"]))
-    print(f"{ref.tag}: digest: {digest} size: {size}")  # as docker's push ends
+    tag, digest, size = push_image(_store(g), image, destination or "", insecure, creds)
+    print(f"{tag}: digest: {digest} size: {size}")  # as docker's push ends
     return 0
 
 

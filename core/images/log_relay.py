@@ -171,7 +171,7 @@ def _noted_inode(times: Any) -> int | None:
 def _inodes(bundle: str) -> dict[int, str]:
     """The container's logs by inode."""
     found = {}
-    for path in (os.path.join(bundle, LOG), *rotated(bundle)):
+    for path in _current_and_rotated(bundle, LOG):
         try:
             found[os.stat(path).st_ino] = path
         except OSError:
@@ -184,7 +184,7 @@ def _copied(bundle: str, logs: dict[int, str]) -> bool:
     indexes name logs, and not one of them a log here. A rotation cut short leaves at most the
     oldest index without its log, never all of them."""
     noted = []
-    for times in (os.path.join(bundle, TIMES), *rotated(bundle, TIMES)):
+    for times in _current_and_rotated(bundle, TIMES):
         try:
             with open(times, "rb") as f:
                 noted.append(_noted_inode(f))
@@ -213,7 +213,7 @@ def repair(bundle: str) -> None:
     interrupted (its renames are two steps); a reader pairs them without it. In a copy of the
     container's files, each index is first made to name the inode of the log beside it."""
     if _copied(bundle, _inodes(bundle)):
-        for times in (os.path.join(bundle, TIMES), *rotated(bundle, TIMES)):
+        for times in _current_and_rotated(bundle, TIMES):
             try:
                 header = _header(os.stat(_partner(times, TIMES, LOG)).st_ino)
                 with os.fdopen(os.open(times, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW), "r+b") as f:
@@ -223,7 +223,7 @@ def repair(bundle: str) -> None:
                         f.write(header)  # in place: the same width
             except OSError:
                 continue
-    for times in (os.path.join(bundle, TIMES), *rotated(bundle, TIMES)):
+    for times in _current_and_rotated(bundle, TIMES):
         try:
             with open(times, "rb") as f:
                 log = indexed_log(bundle, f, _partner(times, TIMES, LOG))
@@ -239,6 +239,10 @@ def _partner(path: str, name: str, other: str) -> str:
     """``log.times.2`` -> ``log.2`` (and back): the name of the pair's other file, in its directory."""
     directory, base = os.path.split(path)
     return os.path.join(directory, other + base[len(name):])
+
+
+def _current_and_rotated(bundle: str, name: str) -> list[str]:
+    return [os.path.join(bundle, name), *rotated(bundle, name)]
 
 
 def rotated(bundle: str, name: str = LOG) -> list[str]:
@@ -328,9 +332,18 @@ def replaced(path: str, f: Any) -> bool:
         return False
 
 
-def _entry_offset(line: bytes) -> int | None:
+def _entry(line: bytes) -> tuple[int, int, int, bool, int] | None:
+    """An index line: (offset, ns, stream, whether it starts a line, length); None for the header
+    or anything else that is not an entry."""
     fields = line.split()
-    return int(fields[0]) if len(fields) == 5 and fields[0].isdigit() and line.endswith(b"\n") else None
+    if len(fields) != 5 or not all(f.isdigit() for f in (fields[0], fields[1], fields[4])):
+        return None
+    return int(fields[0]), int(fields[1]), 2 if fields[2] == b"2" else 1, fields[3] == b"s", int(fields[4])
+
+
+def _entry_offset(line: bytes) -> int | None:
+    entry = _entry(line) if line.endswith(b"\n") else None  # a line being written is none yet
+    return entry[0] if entry is not None else None
 
 
 def _seek_entry(times: Any, offset: int) -> None:
@@ -365,45 +378,47 @@ def _pieces(times: Any, log: Any, since_ns: int, until_ns: int, whole: bool = Fa
         raw = times.read(CHUNK)
         done = raw.rfind(b"\n") + 1
         times.seek(start + done)
-        run: list = []  # whole: the run of one stream being gathered: time, offset, end, stream, starts
         lines = raw[:done].splitlines()
+        span = None
         if whole and not (since_ns or until_ns) and b" 2 " not in raw[:done]:  # no stderr entry (" 2 ": the
-            lines = _ends(lines)  # stream field, nothing else): the chunk's first and last entries say it all
-        for line in lines:
-            fields = line.split()
-            if len(fields) != 5 or not all(f.isdigit() for f in (fields[0], fields[1], fields[4])):
-                continue
-            at = int(fields[1])
-            if (since_ns and at < since_ns) or (until_ns and at > until_ns):
-                continue
-            offset, length, stream = int(fields[0]), int(fields[4]), 2 if fields[2] == b"2" else 1
-            if whole:
-                if run and run[3] == stream and run[2] == offset and run[2] - run[1] < CHUNK:
-                    run[2] = offset + length
+            span = _span(lines)  # stream field, nothing else): the chunk's first and last entries say it all
+        if span is not None:
+            yield _run(log, span)
+        else:
+            run: list = []  # whole: the run of one stream being gathered: ns, offset, end, stream, starts
+            for entry in map(_entry, lines):
+                if entry is None:
                     continue
-                if run:
-                    yield _run(log, run)
-                run = [at, offset, offset + length, stream, fields[3] == b"s"]
-                continue
-            log.seek(offset)
-            yield at, log.read(length), fields[3] == b"s", stream
-        if run:
-            yield _run(log, run)
+                offset, at, stream, starts, length = entry
+                if (since_ns and at < since_ns) or (until_ns and at > until_ns):
+                    continue
+                if not whole:
+                    log.seek(offset)
+                    yield at, log.read(length), starts, stream
+                elif run and run[3] == stream and run[2] == offset and run[2] - run[1] < CHUNK:
+                    run[2] = offset + length
+                else:
+                    if run:
+                        yield _run(log, run)
+                    run = [at, offset, offset + length, stream, starts]
+            if run:
+                yield _run(log, run)
         if len(raw) < CHUNK or not done:
             return
 
 
-def _ends(lines: list[bytes]) -> list[bytes]:
-    """The first and last entries of ``lines``, the last as one run from the first: ``lines`` are
-    one stream's, each where the one before ends (what the relay writes); as they are when not."""
-    entries = [line for line in (lines[:2] + lines[-1:]) if len(line.split()) == 5]
-    if len(entries) < 2 or not all(f.isdigit() for e in entries for f in e.split()[::4]):
-        return lines
-    first, last = entries[0].split(), entries[-1].split()
-    length = int(last[0]) + int(last[4]) - int(first[0])
-    if not 0 <= length <= 8 * CHUNK:  # (long lines: read a run at a time, not the chunk's whole span)
-        return lines
-    return [b" ".join([*first[:4], str(length).encode()])]
+def _span(lines: list[bytes]) -> list | None:
+    """The run from the first entry of ``lines`` to the end of the last (ns, offset, end, stream 1,
+    starts), when ``lines`` are one stream's, each where the one before ends (what the relay
+    writes); None when there are not two entries, or the span is not a plausible run."""
+    entries = [e for e in map(_entry, lines[:2] + lines[-1:]) if e is not None]
+    if len(entries) < 2:
+        return None
+    first, last = entries[0], entries[-1]
+    end = last[0] + last[4]
+    if not 0 <= end - first[0] <= 8 * CHUNK:  # (long lines: read a run at a time, not the chunk's whole span)
+        return None
+    return [first[1], first[0], end, 1, first[3]]
 
 
 def _run(log: Any, run: list) -> Piece:

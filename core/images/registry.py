@@ -406,9 +406,10 @@ class RegistrySource(Source):
             progress.close()
 
 
-def push(store: ImageStore, image: str, destination: str = "", insecure: bool = False, creds: str = "") -> str:
+def push(store: ImageStore, image: str, destination: str = "", insecure: bool = False, creds: str = ""
+         ) -> tuple[str, str, int]:
     """docker's push: the image's blobs the registry lacks, then its manifest under the tag.
-    -> the manifest's digest."""
+    -> (the tag, the manifest's digest, its size)."""
     name, entry = store.image(image)
     ref = Reference(destination or name)
     if ref.digest:
@@ -435,7 +436,7 @@ def push(store: ImageStore, image: str, destination: str = "", insecure: bool = 
     finally:
         progress.close()
     media_type = manifest.get("mediaType") or OCI_MANIFEST
-    return registry.push_manifest(ref.tag, manifest_body, media_type)
+    return ref.tag, registry.push_manifest(ref.tag, manifest_body, media_type), len(manifest_body)
 
 
 def pull(

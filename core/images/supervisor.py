@@ -373,18 +373,22 @@ def exit_code(runtime: Any, container_id: str) -> int | None:
         raise MrunError(f"container {container_id!r} is gone (removed once it stopped, as --rm does)")
     if runtime.status(record) != Status.STOPPED:
         return None
-    for last_look in (False, True):
-        ended = exit_of(record.bundle)
-        if ended is not None and isinstance(ended.get("exit_code"), int):
-            return ended["exit_code"]
-        gone = supervisor_gone(record.bundle)
-        if gone is False or (gone is None and not last_look and restartable(record)):
-            return None  # it is noting it
-        if not last_look:
-            continue  # noted between our two looks
-    if supervisor_gone(record.bundle) is None and not restartable(record):
+    if (code := _noted_code(record.bundle)) is not None:
+        return code
+    gone = supervisor_gone(record.bundle)
+    if gone is False or (gone is None and restartable(record)):  # (None: an older mrun's, noted nowhere)
+        return None  # it is noting it
+    if (code := _noted_code(record.bundle)) is not None:  # noted between our two looks
+        return code
+    if gone is None:
         raise MrunError(f"container {container_id!r} stopped, but no exit code was kept (only `mrun run -d` keeps one)")
     raise MrunError(f"container {container_id!r} stopped, but its supervisor ended before it noted the exit code")
+
+
+def _noted_code(bundle: str) -> int | None:
+    ended = exit_of(bundle)
+    code = ended.get("exit_code") if ended is not None else None
+    return code if isinstance(code, int) else None
 
 
 def exit_of(bundle: str) -> dict[str, Any] | None:
