@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 
 from mrun.cli.common import _rt
@@ -29,6 +28,7 @@ PROXIED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.
 
 
 def attach(g: dict[str, Any], container_id: str, sig_proxy: bool = True, no_stdin: bool = False) -> int:
+    from mrun.cli.image_verbs import write_pieces
     from mrun.images import log_relay
     from mrun.images.supervisor import exit_code, stopped_by_user
 
@@ -55,7 +55,6 @@ def attach(g: dict[str, Any], container_id: str, sig_proxy: bool = True, no_stdi
             signal.signal(sig, lambda n, _f: caught.append(n))
     else:  # ^C detaches, as docker's --sig-proxy=false: the container goes on
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    out = {1: sys.stdout.buffer, 2: sys.stderr.buffer}
     try:
         while True:
             while caught:
@@ -65,14 +64,14 @@ def attach(g: dict[str, Any], container_id: str, sig_proxy: bool = True, no_stdi
                     runtime.kill(container_id, sig)
                 except (InvalidState, NotFound):
                     pass  # it ended meanwhile: its exit code comes below
-            _write(out, reader.read(whole=True))
+            write_pieces(reader.read(whole=True))
             try:
                 code = exit_code(runtime, container_id)
             except MrunError:
-                _write(out, reader.read(whole=True))  # what it wrote last
+                write_pieces(reader.read(whole=True))  # what it wrote last
                 raise
             if code is not None:
-                _write(out, reader.read(whole=True))
+                write_pieces(reader.read(whole=True))
                 return code
             time.sleep(0.05)
     except KeyboardInterrupt:  # --sig-proxy=false: detached, the container runs on
@@ -86,14 +85,3 @@ def _current_size(bundle: str) -> int:
         return os.path.getsize(os.path.join(bundle, "log"))
     except OSError:
         return 0
-
-
-def _write(out: dict[int, Any], pieces: Any) -> None:
-    last = 1
-    for _at, text, _starts, stream in pieces:
-        if stream != last:
-            out[last].flush()
-            last = stream
-        out[stream].write(text)
-    out[1].flush()
-    out[2].flush()

@@ -619,25 +619,31 @@ def _follow_timed(runtime: Any, container_id: str, reader: Any, follow: bool, ta
         starts = [i for i, piece in enumerate(pieces) if piece[2]]
         count = int(tail)
         pieces = [] if not count else pieces[starts[-count]:] if len(starts) >= count else pieces
-    out = {1: sys.stdout.buffer, 2: sys.stderr.buffer}
-    last = 1
     stopped = False
     while True:
-        for at, text, starts, stream in pieces:
-            if stream != last:  # in the order written, where both streams go to one place
-                out[last].flush()
-                last = stream
-            if timestamps and starts:
-                out[stream].write(f"{_rfc3339_nano(at)} ".encode())
-            out[stream].write(text)
-        out[1].flush()
-        out[2].flush()
+        write_pieces(pieces, timestamps)
         if not follow or stopped or (until_ns and time.time_ns() > until_ns):
             return 0
         stopped = runtime.status(runtime.store.load(container_id)) == Status.STOPPED  # then one read more
         if not stopped:
             time.sleep(0.1)
         pieces = reader.read(since_ns, until_ns, whole)
+
+
+def write_pieces(pieces: Any, timestamps: bool = False) -> None:
+    """A log's pieces (log_relay.TimedReader) on our stdout and stderr as their streams were, in
+    the order written where both go to one place; with ``timestamps``, each line's time first."""
+    out = {1: sys.stdout.buffer, 2: sys.stderr.buffer}
+    last = 1
+    for at, text, starts, stream in pieces:
+        if stream != last:
+            out[last].flush()
+            last = stream
+        if timestamps and starts:
+            out[stream].write(f"{_rfc3339_nano(at)} ".encode())
+        out[stream].write(text)
+    out[1].flush()
+    out[2].flush()
 
 
 def _rfc3339_nano(ns: int) -> str:
