@@ -13,6 +13,7 @@ import time
 
 from mrun import annotations as ann
 from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound
+from mrun.kernel import proc
 from mrun.kernel.proc import SIGKILL, exit_code
 from mrun.operations.options import CreateOptions
 from mrun.state import EXEC_FIFO, STARTED_FIFO, Record, Store, oci_state
@@ -193,8 +194,10 @@ class Runtime:
             except FileNotFoundError:
                 pass
         for sig in data:
-            if self.host.alive(record.pid, record.pid_start):
-                self.host.kill(record.pid, sig)
+            try:
+                self.host.kill(record.pid, record.pid_start, sig)
+            except ProcessLookupError:
+                break
 
     # -- inspection ----------------------------------------------------------------------
 
@@ -264,7 +267,7 @@ class Runtime:
             self._cgroup(record).kill_all(sig)
             return
         try:
-            self.host.kill(record.pid, sig)
+            self.host.kill(record.pid, record.pid_start, sig)
         except ProcessLookupError:
             raise InvalidState(f"cannot kill container {container_id!r}: container not running")
         if sig == SIGKILL and status == Status.PAUSED:
@@ -358,7 +361,7 @@ class Runtime:
             if cg.exists():
                 cg.kill_all(SIGKILL)
         try:
-            self.host.kill(record.pid, SIGKILL)
+            self.host.kill(record.pid, record.pid_start, SIGKILL)
         except ProcessLookupError:
             return
         deadline = time.monotonic() + timeout
@@ -483,19 +486,29 @@ def forward_signals(pid: int, on_winch: Callable[[], bool] | None = None) -> Cal
         signal.SIGWINCH,
     )
 
+    try:  # pinned: a signal that comes after the reaping must not reach the number's next owner
+        pinned = proc.pin(pid)
+    except ProcessLookupError:
+        pinned = -2  # gone already: nothing is passed on
+
     def forward(signum: int, _frame: Any) -> None:
         if signum == signal.SIGWINCH and on_winch is not None and on_winch():
             return
         try:
-            os.kill(pid, signum)
+            if pinned != -2:
+                proc.send(pinned, pid, signum)
         except ProcessLookupError:
             pass
 
     old = {s: signal.signal(s, forward) for s in forwarded}
 
     def restore() -> None:
+        nonlocal pinned
         for s, h in old.items():
             signal.signal(s, h)
+        if pinned >= 0:
+            os.close(pinned)
+            pinned = -2
 
     return restore
 

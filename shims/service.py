@@ -63,6 +63,7 @@ class Process:
         self.exit_status = 0
         self.exited_at = timestamp_pb2.Timestamp()
         self.exited = threading.Event()
+        self.reaped = False  # set with the reaping, under TaskService.lock: its pid is free from then on
         self.spec: dict | None = None  # an exec'd process's OCI process object
 
 
@@ -226,19 +227,34 @@ class TaskService:
     # -- the reaper ---------------------------------------------------------------------
 
     def reap_forever(self) -> None:
-        """We are a child subreaper: container inits end up as our children."""
+        """We are a child subreaper: container inits end up as our children. Each one is reaped
+        under the lock that signals go out under (``signal_child``), once seen to have ended and
+        not before: its number is its own until then, and freed for the next process after."""
         while True:
             try:
-                pid, status = os.waitpid(-1, 0)
-            except ChildProcessError:
+                ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
+                with self.lock:
+                    pid, status = os.waitpid(ended.si_pid, 0)
+                    watcher = self.watchers.pop(pid, None)
+                    if (proc := self.by_pid.get(pid)) is not None:
+                        proc.reaped = True
+            except ChildProcessError:  # none, or reaped by its other waiter (a helper's Popen)
                 time.sleep(0.05)
                 continue
-            self._reaped(pid, status)
+            self._reaped(pid, status, watcher)
 
-    def _reaped(self, pid: int, status: int) -> None:
+    def signal_child(self, proc: Process, sig: int) -> None:
+        """``sig`` to one of our own children that has not been reaped: never to its number
+        once another process may have it. ProcessLookupError once it has ended."""
+        with self.lock:
+            if proc.reaped or not proc.pid:
+                raise ProcessLookupError(proc.pid)
+            os.kill(proc.pid, sig)
+
+    def _reaped(self, pid: int, status: int, watcher: Callable[[int], None] | None = None) -> None:
+        """``watcher``: the one awaiting ``pid``, taken from ``watchers`` as it was reaped."""
         if pid in self.helper_pids:
             return
-        watcher = self.watchers.pop(pid, None)
         if watcher is not None:
             watcher(status)
             return
@@ -296,15 +312,17 @@ class TaskService:
             msg["annotations"] = runtime_options(req.options.type_url, req.options.value)
             # A pod's shim: the helper readies a worker for the next create once this one is done.
             msg["more"] = self.grouped or bool(self.sandboxes) or bool(self.tasks)
-            task.pid = self._spawn(msg, task)
+            pid = self._spawn(msg, task)
         except BaseException:
             if mounted:
                 unmount_all(rootfs)
             raise
         with self.lock:
+            task.pid = pid
             self.tasks[req.id] = task
             self.by_pid[task.pid] = task
             early = self._early_exit(task.pid, asked)
+            task.reaped = early is not None
         self._publish(
             events_pb2.TaskCreate(
                 container_id=req.id,
@@ -337,10 +355,12 @@ class TaskService:
         if proc.window and proc.spec is not None:  # sized before it runs, not just after
             proc.spec["consoleSize"] = {"width": proc.window[0], "height": proc.window[1]}
         asked = time.monotonic()
-        proc.pid = self._spawn({"id": task_id, "root": self.runtime.store.root, "process": proc.spec}, proc)
+        pid = self._spawn({"id": task_id, "root": self.runtime.store.root, "process": proc.spec}, proc)
         with self.lock:
+            proc.pid = pid
             self.by_pid[proc.pid] = proc
             early = self._early_exit(proc.pid, asked)
+            proc.reaped = early is not None
         self._publish(events_pb2.TaskExecStarted(container_id=task_id, exec_id=exec_id, pid=proc.pid))
         if early is not None:
             self._exited(proc, early)
@@ -408,7 +428,7 @@ class TaskService:
             raise TTRPCError(NOT_FOUND, f"{req.exec_id or req.id}: process already finished")
         try:
             if req.exec_id:
-                os.kill(proc.pid, req.signal)
+                self.signal_child(proc, req.signal)
             else:
                 self.runtime.kill(req.id, req.signal, req.all)
         except (InvalidState, NotFound, ProcessLookupError) as e:

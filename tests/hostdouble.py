@@ -78,7 +78,7 @@ class RecordingHost:
     def start_time(self, pid: int) -> int:
         return 1000 + pid
 
-    def kill(self, pid: int, sig: int) -> None:
+    def kill(self, pid: int, started: int | None, sig: int) -> None:
         self.calls.append(("kill", pid, sig))
         if pid not in self.running:
             raise ProcessLookupError(pid)

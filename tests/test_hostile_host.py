@@ -351,3 +351,137 @@ def test_a_forged_pids_directory_is_not_signalled(h, sentinel):
         _scrub(real)
     finally:
         _release(sentinel.pid, dirs)
+
+
+# A stranger given a container's number between mrun's check that the container still runs and
+# its signal. Numbers come round (pid_max is 32768 by default; a busy node wraps it in minutes), so
+# the window is real; here it is made certain: the test runs in a PID namespace of its own, where
+# ns_last_pid chooses the next number, and the check itself (proc.start_time) lets the victim end
+# and the stranger take its number before it answers.
+REUSE_SCRIPT = r"""
+import json, os, subprocess, sys, time
+from mrun.kernel import proc
+
+def stranger_at(pid):
+    with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+        f.write(str(pid - 1))
+    p = subprocess.Popen(["sleep", "60"])
+    assert p.pid == pid, (p.pid, pid)
+    return p
+
+def reused_while_checked(victim, after_calls=0):
+    real, calls, strangers = proc.start_time, [0], []
+    def start_time(pid):
+        value = real(pid)
+        if pid == victim.pid and not strangers:
+            calls[0] += 1
+            if calls[0] > after_calls:
+                victim.kill()
+                victim.wait()
+                strangers.append(stranger_at(pid))
+        return value
+    proc.start_time = start_time
+    return strangers, lambda: setattr(proc, "start_time", real)
+
+def outcome(strangers):
+    time.sleep(0.2)
+    alive = bool(strangers) and strangers[0].poll() is None
+    for s in strangers:
+        s.kill()
+        s.wait()
+    return "reused" if not strangers else ("spared" if alive else "killed")
+
+which, cgroup_dir = sys.argv[1], sys.argv[2]
+victim = subprocess.Popen(["sleep", "60"])
+started = proc.start_time(victim.pid)
+if which == "kill_if_same":
+    from mrun.operations.builder import kill_if_same
+    from mrun.operations.host import Host
+    strangers, undo = reused_while_checked(victim)
+    kill_if_same(Host(), victim.pid, started)
+    undo()
+elif which == "shim-exec":  # the shim has reaped an exec'd process and not yet noted its exit
+    import socket, threading
+    from mrun.shims.proto import task_pb2
+    from mrun.shims.service import Process, Task, TaskService
+    from mrun.shims.ttrpc import TTRPCError
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    service = TaskService("unit", cgroup_dir, ours, None)
+    task = Task(task_pb2.CreateTaskRequest(id="t"))
+    proc = task.execs["e"] = Process("t", "e", "", "", "", False)
+    service.tasks["t"] = task
+    victim.kill()  # that Popen's; this one is the shim's own child
+    victim.wait()
+    proc.pid = os.posix_spawn("/bin/sleep", ["sleep", "60"], os.environ)
+    service.by_pid[proc.pid] = proc
+    noting = threading.Event()
+    service._exited = lambda p, status: noting.wait()  # the exit being noted: its relay drained
+    threading.Thread(target=service.reap_forever, daemon=True).start()
+    os.kill(proc.pid, 9)
+    while os.path.exists(f"/proc/{proc.pid}"):
+        time.sleep(0.01)
+    strangers = [stranger_at(proc.pid)]
+    try:
+        service.kill(task_pb2.KillRequest(id="t", exec_id="e", signal=15).SerializeToString(), None)
+    except TTRPCError:
+        pass
+else:  # a cgroup's members, listed and then signalled
+    from mrun.cgroups.v1 import CgroupV1
+    from mrun.cgroups.v2 import CgroupV2
+    with open(os.path.join(cgroup_dir, "cgroup.procs"), "w") as f:
+        f.write(str(victim.pid))
+    cg = CgroupV2(cgroup_dir) if which == "v2" else CgroupV1({"pids": cgroup_dir})
+    cg.inodes = {cgroup_dir: os.stat(cgroup_dir).st_ino}  # claimed, as create claims it
+    listed, strangers = cg.pids, []
+    def pids_then_reuse():
+        found = listed()
+        if not strangers and victim.pid in found:
+            victim.kill()
+            victim.wait()
+            strangers.append(stranger_at(victim.pid))
+        return found
+    cg.pids = pids_then_reuse
+    cg.kill_all(15)
+print(json.dumps(outcome(strangers)))
+"""
+
+
+def _reuse_in_a_pid_namespace(which: str, cgroup_dir: str = "") -> str:
+    import sys
+
+    r = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", REUSE_SCRIPT, which, cgroup_dir],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_a_number_taken_between_the_check_and_the_signal_gets_nothing():
+    """Every signal mrun sends to a container's process by its recorded number (kill, stop,
+    delete, a failed create's undo) pins the process before it compares the start time; a kill
+    by number after the comparison reached the stranger."""
+    assert _reuse_in_a_pid_namespace("kill_if_same") == "spared"
+
+
+def test_the_shim_signals_no_exec_it_has_reaped(tmp_path):
+    """containerd's Kill of an exec'd process that has ended: the shim reaps it at once, but
+    notes its exit only after its output is drained (up to 2 s), and a Kill by number meanwhile
+    reached whichever process had taken the number."""
+    assert _reuse_in_a_pid_namespace("shim-exec", str(tmp_path)) == "spared"
+
+
+def test_a_cgroup_member_gone_before_its_signal_is_not_replaced_by_a_stranger(h):
+    """`kill --all`, `delete --force` and `stop` signal every process the container's cgroup
+    lists; one that ended after the listing could have its number taken by a process outside
+    the cgroup, which then got the signal."""
+    v2 = os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers"))
+    base = CGROUP_ROOT if v2 else os.path.join(CGROUP_ROOT, "pids")
+    if not os.path.isdir(base):
+        pytest.fail(f"no pids hierarchy at {base}: this test needs one")
+    d = os.path.join(base, h.cgroup_parent.lstrip("/"), "reuse")
+    os.makedirs(d)
+    try:
+        assert _reuse_in_a_pid_namespace("v2" if v2 else "v1", d) == "spared"
+    finally:
+        os.rmdir(d)

@@ -74,6 +74,46 @@ def is_alive(pid: int, started: int | None) -> bool:
     return started is not None and start_time(pid) == started
 
 
+def signal_if_same(pid: int, started: int | None, sig: int) -> None:
+    """Send ``sig`` to ``pid`` only while it is the process that started at ``started``; else
+    ProcessLookupError. The process is pinned (a pidfd) before its start time is compared: a
+    number freed and taken by another process between the comparison and a kill by number would
+    have the stranger signalled, and with pid_max at 32768 (the kernel's default) numbers come
+    round within minutes on a busy node."""
+    fd = pin(pid)
+    try:
+        if not is_alive(pid, started):
+            raise ProcessLookupError(pid)
+        send(fd, pid, sig)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def pin(pid: int) -> int:
+    """A pidfd of the process that has the number ``pid`` now (-1 on a kernel without pidfds,
+    before Linux 5.3: ``send`` then signals by number); ProcessLookupError if there is none."""
+    if pid <= 0:
+        raise ProcessLookupError(pid)
+    try:
+        return os.pidfd_open(pid)
+    except OSError as e:
+        if e.errno == 38:  # ENOSYS
+            return -1
+        raise
+
+
+def send(fd: int, pid: int, sig: int) -> None:
+    """``sig`` to the process ``fd`` pins (by number where ``fd`` is -1); ProcessLookupError once
+    it has ended."""
+    if fd < 0:
+        os.kill(pid, sig)
+        return
+    import _signal  # the C module: `signal` builds enums (~7 ms)
+
+    _signal.pidfd_send_signal(fd, sig)
+
+
 def parse_signal(text: str | int) -> int:
     """`KILL`, `SIGKILL`, `sigkill` and `9` all mean SIGKILL; anything else is an error."""
     raw = str(text).strip()

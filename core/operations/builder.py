@@ -56,11 +56,10 @@ class SandboxBuilder:
 
 def kill_if_same(host: Any, pid: int, started: int | None) -> None:
     """SIGKILL ``pid`` unless it has died and its number gone to another process since."""
-    if started is None or host.alive(pid, started):
-        try:
-            host.kill(pid, SIGKILL)
-        except ProcessLookupError:
-            pass
+    try:
+        host.kill(pid, started, SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def await_ready(ch: Any, on_hooks: Any = None) -> None:

@@ -7,8 +7,6 @@ reaches which process — can be tested in-process without root against a record
 
 from __future__ import annotations
 
-import os
-
 from mrun.kernel import proc
 
 TYPE_CHECKING = False
@@ -24,8 +22,10 @@ class Host:
     def start_time(self, pid: int) -> int | None:
         return proc.start_time(pid)
 
-    def kill(self, pid: int, sig: int) -> None:
-        os.kill(pid, sig)
+    def kill(self, pid: int, started: int | None, sig: int) -> None:
+        """``sig`` to ``pid`` while it is the process that started at ``started`` (pinned, so a
+        number reused meanwhile gets nothing); else ProcessLookupError."""
+        proc.signal_if_same(pid, started, sig)
 
     def new_cgroup(self, cgroups_path: str, container_id: str, systemd: bool) -> Any:
         from mrun.cgroups import new_cgroup
