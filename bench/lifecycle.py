@@ -35,6 +35,13 @@ def lifecycle(binary: str, root: str, bundle: str, cid: str, env: dict[str, str]
     return times
 
 
+def show_template_logs(warm_dir: str) -> None:
+    for name in sorted(os.listdir(warm_dir)) if os.path.isdir(warm_dir) else ():
+        if name.endswith(".log"):
+            with open(os.path.join(warm_dir, name), errors="replace") as f:
+                print(f"--- {name}:\n{f.read()[-4000:]}", file=sys.stderr)
+
+
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 20
     mrun = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(sys.executable), "mrun")
@@ -69,6 +76,9 @@ def main() -> None:
             verbs = [statistics.median(t[k] for t in samples) * 1000 for k in range(3)]
             print(f"  {name:<40} {total * 1000:6.1f}  {verbs[0]:6.1f} {verbs[1]:6.1f} {verbs[2]:6.1f}   "
                   f"{total / base:5.2f}")
+    except subprocess.CalledProcessError:
+        show_template_logs(warm_dir)  # a warm verb that failed: what the template saw, before it goes
+        raise
     finally:
         stop_templates(warm_dir) if os.path.isdir(warm_dir) else None
         shutil.rmtree(work, ignore_errors=True)
