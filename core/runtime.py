@@ -12,11 +12,12 @@ import os
 import time
 
 from mrun import annotations as ann
+from mrun import jsonio
 from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound
 from mrun.kernel import proc
 from mrun.kernel.proc import SIGKILL, exit_code
 from mrun.operations.options import CreateOptions
-from mrun.state import EXEC_FIFO, STARTED_FIFO, Record, Store, oci_state
+from mrun.state import EXEC_FIFO, PAUSED_BY, STARTED_FIFO, Record, Store, oci_state
 from mrun.status import Status, require
 from mrun.trace import span
 
@@ -123,7 +124,14 @@ class Runtime:
         return hooks.mrun_sandbox(container_id=record.id, state_dir=self.store.path(record.id))
 
     def status(self, record: Record) -> Status:
-        """Read off the process, fifo and freezer (mrun's sandbox), or asked of the owning backend."""
+        """Read off the process, fifo and freezer (mrun's sandbox), or asked of the owning backend.
+        A container held paused by a process that is gone (``paused_for``) is resumed first."""
+        found = self._status(record)
+        if found == Status.PAUSED and self._resume_abandoned(record):
+            return self._status(record)
+        return found
+
+    def _status(self, record: Record) -> Status:
         driver = self._driver(record)
         if driver is None:
             return self.store.status(record)
@@ -279,10 +287,47 @@ class Runtime:
     def resume(self, container_id: str) -> None:
         self._freeze(container_id, "resume")
 
-    def _freeze(self, container_id: str, operation: str) -> None:
+    def paused_for(self, container_id: str) -> Callable[[], None]:
+        """Pause the container for a while (commit's default), noting first which process holds
+        it so: killed before it resumes it, that process leaves it paused for good, and the next
+        look at the container (``status``) resumes it. -> the function that resumes it."""
+        marker = self.store.path(container_id, PAUSED_BY)
+        jsonio.replace_file(marker, {"pid": os.getpid(), "start": proc.start_time(os.getpid())})
+        try:
+            self._freeze(container_id, "pause", keep_marker=True)
+        except BaseException:
+            _unlink_quietly(marker)
+            raise
+
+        def resume() -> None:
+            self._freeze(container_id, "resume", keep_marker=True)
+            _unlink_quietly(marker)
+
+        return resume
+
+    def _resume_abandoned(self, record: Record) -> bool:
+        """Whether the container was held paused by a process that has gone, and is resumed now."""
+        marker = self.store.path(record.id, PAUSED_BY)
+        try:
+            holder = jsonio.load_file(marker)
+        except (OSError, ValueError):
+            return False
+        if isinstance(holder, dict) and proc.is_alive(holder.get("pid") or 0, holder.get("start")):
+            return False
+        driver = self._driver(record)
+        if driver is not None:
+            driver.resume(record.id)
+        else:
+            self._cgroup(record).set_frozen(False)
+        _unlink_quietly(marker)
+        return True
+
+    def _freeze(self, container_id: str, operation: str, keep_marker: bool = False) -> None:
         with self.store.lock(container_id):
+            if not keep_marker:  # the user's own pause or resume: not one a process holds for a while
+                _unlink_quietly(self.store.path(container_id, PAUSED_BY))
             record = self.store.load(container_id)
-            require(operation, self.status(record), container_id)
+            require(operation, self._status(record) if keep_marker else self.status(record), container_id)
             driver = self._driver(record)
             if driver is not None:
                 getattr(driver, operation)(container_id)
@@ -467,6 +512,13 @@ class Runtime:
             with span("run delete"):
                 self.delete(container_id, force=True)
         return code
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def forward_signals(pid: int, on_winch: Callable[[], bool] | None = None) -> Callable[[], None]:

@@ -31,6 +31,7 @@ STATE_FILE = "state.json"
 REMOVE_ATTEMPTS = 20  # passes over a state directory that a starting command keeps refilling (remove)
 EXEC_FIFO = "exec.fifo"
 STARTED_FIFO = "started.fifo"  # held by the init until its payload runs (Runtime._wait_started)
+PAUSED_BY = "paused-by.json"  # the process holding the container paused for a while (Runtime.paused_for)
 
 
 def check_id(container_id: str) -> None:

@@ -196,3 +196,49 @@ def test_killed_rm_of_a_detached_container(images, busybox_archive):
         kill_at_random([*argv[:-1], cid], rng, span, env)
         settle(h, cid)
         assert_clean(h, f"kill {i}")
+
+
+def test_a_commit_killed_while_it_holds_the_container_paused_leaves_it_running(images, busybox_archive):
+    """`commit` pauses a running container while it writes the layer (docker's default). Killed
+    meanwhile (SIGKILL, OOM), it left the container frozen for good: `ps` said paused, its program
+    never ran again, and nothing but a user's `unpause` thawed it. The next look at it (`ps`,
+    `exec`, `stop`...) now resumes a container whose pauser is gone; a pause of the user's own is
+    kept."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    script = ("dd if=/dev/urandom of=/big bs=1M count=64 2>/dev/null && touch /ready && "
+              "i=0 && while :; do i=$((i+1)); echo $i > /tick; sleep 0.05; done")
+    img_ok(h, *run_args(h, "-d", "--name", "held", IMAGE, "sh", "-c", script))
+    try:
+        deadline = time.monotonic() + 30
+        while img(h, "exec", "held", "test", "-e", "/ready").returncode and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+        def state() -> str:
+            return img_ok(h, "ps", "--filter", "name=held", "--format", "{{.State}}").stdout.strip()
+
+        argv = [h.binary, "--root", h.root, "--image-root", h.image_root, "commit", "held", "localhost/held:1"]
+        for _attempt in range(5):  # killed while paused: once it shows paused, and before it is done
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, env={**os.environ, **h.base_env})
+            while proc.poll() is None and state() != "paused":
+                time.sleep(0.005)
+            proc.kill()
+            if proc.wait() == -9:
+                break
+        else:
+            pytest.fail("every commit ended before it could be killed while it held the container paused")
+        assert state() == "running"
+        before = int(img_ok(h, "exec", "held", "cat", "/tick").stdout)
+        time.sleep(0.3)
+        assert int(img_ok(h, "exec", "held", "cat", "/tick").stdout) > before, "its program does not run"
+        img_ok(h, "pause", "held")  # the user's pause stays a pause
+        assert state() == "paused"
+        img_ok(h, "unpause", "held")
+        assert state() == "running"
+        assert img_ok(h, "commit", "held", "localhost/held:1").stdout.startswith("sha256:")
+        assert state() == "running"
+    finally:
+        img_ok(h, "rm", "-f", "held")
+    settle(h)
+    assert_clean(h, "the killed commit")

@@ -73,15 +73,13 @@ def commit(g: dict[str, Any], container_id: str, name: str = "", message: str = 
     check_name(name)
     runtime = _rt(g)
     record, meta, upper = _snapshot(runtime, container_id, "commit")
-    paused = pause and runtime.status(record) == Status.RUNNING
-    if paused:
-        runtime.pause(container_id)
+    resume = runtime.paused_for(container_id) if pause and runtime.status(record) == Status.RUNNING else None
     try:
         made = make(ImageStore(g["image_root"]), meta["config"], upper, name, _mounted_on(runtime, record),
                     (record.config or {}).get("process") or {}, message, author, list(change))
     finally:
-        if paused:
-            runtime.resume(container_id)
+        if resume is not None:
+            resume()
     print(made)
     return 0
 
