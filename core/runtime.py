@@ -272,7 +272,12 @@ class Runtime:
             driver.kill(container_id, sig, all_processes)
             return
         if all_processes:
-            self._cgroup(record).kill_all(sig)
+            let_go = self._hold_frozen(container_id) if sig == SIGKILL else None  # sent frozen
+            try:
+                self._cgroup(record).kill_all(sig)
+            finally:
+                if let_go is not None:
+                    let_go()
             return
         try:
             self.host.kill(record.pid, record.pid_start, sig)
@@ -291,19 +296,26 @@ class Runtime:
         """Pause the container for a while (commit's default), noting first which process holds
         it so: killed before it resumes it, that process leaves it paused for good, and the next
         look at the container (``status``) resumes it. -> the function that resumes it."""
-        marker = self.store.path(container_id, PAUSED_BY)
-        jsonio.replace_file(marker, {"pid": os.getpid(), "start": proc.start_time(os.getpid())})
+        let_go = self._hold_frozen(container_id)
         try:
             self._freeze(container_id, "pause", keep_marker=True)
         except BaseException:
-            _unlink_quietly(marker)
+            let_go()
             raise
 
         def resume() -> None:
             self._freeze(container_id, "resume", keep_marker=True)
-            _unlink_quietly(marker)
+            let_go()
 
         return resume
+
+    def _hold_frozen(self, container_id: str) -> Callable[[], None]:
+        """Note that this process may leave the container frozen for a while (``paused_for``, a
+        SIGKILL sent frozen): the next ``status`` resumes it if we are killed before we let go.
+        -> the function that lets go."""
+        marker = self.store.path(container_id, PAUSED_BY)
+        jsonio.replace_file(marker, {"pid": os.getpid(), "start": proc.start_time(os.getpid())})
+        return lambda: _unlink_quietly(marker)
 
     def _resume_abandoned(self, record: Record) -> bool:
         """Whether the container was held paused by a process that has gone, and is resumed now."""
@@ -387,11 +399,17 @@ class Runtime:
     def _take_down(self, record: Record) -> None:
         """mrun's own sandbox: kill what is left, remove the cgroup, run the poststop hooks."""
         container_id = record.id
-        self._stop(record)
-        if record.cgroup:
-            if self.oom_killed(record):
-                self.warn(f"container {container_id!r} had processes killed by the OOM killer")
-            self._cgroup(record).destroy()
+        # Its processes get SIGKILL frozen (_stop, destroy): noted, as a live one is killed
+        let_go = self._hold_frozen(container_id) if self.host.alive(record.pid, record.pid_start) else None
+        try:
+            self._stop(record)
+            if record.cgroup:
+                if self.oom_killed(record):
+                    self.warn(f"container {container_id!r} had processes killed by the OOM killer")
+                self._cgroup(record).destroy()
+        finally:
+            if let_go is not None:
+                let_go()
         poststop = (record.config.get("hooks") or {}).get("poststop")
         if poststop:
             from mrun.hooks import run_hooks

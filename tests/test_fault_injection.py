@@ -12,6 +12,7 @@ import random
 import subprocess
 import tempfile
 import time
+from typing import Any
 
 import pytest
 from conftest import IMAGE, img, img_ok, run_args, veths_left
@@ -198,6 +199,16 @@ def test_killed_rm_of_a_detached_container(images, busybox_archive):
         assert_clean(h, f"kill {i}")
 
 
+def until_not_paused(state: Any) -> str:
+    """The first look once the killed holder is gone: a warm command's work runs in the
+    template's child, which the kernel SIGKILLs as its caller dies, and which may take a moment to
+    end after the caller has (until then it is alive, and the pause still its)."""
+    deadline = time.monotonic() + 10
+    while (found := state()) == "paused" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
 def test_a_commit_killed_while_it_holds_the_container_paused_leaves_it_running(images, busybox_archive):
     """`commit` pauses a running container while it writes the layer (docker's default). Killed
     meanwhile (SIGKILL, OOM), it left the container frozen for good: `ps` said paused, its program
@@ -228,7 +239,7 @@ def test_a_commit_killed_while_it_holds_the_container_paused_leaves_it_running(i
                 break
         else:
             pytest.fail("every commit ended before it could be killed while it held the container paused")
-        assert state() == "running"
+        assert until_not_paused(state) == "running"
         before = int(img_ok(h, "exec", "held", "cat", "/tick").stdout)
         time.sleep(0.3)
         assert int(img_ok(h, "exec", "held", "cat", "/tick").stdout) > before, "its program does not run"
@@ -242,3 +253,56 @@ def test_a_commit_killed_while_it_holds_the_container_paused_leaves_it_running(i
         img_ok(h, "rm", "-f", "held")
     settle(h)
     assert_clean(h, "the killed commit")
+
+
+def _frozen(cfg: dict) -> bool:
+    rel = cfg["linux"]["cgroupsPath"].lstrip("/")
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        with open(os.path.join("/sys/fs/cgroup", rel, "cgroup.freeze")) as f:
+            return f.read().strip() == "1"
+    with open(os.path.join("/sys/fs/cgroup/freezer", rel, "freezer.state")) as f:
+        return f.read().strip() != "THAWED"
+
+
+@pytest.mark.parametrize("verb", [["kill", "--all"], ["delete", "--force"]])
+def test_a_kill_of_every_process_killed_while_it_holds_them_frozen_leaves_none_frozen(h, verb):
+    """SIGKILL to a container's every process is sent frozen (no fork outruns it), then thawed:
+    killed tasks die only once thawed. mrun killed between the two (its own SIGKILL, an OOM) left
+    the container frozen, its processes alive and the kills sent so far pending: 'paused' for
+    good. The next look at it resumes it now: what was killed dies, the rest runs on, and the
+    verb run again finishes the job."""
+    cfg = h.config(["sh", "-c", "i=0; while [ $i -lt 1500 ]; do sleep 1000 & i=$((i+1)); done; touch /tmp/ready; wait"])
+    cfg["linux"]["resources"]["pids"] = {"limit": 4000}
+    cfg["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid"]})
+    bundle = h.bundle(config=cfg)
+    cid = h.cid()
+    h.ok("create", "-b", bundle, cid)
+    h.ok("start", cid)
+    try:
+        deadline = time.monotonic() + 60
+        while h.mrun("exec", cid, "test", "-e", "/tmp/ready").returncode:
+            assert time.monotonic() < deadline, "the container's 1500 processes did not start"
+            time.sleep(0.1)
+        args = [*verb, cid, "KILL"] if verb[0] == "kill" else [*verb, cid]
+        for _attempt in range(5):
+            proc = subprocess.Popen([h.binary, "--root", h.root, *args], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    env={**os.environ, **h.base_env})
+            while proc.poll() is None and not _frozen(cfg):
+                time.sleep(0.001)
+            proc.kill()
+            if proc.wait() == -9:
+                break
+        else:
+            pytest.fail(f"every `{' '.join(verb)}` ended before it could be killed while the container was frozen")
+        assert until_not_paused(lambda: h.status(cid)) in ("running", "stopped")
+        assert not _frozen(cfg), "the look at it did not resume it"
+        h.ok(*args)
+        if verb[0] == "kill":
+            h.wait_status(cid, "stopped", timeout=20)
+        else:
+            assert h.status(cid) == "gone"
+    finally:
+        h.mrun("delete", "--force", cid, timeout=60)
+    left = h.leftovers()
+    assert not left, left
