@@ -630,3 +630,46 @@ def test_a_forged_network_definition_never_steers_netlink_or_nft(net):
     finally:
         subprocess.run(["ip", "link", "del", victim], capture_output=True)
         subprocess.run(["nft", "delete", "table", "ip", injected], capture_output=True)
+
+
+def test_a_network_name_that_is_the_stores_own_or_dockers_predefined_is_refused(images, tmp_path):
+    """The network root holds each network's directory beside its own `ports` (published-port
+    reservations) and `lock`. A network called `ports` was made there: `network prune` then took
+    its definition for a stale port reservation and removed it, and failed on its leases ("Is a
+    directory") from then on, every prune of the host. `lock` failed with "Not a directory".
+    `bridge`, `host` and `none` are docker's predefined networks (modes of --network here): a
+    network so named could never be joined. Each is refused in one line, as docker refuses them,
+    and a `ports` network an older mrun made is pruned like any other."""
+    h = images
+    env = {"MRUN_NETWORK_ROOT": str(tmp_path / "networks")}
+    for name in ("ports", "lock", "bridge", "host", "none"):
+        one_line_error(img(h, "network", "create", name, env=env), f"network name {name!r}")
+    assert img_ok(h, "network", "ls", "-q", env=env).stdout == ""
+    made = tmp_path / "networks" / "ports"  # as an mrun before this one made it
+    (made / "leases").mkdir(parents=True)
+    (made / "network.json").write_text(json.dumps(
+        {"name": "ports", "subnet": "10.89.250.0/24", "gateway": "10.89.250.1", "bridge": "mrb-0000000000",
+         "driver": "bridge"}))
+    r = img(h, "network", "prune", env=env)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert not made.exists()
+    r = img(h, "network", "prune", env=env)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+def test_a_network_create_killed_before_its_definition_holds_no_name(net):
+    """`network create` makes the network's directory, then renames its definition in: killed
+    between the two, the name was held for good (every later create failed, "File exists"), and
+    for the default network, made on first use by `run`, every `run --network bridge` failed. The
+    next create of the name, and `network prune`, take such a directory away."""
+    h = net
+    root = h.env["MRUN_NETWORK_ROOT"]
+    for name in ("mrun", "half", "other"):  # what a kill there leaves: the directory, its leases, no definition
+        os.makedirs(os.path.join(root, name, "leases"))
+    img_ok(h, "network", "create", "half", env=h.env)
+    assert json.loads(img_ok(h, "network", "inspect", "half", env=h.env).stdout)["name"] == "half"
+    r = img(h, *run_args(h, "--rm", "--network", "bridge", IMAGE, "echo", "default"), env=h.env)
+    assert r.returncode == 0 and r.stdout == "default\n", r.stderr
+    img_ok(h, "network", "prune", env=h.env)
+    assert not os.path.exists(os.path.join(root, "other"))
+    assert "half" not in img_ok(h, "network", "ls", "-q", env=h.env).stdout.split()

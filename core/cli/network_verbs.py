@@ -61,7 +61,7 @@ def _teardown(nets: Networks, name: str) -> None:
 
 def prune(nets: Networks) -> list[str]:
     """Leases and port reservations whose container is gone, then networks nothing uses."""
-    removed = prune_stale(nets)
+    removed = prune_stale(nets) + [f"half-made network {n}" for n in nets.prune_half_made()]
     for name in nets.names():
         if not nets.leases(name):
             _teardown(nets, name)
@@ -79,6 +79,8 @@ def prune_stale(nets: Networks) -> list[str]:
                 removed.append(f"lease {ip} in {name}")
     ports = os.path.join(nets.root, "ports")
     for entry in os.listdir(ports) if os.path.isdir(ports) else []:
+        if not entry.startswith(("tcp-", "udp-", "sctp-")) or not os.path.isfile(os.path.join(ports, entry)):
+            continue  # not a reservation: what a network called "ports" (an older mrun made one) holds
         try:
             owner = jsonio.load_file(os.path.join(ports, entry))
         except (OSError, ValueError):

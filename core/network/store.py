@@ -35,6 +35,20 @@ def check_name(name: str) -> None:
         raise InvalidSpec(f"network name {name!r}: letters, digits, '-', '_' and '.' expected")
 
 
+# Names a new network may not take: the store's own entries beside the networks' directories,
+# and docker's predefined networks (modes of --network here, so a network so named could never
+# be joined). Only at create: one an older mrun made can still be inspected and removed.
+RESERVED = {"ports": "the network root's own", "lock": "the network root's own",
+            "bridge": "docker's predefined network", "host": "docker's predefined network",
+            "none": "docker's predefined network"}
+
+
+def check_new_name(name: str) -> None:
+    check_name(name)
+    if name in RESERVED:
+        raise InvalidSpec(f"network name {name!r}: reserved ({RESERVED[name]}); choose another")
+
+
 def bridge_name(root: str, name: str) -> str:
     """IFNAMSIZ allows 15 characters: the default network's bridge is mrun0, others mrb-<hash>."""
     if name == DEFAULT_NETWORK and root == DEFAULT_ROOT:
@@ -102,7 +116,7 @@ class Networks:
 
     def create(self, name: str, subnet: str = "") -> dict[str, Any]:
         """Under the lock: the subnet must overlap neither another network nor a host route."""
-        check_name(name)
+        check_new_name(name)
         with self.lock():
             if os.path.exists(self.path(name, "network.json")):
                 raise MrunError(f"network {name!r} already exists")
@@ -138,12 +152,36 @@ class Networks:
                 "bridge": bridge_name(self.root, name),
                 "driver": "bridge",
             }
+            self._remove_half_made(name)
             os.makedirs(self.path(name, "leases"), mode=0o700)
             tmp = self.path(name, "network.json.tmp")
             with open(tmp, "w") as f:
                 f.write(jsonio.dumps(doc, indent=2))
             os.rename(tmp, self.path(name, "network.json"))
             return doc
+
+    def _remove_half_made(self, name: str) -> None:
+        """Under the lock, a network's directory without its definition is what a create killed
+        before its rename left (nothing else makes one): it held the name for good, every later
+        create failing on it ("File exists"), also the default network's on every `run`."""
+        if os.path.isdir(self.path(name)) and not os.path.exists(self.path(name, "network.json")):
+            shutil.rmtree(self.path(name))
+
+    def prune_half_made(self) -> list[str]:
+        """The directories killed creates left (``_remove_half_made``). -> their names."""
+        removed = []
+        with self.lock():
+            for entry in sorted(os.listdir(self.root)) if os.path.isdir(self.root) else []:
+                if entry in RESERVED or not os.path.isdir(os.path.join(self.root, entry)):
+                    continue
+                try:
+                    check_name(entry)
+                except InvalidSpec:
+                    continue
+                if not os.path.exists(self.path(entry, "network.json")):
+                    self._remove_half_made(entry)
+                    removed.append(entry)
+        return removed
 
     def ensure(self, name: str) -> dict[str, Any]:
         """The default network is made on first use; others must exist."""
