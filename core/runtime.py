@@ -314,7 +314,10 @@ class Runtime:
         SIGKILL sent frozen): the next ``status`` resumes it if we are killed before we let go.
         -> the function that lets go."""
         marker = self.store.path(container_id, PAUSED_BY)
-        jsonio.replace_file(marker, {"pid": os.getpid(), "start": proc.start_time(os.getpid())})
+        try:
+            jsonio.replace_file(marker, {"pid": os.getpid(), "start": proc.start_time(os.getpid())})
+        except OSError:  # its directory removed meanwhile (a concurrent delete): the kill goes on unnoted
+            return lambda: None
         return lambda: _unlink_quietly(marker)
 
     def _resume_abandoned(self, record: Record) -> bool:
