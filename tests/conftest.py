@@ -174,7 +174,7 @@ class Harness:
 
     def ok(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         r = self.mrun(*args, **kw)
-        assert r.returncode == 0, f"mrun {' '.join(args)} failed ({r.returncode}): {r.stderr}"
+        assert r.returncode == 0, f"mrun {' '.join(args)} failed ({r.returncode}): {r.stderr}{warm_evidence(r.stderr)}"
         return r
 
     def status(self, cid: str) -> str:
@@ -442,8 +442,22 @@ def img(h, *args: str, **kw):
 
 def img_ok(h, *args: str, **kw):
     r = img(h, *args, **kw)
-    assert r.returncode == 0, f"mrun {' '.join(args)}: {r.stderr}"
+    assert r.returncode == 0, f"mrun {' '.join(args)}: {r.stderr}{warm_evidence(r.stderr)}"
     return r
+
+
+def warm_evidence(stderr: str) -> str:
+    """For a warm call whose child ended without an exit status: what the session's templates
+    logged of children a signal ended (warm.template.reap_children), to say which signal."""
+    directory = os.environ.get("MRUN_WARM_DIR", "")
+    if "ended without an exit status" not in stderr or not os.path.isdir(directory):
+        return ""
+    lines = []
+    for name in sorted(os.listdir(directory)):
+        if name.endswith(".log"):
+            with open(os.path.join(directory, name), errors="replace") as f:
+                lines += [line.rstrip() for line in f if "ended by signal" in line]
+    return "\nthe templates' last children ended by a signal:\n" + "\n".join(lines[-5:])
 
 
 def one_line_error(r: subprocess.CompletedProcess[str], *needles: str) -> None:

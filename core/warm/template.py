@@ -56,6 +56,27 @@ def log(msg: str) -> None:
     print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} mrun warm template {os.getpid()}: {msg}", file=sys.stderr, flush=True)
 
 
+def reap_children(_signum: int, _frame: Any) -> None:
+    """The template waits for none of its children, and reaps them here; one a signal ended is
+    logged. A served child killed before it sent its exit status leaves its caller nothing to
+    say but "ended without an exit status": this line says which signal it was. (os.write: a
+    handler may run while ``log`` is writing, and a buffered stream refuses a reentrant write.)"""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        if os.WIFSIGNALED(status):
+            line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} mrun warm template {os.getpid()}: child {pid} " \
+                   f"ended by signal {os.WTERMSIG(status)}\n"
+            try:
+                os.write(2, line.encode())
+            except OSError:
+                pass
+
+
 def preload() -> Any:
     """Everything a caller's work imports, and each backend's own warm-up (``mrun_warm``): what a
     create needs (the shim's fork helper's list, ``preload_create``), then the front ends."""
@@ -680,8 +701,7 @@ def _main() -> None:
     code = Fingerprint()
     backends = preload()
     freeze(collect=True)
-    # Children are reaped by the kernel: the template waits for none of them.
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, reap_children)
     signal.signal(signal.SIGTERM, on_sigterm)
     template = Template(path, listen(path), lock_fd, code, backends, sys.argv[2] if len(sys.argv) > 2 else "")
     with open(path[: -len(".sock")] + ".pid", "w") as f:
