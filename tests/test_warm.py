@@ -735,3 +735,36 @@ def test_a_template_started_under_memory_deny_write_execute_imposes_it_on_no_oth
         assert client.status(path)["served"] == served, "the template served a caller it differs from"
     finally:
         stop_templates(warm_dir)
+
+
+NOISY_CALLER = """
+import os, sys, time
+from mrun.warm import client
+pid, sock = client._hand_over("cli", ["--root", sys.argv[1], "state", "no-such-container"], None, {})
+if pid is None:
+    print("cold", flush=True)
+    sys.exit(0)
+sock.send(b"x")  # an event on the child's end that is no hang-up: data
+print(client._wait(sock, pid), flush=True)
+"""
+
+
+def test_an_event_on_the_connection_that_is_no_hang_up_does_not_kill_the_child(h, tmp_path):
+    """The child takes its caller's fate with it: the kernel signals it on events of the caller's
+    connection (O_ASYNC). That signal was SIGKILL itself, so any event killed it, and a suite's
+    signal tracing caught one with POLL_IN (data arriving, not the caller's end closing) killing a
+    child whose live caller then said "ended without an exit status" (seen in start, kill,
+    inspect, run --rm, update: about once in a few thousand calls). Data on the connection now
+    leaves the child at its work; the caller's end closing still kills it (the killed-caller
+    tests)."""
+    h.ok("ps")  # a template up for this installation
+    await_template(warm_path())
+    before = _template()["served"]
+    python = os.path.join(os.path.dirname(mrun_binary()), "python")
+    script = tmp_path / "noisy.py"
+    script.write_text(NOISY_CALLER)
+    r = subprocess.run([python, str(script), h.root], capture_output=True, text=True, timeout=30)
+    assert r.stdout.strip() != "cold", "the template did not serve the caller"
+    assert r.stdout.strip() == "1", r  # state of an unknown container: the verb's own answer
+    assert "ended without an exit status" not in r.stderr, r.stderr
+    assert _template()["served"] > before

@@ -466,10 +466,6 @@ class Template:
                 daemon_from(msg)  # never returns
             die_with_caller(reply.fileno())  # armed first: a caller killed from now on takes us along
             client.send_message(reply, {"pid": os.getpid()})
-            import select
-
-            if select.select([reply], [], [], 0)[0]:  # it was killed before we armed it
-                os._exit(0)
             if msg["kind"] == "shim":
                 client.release = lambda status: _release(reply, status)  # its start may carry on as the daemon
                 if "stdin_read" in msg:
