@@ -20,7 +20,7 @@ HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(HERE, "examples"))
 sys.path.insert(0, os.path.join(HERE, "tests"))
 from busybox_bundle import make_bundle, remove_parent_cgroup  # noqa: E402
-from conftest import stop_templates  # noqa: E402
+from conftest import stop_templates, warm_log  # noqa: E402
 
 VERBS = ("create", "start", "delete")
 
@@ -33,13 +33,6 @@ def lifecycle(binary: str, root: str, bundle: str, cid: str, env: dict[str, str]
                        stdout=subprocess.DEVNULL, env=env)
         times.append(time.perf_counter() - t0)
     return times
-
-
-def show_template_logs(warm_dir: str) -> None:
-    for name in sorted(os.listdir(warm_dir)) if os.path.isdir(warm_dir) else ():
-        if name.endswith(".log"):
-            with open(os.path.join(warm_dir, name), errors="replace") as f:
-                print(f"--- {name}:\n{f.read()[-4000:]}", file=sys.stderr)
 
 
 def main() -> None:
@@ -77,7 +70,8 @@ def main() -> None:
             print(f"  {name:<40} {total * 1000:6.1f}  {verbs[0]:6.1f} {verbs[1]:6.1f} {verbs[2]:6.1f}   "
                   f"{total / base:5.2f}")
     except subprocess.CalledProcessError:
-        show_template_logs(warm_dir)  # a warm verb that failed: what the template saw, before it goes
+        if os.path.isdir(warm_dir):  # a warm verb that failed: what the template saw, before it goes
+            print(warm_log(warm_dir), file=sys.stderr)
         raise
     finally:
         stop_templates(warm_dir) if os.path.isdir(warm_dir) else None

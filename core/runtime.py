@@ -342,7 +342,7 @@ class Runtime:
             if not keep_marker:  # the user's own pause or resume: not one a process holds for a while
                 _unlink_quietly(self.store.path(container_id, PAUSED_BY))
             record = self.store.load(container_id)
-            require(operation, self._status(record) if keep_marker else self.status(record), container_id)
+            require(operation, self._status(record), container_id)  # any note is gone or ours: nothing to resume
             driver = self._driver(record)
             if driver is not None:
                 getattr(driver, operation)(container_id)
@@ -403,9 +403,11 @@ class Runtime:
         """mrun's own sandbox: kill what is left, remove the cgroup, run the poststop hooks."""
         container_id = record.id
         # Its processes get SIGKILL frozen (_stop, destroy): noted, as a live one is killed
-        let_go = self._hold_frozen(container_id) if self.host.alive(record.pid, record.pid_start) else None
+        alive = self.host.alive(record.pid, record.pid_start)
+        let_go = self._hold_frozen(container_id) if alive else None
         try:
-            self._stop(record)
+            if alive:
+                self._stop(record)
             if record.cgroup:
                 if self.oom_killed(record):
                     self.warn(f"container {container_id!r} had processes killed by the OOM killer")
@@ -420,8 +422,7 @@ class Runtime:
             run_hooks("poststop", poststop, oci_state(self.store, record, Status.STOPPED))
 
     def _stop(self, record: Record, timeout: float = 10.0) -> None:
-        if not self.host.alive(record.pid, record.pid_start):
-            return
+        """A live container's processes: SIGKILLed, and its init awaited."""
         if record.cgroup:
             cg = self._cgroup(record)
             if cg.exists():

@@ -19,6 +19,7 @@ import os
 import signal
 
 from mrun.kernel import syscalls as sc
+from mrun.kernel.proc import reaped
 
 
 def hold(pod: dict) -> int:
@@ -72,10 +73,5 @@ def _hold_forever(shim: int) -> None:
 
 
 def _reap(*_: object) -> None:
-    while True:
-        try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+    for _pid, _status in reaped():
+        pass

@@ -185,14 +185,15 @@ class SandboxService:
         return b""
 
     def _signal(self, sandbox: Sandbox, signo: int) -> None:
-        """Only the holder we forked and have not yet reaped: its pid cannot have been reused."""
+        """Only the holder we forked and have not yet reaped: its pid cannot have been reused. Sent
+        under the lock the reaper reaps under (TaskService.reap_forever): looked at, then sent
+        outside it, the holder could be reaped in between and its number taken."""
         with self.tasks.lock:
-            ours = self.tasks.watchers.get(sandbox.pid) is not None
-        if ours:
-            try:
-                os.kill(sandbox.pid, signo)
-            except ProcessLookupError:
-                pass
+            if self.tasks.watchers.get(sandbox.pid) is not None:
+                try:
+                    os.kill(sandbox.pid, signo)
+                except ProcessLookupError:
+                    pass
 
     def waitsandbox(self, payload: bytes, _req: object) -> bytes:
         sandbox = self._sandbox(sandbox_pb2.WaitSandboxRequest.FromString(payload).sandbox_id)

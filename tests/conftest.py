@@ -296,8 +296,9 @@ def warm_since(before: dict[int, int]) -> bool:
     return any(served > before.get(pid, 0) for pid, served in warm_served().items())
 
 
-def warm_log() -> str:
-    directory = os.environ["MRUN_WARM_DIR"]
+def warm_log(directory: str = "") -> str:
+    """The last of each template's log in ``directory`` (the session's, by default)."""
+    directory = directory or os.environ["MRUN_WARM_DIR"]
     return "".join(open(os.path.join(directory, n)).read()[-2000:] for n in os.listdir(directory) if n.endswith(".log"))
 
 
@@ -452,11 +453,7 @@ def warm_evidence(stderr: str) -> str:
     directory = os.environ.get("MRUN_WARM_DIR", "")
     if "ended without an exit status" not in stderr or not os.path.isdir(directory):
         return ""
-    lines = []
-    for name in sorted(os.listdir(directory)):
-        if name.endswith(".log"):
-            with open(os.path.join(directory, name), errors="replace") as f:
-                lines += [line.rstrip() for line in f if "ended by signal" in line]
+    lines = [line for line in warm_log(directory).splitlines() if "ended by signal" in line]
     return "\nthe templates' last children ended by a signal:\n" + "\n".join(lines[-5:])
 
 

@@ -18,6 +18,7 @@ import pytest
 from conftest import IMAGE, img, img_ok, run_args, veths_left
 from test_network import leases, net, nft_rules  # noqa: F401 - the net fixture
 from test_pull import CREDS, registry  # noqa: F401 - the registry fixture
+from test_sandbox import _cgroup_file
 
 KILLS = int(os.environ.get("MRUN_FAULT_KILLS", "20"))
 SEED = int(os.environ.get("MRUN_FAULT_SEED", "20261129"))
@@ -256,11 +257,10 @@ def test_a_commit_killed_while_it_holds_the_container_paused_leaves_it_running(i
 
 
 def _frozen(cfg: dict) -> bool:
-    rel = cfg["linux"]["cgroupsPath"].lstrip("/")
     if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-        with open(os.path.join("/sys/fs/cgroup", rel, "cgroup.freeze")) as f:
+        with open(_cgroup_file(cfg, "", "cgroup.freeze")) as f:
             return f.read().strip() == "1"
-    with open(os.path.join("/sys/fs/cgroup/freezer", rel, "freezer.state")) as f:
+    with open(_cgroup_file(cfg, "freezer", "freezer.state")) as f:
         return f.read().strip() != "THAWED"
 
 

@@ -6,6 +6,10 @@ import os
 
 from mrun.errors import MrunError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 # Linux signal numbers (the generic table x86_64 and arm64 share). A table rather than the
 # signal module, whose import builds enums (~7 ms) on every kill/delete.
 SIGNALS = {
@@ -136,6 +140,18 @@ def parse_signal(text: str | int) -> int:
     if name not in SIGNALS:
         raise MrunError(f"invalid signal {raw!r}: not a signal name or number")
     return SIGNALS[name]
+
+
+def reaped() -> Iterator[tuple[int, int]]:
+    """Each child that has ended, reaped as it is yielded: (pid, waitpid status); nothing waited for."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        yield pid, status
 
 
 def exit_code(status: int) -> int:

@@ -40,6 +40,7 @@ import socket
 import sys
 import time
 
+from mrun.kernel.proc import reaped
 from mrun.warm import client
 
 TYPE_CHECKING = False
@@ -61,13 +62,7 @@ def reap_children(_signum: int, _frame: Any) -> None:
     logged. A served child killed before it sent its exit status leaves its caller nothing to
     say but "ended without an exit status": this line says which signal it was. (os.write: a
     handler may run while ``log`` is writing, and a buffered stream refuses a reentrant write.)"""
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+    for pid, status in reaped():
         if os.WIFSIGNALED(status):
             line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} mrun warm template {os.getpid()}: child {pid} " \
                    f"ended by signal {os.WTERMSIG(status)}\n"
