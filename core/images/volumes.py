@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 ANONYMOUS = "anonymous"  # a file in the volume's directory: made for one container, nameless
+NEW = ".new-"  # an anonymous volume being made (_create_anonymous)
 ANONYMOUS_SOURCE = "<anonymous>"  # what -v and --mount are given for one (-v /DEST, --mount without source=)
 
 
@@ -44,17 +45,34 @@ def create(store_root: str, name: str = "", anonymous: bool = False) -> str:
         name = os.urandom(32).hex()
     check_name(f"volume {name!r}", name)
     os.makedirs(top(store_root), mode=0o700, exist_ok=True)
-    os.makedirs(data(store_root, name), mode=0o755, exist_ok=True)
     if anonymous:
-        with open(os.path.join(top(store_root), name, ANONYMOUS), "w"):
-            pass
+        _create_anonymous(store_root, name)
+    else:
+        os.makedirs(data(store_root, name), mode=0o755, exist_ok=True)
     return name
+
+
+def _create_anonymous(store_root: str, name: str) -> None:
+    """Made whole under a name no volume has (``.new-``: a volume's starts with a letter or
+    digit), then renamed: a create killed at any instant leaves no volume that looks named
+    (unmarked, it would outlive ``volume prune``), only a ``.new-`` one that ``prune`` sweeps."""
+    making = os.path.join(top(store_root), NEW + name)
+    try:
+        os.mkdir(making, mode=0o755)
+        with open(os.path.join(making, ANONYMOUS), "w"):
+            pass
+        os.mkdir(os.path.join(making, "data"), mode=0o755)
+        os.rename(making, os.path.join(top(store_root), name))
+    except BaseException:
+        remove_tree(making, ignore_errors=True)
+        raise
 
 
 def names(store_root: str) -> list[str]:
     where = top(store_root)
-    return sorted(n for n in os.listdir(where) if os.path.isdir(os.path.join(where, n, "data"))) \
-        if os.path.isdir(where) else []
+    if not os.path.isdir(where):
+        return []
+    return sorted(n for n in os.listdir(where) if not n.startswith(NEW) and os.path.isdir(data(store_root, n)))
 
 
 def is_anonymous(store_root: str, name: str) -> bool:
@@ -102,6 +120,10 @@ def prune(store_root: str, everything: bool = False) -> list[str]:
         if (everything or is_anonymous(store_root, name)) and not users(store_root, name):
             remove_tree(os.path.join(top(store_root), name), ignore_errors=True)
             removed.append(name)
+    where = top(store_root)
+    for name in os.listdir(where) if os.path.isdir(where) else []:
+        if name.startswith(NEW):  # an anonymous volume's create, killed: never listed, mounted or used
+            remove_tree(os.path.join(where, name), ignore_errors=True)
     return removed
 
 
