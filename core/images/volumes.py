@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 ANONYMOUS = "anonymous"  # a file in the volume's directory: made for one container, nameless
 NEW = ".new-"  # an anonymous volume being made (_create_anonymous)
+GONE = ".gone-"  # a volume being removed (_remove)
 ANONYMOUS_SOURCE = "<anonymous>"  # what -v and --mount are given for one (-v /DEST, --mount without source=)
 
 
@@ -72,7 +73,7 @@ def names(store_root: str) -> list[str]:
     where = top(store_root)
     if not os.path.isdir(where):
         return []
-    return sorted(n for n in os.listdir(where) if not n.startswith(NEW) and os.path.isdir(data(store_root, n)))
+    return sorted(n for n in os.listdir(where) if not n.startswith((NEW, GONE)) and os.path.isdir(data(store_root, n)))
 
 
 def is_anonymous(store_root: str, name: str) -> bool:
@@ -102,7 +103,19 @@ def remove(store_root: str, name: str) -> None:
     used = users(store_root, name)
     if used:
         raise InvalidSpec(f"volume {name!r} is in use by container(s) {', '.join(used)}")
-    remove_tree(os.path.join(top(store_root), name))
+    _remove(store_root, name)
+
+
+def _remove(store_root: str, name: str) -> None:
+    """Renamed out of the volumes' names first, one step, then removed: killed in the middle, a
+    ``.gone-`` entry that ``prune`` sweeps, never what is left of a volume (a directory without
+    its data or its mark: nothing lists it, nothing removed it)."""
+    gone = os.path.join(top(store_root), GONE + os.urandom(8).hex())  # not the name: it may be 255 bytes long
+    try:
+        os.rename(os.path.join(top(store_root), name), gone)
+    except FileNotFoundError:
+        return
+    remove_tree(gone, ignore_errors=True)
 
 
 def remove_anonymous(store_root: str, used: list[str]) -> None:
@@ -110,7 +123,7 @@ def remove_anonymous(store_root: str, used: list[str]) -> None:
     that no other container uses."""
     for name in used:
         if is_anonymous(store_root, name) and not users(store_root, name):
-            remove_tree(os.path.join(top(store_root), name), ignore_errors=True)
+            _remove(store_root, name)
 
 
 def prune(store_root: str, everything: bool = False) -> list[str]:
@@ -118,11 +131,11 @@ def prune(store_root: str, everything: bool = False) -> list[str]:
     removed = []
     for name in names(store_root):
         if (everything or is_anonymous(store_root, name)) and not users(store_root, name):
-            remove_tree(os.path.join(top(store_root), name), ignore_errors=True)
+            _remove(store_root, name)
             removed.append(name)
     where = top(store_root)
     for name in os.listdir(where) if os.path.isdir(where) else []:
-        if name.startswith(NEW):  # an anonymous volume's create, killed: never listed, mounted or used
+        if name.startswith((NEW, GONE)):  # a making or a removal, killed: never listed, mounted or used
             remove_tree(os.path.join(where, name), ignore_errors=True)
     return removed
 

@@ -1,0 +1,192 @@
+"""A verb SIGKILLed at each of its steps in turn, not at random instants: a step is a change mrun
+makes under the test's own paths (a mkdir, an open for writing, a rename, an unlink, an rmdir, a
+symlink...), seen by Python's audit hook in the verb's own process (cold: MRUN_WARM=0), which
+kills itself just before the step. After each kill the verbs a user would run next must repair
+everything (`delete --force`, `rm -f`, `system prune`, `network prune`...), leaving no state,
+cgroup, mount, process, veth or partial file, and the next unkilled run must work.
+
+Random kills (test_fault_injection) land where the time goes; a window between two syscalls a
+microsecond apart is never hit. Here each window is.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+
+import pytest
+from conftest import IMAGE, img, img_ok, run_args, veths_left
+from test_fault_injection import image_leftovers
+from test_network import leases, net, nft_rules  # noqa: F401 - the net fixture
+
+KILLER = """
+import os, signal, sys
+
+match = tuple(m for m in os.environ.pop("MRUN_KILL_MATCH").split("|") if m)
+step, seen, ours = int(os.environ.pop("MRUN_KILL_AT")), [0], os.getpid()
+WRITES = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+CHANGES = {"os.mkdir", "os.rename", "os.replace", "os.remove", "os.rmdir", "os.symlink", "os.link",
+           "os.truncate", "os.chmod", "os.chown", "os.mkfifo", "os.mknod", "shutil.rmtree"}
+
+
+def kill_at(event, args):
+    if os.getpid() != ours or not args:
+        return
+    if event == "open":
+        if not (isinstance(args[2], int) and args[2] & WRITES) and not (isinstance(args[1], str) and
+                                                                         set(args[1]) & set("wax+")):
+            return
+    elif event not in CHANGES:
+        return
+    path = args[0]
+    if isinstance(path, bytes):
+        path = path.decode(errors="replace")
+    if not isinstance(path, str) or not any(m in path for m in match):
+        return
+    if seen[0] == step:
+        os.write(2, f"killed before {event} {path}\\n".encode())
+        os.kill(ours, signal.SIGKILL)
+    seen[0] += 1
+
+
+sys.addaudithook(kill_at)
+sys.argv = ["mrun", *sys.argv[1:]]
+from mrun.cli.main import main
+
+sys.exit(main())
+"""
+
+MAX_STEPS = 400  # a verb with more steps than this fails the test: raise it knowingly
+
+
+def killed_at(step: int, argv: list[str], match: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """mrun ``argv`` (cold, in this interpreter), killed before its ``step``-th change under a
+    path holding one of ``match``. Output through files: a created container keeps pipes open."""
+    env = {**os.environ, **env, "MRUN_WARM": "0", "MRUN_KILL_AT": str(step), "MRUN_KILL_MATCH": "|".join(match)}
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        code = subprocess.run([sys.executable, "-c", KILLER, *argv], stdin=subprocess.DEVNULL, stdout=out,
+                              stderr=err, env=env, timeout=120).returncode
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(argv, code, out.read(), err.read())
+
+
+def kill_at_each_step(argv: Callable[[int], list[str]], match: list[str], repair: Callable[[int], None],
+                      left: Callable[[], list[str]], env: dict[str, str] | None = None) -> int:
+    """Kill ``argv(step)`` at step 0, 1, 2... until it runs to its end; after each kill
+    ``repair(step)``, then nothing may be ``left()``. -> the number of steps."""
+    for step in range(MAX_STEPS):
+        r = killed_at(step, argv(step), match, env or {})
+        if r.returncode != -signal.SIGKILL:
+            assert r.returncode == 0, f"unkilled at step {step}: {r.returncode}: {r.stderr}"
+            return step
+        repair(step)
+        found = left()
+        assert not found, f"{r.stderr.strip().splitlines()[-1]} (change {step}), then repaired: {found}"
+    raise AssertionError(f"{argv(0)} made more than {MAX_STEPS} changes: raise MAX_STEPS if that is right")
+
+
+def test_create_killed_before_each_change(h):
+    """`create`: every step from the state directory's reservation to the pid file (a new path
+    each time, as containerd and conmon give one per container: a pid file's temporary copy a
+    kill left is refused by the next create that writes there, as runc refuses it)."""
+    bundle = h.bundle(["sleep", "60"])
+
+    def repair(step: int) -> None:
+        r = h.mrun("delete", "--force", f"k{step}")
+        assert "Traceback" not in r.stderr, r.stderr
+        h.ok("--image-root", os.path.join(h.tmp, "no-images"), "system", "prune")
+
+    steps = kill_at_each_step(lambda step: ["--root", h.root, "create", "-b", bundle, "--pid-file",
+                                            os.path.join(h.tmp, f"pid-{step}"), f"k{step}"],
+                              [h.tmp, h.tag], repair, h.leftovers)
+    assert steps > 10
+    h.ok("delete", "--force", f"k{steps}")
+
+
+@pytest.mark.parametrize("images", ["cold"], indirect=True)  # the killed verb runs cold either way
+def test_run_rm_killed_before_each_change(images, busybox_archive):
+    """`run --rm` of an image with an anonymous volume: snapshot, volume, state, cgroup, and the
+    removal of them all after the container ran."""
+    h = images
+    img_ok(h, "load", busybox_archive, IMAGE)
+
+    def left() -> list[str]:
+        found = h.leftovers()
+        for sub in ("containers", "volumes"):
+            path = os.path.join(h.image_root, sub)
+            if os.path.isdir(path) and os.listdir(path):
+                found.append(f"{sub}: {os.listdir(path)}")
+        return found
+
+    def repair(step: int) -> None:
+        for verb in (("rm", "-f", "-v", f"k{step}"), ("system", "prune"), ("volume", "prune")):
+            r = h.mrun("--image-root", h.image_root, *verb)
+            assert "Traceback" not in r.stderr, r.stderr
+
+    base = ["--root", h.root, "--image-root", h.image_root]
+    kill_at_each_step(lambda step: [*base, *run_args(h, "--rm", "--name", f"k{step}", "-v", "/scratch", IMAGE, "true")],
+                      [h.tmp, h.tag], repair, left)
+    assert left() == []
+
+
+
+def test_delete_force_killed_before_each_change(h):
+    """`delete --force` of a running container: killed anywhere, the next one finishes the job."""
+    bundle = h.bundle(["sleep", "60"])
+
+    def argv(step: int) -> list[str]:
+        h.ok("create", "-b", bundle, f"k{step}")
+        h.ok("start", f"k{step}")
+        return ["--root", h.root, "delete", "--force", f"k{step}"]
+
+    def repair(step: int) -> None:
+        r = h.mrun("delete", "--force", f"k{step}")
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+
+    assert kill_at_each_step(argv, [h.tmp, h.tag], repair, h.leftovers) > 3
+
+
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
+def test_load_killed_before_each_change(images, busybox_archive):
+    """`load`: after the kill and a `system prune`, no partial file; the image is listed only if
+    it is whole (a container runs from it), and a load after it works."""
+    h = images
+
+    def argv(step: int) -> list[str]:
+        if IMAGE in img_ok(h, "images").stdout:
+            img_ok(h, "rmi", IMAGE)
+        return ["--root", h.root, "--image-root", h.image_root, "load", busybox_archive]
+
+    def repair(step: int) -> None:
+        r = img(h, "system", "prune")
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        if IMAGE in img_ok(h, "images").stdout:
+            assert img_ok(h, *run_args(h, "--rm", IMAGE, "echo", "whole")).stdout == "whole\n"
+
+    kill_at_each_step(argv, [h.tmp], repair, lambda: h.leftovers() + image_leftovers(h))
+    assert img_ok(h, *run_args(h, "--rm", IMAGE, "echo", "loaded")).stdout == "loaded\n"
+
+
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
+def test_run_rm_on_a_bridge_network_killed_before_each_change(net):  # noqa: F811 - the fixture
+    """`run --rm` on a bridge network: its address lease, veth and rules too."""
+    h = net
+
+    def left() -> list[str]:
+        found = h.leftovers() + image_leftovers(h)
+        found += [f"lease {x}" for x in leases(h)] + [f"veth {x}" for x in veths_left()]
+        return found + (["nft rule"] if "mrun-ctr" in nft_rules() else [])
+
+    def repair(step: int) -> None:
+        for verb in (("rm", "-f", f"k{step}"), ("system", "prune")):
+            r = img(h, *verb, env=h.env)
+            assert "Traceback" not in r.stderr, r.stderr
+
+    base = ["--root", h.root, "--image-root", h.image_root]
+    kill_at_each_step(lambda step: [*base, *run_args(h, "--rm", "--network", h.net, "--name", f"k{step}", IMAGE,
+                                                     "true")], [h.tmp, h.tag], repair, left, env=h.env)
