@@ -48,10 +48,11 @@ def kill_at_random(argv: list[str], rng: random.Random, span: float, env: dict[s
     proc.wait()
 
 
-def image_leftovers(h) -> list[str]:
+def image_leftovers(h, keep: str = "") -> list[str]:
+    """Partial writes, containers and mounts in the image root; ``keep``: a container that stays."""
     found = []
     containers = os.path.join(h.image_root, "containers")
-    if os.path.isdir(containers) and os.listdir(containers):
+    if os.path.isdir(containers) and set(os.listdir(containers)) - {keep}:
         found.append(f"image containers: {os.listdir(containers)}")
     for folder in ("blobs/sha256", "layers", ""):
         path = os.path.join(h.image_root, folder)
@@ -60,7 +61,8 @@ def image_leftovers(h) -> list[str]:
         if junk:
             found.append(f"partial writes in {folder or '.'}: {junk}")
     with open("/proc/self/mountinfo") as f:
-        mounts = [line.split()[4] for line in f if h.image_root in line]
+        mounts = [line.split()[4] for line in f if h.image_root in line
+                  and not (keep and line.split()[4] == os.path.join(containers, keep, "rootfs"))]
     if mounts:
         found.append(f"mounts: {mounts}")
     return found

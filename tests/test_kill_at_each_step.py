@@ -1,12 +1,14 @@
 """A verb SIGKILLed at each of its steps in turn, not at random instants: a step is a change mrun
 makes under the test's own paths (a mkdir, an open for writing, a rename, an unlink, an rmdir, a
 symlink...), seen by Python's audit hook in the verb's own process (cold: MRUN_WARM=0), which
-kills itself just before the step. After each kill the verbs a user would run next must repair
+kills itself just before the step. A run of one kind of change over one directory's files (a
+layer's chowns) is one step. After each kill the verbs a user would run next must repair
 everything (`delete --force`, `rm -f`, `system prune`, `network prune`...), leaving no state,
 cgroup, mount, process, veth or partial file, and the next unkilled run must work.
 
 Random kills (test_fault_injection) land where the time goes; a window between two syscalls a
-microsecond apart is never hit. Here each window is.
+microsecond apart is never hit. Here each window is. MRUN_KILL_LIST=1 in the killer's
+environment lists a verb's steps instead of killing it (a developer's look).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ KILLER = """
 import os, signal, sys
 
 match = tuple(m for m in os.environ.pop("MRUN_KILL_MATCH").split("|") if m)
-step, seen, ours = int(os.environ.pop("MRUN_KILL_AT")), [0], os.getpid()
+step, seen, ours, last = int(os.environ.pop("MRUN_KILL_AT")), [0], os.getpid(), [None]
+listing = os.environ.pop("MRUN_KILL_LIST", "") == "1"  # a developer's look: every change, no kill
 WRITES = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 CHANGES = {"os.mkdir", "os.rename", "os.replace", "os.remove", "os.rmdir", "os.symlink", "os.link",
            "os.truncate", "os.chmod", "os.chown", "os.mkfifo", "os.mknod", "shutil.rmtree"}
@@ -47,7 +50,12 @@ def kill_at(event, args):
         path = path.decode(errors="replace")
     if not isinstance(path, str) or not any(m in path for m in match):
         return
-    if seen[0] == step:
+    if (event, os.path.dirname(path)) == last[0]:  # a run of one change over a directory's files is one step
+        return
+    last[0] = (event, os.path.dirname(path))
+    if listing:
+        os.write(2, f"change {seen[0]}: {event} {path}\\n".encode())
+    elif seen[0] == step:
         os.write(2, f"killed before {event} {path}\\n".encode())
         os.kill(ours, signal.SIGKILL)
     seen[0] += 1
@@ -108,7 +116,7 @@ def test_create_killed_before_each_change(h):
     h.ok("delete", "--force", f"k{steps}")
 
 
-@pytest.mark.parametrize("images", ["cold"], indirect=True)  # the killed verb runs cold either way
+@pytest.mark.parametrize("images", ["warm"], indirect=True)  # the killed verb runs cold; the checks warm
 def test_run_rm_killed_before_each_change(images, busybox_archive):
     """`run --rm` of an image with an anonymous volume: snapshot, volume, state, cgroup, and the
     removal of them all after the container ran."""
@@ -151,7 +159,7 @@ def test_delete_force_killed_before_each_change(h):
     assert kill_at_each_step(argv, [h.tmp, h.tag], repair, h.leftovers) > 3
 
 
-@pytest.mark.parametrize("images", ["cold"], indirect=True)
+@pytest.mark.parametrize("images", ["warm"], indirect=True)
 def test_load_killed_before_each_change(images, busybox_archive):
     """`load`: after the kill and a `system prune`, no partial file; the image is listed only if
     it is whole (a container runs from it), and a load after it works."""
@@ -172,7 +180,7 @@ def test_load_killed_before_each_change(images, busybox_archive):
     assert img_ok(h, *run_args(h, "--rm", IMAGE, "echo", "loaded")).stdout == "loaded\n"
 
 
-@pytest.mark.parametrize("images", ["cold"], indirect=True)
+@pytest.mark.parametrize("images", ["warm"], indirect=True)
 def test_run_rm_on_a_bridge_network_killed_before_each_change(net):  # noqa: F811 - the fixture
     """`run --rm` on a bridge network: its address lease, veth and rules too."""
     h = net
@@ -190,3 +198,109 @@ def test_run_rm_on_a_bridge_network_killed_before_each_change(net):  # noqa: F81
     base = ["--root", h.root, "--image-root", h.image_root]
     kill_at_each_step(lambda step: [*base, *run_args(h, "--rm", "--network", h.net, "--name", f"k{step}", IMAGE,
                                                      "true")], [h.tmp, h.tag], repair, left, env=h.env)
+
+
+@pytest.mark.parametrize("images", ["warm"], indirect=True)
+def test_rmi_and_commit_killed_before_each_change(images, busybox_archive):
+    """`commit` of a container's change, then `rmi` of the image it made: killed anywhere, the
+    image is listed only whole (a container runs from it and sees the change), and is gone
+    once `rmi` ran to its end; the base image stays whole throughout."""
+    h = images
+    img_ok(h, "load", busybox_archive, IMAGE)
+    img_ok(h, *run_args(h, "-d", "--name", "src", IMAGE, "sh", "-c", "echo changed > /mark; sleep 600"))
+    made = "localhost/committed:1"
+    base = ["--root", h.root, "--image-root", h.image_root]
+
+    def whole_or_absent(step: int) -> None:
+        r = img(h, "system", "prune")
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        assert img_ok(h, *run_args(h, "--rm", IMAGE, "echo", "base")).stdout == "base\n"
+        if made in img_ok(h, "images").stdout:
+            assert img_ok(h, *run_args(h, "--rm", made, "cat", "/mark")).stdout == "changed\n"
+
+    def left() -> list[str]:
+        return image_leftovers(h, keep="src")
+
+    def commit(step: int) -> list[str]:
+        if made in img_ok(h, "images").stdout:
+            img_ok(h, "rmi", made)
+        return [*base, "commit", "src", made]
+
+    kill_at_each_step(commit, [h.tmp, h.tag], whole_or_absent, left)
+
+    def rmi(step: int) -> list[str]:
+        if made not in img_ok(h, "images").stdout:
+            img_ok(h, "commit", "src", made)
+        return [*base, "rmi", made]
+
+    kill_at_each_step(rmi, [h.tmp, h.tag], whole_or_absent, left)
+    assert made not in img_ok(h, "images").stdout
+    img_ok(h, "rm", "-f", "src")
+
+
+@pytest.mark.parametrize("images", ["warm"], indirect=True)
+def test_detached_run_and_its_rm_killed_before_each_change(images, busybox_archive):
+    """`run -d` (its supervisor, log and state), then `rm -f` of it: `rm -f` and `system prune`
+    after a kill leave nothing, and an unkilled `run -d` is listed as running."""
+    h = images
+    img_ok(h, "load", busybox_archive, IMAGE)
+    base = ["--root", h.root, "--image-root", h.image_root]
+
+    def left() -> list[str]:
+        return h.leftovers() + image_leftovers(h)
+
+    def repair(step: int) -> None:
+        for verb in (("rm", "-f", f"k{step}"), ("system", "prune")):
+            r = img(h, *verb)
+            assert "Traceback" not in r.stderr, r.stderr
+
+    steps = kill_at_each_step(lambda step: [*base, *run_args(h, "-d", "--name", f"k{step}", IMAGE, "sleep", "600")],
+                              [h.tmp, h.tag], repair, left)
+    assert f"k{steps}" in img_ok(h, "ps").stdout
+    img_ok(h, "rm", "-f", f"k{steps}")
+
+    def rm(step: int) -> list[str]:
+        img_ok(h, *run_args(h, "-d", "--name", f"k{step}", IMAGE, "sleep", "600"))
+        return [*base, "rm", "-f", f"k{step}"]
+
+    kill_at_each_step(rm, [h.tmp, h.tag], repair, left)
+
+
+@pytest.mark.parametrize("images", ["warm"], indirect=True)
+def test_network_create_and_rm_killed_before_each_change(images, tmp_path):
+    """`network create`, then `network rm`: killed anywhere, `network prune` leaves no bridge,
+    rule or file; an unkilled create is listed and usable."""
+    h = images
+    env = {"MRUN_NETWORK_ROOT": str(tmp_path / "networks")}
+    forwarding = open("/proc/sys/net/ipv4/ip_forward").read()
+    base = ["--root", h.root, "--image-root", h.image_root]
+
+    bridges = set(os.listdir("/sys/class/net"))
+
+    def left() -> list[str]:
+        listed = img_ok(h, "network", "ls", env=env).stdout.splitlines()[1:]
+        files = os.listdir(env["MRUN_NETWORK_ROOT"]) if os.path.isdir(env["MRUN_NETWORK_ROOT"]) else []
+        found = [f"network {n}" for n in listed] + [f"file {f}" for f in files if f != "lock"]
+        found += [f"link {x}" for x in set(os.listdir("/sys/class/net")) - bridges]
+        return found + (["nft table"] if "mrun-net:n" in nft_rules() else [])
+
+    def repair(step: int) -> None:
+        for verb in (("network", "rm", f"n{step}"), ("network", "prune")):
+            r = img(h, *verb, env=env)
+            assert "Traceback" not in r.stderr, r.stderr
+
+    try:
+        steps = kill_at_each_step(lambda step: [*base, "network", "create", f"n{step}"], [str(tmp_path)], repair,
+                                  left, env=env)
+        assert f"n{steps}" in img_ok(h, "network", "ls", env=env).stdout
+        img_ok(h, "network", "rm", f"n{steps}", env=env)
+
+        def rm(step: int) -> list[str]:
+            img_ok(h, "network", "create", f"n{step}", env=env)
+            return [*base, "network", "rm", f"n{step}"]
+
+        kill_at_each_step(rm, [str(tmp_path)], repair, left, env=env)
+    finally:
+        img(h, "network", "prune", env=env)
+        with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+            f.write(forwarding)
