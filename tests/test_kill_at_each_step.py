@@ -13,6 +13,7 @@ environment lists a verb's steps instead of killing it (a developer's look).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -24,6 +25,7 @@ import pytest
 from conftest import IMAGE, img, img_ok, run_args, veths_left
 from test_fault_injection import image_leftovers
 from test_network import leases, net, nft_rules  # noqa: F401 - the net fixture
+from test_pull import CREDS, registry  # noqa: F401 - the registry fixture
 
 KILLER = """
 import os, signal, sys
@@ -304,3 +306,61 @@ def test_network_create_and_rm_killed_before_each_change(images, tmp_path):
         img(h, "network", "prune", env=env)
         with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
             f.write(forwarding)
+
+
+def test_start_and_exec_killed_before_each_change(h):
+    """`start` of a created container, and a detached `exec` into a running one (its process
+    file, pid file): killed anywhere, the container is still one `delete --force` removes, and
+    a kill of `start` leaves it created or running, never half of one."""
+    bundle = h.bundle(["sleep", "60"])
+
+    def start(step: int) -> list[str]:
+        h.ok("create", "-b", bundle, f"s{step}")
+        return ["--root", h.root, "start", f"s{step}"]
+
+    def repair_start(step: int) -> None:
+        assert h.status(f"s{step}") in ("created", "running")
+        h.ok("delete", "--force", f"s{step}")
+
+    assert kill_at_each_step(start, [h.tmp, h.tag], repair_start, h.leftovers) >= 1
+    for cid in os.listdir(h.root):  # the unkilled one
+        h.ok("delete", "--force", cid)
+
+    h.ok("create", "-b", bundle, "target")
+    h.ok("start", "target")
+    process = os.path.join(h.tmp, "process.json")
+    with open(process, "w") as f:
+        json.dump({"args": ["sleep", "60"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}, f)
+
+    def exec_(step: int) -> list[str]:
+        return ["--root", h.root, "exec", "-d", "--pid-file", os.path.join(h.tmp, f"exec-{step}.pid"), "-p",
+                process, "target"]
+
+    def left() -> list[str]:
+        state = {x for x in os.listdir(h.root) if not x.startswith(".")} - {"target"}
+        return [f"state {x}" for x in state]
+
+    kill_at_each_step(exec_, [h.tmp, h.tag], lambda step: None, left)
+    h.ok("delete", "--force", "target")
+    assert h.leftovers() == []
+
+
+@pytest.mark.parametrize("images", ["warm"], indirect=True)
+def test_pull_killed_before_each_change(images, registry):  # noqa: F811 - the fixture
+    """`pull` from a registry: as `load`, the image is listed only whole, and the next pull works."""
+    h = images
+    ref = registry.refs["busybox"]
+
+    def argv(step: int) -> list[str]:
+        if ref in img_ok(h, "images").stdout:
+            img_ok(h, "rmi", ref)
+        return ["--root", h.root, "--image-root", h.image_root, "pull", "--creds", CREDS, ref]
+
+    def repair(step: int) -> None:
+        r = img(h, "system", "prune")
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        if ref in img_ok(h, "images").stdout:
+            assert img_ok(h, *run_args(h, "--rm", ref, "echo", "whole")).stdout == "whole\n"
+
+    kill_at_each_step(argv, [h.tmp], repair, lambda: h.leftovers() + image_leftovers(h))
+    assert img_ok(h, *run_args(h, "--rm", ref, "echo", "pulled")).stdout == "pulled\n"
