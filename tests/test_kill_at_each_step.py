@@ -364,3 +364,34 @@ def test_pull_killed_before_each_change(images, registry):  # noqa: F811 - the f
 
     kill_at_each_step(argv, [h.tmp], repair, lambda: h.leftovers() + image_leftovers(h))
     assert img_ok(h, *run_args(h, "--rm", ref, "echo", "pulled")).stdout == "pulled\n"
+
+
+@pytest.mark.parametrize("images", ["warm"], indirect=True)
+def test_system_prune_killed_before_each_change(images, busybox_archive):
+    """`system prune`, the repair itself, killed at each of its steps over what killed verbs
+    left (a create, a run --rm and a load, each killed halfway): the next prune finishes it."""
+    h = images
+    img_ok(h, "load", busybox_archive, IMAGE)
+    bundle = h.bundle(["sleep", "60"])
+    base = ["--root", h.root, "--image-root", h.image_root]
+    halfway: dict[str, int] = {}
+
+    def mess(name: str, argv: list[str]) -> None:
+        if name not in halfway:  # the middle of the verb's steps, counted once
+            listing = killed_at(0, argv, [h.tmp, h.tag], {"MRUN_KILL_LIST": "1"})
+            assert listing.returncode == 0, listing.stderr
+            halfway[name] = listing.stderr.count("change ") // 2
+            img_ok(h, "rm", "-f", argv[-3] if "run" in argv else argv[-1])  # what the listing run made
+        assert killed_at(halfway[name], argv, [h.tmp, h.tag], {}).returncode == -signal.SIGKILL
+
+    def argv(step: int) -> list[str]:
+        mess("create", [*base, "create", "-b", bundle, f"c{step}"])
+        mess("run", [*base, *run_args(h, "--rm", "--name", f"r{step}", IMAGE, "sleep", "60")])
+        return [*base, "system", "prune"]
+
+    def repair(step: int) -> None:
+        for verb in (("system", "prune"), ("rm", "-f", f"r{step}"), ("delete", "--force", f"c{step}")):
+            r = img(h, *verb)
+            assert "Traceback" not in r.stderr, r.stderr
+
+    assert kill_at_each_step(argv, [h.tmp, h.tag], repair, lambda: h.leftovers() + image_leftovers(h)) > 10
