@@ -18,6 +18,7 @@ import pytest
 from conftest import (
     IMAGE,
     await_template,
+    cgroup_dirs,
     img_ok,
     mrun_binary,
     process_report,
@@ -28,6 +29,7 @@ from conftest import (
     template_path,
     warm_path,
     warm_served,
+    warm_since,
     warm_templates,
 )
 from mrun.warm import client
@@ -768,3 +770,43 @@ def test_an_event_on_the_connection_that_is_no_hang_up_does_not_kill_the_child(h
     assert r.stdout.strip() == "1", r  # state of an unknown container: the verb's own answer
     assert "ended without an exit status" not in r.stderr, r.stderr
     assert _template()["served"] > before
+
+
+def test_a_warm_child_lets_go_of_its_callers_cgroups_before_the_caller_returns(h, tmp_path):
+    """The template's child joins its caller's cgroups to do the work. It reports the exit status
+    only once it has left them again (v1: back into the template's, thread-wise) and closed the
+    caller's descriptors, so the caller returns without waiting for its exit (the teardown of a
+    fork the template's size); or, where that move would cost more (v2), the caller waits for
+    it as before. Either way the caller's cgroup is empty, and removable, the moment it returns."""
+    made = []
+    for d in map(os.path.normpath, cgroup_dirs("/")):
+        if os.path.basename(d) == "unified":  # a hybrid host's v2 hierarchy: only the v1 ones are moved here
+            continue
+        made.append(os.path.join(d, h.cgroup_parent.lstrip("/"), "caller"))
+        os.makedirs(made[-1])
+        if os.path.basename(d) == "cpuset":  # a new v1 cpuset takes no task until it has cpus and mems
+            for parent in (os.path.dirname(made[-1]), made[-1]):
+                for f in ("cpuset.cpus", "cpuset.mems"):
+                    with open(os.path.join(parent, f), "w") as out:
+                        out.write(open(os.path.join(d, f)).read().strip())
+
+    def into_the_callers_cgroups() -> None:
+        for d in made:
+            with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+
+    try:
+        before = warm_served()
+        for _ in range(20):
+            r = h.mrun("--image-root", str(tmp_path / "images"), "ps", "-a", preexec_fn=into_the_callers_cgroups)
+            assert r.returncode == 0, r.stderr
+            held = {d: open(os.path.join(d, "cgroup.procs")).read().split() for d in made}
+            assert not any(held.values()), f"the caller returned while its cgroups held {held}"
+        assert warm_since(before), "never served warm"
+    finally:
+        for d in reversed(made):
+            for leaf in (d, os.path.dirname(d)):
+                try:
+                    os.rmdir(leaf)
+                except OSError:
+                    pass

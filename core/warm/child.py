@@ -107,6 +107,47 @@ def cgroup_moves(pid: int | str) -> list[list[str]]:
     return [line.split(":", 2) for line in theirs if line not in ours]
 
 
+def own_cgroups() -> list[str]:
+    with open("/proc/self/cgroup") as f:
+        return f.read().splitlines()
+
+
+def let_go(reply: int, home: list[str]) -> bool:
+    """After the work, before its exit status: every descriptor but ``reply`` closed (the
+    caller's stdio among them) and the caller's cgroups left for ``home`` (the template's), the
+    caller need not wait for our exit; it would wait for nothing that was its own. Disarmed
+    first (die_with_caller): the caller's leaving is no kill now. -> False, and nothing done,
+    where a move back would take more than the exit it spares: another thread of ours (a move
+    to ``tasks`` takes one thread), or a v2 cgroup (its move waits for an RCU grace period)."""
+    import fcntl
+
+    here = own_cgroups()
+    moves = [line.split(":", 2) for line in home if line not in here]
+    if any(not controllers for _hid, controllers, _path in moves) or _threads() != 1:
+        return False
+    mounts = _cgroup_mounts()
+    if any(mounts.get(controllers) is None for _hid, controllers, _path in moves):
+        return False
+    fcntl.fcntl(reply, fcntl.F_SETFL, fcntl.fcntl(reply, fcntl.F_GETFL) & ~os.O_ASYNC)
+    os.closerange(0, reply)
+    os.closerange(reply + 1, os.sysconf("SC_OPEN_MAX"))
+    try:
+        for _hid, controllers, path in moves:
+            with open(os.path.join(mounts[controllers], path.lstrip("/"), "tasks"), "w") as f:
+                f.write("0")
+    except OSError:  # the template's cgroup gone meanwhile: the caller waits for our exit, as before
+        return False
+    return True
+
+
+def _threads() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    return 0
+
+
 def join_cgroups(pid: int) -> None:
     """Into every cgroup ``pid`` is in, where ours differ (a shim belongs where containerd put
     the process it started, not where the template happens to run)."""
