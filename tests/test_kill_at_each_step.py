@@ -395,3 +395,91 @@ def test_system_prune_killed_before_each_change(images, busybox_archive):
             assert "Traceback" not in r.stderr, r.stderr
 
     assert kill_at_each_step(argv, [h.tmp, h.tag], repair, lambda: h.leftovers() + image_leftovers(h)) > 10
+
+
+@pytest.mark.parametrize("images", ["warm"], indirect=True)
+def test_stop_restart_update_tag_and_named_volumes_killed_before_each_change(images, busybox_archive):
+    """The remaining verbs that change what mrun keeps: `stop` and `restart` of a detached
+    container, `update` of its limits, `tag`, and a named volume's `volume create` and
+    `volume rm`. Killed anywhere: the container is still one `rm -f` removes (and `update`'s limits
+    all old or all new), an image name is listed whole or not at all, a volume is whole or gone."""
+    h = images
+    img_ok(h, "load", busybox_archive, IMAGE)
+    base = ["--root", h.root, "--image-root", h.image_root]
+    match = [h.tmp, h.tag]
+
+    def left() -> list[str]:
+        return h.leftovers() + image_leftovers(h)
+
+    def rm(name: str) -> Callable[[int], None]:
+        def repair(step: int) -> None:
+            for verb in (("rm", "-f", f"{name}{step}"), ("system", "prune")):
+                r = img(h, *verb)
+                assert "Traceback" not in r.stderr, r.stderr
+        return repair
+
+    for verb in ("stop", "restart"):
+        def argv(step: int, verb: str = verb) -> list[str]:
+            img_ok(h, *run_args(h, "-d", "--name", f"{verb}{step}", IMAGE, "sleep", "600"))
+            return [*base, verb, "-t", "1", f"{verb}{step}"]
+
+        steps = kill_at_each_step(argv, match, rm(verb), left)
+        img_ok(h, "rm", "-f", f"{verb}{steps}")
+
+    img_ok(h, *run_args(h, "-d", "--name", "limited", "--memory", "64m", IMAGE, "sleep", "600"))
+
+    def limit() -> int:
+        """The memory limit in the container's cgroup (v1 or v2), as the kernel holds it."""
+        import glob
+
+        files = glob.glob(f"/sys/fs/cgroup/memory{h.cgroup_parent}/*/memory.limit_in_bytes") or glob.glob(
+            f"/sys/fs/cgroup{h.cgroup_parent}/*/memory.max")
+        assert len(files) == 1, files
+        return int(open(files[0]).read())
+
+    def check_limit(step: int) -> None:
+        assert limit() in (64 << 20, 96 << 20), limit()
+        img_ok(h, "update", "--memory", "64m", "limited")
+
+    kill_at_each_step(lambda step: [*base, "update", "--memory", "96m", "limited"], match, check_limit,
+                      lambda: image_leftovers(h, keep="limited"))
+    assert limit() == 96 << 20
+    img_ok(h, "rm", "-f", "limited")
+
+    def tagged(step: int) -> None:
+        img_ok(h, "system", "prune")
+        listed = img_ok(h, "images").stdout
+        if "localhost/other" in listed:
+            assert img_ok(h, *run_args(h, "--rm", f"localhost/other:{step}", "true")).returncode == 0
+            img_ok(h, "rmi", f"localhost/other:{step}")
+
+    kill_at_each_step(lambda step: [*base, "tag", IMAGE, f"localhost/other:{step}"], match, tagged, left)
+
+    def volumes() -> list[str]:
+        return img_ok(h, "volume", "ls", "-q").stdout.split()
+
+    def volume_whole_or_gone(step: int) -> None:
+        if f"v{step}" in volumes():
+            assert os.path.isdir(os.path.join(h.image_root, "volumes", f"v{step}", "data"))
+            img_ok(h, "volume", "rm", f"v{step}")
+        img_ok(h, "volume", "prune")
+
+    def no_volume() -> list[str]:
+        top = os.path.join(h.image_root, "volumes")
+        return left() + [f"volume dir {v}" for v in (os.listdir(top) if os.path.isdir(top) else [])]
+
+    steps = kill_at_each_step(lambda step: [*base, "volume", "create", f"v{step}"], match, volume_whole_or_gone,
+                              no_volume)
+    img_ok(h, "volume", "rm", f"v{steps}")
+
+    def remove(step: int) -> list[str]:
+        img_ok(h, "volume", "create", f"w{step}")
+        return [*base, "volume", "rm", f"w{step}"]
+
+    kill_at_each_step(remove, match, lambda step: _rm_volume(h, f"w{step}"), no_volume)
+
+
+def _rm_volume(h, name: str) -> None:
+    if name in img_ok(h, "volume", "ls", "-q").stdout.split():
+        img_ok(h, "volume", "rm", name)
+    img_ok(h, "volume", "prune")

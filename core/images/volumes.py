@@ -9,6 +9,7 @@ mark, is removed with its container by ``mrun run --rm`` and ``mrun rm -v``, and
 
 from __future__ import annotations
 
+import errno
 import os
 
 from mrun import jsonio
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 ANONYMOUS = "anonymous"  # a file in the volume's directory: made for one container, nameless
-NEW = ".new-"  # an anonymous volume being made (_create_anonymous)
+NEW = ".new-"  # a volume being made (_make_whole)
 GONE = ".gone-"  # a volume being removed (_remove)
 ANONYMOUS_SOURCE = "<anonymous>"  # what -v and --mount are given for one (-v /DEST, --mount without source=)
 
@@ -46,24 +47,33 @@ def create(store_root: str, name: str = "", anonymous: bool = False) -> str:
         name = os.urandom(32).hex()
     check_name(f"volume {name!r}", name)
     os.makedirs(top(store_root), mode=0o700, exist_ok=True)
-    if anonymous:
-        _create_anonymous(store_root, name)
-    else:
-        os.makedirs(data(store_root, name), mode=0o755, exist_ok=True)
+    if not os.path.isdir(data(store_root, name)):
+        _make_whole(store_root, name, anonymous)
     return name
 
 
-def _create_anonymous(store_root: str, name: str) -> None:
-    """Made whole under a name no volume has (``.new-``: a volume's starts with a letter or
-    digit), then renamed: a create killed at any instant leaves no volume that looks named
-    (unmarked, it would outlive ``volume prune``), only a ``.new-`` one that ``prune`` sweeps."""
-    making = os.path.join(top(store_root), NEW + name)
+def _make_whole(store_root: str, name: str, anonymous: bool) -> None:
+    """Made under a name no volume has (``.new-``: a volume's starts with a letter or digit),
+    marked if anonymous, then renamed: a create killed at any instant leaves no half of a volume
+    (a directory without its data, which nothing lists; an anonymous one without its mark, which
+    looks named and outlives ``volume prune``), only a ``.new-`` one that ``prune`` sweeps. A
+    concurrent create of the same name that renamed first wins; ours is removed."""
+    making = os.path.join(top(store_root), NEW + os.urandom(8).hex())
+    final = os.path.join(top(store_root), name)
     try:
         os.mkdir(making, mode=0o755)
-        with open(os.path.join(making, ANONYMOUS), "w"):
-            pass
+        if anonymous:
+            with open(os.path.join(making, ANONYMOUS), "w"):
+                pass
         os.mkdir(os.path.join(making, "data"), mode=0o755)
-        os.rename(making, os.path.join(top(store_root), name))
+        try:
+            os.rename(making, final)
+        except OSError as e:  # ENOTEMPTY/EEXIST: made meanwhile (a stub of an older mrun's has no data)
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST) or anonymous:
+                raise
+            if not os.path.isdir(data(store_root, name)):
+                os.mkdir(data(store_root, name), mode=0o755)
+            remove_tree(making, ignore_errors=True)
     except BaseException:
         remove_tree(making, ignore_errors=True)
         raise
@@ -135,7 +145,9 @@ def prune(store_root: str, everything: bool = False) -> list[str]:
             removed.append(name)
     where = top(store_root)
     for name in os.listdir(where) if os.path.isdir(where) else []:
-        if name.startswith((NEW, GONE)):  # a making or a removal, killed: never listed, mounted or used
+        # a making or a removal, killed; or an older mrun's volume killed before its data: never
+        # listed, mounted or used (a volume appears whole, by rename, and goes by rename)
+        if name.startswith((NEW, GONE)) or not os.path.isdir(data(store_root, name)):
             remove_tree(os.path.join(where, name), ignore_errors=True)
     return removed
 
