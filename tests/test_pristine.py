@@ -365,8 +365,11 @@ def test_a_spare_nobody_takes_is_let_go(h, tmp_path):
     _precompile(env, example_path("hello.wasm"))
     ours, helper = _helper(env, warm_wasm=True)
     try:
-        time.sleep(0.2)
-        (waiting,) = children_of(helper.pid)  # the one a helper forks at its start
+        deadline = time.monotonic() + 10
+        while not children_of(helper.pid):  # the one a helper forks once it has loaded (slower on a busy node)
+            assert time.monotonic() < deadline, "the helper forked no spare"
+            time.sleep(0.01)
+        (waiting,) = children_of(helper.pid)
         deadline = time.monotonic() + 10
         while children_of(helper.pid):
             assert time.monotonic() < deadline, "the unused spare was kept"

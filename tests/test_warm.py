@@ -9,6 +9,7 @@ import json
 import os
 import select
 import signal
+import socket
 import struct
 import subprocess
 import termios
@@ -810,3 +811,60 @@ def test_a_warm_child_lets_go_of_its_callers_cgroups_before_the_caller_returns(h
                     os.rmdir(leaf)
                 except OSError:
                     pass
+
+
+def test_a_released_child_holds_nothing_of_its_callers_and_no_longer_shows_its_command(h):
+    """What ``child.let_go`` leaves of a child that did a caller's work, in a process that took on
+    a caller (its cgroups, descriptors, command line, environment and name) and then let go:
+    only its connection open, back in its own cgroups, and in /proc the template's exiting child,
+    not the caller's command (a `ps` the moment the caller returned showed it, until the exit)."""
+    from mrun.kernel.proc import rewrite_area
+    from mrun.warm import child
+
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ours.close()
+            home = child.own_cgroups()
+            for d in map(os.path.normpath, cgroup_dirs("/")):
+                if os.path.basename(d) == "unified":
+                    continue
+                leaf = os.path.join(d, h.cgroup_parent.lstrip("/"), "caller")
+                os.makedirs(leaf, exist_ok=True)
+                if os.path.basename(d) == "cpuset":
+                    for level in (os.path.dirname(leaf), leaf):
+                        for f in ("cpuset.cpus", "cpuset.mems"):
+                            with open(os.path.join(level, f), "w") as out:
+                                out.write(open(os.path.join(d, f)).read().strip())
+                with open(os.path.join(leaf, "tasks"), "w") as f:
+                    f.write("0")
+            kept = os.open("/dev/null", os.O_RDONLY)  # a descriptor of the caller's
+            rewrite_area("arg", b"mrun\0--root\0/caller/root\0state\0x\0")
+            released = child.let_go(theirs.fileno(), home)
+            report = {"released": released, "kept_open": _is_open(kept), "cgroups": child.own_cgroups() == home,
+                      "cmdline": open("/proc/self/cmdline", "rb").read().decode(),
+                      "comm": open("/proc/self/comm").read().strip(),
+                      "fds": sorted(int(x) for x in os.listdir("/proc/self/fd"))}
+            theirs.sendall(json.dumps(report).encode())
+        finally:
+            os._exit(0)
+    theirs.close()
+    got = json.loads(ours.makefile().read())
+    os.waitpid(pid, 0)
+    for d in cgroup_dirs(f"{h.cgroup_parent}/caller"):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
+    assert got["released"] and got["cgroups"] and not got["kept_open"], got
+    assert got["cmdline"].rstrip("\0") == "mrun-warm-exit" and got["comm"] == "mrun-warm-exit", got
+    assert len(got["fds"]) == 2, got  # the connection, and the listing's own
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False

@@ -116,7 +116,8 @@ def let_go(reply: int, home: list[str]) -> bool:
     """After the work, before its exit status: every descriptor but ``reply`` closed (the
     caller's stdio among them) and the caller's cgroups left for ``home`` (the template's), the
     caller need not wait for our exit; it would wait for nothing that was its own. Disarmed
-    first (die_with_caller): the caller's leaving is no kill now. -> False, and nothing done,
+    first (die_with_caller): the caller's leaving is no kill now; then no longer named as its
+    command (argv, environment, comm in /proc). -> False, and nothing done,
     where a move back would take more than the exit it spares: another thread of ours (a move
     to ``tasks`` takes one thread), or a v2 cgroup (its move waits for an RCU grace period)."""
     import fcntl
@@ -137,7 +138,18 @@ def let_go(reply: int, home: list[str]) -> bool:
                 f.write("0")
     except OSError:  # the template's cgroup gone meanwhile: the caller waits for our exit, as before
         return False
+    # What is left for a moment is the template's, not the caller's command: no longer its argv,
+    # environment or name in /proc (a `ps` the moment the caller returned showed its command again)
+    from mrun.kernel.proc import rewrite_area
+    from mrun.kernel.syscalls import set_comm
+
+    rewrite_area("arg", EXITING)
+    rewrite_area("env", b"")
+    set_comm(EXITING)
     return True
+
+
+EXITING = b"mrun-warm-exit"  # a released child's command line and name, until it is gone
 
 
 def _threads() -> int:
