@@ -494,7 +494,8 @@ class Template:
 
                 # Let go of all that was the caller's, the caller need not wait for our exit: the
                 # teardown of a fork the template's size, 1-3 ms of every warm call.
-                released = became and reply.fileno() >= 0 and let_go(reply.fileno(), home)
+                released = (became and reply.fileno() >= 0 and os.environ.get("MRUN_WARM_RELEASE") != "0"
+                            and let_go(reply.fileno(), home))
                 client.send_message(reply, {"exit": code, **({"detached": True} if released else {})})
             except Exception:  # noqa: BLE001 - the caller is gone
                 pass
