@@ -70,6 +70,11 @@ from mrun.cli.main import main
 sys.exit(main())
 """
 
+def listed(h, ref: str) -> bool:
+    """Whether the image store knows ``ref`` (`images` shows repository and tag apart)."""
+    return img(h, "image", "inspect", ref).returncode == 0
+
+
 MAX_STEPS = 400  # a verb with more steps than this fails the test: raise it knowingly
 
 
@@ -167,14 +172,14 @@ def test_load_killed_before_each_change(images, busybox_archive):
     h = images
 
     def argv(step: int) -> list[str]:
-        if IMAGE in img_ok(h, "images").stdout:
+        if listed(h, IMAGE):
             img_ok(h, "rmi", IMAGE)
         return ["--root", h.root, "--image-root", h.image_root, "load", busybox_archive]
 
     def repair(step: int) -> None:
         r = img(h, "system", "prune")
         assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
-        if IMAGE in img_ok(h, "images").stdout:
+        if listed(h, IMAGE):
             assert img_ok(h, *run_args(h, "--rm", IMAGE, "echo", "whole")).stdout == "whole\n"
 
     kill_at_each_step(argv, [h.tmp], repair, lambda: h.leftovers() + image_leftovers(h))
@@ -216,26 +221,26 @@ def test_rmi_and_commit_killed_before_each_change(images, busybox_archive):
         r = img(h, "system", "prune")
         assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
         assert img_ok(h, *run_args(h, "--rm", IMAGE, "echo", "base")).stdout == "base\n"
-        if made in img_ok(h, "images").stdout:
+        if listed(h, made):
             assert img_ok(h, *run_args(h, "--rm", made, "cat", "/mark")).stdout == "changed\n"
 
     def left() -> list[str]:
         return image_leftovers(h, keep="src")
 
     def commit(step: int) -> list[str]:
-        if made in img_ok(h, "images").stdout:
+        if listed(h, made):
             img_ok(h, "rmi", made)
         return [*base, "commit", "src", made]
 
     kill_at_each_step(commit, [h.tmp, h.tag], whole_or_absent, left)
 
     def rmi(step: int) -> list[str]:
-        if made not in img_ok(h, "images").stdout:
+        if not listed(h, made):
             img_ok(h, "commit", "src", made)
         return [*base, "rmi", made]
 
     kill_at_each_step(rmi, [h.tmp, h.tag], whole_or_absent, left)
-    assert made not in img_ok(h, "images").stdout
+    assert not listed(h, made)
     img_ok(h, "rm", "-f", "src")
 
 
@@ -352,14 +357,14 @@ def test_pull_killed_before_each_change(images, registry):  # noqa: F811 - the f
     ref = registry.refs["busybox"]
 
     def argv(step: int) -> list[str]:
-        if ref in img_ok(h, "images").stdout:
+        if listed(h, ref):
             img_ok(h, "rmi", ref)
         return ["--root", h.root, "--image-root", h.image_root, "pull", "--creds", CREDS, ref]
 
     def repair(step: int) -> None:
         r = img(h, "system", "prune")
         assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
-        if ref in img_ok(h, "images").stdout:
+        if listed(h, ref):
             assert img_ok(h, *run_args(h, "--rm", ref, "echo", "whole")).stdout == "whole\n"
 
     kill_at_each_step(argv, [h.tmp], repair, lambda: h.leftovers() + image_leftovers(h))
@@ -450,8 +455,7 @@ def test_stop_restart_update_tag_and_named_volumes_killed_before_each_change(ima
 
     def tagged(step: int) -> None:
         img_ok(h, "system", "prune")
-        listed = img_ok(h, "images").stdout
-        if "localhost/other" in listed:
+        if listed(h, f"localhost/other:{step}"):
             assert img_ok(h, *run_args(h, "--rm", f"localhost/other:{step}", "true")).returncode == 0
             img_ok(h, "rmi", f"localhost/other:{step}")
 
@@ -485,3 +489,32 @@ def _rm_volume(h, name: str) -> None:
     if name in img_ok(h, "volume", "ls", "-q").stdout.split():
         img_ok(h, "volume", "rm", name)
     img_ok(h, "volume", "prune")
+
+
+@pytest.mark.parametrize("images", ["warm"], indirect=True)
+def test_image_wasm_killed_before_each_change(images, busybox_archive):
+    """`image wasm` (an image made from a module): killed anywhere, the wasm image is listed only
+    whole (it runs), and the image a running container uses stays whole beside it."""
+    h = images
+    img_ok(h, "load", busybox_archive, IMAGE)
+    img_ok(h, *run_args(h, "-d", "--name", "user", IMAGE, "sleep", "600"))
+    made = "localhost/killed-wasm:1"
+    module = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "wasm",
+                          "hello.wasm")
+
+    def whole_or_absent(step: int) -> None:
+        r = img(h, "system", "prune")
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        if listed(h, made):
+            r = img(h, *run_args(h, "--rm", made, "7"))
+            assert r.returncode == 7 and r.stdout.startswith("hello from wasm32-wasi"), (r.returncode, r.stderr)
+            img_ok(h, "rmi", made)
+        assert img_ok(h, "exec", "user", "echo", "still").stdout == "still\n"
+
+    try:
+        assert kill_at_each_step(lambda step: ["--root", h.root, "--image-root", h.image_root, "image", "wasm", module,
+                                               made], [h.tmp, h.tag], whole_or_absent,
+                                 lambda: image_leftovers(h, keep="user")) >= 3
+        assert listed(h, made)
+    finally:
+        img_ok(h, "rm", "-f", "user")
