@@ -68,7 +68,7 @@ def _make_whole(store_root: str, name: str, anonymous: bool) -> None:
         os.mkdir(os.path.join(making, "data"), mode=0o755)
         try:
             os.rename(making, final)
-        except OSError as e:  # ENOTEMPTY/EEXIST: made meanwhile (a stub of an older mrun's has no data)
+        except OSError as e:  # ENOTEMPTY/EEXIST: a concurrent create renamed first (an empty stub is replaced)
             if e.errno not in (errno.ENOTEMPTY, errno.EEXIST) or anonymous:
                 raise
             if not os.path.isdir(data(store_root, name)):

@@ -52,6 +52,17 @@ SIGKILL = 9
 SIGRTMIN, SIGRTMAX, NSIG = 34, 64, 65  # glibc keeps 32 and 33 for itself
 
 
+def status_field(name: str, pid: int | str = "self") -> str | None:
+    """The value of ``name`` in /proc/PID/status ("Threads", "CapPrm"...), stripped; None where
+    the kernel shows no such field."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key == name:
+                return value.strip()
+    return None
+
+
 def start_time(pid: int) -> int | None:
     """The process's start time in clock ticks, or None if it is gone or a zombie.
 

@@ -7,6 +7,7 @@ import sys
 from mrun.errors import InvalidSpec
 from mrun.kernel import syscalls as sc
 from mrun.kernel.capnames import BITS, NAMES
+from mrun.kernel.proc import status_field
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -22,11 +23,8 @@ def last_cap() -> int:
 
 
 def current_permitted() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("CapPrm:"):
-                return int(line.split()[1], 16)
-    return 0
+    permitted = status_field("CapPrm")
+    return int(permitted, 16) if permitted else 0
 
 
 def to_mask(names: list[str] | None, field: str) -> int:

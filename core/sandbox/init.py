@@ -15,6 +15,7 @@ from mrun.errors import MrunError
 from mrun.hooks import run_hooks
 from mrun.kernel import inroot
 from mrun.kernel import syscalls as sc
+from mrun.kernel.proc import status_field
 from mrun.plugins.api import Container
 from mrun.sandbox import devices, rootfs
 from mrun.sandbox.launch import Channel, await_key
@@ -88,11 +89,8 @@ def _join_session_keyring(sb: Sandbox) -> None:
 
 def _host_pid() -> int:
     """Our pid as the host sees it (first NSpid field), read while /proc is still the host's."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("NSpid:"):
-                return int(line.split()[1])
-    return os.getpid()
+    nspid = status_field("NSpid")
+    return int(nspid.split()[0]) if nspid else os.getpid()
 
 
 _STOP_SIGNALS = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1, _signal.SIGUSR2)

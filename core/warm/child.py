@@ -101,15 +101,18 @@ def fresh_stdio(encodings: list[Any]) -> None:
 def cgroup_moves(pid: int | str) -> list[list[str]]:
     """[hierarchy id, controllers, path] of each cgroup ``pid`` is in and we are not."""
     with open(f"/proc/{pid}/cgroup") as f:
-        theirs = f.read().splitlines()
-    with open("/proc/self/cgroup") as f:
-        ours = set(f.read().splitlines())
-    return [line.split(":", 2) for line in theirs if line not in ours]
+        return _not_ours(f.read().splitlines())
 
 
 def own_cgroups() -> list[str]:
+    """Our /proc/self/cgroup lines ("hierarchy id:controllers:path")."""
     with open("/proc/self/cgroup") as f:
         return f.read().splitlines()
+
+
+def _not_ours(lines: list[str]) -> list[list[str]]:
+    ours = set(own_cgroups())
+    return [line.split(":", 2) for line in lines if line not in ours]
 
 
 def let_go(reply: int, home: list[str]) -> bool:
@@ -122,11 +125,13 @@ def let_go(reply: int, home: list[str]) -> bool:
     to ``tasks`` takes one thread), or a v2 cgroup (its move waits for an RCU grace period)."""
     import fcntl
 
-    here = own_cgroups()
-    moves = [line.split(":", 2) for line in home if line not in here]
-    if any(not controllers for _hid, controllers, _path in moves) or _threads() != 1:
+    from mrun.kernel.proc import rewrite_area, status_field
+    from mrun.kernel.syscalls import set_comm
+
+    moves = _not_ours(home)
+    if any(not controllers for _hid, controllers, _path in moves) or int(status_field("Threads") or 0) != 1:
         return False
-    mounts = _cgroup_mounts()
+    mounts = _cgroup_mounts() if moves else {}  # mountinfo read only for a caller in other cgroups
     if any(mounts.get(controllers) is None for _hid, controllers, _path in moves):
         return False
     fcntl.fcntl(reply, fcntl.F_SETFL, fcntl.fcntl(reply, fcntl.F_GETFL) & ~os.O_ASYNC)
@@ -140,9 +145,6 @@ def let_go(reply: int, home: list[str]) -> bool:
         return False
     # What is left for a moment is the template's, not the caller's command: no longer its argv,
     # environment or name in /proc (a `ps` the moment the caller returned showed its command again)
-    from mrun.kernel.proc import rewrite_area
-    from mrun.kernel.syscalls import set_comm
-
     rewrite_area("arg", EXITING)
     rewrite_area("env", b"")
     set_comm(EXITING)
@@ -150,14 +152,6 @@ def let_go(reply: int, home: list[str]) -> bool:
 
 
 EXITING = b"mrun-warm-exit"  # a released child's command line and name, until it is gone
-
-
-def _threads() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    return 0
 
 
 def join_cgroups(pid: int) -> None:
@@ -182,8 +176,7 @@ def join_cgroups(pid: int) -> None:
 def _cgroup_mounts() -> dict[str, str]:
     """controllers as /proc/PID/cgroup names them ("" for v2, "cpu,cpuacct", "name=systemd") ->
     the hierarchy's mount point (the first mount of its root)."""
-    with open("/proc/self/cgroup") as f:
-        names = [line.split(":", 2)[1] for line in f.read().splitlines()]
+    names = [line.split(":", 2)[1] for line in own_cgroups()]
     found: dict[str, str] = {}
     with open("/proc/self/mountinfo") as f:
         for line in f:

@@ -77,8 +77,9 @@ def kept_state() -> list[int]:
 
 def under_seccomp(pid: int | str = "self") -> bool:
     """Whether ``pid`` runs under a seccomp filter (or strict mode)."""
-    with open(f"/proc/{pid}/status") as f:
-        return any(line.startswith("Seccomp:") and line.split()[1] != "0" for line in f)
+    from mrun.kernel.proc import status_field
+
+    return (status_field("Seccomp", pid) or "0") != "0"
 
 
 def mismatch(pid: int, mine: dict[str, str]) -> str | None:

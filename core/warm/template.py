@@ -444,7 +444,7 @@ class Template:
         """Become the caller, do the work, report; never returns."""
         code, reply, became = 255, None, False
         try:
-            from mrun.warm.child import become, die_with_caller, own_cgroups
+            from mrun.warm.child import become, die_with_caller, let_go, own_cgroups
 
             home = own_cgroups()  # the template's: where we go back to before the status (child.let_go)
 
@@ -490,8 +490,6 @@ class Template:
         _flush_stdio()
         if reply is not None:
             try:
-                from mrun.warm.child import let_go
-
                 # Let go of all that was the caller's, the caller need not wait for our exit: the
                 # teardown of a fork the template's size, 1-3 ms of every warm call.
                 released = (became and reply.fileno() >= 0 and os.environ.get("MRUN_WARM_RELEASE") != "0"
