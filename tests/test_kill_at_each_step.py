@@ -75,6 +75,14 @@ def listed(h, ref: str) -> bool:
     return img(h, "image", "inspect", ref).returncode == 0
 
 
+def repair_with(h, *verbs: tuple[str, ...], env: dict[str, str] | None = None) -> None:
+    """The verbs a user runs after a crash, in order, through the test's image root: none may end
+    in a traceback (a one-line refusal, such as nothing left to remove, is fine)."""
+    for verb in verbs:
+        r = img(h, *verb, env=env)
+        assert "Traceback" not in r.stderr, r.stderr
+
+
 MAX_STEPS = 400  # a verb with more steps than this fails the test: raise it knowingly
 
 
@@ -139,9 +147,7 @@ def test_run_rm_killed_before_each_change(images, busybox_archive):
         return found
 
     def repair(step: int) -> None:
-        for verb in (("rm", "-f", "-v", f"k{step}"), ("system", "prune"), ("volume", "prune")):
-            r = h.mrun("--image-root", h.image_root, *verb)
-            assert "Traceback" not in r.stderr, r.stderr
+        repair_with(h, ("rm", "-f", "-v", f"k{step}"), ("system", "prune"), ("volume", "prune"))
 
     base = ["--root", h.root, "--image-root", h.image_root]
     kill_at_each_step(lambda step: [*base, *run_args(h, "--rm", "--name", f"k{step}", "-v", "/scratch", IMAGE, "true")],
@@ -169,21 +175,27 @@ def test_delete_force_killed_before_each_change(h):
 def test_load_killed_before_each_change(images, busybox_archive):
     """`load`: after the kill and a `system prune`, no partial file; the image is listed only if
     it is whole (a container runs from it), and a load after it works."""
-    h = images
+    fetch_killed_at_each_step(images, IMAGE, ["load", busybox_archive], "loaded")
+
+
+def fetch_killed_at_each_step(h, ref: str, fetch: list[str], word: str) -> None:
+    """An image fetched (`load`, `pull`) and killed before each change: after the kill and a
+    `system prune`, no partial file, ``ref`` listed only whole (a container runs from it), and the
+    unkilled fetch's image runs."""
 
     def argv(step: int) -> list[str]:
-        if listed(h, IMAGE):
-            img_ok(h, "rmi", IMAGE)
-        return ["--root", h.root, "--image-root", h.image_root, "load", busybox_archive]
+        if listed(h, ref):
+            img_ok(h, "rmi", ref)
+        return ["--root", h.root, "--image-root", h.image_root, *fetch]
 
     def repair(step: int) -> None:
         r = img(h, "system", "prune")
         assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
-        if listed(h, IMAGE):
-            assert img_ok(h, *run_args(h, "--rm", IMAGE, "echo", "whole")).stdout == "whole\n"
+        if listed(h, ref):
+            assert img_ok(h, *run_args(h, "--rm", ref, "echo", "whole")).stdout == "whole\n"
 
     kill_at_each_step(argv, [h.tmp], repair, lambda: h.leftovers() + image_leftovers(h))
-    assert img_ok(h, *run_args(h, "--rm", IMAGE, "echo", "loaded")).stdout == "loaded\n"
+    assert img_ok(h, *run_args(h, "--rm", ref, "echo", word)).stdout == f"{word}\n"
 
 
 @pytest.mark.parametrize("images", ["warm"], indirect=True)
@@ -197,9 +209,7 @@ def test_run_rm_on_a_bridge_network_killed_before_each_change(net):  # noqa: F81
         return found + (["nft rule"] if "mrun-ctr" in nft_rules() else [])
 
     def repair(step: int) -> None:
-        for verb in (("rm", "-f", f"k{step}"), ("system", "prune")):
-            r = img(h, *verb, env=h.env)
-            assert "Traceback" not in r.stderr, r.stderr
+        repair_with(h, ("rm", "-f", f"k{step}"), ("system", "prune"), env=h.env)
 
     base = ["--root", h.root, "--image-root", h.image_root]
     kill_at_each_step(lambda step: [*base, *run_args(h, "--rm", "--network", h.net, "--name", f"k{step}", IMAGE,
@@ -256,9 +266,7 @@ def test_detached_run_and_its_rm_killed_before_each_change(images, busybox_archi
         return h.leftovers() + image_leftovers(h)
 
     def repair(step: int) -> None:
-        for verb in (("rm", "-f", f"k{step}"), ("system", "prune")):
-            r = img(h, *verb)
-            assert "Traceback" not in r.stderr, r.stderr
+        repair_with(h, ("rm", "-f", f"k{step}"), ("system", "prune"))
 
     steps = kill_at_each_step(lambda step: [*base, *run_args(h, "-d", "--name", f"k{step}", IMAGE, "sleep", "600")],
                               [h.tmp, h.tag], repair, left)
@@ -291,9 +299,7 @@ def test_network_create_and_rm_killed_before_each_change(images, tmp_path):
         return found + (["nft table"] if "mrun-net:n" in nft_rules() else [])
 
     def repair(step: int) -> None:
-        for verb in (("network", "rm", f"n{step}"), ("network", "prune")):
-            r = img(h, *verb, env=env)
-            assert "Traceback" not in r.stderr, r.stderr
+        repair_with(h, ("network", "rm", f"n{step}"), ("network", "prune"), env=env)
 
     try:
         steps = kill_at_each_step(lambda step: [*base, "network", "create", f"n{step}"], [str(tmp_path)], repair,
@@ -353,22 +359,8 @@ def test_start_and_exec_killed_before_each_change(h):
 @pytest.mark.parametrize("images", ["warm"], indirect=True)
 def test_pull_killed_before_each_change(images, registry):  # noqa: F811 - the fixture
     """`pull` from a registry: as `load`, the image is listed only whole, and the next pull works."""
-    h = images
     ref = registry.refs["busybox"]
-
-    def argv(step: int) -> list[str]:
-        if listed(h, ref):
-            img_ok(h, "rmi", ref)
-        return ["--root", h.root, "--image-root", h.image_root, "pull", "--creds", CREDS, ref]
-
-    def repair(step: int) -> None:
-        r = img(h, "system", "prune")
-        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
-        if listed(h, ref):
-            assert img_ok(h, *run_args(h, "--rm", ref, "echo", "whole")).stdout == "whole\n"
-
-    kill_at_each_step(argv, [h.tmp], repair, lambda: h.leftovers() + image_leftovers(h))
-    assert img_ok(h, *run_args(h, "--rm", ref, "echo", "pulled")).stdout == "pulled\n"
+    fetch_killed_at_each_step(images, ref, ["pull", "--creds", CREDS, ref], "pulled")
 
 
 @pytest.mark.parametrize("images", ["warm"], indirect=True)
@@ -397,9 +389,7 @@ def test_system_prune_killed_before_each_change(images, busybox_archive):
         return [*base, "system", "prune"]
 
     def repair(step: int) -> None:
-        for verb in (("system", "prune"), ("rm", "-f", f"r{step}"), ("delete", "--force", f"c{step}")):
-            r = img(h, *verb)
-            assert "Traceback" not in r.stderr, r.stderr
+        repair_with(h, ("system", "prune"), ("rm", "-f", f"r{step}"), ("delete", "--force", f"c{step}"))
 
     assert kill_at_each_step(argv, [h.tmp, h.tag], repair, lambda: h.leftovers() + image_leftovers(h)) > 10
 
@@ -419,11 +409,7 @@ def test_stop_restart_update_tag_and_named_volumes_killed_before_each_change(ima
         return h.leftovers() + image_leftovers(h)
 
     def rm(name: str) -> Callable[[int], None]:
-        def repair(step: int) -> None:
-            for verb in (("rm", "-f", f"{name}{step}"), ("system", "prune")):
-                r = img(h, *verb)
-                assert "Traceback" not in r.stderr, r.stderr
-        return repair
+        return lambda step: repair_with(h, ("rm", "-f", f"{name}{step}"), ("system", "prune"))
 
     for verb in ("stop", "restart"):
         def argv(step: int, verb: str = verb) -> list[str]:
