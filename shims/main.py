@@ -218,6 +218,14 @@ def start(flags: dict[str, str]) -> int:
     address = f"unix://{path}"
     import mrun.warm.client as warm_client
 
+    # The address first, before the socket exists: a start killed after making the socket leaves
+    # a file that names it, and containerd's `delete` (which finds it there) removes it.
+    try:
+        _write_address(address, os.path.join(bundle, "address"))
+    except OSError as e:
+        print(f"containerd-shim-mrun-v2: cannot write {os.path.join(bundle, 'address')}: {e.strerror}",
+              file=sys.stderr)
+        return 1
     in_place = None
     if not _answers(path):  # else: one shim per pod, already running
         os.makedirs(socket_dir, mode=0o711, exist_ok=True)
@@ -229,15 +237,6 @@ def start(flags: dict[str, str]) -> int:
                 os.setsid()
                 _daemon(listener, config, bundle, path)
             listener.close()
-    try:
-        _write_address(address, os.path.join(bundle, "address"))
-    except OSError as e:
-        print(f"containerd-shim-mrun-v2: cannot write {os.path.join(bundle, 'address')}: {e.strerror}",
-              file=sys.stderr)
-        if in_place is not None:  # the daemon this process was to become: never started
-            in_place.close()
-            _unlink(path)
-        return 1
     sys.stdout.flush()
     os.write(1, _start_answer(address, bootstrap))
     trace.since("shim start", began)  # answered: the daemon this process may become is not start's

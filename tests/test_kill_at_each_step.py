@@ -1,10 +1,12 @@
 """A verb SIGKILLed at each of its steps in turn, not at random instants: a step is a change mrun
 makes under the test's own paths (a mkdir, an open for writing, a rename, an unlink, an rmdir, a
-symlink...), seen by Python's audit hook in the verb's own process (cold: MRUN_WARM=0), which
-kills itself just before the step. A run of one kind of change over one directory's files (a
-layer's chowns) is one step. After each kill the verbs a user would run next must repair
-everything (`delete --force`, `rm -f`, `system prune`, `network prune`...), leaving no state,
-cgroup, mount, process, veth or partial file, and the next unkilled run must work.
+symlink, a socket's bind...), seen by Python's audit hook in the verb's own process (cold:
+MRUN_WARM=0), which kills itself just before the step; for the shim, in the start process and
+every process it forks (daemon, fork helper, create worker, container init), on one count. A
+run of one kind of change over one directory's files (a layer's chowns) is one step. After each
+kill the verbs a user would run next must repair everything (`delete --force`, `rm -f`, `system
+prune`, `network prune`...), leaving no state, cgroup, mount, process, veth or partial file, and
+the next unkilled run must work.
 
 Random kills (test_fault_injection) land where the time goes; a window between two syscalls a
 microsecond apart is never hit. Here each window is. MRUN_KILL_LIST=1 in the killer's
@@ -19,27 +21,39 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 
 import pytest
-from conftest import IMAGE, img, img_ok, run_args, veths_left
+from conftest import IMAGE, img, img_ok, processes_mentioning, run_args, veths_left, write_config
 from test_fault_injection import image_leftovers
 from test_network import leases, net, nft_rules  # noqa: F401 - the net fixture
 from test_pull import CREDS, registry  # noqa: F401 - the registry fixture
 
 KILLER = """
-import os, signal, sys
+import mmap, os, signal, sys
 
 match = tuple(m for m in os.environ.pop("MRUN_KILL_MATCH").split("|") if m)
-step, seen, ours, last = int(os.environ.pop("MRUN_KILL_AT")), [0], os.getpid(), [None]
+step, ours, last = int(os.environ.pop("MRUN_KILL_AT")), os.getpid(), [None]
 listing = os.environ.pop("MRUN_KILL_LIST", "") == "1"  # a developer's look: every change, no kill
+entry = os.environ.pop("MRUN_KILL_ENTRY", "mrun.cli.main")  # or mrun.shims.main: the shim binary
+forks = os.environ.pop("MRUN_KILL_FORKS", "") == "1"  # count and kill in the processes this one forks too
+report = os.environ.pop("MRUN_KILL_REPORT", "")  # where kills are told (a shim daemon's stderr is not ours)
+seen = mmap.mmap(-1, 8)  # anonymous and shared: one count over this process and every fork of it
 WRITES = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 CHANGES = {"os.mkdir", "os.rename", "os.replace", "os.remove", "os.rmdir", "os.symlink", "os.link",
-           "os.truncate", "os.chmod", "os.chown", "os.mkfifo", "os.mknod", "shutil.rmtree"}
+           "os.truncate", "os.chmod", "os.chown", "os.mkfifo", "os.mknod", "shutil.rmtree", "socket.bind"}
+
+
+def say(text):
+    fd = os.open(report, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600) if report else 2
+    os.write(fd, f"{text} (pid {os.getpid()})\\n".encode())
+    if report:
+        os.close(fd)
 
 
 def kill_at(event, args):
-    if os.getpid() != ours or not args:
+    if (os.getpid() != ours and not forks) or not args:
         return
     if event == "open":
         if not (isinstance(args[2], int) and args[2] & WRITES) and not (isinstance(args[1], str) and
@@ -47,7 +61,7 @@ def kill_at(event, args):
             return
     elif event not in CHANGES:
         return
-    path = args[0]
+    path = args[1] if event == "socket.bind" else args[0]
     if isinstance(path, bytes):
         path = path.decode(errors="replace")
     if not isinstance(path, str) or not any(m in path for m in match):
@@ -55,17 +69,18 @@ def kill_at(event, args):
     if (event, os.path.dirname(path)) == last[0]:  # a run of one change over a directory's files is one step
         return
     last[0] = (event, os.path.dirname(path))
+    n = int.from_bytes(seen[:8], "little")
+    seen[:8] = (n + 1).to_bytes(8, "little")
     if listing:
-        os.write(2, f"change {seen[0]}: {event} {path}\\n".encode())
-    elif seen[0] == step:
-        os.write(2, f"killed before {event} {path}\\n".encode())
-        os.kill(ours, signal.SIGKILL)
-    seen[0] += 1
+        say(f"change {n}: {event} {path}")
+    elif n == step:
+        say(f"killed before {event} {path}")
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 sys.addaudithook(kill_at)
 sys.argv = ["mrun", *sys.argv[1:]]
-from mrun.cli.main import main
+main = __import__(entry, fromlist=["main"]).main
 
 sys.exit(main())
 """
@@ -504,3 +519,103 @@ def test_image_wasm_killed_before_each_change(images, busybox_archive):
         assert listed(h, made)
     finally:
         img_ok(h, "rm", "-f", "user")
+
+
+def test_shim_killed_before_each_change(h):
+    """containerd-shim-mrun-v2 driven as containerd drives it (`start`, then Connect, Create with an
+    overlay rootfs, Start, Kill, Wait, Delete, Shutdown), killed before each change of the start
+    process, the daemon it forks, the daemon's fork helper or a create worker, in turn: one count
+    runs over all of them (MRUN_KILL_FORKS). After each kill, what containerd does next: a call
+    that failed on a live daemon is followed by Delete and Shutdown (errors ignored), and every
+    ending (a lost connection included) by the binary's `delete` in the bundle. Then nothing may
+    be left: state, cgroup, mount (the rootfs included), process, socket."""
+    from mrun.shims import ttrpc
+    from mrun.shims.main import SOCKET_DIR, _socket_path
+    from mrun.shims.proto import task_pb2, types_pb2
+
+    task = "containerd.task.v2.Task"
+    shim_root = os.path.join(h.tmp, "shim-state")
+    binary = os.path.join(os.path.dirname(h.binary), "containerd-shim-mrun-v2")
+    address = f"/nonexistent/{h.tag}"  # in every shim process's command line: how one left is found
+    fd, report = tempfile.mkstemp(prefix="mrun-kills-")  # outside the matched paths: telling is no step
+    os.close(fd)
+    env = {k: v for k, v in os.environ.items() if k != "TTRPC_ADDRESS"}
+    env["MRUN_SHIM_ROOT"] = shim_root
+
+    def flags(cid: str, bundle: str = "") -> list[str]:
+        return ["-namespace", "kill", "-address", address, "-id", cid, *(["-bundle", bundle] if bundle else [])]
+
+    def lifecycle(step: int) -> tuple[str, str]:
+        """One task's life, killed before change ``step``. -> (the call that failed or "", the kill told)."""
+        cid, bundle = f"k{step}", os.path.join(h.tmp, f"bundle-{step}")
+        config = h.config(["sleep", "60"], root={"path": "rootfs", "readonly": False})
+        for d in ("rootfs", "upper", "work"):
+            os.makedirs(os.path.join(bundle, d))
+        write_config(bundle, config)
+        rootfs = types_pb2.Mount(type="overlay", source="overlay", options=[
+            f"lowerdir={h.rootfs}", f"upperdir={bundle}/upper", f"workdir={bundle}/work"])
+        socket = _socket_path({"address": address, "namespace": "kill", "id": cid}, None, SOCKET_DIR)
+        open(report, "w").close()
+        killed_env = {**env, "MRUN_WARM": "0", "MRUN_SHIM_UNCALLED_EXIT": "1", "MRUN_KILL_AT": str(step),
+                      "MRUN_KILL_MATCH": "|".join([h.tmp, h.tag, os.path.basename(socket)]),
+                      "MRUN_KILL_ENTRY": "mrun.shims.main", "MRUN_KILL_FORKS": "1", "MRUN_KILL_REPORT": report}
+        started = subprocess.run([sys.executable, "-c", KILLER, *flags(cid), "start"], cwd=bundle, env=killed_env,
+                                 stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        failed = "" if started.returncode == 0 else f"start: {started.returncode}: {started.stderr.strip()}"
+        if not failed:
+            client, done = None, []
+            calls = [("Connect", task_pb2.ConnectRequest(id=cid)),
+                     ("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle, rootfs=[rootfs])),
+                     ("Start", task_pb2.StartRequest(id=cid)),
+                     ("Kill", task_pb2.KillRequest(id=cid, signal=signal.SIGKILL)),
+                     ("Wait", task_pb2.WaitRequest(id=cid)),
+                     ("Delete", task_pb2.DeleteRequest(id=cid)),
+                     ("Shutdown", task_pb2.ShutdownRequest(id=cid))]
+            try:
+                client = ttrpc.Client(started.stdout.removeprefix("unix://"))
+                for method, msg in calls:
+                    answer = client.call(task, method, msg.SerializeToString(), timeout=20)
+                    done.append(method)
+                    if method == "Wait":
+                        assert task_pb2.WaitResponse.FromString(answer).exit_status == 137
+            except (OSError, ttrpc.TTRPCError) as e:
+                failed = f"{calls[len(done)][0]}: {e}"
+                for method, msg in calls[-2:]:  # containerd's clean-up of a task whose call failed
+                    try:
+                        client.call(task, method, msg.SerializeToString(), timeout=20) if client else None
+                    except (OSError, ttrpc.TTRPCError):
+                        pass
+            finally:
+                if client is not None:
+                    client.close()
+        # containerd's clean-up after every shim disconnect, the normal end's included
+        cleanup = subprocess.run([binary, *flags(cid, bundle), "delete"], cwd=bundle, env=env,
+                                 stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+        assert cleanup.returncode == 0 and b"Traceback" not in cleanup.stderr, cleanup.stderr
+        deadline = time.monotonic() + 10  # a daemon nobody called leaves after MRUN_SHIM_UNCALLED_EXIT
+        while processes_mentioning(address) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with open(report) as f:
+            told = f.read().strip()
+        left = h.leftovers()
+        state = os.path.join(shim_root, "kill")
+        if os.path.isdir(state) and os.listdir(state):
+            left.append(f"shim state: {os.listdir(state)}")
+        if os.path.lexists(socket):
+            left.append(f"socket {socket}")
+        if processes_mentioning(address):
+            left.append(f"shim processes: {processes_mentioning(address)}")
+        assert not left, f"{told or 'no kill'} (change {step}), {failed or 'no call failed'}, then cleaned up: {left}"
+        return failed, told
+
+    try:
+        for step in range(MAX_STEPS):
+            failed, told = lifecycle(step)
+            if not told:
+                assert not failed, f"unkilled at step {step}: {failed}"
+                break
+        else:
+            raise AssertionError(f"the shim made more than {MAX_STEPS} changes: raise MAX_STEPS if that is right")
+        assert step > 50  # start, the daemon, its helper, a worker's create, the init, Start, Delete
+    finally:
+        os.unlink(report)
