@@ -31,7 +31,7 @@ from test_network import leases, net, nft_rules  # noqa: F401 - the net fixture
 from test_pull import CREDS, registry  # noqa: F401 - the registry fixture
 
 KILLER = """
-import mmap, os, signal, sys
+import fcntl, mmap, os, signal, sys
 
 match = tuple(m for m in os.environ.pop("MRUN_KILL_MATCH").split("|") if m)
 step, ours, last = int(os.environ.pop("MRUN_KILL_AT")), os.getpid(), [None]
@@ -40,6 +40,8 @@ entry = os.environ.pop("MRUN_KILL_ENTRY", "mrun.cli.main")  # or mrun.shims.main
 forks = os.environ.pop("MRUN_KILL_FORKS", "") == "1"  # count and kill in the processes this one forks too
 report = os.environ.pop("MRUN_KILL_REPORT", "")  # where kills are told (a shim daemon's stderr is not ours)
 seen = mmap.mmap(-1, 8)  # anonymous and shared: one count over this process and every fork of it
+counter = os.environ.pop("MRUN_KILL_COUNTER", "")  # or a file: one count over unrelated processes too
+armed = os.environ.pop("MRUN_KILL_ARMED", "")  # counting starts once this file exists
 WRITES = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 CHANGES = {"os.mkdir", "os.rename", "os.replace", "os.remove", "os.rmdir", "os.symlink", "os.link",
            "os.truncate", "os.chmod", "os.chown", "os.mkfifo", "os.mknod", "shutil.rmtree", "socket.bind"}
@@ -69,8 +71,17 @@ def kill_at(event, args):
     if (event, os.path.dirname(path)) == last[0]:  # a run of one change over a directory's files is one step
         return
     last[0] = (event, os.path.dirname(path))
-    n = int.from_bytes(seen[:8], "little")
-    seen[:8] = (n + 1).to_bytes(8, "little")
+    if armed and not os.path.exists(armed):
+        return
+    if counter:
+        fd = os.open(counter, os.O_RDWR | os.O_CLOEXEC)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        n = int(os.pread(fd, 20, 0) or b"0")
+        os.pwrite(fd, str(n + 1).encode(), 0)
+        os.close(fd)
+    else:
+        n = int.from_bytes(seen[:8], "little")
+        seen[:8] = (n + 1).to_bytes(8, "little")
     if listing:
         say(f"change {n}: {event} {path}")
     elif n == step:
@@ -521,96 +532,162 @@ def test_image_wasm_killed_before_each_change(images, busybox_archive):
         img_ok(h, "rm", "-f", "user")
 
 
-def test_shim_killed_before_each_change(h):
-    """containerd-shim-mrun-v2 driven as containerd drives it (`start`, then Connect, Create with an
-    overlay rootfs, Start, Kill, Wait, Delete, Shutdown), killed before each change of the start
-    process, the daemon it forks, the daemon's fork helper or a create worker, in turn: one count
-    runs over all of them (MRUN_KILL_FORKS). After each kill, what containerd does next: a call
-    that failed on a live daemon is followed by Delete and Shutdown (errors ignored), and every
-    ending (a lost connection included) by the binary's `delete` in the bundle. Then nothing may
-    be left: state, cgroup, mount (the rootfs included), process, socket."""
-    from mrun.shims import ttrpc
-    from mrun.shims.main import SOCKET_DIR, _socket_path
-    from mrun.shims.proto import task_pb2, types_pb2
+class KilledShim:
+    """containerd-shim-mrun-v2 under KILLER (cold), driven as containerd drives it, with what
+    containerd does after a failure: the task's Delete and the daemon's Shutdown after a call that
+    failed (errors ignored), and the binary's `delete` in the bundle after every disconnect. The
+    count of changes is one file over every process: the start processes, the daemon, its fork
+    helper, the create workers, the containers' inits; it runs once ``armed`` exists."""
 
-    task = "containerd.task.v2.Task"
-    shim_root = os.path.join(h.tmp, "shim-state")
-    binary = os.path.join(os.path.dirname(h.binary), "containerd-shim-mrun-v2")
-    address = f"/nonexistent/{h.tag}"  # in every shim process's command line: how one left is found
-    fd, report = tempfile.mkstemp(prefix="mrun-kills-")  # outside the matched paths: telling is no step
-    os.close(fd)
-    env = {k: v for k, v in os.environ.items() if k != "TTRPC_ADDRESS"}
-    env["MRUN_SHIM_ROOT"] = shim_root
+    TASK = "containerd.task.v2.Task"
 
-    def flags(cid: str, bundle: str = "") -> list[str]:
-        return ["-namespace", "kill", "-address", address, "-id", cid, *(["-bundle", bundle] if bundle else [])]
+    def __init__(self, h) -> None:
+        self.h = h
+        self.shim_root = os.path.join(h.tmp, "shim-state")
+        self.binary = os.path.join(os.path.dirname(h.binary), "containerd-shim-mrun-v2")
+        self.address = f"/nonexistent/{h.tag}"  # in every shim process's command line: how one left is found
+        # outside the matched paths: counting and telling are no step
+        self.files = {name: tempfile.mkstemp(prefix=f"mrun-kill-{name}-")[1] for name in ("counter", "report")}
+        self.armed = self.files["counter"] + ".armed"
+        self.env = {k: v for k, v in os.environ.items() if k != "TTRPC_ADDRESS"}
+        self.env["MRUN_SHIM_ROOT"] = self.shim_root
+        self.step = -1
 
-    def lifecycle(step: int) -> tuple[str, str]:
-        """One task's life, killed before change ``step``. -> (the call that failed or "", the kill told)."""
-        cid, bundle = f"k{step}", os.path.join(h.tmp, f"bundle-{step}")
-        config = h.config(["sleep", "60"], root={"path": "rootfs", "readonly": False})
+    def close(self) -> None:
+        for path in (*self.files.values(), self.armed):
+            if os.path.exists(path):
+                os.unlink(path)
+
+    def arm(self, step: int, now: bool = True) -> None:
+        """The next kill: before change ``step`` once armed (now, or with ``arm_now`` later)."""
+        self.step = step
+        for path in self.files.values():
+            open(path, "w").close()
+        if os.path.exists(self.armed):
+            os.unlink(self.armed)
+        if now:
+            self.arm_now()
+
+    def arm_now(self) -> None:
+        open(self.armed, "w").close()
+
+    def told(self) -> str:
+        with open(self.files["report"]) as f:
+            return f.read().strip()
+
+    def flags(self, cid: str, bundle: str = "") -> list[str]:
+        return ["-namespace", "kill", "-address", self.address, "-id", cid, *(["-bundle", bundle] if bundle else [])]
+
+    def bundle(self, cid: str, args: list[str], pod: str = "") -> tuple[str, object]:
+        """A bundle whose rootfs is an overlay containerd would mount: -> (path, the Mount)."""
+        from mrun.shims.proto import types_pb2
+
+        bundle = os.path.join(self.h.tmp, f"bundle-{cid}")
+        config = self.h.config(args, root={"path": "rootfs", "readonly": False})
+        if pod:
+            config["annotations"] = {"io.kubernetes.cri.sandbox-id": pod}
         for d in ("rootfs", "upper", "work"):
             os.makedirs(os.path.join(bundle, d))
         write_config(bundle, config)
-        rootfs = types_pb2.Mount(type="overlay", source="overlay", options=[
-            f"lowerdir={h.rootfs}", f"upperdir={bundle}/upper", f"workdir={bundle}/work"])
-        socket = _socket_path({"address": address, "namespace": "kill", "id": cid}, None, SOCKET_DIR)
-        open(report, "w").close()
-        killed_env = {**env, "MRUN_WARM": "0", "MRUN_SHIM_UNCALLED_EXIT": "1", "MRUN_KILL_AT": str(step),
-                      "MRUN_KILL_MATCH": "|".join([h.tmp, h.tag, os.path.basename(socket)]),
-                      "MRUN_KILL_ENTRY": "mrun.shims.main", "MRUN_KILL_FORKS": "1", "MRUN_KILL_REPORT": report}
-        started = subprocess.run([sys.executable, "-c", KILLER, *flags(cid), "start"], cwd=bundle, env=killed_env,
-                                 stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
-        failed = "" if started.returncode == 0 else f"start: {started.returncode}: {started.stderr.strip()}"
-        if not failed:
-            client, done = None, []
-            calls = [("Connect", task_pb2.ConnectRequest(id=cid)),
-                     ("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle, rootfs=[rootfs])),
-                     ("Start", task_pb2.StartRequest(id=cid)),
-                     ("Kill", task_pb2.KillRequest(id=cid, signal=signal.SIGKILL)),
-                     ("Wait", task_pb2.WaitRequest(id=cid)),
-                     ("Delete", task_pb2.DeleteRequest(id=cid)),
-                     ("Shutdown", task_pb2.ShutdownRequest(id=cid))]
-            try:
-                client = ttrpc.Client(started.stdout.removeprefix("unix://"))
-                for method, msg in calls:
-                    answer = client.call(task, method, msg.SerializeToString(), timeout=20)
-                    done.append(method)
-                    if method == "Wait":
-                        assert task_pb2.WaitResponse.FromString(answer).exit_status == 137
-            except (OSError, ttrpc.TTRPCError) as e:
-                failed = f"{calls[len(done)][0]}: {e}"
-                for method, msg in calls[-2:]:  # containerd's clean-up of a task whose call failed
-                    try:
-                        client.call(task, method, msg.SerializeToString(), timeout=20) if client else None
-                    except (OSError, ttrpc.TTRPCError):
-                        pass
-            finally:
-                if client is not None:
-                    client.close()
-        # containerd's clean-up after every shim disconnect, the normal end's included
-        cleanup = subprocess.run([binary, *flags(cid, bundle), "delete"], cwd=bundle, env=env,
-                                 stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
-        assert cleanup.returncode == 0 and b"Traceback" not in cleanup.stderr, cleanup.stderr
-        deadline = time.monotonic() + 10  # a daemon nobody called leaves after MRUN_SHIM_UNCALLED_EXIT
-        while processes_mentioning(address) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with open(report) as f:
-            told = f.read().strip()
-        left = h.leftovers()
-        state = os.path.join(shim_root, "kill")
-        if os.path.isdir(state) and os.listdir(state):
-            left.append(f"shim state: {os.listdir(state)}")
-        if os.path.lexists(socket):
-            left.append(f"socket {socket}")
-        if processes_mentioning(address):
-            left.append(f"shim processes: {processes_mentioning(address)}")
-        assert not left, f"{told or 'no kill'} (change {step}), {failed or 'no call failed'}, then cleaned up: {left}"
-        return failed, told
+        return bundle, types_pb2.Mount(type="overlay", source="overlay", options=[
+            f"lowerdir={self.h.rootfs}", f"upperdir={bundle}/upper", f"workdir={bundle}/work"])
 
+    def socket(self, cid: str, pod: str = "") -> str:
+        from mrun.shims.main import SOCKET_DIR, _socket_path
+
+        return _socket_path({"address": self.address, "namespace": "kill", "id": cid}, pod or None, SOCKET_DIR)
+
+    def start(self, cid: str, bundle: str, pod: str = "") -> subprocess.CompletedProcess[str]:
+        env = {**self.env, "MRUN_WARM": "0", "MRUN_SHIM_UNCALLED_EXIT": "1", "MRUN_KILL_AT": str(self.step),
+               "MRUN_KILL_MATCH": "|".join([self.h.tmp, self.h.tag, os.path.basename(self.socket(cid, pod))]),
+               "MRUN_KILL_ENTRY": "mrun.shims.main", "MRUN_KILL_FORKS": "1", "MRUN_KILL_COUNTER": self.files["counter"],
+               "MRUN_KILL_ARMED": self.armed, "MRUN_KILL_REPORT": self.files["report"]}
+        return subprocess.run([sys.executable, "-c", KILLER, *self.flags(cid), "start"], cwd=bundle, env=env,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+
+    def calls(self, client, cid: str, calls: list[tuple[str, object]]) -> str:
+        """``calls`` in turn; -> "" or the one that failed, after containerd's clean-up of the task."""
+        from mrun.shims import ttrpc
+        from mrun.shims.proto import task_pb2
+
+        done = []
+        try:
+            for method, msg in calls:
+                answer = client.call(self.TASK, method, msg.SerializeToString(), timeout=20)
+                done.append(method)
+                if method == "Wait":
+                    assert task_pb2.WaitResponse.FromString(answer).exit_status == 137
+            return ""
+        except (OSError, ttrpc.TTRPCError) as e:
+            for method, msg in (("Delete", task_pb2.DeleteRequest(id=cid)), ("Shutdown", task_pb2.ShutdownRequest())):
+                try:
+                    client.call(self.TASK, method, msg.SerializeToString(), timeout=20)
+                except (OSError, ttrpc.TTRPCError):
+                    pass
+            return f"{calls[len(done)][0]}: {e}"
+
+    def life(self, cid: str, bundle: str, rootfs: object, pod: str = "") -> str:
+        """start, then a task's whole life (a pod's: without the Shutdown). -> "" or what failed
+        (containerd's clean-up done, but not the binary's delete)."""
+        from mrun.shims import ttrpc
+        from mrun.shims.proto import task_pb2
+
+        started = self.start(cid, bundle, pod)
+        if started.returncode != 0:
+            return f"start: {started.returncode}: {started.stderr.strip()}"
+        try:
+            client = ttrpc.Client(started.stdout.removeprefix("unix://"))
+        except OSError as e:
+            return f"Connect: {e}"
+        try:
+            return self.calls(client, cid, [
+                ("Connect", task_pb2.ConnectRequest(id=cid)),
+                ("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle, rootfs=[rootfs])),
+                ("Start", task_pb2.StartRequest(id=cid)),
+                ("Kill", task_pb2.KillRequest(id=cid, signal=signal.SIGKILL)),
+                ("Wait", task_pb2.WaitRequest(id=cid)),
+                ("Delete", task_pb2.DeleteRequest(id=cid)),
+                *([] if pod else [("Shutdown", task_pb2.ShutdownRequest(id=cid))]),
+            ])
+        finally:
+            client.close()
+
+    def binary_delete(self, cid: str, bundle: str) -> None:
+        """containerd's clean-up after a shim disconnects (a normal end's included)."""
+        r = subprocess.run([self.binary, *self.flags(cid, bundle), "delete"], cwd=bundle, env=self.env,
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+        assert r.returncode == 0 and b"Traceback" not in r.stderr, r.stderr
+
+    def left(self, sockets: list[str]) -> list[str]:
+        deadline = time.monotonic() + 10  # a daemon nobody called leaves after MRUN_SHIM_UNCALLED_EXIT
+        while processes_mentioning(self.address) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        found = self.h.leftovers()
+        state = os.path.join(self.shim_root, "kill")
+        if os.path.isdir(state) and os.listdir(state):
+            found.append(f"shim state: {os.listdir(state)}")
+        found += [f"socket {path}" for path in sockets if os.path.lexists(path)]
+        if processes_mentioning(self.address):
+            found.append(f"shim processes: {processes_mentioning(self.address)}")
+        return found
+
+
+def test_shim_killed_before_each_change(h):
+    """containerd-shim-mrun-v2 driven as containerd drives it (`start`, then Connect, Create with an
+    overlay rootfs, Start, Kill, Wait, Delete, Shutdown), killed before each change of the start
+    process, the daemon it forks, the daemon's fork helper, a create worker or the container's
+    init, in turn. After each kill, containerd's clean-up (KilledShim); then nothing may be left:
+    state, cgroup, mount (the rootfs included), process, socket."""
+    shim = KilledShim(h)
     try:
         for step in range(MAX_STEPS):
-            failed, told = lifecycle(step)
+            cid = f"k{step}"
+            bundle, rootfs = shim.bundle(cid, ["sleep", "60"])
+            shim.arm(step)
+            failed = shim.life(cid, bundle, rootfs)
+            shim.binary_delete(cid, bundle)
+            told, left = shim.told(), shim.left([shim.socket(cid)])
+            assert not left, f"{told or 'no kill'} (change {step}), {failed or 'no call failed'}, then: {left}"
             if not told:
                 assert not failed, f"unkilled at step {step}: {failed}"
                 break
@@ -618,4 +695,57 @@ def test_shim_killed_before_each_change(h):
             raise AssertionError(f"the shim made more than {MAX_STEPS} changes: raise MAX_STEPS if that is right")
         assert step > 50  # start, the daemon, its helper, a worker's create, the init, Start, Delete
     finally:
-        os.unlink(report)
+        shim.close()
+
+
+def test_a_pods_shim_killed_before_each_change_of_its_second_task(h):
+    """A pod's shim (one per pod: the sandbox-id annotation) runs a first task; a second task's
+    whole life (its `start`, which joins the pod's shim, Create, Start, Kill, Wait, Delete) is
+    killed before each change, in any of the pod shim's processes. A kill in a create worker or
+    the fork helper fails that one call and touches neither the first task nor the shim; only a
+    kill of the daemon itself ends the pod, and then containerd's clean-up of both tasks leaves
+    nothing. While the shim lives, the first task runs on, and ends cleanly at the end."""
+    from mrun.shims import ttrpc
+    from mrun.shims.proto import task_pb2
+
+    shim = KilledShim(h)
+    try:
+        for step in range(MAX_STEPS):
+            pod, first, second = f"pod{step}", f"p{step}a", f"p{step}b"
+            first_bundle, first_rootfs = shim.bundle(first, ["sleep", "600"], pod=pod)
+            second_bundle, second_rootfs = shim.bundle(second, ["sleep", "60"], pod=pod)
+            shim.arm(step, now=False)
+            started = shim.start(first, first_bundle, pod)
+            assert started.returncode == 0, started.stderr
+            client = ttrpc.Client(started.stdout.removeprefix("unix://"))
+            assert not shim.calls(client, first, [
+                ("Connect", task_pb2.ConnectRequest(id=first)),
+                ("Create", task_pb2.CreateTaskRequest(id=first, bundle=first_bundle, rootfs=[first_rootfs])),
+                ("Start", task_pb2.StartRequest(id=first))])
+            shim.arm_now()
+            failed = shim.life(second, second_bundle, second_rootfs, pod)
+            shim.binary_delete(second, second_bundle)
+            told = shim.told()
+            if not failed or "connection closed" not in failed and "refused" not in failed:
+                # the pod's shim lives: its first task runs on, and ends as any task does (unless
+                # the second's life made fewer changes than ``step``: the kill comes in this end)
+                ended = shim.calls(client, first, [
+                    ("Kill", task_pb2.KillRequest(id=first, signal=signal.SIGKILL)),
+                    ("Wait", task_pb2.WaitRequest(id=first)),
+                    ("Delete", task_pb2.DeleteRequest(id=first)),
+                    ("Shutdown", task_pb2.ShutdownRequest())])
+                assert not ended or not told and shim.told(), f"{told} ({failed}): the pod's first task: {ended}"
+                told = told or shim.told()
+                failed = failed or ended
+            client.close()
+            shim.binary_delete(first, first_bundle)
+            left = shim.left([shim.socket(first, pod)])
+            assert not left, f"{told or 'no kill'} (change {step}), {failed or 'no call failed'}, then: {left}"
+            if not told:
+                assert not failed, f"unkilled at step {step}: {failed}"
+                break
+        else:
+            raise AssertionError(f"the shim made more than {MAX_STEPS} changes: raise MAX_STEPS if that is right")
+        assert step > 40
+    finally:
+        shim.close()
