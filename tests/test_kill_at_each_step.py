@@ -619,7 +619,8 @@ class KilledShim:
                     assert task_pb2.WaitResponse.FromString(answer).exit_status == 137
             return ""
         except (OSError, ttrpc.TTRPCError) as e:
-            for method, msg in (("Delete", task_pb2.DeleteRequest(id=cid)), ("Shutdown", task_pb2.ShutdownRequest())):
+            for method, msg in (("Delete", task_pb2.DeleteRequest(id=cid, exec_id="e")),  # an exec's, if one was made
+                                ("Delete", task_pb2.DeleteRequest(id=cid)), ("Shutdown", task_pb2.ShutdownRequest())):
                 try:
                     client.call(self.TASK, method, msg.SerializeToString(), timeout=20)
                 except (OSError, ttrpc.TTRPCError):
@@ -627,8 +628,9 @@ class KilledShim:
             return f"{calls[len(done)][0]}: {e}"
 
     def life(self, cid: str, bundle: str, rootfs: object, pod: str = "") -> str:
-        """start, then a task's whole life (a pod's: without the Shutdown). -> "" or what failed
-        (containerd's clean-up done, but not the binary's delete)."""
+        """start, then a task's whole life, an exec's included (a pod's: without the Shutdown).
+        -> "" or what failed (containerd's clean-up done, but not the binary's delete)."""
+        from google.protobuf import any_pb2
         from mrun.shims import ttrpc
         from mrun.shims.proto import task_pb2
 
@@ -644,6 +646,14 @@ class KilledShim:
                 ("Connect", task_pb2.ConnectRequest(id=cid)),
                 ("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle, rootfs=[rootfs])),
                 ("Start", task_pb2.StartRequest(id=cid)),
+                ("Exec", task_pb2.ExecProcessRequest(id=cid, exec_id="e", spec=any_pb2.Any(
+                    type_url="types.containerd.io/opencontainers/runtime-spec/1/Process", value=json.dumps(
+                        {"args": ["sleep", "60"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}
+                    ).encode()))),
+                ("Start", task_pb2.StartRequest(id=cid, exec_id="e")),
+                ("Kill", task_pb2.KillRequest(id=cid, exec_id="e", signal=signal.SIGKILL)),
+                ("Wait", task_pb2.WaitRequest(id=cid, exec_id="e")),
+                ("Delete", task_pb2.DeleteRequest(id=cid, exec_id="e")),
                 ("Kill", task_pb2.KillRequest(id=cid, signal=signal.SIGKILL)),
                 ("Wait", task_pb2.WaitRequest(id=cid)),
                 ("Delete", task_pb2.DeleteRequest(id=cid)),
@@ -674,7 +684,8 @@ class KilledShim:
 
 def test_shim_killed_before_each_change(h):
     """containerd-shim-mrun-v2 driven as containerd drives it (`start`, then Connect, Create with an
-    overlay rootfs, Start, Kill, Wait, Delete, Shutdown), killed before each change of the start
+    overlay rootfs, Start, an exec's Exec, Start, Kill, Wait and Delete, the task's Kill, Wait,
+    Delete, Shutdown), killed before each change of the start
     process, the daemon it forks, the daemon's fork helper, a create worker or the container's
     init, in turn. After each kill, containerd's clean-up (KilledShim); then nothing may be left:
     state, cgroup, mount (the rootfs included), process, socket."""
@@ -700,7 +711,7 @@ def test_shim_killed_before_each_change(h):
 
 def test_a_pods_shim_killed_before_each_change_of_its_second_task(h):
     """A pod's shim (one per pod: the sandbox-id annotation) runs a first task; a second task's
-    whole life (its `start`, which joins the pod's shim, Create, Start, Kill, Wait, Delete) is
+    whole life (its `start`, which joins the pod's shim, Create, Start, an exec, Kill, Wait, Delete) is
     killed before each change, in any of the pod shim's processes. A kill in a create worker or
     the fork helper fails that one call and touches neither the first task nor the shim; only a
     kill of the daemon itself ends the pod, and then containerd's clean-up of both tasks leaves
