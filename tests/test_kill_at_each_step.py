@@ -552,8 +552,15 @@ class KilledShim:
         self.env = {k: v for k, v in os.environ.items() if k != "TTRPC_ADDRESS"}
         self.env["MRUN_SHIM_ROOT"] = self.shim_root
         self.step = -1
+        self.made: list[tuple[str, str]] = []  # (id, bundle) of every task's bundle
 
     def close(self) -> None:
+        """After a failed assertion too: what the bundles made is removed, so no later test meets it."""
+        for pid in processes_mentioning(self.address):
+            os.kill(pid, signal.SIGKILL)  # our own shim daemons (the address is this test's)
+        for cid, bundle in self.made:
+            subprocess.run([self.binary, *self.flags(cid, bundle), "delete"], cwd=bundle, env=self.env,
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
         for path in (*self.files.values(), self.armed):
             if os.path.exists(path):
                 os.unlink(path)
@@ -589,6 +596,7 @@ class KilledShim:
         for d in ("rootfs", "upper", "work"):
             os.makedirs(os.path.join(bundle, d))
         write_config(bundle, config)
+        self.made.append((cid, bundle))
         return bundle, types_pb2.Mount(type="overlay", source="overlay", options=[
             f"lowerdir={self.h.rootfs}", f"upperdir={bundle}/upper", f"workdir={bundle}/work"])
 
