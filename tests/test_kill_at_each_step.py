@@ -39,6 +39,7 @@ listing = os.environ.pop("MRUN_KILL_LIST", "") == "1"  # a developer's look: eve
 entry = os.environ.pop("MRUN_KILL_ENTRY", "mrun.cli.main")  # or mrun.shims.main: the shim binary
 forks = os.environ.pop("MRUN_KILL_FORKS", "") == "1"  # count and kill in the processes this one forks too
 report = os.environ.pop("MRUN_KILL_REPORT", "")  # where kills are told (a shim daemon's stderr is not ours)
+stop = os.environ.pop("MRUN_KILL_SIGNAL", "") == "STOP"  # stopped there instead (SIGCONT goes on): a race's window
 seen = mmap.mmap(-1, 8)  # anonymous and shared: one count over this process and every fork of it
 counter = os.environ.pop("MRUN_KILL_COUNTER", "")  # or a file: one count over unrelated processes too
 armed = os.environ.pop("MRUN_KILL_ARMED", "")  # counting starts once this file exists
@@ -85,8 +86,8 @@ def kill_at(event, args):
     if listing:
         say(f"change {n}: {event} {path}")
     elif n == step:
-        say(f"killed before {event} {path}")
-        os.kill(os.getpid(), signal.SIGKILL)
+        say(f"{'stopped' if stop else 'killed'} before {event} {path}")
+        os.kill(os.getpid(), signal.SIGSTOP if stop else signal.SIGKILL)
 
 
 sys.addaudithook(kill_at)
@@ -768,3 +769,48 @@ def test_a_pods_shim_killed_before_each_change_of_its_second_task(h):
         assert step > 40
     finally:
         shim.close()
+
+
+@pytest.mark.parametrize("images", ["warm"], indirect=True)
+def test_volume_prune_waits_for_a_run_that_has_made_its_anonymous_volume(images, busybox_archive):
+    """A race, held open: `run -v /DEST` stopped (SIGSTOP, by the same hook) just after its
+    anonymous volume appeared and before the container's config names it, and `volume prune` (and
+    `volume rm`) run then. The volume is unnamed by any container for that moment, and a prune
+    that did not wait for the run took it: the run then failed on its missing mount. Both take the
+    image store's lock now, as the run's preparation holds it."""
+    h = images
+    img_ok(h, "load", busybox_archive, IMAGE)
+    base = ["--root", h.root, "--image-root", h.image_root]
+    argv = [*base, *run_args(h, "--rm", "-v", "/scratch", IMAGE, "true")]
+    env = {**os.environ, "MRUN_WARM": "0", "MRUN_KILL_MATCH": h.tmp, "MRUN_KILL_AT": "-1", "MRUN_KILL_LIST": "1"}
+    listed_steps = subprocess.run([sys.executable, "-c", KILLER, *argv], env=env, capture_output=True, text=True,
+                                  timeout=120)
+    assert listed_steps.returncode == 0, listed_steps.stderr
+    made = next(line for line in listed_steps.stderr.splitlines() if "os.rename" in line and "/volumes/.new-" in line)
+    step = int(made.split(":")[0].removeprefix("change ")) + 1
+    volumes_dir = os.path.join(h.image_root, "volumes")
+    with tempfile.TemporaryFile("w+") as err:
+        run = subprocess.Popen([sys.executable, "-c", KILLER, *argv], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=err, env={
+                                   **env, "MRUN_KILL_LIST": "0", "MRUN_KILL_AT": str(step), "MRUN_KILL_SIGNAL": "STOP"})
+        try:
+            deadline = time.monotonic() + 60
+            while open(f"/proc/{run.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "T":
+                assert run.poll() is None and time.monotonic() < deadline, "the run never reached the step"
+                time.sleep(0.02)
+            made_now = [n for n in os.listdir(volumes_dir) if not n.startswith(".")]
+            assert len(made_now) == 1, made_now
+            prune = subprocess.Popen([h.binary, "--image-root", h.image_root, "volume", "prune"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            rm = subprocess.Popen([h.binary, "--image-root", h.image_root, "volume", "rm", made_now[0]],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            time.sleep(1)
+            assert made_now[0] in os.listdir(volumes_dir), "a volume prune or rm took the run's volume"
+        finally:
+            os.kill(run.pid, signal.SIGCONT)  # our own run, by pid
+        assert run.wait(timeout=60) == 0, (err.seek(0), err.read())[1]
+    out, errors = prune.communicate(timeout=60)
+    assert prune.returncode == 0 and made_now[0] not in out, (out, errors)
+    _, errors = rm.communicate(timeout=60)
+    assert "Traceback" not in errors, errors
+    assert not [n for n in os.listdir(volumes_dir) if not n.startswith(".")]  # run --rm took its own

@@ -780,7 +780,9 @@ def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False
     if action == "create":
         if len(names) > 1:
             raise InvalidSpec("volume create: one name at most")
-        print(volumes.create(root, names[0] if names else ""))
+        with volumes.store_lock(root):  # a concurrent prune sweeps no volume in the making
+            made = volumes.create(root, names[0] if names else "")
+        print(made)
     elif action == "ls":
         found = volumes.names(root)
         if quiet:

@@ -105,15 +105,29 @@ def users(store_root: str, name: str) -> list[str]:
     return found
 
 
+def store_lock(store_root: str) -> Any:
+    """The image store's lock (``ImageStore.lock``), which a run's preparation holds from making
+    its volumes until its container's config names them (``containers.prepare``): ``users`` is
+    only true under it. Without it, ``volume prune`` took a run's new anonymous volume in that
+    moment, and the run failed on its missing mount. Every maker of a volume holds it (`volume
+    create` too), so the ``.new-`` entries ``prune`` sweeps under it are a killed making's."""
+    from mrun.images.store import ImageStore
+
+    return ImageStore(store_root).lock()
+
+
 def remove(store_root: str, name: str) -> None:
     """Refused while a container uses it (docker's "volume is in use")."""
     check_name(f"volume {name!r}", name)
     if name not in names(store_root):
         raise NotFound(f"volume {name!r} does not exist")
-    used = users(store_root, name)
-    if used:
-        raise InvalidSpec(f"volume {name!r} is in use by container(s) {', '.join(used)}")
-    _remove(store_root, name)
+    with store_lock(store_root):
+        if name not in names(store_root):  # a run --rm took its own meanwhile
+            raise NotFound(f"volume {name!r} does not exist")
+        used = users(store_root, name)
+        if used:
+            raise InvalidSpec(f"volume {name!r} is in use by container(s) {', '.join(used)}")
+        _remove(store_root, name)
 
 
 def _remove(store_root: str, name: str) -> None:
@@ -138,17 +152,20 @@ def remove_anonymous(store_root: str, used: list[str]) -> None:
 
 def prune(store_root: str, everything: bool = False) -> list[str]:
     """docker's volume prune: the unused anonymous volumes (``everything``: named ones too)."""
-    removed = []
-    for name in names(store_root):
-        if (everything or is_anonymous(store_root, name)) and not users(store_root, name):
-            _remove(store_root, name)
-            removed.append(name)
     where = top(store_root)
-    for name in os.listdir(where) if os.path.isdir(where) else []:
-        # a making or a removal, killed; or an older mrun's volume killed before its data: never
-        # listed, mounted or used (a volume appears whole, by rename, and goes by rename)
-        if name.startswith((NEW, GONE)) or not os.path.isdir(data(store_root, name)):
-            remove_tree(os.path.join(where, name), ignore_errors=True)
+    if not os.path.isdir(where):
+        return []
+    removed = []
+    with store_lock(store_root):
+        for name in names(store_root):
+            if (everything or is_anonymous(store_root, name)) and not users(store_root, name):
+                _remove(store_root, name)
+                removed.append(name)
+        for name in os.listdir(where):
+            # a making or a removal, killed; or an older mrun's volume killed before its data: never
+            # listed, mounted or used (a volume appears whole, by rename, and goes by rename)
+            if name.startswith((NEW, GONE)) or not os.path.isdir(data(store_root, name)):
+                remove_tree(os.path.join(where, name), ignore_errors=True)
     return removed
 
 
