@@ -771,6 +771,42 @@ def test_a_pods_shim_killed_before_each_change_of_its_second_task(h):
         shim.close()
 
 
+class stopped_at:  # noqa: N801 - used as a statement: ``with stopped_at(...) as run:``
+    """mrun ``argv`` (cold, under KILLER) stopped (SIGSTOP) before the first change whose listed
+    line (``change N: EVENT PATH``) ``chosen`` picks, or after it with ``after``: a race's window
+    held open while the test runs the other party. Continued (SIGCONT) on leaving the block;
+    ``self.code`` is then its exit status, ``self.err`` its stderr."""
+
+    def __init__(self, argv: list[str], match: list[str], chosen: Callable[[str], bool], env: dict[str, str],
+                 after: bool = False) -> None:
+        self.argv, self.after = argv, after
+        self.env = {**os.environ, **env, "MRUN_WARM": "0", "MRUN_KILL_MATCH": "|".join(match)}
+        listing = subprocess.run([sys.executable, "-c", KILLER, *argv], env={
+            **self.env, "MRUN_KILL_AT": "-1", "MRUN_KILL_LIST": "1"}, capture_output=True, text=True, timeout=120)
+        assert listing.returncode == 0, listing.stderr
+        line = next((x for x in listing.stderr.splitlines() if x.startswith("change ") and chosen(x)), None)
+        assert line is not None, f"no such step in: {listing.stderr}"
+        self.step = int(line.split(":")[0].removeprefix("change ")) + (1 if after else 0)
+
+    def __enter__(self) -> stopped_at:
+        self.errfile = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen([sys.executable, "-c", KILLER, *self.argv], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=self.errfile, env={
+                                         **self.env, "MRUN_KILL_AT": str(self.step), "MRUN_KILL_SIGNAL": "STOP"})
+        deadline = time.monotonic() + 60
+        while open(f"/proc/{self.proc.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "T":
+            assert self.proc.poll() is None and time.monotonic() < deadline, "it never reached the step"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.kill(self.proc.pid, signal.SIGCONT)  # our own, by pid
+        self.code = self.proc.wait(timeout=60)
+        self.errfile.seek(0)
+        self.err = self.errfile.read()
+        self.errfile.close()
+
+
 @pytest.mark.parametrize("images", ["warm"], indirect=True)
 def test_volume_prune_waits_for_a_run_that_has_made_its_anonymous_volume(images, busybox_archive):
     """A race, held open: `run -v /DEST` stopped (SIGSTOP, by the same hook) just after its
@@ -780,37 +816,40 @@ def test_volume_prune_waits_for_a_run_that_has_made_its_anonymous_volume(images,
     image store's lock now, as the run's preparation holds it."""
     h = images
     img_ok(h, "load", busybox_archive, IMAGE)
-    base = ["--root", h.root, "--image-root", h.image_root]
-    argv = [*base, *run_args(h, "--rm", "-v", "/scratch", IMAGE, "true")]
-    env = {**os.environ, "MRUN_WARM": "0", "MRUN_KILL_MATCH": h.tmp, "MRUN_KILL_AT": "-1", "MRUN_KILL_LIST": "1"}
-    listed_steps = subprocess.run([sys.executable, "-c", KILLER, *argv], env=env, capture_output=True, text=True,
-                                  timeout=120)
-    assert listed_steps.returncode == 0, listed_steps.stderr
-    made = next(line for line in listed_steps.stderr.splitlines() if "os.rename" in line and "/volumes/.new-" in line)
-    step = int(made.split(":")[0].removeprefix("change ")) + 1
     volumes_dir = os.path.join(h.image_root, "volumes")
-    with tempfile.TemporaryFile("w+") as err:
-        run = subprocess.Popen([sys.executable, "-c", KILLER, *argv], stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=err, env={
-                                   **env, "MRUN_KILL_LIST": "0", "MRUN_KILL_AT": str(step), "MRUN_KILL_SIGNAL": "STOP"})
-        try:
-            deadline = time.monotonic() + 60
-            while open(f"/proc/{run.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "T":
-                assert run.poll() is None and time.monotonic() < deadline, "the run never reached the step"
-                time.sleep(0.02)
-            made_now = [n for n in os.listdir(volumes_dir) if not n.startswith(".")]
-            assert len(made_now) == 1, made_now
-            prune = subprocess.Popen([h.binary, "--image-root", h.image_root, "volume", "prune"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            rm = subprocess.Popen([h.binary, "--image-root", h.image_root, "volume", "rm", made_now[0]],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            time.sleep(1)
-            assert made_now[0] in os.listdir(volumes_dir), "a volume prune or rm took the run's volume"
-        finally:
-            os.kill(run.pid, signal.SIGCONT)  # our own run, by pid
-        assert run.wait(timeout=60) == 0, (err.seek(0), err.read())[1]
+    argv = ["--root", h.root, "--image-root", h.image_root, *run_args(h, "--rm", "-v", "/scratch", IMAGE, "true")]
+    with stopped_at(argv, [h.tmp], lambda line: "os.rename" in line and "/volumes/.new-" in line, {},
+                    after=True) as run:
+        made = [n for n in os.listdir(volumes_dir) if not n.startswith(".")]
+        assert len(made) == 1, made
+        prune = subprocess.Popen([h.binary, "--image-root", h.image_root, "volume", "prune"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        rm = subprocess.Popen([h.binary, "--image-root", h.image_root, "volume", "rm", made[0]],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1)
+        assert made[0] in os.listdir(volumes_dir), "a volume prune or rm took the run's volume"
+    assert run.code == 0, run.err
     out, errors = prune.communicate(timeout=60)
-    assert prune.returncode == 0 and made_now[0] not in out, (out, errors)
+    assert prune.returncode == 0 and made[0] not in out, (out, errors)
     _, errors = rm.communicate(timeout=60)
     assert "Traceback" not in errors, errors
     assert not [n for n in os.listdir(volumes_dir) if not n.startswith(".")]  # run --rm took its own
+
+
+def test_network_rm_waits_for_a_run_taking_its_address(net):  # noqa: F811 - the fixture
+    """A race, held open: `run --network NET` stopped as it takes its address lease, and `network
+    rm NET` then. The rm saw no lease, removed the network under the run (its leases directory
+    with it), and the run failed; the lease is taken under the network root's lock now, which rm
+    holds while it checks: it refuses (in use) once the run has its address."""
+    h = net
+    argv = ["--root", h.root, "--image-root", h.image_root, *run_args(h, "--rm", "--network", h.net, IMAGE, "true")]
+    definition = os.path.join(h.env["MRUN_NETWORK_ROOT"], h.net, "network.json")
+    with stopped_at(argv, [h.tmp], lambda line: "open" in line and f"/{h.net}/leases/" in line, h.env) as run:
+        rm = subprocess.Popen([h.binary, "network", "rm", h.net], env={**os.environ, **h.env},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1)
+        assert os.path.exists(definition), "network rm removed the network a run was joining"
+    assert run.code == 0, run.err
+    out, errors = rm.communicate(timeout=60)
+    assert rm.returncode == 1 and "in use" in errors and "Traceback" not in errors, (out, errors)
+    assert os.path.exists(definition)

@@ -208,20 +208,24 @@ class Networks:
         return out
 
     def lease(self, name: str, owner: dict[str, str]) -> str:
-        net = self.get(name)
-        d = self.path(name, "leases")
-        data = jsonio.dumps(owner).encode()
-        for host in ipaddress.ip_network(net["subnet"]).hosts():
-            ip = str(host)
-            if ip == net["gateway"]:
-                continue
-            try:
-                fd = os.open(os.path.join(d, ip), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            except FileExistsError:
-                continue
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            return ip
+        """An address of the network for ``owner``. Under the lock that ``remove`` holds while it
+        looks for leases: a network is never removed under a run taking its address (it was: the
+        rm saw no lease yet, and took the leases directory from under the run)."""
+        with self.lock():
+            net = self.get(name)
+            d = self.path(name, "leases")
+            data = jsonio.dumps(owner).encode()
+            for host in ipaddress.ip_network(net["subnet"]).hosts():
+                ip = str(host)
+                if ip == net["gateway"]:
+                    continue
+                try:
+                    fd = os.open(os.path.join(d, ip), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                except FileExistsError:
+                    continue
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                return ip
         raise MrunError(f"network {name!r}: no free address left in {net['subnet']}")
 
     def release(self, name: str, ip: str) -> None:
