@@ -80,8 +80,7 @@ class Runtime:
                     raise InvalidSpec(f"linux.{field}: needs a mount namespace of the container's own")
             if spec.raw.get("mounts") or spec.raw["root"].get("readonly"):
                 self.warn("mounts, root.readonly: ignored: without a mount namespace the container shares the caller's")
-        self.store.reserve(container_id)
-        with self.store.lock(container_id) as lock:  # start/delete of this id wait until it is built
+        with self.store.reserve(container_id) as lock:  # held from the start: start/delete wait until it is built
             from mrun.operations.create import Create
 
             return Create(self, container_id, spec, opts, lock.fd).run()

@@ -29,6 +29,8 @@ DEFAULT_ROOT = "/run/mrun"
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 STATE_FILE = "state.json"
 REMOVE_ATTEMPTS = 20  # passes over a state directory that a starting command keeps refilling (remove)
+RESERVE_ATTEMPTS = 20  # makings of a new container's directory that a concurrent sweep may take (reserve)
+MAKING = ".making-"  # a container's directory before its lock is held (Store.reserve)
 EXEC_FIFO = "exec.fifo"
 STARTED_FIFO = "started.fifo"  # held by the init until its payload runs (Runtime._wait_started)
 PAUSED_BY = "paused-by.json"  # the process holding the container paused for a while (Runtime.paused_for)
@@ -142,14 +144,60 @@ class Store:
     def path(self, container_id: str, *parts: str) -> str:
         return os.path.join(self.root, container_id, *parts)
 
-    def reserve(self, container_id: str) -> None:
-        """Claim the id atomically; a second create with the same id fails here."""
+    def reserve(self, container_id: str) -> FileLock:
+        """Claim the id atomically, its lock already held: -> that lock. A second create with the
+        same id fails here.
+
+        The directory is made under a name ``ids`` skips (``MAKING``), its lock taken, and only
+        then renamed into place (never over anything, an empty directory included): no one
+        (`system prune`, `delete --force`) ever sees a create's directory before its lock is
+        held. Made in place, it was there unlocked for a moment, and a `system prune` then took
+        it for a killed create's and removed it from under the create. ``sweep_making`` (every
+        create, `system prune`, the shim's `delete`) removes what a create killed before its
+        rename left; one swept from under us before we held it is made again."""
         check_id(container_id)
         os.makedirs(self.root, mode=0o711, exist_ok=True)
+        self.sweep_making()  # a killed create's, so they never pile up where no prune runs (runc's clients)
+        final = self.path(container_id)
+        for _ in range(RESERVE_ATTEMPTS):
+            if os.path.lexists(final):
+                raise AlreadyExists(f"container {container_id!r} already exists")
+            making = os.path.join(self.root, MAKING + os.urandom(8).hex())
+            os.mkdir(making, 0o711)
+            try:
+                lock = FileLock(os.path.join(making, "lock"), missing="swept", recheck=True).__enter__()
+            except NotFound:
+                continue  # swept before we held it: made anew
+            try:
+                _rename_noreplace(making, final)
+            except FileExistsError:
+                lock.__exit__()
+                _remove_flat(making)
+                raise AlreadyExists(f"container {container_id!r} already exists")
+            except FileNotFoundError:
+                lock.__exit__()  # swept meanwhile (it cannot be: held; but never claim a directory we lost)
+                continue
+            except BaseException:
+                lock.__exit__()
+                _remove_flat(making)
+                raise
+            lock.path = os.path.join(final, "lock")
+            return lock
+        raise MrunError(f"container {container_id!r}: its state directory kept being swept away; try again")
+
+    def sweep_making(self) -> list[str]:
+        """What creates killed before their directory was in place left (``reserve``): each one
+        whose lock nobody holds."""
+        swept = []
         try:
-            os.mkdir(self.path(container_id), 0o711)
-        except FileExistsError:
-            raise AlreadyExists(f"container {container_id!r} already exists")
+            entries = [e.name for e in os.scandir(self.root) if e.name.startswith(MAKING) and e.is_dir()]
+        except FileNotFoundError:
+            return []
+        for name in entries:
+            if not held_by_someone(os.path.join(self.root, name, "lock")):
+                _remove_flat(os.path.join(self.root, name))
+                swept.append(name)
+        return swept
 
     def exists(self, container_id: str) -> bool:
         return os.path.isdir(self.path(container_id))
@@ -238,19 +286,25 @@ class FileLock:
     removed on release, so they do not pile up: whoever locks checks that the file it holds is
     still the one at ``path`` and starts again if a releaser removed it meanwhile."""
 
-    def __init__(self, path: str, missing: str = "", transient: bool = False) -> None:
+    def __init__(self, path: str, missing: str = "", transient: bool = False, recheck: bool = False) -> None:
+        """``recheck``: as a transient lock's taker does, check that the file held is still the one
+        at ``path`` (one swept away meanwhile is not held: ``Store.reserve``)."""
         self.path, self.missing, self.transient, self.fd = path, missing, transient, -1
+        self.recheck = recheck or transient
 
     def __enter__(self) -> FileLock:
+        if self.fd >= 0:
+            return self  # held already (``Store.reserve`` hands its lock over held)
         if not self.missing:
             os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
         while True:
             try:
                 self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
             except FileNotFoundError:
+                self.fd = -1
                 raise NotFound(self.missing)
             fcntl.flock(self.fd, fcntl.LOCK_EX)
-            if not self.transient or _same_file(self.fd, self.path):
+            if not self.recheck or _same_file(self.fd, self.path):
                 return self
             os.close(self.fd)
 
@@ -261,6 +315,7 @@ class FileLock:
             except FileNotFoundError:
                 pass
         os.close(self.fd)
+        self.fd = -1
 
 
 def _same_file(fd: int, path: str) -> bool:
@@ -307,6 +362,31 @@ def oci_state(store: Store, record: Record, status: Status | None = None) -> dic
 def now_rfc3339() -> str:
     t = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+def _remove_flat(path: str) -> None:
+    """A directory of files (a container's, flat) and the directory; gone already is fine."""
+    try:
+        _empty(list(os.scandir(path)))
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+
+
+def _rename_noreplace(source: str, target: str) -> None:
+    """``syscalls.rename_noreplace``; where the filesystem has no such rename (EINVAL), a plain
+    one after a look (what a --root on such a filesystem gets: the look and the rename are two
+    steps there)."""
+    from mrun.kernel.syscalls import rename_noreplace
+
+    try:
+        rename_noreplace(source, target)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOSYS):
+            raise
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, f"{target} exists")
+        os.rename(source, target)
 
 
 def _empty(entries: list[os.DirEntry[str]], keep: tuple[str, ...] = ()) -> None:

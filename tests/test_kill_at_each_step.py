@@ -778,11 +778,13 @@ class stopped_at:  # noqa: N801 - used as a statement: ``with stopped_at(...) as
     ``self.code`` is then its exit status, ``self.err`` its stderr."""
 
     def __init__(self, argv: list[str], match: list[str], chosen: Callable[[str], bool], env: dict[str, str],
-                 after: bool = False) -> None:
+                 after: bool = False, undo: Callable[[], object] | None = None) -> None:
+        """``undo``: what removes the listing run's work (a created container) before the real one."""
         self.argv, self.after = argv, after
         self.env = {**os.environ, **env, "MRUN_WARM": "0", "MRUN_KILL_MATCH": "|".join(match)}
-        listing = subprocess.run([sys.executable, "-c", KILLER, *argv], env={
-            **self.env, "MRUN_KILL_AT": "-1", "MRUN_KILL_LIST": "1"}, capture_output=True, text=True, timeout=120)
+        listing = killed_at(-1, argv, match, {**env, "MRUN_KILL_LIST": "1"})
+        if undo is not None:
+            undo()
         assert listing.returncode == 0, listing.stderr
         line = next((x for x in listing.stderr.splitlines() if x.startswith("change ") and chosen(x)), None)
         assert line is not None, f"no such step in: {listing.stderr}"
@@ -853,3 +855,30 @@ def test_network_rm_waits_for_a_run_taking_its_address(net):  # noqa: F811 - the
     out, errors = rm.communicate(timeout=60)
     assert rm.returncode == 1 and "in use" in errors and "Traceback" not in errors, (out, errors)
     assert os.path.exists(definition)
+
+
+@pytest.mark.parametrize("window", ["making", "locked", "placed"])
+def test_system_prune_and_delete_leave_a_create_in_progress_alone(h, window):
+    """A race, held open: `create` stopped just after it made its directory under the name being
+    made (``making``), took its lock there (``locked``), or renamed it into place (``placed``),
+    and `system prune` and `delete --force` of another id run then: a create in progress is
+    nobody's leftover, and finishes. (Made in place, the directory was there unlocked for a
+    moment, and a prune removed it from under the create.)"""
+    bundle = h.bundle(["sleep", "60"])
+    cid = h.cid("racing")
+    making = f"{h.root}/.making-"
+    step = {"making": f"os.mkdir {making}", "locked": f"open {making}", "placed": f"os.rename {making}"}[window]
+
+    with stopped_at(["--root", h.root, "create", "-b", bundle, cid], [h.tmp, h.tag],
+                    lambda line: line.split(": ", 1)[1].startswith(step), {}, after=True,
+                    undo=lambda: h.ok("delete", "--force", cid)) as run:
+        r = h.mrun("--image-root", os.path.join(h.tmp, "no-images"), "system", "prune")
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        assert cid not in r.stdout, f"system prune took a create in progress: {r.stdout}"
+        r = h.mrun("delete", "--force", "someone-else")
+        assert "Traceback" not in r.stderr, r.stderr
+    assert run.code == 0, run.err
+    h.ok("start", cid)
+    assert h.status(cid) == "running"
+    h.ok("delete", "--force", cid)
+    assert not [n for n in os.listdir(h.root) if n.startswith(".making-")]

@@ -590,8 +590,7 @@ def test_removing_a_container_s_state_survives_a_command_that_locks_it_meanwhile
     from mrun.state import Store
 
     store = Store(str(tmp_path / "state"))
-    store.reserve("c1")
-    with store.lock("c1"):
+    with store.reserve("c1"):  # handed over held
         for name in ("state.json", "exec.fifo"):
             open(store.path("c1", name), "w").close()
     found: list[str] = []
@@ -617,6 +616,40 @@ def test_removing_a_container_s_state_survives_a_command_that_locks_it_meanwhile
         store.remove("c1")
     assert found and found[0] in ("gone", "no state"), found
     assert not os.path.exists(store.path("c1"))
+
+
+def test_reserve_hands_its_lock_over_held_and_never_replaces_a_directory(tmp_path):
+    """Store.reserve: the id's directory appears with its lock already held (another command on
+    the id waits), a second reserve of the id is refused, an empty directory of that name too
+    (a plain rename would have replaced it), and a killed reserve's .making- is swept by the next."""
+    import fcntl
+
+    from mrun.errors import AlreadyExists
+    from mrun.state import MAKING, Store, held_by_someone
+
+    store = Store(str(tmp_path / "state"))
+    with store.reserve("c1") as lock:
+        assert held_by_someone(store.path("c1", "lock")) and lock.path == store.path("c1", "lock")
+        with pytest.raises(AlreadyExists):
+            store.reserve("c1")
+    assert not held_by_someone(store.path("c1", "lock"))
+    os.mkdir(store.path("c2"))
+    with pytest.raises(AlreadyExists):
+        store.reserve("c2")
+    killed = os.path.join(store.root, MAKING + "0" * 16)
+    os.mkdir(killed)
+    open(os.path.join(killed, "lock"), "w").close()
+    held = os.path.join(store.root, MAKING + "1" * 16)  # a create in progress elsewhere
+    os.mkdir(held)
+    fd = os.open(os.path.join(held, "lock"), os.O_CREAT | os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with store.reserve("c3"):
+            pass
+        assert not os.path.exists(killed) and os.path.exists(held)
+        assert sorted(store.ids()) == ["c1", "c2", "c3"]
+    finally:
+        os.close(fd)
 
 
 def test_undo_takes_back_last_first_runs_every_step_and_raises_the_last_failure():

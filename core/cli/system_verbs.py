@@ -37,6 +37,7 @@ def prune(g: dict[str, Any]) -> list[str]:
 
     runtime = _rt(g)
     removed = [f"container {cid}" for cid in _dead_containers(runtime)]
+    removed += [f"half-made container directory {name}" for name in runtime.store.sweep_making()]
     from mrun.cgroups.base import release_marked
 
     removed += [f"cgroup {path}" for path in release_marked(runtime.store.cgroup_marks)]

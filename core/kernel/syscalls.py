@@ -10,6 +10,7 @@ import ctypes
 import errno
 import os
 import struct  # loaded here, before any pivot_root (ctypes has it loaded already)
+import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -125,6 +126,18 @@ def mount_setattr(target: str, attr_set: int, attr_clr: int, recursive: bool = T
         ),
         f"mount_setattr {target}",
     )
+
+
+RENAME_NOREPLACE = 1
+
+
+def rename_noreplace(source: str, target: str) -> None:
+    """rename(2) that fails (FileExistsError) when ``target`` exists, an empty directory too,
+    which a plain rename would replace (renameat2, Linux 3.15; EINVAL where the filesystem has
+    no such rename)."""
+    sys.audit("os.rename", source, target, -1, -1)  # as os.rename raises it: audit hooks see every rename
+    _check(_libc.renameat2(-100, _b(source), -100, _b(target), ctypes.c_uint(RENAME_NOREPLACE)),
+           f"rename {source} to {target}")
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
