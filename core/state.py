@@ -365,12 +365,17 @@ def now_rfc3339() -> str:
 
 
 def _remove_flat(path: str) -> None:
-    """A directory of files (a container's, flat) and the directory; gone already is fine."""
+    """A directory of files (a container's, flat) and the directory; gone already is fine, and
+    so is one refilled meanwhile (a ``reserve`` whose lock file was swept makes it anew, and
+    holds it: it is that create's again)."""
     try:
         _empty(list(os.scandir(path)))
         os.rmdir(path)
     except FileNotFoundError:
         pass
+    except OSError as e:
+        if e.errno != errno.ENOTEMPTY:
+            raise
 
 
 def _rename_noreplace(source: str, target: str) -> None:

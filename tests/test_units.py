@@ -652,6 +652,25 @@ def test_reserve_hands_its_lock_over_held_and_never_replaces_a_directory(tmp_pat
         os.close(fd)
 
 
+def test_a_sweep_leaves_a_making_directory_its_creator_refilled(tmp_path, monkeypatch):
+    """A sweep that emptied a .making- directory while its create re-made the lock file (it had
+    opened the old one just before): the rmdir meets ENOTEMPTY, and the directory is the create's
+    again. The sweep goes on without a traceback."""
+    from mrun import state
+
+    making = tmp_path / f"{state.MAKING}{'2' * 16}"
+    making.mkdir()
+    real_empty = state._empty
+
+    def empty_then_refilled(entries, keep=()):
+        real_empty(entries, keep)
+        (making / "lock").write_text("")  # the create's O_CREAT open, after the sweep's unlink
+
+    monkeypatch.setattr(state, "_empty", empty_then_refilled)
+    state._remove_flat(str(making))
+    assert (making / "lock").exists()
+
+
 def test_undo_takes_back_last_first_runs_every_step_and_raises_the_last_failure():
     """operations.undo.Undo stands in for contextlib.ExitStack (callback, pop_all) in create and
     exec: the same order, and a failing step does not stop the others."""
