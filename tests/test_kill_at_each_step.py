@@ -548,7 +548,10 @@ class KilledShim:
         self.binary = os.path.join(os.path.dirname(h.binary), "containerd-shim-mrun-v2")
         self.address = f"/nonexistent/{h.tag}"  # in every shim process's command line: how one left is found
         # outside the matched paths: counting and telling are no step
-        self.files = {name: tempfile.mkstemp(prefix=f"mrun-kill-{name}-")[1] for name in ("counter", "report")}
+        self.files = {}
+        for name in ("counter", "report"):
+            fd, self.files[name] = tempfile.mkstemp(prefix=f"mrun-kill-{name}-")
+            os.close(fd)
         self.armed = self.files["counter"] + ".armed"
         self.env = {k: v for k, v in os.environ.items() if k != "TTRPC_ADDRESS"}
         self.env["MRUN_SHIM_ROOT"] = self.shim_root
