@@ -53,10 +53,12 @@ def _teardown(nets: Networks, name: str) -> None:
     Its bridge is the name derived for it, never the one its file says, and only if a bridge."""
     from mrun.network import firewall, links
 
-    nets.remove(name)
-    firewall.remove(f"mrun-net:{name}")
-    firewall.drop_table_if_unused()
-    links.remove_bridge(bridge_name(nets.root, name))
+    def take_down() -> None:
+        firewall.remove(f"mrun-net:{name}")
+        firewall.drop_table_if_unused()
+        links.remove_bridge(bridge_name(nets.root, name))
+
+    nets.remove(name, take_down)
 
 
 def prune(nets: Networks) -> list[str]:

@@ -20,6 +20,7 @@ from mrun.state import FileLock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 DEFAULT_NETWORK = "mrun"
@@ -246,8 +247,11 @@ class Networks:
             f.write(jsonio.dumps(owner))
         return path
 
-    def remove(self, name: str) -> None:
-        """The network's files, whatever state its definition is in (so a damaged one can go)."""
+    def remove(self, name: str, take_down: Callable[[], None] | None = None) -> None:
+        """The network's files, whatever state its definition is in (so a damaged one can go),
+        then ``take_down`` (its rules and bridge), all under the lock: a `network create` of the
+        same name waits until they are gone. Taken down after the lock, they were the new
+        network's, which a container had made meanwhile."""
         with self.lock():
             if not os.path.exists(self.path(name, "network.json")):
                 raise NotFound(f"network {name!r} not found (see `mrun network ls`)")
@@ -255,6 +259,8 @@ class Networks:
             if leases:
                 raise MrunError(f"network {name!r} is in use by {len(leases)} container(s)")
             shutil.rmtree(self.path(name))
+            if take_down is not None:
+                take_down()
 
 
 def host_routes() -> list[ipaddress.IPv4Network]:
