@@ -684,6 +684,17 @@ class KilledShim:
                            stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
         assert r.returncode == 0 and b"Traceback" not in r.stderr, r.stderr
 
+    def each_step(self, one: Callable[[int], tuple[str, str, list[str]]]) -> int:
+        """``one(step)`` (-> the call that failed, the kill told, what was left after containerd's
+        clean-up) at step 0, 1, 2... until a life runs to its end unkilled. -> the number of steps."""
+        for step in range(MAX_STEPS):
+            failed, told, left = one(step)
+            assert not left, f"{told or 'no kill'} (change {step}), {failed or 'no call failed'}, then: {left}"
+            if not told:
+                assert not failed, f"unkilled at step {step}: {failed}"
+                return step
+        raise AssertionError(f"the shim made more than {MAX_STEPS} changes: raise MAX_STEPS if that is right")
+
     def left(self, sockets: list[str]) -> list[str]:
         deadline = time.monotonic() + 10  # a daemon nobody called leaves after MRUN_SHIM_UNCALLED_EXIT
         while processes_mentioning(self.address) and time.monotonic() < deadline:
@@ -706,21 +717,17 @@ def test_shim_killed_before_each_change(h):
     init, in turn. After each kill, containerd's clean-up (KilledShim); then nothing may be left:
     state, cgroup, mount (the rootfs included), process, socket."""
     shim = KilledShim(h)
+
+    def one(step: int) -> tuple[str, str, list[str]]:
+        cid = f"k{step}"
+        bundle, rootfs = shim.bundle(cid, ["sleep", "60"])
+        shim.arm(step)
+        failed = shim.life(cid, bundle, rootfs)
+        shim.binary_delete(cid, bundle)
+        return failed, shim.told(), shim.left([shim.socket(cid)])
+
     try:
-        for step in range(MAX_STEPS):
-            cid = f"k{step}"
-            bundle, rootfs = shim.bundle(cid, ["sleep", "60"])
-            shim.arm(step)
-            failed = shim.life(cid, bundle, rootfs)
-            shim.binary_delete(cid, bundle)
-            told, left = shim.told(), shim.left([shim.socket(cid)])
-            assert not left, f"{told or 'no kill'} (change {step}), {failed or 'no call failed'}, then: {left}"
-            if not told:
-                assert not failed, f"unkilled at step {step}: {failed}"
-                break
-        else:
-            raise AssertionError(f"the shim made more than {MAX_STEPS} changes: raise MAX_STEPS if that is right")
-        assert step > 50  # start, the daemon, its helper, a worker's create, the init, Start, Delete
+        assert shim.each_step(one) > 50  # start, the daemon, its helper, a worker's create, the init, Start, Delete
     finally:
         shim.close()
 
@@ -736,44 +743,40 @@ def test_a_pods_shim_killed_before_each_change_of_its_second_task(h):
     from mrun.shims.proto import task_pb2
 
     shim = KilledShim(h)
+
+    def one(step: int) -> tuple[str, str, list[str]]:
+        pod, first, second = f"pod{step}", f"p{step}a", f"p{step}b"
+        first_bundle, first_rootfs = shim.bundle(first, ["sleep", "600"], pod=pod)
+        second_bundle, second_rootfs = shim.bundle(second, ["sleep", "60"], pod=pod)
+        shim.arm(step, now=False)
+        started = shim.start(first, first_bundle, pod)
+        assert started.returncode == 0, started.stderr
+        client = ttrpc.Client(started.stdout.removeprefix("unix://"))
+        assert not shim.calls(client, first, [
+            ("Connect", task_pb2.ConnectRequest(id=first)),
+            ("Create", task_pb2.CreateTaskRequest(id=first, bundle=first_bundle, rootfs=[first_rootfs])),
+            ("Start", task_pb2.StartRequest(id=first))])
+        shim.arm_now()
+        failed = shim.life(second, second_bundle, second_rootfs, pod)
+        shim.binary_delete(second, second_bundle)
+        told = shim.told()
+        if not failed or "connection closed" not in failed and "refused" not in failed:
+            # the pod's shim lives: its first task runs on, and ends as any task does (unless
+            # the second's life made fewer changes than ``step``: the kill comes in this end)
+            ended = shim.calls(client, first, [
+                ("Kill", task_pb2.KillRequest(id=first, signal=signal.SIGKILL)),
+                ("Wait", task_pb2.WaitRequest(id=first)),
+                ("Delete", task_pb2.DeleteRequest(id=first)),
+                ("Shutdown", task_pb2.ShutdownRequest())])
+            assert not ended or not told and shim.told(), f"{told} ({failed}): the pod's first task: {ended}"
+            told = told or shim.told()
+            failed = failed or ended
+        client.close()
+        shim.binary_delete(first, first_bundle)
+        return failed, told, shim.left([shim.socket(first, pod)])
+
     try:
-        for step in range(MAX_STEPS):
-            pod, first, second = f"pod{step}", f"p{step}a", f"p{step}b"
-            first_bundle, first_rootfs = shim.bundle(first, ["sleep", "600"], pod=pod)
-            second_bundle, second_rootfs = shim.bundle(second, ["sleep", "60"], pod=pod)
-            shim.arm(step, now=False)
-            started = shim.start(first, first_bundle, pod)
-            assert started.returncode == 0, started.stderr
-            client = ttrpc.Client(started.stdout.removeprefix("unix://"))
-            assert not shim.calls(client, first, [
-                ("Connect", task_pb2.ConnectRequest(id=first)),
-                ("Create", task_pb2.CreateTaskRequest(id=first, bundle=first_bundle, rootfs=[first_rootfs])),
-                ("Start", task_pb2.StartRequest(id=first))])
-            shim.arm_now()
-            failed = shim.life(second, second_bundle, second_rootfs, pod)
-            shim.binary_delete(second, second_bundle)
-            told = shim.told()
-            if not failed or "connection closed" not in failed and "refused" not in failed:
-                # the pod's shim lives: its first task runs on, and ends as any task does (unless
-                # the second's life made fewer changes than ``step``: the kill comes in this end)
-                ended = shim.calls(client, first, [
-                    ("Kill", task_pb2.KillRequest(id=first, signal=signal.SIGKILL)),
-                    ("Wait", task_pb2.WaitRequest(id=first)),
-                    ("Delete", task_pb2.DeleteRequest(id=first)),
-                    ("Shutdown", task_pb2.ShutdownRequest())])
-                assert not ended or not told and shim.told(), f"{told} ({failed}): the pod's first task: {ended}"
-                told = told or shim.told()
-                failed = failed or ended
-            client.close()
-            shim.binary_delete(first, first_bundle)
-            left = shim.left([shim.socket(first, pod)])
-            assert not left, f"{told or 'no kill'} (change {step}), {failed or 'no call failed'}, then: {left}"
-            if not told:
-                assert not failed, f"unkilled at step {step}: {failed}"
-                break
-        else:
-            raise AssertionError(f"the shim made more than {MAX_STEPS} changes: raise MAX_STEPS if that is right")
-        assert step > 40
+        assert shim.each_step(one) > 40
     finally:
         shim.close()
 
@@ -787,7 +790,7 @@ class stopped_at:  # noqa: N801 - used as a statement: ``with stopped_at(...) as
     def __init__(self, argv: list[str], match: list[str], chosen: Callable[[str], bool], env: dict[str, str],
                  after: bool = False, undo: Callable[[], object] | None = None) -> None:
         """``undo``: what removes the listing run's work (a created container) before the real one."""
-        self.argv, self.after = argv, after
+        self.argv = argv
         self.env = {**os.environ, **env, "MRUN_WARM": "0", "MRUN_KILL_MATCH": "|".join(match)}
         listing = killed_at(-1, argv, match, {**env, "MRUN_KILL_LIST": "1"})
         if undo is not None:

@@ -119,7 +119,7 @@ def store_lock(store_root: str) -> Any:
 def remove(store_root: str, name: str) -> None:
     """Refused while a container uses it (docker's "volume is in use")."""
     check_name(f"volume {name!r}", name)
-    if name not in names(store_root):
+    if name not in names(store_root):  # before the lock, which would make the image root
         raise NotFound(f"volume {name!r} does not exist")
     with store_lock(store_root):
         if name not in names(store_root):  # a run --rm took its own meanwhile
