@@ -27,6 +27,9 @@ GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
+# overlayfs's own metadata (redirects, metacopy, origin, opaque; user.overlay.* on a userxattr
+# mount), which the kernel reads from lower layers as its own: never a file's attribute in a layer.
+OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
 
 
 class HostileLayer(MrunError):
@@ -100,6 +103,7 @@ def unpack(archive: IO[bytes], dest: str, expect_diff_id: str | None = None) -> 
 def _unpack(archive: IO[bytes], dest: str, expect_diff_id: str | None) -> str:
     stream = _Hashing(decompressed(archive))
     dir_times: list[tuple[str, float]] = []
+    dropped: list[tuple[str, list[str]]] = []
     try:
         tar = tarfile.open(fileobj=stream, mode="r|")  # type: ignore[arg-type]
     except tarfile.TarError as e:
@@ -121,7 +125,7 @@ def _unpack(archive: IO[bytes], dest: str, expect_diff_id: str | None) -> str:
             except tarfile.TarError as e:
                 raise MrunError(f"layer archive is damaged: {e}")
             try:
-                _entry(tar, m, dest, dir_times)
+                _entry(tar, m, dest, dir_times, dropped)
             except tarfile.TarError as e:
                 raise MrunError(f"layer archive is damaged at {m.name!r}: {e}")
     while stream.read(1 << 20):  # the tar's zero padding belongs to the diff id too
@@ -131,7 +135,19 @@ def _unpack(archive: IO[bytes], dest: str, expect_diff_id: str | None) -> str:
     diff_id = "sha256:" + stream.h.hexdigest()
     if expect_diff_id and diff_id != expect_diff_id:
         raise HostileLayer(f"layer content hashes to {diff_id}, the image config says {expect_diff_id}; refused")
+    if dropped:
+        _say_dropped(diff_id, dropped)
     return diff_id
+
+
+def _say_dropped(diff_id: str, dropped: list[tuple[str, list[str]]]) -> None:
+    """One line per layer, however many entries carried them."""
+    import sys
+
+    name, keys = dropped[0]
+    more = f" and {len(dropped) - 1} more entries" if len(dropped) > 1 else ""
+    print(f"mrun: warning: layer {diff_id[7:19]}: entry {name!r}{more}: {', '.join(keys)} dropped "
+          "(overlayfs's own attributes, which a layer never sets: whiteouts say what it hides)", file=sys.stderr)
 
 
 _CHUNK = 64 << 10  # the grain of the holes kept
@@ -152,7 +168,8 @@ def _copy_keeping_holes(src: IO[bytes], fd: int, size: int) -> None:
     os.ftruncate(fd, size)
 
 
-def _entry(tar: tarfile.TarFile, m: tarfile.TarInfo, root: str, dir_times: list[tuple[str, float]]) -> None:
+def _entry(tar: tarfile.TarFile, m: tarfile.TarInfo, root: str, dir_times: list[tuple[str, float]],
+           dropped: list[tuple[str, list[str]]]) -> None:
     rel = _clean_name(m.name)
     if not rel:
         return  # "./" itself
@@ -202,12 +219,19 @@ def _entry(tar: tarfile.TarFile, m: tarfile.TarInfo, root: str, dir_times: list[
     os.lchown(path, m.uid, m.gid)
     if not m.issym():
         os.chmod(path, m.mode & 0o7777)
+        overlays = []
         for key, value in (m.pax_headers or {}).items():
             if key.startswith("SCHILY.xattr."):
+                name = key[len("SCHILY.xattr.") :]
+                if name.startswith(OVERLAY_XATTRS):
+                    overlays.append(name)
+                    continue
                 try:
-                    os.setxattr(path, key[len("SCHILY.xattr.") :], value.encode("utf-8", "surrogateescape"))
+                    os.setxattr(path, name, value.encode("utf-8", "surrogateescape"))
                 except OSError:
                     pass  # e.g. security.* without the right to set it
+        if overlays:
+            dropped.append((rel, overlays))
         if not m.isdir():
             os.utime(path, (m.mtime, m.mtime))
     else:
