@@ -759,6 +759,54 @@ def test_a_layers_overlay_attributes_are_dropped_and_its_own_attributes_kept(ima
     assert apps and not [a for a in apps for x in os.listxattr(a) if ".overlay." in x]
 
 
+def _info(name: str, data: bytes | None = b"x", **fields: object) -> tuple[tarfile.TarInfo, bytes | None]:
+    info = tarfile.TarInfo(name)
+    info.size = len(data or b"")
+    for key, value in fields.items():
+        setattr(info, key, value)
+    return info, data
+
+
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
+@pytest.mark.parametrize(
+    "entries, needle",
+    [
+        ([_info("u", uid=99999999999)], "layer entry 'u': uid 99999999999 is out of range"),
+        ([_info("g", gid=2**40)], "layer entry 'g': gid 1099511627776 is out of range"),
+        ([_info("x", pax_headers={"SCHILY.xattr.user.a\x00b": "v"})], "layer entry 'x': extended attribute name"),
+        ([_info("x", pax_headers={"SCHILY.xattr.": "v"})], "layer entry 'x': extended attribute name '' is empty"),
+        ([_info("n" * 300)], "layer entry '" + "n" * 200 + "...': File name too long"),
+        ([_info("l", None, type=tarfile.SYMTYPE, linkname="y" * 5000)], "layer entry 'l': File name too long"),
+        ([_info("d", None, type=tarfile.DIRTYPE, mode=0o755), _info("h", None, type=tarfile.LNKTYPE, linkname="d")],
+         "layer entry 'h': Operation not permitted"),
+    ],
+)
+def test_a_layer_entry_the_kernel_cannot_take_is_one_line_naming_it(images, tmp_path, entries, needle):
+    """Numbers and names no file can have (an owner past uid_t, an attribute name with a NUL, a
+    name past NAME_MAX) were an "internal error" (OverflowError, ValueError) or named the
+    unpacking directory's path on the host: now one line naming the entry and what is wrong."""
+    h = images
+    r = img(h, "load", _docker_archive(tmp_path, entries), "localhost/numbers:v1")
+    assert r.returncode == 1 and needle in r.stderr and "internal error" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and h.image_root not in r.stderr, r.stderr
+    layers = os.path.join(h.image_root, "layers")
+    assert not os.path.isdir(layers) or not os.listdir(layers)
+
+
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
+def test_a_layer_entrys_time_out_of_range_is_the_epoch_as_containerd_makes_it(images, tmp_path):
+    """containerd bounds an entry's time (archive.boundTime): before 1970 or past time_t is 0.
+    Python's utime refused such a time with an OverflowError, and the load failed."""
+    h = images
+    entries = [_info("future", mtime=10**20), _info("past", mtime=-(10**20)), _info("early", mtime=-5),
+               _info("dir", None, type=tarfile.DIRTYPE, mode=0o755, mtime=float("1e30")), _info("kept", mtime=1000)]
+    img_ok(h, "load", _docker_archive(tmp_path, entries), "localhost/times:v1")
+    layers = os.path.join(h.image_root, "layers")
+    (fs,) = [os.path.join(layers, d, "fs") for d in os.listdir(layers)]
+    assert {n: os.lstat(os.path.join(fs, n)).st_mtime for n in os.listdir(fs)} == {
+        "future": 0, "past": 0, "early": 0, "dir": 0, "kept": 1000}
+
+
 def test_a_blob_that_does_not_match_its_digest_is_refused(images, busybox_archive, tmp_path):
     h = images
     layout = _mkdir(tmp_path / "tampered")
@@ -879,6 +927,9 @@ def _layer(entries) -> bytes:
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w", format=tarfile.PAX_FORMAT) as t:
         for name, data in entries:
+            if isinstance(name, tarfile.TarInfo):  # made by the test, as it is: (info, its data or None)
+                t.addfile(name, io.BytesIO(data) if data is not None else None)
+                continue
             info = tarfile.TarInfo(name)
             if data is None:
                 info.type, info.mode = tarfile.DIRTYPE, 0o755

@@ -127,7 +127,9 @@ def _unpack(archive: IO[bytes], dest: str, expect_diff_id: str | None) -> str:
             try:
                 _entry(tar, m, dest, dir_times, dropped)
             except tarfile.TarError as e:
-                raise MrunError(f"layer archive is damaged at {m.name!r}: {e}")
+                raise MrunError(f"layer archive is damaged at {_shown(m.name)}: {e}")
+            except OSError as e:  # the entry's own name, not the unpacking directory's path
+                raise MrunError(f"layer entry {_shown(m.name)}: {e.strerror or e}")
     while stream.read(1 << 20):  # the tar's zero padding belongs to the diff id too
         pass
     for path, mtime in reversed(dir_times):
@@ -148,6 +150,37 @@ def _say_dropped(diff_id: str, dropped: list[tuple[str, list[str]]]) -> None:
     more = f" and {len(dropped) - 1} more entries" if len(dropped) > 1 else ""
     print(f"mrun: warning: layer {diff_id[7:19]}: entry {name!r}{more}: {', '.join(keys)} dropped "
           "(overlayfs's own attributes, which a layer never sets: whiteouts say what it hides)", file=sys.stderr)
+
+
+def _shown(name: str) -> str:
+    """An entry's name for a message: quoted, and cut short if a hostile one is kilobytes long."""
+    return repr(name if len(name) <= 200 else name[:200] + "...")
+
+
+ID_MAX = 2**32 - 1  # uid_t and gid_t; 2**32 - 1 itself means "unchanged" to lchown, as in containerd
+TIME_MAX = 2**62  # seconds; beyond what time_t and every filesystem holds
+
+
+def _owner(m: tarfile.TarInfo) -> tuple[int, int]:
+    """The entry's uid and gid, refused outside uid_t (Python could not pass them; Go's syscall
+    package would cut them to 32 bits, 2**32 becoming root)."""
+    for field, value in (("uid", m.uid), ("gid", m.gid)):
+        if not 0 <= value <= ID_MAX:
+            raise HostileLayer(f"layer entry {_shown(m.name)}: {field} {value} is out of range (0 to {ID_MAX})")
+    return m.uid, m.gid
+
+
+def _bounded(mtime: float) -> float:
+    """A time as containerd bounds it (archive.boundTime): one before 1970 or past what time_t
+    holds is the epoch, not a failed unpack."""
+    return mtime if 0 <= mtime <= TIME_MAX else 0
+
+
+def _xattr_name(m: tarfile.TarInfo, name: str) -> str:
+    if "\x00" in name or not name:
+        raise HostileLayer(f"layer entry {_shown(m.name)}: extended attribute name {_shown(name)} is empty or "
+                           "holds a NUL byte")
+    return name
 
 
 _CHUNK = 64 << 10  # the grain of the holes kept
@@ -191,7 +224,7 @@ def _entry(tar: tarfile.TarFile, m: tarfile.TarInfo, root: str, dir_times: list[
         if not os.path.isdir(path) or os.path.islink(path):
             remove_tree(path)
             os.mkdir(path, 0o700)
-        dir_times.append((path, m.mtime))
+        dir_times.append((path, _bounded(m.mtime)))
     else:
         remove_tree(path)
         if m.isreg():
@@ -216,13 +249,13 @@ def _entry(tar: tarfile.TarFile, m: tarfile.TarInfo, root: str, dir_times: list[
             os.mkfifo(path, m.mode & 0o7777)
         else:
             raise MrunError(f"layer entry {m.name!r}: unsupported type {m.type!r}")
-    os.lchown(path, m.uid, m.gid)
+    os.lchown(path, *_owner(m))
     if not m.issym():
         os.chmod(path, m.mode & 0o7777)
         overlays = []
         for key, value in (m.pax_headers or {}).items():
             if key.startswith("SCHILY.xattr."):
-                name = key[len("SCHILY.xattr.") :]
+                name = _xattr_name(m, key[len("SCHILY.xattr.") :])
                 if name.startswith(OVERLAY_XATTRS):
                     overlays.append(name)
                     continue
@@ -233,6 +266,6 @@ def _entry(tar: tarfile.TarFile, m: tarfile.TarInfo, root: str, dir_times: list[
         if overlays:
             dropped.append((rel, overlays))
         if not m.isdir():
-            os.utime(path, (m.mtime, m.mtime))
+            os.utime(path, (_bounded(m.mtime),) * 2)
     else:
-        os.utime(path, (m.mtime, m.mtime), follow_symlinks=False)
+        os.utime(path, (_bounded(m.mtime),) * 2, follow_symlinks=False)
