@@ -807,6 +807,26 @@ def test_a_layer_entrys_time_out_of_range_is_the_epoch_as_containerd_makes_it(im
         "future": 0, "past": 0, "early": 0, "dir": 0, "kept": 1000}
 
 
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
+def test_a_deep_cgroup_parent_works_and_one_the_kernel_cannot_take_is_refused_leaving_nothing(images,
+                                                                                           busybox_archive):
+    """A --cgroup-parent whose parents' paths passed 255 bytes (the length of a mark's name)
+    failed the run, "File name too long" naming a file in the state root, and left every parent
+    it had made on the host's cgroup tree; one past PATH_MAX failed the same way. The first runs
+    now; the second is refused before anything is made, naming the field."""
+    h = images
+    img_ok(h, "load", busybox_archive, IMAGE)
+    deep = h.cgroup_parent + "/" + "/".join(["p" * 60] * 6)
+    r = img(h, "run", "--rm", "--cgroup-parent", deep, "--cgroupns", "host", "--network", "none", IMAGE, "cat",
+            "/proc/self/cgroup")
+    assert r.returncode == 0 and "p" * 60 in r.stdout, r.stderr
+    for parent in (h.cgroup_parent + "/" + "x/" * 2000, h.cgroup_parent + "/" + "n" * 300):
+        r = img(h, "run", "--rm", "--cgroup-parent", parent, "--network", "none", IMAGE, "true")
+        assert r.returncode == 1 and r.stderr.startswith("mrun: linux.cgroupsPath: "), r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    # the harness finds what is left: cgroups under the test's parent, state, mounts
+
+
 def test_a_blob_that_does_not_match_its_digest_is_refused(images, busybox_archive, tmp_path):
     h = images
     layout = _mkdir(tmp_path / "tampered")

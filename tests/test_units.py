@@ -759,6 +759,50 @@ def test_a_release_killed_after_its_last_mark_leaves_nothing_the_next_one_misses
     assert parent.exists() and os.listdir(marks)
 
 
+def test_a_create_that_failed_on_its_way_down_leaves_none_of_the_parents_it_made(tmp_path):
+    """make_parents marks and makes the parents top down; one failing part-way (a name the mark
+    could not take, a mkdir the kernel refused) left the ones above it made: the release started
+    at the leaf's parent, found no mark there (it was never made) and stopped, so every parent
+    made stayed, on the host's cgroup tree. It walks past parents never made now, and stops at
+    the first one that exists unmarked (someone else's)."""
+    from mrun.cgroups.base import _mark, release_parents
+
+    marks = str(tmp_path / "state" / ".cgroup-parents")
+    theirs = tmp_path / "cg" / "theirs"
+    made = theirs / "a" / "b"
+    made.mkdir(parents=True)
+    for d in (theirs / "a", made):
+        _mark(marks, str(d))
+    release_parents(str(made / "never" / "made" / "leaf"), marks)
+    assert theirs.is_dir() and not (theirs / "a").exists() and not os.path.exists(marks)
+
+
+def test_a_parent_too_long_for_a_marks_name_is_marked_by_its_hash_and_released(tmp_path):
+    """The mark's name is the parent's path, quoted: past 255 bytes (a deep --cgroup-parent) the
+    mark could not be made and the create failed. Such a parent is marked by its path's hash,
+    the path in the file, written whole before it takes its name; `system prune` reads it back,
+    and removes the deepest first (in the directory's order, a parent before its marked child
+    stayed, as it was not empty yet)."""
+    from mrun.cgroups.base import _mark, release_marked, release_parents
+
+    marks = str(tmp_path / "state" / ".cgroup-parents")
+    deep = tmp_path / "cg" / "/".join(["p" * 60] * 5)
+    deep.mkdir(parents=True)
+    chain = [deep, *list(deep.parents)[:4]]
+    for d in reversed(chain):
+        _mark(marks, str(d))
+    names = os.listdir(marks)
+    assert len(names) == 5 and sum(n.startswith("#") for n in names) >= 3 and not [n for n in names if ".tmp-" in n]
+    release_parents(str(deep / "leaf"), marks)
+    assert not chain[-1].exists() and not os.path.exists(marks)
+    for d in reversed(chain):  # again, left for `system prune` (a crashed delete), with a cut-short one
+        d.mkdir()
+        _mark(marks, str(d))
+    open(os.path.join(marks, "#" + "0" * 64 + ".tmp-1"), "w").close()
+    assert sorted(release_marked(marks)) == sorted(str(d) for d in chain)
+    assert not chain[-1].exists() and not os.path.exists(marks)
+
+
 @pytest.mark.parametrize(
     ("text", "host", "repository", "tag"),
     [

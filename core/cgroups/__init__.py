@@ -63,7 +63,21 @@ def resolve_path(cgroups_path: str, container_id: str, systemd: bool = False) ->
         raise InvalidSpec(f"linux.cgroupsPath: {cgroups_path!r} climbs out of the hierarchy")
     if norm in ("/", "//"):
         raise InvalidSpec(f"linux.cgroupsPath: {cgroups_path!r} is the root cgroup, which a container never gets")
+    _within_kernel_limits(cgroups_path, norm)
     return norm, not cgroups_path.startswith("/")
+
+
+PATH_ROOM = 3800  # of PATH_MAX (4096): what a hierarchy's mount point and the file names written there leave
+
+
+def _within_kernel_limits(given: str, norm: str) -> None:
+    """A path the kernel cannot take fails one mkdir deep in the tree: refused here, naming the
+    field, before anything is made."""
+    if len(norm.encode()) > PATH_ROOM:
+        raise InvalidSpec(f"linux.cgroupsPath: {len(norm.encode())} bytes long; cgroup paths are at most {PATH_ROOM}")
+    longest = max(norm.split("/"), key=lambda part: len(part.encode()))
+    if len(longest.encode()) > 255:
+        raise InvalidSpec(f"linux.cgroupsPath: {longest[:40]!r}... is longer than a name may be (255 bytes)")
 
 
 def _systemd_path(cgroups_path: str) -> str:

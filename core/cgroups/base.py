@@ -49,16 +49,48 @@ def keyed(path: str) -> dict[str, int]:
     return out
 
 
+HASHED = "#"  # a mark named by its path's hash, the path inside: one whose name would pass NAME_MAX
+
+
 def _mark_name(marks: str, path: str) -> str:
-    return os.path.join(marks, path.strip("/").replace("%", "%25").replace("/", "%2F"))
+    """The path itself, quoted; a path too long for a file name (a deep --cgroup-parent) by its
+    hash, its file holding the path (``_marked_path``)."""
+    name = path.strip("/").replace("%", "%25").replace("/", "%2F")
+    if len(name.encode()) > 255:
+        import hashlib
+
+        name = HASHED + hashlib.sha256(path.encode()).hexdigest()
+    return os.path.join(marks, name)
+
+
+def _marked_path(marks: str, name: str) -> str | None:
+    """``_mark_name`` undone; None for a hashed mark without its path (cut short by a crash)."""
+    if not name.startswith(HASHED):
+        return "/" + name.replace("%2F", "/").replace("%25", "%")
+    try:
+        with open(os.path.join(marks, name), "rb") as f:
+            return f.read().decode(errors="surrogateescape") or None
+    except OSError:
+        return None
 
 
 def _mark(marks: str, path: str) -> None:
     """The directory of marks is made only when it is missing: a create marks every parent it
-    makes twice, in each hierarchy (16 marks for one parent on v1)."""
+    makes twice, in each hierarchy (16 marks for one parent on v1). A hashed mark is written
+    whole before it takes its name, so no crash leaves one without its path."""
     for attempt in range(4) if marks else ():
+        name = _mark_name(marks, path)
         try:
-            os.close(os.open(_mark_name(marks, path), os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+            if os.path.basename(name).startswith(HASHED):
+                tmp = f"{name}.tmp-{os.getpid()}"
+                fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                try:
+                    os.write(fd, path.encode(errors="surrogateescape"))
+                finally:
+                    os.close(fd)
+                os.rename(tmp, name)
+            else:
+                os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
             return
         except FileNotFoundError:  # none yet, or removed as empty by a concurrent release
             if attempt == 3:
@@ -95,7 +127,10 @@ def release_parents(path: str, marks: str) -> None:
     while p not in ("/", ""):
         mark = _mark_name(marks, p)
         if not os.path.exists(mark):
-            break
+            if os.path.lexists(p):
+                break  # not made by us: neither it nor what is above it is ours to remove
+            p = os.path.dirname(p)  # never made (a create that failed on its way down)
+            continue
         try:
             os.rmdir(p)
         except FileNotFoundError:
@@ -118,10 +153,17 @@ def release_parents(path: str, marks: str) -> None:
 
 def release_marked(marks: str) -> list[str]:
     """Remove every marked parent that no container uses any more, whichever container made it
-    (`mrun system prune`, after crashes). -> the cgroups removed."""
-    removed = []
+    (`mrun system prune`, after crashes), the deepest first: a parent's marked child is removed
+    before the parent is tried. -> the cgroups removed."""
+    found = []
     for name in os.listdir(marks) if os.path.isdir(marks) else []:
-        path = "/" + name.replace("%2F", "/").replace("%25", "%")  # _mark_name, undone
+        path = _marked_path(marks, name)
+        if path is None or ".tmp-" in name and name.startswith(HASHED):  # a hashed mark cut short
+            os.unlink(os.path.join(marks, name))
+        else:
+            found.append((path, name))
+    removed = []
+    for path, name in sorted(found, key=lambda pair: len(pair[0]), reverse=True):
         try:
             os.rmdir(path)
             removed.append(path)
