@@ -170,8 +170,10 @@ def check_process(process: Any, path: str = "process") -> None:
         if value is not None and value > MAX_ID:
             raise InvalidSpec(f"{path}.user.{name}: must be 0 to {MAX_ID}, got {value}")
     for i, entry in enumerate(process.get("env") or []):
-        if "=" not in entry:
-            raise InvalidSpec(f"{path}.env[{i}]: must be KEY=VALUE, got {entry!r}")
+        # runc's check (populateProcessEnvironment; a NUL is the schema's): an empty name reached
+        # execve, which Python refuses, and the init failed with "illegal environment variable name"
+        if "=" not in entry or entry.startswith("="):
+            raise InvalidSpec(f"{path}.env[{i}]: must be KEY=VALUE with a name, got {entry[:100]!r}")
     for name in CAP_SETS:
         for i, cap in enumerate((process.get("capabilities") or {}).get(name) or []):
             if cap not in CAP_BITS:

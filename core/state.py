@@ -43,12 +43,16 @@ def check_id(container_id: str) -> None:
         not isinstance(container_id, str)
         or not container_id
         or container_id.startswith(".")
-        or len(container_id) > 1024
         or not all(c in _ID_CHARS for c in container_id)
     ):
         raise MrunError(
-            f"invalid container id {container_id!r}: use ASCII letters, digits, '_', '+', '-' and '.' (not first)"
+            f"invalid container id {container_id[:300]!r}: use ASCII letters, digits, '_', '+', '-' and '.' (not first)"
         )
+    if len(container_id) > NAME_MAX:  # it names the container's directory: a longer one failed its mkdir
+        raise MrunError(f"invalid container id {container_id[:40]!r}...: at most {NAME_MAX} characters")
+
+
+NAME_MAX = 255
 
 
 class Record:

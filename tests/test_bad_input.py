@@ -155,6 +155,9 @@ def test_usage_errors_go_through_typer(h):
         # environ's form, as process.env: was "internal error: ValueError: dictionary update sequence"
         (lambda c: c.update(hooks={"prestart": [{"path": "/bin/true", "env": ["A=1", "NOEQ"]}]}),
          "hooks.prestart[0].env[1]: must be KEY=VALUE"),
+        # runc's check (an empty name): it reached execve, which Python refuses, and the init
+        # failed with "illegal environment variable name", naming no field
+        (lambda c: c["process"].update(env=["PATH=/bin", "=x"]), "process.env[1]: must be KEY=VALUE with a name"),
     ],
 )
 def test_out_of_range_values_are_refused_at_create(h, change, needle):

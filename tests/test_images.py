@@ -252,6 +252,16 @@ def test_named_volume_outlives_containers_and_limits_reach_the_cgroup(images, bu
         ("-v", "/tmp:rel", "SOURCE:/DESTINATION"),
         ("-v", "a b:/x", "a volume name is"),
         ("-v", ".hidden:/x", "a volume name is"),
+        # past what a Go int64, a file name or execve takes: they were refused naming the
+        # container's generated config.json, a file in the image root ("File name too long"), or
+        # failed in the container's init ("illegal environment variable name")
+        ("--pids-limit", "9" * 30, "out of range"),
+        ("--cpu-quota", "9" * 30, "out of range"),
+        ("--cpu-shares", "9" * 30, "out of range"),
+        ("--stop-timeout", "9" * 30, "seconds, or -1"),
+        ("-e", "=x", "invalid environment variable"),
+        ("--name", "n" * 300, "at most 255 characters"),
+        ("-v", "a" * 300 + ":/x", "a volume name is at most 255 characters"),
     ],
 )
 def test_run_refuses_bad_flag_values_as_docker_does(images, busybox_archive, flag, value, needle):
@@ -260,7 +270,7 @@ def test_run_refuses_bad_flag_values_as_docker_does(images, busybox_archive, fla
     sysctl is the runtime's refusal, naming the linux.sysctl key, as for any bundle."""
     h = images
     img_ok(h, "load", busybox_archive)
-    named = () if flag == "--sysctl" and "=" in value else (flag,)
+    named = () if flag == "--sysctl" and "=" in value or flag == "--name" else (flag,)  # --name: "container id"
     one_line_error(img(h, *run_args(h, "--rm", flag, value, IMAGE, "true")), *named, needle)
     made = os.path.join(h.image_root, "containers")
     assert not os.path.isdir(made) or not os.listdir(made)
@@ -359,6 +369,7 @@ def test_an_image_s_stop_signal_that_is_no_signal_cannot_make_a_container_unstop
     ({"User": "4294967295"}, "the image's User 4294967295: uids and gids go from 0 to 2147483647"),
     ({"WorkingDir": "rel/dir"}, "the image's WorkingDir 'rel/dir': the working directory must be an absolute path"),
     ({"Env": ["PATH=/bin", "NOEQ"]}, "the image's Env[1] 'NOEQ': must be KEY=VALUE"),
+    ({"Env": ["=x"]}, "the image's Env[0] '=x': must be KEY=VALUE"),  # the init's "illegal environment variable"
     # an image's own /etc/passwd and /etc/group may hold anything: an id that is no number (or
     # "²", which str.isdigit() passes and int() refuses) was an internal ValueError
     ({"User": "app"}, "the image's User app: no user 'app' in the container's /etc/passwd"),

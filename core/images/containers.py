@@ -167,14 +167,16 @@ def make_spec(
         env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     for item in o.env:
         key = item.split("=", 1)[0]
+        if not key or "\x00" in item:  # docker's "invalid environment variable"; execve cannot take it
+            raise InvalidSpec(f"-e {item[:100]!r}: invalid environment variable (KEY=VALUE, KEY a name)")
         env = [e for e in env if e.split("=", 1)[0] != key]
         if "=" in item:
             env.append(item)
         elif key in os.environ:  # `-e NAME` passes the caller's value; an unset NAME is left out (docker)
             env.append(f"{key}={os.environ[key]}")
     for i, item in enumerate(cfg.get("Env") or []):
-        if "=" not in item:  # runc refuses it at create; named here as the image's, not a generated file's
-            raise InvalidSpec(f"the image's Env[{i}] {item!r}: must be KEY=VALUE")
+        if "=" not in item or item.startswith("="):  # runc refuses it at create; named as the image's here
+            raise InvalidSpec(f"the image's Env[{i}] {item[:100]!r}: must be KEY=VALUE")
     cwd = o.workdir or cfg.get("WorkingDir") or "/"
     if not cwd.startswith("/"):  # docker's refusal too
         where = "-w" if o.workdir else "the image's WorkingDir"

@@ -389,7 +389,7 @@ def apply(spec: dict[str, Any], o: Any, groups: list[int]) -> None:
     if o.stop_signal:
         spec["annotations"][ann.STOP_SIGNAL] = stop_signal(o.stop_signal)
     if o.stop_timeout is not None:
-        if o.stop_timeout < -1:
+        if not -1 <= o.stop_timeout <= 2**63 - 1:
             raise InvalidSpec(f"--stop-timeout {o.stop_timeout}: seconds, or -1 to wait for ever")
         spec["annotations"][ann.STOP_TIMEOUT] = str(o.stop_timeout)
     if o.sysctl:

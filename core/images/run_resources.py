@@ -24,9 +24,22 @@ FLAGS = ("memory", "memory_swap", "memory_reservation", "memory_swappiness", "oo
          "cpus", "cpu_shares", "cpu_period", "cpu_quota", "cpuset_cpus", "cpuset_mems", "blkio_weight", "pids_limit")
 
 
+INT64 = 2**63 - 1  # docker's flags are Go int64s: beyond, its CLI says "value out of range"
+
+
+def _in_int64(kw: dict[str, Any]) -> None:
+    """A number flag past int64 is refused naming the flag (it reached the spec's own check, which
+    named the container's config.json instead)."""
+    for flag in ("pids_limit", "cpu_quota", "cpu_shares", "cpu_period", "memory_swappiness", "blkio_weight"):
+        value = kw.get(flag)
+        if isinstance(value, int) and not -INT64 - 1 <= value <= INT64:
+            raise InvalidSpec(f"--{flag.replace('_', '-')} {value}: out of range (a 64-bit number)")
+
+
 def resources(kw: dict[str, Any], warn: Callable[[str], None] | None) -> dict[str, Any]:
     """The flags in ``kw`` as linux.resources (empty when none was given)."""
     say = warn if callable(warn) else (lambda _msg: None)
+    _in_int64(kw)
     res: dict[str, Any] = {}
     memory = _memory(res, kw, say)
     _cpu(res, kw)

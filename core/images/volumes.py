@@ -39,6 +39,8 @@ def check_name(what: str, name: str) -> None:
     if not (name[:1].isalnum() and name.isascii() and name.replace("_", "a").replace(".", "a").replace("-", "a")
             .isalnum()):
         raise InvalidSpec(f"{what}: a volume name is letters, digits, '.', '_' and '-' (a letter or digit first)")
+    if len(name) > 255:  # it names the volume's directory
+        raise InvalidSpec(f"{what}: a volume name is at most 255 characters")
 
 
 def create(store_root: str, name: str = "", anonymous: bool = False) -> str:
