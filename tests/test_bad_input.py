@@ -70,8 +70,11 @@ def test_unknown_namespace_type(h):
     one_line_error(h.mrun("create", "-b", h.bundle(config=cfg), h.cid()), "linux.namespaces[6].type", "warp")
 
 
-def test_missing_executable_fails_create(h):
-    one_line_error(h.mrun("create", "-b", h.bundle(["/bin/nope"]), h.cid()), "/bin/nope", "not found")
+@pytest.mark.parametrize("program", ["/bin/nope", "n" * 300, "/bin/" + "n" * 300])
+def test_missing_executable_fails_create(h, program):
+    """A name past NAME_MAX is not found either (it was "[Errno 36] File name too long", naming a
+    directory of $PATH)."""
+    one_line_error(h.mrun("create", "-b", h.bundle([program]), h.cid()), program, "not found")
 
 
 @pytest.mark.parametrize(

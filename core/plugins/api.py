@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 from mrun.errors import MrunError
@@ -63,8 +64,15 @@ def env_value(process: dict[str, Any], name: str, default: str = "") -> str:
 
 
 def find_program(root: str, name: str, process: dict[str, Any]) -> str | None:
-    """``name`` looked up under ``root`` as the process would: its PATH, its cwd."""
-    return resolve_in_root(root, name, env_value(process, "PATH", DEFAULT_PATH), process.get("cwd") or "/")
+    """``name`` looked up under ``root`` as the process would: its PATH, its cwd. A name no file
+    can have (past NAME_MAX or PATH_MAX) is found nowhere, as execvp finds it: it was an
+    OSError's "[Errno 36]" line naming a PATH directory."""
+    try:
+        return resolve_in_root(root, name, env_value(process, "PATH", DEFAULT_PATH), process.get("cwd") or "/")
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            return None
+        raise
 
 
 def open_program(root: str, host_path: str) -> int:
