@@ -2114,6 +2114,9 @@ def test_commit_as_docker(images, busybox_archive):
                               (["commit", "cm2", "Bad/Name"], ["not a valid image reference"]),
                               (["commit", "-c", "RUN make", "cm2", "localhost/x:1"], ["--change 'RUN make'"]),
                               (["commit", "-c", "CMD [1]", "cm2", "localhost/x:1"], ["a JSON list of strings"]),
+                              # an image `run -P` refused afterwards: docker refuses it at commit
+                              (["commit", "-c", "EXPOSE 99999", "cm2", "localhost/x:1"], ["--change EXPOSE",
+                                                                                          "ports are 1 to 65535"]),
                               (["commit", "no-such", "localhost/x:1"], ["no-such"])):
             one_line_error(img(h, *args), *needles)
         assert "localhost/x" not in img_ok(h, "images").stdout

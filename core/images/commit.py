@@ -167,6 +167,9 @@ def _apply(cfg: dict[str, Any], keyword: str, value: Any) -> None:
     elif keyword == "LABEL":
         cfg["Labels"] = {**(cfg.get("Labels") or {}), **dict(value)}
     elif keyword == "EXPOSE":
+        from mrun.images.run_flags import exposed
+
+        exposed(value.split(), "--change EXPOSE")  # docker refuses one at commit; run -P refused the image after
         cfg["ExposedPorts"] = {**(cfg.get("ExposedPorts") or {}),
                                **{p if "/" in p else f"{p}/tcp": {} for p in value.split()}}
     elif keyword == "VOLUME":

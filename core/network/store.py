@@ -99,7 +99,7 @@ class Networks:
             net = ipaddress.ip_network(subnet, strict=True) if isinstance(subnet, str) else None
         except ValueError:
             net = None
-        if net is None or net.version != 4 or str(net) != subnet:
+        if net is None or net.version != 4 or str(net) != subnet or special_use(net):
             raise InvalidSpec(f"{where}: subnet {subnet!r}: an IPv4 network in canonical form expected{repair}")
         try:
             address = ipaddress.IPv4Address(gateway) if isinstance(gateway, str) else None
@@ -130,6 +130,8 @@ class Networks:
                     raise InvalidSpec(f"--subnet {subnet!r}: {e}")
                 if net.version != 4 or net.prefixlen > 29:
                     raise InvalidSpec(f"--subnet {subnet}: an IPv4 network of /29 or larger expected")
+                if special_use(net):
+                    raise InvalidSpec(f"--subnet {subnet}: overlaps {special_use(net)}, never a bridge's")
                 clash = next((t for t in taken if t.overlaps(net)), None)
                 if clash is not None:
                     raise InvalidSpec(f"--subnet {subnet} overlaps {clash}, already used on this host")
@@ -285,3 +287,17 @@ def host_routes() -> list[ipaddress.IPv4Network]:
     except OSError:
         pass
     return out
+
+
+# Addresses that are never a bridge's (RFC 6890): the host's loopback lives in its local routing
+# table, which the overlap check with the host's routes does not read, and a bridge given
+# 127.0.0.1/8 took the host's loopback traffic for that prefix; multicast and reserved ones are
+# no interface's address.
+SPECIAL_USE = ("0.0.0.0/8 (this network)", "127.0.0.0/8 (loopback)", "169.254.0.0/16 (link-local)",
+               "224.0.0.0/4 (multicast)", "240.0.0.0/4 (reserved)")
+
+
+def special_use(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    """The special-use range ``net`` overlaps, named; "" for none."""
+    return next((r for r in SPECIAL_USE if ipaddress.ip_network(r.split()[0]).overlaps(net)), "")
+
