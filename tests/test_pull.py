@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import subprocess
+import time
 
 import pytest
 from conftest import IMAGE, img, img_ok, one_line_error, run_args
@@ -225,6 +226,85 @@ def test_a_registry_sending_more_than_it_should_is_cut_off(images, what):
         server.server_close()
     blobs = os.path.join(images.image_root, "blobs", "sha256")
     assert not os.path.isdir(blobs) or not [n for n in os.listdir(blobs) if n.endswith(".partial")]
+
+
+def _misbehaving_registry(mode: str):
+    """A registry on loopback that misbehaves in one way (``mode``): it never answers ("stall"),
+    sends a blob's headers and 10 of its 1000 bytes then stops ("stall-body") or hangs up
+    ("cut"), gives a Content-Length that is no number ("bad-length"), redirects to itself
+    ("loop"), or names a token service that is no http(s) URL ("realm")."""
+    import http.server
+    import socket
+    import threading
+
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                      "digest": "sha256:" + "cd" * 32, "size": 1000}, "layers": []}).encode()
+
+    class Misbehaving(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):  # noqa: N802 - http.server's name
+            if mode == "stall":
+                time.sleep(30)
+                return
+            if mode in ("realm", "loop", "bad-length"):
+                self.send_response({"realm": 401, "loop": 302, "bad-length": 200}[mode])
+                self.send_header("WWW-Authenticate", 'Bearer realm="ftp://127.0.0.1/token",service="s"')
+                self.send_header("Location", self.path)
+                self.send_header("Content-Length", "abc" if mode == "bad-length" else "0")
+                self.end_headers()
+                return
+            body = manifest if "/manifests/" in self.path else b"x" * 10
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            self.send_header("Content-Length", str(len(body) if body is manifest else 1000))
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+            if body is not manifest and mode == "cut":
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
+            elif body is not manifest:
+                time.sleep(30)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Misbehaving)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize("mode, needle", [
+    ("stall", "no answer for 1 s"),
+    ("stall-body", "blob sha256:" + "cd" * 32 + ": no answer for 1 s"),
+    ("bad-length", "manifest 1: no answer for 1 s"),
+    ("cut", "blob sha256:" + "cd" * 32 + ": Connection broken: IncompleteRead(10 bytes read, 990 more expected)"),
+    ("loop", "too many redirects"),
+    ("realm", "the token service 'ftp://127.0.0.1/token' is no http(s) URL"),
+])
+def test_a_registry_that_stalls_breaks_off_or_misleads_is_one_line(images, mode, needle):
+    """A registry that never answered, or stopped sending mid-body (or sent a length that is no
+    number), kept `mrun pull` waiting for ever: connects and reads are bounded now
+    ($MRUN_REGISTRY_TIMEOUT, 60 s; 1 s here). A connection broken mid-blob was an internal
+    error (urllib3's ProtocolError): one line now, and what came stays for the next pull to
+    resume. A redirect loop said urllib3's pool and URL; a token service named by an ftp URL was
+    "image index: not JSON"."""
+    server = _misbehaving_registry(mode)
+    try:
+        r = img(images, "pull", f"127.0.0.1:{server.server_port}/bad/{mode}:1", env={"MRUN_REGISTRY_TIMEOUT": "1"})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.returncode == 1 and needle in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert "internal error" not in r.stderr
+    blobs = os.path.join(images.image_root, "blobs", "sha256")
+    names = os.listdir(blobs) if os.path.isdir(blobs) else []
+    # nothing taken as a blob; a partial file (what whole chunks came, here none) is the next pull's to resume
+    assert all(n.endswith((".partial", ".lock")) for n in names), names
+    assert all(os.path.getsize(os.path.join(blobs, n)) <= 10 for n in names)
 
 
 def test_push_then_pull_back_and_run(images, registry, busybox_archive, tmp_path):

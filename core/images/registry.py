@@ -68,18 +68,52 @@ def credentials(host: str, given: str = "") -> tuple[str, str] | None:
     return None
 
 
+TIMEOUT = 60.0  # seconds a registry may leave a connection, a request or a body silent ($MRUN_REGISTRY_TIMEOUT)
+
+
+def timeout() -> float:
+    from mrun import knobs
+
+    return knobs.seconds("MRUN_REGISTRY_TIMEOUT", TIMEOUT) or TIMEOUT
+
+
 def _why(e: BaseException) -> str:
     """urllib3's error, as the cause a person can act on: MaxRetryError wraps NewConnectionError
     wraps the socket's ConnectionRefusedError, and its text repeats the pool and the URL."""
     seen: set[int] = set()
+    chain: list[BaseException] = []
     cause: BaseException | None = e
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
-        if isinstance(cause, OSError) and cause.strerror:
-            return f"cannot reach the registry: {cause.strerror}"
+        chain.append(cause)
         cause = getattr(cause, "reason", None) or cause.__cause__ or cause.__context__
-    text = str(e).splitlines()[0] if str(e) else ""
-    return f"{e.__class__.__name__}: {text}"
+    for c in chain:
+        if isinstance(c, TimeoutError) or c.__class__.__name__ in ("ReadTimeoutError", "ConnectTimeoutError"):
+            return f"no answer for {timeout():g} s ($MRUN_REGISTRY_TIMEOUT)"
+        if isinstance(c, OSError) and c.strerror:
+            return f"cannot reach the registry: {c.strerror}"
+        if c.__class__.__name__ == "ProtocolError" and c.args:  # "Connection broken: IncompleteRead(...)"
+            return str(c.args[0])
+    last = chain[-1]
+    text = str(last).splitlines()[0] if str(last) else ""
+    return text or last.__class__.__name__
+
+
+class _Answering:
+    """Reading an answer's body: urllib3's errors there (a connection broken off, a body that
+    stalls) are one line naming the registry, not an internal error."""
+
+    def __init__(self, endpoint: str, what: str) -> None:
+        self.endpoint, self.what = endpoint, what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, e: BaseException | None, _tb: object) -> None:
+        import urllib3
+
+        if e is not None and isinstance(e, urllib3.exceptions.HTTPError):
+            raise MrunError(f"{self.endpoint}: {self.what}: {_why(e)}") from None
 
 
 def _challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -116,7 +150,10 @@ class Registry:
         host = ref.endpoint
         plain = insecure or host.split(":")[0] in LOOPBACK or host.startswith("[::1]")
         self.base = f"{'http' if plain else 'https'}://{host}/v2/{ref.repository}"
-        self.http = urllib3.PoolManager(num_pools=4, maxsize=8, retries=urllib3.Retry(3, redirect=5))
+        # A registry that accepts and never answers (or stops mid-body) left a pull waiting for
+        # ever: every connect and read is bounded, and a read that timed out is tried once more.
+        self.http = urllib3.PoolManager(num_pools=4, maxsize=8, retries=urllib3.Retry(3, read=1, redirect=5),
+                                        timeout=urllib3.Timeout(connect=timeout(), read=timeout()))
         self.creds = credentials(ref.host if ref.host != "docker.io" else DOCKER_HUB, creds)
         self.auth_header = ""
         self.scope = "pull"  # what a token is asked for when the challenge names no scope
@@ -159,6 +196,8 @@ class Registry:
                 return
             if scheme != "bearer" or "realm" not in params:
                 raise MrunError(f"{self.ref.endpoint}: unsupported authentication challenge {challenge!r}")
+            if not params["realm"].startswith(("https://", "http://")):
+                raise MrunError(f"{self.ref.endpoint}: the token service {params['realm'][:200]!r} is no http(s) URL")
             from urllib.parse import urlencode
 
             query = {k: v for k, v in params.items() if k in ("service", "scope")}
@@ -166,14 +205,17 @@ class Registry:
             headers = {}
             if self.creds:
                 headers["Authorization"] = "Basic " + base64.b64encode(":".join(self.creds).encode()).decode()
-            resp = self.http.request("GET", f"{params['realm']}?{urlencode(query)}", headers=headers,
-                                     preload_content=False)  # the realm is the registry's word: read with a bound
+            with _Answering(self.ref.endpoint, "the token service"):
+                resp = self.http.request("GET", f"{params['realm']}?{urlencode(query)}", headers=headers,
+                                         preload_content=False)  # the realm is the registry's word: read with a bound
             try:
                 if resp.status != 200:
                     who = "our credentials" if self.creds else "anonymous access"
                     raise MrunError(f"{self.ref.endpoint}: the token service refused {who} ({resp.status})")
                 try:
-                    body = jsonio.loads(read_document(resp, f"{params['realm']}: the token answer"))
+                    with _Answering(self.ref.endpoint, "the token service"):
+                        answer = read_document(resp, f"{params['realm']}: the token answer")
+                    body = jsonio.loads(answer)
                 except ValueError:
                     raise MrunError(f"{params['realm']}: the token answer is not JSON")
             finally:
@@ -192,7 +234,8 @@ class Registry:
                 raise NotFound(f"{self.ref.endpoint}/{self.ref.repository}:{reference}: manifest unknown")
             if resp.status != 200:
                 raise MrunError(f"{self.ref.endpoint}: manifest {reference}: HTTP {resp.status}: {resp.read(200)!r}")
-            body = read_document(resp, f"{self.ref.endpoint}: manifest {reference}")
+            with _Answering(self.ref.endpoint, f"manifest {reference}"):
+                body = read_document(resp, f"{self.ref.endpoint}: manifest {reference}")
             read = True
         finally:
             if read:
@@ -278,7 +321,9 @@ class Registry:
                 resp.release_conn()
                 raise MrunError(f"{self.ref.endpoint}: blob {digest}: HTTP {resp.status}")
             progress.add(digest, size or 0, have)
-            with open(partial, "ab" if have else "wb") as out:
+            # The whole chunks that came before a broken or stalled body stay in the partial file: the next pull
+            # resumes from them.
+            with open(partial, "ab" if have else "wb") as out, _Answering(self.ref.endpoint, f"blob {digest}"):
                 for chunk in resp.stream(CHUNK):
                     have += len(chunk)
                     if size is not None and have > size:  # an endless body would fill the store's disk
