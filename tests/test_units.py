@@ -954,8 +954,28 @@ def test_a_health_check_is_the_image_s_with_the_flags_over_it():
     with pytest.raises(InvalidSpec, match="Healthcheck.Interval 1: less than 1ms"):
         check_from({}, hammering)
     assert check_from({"interval": "10s"}, hammering)["interval"] == 10.0
+    for field in ("Interval", "Timeout", "StartPeriod", "Retries"):  # past Go's int64: docker cannot read it
+        with pytest.raises(InvalidSpec, match=f"Healthcheck.{field} {2**70}: out of range"):
+            check_from({}, {"Test": ["CMD", "true"], field: 2**70})
     assert [go_duration(t) for t in ("1h30m", "500ms", "0", "1.5s", "10", "", "5x")] == [5400, 0.5, 0, 1.5, None,
                                                                                           None, None]
+
+
+def test_a_supervisor_never_waits_longer_than_select_can_for_a_health_check():
+    """An interval or timeout past ~292 years (an image's Healthcheck, a hand-written bundle
+    annotation: JSON's Infinity passes the supervisor's shape check) made its select() raise
+    OverflowError: the supervisor died, and its container's exit code was lost. It looks again
+    after a day at most."""
+    import select
+
+    from mrun.images.health import MAX_WAIT, Checker
+
+    for check in ({"interval": float("inf"), "timeout": 30.0}, {"interval": 2.0**70, "timeout": 30.0}):
+        checker = Checker.__new__(Checker)
+        checker.check, checker.pid, checker.due = check, 0, check["interval"]
+        wait = checker.wait_for()
+        assert wait == MAX_WAIT
+        select.select([], [], [], wait / 1e9)  # a timeout select takes (scaled down: this test does not wait a day)
 
 
 def test_a_log_time_is_read_to_the_nanosecond():

@@ -27,6 +27,8 @@ HEALTH_FILE = "health.json"
 OUTPUT_MAX = 4096  # docker's maxOutputLen
 KEPT_RESULTS = 5  # docker's maxLogEntries
 DEFAULTS = {"interval": 30.0, "timeout": 30.0, "start_period": 0.0, "retries": 3}  # docker's
+MAX_WAIT = 86400.0  # seconds the supervisor waits at most before it looks again
+GO_DURATION_MAX = 2**63 - 1  # nanoseconds: an image's durations are Go's time.Duration, which docker parses them into
 STATUSES = ("starting", "healthy", "unhealthy")
 
 
@@ -46,6 +48,10 @@ def check_from(flags: dict[str, Any], image: Any) -> dict[str, Any] | None:
         test = image.get("Test")
         if isinstance(test, list) and test and all(isinstance(t, str) for t in test) and test[0] != "NONE":
             base["test"] = _test(test, "the image's Healthcheck.Test")
+        for field in ("Interval", "Timeout", "StartPeriod", "Retries"):
+            value = image.get(field)
+            if isinstance(value, int) and value > GO_DURATION_MAX:  # docker cannot read such a config either
+                raise InvalidSpec(f"the image's Healthcheck.{field} {value}: out of range (a 64-bit number)")
         for key, field in (("interval", "Interval"), ("timeout", "Timeout"), ("start_period", "StartPeriod")):
             value = image.get(field)
             if isinstance(value, int) and value > 0:
@@ -114,9 +120,12 @@ class Checker:
         self._save()
 
     def wait_for(self) -> float:
-        """Seconds until the supervisor must look again (a check due, or one to time out)."""
+        """Seconds until the supervisor must look again (a check due, or one to time out), at most
+        a day: select() refuses a wait past ~292 years, and an interval that long (an image's
+        Healthcheck, a bundle's annotation) made the supervisor die, its container's exit code
+        lost. Looking again early is only a loop that finds nothing due."""
         now = time.monotonic()
-        return max(0.0, (self.began + self.check["timeout"] if self.pid else self.due) - now)
+        return min(MAX_WAIT, max(0.0, (self.began + self.check["timeout"] if self.pid else self.due) - now))
 
     def fds(self) -> list[int]:
         return [self.output] if self.output >= 0 else []
