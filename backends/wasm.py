@@ -43,6 +43,8 @@ NAME = "wasm"
 VARIANT, DEADLINE, PREOPENS = ann.WASM_VARIANT, ann.WASM_DEADLINE, ann.WASM_PREOPENS
 TICK_SECONDS = 0.01
 KILL_GRACE_SECONDS = 1.0
+KILL_COUNT_SECONDS = 0.2
+MAX_DEADLINE_MS = 2**53  # ~285,000 years; past 2**64 ticks wasmtime's u64 epoch deadline wrapped round, cut short
 _SIGXCPU = 24
 _CATCH = (1, 2, 3, 10, 12, 15)  # HUP INT QUIT USR1 USR2 TERM
 _CLI_RUN = "wasi:cli/run@0.2.0"
@@ -304,8 +306,9 @@ def mrun_prepare(container: Container, process: dict[str, Any]) -> None:
     linker(kind)  # here, on the host side: the container's fork then finds it made
     check_preopens(container.bundle.annotations)
     deadline = container.bundle.annotations.get(DEADLINE, "") or "0"
-    if not deadline.isdigit():
-        raise MrunError(f"wasm: annotation {DEADLINE}={deadline!r}: must be a whole number of milliseconds")
+    if not (deadline.isascii() and deadline.isdigit()) or int(deadline) > MAX_DEADLINE_MS:
+        raise MrunError(f"wasm: annotation {DEADLINE}={deadline[:40]!r}: must be a whole number of milliseconds, "
+                        f"at most {MAX_DEADLINE_MS}")
     container.data.update(compiled=Compiled(compiled), kind=kind, export=export or "_start", name=name,
                           deadline_ms=int(deadline))
 
@@ -404,10 +407,18 @@ class WasmPayload:
         sig = signal.sigwait(sigs)
         self.killed = sig
         eng = engine()
-        for _ in range(self.deadline_ticks + 1):
-            eng.increment_epoch()  # the module traps at its next loop back-edge or call
-        time.sleep(KILL_GRACE_SECONDS)
-        os._exit(128 + sig)  # it was blocked in a host call (a read, a sleep): end it anyway
+        # The module traps at its next loop back-edge or call once the epoch passes its deadline:
+        # counted in batches, for KILL_COUNT_SECONDS at most (a day's deadline is 8.6 million
+        # ticks, each a call through ctypes: the container went on for seconds after the signal).
+        end = time.monotonic() + KILL_COUNT_SECONDS
+        left = self.deadline_ticks + 1
+        while left > 0 and time.monotonic() < end:
+            for _ in range(min(left, 10_000)):
+                eng.increment_epoch()
+            left -= 10_000
+        if left <= 0:
+            time.sleep(KILL_GRACE_SECONDS)  # its trap ends the run; a host call (a read, a sleep) holds it
+        os._exit(128 + sig)  # held in a host call, or a deadline too far to count to
 
     def _tick(self) -> None:
         import time

@@ -204,8 +204,13 @@ def test_exec_into_a_wasm_container(h, cache_env):
     h.ok("delete", cid)
 
 
-def test_kill_term_ends_a_tight_loop_promptly(h, cache_env):
-    cfg, base = wasm_bundle(h, wasmtime.wat2wasm(SPIN))
+@pytest.mark.parametrize("deadline_ms", ["", "86400000"])
+def test_kill_term_ends_a_tight_loop_promptly(h, cache_env, deadline_ms):
+    """Also under a long deadline: the signal's thread made the module trap by counting the
+    engine's epoch past the deadline, one tick (10 ms of deadline) per call through ctypes, and
+    a day's deadline kept it counting for seconds before the container ended."""
+    annotations = {"org.mrun.wasm.deadline-ms": deadline_ms} if deadline_ms else {}
+    cfg, base = wasm_bundle(h, wasmtime.wat2wasm(SPIN), annotations=annotations)
     cid = h.cid()
     proc = subprocess.Popen(
         [h.binary, "--root", h.root, "run", "-b", make(h, cfg, base), cid],
@@ -349,8 +354,9 @@ def test_wasm_on_a_terminal(h, cache_env):
     assert b"hello from wasm32-wasi: [/app.wasm] [2]\r\n" in r.stdout  # \r\n: the pty's line discipline
 
 
-def test_malformed_deadline_annotation_fails_create(h, cache_env):
-    cfg, base = wasm_bundle(h, wasmtime.wat2wasm(SPIN), annotations={"org.mrun.wasm.deadline-ms": "soon"})
+@pytest.mark.parametrize("deadline", ["soon", "9" * 30])  # past 2**53 ms: wasmtime's u64 epoch cut it short
+def test_malformed_deadline_annotation_fails_create(h, cache_env, deadline):
+    cfg, base = wasm_bundle(h, wasmtime.wat2wasm(SPIN), annotations={"org.mrun.wasm.deadline-ms": deadline})
     r = h.mrun("create", "-b", make(h, cfg, base), h.cid(), env=cache_env)
     assert r.returncode != 0 and "org.mrun.wasm.deadline-ms" in r.stderr and "milliseconds" in r.stderr
 
