@@ -36,6 +36,9 @@ STARTED_FIFO = "started.fifo"  # held by the init until its payload runs (Runtim
 PAUSED_BY = "paused-by.json"  # the process holding the container paused for a while (Runtime.paused_for)
 
 
+NAME_MAX = 255  # a container id names its directory
+
+
 def check_id(container_id: str) -> None:
     """runc's rule (ASCII letters, digits, ``_+-.``), less a leading dot: those names are mrun's
     own in the state root."""
@@ -45,14 +48,10 @@ def check_id(container_id: str) -> None:
         or container_id.startswith(".")
         or not all(c in _ID_CHARS for c in container_id)
     ):
-        raise MrunError(
-            f"invalid container id {container_id[:300]!r}: use ASCII letters, digits, '_', '+', '-' and '.' (not first)"
-        )
+        shown = container_id[:300] if isinstance(container_id, str) else container_id
+        raise MrunError(f"invalid container id {shown!r}: use ASCII letters, digits, '_', '+', '-' and '.' (not first)")
     if len(container_id) > NAME_MAX:  # it names the container's directory: a longer one failed its mkdir
         raise MrunError(f"invalid container id {container_id[:40]!r}...: at most {NAME_MAX} characters")
-
-
-NAME_MAX = 255
 
 
 class Record:

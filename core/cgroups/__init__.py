@@ -63,14 +63,14 @@ def resolve_path(cgroups_path: str, container_id: str, systemd: bool = False) ->
         raise InvalidSpec(f"linux.cgroupsPath: {cgroups_path!r} climbs out of the hierarchy")
     if norm in ("/", "//"):
         raise InvalidSpec(f"linux.cgroupsPath: {cgroups_path!r} is the root cgroup, which a container never gets")
-    _within_kernel_limits(cgroups_path, norm)
+    _within_kernel_limits(norm)
     return norm, not cgroups_path.startswith("/")
 
 
 PATH_ROOM = 3800  # of PATH_MAX (4096): what a hierarchy's mount point and the file names written there leave
 
 
-def _within_kernel_limits(given: str, norm: str) -> None:
+def _within_kernel_limits(norm: str) -> None:
     """A path the kernel cannot take fails one mkdir deep in the tree: refused here, naming the
     field, before anything is made."""
     if len(norm.encode()) > PATH_ROOM:

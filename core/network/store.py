@@ -300,4 +300,3 @@ SPECIAL_USE = ("0.0.0.0/8 (this network)", "127.0.0.0/8 (loopback)", "169.254.0.
 def special_use(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
     """The special-use range ``net`` overlaps, named; "" for none."""
     return next((r for r in SPECIAL_USE if ipaddress.ip_network(r.split()[0]).overlaps(net)), "")
-
