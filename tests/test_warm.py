@@ -314,6 +314,40 @@ def test_only_root_may_use_the_template(tmp_path):
     assert client.status(path)["served"] == status["served"]  # nothing was forked for it
 
 
+def test_bytes_that_are_no_request_neither_end_nor_wedge_the_template():
+    """What a root caller (a crashed one, a buggy tool) may send the template that is no request:
+    a length of 4 GiB, a body that is no JSON or no object, a request cut short. Each connection
+    is closed and logged; the same template answers the next caller, and its address space stays
+    put (a 4 GiB length was a 4 GiB recv() buffer: VmPeak +4 GiB, a MemoryError where the host
+    does not overcommit)."""
+    import socket
+
+    status = _template()
+    path = status["path"]
+    before = _vm_peak_kib(status["pid"])
+    for data in (b"\xff\xff\xff\xff" + b"x" * 10, (5).to_bytes(4, "big") + b"{bad}", (2).to_bytes(4, "big") + b"[]",
+                 (4).to_bytes(4, "big") + b"null", (100).to_bytes(4, "big") + b'{"kind":', b"\x00\x00",
+                 (15).to_bytes(4, "big") + b'{"kind": "cli"}', (17).to_bytes(4, "big") + b'{"kind": [1, 2]}'):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(path)
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+            s.settimeout(10)
+            try:
+                while s.recv(4096):  # until the template lets go of it
+                    pass
+            except ConnectionResetError:  # it closed with our bytes unread
+                pass
+    after = client.status(path)
+    assert after is not None and after["pid"] == status["pid"]
+    assert _vm_peak_kib(status["pid"]) - before < 1024 * 1024
+
+
+def _vm_peak_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmPeak:"))
+
+
 def test_a_caller_with_fewer_privileges_is_told_to_run_cold(h):
     """A root caller without CAP_SYS_ADMIN in its bounding set must not get a child that has it."""
     if not shutil_which("setpriv"):

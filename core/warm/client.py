@@ -146,26 +146,33 @@ def send_fds(sock: Any, fds: list[int]) -> None:
     sock.sendmsg([b"F"], anc if fds else [])
 
 
+MAX_MESSAGE = 16 << 20  # a request carries argv and environment (ARG_MAX is 2 MiB): far more is no request
+
+
 def recv_message(sock: Any) -> dict[str, Any] | None:
-    """One length-prefixed JSON message, or None at EOF."""
+    """One length-prefixed JSON message; None at EOF, or for bytes that are no message (a length
+    past MAX_MESSAGE was one recv() buffer that size: 4 GiB of the template's address space)."""
     head = _read(sock, 4)
-    if head is None:
+    if head is None or int.from_bytes(head, "big") > MAX_MESSAGE:
         return None
     body = _read(sock, int.from_bytes(head, "big"))
     if body is None:
         return None
-    msg = jsonio.loads(body)
+    try:
+        msg = jsonio.loads(body)
+    except ValueError:
+        return None
     return msg if isinstance(msg, dict) else None
 
 
 def _read(sock: Any, size: int) -> bytes | None:
-    data = b""
+    data = bytearray()
     while len(data) < size:
-        chunk = sock.recv(size - len(data))
+        chunk = sock.recv(min(size - len(data), 1 << 20))
         if not chunk:
             return None
         data += chunk
-    return data
+    return bytes(data)
 
 
 def _under_seccomp() -> bool:
