@@ -144,11 +144,16 @@ def kill_at_each_step(argv: Callable[[int], list[str]], match: list[str], repair
     raise AssertionError(f"{argv(0)} made more than {MAX_STEPS} changes: raise MAX_STEPS if that is right")
 
 
-def test_create_killed_before_each_change(h):
+@pytest.mark.parametrize("parents", ["", "deep"])
+def test_create_killed_before_each_change(h, parents):
     """`create`: every step from the state directory's reservation to the pid file (a new path
     each time, as containerd and conmon give one per container: a pid file's temporary copy a
-    kill left is refused by the next create that writes there, as runc refuses it)."""
-    bundle = h.bundle(["sleep", "60"])
+    kill left is refused by the next create that writes there, as runc refuses it). ``deep``: a
+    cgroup parent whose marks are named by hash, each written to a temporary name first."""
+    config = h.config(["sleep", "60"])
+    if parents:
+        config["linux"]["cgroupsPath"] = f"{h.cgroup_parent}/{'/'.join(['p' * 60] * 4)}/leaf"
+    bundle = h.bundle(config=config)
 
     def repair(step: int) -> None:
         r = h.mrun("delete", "--force", f"k{step}")
