@@ -365,7 +365,8 @@ class Runtime:
 
     def delete(self, container_id: str, force: bool = False) -> None:
         if not self.store.exists(container_id):
-            if force:
+            if force:  # a create of this id killed before its directory was in place left one being made
+                self.store.sweep_making()
                 return
             raise NotFound(f"container {container_id!r} does not exist")
         try:

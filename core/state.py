@@ -156,8 +156,9 @@ class Store:
         (`system prune`, `delete --force`) ever sees a create's directory before its lock is
         held. Made in place, it was there unlocked for a moment, and a `system prune` then took
         it for a killed create's and removed it from under the create. ``sweep_making`` (every
-        create, `system prune`, the shim's `delete`) removes what a create killed before its
-        rename left; one swept from under us before we held it is made again."""
+        create, `system prune`, `delete --force` of an id that is not there, the shim's `delete`)
+        removes what a create killed before its rename left; one swept from under us before we
+        held it is made again."""
         check_id(container_id)
         os.makedirs(self.root, mode=0o711, exist_ok=True)
         self.sweep_making()  # a killed create's, so they never pile up where no prune runs (runc's clients)

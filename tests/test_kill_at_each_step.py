@@ -144,12 +144,16 @@ def kill_at_each_step(argv: Callable[[int], list[str]], match: list[str], repair
     raise AssertionError(f"{argv(0)} made more than {MAX_STEPS} changes: raise MAX_STEPS if that is right")
 
 
-@pytest.mark.parametrize("parents", ["", "deep"])
-def test_create_killed_before_each_change(h, parents):
+@pytest.mark.parametrize("parents, prune", [("", True), ("", False), ("deep", True)])
+def test_create_killed_before_each_change(h, parents, prune):
     """`create`: every step from the state directory's reservation to the pid file (a new path
     each time, as containerd and conmon give one per container: a pid file's temporary copy a
     kill left is refused by the next create that writes there, as runc refuses it). ``deep``: a
-    cgroup parent whose marks are named by hash, each written to a temporary name first."""
+    cgroup parent whose marks are named by hash, each written to a temporary name first.
+    Without ``prune``, `delete --force` of the id alone repairs it, as runc's clients (podman,
+    containerd's runc shim) do: a create killed before its directory was in place left it under
+    its ``.making-`` name, which only the next create or a `system prune` swept (a random kill
+    found it in CI: test_cgroup2_view)."""
     config = h.config(["sleep", "60"])
     if parents:
         config["linux"]["cgroupsPath"] = f"{h.cgroup_parent}/{'/'.join(['p' * 60] * 4)}/leaf"
@@ -158,7 +162,8 @@ def test_create_killed_before_each_change(h, parents):
     def repair(step: int) -> None:
         r = h.mrun("delete", "--force", f"k{step}")
         assert "Traceback" not in r.stderr, r.stderr
-        h.ok("--image-root", os.path.join(h.tmp, "no-images"), "system", "prune")
+        if prune:
+            h.ok("--image-root", os.path.join(h.tmp, "no-images"), "system", "prune")
 
     steps = kill_at_each_step(lambda step: ["--root", h.root, "create", "-b", bundle, "--pid-file",
                                             os.path.join(h.tmp, f"pid-{step}"), f"k{step}"],
