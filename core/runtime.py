@@ -364,9 +364,10 @@ class Runtime:
     # -- delete ---------------------------------------------------------------------------
 
     def delete(self, container_id: str, force: bool = False) -> None:
+        if force:  # what creates killed before their directory was in place left (this id's too)
+            self.store.sweep_making()
         if not self.store.exists(container_id):
-            if force:  # a create of this id killed before its directory was in place left one being made
-                self.store.sweep_making()
+            if force:
                 return
             raise NotFound(f"container {container_id!r} does not exist")
         try:

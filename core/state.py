@@ -156,7 +156,7 @@ class Store:
         (`system prune`, `delete --force`) ever sees a create's directory before its lock is
         held. Made in place, it was there unlocked for a moment, and a `system prune` then took
         it for a killed create's and removed it from under the create. ``sweep_making`` (every
-        create, `system prune`, `delete --force` of an id that is not there, the shim's `delete`)
+        create, `system prune`, every `delete --force`, the shim's `delete` through it)
         removes what a create killed before its rename left; one swept from under us before we
         held it is made again."""
         check_id(container_id)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from mrun.errors import InvalidSpec
 
+INT64_MAX = 2**63 - 1  # Go's int64: docker parses flags, durations and image numbers into it
+
 _SIZE_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 

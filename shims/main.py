@@ -404,13 +404,13 @@ def delete(flags: dict[str, str]) -> int:
     from mrun.runtime import Runtime
 
     runtime = Runtime(_root(flags.get("namespace", "default")))
-    runtime.store.sweep_making()
-    if not runtime.store.exists(flags.get("id", "")) and not _mounted(rootfs):
-        return 0  # only a killed create's half-made directory was left: nothing of the task
+    task = runtime.store.exists(flags.get("id", "")) or _mounted(rootfs)
     try:
-        runtime.delete(flags.get("id", ""), force=True)
+        runtime.delete(flags.get("id", ""), force=True)  # it sweeps a killed create's half-made directory too
     except MrunError as e:
         print(f"mrun shim delete: {e}", file=sys.stderr)
+    if not task:
+        return 0  # only a killed create's half-made directory was left: nothing of the task
     unmount_all(rootfs)
     from mrun.shims.events import now
     from mrun.shims.proto import task_pb2

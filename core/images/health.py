@@ -28,7 +28,6 @@ OUTPUT_MAX = 4096  # docker's maxOutputLen
 KEPT_RESULTS = 5  # docker's maxLogEntries
 DEFAULTS = {"interval": 30.0, "timeout": 30.0, "start_period": 0.0, "retries": 3}  # docker's
 MAX_WAIT = 86400.0  # seconds the supervisor waits at most before it looks again
-GO_DURATION_MAX = 2**63 - 1  # nanoseconds: an image's durations are Go's time.Duration, which docker parses them into
 STATUSES = ("starting", "healthy", "unhealthy")
 
 
@@ -36,7 +35,7 @@ def check_from(flags: dict[str, Any], image: Any) -> dict[str, Any] | None:
     """The check a container gets: the image's ``Healthcheck``, each field the flags give over it.
     ``flags``: cmd (the shell command), interval, timeout, start_period (Go durations), retries,
     none (--no-healthcheck). -> None for no check."""
-    from mrun.units import go_duration
+    from mrun.units import INT64_MAX, go_duration
 
     given = {k: v for k, v in flags.items() if v not in (None, "", False)}
     if flags.get("none"):
@@ -50,7 +49,7 @@ def check_from(flags: dict[str, Any], image: Any) -> dict[str, Any] | None:
             base["test"] = _test(test, "the image's Healthcheck.Test")
         for field in ("Interval", "Timeout", "StartPeriod", "Retries"):
             value = image.get(field)
-            if isinstance(value, int) and value > GO_DURATION_MAX:  # docker cannot read such a config either
+            if isinstance(value, int) and value > INT64_MAX:  # Go's time.Duration: docker cannot read it either
                 raise InvalidSpec(f"the image's Healthcheck.{field} {value}: out of range (a 64-bit number)")
         for key, field in (("interval", "Interval"), ("timeout", "Timeout"), ("start_period", "StartPeriod")):
             value = image.get(field)

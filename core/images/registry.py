@@ -152,8 +152,9 @@ class Registry:
         self.base = f"{'http' if plain else 'https'}://{host}/v2/{ref.repository}"
         # A registry that accepts and never answers (or stops mid-body) left a pull waiting for
         # ever: every connect and read is bounded, and a read that timed out is tried once more.
+        wait = timeout()
         self.http = urllib3.PoolManager(num_pools=4, maxsize=8, retries=urllib3.Retry(3, read=1, redirect=5),
-                                        timeout=urllib3.Timeout(connect=timeout(), read=timeout()))
+                                        timeout=urllib3.Timeout(connect=wait, read=wait))
         self.creds = credentials(ref.host if ref.host != "docker.io" else DOCKER_HUB, creds)
         self.auth_header = ""
         self.scope = "pull"  # what a token is asked for when the challenge names no scope

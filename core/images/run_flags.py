@@ -15,7 +15,7 @@ import stat
 from mrun import annotations as ann
 from mrun.errors import InvalidSpec
 from mrun.kernel.capnames import BITS as CAP_BITS
-from mrun.units import ram_in_bytes
+from mrun.units import INT64_MAX, ram_in_bytes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -389,7 +389,7 @@ def apply(spec: dict[str, Any], o: Any, groups: list[int]) -> None:
     if o.stop_signal:
         spec["annotations"][ann.STOP_SIGNAL] = stop_signal(o.stop_signal)
     if o.stop_timeout is not None:
-        if not -1 <= o.stop_timeout <= 2**63 - 1:
+        if not -1 <= o.stop_timeout <= INT64_MAX:
             raise InvalidSpec(f"--stop-timeout {o.stop_timeout}: seconds, or -1 to wait for ever")
         spec["annotations"][ann.STOP_TIMEOUT] = str(o.stop_timeout)
     if o.sysctl:

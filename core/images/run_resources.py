@@ -11,7 +11,7 @@ import os
 
 from mrun import cgroups
 from mrun.errors import InvalidSpec
-from mrun.units import ram_in_bytes
+from mrun.units import INT64_MAX, ram_in_bytes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -24,15 +24,12 @@ FLAGS = ("memory", "memory_swap", "memory_reservation", "memory_swappiness", "oo
          "cpus", "cpu_shares", "cpu_period", "cpu_quota", "cpuset_cpus", "cpuset_mems", "blkio_weight", "pids_limit")
 
 
-INT64 = 2**63 - 1  # docker's flags are Go int64s: beyond, its CLI says "value out of range"
-
-
 def _in_int64(kw: dict[str, Any]) -> None:
-    """A number flag past int64 is refused naming the flag (it reached the spec's own check, which
-    named the container's config.json instead)."""
+    """A number flag past Go's int64 is refused naming the flag, as docker's CLI refuses it ("value
+    out of range"); it reached the spec's own check, which named the container's config.json."""
     for flag in ("pids_limit", "cpu_quota", "cpu_shares", "cpu_period", "memory_swappiness", "blkio_weight"):
         value = kw.get(flag)
-        if isinstance(value, int) and not -INT64 - 1 <= value <= INT64:
+        if isinstance(value, int) and not -INT64_MAX - 1 <= value <= INT64_MAX:
             raise InvalidSpec(f"--{flag.replace('_', '-')} {value}: out of range (a 64-bit number)")
 
 

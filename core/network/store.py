@@ -130,8 +130,9 @@ class Networks:
                     raise InvalidSpec(f"--subnet {subnet!r}: {e}")
                 if net.version != 4 or net.prefixlen > 29:
                     raise InvalidSpec(f"--subnet {subnet}: an IPv4 network of /29 or larger expected")
-                if special_use(net):
-                    raise InvalidSpec(f"--subnet {subnet}: overlaps {special_use(net)}, never a bridge's")
+                special = special_use(net)
+                if special:
+                    raise InvalidSpec(f"--subnet {subnet}: overlaps {special}, never a bridge's")
                 clash = next((t for t in taken if t.overlaps(net)), None)
                 if clash is not None:
                     raise InvalidSpec(f"--subnet {subnet} overlaps {clash}, already used on this host")
