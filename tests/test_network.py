@@ -463,6 +463,40 @@ def test_a_pair_on_its_way_out_is_waited_for_not_refused(net):
     assert still_there, "the kernel was always faster: this test did not see a pair on its way out"
 
 
+def test_a_pair_on_its_way_out_is_waited_for_while_other_namespaces_die_with_it(net):
+    """Seen in CI: while other namespaces are being torn down, a namespace whose last process
+    has just been reaped still resolves for a few milliseconds (the kernel drops its last
+    references later), so its pair looked alive, someone's, and the next container of that id
+    was refused with 'File exists'. Forty namespaces, each with a pair of its own, end with the
+    container's here; the next one of that id plugs in each time."""
+    import ipaddress
+
+    from mrun.network import links
+    from mrun.network.store import Networks
+
+    h = net
+    network = Networks(h.env["MRUN_NETWORK_ROOT"]).get(h.net)
+    links.ensure_bridge(network)
+    ip = str(ipaddress.ip_network(network["subnet"])[202])
+    veth = "mrvreuse2"
+    for _ in range(16):
+        others = [subprocess.Popen(["unshare", "--net", "sh", "-c",
+                                    "ip link add name a type veth peer name b && exec sleep 60"])
+                  for _ in range(40)]
+        try:
+            with namespace_holder() as pid:
+                links.plug(network, veth, pid, ip)
+                time.sleep(0.2)  # the others have made their pairs
+                for other in others:
+                    other.kill()
+        finally:
+            for other in others:
+                other.kill()
+                other.wait()
+        with namespace_holder() as pid:
+            links.plug(network, veth, pid, ip)
+
+
 def test_a_leftover_pair_whose_namespace_lives_is_refused_not_taken(net):
     """A pair of that name whose namespace lives on is someone's: plugging fails, in one line,
     and the pair stays."""

@@ -12,7 +12,10 @@ import time
 from mrun.errors import MrunError
 from mrun.network import ifconfig
 
-GONE_WAIT = 2.0  # seconds the kernel may take to remove a dying namespace's veth pair
+GONE_WAIT = 10.0  # seconds the kernel may take to remove a dying namespace's veth pair
+# A namespace whose last process has just been reaped can resolve a little longer: the kernel
+# drops its last references later (milliseconds here; longer while others are being torn down).
+SETTLE_WAIT = 0.5
 
 
 def _sysctl(path: str, value: str) -> None:
@@ -141,24 +144,33 @@ def plug(network: dict, veth: str, pid: int, ip: str) -> None:
         raise MrunError(f"network {network['name']}: bridge {network['bridge']} is gone")
     netns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        for attempt in (1, 2):
+        try:
+            rtnl.add_veth(veth, bridge, "eth0", netns)
+        except OSError as e:
+            why = _await_dying(veth) if e.errno == errno.EEXIST else e.strerror
+            if why:  # else a container of the same id just ended: its pair was on its way out
+                raise MrunError(f"network {network['name']}: veth {veth}: {why}")
             try:
                 rtnl.add_veth(veth, bridge, "eth0", netns)
-                break
             except OSError as e:
-                if e.errno == errno.EEXIST and attempt == 1 and _await_dying(veth):
-                    continue  # a container of the same id just ended: its pair was on its way out
                 raise MrunError(f"network {network['name']}: veth {veth}: {e.strerror}")
         ifconfig.configure(netns, ip, prefix, network["gateway"])
     finally:
         os.close(netns)
 
 
-def _await_dying(name: str) -> bool:
-    """A leftover pair whose namespace is being destroyed: wait until the kernel has removed it."""
-    if _peer_alive(name):
-        return False
+def _await_dying(name: str) -> str | None:
+    """A leftover pair whose namespace is being destroyed: wait until the kernel has removed it
+    (None), else say why it stays. One whose namespace still resolves is looked at again for
+    ``SETTLE_WAIT`` before it is taken for someone's (see there)."""
+    settled = time.monotonic() + SETTLE_WAIT
+    while _peer_alive(name):
+        if time.monotonic() >= settled:
+            return "File exists (a pair of that name whose namespace is in use)"
+        time.sleep(0.005)
     deadline = time.monotonic() + GONE_WAIT
     while os.path.exists(f"/sys/class/net/{name}") and time.monotonic() < deadline:
         time.sleep(0.002)
-    return not os.path.exists(f"/sys/class/net/{name}")
+    if os.path.exists(f"/sys/class/net/{name}"):
+        return f"File exists (the kernel has not removed the last one of that name in {GONE_WAIT:g} s)"
+    return None
