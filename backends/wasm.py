@@ -32,7 +32,7 @@ import os
 
 from mrun import annotations as ann
 from mrun.errors import InvalidSpec, MrunError
-from mrun.plugins.api import Arg, Bundle, Claim, Command, Container, Flag, find_program, open_program
+from mrun.plugins.api import Arg, Bundle, Claim, Command, Container, Flag, bounded, find_program, open_program
 from mrun.plugins.hookspecs import hookimpl
 
 TYPE_CHECKING = False
@@ -234,19 +234,26 @@ def _artifact_class(kind: str) -> Any:
     return wasmtime.Module if kind == "module" else wasmtime.component.Component
 
 
-def _compiled(wasm: bytes, kind: str, name: str, note: Any = None) -> Any:
-    """A module or component from the shared cache, compiled (and cached) on a miss."""
+def _compiled(wasm: bytes, kind: str, name: str, contain: Any, note: Any = None) -> Any:
+    """A module or component from the shared cache, compiled (and cached) on a miss: compiled by
+    ``contain`` (a container's ``contained``, or ``bounded`` with none), in a child under limits,
+    as a hostile module's compile may cost gigabytes and minutes."""
     import wasmtime
     from mrun.backends.wasm_cache import ModuleCache
 
     eng = engine()
     cls = _artifact_class(kind)
-    try:
-        return ModuleCache(note=note).load_or_compile(
-            wasm, kind, engine_description(), lambda b: cls(eng, b), lambda b: cls.deserialize(eng, b)
-        )
-    except wasmtime.WasmtimeError as e:
-        raise MrunError(f"wasm: {name}: invalid {kind}: {_first_line(e)}")
+
+    def compile_serialized(b: bytes) -> bytes:
+        try:
+            return cls(eng, b).serialize()
+        except wasmtime.WasmtimeError as e:
+            raise MrunError(f"wasm: {name}: invalid {kind}: {_first_line(e)}")
+
+    return ModuleCache(note=note).load_or_compile(
+        wasm, kind, engine_description(), lambda b: contain(lambda: compile_serialized(b), f"wasm: {name}: compiling"),
+        lambda b: cls.deserialize(eng, b),
+    )
 
 
 # wasmparser's MAX_WASM_MODULE_SIZE: the limit WebAssembly engines agreed on (V8's is the same)
@@ -280,7 +287,7 @@ def mrun_precompile(path: str) -> bool | None:
     kind = kind_of(wasm[:8])
     if kind is None:
         return None
-    _compiled(wasm, kind, os.path.basename(path))
+    _compiled(wasm, kind, os.path.basename(path), bounded)
     return True
 
 
@@ -302,7 +309,7 @@ def mrun_prepare(container: Container, process: dict[str, Any]) -> None:
     kind = kind_of(wasm[:8])
     if kind is None:
         raise MrunError(f"wasm: {name}: not a WebAssembly module or component (it starts with {wasm[:4]!r})")
-    compiled = _compiled(wasm, kind, name, container.note)
+    compiled = _compiled(wasm, kind, name, container.contained, container.note)
     linker(kind)  # here, on the host side: the container's fork then finds it made
     check_preopens(container.bundle.annotations)
     deadline = container.bundle.annotations.get(DEADLINE, "") or "0"

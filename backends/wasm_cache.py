@@ -79,9 +79,11 @@ class ModuleCache:
         wasm: bytes,
         kind: str,
         engine: str,
-        compile_fn: Callable[[bytes], Any],
+        compile_fn: Callable[[bytes], bytes],
         deserialize_fn: Callable[[bytes], Any],
     ) -> Any:
+        """The compiled artifact: kept, or from its entry, or ``compile_fn`` (-> the artifact
+        serialized: it runs in a child under limits, mrun.operations.contained) on a miss."""
         digest = hashlib.sha256(wasm).hexdigest()
         key = self.key(digest, kind, engine)
         path, meta = self._paths(key)
@@ -108,12 +110,13 @@ class ModuleCache:
             else:
                 self.note(f"wasm: cache entry {path} is corrupt; recompiling")
         t0 = time.perf_counter()
-        compiled = compile_fn(wasm)
+        payload = compile_fn(wasm)
+        compiled = deserialize_fn(payload)
         self.note(f"wasm: compiled {kind} sha256:{digest[:12]} in {(time.perf_counter() - t0) * 1000:.0f} ms")
         self._store(
             path,
             meta,
-            compiled.serialize(),
+            payload,
             {"source_sha256": digest, "kind": kind, "engine": engine, "created": time.time(), "size": len(wasm)},
         )
         return compiled

@@ -16,3 +16,13 @@ def seconds(name: str, default: float) -> float:
     except ValueError:
         return default
     return value if 0 <= value < 1e6 else default
+
+
+def positive(name: str, default: float) -> float:
+    """``$name`` as an amount above zero (seconds of CPU, MiB); ``default`` when unset, not a
+    number, not above zero, nan or inf."""
+    try:
+        value = float(os.environ.get(name) or default)
+    except ValueError:
+        return default
+    return value if 0 < value < 1e12 else default

@@ -318,6 +318,19 @@ def warm_dir(tmp_path_factory: pytest.TempPathFactory) -> Any:
         os.environ["MRUN_WARM_DIR"] = previous
 
 
+@pytest.fixture(scope="session", autouse=True)
+def module_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The session's compiled-module cache (never the host's /var/cache/mrun/wasm, which a suite
+    run used to fill); a test that names its own (MRUN_CACHE_DIR in its env) uses that."""
+    previous = os.environ.get("MRUN_CACHE_DIR")
+    os.environ["MRUN_CACHE_DIR"] = str(tmp_path_factory.mktemp("module-cache"))
+    yield os.environ["MRUN_CACHE_DIR"]
+    if previous is None:
+        del os.environ["MRUN_CACHE_DIR"]
+    else:
+        os.environ["MRUN_CACHE_DIR"] = previous
+
+
 def stop_templates(directory: str) -> None:
     """SIGTERM each template by its pid file (only if that pid is a template), then wait. A
     template still loading holds its lock but has written no pid file yet: it is waited for, so

@@ -28,9 +28,10 @@ OUT_OF_BOUNDS = '(module (memory 1) (func (export "_start") (drop (i32.load (i32
 
 
 def build_wasm_archive(work) -> str:
-    """An OCI image whose rootfs holds examples/wasm/hello.wasm (its entrypoint), pod.wasm and
-    oob.wasm (a load out of its memory's bounds)."""
+    """An OCI image whose rootfs holds examples/wasm/hello.wasm (its entrypoint), pod.wasm,
+    oob.wasm (a load out of its memory's bounds) and costly.wasm (~100 MiB to compile)."""
     from busybox_bundle import make_oci_archive
+    from test_wasm import costly_module
 
     rootfs = os.path.join(work, "wasm-rootfs")
     os.makedirs(rootfs)
@@ -39,6 +40,8 @@ def build_wasm_archive(work) -> str:
         shutil.copy(os.path.join(examples, module), os.path.join(rootfs, module))
     with open(os.path.join(rootfs, "oob.wasm"), "wb") as f:
         f.write(wasmtime.wat2wasm(OUT_OF_BOUNDS))
+    with open(os.path.join(rootfs, "costly.wasm"), "wb") as f:
+        f.write(costly_module())
     return make_oci_archive(rootfs, str(work), WASM_IMAGE, ["/hello.wasm", "3"])
 
 
@@ -113,8 +116,10 @@ state = '{self.dir}/state'
             stdout=self.log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            # containerd hands its environment to the shims: their state goes under our directory
-            env={**os.environ, **self.env, "PATH": path, "MRUN_SHIM_ROOT": os.path.join(self.dir, "shim-state")},
+            # containerd hands its environment to the shims: their state and compiled modules go
+            # under our directory (the host's /var/cache/mrun is not the tests')
+            env={**os.environ, "MRUN_CACHE_DIR": os.path.join(self.dir, "cache"), **self.env, "PATH": path,
+                 "MRUN_SHIM_ROOT": os.path.join(self.dir, "shim-state")},
         )
         deadline = time.monotonic() + 30
         while subprocess.run([self.ctr_bin, "--address", self.sock, "version"], capture_output=True).returncode:
@@ -353,6 +358,20 @@ def test_shim_a_faulting_wasm_module_is_a_trap_not_a_crash(ctd):
     r = ctd.ctr(*shim_run_args(ctd, "wasmoob"), "--rm", WASM_IMAGE, "wasmoob", "/oob.wasm", check=False)
     assert r.returncode == 134, (r.returncode, r.stderr)
     assert "out of bounds memory access" in r.stderr
+
+
+def test_shim_compiles_a_module_under_its_task_s_memory_limit(ctd):
+    """The shim's create worker compiled a task's module in its own cgroup (the shim's), whatever
+    the task's limits: it compiles in a child in the task's cgroup now, so a module whose compile
+    needs ~100 MiB fails the task's create under a 48 MiB limit, in a line naming the field, and
+    runs under 512 MiB."""
+    r = ctd.ctr(*shim_run_args(ctd, "costly1"), "--rm", "--memory-limit", str(48 << 20), WASM_IMAGE, "costly1",
+                "/costly.wasm", check=False)
+    assert r.returncode != 0 and "linux.resources.memory.limit" in r.stderr, (r.returncode, r.stderr)
+    ctd.ctr("containers", "rm", "costly1", check=False)
+    r = ctd.ctr(*shim_run_args(ctd, "costly2"), "--rm", "--memory-limit", str(512 << 20), WASM_IMAGE, "costly2",
+                "/costly.wasm", check=False)
+    assert r.returncode == 0, (r.returncode, r.stderr)
 
 
 def test_shim_told_to_shut_down_is_not_mistaken_for_a_pods_live_shim(ctd):

@@ -1054,6 +1054,28 @@ def test_a_wasm_image_made_from_a_module_is_precompiled_saved_and_reloaded(image
     assert "localhost/broken" not in img_ok(h, "images").stdout
 
 
+def test_precompiling_a_module_outside_any_container_is_bounded(images, tmp_path):
+    """Seen: `mrun image wasm`, `load` and `pull` compiled an image's module in the calling
+    process with no bound at all: a hostile module's compile costs gigabytes and minutes of the
+    host's. Precompiling runs in a child under $MRUN_PRECOMPILE_MEMORY MiB and
+    $MRUN_PRECOMPILE_CPU s (2048, 120); past them it is skipped with one warning, and the module
+    compiles at create under its container's limits."""
+    from test_wasm import costly_module
+
+    h = images
+    cache = {"MRUN_CACHE_DIR": str(tmp_path / "cache")}
+    module = tmp_path / "costly.wasm"
+    module.write_bytes(costly_module())
+    r = img(h, "image", "wasm", str(module), "localhost/costly:1", env={**cache, "MRUN_PRECOMPILE_MEMORY": "16"})
+    assert r.returncode == 0, r.stderr
+    warning = r.stderr.strip().splitlines()
+    assert len(warning) == 1 and "costly.wasm: compiling: aborted, out of memory past 16 MiB" in warning[0], r.stderr
+    assert not img_ok(h, "cache", "list", env=cache).stdout.strip()
+    r = img(h, *run_args(h, "--rm", "--memory", "512m", "localhost/costly:1"), env=cache)
+    assert r.returncode == 0, r.stderr
+    assert len(img_ok(h, "cache", "list", env=cache).stdout.strip().splitlines()) == 1  # compiled by the run
+
+
 def test_inspect_shows_the_image_and_config(images, busybox_archive):
     h = images
     img_ok(h, "load", busybox_archive)

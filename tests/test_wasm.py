@@ -34,6 +34,28 @@ COMPONENT = """(component
   (export "wasi:cli/run@0.2.0" (instance $inst)))"""
 
 
+def _leb(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def costly_module(instructions: int = 1_000_000) -> bytes:
+    """A valid module that exits 0, whose one ``_start`` is ``instructions`` times ``i32.const 1;
+    drop``: 3 MB compiling to ~100 MiB of the compiler's memory and a second of CPU (a hostile
+    one: gigabytes and minutes). Its layer compresses to a few kB."""
+    body = b"\x00" + bytes([0x41, 0x01, 0x1A]) * instructions + b"\x0b"
+
+    def section(number: int, content: bytes) -> bytes:
+        return bytes([number]) + _leb(len(content)) + content
+
+    return (b"\x00asm\x01\x00\x00\x00" + section(1, b"\x01\x60\x00\x00") + section(3, b"\x01\x00")
+            + section(7, b"\x01\x06_start\x00\x00") + section(10, b"\x01" + _leb(len(body)) + body))
+
+
 def example(name: str) -> bytes:
     with open(os.path.join(EXAMPLES, name), "rb") as f:
         return f.read()
@@ -247,6 +269,23 @@ def test_memory_limit_is_the_store_limit(h, cache_env):
     r = h.mrun("run", "-b", make(h, cfg, base), h.cid(), env=cache_env)
     assert r.returncode == 134, r.stderr
     assert "store memory limit of 8388608 bytes" in r.stderr and "wasm trap" in r.stderr
+
+
+def test_a_module_compiles_under_its_container_s_memory_limit(h, cache_env):
+    """Seen: a module was compiled on the host side in the calling process (the CLI, or the
+    shim's create worker), in its cgroup: a module whose compile needs ~100 MiB (a hostile one:
+    gigabytes) was paid by the host whatever the container's limit. It compiles in a child in the
+    container's cgroup now: under a 48 MiB limit that is the container's OOM kill, refused in one
+    line naming the field, nothing cached, nothing left; under 512 MiB it compiles and runs."""
+    cfg, base = wasm_bundle(h, costly_module())
+    cfg["linux"]["resources"]["memory"] = {"limit": 48 << 20}
+    one_line_error(h.mrun("create", "-b", make(h, cfg, base), h.cid(), env=cache_env),
+                   "wasm: /app.wasm: compiling", "linux.resources.memory.limit")
+    assert not os.path.isdir(os.path.join(cache_env["MRUN_CACHE_DIR"], "wasm")) or not os.listdir(
+        os.path.join(cache_env["MRUN_CACHE_DIR"], "wasm"))
+    cfg["linux"]["resources"]["memory"] = {"limit": 512 << 20}
+    r = h.mrun("run", "-b", make(h, cfg, base), h.cid(), env=cache_env)
+    assert r.returncode == 0, r.stderr
 
 
 def test_trap_exits_134_with_the_message(h, cache_env):

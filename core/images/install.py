@@ -80,8 +80,10 @@ def resolve_manifest(source: Source, desc: dict[str, Any], want: tuple[str, str]
     raise MrunError("image indexes nest too deep")
 
 
-def install(store: ImageStore, source: Source, name: str | None, want: tuple[str, str] | None = None) -> list[str]:
-    """Install every named image the source offers (or the one asked for). -> the names recorded."""
+def install(store: ImageStore, source: Source, name: str | None, want: tuple[str, str] | None = None,
+            compile_now: bool = True) -> list[str]:
+    """Install every named image the source offers (or the one asked for). -> the names recorded.
+    ``compile_now``: precompile a wasm entrypoint (False: the caller did, or tried)."""
     try:
         index = checked(source.index(), INDEX, "image index")
     except ValueError as e:  # index.json that is not JSON
@@ -104,7 +106,7 @@ def install(store: ImageStore, source: Source, name: str | None, want: tuple[str
         )
         digest, manifest = resolve_manifest(source, desc, want)
         entry = _install_one(store, source, normalize(target), digest, manifest)
-        if entry["wasm"]:
+        if entry["wasm"] and compile_now:
             precompile(store, entry)
         done.append(normalize(target))
     return done
@@ -166,7 +168,7 @@ def precompile(store: ImageStore, entry: dict[str, Any]) -> None:
         return
     try:
         Backends.shared().pm.hook.mrun_precompile(path=path)
-    except MrunError as e:
+    except MrunError as e:  # LimitReached too: it compiles at create, under the container's limits
         print(f"mrun: warning: {e}", file=sys.stderr)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import sys
 import tarfile
 import tempfile
 import time
@@ -21,6 +22,7 @@ from mrun.errors import MrunError
 from mrun.images.install import install
 from mrun.images.sources import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, REF_NAME, LayoutDir
 from mrun.images.store import ImageStore
+from mrun.operations.contained import LimitReached
 
 WASM_MAGIC = b"\0asm"
 
@@ -36,8 +38,12 @@ def build(store: ImageStore, module: str, name: str) -> list[str]:
     from mrun.plugins.manager import Backends
 
     # Compiled (into the cache) before anything is stored: a module that does not compile is
-    # refused here, not published as an image that fails on every run.
-    Backends.shared().pm.hook.mrun_precompile(path=module)
+    # refused here, not published as an image that fails on every run. One past the bounds for
+    # compiling outside a container is not refused: it compiles at create, under its limits.
+    try:
+        Backends.shared().pm.hook.mrun_precompile(path=module)
+    except LimitReached as e:
+        print(f"mrun: warning: {e}; not precompiled", file=sys.stderr)
     base = os.path.basename(module)
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -83,7 +89,7 @@ def build(store: ImageStore, module: str, name: str) -> list[str]:
             f.write(jsonio.dumps(index))
         with open(os.path.join(layout, "oci-layout"), "w") as f:
             f.write('{"imageLayoutVersion": "1.0.0"}')
-        return install(store, LayoutDir(layout), name)
+        return install(store, LayoutDir(layout), name, compile_now=False)
 
 
 def _digest(data: bytes) -> str:

@@ -15,14 +15,17 @@ if TYPE_CHECKING:
 
 
 class SandboxBuilder:
-    def __init__(self, runtime: Any, container_id: str, backend: str, spec: Any, process: dict[str, Any]) -> None:
+    def __init__(self, runtime: Any, container_id: str, backend: str, spec: Any, process: dict[str, Any],
+                 cgroup: Any = None) -> None:
+        """``cgroup``: the container's, where the backend's host-side work runs (Container.contained)."""
         from mrun.plugins.api import Bundle, Container
         from mrun.sandbox.process import ProcessPlan
 
         self.runtime, self.spec, self.process = runtime, spec, process
         self.hooks = runtime.backends().of(backend)
         self.plan = ProcessPlan(process, spec.linux.get("seccomp"))
-        self.container = Container(container_id, Bundle(spec), runtime.store.path(container_id), note=runtime.debug)
+        self.container = Container(container_id, Bundle(spec), runtime.store.path(container_id), note=runtime.debug,
+                                   limits=_limits(cgroup, spec) if cgroup is not None else None)
 
     def prepare_backend(self) -> None:
         """Host side, before any namespace: the backend loads or compiles what its payload needs."""
@@ -79,3 +82,17 @@ def await_ready(ch: Any, on_hooks: Any = None) -> None:
             raise MrunError(msg["error"])
         else:
             raise SetUpDied("the container's process died while setting up")
+
+
+def _limits(cgroup: Any, spec: Any) -> tuple[Any, Any]:
+    """(join, killed) for ``Container.contained``: a child joins ``cgroup``; a kill while the
+    cgroup counted a new OOM kill is worded as runc words an init's, naming the field."""
+    before = cgroup.oom_kills()
+
+    def killed(sig: int) -> str | None:
+        if sig != SIGKILL or cgroup.oom_kills() <= before:
+            return None
+        limit = ((spec.linux.get("resources") or {}).get("memory") or {}).get("limit")
+        return f"killed by the out-of-memory killer under linux.resources.memory.limit ({limit})"
+
+    return cgroup.add, killed

@@ -162,7 +162,8 @@ class Create:
         self.store.save(self.record)  # claimed: from here on its processes may be killed
 
     def prepare_backend(self, undo: Undo) -> None:
-        self.builder = SandboxBuilder(self.runtime, self.id, self.record.backend, self.spec, self.spec.process)
+        self.builder = SandboxBuilder(self.runtime, self.id, self.record.backend, self.spec, self.spec.process,
+                                      self.cgroup)
         self.builder.prepare_backend()
 
     def prepare_network(self, undo: Undo) -> None:

@@ -26,16 +26,16 @@ def exec_process(runtime: Any, record: Record, process: dict[str, Any], opts: Cr
     from mrun.spec import Spec
 
     spec = Spec(record.config, record.bundle)
-    builder = SandboxBuilder(runtime, record.id, record.backend, spec, process)
-    builder.prepare_backend()
-    namespaces = joined_namespaces(record.pid)
-    console = prepare_stdio(process, opts)
-    sandbox = builder.sandbox(namespaces, console, cgroup_paths={}, new_keyring=record.new_keyring)
     cgroup = runtime._cgroup(record) if record.cgroup else None
     if sub_cgroups:
         if cgroup is None:
             raise MrunError(f"--cgroup: container {record.id!r} has no cgroup")
         cgroup = cgroup.within(sub_cgroups)
+    builder = SandboxBuilder(runtime, record.id, record.backend, spec, process, cgroup)
+    builder.prepare_backend()
+    namespaces = joined_namespaces(record.pid)
+    console = prepare_stdio(process, opts)
+    sandbox = builder.sandbox(namespaces, console, cgroup_paths={}, new_keyring=record.new_keyring)
     with Undo() as undo:
         pid, ch = builder.launch(
             undo, namespaces=namespaces, child=lambda c: exec_child(sandbox, c),

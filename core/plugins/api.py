@@ -122,19 +122,43 @@ class Container:
     or a copy, pickled, when the init is the shim worker's pristine copy (mrun.sandbox.pristine),
     made before the create wrote anything. A value that cannot be pickled means a plain fork."""
 
-    def __init__(self, id: str, bundle: Bundle, state_dir: str, note: Any = None) -> None:
+    def __init__(self, id: str, bundle: Bundle, state_dir: str, note: Any = None, limits: Any = None) -> None:
         self.id, self.bundle, self.state_dir = id, bundle, state_dir
         self.data: dict[str, Any] = {}
         # note(msg): a debug line for the runtime's log (`mrun --debug --log FILE`).
         self.note = note or _no_note
+        # limits(pid): puts a process under the container's limits (its cgroup); -> kill words
+        self._limits = limits
 
     def __getstate__(self) -> dict[str, Any]:
         """Sent to a pristine init (mrun.sandbox.pristine) without ``note``: the log is the host's."""
-        return {**self.__dict__, "note": _no_note}
+        return {**self.__dict__, "note": _no_note, "_limits": None}
+
+    def contained(self, work: Any, what: str) -> bytes:
+        """``work()`` (-> bytes) in a child process under this container's limits: host-side work
+        on the image's content, such as compiling its module, costs what the container may spend.
+        A failure is one ``MrunError`` line naming ``what``: what ``work`` raised, or the limit
+        that stopped it (mrun.operations.contained)."""
+        from mrun.operations.contained import run_contained
+
+        if self._limits is None:
+            return run_contained(work, what, rlimits=True)
+        join, killed = self._limits
+        return run_contained(work, what, join=join, killed=killed)
 
 
 def _no_note(_msg: str) -> None:
     pass
+
+
+def bounded(work: Any, what: str) -> bytes:
+    """``work()`` (-> bytes) in a child process under fixed bounds, for host-side work on an
+    image's content before any container exists (precompiling at pull). Past the bounds it is
+    ``LimitReached`` (mrun.operations.contained), an ``MrunError``: skip the work, it happens again
+    under a container's limits."""
+    from mrun.operations.contained import run_contained
+
+    return run_contained(work, what, rlimits=True)
 
 
 class Payload(Protocol):

@@ -77,7 +77,9 @@ def mrun_sandbox(container_id: str, state_dir: str) -> SandboxDriver | None:
 @hookspec(firstresult=True)
 def mrun_prepare(container: Container, process: dict[str, Any]) -> None:
     """Host-side preparation of the chosen backend for ``process`` (the container's, or an
-    exec'd one), called on that backend only. Raise to refuse the bundle with a message."""
+    exec'd one), called on that backend only. Raise to refuse the bundle with a message. Costly
+    work on the image's content (compiling it) goes through ``container.contained``: a child in
+    the container's cgroup, so a hostile image pays with the container's limits, not the host's."""
 
 
 @hookspec(firstresult=True)
@@ -106,7 +108,8 @@ def mrun_warm() -> None:
 def mrun_precompile(path: str) -> bool | None:
     """Optional, called on every backend when an image was just pulled or loaded: ``path`` is its
     entrypoint as unpacked on the host. A backend that runs such files may compile it now, so the
-    first ``run`` is already fast. Return True if it did, None to pass."""
+    first ``run`` is already fast, in ``mrun.plugins.api.bounded`` (no container's limits exist
+    yet). Return True if it did, None to pass."""
 
 
 @hookspec
