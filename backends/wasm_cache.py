@@ -83,7 +83,7 @@ class ModuleCache:
         deserialize_fn: Callable[[bytes], Any],
     ) -> Any:
         """The compiled artifact: kept, or from its entry, or ``compile_fn`` (-> the artifact
-        serialized: it runs in a child under limits, mrun.operations.contained) on a miss."""
+        serialized: it runs in a child under limits, mrun.kernel.contained) on a miss."""
         digest = hashlib.sha256(wasm).hexdigest()
         key = self.key(digest, kind, engine)
         path, meta = self._paths(key)

@@ -22,7 +22,7 @@ from mrun.errors import MrunError
 from mrun.images.install import install
 from mrun.images.sources import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, REF_NAME, LayoutDir
 from mrun.images.store import ImageStore
-from mrun.operations.contained import LimitReached
+from mrun.kernel.contained import LimitReached
 
 WASM_MAGIC = b"\0asm"
 

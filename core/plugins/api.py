@@ -127,7 +127,7 @@ class Container:
         self.data: dict[str, Any] = {}
         # note(msg): a debug line for the runtime's log (`mrun --debug --log FILE`).
         self.note = note or _no_note
-        # limits(pid): puts a process under the container's limits (its cgroup); -> kill words
+        # (join(pid), killed(signal) -> words or None): the container's cgroup, from the core
         self._limits = limits
 
     def __getstate__(self) -> dict[str, Any]:
@@ -138,8 +138,8 @@ class Container:
         """``work()`` (-> bytes) in a child process under this container's limits: host-side work
         on the image's content, such as compiling its module, costs what the container may spend.
         A failure is one ``MrunError`` line naming ``what``: what ``work`` raised, or the limit
-        that stopped it (mrun.operations.contained)."""
-        from mrun.operations.contained import run_contained
+        that stopped it (mrun.kernel.contained)."""
+        from mrun.kernel.contained import run_contained
 
         if self._limits is None:
             return run_contained(work, what, rlimits=True)
@@ -154,9 +154,9 @@ def _no_note(_msg: str) -> None:
 def bounded(work: Any, what: str) -> bytes:
     """``work()`` (-> bytes) in a child process under fixed bounds, for host-side work on an
     image's content before any container exists (precompiling at pull). Past the bounds it is
-    ``LimitReached`` (mrun.operations.contained), an ``MrunError``: skip the work, it happens again
+    ``LimitReached`` (mrun.kernel.contained), an ``MrunError``: skip the work, it happens again
     under a container's limits."""
-    from mrun.operations.contained import run_contained
+    from mrun.kernel.contained import run_contained
 
     return run_contained(work, what, rlimits=True)
 
