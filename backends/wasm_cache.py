@@ -156,7 +156,32 @@ class ModuleCache:
                 continue
         return added
 
+    def _sweep_dead_writers(self) -> None:
+        """Temporary files whose writer died before its rename (``_store``'s NAME.PID.tmp): a kill
+        there left them for good, tens of MB each. Removed by the next write and by ``prune``;
+        those of a live pid stay (a writer at work, or a pid taken since: a later sweep's)."""
+        try:
+            names = os.listdir(self.dir)
+        except OSError:
+            return
+        for name in names:
+            pid = name.removesuffix(".tmp").rpartition(".")[2] if name.endswith(".tmp") else ""
+            if not (pid.isascii() and pid.isdigit()) or int(pid) == 0:
+                continue
+            try:
+                os.kill(int(pid), 0)
+                continue
+            except ProcessLookupError:
+                pass
+            except (PermissionError, OverflowError):
+                continue
+            try:
+                os.unlink(os.path.join(self.dir, name))
+            except OSError:
+                pass
+
     def _store(self, path: str, meta: str, payload: bytes, info: dict[str, Any]) -> None:
+        self._sweep_dead_writers()
         try:
             os.makedirs(self.dir, exist_ok=True)
             for target, data in (
@@ -191,7 +216,9 @@ class ModuleCache:
         return out
 
     def prune(self, engine: str, everything: bool = False, unused_days: float | None = None) -> list[str]:
-        """Remove entries of other engines (they can never be used), and optionally all or old ones."""
+        """Remove entries of other engines (they can never be used), and optionally all or old ones;
+        and what killed writers left (``_sweep_dead_writers``)."""
+        self._sweep_dead_writers()
         removed = []
         now = time.time()
         for e in self.entries():

@@ -343,6 +343,29 @@ def test_second_start_uses_the_cache_and_corruption_is_recompiled(h, cache_env):
     assert h.ok("cache", "list", env=cache_env).stdout == ""
 
 
+def test_what_a_killed_cache_writer_left_is_removed_by_the_next_write_and_by_prune(h, cache_env):
+    """An entry is written to NAME.PID.tmp and renamed: a writer killed in between (a create, a
+    pull) left that file for good, as large as the compiled module, and nothing removed it. The
+    next write and `cache prune` remove those of dead writers; a live writer's stays."""
+    cache = os.path.join(cache_env["MRUN_CACHE_DIR"], "wasm")
+    os.makedirs(cache)
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    dead = [os.path.join(cache, f"{'a' * 64}.{kind}.{ended.pid}.tmp") for kind in ("cwasm", "json")]
+    live = os.path.join(cache, f"{'b' * 64}.cwasm.{os.getpid()}.tmp")
+    for path in (*dead, live):
+        with open(path, "wb") as f:
+            f.write(b"half an entry")
+    cfg, base = wasm_bundle(h, wasmtime.wat2wasm(TRAP))
+    h.mrun("run", "-b", make(h, cfg, base), h.cid(), env=cache_env)  # a miss: compiled and written
+    assert not any(map(os.path.exists, dead)) and os.path.exists(live)
+    with open(dead[0], "wb") as f:
+        f.write(b"half an entry")
+    h.ok("cache", "prune", env=cache_env)
+    assert not os.path.exists(dead[0]) and os.path.exists(live)
+    os.unlink(live)
+
+
 @pytest.mark.parametrize(
     "content, needle",
     [
