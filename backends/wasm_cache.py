@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import time
 from collections.abc import Callable
 
@@ -55,6 +56,11 @@ def default_dir() -> str:
     return os.path.join(base, "mrun", "wasm")
 
 
+def _trusted(st: os.stat_result) -> bool:
+    """Owned by us (or by root) and writable by no one else."""
+    return st.st_uid in (os.geteuid(), 0) and not st.st_mode & 0o022
+
+
 def _checked(blob: bytes) -> bytes | None:
     """An entry's payload, if its magic and checksum are right."""
     payload = blob[len(MAGIC) + 32 :]
@@ -92,11 +98,8 @@ class ModuleCache:
             os.utime(path)
             self.note(f"wasm: {kind} sha256:{digest[:12]} from the cache, deserialized by the warm template")
             return kept
-        try:
-            with open(path, "rb") as f:
-                blob = f.read()
-        except FileNotFoundError:
-            blob = None
+        found = self._read_entry(path)
+        blob = found[0] if found is not None else None
         if blob is not None:
             payload = _checked(blob)
             if payload is not None:
@@ -144,12 +147,11 @@ class ModuleCache:
             if e.get("engine") != engine or self._kept(e["key"], e["path"]) is not None:
                 continue
             try:
-                with open(e["path"], "rb") as f:
-                    st = os.fstat(f.fileno())
-                    blob = f.read()
-                payload = _checked(blob)
-                if payload is None:
+                found = self._read_entry(e["path"])
+                payload = _checked(found[0]) if found is not None else None
+                if found is None or payload is None:
                     continue
+                st = found[1]
                 _kept[(self.dir, e["key"])] = (st.st_ino, st.st_size, deserialize_fn(e.get("kind", "module"), payload))
                 added += 1
             except Exception:  # noqa: BLE001 - a bad entry is the cold path's to report and replace
@@ -180,18 +182,61 @@ class ModuleCache:
             except OSError:
                 pass
 
+    def _open_dir(self) -> int | None:
+        """The cache directory, if it may hold native code we run: ours (or root's) and writable
+        by no one else (made so by ``_store``). Else None, and why in the log."""
+        try:
+            fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        if _trusted(os.fstat(fd)):
+            return fd
+        os.close(fd)
+        self.note(f"wasm: the cache {self.dir} is writable by others or not ours: not used (chmod go-w, or remove it)")
+        return None
+
+    def _read_entry(self, path: str) -> tuple[bytes, os.stat_result] | None:
+        """The entry at ``path`` in the cache directory and its stat, if it may be trusted with native code:
+        the directory and the file ours and writable by no one else, the file not a link. A
+        compiled entry is machine code wasmtime maps as it is: an entry planted by another user
+        under a module's key ran in that module's place."""
+        dfd = self._open_dir()
+        if dfd is None:
+            return None
+        try:
+            fd = os.open(os.path.basename(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                         dir_fd=dfd)
+        except OSError:
+            return None
+        finally:
+            os.close(dfd)
+        with open(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not (stat.S_ISREG(st.st_mode) and _trusted(st)):
+                self.note(f"wasm: cache entry {path} is writable by others or not ours: not used")
+                return None
+            return f.read(), st
+
     def _store(self, path: str, meta: str, payload: bytes, info: dict[str, Any]) -> None:
         self._sweep_dead_writers()
         try:
-            os.makedirs(self.dir, exist_ok=True)
-            for target, data in (
-                (path, MAGIC + hashlib.sha256(payload).digest() + payload),
-                (meta, json.dumps(info).encode()),
-            ):
-                tmp = f"{target}.{os.getpid()}.tmp"
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                os.rename(tmp, target)
+            os.makedirs(self.dir, mode=0o700, exist_ok=True)  # 0700 whatever the umask
+            dfd = self._open_dir()
+            if dfd is None:
+                return
+            try:
+                for target, data in (
+                    (path, MAGIC + hashlib.sha256(payload).digest() + payload),
+                    (meta, json.dumps(info).encode()),
+                ):
+                    name, tmp = os.path.basename(target), f"{os.path.basename(target)}.{os.getpid()}.tmp"
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                                 dir_fd=dfd)
+                    with open(fd, "wb") as f:
+                        f.write(data)
+                    os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            finally:
+                os.close(dfd)
         except OSError as e:  # a read-only cache is a slower start, not a failure
             self.note(f"wasm: cannot write the cache entry {path}: {e.strerror}")
 

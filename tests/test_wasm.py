@@ -366,6 +366,52 @@ def test_what_a_killed_cache_writer_left_is_removed_by_the_next_write_and_by_pru
     os.unlink(live)
 
 
+EXIT_42 = """(module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (func (export "_start") (call $exit (i32.const 42))))"""
+
+
+def test_a_cache_others_can_write_to_is_never_trusted_with_native_code(h, cache_env):
+    """A compiled entry is native code that wasmtime maps and runs as it is (deserializing bytes
+    that are not our own is unsafe). The cache directory was made with the caller's umask (000
+    under some daemons: anyone may write there) and its entries were used whoever wrote them:
+    an entry planted under hello.wasm's key, compiled from a module that exits 42, ran in its
+    place. Entries are read only from a directory and as files that are ours and writable by
+    no one else; a directory mrun makes is 0700 whatever the umask."""
+    import hashlib
+
+    from mrun.backends.wasm import engine, engine_description
+    from mrun.backends.wasm_cache import MAGIC, SUFFIX, ModuleCache
+
+    hello = example("hello.wasm")
+    cache = os.path.join(cache_env["MRUN_CACHE_DIR"], "wasm")
+    os.makedirs(cache)
+    planted = wasmtime.Module(engine(), wasmtime.wat2wasm(EXIT_42)).serialize()
+    entry = os.path.join(cache, ModuleCache(cache).key(hashlib.sha256(hello).hexdigest(), "module",
+                                                       engine_description()) + SUFFIX)
+
+    def plant(mode: int) -> None:
+        with open(entry, "wb") as f:
+            f.write(MAGIC + hashlib.sha256(planted).digest() + planted)
+        os.chmod(entry, mode)
+
+    cfg, base = wasm_bundle(h, hello, ["/app.wasm", "5"])
+    bundle = make(h, cfg, base)
+    for dir_mode, entry_mode in ((0o777, 0o644), (0o755, 0o666), (0o1777, 0o644)):
+        os.chmod(cache, dir_mode)
+        plant(entry_mode)
+        r = h.mrun("run", "-b", bundle, h.cid(), env=cache_env)
+        assert r.returncode == 5, (oct(dir_mode), oct(entry_mode), r.returncode, r.stderr)
+    fresh = {"MRUN_CACHE_DIR": os.path.join(h.tmp, "fresh-cache")}
+    mask = os.umask(0)
+    try:
+        assert h.mrun("run", "-b", bundle, h.cid(), env=fresh).returncode == 5
+    finally:
+        os.umask(mask)
+    made = os.path.join(fresh["MRUN_CACHE_DIR"], "wasm")
+    assert os.stat(made).st_mode & 0o077 == 0, oct(os.stat(made).st_mode)
+    assert all(os.stat(os.path.join(made, n)).st_mode & 0o022 == 0 for n in os.listdir(made))
+
+
 @pytest.mark.parametrize(
     "content, needle",
     [
