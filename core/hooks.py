@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-from mrun import jsonio
+from mrun import jsonio, umask
 from mrun.errors import MrunError
 from mrun.kernel.proc import SIGKILL
 
@@ -44,6 +44,7 @@ def _run_one(hook: dict[str, Any], payload: bytes) -> None:
     if pid == 0:  # child
         try:
             os.dup2(r, 0)
+            os.umask(umask.callers())  # as runc runs its hooks: with its caller's umask, not mrun's own
             os.execve(path, args, env)
         except OSError as e:
             os.write(failed_w, str(e.errno).encode())

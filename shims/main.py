@@ -21,6 +21,8 @@ import time
 from mrun import annotations as ann
 from mrun import trace
 from mrun.shims import wire
+from mrun.umask import OWN as OWN_FILES
+from mrun.umask import own_files
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -265,7 +267,7 @@ def joined_pod(argv: list[str], env: Any, stdin: bytes | None, bundle_fd: int, u
     if not _answers(path, wait=False):
         return None
     address = f"unix://{path}"
-    mask = os.umask(umask)  # the caller's, as its own start would have created the file
+    mask = os.umask(umask | OWN_FILES)  # the caller's, as its own start would have created the file
     try:
         _write_address(address, "address", dir_fd=bundle_fd)
     except OSError:
@@ -511,6 +513,7 @@ def _mounted(path: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    own_files()
     flags, action = parse(sys.argv[1:] if argv is None else argv)
     if flags.get("v"):
         from mrun import __version__

@@ -485,3 +485,50 @@ def test_a_cgroup_member_gone_before_its_signal_is_not_replaced_by_a_stranger(h)
         assert _reuse_in_a_pid_namespace("v2" if v2 else "v1", d) == "spared"
     finally:
         os.rmdir(d)
+
+
+def test_a_caller_s_umask_of_000_leaves_nothing_others_can_write(images, busybox_archive, tmp_path):
+    """A caller's umask of 000 (some service managers' and daemons') made mrun's own files what
+    it gives: state.json, the image index, blobs, network files and the containers' cgroup
+    directories writable by any local user (a pid forged in state.json is a process `delete
+    --force` kills as root). mrun's own files take the caller's umask with 022 added; the
+    container's process still gets the caller's own (0000), as under runc."""
+    from conftest import IMAGE, img, img_ok, run_args
+
+    h = images
+    env = {"MRUN_NETWORK_ROOT": str(tmp_path / "networks"), "MRUN_CACHE_DIR": str(tmp_path / "cache")}
+    module = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "wasm",
+                          "hello.wasm")
+    mask = os.umask(0)
+    try:
+        img_ok(h, "load", busybox_archive, env=env)
+        img_ok(h, *run_args(h, "-d", "--name", "u", "-v", "vol0:/data", IMAGE, "sleep", "600"), env=env)
+        seen = img_ok(h, "exec", "u", "sh", "-c", "umask; grep Umask /proc/1/status", env=env).stdout.split()
+        img_ok(h, "network", "create", "umasknet", env=env)
+        img_ok(h, *run_args(h, "--rm", "--network", "umasknet", IMAGE, "true"), env=env)
+        img_ok(h, "image", "wasm", module, "localhost/umask-wasm:1", env=env)
+        assert img(h, *run_args(h, "--rm", "localhost/umask-wasm:1", "2"), env=env).returncode == 2
+        bundle = h.bundle(["sleep", "600"])
+        cid = h.cid()
+        h.ok("create", "-b", bundle, cid)
+        writable = []
+        for top in (h.root, h.image_root, env["MRUN_NETWORK_ROOT"], env["MRUN_CACHE_DIR"]):
+            for dirpath, dirs, files in os.walk(top):
+                # what a container's root or a volume holds is the image's and the container's
+                dirs[:] = [d for d in dirs if not (d in ("rootfs", "upper", "work", "data")
+                                                   or os.path.basename(dirpath) == "layers")]
+                for name in [*dirs, *files]:
+                    st = os.lstat(os.path.join(dirpath, name))
+                    if not os.path.islink(os.path.join(dirpath, name)) and st.st_mode & 0o002:
+                        writable.append(os.path.join(dirpath, name))
+        for parent in cgroup_dirs(h.cgroup_parent):
+            writable += [d for d, _, _ in os.walk(parent) if os.stat(d).st_mode & 0o002]
+    finally:
+        os.umask(mask)
+        h.mrun("delete", "--force", cid)
+        img(h, "rm", "-f", "u", env=env)
+        img(h, "volume", "rm", "vol0", env=env)
+        img(h, "network", "rm", "umasknet", env=env)
+        img(h, "rmi", "localhost/umask-wasm:1", env=env)
+    assert not writable, writable
+    assert seen == ["0000", "Umask:", "0000"], seen

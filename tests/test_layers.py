@@ -14,7 +14,8 @@ SOURCES = {"core": "mrun", "backends": "mrun.backends", "shims": "mrun.shims"}
 # Bottom to top. A module belongs to the longest prefix listed; each prefix is one "package".
 LAYERS: list[list[str]] = [
     # 0: leaves: import nothing of mrun's
-    ["mrun", "mrun.errors", "mrun.jsonio", "mrun.annotations", "mrun.plugins.cli", "mrun.exiting", "mrun.knobs"],
+    ["mrun", "mrun.errors", "mrun.jsonio", "mrun.annotations", "mrun.plugins.cli", "mrun.exiting", "mrun.knobs",
+     "mrun.umask"],
     # 1: the kernel as mrun uses it, and the small vocabularies everything shares
     ["mrun.kernel", "mrun.status", "mrun.schema", "mrun.units", "mrun.warm.client"],
     # 2: host resources and the data everything passes around

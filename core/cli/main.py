@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from mrun import jsonio
+from mrun import jsonio, umask
 from mrun.cli.commands import Command
 from mrun.errors import MrunError
 from mrun.trace import span
@@ -98,6 +98,7 @@ def call(g: dict[str, Any], cmd: Command, params: dict[str, Any]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    umask.own_files()
     from mrun.cli.fastparse import ParseError, parse
 
     try:

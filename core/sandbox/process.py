@@ -9,6 +9,7 @@ import _signal  # signal's C half: signal's enums would import enum, ~1 ms of ev
 import os
 import resource
 
+from mrun import umask
 from mrun.errors import InvalidSpec
 from mrun.kernel import apparmor
 from mrun.kernel import syscalls as sc
@@ -107,8 +108,7 @@ class ProcessPlan:
             sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
         if self.seccomp and self.nnp:
             self.seccomp.load()
-        if "umask" in self.user:
-            os.umask(self.user["umask"])
+        os.umask(self.user["umask"] if "umask" in self.user else umask.callers())  # runc's: its caller's
         _default_signals()
 
 

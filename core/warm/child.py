@@ -15,6 +15,8 @@ import os
 import signal
 import sys
 
+from mrun import umask
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -344,7 +346,7 @@ def become(msg: dict[str, Any], received: list[int], peer_pid: int, keep: list[i
     adopt_environ(msg["env"])
     if isinstance(msg.get("script_dir"), str) and os.path.isabs(msg["script_dir"]) and sys.path:
         sys.path[0] = msg["script_dir"]  # the caller's launcher directory, as its own sys.path[0]
-    os.umask(msg["umask"])
+    umask.adopt(msg["umask"])  # mrun's own files: writable by no one else (kernel.umask)
     sys.argv = list(msg["argv"])
     from mrun.kernel.proc import rewrite_area
 

@@ -289,10 +289,10 @@ def _send_request(
     sock: Any, kind: str, argv: list[str], ident: dict[str, Any], path: str, fds: list[int], cwd: int,
     extra: dict[str, Any],
 ) -> int | None:
+    from mrun import umask
     from mrun.warm.peer import kept_state
 
-    mask = os.umask(0)
-    os.umask(mask)
+    mask = umask.callers()  # the caller's own, not the one mrun works under
     with open("/proc/self/cmdline", "rb") as f:
         cmdline = f.read()
     with open("/proc/self/comm", "rb") as f:
