@@ -16,6 +16,8 @@ import stat
 import time
 from collections.abc import Callable
 
+from mrun.umask import ours_alone
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -54,11 +56,6 @@ def default_dir() -> str:
         return "/var/cache/mrun/wasm"
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "mrun", "wasm")
-
-
-def _trusted(st: os.stat_result) -> bool:
-    """Owned by us (or by root) and writable by no one else."""
-    return st.st_uid in (os.geteuid(), 0) and not st.st_mode & 0o022
 
 
 def _checked(blob: bytes) -> bytes | None:
@@ -189,7 +186,7 @@ class ModuleCache:
             fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
             return None
-        if _trusted(os.fstat(fd)):
+        if ours_alone(os.fstat(fd)):
             return fd
         os.close(fd)
         self.note(f"wasm: the cache {self.dir} is writable by others or not ours: not used (chmod go-w, or remove it)")
@@ -212,7 +209,7 @@ class ModuleCache:
             os.close(dfd)
         with open(fd, "rb") as f:
             st = os.fstat(f.fileno())
-            if not (stat.S_ISREG(st.st_mode) and _trusted(st)):
+            if not (stat.S_ISREG(st.st_mode) and ours_alone(st)):
                 self.note(f"wasm: cache entry {path} is writable by others or not ours: not used")
                 return None
             return f.read(), st

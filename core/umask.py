@@ -37,6 +37,12 @@ def current() -> int:
     return mask
 
 
+def ours_alone(st: os.stat_result) -> bool:
+    """Whether a file or directory is the caller's (or root's) and writable by no one else: what
+    mrun reads code or the names of code from (compiled modules, the backends' entry points)."""
+    return st.st_uid in (os.geteuid(), 0) and not st.st_mode & 0o022
+
+
 def callers() -> int:
     """The caller's umask, for a container's process and for a hand-over to the warm template."""
     return _callers if _callers is not None else current()

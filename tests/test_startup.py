@@ -104,6 +104,29 @@ def test_entry_point_scan_is_cached_per_environment(tmp_path, h):
     assert len(os.listdir(tmp_path / "cache" / "mrun")) == 1
 
 
+def test_an_entry_point_cache_others_can_write_is_not_used(tmp_path, h):
+    """The cache names the modules mrun imports as its backends: one that others could write
+    (a home or $XDG_CACHE_HOME made under umask 000) steered which modules root imports, and
+    a planted entry took the place of the real backends. It is used only when it and its
+    directory are the caller's (or root's) and writable by no one else; else scanned anew."""
+    import json
+
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "MRUN_WARM": "0"}
+    bundle = h.bundle(["true"])
+    imported(["explain", "-b", bundle], env)  # scanned and cached
+    cache = tmp_path / "cache" / "mrun"
+    path = cache / os.listdir(cache)[0]
+    planted = json.loads(path.read_text())
+    planted["entries"] = [["linux", "mrun_planted_backend_probe"]]
+    for dir_mode, file_mode in ((0o700, 0o666), (0o777, 0o644)):
+        os.chmod(cache, dir_mode)
+        path.write_text(json.dumps(planted))
+        os.chmod(path, file_mode)
+        r = subprocess.run([mrun_binary(), "explain", "-b", bundle], capture_output=True, text=True,
+                           env={**os.environ, **env}, cwd="/")
+        assert r.returncode == 0 and "planted" not in r.stdout + r.stderr, (oct(dir_mode), oct(file_mode), r.stderr)
+
+
 def test_loading_every_backend_imports_no_process_machinery(h, tmp_path):
     """create loads every backend to let them bid: a backend must import what it needs when it
     is chosen (the oci backend's subprocess and shutil cost every create 4 ms at import). The

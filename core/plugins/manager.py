@@ -115,6 +115,19 @@ class BackendHooks:
         return _Caller(hook_name, function, args)
 
 
+def _read_cache(path: str) -> dict[str, Any]:
+    """The cached scan, if it and its directory are ours alone: it names the modules imported as
+    backends, and a planted one took the place of the real backends (OSError: scan anew)."""
+    from mrun.umask import ours_alone
+
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, "rb") as f:
+        if not (ours_alone(os.fstat(f.fileno())) and ours_alone(os.stat(os.path.dirname(path)))):
+            raise OSError(f"{path}: writable by others or not ours")
+        found = jsonio.loads(f.read())
+    return found if isinstance(found, dict) else {}
+
+
 def entry_points() -> list[tuple[str, str]]:
     """(name, "module[:attr]") for every backend entry point, cached as described above."""
     use_cache = os.environ.get("MRUN_PLUGIN_CACHE", "1") != "0"
@@ -122,7 +135,7 @@ def entry_points() -> list[tuple[str, str]]:
     path = _cache_path()
     if use_cache:
         try:
-            cached = jsonio.load_file(path)
+            cached = _read_cache(path)
             if cached.get("key") == key:
                 return [tuple(e) for e in cached["entries"]]  # type: ignore[misc]
         except (OSError, ValueError, KeyError):
