@@ -155,15 +155,12 @@ class ModuleCache:
                 continue
         return added
 
-    def _sweep_dead_writers(self) -> None:
+    def _sweep_dead_writers(self, dfd: int) -> None:
         """Temporary files whose writer died before its rename (``_store``'s NAME.PID.tmp): a kill
-        there left them for good, tens of MB each. Removed by the next write and by ``prune``;
-        those of a live pid stay (a writer at work, or a pid taken since: a later sweep's)."""
-        try:
-            names = os.listdir(self.dir)
-        except OSError:
-            return
-        for name in names:
+        there left them for good, tens of MB each. Removed by the next write and by ``prune``, in
+        the directory ``_open_dir`` found ours (``dfd``); those of a live pid stay (a writer at
+        work, or a pid taken since: a later sweep's)."""
+        for name in os.listdir(dfd):
             pid = name.removesuffix(".tmp").rpartition(".")[2] if name.endswith(".tmp") else ""
             if not (pid.isascii() and pid.isdigit()) or int(pid) == 0:
                 continue
@@ -175,7 +172,7 @@ class ModuleCache:
             except (PermissionError, OverflowError):
                 continue
             try:
-                os.unlink(os.path.join(self.dir, name))
+                os.unlink(name, dir_fd=dfd)
             except OSError:
                 pass
 
@@ -215,13 +212,13 @@ class ModuleCache:
             return f.read(), st
 
     def _store(self, path: str, meta: str, payload: bytes, info: dict[str, Any]) -> None:
-        self._sweep_dead_writers()
         try:
             os.makedirs(self.dir, mode=0o700, exist_ok=True)  # 0700 whatever the umask
             dfd = self._open_dir()
             if dfd is None:
                 return
             try:
+                self._sweep_dead_writers(dfd)
                 for target, data in (
                     (path, MAGIC + hashlib.sha256(payload).digest() + payload),
                     (meta, json.dumps(info).encode()),
@@ -260,7 +257,12 @@ class ModuleCache:
     def prune(self, engine: str, everything: bool = False, unused_days: float | None = None) -> list[str]:
         """Remove entries of other engines (they can never be used), and optionally all or old ones;
         and what killed writers left (``_sweep_dead_writers``)."""
-        self._sweep_dead_writers()
+        dfd = self._open_dir()
+        if dfd is not None:
+            try:
+                self._sweep_dead_writers(dfd)
+            finally:
+                os.close(dfd)
         removed = []
         now = time.time()
         for e in self.entries():

@@ -11,18 +11,20 @@ import os
 def seconds(name: str, default: float) -> float:
     """``$name`` as seconds to wait; ``default`` when unset, not a number, negative, nan or
     inf (which no timeout takes)."""
-    try:
-        value = float(os.environ.get(name) or default)
-    except ValueError:
-        return default
+    value = _number(name, default)
     return value if 0 <= value < 1e6 else default
 
 
 def positive(name: str, default: float) -> float:
     """``$name`` as an amount above zero (seconds of CPU, MiB); ``default`` when unset, not a
     number, not above zero, nan or inf."""
+    value = _number(name, default)
+    return value if 0 < value < 1e12 else default
+
+
+def _number(name: str, default: float) -> float:
+    """``$name`` as a float (nan compares false with every bound); ``default`` when unset or not a number."""
     try:
-        value = float(os.environ.get(name) or default)
+        return float(os.environ.get(name) or default)
     except ValueError:
         return default
-    return value if 0 < value < 1e12 else default

@@ -267,7 +267,7 @@ def joined_pod(argv: list[str], env: Any, stdin: bytes | None, bundle_fd: int, u
     if not _answers(path, wait=False):
         return None
     address = f"unix://{path}"
-    mask = os.umask(umask | OWN_FILES)  # the caller's, as its own start would have created the file
+    mask = os.umask(umask | OWN_FILES)  # the caller's, as its own start would have (mrun.umask)
     try:
         _write_address(address, "address", dir_fd=bundle_fd)
     except OSError:

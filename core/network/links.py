@@ -144,16 +144,14 @@ def plug(network: dict, veth: str, pid: int, ip: str) -> None:
         raise MrunError(f"network {network['name']}: bridge {network['bridge']} is gone")
     netns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        try:
-            rtnl.add_veth(veth, bridge, "eth0", netns)
-        except OSError as e:
-            why = _await_dying(veth) if e.errno == errno.EEXIST else e.strerror
-            if why:  # else a container of the same id just ended: its pair was on its way out
-                raise MrunError(f"network {network['name']}: veth {veth}: {why}")
+        for attempt in (1, 2):
             try:
                 rtnl.add_veth(veth, bridge, "eth0", netns)
+                break
             except OSError as e:
-                raise MrunError(f"network {network['name']}: veth {veth}: {e.strerror}")
+                why = _await_dying(veth) if e.errno == errno.EEXIST and attempt == 1 else e.strerror
+                if why:  # else a container of the same id just ended: its pair was on its way out
+                    raise MrunError(f"network {network['name']}: veth {veth}: {why}")
         ifconfig.configure(netns, ip, prefix, network["gateway"])
     finally:
         os.close(netns)

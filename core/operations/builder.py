@@ -25,7 +25,7 @@ class SandboxBuilder:
         self.hooks = runtime.backends().of(backend)
         self.plan = ProcessPlan(process, spec.linux.get("seccomp"))
         self.container = Container(container_id, Bundle(spec), runtime.store.path(container_id), note=runtime.debug,
-                                   limits=_limits(cgroup, spec) if cgroup is not None else None)
+                                   limits=(lambda: _limits(cgroup, spec)) if cgroup is not None else None)
 
     def prepare_backend(self) -> None:
         """Host side, before any namespace: the backend loads or compiles what its payload needs."""
@@ -85,7 +85,8 @@ def await_ready(ch: Any, on_hooks: Any = None) -> None:
 
 
 def _limits(cgroup: Any, spec: Any) -> tuple[Any, Any]:
-    """(join, killed) for ``Container.contained``: a child joins ``cgroup``; a kill while the
+    """(join, killed) for ``Container.contained``, made when a child is about to do work (not at
+    every create: the OOM count is a file read): the child joins ``cgroup``; a kill while the
     cgroup counted a new OOM kill is worded as runc words an init's, naming the field."""
     before = cgroup.oom_kills()
 

@@ -127,7 +127,7 @@ class Container:
         self.data: dict[str, Any] = {}
         # note(msg): a debug line for the runtime's log (`mrun --debug --log FILE`).
         self.note = note or _no_note
-        # (join(pid), killed(signal) -> words or None): the container's cgroup, from the core
+        # limits() -> (join(pid), killed(signal) -> words or None): the container's cgroup, from the core
         self._limits = limits
 
     def __getstate__(self) -> dict[str, Any]:
@@ -139,11 +139,11 @@ class Container:
         on the image's content, such as compiling its module, costs what the container may spend.
         A failure is one ``MrunError`` line naming ``what``: what ``work`` raised, or the limit
         that stopped it (mrun.kernel.contained)."""
+        if self._limits is None:
+            return bounded(work, what)
         from mrun.kernel.contained import run_contained
 
-        if self._limits is None:
-            return run_contained(work, what, rlimits=True)
-        join, killed = self._limits
+        join, killed = self._limits()
         return run_contained(work, what, join=join, killed=killed)
 
 
