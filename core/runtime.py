@@ -352,6 +352,10 @@ class Runtime:
         from mrun.spec import check_resources
 
         check_resources(resources)
+        # A container's device rules are create's, as under runc (whose update never reads them):
+        # CRI sends the spec's whole linux.resources, devices included, with every update, and a
+        # request's allow-all rule would give the container every host device (a disk, by mknod).
+        resources = {field: value for field, value in resources.items() if field != "devices"}
         with self.store.lock(container_id):
             record = self.store.load(container_id)
             require("update", self.status(record), container_id)

@@ -107,6 +107,47 @@ def test_a_container_cannot_open_a_device_its_rules_deny(h, view):
     assert gone.returncode == 0, "the container's cgroup parent was left behind"
 
 
+def test_an_update_never_changes_a_container_s_device_rules(viewed):
+    """runc's update leaves the device rules create set (it takes memory, CPU, pids, blkio weight
+    and unified from the request, never devices). containerd's CRI sends the spec's whole
+    linux.resources, devices included, with every UpdateContainerResources; `ctr task update` and
+    `mrun update -r` send whatever file they are given. mrun applied the request's devices: an
+    allow-all rule gave the container every host device (a disk, with CAP_MKNOD), and a
+    config.json's own list took away the devices its linux.devices had allowed. The rest of the
+    request still applies (pids, where the view has the controller)."""
+    h = viewed
+    cfg = h.config(["sh", "-c", "mknod /dev/probe c 10 201 && sleep 60"])
+    for kind in ("bounding", "effective", "permitted"):
+        cfg["process"]["capabilities"][kind].append("CAP_MKNOD")
+    cfg["linux"]["devices"] = [{"path": "/dev/net/tun", "type": "c", "major": 10, "minor": 200, "fileMode": 0o666}]
+    cid = h.cid("upd")
+    h.ok("run", "-d", "-b", h.bundle(config=cfg), cid)
+    deadline = time.monotonic() + 10
+    while h.mrun("exec", cid, "test", "-e", "/dev/probe").returncode != 0:
+        assert time.monotonic() < deadline, "the container never made its node"
+        time.sleep(0.05)
+    probe = "(: < /dev/probe) 2>&1; (: < /dev/net/tun) 2>&1; echo done"
+    before = h.ok("exec", cid, "sh", "-c", probe).stdout
+    assert before.count("Operation not permitted") == 1 and "/dev/probe" in before, before
+    path = os.path.join(h.tmp, "resources.json")
+    for devices in ([{"allow": True, "access": "rwm"}],  # every device
+                    [{"allow": False, "access": "rwm"}]):  # a config.json's list: none but the defaults
+        resources: dict = {"devices": devices}
+        if h.view == "host":
+            resources["pids"] = {"limit": 77}
+        with open(path, "w") as f:
+            json.dump(resources, f)
+        h.ok("update", "-r", path, cid)
+        after = h.ok("exec", cid, "sh", "-c", probe).stdout
+        assert after == before, f"update {devices} changed what the container may open: {after!r}"
+    if h.view == "host":
+        with open(os.path.join(h.root, cid, "state.json")) as f:
+            pids_dir = json.load(f)["cgroup"]["paths"]["pids"]
+        with open(os.path.join(pids_dir, "pids.max")) as f:
+            assert f.read().strip() == "77"
+    h.ok("delete", "--force", cid)
+
+
 def test_the_shim_under_containerd_on_cgroup_v2(busybox_archive, containerd2, tmp_path_factory):
     """containerd 2.3 in a cgroup2 view, so it and every shim and container it starts see v2:
     the mrun shim runs a Linux and a wasm task, pauses, reports v2 metrics and removes a
