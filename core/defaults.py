@@ -59,8 +59,10 @@ def default_spec(rootless: bool = False, uid: int = 0, gid: int = 0) -> dict[str
     linux: dict[str, Any] = {
         "resources": {"devices": [{"allow": False, "access": "rwm"}]},
         "namespaces": namespaces,
-        "maskedPaths": MASKED_PATHS,
-        "readonlyPaths": READONLY_PATHS,
+        # copies: one process (a warm template, a shim) makes many specs, and a caller's change
+        # to one (``+=`` in place) must not become every later container's
+        "maskedPaths": list(MASKED_PATHS),
+        "readonlyPaths": list(READONLY_PATHS),
     }
     if rootless:
         namespaces.append({"type": "user"})

@@ -1148,3 +1148,18 @@ def test_thawing_a_v1_cgroup_removed_meanwhile_is_done():
     cg.set_frozen(False)  # gone: nothing to thaw
     with pytest.raises(MrunError):
         cg.set_frozen(True)
+
+
+def test_a_default_spec_shares_no_list_with_the_next():
+    """The warm template and the shim make many specs in one process: a caller that extended its
+    spec's masked paths in place (the tests' own configs did) masked them in every later one."""
+    from mrun.defaults import default_spec
+
+    first = default_spec()
+    first["linux"]["maskedPaths"] += ["/etc/group"]
+    first["linux"]["readonlyPaths"].append("/etc")
+    first["process"]["capabilities"]["bounding"].append("CAP_SYS_ADMIN")
+    second = default_spec()
+    assert "/etc/group" not in second["linux"]["maskedPaths"]
+    assert "/etc" not in second["linux"]["readonlyPaths"]
+    assert "CAP_SYS_ADMIN" not in second["process"]["capabilities"]["bounding"]
