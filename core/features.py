@@ -25,7 +25,7 @@ def features_document() -> dict[str, Any]:
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": sorted([*_FLAGS, *PROPAGATION, *RECURSIVE_ATTRS, "tmpcopyup"]),
+        "mountOptions": sorted([*_FLAGS, *PROPAGATION, *RECURSIVE_ATTRS, "tmpcopyup", "idmap", "ridmap"]),
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": ["CAP_" + n for n in NAMES],
@@ -41,7 +41,7 @@ def features_document() -> dict[str, Any]:
             "apparmor": {"enabled": apparmor.enabled()},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
-            "mountExtensions": {"idmap": {"enabled": False}},
+            "mountExtensions": {"idmap": {"enabled": True}},
         },
         "annotations": {
             ann.FEATURES_VERSION: __version__,

@@ -223,6 +223,29 @@ def check_applied(doc: dict[str, Any]) -> None:
         raise InvalidSpec("linux.personality: mrun runs containers in the LINUX domain, without flags")
 
 
+def idmapping(mount: dict[str, Any], linux: dict[str, Any], index: int) -> tuple[list, list, bool] | None:
+    """An idmapped mount's (uid mappings, gid mappings, recursive), or None for a mount that is
+    not one (runtime-spec 1.2: mappings of its own, or the ``idmap``/``ridmap`` option, which
+    without mappings takes the container's user namespace's). runc's rules: a bind mount, both
+    mappings."""
+    options = mount.get("options") or []
+    uids, gids = mount.get("uidMappings") or [], mount.get("gidMappings") or []
+    if not (uids or gids or "idmap" in options or "ridmap" in options):
+        return None
+    where = f"mounts[{index}]"
+    if mount.get("type") != "bind" and "bind" not in options and "rbind" not in options:
+        raise InvalidSpec(f"{where}: idmapped mounts are bind mounts only (options bind or rbind)")
+    if not uids and not gids:
+        uids, gids = linux.get("uidMappings") or [], linux.get("gidMappings") or []
+        if not uids or not gids:
+            raise InvalidSpec(f"{where}.options: idmap without mappings of its own takes the container's user "
+                              "namespace's, and linux.uidMappings/gidMappings name none")
+    elif not uids or not gids:
+        missing = "uidMappings" if not uids else "gidMappings"
+        raise InvalidSpec(f"{where}.{missing}: an idmapped mount needs both uidMappings and gidMappings")
+    return uids, gids, "ridmap" in options
+
+
 def validate(doc: Any) -> None:
     if not isinstance(doc, dict):
         raise InvalidSpec("config.json: the top level must be a JSON object")
@@ -240,6 +263,7 @@ def validate(doc: Any) -> None:
     for i, m in enumerate(doc.get("mounts") or []):
         if not m.get("destination", "").startswith("/"):
             raise InvalidSpec(f"mounts[{i}].destination: must be an absolute path, got {m.get('destination')!r}")
+        idmapping(m, doc.get("linux") or {}, i)
     for name in HOOK_NAMES:
         for i, hook in enumerate((doc.get("hooks") or {}).get(name) or []):
             if not hook.get("path", "").startswith("/"):

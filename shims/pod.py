@@ -11,6 +11,8 @@ joins containerd's network namespace and unshares the rest, the second is the on
 PID namespace (its PID 1). Containers join ``/proc/<holder>/ns/net``, so a pod never gets the
 node's network through the holder unless it asked for the host's network. It reparents to the shim
 (a child subreaper), reaps what is orphaned into its PID namespace, and exits 0 on SIGTERM/SIGINT.
+A user-namespaced pod (Kubernetes' ``hostUsers: false``) has its user namespace made first, with
+the pod's mappings, and the holder joins it before it makes the rest, which that namespace owns.
 """
 
 from __future__ import annotations
@@ -28,15 +30,29 @@ def hold(pod: dict) -> int:
     ``pod``: ``hostname``; ``netns``, the network namespace containerd made for the pod (joined),
     else ``new_net`` for one of its own; and ``new_uts``/``new_ipc``/``new_pid`` (a host-network
     pod keeps the node's UTS namespace, ``hostIPC`` the node's IPC one; only a pod-wide PID
-    namespace is new). The holder's namespaces are the ones the pod's containers join."""
+    namespace is new), and ``userns``: the pod's user namespace mappings ({"uids", "gids"}), or
+    none for the node's. The holder's namespaces are the ones the pod's containers join."""
     from mrun.kernel.child import ChildFailed, answer_from_child
+
+    userns = -1
+    if pod.get("userns"):  # made (with its mappings) before the holder, which joins it: it owns the rest
+        from mrun.errors import MrunError
+        from mrun.sandbox.host_mounts import user_namespace
+
+        try:
+            userns = user_namespace(pod["userns"]["uids"], pod["userns"]["gids"], "the pod's user namespace",
+                                    (" uids", " gids"))
+        except MrunError as e:
+            raise OSError(str(e)) from None
 
     def make_holder() -> bytes:  # in a child of the fork helper's worker, which must not change
         shim = os.pidfd_open(pod["shim_pid"])  # here: inside a new PID namespace that pid is not seen
-        if pod.get("netns"):
+        if pod.get("netns"):  # first: joining it needs the node's user namespace's privileges
             fd = os.open(pod["netns"], os.O_RDONLY | os.O_CLOEXEC)
             sc.setns(fd, sc.CLONE_NEWNET)
             os.close(fd)
+        if userns >= 0:
+            sc.setns(userns, sc.CLONE_NEWUSER)
         flags = (sc.CLONE_NEWUTS if pod.get("new_uts") else 0) | (sc.CLONE_NEWIPC if pod.get("new_ipc") else 0)
         flags |= sc.CLONE_NEWNET if pod.get("new_net") and not pod.get("netns") else 0
         sc.unshare(flags | (sc.CLONE_NEWPID if pod.get("new_pid") else 0))
@@ -52,6 +68,9 @@ def hold(pod: dict) -> int:
         return int(answer_from_child(make_holder))
     except ChildFailed as e:
         raise OSError(f"could not make the pod's namespaces: {e}")
+    finally:
+        if userns >= 0:
+            os.close(userns)
 
 
 def _hold_forever(shim: int) -> None:

@@ -20,11 +20,20 @@ import time
 from google.protobuf import any_pb2, timestamp_pb2
 from mrun import OCI_VERSION
 from mrun import annotations as ann
+from mrun.errors import InvalidSpec
 from mrun.shims import wire
 from mrun.shims.events import now
 from mrun.shims.proto import sandbox_pb2, types_pb2
 from mrun.shims.service import TaskService
-from mrun.shims.ttrpc import ALREADY_EXISTS, FAILED_PRECONDITION, NOT_FOUND, UNKNOWN, Server, TTRPCError
+from mrun.shims.ttrpc import (
+    ALREADY_EXISTS,
+    FAILED_PRECONDITION,
+    INVALID_ARGUMENT,
+    NOT_FOUND,
+    UNKNOWN,
+    Server,
+    TTRPCError,
+)
 
 SERVICE = "containerd.runtime.sandbox.v1.Sandbox"
 SPEC_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
@@ -36,7 +45,7 @@ ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64l
 class Sandbox:
     def __init__(self, req: sandbox_pb2.CreateSandboxRequest) -> None:
         self.id, self.bundle, self.netns = req.sandbox_id, req.bundle_path, req.netns_path
-        self.hostname, self.modes = pod_config(req.options.type_url, req.options.value)
+        self.hostname, self.modes, self.userns = pod_config(req.options.type_url, req.options.value)
         self.annotations = dict(req.annotations)
         self.pid = 0
         self.created_at = now()
@@ -56,12 +65,16 @@ class Sandbox:
             if (mode == POD) if kind == "pid" else (mode != NODE):
                 name = "net" if kind == "network" else kind
                 namespaces.append({"type": kind, "path": f"/proc/{self.pid}/ns/{name}"})
+        if self.userns:
+            namespaces.append({"type": "user", "path": f"/proc/{self.pid}/ns/user"})
         spec = {
             "ociVersion": OCI_VERSION,
             "hostname": self.hostname,
             "annotations": {**self.annotations, ann.CRI_SANDBOX_ID: self.id},
             "linux": {"namespaces": namespaces},
         }
+        if self.userns:
+            spec["linux"].update(uidMappings=self.userns["uids"], gidMappings=self.userns["gids"])
         return any_pb2.Any(type_url=SPEC_URL, value=json.dumps(spec).encode())
 
     @property
@@ -71,13 +84,15 @@ class Sandbox:
         return "SANDBOX_READY" if self.pid else "SANDBOX_NOTREADY"
 
 
-def pod_config(type_url: str, value: bytes) -> tuple[str, dict[str, int]]:
-    """(hostname, {network, pid, ipc: NamespaceMode}) from CRI's PodSandboxConfig, read by field
-    number (runtime.v1: hostname 2, linux 8 -> security_context 2 -> namespace_options 1 ->
-    network 1, pid 2, ipc 3). Anything else (ctr, no options) is a pod of its own namespaces."""
+def pod_config(type_url: str, value: bytes) -> tuple[str, dict[str, int], dict[str, list[dict[str, int]]]]:
+    """(hostname, {network, pid, ipc: NamespaceMode}, the pod's user namespace mappings or {}) from
+    CRI's PodSandboxConfig, read by field number (runtime.v1: hostname 2, linux 8 ->
+    security_context 2 -> namespace_options 1 -> network 1, pid 2, ipc 3, userns_options 5 ->
+    mode 1, uids 2, gids 3 -> IDMapping host_id 1, container_id 2, length 3). Anything else (ctr,
+    no options) is a pod of its own namespaces, in the node's user namespace."""
     modes = {"network": POD, "pid": POD, "ipc": POD}
     if not type_url.endswith("PodSandboxConfig"):
-        return "", modes
+        return "", modes, {}
     try:
         config = dict(wire.fields(value))
         hostname = config.get(2, b"")
@@ -85,11 +100,40 @@ def pod_config(type_url: str, value: bytes) -> tuple[str, dict[str, int]]:
         security = dict(wire.fields(_bytes(linux.get(2))))
         options = dict(wire.fields(_bytes(security.get(1))))
     except ValueError:
-        return "", modes
+        return "", modes, {}
+    userns = _userns(_bytes(options.get(5)))  # refused, never read as the node's
     for number, name in ((1, "network"), (2, "pid"), (3, "ipc")):
         mode = options.get(number, POD)
         modes[name] = mode if isinstance(mode, int) else POD
-    return (hostname.decode(errors="replace") if isinstance(hostname, bytes) else ""), modes
+    return (hostname.decode(errors="replace") if isinstance(hostname, bytes) else ""), modes, userns
+
+
+def _userns(message: bytes) -> dict[str, list[dict[str, int]]]:
+    """CRI's UserNamespace: {"uids": [...], "gids": [...]} in the OCI form, for a pod of its own
+    (mode POD with mappings); {} for the node's (NODE, or no message: kubelets before user
+    namespaces). Anything else (CONTAINER, TARGET, POD without both mappings) is refused."""
+    if not message:
+        return {}
+    maps: dict[str, list[dict[str, int]]] = {"uids": [], "gids": []}
+    mode = POD  # proto3 leaves a zero out: a message without a mode is POD's
+    try:
+        parsed = wire.fields(message)
+        entries = [(number, value, dict(wire.fields(value)) if number in (2, 3) and isinstance(value, bytes) else {})
+                   for number, value in parsed]
+    except ValueError:
+        raise InvalidSpec("userns_options: not a CRI UserNamespace message") from None
+    for number, value, entry in entries:
+        if number == 1 and isinstance(value, int):
+            mode = value
+        elif number in (2, 3) and isinstance(value, bytes):
+            maps["uids" if number == 2 else "gids"].append(
+                {"containerID": int(entry.get(2, 0)), "hostID": int(entry.get(1, 0)), "size": int(entry.get(3, 0))})
+    if mode == NODE:
+        return {}
+    if mode != POD or not maps["uids"] or not maps["gids"]:
+        raise InvalidSpec(f"userns_options: mode {mode} with {len(maps['uids'])} uid and {len(maps['gids'])} gid "
+                          "mappings: the shim gives a pod a user namespace of its own (mode POD), with both")
+    return maps
 
 
 def _bytes(value: object) -> bytes:
@@ -125,7 +169,10 @@ class SandboxService:
         with self.tasks.lock:
             if req.sandbox_id in self.tasks.sandboxes:
                 raise TTRPCError(ALREADY_EXISTS, f"sandbox {req.sandbox_id}: already exists")
-            self.tasks.sandboxes[req.sandbox_id] = Sandbox(req)
+            try:
+                self.tasks.sandboxes[req.sandbox_id] = Sandbox(req)
+            except InvalidSpec as e:
+                raise TTRPCError(INVALID_ARGUMENT, f"sandbox {req.sandbox_id}: {e}")
         return b""
 
     def startsandbox(self, payload: bytes, _req: object) -> bytes:
@@ -140,6 +187,7 @@ class SandboxService:
             "new_ipc": sandbox.modes["ipc"] != NODE,
             "new_pid": sandbox.modes["pid"] == POD,
             "shim_pid": os.getpid(),
+            "userns": sandbox.userns,
         }
         asked = time.monotonic()
         with self.tasks.spawner_lock:

@@ -20,6 +20,7 @@ from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound
 from mrun.kernel.proc import exit_code
 from mrun.kernel.syscalls import unmount_all
 from mrun.runtime import Runtime
+from mrun.shims import rootfs as rootfs_mounts
 from mrun.shims import spawner
 from mrun.shims.events import Publisher, now
 from mrun.shims.proto import events_pb2, task_pb2, types_pb2
@@ -304,11 +305,15 @@ class TaskService:
             raise TTRPCError(ALREADY_EXISTS, f"task {req.id}: already exists")
         prime_moves()  # on a thread here: the init's move into its cgroup then costs nothing
         rootfs = os.path.join(req.bundle, "rootfs")
-        mounted = _mount_rootfs(req.rootfs, rootfs)
+        mounts = rootfs_mounts.describe(req.rootfs)
+        by_worker = rootfs_mounts.idmapped(mounts)  # it forks: not from this threaded daemon
+        mounted = bool(mounts) if by_worker else _mount_rootfs(mounts, rootfs)
         task = Task(req)
         asked = time.monotonic()
         try:
             msg = {"id": req.id, "bundle": req.bundle, "root": self.runtime.store.root}
+            if by_worker:
+                msg["rootfs"] = mounts
             msg["annotations"] = runtime_options(req.options.type_url, req.options.value)
             # A pod's shim: the helper readies a worker for the next create once this one is done.
             msg["more"] = self.grouped or bool(self.sandboxes) or bool(self.tasks)
@@ -606,22 +611,8 @@ def runtime_options(type_url: str, value: bytes) -> dict[str, str]:
     return {OCI_RUNTIME: name} if name else {}
 
 
-def _mount_rootfs(mounts: list, target: str) -> bool:
-    from mrun.kernel import overlay
-    from mrun.kernel import syscalls as sc
-    from mrun.sandbox.rootfs import parse_options
-
-    for m in mounts:
-        dirs = {key: value for key, _, value in (o.partition("=") for o in m.options)
-                if key in ("lowerdir", "upperdir", "workdir")}
-        rest = [o for o in m.options if o.partition("=")[0] not in dirs]
-        flags, _prop, data = parse_options(rest)
-        try:
-            if m.type == "overlay" and "lowerdir" in dirs:  # as many layers as overlayfs stacks
-                overlay.mount(target, dirs["lowerdir"].split(":"), dirs.get("upperdir", ""), dirs.get("workdir", ""),
-                              [data] if data else [], flags)
-            else:
-                sc.mount(m.source, target, None if flags & sc.MS_BIND else m.type, flags, data or None)
-        except OSError as e:
-            raise TTRPCError(UNKNOWN, f"mounting the rootfs ({m.type} {m.source}) on {target}: {e.strerror}")
-    return bool(mounts)
+def _mount_rootfs(mounts: list[dict], target: str) -> bool:
+    try:
+        return rootfs_mounts.mount(mounts, target)
+    except MrunError as e:
+        raise TTRPCError(UNKNOWN, str(e))

@@ -69,6 +69,10 @@ def _create_or_exec(msg: dict, fds: list[int], backends: object) -> dict:
 
     from mrun.runtime import CreateOptions, Runtime
 
+    if msg.get("rootfs"):  # an idmapped one: its user namespace is forked here, not in the daemon
+        from mrun.shims import rootfs
+
+        rootfs.mount(msg["rootfs"], os.path.join(msg["bundle"], "rootfs"))
     console = socket.socket(fileno=fds.pop()) if msg.get("terminal") else None
     for target, fd in zip((0, 1, 2), fds, strict=False):
         os.dup2(fd, target)

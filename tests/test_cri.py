@@ -263,6 +263,52 @@ def test_cri_pod_with_a_linux_and_a_wasm_container(cri, handler):
     assert not info_errors, f"containerd could not read mrun's -info: {info_errors}"
 
 
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_a_user_namespaced_pod_sees_its_image_and_volume_as_its_own(cri, handler, tmp_path):
+    """Kubernetes' hostUsers: false, as kubelet asks for it: the pod's mappings in its
+    userns_options (and each container's), a volume with the same mappings. Its root is host
+    200000; the image's layers (containerd's uidmap/gidmap snapshot options) and the volume are
+    idmapped, so both show their root-owned files as root's, and what the container writes to
+    the volume is host root's. mrun failed such a pod at its rootfs (an overlay option it did not
+    know), at the user namespace's oom_score_adj, and (a shim pod) at joining a user namespace the
+    holder never had. The state directory is made reachable as containerd's own root is (0711):
+    the mapped root must reach the bundle, as with runc."""
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    (volume / "zero").write_text("0")
+    d = str(tmp_path)
+    while d != "/":  # pytest's directories are 0700
+        os.chmod(d, os.stat(d).st_mode | 0o005)
+        d = os.path.dirname(d)
+    os.chmod(cri.ctd.dir, 0o711)
+    ids = [{"host_id": 200000, "container_id": 0, "length": 65536}]
+    userns = {"security_context": {"namespace_options": {"userns_options": {"mode": 0, "uids": ids, "gids": ids}}}}
+    name = f"userns-{handler}-{uuid.uuid4().hex[:6]}"
+    logs = os.path.join(cri.work, "logs", name)
+    os.makedirs(logs)
+    pod_path = cri.write(f"{name}-pod.json", {**pod_doc(name, logs), "linux": userns})
+    pod = cri.run("runp", "--runtime", handler, pod_path)
+    try:
+        container = cri.write(f"{name}-c.json", {
+            "metadata": {"name": "c"},
+            "image": {"image": IMAGE},
+            "command": ["/bin/sh", "-c", "cat /proc/self/uid_map; stat -c %u:%g /bin/sh /vol/zero; touch /vol/new "
+                        "&& echo wrote; exec sleep 3600"],
+            "log_path": "c.log",
+            "mounts": [{"container_path": "/vol", "host_path": str(volume), "uidMappings": ids, "gidMappings": ids}],
+            "linux": userns,
+        })
+        cid = cri.run("create", pod, container, pod_path)
+        cri.run("start", cid)
+        wait_for(lambda: any(w in cri.run("logs", cid) for w in ("wrote", "touch")), "the container said nothing")
+        out = cri.run("logs", cid).split()
+        assert out == ["0", "200000", "65536", "0:0", "0:0", "wrote"], out
+        assert os.stat(volume / "new").st_uid == 0  # the volume's root, through its mapping
+        assert "Uid:\t200000" in open(f"/proc/{cri.inspect('inspect', cid)['info']['pid']}/status").read()
+    finally:
+        remove_pod(cri, pod)
+
+
 def test_a_handler_whose_options_hand_its_pods_to_runc(cri):
     """The operator's runtime options (ConfigPath) send a handler's pods through mrun's shim to runc."""
     name = f"mrun-runc-{uuid.uuid4().hex[:6]}"

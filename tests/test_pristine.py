@@ -79,7 +79,8 @@ def test_the_copy_holds_the_senders_descriptors_at_their_numbers_and_nothing_of_
     copy = pristine.armed()
     late_r, late_w = os.pipe()  # after the copy was made: it can only have them by hand-over
     os.set_inheritable(late_w, True)
-    moved = os.dup2(late_r, 77, inheritable=False)
+    free = max(int(fd) for fd in os.listdir("/proc/self/fd")) + 10  # a number nothing holds (was 77, which
+    moved = os.dup2(late_r, free, inheritable=False)  # earlier tests' descriptors could reach in one process)
     try:
         pid, ch = launch.spawn(_launch(copy))
         ours = _open_descriptors()  # the channel's pipes still open at our end too

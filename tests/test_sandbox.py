@@ -454,3 +454,135 @@ def test_a_pids_limit_of_one_admits_the_init_itself(h):
     cfg = h.config(["true"])
     cfg["linux"]["resources"] = {"pids": {"limit": 1}}
     h.ok("run", "-b", h.bundle(config=cfg), h.cid())
+
+
+def _owned_tree(h) -> str:
+    """A bind source (world-readable, so a user namespace's root reaches it): files owned 0:0
+    and 5:7, and a directory ``sub`` for a submount."""
+    src = os.path.join(h.tmp, "idmap-src")
+    os.makedirs(os.path.join(src, "sub"))
+    for name, ids in (("zero", (0, 0)), ("five", (5, 7))):
+        path = os.path.join(src, name)
+        with open(path, "w") as f:
+            f.write(name)
+        os.chown(path, *ids)
+    d = src
+    while d != "/":
+        os.chmod(d, os.stat(d).st_mode | 0o005)
+        d = os.path.dirname(d)
+    return src
+
+
+def _ids_seen(h, cfg: dict, *paths: str) -> list[str]:
+    cfg["process"]["args"] = ["stat", "-c", "%u:%g", *paths]
+    return h.ok("run", "-b", h.bundle(config=cfg), h.cid("idm")).stdout.split()
+
+
+def test_an_idmapped_bind_mount_shows_its_files_through_the_mount_s_mappings(h):
+    """runtime-spec 1.2's idmapped mounts (mounts[].uidMappings/gidMappings, and the idmap and
+    ridmap options): Kubernetes' user-namespaced pods (hostUsers: false) ask containerd 2.x for them,
+    once the runtime's features say it has them. mrun ignored both fields, so a volume's files
+    kept their host owners (overflow ids inside a user namespace), which the spec added the
+    options to prevent ("so that older runtimes will not silently ignore this field")."""
+    src = _owned_tree(h)
+    maps = {"uidMappings": [{"containerID": 0, "hostID": 1000, "size": 10}],
+            "gidMappings": [{"containerID": 0, "hostID": 2000, "size": 10}]}
+    cfg = h.config(["true"])
+    cfg["mounts"].append({"destination": "/root", "type": "bind", "source": src, "options": ["rbind", "ro"], **maps})
+    assert _ids_seen(h, cfg, "/root/zero", "/root/five") == ["1000:2000", "1005:2007"]
+    # written through, as its mappings say: the container's root (host 0) has no id on this mount
+    cfg = h.config(["sh", "-c", "touch /root/new"])
+    cfg["mounts"].append({"destination": "/root", "type": "bind", "source": src, "options": ["bind"], **maps})
+    r = h.mrun("run", "-b", h.bundle(config=cfg), h.cid("idw"))
+    assert r.returncode != 0 and "Value too large" in r.stderr + r.stdout  # root (0) is not mapped here
+    assert not os.path.exists(os.path.join(src, "new"))
+
+
+def test_the_idmap_option_alone_takes_the_container_s_user_namespace_mappings(h):
+    """`idmap` with no mappings of its own: the container's (spec 1.2). In a user namespace whose
+    root is host 200000, a volume's root-owned files are its root's, not the overflow id."""
+    src = _owned_tree(h)
+    cfg = h.config(["true"])
+    _in_a_user_namespace(h, cfg)
+    cfg["mounts"].append({"destination": "/root", "type": "bind", "source": src, "options": ["rbind", "idmap"]})
+    assert _ids_seen(h, cfg, "/root/zero", "/root/five") == ["0:0", "5:7"]
+    cfg = h.config(["true"])
+    _in_a_user_namespace(h, cfg)
+    cfg["mounts"].append({"destination": "/root", "type": "bind", "source": src, "options": ["rbind"]})
+    assert _ids_seen(h, cfg, "/root/zero") == ["65534:65534"]  # the same mount, not idmapped
+
+
+def test_ridmap_maps_the_submounts_of_an_rbind_and_idmap_only_its_top(h):
+    src = _owned_tree(h)
+    sub = os.path.join(src, "sub")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "idmap-sub", sub], check=True)
+    try:
+        open(os.path.join(sub, "f"), "w").close()
+        maps = {"uidMappings": [{"containerID": 0, "hostID": 300, "size": 10}],
+                "gidMappings": [{"containerID": 0, "hostID": 300, "size": 10}]}
+        seen = {}
+        for option in ("idmap", "ridmap"):
+            cfg = h.config(["true"])
+            cfg["mounts"].append({"destination": "/root", "type": "bind", "source": src,
+                                  "options": ["rbind", option], **maps})
+            seen[option] = _ids_seen(h, cfg, "/root/zero", "/root/sub/f")
+        assert seen == {"idmap": ["300:300", "0:0"], "ridmap": ["300:300", "300:300"]}
+    finally:
+        subprocess.run(["umount", sub], check=True)
+
+
+def test_idmapped_mounts_that_cannot_be_made_are_refused_in_one_line(h):
+    """runc's rules: bind mounts only, both mappings, and the idmap option without mappings needs
+    the container's own; a filesystem that cannot be idmapped (procfs) is the kernel's refusal,
+    naming the mount. Each leaves nothing (the harness checks mounts, cgroups, state)."""
+    src = _owned_tree(h)
+    one = [{"containerID": 0, "hostID": 1000, "size": 1}]
+    cases = [
+        ({"destination": "/t", "type": "tmpfs", "source": "tmpfs", "uidMappings": one, "gidMappings": one},
+         "mounts[N]", "bind"),
+        ({"destination": "/root", "type": "bind", "source": src, "options": ["bind"], "uidMappings": one},
+         "mounts[N].gidMappings", "both"),
+        ({"destination": "/root", "type": "bind", "source": src, "options": ["bind", "idmap"]},
+         "mounts[N]", "user namespace"),
+        ({"destination": "/root", "type": "bind", "source": "/proc", "options": ["rbind"], "uidMappings": one,
+          "gidMappings": one}, "mounts[N]", "/root"),
+    ]
+    for mount, *needles in cases:
+        cfg = h.config(["true"])
+        cfg["mounts"].append(mount)
+        index = str(len(cfg["mounts"]) - 1)
+        one_line_error(h.mrun("run", "-b", h.bundle(config=cfg), h.cid("bad")),
+                       *(n.replace("N", index) for n in needles))
+
+
+def test_a_user_namespace_s_bind_sources_are_reached_by_the_host_not_its_mapped_root(h):
+    """containerd's bundles and CRI's sandbox directories are root's alone (0700): a container
+    whose root is host uid 200000 could not reach the sources of its bind mounts (CRI's
+    /dev/shm, /etc/hosts, a volume), and its create failed ("... does not exist"). The host clones
+    each source before the init enters the user namespace (runc opens them there too); files and
+    directories alike, and read-only stays read-only."""
+    private = os.path.join(h.tmp, "root-only")
+    os.makedirs(os.path.join(private, "dir"))
+    os.chmod(private, 0o700)
+    with open(os.path.join(private, "dir", "f"), "w") as f:
+        f.write("in-dir\n")
+    with open(os.path.join(private, "hosts"), "w") as f:
+        f.write("10.9.8.7 somewhere\n")
+    cfg = h.config(["sh", "-c", "cat /root/f /etc/group; touch /root/g 2>&1 | grep -c Read-only"])
+    _in_a_user_namespace(h, cfg)
+    cfg["mounts"] += [
+        {"destination": "/root", "type": "bind", "source": os.path.join(private, "dir"), "options": ["rbind", "ro"]},
+        {"destination": "/etc/group", "type": "bind", "source": os.path.join(private, "hosts"), "options": ["bind"]},
+    ]
+    r = h.ok("run", "-b", h.bundle(config=cfg), h.cid("priv"))
+    assert r.stdout.split("\n")[:3] == ["in-dir", "10.9.8.7 somewhere", "1"], r.stdout
+
+
+def test_a_user_namespace_container_gets_its_oom_score_adj(h):
+    """CRI gives every container an oomScoreAdj. Written by the init from inside its user
+    namespace, /proc/self/oom_score_adj is not its root's to write (EACCES): every user-namespaced
+    pod failed. It is set before the user namespace is entered, as host root, and inherited."""
+    cfg = h.config(["cat", "/proc/self/oom_score_adj"])
+    _in_a_user_namespace(h, cfg)
+    cfg["process"]["oomScoreAdj"] = 500
+    assert h.ok("run", "-b", h.bundle(config=cfg), h.cid("oom")).stdout.strip() == "500"

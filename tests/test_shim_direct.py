@@ -641,3 +641,75 @@ def test_update_raises_memory_with_swap_as_kubernetes_does(h):
     shim.call("Kill", task_pb2.KillRequest(id=cid, signal=9))
     assert wait_exit(shim, cid) == 137
     shim.finish(cid)
+
+
+def test_a_task_s_idmapped_mount_in_a_user_namespace_as_containerd_sends_it(h):
+    """Kubernetes' user-namespaced pods through the shim: containerd 2.x names each volume's
+    mappings on its mount. The shim's create worker hands its init to a pristine copy with the
+    worker's descriptors, the idmapped copies among them: the volume's root-owned files are the
+    container's root's, not the overflow id."""
+    from test_sandbox import _in_a_user_namespace, _owned_tree
+
+    src = _owned_tree(h)
+    cid = h.cid("idmap")
+    cfg = h.config(["stat", "-c", "%u:%g", "/root/zero", "/root/five"])
+    _in_a_user_namespace(h, cfg)
+    maps = cfg["linux"]["uidMappings"]
+    cfg["mounts"].append({"destination": "/root", "type": "bind", "source": src, "options": ["rbind", "ro"],
+                          "uidMappings": maps, "gidMappings": maps})
+    bundle = h.bundle(config=cfg)
+    shim = Shim(h, bundle, cid)
+    (stdout,) = shim.fifos("stdout")
+    out = reader(stdout)
+    shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle, stdout=stdout))
+    shim.call("Start", task_pb2.StartRequest(id=cid))
+    assert wait_exit(shim, cid) == 0
+    assert read_until_eof(out).split() == [b"0:0", b"5:7"]
+    shim.finish(cid)
+
+
+def test_a_user_namespaced_snapshot_is_mounted_idmapped_by_the_create_worker(h):
+    """containerd 2.x's overlay snapshot of a user-namespaced pod names the pod's mappings in
+    uidmap=/gidmap= options, which are no overlayfs option: the create failed, "Invalid argument".
+    Each layer is cloned idmapped (in the create worker: the user namespace is forked, which the
+    threaded daemon must not), so the image's root-owned files are the container's root's. Only
+    one of the two options is refused in one line, nothing left mounted."""
+    from mrun.shims.proto import types_pb2
+    from test_sandbox import _in_a_user_namespace
+
+    maps = "0:300000:65536"
+    for options, want in (([f"uidmap={maps}", f"gidmap={maps}"], None), ([f"uidmap={maps}"], "gidmap")):
+        cid = h.cid("snap")
+        bundle = os.path.join(h.tmp, f"bundle-{cid}")
+        for d in ("rootfs", "upper", "work"):
+            os.makedirs(os.path.join(bundle, d))
+        cfg = h.config(["sh", "-c", "cat /proc/self/uid_map; stat -c %u:%g /bin/sh"],
+                       root={"path": "rootfs", "readonly": True})
+        _in_a_user_namespace(h, cfg)
+        ids = [{"containerID": 0, "hostID": 300000, "size": 65536}]
+        cfg["linux"]["uidMappings"] = cfg["linux"]["gidMappings"] = ids
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            json.dump(cfg, f)
+        d = bundle
+        while d != "/":  # the mapped root reaches its bundle, as containerd's (0711) lets it
+            os.chmod(d, os.stat(d).st_mode | 0o005)
+            d = os.path.dirname(d)
+        rootfs = types_pb2.Mount(type="overlay", source="overlay", options=[
+            f"lowerdir={h.rootfs}", f"upperdir={bundle}/upper", f"workdir={bundle}/work", *options])
+        shim = Shim(h, bundle, cid)
+        (stdout,) = shim.fifos("stdout")
+        out = reader(stdout)
+        if want:
+            with pytest.raises(ttrpc.TTRPCError) as e:
+                shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle, stdout=stdout, rootfs=[rootfs]))
+            assert want in e.value.message and "\n" not in e.value.message, e.value.message
+            assert f"{bundle}/rootfs" not in open("/proc/self/mountinfo").read()
+            os.close(out)
+            shim.finish()
+            continue
+        shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle, stdout=stdout, rootfs=[rootfs]))
+        shim.call("Start", task_pb2.StartRequest(id=cid))
+        assert wait_exit(shim, cid) == 0
+        assert read_until_eof(out).split() == [b"0", b"300000", b"65536", b"0:0"]
+        shim.finish(cid)
+        assert f"{bundle}/rootfs" not in open("/proc/self/mountinfo").read()

@@ -4,6 +4,7 @@ containerd is gone. The same paths under a real containerd 2.3 are in test_conta
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -106,7 +107,7 @@ def test_info_answers_runtime_info_with_the_features_and_caches_it(h):
     assert info.features.type_url == "types.containerd.io/opencontainers/runtime-spec/1/features/Features"
     features = json.loads(info.features.value)
     assert "user" in features["linux"]["namespaces"]
-    assert features["linux"]["mountExtensions"]["idmap"]["enabled"] is False  # what Kubernetes gates on
+    assert features["linux"]["mountExtensions"]["idmap"]["enabled"] is True  # what Kubernetes gates on
     assert "wasm" in features["annotations"]["org.mrun.backends"]
     cached = [f for f in os.listdir(env["MRUN_SHIM_ROOT"]) if f.startswith(".info-")]
     assert len(cached) == 1
@@ -173,9 +174,12 @@ def test_a_relative_socket_dir_is_refused_in_one_line(h):
     assert lines == ["containerd-shim-mrun-v2: socket_dir 'run/s' is not an absolute path"]
 
 
-def pod_config(hostname: str, pid_mode: int) -> any_pb2.Any:
-    """CRI's runtime.v1.PodSandboxConfig, the fields mrun reads: hostname, and the namespace modes."""
+def pod_config(hostname: str, pid_mode: int, userns: bytes = b"") -> any_pb2.Any:
+    """CRI's runtime.v1.PodSandboxConfig, the fields mrun reads: hostname, the namespace modes, and
+    ``userns`` as the UserNamespace message (``userns_message``)."""
     options = wire.field(1, 0) + wire.field(2, pid_mode) + wire.field(3, 0)
+    if userns:
+        options += wire.field(5, userns)
     config = wire.field(2, hostname) + wire.field(8, wire.field(2, wire.field(1, options)))
     return any_pb2.Any(type_url="runtime.v1.PodSandboxConfig", value=config)
 
@@ -285,6 +289,64 @@ def test_a_host_pid_pod_keeps_the_host_pid_namespace(h, socket_dir):
         ).pid
         assert ns(holder, "pid") == ns("self", "pid") and ns(holder, "uts") != ns("self", "uts")
         assert ns(holder, "net") != ns("self", "net")  # no netns from containerd: one of its own, not the node's
+        shim.call(SANDBOX, "ShutdownSandbox", sandbox_pb2.ShutdownSandboxRequest(sandbox_id=sandbox_id))
+        assert not running(holder)
+        shim.client.close()
+        wait_gone(shim.pid, "the shim stayed after ShutdownSandbox")
+    finally:
+        shim.kill()
+
+
+def userns_message(mode: int, uids: list[tuple[int, int, int]], gids: list[tuple[int, int, int]]) -> bytes:
+    """runtime.v1.UserNamespace: mode 1, uids 2, gids 3, each an IDMapping (host_id 1, container_id
+    2, length 3), encoded as kubelet's protobuf does (a zero left out)."""
+    def mapping(host: int, container: int, length: int) -> bytes:
+        return b"".join(wire.field(n, v) for n, v in ((1, host), (2, container), (3, length)) if v)
+
+    body = wire.field(1, mode) if mode else b""
+    body += b"".join(wire.field(2, mapping(*m)) for m in uids) + b"".join(wire.field(3, mapping(*m)) for m in gids)
+    return body
+
+
+def test_a_user_namespaced_pod_s_holder_owns_the_pod_s_namespaces(h, socket_dir):
+    """hostUsers: false with sandboxer = 'shim': the holder is in a user namespace with the pod's
+    mappings, which owns the IPC and UTS namespaces the containers join; StartSandbox's spec names
+    it. A user namespace the shim cannot give a pod (CONTAINER mode, mappings missing) is refused in
+    one line, never taken for the node's."""
+    sandbox_id = h.cid("userns")
+    bundle = h.bundle(["true"])
+    shim = BootShim(h, bundle, sandbox_id, socket_dir)
+    try:
+        for mode, uids, gids, why in ((1, [(300000, 0, 65536)], [(300000, 0, 65536)], "mode 1"),
+                                      (0, [(300000, 0, 65536)], [], "0 gid")):
+            options = pod_config("p", 0, userns_message(mode, uids, gids))
+            with pytest.raises(ttrpc.TTRPCError) as e:
+                shim.call(SANDBOX, "CreateSandbox", sandbox_pb2.CreateSandboxRequest(
+                    sandbox_id=sandbox_id, bundle_path=bundle, options=options))
+            assert e.value.code == ttrpc.INVALID_ARGUMENT and why in e.value.message, e.value.message
+        maps = [(300000, 0, 65536)]
+        shim.call(SANDBOX, "CreateSandbox", sandbox_pb2.CreateSandboxRequest(
+            sandbox_id=sandbox_id, bundle_path=bundle, options=pod_config("p", 0, userns_message(0, maps, maps))
+        ))
+        started = sandbox_pb2.StartSandboxResponse.FromString(
+            shim.call(SANDBOX, "StartSandbox", sandbox_pb2.StartSandboxRequest(sandbox_id=sandbox_id))
+        )
+        holder = started.pid
+        assert open(f"/proc/{holder}/uid_map").read().split() == ["0", "300000", "65536"]
+        assert open(f"/proc/{holder}/gid_map").read().split() == ["0", "300000", "65536"]
+        spec = json.loads(started.spec.value)
+        assert {"type": "user", "path": f"/proc/{holder}/ns/user"} in spec["linux"]["namespaces"]
+        assert spec["linux"]["uidMappings"] == [{"containerID": 0, "hostID": 300000, "size": 65536}]
+        owner = ns(holder, "user")
+        assert owner != ns("self", "user")
+        for kind in ("uts", "ipc"):  # owned by the pod's user namespace: ioctl NS_GET_USERNS
+            fd = os.open(f"/proc/{holder}/ns/{kind}", os.O_RDONLY)
+            try:
+                owning = fcntl.ioctl(fd, 0xB701)
+                assert os.fstat(owning).st_ino == owner, kind
+                os.close(owning)
+            finally:
+                os.close(fd)
         shim.call(SANDBOX, "ShutdownSandbox", sandbox_pb2.ShutdownSandboxRequest(sandbox_id=sandbox_id))
         assert not running(holder)
         shim.client.close()

@@ -89,10 +89,10 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 _SYSNO = {
     "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "mount_setattr": 442, "ioprio_set": 251,
                "ioprio_get": 252, "keyctl": 250, "bpf": 321, "seccomp": 317, "get_mempolicy": 239,
-               "sched_setattr": 314},
+               "sched_setattr": 314, "open_tree": 428, "move_mount": 429},
     "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "mount_setattr": 442, "ioprio_set": 30,
                 "ioprio_get": 31, "keyctl": 219, "bpf": 280, "seccomp": 277, "get_mempolicy": 236,
-                "sched_setattr": 274},
+                "sched_setattr": 274, "open_tree": 428, "move_mount": 429},
 }[os.uname().machine]
 MOUNT_ATTR_RDONLY = 0x1
 AT_RECURSIVE = 0x8000
@@ -125,6 +125,48 @@ def mount_setattr(target: str, attr_set: int, attr_clr: int, recursive: bool = T
             ctypes.byref(attr), ctypes.c_long(ctypes.sizeof(attr)),
         ),
         f"mount_setattr {target}",
+    )
+
+
+OPEN_TREE_CLONE = 1
+AT_EMPTY_PATH = 0x1000
+MOUNT_ATTR_IDMAP = 0x00100000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+
+
+def open_tree_clone(source: str, recursive: bool) -> int:
+    """A detached copy of the mount at ``source`` (with its submounts if ``recursive``), as a
+    close-on-exec descriptor that a later ``move_mount`` puts in place (Linux 5.2)."""
+    flags = OPEN_TREE_CLONE | os.O_CLOEXEC | (AT_RECURSIVE if recursive else 0)
+    return _check(
+        _libc.syscall(ctypes.c_long(_SYSNO["open_tree"]), ctypes.c_long(-100), _b(source), ctypes.c_uint(flags)),
+        f"open_tree {source}",
+    )
+
+
+def idmap_mount(mount_fd: int, userns_fd: int, recursive: bool) -> None:
+    """Make the detached mount ``mount_fd`` (and its submounts if ``recursive``) show its files'
+    owners through ``userns_fd``'s mappings (mount_setattr's MOUNT_ATTR_IDMAP, Linux 5.12)."""
+    attr = _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    _check(
+        _libc.syscall(
+            ctypes.c_long(_SYSNO["mount_setattr"]), ctypes.c_long(mount_fd), b"", ctypes.c_long(flags),
+            ctypes.byref(attr), ctypes.c_long(ctypes.sizeof(attr)),
+        ),
+        "mount_setattr (idmap)",
+    )
+
+
+def move_mount(mount_fd: int, target_fd: int) -> None:
+    """Attach the detached mount ``mount_fd`` on the directory or file ``target_fd`` is a handle
+    of (an O_PATH descriptor: no path is looked up again)."""
+    flags = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH
+    _check(
+        _libc.syscall(ctypes.c_long(_SYSNO["move_mount"]), ctypes.c_long(mount_fd), b"", ctypes.c_long(target_fd),
+                      b"", ctypes.c_uint(flags)),
+        "move_mount",
     )
 
 

@@ -17,6 +17,7 @@ from mrun.errors import InvalidSpec, MrunError, SetUpDied
 from mrun.operations.builder import SandboxBuilder, await_ready
 from mrun.operations.options import prepare_stdio, write_pid_file
 from mrun.operations.undo import Undo
+from mrun.spec import idmapping as spec_idmapping
 from mrun.state import EXEC_FIFO, STARTED_FIFO, Record, now_rfc3339, oci_state
 from mrun.status import Status
 from mrun.trace import span
@@ -38,6 +39,7 @@ class Create:
         "prepare_backend",  # host side: compile, open what the payload needs
         "prepare_network",  # bridge, veth, address (attached once the init exists)
         "make_fifos",  # exec fifo (start) and started fifo (start returns once the program runs)
+        "open_host_mounts",  # bind sources the init cannot bind itself, cloned here (host_mounts)
         "spawn_init",  # fork into the namespaces, into the cgroup
         "await_init",  # prestart/createRuntime hooks on request, then "ready"
         "attach_network",  # move the veth into the init's network namespace
@@ -55,6 +57,7 @@ class Create:
         self.driver: Any = None  # a SandboxDriver when the backend owns the sandbox
         self.network: Any = None
         self.ch: Any = None
+        self.detached: dict[int, int] = {}  # mount index -> the host's clone of its bind source (open_host_mounts)
 
     def run(self) -> Record:
         try:
@@ -197,6 +200,7 @@ class Create:
             no_pivot=self.opts.no_pivot,
             new_keyring=record.new_keyring,
             hook_state=oci_state(self.store, record, Status.CREATING),
+            detached=dict(self.detached),
         )
         try:
             record.pid, self.ch = self.builder.launch(
@@ -209,14 +213,31 @@ class Create:
                 gid_mappings=spec.linux.get("gidMappings") or [],
                 close_in_child=(self.lock_fd,),
                 time_offsets=spec.linux.get("timeOffsets"),
+                oom_score_adj=spec.process.get("oomScoreAdj"),
             )
             record.pid_start = self.builder.pid_start
             self.store.save(record)
         finally:
             for fd in (self.fifo_fd, self.started_fd):  # only the init may hold them now
                 _close_quietly(fd)
+            self._close_detached()
             if console is not None:
                 console.close()
+
+    def open_host_mounts(self, undo: Undo) -> None:
+        """Bind sources the init cannot bind itself (idmapped ones; any, in a user namespace),
+        cloned here as detached mounts it inherits and moves into place (mrun.sandbox.host_mounts)."""
+        mounts, linux = self.spec.raw.get("mounts") or [], self.spec.linux
+        if "user" not in self.spec.namespaces() and not any(spec_idmapping(m, linux, i) for i, m in enumerate(mounts)):
+            return  # the usual case: the module is not imported
+        from mrun.sandbox import host_mounts
+
+        self.detached = host_mounts.prepare(mounts, linux)
+        undo.callback(self._close_detached)
+
+    def _close_detached(self) -> None:
+        while self.detached:
+            _close_quietly(self.detached.popitem()[1])
 
     def await_init(self, undo: Undo) -> None:
         def host_hooks() -> None:

@@ -17,8 +17,8 @@ from mrun.kernel import inroot
 from mrun.kernel import syscalls as sc
 from mrun.kernel.proc import status_field
 from mrun.plugins.api import Container
-from mrun.sandbox import devices, rootfs
-from mrun.sandbox.launch import Channel, await_key
+from mrun.sandbox import devices, host_mounts, rootfs
+from mrun.sandbox.launch import Channel, await_key, set_oom_score_adj
 from mrun.sandbox.process import ProcessPlan
 from mrun.spec import Spec
 from mrun.status import Status
@@ -46,30 +46,20 @@ class Sandbox:
         no_pivot: bool = False,
         hook_state: dict[str, Any] | None = None,
         new_keyring: bool = True,
+        detached: dict[int, int] | None = None,
     ) -> None:
         self.spec, self.container, self.plan, self.payload_hook = spec, container, plan, payload_hook
         self.namespaces, self.cgroup_paths, self.exec_fifo = namespaces, cgroup_paths, exec_fifo
         self.started_fd = started_fd
         self.console, self.no_pivot, self.hook_state = console, no_pivot, hook_state
         self.new_keyring = new_keyring
+        # {mount index: the host's detached clone of its bind source} (mrun.sandbox.host_mounts)
+        self.detached = detached or {}
 
     def init(self, ch: Channel) -> NoReturn:
         """The container's init (``Launch.child``); a bound method, so it pickles with its
         sandbox (mrun.sandbox.pristine)."""
         container_init(self, ch)
-
-
-def _set_oom_score_adj(value: int) -> None:
-    path = "/proc/self/oom_score_adj"
-    current = "value"
-    try:
-        with open(path) as f:
-            current = f.read().strip()
-        with open(path, "w") as f:
-            f.write(str(value))
-    except OSError as e:
-        hint = f" (going below the current {current} needs CAP_SYS_RESOURCE)" if e.errno == 13 else ""
-        raise MrunError(f"process.oomScoreAdj: cannot set {value}: {e.strerror}{hint}")
 
 
 def _join_session_keyring(sb: Sandbox) -> None:
@@ -151,9 +141,14 @@ def _build_rootfs(sb: Sandbox) -> None:
     root_fd = inroot.open_root(root)  # after the self-bind: mounts land on the new root mount
     try:
         for i, m in enumerate(spec.raw.get("mounts") or []):
-            rootfs.mount_one(root_fd, m, i, sb.cgroup_paths, new_cgroupns, "user" in sb.namespaces)
+            if i not in sb.detached and host_mounts.wanted(m, linux, i):
+                raise MrunError(f"mounts[{i}]: the host did not make its source ready")  # never a plain bind instead
+            rootfs.mount_one(root_fd, m, i, sb.cgroup_paths, new_cgroupns, "user" in sb.namespaces,
+                             sb.detached.get(i))
     finally:
         os.close(root_fd)
+        for fd in sb.detached.values():
+            os.close(fd)
     for m in spec.raw.get("mounts") or []:
         if os.path.normpath(m["destination"]) == "/dev" and (
             m.get("type") == "bind" or "bind" in (m.get("options") or []) or "rbind" in (m.get("options") or [])
@@ -195,8 +190,8 @@ def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
                 except OSError as e:
                     raise MrunError(f"{field}: cannot set {spec.raw[field]!r}: {e.strerror}")
     await_key(ch, "cgrouped", ch.seen)  # we are in our cgroup (launch.spawn)
-    if spec.process.get("oomScoreAdj") is not None:
-        _set_oom_score_adj(spec.process["oomScoreAdj"])
+    if spec.process.get("oomScoreAdj") is not None and "user" not in sb.namespaces:  # else set before it
+        set_oom_score_adj(spec.process["oomScoreAdj"])
     hooks = spec.hooks
     if hooks.get("prestart") or hooks.get("createRuntime"):
         ch.send(hooks=True)

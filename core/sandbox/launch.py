@@ -86,6 +86,7 @@ class Launch:
         thread_files: Callable[[], list[str]] | None = None,
         pristine: Any = None,
         time_offsets: dict[str, dict[str, int]] | None = None,
+        oom_score_adj: int | None = None,
     ) -> None:
         self.namespaces, self.child, self.add_to_cgroup = namespaces, child, add_to_cgroup
         # The cgroup driver's files through which a single-threaded process moves itself in
@@ -100,6 +101,9 @@ class Launch:
         self.pristine = pristine
         # linux.timeOffsets: written once the new time namespace exists, before anything is in it
         self.time_offsets = time_offsets or {}
+        # process.oomScoreAdj, set by the intermediate before it enters a user namespace (where
+        # /proc/self/oom_score_adj is no longer its root's to write); the init inherits it
+        self.oom_score_adj = oom_score_adj
 
     def __getstate__(self) -> dict[str, Any]:
         """As a pristine copy gets it (mrun.sandbox.pristine): the host-side callables are the
@@ -122,6 +126,19 @@ class Launch:
 
 def _moved_by_host(_pid: int) -> None:
     """A pristine copy's ``add_to_cgroup``: the host moves the process (a copy never calls it)."""
+
+
+def set_oom_score_adj(value: int) -> None:
+    path = "/proc/self/oom_score_adj"
+    current = "value"
+    try:
+        with open(path) as f:
+            current = f.read().strip()
+        with open(path, "w") as f:
+            f.write(str(value))
+    except OSError as e:
+        hint = f" (going below the current {current} needs CAP_SYS_RESOURCE)" if e.errno == 13 else ""
+        raise MrunError(f"process.oomScoreAdj: cannot set {value}: {e.strerror}{hint}")
 
 
 def _write_time_offsets(pid: int, launch: Launch) -> None:
@@ -257,6 +274,8 @@ def _intermediate(launch: Launch, ch: Channel) -> NoReturn:
     try:
         seen: set[str] = set()
         await_key(ch, "go", seen)
+        if launch.oom_score_adj is not None and "user" in launch.namespaces:
+            set_oom_score_adj(launch.oom_score_adj)
         join_fds = _open_thread_files(launch)
         fds = _open_namespaces(launch, set(sc.NS_FLAGS))
         joined_user = fds.pop("user", None)  # joined last: as host root we may still join the others

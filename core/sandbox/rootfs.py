@@ -103,14 +103,15 @@ PROC_MOUNTS_ALLOWED = frozenset((
 ))
 
 
-def _refuse_on_proc(target: str, dest: str, source: str, is_bind: bool, index: int) -> None:
+def _refuse_on_proc(target: str, dest: str, source: str | int, is_bind: bool, index: int) -> None:
     """runc's rule (checkProcMount): nothing is mounted over what procfs shows (/proc/sys, a
     process's attr/ that AppArmor is set through...) but lxcfs's files, and over /proc itself
     only a procfs. Judged on the destination's handle, after its resolution inside the rootfs,
     so no link leads around it."""
     if sc.fs_type(target) != sc.PROC_SUPER_MAGIC or os.path.normpath(dest) in PROC_MOUNTS_ALLOWED:
         return
-    if is_bind and os.path.normpath(dest) == "/proc" and sc.fs_type(source) == sc.PROC_SUPER_MAGIC:
+    source_type = sc.fd_fs_type(source) if isinstance(source, int) else sc.fs_type(source)
+    if is_bind and os.path.normpath(dest) == "/proc" and source_type == sc.PROC_SUPER_MAGIC:
         return
     raise MrunError(f"mounts[{index}].destination: {dest} is inside /proc, where only lxcfs's files may be "
                     "mounted over (as runc refuses)")
@@ -140,9 +141,12 @@ def mount_one(
     cgroup_paths: dict[str, str] | None,
     new_cgroupns: bool,
     in_userns: bool = False,
+    detached: int | None = None,
 ) -> None:
     """One spec mount; the destination is resolved inside the rootfs and mounted on through a
-    handle, then reopened for each later step (a remount must see the new mount, not the old)."""
+    handle, then reopened for each later step (a remount must see the new mount, not the old).
+    ``detached``: the host's clone of a bind source (``sandbox.host_mounts``: idmapped, or one a
+    user namespace's root may not reach), moved into place instead of binding the source."""
     kind = m.get("type") or ""
     options = m.get("options") or []
     flags, prop, data = parse_options(options)
@@ -151,13 +155,21 @@ def mount_one(
     is_bind = kind == "bind" or flags & sc.MS_BIND
     try:
         if is_bind:
-            if not os.path.isabs(source):
+            if detached is not None:
+                is_dir = stat.S_ISDIR(os.fstat(detached).st_mode)
+            elif not os.path.isabs(source):
                 raise MrunError(f"mounts[{index}].source: bind source {source!r} must be an absolute path")
-            if not os.path.exists(source):
+            elif not os.path.exists(source):
                 raise MrunError(f"mounts[{index}].source: {source} does not exist")
-            with inroot.at(root_fd, dest, create="dir" if os.path.isdir(source) else "file") as target:
-                _refuse_on_proc(target, dest, source, True, index)
-                sc.mount(source, target, None, sc.MS_BIND | (flags & sc.MS_REC))
+            else:
+                is_dir = os.path.isdir(source)
+            place = inroot.at(root_fd, dest, create="dir" if is_dir else "file")
+            with place as target:
+                _refuse_on_proc(target, dest, source if detached is None else detached, True, index)
+                if detached is None:
+                    sc.mount(source, target, None, sc.MS_BIND | (flags & sc.MS_REC))
+                else:
+                    sc.move_mount(detached, place.fd)
             rest = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
             if rest:
                 with inroot.at(root_fd, dest) as target:
