@@ -269,10 +269,11 @@ def test_a_user_namespaced_pod_sees_its_image_and_volume_as_its_own(cri, handler
     userns_options (and each container's), a volume with the same mappings. Its root is host
     200000; the image's layers (containerd's uidmap/gidmap snapshot options) and the volume are
     idmapped, so both show their root-owned files as root's, and what the container writes to
-    the volume is host root's. mrun failed such a pod at its rootfs (an overlay option it did not
-    know), at the user namespace's oom_score_adj, and (a shim pod) at joining a user namespace the
-    holder never had. The state directory is made reachable as containerd's own root is (0711):
-    the mapped root must reach the bundle, as with runc."""
+    the volume is host root's; a wasm container runs in the same pod. mrun failed such a pod at
+    its rootfs (an overlay option it did not know), at the user namespace's oom_score_adj, and (a
+    shim pod) at joining a user namespace the holder never had. The state directory is made
+    reachable as containerd's own root is (0711): the mapped root must reach the bundle, as with
+    runc."""
     volume = tmp_path / "volume"
     volume.mkdir()
     (volume / "zero").write_text("0")
@@ -305,6 +306,13 @@ def test_a_user_namespaced_pod_sees_its_image_and_volume_as_its_own(cri, handler
         assert out == ["0", "200000", "65536", "0:0", "0:0", "wrote"], out
         assert os.stat(volume / "new").st_uid == 0  # the volume's root, through its mapping
         assert "Uid:\t200000" in open(f"/proc/{cri.inspect('inspect', cid)['info']['pid']}/status").read()
+        wasm = cri.write(f"{name}-wasm.json", {"metadata": {"name": "wasm"}, "image": {"image": WASM_IMAGE},
+                                               "command": ["/hello.wasm", "0"], "log_path": "w.log", "linux": userns})
+        wasm_id = cri.run("create", pod, wasm, pod_path)
+        cri.run("start", wasm_id)
+        wait_for(lambda: cri.inspect("inspect", wasm_id)["status"]["state"] == "CONTAINER_EXITED", "wasm never ended")
+        assert cri.inspect("inspect", wasm_id)["status"]["exitCode"] == 0, cri.run("logs", wasm_id)
+        assert "hello from wasm32-wasi" in cri.run("logs", wasm_id)
     finally:
         remove_pod(cri, pod)
 

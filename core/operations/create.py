@@ -227,8 +227,10 @@ class Create:
     def open_host_mounts(self, undo: Undo) -> None:
         """Bind sources the init cannot bind itself (idmapped ones; any, in a user namespace),
         cloned here as detached mounts it inherits and moves into place (mrun.sandbox.host_mounts)."""
-        mounts, linux = self.spec.raw.get("mounts") or [], self.spec.linux
-        if "user" not in self.spec.namespaces() and not any(spec_idmapping(m, linux, i) for i, m in enumerate(mounts)):
+        mounts, linux, namespaces = self.spec.raw.get("mounts") or [], self.spec.linux, self.spec.namespaces()
+        if "mount" not in namespaces:
+            return  # the caller's mount namespace: no mount is made (runc's rule, warned about)
+        if "user" not in namespaces and not any(spec_idmapping(m, linux, i) for i, m in enumerate(mounts)):
             return  # the usual case: the module is not imported
         from mrun.sandbox import host_mounts
 
