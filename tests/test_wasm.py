@@ -615,3 +615,42 @@ def _threads_named(pid: int, name: str) -> list[str]:
         except OSError:
             continue
     return found
+
+
+def test_a_create_killed_while_its_module_compiles_leaves_what_delete_force_removes(h, cache_env):
+    """A create SIGKILLed while its contained compile runs (the kill-at-each-step harness counts
+    file changes, and a compile makes none, so no kill landed there): the compiling child, in the
+    container's cgroup, dies with its parent (PDEATHSIG), nothing is cached, and `delete --force`
+    leaves no state, cgroup, mount or process (the harness checks them after the test)."""
+    from conftest import children_of, running
+
+    cfg, base = wasm_bundle(h, costly_module(2_500_000))  # ~0.5 s of the compiler (a body past 7.6 MB is refused)
+    cfg["linux"]["resources"]["memory"] = {"limit": 1 << 30}
+    cfg["linux"]["resources"]["cpu"] = {"quota": 10000, "period": 100000}  # a tenth of a CPU: ~5 s to compile
+    bundle, cid = make(h, cfg, base), h.cid("killed")
+    create = subprocess.Popen([h.binary, "--root", h.root, "create", "-b", bundle, cid], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, **h.base_env, **cache_env, "MRUN_WARM": "0"})
+    deadline = time.monotonic() + 30
+    while not children_of(create.pid):
+        assert create.poll() is None, "the create ended before it compiled"
+        assert time.monotonic() < deadline, "no compiling child appeared"
+        time.sleep(0.01)
+    (compiler,) = children_of(create.pid)
+    with open(os.path.join(h.root, cid, "state.json")) as f:
+        cgroup = json.load(f)["cgroup"]
+    procs = os.path.join(cgroup["paths"]["memory"] if cgroup["version"] == 1 else cgroup["path"], "cgroup.procs")
+    while str(compiler) not in open(procs).read().split():  # it moves itself in first thing
+        assert time.monotonic() < deadline, "the compiler never joined the container's cgroup"
+        time.sleep(0.01)
+    assert create.poll() is None, "the create ended before the kill: the window was missed"
+    create.kill()
+    create.wait()
+    deadline = time.monotonic() + 2  # long before its compile could have ended by itself
+    while running(compiler):
+        assert time.monotonic() < deadline, "the compiling child outlived its killed create"
+        time.sleep(0.02)
+    assert not os.path.isdir(os.path.join(cache_env["MRUN_CACHE_DIR"], "wasm")) or not os.listdir(
+        os.path.join(cache_env["MRUN_CACHE_DIR"], "wasm"))
+    h.ok("delete", "--force", cid)
+    assert h.status(cid) == "gone"
