@@ -306,6 +306,8 @@ def test_a_user_namespaced_pod_sees_its_image_and_volume_as_its_own(cri, handler
         assert out == ["0", "200000", "65536", "0:0", "0:0", "wrote"], out
         assert os.stat(volume / "new").st_uid == 0  # the volume's root, through its mapping
         assert "Uid:\t200000" in open(f"/proc/{cri.inspect('inspect', cid)['info']['pid']}/status").read()
+        assert cri.run("exec", "-s", cid, "sh", "-c", "id -u; cat /proc/self/uid_map").split() == [
+            "0", "0", "200000", "65536"]  # kubectl exec: in the pod's user namespace too
         wasm = cri.write(f"{name}-wasm.json", {"metadata": {"name": "wasm"}, "image": {"image": WASM_IMAGE},
                                                "command": ["/hello.wasm", "0"], "log_path": "w.log", "linux": userns})
         wasm_id = cri.run("create", pod, wasm, pod_path)

@@ -55,7 +55,7 @@ class SandboxBuilder:
         # create does not import it (1.4 ms of every `mrun create`, with the _socket it needs).
         pristine = sys.modules.get("mrun.sandbox.pristine")
         copy = pristine.armed() if pristine is not None else None
-        pid, ch = host.spawn(Launch(**launch, pristine=copy))
+        pid, ch = host.spawn(Launch(**launch, pristine=copy, rlimits=self.plan.rlimits))
         self.pid_start = host.start_time(pid)
         undo.callback(kill_if_same, host, pid, self.pid_start)
         return pid, ch

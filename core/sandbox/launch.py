@@ -87,6 +87,7 @@ class Launch:
         pristine: Any = None,
         time_offsets: dict[str, dict[str, int]] | None = None,
         oom_score_adj: int | None = None,
+        rlimits: list[tuple[int, int, int]] | None = None,
     ) -> None:
         self.namespaces, self.child, self.add_to_cgroup = namespaces, child, add_to_cgroup
         # The cgroup driver's files through which a single-threaded process moves itself in
@@ -104,6 +105,9 @@ class Launch:
         # process.oomScoreAdj, set by the intermediate before it enters a user namespace (where
         # /proc/self/oom_score_adj is no longer its root's to write); the init inherits it
         self.oom_score_adj = oom_score_adj
+        # process.rlimits as (resource, soft, hard): in a user namespace the process cannot raise a
+        # hard limit itself (CAP_SYS_RESOURCE of the host's), so the host sets them (spawn)
+        self.rlimits = rlimits or []
 
     def __getstate__(self) -> dict[str, Any]:
         """As a pristine copy gets it (mrun.sandbox.pristine): the host-side callables are the
@@ -498,6 +502,8 @@ def spawn(launch: Launch) -> tuple[int, Channel]:
         # nothing it starts or allocates is outside.
         if launch.add_to_cgroup and not _joined(host, launch):
             launch.add_to_cgroup(pid)
+        if "user" in launch.namespaces:
+            _set_rlimits(pid, launch.rlimits)
         _tell(host, cgrouped=True)
         return pid, host
     except BaseException:
@@ -511,6 +517,19 @@ def spawn(launch: Launch) -> tuple[int, Channel]:
         pristine = launch.pristine
         if not direct and not (pristine is not None and pristine.handed and pristine.pid == forked):
             os.waitpid(forked, 0)  # a pristine copy is reaped by its armer (disarm), off this path
+
+
+def _set_rlimits(pid: int, rlimits: list[tuple[int, int, int]]) -> None:
+    """The process's rlimits, set from here (prlimit) while it waits for "cgrouped", as runc sets
+    them from its parent: its own setrlimit later sets the same values, which needs nothing."""
+    import resource
+
+    for num, soft, hard in rlimits:
+        try:
+            resource.prlimit(pid, num, (soft, hard))
+        except (OSError, ValueError) as e:
+            why = "raising a hard limit needs CAP_SYS_RESOURCE" if isinstance(e, PermissionError) else str(e)
+            raise MrunError(f"process.rlimits: cannot set resource {num} to {soft}/{hard} ({why})")
 
 
 def _end_child(pid: int) -> None:
