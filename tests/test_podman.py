@@ -101,3 +101,24 @@ def test_podman_detached_exec_kill_rm(podman):
     run("rm", name)
     left = {e for d in cgroup_dirs(f"/{tag}") for e in os.listdir(d) if os.path.isdir(os.path.join(d, e))}
     assert not left - {"conmon"}, left  # "conmon" is podman's own cgroup for its monitor, not mrun's
+
+
+def test_podman_uidmap_with_an_idmap_volume(podman, tmp_path):
+    """podman --uidmap, and a volume with its :idmap option (passed to the runtime as the mount's
+    "idmap" option, no mappings: the container's, runtime-spec 1.2): the volume's root-owned file
+    is the container's root's; without :idmap it is the overflow id. mrun ignored the option
+    (both showed 65534)."""
+    run, tag, _state = podman
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    (volume / "zero").write_text("0")
+    d = str(tmp_path)
+    while d != "/":  # the mapped root reaches the volume (pytest's directories are 0700)
+        os.chmod(d, os.stat(d).st_mode | 0o005)
+        d = os.path.dirname(d)
+    seen = {}
+    for option in (":idmap", ""):
+        seen[option] = run("run", "--rm", "--network", "none", "--cgroup-parent", f"/{tag}", *ULIMITS,
+                           "--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536", "-v", f"{volume}:/vol{option}",
+                           IMAGE, "sh", "-c", "sed -n 1p /proc/self/uid_map; stat -c %u:%g /vol/zero").stdout.split()
+    assert seen == {":idmap": ["0", "100000", "65536", "0:0"], "": ["0", "100000", "65536", "65534:65534"]}, seen
