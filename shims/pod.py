@@ -30,9 +30,11 @@ def hold(pod: dict) -> int:
     ``pod``: ``hostname``; ``netns``, the network namespace containerd made for the pod (joined),
     else ``new_net`` for one of its own; and ``new_uts``/``new_ipc``/``new_pid`` (a host-network
     pod keeps the node's UTS namespace, ``hostIPC`` the node's IPC one; only a pod-wide PID
-    namespace is new), and ``userns``: the pod's user namespace mappings ({"uids", "gids"}), or
-    none for the node's. The holder's namespaces are the ones the pod's containers join."""
+    namespace is new); ``userns``: the pod's user namespace mappings ({"uids", "gids"}), or none
+    for the node's; ``sysctls``: the pod's (kubelet's), set in the holder's namespaces. The
+    holder's namespaces are the ones the pod's containers join."""
     from mrun.kernel.child import ChildFailed, answer_from_child
+    from mrun.sandbox.rootfs import write_sysctls
 
     userns = -1
     if pod.get("userns"):  # made (with its mappings) before the holder, which joins it: it owns the rest
@@ -47,10 +49,12 @@ def hold(pod: dict) -> int:
 
     def make_holder() -> bytes:  # in a child of the fork helper's worker, which must not change
         shim = os.pidfd_open(pod["shim_pid"])  # here: inside a new PID namespace that pid is not seen
+        sysctls = dict(pod.get("sysctls") or {})
         if pod.get("netns"):  # first: joining it needs the node's user namespace's privileges
             fd = os.open(pod["netns"], os.O_RDONLY | os.O_CLOEXEC)
             sc.setns(fd, sc.CLONE_NEWNET)
             os.close(fd)
+            write_sysctls(_pop_net(sysctls))  # containerd's namespace: before the pod's user namespace
         if userns >= 0:
             sc.setns(userns, sc.CLONE_NEWUSER)
         flags = (sc.CLONE_NEWUTS if pod.get("new_uts") else 0) | (sc.CLONE_NEWIPC if pod.get("new_ipc") else 0)
@@ -59,6 +63,7 @@ def hold(pod: dict) -> int:
         hostname = pod.get("hostname", "")
         if hostname and pod.get("new_uts"):
             sc.sethostname(hostname)
+        write_sysctls(sysctls)  # the rest, into the namespaces just made (checked at CreateSandbox)
         holder = os.fork()
         if holder == 0:
             _hold_forever(shim)
@@ -71,6 +76,10 @@ def hold(pod: dict) -> int:
     finally:
         if userns >= 0:
             os.close(userns)
+
+
+def _pop_net(sysctls: dict[str, str]) -> dict[str, str]:
+    return {key: sysctls.pop(key) for key in list(sysctls) if key.replace("/", ".").startswith("net.")}
 
 
 def _hold_forever(shim: int) -> None:

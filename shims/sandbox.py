@@ -45,7 +45,8 @@ ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64l
 class Sandbox:
     def __init__(self, req: sandbox_pb2.CreateSandboxRequest) -> None:
         self.id, self.bundle, self.netns = req.sandbox_id, req.bundle_path, req.netns_path
-        self.hostname, self.modes, self.userns = pod_config(req.options.type_url, req.options.value)
+        self.hostname, self.modes, self.userns, self.sysctls = pod_config(req.options.type_url, req.options.value)
+        _check_sysctls(self.sysctls, self.modes, self.netns)
         self.annotations = dict(req.annotations)
         self.pid = 0
         self.created_at = now()
@@ -84,28 +85,55 @@ class Sandbox:
         return "SANDBOX_READY" if self.pid else "SANDBOX_NOTREADY"
 
 
-def pod_config(type_url: str, value: bytes) -> tuple[str, dict[str, int], dict[str, list[dict[str, int]]]]:
-    """(hostname, {network, pid, ipc: NamespaceMode}, the pod's user namespace mappings or {}) from
-    CRI's PodSandboxConfig, read by field number (runtime.v1: hostname 2, linux 8 ->
-    security_context 2 -> namespace_options 1 -> network 1, pid 2, ipc 3, userns_options 5 ->
-    mode 1, uids 2, gids 3 -> IDMapping host_id 1, container_id 2, length 3). Anything else (ctr,
-    no options) is a pod of its own namespaces, in the node's user namespace."""
+PodConfig = tuple[str, dict[str, int], dict[str, list[dict[str, int]]], dict[str, str]]
+
+
+def pod_config(type_url: str, value: bytes) -> PodConfig:
+    """(hostname, {network, pid, ipc: NamespaceMode}, the pod's user namespace mappings or {}, its
+    sysctls) from CRI's PodSandboxConfig, read by field number (runtime.v1: hostname 2, linux 8 ->
+    sysctls 3 (map: key 1, value 2), security_context 2 -> namespace_options 1 -> network 1, pid 2,
+    ipc 3, userns_options 5 -> mode 1, uids 2, gids 3 -> IDMapping host_id 1, container_id 2,
+    length 3). Anything else (ctr, no options) is a pod of its own namespaces, in the node's user
+    namespace, without sysctls."""
     modes = {"network": POD, "pid": POD, "ipc": POD}
     if not type_url.endswith("PodSandboxConfig"):
-        return "", modes, {}
+        return "", modes, {}, {}
     try:
         config = dict(wire.fields(value))
         hostname = config.get(2, b"")
-        linux = dict(wire.fields(_bytes(config.get(8))))
+        linux_fields = wire.fields(_bytes(config.get(8)))
+        linux = dict(linux_fields)
         security = dict(wire.fields(_bytes(linux.get(2))))
         options = dict(wire.fields(_bytes(security.get(1))))
+        entries = [dict(wire.fields(v)) for n, v in linux_fields if n == 3 and isinstance(v, bytes)]
     except ValueError:
-        return "", modes, {}
+        return "", modes, {}, {}
+    sysctls = {_text(e.get(1)): _text(e.get(2)) for e in entries}
     userns = _userns(_bytes(options.get(5)))  # refused, never read as the node's
     for number, name in ((1, "network"), (2, "pid"), (3, "ipc")):
         mode = options.get(number, POD)
         modes[name] = mode if isinstance(mode, int) else POD
-    return (hostname.decode(errors="replace") if isinstance(hostname, bytes) else ""), modes, userns
+    return _text(hostname), modes, userns, sysctls
+
+
+def _text(value: object) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else ""
+
+
+def _check_sysctls(sysctls: dict[str, str], modes: dict[str, int], netns: str) -> None:
+    """The pod's sysctls by the rule a container's follow (spec.check_sysctls), for the namespaces
+    its holder has: net.* in a network namespace that is not the node's, IPC ones in its own IPC
+    namespace. A pause container refused kernel.core_pattern; the shim's pod took it silently."""
+    if not sysctls:
+        return
+    from mrun.spec import Spec, check_sysctls
+
+    namespaces: list[dict[str, str]] = []
+    if modes["network"] != NODE:
+        namespaces += [{"type": "network", "path": netns}, {"type": "uts"}]
+    if modes["ipc"] != NODE:
+        namespaces.append({"type": "ipc"})
+    check_sysctls(Spec({"linux": {"namespaces": namespaces, "sysctl": sysctls}}, ""))
 
 
 def _userns(message: bytes) -> dict[str, list[dict[str, int]]]:
@@ -188,6 +216,7 @@ class SandboxService:
             "new_pid": sandbox.modes["pid"] == POD,
             "shim_pid": os.getpid(),
             "userns": sandbox.userns,
+            "sysctls": sandbox.sysctls,
         }
         asked = time.monotonic()
         with self.tasks.spawner_lock:

@@ -319,6 +319,44 @@ def test_a_user_namespaced_pod_sees_its_image_and_volume_as_its_own(cri, handler
         remove_pod(cri, pod)
 
 
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_a_pod_s_sysctls_are_set_and_one_that_is_the_node_s_is_refused(cri, handler):
+    """kubelet passes a pod's sysctls in its PodSandboxConfig. With CRI's pause container they
+    reach mrun in its spec and are checked and set; the shim as the pod (sandboxer = 'shim')
+    ignored them: the pod ran without its net.* and IPC ones, and a sysctl no pod namespace owns
+    (kernel.core_pattern: the node's) was taken silently instead of refused in one line."""
+    name = f"sysctl-{handler}-{uuid.uuid4().hex[:6]}"
+    logs = os.path.join(cri.work, "logs", name)
+    os.makedirs(logs)
+    sysctls = {"net.ipv4.ip_unprivileged_port_start": "77", "kernel.shm_rmid_forced": "1"}
+    pod_path = cri.write(f"{name}-pod.json", {**pod_doc(name, logs), "linux": {"sysctls": sysctls}})
+    pod = cri.run("runp", "--runtime", handler, pod_path)
+    try:
+        container = cri.write(f"{name}-c.json", {
+            "metadata": {"name": "c"},
+            "image": {"image": IMAGE},
+            "command": ["sh", "-c", "cat /proc/sys/net/ipv4/ip_unprivileged_port_start "
+                        "/proc/sys/kernel/shm_rmid_forced; exec sleep 3600"],
+            "log_path": "c.log",
+            "linux": {},
+        })
+        cid = cri.run("create", pod, container, pod_path)
+        cri.run("start", cid)
+        wait_for(lambda: len(cri.run("logs", cid).split()) == 2, "the container said nothing")
+        assert cri.run("logs", cid).split() == ["77", "1"]
+    finally:
+        remove_pod(cri, pod)
+    before = open("/proc/sys/kernel/core_pattern").read()
+    bad = cri.write(f"{name}-bad.json", {**pod_doc(name + "-bad", logs), "linux": {"sysctls": {
+        "kernel.core_pattern": "|/bin/false"}}})
+    endpoint = f"unix://{cri.ctd.sock}"
+    r = subprocess.run([cri.crictl, "-r", endpoint, "-i", endpoint, "runp", "--runtime", handler, bad],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "linux.sysctl.kernel.core_pattern: not namespaced" in r.stderr, r.stderr
+    assert open("/proc/sys/kernel/core_pattern").read() == before
+    assert not [p for p in cri.run("pods", "-q").split() if p], "the refused pod was left"
+
+
 def test_a_handler_whose_options_hand_its_pods_to_runc(cri):
     """The operator's runtime options (ConfigPath) send a handler's pods through mrun's shim to runc."""
     name = f"mrun-runc-{uuid.uuid4().hex[:6]}"
