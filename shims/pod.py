@@ -11,6 +11,7 @@ joins containerd's network namespace and unshares the rest, the second is the on
 PID namespace (its PID 1). Containers join ``/proc/<holder>/ns/net``, so a pod never gets the
 node's network through the holder unless it asked for the host's network. It reparents to the shim
 (a child subreaper), reaps what is orphaned into its PID namespace, and exits 0 on SIGTERM/SIGINT.
+Its root is an empty read-only tmpfs in a mount namespace of its own (``_empty_root``).
 A user-namespaced pod (Kubernetes' ``hostUsers: false``) has its user namespace made first, with
 the pod's mappings, and the holder joins it before it makes the rest, which that namespace owns.
 """
@@ -18,6 +19,7 @@ the pod's mappings, and the holder joins it before it makes the rest, which that
 from __future__ import annotations
 
 import os
+import select
 import signal
 
 from mrun.kernel import syscalls as sc
@@ -64,9 +66,11 @@ def hold(pod: dict) -> int:
         if hostname and pod.get("new_uts"):
             sc.sethostname(hostname)
         write_sysctls(sysctls)  # the rest, into the namespaces just made (checked at CreateSandbox)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        _empty_root()
         holder = os.fork()
         if holder == 0:
-            _hold_forever(shim)
+            _hold_forever(shim, devnull)
         return str(holder).encode()
 
     try:
@@ -82,13 +86,27 @@ def _pop_net(sysctls: dict[str, str]) -> dict[str, str]:
     return {key: sysctls.pop(key) for key in list(sysctls) if key.replace("/", ".").startswith("net.")}
 
 
-def _hold_forever(shim: int) -> None:
+def _empty_root() -> None:
+    """A mount namespace of the holder's own, whose root is an empty read-only tmpfs. Forked from
+    the shim, it had the node's / as its root: a container sharing the pod's PID namespace (the
+    holder is its PID 1) with CAP_SYS_PTRACE read and wrote the node's files through /proc/1/root,
+    where a pause container shows its own image. Nothing after this reads a file."""
+    sc.unshare(sc.CLONE_NEWNS)
+    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)  # nothing below reaches the node's mounts
+    place = next(d for d in ("/run", "/tmp", "/mnt", "/proc") if os.path.isdir(d))
+    sealed = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+    sc.mount("tmpfs", place, "tmpfs", sealed, "size=4k,mode=0555")
+    os.chdir(place)
+    sc.pivot_root(".", ".")  # the old root stacked under the new one, then let go
+    sc.umount2(".", sc.MNT_DETACH)
+    os.chdir("/")
+    sc.mount(None, "/", None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY | sealed)
+
+
+def _hold_forever(shim: int, devnull: int) -> None:
     """PID 1 of the pod (when it has its own PID namespace): it must handle SIGTERM itself. It
     lives no longer than its shim (the pod): a killed shim leaves no holder behind."""
-    import select
-
     os.setsid()
-    devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.dup2(shim, 3)

@@ -357,6 +357,42 @@ def test_a_pod_s_sysctls_are_set_and_one_that_is_the_node_s_is_refused(cri, hand
     assert not [p for p in cri.run("pods", "-q").split() if p], "the refused pod was left"
 
 
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_a_pod_s_pid_1_shows_no_node_file_to_a_container_that_may_ptrace(cri, handler, tmp_path):
+    """shareProcessNamespace: the pod's containers see its PID 1. A container with CAP_SYS_PTRACE
+    (kubectl debug's profiles add it) may follow /proc/1/root: with CRI's pause container that is
+    the pause image; the shim's pod holder, forked from the shim, had the node's / as its root,
+    and the container read (and, root with CAP_DAC_OVERRIDE, could write) the node's files through
+    it. The holder now sits in a mount namespace of its own on an empty read-only tmpfs."""
+    marker = tmp_path / "node-secret"
+    marker.write_text("the node's")
+    name = f"ptrace-{handler}-{uuid.uuid4().hex[:6]}"
+    logs = os.path.join(cri.work, "logs", name)
+    os.makedirs(logs)
+    shared_pid = {"security_context": {"namespace_options": {"pid": 0}}}
+    pod_path = cri.write(f"{name}-pod.json", {**pod_doc(name, logs), "linux": shared_pid})
+    pod = cri.run("runp", "--runtime", handler, pod_path)
+    try:
+        container = cri.write(f"{name}-c.json", {
+            "metadata": {"name": "c"},
+            "image": {"image": IMAGE},
+            "command": ["sh", "-c", f"cat /proc/1/root{marker} 2>&1; echo entries=$(ls -A /proc/1/root/ | wc -l); "
+                        "touch /proc/1/root/planted 2>&1; echo done; exec sleep 3600"],
+            "log_path": "c.log",
+            "linux": {"security_context": {"capabilities": {"add_capabilities": ["SYS_PTRACE"]}}},
+        })
+        cid = cri.run("create", pod, container, pod_path)
+        cri.run("start", cid)
+        wait_for(lambda: "done" in cri.run("logs", cid), "the container said nothing")
+        out = cri.run("logs", cid)
+        assert "the node's" not in out, out
+        if handler == "mrun-shim":
+            assert "entries=0" in out and "Read-only file system" in out, out  # an empty, read-only root
+        assert not os.path.exists("/planted")
+    finally:
+        remove_pod(cri, pod)
+
+
 def test_a_handler_whose_options_hand_its_pods_to_runc(cri):
     """The operator's runtime options (ConfigPath) send a handler's pods through mrun's shim to runc."""
     name = f"mrun-runc-{uuid.uuid4().hex[:6]}"
