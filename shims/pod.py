@@ -26,7 +26,7 @@ from mrun.kernel import syscalls as sc
 from mrun.kernel.proc import reaped
 
 
-def hold(pod: dict) -> int:
+def hold(pod: dict, keeper: int) -> int:
     """Fork the holder; returns its pid once it is in its namespaces, hostname set.
 
     ``pod``: ``hostname``; ``netns``, the network namespace containerd made for the pod (joined),
@@ -34,7 +34,8 @@ def hold(pod: dict) -> int:
     pod keeps the node's UTS namespace, ``hostIPC`` the node's IPC one; only a pod-wide PID
     namespace is new); ``userns``: the pod's user namespace mappings ({"uids", "gids"}), or none
     for the node's; ``sysctls``: the pod's (kubelet's), set in the holder's namespaces. The
-    holder's namespaces are the ones the pod's containers join."""
+    holder's namespaces are the ones the pod's containers join. ``keeper``: the read end of a pipe
+    whose write end only the shim daemon holds (EOF: the shim is gone)."""
     from mrun.kernel.child import ChildFailed, answer_from_child
     from mrun.sandbox.rootfs import write_sysctls
 
@@ -50,7 +51,6 @@ def hold(pod: dict) -> int:
             raise OSError(str(e)) from None
 
     def make_holder() -> bytes:  # in a child of the fork helper's worker, which must not change
-        shim = os.pidfd_open(pod["shim_pid"])  # here: inside a new PID namespace that pid is not seen
         sysctls = dict(pod.get("sysctls") or {})
         if pod.get("netns"):  # first: joining it needs the node's user namespace's privileges
             fd = os.open(pod["netns"], os.O_RDONLY | os.O_CLOEXEC)
@@ -70,7 +70,7 @@ def hold(pod: dict) -> int:
         _empty_root()
         holder = os.fork()
         if holder == 0:
-            _hold_forever(shim, devnull)
+            _hold_forever(keeper, devnull)
         return str(holder).encode()
 
     try:
@@ -103,19 +103,27 @@ def _empty_root() -> None:
     sc.mount(None, "/", None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY | sealed)
 
 
-def _hold_forever(shim: int, devnull: int) -> None:
+def _hold_forever(keeper: int, devnull: int) -> None:
     """PID 1 of the pod (when it has its own PID namespace): it must handle SIGTERM itself. It
-    lives no longer than its shim (the pod): a killed shim leaves no holder behind."""
+    lives no longer than its shim (the pod): a killed shim leaves no holder behind. What a
+    process of the pod writes into the pipe (reopened through /proc/1/fd/3) is read and dropped:
+    only its end means the shim is gone."""
     os.setsid()
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    os.dup2(shim, 3)
+    os.dup2(keeper, 3)
     os.closerange(4, 65536)
+    os.set_blocking(3, False)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     signal.signal(signal.SIGINT, lambda *_: os._exit(0))
     signal.signal(signal.SIGCHLD, _reap)
-    select.select([3], [], [])  # readable when the shim exits; signals run their handlers meanwhile
-    os._exit(1)
+    while True:
+        select.select([3], [], [])  # signals run their handlers meanwhile
+        try:
+            if not os.read(3, 4096):
+                os._exit(1)  # every write end closed: the shim is gone
+        except BlockingIOError:
+            pass
 
 
 def _reap(*_: object) -> None:

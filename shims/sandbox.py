@@ -53,6 +53,14 @@ class Sandbox:
         self.exit_status = 0
         self.exited_at = timestamp_pb2.Timestamp()
         self.exited = threading.Event()
+        self.keeper = -1  # the write end of the holder's pipe (StartSandbox): closed, the holder leaves
+        self.keeper_lock = threading.Lock()  # the reaper's thread and ShutdownSandbox both let go
+
+    def let_go(self) -> None:
+        with self.keeper_lock:
+            fd, self.keeper = self.keeper, -1
+        if fd >= 0:
+            os.close(fd)
 
     def spec(self) -> any_pb2.Any:
         """The pod as an OCI spec (CRI stores it as the sandbox's): the namespaces its containers join."""
@@ -214,14 +222,22 @@ class SandboxService:
             "new_uts": sandbox.modes["network"] != NODE,
             "new_ipc": sandbox.modes["ipc"] != NODE,
             "new_pid": sandbox.modes["pid"] == POD,
-            "shim_pid": os.getpid(),
             "userns": sandbox.userns,
             "sysctls": sandbox.sysctls,
         }
         asked = time.monotonic()
-        with self.tasks.spawner_lock:
-            answer = self.tasks._ask_helper({"pod": pod}, [])
+        # The holder learns that the shim is gone from this pipe's end (EOF), whose write end only
+        # this daemon holds: a pidfd of the shim, which it held before, was the shim's to anyone
+        # who could open /proc/<holder>/fd (a container of the pod with CAP_SYS_PTRACE), with
+        # pidfd_getfd the shim's descriptors with it.
+        keeper, sandbox.keeper = os.pipe2(os.O_CLOEXEC)
+        try:
+            with self.tasks.spawner_lock:
+                answer = self.tasks._ask_helper({"pod": pod}, [keeper])
+        finally:
+            os.close(keeper)
         if "error" in answer:
+            sandbox.let_go()
             raise TTRPCError(UNKNOWN, f"sandbox {sandbox.id}: {answer['error']}")
         pid = answer["pid"]
         with self.tasks.lock:
@@ -238,6 +254,7 @@ class SandboxService:
     def _exited(self, sandbox: Sandbox, status: int) -> None:
         from mrun.kernel.proc import exit_code
 
+        sandbox.let_go()
         sandbox.exit_status = exit_code(status)
         sandbox.exited_at = now()
         sandbox.exited.set()
@@ -306,6 +323,7 @@ class SandboxService:
         if not sandbox.exited.is_set():  # never started: a WaitSandbox must not block forever
             sandbox.exited_at = now()
             sandbox.exited.set()
+        sandbox.let_go()
         with self.tasks.lock:
             self.tasks.sandboxes.pop(sandbox_id, None)
             idle = not self.tasks.tasks and not self.tasks.sandboxes

@@ -63,7 +63,7 @@ def _create_or_exec(msg: dict, fds: list[int], backends: object) -> dict:
         from mrun.shims.pod import hold
 
         try:
-            return {"pid": hold(msg["pod"])}
+            return {"pid": hold(msg["pod"], fds[0])}
         except OSError as e:
             return {"error": str(e)}
 

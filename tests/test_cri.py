@@ -363,7 +363,9 @@ def test_a_pod_s_pid_1_shows_no_node_file_to_a_container_that_may_ptrace(cri, ha
     (kubectl debug's profiles add it) may follow /proc/1/root: with CRI's pause container that is
     the pause image; the shim's pod holder, forked from the shim, had the node's / as its root,
     and the container read (and, root with CAP_DAC_OVERRIDE, could write) the node's files through
-    it. The holder now sits in a mount namespace of its own on an empty read-only tmpfs."""
+    it. The holder now sits in a mount namespace of its own on an empty read-only tmpfs. Its
+    descriptors are the pod's to read too: it held a pidfd of the shim, which a reopen through
+    /proc/1/fd made the container's (pidfd_getfd: the shim's files); now a pipe's end."""
     marker = tmp_path / "node-secret"
     marker.write_text("the node's")
     name = f"ptrace-{handler}-{uuid.uuid4().hex[:6]}"
@@ -377,7 +379,7 @@ def test_a_pod_s_pid_1_shows_no_node_file_to_a_container_that_may_ptrace(cri, ha
             "metadata": {"name": "c"},
             "image": {"image": IMAGE},
             "command": ["sh", "-c", f"cat /proc/1/root{marker} 2>&1; echo entries=$(ls -A /proc/1/root/ | wc -l); "
-                        "touch /proc/1/root/planted 2>&1; echo done; exec sleep 3600"],
+                        "touch /proc/1/root/planted 2>&1; ls -l /proc/1/fd/; echo done; exec sleep 3600"],
             "log_path": "c.log",
             "linux": {"security_context": {"capabilities": {"add_capabilities": ["SYS_PTRACE"]}}},
         })
@@ -386,6 +388,7 @@ def test_a_pod_s_pid_1_shows_no_node_file_to_a_container_that_may_ptrace(cri, ha
         wait_for(lambda: "done" in cri.run("logs", cid), "the container said nothing")
         out = cri.run("logs", cid)
         assert "the node's" not in out, out
+        assert "pidfd" not in out, out  # no descriptor of the shim's process: pidfd_getfd would take its files
         if handler == "mrun-shim":
             assert "entries=0" in out and "Read-only file system" in out, out  # an empty, read-only root
         assert not os.path.exists("/planted")
