@@ -11,7 +11,8 @@ joins containerd's network namespace and unshares the rest, the second is the on
 PID namespace (its PID 1). Containers join ``/proc/<holder>/ns/net``, so a pod never gets the
 node's network through the holder unless it asked for the host's network. It reparents to the shim
 (a child subreaper), reaps what is orphaned into its PID namespace, and exits 0 on SIGTERM/SIGINT.
-Its root is an empty read-only tmpfs in a mount namespace of its own (``_empty_root``).
+Its root is an empty read-only tmpfs in a mount namespace of its own (``_empty_root``), and it
+holds no capability (``_powerless``).
 A user-namespaced pod (Kubernetes' ``hostUsers: false``) has its user namespace made first, with
 the pod's mappings, and the holder joins it before it makes the rest, which that namespace owns.
 """
@@ -68,6 +69,7 @@ def hold(pod: dict, keeper: int) -> int:
         write_sysctls(sysctls)  # the rest, into the namespaces just made (checked at CreateSandbox)
         devnull = os.open(os.devnull, os.O_RDWR)
         _empty_root()
+        _powerless()
         holder = os.fork()
         if holder == 0:
             _hold_forever(keeper, devnull)
@@ -101,6 +103,33 @@ def _empty_root() -> None:
     sc.umount2(".", sc.MNT_DETACH)
     os.chdir("/")
     sc.mount(None, "/", None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY | sealed)
+
+
+NOBODY = 65534
+
+
+def _powerless() -> None:
+    """No capability, no way to gain one, the overflow user. A container that may ptrace the
+    holder (the pod's PID 1 when it shares its PID namespace; CAP_SYS_PTRACE) can make it run its
+    code: with the node's capabilities in the node's user namespace, that was the node's root (a
+    disk's node made and mounted). A pause container runs with its image's few, under seccomp.
+    Holding namespaces, reaping and waiting need none."""
+    from mrun.sandbox.caps import last_cap
+
+    for bit in range(last_cap() + 1):
+        try:
+            sc.prctl(sc.PR_CAPBSET_DROP, bit)
+        except OSError:
+            pass  # not in the bounding set
+    sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+    os.setgroups([])
+    try:
+        os.setresgid(NOBODY, NOBODY, NOBODY)
+        os.setresuid(NOBODY, NOBODY, NOBODY)  # clears the permitted and effective sets
+    except OSError:
+        pass  # a user namespace that does not map it: root of that namespace, without a capability
+    sc.capset(0, 0, 0)
+    sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
 
 
 def _hold_forever(keeper: int, devnull: int) -> None:

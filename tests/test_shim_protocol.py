@@ -229,6 +229,12 @@ def test_sandbox_api_holds_the_pods_namespaces_without_a_pause_container(h, sock
             assert int(f.read().rsplit(")", 1)[1].split()[1]) == shim.pid  # reparented to the subreaper
         hostname = subprocess.run(["nsenter", "-t", str(holder), "-u", "hostname"], capture_output=True, text=True)
         assert hostname.stdout.strip() == "mrunpod"
+        # powerless: a process of the pod that may ptrace its PID 1 could make it run its code, and
+        # with the node's capabilities that was the node's root (a disk's node made and mounted)
+        fields = dict(line.split(":", 1) for line in open(f"/proc/{holder}/status").read().splitlines())
+        for field in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+            assert int(fields[field], 16) == 0, (field, fields[field])
+        assert fields["NoNewPrivs"].strip() == "1" and fields["Uid"].split()[:3] == ["65534"] * 3, fields
         status = sandbox_pb2.SandboxStatusResponse.FromString(
             shim.call(SANDBOX, "SandboxStatus", sandbox_pb2.SandboxStatusRequest(sandbox_id=sandbox_id))
         )
