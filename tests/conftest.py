@@ -54,6 +54,15 @@ def cgroup_dirs(relative: str) -> list[str]:
     return found
 
 
+def open_to_others(path: str) -> None:
+    """``path`` and every directory above it readable and searchable by others: a user
+    namespace's root is another uid on the host, and pytest's directories are 0700."""
+    d = str(path)
+    while d != "/":
+        os.chmod(d, os.stat(d).st_mode | 0o005)
+        d = os.path.dirname(d)
+
+
 def children_of(pid: int) -> list[int]:
     """The children of ``pid``'s main thread (a gone process has none)."""
     try:

@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from conftest import one_line_error
+from conftest import one_line_error, open_to_others
 
 
 def test_malformed_config_json(h):
@@ -178,10 +178,7 @@ def test_container_ids_are_ascii_as_runc_requires(h, cid):
 
 def test_oom_score_adj_refusal_names_the_field(h):
     """Lowering oom_score_adj needs CAP_SYS_RESOURCE, which this process plan drops first."""
-    d = h.rootfs  # the mapped root must reach the rootfs: pytest's dirs are 0700
-    while d != "/":
-        os.chmod(d, os.stat(d).st_mode | 0o005)
-        d = os.path.dirname(d)
+    open_to_others(h.rootfs)  # the mapped root must reach the rootfs: pytest's dirs are 0700
     cfg = h.config(["true"])
     cfg["process"]["oomScoreAdj"] = -1000
     cfg["linux"]["namespaces"].append({"type": "user"})

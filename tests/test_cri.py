@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 from busybox_bundle import make_oci_archive
-from conftest import IMAGE, make_rootfs, mrun_binary, processes_mentioning
+from conftest import IMAGE, make_rootfs, mrun_binary, open_to_others, processes_mentioning
 from test_containerd import WASM_IMAGE, Containerd, build_wasm_archive
 
 PAUSE_IMAGE = "localhost/mrun-test-pause:latest"
@@ -277,10 +277,7 @@ def test_a_user_namespaced_pod_sees_its_image_and_volume_as_its_own(cri, handler
     volume = tmp_path / "volume"
     volume.mkdir()
     (volume / "zero").write_text("0")
-    d = str(tmp_path)
-    while d != "/":  # pytest's directories are 0700
-        os.chmod(d, os.stat(d).st_mode | 0o005)
-        d = os.path.dirname(d)
+    open_to_others(str(tmp_path))  # pytest's directories are 0700
     os.chmod(cri.ctd.dir, 0o711)
     ids = [{"host_id": 200000, "container_id": 0, "length": 65536}]
     userns = {"security_context": {"namespace_options": {"userns_options": {"mode": 0, "uids": ids, "gids": ids}}}}

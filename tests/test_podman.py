@@ -18,7 +18,7 @@ import subprocess
 import uuid
 
 import pytest
-from conftest import IMAGE, cgroup_dirs, mrun_binary, processes_mentioning, require
+from conftest import IMAGE, cgroup_dirs, mrun_binary, open_to_others, processes_mentioning, require
 
 ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 
@@ -112,10 +112,7 @@ def test_podman_uidmap_with_an_idmap_volume(podman, tmp_path):
     volume = tmp_path / "volume"
     volume.mkdir()
     (volume / "zero").write_text("0")
-    d = str(tmp_path)
-    while d != "/":  # the mapped root reaches the volume (pytest's directories are 0700)
-        os.chmod(d, os.stat(d).st_mode | 0o005)
-        d = os.path.dirname(d)
+    open_to_others(str(tmp_path))  # the mapped root reaches the volume (pytest's directories are 0700)
     seen = {}
     for option in (":idmap", ""):
         seen[option] = run("run", "--rm", "--network", "none", "--cgroup-parent", f"/{tag}", *ULIMITS,

@@ -19,7 +19,7 @@ import sys
 import time
 
 import pytest
-from conftest import children_of
+from conftest import children_of, open_to_others
 from test_wasm import example, example_path, make, wasm_bundle
 
 
@@ -298,10 +298,7 @@ def test_an_init_from_the_copy_is_the_init_a_fork_makes(h, tmp_path, kind):
             else:
                 cfg, base = wasm_bundle(h, example("hello.wasm"), args=["/app.wasm", "0"])
                 if kind == "wasm-userns":
-                    d = cfg["root"]["path"]
-                    while d != "/":  # the mapped root must reach the rootfs: pytest's dirs are 0700
-                        os.chmod(d, os.stat(d).st_mode | 0o005)
-                        d = os.path.dirname(d)
+                    open_to_others(cfg["root"]["path"])  # the mapped root must reach the rootfs: pytest's dirs are 0700
                     cfg["linux"]["namespaces"].append({"type": "user"})
                     cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
                     cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import cgroup_dirs, one_line_error
+from conftest import cgroup_dirs, one_line_error, open_to_others
 from mrun.kernel.capnames import BITS
 
 MB = 1024 * 1024
@@ -261,10 +261,7 @@ def test_mount_destination_symlink_cannot_escape_the_rootfs(h, busybox_rootfs):
 def _in_a_user_namespace(h, cfg: dict) -> None:
     """A user namespace whose root is host uid 200000, which must reach the rootfs: pytest's
     directories are 0700."""
-    d = h.rootfs
-    while d != "/":
-        os.chmod(d, os.stat(d).st_mode | 0o005)
-        d = os.path.dirname(d)
+    open_to_others(h.rootfs)
     cfg["linux"]["namespaces"].append({"type": "user"})
     cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
     cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
@@ -427,10 +424,7 @@ def _own_cgroup_lines(text: str) -> list[str]:
 def test_a_new_cgroup_namespace_is_rooted_at_the_containers_cgroup(h):
     """As runc does it: the container is in its cgroup before its cgroup namespace is made, so
     it sees itself at "/", for its init, an exec'd process and under a user namespace alike."""
-    d = h.rootfs
-    while d != "/":  # the mapped root must reach the rootfs: pytest's dirs are 0700
-        os.chmod(d, os.stat(d).st_mode | 0o005)
-        d = os.path.dirname(d)
+    open_to_others(h.rootfs)  # the mapped root must reach the rootfs: pytest's dirs are 0700
     for userns in (False, True):
         cfg = h.config(["sh", "-c", "cat /proc/self/cgroup; sleep 60"])
         assert {"type": "cgroup"} in cfg["linux"]["namespaces"]  # `mrun spec`'s default, as runc's
@@ -466,10 +460,7 @@ def _owned_tree(h) -> str:
         with open(path, "w") as f:
             f.write(name)
         os.chown(path, *ids)
-    d = src
-    while d != "/":
-        os.chmod(d, os.stat(d).st_mode | 0o005)
-        d = os.path.dirname(d)
+    open_to_others(src)
     return src
 
 

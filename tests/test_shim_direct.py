@@ -13,7 +13,7 @@ import time
 import uuid
 
 import pytest
-from conftest import cgroup_dirs, children_of, mrun_binary, running, warm_path, warm_served, warm_since
+from conftest import cgroup_dirs, children_of, mrun_binary, open_to_others, running, warm_path, warm_served, warm_since
 from google.protobuf import any_pb2
 from mrun.cgroups import detect
 from mrun.shims import ttrpc
@@ -690,10 +690,7 @@ def test_a_user_namespaced_snapshot_is_mounted_idmapped_by_the_create_worker(h):
         cfg["linux"]["uidMappings"] = cfg["linux"]["gidMappings"] = ids
         with open(os.path.join(bundle, "config.json"), "w") as f:
             json.dump(cfg, f)
-        d = bundle
-        while d != "/":  # the mapped root reaches its bundle, as containerd's (0711) lets it
-            os.chmod(d, os.stat(d).st_mode | 0o005)
-            d = os.path.dirname(d)
+        open_to_others(bundle)  # the mapped root reaches its bundle, as containerd's (0711) lets it
         rootfs = types_pb2.Mount(type="overlay", source="overlay", options=[
             f"lowerdir={h.rootfs}", f"upperdir={bundle}/upper", f"workdir={bundle}/work", *options])
         shim = Shim(h, bundle, cid)
