@@ -84,6 +84,9 @@ def _mount_idmapped(m: dict[str, Any], dirs: dict[str, str], maps: dict[str, str
                 sc.move_mount(clones[-1], place)
             finally:
                 os.close(place)
+            rest = flags & ~(sc.MS_BIND | sc.MS_REC)
+            if rest:  # ro and the like, as a plain bind's remount applies them
+                sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | rest)
         else:
             raise MrunError(f"the rootfs ({m['type']} {m['source']}): uidmap/gidmap on a {m['type']} mount: "
                             "only an overlay's layers or a bind mount can be idmapped")

@@ -668,12 +668,14 @@ def test_a_task_s_idmapped_mount_in_a_user_namespace_as_containerd_sends_it(h):
     shim.finish(cid)
 
 
-def test_a_user_namespaced_snapshot_is_mounted_idmapped_by_the_create_worker(h):
+@pytest.mark.parametrize("kind", ["overlay", "bind"])
+def test_a_user_namespaced_snapshot_is_mounted_idmapped_by_the_create_worker(h, kind):
     """containerd 2.x's overlay snapshot of a user-namespaced pod names the pod's mappings in
     uidmap=/gidmap= options, which are no overlayfs option: the create failed, "Invalid argument".
     Each layer is cloned idmapped (in the create worker: the user namespace is forked, which the
-    threaded daemon must not), so the image's root-owned files are the container's root's. Only
-    one of the two options is refused in one line, nothing left mounted."""
+    threaded daemon must not), so the image's root-owned files are the container's root's; a bind
+    snapshot (the native snapshotter's) is cloned idmapped whole. Only one of the two options is
+    refused in one line, nothing left mounted."""
     from mrun.shims.proto import types_pb2
     from test_sandbox import _in_a_user_namespace
 
@@ -683,16 +685,21 @@ def test_a_user_namespaced_snapshot_is_mounted_idmapped_by_the_create_worker(h):
         bundle = os.path.join(h.tmp, f"bundle-{cid}")
         for d in ("rootfs", "upper", "work"):
             os.makedirs(os.path.join(bundle, d))
-        cfg = h.config(["sh", "-c", "cat /proc/self/uid_map; stat -c %u:%g /bin/sh"],
-                       root={"path": "rootfs", "readonly": True})
+        for d in ("upper", "work"):  # the pod's root's, as containerd makes a remapped snapshot's
+            os.chown(os.path.join(bundle, d), 300000, 300000)
+        script = "cat /proc/self/uid_map; stat -c %u:%g /bin/sh; touch /probe 2>&1 | grep -o Read-only; exit 0"
+        cfg = h.config(["sh", "-c", script], root={"path": "rootfs", "readonly": False})  # the snapshot's ro shows
         _in_a_user_namespace(h, cfg)
         ids = [{"containerID": 0, "hostID": 300000, "size": 65536}]
         cfg["linux"]["uidMappings"] = cfg["linux"]["gidMappings"] = ids
         with open(os.path.join(bundle, "config.json"), "w") as f:
             json.dump(cfg, f)
         open_to_others(bundle)  # the mapped root reaches its bundle, as containerd's (0711) lets it
-        rootfs = types_pb2.Mount(type="overlay", source="overlay", options=[
-            f"lowerdir={h.rootfs}", f"upperdir={bundle}/upper", f"workdir={bundle}/work", *options])
+        if kind == "overlay":
+            rootfs = types_pb2.Mount(type="overlay", source="overlay", options=[
+                f"lowerdir={h.rootfs}", f"upperdir={bundle}/upper", f"workdir={bundle}/work", *options])
+        else:
+            rootfs = types_pb2.Mount(type="bind", source=h.rootfs, options=["rbind", "ro", *options])
         shim = Shim(h, bundle, cid)
         (stdout,) = shim.fifos("stdout")
         out = reader(stdout)
@@ -707,6 +714,7 @@ def test_a_user_namespaced_snapshot_is_mounted_idmapped_by_the_create_worker(h):
         shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle, stdout=stdout, rootfs=[rootfs]))
         shim.call("Start", task_pb2.StartRequest(id=cid))
         assert wait_exit(shim, cid) == 0
-        assert read_until_eof(out).split() == [b"0", b"300000", b"65536", b"0:0"]
+        ro = [b"Read-only"] if kind == "bind" else []  # the bind snapshot asked ro; the overlay one rw
+        assert read_until_eof(out).split() == [b"0", b"300000", b"65536", b"0:0", *ro]
         shim.finish(cid)
         assert f"{bundle}/rootfs" not in open("/proc/self/mountinfo").read()
