@@ -43,56 +43,63 @@ def mount(mounts: list[dict[str, Any]], target: str) -> bool:
         dirs = {key: value for key, _, value in pairs if key in _DIRS}
         maps = {key: value for key, _, value in pairs if key in _MAPS}
         flags, _prop, data = parse_options([o for o in m["options"] if o.partition("=")[0] not in (*_DIRS, *_MAPS)])
-        overlaid = m["type"] == "overlay" and "lowerdir" in dirs
+        overlaid, bound = m["type"] == "overlay" and "lowerdir" in dirs, bool(flags & sc.MS_BIND)
+        userns = _user_namespace(m, maps, overlaid or bound) if maps else -1
+        clones: list[int] = []  # each layer, or the bind source, idmapped through ``userns``
         try:
-            if maps:
-                _mount_idmapped(m, dirs, maps, flags, data, target)
-            elif overlaid:  # as many layers as overlayfs stacks
-                overlay.mount(target, dirs["lowerdir"].split(":"), dirs.get("upperdir", ""), dirs.get("workdir", ""),
-                              [data] if data else [], flags)
+            if overlaid:  # as many layers as overlayfs stacks
+                lower = dirs["lowerdir"].split(":")
+                for layer in lower if userns >= 0 else ():
+                    clones.append(_idmapped_clone(layer, userns, False))
+                overlay.mount(target, [f"/proc/self/fd/{fd}" for fd in clones] or lower, dirs.get("upperdir", ""),
+                              dirs.get("workdir", ""), [data] if data else [], flags)
+            elif bound:
+                if userns >= 0:
+                    clones.append(_idmapped_clone(m["source"], userns, bool(flags & sc.MS_REC)))
+                    place = os.open(target, os.O_PATH | os.O_CLOEXEC)
+                    try:
+                        sc.move_mount(clones[-1], place)
+                    finally:
+                        os.close(place)
+                else:
+                    sc.mount(m["source"], target, None, sc.MS_BIND | (flags & sc.MS_REC))
+                rest = flags & ~(sc.MS_BIND | sc.MS_REC)
+                if rest:  # ro and the like: a bind takes no other flag when it is made, only on a remount
+                    sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | rest)
             else:
-                sc.mount(m["source"], target, None if flags & sc.MS_BIND else m["type"], flags, data or None)
+                sc.mount(m["source"], target, m["type"], flags, data or None)
         except OSError as e:
             raise MrunError(f"mounting the rootfs ({m['type']} {m['source']}) on {target}: {e.strerror}")
+        finally:
+            for fd in (*clones, userns) if userns >= 0 else ():
+                os.close(fd)
     return bool(mounts)
 
 
-def _mount_idmapped(m: dict[str, Any], dirs: dict[str, str], maps: dict[str, str], flags: int, data: str,
-                    target: str) -> None:
-    from mrun.kernel import overlay
-    from mrun.kernel import syscalls as sc
+def _user_namespace(m: dict[str, Any], maps: dict[str, str], idmappable: bool) -> int:
+    """A user namespace of the snapshot's uidmap=/gidmap= mappings, as a descriptor."""
     from mrun.sandbox.host_mounts import user_namespace
 
     if set(maps) != set(_MAPS):
         raise MrunError(f"the rootfs ({m['type']} {m['source']}): {', '.join(maps)} without "
                         f"{', '.join(set(_MAPS) - set(maps))}: containerd sends both or neither")
-    userns = user_namespace(_mappings(maps["uidmap"], "uidmap"), _mappings(maps["gidmap"], "gidmap"),
-                            "the rootfs", ("'s uidmap", "'s gidmap"))
-    clones: list[int] = []
+    if not idmappable:
+        raise MrunError(f"the rootfs ({m['type']} {m['source']}): uidmap/gidmap on a {m['type']} mount: "
+                        "only an overlay's layers or a bind mount can be idmapped")
+    return user_namespace(_mappings(maps["uidmap"], "uidmap"), _mappings(maps["gidmap"], "gidmap"),
+                          "the rootfs", ("'s uidmap", "'s gidmap"))
+
+
+def _idmapped_clone(path: str, userns: int, recursive: bool) -> int:
+    from mrun.kernel import syscalls as sc
+
+    fd = sc.open_tree_clone(path, recursive)
     try:
-        if m["type"] == "overlay" and "lowerdir" in dirs:
-            for layer in dirs["lowerdir"].split(":"):
-                clones.append(sc.open_tree_clone(layer, False))
-                sc.idmap_mount(clones[-1], userns, False)
-            overlay.mount(target, [f"/proc/self/fd/{fd}" for fd in clones], dirs.get("upperdir", ""),
-                          dirs.get("workdir", ""), [data] if data else [], flags)
-        elif flags & sc.MS_BIND:
-            clones.append(sc.open_tree_clone(m["source"], bool(flags & sc.MS_REC)))
-            sc.idmap_mount(clones[-1], userns, bool(flags & sc.MS_REC))
-            place = os.open(target, os.O_PATH | os.O_CLOEXEC)
-            try:
-                sc.move_mount(clones[-1], place)
-            finally:
-                os.close(place)
-            rest = flags & ~(sc.MS_BIND | sc.MS_REC)
-            if rest:  # ro and the like, as a plain bind's remount applies them
-                sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | rest)
-        else:
-            raise MrunError(f"the rootfs ({m['type']} {m['source']}): uidmap/gidmap on a {m['type']} mount: "
-                            "only an overlay's layers or a bind mount can be idmapped")
-    finally:
-        for fd in (*clones, userns):
-            os.close(fd)
+        sc.idmap_mount(fd, userns, recursive)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _mappings(text: str, option: str) -> list[dict[str, int]]:

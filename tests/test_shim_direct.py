@@ -718,3 +718,28 @@ def test_a_user_namespaced_snapshot_is_mounted_idmapped_by_the_create_worker(h, 
         assert read_until_eof(out).split() == [b"0", b"300000", b"65536", b"0:0", *ro]
         shim.finish(cid)
         assert f"{bundle}/rootfs" not in open("/proc/self/mountinfo").read()
+
+
+def test_a_read_only_bind_snapshot_is_read_only(h):
+    """A bind rootfs with "ro" (containerd's read-only snapshot views, the native snapshotter): a
+    bind mount takes no flag but MS_REC when it is made, so ro needs the remount a bundle's bind
+    mounts get; the rootfs was writable."""
+    from mrun.shims.proto import types_pb2
+
+    cid = h.cid("robind")
+    bundle = os.path.join(h.tmp, f"bundle-{cid}")
+    os.makedirs(os.path.join(bundle, "rootfs"))
+    cfg = h.config(["sh", "-c", "touch /probe 2>&1 | grep -o Read-only; exit 0"], root={"path": "rootfs",
+                                                                                     "readonly": False})
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    rootfs = types_pb2.Mount(type="bind", source=h.rootfs, options=["rbind", "ro"])
+    shim = Shim(h, bundle, cid)
+    (stdout,) = shim.fifos("stdout")
+    out = reader(stdout)
+    shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle, stdout=stdout, rootfs=[rootfs]))
+    shim.call("Start", task_pb2.StartRequest(id=cid))
+    assert wait_exit(shim, cid) == 0
+    assert read_until_eof(out).split() == [b"Read-only"]
+    assert not os.path.exists(os.path.join(h.rootfs, "probe"))
+    shim.finish(cid)
