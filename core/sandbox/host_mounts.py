@@ -91,6 +91,7 @@ def user_namespace(uids: list[dict[str, int]], gids: list[dict[str, int]], what:
     while the mappings are written from here and its namespace opened, then leaves (the
     namespace lives on in the descriptor). The child also leaves if we die: its pipe ends."""
     from mrun.cgroups import primed
+    from mrun.sandbox.launch import write_id_map
 
     primed()  # no thread of ours runs while we fork
     ready_r, ready_w = os.pipe()
@@ -111,10 +112,8 @@ def user_namespace(uids: list[dict[str, int]], gids: list[dict[str, int]], what:
         if os.read(ready_r, 1) != b"1":
             raise MrunError(f"{what}: cannot make a user namespace for its mappings")
         for name, field, maps in (("uid_map", fields[0], uids), ("gid_map", fields[1], gids)):
-            text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
             try:
-                with open(f"/proc/{pid}/{name}", "w") as f:
-                    f.write(text)
+                write_id_map(pid, name, maps)
             except OSError as e:
                 raise MrunError(f"{what}{field}: cannot be used: {e.strerror}")
         return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)

@@ -157,6 +157,14 @@ def _write_time_offsets(pid: int, launch: Launch) -> None:
         raise MrunError(f"linux.timeOffsets: cannot set: {e.strerror}")
 
 
+def write_id_map(pid: int, name: str, maps: list[dict[str, int]]) -> None:
+    """``/proc/<pid>/<name>`` (uid_map, gid_map) of a user namespace ``pid`` made: the runtime-spec's
+    mappings, all in one write, as the kernel takes them (OSError: refused)."""
+    text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
+    with open(f"/proc/{pid}/{name}", "w") as f:
+        f.write(text)
+
+
 def _write_maps(pid: int, launch: Launch) -> None:
     for name, field_name, maps in (
         ("uid_map", "uidMappings", launch.uid_mappings),
@@ -164,10 +172,8 @@ def _write_maps(pid: int, launch: Launch) -> None:
     ):
         if not maps:
             continue
-        text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
         try:
-            with open(f"/proc/{pid}/{name}", "w") as f:
-                f.write(text)
+            write_id_map(pid, name, maps)
         except OSError as e:
             raise MrunError(f"linux.{field_name}: cannot write {name}: {e.strerror}")
 
