@@ -236,6 +236,24 @@ def check_pod(cri: CRI, handler: str, pod: str, linux_id: str, wasm_id: str) -> 
         assert "sleep 3600" in holder_cmdline or "/bin/sh" in holder_cmdline, holder_cmdline
 
 
+def pod_config_file(cri: CRI, prefix: str, linux: dict) -> str:
+    """A pod config of a fresh name with ``linux`` (its LinuxPodSandboxConfig) -> its path."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    logs = os.path.join(cri.work, "logs", name)
+    os.makedirs(logs)
+    return cri.write(f"{name}-pod.json", {**pod_doc(name, logs), "linux": linux})
+
+
+def start_in_pod(cri: CRI, pod: str, pod_path: str, name: str, command: list[str], **config: object) -> str:
+    """A busybox container of the pod, started: -> its id. ``config``: more of its ContainerConfig."""
+    path = cri.write(f"{os.path.basename(pod_path).removesuffix('-pod.json')}-{name}.json", {
+        "metadata": {"name": name}, "image": {"image": IMAGE}, "command": command, "log_path": f"{name}.log",
+        "linux": {}, **config})
+    cid = cri.run("create", pod, path, pod_path)
+    cri.run("start", cid)
+    return cid
+
+
 def remove_pod(cri: CRI, pod: str) -> None:
     cri.run("stopp", pod)
     cri.run("rmp", pod)
@@ -281,23 +299,13 @@ def test_a_user_namespaced_pod_sees_its_image_and_volume_as_its_own(cri, handler
     os.chmod(cri.ctd.dir, 0o711)
     ids = [{"host_id": 200000, "container_id": 0, "length": 65536}]
     userns = {"security_context": {"namespace_options": {"userns_options": {"mode": 0, "uids": ids, "gids": ids}}}}
-    name = f"userns-{handler}-{uuid.uuid4().hex[:6]}"
-    logs = os.path.join(cri.work, "logs", name)
-    os.makedirs(logs)
-    pod_path = cri.write(f"{name}-pod.json", {**pod_doc(name, logs), "linux": userns})
+    pod_path = pod_config_file(cri, f"userns-{handler}", userns)
     pod = cri.run("runp", "--runtime", handler, pod_path)
     try:
-        container = cri.write(f"{name}-c.json", {
-            "metadata": {"name": "c"},
-            "image": {"image": IMAGE},
-            "command": ["/bin/sh", "-c", "cat /proc/self/uid_map; stat -c %u:%g /bin/sh /vol/zero; touch /vol/new "
-                        "&& echo wrote; exec sleep 3600"],
-            "log_path": "c.log",
-            "mounts": [{"container_path": "/vol", "host_path": str(volume), "uidMappings": ids, "gidMappings": ids}],
-            "linux": userns,
-        })
-        cid = cri.run("create", pod, container, pod_path)
-        cri.run("start", cid)
+        cid = start_in_pod(cri, pod, pod_path, "c", ["/bin/sh", "-c", "cat /proc/self/uid_map; stat -c %u:%g /bin/sh "
+                                                     "/vol/zero; touch /vol/new && echo wrote; exec sleep 3600"],
+                           mounts=[{"container_path": "/vol", "host_path": str(volume), "uidMappings": ids,
+                                    "gidMappings": ids}], linux=userns)
         wait_for(lambda: any(w in cri.run("logs", cid) for w in ("wrote", "touch")), "the container said nothing")
         out = cri.run("logs", cid).split()
         assert out == ["0", "200000", "65536", "0:0", "0:0", "wrote"], out
@@ -305,10 +313,8 @@ def test_a_user_namespaced_pod_sees_its_image_and_volume_as_its_own(cri, handler
         assert "Uid:\t200000" in open(f"/proc/{cri.inspect('inspect', cid)['info']['pid']}/status").read()
         assert cri.run("exec", "-s", cid, "sh", "-c", "id -u; cat /proc/self/uid_map").split() == [
             "0", "0", "200000", "65536"]  # kubectl exec: in the pod's user namespace too
-        wasm = cri.write(f"{name}-wasm.json", {"metadata": {"name": "wasm"}, "image": {"image": WASM_IMAGE},
-                                               "command": ["/hello.wasm", "0"], "log_path": "w.log", "linux": userns})
-        wasm_id = cri.run("create", pod, wasm, pod_path)
-        cri.run("start", wasm_id)
+        wasm_id = start_in_pod(cri, pod, pod_path, "wasm", ["/hello.wasm", "0"], image={"image": WASM_IMAGE},
+                               linux=userns)
         wait_for(lambda: cri.inspect("inspect", wasm_id)["status"]["state"] == "CONTAINER_EXITED", "wasm never ended")
         assert cri.inspect("inspect", wasm_id)["status"]["exitCode"] == 0, cri.run("logs", wasm_id)
         assert "hello from wasm32-wasi" in cri.run("logs", wasm_id)
@@ -322,30 +328,18 @@ def test_a_pod_s_sysctls_are_set_and_one_that_is_the_node_s_is_refused(cri, hand
     reach mrun in its spec and are checked and set; the shim as the pod (sandboxer = 'shim')
     ignored them: the pod ran without its net.* and IPC ones, and a sysctl no pod namespace owns
     (kernel.core_pattern: the node's) was taken silently instead of refused in one line."""
-    name = f"sysctl-{handler}-{uuid.uuid4().hex[:6]}"
-    logs = os.path.join(cri.work, "logs", name)
-    os.makedirs(logs)
     sysctls = {"net.ipv4.ip_unprivileged_port_start": "77", "kernel.shm_rmid_forced": "1"}
-    pod_path = cri.write(f"{name}-pod.json", {**pod_doc(name, logs), "linux": {"sysctls": sysctls}})
+    pod_path = pod_config_file(cri, f"sysctl-{handler}", {"sysctls": sysctls})
     pod = cri.run("runp", "--runtime", handler, pod_path)
     try:
-        container = cri.write(f"{name}-c.json", {
-            "metadata": {"name": "c"},
-            "image": {"image": IMAGE},
-            "command": ["sh", "-c", "cat /proc/sys/net/ipv4/ip_unprivileged_port_start "
-                        "/proc/sys/kernel/shm_rmid_forced; exec sleep 3600"],
-            "log_path": "c.log",
-            "linux": {},
-        })
-        cid = cri.run("create", pod, container, pod_path)
-        cri.run("start", cid)
+        cid = start_in_pod(cri, pod, pod_path, "c", ["sh", "-c", "cat /proc/sys/net/ipv4/ip_unprivileged_port_start "
+                                                     "/proc/sys/kernel/shm_rmid_forced; exec sleep 3600"])
         wait_for(lambda: len(cri.run("logs", cid).split()) == 2, "the container said nothing")
         assert cri.run("logs", cid).split() == ["77", "1"]
     finally:
         remove_pod(cri, pod)
     before = open("/proc/sys/kernel/core_pattern").read()
-    bad = cri.write(f"{name}-bad.json", {**pod_doc(name + "-bad", logs), "linux": {"sysctls": {
-        "kernel.core_pattern": "|/bin/false"}}})
+    bad = pod_config_file(cri, f"sysctl-{handler}-bad", {"sysctls": {"kernel.core_pattern": "|/bin/false"}})
     endpoint = f"unix://{cri.ctd.sock}"
     r = subprocess.run([cri.crictl, "-r", endpoint, "-i", endpoint, "runp", "--runtime", handler, bad],
                        capture_output=True, text=True, timeout=60)
@@ -365,23 +359,13 @@ def test_a_pod_s_pid_1_shows_no_node_file_to_a_container_that_may_ptrace(cri, ha
     /proc/1/fd made the container's (pidfd_getfd: the shim's files); now a pipe's end."""
     marker = tmp_path / "node-secret"
     marker.write_text("the node's")
-    name = f"ptrace-{handler}-{uuid.uuid4().hex[:6]}"
-    logs = os.path.join(cri.work, "logs", name)
-    os.makedirs(logs)
-    shared_pid = {"security_context": {"namespace_options": {"pid": 0}}}
-    pod_path = cri.write(f"{name}-pod.json", {**pod_doc(name, logs), "linux": shared_pid})
+    pod_path = pod_config_file(cri, f"ptrace-{handler}", {"security_context": {"namespace_options": {"pid": 0}}})
     pod = cri.run("runp", "--runtime", handler, pod_path)
     try:
-        container = cri.write(f"{name}-c.json", {
-            "metadata": {"name": "c"},
-            "image": {"image": IMAGE},
-            "command": ["sh", "-c", f"cat /proc/1/root{marker} 2>&1; echo entries=$(ls -A /proc/1/root/ | wc -l); "
-                        "touch /proc/1/root/planted 2>&1; ls -l /proc/1/fd/; echo done; exec sleep 3600"],
-            "log_path": "c.log",
-            "linux": {"security_context": {"capabilities": {"add_capabilities": ["SYS_PTRACE"]}}},
-        })
-        cid = cri.run("create", pod, container, pod_path)
-        cri.run("start", cid)
+        script = (f"cat /proc/1/root{marker} 2>&1; echo entries=$(ls -A /proc/1/root/ | wc -l); "
+                  "touch /proc/1/root/planted 2>&1; ls -l /proc/1/fd/; echo done; exec sleep 3600")
+        cid = start_in_pod(cri, pod, pod_path, "c", ["sh", "-c", script],
+                           linux={"security_context": {"capabilities": {"add_capabilities": ["SYS_PTRACE"]}}})
         wait_for(lambda: "done" in cri.run("logs", cid), "the container said nothing")
         out = cri.run("logs", cid)
         assert "the node's" not in out, out

@@ -70,6 +70,20 @@ class BootShim:
         if running(self.pid):
             os.kill(self.pid, 9)  # our own daemon, by pid
 
+    def start_pod(self, sandbox_id: str, bundle: str, options: any_pb2.Any) -> sandbox_pb2.StartSandboxResponse:
+        """CreateSandbox and StartSandbox, as containerd calls them for a pod."""
+        self.call(SANDBOX, "CreateSandbox", sandbox_pb2.CreateSandboxRequest(
+            sandbox_id=sandbox_id, bundle_path=bundle, options=options))
+        return sandbox_pb2.StartSandboxResponse.FromString(
+            self.call(SANDBOX, "StartSandbox", sandbox_pb2.StartSandboxRequest(sandbox_id=sandbox_id)))
+
+    def shut_down_pod(self, sandbox_id: str, holder: int) -> None:
+        """ShutdownSandbox of the shim's last pod: its holder and then the shim itself leave."""
+        self.call(SANDBOX, "ShutdownSandbox", sandbox_pb2.ShutdownSandboxRequest(sandbox_id=sandbox_id))
+        assert not running(holder)
+        self.client.close()
+        wait_gone(self.pid, "the shim stayed after ShutdownSandbox")
+
 
 @pytest.fixture
 def socket_dir():
@@ -287,18 +301,10 @@ def test_a_host_pid_pod_keeps_the_host_pid_namespace(h, socket_dir):
     bundle = h.bundle(["true"])
     shim = BootShim(h, bundle, sandbox_id, socket_dir)
     try:
-        shim.call(SANDBOX, "CreateSandbox", sandbox_pb2.CreateSandboxRequest(
-            sandbox_id=sandbox_id, bundle_path=bundle, options=pod_config("p", 2)
-        ))
-        holder = sandbox_pb2.StartSandboxResponse.FromString(
-            shim.call(SANDBOX, "StartSandbox", sandbox_pb2.StartSandboxRequest(sandbox_id=sandbox_id))
-        ).pid
+        holder = shim.start_pod(sandbox_id, bundle, pod_config("p", 2)).pid
         assert ns(holder, "pid") == ns("self", "pid") and ns(holder, "uts") != ns("self", "uts")
         assert ns(holder, "net") != ns("self", "net")  # no netns from containerd: one of its own, not the node's
-        shim.call(SANDBOX, "ShutdownSandbox", sandbox_pb2.ShutdownSandboxRequest(sandbox_id=sandbox_id))
-        assert not running(holder)
-        shim.client.close()
-        wait_gone(shim.pid, "the shim stayed after ShutdownSandbox")
+        shim.shut_down_pod(sandbox_id, holder)
     finally:
         shim.kill()
 
@@ -331,12 +337,7 @@ def test_a_user_namespaced_pod_s_holder_owns_the_pod_s_namespaces(h, socket_dir)
                     sandbox_id=sandbox_id, bundle_path=bundle, options=options))
             assert e.value.code == ttrpc.INVALID_ARGUMENT and why in e.value.message, e.value.message
         maps = [(300000, 0, 65536)]
-        shim.call(SANDBOX, "CreateSandbox", sandbox_pb2.CreateSandboxRequest(
-            sandbox_id=sandbox_id, bundle_path=bundle, options=pod_config("p", 0, userns_message(0, maps, maps))
-        ))
-        started = sandbox_pb2.StartSandboxResponse.FromString(
-            shim.call(SANDBOX, "StartSandbox", sandbox_pb2.StartSandboxRequest(sandbox_id=sandbox_id))
-        )
+        started = shim.start_pod(sandbox_id, bundle, pod_config("p", 0, userns_message(0, maps, maps)))
         holder = started.pid
         assert open(f"/proc/{holder}/uid_map").read().split() == ["0", "300000", "65536"]
         assert open(f"/proc/{holder}/gid_map").read().split() == ["0", "300000", "65536"]
@@ -353,10 +354,7 @@ def test_a_user_namespaced_pod_s_holder_owns_the_pod_s_namespaces(h, socket_dir)
                 os.close(owning)
             finally:
                 os.close(fd)
-        shim.call(SANDBOX, "ShutdownSandbox", sandbox_pb2.ShutdownSandboxRequest(sandbox_id=sandbox_id))
-        assert not running(holder)
-        shim.client.close()
-        wait_gone(shim.pid, "the shim stayed after ShutdownSandbox")
+        shim.shut_down_pod(sandbox_id, holder)
     finally:
         shim.kill()
 
