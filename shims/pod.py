@@ -60,6 +60,10 @@ def hold(pod: dict, keeper: int) -> int:
             write_sysctls(_pop_net(sysctls))  # containerd's namespace: before the pod's user namespace
         if userns >= 0:
             sc.setns(userns, sc.CLONE_NEWUSER)
+            # as the pod's root, which setns does not make us: the kernel lets an IPC sysctl of a
+            # namespace this one owns be written by that namespace's root uid, not by a capability
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
         flags = (sc.CLONE_NEWUTS if pod.get("new_uts") else 0) | (sc.CLONE_NEWIPC if pod.get("new_ipc") else 0)
         flags |= sc.CLONE_NEWNET if pod.get("new_net") and not pod.get("netns") else 0
         sc.unshare(flags | (sc.CLONE_NEWPID if pod.get("new_pid") else 0))

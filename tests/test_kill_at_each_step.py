@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from conftest import IMAGE, img, img_ok, processes_mentioning, run_args, veths_left, write_config
+from conftest import IMAGE, img, img_ok, open_to_others, processes_mentioning, run_args, veths_left, write_config
 from test_fault_injection import image_leftovers
 from test_network import leases, net, nft_rules  # noqa: F401 - the net fixture
 from test_pull import CREDS, registry  # noqa: F401 - the registry fixture
@@ -623,9 +623,12 @@ class KilledShim:
 
         return _socket_path({"address": self.address, "namespace": "kill", "id": cid}, pod or None, SOCKET_DIR)
 
-    def start(self, cid: str, bundle: str, pod: str = "") -> subprocess.CompletedProcess[str]:
+    def start(self, cid: str, bundle: str, pod: str = "", extra_match: tuple[str, ...] | list[str] = ()
+              ) -> subprocess.CompletedProcess[str]:
+        """``extra_match``: more of what a change's path may hold to count (``/uid_map``)."""
+        match = [self.h.tmp, self.h.tag, os.path.basename(self.socket(cid, pod)), *extra_match]
         env = {**self.env, "MRUN_WARM": "0", "MRUN_SHIM_UNCALLED_EXIT": "1", "MRUN_KILL_AT": str(self.step),
-               "MRUN_KILL_MATCH": "|".join([self.h.tmp, self.h.tag, os.path.basename(self.socket(cid, pod))]),
+               "MRUN_KILL_MATCH": "|".join(match),
                "MRUN_KILL_ENTRY": "mrun.shims.main", "MRUN_KILL_FORKS": "1", "MRUN_KILL_COUNTER": self.files["counter"],
                "MRUN_KILL_ARMED": self.armed, "MRUN_KILL_REPORT": self.files["report"]}
         return subprocess.run([sys.executable, "-c", KILLER, *self.flags(cid), "start"], cwd=bundle, env=env,
@@ -687,6 +690,58 @@ class KilledShim:
             ])
         finally:
             client.close()
+
+    def pod_life(self, client, pod: str, pod_bundle: str, options: object, cid: str, bundle: str,
+                 rootfs: object) -> str:
+        """A pod's life on the sandbox API, a task's whole life in it between StartSandbox and
+        StopSandbox. -> "" or the call that failed, after containerd's clean-up: the task's
+        Delete, then ShutdownSandbox and Shutdown (errors ignored)."""
+        from mrun.shims import ttrpc
+        from mrun.shims.proto import sandbox_pb2, task_pb2
+
+        sandbox = "containerd.runtime.sandbox.v1.Sandbox"
+        calls = [(sandbox, "CreateSandbox", sandbox_pb2.CreateSandboxRequest(
+                     sandbox_id=pod, bundle_path=pod_bundle, options=options)),
+                 (sandbox, "StartSandbox", sandbox_pb2.StartSandboxRequest(sandbox_id=pod))]
+        done = 0
+        try:
+            for service, method, msg in calls:
+                answer = client.call(service, method, msg.SerializeToString(), timeout=20)
+                done += 1
+            spec = json.loads(sandbox_pb2.StartSandboxResponse.FromString(answer).spec.value)
+            with open(os.path.join(bundle, "config.json")) as f:
+                config = json.load(f)
+            config["linux"]["namespaces"] = [*spec["linux"]["namespaces"], {"type": "mount"}]
+            config["linux"]["uidMappings"] = spec["linux"]["uidMappings"]
+            config["linux"]["gidMappings"] = spec["linux"]["gidMappings"]
+            write_config(bundle, config)
+            task = [("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle, rootfs=[rootfs])),
+                    ("Start", task_pb2.StartRequest(id=cid)),
+                    ("Kill", task_pb2.KillRequest(id=cid, signal=signal.SIGKILL)),
+                    ("Wait", task_pb2.WaitRequest(id=cid)),
+                    ("Delete", task_pb2.DeleteRequest(id=cid))]
+            calls += [(self.TASK, method, msg) for method, msg in task]
+            for service, method, msg in calls[done:]:
+                answer = client.call(service, method, msg.SerializeToString(), timeout=20)
+                if method == "Wait":
+                    assert task_pb2.WaitResponse.FromString(answer).exit_status == 137
+                done += 1
+            calls += [(sandbox, "StopSandbox", sandbox_pb2.StopSandboxRequest(sandbox_id=pod)),
+                      (sandbox, "ShutdownSandbox", sandbox_pb2.ShutdownSandboxRequest(sandbox_id=pod))]
+            for service, method, msg in calls[done:]:
+                client.call(service, method, msg.SerializeToString(), timeout=20)
+                done += 1
+            return ""
+        except (OSError, ttrpc.TTRPCError) as e:
+            for service, method, msg in ((self.TASK, "Delete", task_pb2.DeleteRequest(id=cid)),
+                                         (sandbox, "ShutdownSandbox",
+                                          sandbox_pb2.ShutdownSandboxRequest(sandbox_id=pod)),
+                                         (self.TASK, "Shutdown", task_pb2.ShutdownRequest())):
+                try:
+                    client.call(service, method, msg.SerializeToString(), timeout=20)
+                except (OSError, ttrpc.TTRPCError):
+                    pass
+            return f"{calls[done][1]}: {e}"
 
     def binary_delete(self, cid: str, bundle: str) -> None:
         """containerd's clean-up after a shim disconnects (a normal end's included)."""
@@ -784,6 +839,63 @@ def test_a_pods_shim_killed_before_each_change_of_its_second_task(h):
         client.close()
         shim.binary_delete(first, first_bundle)
         return failed, told, shim.left([shim.socket(first, pod)])
+
+    try:
+        assert shim.each_step(one) > 40
+    finally:
+        shim.close()
+
+
+def test_a_user_namespaced_shim_pod_killed_before_each_change(h):
+    """containerd 2.x's sandbox API with the shim as the pod (``sandboxer = 'shim'``), for a pod
+    with a user namespace (Kubernetes' hostUsers: false) and sysctls: `start`, CreateSandbox,
+    StartSandbox (the pod's user namespace made and its maps written, its sysctls set, the holder
+    forked), a task in the pod on an overlay snapshot idmapped as containerd sends it (uidmap=/
+    gidmap=: each layer cloned through a user namespace of its own), the task's life, StopSandbox
+    and ShutdownSandbox; killed before each change of any of the shim's processes, /proc writes
+    included. After each kill, containerd's clean-up (the task's Delete, ShutdownSandbox, Shutdown,
+    the binary's delete): no holder, state, cgroup, mount, socket or process may be left."""
+    from mrun.shims import ttrpc
+    from mrun.shims.proto import types_pb2
+    from test_shim_protocol import pod_config, userns_message
+
+    shim = KilledShim(h)
+    maps = [(300000, 0, 65536)]
+    options = pod_config("killed", 0, userns_message(0, maps, maps),
+                         {"net.ipv4.ip_unprivileged_port_start": "77", "kernel.shm_rmid_forced": "1"})
+    open_to_others(h.rootfs)
+    for path in shim.files.values():  # counted and told by the holder too, once it is the pod's root
+        os.chmod(path, 0o666)
+    proc_writes = ["/uid_map", "/gid_map", "/setgroups", "/proc/sys/"]
+
+    def one(step: int) -> tuple[str, str, list[str]]:
+        pod, cid = f"upod{step}", f"u{step}"
+        pod_bundle = os.path.join(h.tmp, f"pod-{pod}")
+        os.makedirs(pod_bundle)
+        bundle, _ = shim.bundle(cid, ["sleep", "60"], pod=pod)
+        for d in ("upper", "work"):  # the pod's root's, as containerd makes a remapped snapshot's
+            os.chown(os.path.join(bundle, d), 300000, 300000)
+        open_to_others(bundle)
+        rootfs = types_pb2.Mount(type="overlay", source="overlay", options=[
+            f"lowerdir={h.rootfs}", f"upperdir={bundle}/upper", f"workdir={bundle}/work",
+            "uidmap=0:300000:65536", "gidmap=0:300000:65536"])
+        shim.arm(step)
+        failed = ""
+        started = shim.start(pod, pod_bundle, pod, extra_match=proc_writes)
+        try:
+            client = ttrpc.Client(started.stdout.removeprefix("unix://")) if started.returncode == 0 else None
+        except OSError as e:
+            client, failed = None, f"Connect: {e}"
+        if started.returncode != 0:
+            failed = f"start: {started.returncode}: {started.stderr.strip()}"
+        elif client is not None:
+            try:
+                failed = shim.pod_life(client, pod, pod_bundle, options, cid, bundle, rootfs)
+            finally:
+                client.close()
+        shim.binary_delete(cid, bundle)
+        shim.binary_delete(pod, pod_bundle)
+        return failed, shim.told(), shim.left([shim.socket(pod, pod)])
 
     try:
         assert shim.each_step(one) > 40

@@ -188,13 +188,15 @@ def test_a_relative_socket_dir_is_refused_in_one_line(h):
     assert lines == ["containerd-shim-mrun-v2: socket_dir 'run/s' is not an absolute path"]
 
 
-def pod_config(hostname: str, pid_mode: int, userns: bytes = b"") -> any_pb2.Any:
-    """CRI's runtime.v1.PodSandboxConfig, the fields mrun reads: hostname, the namespace modes, and
-    ``userns`` as the UserNamespace message (``userns_message``)."""
+def pod_config(hostname: str, pid_mode: int, userns: bytes = b"", sysctls: dict[str, str] | None = None
+               ) -> any_pb2.Any:
+    """CRI's runtime.v1.PodSandboxConfig, the fields mrun reads: hostname, the namespace modes,
+    ``userns`` as the UserNamespace message (``userns_message``), and the pod's sysctls."""
     options = wire.field(1, 0) + wire.field(2, pid_mode) + wire.field(3, 0)
     if userns:
         options += wire.field(5, userns)
-    config = wire.field(2, hostname) + wire.field(8, wire.field(2, wire.field(1, options)))
+    entries = b"".join(wire.field(3, wire.field(1, k) + wire.field(2, v)) for k, v in (sysctls or {}).items())
+    config = wire.field(2, hostname) + wire.field(8, wire.field(2, wire.field(1, options)) + entries)
     return any_pb2.Any(type_url="runtime.v1.PodSandboxConfig", value=config)
 
 
@@ -324,7 +326,10 @@ def test_a_user_namespaced_pod_s_holder_owns_the_pod_s_namespaces(h, socket_dir)
     """hostUsers: false with sandboxer = 'shim': the holder is in a user namespace with the pod's
     mappings, which owns the IPC and UTS namespaces the containers join; StartSandbox's spec names
     it. A user namespace the shim cannot give a pod (CONTAINER mode, mappings missing) is refused in
-    one line, never taken for the node's."""
+    one line, never taken for the node's. The pod's sysctls are set in them: an IPC one is the
+    writer's only if it is the pod's root (the kernel compares uids there, not capabilities), which
+    the holder, joining the user namespace as the node's root, was not: StartSandbox failed with
+    "Permission denied"."""
     sandbox_id = h.cid("userns")
     bundle = h.bundle(["true"])
     shim = BootShim(h, bundle, sandbox_id, socket_dir)
@@ -337,8 +342,14 @@ def test_a_user_namespaced_pod_s_holder_owns_the_pod_s_namespaces(h, socket_dir)
                     sandbox_id=sandbox_id, bundle_path=bundle, options=options))
             assert e.value.code == ttrpc.INVALID_ARGUMENT and why in e.value.message, e.value.message
         maps = [(300000, 0, 65536)]
-        started = shim.start_pod(sandbox_id, bundle, pod_config("p", 0, userns_message(0, maps, maps)))
+        sysctls = {"kernel.shm_rmid_forced": "1", "net.ipv4.ip_unprivileged_port_start": "77"}
+        started = shim.start_pod(sandbox_id, bundle, pod_config("p", 0, userns_message(0, maps, maps), sysctls))
         holder = started.pid
+        for key, value in sysctls.items():
+            kind = "--net" if key.startswith("net.") else "--ipc"
+            seen = subprocess.run(["nsenter", f"{kind}=/proc/{holder}/ns/{kind[2:]}", "cat",
+                                   f"/proc/sys/{key.replace('.', '/')}"], capture_output=True, text=True, check=True)
+            assert seen.stdout.strip() == value, key
         assert open(f"/proc/{holder}/uid_map").read().split() == ["0", "300000", "65536"]
         assert open(f"/proc/{holder}/gid_map").read().split() == ["0", "300000", "65536"]
         spec = json.loads(started.spec.value)
