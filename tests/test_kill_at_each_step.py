@@ -144,7 +144,7 @@ def kill_at_each_step(argv: Callable[[int], list[str]], match: list[str], repair
     raise AssertionError(f"{argv(0)} made more than {MAX_STEPS} changes: raise MAX_STEPS if that is right")
 
 
-@pytest.mark.parametrize("parents, prune", [("", True), ("", False), ("deep", True)])
+@pytest.mark.parametrize("parents, prune", [("", True), ("", False), ("deep", True), ("userns", False)])
 def test_create_killed_before_each_change(h, parents, prune):
     """`create`: every step from the state directory's reservation to the pid file (a new path
     each time, as containerd and conmon give one per container: a pid file's temporary copy a
@@ -153,10 +153,24 @@ def test_create_killed_before_each_change(h, parents, prune):
     Without ``prune``, `delete --force` of the id alone repairs it, as runc's clients (podman,
     containerd's runc shim) do: a create killed before its directory was in place left it under
     its ``.making-`` name, which only the next create or a `system prune` swept (a random kill
-    found it in CI: test_cgroup2_view)."""
+    found it in CI: test_cgroup2_view). ``userns``: a container with a user namespace of its own, an
+    idmapped bind mount (the host clones it and maps the clone through a user namespace it makes
+    for the mappings) and a plain one (cloned by the host too), its maps' and oom score's writes
+    among the steps."""
     config = h.config(["sleep", "60"])
-    if parents:
+    match = [h.tmp, h.tag]
+    if parents == "deep":
         config["linux"]["cgroupsPath"] = f"{h.cgroup_parent}/{'/'.join(['p' * 60] * 4)}/leaf"
+    elif parents == "userns":
+        from test_sandbox import _in_a_user_namespace, _owned_tree
+
+        _in_a_user_namespace(h, config)
+        src, maps = _owned_tree(h), config["linux"]["uidMappings"]
+        config["mounts"] += [{"destination": "/root", "type": "bind", "source": src, "options": ["rbind", "ro"],
+                              "uidMappings": maps, "gidMappings": maps},
+                             {"destination": "/tmp", "type": "bind", "source": src, "options": ["rbind", "ro"]}]
+        config["process"]["oomScoreAdj"] = 100
+        match += ["/uid_map", "/gid_map", "/oom_score_adj"]
     bundle = h.bundle(config=config)
 
     def repair(step: int) -> None:
@@ -167,7 +181,7 @@ def test_create_killed_before_each_change(h, parents, prune):
 
     steps = kill_at_each_step(lambda step: ["--root", h.root, "create", "-b", bundle, "--pid-file",
                                             os.path.join(h.tmp, f"pid-{step}"), f"k{step}"],
-                              [h.tmp, h.tag], repair, h.leftovers)
+                              match, repair, h.leftovers)
     assert steps > 10
     h.ok("delete", "--force", f"k{steps}")
 
