@@ -289,9 +289,10 @@ def test_a_user_namespaced_pod_sees_its_image_and_volume_as_its_own(cri, handler
     idmapped, so both show their root-owned files as root's, and what the container writes to
     the volume is host root's; a wasm container runs in the same pod. mrun failed such a pod at
     its rootfs (an overlay option it did not know), at the user namespace's oom_score_adj, and (a
-    shim pod) at joining a user namespace the holder never had. The state directory is made
-    reachable as containerd's own root is (0711): the mapped root must reach the bundle, as with
-    runc."""
+    shim pod) at joining a user namespace the holder never had, and (a shim pod) at an IPC sysctl:
+    the holder joined the user namespace as the node's root, not the pod's, whose alone it is to
+    write. The state directory is made reachable as containerd's own root is (0711): the mapped
+    root must reach the bundle, as with runc."""
     volume = tmp_path / "volume"
     volume.mkdir()
     (volume / "zero").write_text("0")
@@ -299,16 +300,18 @@ def test_a_user_namespaced_pod_sees_its_image_and_volume_as_its_own(cri, handler
     os.chmod(cri.ctd.dir, 0o711)
     ids = [{"host_id": 200000, "container_id": 0, "length": 65536}]
     userns = {"security_context": {"namespace_options": {"userns_options": {"mode": 0, "uids": ids, "gids": ids}}}}
-    pod_path = pod_config_file(cri, f"userns-{handler}", userns)
+    sysctls = {"net.ipv4.ip_unprivileged_port_start": "77", "kernel.shm_rmid_forced": "1"}
+    pod_path = pod_config_file(cri, f"userns-{handler}", {**userns, "sysctls": sysctls})
     pod = cri.run("runp", "--runtime", handler, pod_path)
     try:
-        cid = start_in_pod(cri, pod, pod_path, "c", ["/bin/sh", "-c", "cat /proc/self/uid_map; stat -c %u:%g /bin/sh "
-                                                     "/vol/zero; touch /vol/new && echo wrote; exec sleep 3600"],
+        script = ("cat /proc/self/uid_map; stat -c %u:%g /bin/sh /vol/zero; touch /vol/new && echo wrote; "
+                  "cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/kernel/shm_rmid_forced; exec sleep 3600")
+        cid = start_in_pod(cri, pod, pod_path, "c", ["/bin/sh", "-c", script],
                            mounts=[{"container_path": "/vol", "host_path": str(volume), "uidMappings": ids,
                                     "gidMappings": ids}], linux=userns)
-        wait_for(lambda: any(w in cri.run("logs", cid) for w in ("wrote", "touch")), "the container said nothing")
+        wait_for(lambda: len(cri.run("logs", cid).split()) >= 8, "the container said nothing")
         out = cri.run("logs", cid).split()
-        assert out == ["0", "200000", "65536", "0:0", "0:0", "wrote"], out
+        assert out == ["0", "200000", "65536", "0:0", "0:0", "wrote", "77", "1"], out
         assert os.stat(volume / "new").st_uid == 0  # the volume's root, through its mapping
         assert "Uid:\t200000" in open(f"/proc/{cri.inspect('inspect', cid)['info']['pid']}/status").read()
         assert cri.run("exec", "-s", cid, "sh", "-c", "id -u; cat /proc/self/uid_map").split() == [
