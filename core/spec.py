@@ -126,7 +126,9 @@ SCHEMA: dict[str, Any] = {
         "gidMappings": ("list", _ID_MAP),
         "devices": (
             "list",
-            {"path!": _STR, "type!": _STR, "major": _INT, "minor": _INT, "fileMode": _MODE, "uid": _U32, "gid": _U32},
+            # fileMode: any uint32, as runc takes it: podman writes the host node's whole st_mode
+            # (its S_IFCHR included); the permission bits are the node's (sandbox.devices)
+            {"path!": _STR, "type!": _STR, "major": _INT, "minor": _INT, "fileMode": _U32, "uid": _U32, "gid": _U32},
         ),
         "cgroupsPath": _STR,
         "resources": _RESOURCES,

@@ -119,3 +119,12 @@ def test_podman_uidmap_with_an_idmap_volume(podman, tmp_path):
                            "--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536", "-v", f"{volume}:/vol{option}",
                            IMAGE, "sh", "-c", "sed -n 1p /proc/self/uid_map; stat -c %u:%g /vol/zero").stdout.split()
     assert seen == {":idmap": ["0", "100000", "65536", "0:0"], "": ["0", "100000", "65536", "65534:65534"]}, seen
+
+
+def test_podman_run_with_a_host_device(podman):
+    """`podman run --device HOST:CONTAINER`: podman writes the host node's st_mode as the device's
+    fileMode (S_IFCHR included), which mrun refused ("must be a file mode from 0 to 0o7777")."""
+    run, tag, _state = podman
+    out = run("run", "--rm", "--network", "none", "--cgroup-parent", f"/{tag}", *ULIMITS, "--device",
+              "/dev/null:/dev/probe", IMAGE, "sh", "-c", "echo hi > /dev/probe && echo wrote; ls -l /dev/probe").stdout
+    assert out.splitlines()[0] == "wrote" and out.splitlines()[1].startswith("crw-rw-rw-"), out

@@ -158,6 +158,21 @@ def test_sysctl_oom_score_devices_and_domainname(h):
     assert lines[4].startswith("crw-rw-rw-") and "1,   3" in lines[4]
 
 
+def test_a_device_s_file_mode_may_carry_its_file_type_as_podman_writes_it(h):
+    """podman's `--device` writes the host node's whole st_mode as fileMode (0o20666: S_IFCHR and
+    the permissions); runc takes any 32-bit value there and ors in the type. mrun refused it as
+    not a mode from 0 to 0o7777, so `podman run --device` failed. The permission bits are the
+    node's; a value past 32 bits is still refused in one line naming the field."""
+    cfg = h.config(["sh", "-c", "echo hi > /dev/probe && echo wrote; ls -l /dev/probe"])
+    cfg["linux"]["devices"] = [{"path": "/dev/probe", "type": "c", "major": 1, "minor": 3, "fileMode": 0o20640}]
+    lines = h.ok("run", "-b", h.bundle(config=cfg), h.cid()).stdout.splitlines()
+    assert lines[0] == "wrote" and lines[1].startswith("crw-r----- ") and "1,   3" in lines[1], lines
+    cfg["linux"]["devices"][0]["fileMode"] = 1 << 32
+    r = h.mrun("run", "-b", h.bundle(config=cfg), h.cid())
+    assert r.returncode != 0 and "linux.devices[0].fileMode" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert not h.leftovers()
+
+
 def test_io_priority_and_scheduler_are_the_process_s(h, tmp_path):
     """process.ioPriority and process.scheduler (runtime-spec 1.2, runc 1.2 applies them): were
     refused, and before that silently dropped. Seen from the host, for the init and an exec."""

@@ -93,7 +93,7 @@ def _bind_host_node(root: int, d: dict[str, Any], where: str) -> None:
 
 def _mknod(parent: int, name: str, d: dict[str, Any], where: str) -> None:
     """mknodat in the in-root parent: the name itself is never followed, whatever it is now."""
-    mode = d.get("fileMode", 0o666) & 0o7777
+    mode = d.get("fileMode", 0o666) & 0o7777  # the type is ``type``'s, whatever bits podman's st_mode has
     try:
         try:
             old = os.stat(name, dir_fd=parent, follow_symlinks=False)
