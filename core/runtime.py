@@ -80,6 +80,8 @@ class Runtime:
                     raise InvalidSpec(f"linux.{field}: needs a mount namespace of the container's own")
             if spec.raw.get("mounts") or spec.raw["root"].get("readonly"):
                 self.warn("mounts, root.readonly: ignored: without a mount namespace the container shares the caller's")
+        if (spec.linux.get("personality") or {}).get("flags"):
+            self.warn("linux.personality.flags: ignored, as runc ignores them (the runtime-spec defines none yet)")
         with self.store.reserve(container_id) as lock:  # held from the start: start/delete wait until it is built
             from mrun.operations.create import Create
 

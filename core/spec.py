@@ -139,6 +139,7 @@ SCHEMA: dict[str, Any] = {
         "readonlyPaths": ("list", _STR),
         "mountLabel": _STR,
         "timeOffsets": ("map", {"secs": _INT, "nanosecs": _U32}),
+        "personality": {"domain": _STR, "flags": ("list", _STR)},
     },
 }
 
@@ -220,9 +221,23 @@ def check_applied(doc: dict[str, Any]) -> None:
     for field, why in _UNAPPLIED_LINUX.items():
         if linux.get(field):
             raise InvalidSpec(f"linux.{field}: {why}")
-    persona = linux.get("personality") or {}
-    if persona.get("domain", "LINUX") != "LINUX" or persona.get("flags"):
-        raise InvalidSpec("linux.personality: mrun runs containers in the LINUX domain, without flags")
+    personality(linux)
+
+
+PERSONALITIES = {"LINUX": 0x0000, "LINUX32": 0x0008}  # runc's two domains (PER_LINUX, PER_LINUX32)
+
+
+def personality(linux: dict[str, Any]) -> int | None:
+    """``linux.personality``'s domain as personality(2) takes it, or None when none is asked
+    (the caller's stays, as with runc). Its flags are ignored, as runc ignores them (the
+    runtime-spec defines none yet): the create warns (Runtime.create)."""
+    persona = linux.get("personality")
+    if not persona:
+        return None
+    domain = persona.get("domain") or "LINUX"
+    if domain not in PERSONALITIES:
+        raise InvalidSpec(f"linux.personality.domain: {domain!r} is not one of {', '.join(PERSONALITIES)}")
+    return PERSONALITIES[domain]
 
 
 def idmapping(mount: dict[str, Any], linux: dict[str, Any], index: int) -> tuple[list, list, bool] | None:

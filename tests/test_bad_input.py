@@ -245,7 +245,8 @@ def test_a_pid_file_that_cannot_be_written_fails_the_call_and_leaves_nothing(h, 
         (lambda c: c["process"].update(execCPUAffinity={"initial": "0"}), "process.execCPUAffinity"),
         (lambda c: c["linux"].update(intelRdt={"closID": "guaranteed_group"}), "linux.intelRdt"),
         (lambda c: c["linux"].update(netDevices={"eth7": {}}), "linux.netDevices"),
-        (lambda c: c["linux"].update(personality={"domain": "LINUX32"}), "linux.personality"),
+        (lambda c: c["linux"].update(personality={"domain": "SVR4"}), "linux.personality.domain"),
+        (lambda c: c["linux"].update(personality="LINUX32"), "linux.personality"),
     ],
 )
 def test_what_mrun_would_not_apply_is_refused_not_dropped(h, change, needle):

@@ -128,3 +128,11 @@ def test_podman_run_with_a_host_device(podman):
     out = run("run", "--rm", "--network", "none", "--cgroup-parent", f"/{tag}", *ULIMITS, "--device",
               "/dev/null:/dev/probe", IMAGE, "sh", "-c", "echo hi > /dev/probe && echo wrote; ls -l /dev/probe").stdout
     assert out.splitlines()[0] == "wrote" and out.splitlines()[1].startswith("crw-rw-rw-"), out
+
+
+def test_podman_run_with_a_personality(podman):
+    """`podman run --personality LINUX32` (linux.personality, runc 1.2 applies it): refused by mrun."""
+    run, tag, _state = podman
+    out = run("run", "--rm", "--network", "none", "--cgroup-parent", f"/{tag}", *ULIMITS, "--personality", "LINUX32",
+              IMAGE, "uname", "-m").stdout
+    assert out.strip() == "i686", out

@@ -158,6 +158,24 @@ def test_sysctl_oom_score_devices_and_domainname(h):
     assert lines[4].startswith("crw-rw-rw-") and "1,   3" in lines[4]
 
 
+def test_the_personality_domain_is_the_container_s_and_its_exec_s(h):
+    """linux.personality (podman's --personality, runc 1.2): LINUX32 makes `uname -m` say i686 in
+    the container and in a process exec'd into it, as runc does; mrun refused it. Its flags are
+    ignored with a warning, as runc ignores them (the runtime-spec defines none)."""
+    cfg = h.config(["sh", "-c", "uname -m; exec sleep 600"])
+    cfg["linux"]["personality"] = {"domain": "LINUX32", "flags": ["ADDR_NO_RANDOMIZE"]}
+    cid = h.cid()
+    r = h.ok("run", "-d", "-b", h.bundle(config=cfg), cid)
+    assert "linux.personality.flags: ignored" in r.stderr, r.stderr
+    assert h.ok("exec", cid, "uname", "-m").stdout.strip() == "i686"
+    pid = json.loads(h.ok("state", cid).stdout)["pid"]
+    assert open(f"/proc/{pid}/personality").read().strip() == "00000008"
+    h.ok("delete", "--force", cid)
+    cfg["linux"]["personality"] = {"domain": "LINUX"}
+    cfg["process"]["args"] = ["uname", "-m"]
+    assert h.ok("run", "-b", h.bundle(config=cfg), h.cid()).stdout.strip() == os.uname().machine
+
+
 def test_a_device_s_file_mode_may_carry_its_file_type_as_podman_writes_it(h):
     """podman's `--device` writes the host node's whole st_mode as fileMode (0o20666: S_IFCHR and
     the permissions); runc takes any 32-bit value there and ors in the type. mrun refused it as

@@ -20,10 +20,12 @@ class SandboxBuilder:
         """``cgroup``: the container's, where the backend's host-side work runs (Container.contained)."""
         from mrun.plugins.api import Bundle, Container
         from mrun.sandbox.process import ProcessPlan
+        from mrun.spec import personality
 
         self.runtime, self.spec, self.process = runtime, spec, process
         self.hooks = runtime.backends().of(backend)
-        self.plan = ProcessPlan(process, spec.linux.get("seccomp"))
+        # the container's personality is every process's in it, an exec's too (runc's rule)
+        self.plan = ProcessPlan(process, spec.linux.get("seccomp"), personality=personality(spec.linux))
         self.container = Container(container_id, Bundle(spec), runtime.store.path(container_id), note=runtime.debug,
                                    limits=(lambda: _limits(cgroup, spec)) if cgroup is not None else None)
 

@@ -21,8 +21,10 @@ if TYPE_CHECKING:
 
 
 class ProcessPlan:
-    def __init__(self, process: dict[str, Any], seccomp: dict[str, Any] | None = None, field: str = "process") -> None:
+    def __init__(self, process: dict[str, Any], seccomp: dict[str, Any] | None = None, field: str = "process",
+                 personality: int | None = None) -> None:
         self.process = process
+        self.personality = personality  # linux.personality's domain (spec.personality), or None: ours stays
         self.args: list[str] = process["args"]
         self.env: list[str] = list(process.get("env") or [])
         self.cwd: str = process.get("cwd") or "/"
@@ -67,6 +69,11 @@ class ProcessPlan:
         interpreter, and write it once no Python runs (CVE-2019-5736's way out). execve makes
         the container's program dumpable again; a wasm init, which never execs, stays so."""
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        if self.personality is not None:  # before seccomp, which may allow personality(2) few values
+            try:
+                sc.personality(self.personality)
+            except OSError as e:
+                raise OSError(f"linux.personality: {e.strerror}")
         if self.apparmor:
             try:
                 apparmor.apply(self.apparmor, at_exec=execs)
