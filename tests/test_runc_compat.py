@@ -287,6 +287,44 @@ def test_shared_root_propagation(h):
         assert f.read() == before, "the host's mount table changed"
 
 
+def test_a_mount_s_own_propagation_is_kept(h, tmp_path):
+    """A bind mount's propagation option (podman's bind-propagation, `-v SRC:DST:rshared`,
+    Kubernetes' mountPropagation: HostToContainer is "rslave", Bidirectional "rshared") is the
+    mount's, as runc keeps it: mrun's pivot_root made the container's whole new tree a slave ("."
+    after pivot_root(".", ".") is the new root, not the old one runc fchdir()s back to), so an
+    rshared mount ended private unless the rootfs itself was rshared (CRI makes it so for
+    Bidirectional; podman's "shared" did not). An rslave mount kept its master; a mount the host
+    makes later under either reaches the container. The source is a shared mount of the test's
+    own on the host."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    subprocess.run(["mount", "--bind", str(src), str(src)], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", str(src)], check=True)
+        cfg = h.config(["sleep", "600"])
+        cfg["root"]["readonly"] = False
+        cfg["mounts"] += [{"destination": "/slave", "type": "bind", "source": str(src), "options": ["rbind", "rslave"]},
+                          {"destination": "/shared", "type": "bind", "source": str(src),
+                           "options": ["rbind", "rshared"]}]
+        cid = h.cid()
+        h.ok("run", "-d", "-b", h.bundle(config=cfg), cid)
+        try:
+            seen = {line.split()[4]: line.split(" - ")[0].split()[6:] for line in
+                    h.ok("exec", cid, "cat", "/proc/self/mountinfo").stdout.splitlines()}
+            assert any(tag.startswith("master:") for tag in seen["/slave"]), seen["/slave"]
+            assert any(tag.startswith("shared:") for tag in seen["/shared"]), seen["/shared"]
+            subprocess.run(["mount", "-t", "tmpfs", "late", str(src / "sub")], check=True)  # after the start
+            try:
+                inside = h.ok("exec", cid, "cat", "/proc/self/mountinfo").stdout
+                assert " /slave/sub " in inside and " /shared/sub " in inside, inside
+            finally:
+                subprocess.run(["umount", str(src / "sub")], check=True)
+        finally:
+            h.mrun("delete", "--force", cid)
+    finally:
+        subprocess.run(["umount", "-l", str(src)], check=True)
+
+
 def test_no_mount_namespace_shares_the_callers(h, tmp_path):
     """The runtime-spec: without a mount namespace the container inherits the caller's (runc does
     it). mrun then shapes no filesystem: the host's paths are the container's."""

@@ -301,8 +301,16 @@ def pivot(rootfs: str, no_pivot: bool) -> None:
         sc.mount(rootfs, "/", None, sc.MS_MOVE)
         os.chroot(".")
     else:
-        # pivot_root(".", ".") stacks the old root under the new one; detach it right away.
-        sc.pivot_root(".", ".")
+        # pivot_root(".", ".") stacks the old root on the new one; detach it right away. From a
+        # handle on the old root, as runc does: "." is still the new root, and the rslave meant
+        # for the old tree (its unmount must not reach the host) was made the container's whole
+        # tree's, overriding each mount's own propagation (rshared, an rslave of the host's).
+        old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            sc.pivot_root(".", ".")
+            os.fchdir(old_root)
+        finally:
+            os.close(old_root)
         sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC)  # never propagate the unmount to the host
         sc.umount2(".", sc.MNT_DETACH)
     os.chdir("/")
