@@ -52,6 +52,13 @@ _LIST_HELP = "table, json, or docker's Go template ({{.ID}}; 'table {{.ID}}\\t{{
 _LIST_FORMAT = Flag("format", _LIST_HELP, default="table")
 _LIST_FORMAT_F = Flag("format", _LIST_HELP, short="f", default="table")  # runc's ps -f, and images before
 
+# runc's flags both CRIU verbs take: parsed so that a client passing them is told "not implemented"
+_CRIU_FLAGS = tuple(Flag(name, "", kind=kind, default=default, hidden=True) for name, kind, default in (
+    ("image-path", str, ""), ("work-path", str, ""), ("tcp-established", bool, False), ("ext-unix-sk", bool, False),
+    ("shell-job", bool, False), ("file-locks", bool, False), ("manage-cgroups-mode", str, ""),
+    ("empty-ns", list, ()), ("auto-dedup", bool, False), ("lazy-pages", bool, False),
+))
+
 COMMANDS = (
     Command(
         "create",
@@ -561,21 +568,18 @@ COMMANDS = (
     Command("features", "print the runtime-spec features document (backends included)", "features"),
     Command("explain", "say which backend would run a bundle, and why", "explain", (), (_BUNDLE,)),
     Command("version", "print mrun's version (also --version)", "version"),
-    # runc verbs mrun does not implement: accepted by the parser, refused with a clear message.
-    Command(
-        "checkpoint",
-        "not implemented in mrun (needs CRIU)",
-        "unsupported",
-        (_ID,),
-        (Flag("image-path", "", default=""), Flag("leave-running", "", kind=bool, default=False)),
-    ),
-    Command(
-        "restore",
-        "not implemented in mrun (needs CRIU)",
-        "unsupported",
-        (_ID,),
-        (_BUNDLE, Flag("image-path", "", default=""), _DETACH),
-    ),
+    # runc verbs mrun does not implement: accepted by the parser with runc's flags (containerd's runc
+    # shim and podman pass them), refused in one line.
+    Command("checkpoint", "not implemented in mrun (needs CRIU)", "unsupported", (_ID,), _CRIU_FLAGS + tuple(
+        Flag(name, "", kind=kind, default=default, hidden=True) for name, kind, default in (
+            ("leave-running", bool, False), ("tcp-skip-in-flight", bool, False), ("link-remap", bool, False),
+            ("pre-dump", bool, False), ("parent-path", str, ""), ("page-server", str, ""), ("status-fd", str, ""),
+        ))),
+    Command("restore", "not implemented in mrun (needs CRIU)", "unsupported", (_ID,), _CRIU_FLAGS + (
+        _BUNDLE, _DETACH, *(Flag(name, "", kind=kind, default=default, hidden=True) for name, kind, default in (
+            ("pid-file", str, ""), ("console-socket", str, ""), ("no-subreaper", bool, False),
+            ("no-pivot", bool, False), ("lsm-profile", str, ""), ("lsm-mount-context", str, ""),
+        )))),
 )
 
 BY_NAME = {alias: c for c in COMMANDS for alias in (c.name, *c.aliases)}
