@@ -136,3 +136,13 @@ def test_podman_run_with_a_personality(podman):
     out = run("run", "--rm", "--network", "none", "--cgroup-parent", f"/{tag}", *ULIMITS, "--personality", "LINUX32",
               IMAGE, "uname", "-m").stdout
     assert out.strip() == "i686", out
+
+
+def test_podman_run_systemd_mode(podman):
+    """`podman run --systemd always` (an image whose command is systemd's init runs so by default):
+    on a cgroup v1 host podman binds systemd's hierarchy over the container's
+    /sys/fs/cgroup/systemd, which mrun never made (mrun: "Read-only file system")."""
+    run, tag, _state = podman
+    out = run("run", "--rm", "--network", "none", "--cgroup-parent", f"/{tag}", *ULIMITS, "--systemd", "always",
+              IMAGE, "sh", "-c", "echo ran; mount | grep -c ' /run '").stdout
+    assert out.split()[0] == "ran", out

@@ -8,6 +8,7 @@ import os
 import subprocess
 import time
 
+import pytest
 from busybox_bundle import make_rootfs
 from conftest import require
 
@@ -323,6 +324,31 @@ def test_a_mount_s_own_propagation_is_kept(h, tmp_path):
             h.mrun("delete", "--force", cid)
     finally:
         subprocess.run(["umount", "-l", str(src)], check=True)
+
+
+def test_a_container_gets_a_cgroup_in_systemd_s_named_hierarchy(h):
+    """On a cgroup v1 host with systemd's named hierarchy (hybrid: name=systemd at
+    /sys/fs/cgroup/systemd), runc gives the container a cgroup there as in every hierarchy and
+    binds it into the container's /sys/fs/cgroup/systemd, where a systemd in the container finds
+    its own (podman --systemd mounts over it). mrun left the container in its caller's systemd
+    cgroup, made no such directory, and podman --systemd failed ("Read-only file system")."""
+    with open("/proc/self/mountinfo") as f:  # read here, not through the code under test
+        hybrid = any(" - cgroup " in line and "name=systemd" in line.split(" - ")[1] for line in f)
+    if not hybrid:
+        pytest.skip("this host has no cgroup v1 name=systemd hierarchy")
+    cfg = h.config(["sh", "-c", "ls /sys/fs/cgroup; echo; exec sleep 600"])
+    cid = h.cid()
+    h.ok("run", "-d", "-b", h.bundle(config=cfg), cid)
+    try:
+        pid = json.loads(h.ok("state", cid).stdout)["pid"]
+        with open(f"/proc/{pid}/cgroup") as f:
+            named = next(line.rstrip("\n").split(":", 2)[2] for line in f if ":name=systemd:" in line)
+        assert named == cfg["linux"]["cgroupsPath"], named
+        listed = h.ok("exec", cid, "ls", "/sys/fs/cgroup").stdout.split()
+        assert "systemd" in listed and "name=systemd" not in listed, listed
+        assert h.ok("exec", cid, "cat", "/proc/self/cgroup").stdout.count("name=systemd:/\n") == 1
+    finally:
+        h.mrun("delete", "--force", cid)
 
 
 def test_no_mount_namespace_shares_the_callers(h, tmp_path):

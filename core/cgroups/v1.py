@@ -32,7 +32,10 @@ CONTROLLERS = (
 
 
 def mounts() -> dict[str, str]:
-    """controller -> mount point of its v1 hierarchy, read from mountinfo."""
+    """controller -> mount point of its v1 hierarchy, read from mountinfo. A named hierarchy
+    (systemd's "name=systemd" on a hybrid host) counts as one: a container gets a cgroup there
+    too, as runc gives it, or it stayed in its caller's (a systemd in the container, podman
+    --systemd, then found no /sys/fs/cgroup/systemd of its own)."""
     found: dict[str, str] = {}
     with open("/proc/self/mountinfo") as f:
         for line in f:
@@ -42,7 +45,7 @@ def mounts() -> dict[str, str]:
                 continue
             mountpoint = pre.split(" ")[4].replace("\\040", " ")
             for opt in opts.strip().split(","):
-                if opt in CONTROLLERS:
+                if opt in CONTROLLERS or opt.startswith("name="):
                     found.setdefault(opt, mountpoint)
     return found
 

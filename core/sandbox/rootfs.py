@@ -232,8 +232,8 @@ def mount_cgroup(
                 sc.mount(path, target, None, sc.MS_BIND)
                 if ro:
                     remount_readonly(target)
-            for ctrl in ctrls:
-                if ctrl != mountpoint and not os.path.lexists(os.path.join(top, ctrl)):
+            for ctrl in ctrls:  # cpu -> cpu,cpuacct; a named hierarchy (name=systemd) has no such link
+                if ctrl != mountpoint and not ctrl.startswith("name=") and not os.path.lexists(os.path.join(top, ctrl)):
                     os.symlink(mountpoint, os.path.join(top, ctrl))
     if ro:
         with inroot.at(root_fd, dest) as target:
