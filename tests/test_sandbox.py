@@ -612,6 +612,36 @@ def test_a_user_namespace_container_gets_its_oom_score_adj(h):
     assert h.ok("run", "-b", h.bundle(config=cfg), h.cid("oom")).stdout.strip() == "500"
 
 
+@pytest.mark.parametrize("userns", [False, True])
+def test_an_exec_d_process_gets_the_container_s_oom_score_adj(h, userns):
+    """runc gives every exec'd process the container's oomScoreAdj (an exec's own process.json
+    value is not read). mrun's inherited its caller's: a shim runs at containerd's score + 1
+    (-998 where containerd's unit says -999), so a `kubectl exec`'d process was all but
+    unkillable by the OOM killer, in its own memory cgroup as on the node. The caller here sits
+    at 200, the container at 500; in a user namespace too (set before it is joined)."""
+    cfg = h.config(["sleep", "600"])
+    if userns:
+        _in_a_user_namespace(h, cfg)
+    cfg["process"]["oomScoreAdj"] = 500
+    cid = h.cid("oomx")
+    h.ok("run", "-d", "-b", h.bundle(config=cfg), cid)
+    try:
+        process = dict(cfg["process"], args=["cat", "/proc/self/oom_score_adj"], oomScoreAdj=300)
+        path = os.path.join(h.tmp, "process.json")
+        with open(path, "w") as f:
+            json.dump(process, f)
+
+        def at_200() -> None:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write("200")
+
+        for argv in (["exec", cid, "cat", "/proc/self/oom_score_adj"], ["exec", "--process", path, cid]):
+            r = h.mrun(*argv, preexec_fn=at_200)
+            assert r.returncode == 0 and r.stdout.strip() == "500", (argv, r.stdout, r.stderr)
+    finally:
+        h.mrun("delete", "--force", cid)
+
+
 def test_a_user_namespace_container_gets_rlimits_above_its_caller_s(h):
     """podman's default nofile (1048576) is above a caller's hard limit more often than not, and
     raising a hard limit needs CAP_SYS_RESOURCE in the host's user namespace: set by the init

@@ -40,6 +40,9 @@ def exec_process(runtime: Any, record: Record, process: dict[str, Any], opts: Cr
         pid, ch = builder.launch(
             undo, namespaces=namespaces, child=lambda c: exec_child(sandbox, c),
             add_to_cgroup=cgroup.add if cgroup else None, thread_files=cgroup.thread_files if cgroup else None,
+            # the container's, as runc gives every exec'd process: not its caller's (a shim's
+            # -998 made a `kubectl exec`'d process all but unkillable by the OOM killer)
+            oom_score_adj=spec.process.get("oomScoreAdj"),
         )
         undo.callback(ch.close)
         if console is not None:

@@ -297,6 +297,8 @@ def exec_child(sb: Sandbox, ch: Channel) -> NoReturn:
     """An ``exec``'d process: the namespaces are the container's, and so is the cgroup once the
     host has moved us (launch.spawn) before we start anything."""
     await_key(ch, "cgrouped", ch.seen)
+    if sb.spec.process.get("oomScoreAdj") is not None and "user" not in sb.namespaces:  # else set before it
+        set_oom_score_adj(sb.spec.process["oomScoreAdj"])  # the container's (the exec's own is not read: runc's rule)
     _join_session_keyring(sb)
     if sb.console is not None:
         os.setsid()
