@@ -351,6 +351,24 @@ def test_a_container_gets_a_cgroup_in_systemd_s_named_hierarchy(h):
         h.mrun("delete", "--force", cid)
 
 
+def test_exec_additional_gids_add_to_the_container_s(h):
+    """`runc exec --additional-gids G` adds G to the groups the container's process has (its
+    man page: "Add additional group IDs"); mrun replaced them, so an exec'd process lost the
+    container's supplementary groups (a volume's group, say). With --user the container's groups
+    stay too, as with runc."""
+    cfg = h.config(["sleep", "600"])
+    cfg["process"]["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [2000]}
+    cid = h.cid()
+    h.ok("run", "-d", "-b", h.bundle(config=cfg), cid)
+    try:
+        groups = h.ok("exec", "--additional-gids", "7", cid, "id", "-G").stdout.split()
+        assert sorted(groups) == ["1000", "2000", "7"], groups
+        groups = h.ok("exec", "--user", "0:0", cid, "id", "-G").stdout.split()
+        assert sorted(groups) == ["0", "2000"], groups
+    finally:
+        h.mrun("delete", "--force", cid)
+
+
 def test_no_mount_namespace_shares_the_callers(h, tmp_path):
     """The runtime-spec: without a mount namespace the container inherits the caller's (runc does
     it). mrun then shapes no filesystem: the host's paths are the container's."""

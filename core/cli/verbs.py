@@ -219,9 +219,12 @@ def _exec_process(
             root = (record.config.get("root") or {}).get("path") or "rootfs"
             uid_n, gid_n, extra = user_ids(os.path.join(record.bundle, root), user)
             base["user"] = {**(base.get("user") or {}), "uid": uid_n, "gid": gid_n, "additionalGids": extra}
-    if additional_gids:
+    if additional_gids:  # added to the process's groups, as runc adds them ("Add additional group IDs")
         try:
-            base.setdefault("user", {})["additionalGids"] = [int(x) for x in additional_gids]
+            user = dict(base.get("user") or {})
+            had = list(user.get("additionalGids") or [])
+            user["additionalGids"] = had + [g for g in map(int, additional_gids) if g not in had]
+            base["user"] = user
         except ValueError:
             raise MrunError(f"--additional-gids: {','.join(additional_gids)!r} holds a value that is not a group id")
     if cap:
