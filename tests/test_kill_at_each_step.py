@@ -569,6 +569,7 @@ class KilledShim:
     helper, the create workers, the containers' inits; it runs once ``armed`` exists."""
 
     TASK = "containerd.task.v2.Task"
+    SANDBOX = "containerd.runtime.sandbox.v1.Sandbox"
 
     def __init__(self, h) -> None:
         self.h = h
@@ -662,28 +663,48 @@ class KilledShim:
                     assert task_pb2.WaitResponse.FromString(answer).exit_status == 137
             return ""
         except (OSError, ttrpc.TTRPCError) as e:
-            for method, msg in (("Delete", task_pb2.DeleteRequest(id=cid, exec_id="e")),  # an exec's, if one was made
-                                ("Delete", task_pb2.DeleteRequest(id=cid)), ("Shutdown", task_pb2.ShutdownRequest())):
-                try:
-                    client.call(self.TASK, method, msg.SerializeToString(), timeout=20)
-                except (OSError, ttrpc.TTRPCError):
-                    pass
+            self.clean_up(client, cid)
             return f"{calls[len(done)][0]}: {e}"
+
+    def clean_up(self, client, cid: str, sandbox: str = "") -> None:
+        """containerd's clean-up after a failed call (errors ignored): the task's exec and the
+        task deleted, the pod ``sandbox`` shut down, the shim told to go."""
+        from mrun.shims import ttrpc
+        from mrun.shims.proto import sandbox_pb2, task_pb2
+
+        for service, method, msg in (
+            (self.TASK, "Delete", task_pb2.DeleteRequest(id=cid, exec_id="e")),  # an exec's, if one was made
+            (self.TASK, "Delete", task_pb2.DeleteRequest(id=cid)),
+            *([(self.SANDBOX, "ShutdownSandbox", sandbox_pb2.ShutdownSandboxRequest(sandbox_id=sandbox))]
+              if sandbox else []),
+            (self.TASK, "Shutdown", task_pb2.ShutdownRequest()),
+        ):
+            try:
+                client.call(service, method, msg.SerializeToString(), timeout=20)
+            except (OSError, ttrpc.TTRPCError):
+                pass
+
+    def connect(self, cid: str, bundle: str, pod: str = "", extra_match: tuple[str, ...] | list[str] = ()):
+        """`start`, then a connection to the daemon it started. -> (the client, "") or (None, what failed)."""
+        from mrun.shims import ttrpc
+
+        started = self.start(cid, bundle, pod, extra_match)
+        if started.returncode != 0:
+            return None, f"start: {started.returncode}: {started.stderr.strip()}"
+        try:
+            return ttrpc.Client(started.stdout.removeprefix("unix://")), ""
+        except OSError as e:
+            return None, f"Connect: {e}"
 
     def life(self, cid: str, bundle: str, rootfs: object, pod: str = "") -> str:
         """start, then a task's whole life, an exec's included (a pod's: without the Shutdown).
         -> "" or what failed (containerd's clean-up done, but not the binary's delete)."""
         from google.protobuf import any_pb2
-        from mrun.shims import ttrpc
         from mrun.shims.proto import task_pb2
 
-        started = self.start(cid, bundle, pod)
-        if started.returncode != 0:
-            return f"start: {started.returncode}: {started.stderr.strip()}"
-        try:
-            client = ttrpc.Client(started.stdout.removeprefix("unix://"))
-        except OSError as e:
-            return f"Connect: {e}"
+        client, failed = self.connect(cid, bundle, pod)
+        if client is None:
+            return failed
         try:
             return self.calls(client, cid, [
                 ("Connect", task_pb2.ConnectRequest(id=cid)),
@@ -705,57 +726,49 @@ class KilledShim:
         finally:
             client.close()
 
-    def pod_life(self, client, pod: str, pod_bundle: str, options: object, cid: str, bundle: str,
-                 rootfs: object) -> str:
-        """A pod's life on the sandbox API, a task's whole life in it between StartSandbox and
-        StopSandbox. -> "" or the call that failed, after containerd's clean-up: the task's
-        Delete, then ShutdownSandbox and Shutdown (errors ignored)."""
+    def pod_life(self, pod: str, pod_bundle: str, options: object, cid: str, bundle: str, rootfs: object,
+                 extra_match: list[str]) -> str:
+        """`start` for the pod, then its life on the sandbox API, a task's whole life in it between
+        StartSandbox and StopSandbox. -> "" or what failed (containerd's clean-up done, but not the
+        binary's delete)."""
         from mrun.shims import ttrpc
         from mrun.shims.proto import sandbox_pb2, task_pb2
 
-        sandbox = "containerd.runtime.sandbox.v1.Sandbox"
-        calls = [(sandbox, "CreateSandbox", sandbox_pb2.CreateSandboxRequest(
-                     sandbox_id=pod, bundle_path=pod_bundle, options=options)),
-                 (sandbox, "StartSandbox", sandbox_pb2.StartSandboxRequest(sandbox_id=pod))]
-        done = 0
+        client, failed = self.connect(pod, pod_bundle, pod, extra_match)
+        if client is None:
+            return failed
+        method = ""
+
+        def call(service: str, name: str, msg: object) -> bytes:
+            nonlocal method
+            method = name
+            return client.call(service, name, msg.SerializeToString(), timeout=20)
+
         try:
-            for service, method, msg in calls:
-                answer = client.call(service, method, msg.SerializeToString(), timeout=20)
-                done += 1
-            spec = json.loads(sandbox_pb2.StartSandboxResponse.FromString(answer).spec.value)
+            call(self.SANDBOX, "CreateSandbox", sandbox_pb2.CreateSandboxRequest(
+                sandbox_id=pod, bundle_path=pod_bundle, options=options))
+            spec = json.loads(sandbox_pb2.StartSandboxResponse.FromString(call(
+                self.SANDBOX, "StartSandbox", sandbox_pb2.StartSandboxRequest(sandbox_id=pod))).spec.value)
             with open(os.path.join(bundle, "config.json")) as f:
                 config = json.load(f)
             config["linux"]["namespaces"] = [*spec["linux"]["namespaces"], {"type": "mount"}]
             config["linux"]["uidMappings"] = spec["linux"]["uidMappings"]
             config["linux"]["gidMappings"] = spec["linux"]["gidMappings"]
             write_config(bundle, config)
-            task = [("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle, rootfs=[rootfs])),
-                    ("Start", task_pb2.StartRequest(id=cid)),
-                    ("Kill", task_pb2.KillRequest(id=cid, signal=signal.SIGKILL)),
-                    ("Wait", task_pb2.WaitRequest(id=cid)),
-                    ("Delete", task_pb2.DeleteRequest(id=cid))]
-            calls += [(self.TASK, method, msg) for method, msg in task]
-            for service, method, msg in calls[done:]:
-                answer = client.call(service, method, msg.SerializeToString(), timeout=20)
-                if method == "Wait":
-                    assert task_pb2.WaitResponse.FromString(answer).exit_status == 137
-                done += 1
-            calls += [(sandbox, "StopSandbox", sandbox_pb2.StopSandboxRequest(sandbox_id=pod)),
-                      (sandbox, "ShutdownSandbox", sandbox_pb2.ShutdownSandboxRequest(sandbox_id=pod))]
-            for service, method, msg in calls[done:]:
-                client.call(service, method, msg.SerializeToString(), timeout=20)
-                done += 1
+            call(self.TASK, "Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle, rootfs=[rootfs]))
+            call(self.TASK, "Start", task_pb2.StartRequest(id=cid))
+            call(self.TASK, "Kill", task_pb2.KillRequest(id=cid, signal=signal.SIGKILL))
+            waited = task_pb2.WaitResponse.FromString(call(self.TASK, "Wait", task_pb2.WaitRequest(id=cid)))
+            assert waited.exit_status == 137
+            call(self.TASK, "Delete", task_pb2.DeleteRequest(id=cid))
+            call(self.SANDBOX, "StopSandbox", sandbox_pb2.StopSandboxRequest(sandbox_id=pod))
+            call(self.SANDBOX, "ShutdownSandbox", sandbox_pb2.ShutdownSandboxRequest(sandbox_id=pod))
             return ""
         except (OSError, ttrpc.TTRPCError) as e:
-            for service, method, msg in ((self.TASK, "Delete", task_pb2.DeleteRequest(id=cid)),
-                                         (sandbox, "ShutdownSandbox",
-                                          sandbox_pb2.ShutdownSandboxRequest(sandbox_id=pod)),
-                                         (self.TASK, "Shutdown", task_pb2.ShutdownRequest())):
-                try:
-                    client.call(service, method, msg.SerializeToString(), timeout=20)
-                except (OSError, ttrpc.TTRPCError):
-                    pass
-            return f"{calls[done][1]}: {e}"
+            self.clean_up(client, cid, sandbox=pod)
+            return f"{method}: {e}"
+        finally:
+            client.close()
 
     def binary_delete(self, cid: str, bundle: str) -> None:
         """containerd's clean-up after a shim disconnects (a normal end's included)."""
@@ -869,7 +882,6 @@ def test_a_user_namespaced_shim_pod_killed_before_each_change(h):
     and ShutdownSandbox; killed before each change of any of the shim's processes, /proc writes
     included. After each kill, containerd's clean-up (the task's Delete, ShutdownSandbox, Shutdown,
     the binary's delete): no holder, state, cgroup, mount, socket or process may be left."""
-    from mrun.shims import ttrpc
     from mrun.shims.proto import types_pb2
     from test_shim_protocol import pod_config, userns_message
 
@@ -894,19 +906,7 @@ def test_a_user_namespaced_shim_pod_killed_before_each_change(h):
             f"lowerdir={h.rootfs}", f"upperdir={bundle}/upper", f"workdir={bundle}/work",
             "uidmap=0:300000:65536", "gidmap=0:300000:65536"])
         shim.arm(step)
-        failed = ""
-        started = shim.start(pod, pod_bundle, pod, extra_match=proc_writes)
-        try:
-            client = ttrpc.Client(started.stdout.removeprefix("unix://")) if started.returncode == 0 else None
-        except OSError as e:
-            client, failed = None, f"Connect: {e}"
-        if started.returncode != 0:
-            failed = f"start: {started.returncode}: {started.stderr.strip()}"
-        elif client is not None:
-            try:
-                failed = shim.pod_life(client, pod, pod_bundle, options, cid, bundle, rootfs)
-            finally:
-                client.close()
+        failed = shim.pod_life(pod, pod_bundle, options, cid, bundle, rootfs, proc_writes)
         shim.binary_delete(cid, bundle)
         shim.binary_delete(pod, pod_bundle)
         return failed, shim.told(), shim.left([shim.socket(pod, pod)])

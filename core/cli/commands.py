@@ -52,12 +52,19 @@ _LIST_HELP = "table, json, or docker's Go template ({{.ID}}; 'table {{.ID}}\\t{{
 _LIST_FORMAT = Flag("format", _LIST_HELP, default="table")
 _LIST_FORMAT_F = Flag("format", _LIST_HELP, short="f", default="table")  # runc's ps -f, and images before
 
-# runc's flags both CRIU verbs take: parsed so that a client passing them is told "not implemented"
-_CRIU_FLAGS = tuple(Flag(name, "", kind=kind, default=default, hidden=True) for name, kind, default in (
-    ("image-path", str, ""), ("work-path", str, ""), ("tcp-established", bool, False), ("ext-unix-sk", bool, False),
-    ("shell-job", bool, False), ("file-locks", bool, False), ("manage-cgroups-mode", str, ""),
-    ("empty-ns", list, ()), ("auto-dedup", bool, False), ("lazy-pages", bool, False),
-))
+
+def _accepted(strings: tuple[str, ...] = (), switches: tuple[str, ...] = (),
+              lists: tuple[str, ...] = ()) -> tuple[Flag, ...]:
+    """runc flags taken only so that a verb mrun refuses is refused in one line, not a usage error."""
+    return (*(Flag(name, "", default="", hidden=True) for name in strings),
+            *(Flag(name, "", kind=bool, default=False, hidden=True) for name in switches),
+            *(Flag(name, "", kind=list, default=(), hidden=True) for name in lists))
+
+
+# runc's flags both CRIU verbs take (containerd's runc shim and podman pass them)
+_CRIU_FLAGS = _accepted(("image-path", "work-path", "manage-cgroups-mode"),
+                        ("tcp-established", "ext-unix-sk", "shell-job", "file-locks", "auto-dedup", "lazy-pages"),
+                        ("empty-ns",))
 
 COMMANDS = (
     Command(
@@ -570,16 +577,12 @@ COMMANDS = (
     Command("version", "print mrun's version (also --version)", "version"),
     # runc verbs mrun does not implement: accepted by the parser with runc's flags (containerd's runc
     # shim and podman pass them), refused in one line.
-    Command("checkpoint", "not implemented in mrun (needs CRIU)", "unsupported", (_ID,), _CRIU_FLAGS + tuple(
-        Flag(name, "", kind=kind, default=default, hidden=True) for name, kind, default in (
-            ("leave-running", bool, False), ("tcp-skip-in-flight", bool, False), ("link-remap", bool, False),
-            ("pre-dump", bool, False), ("parent-path", str, ""), ("page-server", str, ""), ("status-fd", str, ""),
-        ))),
-    Command("restore", "not implemented in mrun (needs CRIU)", "unsupported", (_ID,), _CRIU_FLAGS + (
-        _BUNDLE, _DETACH, *(Flag(name, "", kind=kind, default=default, hidden=True) for name, kind, default in (
-            ("pid-file", str, ""), ("console-socket", str, ""), ("no-subreaper", bool, False),
-            ("no-pivot", bool, False), ("lsm-profile", str, ""), ("lsm-mount-context", str, ""),
-        )))),
+    Command("checkpoint", "not implemented in mrun (needs CRIU)", "unsupported", (_ID,), _CRIU_FLAGS + _accepted(
+        ("parent-path", "page-server", "status-fd"),
+        ("leave-running", "tcp-skip-in-flight", "link-remap", "pre-dump"))),
+    Command("restore", "not implemented in mrun (needs CRIU)", "unsupported", (_ID,), (
+        *_CRIU_FLAGS, _BUNDLE, _DETACH,
+        *_accepted(("pid-file", "console-socket", "lsm-profile", "lsm-mount-context"), ("no-subreaper", "no-pivot")))),
 )
 
 BY_NAME = {alias: c for c in COMMANDS for alias in (c.name, *c.aliases)}

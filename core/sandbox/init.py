@@ -190,8 +190,7 @@ def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
                 except OSError as e:
                     raise MrunError(f"{field}: cannot set {spec.raw[field]!r}: {e.strerror}")
     await_key(ch, "cgrouped", ch.seen)  # we are in our cgroup (launch.spawn)
-    if spec.process.get("oomScoreAdj") is not None and "user" not in sb.namespaces:  # else set before it
-        set_oom_score_adj(spec.process["oomScoreAdj"])
+    _oom_score_adj(sb)
     hooks = spec.hooks
     if hooks.get("prestart") or hooks.get("createRuntime"):
         ch.send(hooks=True)
@@ -293,12 +292,20 @@ def _chdir_inside_root(cwd: str) -> None:
         os.close(where)
 
 
+def _oom_score_adj(sb: Sandbox) -> None:
+    """The container's process.oomScoreAdj, for its init and every process exec'd into it (runc's
+    rule: an exec's own value is not read). With a user namespace it was set before that was
+    entered (launch._intermediate): inside, /proc/self/oom_score_adj is not its root's to write."""
+    value = sb.spec.process.get("oomScoreAdj")
+    if value is not None and "user" not in sb.namespaces:
+        set_oom_score_adj(value)
+
+
 def exec_child(sb: Sandbox, ch: Channel) -> NoReturn:
     """An ``exec``'d process: the namespaces are the container's, and so is the cgroup once the
     host has moved us (launch.spawn) before we start anything."""
     await_key(ch, "cgrouped", ch.seen)
-    if sb.spec.process.get("oomScoreAdj") is not None and "user" not in sb.namespaces:  # else set before it
-        set_oom_score_adj(sb.spec.process["oomScoreAdj"])  # the container's (the exec's own is not read: runc's rule)
+    _oom_score_adj(sb)
     _join_session_keyring(sb)
     if sb.console is not None:
         os.setsid()
