@@ -351,6 +351,29 @@ def test_a_container_gets_a_cgroup_in_systemd_s_named_hierarchy(h):
         h.mrun("delete", "--force", cid)
 
 
+def test_a_container_joins_the_unified_hierarchy_of_a_hybrid_host(h):
+    """On a hybrid host (v1 controllers and a cgroup2 hierarchy beside them, at
+    /sys/fs/cgroup/unified) runc puts the container in the cgroup2 hierarchy too ("0::/PATH"),
+    where systemd tracks processes; it does not mount it in the container. mrun left the
+    container and its exec'd processes in its caller's cgroup2 cgroup (a containerd's, a
+    conmon's): counted, and on that unit's stop killed, as the caller's."""
+    with open("/proc/self/mountinfo") as f:  # read here, not through the code under test
+        kinds = {line.split(" - ")[1].split()[0] for line in f}
+    if not {"cgroup", "cgroup2"} <= kinds:
+        pytest.skip("this host is not a hybrid one (v1 controllers with a cgroup2 hierarchy)")
+    cfg = h.config(["sh", "-c", "exec sleep 600"])
+    cfg["linux"]["namespaces"] = [ns for ns in cfg["linux"]["namespaces"] if ns["type"] != "cgroup"]
+    cid = h.cid()
+    h.ok("run", "-d", "-b", h.bundle(config=cfg), cid)
+    try:
+        pid = json.loads(h.ok("state", cid).stdout)["pid"]
+        for text in (open(f"/proc/{pid}/cgroup").read(), h.ok("exec", cid, "cat", "/proc/self/cgroup").stdout):
+            assert f"\n0::{cfg['linux']['cgroupsPath']}\n" in f"\n{text}", text
+        assert "unified" not in h.ok("exec", cid, "ls", "/sys/fs/cgroup").stdout.split()
+    finally:
+        h.mrun("delete", "--force", cid)
+
+
 def test_exec_additional_gids_add_to_the_container_s(h):
     """`runc exec --additional-gids G` adds G to the groups the container's process has (its
     man page: "Add additional group IDs"); mrun replaced them, so an exec'd process lost the

@@ -186,13 +186,13 @@ def prime_moves() -> None:
     a create or exec begins; ``primed`` waits for it (launch.spawn does, before it forks).
     ``_thread``, not ``threading``: the lifecycle verbs do not pay threading's import.
 
-    Only on cgroup v2: on v1 a container's process moves itself thread-wise
-    (``Cgroup.thread_files``), which takes no such lock, and a primer would only cost the wait
-    ``primed`` then makes."""
+    Only where there is a cgroup2 hierarchy (v2, or a hybrid host's beside v1): in a v1 one a
+    container's process moves itself thread-wise (``Cgroup.thread_files``), which takes no such
+    lock, and on a pure v1 host a primer would only cost the wait ``primed`` then makes."""
     global _primer
     import _thread
 
-    if (_primer is not None and _primer.locked()) or detect() != 2:
+    if _primer is not None and _primer.locked():
         return
     target = _own_procs_file()
     if target is None:
@@ -225,17 +225,20 @@ def primed() -> None:
 
 
 def _own_procs_file() -> str | None:
-    """cgroup.procs of the cgroup this process is in, in one hierarchy (the lock is global)."""
+    """cgroup.procs of the cgroup this process is in, in the cgroup2 hierarchy (the lock is
+    global); None where there is none."""
     try:
         if detect() == 2:
             from mrun.cgroups.v2 import MOUNT, own_path
 
             candidates = [os.path.join(MOUNT, own_path().lstrip("/"))]
         else:
-            from mrun.cgroups.v1 import mounts, own_paths
+            from mrun.cgroups.v1 import UNIFIED, mounts, own_paths
 
             where, paths = mounts(), own_paths()
-            candidates = [os.path.join(where[c], paths[c].lstrip("/")) for c in sorted(where) if c in paths]
+            if UNIFIED not in where or UNIFIED not in paths:
+                return None
+            candidates = [os.path.join(where[UNIFIED], paths[UNIFIED].lstrip("/"))]
     except OSError:
         return None
     return next((os.path.join(d, "cgroup.procs") for d in candidates if os.path.isdir(d)), None)

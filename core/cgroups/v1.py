@@ -31,19 +31,27 @@ CONTROLLERS = (
 )
 
 
+UNIFIED = ""  # a hybrid host's cgroup2 hierarchy, named as /proc/PID/cgroup ("0::/path") and runc name it
+
+
 def mounts() -> dict[str, str]:
     """controller -> mount point of its v1 hierarchy, read from mountinfo. A named hierarchy
     (systemd's "name=systemd" on a hybrid host) counts as one: a container gets a cgroup there
     too, as runc gives it, or it stayed in its caller's (a systemd in the container, podman
-    --systemd, then found no /sys/fs/cgroup/systemd of its own)."""
+    --systemd, then found no /sys/fs/cgroup/systemd of its own). So does a hybrid host's cgroup2
+    hierarchy (``UNIFIED``), where systemd tracks processes: runc puts the container there too; left
+    in its caller's, the container was counted, and on the caller's unit's stop killed, as its."""
     found: dict[str, str] = {}
     with open("/proc/self/mountinfo") as f:
         for line in f:
             pre, _, post = line.partition(" - ")
             fstype, _, opts = post.split(" ", 2)
-            if fstype != "cgroup":
+            if fstype not in ("cgroup", "cgroup2"):
                 continue
             mountpoint = pre.split(" ")[4].replace("\\040", " ")
+            if fstype == "cgroup2":
+                found.setdefault(UNIFIED, mountpoint)
+                continue
             for opt in opts.strip().split(","):
                 if opt in CONTROLLERS or opt.startswith("name="):
                     found.setdefault(opt, mountpoint)
@@ -89,6 +97,8 @@ class CgroupV1(Cgroup):
             for c in ctrls:
                 where = os.path.join(self.paths[c], rel)
                 if not os.path.isdir(where):
+                    if c == UNIFIED and not ctrl:  # the container does not see that hierarchy to make it
+                        continue
                     raise InvalidSpec(f"--cgroup {text}: {where} does not exist")
                 paths[c] = where
         return CgroupV1(paths)
@@ -139,9 +149,11 @@ class CgroupV1(Cgroup):
             write(os.path.join(d, "cgroup.procs"), str(pid))
 
     def thread_files(self) -> list[str]:
-        """``tasks``: a thread's move takes no threadgroup lock. (v2 has no such file for domain
-        cgroups: cgroup.threads serves threaded subtrees only, so a v2 move is the host's.)"""
-        return [os.path.join(d, "tasks") for d in self._dirs()]
+        """``tasks``: a thread's move takes no threadgroup lock. A hybrid host's cgroup2 hierarchy
+        has no such file for domain cgroups (cgroup.threads serves threaded subtrees only): there
+        the process moves whole, through cgroup.procs, and pays the lock (``prime_moves``)."""
+        unified = self.paths.get(UNIFIED)
+        return [os.path.join(d, "cgroup.procs" if d == unified else "tasks") for d in self._dirs()]
 
     def _procs_dir(self) -> str:
         return self.paths.get("pids") or self.paths.get("freezer") or self._dirs()[0]

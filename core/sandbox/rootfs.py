@@ -220,7 +220,8 @@ def mount_cgroup(
         sc.mount("tmpfs", target, "tmpfs", base, "mode=755")
     by_dir: dict[str, list[str]] = {}
     for ctrl, path in cgroup_paths.items():
-        by_dir.setdefault(path, []).append(ctrl)
+        if ctrl:  # not a hybrid host's cgroup2 hierarchy ("" in the paths): runc does not mount it either
+            by_dir.setdefault(path, []).append(ctrl)
     with inroot.at(root_fd, dest) as top:  # our fresh tmpfs: nothing in it but what we make
         for path, ctrls in by_dir.items():
             mountpoint = _hierarchy_name(path)
