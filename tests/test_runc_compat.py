@@ -10,7 +10,7 @@ import time
 
 import pytest
 from busybox_bundle import make_rootfs
-from conftest import require
+from conftest import open_to_others, require
 
 
 def test_a_bundle_made_by_runc_spec_runs_unchanged(h, tmp_path):
@@ -372,6 +372,27 @@ def test_a_container_joins_the_unified_hierarchy_of_a_hybrid_host(h):
         assert "unified" not in h.ok("exec", cid, "ls", "/sys/fs/cgroup").stdout.split()
     finally:
         h.mrun("delete", "--force", cid)
+
+
+@pytest.mark.parametrize("userns", [False, True], ids=["host-ids", "userns"])
+def test_the_container_s_v1_hierarchies_are_bound_nosuid_nodev_noexec(h, userns):
+    """Where a container's v1 hierarchies are bound rather than mounted (no cgroup namespace of
+    its own, or a user namespace, where a v1 hierarchy cannot be mounted), runc binds each with
+    the flags the /sys/fs/cgroup mount asks (nosuid, nodev, noexec, ro): mrun's binds kept only ro."""
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        pytest.skip("a cgroup v2 host: its hierarchy is mounted, not bound per controller")
+    open_to_others(h.rootfs)
+    cfg = h.config(["cat", "/proc/self/mountinfo"])
+    cfg["linux"]["namespaces"] = [ns for ns in cfg["linux"]["namespaces"] if ns["type"] != "cgroup"]
+    if userns:
+        cfg["linux"]["namespaces"].append({"type": "user"})
+        cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+        cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    out = h.ok("run", "-b", h.bundle(config=cfg), h.cid()).stdout
+    binds = [line.split() for line in out.splitlines() if " - cgroup " in line]
+    assert binds, out
+    for fields in binds:
+        assert {"ro", "nosuid", "nodev", "noexec"} <= set(fields[5].split(",")), fields
 
 
 def test_exec_additional_gids_add_to_the_container_s(h):

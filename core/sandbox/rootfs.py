@@ -230,9 +230,8 @@ def mount_cgroup(
             if new_cgroupns and not in_userns:
                 sc.mount("cgroup", target, "cgroup", base | ro, ",".join(sorted(ctrls)))
             else:  # v1 hierarchies cannot be mounted from a user namespace: bind the container's own
-                sc.mount(path, target, None, sc.MS_BIND)
-                if ro:
-                    remount_readonly(target)
+                sc.mount(path, target, None, sc.MS_BIND)  # and with the flags a mount of it has, as runc's
+                sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | base | ro | locked_flags(target))
             for ctrl in ctrls:  # cpu -> cpu,cpuacct; a named hierarchy (name=systemd) has no such link
                 if ctrl != mountpoint and not ctrl.startswith("name=") and not os.path.lexists(os.path.join(top, ctrl)):
                     os.symlink(mountpoint, os.path.join(top, ctrl))
