@@ -242,19 +242,47 @@ class Runtime:
 
     def stats(self, container_id: str) -> dict[str, Any]:
         """The cgroup's figures, plus what the container's backend reports under "backend"."""
-        from mrun.plugins.api import Bundle, Container
-        from mrun.spec import Spec
-
         record = self.store.load(container_id)
         driver = self._driver(record)
         if driver is not None:
             return {"backend": {"name": record.backend, **driver.stats(container_id)}}
         stats = self._cgroup(record).stats()
         stats["cgroup_version"] = record.cgroup.get("version", 1)
-        container = Container(container_id, Bundle(Spec(record.config, record.bundle)), self.store.path(container_id))
-        extra = self.backends().of(record.backend).mrun_stats(container=container)
-        stats["backend"] = {"name": record.backend, **(extra or {})}
+        stats["backend"] = self._backend_figures(record)
         return stats
+
+    def events_data(self, container_id: str) -> dict[str, Any]:
+        """`runc events`' "data": the cgroup's figures as runc lays them out; mrun's backend
+        figures and cgroup version beside them. A container another runtime runs: its own."""
+        record = self.store.load(container_id)
+        driver = self._driver(record)
+        if driver is not None:
+            theirs = driver.stats(container_id)
+            data = dict((theirs.get("events") or {}).get("data") or {})
+            data["backend"] = {"name": record.backend, "runtime": theirs.get("runtime")}
+            return data
+        data = self._cgroup(record).runc_stats()
+        data["cgroup_version"] = record.cgroup.get("version", 1)
+        data["backend"] = self._backend_figures(record)
+        return data
+
+    def _backend_figures(self, record: Record) -> dict[str, Any]:
+        from mrun.plugins.api import Bundle, Container
+        from mrun.spec import Spec
+
+        container = Container(record.id, Bundle(Spec(record.config, record.bundle)), self.store.path(record.id))
+        extra = self.backends().of(record.backend).mrun_stats(container=container)
+        return {"name": record.backend, **(extra or {})}
+
+    def oom_kills(self, container_id: str) -> int:
+        """How many processes of the container the OOM killer has killed (0 without a cgroup)."""
+        record = self.store.load(container_id)
+        if self._driver(record) is not None or not record.cgroup:
+            return 0
+        try:
+            return self._cgroup(record).oom_kills()
+        except (MrunError, OSError):
+            return 0
 
     def oom_killed(self, record: Record) -> bool:
         try:

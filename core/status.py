@@ -39,6 +39,7 @@ ALLOWED: dict[str, tuple[frozenset[Status], str]] = {
     "resume": (frozenset({P}), "cannot resume container {id!r}: it is {status}, not paused"),
     "exec": (frozenset({C, R}), "cannot exec in container {id!r}: it is {status}"),
     "update": (frozenset({C, R, P}), NOT_RUNNING),  # runc (libcontainer Set) refuses a stopped one
+    "events": (frozenset({C, R, P}), "container {id!r} is not running"),  # runc's: a stopped one has no figures
     # --force deletes in any status
     "delete": (frozenset({C, S}), "cannot delete container {id!r}: it is {status}; stop it first or use --force"),
 }

@@ -10,7 +10,7 @@ import time
 
 import pytest
 from busybox_bundle import make_rootfs
-from conftest import open_to_others, require
+from conftest import one_line_error, open_to_others, require
 
 
 def test_a_bundle_made_by_runc_spec_runs_unchanged(h, tmp_path):
@@ -370,6 +370,83 @@ def test_a_container_joins_the_unified_hierarchy_of_a_hybrid_host(h):
         for text in (open(f"/proc/{pid}/cgroup").read(), h.ok("exec", cid, "cat", "/proc/self/cgroup").stdout):
             assert f"\n0::{cfg['linux']['cgroupsPath']}\n" in f"\n{text}", text
         assert "unified" not in h.ok("exec", cid, "ls", "/sys/fs/cgroup").stdout.split()
+    finally:
+        h.mrun("delete", "--force", cid)
+
+
+def _layout(doc: dict, prefix: str = "") -> set[str]:
+    """The key paths of an `events` document: a dict's keys recursively, memory.raw's as one."""
+    paths = set()
+    for key, value in doc.items():
+        if isinstance(value, dict) and key != "raw":
+            paths |= _layout(value, f"{prefix}{key}.")
+        else:
+            paths.add(f"{prefix}{key}")
+    return paths
+
+
+def test_events_print_runc_s_layout_beside_runc(h, tmp_path):
+    """`runc events --stats` prints runc's types.Stats (cpu.usage.total, cpu.throttling.
+    throttledPeriods, memory.usage.limit, pids, blkio entries...), which go-runc's Stats parses;
+    mrun printed a layout of its own. Side by side, the same busy container under the same
+    limits: the same key paths, mrun's "backend" and "cgroup_version" beside them. And runc's
+    --interval is a Go duration (go-runc passes "--interval=5s"): mrun took whole seconds only."""
+    runc = require("runc", "runc")
+    cfg = h.config(["sh", "-c", "while :; do :; done"])
+    cfg["linux"]["resources"] = {"memory": {"limit": 100 * 1024 * 1024}, "pids": {"limit": 50},
+                                 "cpu": {"quota": 50000, "period": 100000}}
+    docs, ids = {}, {}
+    for name, binary, root in (("runc", runc, str(tmp_path / "runc")), ("mrun", h.binary, h.root)):
+        cid = ids[name] = h.cid(name)
+        cfg["linux"]["cgroupsPath"] = f"{h.cgroup_parent}/{cid}"
+        bundle = h.bundle(config=cfg)
+        subprocess.run([binary, "--root", root, "run", "-d", "-b", bundle, cid], check=True, timeout=30,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)  # the container's own stdio
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                out = subprocess.run([binary, "--root", root, "events", "--stats", cid], check=True,
+                                     capture_output=True, text=True, timeout=30).stdout
+                docs[name] = json.loads(out)
+                if docs[name]["data"]["cpu"]["throttling"].get("throttledPeriods", 0) >= 2:
+                    break
+                assert time.monotonic() < deadline, f"{name}: never throttled: {docs[name]}"
+                time.sleep(0.1)
+            if name == "mrun":
+                lines = subprocess.run(["timeout", "-s", "INT", "1", binary, "--root", root, "events",
+                                        "--interval=100ms", cid], capture_output=True, text=True).stdout.splitlines()
+                assert len(lines) >= 3 and all(json.loads(line)["type"] == "stats" for line in lines), lines
+                for bad in ("0s", "soon", "-1s"):
+                    one_line_error(h.mrun("events", "--interval", bad, cid), "--interval")
+        finally:
+            subprocess.run([binary, "--root", root, "delete", "--force", cid], capture_output=True, timeout=30)
+    theirs, ours = docs["runc"], docs["mrun"]
+    assert (ours["type"], ours["id"]) == ("stats", ids["mrun"])
+    extras = {p for p in _layout(ours["data"]) if p.startswith(("backend.", "cgroup_version"))}
+    maybe = ("memory.cache", "blkio.")  # left out where zero, and what a container was charged varies
+    assert {p for p in _layout(ours["data"]) - extras if not p.startswith(maybe)} == \
+        {p for p in _layout(theirs["data"]) if not p.startswith(maybe)}
+    for doc in (theirs["data"], ours["data"]):
+        assert doc["memory"]["usage"]["limit"] == 100 * 1024 * 1024 and doc["pids"]["limit"] == 50, doc
+        assert doc["cpu"]["usage"]["total"] > 0 and doc["pids"]["current"] >= 1, doc
+    assert ours["data"]["cpuset"]["cpus"] == theirs["data"]["cpuset"]["cpus"]
+    assert ours["data"]["backend"]["name"] == "linux"
+
+
+def test_events_report_an_oom_kill_and_refuse_a_stopped_container(h):
+    """runc's `events` prints {"type": "oom"} when the OOM killer kills in the container, between
+    its reports; and, as runc, refuses a stopped container ("not running", exit 1)."""
+    cfg = h.config(["sh", "-c", "sleep 1; dd if=/dev/zero of=/dev/null bs=64M count=1; exec sleep 2"])
+    cfg["linux"]["resources"] = {"memory": {"limit": 32 * 1024 * 1024, "swap": 32 * 1024 * 1024}}
+    cid = h.cid()
+    h.ok("run", "-d", "-b", h.bundle(config=cfg), cid)
+    try:
+        # a report at once, the next in 30 s: the stream ends with the container, long before that
+        out = subprocess.run([h.binary, "--root", h.root, "events", "--interval", "30s", cid], capture_output=True,
+                             text=True, timeout=25).stdout
+        assert [json.loads(line) for line in out.splitlines()][1:] == [{"type": "oom", "id": cid}], out
+        assert h.status(cid) == "stopped"
+        one_line_error(h.mrun("events", "--stats", cid), "not running")
     finally:
         h.mrun("delete", "--force", cid)
 

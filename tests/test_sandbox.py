@@ -44,7 +44,7 @@ def test_memory_limit_reaches_the_cgroup_and_state_stays_honest(h):
     cid = h.cid()
     h.ok("run", "-d", "-b", h.bundle(config=cfg), cid)
     stats = json.loads(h.ok("events", "--stats", cid).stdout)["data"]
-    assert stats["memory"]["limit"] == 48 * MB
+    assert stats["memory"]["usage"]["limit"] == 48 * MB  # runc's layout of `events`
     h.ok("delete", "--force", cid)
 
 
@@ -74,11 +74,11 @@ def test_cpu_quota_throttles(h):
     deadline = time.monotonic() + 20
     while True:
         cpu = json.loads(h.ok("events", "--stats", cid).stdout)["data"]["cpu"]
-        if cpu["throttled_periods"] >= 3:
+        if cpu["throttling"].get("throttledPeriods", 0) >= 3:
             break
         assert time.monotonic() < deadline, f"no throttling seen: {cpu}"
         time.sleep(0.1)
-    assert cpu["throttled_ns"] > 0
+    assert cpu["throttling"]["throttledTime"] > 0
     h.ok("delete", "--force", cid)
 
 

@@ -323,6 +323,10 @@ class Cgroup:
     def stats(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def runc_stats(self) -> dict[str, Any]:
+        """The figures as `runc events` lays them out (``mrun.cgroups.runc_stats``)."""
+        raise NotImplementedError
+
     def oom_kills(self) -> int:
         """The memory controller's OOM kill count; one file, not all the stats (every delete asks)."""
         path = self._oom_file()

@@ -247,6 +247,11 @@ class CgroupV1(Cgroup):
             }
         return out
 
+    def runc_stats(self) -> dict[str, Any]:
+        from mrun.cgroups.runc_stats import of_v1
+
+        return of_v1(self.paths)
+
     def to_dict(self) -> dict[str, Any]:
         return {"version": 1, "paths": self.paths, **self._ownership()}
 

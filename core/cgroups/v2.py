@@ -191,5 +191,10 @@ class CgroupV2(Cgroup):
             }
         return out
 
+    def runc_stats(self) -> dict[str, Any]:
+        from mrun.cgroups.runc_stats import of_v2
+
+        return of_v2(self.path)
+
     def to_dict(self) -> dict[str, Any]:
         return {"version": 2, "path": self.path, **self._ownership()}

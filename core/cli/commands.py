@@ -557,12 +557,12 @@ COMMANDS = (
     ),
     Command(
         "events",
-        "print container statistics (cgroup figures, OOM kills)",
+        "print container statistics (cgroup figures, as runc lays them out) and OOM events",
         "events",
         (_ID,),
         (
             Flag("stats", "print the statistics once and exit", kind=bool, default=False),
-            Flag("interval", "seconds between reports", kind=int, default=5),
+            Flag("interval", "time between reports, a duration such as 5s or 500ms", default="5s"),
         ),
     ),
     Command(

@@ -13,7 +13,7 @@ from mrun import jsonio
 from mrun.cli.common import _rt, print_table, remove_container  # noqa: F401 - the verbs' shared helpers
 from mrun.errors import InvalidSpec, MrunError
 from mrun.runtime import CreateOptions
-from mrun.status import Status
+from mrun.status import Status, require
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' hot path
@@ -291,15 +291,38 @@ def update(g: dict[str, Any], container_id: str, resources: str, blkio_weight: i
     return 0
 
 
-def events(g: dict[str, Any], container_id: str, stats: bool, interval: int) -> int:
+OOM_POLL = 0.1  # seconds between looks at the OOM kill count, between two reports
+
+
+def events(g: dict[str, Any], container_id: str, stats: bool, interval: str) -> int:
+    """runc's `events`: the cgroup's figures in runc's layout, once (--stats) or every
+    --interval (a Go duration, as runc and go-runc give it: "5s"; plain seconds too), with an
+    "oom" event each time the OOM killer kills in the container, until it has stopped."""
     import time
 
+    from mrun.units import go_duration
+
+    every = float(interval) if interval.isdigit() else go_duration(interval)
+    if every is None or every <= 0:
+        raise InvalidSpec(f"--interval {interval!r}: a duration greater than 0 expected (such as 5s or 500ms)")
     rt = _rt(g)
-    while True:
-        print(jsonio.dumps({"type": "stats", "id": container_id, "data": rt.stats(container_id)}), flush=True)
-        if stats or rt.state(container_id)["status"] == Status.STOPPED:
-            return 0
-        time.sleep(max(interval, 1))
+    require("events", Status(rt.state(container_id)["status"]), container_id)
+
+    def report(kind: str, **data: Any) -> None:
+        print(jsonio.dumps({"type": kind, "id": container_id, **data}), flush=True)
+
+    report("stats", data=rt.events_data(container_id))
+    ooms, due = rt.oom_kills(container_id), time.monotonic() + every
+    while not stats and rt.state(container_id)["status"] != Status.STOPPED:
+        time.sleep(max(0.0, min(OOM_POLL, due - time.monotonic())))
+        now = rt.oom_kills(container_id)
+        if now > ooms:
+            report("oom")
+        ooms = now
+        if time.monotonic() >= due:
+            report("stats", data=rt.events_data(container_id))
+            due += every
+    return 0
 
 
 def spec(g: dict[str, Any], bundle: str, rootless: bool) -> int:
