@@ -293,14 +293,20 @@ class Runtime:
     # -- signals, pause ------------------------------------------------------------------------
 
     def kill(self, container_id: str, sig: int, all_processes: bool = False) -> None:
+        """``all_processes``: every process of the container's cgroup, in any status (runc's
+        rule): a stopped container that shared a PID namespace leaves processes the kernel did
+        not end with its init, and containerd's runc shim kills them so."""
         record = self.store.load(container_id)
         status = self.status(record)
-        require("kill", status, container_id)
+        if not (all_processes and status == Status.STOPPED):
+            require("kill", status, container_id)
         driver = self._driver(record)
         if driver is not None:
             driver.kill(container_id, sig, all_processes)
             return
         if all_processes:
+            if not record.cgroup:
+                return  # a stopped one whose cgroup was never made: nothing of it can be left
             let_go = self._hold_frozen(container_id) if sig == SIGKILL else None  # sent frozen
             try:
                 self._cgroup(record).kill_all(sig)

@@ -301,6 +301,36 @@ def shim_run_args(ctd, cid: str) -> list[str]:
     return ["run", "--fifo-dir", ctd.fifo_dir, "--runtime", "io.containerd.mrun.v2", "--cgroup", f"/{ctd.ns}/{cid}"]
 
 
+def test_an_init_s_exit_ends_what_it_left_in_a_shared_pid_namespace(ctd):
+    """Once a container's init has exited where its PID namespace is not its own (a pod's
+    shared one: the kernel ends a namespace's processes with its PID 1 only), containerd's runc
+    shim kills what is left in the container's cgroup, then reports the exit. mrun's shim left
+    them running: under CRI a child still holding the container's output kept `crictl stop` and
+    StopPodSandbox waiting until their deadline."""
+    holder, cid = "pidns-holder", "pidns-shared"
+    ctd.ctr(*shim_run_args(ctd, holder), "-d", IMAGE, holder, "sleep", "600")
+    try:
+        ctd.ctr(*shim_run_args(ctd, cid), "-d", "--with-ns", f"pid:/proc/{task_pid(ctd, holder)}/ns/pid", IMAGE,
+                cid, "sh", "-c", "sleep 600 & exec sleep 601")
+        listed = lambda: ctd.ctr("task", "ps", cid).stdout.split()[2::2]  # noqa: E731 - "PID INFO", then pid, "-"
+        deadline = time.monotonic() + 10
+        while len(listed()) < 2:
+            assert time.monotonic() < deadline, listed()
+            time.sleep(0.05)
+        ctd.ctr("task", "kill", "-s", "KILL", cid)  # its init alone
+        while cid not in stopped_tasks(ctd):
+            assert time.monotonic() < deadline, ctd.ctr("task", "ls").stdout
+            time.sleep(0.05)
+        while listed():
+            assert time.monotonic() < deadline, f"the init's exit left {listed()} running"
+            time.sleep(0.05)
+        assert holder not in stopped_tasks(ctd)  # the namespace's own PID 1 is another container's
+    finally:
+        for each in (cid, holder):
+            ctd.ctr("task", "rm", "-f", each, check=False)
+            ctd.ctr("c", "rm", each, check=False)
+
+
 def test_shim_ctr_run_rm_echo_and_exit_code(ctd):
     r = ctd.ctr(*shim_run_args(ctd, "shim1"), "--rm", IMAGE, "shim1", "/bin/echo", "hello")
     assert r.stdout == "hello\n", r.stderr

@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 from busybox_bundle import make_oci_archive
-from conftest import IMAGE, make_rootfs, mrun_binary, open_to_others, processes_mentioning
+from conftest import IMAGE, children_of, make_rootfs, mrun_binary, open_to_others, processes_mentioning
 from test_containerd import WASM_IMAGE, Containerd, build_wasm_archive
 
 PAUSE_IMAGE = "localhost/mrun-test-pause:latest"
@@ -64,6 +64,8 @@ def cri_config(work: str, subnet: str, bridge: str) -> str:
       runtime_type = 'io.containerd.mrun.v2'
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.mrun-runc.options]
         ConfigPath = '{work}/mrun-runc.toml'
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+      runtime_type = 'io.containerd.runc.v2'
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ['/usr/lib/cni']
     conf_dir = '{cni}'
@@ -349,6 +351,27 @@ def test_a_pod_s_sysctls_are_set_and_one_that_is_the_node_s_is_refused(cri, hand
     assert r.returncode != 0 and "linux.sysctl.kernel.core_pattern: not namespaced" in r.stderr, r.stderr
     assert open("/proc/sys/kernel/core_pattern").read() == before
     assert not [p for p in cri.run("pods", "-q").split() if p], "the refused pod was left"
+
+
+@pytest.mark.parametrize("handler", ["runc", *HANDLERS])
+def test_stopping_a_container_of_a_shared_pid_namespace_ends_what_its_init_left(cri, handler):
+    """In a pod whose containers share its PID namespace (shareProcessNamespace; crictl's
+    default), a container's shell is not its namespace's PID 1: SIGTERM ends it and the child
+    it forked lives on, holding the container's output. containerd's runc shim kills what is left
+    once the init has exited, so `crictl stop` returns; with mrun's shim it waited for its
+    deadline and StopPodSandbox failed. Beside runc's shim (handler "runc") for the same pod."""
+    pod_path = pod_config_file(cri, f"shared-pid-{handler}", {})
+    pod = cri.run("runp", "--runtime", handler, pod_path)
+    try:
+        cid = start_in_pod(cri, pod, pod_path, "srv", ["sh", "-c", "while :; do echo served | nc -l -p 8080; done"])
+        wait_for(lambda: children_of(cri.inspect("inspect", cid)["info"]["pid"]), "its shell forked no nc")
+        started = time.monotonic()
+        cri.run("stop", "-t", "10", cid)  # its shell ends at once, on SIGTERM
+        assert time.monotonic() - started < 8, "the stop waited for its grace period to end"
+        status = cri.inspect("inspect", cid)["status"]
+        assert (status["state"], status["exitCode"]) == ("CONTAINER_EXITED", 143), status
+    finally:
+        remove_pod(cri, pod)
 
 
 @pytest.mark.parametrize("handler", HANDLERS)

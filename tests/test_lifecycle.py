@@ -11,6 +11,7 @@ import tempfile
 import time
 
 import pytest
+from conftest import one_line_error
 
 
 @pytest.mark.parametrize("script, code", [("exit 0", 0), ("exit 3", 3)])
@@ -161,6 +162,35 @@ def test_kill_all_and_delete_force_clean_up_every_process(h):
     h.ok("kill", "--all", cid, "KILL")
     h.wait_status(cid, "stopped")
     h.ok("delete", cid)
+
+
+def test_kill_all_reaches_what_a_stopped_container_left_in_a_shared_pid_namespace(h):
+    """A container in another's PID namespace (a pod's shared one) whose init has ended leaves
+    its other processes running: the kernel kills a namespace's processes with its PID 1 only.
+    runc's `kill --all` signals them in any status, and containerd's runc shim relies on it
+    (KillAll once an init exits where its PID namespace is not its own); mrun refused a
+    stopped container, "not running", and left them."""
+    holder, cid = h.cid("holder"), h.cid()
+    h.ok("run", "-d", "-b", h.bundle(["sleep", "600"]), holder)
+    try:
+        cfg = h.config(["sh", "-c", "sleep 600 & echo started"])
+        pid_ns = f"/proc/{json.loads(h.ok('state', holder).stdout)['pid']}/ns/pid"
+        cfg["linux"]["namespaces"] = [ns if ns["type"] != "pid" else {"type": "pid", "path": pid_ns}
+                                      for ns in cfg["linux"]["namespaces"]]
+        h.ok("run", "-d", "-b", h.bundle(config=cfg), cid)
+        h.wait_status(cid, "stopped")
+        left = json.loads(h.ok("ps", "-f", "json", cid).stdout)
+        assert len(left) == 1, left  # its sleep, in its cgroup
+        h.ok("kill", "--all", cid, "KILL")
+        deadline = time.monotonic() + 5
+        while json.loads(h.ok("ps", "-f", "json", cid).stdout):
+            assert time.monotonic() < deadline, "kill --all left the stopped container's process"
+            time.sleep(0.02)
+        one_line_error(h.mrun("kill", cid, "KILL"), "not running")  # without --all: refused, as runc
+        h.ok("delete", cid)
+    finally:
+        for each in (cid, holder):
+            h.mrun("delete", "--force", each)
 
 
 def test_hooks_get_state_on_stdin(h):
