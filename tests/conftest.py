@@ -91,11 +91,27 @@ def processes_mentioning(text: str) -> list[int]:
 
 
 def process_report(text: str) -> str:
-    """Where each process whose command line contains ``text`` is stuck: for a test that timed
+    """Where each process whose command line contains ``text`` is stuck, and each of its
+    descendants (a shell waits for its child), with its v1 freezer's state: for a test that timed
     out waiting for one, so that a rare hang says which process held it up, and in what."""
     lines = []
-    for pid in processes_mentioning(text):
+    pids, seen = list(processes_mentioning(text)), set()
+    while pids:
+        pid = pids.pop(0)
+        if pid in seen:
+            continue
+        seen.add(pid)
+        pids += children_of(pid)
         facts = [str(pid)]
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                facts.append("cmdline: " + f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:120])
+            with open(f"/proc/{pid}/cgroup") as f:
+                frozen = [line.rstrip("\n").split(":", 2)[2] for line in f if ":freezer:" in line]
+            with open(f"/sys/fs/cgroup/freezer{frozen[0]}/freezer.state") as f:
+                facts.append(f"freezer {frozen[0]}: {f.read().strip()}")
+        except (OSError, IndexError):
+            pass
         for name in ("status", "wchan", "stack"):
             try:
                 with open(f"/proc/{pid}/{name}") as f:
