@@ -49,8 +49,10 @@ def test_memory_limit_reaches_the_cgroup_and_state_stays_honest(h):
 
 
 def test_fork_bomb_stops_at_pids_limit(h):
-    script = "i=0; while [ $i -lt 40 ]; do sleep 30 & i=$((i+1)); done; echo spawned; wait"
-    cfg = h.config(["sh", "-c", script])
+    # the bomb in a shell of its own: a shell that cannot fork ends, and the container's init
+    # must outlive it (`events` refuses a stopped container, as runc's)
+    bomb = "i=0; while [ $i -lt 40 ]; do sleep 30 & i=$((i+1)); done; echo spawned; wait"
+    cfg = h.config(["sh", "-c", f"sh -c '{bomb}'; exec sleep 60"])
     cfg["linux"]["resources"]["pids"] = {"limit": 10}
     cid = h.cid()
     h.ok("run", "-d", "-b", h.bundle(config=cfg), cid)

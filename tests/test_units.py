@@ -493,6 +493,7 @@ def test_status_table_allows_what_runc_allows():
         "resume": {"paused"},
         "exec": {"created", "running"},
         "update": {"created", "running", "paused"},
+        "events": {"created", "running", "paused"},
         "delete": {"created", "stopped"},
     }
     assert set(ALLOWED) == set(expected)
