@@ -321,6 +321,21 @@ class Runtime:
         if sig == SIGKILL and status == Status.PAUSED:
             self._cgroup(record).set_frozen(False)  # a frozen task cannot die until thawed
 
+    def end_the_rest(self, container_id: str) -> None:
+        """Once the container's init has exited: what it left in its cgroup is killed where its
+        PID namespace is not its own (a pod's shared one, another container's, the host's); in a
+        namespace of its own the kernel ended them with it. containerd's runc shim does so before
+        it reports the exit (ShouldKillAllOnExit), so docker and Kubernetes do: a child left
+        holding the container's output kept CRI's stop, or a caller's pipe, waiting."""
+        try:
+            config = self.store.load(container_id).config
+            namespaces = (config.get("linux") or {}).get("namespaces") or []
+            if any(ns.get("type") == "pid" and not ns.get("path") for ns in namespaces):
+                return
+            self.kill(container_id, SIGKILL, all_processes=True)
+        except (MrunError, OSError):
+            pass  # its state or cgroup gone meanwhile (a delete --force): nothing is left to end
+
     def pause(self, container_id: str) -> None:
         self._freeze(container_id, "pause")
 

@@ -17,7 +17,7 @@ from google.protobuf import timestamp_pb2
 from mrun.annotations import OCI_RUNTIME
 from mrun.cgroups import prime_moves
 from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound
-from mrun.kernel.proc import SIGKILL, exit_code
+from mrun.kernel.proc import exit_code
 from mrun.kernel.syscalls import unmount_all
 from mrun.runtime import Runtime
 from mrun.shims import rootfs as rootfs_mounts
@@ -277,7 +277,7 @@ class TaskService:
 
     def _exited(self, proc: Process, status: int) -> None:
         if not proc.exec_id:
-            self._end_the_rest(proc.container_id)
+            self.runtime.end_the_rest(proc.container_id)  # before the exit is reported, as runc's shim
         if proc.relay is not None:
             proc.relay.drained.wait(2)  # the client reads all of a terminal's output before the exit
         proc.exit_status = exit_code(status)
@@ -298,20 +298,6 @@ class TaskService:
             )
         )
         proc.exited.set()
-
-    def _end_the_rest(self, container_id: str) -> None:
-        """containerd's runc shim's rule (ShouldKillAllOnExit): once an init has exited where its
-        PID namespace is not its own (a pod's shared one, the host's), what it left in its cgroup
-        is killed before its exit is reported. In a namespace of its own the kernel killed them
-        with it; elsewhere a child holding the container's output kept CRI's stop waiting."""
-        try:
-            config = self.runtime.store.load(container_id).config
-            namespaces = (config.get("linux") or {}).get("namespaces") or []
-            if any(ns.get("type") == "pid" and not ns.get("path") for ns in namespaces):
-                return
-            self.runtime.kill(container_id, SIGKILL, all_processes=True)
-        except (MrunError, OSError):
-            pass  # its state or cgroup gone meanwhile (a delete --force): nothing is left to end
 
     # -- methods ----------------------------------------------------------------------------
 

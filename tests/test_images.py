@@ -1420,6 +1420,35 @@ def test_pid_ipc_and_uts_modes_as_docker(images, busybox_archive):
         one_line_error(img(h, *run_args(h, "--rm", *flags, IMAGE, "true")), *needles)
 
 
+def test_a_container_in_another_s_pid_namespace_leaves_nothing_running_once_it_exits(images, busybox_archive):
+    """docker (through containerd's runc shim) kills what a container left in its cgroup once its
+    init exits, where the PID namespace is another's (--pid container:ID, host): the kernel ends a
+    namespace's processes with its PID 1 only. mrun left them: a detached one's child ran on in
+    its cgroup, and a foreground one's held the caller's output open (`| cat` waited for it)."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "pidholder2", IMAGE, "sleep", "600"))
+    try:
+        script = "sleep 600 & echo started; exit 3"
+        r = subprocess.run([h.binary, "--root", h.root, "--image-root", h.image_root,
+                            *run_args(h, "--name", "fg", "--pid", "container:pidholder2", IMAGE, "sh", "-c", script)],
+                           capture_output=True, text=True, timeout=20, env={**os.environ, **h.base_env})
+        assert (r.returncode, r.stdout) == (3, "started\n"), r.stderr  # the output's end came with the exit
+        img_ok(h, *run_args(h, "-d", "--name", "bg", "--pid", "container:pidholder2", IMAGE, "sh", "-c", script))
+        deadline = time.monotonic() + 10
+        while json.loads(img_ok(h, "inspect", "bg").stdout)["state"]["status"] != "stopped":
+            assert time.monotonic() < deadline, "the detached container never ended"
+            time.sleep(0.05)
+        for name in ("fg", "bg"):
+            cgroup = json.loads(img_ok(h, "inspect", name).stdout)["config"]["linux"]["cgroupsPath"]
+            deadline = time.monotonic() + 5
+            while any(open(os.path.join(d, "cgroup.procs")).read().split() for d in cgroup_dirs(cgroup)):
+                assert time.monotonic() < deadline, f"{name}: its child outlived it"
+                time.sleep(0.05)
+    finally:
+        img_ok(h, "rm", "--force", "fg", "bg", "pidholder2")
+
+
 def test_listings_take_docker_s_go_templates(images, busybox_archive):
     """`ps`, `images` and `volume ls` --format (`network ls`: test_network): docker's Go template over docker's
     fields, once per row; `table ...` adds the header and aligns as docker's tabwriter; \\t is a

@@ -383,7 +383,10 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
     try:
         if not detach:
             try:
-                return runtime.run(cid, bundle, CreateOptions(), False, keep=not remove)
+                code = runtime.run(cid, bundle, CreateOptions(), False, keep=not remove)
+                if not remove:  # as docker (its runc shim): kept, with nothing of it running
+                    runtime.end_the_rest(cid)
+                return code
             finally:
                 if remove:  # docker's --rm: its anonymous volumes go with it
                     volumes.remove_anonymous(store.root, o.made_volumes)

@@ -170,6 +170,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
     while True:
         started = time.monotonic()
         code = _wait_relaying(pid, relay, checker)
+        runtime.end_the_rest(container_id)  # a child left in another's PID namespace: no longer writing
         relay.finish()
         if remove:
             try:
