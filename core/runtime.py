@@ -276,19 +276,18 @@ class Runtime:
 
     def oom_kills(self, container_id: str) -> int:
         """How many processes of the container the OOM killer has killed (0 without a cgroup)."""
-        record = self.store.load(container_id)
+        return self._oom_count(self.store.load(container_id))
+
+    def oom_killed(self, record: Record) -> bool:
+        return self._oom_count(record) > 0
+
+    def _oom_count(self, record: Record) -> int:
         if self._driver(record) is not None or not record.cgroup:
             return 0
         try:
             return self._cgroup(record).oom_kills()
         except (MrunError, OSError):
             return 0
-
-    def oom_killed(self, record: Record) -> bool:
-        try:
-            return self._cgroup(record).oom_kills() > 0
-        except (MrunError, OSError):
-            return False
 
     # -- signals, pause ------------------------------------------------------------------------
 

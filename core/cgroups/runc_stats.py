@@ -17,9 +17,8 @@ UINT64_MAX = (1 << 64) - 1  # what runc reports for v2's "max"
 
 CPUSET_FLAGS = ("cpu_exclusive", "mem_hardwall", "mem_exclusive", "memory_migrate", "memory_spread_page",
                 "memory_spread_slab", "memory_pressure", "sched_load_balance", "sched_relax_domain_level")
-
-
 NOT_MEASURED = {"intel_rdt": {}, "network_interfaces": None}  # as runc prints them without RDT or a network
+
 
 def _omit(doc: dict[str, Any], *keys: str) -> dict[str, Any]:
     """runc's omitempty: ``keys`` left out where zero or empty."""
@@ -45,6 +44,11 @@ def _ranges(text: str) -> list[int]:
 
 def _entry(limit: int, usage: int, peak: int, failcnt: int) -> dict[str, int]:
     return _omit({"limit": limit, "usage": usage, "max": peak, "failcnt": failcnt}, "usage", "max")
+
+
+def _no_memory() -> dict[str, Any]:
+    """Where there is no memory controller: runc's entries all zero (structs are never left out)."""
+    return {kind: _entry(0, 0, 0, 0) for kind in ("usage", "swap", "kernel", "kernelTCP")}
 
 
 def _blkio_entries(lines: list[str], ops: dict[str, str] | None = None) -> list[dict[str, Any]]:
@@ -90,8 +94,7 @@ def of_v1(paths: dict[str, str]) -> dict[str, Any]:
         sets = {"cpus": _ranges(read(os.path.join(cpuset, "cpuset.cpus"))),
                 "mems": _ranges(read(os.path.join(cpuset, "cpuset.mems")))}
         sets.update({flag: _number(os.path.join(cpuset, f"cpuset.{flag}")) for flag in CPUSET_FLAGS})
-    memory: dict[str, Any] = {"usage": _entry(0, 0, 0, 0), "swap": _entry(0, 0, 0, 0), "kernel": _entry(0, 0, 0, 0),
-                              "kernelTCP": _entry(0, 0, 0, 0)}
+    memory = _no_memory()
     if mem:
         raw = keyed(os.path.join(mem, "memory.stat"))
 
@@ -154,8 +157,7 @@ def of_v2(d: str) -> dict[str, Any]:
     if os.path.exists(os.path.join(d, "cpuset.cpus.effective")):
         sets = {"cpus": _ranges(read(os.path.join(d, "cpuset.cpus.effective"))),
                 "mems": _ranges(read(os.path.join(d, "cpuset.mems.effective")))}
-    memory: dict[str, Any] = {"usage": _entry(0, 0, 0, 0), "swap": _entry(0, 0, 0, 0), "kernel": _entry(0, 0, 0, 0),
-                              "kernelTCP": _entry(0, 0, 0, 0)}
+    memory = _no_memory()
     if os.path.exists(os.path.join(d, "memory.current")):
         raw = keyed(os.path.join(d, "memory.stat"))
         current, limit = _number(os.path.join(d, "memory.current")), _number(os.path.join(d, "memory.max"))

@@ -31,7 +31,7 @@ CONTROLLERS = (
 )
 
 
-UNIFIED = ""  # a hybrid host's cgroup2 hierarchy, named as /proc/PID/cgroup ("0::/path") and runc name it
+UNIFIED = ""  # a hybrid host's cgroup2 hierarchy: /proc/PID/cgroup ("0::/path") and runc name it so
 
 
 def mounts() -> dict[str, str]:
