@@ -66,6 +66,8 @@ def cri_config(work: str, subnet: str, bridge: str) -> str:
         ConfigPath = '{work}/mrun-runc.toml'
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
       runtime_type = 'io.containerd.runc.v2'
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+        Root = '{work}/runc-root'
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ['/usr/lib/cni']
     conf_dir = '{cni}'
