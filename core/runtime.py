@@ -295,7 +295,10 @@ class Runtime:
         """``all_processes``: every process of the container's cgroup, in any status (runc's
         rule): a stopped container that shared a PID namespace leaves processes the kernel did
         not end with its init, and containerd's runc shim kills them so."""
-        record = self.store.load(container_id)
+        self._kill(self.store.load(container_id), sig, all_processes)
+
+    def _kill(self, record: Record, sig: int, all_processes: bool) -> None:
+        container_id = record.id
         status = self.status(record)
         if not (all_processes and status == Status.STOPPED):
             require("kill", status, container_id)
@@ -326,12 +329,13 @@ class Runtime:
         namespace of its own the kernel ended them with it. containerd's runc shim does so before
         it reports the exit (ShouldKillAllOnExit), so docker and Kubernetes do: a child left
         holding the container's output kept CRI's stop, or a caller's pipe, waiting."""
+        from mrun.spec import Spec
+
         try:
-            config = self.store.load(container_id).config
-            namespaces = (config.get("linux") or {}).get("namespaces") or []
-            if any(ns.get("type") == "pid" and not ns.get("path") for ns in namespaces):
+            record = self.store.load(container_id)
+            if Spec(record.config, record.bundle).namespaces().get("pid") == "":  # a new one: its own
                 return
-            self.kill(container_id, SIGKILL, all_processes=True)
+            self._kill(record, SIGKILL, all_processes=True)
         except (MrunError, OSError):
             pass  # its state or cgroup gone meanwhile (a delete --force): nothing is left to end
 
