@@ -37,10 +37,13 @@ class FakeCgroup:
         if self.host.fail_at == "cgroup.create":
             raise OSError(28, "No space left on device")
 
-    def add(self, pid: int) -> None:
+    def add(self, pid: int, born: bool = False) -> None:
         self._record("add", pid)
 
-    def thread_files(self) -> list[str]:
+    def birth_dir(self) -> None:
+        return None  # nothing is forked here to be born anywhere
+
+    def thread_files(self, born: bool = False) -> list[str]:
         return []  # the host moves the process (add), as with cgroup v2
 
     def destroy(self) -> None:

@@ -182,8 +182,10 @@ def prime_moves() -> None:
     cgroup_threadgroup_rwsem for writing, and the first writer after a quiet spell waits for an
     RCU grace period: 10-15 ms on the test VM (0.04 ms for a move right after another; none on
     hierarchies mounted with favordynmods). A move of this process into the cgroup it is already
-    in is a no-op that takes the lock: the container's move soon after finds it warm. Call it where
-    a create or exec begins; ``primed`` waits for it (launch.spawn does, before it forks).
+    in is a no-op that takes the lock: the container's move soon after finds it warm. Called where
+    a create or exec begins whose process will be moved, not born in its cgroup
+    (operations.builder.warm_the_move), and by the shim's daemon for its worker's pristine init;
+    ``primed`` waits for it (launch.spawn does, before it forks).
     ``_thread``, not ``threading``: the lifecycle verbs do not pay threading's import.
 
     Only where there is a cgroup2 hierarchy (v2, or a hybrid host's beside v1): in a v1 one a

@@ -287,17 +287,25 @@ class Cgroup:
     def apply(self, resources: dict[str, Any], devices: list[dict[str, Any]] | None = None) -> None:
         raise NotImplementedError
 
-    def add(self, pid: int) -> None:
+    def add(self, pid: int, born: bool = False) -> None:
+        """Move ``pid`` into every hierarchy; ``born``: it was born in ``birth_dir()``, which it
+        is then not moved into again (a move there, even to where it is, takes the global lock)."""
         raise NotImplementedError
+
+    def birth_dir(self) -> str | None:
+        """The cgroup2 directory a process can be born in (clone3's CLONE_INTO_CGROUP,
+        kernel.syscalls.fork_into_cgroup), where it then needs no move; None: no cgroup2 one."""
+        return None
 
     def within(self, requests: list[str]) -> Cgroup:
         """runc's ``exec --cgroup [CONTROLLER:]PATH``: the same container's existing sub-cgroup(s)
         for one process (with no controller, every controller's)."""
         raise NotImplementedError
 
-    def thread_files(self) -> list[str]:
+    def thread_files(self, born: bool = False) -> list[str]:
         """Files a single-threaded process writes "0" to, to move itself in without the kernel's
-        global threadgroup lock (launch._join_threadwise); [] where there are none."""
+        global threadgroup lock (launch._join_threadwise); [] where there are none. ``born``: as
+        ``add``'s."""
         return []
 
     def _procs_dir(self) -> str:

@@ -144,16 +144,23 @@ class CgroupV1(Cgroup):
         self.claim()
         self.apply(resources, devices)
 
-    def add(self, pid: int) -> None:
-        for d in self._dirs():
+    def add(self, pid: int, born: bool = False) -> None:
+        for d in self._dirs_to_enter(born):
             write(os.path.join(d, "cgroup.procs"), str(pid))
 
-    def thread_files(self) -> list[str]:
+    def birth_dir(self) -> str | None:
+        return self.paths.get(UNIFIED)
+
+    def thread_files(self, born: bool = False) -> list[str]:
         """``tasks``: a thread's move takes no threadgroup lock. A hybrid host's cgroup2 hierarchy
-        has no such file for domain cgroups (cgroup.threads serves threaded subtrees only): there
-        the process moves whole, through cgroup.procs, and pays the lock (``prime_moves``)."""
+        has no such file for domain cgroups (cgroup.threads serves threaded subtrees only): a
+        process not born there moves whole, through cgroup.procs, and pays the lock (``prime_moves``)."""
         unified = self.paths.get(UNIFIED)
-        return [os.path.join(d, "cgroup.procs" if d == unified else "tasks") for d in self._dirs()]
+        return [os.path.join(d, "cgroup.procs" if d == unified else "tasks") for d in self._dirs_to_enter(born)]
+
+    def _dirs_to_enter(self, born: bool) -> list[str]:
+        unified = self.paths.get(UNIFIED) if born else None
+        return [d for d in self._dirs() if d != unified]
 
     def _procs_dir(self) -> str:
         return self.paths.get("pids") or self.paths.get("freezer") or self._dirs()[0]

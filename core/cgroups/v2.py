@@ -113,8 +113,12 @@ class CgroupV2(Cgroup):
                     return self._file("io.bfq.weight"), f"{major_minor} {d['weight']}"
         return self._file(name), value
 
-    def add(self, pid: int) -> None:
-        write(self._file("cgroup.procs"), str(pid))
+    def add(self, pid: int, born: bool = False) -> None:
+        if not born:
+            write(self._file("cgroup.procs"), str(pid))
+
+    def birth_dir(self) -> str | None:
+        return self.path
 
     def _procs_dir(self) -> str:
         return self.path

@@ -61,10 +61,6 @@ def call(g: dict[str, Any], cmd: Command, params: dict[str, Any]) -> int:
             os.environ[env] = g[dest]
     g["warn"] = warn
     g["debug_log"] = (lambda msg: _log(g, "debug", msg)) if g.get("debug") else None
-    if cmd.name in ("create", "run", "exec"):  # each moves a process into a cgroup: warm the lock
-        from mrun.cgroups import prime_moves
-
-        prime_moves()
     try:
         if callable(cmd.handler):  # a backend's own verb (mrun_commands)
             return cmd.handler(g, **params)
@@ -116,10 +112,6 @@ def main(argv: list[str] | None = None) -> int:
             return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         return 0
     if warm_worthy(cmd, params, argv):
-        if cmd.name in ("run", "exec"):  # its child will move a process into a cgroup soon
-            from mrun.cgroups import prime_moves
-
-            prime_moves()
         code = _warm(argv)
         if code is not None:
             return code

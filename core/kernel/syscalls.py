@@ -280,6 +280,76 @@ def setns(fd: int, nstype: int = 0) -> None:
     _check(_libc.setns(fd, nstype), "setns")
 
 
+CLONE_INTO_CGROUP = 0x200000000
+_CLONE3 = 435  # x86_64 and aarch64 alike
+_SIGCHLD = 17  # the exit signal fork() asks for (x86_64 and aarch64)
+_clone3_into: bool | None = None  # whether the kernel takes CLONE_INTO_CGROUP, once asked
+_api: Any = None
+
+
+class _CloneArgs(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size", "tls",
+        "set_tid", "set_tid_size", "cgroup")]
+
+
+def _interpreter() -> Any:
+    """The interpreter's own symbols and libc's ``syscall``, called *with* the GIL held (PyDLL),
+    as os.fork calls fork(): a child must not begin life with the GIL released under it."""
+    global _api
+    if _api is None:
+        _api = ctypes.PyDLL(None, use_errno=True)
+        _api.syscall.restype = ctypes.c_long
+    return _api
+
+
+def clone_into_cgroup_works() -> bool:
+    """Whether ``fork_into_cgroup`` can work here: Linux >= 5.7, and no seccomp filter (docker's
+    default one answers ENOSYS to clone3) in the way. Asked once, with arguments the kernel
+    refuses (a bad descriptor: EBADF where CLONE_INTO_CGROUP is known; E2BIG or EINVAL before
+    5.7; ENOSYS without clone3), so no process is made."""
+    global _clone3_into
+    if _clone3_into is None:
+        args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=_SIGCHLD, cgroup=(1 << 31) - 1)  # no open fd
+        ret = _libc.syscall(_CLONE3, ctypes.byref(args), ctypes.sizeof(args))
+        _clone3_into = ret < 0 and ctypes.get_errno() == errno.EBADF
+    return _clone3_into
+
+
+def fork_into_cgroup(cgroup_fd: int) -> int:
+    """os.fork(), the child born in the cgroup2 cgroup ``cgroup_fd`` (an O_RDONLY descriptor of its
+    directory) by clone3(CLONE_INTO_CGROUP), as runc and crun start a container's process. Why:
+    a move into a cgroup2 cgroup (cgroup.procs) takes the kernel's global threadgroup lock, whose
+    first writer after a quiet spell waits for an RCU grace period (~10 ms here) holding
+    cgroup_mutex, which every other cgroup change then waits for; a birth there takes neither.
+
+    It does what os.fork does around the call (PyOS_BeforeFork, PyOS_AfterFork_Child/_Parent:
+    the import lock, the interpreter's thread state, os.register_at_fork's callables), but not
+    glibc's fork(): no pthread_atfork handlers and no re-taken malloc or stdio locks in the
+    child. So it refuses (EAGAIN) while another thread of ours exists, even one on its way out
+    (it may hold a malloc arena's lock, which the child would keep taken for good): every mrun
+    fork of a container's process is made single-threaded already. -> the child's pid, 0 in the
+    child; OSError as the kernel refused (ENOSYS, EINVAL, EBUSY...): the caller forks as before."""
+    try:
+        alone = len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        alone = False
+    if not alone:
+        raise OSError(errno.EAGAIN, "clone3: another thread of this process runs")
+    api = _interpreter()
+    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=_SIGCHLD, cgroup=cgroup_fd)
+    api.PyOS_BeforeFork()
+    pid = api.syscall(_CLONE3, ctypes.byref(args), ctypes.sizeof(args))
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    err = ctypes.get_errno()
+    api.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(err, f"clone3: {os.strerror(err)}")
+    return pid
+
+
 def sethostname(name: str) -> None:
     raw = name.encode()
     _check(_libc.sethostname(raw, len(raw)), "sethostname")

@@ -63,6 +63,19 @@ class SandboxBuilder:
         return pid, ch
 
 
+def warm_the_move(namespaces: dict[str, str]) -> None:
+    """Warm the kernel's lock for a move (cgroups.prime_moves) where the process about to be made
+    will be moved into its cgroup2 cgroup, not born there (sandbox.launch.born_in_cgroup): first
+    thing, so that the wait runs beside the rest of the work. A warming not needed costs more than
+    it saves: it waits for its grace period holding cgroup_mutex, and the cgroup's making waits."""
+    from mrun.sandbox.launch import born_in_cgroup
+
+    if not born_in_cgroup(namespaces):
+        from mrun.cgroups import prime_moves
+
+        prime_moves()
+
+
 def kill_if_same(host: Any, pid: int, started: int | None) -> None:
     """SIGKILL ``pid`` unless it has died and its number gone to another process since."""
     try:

@@ -14,7 +14,7 @@ import os
 from mrun import annotations as ann
 from mrun import jsonio
 from mrun.errors import InvalidSpec, MrunError, SetUpDied
-from mrun.operations.builder import SandboxBuilder, await_ready
+from mrun.operations.builder import SandboxBuilder, await_ready, warm_the_move
 from mrun.operations.options import prepare_stdio, write_pid_file
 from mrun.operations.undo import Undo
 from mrun.spec import idmapping as spec_idmapping
@@ -60,6 +60,7 @@ class Create:
         self.detached: dict[int, int] = {}  # mount index -> the host's clone of its bind source (open_host_mounts)
 
     def run(self) -> Record:
+        warm_the_move(self.spec.namespaces())
         try:
             with Undo() as undo:
                 undo.callback(self._forget)  # the id was reserved (a state directory) before the first step
@@ -209,6 +210,7 @@ class Create:
                 child=sandbox.init,
                 add_to_cgroup=self.cgroup.add,
                 thread_files=self.cgroup.thread_files,
+                born_in=self.cgroup.birth_dir(),
                 uid_mappings=spec.linux.get("uidMappings") or [],
                 gid_mappings=spec.linux.get("gidMappings") or [],
                 close_in_child=(self.lock_fd,),

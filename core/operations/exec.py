@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from mrun.errors import MrunError
-from mrun.operations.builder import SandboxBuilder, await_ready
+from mrun.operations.builder import SandboxBuilder, await_ready, warm_the_move
 from mrun.operations.options import prepare_stdio, write_pid_file
 from mrun.operations.undo import Undo
 
@@ -26,6 +26,7 @@ def exec_process(runtime: Any, record: Record, process: dict[str, Any], opts: Cr
     from mrun.spec import Spec
 
     spec = Spec(record.config, record.bundle)
+    warm_the_move(spec.namespaces())
     cgroup = runtime._cgroup(record) if record.cgroup else None
     if sub_cgroups:
         if cgroup is None:
@@ -40,6 +41,7 @@ def exec_process(runtime: Any, record: Record, process: dict[str, Any], opts: Cr
         pid, ch = builder.launch(
             undo, namespaces=namespaces, child=lambda c: exec_child(sandbox, c),
             add_to_cgroup=cgroup.add if cgroup else None, thread_files=cgroup.thread_files if cgroup else None,
+            born_in=cgroup.birth_dir() if cgroup else None,
             # the container's, as runc gives every exec'd process: not its caller's (a shim's
             # -998 made a `kubectl exec`'d process all but unkillable by the OOM killer)
             oom_score_adj=spec.process.get("oomScoreAdj"),

@@ -14,9 +14,11 @@ process, as runc has:
                                           (reports the pid, exits)
 
 One fork fewer is one copy and one teardown fewer of the host's page tables, 1-2 ms of CPU
-when the host is a warm template's child. The sandboxed process moves itself into the
-container's cgroup where the driver lets it, else the host moves it, before it unshares the
-cgroup namespace. Everything travels as JSON lines over a pair of pipes; the sandboxed process
+when the host is a warm template's child. A direct fork is born in the container's cgroup2
+cgroup where there is one (``_fork_born``: clone3's CLONE_INTO_CGROUP, no move, no global lock);
+into the rest (a hybrid host's v1 hierarchies, or all of them for a process not born there) the
+sandboxed process moves itself where the driver lets it, else the host moves it, before it
+unshares the cgroup namespace. Everything travels as JSON lines over a pair of pipes; the sandboxed process
 reports errors the same way, so a failure inside the container is one clear line on the host.
 """
 
@@ -88,6 +90,7 @@ class Launch:
         time_offsets: dict[str, dict[str, int]] | None = None,
         oom_score_adj: int | None = None,
         rlimits: list[tuple[int, int, int]] | None = None,
+        born_in: str | None = None,
     ) -> None:
         self.namespaces, self.child, self.add_to_cgroup = namespaces, child, add_to_cgroup
         # The cgroup driver's files through which a single-threaded process moves itself in
@@ -108,6 +111,10 @@ class Launch:
         # process.rlimits as (resource, soft, hard): in a user namespace the process cannot raise a
         # hard limit itself (CAP_SYS_RESOURCE of the host's), so the host sets them (spawn)
         self.rlimits = rlimits or []
+        # The cgroup2 directory the process is born in where the kernel lets it (Cgroup.birth_dir,
+        # _fork_born): then it needs no move there, and ``born`` says so to both sides.
+        self.born_in = born_in
+        self.born = False
 
     def __getstate__(self) -> dict[str, Any]:
         """As a pristine copy gets it (mrun.sandbox.pristine): the host-side callables are the
@@ -117,9 +124,10 @@ class Launch:
 
         state = dict(self.__dict__)
         state["add_to_cgroup"] = _moved_by_host if self.add_to_cgroup is not None else None
-        state["thread_files"] = functools.partial(list, self.thread_files()) if self.thread_files else None
+        state["thread_files"] = functools.partial(_listed, self.thread_files()) if self.thread_files else None
         state["close_in_child"] = ()
         state["pristine"] = None
+        state["born_in"] = None  # a copy forked already: it moves
         return state
 
     @property
@@ -128,8 +136,13 @@ class Launch:
         return self.add_to_cgroup is not None and self.thread_files is not None
 
 
-def _moved_by_host(_pid: int) -> None:
+def _moved_by_host(_pid: int, _born: bool = False) -> None:
     """A pristine copy's ``add_to_cgroup``: the host moves the process (a copy never calls it)."""
+
+
+def _listed(files: list[str], _born: bool = False) -> list[str]:
+    """A pristine copy's ``thread_files``: the host's list, made before it was sent."""
+    return files
 
 
 def set_oom_score_adj(value: int) -> None:
@@ -202,7 +215,7 @@ def _open_thread_files(launch: Launch) -> list[int] | None:
         return None
     fds: list[int] = []
     try:
-        for path in launch.thread_files():
+        for path in launch.thread_files(launch.born):
             fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
     except OSError:
         for fd in fds:
@@ -337,7 +350,11 @@ def _direct_child(launch: Launch, ch: Channel) -> NoReturn:
 def _direct(launch: Launch) -> bool:
     """No namespace that needs the middle process (see the module's docstring). A time namespace,
     joined or new, is entered by its creator's children only, as a PID one is."""
-    return "user" not in launch.namespaces and "time" not in launch.namespaces
+    return _direct_namespaces(launch.namespaces)
+
+
+def _direct_namespaces(namespaces: dict[str, str]) -> bool:
+    return "user" not in namespaces and "time" not in namespaces
 
 
 def _fork_into_pid_namespace(launch: Launch) -> int:
@@ -345,27 +362,68 @@ def _fork_into_pid_namespace(launch: Launch) -> int:
     stay in ours: unshare/setns(CLONE_NEWPID) only sets where our *next* children go, and we
     set that back before anything else can fork."""
     if "pid" not in launch.namespaces:
-        return os.fork()
+        return _fork_born(launch, lambda: None)
+    if launch.born_in is not None:
+        sc.clone_into_cgroup_works()  # asked now, if not yet: the question is a clone3 the kernel refuses
     target = _open_namespaces(launch, {"pid"}).get("pid")
     ours = os.open("/proc/thread-self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
         if target is not None:
             _join(launch, "pid", target)
-        else:
-            try:
-                sc.unshare(sc.CLONE_NEWPID)
-            except OSError as e:
-                raise MrunError(f"linux.namespaces: cannot create a pid namespace: {e.strerror}")
-        return fork_then_return(ours)
+            return fork_then_return(ours, lambda: _fork_born(launch, lambda: None))
+        _new_pid_namespace()
+
+        def afresh() -> None:
+            """A first process that the kernel refused to make (a refused birth) leaves its new
+            PID namespace taking no other (free_pid: ENOMEM for every later fork): another one,
+            made from ours (unshare takes no PID namespace but from the active one)."""
+            sc.setns(ours, sc.CLONE_NEWPID)
+            _new_pid_namespace()
+
+        return fork_then_return(ours, lambda: _fork_born(launch, afresh))
     finally:
         os.close(ours)
 
 
-def fork_then_return(ours: int) -> int:
-    """Fork into the PID namespace set for our children, then (in the parent, or when the fork
-    fails) set that back to ours: ``ours``, a descriptor of it."""
+def _new_pid_namespace() -> None:
     try:
-        pid = os.fork()
+        sc.unshare(sc.CLONE_NEWPID)
+    except OSError as e:
+        raise MrunError(f"linux.namespaces: cannot create a pid namespace: {e.strerror}")
+
+
+def _fork_born(launch: Launch, before_a_plain_fork: Callable[[], None]) -> int:
+    """os.fork(), the child born in ``launch.born_in`` where the kernel lets it
+    (syscalls.fork_into_cgroup; ``launch.born`` says so, in both); else, after a refused birth
+    ``before_a_plain_fork()``, a plain fork, moved after as before."""
+    if launch.born_in is None or not sc.clone_into_cgroup_works():
+        return os.fork()
+    try:
+        fd = os.open(launch.born_in, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return os.fork()  # gone: the move after reports it, as before
+    launch.born = True
+    try:
+        return sc.fork_into_cgroup(fd)
+    except OSError:  # refused (a seccomp filter, a cgroup that takes no process): as before
+        launch.born = False
+    finally:
+        os.close(fd)
+    before_a_plain_fork()
+    return os.fork()
+
+
+def born_in_cgroup(namespaces: dict[str, str]) -> bool:
+    """Whether a process with ``namespaces`` will be born in its cgroup2 cgroup (a direct fork,
+    clone3 here) rather than moved there, a move that ``cgroups.prime_moves`` warms."""
+    return _direct_namespaces(namespaces) and sc.clone_into_cgroup_works()
+
+
+def fork_then_return(ours: int, fork: Callable[[], int] = os.fork) -> int:
+    """Fork (``fork``) into the PID namespace set for our children, then (in the parent, or when
+    the fork fails) set that back to ours: ``ours``, a descriptor of it."""
+    try:
+        pid = fork()
     except BaseException:
         sc.setns(ours, sc.CLONE_NEWPID)
         raise
@@ -507,7 +565,7 @@ def spawn(launch: Launch) -> tuple[int, Channel]:
         # (5-20 ms here). It waits for "cgrouped" before it runs hooks or makes its payload, so
         # nothing it starts or allocates is outside.
         if launch.add_to_cgroup and not _joined(host, launch):
-            launch.add_to_cgroup(pid)
+            launch.add_to_cgroup(pid, launch.born)
         if "user" in launch.namespaces:
             _set_rlimits(pid, launch.rlimits)
         _tell(host, cgrouped=True)
