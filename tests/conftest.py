@@ -327,6 +327,26 @@ def warm_log(directory: str = "") -> str:
     return "".join(open(os.path.join(directory, n)).read()[-2000:] for n in os.listdir(directory) if n.endswith(".log"))
 
 
+# Directories on the machine that the suite cannot point elsewhere: containerd 1.6's runc shim
+# puts its socket under /run/containerd/s (a constant in its shim library: 2.x takes socket_dir),
+# and mrun's shim uses /run/mrun-shim where containerd names no socket directory (1.6). Children first.
+MACHINE_DIRS = ("/run/containerd/s", "/run/containerd/fifo", "/run/containerd", "/run/mrun-shim")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def machine_dirs_left_as_found() -> Any:
+    """Those of MACHINE_DIRS that the session made are removed at its end, once empty (a directory
+    that holds anything is someone's in use, and stays)."""
+    before = {d for d in MACHINE_DIRS if os.path.lexists(d)}
+    yield
+    for d in MACHINE_DIRS:
+        if d not in before:
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+
+
 @pytest.fixture(scope="session", autouse=True)
 def warm_dir(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The session's own warm templates (never the node's /run/mrun/warm), stopped at the end."""

@@ -134,6 +134,8 @@ state = '{self.dir}/state'
         self._start()
 
     def ctr(self, *args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
+        if args[:2] in (("task", "exec"), ("task", "start")) and "--fifo-dir" not in args:
+            args = (*args[:2], "--fifo-dir", self.fifo_dir, *args[2:])  # ctr's default: /run/containerd/fifo
         r = subprocess.run(
             [self.ctr_bin, "--address", self.sock, "--namespace", self.ns, *args],
             capture_output=True,
