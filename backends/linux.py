@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from mrun.errors import MrunError
-from mrun.plugins.api import DEFAULT_PATH, Bundle, Claim, Container, env_value, find_program
+from mrun.plugins.api import Bundle, Claim, Container, find_program, not_runnable
 from mrun.plugins.hookspecs import hookimpl
 
 TYPE_CHECKING = False
@@ -54,8 +54,7 @@ def mrun_payload(container: Container, process: dict[str, Any]) -> Exec:
     env = process.get("env") or []
     path = find_program("/", args[0], process)
     if path is None:
-        where = "" if "/" in args[0] else f" in $PATH ({env_value(process, 'PATH', DEFAULT_PATH)})"
-        raise MrunError(f"exec: {args[0]!r}: executable file not found{where}")
+        raise MrunError(f"exec: {args[0]!r}: {not_runnable('/', args[0], process)}")
     if not os.access(path, os.X_OK):
         raise MrunError(f"exec: {args[0]!r}: permission denied")
     return Exec(path, args, env)

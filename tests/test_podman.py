@@ -146,3 +146,32 @@ def test_podman_run_systemd_mode(podman):
     out = run("run", "--rm", "--network", "none", "--cgroup-parent", f"/{tag}", *ULIMITS, "--systemd", "always",
               IMAGE, "sh", "-c", "echo ran; mount | grep -c ' /run '").stdout
     assert out.split()[0] == "ran", out
+
+
+def test_a_program_that_cannot_run_gets_podmans_exit_code_as_under_runc(podman):
+    """podman turns its runtime's words into exit codes (docker's): 127 for a program not found,
+    126 for one that cannot be run, 255 for any other failure. An explicit path that is missing, or
+    is a directory, got mrun's "executable file not found" (written for a bare name along PATH):
+    podman answered 255 to `exec` of either and 127 to `run` of a directory, where with runc
+    (Go's exec.LookPath words: "stat PATH: no such file or directory", "permission denied") it
+    answers 127 and 126. Side by side, `podman exec` and `podman run`, each runtime."""
+    run, tag, _state = podman
+    codes: dict[str, list[tuple[str, int]]] = {}
+    for runtime in ("mrun", "runc"):
+        chosen = ["--runtime", "runc"] if runtime == "runc" else []  # the later --runtime wins
+        name = f"c{uuid.uuid4().hex[:6]}"
+        run(*chosen, "run", "-d", "--name", name, "--network", "none", "--cgroup-parent", f"/{tag}", *ULIMITS,
+            IMAGE, "sleep", "600")
+        try:
+            for cmd in ("/nope", "/", "./bin", "bin/", "nope", "/etc/passwd"):
+                r = run(*chosen, "exec", name, cmd, check=False)
+                codes.setdefault(runtime, []).append((f"exec {cmd}", r.returncode))
+        finally:
+            run(*chosen, "rm", "-f", "-t", "0", name, check=False)
+        for cmd in ("/nope", "/"):
+            r = run(*chosen, "run", "--rm", "--network", "none", "--cgroup-parent", f"/{tag}", *ULIMITS, IMAGE, cmd,
+                    check=False)
+            codes[runtime].append((f"run {cmd}", r.returncode))
+    assert codes["runc"] == [("exec /nope", 127), ("exec /", 126), ("exec ./bin", 126), ("exec bin/", 126),
+                             ("exec nope", 127), ("exec /etc/passwd", 126), ("run /nope", 127), ("run /", 126)]
+    assert codes["mrun"] == codes["runc"]

@@ -75,6 +75,22 @@ def find_program(root: str, name: str, process: dict[str, Any]) -> str | None:
         raise
 
 
+def not_runnable(root: str, name: str, process: dict[str, Any]) -> str:
+    """Why ``name`` cannot be run, ``find_program`` having found nothing, in the words of runc's
+    exec (Go's exec.LookPath), which podman and docker turn into exit codes: "executable file not
+    found in $PATH" and "no such file or directory" are 127, "permission denied" 126 (anything
+    else 255). A bare name was looked up along PATH; a path that exists is a directory or some
+    other file no execve takes."""
+    if "/" not in name:
+        return f"executable file not found in $PATH ({env_value(process, 'PATH', DEFAULT_PATH)})"
+    try:
+        found = os.path.lexists(secure_join(root, name if name.startswith("/") else
+                                            os.path.join(process.get("cwd") or "/", name)))
+    except OSError:
+        found = False
+    return "permission denied" if found else f"stat {name}: no such file or directory"
+
+
 def open_program(root: str, host_path: str) -> int:
     """``host_path`` (``find_program``'s answer) opened for reading, resolved once more inside
     ``root``, as a regular file only: the rootfs may have changed since (a container sharing it
