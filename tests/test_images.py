@@ -1651,6 +1651,22 @@ def test_init_passes_signals_reaps_orphans_and_exits_as_the_command(images, busy
     assert r.returncode == 3 and "hello from wasm32-wasi" in r.stdout and "--init is left out" in r.stderr, r.stderr
 
 
+def test_a_command_that_cannot_run_exits_126_or_127_as_docker_run(images, busybox_archive):
+    """docker run's documented codes when the container's command never ran: 127 when it cannot be
+    found (not along PATH, or a path that is missing), 126 when it cannot be invoked (a directory,
+    a file that is not executable); `mrun run` said 1 for each. The same with -d, whose create
+    fails before the id is printed; nothing of the container is left."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    for cmd, code in (("/nope", 127), ("nope", 127), ("/", 126), ("/etc/passwd", 126)):
+        for detach in ([], ["-d"]):
+            r = img(h, *run_args(h, "--rm", *detach, IMAGE, cmd))
+            assert r.returncode == code and r.stderr.count("\n") == 1 and f"exec: '{cmd}'" in r.stderr, (cmd, detach, r)
+    assert img_ok(h, "ps", "-a", "-q").stdout.strip() == ""
+    r = img(h, *run_args(h, "--rm", IMAGE, "sh", "-c", "exit 1"))
+    assert r.returncode == 1  # the command's own code stays the command's
+
+
 def test_restart_policies_as_docker(images, busybox_archive):
     """mrun run -d --restart: the supervisor starts the container again, from its own files (what
     a run wrote is there in the next), as docker's policies say: on-failure[:N] after a non-zero
