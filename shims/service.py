@@ -15,7 +15,6 @@ from collections.abc import Callable
 
 from google.protobuf import timestamp_pb2
 from mrun.annotations import OCI_RUNTIME
-from mrun.cgroups import prime_moves
 from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound
 from mrun.kernel.proc import exit_code
 from mrun.kernel.syscalls import unmount_all
@@ -305,7 +304,6 @@ class TaskService:
         req = task_pb2.CreateTaskRequest.FromString(payload)
         if req.id in self.tasks:
             raise TTRPCError(ALREADY_EXISTS, f"task {req.id}: already exists")
-        prime_moves()  # on a thread here: the init's move into its cgroup then costs nothing
         rootfs = os.path.join(req.bundle, "rootfs")
         mounts = rootfs_mounts.describe(req.rootfs)
         by_worker = rootfs_mounts.idmapped(mounts)  # it forks: not from this threaded daemon

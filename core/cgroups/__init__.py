@@ -184,7 +184,7 @@ def prime_moves() -> None:
     hierarchies mounted with favordynmods). A move of this process into the cgroup it is already
     in is a no-op that takes the lock: the container's move soon after finds it warm. Called where
     a create or exec begins whose process will be moved, not born in its cgroup
-    (operations.builder.warm_the_move), and by the shim's daemon for its worker's pristine init;
+    (operations.builder.warm_the_move: an intermediate's child, a shim worker's pristine init);
     ``primed`` waits for it (launch.spawn does, before it forks).
     ``_thread``, not ``threading``: the lifecycle verbs do not pay threading's import.
 

@@ -22,7 +22,7 @@ class SandboxBuilder:
         from mrun.sandbox.process import ProcessPlan
         from mrun.spec import personality
 
-        self.runtime, self.spec, self.process = runtime, spec, process
+        self.runtime, self.spec, self.process, self.backend = runtime, spec, process, backend
         self.hooks = runtime.backends().of(backend)
         # the container's personality is every process's in it, an exec's too (runc's rule)
         self.plan = ProcessPlan(process, spec.linux.get("seccomp"), personality=personality(spec.linux))
@@ -48,29 +48,50 @@ class SandboxBuilder:
 
     def launch(self, undo: Undo, **launch: Any) -> tuple[int, Any]:
         """Fork into the namespaces; the process is killed if a later step fails. -> (pid, channel)"""
-        import sys
-
         from mrun.sandbox.launch import Launch
 
         host = self.runtime.host
-        # Only the shim's create worker arms a copy, and it has the module loaded to do so: a CLI
-        # create does not import it (1.4 ms of every `mrun create`, with the _socket it needs).
-        pristine = sys.modules.get("mrun.sandbox.pristine")
-        copy = pristine.armed() if pristine is not None else None
+        copy = pristine_copy_for(self.runtime, self.backend, launch["namespaces"], launch.get("born_in"))
         pid, ch = host.spawn(Launch(**launch, pristine=copy, rlimits=self.plan.rlimits))
         self.pid_start = host.start_time(pid)
         undo.callback(kill_if_same, host, pid, self.pid_start)
         return pid, ch
 
 
-def warm_the_move(namespaces: dict[str, str]) -> None:
-    """Warm the kernel's lock for a move (cgroups.prime_moves) where the process about to be made
-    will be moved into its cgroup2 cgroup, not born there (sandbox.launch.born_in_cgroup): first
-    thing, so that the wait runs beside the rest of the work. A warming not needed costs more than
-    it saves: it waits for its grace period holding cgroup_mutex, and the cgroup's making waits."""
+def pristine_copy_for(runtime: Any, backend: str, namespaces: dict[str, str], born_in: str | None) -> Any:
+    """The shim worker's armed copy (mrun.sandbox.pristine) if the launch is to take it, else
+    None: a fork. The copy's gain is the template's pages, shared for the init's whole life by a
+    backend whose init runs what the template loaded for it (it has an ``mrun_warm`` hook: wasm);
+    an init that execs its payload drops them at once, and where it can be born in its cgroup2
+    cgroup ``born_in`` (sandbox.launch.born_in_cgroup) the birth costs less than the copy's move
+    there, which takes the kernel's global lock (measured in the shim: ~5 ms of a Linux
+    container's Create). Without a cgroup2 one (a pure v1 host) the copy spares the fork."""
+    import sys
+
+    # Only the shim's create worker arms a copy, and it has the module loaded to do so: a CLI
+    # create does not import it (1.4 ms of every `mrun create`, with the _socket it needs).
+    pristine = sys.modules.get("mrun.sandbox.pristine")
+    copy = pristine.armed() if pristine is not None else None
+    if copy is None:
+        return None
     from mrun.sandbox.launch import born_in_cgroup
 
-    if not born_in_cgroup(namespaces):
+    keeps_pages = "mrun_warm" in runtime.backends().impls.get(backend, {})
+    if born_in is not None and born_in_cgroup(namespaces) and not keeps_pages:
+        return None  # let go with the worker's disarm, after the answer
+    return copy
+
+
+def warm_the_move(runtime: Any, backend: str, namespaces: dict[str, str]) -> None:
+    """Warm the kernel's lock for a move (cgroups.prime_moves) where the process about to be made
+    will be moved into its cgroup2 cgroup, not born there (sandbox.launch.born_in_cgroup; a
+    pristine copy, made before its cgroup was, moves): early, so that the wait runs beside the
+    rest of the work. A warming not needed costs more than it saves: it waits for its grace
+    period holding cgroup_mutex, and the cgroup's making waits. (Before the cgroup is made: its
+    cgroup2 directory is taken to be there; where there is none, prime_moves does nothing.)"""
+    from mrun.sandbox.launch import born_in_cgroup
+
+    if not born_in_cgroup(namespaces) or pristine_copy_for(runtime, backend, namespaces, "") is not None:
         from mrun.cgroups import prime_moves
 
         prime_moves()

@@ -60,7 +60,6 @@ class Create:
         self.detached: dict[int, int] = {}  # mount index -> the host's clone of its bind source (open_host_mounts)
 
     def run(self) -> Record:
-        warm_the_move(self.spec.namespaces())
         try:
             with Undo() as undo:
                 undo.callback(self._forget)  # the id was reserved (a state directory) before the first step
@@ -72,6 +71,8 @@ class Create:
                             getattr(self, step)(undo)
                         except SetUpDied as e:
                             raise self._why_it_died(e) from None
+                    if step == "choose_backend":  # what makes and moves the init is known now
+                        warm_the_move(self.runtime, self.record.backend, self.spec.namespaces())
                     if step == "choose_sandbox" and self.driver is not None:
                         steps = list(self.OWNED_STEPS)
                 undo.pop_all()  # created: nothing is undone

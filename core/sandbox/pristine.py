@@ -18,9 +18,11 @@ that asks for a new PID namespace and no user or time one (``launch._direct``); 
 forked as before. Where no PID namespace could be made for it, the copy plays the intermediate
 (``launch._intermediate``) and forks the container's process. Anything that cannot travel (a
 backend's unpicklable data, a terminal's socket, too many descriptors) means the copy is let
-go and the create forks as before, with the same result. Every backend's container uses it: a
-wasm init keeps the template's pages shared for its whole life, and a Linux one, which execs
-and so drops them anyway, is spared a fork on its create's path. A backend makes its data
+go and the create forks as before, with the same result. A wasm init keeps the template's pages
+shared for its whole life; a Linux one, which execs and so drops them anyway, takes the copy
+only where it cannot be born in its cgroup2 cgroup (a pure v1 host: the copy spares it a fork),
+a birth there costing less than the copy's move (operations.builder.pristine_copy_for). A
+backend makes its data
 travel with ``__reduce__`` (the wasm backend sends a compiled module as a reference to the warm
 template's copy, which the pristine process holds too). Pickle is safe here: both ends are the
 same program, on a socketpair no one else holds.
