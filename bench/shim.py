@@ -29,7 +29,15 @@ import pathlib  # noqa: E402
 import tempfile  # noqa: E402
 
 from busybox_bundle import make_oci_archive, remove_parent_cgroup  # noqa: E402
-from conftest import CONTAINERD2, IMAGE, await_template, make_rootfs, stop_templates, warm_path  # noqa: E402
+from conftest import (  # noqa: E402
+    CONTAINERD2,
+    IMAGE,
+    await_template,
+    machine_dirs_kept,
+    make_rootfs,
+    stop_templates,
+    warm_path,
+)
 from test_containerd import WASM_IMAGE, Containerd, build_wasm_archive  # noqa: E402
 
 RUNC, MRUN = "io.containerd.runc.v2", "io.containerd.mrun.v2"
@@ -60,21 +68,22 @@ def private_containerd(prefix: str, env: dict[str, str] | None = None
     (MRUN_WARM_DIR): containerd, template, cgroup parent and files are gone at the end."""
     work = pathlib.Path(tempfile.mkdtemp(prefix=prefix))
     os.environ["MRUN_WARM_DIR"] = str(work / "warm")
-    ctd = None
-    try:
-        archive = busybox_archive(work)
-        wasm = build_wasm_archive(work)
-        bin_dir = containerd2_bin(work)
-        ctd = Containerd(archive, bin_dir, env=env)
-        ctd.ctr("image", "import", wasm)
-        yield ctd, work, bin_dir
-    finally:
-        if ctd is not None:
-            ctd.stop()
-            remove_parent_cgroup(ctd.ns)
-        if (work / "warm").is_dir():
-            stop_templates(str(work / "warm"))
-        subprocess.run(["rm", "-rf", str(work)])
+    with machine_dirs_kept():  # containerd 1.6's runc shim and mrun's shim make them
+        ctd = None
+        try:
+            archive = busybox_archive(work)
+            wasm = build_wasm_archive(work)
+            bin_dir = containerd2_bin(work)
+            ctd = Containerd(archive, bin_dir, env=env)
+            ctd.ctr("image", "import", wasm)
+            yield ctd, work, bin_dir
+        finally:
+            if ctd is not None:
+                ctd.stop()
+                remove_parent_cgroup(ctd.ns)
+            if (work / "warm").is_dir():
+                stop_templates(str(work / "warm"))
+            subprocess.run(["rm", "-rf", str(work)])
 
 
 def own_root(ctd: Containerd, runtime: str) -> list[str]:
@@ -133,13 +142,14 @@ def measure(ctd: Containerd, work: pathlib.Path, rounds: int, sandbox_api: bool,
 def run_on(
     archive: str, wasm: str, work: pathlib.Path, rounds: int, bin_dir: str | None, cold: bool
 ) -> dict[str, float]:
-    ctd = Containerd(archive, bin_dir, env={"MRUN_WARM": "0"} if cold else None)
-    try:
-        ctd.ctr("image", "import", wasm)
-        return measure(ctd, work, rounds, sandbox_api=bin_dir is not None, cold=cold)
-    finally:
-        ctd.stop()
-        remove_parent_cgroup(ctd.ns)
+    with machine_dirs_kept():  # containerd 1.6's runc shim and mrun's shim make them
+        ctd = Containerd(archive, bin_dir, env={"MRUN_WARM": "0"} if cold else None)
+        try:
+            ctd.ctr("image", "import", wasm)
+            return measure(ctd, work, rounds, sandbox_api=bin_dir is not None, cold=cold)
+        finally:
+            ctd.stop()
+            remove_parent_cgroup(ctd.ns)
 
 
 def main() -> None:

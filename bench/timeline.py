@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
 sys.path.insert(0, HERE)
 
 from busybox_bundle import make_bundle, remove_parent_cgroup  # noqa: E402
-from conftest import IMAGE, await_template, stop_templates, warm_path  # noqa: E402
+from conftest import IMAGE, await_template, machine_dirs_kept, stop_templates, warm_path  # noqa: E402
 from shim import MRUN, busybox_archive  # noqa: E402
 from test_containerd import WASM_IMAGE, Containerd, build_wasm_archive  # noqa: E402
 
@@ -162,7 +162,8 @@ def main() -> None:
     os.environ["MRUN_WARM_DIR"] = str(work / "warm")  # its own template, stopped at the end
     trace = str(work / "trace.log")
     try:
-        shim_table = ctr_runs(work, trace, rounds)
+        with machine_dirs_kept():  # mrun's shim under containerd 1.6 makes /run/mrun-shim
+            shim_table = ctr_runs(work, trace, rounds)
         verbs = verb_runs(work, trace, rounds)
     finally:
         if os.path.isdir(os.environ["MRUN_WARM_DIR"]):
