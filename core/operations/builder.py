@@ -66,20 +66,26 @@ def pristine_copy_for(runtime: Any, backend: str, namespaces: dict[str, str], bo
     cgroup ``born_in`` (sandbox.launch.born_in_cgroup) the birth costs less than the copy's move
     there, which takes the kernel's global lock (measured in the shim: ~5 ms of a Linux
     container's Create). Without a cgroup2 one (a pure v1 host) the copy spares the fork."""
+    from mrun.sandbox.launch import born_in_cgroup
+
+    copy = _armed_copy()
+    if copy is None or (born_in is not None and born_in_cgroup(namespaces) and not _keeps_pages(runtime, backend)):
+        return None  # an unused copy is let go with the worker's disarm, after the answer
+    return copy
+
+
+def _armed_copy() -> Any:
     import sys
 
     # Only the shim's create worker arms a copy, and it has the module loaded to do so: a CLI
     # create does not import it (1.4 ms of every `mrun create`, with the _socket it needs).
     pristine = sys.modules.get("mrun.sandbox.pristine")
-    copy = pristine.armed() if pristine is not None else None
-    if copy is None:
-        return None
-    from mrun.sandbox.launch import born_in_cgroup
+    return pristine.armed() if pristine is not None else None
 
-    keeps_pages = "mrun_warm" in runtime.backends().impls.get(backend, {})
-    if born_in is not None and born_in_cgroup(namespaces) and not keeps_pages:
-        return None  # let go with the worker's disarm, after the answer
-    return copy
+
+def _keeps_pages(runtime: Any, backend: str) -> bool:
+    """Whether the backend's init runs what the warm template loaded for it (an ``mrun_warm`` hook)."""
+    return "mrun_warm" in runtime.backends().impls.get(backend, {})
 
 
 def warm_the_move(runtime: Any, backend: str, namespaces: dict[str, str]) -> None:
@@ -87,11 +93,11 @@ def warm_the_move(runtime: Any, backend: str, namespaces: dict[str, str]) -> Non
     will be moved into its cgroup2 cgroup, not born there (sandbox.launch.born_in_cgroup; a
     pristine copy, made before its cgroup was, moves): early, so that the wait runs beside the
     rest of the work. A warming not needed costs more than it saves: it waits for its grace
-    period holding cgroup_mutex, and the cgroup's making waits. (Before the cgroup is made: its
-    cgroup2 directory is taken to be there; where there is none, prime_moves does nothing.)"""
+    period holding cgroup_mutex, and the cgroup's making waits. (Called before the cgroup is made:
+    where it will have no cgroup2 directory, prime_moves does nothing.)"""
     from mrun.sandbox.launch import born_in_cgroup
 
-    if not born_in_cgroup(namespaces) or pristine_copy_for(runtime, backend, namespaces, "") is not None:
+    if not born_in_cgroup(namespaces) or (_armed_copy() is not None and _keeps_pages(runtime, backend)):
         from mrun.cgroups import prime_moves
 
         prime_moves()

@@ -68,7 +68,7 @@ def find_program(root: str, name: str, process: dict[str, Any]) -> str | None:
     can have (past NAME_MAX or PATH_MAX) is found nowhere, as execvp finds it: it was an
     OSError's "[Errno 36]" line naming a PATH directory."""
     try:
-        return resolve_in_root(root, name, env_value(process, "PATH", DEFAULT_PATH), process.get("cwd") or "/")
+        return resolve_in_root(root, name, _path_of(process), process.get("cwd") or "/")
     except OSError as e:
         if e.errno == errno.ENAMETOOLONG:
             return None
@@ -82,13 +82,21 @@ def not_runnable(root: str, name: str, process: dict[str, Any]) -> str:
     else 255). A bare name was looked up along PATH; a path that exists is a directory or some
     other file no execve takes."""
     if "/" not in name:
-        return f"executable file not found in $PATH ({env_value(process, 'PATH', DEFAULT_PATH)})"
+        return f"executable file not found in $PATH ({_path_of(process)})"
     try:
-        found = os.path.lexists(secure_join(root, name if name.startswith("/") else
-                                            os.path.join(process.get("cwd") or "/", name)))
+        found = os.path.lexists(_named_path(root, name, process.get("cwd") or "/"))
     except OSError:
         found = False
     return "permission denied" if found else f"stat {name}: no such file or directory"
+
+
+def _path_of(process: dict[str, Any]) -> str:
+    return env_value(process, "PATH", DEFAULT_PATH)
+
+
+def _named_path(root: str, name: str, cwd: str) -> str:
+    """A name with a slash, under ``root``: absolute as it is, else from ``cwd``."""
+    return secure_join(root, name if name.startswith("/") else os.path.join(cwd, name))
 
 
 def open_program(root: str, host_path: str) -> int:
@@ -121,7 +129,7 @@ def program_head(root: str, host_path: str | None) -> bytes:
 def resolve_in_root(root: str, name: str, path_env: str, cwd: str = "/") -> str | None:
     """Find ``name`` as execve in the container would: a path as is, a bare name along PATH."""
     if "/" in name:
-        candidate = secure_join(root, name if name.startswith("/") else os.path.join(cwd, name))
+        candidate = _named_path(root, name, cwd)
         return candidate if os.path.isfile(candidate) else None
     for d in path_env.split(":"):
         if not d:
