@@ -79,6 +79,29 @@ def test_missing_executable_fails_create(h, program):
     one_line_error(h.mrun("create", "-b", h.bundle([program]), h.cid()), program, words)
 
 
+def test_a_command_linked_out_of_the_rootfs_is_looked_at_inside_it(h, tmp_path):
+    """A hostile image's command is a symbolic link to a host path (absolute, or climbing out
+    with ../): why it cannot run is decided inside the container's root, so the refusal says
+    nothing of the host's files: "no such file or directory" for a host directory and a host file
+    that exist, as for a path that exists nowhere."""
+    from conftest import make_rootfs
+
+    rootfs = str(tmp_path / "rootfs")
+    make_rootfs(rootfs)
+    host_file = tmp_path / "host-only"
+    host_file.write_text("")
+    links = {"/abs-dir": str(tmp_path), "/abs-file": str(host_file), "/climb": "../../../../../../" + str(host_file),
+             "/nowhere": "/no/such/place"}
+    for name, target in links.items():
+        os.symlink(target, rootfs + name)
+    for name in links:
+        cfg = h.config([name])
+        cfg["root"]["path"] = rootfs
+        r = h.mrun("create", "-b", h.bundle(config=cfg), h.cid())
+        one_line_error(r, f"exec: '{name}': stat {name}: no such file or directory")
+    assert host_file.read_text() == "" and os.path.isdir(tmp_path)  # the host's files untouched
+
+
 @pytest.mark.parametrize(
     ("section", "value", "needle"),
     [("cpu", {"cpus": "4096"}, "linux.resources.cpu.cpus"), ("memory", {"limit": -5}, "linux.resources.memory.limit")],
