@@ -143,6 +143,33 @@ def test_exec_takes_docker_s_spellings(h):
     h.ok("delete", "--force", cid)
 
 
+def test_exec_does_not_make_its_working_directory(h):
+    """runc makes a missing process.cwd for the container's init only; an exec'd process with a
+    working directory that is not there is refused (runc: "chdir to cwd ... no such file or
+    directory"), and nothing is written into the container's root. mrun made it, as for the
+    init: a directory of the exec's making in a writable rootfs, EROFS in a read-only one."""
+    from conftest import one_line_error
+
+    cid = h.cid()
+    cfg = h.config(["sleep", "60"])
+    cfg["root"]["path"], cfg["root"]["readonly"] = "rootfs", False
+    cfg["process"]["cwd"] = "/made/for/init"
+    bundle = h.bundle(config=cfg)
+    make_rootfs(os.path.join(bundle, "rootfs"))
+    h.ok("run", "-d", "-b", bundle, cid)
+    assert os.path.isdir(os.path.join(bundle, "rootfs", "made", "for", "init"))  # the init's: runc's rule
+    for flag in ("--cwd", "-w"):
+        one_line_error(h.mrun("exec", flag, "/not/there", cid, "true"), "process.cwd: /not/there: no such directory")
+        assert not os.path.lexists(os.path.join(bundle, "rootfs", "not"))
+    process = os.path.join(h.tmp, "process.json")
+    with open(process, "w") as f:
+        json.dump({"args": ["true"], "cwd": "/not/there", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}, f)
+    one_line_error(h.mrun("exec", "--process", process, cid), "process.cwd: /not/there: no such directory")
+    assert not os.path.lexists(os.path.join(bundle, "rootfs", "not"))
+    assert h.ok("exec", "--cwd", "/made/for", cid, "pwd").stdout == "/made/for\n"
+    h.ok("delete", "--force", cid)
+
+
 def test_exec_into_a_paused_container_with_ignore_paused_runs_once_resumed(h):
     """runc's --ignore-paused (it was an unknown flag): without it, exec into a paused container is
     refused saying so; with it, the process joins the frozen cgroup, is frozen with it, and the

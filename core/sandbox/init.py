@@ -267,7 +267,7 @@ def _enter_process(sb: Sandbox, keep: tuple[int, ...] = (), init: bool = False) 
     _close_cloexec_fds(keep=(sb.exec_fifo, sb.started_fd, *keep))  # none left to be a way out (below)
     try:
         if "mount" in sb.namespaces:
-            _chdir_inside_root(plan.cwd)
+            _chdir_inside_root(plan.cwd, make=init)
         else:  # the caller's filesystem, as runc: nothing of it is ours to create
             os.chdir(plan.cwd)
     except FileNotFoundError:
@@ -280,12 +280,13 @@ def _enter_process(sb: Sandbox, keep: tuple[int, ...] = (), init: bool = False) 
     return payload
 
 
-def _chdir_inside_root(cwd: str) -> None:
-    """process.cwd resolved inside the container's root, made if missing. Not chdir(cwd): the
+def _chdir_inside_root(cwd: str, make: bool) -> None:
+    """process.cwd resolved inside the container's root; ``make``: made if missing (the init's,
+    as runc makes it; an exec'd process's is refused, nothing written). Not chdir(cwd): the
     kernel follows /proc/self/fd/N there, and a descriptor of ours on a host directory would
     have been the process's working directory, outside its root (runc's CVE-2024-21626, an
     image's WorkingDir the way in). Resolved inside, such a link is only text."""
-    where = inroot.open_in("/", cwd, create="dir")
+    where = inroot.open_in("/", cwd, create="dir" if make else "")
     try:
         os.fchdir(where)
     finally:
