@@ -143,6 +143,31 @@ def test_exec_takes_docker_s_spellings(h):
     h.ok("delete", "--force", cid)
 
 
+def test_kill_with_signal_0_asks_whether_the_process_is_there(h):
+    """runc takes 0 as kill(2) does: no signal, only the question. A created or running
+    container: exit 0, its process untouched (a sleep that got a signal would be gone); a stopped
+    one: "container not running". Outside 0-64 still refused (a stop signal is never 0: test_units)."""
+    from conftest import one_line_error
+
+    cid = h.cid()
+    h.ok("create", "--bundle", h.bundle(["sleep", "60"]), cid)
+    h.ok("kill", cid, "0")
+    h.ok("start", cid)
+    for spelling in (("0",), ("-s", "0"), ("--all", cid, "0")):
+        args = spelling if spelling[0] == "--all" else (cid, *spelling) if spelling[0] == "0" else (*spelling, cid)
+        h.ok("kill", *args)
+    time.sleep(0.2)
+    assert json.loads(h.ok("state", cid).stdout)["status"] == "running"
+    h.ok("kill", cid, "KILL")
+    for _ in range(50):
+        if json.loads(h.ok("state", cid).stdout)["status"] == "stopped":
+            break
+        time.sleep(0.1)
+    one_line_error(h.mrun("kill", cid, "0"), "container not running")
+    one_line_error(h.mrun("kill", cid, "65"), "invalid signal '65'")
+    h.ok("delete", cid)
+
+
 def test_exec_does_not_make_its_working_directory(h):
     """runc makes a missing process.cwd for the container's init only; an exec'd process with a
     working directory that is not there is refused (runc: "chdir to cwd ... no such file or

@@ -209,6 +209,10 @@ def test_signals():
     for bad in ("0", "65", "SIGNOPE", "", "RTMIN+40", "-1"):
         with pytest.raises(MrunError):
             parse_signal(bad)
+    assert parse_signal("0", probe=True) == 0  # runc's kill: is it there (never a stop signal)
+    for bad in ("65", "-1", "SIG0"):
+        with pytest.raises(MrunError):
+            parse_signal(bad, probe=True)
 
 
 def test_secure_join_stays_inside(tmp_path):

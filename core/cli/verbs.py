@@ -76,7 +76,7 @@ def kill(g: dict[str, Any], container_id: str, signal: str | None, all: bool,  #
     if signal and signal_flag:
         raise InvalidSpec(f"kill: the signal twice ({signal_flag} as -s, {signal} as an argument): give one")
     runtime = _rt(g)
-    number = parse_signal(signal or signal_flag or "SIGTERM")
+    number = parse_signal(signal or signal_flag or "SIGTERM", probe=True)
     from mrun.images.supervisor import stopped_by_user
 
     stopped_by_user(runtime, container_id, number)  # docker's: a kill that ends it rests --restart

@@ -129,14 +129,15 @@ def send(fd: int, pid: int, sig: int) -> None:
     _signal.pidfd_send_signal(fd, sig)
 
 
-def parse_signal(text: str | int) -> int:
-    """`KILL`, `SIGKILL`, `sigkill` and `9` all mean SIGKILL; anything else is an error."""
+def parse_signal(text: str | int, probe: bool = False) -> int:
+    """`KILL`, `SIGKILL`, `sigkill` and `9` all mean SIGKILL; anything else is an error.
+    ``probe``: 0 too, kill(2)'s "is it there" (runc's kill takes it); never a signal to stop with."""
     raw = str(text).strip()
     if raw.isdigit():
         num = int(raw)
-        if 0 < num < NSIG:
+        if 0 < num < NSIG or (probe and num == 0):
             return num
-        raise MrunError(f"invalid signal {raw!r}: numbers go from 1 to {NSIG - 1}")
+        raise MrunError(f"invalid signal {raw!r}: numbers go from {0 if probe else 1} to {NSIG - 1}")
     name = raw.upper()
     if not name.startswith("SIG"):
         name = "SIG" + name
