@@ -303,6 +303,10 @@ def validate(doc: Any) -> None:
         seen.add(kind)
     if (linux.get("uidMappings") or linux.get("gidMappings")) and "user" not in seen:
         raise InvalidSpec("linux.uidMappings: mappings need a user namespace in linux.namespaces")
+    if any(ns.get("type") == "user" and not ns.get("path") for ns in linux.get("namespaces") or []):
+        for field in ("uidMappings", "gidMappings"):  # runc's rule: nothing mapped, nothing works inside
+            if not linux.get(field):
+                raise InvalidSpec(f"linux.{field}: a new user namespace needs them (none given)")
     offsets = linux.get("timeOffsets") or {}
     for clock, offset in offsets.items():
         if clock not in ("boottime", "monotonic"):

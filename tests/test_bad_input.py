@@ -186,6 +186,12 @@ def test_usage_errors_go_through_typer(h):
         # runc's check (an empty name): it reached execve, which Python refuses, and the init
         # failed with "illegal environment variable name", naming no field
         (lambda c: c["process"].update(env=["PATH=/bin", "=x"]), "process.env[1]: must be KEY=VALUE with a name"),
+        # a new user namespace with nothing mapped: "[Errno 22] Invalid argument" from the
+        # uid_map write, naming nothing (runc: "User namespaces enabled, but no uid mappings found")
+        (lambda c: c["linux"]["namespaces"].append({"type": "user"}), "linux.uidMappings"),
+        (lambda c: (c["linux"]["namespaces"].append({"type": "user"}),
+                    c["linux"].update(uidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}])),
+         "linux.gidMappings"),
     ],
 )
 def test_out_of_range_values_are_refused_at_create(h, change, needle):
