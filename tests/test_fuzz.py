@@ -30,8 +30,9 @@ def refusal_problem(code: int, err: str) -> str:
     """Why this outcome breaks the rule, or ""."""
     if "Traceback" in err or "internal error" in err:
         return "a traceback or an internal error"
-    if code != 0 and (err.count("\n") != 1 or not err.startswith("mrun: ")):
-        return "not one line starting with 'mrun: '"
+    said = [line for line in err.splitlines(keepends=True) if not line.startswith("mrun: warning: ")]
+    if code != 0 and (len(said) != 1 or not said[0].startswith("mrun: ") or not said[0].endswith("\n")):
+        return "not one line starting with 'mrun: ' (after any warnings)"
     return ""
 
 

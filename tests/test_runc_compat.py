@@ -143,6 +143,37 @@ def test_exec_takes_docker_s_spellings(h):
     h.ok("delete", "--force", cid)
 
 
+def test_an_unknown_capability_is_a_warning_and_left_out(h, tmp_path):
+    """The runtime-spec (since 1.1): a capability that cannot be mapped to the kernel MUST be
+    logged as a warning, and the runtime SHOULD NOT fail (1.0 said error; runc warns and goes
+    on). A name newer than mrun's table, from a newer podman or containerd, failed the create.
+    The container runs with the capabilities it named that exist; an exec's too."""
+    cid = h.cid()
+    cfg = h.config(["sh", "-c", "grep CapBnd /proc/self/status; sleep 60"])
+    for name in ("bounding", "effective", "permitted"):
+        cfg["process"]["capabilities"][name] = ["CAP_CHOWN", "CAP_FROM_THE_FUTURE"]
+    out, err = tmp_path / "out", tmp_path / "err"
+    with open(out, "w") as f, open(err, "w") as e:  # files: the container keeps its stdio open
+        r = subprocess.run([h.binary, "--root", h.root, "run", "-d", "-b", h.bundle(config=cfg), cid],
+                           stdout=f, stderr=e, timeout=30, env={**os.environ, **h.base_env})
+    assert r.returncode == 0, err.read_text()
+    said = err.read_text()
+    assert said == "mrun: warning: process.capabilities: unknown capabilities, left out: CAP_FROM_THE_FUTURE\n", said
+    process = tmp_path / "process.json"
+    process.write_text(json.dumps({"args": ["grep", "CapBnd", "/proc/self/status"], "cwd": "/", "env": ["PATH=/bin"],
+                                   "user": {"uid": 0, "gid": 0},
+                                   "capabilities": {"bounding": ["CAP_KILL", "CAP_NOPE"]}}))
+    r = h.mrun("exec", "--process", str(process), cid)
+    assert r.returncode == 0 and "CAP_NOPE" in r.stderr, r.stderr
+    assert r.stdout.split() == ["CapBnd:", f"{1 << 5:016x}"]  # CAP_KILL alone
+    for _ in range(50):
+        if out.read_text():
+            break
+        time.sleep(0.1)
+    assert out.read_text().split() == ["CapBnd:", f"{1 << 0:016x}"]  # CAP_CHOWN alone
+    h.ok("delete", "--force", cid)
+
+
 def test_kill_with_signal_0_asks_whether_the_process_is_there(h):
     """runc takes 0 as kill(2) does: no signal, only the question. A created or running
     container: exit 0, its process untouched (a sleep that got a signal would be gone); a stopped

@@ -37,7 +37,7 @@ def test_default_spec_is_valid():
         (lambda c: c["process"].__setitem__("args", []), "process.args"),
         (lambda c: c["process"].__setitem__("cwd", "relative"), "process.cwd"),
         (lambda c: c["process"]["env"].append("NOEQUALS"), "process.env[2]"),
-        (lambda c: c["process"]["capabilities"]["bounding"].append("CAP_FLY"), "process.capabilities.bounding[3]"),
+        (lambda c: c["process"]["capabilities"]["bounding"].append(5), "process.capabilities.bounding[3]"),
         (lambda c: c["process"]["rlimits"].append({"type": "NOFILE", "soft": 1, "hard": 1}), "process.rlimits[1]"),
         (lambda c: c["mounts"][0].__setitem__("destination", "proc"), "mounts[0].destination"),
         (lambda c: c["linux"]["namespaces"].append({"type": "pid"}), "linux.namespaces[6].type"),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from mrun.errors import InvalidSpec
 from mrun.kernel import syscalls as sc
 from mrun.kernel.capnames import BITS, NAMES
 from mrun.kernel.proc import status_field
@@ -27,12 +26,14 @@ def current_permitted() -> int:
     return int(permitted, 16) if permitted else 0
 
 
-def to_mask(names: list[str] | None, field: str) -> int:
+def to_mask(names: list[str] | None, unknown: list[str]) -> int:
+    """The names' bits; a name this kernel table does not know goes to ``unknown``."""
     mask = 0
-    for i, name in enumerate(names or []):
-        if name not in BITS:
-            raise InvalidSpec(f"{field}[{i}]: unknown capability {name!r}")
-        mask |= 1 << BITS[name]
+    for name in names or []:
+        if name in BITS:
+            mask |= 1 << BITS[name]
+        elif name not in unknown:
+            unknown.append(name)
     return mask
 
 
@@ -44,11 +45,13 @@ class CapPlan:
         self.present = caps is not None
         usable = current_permitted() & ((1 << (last_cap() + 1)) - 1)
         self.masks = {}
-        dropped = 0
+        dropped, unknown = 0, []
         for name in ("bounding", "effective", "permitted", "inheritable", "ambient"):
-            mask = to_mask(caps.get(name), f"{field}.{name}")
+            mask = to_mask(caps.get(name), unknown)
             dropped |= mask & ~usable
             self.masks[name] = mask & usable
+        if unknown:  # the runtime-spec (1.1): logged as a warning, the container not failed; runc's too
+            print(f"mrun: warning: {field}: unknown capabilities, left out: {', '.join(unknown)}", file=sys.stderr)
         if dropped:
             missing = [n for n, b in BITS.items() if dropped >> b & 1]
             print(
