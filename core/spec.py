@@ -178,9 +178,13 @@ def check_process(process: Any, path: str = "process") -> None:
             raise InvalidSpec(f"{path}.env[{i}]: must be KEY=VALUE with a name, got {entry[:100]!r}")
     # An unknown capability name is not refused: the runtime-spec (since 1.1) has it warned about
     # and left out (sandbox.caps.CapPlan), as runc does; 1.0 said error.
+    seen_rlimits: set[str] = set()
     for i, rl in enumerate(process.get("rlimits") or []):
         if not rl.get("type", "").startswith("RLIMIT_"):
             raise InvalidSpec(f"{path}.rlimits[{i}].type: unknown rlimit {rl.get('type')!r}")
+        if rl["type"] in seen_rlimits:  # the runtime-spec's MUST (runc 1.1 applies both, the last winning)
+            raise InvalidSpec(f"{path}.rlimits[{i}].type: {rl['type']} is listed twice")
+        seen_rlimits.add(rl["type"])
         if rl.get("soft", 0) > rl.get("hard", 0):
             raise InvalidSpec(f"{path}.rlimits[{i}]: soft limit is above the hard limit")
 

@@ -186,6 +186,13 @@ def test_usage_errors_go_through_typer(h):
         # runc's check (an empty name): it reached execve, which Python refuses, and the init
         # failed with "illegal environment variable name", naming no field
         (lambda c: c["process"].update(env=["PATH=/bin", "=x"]), "process.env[1]: must be KEY=VALUE with a name"),
+        # the runtime-spec: duplicated rlimits types MUST be an error (runc 1.1 applies both, the last winning)
+        (lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_NOFILE", "soft": 20, "hard": 20},
+                                                {"type": "RLIMIT_NOFILE", "soft": 10, "hard": 10}]),
+         "process.rlimits[1].type: RLIMIT_NOFILE is listed twice"),
+        # cgroup v1 clamps cpu.shares to 2..262144 without a word; runc reads it back and refuses
+        (lambda c: c["linux"].update(resources={"cpu": {"shares": 10**12}}), "linux.resources.cpu.shares"),
+        (lambda c: c["linux"].update(resources={"cpu": {"shares": 1}}), "linux.resources.cpu.shares"),
         # a new user namespace with nothing mapped: "[Errno 22] Invalid argument" from the
         # uid_map write, naming nothing (runc: "User namespaces enabled, but no uid mappings found")
         (lambda c: c["linux"]["namespaces"].append({"type": "user"}), "linux.uidMappings"),

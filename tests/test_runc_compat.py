@@ -99,7 +99,8 @@ def test_update_takes_runc_s_flags_and_sizes(h):
     for args, needle in ((["--memory", "-5"], "--memory"), (["--memory", "abc"], "--memory"),
                          (["--cpu-period", "-5"], "--cpu-period"), (["--cpu-quota", "x"], "--cpu-quota"),
                          (["--memory-reservation", "1.2.3m"], "--memory-reservation"),
-                         (["--l3-cache-schema", "L3:0=f"], "--l3-cache-schema")):
+                         (["--l3-cache-schema", "L3:0=f"], "--l3-cache-schema"),
+                         (["--cpu-share", "1"], "linux.resources.cpu.shares: must be 2 to 262144")):
         one_line_error(h.mrun("update", *args, cid), needle)
         assert int(value("memory", "memory.limit_in_bytes", "memory.max")) == 32 << 20
     r = h.mrun("update", "--kernel-memory", "5m", cid)

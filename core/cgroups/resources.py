@@ -145,7 +145,7 @@ def v1_writes(
         w.append(("memory", "memory.oom_control", "1"))
     cpu = res.get("cpu") or {}
     if cpu.get("shares"):
-        w.append(("cpu", "cpu.shares", str(cpu["shares"])))
+        w.append(("cpu", "cpu.shares", str(_shares(cpu))))
     if cpu.get("period"):
         w.append(("cpu", "cpu.cfs_period_us", str(cpu["period"])))
     if cpu.get("quota") is not None and cpu["quota"] != 0:
@@ -198,6 +198,19 @@ def v1_writes(
     return w
 
 
+MIN_SHARES, MAX_SHARES = 2, 1 << 18  # the kernel's (sched): v1 clamps cpu.shares to them without a word
+
+
+def _shares(cpu: dict[str, Any]) -> int:
+    """cpu.shares within the kernel's range, as runc holds it (it reads v1's back and refuses a
+    clamped value); on v2 the weight it converts to would be out of cpu.weight's range."""
+    shares = cpu["shares"]
+    if not MIN_SHARES <= shares <= MAX_SHARES:
+        raise InvalidSpec(f"linux.resources.cpu.shares: must be {MIN_SHARES} to {MAX_SHARES} (the kernel's range), "
+                          f"got {shares}")
+    return int(shares)
+
+
 def shares_to_weight(shares: int) -> int:
     """cgroup v1 cpu.shares (2..262144) to v2 cpu.weight (1..10000), as runc and crun do."""
     if shares == 0:
@@ -236,7 +249,7 @@ def v2_writes(resources: dict[str, Any]) -> list[Write]:
         raise Unsupported("linux.resources.memory.disableOOMKiller: cgroup v2 cannot disable the OOM killer")
     cpu = res.get("cpu") or {}
     if cpu.get("shares"):
-        w.append(("", "cpu.weight", str(shares_to_weight(cpu["shares"]))))
+        w.append(("", "cpu.weight", str(shares_to_weight(_shares(cpu)))))
     quota, period = cpu.get("quota"), cpu.get("period")
     if quota not in (None, 0) or period:
         q = "max" if quota in (None, 0) or quota < 0 else str(quota)
