@@ -18,6 +18,7 @@ from mrun.annotations import OCI_RUNTIME
 from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound
 from mrun.kernel.proc import exit_code
 from mrun.kernel.syscalls import unmount_all
+from mrun.operations.builder import warm_the_move_for
 from mrun.runtime import Runtime
 from mrun.shims import rootfs as rootfs_mounts
 from mrun.shims import spawner
@@ -315,6 +316,8 @@ class TaskService:
             if by_worker:
                 msg["rootfs"] = mounts
             msg["annotations"] = runtime_options(req.options.type_url, req.options.value)
+            if not by_worker:  # the root is in place to choose a backend by (a wasm module's magic)
+                warm_the_move_for(self.runtime, req.bundle, msg["annotations"])
             # A pod's shim: the helper readies a worker for the next create once this one is done.
             msg["more"] = self.grouped or bool(self.sandboxes) or bool(self.tasks)
             pid = self._spawn(msg, task)
