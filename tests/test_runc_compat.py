@@ -159,13 +159,13 @@ def test_an_unknown_capability_is_a_warning_and_left_out(h, tmp_path):
                            stdout=f, stderr=e, timeout=30, env={**os.environ, **h.base_env})
     assert r.returncode == 0, err.read_text()
     said = err.read_text()
-    assert said == "mrun: warning: process.capabilities: unknown capabilities, left out: CAP_FROM_THE_FUTURE\n", said
+    assert said == "mrun: warning: process.capabilities: unknown capabilities, left out: 'CAP_FROM_THE_FUTURE'\n", said
     process = tmp_path / "process.json"
     process.write_text(json.dumps({"args": ["grep", "CapBnd", "/proc/self/status"], "cwd": "/", "env": ["PATH=/bin"],
                                    "user": {"uid": 0, "gid": 0},
-                                   "capabilities": {"bounding": ["CAP_KILL", "CAP_NOPE"]}}))
+                                   "capabilities": {"bounding": ["CAP_KILL", "CAP_NOPE\n\x1b[2J"]}}))
     r = h.mrun("exec", "--process", str(process), cid)
-    assert r.returncode == 0 and "CAP_NOPE" in r.stderr, r.stderr
+    assert r.returncode == 0 and r.stderr.count("\n") == 1 and "'CAP_NOPE\\n\\x1b[2J'" in r.stderr, r.stderr
     assert r.stdout.split() == ["CapBnd:", f"{1 << 5:016x}"]  # CAP_KILL alone
     for _ in range(50):
         if out.read_text():

@@ -51,7 +51,8 @@ class CapPlan:
             dropped |= mask & ~usable
             self.masks[name] = mask & usable
         if unknown:  # the runtime-spec (1.1): logged as a warning, the container not failed; runc's too
-            print(f"mrun: warning: {field}: unknown capabilities, left out: {', '.join(unknown)}", file=sys.stderr)
+            names = ", ".join(repr(name)[:80] for name in unknown)  # quoted: a config's text, newlines and all
+            print(f"mrun: warning: {field}: unknown capabilities, left out: {names}", file=sys.stderr)
         if dropped:
             missing = [n for n, b in BITS.items() if dropped >> b & 1]
             print(
