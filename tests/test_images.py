@@ -833,7 +833,7 @@ def test_a_deep_cgroup_parent_works_and_one_the_kernel_cannot_take_is_refused_le
     assert r.returncode == 0 and "p" * 60 in r.stdout, r.stderr
     for parent in (h.cgroup_parent + "/" + "x/" * 2000, h.cgroup_parent + "/" + "n" * 300):
         r = img(h, "run", "--rm", "--cgroup-parent", parent, "--network", "none", IMAGE, "true")
-        assert r.returncode == 1 and r.stderr.startswith("mrun: linux.cgroupsPath: "), r.stderr
+        assert r.returncode == 125 and r.stderr.startswith("mrun: linux.cgroupsPath: "), r.stderr  # docker's code
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     # the harness finds what is left: cgroups under the test's parent, state, mounts
 
@@ -1665,6 +1665,24 @@ def test_a_command_that_cannot_run_exits_126_or_127_as_docker_run(images, busybo
     assert img_ok(h, "ps", "-a", "-q").stdout.strip() == ""
     r = img(h, *run_args(h, "--rm", IMAGE, "sh", "-c", "exit 1"))
     assert r.returncode == 1  # the command's own code stays the command's
+
+
+def test_runs_own_failures_exit_125_as_docker_run(images, busybox_archive):
+    """docker run's 125: the error is the runtime's, not the container's. `mrun run` said 1, the
+    code a container's `exit 1` gives too, so a script could not tell "no such image" from a
+    command that failed. Foreground and -d; each is still one line; runc's `run --bundle` keeps
+    runc's 1."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    for args in (("--pull", "never", "no-such-image:1", "true"),  # no image
+                 ("--memory", "lots", IMAGE, "true"),  # a flag's value
+                 ("--pid-file", "/tmp/x", IMAGE, "true")):  # runc's flag on docker's run
+        for detach in ([], ["-d"]):
+            r = img(h, *run_args(h, "--rm", *detach, *args))
+            assert r.returncode == 125 and r.stderr.count("\n") == 1 and r.stderr.startswith("mrun: "), (args, r)
+    assert img_ok(h, "ps", "-a", "-q").stdout.strip() == ""
+    r = h.mrun("run", "-b", os.path.join(h.tmp, "no-such-bundle"), h.cid())
+    assert r.returncode == 1, r  # runc's run: its own code
 
 
 def test_restart_policies_as_docker(images, busybox_archive):

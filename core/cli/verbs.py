@@ -99,6 +99,11 @@ IMAGE_RUN_FLAGS = (
 BUNDLE_RUN_FLAGS = "pid_file console_socket preserve_fds no_pivot no_new_keyring".split()  # what run IMAGE has not
 
 
+# docker run's code for a failure of its own (no such image, a bad flag's value...), not the
+# container's: a command's `exit 1` and "no such image" were both 1
+RUN_FAILED = 125
+
+
 def run(
     g: dict[str, Any], container_id: str, command: list[str], bundle: str, detach: bool, keep: bool, **kw: Any
 ) -> int:
@@ -110,11 +115,20 @@ def run(
     other = BUNDLE_RUN_FLAGS if not bundle else IMAGE_RUN_FLAGS
     used = [f"--{f.replace('_', '-')}" for f in other if kw.get(f) not in (default[f], [], ())]
     if not bundle:
-        if used:
-            raise MrunError(f"run IMAGE: {' '.join(used)} applies to runc's `mrun run --bundle` only")
-        from mrun.cli.image_verbs import run_image
+        try:
+            if used:
+                raise MrunError(f"run IMAGE: {' '.join(used)} applies to runc's `mrun run --bundle` only")
+            from mrun.cli.image_verbs import run_image
 
-        return run_image(g, container_id, command, {**kw, "detach": detach})
+            return run_image(g, container_id, command, {**kw, "detach": detach})
+        except MrunError as e:
+            if e.exit_code == 1:  # not 126/127 (the command's): the runtime's own failure
+                e.exit_code = RUN_FAILED
+            raise
+        except OSError as e:  # as `call` words it
+            failed = MrunError(f"run: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
+            failed.exit_code = RUN_FAILED
+            raise failed from None
     if command or used:
         raise MrunError(f"run --bundle: {' '.join(used) or 'a COMMAND'} applies to `mrun run IMAGE` only")
     return _rt(g).run(container_id, bundle, _opts(g, **kw), detach, keep)
