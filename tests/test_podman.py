@@ -166,6 +166,9 @@ def test_a_program_that_cannot_run_gets_podmans_exit_code_as_under_runc(podman):
             for cmd in ("/nope", "/", "./bin", "bin/", "nope", "/etc/passwd"):
                 r = run(*chosen, "exec", name, cmd, check=False)
                 codes.setdefault(runtime, []).append((f"exec {cmd}", r.returncode))
+            for workdir in ("/nonexistent", "/etc/passwd"):  # an exec's missing cwd: runc's "no such file or directory"
+                r = run(*chosen, "exec", "-w", workdir, name, "true", check=False)
+                codes[runtime].append((f"exec -w {workdir}", r.returncode))
         finally:
             run(*chosen, "rm", "-f", "-t", "0", name, check=False)
         for cmd in ("/nope", "/"):
@@ -173,5 +176,6 @@ def test_a_program_that_cannot_run_gets_podmans_exit_code_as_under_runc(podman):
                     check=False)
             codes[runtime].append((f"run {cmd}", r.returncode))
     assert codes["runc"] == [("exec /nope", 127), ("exec /", 126), ("exec ./bin", 126), ("exec bin/", 126),
-                             ("exec nope", 127), ("exec /etc/passwd", 126), ("run /nope", 127), ("run /", 126)]
+                             ("exec nope", 127), ("exec /etc/passwd", 126), ("exec -w /nonexistent", 127),
+                             ("exec -w /etc/passwd", 255), ("run /nope", 127), ("run /", 126)]
     assert codes["mrun"] == codes["runc"]

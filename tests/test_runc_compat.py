@@ -216,12 +216,13 @@ def test_exec_does_not_make_its_working_directory(h):
     h.ok("run", "-d", "-b", bundle, cid)
     assert os.path.isdir(os.path.join(bundle, "rootfs", "made", "for", "init"))  # the init's: runc's rule
     for flag in ("--cwd", "-w"):
-        one_line_error(h.mrun("exec", flag, "/not/there", cid, "true"), "process.cwd: /not/there: no such directory")
+        one_line_error(h.mrun("exec", flag, "/not/there", cid, "true"),
+                       "process.cwd: /not/there: no such file or directory")
         assert not os.path.lexists(os.path.join(bundle, "rootfs", "not"))
     process = os.path.join(h.tmp, "process.json")
     with open(process, "w") as f:
         json.dump({"args": ["true"], "cwd": "/not/there", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}, f)
-    one_line_error(h.mrun("exec", "--process", process, cid), "process.cwd: /not/there: no such directory")
+    one_line_error(h.mrun("exec", "--process", process, cid), "process.cwd: /not/there: no such file or directory")
     assert not os.path.lexists(os.path.join(bundle, "rootfs", "not"))
     assert h.ok("exec", "--cwd", "/made/for", cid, "pwd").stdout == "/made/for\n"
     h.ok("delete", "--force", cid)

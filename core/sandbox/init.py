@@ -271,7 +271,7 @@ def _enter_process(sb: Sandbox, keep: tuple[int, ...] = (), init: bool = False) 
         else:  # the caller's filesystem, as runc: nothing of it is ours to create
             os.chdir(plan.cwd)
     except FileNotFoundError:
-        raise MrunError(f"process.cwd: {plan.cwd}: no such directory")
+        raise MrunError(f"process.cwd: {plan.cwd}: no such file or directory")  # the kernel's words: podman maps them
     except OSError as e:
         raise MrunError(f"process.cwd: {plan.cwd}: {e.strerror}")
     payload = sb.payload_hook(container=sb.container, process=plan.process)
