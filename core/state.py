@@ -272,15 +272,15 @@ class Store:
         alive = self.host.alive if self.host is not None else is_alive
         if record.stage == Status.CREATING or not alive(record.pid, record.pid_start):
             return Status.STOPPED
-        if os.path.exists(self.path(record.id, EXEC_FIFO)):
-            return Status.CREATED
         if self.host is not None:
             frozen = self.host.frozen(record.cgroup)
         else:
             from mrun.cgroups import open_cgroup
 
             frozen = bool(record.cgroup) and open_cgroup(record.cgroup).is_frozen()
-        return Status.PAUSED if frozen else Status.RUNNING
+        if frozen:  # a created container too: runc pauses one, and resume makes it created again
+            return Status.PAUSED
+        return Status.CREATED if os.path.exists(self.path(record.id, EXEC_FIFO)) else Status.RUNNING
 
 
 class FileLock:

@@ -35,7 +35,7 @@ NOT_RUNNING = "cannot {op} container {id!r}: container not running"  # runc's wo
 ALLOWED: dict[str, tuple[frozenset[Status], str]] = {
     "start": (frozenset({C}), "cannot start container {id!r}: it is {status}, not created"),
     "kill": (frozenset({C, R, P}), NOT_RUNNING),
-    "pause": (frozenset({R}), "cannot pause container {id!r}: it is {status}, not running"),
+    "pause": (frozenset({C, R}), "cannot pause container {id!r}: it is {status}, not running"),  # runc: created too
     "resume": (frozenset({P}), "cannot resume container {id!r}: it is {status}, not paused"),
     "exec": (frozenset({C, R}), "cannot exec in container {id!r}: it is {status}"),
     "update": (frozenset({C, R, P}), NOT_RUNNING),  # runc (libcontainer Set) refuses a stopped one

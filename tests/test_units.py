@@ -493,7 +493,7 @@ def test_status_table_allows_what_runc_allows():
     expected = {
         "start": {"created"},
         "kill": {"created", "running", "paused"},
-        "pause": {"running"},
+        "pause": {"created", "running"},  # runc pauses a created container too
         "resume": {"paused"},
         "exec": {"created", "running"},
         "update": {"created", "running", "paused"},
