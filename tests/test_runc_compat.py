@@ -205,6 +205,24 @@ def test_a_created_container_can_be_paused_and_resumed_as_runc_lets_it(h):
     h.ok("delete", cid)
 
 
+def test_an_exec_that_fails_exits_255_as_runc_exec(h):
+    """runc's exec ends with 255 whatever kept the process from running (no such container, a
+    stopped or paused one, a program not found, a working directory not there); the process's
+    own code when it ran. mrun said 1, which a process's `exit 1` says too. Still one line."""
+    from conftest import one_line_error
+
+    cid = h.cid()
+    h.ok("run", "-d", "-b", h.bundle(["sleep", "60"]), cid)
+    for args in (("nosuch", "true"), (cid, "/no/such/program"), ("--cwd", "/no/such/dir", cid, "true")):
+        r = h.mrun("exec", *args)
+        one_line_error(r)
+        assert r.returncode == 255, (args, r)
+    assert h.mrun("exec", cid, "sh", "-c", "exit 1").returncode == 1  # the process's own
+    h.ok("pause", cid)
+    assert h.mrun("exec", cid, "true").returncode == 255
+    h.ok("delete", "--force", cid)
+
+
 def test_kill_with_signal_0_asks_whether_the_process_is_there(h):
     """runc takes 0 as kill(2) does: no signal, only the question. A created or running
     container: exit 0, its process untouched (a sleep that got a signal would be gone); a stopped

@@ -262,18 +262,30 @@ def _exec_process(
 def exec_(g: dict[str, Any], container_id: str, command: list[str], process: str, detach: bool,
           ignore_paused: bool = False, cgroup: list[str] | None = None, **flags: Any) -> int:
     """``flags`` holds the process flags (-e, --cwd, -u, ...) and the stdio ones (--pid-file, ...),
-    which a --process file overrides, as in runc."""
-    if process:
-        try:
-            with open(process) as f:
-                proc = jsonio.loads(f.read())
-        except (OSError, ValueError) as e:
-            raise InvalidSpec(f"--process {process}: {e}")
-        if not isinstance(proc, dict):
-            raise InvalidSpec(f"--process {process}: must hold a JSON object")
-    else:
-        proc = _exec_process(g, container_id, command, **flags)
-    return _rt(g).exec(container_id, proc, _opts(g, **flags), detach, ignore_paused, list(cgroup or []))
+    which a --process file overrides, as in runc. A failure before the process ran exits
+    EXEC_FAILED, as runc's exec does; the process's own status otherwise."""
+    try:
+        if process:
+            try:
+                with open(process) as f:
+                    proc = jsonio.loads(f.read())
+            except (OSError, ValueError) as e:
+                raise InvalidSpec(f"--process {process}: {e}")
+            if not isinstance(proc, dict):
+                raise InvalidSpec(f"--process {process}: must hold a JSON object")
+        else:
+            proc = _exec_process(g, container_id, command, **flags)
+        return _rt(g).exec(container_id, proc, _opts(g, **flags), detach, ignore_paused, list(cgroup or []))
+    except MrunError as e:
+        e.exit_code = EXEC_FAILED
+        raise
+    except OSError as e:  # as `call` words it
+        failed = MrunError(f"exec: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
+        failed.exit_code = EXEC_FAILED
+        raise failed from None
+
+
+EXEC_FAILED = 255  # runc's exec for whatever kept the process from running; its own status else
 
 
 def pause(g: dict[str, Any], container_id: str) -> int:
