@@ -125,10 +125,8 @@ def run(
             if e.exit_code == 1:  # not 126/127 (the command's): the runtime's own failure
                 e.exit_code = RUN_FAILED
             raise
-        except OSError as e:  # as `call` words it
-            failed = MrunError(f"run: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
-            failed.exit_code = RUN_FAILED
-            raise failed from None
+        except OSError as e:
+            raise _failure("run", e, RUN_FAILED) from None
     if command or used:
         raise MrunError(f"run --bundle: {' '.join(used) or 'a COMMAND'} applies to `mrun run IMAGE` only")
     return _rt(g).run(container_id, bundle, _opts(g, **kw), detach, keep)
@@ -279,13 +277,18 @@ def exec_(g: dict[str, Any], container_id: str, command: list[str], process: str
     except MrunError as e:
         e.exit_code = EXEC_FAILED
         raise
-    except OSError as e:  # as `call` words it
-        failed = MrunError(f"exec: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
-        failed.exit_code = EXEC_FAILED
-        raise failed from None
+    except OSError as e:
+        raise _failure("exec", e, EXEC_FAILED) from None
 
 
 EXEC_FAILED = 255  # runc's exec for whatever kept the process from running; its own status else
+
+
+def _failure(verb: str, error: OSError, code: int) -> MrunError:
+    """``error`` in the words `call` gives an OSError, ending the call with ``code``."""
+    failed = MrunError(f"{verb}: {error.strerror or error}" + (f": {error.filename}" if error.filename else ""))
+    failed.exit_code = code
+    return failed
 
 
 def pause(g: dict[str, Any], container_id: str) -> int:
