@@ -543,9 +543,15 @@ def test_image_wasm_killed_before_each_change(images, busybox_archive):
     module = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "wasm",
                           "hello.wasm")
 
+    def scratch() -> set[str]:  # what an `image wasm` wrote outside the store (its layout once: killed, left)
+        return {n for n in os.listdir(tempfile.gettempdir()) if n.startswith("mrun-wasm-image-")}
+
+    before = scratch()
+
     def whole_or_absent(step: int) -> None:
         r = img(h, "system", "prune")
         assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        assert scratch() <= before, f"killed at change {step}, it left {sorted(scratch() - before)} in /tmp"
         if listed(h, made):
             r = img(h, *run_args(h, "--rm", made, "7"))
             assert r.returncode == 7 and r.stdout.startswith("hello from wasm32-wasi"), (r.returncode, r.stderr)

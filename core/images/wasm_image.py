@@ -13,16 +13,19 @@ import io
 import os
 import sys
 import tarfile
-import tempfile
 import time
 
 from mrun import annotations as ann
 from mrun import jsonio
-from mrun.errors import MrunError
+from mrun.errors import MrunError, NotFound
 from mrun.images.install import install
-from mrun.images.sources import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, REF_NAME, LayoutDir
+from mrun.images.sources import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, REF_NAME, Source
 from mrun.images.store import ImageStore
 from mrun.kernel.contained import LimitReached
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 WASM_MAGIC = b"\0asm"
 
@@ -67,29 +70,36 @@ def build(store: ImageStore, module: str, name: str) -> list[str]:
         "annotations": {ann.WASM_VARIANT: "compat"},
     }
     manifest_bytes = jsonio.dumps(manifest).encode()
-    with tempfile.TemporaryDirectory(prefix="mrun-wasm-image-") as layout:
-        blobs = os.path.join(layout, "blobs", "sha256")
-        os.makedirs(blobs)
-        for data in (layer_bytes, config_bytes, manifest_bytes):
-            with open(os.path.join(blobs, _digest(data).removeprefix("sha256:")), "wb") as f:
-                f.write(data)
-        index = {
-            "schemaVersion": 2,
-            "manifests": [
-                {
-                    "mediaType": OCI_MANIFEST,
-                    "digest": _digest(manifest_bytes),
-                    "size": len(manifest_bytes),
-                    "platform": {"os": "wasip1", "architecture": "wasm"},
-                    "annotations": {REF_NAME: name},
-                }
-            ],
-        }
-        with open(os.path.join(layout, "index.json"), "w") as f:
-            f.write(jsonio.dumps(index))
-        with open(os.path.join(layout, "oci-layout"), "w") as f:
-            f.write('{"imageLayoutVersion": "1.0.0"}')
-        return install(store, LayoutDir(layout), name, compile_now=False)
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": OCI_MANIFEST,
+                "digest": _digest(manifest_bytes),
+                "size": len(manifest_bytes),
+                "platform": {"os": "wasip1", "architecture": "wasm"},
+                "annotations": {REF_NAME: name},
+            }
+        ],
+    }
+    blobs = {_digest(data): data for data in (layer_bytes, config_bytes, manifest_bytes)}
+    return install(store, _Made(index, blobs), name, compile_now=False)
+
+
+class _Made(Source):
+    """The image's blobs as made here, in memory: installed as a layout directory would be, with
+    nothing written outside the store (a layout in /tmp was left there by a killed build)."""
+
+    def __init__(self, index: dict[str, Any], blobs: dict[str, bytes]) -> None:
+        self._index, self._blobs = index, blobs
+
+    def index(self) -> dict[str, Any]:
+        return self._index
+
+    def open(self, digest: str) -> IO[bytes]:
+        if digest not in self._blobs:
+            raise NotFound(f"blob {digest} is missing")
+        return io.BytesIO(self._blobs[digest])
 
 
 def _digest(data: bytes) -> str:
