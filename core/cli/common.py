@@ -16,6 +16,11 @@ def _rt(g: dict[str, Any]) -> Runtime:
     return Runtime(g["root"], warn=g.get("warn"), debug=g.get("debug_log"))
 
 
+def os_error_words(verb: str, error: OSError) -> str:
+    """An OSError as one line: the verb, the error's own words, and the file it names."""
+    return f"{verb}: {error.strerror or error}" + (f": {error.filename}" if error.filename else "")
+
+
 def print_table(rows: list[tuple[str, ...]]) -> None:
     """Columns padded to their widest cell, the first row a header."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -395,27 +395,14 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         run_detached(runtime, cid, bundle, remove)  # its supervisor records the exit code, or removes it
         print(cid)
         return 0
-    except BaseException as e:
+    except BaseException:
         if not runtime.store.exists(cid):  # the runtime did not get as far as a container
             from mrun.bundles import release
 
             release(bundle, cid, runtime.store.root)
             volumes.remove_anonymous(store.root, o.made_volumes)
             _drop_cidfile(cidfile, closed=True)
-        if isinstance(e, MrunError):
-            e.exit_code = command_not_run_code(str(e)) or e.exit_code
         raise
-
-
-def command_not_run_code(error: str) -> int | None:
-    """docker run's exit code for a container whose command never ran, read from the payload's own
-    line ("exec: 'NAME': REASON", backends' words after runc's) as docker's CLI reads runc's:
-    127 when it cannot be found, 126 when it cannot be invoked; None for any other failure."""
-    if not error.startswith("exec: '"):
-        return None
-    if "executable file not found" in error or error.endswith("no such file or directory"):
-        return 127
-    return 126 if error.endswith("permission denied") else None
 
 
 def _claim_cidfile(path: str) -> tuple[str, int] | None:

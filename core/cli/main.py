@@ -74,7 +74,9 @@ def call(g: dict[str, Any], cmd: Command, params: dict[str, Any]) -> int:
         _log(g, "error", msg)
         return e.exit_code
     except OSError as e:
-        msg = f"{cmd.name}: {e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+        from mrun.cli.common import os_error_words
+
+        msg = os_error_words(cmd.name, e)
         print(f"mrun: {msg}", file=sys.stderr)
         _log(g, "error", msg)
         return 1

@@ -10,7 +10,7 @@ import os
 import sys
 
 from mrun import jsonio
-from mrun.cli.common import _rt, print_table, remove_container  # noqa: F401 - the verbs' shared helpers
+from mrun.cli.common import _rt, os_error_words, print_table, remove_container  # noqa: F401 - the verbs' shared helpers
 from mrun.errors import InvalidSpec, MrunError
 from mrun.runtime import CreateOptions
 from mrun.status import Status, require
@@ -104,6 +104,17 @@ BUNDLE_RUN_FLAGS = "pid_file console_socket preserve_fds no_pivot no_new_keyring
 RUN_FAILED = 125
 
 
+def command_not_run_code(error: str) -> int | None:
+    """docker run's exit code for a container whose command never ran, read from the payload's own
+    line ("exec: 'NAME': REASON", backends' words after runc's) as docker's CLI reads runc's:
+    127 when it cannot be found, 126 when it cannot be invoked; None for any other failure."""
+    if not error.startswith("exec: '"):
+        return None
+    if "executable file not found" in error or error.endswith("no such file or directory"):
+        return 127
+    return 126 if error.endswith("permission denied") else None
+
+
 def run(
     g: dict[str, Any], container_id: str, command: list[str], bundle: str, detach: bool, keep: bool, **kw: Any
 ) -> int:
@@ -122,8 +133,7 @@ def run(
 
             return run_image(g, container_id, command, {**kw, "detach": detach})
         except MrunError as e:
-            if e.exit_code == 1:  # not 126/127 (the command's): the runtime's own failure
-                e.exit_code = RUN_FAILED
+            e.exit_code = command_not_run_code(str(e)) or RUN_FAILED
             raise
         except OSError as e:
             raise _failure("run", e, RUN_FAILED) from None
@@ -285,8 +295,8 @@ EXEC_FAILED = 255  # runc's exec for whatever kept the process from running; its
 
 
 def _failure(verb: str, error: OSError, code: int) -> MrunError:
-    """``error`` in the words `call` gives an OSError, ending the call with ``code``."""
-    failed = MrunError(f"{verb}: {error.strerror or error}" + (f": {error.filename}" if error.filename else ""))
+    """``error`` in the words `call` gives an OSError (os_error_words), ending the call with ``code``."""
+    failed = MrunError(os_error_words(verb, error))
     failed.exit_code = code
     return failed
 

@@ -66,12 +66,19 @@ def pristine_copy_for(runtime: Any, backend: str, namespaces: dict[str, str], bo
     cgroup ``born_in`` (sandbox.launch.born_in_cgroup) the birth costs less than the copy's move
     there, which takes the kernel's global lock (measured in the shim: ~5 ms of a Linux
     container's Create). Without a cgroup2 one (a pure v1 host) the copy spares the fork."""
-    from mrun.sandbox.launch import born_in_cgroup
-
     copy = _armed_copy()
-    if copy is None or (born_in is not None and born_in_cgroup(namespaces) and not _keeps_pages(runtime, backend)):
+    if copy is None or (born_in is not None and not _moves(runtime, backend, namespaces, copy=True)):
         return None  # an unused copy is let go with the worker's disarm, after the answer
     return copy
+
+
+def _moves(runtime: Any, backend: str, namespaces: dict[str, str], copy: bool) -> bool:
+    """Whether the init is moved into its cgroup2 cgroup, not born there: it is an intermediate's
+    child (sandbox.launch.born_in_cgroup says no), or, ``copy`` being armed, the pristine copy a
+    backend whose init keeps the template's pages takes (made before its cgroup was)."""
+    from mrun.sandbox.launch import born_in_cgroup
+
+    return not born_in_cgroup(namespaces) or (copy and _keeps_pages(runtime, backend))
 
 
 def _armed_copy() -> Any:
@@ -95,9 +102,7 @@ def warm_the_move(runtime: Any, backend: str, namespaces: dict[str, str]) -> Non
     rest of the work. A warming not needed costs more than it saves: it waits for its grace
     period holding cgroup_mutex, and the cgroup's making waits. (Called before the cgroup is made:
     where it will have no cgroup2 directory, prime_moves does nothing.)"""
-    from mrun.sandbox.launch import born_in_cgroup
-
-    if not born_in_cgroup(namespaces) or (_armed_copy() is not None and _keeps_pages(runtime, backend)):
+    if _moves(runtime, backend, namespaces, copy=_armed_copy() is not None):
         from mrun.cgroups import prime_moves
 
         prime_moves()
@@ -128,14 +133,13 @@ def init_will_move(runtime: Any, bundle: str, annotations: dict[str, str]) -> bo
     for a bundle that cannot be read or chosen for (a guess for speed only: the create decides)."""
     try:
         from mrun.plugins.api import Bundle
-        from mrun.sandbox.launch import born_in_cgroup
         from mrun.spec import load_bundle
 
         spec = load_bundle(bundle)
         if annotations:  # the operator's (runtime options) over the bundle's
             spec.raw["annotations"] = {**spec.annotations, **annotations}
         backend = runtime.backends().choose(Bundle(spec))[0]
-        return not born_in_cgroup(spec.namespaces()) or _keeps_pages(runtime, backend)
+        return _moves(runtime, backend, spec.namespaces(), copy=True)  # the worker arms its copy first
     except Exception:  # noqa: BLE001 - the create itself reports what is wrong
         return False
 
