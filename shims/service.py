@@ -316,8 +316,7 @@ class TaskService:
             if by_worker:
                 msg["rootfs"] = mounts
             msg["annotations"] = runtime_options(req.options.type_url, req.options.value)
-            if not by_worker:  # the root is in place to choose a backend by (a wasm module's magic)
-                warm_the_move_for(self.runtime, req.bundle, msg["annotations"])
+            warm_the_move_for(req.bundle)
             # A pod's shim: the helper readies a worker for the next create once this one is done.
             msg["more"] = self.grouped or bool(self.sandboxes) or bool(self.tasks)
             pid = self._spawn(msg, task)

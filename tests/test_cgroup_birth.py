@@ -11,6 +11,7 @@ process is when its own code first runs can then only be where it was born."""
 from __future__ import annotations
 
 import os
+import time
 import uuid
 
 import pytest
@@ -53,13 +54,14 @@ def _says_its_cgroup(ch) -> None:
     await_key(ch, "cgrouped", ch.seen)
 
 
-def _spawn(namespaces: dict[str, str], born_in: str) -> tuple[str, list[tuple[int, bool]], bool]:
-    """-> (the cgroup2 path the process saw, the moves the host was asked for, launch.born)."""
+def _spawn(namespaces: dict[str, str], born_in: str, copy=None) -> tuple[str, list[tuple[int, bool]], bool]:
+    """-> (the cgroup2 path the process saw, the moves the host was asked for, launch.born).
+    ``copy``: a pristine copy (mrun.sandbox.pristine) to take the launch."""
     from mrun.sandbox import launch
 
     moves: list[tuple[int, bool]] = []
     plan = launch.Launch(namespaces, _says_its_cgroup, add_to_cgroup=lambda pid, born: moves.append((pid, born)),
-                         thread_files=lambda born: [], born_in=born_in)
+                         thread_files=lambda born: [], born_in=born_in, pristine=copy)
     pid, ch = launch.spawn(plan)
     try:
         msg = ch.recv()
@@ -68,9 +70,48 @@ def _spawn(namespaces: dict[str, str], born_in: str) -> tuple[str, list[tuple[in
             msg = ch.recv()
     finally:
         ch.close()
-        os.waitpid(pid, 0)
+        if copy is None:
+            os.waitpid(pid, 0)
+        else:  # the copy's child, whose reaper is ours: it ends once it sees the channel closed
+            assert copy.handed and pid != copy.pid
+            _wait_gone(pid)
     assert [p for p, _ in moves] == [pid]
     return msg["cgroup2"], moves, plan.born
+
+
+def _wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline, f"{pid} did not end"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("namespaces", [{}, {"pid": ""}], ids=["its caller's PID namespace", "a new PID namespace"])
+@pytest.mark.parametrize("where", ["its cgroup", "no cgroup"])
+def test_a_pristine_copy_forks_the_process_born_in_its_cgroup2_cgroup(tmp_path, cgroup2_dir, namespaces, where,
+                                                                      monkeypatch):
+    """The shim worker's pristine copy (mrun.sandbox.pristine), made before the container's cgroup
+    was, is a plain copy where births work: it forks the container's process born in the cgroup,
+    as the host would, and says so; the host moves it nowhere there (the copy itself would have
+    to be moved: ~10 ms of a wasm Create, the grace period's). A refused birth (a directory that
+    is no cgroup): a fork, moved by the host, told so."""
+    from mrun.sandbox import pristine
+
+    monkeypatch.setattr(pristine, "_births", None)  # asked afresh, of this host
+    pristine.arm()
+    copy = pristine.armed()
+    try:
+        assert not copy.pid_namespace, "births work here, and the copy was made PID 1 of its own PID namespace"
+        target = cgroup2_dir if where == "its cgroup" else str(tmp_path)
+        seen, moves, born = _spawn(namespaces, target, copy)
+    finally:
+        pristine.disarm()
+    if where == "its cgroup":
+        assert seen == "/" + os.path.basename(cgroup2_dir), "the process was not born in its cgroup2 cgroup"
+        assert born and moves[0][1] is True, "the host was not told that no move into the cgroup2 cgroup is needed"
+    else:
+        assert seen == _own_cgroup2_path()
+        assert not born and moves[0][1] is False
 
 
 @pytest.mark.parametrize("namespaces", [{}, {"pid": ""}], ids=["its caller's PID namespace", "a new PID namespace"])

@@ -68,15 +68,28 @@ def _launch(copy, child=_says_its_descriptors, namespaces=None):
     return Launch({"pid": ""} if namespaces is None else namespaces, functools.partial(child), pristine=copy)
 
 
-def test_the_copy_holds_the_senders_descriptors_at_their_numbers_and_nothing_of_its_own():
+@pytest.fixture(params=["PID 1 of its own PID namespace", "plain"])
+def copy_kind(request, monkeypatch) -> str:
+    """Which copy ``pristine.arm`` makes: a plain one where a container's process can be born in
+    its cgroup2 cgroup (the copy forks it: pristine._births_here), else one made PID 1 of a PID
+    namespace of its own, which is the container's process itself. Both, on any host."""
+    from mrun.sandbox import pristine
+
+    monkeypatch.setattr(pristine, "_births", request.param == "plain")
+    return request.param
+
+
+def test_the_copy_holds_the_senders_descriptors_at_their_numbers_and_nothing_of_its_own(copy_kind):
     """Descriptors opened after the copy was made reach it at the same numbers (inheritable ones
     and close-on-exec ones alike: a fork would have passed both); its socket to the sender does
     not; and the copy, PID 1 of the PID namespace it was made in, is the container's process
-    itself, answering on the channel; the create's end does not wait for it."""
+    itself, or, a plain copy, forks it into a new one as the host would; the process answers on
+    the channel; the create's end does not wait for either."""
     from mrun.sandbox import launch, pristine
 
     pristine.arm()
     copy = pristine.armed()
+    assert copy.pid_namespace is (copy_kind != "plain")
     late_r, late_w = os.pipe()  # after the copy was made: it can only have them by hand-over
     os.set_inheritable(late_w, True)
     free = max(int(fd) for fd in os.listdir("/proc/self/fd")) + 10  # a number nothing holds (was 77, which
@@ -87,7 +100,10 @@ def test_the_copy_holds_the_senders_descriptors_at_their_numbers_and_nothing_of_
         msg = _said(ch)
         ch.close()
         assert copy.handed and pristine.handed_over()
-        assert msg["me"] == pid == copy.pid, "the container's process is not the copy"
+        if copy.pid_namespace:
+            assert msg["me"] == pid == copy.pid, "the container's process is not the copy"
+        else:
+            assert msg["me"] == pid != copy.pid and msg["parent"] == copy.pid, "not forked by the copy"
         assert os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
         assert open(f"/proc/{pid}/status").read().split("NSpid:")[1].split()[1] == "1"
         seen = msg["fds"]
@@ -95,9 +111,14 @@ def test_the_copy_holds_the_senders_descriptors_at_their_numbers_and_nothing_of_
             assert seen.get(str(fd)) == os.readlink(f"/proc/self/fd/{fd}"), (fd, seen)
         assert copy.sock.fileno() == -1
         assert set(seen.values()) <= set(ours.values()), seen  # nothing of its own
+        copy_pid = copy.pid
         pristine.disarm()  # the container's now: not reaped here (it may have ended: we closed its channel)
-        os.kill(pid, signal.SIGKILL)  # our test's container: its reaper (here, us) waits
-        assert os.waitpid(pid, 0)[0] == pid, "disarm reaped the container's process"
+        os.kill(pid, signal.SIGKILL)
+        if copy_kind == "plain":  # the copy exited once it had said the pid; disarm reaped it
+            with pytest.raises(ChildProcessError):
+                os.waitpid(copy_pid, 0)
+        else:  # our test's container: its reaper (here, us) waits
+            assert os.waitpid(pid, 0)[0] == pid, "disarm reaped the container's process"
     finally:
         pristine.disarm()
         for fd in (late_r, late_w, moved):
@@ -112,6 +133,7 @@ def test_where_no_pid_namespace_can_be_made_for_it_the_copy_forks_the_containers
     from mrun.sandbox import launch, pristine
 
     real, us = sc.unshare, os.getpid()
+    monkeypatch.setattr(pristine, "_births", False)  # else the copy is a plain one anyway
 
     def refuse_pid(flags: int) -> None:
         if flags == sc.CLONE_NEWPID and os.getpid() == us:  # the copy, forked with this, may
@@ -141,12 +163,13 @@ def test_where_no_pid_namespace_can_be_made_for_it_the_copy_forks_the_containers
 
 @pytest.mark.parametrize("case", ["copy died waiting", "plan cannot travel", "too many descriptors",
                                   "no new PID namespace"])
-def test_what_cannot_be_handed_over_means_a_fork_as_before(case):
+def test_what_cannot_be_handed_over_means_a_fork_as_before(case, monkeypatch):
     """The host forks the process itself; the copy is let go, and reaped by ``disarm``. A copy
     made in a PID namespace of its own can be no other container's process (the host's PID
     namespace, or one joined, is not below its own)."""
     from mrun.sandbox import launch, pristine
 
+    monkeypatch.setattr(pristine, "_births", False)  # the copy made PID 1 of its own PID namespace
     pristine.arm()
     copy = pristine.armed()
     assert copy.pid_namespace
@@ -286,11 +309,14 @@ def test_an_init_from_the_copy_is_the_init_a_fork_makes(h, tmp_path, kind):
     own, cannot be the container's process: it is forked as before. A Linux init, which execs and
     keeps none of the copy's pages, is born in its cgroup2 cgroup where the host has one (cheaper
     than the copy's move there: operations.builder.pristine_copy_for) and comes from the copy
-    where it has none; either way what it execs sees what a fork's would (descriptors, output)."""
+    where it has none; either way what it execs sees what a fork's would (descriptors, output).
+    Where processes can be born in their cgroup2 cgroup the copy is a plain one, which forks the
+    container's process (born there) or, in a user namespace, plays the intermediate."""
     from mrun.kernel.syscalls import clone_into_cgroup_works
     from test_cgroup_birth import _cgroup2_mount
 
-    born = kind == "linux" and _cgroup2_mount() is not None and clone_into_cgroup_works()
+    births = _cgroup2_mount() is not None and clone_into_cgroup_works()
+    born = kind == "linux" and births
     env = {"MRUN_CACHE_DIR": str(tmp_path / "cache")}
     _precompile(env, example_path("hello.wasm"))
     state = str(tmp_path / "shim-root")
@@ -314,7 +340,8 @@ def test_an_init_from_the_copy_is_the_init_a_fork_makes(h, tmp_path, kind):
             ours.close()
             helper.wait(timeout=10)
     (answer, fds, out), (answer_fork, fds_fork, out_fork) = results["pristine"], results["fork"]
-    assert answer.get("pristine") is (None if kind == "wasm-userns" or born else True), (answer, born)
+    assert answer.get("pristine") is (None if (kind == "wasm-userns" and not births) or born else True), \
+        (answer, born)
     assert "pristine" not in answer_fork, answer_fork
     expected = "0\n1\n2\n3\ndone\n" if kind == "linux" else "hello from wasm32-wasi: [/app.wasm] [0]\n"
     assert out == out_fork and out.startswith(expected), (out, out_fork)
@@ -537,19 +564,18 @@ def test_the_copy_is_told_each_module_imported_since_it_was_made_and_on_any_othe
 
 
 def test_the_shim_daemon_warms_the_move_only_for_an_init_that_will_move(h, monkeypatch):
-    """The shim's daemon, at Create, chooses the backend as the worker will and warms the
+    """The shim's daemon, at Create, reads the bundle before the worker does and warms the
     kernel's lock for the init's move only where it will be moved (operations.builder
-    .init_will_move): a wasm init (the pristine copy, made before its cgroup) and a Linux one in
-    a user namespace (an intermediate's child). A Linux init born in its cgroup2 cgroup gets no
-    warming: its grace period, waited holding cgroup_mutex, held up the worker's claim_cgroup
-    (bench/timeline.py: wasm's claim_cgroup 19 ms against Linux's 5 before the daemon did this).
-    A bundle that cannot be read: no warming, and no error (the worker reports it)."""
+    .init_will_move): an intermediate's child (a user namespace), or any init where none can be
+    born in its cgroup2 cgroup. An init born there, Linux or wasm (a plain pristine copy forks it
+    born), gets no warming: its grace period, waited holding cgroup_mutex, held up the worker's
+    claim_cgroup, and the worker's own reading of /proc/self/cgroup (bench/timeline.py: ~10 ms
+    of a wasm Create). A bundle that cannot be read: no warming, and no error (the worker
+    reports it)."""
     from mrun import cgroups
     from mrun.operations.builder import init_will_move, warm_the_move_for
-    from mrun.runtime import Runtime
     from mrun.sandbox.launch import born_in_cgroup
 
-    runtime = Runtime(h.root)
     cfg, base = wasm_bundle(h, example("hello.wasm"), args=["/app.wasm"])
     wasm = make(h, cfg, base)
     linux = h.bundle(config=h.config(["true"]))
@@ -558,18 +584,19 @@ def test_the_shim_daemon_warms_the_move_only_for_an_init_that_will_move(h, monke
     userns_cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
     userns_cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
     userns = h.bundle(config=userns_cfg)
-    assert init_will_move(runtime, wasm, {}) is True
-    assert init_will_move(runtime, userns, {}) is True
-    assert init_will_move(runtime, linux, {}) is (not born_in_cgroup({"pid": "", "mount": ""}))
-    assert init_will_move(runtime, os.path.join(h.tmp, "no-such-bundle"), {}) is False
-    # an operator's runtime option that forces the Linux backend makes a wasm bundle's init born
-    assert init_will_move(runtime, wasm, {"run.oci.handler": "linux"}) is (not born_in_cgroup({"pid": ""}))
+    born = born_in_cgroup({"pid": "", "mount": ""})
+    assert init_will_move(userns) is True
+    assert init_will_move(linux) is (not born)
+    assert init_will_move(wasm) is (not born)
+    assert init_will_move(os.path.join(h.tmp, "no-such-bundle")) is False
 
     warmed = []
     monkeypatch.setattr(cgroups, "prime_moves", lambda: warmed.append(True))
-    warm_the_move_for(runtime, wasm, {})  # on a thread: the daemon's Create goes on
+    for bundle in (wasm, userns):
+        warm_the_move_for(bundle)  # on a thread: the daemon's Create goes on
     for _ in range(100):
         if warmed:
             break
         time.sleep(0.05)
-    assert warmed == [True]
+    time.sleep(0.2)  # and the other thread has had its time
+    assert warmed == ([True] if born else [True, True])

@@ -184,7 +184,7 @@ def prime_moves() -> None:
     hierarchies mounted with favordynmods). A move of this process into the cgroup it is already
     in is a no-op that takes the lock: the container's move soon after finds it warm. Called where
     a create or exec begins whose process will be moved, not born in its cgroup
-    (operations.builder.warm_the_move: an intermediate's child, a shim worker's pristine init);
+    (operations.builder.warm_the_move: an intermediate's child);
     ``primed`` waits for it (launch.spawn does, before it forks).
     ``_thread``, not ``threading``: the lifecycle verbs do not pay threading's import.
 
@@ -196,14 +196,14 @@ def prime_moves() -> None:
 
     if _primer is not None and _primer.locked():
         return
-    target = _own_procs_file()
-    if target is None:
-        return
     done = _thread.allocate_lock()
     done.acquire()
 
     def move_nowhere() -> None:
         try:
+            target = _own_procs_file()  # read on the thread too: /proc/self/cgroup waits for
+            if target is None:  # cgroup_mutex, which another process's warming may hold
+                return
             fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
             try:
                 os.write(fd, b"0")
@@ -224,6 +224,11 @@ def primed() -> None:
     if _primer is not None:
         _primer.acquire()
         _primer = None
+
+
+def cgroup2_here() -> bool:
+    """Whether this process is in a cgroup2 hierarchy (v2, or a hybrid host's beside v1)."""
+    return _own_procs_file() is not None
 
 
 def _own_procs_file() -> str | None:

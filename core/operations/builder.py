@@ -63,22 +63,21 @@ def pristine_copy_for(runtime: Any, backend: str, namespaces: dict[str, str], bo
     None: a fork. The copy's gain is the template's pages, shared for the init's whole life by a
     backend whose init runs what the template loaded for it (it has an ``mrun_warm`` hook: wasm);
     an init that execs its payload drops them at once, and where it can be born in its cgroup2
-    cgroup ``born_in`` (sandbox.launch.born_in_cgroup) the birth costs less than the copy's move
-    there, which takes the kernel's global lock (measured in the shim: ~5 ms of a Linux
-    container's Create). Without a cgroup2 one (a pure v1 host) the copy spares the fork."""
+    cgroup ``born_in`` from our own fork (sandbox.launch.born_in_cgroup) the copy adds nothing.
+    Elsewhere (an intermediate's child; no cgroup2 one) the copy spares a fork."""
     copy = _armed_copy()
-    if copy is None or (born_in is not None and not _moves(runtime, backend, namespaces, copy=True)):
+    if copy is None or (born_in is not None and not _moves(namespaces) and not _keeps_pages(runtime, backend)):
         return None  # an unused copy is let go with the worker's disarm, after the answer
     return copy
 
 
-def _moves(runtime: Any, backend: str, namespaces: dict[str, str], copy: bool) -> bool:
+def _moves(namespaces: dict[str, str]) -> bool:
     """Whether the init is moved into its cgroup2 cgroup, not born there: it is an intermediate's
-    child (sandbox.launch.born_in_cgroup says no), or, ``copy`` being armed, the pristine copy a
-    backend whose init keeps the template's pages takes (made before its cgroup was)."""
+    child (sandbox.launch.born_in_cgroup says no). A pristine copy forks it born there too, where
+    births are possible (sandbox.pristine._births_here); else the copy is the init and moves."""
     from mrun.sandbox.launch import born_in_cgroup
 
-    return not born_in_cgroup(namespaces) or (copy and _keeps_pages(runtime, backend))
+    return not born_in_cgroup(namespaces)
 
 
 def _armed_copy() -> Any:
@@ -95,51 +94,42 @@ def _keeps_pages(runtime: Any, backend: str) -> bool:
     return "mrun_warm" in runtime.backends().impls.get(backend, {})
 
 
-def warm_the_move(runtime: Any, backend: str, namespaces: dict[str, str]) -> None:
+def warm_the_move(namespaces: dict[str, str]) -> None:
     """Warm the kernel's lock for a move (cgroups.prime_moves) where the process about to be made
-    will be moved into its cgroup2 cgroup, not born there (sandbox.launch.born_in_cgroup; a
-    pristine copy, made before its cgroup was, moves): early, so that the wait runs beside the
-    rest of the work. A warming not needed costs more than it saves: it waits for its grace
-    period holding cgroup_mutex, and the cgroup's making waits. (Called before the cgroup is made:
-    where it will have no cgroup2 directory, prime_moves does nothing.)"""
-    if _moves(runtime, backend, namespaces, copy=_armed_copy() is not None):
+    will be moved into its cgroup2 cgroup, not born there (sandbox.launch.born_in_cgroup: an
+    intermediate's child): early, so that the wait runs beside the rest of the work. A warming
+    not needed costs more than it saves: it waits for its grace period holding cgroup_mutex, and
+    the cgroup's making waits. (Called before the cgroup is made: where it will have no cgroup2
+    directory, prime_moves does nothing.)"""
+    if _moves(namespaces):
         from mrun.cgroups import prime_moves
 
         prime_moves()
 
 
-def warm_the_move_for(runtime: Any, bundle: str, annotations: dict[str, str]) -> None:
+def warm_the_move_for(bundle: str) -> None:
     """For a create another process makes from ``bundle`` (the shim's worker), on a thread here:
-    the backend chosen as the worker will choose it, and the move warmed where its init will be
-    moved (warm_the_move's rule: a wasm init, a pristine copy; an intermediate's child). The
-    worker's own warming comes once it has chosen, ~4 ms into its work, and its claim_cgroup then
-    waited for the grace period (wasm: claim_cgroup 19 ms against Linux's 5). Warming
-    unconditionally here cost every Linux create that wait instead. A bundle that cannot be read,
-    or chosen for: nothing here (the worker says why)."""
+    the move warmed where its init will be moved (warm_the_move's rule), before the worker has
+    read the bundle. A bundle that cannot be read: nothing here (the worker says why)."""
     import _thread
 
-    def choose_and_warm() -> None:
-        if init_will_move(runtime, bundle, annotations):
+    def read_and_warm() -> None:
+        if init_will_move(bundle):
             from mrun.cgroups import prime_moves
 
             prime_moves()
 
-    _thread.start_new_thread(choose_and_warm, ())
+    _thread.start_new_thread(read_and_warm, ())
 
 
-def init_will_move(runtime: Any, bundle: str, annotations: dict[str, str]) -> bool:
+def init_will_move(bundle: str) -> bool:
     """Whether the init a create makes from ``bundle`` will be moved into its cgroup, not born
-    there: warm_the_move's rule, the backend chosen as Create.choose_backend chooses it. False
-    for a bundle that cannot be read or chosen for (a guess for speed only: the create decides)."""
+    there: warm_the_move's rule. False for a bundle that cannot be read (a guess for speed only:
+    the create decides)."""
     try:
-        from mrun.plugins.api import Bundle
         from mrun.spec import load_bundle
 
-        spec = load_bundle(bundle)
-        if annotations:  # the operator's (runtime options) over the bundle's
-            spec.raw["annotations"] = {**spec.annotations, **annotations}
-        backend = runtime.backends().choose(Bundle(spec))[0]
-        return _moves(runtime, backend, spec.namespaces(), copy=True)  # the worker arms its copy first
+        return _moves(load_bundle(bundle).namespaces())
     except Exception:  # noqa: BLE001 - the create itself reports what is wrong
         return False
 

@@ -72,7 +72,7 @@ class Create:
                         except SetUpDied as e:
                             raise self._why_it_died(e) from None
                     if step == "choose_backend":  # what makes and moves the init is known now
-                        warm_the_move(self.runtime, self.record.backend, self.spec.namespaces())
+                        warm_the_move(self.spec.namespaces())
                     if step == "choose_sandbox" and self.driver is not None:
                         steps = list(self.OWNED_STEPS)
                 undo.pop_all()  # created: nothing is undone

@@ -26,7 +26,7 @@ def exec_process(runtime: Any, record: Record, process: dict[str, Any], opts: Cr
     from mrun.spec import Spec
 
     spec = Spec(record.config, record.bundle)
-    warm_the_move(runtime, record.backend, spec.namespaces())
+    warm_the_move(spec.namespaces())
     cgroup = runtime._cgroup(record) if record.cgroup else None
     if sub_cgroups:
         if cgroup is None:

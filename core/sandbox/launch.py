@@ -124,10 +124,13 @@ class Launch:
 
         state = dict(self.__dict__)
         state["add_to_cgroup"] = _moved_by_host if self.add_to_cgroup is not None else None
-        state["thread_files"] = functools.partial(_listed, self.thread_files()) if self.thread_files else None
+        if self.thread_files:  # for either answer to "born?", which the copy's fork gives
+            listed = {born: self.thread_files(born) for born in (False, True)}
+            state["thread_files"] = functools.partial(_listed, listed)
         state["close_in_child"] = ()
         state["pristine"] = None
-        state["born_in"] = None  # a copy forked already: it moves
+        if self.pristine is None or self.pristine.pid_namespace:
+            state["born_in"] = None  # the copy is the process, forked already: it moves
         return state
 
     @property
@@ -140,9 +143,9 @@ def _moved_by_host(_pid: int, _born: bool = False) -> None:
     """A pristine copy's ``add_to_cgroup``: the host moves the process (a copy never calls it)."""
 
 
-def _listed(files: list[str], _born: bool = False) -> list[str]:
-    """A pristine copy's ``thread_files``: the host's list, made before it was sent."""
-    return files
+def _listed(files: dict[bool, list[str]], born: bool = False) -> list[str]:
+    """A pristine copy's ``thread_files``: the host's lists, made before it was sent."""
+    return files[born]
 
 
 def set_oom_score_adj(value: int) -> None:
@@ -330,10 +333,10 @@ def _intermediate(launch: Launch, ch: Channel) -> NoReturn:
     os._exit(0)
 
 
-def _direct_child(launch: Launch, ch: Channel) -> NoReturn:
+def _direct_child(launch: Launch, ch: Channel, announce: bool = True) -> NoReturn:
     """Forked into the container's PID namespace already: the other namespaces, then as
     ``_sandboxed``. Says ``entered`` (or fails) before anything else, as the intermediate says
-    ``pid``."""
+    ``pid``; not ``announce``: its forker (a pristine copy) says ``pid`` instead."""
     try:
         join_fds = _open_thread_files(launch)
         for kind, fd in _open_namespaces(launch, set(sc.NS_FLAGS) - {"pid"}).items():
@@ -341,10 +344,29 @@ def _direct_child(launch: Launch, ch: Channel) -> NoReturn:
         flags = _new_namespaces(launch, {"pid", "cgroup"})
         if flags:
             sc.unshare(flags)
-        ch.send(entered=True)
+        if announce:
+            ch.send(entered=True)
     except BaseException as e:  # noqa: BLE001
         fail_in_child(ch, e)
     _sandboxed(launch, ch, join_fds, launch.namespaces.get("cgroup") == "")
+
+
+def direct_from_copy(launch: Launch, ch: Channel) -> NoReturn:
+    """A plain pristine copy's part in a direct launch: the fork the host would make (into the
+    container's PID namespace, born in its cgroup2 cgroup: no move, no global lock), then the
+    intermediate's report, the pid and whether it was born there, and its exit. A copy made in
+    a PID namespace of its own is the process itself, but was made before the cgroup existed
+    and had to be moved there: the move's grace period, waited holding cgroup_mutex, was ~10 ms
+    of a wasm container's Create in the shim (bench/timeline.py)."""
+    try:
+        await_key(ch, "go", set())
+        pid = _fork_into_pid_namespace(launch)
+        if pid == 0:
+            _direct_child(launch, ch, announce=False)
+        ch.send(pid=pid, born=launch.born)
+    except BaseException as e:  # noqa: BLE001
+        fail_in_child(ch, e)
+    os._exit(0)
 
 
 def _direct(launch: Launch) -> bool:
@@ -560,6 +582,7 @@ def spawn(launch: Launch) -> tuple[int, Channel]:
             raise SetUpDied(DIED)
         if not direct:
             pid = msg["pid"]
+            launch.born = bool(msg.get("born"))  # a copy's fork, born in born_in
         # It moves itself into its cgroup where the driver lets it (_join_threadwise); else we
         # move it while it builds its root, for the first move waits for an RCU grace period
         # (5-20 ms here). It waits for "cgrouped" before it runs hooks or makes its payload, so

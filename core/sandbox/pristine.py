@@ -9,22 +9,26 @@ and an init forked at the end inherited all of it as private memory: most of a w
 container's 5 MiB. A process forked at the worker's first instant shares only what the template
 and the helper hold (shared by every container), and adds only what its own part writes.
 
-How: ``arm()`` forks the copy, as PID 1 of a new PID namespace where it may, and the copy
-waits on a socket. ``launch.spawn`` hands it the ``Launch`` (pickled; the sandbox in it
-included) and the creating process's descriptors, which it puts at the same numbers, so it is
-the process a fork into that namespace would have made; it then is the container's process
-(``launch._direct_child``: joins or makes the other namespaces). Such a copy fits a container
-that asks for a new PID namespace and no user or time one (``launch._direct``); any other is
-forked as before. Where no PID namespace could be made for it, the copy plays the intermediate
-(``launch._intermediate``) and forks the container's process. Anything that cannot travel (a
+How: ``arm()`` forks the copy, and the copy waits on a socket. ``launch.spawn`` hands it the
+``Launch`` (pickled; the sandbox in it included) and the creating process's descriptors, which
+it puts at the same numbers, so it is the process the creating one would have forked from. Where
+a container's process can be born in its cgroup2 cgroup (clone3's CLONE_INTO_CGROUP, and a
+cgroup2 hierarchy: ``_births_here``), the copy is a plain one and makes that fork itself, as the
+host would (``launch.direct_from_copy``: into the PID namespace, born in the cgroup), reports the
+pid as an intermediate does and exits; or, for a user or time namespace, plays the intermediate
+(``launch._intermediate``). The copy itself, made before the cgroup existed, would have to be
+moved there: the move's grace period, waited holding cgroup_mutex, cost ~10 ms of a wasm
+container's Create, the extra fork ~1. Elsewhere the copy is made PID 1 of a new PID namespace
+and is the container's process itself (``launch._direct_child``) for one that asks for a new
+PID namespace and no user or time one; any other is forked as before (and where no PID namespace
+could be made for it, the plain copy is the intermediate). Anything that cannot travel (a
 backend's unpicklable data, a terminal's socket, too many descriptors) means the copy is let
 go and the create forks as before, with the same result. A wasm init keeps the template's pages
 shared for its whole life; a Linux one, which execs and so drops them anyway, takes the copy
-only where it cannot be born in its cgroup2 cgroup (a pure v1 host: the copy spares it a fork),
-a birth there costing less than the copy's move (operations.builder.pristine_copy_for). A
-backend makes its data
-travel with ``__reduce__`` (the wasm backend sends a compiled module as a reference to the warm
-template's copy, which the pristine process holds too). Pickle is safe here: both ends are the
+only where it cannot be born in its cgroup2 cgroup from the creating process's own fork
+(operations.builder.pristine_copy_for). A backend makes its data travel with ``__reduce__`` (the
+wasm backend sends a compiled module as a reference to the warm template's copy, which the
+pristine process holds too). Pickle is safe here: both ends are the
 same program, on a socketpair no one else holds.
 """
 
@@ -123,7 +127,7 @@ def arm() -> None:
     global _armed
     disarm()
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    pid, pid_namespace = _fork_into_new_pid_namespace()
+    pid, pid_namespace = (os.fork(), False) if _births_here() else _fork_into_new_pid_namespace()
     if pid == 0:
         ours.close()
         _wait_for_plan(theirs, pid_namespace)
@@ -157,6 +161,23 @@ class ModuleMark:
         else:
             names.reverse()
         return [name for name in names if sys.modules.get(name) is not None]
+
+
+_births: bool | None = None
+
+
+def _births_here() -> bool:
+    """Whether a container's process can be born in its cgroup2 cgroup here (clone3's
+    CLONE_INTO_CGROUP works, and there is a cgroup2 hierarchy): then the copy is a plain one,
+    which forks the process born there (launch.direct_from_copy), for the copy itself, made
+    before the cgroup was, would have to be moved. Asked once per process."""
+    global _births
+    if _births is None:
+        from mrun.cgroups import cgroup2_here
+        from mrun.kernel import syscalls as sc
+
+        _births = sc.clone_into_cgroup_works() and cgroup2_here()
+    return _births
 
 
 def _fork_into_new_pid_namespace() -> tuple[int, bool]:
@@ -208,11 +229,12 @@ def disarm() -> None:
 
 def _wait_for_plan(sock: socket.socket, pid_namespace: bool) -> NoReturn:
     """In the copy: the plan, then the container's process's part (PID 1 of our own PID
-    namespace already) or the intermediate's. Never returns."""
+    namespace already), or a plain copy's: the fork a direct launch's host makes, or the
+    intermediate's. Never returns."""
     import gc
     import pickle
 
-    from mrun.sandbox.launch import _direct_child, _intermediate, fail_in_child
+    from mrun.sandbox.launch import _direct, _direct_child, _intermediate, direct_from_copy, fail_in_child
 
     # What we inherited is never collected here: an unreachable object that held a descriptor
     # would close its number, which _install gives to one of the sender's. (It also keeps the
@@ -230,7 +252,9 @@ def _wait_for_plan(sock: socket.socket, pid_namespace: bool) -> NoReturn:
         launch = pickle.loads(plan)
     except BaseException as e:  # noqa: BLE001 - the host hears of it as of any set-up failure
         fail_in_child(ch, e)
-    (_direct_child if pid_namespace else _intermediate)(launch, ch)
+    if pid_namespace:
+        _direct_child(launch, ch)
+    (direct_from_copy if _direct(launch) else _intermediate)(launch, ch)
 
 
 def _receive(sock: socket.socket) -> tuple[Channel, bytes, list[str]] | None:
