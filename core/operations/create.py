@@ -63,6 +63,7 @@ class Create:
         try:
             with Undo() as undo:
                 undo.callback(self._forget)  # the id was reserved (a state directory) before the first step
+                warm_the_move(self.spec.namespaces())  # first: it waits beside every step
                 steps = list(self.STEPS)
                 while steps:
                     step = steps.pop(0)
@@ -71,8 +72,6 @@ class Create:
                             getattr(self, step)(undo)
                         except SetUpDied as e:
                             raise self._why_it_died(e) from None
-                    if step == "choose_backend":  # what makes and moves the init is known now
-                        warm_the_move(self.spec.namespaces())
                     if step == "choose_sandbox" and self.driver is not None:
                         steps = list(self.OWNED_STEPS)
                 undo.pop_all()  # created: nothing is undone
