@@ -119,6 +119,7 @@ def preload_create() -> object:
     import mrun.sandbox.seccomp  # noqa: F401
     from mrun.plugins.manager import Backends
 
+    mrun.sandbox.pristine.births_here()  # asked here once, not by each worker's copy
     return Backends.shared()
 
 

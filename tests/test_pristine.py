@@ -71,7 +71,7 @@ def _launch(copy, child=_says_its_descriptors, namespaces=None):
 @pytest.fixture(params=["PID 1 of its own PID namespace", "plain"])
 def copy_kind(request, monkeypatch) -> str:
     """Which copy ``pristine.arm`` makes: a plain one where a container's process can be born in
-    its cgroup2 cgroup (the copy forks it: pristine._births_here), else one made PID 1 of a PID
+    its cgroup2 cgroup (the copy forks it: pristine.births_here), else one made PID 1 of a PID
     namespace of its own, which is the container's process itself. Both, on any host."""
     from mrun.sandbox import pristine
 

@@ -74,7 +74,7 @@ def pristine_copy_for(runtime: Any, backend: str, namespaces: dict[str, str], bo
 def _moves(namespaces: dict[str, str]) -> bool:
     """Whether the init is moved into its cgroup2 cgroup, not born there: it is an intermediate's
     child (sandbox.launch.born_in_cgroup says no). A pristine copy forks it born there too, where
-    births are possible (sandbox.pristine._births_here); else the copy is the init and moves."""
+    births are possible (sandbox.pristine.births_here); else the copy is the init and moves."""
     from mrun.sandbox.launch import born_in_cgroup
 
     return not born_in_cgroup(namespaces)

@@ -13,7 +13,7 @@ How: ``arm()`` forks the copy, and the copy waits on a socket. ``launch.spawn`` 
 ``Launch`` (pickled; the sandbox in it included) and the creating process's descriptors, which
 it puts at the same numbers, so it is the process the creating one would have forked from. Where
 a container's process can be born in its cgroup2 cgroup (clone3's CLONE_INTO_CGROUP, and a
-cgroup2 hierarchy: ``_births_here``), the copy is a plain one and makes that fork itself, as the
+cgroup2 hierarchy: ``births_here``), the copy is a plain one and makes that fork itself, as the
 host would (``launch.direct_from_copy``: into the PID namespace, born in the cgroup), reports the
 pid as an intermediate does and exits; or, for a user or time namespace, plays the intermediate
 (``launch._intermediate``). The copy itself, made before the cgroup existed, would have to be
@@ -120,14 +120,15 @@ _armed: Pristine | None = None
 
 
 def arm() -> None:
-    """Fork the waiting copy now, before this process plans anything: as PID 1 of a new PID
+    """Fork the waiting copy now, before this process plans anything: a plain one where births
+    work (births_here: it forks the init born in its cgroup), else as PID 1 of a new PID
     namespace where we may make one, the namespace nearly every container asks for, so that the
     copy can become the container's init instead of forking it (that fork, and the copy's exit,
     were ~1 ms each on the create's path, and ~2 ms of CPU)."""
     global _armed
     disarm()
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    pid, pid_namespace = (os.fork(), False) if _births_here() else _fork_into_new_pid_namespace()
+    pid, pid_namespace = (os.fork(), False) if births_here() else _fork_into_new_pid_namespace()
     if pid == 0:
         ours.close()
         _wait_for_plan(theirs, pid_namespace)
@@ -166,11 +167,12 @@ class ModuleMark:
 _births: bool | None = None
 
 
-def _births_here() -> bool:
+def births_here() -> bool:
     """Whether a container's process can be born in its cgroup2 cgroup here (clone3's
     CLONE_INTO_CGROUP works, and there is a cgroup2 hierarchy): then the copy is a plain one,
     which forks the process born there (launch.direct_from_copy), for the copy itself, made
-    before the cgroup was, would have to be moved. Asked once per process."""
+    before the cgroup was, would have to be moved. Asked once per process (the shim's helper
+    asks before it forks its workers: shims.spawner.preload_create)."""
     global _births
     if _births is None:
         from mrun.cgroups import cgroup2_here
