@@ -15,6 +15,7 @@ import time
 import uuid
 
 import pytest
+from conftest import running
 
 
 def _cgroup2_mount() -> str | None:
@@ -81,7 +82,7 @@ def _spawn(namespaces: dict[str, str], born_in: str, copy=None) -> tuple[str, li
 
 def _wait_gone(pid: int) -> None:
     deadline = time.monotonic() + 10
-    while os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+    while running(pid):
         assert time.monotonic() < deadline, f"{pid} did not end"
         time.sleep(0.01)
 

@@ -256,7 +256,10 @@ def _wait_for_plan(sock: socket.socket, pid_namespace: bool) -> NoReturn:
         fail_in_child(ch, e)
     if pid_namespace:
         _direct_child(launch, ch)
-    (direct_from_copy if _direct(launch) else _intermediate)(launch, ch)
+    elif _direct(launch):
+        direct_from_copy(launch, ch)
+    else:
+        _intermediate(launch, ch)
 
 
 def _receive(sock: socket.socket) -> tuple[Channel, bytes, list[str]] | None:
