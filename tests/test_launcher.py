@@ -156,6 +156,36 @@ def test_a_create_starts_no_template(h, tmp_path):
         stop_templates(directory)
 
 
+def test_the_runc_verbs_alone_bring_a_template_up_for_the_next(h, tmp_path):
+    """podman and containerd's runc shim call nothing but the runc verbs. With no template
+    running (none yet, or the last one left after its idle time) every call ran cold, for good:
+    only a docker-like verb or the shim brought one up. Now `start` (and `kill`...) run cold and
+    bring one up, which serves the verbs after them. `state` and `delete` start none, as `create`
+    starts none: podman's clean-up (`podman container cleanup`, run by conmon) runs them from
+    conmon's cgroup, one per container, which a template started there would keep busy. A
+    template that runs serves them all the same."""
+    directory = str(tmp_path / "warm")
+    env = {"MRUN_WARM_DIR": directory}
+    path = template_path({**os.environ, **env})
+    cid = h.cid()
+    try:
+        h.ok("create", "--bundle", h.bundle(["sleep", "30"]), cid, env=env)
+        h.ok("state", cid, env=env)
+        h.ok("state", cid, env=env)
+        time.sleep(0.5)  # a template started in the background would have made its socket by now
+        assert client.status(path) is None, "`state` started a template"
+        h.ok("start", cid, env=env)
+        status = await_template(path, "`start` brought no template up")
+        for args in (("state", cid), ("kill", cid, "KILL")):
+            h.ok(*args, env=env)
+        h.wait_status(cid, "stopped")
+        h.ok("delete", cid, env=env)
+        assert client.status(path)["served"] >= status["served"] + 3  # state, kill, delete at least
+    finally:
+        h.mrun("delete", "--force", cid)
+        stop_templates(directory)
+
+
 def test_arguments_reach_the_template_byte_for_byte(h, tmp_path):
     """Quotes, control characters and bytes that are not UTF-8 (an id, a log path): the served
     call sees what a cold one sees, and writes the same file under the same name."""

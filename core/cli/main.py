@@ -117,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         code = _warm(argv)
         if code is not None:
             return code
-    return call(g, cmd, params)
+    code = call(g, cmd, params)
+    if cmd.name not in CLEANUP_VERBS and warm_worthy(cmd, params, argv, native=True):
+        _template_for_next_time()
+    return code
 
 
 # Docker-like verbs: no caller depends on being their process's ancestor.
@@ -125,6 +128,12 @@ WARM_VERBS = frozenset(
     ("load", "pull", "push", "save", "images", "rmi", "image", "inspect", "system", "network", "logs", "stop", "rm",
      "explain", "info", "history")
 )
+
+
+# Served to the native launcher, but never what brings a template up (as `create`): podman's
+# clean-up (`podman container cleanup`, which conmon runs) calls them from conmon's cgroup, one
+# per container, which a template started there would keep busy after the container.
+CLEANUP_VERBS = frozenset(("state", "delete"))
 
 
 def warm_worthy(cmd: Command, params: dict[str, Any], argv: list[str], native: bool = False) -> bool:
@@ -148,6 +157,15 @@ def warm_worthy(cmd: Command, params: dict[str, Any], argv: list[str], native: b
     if name == "ps":
         return not params.get("container_id")  # the docker-like list; `ps ID` is runc's
     return False
+
+
+def _template_for_next_time() -> None:
+    """A runc verb the native launcher found no template for (podman and containerd's runc shim
+    call nothing else): done cold, it brings one up for the calls after it. Without this, only a
+    docker-like verb or the shim started one, and a node that runs neither ran every call cold."""
+    client = sys.modules.get("mrun.warm.client")  # imported only when the native launcher ran us
+    if client is not None and client.launcher is not None:
+        client.link_native()
 
 
 def _warm(argv: list[str]) -> int | None:

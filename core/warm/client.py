@@ -71,8 +71,9 @@ def link_native() -> None:
     """For "link:<key>" (``launcher``): the link the native launcher looks for,
     ``native-<key>.sock`` beside this installation's template socket, is made to point at that
     socket, and a template is started if none answers there. Called only where a template is
-    wanted: a call it would serve. Never for ``create``: its caller's cgroup (conmon's, one per
-    container) may be removed after it, and a template started there would keep it busy."""
+    wanted: a call it would serve (a runc verb too: cli.main._template_for_next_time). Never for
+    ``create``, ``state`` or ``delete``: their caller's cgroup (conmon's, one per container) may be
+    removed after it, and a template started there would keep it busy."""
     key = (launcher or "").removeprefix("link:")
     if key == launcher or len(key) != 8 or any(c not in "0123456789abcdef" for c in key):
         return
