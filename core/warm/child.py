@@ -133,7 +133,7 @@ def let_go(reply: int, home: list[str]) -> bool:
     moves = _not_ours(home)
     if any(not controllers for _hid, controllers, _path in moves) or int(status_field("Threads") or 0) != 1:
         return False
-    mounts = _cgroup_mounts() if moves else {}  # mountinfo read only for a caller in other cgroups
+    mounts = cgroup_mounts() if moves else {}  # mountinfo read only for a caller in other cgroups
     if any(mounts.get(controllers) is None for _hid, controllers, _path in moves):
         return False
     fcntl.fcntl(reply, fcntl.F_SETFL, fcntl.fcntl(reply, fcntl.F_GETFL) & ~os.O_ASYNC)
@@ -162,7 +162,7 @@ def join_cgroups(pid: int) -> None:
     moves = cgroup_moves(pid)
     if not moves:
         return
-    mounts = _cgroup_mounts()
+    mounts = cgroup_mounts()
     for _hid, controllers, path in moves:
         top = mounts.get(controllers)
         if top is None:
@@ -175,7 +175,7 @@ def join_cgroups(pid: int) -> None:
             f.write(data)
 
 
-def _cgroup_mounts() -> dict[str, str]:
+def cgroup_mounts() -> dict[str, str]:
     """controllers as /proc/PID/cgroup names them ("" for v2, "cpu,cpuacct", "name=systemd") ->
     the hierarchy's mount point (the first mount of its root)."""
     names = [line.split(":", 2)[1] for line in own_cgroups()]

@@ -9,7 +9,9 @@ are checked on every connection as well.
 
 Between callers it keeps one child forked in advance (``mrun-warm-spare``): a checked caller is
 handed to it over a socket pair, so the fork is not on the caller's path. The next one is forked
-once no caller has come for QUIET seconds, off the path of the child just handed over.
+once no caller has come for QUIET seconds, off the path of the child just handed over. The
+spare is in the template's cgroups: a caller in another cgroup2 cgroup gets a child forked for
+it, born in that cgroup (``Template.fork``), for a move there waits for an RCU grace period.
 
 A request is one message: "cli" (``client.run``: an ``mrun`` verb, whose exit status goes back),
 "shim" (the native ``containerd-shim-mrun-v2``: its ``start``, ``delete`` or ``-info``, likewise)
@@ -174,6 +176,7 @@ class Template:
         self.leaving = False
         self.spare: socket.socket | None = None  # our end of the pair to a child forked in advance
         self.script_dir = script_dir  # the Python launchers' directory, as the first caller had it
+        self.cgroup2 = _birth_mount()  # where a child is born in its caller's cgroup2 cgroup, or None
 
     def serve(self, idle: float) -> None:
         settled = False  # mrun_warm run and the spare forked since the last caller (or the start)
@@ -317,7 +320,7 @@ class Template:
                 return
             if self.answered_in_place(conn, msg, fds):
                 return
-            self.fork(conn, msg, fds, pid)
+            self.fork(conn, msg, fds, pid, self.birth_place(pid))
         finally:
             for fd in fds or ():
                 os.close(fd)
@@ -360,7 +363,7 @@ class Template:
         if (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()) != ("utf-8", "surrogateescape"):
             return "the filesystem encoding is not UTF-8 (the native launcher sends UTF-8)"
         if msg["kind"] == "cli":
-            why = native_refusal(msg.get("argv", [])[1:], pid)
+            why = native_refusal(msg.get("argv", [])[1:], pid, births=self.cgroup2 is not None)
             if why is not None:
                 return why
         fds = msg.get("fds") if isinstance(msg.get("fds"), list) else []
@@ -426,8 +429,28 @@ class Template:
         self.served += 1
         return True
 
-    def fork(self, conn: socket.socket, msg: dict[str, Any], fds: list[int], peer_pid: int) -> None:
-        if self._to_spare(conn, msg, fds, peer_pid) or os.fork():
+    def birth_place(self, pid: int) -> str | None:
+        """The caller's cgroup2 cgroup if it is not ours and a child can be born there, else None."""
+        if self.cgroup2 is None:
+            return None
+        from mrun.warm.child import cgroup_moves
+
+        try:
+            moves = cgroup_moves(pid)
+        except OSError:
+            return None
+        return next((os.path.join(self.cgroup2, path.lstrip("/")) for _hid, controllers, path in moves
+                     if not controllers), None)
+
+    def fork(self, conn: socket.socket, msg: dict[str, Any], fds: list[int], peer_pid: int,
+             born_in: str | None = None) -> None:
+        """The spare takes the caller, or a child forked now. The spare is in our cgroups: a caller
+        in another cgroup2 cgroup gets a child born in that one (``born_in``), for a move there
+        (child.join_cgroups) waits for an RCU grace period, holding the kernel's cgroup lock."""
+        if born_in is None and self._to_spare(conn, msg, fds, peer_pid):
+            self.served += 1
+            return
+        if _fork_born(born_in) if born_in is not None else os.fork():
             self.served += 1
             return
         self._detach()
@@ -579,13 +602,14 @@ def run_shim(argv: list[str]) -> int:
     return shim_main(argv)
 
 
-def native_refusal(argv: list[str], pid: int) -> str | None:
+def native_refusal(argv: list[str], pid: int, births: bool = False) -> str | None:
     """Why a native launcher's ``mrun`` call is not served here, or None. Served: what the Python
     client hands over (``warm_worthy``), help and usage errors (typer is loaded here), and the
-    runc verbs that need not stay in their caller (``start``, ``state``, ``kill``, ``delete``...)
-    unless the child would have to move into another cgroup v2 cgroup: that move (cgroup.procs)
-    waits for an RCU grace period (5-15 ms), more than such a verb costs cold. A v1 move is the
-    child's own thread-wise one (child.join_cgroups), which waits for nothing."""
+    runc verbs that need not stay in their caller (``start``, ``state``, ``kill``, ``delete``...).
+    From another cgroup v2 cgroup than ours, only where the child can be born there (``births``,
+    Template.fork): a move there (cgroup.procs) waits for an RCU grace period (5-15 ms), more
+    than such a verb costs cold. A v1 move is the child's own thread-wise one
+    (child.join_cgroups), which waits for nothing."""
     from mrun.cli.fastparse import ParseError, parse
     from mrun.cli.main import warm_worthy
     from mrun.warm.child import cgroup_moves
@@ -598,9 +622,39 @@ def native_refusal(argv: list[str], pid: int) -> str | None:
         return None
     if not warm_worthy(cmd, params, argv, native=True):
         return f"`{cmd.name}` runs in its caller, which may be the container's subreaper"
-    if any(not controllers for _hierarchy, controllers, _path in cgroup_moves(pid)):
+    if not births and any(not controllers for _hierarchy, controllers, _path in cgroup_moves(pid)):
         return f"`{cmd.name}` from another cgroup v2 cgroup than the template's: the move would cost more than the call"
     return None
+
+
+def _birth_mount() -> str | None:
+    """The cgroup2 hierarchy's mount point (v2, or a hybrid host's beside v1) where clone3 takes
+    CLONE_INTO_CGROUP (Linux 5.7, no seccomp filter in the way), else None: a child for a caller
+    in another cgroup2 cgroup then moves there, as before."""
+    from mrun.kernel import syscalls as sc
+    from mrun.warm.child import cgroup_mounts
+
+    try:
+        return cgroup_mounts().get("") if sc.clone_into_cgroup_works() else None
+    except OSError:
+        return None
+
+
+def _fork_born(cgroup: str) -> int:
+    """os.fork(), the child born in the cgroup2 cgroup ``cgroup`` (a directory) where the kernel
+    lets it; else (gone meanwhile, refused) a plain fork, whose child moves there as before."""
+    from mrun.kernel import syscalls as sc
+
+    try:
+        fd = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return os.fork()
+    try:
+        return sc.fork_into_cgroup(fd)
+    except OSError:
+        return os.fork()
+    finally:
+        os.close(fd)  # in the child too
 
 
 def _await_job(pair: socket.socket) -> tuple[socket.socket, dict[str, Any], list[int], int] | None:
