@@ -145,6 +145,14 @@ def run_tasks(ctd: Containerd, runtime: str, image: str, args: list[str], tasks:
         _, err = perf.communicate()
     if "Captured and wrote" not in err:  # its exit status after SIGINT is not 0
         raise SystemExit(f"perf record failed: {err.strip()[-300:]}")
+    from mrun.warm import client
+
+    now = (client.status(warm_path()) or {}).get("pid")
+    if runtime == MRUN and now != template:
+        # Roles start from the template's pid: another template's children were charged to "the
+        # rest" (seen once: busybox via mrun at 5 ms, the rest at 99 ms).
+        raise SystemExit(f"{tag}: the warm template was replaced during the run (pid {template} -> {now}): "
+                         "its figures would be charged to the wrong roles; run again")
     kernel: collections.Counter[str] = collections.Counter()
     symbols: dict[str, collections.Counter[str]] = {}
     samples = charge(data, template, ctd.proc.pid, spares, kernel, symbols)
