@@ -133,16 +133,6 @@ def test_the_other_runc_verbs_are_served_and_answer_as_cold_ones(h):
     assert gone[0].stderr == gone[1].stderr == f"mrun: container '{cid}' does not exist\n"
 
 
-def _cgroup2_mount() -> str | None:
-    """Where the cgroup2 hierarchy is mounted (v2, or a hybrid host's beside v1), or None."""
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            if fields[fields.index("-") + 1] == "cgroup2" and fields[3] == "/":
-                return fields[4]
-    return None
-
-
 def test_a_caller_in_another_cgroup2_cgroup_is_served_by_a_child_born_there(h):
     """A caller in another cgroup2 cgroup than the template's (a v2 host's other login session,
     conmon's cgroup for podman's clean-up; a hybrid host's unified hierarchy likewise): its child
@@ -151,8 +141,9 @@ def test_a_caller_in_another_cgroup2_cgroup_is_served_by_a_child_born_there(h):
     The template now forks that child born in the caller's cgroup (clone3 CLONE_INTO_CGROUP):
     served, running in the caller's cgroup, which is empty and removable once it returns."""
     from mrun.kernel import syscalls as sc
+    from mrun.warm.child import cgroup_mounts
 
-    mount = _cgroup2_mount()
+    mount = cgroup_mounts().get("")  # the cgroup2 hierarchy (v2, or a hybrid host's beside v1)
     if mount is None or not sc.clone_into_cgroup_works():
         pytest.skip("no cgroup2 hierarchy, or no clone3 CLONE_INTO_CGROUP (Linux < 5.7): the child moves, as before")
     caller = os.path.join(mount, h.cgroup_parent.lstrip("/"), "caller")

@@ -450,7 +450,8 @@ class Template:
         if born_in is None and self._to_spare(conn, msg, fds, peer_pid):
             self.served += 1
             return
-        if _fork_born(born_in) if born_in is not None else os.fork():
+        pid = _fork_born(born_in) if born_in is not None else os.fork()
+        if pid:
             self.served += 1
             return
         self._detach()
