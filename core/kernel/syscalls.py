@@ -350,6 +350,20 @@ def fork_into_cgroup(cgroup_fd: int) -> int:
     return pid
 
 
+def fork_into_cgroup_at(path: str) -> int | None:
+    """``fork_into_cgroup`` into the cgroup2 directory ``path``: -> the child's pid (0 in the
+    child), or None where no birth was tried (the directory cannot be opened: gone, say).
+    OSError as fork_into_cgroup raises it: the kernel refused the birth."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return fork_into_cgroup(fd)
+    finally:
+        os.close(fd)  # in the child too
+
+
 def sethostname(name: str) -> None:
     raw = name.encode()
     _check(_libc.sethostname(raw, len(raw)), "sethostname")

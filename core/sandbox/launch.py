@@ -421,18 +421,14 @@ def _fork_born(launch: Launch, before_a_plain_fork: Callable[[], None]) -> int:
     if launch.born_in is None or not sc.clone_into_cgroup_works():
         return os.fork()
     try:
-        fd = os.open(launch.born_in, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return os.fork()  # gone: the move after reports it, as before
-    launch.born = True
-    try:
-        return sc.fork_into_cgroup(fd)
+        pid = sc.fork_into_cgroup_at(launch.born_in)
     except OSError:  # refused (a seccomp filter, a cgroup that takes no process): as before
-        launch.born = False
-    finally:
-        os.close(fd)
-    before_a_plain_fork()
-    return os.fork()
+        before_a_plain_fork()
+        return os.fork()
+    if pid is None:  # gone: the move after reports it, as before
+        return os.fork()
+    launch.born = True  # in the child too
+    return pid
 
 
 def born_in_cgroup(namespaces: dict[str, str]) -> bool:

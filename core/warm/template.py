@@ -647,15 +647,10 @@ def _fork_born(cgroup: str) -> int:
     from mrun.kernel import syscalls as sc
 
     try:
-        fd = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        pid = sc.fork_into_cgroup_at(cgroup)
     except OSError:
-        return os.fork()
-    try:
-        return sc.fork_into_cgroup(fd)
-    except OSError:
-        return os.fork()
-    finally:
-        os.close(fd)  # in the child too
+        pid = None
+    return os.fork() if pid is None else pid
 
 
 def _await_job(pair: socket.socket) -> tuple[socket.socket, dict[str, Any], list[int], int] | None:
