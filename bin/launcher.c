@@ -15,8 +15,9 @@
  * (containerd-shim-mrun-v2, falls back to containerd-shim-mrun-v2-python).
  *
  * The template is found by a link its Python side makes: native-<key>.sock in the warm
- * directory, key = crc32 of this binary's directory and the environment variables that decide
- * how Python would start (the template checks both again; the key only picks the link). When
+ * directory, key = crc32 of this binary's directory, the environment variables that decide
+ * how Python would start and the caller's context the template compares (routing_crc; the
+ * template checks all of it again, the key only picks the link). When
  * the link is missing or dead, the fallback is told (MRUN_LAUNCHER=link:<key>) to make it and
  * start a template; once something answered there (a template that said no, or an exchange that
  * failed), the fallback is told not to ask again (MRUN_LAUNCHER=asked): it runs the call, and
@@ -493,6 +494,81 @@ static void put_env(struct buf *b, char *const *vars, int n) {
     put(b, "}", 1);
 }
 
+/* Kept by fork and exec, not shown in /proc: the template compares them with its own
+ * (mrun.warm.peer.kept_state says why, and in what order), as a JSON list. -1: the kernel lacks it. */
+static void put_kept(struct buf *b) {
+    puts_(b, "[");
+    put_int(b, (long)prctl(PR_GET_SECUREBITS, 0L, 0L, 0L, 0L));
+    puts_(b, ", ");
+    put_int(b, (long)prctl(PR_GET_MDWE_, 0L, 0L, 0L, 0L));
+    int policy = 0;
+    unsigned long nodes[MEMPOLICY_WORDS] = {0};
+    if (syscall(SYS_get_mempolicy, &policy, nodes, (unsigned long)MEMPOLICY_WORDS * 64, NULL, 0UL) != 0) {
+        puts_(b, ", -1");
+    } else {
+        puts_(b, ", ");
+        put_int(b, (long)policy);
+        for (int i = 0; i < MEMPOLICY_WORDS; i++) {
+            char word[32];
+            snprintf(word, sizeof word, ", %lu", nodes[i]);
+            puts_(b, word);
+        }
+    }
+    puts_(b, "]");
+}
+
+/* The /proc/self/status lines mrun.warm.peer.context reads, but Seccomp (peer.routing says why). */
+static const char *const routed_status[] = {"Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb",
+                                            "NoNewPrivs", "THP_enabled", "Speculation_Store_Bypass",
+                                            "SpeculationIndirectBranch", NULL};
+static const char *const routed_namespaces[] = {"mnt", "pid", "net", "ipc", "uts", "user", "cgroup", "time", NULL};
+
+/* The key's part that picks a template per caller context, as mrun.warm.peer.routing does for the
+ * Python launchers (the bytes differ; each side only needs one name per context): the template
+ * compares all of it with its own, so callers that differ get a template each, not the first
+ * one's refusal. Anything unreadable adds nothing: the template still decides. */
+static uint32_t routing_crc(uint32_t crc) {
+    struct buf b = {0};
+    if (read_file("/proc/self/status", &b) == 0 && b.data != NULL) {
+        const char *p = b.data, *end = b.data + b.len;
+        while (p < end) {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            if (nl == NULL)
+                nl = end;
+            const char *colon = memchr(p, ':', (size_t)(nl - p));
+            size_t key = colon != NULL ? (size_t)(colon - p) : 0;
+            for (int i = 0; key > 0 && routed_status[i] != NULL; i++)
+                if (strlen(routed_status[i]) == key && memcmp(p, routed_status[i], key) == 0) {
+                    crc = crc32_update(crc, p, (size_t)(nl - p) + 1);
+                    break;
+                }
+            p = nl + 1;
+        }
+    }
+    b.len = 0;
+    for (int i = 0; routed_namespaces[i] != NULL; i++) {
+        char path[64], target[128];
+        snprintf(path, sizeof path, "/proc/self/ns/%s", routed_namespaces[i]);
+        ssize_t n = readlink(path, target, sizeof target);
+        if (n > 0)
+            crc = crc32_update(crc, target, (size_t)n);
+        crc = crc32_update(crc, "\n", 1);
+    }
+    struct stat root;
+    if (stat("/proc/self/root", &root) == 0) {
+        char where[64];
+        snprintf(where, sizeof where, "%lu:%lu\n", (unsigned long)root.st_dev, (unsigned long)root.st_ino);
+        crc = crc32_update(crc, where, strlen(where));
+    }
+    if (read_file("/proc/self/attr/current", &b) == 0 && b.data != NULL)
+        crc = crc32_update(crc, b.data, b.len);
+    b.len = 0;
+    put_kept(&b);
+    crc = crc32_update(crc, b.data, b.len);
+    free(b.data);
+    return crc;
+}
+
 static void build_request(struct buf *b, int argc, const int *fds, int nfds, char **ident, int nident) {
     puts_(b, "{\"kind\": \"" LAUNCHER_KIND "\", \"argv\": [");
     put_cstr(b, cold_path, 1); /* sys.argv[0] as the Python launcher would have it */
@@ -524,26 +600,8 @@ static void build_request(struct buf *b, int argc, const int *fds, int nfds, cha
     umask(mask);
     puts_(b, ", \"umask\": ");
     put_int(b, (long)mask);
-    /* Kept by fork and exec, not shown in /proc: the template compares them with its own
-     * (mrun.warm.peer.kept_state says why, and in what order). -1: the kernel lacks it. */
-    puts_(b, ", \"kept\": [");
-    put_int(b, (long)prctl(PR_GET_SECUREBITS, 0L, 0L, 0L, 0L));
-    puts_(b, ", ");
-    put_int(b, (long)prctl(PR_GET_MDWE_, 0L, 0L, 0L, 0L));
-    int policy = 0;
-    unsigned long nodes[MEMPOLICY_WORDS] = {0};
-    if (syscall(SYS_get_mempolicy, &policy, nodes, (unsigned long)MEMPOLICY_WORDS * 64, NULL, 0UL) != 0) {
-        puts_(b, ", -1");
-    } else {
-        puts_(b, ", ");
-        put_int(b, (long)policy);
-        for (int i = 0; i < MEMPOLICY_WORDS; i++) {
-            char word[32];
-            snprintf(word, sizeof word, ", %lu", nodes[i]);
-            puts_(b, word);
-        }
-    }
-    puts_(b, "]");
+    puts_(b, ", \"kept\": ");
+    put_kept(b);
     puts_(b, ", \"fds\": [");
     for (int i = 0; i < nfds; i++) {
         if (i)
@@ -737,6 +795,7 @@ int main(int argc, char **argv) {
     uint32_t crc = crc32_update(0, self_dir, strlen(self_dir) + 1);
     for (int i = 0; i < nident; i++)
         crc = crc32_update(crc, ident[i], strlen(ident[i]) + 1);
+    crc = routing_crc(crc);
     char link_hint[32];
     snprintf(link_hint, sizeof link_hint, "link:%08x", crc);
 

@@ -267,12 +267,14 @@ def warm_templates() -> list[str]:
     return [os.path.join(directory, n) for n in os.listdir(directory) if n.endswith(".sock")]
 
 
-def template_path(env: dict[str, str] | None = None) -> str:
+def template_path(env: dict[str, str] | None = None, wrapper: tuple[str, ...] = (), **kw: Any) -> str:
     """The socket of the template that serves the installed `mrun` in ``env`` (its interpreter
-    and sys.path, not pytest's: a template serves only callers with its own)."""
+    and sys.path, not pytest's: a template serves only callers with its own), for a caller run
+    through ``wrapper`` (setpriv ...) or ``kw``'s preexec_fn: each caller context has its own."""
     code = "from mrun.warm import client; print(client.socket_path())"
     python = os.path.join(os.path.dirname(mrun_binary()), "python")
-    return subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, check=True).stdout.strip()
+    return subprocess.run([*wrapper, python, "-c", code], capture_output=True, text=True, env=env, check=True,
+                          **kw).stdout.strip()
 
 
 def await_template(path: str, failure: str = "no template came up") -> dict[str, Any]:

@@ -348,18 +348,75 @@ def _vm_peak_kib(pid: int) -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("VmPeak:"))
 
 
-def test_a_caller_with_fewer_privileges_is_told_to_run_cold(h):
-    """A root caller without CAP_SYS_ADMIN in its bounding set must not get a child that has it."""
+# Root callers a node has side by side, each in a context a template serves only if it shares it
+CONTEXTS = {
+    # a root login shell (group root among its supplementary groups) beside a service (none)
+    "groups": ("setpriv", "--groups", "0"),
+    # fewer privileges: no CAP_SYS_ADMIN in the bounding set
+    "bounding set": ("setpriv", "--bounding-set", "-sys_admin"),
+}
+
+DIRECT_CALLER = """
+import json, os, socket, sys
+from mrun.warm import client
+from mrun.warm.peer import kept_state
+sock = socket.socket(socket.AF_UNIX)
+sock.connect(sys.argv[1])
+client.send_message(sock, {"kind": "cli", "argv": ["mrun", "ps"], "cmdline": "mrun", "comm": "mrun",
+                           "env": dict(os.environ), "script_dir": sys.argv[2], "umask": 18, "fds": [0, 1, 2],
+                           "stdio": [None, None, None], "identity": client.identity(), "kept": kept_state()})
+print(json.dumps(client.recv_message(sock)), flush=True)
+"""
+
+
+@pytest.mark.parametrize("context", list(CONTEXTS))
+def test_a_caller_in_another_context_is_served_by_a_template_of_its_own(h, context, tmp_path):
+    """A template serves only callers it could have been (mrun.warm.peer), and it is started by
+    whichever caller comes first. When all callers shared one, the first one's context decided:
+    an operator's `mrun ps` from a root shell left containerd's shim (a service, without the
+    shell's group) cold, and a refused call still counted as a caller, so it never idled out while
+    anyone called. Each context now has a template of its own, with no more than its callers
+    have; one reached from another context all the same still refuses."""
     if not shutil_which("setpriv"):
         pytest.fail("setpriv is missing: apt-get install -y util-linux")
-    before = _template()["served"]
-    r = subprocess.run(["setpriv", "--bounding-set", "-sys_admin", h.binary, "--root", h.root, "ps"],
-                       capture_output=True, text=True, timeout=30, env={**os.environ, "MRUN_WARM_DEBUG": "1"})
-    assert r.returncode == 0, r.stderr
-    assert "cold because CapBnd differs" in r.stderr
-    assert client.status(warm_path())["served"] == before
-    r = subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0 and client.status(warm_path())["served"] == before + 1  # the same verb, as root: warm
+    wrapper = CONTEXTS[context]
+    mine = _template()
+    theirs = template_path(wrapper=wrapper)
+    assert theirs != warm_path()
+    call = [*wrapper, h.binary, "--root", h.root, "ps"]
+    env = {**os.environ, "MRUN_WARM_DEBUG": "1"}
+    started = None
+    try:
+        r = subprocess.run(call, capture_output=True, text=True, timeout=30, env=env)
+        assert r.returncode == 0, r.stderr
+        assert client.status(warm_path())["served"] == mine["served"], "a template served a caller it differs from"
+        started = await_template(theirs, "the caller's first call started no template for its context")
+        r = subprocess.run(call, capture_output=True, text=True, timeout=30, env=env)
+        assert r.returncode == 0 and "cold because" not in r.stderr, r.stderr
+        assert client.status(theirs)["served"] == started["served"] + 1
+        status = "grep -E '^(Groups|CapBnd):' /proc/{}/status"
+        own = subprocess.run([*wrapper, "sh", "-c", status.format("self")], capture_output=True, text=True)
+        assert _lines(status.format(started["pid"])) == own.stdout, "its template has what its callers have"
+        r = subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, text=True, timeout=30, env=env)
+        assert r.returncode == 0 and client.status(warm_path())["served"] == mine["served"] + 1, r.stderr
+        script = tmp_path / "direct.py"
+        script.write_text(DIRECT_CALLER)
+        python = os.path.join(os.path.dirname(mrun_binary()), "python")
+        answer = subprocess.run([*wrapper, python, str(script), warm_path(), os.path.dirname(mrun_binary())],
+                                capture_output=True, text=True, timeout=30)
+        field = {"groups": "Groups", "bounding set": "CapBnd"}[context]
+        assert f"{field} differs" in json.loads(answer.stdout)["cold"], answer
+        assert client.status(warm_path())["served"] == mine["served"] + 1
+    finally:
+        if started is not None:
+            os.kill(started["pid"], signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while client.status(theirs) is not None and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+
+def _lines(command: str) -> str:
+    return subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True).stdout
 
 
 SWAPPED_CALLER = """
@@ -368,7 +425,7 @@ from mrun.warm import client
 from mrun.warm.peer import kept_state
 ident = client.identity()
 sock = __import__("socket").socket(__import__("socket").AF_UNIX)
-sock.connect(client.socket_path(ident))
+sock.connect(sys.argv[2])  # the template of callers with all privileges
 if os.fork():
     os._exit(0)  # the pid the template saw connect goes; our child keeps the connection
 sys.stdin.readline()  # until the pid belongs to another process
@@ -393,7 +450,7 @@ def test_a_caller_whose_pid_passes_to_another_process_is_not_served_as_that_one(
     script = tmp_path / "swapped.py"
     script.write_text(SWAPPED_CALLER)
     caller = subprocess.Popen(["setpriv", "--bounding-set", "-sys_admin", python, str(script),
-                               os.path.dirname(mrun_binary())],
+                               os.path.dirname(mrun_binary()), warm_path()],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     gone = caller.pid  # setpriv execs: this is the process that connects, then exits
     caller.wait(timeout=30)
@@ -764,7 +821,7 @@ def test_a_template_started_under_memory_deny_write_execute_imposes_it_on_no_oth
     try:
         subprocess.run([*mrun, "load", build_wasm_archive(str(tmp_path))], env=base, check=True, capture_output=True,
                        timeout=60, preexec_fn=_with_memory_deny_write_execute)
-        path = template_path(base)
+        path = template_path(base, preexec_fn=_with_memory_deny_write_execute)  # its callers' template
         served = await_template(path)["served"]
         r = subprocess.run([*mrun, *run_args(h, "--rm", WASM_IMAGE)], env=base, capture_output=True, text=True,
                            timeout=60)

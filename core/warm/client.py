@@ -127,11 +127,14 @@ def identity() -> dict[str, Any]:
 
 
 def socket_path(ident: dict[str, Any] | None = None) -> str:
-    """One template per installation: the name is a checksum of the identity (the template
-    compares the whole identity anyway, so a collision only means a cold start)."""
+    """One template per installation and caller context: the name is a checksum of the identity
+    and of what the template compares of its callers (peer.routing; it compares all of it
+    anyway, so a collision only means a cold start)."""
     import zlib
 
-    text = jsonio.dumps(ident or identity())
+    from mrun.warm.peer import routing
+
+    text = jsonio.dumps(ident or identity()) + routing()
     directory = os.environ.get("MRUN_WARM_DIR") or DEFAULT_DIR
     return os.path.join(directory, f"template-{zlib.crc32(text.encode()):08x}.sock")
 

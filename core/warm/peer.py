@@ -7,8 +7,11 @@ likewise one that set with prctl what fork and exec keep and the template has ot
 (speculation mitigations, transparent huge pages off; securebits, memory-deny-write-execute and
 the NUMA memory policy, which the caller reports, ``kept_state``), which its containers would
 have lost.
-Such a caller is told to run cold, where the kernel applies its own limits to it; so is any
-caller under a seccomp filter, as /proc shows a filter's mode but not its rules. The peer's
+Callers that differ so are routed to a template of their own (``routing``: it names the socket),
+started by the first of them and so no more privileged than they are. One that reaches a template
+it differs from all the same (a checksum's collision, a context changed since) is told to run
+cold, where the kernel applies its own limits to it; so is any caller under a seccomp filter, as
+/proc shows a filter's mode but not its rules. The peer's
 uid and pid come from the socket (SO_PEERCRED), which the caller cannot forge; the pid is the one
 that connected, so the template also checks, with the kernel's stamp on the descriptors' message
 and the pid's start time (``mrun.kernel.proc.start_time``), that it is still the process that
@@ -73,6 +76,21 @@ def kept_state() -> list[int]:
     from mrun.kernel import syscalls as sc  # here only: the Python launcher's request (ctypes)
 
     return [sc.prctl_get(PR_GET_SECUREBITS), sc.prctl_get(PR_GET_MDWE), *sc.get_mempolicy()]
+
+
+def routing() -> str:
+    """What, besides the interpreter's identity, picks this process's template among a node's
+    (client.socket_path; bin/launcher.c has its own key for the same facts): everything
+    ``mismatch`` compares but the seccomp mode. Callers that differ get a template each, instead
+    of the first one's refusing the others for as long as anyone called: a root login shell
+    (group root among its groups) beside containerd (a service: none), a caller with a smaller
+    bounding set beside one with all. A filtered caller is served by none and never starts one:
+    it asks the unfiltered template, which says why."""
+    from mrun import jsonio
+
+    facts = context("self")
+    facts.pop("Seccomp", None)
+    return jsonio.dumps([facts, kept_state()])
 
 
 def under_seccomp(pid: int | str = "self") -> bool:
