@@ -140,11 +140,21 @@ def test_bad_exec_process_file(h):
     h.ok("delete", "--force", cid)
 
 
-def test_usage_errors_go_through_typer(h):
+def test_usage_errors_go_through_typer_and_a_runc_verbs_exit_as_runc_s(h, tmp_path):
+    """typer's words; a runc verb's usage error exits 1 as runc's does, and is in --log too, where
+    containerd's runc shim reads why a call failed (it said "exit status 2" and no more). An
+    unknown verb, or a docker-like verb's usage error, stays click's 2."""
     r = h.mrun("create")
-    assert r.returncode == 2 and "Missing argument" in r.stderr
+    assert r.returncode == 1 and "Missing argument" in r.stderr
+    log = tmp_path / "log.json"
+    r = h.mrun("--log", str(log), "--log-format", "json", "create", "--bogus", "x")
+    assert r.returncode == 1 and "No such option" in r.stderr, r
+    last = json.loads(log.read_text().splitlines()[-1])
+    assert last["level"] == "error" and "--bogus" in last["msg"], last
     r = h.mrun("frobnicate")
     assert r.returncode == 2 and "No such command" in r.stderr
+    r = h.mrun("images", "--bogus")
+    assert r.returncode == 2 and "No such option" in r.stderr
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,22 @@ def test_a_bundle_made_by_runc_spec_runs_unchanged(h, tmp_path):
     assert not os.path.exists(os.path.join(h.root, cid))  # run removed it
 
 
+@pytest.mark.parametrize("args", [("create",), ("create", "--bogus", "x"), ("kill",), ("state", "a", "b"),
+                                  ("delete", "--bogus", "x"), ("--bogus", "state", "x")])
+def test_usage_errors_exit_as_runc_s_and_are_logged(h, tmp_path, args):
+    """A client that passes a flag mrun lacks (a newer containerd) sees what runc would give:
+    exit 1 and, once the global flags were read, a level=error record in --log naming it."""
+    runc = require("runc", "runc")
+    for name, binary, root in (("runc", runc, str(tmp_path / "runc-root")), ("mrun", h.binary, h.root)):
+        log = tmp_path / f"{name}.json"
+        r = subprocess.run([binary, "--root", root, "--log", str(log), "--log-format", "json", *args],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1, (name, r)
+        records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+        if args[0] != "--bogus":  # before the global flags are read there is no log to write to
+            assert records and records[-1]["level"] == "error", (name, records)
+
+
 def _mem_dir(h, cid: str) -> dict:
     with open(os.path.join(h.root, cid, "state.json")) as f:
         return json.load(f)["cgroup"]

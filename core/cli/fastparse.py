@@ -70,6 +70,16 @@ def defaults(flags: tuple[Flag, ...]) -> dict[str, Any]:
     return {f.dest: (list(f.default) if f.kind is list else f.default) for f in flags}
 
 
+def verb_of(argv: list[str]) -> str | None:
+    """The word after the global flags, as ``parse`` finds it, even where they hold one it does
+    not know (taken to have no value): which verb a usage error is about."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
+        flag, value = _lookup(argv[i], GLOBAL_FLAGS)
+        i += 2 if flag is not None and flag.kind is not bool and value is None else 1
+    return argv[i] if i < len(argv) else None
+
+
 def parse(argv: list[str]) -> tuple[dict[str, Any], Command, dict[str, Any]]:
     glob = defaults(GLOBAL_FLAGS)
     i = 0

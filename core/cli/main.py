@@ -107,12 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             return code
         from mrun.cli.typer_app import build
 
-        app = build(call)
-        try:
-            app(args=argv, prog_name="mrun", standalone_mode=True)
-        except SystemExit as e:
-            return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        return 0
+        return _through_typer(build(call), argv)
     if warm_worthy(cmd, params, argv):
         code = _warm(argv)
         if code is not None:
@@ -121,6 +116,40 @@ def main(argv: list[str] | None = None) -> int:
     if cmd.name not in CLEANUP_VERBS and warm_worthy(cmd, params, argv, native=True):
         _template_for_next_time()
     return code
+
+
+# runc's own verbs: a usage error exits 1 there (its CLI library's), and says why in --log too,
+# from which containerd's runc shim explains a failed call. The docker-like verbs keep click's 2.
+RUNC_VERBS = frozenset(
+    ("checkpoint", "create", "delete", "events", "exec", "features", "kill", "list", "pause", "ps", "restore",
+     "resume", "run", "spec", "start", "state", "update")
+)
+
+
+def _through_typer(app: Any, argv: list[str]) -> int:
+    """Help and usage errors as click's standalone mode gives them, but a usage error of a runc
+    verb is runc's: exit 1, its words in --log as well as on stderr."""
+    import click
+    from mrun.cli.fastparse import verb_of
+
+    try:
+        code = app(args=argv, prog_name="mrun", standalone_mode=False)
+    except click.UsageError as e:
+        e.show()
+        if not argv or verb_of(argv) not in RUNC_VERBS:
+            return e.exit_code
+        root = e.ctx.find_root().obj if e.ctx is not None else None
+        _log(root or {}, "error", e.format_message())  # none before the global flags were read: no --log yet
+        return 1
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.Abort:
+        print("Aborted!", file=sys.stderr)
+        return 1
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return code if isinstance(code, int) else 0
 
 
 # Docker-like verbs: no caller depends on being their process's ancestor.
