@@ -494,6 +494,26 @@ def under_a_seccomp_filter() -> None:
     assert libc.prctl(22, 2, ctypes.byref(Program(1, allow)), 0, 0) == 0  # PR_SET_SECCOMP, MODE_FILTER
 
 
+def test_a_caller_without_proc_runs_cold_and_starts_no_template(h, tmp_path):
+    """A template is found by its callers' context, which /proc tells: a caller that has no /proc
+    (a mount namespace or chroot without it) runs cold with the same result and starts no template,
+    which could serve nobody there. The first version of that routing raised FileNotFoundError.
+    Through the Python launcher: the native one needs /proc/self/exe to find it."""
+    directory = str(tmp_path / "warm")
+    python_launcher = os.path.join(os.path.dirname(h.binary), "mrun-python")
+    for verb in ("ps -q", "state no-such-container"):
+        script = f"umount -l /proc && exec {python_launcher} --root {h.root} {verb}"
+        r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                           env={**os.environ, "MRUN_WARM_DIR": directory}, capture_output=True, text=True, timeout=30)
+        assert "Traceback" not in r.stderr, r.stderr
+        if verb == "ps -q":
+            assert r.returncode == 0 and not r.stderr, r.stderr
+        else:
+            assert r.returncode == 1 and r.stderr == "mrun: container 'no-such-container' does not exist\n", r.stderr
+    time.sleep(0.5)  # a template would have been started detached
+    assert not os.path.isdir(directory) or not os.listdir(directory), os.listdir(directory)
+
+
 def test_a_caller_under_a_seccomp_filter_is_told_to_run_cold(h, tmp_path):
     """Two filters cannot be compared (/proc shows only the mode): a template must not serve a
     caller under a filter, whose rules the child would not have. Nor does such a caller start a

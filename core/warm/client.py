@@ -79,7 +79,10 @@ def link_native() -> None:
         return
     if not enabled() or _under_seccomp():  # a template it started would serve nobody
         return
-    path = socket_path()
+    try:
+        path = socket_path()
+    except OSError:  # no /proc: no template could serve this caller, so none is started for it
+        return
     link = os.path.join(os.path.dirname(path), f"native-{key}.sock")
     try:
         if os.readlink(link) != os.path.basename(path):
@@ -129,7 +132,8 @@ def identity() -> dict[str, Any]:
 def socket_path(ident: dict[str, Any] | None = None) -> str:
     """One template per installation and caller context: the name is a checksum of the identity
     and of what the template compares of its callers (peer.routing; it compares all of it
-    anyway, so a collision only means a cold start)."""
+    anyway, so a collision only means a cold start). OSError: our context cannot be read (no
+    /proc), and no template could serve us."""
     import zlib
 
     from mrun.warm.peer import routing
@@ -237,7 +241,10 @@ def _hand_over(
         link_native()
         return None, None
     ident = identity()
-    path = socket_path(ident)
+    try:
+        path = socket_path(ident)
+    except OSError:  # no /proc: a cold call, and no template started for a caller none could serve
+        return None, None
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
         sock.connect(path)
