@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import time
+import uuid
 
 import pytest
 from busybox_bundle import make_rootfs
@@ -45,6 +46,35 @@ def test_usage_errors_exit_as_runc_s_and_are_logged(h, tmp_path, args):
         records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
         if args[0] != "--bogus":  # before the global flags are read there is no log to write to
             assert records and records[-1]["level"] == "error", (name, records)
+
+
+def test_exec_user_without_a_group_keeps_the_container_s_gid_as_runc_does(h, tmp_path):
+    """`exec --user UID` (runc's uid[:gid]) changes the uid alone: the gid and the additional
+    groups stay the container process's, as runc keeps them. mrun gave gid 0, the root group,
+    which a container running as 1000:1000 never had."""
+    runc = require("runc", "runc")
+    cfg = h.config(["sleep", "60"])
+    cfg["process"]["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [500]}
+    got = {}
+    for name in ("runc", "mrun"):
+        cfg["linux"]["cgroupsPath"] = f"{h.cgroup_parent}/{uuid.uuid4().hex[:8]}"
+        bundle = h.bundle(config=cfg)
+        if name == "runc":
+            base, cid = [runc, "--root", str(tmp_path / "runc-root")], f"user-{uuid.uuid4().hex[:6]}"
+        else:
+            base, cid = [h.binary, "--root", h.root], h.cid("user")
+        subprocess.run([*base, "run", "-d", "-b", bundle, cid], check=True, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+        try:
+            got[name] = [
+                subprocess.run([*base, "exec", *user, cid, "sh", "-c", "echo $(id -u) $(id -g) $(id -G)"],
+                               capture_output=True, text=True, check=True, timeout=30).stdout.split()
+                for user in ([], ["--user", "2000"], ["--user", "2000:3000"])
+            ]
+        finally:
+            subprocess.run([*base, "delete", "--force", cid], capture_output=True, timeout=30)
+    assert got["mrun"] == got["runc"], got
+    assert got["mrun"][1][:2] == ["2000", "1000"], got
 
 
 def _mem_dir(h, cid: str) -> dict:

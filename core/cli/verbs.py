@@ -234,7 +234,10 @@ def _exec_process(
     if user:
         uid, _, gid = user.partition(":")
         if uid.isascii() and uid.isdigit() and (gid.isascii() and gid.isdigit() or not gid):
-            base["user"] = {**(base.get("user") or {}), "uid": int(uid), "gid": int(gid or 0)}
+            # runc's uid[:gid]: without a gid the process keeps the container's, and its groups
+            # (it was given 0, the root group, which a container running as 1000:1000 never had)
+            had = base.get("user") or {}
+            base["user"] = {**had, "uid": int(uid), "gid": int(gid) if gid else int(had.get("gid") or 0)}
         else:  # docker's exec -u NAME[:GROUP]: the container's own tables, read inside its rootfs
             from mrun.images.containers import user_ids
 
