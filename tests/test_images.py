@@ -326,6 +326,25 @@ def test_a_container_gets_docker_s_default_capabilities_and_set_uid_programs_wor
     assert r.stdout.splitlines() == ["CapEff: 0000000000000000", "CapBnd: 0000000000000000", "NoNewPrivs: 1"]
 
 
+def test_root_without_a_user_has_the_groups_the_image_gives_it_as_under_docker(images, busybox_rootfs, tmp_path):
+    """No User in the image and no -u: docker (and containerd's CRI) look uid 0 up all the same,
+    so root has the groups the image's /etc/group lists it in (alpine's root: wheel, disk,
+    adm...). mrun gave such a root no group at all."""
+    from busybox_bundle import make_oci_archive
+
+    h = images
+    rootfs = tmp_path / "groups" / "rootfs"
+    shutil.copytree(busybox_rootfs, rootfs, symlinks=True)
+    (rootfs / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/:/bin/sh\n")
+    (rootfs / "etc" / "group").write_text("root:x:0:root\nwheel:x:10:root\napp:x:1000:\nshared:x:500:app\n")
+    img_ok(h, "load", make_oci_archive(str(rootfs), str(tmp_path), "localhost/groups:1", ["/bin/sh"], ["PATH=/bin"]))
+    ids = "echo $(id -u) $(id -g) $(id -G)"
+    assert img_ok(h, *run_args(h, "--rm", "localhost/groups:1", "sh", "-c", ids)).stdout.split() == ["0", "0", "0",
+                                                                                                    "10"]
+    r = img_ok(h, *run_args(h, "--rm", "--group-add", "777", "-u", "app", "localhost/groups:1", "sh", "-c", ids))
+    assert r.stdout.split() == ["1000", "1000", "1000", "500", "777"]
+
+
 def _with_open_files_777_4321() -> None:
     import resource
 

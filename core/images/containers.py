@@ -189,10 +189,10 @@ def make_spec(
     process.pop("rlimits", None)
     user = o.user or cfg.get("User") or ""
     passwd = _table(rootfs, "etc/passwd")
-    uid = 0
-    if user:
-        uid, gid, extra = _lookup_user(rootfs, user, passwd, "--user" if o.user else "the image's User")
-        process["user"] = {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})}
+    # No User: docker's is uid 0 looked up all the same, so root has the groups the image's
+    # /etc/group gives it (alpine's root is in wheel, disk, adm...), as under docker and containerd
+    uid, gid, extra = _lookup_user(rootfs, user or "0", passwd, "--user" if o.user else "the image's User")
+    process["user"] = {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})}
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={_home(passwd, uid)}")
     spec["root"] = {"path": rootfs, "readonly": o.read_only}
