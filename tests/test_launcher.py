@@ -64,6 +64,21 @@ def test_the_native_launcher_knows_which_shim_flags_take_no_value():
     assert tuple(re.findall(r'"([a-z-]+)"', listed)) == BOOLEAN_FLAGS
 
 
+def test_the_native_launchers_routing_key_reads_what_the_template_compares():
+    """Its key (routing_crc) picks a template per caller context from the facts peer.context
+    reads, as peer.routing does for the Python launchers: a fact left out of one list would put
+    callers that differ in it on one template, which then refuses all but the first's kind."""
+    import re
+
+    from mrun.warm.peer import NAMESPACES, STATUS_FIELDS
+
+    source = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bin", "launcher.c")).read()
+    status = re.findall(r'"(\w+)"', re.search(r"routed_status\[\] = \{(.*?)NULL\}", source, re.S).group(1))
+    assert set(status) == {"Uid", "Gid", "Groups", *STATUS_FIELDS} - {"Seccomp"}, status
+    namespaces = re.findall(r'"(\w+)"', re.search(r"routed_namespaces\[\] = \{(.*?)NULL\}", source).group(1))
+    assert tuple(namespaces) == NAMESPACES
+
+
 # Run as its own process: a subreaper, as conmon and containerd's runc shim are. The init `mrun
 # create` leaves behind must be reparented to it, which it is only if create ran in its tree.
 CREATE_AS_SUBREAPER = textwrap.dedent("""
