@@ -1135,6 +1135,54 @@ def test_save_in_each_format_reads_back_in_skopeo_and_mrun(images, busybox_archi
     assert r.returncode == 0 and r.stdout == f"{fmt}\n", r.stderr
 
 
+def test_load_and_save_take_docker_s_flags_and_pipes(images, busybox_archive, tmp_path):
+    """docker's forms: `docker save IMG | mrun load`, `mrun save IMG | docker load`, `load -i FILE`,
+    `save -o FILE` (mrun took a path argument only: "No such option: -o"). stdin may be a pipe or
+    a file, stdout is streamed, a terminal is refused in docker's words, and the copy of a piped
+    archive leaves nothing in the image store."""
+    h = images
+    env = {**os.environ, **h.base_env}
+    base = [h.binary, "--root", h.root, "--image-root", h.image_root]
+    other = str(tmp_path / "other")
+    with open(busybox_archive, "rb") as f:
+        piped = subprocess.run([*base, "load"], input=f.read(), capture_output=True, env=env, timeout=60)
+    assert piped.returncode == 0 and piped.stdout.decode() == f"Loaded image: {IMAGE}\n", piped.stderr
+    saver = subprocess.Popen([*base, "save", IMAGE], stdout=subprocess.PIPE, env=env)
+    loader = subprocess.run([h.binary, "--root", h.root, "--image-root", other, "load", "-q"], stdin=saver.stdout,
+                            capture_output=True, env=env, timeout=60)
+    saver.stdout.close()
+    assert saver.wait(timeout=60) == 0 and loader.returncode == 0 and loader.stdout == b"", loader.stderr
+    r = h.mrun("--image-root", other, *run_args(h, "--rm", IMAGE, "echo", "through a pipe"))
+    assert r.returncode == 0 and r.stdout == "through a pipe\n", r.stderr
+    saved = tmp_path / "saved.tar"
+    img_ok(h, "save", "-o", str(saved), "-f", "docker-archive", IMAGE)
+    assert "manifest.json" in tarfile.open(saved).getnames()
+    with open(saved, "rb") as f:  # a file on stdin, and -i
+        r = subprocess.run([h.binary, "--root", h.root, "--image-root", str(tmp_path / "third"), "load"], stdin=f,
+                           capture_output=True, env=env, timeout=60)
+    assert r.returncode == 0 and r.stdout.decode() == f"Loaded image: {IMAGE}\n", r.stderr
+    assert h.mrun("--image-root", str(tmp_path / "fourth"), "load", "-i", str(saved)).returncode == 0
+    leader, follower = os.openpty()
+    try:
+        r = subprocess.run([*base, "save", IMAGE], stdout=follower, stderr=subprocess.PIPE, env=env, timeout=60)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert r.returncode == 1 and r.stderr.decode() == (
+        "mrun: save: cowardly refusing to save to a terminal. Use the -o flag or redirect\n")
+    for args, words in ((["load"], "mrun: load: stdin was empty: no archive came"),
+                        (["load", "-i", str(saved), str(saved)], "the archive twice"),
+                        (["save", "-o", str(saved), IMAGE, str(tmp_path / "y.tar")], "the archive twice"),
+                        (["save", "-f", "oci-dir", IMAGE], "give -o DIRECTORY")):
+        r = img(h, *args)
+        assert r.returncode == 1, (args, r.stderr)
+        one_line_error(r, words)
+    r = subprocess.run([*base, "load"], input=b"not a tarball", capture_output=True, env=env, timeout=60)
+    assert r.returncode == 1 and r.stderr.decode().startswith("mrun: stdin: not a tar archive"), r.stderr
+    for root in (h.image_root, other):
+        assert sorted(os.listdir(root)) == ["blobs", "containers", "images.json", "layers", "lock", "volumes"]
+
+
 def test_layer_ownership_modes_hard_links_devices_and_zstd(images, busybox_rootfs, tmp_path):
     """What a real layer carries survives unpacking; a zstd-compressed layer is read too."""
     import zstandard

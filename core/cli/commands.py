@@ -266,10 +266,16 @@ COMMANDS = (
     ),
     Command(
         "load",
-        "import an image from an oci-archive, a docker-archive or an OCI layout directory",
+        "import an image from an oci-archive, a docker-archive or an OCI layout directory (docker's load: -i "
+        "FILE, or a tarball on stdin)",
         "image_verbs.load",
-        (Arg("archive", "the tarball or directory"), Arg("name", "name the image (else: the archive's name)", False)),
-        (Flag("platform", "os/arch to pick from a multi-platform index", default=""),),
+        (Arg("archive", "the tarball or directory (else -i, else stdin)", False),
+         Arg("name", "name the image (else: the archive's name)", False)),
+        (
+            Flag("platform", "os/arch to pick from a multi-platform index", default=""),
+            Flag("input", "docker's -i: read the tarball from this file, not stdin", short="i", default=""),
+            Flag("quiet", "docker's -q: print nothing", kind=bool, short="q", default=False),
+        ),
     ),
     Command(
         "pull",
@@ -295,10 +301,15 @@ COMMANDS = (
     ),
     Command(
         "save",
-        "write an image to an oci-archive, an OCI layout directory or a docker-archive",
+        "write an image to an oci-archive, an OCI layout directory or a docker-archive (docker's save: -o "
+        "FILE, or the tarball on stdout)",
         "image_verbs.save",
-        (Arg("image", "name or id"), Arg("archive", "the tarball (or directory) to write")),
-        (Flag("format", "oci-archive, oci-dir or docker-archive", short="f", default="oci-archive"),),
+        (Arg("image", "name or id"),
+         Arg("archive", "the tarball (or directory) to write (else -o, else stdout)", False)),
+        (
+            Flag("format", "oci-archive, oci-dir or docker-archive", short="f", default="oci-archive"),
+            Flag("output", "docker's -o: write to this file, not stdout", short="o", default=""),
+        ),
     ),
     Command(
         "images",

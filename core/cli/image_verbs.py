@@ -24,12 +24,21 @@ def _store(g: dict[str, Any]) -> ImageStore:
     return ImageStore(g["image_root"])
 
 
-def load(g: dict[str, Any], archive: str, name: str | None, platform: str) -> int:
+def load(g: dict[str, Any], archive: str | None, name: str | None, platform: str, input: str,  # noqa: A002
+         quiet: bool) -> int:
+    """docker's ``load`` too: ``-i FILE``, or the tarball on stdin (``docker save IMG | mrun load``)."""
     from mrun.images.install import install
-    from mrun.images.sources import open_source
+    from mrun.images.sources import open_source, spooled_stdin
 
-    for loaded in install(_store(g), open_source(archive), name, _platform(platform)):
-        print(f"Loaded image: {loaded}")
+    if archive and input:
+        raise InvalidSpec(f"load: the archive twice ({archive!r} and -i {input!r}): give one")
+    store = _store(g)
+    import contextlib
+
+    with spooled_stdin(store.root) if not (archive or input) else contextlib.nullcontext("") as spooled:
+        for loaded in install(store, open_source(archive or input or spooled), name, _platform(platform)):
+            if not quiet:
+                print(f"Loaded image: {loaded}")
     return 0
 
 
@@ -58,10 +67,17 @@ def push(g: dict[str, Any], image: str, destination: str, insecure: bool, creds:
     return 0
 
 
-def save(g: dict[str, Any], image: str, archive: str, format: str) -> int:  # noqa: A002
+def save(g: dict[str, Any], image: str, archive: str | None, format: str, output: str) -> int:  # noqa: A002
+    """docker's ``save`` too: ``-o FILE``, or the tarball on stdout, never onto a terminal."""
     from mrun.images.export import save as save_image
 
-    save_image(_store(g), image, archive, format)
+    if archive and output:
+        raise InvalidSpec(f"save: the archive twice ({archive!r} and -o {output!r}): give one")
+    if not (archive or output):
+        if os.isatty(1):  # docker's refusal, in its words
+            raise MrunError("save: cowardly refusing to save to a terminal. Use the -o flag or redirect")
+        sys.stdout.flush()
+    save_image(_store(g), image, archive or output or None, format)
     return 0
 
 

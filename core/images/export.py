@@ -23,10 +23,18 @@ from mrun.kernel.tree import remove_tree
 FORMATS = ("oci-archive", "oci-dir", "docker-archive")
 
 
-def save(store: ImageStore, ref: str, path: str, fmt: str = "oci-archive") -> None:
+def save(store: ImageStore, ref: str, path: str | None, fmt: str = "oci-archive") -> None:
+    """``path`` None: the tarball to stdout, streamed (docker's save without -o)."""
     if fmt not in FORMATS:
         raise InvalidSpec(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
     name, entry = store.image(ref)
+    if path is None:
+        if fmt == "oci-dir":
+            raise InvalidSpec("--format oci-dir: a directory, not a stream: give -o DIRECTORY")
+        out = os.fdopen(os.dup(1), "wb")
+        with out, tarfile.open(fileobj=out, mode="w|") as tar:
+            (_oci if fmt == "oci-archive" else _docker)(store, name, entry, _TarWriter(tar))
+        return
     tmp = f"{path.rstrip('/')}.tmp-{os.getpid()}"
     made = False  # the temporary file or directory is ours to remove: made here, exclusively
     try:

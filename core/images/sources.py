@@ -7,8 +7,10 @@ config and its layer files, so everything after this point sees OCI only.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import stat
 import tarfile
 
 from mrun import jsonio
@@ -18,6 +20,7 @@ from mrun.images.shapes import DOCKER_ARCHIVE, checked, read_document
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import IO, Any
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -49,7 +52,7 @@ class LayoutDir(Source):
     def __init__(self, path: str) -> None:
         self.path = path
         if not os.path.exists(os.path.join(path, "index.json")):
-            raise MrunError(f"{path}: not an OCI layout (no index.json)")
+            raise MrunError(f"{shown(path)}: not an OCI layout (no index.json)")
 
     def index(self) -> dict[str, Any]:
         try:
@@ -62,7 +65,7 @@ class LayoutDir(Source):
         try:
             return open(os.path.join(self.path, "blobs", "sha256", check_digest(digest)), "rb")
         except FileNotFoundError:
-            raise NotFound(f"{self.path}: blob {digest} is missing")
+            raise NotFound(f"{shown(self.path)}: blob {digest} is missing")
 
 
 class _Tar:
@@ -71,15 +74,15 @@ class _Tar:
         try:
             self.tar = tarfile.open(path)
         except OSError as e:
-            raise MrunError(f"{path}: {e.strerror or e}")
+            raise MrunError(f"{shown(path)}: {e.strerror or e}")
         except tarfile.TarError:
-            raise MrunError(f"{path}: not a tar archive (plain, gzip, bzip2 or xz), nor an OCI layout directory")
+            raise MrunError(f"{shown(path)}: not a tar archive (plain, gzip, bzip2 or xz), nor an OCI layout directory")
         self.members = {m.name.lstrip("./"): m for m in self.tar.getmembers() if m.isfile()}
 
     def member(self, name: str) -> IO[bytes]:
         m = self.members.get(name.lstrip("./"))
         if m is None:
-            raise NotFound(f"{self.path}: {name} is missing from the archive")
+            raise NotFound(f"{shown(self.path)}: {name} is missing from the archive")
         f = self.tar.extractfile(m)
         assert f is not None
         return f  # type: ignore[return-value]
@@ -106,7 +109,7 @@ class DockerArchive(Source):
             try:
                 self.entries = checked(jsonio.loads(read_document(f, "manifest.json")), DOCKER_ARCHIVE, "manifest.json")
             except ValueError as e:
-                raise MrunError(f"{path}: manifest.json is not JSON: {e}")
+                raise MrunError(f"{shown(path)}: manifest.json is not JSON: {e}")
         self.files: dict[str, str] = {}  # digest -> member name
         self.made: dict[str, bytes] = {}  # manifests made here
         self._index: dict[str, Any] = {"schemaVersion": 2, "manifests": []}
@@ -149,8 +152,53 @@ class DockerArchive(Source):
         if digest in self.made:
             return io.BytesIO(self.made[digest])
         if digest not in self.files:
-            raise NotFound(f"{self.tar.path}: blob {digest} is not in the archive")
+            raise NotFound(f"{shown(self.tar.path)}: blob {digest} is not in the archive")
         return self.tar.member(self.files[digest])
+
+
+STDIN = "/proc/self/fd/0"
+
+
+@contextlib.contextmanager
+def spooled_stdin(directory: str) -> Iterator[str]:
+    """stdin's tarball (docker's ``save IMAGE | load``) as a path ``open_source`` reads: stdin
+    itself where it is a file (``load < x.tar``), else a copy in a file of ours that has no name
+    (O_TMPFILE in ``directory``, the image store's, or named and unlinked at once where the file
+    system lacks it): nothing is left behind, however the load ends. A tar archive is read out of
+    order (its index first), so a pipe cannot be read as it comes."""
+    if os.isatty(0):
+        raise MrunError("load: no archive: name one, give -i FILE, or send a tarball on stdin (not a terminal)")
+    if stat.S_ISREG(os.fstat(0).st_mode):
+        yield STDIN
+        return
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    try:
+        fd = os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except OSError:
+        named = os.path.join(directory, f"stdin.tmp-{os.getpid()}")
+        fd = os.open(named, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        os.unlink(named)
+    try:
+        size = 0
+        while chunk := os.read(0, 1 << 20):
+            _write_all(fd, chunk)
+            size += len(chunk)
+        if not size:
+            raise MrunError("load: stdin was empty: no archive came")
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def shown(path: str) -> str:
+    """How a source's path is named in a message: stdin's as "stdin"."""
+    return "stdin" if path == STDIN or (path.startswith("/proc/self/fd/") and path[14:].isdigit()) else path
 
 
 def open_source(path: str) -> Source:
@@ -158,10 +206,12 @@ def open_source(path: str) -> Source:
     if os.path.isdir(path):
         return LayoutDir(path)
     if not os.path.exists(path):
-        raise NotFound(f"{path}: no such file or directory")
+        raise NotFound(f"{shown(path)}: no such file or directory")
     probe = _Tar(path)
     if "index.json" in probe.members and "oci-layout" in probe.members:
         return OCIArchive(path)
     if "manifest.json" in probe.members:
         return DockerArchive(path)
-    raise MrunError(f"{path}: neither an oci-archive (index.json, oci-layout) nor a docker-archive (manifest.json)")
+    raise MrunError(
+        f"{shown(path)}: neither an oci-archive (index.json, oci-layout) nor a docker-archive (manifest.json)"
+    )
