@@ -49,23 +49,32 @@ class Source:
 
 
 class LayoutDir(Source):
+    """An OCI layout directory, which someone else may have made (unpacked from a download): only
+    its regular files are read, and only inside it (kernel.inroot: a link is followed within the
+    directory, never out of it). A fifo held the load forever, a link to /dev/zero filled the
+    store's disk."""
+
     def __init__(self, path: str) -> None:
         self.path = path
         if not os.path.exists(os.path.join(path, "index.json")):
             raise MrunError(f"{shown(path)}: not an OCI layout (no index.json)")
 
     def index(self) -> dict[str, Any]:
-        try:
-            with open(os.path.join(self.path, "index.json"), "rb") as f:
-                return jsonio.loads(read_document(f, f"{self.path}/index.json"))
-        except OSError as e:
-            raise MrunError(f"{self.path}/index.json: {e.strerror}")
+        with self._open("index.json") as f:
+            return jsonio.loads(read_document(f, f"{self.path}/index.json"))
 
     def open(self, digest: str) -> IO[bytes]:
+        return self._open(f"blobs/sha256/{check_digest(digest)}", f"blob {digest}")
+
+    def _open(self, name: str, what: str = "") -> IO[bytes]:
+        from mrun.kernel.inroot import open_regular
+
         try:
-            return open(os.path.join(self.path, "blobs", "sha256", check_digest(digest)), "rb")
+            return os.fdopen(open_regular(self.path, name), "rb")
         except FileNotFoundError:
-            raise NotFound(f"{shown(self.path)}: blob {digest} is missing")
+            raise NotFound(f"{shown(self.path)}: {what or name} is missing")
+        except OSError as e:
+            raise MrunError(f"{shown(self.path)}: {name}: {e.strerror or e}; only its regular files are read")
 
 
 class _Tar:

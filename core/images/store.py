@@ -69,10 +69,14 @@ class ImageStore:
         written = 0
         try:
             with open(tmp, "wb") as out:
-                while chunk := src.read(CHUNK):
+                # No more than the manifest gives (and one byte to tell): a source that goes on
+                # (a layout's blob linked to /dev/zero, a sparse file) would fill the disk first.
+                while chunk := src.read(CHUNK if size is None else min(CHUNK, size + 1 - written)):
                     h.update(chunk)
                     out.write(chunk)
                     written += len(chunk)
+                    if size is not None and written > size:
+                        raise DigestMismatch(f"blob {digest}: more than the {size} bytes its manifest gives; refused")
                 out.flush()
                 os.fsync(out.fileno())
             got = "sha256:" + h.hexdigest()
