@@ -48,6 +48,18 @@ def test_usage_errors_exit_as_runc_s_and_are_logged(h, tmp_path, args):
             assert records and records[-1]["level"] == "error", (name, records)
 
 
+def test_no_arguments_is_the_help_on_stdout_and_exit_0_as_runc_s(h, tmp_path):
+    """`mrun` alone: runc (and docker) print their help on stdout and exit 0; click's way was
+    stderr and exit 2. Warm and cold alike, and quietly into a reader that stops early."""
+    runc = require("runc", "runc")
+    for name, binary, env in (("runc", runc, {}), ("mrun", h.binary, {}), ("mrun cold", h.binary, {"MRUN_WARM": "0"})):
+        r = subprocess.run([binary], capture_output=True, text=True, timeout=30, env={**os.environ, **env})
+        assert r.returncode == 0 and "USAGE" in r.stdout.upper() and not r.stderr, (name, r)
+    head = subprocess.run(f"{h.binary} | head -c 1; exit ${{PIPESTATUS[0]}}", shell=True, executable="/bin/bash",
+                          capture_output=True, text=True, timeout=30)
+    assert head.returncode == 0 and head.stdout == "U" and not head.stderr, head
+
+
 def test_exec_user_without_a_group_keeps_the_container_s_gid_as_runc_does(h, tmp_path):
     """`exec --user UID` (runc's uid[:gid]) changes the uid alone: the gid and the additional
     groups stay the container process's, as runc keeps them. mrun gave gid 0, the root group,

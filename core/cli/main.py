@@ -128,12 +128,19 @@ RUNC_VERBS = frozenset(
 
 def _through_typer(app: Any, argv: list[str]) -> int:
     """Help and usage errors as click's standalone mode gives them, but a usage error of a runc
-    verb is runc's: exit 1, its words in --log as well as on stderr."""
+    verb is runc's: exit 1, its words in --log as well as on stderr; and no arguments at all is
+    the help, exit 0, as runc and docker have it (click: stderr, exit 2)."""
     import click
     from mrun.cli.fastparse import verb_of
 
     try:
         code = app(args=argv, prog_name="mrun", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as e:  # `mrun` alone: its help on stdout, exit 0, as runc and docker
+        try:
+            print(e.ctx.get_help() if e.ctx is not None else e.format_message())
+        except BrokenPipeError:  # `mrun | head`: the reader has what it wanted
+            pass
+        return 0
     except click.UsageError as e:
         e.show()
         if not argv or verb_of(argv) not in RUNC_VERBS:
