@@ -345,6 +345,31 @@ def test_root_without_a_user_has_the_groups_the_image_gives_it_as_under_docker(i
     assert r.stdout.split() == ["1000", "1000", "1000", "500", "777"]
 
 
+def test_exec_user_by_number_takes_the_image_s_tables_as_docker_s_exec_does(images, busybox_rootfs, tmp_path):
+    """`docker exec -u UID` looks the uid up in the container's /etc/passwd and /etc/group: its
+    own gid and groups, or gid 0 and none without a row. mrun kept runc's rule for a numeric uid
+    (the container process's gid and groups), so an exec as uid 1000 into a root container had
+    the root group and root's groups (wheel) too. runc's rule stays for bundles (runc's exec)."""
+    from busybox_bundle import make_oci_archive
+
+    h = images
+    rootfs = tmp_path / "groups" / "rootfs"
+    shutil.copytree(busybox_rootfs, rootfs, symlinks=True)
+    (rootfs / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/:/bin/sh\n")
+    (rootfs / "etc" / "group").write_text("root:x:0:root\nwheel:x:10:root\napp:x:1000:\nshared:x:500:app\n")
+    img_ok(h, "load", make_oci_archive(str(rootfs), str(tmp_path), "localhost/groups:1", ["/bin/sh"], ["PATH=/bin"]))
+    img_ok(h, *run_args(h, "-d", "--name", "execuser", "localhost/groups:1", "sleep", "600"))
+    try:
+        ids = ["sh", "-c", "echo $(id -u) $(id -g) $(id -G)"]
+        got = {user: img_ok(h, "exec", *(["-u", user] if user else []), "execuser", *ids).stdout.split()
+               for user in ("", "1000", "1000:500", "4242", "app")}
+    finally:
+        img(h, "rm", "-f", "execuser")
+    assert got == {"": ["0", "0", "0", "10"], "1000": ["1000", "1000", "1000", "500"],
+                   "1000:500": ["1000", "500", "500"], "4242": ["4242", "0", "0"],
+                   "app": ["1000", "1000", "1000", "500"]}, got
+
+
 def _with_open_files_777_4321() -> None:
     import resource
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
+from mrun import annotations as ann
 from mrun import jsonio
 from mrun.cli.common import _rt, os_error_words, print_table, remove_container  # noqa: F401 - the verbs' shared helpers
 from mrun.errors import InvalidSpec, MrunError
@@ -233,12 +234,16 @@ def _exec_process(
         base["cwd"] = cwd or workdir
     if user:
         uid, _, gid = user.partition(":")
-        if uid.isascii() and uid.isdigit() and (gid.isascii() and gid.isdigit() or not gid):
+        numeric = uid.isascii() and uid.isdigit() and (gid.isascii() and gid.isdigit() or not gid)
+        if numeric and ann.IMAGE not in record.annotations:
             # runc's uid[:gid]: without a gid the process keeps the container's, and its groups
             # (it was given 0, the root group, which a container running as 1000:1000 never had)
             had = base.get("user") or {}
             base["user"] = {**had, "uid": int(uid), "gid": int(gid) if gid else int(had.get("gid") or 0)}
-        else:  # docker's exec -u NAME[:GROUP]: the container's own tables, read inside its rootfs
+        else:
+            # docker's exec -u NAME[:GROUP], and on a container of `mrun run IMAGE` its -u UID[:GID]
+            # too: the container's own tables, read inside its rootfs (a uid without a row: gid 0,
+            # no groups). runc's rule there gave uid 1000 the root container's gid and groups.
             from mrun.images.containers import user_ids
 
             root = (record.config.get("root") or {}).get("path") or "rootfs"
