@@ -235,6 +235,41 @@ def test_ports_without_a_host_port_and_publish_all_get_free_host_ports(net, tmp_
     assert not os.listdir(os.path.join(h.env["MRUN_NETWORK_ROOT"], "ports"))  # every reservation released
 
 
+def test_port_ranges_publish_as_docker_s_do(net, tmp_path):
+    """docker's -p ranges: `A-B:C-D` publishes each pair, `C-D` each with a free host port,
+    `A-B:C` one, on the first host port of the range nobody holds (here the first is taken by a
+    listener). mrun refused them all ("[host_ip:][host_port:]container_port expected"). A range
+    that ends before it starts, or two of different lengths, is one line naming it."""
+    h = net
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        base = probe.getsockname()[1]
+    base = 20000 + base % 20000  # four ports from here, likely free
+    held = socket.socket()
+    held.bind(("127.0.0.1", base + 2))
+    held.listen()
+    try:
+        img_ok(h, *run_args(h, "-d", "--name", "ranges", "--network", h.net, "-p", f"127.0.0.1:{base}-{base + 1}:80-81",
+                            "-p", f"127.0.0.1:{base + 2}-{base + 3}:82", "-p", "127.0.0.1::90-91", IMAGE, "sh", "-c",
+                            HTTPD.format(tag="ranges", listen="82")), env=h.env)
+        try:
+            lines = img_ok(h, "port", "ranges", env=h.env).stdout.splitlines()
+            mapped = dict(line.split(" -> ") for line in lines)
+            assert sorted(mapped) == ["80/tcp", "81/tcp", "82/tcp", "90/tcp", "91/tcp"], lines
+            assert mapped["80/tcp"] == f"127.0.0.1:{base}" and mapped["81/tcp"] == f"127.0.0.1:{base + 1}"
+            assert mapped["82/tcp"] == f"127.0.0.1:{base + 3}", mapped  # base + 2 is held: the next one
+            assert wait_http(f"http://127.0.0.1:{base + 3}/index.html") == b"hello-ranges\n"
+        finally:
+            img_ok(h, "rm", "--force", "ranges", env=h.env)
+    finally:
+        held.close()
+    assert f"dport {base + 3}" not in nft_rules()
+    assert not os.listdir(os.path.join(h.env["MRUN_NETWORK_ROOT"], "ports"))
+    for form, words in ((f"{base}-{base + 2}:80-81", "not as long"),
+                        (f"{base + 1}-{base}:80", "ends before it starts")):
+        one_line_error(img(h, *run_args(h, "--rm", "--network", h.net, "-p", form, IMAGE, "true"), env=h.env), words)
+
+
 def test_container_mode_shares_localhost_and_a_wasm_container_sees_the_same_interfaces(net):
     h = net
     img_ok(
@@ -343,7 +378,7 @@ def test_bad_network_input_is_refused_and_nothing_is_half_made(net):
         one_line_error(img(h, "network", "create", "overlapping", "--subnet", special, env=h.env),
                        f"--subnet {special}", "never a bridge's")
     assert "overlapping" not in img_ok(h, "network", "ls", env=h.env).stdout
-    for bad in ("80-90:80", "x:80", "1.2.3.4:0:80", "1:2:3:4", "80/sctp"):
+    for bad in ("90-80:80", "80-89:80-81", "x:80", "1.2.3.4:0:80", "1:2:3:4", "80/sctp"):
         one_line_error(img(h, *run_args(h, "--rm", "--network", h.net, "-p", bad, IMAGE, "true"), env=h.env),
                        f"-p {bad!r}")
     for flags, needle in ((["--expose", "80-99999"], "--expose '80-99999'"), (["--expose", "http"], "--expose 'http'"),

@@ -163,7 +163,8 @@ COMMANDS = (
             Flag("cgroup-parent", "cgroup the container's cgroup is made under", default="/mrun"),
             Flag("network", "bridge (default), none, host, container:ID, or a network's name", default="bridge"),
             Flag("publish", "publish a port: [host_ip:][host_port:]container_port[/udp] (no host port: a free one; "
-                 "see mrun port)", kind=list, short="p", default=()),
+                 "see mrun port); ranges as docker's: 8000-8002:80-82, 80-82, 8000-8010:80 (a free one of those)",
+                 kind=list, short="p", default=()),
             Flag("log-driver", "json-file (the default; local, k8s-file: the same) keeps the log of -d, none does "
                  "not", default="json-file"),
             Flag("log-opt", "max-size=SIZE (rotate the log there), max-file=N (keep N files)", kind=list,

@@ -3,7 +3,7 @@
 may carry them itself.
 
 - ``org.mrun.network``: the network's name (made on first use if it is the default, ``mrun``);
-- ``org.mrun.network.ports``: ``[host_ip:][host_port:]container_port[/tcp|udp]``, comma-separated
+- ``org.mrun.network.ports``: ``[host_ip:][host_port[-end]:]container_port[-end][/tcp|udp]``, comma-separated
   (no host port: one the host chooses, recorded in ``net.json``).
 
 ``prepare`` runs before the sandbox exists: it leases the address, reserves the ports and
@@ -38,12 +38,15 @@ def wanted(annotations: dict[str, str]) -> bool:
     return bool(annotations.get(NETWORK))
 
 
-PORT_FORM = "[host_ip:][host_port:]container_port[/tcp|udp]"
+PORT_FORM = "[host_ip:][host_port[-end]:]container_port[-end][/tcp|udp]"
 
 
 def parse_ports(text: str) -> list[dict[str, Any]]:
     """docker's -p forms. A host port left out (``80``, ``127.0.0.1::80``) is 0 here: the host
-    chooses a free one when the container is made (``prepare``), as docker's -p and -P do."""
+    chooses a free one when the container is made (``prepare``), as docker's -p and -P do.
+    Ranges as docker takes them: ``8000-8002:80-82`` publishes three pairs (the two ranges as
+    long), ``80-82`` three with host ports chosen, ``8000-8010:80`` one, on the first free host
+    port of that range (``host_range``)."""
     ports = []
     for item in filter(None, (p.strip() for p in text.split(","))):
         spec, _, proto = item.partition("/")
@@ -52,7 +55,7 @@ def parse_ports(text: str) -> list[dict[str, Any]]:
         if len(parts) == 2 and not parts[0]:
             parts = parts[1:]  # ":80", as docker takes it
         host = parts[-2] if len(parts) >= 2 else ""
-        if proto not in ("tcp", "udp") or len(parts) > 3 or not parts[-1].isdigit() or (host and not host.isdigit()):
+        if proto not in ("tcp", "udp") or len(parts) > 3:
             raise InvalidSpec(f"-p {item!r}: {PORT_FORM} expected")
         host_ip = parts[0] if len(parts) == 3 else ""
         if host_ip:
@@ -60,11 +63,33 @@ def parse_ports(text: str) -> list[dict[str, Any]]:
                 socket.inet_aton(host_ip)
             except OSError:
                 raise InvalidSpec(f"-p {item!r}: {host_ip!r} is not an IPv4 address")
-        host_port, port = int(host or 0), int(parts[-1])
-        if not (0 <= host_port < 65536 and 0 < port < 65536) or (host and not host_port):
-            raise InvalidSpec(f"-p {item!r}: ports are 1 to 65535")
-        ports.append({"host_ip": host_ip, "host_port": host_port, "port": port, "proto": proto})
+        first, last = _port_range(parts[-1], item)
+        if host:
+            host_first, host_last = _port_range(host, item)
+        else:
+            host_first = host_last = 0
+        entry = {"host_ip": host_ip, "proto": proto}
+        if host and first == last and host_last > host_first:  # one port, the host's first free one in the range
+            ports.append({**entry, "host_port": 0, "host_range": [host_first, host_last], "port": first})
+            continue
+        if host and host_last - host_first != last - first:
+            raise InvalidSpec(f"-p {item!r}: the host's range and the container's are not as long")
+        for offset in range(last - first + 1):
+            ports.append({**entry, "host_port": host_first + offset if host else 0, "port": first + offset})
     return ports
+
+
+def _port_range(text: str, item: str) -> tuple[int, int]:
+    """'80' or '8000-8010' -> (first, last), each 1 to 65535, first at most last."""
+    low, dash, high = text.partition("-")
+    if not (low.isascii() and low.isdigit() and (not dash or high.isascii() and high.isdigit())):
+        raise InvalidSpec(f"-p {item!r}: {PORT_FORM} expected")
+    first, last = int(low), int(high) if dash else int(low)
+    if not (0 < first < 65536 and 0 < last < 65536):
+        raise InvalidSpec(f"-p {item!r}: ports are 1 to 65535")
+    if last < first:
+        raise InvalidSpec(f"-p {item!r}: the range {text} ends before it starts")
+    return first, last
 
 
 HOST_GATEWAY = "host-gateway"  # docker's word for the host's address on the container's network
@@ -154,6 +179,23 @@ def _reserve_free(nets: Networks, p: dict[str, Any], owner: dict[str, str]) -> N
     raise MrunError(f"-p {p['port']}/{p['proto']}: no free host port found in {CHOOSING_ATTEMPTS} choices")
 
 
+def _reserve_in_range(nets: Networks, p: dict[str, Any], owner: dict[str, str]) -> None:
+    """docker's ``-p 8000-8010:80``: the first host port of the range nobody listens on and no
+    container publishes, reserved."""
+    first, last = p.pop("host_range")
+    for port in range(first, last + 1):
+        p["host_port"] = port
+        try:
+            _check_free(p)
+            p["reservation"] = nets.reserve_port(p["proto"], p["host_ip"], port, owner)
+            return
+        except MrunError as e:  # in use, by a listener or another container's rule: the next one
+            if "already" not in str(e):  # not an address of this host: no port of it would do
+                raise
+    where = f"{p['host_ip']}:" if p["host_ip"] else ""
+    raise MrunError(f"-p {where}{first}-{last}:{p['port']}/{p['proto']}: every host port of the range is in use")
+
+
 def _save(state_dir: str, plan: dict[str, Any]) -> None:
     tmp = os.path.join(state_dir, PLAN + ".tmp")
     with open(tmp, "w") as f:
@@ -209,7 +251,9 @@ def prepare(spec: Any, state_dir: str, state_root: str, container_id: str) -> di
     plan["ip"] = nets.lease(name, owner)
     _save(state_dir, plan)
     for p in ports:
-        if p["host_port"]:
+        if p.get("host_range"):
+            _reserve_in_range(nets, p, owner)
+        elif p["host_port"]:
             _check_free(p)
             p["reservation"] = nets.reserve_port(p["proto"], p["host_ip"], p["host_port"], owner)
         else:
