@@ -21,6 +21,7 @@ NETWORK_HOSTS = "org.mrun.network.hosts"  # NAME=IP,... more lines for /etc/host
 NETWORK_DNS = "org.mrun.network.dns"  # IP,... the resolvers of /etc/resolv.conf (--dns)
 NETWORK_DNS_SEARCH = "org.mrun.network.dns-search"  # DOMAIN,... (--dns-search; "." for none)
 NETWORK_DNS_OPTIONS = "org.mrun.network.dns-options"  # OPTION,... (--dns-option)
+NETWORK_IP = "org.mrun.network.ip"  # the container's address on its network, asked for (docker's --ip)
 NETWORK_LOOPBACK = "org.mrun.network.loopback"  # "up": lo up in a new network namespace (mrun run --network none)
 OCI_RUNTIME = "org.mrun.oci.runtime"  # the oci backend: which installed OCI runtime runs the container
 RESTART = "org.mrun.restart"  # no | always | unless-stopped | on-failure[:N]: mrun run -d --restart

@@ -270,6 +270,36 @@ def test_port_ranges_publish_as_docker_s_do(net, tmp_path):
         one_line_error(img(h, *run_args(h, "--rm", "--network", h.net, "-p", form, IMAGE, "true"), env=h.env), words)
 
 
+def test_ip_gives_a_container_the_address_asked_for_as_docker_s_does(net):
+    """docker's --ip on a network of one's own: the container has that address (its eth0, its
+    /etc/hosts, inspect), and a second container asking for it, an address outside the subnet,
+    the gateway, or --ip on the default network or none, is one line naming --ip; nothing is
+    leased after. mrun had no --ip: compose files with ipv4_address could not be run."""
+    h = net
+    import ipaddress
+
+    network = ipaddress.ip_network(json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["subnet"])
+    want = str(network.network_address + 77)
+    gateway = str(network.network_address + 1)
+    img_ok(h, *run_args(h, "-d", "--name", "fixed", "--network", h.net, "--ip", want, IMAGE, "sleep", "600"), env=h.env)
+    try:
+        shown = img_ok(h, "exec", "fixed", "sh", "-c", "ip -4 -o addr show eth0; cat /etc/hosts", env=h.env).stdout
+        assert f"inet {want}/" in shown and f"{want}\t" in shown, shown
+        assert img_ok(h, "inspect", "-f", "{{.NetworkSettings.IPAddress}}", "fixed", env=h.env).stdout.strip() == want
+        one_line_error(img(h, *run_args(h, "--rm", "--network", h.net, "--ip", want, IMAGE, "true"), env=h.env),
+                       f"--ip {want}", "already the address of container")
+    finally:
+        img_ok(h, "rm", "--force", "fixed", env=h.env)
+    outside = str(network.broadcast_address + 1)
+    for flags, words in ((["--network", h.net, "--ip", outside], "not an address"),
+                         (["--network", h.net, "--ip", gateway], "not an address"),
+                         (["--network", h.net, "--ip", "10.1.2"], "an IPv4 address expected"),
+                         (["--network", "bridge", "--ip", want], "not with --network bridge"),
+                         (["--network", "none", "--ip", want], "not with --network none")):
+        one_line_error(img(h, *run_args(h, "--rm", *flags, IMAGE, "true"), env=h.env), "--ip", words)
+    assert not leases(h)
+
+
 def test_container_mode_shares_localhost_and_a_wasm_container_sees_the_same_interfaces(net):
     h = net
     img_ok(

@@ -162,6 +162,8 @@ COMMANDS = (
             Flag("hostname", "the container's hostname", default=""),
             Flag("cgroup-parent", "cgroup the container's cgroup is made under", default="/mrun"),
             Flag("network", "bridge (default), none, host, container:ID, or a network's name", default="bridge"),
+            Flag("ip", "docker's --ip: this IPv4 address on a network of `mrun network create` (free, in its "
+                 "subnet)", default=""),
             Flag("publish", "publish a port: [host_ip:][host_port:]container_port[/udp] (no host port: a free one; "
                  "see mrun port); ranges as docker's: 8000-8002:80-82, 80-82, 8000-8010:80 (a free one of those)",
                  kind=list, short="p", default=()),

@@ -247,6 +247,9 @@ _NAME_FILES = ("add_host", "dns", "dns_search", "dns_option")  # flags that shap
 def _network_mode(g: dict[str, Any], mode: str, publish: list[str], kw: dict[str, Any]) -> dict[str, Any]:
     """--network, -p, --add-host and --dns* -> what the spec needs: a namespace path, none at all,
     or a network's annotations."""
+    if kw.get("ip") and (mode in ("none", "host", "bridge") or mode.startswith("container:")):
+        # docker's rule: an address is asked for on a network of one's own, never the default
+        raise InvalidSpec(f"--ip: taken on a network of `mrun network create`, not with --network {mode}")
     if mode in ("none", "host") or mode.startswith("container:"):
         if publish or kw.get("publish_all"):
             flag = "-p" if publish else "-P"
@@ -274,12 +277,17 @@ def _network_mode(g: dict[str, Any], mode: str, publish: list[str], kw: dict[str
     from mrun.network.store import DEFAULT_NETWORK
 
     parse_ports(",".join(publish))  # bad syntax is refused before anything is made
+    if kw.get("ip"):
+        from mrun.network.store import requested_address
+
+        requested_address(kw["ip"])
     hosts = parse_extra_hosts(list(kw.get("add_host") or ()))
     dns = parse_dns(*(list(kw.get(key) or ()) for key in _NAME_FILES[1:]))
     return {"name": DEFAULT_NETWORK if mode == "bridge" else mode, "ports": ",".join(publish),
             "annotations": {key: ",".join(values) for key, values in (
                 (ann.NETWORK_HOSTS, [f"{name}={ip}" for name, ip in hosts]), (ann.NETWORK_DNS, dns["servers"]),
-                (ann.NETWORK_DNS_SEARCH, dns["search"]), (ann.NETWORK_DNS_OPTIONS, dns["options"])) if values}}
+                (ann.NETWORK_DNS_SEARCH, dns["search"]), (ann.NETWORK_DNS_OPTIONS, dns["options"]),
+                (ann.NETWORK_IP, [kw["ip"]] if kw.get("ip") else [])) if values}}
 
 
 def _pull_for_run(store: ImageStore, image: str, policy: str, platform: str = "") -> None:

@@ -248,7 +248,7 @@ def prepare(spec: Any, state_dir: str, state_root: str, container_id: str) -> di
     plan: dict[str, Any] = {"network": name, "veth": veth_name(state_root, container_id), "ip": "", "ports": []}
     plan.update(tag=tag, netroot=nets.root)
     _save(state_dir, plan)
-    plan["ip"] = nets.lease(name, owner)
+    plan["ip"] = nets.lease(name, owner, annotations.get(ann.NETWORK_IP, ""))
     _save(state_dir, plan)
     for p in ports:
         if p.get("host_range"):

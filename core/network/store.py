@@ -61,6 +61,14 @@ def veth_name(state_root: str, container_id: str) -> str:
     return "mrv" + hashlib.sha256(f"{state_root}\0{container_id}".encode()).hexdigest()[:11]
 
 
+def requested_address(text: str) -> ipaddress.IPv4Address:
+    """docker's --ip: an IPv4 address, written as one (mrun's networks are IPv4)."""
+    try:
+        return ipaddress.IPv4Address(text)
+    except ValueError:
+        raise InvalidSpec(f"--ip {text!r}: an IPv4 address expected")
+
+
 class Networks:
     def __init__(self, root: str | None = None) -> None:
         self.root = root or network_root()
@@ -211,15 +219,26 @@ class Networks:
                 out[ip] = {}
         return out
 
-    def lease(self, name: str, owner: dict[str, str]) -> str:
-        """An address of the network for ``owner``. Under the lock that ``remove`` holds while it
-        looks for leases: a network is never removed under a run taking its address (it was: the
-        rm saw no lease yet, and took the leases directory from under the run)."""
+    def lease(self, name: str, owner: dict[str, str], want: str = "") -> str:
+        """An address of the network for ``owner``: ``want`` (docker's --ip) if it is one of the
+        subnet's hosts, not the gateway and free, else the first free one. Under the lock that
+        ``remove`` holds while it looks for leases: a network is never removed under a run taking
+        its address (it was: the rm saw no lease yet, and took the leases directory from under
+        the run)."""
         with self.lock():
             net = self.get(name)
             d = self.path(name, "leases")
             data = jsonio.dumps(owner).encode()
-            for host in ipaddress.ip_network(net["subnet"]).hosts():
+            subnet = ipaddress.ip_network(net["subnet"])
+            hosts: Any = subnet.hosts()
+            if want:
+                asked = requested_address(want)
+                if asked not in subnet or asked in (subnet.network_address, subnet.broadcast_address) \
+                        or str(asked) == net["gateway"]:
+                    raise InvalidSpec(f"--ip {want}: not an address network {name!r} gives out "
+                                      f"({net['subnet']}, gateway {net['gateway']})")
+                hosts = [asked]
+            for host in hosts:
                 ip = str(host)
                 if ip == net["gateway"]:
                     continue
@@ -230,6 +249,9 @@ class Networks:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
                 return ip
+        if want:
+            holder = self.leases(name).get(want, {}).get("container", "?")
+            raise MrunError(f"--ip {want}: already the address of container {holder!r} on network {name!r}")
         raise MrunError(f"network {name!r}: no free address left in {net['subnet']}")
 
     def release(self, name: str, ip: str) -> None:
