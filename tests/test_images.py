@@ -1204,6 +1204,9 @@ def test_load_and_save_take_docker_s_flags_and_pipes(images, busybox_archive, tm
         one_line_error(r, words)
     r = subprocess.run([*base, "load"], input=b"not a tarball", capture_output=True, env=env, timeout=60)
     assert r.returncode == 1 and r.stderr.decode().startswith("mrun: stdin: not a tar archive"), r.stderr
+    with open("/dev/zero", "rb") as zeros:  # endless, and no archive: refused at its first block, not copied on
+        r = subprocess.run([*base, "load"], stdin=zeros, capture_output=True, env=env, timeout=60)
+    assert r.returncode == 1 and r.stderr.decode().startswith("mrun: stdin: not a tar archive"), r.stderr
     for root in (h.image_root, other):
         assert sorted(os.listdir(root)) == ["blobs", "containers", "images.json", "layers", "lock", "volumes"]
 

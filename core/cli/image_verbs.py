@@ -27,14 +27,14 @@ def _store(g: dict[str, Any]) -> ImageStore:
 def load(g: dict[str, Any], archive: str | None, name: str | None, platform: str, input: str,  # noqa: A002
          quiet: bool) -> int:
     """docker's ``load`` too: ``-i FILE``, or the tarball on stdin (``docker save IMG | mrun load``)."""
+    import contextlib
+
     from mrun.images.install import install
     from mrun.images.sources import open_source, spooled_stdin
 
     if archive and input:
         raise InvalidSpec(f"load: the archive twice ({archive!r} and -i {input!r}): give one")
     store = _store(g)
-    import contextlib
-
     with spooled_stdin(store.root) if not (archive or input) else contextlib.nullcontext("") as spooled:
         for loaded in install(store, open_source(archive or input or spooled), name, _platform(platform)):
             if not quiet:

@@ -188,8 +188,12 @@ def spooled_stdin(directory: str) -> Iterator[str]:
         fd = os.open(named, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         os.unlink(named)
     try:
-        size = 0
+        size, head = 0, b""
         while chunk := os.read(0, 1 << 20):
+            if len(head) < 512:  # the first block, looked at once it is whole
+                head += chunk[: 512 - len(head)]
+                if len(head) == 512:
+                    _looks_like_an_archive(head)
             _write_all(fd, chunk)
             size += len(chunk)
         if not size:
@@ -197,6 +201,21 @@ def spooled_stdin(directory: str) -> Iterator[str]:
         yield f"/proc/self/fd/{fd}"
     finally:
         os.close(fd)
+
+
+COMPRESSED = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")  # gzip, bzip2, xz, zstd
+
+
+def _looks_like_an_archive(head: bytes) -> None:
+    """The first bytes of stdin: a compressed stream's magic, or a tar header whose checksum
+    holds. Anything else (``yes | mrun load``, ``< /dev/zero``: zeros are a tar's end, not its
+    start) is refused here, before it is copied on for ever."""
+    if head.startswith(COMPRESSED):
+        return
+    try:
+        tarfile.TarInfo.frombuf(head[:512], "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        raise MrunError("stdin: not a tar archive (plain, gzip, bzip2 or xz), nor an OCI layout directory")
 
 
 def _write_all(fd: int, data: bytes) -> None:
