@@ -1197,7 +1197,7 @@ def test_load_and_save_take_docker_s_flags_and_pipes(images, busybox_archive, tm
         "mrun: save: cowardly refusing to save to a terminal. Use the -o flag or redirect\n")
     for args, words in ((["load"], "mrun: load: stdin was empty: no archive came"),
                         (["load", "-i", str(saved), str(saved)], "the archive twice"),
-                        (["save", "-o", str(saved), IMAGE, str(tmp_path / "y.tar")], "the archive twice"),
+                        (["save", "-o", str(saved), IMAGE, "localhost/other:1"], "one image per archive"),
                         (["save", "-f", "oci-dir", IMAGE], "give -o DIRECTORY")):
         r = img(h, *args)
         assert r.returncode == 1, (args, r.stderr)

@@ -71,8 +71,8 @@ def save(g: dict[str, Any], image: str, archive: str | None, format: str, output
     """docker's ``save`` too: ``-o FILE``, or the tarball on stdout, never onto a terminal."""
     from mrun.images.export import save as save_image
 
-    if archive and output:
-        raise InvalidSpec(f"save: the archive twice ({archive!r} and -o {output!r}): give one")
+    if archive and output:  # docker's `save -o FILE IMG1 IMG2`: one image per archive here
+        raise InvalidSpec(f"save: one image per archive: {image!r}, and {archive!r} too with -o {output!r}")
     if not (archive or output):
         if os.isatty(1):  # docker's refusal, in its words
             raise MrunError("save: cowardly refusing to save to a terminal. Use the -o flag or redirect")
