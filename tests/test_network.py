@@ -300,6 +300,39 @@ def test_ip_gives_a_container_the_address_asked_for_as_docker_s_does(net):
     assert not leases(h)
 
 
+def test_network_create_takes_docker_s_driver_and_gateway_and_rm_takes_several(net):
+    """`docker network create -d bridge --subnet S --gateway G NAME` and `docker network rm A B`:
+    mrun had neither -d nor --gateway (a usage error) and removed one network per call. The
+    gateway is the bridge's address and the containers' default route; rm goes on past a network
+    it cannot remove and says so, exit 1."""
+    import ipaddress
+
+    h = net
+    name, other = f"g{uuid.uuid4().hex[:6]}", f"o{uuid.uuid4().hex[:6]}"
+    img_ok(h, "network", "create", name, env=h.env)  # a subnet free on this host, then made again with a gateway
+    subnet = ipaddress.ip_network(json.loads(img_ok(h, "network", "inspect", name, env=h.env).stdout)["subnet"])
+    img_ok(h, "network", "rm", name, env=h.env)
+    gateway = str(subnet.broadcast_address - 1)
+    img_ok(h, "network", "create", "-d", "bridge", "--subnet", str(subnet), "--gateway", gateway, name, env=h.env)
+    img_ok(h, "network", "create", "--driver", "bridge", other, env=h.env)
+    bridges = [json.loads(img_ok(h, "network", "inspect", n, env=h.env).stdout)["bridge"] for n in (name, other)]
+    r = img_ok(h, *run_args(h, "--rm", "--network", name, IMAGE, "ip", "route"), env=h.env)
+    assert f"default via {gateway}" in r.stdout, r.stdout
+    assert f"inet {gateway}/" in subprocess.run(["ip", "-4", "addr", "show", "dev", bridges[0]], capture_output=True,
+                                                 text=True).stdout
+    r = img(h, "network", "rm", name, "nosuch", other, env=h.env)
+    assert r.returncode == 1 and r.stdout.split() == [name, other], r
+    one_line_error(r, "'nosuch' not found")
+    assert not any(os.path.exists(f"/sys/class/net/{b}") for b in bridges)
+    assert name not in img_ok(h, "network", "ls", "-q", env=h.env).stdout.split()
+    for args, words in ((["-d", "macvlan", name], "bridge is the one driver"),
+                        (["--gateway", gateway, name], "goes with --subnet"),
+                        (["--subnet", str(subnet), "--gateway", str(subnet.network_address), name],
+                         "not a host address")):
+        one_line_error(img(h, "network", "create", *args, env=h.env), words)
+    one_line_error(img(h, "network", "inspect", h.net, name, env=h.env), "one network at a time")
+
+
 def test_container_mode_shares_localhost_and_a_wasm_container_sees_the_same_interfaces(net):
     h = net
     img_ok(

@@ -396,11 +396,14 @@ COMMANDS = (
     ),
     Command(
         "network",
-        "network create NAME [--subnet CIDR] | ls | inspect NAME | rm NAME | prune",
+        "network create NAME [--subnet CIDR] [--gateway IP] | ls | inspect NAME | rm NAME... | prune",
         "network_verbs.network",
-        (Arg("action", "create, ls, inspect, rm or prune"), Arg("name", "the network", required=False)),
+        (Arg("action", "create, ls, inspect, rm or prune"),
+         Arg("names", "the network (rm: one or more)", required=False, variadic=True)),
         (
             Flag("subnet", "create: the network's IPv4 subnet (default: a free /24 of 10.89.0.0/16)", default=""),
+            Flag("gateway", "create: the bridge's address in --subnet (default: its first host)", default=""),
+            Flag("driver", "create: docker's -d; bridge, the one driver here", short="d", default="bridge"),
             Flag("quiet", "ls: only the names", kind=bool, short="q", default=False),
             _LIST_FORMAT,
         ),

@@ -7,7 +7,7 @@ import sys
 
 from mrun import jsonio
 from mrun.cli.common import print_table
-from mrun.errors import InvalidSpec
+from mrun.errors import InvalidSpec, MrunError
 from mrun.network.store import Networks, bridge_name
 
 TYPE_CHECKING = False
@@ -15,13 +15,19 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def network(g: dict[str, Any], action: str, name: str | None, subnet: str, quiet: bool = False,
-            format: str = "table") -> int:  # noqa: A002
+def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str, gateway: str = "",
+            driver: str = "bridge", quiet: bool = False, format: str = "table") -> int:  # noqa: A002
     nets = Networks()
-    if action in ("create", "inspect", "rm") and not name:
+    names = list(names or [])
+    if action in ("create", "inspect", "rm") and not names:
         raise InvalidSpec(f"network {action}: name the network")
+    if len(names) > 1 and action != "rm":
+        raise InvalidSpec(f"network {action}: one network at a time ({' '.join(names)})")
+    name = names[0] if names else None
     if action == "create":
-        doc = nets.create(name, subnet)  # type: ignore[arg-type]
+        if driver != "bridge":
+            raise InvalidSpec(f"network create -d {driver!r}: bridge is the one driver here")
+        doc = nets.create(name, subnet, gateway)  # type: ignore[arg-type]
         print(doc["name"])
     elif action == "ls" and (quiet or format not in ("table", "")):
         _list(nets, quiet, format)
@@ -37,9 +43,16 @@ def network(g: dict[str, Any], action: str, name: str | None, subnet: str, quiet
         print_table(rows)
     elif action == "inspect":
         print(jsonio.dumps({**nets.get(name), "leases": nets.leases(name)}, indent=2))  # type: ignore[arg-type]
-    elif action == "rm":
-        _teardown(nets, name)  # type: ignore[arg-type]
-        print(name)
+    elif action == "rm":  # docker's rm of several: each one that can go goes; the exit says if one could not
+        failed = 0
+        for each in names:
+            try:
+                _teardown(nets, each)
+                print(each)
+            except MrunError as e:
+                print(f"mrun: {e}", file=sys.stderr)
+                failed = 1
+        return failed
     elif action == "prune":
         for what in prune(nets):
             print(f"removed {what}")

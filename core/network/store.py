@@ -123,9 +123,13 @@ class Networks:
             raise InvalidSpec(f"{where}: name {doc.get('name')!r}: {name!r} expected{repair}")
         return doc
 
-    def create(self, name: str, subnet: str = "") -> dict[str, Any]:
-        """Under the lock: the subnet must overlap neither another network nor a host route."""
+    def create(self, name: str, subnet: str = "", gateway: str = "") -> dict[str, Any]:
+        """Under the lock: the subnet must overlap neither another network nor a host route. The
+        gateway (the bridge's address) is the subnet's first host unless ``gateway`` (docker's
+        --gateway, with --subnet) names another of its hosts."""
         check_new_name(name)
+        if gateway and not subnet:
+            raise InvalidSpec(f"--gateway {gateway}: goes with --subnet, the network it is in")
         with self.lock():
             if os.path.exists(self.path(name, "network.json")):
                 raise MrunError(f"network {name!r} already exists")
@@ -155,8 +159,16 @@ class Networks:
                 )
                 if net is None:
                     raise MrunError("no free /24 left in 10.89.0.0/16: give --subnet")
-            hosts = net.hosts()
-            gateway = str(next(hosts))
+            if gateway:
+                try:
+                    chosen = ipaddress.IPv4Address(gateway)
+                except ValueError:
+                    raise InvalidSpec(f"--gateway {gateway!r}: an IPv4 address expected")
+                if chosen not in net or chosen in (net.network_address, net.broadcast_address):
+                    raise InvalidSpec(f"--gateway {gateway}: not a host address of --subnet {net}")
+                gateway = str(chosen)
+            else:
+                gateway = str(next(net.hosts()))
             doc = {
                 "name": name,
                 "subnet": str(net),
