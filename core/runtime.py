@@ -524,14 +524,44 @@ class Runtime:
         if driver is not None and sub_cgroups:
             raise InvalidSpec(f"--cgroup: container {container_id!r} is run by another runtime, which places "
                               "its processes itself")
-        if driver is not None:
-            pid = driver.exec(container_id, process, opts.pid_file, opts.console_socket)
-        else:
-            check_process_applied(process)
-            pid = exec_process(self, record, process, opts, sub_cgroups)
+        ours = None
+        if driver is None and process.get("terminal") and not opts.console_socket and opts.console is None:
+            # docker's `exec -it ID sh` from a terminal: the pty is relayed here, as `run`'s is
+            if detach:
+                raise InvalidSpec("process.terminal: a detached exec needs --console-socket for its pty")
+            import socket
+
+            ours, opts.console = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            if driver is not None:
+                pid = driver.exec(container_id, process, opts.pid_file, opts.console_socket)
+            else:
+                check_process_applied(process)
+                pid = exec_process(self, record, process, opts, sub_cgroups)
+        except BaseException:
+            if ours is not None:
+                ours.close()
+            raise
+        finally:
+            if ours is not None:
+                opts.console.close()
         if detach:
             return 0
-        return wait_forwarding(pid)
+        if ours is None:
+            return wait_forwarding(pid)
+        from mrun.sandbox.console import TerminalProxy, receive_fd
+
+        try:
+            proxy = TerminalProxy(receive_fd(ours))
+        finally:
+            ours.close()
+        proxy.resize()
+        restore = forward_signals(pid, proxy.resize)
+        try:
+            proxy.begin()
+            return wait_forwarding(pid, restore)
+        finally:
+            proxy.end()
 
     def run(self, container_id: str, bundle: str, opts: CreateOptions, detach: bool, keep: bool = False) -> int:
         """runc's ``run``: create + start, then (unless detached) wait, report, delete."""

@@ -370,6 +370,45 @@ def test_exec_user_by_number_takes_the_image_s_tables_as_docker_s_exec_does(imag
                    "app": ["1000", "1000", "1000", "500"]}, got
 
 
+def test_exec_it_relays_a_terminal_and_leaves_the_command_s_own_flags_alone(images, busybox_archive):
+    """docker's `exec -it ID sh -c CMD`, typed from a terminal: mrun said "a terminal needs
+    --console-socket" (runc's rule, for callers that hand over a socket), and read sh's -c as
+    its own --cap, since `-it` sent the call to typer, which parsed options past the command.
+    Now the pty is relayed as `run -t`'s is, `-t` without a terminal gets one all the same (as
+    docker's), and bundled flags (-it, -iu 0) are read as docker reads them."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "term", IMAGE, "sleep", "600"))
+    try:
+        leader, follower = os.openpty()
+        try:
+            r = subprocess.run([h.binary, "--root", h.root, "--image-root", h.image_root, "exec", "-it", "term", "sh",
+                                "-c", "tty; echo $((6 * 7)); exit 7"], stdin=follower, stdout=follower,
+                               stderr=subprocess.PIPE, env={**os.environ, **h.base_env}, timeout=60)
+            os.close(follower)
+            follower = -1
+            out = b""
+            while True:
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:  # EIO: the other side is closed and read to its end
+                    break
+                if not chunk:
+                    break
+                out += chunk
+        finally:
+            os.close(leader)
+            if follower >= 0:
+                os.close(follower)
+        assert r.returncode == 7 and b"/dev/pts/" in out and b"42" in out, (r, out)
+        r = img(h, "exec", "-t", "term", "tty")
+        assert r.returncode == 0 and r.stdout.startswith("/dev/pts/"), r
+        assert img_ok(h, "exec", "-iu", "0", "term", "sh", "-c", "echo $(id -u)-ok").stdout == "0-ok\n"
+        one_line_error(img(h, "exec", "-dt", "term", "true"), "--console-socket")
+    finally:
+        img(h, "rm", "--force", "term")
+
+
 def _with_open_files_777_4321() -> None:
     import resource
 

@@ -28,6 +28,20 @@ def _lookup(token: str, flags: tuple[Flag, ...]) -> tuple[Flag | None, str | Non
     return None, None
 
 
+def _bundled(token: str, flags: tuple[Flag, ...]) -> list[Flag] | None:
+    """``-it`` as ``-i -t`` (getopt's and docker's bundling): every letter a short flag, all but
+    the last of them boolean. None: not such a bundle."""
+    if token.startswith("--") or len(token) < 3 or "=" in token:
+        return None
+    found = []
+    for letter in token[1:]:
+        flag = next((f for f in flags if f.short == letter), None)
+        if flag is None:
+            return None
+        found.append(flag)
+    return found if all(f.kind is bool for f in found[:-1]) else None
+
+
 def _bool(text: str) -> bool:
     low = text.lower()
     if low in ("true", "1", "t", "yes"):
@@ -112,6 +126,12 @@ def parse(argv: list[str]) -> tuple[dict[str, Any], Command, dict[str, Any]]:
             if token in ("-h", "--help"):
                 raise ParseError("help")
             flag, value = _lookup(token, cmd.flags)
+            bundled = _bundled(token, cmd.flags) if flag is None else None
+            if bundled:  # docker's -it, -dit: each a short flag of its own, the last one may take a value
+                for each in bundled[:-1]:
+                    _take(each, None, argv, i + 1, params)
+                i = _take(bundled[-1], None, argv, i + 1, params)
+                continue
             if flag is None:
                 flag, value = _lookup(token, GLOBAL_FLAGS)
                 if flag is None:

@@ -77,7 +77,11 @@ def build(call: Any) -> typer.Typer:
     added = [c for name, c in backend_commands().items() if name == c.name and name not in {c.name for c in COMMANDS}]
     for cmd in (*COMMANDS, *added):
         fn = _command_function(cmd, call)
-        app.command(cmd.name, help=cmd.help)(fn)
+        # A verb whose last argument is a command line (exec ID CMD..., run IMAGE CMD...): the
+        # options end at its first argument, as docker's and runc's do, and as fastparse reads
+        # them; `exec -it ID sh -c x` gave sh's -c to mrun's --cap.
+        settings = {"allow_interspersed_args": False} if any(a.rest for a in cmd.args) else {}
+        app.command(cmd.name, help=cmd.help, context_settings=settings)(fn)
         for alias in cmd.aliases:
-            app.command(alias, help=cmd.help, hidden=True)(fn)
+            app.command(alias, help=cmd.help, hidden=True, context_settings=settings)(fn)
     return app
