@@ -409,6 +409,32 @@ def test_exec_it_relays_a_terminal_and_leaves_the_command_s_own_flags_alone(imag
         img(h, "rm", "--force", "term")
 
 
+def test_rmi_takes_several_images_and_force_untags_one_a_container_uses(images, busybox_archive):
+    """docker's `rmi -f IMG` and `rmi A B`: mrun took one image and no -f (a usage error in the
+    clean-up scripts people have). -f untags an image a running container uses; the container
+    goes on, inspect still reads its image's config, and once it is removed, prune takes the data.
+    rmi of several goes on past one it cannot remove, exit 1."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, "tag", IMAGE, "localhost/second:1")
+    img_ok(h, *run_args(h, "-d", "--name", "user", IMAGE, "sleep", "600"))
+    try:
+        img_ok(h, "rmi", "localhost/second:1")  # another name for it stays: not in use through this one
+        one_line_error(img(h, "rmi", IMAGE), "in use by container(s) user")
+        r = img(h, "rmi", "localhost/nosuch:1", "-f", IMAGE)
+        assert r.returncode == 1 and r.stdout == f"Untagged: {IMAGE}\n", r
+        one_line_error(r, "nosuch")
+        assert img_ok(h, "images", "-q").stdout == ""
+        assert img_ok(h, "exec", "user", "echo", "still").stdout == "still\n"
+        assert json.loads(img_ok(h, "inspect", "user").stdout)
+    finally:
+        img(h, "rm", "--force", "user")
+    img_ok(h, "image", "prune")
+    for kind in ("blobs/sha256", "layers"):
+        path = os.path.join(h.image_root, kind)
+        assert not os.path.isdir(path) or not os.listdir(path), (kind, os.listdir(path))
+
+
 def _with_open_files_777_4321() -> None:
     import resource
 

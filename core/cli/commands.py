@@ -322,7 +322,10 @@ COMMANDS = (
         (_LIST_FORMAT_F, Flag("quiet", "print only ids", kind=bool, short="q", default=False)),
     ),
     Command(
-        "rmi", "remove an image (refused while a container uses it)", "image_verbs.rmi", (Arg("image", "name or id"),)
+        "rmi", "remove images (refused while a container uses one; -f: untag it, its data kept for the container)",
+        "image_verbs.rmi", (Arg("images", "names or ids", variadic=True),),
+        (Flag("force", "docker's -f: untag an image containers use (its data stays while they do)", kind=bool,
+              short="f", default=False),),
     ),
     Command(
         "image",

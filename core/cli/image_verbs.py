@@ -108,14 +108,30 @@ def images(g: dict[str, Any], format: str, quiet: bool) -> int:  # noqa: A002
     return 0
 
 
-def rmi(g: dict[str, Any], image: str) -> int:
-    store = _store(g)
+def rmi(g: dict[str, Any], images: list[str], force: bool = False) -> int:
+    """docker's rmi: each image named, going on past one that cannot go (exit 1, a line for it).
+    An image a container uses is refused, or with -f untagged: its data stays as long as the
+    container does (gc.prune keeps what containers were made from)."""
+    if not images:
+        raise InvalidSpec("rmi: name an image")
+    store, failed = _store(g), 0
+    for image in images:
+        try:
+            _rmi_one(store, image, force)
+        except MrunError as e:
+            print(f"mrun: {e}", file=sys.stderr)
+            failed = 1
+    return failed
+
+
+def _rmi_one(store: ImageStore, image: str, force: bool) -> None:
     with store.lock():
         name, entry = store.image(image)
         users = [cid for cid, meta in store.container_images().items() if meta.get("config") == entry["config"]]
         others = [n for n, e in store.index().items() if n != name and e["config"] == entry["config"]]
-        if users and not others:
-            raise MrunError(f"image {name} is in use by container(s) {', '.join(sorted(users))}: remove them first")
+        if users and not others and not force:
+            raise MrunError(f"image {name} is in use by container(s) {', '.join(sorted(users))}: remove them first "
+                            "(or -f: untag it)")
         index = store.index()
         del index[name]
         store.save_index(index)
@@ -123,7 +139,6 @@ def rmi(g: dict[str, Any], image: str) -> int:
 
         prune(store)
     print(f"Untagged: {name}")
-    return 0
 
 
 def tag(g: dict[str, Any], source: str, target: str) -> int:
@@ -151,7 +166,7 @@ def image(g: dict[str, Any], action: str, image: str | None, name: str | None, f
     if action in ("rm", "tag") and not image:
         raise InvalidSpec(f"image {action}: name the image")
     if action == "rm":
-        return rmi(g, image)  # type: ignore[arg-type]
+        return rmi(g, [image, *([name] if name else [])])  # type: ignore[list-item]
     if action == "tag":
         if not name:
             raise InvalidSpec("image tag: give the image and its new name (mrun image tag IMAGE NAME[:TAG])")

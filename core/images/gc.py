@@ -23,8 +23,10 @@ def prune(store: ImageStore) -> list[str]:
     for entry in index.values():
         keep_blobs.update(entry.get("blobs", []))
         keep_layers.update(entry.get("layers", []))
-    for meta in store.container_images().values():
+    for meta in store.container_images().values():  # an image untagged under it (rmi -f) stays whole
         keep_layers.update(meta.get("layers", []))
+        if isinstance(meta.get("config"), str):
+            keep_blobs.add(meta["config"])
     for name in os.listdir(store.blobs) if os.path.isdir(store.blobs) else []:
         if "." in name:
             continue  # a download in progress (.partial, .lock), resumable: not prune's to take
