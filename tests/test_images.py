@@ -435,6 +435,32 @@ def test_rmi_takes_several_images_and_force_untags_one_a_container_uses(images, 
         assert not os.path.isdir(path) or not os.listdir(path), (kind, os.listdir(path))
 
 
+def test_docker_s_management_commands_are_the_verbs_they_name(images, busybox_archive, tmp_path):
+    """`docker container rm|logs|exec|inspect|stop ...` and `docker image pull|push|save|load` are
+    `docker rm`, `docker logs`...: mrun's `container` and `image` took ls, prune and a few others
+    only ("unknown action"). `container start/create/run` stay refused: mrun's are runc's."""
+    h = images
+    saved = str(tmp_path / "saved.tar")
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, "image", "save", "-o", saved, IMAGE)
+    assert img_ok(h, "--image-root", str(tmp_path / "other"), "image", "load", "-i", saved).stdout == (
+        f"Loaded image: {IMAGE}\n")
+    img_ok(h, *run_args(h, "-d", "--name", "managed", IMAGE, "sh", "-c", "echo said; sleep 600"))
+    try:
+        assert img_ok(h, "container", "exec", "-i", "managed", "sh", "-c", "echo in").stdout == "in\n"
+        assert json.loads(img_ok(h, "container", "inspect", "managed").stdout)
+        for _ in range(50):
+            if img_ok(h, "container", "logs", "managed").stdout == "said\n":
+                break
+            time.sleep(0.1)
+        assert img_ok(h, "container", "logs", "managed").stdout == "said\n"
+        img_ok(h, "container", "stop", "-t", "1", "managed")
+    finally:
+        img_ok(h, "container", "rm", "-f", "managed")
+    assert img_ok(h, "container", "ls", "-aq").stdout == ""
+    assert img(h, "container", "start", "managed").returncode == 2  # a usage error, as before
+
+
 def _with_open_files_777_4321() -> None:
     import resource
 

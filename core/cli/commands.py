@@ -355,7 +355,8 @@ COMMANDS = (
     ),
     Command(
         "container",
-        "container ls (docker's; as ps) | container prune: remove every stopped container (their volumes stay)",
+        "container ls (docker's; as ps) | container prune: remove every stopped container (their volumes stay) | "
+        "container rm|stop|logs|exec|inspect|...: those verbs (docker's management commands)",
         "image_verbs.container",
         (Arg("action", "ls or prune"),),
         (

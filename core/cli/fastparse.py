@@ -28,6 +28,16 @@ def _lookup(token: str, flags: tuple[Flag, ...]) -> tuple[Flag | None, str | Non
     return None, None
 
 
+# docker's management commands that are mrun verbs by another name (`docker container rm` is
+# `docker rm`). `container start/create/run` are not: mrun's start and create are runc's.
+MANAGEMENT = {
+    "container": {name: name for name in ("rm", "stop", "logs", "exec", "inspect", "restart", "wait", "attach", "cp",
+                                          "export", "diff", "commit", "port", "stats", "top", "pause")}
+    | {"unpause": "resume"},
+    "image": {name: name for name in ("pull", "push", "save", "load")},
+}
+
+
 def _bundled(token: str, flags: tuple[Flag, ...]) -> list[Flag] | None:
     """``-it`` as ``-i -t`` (getopt's and docker's bundling): every letter a short flag, all but
     the last of them boolean. None: not such a bundle."""
@@ -110,6 +120,10 @@ def parse(argv: list[str]) -> tuple[dict[str, Any], Command, dict[str, Any]]:
     if cmd is None:
         raise ParseError(f"unknown command {argv[i]!r}")
     i += 1
+    alias = MANAGEMENT.get(cmd.name, {}).get(argv[i]) if i < len(argv) else None
+    if alias is not None:  # docker's `container rm ID`, `image pull REF`: the verb itself
+        cmd = BY_NAME[alias]
+        i += 1
     params = defaults(cmd.flags)
     positionals: list[str] = []
     fixed = [a for a in cmd.args if not a.variadic]
