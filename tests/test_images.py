@@ -461,6 +461,20 @@ def test_docker_s_management_commands_are_the_verbs_they_name(images, busybox_ar
     assert img(h, "container", "start", "managed").returncode == 2  # a usage error, as before
 
 
+def test_kill_without_a_signal_kills_an_image_container_as_docker_s_kill_does(images, busybox_archive):
+    """`docker kill ID` sends SIGKILL; mrun sent runc's default, SIGTERM, which a container's PID 1
+    with no handler for it (`sleep`, most shells) ignores: `mrun kill` left it running. Bundles
+    keep runc's SIGTERM; -s and a signal argument are as before."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "victim", IMAGE, "sleep", "600"))
+    try:
+        img_ok(h, "kill", "victim")
+        assert img_ok(h, "wait", "victim", timeout=30).stdout.strip() == "137"
+    finally:
+        img(h, "rm", "--force", "victim")
+
+
 def _with_open_files_777_4321() -> None:
     import resource
 

@@ -77,7 +77,14 @@ def kill(g: dict[str, Any], container_id: str, signal: str | None, all: bool,  #
     if signal and signal_flag:
         raise InvalidSpec(f"kill: the signal twice ({signal_flag} as -s, {signal} as an argument): give one")
     runtime = _rt(g)
-    number = parse_signal(signal or signal_flag or "SIGTERM", probe=True)
+    default = "SIGTERM"  # runc's
+    if not (signal or signal_flag):
+        try:  # docker's kill, for a container of `mrun run IMAGE`: SIGKILL, which its PID 1 cannot ignore
+            if ann.IMAGE in runtime.store.load(container_id).annotations:
+                default = "SIGKILL"
+        except MrunError:
+            pass  # runtime.kill says what is wrong with the id
+    number = parse_signal(signal or signal_flag or default, probe=True)
     from mrun.images.supervisor import stopped_by_user
 
     stopped_by_user(runtime, container_id, number)  # docker's: a kill that ends it rests --restart
