@@ -235,16 +235,29 @@ def test_ports_without_a_host_port_and_publish_all_get_free_host_ports(net, tmp_
     assert not os.listdir(os.path.join(h.env["MRUN_NETWORK_ROOT"], "ports"))  # every reservation released
 
 
+def _four_free_ports() -> int:
+    """The first of four consecutive ports nobody listens on, below the ephemeral range (so no
+    outgoing connection takes one meanwhile), starting somewhere of our own."""
+    start = 20000 + (os.getpid() * 7) % 12000
+    for base in range(start, start + 400, 4):
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(base, base + 4):
+                    s = stack.enter_context(socket.socket())
+                    s.bind(("0.0.0.0", port))
+            return base
+        except OSError:
+            continue
+    raise AssertionError("no four consecutive free ports found")
+
+
 def test_port_ranges_publish_as_docker_s_do(net, tmp_path):
     """docker's -p ranges: `A-B:C-D` publishes each pair, `C-D` each with a free host port,
     `A-B:C` one, on the first host port of the range nobody holds (here the first is taken by a
     listener). mrun refused them all ("[host_ip:][host_port:]container_port expected"). A range
     that ends before it starts, or two of different lengths, is one line naming it."""
     h = net
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        base = probe.getsockname()[1]
-    base = 20000 + base % 20000  # four ports from here, likely free
+    base = _four_free_ports()
     held = socket.socket()
     held.bind(("127.0.0.1", base + 2))
     held.listen()
