@@ -326,18 +326,23 @@ def test_a_container_gets_docker_s_default_capabilities_and_set_uid_programs_wor
     assert r.stdout.splitlines() == ["CapEff: 0000000000000000", "CapBnd: 0000000000000000", "NoNewPrivs: 1"]
 
 
-def test_root_without_a_user_has_the_groups_the_image_gives_it_as_under_docker(images, busybox_rootfs, tmp_path):
-    """No User in the image and no -u: docker (and containerd's CRI) look uid 0 up all the same,
-    so root has the groups the image's /etc/group lists it in (alpine's root: wheel, disk,
-    adm...). mrun gave such a root no group at all."""
+def _load_groups_image(h, busybox_rootfs: str, tmp_path) -> None:
+    """localhost/groups:1: busybox with root (in wheel, gid 10) and app (1000, in shared, 500)."""
     from busybox_bundle import make_oci_archive
 
-    h = images
     rootfs = tmp_path / "groups" / "rootfs"
     shutil.copytree(busybox_rootfs, rootfs, symlinks=True)
     (rootfs / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/:/bin/sh\n")
     (rootfs / "etc" / "group").write_text("root:x:0:root\nwheel:x:10:root\napp:x:1000:\nshared:x:500:app\n")
     img_ok(h, "load", make_oci_archive(str(rootfs), str(tmp_path), "localhost/groups:1", ["/bin/sh"], ["PATH=/bin"]))
+
+
+def test_root_without_a_user_has_the_groups_the_image_gives_it_as_under_docker(images, busybox_rootfs, tmp_path):
+    """No User in the image and no -u: docker (and containerd's CRI) look uid 0 up all the same,
+    so root has the groups the image's /etc/group lists it in (alpine's root: wheel, disk,
+    adm...). mrun gave such a root no group at all."""
+    h = images
+    _load_groups_image(h, busybox_rootfs, tmp_path)
     ids = "echo $(id -u) $(id -g) $(id -G)"
     assert img_ok(h, *run_args(h, "--rm", "localhost/groups:1", "sh", "-c", ids)).stdout.split() == ["0", "0", "0",
                                                                                                     "10"]
@@ -350,14 +355,8 @@ def test_exec_user_by_number_takes_the_image_s_tables_as_docker_s_exec_does(imag
     own gid and groups, or gid 0 and none without a row. mrun kept runc's rule for a numeric uid
     (the container process's gid and groups), so an exec as uid 1000 into a root container had
     the root group and root's groups (wheel) too. runc's rule stays for bundles (runc's exec)."""
-    from busybox_bundle import make_oci_archive
-
     h = images
-    rootfs = tmp_path / "groups" / "rootfs"
-    shutil.copytree(busybox_rootfs, rootfs, symlinks=True)
-    (rootfs / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/:/bin/sh\n")
-    (rootfs / "etc" / "group").write_text("root:x:0:root\nwheel:x:10:root\napp:x:1000:\nshared:x:500:app\n")
-    img_ok(h, "load", make_oci_archive(str(rootfs), str(tmp_path), "localhost/groups:1", ["/bin/sh"], ["PATH=/bin"]))
+    _load_groups_image(h, busybox_rootfs, tmp_path)
     img_ok(h, *run_args(h, "-d", "--name", "execuser", "localhost/groups:1", "sleep", "600"))
     try:
         ids = ["sh", "-c", "echo $(id -u) $(id -g) $(id -G)"]
