@@ -226,7 +226,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def shown(path: str) -> str:
     """How a source's path is named in a message: stdin's as "stdin"."""
-    return "stdin" if path == STDIN or (path.startswith("/proc/self/fd/") and path[14:].isdigit()) else path
+    return "stdin" if path.startswith("/proc/self/fd/") and path[14:].isdigit() else path  # STDIN, or its copy
 
 
 def open_source(path: str) -> Source:
