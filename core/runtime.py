@@ -524,14 +524,7 @@ class Runtime:
         if driver is not None and sub_cgroups:
             raise InvalidSpec(f"--cgroup: container {container_id!r} is run by another runtime, which places "
                               "its processes itself")
-        ours = None
-        if driver is None and process.get("terminal") and not opts.console_socket and opts.console is None:
-            # docker's `exec -it ID sh` from a terminal: the pty is relayed here, as `run`'s is
-            if detach:
-                raise InvalidSpec("process.terminal: a detached exec needs --console-socket for its pty")
-            import socket
-
-            ours, opts.console = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours = None if driver is not None else _relayed_console("exec", process, opts, detach)
         try:
             if driver is not None:
                 pid = driver.exec(container_id, process, opts.pid_file, opts.console_socket)
@@ -549,13 +542,7 @@ class Runtime:
             return 0
         if ours is None:
             return wait_forwarding(pid)
-        from mrun.sandbox.console import TerminalProxy, receive_fd
-
-        try:
-            proxy = TerminalProxy(receive_fd(ours))
-        finally:
-            ours.close()
-        proxy.resize()
+        proxy = _terminal_from(ours)
         restore = forward_signals(pid, proxy.resize)
         try:
             proxy.begin()
@@ -568,14 +555,8 @@ class Runtime:
         from mrun.kernel import syscalls as sc
         from mrun.spec import load_bundle
 
-        ours = None
         spec = load_bundle(bundle)
-        if spec.process.get("terminal") and not opts.console_socket:
-            if detach:
-                raise InvalidSpec("process.terminal: a detached container needs --console-socket for its pty")
-            import socket
-
-            ours, opts.console = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours = _relayed_console("container", spec.process, opts, detach)
         if not detach:
             # The init is our child, or reparented to us when an intermediate exits: we can wait for it.
             sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
@@ -591,11 +572,7 @@ class Runtime:
         restore = None if detach else forward_signals(record.pid, lambda: proxy is not None and proxy.resize())
         try:
             if ours is not None:
-                from mrun.sandbox.console import TerminalProxy, receive_fd
-
-                proxy = TerminalProxy(receive_fd(ours))
-                ours.close()
-                proxy.resize()  # before the program runs: its first look at the size must find ours
+                proxy = _terminal_from(ours)
             with span("run start"):
                 self.start(container_id)
         except BaseException:
@@ -623,6 +600,34 @@ class Runtime:
             with span("run delete"):
                 self.delete(container_id, force=True)
         return code
+
+
+def _relayed_console(what: str, process: dict[str, Any], opts: CreateOptions, detach: bool) -> Any:
+    """docker's `run -it` and `exec -it` from a terminal: the process wants a pty and no
+    --console-socket (podman's, containerd's) takes it, so it comes to us, to relay. -> our end of
+    the socket it arrives on (the other is ``opts.console``, handed to the process's set-up), or
+    None when there is nothing to relay."""
+    if not process.get("terminal") or opts.console_socket or opts.console is not None:
+        return None
+    if detach:
+        raise InvalidSpec(f"process.terminal: a detached {what} needs --console-socket for its pty")
+    import socket
+
+    ours, opts.console = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    return ours
+
+
+def _terminal_from(ours: Any) -> Any:
+    """The relay of the pty that came on ``ours`` (closed here), sized as our terminal before the
+    program runs: its first look at the size must find ours."""
+    from mrun.sandbox.console import TerminalProxy, receive_fd
+
+    try:
+        proxy = TerminalProxy(receive_fd(ours))
+    finally:
+        ours.close()
+    proxy.resize()
+    return proxy
 
 
 def _unlink_quietly(path: str) -> None:

@@ -283,6 +283,48 @@ def test_port_ranges_publish_as_docker_s_do(net, tmp_path):
         one_line_error(img(h, *run_args(h, "--rm", "--network", h.net, "-p", form, IMAGE, "true"), env=h.env), words)
 
 
+def test_a_port_or_address_a_killed_run_left_is_taken_by_the_next_run(net):
+    """A run killed between reserving a host port (or leasing an address) and naming it in its
+    plan leaves the reservation behind, and so does a reboot (the state under /run is gone, the
+    network root stays). The next `run -p PORT` failed with "internal error: DecodeError" (a
+    reservation cut short: empty) or "already published by container 'gone'" until someone ran
+    `system prune`; docker's next run just works. Now a reservation or lease whose container has
+    no state is taken over; a live container's is still refused in one line, and a reservation
+    that is no JSON object is read as no one's."""
+    h = net
+    base = _four_free_ports()
+    ports = os.path.join(h.env["MRUN_NETWORK_ROOT"], "ports")
+    os.makedirs(ports, exist_ok=True)
+    gone = json.dumps({"root": h.root, "container": "gone"})
+    for port, content in ((base, ""), (base + 1, gone), (base + 2, "[1]")):
+        with open(os.path.join(ports, f"tcp-127.0.0.1-{port}"), "w") as f:
+            f.write(content)
+    import ipaddress
+
+    network = ipaddress.ip_network(json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["subnet"])
+    want = str(network.network_address + 78)
+    with open(os.path.join(h.env["MRUN_NETWORK_ROOT"], h.net, "leases", want), "w") as f:
+        f.write(gone)
+    img_ok(h, *run_args(h, "-d", "--name", "heir", "--network", h.net, "--ip", want, "-p", f"127.0.0.1:{base}:80",
+                        "-p", f"127.0.0.1:{base + 1}:81", "-p", f"127.0.0.1:{base + 2}:82", IMAGE, "sleep", "600"),
+           env=h.env)
+    try:
+        mapped = dict(line.split(" -> ") for line in img_ok(h, "port", "heir", env=h.env).stdout.splitlines())
+        assert mapped == {"80/tcp": f"127.0.0.1:{base}", "81/tcp": f"127.0.0.1:{base + 1}",
+                          "82/tcp": f"127.0.0.1:{base + 2}"}, mapped
+        assert img_ok(h, "inspect", "-f", "{{.NetworkSettings.IPAddress}}", "heir", env=h.env).stdout.strip() == want
+        for entry in os.listdir(ports):
+            with open(os.path.join(ports, entry)) as f:
+                assert json.load(f)["container"] == "heir", entry
+        one_line_error(img(h, *run_args(h, "--rm", "--network", h.net, "-p", f"127.0.0.1:{base}:80", IMAGE, "true"),
+                           env=h.env), f"-p {base}/tcp", "already published by container 'heir'")
+        one_line_error(img(h, *run_args(h, "--rm", "--network", h.net, "--ip", want, IMAGE, "true"), env=h.env),
+                       f"--ip {want}", "already the address of container 'heir'")
+    finally:
+        img_ok(h, "rm", "--force", "heir", env=h.env)
+    assert not os.listdir(ports) and not leases(h)
+
+
 def test_ip_gives_a_container_the_address_asked_for_as_docker_s_does(net):
     """docker's --ip on a network of one's own: the container has that address (its eth0, its
     /etc/hosts, inspect), and a second container asking for it, an address outside the subnet,

@@ -88,27 +88,16 @@ def prune_stale(nets: Networks) -> list[str]:
     """Leases and port reservations whose container is gone (a killed run left them)."""
     removed = []
     for name in nets.names():
-        for ip, owner in nets.leases(name).items():
-            if not _alive(owner):
-                nets.release(name, ip)
+        for ip in nets.leases(name):
+            if nets.drop_if_dead(nets.path(name, "leases", ip)):
                 removed.append(f"lease {ip} in {name}")
     ports = os.path.join(nets.root, "ports")
     for entry in os.listdir(ports) if os.path.isdir(ports) else []:
         if not entry.startswith(("tcp-", "udp-", "sctp-")) or not os.path.isfile(os.path.join(ports, entry)):
             continue  # not a reservation: what a network called "ports" (an older mrun made one) holds
-        try:
-            owner = jsonio.load_file(os.path.join(ports, entry))
-        except (OSError, ValueError):
-            owner = {}
-        if not _alive(owner):
-            os.unlink(os.path.join(ports, entry))
+        if nets.drop_if_dead(os.path.join(ports, entry)):
             removed.append(f"port reservation {entry}")
     return removed
-
-
-def _alive(owner: dict[str, str]) -> bool:
-    root, cid = owner.get("root"), owner.get("container")
-    return bool(root and cid and os.path.exists(os.path.join(root, cid, "state.json")))
 
 
 def _list(nets: Networks, quiet: bool, fmt: str) -> None:

@@ -17,6 +17,7 @@ import os
 from mrun import jsonio
 from mrun.errors import InvalidSpec, MrunError
 from mrun.images.store import ImageStore, normalize
+from mrun.kernel.fdpass import write_all
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,9 +37,7 @@ class _Hashing:
 
     def write(self, data: bytes) -> int:
         self.hash.update(data)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view):]
+        write_all(self.fd, data)
         self.size += len(data)
         return len(data)
 

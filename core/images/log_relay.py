@@ -28,6 +28,8 @@ from __future__ import annotations
 import os
 import time
 
+from mrun.kernel.fdpass import write_all
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing's import is not paid by a supervisor
     from collections.abc import Iterator
@@ -145,12 +147,10 @@ class Relay:
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view):]
-        except OSError:  # the disk is full, or the log was removed with the container: dropped
-            return
+    try:
+        write_all(fd, data)
+    except OSError:  # the disk is full, or the log was removed with the container: dropped
+        pass
 
 
 def indexed(bundle: str) -> bool:

@@ -17,6 +17,7 @@ from mrun import jsonio
 from mrun.errors import MrunError, NotFound
 from mrun.images.reference import check_digest
 from mrun.images.shapes import DOCKER_ARCHIVE, checked, read_document
+from mrun.kernel.fdpass import write_all
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -194,7 +195,7 @@ def spooled_stdin(directory: str) -> Iterator[str]:
                 head += chunk[: 512 - len(head)]
                 if len(head) == 512:
                     _looks_like_an_archive(head)
-            _write_all(fd, chunk)
+            write_all(fd, chunk)
             size += len(chunk)
         if not size:
             raise MrunError("load: stdin was empty: no archive came")
@@ -216,12 +217,6 @@ def _looks_like_an_archive(head: bytes) -> None:
         tarfile.TarInfo.frombuf(head[:512], "utf-8", "surrogateescape")
     except tarfile.HeaderError:
         raise MrunError("stdin: not a tar archive (plain, gzip, bzip2 or xz), nor an OCI layout directory")
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def shown(path: str) -> str:

@@ -16,6 +16,7 @@ import stat
 import tarfile
 
 from mrun.errors import MrunError
+from mrun.kernel.fdpass import write_all
 from mrun.kernel.overlay import OPAQUE_XATTR
 from mrun.kernel.tree import remove_tree
 
@@ -195,9 +196,7 @@ def _copy_keeping_holes(src: IO[bytes], fd: int, size: int) -> None:
         if chunk == _ZEROS[: len(chunk)]:
             os.lseek(fd, len(chunk), os.SEEK_CUR)
         else:
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, chunk)
     os.ftruncate(fd, size)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 
 from mrun.errors import MrunError
+from mrun.kernel.fdpass import write_all
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -125,10 +126,8 @@ def _child(work: Callable[[], bytes], what: str, w: int, parent: int, join: Call
     except BaseException as e:  # noqa: BLE001 - reported in one line, then exit
         out = REFUSED + b"M" + f"{what}: {(str(e).strip().splitlines() or [type(e).__name__])[0]}".encode()
     finally:
-        view = memoryview(out)
         try:
-            while view:
-                view = view[os.write(w, view):]
+            write_all(w, out)
         finally:
             os._exit(0)
 

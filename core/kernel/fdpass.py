@@ -1,8 +1,9 @@
-"""Descriptors passed over unix sockets (SCM_RIGHTS), and a stream read to an exact length: what
-the shim's fork helper and its workers, the pristine copy, the warm template and a console's pty
-hand-over share. Pure Python on the bare ``_socket`` (no ``array``, no ``socket``): the pristine
-copy and the create path import it. (``warm.client``, which every Python launcher imports, keeps
-its own two lines of each, to import nothing more of mrun's than ``jsonio``.)"""
+"""Descriptors passed over unix sockets (SCM_RIGHTS), a stream read to an exact length and a
+descriptor written whole: what the shim's fork helper and its workers, the pristine copy, the warm
+template, a console's pty hand-over and the image writers (layers, logs, archives) share. Pure
+Python on the bare ``_socket`` (no ``array``, no ``socket``): the pristine copy and the create path
+import it. (``warm.client``, which every Python launcher imports, keeps its own two lines of each,
+to import nothing more of mrun's than ``jsonio``.)"""
 
 from __future__ import annotations
 
@@ -49,3 +50,10 @@ def read_exact(source: Any, size: int, have: bytes = b"") -> bytes | None:
             return None
         buf += chunk
     return bytes(buf)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """All of ``data`` to ``fd``: a pipe or a full socket buffer takes part of a write."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

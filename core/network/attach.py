@@ -24,7 +24,7 @@ from mrun import annotations as ann
 from mrun import jsonio
 from mrun.errors import InvalidSpec, MrunError
 from mrun.network import names
-from mrun.network.store import Networks, veth_name
+from mrun.network.store import Networks, PortTaken, veth_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -149,9 +149,10 @@ def _check_free(p: dict[str, Any]) -> None:
             s.bind((p["host_ip"] or "0.0.0.0", p["host_port"]))
         except OSError as e:
             where = f"{p['host_ip']}:{p['host_port']}" if p["host_ip"] else str(p["host_port"])
-            why = "port already in use on this host" if e.errno == errno.EADDRINUSE else (
-                "not an address of this host" if e.errno == errno.EADDRNOTAVAIL else "cannot be bound")
-            raise MrunError(f"-p {where}/{p['proto']}: {why} ({e.strerror})")
+            if e.errno == errno.EADDRINUSE:
+                raise PortTaken(f"-p {where}/{p['proto']}: port already in use on this host ({e.strerror})") from None
+            why = "not an address of this host" if e.errno == errno.EADDRNOTAVAIL else "cannot be bound"
+            raise MrunError(f"-p {where}/{p['proto']}: {why} ({e.strerror})") from None
 
 
 CHOOSING_ATTEMPTS = 20
@@ -174,7 +175,7 @@ def _reserve_free(nets: Networks, p: dict[str, Any], owner: dict[str, str]) -> N
         try:
             p["reservation"] = nets.reserve_port(p["proto"], p["host_ip"], p["host_port"], owner)
             return
-        except MrunError:  # published by another container (its rule, no listener): choose again
+        except PortTaken:  # published by another container (its rule, no listener): choose again
             continue
     raise MrunError(f"-p {p['port']}/{p['proto']}: no free host port found in {CHOOSING_ATTEMPTS} choices")
 
@@ -189,9 +190,8 @@ def _reserve_in_range(nets: Networks, p: dict[str, Any], owner: dict[str, str]) 
             _check_free(p)
             p["reservation"] = nets.reserve_port(p["proto"], p["host_ip"], port, owner)
             return
-        except MrunError as e:  # in use, by a listener or another container's rule: the next one
-            if "already" not in str(e):  # not an address of this host: no port of it would do
-                raise
+        except PortTaken:  # by a listener or another container's rule: the next one (any other
+            pass  # refusal, such as an address not of this host, goes out: no port of it would do)
     where = f"{p['host_ip']}:" if p["host_ip"] else ""
     raise MrunError(f"-p {where}{first}-{last}:{p['port']}/{p['proto']}: every host port of the range is in use")
 

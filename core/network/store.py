@@ -27,6 +27,11 @@ DEFAULT_NETWORK = "mrun"
 DEFAULT_ROOT = "/var/lib/mrun/networks"
 
 
+class PortTaken(MrunError):
+    """A host port someone has: a listener on the host, or another container's publication. A
+    range (``-p 8000-8010:80``) or a chosen port then tries the next one."""
+
+
 def network_root() -> str:
     return os.environ.get("MRUN_NETWORK_ROOT") or DEFAULT_ROOT
 
@@ -242,27 +247,29 @@ class Networks:
             d = self.path(name, "leases")
             data = jsonio.dumps(owner).encode()
             subnet = ipaddress.ip_network(net["subnet"])
-            hosts: Any = subnet.hosts()
             if want:
                 asked = requested_address(want)
                 if asked not in subnet or asked in (subnet.network_address, subnet.broadcast_address) \
                         or str(asked) == net["gateway"]:
                     raise InvalidSpec(f"--ip {want}: not an address network {name!r} gives out "
                                       f"({net['subnet']}, gateway {net['gateway']})")
-                hosts = [asked]
-            for host in hosts:
-                ip = str(host)
-                if ip == net["gateway"]:
-                    continue
-                try:
-                    fd = os.open(os.path.join(d, ip), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-                except FileExistsError:
-                    continue
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                return ip
+            for reclaim in (False, True):  # a dead container's address only when no other is free
+                for host in [requested_address(want)] if want else subnet.hosts():  # lazily: a /8 has 16M
+                    ip = str(host)
+                    if ip == net["gateway"]:
+                        continue
+                    path = os.path.join(d, ip)
+                    if reclaim and os.path.lexists(path) and not owner_alive(_owner(path)):
+                        os.unlink(path)  # a run killed before its plan named it, or a reboot
+                    try:
+                        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                    except FileExistsError:
+                        continue
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(data)
+                    return ip
         if want:
-            holder = self.leases(name).get(want, {}).get("container", "?")
+            holder = _owner(self.path(name, "leases", str(requested_address(want)))).get("container", "?")
             raise MrunError(f"--ip {want}: already the address of container {holder!r} on network {name!r}")
         raise MrunError(f"network {name!r}: no free address left in {net['subnet']}")
 
@@ -273,16 +280,31 @@ class Networks:
             pass
 
     def reserve_port(self, proto: str, host_ip: str, port: int, owner: dict[str, str]) -> str:
+        """The host port's reservation for ``owner``, made whole under the lock (so one found
+        empty or unreadable there was cut short by a kill); one whose container has no state any
+        more (a run killed before its plan named it, a reboot) is taken over, as docker's next run
+        takes the port."""
         os.makedirs(os.path.join(self.root, "ports"), mode=0o700, exist_ok=True)
         path = os.path.join(self.root, "ports", f"{proto}-{host_ip or '0.0.0.0'}-{port}")
-        try:
+        with self.lock():
+            holder = _owner(path) if os.path.lexists(path) else None
+            if holder is not None and owner_alive(holder):
+                raise PortTaken(f"-p {port}/{proto}: port already published by container {holder['container']!r}")
+            if holder is not None:
+                os.unlink(path)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        except FileExistsError:
-            holder = jsonio.load_file(path).get("container", "?") if os.path.exists(path) else "?"
-            raise MrunError(f"-p {port}/{proto}: port already published by container {holder!r}")
-        with os.fdopen(fd, "w") as f:
-            f.write(jsonio.dumps(owner))
+            with os.fdopen(fd, "w") as f:
+                f.write(jsonio.dumps(owner))
         return path
+
+    def drop_if_dead(self, path: str) -> bool:
+        """Remove the reservation or lease at ``path`` if its container has no state any more
+        (`network prune`, `system prune`); under the lock, so never one a run has just taken over."""
+        with self.lock():
+            if not os.path.lexists(path) or owner_alive(_owner(path)):
+                return False
+            os.unlink(path)
+            return True
 
     def remove(self, name: str, take_down: Callable[[], None] | None = None) -> None:
         """The network's files, whatever state its definition is in (so a damaged one can go),
@@ -335,3 +357,20 @@ SPECIAL_USE = ("0.0.0.0/8 (this network)", "127.0.0.0/8 (loopback)", "169.254.0.
 def special_use(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
     """The special-use range ``net`` overlaps, named; "" for none."""
     return next((r for r in SPECIAL_USE if ipaddress.ip_network(r.split()[0]).overlaps(net)), "")
+
+
+def _owner(path: str) -> dict[str, str]:
+    """Whose a lease or port reservation is: {} for one cut short or damaged (no one's)."""
+    try:
+        owner = jsonio.load_file(path)
+    except (OSError, ValueError):
+        return {}
+    return owner if isinstance(owner, dict) else {}
+
+
+def owner_alive(owner: dict[str, str]) -> bool:
+    """Whether the container a lease or reservation names still has its state (alive, or
+    stopped and not yet removed)."""
+    root, cid = owner.get("root"), owner.get("container")
+    return isinstance(root, str) and isinstance(cid, str) and bool(root and cid) and \
+        os.path.exists(os.path.join(root, cid, "state.json"))
