@@ -22,10 +22,7 @@ MARKER = "image.json"  # in a container's directory: the image it was made from
 
 def image_of(bundle: str) -> dict[str, Any] | None:
     """Which image (and layers) a container was made from; None for a plain bundle."""
-    try:
-        return jsonio.load_file(os.path.join(bundle, MARKER))
-    except (OSError, ValueError):
-        return None
+    return jsonio.load_object(os.path.join(bundle, MARKER))
 
 
 def release(bundle: str, container_id: str = "", state_root: str = "") -> None:

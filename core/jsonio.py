@@ -113,6 +113,18 @@ def load_file(path: str) -> Any:
         return loads(f.read())
 
 
+def load_object(path: str) -> dict[str, Any] | None:
+    """A record mrun keeps beside a container (image.json, net.json, its bundle's config), read
+    as input like any other: its JSON object, or None when it is missing, unreadable, cut short
+    or not an object (damaged by hand or by the disk). A listing then shows the rest, never an
+    internal error."""
+    try:
+        doc = load_file(path)
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
 def replace_file(path: str, obj: Any) -> None:
     """``obj`` as ``path``, whole or not at all: written beside it (``.NAME.tmp``), then renamed over it."""
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")

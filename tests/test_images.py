@@ -2645,3 +2645,52 @@ def test_history_and_info_as_docker(images, busybox_archive):
         assert "Containers: 1\n Running: 1\n" in text and f"Cgroup Version: {expected}\n" in text
     finally:
         img_ok(h, "rm", "-f", "inforun")
+
+
+def test_mrun_s_own_records_damaged_are_one_line_or_passed_over(images, busybox_archive):
+    """mrun replaces its records whole, so no crash damages one; a disk or a hand can. A damaged
+    image index (cut short, a list, an entry without its config) made every image verb an
+    "internal error: DecodeError" (or AttributeError, TypeError); one container's damaged
+    image.json or config.json did so for `ps -a`, `diff` and `volume ls` over all containers, and
+    a damaged net.json for `inspect`. Now the index is one line naming the file and its first bad
+    field, and a container's damaged record is read as absent: the others are still listed."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "up", IMAGE, "sleep", "600"))
+    img(h, *run_args(h, "--name", "done", IMAGE, "true"))
+    containers = os.path.join(h.image_root, "containers")
+    records = [os.path.join(containers, "up", "image.json"), os.path.join(containers, "done", "config.json"),
+               os.path.join(h.root, "up", "net.json")]
+    kept = {p: open(p, "rb").read() if os.path.exists(p) else None for p in records}
+    try:
+        for damage in ("", "[1]", "{"):
+            for path in records:
+                with open(path, "w") as f:
+                    f.write(damage)
+            for verb in (("ps", "-a"), ("container", "ls", "-a"), ("volume", "ls"), ("inspect", "up"), ("diff", "up")):
+                r = img(h, *verb)
+                assert "internal error" not in r.stderr, (damage, verb, r.stderr)
+                assert r.returncode == 0 or r.stderr.count("\n") == 1, (damage, verb, r.stderr)
+                if verb[0] in ("ps", "container"):
+                    assert "up" in r.stdout and "done" in r.stdout, (damage, verb, r.stdout)
+        for path, content in kept.items():
+            if content is None:
+                os.unlink(path)
+            else:
+                with open(path, "wb") as f:
+                    f.write(content)
+        index = os.path.join(h.image_root, "images.json")
+        whole = open(index, "rb").read()
+        for damage, words in (("", "Expecting value"), ("[1]", "not a JSON object"),
+                              (json.dumps({IMAGE: {"manifest": "sha256:1"}}), f"{IMAGE}.config: missing"),
+                              (json.dumps({IMAGE: 5}), f"{IMAGE}: must be an object")):
+            with open(index, "w") as f:
+                f.write(damage)
+            for verb in (("images",), ("image", "inspect", IMAGE), ("history", IMAGE), ("info",),
+                         run_args(h, "--rm", IMAGE, "true"), ("rmi", IMAGE)):
+                one_line_error(img(h, *verb), f"{index} is damaged", words)
+        with open(index, "wb") as f:
+            f.write(whole)
+        assert IMAGE in img_ok(h, "image", "inspect", IMAGE).stdout
+    finally:
+        img(h, "rm", "--force", "up", "done")

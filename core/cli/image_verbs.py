@@ -281,10 +281,7 @@ def _network_mode(g: dict[str, Any], mode: str, publish: list[str], kw: dict[str
                 places.append(record.bundle)  # a host-network one's copies (mrun run's bundles only)
             files = {name: os.path.join(place, name) for place in places
                      for name in ("hosts", "resolv.conf", "hostname") if os.path.isfile(os.path.join(place, name))}
-            try:
-                hostname = jsonio.load_file(os.path.join(record.bundle, "config.json")).get("hostname") or ""
-            except (OSError, ValueError, AttributeError):
-                hostname = ""
+            hostname = (jsonio.load_object(os.path.join(record.bundle, "config.json")) or {}).get("hostname") or ""
             return {"namespace": f"/proc/{record.pid}/ns/net", "files": files,
                     "hostname": hostname if isinstance(hostname, str) else ""}
         return {"host": True} if mode == "host" else {}
@@ -475,8 +472,7 @@ def inspect(g: dict[str, Any], container_id: str, format: str = "") -> int:  # n
     from mrun.bundles import image_of
 
     image = image_of(record.bundle)
-    net_file = runtime.store.path(container_id, "net.json")
-    network = jsonio.load_file(net_file) if os.path.exists(net_file) else None
+    network = jsonio.load_object(runtime.store.path(container_id, "net.json"))
     from mrun.images.supervisor import exit_of
 
     state = runtime.state(container_id)
@@ -1003,11 +999,7 @@ _PS_FILTERS = ("label", "name", "id", "status", "ancestor", "health")
 
 def _net_of(runtime: Any, container_id: str) -> dict[str, Any] | None:
     """A container's net.json (its network, address and published ports), if it has one."""
-    try:
-        doc = jsonio.load_file(runtime.store.path(container_id, "net.json"))
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
+    return jsonio.load_object(runtime.store.path(container_id, "net.json"))
 
 
 def _ps_filters(filters: list[str]) -> dict[str, list[str]]:

@@ -91,11 +91,8 @@ def _test(test: list[str], field: str) -> list[str]:
 
 def read(bundle: str) -> dict[str, Any] | None:
     """The container's health as its supervisor last wrote it, or None (no check)."""
-    try:
-        doc = jsonio.load_file(os.path.join(bundle, HEALTH_FILE))
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) and doc.get("Status") in STATUSES else None
+    doc = jsonio.load_object(os.path.join(bundle, HEALTH_FILE))
+    return doc if doc is not None and doc.get("Status") in STATUSES else None
 
 
 class Checker:

@@ -24,6 +24,7 @@ from mrun import jsonio
 from mrun.bundles import MARKER  # in a container's directory: the image it was made from
 from mrun.errors import MrunError, NotFound
 from mrun.images.reference import Reference, check_digest
+from mrun.schema import BOOL, STR, UINT, check
 from mrun.state import FileLock
 
 TYPE_CHECKING = False
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from typing import IO, Any
 
 CHUNK = 1 << 20
+# An entry of images.json, as install and commit write it: what the verbs index without looking.
+INDEX_ENTRY = {"manifest!": STR, "config!": STR, "layers!": ("list", STR), "blobs!": ("list", STR), "wasm": BOOL,
+               "modules": ("list", STR), "created": STR, "size": UINT}
 
 
 class DigestMismatch(MrunError):
@@ -117,10 +121,21 @@ class ImageStore:
     # -- names ---------------------------------------------------------------------------
 
     def index(self) -> dict[str, Any]:
+        """name -> entry; a file damaged by hand or by the disk (mrun replaces it whole, so no
+        crash leaves it so) is one line naming it and its first bad field, never an internal error."""
         try:
-            return jsonio.load_file(self.index_path)
+            doc = jsonio.load_file(self.index_path)
         except FileNotFoundError:
             return {}
+        except (OSError, ValueError) as e:
+            raise MrunError(f"{self.index_path} is damaged: {e}")
+        if not isinstance(doc, dict):
+            raise MrunError(f"{self.index_path} is damaged: not a JSON object")
+        try:
+            check(doc, ("map", INDEX_ENTRY), "")
+        except MrunError as e:
+            raise MrunError(f"{self.index_path} is damaged: {str(e).removeprefix('.')}") from None
+        return doc
 
     def save_index(self, index: dict[str, Any]) -> None:
         tmp = f"{self.index_path}.tmp-{os.getpid()}"
@@ -170,10 +185,9 @@ class ImageStore:
         """container id -> what it was made from: {"image", "config" digest, "layers"}."""
         used = {}
         for cid in os.listdir(self.containers) if os.path.isdir(self.containers) else []:
-            try:
-                used[cid] = jsonio.load_file(os.path.join(self.containers, cid, MARKER))
-            except (OSError, ValueError):
-                continue
+            made_from = jsonio.load_object(os.path.join(self.containers, cid, MARKER))
+            if made_from is not None:
+                used[cid] = made_from
         return used
 
     def sweep(self) -> list[str]:

@@ -394,8 +394,4 @@ def _noted_code(bundle: str) -> int | None:
 
 def exit_of(bundle: str) -> dict[str, Any] | None:
     """What the supervisor recorded: {"exit_code": N (None if unknown), "finished": time}."""
-    try:
-        doc = jsonio.load_file(os.path.join(bundle, EXIT_FILE))
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
+    return jsonio.load_object(os.path.join(bundle, EXIT_FILE))

@@ -98,9 +98,8 @@ def users(store_root: str, name: str) -> list[str]:
     containers = os.path.join(store_root, "containers")
     found = []
     for cid in sorted(os.listdir(containers)) if os.path.isdir(containers) else []:
-        try:
-            config = jsonio.load_file(os.path.join(containers, cid, "config.json"))
-        except (OSError, ValueError):
+        config = jsonio.load_object(os.path.join(containers, cid, "config.json"))
+        if config is None:
             continue
         if any(isinstance(m, dict) and m.get("source") == path for m in config.get("mounts") or []):
             found.append(cid)
