@@ -2240,6 +2240,67 @@ def test_cp_as_docker_never_led_out_by_the_container(images, busybox_archive, tm
         img_ok(h, "rm", "--force", "cpc")
 
 
+def test_cp_streams_a_tar_both_ways_as_docker_s_cp_dash(images, busybox_archive, tmp_path):
+    """docker's `cp CONTAINER:PATH -` (a tar of PATH on stdout, named by its last component;
+    PATH/. its contents) and `cp - CONTAINER:DIR` (a tar on stdin unpacked into DIR): mrun wrote
+    a file called "-" in the working directory, and read nothing. A hostile archive (`../`, a
+    write through a link it planted) is refused in one line and writes nothing into the
+    container; the container's own link (/tmp/escape -> /) does not lead the writes out; DIR
+    must be a directory; nothing is left staged in the image root."""
+    h = images
+    env = {**os.environ, **h.base_env}
+    base = [h.binary, "--root", h.root, "--image-root", h.image_root]
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "cpt", IMAGE, "sleep", "600"))
+
+    def streamed(payload: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([*base, "cp", *args], input=payload, capture_output=True, env=env, timeout=60)
+
+    def archive(*entries: tuple[tarfile.TarInfo, bytes]) -> bytes:
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w") as tar:
+            for info, data in entries:
+                info.size = len(data) if info.isfile() else 0
+                tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
+        return out.getvalue()
+
+    def entry(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname, info.mode = kind, link, 0o755 if kind == tarfile.DIRTYPE else 0o644
+        return info
+
+    try:
+        img_ok(h, "exec", "cpt", "sh", "-c",
+               "mkdir -p /srv/d; echo one > /srv/d/f; ln -s f /srv/d/l; ln -s / /tmp/escape")
+        out = streamed(b"", "cpt:/srv/d", "-")
+        assert out.returncode == 0, out.stderr
+        with tarfile.open(fileobj=io.BytesIO(out.stdout)) as tar:
+            assert sorted(tar.getnames()) == ["d", "d/f", "d/l"]
+            assert tar.extractfile("d/f").read() == b"one\n" and tar.getmember("d/l").linkname == "f"
+        with tarfile.open(fileobj=io.BytesIO(streamed(b"", "cpt:/srv/d/.", "-").stdout)) as tar:
+            assert sorted(tar.getnames()) == ["f", "l"]
+
+        payload = archive((entry("new", tarfile.DIRTYPE), b""), (entry("new/g"), b"two\n"))
+        r = streamed(payload, "-", "cpt:/tmp/escape/srv")  # the container's link: its own root
+        assert r.returncode == 0, r.stderr
+        assert img_ok(h, "exec", "cpt", "cat", "/srv/new/g").stdout == "two\n"
+        assert not os.path.exists("/srv/new")
+        for hostile, words in ((archive((entry("../../etc/evil"), b"x")), "'..' would leave"),
+                               (archive((entry("lnk", tarfile.SYMTYPE, "/etc"), b""), (entry("lnk/evil"), b"x")),
+                                "goes through the symlink"),
+                               (b"not a tar archive at all" * 40, "stdin")):
+            r = streamed(hostile, "-", "cpt:/srv")
+            one_line_error(subprocess.CompletedProcess(r.args, r.returncode, "", r.stderr.decode()), words)
+        assert img_ok(h, "exec", "cpt", "ls", "/srv").stdout.split() == ["d", "new"]
+        for args, words in ((("-", "cpt:/srv/d/f"), "not one"), (("-", "cpt:/no/such"), "no such directory"),
+                            (("cpt:/no/such", "-"), "no such file"), (("-", str(tmp_path)), "CONTAINER:PATH")):
+            r = streamed(payload, *args)
+            one_line_error(subprocess.CompletedProcess(r.args, r.returncode, "", r.stderr.decode()), words)
+        assert not os.path.exists("-") and not [n for n in os.listdir(h.image_root) if n.startswith("cp-")]
+    finally:
+        img_ok(h, "rm", "--force", "cpt")
+
+
 def test_cp_never_opens_a_device_swapped_in_for_a_file(images, busybox_archive, tmp_path):
     """A container swapping its files for a device node (mknod is one of docker's default
     capabilities) while `mrun cp` copies them out. cp looked at each name, then opened it by

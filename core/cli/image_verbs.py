@@ -1065,6 +1065,10 @@ def cp(g: dict[str, Any], source: str, destination: str, archive: bool = False) 
     leads the copy out. ``archive`` (-a) keeps uids and gids; else the files are the caller's."""
     from mrun.kernel import fdcopy, inroot
 
+    if "-" in (source, destination):
+        from mrun.cli.container_files import cp_stream
+
+        return cp_stream(g, source, destination, archive)
     src_container, src_path = _container_path(source)
     dst_container, dst_path = _container_path(destination)
     if bool(src_container) == bool(dst_container):

@@ -192,7 +192,8 @@ class ImageStore:
 
     def sweep(self) -> list[str]:
         """Remove what killed writers left: ``.part-PID`` blobs (load), ``commit-PID.layer`` (a
-        commit's layer being written, once PID is gone), ``.tmp-PID`` layers and
+        commit's layer being written) and ``cp-PID.in`` (a tar stream `cp` unpacks) once PID is
+        gone, ``.tmp-PID`` layers and
         index files, and abandoned ``.partial`` downloads and lock files (nobody holds the blob's
         lock). Called with the store's lock held, which every writer of the first kind holds
         too; a download in progress holds its blob's lock, so nothing found here is in use.
@@ -207,6 +208,9 @@ class ImageStore:
                 stale = ".part-" in name or ".tmp-" in name
                 if folder == self.blobs and name.startswith("commit-") and name.endswith(".layer"):
                     pid = name[len("commit-"):-len(".layer")]  # a commit writes it without the lock
+                    stale = pid.isdigit() and not os.path.exists(f"/proc/{pid}")
+                if folder == self.root and name.startswith("cp-") and name.endswith(".in"):
+                    pid = name[len("cp-"):-len(".in")]  # `cp - CONTAINER:DIR` stages there without the lock
                     stale = pid.isdigit() and not os.path.exists(f"/proc/{pid}")
                 if folder == self.blobs and name.endswith((".lock", ".partial")):
                     stale = not held_by_someone(os.path.join(folder, name.split(".")[0] + ".lock"))

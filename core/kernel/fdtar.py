@@ -39,37 +39,59 @@ def write_tree(root_fd: int, out: BinaryIO, leave_out: frozenset[str] = frozense
     deletions (0/0 character devices) and opaque directories are written as an image layer says
     them (``.wh.NAME``, ``.wh..wh..opq``). -> the paths left out, and why."""
     skipped: list[str] = []
-    device = os.fstat(root_fd).st_dev
-    first_names: dict[tuple[int, int], str] = {}
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         top = os.open(".", _DIR, dir_fd=root_fd)
-        stack = [(top, "", iter(sorted(os.listdir(top))))]
-        try:
-            while stack:
-                handle, prefix, names = stack[-1]
-                name = next(names, None)
-                if name is None:
-                    os.close(stack.pop()[0])
-                    continue
-                if prefix + name in leave_out:
-                    continue
-                if whiteouts and _layer_marker(tar, handle, name, prefix):
-                    continue
-                child = _entry(tar, handle, name, prefix + name, device, first_names, skipped)
-                if child is not None and whiteouts and is_opaque(child):
-                    _empty_file(tar, f"{prefix}{name}/.wh..wh..opq")
-                if child is not None:
-                    if len(stack) >= MAX_DEPTH:
-                        os.close(child)
-                        raise MrunError(f"{prefix}{name}: more than {MAX_DEPTH} directories deep; not exported")
-                    stack.append((child, f"{prefix}{name}/", iter(sorted(os.listdir(child)))))
-        finally:
-            for handle, _prefix, _names in stack:
-                os.close(handle)
+        _walk(tar, [(top, "", iter(sorted(os.listdir(top))))], os.fstat(root_fd).st_dev, {}, skipped,
+              leave_out, whiteouts)
     return skipped
 
 
-def _entry(tar: tarfile.TarFile, parent: int, name: str, path: str, device: int,
+def write_entry(parent_fd: int, name: str, out: BinaryIO) -> list[str]:
+    """The entry ``name`` of the directory ``parent_fd`` (a directory with all below it) into a
+    tar stream on ``out``, named as docker's ``cp CONTAINER:PATH -`` names it (``etc/passwd`` for
+    /etc); "." writes the directory's contents (``PATH/.``). What is mounted below is written
+    too, as cp copies it. -> the paths left out, and why."""
+    skipped: list[str] = []
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        if name == ".":
+            top: int | None = os.open(".", _DIR, dir_fd=parent_fd)
+            prefix = ""
+        else:
+            top, prefix = _entry(tar, parent_fd, name, name, None, {}, skipped), f"{name}/"
+        if top is not None:
+            _walk(tar, [(top, prefix, iter(sorted(os.listdir(top))))], None, {}, skipped)
+    return skipped
+
+
+def _walk(tar: tarfile.TarFile, stack: list, device: int | None, first_names: dict[tuple[int, int], str],
+          skipped: list[str], leave_out: frozenset[str] = frozenset(), whiteouts: bool = False) -> None:
+    """Each directory on ``stack`` (handle, its path in the archive with "/", its names) with all
+    below it; the handles are closed. ``device``: the filesystem to stay on (None: any)."""
+    try:
+        while stack:
+            handle, prefix, names = stack[-1]
+            name = next(names, None)
+            if name is None:
+                os.close(stack.pop()[0])
+                continue
+            if prefix + name in leave_out:
+                continue
+            if whiteouts and _layer_marker(tar, handle, name, prefix):
+                continue
+            child = _entry(tar, handle, name, prefix + name, device, first_names, skipped)
+            if child is not None and whiteouts and is_opaque(child):
+                _empty_file(tar, f"{prefix}{name}/.wh..wh..opq")
+            if child is not None:
+                if len(stack) >= MAX_DEPTH:
+                    os.close(child)
+                    raise MrunError(f"{prefix}{name}: more than {MAX_DEPTH} directories deep; not exported")
+                stack.append((child, f"{prefix}{name}/", iter(sorted(os.listdir(child)))))
+    finally:
+        for handle, _prefix, _names in stack:
+            os.close(handle)
+
+
+def _entry(tar: tarfile.TarFile, parent: int, name: str, path: str, device: int | None,
            first_names: dict[tuple[int, int], str], skipped: list[str]) -> int | None:
     """One entry into ``tar``. -> a handle on a directory whose contents are to follow, or None."""
     try:
@@ -82,7 +104,7 @@ def _entry(tar: tarfile.TarFile, parent: int, name: str, path: str, device: int,
     if kind == stat.S_IFDIR:
         info.type = tarfile.DIRTYPE
         tar.addfile(info)
-        if st.st_dev != device:
+        if device is not None and st.st_dev != device:
             skipped.append(f"{path}: another filesystem is mounted there; its contents left out")
             return None
         try:
