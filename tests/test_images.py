@@ -2755,3 +2755,44 @@ def test_mrun_s_own_records_damaged_are_one_line_or_passed_over(images, busybox_
         assert IMAGE in img_ok(h, "image", "inspect", IMAGE).stdout
     finally:
         img(h, "rm", "--force", "up", "done")
+
+
+def test_docker_s_prune_forms_take_force_and_all(images, busybox_archive, tmp_path):
+    """`docker image prune -af`, `system prune -af --volumes`, `volume prune -f`, `network prune
+    -f`: the forms scripts use (docker asks first without -f). mrun said "Option '-f' requires an
+    argument" (-f is --format for info and image ls) or "No such option". Now a prune's -f is
+    --force, -a untags every image no container was made from (their data goes with prune), and
+    --volumes takes the unused anonymous volumes; info's and image ls's -f stay --format. And
+    `container prune --filter label=...` passed its filter over: every stopped container went.
+    Now label, label! and until choose, and any other key is one line, removing nothing."""
+    h = images
+    env = {"MRUN_NETWORK_ROOT": str(tmp_path / "networks")}
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "--name", "maker", IMAGE, "sh", "-c", "echo made > /made"))
+    img_ok(h, "commit", "maker", "localhost/other:1")
+    img_ok(h, "rm", "maker")
+    img_ok(h, *run_args(h, "--name", "keeper", "-v", "/anon", IMAGE, "true"))  # stopped, kept: its image is used
+    img_ok(h, "volume", "create", "named")
+    try:
+        for verb in (("volume", "prune", "-f"), ("network", "prune", "-f"), ("container", "prune", "-f", "--filter",
+                                                                              "label=none"), ("image", "prune", "-f")):
+            img_ok(h, *verb, env=env)
+        assert "localhost/other" in img_ok(h, "images").stdout
+        assert "keeper" in img_ok(h, "ps", "-a").stdout  # its label is not "none"
+        one_line_error(img(h, "container", "prune", "-f", "--filter", "status=exited"), "status=exited")
+        assert not img_ok(h, "container", "prune", "--filter", "until=1h").stdout  # keeper is younger
+        assert "keeper" in img_ok(h, "ps", "-a").stdout
+        assert img_ok(h, "info", "-f", "{{.Images}}").stdout.strip() == "2"
+        listed = img_ok(h, "image", "ls", "-f", "{{.Repository}}").stdout.split()
+        assert listed == ["localhost/busybox", "localhost/other"], listed
+        pruned = img_ok(h, "system", "prune", "-af", "--volumes", env=env).stdout
+        assert "untagged localhost/other:1" in pruned and "removed blob" in pruned, pruned
+        assert img_ok(h, "image", "ls", "-f", "{{.Repository}}").stdout.split() == ["localhost/busybox"]
+        kept = img_ok(h, "volume", "ls", "-q").stdout.split()
+        assert "named" in kept and len(kept) == 2, kept  # and keeper's anonymous one: keeper uses it
+        img_ok(h, "rm", "-v", "keeper")
+        assert "untagged localhost/busybox:latest" in img_ok(h, "image", "prune", "-af").stdout
+        assert not img_ok(h, "images", "-q").stdout.strip()
+    finally:
+        img(h, "rm", "-f", "-v", "keeper")
+        img(h, "volume", "rm", "named")

@@ -51,6 +51,8 @@ _FORMAT = Flag("format", "output format: table or json", short="f", default="tab
 _LIST_HELP = "table, json, or docker's Go template ({{.ID}}; 'table {{.ID}}\\t{{.Status}}' adds a header)"
 _LIST_FORMAT = Flag("format", _LIST_HELP, default="table")
 _LIST_FORMAT_F = Flag("format", _LIST_HELP, short="f", default="table")  # runc's ps -f, and images before
+# docker's `prune -f` (fastparse.prune_flags reads a prune's -f as --force: -f is --format elsewhere)
+_PRUNE_FORCE = Flag("force", "prune: accepted (docker asks first; mrun does not)", kind=bool, default=False)
 
 
 def _accepted(strings: tuple[str, ...] = (), switches: tuple[str, ...] = (),
@@ -113,6 +115,7 @@ COMMANDS = (
             Flag("quiet", "ls: only the names", kind=bool, short="q", default=False),
             Flag("all", "prune: named volumes too, not only anonymous ones", kind=bool, short="a", default=False),
             _LIST_FORMAT,
+            _PRUNE_FORCE,
         ),
     ),
     Command(
@@ -337,7 +340,9 @@ COMMANDS = (
             Arg("image", "the image (inspect, rm, tag, history), or the .wasm file (wasm)", required=False),
             Arg("name", "the new image's name (wasm, tag)", required=False),
         ),
-        (_LIST_FORMAT_F, Flag("quiet", "ls: print only ids", kind=bool, short="q", default=False)),
+        (_LIST_FORMAT_F, Flag("quiet", "ls: print only ids", kind=bool, short="q", default=False), _PRUNE_FORCE,
+         Flag("all", "prune: every image no container was made from too (docker's -a)", kind=bool, short="a",
+              default=False)),
     ),
     Command(
         "tag",
@@ -373,7 +378,11 @@ COMMANDS = (
         "snapshots, partial downloads, stale leases, empty cgroup parents); never a live container or an image",
         "system_verbs.system",
         (Arg("action", "prune, or info (as `mrun info`)"),),
-        (Flag("format", "info: docker's Go template ({{.CgroupVersion}}, {{json .}})", short="f", default=""),),
+        (Flag("format", "info: docker's Go template ({{.CgroupVersion}}, {{json .}})", short="f", default=""),
+         _PRUNE_FORCE,
+         Flag("all", "prune: every image no container was made from too (docker's -a)", kind=bool, short="a",
+              default=False),
+         Flag("volumes", "prune: the anonymous volumes no container uses too", kind=bool, default=False)),
     ),
     Command(
         "info",
@@ -410,6 +419,7 @@ COMMANDS = (
             Flag("driver", "create: docker's -d; bridge, the one driver here", short="d", default="bridge"),
             Flag("quiet", "ls: only the names", kind=bool, short="q", default=False),
             _LIST_FORMAT,
+            _PRUNE_FORCE,
         ),
     ),
     Command(

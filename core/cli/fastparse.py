@@ -38,6 +38,31 @@ MANAGEMENT = {
 }
 
 
+PRUNING = ("container", "image", "network", "system", "volume")
+
+
+def prune_flags(argv: list[str]) -> list[str]:
+    """docker's ``system prune -f``, ``image prune -af``: for a prune, -f is --force (docker
+    asks first without it). mrun's -f of these verbs is --format (info's, image ls's), so a
+    prune's is renamed here, before either front end reads argv."""
+    verb = verb_of(argv)
+    if verb not in PRUNING:
+        return argv
+    at = argv.index(verb)
+    action = next((t for t in argv[at + 1:] if not t.startswith("-")), None)
+    if action != "prune":
+        return argv
+    out, rest = argv[: at + 1], iter(argv[at + 1:])
+    for token in rest:
+        if token == "--":
+            out += [token, *rest]
+        elif token.startswith("-") and not token.startswith("--") and "f" in token and set(token[1:]) <= {"a", "f"}:
+            out += ["--force" if letter == "f" else f"-{letter}" for letter in token[1:]]
+        else:
+            out.append(token)
+    return out
+
+
 def _bundled(token: str, flags: tuple[Flag, ...]) -> list[Flag] | None:
     """``-it`` as ``-i -t`` (getopt's and docker's bundling): every letter a short flag, all but
     the last of them boolean. None: not such a bundle."""

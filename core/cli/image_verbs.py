@@ -17,6 +17,7 @@ from mrun.trace import span
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -141,6 +142,16 @@ def _rmi_one(store: ImageStore, image: str, force: bool) -> None:
     print(f"Untagged: {name}")
 
 
+def prune_images(store: ImageStore, every_unused: bool) -> list[str]:
+    """docker's image prune: what no image and no container uses; ``every_unused`` (-a): also
+    every image no container was made from, untagged first."""
+    from mrun.images.gc import prune, untag_unused
+
+    with store.lock():
+        return [f"untagged {n}" for n in (untag_unused(store) if every_unused else [])] + \
+            [f"removed {what}" for what in prune(store)]
+
+
 def tag(g: dict[str, Any], source: str, target: str) -> int:
     """docker's tag: TARGET names the image SOURCE names (one more name; `rmi` of one keeps the other)."""
     from mrun.images.reference import Reference
@@ -159,7 +170,7 @@ def tag(g: dict[str, Any], source: str, target: str) -> int:
 
 
 def image(g: dict[str, Any], action: str, image: str | None, name: str | None, format: str = "table",  # noqa: A002
-          quiet: bool = False) -> int:
+          quiet: bool = False, force: bool = False, all: bool = False) -> int:  # noqa: A002
     """docker's image verbs; ls, rm and tag are `images`, `rmi` and `tag` by their other names."""
     if action in ("ls", "list"):
         return images(g, format, quiet)
@@ -193,11 +204,8 @@ def image(g: dict[str, Any], action: str, image: str | None, name: str | None, f
             raise InvalidSpec("image history: name the image")
         return history(g, image, "" if format in ("table", "") else format, quiet)
     if action == "prune":
-        from mrun.images.gc import prune
-
-        with store.lock():
-            for what in prune(store):
-                print(f"removed {what}")
+        for what in prune_images(store, all):
+            print(what)
         return 0
     raise InvalidSpec(f"image: unknown action {action!r} (ls, rm, tag, inspect, history, prune or wasm)")
 
@@ -793,11 +801,14 @@ def container(g: dict[str, Any], action: str, force: bool = False, format: str =
         raise InvalidSpec(f"container: unknown action {action!r} (ls or prune)")
     from mrun.images.supervisor import exit_of
 
+    chosen = _prune_filter(list(filter))
     runtime = _rt(g)
     status = 0
     for state in runtime.list():
         if state["status"] != Status.STOPPED or (exit_of(state["bundle"]) or {}).get("restarting"):
             continue  # running, or about to start again (--restart): docker leaves both
+        if not chosen(state):
+            continue
         try:
             remove_container(g, state["id"], False)
             print(state["id"])
@@ -807,8 +818,45 @@ def container(g: dict[str, Any], action: str, force: bool = False, format: str =
     return status
 
 
+def _prune_filter(filters: list[str]) -> Callable[[dict[str, Any]], bool]:
+    """docker's ``container prune --filter``: label=KEY[=VALUE] (each must match), label!=KEY[=VALUE]
+    (none may), until=TIME (made before it; a time, a Unix time or a duration before now). Any
+    other key is refused: a filter passed over would remove containers nobody asked to remove."""
+    import time
+
+    labels: list[str] = []
+    not_labels: list[str] = []
+    until = 0
+    for text in filters:
+        key, eq, value = text.partition("=")
+        if not eq or not value or key not in ("label", "label!", "until"):
+            raise InvalidSpec(f"--filter {text!r}: container prune takes label=KEY[=VALUE], label!=KEY[=VALUE] "
+                              "or until=TIME")
+        if key == "until":
+            until = log_time(f"--filter {text!r}:", value, time.time_ns())
+        else:
+            (labels if key == "label" else not_labels).append(value)
+
+    def labelled(annotations: dict[str, str], value: str) -> bool:
+        name, eq, expected = value.partition("=")
+        return name in annotations and (not eq or annotations[name] == expected)
+
+    def chosen(state: dict[str, Any]) -> bool:
+        annotations = state.get("annotations") or {}
+        if not all(labelled(annotations, v) for v in labels) or any(labelled(annotations, v) for v in not_labels):
+            return False
+        if until:
+            try:
+                return log_time("created", str(state.get("created") or ""), 0) < until
+            except InvalidSpec:
+                return False  # no time it was made: not shown to be before
+        return True
+
+    return chosen
+
+
 def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False,
-           all: bool = False, format: str = "table") -> int:  # noqa: A002
+           all: bool = False, format: str = "table", force: bool = False) -> int:  # noqa: A002
     """docker's volume verbs over <image root>/volumes (mrun.images.volumes)."""
     from mrun.images import volumes
 

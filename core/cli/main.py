@@ -97,7 +97,9 @@ def call(g: dict[str, Any], cmd: Command, params: dict[str, Any]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     umask.own_files()
-    from mrun.cli.fastparse import ParseError, parse
+    from mrun.cli.fastparse import ParseError, parse, prune_flags
+
+    argv = prune_flags(argv)
 
     try:
         g, cmd, params = parse(argv)

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 
 def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str, gateway: str = "",
-            driver: str = "bridge", quiet: bool = False, format: str = "table") -> int:  # noqa: A002
+            driver: str = "bridge", quiet: bool = False, format: str = "table",  # noqa: A002
+            force: bool = False) -> int:
     nets = Networks()
     names = list(names or [])
     if action in ("create", "inspect", "rm") and not names:

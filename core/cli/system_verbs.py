@@ -17,7 +17,10 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def system(g: dict[str, Any], action: str, format: str = "") -> int:  # noqa: A002
+def system(g: dict[str, Any], action: str, format: str = "", force: bool = False,  # noqa: A002
+           all: bool = False, volumes: bool = False) -> int:  # noqa: A002
+    """``force`` is docker's (it asks first; mrun does not). ``all``: every image no container
+    was made from goes too; ``volumes``: the anonymous volumes no container uses, as docker's."""
     if action == "info":
         from mrun.cli.info import info
 
@@ -28,6 +31,17 @@ def system(g: dict[str, Any], action: str, format: str = "") -> int:  # noqa: A0
         raise MrunError(f"system: unknown action {action!r} (prune, info)")
     for what in prune(g):
         print(f"removed {what}")
+    if volumes:
+        from mrun.images import volumes as volume_store
+
+        for name in volume_store.prune(g["image_root"]):
+            print(f"removed volume {name}")
+    if all and os.path.isdir(g["image_root"]):
+        from mrun.cli.image_verbs import prune_images
+        from mrun.images.store import ImageStore
+
+        for what in prune_images(ImageStore(g["image_root"]), True):
+            print(what)
     return 0
 
 

@@ -13,6 +13,17 @@ from mrun.images.store import ImageStore
 from mrun.kernel.tree import remove_tree
 
 
+def untag_unused(store: ImageStore) -> list[str]:
+    """docker's ``image prune -a``: every name whose image no container was made from leaves the
+    index (prune then removes its data). Called with the store's lock held. -> the names."""
+    used = {meta.get("config") for meta in store.container_images().values()}
+    index = store.index()
+    gone = sorted(name for name, entry in index.items() if entry["config"] not in used)
+    if gone:
+        store.save_index({name: entry for name, entry in index.items() if name not in gone})
+    return gone
+
+
 def prune(store: ImageStore) -> list[str]:
     """Remove blobs and layers no image and no container refers to, and what killed
     commands left behind (orphaned containers' snapshots, partial writes). -> what was removed."""
