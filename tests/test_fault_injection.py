@@ -231,7 +231,7 @@ def test_a_commit_killed_while_it_holds_the_container_paused_leaves_it_running(i
             time.sleep(0.1)
 
         def state() -> str:
-            return img_ok(h, "ps", "--filter", "name=held", "--format", "{{.State}}").stdout.strip()
+            return img_ok(h, "ps", "-a", "--filter", "name=held", "--format", "{{.State}}").stdout.strip()
 
         argv = [h.binary, "--root", h.root, "--image-root", h.image_root, "commit", "held", "localhost/held:1"]
         for _attempt in range(5):  # killed while paused: once it shows paused, and before it is done

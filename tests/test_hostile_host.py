@@ -320,7 +320,7 @@ def test_an_orphaned_snapshot_is_listed_and_removed(images, busybox_archive):
     import shutil
 
     shutil.rmtree(os.path.join(h.root, "orph"))  # ... and its state, as if never recorded
-    assert "orphaned" in img_ok(h, "ps").stdout
+    assert "orphaned" in img_ok(h, "ps", "-a").stdout
     r = img(h, "rmi", IMAGE)
     assert r.returncode != 0 and "orph" in r.stderr
     img_ok(h, "rm", "-f", "orph")

@@ -205,7 +205,7 @@ def test_named_volume_outlives_containers_and_limits_reach_the_cgroup(images, bu
     assert img_ok(h, *run_args(h, "--rm", "-v", "keep:/data:ro", IMAGE, "cat", "/data/f")).stdout == "kept\n"
     img_ok(h, *run_args(h, "-d", "--name", "limited", "--memory", "48m", "--cpus", "0.5", IMAGE, "sleep", "600"))
     assert_limits(cgroup_dirs(f"{h.cgroup_parent}/limited"), 48 << 20, 50000)
-    ps = img_ok(h, "ps").stdout
+    ps = img_ok(h, "ps", "-a").stdout
     assert "limited" in ps and IMAGE in ps
     assert img_ok(h, "ps", "-a", "-q").stdout.split() == img_ok(h, "ps", "-aq").stdout.split() == ["limited"]
     img_ok(h, "stop", "-t", "5", "limited")
@@ -1417,7 +1417,7 @@ def test_detached_containers_report_their_exit_code(images, busybox_archive, tmp
     img_ok(h, "stop", "-t", "1", "sleeper")
     deadline = time.monotonic() + 15
     while True:
-        rows = {line.split()[0]: line for line in img_ok(h, "ps").stdout.splitlines()[1:]}
+        rows = {line.split()[0]: line for line in img_ok(h, "ps", "-a").stdout.splitlines()[1:]}
         if all("exited" in rows.get(c, "") for c in ("three", "wasm3", "sleeper")) or time.monotonic() > deadline:
             break
         time.sleep(0.1)
@@ -1435,13 +1435,13 @@ def test_a_detached_container_run_with_rm_is_removed_when_it_exits(images, busyb
     img_ok(h, "load", busybox_archive)
     img_ok(h, *run_args(h, "-d", "--rm", "--name", "brief", IMAGE, "sh", "-c", "sleep 0.2; exit 3"))
     img_ok(h, *run_args(h, "-d", "--rm", "--name", "stopped", IMAGE, "sleep", "600"))
-    assert set(img_ok(h, "ps", "-q").stdout.split()) >= {"stopped"}
+    assert set(img_ok(h, "ps", "-aq").stdout.split()) >= {"stopped"}
     img_ok(h, "stop", "-t", "1", "stopped")
     containers = os.path.join(h.image_root, "containers")
     deadline = time.monotonic() + 15
-    while (img_ok(h, "ps", "-q").stdout.split() or os.listdir(containers)) and time.monotonic() < deadline:
+    while (img_ok(h, "ps", "-aq").stdout.split() or os.listdir(containers)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert img_ok(h, "ps", "-q").stdout.split() == [] and os.listdir(containers) == []
+    assert img_ok(h, "ps", "-aq").stdout.split() == [] and os.listdir(containers) == []
     one_line_error(img(h, "inspect", "brief"), "does not exist")
 
 
@@ -1457,7 +1457,7 @@ def test_stop_and_rm_take_several_containers_as_docker_s_do(images, busybox_arch
     assert r.returncode == 1 and r.stdout.split() == ["one", "two"] and "'nosuch' does not exist" in r.stderr
     one_line_error(img(h, "rm", "three"), "three")  # running: -f is needed, as with docker
     assert img_ok(h, "rm", "-f", *img_ok(h, "ps", "-aq").stdout.split()).stdout.split() == ["three"]
-    assert img_ok(h, "ps", "-q").stdout == "" and os.listdir(os.path.join(h.image_root, "containers")) == []
+    assert img_ok(h, "ps", "-aq").stdout == "" and os.listdir(os.path.join(h.image_root, "containers")) == []
 
 
 def test_a_container_from_an_image_gets_a_seccomp_profile_as_docker_gives_one(images, busybox_archive, tmp_path):
@@ -1659,8 +1659,8 @@ def test_listings_take_docker_s_go_templates(images, busybox_archive):
     img_ok(h, *run_args(h, "-d", "--name", "fmt-done", IMAGE, "sh", "-c", "exit 3"))
     h.wait_status("fmt-done", "stopped")
     try:
-        rows = img_ok(h, "ps", "--format", "{{.Names}}|{{.State}}|{{.Status}}|{{.Command}}|{{.Labels}}|{{.Mounts}}"
-                      "|{{.Image}}|{{.Networks}}").stdout.splitlines()
+        rows = img_ok(h, "ps", "-a", "--format", "{{.Names}}|{{.State}}|{{.Status}}|{{.Command}}|{{.Labels}}"
+                      "|{{.Mounts}}|{{.Image}}|{{.Networks}}").stdout.splitlines()
         by_name = {row.split("|")[0]: row.split("|") for row in rows}
         assert set(by_name) == {"fmt-up", "fmt-done"}
         up, done = by_name["fmt-up"], by_name["fmt-done"]
@@ -1668,16 +1668,16 @@ def test_listings_take_docker_s_go_templates(images, busybox_archive):
         assert up[3] == '"sleep 600"' and up[4] == "tier=web" and up[6] == IMAGE
         assert up[5].endswith("/volumes/fmt-data/data")  # the user's volume; not mrun's hosts or hostname files
         assert done[1] == "exited" and re.fullmatch(r"Exited \(3\) .* ago", done[2]), done
-        table = img_ok(h, "ps", "--format", "table {{.Names}}\\t{{.State}}").stdout.splitlines()
+        table = img_ok(h, "ps", "-a", "--format", "table {{.Names}}\\t{{.State}}").stdout.splitlines()
         assert table[0] == "NAMES      STATE" and sorted(table[1:]) == ["fmt-done   exited", "fmt-up     running"]
-        whole = [json.loads(line) for line in img_ok(h, "ps", "--format", "{{json .}}").stdout.splitlines()]
+        whole = [json.loads(line) for line in img_ok(h, "ps", "-a", "--format", "{{json .}}").stdout.splitlines()]
         assert {row["Names"] for row in whole} == {"fmt-up", "fmt-done"} and "CreatedAt" in whole[0]
         assert img_ok(h, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split() == [IMAGE]
         size = img_ok(h, "images", "--format", "{{.Size}}").stdout.strip()
         assert re.fullmatch(r"\d+(\.\d+)?(kB|MB)", size), size
         assert img_ok(h, "volume", "ls", "--format", "{{.Name}} {{.Driver}}").stdout.split() == ["fmt-data", "local"]
         # the default table is as it was
-        assert img_ok(h, "ps").stdout.splitlines()[0].split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "STATUS",
+        assert img_ok(h, "ps", "-a").stdout.splitlines()[0].split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "STATUS",
                                                                  "CREATED"]
     finally:
         img_ok(h, "rm", "--force", "fmt-up", "fmt-done")
@@ -1759,7 +1759,8 @@ def test_labels_and_ps_filters_as_docker(images, busybox_archive, tmp_path):
     """-l/--label and --label-file note a container (the caller's over the image's), and `mrun ps
     --filter` picks containers as docker's does: label=KEY[=VALUE] (all must match), name= (a
     pattern), id= (a prefix), status= (exited for stopped), ancestor= (the image); one key's values
-    are alternatives. A key mrun reads (org.mrun.*) is no label: refused, naming it."""
+    are alternatives; without -a only the running ones, as docker's. A key mrun reads (org.mrun.*)
+    is no label: refused, naming it."""
     h = images
     img_ok(h, "load", busybox_archive)
     label_file = tmp_path / "labels"
@@ -1769,7 +1770,7 @@ def test_labels_and_ps_filters_as_docker(images, busybox_archive, tmp_path):
     h.wait_status("job-two", "stopped")
     try:
         def listed(*filters: str) -> list[str]:
-            return sorted(img_ok(h, "ps", "-q", *(f for kv in filters for f in ("--filter", kv))).stdout.split())
+            return sorted(img_ok(h, "ps", "-aq", *(f for kv in filters for f in ("--filter", kv))).stdout.split())
 
         assert listed() == ["job-one", "job-two"]
         assert listed("label=ci") == ["job-one", "job-two"]
@@ -1781,8 +1782,12 @@ def test_labels_and_ps_filters_as_docker(images, busybox_archive, tmp_path):
         assert listed("id=job-o") == ["job-one"]
         assert listed("ancestor=" + IMAGE) == ["job-one", "job-two"] and listed("ancestor=other/image") == []
         assert listed("status=running", "label=ci=2") == []
-        table = img_ok(h, "ps", "--filter", "status=exited").stdout
+        table = img_ok(h, "ps", "--filter", "status=exited").stdout  # a status asks for every container
         assert "job-two" in table and "job-one" not in table
+        # docker's ps without -a: the running ones (mrun listed every container, as -a)
+        assert img_ok(h, "ps", "-q").stdout.split() == img_ok(h, "container", "ls", "-q").stdout.split() == ["job-one"]
+        assert img_ok(h, "ps", "-q", "--filter", "label=ci").stdout.split() == ["job-one"]
+        assert sorted(img_ok(h, "container", "ls", "-aq").stdout.split()) == ["job-one", "job-two"]
         annotations = json.loads(img_ok(h, "inspect", "job-one").stdout)["config"]["annotations"]
         assert annotations["ci"] == "1" and annotations["team"] == "a"
     finally:
@@ -1843,7 +1848,7 @@ def test_init_passes_signals_reaps_orphans_and_exits_as_the_command(images, busy
     started = time.monotonic()
     img_ok(h, "stop", "-t", "30", "initstop")
     assert time.monotonic() - started < 10  # SIGTERM, passed on, ended it: no wait for the SIGKILL
-    assert "exited (143)" in img_ok(h, "ps", "--filter", "name=initstop").stdout
+    assert "exited (143)" in img_ok(h, "ps", "-a", "--filter", "name=initstop").stdout
     img_ok(h, "rm", "initstop")
     img_ok(h, "load", build_wasm_archive(str(tmp_path)))
     r = img(h, *run_args(h, "--rm", "--init", WASM_IMAGE))
@@ -1913,7 +1918,7 @@ def test_restart_policies_as_docker(images, busybox_archive):
     doc = exit_doc("flaky")
     assert doc["exit_code"] == 3 and doc["restarts"] == 2, doc
     assert img_ok(h, "logs", "flaky").stdout.split() == ["1", "2", "3"]
-    assert "exited (3)" in img_ok(h, "ps", "--filter", "name=flaky").stdout
+    assert "exited (3)" in img_ok(h, "ps", "-a", "--filter", "name=flaky").stdout
     img_ok(h, "rm", "flaky")
     img_ok(h, *run_args(h, "-d", "--name", "fine", "--restart", "on-failure", IMAGE, "true"))
     assert exit_doc("fine") == {**exit_doc("fine"), "exit_code": 0, "restarts": 0}
@@ -2122,7 +2127,7 @@ def test_health_checks_as_docker(images, busybox_archive):
     try:
         assert img_ok(h, "inspect", "-f", "{{json .State}}", "hbad").stdout.count("Health") == 0
         img_ok(h, "stop", "-t", "1", "hbad")
-        assert img_ok(h, "ps", "--filter", "name=hbad", "--format", "{{.Status}}").stdout.startswith("Exited (")
+        assert img_ok(h, "ps", "-a", "--filter", "name=hbad", "--format", "{{.Status}}").stdout.startswith("Exited (")
     finally:
         img_ok(h, "rm", "-f", "hbad")
     for flags, needles in ((["--no-healthcheck", "--health-cmd", "true"], ["--no-healthcheck conflicts"]),
@@ -2150,7 +2155,7 @@ def test_wait_logs_tail_start_and_restart_as_docker(images, busybox_archive):
     assert img_ok(h, "start", "counter").stdout == "counter\n"
     assert img_ok(h, "wait", "counter").stdout == "4\n"
     assert img_ok(h, "logs", "counter").stdout.count("line1") == 2
-    assert img_ok(h, "ps", "--filter", "name=counter").stdout.count("exited (4)") == 1
+    assert img_ok(h, "ps", "-a", "--filter", "name=counter").stdout.count("exited (4)") == 1
     img_ok(h, "rm", "counter")
 
     img_ok(h, *run_args(h, "-d", "--name", "server", IMAGE, "sh", "-c", "echo up >> /ups; sleep 600"))

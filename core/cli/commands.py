@@ -254,7 +254,8 @@ COMMANDS = (
     ),
     Command(
         "ps",
-        "without an id: list containers (like docker ps -a); with one: that container's processes (like runc)",
+        "without an id: list containers (like docker ps; -a: stopped ones too); with one: that container's processes "
+        "(like runc)",
         "ps",
         (
             Arg("container-id", "the container", required=False),
@@ -262,7 +263,8 @@ COMMANDS = (
         ),
         (
             _LIST_FORMAT_F,
-            Flag("all", "docker's -a: every container is listed anyway", kind=bool, short="a", default=False),
+            Flag("all", "without an id: every container, not only those running (docker's -a)", kind=bool, short="a",
+                 default=False),
             Flag("filter", "without an id: only containers matching KEY=VALUE (label=KEY[=VALUE], name=, id=, "
                  "status=, ancestor=, health=)", kind=list, default=()),
             Flag("quiet", "without an id: print only the containers' ids (docker's -q)", kind=bool, short="q",
@@ -368,7 +370,8 @@ COMMANDS = (
             Flag("force", "prune: accepted (docker asks first; mrun does not)", kind=bool, short="f", default=False),
             _LIST_FORMAT,
             Flag("quiet", "ls: print only the containers' ids", kind=bool, short="q", default=False),
-            Flag("all", "ls: docker's -a: every container is listed anyway", kind=bool, short="a", default=False),
+            Flag("all", "ls: every container, not only those running (docker's -a)", kind=bool, short="a",
+                 default=False),
             Flag("filter", "ls: only containers matching KEY=VALUE (as ps --filter)", kind=list, default=()),
         ),
     ),

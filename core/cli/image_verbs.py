@@ -796,7 +796,7 @@ def container(g: dict[str, Any], action: str, force: bool = False, format: str =
               quiet: bool = False, all: bool = False, filter: tuple[str, ...] = ()) -> int:  # noqa: A002
     """docker's container ls (`ps`) and prune: each stopped container removed as `mrun rm` removes it."""
     if action in ("ls", "list"):
-        return list_containers(g, format, list(filter), quiet)
+        return list_containers(g, format, list(filter), quiet, all)
     if action != "prune":
         raise InvalidSpec(f"container: unknown action {action!r} (ls or prune)")
     from mrun.images.supervisor import exit_of
@@ -987,13 +987,17 @@ def _stopped_or_gone(runtime: Any, container_id: str) -> bool:
         return True
 
 
-def list_containers(g: dict[str, Any], format: str, filters: list[str], quiet: bool) -> int:  # noqa: A002
+def list_containers(g: dict[str, Any], format: str, filters: list[str], quiet: bool,  # noqa: A002
+                    every: bool = True) -> int:
+    """docker's ps: without ``every`` (-a) the containers that run (running, paused, or about to
+    start again under --restart), as docker lists them; a status filter asks for every one."""
     from mrun.bundles import image_of
     from mrun.images.supervisor import exit_of
 
     runtime = _rt(g)
     wanted = _ps_filters(filters)
-    states = [s for s in runtime.list() if _matches(s, wanted, image_of, exit_of)]
+    every = every or "status" in wanted
+    states = [s for s in runtime.list() if (every or _runs(s, exit_of)) and _matches(s, wanted, image_of, exit_of)]
     if quiet:
         for state in states:
             print(state["id"])
@@ -1048,6 +1052,11 @@ _PS_FILTERS = ("label", "name", "id", "status", "ancestor", "health")
 def _net_of(runtime: Any, container_id: str) -> dict[str, Any] | None:
     """A container's net.json (its network, address and published ports), if it has one."""
     return jsonio.load_object(runtime.store.path(container_id, "net.json"))
+
+
+def _runs(state: dict[str, Any], exit_of: Any) -> bool:
+    return state["status"] in (Status.RUNNING, Status.PAUSED) or (
+        state["status"] == Status.STOPPED and bool((exit_of(state.get("bundle") or "") or {}).get("restarting")))
 
 
 def _ps_filters(filters: list[str]) -> dict[str, list[str]]:

@@ -168,12 +168,11 @@ def list_(g: dict[str, Any], format: str, quiet: bool) -> int:  # noqa: A002
 
 def ps(g: dict[str, Any], container_id: str | None, ps_args: list[str], format: str,  # noqa: A002
        all: bool = False, quiet: bool = False, filter: tuple[str, ...] = ()) -> int:  # noqa: A002
-    """Without an id, docker's ps (-a changes nothing: stopped containers are listed too); with
-    one, runc's."""
+    """Without an id, docker's ps (the running containers; -a: every one); with one, runc's."""
     if container_id is None:
         from mrun.cli.image_verbs import list_containers
 
-        return list_containers(g, format, list(filter), quiet)
+        return list_containers(g, format, list(filter), quiet, all)
     if quiet or filter:
         raise MrunError(f"ps {'-q' if quiet else '--filter'} lists containers: give no container id")
     pids = _rt(g).pids(container_id)
