@@ -2801,3 +2801,40 @@ def test_docker_s_prune_forms_take_force_and_all(images, busybox_archive, tmp_pa
     finally:
         img(h, "rm", "-f", "-v", "keeper")
         img(h, "volume", "rm", "named")
+
+
+def test_volumes_from_shares_another_container_s_volumes_as_docker_s(images, busybox_archive, tmp_path):
+    """docker's --volumes-from CONTAINER[:ro|rw] (its backup recipe: `run --rm --volumes-from db
+    -v $(pwd):/backup busybox tar cvf /backup/db.tar /data`): the container's bind mounts and
+    volumes at the same places, each as it was there (a read-only bind stays so) or all ro/rw;
+    not the files mrun made for it (hosts, hostname) nor its --init. mrun had no such flag."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "x").write_text("from the host\n")
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    img_ok(h, *run_args(h, "--name", "db", "--init", "-v", f"{host}:/h:ro", "-v", "dbdata:/data", "-v", "/anon",
+                        IMAGE, "sh", "-c", "echo kept > /data/f; echo anon > /anon/f"))
+    try:
+        r = img_ok(h, *run_args(h, "--rm", "--volumes-from", "db", "-v", f"{backup}:/backup", IMAGE, "sh", "-c",
+                                "cat /h/x /data/f /anon/f; tar cf /backup/db.tar /data; touch /data/new; "
+                                "touch /h/y || echo h is ro; test -e /sbin/docker-init || echo no init"))
+        assert r.stdout == "from the host\nkept\nanon\nh is ro\nno init\n", r.stdout
+        with tarfile.open(backup / "db.tar") as tar:
+            assert "data/f" in tar.getnames()
+        r = img(h, *run_args(h, "--rm", "--volumes-from", "db:ro", IMAGE, "touch", "/data/other"))
+        assert r.returncode != 0 and "Read-only file system" in r.stderr
+        r = img_ok(h, *run_args(h, "--rm", "--volumes-from", "db:rw", IMAGE, "sh", "-c", "touch /h/rw && echo rw"))
+        assert r.stdout == "rw\n" and (host / "rw").exists()
+        img_ok(h, *run_args(h, "-d", "--name", "sharer", "--volumes-from", "db", IMAGE, "sleep", "600"))
+        assert sorted(json.loads(img_ok(h, "volume", "inspect", "dbdata").stdout)[0]["containers"]) == ["db", "sharer"]
+        mounts = img_ok(h, "ps", "-a", "--filter", "name=db", "--format", "{{.Mounts}}").stdout.strip().split(",")
+        assert str(host) in mounts and len(mounts) == 3 and not any("init" in m for m in mounts), mounts
+        one_line_error(img(h, *run_args(h, "--rm", "--volumes-from", "nosuch", IMAGE, "true")), "nosuch")
+        one_line_error(img(h, *run_args(h, "--rm", "--volumes-from", "db:rx", IMAGE, "true")), "--volumes-from 'db:rx'")
+    finally:
+        img(h, "rm", "-f", "-v", "sharer")
+        img(h, "rm", "-v", "db")
+        img(h, "volume", "rm", "dbdata")

@@ -137,6 +137,8 @@ COMMANDS = (
             Flag("env-file", "read KEY=VALUE lines from a file", kind=list, default=()),
             Flag("mount", "docker's long form: type=bind|volume|tmpfs,source=...,target=...[,readonly]...",
                  kind=list, default=()),
+            Flag("volumes-from", "CONTAINER[:ro|rw]: its volumes and bind mounts, at the same places (docker's)",
+                 kind=list, default=()),
             Flag(
                 "volume",
                 "bind mount /host:/dest[:ro] or named volume name:/dest[:ro]",

@@ -75,9 +75,9 @@ def ps_row(state: dict[str, Any], record: Any, image: str, ended: dict[str, Any]
         shown += f" {_ago(finished, now)}" if finished is not None else ""
     ports = [p for p in (net or {}).get("ports") or [] if isinstance(p, dict)]
     labels = {k: v for k, v in (config.get("annotations") or {}).items() if not ann.is_reserved(k)}
-    mounts = [m.get("source", "") for m in config.get("mounts") or []
-              if (m.get("type") == "bind" or "bind" in (m.get("options") or []))
-              and not _own_file(m.get("source", ""), state["id"])]
+    from mrun.images.containers import user_mounts
+
+    mounts = [m["source"] for m in user_mounts(config, state["id"])]
     created = state.get("created") or ""
     return {
         "ID": state["id"],
@@ -94,13 +94,6 @@ def ps_row(state: dict[str, Any], record: Any, image: str, ended: dict[str, Any]
         "Mounts": ",".join(mounts),
         "Networks": (net or {}).get("network") or ("" if config.get("linux") is None else _network_mode(config)),
     }
-
-
-def _own_file(source: str, container_id: str) -> bool:
-    """A file `mrun run` made for the container beside its snapshot (hosts, hostname,
-    resolv.conf): not a mount the user asked for, and docker does not list it."""
-    parent = os.path.dirname(source)
-    return os.path.basename(parent) == container_id and os.path.basename(os.path.dirname(parent)) == "containers"
 
 
 def _network_mode(config: dict[str, Any]) -> str:

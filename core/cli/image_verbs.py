@@ -359,6 +359,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         user=kw.get("user"),
         hostname=kw.get("hostname"),
         volumes=list(kw.get("volume") or ()),
+        shared=[m for text in kw.get("volumes_from") or () for m in _volumes_from(g, text)],
         annotations=list(kw.get("annotation") or ())
         + ([f"{ann.WASM_PREOPENS}={kw['wasm_preopens']}"] if kw.get("wasm_preopens") else []),
         resources=run_resources.resources(kw, g.get("warn")),
@@ -816,6 +817,25 @@ def container(g: dict[str, Any], action: str, force: bool = False, format: str =
             print(f"mrun: {e}", file=sys.stderr)
             status = 1
     return status
+
+
+def _volumes_from(g: dict[str, Any], text: str) -> list[dict[str, Any]]:
+    """docker's --volumes-from CONTAINER[:ro|rw]: the container's volumes and bind mounts
+    (``containers.user_mounts``), at the same places; ro or rw for all of them, else each as it
+    is there. Its volumes then count it among their users, as docker's do."""
+    from mrun.images.containers import user_mounts
+
+    name, _, mode = text.partition(":")
+    if not name or mode not in ("", "ro", "rw"):
+        raise InvalidSpec(f"--volumes-from {text!r}: CONTAINER[:ro|rw] expected")
+    record = _rt(g).store.load(name)
+    shared = []
+    for m in user_mounts(record.config, name):
+        options = [o for o in m.get("options") or [] if o not in ("ro", "rw")]
+        writable = mode == "rw" or (not mode and "ro" not in (m.get("options") or []))
+        shared.append({"destination": m["destination"], "type": "bind", "source": m["source"],
+                       "options": [*options, "rw" if writable else "ro"]})
+    return shared
 
 
 def _prune_filter(filters: list[str]) -> Callable[[dict[str, Any]], bool]:

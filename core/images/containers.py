@@ -17,6 +17,7 @@ from mrun import annotations as ann
 from mrun import jsonio
 from mrun.bundles import MARKER, image_of
 from mrun.errors import InvalidSpec, MrunError
+from mrun.images.run_flags import INIT_PATH
 from mrun.images.snapshot import mount_or_copy
 from mrun.images.store import ImageStore
 from mrun.kernel import inroot
@@ -39,6 +40,7 @@ class Overrides:
         self.user: str = kw.get("user") or ""
         self.hostname: str = kw.get("hostname") or ""
         self.volumes: list[str] = kw.get("volumes") or []
+        self.shared: list[dict[str, Any]] = kw.get("shared") or []  # --volumes-from: another's mounts, as they are
         self.annotations: list[str] = kw.get("annotations") or []
         self.resources: dict[str, Any] = kw.get("resources") or {}  # linux.resources (run_resources)
         self.read_only: bool = bool(kw.get("read_only"))
@@ -255,6 +257,8 @@ def make_spec(
         names.bind(spec["mounts"], name, path)
     for volume in [*o.volumes, *_image_volumes(cfg, o)]:
         spec["mounts"].append(_volume_mount(volume, store, rootfs, o.made_volumes))
+    covered = {os.path.normpath(m["destination"]) for m in spec["mounts"]}
+    spec["mounts"] += [m for m in o.shared if os.path.normpath(m["destination"]) not in covered]  # -v wins
     if o.init and (entry.get("wasm") or _is_wasm_program(rootfs, process)):
         if callable(warn):
             warn("--init is left out for a wasm image: its init passes signals on already, and a module forks "
@@ -330,6 +334,7 @@ def _image_volumes(cfg: dict[str, Any], o: Overrides) -> list[str]:
         raise InvalidSpec(f"the image's Volumes: an object of at most {MAX_IMAGE_VOLUMES} absolute paths expected")
     taken = {os.path.normpath(v.split(":")[1] if ":" in v else v) for v in o.volumes}
     taken |= {os.path.normpath(t.partition(":")[0]) for t in o.tmpfs}
+    taken |= {os.path.normpath(m["destination"]) for m in o.shared}
     out = []
     for path in declared:
         if not isinstance(path, str) or not path.startswith("/") or "\0" in path or ":" in path:
@@ -338,6 +343,24 @@ def _image_volumes(cfg: dict[str, Any], o: Overrides) -> list[str]:
             out.append(os.path.normpath(path))
             taken.add(os.path.normpath(path))
     return out
+
+
+def user_mounts(config: dict[str, Any], container_id: str) -> list[dict[str, Any]]:
+    """A container's volumes and bind mounts (-v, --mount, its image's Volumes), as docker lists
+    and --volumes-from shares them: not the files `mrun run` made beside it (hosts, hostname,
+    resolv.conf) nor the init it binds in (--init)."""
+    found = []
+    for m in config.get("mounts") or []:
+        if not isinstance(m, dict) or not (m.get("type") == "bind" or "bind" in (m.get("options") or [])):
+            continue
+        source, dest = m.get("source"), m.get("destination")
+        if not isinstance(source, str) or not isinstance(dest, str) or dest == INIT_PATH:
+            continue
+        parent = os.path.dirname(source)
+        if os.path.basename(parent) == container_id and os.path.basename(os.path.dirname(parent)) == "containers":
+            continue
+        found.append(m)
+    return found
 
 
 def _volume_mount(volume: str, store: ImageStore, rootfs: str = "", made: list[str] | None = None) -> dict[str, Any]:
