@@ -2306,6 +2306,31 @@ def test_cp_streams_a_tar_both_ways_as_docker_s_cp_dash(images, busybox_archive,
         img_ok(h, "rm", "--force", "cpt")
 
 
+def test_cp_of_dot_dot_stays_in_the_container_s_root(images, busybox_archive, tmp_path):
+    """`cp CONTAINER:/.. DEST` of a stopped container: the copy opened ".." from the handle on its
+    rootfs, which is a host directory, and copied the directory above it: the container's state
+    beside its rootfs (config.json, upper/, work/). `cp CONTAINER:/tmp/../.. -` wrote those as
+    "../" entries. The path is now cleaned first as docker cleans it: "/.." is the root."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "--name", "dd", IMAGE, "true"))  # stopped: its rootfs is a host directory
+    try:
+        for src in ("dd:/..", "dd:/tmp/../..", "dd:../../"):
+            out = tmp_path / f"out{len(os.listdir(tmp_path))}"
+            img_ok(h, "cp", src, str(out))
+            assert "bin" in os.listdir(out) and "config.json" not in os.listdir(out), (src, os.listdir(out))
+            r = subprocess.run([h.binary, "--root", h.root, "--image-root", h.image_root, "cp", src, "-"],
+                               capture_output=True, env={**os.environ, **h.base_env}, timeout=60)
+            assert r.returncode == 0, r.stderr
+            with tarfile.open(fileobj=io.BytesIO(r.stdout)) as tar:
+                names = tar.getnames()
+            assert "bin" in names and not any(".." in n.split("/") or n.endswith("config.json") for n in names), names
+        img_ok(h, "cp", "dd:/tmp/..", str(tmp_path / "again"))
+        assert "bin" in os.listdir(tmp_path / "again")
+    finally:
+        img_ok(h, "rm", "dd")
+
+
 def test_cp_never_opens_a_device_swapped_in_for_a_file(images, busybox_archive, tmp_path):
     """A container swapping its files for a device node (mknod is one of docker's default
     capabilities) while `mrun cp` copies them out. cp looked at each name, then opened it by

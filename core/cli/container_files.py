@@ -128,7 +128,7 @@ def cp_stream(g: dict[str, Any], source: str, destination: str, archive: bool) -
     as a layer is (``images.unpack``: no name leaves it, nothing is written through a link) into
     a private directory of the image root, then copied in as `cp` copies a directory's contents,
     so the container cannot lead the writes out of its root while they run."""
-    from mrun.cli.image_verbs import _container_path, _container_root
+    from mrun.cli.image_verbs import _container_path, _container_root, source_entry
     from mrun.kernel import inroot
 
     src_container, src_path = _container_path(source)
@@ -138,11 +138,10 @@ def cp_stream(g: dict[str, Any], source: str, destination: str, archive: bool) -
             raise MrunError("cp: cowardly refusing to write a tar archive to a terminal; redirect it")
         from mrun.kernel import fdtar
 
-        contents = src_path.endswith("/.") or src_path.rstrip("/") in ("", ".")
-        parent, name = ("", ".") if contents else os.path.split(src_path.rstrip("/"))
+        parent, name = source_entry(src_path)
         root = _container_root(g, src_container)
         try:
-            where = inroot.walk(root, src_path.removesuffix("/.") if contents else parent)
+            where = inroot.walk(root, parent)
             try:
                 skipped = fdtar.write_entry(where, name, sys.stdout.buffer)
             finally:

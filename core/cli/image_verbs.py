@@ -1150,21 +1150,21 @@ def cp(g: dict[str, Any], source: str, destination: str, archive: bool = False) 
     dst_container, dst_path = _container_path(destination)
     if bool(src_container) == bool(dst_container):
         raise InvalidSpec("cp: one of SRC and DEST is CONTAINER:PATH, the other a path here")
+    parent, name = source_entry(src_path)
+    contents = name == "."
     root = _container_root(g, src_container or dst_container)
     try:
-        contents = src_path.endswith("/.") or src_path.rstrip("/") in ("", ".")
-        parent, name = os.path.split(src_path.rstrip("/").removesuffix("/.") if not contents else src_path)
         if src_container:
-            src_dir = inroot.walk(root, parent if not contents else src_path.removesuffix("/."))
+            src_dir = inroot.walk(root, parent)
         else:
-            src_dir = os.open(src_path if contents else (parent or "."), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            src_dir = os.open(parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             try:
                 dst_dir, dst_name = _destination(root if dst_container else None, dst_path, name, contents)
             except FileNotFoundError:
                 raise NotFound(f"cp: {destination}: its directory does not exist") from None
             try:
-                skipped = fdcopy.copy(src_dir, "." if contents else name, dst_dir, dst_name, archive)
+                skipped = fdcopy.copy(src_dir, name, dst_dir, dst_name, archive)
             finally:
                 os.close(dst_dir)
         finally:
@@ -1180,6 +1180,19 @@ def cp(g: dict[str, Any], source: str, destination: str, archive: bool = False) 
     for path in skipped:
         print(f"mrun: cp: {path}: not a file, directory or link; left out", file=sys.stderr)
     return 0
+
+
+def source_entry(path: str) -> tuple[str, str]:
+    """A cp source as (its directory, its name there); the name "." is the directory's contents
+    (docker's SRC/., and a root). The path is cleaned first, as docker cleans it: a ".." never
+    reaches the copy as a name, where it was opened from the directory's handle, and from a
+    stopped container's root (a host directory) led to the directory above it."""
+    contents = path.endswith("/.") or path.rstrip("/") in ("", ".")
+    clean = os.path.normpath(path.removesuffix("/.") if path.endswith("/.") else path or ".")
+    parent, name = os.path.split(clean)
+    if contents or name in ("", ".", ".."):  # "/", ".", "..": a directory named by no entry of its own
+        return clean, "."
+    return parent or ".", name
 
 
 def _container_path(text: str) -> tuple[str, str]:
