@@ -252,6 +252,9 @@ def test_named_volume_outlives_containers_and_limits_reach_the_cgroup(images, bu
         ("-v", "/tmp:rel", "SOURCE:/DESTINATION"),
         ("-v", "a b:/x", "a volume name is"),
         ("-v", ".hidden:/x", "a volume name is"),
+        ("-v", "/tmp:/", "cannot be /"),  # over the container's root: it had no /bin then
+        ("-v", "named:/tmp/..", "cannot be /"),
+        ("--tmpfs", "/..", "cannot be /"),
         # past what a Go int64, a file name or execve takes: they were refused naming the
         # container's generated config.json, a file in the image root ("File name too long"), or
         # failed in the container's init ("illegal environment variable name")

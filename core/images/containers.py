@@ -375,6 +375,8 @@ def _volume_mount(volume: str, store: ImageStore, rootfs: str = "", made: list[s
     if len(parts) not in (2, 3) or not parts[1].startswith("/"):
         raise InvalidSpec(f"-v {volume!r}: SOURCE:/DESTINATION[:OPTIONS] or /DESTINATION expected")
     source, dest = parts[0], parts[1]
+    if os.path.normpath(dest) == "/":
+        raise InvalidSpec(f"-v {volume!r}: the destination cannot be / (the container's root), as docker says")
     options = ["rbind", "rw"]
     for option in parts[2].split(",") if len(parts) == 3 else []:
         if option in ("ro", "rw"):

@@ -137,6 +137,8 @@ def tmpfs_mount(text: str) -> dict[str, Any]:
     dest, _, options = text.partition(":")
     if not dest.startswith("/"):
         raise InvalidSpec(f"--tmpfs {text}: the destination must be an absolute path")
+    if os.path.normpath(dest) == "/":
+        raise InvalidSpec(f"--tmpfs {text}: the destination cannot be / (the container's root), as docker says")
     extra = [o for o in options.split(",") if o] if options else []
     for option in extra:
         key, eq, value = option.partition("=")
