@@ -2567,7 +2567,8 @@ def test_anonymous_volumes_and_the_volume_verbs_as_docker(images, busybox_rootfs
     img_ok(h, "volume", "rm", "mine")
     assert listed() == []
     assert img_ok(h, "volume", "create", "made").stdout == "made\n" and listed() == ["made"]
-    assert img_ok(h, "volume", "prune").stdout == "" and img_ok(h, "volume", "prune", "-a").stdout.strip()
+    assert img_ok(h, "volume", "create", "--name", "older").stdout == "older\n"  # docker's older form
+    assert img_ok(h, "volume", "prune", "-f").stdout == "" and img_ok(h, "volume", "prune", "-af").stdout.strip()
     assert listed() == []
 
     for volumes, name in (({f"/v{i}": {} for i in range(100)}, "toomany"), ({"relative": {}}, "relative")):

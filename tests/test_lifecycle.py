@@ -275,6 +275,12 @@ def test_version_and_unsupported_verbs(h):
     containerd runc shim's `checkpoint --image-path --work-path --leave-running`, podman's
     `restore --bundle --console-socket --pid-file`): those flags were a usage error, exit 2."""
     assert h.ok("--version").stdout.startswith("mrun version ")
+    # docker's `version -f`, which tools ask to learn that a runtime answers ("No such option" before)
+    from mrun import __version__
+
+    assert h.ok("version", "-f", "{{.Server.Version}}").stdout == f"{__version__}\n"
+    assert json.loads(h.ok("version", "--format", "{{json .}}").stdout)["Client"]["Os"] == "linux"
+    assert "no field 'Nope'" in h.mrun("version", "-f", "{{.Nope}}").stderr
     for argv in (["checkpoint", "c1"],
                  ["checkpoint", "--image-path", "/tmp/i", "--work-path", "/tmp/w", "--leave-running",
                   "--tcp-established", "--ext-unix-sk", "--shell-job", "--file-locks", "--manage-cgroups-mode", "soft",

@@ -116,6 +116,7 @@ COMMANDS = (
             Flag("all", "prune: named volumes too, not only anonymous ones", kind=bool, short="a", default=False),
             _LIST_FORMAT,
             _PRUNE_FORCE,
+            Flag("name", "create: the name, as docker's older `volume create --name NAME`", default=""),
         ),
     ),
     Command(
@@ -610,7 +611,9 @@ COMMANDS = (
     ),
     Command("features", "print the runtime-spec features document (backends included)", "features"),
     Command("explain", "say which backend would run a bundle, and why", "explain", (), (_BUNDLE,)),
-    Command("version", "print mrun's version (also --version)", "version"),
+    Command("version", "print mrun's version (also --version)", "version", (),
+            (Flag("format", "docker's Go template: {{.Client.Version}}, {{.Server.Version}}, {{json .}}", short="f",
+                  default=""),)),
     # runc verbs mrun does not implement: accepted by the parser with runc's flags (containerd's runc
     # shim and podman pass them), refused in one line.
     Command("checkpoint", "not implemented in mrun (needs CRIU)", "unsupported", (_ID,), _CRIU_FLAGS + _accepted(

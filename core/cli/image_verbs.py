@@ -876,11 +876,15 @@ def _prune_filter(filters: list[str]) -> Callable[[dict[str, Any]], bool]:
 
 
 def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False,
-           all: bool = False, format: str = "table", force: bool = False) -> int:  # noqa: A002
+           all: bool = False, format: str = "table", force: bool = False, name: str = "") -> int:  # noqa: A002
     """docker's volume verbs over <image root>/volumes (mrun.images.volumes)."""
     from mrun.images import volumes
 
     root = g["image_root"]
+    if name:
+        if action != "create":
+            raise InvalidSpec(f"volume {action}: --name is create's")
+        names = [name, *names]
     if action in ("inspect", "rm") and not names:
         raise InvalidSpec(f"volume {action}: name at least one volume")
     if action == "create":

@@ -418,8 +418,24 @@ def unsupported(g: dict[str, Any], container_id: str, **_: Any) -> int:
     raise MrunError(f"checkpoint/restore of {container_id!r}: not implemented in mrun (no CRIU support)")
 
 
-def version(g: dict[str, Any]) -> int:
+def version(g: dict[str, Any], format: str = "") -> int:  # noqa: A002
+    """runc's lines; with --format, docker's document (`docker version -f '{{.Server.Version}}'`,
+    which scripts and tools ask to learn that a runtime answers and which one), mrun both sides."""
+    import platform
+
     from mrun import OCI_VERSION, __version__
 
-    print(f"mrun version {__version__}\nspec: {OCI_VERSION}\npython: {sys.version.split()[0]}")
+    if not format:
+        print(f"mrun version {__version__}\nspec: {OCI_VERSION}\npython: {sys.version.split()[0]}")
+        return 0
+    from mrun.cli.template import render
+
+    side = {"Version": __version__, "ApiVersion": OCI_VERSION, "Os": "linux", "Arch": _docker_arch(platform.machine()),
+            "KernelVersion": platform.release(), "GoVersion": f"python{sys.version.split()[0]}"}
+    print(render(format, {"Client": {**side, "Platform": {"Name": "mrun"}}, "Server": {**side, "Platform": {
+        "Name": "mrun"}, "Components": [{"Name": "mrun", "Version": __version__}]}}))
     return 0
+
+
+def _docker_arch(machine: str) -> str:
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
