@@ -1704,6 +1704,20 @@ def test_tag_and_docker_s_image_and_container_sub_verbs(images, busybox_archive)
     assert sorted(names) == sorted([IMAGE, "localhost/other:2", "localhost/third:latest"])
     assert len(set(img_ok(h, "image", "ls", "-q").stdout.split())) == 1  # one image, three names
     assert img_ok(h, *run_args(h, "--rm", "localhost/third", "echo", "tagged")).stdout == "tagged\n"
+    # docker's images REPOSITORY[:TAG] and -f/--filter (mrun took no argument, and -f was --format:
+    # `images -f dangling=true` printed "dangling=true" once per image); a template given to -f
+    # is still a format
+    def shown(*args: str) -> list[str]:
+        return sorted(img_ok(h, *args, "--format", "{{.Repository}}:{{.Tag}}").stdout.split())
+
+    assert shown("images", "localhost/other") == ["localhost/other:2"] == shown("image", "ls", "localhost/other:2")
+    assert shown("images", "-f", "reference=localhost/*:latest") == sorted([IMAGE, "localhost/third:latest"])
+    assert shown("images", "--filter", "reference=*/th*") == ["localhost/third:latest"]
+    assert shown("images", "-f", "dangling=false", "-f", "reference=localhost/o*") == ["localhost/other:2"]
+    assert not img_ok(h, "images", "-f", "dangling=true", "-q").stdout
+    assert not img_ok(h, "images", "-q", "-f", "label=nosuch").stdout
+    assert sorted(img_ok(h, "images", "-f", "{{.Repository}}:{{.Tag}}").stdout.split()) == sorted(names)
+    one_line_error(img(h, "images", "-f", "bogus=1"), "--filter 'bogus=1'")
     img_ok(h, "rmi", "localhost/other:2")
     img_ok(h, "image", "rm", "localhost/third:latest")
     assert img_ok(h, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split() == [IMAGE]

@@ -51,6 +51,9 @@ _FORMAT = Flag("format", "output format: table or json", short="f", default="tab
 _LIST_HELP = "table, json, or docker's Go template ({{.ID}}; 'table {{.ID}}\\t{{.Status}}' adds a header)"
 _LIST_FORMAT = Flag("format", _LIST_HELP, default="table")
 _LIST_FORMAT_F = Flag("format", _LIST_HELP, short="f", default="table")  # runc's ps -f, and images before
+# docker's images -f is --filter (mrun's was --format: a template given to -f is still read as one)
+_IMAGE_FILTER = Flag("filter", "only images matching KEY=VALUE: reference=PATTERN, label=KEY[=VALUE], dangling=, "
+                     "before=IMAGE, since=IMAGE", short="f", kind=list, default=())
 # docker's `prune -f` (fastparse.prune_flags reads a prune's -f as --force: -f is --format elsewhere)
 _PRUNE_FORCE = Flag("force", "prune: accepted (docker asks first; mrun does not)", kind=bool, default=False)
 
@@ -324,10 +327,10 @@ COMMANDS = (
     ),
     Command(
         "images",
-        "list images",
+        "list images: every one, or a repository's ([REPOSITORY[:TAG]]), as docker's",
         "image_verbs.images",
-        (),
-        (_LIST_FORMAT_F, Flag("quiet", "print only ids", kind=bool, short="q", default=False)),
+        (Arg("repository", "only this repository's images (and tag's)", required=False),),
+        (_LIST_FORMAT, _IMAGE_FILTER, Flag("quiet", "print only ids", kind=bool, short="q", default=False)),
     ),
     Command(
         "rmi", "remove images (refused while a container uses one; -f: untag it, its data kept for the container)",
@@ -345,7 +348,8 @@ COMMANDS = (
             Arg("image", "the image (inspect, rm, tag, history), or the .wasm file (wasm)", required=False),
             Arg("name", "the new image's name (wasm, tag)", required=False),
         ),
-        (_LIST_FORMAT_F, Flag("quiet", "ls: print only ids", kind=bool, short="q", default=False), _PRUNE_FORCE,
+        (_LIST_FORMAT, _IMAGE_FILTER, Flag("quiet", "ls: print only ids", kind=bool, short="q", default=False),
+         _PRUNE_FORCE,
          Flag("all", "prune: every image no container was made from too (docker's -a)", kind=bool, short="a",
               default=False)),
     ),

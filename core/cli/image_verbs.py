@@ -82,8 +82,16 @@ def save(g: dict[str, Any], image: str, archive: str | None, format: str, output
     return 0
 
 
-def images(g: dict[str, Any], format: str, quiet: bool) -> int:  # noqa: A002
-    index = _store(g).index()
+def images(g: dict[str, Any], format: str, quiet: bool, filter: tuple[str, ...] = (),  # noqa: A002
+           repository: str | None = None) -> int:
+    store = _store(g)
+    wanted = []
+    for text in filter:  # mrun's older -f was --format: a template (or json, table) given to it still is one
+        if "{{" in text or text in ("json", "table") or text.startswith("table "):
+            format = text
+        else:
+            wanted.append(text)
+    index = _chosen_images(store, store.index(), wanted, repository)
     if quiet:
         for entry in index.values():
             print(entry["config"].removeprefix("sha256:")[:12])
@@ -107,6 +115,51 @@ def images(g: dict[str, Any], format: str, quiet: bool) -> int:  # noqa: A002
         rows.append((repo, tag, e["config"].removeprefix("sha256:")[:12], kind, shown))
     print_table(rows)
     return 0
+
+
+def _chosen_images(store: ImageStore, index: dict[str, Any], filters: list[str],
+                   repository: str | None) -> dict[str, Any]:
+    """docker's ``images [REPOSITORY[:TAG]] --filter``: reference= (a glob over the name, with or
+    without its tag, as docker's short names too), label=KEY[=VALUE] (the image config's Labels),
+    dangling= (none here: mrun keeps no untagged image), before=/since= (made before or after
+    that image). Any other key is one line."""
+    import fnmatch
+
+    def forms(name: str) -> list[str]:
+        repo = name.rpartition(":")[0] if ":" in name.rsplit("/", 1)[-1] else name
+        short = [f.removeprefix("docker.io/library/").removeprefix("docker.io/") for f in (name, repo)]
+        return [name, repo, *short]
+
+    chosen = dict(index)
+    if repository:
+        tagged = ":" in repository.rsplit("/", 1)[-1]
+        chosen = {n: e for n, e in chosen.items() if repository in forms(n)[0 if tagged else 1::2]}
+    for text in filters:
+        key, eq, value = text.partition("=")
+        if not eq or not value or key not in ("reference", "label", "dangling", "before", "since"):
+            raise InvalidSpec(f"--filter {text!r}: KEY=VALUE expected, KEY one of reference, label, dangling, "
+                              "before, since")
+        if key == "reference":
+            chosen = {n: e for n, e in chosen.items() if any(fnmatch.fnmatchcase(f, value) for f in forms(n))}
+        elif key == "dangling":
+            if value not in ("true", "false", "1", "0"):
+                raise InvalidSpec(f"--filter {text!r}: true or false")
+            chosen = {} if value in ("true", "1") else chosen
+        elif key == "label":
+            chosen = {n: e for n, e in chosen.items() if _image_labelled(store, e, value)}
+        else:
+            _, pivot = store.image(value)
+            when = pivot.get("created") or ""
+            chosen = {n: e for n, e in chosen.items()
+                      if ((e.get("created") or "") < when if key == "before" else (e.get("created") or "") > when)}
+    return chosen
+
+
+def _image_labelled(store: ImageStore, entry: dict[str, Any], wanted: str) -> bool:
+    """Whether the image's config carries the label KEY (``wanted``), or KEY=VALUE."""
+    name, has, expected = wanted.partition("=")
+    labels = (store.read_json(entry["config"]).get("config") or {}).get("Labels") or {}
+    return isinstance(labels, dict) and name in labels and (not has or labels[name] == expected)
 
 
 def rmi(g: dict[str, Any], images: list[str], force: bool = False) -> int:
@@ -170,10 +223,11 @@ def tag(g: dict[str, Any], source: str, target: str) -> int:
 
 
 def image(g: dict[str, Any], action: str, image: str | None, name: str | None, format: str = "table",  # noqa: A002
-          quiet: bool = False, force: bool = False, all: bool = False) -> int:  # noqa: A002
+          quiet: bool = False, force: bool = False, all: bool = False,  # noqa: A002
+          filter: tuple[str, ...] = ()) -> int:  # noqa: A002
     """docker's image verbs; ls, rm and tag are `images`, `rmi` and `tag` by their other names."""
     if action in ("ls", "list"):
-        return images(g, format, quiet)
+        return images(g, format, quiet, filter, image)
     if action in ("rm", "tag") and not image:
         raise InvalidSpec(f"image {action}: name the image")
     if action == "rm":
