@@ -385,7 +385,8 @@ COMMANDS = (
     Command(
         "system",
         "system prune: remove what killed or crashed commands left (half-created containers, orphaned "
-        "snapshots, partial downloads, stale leases, empty cgroup parents); never a live container or an image",
+        "snapshots, partial downloads, stale leases, empty cgroup parents), never a container; -a: the images no "
+        "container was made from too, --volumes: the unused anonymous volumes too",
         "system_verbs.system",
         (Arg("action", "prune, or info (as `mrun info`)"),),
         (Flag("format", "info: docker's Go template ({{.CgroupVersion}}, {{json .}})", short="f", default=""),
@@ -510,7 +511,7 @@ COMMANDS = (
     Command(
         "cp",
         "copy files between a container and here: cp CONTAINER:PATH DEST, or cp SRC CONTAINER:PATH",
-        "image_verbs.cp",
+        "copying.cp",
         (Arg("source", "CONTAINER:PATH or a path here"), Arg("destination", "a path here or CONTAINER:PATH")),
         (Flag("archive", "keep the files' uids and gids (else they are the caller's)", kind=bool, short="a",
               default=False),),

@@ -12,7 +12,7 @@ import sys
 
 from mrun.bundles import image_of
 from mrun.cli.common import _rt
-from mrun.errors import InvalidSpec, MrunError, NotFound
+from mrun.errors import MrunError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -119,85 +119,3 @@ def _overlay_snapshot(bundle: str) -> bool:
         return not os.listdir(rootfs)
     except OSError:
         return False
-
-
-def cp_stream(g: dict[str, Any], source: str, destination: str, archive: bool) -> int:
-    """docker's ``cp CONTAINER:PATH -`` (PATH as a tar stream on stdout, named by its last
-    component) and ``cp - CONTAINER:DIR`` (a tar stream on stdin unpacked into the directory DIR).
-    The container's side is walked by descriptor as `cp` walks it. A stream in is first unpacked
-    as a layer is (``images.unpack``: no name leaves it, nothing is written through a link) into
-    a private directory of the image root, then copied in as `cp` copies a directory's contents,
-    so the container cannot lead the writes out of its root while they run."""
-    from mrun.cli.image_verbs import _container_path, _container_root, source_entry
-    from mrun.kernel import inroot
-
-    src_container, src_path = _container_path(source)
-    dst_container, dst_path = _container_path(destination)
-    if destination == "-" and src_container:
-        if sys.stdout.isatty():
-            raise MrunError("cp: cowardly refusing to write a tar archive to a terminal; redirect it")
-        from mrun.kernel import fdtar
-
-        parent, name = source_entry(src_path)
-        root = _container_root(g, src_container)
-        try:
-            where = inroot.walk(root, parent)
-            try:
-                skipped = fdtar.write_entry(where, name, sys.stdout.buffer)
-            finally:
-                os.close(where)
-            sys.stdout.flush()
-        except FileNotFoundError:
-            raise NotFound(f"cp: {source}: no such file or directory") from None
-        except BrokenPipeError:  # its reader went away (`| tar t | head`): as tar ends then, quietly
-            return 141
-        finally:
-            os.close(root)
-    elif source == "-" and dst_container:
-        skipped = _unpack_into(g, dst_container, dst_path, destination, archive)
-    else:
-        raise InvalidSpec("cp: - (a tar stream on stdin or stdout) goes with CONTAINER:PATH on the other side")
-    for path in skipped:
-        print(f"mrun: cp: {path}: left out", file=sys.stderr)
-    return 0
-
-
-def _unpack_into(g: dict[str, Any], container_id: str, path: str, destination: str, archive: bool) -> list[str]:
-    import stat
-
-    from mrun.cli.image_verbs import _container_root
-    from mrun.images.store import ImageStore
-    from mrun.images.unpack import unpack
-    from mrun.kernel import fdcopy, inroot
-    from mrun.kernel.tree import remove_tree
-
-    root = _container_root(g, container_id)
-    try:
-        try:
-            target = inroot.walk(root, path)
-        except FileNotFoundError:
-            raise NotFound(f"cp: {destination}: no such directory") from None
-        try:
-            if not stat.S_ISDIR(os.fstat(target).st_mode):
-                raise InvalidSpec(f"cp: {destination}: a tar stream is unpacked into a directory; this is not one")
-            store = ImageStore(g["image_root"])
-            os.makedirs(store.root, exist_ok=True)
-            staging = os.path.join(store.root, f"cp-{os.getpid()}.in")  # swept once this pid is gone
-            os.mkdir(staging, 0o700)  # root's alone, as the layers are: a set-uid file may come in
-            try:
-                try:
-                    unpack(sys.stdin.buffer, os.path.join(staging, "fs"))
-                except MrunError as e:
-                    raise MrunError(f"cp: stdin: {e}") from None
-                held = os.open(os.path.join(staging, "fs"), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-                try:
-                    return fdcopy.copy(held, ".", target, ".", archive)
-                finally:
-                    os.close(held)
-            finally:
-                if os.path.isdir(staging):
-                    remove_tree(staging)
-        finally:
-            os.close(target)
-    finally:
-        os.close(root)

@@ -3,7 +3,8 @@
 Every resource mrun makes is recorded before it is made (state dirs, cgroups and their marked
 parents, image bundles with their snapshot, network leases, partial downloads), so after a crash
 at any instant this verb finds and removes it. It never touches a container that is alive or
-being created (its lock is held), an image or a volume.
+being created (its lock is held); an image or a volume only when asked, as docker's -a and
+--volumes ask.
 """
 
 from __future__ import annotations

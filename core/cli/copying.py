@@ -1,0 +1,213 @@
+"""docker's ``cp``: files between a container and here, both ways, and as tar streams (``-``).
+
+The container's side is walked inside its root (a running one's through its process, so its
+mounts are seen; a stopped one's rootfs), every name by descriptor (``kernel.fdcopy``,
+``kernel.fdtar``): nothing in the container leads the copy out, and a source path is cleaned
+before its last name is opened (``source_entry``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from mrun.cli.common import _rt
+from mrun.errors import InvalidSpec, MrunError, NotFound
+from mrun.status import Status
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def cp(g: dict[str, Any], source: str, destination: str, archive: bool = False) -> int:
+    """docker's cp: ``CONTAINER:PATH DEST`` or ``SRC CONTAINER:PATH``. The container's side is
+    walked inside its root (a running one's through its process, so its mounts are seen; a
+    stopped one's rootfs), every name by descriptor (kernel.fdcopy): nothing in the container
+    leads the copy out. ``archive`` (-a) keeps uids and gids; else the files are the caller's."""
+    from mrun.kernel import fdcopy, inroot
+
+    if "-" in (source, destination):
+        return cp_stream(g, source, destination, archive)
+    src_container, src_path = _container_path(source)
+    dst_container, dst_path = _container_path(destination)
+    if bool(src_container) == bool(dst_container):
+        raise InvalidSpec("cp: one of SRC and DEST is CONTAINER:PATH, the other a path here")
+    parent, name = source_entry(src_path)
+    contents = name == "."
+    root = _container_root(g, src_container or dst_container)
+    try:
+        if src_container:
+            src_dir = inroot.walk(root, parent)
+        else:
+            src_dir = os.open(parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            try:
+                dst_dir, dst_name = _destination(root if dst_container else None, dst_path, name, contents)
+            except FileNotFoundError:
+                raise NotFound(f"cp: {destination}: its directory does not exist") from None
+            try:
+                skipped = fdcopy.copy(src_dir, name, dst_dir, dst_name, archive)
+            finally:
+                os.close(dst_dir)
+        finally:
+            os.close(src_dir)
+    except FileNotFoundError:
+        raise NotFound(f"cp: {source}: no such file or directory") from None
+    except NotADirectoryError as e:
+        raise InvalidSpec(f"cp: {e.filename or destination}: not a directory") from None
+    except OSError as e:
+        raise MrunError(f"cp: {e.filename or source}: {e.strerror or e}") from None
+    finally:
+        os.close(root)
+    for path in skipped:
+        print(f"mrun: cp: {path}: not a file, directory or link; left out", file=sys.stderr)
+    return 0
+
+
+def source_entry(path: str) -> tuple[str, str]:
+    """A cp source as (its directory, its name there); the name "." is the directory's contents
+    (docker's SRC/., and a root). The path is cleaned first, as docker cleans it: a ".." never
+    reaches the copy as a name, where it was opened from the directory's handle, and from a
+    stopped container's root (a host directory) led to the directory above it."""
+    contents = path.endswith("/.") or path.rstrip("/") in ("", ".")
+    clean = os.path.normpath(path.removesuffix("/.") if path.endswith("/.") else path or ".")
+    parent, name = os.path.split(clean)
+    if contents or name in ("", ".", ".."):  # "/", ".", "..": a directory named by no entry of its own
+        return clean, "."
+    return parent or ".", name
+
+
+def _container_path(text: str) -> tuple[str, str]:
+    """docker's rule: NAME:PATH names a container's path unless it looks like a local path."""
+    name, colon, path = text.partition(":")
+    if not colon or not name or name.startswith((".", "/")) or "/" in name:
+        return "", text
+    return name, path if path.startswith("/") else "/" + path
+
+
+def _container_root(g: dict[str, Any], container_id: str) -> int:
+    """A handle on the container's root: a live one's through /proc (its mounts, volumes
+    included), checked to be the same process after it was opened; a stopped one's rootfs."""
+    from mrun.kernel import inroot
+
+    runtime = _rt(g)
+    record = runtime.store.load(container_id)
+    if runtime.status(record) != Status.STOPPED and record.pid:
+        fd = inroot.open_root(f"/proc/{record.pid}/root")
+        if runtime.status(runtime.store.load(container_id)) != Status.STOPPED:
+            return fd
+        os.close(fd)  # it ended as we opened it: its pid may be another's now
+    return inroot.open_root(record.rootfs)
+
+
+def _destination(root: int | None, path: str, name: str, contents: bool) -> tuple[int, str]:
+    """docker's placing: into DEST when it is a directory (as NAME, or the contents for SRC/.),
+    else as DEST, whose directory must exist. -> (handle on the directory, the name there)."""
+    from mrun.kernel import inroot
+
+    def open_dir(p: str) -> int:
+        return inroot.walk(root, p) if root is not None else os.open(p or ".", os.O_PATH | os.O_CLOEXEC)
+
+    try:
+        target = open_dir(path)
+    except FileNotFoundError:
+        target = -1
+    if target >= 0:
+        import stat
+
+        if stat.S_ISDIR(os.fstat(target).st_mode):
+            return (target, ".") if contents else (target, name or ".")
+        os.close(target)
+        if contents:
+            raise InvalidSpec(f"cp: {path}: cannot copy a directory to a file")
+    elif path.endswith("/"):
+        raise NotFound(f"cp: {path}: the destination directory does not exist")
+    parent, last = os.path.split(path.rstrip("/"))
+    where = open_dir(parent or ("/" if root is not None else "."))
+    if contents:  # SRC/. to a new DEST: DEST made, the contents copied into it
+        try:
+            os.mkdir(last, 0o755, dir_fd=where)
+            return os.open(last, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=where), "."
+        finally:
+            os.close(where)
+    return where, last
+
+
+def cp_stream(g: dict[str, Any], source: str, destination: str, archive: bool) -> int:
+    """docker's ``cp CONTAINER:PATH -`` (PATH as a tar stream on stdout, named by its last
+    component) and ``cp - CONTAINER:DIR`` (a tar stream on stdin unpacked into the directory DIR).
+    The container's side is walked by descriptor as `cp` walks it. A stream in is first unpacked
+    as a layer is (``images.unpack``: no name leaves it, nothing is written through a link) into
+    a private directory of the image root, then copied in as `cp` copies a directory's contents,
+    so the container cannot lead the writes out of its root while they run."""
+    from mrun.kernel import inroot
+
+    src_container, src_path = _container_path(source)
+    dst_container, dst_path = _container_path(destination)
+    if destination == "-" and src_container:
+        if sys.stdout.isatty():
+            raise MrunError("cp: cowardly refusing to write a tar archive to a terminal; redirect it")
+        from mrun.kernel import fdtar
+
+        parent, name = source_entry(src_path)
+        root = _container_root(g, src_container)
+        try:
+            where = inroot.walk(root, parent)
+            try:
+                skipped = fdtar.write_entry(where, name, sys.stdout.buffer)
+            finally:
+                os.close(where)
+            sys.stdout.flush()
+        except FileNotFoundError:
+            raise NotFound(f"cp: {source}: no such file or directory") from None
+        except BrokenPipeError:  # its reader went away (`| tar t | head`): as tar ends then, quietly
+            return 141
+        finally:
+            os.close(root)
+    elif source == "-" and dst_container:
+        skipped = _unpack_into(g, dst_container, dst_path, destination, archive)
+    else:
+        raise InvalidSpec("cp: - (a tar stream on stdin or stdout) goes with CONTAINER:PATH on the other side")
+    for path in skipped:
+        print(f"mrun: cp: {path}: left out", file=sys.stderr)
+    return 0
+
+
+def _unpack_into(g: dict[str, Any], container_id: str, path: str, destination: str, archive: bool) -> list[str]:
+    import stat
+
+    from mrun.images.store import ImageStore
+    from mrun.images.unpack import unpack
+    from mrun.kernel import fdcopy, inroot
+    from mrun.kernel.tree import remove_tree
+
+    root = _container_root(g, container_id)
+    try:
+        try:
+            target = inroot.walk(root, path)
+        except FileNotFoundError:
+            raise NotFound(f"cp: {destination}: no such directory") from None
+        try:
+            if not stat.S_ISDIR(os.fstat(target).st_mode):
+                raise InvalidSpec(f"cp: {destination}: a tar stream is unpacked into a directory; this is not one")
+            store = ImageStore(g["image_root"])
+            os.makedirs(store.root, exist_ok=True)
+            staging = os.path.join(store.root, f"cp-{os.getpid()}.in")  # swept once this pid is gone
+            os.mkdir(staging, 0o700)  # root's alone, as the layers are: a set-uid file may come in
+            try:
+                try:
+                    unpack(sys.stdin.buffer, os.path.join(staging, "fs"))
+                except MrunError as e:
+                    raise MrunError(f"cp: stdin: {e}") from None
+                held = os.open(os.path.join(staging, "fs"), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    return fdcopy.copy(held, ".", target, ".", archive)
+                finally:
+                    os.close(held)
+            finally:
+                if os.path.isdir(staging):
+                    remove_tree(staging)
+        finally:
+            os.close(target)
+    finally:
+        os.close(root)
