@@ -193,6 +193,8 @@ def _unpack_into(g: dict[str, Any], container_id: str, path: str, destination: s
             store = ImageStore(g["image_root"])
             os.makedirs(store.root, exist_ok=True)
             staging = os.path.join(store.root, f"cp-{os.getpid()}.in")  # swept once this pid is gone
+            if os.path.lexists(staging):  # a killed cp's that had our pid: never anyone else's
+                remove_tree(staging)
             os.mkdir(staging, 0o700)  # root's alone, as the layers are: a set-uid file may come in
             try:
                 try:
@@ -202,6 +204,8 @@ def _unpack_into(g: dict[str, Any], container_id: str, path: str, destination: s
                 held = os.open(os.path.join(staging, "fs"), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
                 try:
                     return fdcopy.copy(held, ".", target, ".", archive)
+                except OSError as e:
+                    raise MrunError(f"cp: {destination}: {e.strerror or e}") from None
                 finally:
                     os.close(held)
             finally:

@@ -230,10 +230,7 @@ class Networks:
         out = {}
         d = self.path(name, "leases")
         for ip in os.listdir(d) if os.path.isdir(d) else []:
-            try:
-                out[ip] = jsonio.load_file(os.path.join(d, ip))
-            except (OSError, ValueError):
-                out[ip] = {}
+            out[ip] = _owner(os.path.join(d, ip))
         return out
 
     def lease(self, name: str, owner: dict[str, str], want: str = "") -> str:
