@@ -157,9 +157,14 @@ def _chosen_images(store: ImageStore, index: dict[str, Any], filters: list[str],
 
 def _image_labelled(store: ImageStore, entry: dict[str, Any], wanted: str) -> bool:
     """Whether the image's config carries the label KEY (``wanted``), or KEY=VALUE."""
-    name, has, expected = wanted.partition("=")
     labels = (store.read_json(entry["config"]).get("config") or {}).get("Labels") or {}
-    return isinstance(labels, dict) and name in labels and (not has or labels[name] == expected)
+    return isinstance(labels, dict) and labelled(labels, wanted)
+
+
+def labelled(labels: dict[str, str], wanted: str) -> bool:
+    """docker's label filter: ``wanted`` is KEY (the label is there) or KEY=VALUE (with that value)."""
+    name, eq, expected = wanted.partition("=")
+    return name in labels and (not eq or labels[name] == expected)
 
 
 def rmi(g: dict[str, Any], images: list[str], force: bool = False) -> int:
@@ -182,11 +187,11 @@ def _rmi_one(store: ImageStore, image: str, force: bool) -> None:
     with store.lock():
         name, entry = store.image(image)
         users = [cid for cid, meta in store.container_images().items() if meta.get("config") == entry["config"]]
-        others = [n for n, e in store.index().items() if n != name and e["config"] == entry["config"]]
+        index = store.index()
+        others = [n for n, e in index.items() if n != name and e["config"] == entry["config"]]
         if users and not others and not force:
             raise MrunError(f"image {name} is in use by container(s) {', '.join(sorted(users))}: remove them first "
                             "(or -f: untag it)")
-        index = store.index()
         del index[name]
         store.save_index(index)
         from mrun.images.gc import prune
@@ -911,10 +916,6 @@ def _prune_filter(filters: list[str]) -> Callable[[dict[str, Any]], bool]:
         else:
             (labels if key == "label" else not_labels).append(value)
 
-    def labelled(annotations: dict[str, str], value: str) -> bool:
-        name, eq, expected = value.partition("=")
-        return name in annotations and (not eq or annotations[name] == expected)
-
     def chosen(state: dict[str, Any]) -> bool:
         annotations = state.get("annotations") or {}
         if not all(labelled(annotations, v) for v in labels) or any(labelled(annotations, v) for v in not_labels):
@@ -1164,10 +1165,8 @@ def _matches(state: dict[str, Any], wanted: dict[str, list[str]], image_of: Any,
     annotations = state.get("annotations") or {}
     for key, values in wanted.items():
         if key == "label":
-            for value in values:
-                name, eq, expected = value.partition("=")
-                if name not in annotations or (eq and annotations[name] != expected):
-                    return False
+            if not all(labelled(annotations, value) for value in values):
+                return False
             continue
         if key == "name":
             import re

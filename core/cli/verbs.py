@@ -421,13 +421,13 @@ def unsupported(g: dict[str, Any], container_id: str, **_: Any) -> int:
 def version(g: dict[str, Any], format: str = "") -> int:  # noqa: A002
     """runc's lines; with --format, docker's document (`docker version -f '{{.Server.Version}}'`,
     which scripts and tools ask to learn that a runtime answers and which one), mrun both sides."""
-    import platform
-
     from mrun import OCI_VERSION, __version__
 
-    if not format:
+    if not format:  # podman and conmon probe with --version: nothing more imported for it
         print(f"mrun version {__version__}\nspec: {OCI_VERSION}\npython: {sys.version.split()[0]}")
         return 0
+    import platform
+
     from mrun.cli.template import render
 
     side = {"Version": __version__, "ApiVersion": OCI_VERSION, "Os": "linux", "Arch": _docker_arch(platform.machine()),

@@ -17,6 +17,7 @@ from mrun import jsonio
 from mrun.errors import MrunError, NotFound
 from mrun.images.reference import check_digest
 from mrun.images.shapes import DOCKER_ARCHIVE, checked, read_document
+from mrun.images.unpack import GZIP_MAGIC, ZSTD_MAGIC
 from mrun.kernel.fdpass import write_all
 
 TYPE_CHECKING = False
@@ -204,7 +205,7 @@ def spooled_stdin(directory: str) -> Iterator[str]:
         os.close(fd)
 
 
-COMPRESSED = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")  # gzip, bzip2, xz, zstd
+COMPRESSED = (GZIP_MAGIC, b"BZh", b"\xfd7zXZ\x00", ZSTD_MAGIC)  # gzip, bzip2, xz, zstd
 
 
 def _looks_like_an_archive(head: bytes) -> None:

@@ -270,12 +270,6 @@ class Networks:
             raise MrunError(f"--ip {want}: already the address of container {holder!r} on network {name!r}")
         raise MrunError(f"network {name!r}: no free address left in {net['subnet']}")
 
-    def release(self, name: str, ip: str) -> None:
-        try:
-            os.unlink(self.path(name, "leases", ip))
-        except (FileNotFoundError, InvalidSpec):
-            pass
-
     def reserve_port(self, proto: str, host_ip: str, port: int, owner: dict[str, str]) -> str:
         """The host port's reservation for ``owner``, made whole under the lock (so one found
         empty or unreadable there was cut short by a kill); one whose container has no state any
@@ -358,11 +352,7 @@ def special_use(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
 
 def _owner(path: str) -> dict[str, str]:
     """Whose a lease or port reservation is: {} for one cut short or damaged (no one's)."""
-    try:
-        owner = jsonio.load_file(path)
-    except (OSError, ValueError):
-        return {}
-    return owner if isinstance(owner, dict) else {}
+    return jsonio.load_object(path) or {}
 
 
 def owner_alive(owner: dict[str, str]) -> bool:
