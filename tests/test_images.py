@@ -2323,6 +2323,26 @@ def test_cp_streams_a_tar_both_ways_as_docker_s_cp_dash(images, busybox_archive,
         img_ok(h, "rm", "--force", "cpt")
 
 
+def test_a_killed_cp_s_staging_is_swept_and_a_live_one_is_not(images, busybox_archive):
+    """`cp - CONTAINER:DIR` stages the stream in <image root>/cp-PID.in: a cp killed there (SIGKILL
+    at its worst instant) leaves it, with whatever the archive held. `system prune` removes it once
+    PID is gone, and never one whose cp still runs."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that has ended (reused meanwhile would only keep the directory)
+    left = os.path.join(h.image_root, f"cp-{dead.pid}.in")
+    live = os.path.join(h.image_root, f"cp-{os.getpid()}.in")
+    for d in (left, live):
+        os.makedirs(os.path.join(d, "fs", "etc"))
+    try:
+        r = img_ok(h, "system", "prune")
+        assert not os.path.exists(left) and f"cp-{dead.pid}.in" in r.stdout, r.stdout
+        assert os.path.isdir(os.path.join(live, "fs", "etc"))
+    finally:
+        shutil.rmtree(live, ignore_errors=True)
+
+
 def test_cp_of_dot_dot_stays_in_the_container_s_root(images, busybox_archive, tmp_path):
     """`cp CONTAINER:/.. DEST` of a stopped container: the copy opened ".." from the handle on its
     rootfs, which is a host directory, and copied the directory above it: the container's state
