@@ -508,7 +508,7 @@ class Runtime:
         the process then joins the frozen cgroup and is frozen with it, so the call returns once
         the container is resumed, as runc's does."""
         from mrun.kernel import syscalls as sc
-        from mrun.operations.exec import exec_process
+        from mrun.operations.exec import exec_process, stopped
         from mrun.spec import check_process, check_process_applied
 
         check_process(process)
@@ -531,9 +531,14 @@ class Runtime:
             else:
                 check_process_applied(process)
                 pid = exec_process(self, record, process, opts, sub_cgroups)
-        except BaseException:
+        except BaseException as e:
             if ours is not None:
                 ours.close()
+            if (driver is None and isinstance(e, (MrunError, OSError)) and not isinstance(e, InvalidState)
+                    and not proc.is_alive(record.pid, record.pid_start)):
+                # it ended while the process was set up: what failed then (a fork in its ended PID
+                # namespace, ENOMEM; its cgroup removed; the set-up's death) would mislead
+                raise stopped(container_id) from None
             raise
         finally:
             if ours is not None:

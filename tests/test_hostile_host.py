@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -532,3 +533,65 @@ def test_a_caller_s_umask_of_000_leaves_nothing_others_can_write(images, busybox
         img(h, "rmi", "localhost/umask-wasm:1", env=env)
     assert not writable, writable
     assert seen == ["0000", "Umask:", "0000"], seen
+
+
+# Kills the container's init right after `mrun exec` has checked that it runs (the first read
+# of its /proc/PID/stat), and waits until it is reaped, then lets exec go on.
+STOPPED_UNDER_EXEC = r"""
+import os, signal, sys, time
+
+victim, ours, checked, done = int(os.environ.pop("VICTIM")), os.getpid(), [False], [False]
+
+
+def hook(event, args):
+    if os.getpid() != ours or done[0]:
+        return
+    if not checked[0]:
+        checked[0] = event == "open" and args[0] == f"/proc/{victim}/stat"
+        return
+    done[0] = True
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while os.path.isdir(f"/proc/{victim}") and time.monotonic() < deadline:  # until it is reaped
+        time.sleep(0.005)
+
+
+sys.addaudithook(hook)
+sys.argv = ["mrun", *sys.argv[1:]]
+from mrun.cli.main import main
+sys.exit(main())
+"""
+
+
+def test_an_exec_into_a_container_that_stops_meanwhile_never_runs_on_the_host(h, tmp_path):
+    """The container's init ends between `exec`'s check that it runs and the exec'd process
+    joining its namespaces (it exits on its own, or a `kill` or `rm -f` comes at that moment).
+    The namespaces were looked up by the init's number, and each one no longer there was
+    passed over, as a kind of namespace this kernel lacks: with none there, the process stayed
+    in the host's, and the command meant for the container ran on the host, as root (here it
+    read a file of the host's). Seen once in 40 execs racing a container's own exit. Now every
+    namespace is held open while the init is pinned and checked before and after, and the exec
+    is refused in one line."""
+    import sys
+
+    host_only = tmp_path / "host-only"
+    host_only.write_text("the host's file\n")
+    cid = h.cid()
+    h.ok("create", "-b", h.bundle(["sleep", "60"]), cid)
+    h.ok("start", cid)
+    pid = json.loads(h.ok("state", cid).stdout)["pid"]
+    try:
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            code = subprocess.run(
+                [sys.executable, "-c", STOPPED_UNDER_EXEC, "--root", h.root, "exec", cid, "cat", str(host_only)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=err, timeout=60,
+                env={**os.environ, "MRUN_WARM": "0", "VICTIM": str(pid)},
+            ).returncode
+            out.seek(0)
+            err.seek(0)
+            r = subprocess.CompletedProcess([], code, out.read(), err.read())
+    finally:
+        h.ok("delete", "--force", cid)
+    assert "the host's file" not in r.stdout, "the exec'd command ran on the host"
+    one_line(r, f"cannot exec in container {cid!r}: it is stopped")
+    assert r.returncode == 255  # runc's exec status for a process that never ran
