@@ -29,6 +29,7 @@ LOG = "org.mrun.log"  # JSON: keep, max_size, max_files (--log-driver, --log-opt
 HEALTH = "org.mrun.health"  # JSON: test, interval, timeout, start_period, retries (--health-*, an image's Healthcheck)
 STOP_TIMEOUT = "org.mrun.stop-timeout"  # seconds `mrun stop` waits before SIGKILL (-1: for ever); --stop-timeout
 IMAGE = "org.mrun.image"  # made by `mrun run IMAGE`: the snapshot goes with the container
+JOINED = "org.mrun.joined"  # JSON: network/pid -> the container joined by --network/--pid container:ID
 STOP_SIGNAL = "org.opencontainers.image.stopSignal"  # from the image config's StopSignal
 
 # Keys other programs define, that mrun reads or writes (not reserved: they are theirs)

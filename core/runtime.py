@@ -107,7 +107,7 @@ class Runtime:
             self._take_down(record)
             self._detach_network(container_id)
             self.store.clear(container_id)
-            return Create(self, container_id, spec, opts or CreateOptions(), lock.fd).run()
+            return Create(self, container_id, spec, opts or CreateOptions(), lock.fd, previous=record).run()
 
     def _detach_network(self, container_id: str) -> None:
         if os.path.exists(self.store.path(container_id, "net.json")):

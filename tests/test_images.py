@@ -1651,6 +1651,59 @@ def test_a_container_in_another_s_pid_namespace_leaves_nothing_running_once_it_e
         img_ok(h, "rm", "--force", "fg", "bg", "pidholder2")
 
 
+def test_a_container_joining_another_s_namespaces_joins_its_current_ones_at_each_start(images, busybox_archive):
+    """--network/--pid container:ID name the other container's process by its number in the
+    bundle's config. Once that container had restarted, `start` of the joining one failed on a
+    number nobody had ("cannot open pid namespace /proc/N/ns/pid"), and, once the number came
+    round, would have joined whatever process had it: the host's namespaces included. docker
+    looks the other container up at each start: so does mrun now, and refuses the start in one
+    line while it is stopped, the joining container left stopped."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "holder", IMAGE, "sleep", "600"))
+    try:
+        img_ok(h, *run_args(h, "-d", "--name", "joiner", "--network", "container:holder", "--pid", "container:holder",
+                            IMAGE, "sleep", "600"))
+
+        def namespaces(name: str) -> list[str]:
+            pid = json.loads(img_ok(h, "inspect", name).stdout)["state"]["pid"]
+            return [os.readlink(f"/proc/{pid}/ns/{kind}") for kind in ("net", "pid")]
+
+        first = json.loads(img_ok(h, "inspect", "holder").stdout)["state"]["pid"]
+        assert namespaces("joiner") == namespaces("holder")
+        img_ok(h, "stop", "-t", "1", "joiner", "holder")
+        one_line_error(img(h, "start", "joiner"), "container:holder", "'holder' is not running")
+        assert img_ok(h, "ps", "-a", "--format", "{{.Status}}", "--filter", "name=joiner").stdout.startswith("Exited")
+        img_ok(h, "start", "holder")
+        assert json.loads(img_ok(h, "inspect", "holder").stdout)["state"]["pid"] != first  # its path is another now
+        img_ok(h, "start", "joiner")
+        assert namespaces("joiner") == namespaces("holder")
+    finally:
+        img_ok(h, "rm", "--force", "joiner", "holder")
+
+
+def test_a_start_that_fails_leaves_the_container_stopped_to_be_started_again(images, busybox_archive, tmp_path):
+    """docker's start of an exited container whose bind source is gone fails and leaves it
+    exited; once the source is back, start works. mrun's removed its record: the container was
+    listed as "orphaned (mrun rm -f)" and `start` said it did not exist, for good."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    source = tmp_path / "source"
+    source.mkdir()
+    img_ok(h, *run_args(h, "-d", "--name", "bound", "-v", f"{source}:/data", IMAGE, "sleep", "600"))
+    try:
+        img_ok(h, "stop", "-t", "1", "bound")
+        source.rmdir()
+        one_line_error(img(h, "start", "bound"), str(source), "does not exist")
+        listed = img_ok(h, "ps", "-a", "--format", "{{.Names}} {{.Status}}").stdout
+        assert listed.startswith("bound Exited"), listed
+        source.mkdir()
+        img_ok(h, "start", "bound")
+        assert img_ok(h, "ps", "--format", "{{.Names}}").stdout.split() == ["bound"]
+    finally:
+        img_ok(h, "rm", "--force", "bound")
+
+
 def test_listings_take_docker_s_go_templates(images, busybox_archive):
     """`ps`, `images` and `volume ls` --format (`network ls`: test_network): docker's Go template over docker's
     fields, once per row; `table ...` adds the header and aligns as docker's tabwriter; \\t is a

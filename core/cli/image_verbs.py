@@ -313,7 +313,9 @@ def _namespace_modes(g: dict[str, Any], kw: dict[str, Any]) -> dict[str, str]:
         flag = f"--{NAMESPACE_FLAGS.get(kind, kind)}"
         mode = kw.get(NAMESPACE_FLAGS.get(kind, kind)) or ""
         if mode.startswith("container:") and "container:ID" in allowed:
-            modes[kind] = f"/proc/{_running(g, flag, mode).pid}/ns/{kind}"
+            from mrun.images.joined import namespace_path
+
+            modes[kind] = namespace_path(_rt(g), kind, mode.partition(":")[2], flag)
         elif mode in ("", "private", "shareable") and mode in ("", *allowed):
             continue
         elif mode in allowed:
@@ -349,7 +351,7 @@ def _network_mode(g: dict[str, Any], mode: str, publish: list[str], kw: dict[str
             files = {name: os.path.join(place, name) for place in places
                      for name in ("hosts", "resolv.conf", "hostname") if os.path.isfile(os.path.join(place, name))}
             hostname = (jsonio.load_object(os.path.join(record.bundle, "config.json")) or {}).get("hostname") or ""
-            return {"namespace": f"/proc/{record.pid}/ns/net", "files": files,
+            return {"namespace": f"/proc/{record.pid}/ns/net", "joined": record.id, "files": files,
                     "hostname": hostname if isinstance(hostname, str) else ""}
         return {"host": True} if mode == "host" else {}
     from mrun.network.attach import parse_dns, parse_extra_hosts, parse_ports
@@ -436,6 +438,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         init=kw.get("init"),
         shm_size=kw.get("shm_size"),
         namespaces=_namespace_modes(g, kw),
+        joined_pid=(kw.get("pid") or "").partition("container:")[2],
         publish_all=kw.get("publish_all"),
         health={"cmd": kw.get("health_cmd"), "interval": kw.get("health_interval"),
                 "timeout": kw.get("health_timeout"), "start_period": kw.get("health_start_period"),

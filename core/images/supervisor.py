@@ -219,6 +219,9 @@ def _start(runtime: Any, container_id: str, bundle: str, relay: Any, again: bool
     os.dup2(relay.writers[2], 2)
     try:
         if again:
+            from mrun.images.joined import rejoin
+
+            rejoin(runtime, bundle)
             runtime.recreate(container_id)
             runtime.start(container_id)
         else:

@@ -48,9 +48,12 @@ class Create:
     # A backend that owns the sandbox: mrun records the container and hands the bundle over.
     OWNED_STEPS = ("record_state", "hand_over", "mark_created")
 
-    def __init__(self, runtime: Any, container_id: str, spec: Any, opts: CreateOptions, lock_fd: int) -> None:
+    def __init__(self, runtime: Any, container_id: str, spec: Any, opts: CreateOptions, lock_fd: int,
+                 previous: Record | None = None) -> None:
+        """``previous``: a stopped container's record, made again in place (``Runtime.recreate``):
+        a create that fails leaves that record, not nothing."""
         self.runtime, self.store, self.id = runtime, runtime.store, container_id
-        self.spec, self.opts, self.lock_fd = spec, opts, lock_fd
+        self.spec, self.opts, self.lock_fd, self.previous = spec, opts, lock_fd, previous
         self.record = Record(id=container_id, bundle=spec.bundle, rootfs=spec.rootfs, config=spec.raw,
                              created=now_rfc3339(), owner=_owner(), new_keyring=not opts.no_new_keyring)
         self.cgroup: Any = None
@@ -152,7 +155,13 @@ class Create:
 
     def _forget(self) -> None:
         self.runtime._detach_network(self.id)
-        self.store.remove(self.id)
+        if self.previous is None:
+            self.store.remove(self.id)
+            return
+        # Stopped as it was, so `start` can be asked again once the cause is mended (a bind source
+        # back, a port free): removed, it was listed as orphaned and `start` said it did not exist.
+        self.store.clear(self.id)
+        self.store.save(self.previous)
 
     def claim_cgroup(self, undo: Undo) -> None:
         linux = self.spec.linux
