@@ -12,7 +12,7 @@ import sys
 
 from mrun.bundles import image_of
 from mrun.cli.common import _rt
-from mrun.errors import MrunError
+from mrun.errors import MrunError, NotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -77,6 +77,10 @@ def commit(g: dict[str, Any], container_id: str, name: str = "", message: str = 
     try:
         made = make(ImageStore(g["image_root"]), meta["config"], upper, name, _mounted_on(runtime, record),
                     (record.config or {}).get("process") or {}, message, author, list(change))
+    except OSError:
+        if not os.path.isdir(record.bundle):  # removed meanwhile (`rm -f`): what failed named its files
+            raise NotFound(f"commit: container {container_id!r} was removed while it was committed") from None
+        raise
     finally:
         if resume is not None:
             resume()

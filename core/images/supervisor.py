@@ -22,7 +22,7 @@ import time
 
 from mrun import annotations as ann
 from mrun import jsonio
-from mrun.errors import InvalidSpec, MrunError
+from mrun.errors import InvalidSpec, MrunError, NotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -142,6 +142,8 @@ def run_detached(runtime: Any, container_id: str, bundle: str, remove: bool = Fa
         answer += chunk
     os.close(r)
     if answer != b"ok":
+        if not os.path.isdir(bundle):  # removed meanwhile (`rm`): what failed then named its files
+            raise NotFound(f"container {container_id!r} does not exist")
         text = answer.decode(errors="replace").removeprefix("error:")
         raise MrunError(text or f"container {container_id!r}: its supervisor died before the container started")
 
