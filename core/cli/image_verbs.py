@@ -293,14 +293,6 @@ def read_env_file(path: str, flag: str = "--env-file") -> list[str]:
     return lines
 
 
-def _running(g: dict[str, Any], flag: str, mode: str) -> Any:
-    """container:ID's record, for joining its process's namespaces; refused unless it runs."""
-    other = mode.partition(":")[2]
-    runtime = _rt(g)
-    record = runtime.store.load(other)
-    if runtime.status(record) not in (Status.RUNNING, Status.CREATED):
-        raise InvalidSpec(f"{flag} {mode}: container {other!r} is not running")
-    return record
 
 
 def _namespace_modes(g: dict[str, Any], kw: dict[str, Any]) -> dict[str, str]:
@@ -342,8 +334,10 @@ def _network_mode(g: dict[str, Any], mode: str, publish: list[str], kw: dict[str
             if kw.get(key):  # mrun writes /etc/hosts and resolv.conf for its bridge networks only
                 raise InvalidSpec(f"--{key.replace('_', '-')}: taken on bridge networks, not with --network {mode}")
         if mode.startswith("container:"):
+            from mrun.images.joined import running
+
             runtime = _rt(g)
-            record = _running(g, "--network", mode)
+            record = running(runtime, mode.partition(":")[2], "--network")
             # docker's: its hostname and its /etc/hosts, resolv.conf and hostname files, shared
             places = [runtime.store.path(record.id)]  # a bridge container's files
             if os.path.dirname(record.bundle) == os.path.join(g["image_root"], "containers"):
@@ -438,7 +432,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         init=kw.get("init"),
         shm_size=kw.get("shm_size"),
         namespaces=_namespace_modes(g, kw),
-        joined_pid=(kw.get("pid") or "").partition("container:")[2],
+        joined_pid=(kw.get("pid") or "").removeprefix("container:") if (kw.get("pid") or "").startswith("container:")
+        else "",
         publish_all=kw.get("publish_all"),
         health={"cmd": kw.get("health_cmd"), "interval": kw.get("health_interval"),
                 "timeout": kw.get("health_timeout"), "start_period": kw.get("health_start_period"),

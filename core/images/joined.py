@@ -25,12 +25,17 @@ if TYPE_CHECKING:
 NS_NAMES = {"network": "net", "pid": "pid"}  # the kinds docker joins by container:ID, as /proc names them
 
 
-def namespace_path(runtime: Any, kind: str, other: str, flag: str) -> str:
-    """The path of ``other``'s ``kind`` namespace now; refused unless it runs (docker's rule)."""
+def running(runtime: Any, other: str, flag: str) -> Any:
+    """``other``'s record, refused unless it runs (docker's rule for container:ID)."""
     record = runtime.store.load(other)
     if runtime.status(record) not in (Status.RUNNING, Status.CREATED):
         raise InvalidSpec(f"{flag} container:{other}: container {other!r} is not running")
-    return f"/proc/{record.pid}/ns/{NS_NAMES[kind]}"
+    return record
+
+
+def namespace_path(runtime: Any, kind: str, other: str, flag: str) -> str:
+    """The path of ``other``'s ``kind`` namespace now."""
+    return f"/proc/{running(runtime, other, flag).pid}/ns/{NS_NAMES[kind]}"
 
 
 def note(annotations: dict[str, str], joined: dict[str, str]) -> None:
