@@ -12,15 +12,31 @@ for higher rlimits by default: runc fails the same way, so the tests pass --ulim
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
+import time
 import uuid
 
 import pytest
 from conftest import IMAGE, cgroup_dirs, mrun_binary, open_to_others, processes_mentioning, require
 
 ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+
+
+def _rmdir_once_empty(path: str) -> None:
+    """podman's conmon (in a cgroup of its own under the test's parent) outlives `podman rm -f`
+    by a moment: its cgroup is busy until it has exited. Ours (mrun's) are gone by then."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            os.rmdir(path)
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY or time.monotonic() > deadline or "conmon" not in path:
+                raise
+            time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +77,7 @@ def podman(tmp_path_factory, busybox_archive):
     left = cgroup_dirs(f"/{tag}")
     for d in sorted(left, key=len, reverse=True):
         for sub, _dirs, _files in sorted(os.walk(d, topdown=False), key=lambda x: -len(x[0])):
-            os.rmdir(sub)
+            _rmdir_once_empty(sub)
     state_left = [e for e in os.listdir(work / "state") if not e.startswith(".")] if (work / "state").is_dir() else []
     shutil.rmtree(work, ignore_errors=True)
     assert not processes_mentioning(str(work)), "podman left processes behind"
