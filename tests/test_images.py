@@ -2208,6 +2208,32 @@ def test_health_checks_as_docker(images, busybox_archive):
     one_line_error(img(h, "ps", "--filter", "health=sick"), "--filter 'health=sick'")
 
 
+@pytest.mark.parametrize("timed", [False, True], ids=["plain", "timestamps"])
+def test_logs_follow_ends_when_the_container_is_removed_as_docker_s(images, busybox_archive, timed):
+    """docker's `logs -f` ends, status 0, once the container is removed (`rm -f` elsewhere); mrun's
+    said "container ... does not exist", status 1, in the middle of the stream."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "followed", IMAGE, "sh", "-c", "echo hello; sleep 600"))
+    follow = ["logs", "-f", *(["-t"] if timed else []), "followed"]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([h.binary, "--root", h.root, "--image-root", h.image_root, *follow],
+                                stdout=out, stderr=err, env={**os.environ, **h.base_env})
+        try:
+            deadline = time.monotonic() + 10
+            while "hello" not in open(f"/proc/self/fd/{out.fileno()}").read():
+                assert time.monotonic() < deadline and proc.poll() is None, "logs -f never showed the output"
+                time.sleep(0.05)
+            img_ok(h, "rm", "-f", "followed")
+            code = proc.wait(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        err.seek(0)
+        assert (code, err.read()) == (0, "")
+
+
 def test_wait_logs_tail_start_and_restart_as_docker(images, busybox_archive):
     """docker's wait (the exit code, once stopped), logs --tail/-n, start of an exited `run -d`
     container (again in place: its files kept, its log continued) and restart. A container a runc

@@ -660,11 +660,20 @@ def logs(g: dict[str, Any], container_id: str, follow: bool, tail: str = "all", 
                 continue
             # once stopped, read to the end once more: what it wrote between our last read and
             # its exit is in the file, and would be left out by stopping at this check
-            stopped = runtime.status(runtime.store.load(container_id)) == Status.STOPPED
+            stopped = _ended(runtime, container_id)
             if not stopped:
                 time.sleep(0.1)
     finally:
         f.close()
+
+
+def _ended(runtime: Any, container_id: str) -> bool:
+    """Whether a followed container has stopped, or been removed (`rm -f`): docker's `logs -f`
+    then ends as at a stop. It was "container ... does not exist", exit 1, mid-stream."""
+    try:
+        return runtime.status(runtime.store.load(container_id)) == Status.STOPPED
+    except NotFound:
+        return True
 
 
 def _open_log(path: str) -> Any:
@@ -728,7 +737,7 @@ def _follow_timed(runtime: Any, container_id: str, reader: Any, follow: bool, ta
         write_pieces(pieces, timestamps)
         if not follow or stopped or (until_ns and time.time_ns() > until_ns):
             return 0
-        stopped = runtime.status(runtime.store.load(container_id)) == Status.STOPPED  # then one read more
+        stopped = _ended(runtime, container_id)  # then one read more
         if not stopped:
             time.sleep(0.1)
         pieces = reader.read(since_ns, until_ns, whole)
