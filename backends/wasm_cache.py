@@ -161,9 +161,9 @@ class ModuleCache:
         the directory ``_open_dir`` found ours (``dfd``); those of a live pid stay (a writer at
         work, or a pid taken since: a later sweep's)."""
         for name in os.listdir(dfd):
-            pid = name.removesuffix(".tmp").rpartition(".")[2] if name.endswith(".tmp") else ""
-            if not (pid.isascii() and pid.isdigit()) or int(pid) == 0:
-                continue
+            target, _, pid = name.removesuffix(".tmp").rpartition(".") if name.endswith(".tmp") else ("", "", "")
+            if not (pid.isascii() and pid.isdigit()) or int(pid) == 0 or not _entry_name(target):
+                continue  # not a temporary file of ours
             try:
                 os.kill(int(pid), 0)
                 continue
@@ -241,8 +241,8 @@ class ModuleCache:
         except FileNotFoundError:
             return []
         for name in names:
-            if not name.endswith(SUFFIX):
-                continue
+            if not (name.endswith(SUFFIX) and _is_key(name[: -len(SUFFIX)])):
+                continue  # not an entry of ours: `cache prune` removed any *.cwasm put here
             path = os.path.join(self.dir, name)
             key = name[: -len(SUFFIX)]
             try:
@@ -276,3 +276,14 @@ class ModuleCache:
                         pass
                 removed.append(e["key"])
         return removed
+
+
+def _is_key(text: str) -> bool:
+    """A key as ``key`` makes it: 64 lowercase hex digits."""
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def _entry_name(name: str) -> bool:
+    """An entry's file name (KEY.cwasm, KEY.json): what a temporary file of ours is named for."""
+    key, dot, suffix = name.partition(".")
+    return bool(dot) and f".{suffix}" in (SUFFIX, ".json") and _is_key(key)

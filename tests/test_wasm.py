@@ -366,6 +366,24 @@ def test_what_a_killed_cache_writer_left_is_removed_by_the_next_write_and_by_pru
     os.unlink(live)
 
 
+def test_cache_prune_removes_only_what_the_cache_wrote(h, cache_env):
+    """`cache prune` (and --all) removed any *.cwasm in the cache directory, and the sweep any
+    NAME.PID.tmp of a dead pid: files of someone else's put there (a wasmtime `compile` output,
+    an editor's temporary file) went with the entries. Only names the cache makes are touched."""
+    cache = os.path.join(cache_env["MRUN_CACHE_DIR"], "wasm")
+    os.makedirs(cache, mode=0o700)
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    theirs = [os.path.join(cache, name) for name in ("app.cwasm", f"notes.{ended.pid}.tmp", f"{'c' * 63}.cwasm",
+                                                      f"{'d' * 64}.txt.{ended.pid}.tmp")]
+    for path in theirs:
+        with open(path, "w") as f:
+            f.write("someone else's")
+    assert h.ok("cache", "list", env=cache_env).stdout == ""
+    h.ok("cache", "prune", "--all", env=cache_env)
+    assert all(map(os.path.exists, theirs))
+
+
 EXIT_42 = """(module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
   (func (export "_start") (call $exit (i32.const 42))))"""
 
