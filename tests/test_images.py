@@ -2234,6 +2234,26 @@ def test_logs_follow_ends_when_the_container_is_removed_as_docker_s(images, busy
         assert (code, err.read()) == (0, "")
 
 
+def test_start_of_a_running_container_succeeds_as_docker_s_and_runc_s_refuses(images, busybox_archive):
+    """docker's `start` of a running container does nothing and exits 0 (scripts write `docker
+    start X || docker run --name X ...`); mrun's refused it with runc's words, status 1. A
+    bundle's container (runc's verbs, podman's and containerd's) is still refused, as runc
+    refuses it: it runs once."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "up", IMAGE, "sleep", "600"))
+    try:
+        pid = json.loads(img_ok(h, "inspect", "up").stdout)["state"]["pid"]
+        assert img_ok(h, "start", "up").stdout == "up\n"
+        assert json.loads(img_ok(h, "inspect", "up").stdout)["state"]["pid"] == pid  # the same process
+        h.ok("create", "--bundle", h.bundle(["sleep", "600"]), "bundled")
+        h.ok("start", "bundled")
+        one_line_error(h.mrun("start", "bundled"), "cannot start container 'bundled': it is running")
+    finally:
+        img_ok(h, "rm", "-f", "up")
+        h.mrun("delete", "--force", "bundled")
+
+
 def test_wait_logs_tail_start_and_restart_as_docker(images, busybox_archive):
     """docker's wait (the exit code, once stopped), logs --tail/-n, start of an exited `run -d`
     container (again in place: its files kept, its log continued) and restart. A container a runc

@@ -58,7 +58,11 @@ def start(g: dict[str, Any], container_id: str) -> int:
         from mrun.images.supervisor import restartable, start_again
 
         record = runtime.store.load(container_id)
-        if runtime.status(record) != Status.STOPPED or not restartable(record):
+        status = runtime.status(record)
+        if status == Status.RUNNING and ann.IMAGE in (record.config.get("annotations") or {}):
+            print(container_id)  # docker's start of a running container does nothing, and succeeds
+            return 0  # (`docker start X || docker run --name X ...` ran the second, which failed)
+        if status != Status.STOPPED or not restartable(record):
             raise  # runc's refusal: a container it made runs once
         start_again(runtime, container_id)
         print(container_id)  # as docker's start says it
