@@ -2236,9 +2236,9 @@ def test_logs_follow_ends_when_the_container_is_removed_as_docker_s(images, busy
 
 def test_start_of_a_running_container_succeeds_as_docker_s_and_runc_s_refuses(images, busybox_archive):
     """docker's `start` of a running container does nothing and exits 0 (scripts write `docker
-    start X || docker run --name X ...`); mrun's refused it with runc's words, status 1. A
-    bundle's container (runc's verbs, podman's and containerd's) is still refused, as runc
-    refuses it: it runs once."""
+    start X || docker run --name X ...`); mrun's refused it with runc's words, status 1. docker's
+    start takes several containers (mrun's took one: a usage error). A bundle's container
+    (runc's verbs, podman's and containerd's) is still refused, as runc refuses it: it runs once."""
     h = images
     img_ok(h, "load", busybox_archive)
     img_ok(h, *run_args(h, "-d", "--name", "up", IMAGE, "sleep", "600"))
@@ -2246,11 +2246,16 @@ def test_start_of_a_running_container_succeeds_as_docker_s_and_runc_s_refuses(im
         pid = json.loads(img_ok(h, "inspect", "up").stdout)["state"]["pid"]
         assert img_ok(h, "start", "up").stdout == "up\n"
         assert json.loads(img_ok(h, "inspect", "up").stdout)["state"]["pid"] == pid  # the same process
+        img_ok(h, *run_args(h, "-d", "--name", "down", IMAGE, "sleep", "600"))
+        img_ok(h, "stop", "-t", "0", "down")
+        r = img(h, "start", "up", "nope", "down")  # docker's start of several: each one, a failure said
+        assert (r.returncode, r.stdout, r.stderr) == (1, "up\ndown\n", "mrun: container 'nope' does not exist\n")
+        assert sorted(img_ok(h, "ps", "--format", "{{.Names}}").stdout.split()) == ["down", "up"]
         h.ok("create", "--bundle", h.bundle(["sleep", "600"]), "bundled")
         h.ok("start", "bundled")
         one_line_error(h.mrun("start", "bundled"), "cannot start container 'bundled': it is running")
     finally:
-        img_ok(h, "rm", "-f", "up")
+        img_ok(h, "rm", "-f", "up", "down")
         h.mrun("delete", "--force", "bundled")
 
 

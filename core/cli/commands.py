@@ -79,8 +79,8 @@ COMMANDS = (
         (_ID,),
         (_BUNDLE, _PID_FILE, _CONSOLE, _PRESERVE, _NO_PIVOT, _NO_KEYRING),
     ),
-    Command("start", "run the user process of a created container (or start an exited `mrun run -d` one again)",
-            "start", (_ID,)),
+    Command("start", "run the user process of a created container (or start exited `mrun run -d` ones again)",
+            "start", (Arg("container-ids", "the containers (runc's verb: one)", variadic=True),)),
     Command("state", "print a container's state as JSON", "state", (_ID,)),
     Command(
         "kill",

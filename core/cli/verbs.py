@@ -47,8 +47,24 @@ def create(g: dict[str, Any], container_id: str, bundle: str, **kw: Any) -> int:
     return 0
 
 
-def start(g: dict[str, Any], container_id: str) -> int:
-    """runc's start of a created container; docker's of an exited `mrun run -d` one."""
+def start(g: dict[str, Any], container_ids: list[str]) -> int:
+    """runc's start of a created container; docker's of exited `mrun run -d` ones (several, as
+    `docker start a b`: each one tried, a failure said and the rest started, exit 1 at the end)."""
+    if len(container_ids) <= 1:
+        if not container_ids:
+            raise InvalidSpec("start: name a container")
+        return _start_one(g, container_ids[0])
+    code = 0
+    for container_id in container_ids:
+        try:
+            _start_one(g, container_id)
+        except MrunError as e:
+            print(f"mrun: {e}", file=sys.stderr)
+            code = 1
+    return code
+
+
+def _start_one(g: dict[str, Any], container_id: str) -> int:
     from mrun.errors import InvalidState
 
     runtime = _rt(g)
