@@ -2237,7 +2237,8 @@ def test_logs_follow_ends_when_the_container_is_removed_as_docker_s(images, busy
 def test_start_of_a_running_container_succeeds_as_docker_s_and_runc_s_refuses(images, busybox_archive):
     """docker's `start` of a running container does nothing and exits 0 (scripts write `docker
     start X || docker run --name X ...`); mrun's refused it with runc's words, status 1. docker's
-    start takes several containers (mrun's took one: a usage error). A bundle's container
+    start, pause and unpause take several containers (mrun's took one: a usage error past it),
+    and print each name. A bundle's container
     (runc's verbs, podman's and containerd's) is still refused, as runc refuses it: it runs once."""
     h = images
     img_ok(h, "load", busybox_archive)
@@ -2251,6 +2252,10 @@ def test_start_of_a_running_container_succeeds_as_docker_s_and_runc_s_refuses(im
         r = img(h, "start", "up", "nope", "down")  # docker's start of several: each one, a failure said
         assert (r.returncode, r.stdout, r.stderr) == (1, "up\ndown\n", "mrun: container 'nope' does not exist\n")
         assert sorted(img_ok(h, "ps", "--format", "{{.Names}}").stdout.split()) == ["down", "up"]
+        assert img_ok(h, "pause", "up", "down").stdout == "up\ndown\n"  # docker's pause of several, and unpause
+        assert img_ok(h, "ps", "--format", "{{.Status}}").stdout.count("(Paused)") == 2
+        assert img_ok(h, "unpause", "up", "down").stdout == "up\ndown\n"
+        assert "(Paused)" not in img_ok(h, "ps", "--format", "{{.Status}}").stdout
         h.ok("create", "--bundle", h.bundle(["sleep", "600"]), "bundled")
         h.ok("start", "bundled")
         one_line_error(h.mrun("start", "bundled"), "cannot start container 'bundled': it is running")

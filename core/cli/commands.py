@@ -566,8 +566,10 @@ COMMANDS = (
             Flag("process-label", "an SELinux label: refused, mrun applies none", default="", hidden=True),
         ),
     ),
-    Command("pause", "freeze every process of a container", "pause", (_ID,)),
-    Command("resume", "thaw a paused container (docker's unpause)", "resume", (_ID,), aliases=("unpause",)),
+    Command("pause", "freeze every process of a container (docker's: of several)", "pause",
+            (Arg("container-ids", "the containers (runc's verb: one)", variadic=True),)),
+    Command("resume", "thaw a paused container (docker's unpause: of several)", "resume",
+            (Arg("container-ids", "the containers (runc's verb: one)", variadic=True),), aliases=("unpause",)),
     Command(
         "update",
         "change a running container's resource limits",

@@ -47,21 +47,33 @@ def create(g: dict[str, Any], container_id: str, bundle: str, **kw: Any) -> int:
     return 0
 
 
-def start(g: dict[str, Any], container_ids: list[str]) -> int:
-    """runc's start of a created container; docker's of exited `mrun run -d` ones (several, as
-    `docker start a b`: each one tried, a failure said and the rest started, exit 1 at the end)."""
+def _one_by_one(verb: str, container_ids: list[str], one: Any) -> int:
+    """A runc verb given several containers, as docker's: each one tried, a failure said and the
+    rest done, exit 1 at the end. With one (runc's use, podman's and containerd's shim's), its
+    failure is raised as it always was."""
     if len(container_ids) <= 1:
         if not container_ids:
-            raise InvalidSpec("start: name a container")
-        return _start_one(g, container_ids[0])
+            raise InvalidSpec(f"{verb}: name a container")
+        return one(container_ids[0])
     code = 0
     for container_id in container_ids:
         try:
-            _start_one(g, container_id)
+            one(container_id)
         except MrunError as e:
             print(f"mrun: {e}", file=sys.stderr)
             code = 1
     return code
+
+
+def _docker_made(runtime: Any, container_id: str) -> bool:
+    """A container of `mrun run` (docker's verbs print its name once done; runc's print nothing)."""
+    return ann.IMAGE in (runtime.store.load(container_id).config.get("annotations") or {})
+
+
+def start(g: dict[str, Any], container_ids: list[str]) -> int:
+    """runc's start of a created container; docker's of exited `mrun run -d` ones (several, as
+    `docker start a b`)."""
+    return _one_by_one("start", container_ids, lambda cid: _start_one(g, cid))
 
 
 def _start_one(g: dict[str, Any], container_id: str) -> int:
@@ -75,7 +87,7 @@ def _start_one(g: dict[str, Any], container_id: str) -> int:
 
         record = runtime.store.load(container_id)
         status = runtime.status(record)
-        if status == Status.RUNNING and ann.IMAGE in (record.config.get("annotations") or {}):
+        if status == Status.RUNNING and _docker_made(runtime, container_id):
             print(container_id)  # docker's start of a running container does nothing, and succeeds
             return 0  # (`docker start X || docker run --name X ...` ran the second, which failed)
         if status != Status.STOPPED or not restartable(record):
@@ -335,13 +347,21 @@ def _failure(verb: str, error: OSError, code: int) -> MrunError:
     return failed
 
 
-def pause(g: dict[str, Any], container_id: str) -> int:
-    _rt(g).pause(container_id)
-    return 0
+def pause(g: dict[str, Any], container_ids: list[str]) -> int:
+    """runc's pause; docker's of several, each name printed once paused."""
+    return _one_by_one("pause", container_ids, lambda cid: _freeze_one(g, cid, "pause"))
 
 
-def resume(g: dict[str, Any], container_id: str) -> int:
-    _rt(g).resume(container_id)
+def resume(g: dict[str, Any], container_ids: list[str]) -> int:
+    """runc's resume; docker's unpause of several, each name printed once thawed."""
+    return _one_by_one("resume", container_ids, lambda cid: _freeze_one(g, cid, "resume"))
+
+
+def _freeze_one(g: dict[str, Any], container_id: str, verb: str) -> int:
+    runtime = _rt(g)
+    getattr(runtime, verb)(container_id)
+    if _docker_made(runtime, container_id):
+        print(container_id)  # as docker's pause and unpause say it
     return 0
 
 
