@@ -39,3 +39,26 @@ def remove_container(g: dict[str, Any], container_id: str, force: bool) -> None:
         store = ImageStore(g["image_root"])
         with store.lock():
             remove_orphans(store, only=container_id)
+
+
+def each(container_ids: list[str], verb: str, one: Any, one_raises: bool = False) -> int:
+    """docker's way with several containers: each one in turn, a failure reported and the rest
+    still done, exit status 1 if any failed. ``one_raises``: a single container's failure is
+    raised as it always was (a runc verb's exit status, which its callers read)."""
+    import sys
+
+    from mrun.errors import InvalidSpec, MrunError
+
+    if not container_ids:
+        raise InvalidSpec(f"{verb}: name at least one container")
+    if one_raises and len(container_ids) == 1:
+        one(container_ids[0])
+        return 0
+    status = 0
+    for cid in container_ids:
+        try:
+            one(cid)
+        except MrunError as e:
+            print(f"mrun: {e}", file=sys.stderr)
+            status = 1
+    return status

@@ -9,7 +9,7 @@ import time
 
 from mrun import annotations as ann
 from mrun import jsonio
-from mrun.cli.common import _rt, print_table, remove_container
+from mrun.cli.common import _rt, each, print_table, remove_container
 from mrun.errors import InvalidSpec, MrunError, NotFound
 from mrun.images.store import ImageStore
 from mrun.status import Status
@@ -815,21 +815,6 @@ def _tail_offset(f: Any, lines: int) -> int:
     return 0
 
 
-def _each(container_ids: list[str], verb: str, one: Any) -> int:
-    """docker's way with several containers: each one in turn, a failure reported and the rest
-    still done, exit status 1 if any failed."""
-    if not container_ids:
-        raise InvalidSpec(f"{verb}: name at least one container")
-    status = 0
-    for cid in container_ids:
-        try:
-            one(cid)
-        except MrunError as e:
-            print(f"mrun: {e}", file=sys.stderr)
-            status = 1
-    return status
-
-
 def rm(g: dict[str, Any], container_ids: list[str], force: bool, volumes: bool = False) -> int:
     """Each container is removed as runc's delete removes it (and with -f, what a killed `mrun
     run` left); its name is printed once it is gone, as docker prints it."""
@@ -847,7 +832,7 @@ def rm(g: dict[str, Any], container_ids: list[str], force: bool, volumes: bool =
         if known:
             print(cid)
 
-    return _each(container_ids, "rm", one)
+    return each(container_ids, "rm", one)
 
 
 def _volumes_of(g: dict[str, Any], container_id: str) -> list[str]:
@@ -979,7 +964,7 @@ def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False
             volumes.remove(root, name)
             print(name)
 
-        return _each(names, "volume rm", one)
+        return each(names, "volume rm", one)
     elif action == "prune":
         for name in volumes.prune(root, all):
             print(f"removed volume {name}")
@@ -993,7 +978,7 @@ def stop(g: dict[str, Any], container_ids: list[str], time: int | None) -> int: 
         _stop(g, cid, time)
         print(cid)
 
-    return _each(container_ids, "stop", one)
+    return each(container_ids, "stop", one)
 
 
 def restart(g: dict[str, Any], container_ids: list[str], time: int | None) -> int:  # noqa: A002
@@ -1007,7 +992,7 @@ def restart(g: dict[str, Any], container_ids: list[str], time: int | None) -> in
         start_again(_rt(g), cid)
         print(cid)
 
-    return _each(container_ids, "restart", one)
+    return each(container_ids, "restart", one)
 
 
 def wait(g: dict[str, Any], container_ids: list[str]) -> int:
@@ -1024,7 +1009,7 @@ def wait(g: dict[str, Any], container_ids: list[str]) -> int:
             clock.sleep(0.05)
         print(code)
 
-    return _each(container_ids, "wait", one)
+    return each(container_ids, "wait", one)
 
 
 def _stop(g: dict[str, Any], container_id: str, time: int | None) -> None:  # noqa: A002

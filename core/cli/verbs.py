@@ -11,7 +11,7 @@ import sys
 
 from mrun import annotations as ann
 from mrun import jsonio
-from mrun.cli.common import _rt, os_error_words, print_table, remove_container  # noqa: F401 - the verbs' shared helpers
+from mrun.cli.common import _rt, each, os_error_words, print_table, remove_container  # noqa: F401 - the verbs' shared helpers
 from mrun.errors import InvalidSpec, MrunError
 from mrun.runtime import CreateOptions
 from mrun.status import Status, require
@@ -47,24 +47,6 @@ def create(g: dict[str, Any], container_id: str, bundle: str, **kw: Any) -> int:
     return 0
 
 
-def _one_by_one(verb: str, container_ids: list[str], one: Any) -> int:
-    """A runc verb given several containers, as docker's: each one tried, a failure said and the
-    rest done, exit 1 at the end. With one (runc's use, podman's and containerd's shim's), its
-    failure is raised as it always was."""
-    if len(container_ids) <= 1:
-        if not container_ids:
-            raise InvalidSpec(f"{verb}: name a container")
-        return one(container_ids[0])
-    code = 0
-    for container_id in container_ids:
-        try:
-            one(container_id)
-        except MrunError as e:
-            print(f"mrun: {e}", file=sys.stderr)
-            code = 1
-    return code
-
-
 def _docker_made(runtime: Any, container_id: str) -> bool:
     """A container of `mrun run` (docker's verbs print its name once done; runc's print nothing)."""
     return ann.IMAGE in (runtime.store.load(container_id).config.get("annotations") or {})
@@ -73,7 +55,7 @@ def _docker_made(runtime: Any, container_id: str) -> bool:
 def start(g: dict[str, Any], container_ids: list[str]) -> int:
     """runc's start of a created container; docker's of exited `mrun run -d` ones (several, as
     `docker start a b`)."""
-    return _one_by_one("start", container_ids, lambda cid: _start_one(g, cid))
+    return each(container_ids, "start", lambda cid: _start_one(g, cid), one_raises=True)
 
 
 def _start_one(g: dict[str, Any], container_id: str) -> int:
@@ -349,12 +331,12 @@ def _failure(verb: str, error: OSError, code: int) -> MrunError:
 
 def pause(g: dict[str, Any], container_ids: list[str]) -> int:
     """runc's pause; docker's of several, each name printed once paused."""
-    return _one_by_one("pause", container_ids, lambda cid: _freeze_one(g, cid, "pause"))
+    return each(container_ids, "pause", lambda cid: _freeze_one(g, cid, "pause"), one_raises=True)
 
 
 def resume(g: dict[str, Any], container_ids: list[str]) -> int:
     """runc's resume; docker's unpause of several, each name printed once thawed."""
-    return _one_by_one("resume", container_ids, lambda cid: _freeze_one(g, cid, "resume"))
+    return each(container_ids, "resume", lambda cid: _freeze_one(g, cid, "resume"), one_raises=True)
 
 
 def _freeze_one(g: dict[str, Any], container_id: str, verb: str) -> int:
