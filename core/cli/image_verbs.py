@@ -293,8 +293,6 @@ def read_env_file(path: str, flag: str = "--env-file") -> list[str]:
     return lines
 
 
-
-
 def _namespace_modes(g: dict[str, Any], kw: dict[str, Any]) -> dict[str, str]:
     """--pid, --ipc, --uts and --cgroupns -> namespace type: "host", "none" (ipc: no /dev/shm), or the path of
     a running container's namespace to join; private ones (the default) are left out."""
@@ -345,7 +343,7 @@ def _network_mode(g: dict[str, Any], mode: str, publish: list[str], kw: dict[str
             files = {name: os.path.join(place, name) for place in places
                      for name in ("hosts", "resolv.conf", "hostname") if os.path.isfile(os.path.join(place, name))}
             hostname = (jsonio.load_object(os.path.join(record.bundle, "config.json")) or {}).get("hostname") or ""
-            return {"namespace": f"/proc/{record.pid}/ns/net", "joined": record.id, "files": files,
+            return {"namespace": f"/proc/{record.pid}/ns/net", "files": files,
                     "hostname": hostname if isinstance(hostname, str) else ""}
         return {"host": True} if mode == "host" else {}
     from mrun.network.attach import parse_dns, parse_extra_hosts, parse_ports
@@ -432,8 +430,9 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         init=kw.get("init"),
         shm_size=kw.get("shm_size"),
         namespaces=_namespace_modes(g, kw),
-        joined_pid=(kw.get("pid") or "").removeprefix("container:") if (kw.get("pid") or "").startswith("container:")
-        else "",
+        joined={kind: mode.removeprefix("container:") for kind, mode in (("network", kw.get("network") or ""),
+                                                                         ("pid", kw.get("pid") or ""))
+                if mode.startswith("container:")},
         publish_all=kw.get("publish_all"),
         health={"cmd": kw.get("health_cmd"), "interval": kw.get("health_interval"),
                 "timeout": kw.get("health_timeout"), "start_period": kw.get("health_start_period"),

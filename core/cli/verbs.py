@@ -47,9 +47,9 @@ def create(g: dict[str, Any], container_id: str, bundle: str, **kw: Any) -> int:
     return 0
 
 
-def _docker_made(runtime: Any, container_id: str) -> bool:
+def _docker_made(record: Any) -> bool:
     """A container of `mrun run` (docker's verbs print its name once done; runc's print nothing)."""
-    return ann.IMAGE in (runtime.store.load(container_id).config.get("annotations") or {})
+    return ann.IMAGE in (record.config.get("annotations") or {})
 
 
 def start(g: dict[str, Any], container_ids: list[str]) -> int:
@@ -69,7 +69,7 @@ def _start_one(g: dict[str, Any], container_id: str) -> int:
 
         record = runtime.store.load(container_id)
         status = runtime.status(record)
-        if status == Status.RUNNING and _docker_made(runtime, container_id):
+        if status == Status.RUNNING and _docker_made(record):
             print(container_id)  # docker's start of a running container does nothing, and succeeds
             return 0  # (`docker start X || docker run --name X ...` ran the second, which failed)
         if status != Status.STOPPED or not restartable(record):
@@ -342,7 +342,7 @@ def resume(g: dict[str, Any], container_ids: list[str]) -> int:
 def _freeze_one(g: dict[str, Any], container_id: str, verb: str) -> int:
     runtime = _rt(g)
     getattr(runtime, verb)(container_id)
-    if _docker_made(runtime, container_id):
+    if _docker_made(runtime.store.load(container_id)):
         print(container_id)  # as docker's pause and unpause say it
     return 0
 

@@ -65,7 +65,7 @@ class Overrides:
         self.labels: dict[str, str] = kw.get("labels") or {}  # -l/--label, --label-file (run_flags.labels)
         self.made_volumes: list[str] = []  # anonymous volumes made for it (removed if it is not made)
         self.namespaces: dict[str, str] = kw.get("namespaces") or {}  # --pid/--ipc/--uts (run_flags.namespaces)
-        self.joined_pid: str = kw.get("joined_pid") or ""  # --pid container:ID: that id (images.joined)
+        self.joined: dict[str, str] = kw.get("joined") or {}  # --network/--pid container:ID: kind -> ID (images.joined)
         self.health: dict[str, Any] = kw.get("health") or {}  # --health-*, --no-healthcheck (images.health)
         self.publish_all: bool = bool(kw.get("publish_all"))  # -P: with expose (--expose), run_flags.publish_all
         self.expose: list[str] = kw.get("expose") or []
@@ -224,10 +224,9 @@ def make_spec(
         smart = labels.get(ann.WASM_VARIANT) == "compat-smart"  # wasm only where the entrypoint is wasm
         annotations[ann.WASM_VARIANT] = "compat-smart" if smart else "compat"
     annotations.update(o.labels)  # docker's: the caller's labels over the image's
-    joined = {kind: mode for kind, mode in (("network", o.network.get("joined")), ("pid", o.joined_pid)) if mode}
-    from mrun.images import joined as joining
+    from mrun.images import joined
 
-    joining.note(annotations, joined)
+    joined.note(annotations, o.joined)
     for item in o.annotations:  # the operator's word is final, reserved keys included
         key, eq, value = item.partition("=")
         if not eq or not key:
