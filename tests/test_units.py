@@ -1061,6 +1061,67 @@ def test_a_rotation_killed_between_its_renames_never_pairs_a_log_with_another_s_
                 assert log_relay.indexed_log(bundle, f, "") == os.path.join(bundle, "log" + name[len("log.times"):])
 
 
+def test_a_full_disk_loses_lines_but_never_garbles_the_log_after_it(tmp_path):
+    """A detached container's log on a full disk: its lines are lost while it is full (docker's
+    json-file loses them too), but what was written before and after must read back whole, each
+    line with its own time. A write cut short left part of a batch in the log and none of its
+    index, and the index's offsets ran ahead of the log's for good: every later `logs -t` and
+    `--since` printed lines cut in two ("ine 1948" after a stray "l")."""
+    import subprocess
+
+    from mrun.cli.image_verbs import _tail_offset
+    from mrun.images import log_relay
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], check=True)
+    relay = None
+    try:
+        bundle = str(mnt)
+        relay = log_relay.Relay(bundle)
+        n = 0
+
+        def take(count: int) -> None:
+            nonlocal n
+            for _ in range(count):
+                n += 1
+                relay._take(1, f"line {n} {'x' * (n % 300)}\n".encode(), n)
+
+        take(100)
+        filler = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT, 0o600)  # the rest of the disk
+        try:
+            while os.write(filler, b"\0" * 4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(filler)
+        take(2000)  # on the full disk: lost
+        relay._take(1, b"a prompt " * 1000, n)  # no newline, lost too: the next line starts its own
+        os.unlink(mnt / "filler")
+        take(100)
+        reader = log_relay.TimedReader(bundle)
+        try:
+            pieces = list(reader.read())
+            got = [(at, text) for at, text, _starts, _stream in pieces]
+            assert all(starts for _at, _text, starts, _stream in pieces), [(a, t[:30]) for a, t, st, _ in pieces if not st]
+            assert reader.start_at(0)
+            start = _tail_offset(reader.log, 3)
+            reader.start_at(start)
+            tail = [text for _at, text, _starts, _stream in reader.read()]
+        finally:
+            reader.close()
+        assert all(text == f"line {at} {'x' * (at % 300)}\n".encode() for at, text in got), [
+            (at, text[:20]) for at, text in got if text != f"line {at} {'x' * (at % 300)}\n".encode()][:3]
+        assert [at for at, _ in got][:100] == list(range(1, 101))  # before: every line
+        assert [at for at, _ in got][-100:] == list(range(n - 99, n + 1))  # after: every line
+        assert tail == [f"line {at} {'x' * (at % 300)}\n".encode() for at in range(n - 2, n + 1)]
+    finally:
+        for fd in relay.fds() if relay else []:
+            os.close(fd)
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
 def test_a_log_read_whole_or_from_its_tail_gives_each_stream_its_bytes_in_order(tmp_path):
     """`mrun logs` reads a noted log through its index (stderr on stderr, as docker's): runs of one
     stream come as one piece, and --tail starts at the index entry found by bisection; neither

@@ -56,6 +56,7 @@ class Relay:
         self.streams: dict[int, int] = {}  # our read end -> 1 or 2
         self.writers: dict[int, int] = {}  # 1 or 2 -> the write end the container gets
         self.open_line = {1: False, 2: False}  # the stream's last piece did not end its line
+        self.open_before = dict(self.open_line)  # as it was after the last piece written
         for stream in (1, 2):
             r, w = os.pipe2(os.O_CLOEXEC)
             os.set_blocking(r, False)
@@ -140,10 +141,27 @@ class Relay:
             self.pump(fd)
 
     def _write(self, lines: list[bytes], index: list[str]) -> None:
-        """The lines first, then their index entries: a reader that sees an entry finds its line."""
-        if lines:
-            _write_all(self.log, b"".join(lines))
-            _write_all(self.times, "".join(index).encode())
+        """The lines first, then their index entries: a reader that sees an entry finds its line.
+        A batch that does not fit (the disk is full) is dropped whole, as docker's json-file drops
+        what it cannot write: the log and its index go back to where they ended, so the offsets
+        of the entries after it are the log's (part of a batch left in the log would shift them
+        and every later `logs -t` would cut lines in two)."""
+        if not lines:
+            return
+        marks = [(fd, os.fstat(fd).st_size) for fd in (self.log, self.times)]
+        try:
+            write_all(self.log, b"".join(lines))
+            write_all(self.times, "".join(index).encode())
+        except OSError:  # the disk is full, or the log was removed with the container
+            for fd, end in marks:
+                try:
+                    os.ftruncate(fd, end)
+                except OSError:
+                    pass
+            self.size = marks[0][1]
+            self.open_line = dict(self.open_before)
+            return
+        self.open_before = dict(self.open_line)
 
 
 def _write_all(fd: int, data: bytes) -> None:
