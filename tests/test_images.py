@@ -1431,6 +1431,23 @@ def test_detached_containers_report_their_exit_code(images, busybox_archive, tmp
         img_ok(h, "rm", c)
 
 
+def test_a_container_run_in_the_foreground_keeps_its_exit_code(images, busybox_archive):
+    """`docker run --name x IMAGE ...; docker wait x` (or `docker inspect -f
+    '{{.State.ExitCode}}' x`, `docker ps -a`'s "Exited (3)"): a container run in the foreground
+    without --rm keeps its code as a detached one does. `wait` said "no exit code was kept
+    (only `mrun run -d` keeps one)" and `ps -a` "stopped"."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    assert img(h, *run_args(h, "--name", "fg3", IMAGE, "sh", "-c", "exit 3")).returncode == 3
+    assert img(h, *run_args(h, "--name", "fg0", IMAGE, "true")).returncode == 0
+    r = img(h, "wait", "fg3", "fg0")
+    assert (r.returncode, r.stdout.split()) == (0, ["3", "0"]), (r.stdout, r.stderr)
+    rows = {line.split()[0]: line for line in img_ok(h, "ps", "-a").stdout.splitlines()[1:]}
+    assert "exited (3)" in rows["fg3"] and "exited (0)" in rows["fg0"], rows
+    assert json.loads(img_ok(h, "inspect", "fg3").stdout)["exit"]["exit_code"] == 3
+    img_ok(h, "rm", "fg3", "fg0")
+
+
 def test_a_detached_container_run_with_rm_is_removed_when_it_exits(images, busybox_archive):
     """`mrun run -d --rm` (docker's everyday form; it was refused): the supervisor removes the
     container, its snapshot and its state once it has exited, whether it ends itself or is stopped."""

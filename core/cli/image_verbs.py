@@ -485,8 +485,11 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         if not detach:
             try:
                 code = runtime.run(cid, bundle, CreateOptions(), False, keep=not remove)
-                if not remove:  # as docker (its runc shim): kept, with nothing of it running
+                if not remove:  # as docker (its runc shim): kept, with nothing of it running, and its code
                     runtime.end_the_rest(cid)
+                    from mrun.images.supervisor import record
+
+                    record(bundle, code)
                 return code
             finally:
                 if remove:  # docker's --rm: its anonymous volumes go with it

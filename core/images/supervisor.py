@@ -181,7 +181,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
                 pass
             os._exit(0)
         again = wants_restart(policy, code, restarts) and not _told_to_stop(bundle)
-        _record(bundle, code, restarts, again)
+        record(bundle, code, restarts, again)
         if not again:
             os._exit(0)
         ran_long = time.monotonic() - started >= BACKOFF_RESET
@@ -196,7 +196,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
             if checker is not None:
                 checker.reset()
         except BaseException:  # noqa: BLE001 - stopped or removed meanwhile, or it cannot start again
-            _record(bundle, code, restarts, False)
+            record(bundle, code, restarts, False)
             os._exit(0)
         restarts += 1
 
@@ -335,7 +335,9 @@ def _close_all_but(keep: list[int]) -> None:
     os.closerange(low, 1 << 16)
 
 
-def _record(bundle: str, code: int | None, restarts: int, restarting: bool) -> None:
+def record(bundle: str, code: int | None, restarts: int = 0, restarting: bool = False) -> None:
+    """The container's exit code, for `ps -a`, `inspect` and `wait`: by its supervisor, or by
+    `mrun run` itself for a container it ran in the foreground."""
     from mrun.state import now_rfc3339
 
     try:
@@ -387,7 +389,8 @@ def exit_code(runtime: Any, container_id: str) -> int | None:
     if (code := _noted_code(record.bundle)) is not None:  # noted between our two looks
         return code
     if gone is None:
-        raise MrunError(f"container {container_id!r} stopped, but no exit code was kept (only `mrun run -d` keeps one)")
+        raise MrunError(f"container {container_id!r} stopped, but no exit code was kept (it was not run by "
+                        "`mrun run`, or that ended before it)")
     raise MrunError(f"container {container_id!r} stopped, but its supervisor ended before it noted the exit code")
 
 
