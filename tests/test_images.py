@@ -1448,6 +1448,30 @@ def test_a_container_run_in_the_foreground_keeps_its_exit_code(images, busybox_a
     img_ok(h, "rm", "fg3", "fg0")
 
 
+def test_output_its_reader_stopped_reading_ends_quietly_as_docker(images, busybox_archive):
+    """`mrun logs web | head -1`, `mrun save IMAGE | head -c 100`: the reader has what it wanted
+    and closed the pipe. docker (like any Go or C program) ends by SIGPIPE, silently, status
+    141 in the shell; mrun printed "mrun: logs: Broken pipe" and exited 1."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "chatty", IMAGE, "sh", "-c", "seq 1 200000; sleep 600"))
+    deadline = time.monotonic() + 30
+    while img_ok(h, "logs", "--tail", "1", "chatty").stdout != "200000\n" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for argv in (["logs", "chatty"], ["logs", "-t", "chatty"], ["save", IMAGE], ["export", "chatty"]):
+        with tempfile.TemporaryFile("w+b") as err:
+            p = subprocess.Popen([h.binary, "--root", h.root, "--image-root", h.image_root, *argv],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
+                                 env={**os.environ, **h.base_env})
+            assert p.stdout is not None
+            p.stdout.read(1)
+            p.stdout.close()
+            assert p.wait(timeout=30) == 141, argv
+            err.seek(0)
+            assert err.read() == b"", argv
+    img_ok(h, "rm", "-f", "chatty")
+
+
 def test_a_detached_container_run_with_rm_is_removed_when_it_exits(images, busybox_archive):
     """`mrun run -d --rm` (docker's everyday form; it was refused): the supervisor removes the
     container, its snapshot and its state once it has exited, whether it ends itself or is stopped."""

@@ -21,6 +21,17 @@ def os_error_words(verb: str, error: OSError) -> str:
     return f"{verb}: {error.strerror or error}" + (f": {error.filename}" if error.filename else "")
 
 
+def reader_gone(fd: int) -> bool:
+    """Whether ``fd`` is a pipe (or socket) whose reader has closed its end: the kernel reports
+    an error condition on the writing end then, so a broken pipe elsewhere (a container's stdin,
+    a registry's socket) is not taken for it."""
+    import select
+
+    poll = select.poll()
+    poll.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _fd, events in poll.poll(0))
+
+
 def print_table(rows: list[tuple[str, ...]]) -> None:
     """Columns padded to their widest cell, the first row a header."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -74,8 +74,10 @@ def call(g: dict[str, Any], cmd: Command, params: dict[str, Any]) -> int:
         _log(g, "error", msg)
         return e.exit_code
     except OSError as e:
-        from mrun.cli.common import os_error_words
+        from mrun.cli.common import os_error_words, reader_gone
 
+        if isinstance(e, BrokenPipeError) and reader_gone(1):  # `mrun logs web | head`: it has what it wanted
+            return 141  # quietly, as docker's (a Go program ends by SIGPIPE there: 128 + 13 in the shell)
         msg = os_error_words(cmd.name, e)
         print(f"mrun: {msg}", file=sys.stderr)
         _log(g, "error", msg)
