@@ -765,7 +765,24 @@ static void keep_stdin(void) {
 
 /* ---- main ----------------------------------------------------------------------------------- */
 
+/* A caller that closed its stdin, stdout or stderr (a daemon's `mrun run -d ... <&- >&- 2>&-`):
+ * /dev/null in its place, as Go's runtime gives runc. Else the first files mrun opens take those
+ * numbers: a message for stderr lands in a container's state file, and a container is handed a
+ * file of mrun's as its stdio. */
+static void open_closed_standard_fds(void) {
+    for (int fd = 0; fd < 3; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+            continue;
+        int null = open("/dev/null", O_RDWR); /* the lowest free number: this one */
+        if (null > fd) {
+            dup2(null, fd);
+            close(null);
+        }
+    }
+}
+
 int main(int argc, char **argv) {
+    open_closed_standard_fds();
     call_argv = argv;
     char exe[PATH_MAX];
     ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);

@@ -1472,6 +1472,41 @@ def test_output_its_reader_stopped_reading_ends_quietly_as_docker(images, busybo
     img_ok(h, "rm", "-f", "chatty")
 
 
+@pytest.mark.parametrize("images", ["warm", "cold", "python"], indirect=True)
+def test_a_caller_with_its_standard_descriptors_closed_gets_what_it_asked(images, busybox_archive):
+    """A daemon or script that calls `mrun run -d ... <&- >&- 2>&-`: mrun's own files took the
+    numbers 0, 1 and 2 (the container's image.json as stderr, its supervisor's note as stdin), so
+    a message meant for stderr went into a state file and the run failed (125, unsaid) leaving a
+    stopped container behind. /dev/null stands in for a closed one, as Go's runtime gives runc."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+
+    def closed() -> None:
+        for fd in (0, 1, 2):
+            os.close(fd)
+
+    r = img(h, *run_args(h, "-d", "--name", "quiet", IMAGE, "sleep", "600"), preexec_fn=closed)
+    assert r.returncode == 0
+    assert "running" in img_ok(h, "ps", "--filter", "name=quiet").stdout
+    r = img(h, *run_args(h, "--name", "fg", IMAGE, "sh", "-c", "echo out; echo err >&2; exit 3"), preexec_fn=closed)
+    assert r.returncode == 3
+    assert img_ok(h, "wait", "fg").stdout == "3\n"
+    assert img(h, "logs", "quiet", preexec_fn=closed).returncode == 0  # was: "internal error: AttributeError"
+    python_cold = [os.path.join(os.path.dirname(h.binary), "mrun-python"), "--root", h.root,
+                   "--image-root", h.image_root]  # Python's own start with a descriptor closed
+    for argv in (["logs", "quiet"], ["run", "--rm", "--network", "none", IMAGE, "nosuch"]):
+        r = subprocess.run([*python_cold, *argv], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           env={**os.environ, **h.base_env, "MRUN_WARM": "0"}, preexec_fn=lambda: os.close(2))
+        assert "mrun:" not in r.stdout, r.stdout  # a message for stderr: not on stdout instead
+        assert r.returncode == (0 if argv[0] == "logs" else 127)
+    for name in ("quiet", "fg"):
+        bundle = os.path.join(h.image_root, "containers", name)
+        for doc in ("config.json", "image.json"):
+            with open(os.path.join(bundle, doc)) as f:
+                json.load(f)  # whole: nothing written into it
+    img_ok(h, "rm", "-f", "quiet", "fg")
+
+
 def test_a_detached_container_run_with_rm_is_removed_when_it_exits(images, busybox_archive):
     """`mrun run -d --rm` (docker's everyday form; it was refused): the supervisor removes the
     container, its snapshot and its state once it has exited, whether it ends itself or is stopped."""

@@ -15,7 +15,7 @@ SOURCES = {"core": "mrun", "backends": "mrun.backends", "shims": "mrun.shims"}
 LAYERS: list[list[str]] = [
     # 0: leaves: import nothing of mrun's
     ["mrun", "mrun.errors", "mrun.jsonio", "mrun.annotations", "mrun.plugins.cli", "mrun.exiting", "mrun.knobs",
-     "mrun.umask"],
+     "mrun.umask", "mrun.standard_fds"],
     # 1: the kernel as mrun uses it, and the small vocabularies everything shares
     ["mrun.kernel", "mrun.status", "mrun.schema", "mrun.units", "mrun.warm.client"],
     # 2: host resources and the data everything passes around
