@@ -80,9 +80,16 @@ __attribute__((noreturn)) static void cold(const char *launcher, const char *why
         setenv("MRUN_LAUNCHER", launcher, 1);
     if (stdin_start >= 0)
         lseek(0, stdin_start, SEEK_SET);
+    /* ^C while Python starts, before the Python launcher's first line, made the interpreter print
+       "Fatal Python error" or a traceback: held until that line lets it end the process quietly. */
+    sigset_t held;
+    sigemptyset(&held);
+    sigaddset(&held, SIGINT);
+    sigprocmask(SIG_BLOCK, &held, NULL);
     char *argv0 = call_argv[0];
     call_argv[0] = cold_path;
     execv(cold_path, call_argv);
+    sigprocmask(SIG_UNBLOCK, &held, NULL);
     int failed = errno;
     call_argv[0] = argv0;
     /* the hint only where it helps: a missing launcher (a copy of this program elsewhere), not one

@@ -310,7 +310,8 @@ def test_concurrent_creates_leave_no_empty_parent_cgroup(h):
 
 def test_an_orphaned_snapshot_is_listed_and_removed(images, busybox_archive):
     """What a `mrun run` killed before the runtime recorded the container leaves: a mounted
-    snapshot and no state. ps lists it, rmi names it, rm -f removes it."""
+    snapshot and no state. ps lists it (-aq too: docker's `rm -f $(docker ps -aq)` idiom), rmi
+    names it, rm -f removes it."""
     from conftest import IMAGE, img, img_ok, run_args
 
     h = images
@@ -322,6 +323,7 @@ def test_an_orphaned_snapshot_is_listed_and_removed(images, busybox_archive):
 
     shutil.rmtree(os.path.join(h.root, "orph"))  # ... and its state, as if never recorded
     assert "orphaned" in img_ok(h, "ps", "-a").stdout
+    assert img_ok(h, "ps", "-aq").stdout.split() == ["orph"]  # `mrun rm -f $(mrun ps -aq)` takes it too
     r = img(h, "rmi", IMAGE)
     assert r.returncode != 0 and "orph" in r.stderr
     img_ok(h, "rm", "-f", "orph")

@@ -1507,6 +1507,34 @@ def test_a_caller_with_its_standard_descriptors_closed_gets_what_it_asked(images
     img_ok(h, "rm", "-f", "quiet", "fg")
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_run_ended_by_a_signal_before_its_container_started_leaves_nothing(images, busybox_archive, signum):
+    """`timeout 5 mrun run --rm IMAGE ...` (SIGTERM) or a terminal closed (SIGHUP) while the
+    container is being made: mrun died there, leaving a container record and, once the init was
+    made, that init waiting for a `start` forever with the caller's stdout open, so the caller's
+    pipe never ended. runc's `run` is never ended by them (it passes them on once the container
+    runs); here one that comes before is taken as ^C is: what was made is undone, status 128+N.
+    Once the container runs, it is the container's (busybox's sleep as PID 1 ignores it)."""
+    import random
+
+    h = images
+    img_ok(h, "load", busybox_archive)
+    rng = random.Random(20261203 + signum)
+    for i in range(12):
+        name = f"sig{i}"
+        p = subprocess.Popen([h.binary, "--root", h.root, "--image-root", h.image_root,
+                              *run_args(h, "--rm", "--name", name, IMAGE, "sleep", "0.2")],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env={**os.environ, **h.base_env})
+        time.sleep(rng.random() * 0.15)
+        p.send_signal(signum)
+        out, err = p.communicate(timeout=30)  # the pipe ends: nothing of the run holds it
+        assert p.returncode in (0, 128 + signum, -signum), (i, p.returncode, err)  # -N: before it began
+        assert b"Traceback" not in err and len(err.splitlines()) <= 1, err
+        assert img_ok(h, "ps", "-aq").stdout.split() == [], i
+        assert not os.path.exists(os.path.join(h.root, name)), i
+
+
 def test_a_detached_container_run_with_rm_is_removed_when_it_exits(images, busybox_archive):
     """`mrun run -d --rm` (docker's everyday form; it was refused): the supervisor removes the
     container, its snapshot and its state once it has exited, whether it ends itself or is stopped."""

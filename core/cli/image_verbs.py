@@ -469,6 +469,10 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
     runtime = _rt(g)
     if runtime.store.exists(cid):
         raise MrunError(f"container {cid!r} already exists")
+    from mrun.bundles import release
+    from mrun.images import volumes
+    from mrun.images.supervisor import record, run_detached
+
     cidfile = _claim_cidfile(kw.get("cidfile") or "")
     try:
         with span("run prepare"):
@@ -476,33 +480,25 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
     except BaseException:
         _drop_cidfile(cidfile)
         raise
-    if cidfile:
-        os.write(cidfile[1], cid.encode())
-        os.close(cidfile[1])
-    from mrun.images import volumes
-
-    try:
+    try:  # from here on, whatever ends the run (a failure, ^C, a SIGTERM) takes back what it made
+        if cidfile:
+            os.write(cidfile[1], cid.encode())
+            os.close(cidfile[1])
         if not detach:
             try:
                 code = runtime.run(cid, bundle, CreateOptions(), False, keep=not remove)
                 if not remove:  # as docker (its runc shim): kept, with nothing of it running, and its code
                     runtime.end_the_rest(cid)
-                    from mrun.images.supervisor import record
-
                     record(bundle, code)
                 return code
             finally:
                 if remove:  # docker's --rm: its anonymous volumes go with it
                     volumes.remove_anonymous(store.root, o.made_volumes)
-        from mrun.images.supervisor import run_detached
-
         run_detached(runtime, cid, bundle, remove)  # its supervisor records the exit code, or removes it
         print(cid)
         return 0
     except BaseException:
         if not runtime.store.exists(cid):  # the runtime did not get as far as a container
-            from mrun.bundles import release
-
             release(bundle, cid, runtime.store.root)
             volumes.remove_anonymous(store.root, o.made_volumes)
             _drop_cidfile(cidfile, closed=True)
@@ -1074,6 +1070,9 @@ def list_containers(g: dict[str, Any], format: str, filters: list[str], quiet: b
     if quiet:
         for state in states:
             print(state["id"])
+        if every and not wanted:  # what `mrun rm -f $(mrun ps -aq)` should take away too
+            for bundle in _orphans(g):
+                print(os.path.basename(bundle))
         return 0
     if format == "json":
         print(jsonio.dumps(states))
@@ -1109,14 +1108,20 @@ def list_containers(g: dict[str, Any], format: str, filters: list[str], quiet: b
             code = ended["exit_code"] if ended.get("exit_code") is not None else "?"
             status = f"{'restarting' if ended.get('restarting') else 'exited'} ({code})"
         rows.append((s["id"], image or "(bundle)", command[:40], status, s["created"][:19]))
-    if os.path.isdir(g["image_root"]):
-        from mrun.images.containers import orphans
-
-        for bundle in orphans(_store(g)):  # a killed `mrun run` left these: say how they go
-            meta = image_of(bundle) or {}
-            rows.append((os.path.basename(bundle), meta.get("image", "?"), "", "orphaned (mrun rm -f)", ""))
+    for bundle in _orphans(g):  # a killed `mrun run` left these: say how they go
+        meta = image_of(bundle) or {}
+        rows.append((os.path.basename(bundle), meta.get("image", "?"), "", "orphaned (mrun rm -f)", ""))
     print_table(rows)
     return 0
+
+
+def _orphans(g: dict[str, Any]) -> list[str]:
+    """The bundles a killed `mrun run` left, with no container recorded."""
+    if not os.path.isdir(g["image_root"]):
+        return []
+    from mrun.images.containers import orphans
+
+    return orphans(_store(g))
 
 
 _PS_FILTERS = ("label", "name", "id", "status", "ancestor", "health")

@@ -12,7 +12,7 @@ import sys
 
 from mrun import jsonio, umask
 from mrun.cli.commands import Command
-from mrun.errors import MrunError
+from mrun.errors import MrunError, Terminated
 from mrun.trace import span
 
 TYPE_CHECKING = False
@@ -84,7 +84,11 @@ def call(g: dict[str, Any], cmd: Command, params: dict[str, Any]) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Terminated as e:  # what was made is undone: the status of a process the signal ended
+        return 128 + e.signum
     except Exception as e:  # noqa: BLE001 - a bug, or input nothing checked: still one line
+        if isinstance(e.__cause__, KeyboardInterrupt):  # ^C in a class being made: Python 3.11 wraps it
+            return 130
         import traceback
 
         msg = f"{cmd.name}: internal error: {e.__class__.__name__}: {e}"

@@ -143,6 +143,9 @@ def run(
     """With --bundle, runc's run of ID; without, docker's run of IMAGE [COMMAND...]. A flag of
     the other form is refused, never ignored (a --pid-file nobody writes would fail later)."""
     from mrun.cli.commands import BY_NAME
+    from mrun.errors import end_runs_on_termination
+
+    end_runs_on_termination()
 
     default = {f.dest: f.default for f in BY_NAME["run"].flags}
     other = BUNDLE_RUN_FLAGS if not bundle else IMAGE_RUN_FLAGS
