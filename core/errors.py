@@ -33,22 +33,52 @@ class SetUpDied(MrunError):
 
 
 class Terminated(BaseException):
-    """SIGTERM or SIGHUP to a `run` before its container runs (`timeout`, a terminal closed):
-    taken as ^C's KeyboardInterrupt is, so that what was made is undone. Dying of it left a
-    container record and an init waiting for a `start` forever with the caller's stdout open."""
+    """SIGTERM, SIGHUP or ^C to a `run` before its container runs (`timeout`, a terminal closed):
+    what was made is undone. Dying of them left a container record and an init waiting for a
+    `start` forever with the caller's stdout open."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
 
 
+_noted: list[int] = []  # stop signals held back while a container is being made
+_STOP = ("SIGTERM", "SIGHUP")
+
+
 def end_runs_on_termination() -> None:
-    """From now on SIGTERM and SIGHUP raise ``Terminated`` (``forward_signals`` passes them to
-    the container instead once it runs, and puts this back after)."""
+    """From now on SIGTERM and SIGHUP raise ``Terminated``, as ^C raises KeyboardInterrupt: for
+    the part of a `run` that nothing is lost by cutting short anywhere (a pull)."""
     import signal
 
     def terminated(signum: int, _frame: object) -> None:
         raise Terminated(signum)
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, terminated)
+    for name in _STOP:
+        signal.signal(getattr(signal, name), terminated)
+
+
+def hold_termination() -> None:
+    """From now on SIGTERM, SIGHUP and ^C are noted, not raised: an exception at any instant of
+    making a container, or of undoing it, can leave half of it. ``raise_if_held`` stops at the
+    points where stopping is clean; once the container runs they are passed on to it
+    (``runtime.forward_signals`` sends what was held)."""
+    import signal
+
+    def note(signum: int, _frame: object) -> None:
+        _noted.append(signum)
+
+    for name in (*_STOP, "SIGINT"):
+        signal.signal(getattr(signal, name), note)
+
+
+def held_signals() -> list[int]:
+    """The stop signals held back since, oldest first (and forget them)."""
+    held = list(_noted)
+    _noted.clear()
+    return held
+
+
+def raise_if_held() -> None:
+    if held := held_signals():
+        raise Terminated(held[0])

@@ -125,9 +125,20 @@ def load_object(path: str) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def replace_file(path: str, obj: Any) -> None:
-    """``obj`` as ``path``, whole or not at all: written beside it (``.NAME.tmp``), then renamed over it."""
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-    with open(tmp, "w") as f:
-        f.write(dumps(obj))
+def replace_file(path: str, obj: Any, indent: int | None = None, tmp: str = "") -> None:
+    """``obj`` as ``path``, whole or not at all: written beside it (``tmp``, by default
+    ``.NAME.tmp``), then renamed over it. A write that fails (the disk is full: the error comes
+    at close, naming no file) names the file and leaves no part of it behind."""
+    tmp = tmp or os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(dumps(obj, indent))
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if e.filename is None:
+            e.filename = path
+        raise
     os.rename(tmp, path)

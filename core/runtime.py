@@ -13,7 +13,7 @@ import time
 
 from mrun import annotations as ann
 from mrun import jsonio
-from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound
+from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound, raise_if_held
 from mrun.kernel import proc
 from mrun.kernel.proc import SIGKILL, exit_code
 from mrun.operations.options import CreateOptions
@@ -578,6 +578,7 @@ class Runtime:
         try:
             if ours is not None:
                 proxy = _terminal_from(ours)
+            raise_if_held()  # a stop signal `mrun run` held while it made the container: it ends here
             with span("run start"):
                 self.start(container_id)
         except BaseException:

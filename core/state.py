@@ -227,10 +227,7 @@ class Store:
 
     def save(self, record: Record) -> None:
         final = self.path(record.id, STATE_FILE)
-        tmp = final + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(jsonio.dumps(record.to_dict()))
-        os.rename(tmp, final)
+        jsonio.replace_file(final, record.to_dict(), tmp=final + ".tmp")
 
     def lock(self, container_id: str) -> FileLock:
         check_id(container_id)

@@ -1122,6 +1122,35 @@ def test_a_full_disk_loses_lines_but_never_garbles_the_log_after_it(tmp_path):
         subprocess.run(["umount", str(mnt)], check=True)
 
 
+def test_a_record_written_on_a_full_disk_names_its_file_and_leaves_no_part(tmp_path):
+    """`mrun run` with its state root full said "run: No space left on device", naming nothing
+    (the error comes at close, without a file), and left the half-written temporary file."""
+    import errno
+    import subprocess
+
+    from mrun import jsonio
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], check=True)
+    try:
+        filler = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while os.write(filler, b"\0" * 4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(filler)
+        target = str(mnt / "state.json")
+        with pytest.raises(OSError) as raised:
+            jsonio.replace_file(target, {"x": "y" * 100000}, tmp=target + ".tmp")
+        assert raised.value.errno == errno.ENOSPC and raised.value.filename == target
+        assert sorted(os.listdir(mnt)) == ["filler"]
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
 def test_a_log_read_whole_or_from_its_tail_gives_each_stream_its_bytes_in_order(tmp_path):
     """`mrun logs` reads a noted log through its index (stderr on stderr, as docker's): runs of one
     stream come as one piece, and --tail starts at the index entry found by bisection; neither

@@ -470,10 +470,12 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
     if runtime.store.exists(cid):
         raise MrunError(f"container {cid!r} already exists")
     from mrun.bundles import release
+    from mrun.errors import held_signals, hold_termination, raise_if_held
     from mrun.images import volumes
     from mrun.images.supervisor import record, run_detached
 
     cidfile = _claim_cidfile(kw.get("cidfile") or "")
+    hold_termination()  # a pull is cut short anywhere; from here on, only where stopping is clean
     try:
         with span("run prepare"):
             bundle = prepare(store, image, cid, o, g.get("warn"), runtime.store.root)
@@ -484,6 +486,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         if cidfile:
             os.write(cidfile[1], cid.encode())
             os.close(cidfile[1])
+        raise_if_held()
         if not detach:
             try:
                 code = runtime.run(cid, bundle, CreateOptions(), False, keep=not remove)
@@ -496,7 +499,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
                     volumes.remove_anonymous(store.root, o.made_volumes)
         run_detached(runtime, cid, bundle, remove)  # its supervisor records the exit code, or removes it
         print(cid)
-        return 0
+        held = held_signals()  # it runs, as docker's daemon would have made it: the status says we were told to end
+        return 128 + held[0] if held else 0
     except BaseException:
         if not runtime.store.exists(cid):  # the runtime did not get as far as a container
             release(bundle, cid, runtime.store.root)

@@ -164,7 +164,12 @@ def run(
             raise _failure("run", e, RUN_FAILED) from None
     if command or used:
         raise MrunError(f"run --bundle: {' '.join(used) or 'a COMMAND'} applies to `mrun run IMAGE` only")
-    return _rt(g).run(container_id, bundle, _opts(g, **kw), detach, keep)
+    from mrun.errors import held_signals, hold_termination
+
+    hold_termination()
+    code = _rt(g).run(container_id, bundle, _opts(g, **kw), detach, keep)
+    held = held_signals()  # a detached one: it runs; the status says we were told to end
+    return 128 + held[0] if held and detach else code
 
 
 def list_(g: dict[str, Any], format: str, quiet: bool) -> int:  # noqa: A002

@@ -138,10 +138,7 @@ class ImageStore:
         return doc
 
     def save_index(self, index: dict[str, Any]) -> None:
-        tmp = f"{self.index_path}.tmp-{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(jsonio.dumps(index, indent=2))
-        os.rename(tmp, self.index_path)
+        jsonio.replace_file(self.index_path, index, indent=2, tmp=f"{self.index_path}.tmp-{os.getpid()}")
 
     def image(self, ref: str) -> tuple[str, dict[str, Any]]:
         """A name (with or without a tag), an image id or a unique id prefix -> (name, entry)."""
