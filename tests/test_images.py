@@ -1537,6 +1537,25 @@ def test_a_run_ended_by_a_signal_before_its_container_started_leaves_nothing(ima
         assert not os.path.exists(os.path.join(h.root, name)), i
 
 
+def test_the_image_store_sweep_removes_only_what_its_writers_leave(images, busybox_archive):
+    """A killed load or pull leaves NAME.part-PID and NAME.tmp-PID in the image root: the sweep
+    takes those. Any other name with ".tmp-" or ".part-" in it (an operator's backup) was taken
+    too: mrun never removes what it did not create."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    blobs = os.path.join(h.image_root, "blobs", "sha256")
+    ours = [os.path.join(blobs, "0" * 64 + ".part-99999999"), os.path.join(h.image_root, "images.json.tmp-99999999")]
+    theirs = [os.path.join(h.image_root, "images.json.tmp-before-upgrade"), os.path.join(blobs, "notes.part-two")]
+    for path in ours + theirs:
+        with open(path, "w") as f:
+            f.write("x")
+    img_ok(h, "system", "prune", "-f")
+    assert [p for p in ours if os.path.exists(p)] == []
+    assert [p for p in theirs if os.path.exists(p)] == theirs
+    for path in theirs:
+        os.unlink(path)
+
+
 def test_a_detached_container_run_with_rm_is_removed_when_it_exits(images, busybox_archive):
     """`mrun run -d --rm` (docker's everyday form; it was refused): the supervisor removes the
     container, its snapshot and its state once it has exited, whether it ends itself or is stopped."""

@@ -202,7 +202,7 @@ class ImageStore:
         for folder in (self.blobs, self.layers, self.root):
             for name in os.listdir(folder) if os.path.isdir(folder) else []:
                 path = os.path.join(folder, name)
-                stale = ".part-" in name or ".tmp-" in name
+                stale = _written_by_us(name)
                 if folder == self.blobs and name.startswith("commit-") and name.endswith(".layer"):
                     pid = name[len("commit-"):-len(".layer")]  # a commit writes it without the lock
                     stale = pid.isdigit() and not os.path.exists(f"/proc/{pid}")
@@ -216,6 +216,16 @@ class ImageStore:
                 remove_tree(path)
                 removed.append(f"leftover {os.path.relpath(path, self.root)}")
         return removed
+
+
+def _written_by_us(name: str) -> bool:
+    """A writer's file in the making: NAME.part-PID (a blob) or NAME.tmp-PID (a layer, the index),
+    the only shapes mrun's writers give them: an operator's ``images.json.tmp-old`` is not ours."""
+    for mark in (".part-", ".tmp-"):
+        base, found, pid = name.rpartition(mark)
+        if found and base and pid.isdigit():
+            return True
+    return False
 
 
 def normalize(ref: str) -> str:
