@@ -1556,6 +1556,23 @@ def test_the_image_store_sweep_removes_only_what_its_writers_leave(images, busyb
         os.unlink(path)
 
 
+def test_a_supervisor_that_cannot_start_its_container_says_so_in_words(images, busybox_archive):
+    """What stops a detached container's supervisor (its log not a file, no process left in the
+    caller's pids limit) reached the caller as Python's repr: "[Errno 21] Is a directory: '...'"."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "unlogged", IMAGE, "true"))
+    img_ok(h, "wait", "unlogged")
+    log = os.path.join(h.image_root, "containers", "unlogged", "log")
+    os.unlink(log)
+    os.mkdir(log)
+    r = img(h, "start", "unlogged")
+    one_line_error(r, "Is a directory", log)
+    assert "[Errno" not in r.stderr and "'" not in r.stderr, r.stderr
+    os.rmdir(log)
+    img_ok(h, "rm", "unlogged")
+
+
 def test_a_detached_container_run_with_rm_is_removed_when_it_exits(images, busybox_archive):
     """`mrun run -d --rm` (docker's everyday form; it was refused): the supervisor removes the
     container, its snapshot and its state once it has exited, whether it ends itself or is stopped."""
