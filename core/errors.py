@@ -1,6 +1,14 @@
 """Errors meant for people: each names what was attempted and why it failed."""
 
 
+def in_words(error: BaseException) -> str:
+    """An error as a person reads it: an OSError's own words and the file it names, not Python's
+    repr of it ("[Errno 2] No such file or directory: '/x'")."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    return str(error)
+
+
 class MrunError(Exception):
     """A failure the CLI reports as one line and a non-zero exit."""
 

@@ -16,7 +16,7 @@ import os
 import time
 
 from mrun import OCI_VERSION, jsonio
-from mrun.errors import AlreadyExists, MrunError, NotFound
+from mrun.errors import AlreadyExists, MrunError, NotFound, in_words
 from mrun.kernel.proc import is_alive
 from mrun.status import Status
 
@@ -214,7 +214,7 @@ class Store:
             raise NotFound(f"container {container_id!r} does not exist")
         except (OSError, ValueError) as e:
             raise MrunError(
-                f"container {container_id!r}: state file is unreadable ({e}); "
+                f"container {container_id!r}: state file is unreadable ({in_words(e)}); "
                 f"'mrun delete --force {container_id}' cleans it up"
             )
         problem = _shape_problem(data, container_id)

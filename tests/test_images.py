@@ -1635,6 +1635,9 @@ def test_a_container_from_an_image_gets_a_seccomp_profile_as_docker_gives_one(im
                        "--security-opt", "AppArmor is not enabled on this host")
     one_line_error(img(h, *run_args(h, "--rm", "--security-opt", "label=disable", IMAGE, "true")),
                    "--security-opt", "label=disable")
+    missing = str(tmp_path / "no-such-profile.json")
+    r = img(h, *run_args(h, "--rm", "--security-opt", f"seccomp={missing}", IMAGE, "true"))
+    one_line_error(r, "cannot read the profile: No such file or directory: " + missing)  # words, not Errno's repr
     assert not os.listdir(os.path.join(h.image_root, "containers"))
 
 

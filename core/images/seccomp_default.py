@@ -18,7 +18,7 @@ from __future__ import annotations
 import errno
 import os
 
-from mrun.errors import InvalidSpec
+from mrun.errors import InvalidSpec, in_words
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ def chosen(options: list[str]) -> tuple[dict[str, Any] | None, bool, str]:
             try:
                 seccomp = jsonio.load_file(value)
             except (OSError, ValueError) as e:
-                raise InvalidSpec(f"--security-opt {item!r}: cannot read the profile: {e}")
+                raise InvalidSpec(f"--security-opt {item!r}: cannot read the profile: {in_words(e)}") from None
         elif key == "no-new-privileges" and value in ("", "true", "false"):
             no_new_privileges = value != "false"
         elif key == "apparmor" and value:

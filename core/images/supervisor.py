@@ -22,7 +22,7 @@ import time
 
 from mrun import annotations as ann
 from mrun import jsonio
-from mrun.errors import InvalidSpec, MrunError, NotFound
+from mrun.errors import InvalidSpec, MrunError, NotFound, in_words
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -165,7 +165,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
         policy = annotations.get(ann.RESTART) or "no"
         checker = _checker(runtime, container_id, bundle, annotations.get(ann.HEALTH))
     except BaseException as e:  # noqa: BLE001 - reported to the caller, which prints it
-        os.write(report, f"error:{_in_words(e)}".encode())
+        os.write(report, f"error:{in_words(e)}".encode())
         os._exit(1)
     os.write(report, b"ok")
     _close_all_but(relay.fds())  # from here on nothing of the caller's is ours
@@ -318,13 +318,6 @@ def _wait_relaying(pid: int, relay: Any, checker: Any = None) -> int | None:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.close(wake_r)
         os.close(wake_w)
-
-
-def _in_words(error: BaseException) -> str:
-    """An error as the caller prints it: an OSError's own words and the file it names, not its repr."""
-    if isinstance(error, OSError) and error.strerror:
-        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
-    return str(error)
 
 
 def _default_stop_signals() -> None:

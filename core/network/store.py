@@ -15,7 +15,7 @@ import os
 import shutil
 
 from mrun import jsonio
-from mrun.errors import InvalidSpec, MrunError, NotFound
+from mrun.errors import InvalidSpec, MrunError, NotFound, in_words
 from mrun.state import FileLock
 
 TYPE_CHECKING = False
@@ -97,7 +97,7 @@ class Networks:
         except FileNotFoundError:
             raise NotFound(f"network {name!r} not found (see `mrun network ls`)")
         except (OSError, ValueError) as e:
-            raise InvalidSpec(f"{where}: unreadable ({e}); `mrun network rm {name}` removes it")
+            raise InvalidSpec(f"{where}: unreadable ({in_words(e)}); `mrun network rm {name}` removes it") from None
         return self._checked(name, where, doc)
 
     def _checked(self, name: str, where: str, doc: Any) -> dict[str, Any]:
