@@ -18,7 +18,9 @@ def _rt(g: dict[str, Any]) -> Runtime:
 
 def os_error_words(verb: str, error: OSError) -> str:
     """An OSError as one line: the verb, the error's own words, and the file it names."""
-    return f"{verb}: {error.strerror or error}" + (f": {error.filename}" if error.filename else "")
+    from mrun.errors import in_words
+
+    return f"{verb}: {in_words(error)}"
 
 
 def reader_gone(fd: int) -> bool:
