@@ -1061,6 +1061,18 @@ def test_a_rotation_killed_between_its_renames_never_pairs_a_log_with_another_s_
                 assert log_relay.indexed_log(bundle, f, "") == os.path.join(bundle, "log" + name[len("log.times"):])
 
 
+def _fill(path: str) -> None:
+    """``path`` written until its filesystem is full."""
+    filler = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while os.write(filler, b"\0" * 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(filler)
+
+
 def test_a_full_disk_loses_lines_but_never_garbles_the_log_after_it(tmp_path):
     """A detached container's log on a full disk: its lines are lost while it is full (docker's
     json-file loses them too), but what was written before and after must read back whole, each
@@ -1088,14 +1100,7 @@ def test_a_full_disk_loses_lines_but_never_garbles_the_log_after_it(tmp_path):
                 relay._take(1, f"line {n} {'x' * (n % 300)}\n".encode(), n)
 
         take(100)
-        filler = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT, 0o600)  # the rest of the disk
-        try:
-            while os.write(filler, b"\0" * 4096):
-                pass
-        except OSError:
-            pass
-        finally:
-            os.close(filler)
+        _fill(str(mnt / "filler"))  # the rest of the disk
         take(2000)  # on the full disk: lost
         relay._take(1, b"a prompt " * 1000, n)  # no newline, lost too: the next line starts its own
         os.unlink(mnt / "filler")
@@ -1134,14 +1139,7 @@ def test_a_record_written_on_a_full_disk_names_its_file_and_leaves_no_part(tmp_p
     mnt.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], check=True)
     try:
-        filler = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            while os.write(filler, b"\0" * 4096):
-                pass
-        except OSError:
-            pass
-        finally:
-            os.close(filler)
+        _fill(str(mnt / "filler"))
         target = str(mnt / "state.json")
         with pytest.raises(OSError) as raised:
             jsonio.replace_file(target, {"x": "y" * 100000}, tmp=target + ".tmp")
