@@ -13,12 +13,13 @@ import time
 
 from mrun import annotations as ann
 from mrun import jsonio
-from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound, raise_if_held
+from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound
 from mrun.kernel import proc
 from mrun.kernel.proc import SIGKILL, exit_code
 from mrun.operations.options import CreateOptions
 from mrun.state import EXEC_FIFO, PAUSED_BY, STARTED_FIFO, Record, Store, oci_state
 from mrun.status import Status, require
+from mrun.stop_signals import raise_if_held
 from mrun.trace import span
 
 TYPE_CHECKING = False

@@ -17,7 +17,7 @@ LAYERS: list[list[str]] = [
     ["mrun", "mrun.errors", "mrun.jsonio", "mrun.annotations", "mrun.plugins.cli", "mrun.exiting", "mrun.knobs",
      "mrun.umask", "mrun.standard_fds"],
     # 1: the kernel as mrun uses it, and the small vocabularies everything shares
-    ["mrun.kernel", "mrun.status", "mrun.schema", "mrun.units", "mrun.warm.client"],
+    ["mrun.kernel", "mrun.status", "mrun.schema", "mrun.units", "mrun.warm.client", "mrun.stop_signals"],
     # 2: host resources and the data everything passes around
     ["mrun.cgroups", "mrun.hooks", "mrun.defaults", "mrun.spec", "mrun.plugins.api"],
     # 3: what mrun remembers

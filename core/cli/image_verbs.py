@@ -470,9 +470,9 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
     if runtime.store.exists(cid):
         raise MrunError(f"container {cid!r} already exists")
     from mrun.bundles import release
-    from mrun.errors import held_signals, hold_termination, raise_if_held
     from mrun.images import volumes
     from mrun.images.supervisor import record, run_detached
+    from mrun.stop_signals import held_signals, hold_termination, raise_if_held
 
     cidfile = _claim_cidfile(kw.get("cidfile") or "")
     hold_termination()  # a pull is cut short anywhere; from here on, only where stopping is clean

@@ -143,7 +143,7 @@ def run(
     """With --bundle, runc's run of ID; without, docker's run of IMAGE [COMMAND...]. A flag of
     the other form is refused, never ignored (a --pid-file nobody writes would fail later)."""
     from mrun.cli.commands import BY_NAME
-    from mrun.errors import end_runs_on_termination
+    from mrun.stop_signals import end_runs_on_termination
 
     end_runs_on_termination()
 
@@ -164,7 +164,7 @@ def run(
             raise _failure("run", e, RUN_FAILED) from None
     if command or used:
         raise MrunError(f"run --bundle: {' '.join(used) or 'a COMMAND'} applies to `mrun run IMAGE` only")
-    from mrun.errors import held_signals, hold_termination
+    from mrun.stop_signals import held_signals, hold_termination
 
     hold_termination()
     code = _rt(g).run(container_id, bundle, _opts(g, **kw), detach, keep)
