@@ -2449,8 +2449,9 @@ def test_wait_logs_tail_start_and_restart_as_docker(images, busybox_archive):
 
 
 def test_dockers_spellings_of_kill_unpause_and_top(images, busybox_archive):
-    """kill -s/--signal (docker's; runc's positional signal stays), unpause (resume) and top (ps
-    with an id) as a docker user types them; a signal given both ways is refused."""
+    """kill -s/--signal of several containers, each name said (docker's; runc's positional signal
+    stays), unpause (resume) and top (ps with an id) as a docker user types them; a signal given
+    both ways is refused, and runc's form with no such signal signals nothing."""
     h = images
     img_ok(h, "load", busybox_archive)
     img_ok(h, *run_args(h, "-d", "--name", "spelled", IMAGE, "sleep", "600"))
@@ -2460,10 +2461,17 @@ def test_dockers_spellings_of_kill_unpause_and_top(images, busybox_archive):
         img_ok(h, "unpause", "spelled")
         assert json.loads(img_ok(h, "inspect", "spelled").stdout)["state"]["status"] == "running"
         one_line_error(img(h, "kill", "-s", "HUP", "spelled", "TERM"), "the signal twice")
-        img_ok(h, "kill", "--signal", "KILL", "spelled")
-        assert img_ok(h, "wait", "spelled").stdout == "137\n"
+        one_line_error(img(h, "kill", "spelled", "SIGUSR"), "invalid signal 'SIGUSR'")  # runc's, a typo: nothing sent
+        assert "running" in img_ok(h, "ps", "--filter", "name=spelled").stdout
+        img_ok(h, *run_args(h, "-d", "--name", "second", IMAGE, "sleep", "600"))
+        r = img_ok(h, "kill", "--signal", "KILL", "spelled", "second")  # docker's several, each name said
+        assert r.stdout.split() == ["spelled", "second"], r.stdout
+        assert img_ok(h, "wait", "spelled", "second").stdout.split() == ["137", "137"]
+        img_ok(h, "start", "second")
+        assert img_ok(h, "kill", "second").stdout == "second\n"  # docker's default: SIGKILL
+        assert img_ok(h, "wait", "second").stdout == "137\n"
     finally:
-        img_ok(h, "rm", "--force", "spelled")
+        img_ok(h, "rm", "--force", "spelled", "second")
 
 
 def test_cp_as_docker_never_led_out_by_the_container(images, busybox_archive, tmp_path):

@@ -86,7 +86,8 @@ COMMANDS = (
         "kill",
         "send a signal to the container's init (or all its processes)",
         "kill",
-        (_ID, Arg("signal", "signal name or number (default SIGTERM)", required=False)),
+        (_ID, Arg("signal-or-containers", "runc's form: the SIGNAL (name or number, default SIGTERM); docker's: more "
+                          "containers", required=False, variadic=True)),
         (
             Flag("all", "signal every process in the container", kind=bool, short="a", default=False),
             Flag("signal", "docker's spelling of the signal argument", short="s", default="", dest="signal_flag"),

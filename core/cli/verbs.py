@@ -84,26 +84,52 @@ def state(g: dict[str, Any], container_id: str) -> int:
     return 0
 
 
-def kill(g: dict[str, Any], container_id: str, signal: str | None, all: bool,  # noqa: A002
+def kill(g: dict[str, Any], container_id: str, signal_or_containers: list[str], all: bool,  # noqa: A002
          signal_flag: str = "") -> int:
+    """runc's `kill ID [SIGNAL]`, as conmon and containerd's runc shim call it; docker's `kill
+    [-s SIGNAL] CONTAINER...`, each name printed once signalled. A second word that is a signal
+    is runc's signal (a container named like one is still killed by `-s`)."""
     from mrun.kernel.proc import parse_signal
 
-    if signal and signal_flag:
-        raise InvalidSpec(f"kill: the signal twice ({signal_flag} as -s, {signal} as an argument): give one")
-    runtime = _rt(g)
-    default = "SIGTERM"  # runc's
-    if not (signal or signal_flag):
-        try:  # docker's kill, for a container of `mrun run IMAGE`: SIGKILL, which its PID 1 cannot ignore
-            if ann.IMAGE in runtime.store.load(container_id).annotations:
-                default = "SIGKILL"
-        except MrunError:
-            pass  # runtime.kill says what is wrong with the id
-    number = parse_signal(signal or signal_flag or default, probe=True)
-    from mrun.images.supervisor import stopped_by_user
+    signal, more = None, signal_or_containers
+    if len(more) == 1:
+        try:
+            parse_signal(more[0], probe=True)
+            is_signal, bad = True, None
+        except MrunError as e:
+            is_signal, bad = False, e
+        if is_signal and not signal_flag:
+            signal, more = more[0], []  # runc's form, whatever containers are named
+        elif is_signal and not _exists(g, more[0]):
+            raise InvalidSpec(f"kill: the signal twice ({signal_flag} as -s, {more[0]} as an argument): give one")
+        elif bad is not None and not signal_flag and not _exists(g, more[0]):
+            raise bad  # runc's `kill ID SIGNAL` with no such signal (a typo): nothing is signalled
+    return each([container_id, *more], "kill", lambda cid: _kill_one(g, cid, signal or signal_flag, all),
+                one_raises=True)
 
+
+def _exists(g: dict[str, Any], container_id: str) -> bool:
+    try:
+        return _rt(g).store.exists(container_id)
+    except MrunError:  # no id at all
+        return False
+
+
+def _kill_one(g: dict[str, Any], container_id: str, signal: str, all: bool) -> None:  # noqa: A002
+    from mrun.images.supervisor import stopped_by_user
+    from mrun.kernel.proc import parse_signal
+
+    runtime = _rt(g)
+    try:
+        docker_made = _docker_made(runtime.store.load(container_id))
+    except MrunError:
+        docker_made = False  # runtime.kill says what is wrong with the id
+    # docker's kill, for a container of `mrun run IMAGE`: SIGKILL, which its PID 1 cannot ignore; runc's SIGTERM
+    number = parse_signal(signal or ("SIGKILL" if docker_made else "SIGTERM"), probe=True)
     stopped_by_user(runtime, container_id, number)  # docker's: a kill that ends it rests --restart
     runtime.kill(container_id, number, all)
-    return 0
+    if docker_made:
+        print(container_id)  # as docker's kill says it
 
 
 def delete(g: dict[str, Any], container_id: str, force: bool) -> int:
