@@ -178,7 +178,7 @@ def test_fastparse_accepts_runc_styles():
     _, cmd, p = parse(["exec", "-e", "A=1", "-e", "B=2", "-d", "c1", "sh", "-c", "echo -n hi"])
     assert p["env"] == ["A=1", "B=2"] and p["detach"] and p["command"] == ["sh", "-c", "echo -n hi"]
     _, cmd, p = parse(["kill", "--all=false", "c1", "KILL"])
-    assert p["all"] is False and p["signal"] == "KILL"
+    assert p["all"] is False and p["signal_or_containers"] == ["KILL"]
     _, cmd, p = parse(["ps", "c1", "--", "-o", "pid"])
     assert p["ps_args"] == ["-o", "pid"]
     for bad in (["create"], ["nope"], ["--root"], ["kill", "--bogus", "c1"], ["create", "--help"], []):
