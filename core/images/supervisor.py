@@ -151,9 +151,10 @@ def run_detached(runtime: Any, container_id: str, bundle: str, remove: bool = Fa
 def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove: bool, again: bool = False) -> None:
     from mrun.images.log_relay import Relay
     from mrun.kernel import syscalls as sc
+    from mrun.kernel.child import default_stop_signals
 
     try:
-        _default_stop_signals()
+        default_stop_signals()
         os.setsid()
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         _note_self(bundle)
@@ -318,15 +319,6 @@ def _wait_relaying(pid: int, relay: Any, checker: Any = None) -> int | None:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.close(wake_r)
         os.close(wake_w)
-
-
-def _default_stop_signals() -> None:
-    """The caller's handlers (^C's KeyboardInterrupt, `run`'s ``Terminated``) are not the
-    supervisor's: raised here they would unwind into the caller's code, in this process."""
-    import signal
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
 
 
 def _drained(fd: int) -> bool:

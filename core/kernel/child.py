@@ -10,6 +10,17 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 
+def default_stop_signals() -> None:
+    """In a forked child that goes its own way (a supervisor, a contained worker): ^C, SIGTERM
+    and SIGHUP at their defaults. The caller's handlers (KeyboardInterrupt, a `run`'s held or
+    raised stop) are not the child's: raised there, they would unwind into the caller's code
+    (a create's undo) in the child's process."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 class ChildFailed(Exception):
     """``fn`` raised in the child; the message is its one line."""
 

@@ -97,14 +97,12 @@ def precompile_limits() -> tuple[float, float]:
 
 def _child(work: Callable[[], bytes], what: str, w: int, parent: int, join: Callable[[int], None] | None,
            rlimits: bool) -> None:  # pragma: no cover - runs in the child
-    import signal
-
     from mrun.kernel import syscalls as sc
+    from mrun.kernel.child import default_stop_signals
 
     out = REFUSED + b"M" + f"{what}: failed".encode()
     try:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_DFL)  # never the caller's handlers (a create's undo)
+        default_stop_signals()
         sc.prctl(sc.PR_SET_PDEATHSIG, _SIGKILL)
         if os.getppid() != parent:
             os._exit(1)
