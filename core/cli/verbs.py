@@ -95,24 +95,27 @@ def kill(g: dict[str, Any], container_id: str, signal_or_containers: list[str], 
     if len(more) == 1:
         try:
             parse_signal(more[0], probe=True)
-            is_signal, bad = True, None
-        except MrunError as e:
-            is_signal, bad = False, e
-        if is_signal and not signal_flag:
-            signal, more = more[0], []  # runc's form, whatever containers are named
-        elif is_signal and not _exists(g, more[0]):
-            raise InvalidSpec(f"kill: the signal twice ({signal_flag} as -s, {more[0]} as an argument): give one")
-        elif bad is not None and not signal_flag and not _exists(g, more[0]):
-            raise bad  # runc's `kill ID SIGNAL` with no such signal (a typo): nothing is signalled
+        except MrunError:
+            if not signal_flag and not _exists(g, more[0]):
+                raise  # runc's `kill ID SIGNAL` with no such signal (a typo): nothing is signalled
+        else:
+            if not signal_flag:
+                signal, more = more[0], []  # runc's form, whatever containers are named
+            elif not _exists(g, more[0]):
+                raise InvalidSpec(f"kill: the signal twice ({signal_flag} as -s, {more[0]} as an argument): give one")
     return each([container_id, *more], "kill", lambda cid: _kill_one(g, cid, signal or signal_flag, all),
                 one_raises=True)
 
 
 def _exists(g: dict[str, Any], container_id: str) -> bool:
+    """Whether a container of that id exists (a word that is no id, `/` or `..`, names none)."""
+    from mrun.state import check_id
+
     try:
-        return _rt(g).store.exists(container_id)
-    except MrunError:  # no id at all
+        check_id(container_id)
+    except MrunError:
         return False
+    return _rt(g).store.exists(container_id)
 
 
 def _kill_one(g: dict[str, Any], container_id: str, signal: str, all: bool) -> None:  # noqa: A002
