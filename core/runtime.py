@@ -566,8 +566,12 @@ class Runtime:
         if not detach:
             # The init is our child, or reparented to us when an intermediate exits: we can wait for it.
             sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+        opts.starter_pidfd = _own_pidfd()
         try:
             record = self.create(container_id, bundle, opts, spec)
+        except BaseException:
+            _forget_starter(opts)
+            raise
         finally:
             if opts.console is not None:
                 opts.console.close()
@@ -587,6 +591,8 @@ class Runtime:
                 restore()
             self.delete(container_id, force=True)
             raise
+        finally:
+            _forget_starter(opts)
         if restore is None:
             return 0
         try:
@@ -607,6 +613,23 @@ class Runtime:
             with span("run delete"):
                 self.delete(container_id, force=True)
         return code
+
+
+def _own_pidfd() -> int:
+    """A pidfd of this process for the init `run` makes: SIGKILLed (the OOM killer, `timeout -s
+    KILL`) between its create and its start, nothing would start that init, which would wait
+    for good holding our caller's stdout. -1 where the kernel has no pidfds (before 5.3)."""
+    try:
+        return os.pidfd_open(os.getpid())
+    except (OSError, AttributeError):
+        return -1
+
+
+def _forget_starter(opts: CreateOptions) -> None:
+    """Once the init is started (or gone with a failed run), it watches us no more."""
+    if opts.starter_pidfd >= 0:
+        os.close(opts.starter_pidfd)
+        opts.starter_pidfd = -1
 
 
 def _relayed_console(what: str, process: dict[str, Any], opts: CreateOptions, detach: bool) -> Any:

@@ -117,10 +117,26 @@ def repair_with(h, *verbs: tuple[str, ...], env: dict[str, str] | None = None) -
 MAX_STEPS = 400  # a verb with more steps than this fails the test: raise it knowingly
 
 
-def killed_at(step: int, argv: list[str], match: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+PIPE_ENDS_WITHIN = 20.0  # seconds: a pipe that outlives the killed verb longer has a holder of ours
+
+
+def killed_at(step: int, argv: list[str], match: list[str], env: dict[str, str],
+              pipes: bool = False) -> subprocess.CompletedProcess[str]:
     """mrun ``argv`` (cold, in this interpreter), killed before its ``step``-th change under a
-    path holding one of ``match``. Output through files: a created container keeps pipes open."""
+    path holding one of ``match``. Output through files, or with ``pipes`` through pipes, which
+    must end once the verb is killed (its caller's `| cat` would hang on a holder left behind)."""
     env = {**os.environ, **env, "MRUN_WARM": "0", "MRUN_KILL_AT": str(step), "MRUN_KILL_MATCH": "|".join(match)}
+    if pipes:
+        p = subprocess.Popen([sys.executable, "-c", KILLER, *argv], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            out, err = p.communicate(timeout=PIPE_ENDS_WITHIN)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise AssertionError(f"{argv} killed at change {step}: its stdout and stderr were still open "
+                                 f"{PIPE_ENDS_WITHIN:.0f} s later (held by what it made)")
+        return subprocess.CompletedProcess(argv, p.returncode, out, err)
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         code = subprocess.run([sys.executable, "-c", KILLER, *argv], stdin=subprocess.DEVNULL, stdout=out,
                               stderr=err, env=env, timeout=120).returncode
@@ -130,11 +146,11 @@ def killed_at(step: int, argv: list[str], match: list[str], env: dict[str, str])
 
 
 def kill_at_each_step(argv: Callable[[int], list[str]], match: list[str], repair: Callable[[int], None],
-                      left: Callable[[], list[str]], env: dict[str, str] | None = None) -> int:
+                      left: Callable[[], list[str]], env: dict[str, str] | None = None, pipes: bool = False) -> int:
     """Kill ``argv(step)`` at step 0, 1, 2... until it runs to its end; after each kill
     ``repair(step)``, then nothing may be ``left()``. -> the number of steps."""
     for step in range(MAX_STEPS):
-        r = killed_at(step, argv(step), match, env or {})
+        r = killed_at(step, argv(step), match, env or {}, pipes)
         if r.returncode != -signal.SIGKILL:
             assert r.returncode == 0, f"unkilled at step {step}: {r.returncode}: {r.stderr}"
             return step
@@ -307,6 +323,27 @@ def test_rmi_and_commit_killed_before_each_change(images, busybox_archive):
     kill_at_each_step(rmi, [h.tmp, h.tag], whole_or_absent, left)
     assert not listed(h, made)
     img_ok(h, "rm", "-f", "src")
+
+
+@pytest.mark.parametrize("images", ["warm"], indirect=True)  # the killed verb runs cold; the checks warm
+def test_a_foreground_run_killed_before_each_change_leaves_its_callers_pipes_ending(images, busybox_archive):
+    """`mrun run --rm IMAGE ... | cat`, SIGKILLed (the OOM killer, `timeout -s KILL`) once the
+    container's init exists but before it is started: the init waited for a `start` that would
+    never come, holding the caller's stdout and stderr, so the pipeline hung until someone ran
+    `mrun rm -f` (runc's `run` the same). The init of a run now ends when the process that
+    would start it is gone; `rm -f` repairs the rest, as after any kill."""
+    h = images
+    img_ok(h, "load", busybox_archive, IMAGE)
+    base = ["--root", h.root, "--image-root", h.image_root]
+
+    def left() -> list[str]:
+        return h.leftovers() + image_leftovers(h)
+
+    def repair(step: int) -> None:
+        repair_with(h, ("rm", "-f", f"k{step}"), ("system", "prune"))
+
+    kill_at_each_step(lambda step: [*base, *run_args(h, "--rm", "--name", f"k{step}", IMAGE, "echo", "ran")],
+                      [h.tmp, h.tag], repair, left, pipes=True)
 
 
 @pytest.mark.parametrize("images", ["warm"], indirect=True)

@@ -206,6 +206,7 @@ class Create:
             console,
             cgroup_paths=getattr(self.cgroup, "paths", {}),
             exec_fifo=self.fifo_fd,
+            starter_pidfd=self.opts.starter_pidfd,
             started_fd=self.started_fd,
             no_pivot=self.opts.no_pivot,
             new_keyring=record.new_keyring,

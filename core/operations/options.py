@@ -26,6 +26,8 @@ class CreateOptions:
         self.console: Any = None  # an already connected console socket (foreground `run -t`)
         # The operator's annotations over the bundle's (the shim's runtime options): they win
         self.annotations: dict[str, str] = {}
+        # `run`'s own pidfd: its init ends if `run` is gone before it starts it (no one else will)
+        self.starter_pidfd = -1
 
 
 def write_pid_file(path: str, pid: int) -> None:

@@ -10,6 +10,7 @@ import _signal  # signal's C half: signal's enums would import enum, ~1 ms of ev
 import errno
 import fcntl
 import os
+import select
 
 from mrun.errors import MrunError
 from mrun.hooks import run_hooks
@@ -42,6 +43,7 @@ class Sandbox:
         cgroup_paths: dict[str, str],
         exec_fifo: int = -1,
         started_fd: int = -1,
+        starter_pidfd: int = -1,
         console: Any = None,
         no_pivot: bool = False,
         hook_state: dict[str, Any] | None = None,
@@ -50,7 +52,7 @@ class Sandbox:
     ) -> None:
         self.spec, self.container, self.plan, self.payload_hook = spec, container, plan, payload_hook
         self.namespaces, self.cgroup_paths, self.exec_fifo = namespaces, cgroup_paths, exec_fifo
-        self.started_fd = started_fd
+        self.started_fd, self.starter_pidfd = started_fd, starter_pidfd
         self.console, self.no_pivot, self.hook_state = console, no_pivot, hook_state
         self.new_keyring = new_keyring
         # {mount index: the host's detached clone of its bind source} (mrun.sandbox.host_mounts)
@@ -115,13 +117,25 @@ class Entered:
             self.fd = -1
 
 
-def _wait_for_start(fifo_fd: int) -> None:
+def _wait_for_start(fifo_fd: int, starter_pidfd: int = -1) -> None:
+    """Until `start` writes the exec fifo. ``starter_pidfd``: the process that will start us
+    (`run`'s), whose end before it did means no start will come: we end too, rather than hold
+    our caller's stdout (its `| cat`) open until someone removes us. `start` writes before it
+    can end, so a start that came is always seen first."""
     # We are PID 1 here: signals without a handler are ignored, so a created container would
     # shrug off `kill TERM`. Handle them until exec, which resets caught signals.
     for sig in _STOP_SIGNALS:
         _signal.signal(sig, _exit_on)
+    if starter_pidfd >= 0:
+        poller = select.poll()
+        poller.register(fifo_fd, select.POLLIN)
+        poller.register(starter_pidfd, select.POLLIN)
     while True:
         try:
+            if starter_pidfd >= 0:
+                ready = dict(poller.poll())
+                if fifo_fd not in ready:
+                    os._exit(128 + _signal.SIGKILL)  # ended with the run that made us
             if os.read(fifo_fd, 1):
                 break
         except InterruptedError:
@@ -130,6 +144,8 @@ def _wait_for_start(fifo_fd: int) -> None:
     for sig in _STOP_SIGNALS:
         _signal.signal(sig, _keep_for_payload)
     os.close(fifo_fd)
+    if starter_pidfd >= 0:
+        os.close(starter_pidfd)
 
 
 def _build_rootfs(sb: Sandbox) -> None:
@@ -211,7 +227,7 @@ def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
     payload = _enter_process(sb, keep=(ch.rfd, ch.wfd), init=True)
     ch.send(ready=True)
     ch.close()
-    _wait_for_start(sb.exec_fifo)
+    _wait_for_start(sb.exec_fifo, sb.starter_pidfd)
     _run_payload(sb, payload, hooks.get("startContainer"), dict(state, status=str(Status.RUNNING)))
 
 
@@ -264,7 +280,7 @@ def _enter_process(sb: Sandbox, keep: tuple[int, ...] = (), init: bool = False) 
 
         own_root = sb.namespaces.get("mount") == ""  # a mount namespace of its own, not one joined
         make_controlling_pty(sb.console, plan.process.get("consoleSize"), console=init and own_root)
-    _close_cloexec_fds(keep=(sb.exec_fifo, sb.started_fd, *keep))  # none left to be a way out (below)
+    _close_cloexec_fds(keep=(sb.exec_fifo, sb.started_fd, sb.starter_pidfd, *keep))  # none left to be a way out (below)
     try:
         if "mount" in sb.namespaces:
             _chdir_inside_root(plan.cwd, make=init)
