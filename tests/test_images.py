@@ -1573,6 +1573,72 @@ def test_a_supervisor_that_cannot_start_its_container_says_so_in_words(images, b
     img_ok(h, "rm", "unlogged")
 
 
+def create_args(h, *args: str) -> list[str]:
+    """docker's `mrun create`, as run_args places `mrun run`."""
+    return ["create", *run_args(h, *args)[1:]]
+
+
+def test_create_then_start_as_docker(images, busybox_archive, tmp_path):
+    """docker's `create IMAGE [COMMAND...]`: the container made (snapshot, config) and recorded, not
+    started, so a script can copy files in before `start` runs it as `run -d` would (its log, its
+    exit code, --rm). `mrun create` was runc's only: docker's flags were usage errors, and an
+    image's name was read as a container id whose bundle, the working directory, had no
+    config.json. runc's form, with --bundle, stays (the lifecycle tests), and the two do not mix."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    script = 'echo "hi $X"; cat /in.txt; exit 3'
+    r = img_ok(h, *create_args(h, "--name", "made", "-e", "X=1", IMAGE, "sh", "-c", script))
+    assert r.stdout == "made\n", r.stdout
+    assert img_ok(h, "ps", "-q").stdout.split() == []  # not running: only `ps -a` lists it
+    row = next(line for line in img_ok(h, "ps", "-a").stdout.splitlines() if line.startswith("made "))
+    assert " created " in row, row
+    assert img_ok(h, "ps", "-aq", "--filter", "status=created").stdout.split() == ["made"]
+    assert img_ok(h, "ps", "-aq", "--filter", "status=exited").stdout.split() == []
+    assert img_ok(h, "inspect", "-f", "{{.State.Status}} {{.State.Running}}", "made").stdout == "created false\n"
+    assert img_ok(h, "logs", "made").stdout == ""  # nothing said yet, as docker's
+    (tmp_path / "in.txt").write_text("copied in\n")
+    img_ok(h, "cp", str(tmp_path / "in.txt"), "made:/in.txt")
+    assert img_ok(h, "start", "made").stdout == "made\n"
+    assert img_ok(h, "wait", "made").stdout == "3\n"
+    assert img_ok(h, "logs", "made").stdout == "hi 1\ncopied in\n"
+    assert img_ok(h, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "made").stdout == "exited 3\n"
+    assert img_ok(h, "start", "made").stdout == "made\n"  # and again, as any exited container of `run -d`
+    img_ok(h, "wait", "made")
+    assert img_ok(h, "logs", "made").stdout == "hi 1\ncopied in\n" * 2
+    assert img_ok(h, "rm", "made").stdout == "made\n"
+
+    img_ok(h, *create_args(h, "--name", "brief", "--rm", IMAGE, "true"))
+    img_ok(h, "rm", "brief")  # never started: removed without -f, as docker's
+    img_ok(h, *create_args(h, "--name", "brief", "--rm", IMAGE, "true"))
+    img_ok(h, "start", "brief")
+    deadline = time.monotonic() + 15
+    while "brief" in img_ok(h, "ps", "-aq").stdout.split() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert img_ok(h, "ps", "-aq").stdout.split() == []  # --rm: gone once it ran
+
+    img_ok(h, *create_args(h, "--name", "twice", IMAGE, "true"))
+    one_line_error(img(h, *create_args(h, "--name", "twice", IMAGE, "true")), "'twice' already exists")
+    one_line_error(img(h, *create_args(h, "-t", IMAGE)), "-t with create")
+    r = img(h, "create", "--bundle", str(tmp_path), "--name", "x", "y")
+    one_line_error(r, "--name", "mrun create IMAGE")
+    r = img(h, "create", "--pid-file", str(tmp_path / "pid"), IMAGE)
+    one_line_error(r, "--pid-file", "create --bundle")
+    img_ok(h, "rm", "twice")
+    assert img_ok(h, "ps", "-aq").stdout.split() == []
+    assert not (tmp_path / "pid").exists()
+
+
+def test_a_wasm_image_is_created_then_started(images, tmp_path):
+    h = images
+    img_ok(h, "load", build_wasm_archive(str(tmp_path)))
+    img_ok(h, *create_args(h, "--name", "w", WASM_IMAGE))
+    assert img_ok(h, "inspect", "-f", "{{.State.Status}}", "w").stdout == "created\n"
+    img_ok(h, "start", "w")
+    assert img_ok(h, "wait", "w").stdout == "3\n"  # hello.wasm exits with its argument
+    assert "hello from wasm32-wasi" in img_ok(h, "logs", "w").stdout
+    img_ok(h, "rm", "w")
+
+
 def test_a_detached_container_run_with_rm_is_removed_when_it_exits(images, busybox_archive):
     """`mrun run -d --rm` (docker's everyday form; it was refused): the supervisor removes the
     container, its snapshot and its state once it has exited, whether it ends itself or is stopped."""

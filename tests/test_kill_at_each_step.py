@@ -347,6 +347,36 @@ def test_a_foreground_run_killed_before_each_change_leaves_its_callers_pipes_end
 
 
 @pytest.mark.parametrize("images", ["warm"], indirect=True)
+def test_docker_create_and_its_first_start_killed_before_each_change(images, busybox_archive):
+    """docker's `create IMAGE` (snapshot, bundle, its note, its record), then the first `start` of
+    what it made: `rm -f` and `system prune` after a kill leave nothing; unkilled, the created one
+    is listed as created and the started one runs."""
+    h = images
+    img_ok(h, "load", busybox_archive, IMAGE)
+    base = ["--root", h.root, "--image-root", h.image_root]
+
+    def left() -> list[str]:
+        return h.leftovers() + image_leftovers(h)
+
+    def repair(step: int) -> None:
+        repair_with(h, ("rm", "-f", f"k{step}"), ("system", "prune"))
+
+    create = ["create", *run_args(h, "sleep", "600")[1:-2]]
+    steps = kill_at_each_step(lambda step: [*base, *create, "--name", f"k{step}", IMAGE, "sleep", "600"],
+                              [h.tmp, h.tag], repair, left)
+    assert f"k{steps} " in img_ok(h, "ps", "-a", "--filter", "status=created").stdout
+    img_ok(h, "rm", f"k{steps}")
+
+    def start(step: int) -> list[str]:
+        img_ok(h, *create, "--name", f"k{step}", IMAGE, "sleep", "600")
+        return [*base, "start", f"k{step}"]
+
+    steps = kill_at_each_step(start, [h.tmp, h.tag], repair, left)
+    assert f"k{steps} " in img_ok(h, "ps").stdout
+    img_ok(h, "rm", "-f", f"k{steps}")
+
+
+@pytest.mark.parametrize("images", ["warm"], indirect=True)
 def test_detached_run_and_its_rm_killed_before_each_change(images, busybox_archive):
     """`run -d` (its supervisor, log and state), then `rm -f` of it: `rm -f` and `system prune`
     after a kill leave nothing, and an unkilled `run -d` is listed as running."""

@@ -390,8 +390,9 @@ def _pull_for_run(store: ImageStore, image: str, policy: str, platform: str = ""
     print(f"{note} {', '.join(names)}", file=sys.stderr)
 
 
-def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, Any]) -> int:
-    """`mrun run IMAGE [COMMAND...]`: prepare the snapshot and bundle, then the runtime's own run."""
+def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, Any], create_only: bool = False) -> int:
+    """`mrun run IMAGE [COMMAND...]`: prepare the snapshot and bundle, then the runtime's own run.
+    ``create_only``: docker's `create IMAGE`, recorded, not started (`start` runs it as `run -d`)."""
     from mrun.images import run_flags, run_resources
     from mrun.images.containers import Overrides, prepare
     from mrun.runtime import CreateOptions
@@ -442,7 +443,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
                                    for line in read_env_file(path, "--label-file")),
                                  *(("--label", text) for text in kw.get("label") or ())]),
     )
-    detach, remove = bool(kw.get("detach")), bool(kw.get("rm"))
+    detach, remove = bool(kw.get("detach")) or create_only, bool(kw.get("rm"))
     restart = kw.get("restart") or "no"
     if restart != "no":
         from mrun.images.supervisor import restart_policy
@@ -460,7 +461,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
     if logging != {"keep": True, "max_size": 0, "max_files": 1}:
         o.annotations.append(f"{ann.LOG}={jsonio.dumps(logging)}")
     if detach and o.tty:
-        raise InvalidSpec("-t with -d is not supported: a detached container's output goes to its log")
+        flag = "create" if create_only else "-d"
+        raise InvalidSpec(f"-t with {flag} is not supported: a detached container's output goes to its log")
     store = ImageStore(g["image_root"])
     _pull_for_run(store, image, kw.get("pull") or "missing", kw.get("platform") or "")
     # 48 random bits, as docker's short ids: uuid4().hex[:12] was the same, and its import
@@ -487,6 +489,12 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
             os.write(cidfile[1], cid.encode())
             os.close(cidfile[1])
         raise_if_held()
+        if create_only:
+            from mrun.images.unstarted import record_unstarted
+
+            record_unstarted(runtime, cid, bundle, remove)
+            print(cid)
+            return 0
         if not detach:
             try:
                 code = runtime.run(cid, bundle, CreateOptions(), False, keep=not remove)
@@ -542,8 +550,9 @@ def inspect(g: dict[str, Any], container_id: str, format: str = "") -> int:  # n
     image = image_of(record.bundle)
     network = jsonio.load_object(runtime.store.path(container_id, "net.json"))
     from mrun.images.supervisor import exit_of
+    from mrun.images.unstarted import as_docker_sees
 
-    state = runtime.state(container_id)
+    state = as_docker_sees(runtime.state(container_id))
     from mrun.images.health import read as health_of
 
     doc = {"state": state, "image": image, "network": network, "config": record.config}
@@ -551,7 +560,7 @@ def inspect(g: dict[str, Any], container_id: str, format: str = "") -> int:  # n
         doc["health"] = health
     if state["status"] == Status.STOPPED:
         doc["exit"] = exit_of(record.bundle)  # a detached container's, as its supervisor saw it
-    else:
+    elif record.pid:  # not one of `create IMAGE` that never ran: it has no process
         doc["backend"] = runtime.stats(container_id)["backend"]  # e.g. wasm: its store memory limit
     if format:
         from mrun.cli.template import render
@@ -631,6 +640,10 @@ def logs(g: dict[str, Any], container_id: str, follow: bool, tail: str = "all", 
     path = os.path.join(bundle, "log")
     older = rotated(bundle)  # --log-opt max-file: each at most max-size, so read whole
     if not os.path.exists(path) and not older:  # (only older ones: a rotation was interrupted)
+        from mrun.images.unstarted import never_started
+
+        if never_started(bundle) is not None:
+            return 0  # one of `create` that has not run: nothing said yet (docker's)
         raise NotFound(f"container {container_id!r} has no log (only `mrun run -d IMAGE` keeps one, and not with "
                        "--log-driver none)")
     if tail != "all" and not (tail.isascii() and tail.isdigit()):
@@ -1066,11 +1079,13 @@ def list_containers(g: dict[str, Any], format: str, filters: list[str], quiet: b
     start again under --restart), as docker lists them; a status filter asks for every one."""
     from mrun.bundles import image_of
     from mrun.images.supervisor import exit_of
+    from mrun.images.unstarted import as_docker_sees
 
     runtime = _rt(g)
     wanted = _ps_filters(filters)
     every = every or "status" in wanted
-    states = [s for s in runtime.list() if (every or _runs(s, exit_of)) and _matches(s, wanted, image_of, exit_of)]
+    states = [s for s in map(as_docker_sees, runtime.list())
+              if (every or _runs(s, exit_of)) and _matches(s, wanted, image_of, exit_of)]
     if quiet:
         for state in states:
             print(state["id"])

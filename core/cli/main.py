@@ -195,6 +195,14 @@ def warm_worthy(cmd: Command, params: dict[str, Any], argv: list[str], native: b
     if name == "run":
         return not (params.get("bundle") or params.get("pid_file") or params.get("console_socket")
                     or params.get("preserve_fds"))
+    if name == "create":  # docker's of an IMAGE; runc's (of a bundle) makes a process, below its caller
+        from mrun.cli.verbs import docker_create
+        from mrun.errors import MrunError
+
+        try:
+            return docker_create(params)
+        except MrunError:  # a mix of both forms: refused where it is called
+            return False
     if name == "exec":
         return not (params.get("detach") or params.get("pid_file") or params.get("console_socket")
                     or params.get("preserve_fds") or params.get("process"))

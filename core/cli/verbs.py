@@ -42,9 +42,51 @@ def _opts(
     )
 
 
-def create(g: dict[str, Any], container_id: str, bundle: str, **kw: Any) -> int:
-    _rt(g).create(container_id, bundle, _opts(g, **kw))
+def create(g: dict[str, Any], container_id: str, bundle: str, command: list[str], **kw: Any) -> int:
+    """runc's create of ID from a bundle; docker's create of IMAGE [COMMAND...] (made, recorded,
+    not started) where there is no bundle. A flag of the other form is refused, never ignored."""
+    if docker_create({"bundle": bundle, "command": command, **kw}):
+        used = _flags_used(kw, BUNDLE_RUN_FLAGS)
+        try:
+            if used:
+                raise MrunError(f"create IMAGE: {' '.join(used)} applies to runc's `mrun create --bundle` only")
+            from mrun.cli.image_verbs import run_image
+
+            return run_image(g, container_id, command, kw, create_only=True)
+        except MrunError as e:
+            e.exit_code = RUN_FAILED  # docker create's code for any failure
+            raise
+        except OSError as e:
+            raise _failure("create", e, RUN_FAILED) from None
+    _rt(g).create(container_id, bundle or ".", _opts(g, **kw))
     return 0
+
+
+def docker_create(params: dict[str, Any]) -> bool:
+    """Whether `create` is docker's (of an IMAGE) or runc's (of a bundle): runc's has --bundle,
+    or, as runc defaults to, a config.json in the working directory; docker's has none, or a
+    COMMAND, or one of docker's flags. The warm template serves docker's only (runc's init must
+    stay its caller's descendant), so the launcher asks this too."""
+    if params.get("bundle"):
+        used = _flags_used(params, _docker_flags())
+        if used or params.get("command"):
+            raise MrunError(f"create --bundle: {' '.join(used) or 'a COMMAND'} applies to `mrun create IMAGE` only")
+        return False
+    return bool(params.get("command") or _flags_used(params, _docker_flags())) or not os.path.exists("config.json")
+
+
+def _docker_flags() -> list[str]:
+    from mrun.cli.commands import _DOCKER_RUN
+
+    return [f.dest for f in _DOCKER_RUN]
+
+
+def _flags_used(kw: dict[str, Any], names: list[str]) -> list[str]:
+    """``names`` (flag destinations) given a value other than their default, as --spelled."""
+    from mrun.cli.commands import BY_NAME
+
+    default = {f.dest: f.default for f in BY_NAME["create"].flags}
+    return [f"--{f.replace('_', '-')}" for f in names if kw.get(f, default.get(f)) not in (default.get(f), [], ())]
 
 
 def _docker_made(record: Any) -> bool:

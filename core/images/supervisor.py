@@ -97,19 +97,23 @@ def restartable(record: Any) -> bool:
     """A `mrun run -d` container (its bundle is mrun's, with a log, older logs only after a
     rotation cut short, or none with --log-driver none but its exit noted): one a supervisor can keep."""
     from mrun.images.log_relay import rotated
+    from mrun.images.unstarted import never_started
 
     bundle = record.bundle
     if ann.IMAGE not in (record.config.get("annotations") or {}):
         return False
     try:
-        return any(os.path.exists(os.path.join(bundle, n)) for n in ("log", EXIT_FILE)) or bool(rotated(bundle))
+        return (any(os.path.exists(os.path.join(bundle, n)) for n in ("log", EXIT_FILE)) or bool(rotated(bundle))
+                or never_started(bundle) is not None)
     except OSError:  # its bundle gone
         return False
 
 
 def start_again(runtime: Any, container_id: str) -> None:
     """docker's start of an exited `mrun run -d` container: made again in place, under a new
-    supervisor, its restart policy back in force."""
+    supervisor, its restart policy back in force; likewise the first start of one of `create`."""
+    from mrun.images.unstarted import never_started, started
+
     record = runtime.store.load(container_id)
     if not restartable(record):
         raise MrunError(f"container {container_id!r}: only a container of `mrun run -d` starts again")
@@ -117,7 +121,10 @@ def start_again(runtime: Any, container_id: str) -> None:
         os.unlink(os.path.join(record.bundle, STOPPED_FILE))
     except FileNotFoundError:
         pass
-    run_detached(runtime, container_id, record.bundle, again=True)
+    created = never_started(record.bundle)
+    run_detached(runtime, container_id, record.bundle, remove=bool((created or {}).get("remove")), again=True)
+    if created is not None:
+        started(record.bundle)
 
 
 def _told_to_stop(bundle: str) -> bool:

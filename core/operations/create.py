@@ -55,7 +55,7 @@ class Create:
         self.runtime, self.store, self.id = runtime, runtime.store, container_id
         self.spec, self.opts, self.lock_fd, self.previous = spec, opts, lock_fd, previous
         self.record = Record(id=container_id, bundle=spec.bundle, rootfs=spec.rootfs, config=spec.raw,
-                             created=now_rfc3339(), owner=_owner(), new_keyring=not opts.no_new_keyring)
+                             created=now_rfc3339(), owner=owner_name(), new_keyring=not opts.no_new_keyring)
         self.cgroup: Any = None
         self.driver: Any = None  # a SandboxDriver when the backend owns the sandbox
         self.network: Any = None
@@ -280,7 +280,8 @@ class Create:
             write_pid_file(self.opts.pid_file, self.record.pid)
 
 
-def _owner() -> str:
+def owner_name() -> str:
+    """Who makes the container (runc's state `owner`)."""
     import pwd
 
     try:
