@@ -1609,8 +1609,8 @@ def test_create_then_start_as_docker(images, busybox_archive, tmp_path):
 
     img_ok(h, *create_args(h, "--name", "brief", "--rm", IMAGE, "true"))
     img_ok(h, "rm", "brief")  # never started: removed without -f, as docker's
-    img_ok(h, *create_args(h, "--name", "brief", "--rm", IMAGE, "true"))
-    img_ok(h, "start", "brief")
+    img_ok(h, "container", *create_args(h, "--name", "brief", "--rm", IMAGE, "true"))  # docker's longer names
+    img_ok(h, "container", "start", "brief")
     deadline = time.monotonic() + 15
     while "brief" in img_ok(h, "ps", "-aq").stdout.split() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -1626,6 +1626,35 @@ def test_create_then_start_as_docker(images, busybox_archive, tmp_path):
     img_ok(h, "rm", "twice")
     assert img_ok(h, "ps", "-aq").stdout.split() == []
     assert not (tmp_path / "pid").exists()
+    bundle = h.bundle(["true"])  # runc's create of the bundle in the working directory, as runc's default
+    img_ok(h, "create", "fromhere", preexec_fn=lambda: os.chdir(bundle))
+    assert h.status("fromhere") == "created"
+    h.ok("delete", "--force", "fromhere")
+
+
+def test_inspect_takes_several_names_and_images_as_docker_s(images, busybox_archive):
+    """`docker inspect -f '{{.Name}}' $(docker ps -aq)` and `docker inspect IMAGE`: inspect took
+    one container and no image ("Got unexpected extra argument")."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    for name in ("one", "two"):
+        img_ok(h, *create_args(h, "--name", name, IMAGE, "true"))
+    shown = img_ok(h, "inspect", "-f", "{{.Name}} {{.State.Status}}", "one", "two").stdout
+    assert shown == "/one created\n/two created\n", shown
+    assert [d["state"]["id"] for d in json.loads(img_ok(h, "inspect", "one", "two").stdout)] == ["one", "two"]
+    assert json.loads(img_ok(h, "inspect", "one").stdout)["state"]["id"] == "one"  # one: its object, as before
+    r = img(h, "inspect", "-f", "{{.Name}}", "one", "nothere", "two")
+    assert r.returncode == 1 and r.stdout == "/one\n/two\n", r
+    one_line_error(r, "'nothere'")
+    image = json.loads(img_ok(h, "inspect", IMAGE).stdout)
+    assert image["name"] == IMAGE and image["id"].startswith("sha256:"), image
+    assert img_ok(h, "inspect", "-f", "{{.Id}} {{.Os}}", IMAGE).stdout == f"{image['id']} linux\n"
+    assert img_ok(h, "inspect", "--type", "container", "-f", "{{.Name}}", "one").stdout == "/one\n"
+    one_line_error(img(h, "inspect", "--type", "image", "one"), "'one' not found")
+    one_line_error(img(h, "inspect", "--type", "container", IMAGE), "does not exist")
+    one_line_error(img(h, "inspect", "nothing"), "no such container or image", "'nothing'")
+    one_line_error(img(h, "inspect", "--type", "volume", "one"), "--type")
+    img_ok(h, "rm", "one", "two")
 
 
 def test_a_wasm_image_is_created_then_started(images, tmp_path):

@@ -381,11 +381,13 @@ COMMANDS = (
     ),
     Command(
         "inspect",
-        "a container's state, image and config as JSON",
+        "a container's state, image and config as JSON (or an image's, where no container has the name; "
+        "several: an array)",
         "image_verbs.inspect",
-        (_ID,),
+        (Arg("names", "containers or images", variadic=True),),
         (Flag("format", "docker's Go template: {{.State.Pid}}, {{json .Config.Labels}}, ... (docker's fields and "
-              "mrun's own)", short="f", default=""),),
+              "mrun's own), a line per name", short="f", default=""),
+         Flag("type", "container or image: look only for that kind", default="")),
     ),
     Command(
         "container",

@@ -29,10 +29,11 @@ def _lookup(token: str, flags: tuple[Flag, ...]) -> tuple[Flag | None, str | Non
 
 
 # docker's management commands that are mrun verbs by another name (`docker container rm` is
-# `docker rm`). `container start/create/run` are not: mrun's start and create are runc's.
+# `docker rm`; `container create IMAGE` is create's docker form, which has no bundle).
 MANAGEMENT = {
     "container": {name: name for name in ("rm", "stop", "logs", "exec", "inspect", "restart", "wait", "attach", "cp",
-                                          "export", "diff", "commit", "port", "stats", "top", "pause")}
+                                          "export", "diff", "commit", "port", "stats", "top", "pause", "start",
+                                          "create", "run", "kill")}
     | {"unpause": "resume"},
     "image": {name: name for name in ("pull", "push", "save", "load")},
 }

@@ -254,7 +254,7 @@ def image(g: dict[str, Any], action: str, image: str | None, name: str | None, f
         if not image:
             raise InvalidSpec("image inspect: name the image")
         name, entry = store.image(image)
-        print(jsonio.dumps({"name": name, **entry, "config": store.read_json(entry["config"])}, indent=2))
+        print(jsonio.dumps(_image_doc(store, name, entry), indent=2))
         return 0
     if action == "history":
         from mrun.cli.history import history
@@ -542,8 +542,61 @@ def _drop_cidfile(cidfile: tuple[str, int] | None, closed: bool = False) -> None
             pass
 
 
-def inspect(g: dict[str, Any], container_id: str, format: str = "") -> int:  # noqa: A002
+def inspect(g: dict[str, Any], names: list[str], format: str = "", type: str = "") -> int:  # noqa: A002
+    """docker's inspect: containers, or images where no container has the name (``type``: only
+    those), several at once. One name: its document (mrun's, an object) or its refusal, as
+    before; several: a JSON array of those found, each one not found said, exit status 1.
+    ``format``: docker's Go template, a line per name, over docker's fields and mrun's own."""
+    if type not in ("", "container", "image"):
+        raise InvalidSpec(f"--type {type!r}: container or image")
+    if not names:
+        raise InvalidSpec("inspect: name at least one container or image")
+    docs = []
+
+    def one(name: str) -> None:
+        docs.append(_inspected(g, name, type))
+
+    status = each(names, "inspect", one, one_raises=True)
+    if format:
+        from mrun.cli.template import render
+
+        for kind, doc in docs:
+            view = _docker_view(doc) if kind == "container" else _docker_image_view(doc)
+            print(render(format, {**view, **doc}))
+    elif len(names) == 1:
+        print(jsonio.dumps(docs[0][1], indent=2))
+    else:
+        print(jsonio.dumps([doc for _kind, doc in docs], indent=2))
+    return status
+
+
+def _inspected(g: dict[str, Any], name: str, kind: str) -> tuple[str, dict[str, Any]]:
+    """-> ("container" or "image", mrun's document of it)."""
     runtime = _rt(g)
+    if _names_a_container(runtime, name) and kind != "image":
+        return "container", _container_doc(runtime, name)
+    if kind == "container":
+        raise NotFound(f"container {name!r} does not exist")
+    try:
+        found, entry = _store(g).image(name)
+    except NotFound:
+        if kind == "image":
+            raise
+        raise NotFound(f"no such container or image: {name!r}") from None
+    return "image", _image_doc(_store(g), found, entry)
+
+
+def _names_a_container(runtime: Any, name: str) -> bool:
+    from mrun.state import check_id
+
+    try:
+        check_id(name)
+    except MrunError:  # busybox:latest, docker.io/library/...: an image's name, never a container's
+        return False
+    return runtime.store.exists(name)
+
+
+def _container_doc(runtime: Any, container_id: str) -> dict[str, Any]:
     record = runtime.store.load(container_id)
     from mrun.bundles import image_of
 
@@ -562,13 +615,21 @@ def inspect(g: dict[str, Any], container_id: str, format: str = "") -> int:  # n
         doc["exit"] = exit_of(record.bundle)  # a detached container's, as its supervisor saw it
     elif record.pid:  # not one of `create IMAGE` that never ran: it has no process
         doc["backend"] = runtime.stats(container_id)["backend"]  # e.g. wasm: its store memory limit
-    if format:
-        from mrun.cli.template import render
+    return doc
 
-        print(render(format, {**_docker_view(doc), **doc}))
-        return 0
-    print(jsonio.dumps(doc, indent=2))
-    return 0
+
+def _image_doc(store: ImageStore, name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """`image inspect`'s document: the index's entry and the image's config (its digest, which
+    the entry names "config", is the image's id)."""
+    return {"name": name, "id": entry["config"], **entry, "config": store.read_json(entry["config"])}
+
+
+def _docker_image_view(doc: dict[str, Any]) -> dict[str, Any]:
+    """The fields of docker's image inspect that scripts read (``inspect -f`` of an image)."""
+    config = doc.get("config") or {}
+    return {"Id": doc.get("id", ""), "RepoTags": [doc.get("name", "")],
+            "Created": config.get("created", ""), "Architecture": config.get("architecture", ""),
+            "Os": config.get("os", ""), "Config": config.get("config") or {}}
 
 
 def _docker_view(doc: dict[str, Any]) -> dict[str, Any]:

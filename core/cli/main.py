@@ -200,7 +200,7 @@ def warm_worthy(cmd: Command, params: dict[str, Any], argv: list[str], native: b
         from mrun.errors import MrunError
 
         try:
-            return docker_create(params)
+            return docker_create(params, look_here=False)
         except MrunError:  # a mix of both forms: refused where it is called
             return False
     if name == "exec":

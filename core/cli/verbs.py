@@ -62,17 +62,20 @@ def create(g: dict[str, Any], container_id: str, bundle: str, command: list[str]
     return 0
 
 
-def docker_create(params: dict[str, Any]) -> bool:
+def docker_create(params: dict[str, Any], look_here: bool = True) -> bool:
     """Whether `create` is docker's (of an IMAGE) or runc's (of a bundle): runc's has --bundle,
     or, as runc defaults to, a config.json in the working directory; docker's has none, or a
     COMMAND, or one of docker's flags. The warm template serves docker's only (runc's init must
-    stay its caller's descendant), so the launcher asks this too."""
+    stay its caller's descendant), so it asks this too, without ``look_here``: its working
+    directory is not the caller's, and a call it cannot tell without looking stays cold."""
     if params.get("bundle"):
         used = _flags_used(params, _docker_flags())
         if used or params.get("command"):
             raise MrunError(f"create --bundle: {' '.join(used) or 'a COMMAND'} applies to `mrun create IMAGE` only")
         return False
-    return bool(params.get("command") or _flags_used(params, _docker_flags())) or not os.path.exists("config.json")
+    if params.get("command") or _flags_used(params, _docker_flags()):
+        return True
+    return look_here and not os.path.exists("config.json")
 
 
 def _docker_flags() -> list[str]:
