@@ -1632,6 +1632,38 @@ def test_create_then_start_as_docker(images, busybox_archive, tmp_path):
     h.ok("delete", "--force", "fromhere")
 
 
+def test_starts_of_one_container_at_once_leave_it_one_supervisor(images, busybox_archive):
+    """`mrun start c` five times at once (a script's retries, two terminals), of a created container
+    and of an exited one: each forked a supervisor; one won, the others failed ("created, not
+    stopped"), and a loser's note of itself replaced the winner's, so the running container's
+    supervisor looked gone. Before, a runc-style start from a racer could even start the
+    container under its supervisor, which then failed and left it unsupervised. Now they queue:
+    every start succeeds, the container runs once, its noted supervisor is alive."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    for exited in (False, True):
+        img_ok(h, *create_args(h, "--name", "once", IMAGE, "sh", "-c", "echo ran; sleep 600"))
+        if exited:
+            img_ok(h, "start", "once")
+            img_ok(h, "stop", "-t", "1", "once")
+        base = [h.binary, "--root", h.root, "--image-root", h.image_root]
+        starts = [subprocess.Popen([*base, "start", "once"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, env={**os.environ, **h.base_env})
+                  for _ in range(5)]
+        results = [(p.wait(timeout=60), p.stdout.read(), p.stderr.read()) for p in starts]
+        for p in starts:
+            p.stdout.close()
+            p.stderr.close()
+        assert all(r == (0, "once\n", "") for r in results), results
+        assert img_ok(h, "logs", "once").stdout == "ran\n" * (2 if exited else 1)
+        bundle = os.path.join(h.image_root, "containers", "once")
+        with open(os.path.join(bundle, "supervisor.json")) as f:
+            supervisor = json.load(f)["pid"]
+        with open(f"/proc/{supervisor}/stat") as f:
+            assert f.read().split()[2] != "Z"  # alive, not a zombie
+        img_ok(h, "rm", "-f", "once")
+
+
 def test_inspect_takes_several_names_and_images_as_docker_s(images, busybox_archive):
     """`docker inspect -f '{{.Name}}' $(docker ps -aq)` and `docker inspect IMAGE`: inspect took
     one container and no image ("Got unexpected extra argument")."""

@@ -104,24 +104,22 @@ def start(g: dict[str, Any], container_ids: list[str]) -> int:
 
 
 def _start_one(g: dict[str, Any], container_id: str) -> int:
-    from mrun.errors import InvalidState
-
     runtime = _rt(g)
-    try:
-        runtime.start(container_id)
-    except InvalidState:
-        from mrun.images.supervisor import restartable, start_again
+    record = runtime.store.load(container_id)
+    if not _docker_made(record):
+        runtime.start(container_id)  # runc's: of a created container, once
+        return 0
+    # docker's. Such a container is "created" only inside its supervisor, between that one's
+    # create and start: runc's start from here ran it under the supervisor, which then failed
+    # its own start and left it unsupervised (no log relay, no exit code).
+    from mrun.images.supervisor import restartable, start_again
 
-        record = runtime.store.load(container_id)
-        status = runtime.status(record)
-        if status == Status.RUNNING and _docker_made(record):
-            print(container_id)  # docker's start of a running container does nothing, and succeeds
-            return 0  # (`docker start X || docker run --name X ...` ran the second, which failed)
-        if status != Status.STOPPED or not restartable(record):
-            raise  # runc's refusal: a container it made runs once
+    if runtime.status(record) == Status.STOPPED:
+        if not restartable(record):
+            require("start", Status.STOPPED, container_id)  # runc's refusal: a container it made runs once
         start_again(runtime, container_id)
-        print(container_id)  # as docker's start says it
-    return 0
+    print(container_id)  # as docker's start says it; of one running or starting, it does nothing
+    return 0  # (`docker start X || docker run --name X ...` ran the second, which failed)
 
 
 def state(g: dict[str, Any], container_id: str) -> int:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 EXIT_FILE = "exit.json"
 SUPERVISOR_FILE = "supervisor.json"  # its pid and start time: whether it still lives to note the exit
 STOPPED_FILE = "stopped"  # in the bundle: the user stopped it, so its restart policy rests
+START_LOCK = "start.lock"  # in the bundle: held by a `start` until its supervisor has the container running
 BACKOFF_FIRST, BACKOFF_MAX, BACKOFF_RESET = 0.1, 60.0, 10.0  # docker's restart manager's seconds
 
 
@@ -112,29 +113,46 @@ def restartable(record: Any) -> bool:
 def start_again(runtime: Any, container_id: str) -> None:
     """docker's start of an exited `mrun run -d` container: made again in place, under a new
     supervisor, its restart policy back in force; likewise the first start of one of `create`."""
+    import fcntl
+
     from mrun.images.unstarted import never_started, started
+    from mrun.status import Status
 
     record = runtime.store.load(container_id)
     if not restartable(record):
         raise MrunError(f"container {container_id!r}: only a container of `mrun run -d` starts again")
+    # One start at a time (`mrun start c & mrun start c`): each forked a supervisor, and the
+    # loser's note of itself replaced the winner's, so a running container's supervisor looked
+    # gone. Held until ours has it running; the next start then finds it running.
+    lock = os.open(os.path.join(record.bundle, START_LOCK), os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC,
+                   0o600)
     try:
-        os.unlink(os.path.join(record.bundle, STOPPED_FILE))
-    except FileNotFoundError:
-        pass
-    created = never_started(record.bundle)
-    run_detached(runtime, container_id, record.bundle, remove=bool((created or {}).get("remove")), again=True)
-    if created is not None:
-        started(record.bundle)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if runtime.status(runtime.store.load(container_id)) != Status.STOPPED:
+            return  # started by the start we waited for
+        try:
+            os.unlink(os.path.join(record.bundle, STOPPED_FILE))
+        except FileNotFoundError:
+            pass
+        created = never_started(record.bundle)
+        run_detached(runtime, container_id, record.bundle, remove=bool((created or {}).get("remove")), again=True,
+                     close_in_child=lock)
+        if created is not None:
+            started(record.bundle)
+    finally:
+        os.close(lock)
 
 
 def _told_to_stop(bundle: str) -> bool:
     return os.path.exists(os.path.join(bundle, STOPPED_FILE)) or not os.path.isdir(bundle)
 
 
-def run_detached(runtime: Any, container_id: str, bundle: str, remove: bool = False, again: bool = False) -> None:
+def run_detached(runtime: Any, container_id: str, bundle: str, remove: bool = False, again: bool = False,
+                 close_in_child: int = -1) -> None:
     """Create and start ``container_id`` under a new supervisor; return once it runs. With
     ``remove``, the supervisor deletes the container once it has exited; with ``again``, the
-    container exists, stopped, and is made again in place (docker's start of an exited one)."""
+    container exists, stopped, and is made again in place (docker's start of an exited one).
+    ``close_in_child``: a descriptor of ours (a lock) the supervisor must not keep."""
     from mrun.cgroups import primed
 
     primed()  # no thread of ours runs while we fork
@@ -142,6 +160,8 @@ def run_detached(runtime: Any, container_id: str, bundle: str, remove: bool = Fa
     pid = os.fork()
     if pid == 0:
         os.close(r)
+        if close_in_child >= 0:
+            os.close(close_in_child)
         _supervise(runtime, container_id, bundle, w, remove, again)
     os.close(w)
     answer = b""
