@@ -1664,6 +1664,20 @@ def test_starts_of_one_container_at_once_leave_it_one_supervisor(images, busybox
         img_ok(h, "rm", "-f", "once")
 
 
+def test_a_volume_over_dev_is_refused_naming_the_missing_null_device(images, busybox_archive):
+    """`-v /dev` (or an image's VOLUME /dev): a /dev bound in gets no device nodes (runc's rule), so
+    there is no /dev/null to mask /proc/keys and the rest with. runc skips the masking silently;
+    mrun refuses, and said "linux.maskedPaths: /proc/keys: No such file or directory", as if
+    /proc/keys were the problem."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    r = img(h, *run_args(h, "--rm", "-v", "/dev", IMAGE, "true"))
+    one_line_error(r, "linux.maskedPaths", "/dev/null", "volume")
+    assert "/proc/keys" not in r.stderr
+    assert img_ok(h, "ps", "-aq").stdout == ""
+    img_ok(h, "volume", "prune")
+
+
 def test_inspect_takes_several_names_and_images_as_docker_s(images, busybox_archive):
     """`docker inspect -f '{{.Name}}' $(docker ps -aq)` and `docker inspect IMAGE`: inspect took
     one container and no image ("Got unexpected extra argument")."""

@@ -346,7 +346,11 @@ def mask_paths(paths: list[str]) -> None:
 
 
 def _null_device() -> int:
-    fd = os.open("/dev/null", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fd = os.open("/dev/null", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:  # a /dev bound in (`-v /dev`, an image's VOLUME /dev) makes no devices: runc's rule
+        raise MrunError(f"linux.maskedPaths: the container's /dev/null: {e.strerror} (a /dev bound from a volume "
+                        "or the host has no devices made in it): nothing to mask them with") from None
     st = os.fstat(fd)
     if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
         os.close(fd)
