@@ -1664,7 +1664,7 @@ def test_starts_of_one_container_at_once_leave_it_one_supervisor(images, busybox
         img_ok(h, "rm", "-f", "once")
 
 
-def test_a_volume_over_dev_is_refused_naming_the_missing_null_device(images, busybox_archive):
+def test_volumes_over_dev_or_a_file_are_refused_in_words(images, busybox_archive):
     """`-v /dev` (or an image's VOLUME /dev): a /dev bound in gets no device nodes (runc's rule), so
     there is no /dev/null to mask /proc/keys and the rest with. runc skips the masking silently;
     mrun refuses, and said "linux.maskedPaths: /proc/keys: No such file or directory", as if
@@ -1674,6 +1674,9 @@ def test_a_volume_over_dev_is_refused_naming_the_missing_null_device(images, bus
     r = img(h, *run_args(h, "--rm", "-v", "/dev", IMAGE, "true"))
     one_line_error(r, "linux.maskedPaths", "/dev/null", "volume")
     assert "/proc/keys" not in r.stderr
+    r = img(h, *run_args(h, "--rm", "-v", "/etc/passwd", IMAGE, "true"))  # a volume (a directory) on a file
+    one_line_error(r, "mounts[", "on /etc/passwd", "a directory mounts only on a directory")
+    assert "/proc/self/fd" not in r.stderr  # the kernel's words named a descriptor of ours
     assert img_ok(h, "ps", "-aq").stdout == ""
     img_ok(h, "volume", "prune")
 

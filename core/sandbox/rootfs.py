@@ -200,6 +200,9 @@ def mount_one(
     except OSError as e:
         if e.errno == errno.ENOSYS:
             raise MrunError(f"mounts[{index}].options: rro/rrw need Linux 5.12 or newer (mount_setattr)")
+        if e.errno == errno.ENOTDIR and is_bind:  # the kernel's words named our descriptor, not the path
+            raise MrunError(f"mounts[{index}] (bind on {dest}): a directory mounts only on a directory and a file "
+                            f"on a file; {dest} in the rootfs is not what the source is")
         raise MrunError(f"mounts[{index}] ({kind or 'bind'} on {dest}): {e.strerror or e}")
 
 
