@@ -1681,6 +1681,20 @@ def test_volumes_over_dev_or_a_file_are_refused_in_words(images, busybox_archive
     img_ok(h, "volume", "prune")
 
 
+def test_cp_into_a_place_that_takes_no_file_names_the_destination(images, busybox_archive, tmp_path):
+    """`cp FILE c:/proc/x` (a running container's procfs takes no new file): the refusal named the
+    source, which exists ("cp: FILE: no such file or directory")."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "procfs", IMAGE, "sleep", "600"))
+    (tmp_path / "f").write_text("x\n")
+    r = img(h, "cp", str(tmp_path / "f"), "procfs:/proc/newfile")
+    one_line_error(r, "procfs:/proc/newfile", "cannot make newfile there")
+    assert str(tmp_path / "f") not in r.stderr
+    one_line_error(img(h, "cp", str(tmp_path / "nothere"), "procfs:/tmp"), "nothere", "no such file or directory")
+    img_ok(h, "rm", "-f", "procfs")
+
+
 def test_inspect_takes_several_names_and_images_as_docker_s(images, busybox_archive):
     """`docker inspect -f '{{.Name}}' $(docker ps -aq)` and `docker inspect IMAGE`: inspect took
     one container and no image ("Got unexpected extra argument")."""

@@ -47,6 +47,11 @@ def cp(g: dict[str, Any], source: str, destination: str, archive: bool = False) 
                 raise NotFound(f"cp: {destination}: its directory does not exist") from None
             try:
                 skipped = fdcopy.copy(src_dir, name, dst_dir, dst_name, archive)
+            except FileNotFoundError as e:
+                if _exists_at(src_dir, name):  # not the source: the destination took no file there (/proc)
+                    raise MrunError(f"cp: {destination}: cannot make {e.filename or dst_name!s} there: "
+                                    f"{e.strerror}") from None
+                raise
             finally:
                 os.close(dst_dir)
         finally:
@@ -62,6 +67,14 @@ def cp(g: dict[str, Any], source: str, destination: str, archive: bool = False) 
     for path in skipped:
         print(f"mrun: cp: {path}: not a file, directory or link; left out", file=sys.stderr)
     return 0
+
+
+def _exists_at(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        return True
+    except OSError:
+        return False
 
 
 def source_entry(path: str) -> tuple[str, str]:
