@@ -25,18 +25,24 @@ def image_of(bundle: str) -> dict[str, Any] | None:
     return jsonio.load_object(os.path.join(bundle, MARKER))
 
 
+def made_for(bundle: str, container_id: str = "", state_root: str = "") -> bool:
+    """Whether ``bundle`` is a directory `prepare` made (for ``container_id``, of ``state_root``):
+    mrun's to change or remove. A bundle path comes from a state file, input like any other."""
+    meta = image_of(bundle)
+    if os.path.basename(os.path.dirname(bundle)) != "containers" or meta is None:
+        return False
+    if container_id and meta.get("id", container_id) != container_id:
+        return False
+    return not (state_root and meta.get("root") and meta["root"] != os.path.abspath(state_root))
+
+
 def release(bundle: str, container_id: str = "", state_root: str = "") -> None:
     """After the runtime deleted a container made from an image: its snapshot and directory.
     Only a directory ``prepare`` made for this very container is touched (its bundle path comes
     from a state file, which is input like any other)."""
     from mrun.kernel import syscalls as sc
 
-    meta = image_of(bundle)
-    if os.path.basename(os.path.dirname(bundle)) != "containers" or meta is None:
-        return  # not a directory `prepare` made
-    if container_id and meta.get("id", container_id) != container_id:
-        return
-    if state_root and meta.get("root") and meta["root"] != os.path.abspath(state_root):
+    if not made_for(bundle, container_id, state_root):
         return
     sc.unmount_all(os.path.join(bundle, "rootfs"))
     remove_tree(bundle, ignore_errors=True)

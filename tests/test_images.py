@@ -1695,6 +1695,43 @@ def test_cp_into_a_place_that_takes_no_file_names_the_destination(images, busybo
     img_ok(h, "rm", "-f", "procfs")
 
 
+def memory_limit(h, name: str) -> int:
+    """The container's memory limit as its cgroup has it (v1 or v2; no limit: -1)."""
+    for d in cgroup_dirs(f"{h.cgroup_parent}/{name}"):
+        for file in ("memory.limit_in_bytes", "memory.max"):
+            if os.path.exists(os.path.join(d, file)):
+                with open(os.path.join(d, file)) as f:
+                    text = f.read().strip()
+                return -1 if text == "max" or int(text) >= 1 << 62 else int(text)
+    raise AssertionError(f"no memory cgroup for {name}")
+
+
+def test_docker_update_of_several_is_kept_over_their_restarts(images, busybox_archive):
+    """`docker update -m 20m a b`, then `docker restart a` (or its restart policy): the new limit
+    stays, as docker keeps it in the container's config. mrun's update took one container and
+    runc's flags only (no -m, -c, --cpus), and a restart made the container again from the
+    run's limits."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    for name in ("a", "b"):
+        img_ok(h, *run_args(h, "-d", "--name", name, "-m", "64m", IMAGE, "sleep", "600"))
+    assert img_ok(h, "update", "-m", "20m", "-c", "512", "--cpus", "0.5", "a", "b").stdout == "a\nb\n"
+    assert memory_limit(h, "a") == memory_limit(h, "b") == 20 << 20
+    img_ok(h, "restart", "-t", "1", "a")
+    assert memory_limit(h, "a") == 20 << 20
+    cpu = json.loads(img_ok(h, "inspect", "a").stdout)["config"]["linux"]["resources"]["cpu"]
+    assert (cpu["shares"], cpu["quota"], cpu["period"]) == (512, 50000, 100000), cpu
+    img_ok(h, "stop", "-t", "1", "b")
+    img_ok(h, "start", "b")
+    assert memory_limit(h, "b") == 20 << 20
+    one_line_error(img(h, "update", "--cpus", "1", "--cpu-quota", "1000", "a"), "--cpus", "conflicting")
+    r = img(h, "update", "-m", "30m", "a", "nothere")
+    assert r.returncode == 1 and r.stdout == "a\n", r
+    one_line_error(r, "'nothere'")
+    assert memory_limit(h, "a") == 30 << 20
+    img_ok(h, "rm", "-f", "a", "b")
+
+
 def test_inspect_takes_several_names_and_images_as_docker_s(images, busybox_archive):
     """`docker inspect -f '{{.Name}}' $(docker ps -aq)` and `docker inspect IMAGE`: inspect took
     one container and no image ("Got unexpected extra argument")."""

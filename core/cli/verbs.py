@@ -427,10 +427,11 @@ def _freeze_one(g: dict[str, Any], container_id: str, verb: str) -> int:
     return 0
 
 
-def update(g: dict[str, Any], container_id: str, resources: str, blkio_weight: int, pids_limit: int,
-           **flags: str) -> int:
+def update(g: dict[str, Any], container_ids: list[str], resources: str, blkio_weight: int, pids_limit: int,
+           cpus: str = "", **flags: str) -> int:
     """runc's update: the resources from ``-r`` (JSON; the flags are then ignored, as runc
-    ignores them) or from the flags."""
+    ignores them) or from the flags. docker's too: several containers, -m, -c, --cpus; a
+    container of `mrun run`/`create` keeps them over its restarts, as docker's does."""
     if resources:
         try:
             res = jsonio.loads(sys.stdin.read()) if resources == "-" else jsonio.load_file(resources)
@@ -442,8 +443,26 @@ def update(g: dict[str, Any], container_id: str, resources: str, blkio_weight: i
         values = {name.replace("_", "-"): text for name, text in flags.items()}
         values["cpu-share"] = values["cpu-share"] or values.pop("cpu-shares", "")
         res = resources_from_flags(values, blkio_weight, pids_limit, g.get("warn"))
-    _rt(g).update(container_id, res)
-    return 0
+        if cpus:
+            from mrun.images.run_resources import parse_cpus
+
+            if values.get("cpu-period") or values.get("cpu-quota"):
+                raise InvalidSpec("--cpus with --cpu-period or --cpu-quota: conflicting options, give one or the other")
+            share = parse_cpus(cpus)
+            res.setdefault("cpu", {}).update(quota=int(share * 100000) if share else -1, period=100000)
+
+    def one(container_id: str) -> None:
+        runtime = _rt(g)
+        runtime.update(container_id, res)
+        record = runtime.store.load(container_id)
+        if _docker_made(record):
+            from mrun.images.containers import keep_resources
+
+            with runtime.store.lock(container_id):  # a restart reads the file under it
+                keep_resources(record.bundle, container_id, res)
+            print(container_id)  # docker's update names each one
+
+    return each(container_ids, "update", one, one_raises=True)
 
 
 OOM_POLL = 0.1  # seconds between looks at the OOM kill count, between two reports

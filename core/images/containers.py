@@ -451,6 +451,27 @@ def _copy_up(rootfs: str, dest: str, volume: str) -> None:
         os.close(fd)
 
 
+def keep_resources(bundle: str, container_id: str, resources: dict[str, Any]) -> None:
+    """docker's update outlives a restart: the limits go into the container's config.json, from
+    which `start`, `restart` and a restart policy make it again (they were back to the run's).
+    Only a bundle `prepare` made for this container is written; device rules are create's."""
+    from mrun.bundles import made_for
+
+    if not made_for(bundle, container_id):
+        return
+    path = os.path.join(bundle, "config.json")
+    config = jsonio.load_file(path)
+    kept = config.setdefault("linux", {}).setdefault("resources", {})
+    for section, value in resources.items():
+        if section == "devices":
+            continue
+        if isinstance(value, dict) and isinstance(kept.get(section), dict):
+            kept[section].update(value)
+        else:
+            kept[section] = value
+    jsonio.replace_file(path, config, indent=2)
+
+
 RUN_LOCK = "run.lock"
 _held: list[int] = []  # run locks this process holds until it exits
 
