@@ -1729,6 +1729,11 @@ def test_docker_update_of_several_is_kept_over_their_restarts(images, busybox_ar
     assert r.returncode == 1 and r.stdout == "a\n", r
     one_line_error(r, "'nothere'")
     assert memory_limit(h, "a") == 30 << 20
+    img_ok(h, "stop", "-t", "1", "a")
+    img_ok(h, "update", "-m", "40m", "a")  # an exited one's, for its next start (as a created one's)
+    img_ok(h, "start", "a")
+    assert memory_limit(h, "a") == 40 << 20
+    one_line_error(img(h, "update", "-m", "1", "a"), "memory")  # what the kernel would refuse, refused first
     img_ok(h, "rm", "-f", "a", "b")
 
 

@@ -453,8 +453,13 @@ def update(g: dict[str, Any], container_ids: list[str], resources: str, blkio_we
 
     def one(container_id: str) -> None:
         runtime = _rt(g)
-        runtime.update(container_id, res)
         record = runtime.store.load(container_id)
+        if _docker_made(record) and runtime.status(record) == Status.STOPPED:
+            from mrun.spec import check_resources
+
+            check_resources(res)  # docker's update of an exited or created one: for its next start
+        else:
+            runtime.update(container_id, res)
         if _docker_made(record):
             from mrun.images.containers import keep_resources
 
