@@ -440,7 +440,8 @@ def test_rmi_takes_several_images_and_force_untags_one_a_container_uses(images, 
 def test_docker_s_management_commands_are_the_verbs_they_name(images, busybox_archive, tmp_path):
     """`docker container rm|logs|exec|inspect|stop ...` and `docker image pull|push|save|load` are
     `docker rm`, `docker logs`...: mrun's `container` and `image` took ls, prune and a few others
-    only ("unknown action"). `container start/create/run` stay refused: mrun's are runc's."""
+    only ("unknown action"). `container start/create/run/kill` are docker's start, create, run and
+    kill too (create's docker form: an IMAGE and no bundle)."""
     h = images
     saved = str(tmp_path / "saved.tar")
     img_ok(h, "load", busybox_archive)
@@ -457,10 +458,12 @@ def test_docker_s_management_commands_are_the_verbs_they_name(images, busybox_ar
             time.sleep(0.1)
         assert img_ok(h, "container", "logs", "managed").stdout == "said\n"
         img_ok(h, "container", "stop", "-t", "1", "managed")
+        assert img_ok(h, "container", "start", "managed").stdout == "managed\n"
+        assert img_ok(h, "container", "kill", "managed").stdout == "managed\n"
     finally:
         img_ok(h, "container", "rm", "-f", "managed")
     assert img_ok(h, "container", "ls", "-aq").stdout == ""
-    assert img(h, "container", "start", "managed").returncode == 2  # a usage error, as before
+    one_line_error(img(h, "container", "start", "managed"), "'managed' does not exist")
 
 
 def test_kill_without_a_signal_kills_an_image_container_as_docker_s_kill_does(images, busybox_archive):
@@ -1757,9 +1760,34 @@ def test_inspect_takes_several_names_and_images_as_docker_s(images, busybox_arch
     assert img_ok(h, "inspect", "--type", "container", "-f", "{{.Name}}", "one").stdout == "/one\n"
     one_line_error(img(h, "inspect", "--type", "image", "one"), "'one' not found")
     one_line_error(img(h, "inspect", "--type", "container", IMAGE), "does not exist")
-    one_line_error(img(h, "inspect", "nothing"), "no such container or image", "'nothing'")
+    one_line_error(img(h, "inspect", "nothing"), "container or image 'nothing' does not exist")
     one_line_error(img(h, "inspect", "--type", "volume", "one"), "--type")
     img_ok(h, "rm", "one", "two")
+
+
+def test_start_attached_follows_a_created_container_to_its_exit_code(images, busybox_archive, tmp_path):
+    """docker's build pattern: `create`, `cp` the sources in, `start -a` (its output, from its
+    start, and its exit code), then `rm`; with `create --rm`, gone once its code is read."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *create_args(h, "--name", "build", IMAGE, "sh", "-c", "cat /src/in.txt; echo err >&2; exit 7"))
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "in.txt").write_text("source\n")
+    img_ok(h, "cp", str(tmp_path / "src"), "build:/")
+    r = img(h, "start", "-a", "build")
+    assert (r.returncode, r.stdout, r.stderr) == (7, "source\n", "err\n"), r
+    r = img(h, "start", "-a", "build")  # again: only this run's output, not the last one's
+    assert (r.returncode, r.stdout) == (7, "source\n"), r
+    assert img_ok(h, "logs", "build").stdout == "source\n" * 2
+    img_ok(h, "rm", "build")
+    img_ok(h, *create_args(h, "--name", "once", "--rm", "-v", "/scratch", IMAGE, "sh", "-c", "echo hi; exit 4"))
+    r = img(h, "start", "-a", "once")
+    assert (r.returncode, r.stdout) == (4, "hi\n"), r
+    assert img_ok(h, "ps", "-aq").stdout == "" and img_ok(h, "volume", "ls", "-q").stdout == ""
+    one_line_error(img(h, "start", "-a", "x", "y"), "one container")
+    img_ok(h, *create_args(h, "--name", "mute", "--log-driver", "none", IMAGE, "true"))
+    one_line_error(img(h, "start", "-a", "mute"), "--log-driver none")
+    img_ok(h, "rm", "mute")
 
 
 def test_a_wasm_image_is_created_then_started(images, tmp_path):

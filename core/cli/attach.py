@@ -13,6 +13,7 @@ import os
 import signal
 import time
 
+from mrun import annotations as ann
 from mrun.cli.common import _rt
 from mrun.errors import InvalidState, MrunError, NotFound
 from mrun.status import Status
@@ -28,9 +29,7 @@ PROXIED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.
 
 
 def attach(g: dict[str, Any], container_id: str, sig_proxy: bool = True, no_stdin: bool = False) -> int:
-    from mrun.cli.image_verbs import write_pieces
     from mrun.images import log_relay
-    from mrun.images.supervisor import exit_code, stopped_by_user
 
     runtime = _rt(g)
     record = runtime.store.load(container_id)
@@ -49,6 +48,47 @@ def attach(g: dict[str, Any], container_id: str, sig_proxy: bool = True, no_stdi
     if not reader.start_at(_current_size(bundle)):  # from now on: what it wrote before is `logs`'
         reader.close()
         raise NotFound(f"cannot attach to container {container_id!r}: its log is gone")
+    return _follow(runtime, container_id, reader, sig_proxy)
+
+
+def start_attached(g: dict[str, Any], container_id: str) -> int:
+    """docker's `start -a`: the container started (a created one, an exited one) and followed
+    from its start, its exit code ours (`docker create` + `docker cp` + `docker start -a`, a
+    build's pattern). One of `create --rm` is removed here once its code is read (its
+    supervisor would remove it with its code); killed before, it stays, exited, for `rm`."""
+    from mrun.images import log_relay
+    from mrun.images.supervisor import log_kept, start_again
+    from mrun.images.unstarted import never_started
+
+    runtime = _rt(g)
+    record = runtime.store.load(container_id)
+    if ann.IMAGE not in record.annotations:
+        raise InvalidState(f"start -a {container_id}: only a container of `mrun run -d` or `mrun create` is attached")
+    bundle = record.bundle
+    if not log_kept(bundle):
+        raise NotFound(f"start -a {container_id}: its output is kept nowhere (--log-driver none)")
+    offset = _current_size(bundle)
+    remove = False
+    if runtime.status(record) == Status.STOPPED:
+        remove = bool((never_started(bundle) or {}).get("remove"))
+        start_again(runtime, container_id, keep=True)
+    reader = log_relay.TimedReader(bundle)
+    if not reader.start_at(offset):
+        reader.close()
+        raise NotFound(f"cannot attach to container {container_id!r}: its log is gone")
+    code = _follow(runtime, container_id, reader, True)
+    if remove:
+        from mrun.images.supervisor import remove_with_volumes
+
+        remove_with_volumes(runtime, container_id)
+    return code
+
+
+def _follow(runtime: Any, container_id: str, reader: Any, sig_proxy: bool) -> int:
+    """Its output as its supervisor logs it, until its exit code is noted: that code."""
+    from mrun.cli.image_verbs import write_pieces
+    from mrun.images.supervisor import exit_code, stopped_by_user
+
     caught: list[int] = []
     if sig_proxy:
         for sig in PROXIED:

@@ -205,7 +205,9 @@ COMMANDS = (
         ),
     ),
     Command("start", "run the user process of a created container (or start exited `mrun run -d` ones again)",
-            "start", (Arg("container-ids", "the containers (runc's verb: one)", variadic=True),)),
+            "start", (Arg("container-ids", "the containers (runc's verb: one)", variadic=True),),
+            (Flag("attach", "docker's: follow its output from its start and exit with its code (one container)",
+                  short="a", kind=bool, default=False),)),
     Command("state", "print a container's state as JSON", "state", (_ID,)),
     Command(
         "kill",

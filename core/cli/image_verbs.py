@@ -582,7 +582,7 @@ def _inspected(g: dict[str, Any], name: str, kind: str) -> tuple[str, dict[str, 
     except NotFound:
         if kind == "image":
             raise
-        raise NotFound(f"no such container or image: {name!r}") from None
+        raise NotFound(f"container or image {name!r} does not exist") from None
     return "image", _image_doc(_store(g), found, entry)
 
 

@@ -97,9 +97,15 @@ def _docker_made(record: Any) -> bool:
     return ann.IMAGE in (record.config.get("annotations") or {})
 
 
-def start(g: dict[str, Any], container_ids: list[str]) -> int:
+def start(g: dict[str, Any], container_ids: list[str], attach: bool = False) -> int:
     """runc's start of a created container; docker's of exited `mrun run -d` ones (several, as
-    `docker start a b`)."""
+    `docker start a b`), and with -a of one, followed to its exit code."""
+    if attach:
+        if len(container_ids) != 1:
+            raise InvalidSpec("start -a: one container at a time (docker's rule)")
+        from mrun.cli.attach import start_attached
+
+        return start_attached(g, container_ids[0])
     return each(container_ids, "start", lambda cid: _start_one(g, cid), one_raises=True)
 
 

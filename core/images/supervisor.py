@@ -110,9 +110,10 @@ def restartable(record: Any) -> bool:
         return False
 
 
-def start_again(runtime: Any, container_id: str) -> None:
+def start_again(runtime: Any, container_id: str, keep: bool = False) -> None:
     """docker's start of an exited `mrun run -d` container: made again in place, under a new
-    supervisor, its restart policy back in force; likewise the first start of one of `create`."""
+    supervisor, its restart policy back in force; likewise the first start of one of `create`.
+    ``keep``: not removed once it exits, whatever its --rm (`start -a` reads its code first)."""
     import fcntl
 
     from mrun.images.unstarted import never_started, started
@@ -135,8 +136,8 @@ def start_again(runtime: Any, container_id: str) -> None:
         except FileNotFoundError:
             pass
         created = never_started(record.bundle)
-        run_detached(runtime, container_id, record.bundle, remove=bool((created or {}).get("remove")), again=True,
-                     close_in_child=lock)
+        remove = bool((created or {}).get("remove")) and not keep
+        run_detached(runtime, container_id, record.bundle, remove=remove, again=True, close_in_child=lock)
         if created is not None:
             started(record.bundle)
     finally:
@@ -205,7 +206,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
         relay.finish()
         if remove:
             try:
-                _remove(runtime, container_id)
+                remove_with_volumes(runtime, container_id)
             except BaseException:  # noqa: BLE001 - nobody to tell; `mrun system prune` finishes it
                 pass
             os._exit(0)
@@ -230,7 +231,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
         restarts += 1
 
 
-def _remove(runtime: Any, container_id: str) -> None:
+def remove_with_volumes(runtime: Any, container_id: str) -> None:
     """docker's --rm: the container, its snapshot and network, and its anonymous volumes."""
     from mrun.images import volumes
 
@@ -263,6 +264,11 @@ def _start(runtime: Any, container_id: str, bundle: str, relay: Any, again: bool
         os.dup2(null, 1)
         os.dup2(null, 2)
         os.close(null)
+
+
+def log_kept(bundle: str) -> bool:
+    """Whether the container's output goes to its log (not --log-driver none)."""
+    return _log_options(bundle).get("keep", True)
 
 
 def _log_options(bundle: str) -> dict[str, Any]:
