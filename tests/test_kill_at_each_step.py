@@ -325,6 +325,20 @@ def test_rmi_and_commit_killed_before_each_change(images, busybox_archive):
     img_ok(h, "rm", "-f", "src")
 
 
+def container_kit(h, archive: str) -> tuple[list[str], Callable[[], list[str]], Callable[[int], None]]:
+    """What the tests of one image container share: the image loaded; -> mrun's root flags, what
+    must not be left, and the user's repair of container k{step} (rm -f, then system prune)."""
+    img_ok(h, "load", archive, IMAGE)
+
+    def left() -> list[str]:
+        return h.leftovers() + image_leftovers(h)
+
+    def repair(step: int) -> None:
+        repair_with(h, ("rm", "-f", f"k{step}"), ("system", "prune"))
+
+    return ["--root", h.root, "--image-root", h.image_root], left, repair
+
+
 @pytest.mark.parametrize("images", ["warm"], indirect=True)  # the killed verb runs cold; the checks warm
 def test_a_foreground_run_killed_before_each_change_leaves_its_callers_pipes_ending(images, busybox_archive):
     """`mrun run --rm IMAGE ... | cat`, SIGKILLed (the OOM killer, `timeout -s KILL`) once the
@@ -333,15 +347,7 @@ def test_a_foreground_run_killed_before_each_change_leaves_its_callers_pipes_end
     `mrun rm -f` (runc's `run` the same). The init of a run now ends when the process that
     would start it is gone; `rm -f` repairs the rest, as after any kill."""
     h = images
-    img_ok(h, "load", busybox_archive, IMAGE)
-    base = ["--root", h.root, "--image-root", h.image_root]
-
-    def left() -> list[str]:
-        return h.leftovers() + image_leftovers(h)
-
-    def repair(step: int) -> None:
-        repair_with(h, ("rm", "-f", f"k{step}"), ("system", "prune"))
-
+    base, left, repair = container_kit(h, busybox_archive)
     kill_at_each_step(lambda step: [*base, *run_args(h, "--rm", "--name", f"k{step}", IMAGE, "echo", "ran")],
                       [h.tmp, h.tag], repair, left, pipes=True)
 
@@ -352,15 +358,7 @@ def test_docker_create_and_its_first_start_killed_before_each_change(images, bus
     what it made: `rm -f` and `system prune` after a kill leave nothing; unkilled, the created one
     is listed as created and the started one runs."""
     h = images
-    img_ok(h, "load", busybox_archive, IMAGE)
-    base = ["--root", h.root, "--image-root", h.image_root]
-
-    def left() -> list[str]:
-        return h.leftovers() + image_leftovers(h)
-
-    def repair(step: int) -> None:
-        repair_with(h, ("rm", "-f", f"k{step}"), ("system", "prune"))
-
+    base, left, repair = container_kit(h, busybox_archive)
     create = ["create", *run_args(h, "sleep", "600")[1:-2]]
     steps = kill_at_each_step(lambda step: [*base, *create, "--name", f"k{step}", IMAGE, "sleep", "600"],
                               [h.tmp, h.tag], repair, left)
@@ -381,15 +379,7 @@ def test_detached_run_and_its_rm_killed_before_each_change(images, busybox_archi
     """`run -d` (its supervisor, log and state), then `rm -f` of it: `rm -f` and `system prune`
     after a kill leave nothing, and an unkilled `run -d` is listed as running."""
     h = images
-    img_ok(h, "load", busybox_archive, IMAGE)
-    base = ["--root", h.root, "--image-root", h.image_root]
-
-    def left() -> list[str]:
-        return h.leftovers() + image_leftovers(h)
-
-    def repair(step: int) -> None:
-        repair_with(h, ("rm", "-f", f"k{step}"), ("system", "prune"))
-
+    base, left, repair = container_kit(h, busybox_archive)
     steps = kill_at_each_step(lambda step: [*base, *run_args(h, "-d", "--name", f"k{step}", IMAGE, "sleep", "600")],
                               [h.tmp, h.tag], repair, left)
     assert f"k{steps}" in img_ok(h, "ps").stdout
