@@ -46,6 +46,8 @@ def test_a_runc_only_flag_on_run_image_is_refused_not_ignored(images, busybox_ar
     assert not os.path.exists("/tmp/mrun-never-written")
     r = h.mrun("run", "-b", h.bundle(["true"]), "--memory", "64m", h.cid())
     one_line_error(r, "--memory", "mrun run IMAGE")
+    r = h.mrun("run", "-b", h.bundle(["true"]), "--mount", "type=tmpfs,target=/t", h.cid())
+    one_line_error(r, "--mount", "mrun run IMAGE")  # it was ignored: the list of docker's flags missed it
 
 
 def _as_a_caller_that_ignores_and_blocks_signals() -> None:

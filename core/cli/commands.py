@@ -72,7 +72,7 @@ _CRIU_FLAGS = _accepted(("image-path", "work-path", "manage-cgroups-mode"),
                         ("empty-ns",))
 
 # docker's run flags, which its create takes too (an image's container made, not started)
-_DOCKER_RUN = (
+DOCKER_RUN_FLAGS = (
     Flag("name", "the container's name (default: a random id)", default=""),
     Flag("rm", "remove the container when it exits", kind=bool, default=False),
     Flag(
@@ -196,7 +196,7 @@ COMMANDS = (
         (
             Flag("bundle", "path to the OCI bundle (default: the working directory, when it holds config.json)",
                  short="b", default=""),
-            *_DOCKER_RUN,
+            *DOCKER_RUN_FLAGS,
             _PID_FILE,
             _CONSOLE,
             _PRESERVE,
@@ -261,7 +261,7 @@ COMMANDS = (
         ),
         (
             Flag("bundle", "path to the OCI bundle (holds config.json): runc's run", short="b", default=""),
-            *_DOCKER_RUN,
+            *DOCKER_RUN_FLAGS,
             _PID_FILE,
             _CONSOLE,
             _PRESERVE,

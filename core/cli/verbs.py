@@ -79,13 +79,15 @@ def docker_create(params: dict[str, Any], look_here: bool = True) -> bool:
 
 
 def _docker_flags() -> list[str]:
-    from mrun.cli.commands import _DOCKER_RUN
+    """What run IMAGE and create IMAGE take and the bundle forms have not (-i, a no-op, aside)."""
+    from mrun.cli.commands import DOCKER_RUN_FLAGS
 
-    return [f.dest for f in _DOCKER_RUN]
+    return [f.dest for f in DOCKER_RUN_FLAGS if f.dest != "interactive"]
 
 
 def _flags_used(kw: dict[str, Any], names: list[str]) -> list[str]:
-    """``names`` (flag destinations) given a value other than their default, as --spelled."""
+    """``names`` (flag destinations) given a value other than their default, as --spelled (run
+    and create share these flags, defaults included)."""
     from mrun.cli.commands import BY_NAME
 
     default = {f.dest: f.default for f in BY_NAME["create"].flags}
@@ -189,13 +191,6 @@ def delete(g: dict[str, Any], container_id: str, force: bool) -> int:
     return 0
 
 
-IMAGE_RUN_FLAGS = (
-    "name rm env env_file volume workdir user entrypoint memory cpus pids_limit read_only hostname annotation tty"
-    " cgroup_parent network publish wasm_preopens security_opt cap_add cap_drop ulimit tmpfs device sysctl group_add"
-    " oom_score_adj stop_signal shm_size privileged memory_swap memory_reservation memory_swappiness oom_kill_disable"
-    " kernel_memory cpu_shares cpu_period cpu_quota cpuset_cpus cpuset_mems blkio_weight pid ipc uts label label_file"
-    " stop_timeout cidfile platform init restart cgroupns"
-).split()
 BUNDLE_RUN_FLAGS = "pid_file console_socket preserve_fds no_pivot no_new_keyring".split()  # what run IMAGE has not
 
 
@@ -220,14 +215,11 @@ def run(
 ) -> int:
     """With --bundle, runc's run of ID; without, docker's run of IMAGE [COMMAND...]. A flag of
     the other form is refused, never ignored (a --pid-file nobody writes would fail later)."""
-    from mrun.cli.commands import BY_NAME
     from mrun.stop_signals import end_runs_on_termination
 
     end_runs_on_termination()
 
-    default = {f.dest: f.default for f in BY_NAME["run"].flags}
-    other = BUNDLE_RUN_FLAGS if not bundle else IMAGE_RUN_FLAGS
-    used = [f"--{f.replace('_', '-')}" for f in other if kw.get(f) not in (default[f], [], ())]
+    used = _flags_used(kw, BUNDLE_RUN_FLAGS if not bundle else _docker_flags())
     if not bundle:
         try:
             if used:
