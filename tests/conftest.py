@@ -364,6 +364,29 @@ def machine_dirs_left_as_found() -> Any:
         yield
 
 
+MRUN_LINKS = ("mrb-", "mrun0", "mrv")  # a network's bridge (mrun0: the default root's default), a veth
+
+
+def mrun_links() -> set[str]:
+    return {n for n in os.listdir("/sys/class/net") if n.startswith(MRUN_LINKS)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def links_left_as_found() -> Any:
+    """mrun's bridges and veths that the whole suite made and left. The `net` fixture checks its
+    own bridge and the network tests their veths; a network made anywhere else was checked by
+    nothing, and an orphaned bridge of a session's (mrb-..., 10.89.0.1/24) was found on the
+    machine hours later. Those left are removed (the host as it was found), then reported."""
+    before = mrun_links()
+    yield
+    deadline = time.monotonic() + 2  # a veth goes with its namespace, some tens of ms later
+    while (left := mrun_links() - before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for name in left:
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+    assert not left, f"the suite left these network links behind: {sorted(left)}"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def warm_dir(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The session's own warm templates (never the node's /run/mrun/warm), stopped at the end."""
