@@ -16,6 +16,20 @@ def _rt(g: dict[str, Any]) -> Runtime:
     return Runtime(g["root"], warn=g.get("warn"), debug=g.get("debug_log"))
 
 
+def names_a_container(runtime: Runtime, word: str) -> bool:
+    """Whether ``word`` is the id of an existing container. A word that is no id names none: an
+    image's name (busybox:latest), a signal, `/` or `..` (which the store's directory test alone
+    took for a container)."""
+    from mrun.errors import MrunError
+    from mrun.state import check_id
+
+    try:
+        check_id(word)
+    except MrunError:
+        return False
+    return runtime.store.exists(word)
+
+
 def os_error_words(verb: str, error: OSError) -> str:
     """An OSError as one line: the verb, the error's own words, and the file it names."""
     from mrun.errors import in_words

@@ -9,7 +9,7 @@ import time
 
 from mrun import annotations as ann
 from mrun import jsonio
-from mrun.cli.common import _rt, each, print_table, remove_container
+from mrun.cli.common import _rt, each, names_a_container, print_table, remove_container
 from mrun.errors import InvalidSpec, MrunError, NotFound
 from mrun.images.store import ImageStore
 from mrun.status import Status
@@ -573,27 +573,18 @@ def inspect(g: dict[str, Any], names: list[str], format: str = "", type: str = "
 def _inspected(g: dict[str, Any], name: str, kind: str) -> tuple[str, dict[str, Any]]:
     """-> ("container" or "image", mrun's document of it)."""
     runtime = _rt(g)
-    if _names_a_container(runtime, name) and kind != "image":
+    if names_a_container(runtime, name) and kind != "image":
         return "container", _container_doc(runtime, name)
     if kind == "container":
         raise NotFound(f"container {name!r} does not exist")
+    store = _store(g)
     try:
-        found, entry = _store(g).image(name)
+        found, entry = store.image(name)
     except NotFound:
         if kind == "image":
             raise
         raise NotFound(f"container or image {name!r} does not exist") from None
-    return "image", _image_doc(_store(g), found, entry)
-
-
-def _names_a_container(runtime: Any, name: str) -> bool:
-    from mrun.state import check_id
-
-    try:
-        check_id(name)
-    except MrunError:  # busybox:latest, docker.io/library/...: an image's name, never a container's
-        return False
-    return runtime.store.exists(name)
+    return "image", _image_doc(store, found, entry)
 
 
 def _container_doc(runtime: Any, container_id: str) -> dict[str, Any]:

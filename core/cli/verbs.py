@@ -11,7 +11,14 @@ import sys
 
 from mrun import annotations as ann
 from mrun import jsonio
-from mrun.cli.common import _rt, each, os_error_words, print_table, remove_container  # noqa: F401 - the verbs' shared helpers
+from mrun.cli.common import (  # noqa: F401 - the verbs' shared helpers
+    _rt,
+    each,
+    names_a_container,
+    os_error_words,
+    print_table,
+    remove_container,
+)
 from mrun.errors import InvalidSpec, MrunError
 from mrun.runtime import CreateOptions
 from mrun.status import Status, require
@@ -147,26 +154,15 @@ def kill(g: dict[str, Any], container_id: str, signal_or_containers: list[str], 
         try:
             parse_signal(more[0], probe=True)
         except MrunError:
-            if not signal_flag and not _exists(g, more[0]):
+            if not signal_flag and not names_a_container(_rt(g), more[0]):
                 raise  # runc's `kill ID SIGNAL` with no such signal (a typo): nothing is signalled
         else:
             if not signal_flag:
                 signal, more = more[0], []  # runc's form, whatever containers are named
-            elif not _exists(g, more[0]):
+            elif not names_a_container(_rt(g), more[0]):
                 raise InvalidSpec(f"kill: the signal twice ({signal_flag} as -s, {more[0]} as an argument): give one")
     return each([container_id, *more], "kill", lambda cid: _kill_one(g, cid, signal or signal_flag, all),
                 one_raises=True)
-
-
-def _exists(g: dict[str, Any], container_id: str) -> bool:
-    """Whether a container of that id exists (a word that is no id, `/` or `..`, names none)."""
-    from mrun.state import check_id
-
-    try:
-        check_id(container_id)
-    except MrunError:
-        return False
-    return _rt(g).store.exists(container_id)
 
 
 def _kill_one(g: dict[str, Any], container_id: str, signal: str, all: bool) -> None:  # noqa: A002
@@ -442,12 +438,12 @@ def update(g: dict[str, Any], container_ids: list[str], resources: str, blkio_we
         values["cpu-share"] = values["cpu-share"] or values.pop("cpu-shares", "")
         res = resources_from_flags(values, blkio_weight, pids_limit, g.get("warn"))
         if cpus:
-            from mrun.images.run_resources import parse_cpus
+            from mrun.images.run_resources import CFS_PERIOD, cpus_quota, parse_cpus
 
             if values.get("cpu-period") or values.get("cpu-quota"):
                 raise InvalidSpec("--cpus with --cpu-period or --cpu-quota: conflicting options, give one or the other")
-            share = parse_cpus(cpus)
-            res.setdefault("cpu", {}).update(quota=int(share * 100000) if share else -1, period=100000)
+            share = parse_cpus(cpus)  # 0: no limit, which an update must write (-1)
+            res.setdefault("cpu", {}).update(cpus_quota(share) if share else {"quota": -1, "period": CFS_PERIOD})
 
     def one(container_id: str) -> None:
         runtime = _rt(g)

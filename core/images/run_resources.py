@@ -120,7 +120,7 @@ def _cpu(res: dict[str, Any], kw: dict[str, Any]) -> None:
     if quota and quota != -1 and quota < 1000:
         raise InvalidSpec(f"--cpu-quota {quota}: at least 1000 (1 ms), or -1 for none")
     if cpus:
-        cpu.update(quota=int(cpus * 100000), period=100000)
+        cpu.update(cpus_quota(cpus))
     if period:
         cpu["period"] = period
     if quota:
@@ -184,6 +184,14 @@ def parse_memory(text: str) -> int | None:
     if 0 < size < MIN_MEMORY:
         raise InvalidSpec(f"--memory {text}: the minimum memory limit is 6MB (as docker's)")
     return int(size) or None
+
+
+CFS_PERIOD = 100000  # microseconds: docker's period for --cpus
+
+
+def cpus_quota(cpus: float) -> dict[str, int]:
+    """``--cpus`` as the CFS quota and period docker gives it (run's and update's)."""
+    return {"quota": int(cpus * CFS_PERIOD), "period": CFS_PERIOD}
 
 
 def parse_cpus(text: str) -> float | None:

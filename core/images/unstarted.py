@@ -41,6 +41,7 @@ def record_unstarted(runtime: Any, container_id: str, bundle: str, remove: bool)
 def never_started(bundle: str) -> dict[str, Any] | None:
     """What `create` noted of a container that has not run yet, or None (it has run: its log or
     its exit code is there, whatever a start killed halfway left of the note)."""
+    # supervisor's log and EXIT_FILE, by name: it imports this module (and log_relay costs ~4 ms)
     if any(os.path.exists(os.path.join(bundle, name)) for name in ("log", "exit.json")):
         return None
     try:
