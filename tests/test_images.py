@@ -2401,6 +2401,72 @@ def test_restart_policies_as_docker(images, busybox_archive):
         one_line_error(img(h, *run_args(h, *flags, IMAGE, "true")), *needles)
 
 
+def test_start_during_a_restart_back_off_and_a_supervisor_killed_in_it(images, busybox_archive):
+    """`mrun start c` while c's restart policy waits out its back-off (docker: "Restarting", and
+    its start does nothing): a second supervisor was forked, whose note of itself replaced the
+    first's, and the restart count began again. `restart` started the container again while the
+    old supervisor still lived (it could still start it again itself). A supervisor killed in
+    the back-off (the OOM killer, a host's kill) left the container "Restarting" for ever:
+    listed by `ps` as running, never pruned."""
+    import time
+
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "flap", "--restart", "always", IMAGE, "sh", "-c", "echo run; exit 1"))
+    bundle = os.path.join(h.image_root, "containers", "flap")
+
+    def exit_doc() -> dict:
+        try:
+            with open(os.path.join(bundle, "exit.json")) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {}
+
+    def supervisor() -> int:
+        with open(os.path.join(bundle, "supervisor.json")) as f:
+            return json.load(f)["pid"]
+
+    def alive(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 30
+    while not (exit_doc().get("restarts", 0) >= 4 and exit_doc().get("restarting")):  # back-off 1.6 s now
+        assert time.monotonic() < deadline, exit_doc()
+        time.sleep(0.02)
+    first, counted = supervisor(), exit_doc()["restarts"]
+    assert img_ok(h, "start", "flap").stdout == "flap\n"  # docker's: a restarting container is left to it
+    assert supervisor() == first and alive(first)
+    deadline = time.monotonic() + 30
+    while exit_doc().get("restarts", 0) <= counted:
+        assert time.monotonic() < deadline, exit_doc()
+        time.sleep(0.05)
+    assert supervisor() == first  # the count goes on, under the one supervisor
+
+    assert img_ok(h, "restart", "-t", "1", "flap").stdout == "flap\n"
+    assert not alive(first)  # ended before the new one began
+    second = supervisor()
+    assert second != first and alive(second)
+
+    deadline = time.monotonic() + 30
+    while not exit_doc().get("restarting"):
+        assert time.monotonic() < deadline, exit_doc()
+        time.sleep(0.02)
+    os.kill(second, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while alive(second):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert "exited (1)" in img_ok(h, "ps", "-a", "--filter", "name=flap").stdout
+    assert img_ok(h, "ps", "-q").stdout == ""  # not "Restarting", so not running
+    assert img_ok(h, "inspect", "-f", "{{.State.Status}}", "flap").stdout == "exited\n"
+    img_ok(h, "container", "prune", "-f")
+    assert img_ok(h, "ps", "-aq").stdout == ""
+
+
 def test_logs_timestamps_since_and_until_as_docker(images, busybox_archive):
     """`mrun logs -t` prints each line's time (docker's nine-digit RFC 3339), --since and --until
     take a time, a Unix time or a duration ago, --tail counts lines; the times are the ones the

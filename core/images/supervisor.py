@@ -33,6 +33,7 @@ SUPERVISOR_FILE = "supervisor.json"  # its pid and start time: whether it still 
 STOPPED_FILE = "stopped"  # in the bundle: the user stopped it, so its restart policy rests
 START_LOCK = "start.lock"  # in the bundle: held by a `start` until its supervisor has the container running
 BACKOFF_FIRST, BACKOFF_MAX, BACKOFF_RESET = 0.1, 60.0, 10.0  # docker's restart manager's seconds
+SUPERVISOR_SETTLE = 10.0  # seconds a start waits for a supervisor noting an exit to end
 
 
 def restart_policy(text: str) -> str:
@@ -131,6 +132,8 @@ def start_again(runtime: Any, container_id: str, keep: bool = False) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if runtime.status(runtime.store.load(container_id)) != Status.STOPPED:
             return  # started by the start we waited for
+        if _left_to_its_supervisor(runtime, container_id, record.bundle):
+            return
         try:
             os.unlink(os.path.join(record.bundle, STOPPED_FILE))
         except FileNotFoundError:
@@ -142,6 +145,27 @@ def start_again(runtime: Any, container_id: str, keep: bool = False) -> None:
             started(record.bundle)
     finally:
         os.close(lock)
+
+
+def _left_to_its_supervisor(runtime: Any, container_id: str, bundle: str) -> bool:
+    """Whether the container's supervisor, still alive, starts it again itself (its restart
+    policy's back-off: docker's "Restarting", whose start does nothing). Otherwise waits until
+    that supervisor has ended (it is noting an exit, or was told to stop): a second one forked
+    beside it replaced its note of itself and began the restart count again, and it could still
+    start the container again under the new one."""
+    from mrun.status import Status
+
+    deadline = time.monotonic() + SUPERVISOR_SETTLE
+    while supervisor_gone(bundle) is False:
+        if runtime.status(runtime.store.load(container_id)) != Status.STOPPED:
+            return True  # it started it again meanwhile
+        if (exit_of(bundle) or {}).get("restarting") and not _told_to_stop(bundle):
+            return True
+        if time.monotonic() > deadline:
+            raise MrunError(f"container {container_id!r}: its last supervisor has not ended in {SUPERVISOR_SETTLE:g} "
+                            "seconds; try again")
+        time.sleep(0.02)
+    return False
 
 
 def _told_to_stop(bundle: str) -> bool:
@@ -229,6 +253,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
             record(bundle, code, restarts, False)
             os._exit(0)
         restarts += 1
+        _running_again(bundle, restarts)
 
 
 def remove_with_volumes(runtime: Any, container_id: str) -> None:
@@ -382,6 +407,16 @@ def record(bundle: str, code: int | None, restarts: int = 0, restarting: bool = 
         pass  # removed meanwhile (`mrun rm -f`): nothing left to report to
 
 
+def _running_again(bundle: str, restarts: int) -> None:
+    """The last exit's note, no longer "restarting" and counting this restart (docker's
+    RestartCount): a later look at a stopped container must not take a stale flag for a back-off."""
+    try:
+        jsonio.replace_file(os.path.join(bundle, EXIT_FILE),
+                            {**(exit_of(bundle) or {}), "restarts": restarts, "restarting": False})
+    except OSError:
+        pass  # removed meanwhile
+
+
 def _note_self(bundle: str) -> None:
     from mrun.kernel.proc import start_time
 
@@ -436,5 +471,10 @@ def _noted_code(bundle: str) -> int | None:
 
 
 def exit_of(bundle: str) -> dict[str, Any] | None:
-    """What the supervisor recorded: {"exit_code": N (None if unknown), "finished": time}."""
-    return jsonio.load_object(os.path.join(bundle, EXIT_FILE))
+    """What the supervisor recorded: {"exit_code": N (None if unknown), "finished": time,
+    "restarts": N, "restarting": whether it will start the container again}. "restarting" only
+    while that supervisor lives: one killed in its back-off starts nothing."""
+    doc = jsonio.load_object(os.path.join(bundle, EXIT_FILE))
+    if doc is not None and doc.get("restarting") and supervisor_gone(bundle):
+        doc["restarting"] = False
+    return doc
