@@ -239,7 +239,11 @@ class Runtime:
     def pids(self, container_id: str) -> list[int]:
         record = self.store.load(container_id)
         driver = self._driver(record)
-        return driver.pids(container_id) if driver is not None else self._cgroup(record).pids()
+        if driver is not None:
+            return driver.pids(container_id)
+        if not record.cgroup and record.pid == 0:  # docker's create, never started: nothing runs, as after an exit
+            return []
+        return self._cgroup(record).pids()
 
     def stats(self, container_id: str) -> dict[str, Any]:
         """The cgroup's figures, plus what the container's backend reports under "backend"."""

@@ -2467,6 +2467,41 @@ def test_start_during_a_restart_back_off_and_a_supervisor_killed_in_it(images, b
     assert img_ok(h, "ps", "-aq").stdout == ""
 
 
+def test_a_full_disk_loses_no_exit_code(images, busybox_archive):
+    """The image root's disk full (a container that filled it, a log that did): the exit note
+    (`exit.json`, written beside and renamed) could not be written, so `ps -a` said "stopped",
+    `inspect` said ExitCode 0 of a container the stop signal ended, and `wait` failed, and `stop`
+    waited two seconds more for the note. Room for it is set aside while there is room."""
+    h = images
+    os.makedirs(h.image_root)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "mrun-test-full", h.image_root], check=True)
+    try:
+        img_ok(h, "load", busybox_archive)
+        fill = "cat /dev/zero > /big 2>/dev/null; "
+        r = img(h, *run_args(h, "--name", "fg", IMAGE, "sh", "-c", fill + "exit 7"))
+        assert r.returncode == 7, r.stderr
+        assert os.statvfs(h.image_root).f_bavail == 0
+        assert img_ok(h, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "fg").stdout == "exited 7\n"
+        img_ok(h, "rm", "fg")
+
+        img_ok(h, *run_args(h, "-d", "--name", "loud", IMAGE, "sh", "-c", fill + "sleep 600"))
+        deadline = time.monotonic() + 20
+        while os.statvfs(h.image_root).f_bavail:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        started = time.monotonic()
+        img_ok(h, "stop", "-t", "1", "loud")
+        assert time.monotonic() - started < 2.5  # -t 1, then SIGKILL (sh as PID 1 ignores SIGTERM); not the two seconds' wait for a note that never came
+        assert img_ok(h, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "loud").stdout == "exited 137\n"
+        assert "exited (137)" in img_ok(h, "ps", "-a").stdout
+        assert img_ok(h, "wait", "loud").stdout == "137\n"
+        img_ok(h, "rm", "loud")
+    finally:
+        for cid in ("fg", "loud"):
+            img(h, "rm", "-f", cid)
+        subprocess.run(["umount", h.image_root], check=True)
+
+
 def test_logs_timestamps_since_and_until_as_docker(images, busybox_archive):
     """`mrun logs -t` prints each line's time (docker's nine-digit RFC 3339), --since and --until
     take a time, a Unix time or a duration ago, --tail counts lines; the times are the ones the

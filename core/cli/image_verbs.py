@@ -473,7 +473,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         raise MrunError(f"container {cid!r} already exists")
     from mrun.bundles import release
     from mrun.images import volumes
-    from mrun.images.supervisor import record, run_detached
+    from mrun.images.supervisor import record, run_detached, set_aside
     from mrun.stop_signals import held_signals, hold_termination, raise_if_held
 
     cidfile = _claim_cidfile(kw.get("cidfile") or "")
@@ -496,6 +496,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
             print(cid)
             return 0
         if not detach:
+            if not remove:
+                set_aside(bundle)
             try:
                 code = runtime.run(cid, bundle, CreateOptions(), False, keep=not remove)
                 if not remove:  # as docker (its runc shim): kept, with nothing of it running, and its code

@@ -33,6 +33,7 @@ SUPERVISOR_FILE = "supervisor.json"  # its pid and start time: whether it still 
 STOPPED_FILE = "stopped"  # in the bundle: the user stopped it, so its restart policy rests
 START_LOCK = "start.lock"  # in the bundle: held by a `start` until its supervisor has the container running
 BACKOFF_FIRST, BACKOFF_MAX, BACKOFF_RESET = 0.1, 60.0, 10.0  # docker's restart manager's seconds
+SPARE_FILE, SPARE_SIZE = ".exit.json.spare", 4096  # room kept for the exit note: see set_aside
 SUPERVISOR_SETTLE = 10.0  # seconds a start waits for a supervisor noting an exit to end
 
 
@@ -210,6 +211,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
         os.setsid()
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         _note_self(bundle)
+        set_aside(bundle)
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, 0)
         relay = Relay(bundle, **_log_options(bundle))
@@ -400,21 +402,63 @@ def record(bundle: str, code: int | None, restarts: int = 0, restarting: bool = 
     `mrun run` itself for a container it ran in the foreground."""
     from mrun.state import now_rfc3339
 
+    _write_exit(bundle, {"exit_code": code, "finished": now_rfc3339(), "restarts": restarts,
+                         "restarting": restarting})
+
+
+def set_aside(bundle: str) -> None:
+    """Room for the next exit note, taken while the disk has it: a container that fills the
+    disk (its files, its log) is the one whose exit code must still be noted. Best effort."""
     try:
-        jsonio.replace_file(os.path.join(bundle, EXIT_FILE), {"exit_code": code, "finished": now_rfc3339(),
-                                                              "restarts": restarts, "restarting": restarting})
+        fd = os.open(os.path.join(bundle, SPARE_FILE), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError:
-        pass  # removed meanwhile (`mrun rm -f`): nothing left to report to
+        return
+    try:
+        os.posix_fallocate(fd, 0, SPARE_SIZE)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_exit(bundle: str, doc: dict[str, Any]) -> None:
+    """exit.json, whole: written beside and renamed, or on a full disk written into the room
+    ``set_aside`` kept, which is then renamed over it."""
+    import errno
+
+    path = os.path.join(bundle, EXIT_FILE)
+    try:
+        jsonio.replace_file(path, doc)
+        return
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return  # removed meanwhile (`mrun rm -f`): nothing left to report to
+    data = jsonio.dumps(doc).encode()
+    spare = os.path.join(bundle, SPARE_FILE)
+    try:
+        fd = os.open(spare, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return  # none kept (no room even then): `ps` says "stopped", no code
+    try:
+        if os.fstat(fd).st_size < len(data):
+            return
+        os.pwrite(fd, data, 0)  # into blocks it holds: nothing new to allocate
+        os.ftruncate(fd, len(data))
+    except OSError:
+        return
+    finally:
+        os.close(fd)
+    try:
+        os.rename(spare, path)
+    except OSError:
+        pass
 
 
 def _running_again(bundle: str, restarts: int) -> None:
     """The last exit's note, no longer "restarting" and counting this restart (docker's
     RestartCount): a later look at a stopped container must not take a stale flag for a back-off."""
-    try:
-        jsonio.replace_file(os.path.join(bundle, EXIT_FILE),
-                            {**(exit_of(bundle) or {}), "restarts": restarts, "restarting": False})
-    except OSError:
-        pass  # removed meanwhile
+    _write_exit(bundle, {**(exit_of(bundle) or {}), "restarts": restarts, "restarting": False})
+    set_aside(bundle)
 
 
 def _note_self(bundle: str) -> None:
