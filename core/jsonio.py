@@ -8,6 +8,7 @@ that each read and write a state file. The C scanner and encoder need no regex. 
 
 from __future__ import annotations
 
+import errno
 import os
 
 TYPE_CHECKING = False
@@ -125,14 +126,17 @@ def load_object(path: str) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def replace_file(path: str, obj: Any, indent: int | None = None, tmp: str = "") -> None:
+def replace_file(path: str, obj: Any, indent: int | None = None, tmp: str = "", spare: str = "") -> None:
     """``obj`` as ``path``, whole or not at all: written beside it (``tmp``, by default
     ``.NAME.tmp``), then renamed over it. A write that fails (the disk is full: the error comes
-    at close, naming no file) names the file and leaves no part of it behind."""
+    at close, naming no file) names the file and leaves no part of it behind. With ``spare``
+    (room ``set_aside`` kept while there was some), a full disk still takes the file: it is
+    written into that room, which is then renamed over it."""
     tmp = tmp or os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    text = dumps(obj, indent)
     try:
         with open(tmp, "w") as f:
-            f.write(dumps(obj, indent))
+            f.write(text)
     except OSError as e:
         try:
             os.unlink(tmp)
@@ -140,5 +144,42 @@ def replace_file(path: str, obj: Any, indent: int | None = None, tmp: str = "") 
             pass
         if e.filename is None:
             e.filename = path
-        raise
+        if not (spare and e.errno in (errno.ENOSPC, errno.EDQUOT) and _write_into(spare, text.encode())):
+            raise
+        os.rename(spare, path)
+        return
     os.rename(tmp, path)
+
+
+def set_aside(spare: str, size: int) -> None:
+    """Room for a later ``replace_file(..., spare=spare)`` on a full disk, taken while the disk
+    has it (blocks allocated, not just a length). Best effort: without it, that write fails."""
+    try:
+        fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)  # as open(path, "w")
+    except OSError:
+        return
+    try:
+        if os.fstat(fd).st_size < size:
+            os.posix_fallocate(fd, 0, size)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_into(spare: str, data: bytes) -> bool:
+    """``data`` into the blocks ``spare`` holds (nothing new to allocate), cut to its length."""
+    try:
+        fd = os.open(spare, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        if os.fstat(fd).st_size < len(data):
+            return False
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)

@@ -1320,7 +1320,8 @@ def test_load_and_save_take_docker_s_flags_and_pipes(images, busybox_archive, tm
         r = subprocess.run([*base, "load"], stdin=zeros, capture_output=True, env=env, timeout=60)
     assert r.returncode == 1 and r.stderr.decode().startswith("mrun: stdin: not a tar archive"), r.stderr
     for root in (h.image_root, other):
-        assert sorted(os.listdir(root)) == ["blobs", "containers", "images.json", "layers", "lock", "volumes"]
+        assert sorted(os.listdir(root)) == ["blobs", "containers", "images.json", "images.json.spare", "layers", "lock",
+                                            "volumes"]
 
 
 def test_layer_ownership_modes_hard_links_devices_and_zstd(images, busybox_rootfs, tmp_path):
@@ -2467,11 +2468,12 @@ def test_start_during_a_restart_back_off_and_a_supervisor_killed_in_it(images, b
     assert img_ok(h, "ps", "-aq").stdout == ""
 
 
-def test_a_full_disk_loses_no_exit_code(images, busybox_archive):
+def test_a_full_disk_loses_no_exit_code_and_rmi_frees_it(images, busybox_archive):
     """The image root's disk full (a container that filled it, a log that did): the exit note
     (`exit.json`, written beside and renamed) could not be written, so `ps -a` said "stopped",
     `inspect` said ExitCode 0 of a container the stop signal ended, and `wait` failed, and `stop`
-    waited two seconds more for the note. Room for it is set aside while there is room."""
+    waited two seconds more for the note; `rmi` failed (its record of what it removes could not
+    be written). Room for both records is set aside while there is room."""
     h = images
     os.makedirs(h.image_root)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "mrun-test-full", h.image_root], check=True)
@@ -2491,11 +2493,24 @@ def test_a_full_disk_loses_no_exit_code(images, busybox_archive):
             time.sleep(0.05)
         started = time.monotonic()
         img_ok(h, "stop", "-t", "1", "loud")
-        assert time.monotonic() - started < 2.5  # -t 1, then SIGKILL (sh as PID 1 ignores SIGTERM); not the two seconds' wait for a note that never came
+        # -t 1, then SIGKILL (sh as PID 1 ignores SIGTERM); not two seconds more for a note that never came
+        assert time.monotonic() - started < 2.5
         assert img_ok(h, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "loud").stdout == "exited 137\n"
         assert "exited (137)" in img_ok(h, "ps", "-a").stdout
         assert img_ok(h, "wait", "loud").stdout == "137\n"
         img_ok(h, "rm", "loud")
+
+        # rmi, what frees room, recorded nothing (images.json is written beside and renamed) and so removed nothing
+        img_ok(h, "tag", IMAGE, "other:1")
+        with open(os.path.join(h.image_root, "fill"), "wb") as f:
+            with pytest.raises(OSError, match="No space left"):
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+        assert img_ok(h, "rmi", "other:1").stdout == "Untagged: other:1\n"
+        img_ok(h, "rmi", IMAGE)
+        assert os.statvfs(h.image_root).f_bavail > 0
+        assert img_ok(h, "images", "-q").stdout == ""
     finally:
         for cid in ("fg", "loud"):
             img(h, "rm", "-f", cid)

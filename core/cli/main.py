@@ -79,6 +79,10 @@ def call(g: dict[str, Any], cmd: Command, params: dict[str, Any]) -> int:
         if isinstance(e, BrokenPipeError) and reader_gone(1):  # `mrun logs web | head`: it has what it wanted
             return 141  # quietly, as docker's (a Go program ends by SIGPIPE there: 128 + 13 in the shell)
         msg = os_error_words(cmd.name, e)
+        if g.get("debug"):  # an error the host gave: where it came from, for a report
+            import traceback
+
+            traceback.print_exc()
         print(f"mrun: {msg}", file=sys.stderr)
         _log(g, "error", msg)
         return 1

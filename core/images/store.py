@@ -138,7 +138,11 @@ class ImageStore:
         return doc
 
     def save_index(self, index: dict[str, Any]) -> None:
-        jsonio.replace_file(self.index_path, index, indent=2, tmp=f"{self.index_path}.tmp-{os.getpid()}")
+        """With room set aside for the next one: on a full disk, rmi and image prune (what frees
+        room) still record what they remove, and remove it."""
+        spare = f"{self.index_path}.spare"
+        jsonio.replace_file(self.index_path, index, indent=2, tmp=f"{self.index_path}.tmp-{os.getpid()}", spare=spare)
+        jsonio.set_aside(spare, 2 * os.path.getsize(self.index_path) + 4096)
 
     def image(self, ref: str) -> tuple[str, dict[str, Any]]:
         """A name (with or without a tag), an image id or a unique id prefix -> (name, entry)."""

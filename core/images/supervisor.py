@@ -408,50 +408,15 @@ def record(bundle: str, code: int | None, restarts: int = 0, restarting: bool = 
 
 def set_aside(bundle: str) -> None:
     """Room for the next exit note, taken while the disk has it: a container that fills the
-    disk (its files, its log) is the one whose exit code must still be noted. Best effort."""
-    try:
-        fd = os.open(os.path.join(bundle, SPARE_FILE), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except OSError:
-        return
-    try:
-        os.posix_fallocate(fd, 0, SPARE_SIZE)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    disk (its files, its log) is the one whose exit code must still be noted."""
+    jsonio.set_aside(os.path.join(bundle, SPARE_FILE), SPARE_SIZE)
 
 
 def _write_exit(bundle: str, doc: dict[str, Any]) -> None:
-    """exit.json, whole: written beside and renamed, or on a full disk written into the room
-    ``set_aside`` kept, which is then renamed over it."""
-    import errno
-
-    path = os.path.join(bundle, EXIT_FILE)
     try:
-        jsonio.replace_file(path, doc)
-        return
-    except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-            return  # removed meanwhile (`mrun rm -f`): nothing left to report to
-    data = jsonio.dumps(doc).encode()
-    spare = os.path.join(bundle, SPARE_FILE)
-    try:
-        fd = os.open(spare, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        jsonio.replace_file(os.path.join(bundle, EXIT_FILE), doc, spare=os.path.join(bundle, SPARE_FILE))
     except OSError:
-        return  # none kept (no room even then): `ps` says "stopped", no code
-    try:
-        if os.fstat(fd).st_size < len(data):
-            return
-        os.pwrite(fd, data, 0)  # into blocks it holds: nothing new to allocate
-        os.ftruncate(fd, len(data))
-    except OSError:
-        return
-    finally:
-        os.close(fd)
-    try:
-        os.rename(spare, path)
-    except OSError:
-        pass
+        pass  # removed meanwhile (`mrun rm -f`), or no room even so: `ps` says "stopped", no code
 
 
 def _running_again(bundle: str, restarts: int) -> None:
