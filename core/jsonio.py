@@ -126,6 +126,18 @@ def load_object(path: str) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
+def write_file(path: str, obj: Any, indent: int | None = None) -> None:
+    """``obj`` as a new ``path``. A write that fails (a full disk: the error comes at close,
+    naming no file) names the file: "run: No space left on device" said nothing of where."""
+    try:
+        with open(path, "w") as f:
+            f.write(dumps(obj, indent))
+    except OSError as e:
+        if e.filename is None:
+            e.filename = path
+        raise
+
+
 def replace_file(path: str, obj: Any, indent: int | None = None, tmp: str = "", spare: str = "") -> None:
     """``obj`` as ``path``, whole or not at all: written beside it (``tmp``, by default
     ``.NAME.tmp``), then renamed over it. A write that fails (the disk is full: the error comes

@@ -2507,6 +2507,8 @@ def test_a_full_disk_loses_no_exit_code_and_rmi_frees_it(images, busybox_archive
                 while True:
                     f.write(b"\0" * 65536)
                     f.flush()
+        one_line_error(img(h, *run_args(h, "--rm", IMAGE, "true")), "No space left on device", "image.json")
+        assert img_ok(h, "ps", "-aq").stdout == ""  # (it named no file)
         assert img_ok(h, "rmi", "other:1").stdout == "Untagged: other:1\n"
         img_ok(h, "rmi", IMAGE)
         assert os.statvfs(h.image_root).f_bavail > 0

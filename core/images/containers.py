@@ -502,19 +502,18 @@ def prepare(
             lock = os.open(os.path.join(bundle, RUN_LOCK), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
             fcntl.flock(lock, fcntl.LOCK_EX)
             _held.append(lock)
-            with open(os.path.join(bundle, MARKER), "w") as f:
-                labels = (config.get("config") or {}).get("Labels") if isinstance(config, dict) else None
-                f.write(jsonio.dumps({"image": name, "config": entry["config"], "layers": entry["layers"],
-                                      "labels": labels if isinstance(labels, dict) else {},
-                                      "id": container_id, "root": os.path.abspath(state_root) if state_root else ""}))
+            labels = (config.get("config") or {}).get("Labels") if isinstance(config, dict) else None
+            jsonio.write_file(os.path.join(bundle, MARKER), {
+                "image": name, "config": entry["config"], "layers": entry["layers"],
+                "labels": labels if isinstance(labels, dict) else {}, "id": container_id,
+                "root": os.path.abspath(state_root) if state_root else ""})
             rootfs = os.path.join(bundle, "rootfs")
             for d in ("rootfs", "upper", "work"):
                 os.mkdir(os.path.join(bundle, d))
             mount_or_copy([store.layer_dir(d) for d in entry["layers"]], bundle, warn)
             try:
                 spec = make_spec(config, entry, rootfs, container_id, o, store, warn)
-                with open(os.path.join(bundle, "config.json"), "w") as f:
-                    f.write(jsonio.dumps(spec, indent=2))
+                jsonio.write_file(os.path.join(bundle, "config.json"), spec, indent=2)
             except BaseException:
                 sc.unmount_all(rootfs)
                 raise

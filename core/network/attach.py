@@ -198,8 +198,7 @@ def _reserve_in_range(nets: Networks, p: dict[str, Any], owner: dict[str, str]) 
 
 def _save(state_dir: str, plan: dict[str, Any]) -> None:
     tmp = os.path.join(state_dir, PLAN + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(jsonio.dumps(plan))
+    jsonio.write_file(tmp, plan)
     os.rename(tmp, os.path.join(state_dir, PLAN))
 
 

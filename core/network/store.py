@@ -184,8 +184,7 @@ class Networks:
             self._remove_half_made(name)
             os.makedirs(self.path(name, "leases"), mode=0o700)
             tmp = self.path(name, "network.json.tmp")
-            with open(tmp, "w") as f:
-                f.write(jsonio.dumps(doc, indent=2))
+            jsonio.write_file(tmp, doc, indent=2)
             os.rename(tmp, self.path(name, "network.json"))
             return doc
 

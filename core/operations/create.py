@@ -134,8 +134,7 @@ class Create:
         os.makedirs(bundle, exist_ok=True)
         config = jsonio.loads(jsonio.dumps(self.spec.raw))
         config["root"]["path"] = self.spec.rootfs
-        with open(os.path.join(bundle, "config.json"), "w") as f:
-            f.write(jsonio.dumps(config))
+        jsonio.write_file(os.path.join(bundle, "config.json"), config)
         console, relay = self.opts.console_socket, None
         if self.opts.console is not None:  # a connected socket (the shim's, or `run -t`'s): relay onto it
             relay = ConsoleRelay(self.store.path(self.id, "console.sock"), self.opts.console)
