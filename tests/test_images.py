@@ -2519,6 +2519,38 @@ def test_a_full_disk_loses_no_exit_code_and_rmi_frees_it(images, busybox_archive
         subprocess.run(["umount", h.image_root], check=True)
 
 
+def test_run_and_exec_without_i_read_nothing_of_the_callers_stdin(images, busybox_archive):
+    """docker's `run` without -i gives the container no stdin (/dev/null); mrun passed its own,
+    so `... | while read line; do mrun run IMAGE cmd; done` ran once, the container having eaten
+    the rest of the loop's input (the ssh -n trap), and a container without -i could read the
+    caller's terminal; `exec` likewise. With -i it is the caller's, as before; runc's `run
+    --bundle` (and exec in a bundle's container: the shims', podman's) keeps it."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    base = [h.binary, "--root", h.root, "--image-root", h.image_root]
+    env = {**os.environ, **h.base_env}
+    count = ["sh", "-c", "cat | wc -l"]
+    r = subprocess.run([*base, *run_args(h, "--rm", IMAGE, *count)], input="a\nb\n", capture_output=True,
+                       text=True, env=env, timeout=60)
+    assert (r.returncode, r.stdout.strip(), r.stderr) == (0, "0", "")
+    r = subprocess.run([*base, *run_args(h, "--rm", "-i", IMAGE, *count)], input="a\nb\n", capture_output=True,
+                       text=True, env=env, timeout=60)
+    assert (r.returncode, r.stdout.strip(), r.stderr) == (0, "2", "")
+    loop = f'while read line; do echo "$line"; {" ".join(base + run_args(h, "--rm", IMAGE, "cat"))}; done'
+    r = subprocess.run(["sh", "-c", loop], input="a\nb\nc\n", capture_output=True, text=True, env=env, timeout=60)
+    assert (r.stdout, r.stderr) == ("a\nb\nc\n", "")
+    img_ok(h, *run_args(h, "-d", "--name", "ex", IMAGE, "sleep", "600"))
+    for flags, lines in (([], "0"), (["-i"], "2")):  # docker's exec likewise
+        r = subprocess.run([*base, "exec", *flags, "ex", *count], input="a\nb\n", capture_output=True, text=True,
+                           env=env, timeout=60)
+        assert (r.returncode, r.stdout.strip(), r.stderr) == (0, lines, ""), flags
+    img_ok(h, "rm", "-f", "ex")
+    bundle = h.bundle(["sh", "-c", "cat | wc -l"])
+    r = subprocess.run([h.binary, "--root", h.root, "run", "-b", bundle, h.cid()], input="a\nb\n", capture_output=True,
+                       text=True, env=env, timeout=60)
+    assert (r.returncode, r.stdout.strip()) == (0, "2")  # runc's: the caller's stdin
+
+
 def test_logs_timestamps_since_and_until_as_docker(images, busybox_archive):
     """`mrun logs -t` prints each line's time (docker's nine-digit RFC 3339), --since and --until
     take a time, a Unix time or a duration ago, --tail counts lines; the times are the ones the

@@ -178,7 +178,8 @@ DOCKER_RUN_FLAGS = (
     ),
     Flag("tty", "allocate a pseudo-terminal", kind=bool, short="t", default=False),
     Flag(
-        "interactive", "keep stdin open (it always is in the foreground)", kind=bool, short="i", default=False
+        "interactive", "give the container our stdin (without it, as docker: /dev/null)", kind=bool, short="i",
+        default=False,
     ),
 )
 
@@ -573,7 +574,8 @@ COMMANDS = (
             Flag("cwd", "working directory in the container", default=""),
             Flag("workdir", "docker's spelling of --cwd", short="w", default=""),
             Flag("tty", "allocate a pseudo-terminal", kind=bool, short="t", default=False),
-            Flag("interactive", "docker's -i: accepted (stdin is passed in the foreground)", kind=bool, short="i",
+            Flag("interactive", "docker's -i: our stdin to a container of `mrun run`/`create` (without it: "
+                 "/dev/null, as docker); a bundle's container always gets it, as runc's", kind=bool, short="i",
                  default=False),
             Flag("user", "uid[:gid], or a name[:group] from the container's /etc/passwd and /etc/group",
                  short="u", default=""),

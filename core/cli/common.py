@@ -48,6 +48,15 @@ def reader_gone(fd: int) -> bool:
     return any(events & select.POLLERR for _fd, events in poll.poll(0))
 
 
+def no_stdin() -> None:
+    """docker's run and exec without -i: the container reads nothing of ours (/dev/null). Ours
+    let it eat the rest of a `while read` loop's input (the ssh -n trap), or read the caller's
+    terminal."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+
+
 def print_table(rows: list[tuple[str, ...]]) -> None:
     """Columns padded to their widest cell, the first row a header."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -9,7 +9,7 @@ import time
 
 from mrun import annotations as ann
 from mrun import jsonio
-from mrun.cli.common import _rt, each, names_a_container, print_table, remove_container
+from mrun.cli.common import _rt, each, names_a_container, no_stdin, print_table, remove_container
 from mrun.errors import InvalidSpec, MrunError, NotFound
 from mrun.images.store import ImageStore
 from mrun.status import Status
@@ -496,6 +496,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
             print(cid)
             return 0
         if not detach:
+            if not kw.get("interactive"):
+                no_stdin()
             if not remove:
                 set_aside(bundle)
             try:

@@ -15,6 +15,7 @@ from mrun.cli.common import (  # noqa: F401 - the verbs' shared helpers
     _rt,
     each,
     names_a_container,
+    no_stdin,
     os_error_words,
     print_table,
     remove_container,
@@ -385,6 +386,8 @@ def exec_(g: dict[str, Any], container_id: str, command: list[str], process: str
                 raise InvalidSpec(f"--process {process}: must hold a JSON object")
         else:
             proc = _exec_process(g, container_id, command, **flags)
+        if not flags.get("interactive") and not detach and _docker_made(_rt(g).store.load(container_id)):
+            no_stdin()  # docker's exec without -i; runc's (a bundle's container) passes ours
         return _rt(g).exec(container_id, proc, _opts(g, **flags), detach, ignore_paused, list(cgroup or []))
     except MrunError as e:
         e.exit_code = EXEC_FAILED

@@ -90,18 +90,23 @@ class TerminalProxy:
 
             self.saved = termios.tcgetattr(0)
             tty.setraw(0)
-            self.resize()
+        self.resize()
         self.thread.start()
 
     def resize(self) -> bool:
         """Our window's size onto the container's pty (whose kernel signals SIGWINCH if it
         changed). -> True: the pty took it."""
-        try:
-            size = fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8)
-            fcntl.ioctl(self.master, termios.TIOCSWINSZ, size)
-            return True
-        except OSError:
-            return False
+        for ours in (0, 1):  # stdin's; stdout's where stdin is none (docker's -t without -i)
+            try:
+                size = fcntl.ioctl(ours, termios.TIOCGWINSZ, b"\0" * 8)
+            except OSError:
+                continue
+            try:
+                fcntl.ioctl(self.master, termios.TIOCSWINSZ, size)
+                return True
+            except OSError:
+                return False
+        return False
 
     def _copy(self) -> None:
         inputs = [self.master, 0]
