@@ -2502,19 +2502,26 @@ def test_a_full_disk_loses_no_exit_code_and_rmi_frees_it(images, busybox_archive
 
         # rmi, what frees room, recorded nothing (images.json is written beside and renamed) and so removed nothing
         img_ok(h, "tag", IMAGE, "other:1")
+        img_ok(h, *run_args(h, "-d", "--name", "kept", IMAGE, "sleep", "600"))
         with open(os.path.join(h.image_root, "fill"), "wb") as f:
             with pytest.raises(OSError, match="No space left"):
                 while True:
                     f.write(b"\0" * 65536)
                     f.flush()
         one_line_error(img(h, *run_args(h, "--rm", IMAGE, "true")), "No space left on device", "image.json")
-        assert img_ok(h, "ps", "-aq").stdout == ""  # (it named no file)
+        assert img_ok(h, "ps", "-aq").stdout == "kept\n"  # (it named no file)
+        out = os.path.join(h.image_root, "out.tar")
+        for args, where in ((["save", "-o", out, IMAGE], out), (["export", "-o", out, "kept"], out),
+                            (["commit", "kept", "new:1"], os.path.join(h.image_root, "blobs"))):
+            one_line_error(img(h, *args), "No space left on device: " + where)  # (they named no file)
+            assert not os.path.exists(out)
+        img_ok(h, "rm", "-f", "kept")
         assert img_ok(h, "rmi", "other:1").stdout == "Untagged: other:1\n"
         img_ok(h, "rmi", IMAGE)
         assert os.statvfs(h.image_root).f_bavail > 0
         assert img_ok(h, "images", "-q").stdout == ""
     finally:
-        for cid in ("fg", "loud"):
+        for cid in ("fg", "loud", "kept"):
             img(h, "rm", "-f", cid)
         subprocess.run(["umount", h.image_root], check=True)
 

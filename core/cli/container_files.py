@@ -30,17 +30,19 @@ def export(g: dict[str, Any], container_id: str, output: str = "") -> int:
         out = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115 - closed below, or stdout
         try:
             skipped = fdtar.write_tree(root, out)
+            out.close() if output else out.flush()  # the last block is written here: a full disk says so here
         except BrokenPipeError:  # its reader went away (`| tar t | head`): as tar ends then, quietly
             return 141
-        except BaseException:
+        except BaseException as e:
             if output:  # a half-written archive is no export
-                out.close()
+                try:
+                    out.close()
+                except OSError:
+                    pass
                 os.unlink(output)
+                if isinstance(e, OSError) and e.filename is None:  # a full disk: say where
+                    e.filename = output
             raise
-        if output:
-            out.close()
-        else:
-            out.flush()
     finally:
         os.close(root)
     for line in skipped:

@@ -72,6 +72,10 @@ def commit(store: ImageStore, base: str, upper: str, name: str, leave_out: list[
         diff_id = "sha256:" + out.hash.hexdigest()
         os.rename(tmp, store.blob_path(diff_id))
         size = out.size
+    except OSError as e:
+        if e.filename is None:  # a full disk: say where
+            e.filename = store.blobs
+        raise
     finally:
         os.close(fd)
         if os.path.exists(tmp):

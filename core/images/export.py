@@ -55,6 +55,10 @@ def save(store: ImageStore, ref: str, path: str | None, fmt: str = "oci-archive"
         if made:
             raise
         raise MrunError(f"save: {e.filename} exists (someone else's, or a save cut short: not ours to remove)")
+    except OSError as e:
+        if e.filename is None:  # a full disk: say where
+            e.filename = path
+        raise
     finally:
         if made and os.path.isdir(tmp) and not os.path.islink(tmp):
             remove_tree(tmp)
