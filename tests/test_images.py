@@ -2468,13 +2468,16 @@ def test_start_during_a_restart_back_off_and_a_supervisor_killed_in_it(images, b
     assert img_ok(h, "ps", "-aq").stdout == ""
 
 
-def test_a_full_disk_loses_no_exit_code_and_rmi_frees_it(images, busybox_archive):
+def test_a_full_disk_loses_no_exit_code_and_rmi_frees_it(images, busybox_archive, busybox_rootfs, tmp_path):
     """The image root's disk full (a container that filled it, a log that did): the exit note
     (`exit.json`, written beside and renamed) could not be written, so `ps -a` said "stopped",
     `inspect` said ExitCode 0 of a container the stop signal ended, and `wait` failed, and `stop`
     waited two seconds more for the note; `rmi` failed (its record of what it removes could not
     be written). Room for both records is set aside while there is room."""
+    from busybox_bundle import make_oci_archive
+
     h = images
+    other_archive = make_oci_archive(busybox_rootfs, str(tmp_path), "localhost/other:2", ["/bin/true"], ["PATH=/bin"])
     os.makedirs(h.image_root)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "mrun-test-full", h.image_root], check=True)
     try:
@@ -2516,6 +2519,7 @@ def test_a_full_disk_loses_no_exit_code_and_rmi_frees_it(images, busybox_archive
             one_line_error(img(h, *args), "No space left on device: " + where)  # (they named no file)
             assert not os.path.exists(out)
         img_ok(h, "rm", "-f", "kept")
+        one_line_error(img(h, "load", other_archive), "No space left on device: " + os.path.join(h.image_root, "blobs"))
         assert img_ok(h, "rmi", "other:1").stdout == "Untagged: other:1\n"
         img_ok(h, "rmi", IMAGE)
         assert os.statvfs(h.image_root).f_bavail > 0

@@ -89,6 +89,10 @@ class ImageStore:
             if size is not None and written != size:
                 raise DigestMismatch(f"blob {digest}: {written} bytes, the manifest says {size}; refused")
             os.rename(tmp, final)
+        except OSError as e:
+            if e.filename is None:  # a full disk (at a write or the close): say where
+                e.filename = self.blobs
+            raise
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
