@@ -2506,11 +2506,10 @@ def test_a_full_disk_loses_no_exit_code_and_rmi_frees_it(images, busybox_archive
         # rmi, what frees room, recorded nothing (images.json is written beside and renamed) and so removed nothing
         img_ok(h, "tag", IMAGE, "other:1")
         img_ok(h, *run_args(h, "-d", "--name", "kept", IMAGE, "sleep", "600"))
-        with open(os.path.join(h.image_root, "fill"), "wb") as f:
+        with open(os.path.join(h.image_root, "fill"), "wb", buffering=0) as f:
             with pytest.raises(OSError, match="No space left"):
                 while True:
                     f.write(b"\0" * 65536)
-                    f.flush()
         one_line_error(img(h, *run_args(h, "--rm", IMAGE, "true")), "No space left on device", "image.json")
         assert img_ok(h, "ps", "-aq").stdout == "kept\n"  # (it named no file)
         out = os.path.join(h.image_root, "out.tar")
@@ -2518,8 +2517,8 @@ def test_a_full_disk_loses_no_exit_code_and_rmi_frees_it(images, busybox_archive
                             (["commit", "kept", "new:1"], os.path.join(h.image_root, "blobs"))):
             one_line_error(img(h, *args), "No space left on device: " + where)  # (they named no file)
             assert not os.path.exists(out)
-        img_ok(h, "rm", "-f", "kept")
         one_line_error(img(h, "load", other_archive), "No space left on device: " + os.path.join(h.image_root, "blobs"))
+        img_ok(h, "rm", "-f", "kept")
         assert img_ok(h, "rmi", "other:1").stdout == "Untagged: other:1\n"
         img_ok(h, "rmi", IMAGE)
         assert os.statvfs(h.image_root).f_bavail > 0

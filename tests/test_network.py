@@ -865,3 +865,33 @@ def test_a_network_create_killed_before_its_definition_holds_no_name(net):
     img_ok(h, "network", "prune", env=h.env)
     assert not os.path.exists(os.path.join(root, "other"))
     assert "half" not in img_ok(h, "network", "ls", "-q", env=h.env).stdout.split()
+
+
+def test_a_full_disk_leaves_no_empty_lease(images, busybox_archive, tmp_path):
+    """The network root's disk full (/var/lib or /run): a run's lease was made, then its content
+    failed to be written, and the empty file stayed. It counted as a container on the network
+    (`network rm` refused: "in use"), its address went out only once every other had, and the
+    refusal named no file. Now it is removed and named."""
+    h = images
+    root = tmp_path / "full-networks"
+    root.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "mrun-test-full", str(root)], check=True)
+    h.env, h.net = {"MRUN_NETWORK_ROOT": str(root)}, f"t{uuid.uuid4().hex[:6]}"
+    try:
+        img_ok(h, "load", busybox_archive)
+        img_ok(h, "network", "create", h.net, env=h.env)
+        with open(root / "fill", "wb", buffering=0) as f:
+            with pytest.raises(OSError, match="No space left"):
+                while True:
+                    f.write(b"\0" * 4096)
+        for _ in range(2):
+            r = img(h, *run_args(h, "--rm", "--network", h.net, IMAGE, "true"), env=h.env)
+            one_line_error(r, "No space left on device", os.path.join(str(root), h.net, "leases"))
+        assert leases(h) == []
+        assert img_ok(h, "ps", "-aq").stdout == ""
+        os.unlink(root / "fill")
+        img_ok(h, "network", "rm", h.net, env=h.env)
+        assert not veths_left()
+    finally:
+        img(h, "network", "rm", h.net, env=h.env)
+        subprocess.run(["umount", str(root)], check=True)

@@ -261,8 +261,7 @@ class Networks:
                         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
                     except FileExistsError:
                         continue
-                    with os.fdopen(fd, "wb") as f:
-                        f.write(data)
+                    _fill(fd, path, data)
                     return ip
         if want:
             holder = _owner(self.path(name, "leases", str(requested_address(want)))).get("container", "?")
@@ -283,8 +282,7 @@ class Networks:
             if holder is not None:
                 os.unlink(path)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(jsonio.dumps(owner))
+            _fill(fd, path, jsonio.dumps(owner).encode())
         return path
 
     def drop_if_dead(self, path: str) -> bool:
@@ -347,6 +345,20 @@ SPECIAL_USE = ("0.0.0.0/8 (this network)", "127.0.0.0/8 (loopback)", "169.254.0.
 def special_use(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
     """The special-use range ``net`` overlaps, named; "" for none."""
     return next((r for r in SPECIAL_USE if ipaddress.ip_network(r.split()[0]).overlaps(net)), "")
+
+
+def _fill(fd: int, path: str, data: bytes) -> None:
+    """A new lease or reservation's content, or none of it: one the disk could not take (full)
+    is removed and named. Left empty, it counted as a container on the network (`network rm`
+    refused) and its address went out only once every other had."""
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        os.unlink(path)
+        if e.filename is None:
+            e.filename = path
+        raise
 
 
 def _owner(path: str) -> dict[str, str]:
