@@ -25,6 +25,7 @@ NETWORK_IP = "org.mrun.network.ip"  # the container's address on its network, as
 NETWORK_LOOPBACK = "org.mrun.network.loopback"  # "up": lo up in a new network namespace (mrun run --network none)
 OCI_RUNTIME = "org.mrun.oci.runtime"  # the oci backend: which installed OCI runtime runs the container
 RESTART = "org.mrun.restart"  # no | always | unless-stopped | on-failure[:N]: mrun run -d --restart
+REMOVE = "org.mrun.remove"  # "true": run -d --rm, create --rm (docker's AutoRemove): removed once it ends
 LOG = "org.mrun.log"  # JSON: keep, max_size, max_files (--log-driver, --log-opt): a detached container's log
 HEALTH = "org.mrun.health"  # JSON: test, interval, timeout, start_period, retries (--health-*, an image's Healthcheck)
 STOP_TIMEOUT = "org.mrun.stop-timeout"  # seconds `mrun stop` waits before SIGKILL (-1: for ever); --stop-timeout

@@ -1743,6 +1743,63 @@ def test_docker_update_of_several_is_kept_over_their_restarts(images, busybox_ar
     img_ok(h, "rm", "-f", "a", "b")
 
 
+def test_docker_update_restart_changes_the_policy_of_running_and_exited_containers(images, busybox_archive):
+    """`docker update --restart unless-stopped $(docker ps -q)`: the policy changes on a running
+    container (its supervisor reads it at the exit), an exited one keeps it for its next start,
+    `stop` still stops one that had none before, and inspect shows it (HostConfig.RestartPolicy).
+    --rm containers and runc's are refused, as docker refuses AutoRemove ones."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+
+    def policy(name: str) -> str:
+        return img_ok(h, "inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}:"
+                      "{{.HostConfig.RestartPolicy.MaximumRetryCount}}", name).stdout.strip()
+
+    def ended(name: str) -> dict:
+        deadline = time.monotonic() + 30
+        while True:
+            doc = json.loads(img_ok(h, "inspect", name).stdout)
+            if doc["state"]["status"] == "stopped" and not (doc.get("exit") or {}).get("restarting", True):
+                return doc["exit"]
+            assert time.monotonic() < deadline, doc.get("exit")
+            time.sleep(0.05)
+
+    img_ok(h, *run_args(h, "-d", "--name", "u", IMAGE, "sh", "-c", "echo run; sleep 0.5; exit 1"))
+    assert policy("u") == "no:0"
+    assert img_ok(h, "update", "--restart", "on-failure:2", "u").stdout == "u\n"
+    assert policy("u") == "on-failure:2"
+    assert ended("u")["restarts"] == 2
+    assert img_ok(h, "logs", "u").stdout == "run\n" * 3
+
+    img_ok(h, "update", "--restart", "always", "u")  # an exited one's, for its next start
+    img_ok(h, "start", "u")
+    deadline = time.monotonic() + 30
+    while img_ok(h, "logs", "u").stdout.count("run") < 5:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    img_ok(h, "stop", "-t", "1", "u")
+    ended("u")
+    runs = img_ok(h, "logs", "u").stdout.count("run")
+    time.sleep(1)
+    assert img_ok(h, "logs", "u").stdout.count("run") == runs  # stopped stays stopped
+
+    img_ok(h, *run_args(h, "-d", "--name", "n", IMAGE, "sleep", "600"))  # none at first; stop still stops it
+    img_ok(h, "update", "--restart", "always", "n")
+    img_ok(h, "stop", "-t", "1", "n")
+    time.sleep(0.5)
+    assert json.loads(img_ok(h, "inspect", "n").stdout)["state"]["status"] == "stopped"
+
+    one_line_error(img(h, "update", "--restart", "sometimes", "n"), "--restart 'sometimes'")
+    img_ok(h, *run_args(h, "-d", "--rm", "--name", "r", IMAGE, "sleep", "600"))
+    one_line_error(img(h, "update", "--restart", "always", "r"), "'r'", "--rm")
+    bundle = h.bundle(["sleep", "600"])
+    cid = h.cid()
+    h.ok("run", "-d", "-b", bundle, cid)
+    one_line_error(img(h, "update", "--restart", "always", cid), "--restart", "mrun run")
+    h.ok("delete", "--force", cid)
+    img_ok(h, "rm", "-f", "u", "n", "r")
+
+
 def test_inspect_takes_several_names_and_images_as_docker_s(images, busybox_archive):
     """`docker inspect -f '{{.Name}}' $(docker ps -aq)` and `docker inspect IMAGE`: inspect took
     one container and no image ("Got unexpected extra argument")."""

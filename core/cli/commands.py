@@ -611,6 +611,8 @@ COMMANDS = (
             Flag("cpu-share", "relative CPU weight (v1 shares)", default=""),
             Flag("cpu-shares", "the same as --cpu-share (docker's spelling)", short="c", default="", hidden=True),
             Flag("cpus", "docker's: number of CPUs (CFS quota over a 100 ms period; 0: no limit)", default=""),
+            Flag("restart", "docker's: the restart policy of a container of `mrun run -d`/`create` (no, always, "
+                 "unless-stopped, on-failure[:N]), from its next exit on", default=""),
             Flag("cpu-rt-period", "real-time period in microseconds", default=""),
             Flag("cpu-rt-runtime", "real-time runtime in microseconds per period", default=""),
             Flag("cpu-idle", "1: the cgroup's tasks run as SCHED_IDLE", default=""),

@@ -454,6 +454,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         if not detach:
             raise InvalidSpec(f"--restart {restart}: needs -d (a detached container's supervisor restarts it)")
         o.annotations.append(f"{ann.RESTART}={restart}")
+    if remove and detach:  # for update --restart's refusal, as docker's AutoRemove
+        o.annotations.append(f"{ann.REMOVE}=true")
     if not detach and any(kw.get(f"health_{key}") not in (None, "") for key in
                           ("cmd", "interval", "timeout", "start_period", "retries")) and callable(g.get("warn")):
         g["warn"]("--health-*: checks are run by a detached container's supervisor (-d); this one has none")
@@ -636,6 +638,13 @@ def _docker_view(doc: dict[str, Any]) -> dict[str, Any]:
         state["status"], state["status"])
     live = state["status"] in ("running", "paused")
     labels = {k: v for k, v in (config.get("annotations") or {}).items() if not ann.is_reserved(k)}
+    own = config.get("annotations") or {}
+    policy = own.get(ann.RESTART) or "no"
+    if ann.IMAGE in own:  # update --restart writes it into its bundle
+        from mrun.images.supervisor import policy_now
+
+        policy = policy_now(state.get("bundle") or "", policy)
+    policy_name, _, retries = policy.partition(":")
     return {
         "Id": state["id"], "Name": "/" + state["id"], "Created": state.get("created", ""),
         "Path": args[0] if args else "", "Args": args[1:], "Image": (doc.get("image") or {}).get("config", ""),
@@ -644,6 +653,8 @@ def _docker_view(doc: dict[str, Any]) -> dict[str, Any]:
                   "Restarting": bool(ended.get("restarting")), "Pid": state.get("pid", 0) if live else 0,
                   "ExitCode": ended.get("exit_code") or 0, "FinishedAt": ended.get("finished", ""),
                   **({"Health": doc["health"]} if doc.get("health") else {})},
+        "HostConfig": {"RestartPolicy": {"Name": policy_name, "MaximumRetryCount": int(retries or 0)},
+                       "AutoRemove": own.get(ann.REMOVE) == "true"},
         "Config": {"Image": (doc.get("image") or {}).get("image", ""), "Hostname": config.get("hostname", ""),
                    "Env": process.get("env") or [], "Cmd": args, "WorkingDir": process.get("cwd", ""),
                    "Labels": labels, "User": f"{user.get('uid', 0)}:{user.get('gid', 0)}"},

@@ -425,10 +425,15 @@ def _freeze_one(g: dict[str, Any], container_id: str, verb: str) -> int:
 
 
 def update(g: dict[str, Any], container_ids: list[str], resources: str, blkio_weight: int, pids_limit: int,
-           cpus: str = "", **flags: str) -> int:
+           cpus: str = "", restart: str = "", **flags: str) -> int:
     """runc's update: the resources from ``-r`` (JSON; the flags are then ignored, as runc
-    ignores them) or from the flags. docker's too: several containers, -m, -c, --cpus; a
-    container of `mrun run`/`create` keeps them over its restarts, as docker's does."""
+    ignores them) or from the flags. docker's too: several containers, -m, -c, --cpus,
+    --restart; a container of `mrun run`/`create` keeps them over its restarts, as docker's does."""
+    annotations = {}
+    if restart:
+        from mrun.images.supervisor import restart_policy
+
+        annotations[ann.RESTART] = restart_policy(restart)
     if resources:
         try:
             res = jsonio.loads(sys.stdin.read()) if resources == "-" else jsonio.load_file(resources)
@@ -451,17 +456,26 @@ def update(g: dict[str, Any], container_ids: list[str], resources: str, blkio_we
     def one(container_id: str) -> None:
         runtime = _rt(g)
         record = runtime.store.load(container_id)
-        if _docker_made(record) and runtime.status(record) == Status.STOPPED:
+        if restart:
+            if not _docker_made(record):
+                raise MrunError(f"--restart: container {container_id!r} was not made by `mrun run` or `mrun create`; "
+                                "a bundle's container has no restart policy")
+            if (record.config.get("annotations") or {}).get(ann.REMOVE) == "true":
+                raise MrunError(f"container {container_id!r}: its restart policy cannot change: it is removed once "
+                                "it ends (--rm), as docker refuses")
+        if restart and not res:
+            pass  # the policy only
+        elif _docker_made(record) and runtime.status(record) == Status.STOPPED:
             from mrun.spec import check_resources
 
             check_resources(res)  # docker's update of an exited or created one: for its next start
         else:
             runtime.update(container_id, res)
         if _docker_made(record):
-            from mrun.images.containers import keep_resources
+            from mrun.images.containers import keep_update
 
             with runtime.store.lock(container_id):  # a restart reads the file under it
-                keep_resources(record.bundle, container_id, res)
+                keep_update(record.bundle, container_id, res, annotations)
             print(container_id)  # docker's update names each one
 
     return each(container_ids, "update", one, one_raises=True)

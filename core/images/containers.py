@@ -451,9 +451,10 @@ def _copy_up(rootfs: str, dest: str, volume: str) -> None:
         os.close(fd)
 
 
-def keep_resources(bundle: str, container_id: str, resources: dict[str, Any]) -> None:
-    """docker's update outlives a restart: the limits go into the container's config.json, from
-    which `start`, `restart` and a restart policy make it again (they were back to the run's).
+def keep_update(bundle: str, container_id: str, resources: dict[str, Any], annotations: dict[str, str]) -> None:
+    """docker's update outlives a restart: the limits (and --restart's policy) go into the
+    container's config.json, from which `start`, `restart` and a restart policy make it again
+    (they were back to the run's), and where its supervisor reads the policy at each exit.
     Only a bundle `prepare` made for this container is written; device rules are create's."""
     from mrun.bundles import made_for
 
@@ -469,6 +470,7 @@ def keep_resources(bundle: str, container_id: str, resources: dict[str, Any]) ->
             kept[section].update(value)
         else:
             kept[section] = value
+    config.setdefault("annotations", {}).update(annotations)
     jsonio.replace_file(path, config, indent=2)
 
 

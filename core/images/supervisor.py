@@ -47,6 +47,18 @@ def restart_policy(text: str) -> str:
     raise InvalidSpec(f"--restart {text!r}: no, always, unless-stopped or on-failure[:MAX-RETRIES]")
 
 
+def policy_now(bundle: str, before: str = "no") -> str:
+    """The container's restart policy as its bundle's config.json says now (docker's update
+    --restart writes it there); ``before`` where that has none or a damaged one."""
+    config = jsonio.load_object(os.path.join(bundle, "config.json")) or {}
+    annotations = config.get("annotations")
+    text = annotations.get(ann.RESTART) if isinstance(annotations, dict) else None
+    try:
+        return restart_policy(text) if isinstance(text, str) else before
+    except InvalidSpec:
+        return before
+
+
 def wants_restart(policy: str, code: int | None, restarts: int) -> bool:
     """Whether a container that ended with ``code``, restarted ``restarts`` times so far, goes again."""
     name, _, count = policy.partition(":")
@@ -66,13 +78,6 @@ def mark_stopped(bundle: str) -> None:
         pass  # no bundle (gone already): nothing will restart it
 
 
-def restarted(record: Any) -> bool:
-    """Whether ``record`` is a `mrun run -d --restart` container: only then is its bundle mrun's
-    to mark (a runc bundle is the caller's directory)."""
-    annotations = record.config.get("annotations") or {}
-    return (annotations.get(ann.RESTART) or "no") != "no" and ann.IMAGE in annotations
-
-
 def stopped_by_user(runtime: Any, container_id: str, signal: int | None = None) -> None:
     """`mrun stop` and `mrun rm` (``signal`` None), or docker's kill: a restart policy rests from
     now on. A kill rests it only with SIGKILL or the container's stop signal; another signal
@@ -83,8 +88,9 @@ def stopped_by_user(runtime: Any, container_id: str, signal: int | None = None) 
         record = runtime.store.load(container_id)
     except MrunError:
         return
-    if not restarted(record):
-        return
+    if ann.IMAGE not in (record.config.get("annotations") or {}):
+        return  # a runc bundle is the caller's directory, not ours to mark; it has no policy
+    # Marked whatever its policy now: `update --restart` may give it one before it exits.
     if signal is not None:
         stop = (record.config.get("annotations") or {}).get(ann.STOP_SIGNAL) or "SIGTERM"
         try:
@@ -105,9 +111,9 @@ def restartable(record: Any) -> bool:
     bundle = record.bundle
     if ann.IMAGE not in (record.config.get("annotations") or {}):
         return False
-    try:
-        return (any(os.path.exists(os.path.join(bundle, n)) for n in ("log", EXIT_FILE)) or bool(rotated(bundle))
-                or never_started(bundle) is not None)
+    try:  # the note first: a first start's supervisor makes the log, then removes the note
+        return (never_started(bundle) is not None or any(os.path.exists(os.path.join(bundle, n))
+                                                         for n in ("log", EXIT_FILE)) or bool(rotated(bundle)))
     except OSError:  # its bundle gone
         return False
 
@@ -122,8 +128,6 @@ def start_again(runtime: Any, container_id: str, keep: bool = False) -> None:
     from mrun.status import Status
 
     record = runtime.store.load(container_id)
-    if not restartable(record):
-        raise MrunError(f"container {container_id!r}: only a container of `mrun run -d` starts again")
     # One start at a time (`mrun start c & mrun start c`): each forked a supervisor, and the
     # loser's note of itself replaced the winner's, so a running container's supervisor looked
     # gone. Held until ours has it running; the next start then finds it running.
@@ -131,8 +135,11 @@ def start_again(runtime: Any, container_id: str, keep: bool = False) -> None:
                    0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if runtime.status(runtime.store.load(container_id)) != Status.STOPPED:
+        record = runtime.store.load(container_id)
+        if runtime.status(record) != Status.STOPPED:
             return  # started by the start we waited for
+        if not restartable(record):
+            raise MrunError(f"container {container_id!r}: only a container of `mrun run -d` starts again")
         if _left_to_its_supervisor(runtime, container_id, record.bundle):
             return
         try:
@@ -236,6 +243,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
             except BaseException:  # noqa: BLE001 - nobody to tell; `mrun system prune` finishes it
                 pass
             os._exit(0)
+        policy = policy_now(bundle, policy)  # `update --restart` meanwhile
         again = wants_restart(policy, code, restarts) and not _told_to_stop(bundle)
         record(bundle, code, restarts, again)
         if not again:
