@@ -2618,6 +2618,59 @@ def test_run_and_exec_without_i_read_nothing_of_the_callers_stdin(images, busybo
     assert (r.returncode, r.stdout.strip()) == (0, "2")  # runc's: the caller's stdin
 
 
+def test_containers_outlive_a_reboot_as_docker_s(images, busybox_archive):
+    """A reboot takes /run (the runtime's state) and leaves /var/lib/mrun (the containers' files):
+    every container then looked like a killed mrun's leftover, absent from `ps -a`, and the next
+    `system prune` (or `image prune`, `rm -f`) removed them, their files with them. Docker keeps
+    them. The reboot is played here as power loss: every process killed, the overlays and
+    cgroups gone, the state root removed, the bundles' boot an earlier one."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "svc", IMAGE, "sh", "-c", "echo run >> /runs; wc -l < /runs; sleep 600"))
+    img_ok(h, *create_args(h, "--name", "made", IMAGE, "sh", "-c", "echo made ran"))
+    assert img(h, *run_args(h, "--name", "fg", IMAGE, "sh", "-c", "exit 3")).returncode == 3
+    deadline = time.monotonic() + 10
+    while img_ok(h, "logs", "svc").stdout != "1\n":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    containers = os.path.join(h.image_root, "containers")
+    with open(os.path.join(containers, "svc", "supervisor.json")) as f:
+        supervisor = json.load(f)["pid"]
+    init = json.loads(img_ok(h, "inspect", "svc").stdout)["state"]["pid"]
+    for pid in (supervisor, init):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+              for pid in (supervisor, init)):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for cid in ("svc", "made", "fg"):
+        subprocess.run(["umount", os.path.join(containers, cid, "rootfs")], check=False)
+        for d in cgroup_dirs(f"{h.cgroup_parent}/{cid}"):
+            os.rmdir(d)
+        meta_path = os.path.join(containers, cid, "image.json")
+        with open(meta_path) as f:
+            meta = json.load(f)
+        assert meta["boot"]
+        with open(meta_path, "w") as f:
+            json.dump({**meta, "boot": "an-earlier-boot"}, f)
+    shutil.rmtree(h.root)
+
+    img_ok(h, "system", "prune")  # the first command of the boot: nothing of theirs is pruned
+    listed = img_ok(h, "ps", "-a").stdout
+    assert "fg" in listed and "exited (3)" in listed, listed
+    assert img_ok(h, "inspect", "-f", "{{.State.Status}}", "made", "svc").stdout == "created\nexited\n"
+    img_ok(h, "start", "svc")
+    deadline = time.monotonic() + 10
+    while img_ok(h, "logs", "svc").stdout != "1\n2\n":  # its files kept: /runs has both runs
+        assert time.monotonic() < deadline, img_ok(h, "logs", "svc").stdout
+        time.sleep(0.05)
+    assert img_ok(h, "start", "-a", "made").stdout == "made ran\n"
+    img_ok(h, "rm", "-f", "svc", "made", "fg")
+    assert img_ok(h, "ps", "-aq").stdout == ""
+
+
 def test_logs_timestamps_since_and_until_as_docker(images, busybox_archive):
     """`mrun logs -t` prints each line's time (docker's nine-digit RFC 3339), --since and --until
     take a time, a Unix time or a duration ago, --tail counts lines; the times are the ones the

@@ -13,7 +13,13 @@ if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' 
 
 
 def _rt(g: dict[str, Any]) -> Runtime:
-    return Runtime(g["root"], warn=g.get("warn"), debug=g.get("debug_log"))
+    runtime = Runtime(g["root"], warn=g.get("warn"), debug=g.get("debug_log"))
+    if g.get("image_root") and not g.get("taken_back"):
+        from mrun.images.reboot import take_back
+
+        g["taken_back"] = True
+        take_back(runtime, g["image_root"])  # containers of an earlier boot (images/reboot): listed again
+    return runtime
 
 
 def names_a_container(runtime: Runtime, word: str) -> bool:

@@ -504,11 +504,13 @@ def prepare(
             lock = os.open(os.path.join(bundle, RUN_LOCK), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
             fcntl.flock(lock, fcntl.LOCK_EX)
             _held.append(lock)
+            from mrun.images.reboot import boot_id
+
             labels = (config.get("config") or {}).get("Labels") if isinstance(config, dict) else None
             jsonio.write_file(os.path.join(bundle, MARKER), {
                 "image": name, "config": entry["config"], "layers": entry["layers"],
                 "labels": labels if isinstance(labels, dict) else {}, "id": container_id,
-                "root": os.path.abspath(state_root) if state_root else ""})
+                "root": os.path.abspath(state_root) if state_root else "", "boot": boot_id()})
             rootfs = os.path.join(bundle, "rootfs")
             for d in ("rootfs", "upper", "work"):
                 os.mkdir(os.path.join(bundle, d))
@@ -538,6 +540,7 @@ def _config(store: ImageStore, entry: dict[str, Any]) -> dict[str, Any]:
 def orphans(store: ImageStore) -> list[str]:
     """Containers' bundles left by a killed mrun: no runtime state in their root, nobody running
     them (their run lock is free). A directory without image.json is a release cut short."""
+    from mrun.images.reboot import of_earlier_boot
     from mrun.state import held_by_someone
 
     found = []
@@ -549,6 +552,8 @@ def orphans(store: ImageStore) -> list[str]:
         root = (meta or {}).get("root") or ""
         if meta is not None and (not root or os.path.exists(os.path.join(root, cid, "state.json"))):
             continue  # a container the runtime knows (or one made before roots were recorded)
+        if of_earlier_boot(meta):
+            continue  # its state went with /run at a reboot: the user's still (reboot.take_back)
         found.append(bundle)
     return found
 

@@ -1,0 +1,111 @@
+"""Containers across a reboot.
+
+The runtime's state lives under ``/run/mrun`` (a tmpfs: gone at a reboot); a container's files
+(its bundle, its writable layer, its log) under the image root, ``/var/lib/mrun``, which stays.
+A bundle without state is otherwise a killed mrun's leftover, which `rm -f`, `image prune` and
+`system prune` remove: after a reboot that was every container the user had, files and all.
+Docker keeps them ("Exited"). So ``prepare`` notes the boot in ``image.json``, and the first
+command of a later boot (every command looks) takes back each container of an earlier one: its
+rootfs mounted again over its layers and recorded as a container that ran and stopped (pid 0, as
+`create`'s), so `ps -a` lists it, `start` runs it with its files, `rm` removes it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from mrun import jsonio
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+_boot: list[str] = []
+
+
+def boot_id() -> str:
+    """This boot's id (the kernel's, new at each boot); "" where /proc does not say."""
+    if not _boot:
+        try:
+            with open("/proc/sys/kernel/random/boot_id") as f:
+                _boot.append(f.read().strip())
+        except OSError:
+            _boot.append("")
+    return _boot[0]
+
+
+def of_earlier_boot(meta: dict[str, Any] | None) -> bool:
+    """Whether a bundle's image.json was written in an earlier boot (one without the note, of
+    an older mrun, cannot say: no)."""
+    noted = (meta or {}).get("boot")
+    return isinstance(noted, str) and bool(noted) and bool(boot_id()) and noted != boot_id()
+
+
+def take_back(runtime: Any, image_root: str) -> None:
+    """Each container of an earlier boot recorded again. Looked for at each command, writing
+    nothing where there is none (a listing and a stat per container): a mark of "done for this
+    boot" would be one more write in every state root."""
+    from mrun.bundles import image_of
+
+    containers = os.path.join(image_root, "containers")
+    try:
+        names = os.listdir(containers)
+    except OSError:
+        return  # docker's verbs never used this image root
+    waiting = [cid for cid in sorted(names) if not cid.startswith(".") and not runtime.store.exists(cid)
+               and of_earlier_boot(image_of(os.path.join(containers, cid)))]
+    if not waiting:
+        return
+    import fcntl
+
+    from mrun.images.store import ImageStore
+
+    store = ImageStore(image_root)
+    try:
+        lock = os.open(os.path.join(image_root, "lock"), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return  # a read-only image root (or not ours to write): nothing can be taken back
+    try:
+        try:  # the store's lock, not waited for: our caller may hold it, or a long pull may
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # the next command looks (prune leaves such bundles alone meanwhile: containers.orphans)
+        for cid in waiting:
+            try:
+                _take_back_one(runtime, store, cid)
+            except (OSError, ValueError) as e:  # one damaged bundle never keeps the others back
+                if callable(runtime.warn):
+                    runtime.warn(f"container {cid!r} of an earlier boot: {e}")
+    finally:
+        os.close(lock)
+
+
+def _take_back_one(runtime: Any, store: Any, cid: str) -> None:
+    from mrun.bundles import MARKER, image_of
+    from mrun.errors import MrunError
+    from mrun.kernel import overlay
+    from mrun.operations.create import owner_name
+    from mrun.spec import load_bundle
+    from mrun.state import Record, now_rfc3339
+    from mrun.status import Status
+
+    if cid.startswith(".") or runtime.store.exists(cid):
+        return
+    bundle = os.path.join(store.containers, cid)
+    meta = image_of(bundle)
+    if meta is None or not of_earlier_boot(meta) or meta.get("id") != cid:
+        return
+    if os.path.abspath(meta.get("root") or "") != os.path.abspath(runtime.store.root):
+        return
+    rootfs = os.path.join(bundle, "rootfs")
+    if not os.path.ismount(rootfs) and not os.listdir(rootfs):  # the overlay went with the boot (a copy stays)
+        layers = [store.layer_dir(d) for d in meta.get("layers") or []]
+        overlay.mount(rootfs, list(reversed(layers)), os.path.join(bundle, "upper"), os.path.join(bundle, "work"))
+    try:
+        spec = load_bundle(bundle)
+        with runtime.store.reserve(cid):
+            runtime.store.save(Record(cid, bundle, spec.rootfs, spec.raw, stage=Status.CREATED, created=now_rfc3339(),
+                                      owner=owner_name()))
+    except MrunError as e:
+        raise ValueError(str(e)) from None
+    jsonio.replace_file(os.path.join(bundle, MARKER), {**meta, "boot": boot_id()})
