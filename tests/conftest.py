@@ -555,6 +555,43 @@ def warm_evidence(stderr: str) -> str:
     return "\nthe templates' last children ended by a signal:\n" + "\n".join(lines[-5:])
 
 
+def play_a_reboot(h: Any, names: list[str], damage: dict[str, dict[str, Any]] | None = None) -> None:
+    """Power loss, played on the containers ``names`` of the image root: their supervisors and
+    processes SIGKILLed, their overlays and cgroups gone, the state root removed (/run is a
+    tmpfs), their image.json's boot an earlier one; ``damage``: more of image.json changed."""
+    containers = os.path.join(h.image_root, "containers")
+    pids = []
+    for cid in names:
+        try:
+            with open(os.path.join(containers, cid, "supervisor.json")) as f:
+                pids.append(json.load(f)["pid"])
+        except FileNotFoundError:
+            pass
+        try:
+            with open(os.path.join(h.root, cid, "state.json")) as f:
+                pids.append(json.load(f)["pid"])
+        except FileNotFoundError:
+            pass
+    for pid in (p for p in pids if p):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 9)
+    deadline = time.monotonic() + 10
+    while [p for p in pids if p and p in processes_mentioning("")]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for cid in names:
+        subprocess.run(["umount", os.path.join(containers, cid, "rootfs")], capture_output=True, check=False)
+        for d in cgroup_dirs(f"{h.cgroup_parent}/{cid}"):
+            os.rmdir(d)
+        meta_path = os.path.join(containers, cid, "image.json")
+        with open(meta_path) as f:
+            meta = json.load(f)
+        assert meta["boot"]
+        with open(meta_path, "w") as f:
+            json.dump({**meta, "boot": "an-earlier-boot", **(damage or {}).get(cid, {})}, f)
+    shutil.rmtree(h.root)
+
+
 def one_line_error(r: subprocess.CompletedProcess[str], *needles: str) -> None:
     """A refusal as every refusal must be: a non-zero exit and one line, "mrun: ...", naming
     each of ``needles``."""

@@ -17,7 +17,7 @@ import tempfile
 import time
 
 import pytest
-from conftest import IMAGE, cgroup_dirs, img, img_ok, one_line_error, require, run_args
+from conftest import IMAGE, cgroup_dirs, img, img_ok, one_line_error, play_a_reboot, require, run_args
 from mrun.errors import MrunError
 from test_containerd import WASM_IMAGE, build_wasm_archive
 
@@ -2629,37 +2629,22 @@ def test_containers_outlive_a_reboot_as_docker_s(images, busybox_archive):
     img_ok(h, *run_args(h, "-d", "--name", "svc", IMAGE, "sh", "-c", "echo run >> /runs; wc -l < /runs; sleep 600"))
     img_ok(h, *create_args(h, "--name", "made", IMAGE, "sh", "-c", "echo made ran"))
     assert img(h, *run_args(h, "--name", "fg", IMAGE, "sh", "-c", "exit 3")).returncode == 3
+    img_ok(h, *create_args(h, "--name", "broken", IMAGE, "true"))  # its layers will be gone
     deadline = time.monotonic() + 10
     while img_ok(h, "logs", "svc").stdout != "1\n":
         assert time.monotonic() < deadline
         time.sleep(0.05)
 
     containers = os.path.join(h.image_root, "containers")
-    with open(os.path.join(containers, "svc", "supervisor.json")) as f:
-        supervisor = json.load(f)["pid"]
-    init = json.loads(img_ok(h, "inspect", "svc").stdout)["state"]["pid"]
-    for pid in (supervisor, init):
-        os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while any(os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z"
-              for pid in (supervisor, init)):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    for cid in ("svc", "made", "fg"):
-        subprocess.run(["umount", os.path.join(containers, cid, "rootfs")], check=False)
-        for d in cgroup_dirs(f"{h.cgroup_parent}/{cid}"):
-            os.rmdir(d)
-        meta_path = os.path.join(containers, cid, "image.json")
-        with open(meta_path) as f:
-            meta = json.load(f)
-        assert meta["boot"]
-        with open(meta_path, "w") as f:
-            json.dump({**meta, "boot": "an-earlier-boot"}, f)
-    shutil.rmtree(h.root)
+    play_a_reboot(h, ["svc", "made", "fg", "broken"], {"broken": {"layers": ["sha256:" + "0" * 64]}})
 
-    img_ok(h, "system", "prune")  # the first command of the boot: nothing of theirs is pruned
+    r = img_ok(h, "system", "prune")  # the first command of the boot: nothing of theirs is pruned
+    assert "'broken' of an earlier boot cannot be taken back" in r.stderr and "mrun rm -f broken" in r.stderr
     listed = img_ok(h, "ps", "-a").stdout
     assert "fg" in listed and "exited (3)" in listed, listed
+    assert "orphaned (mrun rm -f)" in [line for line in listed.splitlines() if line.startswith("broken")][0]
+    img_ok(h, "rm", "-f", "broken")  # named, it goes
+    assert not os.path.exists(os.path.join(containers, "broken"))
     assert img_ok(h, "inspect", "-f", "{{.State.Status}}", "made", "svc").stdout == "created\nexited\n"
     img_ok(h, "start", "svc")
     deadline = time.monotonic() + 10

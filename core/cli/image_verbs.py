@@ -1207,7 +1207,7 @@ def _orphans(g: dict[str, Any]) -> list[str]:
         return []
     from mrun.images.containers import orphans
 
-    return orphans(_store(g))
+    return orphans(_store(g), earlier_boot=True)
 
 
 _PS_FILTERS = ("label", "name", "id", "status", "ancestor", "health")

@@ -537,9 +537,11 @@ def _config(store: ImageStore, entry: dict[str, Any]) -> dict[str, Any]:
         return {}
 
 
-def orphans(store: ImageStore) -> list[str]:
+def orphans(store: ImageStore, earlier_boot: bool = False) -> list[str]:
     """Containers' bundles left by a killed mrun: no runtime state in their root, nobody running
-    them (their run lock is free). A directory without image.json is a release cut short."""
+    them (their run lock is free). A directory without image.json is a release cut short.
+    ``earlier_boot``: those of an earlier boot too (one `reboot.take_back` could not take back:
+    listed, and removed when named; never pruned)."""
     from mrun.images.reboot import of_earlier_boot
     from mrun.state import held_by_someone
 
@@ -552,7 +554,7 @@ def orphans(store: ImageStore) -> list[str]:
         root = (meta or {}).get("root") or ""
         if meta is not None and (not root or os.path.exists(os.path.join(root, cid, "state.json"))):
             continue  # a container the runtime knows (or one made before roots were recorded)
-        if of_earlier_boot(meta):
+        if not earlier_boot and of_earlier_boot(meta):
             continue  # its state went with /run at a reboot: the user's still (reboot.take_back)
         found.append(bundle)
     return found
@@ -563,7 +565,7 @@ def remove_orphans(store: ImageStore, only: str = "") -> list[str]:
     from mrun.kernel import syscalls as sc
 
     removed = []
-    for bundle in orphans(store):
+    for bundle in orphans(store, earlier_boot=bool(only)):
         cid = os.path.basename(bundle)
         if only and cid != only:
             continue

@@ -75,7 +75,8 @@ def take_back(runtime: Any, image_root: str) -> None:
                 _take_back_one(runtime, store, cid)
             except (OSError, ValueError) as e:  # one damaged bundle never keeps the others back
                 if callable(runtime.warn):
-                    runtime.warn(f"container {cid!r} of an earlier boot: {e}")
+                    runtime.warn(f"container {cid!r} of an earlier boot cannot be taken back ({e}): "
+                                 f"`mrun rm -f {cid}` removes it")
     finally:
         os.close(lock)
 
@@ -97,6 +98,7 @@ def _take_back_one(runtime: Any, store: Any, cid: str) -> None:
         return
     if os.path.abspath(meta.get("root") or "") != os.path.abspath(runtime.store.root):
         return
+    _release_addresses(runtime.store.root, cid)
     rootfs = os.path.join(bundle, "rootfs")
     if not os.path.ismount(rootfs) and not os.listdir(rootfs):  # the overlay went with the boot (a copy stays)
         layers = [store.layer_dir(d) for d in meta.get("layers") or []]
@@ -109,3 +111,24 @@ def _take_back_one(runtime: Any, store: Any, cid: str) -> None:
     except MrunError as e:
         raise ValueError(str(e)) from None
     jsonio.replace_file(os.path.join(bundle, MARKER), {**meta, "boot": boot_id()})
+
+
+def _release_addresses(state_root: str, cid: str) -> None:
+    """The address leases and host port reservations the container held in the earlier boot:
+    they outlive /run (the network root is /var/lib/mrun/networks), so its start took a new
+    address beside its old one, held for as long as it lived, and one of docker's --ip found
+    its own address taken ("already the address of container ..."). Dropped while the
+    container has no state (so they are a dead container's), as `network prune` drops them."""
+    from mrun.network.store import Networks
+
+    nets = Networks()
+    if not os.path.isdir(nets.root):
+        return
+    ports = os.path.join(nets.root, "ports")
+    held = [nets.path(name, "leases", ip) for name in nets.names() for ip in nets.leases(name)]
+    held += [os.path.join(ports, n) for n in (os.listdir(ports) if os.path.isdir(ports) else [])]
+    for path in held:
+        owner = jsonio.load_object(path) or {}
+        if owner.get("container") == cid and os.path.abspath(str(owner.get("root") or "")) == \
+                os.path.abspath(state_root):
+            nets.drop_if_dead(path)
