@@ -9,6 +9,13 @@ def in_words(error: BaseException) -> str:
     return str(error)
 
 
+def name_the_file(error: OSError, path: str) -> None:
+    """An OSError that names no file (a write failing at close on a full disk, an os.write) names
+    ``path``: "No space left on device" alone said nothing of where."""
+    if error.filename is None:
+        error.filename = path
+
+
 class MrunError(Exception):
     """A failure the CLI reports as one line and a non-zero exit."""
 

@@ -133,7 +133,7 @@ def write_file(path: str, obj: Any, indent: int | None = None) -> None:
         with open(path, "w") as f:
             f.write(dumps(obj, indent))
     except OSError as e:
-        if e.filename is None:
+        if e.filename is None:  # errors.name_the_file's rule (a sibling at layer 0: not importable here)
             e.filename = path
         raise
 

@@ -12,7 +12,7 @@ import sys
 
 from mrun.bundles import image_of
 from mrun.cli.common import _rt
-from mrun.errors import MrunError, NotFound
+from mrun.errors import MrunError, NotFound, name_the_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,8 +40,8 @@ def export(g: dict[str, Any], container_id: str, output: str = "") -> int:
                 except OSError:
                     pass
                 os.unlink(output)
-                if isinstance(e, OSError) and e.filename is None:  # a full disk: say where
-                    e.filename = output
+                if isinstance(e, OSError):
+                    name_the_file(e, output)  # a full disk: say where
             raise
     finally:
         os.close(root)

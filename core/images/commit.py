@@ -15,7 +15,7 @@ import hashlib
 import os
 
 from mrun import jsonio
-from mrun.errors import InvalidSpec, MrunError
+from mrun.errors import InvalidSpec, MrunError, name_the_file
 from mrun.images.store import ImageStore, normalize
 from mrun.kernel.fdpass import write_all
 
@@ -73,8 +73,7 @@ def commit(store: ImageStore, base: str, upper: str, name: str, leave_out: list[
         os.rename(tmp, store.blob_path(diff_id))
         size = out.size
     except OSError as e:
-        if e.filename is None:  # a full disk: say where
-            e.filename = store.blobs
+        name_the_file(e, store.blobs)  # a full disk: say where
         raise
     finally:
         os.close(fd)

@@ -13,7 +13,7 @@ import shutil
 import tarfile
 
 from mrun import jsonio
-from mrun.errors import InvalidSpec, MrunError
+from mrun.errors import InvalidSpec, MrunError, name_the_file
 from mrun.images.reference import check_digest
 from mrun.images.sources import OCI_MANIFEST, REF_NAME
 from mrun.images.store import ImageStore
@@ -56,8 +56,7 @@ def save(store: ImageStore, ref: str, path: str | None, fmt: str = "oci-archive"
             raise
         raise MrunError(f"save: {e.filename} exists (someone else's, or a save cut short: not ours to remove)")
     except OSError as e:
-        if e.filename is None:  # a full disk: say where
-            e.filename = path
+        name_the_file(e, path)  # a full disk: say where
         raise
     finally:
         if made and os.path.isdir(tmp) and not os.path.islink(tmp):

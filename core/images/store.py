@@ -22,7 +22,7 @@ import stat
 
 from mrun import jsonio
 from mrun.bundles import MARKER  # in a container's directory: the image it was made from
-from mrun.errors import MrunError, NotFound
+from mrun.errors import MrunError, NotFound, name_the_file
 from mrun.images.reference import Reference, check_digest
 from mrun.schema import BOOL, STR, UINT, check
 from mrun.state import FileLock
@@ -90,8 +90,7 @@ class ImageStore:
                 raise DigestMismatch(f"blob {digest}: {written} bytes, the manifest says {size}; refused")
             os.rename(tmp, final)
         except OSError as e:
-            if e.filename is None:  # a full disk (at a write or the close): say where
-                e.filename = self.blobs
+            name_the_file(e, self.blobs)  # a full disk (at a write or the close): say where
             raise
         finally:
             if os.path.exists(tmp):

@@ -15,7 +15,7 @@ import os
 import shutil
 
 from mrun import jsonio
-from mrun.errors import InvalidSpec, MrunError, NotFound, in_words
+from mrun.errors import InvalidSpec, MrunError, NotFound, in_words, name_the_file
 from mrun.state import FileLock
 
 TYPE_CHECKING = False
@@ -356,8 +356,7 @@ def _fill(fd: int, path: str, data: bytes) -> None:
             f.write(data)
     except OSError as e:
         os.unlink(path)
-        if e.filename is None:
-            e.filename = path
+        name_the_file(e, path)
         raise
 
 
