@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from mrun import jsonio
@@ -87,18 +86,7 @@ def prune(nets: Networks) -> list[str]:
 
 def prune_stale(nets: Networks) -> list[str]:
     """Leases and port reservations whose container is gone (a killed run left them)."""
-    removed = []
-    for name in nets.names():
-        for ip in nets.leases(name):
-            if nets.drop_if_dead(nets.path(name, "leases", ip)):
-                removed.append(f"lease {ip} in {name}")
-    ports = os.path.join(nets.root, "ports")
-    for entry in os.listdir(ports) if os.path.isdir(ports) else []:
-        if not entry.startswith(("tcp-", "udp-", "sctp-")) or not os.path.isfile(os.path.join(ports, entry)):
-            continue  # not a reservation: what a network called "ports" (an older mrun made one) holds
-        if nets.drop_if_dead(os.path.join(ports, entry)):
-            removed.append(f"port reservation {entry}")
-    return removed
+    return [what for path, what in nets.reservations() if nets.drop_if_dead(path)]
 
 
 def _list(nets: Networks, quiet: bool, fmt: str) -> None:

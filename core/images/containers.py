@@ -504,7 +504,7 @@ def prepare(
             lock = os.open(os.path.join(bundle, RUN_LOCK), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
             fcntl.flock(lock, fcntl.LOCK_EX)
             _held.append(lock)
-            from mrun.images.reboot import boot_id
+            from mrun.kernel.proc import boot_id
 
             labels = (config.get("config") or {}).get("Labels") if isinstance(config, dict) else None
             jsonio.write_file(os.path.join(bundle, MARKER), {

@@ -15,24 +15,11 @@ from __future__ import annotations
 import os
 
 from mrun import jsonio
+from mrun.kernel.proc import boot_id
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-_boot: list[str] = []
-
-
-def boot_id() -> str:
-    """This boot's id (the kernel's, new at each boot); "" where /proc does not say."""
-    if not _boot:
-        try:
-            with open("/proc/sys/kernel/random/boot_id") as f:
-                _boot.append(f.read().strip())
-        except OSError:
-            _boot.append("")
-    return _boot[0]
-
 
 def of_earlier_boot(meta: dict[str, Any] | None) -> bool:
     """Whether a bundle's image.json was written in an earlier boot (one without the note, of
@@ -84,11 +71,9 @@ def take_back(runtime: Any, image_root: str) -> None:
 def _take_back_one(runtime: Any, store: Any, cid: str) -> None:
     from mrun.bundles import MARKER, image_of
     from mrun.errors import MrunError
+    from mrun.images.unstarted import record_stopped
     from mrun.kernel import overlay
-    from mrun.operations.create import owner_name
     from mrun.spec import load_bundle
-    from mrun.state import Record, now_rfc3339
-    from mrun.status import Status
 
     if cid.startswith(".") or runtime.store.exists(cid):
         return
@@ -104,10 +89,7 @@ def _take_back_one(runtime: Any, store: Any, cid: str) -> None:
         layers = [store.layer_dir(d) for d in meta.get("layers") or []]
         overlay.mount(rootfs, list(reversed(layers)), os.path.join(bundle, "upper"), os.path.join(bundle, "work"))
     try:
-        spec = load_bundle(bundle)
-        with runtime.store.reserve(cid):
-            runtime.store.save(Record(cid, bundle, spec.rootfs, spec.raw, stage=Status.CREATED, created=now_rfc3339(),
-                                      owner=owner_name()))
+        record_stopped(runtime, cid, bundle, load_bundle(bundle))
     except MrunError as e:
         raise ValueError(str(e)) from None
     jsonio.replace_file(os.path.join(bundle, MARKER), {**meta, "boot": boot_id()})
@@ -122,12 +104,7 @@ def _release_addresses(state_root: str, cid: str) -> None:
     from mrun.network.store import Networks
 
     nets = Networks()
-    if not os.path.isdir(nets.root):
-        return
-    ports = os.path.join(nets.root, "ports")
-    held = [nets.path(name, "leases", ip) for name in nets.names() for ip in nets.leases(name)]
-    held += [os.path.join(ports, n) for n in (os.listdir(ports) if os.path.isdir(ports) else [])]
-    for path in held:
+    for path, _ in nets.reservations():
         owner = jsonio.load_object(path) or {}
         if owner.get("container") == cid and os.path.abspath(str(owner.get("root") or "")) == \
                 os.path.abspath(state_root):

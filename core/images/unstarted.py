@@ -22,13 +22,21 @@ CREATED_FILE = "created.json"  # {"remove": docker's --rm}; gone once the superv
 
 
 def record_unstarted(runtime: Any, container_id: str, bundle: str, remove: bool) -> None:
-    from mrun.operations.create import owner_name
     from mrun.spec import load_bundle
-    from mrun.state import Record, now_rfc3339
-    from mrun.status import Status
 
     spec = load_bundle(bundle)
     jsonio.replace_file(os.path.join(bundle, CREATED_FILE), {"remove": remove})
+    record_stopped(runtime, container_id, bundle, spec)
+
+
+def record_stopped(runtime: Any, container_id: str, bundle: str, spec: Any) -> None:
+    """``container_id`` recorded as a container that ran and stopped (pid 0, nothing to signal):
+    docker's create, and a container of an earlier boot taken back (images/reboot). The id is
+    claimed atomically; a save that fails leaves no record."""
+    from mrun.operations.create import owner_name
+    from mrun.state import Record, now_rfc3339
+    from mrun.status import Status
+
     with runtime.store.reserve(container_id):
         try:
             runtime.store.save(Record(container_id, bundle, spec.rootfs, spec.raw, stage=Status.CREATED,

@@ -52,6 +52,20 @@ SIGKILL = 9
 SIGRTMIN, SIGRTMAX, NSIG = 34, 64, 65  # glibc keeps 32 and 33 for itself
 
 
+_boot: list[str] = []
+
+
+def boot_id() -> str:
+    """This boot's id (the kernel's, new at each boot); "" where /proc does not say."""
+    if not _boot:
+        try:
+            with open("/proc/sys/kernel/random/boot_id") as f:
+                _boot.append(f.read().strip())
+        except OSError:
+            _boot.append("")
+    return _boot[0]
+
+
 def status_field(name: str, pid: int | str = "self") -> str | None:
     """The value of ``name`` in /proc/PID/status ("Threads", "CapPrm"...), stripped; None where
     the kernel shows no such field."""

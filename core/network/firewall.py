@@ -154,13 +154,14 @@ def _stamp() -> tuple[str, int, int] | None:
     gen = generation()
     if gen is None:
         return None
+    from mrun.kernel.proc import boot_id
+
+    boot = boot_id()
     try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            boot = f.read().strip()
         netns = os.stat("/proc/self/ns/net").st_ino
     except OSError:
         return None
-    return boot, netns, gen
+    return (boot, netns, gen) if boot else None
 
 
 def _read(record: str) -> tuple[str, int, int] | None:

@@ -285,6 +285,17 @@ class Networks:
             _fill(fd, path, jsonio.dumps(owner).encode())
         return path
 
+    def reservations(self) -> list[tuple[str, str]]:
+        """Every address lease and host port reservation: (its path, what `network prune` calls it)."""
+        found = [(self.path(name, "leases", ip), f"lease {ip} in {name}") for name in self.names()
+                 for ip in self.leases(name)]
+        ports = os.path.join(self.root, "ports")
+        for entry in os.listdir(ports) if os.path.isdir(ports) else []:
+            if not entry.startswith(("tcp-", "udp-", "sctp-")) or not os.path.isfile(os.path.join(ports, entry)):
+                continue  # not a reservation: what a network called "ports" (an older mrun made one) holds
+            found.append((os.path.join(ports, entry), f"port reservation {entry}"))
+        return found
+
     def drop_if_dead(self, path: str) -> bool:
         """Remove the reservation or lease at ``path`` if its container has no state any more
         (`network prune`, `system prune`); under the lock, so never one a run has just taken over."""
