@@ -637,8 +637,8 @@ def _docker_view(doc: dict[str, Any]) -> dict[str, Any]:
     status = {"stopped": "restarting" if ended.get("restarting") else "exited", "creating": "created"}.get(
         state["status"], state["status"])
     live = state["status"] in ("running", "paused")
-    labels = {k: v for k, v in (config.get("annotations") or {}).items() if not ann.is_reserved(k)}
     own = config.get("annotations") or {}
+    labels = {k: v for k, v in own.items() if not ann.is_reserved(k)}
     policy = own.get(ann.RESTART) or "no"
     if ann.IMAGE in own:  # update --restart writes it into its bundle
         from mrun.images.supervisor import policy_now

@@ -463,14 +463,13 @@ def update(g: dict[str, Any], container_ids: list[str], resources: str, blkio_we
             if (record.config.get("annotations") or {}).get(ann.REMOVE) == "true":
                 raise MrunError(f"container {container_id!r}: its restart policy cannot change: it is removed once "
                                 "it ends (--rm), as docker refuses")
-        if restart and not res:
-            pass  # the policy only
-        elif _docker_made(record) and runtime.status(record) == Status.STOPPED:
-            from mrun.spec import check_resources
+        if res or not restart:  # (--restart alone changes no limit)
+            if _docker_made(record) and runtime.status(record) == Status.STOPPED:
+                from mrun.spec import check_resources
 
-            check_resources(res)  # docker's update of an exited or created one: for its next start
-        else:
-            runtime.update(container_id, res)
+                check_resources(res)  # docker's update of an exited or created one: for its next start
+            else:
+                runtime.update(container_id, res)
         if _docker_made(record):
             from mrun.images.containers import keep_update
 
