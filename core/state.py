@@ -229,6 +229,20 @@ class Store:
         final = self.path(record.id, STATE_FILE)
         jsonio.replace_file(final, record.to_dict(), tmp=final + ".tmp")
 
+    def write_back(self, record: Record) -> None:
+        """The state of a live container, removed from under a process that kept its record (the
+        shim: `rm -rf /run/mrun`, a tmpfiles clean-up), saved again. A created one's start gates,
+        fifos its init still holds open, are linked back through /proc so `start` reaches it.
+        Only for a container whose init the caller knows to be alive (its own unreaped child):
+        the links name that pid's descriptors."""
+        os.makedirs(self.path(record.id), mode=0o711, exist_ok=True)
+        if record.stage == Status.CREATED:
+            for name in (EXEC_FIFO, STARTED_FIFO):
+                held = _held_by(record.pid, self.path(record.id, name))
+                if held is not None:
+                    os.symlink(held, self.path(record.id, name))
+        self.save(record)
+
     def lock(self, container_id: str) -> FileLock:
         check_id(container_id)
         return FileLock(self.path(container_id, "lock"), f"container {container_id!r} does not exist")
@@ -278,6 +292,18 @@ class Store:
         if frozen:  # a created container too: runc pauses one, and resume makes it created again
             return Status.PAUSED
         return Status.CREATED if os.path.exists(self.path(record.id, EXEC_FIFO)) else Status.RUNNING
+
+
+def _held_by(pid: int, path: str) -> str | None:
+    """/proc/PID/fd/N of ``pid``'s descriptor on ``path`` since removed, if it has one."""
+    fds = f"/proc/{pid}/fd"
+    try:
+        for fd in os.listdir(fds):
+            if os.readlink(os.path.join(fds, fd)) == path + " (deleted)":
+                return os.path.join(fds, fd)
+    except OSError:  # it has ended: nothing to link
+        pass
+    return None
 
 
 class FileLock:

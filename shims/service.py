@@ -36,6 +36,7 @@ from mrun.shims.ttrpc import (
     TTRPCError,
 )
 from mrun.spec import check_process
+from mrun.state import Record
 from mrun.status import Status
 
 # The same messages under two names: v2 for containerd 1.6/1.7 (and 2.x with a bare address),
@@ -73,6 +74,8 @@ class Task(Process):
         super().__init__(req.id, "", req.stdin, req.stdout, req.stderr, req.terminal)
         self.id, self.bundle = req.id, req.bundle
         self.execs: dict[str, Process] = {}
+        self.kept: dict | None = None  # its state.json as last written (TaskService._written_back)
+        self.deleting = False  # under TaskService.lock: its state goes now, and is not written back
 
     def release_stdio(self) -> None:
         for proc in (self, *self.execs.values()):
@@ -148,7 +151,23 @@ class TaskService:
         task = self.tasks.get(task_id)
         if task is None:
             raise TTRPCError(NOT_FOUND, f"task {task_id}: not found")
+        self._written_back(task)
         return task
+
+    def _written_back(self, task: Task) -> None:
+        """The task's state, removed under us (`rm -rf /run/mrun`, a tmpfiles clean-up), written
+        back from what we kept: without it the shim said a running task had stopped, could not
+        signal its own child ("does not exist"), and a `ctr task rm -f` waited for ever while the
+        cgroup stayed. One stat per call. The marks of the parent cgroups it made are not
+        written back: those parents are left, as made by someone else (never removed unproven)."""
+        store = self.runtime.store
+        if task.kept is None or store.exists(task.id):
+            return
+        with self.lock:
+            if task.deleting or store.exists(task.id):
+                return
+            store.write_back(Record(**task.kept))
+        print(f"mrun shim: the state of task {task.id} was removed under it; written back", file=sys.stderr)
 
     def _process(self, task_id: str, exec_id: str) -> Process:
         task = self._task(task_id)
@@ -184,8 +203,9 @@ class TaskService:
         self.spawner, self.helper = spawner.start_helper()
         self.helper_pids.add(self.helper.pid)  # type: ignore[attr-defined]
 
-    def _spawn(self, msg: dict, proc: Process) -> int:
-        """Ask the fork helper for a create or an exec, wire up its stdio; returns its pid."""
+    def _spawn(self, msg: dict, proc: Process) -> dict:
+        """Ask the fork helper for a create or an exec, wire up its stdio: -> its answer (the
+        process's pid; a create's record too)."""
         console = pump = None
         if proc.terminal:  # the container makes the pty and sends its master back on this pair
             console, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -223,7 +243,7 @@ class TaskService:
         if pump is not None:
             pump.start()
             proc.pump = pump
-        return answer["pid"]
+        return answer
 
     # -- the reaper ---------------------------------------------------------------------
 
@@ -276,6 +296,8 @@ class TaskService:
         return status if when >= since else None
 
     def _exited(self, proc: Process, status: int) -> None:
+        if isinstance(proc, Task):
+            self._written_back(proc)
         if not proc.exec_id:
             self.runtime.end_the_rest(proc.container_id)  # before the exit is reported, as runc's shim
         if proc.relay is not None:
@@ -319,13 +341,13 @@ class TaskService:
             warm_the_move_for(req.bundle)
             # A pod's shim: the helper readies a worker for the next create once this one is done.
             msg["more"] = self.grouped or bool(self.sandboxes) or bool(self.tasks)
-            pid = self._spawn(msg, task)
+            answer = self._spawn(msg, task)
         except BaseException:
             if mounted:
                 unmount_all(rootfs)
             raise
         with self.lock:
-            task.pid = pid
+            task.pid, task.kept = answer["pid"], answer.get("record")
             self.tasks[req.id] = task
             self.by_pid[task.pid] = task
             early = self._early_exit(task.pid, asked)
@@ -349,7 +371,7 @@ class TaskService:
             return self._start_exec(req.id, req.exec_id)
         task = self._task(req.id)
         try:
-            self.runtime.start(req.id)
+            task.kept = self.runtime.start(req.id).to_dict()
         except MrunError as e:
             raise TTRPCError(UNKNOWN, f"OCI runtime start failed: {e}")
         self._publish(events_pb2.TaskStart(container_id=req.id, pid=task.pid))
@@ -362,7 +384,7 @@ class TaskService:
         if proc.window and proc.spec is not None:  # sized before it runs, not just after
             proc.spec["consoleSize"] = {"width": proc.window[0], "height": proc.window[1]}
         asked = time.monotonic()
-        pid = self._spawn({"id": task_id, "root": self.runtime.store.root, "process": proc.spec}, proc)
+        pid = self._spawn({"id": task_id, "root": self.runtime.store.root, "process": proc.spec}, proc)["pid"]
         with self.lock:
             proc.pid = pid
             self.by_pid[proc.pid] = proc
@@ -471,9 +493,12 @@ class TaskService:
                 pid=proc.pid, exit_status=proc.exit_status, exited_at=proc.exited_at
             ).SerializeToString()
         task = self._task(req.id)
+        with self.lock:
+            task.deleting = True
         try:
             self.runtime.delete(req.id, force=True)
         except MrunError as e:
+            task.deleting = False
             raise TTRPCError(UNKNOWN, f"OCI runtime delete failed: {e}")
         unmount_all(os.path.join(task.bundle, "rootfs"))
         task.release_stdio()

@@ -16,7 +16,7 @@ import socket
 import sys
 
 from mrun import jsonio, knobs
-from mrun.errors import MrunError
+from mrun.errors import MrunError, in_words
 from mrun.kernel import fdpass
 from mrun.trace import span
 
@@ -84,7 +84,8 @@ def _create_or_exec(msg: dict, fds: list[int], backends: object) -> dict:
     opts.console = console  # the container's pty master goes back to the daemon on it
     opts.annotations = msg.get("annotations") or {}
     if msg.get("process") is None:
-        return {"pid": runtime.create(msg["id"], msg["bundle"], opts).pid}
+        record = runtime.create(msg["id"], msg["bundle"], opts)
+        return {"pid": record.pid, "record": record.to_dict()}  # the daemon keeps it (service._written_back)
     import tempfile  # an exec's only: it brings random and hashlib, which a create need not pay for
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -162,6 +163,8 @@ def _work(msg: dict, fds: list[int], backends: object, answers: int) -> NoReturn
             answer = _create(msg, fds, backends)
     except MrunError as e:
         answer = {"error": str(e)}
+    except OSError as e:  # the host's (a full /run): its words and its file, not Python's repr
+        answer = {"error": in_words(e)}
     except Exception as e:  # reported to the daemon, which answers containerd
         answer = {"error": f"{e.__class__.__name__}: {e}"}
     if pristine.handed_over():

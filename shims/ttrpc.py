@@ -18,6 +18,7 @@ import sys
 import threading
 from collections.abc import Callable
 
+from mrun.errors import in_words
 from mrun.kernel.fdpass import read_exact
 from mrun.shims.proto import ttrpc_pb2
 from mrun.trace import span
@@ -186,7 +187,7 @@ class Server:
             return
         except Exception as e:  # a bug must not take the server down: report it to the caller
             print(f"mrun shim: {req.service}/{req.method} failed: {e!r}", file=sys.stderr)
-            self._reply_error(conn, stream, UNKNOWN, f"{req.method}: {e}")
+            self._reply_error(conn, stream, UNKNOWN, f"{req.method}: {in_words(e)}")
             return
         try:
             conn.send(stream, RESPONSE, ttrpc_pb2.Response(payload=payload).SerializeToString())

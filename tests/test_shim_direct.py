@@ -17,7 +17,7 @@ from conftest import cgroup_dirs, children_of, mrun_binary, open_to_others, runn
 from google.protobuf import any_pb2
 from mrun.cgroups import detect
 from mrun.shims import ttrpc
-from mrun.shims.proto import task_pb2
+from mrun.shims.proto import task_pb2, types_pb2
 from mrun.warm import client
 
 TASK = "containerd.task.v2.Task"
@@ -676,7 +676,7 @@ def test_a_user_namespaced_snapshot_is_mounted_idmapped_by_the_create_worker(h, 
     threaded daemon must not), so the image's root-owned files are the container's root's; a bind
     snapshot (the native snapshotter's) is cloned idmapped whole. Only one of the two options is
     refused in one line, nothing left mounted."""
-    from mrun.shims.proto import types_pb2
+
     from test_sandbox import _in_a_user_namespace
 
     maps = "0:300000:65536"
@@ -724,7 +724,7 @@ def test_a_read_only_bind_snapshot_is_read_only(h):
     """A bind rootfs with "ro" (containerd's read-only snapshot views, the native snapshotter): a
     bind mount takes no flag but MS_REC when it is made, so ro needs the remount a bundle's bind
     mounts get; the rootfs was writable."""
-    from mrun.shims.proto import types_pb2
+
 
     cid = h.cid("robind")
     bundle = os.path.join(h.tmp, f"bundle-{cid}")
@@ -743,3 +743,75 @@ def test_a_read_only_bind_snapshot_is_read_only(h):
     assert read_until_eof(out).split() == [b"Read-only"]
     assert not os.path.exists(os.path.join(h.rootfs, "probe"))
     shim.finish(cid)
+
+
+def test_a_full_state_root_refuses_a_create_in_words_and_keeps_what_runs(h):
+    """/run is a tmpfs, often small: full, a Create was refused as Python's repr ("OSError: [Errno
+    28] No space left on device: '…/state.json'"); it names the file in words and leaves nothing,
+    a task already running ends with its status, and once there is room again a Create works."""
+    root = os.path.join(h.tmp, "shim-state")
+    os.makedirs(root)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", root], check=True)
+    try:
+        shim, cid, _ = sleeping_task(h, "running")
+        with open(os.path.join(root, "fill"), "wb", buffering=0) as f:
+            with pytest.raises(OSError, match="No space left"):
+                while True:
+                    f.write(b"\0" * 65536)
+        before = sorted(os.listdir(os.path.join(root, "direct")))
+        refused = h.cid("refused")
+        cfg = h.config(["true"])
+        other = Shim(h, h.bundle(config=cfg), refused)
+        with pytest.raises(ttrpc.TTRPCError) as e:
+            other.call("Create", task_pb2.CreateTaskRequest(id=refused, bundle=other.bundle))
+        message = e.value.message
+        assert "No space left on device: " + os.path.join(root, "direct", refused) in message, message
+        assert "Errno" not in message and "OSError" not in message and "\n" not in message, message
+        assert sorted(os.listdir(os.path.join(root, "direct"))) == before, "the refused create left its state"
+        assert not cgroup_dirs(cfg["linux"]["cgroupsPath"])
+
+        shim.call("Kill", task_pb2.KillRequest(id=cid, signal=9))
+        waited = task_pb2.WaitResponse.FromString(shim.call("Wait", task_pb2.WaitRequest(id=cid)))
+        assert waited.exit_status == 137
+        shim.finish(cid)  # the disk still full
+        other.finish()
+        os.unlink(os.path.join(root, "fill"))
+        again = Shim(h, h.bundle(["true"]), refused)
+        again.call("Create", task_pb2.CreateTaskRequest(id=refused, bundle=again.bundle))
+        again.finish(refused)
+    finally:
+        subprocess.run(["umount", "-l", root], check=True)
+
+
+@pytest.mark.parametrize("started", [True, False], ids=["running", "created"])
+def test_state_removed_under_a_running_shim_is_written_back_from_what_it_kept(h, started):
+    """/run/mrun/shim removed while tasks run (`rm -rf /run/mrun`, a tmpfiles clean-up): the shim
+    said a running task was STOPPED, Kill failed "does not exist" (its own child, alive), and
+    `ctr task rm -f` waited for an exit that never came, leaving the cgroup. The shim kept each
+    task's record: the next call writes it back, and every verb works as before."""
+    import shutil
+
+    cid = h.cid("lost")
+    cfg = h.config(["sleep", "600"])
+    shim = Shim(h, h.bundle(config=cfg), cid)
+    shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=shim.bundle))
+    if started:
+        shim.call("Start", task_pb2.StartRequest(id=cid))
+    shutil.rmtree(shim.state_root)
+    state = task_pb2.StateResponse.FromString(shim.call("State", task_pb2.StateRequest(id=cid)))
+    assert state.status == (types_pb2.RUNNING if started else types_pb2.CREATED)
+    assert os.path.exists(os.path.join(shim.state_root, "direct", cid, "state.json"))
+    if started:
+        pids = task_pb2.PidsResponse.FromString(shim.call("Pids", task_pb2.PidsRequest(id=cid)))
+        assert [p.pid for p in pids.processes] == [state.pid]
+    shutil.rmtree(shim.state_root)
+    if not started:  # its start gate, a fifo its init holds, linked back
+        shim.call("Start", task_pb2.StartRequest(id=cid))
+        state = task_pb2.StateResponse.FromString(shim.call("State", task_pb2.StateRequest(id=cid)))
+        assert state.status == types_pb2.RUNNING
+        shutil.rmtree(shim.state_root)
+    shim.call("Kill", task_pb2.KillRequest(id=cid, signal=9))
+    assert wait_exit(shim, cid) == 137
+    shutil.rmtree(shim.state_root)
+    shim.finish(cid)
+    assert not cgroup_dirs(cfg["linux"]["cgroupsPath"]), "the task's cgroup outlived its delete"
