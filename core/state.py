@@ -97,7 +97,7 @@ def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 63
 
 
-def _shape_problem(data: object, container_id: str) -> str:
+def shape_problem(data: object, container_id: str) -> str:
     """What is wrong with a state document, or "". A state file is input like any other: a
     damaged or forged one must neither crash a command nor aim a signal at a stranger."""
     if not isinstance(data, dict):
@@ -217,7 +217,7 @@ class Store:
                 f"container {container_id!r}: state file is unreadable ({in_words(e)}); "
                 f"'mrun delete --force {container_id}' cleans it up"
             )
-        problem = _shape_problem(data, container_id)
+        problem = shape_problem(data, container_id)
         if problem:
             raise MrunError(
                 f"container {container_id!r}: state file is malformed ({problem}); "

@@ -2656,6 +2656,38 @@ def test_containers_outlive_a_reboot_as_docker_s(images, busybox_archive):
     assert img_ok(h, "ps", "-aq").stdout == ""
 
 
+def test_a_state_root_removed_under_running_containers_loses_none_of_them(images, busybox_archive):
+    """`rm -rf /run/mrun` (a tmpfiles clean-up, an admin) while detached containers run: each
+    looked like a killed mrun's leftover ("orphaned"), and the next `system prune` removed its
+    files from under it (its rootfs, its writable layer), leaving it running where no verb could
+    reach it. Its supervisor keeps the runtime's record in the bundle; the next command writes it
+    back, so it is listed running, exec'd into, stopped and removed as before."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "svc", IMAGE, "sh", "-c", "echo kept > /f; sleep 600"))
+    img_ok(h, *run_args(h, "-d", "--restart", "always", "--name", "again", IMAGE, "sh", "-c", "sleep 0.3"))
+    deadline = time.monotonic() + 10
+    while img(h, "exec", "svc", "cat", "/f").stdout != "kept\n":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    shutil.rmtree(h.root)
+
+    r = img_ok(h, "system", "prune")
+    assert "svc" not in r.stdout and "again" not in r.stdout, r.stdout
+    status = img_ok(h, "inspect", "-f", "{{.State.Status}}", "svc").stdout
+    assert status == "running\n", status
+    assert img_ok(h, "exec", "svc", "cat", "/f").stdout == "kept\n"
+    shutil.rmtree(h.root)  # once more, the restarting one in its back-off or running again
+    deadline = time.monotonic() + 10
+    while "restarting" in img_ok(h, "inspect", "-f", "{{.State.Status}}", "again").stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    img_ok(h, "stop", "-t", "1", "svc", "again")
+    assert img_ok(h, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "svc").stdout == "exited 137\n"
+    img_ok(h, "rm", "svc", "again")
+    assert img_ok(h, "ps", "-aq").stdout == ""
+
+
 def test_logs_timestamps_since_and_until_as_docker(images, busybox_archive):
     """`mrun logs -t` prints each line's time (docker's nine-digit RFC 3339), --since and --until
     take a time, a Unix time or a duration ago, --tail counts lines; the times are the ones the

@@ -543,13 +543,14 @@ def orphans(store: ImageStore, earlier_boot: bool = False) -> list[str]:
     ``earlier_boot``: those of an earlier boot too (one `reboot.take_back` could not take back:
     listed, and removed when named; never pruned)."""
     from mrun.images.reboot import of_earlier_boot
+    from mrun.images.supervisor import supervisor_gone
     from mrun.state import held_by_someone
 
     found = []
     for cid in os.listdir(store.containers) if os.path.isdir(store.containers) else []:
         bundle = os.path.join(store.containers, cid)
-        if held_by_someone(os.path.join(bundle, RUN_LOCK)):
-            continue
+        if held_by_someone(os.path.join(bundle, RUN_LOCK)) or supervisor_gone(bundle) is False:
+            continue  # being made, or running under its supervisor (its record removed: images/kept)
         meta = image_of(bundle)
         root = (meta or {}).get("root") or ""
         if meta is not None and (not root or os.path.exists(os.path.join(root, cid, "state.json"))):

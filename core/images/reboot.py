@@ -39,7 +39,8 @@ def take_back(runtime: Any, image_root: str) -> None:
         names = os.listdir(containers)
     except OSError:
         return  # docker's verbs never used this image root
-    waiting = [cid for cid in sorted(names) if not cid.startswith(".") and not runtime.store.exists(cid)
+    stateless = [cid for cid in sorted(names) if not cid.startswith(".") and not runtime.store.exists(cid)]
+    waiting = [cid for cid in stateless if not _written_back(runtime, os.path.join(containers, cid), cid)
                and of_earlier_boot(image_of(os.path.join(containers, cid)))]
     if not waiting:
         return
@@ -66,6 +67,20 @@ def take_back(runtime: Any, image_root: str) -> None:
                                  f"`mrun rm -f {cid}` removes it")
     finally:
         os.close(lock)
+
+
+def _written_back(runtime: Any, bundle: str, cid: str) -> bool:
+    """A running container's record, removed from under it in this boot, written back from its
+    supervisor's copy (images/kept). One that cannot be is warned about, not a failed command."""
+    from mrun.images.kept import write_back
+    from mrun.images.supervisor import supervisor_gone
+
+    try:
+        return supervisor_gone(bundle) is False and write_back(runtime, bundle, cid)
+    except OSError as e:
+        if callable(runtime.warn):
+            runtime.warn(f"container {cid!r} lost its state and it cannot be written back: {e}")
+        return False
 
 
 def _take_back_one(runtime: Any, store: Any, cid: str) -> None:

@@ -280,6 +280,7 @@ def remove_with_volumes(runtime: Any, container_id: str) -> None:
 def _start(runtime: Any, container_id: str, bundle: str, relay: Any, again: bool = False) -> int:
     """Create (``again``: once more, in place) and start the container with its output on the
     relay's pipes (ours goes nowhere after). -> its process."""
+    from mrun.images import kept
     from mrun.runtime import CreateOptions
 
     os.dup2(relay.writers[1], 1)  # the container inherits these: its output goes to its log
@@ -289,11 +290,14 @@ def _start(runtime: Any, container_id: str, bundle: str, relay: Any, again: bool
             from mrun.images.joined import rejoin
 
             rejoin(runtime, bundle)
+            kept.write_back(runtime, bundle, container_id)  # removed during the back-off (images/kept)
             runtime.recreate(container_id)
             runtime.start(container_id)
         else:
             runtime.run(container_id, bundle, CreateOptions(), True, keep=True)
-        return runtime.store.load(container_id).pid
+        record = runtime.store.load(container_id)
+        kept.keep(bundle, record)
+        return record.pid
     finally:
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         os.dup2(null, 1)

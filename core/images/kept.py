@@ -1,0 +1,52 @@
+"""The runtime's record of a detached container, kept in its bundle by its supervisor.
+
+The record (``state.json``) lives under the state root, ``/run/mrun`` (a tmpfs); the bundle under
+the image root. Someone removing ``/run/mrun`` while containers run (an admin's `rm -rf`, a
+tmpfiles clean-up) made each look like a killed mrun's leftover: the next `system prune` removed
+its rootfs and writable layer from under it and let its address go, while it ran on where no verb
+could reach it. The supervisor, which lives as long as the container and is its parent, keeps a
+copy at each start; a command that finds the record gone and the supervisor alive writes it back
+(``images/reboot.take_back``, which every command runs), as does the supervisor before a restart.
+"""
+
+from __future__ import annotations
+
+import os
+
+from mrun import jsonio
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+KEPT_FILE = "record.json"
+
+
+def keep(bundle: str, record: Any) -> None:
+    """A copy of ``record`` in the bundle. Best effort: a full disk loses only the repair."""
+    try:
+        jsonio.replace_file(os.path.join(bundle, KEPT_FILE), record.to_dict())
+    except OSError:
+        pass
+
+
+def write_back(runtime: Any, bundle: str, container_id: str) -> bool:
+    """The kept record saved again where the runtime's is missing, if the bundle is this state
+    root's. Only while the container's supervisor lives (the caller's to know: it is the
+    supervisor, or has seen it alive), so the record names a process of ours, not one that took
+    its pid. -> whether it was."""
+    from mrun.bundles import image_of
+    from mrun.state import Record, shape_problem
+
+    if runtime.store.exists(container_id):
+        return False
+    meta = image_of(bundle) or {}
+    if meta.get("id") != container_id or \
+            os.path.abspath(meta.get("root") or "") != os.path.abspath(runtime.store.root):
+        return False
+    doc = jsonio.load_object(os.path.join(bundle, KEPT_FILE))
+    if doc is None or shape_problem(doc, container_id) or \
+            os.path.abspath(doc.get("bundle") or "") != os.path.abspath(bundle):
+        return False
+    runtime.store.write_back(Record(**{k: v for k, v in doc.items() if k in Record.FIELDS}))
+    return True
