@@ -2688,6 +2688,31 @@ def test_a_state_root_removed_under_running_containers_loses_none_of_them(images
     assert img_ok(h, "ps", "-aq").stdout == ""
 
 
+def test_exec_and_top_of_a_container_not_running_say_so_as_docker(images, busybox_archive):
+    """docker's exec and top of a created or exited container: "container X is not running",
+    exit 1. exec said "it is stopped" with runc's 255 (a script told "the command failed"), top
+    printed an empty table with 0. A paused one: exec is refused as docker's ("unpause the
+    container before exec"; ours named runc's --ignore-paused), top lists its processes."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *create_args(h, "--name", "made", IMAGE, "sleep", "600"))
+    img_ok(h, *run_args(h, "--name", "ended", IMAGE, "true"))
+    for name in ("made", "ended"):
+        for verb in (["exec", name, "true"], ["exec", "-d", name, "true"], ["top", name]):
+            r = img(h, *verb)
+            one_line_error(r, f"container {name!r} is not running")
+            assert r.returncode == 1, (verb, r.returncode)
+    img_ok(h, *run_args(h, "-d", "--name", "up", IMAGE, "sleep", "600"))
+    img_ok(h, "pause", "up")
+    r = img(h, "exec", "up", "true")
+    one_line_error(r, "container 'up' is paused, unpause the container before exec")
+    assert r.returncode == 1
+    assert "sleep 600" in img_ok(h, "top", "up").stdout
+    img_ok(h, "unpause", "up")
+    assert img(h, "exec", "up", "sh", "-c", "exit 5").returncode == 5
+    img_ok(h, "rm", "-f", "made", "ended", "up")
+
+
 def test_logs_timestamps_since_and_until_as_docker(images, busybox_archive):
     """`mrun logs -t` prints each line's time (docker's nine-digit RFC 3339), --since and --until
     take a time, a Unix time or a duration ago, --tail counts lines; the times are the ones the

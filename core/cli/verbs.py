@@ -107,6 +107,21 @@ def _docker_made(record: Any) -> bool:
     return ann.IMAGE in (record.config.get("annotations") or {})
 
 
+class NotRunning(MrunError):
+    """docker's refusal of exec and top on a container that is not running: its words, exit 1
+    (runc's exec ends 255 for whatever kept the process from running)."""
+
+
+def _docker_running(runtime: Any, record: Any, exec_: bool = False) -> None:
+    """A container of docker's verbs must be running for its exec and top, as docker's: created
+    or exited "is not running"; exec into a paused one is refused (docker has no --ignore-paused)."""
+    status = runtime.status(record)
+    if exec_ and status == Status.PAUSED:
+        raise NotRunning(f"container {record.id!r} is paused, unpause the container before exec")
+    if status not in (Status.RUNNING, Status.PAUSED):
+        raise NotRunning(f"container {record.id!r} is not running")
+
+
 def start(g: dict[str, Any], container_ids: list[str], attach: bool = False) -> int:
     """runc's start of a created container; docker's of exited `mrun run -d` ones (several, as
     `docker start a b`), and with -a of one, followed to its exit code."""
@@ -264,7 +279,11 @@ def ps(g: dict[str, Any], container_id: str | None, ps_args: list[str], format: 
         return list_containers(g, format, list(filter), quiet, all)
     if quiet or filter:
         raise MrunError(f"ps {'-q' if quiet else '--filter'} lists containers: give no container id")
-    pids = _rt(g).pids(container_id)
+    runtime = _rt(g)
+    record = runtime.store.load(container_id)
+    if _docker_made(record):  # docker's top; runc's ps lists a stopped one's (none)
+        _docker_running(runtime, record)
+    pids = runtime.pids(container_id)
     if format == "json":
         print(jsonio.dumps(pids))
         return 0
@@ -386,9 +405,15 @@ def exec_(g: dict[str, Any], container_id: str, command: list[str], process: str
                 raise InvalidSpec(f"--process {process}: must hold a JSON object")
         else:
             proc = _exec_process(g, container_id, command, **flags)
-        if not flags.get("interactive") and not detach and _docker_made(_rt(g).store.load(container_id)):
-            no_stdin()  # docker's exec without -i; runc's (a bundle's container) passes ours
-        return _rt(g).exec(container_id, proc, _opts(g, **flags), detach, ignore_paused, list(cgroup or []))
+        runtime = _rt(g)
+        record = runtime.store.load(container_id)
+        if _docker_made(record):
+            _docker_running(runtime, record, exec_=True)
+            if not flags.get("interactive") and not detach:
+                no_stdin()  # docker's exec without -i; runc's (a bundle's container) passes ours
+        return runtime.exec(container_id, proc, _opts(g, **flags), detach, ignore_paused, list(cgroup or []))
+    except NotRunning:
+        raise
     except MrunError as e:
         e.exit_code = EXEC_FAILED
         raise
