@@ -1272,6 +1272,41 @@ def test_save_in_each_format_reads_back_in_skopeo_and_mrun(images, busybox_archi
     assert r.returncode == 0 and r.stdout == f"{fmt}\n", r.stderr
 
 
+@pytest.mark.parametrize("fmt", ["oci-archive", "docker-archive"])
+def test_save_of_several_images_is_one_archive_that_loads_them_all(images, busybox_archive, tmp_path, fmt):
+    """docker's `save A B -o FILE` and `save A B > FILE`: one archive with every image, each blob
+    once (it was refused: "one image per archive"), which `load` reads back whole. mrun's `save
+    IMAGE ARCHIVE` stays: a second word that names no image is the archive."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, "tag", IMAGE, "localhost/same:1")  # one image under two names
+    img_ok(h, *run_args(h, "--name", "maker", IMAGE, "sh", "-c", "echo other > /made"))
+    img_ok(h, "commit", "maker", "localhost/other:2")
+    img_ok(h, "rm", "maker")
+    saved = str(tmp_path / "three.tar")
+    img_ok(h, "save", "-f", fmt, "-o", saved, IMAGE, "localhost/same:1", "localhost/other:2", IMAGE)
+    names = tarfile.open(saved).getnames()
+    assert len(names) == len(set(names)), "a blob or layer was written twice"
+    env = {**os.environ, **h.base_env}
+    base = [h.binary, "--root", h.root, "--image-root", h.image_root]
+    with open(tmp_path / "piped.tar", "wb") as f:
+        r = subprocess.run([*base, "save", "-f", fmt, IMAGE, "localhost/other:2"], stdout=f, stderr=subprocess.PIPE,
+                           env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert img_ok(h, "save", "-f", fmt, IMAGE, str(tmp_path / "one.tar")).stdout == ""  # mrun's form
+    for archive, loaded in ((saved, {IMAGE, "localhost/same:1", "localhost/other:2"}),
+                            (str(tmp_path / "piped.tar"), {IMAGE, "localhost/other:2"}),
+                            (str(tmp_path / "one.tar"), {IMAGE})):
+        other = str(tmp_path / f"into-{os.path.basename(archive)}")
+        r = h.mrun("--image-root", other, "load", "-i", archive)
+        assert r.returncode == 0, r.stderr
+        said = {line.removeprefix("Loaded image: ") for line in r.stdout.splitlines()}
+        assert {n.removeprefix("docker.io/library/") for n in said} == loaded, r.stdout
+        if "localhost/other:2" in loaded:
+            run = h.mrun("--image-root", other, *run_args(h, "--rm", "localhost/other:2", "cat", "/made"))
+            assert run.stdout == "other\n", run.stderr
+
+
 def test_load_and_save_take_docker_s_flags_and_pipes(images, busybox_archive, tmp_path):
     """docker's forms: `docker save IMG | mrun load`, `mrun save IMG | docker load`, `load -i FILE`,
     `save -o FILE` (mrun took a path argument only: "No such option: -o"). stdin may be a pipe or
@@ -1309,7 +1344,7 @@ def test_load_and_save_take_docker_s_flags_and_pipes(images, busybox_archive, tm
         "mrun: save: cowardly refusing to save to a terminal. Use the -o flag or redirect\n")
     for args, words in ((["load"], "mrun: load: stdin was empty: no archive came"),
                         (["load", "-i", str(saved), str(saved)], "the archive twice"),
-                        (["save", "-o", str(saved), IMAGE, "localhost/other:1"], "one image per archive"),
+                        (["save", "-o", str(saved), IMAGE, "localhost/other:1"], "'localhost/other:1' not found"),
                         (["save", "-f", "oci-dir", IMAGE], "give -o DIRECTORY")):
         r = img(h, *args)
         assert r.returncode == 1, (args, r.stderr)
@@ -1946,11 +1981,11 @@ def test_save_never_writes_through_a_link_planted_at_its_temporary_name(images, 
     monkeypatch.setattr(os, "getpid", lambda: 4242)
     os.symlink(victim, f"{out}.tmp-4242")
     with pytest.raises(MrunError, match="exists"):
-        save(ImageStore(h.image_root), IMAGE, str(out), fmt)
+        save(ImageStore(h.image_root), [IMAGE], str(out), fmt)
     assert victim.read_text() == "precious\n"
     assert os.path.islink(f"{out}.tmp-4242") and not os.path.exists(out)
     os.unlink(f"{out}.tmp-4242")
-    save(ImageStore(h.image_root), IMAGE, str(out), fmt)  # and with the name free, as before
+    save(ImageStore(h.image_root), [IMAGE], str(out), fmt)  # and with the name free, as before
     assert os.path.exists(out) and not os.path.lexists(f"{out}.tmp-4242")
 
 

@@ -342,7 +342,8 @@ COMMANDS = (
         "FILE, or the tarball on stdout)",
         "image_verbs.save",
         (Arg("image", "name or id"),
-         Arg("archive", "the tarball (or directory) to write (else -o, else stdout)", False)),
+         Arg("more", "more images, all in one archive (docker's save IMAGE...); or, one that names no image, "
+             "the tarball (or directory) to write (else -o, else stdout)", False, variadic=True)),
         (
             Flag("format", "oci-archive, oci-dir or docker-archive", short="f", default="oci-archive"),
             Flag("output", "docker's -o: write to this file, not stdout", short="o", default=""),

@@ -68,18 +68,30 @@ def push(g: dict[str, Any], image: str, destination: str, insecure: bool, creds:
     return 0
 
 
-def save(g: dict[str, Any], image: str, archive: str | None, format: str, output: str) -> int:  # noqa: A002
-    """docker's ``save`` too: ``-o FILE``, or the tarball on stdout, never onto a terminal."""
+def save(g: dict[str, Any], image: str, more: list[str], format: str, output: str) -> int:  # noqa: A002
+    """docker's ``save`` too: several images in one archive, ``-o FILE``, or the tarball on stdout,
+    never onto a terminal. mrun's ``save IMAGE ARCHIVE``: a second word that names no image,
+    without -o, is the archive to write."""
     from mrun.images.export import save as save_image
 
-    if archive and output:  # docker's `save -o FILE IMG1 IMG2`: one image per archive here
-        raise InvalidSpec(f"save: one image per archive: {image!r}, and {archive!r} too with -o {output!r}")
+    store = _store(g)
+    refs, archive = [image, *(more or [])], None
+    if not output and len(refs) == 2 and not _names_an_image(store, refs[1]):
+        refs, archive = refs[:1], refs[1]
     if not (archive or output):
         if os.isatty(1):  # docker's refusal, in its words
             raise MrunError("save: cowardly refusing to save to a terminal. Use the -o flag or redirect")
         sys.stdout.flush()
-    save_image(_store(g), image, archive or output or None, format)
+    save_image(store, refs, archive or output or None, format)
     return 0
+
+
+def _names_an_image(store: Any, word: str) -> bool:
+    try:
+        store.image(word)
+    except MrunError:
+        return False
+    return True
 
 
 def images(g: dict[str, Any], format: str, quiet: bool, filter: tuple[str, ...] = (),  # noqa: A002

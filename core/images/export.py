@@ -23,17 +23,22 @@ from mrun.kernel.tree import remove_tree
 FORMATS = ("oci-archive", "oci-dir", "docker-archive")
 
 
-def save(store: ImageStore, ref: str, path: str | None, fmt: str = "oci-archive") -> None:
-    """``path`` None: the tarball to stdout, streamed (docker's save without -o)."""
+def save(store: ImageStore, refs: list[str], path: str | None, fmt: str = "oci-archive") -> None:
+    """``refs``: one image or several (docker's `save A B`: one archive, each blob once).
+    ``path`` None: the tarball to stdout, streamed (docker's save without -o)."""
     if fmt not in FORMATS:
         raise InvalidSpec(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
-    name, entry = store.image(ref)
+    named: dict[str, dict] = {}
+    for ref in refs:
+        name, entry = store.image(ref)
+        named.setdefault(name, entry)  # busybox and busybox:latest: once
+    chosen = list(named.items())
     if path is None:
         if fmt == "oci-dir":
             raise InvalidSpec("--format oci-dir: a directory, not a stream: give -o DIRECTORY")
         out = os.fdopen(os.dup(1), "wb")
         with out, tarfile.open(fileobj=out, mode="w|") as tar:
-            (_oci if fmt == "oci-archive" else _docker)(store, name, entry, _TarWriter(tar))
+            (_oci if fmt == "oci-archive" else _docker)(store, chosen, _TarWriter(tar))
         return
     tmp = f"{path.rstrip('/')}.tmp-{os.getpid()}"
     made = False  # the temporary file or directory is ours to remove: made here, exclusively
@@ -41,14 +46,14 @@ def save(store: ImageStore, ref: str, path: str | None, fmt: str = "oci-archive"
         if fmt == "oci-dir":
             writer = _DirWriter(tmp)
             made = True
-            _oci(store, name, entry, writer)
+            _oci(store, chosen, writer)
         else:
             # O_EXCL: the path's directory may be one others write (/tmp), and a link planted at
             # the temporary name must fail the save, not have root write its target.
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
             made = True
             with os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w") as tar:
-                (_oci if fmt == "oci-archive" else _docker)(store, name, entry, _TarWriter(tar))
+                (_oci if fmt == "oci-archive" else _docker)(store, chosen, _TarWriter(tar))
         os.rename(tmp, path)
         made = False
     except FileExistsError as e:
@@ -93,34 +98,47 @@ class _DirWriter:
         shutil.copyfile(path, os.path.join(self.root, name))
 
 
-def _oci(store: ImageStore, name: str, entry: dict, out: _TarWriter | _DirWriter) -> None:
-    manifest = store.read_blob(entry["manifest"])
-    desc = {
-        "mediaType": jsonio.loads(manifest).get("mediaType") or OCI_MANIFEST,
-        "digest": entry["manifest"],
-        "size": len(manifest),
-        "annotations": {REF_NAME: name},
-    }
+def _oci(store: ImageStore, chosen: list[tuple[str, dict]], out: _TarWriter | _DirWriter) -> None:
+    """An index naming each image (two tags of one image: two names, one manifest)."""
+    descs = []
+    for name, entry in chosen:
+        manifest = store.read_blob(entry["manifest"])
+        descs.append({
+            "mediaType": jsonio.loads(manifest).get("mediaType") or OCI_MANIFEST,
+            "digest": entry["manifest"],
+            "size": len(manifest),
+            "annotations": {REF_NAME: name},
+        })
     out.data("oci-layout", b'{"imageLayoutVersion": "1.0.0"}')
-    out.data("index.json", jsonio.dumps({"schemaVersion": 2, "manifests": [desc]}).encode())
-    for digest in entry["blobs"]:
+    out.data("index.json", jsonio.dumps({"schemaVersion": 2, "manifests": descs}).encode())
+    for digest in dict.fromkeys(d for _, entry in chosen for d in entry["blobs"]):
         out.file(f"blobs/sha256/{check_digest(digest)}", store.blob_path(digest))
 
 
-def _docker(store: ImageStore, name: str, entry: dict, out: _TarWriter) -> None:
-    manifest = store.read_json(entry["manifest"])
-    config_hex = check_digest(entry["config"])
-    out.file(f"{config_hex}.json", store.blob_path(entry["config"]))
-    layers = []
-    for layer, diff_id in zip(manifest.get("layers", []), entry["layers"], strict=True):
-        member = f"{check_digest(diff_id)}/layer.tar"
-        with open(store.blob_path(layer["digest"]), "rb") as f:
-            plain = decompressed(f)
-            info = tarfile.TarInfo(member)
-            data = plain.read()  # layers are written whole: tarfile needs the size first
-            info.size, info.mode = len(data), 0o644
-            out.tar.addfile(info, io.BytesIO(data))
-        layers.append(member)
-    out.data(
-        "manifest.json", jsonio.dumps([{"Config": f"{config_hex}.json", "RepoTags": [name], "Layers": layers}]).encode()
-    )
+def _docker(store: ImageStore, chosen: list[tuple[str, dict]], out: _TarWriter) -> None:
+    """docker's layout: one manifest.json entry per image (its tags together), each config and
+    layer written once however many images share it."""
+    entries: dict[str, dict] = {}  # config digest -> its manifest.json entry
+    written: set[str] = set()
+    for name, entry in chosen:
+        if entry["config"] in entries:
+            entries[entry["config"]]["RepoTags"].append(name)
+            continue
+        manifest = store.read_json(entry["manifest"])
+        config_hex = check_digest(entry["config"])
+        out.file(f"{config_hex}.json", store.blob_path(entry["config"]))
+        layers = []
+        for layer, diff_id in zip(manifest.get("layers", []), entry["layers"], strict=True):
+            member = f"{check_digest(diff_id)}/layer.tar"
+            layers.append(member)
+            if member in written:
+                continue
+            written.add(member)
+            with open(store.blob_path(layer["digest"]), "rb") as f:
+                plain = decompressed(f)
+                info = tarfile.TarInfo(member)
+                data = plain.read()  # layers are written whole: tarfile needs the size first
+                info.size, info.mode = len(data), 0o644
+                out.tar.addfile(info, io.BytesIO(data))
+        entries[entry["config"]] = {"Config": f"{config_hex}.json", "RepoTags": [name], "Layers": layers}
+    out.data("manifest.json", jsonio.dumps(list(entries.values())).encode())
