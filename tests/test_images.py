@@ -8,6 +8,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import stat
@@ -2746,6 +2747,31 @@ def test_exec_and_top_of_a_container_not_running_say_so_as_docker(images, busybo
     img_ok(h, "unpause", "up")
     assert img(h, "exec", "up", "sh", "-c", "exit 5").returncode == 5
     img_ok(h, "rm", "-f", "made", "ended", "up")
+
+
+def test_a_foreground_container_keeps_its_log_as_docker_s(images, busybox_archive):
+    """docker's `logs` of a container run in the foreground shows what it printed (docker's daemon
+    logs every container's output); ours said "has no log (only `mrun run -d IMAGE` keeps one)".
+    Its output still reaches the caller, each stream on its own and all of it before the exit
+    code; a reader that goes (`| head`) still ends it; --log-driver none keeps none."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    r = img(h, *run_args(h, "--name", "fg", IMAGE, "sh", "-c", "echo out; echo err >&2; seq 1 20000; exit 3"))
+    expected = "out\n" + "".join(f"{i}\n" for i in range(1, 20001))
+    assert (r.returncode, r.stdout, r.stderr) == (3, expected, "err\n")
+    logs = img_ok(h, "logs", "fg")
+    assert (logs.stdout, logs.stderr) == (expected, "err\n")
+    assert img_ok(h, "logs", "-t", "--tail", "1", "fg").stdout.endswith("Z 20000\n")
+    assert img_ok(h, "inspect", "-f", "{{.State.ExitCode}}", "fg").stdout == "3\n"
+    env = {**os.environ, **h.base_env}
+    base = [h.binary, "--root", h.root, "--image-root", h.image_root]
+    head = subprocess.run(f"{shlex.join([*base, *run_args(h, '--name', 'many', IMAGE, 'seq', '1', '10000000')])}"
+                          " | head -2", shell=True, capture_output=True, text=True, env=env, timeout=60)
+    assert head.stdout == "1\n2\n", head.stderr
+    assert img_ok(h, "inspect", "-f", "{{.State.Status}}", "many").stdout == "exited\n"
+    img_ok(h, *run_args(h, "--name", "quiet", "--log-driver", "none", IMAGE, "echo", "said"))
+    one_line_error(img(h, "logs", "quiet"), "has no log", "--log-driver none")
+    img_ok(h, "rm", "fg", "many", "quiet")
 
 
 def test_logs_timestamps_since_and_until_as_docker(images, busybox_archive):

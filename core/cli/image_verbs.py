@@ -487,7 +487,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         raise MrunError(f"container {cid!r} already exists")
     from mrun.bundles import release
     from mrun.images import volumes
-    from mrun.images.supervisor import record, run_detached, set_aside
+    from mrun.images.supervisor import log_kept, record, run_detached, set_aside
     from mrun.stop_signals import held_signals, hold_termination, raise_if_held
 
     cidfile = _claim_cidfile(kw.get("cidfile") or "")
@@ -512,15 +512,25 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         if not detach:
             if not kw.get("interactive"):
                 no_stdin()
+            tee = None
             if not remove:
                 set_aside(bundle)
+                if not o.tty and log_kept(bundle):  # its output logged as it passes, as docker's
+                    from mrun.images import foreground_log
+
+                    tee = foreground_log.start(bundle)
             try:
                 code = runtime.run(cid, bundle, CreateOptions(), False, keep=not remove)
                 if not remove:  # as docker (its runc shim): kept, with nothing of it running, and its code
                     runtime.end_the_rest(cid)
+                    if tee is not None:
+                        tee.end()  # all of its output out before its code is noted (`mrun wait` then reads the log)
+                        tee = None
                     record(bundle, code)
                 return code
             finally:
+                if tee is not None:
+                    tee.end()
                 if remove:  # docker's --rm: its anonymous volumes go with it
                     volumes.remove_anonymous(store.root, o.made_volumes)
         run_detached(runtime, cid, bundle, remove)  # its supervisor records the exit code, or removes it
@@ -723,8 +733,8 @@ def logs(g: dict[str, Any], container_id: str, follow: bool, tail: str = "all", 
 
         if never_started(bundle) is not None:
             return 0  # one of `create` that has not run: nothing said yet (docker's)
-        raise NotFound(f"container {container_id!r} has no log (only `mrun run -d IMAGE` keeps one, and not with "
-                       "--log-driver none)")
+        raise NotFound(f"container {container_id!r} has no log (none is kept with --log-driver none, nor of a "
+                       "foreground `run -t`)")
     if tail != "all" and not (tail.isascii() and tail.isdigit()):
         raise InvalidSpec(f"--tail {tail!r}: a number of lines, or all")
     if timestamps or since or until or log_relay.indexed(bundle):  # not indexed: noted by an older mrun

@@ -46,9 +46,12 @@ LONGEST = 16 << 10
 
 
 class Relay:
-    def __init__(self, bundle: str, keep: bool = True, max_size: int = 0, max_files: int = 1) -> None:
-        """``keep``: False for --log-driver none (the output is read and dropped)."""
+    def __init__(self, bundle: str, keep: bool = True, max_size: int = 0, max_files: int = 1,
+                 echo: bool = False) -> None:
+        """``keep``: False for --log-driver none (the output is read and dropped). ``echo``: each
+        piece copied to our own stdout or stderr too (a foreground container's: images/foreground_log)."""
         self.bundle, self.keep, self.max_size, self.max_files = bundle, keep, max_size, max(1, max_files)
+        self.echo = echo
         self.log = self.times = -1
         self.size = 0
         if keep:
@@ -97,16 +100,25 @@ class Relay:
         except OSError:
             self.keep = False
 
-    def pump(self, fd: int) -> None:
-        """Whatever the stream ``fd`` has now (it is non-blocking), written at once."""
+    def pump(self, fd: int) -> bool:
+        """Whatever the stream ``fd`` has now (it is non-blocking), written at once. -> False once
+        it has ended (or, echoed, once the echo's reader is gone: the stream is closed then, so
+        the container's next write fails as it would have written to that reader itself)."""
         stream = self.streams[fd]
         while True:
             try:
                 data = os.read(fd, 1 << 16)
             except BlockingIOError:
-                return
+                return True
             if not data:
-                return
+                return False
+            if self.echo:
+                try:
+                    write_all(stream, data)
+                except OSError:  # `| head` has what it wanted, a terminal hung up
+                    os.close(fd)
+                    del self.streams[fd]
+                    return False
             if self.keep:
                 self._take(stream, data, time.time_ns())
 

@@ -221,7 +221,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
         set_aside(bundle)
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, 0)
-        relay = Relay(bundle, **_log_options(bundle))
+        relay = Relay(bundle, **log_options(bundle))
         pid = _start(runtime, container_id, bundle, relay, again)
         annotations = runtime.store.load(container_id).config.get("annotations") or {}
         policy = annotations.get(ann.RESTART) or "no"
@@ -230,7 +230,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
         os.write(report, f"error:{in_words(e)}".encode())
         os._exit(1)
     os.write(report, b"ok")
-    _close_all_but(relay.fds())  # from here on nothing of the caller's is ours
+    close_all_but(relay.fds())  # from here on nothing of the caller's is ours
     restarts, delay = 0, 0.0
     while True:
         started = time.monotonic()
@@ -307,10 +307,10 @@ def _start(runtime: Any, container_id: str, bundle: str, relay: Any, again: bool
 
 def log_kept(bundle: str) -> bool:
     """Whether the container's output goes to its log (not --log-driver none)."""
-    return _log_options(bundle).get("keep", True)
+    return log_options(bundle).get("keep", True)
 
 
-def _log_options(bundle: str) -> dict[str, Any]:
+def log_options(bundle: str) -> dict[str, Any]:
     """The log's bounds the container was made with (--log-driver, --log-opt: run_flags.log_options),
     read from its bundle's config (the container is not made yet when the relay is)."""
     try:
@@ -400,7 +400,7 @@ def _drained(fd: int) -> bool:
         return False
 
 
-def _close_all_but(keep: list[int]) -> None:
+def close_all_but(keep: list[int]) -> None:
     """Every descriptor of ours but ``keep`` (and 0-2, which are /dev/null now)."""
     low = 3
     for fd in sorted(k for k in keep if k >= 3):

@@ -1,0 +1,97 @@
+"""The log of a container `mrun run` runs in the foreground and keeps (no ``--rm``), as docker's.
+
+docker's daemon reads every container's output: a foreground one's goes to the client and to its
+log, so `docker logs NAME` shows what it printed. Ours went straight to the caller's descriptors
+and `mrun logs` had nothing. Here a tee is forked before the container is made: the container
+writes to the relay's pipes (``log_relay.Relay``, as a detached container's supervisor reads
+them), and the tee copies each piece to the caller's stdout or stderr and to the log, until
+both pipes end. As docker's, the container's stdout is then a pipe, not the caller's terminal.
+Not with ``-t`` (the terminal's proxy is the caller's, and reads its window from it) nor with
+``--rm`` (nothing is kept to read a log from, and that path stays direct).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from mrun.images.log_relay import Relay
+
+
+class Tee:
+    """The tee's pid, and the caller's stdout and stderr while the pipes stand in for them."""
+
+    def __init__(self, pid: int, saved: tuple[int, int]) -> None:
+        self.pid, self.saved = pid, saved
+
+    def end(self) -> None:
+        """Our stdout and stderr back; the tee's end awaited (the container's output all out
+        before our caller's prompt comes back)."""
+        _flush()
+        os.dup2(self.saved[0], 1)
+        os.dup2(self.saved[1], 2)
+        os.close(self.saved[0])
+        os.close(self.saved[1])
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:  # reaped by the run's wait for any child (it ended early)
+            pass
+
+
+def start(bundle: str) -> Tee:
+    """The tee forked, and our stdout and stderr (what the container inherits) its pipes."""
+    from mrun.images.log_relay import Relay
+    from mrun.images.supervisor import log_options
+
+    relay = Relay(bundle, **log_options(bundle), echo=True)
+    _flush()
+    pid = os.fork()
+    if pid == 0:
+        _serve(relay)
+    for fd in [*relay.streams, *([relay.log, relay.times] if relay.keep else [])]:
+        os.close(fd)
+    saved = (os.dup(1), os.dup(2))
+    for fd in saved:
+        os.set_inheritable(fd, False)
+    os.dup2(relay.writers[1], 1)
+    os.dup2(relay.writers[2], 2)
+    for fd in relay.writers.values():
+        os.close(fd)
+    return Tee(pid, saved)
+
+
+def _serve(relay: Relay) -> None:
+    """In the tee: until both pipes end. A ^C at the terminal, a hang-up or a SIGTERM goes to the
+    container (its runner passes them on); the tee ends with the container's output. Never returns."""
+    import select
+    import signal
+
+    from mrun.images.supervisor import close_all_but
+
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(sig, signal.SIG_IGN)
+        for fd in relay.writers.values():
+            os.close(fd)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        files = [relay.log, relay.times] if relay.keep else []
+        close_all_but([*relay.streams, *files])  # the runner's run.lock, a template's socket: not the tee's
+        while relay.streams:
+            for fd in select.select(list(relay.streams), [], [])[0]:
+                if not relay.pump(fd) and fd in relay.streams:
+                    os.close(fd)
+                    del relay.streams[fd]
+    finally:
+        os._exit(0)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
