@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 MARKER = "image.json"  # in a container's directory: the image it was made from
+KEPT = "record.json"  # the runtime's record of it, kept by its supervisor (images/kept)
 
 
 def image_of(bundle: str) -> dict[str, Any] | None:
@@ -34,6 +35,16 @@ def made_for(bundle: str, container_id: str = "", state_root: str = "") -> bool:
     if container_id and meta.get("id", container_id) != container_id:
         return False
     return not (state_root and meta.get("root") and meta["root"] != os.path.abspath(state_root))
+
+
+def unkeep(bundle: str, container_id: str, state_root: str) -> None:
+    """The kept record removed before the container is taken down: no command (nor its
+    supervisor, in a restart's back-off) writes its state back while it goes (images/kept)."""
+    if made_for(bundle, container_id, state_root):
+        try:
+            os.unlink(os.path.join(bundle, KEPT))
+        except FileNotFoundError:
+            pass
 
 
 def release(bundle: str, container_id: str = "", state_root: str = "") -> None:

@@ -451,6 +451,10 @@ class Runtime:
             return
         if not force:
             require("delete", self.status(record), container_id)
+        if ann.IMAGE in record.annotations:
+            from mrun.bundles import unkeep
+
+            unkeep(record.bundle, record.id, self.store.root)
         driver = self._driver(record)
         if driver is not None:  # its runtime stops it, removes its cgroup and runs poststop
             driver.delete(container_id, force)

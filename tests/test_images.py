@@ -2721,7 +2721,13 @@ def test_a_state_root_removed_under_running_containers_loses_none_of_them(images
     img_ok(h, "stop", "-t", "1", "svc", "again")
     assert img_ok(h, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "svc").stdout == "exited 137\n"
     img_ok(h, "rm", "svc", "again")
+    # removed while its supervisor restarts it: nothing writes it back (the copy goes first)
+    img_ok(h, *run_args(h, "-d", "--restart", "always", "--name", "cycling", IMAGE, "sh", "-c", "sleep 0.2"))
+    time.sleep(0.5)
+    img_ok(h, "rm", "-f", "cycling")
+    time.sleep(1.5)  # past the supervisor's back-off
     assert img_ok(h, "ps", "-aq").stdout == ""
+    assert not os.path.exists(os.path.join(h.image_root, "containers", "cycling"))
 
 
 def test_exec_and_top_of_a_container_not_running_say_so_as_docker(images, busybox_archive):

@@ -10,7 +10,7 @@ import time
 from mrun import annotations as ann
 from mrun import jsonio
 from mrun.cli.common import _rt, each, names_a_container, no_stdin, print_table, remove_container
-from mrun.errors import InvalidSpec, MrunError, NotFound
+from mrun.errors import InvalidSpec, MrunError, NotFound, in_words
 from mrun.images.store import ImageStore
 from mrun.status import Status
 from mrun.trace import span
@@ -518,7 +518,11 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
                 if not o.tty and log_kept(bundle):  # its output logged as it passes, as docker's
                     from mrun.images import foreground_log
 
-                    tee = foreground_log.start(bundle)
+                    try:
+                        tee = foreground_log.start(bundle)
+                    except OSError as e:  # (no room for its log): its output goes straight to us, as before
+                        if callable(g.get("warn")):
+                            g["warn"](f"container {cid!r} keeps no log: {in_words(e)}")
             try:
                 code = runtime.run(cid, bundle, CreateOptions(), False, keep=not remove)
                 if not remove:  # as docker (its runc shim): kept, with nothing of it running, and its code

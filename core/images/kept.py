@@ -7,6 +7,8 @@ its rootfs and writable layer from under it and let its address go, while it ran
 could reach it. The supervisor, which lives as long as the container and is its parent, keeps a
 copy at each start; a command that finds the record gone and the supervisor alive writes it back
 (``images/reboot.take_back``, which every command runs), as does the supervisor before a restart.
+A delete removes the copy first (``bundles.unkeep``), so nothing writes back a container being
+removed.
 """
 
 from __future__ import annotations
@@ -14,18 +16,17 @@ from __future__ import annotations
 import os
 
 from mrun import jsonio
+from mrun.bundles import KEPT
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-KEPT_FILE = "record.json"
-
 
 def keep(bundle: str, record: Any) -> None:
     """A copy of ``record`` in the bundle. Best effort: a full disk loses only the repair."""
     try:
-        jsonio.replace_file(os.path.join(bundle, KEPT_FILE), record.to_dict())
+        jsonio.replace_file(os.path.join(bundle, KEPT), record.to_dict())
     except OSError:
         pass
 
@@ -44,9 +45,12 @@ def write_back(runtime: Any, bundle: str, container_id: str) -> bool:
     if meta.get("id") != container_id or \
             os.path.abspath(meta.get("root") or "") != os.path.abspath(runtime.store.root):
         return False
-    doc = jsonio.load_object(os.path.join(bundle, KEPT_FILE))
+    doc = jsonio.load_object(os.path.join(bundle, KEPT))
     if doc is None or shape_problem(doc, container_id) or \
             os.path.abspath(doc.get("bundle") or "") != os.path.abspath(bundle):
         return False
     runtime.store.write_back(Record(**{k: v for k, v in doc.items() if k in Record.FIELDS}))
+    if not os.path.exists(os.path.join(bundle, KEPT)):  # an `rm` began meanwhile (bundles.unkeep): undone
+        runtime.store.remove(container_id)
+        return False
     return True

@@ -401,7 +401,7 @@ def _drained(fd: int) -> bool:
 
 
 def close_all_but(keep: list[int]) -> None:
-    """Every descriptor of ours but ``keep`` (and 0-2, which are /dev/null now)."""
+    """Every descriptor of ours above 2 but ``keep`` (a supervisor's 0-2 are /dev/null by now)."""
     low = 3
     for fd in sorted(k for k in keep if k >= 3):
         os.closerange(low, fd)
