@@ -2702,6 +2702,8 @@ def test_a_state_root_removed_under_running_containers_loses_none_of_them(images
     img_ok(h, "load", busybox_archive)
     img_ok(h, *run_args(h, "-d", "--name", "svc", IMAGE, "sh", "-c", "echo kept > /f; sleep 600"))
     img_ok(h, *run_args(h, "-d", "--restart", "always", "--name", "again", IMAGE, "sh", "-c", "sleep 0.3"))
+    img_ok(h, *run_args(h, "-d", "--name", "ended", IMAGE, "sh", "-c", "echo done > /f; exit 4"))
+    assert img_ok(h, "wait", "ended").stdout == "4\n"
     deadline = time.monotonic() + 10
     while img(h, "exec", "svc", "cat", "/f").stdout != "kept\n":
         assert time.monotonic() < deadline
@@ -2709,7 +2711,13 @@ def test_a_state_root_removed_under_running_containers_loses_none_of_them(images
     shutil.rmtree(h.root)
 
     r = img_ok(h, "system", "prune")
-    assert "svc" not in r.stdout and "again" not in r.stdout, r.stdout
+    assert "svc" not in r.stdout and "again" not in r.stdout and "ended" not in r.stdout, r.stdout
+    # one that had ended: taken back as after a reboot, its files and exit code kept
+    assert img_ok(h, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "ended").stdout == "exited 4\n"
+    img_ok(h, "start", "ended")
+    assert img_ok(h, "wait", "ended").stdout == "4\n"
+    assert img_ok(h, "logs", "ended").stdout == ""
+    img_ok(h, "rm", "ended")
     status = img_ok(h, "inspect", "-f", "{{.State.Status}}", "svc").stdout
     assert status == "running\n", status
     assert img_ok(h, "exec", "svc", "cat", "/f").stdout == "kept\n"

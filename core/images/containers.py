@@ -542,7 +542,7 @@ def orphans(store: ImageStore, earlier_boot: bool = False) -> list[str]:
     them (their run lock is free). A directory without image.json is a release cut short.
     ``earlier_boot``: those of an earlier boot too (one `reboot.take_back` could not take back:
     listed, and removed when named; never pruned)."""
-    from mrun.images.reboot import of_earlier_boot
+    from mrun.images.reboot import lost_after_its_end, of_earlier_boot
     from mrun.images.supervisor import supervisor_gone
     from mrun.state import held_by_someone
 
@@ -555,8 +555,8 @@ def orphans(store: ImageStore, earlier_boot: bool = False) -> list[str]:
         root = (meta or {}).get("root") or ""
         if meta is not None and (not root or os.path.exists(os.path.join(root, cid, "state.json"))):
             continue  # a container the runtime knows (or one made before roots were recorded)
-        if not earlier_boot and of_earlier_boot(meta):
-            continue  # its state went with /run at a reboot: the user's still (reboot.take_back)
+        if not earlier_boot and (of_earlier_boot(meta) or lost_after_its_end(bundle)):
+            continue  # its state went with /run (a reboot, a removal): the user's still (reboot.take_back)
         found.append(bundle)
     return found
 

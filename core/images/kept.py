@@ -33,9 +33,10 @@ def keep(bundle: str, record: Any) -> None:
 
 def write_back(runtime: Any, bundle: str, container_id: str) -> bool:
     """The kept record saved again where the runtime's is missing, if the bundle is this state
-    root's. Only while the container's supervisor lives (the caller's to know: it is the
-    supervisor, or has seen it alive), so the record names a process of ours, not one that took
-    its pid. -> whether it was."""
+    root's. The caller knows the supervisor lives (it is the supervisor, or has seen it alive),
+    so the record names a process of ours, or that it has ended and the container with it (the
+    record's pid and start time then name no live process: read as stopped, never signalled).
+    -> whether it was."""
     from mrun.bundles import image_of
     from mrun.state import Record, shape_problem
 

@@ -7,7 +7,9 @@ A bundle without state is otherwise a killed mrun's leftover, which `rm -f`, `im
 Docker keeps them ("Exited"). So ``prepare`` notes the boot in ``image.json``, and the first
 command of a later boot (every command looks) takes back each container of an earlier one: its
 rootfs mounted again over its layers and recorded as a container that ran and stopped (pid 0, as
-`create`'s), so `ps -a` lists it, `start` runs it with its files, `rm` removes it.
+`create`'s), so `ps -a` lists it, `start` runs it with its files, `rm` removes it. A detached
+container whose record was removed in this boot, running or ended (``lost_after_its_end``), has
+its record written back from its supervisor's copy (images/kept).
 """
 
 from __future__ import annotations
@@ -69,14 +71,28 @@ def take_back(runtime: Any, image_root: str) -> None:
         os.close(lock)
 
 
+def lost_after_its_end(bundle: str) -> bool:
+    """A detached container that had ended (its supervisor gone) when its record was removed
+    (`rm -rf /run/mrun`): its supervisor's copy of the record is still there, which a delete
+    removes first (bundles.unkeep), so it was not being removed. Its copy is written back (its
+    pid and start time name no live process: it reads stopped, its cgroup still its own to
+    remove); before, it was pruned as a killed mrun's leftover."""
+    from mrun.bundles import KEPT, image_of
+    from mrun.images.supervisor import supervisor_gone
+
+    return (os.path.exists(os.path.join(bundle, KEPT)) and supervisor_gone(bundle) is True
+            and not of_earlier_boot(image_of(bundle)))  # (one of an earlier boot is `take_back`'s: remounted first)
+
+
 def _written_back(runtime: Any, bundle: str, cid: str) -> bool:
-    """A running container's record, removed from under it in this boot, written back from its
-    supervisor's copy (images/kept). One that cannot be is warned about, not a failed command."""
+    """A detached container's record, removed in this boot while it ran or after it ended,
+    written back from its supervisor's copy (images/kept). One that cannot be is warned about,
+    not a failed command."""
     from mrun.images.kept import write_back
     from mrun.images.supervisor import supervisor_gone
 
     try:
-        return supervisor_gone(bundle) is False and write_back(runtime, bundle, cid)
+        return (supervisor_gone(bundle) is False or lost_after_its_end(bundle)) and write_back(runtime, bundle, cid)
     except OSError as e:
         if callable(runtime.warn):
             runtime.warn(f"container {cid!r} lost its state and it cannot be written back: {e}")
