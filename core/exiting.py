@@ -22,10 +22,15 @@ def finish(code: object) -> None:
     if threading is not None and any(t.is_alive() and not t.daemon and t is not threading.main_thread()
                                      for t in threading.enumerate()):
         sys.exit(code)  # the interpreter waits for it, as it would have
+    flush_standard_streams()
+    os._exit(code)
+
+
+def flush_standard_streams() -> None:
+    """What sys.stdout and sys.stderr hold, written; a closed one (its reader gone) is passed over."""
     for stream in (sys.stdout, sys.stderr):
         try:
             if stream is not None:
                 stream.flush()
         except (OSError, ValueError):
             pass
-    os._exit(code)

@@ -549,13 +549,16 @@ def orphans(store: ImageStore, earlier_boot: bool = False) -> list[str]:
     found = []
     for cid in os.listdir(store.containers) if os.path.isdir(store.containers) else []:
         bundle = os.path.join(store.containers, cid)
-        if held_by_someone(os.path.join(bundle, RUN_LOCK)) or supervisor_gone(bundle) is False:
-            continue  # being made, or running under its supervisor (its record removed: images/kept)
+        if held_by_someone(os.path.join(bundle, RUN_LOCK)):
+            continue  # being made
+        gone = supervisor_gone(bundle)
+        if gone is False:
+            continue  # running under its supervisor (its record removed: images/kept)
         meta = image_of(bundle)
         root = (meta or {}).get("root") or ""
         if meta is not None and (not root or os.path.exists(os.path.join(root, cid, "state.json"))):
             continue  # a container the runtime knows (or one made before roots were recorded)
-        if not earlier_boot and (of_earlier_boot(meta) or lost_after_its_end(bundle)):
+        if not earlier_boot and (of_earlier_boot(meta) or lost_after_its_end(bundle, meta, gone)):
             continue  # its state went with /run (a reboot, a removal): the user's still (reboot.take_back)
         found.append(bundle)
     return found

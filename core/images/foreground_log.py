@@ -13,7 +13,8 @@ Not with ``-t`` (the terminal's proxy is the caller's, and reads its window from
 from __future__ import annotations
 
 import os
-import sys
+
+from mrun.exiting import flush_standard_streams
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ class Tee:
     def end(self) -> None:
         """Our stdout and stderr back; the tee's end awaited (the container's output all out
         before our caller's prompt comes back)."""
-        _flush()
+        flush_standard_streams()
         os.dup2(self.saved[0], 1)
         os.dup2(self.saved[1], 2)
         os.close(self.saved[0])
@@ -46,12 +47,14 @@ def start(bundle: str) -> Tee:
     from mrun.images.supervisor import log_options
 
     relay = Relay(bundle, **log_options(bundle), echo=True)
-    _flush()
+    flush_standard_streams()
     pid = os.fork()
     if pid == 0:
         _serve(relay)
-    for fd in [*relay.streams, *([relay.log, relay.times] if relay.keep else [])]:
-        os.close(fd)
+    writers = relay.writers.values()
+    for fd in relay.fds():  # the pipes' read ends and the log are the tee's
+        if fd not in writers:
+            os.close(fd)
     saved = (os.dup(1), os.dup(2))
     for fd in saved:
         os.set_inheritable(fd, False)
@@ -73,13 +76,12 @@ def _serve(relay: Relay) -> None:
     try:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(sig, signal.SIG_IGN)
-        for fd in relay.writers.values():
+        close_all_but(relay.fds())  # the runner's run.lock, a template's socket: not the tee's
+        for fd in relay.writers.values():  # the container's ends: their closing is the tee's EOF
             os.close(fd)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
-        files = [relay.log, relay.times] if relay.keep else []
-        close_all_but([*relay.streams, *files])  # the runner's run.lock, a template's socket: not the tee's
         while relay.streams:
             for fd in select.select(list(relay.streams), [], [])[0]:
                 if not relay.pump(fd) and fd in relay.streams:
@@ -88,10 +90,3 @@ def _serve(relay: Relay) -> None:
     finally:
         os._exit(0)
 
-
-def _flush() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass

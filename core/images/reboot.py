@@ -71,28 +71,31 @@ def take_back(runtime: Any, image_root: str) -> None:
         os.close(lock)
 
 
-def lost_after_its_end(bundle: str) -> bool:
+def lost_after_its_end(bundle: str, meta: dict[str, Any] | None, gone: bool | None) -> bool:
     """A detached container that had ended (its supervisor gone) when its record was removed
     (`rm -rf /run/mrun`): its supervisor's copy of the record is still there, which a delete
     removes first (bundles.unkeep), so it was not being removed. Its copy is written back (its
     pid and start time name no live process: it reads stopped, its cgroup still its own to
-    remove); before, it was pruned as a killed mrun's leftover."""
-    from mrun.bundles import KEPT, image_of
-    from mrun.images.supervisor import supervisor_gone
+    remove); before, it was pruned as a killed mrun's leftover. ``meta``, ``gone``: its image.json
+    and `supervisor_gone`, as the caller read them."""
+    from mrun.bundles import KEPT
 
-    return (os.path.exists(os.path.join(bundle, KEPT)) and supervisor_gone(bundle) is True
-            and not of_earlier_boot(image_of(bundle)))  # (one of an earlier boot is `take_back`'s: remounted first)
+    return (gone is True and os.path.exists(os.path.join(bundle, KEPT))
+            and not of_earlier_boot(meta))  # (one of an earlier boot is `take_back`'s: remounted first)
 
 
 def _written_back(runtime: Any, bundle: str, cid: str) -> bool:
     """A detached container's record, removed in this boot while it ran or after it ended,
     written back from its supervisor's copy (images/kept). One that cannot be is warned about,
     not a failed command."""
+    from mrun.bundles import image_of
     from mrun.images.kept import write_back
     from mrun.images.supervisor import supervisor_gone
 
     try:
-        return (supervisor_gone(bundle) is False or lost_after_its_end(bundle)) and write_back(runtime, bundle, cid)
+        gone = supervisor_gone(bundle)
+        return (gone is False or lost_after_its_end(bundle, image_of(bundle), gone)) and \
+            write_back(runtime, bundle, cid)
     except OSError as e:
         if callable(runtime.warn):
             runtime.warn(f"container {cid!r} lost its state and it cannot be written back: {e}")
