@@ -1549,6 +1549,65 @@ def test_a_caller_with_its_standard_descriptors_closed_gets_what_it_asked(images
     img_ok(h, "rm", "-f", "quiet", "fg")
 
 
+def _listed(h, name: str) -> str:
+    """The STATUS column of ``name`` in `ps -a`, or "" when it is not listed."""
+    rows = [line.split() for line in img_ok(h, "ps", "-a").stdout.splitlines()[1:]]
+    return next((row[-2] for row in rows if row and row[0] == name), "")
+
+
+def test_a_run_rm_whose_caller_or_supervisor_is_killed_is_removed_once_it_ends(images, busybox_archive):
+    """`timeout -s KILL 5 mrun run --rm IMAGE ...` (or the OOM killer taking the caller) once the
+    container runs: the container runs on, as docker's does when its client is killed, but once it
+    ended it stayed, stopped, holding its name (a script's next `run --rm --name` was refused), its
+    rootfs mount and writable layer: the caller was what removed it. docker's daemon removes an
+    AutoRemove container when it ends, whoever waits; here the next command that finds it ended
+    does, and `run -d --rm` whose supervisor was killed likewise. One without --rm is kept,
+    stopped, as docker keeps it; inspect says AutoRemove as docker's does, foreground too."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    base = [h.binary, "--root", h.root, "--image-root", h.image_root]
+    env = {**os.environ, **h.base_env}
+
+    def running(name: str) -> None:
+        deadline = time.monotonic() + 20
+        while _listed(h, name) != "running":
+            assert time.monotonic() < deadline, name
+            time.sleep(0.05)
+
+    def ended(name: str, removed: bool) -> None:
+        deadline = time.monotonic() + 20
+        while _listed(h, name) == "running":
+            assert time.monotonic() < deadline, name
+            time.sleep(0.1)
+        assert _listed(h, name) == ("" if removed else "stopped"), name
+        assert os.path.exists(os.path.join(h.image_root, "containers", name)) is not removed, name
+
+    callers = {}
+    for name, flags in (("fg", ["--rm"]), ("kept", [])):
+        callers[name] = subprocess.Popen([*base, *run_args(h, *flags, "--name", name, IMAGE, "sleep", "2")],
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL, env=env)
+    img_ok(h, *run_args(h, "-d", "--rm", "--name", "bg", IMAGE, "sleep", "2"))
+    img_ok(h, "create", "--rm", "--network", "none", "--cgroup-parent", h.cgroup_parent, "--name", "made", IMAGE)
+    for name in ("fg", "kept", "bg"):
+        running(name)
+    auto = img_ok(h, "inspect", "-f", "{{.HostConfig.AutoRemove}}", "fg", "kept", "bg").stdout.split()
+    assert auto == ["true", "false", "true"]
+    for caller in callers.values():
+        caller.kill()
+        caller.wait()
+    with open(os.path.join(h.image_root, "containers", "bg", "supervisor.json")) as f:
+        os.kill(json.load(f)["pid"], signal.SIGKILL)
+    assert _listed(h, "fg") == "running"  # it runs on, as docker's
+    ended("fg", removed=True)
+    ended("bg", removed=True)
+    ended("kept", removed=False)
+    assert _listed(h, "made") == "created"  # recorded as stopped, never run: not one to remove yet
+    assert img_ok(h, *run_args(h, "--rm", "--name", "fg", IMAGE, "echo", "again")).stdout == "again\n"
+    img_ok(h, "rm", "kept", "made")
+    assert not h.leftovers()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_a_run_ended_by_a_signal_before_its_container_started_leaves_nothing(images, busybox_archive, signum):
     """`timeout 5 mrun run --rm IMAGE ...` (SIGTERM) or a terminal closed (SIGHUP) while the

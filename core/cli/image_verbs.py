@@ -466,7 +466,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         if not detach:
             raise InvalidSpec(f"--restart {restart}: needs -d (a detached container's supervisor restarts it)")
         o.annotations.append(f"{ann.RESTART}={restart}")
-    if remove and detach:  # for update --restart's refusal, as docker's AutoRemove
+    if remove:  # docker's AutoRemove: inspect says so, update --restart refuses
         o.annotations.append(f"{ann.REMOVE}=true")
     if not detach and any(kw.get(f"health_{key}") not in (None, "") for key in
                           ("cmd", "interval", "timeout", "start_period", "retries")) and callable(g.get("warn")):
@@ -499,6 +499,10 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         _drop_cidfile(cidfile)
         raise
     try:  # from here on, whatever ends the run (a failure, ^C, a SIGTERM) takes back what it made
+        if remove:  # removed once it ends, should its caller or supervisor be killed first
+            from mrun.images import auto_remove
+
+            auto_remove.mark(bundle)
         if cidfile:
             os.write(cidfile[1], cid.encode())
             os.close(cidfile[1])

@@ -9,7 +9,8 @@ command of a later boot (every command looks) takes back each container of an ea
 rootfs mounted again over its layers and recorded as a container that ran and stopped (pid 0, as
 `create`'s), so `ps -a` lists it, `start` runs it with its files, `rm` removes it. A detached
 container whose record was removed in this boot, running or ended (``lost_after_its_end``), has
-its record written back from its supervisor's copy (images/kept).
+its record written back from its supervisor's copy (images/kept). A `run --rm` container whose
+caller or supervisor was killed is removed once it has ended (images/auto_remove).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def take_back(runtime: Any, image_root: str) -> None:
     except OSError:
         return  # docker's verbs never used this image root
     stateless = [cid for cid in sorted(names) if not cid.startswith(".") and not runtime.store.exists(cid)]
+    _remove_abandoned(runtime, containers, [cid for cid in names if not cid.startswith(".") and cid not in stateless])
     waiting = [cid for cid in stateless if not _written_back(runtime, os.path.join(containers, cid), cid)
                and of_earlier_boot(image_of(os.path.join(containers, cid)))]
     if not waiting:
@@ -69,6 +71,16 @@ def take_back(runtime: Any, image_root: str) -> None:
                                  f"`mrun rm -f {cid}` removes it")
     finally:
         os.close(lock)
+
+
+def _remove_abandoned(runtime: Any, containers: str, recorded: list[str]) -> None:
+    """The `run --rm` containers whose remover was killed, once they have ended (images/auto_remove)."""
+    from mrun.images import auto_remove
+
+    for cid in recorded:
+        bundle = os.path.join(containers, cid)
+        if auto_remove.marked(bundle):
+            auto_remove.remove_if_abandoned(runtime, bundle, cid)
 
 
 def lost_after_its_end(bundle: str, meta: dict[str, Any] | None, gone: bool | None) -> bool:
