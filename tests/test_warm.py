@@ -194,6 +194,28 @@ def test_a_terminal_and_its_resize(images, busybox_archive):
         os.close(master)
 
 
+@LAUNCHERS
+def test_what_is_typed_before_a_terminal_container_starts_reaches_it(images, busybox_archive):
+    """A user who types before `mrun run -ti IMAGE sh` shows its prompt (a command pasted with it):
+    making the caller's terminal raw discarded the input it held (tty.setraw's TCSAFLUSH), so the
+    line never reached the container. docker's client switches without a flush: it arrives."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    master, slave = os.openpty()
+    _set_size(slave, 24, 80)
+    os.write(master, b"typed ahead\n")  # in the caller's terminal before mrun even starts
+    proc = subprocess.Popen(cli(h, *run_args(h, "--rm", "-t", "-i", IMAGE, "sh", "-c", "read line; echo got=$line")),
+                            stdin=slave, stdout=slave, stderr=slave, env=env_of(h), start_new_session=True)
+    os.close(slave)
+    try:
+        _read_until(master, "got=typed ahead")
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+
+
 def test_relative_paths_resolve_in_the_callers_directory_not_at_its_name(images, busybox_archive, tmp_path):
     """A directory's name can come to mean another directory while the caller sits in the first
     one (a mount over it, a rename and a new one): the child must work where the caller is, as a

@@ -89,7 +89,7 @@ class TerminalProxy:
             import tty
 
             self.saved = termios.tcgetattr(0)
-            tty.setraw(0)
+            tty.setraw(0, termios.TCSANOW)  # not its default TCSAFLUSH: what was typed ahead is the container's
         self.resize()
         self.thread.start()
 
