@@ -3842,3 +3842,62 @@ def test_volumes_from_shares_another_container_s_volumes_as_docker_s(images, bus
         img(h, "rm", "-f", "-v", "sharer")
         img(h, "rm", "-v", "db")
         img(h, "volume", "rm", "dbdata")
+
+
+def test_system_df_as_docker(images, busybox_archive):
+    """docker's `system df` (and -v, --format): what images, containers and volumes take on disk
+    and what a prune gives back; mrun refused the verb. An image a container was made from is not
+    reclaimable, one no container uses is (its own parts: what `image prune -a` removes); a
+    container's writable layer counts, a stopped one's is reclaimable; a volume no container
+    mounts is."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "up", IMAGE, "sh", "-c", "head -c 300000 /dev/zero > /big; sleep 600"))
+    img_ok(h, *run_args(h, "--name", "down", "-v", "used:/data", IMAGE, "sh", "-c",
+                        "head -c 200000 /dev/zero > /data/f; head -c 100000 /dev/zero > /small"))
+    img_ok(h, "volume", "create", "spare")
+    with open(os.path.join(h.image_root, "volumes", "spare", "data", "f"), "wb") as f:
+        f.write(b"\0" * 50000)
+    img_ok(h, "commit", "down", "localhost/committed:1")
+    deadline = time.monotonic() + 10
+    while not os.path.exists(os.path.join(h.image_root, "containers", "up", "upper", "big")) or \
+            os.path.getsize(os.path.join(h.image_root, "containers", "up", "upper", "big")) < 300000:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    def summary() -> dict[str, dict[str, str]]:
+        rows = [json.loads(line) for line in img_ok(h, "system", "df", "--format", "json").stdout.splitlines()]
+        return {row["Type"]: row for row in rows}
+
+    rows = summary()
+    assert list(rows) == ["Images", "Containers", "Local Volumes", "Build Cache"]
+    assert {k: rows["Containers"][k] for k in ("TotalCount", "Active", "Size", "Reclaimable")} == \
+        {"TotalCount": "2", "Active": "1", "Size": "400kB", "Reclaimable": "100kB (25%)"}
+    assert {k: rows["Local Volumes"][k] for k in ("TotalCount", "Active", "Size", "Reclaimable")} == \
+        {"TotalCount": "2", "Active": "1", "Size": "250kB", "Reclaimable": "50kB (20%)"}
+    assert (rows["Images"]["TotalCount"], rows["Images"]["Active"]) == ("2", "1")
+    assert rows["Build Cache"]["Size"] == "0B"
+    verbose = json.loads(img_ok(h, "system", "df", "-v", "--format", "json").stdout)
+    committed = next(i for i in verbose["Images"] if i["Repository"] == "localhost/committed")
+    busybox = next(i for i in verbose["Images"] if i["Repository"] != "localhost/committed")
+    assert committed["Containers"] == "0" and busybox["Containers"] == "2"
+    assert committed["SharedSize"] == busybox["SharedSize"] != "0B"  # the busybox layer, in both
+    assert rows["Images"]["Reclaimable"].split()[0] == committed["UniqueSize"]  # what image prune -a removes
+    assert {c["Names"]: c["LocalVolumes"] for c in verbose["Containers"]} == {"up": "0", "down": "1"}
+    assert {v["Name"]: v["Links"] for v in verbose["Volumes"]} == {"used": "1", "spare": "0"}
+    table = img_ok(h, "system", "df").stdout.splitlines()
+    assert table[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+    assert table[2].split()[:3] == ["Containers", "2", "1"]
+    tables = img_ok(h, "system", "df", "-v").stdout
+    for title in ("Images space usage:", "Containers space usage:", "Local Volumes space usage:",
+                  "Build cache usage: 0B"):
+        assert title in tables
+    one_line_error(img(h, "system", "df", "-v", "--format", "{{.Type}}"), "-v")
+    img_ok(h, "image", "prune", "-af")
+    img_ok(h, "container", "prune", "-f")
+    img_ok(h, "volume", "prune", "-af")
+    rows = summary()
+    assert (rows["Images"]["TotalCount"], rows["Images"]["Reclaimable"]) == ("1", "0B (0%)")
+    assert rows["Containers"]["TotalCount"] == "1" and rows["Containers"]["Reclaimable"] == "0B (0%)"
+    assert rows["Local Volumes"]["TotalCount"] == "0"
+    img_ok(h, "rm", "-f", "up")

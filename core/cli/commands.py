@@ -412,14 +412,18 @@ COMMANDS = (
         "system",
         "system prune: remove what killed or crashed commands left (half-created containers, orphaned "
         "snapshots, partial downloads, stale leases, empty cgroup parents), never a container; -a: the images no "
-        "container was made from too, --volumes: the unused anonymous volumes too",
+        "container was made from too, --volumes: the unused anonymous volumes too | system df: the disk images, "
+        "containers and volumes take, and what a prune gives back (docker's)",
         "system_verbs.system",
-        (Arg("action", "prune, or info (as `mrun info`)"),),
-        (Flag("format", "info: docker's Go template ({{.CgroupVersion}}, {{json .}})", short="f", default=""),
+        (Arg("action", "prune, df, or info (as `mrun info`)"),),
+        (Flag("format", "info, df: docker's Go template ({{.CgroupVersion}}, {{.Type}}\t{{.Size}}, {{json .}}); "
+              "df: json too", short="f", default=""),
          _PRUNE_FORCE,
          Flag("all", "prune: every image no container was made from too (docker's -a)", kind=bool, short="a",
               default=False),
-         Flag("volumes", "prune: the anonymous volumes no container uses too", kind=bool, default=False)),
+         Flag("volumes", "prune: the anonymous volumes no container uses too", kind=bool, default=False),
+         Flag("verbose", "df: each image, container and volume (docker's -v)", kind=bool, short="v",
+              default=False)),
     ),
     Command(
         "info",

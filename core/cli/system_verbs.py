@@ -1,4 +1,5 @@
-"""`mrun system prune`: finish what killed or crashed commands left half done.
+"""`mrun system prune`: finish what killed or crashed commands left half done (`system df`:
+cli/disk_usage; `system info`: cli/info).
 
 Every resource mrun makes is recorded before it is made (state dirs, cgroups and their marked
 parents, image bundles with their snapshot, network leases, partial downloads), so after a crash
@@ -19,17 +20,22 @@ if TYPE_CHECKING:
 
 
 def system(g: dict[str, Any], action: str, format: str = "", force: bool = False,  # noqa: A002
-           all: bool = False, volumes: bool = False) -> int:  # noqa: A002
+           all: bool = False, volumes: bool = False, verbose: bool = False) -> int:  # noqa: A002
     """``force`` is docker's (it asks first; mrun does not). ``all``: every image no container
-    was made from goes too; ``volumes``: the anonymous volumes no container uses, as docker's."""
+    was made from goes too; ``volumes``: the anonymous volumes no container uses, as docker's.
+    ``verbose``: df's -v."""
     if action == "info":
         from mrun.cli.info import info
 
         return info(g, format)
+    if action == "df":
+        from mrun.cli.disk_usage import disk_usage
+
+        return disk_usage(g, format, verbose)
     if format:
-        raise MrunError(f"system {action}: --format is info's")
+        raise MrunError(f"system {action}: --format is info's and df's")
     if action != "prune":
-        raise MrunError(f"system: unknown action {action!r} (prune, info)")
+        raise MrunError(f"system: unknown action {action!r} (prune, df, info)")
     for what in prune(g):
         print(f"removed {what}")
     if volumes:
