@@ -395,3 +395,56 @@ def test_an_upload_location_on_another_host_gets_no_credentials(images, busybox_
             server.server_close()
     assert any("Basic " in line for line in seen["registry"]), seen
     assert seen["elsewhere"] and all(line.endswith(" -") for line in seen["elsewhere"]), seen
+
+
+def test_login_and_logout_as_docker(images, registry, tmp_path):
+    """docker's `login` (the credentials checked against the registry, then kept in docker's
+    config.json, mode 0600, beside what the file held) and `logout`. mrun had neither: the
+    credentials were written into an auth file by hand or passed with --creds each time. A stale
+    entry in a file read before docker's is replaced where it is (else it would shadow the new
+    one); a config keeping the registry's credentials in a helper is refused, untouched."""
+    import stat
+
+    h = images
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home), "REGISTRY_AUTH_FILE": "", "XDG_RUNTIME_DIR": "", "DOCKER_CONFIG": ""}
+    base = [h.binary, "--root", h.root, "--image-root", h.image_root]
+
+    def login(password: str = PASSWORD) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*base, "login", "-u", USER, "--password-stdin", registry.host], input=password + "\n",
+                              capture_output=True, text=True, env={**os.environ, **h.base_env, **env}, timeout=60)
+
+    def auth_of(path) -> str:
+        return base64.b64decode(json.loads(path.read_text())["auths"][registry.host]["auth"]).decode()
+
+    config = home / ".docker" / "config.json"
+    config.parent.mkdir()
+    config.write_text(json.dumps({"psFormat": "table {{.ID}}", "auths": {"other.example:5000": {"auth": "eDp5"}}}))
+    r = login("wrong")
+    assert r.returncode != 0 and "Traceback" not in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+    assert registry.host not in config.read_text()
+    r = login()
+    assert r.returncode == 0 and r.stdout == "Login Succeeded\n", r.stderr
+    doc = json.loads(config.read_text())
+    assert doc["psFormat"] == "table {{.ID}}" and "other.example:5000" in doc["auths"]
+    assert auth_of(config) == CREDS and stat.S_IMODE(os.stat(config).st_mode) == 0o600
+    img_ok(h, "pull", registry.refs["busybox"], env=env)  # no --creds: the login's
+    stale = home / ".config" / "containers" / "auth.json"
+    stale.parent.mkdir(parents=True)
+    stale.write_text(json.dumps({"auths": {registry.host: {"auth": base64.b64encode(b"mrun:old").decode()}}}))
+    assert img(h, "pull", registry.refs["busybox"], env=env).returncode != 0  # read first: shadows the login's
+    assert login().returncode == 0
+    assert auth_of(stale) == CREDS
+    img_ok(h, "pull", registry.refs["busybox"], env=env)
+    assert img_ok(h, "logout", registry.host, env=env).stdout == f"Removing login credentials for {registry.host}\n"
+    assert registry.host not in config.read_text() + stale.read_text()
+    assert "other.example:5000" in config.read_text()
+    r = img(h, "pull", registry.refs["busybox"], env=env)
+    assert r.returncode != 0 and "refused anonymous access" in r.stderr, r.stderr
+    assert img_ok(h, "logout", registry.host, env=env).stdout == f"Not logged in to {registry.host}\n"
+    config.write_text(json.dumps({"credsStore": "desktop"}))
+    r = login()
+    assert r.returncode != 0 and "credsStore: desktop" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+    assert json.loads(config.read_text()) == {"credsStore": "desktop"}
+    one_line_error(img(h, "login", registry.host, env=env), "Cannot perform an interactive login from a non TTY device")

@@ -326,6 +326,25 @@ COMMANDS = (
         ),
     ),
     Command(
+        "login",
+        "log in to a registry (docker's): the credentials are checked, then kept where pull and push read them",
+        "login_verbs.login",
+        (Arg("server", "host[:port] (default: Docker Hub)", False),),
+        (
+            Flag("username", "the user", short="u", default=""),
+            Flag("password", "the password (insecure: on the command line; see --password-stdin)", short="p",
+                 default=""),
+            Flag("password-stdin", "read the password from stdin", kind=bool, default=False),
+            Flag("insecure", "plain HTTP (always so for loopback registries)", kind=bool, default=False),
+        ),
+    ),
+    Command(
+        "logout",
+        "log out of a registry (docker's): its credentials removed from every auth file mrun reads",
+        "login_verbs.logout",
+        (Arg("server", "host[:port] (default: Docker Hub)", False),),
+    ),
+    Command(
         "push",
         "push an image to a registry (docker's push: the blobs it lacks, then the manifest under the tag)",
         "image_verbs.push",

@@ -37,12 +37,19 @@ ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
 LOOPBACK = ("localhost", "127.0.0.1", "[::1]", "::1")
 
 
+def docker_config() -> str:
+    """docker's config.json: in ``$DOCKER_CONFIG``, else ``~/.docker``, as docker's client finds it."""
+    return os.path.join(os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker"),
+                        "config.json")
+
+
 def _auth_files() -> list[str]:
+    """Where credentials are looked for, in this order (`mrun login` writes where they are read)."""
     home = os.path.expanduser("~")
     files = [os.environ.get("REGISTRY_AUTH_FILE", "")]
     if os.environ.get("XDG_RUNTIME_DIR"):
         files.append(os.path.join(os.environ["XDG_RUNTIME_DIR"], "containers", "auth.json"))
-    files += [os.path.join(home, ".config", "containers", "auth.json"), os.path.join(home, ".docker", "config.json")]
+    files += [os.path.join(home, ".config", "containers", "auth.json"), docker_config()]
     return [f for f in files if f]
 
 
@@ -202,7 +209,10 @@ class Registry:
             from urllib.parse import urlencode
 
             query = {k: v for k, v in params.items() if k in ("service", "scope")}
-            query.setdefault("scope", f"repository:{self.ref.repository}:{self.scope}")
+            if self.scope:  # (a login's token is of no scope, as docker's login asks for it)
+                query.setdefault("scope", f"repository:{self.ref.repository}:{self.scope}")
+            elif self.creds:
+                query["account"] = self.creds[0]
             headers = {}
             if self.creds:
                 headers["Authorization"] = "Basic " + base64.b64encode(":".join(self.creds).encode()).decode()
@@ -225,6 +235,18 @@ class Registry:
             if not token:
                 raise MrunError(f"{params['realm']}: the token answer holds no token")
             self.auth_header = f"Bearer {token}"
+
+    def check_login(self) -> None:
+        """docker login's test: the registry's base endpoint (/v2/) answers these credentials."""
+        self.scope = ""
+        resp = self._request(self.base[: self.base.index("/v2/") + len("/v2/")], {}, stream=True)
+        try:
+            if resp.status == 401:
+                raise MrunError(f"{self.ref.endpoint}: unauthorized: incorrect username or password")
+            if resp.status != 200:
+                raise MrunError(f"{self.ref.endpoint}: /v2/: HTTP {resp.status}, not a registry's answer")
+        finally:
+            resp.close()
 
     def manifest(self, reference: str) -> tuple[str, bytes, str]:
         """-> (digest, body, media type); a digest reference is checked against the body."""
