@@ -3901,3 +3901,57 @@ def test_system_df_as_docker(images, busybox_archive):
     assert rows["Containers"]["TotalCount"] == "1" and rows["Containers"]["Reclaimable"] == "0B (0%)"
     assert rows["Local Volumes"]["TotalCount"] == "0"
     img_ok(h, "rm", "-f", "up")
+
+
+def test_import_as_docker(images, busybox_archive, tmp_path):
+    """docker's `import`: `mrun export C | mrun import - NAME` flattens a container into an image
+    of one layer (also from a file, plain or gzip, bzip2, xz or zstd), with --change and -m; mrun
+    had no import. A hostile tarball (`../`) is refused as a hostile layer is, in one line, and
+    leaves neither blob nor layer; so does one cut short."""
+    import bz2
+    import gzip
+    import lzma
+
+    import zstandard
+
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "--name", "src", IMAGE, "sh", "-c", "echo made > /made"))
+    exported = tmp_path / "src.tar"
+    with open(exported, "wb") as out:
+        assert subprocess.run([h.binary, "--root", h.root, "--image-root", h.image_root, "export", "src"],
+                              stdout=out, env={**os.environ, **h.base_env}, timeout=60).returncode == 0
+    plain = exported.read_bytes()
+    with open(exported, "rb") as f:
+        made = subprocess.run([h.binary, "--root", h.root, "--image-root", h.image_root, "import", "-",
+                               "-c", 'CMD ["cat", "/made"]', "-m", "flattened", "flat:1"], stdin=f,
+                              capture_output=True, text=True, env={**os.environ, **h.base_env}, timeout=60)
+    assert made.returncode == 0 and made.stdout.startswith("sha256:"), made.stderr
+    assert img_ok(h, *run_args(h, "--rm", "flat:1")).stdout == "made\n"
+    image = json.loads(img_ok(h, "image", "inspect", "flat:1").stdout)
+    assert len(image["config"]["rootfs"]["diff_ids"]) == 1  # flattened: one layer, busybox's and the change
+    assert image["config"]["config"] == {"Cmd": ["cat", "/made"]}
+    history = img_ok(h, "history", "flat:1").stdout
+    assert "mrun import" in history and "flattened" in history
+    for tag, data in (("gz", gzip.compress(plain)), ("bz2", bz2.compress(plain)), ("xz", lzma.compress(plain)),
+                      ("zst", zstandard.ZstdCompressor().compress(plain))):
+        path = tmp_path / f"src.tar.{tag}"
+        path.write_bytes(data)
+        img_ok(h, "image", "import", str(path), f"flat:{tag}")
+        assert img_ok(h, *run_args(h, "--rm", f"flat:{tag}", "cat", "/made")).stdout == "made\n", tag
+    blobs = os.path.join(h.image_root, "blobs", "sha256")
+    layers = os.path.join(h.image_root, "layers")
+    before = (sorted(os.listdir(blobs)), sorted(os.listdir(layers)))
+    hostile = tmp_path / "hostile.tar"
+    with tarfile.open(hostile, "w") as tar:
+        info = tarfile.TarInfo("../escaped")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(gzip.compress(plain)[:5000])
+    for path, words in ((hostile, "'..'"), (cut, "not a whole tarball"), (tmp_path / "none.tar", "No such file")):
+        one_line_error(img(h, "import", str(path), "bad:1"), words)
+        assert (sorted(os.listdir(blobs)), sorted(os.listdir(layers))) == before, path
+    assert not os.path.exists(tmp_path.parent / "escaped")
+    one_line_error(img(h, "import", str(exported)), "name the new image")
+    img_ok(h, "rm", "src")

@@ -326,6 +326,19 @@ COMMANDS = (
         ),
     ),
     Command(
+        "import",
+        "an image of one layer from a filesystem tarball (docker's import: `mrun export C | mrun import - NAME`)",
+        "image_verbs.import_image",
+        (Arg("source", "a tarball (plain, gzip, bzip2, xz or zstd): a file, - for stdin, or an http(s) URL"),
+         Arg("repository", "NAME[:TAG] of the new image", False)),
+        (
+            Flag("change", "a Dockerfile instruction over its config: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, "
+                 "WORKDIR, VOLUME, STOPSIGNAL", kind=list, short="c", default=()),
+            Flag("message", "the history entry's comment", short="m", default=""),
+            Flag("platform", "os/arch of the image (default: the host's)", default=""),
+        ),
+    ),
+    Command(
         "login",
         "log in to a registry (docker's): the credentials are checked, then kept where pull and push read them",
         "login_verbs.login",

@@ -35,7 +35,7 @@ MANAGEMENT = {
                                           "export", "diff", "commit", "port", "stats", "top", "pause", "start",
                                           "create", "run", "kill")}
     | {"unpause": "resume"},
-    "image": {name: name for name in ("pull", "push", "save", "load")},
+    "image": {name: name for name in ("pull", "push", "save", "load", "import")},
 }
 
 

@@ -60,6 +60,17 @@ def pull(g: dict[str, Any], image: str, platform: str, insecure: bool, creds: st
     return 0
 
 
+def import_image(g: dict[str, Any], source: str, repository: str = "", change: tuple[str, ...] = (),
+                 message: str = "", platform: str = "") -> int:
+    """docker's import: an image of one layer from a filesystem tarball (a file, - or a URL)."""
+    from mrun.images.tarball_import import import_tarball
+
+    if source == "-" and os.isatty(0):
+        raise InvalidSpec("import -: the tarball is read from stdin, which is a terminal")
+    print(import_tarball(_store(g), source, repository, message, list(change), _platform(platform)))
+    return 0
+
+
 def push(g: dict[str, Any], image: str, destination: str, insecure: bool, creds: str) -> int:
     from mrun.images.registry import push as push_image
 

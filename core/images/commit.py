@@ -21,6 +21,7 @@ from mrun.kernel.fdpass import write_all
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
@@ -50,36 +51,22 @@ def commit(store: ImageStore, base: str, upper: str, name: str, leave_out: list[
     from mrun.kernel import fdtar
     from mrun.state import now_rfc3339
 
-    instructions = [_change(text) for text in changes or ()]  # checked before anything is written
+    instructions = [parse_change(text) for text in changes or ()]  # checked before anything is written
     entry = next((e for e in store.index().values() if e.get("config") == base), None)
     if entry is None:
         raise MrunError(f"commit: the container's image ({base[:19]}) is no longer in the store")
     config = store.read_json(entry["config"])
     manifest = store.read_json(entry["manifest"])
-    os.makedirs(store.blobs, mode=0o700, exist_ok=True)
-    # written before the store's lock is taken (it may be long): a name the store's sweep leaves
-    # alone while we live, and removes once we are gone (killed midway)
-    tmp = os.path.join(store.blobs, f"commit-{os.getpid()}.layer")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        out = _Hashing(fd)
+
+    def fill(out: _Hashing) -> None:
         top = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             fdtar.write_tree(top, out, frozenset(p.strip("/") for p in leave_out), whiteouts=True)
         finally:
             os.close(top)
-        os.fsync(fd)
-        diff_id = "sha256:" + out.hash.hexdigest()
-        os.rename(tmp, store.blob_path(diff_id))
-        size = out.size
-    except OSError as e:
-        name_the_file(e, store.blobs)  # a full disk: say where
-        raise
-    finally:
-        os.close(fd)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    layer = {"mediaType": LAYER_TAR, "digest": diff_id, "size": size}
+
+    layer = write_layer(store, fill)
+    diff_id, size = layer["digest"], layer["size"]
     with store.lock():
         if not store.has_layer(diff_id):
             _unpack_layer(store, layer, diff_id)
@@ -105,6 +92,29 @@ def commit(store: ImageStore, base: str, upper: str, name: str, leave_out: list[
     return config_digest
 
 
+def write_layer(store: ImageStore, fill: Callable[[_Hashing], None]) -> dict[str, Any]:
+    """An uncompressed layer blob, what ``fill`` writes into it, stored under its digest. ->
+    its descriptor. Written before the store's lock is taken (it may be long), under a name the
+    store's sweep leaves alone while we live and removes once we are gone (killed midway)."""
+    os.makedirs(store.blobs, mode=0o700, exist_ok=True)
+    tmp = os.path.join(store.blobs, f"commit-{os.getpid()}.layer")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        out = _Hashing(fd)
+        fill(out)
+        os.fsync(fd)
+        diff_id = "sha256:" + out.hash.hexdigest()
+        os.rename(tmp, store.blob_path(diff_id))
+    except OSError as e:
+        name_the_file(e, store.blobs)  # a full disk: say where
+        raise
+    finally:
+        os.close(fd)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return {"mediaType": LAYER_TAR, "digest": diff_id, "size": out.size}
+
+
 def _new_config(config: dict[str, Any], diff_id: str, now: str, process: dict[str, Any], message: str,
                 author: str, instructions: list[tuple[str, Any]]) -> dict[str, Any]:
     config = dict(config)
@@ -118,7 +128,7 @@ def _new_config(config: dict[str, Any], diff_id: str, now: str, process: dict[st
     cfg["Env"] = [e for e in process.get("env") or image_env  # docker's run-time defaults stay out
                   if e in image_env or not e.startswith(("HOSTNAME=", "TERM="))]
     for keyword, value in instructions:
-        _apply(cfg, keyword, value)
+        apply_change(cfg, keyword, value)
     config["config"] = cfg
     config["created"] = now
     if author:
@@ -130,7 +140,7 @@ def _new_config(config: dict[str, Any], diff_id: str, now: str, process: dict[st
     return config
 
 
-def _change(text: str) -> tuple[str, Any]:
+def parse_change(text: str) -> tuple[str, Any]:
     """A --change instruction, Dockerfile style: CMD/ENTRYPOINT (JSON or shell form), ENV K=V,
     EXPOSE 80/tcp, LABEL K=V, USER, WORKDIR, VOLUME, STOPSIGNAL."""
     keyword, _, rest = text.strip().partition(" ")
@@ -158,7 +168,7 @@ def _change(text: str) -> tuple[str, Any]:
     return keyword, rest
 
 
-def _apply(cfg: dict[str, Any], keyword: str, value: Any) -> None:
+def apply_change(cfg: dict[str, Any], keyword: str, value: Any) -> None:
     if keyword == "CMD":
         cfg["Cmd"] = value
     elif keyword == "ENTRYPOINT":
@@ -180,12 +190,12 @@ def _apply(cfg: dict[str, Any], keyword: str, value: Any) -> None:
         cfg[{"USER": "User", "WORKDIR": "WorkingDir", "STOPSIGNAL": "StopSignal"}[keyword]] = value
 
 
-def check_name(name: str) -> None:
+def check_name(name: str, verb: str = "commit") -> None:
     from mrun.images.reference import Reference
 
     if not name or "@" in name:
-        raise InvalidSpec("commit: name the new image, NAME[:TAG] (mrun keeps no unnamed images)")
+        raise InvalidSpec(f"{verb}: name the new image, NAME[:TAG] (mrun keeps no unnamed images)")
     try:
         Reference(name)
     except MrunError as e:
-        raise InvalidSpec(f"commit: {e}") from None
+        raise InvalidSpec(f"{verb}: {e}") from None

@@ -1,0 +1,135 @@
+"""docker's ``import``: an image of one layer from a filesystem tarball (``mrun export``'s, a
+rootfs someone packed), from a file, stdin or an http(s) URL, plain or gzip, bzip2, xz or zstd.
+
+The tarball is stored as an uncompressed layer (hashed as it is written, as ``commit`` writes
+its layer) and unpacked as any pulled layer is, with ``install``'s checks: its ``..`` names,
+links out and writes through links are refused as a hostile layer's are. Its config has the
+host's platform (or ``--platform``), no command unless ``--change`` gives one, and a history
+entry saying where it came from, as docker's import writes it."""
+
+from __future__ import annotations
+
+import io
+import os
+
+from mrun.errors import InvalidSpec, MrunError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
+
+BZIP2_MAGIC, XZ_MAGIC = b"BZh", b"\xfd7zXZ\x00"
+
+
+def _plain(f: IO[bytes]) -> IO[bytes]:
+    """The tarball's bytes, whatever of docker's compressions it came in."""
+    from mrun.images.unpack import decompressed
+
+    buffered = f if hasattr(f, "peek") else io.BufferedReader(f)  # type: ignore[arg-type]
+    head = buffered.peek(6)[:6]  # type: ignore[attr-defined]
+    if head.startswith(BZIP2_MAGIC):
+        import bz2
+
+        return bz2.BZ2File(buffered)  # type: ignore[return-value]
+    if head.startswith(XZ_MAGIC):
+        import lzma
+
+        return lzma.LZMAFile(buffered)  # type: ignore[return-value]
+    return decompressed(buffered)
+
+
+class _Reading:
+    """The source, decompressed, as ``copyfileobj`` reads it: an error of the reading (a stream
+    cut short or damaged, a connection broken off) is one line naming the source, where an
+    error of the writing (a full disk) stays the store's to name."""
+
+    def __init__(self, f: IO[bytes], source: str) -> None:
+        self.f, self.source, self.plain = f, source, None
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            if self.plain is None:
+                self.plain = _plain(self.f)
+            return self.plain.read(n)
+        except Exception as e:  # noqa: BLE001 - gzip's, bz2's, lzma's, zstd's and urllib3's, alike
+            raise InvalidSpec(f"import {self.source}: not a whole tarball ({e or e.__class__.__name__})") from None
+
+
+def _opened(source: str) -> tuple[IO[bytes], Any]:
+    """-> (the source's byte stream, what to close after)."""
+    import sys
+
+    if source == "-":
+        return sys.stdin.buffer, None
+    if source.startswith(("http://", "https://")):
+        import urllib3
+        from mrun.images.registry import timeout
+
+        wait = timeout()
+        http = urllib3.PoolManager(retries=urllib3.Retry(3, redirect=5),
+                                   timeout=urllib3.Timeout(connect=wait, read=wait))
+        try:
+            resp = http.request("GET", source, preload_content=False)
+        except urllib3.exceptions.HTTPError as e:
+            raise MrunError(f"import {source}: {e}") from None
+        if resp.status != 200:
+            resp.close()
+            raise MrunError(f"import {source}: HTTP {resp.status}")
+        return resp, resp
+    try:
+        f = open(source, "rb")  # noqa: SIM115 - closed by the caller
+    except OSError as e:
+        raise MrunError(f"import {source}: {e.strerror or e}") from None
+    return f, f
+
+
+def import_tarball(store: Any, source: str, name: str, message: str = "", changes: list[str] | None = None,
+                   platform: tuple[str, str] | None = None) -> str:
+    """The image ``name`` made of the tarball at ``source`` (a path, "-" or a URL). -> its id."""
+    import shutil
+    import tarfile
+
+    from mrun import jsonio
+    from mrun.images.commit import CONFIG, MANIFEST, apply_change, check_name, parse_change, write_layer
+    from mrun.images.install import _unpack_layer, host_platform
+    from mrun.images.store import normalize
+    from mrun.state import now_rfc3339
+
+    check_name(name, "import")
+    instructions = [parse_change(text) for text in changes or ()]  # checked before anything is read
+    stream, closing = _opened(source)
+    try:
+        layer = write_layer(store, lambda out: shutil.copyfileobj(_Reading(stream, source), out, 1 << 20))
+    finally:
+        if closing is not None:
+            closing.close()
+    diff_id = layer["digest"]
+    os_name, arch = platform or host_platform()
+    with store.lock():
+        if not store.has_layer(diff_id):
+            try:
+                _unpack_layer(store, layer, diff_id)
+            except (MrunError, tarfile.TarError) as e:  # a hostile or damaged one: its blob goes too
+                if not any(diff_id in entry.get("blobs") or () for entry in store.index().values()):
+                    os.unlink(store.blob_path(diff_id))
+                raise InvalidSpec(f"import {source}: {e}") from None
+        now = now_rfc3339()
+        cfg: dict[str, Any] = {}
+        for keyword, value in instructions:
+            apply_change(cfg, keyword, value)
+        config = {"architecture": arch, "os": os_name, "created": now, "config": cfg,
+                  "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+                  "history": [{"created": now, "created_by": "mrun import",
+                               "comment": message or f"Imported from {source}"}]}
+        config_digest = store.put_bytes(jsonio.dumps(config).encode())
+        manifest = {"schemaVersion": 2, "mediaType": MANIFEST,
+                    "config": {"mediaType": CONFIG, "digest": config_digest,
+                               "size": os.path.getsize(store.blob_path(config_digest))},
+                    "layers": [layer]}
+        manifest_digest = store.put_bytes(jsonio.dumps(manifest).encode())
+        index = store.index()
+        index[normalize(name)] = {"manifest": manifest_digest, "config": config_digest, "layers": [diff_id],
+                                  "blobs": [manifest_digest, config_digest, diff_id], "wasm": False,
+                                  "modules": [], "created": now, "size": layer["size"]}
+        store.save_index(index)
+    return config_digest
