@@ -590,7 +590,7 @@ class Runtime:
         restore = None if detach else forward_signals(record.pid, lambda: proxy is not None and proxy.resize())
         try:
             if ours is not None:
-                proxy = _terminal_from(ours)
+                proxy = _terminal_from(ours, opts.terminal_log)
             raise_if_held()  # a stop signal `mrun run` held while it made the container: it ends here
             with span("run start"):
                 self.start(container_id)
@@ -655,13 +655,13 @@ def _relayed_console(what: str, process: dict[str, Any], opts: CreateOptions, de
     return ours
 
 
-def _terminal_from(ours: Any) -> Any:
+def _terminal_from(ours: Any, log: Any = None) -> Any:
     """The relay of the pty that came on ``ours`` (closed here), sized as our terminal before the
-    program runs: its first look at the size must find ours."""
+    program runs: its first look at the size must find ours. ``log``: given its output too."""
     from mrun.sandbox.console import TerminalProxy, receive_fd
 
     try:
-        proxy = TerminalProxy(receive_fd(ours))
+        proxy = TerminalProxy(receive_fd(ours), log)
     finally:
         ours.close()
     proxy.resize()

@@ -3955,3 +3955,31 @@ def test_import_as_docker(images, busybox_archive, tmp_path):
     assert not os.path.exists(tmp_path.parent / "escaped")
     one_line_error(img(h, "import", str(exported)), "name the new image")
     img_ok(h, "rm", "src")
+
+
+def test_ps_latest_last_size_and_no_trunc_as_docker(images, busybox_archive):
+    """docker's `ps -l` (a script's `docker rm $(docker ps -lq)`), `-n N` (the N created last,
+    in every state, newest first), `-s` (each one's writable layer, and with its image: virtual)
+    and `--no-trunc` (the command whole): mrun refused them as unknown flags."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    long_command = "echo " + "x" * 60
+    img_ok(h, *run_args(h, "--name", "first", IMAGE, "sh", "-c", long_command))
+    img_ok(h, *run_args(h, "-d", "--name", "second", IMAGE, "sh", "-c",
+                        "head -c 300000 /dev/zero > /big; sleep 600"))
+    img_ok(h, *run_args(h, "--name", "third", IMAGE, "true"))
+    assert img_ok(h, "ps", "-lq").stdout.split() == ["third"]  # stopped, yet the latest
+    assert img_ok(h, "ps", "-q", "-n", "2").stdout.split() == ["third", "second"]
+    assert img_ok(h, "ps", "-n", "5", "--format", "{{.Names}}").stdout.split() == ["third", "second", "first"]
+    assert long_command not in img_ok(h, "ps", "-a").stdout
+    assert long_command in img_ok(h, "ps", "-a", "--no-trunc").stdout
+    deadline = time.monotonic() + 10
+    while "300kB (virtual" not in (sized := img_ok(h, "ps", "-s", "--format", "{{.Names}} {{.Size}}").stdout):
+        assert time.monotonic() < deadline, sized
+        time.sleep(0.1)
+    assert sized.split()[:2] == ["second", "300kB"]
+    table = img_ok(h, "ps", "-a", "-s").stdout.splitlines()
+    assert table[0].split()[-1] == "SIZE" and any(line.startswith("first ") and "0B (virtual" in line
+                                                  for line in table)
+    one_line_error(img(h, "ps", "-l", "second"), "lists containers")  # runc's ps ID: its processes
+    img_ok(h, "rm", "-f", "first", "second", "third")

@@ -216,6 +216,33 @@ def test_what_is_typed_before_a_terminal_container_starts_reaches_it(images, bus
         os.close(master)
 
 
+@LAUNCHERS
+def test_a_terminal_containers_output_is_in_its_log(images, busybox_archive):
+    """`docker run -it --name dev IMAGE sh`, later `docker logs dev`: docker logs what a terminal
+    container printed; mrun kept no log of a `-t` container ("has no log"). The terminal's relay
+    now logs what it shows, and the container still sees the caller's window."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    master, slave = os.openpty()
+    _set_size(slave, 33, 111)
+    proc = subprocess.Popen(cli(h, *run_args(h, "-t", "-i", "--name", "tl", IMAGE, "sh", "-c",
+                                             "echo hello-tty; stty size; exit 4")),
+                            stdin=slave, stdout=slave, stderr=slave, env=env_of(h), start_new_session=True)
+    os.close(slave)
+    try:
+        shown = _read_until(master, "33 111")
+        assert proc.wait(timeout=15) == 4
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert "hello-tty" in shown
+    logged = img_ok(h, "logs", "tl").stdout
+    assert "hello-tty" in logged and "33 111" in logged, logged
+    assert img_ok(h, "wait", "tl").stdout == "4\n"
+    img_ok(h, "rm", "tl")
+
+
 def test_relative_paths_resolve_in_the_callers_directory_not_at_its_name(images, busybox_archive, tmp_path):
     """A directory's name can come to mean another directory while the caller sits in the first
     one (a mount over it, a rename and a new one): the child must work where the caller is, as a

@@ -298,6 +298,13 @@ COMMANDS = (
                  "status=, ancestor=, health=)", kind=list, default=()),
             Flag("quiet", "without an id: print only the containers' ids (docker's -q)", kind=bool, short="q",
                  default=False),
+            Flag("last", "without an id: the N containers created last, in every state, newest first (docker's -n)",
+                 kind=int, short="n", default=-1),
+            Flag("latest", "without an id: the container created last, in any state (docker's -l)", kind=bool,
+                 short="l", default=False),
+            Flag("no-trunc", "without an id: each command whole", kind=bool, default=False),
+            Flag("size", "without an id: SIZE, its writable layer (and with its image's: virtual) (docker's -s)",
+                 kind=bool, short="s", default=False),
         ),
         aliases=("top",),  # docker's top ID [ps options]: this verb with an id
     ),

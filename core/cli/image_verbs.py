@@ -527,19 +527,26 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         if not detach:
             if not kw.get("interactive"):
                 no_stdin()
-            tee = None
+            tee = terminal_log = None
+            options = CreateOptions()
             if not remove:
                 set_aside(bundle)
-                if not o.tty and log_kept(bundle):  # its output logged as it passes, as docker's
-                    from mrun.images import foreground_log
+                try:  # its output logged as it passes, as docker's
+                    if o.tty and log_kept(bundle):  # by the terminal's relay, which shows it to us
+                        from mrun.images.log_relay import Relay
+                        from mrun.images.supervisor import log_options
 
-                    try:
+                        terminal_log = Relay(bundle, **log_options(bundle), pipes=False)
+                        options.terminal_log = lambda data: terminal_log.note(1, data)
+                    elif log_kept(bundle):
+                        from mrun.images import foreground_log
+
                         tee = foreground_log.start(bundle)
-                    except OSError as e:  # (no room for its log): its output goes straight to us, as before
-                        if callable(g.get("warn")):
-                            g["warn"](f"container {cid!r} keeps no log: {in_words(e)}")
+                except OSError as e:  # (no room for its log): its output goes straight to us, as before
+                    if callable(g.get("warn")):
+                        g["warn"](f"container {cid!r} keeps no log: {in_words(e)}")
             try:
-                code = runtime.run(cid, bundle, CreateOptions(), False, keep=not remove)
+                code = runtime.run(cid, bundle, options, False, keep=not remove)
                 if not remove:  # as docker (its runc shim): kept, with nothing of it running, and its code
                     runtime.end_the_rest(cid)
                     if tee is not None:
@@ -550,6 +557,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
             finally:
                 if tee is not None:
                     tee.end()
+                if terminal_log is not None:
+                    terminal_log.close_log()
                 if remove:  # docker's --rm: its anonymous volumes go with it
                     volumes.remove_anonymous(store.root, o.made_volumes)
         run_detached(runtime, cid, bundle, remove)  # its supervisor records the exit code, or removes it
@@ -1182,22 +1191,27 @@ def _stopped_or_gone(runtime: Any, container_id: str) -> bool:
 
 
 def list_containers(g: dict[str, Any], format: str, filters: list[str], quiet: bool,  # noqa: A002
-                    every: bool = True) -> int:
+                    every: bool = True, last: int = -1, whole: bool = False, sized: bool = False) -> int:
     """docker's ps: without ``every`` (-a) the containers that run (running, paused, or about to
-    start again under --restart), as docker lists them; a status filter asks for every one."""
+    start again under --restart), as docker lists them; a status filter asks for every one.
+    ``last`` (-n, -l): the N created last, in every state, newest first (0: every one);
+    ``whole``: commands not cut (--no-trunc); ``sized``: their sizes (-s)."""
     from mrun.bundles import image_of
     from mrun.images.supervisor import exit_of
     from mrun.images.unstarted import as_docker_sees
 
     runtime = _rt(g)
     wanted = _ps_filters(filters)
-    every = every or "status" in wanted
+    every = every or "status" in wanted or last >= 0
     states = [s for s in map(as_docker_sees, runtime.list())
               if (every or _runs(s, exit_of)) and _matches(s, wanted, image_of, exit_of)]
+    if last >= 0:
+        states.sort(key=lambda s: s.get("created") or "", reverse=True)
+        states = states[:last] if last else states
     if quiet:
         for state in states:
             print(state["id"])
-        if every and not wanted:  # what `mrun rm -f $(mrun ps -aq)` should take away too
+        if every and not wanted and last < 0:  # what `mrun rm -f $(mrun ps -aq)` should take away too
             for bundle in _orphans(g):
                 print(os.path.basename(bundle))
         return 0
@@ -1215,13 +1229,14 @@ def list_containers(g: dict[str, Any], format: str, filters: list[str], quiet: b
             except MrunError:
                 continue
             stopped = s["status"] == Status.STOPPED
-            docker_rows.append(ps_row(s, record, (image_of(s["bundle"]) or {}).get("image", ""),
-                                      exit_of(s["bundle"]) if stopped else None, _net_of(runtime, s["id"])))
+            row = ps_row(s, record, (image_of(s["bundle"]) or {}).get("image", ""),
+                         exit_of(s["bundle"]) if stopped else None, _net_of(runtime, s["id"]))
+            docker_rows.append({**row, "Size": _size_of(runtime, s) if sized or ".Size" in format else ""})
         for line in formatted(format, docker_rows, PS_HEADERS):
             print(line)
         return 0
 
-    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "STATUS", "CREATED")]
+    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "STATUS", "CREATED", *(("SIZE",) if sized else ()))]
     for s in states:
         try:
             config = runtime.store.load(s["id"]).config
@@ -1234,12 +1249,34 @@ def list_containers(g: dict[str, Any], format: str, filters: list[str], quiet: b
         if ended is not None:
             code = ended["exit_code"] if ended.get("exit_code") is not None else "?"
             status = f"{'restarting' if ended.get('restarting') else 'exited'} ({code})"
-        rows.append((s["id"], image or "(bundle)", command[:40], status, s["created"][:19]))
-    for bundle in _orphans(g):  # a killed `mrun run` left these: say how they go
+        rows.append((s["id"], image or "(bundle)", command if whole else command[:40], status, s["created"][:19],
+                     *((_size_of(runtime, s),) if sized else ())))
+    for bundle in _orphans(g) if last < 0 else ():  # a killed `mrun run` left these: say how they go
         meta = image_of(bundle) or {}
-        rows.append((os.path.basename(bundle), meta.get("image", "?"), "", "orphaned (mrun rm -f)", ""))
+        rows.append((os.path.basename(bundle), meta.get("image", "?"), "", "orphaned (mrun rm -f)", "",
+                     *(("",) if sized else ())))
     print_table(rows)
     return 0
+
+
+def _size_of(runtime: Any, state: dict[str, Any]) -> str:
+    """docker's ps -s: the writable layer's size, and with its image's layers (virtual)."""
+    from mrun.bundles import image_of, made_for
+    from mrun.cli.disk_usage import tree_size
+    from mrun.cli.listing import human_size
+    from mrun.images.store import ImageStore
+
+    bundle = state.get("bundle") or ""
+    if not made_for(bundle, state["id"], runtime.store.root):
+        return "0B"  # a bundle's container: its rootfs is its owner's, no layer of ours
+    own = under = tree_size(os.path.join(bundle, "upper"))
+    store = ImageStore(os.path.dirname(os.path.dirname(bundle)))
+    for digest in (image_of(bundle) or {}).get("layers") or []:
+        try:
+            under += tree_size(store.layer_dir(digest))
+        except (MrunError, TypeError):  # a damaged image.json: what can be counted is
+            continue
+    return f"{human_size(own)} (virtual {human_size(under)})"
 
 
 def _orphans(g: dict[str, Any]) -> list[str]:

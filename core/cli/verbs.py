@@ -271,14 +271,17 @@ def list_(g: dict[str, Any], format: str, quiet: bool) -> int:  # noqa: A002
 
 
 def ps(g: dict[str, Any], container_id: str | None, ps_args: list[str], format: str,  # noqa: A002
-       all: bool = False, quiet: bool = False, filter: tuple[str, ...] = ()) -> int:  # noqa: A002
+       all: bool = False, quiet: bool = False, filter: tuple[str, ...] = (), last: int = -1,  # noqa: A002
+       latest: bool = False, no_trunc: bool = False, size: bool = False) -> int:
     """Without an id, docker's ps (the running containers; -a: every one); with one, runc's."""
     if container_id is None:
         from mrun.cli.image_verbs import list_containers
 
-        return list_containers(g, format, list(filter), quiet, all)
-    if quiet or filter:
-        raise MrunError(f"ps {'-q' if quiet else '--filter'} lists containers: give no container id")
+        return list_containers(g, format, list(filter), quiet, all, 1 if latest else last, no_trunc, size)
+    listing = [flag for flag, given in (("-q", quiet), ("--filter", filter), ("-n", last >= 0), ("-l", latest),
+                                        ("--no-trunc", no_trunc), ("-s", size)) if given]
+    if listing:
+        raise MrunError(f"ps {listing[0]} lists containers: give no container id")
     runtime = _rt(g)
     record = runtime.store.load(container_id)
     if _docker_made(record):  # docker's top; runc's ps lists a stopped one's (none)

@@ -6,8 +6,9 @@ and `mrun logs` had nothing. Here a tee is forked before the container is made: 
 writes to the relay's pipes (``log_relay.Relay``, as a detached container's supervisor reads
 them), and the tee copies each piece to the caller's stdout or stderr and to the log, until
 both pipes end. As docker's, the container's stdout is then a pipe, not the caller's terminal.
-Not with ``-t`` (the terminal's proxy is the caller's, and reads its window from it) nor with
-``--rm`` (nothing is kept to read a log from, and that path stays direct).
+Not with ``-t``: the terminal's relay (sandbox/console), which reads the caller's window, logs
+what it shows (``Relay.note``, no pipes); nor with ``--rm`` (nothing is kept to read a log
+from, and that path stays direct).
 """
 
 from __future__ import annotations

@@ -47,9 +47,10 @@ LONGEST = 16 << 10
 
 class Relay:
     def __init__(self, bundle: str, keep: bool = True, max_size: int = 0, max_files: int = 1,
-                 echo: bool = False) -> None:
+                 echo: bool = False, pipes: bool = True) -> None:
         """``keep``: False for --log-driver none (the output is read and dropped). ``echo``: each
-        piece copied to our own stdout or stderr too (a foreground container's: images/foreground_log)."""
+        piece copied to our own stdout or stderr too (a foreground container's: images/foreground_log).
+        ``pipes``: False where the output comes otherwise (``note``: a foreground terminal's relay)."""
         self.bundle, self.keep, self.max_size, self.max_files = bundle, keep, max_size, max(1, max_files)
         self.echo = echo
         self.log = self.times = -1
@@ -60,7 +61,7 @@ class Relay:
         self.writers: dict[int, int] = {}  # 1 or 2 -> the write end the container gets
         self.open_line = {1: False, 2: False}  # the stream's last piece did not end its line
         self.open_before = dict(self.open_line)  # as it was after the last piece written
-        for stream in (1, 2):
+        for stream in (1, 2) if pipes else ():
             r, w = os.pipe2(os.O_CLOEXEC)
             os.set_blocking(r, False)
             self.streams[r], self.writers[stream] = stream, w
@@ -121,6 +122,19 @@ class Relay:
                     return False
             if self.keep:
                 self._take(stream, data, time.time_ns())
+
+    def note(self, stream: int, data: bytes) -> None:
+        """``data`` the container wrote on ``stream``, logged now (what came another way than the
+        relay's pipes: a foreground terminal's output, which its relay has shown the caller)."""
+        if self.keep:
+            self._take(stream, data, time.time_ns())
+
+    def close_log(self) -> None:
+        for fd in (self.log, self.times):
+            if fd >= 0:
+                os.close(fd)
+        self.log = self.times = -1
+        self.keep = False
 
     def _take(self, stream: int, data: bytes, now: int) -> None:
         """``data`` as pieces that end at a newline (or after LONGEST bytes, or where the data

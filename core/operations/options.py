@@ -24,6 +24,7 @@ class CreateOptions:
         self.pid_file, self.console_socket, self.preserve_fds = pid_file, console_socket, preserve_fds
         self.no_pivot, self.systemd_cgroup, self.no_new_keyring = no_pivot, systemd_cgroup, no_new_keyring
         self.console: Any = None  # an already connected console socket (foreground `run -t`)
+        self.terminal_log: Any = None  # given each piece of that terminal's output too (its log)
         # The operator's annotations over the bundle's (the shim's runtime options): they win
         self.annotations: dict[str, str] = {}
         # `run`'s own pidfd: its init ends if `run` is gone before it starts it (no one else will)

@@ -16,6 +16,10 @@ from mrun.errors import MrunError
 from mrun.kernel import fdpass, inroot
 from mrun.kernel import syscalls as sc
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 def connect(path: str) -> socket.socket:
     """Connect on the host, before pivot_root hides the socket's path."""
@@ -79,8 +83,9 @@ class TerminalProxy:
     With a terminal on our stdin it goes raw (keys, ^C included, reach the container's pty)
     and the window size follows ours; both are restored at the end."""
 
-    def __init__(self, master: int) -> None:
-        self.master = master
+    def __init__(self, master: int, log: Callable[[bytes], None] | None = None) -> None:
+        """``log``: given each piece of the container's output too (`mrun run -t` keeping its log)."""
+        self.master, self.log = master, log
         self.saved: list | None = None
         self.thread = threading.Thread(target=self._copy, daemon=True)
 
@@ -123,6 +128,11 @@ class TerminalProxy:
                 if not data:
                     return
                 os.write(1, data)
+                if self.log is not None:
+                    try:
+                        self.log(data)
+                    except OSError:  # no room for the log: the terminal goes on without it
+                        self.log = None
             if 0 in ready:
                 data = os.read(0, 65536) if 0 in inputs else b""
                 if data:
@@ -133,6 +143,7 @@ class TerminalProxy:
     def end(self) -> None:
         if self.thread.is_alive() or self.thread.ident is not None:
             self.thread.join(timeout=2)
+        self.log = None  # a relay still copying (a process elsewhere holds the pty) logs no more
         if self.saved is not None:
             termios.tcsetattr(0, termios.TCSADRAIN, self.saved)
         sys.stdout.flush()
