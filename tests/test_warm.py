@@ -194,6 +194,27 @@ def test_a_terminal_and_its_resize(images, busybox_archive):
         os.close(master)
 
 
+def _on_a_terminal(h, args: list[str], until: str, code: int, typed: bytes = b"",
+                   size: tuple[int, int] = (24, 80)) -> str:
+    """mrun ARGS on a terminal of ``size`` (``typed``: already in its input): what it showed up to
+    ``until``, once it exited with ``code``."""
+    master, slave = os.openpty()
+    _set_size(slave, *size)
+    if typed:
+        os.write(master, typed)
+    proc = subprocess.Popen(cli(h, *args), stdin=slave, stdout=slave, stderr=slave, env=env_of(h),
+                            start_new_session=True)
+    os.close(slave)
+    try:
+        shown = _read_until(master, until)
+        assert proc.wait(timeout=15) == code
+        return shown
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+
+
 @LAUNCHERS
 def test_what_is_typed_before_a_terminal_container_starts_reaches_it(images, busybox_archive):
     """A user who types before `mrun run -ti IMAGE sh` shows its prompt (a command pasted with it):
@@ -201,19 +222,8 @@ def test_what_is_typed_before_a_terminal_container_starts_reaches_it(images, bus
     line never reached the container. docker's client switches without a flush: it arrives."""
     h = images
     img_ok(h, "load", busybox_archive)
-    master, slave = os.openpty()
-    _set_size(slave, 24, 80)
-    os.write(master, b"typed ahead\n")  # in the caller's terminal before mrun even starts
-    proc = subprocess.Popen(cli(h, *run_args(h, "--rm", "-t", "-i", IMAGE, "sh", "-c", "read line; echo got=$line")),
-                            stdin=slave, stdout=slave, stderr=slave, env=env_of(h), start_new_session=True)
-    os.close(slave)
-    try:
-        _read_until(master, "got=typed ahead")
-        assert proc.wait(timeout=15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
+    _on_a_terminal(h, run_args(h, "--rm", "-t", "-i", IMAGE, "sh", "-c", "read line; echo got=$line"),
+                   "got=typed ahead", 0, typed=b"typed ahead\n")  # in the caller's terminal before mrun starts
 
 
 @LAUNCHERS
@@ -223,19 +233,8 @@ def test_a_terminal_containers_output_is_in_its_log(images, busybox_archive):
     now logs what it shows, and the container still sees the caller's window."""
     h = images
     img_ok(h, "load", busybox_archive)
-    master, slave = os.openpty()
-    _set_size(slave, 33, 111)
-    proc = subprocess.Popen(cli(h, *run_args(h, "-t", "-i", "--name", "tl", IMAGE, "sh", "-c",
-                                             "echo hello-tty; stty size; exit 4")),
-                            stdin=slave, stdout=slave, stderr=slave, env=env_of(h), start_new_session=True)
-    os.close(slave)
-    try:
-        shown = _read_until(master, "33 111")
-        assert proc.wait(timeout=15) == 4
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
+    shown = _on_a_terminal(h, run_args(h, "-t", "-i", "--name", "tl", IMAGE, "sh", "-c",
+                                       "echo hello-tty; stty size; exit 4"), "33 111", 4, size=(33, 111))
     assert "hello-tty" in shown
     logged = img_ok(h, "logs", "tl").stdout
     assert "hello-tty" in logged and "33 111" in logged, logged

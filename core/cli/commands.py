@@ -37,6 +37,10 @@ POLICY_ENV = {
 }
 
 _ID = Arg("container-id", "the container's name")
+_INSECURE = Flag("insecure", "plain HTTP (always so for loopback registries)", kind=bool, default=False)
+_CHANGE = Flag("change", "a Dockerfile instruction over its config: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, "
+               "WORKDIR, VOLUME, STOPSIGNAL", kind=list, short="c", default=())  # commit's and import's
+_CREDS = Flag("creds", "USER:PASSWORD (else from auth.json or docker's config.json; see login)", default="")
 _BUNDLE = Flag("bundle", "path to the OCI bundle (holds config.json)", short="b", default=".")
 _PID_FILE = Flag("pid-file", "write the process id to this file", default="")
 _CONSOLE = Flag("console-socket", "unix socket that receives the pty master (SCM_RIGHTS)", default="")
@@ -328,8 +332,8 @@ COMMANDS = (
         (Arg("image", "[host[:port]/]name[:tag|@digest]"),),
         (
             Flag("platform", "os/arch to pick from a multi-platform index", default=""),
-            Flag("insecure", "plain HTTP (always so for loopback registries)", kind=bool, default=False),
-            Flag("creds", "USER:PASSWORD (else from auth.json or docker's config.json)", default=""),
+            _INSECURE,
+            _CREDS,
         ),
     ),
     Command(
@@ -339,9 +343,8 @@ COMMANDS = (
         (Arg("source", "a tarball (plain, gzip, bzip2, xz or zstd): a file, - for stdin, or an http(s) URL"),
          Arg("repository", "NAME[:TAG] of the new image", False)),
         (
-            Flag("change", "a Dockerfile instruction over its config: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, "
-                 "WORKDIR, VOLUME, STOPSIGNAL", kind=list, short="c", default=()),
-            Flag("message", "the history entry's comment", short="m", default=""),
+            _CHANGE,
+            Flag("message", "a comment in the image's history", short="m", default=""),
             Flag("platform", "os/arch of the image (default: the host's)", default=""),
         ),
     ),
@@ -355,7 +358,7 @@ COMMANDS = (
             Flag("password", "the password (insecure: on the command line; see --password-stdin)", short="p",
                  default=""),
             Flag("password-stdin", "read the password from stdin", kind=bool, default=False),
-            Flag("insecure", "plain HTTP (always so for loopback registries)", kind=bool, default=False),
+            _INSECURE,
         ),
     ),
     Command(
@@ -371,8 +374,8 @@ COMMANDS = (
         (Arg("image", "name or id"),
          Arg("destination", "[host[:port]/]name[:tag] (else: the image's own name)", False)),
         (
-            Flag("insecure", "plain HTTP (always so for loopback registries)", kind=bool, default=False),
-            Flag("creds", "USER:PASSWORD (else from auth.json or docker's config.json)", default=""),
+            _INSECURE,
+            _CREDS,
         ),
     ),
     Command(
@@ -535,8 +538,7 @@ COMMANDS = (
         (
             Flag("message", "a comment in the image's history", short="m", default=""),
             Flag("author", "the image's author", short="a", default=""),
-            Flag("change", "a Dockerfile instruction over its config: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, "
-                 "WORKDIR, VOLUME, STOPSIGNAL", kind=list, short="c", default=()),
+            _CHANGE,
             Flag("pause", "pause a running container meanwhile (--pause=false: not)", kind=bool, short="p",
                  default=True),
         ),
