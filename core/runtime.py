@@ -593,7 +593,7 @@ class Runtime:
                 proxy = _terminal_from(ours, opts.terminal_log)
             raise_if_held()  # a stop signal `mrun run` held while it made the container: it ends here
             with span("run start"):
-                self.start(container_id)
+                started = self.start(container_id)
         except BaseException:
             if restore is not None:
                 restore()
@@ -601,6 +601,8 @@ class Runtime:
             raise
         finally:
             _forget_starter(opts)
+        if opts.started is not None:
+            opts.started(started)
         if restore is None:
             return 0
         try:

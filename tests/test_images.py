@@ -2797,6 +2797,39 @@ def test_a_state_root_removed_under_running_containers_loses_none_of_them(images
     assert not os.path.exists(os.path.join(h.image_root, "containers", "cycling"))
 
 
+def test_a_state_root_removed_under_a_foreground_container_loses_it_not(images, busybox_archive):
+    """`rm -rf /run/mrun` while `mrun run --name fg IMAGE ...` runs in the foreground (no --rm):
+    the container was invisible while it ran, and once it ended its bundle was a killed mrun's
+    leftover, which `system prune` removed with its log and exit code. The runner keeps a copy of
+    its record once it started it (as a supervisor does): the next command writes it back, so it
+    is listed, exec'd into while it runs, and kept with its code and log once it ends; one that
+    had already ended when the state went is written back too."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    assert img(h, *run_args(h, "--name", "before", IMAGE, "sh", "-c", "echo earlier; exit 5")).returncode == 5
+    runner = subprocess.Popen([h.binary, "--root", h.root, "--image-root", h.image_root,
+                               *run_args(h, "--name", "fg", IMAGE, "sh", "-c",
+                                         "echo started; while [ ! -e /go ]; do sleep 0.05; done; echo ended; exit 3")],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env={**os.environ, **h.base_env})
+    assert runner.stdout is not None
+    assert runner.stdout.readline() == b"started\n"
+    shutil.rmtree(h.root)
+    r = img_ok(h, "system", "prune")
+    assert "fg" not in r.stdout and "before" not in r.stdout, r.stdout
+    assert img_ok(h, "inspect", "-f", "{{.State.Status}}", "fg").stdout == "running\n"
+    img_ok(h, "exec", "fg", "touch", "/go")
+    out, err = runner.communicate(timeout=30)
+    assert runner.returncode == 3 and out == b"ended\n", err
+    img_ok(h, "system", "prune")
+    assert img_ok(h, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "fg").stdout == "exited 3\n"
+    assert img_ok(h, "logs", "fg").stdout == "started\nended\n"
+    assert img_ok(h, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "before").stdout == "exited 5\n"
+    assert img_ok(h, "logs", "before").stdout == "earlier\n"
+    img_ok(h, "rm", "fg", "before")
+    assert not h.leftovers()
+
+
 def test_exec_and_top_of_a_container_not_running_say_so_as_docker(images, busybox_archive):
     """docker's exec and top of a created or exited container: "container X is not running",
     exit 1. exec said "it is stopped" with runc's 255 (a script told "the command failed"), top

@@ -530,7 +530,10 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
             tee = terminal_log = None
             options = CreateOptions()
             if not remove:
+                from mrun.images import kept
+
                 set_aside(bundle)
+                options.started = lambda record: kept.keep(bundle, record)  # `rm -rf /run/mrun` loses it not
                 try:  # its output logged as it passes, as docker's
                     if o.tty and log_kept(bundle):  # by the terminal's relay, which shows it to us
                         from mrun.images.log_relay import Relay
@@ -548,6 +551,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
             try:
                 code = runtime.run(cid, bundle, options, False, keep=not remove)
                 if not remove:  # as docker (its runc shim): kept, with nothing of it running, and its code
+                    kept.write_back(runtime, bundle, cid)  # its record removed while it ran (images/kept)
                     runtime.end_the_rest(cid)
                     if tee is not None:
                         tee.end()  # all of its output out before its code is noted (`mrun wait` then reads the log)

@@ -1,14 +1,15 @@
-"""The runtime's record of a detached container, kept in its bundle by its supervisor.
+"""The runtime's record of a container of `mrun run`, kept in its bundle by its supervisor (or,
+in the foreground, by its runner once it started it).
 
 The record (``state.json``) lives under the state root, ``/run/mrun`` (a tmpfs); the bundle under
 the image root. Someone removing ``/run/mrun`` while containers run (an admin's `rm -rf`, a
 tmpfiles clean-up) made each look like a killed mrun's leftover: the next `system prune` removed
 its rootfs and writable layer from under it and let its address go, while it ran on where no verb
 could reach it. The supervisor, which lives as long as the container and is its parent, keeps a
-copy at each start; a command that finds the record gone and the supervisor alive writes it back
-(``images/reboot.take_back``, which every command runs), as does the supervisor before a restart.
-A delete removes the copy first (``bundles.unkeep``), so nothing writes back a container being
-removed.
+copy at each start (a foreground `run` without --rm: its runner, once it started it); a command
+that finds the record gone writes it back (``images/reboot.take_back``, which every command
+runs), as do the supervisor before a restart and the runner once its container ended. A delete
+removes the copy first (``bundles.unkeep``), so nothing writes back a container being removed.
 """
 
 from __future__ import annotations

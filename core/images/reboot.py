@@ -7,9 +7,10 @@ A bundle without state is otherwise a killed mrun's leftover, which `rm -f`, `im
 Docker keeps them ("Exited"). So ``prepare`` notes the boot in ``image.json``, and the first
 command of a later boot (every command looks) takes back each container of an earlier one: its
 rootfs mounted again over its layers and recorded as a container that ran and stopped (pid 0, as
-`create`'s), so `ps -a` lists it, `start` runs it with its files, `rm` removes it. A detached
-container whose record was removed in this boot, running or ended (``lost_after_its_end``), has
-its record written back from its supervisor's copy (images/kept). A `run --rm` container whose
+`create`'s), so `ps -a` lists it, `start` runs it with its files, `rm` removes it. A container
+of `run` (detached, or in the foreground without --rm) whose record was removed in this boot,
+running or ended (``lost_after_its_end``), has its record written back from its supervisor's or
+runner's copy (images/kept). A `run --rm` container whose
 caller or supervisor was killed is removed once it has ended (images/auto_remove).
 """
 
@@ -84,15 +85,16 @@ def _remove_abandoned(runtime: Any, containers: str, recorded: list[str]) -> Non
 
 
 def lost_after_its_end(bundle: str, meta: dict[str, Any] | None, gone: bool | None) -> bool:
-    """A detached container that had ended (its supervisor gone) when its record was removed
-    (`rm -rf /run/mrun`): its supervisor's copy of the record is still there, which a delete
-    removes first (bundles.unkeep), so it was not being removed. Its copy is written back (its
-    pid and start time name no live process: it reads stopped, its cgroup still its own to
-    remove); before, it was pruned as a killed mrun's leftover. ``meta``, ``gone``: its image.json
-    and `supervisor_gone`, as the caller read them."""
+    """A container whose record was removed (`rm -rf /run/mrun`) that has a copy of it: a
+    detached one's supervisor gone (it had ended), or one `run` ran in the foreground (no
+    supervisor: its runner kept the copy once it started it; running or ended). A delete removes
+    the copy first (bundles.unkeep), so it was not being removed. Its copy is written back (an
+    ended one's pid and start time name no live process: it reads stopped, its cgroup still its
+    own to remove); before, it was pruned as a killed mrun's leftover. ``meta``, ``gone``: its
+    image.json and `supervisor_gone`, as the caller read them."""
     from mrun.bundles import KEPT
 
-    return (gone is True and os.path.exists(os.path.join(bundle, KEPT))
+    return (gone is not False and os.path.exists(os.path.join(bundle, KEPT))
             and not of_earlier_boot(meta))  # (one of an earlier boot is `take_back`'s: remounted first)
 
 

@@ -25,6 +25,7 @@ class CreateOptions:
         self.no_pivot, self.systemd_cgroup, self.no_new_keyring = no_pivot, systemd_cgroup, no_new_keyring
         self.console: Any = None  # an already connected console socket (foreground `run -t`)
         self.terminal_log: Any = None  # given each piece of that terminal's output too (its log)
+        self.started: Any = None  # `run`: given the record once started (a foreground run keeps a copy)
         # The operator's annotations over the bundle's (the shim's runtime options): they win
         self.annotations: dict[str, str] = {}
         # `run`'s own pidfd: its init ends if `run` is gone before it starts it (no one else will)
