@@ -38,6 +38,16 @@ POLICY_ENV = {
 
 _ID = Arg("container-id", "the container's name")
 _INSECURE = Flag("insecure", "plain HTTP (always so for loopback registries)", kind=bool, default=False)
+# docker's ps (and container ls) flags beyond -a, -q, --filter and --format
+_LISTING = (
+    Flag("last", "list: the N containers created last, in every state, newest first (docker's -n)", kind=int,
+         short="n", default=-1),
+    Flag("latest", "list: the container created last, in any state (docker's -l)", kind=bool, short="l",
+         default=False),
+    Flag("no-trunc", "list: each command whole", kind=bool, default=False),
+    Flag("size", "list: SIZE, its writable layer (and with its image's: virtual) (docker's -s)", kind=bool,
+         short="s", default=False),
+)
 _CHANGE = Flag("change", "a Dockerfile instruction over its config: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, "
                "WORKDIR, VOLUME, STOPSIGNAL", kind=list, short="c", default=())  # commit's and import's
 _CREDS = Flag("creds", "USER:PASSWORD (else from auth.json or docker's config.json; see login)", default="")
@@ -111,6 +121,14 @@ DOCKER_RUN_FLAGS = (
     Flag("cpuset-cpus", "the CPUs it may run on (0-3, 0,1)", default=""),
     Flag("cpuset-mems", "the memory nodes it may use (0-3, 0,1)", default=""),
     Flag("blkio-weight", "block I/O weight, 10 to 1000", kind=int, default=None),
+    Flag("blkio-weight-device", "a device's block I/O weight: DEVICE:WEIGHT (10 to 1000)", kind=list, default=()),
+    Flag("device-read-bps", "a device's read limit: DEVICE:RATE in bytes per second (kb, mb, gb)", kind=list,
+         default=()),
+    Flag("device-write-bps", "a device's write limit: DEVICE:RATE in bytes per second (kb, mb, gb)", kind=list,
+         default=()),
+    Flag("device-read-iops", "a device's read limit: DEVICE:RATE in operations per second", kind=list, default=()),
+    Flag("device-write-iops", "a device's write limit: DEVICE:RATE in operations per second", kind=list,
+         default=()),
     Flag("read-only", "mount the rootfs read-only", kind=bool, default=False),
     Flag("hostname", "the container's hostname", default=""),
     Flag("cgroup-parent", "cgroup the container's cgroup is made under", default="/mrun"),
@@ -302,13 +320,7 @@ COMMANDS = (
                  "status=, ancestor=, health=)", kind=list, default=()),
             Flag("quiet", "without an id: print only the containers' ids (docker's -q)", kind=bool, short="q",
                  default=False),
-            Flag("last", "without an id: the N containers created last, in every state, newest first (docker's -n)",
-                 kind=int, short="n", default=-1),
-            Flag("latest", "without an id: the container created last, in any state (docker's -l)", kind=bool,
-                 short="l", default=False),
-            Flag("no-trunc", "without an id: each command whole", kind=bool, default=False),
-            Flag("size", "without an id: SIZE, its writable layer (and with its image's: virtual) (docker's -s)",
-                 kind=bool, short="s", default=False),
+            *_LISTING,
         ),
         aliases=("top",),  # docker's top ID [ps options]: this verb with an id
     ),
@@ -448,6 +460,7 @@ COMMANDS = (
             Flag("all", "ls: every container, not only those running (docker's -a)", kind=bool, short="a",
                  default=False),
             Flag("filter", "ls: only containers matching KEY=VALUE (as ps --filter)", kind=list, default=()),
+            *_LISTING,
         ),
     ),
     Command(

@@ -981,10 +981,11 @@ def _volumes_of(g: dict[str, Any], container_id: str) -> list[str]:
 
 
 def container(g: dict[str, Any], action: str, force: bool = False, format: str = "table",  # noqa: A002
-              quiet: bool = False, all: bool = False, filter: tuple[str, ...] = ()) -> int:  # noqa: A002
+              quiet: bool = False, all: bool = False, filter: tuple[str, ...] = (),  # noqa: A002
+              last: int = -1, latest: bool = False, no_trunc: bool = False, size: bool = False) -> int:
     """docker's container ls (`ps`) and prune: each stopped container removed as `mrun rm` removes it."""
     if action in ("ls", "list"):
-        return list_containers(g, format, list(filter), quiet, all)
+        return list_containers(g, format, list(filter), quiet, all, 1 if latest else last, no_trunc, size)
     if action != "prune":
         raise InvalidSpec(f"container: unknown action {action!r} (ls or prune)")
     from mrun.images.supervisor import exit_of

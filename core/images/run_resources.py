@@ -21,7 +21,16 @@ if TYPE_CHECKING:
 MIN_MEMORY = 6 << 20  # docker's least --memory ("Minimum memory limit allowed is 6MB")
 # The flags, as the CLI's keyword arguments name them (a value of None or "" was not given).
 FLAGS = ("memory", "memory_swap", "memory_reservation", "memory_swappiness", "oom_kill_disable", "kernel_memory",
-         "cpus", "cpu_shares", "cpu_period", "cpu_quota", "cpuset_cpus", "cpuset_mems", "blkio_weight", "pids_limit")
+         "cpus", "cpu_shares", "cpu_period", "cpu_quota", "cpuset_cpus", "cpuset_mems", "blkio_weight", "pids_limit",
+         "blkio_weight_device", "device_read_bps", "device_write_bps", "device_read_iops", "device_write_iops")
+# docker's per-device limits: the flag, its blockIO list, its v1 and v2 files, and docker's word for it
+THROTTLES = (
+    ("device_read_bps", "throttleReadBpsDevice", "blkio.throttle.read_bps_device", "BPS Block I/O read limit"),
+    ("device_write_bps", "throttleWriteBpsDevice", "blkio.throttle.write_bps_device", "BPS Block I/O write limit"),
+    ("device_read_iops", "throttleReadIOPSDevice", "blkio.throttle.read_iops_device", "IOPS Block I/O read limit"),
+    ("device_write_iops", "throttleWriteIOPSDevice", "blkio.throttle.write_iops_device",
+     "IOPS Block I/O write limit"),
+)
 
 
 def _in_int64(kw: dict[str, Any]) -> None:
@@ -50,6 +59,7 @@ def resources(kw: dict[str, Any], warn: Callable[[str], None] | None) -> dict[st
             res["blockIO"] = {"weight": weight}
         else:
             say("your kernel does not support Block I/O weight or the cgroup is not mounted: --blkio-weight discarded")
+    _per_device(res, kw, say)
     if kw.get("pids_limit") is not None:
         res["pids"] = {"limit": kw["pids_limit"]}
     if memory.get("disableOOMKiller") and not memory.get("limit"):
@@ -211,3 +221,64 @@ def parse_cpus(text: str) -> float | None:
             "CPUs available"
         )
     return cpus
+
+
+def _per_device(res: dict[str, Any], kw: dict[str, Any], say: Callable[[str], None]) -> None:
+    """--blkio-weight-device and --device-{read,write}-{bps,iops}, DEVICE:VALUE each, the device a
+    block device on the host (its numbers are what the cgroup takes), as docker reads them."""
+    weights = [_on_device("blkio-weight-device", text, "WEIGHT") for text in kw.get("blkio_weight_device") or ()]
+    for flag, value, text in weights:
+        if not value.isdigit() or not (int(value) == 0 or 10 <= int(value) <= 1000):
+            raise InvalidSpec(f"--{flag} {text!r}: the weight is 10 to 1000 (0: none)")
+    if weights:
+        if cgroups.host_offers(("blkio", "blkio.weight_device", "blkio.bfq.weight_device"),
+                               ("io.weight", "io.bfq.weight")):
+            res.setdefault("blockIO", {})["weightDevice"] = [
+                {"major": major, "minor": minor, "weight": int(value)} for (major, minor), value, _text in
+                ((_device_numbers(flag, text), value, text) for flag, value, text in weights)]
+        else:
+            say("your kernel does not support Block I/O weight_device or the cgroup is not mounted: "
+                "--blkio-weight-device discarded")
+    for key, field, v1_file, words in THROTTLES:
+        flag = key.replace("_", "-")
+        limits = []
+        for text in kw.get(key) or ():
+            _flag, value, _text = _on_device(flag, text, "RATE")
+            if key.endswith("bps"):
+                rate = ram_in_bytes(flag, value)
+                if rate < 0:
+                    raise InvalidSpec(f"--{flag} {text!r}: a rate of 0 or more bytes per second expected")
+            elif value.isascii() and value.isdigit() and int(value) <= INT64_MAX:
+                rate = int(value)
+            else:
+                raise InvalidSpec(f"--{flag} {text!r}: the rate is a number of operations per second")
+            major, minor = _device_numbers(flag, text)
+            limits.append({"major": major, "minor": minor, "rate": rate})
+        if not limits:
+            continue
+        if cgroups.host_offers(("blkio", v1_file), ("io.max",)):
+            res.setdefault("blockIO", {})[field] = limits
+        else:
+            say(f"your kernel does not support {words} or the cgroup is not mounted: {words} discarded")
+
+
+def _on_device(flag: str, text: str, what: str) -> tuple[str, str, str]:
+    """DEVICE:VALUE -> (flag, VALUE, text), DEVICE a path under /dev/ as docker requires."""
+    path, sep, value = text.rpartition(":")
+    if not sep or not path.startswith("/dev/") or not value:
+        raise InvalidSpec(f"--{flag} {text!r}: DEVICE:{what} expected, DEVICE a path under /dev/")
+    return flag, value, text
+
+
+def _device_numbers(flag: str, text: str) -> tuple[int, int]:
+    """The major and minor numbers of the block device ``text`` names (DEVICE:VALUE)."""
+    import stat
+
+    path = text.rpartition(":")[0]
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise InvalidSpec(f"--{flag} {text!r}: {path}: {e.strerror}") from None
+    if not stat.S_ISBLK(st.st_mode):
+        raise InvalidSpec(f"--{flag} {text!r}: {path} is not a block device")
+    return os.major(st.st_rdev), os.minor(st.st_rdev)
