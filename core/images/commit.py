@@ -72,12 +72,7 @@ def commit(store: ImageStore, base: str, upper: str, name: str, leave_out: list[
             _unpack_layer(store, layer, diff_id)
         now = now_rfc3339()
         config = _new_config(config, diff_id, now, process, message, author, instructions)
-        config_digest = store.put_bytes(jsonio.dumps(config).encode())
-        new_manifest = {"schemaVersion": 2, "mediaType": MANIFEST,
-                        "config": {"mediaType": CONFIG, "digest": config_digest,
-                                   "size": os.path.getsize(store.blob_path(config_digest))},
-                        "layers": [*(manifest.get("layers") or []), layer]}
-        manifest_digest = store.put_bytes(jsonio.dumps(new_manifest).encode())
+        config_digest, manifest_digest = put_image(store, config, [*(manifest.get("layers") or []), layer])
         index = store.index()
         index[normalize(name)] = {
             **entry,
@@ -90,6 +85,17 @@ def commit(store: ImageStore, base: str, upper: str, name: str, leave_out: list[
         }
         store.save_index(index)
     return config_digest
+
+
+def put_image(store: ImageStore, config: dict[str, Any], layers: list[dict[str, Any]]) -> tuple[str, str]:
+    """``config`` and an OCI manifest of it and ``layers`` (their descriptors) stored as blobs.
+    -> (the config's digest, the manifest's)."""
+    config_digest = store.put_bytes(jsonio.dumps(config).encode())
+    manifest = {"schemaVersion": 2, "mediaType": MANIFEST,
+                "config": {"mediaType": CONFIG, "digest": config_digest,
+                           "size": os.path.getsize(store.blob_path(config_digest))},
+                "layers": layers}
+    return config_digest, store.put_bytes(jsonio.dumps(manifest).encode())
 
 
 def write_layer(store: ImageStore, fill: Callable[[_Hashing], None]) -> dict[str, Any]:

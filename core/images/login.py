@@ -18,12 +18,13 @@ import os
 
 from mrun import jsonio
 from mrun.errors import InvalidSpec, MrunError
+from mrun.images.reference import DOCKER_HUB
+from mrun.images.registry import HUB_KEY, _auth_files, auth_keys, docker_config
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-HUB_KEY = "https://index.docker.io/v1/"  # docker login's key for Docker Hub
 HUB_NAMES = ("", "docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com")
 
 
@@ -42,10 +43,8 @@ def server_key(server: str) -> str:
 
 
 def _keys(key: str) -> list[str]:
-    """The keys an auth file may use for ``key`` (as registry.credentials looks them up)."""
-    if key == HUB_KEY:
-        return [HUB_KEY, "registry-1.docker.io", "docker.io", "index.docker.io"]
-    return [key, f"https://{key}", f"http://{key}"]
+    """The keys an auth file may use for ``key``: those `pull` and `push` read (registry.auth_keys)."""
+    return auth_keys(DOCKER_HUB if key == HUB_KEY else key)
 
 
 def _read(path: str) -> dict[str, Any] | None:
@@ -63,17 +62,11 @@ def _read(path: str) -> dict[str, Any] | None:
 
 
 def _default_file() -> str:
-    if os.environ.get("REGISTRY_AUTH_FILE"):
-        return os.environ["REGISTRY_AUTH_FILE"]
-    from mrun.images.registry import docker_config
-
-    return docker_config()
+    return os.environ.get("REGISTRY_AUTH_FILE") or docker_config()
 
 
 def file_for(key: str) -> str:
     """Where ``key``'s credentials go: the first file read that names it, else the default."""
-    from mrun.images.registry import _auth_files
-
     for path in _auth_files():
         doc = _read(path)
         if doc is not None and any(k in (doc.get("auths") or {}) for k in _keys(key)):
@@ -124,8 +117,6 @@ def store(key: str, user: str, password: str) -> str:
 
 def forget(key: str) -> list[str]:
     """Remove ``key``'s credentials from every auth file mrun reads. -> the files changed."""
-    from mrun.images.registry import _auth_files
-
     changed = []
     for path in _auth_files():
         doc = _read(path)

@@ -10,8 +10,8 @@ rootfs mounted again over its layers and recorded as a container that ran and st
 `create`'s), so `ps -a` lists it, `start` runs it with its files, `rm` removes it. A container
 of `run` (detached, or in the foreground without --rm) whose record was removed in this boot,
 running or ended (``lost_after_its_end``), has its record written back from its supervisor's or
-runner's copy (images/kept). A `run --rm` container whose
-caller or supervisor was killed is removed once it has ended (images/auto_remove).
+runner's copy (images/kept). A `run --rm` container whose caller or supervisor was killed is
+removed once it has ended (images/auto_remove).
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ def take_back(runtime: Any, image_root: str) -> None:
         names = os.listdir(containers)
     except OSError:
         return  # docker's verbs never used this image root
-    stateless = [cid for cid in sorted(names) if not cid.startswith(".") and not runtime.store.exists(cid)]
-    _remove_abandoned(runtime, containers, [cid for cid in names if not cid.startswith(".") and cid not in stateless])
+    ids = sorted(cid for cid in names if not cid.startswith("."))
+    recorded = {cid for cid in ids if runtime.store.exists(cid)}
+    _remove_abandoned(runtime, containers, [cid for cid in ids if cid in recorded])
+    stateless = [cid for cid in ids if cid not in recorded]
     waiting = [cid for cid in stateless if not _written_back(runtime, os.path.join(containers, cid), cid)
                and of_earlier_boot(image_of(os.path.join(containers, cid)))]
     if not waiting:
@@ -99,8 +101,8 @@ def lost_after_its_end(bundle: str, meta: dict[str, Any] | None, gone: bool | No
 
 
 def _written_back(runtime: Any, bundle: str, cid: str) -> bool:
-    """A detached container's record, removed in this boot while it ran or after it ended,
-    written back from its supervisor's copy (images/kept). One that cannot be is warned about,
+    """A container's record, removed in this boot while it ran or after it ended, written back
+    from its supervisor's or foreground runner's copy (images/kept). One that cannot be is warned about,
     not a failed command."""
     from mrun.bundles import image_of
     from mrun.images.kept import write_back

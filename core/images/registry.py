@@ -53,6 +53,15 @@ def _auth_files() -> list[str]:
     return [f for f in files if f]
 
 
+HUB_KEY = "https://index.docker.io/v1/"  # docker login's key for Docker Hub
+
+
+def auth_keys(host: str) -> list[str]:
+    """The keys an auth file may hold ``host``'s credentials under, in the order they are read
+    (`login` and `logout` change the same ones)."""
+    return [host, f"https://{host}", f"http://{host}", *([HUB_KEY] if host == DOCKER_HUB else [])]
+
+
 def credentials(host: str, given: str = "") -> tuple[str, str] | None:
     if given:
         user, sep, password = given.partition(":")
@@ -64,10 +73,7 @@ def credentials(host: str, given: str = "") -> tuple[str, str] | None:
             auths = jsonio.load_file(path).get("auths") or {}
         except (OSError, ValueError, AttributeError):
             continue
-        keys = [host, f"https://{host}", f"http://{host}"]
-        if host == DOCKER_HUB:
-            keys.append("https://index.docker.io/v1/")  # docker login's key for Docker Hub
-        for key in keys:
+        for key in auth_keys(host):
             entry = auths.get(key)
             if entry and entry.get("auth"):
                 user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")

@@ -226,16 +226,18 @@ def parse_cpus(text: str) -> float | None:
 def _per_device(res: dict[str, Any], kw: dict[str, Any], say: Callable[[str], None]) -> None:
     """--blkio-weight-device and --device-{read,write}-{bps,iops}, DEVICE:VALUE each, the device a
     block device on the host (its numbers are what the cgroup takes), as docker reads them."""
-    weights = [_on_device("blkio-weight-device", text, "WEIGHT") for text in kw.get("blkio_weight_device") or ()]
-    for flag, value, text in weights:
+    weights = {}  # text -> weight
+    for text in kw.get("blkio_weight_device") or ():
+        value = _on_device("blkio-weight-device", text, "WEIGHT")
         if not value.isdigit() or not (int(value) == 0 or 10 <= int(value) <= 1000):
-            raise InvalidSpec(f"--{flag} {text!r}: the weight is 10 to 1000 (0: none)")
+            raise InvalidSpec(f"--blkio-weight-device {text!r}: the weight is 10 to 1000 (0: none)")
+        weights[text] = int(value)
     if weights:
         if cgroups.host_offers(("blkio", "blkio.weight_device", "blkio.bfq.weight_device"),
                                ("io.weight", "io.bfq.weight")):
             res.setdefault("blockIO", {})["weightDevice"] = [
-                {"major": major, "minor": minor, "weight": int(value)} for (major, minor), value, _text in
-                ((_device_numbers(flag, text), value, text) for flag, value, text in weights)]
+                dict(zip(("major", "minor"), _device_numbers("blkio-weight-device", text), strict=True),
+                     weight=weight) for text, weight in weights.items()]
         else:
             say("your kernel does not support Block I/O weight_device or the cgroup is not mounted: "
                 "--blkio-weight-device discarded")
@@ -243,7 +245,7 @@ def _per_device(res: dict[str, Any], kw: dict[str, Any], say: Callable[[str], No
         flag = key.replace("_", "-")
         limits = []
         for text in kw.get(key) or ():
-            _flag, value, _text = _on_device(flag, text, "RATE")
+            value = _on_device(flag, text, "RATE")
             if key.endswith("bps"):
                 rate = ram_in_bytes(flag, value)
                 if rate < 0:
@@ -262,12 +264,12 @@ def _per_device(res: dict[str, Any], kw: dict[str, Any], say: Callable[[str], No
             say(f"your kernel does not support {words} or the cgroup is not mounted: {words} discarded")
 
 
-def _on_device(flag: str, text: str, what: str) -> tuple[str, str, str]:
-    """DEVICE:VALUE -> (flag, VALUE, text), DEVICE a path under /dev/ as docker requires."""
+def _on_device(flag: str, text: str, what: str) -> str:
+    """DEVICE:VALUE -> VALUE, DEVICE a path under /dev/ as docker requires."""
     path, sep, value = text.rpartition(":")
     if not sep or not path.startswith("/dev/") or not value:
         raise InvalidSpec(f"--{flag} {text!r}: DEVICE:{what} expected, DEVICE a path under /dev/")
-    return flag, value, text
+    return value
 
 
 def _device_numbers(flag: str, text: str) -> tuple[int, int]:

@@ -89,8 +89,7 @@ def import_tarball(store: Any, source: str, name: str, message: str = "", change
     import shutil
     import tarfile
 
-    from mrun import jsonio
-    from mrun.images.commit import CONFIG, MANIFEST, apply_change, check_name, parse_change, write_layer
+    from mrun.images.commit import apply_change, check_name, parse_change, put_image, write_layer
     from mrun.images.install import _unpack_layer, host_platform
     from mrun.images.store import normalize
     from mrun.state import now_rfc3339
@@ -121,12 +120,7 @@ def import_tarball(store: Any, source: str, name: str, message: str = "", change
                   "rootfs": {"type": "layers", "diff_ids": [diff_id]},
                   "history": [{"created": now, "created_by": "mrun import",
                                "comment": message or f"Imported from {source}"}]}
-        config_digest = store.put_bytes(jsonio.dumps(config).encode())
-        manifest = {"schemaVersion": 2, "mediaType": MANIFEST,
-                    "config": {"mediaType": CONFIG, "digest": config_digest,
-                               "size": os.path.getsize(store.blob_path(config_digest))},
-                    "layers": [layer]}
-        manifest_digest = store.put_bytes(jsonio.dumps(manifest).encode())
+        config_digest, manifest_digest = put_image(store, config, [layer])
         index = store.index()
         index[normalize(name)] = {"manifest": manifest_digest, "config": config_digest, "layers": [diff_id],
                                   "blobs": [manifest_digest, config_digest, diff_id], "wasm": False,
