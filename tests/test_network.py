@@ -915,3 +915,100 @@ def test_a_container_keeps_its_address_over_a_reboot(net):
     assert ip_of(h, "fixed") == fixed
     assert leases(h) == [fixed]
     img_ok(h, "rm", "-f", "fixed", env=h.env)
+
+
+def _addresses_on(bridge: str) -> list[str]:
+    shown = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", bridge], capture_output=True, text=True).stdout
+    return [line.split()[3] for line in shown.splitlines()]
+
+
+def test_a_network_root_removed_under_running_containers_is_held_again(net):
+    """`rm -rf /var/lib/mrun/networks` (an admin "resetting" networks, a root on a tmpfs) while
+    containers run on it: the next `run` made the default network again on a new subnet beside
+    the old one on the same bridge (without a masquerade rule for it: the old subnet's had the
+    network's comment), published a host port a running container published already (two DNAT
+    rules, the first winning), gave out a running container's --ip, and `network rm` took the
+    bridge from under them. The next command defines the networks again from the containers'
+    copies (one of an older mrun, without a copy, from what its bridge carries) and holds their
+    addresses and ports again. Once they are gone, a bridge left without its definition is
+    made anew with the network, never a second address beside its old one."""
+    import ipaddress
+    import shutil
+
+    h = net
+    root = h.env["MRUN_NETWORK_ROOT"]
+    port = free_port_run(1)
+    subnet = json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["subnet"]
+    fixed = str(ipaddress.ip_network(subnet)[77])
+    img_ok(h, *run_args(h, "-d", "--name", "web", "--network", h.net, "-p", f"127.0.0.1:{port}:80", IMAGE,
+                        "sh", "-c", HTTPD.format(tag="web", listen="80")), env=h.env)
+    img_ok(h, *run_args(h, "-d", "--name", "fixed", "--network", h.net, "--ip", fixed, IMAGE, "sleep", "600"),
+           env=h.env)
+    img_ok(h, *run_args(h, "-d", "--name", "dflt", "--network", "bridge", IMAGE, "sleep", "600"), env=h.env)
+    before = {d["name"]: d for d in json.loads(img_ok(h, "network", "ls", "--format", "json", env=h.env).stdout)}
+    assert set(before) == {h.net, "mrun"}
+    default_bridge, default_ip = before["mrun"]["bridge"], ip_of(h, "dflt")
+    assert wait_http(f"http://127.0.0.1:{port}/index.html") == b"hello-web\n"
+    plan = os.path.join(h.root, "dflt", "net.json")  # as an older mrun wrote it: no copy of the definition
+    doc = json.load(open(plan))
+    doc.pop("definition", None)
+    with open(plan, "w") as f:
+        json.dump(doc, f)
+    shutil.rmtree(root)
+
+    r = img_ok(h, "network", "ls", "--format", "json", env=h.env)
+    assert r.stderr == ""
+    after = {d["name"]: d for d in json.loads(r.stdout)}
+    for name in (h.net, "mrun"):
+        assert {**after[name], "leases": 0} == {**before[name], "leases": 0}, (before, after)
+    held = json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["leases"]
+    assert sorted(holder["container"] for holder in held.values()) == ["fixed", "web"] and fixed in held
+    one_line_error(img(h, *run_args(h, "--rm", "--network", h.net, "--ip", fixed, IMAGE, "true"), env=h.env),
+                   f"--ip {fixed}", "already the address of container 'fixed'")
+    one_line_error(img(h, *run_args(h, "--rm", "--network", h.net, "-p", f"127.0.0.1:{port}:80", IMAGE, "true"),
+                       env=h.env), f"-p {port}/tcp", "already published by container 'web'")
+    r = img(h, "network", "rm", h.net, env=h.env)
+    assert r.returncode != 0 and "in use by 2 container(s)" in r.stderr, r.stderr
+    shown = img_ok(h, *run_args(h, "--rm", "--network", "bridge", IMAGE, "ip", "-4", "-o", "addr", "show", "eth0"),
+                   env=h.env).stdout
+    address = ipaddress.ip_interface(shown.split()[3])
+    assert str(address.network) == before["mrun"]["subnet"] and str(address.ip) != default_ip, shown
+    assert _addresses_on(default_bridge) == [f"{before['mrun']['gateway']}/24"]
+    assert wait_http(f"http://127.0.0.1:{port}/index.html") == b"hello-web\n"
+    img_ok(h, "rm", "-f", "web", "fixed", "dflt", env=h.env)
+    assert f"dport {port}" not in nft_rules() and not leases(h)
+
+    # no container left on them: the bridges stay, their definitions go
+    shutil.rmtree(root)
+    img_ok(h, "network", "create", "--subnet", "10.89.213.0/24", h.net, env=h.env)
+    img_ok(h, *run_args(h, "--rm", "--network", h.net, IMAGE, "true"), env=h.env)
+    bridge = json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["bridge"]
+    assert _addresses_on(bridge) == ["10.89.213.1/24"]
+    assert "ip saddr 10.89.213.0/24 ip daddr != 10.89.213.0/24 masquerade" in nft_rules()
+    img_ok(h, *run_args(h, "--rm", "--network", "bridge", IMAGE, "true"), env=h.env)  # the default one, made again
+    remade = json.loads(img_ok(h, "network", "inspect", "mrun", env=h.env).stdout)
+    assert _addresses_on(default_bridge) == [f"{remade['gateway']}/24"]
+    assert f"ip saddr {remade['subnet']} ip daddr != {remade['subnet']} masquerade" in nft_rules()
+
+
+def test_a_state_root_removed_under_a_publishing_container_leaves_no_rule(net):
+    """`rm -rf /run/mrun` under a container publishing a port: its record was written back from
+    its supervisor's copy (images/kept), but not its network plan, so its `rm` left its DNAT
+    rules (the host port then went to whoever got its address next), its lease and its port
+    reservation. The copy keeps the plan. With the network root removed too, both come back."""
+    import shutil
+
+    h = net
+    port = free_port_run(1)
+    for roots in ([h.root], [h.root, h.env["MRUN_NETWORK_ROOT"]]):
+        img_ok(h, *run_args(h, "-d", "--name", "web", "--network", h.net, "-p", f"127.0.0.1:{port}:80", IMAGE,
+                            "sh", "-c", HTTPD.format(tag="web", listen="80")), env=h.env)
+        for root in roots:
+            shutil.rmtree(root)
+        assert img_ok(h, "ps", "--format", "{{.Names}} {{.Ports}}", env=h.env).stdout == \
+            f"web 127.0.0.1:{port}->80/tcp\n"
+        assert len(leases(h)) == 1
+        assert wait_http(f"http://127.0.0.1:{port}/index.html") == b"hello-web\n"
+        img_ok(h, "rm", "-f", "web", env=h.env)
+        assert "mrun-ctr" not in nft_rules() and not leases(h)
+        assert os.listdir(os.path.join(h.env["MRUN_NETWORK_ROOT"], "ports")) == []

@@ -19,6 +19,11 @@ def _rt(g: dict[str, Any]) -> Runtime:
 
         g["taken_back"] = True
         take_back(runtime, g["image_root"])  # containers of an earlier boot (images/reboot): listed again
+    if not g.get("held_again"):
+        from mrun.network.recovery import hold_again
+
+        g["held_again"] = True
+        hold_again(runtime.store.root, runtime.warn)  # what a removed network root lost
     return runtime
 
 

@@ -533,7 +533,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
                 from mrun.images import kept
 
                 set_aside(bundle)
-                options.started = lambda record: kept.keep(bundle, record)  # `rm -rf /run/mrun` loses it not
+                # `rm -rf /run/mrun` loses it not
+                options.started = lambda record: kept.keep(bundle, record, runtime.store.path(record.id))
                 try:  # its output logged as it passes, as docker's
                     if o.tty and log_kept(bundle):  # by the terminal's relay, which shows it to us
                         from mrun.images.log_relay import Relay

@@ -7,7 +7,7 @@ import sys
 from mrun import jsonio
 from mrun.cli.common import print_table
 from mrun.errors import InvalidSpec, MrunError
-from mrun.network.store import Networks, bridge_name
+from mrun.network.store import Networks
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str, gateway: str = "",
             driver: str = "bridge", quiet: bool = False, format: str = "table",  # noqa: A002
             force: bool = False) -> int:
+    from mrun.network.recovery import hold_again
+
+    hold_again(g["root"], g.get("warn"))  # what a removed network root lost, before it is read
     nets = Networks()
     names = list(names or [])
     if action in ("create", "inspect", "rm") and not names:
@@ -62,16 +65,10 @@ def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str
 
 
 def _teardown(nets: Networks, name: str) -> None:
-    """The network's definition, then its rules and bridge (refused while containers use it).
-    Its bridge is the name derived for it, never the one its file says, and only if a bridge."""
-    from mrun.network import firewall, links
+    """The network's definition, then its rules and bridge (refused while containers use it)."""
+    from mrun.network.store import take_down
 
-    def take_down() -> None:
-        firewall.remove(f"mrun-net:{name}")
-        firewall.drop_table_if_unused()
-        links.remove_bridge(bridge_name(nets.root, name))
-
-    nets.remove(name, take_down)
+    nets.remove(name, lambda: take_down(nets.root, name))
 
 
 def prune(nets: Networks) -> list[str]:

@@ -24,10 +24,20 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def keep(bundle: str, record: Any) -> None:
-    """A copy of ``record`` in the bundle. Best effort: a full disk loses only the repair."""
+NETWORK_PLAN = "net.json"  # network/attach's, in the state directory
+
+
+def keep(bundle: str, record: Any, state_dir: str) -> None:
+    """A copy of ``record`` in the bundle, with the container's network plan (its address,
+    published ports and their rules, which its `rm` undoes from the plan: written back without
+    it, the container's DNAT rules outlived it, sending its host port to whoever got its address
+    next). Best effort: a full disk loses only the repair."""
+    doc = record.to_dict()
+    plan = jsonio.load_object(os.path.join(state_dir, NETWORK_PLAN))
+    if plan is not None:
+        doc["network_plan"] = plan
     try:
-        jsonio.replace_file(os.path.join(bundle, KEPT), record.to_dict())
+        jsonio.replace_file(os.path.join(bundle, KEPT), doc)
     except OSError:
         pass
 
@@ -51,6 +61,9 @@ def write_back(runtime: Any, bundle: str, container_id: str) -> bool:
     if doc is None or shape_problem(doc, container_id) or \
             os.path.abspath(doc.get("bundle") or "") != os.path.abspath(bundle):
         return False
+    if isinstance(doc.get("network_plan"), dict):  # before the record: whoever sees it can undo the plan
+        os.makedirs(runtime.store.path(container_id), mode=0o711, exist_ok=True)
+        jsonio.replace_file(runtime.store.path(container_id, NETWORK_PLAN), doc["network_plan"])
     runtime.store.write_back(Record(**{k: v for k, v in doc.items() if k in Record.FIELDS}))
     if not os.path.exists(os.path.join(bundle, KEPT)):  # an `rm` began meanwhile (bundles.unkeep): undone
         runtime.store.remove(container_id)

@@ -296,7 +296,7 @@ def _start(runtime: Any, container_id: str, bundle: str, relay: Any, again: bool
         else:
             runtime.run(container_id, bundle, CreateOptions(), True, keep=True)
         record = runtime.store.load(container_id)
-        kept.keep(bundle, record)
+        kept.keep(bundle, record, runtime.store.path(container_id))
         return record.pid
     finally:
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)

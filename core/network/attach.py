@@ -245,7 +245,7 @@ def prepare(spec: Any, state_dir: str, state_root: str, container_id: str) -> di
     owner = {"root": state_root, "container": container_id}
     tag = _tag(state_root, container_id)
     plan: dict[str, Any] = {"network": name, "veth": veth_name(state_root, container_id), "ip": "", "ports": []}
-    plan.update(tag=tag, netroot=nets.root)
+    plan.update(tag=tag, netroot=nets.root, definition=network)  # its copy: network/recovery
     _save(state_dir, plan)
     plan["ip"] = nets.lease(name, owner, annotations.get(ann.NETWORK_IP, ""))
     _save(state_dir, plan)

@@ -138,8 +138,16 @@ class Networks:
         with self.lock():
             if os.path.exists(self.path(name, "network.json")):
                 raise MrunError(f"network {name!r} already exists")
+            bridge = bridge_name(self.root, name)
+            kept = self._left_bridge(name, bridge)
             taken = [ipaddress.ip_network(self.get(n)["subnet"]) for n in self.names()]
-            taken += host_routes()
+            taken += host_routes(other_than=bridge if kept else "")
+            if kept and not subnet and not any(t.overlaps(kept[0]) for t in taken) and not special_use(kept[0]):
+                from mrun.network.ifconfig import address
+
+                subnet, on_it = str(kept[0]), address(bridge)  # the subnet its containers are on
+                if on_it and ipaddress.IPv4Address(on_it) in kept[0]:
+                    gateway = on_it  # and their gateway
             if subnet:
                 try:
                     net = ipaddress.ip_network(subnet, strict=True)
@@ -181,12 +189,61 @@ class Networks:
                 "bridge": bridge_name(self.root, name),
                 "driver": "bridge",
             }
-            self._remove_half_made(name)
-            os.makedirs(self.path(name, "leases"), mode=0o700)
-            tmp = self.path(name, "network.json.tmp")
-            jsonio.write_file(tmp, doc, indent=2)
-            os.rename(tmp, self.path(name, "network.json"))
+            self._define(name, doc)
             return doc
+
+    def _left_bridge(self, name: str, bridge: str) -> list[ipaddress.IPv4Network]:
+        """Under the lock, for a network being defined: its bridge, if one was left when its
+        definition was lost (the network root removed, the bridge not). Left as it was, it kept
+        its old address beside the new subnet's, and its masquerade rule, whose comment is the
+        network's, kept the new subnet's from being added (no way out for its containers). One
+        that no container is plugged into goes with its rules; one that still carries
+        containers (whose plans had no copy of the definition: network/recovery) is kept, and
+        its subnets are returned for the network to take again."""
+        if not os.path.isdir(f"/sys/class/net/{bridge}/bridge"):
+            return []
+        try:
+            plugged = os.listdir(f"/sys/class/net/{bridge}/brif")
+        except OSError:
+            plugged = []
+        if plugged:
+            return host_routes(device=bridge)
+        take_down(self.root, name)
+        return []
+
+    def _define(self, name: str, doc: dict[str, Any]) -> None:
+        """Under the lock, the network's directory and its definition, renamed into place last."""
+        self._remove_half_made(name)
+        os.makedirs(self.path(name, "leases"), mode=0o700)
+        tmp = self.path(name, "network.json.tmp")
+        jsonio.write_file(tmp, doc, indent=2)
+        os.rename(tmp, self.path(name, "network.json"))
+
+    def define_again(self, doc: Any) -> str:
+        """Under the lock, a network whose definition was removed while containers used it (the
+        network root removed: an admin's `rm -rf`, a clean-up) defined again from a container's
+        copy of it (network/recovery), so that the next start finds it as it was, on the
+        bridge that still carries its address, rather than a new subnet beside it. The copy is
+        checked as network.json is, and never overlaps a network defined since. -> "" if it was
+        (or is there already), else why not."""
+        name = doc.get("name") if isinstance(doc, dict) else None
+        try:
+            check_name(name)  # type: ignore[arg-type]
+            self._checked(name, "its copy", doc)  # type: ignore[arg-type]
+        except InvalidSpec as e:
+            return str(e).split(";")[0]
+        if os.path.exists(self.path(name, "network.json")):  # type: ignore[arg-type]
+            return ""
+        subnet = ipaddress.ip_network(doc["subnet"])
+        for other in self.names():
+            try:
+                clash = ipaddress.ip_network(self.get(other)["subnet"])
+            except InvalidSpec:
+                continue
+            if clash.overlaps(subnet):
+                return f"its subnet {subnet} is network {other!r}'s now"
+        self._define(name, {k: doc[k] for k in ("name", "subnet", "gateway", "bridge", "driver") if k in doc})  # type: ignore[arg-type]
+        return ""
 
     def _remove_half_made(self, name: str) -> None:
         """Under the lock, a network's directory without its definition is what a create killed
@@ -268,13 +325,16 @@ class Networks:
             raise MrunError(f"--ip {want}: already the address of container {holder!r} on network {name!r}")
         raise MrunError(f"network {name!r}: no free address left in {net['subnet']}")
 
+    def port_path(self, proto: str, host_ip: str, port: int) -> str:
+        return os.path.join(self.root, "ports", f"{proto}-{host_ip or '0.0.0.0'}-{port}")
+
     def reserve_port(self, proto: str, host_ip: str, port: int, owner: dict[str, str]) -> str:
         """The host port's reservation for ``owner``, made whole under the lock (so one found
         empty or unreadable there was cut short by a kill); one whose container has no state any
         more (a run killed before its plan named it, a reboot) is taken over, as docker's next run
         takes the port."""
-        os.makedirs(os.path.join(self.root, "ports"), mode=0o700, exist_ok=True)
-        path = os.path.join(self.root, "ports", f"{proto}-{host_ip or '0.0.0.0'}-{port}")
+        path = self.port_path(proto, host_ip, port)
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         with self.lock():
             holder = _owner(path) if os.path.lexists(path) else None
             if holder is not None and owner_alive(holder):
@@ -295,6 +355,22 @@ class Networks:
                 continue  # not a reservation: what a network called "ports" (an older mrun made one) holds
             found.append((os.path.join(ports, entry), f"port reservation {entry}"))
         return found
+
+    def hold_again(self, path: str, owner: dict[str, str]) -> str:
+        """Under the lock, ``owner``'s lease or port reservation at ``path`` made again after its
+        file was removed (network/recovery); one a dead container's file holds is taken over, as
+        ``lease`` and ``reserve_port`` take it. -> "" if held, else who holds it."""
+        if os.path.lexists(path):
+            holder = _owner(path)
+            if holder == owner:
+                return ""
+            if owner_alive(holder):
+                return f"container {holder.get('container')!r} has it"
+            os.unlink(path)
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        _fill(fd, path, jsonio.dumps(owner).encode())
+        return ""
 
     def drop_if_dead(self, path: str) -> bool:
         """Remove the reservation or lease at ``path`` if its container has no state any more
@@ -321,14 +397,27 @@ class Networks:
                 take_down()
 
 
-def host_routes() -> list[ipaddress.IPv4Network]:
-    """Destinations routed on the host (not default): a new subnet must not shadow them."""
+def take_down(root: str, name: str) -> None:
+    """A network's rules and bridge (its bridge the name derived for it, never the one a file
+    says, and only if a bridge)."""
+    from mrun.network import firewall, links
+
+    firewall.remove(f"mrun-net:{name}")
+    firewall.drop_table_if_unused()
+    links.remove_bridge(bridge_name(root, name))
+
+
+def host_routes(device: str = "", other_than: str = "") -> list[ipaddress.IPv4Network]:
+    """Destinations routed on the host (not default): a new subnet must not shadow them. Those
+    through ``device`` only, or through any other than ``other_than``."""
     out = []
     try:
         with open("/proc/net/route") as f:
             next(f)
             for line in f:
                 fields = line.split()
+                if (device and fields[0] != device) or (other_than and fields[0] == other_than):
+                    continue
                 dest, mask = int(fields[1], 16), int(fields[7], 16)
                 if mask == 0:
                     continue
