@@ -22,6 +22,7 @@ NETWORK_DNS = "org.mrun.network.dns"  # IP,... the resolvers of /etc/resolv.conf
 NETWORK_DNS_SEARCH = "org.mrun.network.dns-search"  # DOMAIN,... (--dns-search; "." for none)
 NETWORK_DNS_OPTIONS = "org.mrun.network.dns-options"  # OPTION,... (--dns-option)
 NETWORK_IP = "org.mrun.network.ip"  # the container's address on its network, asked for (docker's --ip)
+NETWORK_MAC = "org.mrun.network.mac"  # its eth0's MAC address, asked for (docker's --mac-address)
 NETWORK_LOOPBACK = "org.mrun.network.loopback"  # "up": lo up in a new network namespace (mrun run --network none)
 OCI_RUNTIME = "org.mrun.oci.runtime"  # the oci backend: which installed OCI runtime runs the container
 RESTART = "org.mrun.restart"  # no | always | unless-stopped | on-failure[:N]: mrun run -d --restart

@@ -1863,7 +1863,8 @@ def test_docker_update_restart_changes_the_policy_of_running_and_exited_containe
     assert policy("u") == "no:0"
     assert img_ok(h, "update", "--restart", "on-failure:2", "u").stdout == "u\n"
     assert policy("u") == "on-failure:2"
-    assert ended("u")["restarts"] == 2
+    exited = ended("u")
+    assert exited["restarts"] == 2, exited  # an "error" says why a restart did not happen
     assert img_ok(h, "logs", "u").stdout == "run\n" * 3
 
     img_ok(h, "update", "--restart", "always", "u")  # an exited one's, for its next start
@@ -2146,6 +2147,43 @@ def test_pid_ipc_and_uts_modes_as_docker(images, busybox_archive):
         (["--pid", "bogus"], ["--pid 'bogus'", "container:ID"]),
         (["--pid", "container:pidholder"], ["pidholder"]),  # gone
         (["--ipc", "host", "--shm-size", "1g"], ["--shm-size with --ipc host"]),
+    ):
+        one_line_error(img(h, *run_args(h, "--rm", *flags, IMAGE, "true")), *needles)
+
+
+def test_domainname_userns_and_device_cgroup_rules_as_docker(images, busybox_archive):
+    """docker's --domainname (the UTS namespace's NIS domain, Config.Domainname), --userns host
+    (its one mode that remaps no users) and --device-cgroup-rule (devices the cgroup allows
+    without a node bound in: here opening a node the container made, refused without the rule).
+    They were unknown options (exit 2)."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+
+    def inside(*flags: str, script: str) -> subprocess.CompletedProcess[str]:
+        return img(h, *run_args(h, "--rm", *flags, IMAGE, "sh", "-c", script))
+
+    domain = "cat /proc/sys/kernel/domainname"
+    assert inside("--domainname", "example.org", script=domain).stdout == "example.org\n"
+    assert inside(script=domain).stdout == "(none)\n"
+    img_ok(h, *run_args(h, "--name", "dom", "--domainname", "example.org", IMAGE, "true"))
+    assert img_ok(h, "inspect", "-f", "{{.Config.Domainname}}", "dom").stdout == "example.org\n"
+    img_ok(h, "rm", "dom")
+    assert inside("--userns", "host", script="echo ok").stdout == "ok\n"
+    # a number no driver has: the device cgroup refuses its open (EPERM), else the kernel finds no device
+    opened = "mknod /tmp/x c 242 7 && cat /tmp/x 2>&1; true"
+    assert "Operation not permitted" in inside(script=opened).stdout
+    for rule in ("c 242:7 r", "c 242:* rwm", "a *:* rwm"):
+        shown = inside("--device-cgroup-rule", rule, script=opened).stdout
+        assert "No such device" in shown and "not permitted" not in shown, (rule, shown)
+    for flags, needles in (
+        (["--domainname", "x" * 65], ["--domainname", "up to 64"]),
+        (["--domainname", "a b"], ["--domainname", "no spaces"]),
+        (["--uts", "host", "--domainname", "x"], ["--domainname with --uts host"]),
+        (["--userns", "private"], ["--userns 'private'", "host is the one mode"]),
+        (["--device-cgroup-rule", "c 1:1"], ["--device-cgroup-rule 'c 1:1'", "TYPE MAJOR:MINOR ACCESS"]),
+        (["--device-cgroup-rule", "x 1:1 rwm"], ["--device-cgroup-rule"]),
+        (["--device-cgroup-rule", "c 1:1 rwx"], ["--device-cgroup-rule"]),
+        (["--device-cgroup-rule", "c -1:1 r"], ["--device-cgroup-rule"]),
     ):
         one_line_error(img(h, *run_args(h, "--rm", *flags, IMAGE, "true")), *needles)
 

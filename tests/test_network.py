@@ -74,6 +74,13 @@ def nft_rules() -> str:
     return subprocess.run(["nft", "list", "table", "ip", "mrun"], capture_output=True, text=True).stdout
 
 
+def net_tag(h) -> str:
+    """The comment on the test network's rules (its name and its network root's hash)."""
+    from mrun.network.store import network_tag
+
+    return network_tag(h.env["MRUN_NETWORK_ROOT"], h.net)
+
+
 def leases(h) -> list[str]:
     d = os.path.join(h.env["MRUN_NETWORK_ROOT"], h.net, "leases")
     return os.listdir(d) if os.path.isdir(d) else []
@@ -680,7 +687,7 @@ def test_a_masquerade_rule_removed_behind_mrun_s_back_is_put_back(net):
     img_ok(h, *run, env=h.env)
     seen = os.path.join(h.env["MRUN_NETWORK_ROOT"], h.net, "rules-seen")
     assert os.path.exists(seen)
-    tag = f'comment "mrun-net:{h.net}"'
+    tag = f'comment "{net_tag(h)}"'
     listing = subprocess.run(["nft", "-a", "list", "chain", "ip", "mrun", "postrouting"], capture_output=True,
                              text=True, check=True).stdout
     handles = [line.rsplit("# handle ", 1)[1] for line in listing.splitlines() if tag in line]
@@ -698,7 +705,7 @@ def test_rules_carrying_mrun_s_comments_in_someone_else_s_tables_are_never_touch
     neither counted as mrun's nor deleted with a container's rules."""
     h = net
     other = f"mrun-test-{uuid.uuid4().hex[:6]}"
-    tags = [f"mrun-net:{h.net}"]
+    tags = [net_tag(h)]
     script = (f"add table ip {other}\nadd chain ip {other} c\nadd table inet mrun\nadd chain inet mrun c\n"
               + "".join(f'add rule ip {other} c counter comment "{t}"\nadd rule inet mrun c counter comment "{t}"\n'
                         for t in tags))
@@ -708,7 +715,7 @@ def test_rules_carrying_mrun_s_comments_in_someone_else_s_tables_are_never_touch
         img_ok(h, *run_args(h, "-d", "--name", name, "--network", h.net, "-p", "127.0.0.1:18094:80", IMAGE,
                             "sleep", "60"), env=h.env)
         ours = nft_rules()
-        assert ours.count(f'comment "mrun-net:{h.net}"') == 2, ours  # the table's own, despite the decoys
+        assert ours.count(f'comment "{net_tag(h)}"') == 2, ours  # the table's own, despite the decoys
         ctr_tag = next(line.split('comment "', 1)[1].rstrip('"') for line in ours.splitlines() if "mrun-ctr:" in line)
         subprocess.run(["nft", "add", "rule", "ip", other, "c", "counter", "comment", f'"{ctr_tag}"'], check=True)
         img_ok(h, "rm", "--force", name, env=h.env)
@@ -716,7 +723,7 @@ def test_rules_carrying_mrun_s_comments_in_someone_else_s_tables_are_never_touch
         theirs = subprocess.run(["nft", "list", "table", "ip", other], capture_output=True, text=True).stdout
         inet = subprocess.run(["nft", "list", "table", "inet", "mrun"], capture_output=True, text=True).stdout
         assert theirs.count("comment") == 2 and ctr_tag in theirs, theirs
-        assert inet.count(f'comment "mrun-net:{h.net}"') == 1, inet
+        assert inet.count(f'comment "{net_tag(h)}"') == 1, inet
     finally:
         subprocess.run(["nft", "-f", "-"], input=f"delete table ip {other}\ndelete table inet mrun\n", text=True)
 
@@ -932,10 +939,18 @@ def test_a_network_root_removed_under_running_containers_is_held_again(net):
     copies (one of an older mrun, without a copy, from what its bridge carries) and holds their
     addresses and ports again. Once they are gone, a bridge left without its definition is
     made anew with the network, never a second address beside its old one."""
+    h = net
+    try:
+        _held_again(h)
+    finally:  # a failure leaves no bridge nor rules of a lost definition: defined again, the fixture prunes them
+        for name in {h.net, "mrun"} - set(img(h, "network", "ls", "-q", env=h.env).stdout.split()):
+            img(h, "network", "create", name, env=h.env)
+
+
+def _held_again(h) -> None:
     import ipaddress
     import shutil
 
-    h = net
     root = h.env["MRUN_NETWORK_ROOT"]
     port = free_port_run(1)
     subnet = json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["subnet"]
@@ -1012,3 +1027,52 @@ def test_a_state_root_removed_under_a_publishing_container_leaves_no_rule(net):
         img_ok(h, "rm", "-f", "web", env=h.env)
         assert "mrun-ctr" not in nft_rules() and not leases(h)
         assert os.listdir(os.path.join(h.env["MRUN_NETWORK_ROOT"], "ports")) == []
+
+
+def test_a_network_of_another_network_root_keeps_its_rules(net, tmp_path):
+    """Two network roots (a second installation, a test's private root beside the host's) each
+    with a network of one name: their bridges were told apart (named from root and name), their
+    masquerade rules were not (commented with the name alone). The second network's start found
+    the first one's rules and added none for its own subnet (no way out for its containers), and
+    its `network rm` deleted the first one's from under its running containers."""
+    h = net
+    other = {"MRUN_NETWORK_ROOT": str(tmp_path / "other-networks")}
+    img_ok(h, "network", "create", "--subnet", "10.89.214.0/24", h.net, env=other)
+    try:
+        ours = json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["subnet"]
+        img_ok(h, *run_args(h, "-d", "--name", "ours", "--network", h.net, IMAGE, "sleep", "600"), env=h.env)
+        img_ok(h, *run_args(h, "--rm", "--network", h.net, IMAGE, "true"), env=other)
+        assert "ip saddr 10.89.214.0/24 ip daddr != 10.89.214.0/24 masquerade" in nft_rules()
+        img_ok(h, "network", "rm", h.net, env=other)
+        assert "10.89.214.0/24" not in nft_rules()
+        assert f"ip saddr {ours} ip daddr != {ours} masquerade" in nft_rules()
+        img_ok(h, "rm", "-f", "ours", env=h.env)
+    finally:
+        img(h, "network", "rm", h.net, env=other)
+
+
+def test_mac_address_gives_eth0_that_address_as_docker_s_does(net):
+    """docker's --mac-address on a bridge network (the default one too): eth0 has it, inspect
+    shows it; a multicast or malformed one, or one with --network none or host, is one line
+    naming the flag, and nothing is leased. It was an unknown option (exit 2)."""
+    h = net
+    shown = img_ok(h, *run_args(h, "--rm", "--network", h.net, "--mac-address", "02:42:AC:11:00:09", IMAGE,
+                                "ip", "-o", "link", "show", "eth0"), env=h.env).stdout
+    assert "link/ether 02:42:ac:11:00:09 " in shown, shown
+    img_ok(h, *run_args(h, "-d", "--name", "m", "--network", "bridge", "--mac-address", "02-42-ac-11-00-0a", IMAGE,
+                        "sleep", "60"), env=h.env)
+    try:
+        assert img_ok(h, "inspect", "-f", "{{.NetworkSettings.MacAddress}}", "m", env=h.env).stdout == \
+            "02:42:ac:11:00:0a\n"
+        assert "link/ether 02:42:ac:11:00:0a " in img_ok(h, "exec", "m", "ip", "-o", "link", "show", "eth0",
+                                                        env=h.env).stdout
+    finally:
+        img_ok(h, "rm", "-f", "m", env=h.env)
+    for flags, words in ((["--network", h.net, "--mac-address", "01:00:5e:00:00:01"], "unicast"),
+                         (["--network", h.net, "--mac-address", "00:00:00:00:00:00"], "unicast"),
+                         (["--network", h.net, "--mac-address", "02:42:ac:11:00"], "a MAC address expected"),
+                         (["--network", h.net, "--mac-address", "02:42:ac:11:00:zz"], "a MAC address expected"),
+                         (["--network", "none", "--mac-address", "02:42:ac:11:00:01"], "not with --network none"),
+                         (["--network", "host", "--mac-address", "02:42:ac:11:00:01"], "not with --network host")):
+        one_line_error(img(h, *run_args(h, "--rm", *flags, IMAGE, "true"), env=h.env), "--mac-address", words)
+    assert not leases(h)

@@ -131,10 +131,12 @@ DOCKER_RUN_FLAGS = (
          default=()),
     Flag("read-only", "mount the rootfs read-only", kind=bool, default=False),
     Flag("hostname", "the container's hostname", default=""),
+    Flag("domainname", "the container's NIS domain name", default=""),
     Flag("cgroup-parent", "cgroup the container's cgroup is made under", default="/mrun"),
     Flag("network", "bridge (default), none, host, container:ID, or a network's name", default="bridge"),
     Flag("ip", "docker's --ip: this IPv4 address on a network of `mrun network create` (free, in its "
          "subnet)", default=""),
+    Flag("mac-address", "eth0's MAC address on a bridge network (02:42:ac:11:00:02)", default=""),
     Flag("publish", "publish a port: [host_ip:][host_port:]container_port[/udp] (no host port: a free one; "
          "see mrun port); ranges as docker's: 8000-8002:80-82, 80-82, 8000-8010:80 (a free one of those)",
          kind=list, short="p", default=()),
@@ -158,6 +160,7 @@ DOCKER_RUN_FLAGS = (
     Flag("pid", "host, or container:ID to share its PID namespace (default: its own)", default=""),
     Flag("ipc", "host, none (no /dev/shm), private or shareable (default)", default=""),
     Flag("uts", "host: the host's hostname (default: its own)", default=""),
+    Flag("userns", "host: docker's one mode without remapping (mrun remaps no users)", default=""),
     Flag("cgroupns", "host: the host's cgroup namespace (default: private)", default=""),
     Flag("add-host", "a line for /etc/hosts: NAME:IP (IP may be host-gateway)", kind=list, default=()),
     Flag("dns", "a resolver for /etc/resolv.conf (instead of the host's)", kind=list, default=()),
@@ -181,6 +184,8 @@ DOCKER_RUN_FLAGS = (
          default=()),
     Flag("tmpfs", "mount a tmpfs: /DEST[:OPTIONS] (size=64m,mode=1777...)", kind=list, default=()),
     Flag("device", "add a host device: /HOST[:/CONTAINER][:rwm]", kind=list, default=()),
+    Flag("device-cgroup-rule", "allow devices in the device cgroup: TYPE MAJOR:MINOR ACCESS (c 1:3 rwm; * for "
+         "any number)", kind=list, default=()),
     Flag("sysctl", "set a namespaced sysctl: KEY=VALUE", kind=list, default=()),
     Flag("group-add", "an additional group (a gid, or a name in the image's /etc/group)", kind=list,
          default=()),

@@ -347,6 +347,9 @@ def _network_mode(g: dict[str, Any], mode: str, publish: list[str], kw: dict[str
     if kw.get("ip") and (mode in ("none", "host", "bridge") or mode.startswith("container:")):
         # docker's rule: an address is asked for on a network of one's own, never the default
         raise InvalidSpec(f"--ip: taken on a network of `mrun network create`, not with --network {mode}")
+    if kw.get("mac_address") and (mode in ("none", "host") or mode.startswith("container:")):
+        raise InvalidSpec(f"--mac-address: taken on bridge networks, not with --network {mode} "
+                          "(conflicting options, as docker's)")
     if mode in ("none", "host") or mode.startswith("container:"):
         if publish or kw.get("publish_all"):
             flag = "-p" if publish else "-P"
@@ -369,7 +372,7 @@ def _network_mode(g: dict[str, Any], mode: str, publish: list[str], kw: dict[str
             return {"namespace": f"/proc/{record.pid}/ns/net", "files": files,
                     "hostname": hostname if isinstance(hostname, str) else ""}
         return {"host": True} if mode == "host" else {}
-    from mrun.network.attach import parse_dns, parse_extra_hosts, parse_ports
+    from mrun.network.attach import parse_dns, parse_extra_hosts, parse_mac, parse_ports
     from mrun.network.store import DEFAULT_NETWORK
 
     parse_ports(",".join(publish))  # bad syntax is refused before anything is made
@@ -377,13 +380,14 @@ def _network_mode(g: dict[str, Any], mode: str, publish: list[str], kw: dict[str
         from mrun.network.store import requested_address
 
         requested_address(kw["ip"])
+    mac = [parse_mac(kw["mac_address"])] if kw.get("mac_address") else []
     hosts = parse_extra_hosts(list(kw.get("add_host") or ()))
     dns = parse_dns(*(list(kw.get(key) or ()) for key in _NAME_FILES[1:]))
     return {"name": DEFAULT_NETWORK if mode == "bridge" else mode, "ports": ",".join(publish),
             "annotations": {key: ",".join(values) for key, values in (
                 (ann.NETWORK_HOSTS, [f"{name}={ip}" for name, ip in hosts]), (ann.NETWORK_DNS, dns["servers"]),
                 (ann.NETWORK_DNS_SEARCH, dns["search"]), (ann.NETWORK_DNS_OPTIONS, dns["options"]),
-                (ann.NETWORK_IP, [kw["ip"]] if kw.get("ip") else [])) if values}}
+                (ann.NETWORK_IP, [kw["ip"]] if kw.get("ip") else []), (ann.NETWORK_MAC, mac)) if values}}
 
 
 def _pull_for_run(store: ImageStore, image: str, policy: str, platform: str = "") -> None:
@@ -420,6 +424,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
     from mrun.images.containers import Overrides, prepare
     from mrun.runtime import CreateOptions
 
+    if kw.get("userns") not in (None, "", "host"):  # docker's one mode where the daemon remaps no users
+        raise InvalidSpec(f"--userns {kw['userns']!r}: host is the one mode (mrun maps no user namespace)")
     env = [line for path in kw.get("env_file") or () for line in read_env_file(path)]
     env += list(kw.get("env") or ())
     if kw.get("mount"):  # docker's long form, as the short forms it stands for
@@ -435,6 +441,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         workdir=kw.get("workdir"),
         user=kw.get("user"),
         hostname=kw.get("hostname"),
+        domainname=kw.get("domainname"),
         volumes=list(kw.get("volume") or ()),
         shared=[m for text in kw.get("volumes_from") or () for m in _volumes_from(g, text)],
         annotations=list(kw.get("annotation") or ())
@@ -446,7 +453,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         network=_network_mode(g, kw.get("network") or "bridge", list(kw.get("publish") or ()), kw),
         security_opt=list(kw.get("security_opt") or ()),
         **{key: list(kw.get(key) or ()) for key in ("cap_add", "cap_drop", "ulimit", "tmpfs", "device", "sysctl",
-                                                    "group_add")},
+                                                    "group_add", "device_cgroup_rule")},
         privileged=kw.get("privileged"),
         oom_score_adj=kw.get("oom_score_adj"),
         stop_signal=kw.get("stop_signal"),
@@ -707,13 +714,16 @@ def _docker_view(doc: dict[str, Any]) -> dict[str, Any]:
         "State": {"Status": status, "Running": state["status"] == "running", "Paused": state["status"] == "paused",
                   "Restarting": bool(ended.get("restarting")), "Pid": state.get("pid", 0) if live else 0,
                   "ExitCode": ended.get("exit_code") or 0, "FinishedAt": ended.get("finished", ""),
+                  "Error": ended.get("error", "") if isinstance(ended.get("error"), str) else "",
                   **({"Health": doc["health"]} if doc.get("health") else {})},
         "HostConfig": {"RestartPolicy": {"Name": policy_name, "MaximumRetryCount": int(retries or 0)},
                        "AutoRemove": own.get(ann.REMOVE) == "true"},
         "Config": {"Image": (doc.get("image") or {}).get("image", ""), "Hostname": config.get("hostname", ""),
+                   "Domainname": config.get("domainname", ""),
                    "Env": process.get("env") or [], "Cmd": args, "WorkingDir": process.get("cwd", ""),
                    "Labels": labels, "User": f"{user.get('uid', 0)}:{user.get('gid', 0)}"},
-        "NetworkSettings": {"IPAddress": (doc.get("network") or {}).get("ip", ""), "Ports": _docker_ports(doc)},
+        "NetworkSettings": {"IPAddress": (doc.get("network") or {}).get("ip", ""), "Ports": _docker_ports(doc),
+                            "MacAddress": (doc.get("network") or {}).get("mac", "")},  # --mac-address's
         "Mounts": [{"Type": m.get("type", ""), "Source": m.get("source", ""), "Destination": m.get("destination", "")}
                    for m in config.get("mounts") or [] if m.get("type") in ("bind", "tmpfs") or "bind" in
                    (m.get("options") or [])],

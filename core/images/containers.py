@@ -39,6 +39,7 @@ class Overrides:
         self.workdir: str = kw.get("workdir") or ""
         self.user: str = kw.get("user") or ""
         self.hostname: str = kw.get("hostname") or ""
+        self.domainname: str = kw.get("domainname") or ""
         self.volumes: list[str] = kw.get("volumes") or []
         self.shared: list[dict[str, Any]] = kw.get("shared") or []  # --volumes-from: another's mounts, as they are
         self.annotations: list[str] = kw.get("annotations") or []
@@ -55,6 +56,7 @@ class Overrides:
         self.ulimit: list[str] = kw.get("ulimit") or []
         self.tmpfs: list[str] = kw.get("tmpfs") or []
         self.device: list[str] = kw.get("device") or []
+        self.device_cgroup_rule: list[str] = kw.get("device_cgroup_rule") or []
         self.sysctl: list[str] = kw.get("sysctl") or []
         self.group_add: list[str] = kw.get("group_add") or []
         self.oom_score_adj: int | None = kw.get("oom_score_adj")

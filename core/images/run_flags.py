@@ -194,6 +194,31 @@ def device(text: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return node, {"allow": True, "type": kind, "major": major, "minor": minor, "access": perms}
 
 
+def device_cgroup_rule(text: str) -> dict[str, Any]:
+    """docker's --device-cgroup-rule 'TYPE MAJOR:MINOR ACCESS' (c 1:3 rwm, b 8:* r, a *:* rwm): a
+    rule of the device cgroup allowing those devices (made in the container by whoever may
+    mknod, or bound in), as docker's regular expression reads it."""
+    fields = text.split()
+    kind, numbers, access = fields if len(fields) == 3 else ("", "", "")
+    major, colon, minor = numbers.partition(":")
+    if kind not in ("a", "b", "c") or not colon or not access or set(access) - set("rwm") \
+            or not all(n == "*" or (n.isascii() and n.isdigit()) for n in (major, minor)):
+        raise InvalidSpec(f"--device-cgroup-rule {text!r}: TYPE MAJOR:MINOR ACCESS expected (c 1:3 rwm; "
+                          "TYPE a, b or c, a number or * each, ACCESS of r, w and m)")
+    rule: dict[str, Any] = {"allow": True, "type": kind, "access": access}
+    for key, value in (("major", major), ("minor", minor)):
+        if value != "*":
+            rule[key] = int(value)
+    return rule
+
+
+def domainname(text: str) -> str:
+    """docker's --domainname: the container's NIS domain name (setdomainname(2): up to 64 bytes)."""
+    if len(text.encode()) > 64 or not text.isprintable() or any(c.isspace() for c in text):
+        raise InvalidSpec(f"--domainname {text!r}: up to 64 printable characters, no spaces")
+    return text
+
+
 def sysctls(values: list[str]) -> dict[str, str]:
     out = {}
     for text in values:
@@ -233,7 +258,8 @@ NAMESPACE_MODES = {
 NAMESPACE_FLAGS = {"cgroup": "cgroupns"}  # a flag not named as its namespace
 
 
-def namespaces(spec: dict[str, Any], modes: dict[str, str], hostname_given: bool) -> None:
+def namespaces(spec: dict[str, Any], modes: dict[str, str], hostname_given: bool,
+               domainname_given: bool = False) -> None:
     """--pid/--ipc/--uts as docker applies them: "host" leaves the namespace out (ipc: the host's
     /dev/shm bound in; uts: the host's name, which --hostname may not change); "none" (ipc) is a
     private namespace without /dev/shm; a path joins that container's namespace."""
@@ -248,6 +274,8 @@ def namespaces(spec: dict[str, Any], modes: dict[str, str], hostname_given: bool
     if modes.get("uts") == "host":
         if hostname_given:
             raise InvalidSpec("--hostname with --uts host: conflicting options (the host's name is the container's)")
+        if domainname_given:
+            raise InvalidSpec("--domainname with --uts host: conflicting options (the host's name is the container's)")
         spec.pop("hostname", None)
     if modes.get("ipc") in ("host", "none"):
         had_shm = any(m.get("destination") == "/dev/shm" for m in spec["mounts"])
@@ -401,13 +429,17 @@ def apply(spec: dict[str, Any], o: Any, groups: list[int]) -> None:
             raise InvalidSpec(f"--shm-size with --ipc {o.namespaces['ipc']}: there is no /dev/shm of the container's "
                               "own to size")
         shm_size(spec["mounts"], o.shm_size)
-    namespaces(spec, o.namespaces, bool(o.hostname))
+    if o.domainname:
+        spec["domainname"] = domainname(o.domainname)
+    namespaces(spec, o.namespaces, bool(o.hostname), bool(o.domainname))
     if o.init:
         with_init(spec)
     for text in o.device:
         node, rule = device(text)
         linux.setdefault("devices", []).append(node)
         linux.setdefault("resources", {}).setdefault("devices", []).append(rule)
+    for text in o.device_cgroup_rule:
+        linux.setdefault("resources", {}).setdefault("devices", []).append(device_cgroup_rule(text))
     taken = {m["destination"] for m in spec["mounts"] if m.get("source") not in ("tmpfs", "shm")}
     for text in o.tmpfs:
         mount = tmpfs_mount(text)

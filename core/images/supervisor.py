@@ -167,7 +167,8 @@ def _left_to_its_supervisor(runtime: Any, container_id: str, bundle: str) -> boo
     while supervisor_gone(bundle) is False:
         if runtime.status(runtime.store.load(container_id)) != Status.STOPPED:
             return True  # it started it again meanwhile
-        if (exit_of(bundle) or {}).get("restarting") and not _told_to_stop(bundle):
+        noted = exit_of(bundle) or {}
+        if noted.get("restarting") and not noted.get("pending") and not _told_to_stop(bundle):
             return True
         if time.monotonic() > deadline:
             raise MrunError(f"container {container_id!r}: its last supervisor has not ended in {SUPERVISOR_SETTLE:g} "
@@ -259,8 +260,9 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
             pid = _start(runtime, container_id, bundle, relay, again=True)
             if checker is not None:
                 checker.reset()
-        except BaseException:  # noqa: BLE001 - stopped or removed meanwhile, or it cannot start again
-            record(bundle, code, restarts, False)
+        except BaseException as e:  # noqa: BLE001 - stopped or removed meanwhile, or it cannot start again
+            stopped = isinstance(e, MrunError) and _told_to_stop(bundle)
+            record(bundle, code, restarts, False, "" if stopped else f"restarting: {in_words(e)}")
             os._exit(0)
         restarts += 1
         _running_again(bundle, restarts)
@@ -409,13 +411,14 @@ def close_all_but(keep: list[int]) -> None:
     os.closerange(low, 1 << 16)
 
 
-def record(bundle: str, code: int | None, restarts: int = 0, restarting: bool = False) -> None:
+def record(bundle: str, code: int | None, restarts: int = 0, restarting: bool = False, error: str = "") -> None:
     """The container's exit code, for `ps -a`, `inspect` and `wait`: by its supervisor, or by
-    `mrun run` itself for a container it ran in the foreground."""
+    `mrun run` itself for a container it ran in the foreground. ``error``: why a restart its
+    policy asked for did not happen (docker's State.Error); the supervisor has no one else to tell."""
     from mrun.state import now_rfc3339
 
     _write_exit(bundle, {"exit_code": code, "finished": now_rfc3339(), "restarts": restarts,
-                         "restarting": restarting})
+                         "restarting": restarting, **({"error": error} if error else {})})
 
 
 def set_aside(bundle: str) -> None:
@@ -433,8 +436,11 @@ def _write_exit(bundle: str, doc: dict[str, Any]) -> None:
 
 def _running_again(bundle: str, restarts: int) -> None:
     """The last exit's note, no longer "restarting" and counting this restart (docker's
-    RestartCount): a later look at a stopped container must not take a stale flag for a back-off."""
-    _write_exit(bundle, {**(exit_of(bundle) or {}), "restarts": restarts, "restarting": False})
+    RestartCount): a later look at a stopped container must not take a stale flag for a back-off.
+    It is "pending" until this run's exit is noted: between that exit and its note, the last
+    run's code was taken for this one's (`wait` returned it, and ps said "Exited" before the
+    policy had started it again)."""
+    _write_exit(bundle, {**(exit_of(bundle) or {}), "restarts": restarts, "restarting": False, "pending": True})
     set_aside(bundle)
 
 
@@ -487,7 +493,7 @@ def exit_code(runtime: Any, container_id: str) -> int | None:
 
 def _noted_code(bundle: str) -> int | None:
     ended = exit_of(bundle)
-    code = ended.get("exit_code") if ended is not None else None
+    code = ended.get("exit_code") if ended is not None and not ended.get("pending") else None
     return code if isinstance(code, int) else None
 
 
@@ -496,6 +502,11 @@ def exit_of(bundle: str) -> dict[str, Any] | None:
     "restarts": N, "restarting": whether it will start the container again}. "restarting" only
     while that supervisor lives: one killed in its back-off starts nothing."""
     doc = jsonio.load_object(os.path.join(bundle, EXIT_FILE))
-    if doc is not None and doc.get("restarting") and supervisor_gone(bundle):
+    if doc is not None and doc.get("pending"):  # the note of a run before the one now running or just ended
+        if supervisor_gone(bundle) is False:
+            doc["restarting"] = True  # its supervisor is noting this run's end, and may start it again
+        else:
+            doc.update(exit_code=None, restarting=False)  # this run's end was never noted
+    elif doc is not None and doc.get("restarting") and supervisor_gone(bundle):
         doc["restarting"] = False
     return doc

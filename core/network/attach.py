@@ -24,7 +24,7 @@ from mrun import annotations as ann
 from mrun import jsonio
 from mrun.errors import InvalidSpec, MrunError
 from mrun.network import names
-from mrun.network.store import Networks, PortTaken, veth_name
+from mrun.network.store import Networks, PortTaken, network_tag, veth_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -112,6 +112,17 @@ def _address(text: str, flag: str, item: str, gateway_ok: bool = False) -> str:
     except ValueError:
         either = " (or host-gateway)" if gateway_ok else ""
         raise InvalidSpec(f"{flag} {item!r}: {text!r} is not an IP address{either}")
+
+
+def parse_mac(text: str) -> str:
+    """docker's --mac-address: six octets in hex, colon-separated (dashes taken too), one a
+    single interface may have: not multicast (the kernel refuses those), not all zeros."""
+    octets = text.replace("-", ":").split(":")
+    if len(octets) != 6 or not all(len(o) == 2 and all(c in "0123456789abcdefABCDEF" for c in o) for o in octets):
+        raise InvalidSpec(f"--mac-address {text!r}: a MAC address expected (02:42:ac:11:00:02)")
+    if int(octets[0], 16) & 1 or octets == ["00"] * 6:
+        raise InvalidSpec(f"--mac-address {text}: a unicast address expected (its first octet even, not all zeros)")
+    return ":".join(octets).lower()
 
 
 def parse_extra_hosts(items: list[str]) -> list[tuple[str, str]]:
@@ -244,7 +255,10 @@ def prepare(spec: Any, state_dir: str, state_root: str, container_id: str) -> di
                                                             ann.NETWORK_DNS_OPTIONS)))
     owner = {"root": state_root, "container": container_id}
     tag = _tag(state_root, container_id)
+    mac = parse_mac(annotations[ann.NETWORK_MAC]) if annotations.get(ann.NETWORK_MAC) else ""
     plan: dict[str, Any] = {"network": name, "veth": veth_name(state_root, container_id), "ip": "", "ports": []}
+    if mac:
+        plan["mac"] = mac
     plan.update(tag=tag, netroot=nets.root, definition=network)  # its copy: network/recovery
     _save(state_dir, plan)
     plan["ip"] = nets.lease(name, owner, annotations.get(ann.NETWORK_IP, ""))
@@ -277,9 +291,9 @@ def attach(plan: dict[str, Any], pid: int) -> None:
     nets = Networks(plan["netroot"])
     network = nets.get(plan["network"])
     with nets.lock():  # one bridge and one set of network rules, however many start at once
-        firewall.add_network(network, nets.path(plan["network"], "rules-seen"))
+        firewall.add_network(network, network_tag(nets.root, plan["network"]), nets.path(plan["network"], "rules-seen"))
         links.ensure_bridge(network)
-    links.plug(network, plan["veth"], pid, plan["ip"])
+    links.plug(network, plan["veth"], pid, plan["ip"], plan.get("mac") or "")
     for p in plan["ports"]:
         firewall.publish(plan["tag"], p["host_ip"], p["host_port"], p["proto"], plan["ip"], p["port"])
 

@@ -3,7 +3,8 @@ back over netlink (nf_tables' own messages, spoken directly by ``netlink``).
 
 Why nft: the kernel's own firewall, no daemon; one table that mrun creates and owns, so it
 never edits anyone else's rules and removing a rule is deleting it by handle. Every rule carries
-a comment naming its owner (``mrun-net:<network>`` or ``mrun-ctr:<state root hash>:<id>``),
+a comment naming its owner (``mrun-net:<network>[:<network root hash>]``, ``store.network_tag``, or
+``mrun-ctr:<state root hash>:<id>``),
 which is how it is found again, after a crash too.
 
 - masquerade: traffic from a network's subnet to anywhere else, and traffic from 127.0.0.0/8
@@ -112,7 +113,7 @@ def _table_exists() -> bool:
                for kind, payload in replies)
 
 
-def add_network(network: dict, record: str) -> None:
+def add_network(network: dict, tag: str, record: str) -> None:
     """The table, its chains and the network's masquerade rules, unless already there.
 
     Checking takes a listing (3-4 ms); most starts skip it. The kernel numbers every version
@@ -122,7 +123,6 @@ def add_network(network: dict, record: str) -> None:
     before = _stamp()
     if before is not None and _read(record) == before:
         return
-    tag = f"mrun-net:{network['name']}"
     added = not any(r.get("comment") == tag for r in _list())
     if added:
         subnet, bridge = network["subnet"], network["bridge"]

@@ -106,12 +106,12 @@ def remove_veth(name: str) -> None:
     resolves is alive, pinned by someone: then the pair is deleted here."""
     if not os.path.exists(f"/sys/class/net/{name}"):
         return
-    if not _peer_alive(name):
+    if not peer_alive(name):
         return
     remove_link(name)
 
 
-def _peer_alive(name: str) -> bool:
+def peer_alive(name: str) -> bool:
     """True unless the kernel says the other end's namespace is being destroyed."""
     from mrun.network import rtnl
 
@@ -129,10 +129,11 @@ def _peer_alive(name: str) -> bool:
         raise MrunError(f"looking up the namespace of {name}'s peer: {e.strerror}")
 
 
-def plug(network: dict, veth: str, pid: int, ip: str) -> None:
+def plug(network: dict, veth: str, pid: int, ip: str, mac: str = "") -> None:
     """A veth pair: ``veth`` on the bridge and up, its peer made as eth0 right in the network
-    namespace of ``pid``, then addressed and routed from inside it. Spoken as rtnetlink directly
-    (``rtnl``): pyroute2 cost 3-5 ms of the ~1 ms the kernel takes."""
+    namespace of ``pid`` (with ``mac`` as its address, if given), then addressed and routed from
+    inside it. Spoken as rtnetlink directly (``rtnl``): pyroute2 cost 3-5 ms of the ~1 ms the
+    kernel takes."""
     import _socket
 
     from mrun.network import rtnl
@@ -146,7 +147,7 @@ def plug(network: dict, veth: str, pid: int, ip: str) -> None:
     try:
         for attempt in (1, 2):
             try:
-                rtnl.add_veth(veth, bridge, "eth0", netns)
+                rtnl.add_veth(veth, bridge, "eth0", netns, bytes.fromhex(mac.replace(":", "")))
                 break
             except OSError as e:
                 why = _await_dying(veth) if e.errno == errno.EEXIST and attempt == 1 else e.strerror
@@ -162,7 +163,7 @@ def _await_dying(name: str) -> str | None:
     (None), else say why it stays. One whose namespace still resolves is looked at again for
     ``SETTLE_WAIT`` before it is taken for someone's (see there)."""
     settled = time.monotonic() + SETTLE_WAIT
-    while _peer_alive(name):
+    while peer_alive(name):
         if time.monotonic() >= settled:
             return "File exists (a pair of that name whose namespace is in use)"
         time.sleep(0.005)

@@ -14,7 +14,7 @@ import struct
 from mrun.network import netlink as nl
 
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETNSID = 16, 17, 18, 20, 90
-IFLA_IFNAME, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD, IFLA_LINK_NETNSID = 3, 10, 18, 28, 37
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD, IFLA_LINK_NETNSID = 1, 3, 10, 18, 28, 37
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 NETNSA_NSID = 1
@@ -30,10 +30,11 @@ def request(kind: int, flags: int, body: bytes) -> list[tuple[int, bytes]]:
     return nl.talk(nl.NETLINK_ROUTE, kind, nl.NLM_F_ACK | flags, body)
 
 
-def add_veth(name: str, master: int, peer: str, peer_netns_fd: int) -> None:
-    """``ip link add NAME master MASTER up type veth peer name PEER netns FD``."""
+def add_veth(name: str, master: int, peer: str, peer_netns_fd: int, peer_address: bytes = b"") -> None:
+    """``ip link add NAME master MASTER up type veth peer name PEER netns FD [address MAC]``."""
     peer_info = (_IFINFO.pack(0, 0, 0, 0, 0) + nl.name(IFLA_IFNAME, peer)
-                 + nl.attr(IFLA_NET_NS_FD, struct.pack("=I", peer_netns_fd)))
+                 + nl.attr(IFLA_NET_NS_FD, struct.pack("=I", peer_netns_fd))
+                 + (nl.attr(IFLA_ADDRESS, peer_address) if peer_address else b""))
     info = nl.attr(IFLA_INFO_KIND, b"veth\0") + nl.attr(IFLA_INFO_DATA, nl.attr(VETH_INFO_PEER, peer_info))
     body = (_IFINFO.pack(0, 0, 0, IFF_UP, IFF_UP) + nl.name(IFLA_IFNAME, name)
             + nl.attr(IFLA_MASTER, struct.pack("=I", master)) + nl.attr(IFLA_LINKINFO, info))

@@ -62,6 +62,16 @@ def bridge_name(root: str, name: str) -> str:
     return "mrb-" + hashlib.sha256(f"{root}\0{name}".encode()).hexdigest()[:10]
 
 
+def network_tag(root: str, name: str) -> str:
+    """The comment on a network's firewall rules, how they are found again: its name, and the
+    hash of its root for a network root other than the default one (two roots can each have a
+    network of one name, as their bridges' names already told apart: with the name alone, one's
+    start added no rules for its subnet, finding the other's, and its rm deleted the other's)."""
+    if root == DEFAULT_ROOT:
+        return f"mrun-net:{name}"
+    return f"mrun-net:{name}:" + hashlib.sha256(root.encode()).hexdigest()[:10]
+
+
 def veth_name(state_root: str, container_id: str) -> str:
     return "mrv" + hashlib.sha256(f"{state_root}\0{container_id}".encode()).hexdigest()[:11]
 
@@ -202,11 +212,13 @@ class Networks:
         its subnets are returned for the network to take again."""
         if not os.path.isdir(f"/sys/class/net/{bridge}/bridge"):
             return []
+        from mrun.network.links import peer_alive
+
         try:
             plugged = os.listdir(f"/sys/class/net/{bridge}/brif")
         except OSError:
             plugged = []
-        if plugged:
+        if any(peer_alive(port) for port in plugged):  # (not a removed container's pair the kernel is taking)
             return host_routes(device=bridge)
         take_down(self.root, name)
         return []
@@ -402,7 +414,7 @@ def take_down(root: str, name: str) -> None:
     says, and only if a bridge)."""
     from mrun.network import firewall, links
 
-    firewall.remove(f"mrun-net:{name}")
+    firewall.remove(network_tag(root, name))
     firewall.drop_table_if_unused()
     links.remove_bridge(bridge_name(root, name))
 
