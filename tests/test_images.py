@@ -1838,6 +1838,40 @@ def test_docker_update_of_several_is_kept_over_their_restarts(images, busybox_ar
     img_ok(h, "rm", "-f", "a", "b")
 
 
+def test_a_restarted_container_s_end_is_not_its_last_run_s_until_noted(images, busybox_archive):
+    """Between a restarted container's exit and its supervisor's note of it (a moment, longer on a
+    loaded machine: here the supervisor is held stopped), the note was the last run's: `wait`
+    returned the last run's code and ps/inspect said "exited" with the old restart count (a full
+    suite failed on it). It is "restarting" until noted, and `wait` waits for this run's code."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    count = "n=$(cat /n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /n; sleep 1; exit $n"
+    img_ok(h, *run_args(h, "-d", "--restart", "on-failure:1", "--name", "again", IMAGE, "sh", "-c", count))
+    supervisor = json.load(open(os.path.join(h.image_root, "containers", "again", "supervisor.json")))["pid"]
+    deadline = time.monotonic() + 20
+    while (seen := img_ok(h, "inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "again").stdout) != "1 running\n":
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.05)
+    os.kill(supervisor, signal.SIGSTOP)
+    try:
+        while (status := img_ok(h, "inspect", "-f", "{{.State.Status}}", "again").stdout) == "running\n":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert status == "restarting\n"
+        waiting = subprocess.Popen([h.binary, "--root", h.root, "--image-root", h.image_root, "wait", "again"],
+                                   env={**os.environ, **h.base_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
+        time.sleep(0.5)
+        assert waiting.poll() is None, waiting.communicate()
+    finally:
+        os.kill(supervisor, signal.SIGCONT)
+    out, err = waiting.communicate(timeout=20)
+    assert out == "2\n", err
+    assert img_ok(h, "inspect", "-f", "{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}", "again").stdout \
+        == "1 exited 2\n"
+    img_ok(h, "rm", "again")
+
+
 def test_docker_update_restart_changes_the_policy_of_running_and_exited_containers(images, busybox_archive):
     """`docker update --restart unless-stopped $(docker ps -q)`: the policy changes on a running
     container (its supervisor reads it at the exit), an exited one keeps it for its next start,

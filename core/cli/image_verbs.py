@@ -670,8 +670,11 @@ def _container_doc(runtime: Any, container_id: str) -> dict[str, Any]:
     doc = {"state": state, "image": image, "network": network, "config": record.config}
     if (health := health_of(record.bundle)) is not None:
         doc["health"] = health
+    ended = exit_of(record.bundle)  # a detached container's, as its supervisor saw it
     if state["status"] == Status.STOPPED:
-        doc["exit"] = exit_of(record.bundle)  # a detached container's, as its supervisor saw it
+        doc["exit"] = ended
+    if ended is not None and isinstance(ended.get("restarts"), int):
+        doc["restarts"] = ended["restarts"]  # docker's RestartCount, running or not
     elif record.pid:  # not one of `create IMAGE` that never ran: it has no process
         doc["backend"] = runtime.stats(container_id)["backend"]  # e.g. wasm: its store memory limit
     return doc
@@ -710,7 +713,7 @@ def _docker_view(doc: dict[str, Any]) -> dict[str, Any]:
     return {
         "Id": state["id"], "Name": "/" + state["id"], "Created": state.get("created", ""),
         "Path": args[0] if args else "", "Args": args[1:], "Image": (doc.get("image") or {}).get("config", ""),
-        "RestartCount": ended.get("restarts", 0),
+        "RestartCount": doc.get("restarts", 0),
         "State": {"Status": status, "Running": state["status"] == "running", "Paused": state["status"] == "paused",
                   "Restarting": bool(ended.get("restarting")), "Pid": state.get("pid", 0) if live else 0,
                   "ExitCode": ended.get("exit_code") or 0, "FinishedAt": ended.get("finished", ""),
