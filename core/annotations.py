@@ -23,6 +23,7 @@ NETWORK_DNS_SEARCH = "org.mrun.network.dns-search"  # DOMAIN,... (--dns-search; 
 NETWORK_DNS_OPTIONS = "org.mrun.network.dns-options"  # OPTION,... (--dns-option)
 NETWORK_IP = "org.mrun.network.ip"  # the container's address on its network, asked for (docker's --ip)
 NETWORK_MAC = "org.mrun.network.mac"  # its eth0's MAC address, asked for (docker's --mac-address)
+NETWORK_ALIASES = "org.mrun.network.aliases"  # NAME,... more names others on its network know it by (--network-alias)
 NETWORK_LOOPBACK = "org.mrun.network.loopback"  # "up": lo up in a new network namespace (mrun run --network none)
 OCI_RUNTIME = "org.mrun.oci.runtime"  # the oci backend: which installed OCI runtime runs the container
 RESTART = "org.mrun.restart"  # no | always | unless-stopped | on-failure[:N]: mrun run -d --restart

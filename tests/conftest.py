@@ -592,6 +592,16 @@ def play_a_reboot(h: Any, names: list[str], damage: dict[str, dict[str, Any]] | 
     shutil.rmtree(h.root)
 
 
+def remove_under_mrun(path: str) -> None:
+    """``rm -rf path`` while mrun works in it: an entry mrun removes between the listing and its
+    unlink (a started container's exec.fifo) is gone already, as rm -rf takes it."""
+    def gone_meanwhile(_func: Any, _path: str, info: Any) -> None:
+        if not isinstance(info[1], FileNotFoundError):
+            raise info[1]
+
+    shutil.rmtree(path, onerror=gone_meanwhile)
+
+
 def one_line_error(r: subprocess.CompletedProcess[str], *needles: str) -> None:
     """A refusal as every refusal must be: a non-zero exit and one line, "mrun: ...", naming
     each of ``needles``."""

@@ -18,7 +18,17 @@ import tempfile
 import time
 
 import pytest
-from conftest import IMAGE, cgroup_dirs, img, img_ok, one_line_error, play_a_reboot, require, run_args
+from conftest import (
+    IMAGE,
+    cgroup_dirs,
+    img,
+    img_ok,
+    one_line_error,
+    play_a_reboot,
+    remove_under_mrun,
+    require,
+    run_args,
+)
 from mrun.errors import MrunError
 from test_containerd import WASM_IMAGE, build_wasm_archive
 
@@ -2839,7 +2849,7 @@ def test_a_state_root_removed_under_running_containers_loses_none_of_them(images
     while img(h, "exec", "svc", "cat", "/f").stdout != "kept\n":
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    shutil.rmtree(h.root)
+    remove_under_mrun(h.root)
 
     r = img_ok(h, "system", "prune")
     assert "svc" not in r.stdout and "again" not in r.stdout and "ended" not in r.stdout, r.stdout
@@ -2852,7 +2862,7 @@ def test_a_state_root_removed_under_running_containers_loses_none_of_them(images
     status = img_ok(h, "inspect", "-f", "{{.State.Status}}", "svc").stdout
     assert status == "running\n", status
     assert img_ok(h, "exec", "svc", "cat", "/f").stdout == "kept\n"
-    shutil.rmtree(h.root)  # once more, the restarting one in its back-off or running again
+    remove_under_mrun(h.root)  # once more, the restarting one in its back-off or running again
     deadline = time.monotonic() + 10
     while "restarting" in img_ok(h, "inspect", "-f", "{{.State.Status}}", "again").stdout:
         assert time.monotonic() < deadline
@@ -2887,7 +2897,7 @@ def test_a_state_root_removed_under_a_foreground_container_loses_it_not(images, 
     assert runner.stdout is not None
     try:
         assert runner.stdout.readline() == b"started\n"
-        shutil.rmtree(h.root)
+        remove_under_mrun(h.root)
         r = img_ok(h, "system", "prune")
         assert "fg" not in r.stdout and "before" not in r.stdout, r.stdout
         assert img_ok(h, "inspect", "-f", "{{.State.Status}}", "fg").stdout == "running\n"

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from busybox_bundle import make_oci_archive, make_rootfs
-from conftest import IMAGE, img, img_ok, one_line_error, play_a_reboot, run_args, veths_left
+from conftest import IMAGE, img, img_ok, one_line_error, play_a_reboot, remove_under_mrun, run_args, veths_left
 
 HTTPD = "mkdir -p /www && echo hello-{tag} > /www/index.html && exec httpd -f -p {listen} -h /www"
 WGET = "for i in $(seq 20); do wget -q -O - {url} && exit 0; sleep 0.2; done; exit 1"  # the server may be starting
@@ -949,7 +949,6 @@ def test_a_network_root_removed_under_running_containers_is_held_again(net):
 
 def _held_again(h) -> None:
     import ipaddress
-    import shutil
 
     root = h.env["MRUN_NETWORK_ROOT"]
     port = free_port_run(1)
@@ -969,7 +968,7 @@ def _held_again(h) -> None:
     doc.pop("definition", None)
     with open(plan, "w") as f:
         json.dump(doc, f)
-    shutil.rmtree(root)
+    remove_under_mrun(root)
 
     r = img_ok(h, "network", "ls", "--format", "json", env=h.env)
     assert r.stderr == ""
@@ -994,7 +993,7 @@ def _held_again(h) -> None:
     assert f"dport {port}" not in nft_rules() and not leases(h)
 
     # no container left on them: the bridges stay, their definitions go
-    shutil.rmtree(root)
+    remove_under_mrun(root)
     img_ok(h, "network", "create", "--subnet", "10.89.213.0/24", h.net, env=h.env)
     img_ok(h, *run_args(h, "--rm", "--network", h.net, IMAGE, "true"), env=h.env)
     bridge = json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["bridge"]
@@ -1011,7 +1010,6 @@ def test_a_state_root_removed_under_a_publishing_container_leaves_no_rule(net):
     its supervisor's copy (images/kept), but not its network plan, so its `rm` left its DNAT
     rules (the host port then went to whoever got its address next), its lease and its port
     reservation. The copy keeps the plan. With the network root removed too, both come back."""
-    import shutil
 
     h = net
     port = free_port_run(1)
@@ -1019,7 +1017,7 @@ def test_a_state_root_removed_under_a_publishing_container_leaves_no_rule(net):
         img_ok(h, *run_args(h, "-d", "--name", "web", "--network", h.net, "-p", f"127.0.0.1:{port}:80", IMAGE,
                             "sh", "-c", HTTPD.format(tag="web", listen="80")), env=h.env)
         for root in roots:
-            shutil.rmtree(root)
+            remove_under_mrun(root)
         assert img_ok(h, "ps", "--format", "{{.Names}} {{.Ports}}", env=h.env).stdout == \
             f"web 127.0.0.1:{port}->80/tcp\n"
         assert len(leases(h)) == 1
@@ -1076,3 +1074,57 @@ def test_mac_address_gives_eth0_that_address_as_docker_s_does(net):
                          (["--network", "host", "--mac-address", "02:42:ac:11:00:01"], "not with --network host")):
         one_line_error(img(h, *run_args(h, "--rm", *flags, IMAGE, "true"), env=h.env), "--mac-address", words)
     assert not leases(h)
+
+
+def test_containers_on_a_network_know_each_other_by_name_and_alias(net):
+    """docker's user-defined networks resolve their containers' names and --network-alias names
+    (compose's `db`, reached from `web`): each container's /etc/hosts lists the others on its
+    network, a later one is added to the earlier ones' files, one removed is taken out; --link
+    NAME:ALIAS names that container in one's own file only. Not on the default network (docker's
+    bridge resolves none), and nothing of a forged lease's directory is written. They were
+    unknown: containers reached each other by address only."""
+    h = net
+    img_ok(h, *run_args(h, "-d", "--name", "db", "--network", h.net, "--network-alias", "database", IMAGE,
+                        "sh", "-c", HTTPD.format(tag="db", listen="8000")), env=h.env)
+    img_ok(h, *run_args(h, "-d", "--name", "app", "--network", h.net, IMAGE, "sleep", "600"), env=h.env)
+    img_ok(h, *run_args(h, "-d", "--name", "plain", "--network", "bridge", IMAGE, "sleep", "600"), env=h.env)
+    try:
+        db, app = ip_of(h, "db"), ip_of(h, "app")
+        assert f"{db}\tdb database\t" in img_ok(h, "exec", "app", "cat", "/etc/hosts", env=h.env).stdout
+        assert f"{app}\tapp\t" in img_ok(h, "exec", "db", "cat", "/etc/hosts", env=h.env).stdout  # added later
+        r = img(h, *run_args(h, "--rm", "--network", h.net, IMAGE, "sh", "-c",
+                             WGET.format(url="http://database:8000/index.html")), env=h.env)
+        assert r.returncode == 0 and r.stdout == "hello-db\n", r.stderr
+        linked = img_ok(h, *run_args(h, "--rm", "--network", h.net, "--link", "db:store", IMAGE, "cat", "/etc/hosts"),
+                        env=h.env).stdout
+        assert f"{db}\tdb\n" in linked and f"{db}\tstore\n" in linked, linked
+        assert "\tdb" not in img_ok(h, "exec", "plain", "cat", "/etc/hosts", env=h.env).stdout
+        # a forged lease naming a directory with a hosts file but no plan of this network: left alone
+        decoy = os.path.join(h.root, "decoy")
+        os.makedirs(decoy)
+        with open(os.path.join(decoy, "hosts"), "w") as f:
+            f.write("untouched\n")
+        with open(os.path.join(decoy, "state.json"), "w") as f:
+            f.write("{}")
+        subnet = json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["subnet"]
+        import ipaddress
+
+        forged = os.path.join(h.env["MRUN_NETWORK_ROOT"], h.net, "leases", str(ipaddress.ip_network(subnet)[200]))
+        with open(forged, "w") as f:
+            json.dump({"root": h.root, "container": "decoy"}, f)
+        img_ok(h, *run_args(h, "--rm", "--network", h.net, IMAGE, "true"), env=h.env)
+        assert open(os.path.join(decoy, "hosts")).read() == "untouched\n"
+        os.unlink(forged)
+        import shutil
+
+        shutil.rmtree(decoy)
+        img_ok(h, "rm", "-f", "app", env=h.env)
+        assert "\tapp" not in img_ok(h, "exec", "db", "cat", "/etc/hosts", env=h.env).stdout
+        for flags, needles in ((["--network", "bridge", "--network-alias", "x"], ["--network-alias", "bridge"]),
+                               (["--network", h.net, "--network-alias", "a b"], ["--network-alias 'a b'"]),
+                               (["--network", "bridge", "--link", "db"], ["--link", "bridge"]),
+                               (["--network", h.net, "--link", "nosuch"], ["--link nosuch", "does not exist"]),
+                               (["--network", h.net, "--link", "plain"], ["--link plain", "not on network"])):
+            one_line_error(img(h, *run_args(h, "--rm", *flags, IMAGE, "true"), env=h.env), *needles)
+    finally:
+        img(h, "rm", "-f", "db", "app", "plain", env=h.env)

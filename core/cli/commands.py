@@ -137,6 +137,10 @@ DOCKER_RUN_FLAGS = (
     Flag("ip", "docker's --ip: this IPv4 address on a network of `mrun network create` (free, in its "
          "subnet)", default=""),
     Flag("mac-address", "eth0's MAC address on a bridge network (02:42:ac:11:00:02)", default=""),
+    Flag("network-alias", "another name the containers on its network know it by (a network of `mrun network "
+         "create`; its own name they know already)", kind=list, default=()),
+    Flag("link", "NAME[:ALIAS]: that running container's address under those names in its /etc/hosts (docker's "
+         "legacy links; both on one network of `mrun network create`)", kind=list, default=()),
     Flag("publish", "publish a port: [host_ip:][host_port:]container_port[/udp] (no host port: a free one; "
          "see mrun port); ranges as docker's: 8000-8002:80-82, 80-82, 8000-8010:80 (a free one of those)",
          kind=list, short="p", default=()),

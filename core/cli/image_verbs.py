@@ -350,6 +350,11 @@ def _network_mode(g: dict[str, Any], mode: str, publish: list[str], kw: dict[str
     if kw.get("mac_address") and (mode in ("none", "host") or mode.startswith("container:")):
         raise InvalidSpec(f"--mac-address: taken on bridge networks, not with --network {mode} "
                           "(conflicting options, as docker's)")
+    for flag, key in (("--network-alias", "network_alias"), ("--link", "link")):
+        if kw.get(key) and (mode in ("none", "host", "bridge") or mode.startswith("container:")):
+            raise InvalidSpec(f"{flag}: taken on networks of `mrun network create`, not with --network {mode}")
+    if kw.get("link"):  # docker's legacy links: on a network of one's own, names of that container's address
+        kw = {**kw, "add_host": [*(kw.get("add_host") or ()), *_linked(g, list(kw["link"]), mode)]}
     if mode in ("none", "host") or mode.startswith("container:"):
         if publish or kw.get("publish_all"):
             flag = "-p" if publish else "-P"
@@ -387,7 +392,30 @@ def _network_mode(g: dict[str, Any], mode: str, publish: list[str], kw: dict[str
             "annotations": {key: ",".join(values) for key, values in (
                 (ann.NETWORK_HOSTS, [f"{name}={ip}" for name, ip in hosts]), (ann.NETWORK_DNS, dns["servers"]),
                 (ann.NETWORK_DNS_SEARCH, dns["search"]), (ann.NETWORK_DNS_OPTIONS, dns["options"]),
-                (ann.NETWORK_IP, [kw["ip"]] if kw.get("ip") else []), (ann.NETWORK_MAC, mac)) if values}}
+                (ann.NETWORK_IP, [kw["ip"]] if kw.get("ip") else []), (ann.NETWORK_MAC, mac),
+                (ann.NETWORK_ALIASES, list(kw.get("network_alias") or ()))) if values}}
+
+
+def _linked(g: dict[str, Any], links: list[str], network: str) -> list[str]:
+    """--link NAME[:ALIAS]: NAME (and ALIAS) as names of that running container's address on
+    ``network``, for this container's /etc/hosts alone (docker's legacy links)."""
+    from mrun.errors import MrunError
+
+    runtime, out = _rt(g), []
+    for text in links:
+        name, _, alias = text.partition(":")
+        try:
+            record = runtime.store.load(name)
+        except MrunError as e:
+            raise InvalidSpec(f"--link {text}: {e}") from None
+        if runtime.status(record) != Status.RUNNING:
+            raise InvalidSpec(f"--link {text}: container {name!r} is not running (as docker's, links are to running "
+                              "ones)")
+        plan = _net_of(runtime, record.id) or {}
+        if plan.get("network") != network or not isinstance(plan.get("ip"), str) or not plan["ip"]:
+            raise InvalidSpec(f"--link {text}: container {name!r} is not on network {network!r}")
+        out += [f"{n}:{plan['ip']}" for n in dict.fromkeys([name, *([alias] if alias else [])])]
+    return out
 
 
 def _pull_for_run(store: ImageStore, image: str, policy: str, platform: str = "") -> None:

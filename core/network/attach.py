@@ -23,8 +23,9 @@ import socket
 from mrun import annotations as ann
 from mrun import jsonio
 from mrun.errors import InvalidSpec, MrunError
-from mrun.network import names
-from mrun.network.store import Networks, PortTaken, network_tag, veth_name
+from mrun.network import names as name_files
+from mrun.network import peers
+from mrun.network.store import DEFAULT_NETWORK, Networks, PortTaken, network_tag, veth_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -95,13 +96,6 @@ def _port_range(text: str, item: str) -> tuple[int, int]:
 HOST_GATEWAY = "host-gateway"  # docker's word for the host's address on the container's network
 
 
-def _name_like(text: str) -> bool:
-    """A host or domain name's characters: nothing that would start another line or field of
-    /etc/hosts or /etc/resolv.conf."""
-    return bool(text) and len(text) <= 253 and text.isascii() and text[0] not in "-." \
-        and all(c.isalnum() or c in "-._" for c in text)
-
-
 def _address(text: str, flag: str, item: str, gateway_ok: bool = False) -> str:
     import ipaddress
 
@@ -131,7 +125,7 @@ def parse_extra_hosts(items: list[str]) -> list[tuple[str, str]]:
     for item in items:
         sep = "=" if "=" in item else ":"
         name, _, ip = item.partition(sep)
-        if not _name_like(name):
+        if not name_files.name_like(name):
             raise InvalidSpec(f"--add-host {item!r}: NAME:IP expected, NAME a host name")
         out.append((name, _address(ip.strip("[]"), "--add-host", item, gateway_ok=True)))
     return out
@@ -140,7 +134,7 @@ def parse_extra_hosts(items: list[str]) -> list[tuple[str, str]]:
 def parse_dns(servers: list[str], search: list[str], options: list[str]) -> dict[str, list[str]]:
     """--dns, --dns-search, --dns-option, each checked as one field of its resolv.conf line."""
     for domain in search:
-        if domain != "." and not _name_like(domain):
+        if domain != "." and not name_files.name_like(domain):
             raise InvalidSpec(f"--dns-search {domain!r}: a domain name expected")
     for option in options:
         if not option or not option.isascii() or not all(c.isalnum() or c in "-_.:" for c in option):
@@ -256,9 +250,12 @@ def prepare(spec: Any, state_dir: str, state_root: str, container_id: str) -> di
     owner = {"root": state_root, "container": container_id}
     tag = _tag(state_root, container_id)
     mac = parse_mac(annotations[ann.NETWORK_MAC]) if annotations.get(ann.NETWORK_MAC) else ""
+    names = resolved_names(name, container_id, _listed(annotations, ann.NETWORK_ALIASES))
     plan: dict[str, Any] = {"network": name, "veth": veth_name(state_root, container_id), "ip": "", "ports": []}
     if mac:
         plan["mac"] = mac
+    if names:
+        plan["names"] = names
     plan.update(tag=tag, netroot=nets.root, definition=network)  # its copy: network/recovery
     _save(state_dir, plan)
     plan["ip"] = nets.lease(name, owner, annotations.get(ann.NETWORK_IP, ""))
@@ -276,13 +273,29 @@ def prepare(spec: Any, state_dir: str, state_root: str, container_id: str) -> di
     hostname = spec.raw.get("hostname") or container_id[:12]
     extra = "".join(f"{network['gateway'] if ip == HOST_GATEWAY else ip}\t{name}\n" for name, ip in hosts)
     files = {
-        "hosts": f"{names.LOCALHOST}{plan['ip']}\t{hostname}\n{extra}",
+        "hosts": f"{name_files.LOCALHOST}{plan['ip']}\t{hostname}\n{extra}",
         "resolv.conf": _resolv_conf(dns),
         "hostname": hostname + "\n",
     }
     for fname, content in files.items():
-        names.write_and_bind(spec.raw.setdefault("mounts", []), state_dir, fname, content.encode())
+        name_files.write_and_bind(spec.raw.setdefault("mounts", []), state_dir, fname, content.encode())
+    if name != DEFAULT_NETWORK:  # docker's user-defined networks resolve their containers' names
+        peers.join(nets, name, owner, plan["ip"], names)
     return plan
+
+
+def resolved_names(network: str, container_id: str, aliases: list[str]) -> list[str]:
+    """The names other containers on ``network`` know this one by: its own (if it is a host
+    name) and its --network-alias names; none on the default network, where docker has none."""
+    for alias in aliases:
+        if not name_files.name_like(alias):
+            raise InvalidSpec(f"--network-alias {alias!r}: a host name expected")
+    if network == DEFAULT_NETWORK:
+        if aliases:
+            raise InvalidSpec("--network-alias: taken on networks of `mrun network create`, not the default one "
+                              "(as docker's bridge)")
+        return []
+    return [n for n in dict.fromkeys([container_id, *aliases]) if name_files.name_like(n)]
 
 
 def attach(plan: dict[str, Any], pid: int) -> None:
@@ -332,6 +345,8 @@ def detach(state_dir: str) -> None:
     ip, name = plan.get("ip"), plan.get("network")
     if isinstance(ip, str) and ip and isinstance(name, str) and "/" not in ip:
         try:
+            if plan.get("names"):
+                peers.leave(nets, name, owner, ip)
             _remove_if_owned(nets.path(name, "leases", ip), owner)
         except InvalidSpec:
             pass

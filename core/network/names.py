@@ -26,3 +26,10 @@ def write_and_bind(mounts: list[dict[str, Any]], directory: str, name: str, cont
         f.write(content)
     os.chmod(path, 0o644)
     bind(mounts, name, path)
+
+
+def name_like(text: str) -> bool:
+    """A host or domain name's characters: nothing that would start another line or field of
+    /etc/hosts or /etc/resolv.conf."""
+    return bool(text) and len(text) <= 253 and text.isascii() and text[0] not in "-." \
+        and all(c.isalnum() or c in "-._" for c in text)
