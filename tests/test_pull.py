@@ -421,11 +421,21 @@ def test_login_and_logout_as_docker(images, registry, tmp_path):
     config = home / ".docker" / "config.json"
     config.parent.mkdir()
     config.write_text(json.dumps({"psFormat": "table {{.ID}}", "auths": {"other.example:5000": {"auth": "eDp5"}}}))
+    # what a login killed before its rename left (passwords beside the user's file): a gone
+    # process's is swept, a live one's (a login writing it) is not
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    left = config.parent / f"config.json.mrun-{ended.pid}.tmp"
+    left.write_text('{"auths": {"x": {"auth": "c2VjcmV0"}}}')
+    writing = config.parent / f"config.json.mrun-{os.getpid()}.tmp"
+    writing.write_text("{}")
     r = login("wrong")
     assert r.returncode != 0 and "Traceback" not in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
     assert registry.host not in config.read_text()
     r = login()
     assert r.returncode == 0 and r.stdout == "Login Succeeded\n", r.stderr
+    assert not left.exists() and writing.exists()
+    writing.unlink()
     doc = json.loads(config.read_text())
     assert doc["psFormat"] == "table {{.ID}}" and "other.example:5000" in doc["auths"]
     assert auth_of(config) == CREDS and stat.S_IMODE(os.stat(config).st_mode) == 0o600

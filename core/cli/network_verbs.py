@@ -73,11 +73,17 @@ def _teardown(nets: Networks, name: str) -> None:
 
 def prune(nets: Networks) -> list[str]:
     """Leases and port reservations whose container is gone, then networks nothing uses."""
+    from mrun.network.store import lost_networks, take_down
+
     removed = prune_stale(nets) + [f"half-made network {n}" for n in nets.prune_half_made()]
     for name in nets.names():
         if not nets.leases(name):
             _teardown(nets, name)
             removed.append(f"network {name}")
+    with nets.lock():  # (a create of the name meanwhile would define it: looked at under the lock)
+        for name in lost_networks(nets.root, nets.names()):
+            take_down(nets.root, name)
+            removed.append(f"network {name}'s bridge and rules (its definition was lost)")
     return removed
 
 

@@ -78,6 +78,7 @@ def _write(path: str, doc: dict[str, Any]) -> None:
     """``doc`` as the file at ``path`` (through a link, as docker writes it), whole, mode 0600."""
     real = os.path.realpath(path)
     os.makedirs(os.path.dirname(real), mode=0o700, exist_ok=True)
+    _sweep(real)
     tmp = f"{real}.mrun-{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
@@ -90,6 +91,29 @@ def _write(path: str, doc: dict[str, Any]) -> None:
         except OSError:
             pass
         raise
+
+
+def _sweep(real: str) -> None:
+    """The temporary files a login or logout killed before its rename left beside ``real`` (each
+    a whole auth file: the passwords in it, beside the user's): those whose process is gone, or
+    whose pid is ours now (its O_EXCL create would fail on it)."""
+    directory, prefix = os.path.dirname(real), os.path.basename(real) + ".mrun-"
+    for entry in os.listdir(directory):
+        pid = entry[len(prefix):-len(".tmp")] if entry.startswith(prefix) and entry.endswith(".tmp") else ""
+        if not pid.isascii() or not pid.isdigit():
+            continue
+        if int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+                continue  # a login of that process is writing it
+            except ProcessLookupError:
+                pass
+            except OSError:
+                continue
+        try:
+            os.unlink(os.path.join(directory, entry))
+        except FileNotFoundError:
+            pass
 
 
 def _helper(doc: dict[str, Any], key: str) -> str:

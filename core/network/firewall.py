@@ -104,6 +104,13 @@ def _list() -> list[dict]:
     return rules
 
 
+def comments() -> set[str]:
+    """The comments on mrun's rules (none if its table is not there)."""
+    if not _table_exists():
+        return set()
+    return {r["comment"] for r in _list() if r.get("comment")}
+
+
 def _table_exists() -> bool:
     try:
         replies = _nft_talk(NFT_MSG_GETTABLE, nl.NLM_F_DUMP)

@@ -409,6 +409,33 @@ class Networks:
                 take_down()
 
 
+def lost_networks(root: str, defined: list[str]) -> list[str]:
+    """Networks of ``root`` whose definition was lost (the network root removed) while their
+    rules and bridge stayed: named by their rules' comments (``network_tag``), none of them
+    defined, no live container plugged into their bridge. Nothing else could find them again:
+    only a create of the same name took them down."""
+    from mrun.network import firewall
+    from mrun.network.links import peer_alive
+
+    lost = []
+    for comment in sorted(firewall.comments()):
+        name = comment.removeprefix("mrun-net:").split(":", 1)[0]
+        if not comment.startswith("mrun-net:") or name in defined or network_tag(root, name) != comment:
+            continue
+        try:
+            check_name(name)
+        except InvalidSpec:
+            continue
+        bridge = bridge_name(root, name)
+        try:
+            plugged = os.listdir(f"/sys/class/net/{bridge}/brif")
+        except OSError:
+            plugged = []
+        if not any(peer_alive(port) for port in plugged):
+            lost.append(name)
+    return lost
+
+
 def take_down(root: str, name: str) -> None:
     """A network's rules and bridge (its bridge the name derived for it, never the one a file
     says, and only if a bridge)."""
