@@ -288,6 +288,42 @@ def test_forged_network_plan_removes_nothing_it_does_not_own(h, tmp_path):
     assert os.path.exists("/sys/class/net/lo")
 
 
+@pytest.mark.parametrize("forged", [
+    {"network": "../../etc", "ip": "10.0.0.9"},  # a name that is none: a path
+    {"network": "x y", "ip": "10.0.0.9"},  # a name no network has (no path either)
+    {"network": "x", "ip": "10.0.0.9", "ports": 5, "definition": "valid"},  # ports not a list
+    {"network": "x", "ip": "10.0.0.9", "ports": [{"reservation": "/etc/passwd", "proto": "tcp", "host_ip": "",
+                                                   "host_port": 80}]},
+    {"network": "x", "ip": "10.0.0.9", "definition": {"name": "x", "subnet": "127.0.0.0/8", "gateway": "127.0.0.1"}},
+])
+def test_a_forged_plan_fails_no_command_and_writes_nothing_when_lost_files_are_held_again(h, tmp_path, forged):
+    """Every command looks for containers whose network files were lost (network/recovery) and
+    holds them again from their plans: a forged plan must neither fail the command (a traceback,
+    or a refusal of every verb) nor have a file written anywhere but its network root's, nor a
+    network defined from a bad copy."""
+    from mrun.network.store import bridge_name
+
+    netroot = tmp_path / "nets"
+    env = {"MRUN_NETWORK_ROOT": str(netroot)}
+    if forged.get("definition") == "valid":
+        forged = {**forged, "definition": {"name": "x", "subnet": "10.0.0.0/24", "gateway": "10.0.0.1",
+                                           "bridge": bridge_name(str(netroot), "x"), "driver": "bridge"}}
+    cid = h.cid()
+    h.ok("create", "-b", h.bundle(["sleep", "60"]), cid)
+    try:
+        with open(os.path.join(h.root, cid, "net.json"), "w") as f:
+            json.dump({"netroot": str(netroot), **forged}, f)
+        before = open("/etc/passwd").read()
+        r = h.mrun("state", cid, env=env)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        r = h.mrun("network", "ls", env=env)
+        assert r.returncode == 0 and "Traceback" not in r.stderr and "x " not in r.stdout, r.stdout + r.stderr
+        assert open("/etc/passwd").read() == before
+        assert not os.path.exists(netroot / "x" / "network.json")
+    finally:
+        h.ok("delete", "--force", cid)
+
+
 def test_concurrent_creates_leave_no_empty_parent_cgroup(h):
     """Eight containers racing to make the same parent cgroup: the last one out removes it."""
     from concurrent.futures import ThreadPoolExecutor

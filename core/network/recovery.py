@@ -59,7 +59,14 @@ def _plan(state_dir: str) -> dict[str, Any] | None:
         return None
     if os.path.abspath(netroot) != os.path.abspath(network_root()):
         return None  # another root's (a forged plan must not steer where mrun writes)
-    if "/" in name or name.startswith(".") or "/" in ip:
+    from mrun.errors import InvalidSpec
+    from mrun.network.store import check_name
+
+    try:
+        check_name(name)  # (a forged plan's name fails no command: it is not looked at)
+    except InvalidSpec:
+        return None
+    if "/" in ip or not isinstance(plan.get("ports", []), list):
         return None
     return plan
 
@@ -80,6 +87,8 @@ def _missing(plan: dict[str, Any]) -> bool:
 def _hold_again(state_dir: str, container_id: str, warn: Callable[[str], None] | None) -> None:
     import fcntl
 
+    from mrun.errors import MrunError
+
     try:
         lock = os.open(os.path.join(state_dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError:
@@ -96,7 +105,7 @@ def _hold_again(state_dir: str, container_id: str, warn: Callable[[str], None] |
             for problem in problems:
                 if callable(warn):
                     warn(f"container {container_id!r} lost its network's files: {problem}")
-    except OSError as e:
+    except (OSError, MrunError) as e:
         if callable(warn):
             warn(f"container {container_id!r} lost its network's files and they cannot be made again: {e}")
     finally:
@@ -130,7 +139,7 @@ def _held_again(plan: dict[str, Any], owner: dict[str, str]) -> list[str]:
             holder = nets.hold_again(nets.path(name, "leases", ip), owner)
             if holder:
                 problems.append(f"its address {ip} on network {name!r}: {holder}")
-        for p in plan.get("ports") or []:
+        for p in plan.get("ports", []):
             path = _reservation_of(nets, p)
             if path is None:
                 continue
