@@ -72,3 +72,12 @@ def test_an_image_container_under_runc_leaves_no_snapshot(images, busybox_archiv
     img_ok(images, "load", busybox_archive)
     r = img(images, *run_args(images, "--rm", "--annotation", "org.mrun.oci.runtime=runc", IMAGE, "echo", "hi"))
     assert (r.returncode, r.stdout) == (0, "hi\n"), r.stderr
+    # docker's --runtime says the same (it was an unknown option)
+    r = img(images, *run_args(images, "--name", "rt", "--runtime", "runc", IMAGE, "echo", "hi"))
+    assert (r.returncode, r.stdout) == (0, "hi\n"), r.stderr
+    assert img_ok(images, "inspect", "-f", "{{.HostConfig.Runtime}}", "rt").stdout == "runc\n"
+    img_ok(images, "rm", "rt")
+    assert img_ok(images, *run_args(images, "--rm", "--runtime", "mrun", IMAGE, "echo", "hi")).stdout == "hi\n"
+    for name, words in (("nosuchruntime", "not an allowed OCI runtime"), ("run c", "--runtime 'run c'")):
+        r = img(images, *run_args(images, "--rm", "--runtime", name, IMAGE, "true"))
+        assert r.returncode != 0 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -165,6 +165,8 @@ DOCKER_RUN_FLAGS = (
     Flag("ipc", "host, none (no /dev/shm), private or shareable (default)", default=""),
     Flag("uts", "host: the host's hostname (default: its own)", default=""),
     Flag("userns", "host: docker's one mode without remapping (mrun remaps no users)", default=""),
+    Flag("runtime", "an installed OCI runtime to run it under (runc, crun...: the oci backend; default mrun's own)",
+         default=""),
     Flag("cgroupns", "host: the host's cgroup namespace (default: private)", default=""),
     Flag("add-host", "a line for /etc/hosts: NAME:IP (IP may be host-gateway)", kind=list, default=()),
     Flag("dns", "a resolver for /etc/resolv.conf (instead of the host's)", kind=list, default=()),

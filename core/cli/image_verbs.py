@@ -396,6 +396,16 @@ def _network_mode(g: dict[str, Any], mode: str, publish: list[str], kw: dict[str
                 (ann.NETWORK_ALIASES, list(kw.get("network_alias") or ()))) if values}}
 
 
+def _runtime_annotation(runtime: str) -> list[str]:
+    """docker's --runtime NAME: the container under that installed OCI runtime (the oci backend,
+    whose allowed names and their presence it checks); mrun (or none) is mrun's own sandbox."""
+    if runtime in ("", "mrun"):
+        return []
+    if not runtime.isascii() or not all(c.isalnum() or c in "-_." for c in runtime):
+        raise InvalidSpec(f"--runtime {runtime!r}: the name of an installed OCI runtime (runc, crun...) or mrun")
+    return [f"{ann.OCI_RUNTIME}={runtime}"]
+
+
 def _linked(g: dict[str, Any], links: list[str], network: str) -> list[str]:
     """--link NAME[:ALIAS]: NAME (and ALIAS) as names of that running container's address on
     ``network``, for this container's /etc/hosts alone (docker's legacy links)."""
@@ -472,7 +482,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         domainname=kw.get("domainname"),
         volumes=list(kw.get("volume") or ()),
         shared=[m for text in kw.get("volumes_from") or () for m in _volumes_from(g, text)],
-        annotations=list(kw.get("annotation") or ())
+        annotations=list(kw.get("annotation") or ()) + _runtime_annotation(kw.get("runtime") or "")
         + ([f"{ann.WASM_PREOPENS}={kw['wasm_preopens']}"] if kw.get("wasm_preopens") else []),
         resources=run_resources.resources(kw, g.get("warn")),
         read_only=kw.get("read_only"),
@@ -748,6 +758,7 @@ def _docker_view(doc: dict[str, Any]) -> dict[str, Any]:
                   "Error": ended.get("error", "") if isinstance(ended.get("error"), str) else "",
                   **({"Health": doc["health"]} if doc.get("health") else {})},
         "HostConfig": {"RestartPolicy": {"Name": policy_name, "MaximumRetryCount": int(retries or 0)},
+                       "Runtime": own.get(ann.OCI_RUNTIME) or "mrun",
                        "AutoRemove": own.get(ann.REMOVE) == "true"},
         "Config": {"Image": (doc.get("image") or {}).get("image", ""), "Hostname": config.get("hostname", ""),
                    "Domainname": config.get("domainname", ""),
