@@ -111,7 +111,9 @@ class Runtime:
             return Create(self, container_id, spec, opts or CreateOptions(), lock.fd, previous=record).run()
 
     def _detach_network(self, container_id: str) -> None:
-        if os.path.exists(self.store.path(container_id, "net.json")):
+        from mrun.network import PLAN
+
+        if os.path.exists(self.store.path(container_id, PLAN)):
             from mrun.network.attach import detach
 
             detach(self.store.path(container_id))

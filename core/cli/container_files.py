@@ -13,6 +13,7 @@ import sys
 from mrun.bundles import image_of
 from mrun.cli.common import _rt
 from mrun.errors import MrunError, NotFound, name_the_file
+from mrun.network import PLAN
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ def _snapshot(runtime: Any, container_id: str, verb: str) -> tuple[Any, dict[str
 def _mounted_on(runtime: Any, record: Any) -> list[str]:
     """Where mrun (or the user) mounted something in the container: not its changes."""
     mounts = [m.get("destination", "") for m in (record.config or {}).get("mounts") or [] if isinstance(m, dict)]
-    if os.path.exists(runtime.store.path(record.id, "net.json")):  # a bridge network's, bound at create
+    if os.path.exists(runtime.store.path(record.id, PLAN)):  # a bridge network's, bound at create
         mounts += ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"]
     return [d for d in mounts if isinstance(d, str) and d.startswith("/")]
 

@@ -12,6 +12,7 @@ from mrun import jsonio
 from mrun.cli.common import _rt, each, names_a_container, no_stdin, print_table, remove_container
 from mrun.errors import InvalidSpec, MrunError, NotFound, in_words
 from mrun.images.store import ImageStore
+from mrun.network import PLAN
 from mrun.status import Status
 from mrun.trace import span
 
@@ -698,7 +699,7 @@ def _container_doc(runtime: Any, container_id: str) -> dict[str, Any]:
     from mrun.bundles import image_of
 
     image = image_of(record.bundle)
-    network = jsonio.load_object(runtime.store.path(container_id, "net.json"))
+    network = jsonio.load_object(runtime.store.path(container_id, PLAN))
     from mrun.images.supervisor import exit_of
     from mrun.images.unstarted import as_docker_sees
 
@@ -1351,7 +1352,7 @@ _PS_FILTERS = ("label", "name", "id", "status", "ancestor", "health")
 
 def _net_of(runtime: Any, container_id: str) -> dict[str, Any] | None:
     """A container's net.json (its network, address and published ports), if it has one."""
-    return jsonio.load_object(runtime.store.path(container_id, "net.json"))
+    return jsonio.load_object(runtime.store.path(container_id, PLAN))
 
 
 def _runs(state: dict[str, Any], exit_of: Any) -> bool:

@@ -18,13 +18,11 @@ import os
 
 from mrun import jsonio
 from mrun.bundles import KEPT
+from mrun.network import PLAN
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-
-NETWORK_PLAN = "net.json"  # network/attach's, in the state directory
 
 
 def keep(bundle: str, record: Any, state_dir: str) -> None:
@@ -33,7 +31,7 @@ def keep(bundle: str, record: Any, state_dir: str) -> None:
     it, the container's DNAT rules outlived it, sending its host port to whoever got its address
     next). Best effort: a full disk loses only the repair."""
     doc = record.to_dict()
-    plan = jsonio.load_object(os.path.join(state_dir, NETWORK_PLAN))
+    plan = jsonio.load_object(os.path.join(state_dir, PLAN))
     if plan is not None:
         doc["network_plan"] = plan
     try:
@@ -63,7 +61,7 @@ def write_back(runtime: Any, bundle: str, container_id: str) -> bool:
         return False
     if isinstance(doc.get("network_plan"), dict):  # before the record: whoever sees it can undo the plan
         os.makedirs(runtime.store.path(container_id), mode=0o711, exist_ok=True)
-        jsonio.replace_file(runtime.store.path(container_id, NETWORK_PLAN), doc["network_plan"])
+        jsonio.replace_file(runtime.store.path(container_id, PLAN), doc["network_plan"])
     runtime.store.write_back(Record(**{k: v for k, v in doc.items() if k in Record.FIELDS}))
     if not os.path.exists(os.path.join(bundle, KEPT)):  # an `rm` began meanwhile (bundles.unkeep): undone
         runtime.store.remove(container_id)

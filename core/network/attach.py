@@ -23,8 +23,8 @@ import socket
 from mrun import annotations as ann
 from mrun import jsonio
 from mrun.errors import InvalidSpec, MrunError
+from mrun.network import PLAN, peers
 from mrun.network import names as name_files
-from mrun.network import peers
 from mrun.network.store import DEFAULT_NETWORK, Networks, PortTaken, network_tag, veth_name
 
 TYPE_CHECKING = False
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 NETWORK, PORTS = ann.NETWORK, ann.NETWORK_PORTS
-PLAN = "net.json"
 
 
 def wanted(annotations: dict[str, str]) -> bool:

@@ -129,6 +129,16 @@ def peer_alive(name: str) -> bool:
         raise MrunError(f"looking up the namespace of {name}'s peer: {e.strerror}")
 
 
+def carries_containers(bridge: str) -> bool:
+    """Whether a live container is plugged into ``bridge`` (not a removed one's pair the kernel
+    is still taking)."""
+    try:
+        plugged = os.listdir(f"/sys/class/net/{bridge}/brif")
+    except OSError:
+        return False
+    return any(peer_alive(port) for port in plugged)
+
+
 def plug(network: dict, veth: str, pid: int, ip: str, mac: str = "") -> None:
     """A veth pair: ``veth`` on the bridge and up, its peer made as eth0 right in the network
     namespace of ``pid`` (with ``mac`` as its address, if given), then addressed and routed from

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 
 from mrun import jsonio
+from mrun.network import PLAN
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def _plan_of(owner: dict[str, str], network: str, ip: str) -> dict[str, Any] | N
         check_id(cid)  # type: ignore[arg-type]
     except MrunError:
         return None
-    plan = jsonio.load_object(os.path.join(root, cid, "net.json"))  # type: ignore[arg-type]
+    plan = jsonio.load_object(os.path.join(root, cid, PLAN))  # type: ignore[arg-type]
     if plan is None or plan.get("network") != network or plan.get("ip") != ip:
         return None
     return plan

@@ -8,10 +8,10 @@ left them running with nothing holding what they had: the next `run` made the de
 again on a new subnet beside the old one on the same bridge (and without a masquerade rule:
 the old subnet's carried the network's comment), a published host port went to a second
 container too (two DNAT rules, the first winning), `--ip` gave a live container's address out
-again, and `network rm` took the bridge from under them. Every command looks (a stat or two per
-container on a network) and, where something is missing, defines the network again from the
-plan's copy and holds the lease and reservations again, under the container's lock (never for
-one being made or removed) and the network root's.
+again, and `network rm` took the bridge from under them. Every command looks (an open per
+container, a stat or two per container on a network) and, where something is missing, defines
+the network again from the plan's copy and holds the lease and reservations again, under the
+container's lock (never for one being made or removed) and the network root's.
 """
 
 from __future__ import annotations
@@ -19,13 +19,12 @@ from __future__ import annotations
 import os
 
 from mrun import jsonio
+from mrun.network import PLAN
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
-
-PLAN = "net.json"
 
 
 def hold_again(state_root: str, warn: Callable[[str], None] | None) -> None:
@@ -37,9 +36,9 @@ def hold_again(state_root: str, warn: Callable[[str], None] | None) -> None:
         return
     lost = []
     for entry in entries:
-        if entry.name.startswith(".") or not os.path.exists(os.path.join(entry.path, PLAN)):
+        if entry.name.startswith("."):
             continue
-        plan = _plan(entry.path)
+        plan = _plan(entry.path)  # (one open per container: None for most, which have no plan)
         if plan is not None and _missing(plan):
             lost.append(entry)
     for entry in lost:
@@ -132,7 +131,7 @@ def _held_again(plan: dict[str, Any], owner: dict[str, str]) -> list[str]:
             network = nets.get(name)
             ours = ipaddress.IPv4Address(ip) in ipaddress.ip_network(network["subnet"]) and ip != network["gateway"]
         except (InvalidSpec, NotFound, ValueError):
-            network, ours = None, False
+            ours = False
         if not ours:
             problems.append(f"its address {ip} is no address of network {name!r} as it is now")
         else:

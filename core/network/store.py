@@ -196,7 +196,7 @@ class Networks:
                 "name": name,
                 "subnet": str(net),
                 "gateway": gateway,
-                "bridge": bridge_name(self.root, name),
+                "bridge": bridge,
                 "driver": "bridge",
             }
             self._define(name, doc)
@@ -212,13 +212,9 @@ class Networks:
         its subnets are returned for the network to take again."""
         if not os.path.isdir(f"/sys/class/net/{bridge}/bridge"):
             return []
-        from mrun.network.links import peer_alive
+        from mrun.network.links import carries_containers
 
-        try:
-            plugged = os.listdir(f"/sys/class/net/{bridge}/brif")
-        except OSError:
-            plugged = []
-        if any(peer_alive(port) for port in plugged):  # (not a removed container's pair the kernel is taking)
+        if carries_containers(bridge):
             return host_routes(device=bridge)
         take_down(self.root, name)
         return []
@@ -415,7 +411,7 @@ def lost_networks(root: str, defined: list[str]) -> list[str]:
     defined, no live container plugged into their bridge. Nothing else could find them again:
     only a create of the same name took them down."""
     from mrun.network import firewall
-    from mrun.network.links import peer_alive
+    from mrun.network.links import carries_containers
 
     lost = []
     for comment in sorted(firewall.comments()):
@@ -426,12 +422,7 @@ def lost_networks(root: str, defined: list[str]) -> list[str]:
             check_name(name)
         except InvalidSpec:
             continue
-        bridge = bridge_name(root, name)
-        try:
-            plugged = os.listdir(f"/sys/class/net/{bridge}/brif")
-        except OSError:
-            plugged = []
-        if not any(peer_alive(port) for port in plugged):
+        if not carries_containers(bridge_name(root, name)):
             lost.append(name)
     return lost
 
