@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 MARKER = "image.json"  # in a container's directory: the image it was made from
 KEPT = "record.json"  # the runtime's record of it, kept by its supervisor (images/kept)
+RUN_LOCK = "run.lock"  # flocked by the `mrun run` (or create) that made it, until that process exits
 
 
 def image_of(bundle: str) -> dict[str, Any] | None:

@@ -1577,6 +1577,7 @@ def test_a_run_rm_whose_caller_or_supervisor_is_killed_is_removed_once_it_ends(i
     img_ok(h, "load", busybox_archive)
     base = [h.binary, "--root", h.root, "--image-root", h.image_root]
     env = {**os.environ, **h.base_env}
+    warm = h.base_env.get("MRUN_WARM") != "0"
 
     def running(name: str) -> None:
         deadline = time.monotonic() + 20
@@ -1589,7 +1590,7 @@ def test_a_run_rm_whose_caller_or_supervisor_is_killed_is_removed_once_it_ends(i
         while _listed(h, name) == "running":
             assert time.monotonic() < deadline, name
             time.sleep(0.1)
-        assert _listed(h, name) == ("" if removed else "stopped"), name
+        assert _listed(h, name) == ("" if removed else "(0)" if warm else "stopped"), name
         assert os.path.exists(os.path.join(h.image_root, "containers", name)) is not removed, name
 
     callers = {}
@@ -1611,10 +1612,53 @@ def test_a_run_rm_whose_caller_or_supervisor_is_killed_is_removed_once_it_ends(i
     assert _listed(h, "fg") == "running"  # it runs on, as docker's
     ended("fg", removed=True)
     ended("bg", removed=True)
-    ended("kept", removed=False)
+    ended("kept", removed=False)  # warm: its exit code noted, cold: none kept (the next test)
     assert _listed(h, "made") == "created"  # recorded as stopped, never run: not one to remove yet
     assert img_ok(h, *run_args(h, "--rm", "--name", "fg", IMAGE, "echo", "again")).stdout == "again\n"
     img_ok(h, "rm", "kept", "made")
+    assert not h.leftovers()
+
+
+def test_a_foreground_run_whose_caller_is_killed_keeps_its_exit_code_warm_and_wait_ends(images, busybox_archive):
+    """`timeout -s KILL 5 mrun run IMAGE ...` once the container runs: the container runs on (as
+    docker's, whose client was killed), but its exit code was noted by no one, and `mrun wait`
+    then waited for good (polling, for as long as it was left), as it took a foreground
+    container's log for a supervisor's. Warm, the template's child that ran it now goes on: it
+    notes the code (wait, ps, inspect say 7, as docker's daemon would) and removes a --rm one
+    itself. Cold, no process is left to: `wait` says so in one line, exit status 1."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    warm = h.base_env.get("MRUN_WARM") != "0"
+    base = [h.binary, "--root", h.root, "--image-root", h.image_root]
+    callers = {name: subprocess.Popen([*base, *run_args(h, *flags, "--name", name, IMAGE, "sh", "-c",
+                                                          "sleep 1.5; exit 7")],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, env={**os.environ, **h.base_env})
+               for name, flags in (("seven", []), ("gone", ["--rm"]))}
+    deadline = time.monotonic() + 20
+    while any(_listed(h, name) != "running" for name in callers):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for caller in callers.values():
+        caller.kill()
+        caller.wait()
+    assert _listed(h, "seven") == "running"  # it runs on, as docker's
+    r = img(h, "wait", "seven", timeout=20)
+    if warm:
+        assert (r.returncode, r.stdout) == (0, "7\n"), r.stderr
+        assert img_ok(h, "inspect", "-f", "{{.State.ExitCode}} {{.State.Status}}", "seven").stdout == "7 exited\n"
+        assert _listed(h, "seven") == "(7)"
+    else:
+        assert r.returncode == 1
+        one_line_error(r, "'seven' stopped, but no exit code was kept", "killed")
+        assert _listed(h, "seven") == "stopped"
+    gone = os.path.join(h.image_root, "containers", "gone")
+    while os.path.exists(gone):  # warm: removed by the child that ran it; cold: by the next command
+        assert time.monotonic() < deadline + 20
+        if not warm:
+            img_ok(h, "ps", "-a")
+        time.sleep(0.1)
+    img_ok(h, "rm", "seven")
     assert not h.leftovers()
 
 

@@ -595,6 +595,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
                 except OSError as e:  # (no room for its log): its output goes straight to us, as before
                     if callable(g.get("warn")):
                         g["warn"](f"container {cid!r} keeps no log: {in_words(e)}")
+            if not o.tty:  # with -t its terminal's relay is the caller's: it ends with it, as a cold run's
+                options.started = _outliving_the_caller(options.started)
             try:
                 code = runtime.run(cid, bundle, options, False, keep=not remove)
                 if not remove:  # as docker (its runc shim): kept, with nothing of it running, and its code
@@ -622,6 +624,23 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
             volumes.remove_anonymous(store.root, o.made_volumes)
             _drop_cidfile(cidfile, closed=True)
         raise
+
+
+def _outliving_the_caller(then: Any) -> Any:
+    """A foreground run served by the warm template goes on once its container runs, should its
+    caller be killed (`timeout -s KILL`, the OOM killer): the container runs on either way, as
+    docker's does when its client is killed, and the template's child still waits for it, notes
+    its exit code (`wait`, `ps`, `inspect`) and removes a --rm one, as docker's daemon does. A
+    cold run killed cannot: the container runs on with no one to note its end."""
+
+    def started(record: Any) -> None:
+        import mrun.warm.client as warm  # (layer 1: the client alone, not the template's package)
+
+        warm.outlive_caller = True
+        if then is not None:
+            then(record)
+
+    return started
 
 
 def _claim_cidfile(path: str) -> tuple[str, int] | None:

@@ -35,9 +35,8 @@ def remove_if_abandoned(runtime: Any, bundle: str, container_id: str) -> bool:
     process that would remove it is gone: its foreground runner (which holds the bundle's run
     lock until it exits) and its supervisor. -> whether it was removed. Quiet: a record that
     cannot be read, or a removal another command made first, is for the verbs that name it."""
-    from mrun.bundles import made_for
+    from mrun.bundles import RUN_LOCK, made_for
     from mrun.errors import MrunError
-    from mrun.images.containers import RUN_LOCK
     from mrun.images.supervisor import START_LOCK, remove_with_volumes, supervisor_gone
     from mrun.images.unstarted import never_started
     from mrun.state import held_by_someone

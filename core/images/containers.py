@@ -15,7 +15,7 @@ import os
 
 from mrun import annotations as ann
 from mrun import jsonio
-from mrun.bundles import MARKER, image_of
+from mrun.bundles import MARKER, RUN_LOCK, image_of
 from mrun.errors import InvalidSpec, MrunError
 from mrun.images.run_flags import INIT_PATH
 from mrun.images.snapshot import mount_or_copy
@@ -476,7 +476,6 @@ def keep_update(bundle: str, container_id: str, resources: dict[str, Any], annot
     jsonio.replace_file(path, config, indent=2)
 
 
-RUN_LOCK = "run.lock"
 _held: list[int] = []  # run locks this process holds until it exits
 
 

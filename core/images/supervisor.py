@@ -481,14 +481,26 @@ def exit_code(runtime: Any, container_id: str) -> int | None:
     if (code := _noted_code(record.bundle)) is not None:
         return code
     gone = supervisor_gone(record.bundle)
-    if gone is False or (gone is None and restartable(record)):  # (None: an older mrun's, noted nowhere)
-        return None  # it is noting it
+    if gone is False or (gone is None and _to_be_noted(record.bundle)):
+        return None  # it is noting it, or it is yet to run
     if (code := _noted_code(record.bundle)) is not None:  # noted between our two looks
         return code
     if gone is None:
-        raise MrunError(f"container {container_id!r} stopped, but no exit code was kept (it was not run by "
-                        "`mrun run`, or that ended before it)")
+        raise MrunError(f"container {container_id!r} stopped, but no exit code was kept (its `mrun run` was "
+                        "killed before it ended, or it was not run by `mrun run`)")
     raise MrunError(f"container {container_id!r} stopped, but its supervisor ended before it noted the exit code")
+
+
+def _to_be_noted(bundle: str) -> bool:
+    """With no supervisor noted: whether the container's exit code may still come. From its
+    foreground `mrun run`, which holds the run lock until it has noted it; or from the first
+    supervisor of one made by `mrun create` and not yet started (docker's wait waits for it).
+    A foreground run killed before it noted the code (`wait` waited for it for good) never will."""
+    from mrun.bundles import RUN_LOCK
+    from mrun.images.unstarted import never_started
+    from mrun.state import held_by_someone
+
+    return held_by_someone(os.path.join(bundle, RUN_LOCK)) or never_started(bundle) is not None
 
 
 def _noted_code(bundle: str) -> int | None:

@@ -258,7 +258,8 @@ HANGUP_SIGNAL = 34 + 6  # SIGRTMIN+6: what the kernel sends us on an event of th
 def die_with_caller(reply: int) -> None:
     """The caller killed (SIGKILL, which it cannot pass on) must stop the work as it would have
     stopped the caller's own: the kernel signals us on every event of the caller's connection
-    (O_ASYNC), and we SIGKILL ourselves when it is the caller's end closing. Not SIGKILL from the
+    (O_ASYNC), and we SIGKILL ourselves when it is the caller's end closing (unless the work has
+    asked to see its end whatever becomes of the caller: ``client.outlive_caller``). Not SIGKILL from the
     kernel itself, as first built: that fired on any event, and a suite's tracing caught one with
     POLL_IN (data, not a hang-up) killing a child that then left its live caller "ended without
     an exit status"."""
@@ -273,7 +274,12 @@ def die_with_caller(reply: int) -> None:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
         elif caller_gone(reply):
-            os.kill(armed, signal.SIGKILL)
+            from mrun.warm import client
+
+            if client.outlive_caller:  # the work goes on to its end: no more events of a closed connection
+                fcntl.fcntl(reply, fcntl.F_SETFL, fcntl.fcntl(reply, fcntl.F_GETFL) & ~os.O_ASYNC)
+            else:
+                os.kill(armed, signal.SIGKILL)
 
     signal.signal(HANGUP_SIGNAL, on_event)
     # To our main thread (its tid is our pid): a signal another thread took would not interrupt
