@@ -2604,13 +2604,20 @@ def test_runs_own_failures_exit_125_as_docker_run(images, busybox_archive):
     img_ok(h, "load", busybox_archive)
     for args in (("--pull", "never", "no-such-image:1", "true"),  # no image
                  ("--memory", "lots", IMAGE, "true"),  # a flag's value
-                 ("--pid-file", "/tmp/x", IMAGE, "true")):  # runc's flag on docker's run
+                 ("--pid-file", "/tmp/x", IMAGE, "true"),  # runc's flag on docker's run
+                 ("--pids-limit", "x", IMAGE, "true"),  # a value the flag's type refuses (click's: exit 1)
+                 ("--bogus", IMAGE, "true")):  # an unknown flag (click's four lines, exit 1)
         for detach in ([], ["-d"]):
             r = img(h, *run_args(h, "--rm", *detach, *args))
             assert r.returncode == 125 and r.stderr.count("\n") == 1 and r.stderr.startswith("mrun: "), (args, r)
     assert img_ok(h, "ps", "-a", "-q").stdout.strip() == ""
+    r = img(h, "create", "--stop-timeout", "soon", IMAGE)  # docker create's too
+    assert r.returncode == 125 and r.stderr.count("\n") == 1 and "--stop-timeout" in r.stderr, r
     r = h.mrun("run", "-b", os.path.join(h.tmp, "no-such-bundle"), h.cid())
     assert r.returncode == 1, r  # runc's run: its own code
+    for args in (("run", "-b", h.tmp, "--pids-limit", "x", h.cid()), ("run",)):  # runc's; a missing argument
+        r = h.mrun(*args)
+        assert r.returncode == 1 and "Usage:" in r.stderr, (args, r)
 
 
 def test_restart_policies_as_docker(images, busybox_archive):

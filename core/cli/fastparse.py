@@ -123,11 +123,17 @@ def defaults(flags: tuple[Flag, ...]) -> dict[str, Any]:
 def verb_of(argv: list[str]) -> str | None:
     """The word after the global flags, as ``parse`` finds it, even where they hold one it does
     not know (taken to have no value): which verb a usage error is about."""
+    i = verb_index(argv)
+    return argv[i] if i < len(argv) else None
+
+
+def verb_index(argv: list[str]) -> int:
+    """Where ``verb_of`` finds the verb (len(argv): none)."""
     i = 0
     while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
         flag, value = _lookup(argv[i], GLOBAL_FLAGS)
         i += 2 if flag is not None and flag.kind is not bool and value is None else 1
-    return argv[i] if i < len(argv) else None
+    return i
 
 
 def parse(argv: list[str]) -> tuple[dict[str, Any], Command, dict[str, Any]]:

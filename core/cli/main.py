@@ -154,8 +154,12 @@ def _through_typer(app: Any, argv: list[str]) -> int:
             pass
         return 0
     except click.UsageError as e:
+        verb = verb_of(argv) if argv else None
+        if verb in ("run", "create") and _flag_error(e) and _docker_form(argv, verb):
+            print(f"mrun: {verb}: {e.format_message()} (mrun {verb} --help)", file=sys.stderr)
+            return RUN_FAILED
         e.show()
-        if not argv or verb_of(argv) not in RUNC_VERBS:
+        if not argv or verb not in RUNC_VERBS:
             return e.exit_code
         root = e.ctx.find_root().obj if e.ctx is not None else None
         _log(root or {}, "error", e.format_message())  # none before the global flags were read: no --log yet
@@ -169,6 +173,33 @@ def _through_typer(app: Any, argv: list[str]) -> int:
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     return code if isinstance(code, int) else 0
+
+
+RUN_FAILED = 125  # docker run's and create's code for their own failures (cli.verbs.RUN_FAILED)
+
+
+def _flag_error(e: Any) -> bool:
+    """A flag unknown or given a value it cannot take, which docker's CLI answers with 125; not a
+    missing argument (``mrun run`` alone), which it answers with 1, as runc does."""
+    import click
+
+    return isinstance(e, (click.NoSuchOption, click.BadOptionUsage, click.BadParameter)) and not isinstance(
+        e, click.MissingParameter)
+
+
+def _docker_form(argv: list[str], verb: str) -> bool:
+    """Whether a run or create that click refused is docker's (of an IMAGE) rather than runc's (of
+    a bundle), from its words alone: runc's callers (containerd's shim, conmon) pass --bundle and
+    --log; runc's create without --bundle uses a config.json in the working directory, as
+    verbs.docker_create has it. A script must tell docker's 125 from its container's own 1."""
+    from mrun.cli.fastparse import verb_index
+
+    i = verb_index(argv)
+    if "--log" in argv[:i] or any(a.startswith("--log=") for a in argv[:i]):
+        return False
+    if any(a in ("-b", "--bundle") or a.startswith(("--bundle=", "-b=")) for a in argv[i + 1:]):
+        return False
+    return verb == "run" or not os.path.exists("config.json")
 
 
 # Docker-like verbs: no caller depends on being their process's ancestor.
