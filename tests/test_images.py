@@ -3937,6 +3937,37 @@ def test_mrun_s_own_records_damaged_are_one_line_or_passed_over(images, busybox_
         img(h, "rm", "--force", "up", "done")
 
 
+def test_image_prune_filters_choose_and_an_unknown_one_removes_nothing(images, busybox_archive):
+    """`docker image prune -a --filter label!=keep` (or until=24h): only the images the filter
+    chooses lose their names. mrun took --filter and passed it over: every image no container was
+    made from went, those the filter was there to keep among them; a misspelt key did the same.
+    Now label, label! and until choose (docker's keys for image prune), any other is one line,
+    removing nothing."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "--name", "maker", IMAGE, "true"))
+    img_ok(h, "commit", "-c", "LABEL keep=yes", "maker", "localhost/keep:1")
+    img_ok(h, "commit", "maker", "localhost/drop:1")
+    img_ok(h, "rm", "maker")
+
+    def names() -> list[str]:
+        return sorted(img_ok(h, "image", "ls", "--format", "{{.Repository}}").stdout.split())
+
+    every = ["localhost/busybox", "localhost/drop", "localhost/keep"]
+    for bad in ("lable=keep", "dangling=true", "label", "until=soon"):
+        one_line_error(img(h, "image", "prune", "-af", "--filter", bad), bad)
+        assert names() == every, bad
+    assert not img_ok(h, "image", "prune", "-af", "--filter", "until=1h").stdout  # each is younger
+    assert names() == every
+    pruned = img_ok(h, "image", "prune", "-af", "--filter", "label!=keep").stdout
+    assert "untagged localhost/drop:1" in pruned and "untagged localhost/busybox:latest" in pruned, pruned
+    assert names() == ["localhost/keep"]
+    img_ok(h, "image", "prune", "-af", "--filter", "label=keep=no")
+    assert names() == ["localhost/keep"]
+    img_ok(h, "image", "prune", "-af", "--filter", "label=keep=yes", "--filter", "until=2030-01-01")
+    assert names() == []
+
+
 def test_docker_s_prune_forms_take_force_and_all(images, busybox_archive, tmp_path):
     """`docker image prune -af`, `system prune -af --volumes`, `volume prune -f`, `network prune
     -f`: the forms scripts use (docker asks first without -f). mrun said "Option '-f' requires an

@@ -67,7 +67,8 @@ _LIST_FORMAT = Flag("format", _LIST_HELP, default="table")
 _LIST_FORMAT_F = Flag("format", _LIST_HELP, short="f", default="table")  # runc's ps -f, and images before
 # docker's images -f is --filter (mrun's was --format: a template given to -f is still read as one)
 _IMAGE_FILTER = Flag("filter", "only images matching KEY=VALUE: reference=PATTERN, label=KEY[=VALUE], dangling=, "
-                     "before=IMAGE, since=IMAGE", short="f", kind=list, default=())
+                     "before=IMAGE, since=IMAGE (image prune: label=, label!=, until=TIME)", short="f", kind=list,
+                     default=())
 # docker's `prune -f` (fastparse.prune_flags reads a prune's -f as --force: -f is --format elsewhere)
 _PRUNE_FORCE = Flag("force", "prune: accepted (docker asks first; mrun does not)", kind=bool, default=False)
 

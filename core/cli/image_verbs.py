@@ -224,14 +224,48 @@ def _rmi_one(store: ImageStore, image: str, force: bool) -> None:
     print(f"Untagged: {name}")
 
 
-def prune_images(store: ImageStore, every_unused: bool) -> list[str]:
+def prune_images(store: ImageStore, every_unused: bool, filters: list[str] | None = None) -> list[str]:
     """docker's image prune: what no image and no container uses; ``every_unused`` (-a): also
-    every image no container was made from, untagged first."""
+    every image no container was made from, untagged first; ``filters`` choose among those."""
     from mrun.images.gc import prune, untag_unused
 
+    chosen = _image_prune_filter(store, filters or [])  # refused before anything goes
     with store.lock():
-        return [f"untagged {n}" for n in (untag_unused(store) if every_unused else [])] + \
+        return [f"untagged {n}" for n in (untag_unused(store, chosen) if every_unused else [])] + \
             [f"removed {what}" for what in prune(store)]
+
+
+def _image_prune_filter(store: ImageStore, filters: list[str]) -> Callable[[str, dict[str, Any]], bool]:
+    """docker's ``image prune --filter``: label=KEY[=VALUE] (each must match), label!=KEY[=VALUE]
+    (none may), until=TIME (the image made before it). Any other key is refused: a filter passed
+    over would take images it was there to keep."""
+    import time
+
+    labels: list[str] = []
+    not_labels: list[str] = []
+    until = 0
+    for text in filters:
+        key, eq, value = text.partition("=")
+        if not eq or not value or key not in ("label", "label!", "until"):
+            raise InvalidSpec(f"--filter {text!r}: image prune takes label=KEY[=VALUE], label!=KEY[=VALUE] "
+                              "or until=TIME")
+        if key == "until":
+            until = log_time(f"--filter {text!r}:", value, time.time_ns())
+        else:
+            (labels if key == "label" else not_labels).append(value)
+
+    def chosen(_name: str, entry: dict[str, Any]) -> bool:
+        if not all(_image_labelled(store, entry, v) for v in labels) or \
+                any(_image_labelled(store, entry, v) for v in not_labels):
+            return False
+        if until:
+            try:
+                return log_time("created", str(entry.get("created") or ""), 0) < until
+            except InvalidSpec:
+                return False  # no time it was made: not shown to be before
+        return True
+
+    return chosen
 
 
 def tag(g: dict[str, Any], source: str, target: str) -> int:
@@ -287,7 +321,7 @@ def image(g: dict[str, Any], action: str, image: str | None, name: str | None, f
             raise InvalidSpec("image history: name the image")
         return history(g, image, "" if format in ("table", "") else format, quiet)
     if action == "prune":
-        for what in prune_images(store, all):
+        for what in prune_images(store, all, list(filter)):
             print(what)
         return 0
     raise InvalidSpec(f"image: unknown action {action!r} (ls, rm, tag, inspect, history, prune or wasm)")

@@ -12,13 +12,20 @@ from mrun.images.containers import remove_orphans
 from mrun.images.store import ImageStore
 from mrun.kernel.tree import remove_tree
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
-def untag_unused(store: ImageStore) -> list[str]:
+
+def untag_unused(store: ImageStore, chosen: Callable[[str, dict[str, Any]], bool] | None = None) -> list[str]:
     """docker's ``image prune -a``: every name whose image no container was made from leaves the
-    index (prune then removes its data). Called with the store's lock held. -> the names."""
+    index (prune then removes its data); ``chosen`` (its --filter): only those it chooses.
+    Called with the store's lock held. -> the names."""
     used = {meta.get("config") for meta in store.container_images().values()}
     index = store.index()
-    gone = sorted(name for name, entry in index.items() if entry["config"] not in used)
+    gone = sorted(name for name, entry in index.items()
+                  if entry["config"] not in used and (chosen is None or chosen(name, entry)))
     if gone:
         store.save_index({name: entry for name, entry in index.items() if name not in gone})
     return gone
