@@ -3937,6 +3937,37 @@ def test_mrun_s_own_records_damaged_are_one_line_or_passed_over(images, busybox_
         img(h, "rm", "--force", "up", "done")
 
 
+def test_volume_filters_as_docker_s(images, busybox_archive):
+    """`docker volume rm $(docker volume ls -qf dangling=true)`, `volume prune --filter label=...`:
+    mrun's volume verbs had no --filter ("No such option"). Now ls takes dangling, name, driver and
+    label (mrun's volumes carry no labels: none match), prune takes label, label! and all; any
+    other key is one line, removing nothing."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, "volume", "create", "used")
+    img_ok(h, "volume", "create", "spare")
+    img_ok(h, *run_args(h, "--name", "user", "-v", "used:/d", IMAGE, "true"))  # stopped, kept: it uses it
+
+    def ls(*filters: str) -> list[str]:
+        return img_ok(h, "volume", "ls", "-q", *(f for x in filters for f in ("--filter", x))).stdout.split()
+
+    try:
+        assert img_ok(h, "volume", "ls", "-qf", "dangling=true").stdout.split() == ["spare"]
+        assert ls("dangling=false") == ["used"]
+        assert ls("name=pa", "driver=local") == ["spare"]
+        assert ls("label=x") == [] and ls("driver=nfs") == []
+        for verb, bad in (("ls", "dangling=maybe"), ("ls", "size=1"), ("prune", "until=1h"), ("prune", "all=yes")):
+            one_line_error(img(h, "volume", verb, "--filter", bad), bad)
+        assert ls() == ["spare", "used"]
+        assert not img_ok(h, "volume", "prune", "-f", "--filter", "label=keep").stdout  # none carries it
+        assert not img_ok(h, "volume", "prune", "--filter", "label!=keep").stdout  # no anonymous one
+        assert img_ok(h, "volume", "prune", "--filter", "all=true").stdout == "removed volume spare\n"
+        assert ls() == ["used"]
+    finally:
+        img(h, "rm", "user")
+        img(h, "volume", "rm", "used", "spare")
+
+
 def test_image_prune_filters_choose_and_an_unknown_one_removes_nothing(images, busybox_archive):
     """`docker image prune -a --filter label!=keep` (or until=24h): only the images the filter
     chooses lose their names. mrun took --filter and passed it over: every image no container was

@@ -1167,7 +1167,8 @@ def _prune_filter(filters: list[str]) -> Callable[[dict[str, Any]], bool]:
 
 
 def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False,
-           all: bool = False, format: str = "table", force: bool = False, name: str = "") -> int:  # noqa: A002
+           all: bool = False, format: str = "table", force: bool = False, name: str = "",  # noqa: A002
+           filter: tuple[str, ...] = ()) -> int:  # noqa: A002
     """docker's volume verbs over <image root>/volumes (mrun.images.volumes)."""
     from mrun.images import volumes
 
@@ -1176,6 +1177,17 @@ def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False
         if action != "create":
             raise InvalidSpec(f"volume {action}: --name is create's")
         names = [name, *names]
+    if filter and action not in ("ls", "list", "prune"):
+        raise InvalidSpec(f"volume {action}: --filter is ls's and prune's")
+    if action == "prune":
+        all, chosen = _volume_prune_filter(list(filter), all)
+        if chosen:
+            for name in volumes.prune(root, all):
+                print(f"removed volume {name}")
+        return 0
+    if action in ("ls", "list"):
+        action = "ls"
+        wanted = _volume_filter(root, list(filter))
     if action in ("inspect", "rm") and not names:
         raise InvalidSpec(f"volume {action}: name at least one volume")
     if action == "create":
@@ -1185,7 +1197,7 @@ def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False
             made = volumes.create(root, names[0] if names else "")
         print(made)
     elif action == "ls":
-        found = volumes.names(root)
+        found = [n for n in volumes.names(root) if wanted(n)]
         if quiet:
             for name in found:
                 print(name)
@@ -1209,12 +1221,60 @@ def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False
             print(name)
 
         return each(names, "volume rm", one)
-    elif action == "prune":
-        for name in volumes.prune(root, all):
-            print(f"removed volume {name}")
     else:
         raise InvalidSpec(f"volume: unknown action {action!r} (create, ls, inspect, rm or prune)")
     return 0
+
+
+def _volume_filter(root: str, filters: list[str]) -> Callable[[str], bool]:
+    """docker's ``volume ls --filter``: dangling=true|false (no container uses it, or one does:
+    `docker volume rm $(docker volume ls -qf dangling=true)`), name=TEXT (in its name),
+    driver=local (every one here), label=KEY[=VALUE] (mrun's volumes carry none: no match). Any
+    other key is refused, as docker's: a script would act on volumes it did not mean."""
+    from mrun.images import volumes
+
+    dangling: bool | None = None
+    parts: list[str] = []
+    matches_none = False
+    for text in filters:
+        key, eq, value = text.partition("=")
+        if not eq or not value or key not in ("dangling", "name", "driver", "label"):
+            raise InvalidSpec(f"--filter {text!r}: volume ls takes dangling=true|false, name=TEXT, driver=local "
+                              "or label=KEY[=VALUE]")
+        if key == "dangling":
+            if value not in ("true", "false", "1", "0"):
+                raise InvalidSpec(f"--filter {text!r}: true or false")
+            dangling = value in ("true", "1")
+        elif key == "name":
+            parts.append(value)
+        else:  # a driver other than local, or any label
+            matches_none = matches_none or key == "label" or value != "local"
+
+    def wanted(name: str) -> bool:
+        if matches_none or any(part not in name for part in parts):
+            return False
+        return dangling is None or (not volumes.users(root, name)) == dangling
+
+    return wanted
+
+
+def _volume_prune_filter(filters: list[str], every: bool) -> tuple[bool, bool]:
+    """docker's ``volume prune --filter``: label=KEY[=VALUE] (mrun's volumes carry no labels: it
+    chooses none), label!=KEY[=VALUE] (each), all=true|false (-a, as docker's API 1.42 takes it).
+    -> (named ones too, whether any volume is chosen). Any other key is refused before anything goes."""
+    chosen = True
+    for text in filters:
+        key, eq, value = text.partition("=")
+        if not eq or not value or key not in ("label", "label!", "all"):
+            raise InvalidSpec(f"--filter {text!r}: volume prune takes label=KEY[=VALUE], label!=KEY[=VALUE] "
+                              "or all=true|false")
+        if key == "all":
+            if value not in ("true", "false", "1", "0"):
+                raise InvalidSpec(f"--filter {text!r}: true or false")
+            every = every or value in ("true", "1")
+        elif key == "label":
+            chosen = False
+    return every, chosen
 
 
 def stop(g: dict[str, Any], container_ids: list[str], time: int | None) -> int:  # noqa: A002
