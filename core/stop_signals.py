@@ -18,7 +18,8 @@ _STOP = ("SIGTERM", "SIGHUP")
 
 def end_runs_on_termination() -> None:
     """From now on SIGTERM and SIGHUP raise ``Terminated``, as ^C raises KeyboardInterrupt: for
-    the part of a `run` that nothing is lost by cutting short anywhere (a pull)."""
+    work that nothing is lost by cutting short anywhere, as its clean-up runs (the part of a
+    `run` before its container is made, a pull; the writers of cli.main.ENDED_AS_BY_CTRL_C)."""
     import signal
 
     def terminated(signum: int, _frame: object) -> None:

@@ -3,6 +3,7 @@ shared layers, the image config in the runtime spec, wasm images, and hostile la
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import io
 import json
@@ -4134,6 +4135,40 @@ def test_system_df_as_docker(images, busybox_archive):
     assert rows["Containers"]["TotalCount"] == "1" and rows["Containers"]["Reclaimable"] == "0B (0%)"
     assert rows["Local Volumes"]["TotalCount"] == "0"
     img_ok(h, "rm", "-f", "up")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_long_write_ended_by_a_signal_takes_its_partial_files_along(images, busybox_archive, signum):
+    """`timeout 60 mrun import big.tar NAME` (SIGTERM), a terminal closed under `mrun cp - c:/dir`
+    (SIGHUP): the verb died where it was, leaving its partial layer (gigabytes, for an endless
+    stream) or staging directory in the image root until a prune came. ^C already ended them
+    through their clean-up; SIGTERM and SIGHUP now do the same (status 128+N)."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "target", IMAGE, "sleep", "60"))
+    base = [h.binary, "--root", h.root, "--image-root", h.image_root]
+    blobs = os.path.join(h.image_root, "blobs", "sha256")
+    try:
+        for argv, left in ((["import", "-", "localhost/endless:1"], lambda: glob.glob(f"{blobs}/commit-*.layer")),
+                           (["cp", "-", "target:/tmp"], lambda: glob.glob(f"{h.image_root}/cp-*.in"))):
+            with open("/dev/zero", "rb") as zeros:
+                caller = subprocess.Popen([*base, *argv], stdin=zeros, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.PIPE, env={**os.environ, **h.base_env})
+            deadline = time.monotonic() + 20
+            while not left():
+                assert time.monotonic() < deadline and caller.poll() is None, (argv, caller.poll())
+                time.sleep(0.02)
+            time.sleep(0.2)
+            caller.send_signal(signum)
+            _out, err = caller.communicate(timeout=20)
+            assert caller.returncode == 128 + signum, (argv, caller.returncode, err)
+            deadline = time.monotonic() + 10  # warm: the template's child ends a moment after its caller
+            while left():
+                assert time.monotonic() < deadline, (argv, left())
+                time.sleep(0.05)
+    finally:
+        img(h, "rm", "-f", "target")
+    assert not h.leftovers()
 
 
 def test_import_as_docker(images, busybox_archive, tmp_path):

@@ -40,10 +40,20 @@ def _log(g: dict[str, Any], level: str, msg: str) -> None:
         pass
 
 
+# Verbs that may write for long (a blob, a layer, a staging directory, an archive): SIGTERM and
+# SIGHUP end them as ^C does, through their clean-up, which they had skipped: `timeout 60 mrun
+# import big.tar` left its partial layer (gigabytes) in the image root until a prune.
+ENDED_AS_BY_CTRL_C = frozenset(("pull", "load", "import", "commit", "cp", "save", "export", "push"))
+
+
 def call(g: dict[str, Any], cmd: Command, params: dict[str, Any]) -> int:
     """Run one verb with the shared error handling."""
     from mrun.cli import verbs
 
+    if cmd.name in ENDED_AS_BY_CTRL_C:
+        from mrun.stop_signals import end_runs_on_termination
+
+        end_runs_on_termination()
     if g.get("log_format") not in ("text", "json"):
         print(f"mrun: --log-format: {g.get('log_format')!r} is not text or json", file=sys.stderr)
         return 2
