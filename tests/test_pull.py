@@ -432,6 +432,11 @@ def test_login_and_logout_as_docker(images, registry, tmp_path):
     r = login("wrong")
     assert r.returncode != 0 and "Traceback" not in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
     assert registry.host not in config.read_text()
+    with open("/dev/zero") as zeros:  # read to its end into memory (none comes): refused past 64 KiB
+        r = subprocess.run([*base, "login", "-u", USER, "--password-stdin", registry.host], stdin=zeros,
+                           capture_output=True, text=True, env={**os.environ, **h.base_env, **env}, timeout=60)
+    one_line_error(r, "--password-stdin", "64 KiB")
+    assert registry.host not in config.read_text()
     r = login()
     assert r.returncode == 0 and r.stdout == "Login Succeeded\n", r.stderr
     assert not left.exists() and writing.exists()

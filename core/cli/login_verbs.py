@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 NO_TTY = "Cannot perform an interactive login from a non TTY device"
+PASSWORD_STDIN_MAX = 64 << 10  # characters: registry tokens (JWTs, cloud access tokens) run to a few KiB
 
 
 def _asked(username: str, password: str, password_stdin: bool) -> tuple[str, str]:
@@ -22,7 +23,11 @@ def _asked(username: str, password: str, password_stdin: bool) -> tuple[str, str
     if password_stdin:
         if not username:
             raise InvalidSpec("Must provide --username with --password-stdin")
-        password = sys.stdin.read().removesuffix("\n").removesuffix("\r")
+        password = sys.stdin.read(PASSWORD_STDIN_MAX + 1)
+        if len(password) > PASSWORD_STDIN_MAX:  # `< /dev/zero`, a wrong file: it was read into memory to its end
+            raise InvalidSpec(f"--password-stdin: more than {PASSWORD_STDIN_MAX >> 10} KiB came on stdin; "
+                              "a password or token is shorter")
+        password = password.removesuffix("\n").removesuffix("\r")
     elif password:
         print("WARNING! Using --password via the CLI is insecure. Use --password-stdin.", file=sys.stderr)
     if not username or not password:
