@@ -3938,6 +3938,38 @@ def test_mrun_s_own_records_damaged_are_one_line_or_passed_over(images, busybox_
         img(h, "rm", "--force", "up", "done")
 
 
+def test_ps_filters_by_exit_code_time_network_and_volume(images, busybox_archive, tmp_path):
+    """docker's `ps -a --filter exited=0` (a script's "which ones failed"), before=/since= (made
+    before or after a container), network=NAME (host, none too) and volume=NAME|DEST: each was
+    refused as an unknown key. A value that is no exit code, or a container that is not there,
+    is one line."""
+    h = images
+    env = {"MRUN_NETWORK_ROOT": str(tmp_path / "networks")}
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, "network", "create", "psnet", env=env)
+    try:
+        img_ok(h, *run_args(h, "--name", "ok", IMAGE, "true"))
+        assert img(h, *run_args(h, "--name", "three", IMAGE, "sh", "-c", "exit 3")).returncode == 3
+        img_ok(h, *run_args(h, "-d", "--name", "withvol", "-v", "psvol:/data", IMAGE, "sleep", "60"), env=env)
+        img_ok(h, *run_args(h, "-d", "--name", "onnet", "--network", "psnet", IMAGE, "sleep", "60"), env=env)
+
+        def ps(*filters: str) -> list[str]:
+            args = [f for x in filters for f in ("--filter", x)]
+            return sorted(img_ok(h, "ps", "-a", "-q", *args, env=env).stdout.split())
+
+        assert ps("exited=0") == ["ok"] and ps("exited=3") == ["three"]
+        assert ps("exited=0", "exited=3") == ["ok", "three"]  # one key's values: any
+        assert ps("before=three") == ["ok"] and ps("since=three") == ["onnet", "withvol"]
+        assert ps("network=psnet") == ["onnet"] and ps("network=none") == ["ok", "three", "withvol"]
+        assert ps("volume=psvol") == ["withvol"] and ps("volume=/data") == ["withvol"] and ps("volume=/proc") == []
+        for bad in ("exited=x", "before=nosuch"):
+            r = img(h, "ps", "-a", "--filter", bad, env=env)
+            assert r.returncode != 0 and r.stderr.count("\n") == 1 and bad.split("=")[1] in r.stderr, r
+    finally:
+        img(h, "rm", "-f", "-v", "ok", "three", "withvol", "onnet", env=env)
+        img(h, "network", "rm", "psnet", env=env)
+
+
 def test_volume_filters_as_docker_s(images, busybox_archive):
     """`docker volume rm $(docker volume ls -qf dangling=true)`, `volume prune --filter label=...`:
     mrun's volume verbs had no --filter ("No such option"). Now ls takes dangling, name, driver and

@@ -1374,9 +1374,20 @@ def list_containers(g: dict[str, Any], format: str, filters: list[str], quiet: b
 
     runtime = _rt(g)
     wanted = _ps_filters(filters)
-    every = every or "status" in wanted or last >= 0
-    states = [s for s in map(as_docker_sees, runtime.list())
-              if (every or _runs(s, exit_of)) and _matches(s, wanted, image_of, exit_of)]
+    every = every or "status" in wanted or "exited" in wanted or last >= 0
+    listed = list(map(as_docker_sees, runtime.list()))
+    if "before" in wanted or "since" in wanted:  # docker's: the named container's time, by name or id prefix
+        wanted["_created"] = [_created_of(listed, v) for v in wanted.pop("before", [])]
+        wanted["_created_after"] = [_created_of(listed, v) for v in wanted.pop("since", [])]
+
+    def config_of(container_id: str) -> dict[str, Any]:
+        try:
+            return runtime.store.load(container_id).config
+        except MrunError:
+            return {}
+
+    states = [s for s in listed if (every or _runs(s, exit_of)) and
+              _matches(s, wanted, image_of, exit_of, config_of, lambda cid: _net_of(runtime, cid))]
     if last >= 0:
         states.sort(key=lambda s: s.get("created") or "", reverse=True)
         states = states[:last] if last else states
@@ -1460,7 +1471,7 @@ def _orphans(g: dict[str, Any]) -> list[str]:
     return orphans(_store(g), earlier_boot=True)
 
 
-_PS_FILTERS = ("label", "name", "id", "status", "ancestor", "health")
+_PS_FILTERS = ("label", "name", "id", "status", "ancestor", "health", "exited", "before", "since", "network", "volume")
 
 
 def _net_of(runtime: Any, container_id: str) -> dict[str, Any] | None:
@@ -1484,6 +1495,8 @@ def _ps_filters(filters: list[str]) -> dict[str, list[str]]:
             raise InvalidSpec(f"--filter {text!r}: the status is created, running, paused or exited")
         if key == "health" and value not in ("starting", "healthy", "unhealthy", "none"):
             raise InvalidSpec(f"--filter {text!r}: the health is starting, healthy, unhealthy or none")
+        if key == "exited" and not (value.isascii() and value.lstrip("-").isdigit() and len(value) < 12):
+            raise InvalidSpec(f"--filter {text!r}: the exit code is a number")
         if key == "name":
             import re
 
@@ -1495,7 +1508,27 @@ def _ps_filters(filters: list[str]) -> dict[str, list[str]]:
     return wanted
 
 
-def _matches(state: dict[str, Any], wanted: dict[str, list[str]], image_of: Any, exit_of: Any) -> bool:
+def _created_of(states: list[dict[str, Any]], name: str) -> str:
+    """When the container ``name`` (its id, or the start of one) was made, for --filter before=/since=."""
+    found = [s for s in states if s["id"] == name] or [s for s in states if s["id"].startswith(name)]
+    if len(found) != 1:
+        raise NotFound(f"--filter: container {name!r} does not exist" if not found else
+                       f"--filter: {name!r} names more than one container")
+    return str(found[0].get("created") or "")
+
+
+def _network_of(config: dict[str, Any], plan: dict[str, Any] | None) -> str:
+    """docker's name for a container's network: its bridge network's, host (no network namespace of
+    its own), none (one of its own, with no network), or container (another's)."""
+    if plan and isinstance(plan.get("network"), str):
+        return plan["network"]
+    spaces = [n for n in (config.get("linux") or {}).get("namespaces") or [] if isinstance(n, dict)]
+    mine = next((n for n in spaces if n.get("type") == "network"), None)
+    return "host" if mine is None else "container" if mine.get("path") else "none"
+
+
+def _matches(state: dict[str, Any], wanted: dict[str, list[str]], image_of: Any, exit_of: Any,
+             config_of: Any = None, net_of: Any = None) -> bool:
     """Whether a container's state (runtime.list) passes every key of ``wanted``."""
     annotations = state.get("annotations") or {}
     for key, values in wanted.items():
@@ -1503,7 +1536,28 @@ def _matches(state: dict[str, Any], wanted: dict[str, list[str]], image_of: Any,
             if not all(labelled(annotations, value) for value in values):
                 return False
             continue
-        if key == "name":
+        if key in ("_created", "_created_after"):  # before= / since=: each must hold
+            created = str(state.get("created") or "")
+            if not all((created < v) if key == "_created" else (created > v) for v in values):
+                return False
+            continue
+        if key == "exited":  # a stopped container's noted exit code
+            code = (exit_of(state.get("bundle") or "") or {}).get("exit_code") \
+                if state["status"] == Status.STOPPED else None
+            ok = code is not None and any(code == int(v) for v in values)
+        elif key == "network":
+            name = _network_of(config_of(state["id"]), net_of(state["id"]))
+            ok = name in values
+        elif key == "volume":  # a volume by its name, or a volume or bind mount by where it is mounted
+            from mrun.images import volumes
+            from mrun.images.containers import user_mounts
+
+            config = config_of(state["id"])
+            places = {m.get("destination") for m in user_mounts(config, state["id"])}
+            store_root = os.path.dirname(os.path.dirname(state.get("bundle") or ""))
+            ok = any(v in places for v in values) or any(
+                v in values for v in volumes.of_container(store_root, config))
+        elif key == "name":
             import re
 
             ok = any(re.search(v, state["id"]) for v in values)
