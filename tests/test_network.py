@@ -1154,3 +1154,39 @@ def test_network_prune_takes_down_a_network_whose_definition_was_lost(net):
         for name in (h.net, "mrun"):  # what a failure left: defined again, the fixture's prune takes it down
             if name not in img(h, "network", "ls", "-q", env=h.env).stdout.split():
                 img(h, "network", "create", name, env=h.env)
+
+
+def test_network_filters_as_docker_s(net):
+    """`docker network ls -q --filter name=NET` (a script's "is it there"), dangling=true, and
+    `network prune --filter until=24h|label!=keep`: the network verbs had no --filter ("No such
+    option"). ls takes name, driver, type, dangling and label (mrun's networks carry no labels:
+    none match); prune takes until, label and label!; any other key is one line, removing nothing."""
+    h = net
+    img_ok(h, "network", "create", "spare" + h.net, env=h.env)
+    spare = "spare" + h.net
+    img_ok(h, *run_args(h, "-d", "--name", "on", "--network", h.net, IMAGE, "sleep", "60"), env=h.env)
+
+    def ls(*filters: str) -> list[str]:
+        args = [f for x in filters for f in ("--filter", x)]
+        return sorted(img_ok(h, "network", "ls", "-q", *args, env=h.env).stdout.split())
+
+    try:
+        assert ls() == sorted([h.net, spare])
+        assert ls(f"name={h.net}") == sorted([h.net, spare]) and ls("name=spare") == [spare]
+        assert ls("dangling=true") == [spare] and ls("dangling=false") == [h.net]
+        assert ls("driver=bridge", "type=custom") == sorted([h.net, spare])
+        assert ls("type=builtin") == [] and ls("driver=overlay") == [] and ls("label=x") == []
+        table = img_ok(h, "network", "ls", "-f", "name=spare", env=h.env).stdout.splitlines()
+        assert len(table) == 2 and table[1].startswith(spare), table
+        for verb, bad in (("ls", "until=1h"), ("ls", "dangling=maybe"), ("prune", "name=spare"), ("prune", "id=1")):
+            one_line_error(img(h, "network", verb, "--filter", bad, env=h.env), bad)
+        assert ls() == sorted([h.net, spare])
+        assert spare not in img_ok(h, "network", "prune", "--filter", "until=1h", env=h.env).stdout  # younger
+        assert spare not in img_ok(h, "network", "prune", "--filter", "label=keep", env=h.env).stdout
+        assert ls() == sorted([h.net, spare])
+        assert f"removed network {spare}" in img_ok(h, "network", "prune", "--filter", "label!=keep",
+                                                    env=h.env).stdout
+        assert ls() == [h.net]  # in use: stays
+    finally:
+        img(h, "rm", "-f", "on", env=h.env)
+        img(h, "network", "rm", spare, env=h.env)

@@ -530,6 +530,9 @@ COMMANDS = (
             Flag("quiet", "ls: only the names", kind=bool, short="q", default=False),
             _LIST_FORMAT,
             _PRUNE_FORCE,
+            Flag("filter", "ls: only networks matching KEY=VALUE (name=TEXT, driver=bridge, type=custom|builtin, "
+                 "dangling=true|false, label=KEY[=VALUE]); prune: until=TIME, label=, label!=", short="f",
+                 kind=list, default=()),
         ),
     ),
     Command(

@@ -11,17 +11,23 @@ from mrun.network.store import Networks
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 
 def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str, gateway: str = "",
             driver: str = "bridge", quiet: bool = False, format: str = "table",  # noqa: A002
-            force: bool = False) -> int:
+            force: bool = False, filter: tuple[str, ...] = ()) -> int:  # noqa: A002
     from mrun.network.recovery import hold_again
 
+    if filter and action not in ("ls", "list", "prune"):
+        raise InvalidSpec(f"network {action}: --filter is ls's and prune's")
+    chosen = _filter(list(filter), action == "prune")  # refused before anything is read or goes
     hold_again(g["root"], g.get("warn"))  # what a removed network root lost, before it is read
     nets = Networks()
     names = list(names or [])
+    if action == "list":
+        action = "ls"
     if action in ("create", "inspect", "rm") and not names:
         raise InvalidSpec(f"network {action}: name the network")
     if len(names) > 1 and action != "rm":
@@ -33,10 +39,10 @@ def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str
         doc = nets.create(name, subnet, gateway)  # type: ignore[arg-type]
         print(doc["name"])
     elif action == "ls" and (quiet or format not in ("table", "")):
-        _list(nets, quiet, format)
+        _list(nets, quiet, format, chosen)
     elif action == "ls":
         rows = [("NAME", "SUBNET", "GATEWAY", "BRIDGE", "CONTAINERS")]
-        for n in nets.names():
+        for n in _chosen_names(nets, chosen):
             try:
                 d = nets.get(n)
             except InvalidSpec as e:  # listed, and said why, so that it can be removed
@@ -57,7 +63,7 @@ def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str
                 failed = 1
         return failed
     elif action == "prune":
-        for what in prune(nets):
+        for what in prune(nets, chosen):
             print(f"removed {what}")
     else:
         raise InvalidSpec(f"network: unknown action {action!r} (create, ls, inspect, rm or prune)")
@@ -71,13 +77,14 @@ def _teardown(nets: Networks, name: str) -> None:
     nets.remove(name, lambda: take_down(nets.root, name))
 
 
-def prune(nets: Networks) -> list[str]:
-    """Leases and port reservations whose container is gone, then networks nothing uses."""
+def prune(nets: Networks, chosen: Callable[[Networks, str], bool] | None = None) -> list[str]:
+    """Leases and port reservations whose container is gone, then networks nothing uses (those
+    ``chosen``, docker's --filter, chooses)."""
     from mrun.network.store import lost_networks, take_down
 
     removed = prune_stale(nets) + [f"half-made network {n}" for n in nets.prune_half_made()]
     for name in nets.names():
-        if not nets.leases(name):
+        if not nets.leases(name) and (chosen is None or chosen(nets, name)):
             _teardown(nets, name)
             removed.append(f"network {name}")
     with nets.lock():  # (a create of the name meanwhile would define it: looked at under the lock)
@@ -92,7 +99,59 @@ def prune_stale(nets: Networks) -> list[str]:
     return [what for path, what in nets.reservations() if nets.drop_if_dead(path)]
 
 
-def _list(nets: Networks, quiet: bool, fmt: str) -> None:
+def _filter(filters: list[str], pruning: bool) -> Callable[[Networks, str], bool]:
+    """docker's ``network ls --filter``: name=TEXT (in its name), driver=bridge, type=custom or
+    builtin (the default network, which mrun makes itself), dangling=true|false (no container
+    on it, or one), label=KEY[=VALUE] (mrun's networks carry no labels: none match); and
+    ``network prune --filter``: until=TIME (defined before it), label=, label!=. Any other key
+    is refused: a prune would take networks the filter was there to keep."""
+    import time
+
+    from mrun.network.store import DEFAULT_NETWORK
+
+    keys = ("until", "label", "label!") if pruning else ("name", "driver", "type", "dangling", "label")
+    tests: list[Callable[[Networks, str], bool]] = []
+    for text in filters:
+        key, eq, value = text.partition("=")
+        if not eq or not value or key not in keys:
+            raise InvalidSpec(f"--filter {text!r}: network {'prune' if pruning else 'ls'} takes "
+                              f"{', '.join(k + '=' for k in keys)}")
+        if key in ("dangling", "type") and value not in (("true", "false", "1", "0") if key == "dangling"
+                                                          else ("custom", "builtin")):
+            raise InvalidSpec(f"--filter {text!r}: " + ("true or false" if key == "dangling" else "custom or builtin"))
+        if key == "name":
+            tests.append(lambda _nets, n, part=value: part in n)
+        elif key == "driver":
+            tests.append(lambda _nets, _n, driver=value: driver == "bridge")
+        elif key == "type":
+            tests.append(lambda _nets, n, kind=value: (n == DEFAULT_NETWORK) == (kind == "builtin"))
+        elif key == "dangling":
+            tests.append(lambda nets, n, unused=value in ("true", "1"): (not nets.leases(n)) == unused)
+        elif key == "label":
+            tests.append(lambda _nets, _n: False)
+        elif key == "until":
+            from mrun.cli.image_verbs import log_time
+
+            before = log_time(f"--filter {text!r}:", value, time.time_ns())
+            tests.append(lambda nets, n, before=before: _defined_ns(nets, n) < before)
+    return lambda nets, n: all(test(nets, n) for test in tests)
+
+
+def _defined_ns(nets: Networks, name: str) -> int:
+    """When the network was defined: its definition's time (written once, renamed into place)."""
+    import os
+
+    try:
+        return os.stat(nets.path(name, "network.json")).st_mtime_ns
+    except (OSError, InvalidSpec):
+        return 1 << 62  # not shown to be before
+
+
+def _chosen_names(nets: Networks, chosen: Callable[[Networks, str], bool]) -> list[str]:
+    return [n for n in nets.names() if chosen(nets, n)]
+
+
+def _list(nets: Networks, quiet: bool, fmt: str, chosen: Callable[[Networks, str], bool]) -> None:
     """``ls -q`` (the names) and ``ls --format`` (json, or docker's Go template over its fields)."""
     from mrun.cli.docker_rows import NETWORK_HEADERS, network_row
     from mrun.cli.listing import formatted
@@ -100,7 +159,7 @@ def _list(nets: Networks, quiet: bool, fmt: str) -> None:
     if fmt not in ("table", "json") and not quiet:
         formatted(fmt, [], NETWORK_HEADERS)  # a template's fields checked before any network is read
     docs = []
-    for n in nets.names():
+    for n in _chosen_names(nets, chosen):
         try:
             docs.append((n, nets.get(n)))
         except InvalidSpec as e:  # as in the table: said, and left out
