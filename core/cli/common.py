@@ -109,3 +109,27 @@ def each(container_ids: list[str], verb: str, one: Any, one_raises: bool = False
             print(f"mrun: {e}", file=sys.stderr)
             status = 1
     return status
+
+
+def filter_pairs(filters: list[str], keys: tuple[str, ...], takes: str) -> list[tuple[str, str, str]]:
+    """docker's ``--filter KEY=VALUE``s, each split and its key checked: -> (the text, KEY, VALUE).
+    One with no value, or a key not in ``keys``, is refused naming it and saying what ``takes``
+    (a verb's keys): a filter passed over would list, or remove, what it was there to leave out."""
+    from mrun.errors import InvalidSpec
+
+    pairs = []
+    for text in filters:
+        key, eq, value = text.partition("=")
+        if not eq or not value or key not in keys:
+            raise InvalidSpec(f"--filter {text!r}: {takes}")
+        pairs.append((text, key, value))
+    return pairs
+
+
+def filter_yes(text: str, value: str) -> bool:
+    """A filter's true or false (docker's ParseBool: 1 and 0 too)."""
+    from mrun.errors import InvalidSpec
+
+    if value not in ("true", "false", "1", "0"):
+        raise InvalidSpec(f"--filter {text!r}: true or false")
+    return value in ("true", "1")

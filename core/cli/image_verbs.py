@@ -9,7 +9,16 @@ import time
 
 from mrun import annotations as ann
 from mrun import jsonio
-from mrun.cli.common import _rt, each, names_a_container, no_stdin, print_table, remove_container
+from mrun.cli.common import (
+    _rt,
+    each,
+    filter_pairs,
+    filter_yes,
+    names_a_container,
+    no_stdin,
+    print_table,
+    remove_container,
+)
 from mrun.errors import InvalidSpec, MrunError, NotFound, in_words
 from mrun.images.store import ImageStore
 from mrun.network import PLAN
@@ -158,19 +167,14 @@ def _chosen_images(store: ImageStore, index: dict[str, Any], filters: list[str],
     if repository:
         tagged = ":" in repository.rsplit("/", 1)[-1]
         chosen = {n: e for n, e in chosen.items() if repository in forms(n)[0 if tagged else 1::2]}
-    for text in filters:
-        key, eq, value = text.partition("=")
-        if not eq or not value or key not in ("reference", "label", "dangling", "before", "since"):
-            raise InvalidSpec(f"--filter {text!r}: KEY=VALUE expected, KEY one of reference, label, dangling, "
-                              "before, since")
+    for text, key, value in filter_pairs(filters, ("reference", "label", "dangling", "before", "since"),
+                                         "KEY=VALUE expected, KEY one of reference, label, dangling, before, since"):
         if key == "reference":
             chosen = {n: e for n, e in chosen.items() if any(fnmatch.fnmatchcase(f, value) for f in forms(n))}
         elif key == "dangling":
-            if value not in ("true", "false", "1", "0"):
-                raise InvalidSpec(f"--filter {text!r}: true or false")
-            chosen = {} if value in ("true", "1") else chosen
+            chosen = {} if filter_yes(text, value) else chosen
         elif key == "label":
-            chosen = {n: e for n, e in chosen.items() if _image_labelled(store, e, value)}
+            chosen = {n: e for n, e in chosen.items() if labelled(_image_labels(store, e), value)}
         else:
             _, pivot = store.image(value)
             when = pivot.get("created") or ""
@@ -179,10 +183,13 @@ def _chosen_images(store: ImageStore, index: dict[str, Any], filters: list[str],
     return chosen
 
 
-def _image_labelled(store: ImageStore, entry: dict[str, Any], wanted: str) -> bool:
-    """Whether the image's config carries the label KEY (``wanted``), or KEY=VALUE."""
-    labels = (store.read_json(entry["config"]).get("config") or {}).get("Labels") or {}
-    return isinstance(labels, dict) and labelled(labels, wanted)
+def _image_labels(store: ImageStore, entry: dict[str, Any]) -> dict[str, str]:
+    """The image config's Labels ({} where it has none, no mapping, or a config that cannot be read)."""
+    try:
+        labels = (store.read_json(entry["config"]).get("config") or {}).get("Labels") or {}
+    except (MrunError, AttributeError):  # a damaged config: `image prune -a` goes on as before
+        return {}
+    return labels if isinstance(labels, dict) else {}
 
 
 def labelled(labels: dict[str, str], wanted: str) -> bool:
@@ -236,36 +243,12 @@ def prune_images(store: ImageStore, every_unused: bool, filters: list[str] | Non
 
 
 def _image_prune_filter(store: ImageStore, filters: list[str]) -> Callable[[str, dict[str, Any]], bool]:
-    """docker's ``image prune --filter``: label=KEY[=VALUE] (each must match), label!=KEY[=VALUE]
-    (none may), until=TIME (the image made before it). Any other key is refused: a filter passed
-    over would take images it was there to keep."""
-    import time
-
-    labels: list[str] = []
-    not_labels: list[str] = []
-    until = 0
-    for text in filters:
-        key, eq, value = text.partition("=")
-        if not eq or not value or key not in ("label", "label!", "until"):
-            raise InvalidSpec(f"--filter {text!r}: image prune takes label=KEY[=VALUE], label!=KEY[=VALUE] "
-                              "or until=TIME")
-        if key == "until":
-            until = log_time(f"--filter {text!r}:", value, time.time_ns())
-        else:
-            (labels if key == "label" else not_labels).append(value)
-
-    def chosen(_name: str, entry: dict[str, Any]) -> bool:
-        if not all(_image_labelled(store, entry, v) for v in labels) or \
-                any(_image_labelled(store, entry, v) for v in not_labels):
-            return False
-        if until:
-            try:
-                return log_time("created", str(entry.get("created") or ""), 0) < until
-            except InvalidSpec:
-                return False  # no time it was made: not shown to be before
-        return True
-
-    return chosen
+    """docker's ``image prune --filter`` (``prune_filter``): over the image config's Labels and
+    the time it was made."""
+    chosen = prune_filter(filters, "image")
+    if not filters:
+        return lambda _name, _entry: True
+    return lambda _name, entry: chosen(_image_labels(store, entry), str(entry.get("created") or ""))
 
 
 def tag(g: dict[str, Any], source: str, target: str) -> int:
@@ -1097,13 +1080,13 @@ def container(g: dict[str, Any], action: str, force: bool = False, format: str =
         raise InvalidSpec(f"container: unknown action {action!r} (ls or prune)")
     from mrun.images.supervisor import exit_of
 
-    chosen = _prune_filter(list(filter))
+    chosen = prune_filter(list(filter), "container")
     runtime = _rt(g)
     status = 0
     for state in runtime.list():
         if state["status"] != Status.STOPPED or (exit_of(state["bundle"]) or {}).get("restarting"):
             continue  # running, or about to start again (--restart): docker leaves both
-        if not chosen(state):
+        if not chosen(state.get("annotations") or {}, str(state.get("created") or "")):
             continue
         try:
             remove_container(g, state["id"], False)
@@ -1133,32 +1116,29 @@ def _volumes_from(g: dict[str, Any], text: str) -> list[dict[str, Any]]:
     return shared
 
 
-def _prune_filter(filters: list[str]) -> Callable[[dict[str, Any]], bool]:
-    """docker's ``container prune --filter``: label=KEY[=VALUE] (each must match), label!=KEY[=VALUE]
-    (none may), until=TIME (made before it; a time, a Unix time or a duration before now). Any
-    other key is refused: a filter passed over would remove containers nobody asked to remove."""
+def prune_filter(filters: list[str], what: str) -> Callable[[dict[str, str], str], bool]:
+    """docker's ``container prune --filter`` and ``image prune --filter``: label=KEY[=VALUE] (each
+    must match), label!=KEY[=VALUE] (none may), until=TIME (made before it; a time, a Unix time or
+    a duration before now). Any other key is refused: a filter passed over would remove what it
+    was there to keep. -> chosen(labels, created: RFC 3339)."""
     import time
 
     labels: list[str] = []
     not_labels: list[str] = []
     until = 0
-    for text in filters:
-        key, eq, value = text.partition("=")
-        if not eq or not value or key not in ("label", "label!", "until"):
-            raise InvalidSpec(f"--filter {text!r}: container prune takes label=KEY[=VALUE], label!=KEY[=VALUE] "
-                              "or until=TIME")
+    for text, key, value in filter_pairs(filters, ("label", "label!", "until"),
+                                         f"{what} prune takes label=KEY[=VALUE], label!=KEY[=VALUE] or until=TIME"):
         if key == "until":
             until = log_time(f"--filter {text!r}:", value, time.time_ns())
         else:
             (labels if key == "label" else not_labels).append(value)
 
-    def chosen(state: dict[str, Any]) -> bool:
-        annotations = state.get("annotations") or {}
-        if not all(labelled(annotations, v) for v in labels) or any(labelled(annotations, v) for v in not_labels):
+    def chosen(own: dict[str, str], created: str) -> bool:
+        if not all(labelled(own, v) for v in labels) or any(labelled(own, v) for v in not_labels):
             return False
         if until:
             try:
-                return log_time("created", str(state.get("created") or ""), 0) < until
+                return log_time("created", created, 0) < until
             except InvalidSpec:
                 return False  # no time it was made: not shown to be before
         return True
@@ -1236,15 +1216,10 @@ def _volume_filter(root: str, filters: list[str]) -> Callable[[str], bool]:
     dangling: bool | None = None
     parts: list[str] = []
     matches_none = False
-    for text in filters:
-        key, eq, value = text.partition("=")
-        if not eq or not value or key not in ("dangling", "name", "driver", "label"):
-            raise InvalidSpec(f"--filter {text!r}: volume ls takes dangling=true|false, name=TEXT, driver=local "
-                              "or label=KEY[=VALUE]")
+    for text, key, value in filter_pairs(filters, ("dangling", "name", "driver", "label"), "volume ls takes "
+                                         "dangling=true|false, name=TEXT, driver=local or label=KEY[=VALUE]"):
         if key == "dangling":
-            if value not in ("true", "false", "1", "0"):
-                raise InvalidSpec(f"--filter {text!r}: true or false")
-            dangling = value in ("true", "1")
+            dangling = filter_yes(text, value)
         elif key == "name":
             parts.append(value)
         else:  # a driver other than local, or any label
@@ -1263,15 +1238,10 @@ def _volume_prune_filter(filters: list[str], every: bool) -> tuple[bool, bool]:
     chooses none), label!=KEY[=VALUE] (each), all=true|false (-a, as docker's API 1.42 takes it).
     -> (named ones too, whether any volume is chosen). Any other key is refused before anything goes."""
     chosen = True
-    for text in filters:
-        key, eq, value = text.partition("=")
-        if not eq or not value or key not in ("label", "label!", "all"):
-            raise InvalidSpec(f"--filter {text!r}: volume prune takes label=KEY[=VALUE], label!=KEY[=VALUE] "
-                              "or all=true|false")
+    for text, key, value in filter_pairs(filters, ("label", "label!", "all"), "volume prune takes "
+                                         "label=KEY[=VALUE], label!=KEY[=VALUE] or all=true|false"):
         if key == "all":
-            if value not in ("true", "false", "1", "0"):
-                raise InvalidSpec(f"--filter {text!r}: true or false")
-            every = every or value in ("true", "1")
+            every = filter_yes(text, value) or every
         elif key == "label":
             chosen = False
     return every, chosen
@@ -1487,10 +1457,8 @@ def _runs(state: dict[str, Any], exit_of: Any) -> bool:
 def _ps_filters(filters: list[str]) -> dict[str, list[str]]:
     """docker's ``ps --filter KEY=VALUE``s by key (one key's values: any may match; label's: all)."""
     wanted: dict[str, list[str]] = {}
-    for text in filters:
-        key, eq, value = text.partition("=")
-        if key not in _PS_FILTERS or not eq or not value:
-            raise InvalidSpec(f"--filter {text!r}: KEY=VALUE expected, KEY one of {', '.join(_PS_FILTERS)}")
+    for text, key, value in filter_pairs(filters, _PS_FILTERS,
+                                         f"KEY=VALUE expected, KEY one of {', '.join(_PS_FILTERS)}"):
         if key == "status" and value not in ("created", "running", "paused", "exited", "stopped", "creating"):
             raise InvalidSpec(f"--filter {text!r}: the status is created, running, paused or exited")
         if key == "health" and value not in ("starting", "healthy", "unhealthy", "none"):

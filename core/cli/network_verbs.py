@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from mrun import jsonio
-from mrun.cli.common import print_table
+from mrun.cli.common import filter_pairs, filter_yes, print_table
 from mrun.errors import InvalidSpec, MrunError
 from mrun.network.store import Networks
 
@@ -111,14 +111,10 @@ def _filter(filters: list[str], pruning: bool) -> Callable[[Networks, str], bool
 
     keys = ("until", "label", "label!") if pruning else ("name", "driver", "type", "dangling", "label")
     tests: list[Callable[[Networks, str], bool]] = []
-    for text in filters:
-        key, eq, value = text.partition("=")
-        if not eq or not value or key not in keys:
-            raise InvalidSpec(f"--filter {text!r}: network {'prune' if pruning else 'ls'} takes "
-                              f"{', '.join(k + '=' for k in keys)}")
-        if key in ("dangling", "type") and value not in (("true", "false", "1", "0") if key == "dangling"
-                                                          else ("custom", "builtin")):
-            raise InvalidSpec(f"--filter {text!r}: " + ("true or false" if key == "dangling" else "custom or builtin"))
+    for text, key, value in filter_pairs(filters, keys, f"network {'prune' if pruning else 'ls'} takes "
+                                         f"{', '.join(k + '=' for k in keys)}"):
+        if key == "type" and value not in ("custom", "builtin"):
+            raise InvalidSpec(f"--filter {text!r}: custom or builtin")
         if key == "name":
             tests.append(lambda _nets, n, part=value: part in n)
         elif key == "driver":
@@ -126,7 +122,8 @@ def _filter(filters: list[str], pruning: bool) -> Callable[[Networks, str], bool
         elif key == "type":
             tests.append(lambda _nets, n, kind=value: (n == DEFAULT_NETWORK) == (kind == "builtin"))
         elif key == "dangling":
-            tests.append(lambda nets, n, unused=value in ("true", "1"): (not nets.leases(n)) == unused)
+            unused = filter_yes(text, value)
+            tests.append(lambda nets, n, unused=unused: (not nets.leases(n)) == unused)
         elif key == "label":
             tests.append(lambda _nets, _n: False)
         elif key == "until":
