@@ -143,7 +143,8 @@ def test_bad_exec_process_file(h):
 def test_usage_errors_go_through_typer_and_a_runc_verbs_exit_as_runc_s(h, tmp_path):
     """typer's words; a runc verb's usage error exits 1 as runc's does, and is in --log too, where
     containerd's runc shim reads why a call failed (it said "exit status 2" and no more). An
-    unknown verb, or a docker-like verb's usage error, stays click's 2."""
+    unknown verb, or a docker-like verb's usage error, stays click's 2; a flag a docker-like verb
+    cannot take is docker's one line and 125."""
     r = h.mrun("create")
     assert r.returncode == 1 and "Missing argument" in r.stderr
     log = tmp_path / "log.json"
@@ -153,8 +154,12 @@ def test_usage_errors_go_through_typer_and_a_runc_verbs_exit_as_runc_s(h, tmp_pa
     assert last["level"] == "error" and "--bogus" in last["msg"], last
     r = h.mrun("frobnicate")
     assert r.returncode == 2 and "No such command" in r.stderr
-    r = h.mrun("images", "--bogus")
-    assert r.returncode == 2 and "No such option" in r.stderr
+    for args, flag in ((("images", "--bogus"), "--bogus"), (("stop", "-t", "soon", "x"), "-t"),
+                       (("volume", "ls", "--bogus"), "--bogus")):
+        r = h.mrun(*args)  # docker's CLI: one line, 125, for a flag it cannot take
+        assert r.returncode == 125 and r.stderr.count("\n") == 1 and flag in r.stderr, r
+    r = h.mrun("images", "x", "y")
+    assert r.returncode == 2 and "Usage:" in r.stderr  # no flag: click's usage
 
 
 @pytest.mark.parametrize(

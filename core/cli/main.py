@@ -141,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # runc's own verbs: a usage error exits 1 there (its CLI library's), and says why in --log too,
-# from which containerd's runc shim explains a failed call. The docker-like verbs keep click's 2.
+# from which containerd's runc shim explains a failed call. A docker-like verb's flag error is
+# docker's: one line, 125 (its CLI's for every flag it cannot take); its other usage errors
+# (a missing argument, an unknown verb) keep click's 2.
 RUNC_VERBS = frozenset(
     ("checkpoint", "create", "delete", "events", "exec", "features", "kill", "list", "pause", "ps", "restore",
      "resume", "run", "spec", "start", "state", "update")
@@ -165,7 +167,8 @@ def _through_typer(app: Any, argv: list[str]) -> int:
         return 0
     except click.UsageError as e:
         verb = verb_of(argv) if argv else None
-        if verb in ("run", "create") and _flag_error(e) and _docker_form(argv, verb):
+        if _flag_error(e) and verb is not None and (verb not in RUNC_VERBS or (
+                verb in ("run", "create") and _docker_form(argv, verb))):
             print(f"mrun: {verb}: {e.format_message()} (mrun {verb} --help)", file=sys.stderr)
             return RUN_FAILED
         e.show()
@@ -185,12 +188,12 @@ def _through_typer(app: Any, argv: list[str]) -> int:
     return code if isinstance(code, int) else 0
 
 
-RUN_FAILED = 125  # docker run's and create's code for their own failures (cli.verbs.RUN_FAILED)
+RUN_FAILED = 125  # docker's CLI's code for its own failures, a flag it cannot take among them (cli.verbs.RUN_FAILED)
 
 
 def _flag_error(e: Any) -> bool:
     """A flag unknown or given a value it cannot take, which docker's CLI answers with 125; not a
-    missing argument (``mrun run`` alone), which it answers with 1, as runc does."""
+    missing argument (``mrun run`` alone), which it answers otherwise (1 there, as runc does)."""
     import click
 
     return isinstance(e, (click.NoSuchOption, click.BadOptionUsage, click.BadParameter)) and not isinstance(
