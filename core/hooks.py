@@ -49,22 +49,25 @@ def _run_one(hook: dict[str, Any], payload: bytes) -> None:
         except OSError as e:
             os.write(failed_w, str(e.errno).encode())
         os._exit(127)
-    os.close(r)
-    os.close(failed_w)
-    try:
-        failure = os.read(failed_r, 16)
-    finally:
-        os.close(failed_r)
-    if failure:
-        os.close(w)
-        os.waitpid(pid, 0)
-        raise MrunError(f"cannot execute it: {os.strerror(int(failure))}")
-    timeout = hook.get("timeout")
-    deadline = time.monotonic() + timeout if timeout else None
-    unsent = _Feed(w, payload)
-    delay = 0.0005
+    # From the fork on, whatever ends us here (^C while we wait for the exec: the hook was
+    # already running then, and was left so) kills and reaps the hook.
     reaped = False
+    unsent = None
     try:
+        os.close(r)
+        os.close(failed_w)
+        try:
+            failure = os.read(failed_r, 16)
+        finally:
+            os.close(failed_r)
+        if failure:
+            os.waitpid(pid, 0)
+            reaped = True
+            raise MrunError(f"cannot execute it: {os.strerror(int(failure))}")
+        timeout = hook.get("timeout")
+        deadline = time.monotonic() + timeout if timeout else None
+        unsent = _Feed(w, payload)
+        delay = 0.0005
         unsent.more()
         while True:
             done, status = os.waitpid(pid, os.WNOHANG)
@@ -81,7 +84,10 @@ def _run_one(hook: dict[str, Any], payload: bytes) -> None:
             time.sleep(delay)
             delay = min(delay * 2, 0.02)
     finally:
-        unsent.close()
+        if unsent is not None:
+            unsent.close()
+        else:
+            os.close(w)
         if not reaped:  # whatever else went wrong here: the hook is not left running unreaped
             os.kill(pid, SIGKILL)
             os.waitpid(pid, 0)
