@@ -92,14 +92,20 @@ def ps_row(state: dict[str, Any], record: Any, image: str, ended: dict[str, Any]
         "Names": state["id"],
         "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
         "Mounts": ",".join(mounts),
-        "Networks": (net or {}).get("network") or ("" if config.get("linux") is None else _network_mode(config)),
+        "Networks": network_of(config, net),
     }
 
 
-def _network_mode(config: dict[str, Any]) -> str:
-    """A container without a net.json: "host" when it shares the host's network namespace, else "none"."""
+def network_of(config: dict[str, Any], net: dict[str, Any] | None) -> str:
+    """docker's name for a container's network (ps's NETWORKS, --filter network=): its bridge
+    network's (its net.json); without one, "host" when it shares the host's network namespace,
+    else "none"; "" for a config without a linux section."""
+    if (net or {}).get("network"):
+        return str(net["network"])  # type: ignore[index]
+    if config.get("linux") is None:
+        return ""
     spaces = (config.get("linux") or {}).get("namespaces") or []
-    return "none" if any(ns.get("type") == "network" for ns in spaces) else "host"
+    return "none" if any(isinstance(ns, dict) and ns.get("type") == "network" for ns in spaces) else "host"
 
 
 def image_row(name: str, entry: dict[str, Any]) -> dict[str, str]:

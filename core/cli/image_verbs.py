@@ -1485,16 +1485,6 @@ def _created_of(states: list[dict[str, Any]], name: str) -> str:
     return str(found[0].get("created") or "")
 
 
-def _network_of(config: dict[str, Any], plan: dict[str, Any] | None) -> str:
-    """docker's name for a container's network: its bridge network's, host (no network namespace of
-    its own), none (one of its own, with no network), or container (another's)."""
-    if plan and isinstance(plan.get("network"), str):
-        return plan["network"]
-    spaces = [n for n in (config.get("linux") or {}).get("namespaces") or [] if isinstance(n, dict)]
-    mine = next((n for n in spaces if n.get("type") == "network"), None)
-    return "host" if mine is None else "container" if mine.get("path") else "none"
-
-
 def _matches(state: dict[str, Any], wanted: dict[str, list[str]], image_of: Any, exit_of: Any,
              config_of: Any = None, net_of: Any = None) -> bool:
     """Whether a container's state (runtime.list) passes every key of ``wanted``."""
@@ -1514,8 +1504,9 @@ def _matches(state: dict[str, Any], wanted: dict[str, list[str]], image_of: Any,
                 if state["status"] == Status.STOPPED else None
             ok = code is not None and any(code == int(v) for v in values)
         elif key == "network":
-            name = _network_of(config_of(state["id"]), net_of(state["id"]))
-            ok = name in values
+            from mrun.cli.docker_rows import network_of
+
+            ok = network_of(config_of(state["id"]), net_of(state["id"])) in values
         elif key == "volume":  # a volume by its name, or a volume or bind mount by where it is mounted
             from mrun.images import volumes
             from mrun.images.containers import user_mounts

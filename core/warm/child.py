@@ -127,7 +127,6 @@ def let_go(reply: int, home: list[str]) -> bool:
     command (argv, environment, comm in /proc). -> False, and nothing done,
     where a move back would take more than the exit it spares: another thread of ours (a move
     to ``tasks`` takes one thread), or a v2 cgroup (its move waits for an RCU grace period)."""
-    import fcntl
 
     from mrun.kernel.proc import rewrite_area, status_field
     from mrun.kernel.syscalls import set_comm
@@ -138,7 +137,7 @@ def let_go(reply: int, home: list[str]) -> bool:
     mounts = cgroup_mounts() if moves else {}  # mountinfo read only for a caller in other cgroups
     if any(mounts.get(controllers) is None for _hid, controllers, _path in moves):
         return False
-    fcntl.fcntl(reply, fcntl.F_SETFL, fcntl.fcntl(reply, fcntl.F_GETFL) & ~os.O_ASYNC)
+    disarm(reply)
     os.closerange(0, reply)
     os.closerange(reply + 1, os.sysconf("SC_OPEN_MAX"))
     try:
@@ -277,7 +276,7 @@ def die_with_caller(reply: int) -> None:
             from mrun.warm import client
 
             if client.outlive_caller:  # the work goes on to its end: no more events of a closed connection
-                fcntl.fcntl(reply, fcntl.F_SETFL, fcntl.fcntl(reply, fcntl.F_GETFL) & ~os.O_ASYNC)
+                disarm(reply)
             else:
                 os.kill(armed, signal.SIGKILL)
 
@@ -289,6 +288,14 @@ def die_with_caller(reply: int) -> None:
     fcntl.fcntl(reply, fcntl.F_SETFL, fcntl.fcntl(reply, fcntl.F_GETFL) | os.O_ASYNC)
     if caller_gone(reply):  # it went before we armed: no event comes for that
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def disarm(reply: int) -> None:
+    """No more signals for events of the caller's connection (die_with_caller's): the caller's
+    leaving kills us no longer."""
+    import fcntl
+
+    fcntl.fcntl(reply, fcntl.F_SETFL, fcntl.fcntl(reply, fcntl.F_GETFL) & ~os.O_ASYNC)
 
 
 def caller_gone(reply: int) -> bool:

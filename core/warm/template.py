@@ -561,10 +561,10 @@ def _flush_stdio() -> None:
 def _release(reply: socket.socket, status: int) -> None:
     """The caller goes with ``status`` and does not wait for us (``detached``): we are disarmed
     first (die_with_caller), or its leaving would kill us."""
-    import fcntl
+    from mrun.warm.child import disarm
 
     _flush_stdio()
-    fcntl.fcntl(reply.fileno(), fcntl.F_SETFL, fcntl.fcntl(reply.fileno(), fcntl.F_GETFL) & ~os.O_ASYNC)
+    disarm(reply.fileno())
     try:
         client.send_message(reply, {"exit": status, "detached": True})
     except OSError:
