@@ -257,7 +257,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
         try:
             if _told_to_stop(bundle):
                 raise MrunError("stopped")
-            pid = _start(runtime, container_id, bundle, relay, again=True)
+            pid = _start(runtime, container_id, bundle, relay, again=True, restarts=restarts + 1)
             if checker is not None:
                 checker.reset()
         except BaseException as e:  # noqa: BLE001 - stopped or removed meanwhile, or it cannot start again
@@ -265,7 +265,6 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
             record(bundle, code, restarts, False, "" if stopped else f"restarting: {in_words(e)}")
             os._exit(0)
         restarts += 1
-        _running_again(bundle, restarts)
 
 
 def remove_with_volumes(runtime: Any, container_id: str) -> None:
@@ -279,9 +278,11 @@ def remove_with_volumes(runtime: Any, container_id: str) -> None:
     volumes.remove_anonymous(store_root, used)
 
 
-def _start(runtime: Any, container_id: str, bundle: str, relay: Any, again: bool = False) -> int:
-    """Create (``again``: once more, in place) and start the container with its output on the
-    relay's pipes (ours goes nowhere after). -> its process."""
+def _start(runtime: Any, container_id: str, bundle: str, relay: Any, again: bool = False,
+           restarts: int | None = None) -> int:
+    """Create (``again``: once more, in place, its policy's restart number ``restarts``) and
+    start the container with its output on the relay's pipes (ours goes nowhere after). -> its
+    process."""
     from mrun.images import kept
     from mrun.runtime import CreateOptions
 
@@ -294,7 +295,16 @@ def _start(runtime: Any, container_id: str, bundle: str, relay: Any, again: bool
             rejoin(runtime, bundle)
             kept.write_back(runtime, bundle, container_id)  # removed during the back-off (images/kept)
             runtime.recreate(container_id)
-            runtime.start(container_id)
+            last = jsonio.load_object(os.path.join(bundle, EXIT_FILE))
+            _running_again(bundle, restarts)  # before it can end: its end is this run's, not the last
+            try:
+                runtime.start(container_id)
+            except BaseException:
+                if last is not None:  # it did not run: the last run's note stands
+                    _write_exit(bundle, last)
+                else:
+                    _forget_exit(bundle)
+                raise
         else:
             runtime.run(container_id, bundle, CreateOptions(), True, keep=True)
         record = runtime.store.load(container_id)
@@ -434,14 +444,24 @@ def _write_exit(bundle: str, doc: dict[str, Any]) -> None:
         pass  # removed meanwhile (`mrun rm -f`), or no room even so: `ps` says "stopped", no code
 
 
-def _running_again(bundle: str, restarts: int) -> None:
+def _running_again(bundle: str, restarts: int | None) -> None:
     """The last exit's note, no longer "restarting" and counting this restart (docker's
-    RestartCount): a later look at a stopped container must not take a stale flag for a back-off.
-    It is "pending" until this run's exit is noted: between that exit and its note, the last
-    run's code was taken for this one's (`wait` returned it, and ps said "Exited" before the
-    policy had started it again)."""
-    _write_exit(bundle, {**(exit_of(bundle) or {}), "restarts": restarts, "restarting": False, "pending": True})
+    RestartCount; ``None``: a `start`'s, which keeps the count): a later look at a stopped
+    container must not take a stale flag for a back-off. It is "pending" until this run's exit
+    is noted, and written before this run can end: between that end and its note, the last
+    run's code was taken for this one's (`wait` and `start -a` returned it, and ps said "Exited"
+    before the policy had started it again)."""
+    noted = exit_of(bundle) or {}
+    _write_exit(bundle, {**noted, "restarts": noted.get("restarts", 0) if restarts is None else restarts,
+                         "restarting": False, "pending": True})
     set_aside(bundle)
+
+
+def _forget_exit(bundle: str) -> None:
+    try:
+        os.unlink(os.path.join(bundle, EXIT_FILE))
+    except FileNotFoundError:
+        pass
 
 
 def _note_self(bundle: str) -> None:
