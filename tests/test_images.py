@@ -1366,7 +1366,19 @@ def test_load_and_save_take_docker_s_flags_and_pipes(images, busybox_archive, tm
     with open("/dev/zero", "rb") as zeros:  # endless, and no archive: refused at its first block, not copied on
         r = subprocess.run([*base, "load"], stdin=zeros, capture_output=True, env=env, timeout=60)
     assert r.returncode == 1 and r.stderr.decode().startswith("mrun: stdin: not a tar archive"), r.stderr
-    for root in (h.image_root, other):
+    # A stream named with -i is copied as stdin is: /dev/zero was read for ever (tarfile's xz
+    # probe takes zeros as padding), and a fifo (`-i <(curl ...)`) could not be read at all.
+    r = subprocess.run([*base, "load", "-i", "/dev/zero"], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 1, r.stderr
+    one_line_error(r, "/dev/zero: not a tar archive")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(["sh", "-c", f"exec cat {saved} > {fifo}"])
+    r = subprocess.run([h.binary, "--root", h.root, "--image-root", str(tmp_path / "fifth"), "load", "-i", str(fifo)],
+                       capture_output=True, env=env, timeout=60)
+    assert writer.wait(timeout=60) == 0
+    assert r.returncode == 0 and r.stdout.decode() == f"Loaded image: {IMAGE}\n", r.stderr
+    for root in (h.image_root, other, str(tmp_path / "fifth")):
         assert sorted(os.listdir(root)) == ["blobs", "containers", "images.json", "images.json.spare", "layers", "lock",
                                             "volumes"]
 

@@ -38,16 +38,14 @@ def _store(g: dict[str, Any]) -> ImageStore:
 def load(g: dict[str, Any], archive: str | None, name: str | None, platform: str, input: str,  # noqa: A002
          quiet: bool) -> int:
     """docker's ``load`` too: ``-i FILE``, or the tarball on stdin (``docker save IMG | mrun load``)."""
-    import contextlib
-
     from mrun.images.install import install
-    from mrun.images.sources import open_source, spooled_stdin
+    from mrun.images.sources import open_source, readable, spooled_stdin
 
     if archive and input:
         raise InvalidSpec(f"load: the archive twice ({archive!r} and -i {input!r}): give one")
     store = _store(g)
-    with spooled_stdin(store.root) if not (archive or input) else contextlib.nullcontext("") as spooled:
-        for loaded in install(store, open_source(archive or input or spooled), name, _platform(platform)):
+    with readable(archive or input, store.root) if archive or input else spooled_stdin(store.root) as path:
+        for loaded in install(store, open_source(path), name, _platform(platform)):
             if not quiet:
                 print(f"Loaded image: {loaded}")
     return 0

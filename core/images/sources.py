@@ -173,15 +173,48 @@ STDIN = "/proc/self/fd/0"
 @contextlib.contextmanager
 def spooled_stdin(directory: str) -> Iterator[str]:
     """stdin's tarball (docker's ``save IMAGE | load``) as a path ``open_source`` reads: stdin
-    itself where it is a file (``load < x.tar``), else a copy in a file of ours that has no name
-    (O_TMPFILE in ``directory``, the image store's, or named and unlinked at once where the file
-    system lacks it): nothing is left behind, however the load ends. A tar archive is read out of
-    order (its index first), so a pipe cannot be read as it comes."""
+    itself where it is a file (``load < x.tar``), else a copy (``spooled``)."""
     if os.isatty(0):
         raise MrunError("load: no archive: name one, give -i FILE, or send a tarball on stdin (not a terminal)")
     if stat.S_ISREG(os.fstat(0).st_mode):
         yield STDIN
         return
+    with spooled(0, directory, "stdin") as path:
+        yield path
+
+
+@contextlib.contextmanager
+def readable(path: str, directory: str) -> Iterator[str]:
+    """A named archive as ``open_source`` reads it: a directory or a regular file as it is; a
+    stream (a fifo, ``-i <(curl ...)``, a device) copied first, as stdin is, and refused at its
+    first block if that is no archive's: tarfile's xz probe read ``-i /dev/zero`` for ever."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        yield path  # open_source names what is wrong
+        return
+    if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+        yield path
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as e:
+        raise MrunError(f"{path}: {e.strerror or e}")
+    try:
+        with spooled(fd, directory, path) as copy:
+            yield copy
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def spooled(source: int, directory: str, what: str) -> Iterator[str]:
+    """A stream's tarball copied into a file of ours that has no name (O_TMPFILE in
+    ``directory``, the image store's, or named and unlinked at once where the file system lacks
+    it): nothing is left behind, however the load ends. A tar archive is read out of order (its
+    index first), so a stream cannot be read as it comes."""
+    if os.isatty(source):
+        raise MrunError(f"load: {what} is a terminal, not an archive")
     os.makedirs(directory, mode=0o700, exist_ok=True)
     try:
         fd = os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
@@ -191,25 +224,28 @@ def spooled_stdin(directory: str) -> Iterator[str]:
         os.unlink(named)
     try:
         size, head = 0, b""
-        while chunk := os.read(0, 1 << 20):
+        while chunk := os.read(source, 1 << 20):
             if len(head) < 512:  # the first block, looked at once it is whole
                 head += chunk[: 512 - len(head)]
                 if len(head) == 512:
-                    _looks_like_an_archive(head)
+                    _looks_like_an_archive(head, what)
             write_all(fd, chunk)
             size += len(chunk)
         if not size:
-            raise MrunError("load: stdin was empty: no archive came")
-        yield f"/proc/self/fd/{fd}"
+            raise MrunError(f"load: {what} was empty: no archive came")
+        copy = f"/proc/self/fd/{fd}"
+        _COPIES[copy] = what
+        yield copy
     finally:
+        _COPIES.pop(f"/proc/self/fd/{fd}", None)
         os.close(fd)
 
 
 COMPRESSED = (GZIP_MAGIC, b"BZh", b"\xfd7zXZ\x00", ZSTD_MAGIC)  # gzip, bzip2, xz, zstd
 
 
-def _looks_like_an_archive(head: bytes) -> None:
-    """The first bytes of stdin: a compressed stream's magic, or a tar header whose checksum
+def _looks_like_an_archive(head: bytes, what: str) -> None:
+    """The first bytes of a stream: a compressed stream's magic, or a tar header whose checksum
     holds. Anything else (``yes | mrun load``, ``< /dev/zero``: zeros are a tar's end, not its
     start) is refused here, before it is copied on for ever."""
     if head.startswith(COMPRESSED):
@@ -217,12 +253,15 @@ def _looks_like_an_archive(head: bytes) -> None:
     try:
         tarfile.TarInfo.frombuf(head[:512], "utf-8", "surrogateescape")
     except tarfile.HeaderError:
-        raise MrunError("stdin: not a tar archive (plain, gzip, bzip2 or xz), nor an OCI layout directory")
+        raise MrunError(f"{what}: not a tar archive (plain, gzip, bzip2 or xz), nor an OCI layout directory")
+
+
+_COPIES: dict[str, str] = {}  # a spooled copy's path -> what it is a copy of, for messages
 
 
 def shown(path: str) -> str:
-    """How a source's path is named in a message: stdin's as "stdin"."""
-    return "stdin" if path.startswith("/proc/self/fd/") and path[14:].isdigit() else path  # STDIN, or its copy
+    """How a source's path is named in a message: a copy's as what it copies, stdin as "stdin"."""
+    return _COPIES.get(path) or ("stdin" if path == STDIN else path)
 
 
 def open_source(path: str) -> Source:
