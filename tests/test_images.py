@@ -1638,7 +1638,8 @@ def test_a_foreground_run_whose_caller_is_killed_keeps_its_exit_code_warm_and_wa
     then waited for good (polling, for as long as it was left), as it took a foreground
     container's log for a supervisor's. Warm, the template's child that ran it now goes on: it
     notes the code (wait, ps, inspect say 7, as docker's daemon would) and removes a --rm one
-    itself. Cold, no process is left to: `wait` says so in one line, exit status 1."""
+    itself. Cold, no process is left to: `wait` says so in one line, exit status 1, and inspect
+    says its code is unknown (255), not 0."""
     h = images
     img_ok(h, "load", busybox_archive)
     warm = h.base_env.get("MRUN_WARM") != "0"
@@ -1665,6 +1666,9 @@ def test_a_foreground_run_whose_caller_is_killed_keeps_its_exit_code_warm_and_wa
         assert r.returncode == 1
         one_line_error(r, "'seven' stopped, but no exit code was kept", "killed")
         assert _listed(h, "seven") == "stopped"
+        # inspect said ExitCode 0, a success no one saw; 255 is containerd's (docker's) unknown status
+        seen = img_ok(h, "inspect", "-f", "{{.State.ExitCode}} {{.State.Status}} {{.State.Error}}", "seven").stdout
+        assert seen == "255 exited its exit code was not kept (its runner was killed before it ended)\n"
     gone = os.path.join(h.image_root, "containers", "gone")
     while os.path.exists(gone):  # warm: removed by the child that ran it; cold: by the next command
         assert time.monotonic() < deadline + 20

@@ -767,6 +767,9 @@ def _docker_image_view(doc: dict[str, Any]) -> dict[str, Any]:
             "Os": config.get("os", ""), "Config": config.get("config") or {}}
 
 
+UNKNOWN_EXIT = 255  # containerd's (and so docker's) exit status for an end no one saw; not 0, which says it succeeded
+
+
 def _docker_view(doc: dict[str, Any]) -> dict[str, Any]:
     """The fields of `docker inspect` that scripts read, from mrun's own (``inspect -f``)."""
     state, config, ended = doc["state"], doc["config"] or {}, doc.get("exit") or {}
@@ -783,14 +786,18 @@ def _docker_view(doc: dict[str, Any]) -> dict[str, Any]:
 
         policy = policy_now(state.get("bundle") or "", policy)
     policy_name, _, retries = policy.partition(":")
+    code, error = ended.get("exit_code"), ended.get("error") if isinstance(ended.get("error"), str) else ""
+    if not isinstance(code, int):
+        code = 0  # not ended (yet), as docker's
+        if status == "exited":  # ended with no one left to note it (ps: "Exited (?)")
+            code, error = UNKNOWN_EXIT, error or "its exit code was not kept (its runner was killed before it ended)"
     return {
         "Id": state["id"], "Name": "/" + state["id"], "Created": state.get("created", ""),
         "Path": args[0] if args else "", "Args": args[1:], "Image": (doc.get("image") or {}).get("config", ""),
         "RestartCount": doc.get("restarts", 0),
         "State": {"Status": status, "Running": state["status"] == "running", "Paused": state["status"] == "paused",
                   "Restarting": bool(ended.get("restarting")), "Pid": state.get("pid", 0) if live else 0,
-                  "ExitCode": ended.get("exit_code") or 0, "FinishedAt": ended.get("finished", ""),
-                  "Error": ended.get("error", "") if isinstance(ended.get("error"), str) else "",
+                  "ExitCode": code, "FinishedAt": ended.get("finished", ""), "Error": error,
                   **({"Health": doc["health"]} if doc.get("health") else {})},
         "HostConfig": {"RestartPolicy": {"Name": policy_name, "MaximumRetryCount": int(retries or 0)},
                        "Runtime": own.get(ann.OCI_RUNTIME) or "mrun",
