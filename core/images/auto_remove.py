@@ -35,15 +35,15 @@ def remove_if_abandoned(runtime: Any, bundle: str, container_id: str) -> bool:
     process that would remove it is gone: its foreground runner (which holds the bundle's run
     lock until it exits) and its supervisor. -> whether it was removed. Quiet: a record that
     cannot be read, or a removal another command made first, is for the verbs that name it."""
-    from mrun.bundles import RUN_LOCK, made_for
+    from mrun.bundles import made_for
     from mrun.errors import MrunError
-    from mrun.images.supervisor import START_LOCK, remove_with_volumes, supervisor_gone
+    from mrun.images.supervisor import START_LOCK, being_run, remove_with_volumes, supervisor_gone
     from mrun.images.unstarted import never_started
     from mrun.state import held_by_someone
     from mrun.status import Status
 
     if not made_for(bundle, container_id, runtime.store.root) or \
-            any(held_by_someone(os.path.join(bundle, lock)) for lock in (RUN_LOCK, START_LOCK)):
+            being_run(bundle) or held_by_someone(os.path.join(bundle, START_LOCK)):
         return False  # its runner lives, or a `start` is starting it
     try:
         if supervisor_gone(bundle) is False or never_started(bundle) is not None:

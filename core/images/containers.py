@@ -544,13 +544,12 @@ def orphans(store: ImageStore, earlier_boot: bool = False) -> list[str]:
     ``earlier_boot``: those of an earlier boot too (one `reboot.take_back` could not take back:
     listed, and removed when named; never pruned)."""
     from mrun.images.reboot import lost_after_its_end, of_earlier_boot
-    from mrun.images.supervisor import supervisor_gone
-    from mrun.state import held_by_someone
+    from mrun.images.supervisor import being_run, supervisor_gone
 
     found = []
     for cid in os.listdir(store.containers) if os.path.isdir(store.containers) else []:
         bundle = os.path.join(store.containers, cid)
-        if held_by_someone(os.path.join(bundle, RUN_LOCK)):
+        if being_run(bundle):
             continue  # being made
         gone = supervisor_gone(bundle)
         if gone is False:

@@ -511,16 +511,23 @@ def exit_code(runtime: Any, container_id: str) -> int | None:
     raise MrunError(f"container {container_id!r} stopped, but its supervisor ended before it noted the exit code")
 
 
+def being_run(bundle: str) -> bool:
+    """Whether the `mrun run` (or create) that made the container still lives: it holds the
+    bundle's run lock until it exits, however it ends."""
+    from mrun.bundles import RUN_LOCK
+    from mrun.state import held_by_someone
+
+    return held_by_someone(os.path.join(bundle, RUN_LOCK))
+
+
 def _to_be_noted(bundle: str) -> bool:
     """With no supervisor noted: whether the container's exit code may still come. From its
     foreground `mrun run`, which holds the run lock until it has noted it; or from the first
     supervisor of one made by `mrun create` and not yet started (docker's wait waits for it).
     A foreground run killed before it noted the code (`wait` waited for it for good) never will."""
-    from mrun.bundles import RUN_LOCK
     from mrun.images.unstarted import never_started
-    from mrun.state import held_by_someone
 
-    return held_by_someone(os.path.join(bundle, RUN_LOCK)) or never_started(bundle) is not None
+    return being_run(bundle) or never_started(bundle) is not None
 
 
 def _noted_code(bundle: str) -> int | None:
