@@ -468,7 +468,8 @@ class Template:
         """Become the caller, do the work, report; never returns."""
         code, reply, became = 255, None, False
         try:
-            from mrun.warm.child import become, die_with_caller, let_go, own_cgroups
+            from mrun.kernel.hangup import die_with_caller
+            from mrun.warm.child import become, let_go, own_cgroups
 
             home = own_cgroups()  # the template's: where we go back to before the status (child.let_go)
 
@@ -486,7 +487,8 @@ class Template:
                 client.send_message(reply, {"pid": os.getpid()})
                 reply.close()
                 daemon_from(msg)  # never returns
-            die_with_caller(reply.fileno())  # armed first: a caller killed from now on takes us along
+            # armed first: a caller killed from now on takes us along, until the work asks to outlive it
+            die_with_caller(reply.fileno(), lambda: client.outlive_caller)
             client.send_message(reply, {"pid": os.getpid()})
             if msg["kind"] == "shim":
                 client.release = lambda status: _release(reply, status)  # its start may carry on as the daemon
@@ -561,7 +563,7 @@ def _flush_stdio() -> None:
 def _release(reply: socket.socket, status: int) -> None:
     """The caller goes with ``status`` and does not wait for us (``detached``): we are disarmed
     first (die_with_caller), or its leaving would kill us."""
-    from mrun.warm.child import disarm
+    from mrun.kernel.hangup import disarm
 
     _flush_stdio()
     disarm(reply.fileno())
