@@ -98,7 +98,9 @@ sys.addaudithook(kill_at)
 sys.argv = ["mrun", *sys.argv[1:]]
 main = __import__(entry, fromlist=["main"]).main
 
-sys.exit(main())
+# mrun's work in this process, where the steps are counted: as the program, a cold foreground
+# run would fork it into a child (cli.cold_child), whose kill the parent only passes on
+sys.exit(main(sys.argv[1:]) if entry == "mrun.cli.main" else main())
 """
 
 def listed(h, ref: str) -> bool:

@@ -642,11 +642,11 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
 
 
 def _outliving_the_caller(then: Any) -> Any:
-    """A foreground run served by the warm template goes on once its container runs, should its
-    caller be killed (`timeout -s KILL`, the OOM killer): the container runs on either way, as
-    docker's does when its client is killed, and the template's child still waits for it, notes
-    its exit code (`wait`, `ps`, `inspect`) and removes a --rm one, as docker's daemon does. A
-    cold run killed cannot: the container runs on with no one to note its end."""
+    """A foreground run goes on once its container runs, should its caller be killed (`timeout
+    -s KILL`, the OOM killer): the container runs on either way, as docker's does when its client
+    is killed, and the child doing the work (the warm template's, or cold, the caller's own:
+    cli.cold_child) still waits for it, notes its exit code (`wait`, `ps`, `inspect`) and removes
+    a --rm one, as docker's daemon does."""
 
     def started(record: Any) -> None:
         import mrun.warm.client as warm  # (layer 1: the client alone, not the template's package)

@@ -115,6 +115,10 @@ def call(g: dict[str, Any], cmd: Command, params: dict[str, Any]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``argv`` None: this process is the `mrun` program (bin/mrun-python), whose caller may be
+    killed under a foreground run (cli.cold_child); given, a verb run inside its caller's own
+    process (the warm template's child, a test's driver), which does the work right here."""
+    as_program = argv is None
     argv = sys.argv[1:] if argv is None else argv
     umask.own_files()
     from mrun.cli.fastparse import ParseError, parse, prune_flags
@@ -134,7 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         code = _warm(argv)
         if code is not None:
             return code
-    code = call(g, cmd, params)
+    if as_program and _outlives_its_caller(cmd, params):
+        from mrun.cli.cold_child import run_in_child
+
+        code = run_in_child(lambda: call(g, cmd, params))
+    else:
+        code = call(g, cmd, params)
     if cmd.name not in CLEANUP_VERBS and warm_worthy(cmd, params, argv, native=True):
         _template_for_next_time()
     return code
@@ -257,6 +266,13 @@ def warm_worthy(cmd: Command, params: dict[str, Any], argv: list[str], native: b
     if name == "ps":
         return not params.get("container_id")  # the docker-like list; `ps ID` is runc's
     return False
+
+
+def _outlives_its_caller(cmd: Command, params: dict[str, Any]) -> bool:
+    """A foreground `mrun run IMAGE` done cold: by a child of ours, which sees the container's end
+    should we be killed (cli.cold_child). Not with -t: the terminal's relay is ours, and ends with
+    us, as the warm template's child's does."""
+    return cmd.name == "run" and not params.get("bundle") and not params.get("detach") and not params.get("tty")
 
 
 def _template_for_next_time() -> None:

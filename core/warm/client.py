@@ -49,10 +49,11 @@ release: Any = None
 # In a served child: what the template already read of the caller's stdin, and whether that was
 # all of it (to EOF), when it looked at a shim ``start`` it could not answer itself. Else None.
 stdin_read: Any = None
-# In a served child: set by work that must see its end though its caller is killed (a foreground
-# `mrun run`, once its container runs: its exit code is noted for `wait`, `ps` and `inspect`, and
-# a --rm container removed, as docker's daemon does whoever waits). Until then the caller's death
-# takes the child along, as it would have taken a cold process. Read by child.die_with_caller.
+# In a child doing its caller's work (the template's, or a cold foreground run's: cli.cold_child):
+# set by work that must see its end though its caller is killed (a foreground `mrun run`, once its
+# container runs: its exit code is noted for `wait`, `ps` and `inspect`, and a --rm container
+# removed, as docker's daemon does whoever waits). Until then the caller's death takes the child
+# along, as it would have taken the caller's own work. Read by kernel.hangup.die_with_caller.
 outlive_caller = False
 # Set by the Python launchers from MRUN_LAUNCHER, which the native launcher (bin/launcher.c) sets
 # when it runs one: "asked" (the template was asked and did not serve) or "link:<key>" (no

@@ -1,0 +1,81 @@
+"""A cold foreground `mrun run IMAGE` done by a child of ours, as the warm template's child does it.
+
+Done in the calling process itself, the container's init was that process's child: killed
+(`timeout -s KILL`, the OOM killer) while the container ran, nothing was left to reap the init,
+and its exit code was lost (`wait` could only say so; `inspect` said 0). Now the caller only
+passes its signals on and returns the child's status; the child has a session of its own (the
+terminal's signals are the caller's to pass on, once), dies with its caller until the container
+runs, and from then on sees the container's end whatever becomes of the caller: it notes the exit
+code and removes a --rm container, as the warm template's child does.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+def run_in_child(work: Callable[[], int]) -> int:
+    """``work()`` in a forked child; -> its status, or this process ends as the child did (of a
+    signal it was passed)."""
+    import _signal as signal  # the C module: `signal` would import enum for the same calls
+    import _socket
+
+    import mrun.warm.client as warm
+    from mrun.kernel.hangup import die_with_caller
+
+    relayed = [getattr(signal, name) for name in warm.FORWARDED]
+    ours, theirs = (end.detach() for end in _socket.socketpair(_socket.AF_UNIX,
+                                                                 _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC))
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, relayed)  # until the relay is in place: none is lost
+    pid = os.fork()
+    if pid == 0:
+        from mrun.exiting import finish
+
+        os.close(ours)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # pending signals stay the caller's
+        os.setsid()
+        die_with_caller(theirs, lambda: warm.outlive_caller)
+        code = 255
+        try:
+            code = work()
+        finally:
+            finish(code)
+    os.close(theirs)
+    try:
+        return _relay_until_it_ends(pid, relayed, blocked)
+    finally:
+        os.close(ours)
+
+
+def _relay_until_it_ends(pid: int, relayed: list[int], blocked: set[int]) -> int:
+    import _signal as signal
+
+    pidfd = os.pidfd_open(pid)
+
+    def relay(signum: int, _frame: object) -> None:
+        try:
+            signal.pidfd_send_signal(pidfd, signum)
+        except OSError:
+            pass  # it has ended: its status is what we return
+
+    previous = {sig: signal.signal(sig, relay) for sig in relayed}
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    try:
+        _, status = os.waitpid(pid, 0)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        os.close(pidfd)
+    if os.WIFSIGNALED(status):  # it died of a signal (ours, passed on): so do we, as the work would have made us
+        sig = os.WTERMSIG(status)
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+        return 128 + sig
+    return os.waitstatus_to_exitcode(status)
