@@ -26,25 +26,27 @@ def run_in_child(work: Callable[[], int]) -> int:
     import _socket
 
     import mrun.warm.client as warm
+    from mrun.exiting import finish, flush_standard_streams
     from mrun.kernel.hangup import die_with_caller
 
     relayed = [getattr(signal, name) for name in warm.FORWARDED]
     ours, theirs = (end.detach() for end in _socket.socketpair(_socket.AF_UNIX,
                                                                  _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC))
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
+    flush_standard_streams()  # or the child would write them again
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, relayed)  # until the relay is in place: none is lost
     pid = os.fork()
-    if pid == 0:
-        from mrun.exiting import finish
-
-        os.close(ours)
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # pending signals stay the caller's
-        os.setsid()
-        die_with_caller(theirs, lambda: warm.outlive_caller)
+    if pid == 0:  # never returns: whatever fails here, the caller must not go on as if it were the work
         code = 255
         try:
+            os.close(ours)
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # pending signals stay the caller's
+            os.setsid()
+            die_with_caller(theirs, lambda: warm.outlive_caller)
             code = work()
+        except KeyboardInterrupt:  # ^C before the work had its own handling
+            code = 130
+        except BaseException as e:  # noqa: BLE001 - one line, as every failure
+            print(f"mrun: run: {e.__class__.__name__}: {e}", file=sys.stderr)
         finally:
             finish(code)
     os.close(theirs)
