@@ -51,33 +51,25 @@ def run_in_child(work: Callable[[], int]) -> int:
             finish(code)
     os.close(theirs)
     try:
-        return _relay_until_it_ends(pid, relayed, blocked)
+        return _relay_until_it_ends(pid, blocked)
     finally:
         os.close(ours)
 
 
-def _relay_until_it_ends(pid: int, relayed: list[int], blocked: set[int]) -> int:
+def _relay_until_it_ends(pid: int, blocked: set[int]) -> int:
     import _signal as signal
 
+    import mrun.warm.client as warm
+
     pidfd = os.pidfd_open(pid)
-
-    def relay(signum: int, _frame: object) -> None:
-        try:
-            signal.pidfd_send_signal(pidfd, signum)
-        except OSError:
-            pass  # it has ended: its status is what we return
-
-    previous = {sig: signal.signal(sig, relay) for sig in relayed}
+    previous = warm.relay_signals(pidfd)
     signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     try:
         _, status = os.waitpid(pid, 0)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        warm.restore_signals(previous)
         os.close(pidfd)
     if os.WIFSIGNALED(status):  # it died of a signal (ours, passed on): so do we, as the work would have made us
-        sig = os.WTERMSIG(status)
-        signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)
-        return 128 + sig
+        warm.die_of(os.WTERMSIG(status))
+        return 128 + os.WTERMSIG(status)
     return os.waitstatus_to_exitcode(status)

@@ -358,19 +358,7 @@ def _wait(sock: Any, pid: int) -> int:
     except OSError:
         pidfd = -1
     received: list[int] = []
-
-    def relay(signum: int, _frame: object) -> None:
-        received.append(signum)
-        if pidfd >= 0:
-            try:
-                signal.pidfd_send_signal(pidfd, signum)
-            except OSError:
-                pass
-
-    previous = {}
-    for name in FORWARDED:
-        sig = getattr(signal, name)
-        previous[sig] = signal.signal(sig, relay)
+    previous = relay_signals(pidfd, received)
     try:
         last = recv_message(sock)
         if pidfd >= 0 and not (last or {}).get("detached"):  # and gone, as a cold command is when it returns
@@ -378,18 +366,49 @@ def _wait(sock: Any, pid: int) -> int:
 
             select.select([pidfd], [], [], EXIT_WAIT)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        restore_signals(previous)
         if pidfd >= 0:
             os.close(pidfd)
     if last is not None and isinstance(last.get("exit"), int):
         return last["exit"]
     fatal = [s for s in received if s not in (signal.SIGWINCH, signal.SIGCONT)]
     if fatal:  # it died of a signal we passed on, as we would have
-        signal.signal(fatal[-1], signal.SIG_DFL)
-        os.kill(os.getpid(), fatal[-1])
+        die_of(fatal[-1])
     print("mrun: the process that ran this command ended without an exit status", file=sys.stderr)
     return 255
+
+
+def relay_signals(pidfd: int, received: list[int] | None = None) -> dict[int, Any]:
+    """Our FORWARDED signals passed on to the process ``pidfd`` (none where it is -1), each noted
+    in ``received``, until ``restore_signals`` of what this returns: the work's process, which
+    does what our caller asked of us (the template's child, a cold run's: cli.cold_child)."""
+    import _signal as signal
+
+    def relay(signum: int, _frame: object) -> None:
+        if received is not None:
+            received.append(signum)
+        if pidfd >= 0:
+            try:
+                signal.pidfd_send_signal(pidfd, signum)
+            except OSError:
+                pass  # it has ended: its status is what we return
+
+    return {sig: signal.signal(sig, relay) for sig in (getattr(signal, name) for name in FORWARDED)}
+
+
+def restore_signals(previous: dict[int, Any]) -> None:
+    import _signal as signal
+
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+def die_of(sig: int) -> None:
+    """End as the work's process ended, of ``sig`` (one we passed on), as it would have ended us."""
+    import _signal as signal
+
+    signal.signal(sig, signal.SIG_DFL)
+    os.kill(os.getpid(), sig)
 
 
 def status(path: str | None = None) -> dict[str, Any] | None:
