@@ -593,6 +593,8 @@ class Runtime:
         try:
             if ours is not None:
                 proxy = _terminal_from(ours, opts.terminal_log)
+                if opts.terminal_relay is not None:
+                    opts.terminal_relay(proxy)
             raise_if_held()  # a stop signal `mrun run` held while it made the container: it ends here
             with span("run start"):
                 started = self.start(container_id)

@@ -6,7 +6,8 @@ and its exit code was lost (`wait` could only say so; `inspect` said 0). Now the
 passes its signals on and returns the child's status; the child has a session of its own (the
 terminal's signals are the caller's to pass on, once), dies with its caller until the container
 runs, and from then on sees the container's end whatever becomes of the caller: it notes the exit
-code and removes a --rm container, as the warm template's child does.
+code and removes a --rm container, as the warm template's child does. With -t the child relays
+the terminal too, and lets it go once the caller is gone (console.TerminalProxy.let_go).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def run_in_child(work: Callable[[], int]) -> int:
             os.close(ours)
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # pending signals stay the caller's
             os.setsid()
-            die_with_caller(theirs, lambda: warm.outlive_caller)
+            die_with_caller(theirs, warm.outliving)
             code = work()
         except KeyboardInterrupt:  # ^C before the work had its own handling
             code = 130

@@ -270,9 +270,9 @@ def warm_worthy(cmd: Command, params: dict[str, Any], argv: list[str], native: b
 
 def _outlives_its_caller(cmd: Command, params: dict[str, Any]) -> bool:
     """A foreground `mrun run IMAGE` done cold: by a child of ours, which sees the container's end
-    should we be killed (cli.cold_child). Not with -t: the terminal's relay is ours, and ends with
-    us, as the warm template's child's does."""
-    return cmd.name == "run" and not params.get("bundle") and not params.get("detach") and not params.get("tty")
+    should we be killed (cli.cold_child). With -t the child relays the terminal too, as the warm
+    template's child does, and lets it go when we are gone."""
+    return cmd.name == "run" and not params.get("bundle") and not params.get("detach")
 
 
 def _template_for_next_time() -> None:

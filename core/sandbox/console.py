@@ -81,16 +81,20 @@ class TerminalProxy:
     """Foreground ``run`` of a terminal container: our stdio <-> the container's pty master.
 
     With a terminal on our stdin it goes raw (keys, ^C included, reach the container's pty)
-    and the window size follows ours; both are restored at the end."""
+    and the window size follows ours; both are restored at the end. ``let_go``: the caller was
+    killed while the container runs on; its terminal is its shell's again, and the container's
+    output goes on into the log alone."""
 
     def __init__(self, master: int, log: Callable[[bytes], None] | None = None) -> None:
         """``log``: given each piece of the container's output too (`mrun run -t` keeping its log)."""
         self.master, self.log = master, log
         self.saved: list | None = None
+        self.leaving = False
+        self.wake_up, self.waker = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self.thread = threading.Thread(target=self._copy, daemon=True)
 
     def begin(self) -> None:
-        if os.isatty(0):
+        if os.isatty(0) and not self.leaving:
             import tty
 
             self.saved = termios.tcgetattr(0)
@@ -98,9 +102,22 @@ class TerminalProxy:
         self.resize()
         self.thread.start()
 
+    def let_go(self) -> None:
+        """The caller is gone (`timeout -s KILL`, the OOM killer) and the container runs on, as
+        docker's does when its client is killed: the relay stops reading and writing the
+        caller's terminal and gives it its mode back (where docker's killed client leaves it
+        raw). Safe in a signal handler: the relay's thread does it."""
+        self.leaving = True
+        try:
+            os.write(self.waker, b"!")
+        except OSError:  # already woken
+            pass
+
     def resize(self) -> bool:
         """Our window's size onto the container's pty (whose kernel signals SIGWINCH if it
         changed). -> True: the pty took it."""
+        if self.leaving:  # the caller's window is no longer the container's
+            return True
         for ours in (0, 1):  # stdin's; stdout's where stdin is none (docker's -t without -i)
             try:
                 size = fcntl.ioctl(ours, termios.TIOCGWINSZ, b"\0" * 8)
@@ -114,8 +131,14 @@ class TerminalProxy:
         return False
 
     def _copy(self) -> None:
-        inputs = [self.master, 0]
+        inputs = [self.master, self.wake_up, 0]
+        shown = True  # the container's output goes to our stdout
         while True:
+            if self.leaving and shown:
+                shown = False
+                if 0 in inputs:
+                    inputs.remove(0)
+                self._give_back()
             try:
                 ready, _, _ = select.select(inputs, [], [])
             except (OSError, ValueError):
@@ -127,24 +150,58 @@ class TerminalProxy:
                     return
                 if not data:
                     return
-                os.write(1, data)
+                if shown:
+                    try:
+                        os.write(1, data)
+                    except OSError:  # our terminal hung up: the container's output goes on, into its log
+                        shown = False
                 if self.log is not None:
                     try:
                         self.log(data)
                     except OSError:  # no room for the log: the terminal goes on without it
                         self.log = None
             if 0 in ready:
-                data = os.read(0, 65536) if 0 in inputs else b""
+                try:
+                    data = os.read(0, 65536)
+                except OSError:  # EIO: our terminal hung up
+                    data = b""
                 if data:
                     os.write(self.master, data)
                 else:
                     inputs.remove(0)  # our stdin ended; the container keeps its terminal
+            if self.wake_up in ready:
+                try:
+                    os.read(self.wake_up, 64)
+                except OSError:
+                    pass
+
+    def _give_back(self) -> None:
+        """The caller's terminal as the caller found it, and none of our stdio on it: a message
+        of ours after the caller would land in its shell's prompt, and a terminal closed later
+        is nothing of ours."""
+        self._restore_mode(termios.TCSANOW)
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            for fd in (0, 1, 2):
+                if os.isatty(fd):
+                    os.dup2(null, fd)
+        finally:
+            os.close(null)
+
+    def _restore_mode(self, when: int) -> None:
+        saved, self.saved = self.saved, None
+        if saved is not None:
+            try:
+                termios.tcsetattr(0, when, saved)
+            except (termios.error, OSError):  # the terminal went meanwhile
+                pass
 
     def end(self) -> None:
         if self.thread.is_alive() or self.thread.ident is not None:
             self.thread.join(timeout=2)
         self.log = None  # a relay still copying (a process elsewhere holds the pty) logs no more
-        if self.saved is not None:
-            termios.tcsetattr(0, termios.TCSADRAIN, self.saved)
+        self._restore_mode(termios.TCSADRAIN)
         sys.stdout.flush()
         os.close(self.master)
+        os.close(self.wake_up)
+        os.close(self.waker)

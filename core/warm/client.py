@@ -55,12 +55,24 @@ stdin_read: Any = None
 # removed, as docker's daemon does whoever waits). Until then the caller's death takes the child
 # along, as it would have taken the caller's own work. Read by kernel.hangup.die_with_caller.
 outlive_caller = False
+# Called once the caller has gone, in a child that outlives it: a `run -t`'s terminal relay lets
+# the caller's terminal go (console.TerminalProxy.let_go).
+when_caller_gone: list[Any] = []
 # Set by the Python launchers from MRUN_LAUNCHER, which the native launcher (bin/launcher.c) sets
 # when it runs one: "asked" (the template was asked and did not serve) or "link:<key>" (no
 # template answered at the native launcher's link: make it and start one, for a call a template
 # would serve). Either way this process does not ask: the native launcher did, or found none.
 launcher: str | None = None
 _started_template = False  # this process started one: a second would only wait for its lock
+
+
+def outliving() -> bool:
+    """kernel.hangup.die_with_caller's question, asked when the caller has gone: does the work go
+    on (``outlive_caller``)? If it does, what must know of the caller's end learns it now."""
+    if outlive_caller:
+        for hook in when_caller_gone:
+            hook()
+    return outlive_caller
 
 
 def enabled() -> bool:
