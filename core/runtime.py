@@ -664,10 +664,11 @@ def _relayed_console(what: str, process: dict[str, Any], opts: CreateOptions, de
 def _terminal_from(ours: Any, log: Any = None) -> Any:
     """The relay of the pty that came on ``ours`` (closed here), sized as our terminal before the
     program runs: its first look at the size must find ours. ``log``: given its output too."""
+    import mrun.warm.client as warm
     from mrun.sandbox.console import TerminalProxy, receive_fd
 
     try:
-        proxy = TerminalProxy(receive_fd(ours), log)
+        proxy = TerminalProxy(receive_fd(ours), log, warm.caller)
     finally:
         ours.close()
     proxy.resize()

@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -421,6 +422,32 @@ def test_foreground_terminal_forwards_input(h):
     out, _ = proc.communicate("echo typed $((6*7))\nexit 6\n", timeout=30)
     assert proc.returncode == 6
     assert "typed 42" in out.replace("\r", "")
+
+
+def test_a_terminal_run_in_a_shell_s_background_waits_for_fg(h):
+    """runc's `run -b` with a terminal, as a shell's background job: the kernel stops it when it
+    makes the terminal raw (SIGTTOU) until `fg`. Then the mode change failed with "Interrupted
+    system call" (the SIGCONT that `fg` sends had a handler of ours: the change is not restarted)
+    and the run ended with an internal error; it is now tried again."""
+    from test_warm import JOB_SHELL, _as_a_session_leader_on, _read_until
+
+    cfg = h.config(["sh", "-c", "read line; echo got=$line; exit 3"])
+    cfg["process"]["terminal"] = True
+    leader, follower = os.openpty()
+    shell = subprocess.Popen([sys.executable, "-c", JOB_SHELL, h.binary, "--root", h.root, "run", "-b",
+                              h.bundle(config=cfg), h.cid()],
+                             stdin=follower, stdout=follower, stderr=follower,
+                             preexec_fn=_as_a_session_leader_on(follower))
+    os.close(follower)
+    try:
+        assert "stopped cooked" in _read_until(leader, "cooked", timeout=30)
+        os.write(leader, b"typed\n")
+        assert "got=typed" in _read_until(leader, "exit 3", timeout=30)
+        assert shell.wait(timeout=15) == 0
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+        os.close(leader)
 
 
 def test_no_pivot_runs_with_chroot(h):

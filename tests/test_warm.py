@@ -12,6 +12,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import termios
 import time
 
@@ -240,6 +241,67 @@ def test_a_terminal_containers_output_is_in_its_log(images, busybox_archive):
     assert "hello-tty" in logged and "33 111" in logged, logged
     assert img_ok(h, "wait", "tl").stdout == "4\n"
     img_ok(h, "rm", "tl")
+
+
+# A shell's job control, shrunk: the session leader of a terminal that runs argv as a background
+# job (its own process group, not the terminal's foreground one), says whether the job stopped
+# and the terminal's mode then, brings it to the foreground (`fg`) and says how it ended.
+JOB_SHELL = """
+import os, signal, sys, termios, time
+p = os.fork()
+if p == 0:
+    os.setpgid(0, 0)
+    os.execvp(sys.argv[1], sys.argv[1:])
+os.setpgid(p, p)
+deadline = time.monotonic() + 10
+while True:
+    pid, status = os.waitpid(p, os.WUNTRACED | os.WNOHANG)
+    if pid or time.monotonic() > deadline:
+        break
+    time.sleep(0.02)
+raw = not termios.tcgetattr(0)[3] & termios.ICANON
+print("stopped" if pid and os.WIFSTOPPED(status) else "running", "raw" if raw else "cooked", flush=True)
+signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # as a shell: it hands its terminal over
+os.tcsetpgrp(0, p)
+os.killpg(p, signal.SIGCONT)
+pid, status = os.waitpid(p, 0)
+os.tcsetpgrp(0, os.getpgrp())
+print("exit", os.waitstatus_to_exitcode(status), flush=True)
+"""
+
+
+def _as_a_session_leader_on(follower: int):
+    def become() -> None:
+        os.setsid()
+        fcntl.ioctl(follower, termios.TIOCSCTTY, 0)
+    return become
+
+
+@LAUNCHERS
+def test_a_terminal_run_in_a_shell_s_background_is_stopped_until_it_is_brought_back(images, busybox_archive):
+    """`mrun run -ti IMAGE sh &` at a shell: the kernel stops a background job that reads its
+    terminal or changes its mode (SIGTTIN, SIGTTOU) until `fg`, and a cold mrun doing the work
+    itself was stopped so, as docker's client is. The child doing the work (the template's, or
+    a cold run's) has a session of its own, which the kernel does not check: it made the shell's
+    terminal raw and read the keys meant for the shell. It now stops its caller's job as the
+    kernel would, and waits for the shell to bring it back."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    leader, follower = os.openpty()
+    shell = subprocess.Popen(
+        [sys.executable, "-c", JOB_SHELL, *cli(h, *run_args(h, "--rm", "-t", "-i", IMAGE, "sh", "-c",
+                                                               "read line; echo got=$line; exit 3"))],
+        stdin=follower, stdout=follower, stderr=follower, env=env_of(h), preexec_fn=_as_a_session_leader_on(follower))
+    os.close(follower)
+    try:
+        assert "stopped cooked" in _read_until(leader, "cooked", timeout=30)  # not a key of the shell's read
+        os.write(leader, b"typed\n")  # once it is in the foreground again
+        assert "got=typed" in _read_until(leader, "exit 3", timeout=30)
+        assert shell.wait(timeout=15) == 0
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+        os.close(leader)
 
 
 def test_relative_paths_resolve_in_the_callers_directory_not_at_its_name(images, busybox_archive, tmp_path):

@@ -35,11 +35,13 @@ def run_in_child(work: Callable[[], int]) -> int:
                                                                  _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC))
     flush_standard_streams()  # or the child would write them again
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, relayed)  # until the relay is in place: none is lost
+    caller = os.getpid()
     pid = os.fork()
     if pid == 0:  # never returns: whatever fails here, the caller must not go on as if it were the work
         code = 255
         try:
             os.close(ours)
+            warm.caller = caller
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # pending signals stay the caller's
             os.setsid()
             die_with_caller(theirs, warm.outliving)

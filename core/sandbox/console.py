@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import _signal  # the C module: `signal` would import enum for two numbers
+import errno
 import fcntl
 import os
 import select
@@ -11,6 +13,7 @@ import struct
 import sys
 import termios
 import threading
+import time
 
 from mrun.errors import MrunError
 from mrun.kernel import fdpass, inroot
@@ -77,6 +80,9 @@ def receive_fd(sock: socket.socket) -> int:
     return fds[0]
 
 
+JOB_LOOK = 0.5  # seconds: how often a relay for its caller looks whether the caller's job is in the background
+
+
 class TerminalProxy:
     """Foreground ``run`` of a terminal container: our stdio <-> the container's pty master.
 
@@ -85,22 +91,47 @@ class TerminalProxy:
     killed while the container runs on; its terminal is its shell's again, and the container's
     output goes on into the log alone."""
 
-    def __init__(self, master: int, log: Callable[[bytes], None] | None = None) -> None:
-        """``log``: given each piece of the container's output too (`mrun run -t` keeping its log)."""
-        self.master, self.log = master, log
+    def __init__(self, master: int, log: Callable[[bytes], None] | None = None, caller: int = 0) -> None:
+        """``log``: given each piece of the container's output too (`mrun run -t` keeping its log).
+        ``caller``: the process whose terminal this is, where it is not us (a child doing its work,
+        in a session of its own): the terminal's job control is done for it (kernel.job_control)."""
+        self.master, self.log, self.caller = master, log, caller
         self.saved: list | None = None
-        self.leaving = False
+        self.raw: list | None = None  # the mode we gave the terminal
+        self.leaving = self.ending = False
         self.wake_up, self.waker = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self.thread = threading.Thread(target=self._copy, daemon=True)
 
     def begin(self) -> None:
-        if os.isatty(0) and not self.leaving:
-            import tty
-
-            self.saved = termios.tcgetattr(0)
-            tty.setraw(0, termios.TCSANOW)  # not its default TCSAFLUSH: what was typed ahead is the container's
         self.resize()
         self.thread.start()
+
+    def _make_raw(self) -> None:
+        import tty
+
+        if self.leaving or not os.isatty(0) or not self._in_foreground(_signal.SIGTTOU):
+            return
+        while True:
+            try:
+                saved = termios.tcgetattr(0)
+                tty.setraw(0, termios.TCSANOW)  # not its default TCSAFLUSH: what was typed ahead is the container's
+                self.saved, self.raw = saved, termios.tcgetattr(0)
+                return
+            except termios.error as e:
+                # EINTR: stopped in the background (SIGTTOU) and let go on by `fg`, whose SIGCONT
+                # we pass on (a handler: the change is not restarted); anything else (EIO: an
+                # orphaned job), the relay goes on with the terminal's mode as it is
+                if e.args[0] != errno.EINTR:
+                    return
+
+    def _in_foreground(self, signum: int) -> bool:
+        """Whether we may read the terminal (SIGTTIN) or change its mode (SIGTTOU) as our
+        caller's job, once it is in the foreground (waiting until then, the job stopped)."""
+        if not self.caller:  # we are the caller: the kernel sees to it
+            return True
+        from mrun.kernel.job_control import wait_for_foreground
+
+        return wait_for_foreground(self.caller, 0, signum, lambda: self.leaving or self.ending)
 
     def let_go(self) -> None:
         """The caller is gone (`timeout -s KILL`, the OOM killer) and the container runs on, as
@@ -131,16 +162,24 @@ class TerminalProxy:
         return False
 
     def _copy(self) -> None:
+        self._make_raw()
         inputs = [self.master, self.wake_up, 0]
         shown = True  # the container's output goes to our stdout
+        looked = time.monotonic()  # when the caller's job was last seen in the foreground
         while True:
             if self.leaving and shown:
                 shown = False
                 if 0 in inputs:
                     inputs.remove(0)
                 self._give_back()
+            if self.caller and 0 in inputs and time.monotonic() - looked > JOB_LOOK:
+                # As a read of the terminal would be stopped in the background (after `bg`)
+                if not self._in_foreground(_signal.SIGTTIN):
+                    inputs.remove(0)  # the kernel's EIO: no more input
+                looked = time.monotonic()
+                continue
             try:
-                ready, _, _ = select.select(inputs, [], [])
+                ready, _, _ = select.select(inputs, [], [], JOB_LOOK if self.caller and 0 in inputs else None)
             except (OSError, ValueError):
                 return
             if self.master in ready:
@@ -160,7 +199,10 @@ class TerminalProxy:
                         self.log(data)
                     except OSError:  # no room for the log: the terminal goes on without it
                         self.log = None
-            if 0 in ready:
+            if 0 in ready and self.caller and not self._in_foreground(_signal.SIGTTIN):
+                inputs.remove(0)
+            elif 0 in ready:
+                looked = time.monotonic()
                 try:
                     data = os.read(0, 65536)
                 except OSError:  # EIO: our terminal hung up
@@ -179,7 +221,8 @@ class TerminalProxy:
         """The caller's terminal as the caller found it, and none of our stdio on it: a message
         of ours after the caller would land in its shell's prompt, and a terminal closed later
         is nothing of ours."""
-        self._restore_mode(termios.TCSANOW)
+        if self.raw is not None and self._mode() == self.raw:  # not where the shell has set its own since
+            self._restore_mode(termios.TCSANOW)
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         try:
             for fd in (0, 1, 2):
@@ -187,6 +230,12 @@ class TerminalProxy:
                     os.dup2(null, fd)
         finally:
             os.close(null)
+
+    def _mode(self) -> list | None:
+        try:
+            return termios.tcgetattr(0)
+        except (termios.error, OSError):
+            return None
 
     def _restore_mode(self, when: int) -> None:
         saved, self.saved = self.saved, None
@@ -197,9 +246,15 @@ class TerminalProxy:
                 pass
 
     def end(self) -> None:
+        self.ending = True
         if self.thread.is_alive() or self.thread.ident is not None:
             self.thread.join(timeout=2)
         self.log = None  # a relay still copying (a process elsewhere holds the pty) logs no more
+        if self.caller:
+            from mrun.kernel.job_control import in_background
+
+            if in_background(self.caller, 0):  # the shell has the terminal, and its own mode on it
+                self.saved = None
         self._restore_mode(termios.TCSADRAIN)
         sys.stdout.flush()
         os.close(self.master)

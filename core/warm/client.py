@@ -55,6 +55,9 @@ stdin_read: Any = None
 # removed, as docker's daemon does whoever waits). Until then the caller's death takes the child
 # along, as it would have taken the caller's own work. Read by kernel.hangup.die_with_caller.
 outlive_caller = False
+# In a child doing its caller's work: the caller's pid. Its terminal's job control is the
+# caller's, and a relay of that terminal in our session of our own does it for the caller.
+caller = 0
 # Called once the caller has gone, in a child that outlives it: a `run -t`'s terminal relay lets
 # the caller's terminal go (console.TerminalProxy.let_go).
 when_caller_gone: list[Any] = []

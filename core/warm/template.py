@@ -489,6 +489,7 @@ class Template:
                 daemon_from(msg)  # never returns
             # armed first: a caller killed from now on takes us along, until the work asks to outlive it
             die_with_caller(reply.fileno(), client.outliving)
+            client.caller = peer_pid
             client.send_message(reply, {"pid": os.getpid()})
             if msg["kind"] == "shim":
                 client.release = lambda status: _release(reply, status)  # its start may carry on as the daemon
