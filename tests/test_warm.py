@@ -243,6 +243,25 @@ def test_a_terminal_containers_output_is_in_its_log(images, busybox_archive):
     img_ok(h, "rm", "tl")
 
 
+@LAUNCHERS
+def test_a_terminal_container_given_more_input_than_its_pty_holds_goes_on(images, busybox_archive, tmp_path):
+    """`mrun run -ti IMAGE sh < script` or a large paste: the relay wrote what it read of its
+    stdin into the pty whole, and while the container was not reading (asleep, or printing),
+    that write held the relay, which then read none of the container's output (its echo of the
+    input among it): the container waited for us and we for it, for good. Input now waits in the
+    relay while output goes on."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    lines = tmp_path / "lines"
+    lines.write_text("".join(f"line {i:06d} {'x' * 60}\n" for i in range(6000)))  # ~430 KB
+    with open(lines) as stdin:
+        r = subprocess.run(cli(h, *run_args(h, "--rm", "-t", "-i", IMAGE, "sh", "-c",
+                                            "sleep 1; head -n 5000 | tail -n 1; echo done")),
+                           stdin=stdin, capture_output=True, timeout=90, env=env_of(h))
+    assert r.returncode == 0, r.stderr
+    assert b"line 004999" in r.stdout and r.stdout.rstrip().endswith(b"done"), r.stdout[-300:]
+
+
 # A shell's job control, shrunk: the session leader of a terminal that runs argv as a background
 # job (its own process group, not the terminal's foreground one), says whether the job stopped
 # and the terminal's mode then, lets it go on in the background (`bg`) and says whether it

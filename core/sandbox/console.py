@@ -81,6 +81,14 @@ def receive_fd(sock: socket.socket) -> int:
 
 
 JOB_LOOK = 0.5  # seconds: how often a relay for its caller looks whether the caller's job is in the background
+INPUT_HELD = 1 << 20  # bytes of our stdin held for a container not reading it, before we stop reading more
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """A signal taken by this thread may cut a write short: the rest follows."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 class TerminalProxy:
@@ -162,8 +170,15 @@ class TerminalProxy:
         return False
 
     def _copy(self) -> None:
+        """Both ways at once: what we read of our stdin waits here (up to INPUT_HELD) while the
+        container is not reading it, and its output is still copied meanwhile. Written to the
+        pty as it came, a paste or a file larger than the pty takes at once held the relay in
+        that write while the container, echoing or printing, waited for us to read its output:
+        neither ever went on."""
         self._make_raw()
+        os.set_blocking(self.master, False)  # ours alone; never our stdio, which others share
         inputs = [self.master, self.wake_up, 0]
+        typed = b""  # read from our stdin, not yet taken by the pty
         shown = True  # the container's output goes to our stdout
         looked = time.monotonic()  # when the caller's job was last seen in the foreground
         while True:
@@ -178,23 +193,34 @@ class TerminalProxy:
                     inputs.remove(0)  # the kernel's EIO: no more input
                 looked = time.monotonic()
                 continue
+            reading = [fd for fd in inputs if fd != 0 or len(typed) < INPUT_HELD]
             try:
-                ready, _, _ = select.select(inputs, [], [], JOB_LOOK if self.caller and 0 in inputs else None)
+                ready, writable, _ = select.select(reading, [self.master] if typed else [], [],
+                                                   JOB_LOOK if self.caller and 0 in inputs else None)
             except (OSError, ValueError):
                 return
+            if writable:
+                try:
+                    typed = typed[os.write(self.master, typed):]
+                except BlockingIOError:
+                    pass
+                except OSError:  # the container's side of its terminal is gone: it has ended
+                    return
             if self.master in ready:
                 try:
                     data = os.read(self.master, 65536)
+                except BlockingIOError:
+                    data = None
                 except OSError:  # EIO: every holder of the pty's other side is gone
                     return
-                if not data:
+                if data == b"":
                     return
-                if shown:
+                if data and shown:
                     try:
-                        os.write(1, data)
+                        _write_all(1, data)
                     except OSError:  # our terminal hung up: the container's output goes on, into its log
                         shown = False
-                if self.log is not None:
+                if data and self.log is not None:
                     try:
                         self.log(data)
                     except OSError:  # no room for the log: the terminal goes on without it
@@ -208,7 +234,7 @@ class TerminalProxy:
                 except OSError:  # EIO: our terminal hung up
                     data = b""
                 if data:
-                    os.write(self.master, data)
+                    typed += data
                 else:
                     inputs.remove(0)  # our stdin ended; the container keeps its terminal
             if self.wake_up in ready:
