@@ -178,7 +178,7 @@ class TerminalProxy:
         self._make_raw()
         os.set_blocking(self.master, False)  # ours alone; never our stdio, which others share
         inputs = [self.master, self.wake_up, 0]
-        typed = b""  # read from our stdin, not yet taken by the pty
+        typed = bytearray()  # read from our stdin, not yet taken by the pty
         shown = True  # the container's output goes to our stdout
         looked = time.monotonic()  # when the caller's job was last seen in the foreground
         while True:
@@ -201,7 +201,7 @@ class TerminalProxy:
                 return
             if writable:
                 try:
-                    typed = typed[os.write(self.master, typed):]
+                    del typed[:os.write(self.master, typed)]  # from the front: no copy of the rest
                 except BlockingIOError:
                     pass
                 except OSError:  # the container's side of its terminal is gone: it has ended
