@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -429,26 +428,12 @@ def test_a_terminal_run_in_a_shell_s_background_waits_for_fg(h):
     makes the terminal raw (SIGTTOU) until `fg`. Then the mode change failed with "Interrupted
     system call" (the SIGCONT that `fg` sends had a handler of ours: the change is not restarted)
     and the run ended with an internal error; it is now tried again."""
-    from test_warm import JOB_SHELL, _as_a_session_leader_on, _read_until
+    from test_warm import as_a_background_job
 
     cfg = h.config(["sh", "-c", "read line; echo got=$line; exit 3"])
     cfg["process"]["terminal"] = True
-    leader, follower = os.openpty()
-    shell = subprocess.Popen([sys.executable, "-c", JOB_SHELL, h.binary, "--root", h.root, "run", "-b",
-                              h.bundle(config=cfg), h.cid()],
-                             stdin=follower, stdout=follower, stderr=follower,
-                             preexec_fn=_as_a_session_leader_on(follower))
-    os.close(follower)
-    try:
-        os.write(leader, b"typed\n")  # a line for whoever reads the terminal: the container, once in the foreground
-        shown = _read_until(leader, "exit 3", timeout=60).replace("\r", "")
-        # stopped, not reading the shell's keys; sent on in the background (`bg`), it reads again: stopped again
-        assert "stopped cooked\nbg: stopped\n" in shown and "got=typed" in shown, shown
-        assert shell.wait(timeout=15) == 0
-    finally:
-        if shell.poll() is None:
-            shell.kill()
-        os.close(leader)
+    shown = as_a_background_job([h.binary, "--root", h.root, "run", "-b", h.bundle(config=cfg), h.cid()])
+    assert "stopped cooked\nbg: stopped\n" in shown and "got=typed" in shown, shown
 
 
 def test_no_pivot_runs_with_chroot(h):

@@ -199,15 +199,28 @@ def _on_a_terminal(h, args: list[str], until: str, code: int, typed: bytes = b""
                    size: tuple[int, int] = (24, 80)) -> str:
     """mrun ARGS on a terminal of ``size`` (``typed``: already in its input): what it showed up to
     ``until``, once it exited with ``code``."""
+    return on_a_terminal(cli(h, *args), until, code, env_of(h), typed, size)
+
+
+def on_a_terminal(argv: list[str], until: str, code: int, env: dict[str, str] | None, typed: bytes = b"",
+                  size: tuple[int, int] = (24, 80), controlling: bool = False, timeout: float = 15) -> str:
+    """``argv`` in a session of its own on a terminal of ``size`` (``controlling``: as the
+    terminal's session leader), ``typed`` already in its input: what it showed up to ``until``,
+    once it exited with ``code``."""
     master, slave = os.openpty()
     _set_size(slave, *size)
     if typed:
         os.write(master, typed)
-    proc = subprocess.Popen(cli(h, *args), stdin=slave, stdout=slave, stderr=slave, env=env_of(h),
-                            start_new_session=True)
+
+    def own_session() -> None:
+        os.setsid()
+        if controlling:
+            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, preexec_fn=own_session)
     os.close(slave)
     try:
-        shown = _read_until(master, until)
+        shown = _read_until(master, until, timeout)
         assert proc.wait(timeout=15) == code
         return shown
     finally:
@@ -295,11 +308,12 @@ print("exit", os.waitstatus_to_exitcode(status), flush=True)
 """
 
 
-def _as_a_session_leader_on(follower: int):
-    def become() -> None:
-        os.setsid()
-        fcntl.ioctl(follower, termios.TIOCSCTTY, 0)
-    return become
+def as_a_background_job(argv: list[str], env: dict[str, str] | None = None) -> str:
+    """What the terminal showed of ``argv`` run as a background job of JOB_SHELL (its session
+    leader), with a line typed in the terminal from the start for whoever reads it, up to the
+    job's exit status of 3 (the container's `read line; echo got=$line; exit 3`)."""
+    return on_a_terminal([sys.executable, "-c", JOB_SHELL, *argv], "exit 3", 0, env, typed=b"typed\n",
+                         controlling=True, timeout=60).replace("\r", "")
 
 
 @LAUNCHERS
@@ -312,22 +326,11 @@ def test_a_terminal_run_in_a_shell_s_background_is_stopped_until_it_is_brought_b
     kernel would, and waits for the shell to bring it back."""
     h = images
     img_ok(h, "load", busybox_archive)
-    leader, follower = os.openpty()
-    shell = subprocess.Popen(
-        [sys.executable, "-c", JOB_SHELL, *cli(h, *run_args(h, "--rm", "-t", "-i", IMAGE, "sh", "-c",
-                                                               "read line; echo got=$line; exit 3"))],
-        stdin=follower, stdout=follower, stderr=follower, env=env_of(h), preexec_fn=_as_a_session_leader_on(follower))
-    os.close(follower)
-    try:
-        os.write(leader, b"typed\n")  # a line for whoever reads the terminal: the container, once in the foreground
-        shown = _read_until(leader, "exit 3", timeout=60).replace("\r", "")
-        # stopped, not reading the shell's keys; sent on in the background (`bg`), it reads again: stopped again
-        assert "stopped cooked\nbg: stopped\n" in shown and "got=typed" in shown, shown
-        assert shell.wait(timeout=15) == 0
-    finally:
-        if shell.poll() is None:
-            shell.kill()
-        os.close(leader)
+    shown = as_a_background_job(cli(h, *run_args(h, "--rm", "-t", "-i", IMAGE, "sh", "-c",
+                                                  "read line; echo got=$line; exit 3")), env_of(h))
+    # stopped, not reading the shell's keys; sent on in the background (`bg`), it reads again:
+    # stopped again; in the foreground, the line typed reaches the container
+    assert "stopped cooked\nbg: stopped\n" in shown and "got=typed" in shown, shown
 
 
 def test_relative_paths_resolve_in_the_callers_directory_not_at_its_name(images, busybox_archive, tmp_path):
