@@ -204,8 +204,10 @@ class TerminalProxy:
                     del typed[:os.write(self.master, typed)]  # from the front: no copy of the rest
                 except BlockingIOError:
                     pass
-                except OSError:  # the container's side of its terminal is gone: it has ended
-                    return
+                except OSError:  # the container's side of its terminal is gone: its last output is still to be read
+                    typed.clear()
+                    if 0 in inputs:
+                        inputs.remove(0)
             if self.master in ready:
                 try:
                     data = os.read(self.master, 65536)
