@@ -593,8 +593,6 @@ class Runtime:
         try:
             if ours is not None:
                 proxy = _terminal_from(ours, opts.terminal_log)
-                if opts.terminal_relay is not None:
-                    opts.terminal_relay(proxy)
             raise_if_held()  # a stop signal `mrun run` held while it made the container: it ends here
             with span("run start"):
                 started = self.start(container_id)
@@ -671,6 +669,8 @@ def _terminal_from(ours: Any, log: Any = None) -> Any:
         proxy = TerminalProxy(receive_fd(ours), log, warm.caller)
     finally:
         ours.close()
+    if warm.caller:  # a child doing its caller's work: if the work outlives the caller, the terminal is let go
+        warm.when_caller_gone.append(proxy.let_go)
     proxy.resize()
     return proxy
 

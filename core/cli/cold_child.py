@@ -30,7 +30,7 @@ def run_in_child(work: Callable[[], int]) -> int:
     from mrun.exiting import finish, flush_standard_streams
     from mrun.kernel.hangup import die_with_caller
 
-    relayed = [getattr(signal, name) for name in warm.FORWARDED]
+    relayed = warm.forwarded_signals()
     ours, theirs = (end.detach() for end in _socket.socketpair(_socket.AF_UNIX,
                                                                  _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC))
     flush_standard_streams()  # or the child would write them again

@@ -611,7 +611,6 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
                     if callable(g.get("warn")):
                         g["warn"](f"container {cid!r} keeps no log: {in_words(e)}")
             options.started = _outliving_the_caller(options.started)
-            options.terminal_relay = _letting_the_terminal_go
             try:
                 code = runtime.run(cid, bundle, options, False, keep=not remove)
                 if not remove:  # as docker (its runc shim): kept, with nothing of it running, and its code
@@ -656,15 +655,6 @@ def _outliving_the_caller(then: Any) -> Any:
             then(record)
 
     return started
-
-
-def _letting_the_terminal_go(relay: Any) -> None:
-    """With -t, once the caller is gone and the container runs on (``_outliving_the_caller``):
-    the terminal is the caller's shell's again, so the relay lets it go (its mode given back) and
-    the container's output goes on into its log."""
-    import mrun.warm.client as warm
-
-    warm.when_caller_gone.append(relay.let_go)
 
 
 def _claim_cidfile(path: str) -> tuple[str, int] | None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import time
 
+from mrun.kernel import proc
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -21,21 +23,27 @@ if TYPE_CHECKING:
 STOP_SEEN_WITHIN = 1.0  # seconds: a job not stopped by then is one the kernel does not stop (orphaned)
 
 
-def in_background(caller: int, terminal: int) -> int:
-    """The caller's process group if the caller's job is in the background of ``terminal``, its
-    controlling terminal; 0 if it is in the foreground, or the terminal is not its controlling
-    one (no job control applies), or the caller is gone."""
+def in_background(caller: int, terminal: int) -> bool:
+    """Whether the caller's job is in the background of ``terminal``, its controlling terminal
+    (not when the terminal is not its controlling one: no job control applies; nor once the
+    caller is gone)."""
+    return _background_job(caller, terminal) is not None
+
+
+def _background_job(caller: int, terminal: int) -> tuple[int, bool] | None:
+    """(its process group, whether the caller is stopped) where ``in_background``, else None."""
+    fields = proc.stat_fields(caller)  # state ppid pgrp session tty_nr tpgid ...
     try:
-        with open(f"/proc/{caller}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()  # state ppid pgrp session tty_nr tpgid ...
         rdev = os.fstat(terminal).st_rdev
     except OSError:
-        return 0
+        return None
+    if fields is None:
+        return None
     pgrp, tty_nr, foreground = int(fields[2]), int(fields[4]), int(fields[5])
     major, minor = (tty_nr >> 8) & 0xFFF, (tty_nr & 0xFF) | ((tty_nr >> 12) & 0xFFF00)
     if (major, minor) != (os.major(rdev), os.minor(rdev)) or foreground in (-1, pgrp):
-        return 0
-    return pgrp
+        return None
+    return pgrp, fields[0] in (b"T", b"t")
 
 
 def wait_for_foreground(caller: int, terminal: int, signum: int, give_up: Callable[[], bool]) -> bool:
@@ -49,10 +57,11 @@ def wait_for_foreground(caller: int, terminal: int, signum: int, give_up: Callab
 
     signalled = was_stopped = False
     since = 0.0
-    while pgrp := in_background(caller, terminal):
+    while job := _background_job(caller, terminal):
+        pgrp, stopped = job
         if give_up():
             return False
-        if _stopped(caller):
+        if stopped:
             was_stopped = True
         elif not signalled or was_stopped:  # not stopped yet, or stopped and since let go on in the background (`bg`)
             if _ignored_or_blocked(caller, signum):
@@ -71,16 +80,6 @@ def wait_for_foreground(caller: int, terminal: int, signum: int, give_up: Callab
 def _ignored_or_blocked(pid: int, signum: int) -> bool:
     bit = 1 << (signum - 1)
     try:
-        with open(f"/proc/{pid}/status") as f:
-            masks = {k: int(v, 16) for k, _, v in (line.partition(":\t") for line in f) if k in ("SigBlk", "SigIgn")}
+        return any(int(proc.status_field(mask, pid) or "0", 16) & bit for mask in ("SigBlk", "SigIgn"))
     except (OSError, ValueError):
-        return False
-    return any(mask & bit for mask in masks.values())
-
-
-def _stopped(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] in (b"T", b"t")
-    except OSError:
         return False

@@ -77,6 +77,18 @@ def status_field(name: str, pid: int | str = "self") -> str | None:
     return None
 
 
+def stat_fields(pid: int) -> list[bytes] | None:
+    """/proc/PID/stat's fields after the command's name (state, ppid, pgrp, session, tty_nr,
+    tpgid, ...: proc(5)'s third on), or None if the process is gone. The name may hold spaces
+    and parentheses: the fields start after its last ')'."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data[data.rindex(b")") + 2 :].split()
+
+
 def start_time(pid: int) -> int | None:
     """The process's start time in clock ticks, or None if it is gone or a zombie.
 
@@ -85,13 +97,8 @@ def start_time(pid: int) -> int | None:
     """
     if pid <= 0:
         return None
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rindex(b")") + 2 :].split()
-    if fields[0] in (b"Z", b"X"):
+    fields = stat_fields(pid)
+    if fields is None or fields[0] in (b"Z", b"X"):
         return None
     return int(fields[19])
 

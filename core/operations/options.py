@@ -26,7 +26,6 @@ class CreateOptions:
         self.console: Any = None  # an already connected console socket (foreground `run -t`)
         self.terminal_log: Any = None  # given each piece of that terminal's output too (its log)
         self.started: Any = None  # `run`: given the record once started (a foreground run keeps a copy)
-        self.terminal_relay: Any = None  # `run`: given the relay of its terminal, once made
         # The operator's annotations over the bundle's (the shim's runtime options): they win
         self.annotations: dict[str, str] = {}
         # `run`'s own pidfd: its init ends if `run` is gone before it starts it (no one else will)

@@ -84,13 +84,6 @@ JOB_LOOK = 0.5  # seconds: how often a relay for its caller looks whether the ca
 INPUT_HELD = 1 << 20  # bytes of our stdin held for a container not reading it, before we stop reading more
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    """A signal taken by this thread may cut a write short: the rest follows."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 class TerminalProxy:
     """Foreground ``run`` of a terminal container: our stdio <-> the container's pty master.
 
@@ -219,7 +212,7 @@ class TerminalProxy:
                     return
                 if data and shown:
                     try:
-                        _write_all(1, data)
+                        fdpass.write_all(1, data)  # a signal taken by this thread may cut a write short
                     except OSError:  # our terminal hung up: the container's output goes on, into its log
                         shown = False
                 if data and self.log is not None:

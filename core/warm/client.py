@@ -408,7 +408,13 @@ def relay_signals(pidfd: int, received: list[int] | None = None) -> dict[int, An
             except OSError:
                 pass  # it has ended: its status is what we return
 
-    return {sig: signal.signal(sig, relay) for sig in (getattr(signal, name) for name in FORWARDED)}
+    return {sig: signal.signal(sig, relay) for sig in forwarded_signals()}
+
+
+def forwarded_signals() -> list[int]:
+    import _signal as signal
+
+    return [getattr(signal, name) for name in FORWARDED]
 
 
 def restore_signals(previous: dict[int, Any]) -> None:
