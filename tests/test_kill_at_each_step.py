@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 
@@ -1127,3 +1128,76 @@ def test_network_create_waits_for_the_teardown_of_a_network_of_the_same_name(net
         assert img_ok(h, "exec", "after", "ip", "-4", "addr", env=h.env).stdout.count("inet ") == 2  # lo and eth0
     finally:
         img(h, "rm", "-f", "after", env=h.env)
+
+
+
+RESTARTING = ("if [ -e /gate/ran ]; then exec sleep 60; fi; touch /gate/ran; "
+              "until [ -e /gate/go ]; do sleep 0.05; done; exit 1")  # waits for the test, fails, then runs on
+
+
+@pytest.mark.parametrize("stopping", [["stop", "-t", "1"], ["kill", "SIGKILL"], ["rm", "--force"]], ids=lambda v: v[0])
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
+def test_a_stop_during_a_restart_leaves_the_container_stopped(images, busybox_archive, stopping):
+    """A race, held open: a `--restart always` container's supervisor (forked by `run -d`)
+    stopped (SIGSTOP, by the same hook) at the first change of its restart, once it had looked
+    for the user's stop and found none, and `stop` (a kill with SIGKILL, `rm -f`) run then. The
+    stop found the container stopped (in its back-off) and returned; the supervisor then started
+    it again, running after the stop, and a `rm` refused it (seen once in CI). A stop now waits
+    for a restart under way, then stops what it started."""
+    h = images
+    img_ok(h, "load", busybox_archive, IMAGE)
+    gate = os.path.join(h.tmp, "gate")
+    told = tempfile.mkdtemp()  # not under h.tmp: the hook's own writes there are not steps
+    report, armed = os.path.join(told, "report"), os.path.join(told, "armed")
+    argv = ["--root", h.root, "--image-root", h.image_root,
+            *run_args(h, "-d", "--restart", "always", "--name", "flap", "-v", f"{gate}:/gate", IMAGE, "sh", "-c",
+                      RESTARTING)]
+    env = {"MRUN_KILL_FORKS": "1", "MRUN_KILL_REPORT": report, "MRUN_KILL_ARMED": armed}
+
+    def restarted(step: int) -> list[str]:
+        """The first run up; counting armed, its end let go: the report's lines once the
+        supervisor has started it again, or stopped itself before ``step``."""
+        for path in (gate, report, armed):
+            subprocess.run(["rm", "-rf", path], check=True)
+        os.makedirs(gate)
+        r = killed_at(step, argv, [h.tmp], {**env, **({"MRUN_KILL_SIGNAL": "STOP"} if step >= 0 else
+                                                       {"MRUN_KILL_LIST": "1"})})
+        assert r.returncode == 0, r.stderr
+        open(armed, "w").close()
+        open(os.path.join(gate, "go"), "w").close()
+        deadline = time.monotonic() + 30
+        while True:
+            lines = open(report).read().splitlines() if os.path.exists(report) else []
+            if step >= 0 and any(line.startswith("stopped before") for line in lines):
+                return lines
+            doc = json.loads(img_ok(h, "inspect", "flap").stdout)
+            if step < 0 and doc["state"]["status"] == "running" and doc.get("restarts") == 1:
+                return lines
+            assert time.monotonic() < deadline, (doc.get("restarts"), lines)
+            time.sleep(0.05)
+
+    try:
+        listing = restarted(-1)
+        img_ok(h, "rm", "--force", "flap")
+        # the restart's first change: the container's state lock, taken to make it again
+        line = next((x for x in listing if x.startswith("change ") and "/state/flap/lock" in x), None)
+        assert line is not None, listing
+        step = int(line.split(":")[0].removeprefix("change "))
+        told_of = restarted(step)[-1]
+        supervisor = int(told_of.rsplit("(pid ", 1)[1].rstrip(")"))
+        done: list[subprocess.CompletedProcess[str]] = []
+        stopper = threading.Thread(target=lambda: done.append(img(h, *stopping[:1], "flap", *stopping[1:])))
+        stopper.start()
+        time.sleep(1)  # the stop, while the supervisor holds its restart
+        os.kill(supervisor, signal.SIGCONT)  # our own, by pid
+        stopper.join(timeout=60)
+        assert done and done[0].returncode == 0, done
+        time.sleep(1)  # a restart after the stop would be up by now
+        if stopping[0] == "rm":
+            assert img(h, "inspect", "flap").returncode != 0
+        else:
+            assert json.loads(img_ok(h, "inspect", "flap").stdout)["state"]["status"] == "stopped"
+            img_ok(h, "rm", "flap")
+    finally:
+        img(h, "rm", "--force", "flap")
+        subprocess.run(["rm", "-rf", told], check=True)

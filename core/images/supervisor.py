@@ -32,6 +32,7 @@ EXIT_FILE = "exit.json"
 SUPERVISOR_FILE = "supervisor.json"  # its pid and start time: whether it still lives to note the exit
 STOPPED_FILE = "stopped"  # in the bundle: the user stopped it, so its restart policy rests
 START_LOCK = "start.lock"  # in the bundle: held by a `start` until its supervisor has the container running
+RESTART_LOCK = "restart.lock"  # in the bundle: held by a supervisor from its last look for STOPPED_FILE on
 BACKOFF_FIRST, BACKOFF_MAX, BACKOFF_RESET = 0.1, 60.0, 10.0  # docker's restart manager's seconds
 SPARE_FILE, SPARE_SIZE = ".exit.json.spare", 4096  # room kept for the exit note: see set_aside
 SUPERVISOR_SETTLE = 10.0  # seconds a start waits for a supervisor noting an exit to end
@@ -70,12 +71,48 @@ def wants_restart(policy: str, code: int | None, restarts: int) -> bool:
 
 
 def mark_stopped(bundle: str) -> None:
-    """The user stopped the container (stop, rm, a kill that ends it): no restart after this."""
+    """The user stopped the container (stop, rm, a kill that ends it): no restart after this.
+    Returns once a restart its supervisor had begun (having looked for the mark before it was
+    made) has the container running: the stop that follows then finds it running, where it
+    found it stopped, returned, and the restart went on (`rm` after `stop` refused it)."""
+    import fcntl
+
     try:
         os.close(os.open(os.path.join(bundle, STOPPED_FILE), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
                          0o600))
+        held = os.open(os.path.join(bundle, RESTART_LOCK), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
-        pass  # no bundle (gone already): nothing will restart it
+        return  # no bundle (gone already): nothing will restart it; no lock: no restart began yet
+    try:
+        deadline = time.monotonic() + SUPERVISOR_SETTLE  # a restart stuck in a hook: `rm -f` still goes on
+        while time.monotonic() < deadline:
+            try:
+                fcntl.flock(held, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                time.sleep(0.01)
+    finally:
+        os.close(held)
+
+
+class _restarting:  # noqa: N801 - used as a statement: ``with _restarting(bundle):``
+    """The supervisor's restart, from its last look for the user's stop to the container
+    running again, under RESTART_LOCK (see mark_stopped)."""
+
+    def __init__(self, bundle: str) -> None:
+        self.fd = os.open(os.path.join(bundle, RESTART_LOCK), os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                          0o600)
+
+    def __enter__(self) -> None:
+        import fcntl
+
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        import fcntl
+
+        fcntl.flock(self.fd, fcntl.LOCK_UN)  # for every copy: the container's processes were forked holding it
+        os.close(self.fd)
 
 
 def stopped_by_user(runtime: Any, container_id: str, signal: int | None = None) -> None:
@@ -255,9 +292,10 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
         while time.monotonic() < deadline and not _told_to_stop(bundle):
             time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
         try:
-            if _told_to_stop(bundle):
-                raise MrunError("stopped")
-            pid = _start(runtime, container_id, bundle, relay, again=True, restarts=restarts + 1)
+            with _restarting(bundle):
+                if _told_to_stop(bundle):
+                    raise MrunError("stopped")
+                pid = _start(runtime, container_id, bundle, relay, again=True, restarts=restarts + 1)
             if checker is not None:
                 checker.reset()
         except BaseException as e:  # noqa: BLE001 - stopped or removed meanwhile, or it cannot start again
