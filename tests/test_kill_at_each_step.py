@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import IMAGE, img, img_ok, open_to_others, processes_mentioning, run_args, veths_left, write_config
@@ -1200,4 +1201,83 @@ def test_a_stop_during_a_restart_leaves_the_container_stopped(images, busybox_ar
             img_ok(h, "rm", "flap")
     finally:
         img(h, "rm", "--force", "flap")
+        subprocess.run(["rm", "-rf", told], check=True)
+
+
+@pytest.mark.parametrize("other", ["rm", "stop"])
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
+def test_rm_or_stop_at_each_step_of_a_docker_start(images, busybox_archive, other):
+    """Races, each held open: docker's `start` of an exited container stopped (SIGSTOP) before
+    each of its changes in turn (in the start, the supervisor it forks, the container's init
+    before its exec), and `rm` (or `stop`) run then. Either the rm wins (the container gone, the
+    start refused in one line) or the start does (the rm refused, the container there); a stop
+    leaves it stopped, whichever is first; nothing is left once the user's `rm -f` has run. (The
+    start, which takes the user's last stop away, took a stop made while it was under way: the
+    container ran on after the stop. The start's refusal once an rm had removed the container
+    named its start.lock, "No such file or directory".)"""
+    h = images
+    img_ok(h, "load", busybox_archive, IMAGE)
+    told = tempfile.mkdtemp()
+    report = os.path.join(told, "report")
+    name = "starting"
+    argv = ["--root", h.root, "--image-root", h.image_root, "start", name]
+    env = {"MRUN_KILL_FORKS": "1", "MRUN_KILL_REPORT": report}
+
+    def exited() -> None:
+        img_ok(h, *run_args(h, "-d", "--name", name, IMAGE, "sh", "-c", "[ -e /ran ] && exec sleep 30; touch /ran"))
+        img_ok(h, "wait", name)
+        os.makedirs(told, exist_ok=True)
+        if os.path.exists(report):
+            os.unlink(report)
+
+    try:
+        exited()
+        listing = killed_at(-1, argv, [h.tmp], {**env, "MRUN_KILL_LIST": "1"})
+        assert listing.returncode == 0, listing.stderr
+        steps = [x for x in open(report).read().splitlines() if x.startswith("change ")]  # the start's own
+        img_ok(h, "rm", "--force", name)
+        failures = []
+        for step in range(len(steps)):
+            exited()
+            proc = subprocess.Popen([sys.executable, "-c", KILLER, *argv], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env={**os.environ, **h.base_env, **env, "MRUN_WARM": "0",
+                                         "MRUN_KILL_MATCH": h.tmp, "MRUN_KILL_AT": str(step),
+                                         "MRUN_KILL_SIGNAL": "STOP"})
+            deadline = time.monotonic() + 30
+            while not (os.path.exists(report) and "stopped before" in (said := open(report).read())):
+                assert proc.poll() is None and time.monotonic() < deadline, f"{steps[step]}: never reached"
+                time.sleep(0.01)
+            with ThreadPoolExecutor(1) as pool:
+                removing = pool.submit(img, h, *([other, "-t", "1"] if other == "stop" else [other]), name)
+                time.sleep(0.3)
+                os.kill(int(said.rsplit("(pid ", 1)[1].split(")")[0]), signal.SIGCONT)  # ours, by pid
+                r = removing.result(timeout=90)
+            _, err = proc.communicate(timeout=90)
+            what = (f"{steps[step]}: start {proc.returncode} {err.strip()!r}, "
+                    f"{other} {r.returncode} {r.stderr.strip()!r}")
+            if "Traceback" in err or "Traceback" in r.stderr or len(err.strip().splitlines()) > 1:
+                failures.append(what + ": a traceback or several lines")
+            gone = img(h, "inspect", name).returncode != 0
+            if other == "stop":  # the start's first change takes its lock: a start held before it comes after
+                time.sleep(0.3)  # a start the stop missed has its container up by now
+                status = json.loads(img_ok(h, "inspect", name).stdout)["state"]["status"]
+                if r.returncode != 0 or proc.returncode != 0 or status != ("running" if step == 0 else "stopped"):
+                    failures.append(what + f": then {status}")
+            elif r.returncode == 0:  # the rm won: the start refused, saying so
+                if not gone or proc.returncode == 0 or err.strip() != f"mrun: container {name!r} does not exist":
+                    failures.append(what + f": rm said yes, the container is {'gone' if gone else 'there'}")
+            elif gone or proc.returncode != 0 or "running" not in r.stderr:  # the start won: the rm refused
+                failures.append(what + f": rm said no, the container is {'gone' if gone else 'there'}")
+            img(h, "rm", "--force", name)
+            deadline = time.monotonic() + 10
+            while (left := h.leftovers() + image_leftovers(h)) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if left:
+                failures.append(what + f": left {left}")
+                h.cleanup()
+            print(what)
+        assert not failures, "\n".join(failures)
+    finally:
+        img(h, "rm", "--force", name)
         subprocess.run(["rm", "-rf", told], check=True)

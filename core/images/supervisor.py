@@ -72,27 +72,47 @@ def wants_restart(policy: str, code: int | None, restarts: int) -> bool:
 
 def mark_stopped(bundle: str) -> None:
     """The user stopped the container (stop, rm, a kill that ends it): no restart after this.
-    Returns once a restart its supervisor had begun (having looked for the mark before it was
-    made) has the container running: the stop that follows then finds it running, where it
-    found it stopped, returned, and the restart went on (`rm` after `stop` refused it)."""
+    Made once a `start` under way has the container running (a start takes the mark away, so
+    one made before it ended was lost, and the container it started ran on after the stop), and
+    returns once a restart its supervisor had begun (having looked for the mark before it was
+    made) has it running: the stop that follows then finds it running and stops it, where it
+    found it stopped, returned, and the start or restart went on (`rm` after `stop` refused it).
+    Each wait is bounded: a start or restart stuck in a hook does not hold `rm -f` for good."""
     import fcntl
 
     try:
+        starting = os.open(os.path.join(bundle, START_LOCK), os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC,
+                           0o600)
+    except OSError:
+        return  # no bundle (gone already): nothing will start it again
+    try:
+        _taken(starting, fcntl.LOCK_EX)
         os.close(os.open(os.path.join(bundle, STOPPED_FILE), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
                          0o600))
-        held = os.open(os.path.join(bundle, RESTART_LOCK), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        restarting = os.open(os.path.join(bundle, RESTART_LOCK), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
-        return  # no bundle (gone already): nothing will restart it; no lock: no restart began yet
-    try:
-        deadline = time.monotonic() + SUPERVISOR_SETTLE  # a restart stuck in a hook: `rm -f` still goes on
-        while time.monotonic() < deadline:
-            try:
-                fcntl.flock(held, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                time.sleep(0.01)
+        return  # removed meanwhile; or no restart lock: no restart began, and the next looks at the mark first
     finally:
-        os.close(held)
+        os.close(starting)
+    try:
+        _taken(restarting, fcntl.LOCK_SH)
+    finally:
+        os.close(restarting)
+
+
+def _taken(fd: int, kind: int) -> None:
+    """``fd``'s flock of ``kind`` taken, or SUPERVISOR_SETTLE seconds waited for it."""
+    import fcntl
+
+    deadline = time.monotonic() + SUPERVISOR_SETTLE
+    while True:
+        try:
+            fcntl.flock(fd, kind | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.01)
 
 
 class _restarting:  # noqa: N801 - used as a statement: ``with _restarting(bundle):``
@@ -168,8 +188,11 @@ def start_again(runtime: Any, container_id: str, keep: bool = False) -> None:
     # One start at a time (`mrun start c & mrun start c`): each forked a supervisor, and the
     # loser's note of itself replaced the winner's, so a running container's supervisor looked
     # gone. Held until ours has it running; the next start then finds it running.
-    lock = os.open(os.path.join(record.bundle, START_LOCK), os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC,
-                   0o600)
+    try:
+        lock = os.open(os.path.join(record.bundle, START_LOCK), os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC,
+                       0o600)
+    except FileNotFoundError:  # removed since we looked (`rm`): as if we had looked after
+        raise NotFound(f"container {container_id!r} does not exist") from None
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         record = runtime.store.load(container_id)
