@@ -1204,80 +1204,138 @@ def test_a_stop_during_a_restart_leaves_the_container_stopped(images, busybox_ar
         subprocess.run(["rm", "-rf", told], check=True)
 
 
-@pytest.mark.parametrize("other", ["rm", "stop"])
-@pytest.mark.parametrize("images", ["cold"], indirect=True)
-def test_rm_or_stop_at_each_step_of_a_docker_start(images, busybox_archive, other):
-    """Races, each held open: docker's `start` of an exited container stopped (SIGSTOP) before
-    each of its changes in turn (in the start, the supervisor it forks, the container's init
-    before its exec), and `rm` (or `stop`) run then. Either the rm wins (the container gone, the
-    start refused in one line) or the start does (the rm refused, the container there); a stop
-    leaves it stopped, whichever is first; nothing is left once the user's `rm -f` has run. (The
-    start, which takes the user's last stop away, took a stop made while it was under way: the
-    container ran on after the stop. The start's refusal once an rm had removed the container
-    named its start.lock, "No such file or directory".)"""
-    h = images
-    img_ok(h, "load", busybox_archive, IMAGE)
-    told = tempfile.mkdtemp()
+def held_at_each_step(h, argv: list[str], prepare: Callable[[], None], other: list[str],
+                      judge: Callable[[int, subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]], str],
+                      undo: Callable[[], object]) -> None:
+    """Races, each held open: mrun ``argv`` (cold, under KILLER, after ``prepare()``) stopped
+    (SIGSTOP) before each of its changes under the test's directory in turn, in it or any process
+    it forks (a supervisor, a container's init before its exec), while mrun ``other`` (of the
+    image root) runs; continued 0.3 s later. ``judge(step, held, other's)`` says what is wrong
+    with the two outcomes ('' for nothing); ``undo()`` then removes the container, and nothing
+    may be left. Every step is tried and the failures told together."""
+    told = tempfile.mkdtemp()  # not under h.tmp: the hook's own writes there are not steps
     report = os.path.join(told, "report")
-    name = "starting"
-    argv = ["--root", h.root, "--image-root", h.image_root, "start", name]
-    env = {"MRUN_KILL_FORKS": "1", "MRUN_KILL_REPORT": report}
+    env = {**os.environ, **h.base_env, "MRUN_WARM": "0", "MRUN_KILL_MATCH": h.tmp, "MRUN_KILL_FORKS": "1",
+           "MRUN_KILL_REPORT": report}
 
-    def exited() -> None:
-        img_ok(h, *run_args(h, "-d", "--name", name, IMAGE, "sh", "-c", "[ -e /ran ] && exec sleep 30; touch /ran"))
-        img_ok(h, "wait", name)
-        os.makedirs(told, exist_ok=True)
+    def prepared() -> None:
+        prepare()
         if os.path.exists(report):
             os.unlink(report)
 
     try:
-        exited()
+        prepared()
         listing = killed_at(-1, argv, [h.tmp], {**env, "MRUN_KILL_LIST": "1"})
         assert listing.returncode == 0, listing.stderr
-        steps = [x for x in open(report).read().splitlines() if x.startswith("change ")]  # the start's own
-        img_ok(h, "rm", "--force", name)
+        steps = [x for x in open(report).read().splitlines() if x.startswith("change ")]  # the verb's own
+        undo()
         failures = []
         for step in range(len(steps)):
-            exited()
+            prepared()
             proc = subprocess.Popen([sys.executable, "-c", KILLER, *argv], stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                    env={**os.environ, **h.base_env, **env, "MRUN_WARM": "0",
-                                         "MRUN_KILL_MATCH": h.tmp, "MRUN_KILL_AT": str(step),
-                                         "MRUN_KILL_SIGNAL": "STOP"})
+                                    env={**env, "MRUN_KILL_AT": str(step), "MRUN_KILL_SIGNAL": "STOP"})
             deadline = time.monotonic() + 30
             while not (os.path.exists(report) and "stopped before" in (said := open(report).read())):
                 assert proc.poll() is None and time.monotonic() < deadline, f"{steps[step]}: never reached"
                 time.sleep(0.01)
             with ThreadPoolExecutor(1) as pool:
-                removing = pool.submit(img, h, *([other, "-t", "1"] if other == "stop" else [other]), name)
+                running = pool.submit(img, h, *other)
                 time.sleep(0.3)
                 os.kill(int(said.rsplit("(pid ", 1)[1].split(")")[0]), signal.SIGCONT)  # ours, by pid
-                r = removing.result(timeout=90)
-            _, err = proc.communicate(timeout=90)
-            what = (f"{steps[step]}: start {proc.returncode} {err.strip()!r}, "
-                    f"{other} {r.returncode} {r.stderr.strip()!r}")
-            if "Traceback" in err or "Traceback" in r.stderr or len(err.strip().splitlines()) > 1:
+                r = running.result(timeout=90)
+            out, err = proc.communicate(timeout=90)
+            held = subprocess.CompletedProcess(argv, proc.returncode, out, err)
+            what = (f"{steps[step]}: {argv[4]} {held.returncode} {err.strip()!r}, "
+                    f"{other[0]} {r.returncode} {r.stderr.strip()!r}")
+            if "Traceback" in err + r.stderr or len(err.strip().splitlines()) > 1:
                 failures.append(what + ": a traceback or several lines")
-            gone = img(h, "inspect", name).returncode != 0
-            if other == "stop":  # the start's first change takes its lock: a start held before it comes after
-                time.sleep(0.3)  # a start the stop missed has its container up by now
-                status = json.loads(img_ok(h, "inspect", name).stdout)["state"]["status"]
-                if r.returncode != 0 or proc.returncode != 0 or status != ("running" if step == 0 else "stopped"):
-                    failures.append(what + f": then {status}")
-            elif r.returncode == 0:  # the rm won: the start refused, saying so
-                if not gone or proc.returncode == 0 or err.strip() != f"mrun: container {name!r} does not exist":
-                    failures.append(what + f": rm said yes, the container is {'gone' if gone else 'there'}")
-            elif gone or proc.returncode != 0 or "running" not in r.stderr:  # the start won: the rm refused
-                failures.append(what + f": rm said no, the container is {'gone' if gone else 'there'}")
-            img(h, "rm", "--force", name)
+            elif wrong := judge(step, held, r):
+                failures.append(f"{what}: {wrong}")
+            undo()
             deadline = time.monotonic() + 10
             while (left := h.leftovers() + image_leftovers(h)) and time.monotonic() < deadline:
                 time.sleep(0.1)
             if left:
-                failures.append(what + f": left {left}")
+                failures.append(f"{what}: left {left}")
                 h.cleanup()
-            print(what)
         assert not failures, "\n".join(failures)
     finally:
-        img(h, "rm", "--force", name)
+        undo()
         subprocess.run(["rm", "-rf", told], check=True)
+
+
+def status_of(h, name: str) -> str:
+    """The container's status as `inspect` says it, or "gone"."""
+    r = img(h, "inspect", name)
+    return json.loads(r.stdout)["state"]["status"] if r.returncode == 0 else "gone"
+
+
+@pytest.mark.parametrize("other", ["rm", "rm -f", "stop"])
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
+def test_rm_or_stop_at_each_step_of_a_docker_start(images, busybox_archive, other):
+    """docker's `start` of an exited container held before each of its changes in turn, and `rm`
+    (`rm -f`, `stop`) run then. Either the rm wins (the container gone, the start refused in one
+    line) or the start does (the rm refused, the container there); `rm -f` removes it, whichever
+    is first; a stop leaves it stopped, unless the
+    start had not yet taken its lock (its first change): it comes after the stop then. (The start,
+    which takes the user's last stop away, took a stop made while it was under way: the container
+    ran on after the stop. The start's refusal once an rm had removed the container named its
+    start.lock, "No such file or directory".)"""
+    h = images
+    img_ok(h, "load", busybox_archive, IMAGE)
+    name = "starting"
+
+    def exited() -> None:
+        img_ok(h, *run_args(h, "-d", "--name", name, IMAGE, "sh", "-c", "[ -e /ran ] && exec sleep 30; touch /ran"))
+        img_ok(h, "wait", name)
+
+    def judge(step: int, start: subprocess.CompletedProcess[str], r: subprocess.CompletedProcess[str]) -> str:
+        time.sleep(0.3)  # a start the stop missed has its container up by now
+        status = status_of(h, name)
+        if other == "stop":
+            if r.returncode != 0 or start.returncode != 0 or status != ("running" if step == 0 else "stopped"):
+                return f"then {status}"
+        elif other == "rm -f":
+            if r.returncode != 0 or status != "gone":
+                return f"then {status}"
+        elif r.returncode == 0:  # the rm won: the start refused, saying so
+            if status != "gone" or start.stderr.strip() != f"mrun: container {name!r} does not exist":
+                return f"rm said yes, the container {status}"
+        elif status != "running" or start.returncode != 0 or "running" not in r.stderr:  # the start won
+            return f"rm said no, the container {status}"
+        return ""
+
+    held_at_each_step(h, ["--root", h.root, "--image-root", h.image_root, "start", name], exited,
+                      [*other.split(), "-t", "1", name] if other == "stop" else [*other.split(), name], judge,
+                      lambda: img(h, "rm", "--force", name))
+
+
+@pytest.mark.parametrize("other", ["rm", "stop"])
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
+def test_rm_or_stop_at_each_step_of_a_detached_run(images, busybox_archive, other):
+    """`run -d --name NAME` held before each of its changes in turn, and `rm NAME` (or `stop`)
+    run then: the rm or stop finds no such container (the run comes after it, and runs), the rm
+    removes what the run made (which then says so in one line) or is refused (it runs). A stop
+    that finds the container created and not yet started does nothing, as docker's: the run
+    starts it after."""
+    h = images
+    img_ok(h, "load", busybox_archive, IMAGE)
+    name = "running"
+
+    def judge(step: int, run: subprocess.CompletedProcess[str], r: subprocess.CompletedProcess[str]) -> str:
+        time.sleep(0.3)
+        status = status_of(h, name)
+        if r.returncode != 0:  # none yet: the run comes after it
+            if "does not exist" not in r.stderr and "running" not in r.stderr:
+                return f"then {status}"
+            if run.returncode != 0 or status != "running":
+                return f"then {status}"
+        elif other == "rm" and (status != "gone" or run.returncode == 0):
+            return f"rm said yes, the container {status}"
+        return ""
+
+    held_at_each_step(h, ["--root", h.root, "--image-root", h.image_root,
+                          *run_args(h, "-d", "--name", name, IMAGE, "sleep", "30")], lambda: None,
+                      [other, "-t", "1", name] if other == "stop" else [other, name], judge,
+                      lambda: img(h, "rm", "--force", name))
