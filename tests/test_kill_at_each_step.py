@@ -1259,6 +1259,7 @@ def held_at_each_step(h, argv: list[str], prepare: Callable[[], None], other: li
             if left:
                 failures.append(f"{what}: left {left}")
                 h.cleanup()
+            print(what)  # with -s: each step's outcome
         assert not failures, "\n".join(failures)
     finally:
         undo()
@@ -1338,4 +1339,37 @@ def test_rm_or_stop_at_each_step_of_a_detached_run(images, busybox_archive, othe
     held_at_each_step(h, ["--root", h.root, "--image-root", h.image_root,
                           *run_args(h, "-d", "--name", name, IMAGE, "sleep", "30")], lambda: None,
                       [other, "-t", "1", name] if other == "stop" else [other, name], judge,
+                      lambda: img(h, "rm", "--force", name))
+
+
+@pytest.mark.parametrize("other", ["system prune", "rmi"])
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
+def test_prune_or_rmi_at_each_step_of_a_detached_run(images, busybox_archive, other):
+    """`run -d` held before each of its changes in turn while `system prune` (or `rmi IMAGE`)
+    runs. A prune takes only what killed commands left, never a run in progress: the run goes
+    on and its container runs. An rmi is refused while a container uses the image, or removes it
+    before the run takes it, and the run then says so in one line."""
+    h = images
+    name = "running"
+
+    def loaded() -> None:
+        if img(h, "image", "inspect", IMAGE).returncode != 0:
+            img_ok(h, "load", busybox_archive, IMAGE)
+
+    def judge(step: int, run: subprocess.CompletedProcess[str], r: subprocess.CompletedProcess[str]) -> str:
+        status = status_of(h, name)
+        if other == "system prune":
+            if r.returncode != 0 or run.returncode != 0 or status != "running":
+                return f"then {status}"
+        elif r.returncode == 0:  # the image went first: the run refused
+            if run.returncode == 0 or status != "gone":
+                return f"rmi said yes, the container {status}"
+        elif run.returncode != 0 or status != "running":
+            return f"rmi said no, the container {status}"
+        return ""
+
+    loaded()
+    held_at_each_step(h, ["--root", h.root, "--image-root", h.image_root,
+                          *run_args(h, "-d", "--name", name, IMAGE, "sleep", "30")], loaded,
+                      [*other.split(), IMAGE] if other == "rmi" else other.split(), judge,
                       lambda: img(h, "rm", "--force", name))
