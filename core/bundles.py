@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 MARKER = "image.json"  # in a container's directory: the image it was made from
 KEPT = "record.json"  # the runtime's record of it, kept by its supervisor (images/kept)
 RUN_LOCK = "run.lock"  # flocked by the `mrun run` (or create) that made it, until that process exits
+READERS_LOCK = "readers.lock"  # shared by commands reading its files, exclusive while release takes them
 
 
 def image_of(bundle: str) -> dict[str, Any] | None:
@@ -56,5 +57,49 @@ def release(bundle: str, container_id: str = "", state_root: str = "") -> None:
 
     if not made_for(bundle, container_id, state_root):
         return
-    sc.unmount_all(os.path.join(bundle, "rootfs"))
-    remove_tree(bundle, ignore_errors=True)
+    import fcntl
+
+    try:  # a commit or export reading its files finishes first (see reading)
+        readers = os.open(os.path.join(bundle, READERS_LOCK), os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                          0o600)
+        fcntl.flock(readers, fcntl.LOCK_EX)
+    except OSError:
+        readers = -1
+    try:
+        sc.unmount_all(os.path.join(bundle, "rootfs"))
+        remove_tree(bundle, ignore_errors=True)
+    finally:
+        if readers >= 0:
+            os.close(readers)
+
+
+class reading:  # noqa: N801 - used as a statement: ``with bundles.reading(bundle):``
+    """A command reading a container's files (commit its changes, export its root) while they
+    stay: `rm -f` meanwhile took them away under it, and the commit made an image of what was
+    left, or the export an archive of it (each one's `release` waits now). Nothing is held for
+    a bundle not made by ``prepare`` (a runc bundle is its owner's, and is never released)."""
+
+    def __init__(self, bundle: str) -> None:
+        self.bundle, self.fd = bundle, -1
+        self.ours = image_of(bundle) is not None
+
+    def __enter__(self) -> reading:
+        import fcntl
+
+        if self.ours:
+            try:
+                self.fd = os.open(os.path.join(self.bundle, READERS_LOCK),
+                                  os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                fcntl.flock(self.fd, fcntl.LOCK_SH)
+            except FileNotFoundError:
+                pass  # released already (``released``)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+
+    @property
+    def released(self) -> bool:
+        """Whether its files were taken before we held them (a release that began first)."""
+        return self.ours and not os.path.isdir(self.bundle)

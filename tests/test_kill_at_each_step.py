@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -1373,3 +1374,47 @@ def test_prune_or_rmi_at_each_step_of_a_detached_run(images, busybox_archive, ot
                           *run_args(h, "-d", "--name", name, IMAGE, "sleep", "30")], loaded,
                       [*other.split(), IMAGE] if other == "rmi" else other.split(), judge,
                       lambda: img(h, "rm", "--force", name))
+
+
+@pytest.mark.parametrize("held", ["commit", "export"])
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
+def test_rm_force_at_each_step_of_a_commit_or_an_export(images, busybox_archive, held):
+    """`commit` of a running container (or `export` of it) held before each of its changes in
+    turn while `rm -f` removes the container: the rm goes through; the commit or export says yes
+    and made the whole image (archive), or says no in one line and made none. The rm took the
+    container's files while they were read: the commit made an image of what was left and said
+    no (the container was gone when it resumed it)."""
+    h = images
+    img_ok(h, "load", busybox_archive, IMAGE)
+    name, made = "busy", "localhost/made:1"
+
+    def running() -> None:
+        img(h, "rmi", made)
+        if os.path.exists(archive):
+            os.unlink(archive)
+        img_ok(h, *run_args(h, "-d", "--name", name, IMAGE, "sh", "-c", "echo hi > /file; exec sleep 30"))
+
+    def judge(step: int, verb: subprocess.CompletedProcess[str], r: subprocess.CompletedProcess[str]) -> str:
+        status = status_of(h, name)
+        if r.returncode != 0 or status != "gone":
+            return f"then {status}"
+        if held == "commit" and verb.returncode == 0:
+            ran = img(h, *run_args(h, "--rm", made, "sh", "-c", "cat /file; ls /bin | wc -l"))
+            if ran.returncode != 0 or ran.stdout != f"hi\n{whole}\n":
+                return f"the committed image: {ran.returncode} {ran.stdout!r} {ran.stderr.strip()!r}"
+        elif held == "commit" and img(h, "image", "inspect", made).returncode == 0:
+            return "said no, and made the image"
+        elif held == "export" and verb.returncode == 0:
+            with tarfile.open(archive) as tar:
+                names = tar.getnames()
+            if "file" not in names or len([n for n in names if n.startswith("bin/")]) != int(whole):
+                return f"the archive: {len(names)} names"
+        elif held == "export" and os.path.exists(archive):
+            return "said no, and left its archive"
+        return ""
+
+    whole = img_ok(h, *run_args(h, "--rm", IMAGE, "sh", "-c", "ls /bin | wc -l")).stdout.strip()
+    archive = os.path.join(h.tmp, "out.tar")
+    verb = ["commit", name, made] if held == "commit" else ["export", "-o", archive, name]
+    held_at_each_step(h, ["--root", h.root, "--image-root", h.image_root, *verb], running, ["rm", "--force", name],
+                      judge, lambda: (img(h, "rm", "--force", name), img(h, "rmi", made)))

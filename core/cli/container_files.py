@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
+from mrun import bundles
 from mrun.bundles import image_of
 from mrun.cli.common import _rt
 from mrun.errors import MrunError, NotFound, name_the_file
@@ -21,11 +22,18 @@ if TYPE_CHECKING:
 
 
 def export(g: dict[str, Any], container_id: str, output: str = "") -> int:
-    from mrun.kernel import fdtar, inroot
-
     record = _rt(g).store.load(container_id)
     if not output and sys.stdout.isatty():
         raise MrunError("export: cowardly refusing to write a tar archive to a terminal; use -o FILE or redirect")
+    with bundles.reading(record.bundle) as held:
+        if held.released:  # removed since we looked (`rm -f`)
+            raise NotFound(f"container {container_id!r} does not exist")
+        return _export(record, output)
+
+
+def _export(record: Any, output: str) -> int:
+    from mrun.kernel import fdtar, inroot
+
     root = inroot.open_root(record.rootfs)
     try:
         out = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115 - closed below, or stdout
@@ -79,14 +87,18 @@ def commit(g: dict[str, Any], container_id: str, name: str = "", message: str = 
     resume = runtime.paused_for(container_id) if pause and runtime.status(record) == Status.RUNNING else None
     try:
         made = make(ImageStore(g["image_root"]), meta["config"], upper, name, _mounted_on(runtime, record),
-                    (record.config or {}).get("process") or {}, message, author, list(change))
+                    (record.config or {}).get("process") or {}, message, author, list(change),
+                    reading=bundles.reading(record.bundle))
     except OSError:
-        if not os.path.isdir(record.bundle):  # removed meanwhile (`rm -f`): what failed named its files
+        if not os.path.isdir(record.bundle):  # removed before we read (`rm -f`): what failed named its files
             raise NotFound(f"commit: container {container_id!r} was removed while it was committed") from None
         raise
     finally:
         if resume is not None:
-            resume()
+            try:
+                resume()
+            except NotFound:
+                pass  # removed once its changes were read (`rm -f` waited for that): nothing to resume
     print(made)
     return 0
 

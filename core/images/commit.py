@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from contextlib import AbstractContextManager, nullcontext
 
 from mrun import jsonio
 from mrun.errors import InvalidSpec, MrunError, name_the_file
@@ -44,9 +45,10 @@ class _Hashing:
 
 
 def commit(store: ImageStore, base: str, upper: str, name: str, leave_out: list[str],
-           process: dict[str, Any], message: str = "", author: str = "", changes: list[str] | None = None) -> str:
+           process: dict[str, Any], message: str = "", author: str = "", changes: list[str] | None = None,
+           reading: AbstractContextManager[Any] | None = None) -> str:
     """The image ``name`` (normalised) made of the image whose config is ``base`` and the changes in
-    ``upper``. -> its id."""
+    ``upper``, read under ``reading`` (what keeps them there meanwhile). -> its id."""
     from mrun.images.install import _unpack_layer
     from mrun.kernel import fdtar
     from mrun.state import now_rfc3339
@@ -65,7 +67,8 @@ def commit(store: ImageStore, base: str, upper: str, name: str, leave_out: list[
         finally:
             os.close(top)
 
-    layer = write_layer(store, fill)
+    with reading or nullcontext():
+        layer = write_layer(store, fill)
     diff_id, size = layer["digest"], layer["size"]
     with store.lock():
         if not store.has_layer(diff_id):
