@@ -1207,17 +1207,18 @@ def test_a_stop_during_a_restart_leaves_the_container_stopped(images, busybox_ar
 
 def held_at_each_step(h, argv: list[str], prepare: Callable[[], None], other: list[str],
                       judge: Callable[[int, subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]], str],
-                      undo: Callable[[], object]) -> None:
+                      undo: Callable[[], object], match: tuple[str, ...] = ()) -> None:
     """Races, each held open: mrun ``argv`` (cold, under KILLER, after ``prepare()``) stopped
-    (SIGSTOP) before each of its changes under the test's directory in turn, in it or any process
+    (SIGSTOP) before each of its changes under the test's directory (or a path holding one of
+    ``match``: a name opened by descriptor is seen alone) in turn, in it or any process
     it forks (a supervisor, a container's init before its exec), while mrun ``other`` (of the
     image root) runs; continued 0.3 s later. ``judge(step, held, other's)`` says what is wrong
     with the two outcomes ('' for nothing); ``undo()`` then removes the container, and nothing
     may be left. Every step is tried and the failures told together."""
     told = tempfile.mkdtemp()  # not under h.tmp: the hook's own writes there are not steps
     report = os.path.join(told, "report")
-    env = {**os.environ, **h.base_env, "MRUN_WARM": "0", "MRUN_KILL_MATCH": h.tmp, "MRUN_KILL_FORKS": "1",
-           "MRUN_KILL_REPORT": report}
+    env = {**os.environ, **h.base_env, "MRUN_WARM": "0", "MRUN_KILL_MATCH": "|".join([h.tmp, *match]),
+           "MRUN_KILL_FORKS": "1", "MRUN_KILL_REPORT": report}
 
     def prepared() -> None:
         prepare()
@@ -1226,7 +1227,7 @@ def held_at_each_step(h, argv: list[str], prepare: Callable[[], None], other: li
 
     try:
         prepared()
-        listing = killed_at(-1, argv, [h.tmp], {**env, "MRUN_KILL_LIST": "1"})
+        listing = killed_at(-1, argv, [h.tmp, *match], {**env, "MRUN_KILL_LIST": "1"})
         assert listing.returncode == 0, listing.stderr
         steps = [x for x in open(report).read().splitlines() if x.startswith("change ")]  # the verb's own
         undo()
@@ -1376,14 +1377,15 @@ def test_prune_or_rmi_at_each_step_of_a_detached_run(images, busybox_archive, ot
                       lambda: img(h, "rm", "--force", name))
 
 
-@pytest.mark.parametrize("held", ["commit", "export"])
+@pytest.mark.parametrize("held", ["commit", "export", "cp"])
 @pytest.mark.parametrize("images", ["cold"], indirect=True)
 def test_rm_force_at_each_step_of_a_commit_or_an_export(images, busybox_archive, held):
-    """`commit` of a running container (or `export` of it) held before each of its changes in
-    turn while `rm -f` removes the container: the rm goes through; the commit or export says yes
-    and made the whole image (archive), or says no in one line and made none. The rm took the
-    container's files while they were read: the commit made an image of what was left and said
-    no (the container was gone when it resumed it)."""
+    """`commit` of a running container (`export` of it, `cp` out of a stopped one) held before each of its
+    changes in turn while `rm -f` removes the container: the rm goes through; the commit, export
+    or copy says yes and made the whole image (archive, copy), or says no in one line and made
+    none. The rm took the container's files while they were read: the commit made an image of
+    what was left and said no (the container was gone when it resumed it), the export said yes
+    with an empty archive."""
     h = images
     img_ok(h, "load", busybox_archive, IMAGE)
     name, made = "busy", "localhost/made:1"
@@ -1392,7 +1394,13 @@ def test_rm_force_at_each_step_of_a_commit_or_an_export(images, busybox_archive,
         img(h, "rmi", made)
         if os.path.exists(archive):
             os.unlink(archive)
-        img_ok(h, *run_args(h, "-d", "--name", name, IMAGE, "sh", "-c", "echo hi > /file; exec sleep 30"))
+        subprocess.run(["rm", "-rf", copied], check=True)
+        if held == "cp":  # a stopped one's: its files are its rootfs (a running one's are read through its process)
+            img_ok(h, *run_args(h, "-d", "--name", name, IMAGE, "sh", "-c",
+                                "mkdir /data; for i in $(seq 50); do echo $i > /data/f$i; done"))
+            img_ok(h, "wait", name)
+        else:
+            img_ok(h, *run_args(h, "-d", "--name", name, IMAGE, "sh", "-c", "echo hi > /file; exec sleep 30"))
 
     def judge(step: int, verb: subprocess.CompletedProcess[str], r: subprocess.CompletedProcess[str]) -> str:
         status = status_of(h, name)
@@ -1411,10 +1419,13 @@ def test_rm_force_at_each_step_of_a_commit_or_an_export(images, busybox_archive,
                 return f"the archive: {len(names)} names"
         elif held == "export" and os.path.exists(archive):
             return "said no, and left its archive"
+        elif held == "cp" and verb.returncode == 0 and len(os.listdir(copied)) != 50:
+            return f"the copy: {len(os.listdir(copied))} names"
         return ""
 
     whole = img_ok(h, *run_args(h, "--rm", IMAGE, "sh", "-c", "ls /bin | wc -l")).stdout.strip()
-    archive = os.path.join(h.tmp, "out.tar")
-    verb = ["commit", name, made] if held == "commit" else ["export", "-o", archive, name]
+    archive, copied = os.path.join(h.tmp, "out.tar"), os.path.join(h.tmp, "copied-out")
+    verb = {"commit": ["commit", name, made], "export": ["export", "-o", archive, name],
+            "cp": ["cp", f"{name}:/data", copied]}[held]
     held_at_each_step(h, ["--root", h.root, "--image-root", h.image_root, *verb], running, ["rm", "--force", name],
-                      judge, lambda: (img(h, "rm", "--force", name), img(h, "rmi", made)))
+                      judge, lambda: (img(h, "rm", "--force", name), img(h, "rmi", made)), match=("copied-out",))

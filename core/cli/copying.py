@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 
 from mrun.cli.common import _rt
 from mrun.errors import InvalidSpec, MrunError, NotFound
@@ -16,6 +17,7 @@ from mrun.status import Status
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
 
@@ -24,46 +26,44 @@ def cp(g: dict[str, Any], source: str, destination: str, archive: bool = False) 
     walked inside its root (a running one's through its process, so its mounts are seen; a
     stopped one's rootfs), every name by descriptor (kernel.fdcopy): nothing in the container
     leads the copy out. ``archive`` (-a) keeps uids and gids; else the files are the caller's."""
-    from mrun.kernel import fdcopy, inroot
-
     if "-" in (source, destination):
         return cp_stream(g, source, destination, archive)
     src_container, src_path = _container_path(source)
     dst_container, dst_path = _container_path(destination)
     if bool(src_container) == bool(dst_container):
         raise InvalidSpec("cp: one of SRC and DEST is CONTAINER:PATH, the other a path here")
+    from mrun.kernel import fdcopy, inroot
+
     parent, name = source_entry(src_path)
     contents = name == "."
-    root = _container_root(g, src_container or dst_container)
-    try:
-        if src_container:
-            src_dir = inroot.walk(root, parent)
-        else:
-            src_dir = os.open(parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    with _container_root(g, src_container or dst_container) as root:
         try:
+            if src_container:
+                src_dir = inroot.walk(root, parent)
+            else:
+                src_dir = os.open(parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
-                dst_dir, dst_name = _destination(root if dst_container else None, dst_path, name, contents)
-            except FileNotFoundError:
-                raise NotFound(f"cp: {destination}: its directory does not exist") from None
-            try:
-                skipped = fdcopy.copy(src_dir, name, dst_dir, dst_name, archive)
-            except FileNotFoundError as e:
-                if _exists_at(src_dir, name):  # not the source: the destination took no file there (/proc)
-                    raise MrunError(f"cp: {destination}: cannot make {e.filename or dst_name!s} there: "
-                                    f"{e.strerror}") from None
-                raise
+                try:
+                    dst_dir, dst_name = _destination(root if dst_container else None, dst_path, name, contents)
+                except FileNotFoundError:
+                    raise NotFound(f"cp: {destination}: its directory does not exist") from None
+                try:
+                    skipped = fdcopy.copy(src_dir, name, dst_dir, dst_name, archive)
+                except FileNotFoundError as e:
+                    if _exists_at(src_dir, name):  # not the source: the destination took no file there (/proc)
+                        raise MrunError(f"cp: {destination}: cannot make {e.filename or dst_name!s} there: "
+                                        f"{e.strerror}") from None
+                    raise
+                finally:
+                    os.close(dst_dir)
             finally:
-                os.close(dst_dir)
-        finally:
-            os.close(src_dir)
-    except FileNotFoundError:
-        raise NotFound(f"cp: {source}: no such file or directory") from None
-    except NotADirectoryError as e:
-        raise InvalidSpec(f"cp: {e.filename or destination}: not a directory") from None
-    except OSError as e:
-        raise MrunError(f"cp: {e.filename or source}: {e.strerror or e}") from None
-    finally:
-        os.close(root)
+                os.close(src_dir)
+        except FileNotFoundError:
+            raise NotFound(f"cp: {source}: no such file or directory") from None
+        except NotADirectoryError as e:
+            raise InvalidSpec(f"cp: {e.filename or destination}: not a directory") from None
+        except OSError as e:
+            raise MrunError(f"cp: {e.filename or source}: {e.strerror or e}") from None
     for path in skipped:
         print(f"mrun: cp: {path}: not a file, directory or link; left out", file=sys.stderr)
     return 0
@@ -98,19 +98,31 @@ def _container_path(text: str) -> tuple[str, str]:
     return name, path if path.startswith("/") else "/" + path
 
 
-def _container_root(g: dict[str, Any], container_id: str) -> int:
+@contextmanager
+def _container_root(g: dict[str, Any], container_id: str) -> Iterator[int]:
     """A handle on the container's root: a live one's through /proc (its mounts, volumes
-    included), checked to be the same process after it was opened; a stopped one's rootfs."""
+    included), checked to be the same process after it was opened; a stopped one's rootfs.
+    Its files stay while it is held: an `rm -f` meanwhile waits (``bundles.reading``)."""
+    from mrun.bundles import reading
     from mrun.kernel import inroot
 
     runtime = _rt(g)
     record = runtime.store.load(container_id)
-    if runtime.status(record) != Status.STOPPED and record.pid:
-        fd = inroot.open_root(f"/proc/{record.pid}/root")
-        if runtime.status(runtime.store.load(container_id)) != Status.STOPPED:
-            return fd
-        os.close(fd)  # it ended as we opened it: its pid may be another's now
-    return inroot.open_root(record.rootfs)
+    with reading(record.bundle) as held:
+        if held.released:  # removed since we looked
+            raise NotFound(f"container {container_id!r} does not exist")
+        fd = -1
+        if runtime.status(record) != Status.STOPPED and record.pid:
+            fd = inroot.open_root(f"/proc/{record.pid}/root")
+            if runtime.status(runtime.store.load(container_id)) == Status.STOPPED:
+                os.close(fd)  # it ended as we opened it: its pid may be another's now
+                fd = -1
+        if fd < 0:
+            fd = inroot.open_root(record.rootfs)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
 
 
 def _destination(root: int | None, path: str, name: str, contents: bool) -> tuple[int, str]:
@@ -163,20 +175,18 @@ def cp_stream(g: dict[str, Any], source: str, destination: str, archive: bool) -
         from mrun.kernel import fdtar
 
         parent, name = source_entry(src_path)
-        root = _container_root(g, src_container)
-        try:
-            where = inroot.walk(root, parent)
+        with _container_root(g, src_container) as root:
             try:
-                skipped = fdtar.write_entry(where, name, sys.stdout.buffer)
-            finally:
-                os.close(where)
-            sys.stdout.flush()
-        except FileNotFoundError:
-            raise NotFound(f"cp: {source}: no such file or directory") from None
-        except BrokenPipeError:  # its reader went away (`| tar t | head`): as tar ends then, quietly
-            return 141
-        finally:
-            os.close(root)
+                where = inroot.walk(root, parent)
+                try:
+                    skipped = fdtar.write_entry(where, name, sys.stdout.buffer)
+                finally:
+                    os.close(where)
+                sys.stdout.flush()
+            except FileNotFoundError:
+                raise NotFound(f"cp: {source}: no such file or directory") from None
+            except BrokenPipeError:  # its reader went away (`| tar t | head`): as tar ends then, quietly
+                return 141
     elif source == "-" and dst_container:
         skipped = _unpack_into(g, dst_container, dst_path, destination, archive)
     else:
@@ -194,8 +204,7 @@ def _unpack_into(g: dict[str, Any], container_id: str, path: str, destination: s
     from mrun.kernel import fdcopy, inroot
     from mrun.kernel.tree import remove_tree
 
-    root = _container_root(g, container_id)
-    try:
+    with _container_root(g, container_id) as root:
         try:
             target = inroot.walk(root, path)
         except FileNotFoundError:
@@ -226,5 +235,3 @@ def _unpack_into(g: dict[str, Any], container_id: str, path: str, destination: s
                     remove_tree(staging)
         finally:
             os.close(target)
-    finally:
-        os.close(root)
