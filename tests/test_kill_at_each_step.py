@@ -1429,3 +1429,36 @@ def test_rm_force_at_each_step_of_a_commit_or_an_export(images, busybox_archive,
             "cp": ["cp", f"{name}:/data", copied]}[held]
     held_at_each_step(h, ["--root", h.root, "--image-root", h.image_root, *verb], running, ["rm", "--force", name],
                       judge, lambda: (img(h, "rm", "--force", name), img(h, "rmi", made)), match=("copied-out",))
+
+
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
+def test_volume_rm_at_each_step_of_a_run_mounting_it(images, busybox_archive):
+    """`run -d -v NAME:/data` held before each of its changes in turn while `volume rm NAME`
+    runs: the rm is refused once the run holds the volume (in use), or removes it first and the
+    run makes it anew (docker's: a named volume that does not exist is made); either way what
+    the container writes in /data is in the volume the store names, never in a removed directory."""
+    h = images
+    img_ok(h, "load", busybox_archive, IMAGE)
+    name, volume = "mounting", "shared"
+
+    def made() -> None:
+        if img(h, "volume", "inspect", volume).returncode != 0:
+            img_ok(h, "volume", "create", volume)
+
+    def judge(step: int, run: subprocess.CompletedProcess[str], r: subprocess.CompletedProcess[str]) -> str:
+        status = status_of(h, name)
+        if run.returncode != 0 or status != "running":
+            return f"then {status}"
+        if r.returncode != 0 and "in use" not in r.stderr:
+            return "refused, not for its use"
+        img_ok(h, "exec", name, "touch", "/data/probe")
+        where = json.loads(img_ok(h, "volume", "inspect", volume).stdout)[0]["mountpoint"]
+        if not os.path.exists(os.path.join(where, "probe")):
+            return "the container writes where the volume is not"
+        return ""
+
+    made()
+    held_at_each_step(h, ["--root", h.root, "--image-root", h.image_root,
+                          *run_args(h, "-d", "--name", name, "-v", f"{volume}:/data", IMAGE, "sleep", "30")], made,
+                      ["volume", "rm", volume], judge, lambda: img(h, "rm", "--force", name))
+    img_ok(h, "volume", "rm", volume)
