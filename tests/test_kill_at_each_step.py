@@ -1462,3 +1462,30 @@ def test_volume_rm_at_each_step_of_a_run_mounting_it(images, busybox_archive):
                           *run_args(h, "-d", "--name", name, "-v", f"{volume}:/data", IMAGE, "sleep", "30")], made,
                       ["volume", "rm", volume], judge, lambda: img(h, "rm", "--force", name))
     img_ok(h, "volume", "rm", volume)
+
+
+LIMIT = "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes"
+
+
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
+def test_update_at_each_step_of_a_docker_start(images, busybox_archive):
+    """docker's `start` held before each of its changes in turn while `update --memory 64m`
+    runs: the container runs with the new limit, whichever came first. The update found it
+    stopped, wrote the limit for its next start, and the start under way had read the old one:
+    it ran without the limit the update had said yes to."""
+    h = images
+    img_ok(h, "load", busybox_archive, IMAGE)
+    name = "limited"
+
+    def exited() -> None:
+        img_ok(h, *run_args(h, "-d", "--name", name, IMAGE, "sh", "-c", "[ -e /ran ] && exec sleep 30; touch /ran"))
+        img_ok(h, "wait", name)
+
+    def judge(step: int, start: subprocess.CompletedProcess[str], r: subprocess.CompletedProcess[str]) -> str:
+        if start.returncode != 0 or r.returncode != 0 or status_of(h, name) != "running":
+            return f"then {status_of(h, name)}"
+        limit = img_ok(h, "exec", name, "sh", "-c", LIMIT).stdout.strip()
+        return "" if limit == str(64 << 20) else f"running with a memory limit of {limit}"
+
+    held_at_each_step(h, ["--root", h.root, "--image-root", h.image_root, "start", name], exited,
+                      ["update", "--memory", "64m", name], judge, lambda: img(h, "rm", "--force", name))

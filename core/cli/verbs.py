@@ -482,30 +482,44 @@ def update(g: dict[str, Any], container_ids: list[str], resources: str, blkio_we
             res.setdefault("cpu", {}).update(cpus_quota(share) if share else {"quota": -1, "period": CFS_PERIOD})
 
     def one(container_id: str) -> None:
+        from contextlib import nullcontext
+
+        from mrun.images.supervisor import held_still
+
         runtime = _rt(g)
         record = runtime.store.load(container_id)
-        if restart:
-            if not _docker_made(record):
-                raise MrunError(f"--restart: container {container_id!r} was not made by `mrun run` or `mrun create`; "
-                                "a bundle's container has no restart policy")
-            if (record.config.get("annotations") or {}).get(ann.REMOVE) == "true":
-                raise MrunError(f"container {container_id!r}: its restart policy cannot change: it is removed once "
-                                "it ends (--rm), as docker refuses")
-        if res or not restart:  # (--restart alone changes no limit)
-            if _docker_made(record) and runtime.status(record) == Status.STOPPED:
-                from mrun.spec import check_resources
-
-                check_resources(res)  # docker's update of an exited or created one: for its next start
-            else:
-                runtime.update(container_id, res)
-        if _docker_made(record):
-            from mrun.images.containers import keep_update
-
-            with runtime.store.lock(container_id):  # a restart reads the file under it
-                keep_update(record.bundle, container_id, res, annotations)
-            print(container_id)  # docker's update names each one
+        # A docker container's: no start under way meanwhile, which would read its old limits
+        # after we found it stopped and wrote them for its next start
+        with held_still(record.bundle) if _docker_made(record) else nullcontext():
+            _update_one(runtime, runtime.store.load(container_id), res, restart, annotations)
 
     return each(container_ids, "update", one, one_raises=True)
+
+
+def _update_one(runtime: Any, record: Any, res: dict[str, Any], restart: str, annotations: dict[str, str]) -> None:
+    """One container's update: its cgroup if it runs (a docker container stopped: checked, for
+    its next start), and a docker container's config, which its next start reads."""
+    container_id = record.id
+    if restart:
+        if not _docker_made(record):
+            raise MrunError(f"--restart: container {container_id!r} was not made by `mrun run` or `mrun create`; "
+                            "a bundle's container has no restart policy")
+        if (record.config.get("annotations") or {}).get(ann.REMOVE) == "true":
+            raise MrunError(f"container {container_id!r}: its restart policy cannot change: it is removed once "
+                            "it ends (--rm), as docker refuses")
+    if res or not restart:  # (--restart alone changes no limit)
+        if _docker_made(record) and runtime.status(record) == Status.STOPPED:
+            from mrun.spec import check_resources
+
+            check_resources(res)  # docker's update of an exited or created one: for its next start
+        else:
+            runtime.update(container_id, res)
+    if _docker_made(record):
+        from mrun.images.containers import keep_update
+
+        with runtime.store.lock(container_id):  # a restart reads the file under it
+            keep_update(record.bundle, container_id, res, annotations)
+        print(container_id)  # docker's update names each one
 
 
 OOM_POLL = 0.1  # seconds between looks at the OOM kill count, between two reports

@@ -72,32 +72,44 @@ def wants_restart(policy: str, code: int | None, restarts: int) -> bool:
 
 def mark_stopped(bundle: str) -> None:
     """The user stopped the container (stop, rm, a kill that ends it): no restart after this.
-    Made once a `start` under way has the container running (a start takes the mark away, so
-    one made before it ended was lost, and the container it started ran on after the stop), and
-    returns once a restart its supervisor had begun (having looked for the mark before it was
-    made) has it running: the stop that follows then finds it running and stops it, where it
-    found it stopped, returned, and the start or restart went on (`rm` after `stop` refused it).
-    Each wait is bounded: a start or restart stuck in a hook does not hold `rm -f` for good."""
-    import fcntl
+    Made while no start or restart is under way (``held_still``): the stop that follows finds
+    the container running and stops it, where it found it stopped (a start or its restart policy's
+    restart under way), returned, and the start went on: the container ran after the stop (`rm`
+    after `stop` refused it), and a start took away a mark made meanwhile."""
+    with held_still(bundle):
+        try:
+            os.close(os.open(os.path.join(bundle, STOPPED_FILE),
+                             os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+        except OSError:
+            pass  # no bundle (gone already): nothing will start it again
 
-    try:
-        starting = os.open(os.path.join(bundle, START_LOCK), os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC,
-                           0o600)
-    except OSError:
-        return  # no bundle (gone already): nothing will start it again
-    try:
-        _taken(starting, fcntl.LOCK_EX)
-        os.close(os.open(os.path.join(bundle, STOPPED_FILE), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         0o600))
-        restarting = os.open(os.path.join(bundle, RESTART_LOCK), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return  # removed meanwhile; or no restart lock: no restart began, and the next looks at the mark first
-    finally:
-        os.close(starting)
-    try:
-        _taken(restarting, fcntl.LOCK_SH)
-    finally:
-        os.close(restarting)
+
+class held_still:  # noqa: N801 - used as a statement: ``with held_still(bundle):``
+    """No start of the container (`start_again`, under START_LOCK) nor restart by its supervisor
+    (under RESTART_LOCK) begins or is under way while held: what is changed under it (the user's
+    stop mark, an update's limits for the next start) is read by the next start, or changed once
+    the one under way has the container running (an update then writes its cgroup). Each wait is
+    bounded (SUPERVISOR_SETTLE): a start stuck in a hook does not hold `rm -f` for good."""
+
+    def __init__(self, bundle: str) -> None:
+        self.bundle, self.fds = bundle, []
+
+    def __enter__(self) -> held_still:
+        import fcntl
+
+        for name in (START_LOCK, RESTART_LOCK):  # in the order a start and its supervisor take them
+            try:
+                fd = os.open(os.path.join(self.bundle, name), os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             0o600)
+            except OSError:
+                break  # no bundle (gone already): nothing will start it again
+            self.fds.append(fd)
+            _taken(fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for fd in self.fds:
+            os.close(fd)
 
 
 def _taken(fd: int, kind: int) -> None:
