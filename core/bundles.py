@@ -21,6 +21,7 @@ MARKER = "image.json"  # in a container's directory: the image it was made from
 KEPT = "record.json"  # the runtime's record of it, kept by its supervisor (images/kept)
 RUN_LOCK = "run.lock"  # flocked by the `mrun run` (or create) that made it, until that process exits
 READERS_LOCK = "readers.lock"  # shared by commands reading its files, exclusive while release takes them
+READERS_SETTLE = 10.0  # seconds a release waits for them: an export into a pipe nobody reads holds for good
 
 
 def image_of(bundle: str) -> dict[str, Any] | None:
@@ -58,13 +59,20 @@ def release(bundle: str, container_id: str = "", state_root: str = "") -> None:
     if not made_for(bundle, container_id, state_root):
         return
     import fcntl
+    import time
 
-    try:  # a commit or export reading its files finishes first (see reading)
+    try:  # a commit, export or cp reading its files finishes first (see reading)
         readers = os.open(os.path.join(bundle, READERS_LOCK), os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
                           0o600)
-        fcntl.flock(readers, fcntl.LOCK_EX)
     except OSError:
         readers = -1
+    deadline = time.monotonic() + READERS_SETTLE
+    while readers >= 0 and time.monotonic() < deadline:
+        try:
+            fcntl.flock(readers, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            time.sleep(0.02)
     try:
         sc.unmount_all(os.path.join(bundle, "rootfs"))
         remove_tree(bundle, ignore_errors=True)
@@ -73,15 +81,17 @@ def release(bundle: str, container_id: str = "", state_root: str = "") -> None:
             os.close(readers)
 
 
-class reading:  # noqa: N801 - used as a statement: ``with bundles.reading(bundle):``
-    """A command reading a container's files (commit its changes, export its root) while they
+class reading:  # noqa: N801 - used as a statement: ``with bundles.reading(bundle, id, root) as held:``
+    """A command reading a container's files (commit its changes, export its root, cp) while they
     stay: `rm -f` meanwhile took them away under it, and the commit made an image of what was
-    left, or the export an archive of it (each one's `release` waits now). Nothing is held for
-    a bundle not made by ``prepare`` (a runc bundle is its owner's, and is never released)."""
+    left, the export an archive of it, the copy nothing, each saying yes. A release waits for
+    the readers (READERS_SETTLE at most), and a reader looks at ``released`` once it has read:
+    what it made of files taken from under it is no copy. Nothing is held for a bundle not made
+    by ``prepare`` for this container (a runc bundle is its owner's, and is never released)."""
 
-    def __init__(self, bundle: str) -> None:
+    def __init__(self, bundle: str, container_id: str, state_root: str) -> None:
         self.bundle, self.fd = bundle, -1
-        self.ours = image_of(bundle) is not None
+        self.ours = made_for(bundle, container_id, state_root)
 
     def __enter__(self) -> reading:
         import fcntl
@@ -101,5 +111,6 @@ class reading:  # noqa: N801 - used as a statement: ``with bundles.reading(bundl
 
     @property
     def released(self) -> bool:
-        """Whether its files were taken before we held them (a release that began first)."""
+        """Whether its files were taken: before we held them (a release that began first), or
+        while we read (one that waited its longest)."""
         return self.ours and not os.path.isdir(self.bundle)

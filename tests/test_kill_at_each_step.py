@@ -1489,3 +1489,28 @@ def test_update_at_each_step_of_a_docker_start(images, busybox_archive):
 
     held_at_each_step(h, ["--root", h.root, "--image-root", h.image_root, "start", name], exited,
                       ["update", "--memory", "64m", name], judge, lambda: img(h, "rm", "--force", name))
+
+
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
+def test_rm_force_waits_for_a_stuck_export_only_so_long(images, busybox_archive):
+    """`export` into a pipe nobody reads holds the container's files for good: `rm -f` waits for
+    it a while (bundles.READERS_SETTLE), then removes the container; the export, once it can
+    write again, says the container was removed while it was exported, as it got only part."""
+    h = images
+    img_ok(h, "load", busybox_archive, IMAGE)
+    img_ok(h, *run_args(h, "-d", "--name", "big", IMAGE, "sh", "-c", "head -c 1048576 /dev/urandom > /blob; sleep 60"))
+    while img(h, "exec", "big", "test", "-s", "/blob").returncode != 0:
+        time.sleep(0.1)
+    export = subprocess.Popen([h.binary, "--root", h.root, "--image-root", h.image_root, "export", "big"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **h.base_env})
+    try:
+        time.sleep(1)  # its pipe full: the export waits to write
+        assert export.poll() is None
+        r = img(h, "rm", "--force", "big")
+        assert r.returncode == 0 and status_of(h, "big") == "gone", r.stderr
+        out, err = export.communicate(timeout=60)
+        assert export.returncode == 1 and err.decode().strip() == \
+            "mrun: export: container 'big' was removed while it was exported", (export.returncode, err)
+    finally:
+        export.kill()
+        export.wait()

@@ -22,13 +22,19 @@ if TYPE_CHECKING:
 
 
 def export(g: dict[str, Any], container_id: str, output: str = "") -> int:
-    record = _rt(g).store.load(container_id)
+    runtime = _rt(g)
+    record = runtime.store.load(container_id)
     if not output and sys.stdout.isatty():
         raise MrunError("export: cowardly refusing to write a tar archive to a terminal; use -o FILE or redirect")
-    with bundles.reading(record.bundle) as held:
+    with bundles.reading(record.bundle, container_id, runtime.store.root) as held:
         if held.released:  # removed since we looked (`rm -f`)
             raise NotFound(f"container {container_id!r} does not exist")
-        return _export(record, output)
+        code = _export(record, output)
+        if held.released:  # while we read, after its release waited its longest: a part of it is no export
+            if output:
+                os.unlink(output)
+            raise MrunError(f"export: container {container_id!r} was removed while it was exported")
+    return code
 
 
 def _export(record: Any, output: str) -> int:
@@ -88,7 +94,7 @@ def commit(g: dict[str, Any], container_id: str, name: str = "", message: str = 
     try:
         made = make(ImageStore(g["image_root"]), meta["config"], upper, name, _mounted_on(runtime, record),
                     (record.config or {}).get("process") or {}, message, author, list(change),
-                    reading=bundles.reading(record.bundle))
+                    reading=bundles.reading(record.bundle, container_id, runtime.store.root))
     except OSError:
         if not os.path.isdir(record.bundle):  # removed before we read (`rm -f`): what failed named its files
             raise NotFound(f"commit: container {container_id!r} was removed while it was committed") from None

@@ -108,7 +108,7 @@ def _container_root(g: dict[str, Any], container_id: str) -> Iterator[int]:
 
     runtime = _rt(g)
     record = runtime.store.load(container_id)
-    with reading(record.bundle) as held:
+    with reading(record.bundle, container_id, runtime.store.root) as held:
         if held.released:  # removed since we looked
             raise NotFound(f"container {container_id!r} does not exist")
         fd = -1
@@ -123,6 +123,8 @@ def _container_root(g: dict[str, Any], container_id: str) -> Iterator[int]:
             yield fd
         finally:
             os.close(fd)
+        if held.released:  # while we copied, after its release waited its longest: a part of it is no copy
+            raise MrunError(f"cp: container {container_id!r} was removed while it was copied")
 
 
 def _destination(root: int | None, path: str, name: str, contents: bool) -> tuple[int, str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import nullcontext
 
 from mrun import jsonio
 from mrun.errors import InvalidSpec, MrunError, name_the_file
@@ -24,6 +24,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
+
+    from mrun import bundles
 
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -46,7 +48,7 @@ class _Hashing:
 
 def commit(store: ImageStore, base: str, upper: str, name: str, leave_out: list[str],
            process: dict[str, Any], message: str = "", author: str = "", changes: list[str] | None = None,
-           reading: AbstractContextManager[Any] | None = None) -> str:
+           reading: bundles.reading | None = None) -> str:
     """The image ``name`` (normalised) made of the image whose config is ``base`` and the changes in
     ``upper``, read under ``reading`` (what keeps them there meanwhile). -> its id."""
     from mrun.images.install import _unpack_layer
@@ -69,6 +71,8 @@ def commit(store: ImageStore, base: str, upper: str, name: str, leave_out: list[
 
     with reading or nullcontext():
         layer = write_layer(store, fill)
+    if reading is not None and reading.released:  # while we read: a part of its changes is no image
+        raise MrunError("commit: the container was removed while its changes were read")
     diff_id, size = layer["digest"], layer["size"]
     with store.lock():
         if not store.has_layer(diff_id):
