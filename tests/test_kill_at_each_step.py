@@ -1268,6 +1268,12 @@ def held_at_each_step(h, argv: list[str], prepare: Callable[[], None], other: li
         subprocess.run(["rm", "-rf", told], check=True)
 
 
+def exited(h, name: str) -> None:
+    """A container of `run -d` that has ended; its next start runs on (sleep 30)."""
+    img_ok(h, *run_args(h, "-d", "--name", name, IMAGE, "sh", "-c", "[ -e /ran ] && exec sleep 30; touch /ran"))
+    img_ok(h, "wait", name)
+
+
 def status_of(h, name: str) -> str:
     """The container's status as `inspect` says it, or "gone"."""
     r = img(h, "inspect", name)
@@ -1280,18 +1286,14 @@ def test_rm_or_stop_at_each_step_of_a_docker_start(images, busybox_archive, othe
     """docker's `start` of an exited container held before each of its changes in turn, and `rm`
     (`rm -f`, `stop`) run then. Either the rm wins (the container gone, the start refused in one
     line) or the start does (the rm refused, the container there); `rm -f` removes it, whichever
-    is first; a stop leaves it stopped, unless the
-    start had not yet taken its lock (its first change): it comes after the stop then. (The start,
-    which takes the user's last stop away, took a stop made while it was under way: the container
-    ran on after the stop. The start's refusal once an rm had removed the container named its
-    start.lock, "No such file or directory".)"""
+    is first; a stop leaves it stopped, unless the start had not yet taken its lock (its first
+    change): it comes after the stop then. (The start, which takes the user's last stop away,
+    took a stop made while it was under way: the container ran on after the stop. The start's
+    refusal once an rm had removed the container named its start.lock, "No such file or
+    directory".)"""
     h = images
     img_ok(h, "load", busybox_archive, IMAGE)
     name = "starting"
-
-    def exited() -> None:
-        img_ok(h, *run_args(h, "-d", "--name", name, IMAGE, "sh", "-c", "[ -e /ran ] && exec sleep 30; touch /ran"))
-        img_ok(h, "wait", name)
 
     def judge(step: int, start: subprocess.CompletedProcess[str], r: subprocess.CompletedProcess[str]) -> str:
         time.sleep(0.3)  # a start the stop missed has its container up by now
@@ -1309,7 +1311,7 @@ def test_rm_or_stop_at_each_step_of_a_docker_start(images, busybox_archive, othe
             return f"rm said no, the container {status}"
         return ""
 
-    held_at_each_step(h, ["--root", h.root, "--image-root", h.image_root, "start", name], exited,
+    held_at_each_step(h, ["--root", h.root, "--image-root", h.image_root, "start", name], lambda: exited(h, name),
                       [*other.split(), "-t", "1", name] if other == "stop" else [*other.split(), name], judge,
                       lambda: img(h, "rm", "--force", name))
 
@@ -1477,17 +1479,13 @@ def test_update_at_each_step_of_a_docker_start(images, busybox_archive):
     img_ok(h, "load", busybox_archive, IMAGE)
     name = "limited"
 
-    def exited() -> None:
-        img_ok(h, *run_args(h, "-d", "--name", name, IMAGE, "sh", "-c", "[ -e /ran ] && exec sleep 30; touch /ran"))
-        img_ok(h, "wait", name)
-
     def judge(step: int, start: subprocess.CompletedProcess[str], r: subprocess.CompletedProcess[str]) -> str:
         if start.returncode != 0 or r.returncode != 0 or status_of(h, name) != "running":
             return f"then {status_of(h, name)}"
         limit = img_ok(h, "exec", name, "sh", "-c", LIMIT).stdout.strip()
         return "" if limit == str(64 << 20) else f"running with a memory limit of {limit}"
 
-    held_at_each_step(h, ["--root", h.root, "--image-root", h.image_root, "start", name], exited,
+    held_at_each_step(h, ["--root", h.root, "--image-root", h.image_root, "start", name], lambda: exited(h, name),
                       ["update", "--memory", "64m", name], judge, lambda: img(h, "rm", "--force", name))
 
 
