@@ -1738,7 +1738,7 @@ def test_a_run_ended_by_a_signal_before_its_container_started_leaves_nothing(ima
         out, err = p.communicate(timeout=60)  # the pipe ends: nothing of the run holds it
         assert p.returncode in (0, 128 + signum, -signum), (i, p.returncode, err)  # -N: before it began
         assert b"Traceback" not in err and len(err.splitlines()) <= 1, err
-        assert img_ok(h, "ps", "-aq").stdout.split() == [], i
+        assert img_ok(h, "ps", "-aq").stdout.split() == [], (i, p.returncode, err)  # which end left it
         assert not os.path.exists(os.path.join(h.root, name)), i
 
 
