@@ -59,20 +59,16 @@ def release(bundle: str, container_id: str = "", state_root: str = "") -> None:
     if not made_for(bundle, container_id, state_root):
         return
     import fcntl
-    import time
+
+    from mrun.kernel.flock import taken_within
 
     try:  # a commit, export or cp reading its files finishes first (see reading)
         readers = os.open(os.path.join(bundle, READERS_LOCK), os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
                           0o600)
     except OSError:
         readers = -1
-    deadline = time.monotonic() + READERS_SETTLE
-    while readers >= 0 and time.monotonic() < deadline:
-        try:
-            fcntl.flock(readers, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            time.sleep(0.02)
+    if readers >= 0:
+        taken_within(readers, fcntl.LOCK_EX, READERS_SETTLE, 0.02)  # else on: the reader sees it was released
     try:
         sc.unmount_all(os.path.join(bundle, "rootfs"))
         remove_tree(bundle, ignore_errors=True)

@@ -97,6 +97,8 @@ class held_still:  # noqa: N801 - used as a statement: ``with held_still(bundle)
     def __enter__(self) -> held_still:
         import fcntl
 
+        from mrun.kernel.flock import taken_within
+
         for name in (START_LOCK, RESTART_LOCK):  # in the order a start and its supervisor take them
             try:
                 fd = os.open(os.path.join(self.bundle, name), os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -104,27 +106,12 @@ class held_still:  # noqa: N801 - used as a statement: ``with held_still(bundle)
             except OSError:
                 break  # no bundle (gone already): nothing will start it again
             self.fds.append(fd)
-            _taken(fd, fcntl.LOCK_EX)
+            taken_within(fd, fcntl.LOCK_EX, SUPERVISOR_SETTLE, 0.01)  # else on, as if it were
         return self
 
     def __exit__(self, *exc: object) -> None:
         for fd in self.fds:
             os.close(fd)
-
-
-def _taken(fd: int, kind: int) -> None:
-    """``fd``'s flock of ``kind`` taken, or SUPERVISOR_SETTLE seconds waited for it."""
-    import fcntl
-
-    deadline = time.monotonic() + SUPERVISOR_SETTLE
-    while True:
-        try:
-            fcntl.flock(fd, kind | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.01)
 
 
 class _restarting:  # noqa: N801 - used as a statement: ``with _restarting(bundle):``

@@ -127,17 +127,13 @@ def freeze(collect: bool = False) -> None:
 def take_lock(path: str) -> int | None:
     import fcntl
 
+    from mrun.kernel.flock import taken_within
+
     fd = os.open(path[: -len(".sock")] + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    deadline = time.monotonic() + LOCK_WAIT
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                os.close(fd)
-                return None
-            time.sleep(0.05)
+    if taken_within(fd, fcntl.LOCK_EX, LOCK_WAIT, 0.05):
+        return fd
+    os.close(fd)
+    return None
 
 
 def listen(path: str) -> socket.socket:
