@@ -11,6 +11,7 @@ packages=(python3 python3-venv python3-pip busybox-static runc containerd umoci 
           podman conmon
           docker-registry openssl  # the pull tests run a registry and its token server
           nftables  # bridge networks: masquerade and published ports
+          strace  # holds a command at one system call (a signal sent in that window)
           containernetworking-plugins)  # the CRI tests' pod network (bridge, host-local, loopback)
 missing=()
 for p in "${packages[@]}"; do

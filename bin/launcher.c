@@ -73,6 +73,21 @@ static off_t stdin_start = -1; /* where a fallback starts stdin over (keep_stdin
 
 /* ---- falling back ------------------------------------------------------------------------ */
 
+/* The signals passed on to the child that does the work (await_child). From the request on they
+ * are held (blocked) until the relay is in place: one that came between ended this process by its
+ * default action, lost to the work, and the child, which dies with its caller until its container
+ * runs, was cut off wherever it was. */
+static const int forwarded[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
+
+static void hold_forwarded(int how, int but) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (size_t i = 0; i < sizeof forwarded / sizeof *forwarded; i++)
+        if (forwarded[i] != but)
+            sigaddset(&set, forwarded[i]);
+    sigprocmask(how, &set, NULL);
+}
+
 __attribute__((noreturn)) static void cold(const char *launcher, const char *why) {
     if (why != NULL && getenv("MRUN_WARM_DEBUG") != NULL)
         fprintf(stderr, "mrun: warm: cold because %s\n", why);
@@ -86,6 +101,9 @@ __attribute__((noreturn)) static void cold(const char *launcher, const char *why
     sigemptyset(&held);
     sigaddset(&held, SIGINT);
     sigprocmask(SIG_BLOCK, &held, NULL);
+    /* the others, held since the request, come now: as they would have before it, to a process
+     * whose work no child took */
+    hold_forwarded(SIG_UNBLOCK, SIGINT);
     char *argv0 = call_argv[0];
     call_argv[0] = cold_path;
     execv(cold_path, call_argv);
@@ -624,7 +642,6 @@ static void build_request(struct buf *b, int argc, const int *fds, int nfds, cha
 
 /* ---- after the hand-over: relay signals, wait, return the status ----------------------------- */
 
-static const int forwarded[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
 static volatile sig_atomic_t child_pidfd = -1;
 static volatile sig_atomic_t last_fatal = 0;
 
@@ -649,6 +666,7 @@ __attribute__((noreturn)) static void await_child(int sock, long pid) {
     sigemptyset(&sa.sa_mask);
     for (size_t i = 0; i < sizeof forwarded / sizeof *forwarded; i++)
         sigaction(forwarded[i], &sa, NULL);
+    hold_forwarded(SIG_UNBLOCK, 0); /* what came since the request is passed on now */
     char *msg = NULL;
     long n = recv_message(sock, &msg, -1);
     long code;
@@ -862,6 +880,7 @@ int main(int argc, char **argv) {
     req.data[2] = (char)(body >> 8);
     req.data[3] = (char)body;
     fflush(NULL);
+    hold_forwarded(SIG_BLOCK, 0); /* until the relay is in place (await_child), or no child took the work */
     if (write_full(sock, req.data, req.len) < 0)
         cold("asked", "the template closed the connection");
     free(req.data);

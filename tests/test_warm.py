@@ -21,6 +21,7 @@ from conftest import (
     IMAGE,
     await_template,
     cgroup_dirs,
+    img,
     img_ok,
     mrun_binary,
     process_report,
@@ -88,6 +89,50 @@ def test_signals_to_the_command_reach_the_container(images, busybox_archive, sig
         pytest.fail(f"{sig.name} to the command did not end it within 15 s:\n{report}")
     assert ("got-term" if code == 42 else "got-int") in proc.stdout.read()
     proc.stdout.close()
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(c) for c in f.read().split()]
+
+
+@LAUNCHERS
+def test_a_signal_that_comes_before_the_relay_is_in_place_reaches_the_container(images, busybox_archive, tmp_path):
+    """The command hands its work to another process (the template's child; a cold run's own
+    child), then puts its relay of signals in place. A SIGTERM between the two ended the command
+    itself (the default action) and was never passed on: the caller saw -15 while the container
+    ran on, and a container still being made was left half made (the child dies with its caller
+    until its container runs). Held until the relay is in place, it is passed on as any later.
+    strace holds the command at its first pidfd_open, the relay's first step, while the
+    container starts and the signal is sent."""
+    require("strace", "strace")
+    h = images
+    img_ok(h, "load", busybox_archive)
+    log = tmp_path / "strace.log"
+    script = "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.05; done"
+    proc = subprocess.Popen(["strace", "-o", str(log), "-e", "trace=pidfd_open",
+                             "-e", "inject=pidfd_open:delay_enter=3000000:when=1",
+                             *cli(h, *run_args(h, "--rm", "--name", "early", IMAGE, "sh", "-c", script))],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, env=env_of(h))
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+
+        def held() -> bool:  # at its pidfd_open still: strace wrote the call, not yet its result
+            calls = [line for line in log.read_text().splitlines() if "pidfd_open(" in line]
+            return len(calls) == 1 and "=" not in calls[0]
+
+        assert held(), f"the command was not held before its relay: {log.read_text()!r}"
+        [command] = _children(proc.pid)
+        os.kill(command, signal.SIGTERM)
+        assert held(), "the 3 s hold ended before the signal was sent: a slow machine, not a lost signal"
+        assert proc.wait(timeout=30) == 42
+        assert "got-term" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        img(h, "rm", "-f", "early")
 
 
 IOPRIO_SET = {"x86_64": 251, "aarch64": 30}[os.uname().machine]
@@ -994,12 +1039,12 @@ def test_a_template_started_under_memory_deny_write_execute_imposes_it_on_no_oth
 NOISY_CALLER = """
 import os, sys, time
 from mrun.warm import client
-pid, sock = client._hand_over("cli", ["--root", sys.argv[1], "state", "no-such-container"], None, {})
+pid, sock, unheld = client._hand_over("cli", ["--root", sys.argv[1], "state", "no-such-container"], None, {})
 if pid is None:
     print("cold", flush=True)
     sys.exit(0)
 sock.send(b"x")  # an event on the child's end that is no hang-up: data
-print(client._wait(sock, pid), flush=True)
+print(client._wait(sock, pid, unheld), flush=True)
 """
 
 

@@ -233,11 +233,11 @@ def _stream(stream: Any) -> list[str] | None:
 def run(kind: str, argv: list[str]) -> int | None:
     """Have the template do ``kind`` ("cli") for ``argv`` as this process would.
     -> the exit status, or None: do it here (cold)."""
-    pid, sock = _hand_over(kind, argv, None, {})
+    pid, sock, unheld = _hand_over(kind, argv, None, {})
     if pid is None:
         return None
     try:
-        return _wait(sock, pid)
+        return _wait(sock, pid, unheld)
     finally:
         sock.close()
 
@@ -246,26 +246,35 @@ def spawn(kind: str, fds: list[int], extra: dict[str, Any]) -> int | None:
     """Have the template fork a long-lived process of ``kind`` ("shim-daemon") that gets ``fds``
     (at their numbers here) and ``extra``, as a fork of this process would. -> its pid, or None:
     fork it here. Nothing is waited for: it outlives us."""
-    pid, sock = _hand_over(kind, sys.argv[1:], fds, extra)
+    import _signal as signal
+
+    pid, sock, unheld = _hand_over(kind, sys.argv[1:], fds, extra)
     if sock is not None:
         sock.close()
+        signal.pthread_sigmask(signal.SIG_SETMASK, unheld)  # it is on its own: ours are ours again
     return pid
 
 
 def _hand_over(
     kind: str, argv: list[str], fds: list[int] | None, extra: dict[str, Any]
-) -> tuple[int | None, Any]:
-    """-> (the child's pid, the connection) once a child took the work, else (None, None)."""
+) -> tuple[int | None, Any, set[int]]:
+    """-> (the child's pid, the connection, the signal mask to restore once the relay is in
+    place) once a child took the work, else (None, None, the mask). Our FORWARDED signals are
+    held from the request on: one that came before the relay (``_wait``) ended us by its default
+    action, lost to the work, and the child, which dies with its caller until its container runs,
+    was cut off wherever it was. Where no child took the work they come when we return."""
+    import _signal as signal
+
     if not enabled():
-        return None, None
+        return None, None, set()
     if launcher is not None:  # the native launcher ran us: it asked already, or found no template
         link_native()
-        return None, None
+        return None, None, set()
     ident = identity()
     try:
         path = socket_path(ident)
     except OSError:  # no /proc: a cold call, and no template started for a caller none could serve
-        return None, None
+        return None, None, set()
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
         sock.connect(path)
@@ -273,20 +282,22 @@ def _hand_over(
         sock.close()
         if e.errno in (2, 111) and not _under_seccomp():  # ENOENT, ECONNREFUSED: none, or a dead one's socket
             _start_once(path)
-        return None, None
+        return None, None, set()
     if not served_by_root(sock):  # a socket someone else serves there gets nothing of ours
         sock.close()
         if os.environ.get("MRUN_WARM_DEBUG"):
             print("mrun: warm: cold because the template's socket is not served by root", file=sys.stderr)
-        return None, None
+        return None, None, set()
+    unheld = signal.pthread_sigmask(signal.SIG_BLOCK, forwarded_signals())
     try:
         pid = _ask(sock, kind, argv, ident, path, fds, extra)
     except (OSError, ValueError):  # the template broke before a child took the work
         pid = None
     if pid is None:
         sock.close()
-        return None, None
-    return pid, sock
+        signal.pthread_sigmask(signal.SIG_SETMASK, unheld)
+        return None, None, unheld
+    return pid, sock, unheld
 
 
 def served_by_root(sock: Any) -> bool:
@@ -364,8 +375,9 @@ def _send_request(
     return int(first["pid"])
 
 
-def _wait(sock: Any, pid: int) -> int:
-    """Relay our signals to the child until it reports its exit status."""
+def _wait(sock: Any, pid: int, unheld: set[int]) -> int:
+    """Relay our signals to the child until it reports its exit status; those held since the
+    request (``_hand_over``) are passed on once the relay is in place."""
     import _signal as signal  # the C module: `signal` would import enum (3 ms) for the same calls
 
     try:
@@ -374,6 +386,7 @@ def _wait(sock: Any, pid: int) -> int:
         pidfd = -1
     received: list[int] = []
     previous = relay_signals(pidfd, received)
+    signal.pthread_sigmask(signal.SIG_SETMASK, unheld)
     try:
         last = recv_message(sock)
         if pidfd >= 0 and not (last or {}).get("detached"):  # and gone, as a cold command is when it returns
