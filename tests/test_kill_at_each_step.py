@@ -1316,6 +1316,42 @@ def test_rm_or_stop_at_each_step_of_a_docker_start(images, busybox_archive, othe
                       lambda: img(h, "rm", "--force", name))
 
 
+@pytest.mark.parametrize("other", ["rm"])
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
+def test_rm_at_each_step_of_a_docker_restart(images, busybox_archive, other):
+    """docker's `restart` of a running container (a stop, then a start) held before each of its
+    changes in turn while `rm` runs: an rm that finds the container stopped between the two
+    removes it and the restart says in one line that it does not exist; one that finds it
+    running is refused and the restart has it running. (`rm -f` too, tried once: it removes the
+    container whatever the restart had done, and nothing is left; not kept, for 90 s of the
+    suite, as the start it holds is test_rm_or_stop_at_each_step_of_a_docker_start's.)"""
+    h = images
+    img_ok(h, "load", busybox_archive, IMAGE)
+    name = "restarting"
+
+    def running() -> None:
+        exited(h, name)
+        img_ok(h, "start", name)
+
+    def judge(step: int, restart: subprocess.CompletedProcess[str], r: subprocess.CompletedProcess[str]) -> str:
+        status = status_of(h, name)
+        gone = f"mrun: container {name!r} does not exist"
+        if other == "rm -f":
+            if r.returncode != 0 or status != "gone" or restart.returncode not in (0, 1):
+                return f"then {status}"
+            if restart.returncode == 1 and restart.stderr.strip() != gone:
+                return "the restart's refusal"
+        elif r.returncode == 0:  # the rm came between the stop and the start
+            if status != "gone" or restart.stderr.strip() != gone:
+                return f"rm said yes, the container {status}"
+        elif status != "running" or restart.returncode != 0 or "running" not in r.stderr:
+            return f"rm said no, the container {status}"
+        return ""
+
+    held_at_each_step(h, ["--root", h.root, "--image-root", h.image_root, "restart", "-t", "1", name], running,
+                      [*other.split(), name], judge, lambda: img(h, "rm", "--force", name))
+
+
 @pytest.mark.parametrize("other", ["rm", "stop"])
 @pytest.mark.parametrize("images", ["cold"], indirect=True)
 def test_rm_or_stop_at_each_step_of_a_detached_run(images, busybox_archive, other):
@@ -1431,6 +1467,61 @@ def test_rm_force_at_each_step_of_a_commit_or_an_export(images, busybox_archive,
             "cp": ["cp", f"{name}:/data", copied]}[held]
     held_at_each_step(h, ["--root", h.root, "--image-root", h.image_root, *verb], running, ["rm", "--force", name],
                       judge, lambda: (img(h, "rm", "--force", name), img(h, "rmi", made)), match=("copied-out",))
+
+
+@pytest.mark.parametrize("other", ["commit", "export", "cp"])
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
+def test_a_commit_or_an_export_at_each_step_of_an_rm_force(images, busybox_archive, other):
+    """The converse of the test above: `rm -f` held before each of its changes in turn while
+    `commit` (`export`, `cp`) runs. The rm goes through; the other says yes with the whole
+    image (archive, copy), or no in one line having made none, and leaves nothing in the
+    container's directory once it is gone."""
+    h = images
+    img_ok(h, "load", busybox_archive, IMAGE)
+    name, made = "going", "localhost/made:1"
+    archive, copied = os.path.join(h.tmp, "out.tar"), os.path.join(h.tmp, "copied-out")
+
+    def running() -> None:
+        img(h, "rmi", made)
+        if os.path.exists(archive):
+            os.unlink(archive)
+        subprocess.run(["rm", "-rf", copied], check=True)
+        img_ok(h, *run_args(h, "-d", "--name", name, IMAGE, "sh", "-c",
+                            "mkdir /data; for i in $(seq 50); do echo $i > /data/f$i; done; exec sleep 30"))
+        while img(h, "exec", name, "test", "-e", "/data/f50").returncode != 0:
+            time.sleep(0.05)
+
+    def judge(step: int, rm: subprocess.CompletedProcess[str], r: subprocess.CompletedProcess[str]) -> str:
+        status = status_of(h, name)
+        if rm.returncode != 0 or status != "gone":
+            return f"then {status}"
+        if other == "commit" and r.returncode == 0:
+            ran = img(h, *run_args(h, "--rm", made, "sh", "-c", "ls /data | wc -l; ls /bin | wc -l"))
+            if ran.returncode != 0 or ran.stdout != f"50\n{whole}\n":
+                return f"the committed image: {ran.returncode} {ran.stdout!r} {ran.stderr.strip()!r}"
+        elif other == "commit" and img(h, "image", "inspect", made).returncode == 0:
+            return "said no, and made the image"
+        elif other == "export" and r.returncode == 0:
+            with tarfile.open(archive) as tar:
+                names = tar.getnames()
+            if len([n for n in names if n.startswith("data/f")]) != 50 or \
+                    len([n for n in names if n.startswith("bin/")]) != int(whole):
+                return f"the archive: {len(names)} names"
+        elif other == "export" and os.path.exists(archive):
+            return "said no, and left its archive"
+        elif other == "cp" and r.returncode == 0 and len(os.listdir(copied)) != 50:
+            return f"the copy: {len(os.listdir(copied))} names"
+        elif other == "cp" and r.returncode != 0 and os.path.exists(copied):
+            return "said no, and left a copy"
+        if r.returncode != 0 and len(r.stderr.strip().splitlines()) != 1:
+            return "a refusal not in one line"
+        return ""
+
+    whole = img_ok(h, *run_args(h, "--rm", IMAGE, "sh", "-c", "ls /bin | wc -l")).stdout.strip()
+    verb = {"commit": ["commit", name, made], "export": ["export", "-o", archive, name],
+            "cp": ["cp", f"{name}:/data", copied]}[other]
+    held_at_each_step(h, ["--root", h.root, "--image-root", h.image_root, "rm", "--force", name], running, verb,
+                      judge, lambda: (img(h, "rm", "--force", name), img(h, "rmi", made)))
 
 
 @pytest.mark.parametrize("images", ["cold"], indirect=True)
