@@ -73,7 +73,18 @@ def diff(g: dict[str, Any], container_id: str) -> int:
     record, meta, upper = _snapshot(runtime, container_id, "diff")
     store = ImageStore(g["image_root"])
     lower = Lower([store.layer_dir(d) for d in reversed(meta.get("layers") or [])])
-    for kind, path in without_mount_points(changes(upper, lower), _mounted_on(runtime, record)):
+    with bundles.reading(record.bundle, container_id, runtime.store.root) as held:  # as export's
+        if held.released:  # removed since we looked (`rm -f`)
+            raise NotFound(f"container {container_id!r} does not exist")
+        listed: list[tuple[str, str]] = []
+        try:
+            listed = without_mount_points(changes(upper, lower), _mounted_on(runtime, record))
+        except FileNotFoundError:
+            if not held.released:
+                raise
+        if held.released:  # while we read, after its release waited its longest: part of a list is none
+            raise MrunError(f"diff: container {container_id!r} was removed while its changes were read")
+    for kind, path in listed:
         print(f"{kind} {path}")
     return 0
 
