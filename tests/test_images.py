@@ -3926,6 +3926,42 @@ def test_wait_ends_when_the_supervisor_that_would_note_the_exit_is_gone(images, 
         img_ok(h, "rm", "-f", "quietexit", "orphan")
 
 
+def test_wait_and_attach_say_the_exit_code_of_a_container_rm_f_or_rm_takes(images, busybox_archive):
+    """docker's `wait` (and `attach`) of a container that `rm -f` kills and removes says its exit
+    code, 137, as one that --rm removes once it ends says its own: ours said the container was
+    gone, "removed once it stopped, as --rm does". They hold its files (bundles.reading) until
+    they have read its code: the removal waits for them (a moment), not the other way round."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+
+    def waiting(*verb: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([h.binary, "--root", h.root, "--image-root", h.image_root, *verb],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, **h.base_env})
+
+    img_ok(h, *run_args(h, "-d", "--name", "taken", IMAGE, "sh", "-c", "echo up; exec sleep 60"))
+    img_ok(h, *run_args(h, "-d", "--rm", "--name", "removed", IMAGE, "sh", "-c", "sleep 1.5; echo last; exit 5"))
+    try:
+        while "up" not in img_ok(h, "logs", "taken").stdout:
+            time.sleep(0.05)
+        waiters = [waiting("wait", "taken"), waiting("attach", "taken"), waiting("wait", "removed"),
+                   waiting("attach", "removed")]
+        time.sleep(1)  # all of them waiting
+        assert [w.poll() for w in waiters] == [None] * 4
+        img_ok(h, "rm", "-f", "taken")
+        said = [(w.wait(timeout=30), w.stdout.read(), w.stderr.read().strip()) for w in waiters]
+        assert said == [(0, "137\n", ""), (137, "", ""), (0, "5\n", ""), (5, "last\n", "")], said
+        assert img(h, "inspect", "removed").returncode != 0  # --rm took it, once they had read it
+    finally:
+        for w in waiters:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+            w.stdout.close()
+            w.stderr.close()
+        img(h, "rm", "-f", "taken", "removed")
+
+
 def test_history_and_info_as_docker(images, busybox_archive):
     """`mrun history` (and `image history`): the image's steps newest first, its id on the newest,
     each layer's size beside its step; -q, --no-trunc, --format. `mrun info` (and `system info`):

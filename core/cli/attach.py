@@ -48,7 +48,7 @@ def attach(g: dict[str, Any], container_id: str, sig_proxy: bool = True, no_stdi
     if not reader.start_at(_current_size(bundle)):  # from now on: what it wrote before is `logs`'
         reader.close()
         raise NotFound(f"cannot attach to container {container_id!r}: its log is gone")
-    return _follow(runtime, container_id, reader, sig_proxy)
+    return _follow(runtime, container_id, bundle, reader, sig_proxy)
 
 
 def start_attached(g: dict[str, Any], container_id: str) -> int:
@@ -76,7 +76,7 @@ def start_attached(g: dict[str, Any], container_id: str) -> int:
     if not reader.start_at(offset):
         reader.close()
         raise NotFound(f"cannot attach to container {container_id!r}: its log is gone")
-    code = _follow(runtime, container_id, reader, True)
+    code = _follow(runtime, container_id, bundle, reader, True)
     if remove:
         from mrun.images.supervisor import remove_with_volumes
 
@@ -84,8 +84,17 @@ def start_attached(g: dict[str, Any], container_id: str) -> int:
     return code
 
 
-def _follow(runtime: Any, container_id: str, reader: Any, sig_proxy: bool) -> int:
-    """Its output as its supervisor logs it, until its exit code is noted: that code."""
+def _follow(runtime: Any, container_id: str, bundle: str, reader: Any, sig_proxy: bool) -> int:
+    """Its output as its supervisor logs it, until its exit code is noted: that code. The
+    container's files (its log, its exit note) stay until then, though `rm -f` removes it
+    (bundles.reading)."""
+    from mrun import bundles
+
+    with bundles.reading(bundle, container_id, runtime.store.root):
+        return _until_it_ends(runtime, container_id, bundle, reader, sig_proxy)
+
+
+def _until_it_ends(runtime: Any, container_id: str, bundle: str, reader: Any, sig_proxy: bool) -> int:
     from mrun.cli.image_verbs import write_pieces
     from mrun.images.supervisor import exit_code, stopped_by_user
 
@@ -106,7 +115,7 @@ def _follow(runtime: Any, container_id: str, reader: Any, sig_proxy: bool) -> in
                     pass  # it ended meanwhile: its exit code comes below
             write_pieces(reader.read(whole=True))
             try:
-                code = exit_code(runtime, container_id)
+                code = exit_code(runtime, container_id, bundle)
             except MrunError:
                 write_pieces(reader.read(whole=True))  # what it wrote last
                 raise

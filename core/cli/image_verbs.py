@@ -1278,13 +1278,15 @@ def wait(g: dict[str, Any], container_ids: list[str]) -> int:
     recorded: only a `mrun run -d` container has one)."""
     import time as clock
 
+    from mrun import bundles
     from mrun.images.supervisor import exit_code
 
     def one(cid: str) -> None:
         runtime = _rt(g)
-        runtime.store.load(cid)  # one that is not there is said at once
-        while (code := exit_code(runtime, cid)) is None:
-            clock.sleep(0.05)
+        bundle = runtime.store.load(cid).bundle  # one that is not there is said at once
+        with bundles.reading(bundle, cid, runtime.store.root):  # its exit note stays until we have read it
+            while (code := exit_code(runtime, cid, bundle)) is None:
+                clock.sleep(0.05)
         print(code)
 
     return each(container_ids, "wait", one)

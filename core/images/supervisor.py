@@ -298,6 +298,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
         runtime.end_the_rest(container_id)  # a child left in another's PID namespace: no longer writing
         relay.finish()
         if remove:
+            record(bundle, code, restarts)  # read by a `wait` or `attach` its removal waits for (bundles.reading)
             try:
                 remove_with_volumes(runtime, container_id)
             except BaseException:  # noqa: BLE001 - nobody to tell; `mrun system prune` finishes it
@@ -544,18 +545,26 @@ def supervisor_gone(bundle: str) -> bool | None:
     return not is_alive(pid, start if isinstance(start, int) else None)
 
 
-def exit_code(runtime: Any, container_id: str) -> int | None:
+def exit_code(runtime: Any, container_id: str, bundle: str = "") -> int | None:
     """The container's exit code once it has stopped and its supervisor has noted it (`wait`,
     `attach`); None while it runs or the note is on its way. A container stopped for good
     without one (its supervisor killed before it could note it, or one not of `mrun run -d`)
-    is an error: waiting for it would never end."""
+    is an error: waiting for it would never end. Removed once stopped (`rm -f`, --rm), its
+    code is read from its ``bundle``, which a waiter holds (bundles.reading) until it has read
+    it: docker's `wait` says 137 for a container `rm -f` took, where ours said it was gone."""
     from mrun.errors import NotFound
     from mrun.status import Status
 
     try:
         record = runtime.store.load(container_id)
-    except NotFound:  # removed by its supervisor once stopped (`mrun run -d --rm`)
-        raise MrunError(f"container {container_id!r} is gone (removed once it stopped, as --rm does)")
+    except NotFound:  # removed once stopped (`rm -f`; by its supervisor, `mrun run -d --rm`)
+        if bundle and os.path.isdir(bundle):
+            if (code := _noted_code(bundle)) is not None:
+                return code
+            if supervisor_gone(bundle) is False:
+                return None  # it is noting it
+        raise MrunError(f"container {container_id!r} is gone (removed once it stopped, before its exit code was "
+                        "read)") from None
     if runtime.status(record) != Status.STOPPED:
         return None
     if (code := _noted_code(record.bundle)) is not None:
