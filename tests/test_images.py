@@ -3928,9 +3928,10 @@ def test_wait_ends_when_the_supervisor_that_would_note_the_exit_is_gone(images, 
 
 def test_wait_and_attach_say_the_exit_code_of_a_container_rm_f_or_rm_takes(images, busybox_archive):
     """docker's `wait` (and `attach`) of a container that `rm -f` kills and removes says its exit
-    code, 137, as one that --rm removes once it ends says its own: ours said the container was
-    gone, "removed once it stopped, as --rm does". They hold its files (bundles.reading) until
-    they have read its code: the removal waits for them (a moment), not the other way round."""
+    code, 137, as one that --rm removes once it ends (detached or in the foreground) says its
+    own: ours said the container was gone, "removed once it stopped, as --rm does". They hold its
+    files (bundles.reading) until they have read its code: the removal waits for them (a
+    moment), not the other way round."""
     h = images
     img_ok(h, "load", busybox_archive)
 
@@ -3940,26 +3941,30 @@ def test_wait_and_attach_say_the_exit_code_of_a_container_rm_f_or_rm_takes(image
                                 env={**os.environ, **h.base_env})
 
     img_ok(h, *run_args(h, "-d", "--name", "taken", IMAGE, "sh", "-c", "echo up; exec sleep 60"))
-    img_ok(h, *run_args(h, "-d", "--rm", "--name", "removed", IMAGE, "sh", "-c", "sleep 1.5; echo last; exit 5"))
+    img_ok(h, *run_args(h, "-d", "--rm", "--name", "removed", IMAGE, "sh", "-c", "sleep 2; echo last; exit 5"))
+    foreground = waiting(*run_args(h, "--rm", "--name", "fg", IMAGE, "sh", "-c", "sleep 2; exit 6"))
+    waiters: list[subprocess.Popen[str]] = []
     try:
-        while "up" not in img_ok(h, "logs", "taken").stdout:
+        while "up" not in img_ok(h, "logs", "taken").stdout or img(h, "inspect", "fg").returncode != 0:
             time.sleep(0.05)
         waiters = [waiting("wait", "taken"), waiting("attach", "taken"), waiting("wait", "removed"),
-                   waiting("attach", "removed")]
+                   waiting("attach", "removed"), waiting("wait", "fg")]
         time.sleep(1)  # all of them waiting
-        assert [w.poll() for w in waiters] == [None] * 4
+        assert [w.poll() for w in waiters] == [None] * 5
         img_ok(h, "rm", "-f", "taken")
         said = [(w.wait(timeout=30), w.stdout.read(), w.stderr.read().strip()) for w in waiters]
-        assert said == [(0, "137\n", ""), (137, "", ""), (0, "5\n", ""), (5, "last\n", "")], said
-        assert img(h, "inspect", "removed").returncode != 0  # --rm took it, once they had read it
+        assert said == [(0, "137\n", ""), (137, "", ""), (0, "5\n", ""), (5, "last\n", ""), (0, "6\n", "")], said
+        assert foreground.wait(timeout=30) == 6
+        for name in ("removed", "fg"):  # --rm took them, once they had read their code
+            assert img(h, "inspect", name).returncode != 0
     finally:
-        for w in waiters:
+        for w in [*waiters, foreground]:
             if w.poll() is None:
                 w.kill()
                 w.wait()
             w.stdout.close()
             w.stderr.close()
-        img(h, "rm", "-f", "taken", "removed")
+        img(h, "rm", "-f", "taken", "removed", "fg")
 
 
 def test_history_and_info_as_docker(images, busybox_archive):

@@ -612,14 +612,16 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
                         g["warn"](f"container {cid!r} keeps no log: {in_words(e)}")
             options.started = _outliving_the_caller(options.started)
             try:
-                code = runtime.run(cid, bundle, options, False, keep=not remove)
+                code = runtime.run(cid, bundle, options, False, keep=True)
                 if not remove:  # as docker (its runc shim): kept, with nothing of it running, and its code
                     kept.write_back(runtime, bundle, cid)  # its record removed while it ran (images/kept)
                     runtime.end_the_rest(cid)
-                    if tee is not None:
-                        tee.end()  # all of its output out before its code is noted (`mrun wait` then reads the log)
-                        tee = None
-                    record(bundle, code)
+                if tee is not None:
+                    tee.end()  # all of its output out before its code is noted (`mrun wait` then reads the log)
+                    tee = None
+                record(bundle, code)  # with --rm too: a `wait` or `attach` its removal waits for reads it
+                if remove:
+                    runtime.delete(cid, force=True)
                 return code
             finally:
                 if tee is not None:
