@@ -1651,6 +1651,68 @@ def test_update_at_each_step_of_a_docker_start(images, busybox_archive):
                       ["update", "--memory", "64m", name], judge, lambda: img(h, "rm", "--force", name))
 
 
+@pytest.mark.parametrize("other", ["image prune -f", "image prune -a -f", "rmi"])
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
+def test_prune_or_rmi_at_each_step_of_a_commit(images, busybox_archive, other):
+    """`commit` of a running container held before each of its changes in turn while `image
+    prune` (`-a`; `rmi` of the image the container was made from, refused) runs: the commit says
+    yes and its image runs with the container's changes (or `-a`, after it, untagged it: no
+    container uses it). A prune took the new layer's blob, stored before the store's lock, and
+    the commit failed on "No such file or directory"."""
+    h = images
+    name, made = "committed", "localhost/made:1"
+
+    def running() -> None:
+        img(h, "rmi", made)
+        if img(h, "image", "inspect", IMAGE).returncode != 0:
+            img_ok(h, "load", busybox_archive, IMAGE)
+        img_ok(h, *run_args(h, "-d", "--name", name, IMAGE, "sh", "-c", "echo hi > /file; exec sleep 30"))
+        while img(h, "exec", name, "test", "-e", "/file").returncode != 0:
+            time.sleep(0.05)
+
+    def judge(step: int, commit: subprocess.CompletedProcess[str], r: subprocess.CompletedProcess[str]) -> str:
+        if commit.returncode != 0:  # the container runs on, and its image stays: nothing to refuse
+            return "the commit failed"
+        if "-a" in other and not listed(h, made) and made in r.stdout:
+            return ""  # made, then untagged by the prune that came after it: no container uses it
+        ran = img(h, *run_args(h, "--rm", made, "sh", "-c", "cat /file; ls /bin | wc -l"))
+        if ran.returncode != 0 or ran.stdout != f"hi\n{whole}\n":
+            return f"the committed image: {ran.returncode} {ran.stdout!r} {ran.stderr.strip()!r}"
+        if other == "rmi" and r.returncode == 0 and img(h, "image", "inspect", IMAGE).returncode == 0:
+            return "rmi said yes, and the image is there"
+        return ""
+
+    img_ok(h, "load", busybox_archive, IMAGE)
+    whole = img_ok(h, *run_args(h, "--rm", IMAGE, "sh", "-c", "ls /bin | wc -l")).stdout.strip()
+    held_at_each_step(h, ["--root", h.root, "--image-root", h.image_root, "commit", name, made], running,
+                      [*other.split(), *([IMAGE] if other == "rmi" else [])], judge,
+                      lambda: (img(h, "rm", "--force", name), img(h, "rmi", made)))
+
+
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
+def test_image_prune_at_each_step_of_a_load(images, busybox_archive):
+    """`load` held before each of its changes in turn while `image prune` (and `system prune`)
+    runs: the load says yes and its image runs, or says no in one line and lists none; a prune
+    never takes what the load wrote for the image it is making."""
+    h = images
+
+    def unloaded() -> None:
+        img(h, "rmi", IMAGE)
+        img(h, "image", "prune", "-f")
+
+    def judge(step: int, load: subprocess.CompletedProcess[str], r: subprocess.CompletedProcess[str]) -> str:
+        if load.returncode == 0:
+            ran = img(h, *run_args(h, "--rm", IMAGE, "echo", "whole"))
+            if ran.returncode != 0 or ran.stdout != "whole\n":
+                return f"the loaded image: {ran.returncode} {ran.stdout!r} {ran.stderr.strip()!r}"
+        elif listed(h, IMAGE):
+            return "said no, and listed the image"
+        return "" if r.returncode == 0 else "the prune failed"
+
+    held_at_each_step(h, ["--root", h.root, "--image-root", h.image_root, "load", busybox_archive, IMAGE], unloaded,
+                      ["system", "prune", "-f"], judge, lambda: img(h, "rmi", IMAGE))
+
+
 @pytest.mark.parametrize("images", ["cold"], indirect=True)
 def test_rm_force_waits_for_a_stuck_export_only_so_long(images, busybox_archive):
     """`export` into a pipe nobody reads holds the container's files for good: `rm -f` waits for

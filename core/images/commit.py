@@ -70,11 +70,12 @@ def commit(store: ImageStore, base: str, upper: str, name: str, leave_out: list[
             os.close(top)
 
     with reading or nullcontext():
-        layer = write_layer(store, fill)
-    if reading is not None and reading.released:  # while we read: a part of its changes is no image
-        raise MrunError("commit: the container was removed while its changes were read")
-    diff_id, size = layer["digest"], layer["size"]
-    with store.lock():
+        written = write_layer(store, fill)
+    with written, store.lock():
+        if reading is not None and reading.released:  # while we read: a part of its changes is no image
+            raise MrunError("commit: the container was removed while its changes were read")
+        written.store_in(store)
+        layer, diff_id = written.descriptor, written.digest
         if not store.has_layer(diff_id):
             _unpack_layer(store, layer, diff_id)
         now = now_rfc3339()
@@ -88,7 +89,7 @@ def commit(store: ImageStore, base: str, upper: str, name: str, leave_out: list[
             "layers": [*entry["layers"], diff_id],
             "blobs": [manifest_digest, config_digest, *entry["blobs"][2:], diff_id],
             "created": now,
-            "size": entry.get("size", 0) + size,
+            "size": entry.get("size", 0) + written.size,
         }
         store.save_index(index)
     return config_digest
@@ -105,10 +106,34 @@ def put_image(store: ImageStore, config: dict[str, Any], layers: list[dict[str, 
     return config_digest, store.put_bytes(jsonio.dumps(manifest).encode())
 
 
-def write_layer(store: ImageStore, fill: Callable[[_Hashing], None]) -> dict[str, Any]:
-    """An uncompressed layer blob, what ``fill`` writes into it, stored under its digest. ->
-    its descriptor. Written before the store's lock is taken (it may be long), under a name the
-    store's sweep leaves alone while we live and removes once we are gone (killed midway)."""
+class WrittenLayer:
+    """A layer blob written (``write_layer``) and not yet stored under its digest: that is
+    ``store_in``'s, with the store's lock held, with the image that refers to it. Stored before
+    the lock, as it was, a prune between took it for a blob no image uses, and the commit
+    (import) then failed on "No such file or directory". Used as a statement (``with layer:``),
+    one never stored is removed."""
+
+    def __init__(self, tmp: str, descriptor: dict[str, Any]) -> None:
+        self.tmp, self.descriptor = tmp, descriptor
+        self.digest, self.size = descriptor["digest"], descriptor["size"]
+
+    def store_in(self, store: ImageStore) -> None:
+        os.rename(self.tmp, store.blob_path(self.digest))
+
+    def __enter__(self) -> WrittenLayer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            os.unlink(self.tmp)
+        except FileNotFoundError:
+            pass  # stored
+
+
+def write_layer(store: ImageStore, fill: Callable[[_Hashing], None]) -> WrittenLayer:
+    """An uncompressed layer blob, what ``fill`` writes into it, under a name the store's sweep
+    leaves alone while we live and removes once we are gone (killed midway), and prune never
+    takes. Written before the store's lock is taken (it may be long)."""
     os.makedirs(store.blobs, mode=0o700, exist_ok=True)
     tmp = os.path.join(store.blobs, f"commit-{os.getpid()}.layer")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -116,16 +141,14 @@ def write_layer(store: ImageStore, fill: Callable[[_Hashing], None]) -> dict[str
         out = _Hashing(fd)
         fill(out)
         os.fsync(fd)
-        diff_id = "sha256:" + out.hash.hexdigest()
-        os.rename(tmp, store.blob_path(diff_id))
-    except OSError as e:
-        name_the_file(e, store.blobs)  # a full disk: say where
+    except BaseException as e:
+        os.unlink(tmp)
+        if isinstance(e, OSError):
+            name_the_file(e, store.blobs)  # a full disk: say where
         raise
     finally:
         os.close(fd)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return {"mediaType": LAYER_TAR, "digest": diff_id, "size": out.size}
+    return WrittenLayer(tmp, {"mediaType": LAYER_TAR, "digest": "sha256:" + out.hash.hexdigest(), "size": out.size})
 
 
 def _new_config(config: dict[str, Any], diff_id: str, now: str, process: dict[str, Any], message: str,

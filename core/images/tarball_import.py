@@ -98,13 +98,14 @@ def import_tarball(store: Any, source: str, name: str, message: str = "", change
     instructions = [parse_change(text) for text in changes or ()]  # checked before anything is read
     stream, closing = _opened(source)
     try:
-        layer = write_layer(store, lambda out: shutil.copyfileobj(_Reading(stream, source), out, 1 << 20))
+        written = write_layer(store, lambda out: shutil.copyfileobj(_Reading(stream, source), out, 1 << 20))
     finally:
         if closing is not None:
             closing.close()
-    diff_id = layer["digest"]
+    layer, diff_id = written.descriptor, written.digest
     os_name, arch = platform or host_platform()
-    with store.lock():
+    with written, store.lock():
+        written.store_in(store)
         if not store.has_layer(diff_id):
             try:
                 _unpack_layer(store, layer, diff_id)
