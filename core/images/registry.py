@@ -449,6 +449,8 @@ class RegistrySource(Source):
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.manifests: dict[str, bytes] = {}
+        self.prefetched: dict[str, int | None] = {}  # digest: size
+        self.store: ImageStore | None = None
 
     def index(self) -> dict[str, Any]:
         ref = self.registry.ref
@@ -459,6 +461,17 @@ class RegistrySource(Source):
         return {"schemaVersion": 2, "manifests": [desc]}
 
     def open(self, digest: str) -> IO[bytes]:
+        """A manifest; or a blob ``prefetch`` stored that is no longer there when install asks
+        for it, under the store's lock: an image prune between the two took it for a blob no
+        image uses (asked for as a manifest, the registry said no: the pull failed). Fetched
+        again, under the lock: the prune cannot come between once more."""
+        if digest in self.prefetched and self.store is not None:
+            progress = Progress()
+            try:
+                self.registry.fetch_blob(self.store, digest, self.prefetched[digest], progress)
+            finally:
+                progress.close()
+            return open(self.store.blob_path(digest), "rb")  # noqa: SIM115 - the caller closes it
         if digest not in self.manifests:
             got, body, _ = self.registry.manifest(digest)
             self.manifests[got] = body
@@ -468,6 +481,8 @@ class RegistrySource(Source):
         from concurrent.futures import ThreadPoolExecutor
 
         blobs = [manifest["config"], *manifest.get("layers", [])]
+        self.store = store
+        self.prefetched.update((b["digest"], b.get("size")) for b in blobs)
         progress = Progress()
         try:
             with ThreadPoolExecutor(max_workers=4) as pool:
