@@ -1494,113 +1494,76 @@ def test_prune_or_rmi_at_each_step_of_a_detached_run(images, busybox_archive, ot
                       lambda: img(h, "rm", "--force", name))
 
 
-@pytest.mark.parametrize("held", ["commit", "export", "cp"])
+def what_it_made(h, kind: str, said: subprocess.CompletedProcess[str], made: str, archive: str, copied: str,
+                 whole: str) -> str:
+    """What is wrong with what a `commit` (an `export -o`, a `cp` out) of a container holding
+    /data/f1..f50 left, having said yes or no: the whole image (archive, copy), or none of it."""
+    if kind == "commit" and said.returncode == 0:
+        ran = img(h, *run_args(h, "--rm", made, "sh", "-c", "ls /data | wc -l; ls /bin | wc -l"))
+        if ran.returncode != 0 or ran.stdout != f"50\n{whole}\n":
+            return f"the committed image: {ran.returncode} {ran.stdout!r} {ran.stderr.strip()!r}"
+    elif kind == "commit" and img(h, "image", "inspect", made).returncode == 0:
+        return "said no, and made the image"
+    elif kind == "export" and said.returncode == 0:
+        with tarfile.open(archive) as tar:
+            names = tar.getnames()
+        if len([n for n in names if n.startswith("data/f")]) != 50 or \
+                len([n for n in names if n.startswith("bin/")]) != int(whole):
+            return f"the archive: {len(names)} names"
+    elif kind == "export" and os.path.exists(archive):
+        return "said no, and left its archive"
+    elif kind == "cp" and said.returncode == 0 and len(os.listdir(copied)) != 50:
+        return f"the copy: {len(os.listdir(copied))} names"
+    elif kind == "cp" and said.returncode != 0 and os.path.exists(copied):
+        return "said no, and left a copy"
+    return ""
+
+
+@pytest.mark.parametrize("rm_held", [False, True], ids=["reader-held", "rm-held"])
+@pytest.mark.parametrize("reader", ["commit", "export", "cp"])
 @pytest.mark.parametrize("images", ["cold"], indirect=True)
-def test_rm_force_at_each_step_of_a_commit_or_an_export(images, busybox_archive, held):
+def test_rm_force_at_each_step_of_a_commit_or_an_export(images, busybox_archive, reader, rm_held):
     """`commit` of a running container (`export` of it, `cp` out of a stopped one) held before each of its
-    changes in turn while `rm -f` removes the container: the rm goes through; the commit, export
-    or copy says yes and made the whole image (archive, copy), or says no in one line and made
-    none. The rm took the container's files while they were read: the commit made an image of
-    what was left and said no (the container was gone when it resumed it), the export said yes
-    with an empty archive."""
+    changes in turn while `rm -f` removes the container, and the converse (`rm -f` held while the
+    other runs): the rm goes through; the commit, export or copy says yes and made the whole
+    image (archive, copy), or says no in one line and made none. The rm took the container's
+    files while they were read: the commit made an image of what was left and said no (the
+    container was gone when it resumed it), the export said yes with an empty archive."""
     h = images
     img_ok(h, "load", busybox_archive, IMAGE)
     name, made = "busy", "localhost/made:1"
+    archive, copied = os.path.join(h.tmp, "out.tar"), os.path.join(h.tmp, "copied-out")
 
     def running() -> None:
         img(h, "rmi", made)
         if os.path.exists(archive):
             os.unlink(archive)
         subprocess.run(["rm", "-rf", copied], check=True)
-        if held == "cp":  # a stopped one's: its files are its rootfs (a running one's are read through its process)
-            img_ok(h, *run_args(h, "-d", "--name", name, IMAGE, "sh", "-c",
-                                "mkdir /data; for i in $(seq 50); do echo $i > /data/f$i; done"))
+        fill = "mkdir /data; for i in $(seq 50); do echo $i > /data/f$i; done"
+        if reader == "cp" and not rm_held:  # a stopped one's: its files are its rootfs (a running one's: through it)
+            img_ok(h, *run_args(h, "-d", "--name", name, IMAGE, "sh", "-c", fill))
             img_ok(h, "wait", name)
         else:
-            img_ok(h, *run_args(h, "-d", "--name", name, IMAGE, "sh", "-c", "echo hi > /file; exec sleep 30"))
+            img_ok(h, *run_args(h, "-d", "--name", name, IMAGE, "sh", "-c", f"{fill}; exec sleep 30"))
+            while img(h, "exec", name, "test", "-e", "/data/f50").returncode != 0:
+                time.sleep(0.05)
 
-    def judge(step: int, verb: subprocess.CompletedProcess[str], r: subprocess.CompletedProcess[str]) -> str:
-        status = status_of(h, name)
-        if r.returncode != 0 or status != "gone":
-            return f"then {status}"
-        if held == "commit" and verb.returncode == 0:
-            ran = img(h, *run_args(h, "--rm", made, "sh", "-c", "cat /file; ls /bin | wc -l"))
-            if ran.returncode != 0 or ran.stdout != f"hi\n{whole}\n":
-                return f"the committed image: {ran.returncode} {ran.stdout!r} {ran.stderr.strip()!r}"
-        elif held == "commit" and img(h, "image", "inspect", made).returncode == 0:
-            return "said no, and made the image"
-        elif held == "export" and verb.returncode == 0:
-            with tarfile.open(archive) as tar:
-                names = tar.getnames()
-            if "file" not in names or len([n for n in names if n.startswith("bin/")]) != int(whole):
-                return f"the archive: {len(names)} names"
-        elif held == "export" and os.path.exists(archive):
-            return "said no, and left its archive"
-        elif held == "cp" and verb.returncode == 0 and len(os.listdir(copied)) != 50:
-            return f"the copy: {len(os.listdir(copied))} names"
-        return ""
-
-    whole = img_ok(h, *run_args(h, "--rm", IMAGE, "sh", "-c", "ls /bin | wc -l")).stdout.strip()
-    archive, copied = os.path.join(h.tmp, "out.tar"), os.path.join(h.tmp, "copied-out")
-    verb = {"commit": ["commit", name, made], "export": ["export", "-o", archive, name],
-            "cp": ["cp", f"{name}:/data", copied]}[held]
-    held_at_each_step(h, ["--root", h.root, "--image-root", h.image_root, *verb], running, ["rm", "--force", name],
-                      judge, lambda: (img(h, "rm", "--force", name), img(h, "rmi", made)), match=("copied-out",))
-
-
-@pytest.mark.parametrize("other", ["commit", "export", "cp"])
-@pytest.mark.parametrize("images", ["cold"], indirect=True)
-def test_a_commit_or_an_export_at_each_step_of_an_rm_force(images, busybox_archive, other):
-    """The converse of the test above: `rm -f` held before each of its changes in turn while
-    `commit` (`export`, `cp`) runs. The rm goes through; the other says yes with the whole
-    image (archive, copy), or no in one line having made none, and leaves nothing in the
-    container's directory once it is gone."""
-    h = images
-    img_ok(h, "load", busybox_archive, IMAGE)
-    name, made = "going", "localhost/made:1"
-    archive, copied = os.path.join(h.tmp, "out.tar"), os.path.join(h.tmp, "copied-out")
-
-    def running() -> None:
-        img(h, "rmi", made)
-        if os.path.exists(archive):
-            os.unlink(archive)
-        subprocess.run(["rm", "-rf", copied], check=True)
-        img_ok(h, *run_args(h, "-d", "--name", name, IMAGE, "sh", "-c",
-                            "mkdir /data; for i in $(seq 50); do echo $i > /data/f$i; done; exec sleep 30"))
-        while img(h, "exec", name, "test", "-e", "/data/f50").returncode != 0:
-            time.sleep(0.05)
-
-    def judge(step: int, rm: subprocess.CompletedProcess[str], r: subprocess.CompletedProcess[str]) -> str:
+    def judge(step: int, held: subprocess.CompletedProcess[str], r: subprocess.CompletedProcess[str]) -> str:
+        rm, read = (held, r) if rm_held else (r, held)
         status = status_of(h, name)
         if rm.returncode != 0 or status != "gone":
             return f"then {status}"
-        if other == "commit" and r.returncode == 0:
-            ran = img(h, *run_args(h, "--rm", made, "sh", "-c", "ls /data | wc -l; ls /bin | wc -l"))
-            if ran.returncode != 0 or ran.stdout != f"50\n{whole}\n":
-                return f"the committed image: {ran.returncode} {ran.stdout!r} {ran.stderr.strip()!r}"
-        elif other == "commit" and img(h, "image", "inspect", made).returncode == 0:
-            return "said no, and made the image"
-        elif other == "export" and r.returncode == 0:
-            with tarfile.open(archive) as tar:
-                names = tar.getnames()
-            if len([n for n in names if n.startswith("data/f")]) != 50 or \
-                    len([n for n in names if n.startswith("bin/")]) != int(whole):
-                return f"the archive: {len(names)} names"
-        elif other == "export" and os.path.exists(archive):
-            return "said no, and left its archive"
-        elif other == "cp" and r.returncode == 0 and len(os.listdir(copied)) != 50:
-            return f"the copy: {len(os.listdir(copied))} names"
-        elif other == "cp" and r.returncode != 0 and os.path.exists(copied):
-            return "said no, and left a copy"
-        if r.returncode != 0 and len(r.stderr.strip().splitlines()) != 1:
+        if read.returncode != 0 and len(read.stderr.strip().splitlines()) != 1:
             return "a refusal not in one line"
-        return ""
+        return what_it_made(h, reader, read, made, archive, copied, whole)
 
     whole = img_ok(h, *run_args(h, "--rm", IMAGE, "sh", "-c", "ls /bin | wc -l")).stdout.strip()
     verb = {"commit": ["commit", name, made], "export": ["export", "-o", archive, name],
-            "cp": ["cp", f"{name}:/data", copied]}[other]
-    held_at_each_step(h, ["--root", h.root, "--image-root", h.image_root, "rm", "--force", name], running, verb,
-                      judge, lambda: (img(h, "rm", "--force", name), img(h, "rmi", made)))
+            "cp": ["cp", f"{name}:/data", copied]}[reader]
+    rm = ["rm", "--force", name]
+    held_at_each_step(h, ["--root", h.root, "--image-root", h.image_root, *(rm if rm_held else verb)], running,
+                      verb if rm_held else rm, judge, lambda: (img(h, "rm", "--force", name), img(h, "rmi", made)),
+                      match=("copied-out",))
 
 
 @pytest.mark.parametrize("images", ["cold"], indirect=True)
