@@ -79,13 +79,28 @@ static off_t stdin_start = -1; /* where a fallback starts stdin over (keep_stdin
  * runs, was cut off wherever it was. */
 static const int forwarded[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
 
-static void hold_forwarded(int how, int but) {
+static sigset_t mask_before_hold; /* the caller's: what a signal it blocked itself stays, after */
+static int holding = 0;
+
+static void hold_forwarded(void) {
     sigset_t set;
     sigemptyset(&set);
     for (size_t i = 0; i < sizeof forwarded / sizeof *forwarded; i++)
-        if (forwarded[i] != but)
-            sigaddset(&set, forwarded[i]);
-    sigprocmask(how, &set, NULL);
+        sigaddset(&set, forwarded[i]);
+    sigprocmask(SIG_BLOCK, &set, &mask_before_hold);
+    holding = 1;
+}
+
+/* The mask as the caller left it (``and_sigint``: with SIGINT blocked too); what came since the
+ * hold is delivered now. */
+static void let_go_of_forwarded(int and_sigint) {
+    if (!holding)
+        return;
+    sigset_t mask = mask_before_hold;
+    if (and_sigint)
+        sigaddset(&mask, SIGINT);
+    sigprocmask(SIG_SETMASK, &mask, NULL);
+    holding = 0;
 }
 
 __attribute__((noreturn)) static void cold(const char *launcher, const char *why) {
@@ -103,7 +118,7 @@ __attribute__((noreturn)) static void cold(const char *launcher, const char *why
     sigprocmask(SIG_BLOCK, &held, NULL);
     /* the others, held since the request, come now: as they would have before it, to a process
      * whose work no child took */
-    hold_forwarded(SIG_UNBLOCK, SIGINT);
+    let_go_of_forwarded(1);
     char *argv0 = call_argv[0];
     call_argv[0] = cold_path;
     execv(cold_path, call_argv);
@@ -666,7 +681,7 @@ __attribute__((noreturn)) static void await_child(int sock, long pid) {
     sigemptyset(&sa.sa_mask);
     for (size_t i = 0; i < sizeof forwarded / sizeof *forwarded; i++)
         sigaction(forwarded[i], &sa, NULL);
-    hold_forwarded(SIG_UNBLOCK, 0); /* what came since the request is passed on now */
+    let_go_of_forwarded(0); /* what came since the request is passed on now */
     char *msg = NULL;
     long n = recv_message(sock, &msg, -1);
     long code;
@@ -880,7 +895,7 @@ int main(int argc, char **argv) {
     req.data[2] = (char)(body >> 8);
     req.data[3] = (char)body;
     fflush(NULL);
-    hold_forwarded(SIG_BLOCK, 0); /* until the relay is in place (await_child), or no child took the work */
+    hold_forwarded(); /* until the relay is in place (await_child), or no child took the work */
     if (write_full(sock, req.data, req.len) < 0)
         cold("asked", "the template closed the connection");
     free(req.data);

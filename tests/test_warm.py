@@ -135,6 +135,30 @@ def test_a_signal_that_comes_before_the_relay_is_in_place_reaches_the_container(
         img(h, "rm", "-f", "early")
 
 
+@LAUNCHERS
+def test_a_signal_the_caller_blocked_stays_blocked(images, busybox_archive):
+    """The launchers hold the signals they pass on from their request until their relay is in
+    place (the test above), then put back the caller's mask, not an empty one: a caller that
+    blocked SIGUSR1 for its child still has it blocked in the command that waits for the
+    container, warm or cold."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    proc = subprocess.Popen(cli(h, *run_args(h, "--rm", IMAGE, "sh", "-c", "echo ready; sleep 1")),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, env=env_of(h),
+                            preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1}))
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        with open(f"/proc/{proc.pid}/status") as f:
+            blocked = int(next(line.split()[1] for line in f if line.startswith("SigBlk:")), 16)
+        assert blocked & (1 << (signal.SIGUSR1 - 1)), f"SigBlk {blocked:x}"
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
 IOPRIO_SET = {"x86_64": 251, "aarch64": 30}[os.uname().machine]
 IDLE_IO = 3 << 13  # IOPRIO_PRIO_VALUE(IOPRIO_CLASS_IDLE, 0)
 NO_RANDOMIZE = 0x0040000  # ADDR_NO_RANDOMIZE, setarch -R
