@@ -302,6 +302,26 @@ def test_run_rm_on_a_bridge_network_killed_before_each_change(net):  # noqa: F81
                                                      "true")], [h.tmp, h.tag], repair, left, env=h.env)
 
 
+def test_save_killed_before_each_change(images, busybox_archive):
+    """`save`, killed anywhere: the image stays whole, a save then runs to its end, and once the
+    image is removed nothing of it stays (the blobs a reader holds, ``images.leases``, are held
+    no longer by a killed one)."""
+    h = images
+    img_ok(h, "load", busybox_archive, IMAGE)
+    archive = os.path.join(h.tmp, "saved.tar")
+
+    def repair(step: int) -> None:
+        r = img(h, "system", "prune", "-f")
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        assert img_ok(h, *run_args(h, "--rm", IMAGE, "echo", "whole")).stdout == "whole\n"
+
+    steps = kill_at_each_step(lambda step: ["--root", h.root, "--image-root", h.image_root, "save", "-o", archive,
+                                            IMAGE], [h.tmp], repair, lambda: image_leftovers(h))
+    assert steps >= 2 and tarfile.is_tarfile(archive)
+    img_ok(h, "rmi", IMAGE)
+    assert os.listdir(os.path.join(h.image_root, "blobs", "sha256")) == []
+
+
 @pytest.mark.parametrize("images", ["warm"], indirect=True)
 def test_rmi_and_commit_killed_before_each_change(images, busybox_archive):
     """`commit` of a container's change, then `rmi` of the image it made: killed anywhere, the
@@ -1734,6 +1754,25 @@ def test_rm_force_waits_for_a_stuck_export_only_so_long(images, busybox_archive)
         export.wait()
 
 
+def held_at_a_call(h, argv: list[str], path: str, call: str = "openat", seconds: float = 2,
+                   when: int = 1) -> subprocess.Popen:
+    """mrun ``argv`` (cold) under strace, its ``when``-th ``call`` on ``path`` delayed ``seconds``;
+    returned once that call has begun (strace logs it unfinished): the race is open for the rest."""
+    log = os.path.join(h.tmp, f"strace-{time.monotonic_ns()}.log")
+    proc = subprocess.Popen(["strace", "-o", log, "-P", path, "-e", f"trace={call}",
+                             "-e", f"inject={call}:delay_enter={int(seconds * 1e6)}:when={when}",
+                             h.binary, "--root", h.root, "--image-root", h.image_root, *argv],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **h.base_env, "MRUN_WARM": "0"})
+    deadline = time.monotonic() + 30
+    while (open(log).read() if os.path.exists(log) else "").count(f"{call}(") < when:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"{argv}: never reached {call} on {path}: {proc.communicate()}")
+        time.sleep(0.01)
+    return proc
+
+
 @pytest.mark.parametrize("images", ["cold"], indirect=True)
 def test_rm_force_waits_for_a_diff_reading_the_containers_changes(images, busybox_archive):
     """`diff` held (strace) as it opens the container's upper directory while `rm -f` runs: the
@@ -1749,17 +1788,8 @@ def test_rm_force_waits_for_a_diff_reading_the_containers_changes(images, busybo
         time.sleep(0.05)
     upper = os.path.join(h.image_root, "containers", "changed", "upper")
     assert os.path.isdir(upper)
-    log = os.path.join(h.tmp, "strace.log")
-    diff = subprocess.Popen(["strace", "-o", log, "-P", upper, "-e", "trace=openat",
-                             "-e", "inject=openat:delay_enter=2000000:when=1",
-                             h.binary, "--root", h.root, "--image-root", h.image_root, "diff", "changed"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **h.base_env, "MRUN_WARM": "0"})
+    diff = held_at_a_call(h, ["diff", "changed"], upper)
     try:
-        deadline = time.monotonic() + 30
-        while "openat(" not in (open(log).read() if os.path.exists(log) else ""):  # held there: 2 s
-            assert diff.poll() is None and time.monotonic() < deadline, diff.communicate()
-            time.sleep(0.01)
         r = img(h, "rm", "--force", "changed")
         assert r.returncode == 0 and status_of(h, "changed") == "gone", r.stderr
         out, err = diff.communicate(timeout=60)
@@ -1770,3 +1800,44 @@ def test_rm_force_waits_for_a_diff_reading_the_containers_changes(images, busybo
             diff.kill()
             diff.wait()
         img(h, "rm", "--force", "changed")
+
+
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
+@pytest.mark.parametrize("remover", [["rmi"], ["image", "prune", "-a", "-f"]], ids=["rmi", "image prune -a"])
+@pytest.mark.parametrize("reader", ["save", "push"])
+def test_an_image_removed_while_it_is_saved_or_pushed(images, busybox_archive, registry, reader,  # noqa: F811
+                                                      remover):
+    """`save` or `push` held (strace) as it opens the image's layer while `rmi` or `image prune
+    -a` runs: the removal took the blob from under it, and the save or push failed half done.
+    As docker's do, the removal goes on at once (the image is untagged) and the reader reads the
+    whole image: what it reads stays until it is done, and the next prune takes it."""
+    require("strace", "strace")
+    h = images
+    img_ok(h, "load", busybox_archive, IMAGE)
+    entry = json.loads(img_ok(h, "images", "--format", "json").stdout)[0]
+    blobs = os.path.join(h.image_root, "blobs", "sha256")
+    with open(os.path.join(blobs, entry["manifest"].removeprefix("sha256:"))) as f:
+        layer = os.path.join(blobs, json.load(f)["layers"][0]["digest"].removeprefix("sha256:"))
+    archive, dest = os.path.join(h.tmp, "saved.tar"), f"{registry.host}/mrun/held-{reader}-{remover[-1]}:1"
+    argv = ["save", "-o", archive, IMAGE] if reader == "save" else ["push", "--creds", CREDS, IMAGE, dest]
+    held = held_at_a_call(h, argv, layer, when=2)  # the first: where it takes hold of it (``leases``)
+    try:
+        r = img(h, *remover, *([IMAGE] if remover == ["rmi"] else []))
+        assert r.returncode == 0 and img_ok(h, "images", "-q").stdout == "", r.stderr
+        out, err = held.communicate(timeout=60)
+        assert held.returncode == 0 and err == "", err
+    finally:
+        if held.poll() is None:
+            held.kill()
+            held.wait()
+    other = os.path.join(h.tmp, "other")
+    got = h.mrun("--image-root", other, *(["load", "-i", archive] if reader == "save" else
+                                          ["pull", "--creds", CREDS, dest]))
+    assert got.returncode == 0, got.stderr
+    ran = h.mrun("--image-root", other, *run_args(h, "--rm", IMAGE if reader == "save" else dest,
+                                                  "echo", "whole"))
+    assert ran.returncode == 0 and ran.stdout == "whole\n", ran.stderr
+    assert h.mrun("--image-root", other, "system", "prune", "-a", "-f").returncode == 0
+    img_ok(h, "image", "prune", "-f")  # what the reader kept goes now
+    assert os.listdir(blobs) == [] and os.listdir(os.path.join(h.image_root, "layers")) == []
+    assert image_leftovers(h) == []

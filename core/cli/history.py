@@ -38,10 +38,12 @@ def history(g: dict[str, Any], image: str, format: str = "", quiet: bool = False
 def steps(store: Any, image: str, no_trunc: bool = False, human: bool = True) -> list[dict[str, str]]:
     """docker's history rows: the image's id on the newest step, "<missing>" on the others (their
     own images are not kept apart), as docker shows a pulled image."""
-    _name, entry = store.image(image)
-    try:
+    from mrun.images import leases
+
+    with leases.reading(store, [image]) as [(_name, entry)]:  # an rmi meanwhile: they stay till read
         config = store.read_json(entry["config"])
         manifest = store.read_json(entry["manifest"])
+    try:
         layers = [int(layer.get("size") or 0) for layer in manifest.get("layers") or []]
         history = config.get("history") or []
         if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):

@@ -292,8 +292,7 @@ def image(g: dict[str, Any], action: str, image: str | None, name: str | None, f
     if action == "inspect":
         if not image:
             raise InvalidSpec("image inspect: name the image")
-        name, entry = store.image(image)
-        print(jsonio.dumps(_image_doc(store, name, entry), indent=2))
+        print(jsonio.dumps(_image_doc(store, image), indent=2))
         return 0
     if action == "history":
         from mrun.cli.history import history
@@ -721,12 +720,11 @@ def _inspected(g: dict[str, Any], name: str, kind: str) -> tuple[str, dict[str, 
         raise NotFound(f"container {name!r} does not exist")
     store = _store(g)
     try:
-        found, entry = store.image(name)
+        return "image", _image_doc(store, name)
     except NotFound:
         if kind == "image":
             raise
         raise NotFound(f"container or image {name!r} does not exist") from None
-    return "image", _image_doc(store, found, entry)
 
 
 def _container_doc(runtime: Any, container_id: str) -> dict[str, Any]:
@@ -754,10 +752,13 @@ def _container_doc(runtime: Any, container_id: str) -> dict[str, Any]:
     return doc
 
 
-def _image_doc(store: ImageStore, name: str, entry: dict[str, Any]) -> dict[str, Any]:
+def _image_doc(store: ImageStore, ref: str) -> dict[str, Any]:
     """`image inspect`'s document: the index's entry and the image's config (its digest, which
     the entry names "config", is the image's id)."""
-    return {"name": name, "id": entry["config"], **entry, "config": store.read_json(entry["config"])}
+    from mrun.images import leases
+
+    with leases.reading(store, [ref]) as [(name, entry)]:  # an rmi meanwhile: its config stays till read
+        return {"name": name, "id": entry["config"], **entry, "config": store.read_json(entry["config"])}
 
 
 def _docker_image_view(doc: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import tarfile
 
 from mrun import jsonio
 from mrun.errors import InvalidSpec, MrunError, name_the_file
+from mrun.images import leases
 from mrun.images.reference import check_digest
 from mrun.images.sources import OCI_MANIFEST, REF_NAME
 from mrun.images.store import ImageStore
@@ -28,11 +29,11 @@ def save(store: ImageStore, refs: list[str], path: str | None, fmt: str = "oci-a
     ``path`` None: the tarball to stdout, streamed (docker's save without -o)."""
     if fmt not in FORMATS:
         raise InvalidSpec(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
-    named: dict[str, dict] = {}
-    for ref in refs:
-        name, entry = store.image(ref)
-        named.setdefault(name, entry)  # busybox and busybox:latest: once
-    chosen = list(named.items())
+    with leases.reading(store, refs) as chosen:  # an rmi meanwhile takes none of it from under us
+        _save(store, chosen, path, fmt)
+
+
+def _save(store: ImageStore, chosen: list[tuple[str, dict]], path: str | None, fmt: str) -> None:
     if path is None:
         if fmt == "oci-dir":
             raise InvalidSpec("--format oci-dir: a directory, not a stream: give -o DIRECTORY")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from mrun.images import leases
 from mrun.images.containers import remove_orphans
 from mrun.images.store import ImageStore
 from mrun.kernel.tree import remove_tree
@@ -32,8 +33,14 @@ def untag_unused(store: ImageStore, chosen: Callable[[str, dict[str, Any]], bool
 
 
 def prune(store: ImageStore) -> list[str]:
-    """Remove blobs and layers no image and no container refers to, and what killed
-    commands left behind (orphaned containers' snapshots, partial writes). -> what was removed."""
+    """Remove blobs and layers no image, no container and no reader (``leases``) refers to,
+    and what killed commands left behind (orphaned containers' snapshots, partial writes).
+    Called with the store's lock held. -> what was removed."""
+    with leases.lock(store):
+        return _prune(store)
+
+
+def _prune(store: ImageStore) -> list[str]:
     removed = [f"orphaned container {cid}" for cid in remove_orphans(store)] + store.sweep()
     index = store.index()
     keep_blobs: set[str] = set()
@@ -48,7 +55,7 @@ def prune(store: ImageStore) -> list[str]:
     for name in os.listdir(store.blobs) if os.path.isdir(store.blobs) else []:
         if "." in name:
             continue  # a download in progress (.partial, .lock), resumable: not prune's to take
-        if f"sha256:{name}" not in keep_blobs:
+        if f"sha256:{name}" not in keep_blobs and not leases.being_read(store, name):
             os.unlink(os.path.join(store.blobs, name))
             removed.append(f"blob sha256:{name}")
     for name in os.listdir(store.layers) if os.path.isdir(store.layers) else []:

@@ -499,7 +499,14 @@ def push(store: ImageStore, image: str, destination: str = "", insecure: bool = 
          ) -> tuple[str, str, int]:
     """docker's push: the image's blobs the registry lacks, then its manifest under the tag.
     -> (the tag, the manifest's digest, its size)."""
-    name, entry = store.image(image)
+    from mrun.images import leases
+
+    with leases.reading(store, [image]) as [(name, entry)]:  # an rmi meanwhile takes none of it from under us
+        return _push(store, name, entry, destination, insecure, creds)
+
+
+def _push(store: ImageStore, name: str, entry: dict[str, Any], destination: str, insecure: bool, creds: str
+          ) -> tuple[str, str, int]:
     ref = Reference(destination or name)
     if ref.digest:
         raise MrunError(f"{destination or name!r}: a push names a tag, not a digest")
