@@ -58,7 +58,7 @@
 
 #define PR_GET_MDWE_ 66 /* linux/prctl.h since 6.3; older headers lack it, older kernels say EINVAL */
 #define MEMPOLICY_WORDS 16 /* syscalls.MEMPOLICY_WORDS: nodes 0-1023 */
-#define DEFAULT_DIR "/run/mrun/warm"
+#define DEFAULT_DIR "/run/mrun/.warm"
 #define FIRST_ANSWER_MS 5000 /* client.FIRST_ANSWER_TIMEOUT */
 #define EXIT_WAIT_MS 2000    /* client.EXIT_WAIT */
 #define MAX_FDS 250          /* client.MAX_FDS */

@@ -21,8 +21,11 @@ RUNTIME_NAME = "io.containerd.mrun.v2"
 FEATURES_URL = "types.containerd.io/opencontainers/runtime-spec/1/features/Features"
 
 
+DEFAULT_STATE_ROOT = "/run/mrun/.shim"  # a dot name: never taken for a container of the default root
+
+
 def cache_dir() -> str:
-    return os.environ.get("MRUN_SHIM_ROOT", "/run/mrun/shim")
+    return os.environ.get("MRUN_SHIM_ROOT", DEFAULT_STATE_ROOT)
 
 
 def _key() -> str:

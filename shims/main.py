@@ -61,7 +61,9 @@ def parse(argv: list[str]) -> tuple[dict[str, str], str]:
 def _root(namespace: str, env: Any = None) -> str:
     """Where the daemons of containerd's ``namespace`` keep their containers' state; ``env``: the
     caller's environment, when not ours (the warm template's answer for a caller)."""
-    return os.path.join((os.environ if env is None else env).get("MRUN_SHIM_ROOT", "/run/mrun/shim"), namespace)
+    from mrun.shims.info import DEFAULT_STATE_ROOT
+
+    return os.path.join((os.environ if env is None else env).get("MRUN_SHIM_ROOT", DEFAULT_STATE_ROOT), namespace)
 
 
 def _sha256(data: bytes) -> str:

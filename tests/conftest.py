@@ -389,7 +389,7 @@ def links_left_as_found() -> Any:
 
 @pytest.fixture(scope="session", autouse=True)
 def warm_dir(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The session's own warm templates (never the node's /run/mrun/warm), stopped at the end."""
+    """The session's own warm templates (never the node's /run/mrun/.warm), stopped at the end."""
     global _WARM_PATH
     directory = str(tmp_path_factory.mktemp("warm"))
     previous = os.environ.get("MRUN_WARM_DIR")

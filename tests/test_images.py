@@ -22,6 +22,7 @@ import time
 import pytest
 from conftest import (
     IMAGE,
+    await_template,
     cgroup_dirs,
     img,
     img_ok,
@@ -30,6 +31,8 @@ from conftest import (
     remove_under_mrun,
     require,
     run_args,
+    stop_templates,
+    template_path,
 )
 from mrun.errors import MrunError
 from test_containerd import WASM_IMAGE, build_wasm_archive
@@ -4139,6 +4142,50 @@ def test_image_prune_filters_choose_and_an_unknown_one_removes_nothing(images, b
     assert names() == ["localhost/keep"]
     img_ok(h, "image", "prune", "-af", "--filter", "label=keep=yes", "--filter", "until=2030-01-01")
     assert names() == []
+
+
+@pytest.mark.parametrize("images", ["warm"], indirect=True)
+def test_the_state_roots_own_directories_are_no_containers(images, busybox_archive):
+    """The warm template's directory and the shim's state live in the default state root beside
+    the containers (/run/mrun): named `warm` and `shim`, `system prune` took the template's
+    for a container a create left ("removed container warm": its socket, pid and lock files
+    gone) and failed on the shim's ("Is a directory"), writing a lock file into it. mrun's own
+    names there begin with a dot, which no container id can (state.check_id), and every verb
+    passes them over. The node's layout is played in the test's state root."""
+    from mrun.shims import info
+    from mrun.state import DEFAULT_ROOT
+    from mrun.warm import client
+
+    h = images
+    with open(os.path.join(os.path.dirname(__file__), "..", "bin", "launcher.c")) as f:
+        assert f'#define DEFAULT_DIR "{client.DEFAULT_DIR}"' in f.read()  # the native launcher's is the same
+    warm_dir = os.path.join(h.root, os.path.relpath(client.DEFAULT_DIR, DEFAULT_ROOT))
+    shim_ns = os.path.join(h.root, os.path.relpath(info.DEFAULT_STATE_ROOT, DEFAULT_ROOT), "k8s.io")
+    assert not os.path.relpath(warm_dir, h.root).startswith("..") and not os.path.relpath(shim_ns, h.root).startswith(
+        "..")
+    os.makedirs(os.path.join(shim_ns, "task"))
+    for name in ("lock", "state.json"):
+        with open(os.path.join(shim_ns, "task", name), "w") as f:
+            f.write("{}")
+    env = {"MRUN_WARM_DIR": warm_dir}
+    try:
+        img_ok(h, "load", busybox_archive, IMAGE)  # the session's template (the fixture's check)
+        img_ok(h, *run_args(h, "--rm", IMAGE, "true"), env=env)  # one comes up in the node's place
+        sock = template_path({**os.environ, **h.base_env, **env})
+        template = await_template(sock)["pid"]
+        before = sorted(os.listdir(warm_dir)), sorted(os.listdir(os.path.dirname(shim_ns)))
+        for verb in (["system", "prune", "-f"], ["container", "prune", "-f"], ["system", "prune", "-a", "-f"]):
+            r = img_ok(h, *verb, env=env)
+            assert "warm" not in r.stdout and "shim" not in r.stdout, r.stdout
+        assert img_ok(h, "ps", "-a", "-q", env=env).stdout == ""
+        assert json.loads(h.ok("list", "--format", "json").stdout or "[]") == []
+        after = sorted(os.listdir(warm_dir)), sorted(os.listdir(os.path.dirname(shim_ns)))
+        assert after == before and sorted(os.listdir(os.path.join(shim_ns, "task"))) == ["lock", "state.json"]
+        assert (client.status(sock) or {}).get("pid") == template
+    finally:
+        stop_templates(warm_dir)
+        shutil.rmtree(warm_dir)
+        shutil.rmtree(os.path.dirname(shim_ns))
 
 
 def test_docker_s_prune_forms_take_force_and_all(images, busybox_archive, tmp_path):

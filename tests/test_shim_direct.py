@@ -785,7 +785,7 @@ def test_a_full_state_root_refuses_a_create_in_words_and_keeps_what_runs(h):
 
 @pytest.mark.parametrize("started", [True, False], ids=["running", "created"])
 def test_state_removed_under_a_running_shim_is_written_back_from_what_it_kept(h, started):
-    """/run/mrun/shim removed while tasks run (`rm -rf /run/mrun`, a tmpfiles clean-up): the shim
+    """/run/mrun/.shim removed while tasks run (`rm -rf /run/mrun`, a tmpfiles clean-up): the shim
     said a running task was STOPPED, Kill failed "does not exist" (its own child, alive), and
     `ctr task rm -f` waited for an exit that never came, leaving the cgroup. The shim kept each
     task's record: the next call writes it back, and every verb works as before."""

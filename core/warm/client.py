@@ -21,7 +21,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-DEFAULT_DIR = "/run/mrun/warm"
+DEFAULT_DIR = "/run/mrun/.warm"  # a dot name: never taken for a container of the default state root
 FIRST_ANSWER_TIMEOUT = 5.0  # seconds: a template that takes longer is treated as broken
 EXIT_WAIT = 2.0  # seconds to wait for the child to be gone after it sent its exit status
 MAX_FDS = 250  # SCM_RIGHTS carries at most 253 descriptors in one message
