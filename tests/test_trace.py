@@ -98,6 +98,7 @@ def test_the_docker_like_run_records_warm_and_cold(images, busybox_archive, tmp_
     img_ok(h, *run_args(h, "--rm", IMAGE, "true"), env={trace.VARIABLE: str(path)})
     names = [g[3] for g in steps(path)]
     assert "cli run" in names and "create spawn_init" in names
+    assert {"run prepare", "run start", "run wait", "run record", "run delete"} <= set(names)  # --rm's removal too
 
 
 @pytest.mark.parametrize("warm", ["1", "0"])

@@ -618,9 +618,11 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
                 if tee is not None:
                     tee.end()  # all of its output out before its code is noted (`mrun wait` then reads the log)
                     tee = None
-                record(bundle, code)  # with --rm too: a `wait` or `attach` its removal waits for reads it
+                with span("run record"):
+                    record(bundle, code)  # with --rm too: a `wait` or `attach` its removal waits for reads it
                 if remove:
-                    runtime.delete(cid, force=True)
+                    with span("run delete"):
+                        runtime.delete(cid, force=True)
                 return code
             finally:
                 if tee is not None:
