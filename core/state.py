@@ -263,7 +263,8 @@ class Store:
                 entries = list(os.scandir(top))
             except FileNotFoundError:
                 return
-            _empty(entries)
+            _empty(entries, keep=("lock",))
+            _empty([e for e in entries if e.name == "lock"])  # last: what says mrun made it (``made_here``)
             try:
                 os.rmdir(top)
                 return
@@ -272,6 +273,18 @@ class Store:
             except OSError as e:
                 if e.errno != errno.ENOTEMPTY or attempt == REMOVE_ATTEMPTS - 1:
                     raise
+
+    def made_here(self, container_id: str) -> bool:
+        """Whether mrun made the directory of this id: it holds the lock every create makes before
+        the directory takes its name (``reserve``), which a removal takes last, or nothing (a
+        removal killed before its rmdir). A state root shared by mistake (`--root /tmp`) holds
+        others' directories: `system prune` took each for a killed create's and emptied it."""
+        try:
+            with os.scandir(self.path(container_id)) as entries:
+                names = [e.name for e in entries]
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        return not names or os.path.isfile(self.path(container_id, "lock"))
 
     def ids(self) -> list[str]:
         try:

@@ -4144,6 +4144,34 @@ def test_image_prune_filters_choose_and_an_unknown_one_removes_nothing(images, b
     assert names() == []
 
 
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
+def test_system_prune_removes_no_directory_mrun_did_not_make(images):
+    """A state root shared by mistake (`--root /tmp`) or a directory someone put there: `system
+    prune` took each directory without a container's state for a create killed before it wrote
+    one, and emptied and removed it ("removed container someone"). A directory is a container's
+    only if mrun made it: it holds the lock every create makes first (or nothing: a removal
+    killed between its last two steps)."""
+    h = images
+    theirs = {"someone/notes.txt": "keep", "someone-else/inner/data": "keep too", "with-state/state.json": "{}"}
+    for name, text in theirs.items():
+        os.makedirs(os.path.dirname(os.path.join(h.root, name)), exist_ok=True)
+        with open(os.path.join(h.root, name), "w") as f:
+            f.write(text)
+    os.makedirs(os.path.join(h.root, "killed-create"))  # what a create killed before its state leaves
+    open(os.path.join(h.root, "killed-create", "lock"), "w").close()
+    os.makedirs(os.path.join(h.root, "emptied"))  # a removal killed before its rmdir
+    try:
+        r = img_ok(h, "system", "prune", "-f")
+        assert sorted(r.stdout.splitlines()) == ["removed container emptied", "removed container killed-create"]
+        for name, text in theirs.items():
+            with open(os.path.join(h.root, name)) as f:
+                assert f.read() == text, name
+        assert img_ok(h, "ps", "-a", "-q").stdout == ""
+    finally:
+        for top in ("someone", "someone-else", "with-state"):
+            shutil.rmtree(os.path.join(h.root, top))
+
+
 @pytest.mark.parametrize("images", ["warm"], indirect=True)
 def test_the_state_roots_own_directories_are_no_containers(images, busybox_archive):
     """The warm template's directory and the shim's state live in the default state root beside

@@ -85,6 +85,8 @@ def _dead_containers(runtime: Any) -> list[str]:
 
     gone = []
     for cid in runtime.store.ids():
+        if not runtime.store.made_here(cid):
+            continue  # someone else's directory: not ours to remove
         if held_by_someone(runtime.store.path(cid, "lock")):
             continue  # a create, start or delete in progress
         try:
