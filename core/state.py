@@ -235,7 +235,7 @@ class Store:
         fifos its init still holds open, are linked back through /proc so `start` reaches it.
         Only for a container whose init the caller knows to be alive (its own unreaped child):
         the links name that pid's descriptors."""
-        os.makedirs(self.path(record.id), mode=0o711, exist_ok=True)
+        self.make_again(record.id)
         if record.stage == Status.CREATED:
             for name in (EXEC_FIFO, STARTED_FIFO):
                 held = _held_by(record.pid, self.path(record.id, name))
@@ -243,9 +243,20 @@ class Store:
                     os.symlink(held, self.path(record.id, name))
         self.save(record)
 
+    def make_again(self, container_id: str) -> None:
+        """The directory of a container whose state was removed from under it, made again with
+        its lock file first, as every container's (``made_here``)."""
+        os.makedirs(self.path(container_id), mode=0o711, exist_ok=True)
+        os.close(os.open(self.path(container_id, "lock"), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600))
+
     def lock(self, container_id: str) -> FileLock:
+        """The container's lock; NotFound for an id whose directory mrun did not make (its lock
+        file would be written into someone else's directory, and make it look like ours)."""
         check_id(container_id)
-        return FileLock(self.path(container_id, "lock"), f"container {container_id!r} does not exist")
+        missing = f"container {container_id!r} does not exist"
+        if os.path.isdir(self.path(container_id)) and not self.made_here(container_id):
+            raise NotFound(missing)
+        return FileLock(self.path(container_id, "lock"), missing)
 
     def clear(self, container_id: str) -> None:
         """Empty the container's directory but for its state file and lock: a restart

@@ -4150,7 +4150,8 @@ def test_system_prune_removes_no_directory_mrun_did_not_make(images):
     prune` took each directory without a container's state for a create killed before it wrote
     one, and emptied and removed it ("removed container someone"). A directory is a container's
     only if mrun made it: it holds the lock every create makes first (or nothing: a removal
-    killed between its last two steps)."""
+    killed between its last two steps). A verb naming such a directory wrote its lock file into
+    it, which made it look like ours."""
     h = images
     theirs = {"someone/notes.txt": "keep", "someone-else/inner/data": "keep too", "with-state/state.json": "{}"}
     for name, text in theirs.items():
@@ -4161,11 +4162,15 @@ def test_system_prune_removes_no_directory_mrun_did_not_make(images):
     open(os.path.join(h.root, "killed-create", "lock"), "w").close()
     os.makedirs(os.path.join(h.root, "emptied"))  # a removal killed before its rmdir
     try:
+        for verb in (["delete", "someone"], ["kill", "someone"], ["state", "someone"], ["pause", "someone"]):
+            one_line_error(h.mrun(*verb), "container 'someone' does not exist")  # and no lock file written there
+        assert h.mrun("delete", "--force", "someone").returncode == 0  # runc's, for what does not exist
         r = img_ok(h, "system", "prune", "-f")
         assert sorted(r.stdout.splitlines()) == ["removed container emptied", "removed container killed-create"]
         for name, text in theirs.items():
             with open(os.path.join(h.root, name)) as f:
                 assert f.read() == text, name
+        assert os.listdir(os.path.join(h.root, "someone")) == ["notes.txt"]
         assert img_ok(h, "ps", "-a", "-q").stdout == ""
     finally:
         for top in ("someone", "someone-else", "with-state"):

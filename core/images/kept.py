@@ -60,7 +60,7 @@ def write_back(runtime: Any, bundle: str, container_id: str) -> bool:
             os.path.abspath(doc.get("bundle") or "") != os.path.abspath(bundle):
         return False
     if isinstance(doc.get("network_plan"), dict):  # before the record: whoever sees it can undo the plan
-        os.makedirs(runtime.store.path(container_id), mode=0o711, exist_ok=True)
+        runtime.store.make_again(container_id)
         jsonio.replace_file(runtime.store.path(container_id, PLAN), doc["network_plan"])
     runtime.store.write_back(Record(**{k: v for k, v in doc.items() if k in Record.FIELDS}))
     if not os.path.exists(os.path.join(bundle, KEPT)):  # an `rm` began meanwhile (bundles.unkeep): undone
