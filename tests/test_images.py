@@ -1748,12 +1748,18 @@ def test_a_run_ended_by_a_signal_before_its_container_started_leaves_nothing(ima
 def test_the_image_store_sweep_removes_only_what_its_writers_leave(images, busybox_archive):
     """A killed load or pull leaves NAME.part-PID and NAME.tmp-PID in the image root: the sweep
     takes those. Any other name with ".tmp-" or ".part-" in it (an operator's backup) was taken
-    too: mrun never removes what it did not create."""
+    too, and any NAME.tmp-PID or NAME.partial: mrun never removes what it did not create, and
+    its writers name theirs after a digest, the index or stdin."""
     h = images
     img_ok(h, "load", busybox_archive)
     blobs = os.path.join(h.image_root, "blobs", "sha256")
     ours = [os.path.join(blobs, "0" * 64 + ".part-99999999"), os.path.join(h.image_root, "images.json.tmp-99999999")]
-    theirs = [os.path.join(h.image_root, "images.json.tmp-before-upgrade"), os.path.join(blobs, "notes.part-two")]
+    ours += [os.path.join(h.image_root, "layers", "1" * 64 + ".tmp-99999999"),
+             os.path.join(blobs, "2" * 64 + ".partial")]
+    theirs = [os.path.join(h.image_root, "images.json.tmp-before-upgrade"), os.path.join(blobs, "notes.part-two"),
+              # an image root shared by mistake (--image-root /tmp): others' files of mrun's shapes but for the name
+              os.path.join(h.image_root, "notes.tmp-1234"), os.path.join(h.image_root, "report.part-99999999"),
+              os.path.join(blobs, "backup.partial"), os.path.join(h.image_root, "layers", "old.tmp-99999999")]
     for path in ours + theirs:
         with open(path, "w") as f:
             f.write("x")

@@ -209,14 +209,14 @@ class ImageStore:
         for folder in (self.blobs, self.layers, self.root):
             for name in os.listdir(folder) if os.path.isdir(folder) else []:
                 path = os.path.join(folder, name)
-                stale = _written_by_us(name)
+                stale = _written_by_us(name, _TEMPORARY_OF[folder == self.root])
                 if folder == self.blobs and name.startswith("commit-") and name.endswith(".layer"):
                     pid = name[len("commit-"):-len(".layer")]  # a commit writes it without the lock
                     stale = pid.isdigit() and not os.path.exists(f"/proc/{pid}")
                 if folder == self.root and name.startswith("cp-") and name.endswith(".in"):
                     pid = name[len("cp-"):-len(".in")]  # `cp - CONTAINER:DIR` stages there without the lock
                     stale = pid.isdigit() and not os.path.exists(f"/proc/{pid}")
-                if folder == self.blobs and name.endswith((".lock", ".partial")):
+                if folder == self.blobs and name.endswith((".lock", ".partial")) and _is_hex(name.split(".")[0]):
                     stale = not held_by_someone(os.path.join(folder, name.split(".")[0] + ".lock"))
                 if not stale:
                     continue
@@ -225,14 +225,26 @@ class ImageStore:
         return removed
 
 
-def _written_by_us(name: str) -> bool:
-    """A writer's file in the making: NAME.part-PID (a blob) or NAME.tmp-PID (a layer, the index),
-    the only shapes mrun's writers give them: an operator's ``images.json.tmp-old`` is not ours."""
+# What mrun's writers name their files in the making: a blob's or layer's digest (blobs, layers),
+# or the index and a spooled stdin (the image root), each with .part-PID or .tmp-PID.
+_TEMPORARY_OF = {False: None, True: ("images.json", "stdin")}
+
+
+def _written_by_us(name: str, bases: tuple[str, ...] | None) -> bool:
+    """A writer's file in the making: BASE.part-PID (a blob) or BASE.tmp-PID (a layer, the index),
+    BASE a digest's hex or one of ``bases``: the only shapes mrun's writers give them. An
+    operator's ``images.json.tmp-old`` is not ours, nor anyone's ``notes.tmp-12`` in an image root
+    shared by mistake (`--image-root /tmp`)."""
     for mark in (".part-", ".tmp-"):
         base, found, pid = name.rpartition(mark)
-        if found and base and pid.isdigit():
+        if found and pid.isdigit() and (base in bases if bases is not None else _is_hex(base)):
             return True
     return False
+
+
+def _is_hex(text: str) -> bool:
+    """A sha256 digest's hex, as blobs and layers are named."""
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
 def normalize(ref: str) -> str:
