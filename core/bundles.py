@@ -22,6 +22,7 @@ KEPT = "record.json"  # the runtime's record of it, kept by its supervisor (imag
 RUN_LOCK = "run.lock"  # flocked by the `mrun run` (or create) that made it, until that process exits
 READERS_LOCK = "readers.lock"  # shared by commands reading its files, exclusive while release takes them
 READERS_SETTLE = 10.0  # seconds a release waits for them: an export into a pipe nobody reads holds for good
+GONE = ".gone-"  # a bundle being removed (``remove_bundle``): what a killed removal leaves, known by its name
 
 
 def image_of(bundle: str) -> dict[str, Any] | None:
@@ -71,10 +72,37 @@ def release(bundle: str, container_id: str = "", state_root: str = "") -> None:
         taken_within(readers, fcntl.LOCK_EX, READERS_SETTLE, 0.02)  # else on: the reader sees it was released
     try:
         sc.unmount_all(os.path.join(bundle, "rootfs"))
-        remove_tree(bundle, ignore_errors=True)
+        remove_bundle(bundle)
     finally:
         if readers >= 0:
             os.close(readers)
+
+
+def remove_bundle(bundle: str) -> None:
+    """Renamed out of its id's way to a ``GONE`` name first, then removed, under an flock of the
+    directory (a prune passes over one held: its remover lives). A removal killed half-way left
+    a directory that only the absence of image.json (removed first) told apart from anyone
+    else's in an image root shared by mistake, which a prune then removed whole."""
+    import fcntl
+
+    try:
+        fd = os.open(bundle, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        gone = bundle
+        if not os.path.basename(bundle).startswith(GONE):
+            gone = os.path.join(os.path.dirname(bundle), GONE + os.urandom(8).hex())
+            try:
+                os.rename(bundle, gone)
+            except FileNotFoundError:
+                return  # removed meanwhile
+            except OSError:
+                gone = bundle
+        remove_tree(gone, ignore_errors=True)
+    finally:
+        os.close(fd)
 
 
 class reading:  # noqa: N801 - used as a statement: ``with bundles.reading(bundle, id, root) as held:``

@@ -4183,6 +4183,41 @@ def test_system_prune_removes_no_directory_mrun_did_not_make(images):
             shutil.rmtree(os.path.join(h.root, top))
 
 
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
+def test_prune_removes_no_container_directory_mrun_did_not_make(images, busybox_archive):
+    """An image root shared by mistake (`--image-root /var/lib/docker`, whose containers/ holds
+    docker's): a directory in containers/ without mrun's image.json was taken for a release cut
+    short and removed whole. A release now renames a bundle to a `.gone-` name before it removes
+    it, so what a killed one leaves is known by its name; a prepare killed before its image.json
+    leaves an empty directory or one with its run lock. Any other directory is someone else's."""
+    h = images
+    img_ok(h, "load", busybox_archive, IMAGE)
+    containers = os.path.join(h.image_root, "containers")
+    theirs = {"d0cker1d/config.v2.json": "{}", "d0cker1d/mounts/secrets": "keep", "other/upper/data": "keep too"}
+    for name, text in theirs.items():
+        os.makedirs(os.path.dirname(os.path.join(containers, name)), exist_ok=True)
+        with open(os.path.join(containers, name), "w") as f:
+            f.write(text)
+    os.makedirs(os.path.join(containers, ".gone-0123456789abcdef", "upper", "left"))  # a killed release's
+    os.makedirs(os.path.join(containers, "killed-prepare"))
+    open(os.path.join(containers, "killed-prepare", "run.lock"), "w").close()
+    img_ok(h, *run_args(h, "--name", "mine", IMAGE, "true"))
+    try:
+        r = img_ok(h, "system", "prune", "-f")
+        assert sorted(r.stdout.splitlines()) == ["removed orphaned container .gone-0123456789abcdef",
+                                                 "removed orphaned container killed-prepare"], r.stdout
+        for name, text in theirs.items():
+            with open(os.path.join(containers, name)) as f:
+                assert f.read() == text, name
+        img_ok(h, "rm", "mine")
+        assert sorted(os.listdir(containers)) == ["d0cker1d", "other"]  # its removal took all of it
+        img_ok(h, "image", "prune", "-a", "-f")
+        assert sorted(os.listdir(containers)) == ["d0cker1d", "other"]
+    finally:
+        for top in ("d0cker1d", "other"):
+            shutil.rmtree(os.path.join(containers, top))
+
+
 @pytest.mark.parametrize("images", ["warm"], indirect=True)
 def test_the_state_roots_own_directories_are_no_containers(images, busybox_archive):
     """The warm template's directory and the shim's state live in the default state root beside

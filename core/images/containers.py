@@ -15,7 +15,7 @@ import os
 
 from mrun import annotations as ann
 from mrun import jsonio
-from mrun.bundles import MARKER, RUN_LOCK, image_of
+from mrun.bundles import GONE, MARKER, RUN_LOCK, image_of, remove_bundle
 from mrun.errors import InvalidSpec, MrunError
 from mrun.images.run_flags import INIT_PATH
 from mrun.images.snapshot import mount_or_copy
@@ -523,7 +523,7 @@ def prepare(
                 sc.unmount_all(rootfs)
                 raise
         except BaseException:
-            remove_tree(bundle, ignore_errors=True)
+            remove_bundle(bundle)
             from mrun.images.volumes import remove_anonymous
 
             remove_anonymous(store.root, o.made_volumes)
@@ -545,16 +545,25 @@ def orphans(store: ImageStore, earlier_boot: bool = False) -> list[str]:
     listed, and removed when named; never pruned)."""
     from mrun.images.reboot import lost_after_its_end, of_earlier_boot
     from mrun.images.supervisor import being_run, supervisor_gone
+    from mrun.state import held_by_someone
 
     found = []
     for cid in os.listdir(store.containers) if os.path.isdir(store.containers) else []:
         bundle = os.path.join(store.containers, cid)
+        if cid.startswith(GONE):
+            if not held_by_someone(bundle):
+                found.append(bundle)  # a removal killed half-way (bundles.remove_bundle)
+            continue
+        if cid.startswith("."):
+            continue
         if being_run(bundle):
             continue  # being made
         gone = supervisor_gone(bundle)
         if gone is False:
             continue  # running under its supervisor (its record removed: images/kept)
         meta = image_of(bundle)
+        if meta is None and not _made_by_prepare(bundle):
+            continue  # someone else's (an image root shared by mistake: docker's containers/)
         root = (meta or {}).get("root") or ""
         if meta is not None and (not root or os.path.exists(os.path.join(root, cid, "state.json"))):
             continue  # a container the runtime knows (or one made before roots were recorded)
@@ -562,6 +571,16 @@ def orphans(store: ImageStore, earlier_boot: bool = False) -> list[str]:
             continue  # its state went with /run (a reboot, a removal): the user's still (reboot.take_back)
         found.append(bundle)
     return found
+
+
+def _made_by_prepare(bundle: str) -> bool:
+    """A directory without image.json that ``prepare`` made and was killed in: it makes the
+    directory and its run lock first (an empty one: killed between)."""
+    try:
+        names = os.listdir(bundle)
+    except OSError:
+        return False
+    return not names or RUN_LOCK in names
 
 
 def remove_orphans(store: ImageStore, only: str = "") -> list[str]:
@@ -574,6 +593,6 @@ def remove_orphans(store: ImageStore, only: str = "") -> list[str]:
         if only and cid != only:
             continue
         sc.unmount_all(os.path.join(bundle, "rootfs"))
-        remove_tree(bundle, ignore_errors=True)
+        remove_bundle(bundle)
         removed.append(cid)
     return removed

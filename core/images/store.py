@@ -189,6 +189,8 @@ class ImageStore:
         """container id -> what it was made from: {"image", "config" digest, "layers"}."""
         used = {}
         for cid in os.listdir(self.containers) if os.path.isdir(self.containers) else []:
+            if cid.startswith("."):
+                continue  # one being removed (bundles.GONE)
             made_from = jsonio.load_object(os.path.join(self.containers, cid, MARKER))
             if made_from is not None:
                 used[cid] = made_from
