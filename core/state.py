@@ -254,7 +254,7 @@ class Store:
         file would be written into someone else's directory, and make it look like ours)."""
         check_id(container_id)
         missing = f"container {container_id!r} does not exist"
-        if os.path.isdir(self.path(container_id)) and not self.made_here(container_id):
+        if not self.made_here(container_id) and os.path.isdir(self.path(container_id)):
             raise NotFound(missing)
         return FileLock(self.path(container_id, "lock"), missing)
 
@@ -290,12 +290,13 @@ class Store:
         the directory takes its name (``reserve``), which a removal takes last, or nothing (a
         removal killed before its rmdir). A state root shared by mistake (`--root /tmp`) holds
         others' directories: `system prune` took each for a killed create's and emptied it."""
+        if os.path.isfile(self.path(container_id, "lock")):
+            return True  # every container's, all its life: one stat on the verbs' path
         try:
             with os.scandir(self.path(container_id)) as entries:
-                names = [e.name for e in entries]
+                return next(entries, None) is None
         except (FileNotFoundError, NotADirectoryError):
             return False
-        return not names or os.path.isfile(self.path(container_id, "lock"))
 
     def ids(self) -> list[str]:
         try:

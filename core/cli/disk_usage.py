@@ -159,6 +159,8 @@ def _volumes(g: dict[str, Any]) -> tuple[dict[str, str], list[dict[str, str]]]:
     containers = os.path.join(root, "containers")
     links: dict[str, int] = {}
     for cid in os.listdir(containers) if os.path.isdir(containers) else []:
+        if cid.startswith("."):
+            continue  # a container's bundle being removed (bundles.GONE)
         for name in set(volumes.of_container(root, jsonio.load_object(os.path.join(containers, cid, "config.json"))
                                               or {})):
             links[name] = links.get(name, 0) + 1

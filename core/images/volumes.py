@@ -98,6 +98,8 @@ def users(store_root: str, name: str) -> list[str]:
     containers = os.path.join(store_root, "containers")
     found = []
     for cid in sorted(os.listdir(containers)) if os.path.isdir(containers) else []:
+        if cid.startswith("."):
+            continue  # a container's bundle being removed (bundles.GONE)
         config = jsonio.load_object(os.path.join(containers, cid, "config.json"))
         if config is None:
             continue
