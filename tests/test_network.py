@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -478,6 +479,35 @@ def test_a_hundred_create_delete_cycles_leave_nothing(net):
     assert not leases(h)
     assert "mrun-ctr" not in nft_rules()
     assert not veths_left()
+
+
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
+def test_network_prune_removes_no_directory_mrun_did_not_make(net):
+    """A network root shared by mistake (MRUN_NETWORK_ROOT=/tmp) or someone's directory in it:
+    `network prune` took every directory without a network.json for a killed create's and
+    removed it whole. A half-made network holds only what a create makes before its definition
+    (leases/, with addresses, and network.json.tmp); any other directory is someone else's."""
+    h = net
+    root = h.env["MRUN_NETWORK_ROOT"]
+    theirs = {"someone/notes.txt": "keep", "other/leases/not-an-address": "keep too"}
+    for name, text in theirs.items():
+        os.makedirs(os.path.dirname(os.path.join(root, name)), exist_ok=True)
+        with open(os.path.join(root, name), "w") as f:
+            f.write(text)
+    os.makedirs(os.path.join(root, "half", "leases"))  # a create killed before its definition's rename
+    open(os.path.join(root, "half", "network.json.tmp"), "w").close()
+    try:
+        r = img_ok(h, "network", "prune", "-f", env=h.env)
+        assert "half-made network half" in r.stdout and "someone" not in r.stdout and "other" not in r.stdout, r.stdout
+        assert not os.path.exists(os.path.join(root, "half"))
+        for name, text in theirs.items():
+            with open(os.path.join(root, name)) as f:
+                assert f.read() == text, name
+        r = img_ok(h, "network", "create", "half", env=h.env)  # the name is free again
+        img_ok(h, "network", "rm", "half", env=h.env)
+    finally:
+        for top in ("someone", "other"):
+            shutil.rmtree(os.path.join(root, top), ignore_errors=True)
 
 
 def test_bad_network_input_is_refused_and_nothing_is_half_made(net):

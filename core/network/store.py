@@ -255,10 +255,29 @@ class Networks:
 
     def _remove_half_made(self, name: str) -> None:
         """Under the lock, a network's directory without its definition is what a create killed
-        before its rename left (nothing else makes one): it held the name for good, every later
-        create failing on it ("File exists"), also the default network's on every `run`."""
-        if os.path.isdir(self.path(name)) and not os.path.exists(self.path(name, "network.json")):
+        before its rename left, or a removal killed half-way: it held the name for good, every
+        later create failing on it ("File exists"), also the default network's on every `run`.
+        Only what those leave is taken (``_half_made``): in a network root shared by mistake
+        (``MRUN_NETWORK_ROOT=/tmp``) any directory without a network.json was removed whole."""
+        if self._half_made(name):
             shutil.rmtree(self.path(name))
+
+    def _half_made(self, name: str) -> bool:
+        """Its directory holds only what ``_define`` makes before network.json (``leases/``,
+        ``network.json.tmp``), leases being files named by an address."""
+        try:
+            entries = os.listdir(self.path(name))
+            leased = os.listdir(self.path(name, "leases")) if "leases" in entries else []
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        if not set(entries) <= {"leases", "network.json.tmp"}:
+            return False
+        for address in leased:
+            try:
+                ipaddress.IPv4Address(address)
+            except ValueError:
+                return False
+        return True
 
     def prune_half_made(self) -> list[str]:
         """The directories killed creates left (``_remove_half_made``). -> their names."""
@@ -271,7 +290,7 @@ class Networks:
                     check_name(entry)
                 except InvalidSpec:
                     continue
-                if not os.path.exists(self.path(entry, "network.json")):
+                if self._half_made(entry):
                     self._remove_half_made(entry)
                     removed.append(entry)
         return removed
