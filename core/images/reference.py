@@ -16,12 +16,17 @@ _TAG_CHARS = _ALNUM | frozenset("_.-")
 _IPV6_CHARS = frozenset("0123456789abcdefABCDEF:.")
 
 
+def is_digest(digest: str) -> bool:
+    """'sha256:<64 hex>', the only digest mrun takes (and names its blobs and layers by)."""
+    algo, _, hexpart = digest.partition(":")
+    return algo == "sha256" and len(hexpart) == 64 and all(c in "0123456789abcdef" for c in hexpart)
+
+
 def check_digest(digest: str) -> str:
     """'sha256:<64 hex>' -> the hex part; anything else is refused (it becomes a path)."""
-    algo, _, hexpart = digest.partition(":")
-    if algo != "sha256" or len(hexpart) != 64 or any(c not in "0123456789abcdef" for c in hexpart):
+    if not is_digest(digest):
         raise MrunError(f"unsupported or malformed digest {digest!r} (sha256:<64 hex digits> expected)")
-    return hexpart
+    return digest.partition(":")[2]
 
 
 def _path_component_problem(part: str) -> str:

@@ -23,7 +23,7 @@ import stat
 from mrun import jsonio
 from mrun.bundles import MARKER  # in a container's directory: the image it was made from
 from mrun.errors import MrunError, NotFound, name_the_file
-from mrun.images.reference import Reference, check_digest
+from mrun.images.reference import Reference, check_digest, is_digest
 from mrun.schema import BOOL, STR, UINT, check
 from mrun.state import FileLock
 
@@ -211,15 +211,16 @@ class ImageStore:
         for folder in (self.blobs, self.layers, self.root):
             for name in os.listdir(folder) if os.path.isdir(folder) else []:
                 path = os.path.join(folder, name)
-                stale = _written_by_us(name, _TEMPORARY_OF[folder == self.root])
+                stale = _written_by_us(name, ROOT_TEMPORARIES if folder == self.root else None)
                 if folder == self.blobs and name.startswith("commit-") and name.endswith(".layer"):
                     pid = name[len("commit-"):-len(".layer")]  # a commit writes it without the lock
                     stale = pid.isdigit() and not os.path.exists(f"/proc/{pid}")
                 if folder == self.root and name.startswith("cp-") and name.endswith(".in"):
                     pid = name[len("cp-"):-len(".in")]  # `cp - CONTAINER:DIR` stages there without the lock
                     stale = pid.isdigit() and not os.path.exists(f"/proc/{pid}")
-                if folder == self.blobs and name.endswith((".lock", ".partial")) and _is_hex(name.split(".")[0]):
-                    stale = not held_by_someone(os.path.join(folder, name.split(".")[0] + ".lock"))
+                base = name.split(".")[0]
+                if folder == self.blobs and name.endswith((".lock", ".partial")) and is_digest(f"sha256:{base}"):
+                    stale = not held_by_someone(os.path.join(folder, base + ".lock"))
                 if not stale:
                     continue
                 remove_tree(path)
@@ -227,9 +228,9 @@ class ImageStore:
         return removed
 
 
-# What mrun's writers name their files in the making: a blob's or layer's digest (blobs, layers),
-# or the index and a spooled stdin (the image root), each with .part-PID or .tmp-PID.
-_TEMPORARY_OF = {False: None, True: ("images.json", "stdin")}
+# What mrun's writers name their files in the making in the image root (with .part-PID or
+# .tmp-PID): the index and a spooled stdin; in blobs and layers, a digest's hex.
+ROOT_TEMPORARIES = ("images.json", "stdin")
 
 
 def _written_by_us(name: str, bases: tuple[str, ...] | None) -> bool:
@@ -239,14 +240,9 @@ def _written_by_us(name: str, bases: tuple[str, ...] | None) -> bool:
     shared by mistake (`--image-root /tmp`)."""
     for mark in (".part-", ".tmp-"):
         base, found, pid = name.rpartition(mark)
-        if found and pid.isdigit() and (base in bases if bases is not None else _is_hex(base)):
+        if found and pid.isdigit() and (base in bases if bases is not None else is_digest("sha256:" + base)):
             return True
     return False
-
-
-def _is_hex(text: str) -> bool:
-    """A sha256 digest's hex, as blobs and layers are named."""
-    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
 def normalize(ref: str) -> str:
