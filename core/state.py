@@ -290,13 +290,7 @@ class Store:
         the directory takes its name (``reserve``), which a removal takes last, or nothing (a
         removal killed before its rmdir). A state root shared by mistake (`--root /tmp`) holds
         others' directories: `system prune` took each for a killed create's and emptied it."""
-        if os.path.isfile(self.path(container_id, "lock")):
-            return True  # every container's, all its life: one stat on the verbs' path
-        try:
-            with os.scandir(self.path(container_id)) as entries:
-                return next(entries, None) is None
-        except (FileNotFoundError, NotADirectoryError):
-            return False
+        return made_with(self.path(container_id), "lock")
 
     def ids(self) -> list[str]:
         try:
@@ -377,6 +371,19 @@ def _same_file(fd: int, path: str) -> bool:
         return False
     mine = os.fstat(fd)
     return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def made_with(directory: str, mark: str) -> bool:
+    """Whether ``directory`` is one mrun made with the file ``mark`` in it first: it holds the
+    mark, or nothing (a removal, which takes the mark last, killed before its rmdir; or a
+    making killed before the mark). Checked with one stat where the mark is there."""
+    if os.path.isfile(os.path.join(directory, mark)):
+        return True
+    try:
+        with os.scandir(directory) as entries:
+            return next(entries, None) is None
+    except (FileNotFoundError, NotADirectoryError):
+        return False
 
 
 def held_by_someone(path: str) -> bool:

@@ -545,7 +545,7 @@ def orphans(store: ImageStore, earlier_boot: bool = False) -> list[str]:
     listed, and removed when named; never pruned)."""
     from mrun.images.reboot import lost_after_its_end, of_earlier_boot
     from mrun.images.supervisor import being_run, supervisor_gone
-    from mrun.state import held_by_someone
+    from mrun.state import held_by_someone, made_with
 
     found = []
     for cid in os.listdir(store.containers) if os.path.isdir(store.containers) else []:
@@ -562,7 +562,7 @@ def orphans(store: ImageStore, earlier_boot: bool = False) -> list[str]:
         if gone is False:
             continue  # running under its supervisor (its record removed: images/kept)
         meta = image_of(bundle)
-        if meta is None and not _made_by_prepare(bundle):
+        if meta is None and not made_with(bundle, RUN_LOCK):  # prepare makes it first: one it was killed in
             continue  # someone else's (an image root shared by mistake: docker's containers/)
         root = (meta or {}).get("root") or ""
         if meta is not None and (not root or os.path.exists(os.path.join(root, cid, "state.json"))):
@@ -571,16 +571,6 @@ def orphans(store: ImageStore, earlier_boot: bool = False) -> list[str]:
             continue  # its state went with /run (a reboot, a removal): the user's still (reboot.take_back)
         found.append(bundle)
     return found
-
-
-def _made_by_prepare(bundle: str) -> bool:
-    """A directory without image.json that ``prepare`` made and was killed in: it makes the
-    directory and its run lock first (an empty one: killed between)."""
-    try:
-        names = os.listdir(bundle)
-    except OSError:
-        return False
-    return not names or RUN_LOCK in names
 
 
 def remove_orphans(store: ImageStore, only: str = "") -> list[str]:
