@@ -25,6 +25,15 @@ READERS_SETTLE = 10.0  # seconds a release waits for them: an export into a pipe
 GONE = ".gone-"  # a bundle being removed (``remove_bundle``): what a killed removal leaves, known by its name
 
 
+def container_ids(containers: str) -> list[str]:
+    """The containers whose bundles are under ``containers`` (an image root's): not one being
+    removed (``GONE``) nor any other dot name."""
+    try:
+        return sorted(n for n in os.listdir(containers) if not n.startswith("."))
+    except FileNotFoundError:
+        return []
+
+
 def image_of(bundle: str) -> dict[str, Any] | None:
     """Which image (and layers) a container was made from; None for a plain bundle."""
     return jsonio.load_object(os.path.join(bundle, MARKER))

@@ -152,15 +152,14 @@ def _containers(g: dict[str, Any]) -> tuple[dict[str, str], list[dict[str, str]]
 
 def _volumes(g: dict[str, Any]) -> tuple[dict[str, str], list[dict[str, str]]]:
     from mrun import jsonio
+    from mrun.bundles import container_ids
     from mrun.cli.listing import human_size
     from mrun.images import volumes
 
     root = g["image_root"]
     containers = os.path.join(root, "containers")
     links: dict[str, int] = {}
-    for cid in os.listdir(containers) if os.path.isdir(containers) else []:
-        if cid.startswith("."):
-            continue  # a container's bundle being removed (bundles.GONE)
+    for cid in container_ids(containers):
         for name in set(volumes.of_container(root, jsonio.load_object(os.path.join(containers, cid, "config.json"))
                                               or {})):
             links[name] = links.get(name, 0) + 1

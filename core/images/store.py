@@ -21,7 +21,7 @@ import os
 import stat
 
 from mrun import jsonio
-from mrun.bundles import MARKER  # in a container's directory: the image it was made from
+from mrun.bundles import MARKER, container_ids  # MARKER: in a container's directory, the image it was made from
 from mrun.errors import MrunError, NotFound, name_the_file
 from mrun.images.reference import Reference, check_digest, is_digest
 from mrun.schema import BOOL, STR, UINT, check
@@ -188,9 +188,7 @@ class ImageStore:
     def container_images(self) -> dict[str, dict[str, Any]]:
         """container id -> what it was made from: {"image", "config" digest, "layers"}."""
         used = {}
-        for cid in os.listdir(self.containers) if os.path.isdir(self.containers) else []:
-            if cid.startswith("."):
-                continue  # one being removed (bundles.GONE)
+        for cid in container_ids(self.containers):
             made_from = jsonio.load_object(os.path.join(self.containers, cid, MARKER))
             if made_from is not None:
                 used[cid] = made_from

@@ -13,6 +13,7 @@ import errno
 import os
 
 from mrun import jsonio
+from mrun.bundles import container_ids
 from mrun.errors import InvalidSpec, NotFound
 from mrun.kernel.tree import remove_tree
 
@@ -97,9 +98,7 @@ def users(store_root: str, name: str) -> list[str]:
     path = data(store_root, name)
     containers = os.path.join(store_root, "containers")
     found = []
-    for cid in sorted(os.listdir(containers)) if os.path.isdir(containers) else []:
-        if cid.startswith("."):
-            continue  # a container's bundle being removed (bundles.GONE)
+    for cid in container_ids(containers):
         config = jsonio.load_object(os.path.join(containers, cid, "config.json"))
         if config is None:
             continue
