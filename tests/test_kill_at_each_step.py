@@ -1186,6 +1186,9 @@ def test_a_stop_during_a_restart_leaves_the_container_stopped(images, busybox_ar
                       RESTARTING)]
     env = {"MRUN_KILL_FORKS": "1", "MRUN_KILL_REPORT": report, "MRUN_KILL_ARMED": armed}
 
+    def read(path: str) -> list[str]:
+        return open(path).read().splitlines() if os.path.exists(path) else []
+
     def restarted(step: int) -> list[str]:
         """The first run up; counting armed, its end let go: the report's lines once the
         supervisor has started it again, or stopped itself before ``step``."""
@@ -1199,13 +1202,16 @@ def test_a_stop_during_a_restart_leaves_the_container_stopped(images, busybox_ar
         open(os.path.join(gate, "go"), "w").close()
         deadline = time.monotonic() + 30
         while True:
-            lines = open(report).read().splitlines() if os.path.exists(report) else []
-            if step >= 0 and any(line.startswith("stopped before") for line in lines):
-                return lines
-            doc = json.loads(img_ok(h, "inspect", "flap").stdout)
-            if step < 0 and doc["state"]["status"] == "running" and doc.get("restarts") == 1:
-                return lines
-            assert time.monotonic() < deadline, (doc.get("restarts"), lines)
+            if step >= 0:
+                lines = read(report)
+                if any(line.startswith("stopped before") for line in lines):
+                    return lines
+                assert time.monotonic() < deadline, lines
+            else:
+                doc = json.loads(img_ok(h, "inspect", "flap").stdout)
+                if doc["state"]["status"] == "running" and doc.get("restarts") == 1:
+                    return read(report)  # read after: the restart may finish while inspect runs
+                assert time.monotonic() < deadline, (doc.get("restarts"), read(report))
             time.sleep(0.05)
 
     try:
