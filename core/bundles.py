@@ -12,6 +12,7 @@ import os
 
 from mrun import jsonio
 from mrun.kernel.tree import remove_tree
+from mrun.scratch import scratch_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ def remove_bundle(bundle: str) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX)
         gone = bundle
         if not os.path.basename(bundle).startswith(GONE):
-            gone = os.path.join(os.path.dirname(bundle), GONE + os.urandom(8).hex())
+            gone = os.path.join(os.path.dirname(bundle), scratch_name(GONE))
             try:
                 os.rename(bundle, gone)
             except FileNotFoundError:

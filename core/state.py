@@ -18,6 +18,7 @@ import time
 from mrun import OCI_VERSION, jsonio
 from mrun.errors import AlreadyExists, MrunError, NotFound, in_words
 from mrun.kernel.proc import is_alive
+from mrun.scratch import is_scratch, scratch_name
 from mrun.status import Status
 
 TYPE_CHECKING = False
@@ -166,7 +167,7 @@ class Store:
         for _ in range(RESERVE_ATTEMPTS):
             if os.path.lexists(final):
                 raise AlreadyExists(f"container {container_id!r} already exists")
-            making = os.path.join(self.root, MAKING + os.urandom(8).hex())
+            making = os.path.join(self.root, scratch_name(MAKING))
             os.mkdir(making, 0o711)
             try:
                 lock = FileLock(os.path.join(making, "lock"), missing="swept", recheck=True).__enter__()
@@ -194,7 +195,7 @@ class Store:
         whose lock nobody holds."""
         swept = []
         try:
-            entries = [e.name for e in os.scandir(self.root) if e.name.startswith(MAKING) and e.is_dir()]
+            entries = [e.name for e in os.scandir(self.root) if is_scratch(e.name, MAKING) and e.is_dir()]
         except FileNotFoundError:
             return []
         for name in entries:

@@ -36,6 +36,13 @@ def _key() -> str:
     return hashlib.sha256(jsonio.dumps(parts).encode()).hexdigest()[:24]
 
 
+def _is_answer(name: str) -> bool:
+    """A name ``runtime_info`` gives its cache file (``.info-`` and the key's 24 hex digits):
+    only those are swept, whatever else a state root set by MRUN_SHIM_ROOT holds."""
+    key = name.removeprefix(".info-")
+    return name.startswith(".info-") and len(key) == 24 and all(c in "0123456789abcdef" for c in key)
+
+
 def runtime_info() -> bytes:
     """The serialized RuntimeInfo: read from the cache, or built and cached."""
     path = os.path.join(cache_dir(), f".info-{_key()}")
@@ -52,7 +59,7 @@ def runtime_info() -> bytes:
             f.write(data)
         os.rename(tmp, path)
         for old in os.listdir(cache_dir()):  # answers for what is no longer installed
-            if old.startswith(".info-") and old != os.path.basename(path) and "." not in old[6:]:
+            if _is_answer(old) and old != os.path.basename(path):
                 os.unlink(os.path.join(cache_dir(), old))
     except OSError:
         pass  # a read-only /run still gets its answer, only slower

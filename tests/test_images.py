@@ -1749,7 +1749,8 @@ def test_the_image_store_sweep_removes_only_what_its_writers_leave(images, busyb
     """A killed load or pull leaves NAME.part-PID and NAME.tmp-PID in the image root: the sweep
     takes those. Any other name with ".tmp-" or ".part-" in it (an operator's backup) was taken
     too, and any NAME.tmp-PID or NAME.partial: mrun never removes what it did not create, and
-    its writers name theirs after a digest, the index or stdin."""
+    its writers name theirs after a digest, the index or stdin. So does an image prune's
+    collection of blobs and layers."""
     h = images
     img_ok(h, "load", busybox_archive)
     blobs = os.path.join(h.image_root, "blobs", "sha256")
@@ -1766,7 +1767,21 @@ def test_the_image_store_sweep_removes_only_what_its_writers_leave(images, busyb
     img_ok(h, "system", "prune", "-f")
     assert [p for p in ours if os.path.exists(p)] == []
     assert [p for p in theirs if os.path.exists(p)] == theirs
-    for path in theirs:
+    # the collection of unused blobs and layers, too, takes only names a digest's hex: it removed
+    # any other entry whole, and failed on a directory in blobs/ ("Is a directory")
+    theirs += [os.path.join(blobs, "notes"), os.path.join(h.image_root, "layers", "someone", "data")]
+    for path in theirs[-2:]:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write("x")
+    os.makedirs(os.path.join(blobs, "cache"))
+    img_ok(h, "image", "prune", "-a", "-f")
+    assert [p for p in theirs if os.path.exists(p)] == theirs
+    assert sorted(os.listdir(blobs)) == ["backup.partial", "cache", "notes", "notes.part-two"]  # the image's went
+    assert sorted(os.listdir(os.path.join(h.image_root, "layers"))) == ["old.tmp-99999999", "someone"]
+    os.rmdir(os.path.join(blobs, "cache"))
+    shutil.rmtree(os.path.join(h.image_root, "layers", "someone"))
+    for path in theirs[:-1]:
         os.unlink(path)
 
 
@@ -4159,11 +4174,14 @@ def test_system_prune_removes_no_directory_mrun_did_not_make(images):
     killed between its last two steps). A verb naming such a directory wrote its lock file into
     it, which made it look like ours."""
     h = images
-    theirs = {"someone/notes.txt": "keep", "someone-else/inner/data": "keep too", "with-state/state.json": "{}"}
+    theirs = {"someone/notes.txt": "keep", "someone-else/inner/data": "keep too", "with-state/state.json": "{}",
+              ".making-notes/notes.txt": "a name like a create's, not its shape"}
     for name, text in theirs.items():
         os.makedirs(os.path.dirname(os.path.join(h.root, name)), exist_ok=True)
         with open(os.path.join(h.root, name), "w") as f:
             f.write(text)
+    os.makedirs(os.path.join(h.root, ".making-0123456789abcdef"))  # a create killed before its rename
+    open(os.path.join(h.root, ".making-0123456789abcdef", "lock"), "w").close()
     os.makedirs(os.path.join(h.root, "killed-create"))  # what a create killed before its state leaves
     open(os.path.join(h.root, "killed-create", "lock"), "w").close()
     os.makedirs(os.path.join(h.root, "emptied"))  # a removal killed before its rmdir
@@ -4177,9 +4195,10 @@ def test_system_prune_removes_no_directory_mrun_did_not_make(images):
             with open(os.path.join(h.root, name)) as f:
                 assert f.read() == text, name
         assert os.listdir(os.path.join(h.root, "someone")) == ["notes.txt"]
+        assert sorted(os.listdir(h.root)) == [".making-notes", "someone", "someone-else", "with-state"]
         assert img_ok(h, "ps", "-a", "-q").stdout == ""
     finally:
-        for top in ("someone", "someone-else", "with-state"):
+        for top in ("someone", "someone-else", "with-state", ".making-notes"):
             shutil.rmtree(os.path.join(h.root, top))
 
 
@@ -4193,7 +4212,8 @@ def test_prune_removes_no_container_directory_mrun_did_not_make(images, busybox_
     h = images
     img_ok(h, "load", busybox_archive, IMAGE)
     containers = os.path.join(h.image_root, "containers")
-    theirs = {"d0cker1d/config.v2.json": "{}", "d0cker1d/mounts/secrets": "keep", "other/upper/data": "keep too"}
+    theirs = {"d0cker1d/config.v2.json": "{}", "d0cker1d/mounts/secrets": "keep", "other/upper/data": "keep too",
+              ".gone-soon/notes": "a name like a removal's, not its shape"}
     for name, text in theirs.items():
         os.makedirs(os.path.dirname(os.path.join(containers, name)), exist_ok=True)
         with open(os.path.join(containers, name), "w") as f:
@@ -4210,12 +4230,38 @@ def test_prune_removes_no_container_directory_mrun_did_not_make(images, busybox_
             with open(os.path.join(containers, name)) as f:
                 assert f.read() == text, name
         img_ok(h, "rm", "mine")
-        assert sorted(os.listdir(containers)) == ["d0cker1d", "other"]  # its removal took all of it
+        assert sorted(os.listdir(containers)) == [".gone-soon", "d0cker1d", "other"]  # its removal took all of it
         img_ok(h, "image", "prune", "-a", "-f")
-        assert sorted(os.listdir(containers)) == ["d0cker1d", "other"]
+        assert sorted(os.listdir(containers)) == [".gone-soon", "d0cker1d", "other"]
     finally:
-        for top in ("d0cker1d", "other"):
+        for top in ("d0cker1d", "other", ".gone-soon"):
             shutil.rmtree(os.path.join(containers, top))
+
+
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
+def test_volume_prune_removes_no_directory_mrun_did_not_make(images):
+    """An image root shared by mistake (`--image-root /var/lib/docker`, whose volumes/ holds
+    docker's: `NAME/_data` and `metadata.db`): `volume prune` took every entry without a data/
+    for a making an older mrun was killed in, and anything named `.new-*` or `.gone-*` for a
+    killed making or removal, and removed them whole. Only the shape mrun's making and removal
+    leave goes now: the prefix and 16 random hex digits."""
+    h = images
+    volumes = os.path.join(h.image_root, "volumes")
+    theirs = {"d0ckervol/_data/db": "keep", "metadata.db": "bolt", "plain/readme": "keep",
+              ".new-notes/x": "a name like a making's", ".gone-soon/y": "a name like a removal's"}
+    for name, text in theirs.items():
+        os.makedirs(os.path.dirname(os.path.join(volumes, name)), exist_ok=True)
+        with open(os.path.join(volumes, name), "w") as f:
+            f.write(text)
+    os.makedirs(os.path.join(volumes, ".new-0123456789abcdef", "data"))  # a killed `volume create`'s
+    os.makedirs(os.path.join(volumes, ".gone-fedcba9876543210", "data", "left"))  # a killed `volume rm`'s
+    img_ok(h, "volume", "create", "mine")
+    assert img_ok(h, "volume", "ls", "-q").stdout == "mine\n"
+    assert img_ok(h, "volume", "prune", "-a", "-f").stdout == "removed volume mine\n"
+    for name, text in theirs.items():
+        with open(os.path.join(volumes, name)) as f:
+            assert f.read() == text, name
+    assert sorted(os.listdir(volumes)) == sorted({name.split("/")[0] for name in theirs})
 
 
 @pytest.mark.parametrize("images", ["warm"], indirect=True)

@@ -114,6 +114,8 @@ def test_info_answers_runtime_info_with_the_features_and_caches_it(h):
     os.makedirs(env["MRUN_SHIM_ROOT"])
     with open(os.path.join(env["MRUN_SHIM_ROOT"], ".info-0123456789abcdef01234567"), "wb") as f:
         f.write(b"an answer for an installation that is gone")
+    with open(os.path.join(env["MRUN_SHIM_ROOT"], ".info-notes"), "wb") as f:
+        f.write(b"someone else's: not a name the cache gives")  # kept (MRUN_SHIM_ROOT may be any directory)
     first = subprocess.run([shim_binary(), "-info"], env=env, capture_output=True, stdin=subprocess.DEVNULL, timeout=30)
     assert first.returncode == 0 and not first.stderr, first.stderr
     info = types_pb2.RuntimeInfo.FromString(first.stdout)
@@ -123,8 +125,8 @@ def test_info_answers_runtime_info_with_the_features_and_caches_it(h):
     assert "user" in features["linux"]["namespaces"]
     assert features["linux"]["mountExtensions"]["idmap"]["enabled"] is True  # what Kubernetes gates on
     assert "wasm" in features["annotations"]["org.mrun.backends"]
-    cached = [f for f in os.listdir(env["MRUN_SHIM_ROOT"]) if f.startswith(".info-")]
-    assert len(cached) == 1
+    cached = [f for f in os.listdir(env["MRUN_SHIM_ROOT"]) if f.startswith(".info-") and f != ".info-notes"]
+    assert len(cached) == 1 and os.path.exists(os.path.join(env["MRUN_SHIM_ROOT"], ".info-notes"))
     with open(os.path.join(env["MRUN_SHIM_ROOT"], cached[0]), "rb") as f:
         assert f.read() == first.stdout
     second = subprocess.run([shim_binary(), "-info"], env=env, capture_output=True, stdin=subprocess.DEVNULL)

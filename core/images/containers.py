@@ -23,6 +23,7 @@ from mrun.images.store import ImageStore
 from mrun.kernel import inroot
 from mrun.kernel.tree import remove_tree
 from mrun.network import names
+from mrun.scratch import is_scratch
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -550,7 +551,7 @@ def orphans(store: ImageStore, earlier_boot: bool = False) -> list[str]:
     found = []
     for cid in os.listdir(store.containers) if os.path.isdir(store.containers) else []:
         bundle = os.path.join(store.containers, cid)
-        if cid.startswith(GONE):
+        if is_scratch(cid, GONE):
             if not held_by_someone(bundle):
                 found.append(bundle)  # a removal killed half-way (bundles.remove_bundle)
             continue

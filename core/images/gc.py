@@ -10,6 +10,7 @@ import os
 
 from mrun.images import leases
 from mrun.images.containers import remove_orphans
+from mrun.images.reference import is_digest
 from mrun.images.store import ImageStore
 from mrun.kernel.tree import remove_tree
 
@@ -52,14 +53,14 @@ def _prune(store: ImageStore) -> list[str]:
         keep_layers.update(meta.get("layers", []))
         if isinstance(meta.get("config"), str):
             keep_blobs.add(meta["config"])
+    # only names a digest's hex: a download in progress (.partial, .lock) is resumable, a killed
+    # writer's is the sweep's, and any other name is someone else's (an image root shared by mistake)
     for name in os.listdir(store.blobs) if os.path.isdir(store.blobs) else []:
-        if "." in name:
-            continue  # a download in progress (.partial, .lock), resumable: not prune's to take
-        if f"sha256:{name}" not in keep_blobs and not leases.being_read(store, name):
+        if is_digest(f"sha256:{name}") and f"sha256:{name}" not in keep_blobs and not leases.being_read(store, name):
             os.unlink(os.path.join(store.blobs, name))
             removed.append(f"blob sha256:{name}")
     for name in os.listdir(store.layers) if os.path.isdir(store.layers) else []:
-        if f"sha256:{name}" not in keep_layers:
+        if is_digest(f"sha256:{name}") and f"sha256:{name}" not in keep_layers:
             remove_tree(os.path.join(store.layers, name))
             removed.append(f"layer sha256:{name}")
     return removed

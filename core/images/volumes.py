@@ -16,6 +16,7 @@ from mrun import jsonio
 from mrun.bundles import container_ids
 from mrun.errors import InvalidSpec, NotFound
 from mrun.kernel.tree import remove_tree
+from mrun.scratch import is_scratch, scratch_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ def _make_whole(store_root: str, name: str, anonymous: bool) -> None:
     (a directory without its data, which nothing lists; an anonymous one without its mark, which
     looks named and outlives ``volume prune``), only a ``.new-`` one that ``prune`` sweeps. A
     concurrent create of the same name that renamed first wins; ours is removed."""
-    making = os.path.join(top(store_root), NEW + os.urandom(8).hex())
+    making = os.path.join(top(store_root), scratch_name(NEW))
     final = os.path.join(top(store_root), name)
     try:
         os.mkdir(making, mode=0o755)
@@ -136,7 +137,7 @@ def _remove(store_root: str, name: str) -> None:
     """Renamed out of the volumes' names first, one step, then removed: killed in the middle, a
     ``.gone-`` entry that ``prune`` sweeps, never what is left of a volume (a directory without
     its data or its mark: nothing lists it, nothing removed it)."""
-    gone = os.path.join(top(store_root), GONE + os.urandom(8).hex())  # not the name: it may be 255 bytes long
+    gone = os.path.join(top(store_root), scratch_name(GONE))  # not the name: it may be 255 bytes long
     try:
         os.rename(os.path.join(top(store_root), name), gone)
     except FileNotFoundError:
@@ -164,9 +165,10 @@ def prune(store_root: str, everything: bool = False) -> list[str]:
                 _remove(store_root, name)
                 removed.append(name)
         for name in os.listdir(where):
-            # a making or a removal, killed; or an older mrun's volume killed before its data: never
-            # listed, mounted or used (a volume appears whole, by rename, and goes by rename)
-            if name.startswith((NEW, GONE)) or not os.path.isdir(data(store_root, name)):
+            # a making or a removal, killed: never listed, mounted or used (a volume appears
+            # whole, by rename, and goes by rename). Nothing else: any other name without data/
+            # is someone else's (an image root shared by mistake: docker's volumes/ has _data/)
+            if is_scratch(name, NEW) or is_scratch(name, GONE):
                 remove_tree(os.path.join(where, name), ignore_errors=True)
     return removed
 
