@@ -326,6 +326,38 @@ def test_a_terminal_containers_output_is_in_its_log(images, busybox_archive):
 
 
 @LAUNCHERS
+def test_a_terminal_container_reading_a_pipe_or_a_file_sees_its_end(images, busybox_archive, tmp_path):
+    """`echo hi | mrun run -ti IMAGE cat`: the container's stdin is its terminal, and the end of
+    ours never reached it: cat waited for good (podman's does too; docker's refuses -ti without
+    a terminal). The relay now types the terminal's end-of-file character at our end, as a user
+    would (twice after an unfinished line), in run and exec alike. `-t` without `-i` is left
+    as docker's: a terminal nobody types into, so cat there is ended by a timeout, not by EOF."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    data = tmp_path / "in.txt"
+    data.write_text("line one\nline two\n")
+
+    def on_the_terminal(*args: str, stdin: object) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(cli(h, *args), stdin=stdin, capture_output=True, timeout=60, env=env_of(h))
+
+    with open(data) as stdin:
+        r = on_the_terminal(*run_args(h, "--rm", "-t", "-i", IMAGE, "sh", "-c", "wc -l; exit 4"), stdin=stdin)
+    assert r.returncode == 4 and r.stdout.split()[-1] == b"2", (r.stdout, r.stderr)  # the pty echoes the lines
+    cat = " ".join(cli(h, *run_args(h, "--rm", "-ti", IMAGE, "cat")))
+    r = subprocess.run(["bash", "-c", f"printf unfinished | {cat}"], capture_output=True, timeout=60, env=env_of(h))
+    assert r.returncode == 0 and r.stdout == b"unfinishedunfinished", (r.stdout, r.stderr)
+    r = on_the_terminal(*run_args(h, "--rm", "-t", IMAGE, "sh", "-c", "timeout 1 cat; echo $?"), stdin=subprocess.PIPE)
+    assert r.returncode == 0 and r.stdout.split()[-1] == b"143", (r.stdout, r.stderr)  # no EOF: ended by TERM
+    img_ok(h, *run_args(h, "-d", "--name", "typed-into", IMAGE, "sleep", "600"))
+    try:
+        with open(data) as stdin:
+            r = on_the_terminal("exec", "-ti", "typed-into", "sh", "-c", "cat >/dev/null; exit 5", stdin=stdin)
+        assert r.returncode == 5, (r.stdout, r.stderr)
+    finally:
+        img(h, "rm", "-f", "typed-into")
+
+
+@LAUNCHERS
 def test_a_terminal_container_given_more_input_than_its_pty_holds_goes_on(images, busybox_archive, tmp_path):
     """`mrun run -ti IMAGE sh < script` or a large paste: the relay wrote what it read of its
     stdin into the pty whole, and while the container was not reading (asleep, or printing),

@@ -81,6 +81,7 @@ def receive_fd(sock: socket.socket) -> int:
 
 
 JOB_LOOK = 0.5  # seconds: how often a relay for its caller looks whether the caller's job is in the background
+TIOCGPTPEER = 0x5441  # a descriptor of a pty master's other side (Linux 4.13), whatever devpts it is in
 INPUT_HELD = 1 << 20  # bytes of our stdin held for a container not reading it, before we stop reading more
 
 
@@ -172,6 +173,7 @@ class TerminalProxy:
         os.set_blocking(self.master, False)  # ours alone; never our stdio, which others share
         inputs = [self.master, self.wake_up, 0]
         typed = bytearray()  # read from our stdin, not yet taken by the pty
+        ended_a_line = True  # what we read of our stdin so far ends with a newline (or is nothing)
         shown = True  # the container's output goes to our stdout
         looked = time.monotonic()  # when the caller's job was last seen in the foreground
         while True:
@@ -230,13 +232,41 @@ class TerminalProxy:
                     data = b""
                 if data:
                     typed += data
+                    ended_a_line = data.endswith(b"\n")
                 else:
                     inputs.remove(0)  # our stdin ended; the container keeps its terminal
+                    typed += self._end_of_input(ended_a_line)
             if self.wake_up in ready:
                 try:
                     os.read(self.wake_up, 64)
                 except OSError:
                     pass
+
+    def _end_of_input(self, ended_a_line: bool) -> bytes:
+        """Our stdin, a pipe or a file (`mrun run -ti IMAGE cat < file`), ended: the container is
+        told so as a user at its terminal would tell it, with the terminal's end-of-file
+        character (twice after an unfinished line: the first ends the line), where the terminal
+        is in canonical mode; a program that made it raw reads bytes, and gets none. Left out,
+        `cat` never ended (podman's hangs so; docker's refuses -ti without a terminal). Not for
+        a terminal of ours, whose end is a hang-up, nor /dev/null: docker's -t without -i gives
+        the container a terminal nobody types into."""
+        try:
+            ours = os.fstat(0).st_mode
+            if not (stat.S_ISFIFO(ours) or stat.S_ISREG(ours) or stat.S_ISSOCK(ours)):
+                return b""
+            peer = fcntl.ioctl(self.master, TIOCGPTPEER, os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC)
+        except OSError:
+            return b""
+        try:
+            mode = termios.tcgetattr(peer)  # the container's side: the master's own mode is another
+        except termios.error:
+            return b""
+        finally:
+            os.close(peer)
+        if not mode[3] & termios.ICANON:
+            return b""
+        eof = mode[6][termios.VEOF]
+        return eof if ended_a_line else eof + eof
 
     def _give_back(self) -> None:
         """The caller's terminal as the caller found it, and none of our stdio on it: a message
