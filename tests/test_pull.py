@@ -105,6 +105,29 @@ def test_pull_picks_the_platform_from_an_index(images, registry):
     assert r.returncode == 3 and "hello from wasm32-wasi" in r.stdout, r.stderr
 
 
+def test_run_with_a_platform_runs_that_platforms_image(images, registry, tmp_path):
+    """`docker run --platform P IMAGE`: the image of that platform, pulled if the one here is
+    another's (`--pull never`: docker's refusal, in its words). mrun ran whatever image the
+    name had here, `--platform` unread, even a malformed one."""
+    h = images
+    auth = tmp_path / "auth.json"
+    auth.write_text(json.dumps({"auths": {registry.host: {"auth": base64.b64encode(CREDS.encode()).decode()}}}))
+    env = {"REGISTRY_AUTH_FILE": str(auth)}
+    ref = registry.refs["multi"]
+    img_ok(h, "pull", ref, env=env)  # the host's: linux/amd64
+    assert img_ok(h, *run_args(h, "--rm", "--platform", "linux/amd64", ref, "echo", "linux"), env=env).stdout == \
+        "linux\n"
+    r = img(h, *run_args(h, "--rm", "--pull", "never", "--platform", "wasip1/wasm", ref), env=env)
+    one_line_error(r, f"image with reference {ref} was found but does not match the specified platform: "
+                      "wanted wasip1/wasm, actual: linux/amd64")
+    one_line_error(img(h, *run_args(h, "--rm", "--platform", "wasm", ref), env=env), "--platform 'wasm': os/arch")
+    r = img(h, *run_args(h, "--rm", "--platform", "wasip1/wasm", ref), env=env)
+    assert r.returncode == 3 and "hello from wasm32-wasi" in r.stdout, r.stderr  # pulled for the platform
+    assert f"Unable to find image '{ref}' locally" in r.stderr
+    r = img(h, *run_args(h, "--rm", "--platform", "wasi/wasm", ref), env=env)
+    assert (r.returncode, r.stderr) == (3, ""), r.stderr  # wasi/wasm is wasip1/wasm: no pull
+
+
 def _busybox_layer(h, registry) -> tuple[str, bytes, str]:
     """The busybox layer's digest (hex) and bytes, pulled into a store of its own, and the test
     store's (empty) blob directory, for planting partial downloads in."""

@@ -449,25 +449,56 @@ def _pull_for_run(store: ImageStore, image: str, policy: str, platform: str = ""
     container's."""
     if policy not in ("missing", "always", "never"):
         raise InvalidSpec(f"--pull {policy!r}: missing, always or never")
-    missing = False
+    want = _platform(platform)  # refused before anything is pulled or run
+    missing, here = False, "not found here"
     if policy != "always":
         try:
-            store.image(image)
-            return
+            _name, entry = store.image(image)
+            actual = _platform_of(store, entry)
+            if want is None or _same_platform(want, actual):
+                return
+            here = f"here for {'/'.join(actual)}, not {'/'.join(want)}"  # pulled for the one asked, as docker's
+            if policy == "never":  # docker's words
+                raise NotFound(f"image with reference {image} was found but does not match the specified platform: "
+                               f"wanted {'/'.join(want)}, actual: {'/'.join(actual)}")
         except NotFound:
             if policy == "never":
                 raise
-            missing = True
+        missing = True
     from mrun.images.registry import pull as pull_image
 
     try:
-        names = pull_image(store, image, False, "", _platform(platform))
+        names = pull_image(store, image, False, "", want)
     except MrunError as e:
         if not missing:
             raise
-        raise NotFound(f"image {image!r} not found here, and pulling it failed: {e}")
+        raise NotFound(f"image {image!r} {here}, and pulling it failed: {e}")
     note = f"Unable to find image '{image}' locally: pulled" if missing else "Pulled:"
     print(f"{note} {', '.join(names)}", file=sys.stderr)
+
+
+def _platform_of(store: ImageStore, entry: dict[str, Any]) -> tuple[str, str]:
+    """An image's os and architecture (with its variant: arm/v7): as the index it was pulled or
+    loaded from named it, else as its config says (wasm for one mrun runs as wasm)."""
+    if entry.get("platform"):
+        os_, _, arch = entry["platform"].partition("/")
+        return os_, arch
+    if entry.get("wasm"):
+        return "wasip1", "wasm"
+    config = store.read_json(entry["config"])
+    config = config if isinstance(config, dict) else {}
+    arch = str(config.get("architecture") or "")
+    return str(config.get("os") or ""), f"{arch}/{config['variant']}" if config.get("variant") else arch
+
+
+def _same_platform(want: tuple[str, str], actual: tuple[str, str]) -> bool:
+    """``--platform`` names the image's: the same os and architecture (a variant only where one
+    is asked for), or both wasm (wasi/wasm is wasip1/wasm)."""
+    from mrun.images.install import WASM_PLATFORMS
+
+    if want in WASM_PLATFORMS or actual in WASM_PLATFORMS:
+        return want in WASM_PLATFORMS and (actual[0], actual[1].split("/")[0]) in WASM_PLATFORMS
+    return want[0] == actual[0] and (want[1] == actual[1] or "/" not in want[1] and want[1] == actual[1].split("/")[0])
 
 
 def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, Any], create_only: bool = False) -> int:

@@ -49,6 +49,8 @@ def choose(source: Source, index: dict[str, Any], want: tuple[str, str] | None) 
         p = d.get("platform") or {}
         by_platform.setdefault((p.get("os", ""), p.get("architecture", "")), d)
     if want:
+        if want not in by_platform and want in WASM_PLATFORMS:  # wasi/wasm is wasip1/wasm
+            want = next((key for key in by_platform if key in WASM_PLATFORMS), want)
         if want not in by_platform:
             offered = ", ".join(f"{o}/{a}" for o, a in by_platform if o)
             raise NotFound(f"no manifest for platform {want[0]}/{want[1]} (the image has: {offered or 'none named'})")
@@ -66,8 +68,9 @@ def choose(source: Source, index: dict[str, Any], want: tuple[str, str] | None) 
     raise NotFound(f"no manifest for {host[0]}/{host[1]} or wasm (the image has: {offered})")
 
 
-def resolve_manifest(source: Source, desc: dict[str, Any], want: tuple[str, str] | None) -> tuple[str, bytes]:
-    """A descriptor that may be an index or list -> (manifest digest, manifest bytes)."""
+def resolve_manifest(source: Source, desc: dict[str, Any], want: tuple[str, str] | None) -> tuple[str, bytes, str]:
+    """A descriptor that may be an index or list -> (manifest digest, manifest bytes, the
+    platform an index named it for: "os/arch", or "")."""
     for _ in range(4):  # indexes may nest; not forever
         data = source.read(desc["digest"])
         doc = _json(data, "image manifest")
@@ -76,8 +79,16 @@ def resolve_manifest(source: Source, desc: dict[str, Any], want: tuple[str, str]
         if doc.get("mediaType") in (OCI_INDEX, DOCKER_LIST) or ("manifests" in doc and "layers" not in doc):
             desc = choose(source, checked(doc, INDEX, "image index"), want)
             continue
-        return desc["digest"], data
+        return desc["digest"], data, _named_platform(desc)
     raise MrunError("image indexes nest too deep")
+
+
+def _named_platform(desc: dict[str, Any]) -> str:
+    """The platform a descriptor names ("linux/arm/v7"), or ""."""
+    p = desc.get("platform") or {}
+    if not (p.get("os") and p.get("architecture")):
+        return ""
+    return "/".join([p["os"], p["architecture"], *([p["variant"]] if p.get("variant") else [])])
 
 
 def install(store: ImageStore, source: Source, name: str | None, want: tuple[str, str] | None = None,
@@ -104,8 +115,8 @@ def install(store: ImageStore, source: Source, name: str | None, want: tuple[str
         desc = (
             descs[0] if len(descs) == 1 and "platform" not in descs[0] else choose(source, {"manifests": descs}, want)
         )
-        digest, manifest = resolve_manifest(source, desc, want)
-        entry = _install_one(store, source, normalize(target), digest, manifest)
+        digest, manifest, platform = resolve_manifest(source, desc, want)
+        entry = _install_one(store, source, normalize(target), digest, manifest, platform or _named_platform(desc))
         if entry["wasm"] and compile_now:
             precompile(store, entry)
         done.append(normalize(target))
@@ -186,8 +197,10 @@ def _full_name(ref: str) -> str:
 
 
 def _install_one(
-    store: ImageStore, source: Source, name: str, manifest_digest: str, manifest_bytes: bytes
+    store: ImageStore, source: Source, name: str, manifest_digest: str, manifest_bytes: bytes, platform: str = ""
 ) -> dict[str, Any]:
+    """``platform``: the one its index named it for, kept (`run --platform` reads it), where the
+    image config may say otherwise (a wasm module's image built as linux/amd64)."""
     manifest = checked(_json(manifest_bytes, "image manifest"), MANIFEST, "image manifest")
     config_desc = manifest.get("config") or {}
     layers = manifest.get("layers") or []
@@ -225,6 +238,7 @@ def _install_one(
             "modules": modules,
             "created": config.get("created", ""),
             "size": sum(layer.get("size") or 0 for layer in layers),
+            **({"platform": platform} if platform else {}),
         }
         index = store.index()
         index[name] = entry

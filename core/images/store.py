@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 CHUNK = 1 << 20
 # An entry of images.json, as install and commit write it: what the verbs index without looking.
 INDEX_ENTRY = {"manifest!": STR, "config!": STR, "layers!": ("list", STR), "blobs!": ("list", STR), "wasm": BOOL,
-               "modules": ("list", STR), "created": STR, "size": UINT}
+               "modules": ("list", STR), "created": STR, "size": UINT, "platform": STR}
 
 
 class DigestMismatch(MrunError):
