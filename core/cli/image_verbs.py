@@ -454,8 +454,10 @@ def _pull_for_run(store: ImageStore, image: str, policy: str, platform: str = ""
     if policy != "always":
         try:
             _name, entry = store.image(image)
-            actual = _platform_of(store, entry)
-            if want is None or _same_platform(want, actual):
+            if want is None:
+                return
+            actual = _platform_of(store, entry)  # (read only when asked: a config read on every run)
+            if _same_platform(want, actual):
                 return
             here = f"here for {'/'.join(actual)}, not {'/'.join(want)}"  # pulled for the one asked, as docker's
             if policy == "never":  # docker's words
