@@ -396,6 +396,52 @@ def test_network_create_takes_docker_s_driver_and_gateway_and_rm_takes_several(n
     one_line_error(img(h, "network", "inspect", h.net, name, env=h.env), "one network at a time")
 
 
+def test_an_internal_network_reaches_nothing_beyond_itself(net):
+    """docker's `network create --internal` (compose's `internal: true`): its containers reach
+    each other and the host's address on their bridge, have no default route, and nothing is
+    forwarded between their bridge and anywhere else, even for one that makes itself a route
+    (NET_ADMIN); no port of it is published. mrun refused the flag. Its rules are drops in a
+    forward chain of mrun's table, gone with the network; without them the same fetch goes
+    through (the test's own control: this host forwards between bridges)."""
+    from mrun.network import firewall
+    from mrun.network.store import network_tag
+
+    h = net
+    inside = f"i{uuid.uuid4().hex[:6]}"
+    img_ok(h, "network", "create", "--internal", inside, env=h.env)
+    doc = json.loads(img_ok(h, "network", "inspect", inside, env=h.env).stdout)
+    assert doc["internal"] is True
+    try:
+        for name, network, extra in (("in1", inside, ["--cap-add", "NET_ADMIN"]), ("in2", inside, []),
+                                     ("out", h.net, [])):
+            img_ok(h, *run_args(h, "-d", "--name", name, "--network", network, *extra, IMAGE, "sh", "-c",
+                                HTTPD.format(tag=name, listen="8000")), env=h.env)
+        assert "default" not in img_ok(h, "exec", "in1", "ip", "route", env=h.env).stdout
+        assert img_ok(h, "exec", "in1", "sh", "-c", WGET.format(url=f"http://{ip_of(h, 'in2')}:8000/index.html"),
+                      env=h.env).stdout == "hello-in2\n"  # on its own bridge: not forwarded
+        img_ok(h, "exec", "in1", "ping", "-c", "1", "-W", "2", doc["gateway"], env=h.env)
+        img_ok(h, "exec", "out", "sh", "-c", WGET.format(url="http://127.0.0.1:8000/index.html"), env=h.env)  # up
+        fetch = "timeout 3 wget -q -O - http://{}:8000/index.html"  # (this busybox's wget -T crashes)
+        assert img(h, "exec", "in1", "sh", "-c", fetch.format(ip_of(h, "out")), env=h.env).returncode != 0
+        img_ok(h, "exec", "in1", "ip", "route", "add", "default", "via", doc["gateway"], env=h.env)
+        for source, target in (("in1", "out"), ("out", "in1")):
+            r = img(h, "exec", source, "sh", "-c", fetch.format(ip_of(h, target)), env=h.env)
+            assert r.returncode != 0, f"{source} reached {target}: {r.stdout}"
+        rules = nft_rules()
+        assert f'iifname "{doc["bridge"]}" oifname != "{doc["bridge"]}" drop' in rules, rules
+        assert f"ip saddr {doc['subnet']}" not in rules  # no masquerade: no way out
+        one_line_error(img(h, *run_args(h, "--rm", "--network", inside, "-p", "8080:80", IMAGE, "true"), env=h.env),
+                       "is internal")
+        one_line_error(img(h, "network", "ls", "--internal", env=h.env), "--internal is create's")
+        assert firewall.remove(network_tag(h.env["MRUN_NETWORK_ROOT"], inside)) == 2  # the control
+        assert img_ok(h, "exec", "in1", "sh", "-c", fetch.format(ip_of(h, "out")), env=h.env).stdout == "hello-out\n"
+    finally:
+        for name in ("in1", "in2", "out"):
+            img(h, "rm", "--force", name, env=h.env)
+    img_ok(h, "network", "rm", inside, env=h.env)
+    assert doc["bridge"] not in nft_rules()
+
+
 def test_container_mode_shares_localhost_and_a_wasm_container_sees_the_same_interfaces(net):
     h = net
     img_ok(

@@ -519,13 +519,15 @@ COMMANDS = (
     ),
     Command(
         "network",
-        "network create NAME [--subnet CIDR] [--gateway IP] | ls | inspect NAME | rm NAME... | prune",
+        "network create NAME [--subnet CIDR] [--gateway IP] [--internal] | ls | inspect NAME | rm NAME... | prune",
         "network_verbs.network",
         (Arg("action", "create, ls, inspect, rm or prune"),
          Arg("names", "the network (rm: one or more)", required=False, variadic=True)),
         (
             Flag("subnet", "create: the network's IPv4 subnet (default: a free /24 of 10.89.0.0/16)", default=""),
             Flag("gateway", "create: the bridge's address in --subnet (default: its first host)", default=""),
+            Flag("internal", "create: docker's: its containers reach each other and the host, nothing beyond, "
+                 "and publish no port", kind=bool, default=False),
             Flag("driver", "create: docker's -d; bridge, the one driver here", short="d", default="bridge"),
             Flag("quiet", "ls: only the names", kind=bool, short="q", default=False),
             _LIST_FORMAT,

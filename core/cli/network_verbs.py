@@ -16,12 +16,14 @@ if TYPE_CHECKING:
 
 
 def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str, gateway: str = "",
-            driver: str = "bridge", quiet: bool = False, format: str = "table",  # noqa: A002
+            internal: bool = False, driver: str = "bridge", quiet: bool = False, format: str = "table",  # noqa: A002
             force: bool = False, filter: tuple[str, ...] = ()) -> int:  # noqa: A002
     from mrun.network.recovery import hold_again
 
     if filter and action not in ("ls", "list", "prune"):
         raise InvalidSpec(f"network {action}: --filter is ls's and prune's")
+    if internal and action != "create":
+        raise InvalidSpec(f"network {action}: --internal is create's")
     chosen = _filter(list(filter), action == "prune")  # refused before anything is read or goes
     hold_again(g["root"], g.get("warn"))  # what a removed network root lost, before it is read
     nets = Networks()
@@ -36,7 +38,7 @@ def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str
     if action == "create":
         if driver != "bridge":
             raise InvalidSpec(f"network create -d {driver!r}: bridge is the one driver here")
-        doc = nets.create(name, subnet, gateway)  # type: ignore[arg-type]
+        doc = nets.create(name, subnet, gateway, internal)  # type: ignore[arg-type]
         print(doc["name"])
     elif action == "ls" and (quiet or format not in ("table", "")):
         _list(nets, quiet, format, chosen)

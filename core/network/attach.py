@@ -242,6 +242,8 @@ def prepare(spec: Any, state_dir: str, state_root: str, container_id: str) -> di
     name = annotations[NETWORK]
     network = nets.ensure(name)  # an unknown network fails here, before anything is taken
     ports = parse_ports(annotations.get(PORTS, ""))
+    if ports and network.get("internal"):
+        raise InvalidSpec(f"-p: network {name!r} is internal (--internal): nothing from outside reaches it")
     # a bundle's annotations are read like the flags they stand for, and checked alike
     hosts = parse_extra_hosts(_listed(annotations, ann.NETWORK_HOSTS))
     dns = parse_dns(*(_listed(annotations, key) for key in (ann.NETWORK_DNS, ann.NETWORK_DNS_SEARCH,

@@ -9,7 +9,10 @@ which is how it is found again, after a crash too.
 
 - masquerade: traffic from a network's subnet to anywhere else, and traffic from 127.0.0.0/8
   into its bridge (a port published on 127.0.0.1; the bridge has ``route_localnet=1``);
-- a published port: DNAT in ``prerouting`` (from outside) and ``output`` (from this host).
+- a published port: DNAT in ``prerouting`` (from outside) and ``output`` (from this host);
+- an internal network (docker's ``--internal``): no masquerade, and ``forward`` drops what would
+  cross between its bridge and any other interface (its containers reach each other and the
+  host's own addresses, which are input, not forwarding).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ CHAINS = (  # numeric priorities: older nft accepts 'dstnat' for prerouting only
     ("output", "type nat hook output priority -100; policy accept;"),
     ("postrouting", "type nat hook postrouting priority 100; policy accept;"),
 )
+# an internal network's (only then made): it drops what its rules name, and accepts the rest
+FORWARD = ("forward", "type filter hook forward priority 0; policy accept;")
 
 
 def _nft() -> str:
@@ -121,7 +126,8 @@ def _table_exists() -> bool:
 
 
 def add_network(network: dict, tag: str, record: str) -> None:
-    """The table, its chains and the network's masquerade rules, unless already there.
+    """The table, its chains and the network's rules (masquerade; an internal one's forward
+    drops), unless already there.
 
     Checking takes a listing (3-4 ms); most starts skip it. The kernel numbers every version
     of the ruleset (its generation, bumped by any change to any table), so ``record`` keeps the
@@ -133,12 +139,15 @@ def add_network(network: dict, tag: str, record: str) -> None:
     added = not any(r.get("comment") == tag for r in _list())
     if added:
         subnet, bridge = network["subnet"], network["bridge"]
-        nft(
-            f"add table {TABLE}\n"
-            + "".join(f"add chain {TABLE} {name} {{ {spec} }}\n" for name, spec in CHAINS)
-            + f'add rule {TABLE} postrouting ip saddr {subnet} ip daddr != {subnet} masquerade comment "{tag}"\n'
-            f'add rule {TABLE} postrouting ip saddr 127.0.0.0/8 oifname "{bridge}" masquerade comment "{tag}"\n'
-        )
+        if network.get("internal"):
+            rules = [f'forward iifname "{bridge}" oifname != "{bridge}" drop',
+                     f'forward oifname "{bridge}" iifname != "{bridge}" drop']
+        else:
+            rules = [f"postrouting ip saddr {subnet} ip daddr != {subnet} masquerade",
+                     f'postrouting ip saddr 127.0.0.0/8 oifname "{bridge}" masquerade']
+        chains = (*CHAINS, FORWARD) if network.get("internal") else CHAINS
+        nft(f"add table {TABLE}\n" + "".join(f"add chain {TABLE} {name} {{ {spec} }}\n" for name, spec in chains)
+            + "".join(f'add rule {TABLE} {rule} comment "{tag}"\n' for rule in rules))
     after = _stamp()
     if before is not None and after is not None and after[-1] == before[-1] + int(added):
         _write(record, after)  # nobody else changed the ruleset meanwhile: what we saw is what there is

@@ -110,7 +110,8 @@ def loopback_up(pid: int) -> None:
 
 
 def configure(netns: int, ip: str, prefix: int, gateway: str, device: str = "eth0") -> None:
-    """``netns``: a descriptor of the container's network namespace."""
+    """``netns``: a descriptor of the container's network namespace; ``gateway``: its default
+    route ("": none)."""
     sock = _socket_in(netns)
     step = "lo up"
     try:
@@ -121,6 +122,8 @@ def configure(netns: int, ip: str, prefix: int, gateway: str, device: str = "eth
             fcntl.ioctl(sock, SIOCSIFNETMASK, _ifreq(device, _sockaddr_in(_netmask(prefix))))
             step = f"{device} up"
             _up(sock, device)
+            if not gateway:
+                return
             step = f"default route via {gateway}"
             route = _RtEntry(rt_dst=_sockaddr_field("0.0.0.0"), rt_gateway=_sockaddr_field(gateway),
                              rt_genmask=_sockaddr_field("0.0.0.0"), rt_flags=RTF_UP | RTF_GATEWAY,

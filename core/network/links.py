@@ -163,7 +163,8 @@ def plug(network: dict, veth: str, pid: int, ip: str, mac: str = "") -> None:
                 why = _await_dying(veth) if e.errno == errno.EEXIST and attempt == 1 else e.strerror
                 if why:  # else a container of the same id just ended: its pair was on its way out
                     raise MrunError(f"network {network['name']}: veth {veth}: {why}")
-        ifconfig.configure(netns, ip, prefix, network["gateway"])
+        # an internal network's containers get no default route, as docker's: no way out is tried
+        ifconfig.configure(netns, ip, prefix, "" if network.get("internal") else network["gateway"])
     finally:
         os.close(netns)
 

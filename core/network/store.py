@@ -136,12 +136,15 @@ class Networks:
             raise InvalidSpec(f"{where}: bridge {doc.get('bridge')!r}: this network's bridge is {bridge}{repair}")
         if doc.get("name") != name:
             raise InvalidSpec(f"{where}: name {doc.get('name')!r}: {name!r} expected{repair}")
+        if not isinstance(doc.get("internal", False), bool):
+            raise InvalidSpec(f"{where}: internal {doc.get('internal')!r}: true or false expected{repair}")
         return doc
 
-    def create(self, name: str, subnet: str = "", gateway: str = "") -> dict[str, Any]:
+    def create(self, name: str, subnet: str = "", gateway: str = "", internal: bool = False) -> dict[str, Any]:
         """Under the lock: the subnet must overlap neither another network nor a host route. The
         gateway (the bridge's address) is the subnet's first host unless ``gateway`` (docker's
-        --gateway, with --subnet) names another of its hosts."""
+        --gateway, with --subnet) names another of its hosts. ``internal`` (docker's): nothing
+        is forwarded between its bridge and anywhere else (``firewall.add_network``)."""
         check_new_name(name)
         if gateway and not subnet:
             raise InvalidSpec(f"--gateway {gateway}: goes with --subnet, the network it is in")
@@ -198,6 +201,7 @@ class Networks:
                 "gateway": gateway,
                 "bridge": bridge,
                 "driver": "bridge",
+                **({"internal": True} if internal else {}),
             }
             self._define(name, doc)
             return doc
