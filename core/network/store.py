@@ -257,14 +257,17 @@ class Networks:
         self._define(name, {k: doc[k] for k in ("name", "subnet", "gateway", "bridge", "driver") if k in doc})  # type: ignore[arg-type]
         return ""
 
-    def _remove_half_made(self, name: str) -> None:
+    def _remove_half_made(self, name: str) -> bool:
         """Under the lock, a network's directory without its definition is what a create killed
         before its rename left, or a removal killed half-way: it held the name for good, every
         later create failing on it ("File exists"), also the default network's on every `run`.
         Only what those leave is taken (``_half_made``): in a network root shared by mistake
-        (``MRUN_NETWORK_ROOT=/tmp``) any directory without a network.json was removed whole."""
-        if self._half_made(name):
-            shutil.rmtree(self.path(name))
+        (``MRUN_NETWORK_ROOT=/tmp``) any directory without a network.json was removed whole.
+        -> whether one was removed."""
+        if not self._half_made(name):
+            return False
+        shutil.rmtree(self.path(name))
+        return True
 
     def _half_made(self, name: str) -> bool:
         """Its directory holds only what ``_define`` makes before network.json (``leases/``,
@@ -294,8 +297,7 @@ class Networks:
                     check_name(entry)
                 except InvalidSpec:
                     continue
-                if self._half_made(entry):
-                    self._remove_half_made(entry)
+                if self._remove_half_made(entry):
                     removed.append(entry)
         return removed
 
