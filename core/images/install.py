@@ -70,8 +70,10 @@ def choose(source: Source, index: dict[str, Any], want: tuple[str, str] | None) 
 
 def resolve_manifest(source: Source, desc: dict[str, Any], want: tuple[str, str] | None) -> tuple[str, bytes, str]:
     """A descriptor that may be an index or list -> (manifest digest, manifest bytes, the
-    platform an index named it for: "os/arch", or "")."""
+    platform the innermost index naming one named it for: "os/arch", or "")."""
+    platform = ""
     for _ in range(4):  # indexes may nest; not forever
+        platform = _named_platform(desc) or platform
         data = source.read(desc["digest"])
         doc = _json(data, "image manifest")
         if not isinstance(doc, dict):
@@ -79,7 +81,7 @@ def resolve_manifest(source: Source, desc: dict[str, Any], want: tuple[str, str]
         if doc.get("mediaType") in (OCI_INDEX, DOCKER_LIST) or ("manifests" in doc and "layers" not in doc):
             desc = choose(source, checked(doc, INDEX, "image index"), want)
             continue
-        return desc["digest"], data, _named_platform(desc)
+        return desc["digest"], data, platform
     raise MrunError("image indexes nest too deep")
 
 
@@ -116,7 +118,7 @@ def install(store: ImageStore, source: Source, name: str | None, want: tuple[str
             descs[0] if len(descs) == 1 and "platform" not in descs[0] else choose(source, {"manifests": descs}, want)
         )
         digest, manifest, platform = resolve_manifest(source, desc, want)
-        entry = _install_one(store, source, normalize(target), digest, manifest, platform or _named_platform(desc))
+        entry = _install_one(store, source, normalize(target), digest, manifest, platform)
         if entry["wasm"] and compile_now:
             precompile(store, entry)
         done.append(normalize(target))
