@@ -140,12 +140,13 @@ def add_network(network: dict, tag: str, record: str) -> None:
     if added:
         subnet, bridge = network["subnet"], network["bridge"]
         if network.get("internal"):
+            chains = (*CHAINS, FORWARD)
             rules = [f'forward iifname "{bridge}" oifname != "{bridge}" drop',
                      f'forward oifname "{bridge}" iifname != "{bridge}" drop']
         else:
+            chains = CHAINS
             rules = [f"postrouting ip saddr {subnet} ip daddr != {subnet} masquerade",
                      f'postrouting ip saddr 127.0.0.0/8 oifname "{bridge}" masquerade']
-        chains = (*CHAINS, FORWARD) if network.get("internal") else CHAINS
         nft(f"add table {TABLE}\n" + "".join(f"add chain {TABLE} {name} {{ {spec} }}\n" for name, spec in chains)
             + "".join(f'add rule {TABLE} {rule} comment "{tag}"\n' for rule in rules))
     after = _stamp()
