@@ -16,6 +16,11 @@ def scratch_name(prefix: str) -> str:
 
 def is_scratch(name: str, prefix: str) -> bool:
     """Whether ``name`` is one ``scratch_name(prefix)`` makes."""
-    digits = name.removeprefix(prefix)
-    return (name.startswith(prefix) and len(digits) == _RANDOM_DIGITS
-            and all(c in "0123456789abcdef" for c in digits))
+    return prefixed_hex(name, prefix, _RANDOM_DIGITS)
+
+
+def prefixed_hex(name: str, prefix: str, digits: int) -> bool:
+    """Whether ``name`` is ``prefix`` and ``digits`` lowercase hex digits, the shape of every
+    name mrun derives from a random number or a hash (a digest, a cache key)."""
+    rest = name.removeprefix(prefix)
+    return name.startswith(prefix) and len(rest) == digits and all(c in "0123456789abcdef" for c in rest)

@@ -28,19 +28,23 @@ def cache_dir() -> str:
     return os.environ.get("MRUN_SHIM_ROOT", DEFAULT_STATE_ROOT)
 
 
+_KEY_DIGITS = 24  # of the cache file's name: .info-<key>
+
+
 def _key() -> str:
     from mrun import __version__, jsonio
     from mrun.plugins.installed import installed_key
 
     parts = [__version__, sys.executable, *installed_key()]
-    return hashlib.sha256(jsonio.dumps(parts).encode()).hexdigest()[:24]
+    return hashlib.sha256(jsonio.dumps(parts).encode()).hexdigest()[:_KEY_DIGITS]
 
 
 def _is_answer(name: str) -> bool:
     """A name ``runtime_info`` gives its cache file (``.info-`` and the key's 24 hex digits):
     only those are swept, whatever else a state root set by MRUN_SHIM_ROOT holds."""
-    key = name.removeprefix(".info-")
-    return name.startswith(".info-") and len(key) == 24 and all(c in "0123456789abcdef" for c in key)
+    from mrun.scratch import prefixed_hex
+
+    return prefixed_hex(name, ".info-", _KEY_DIGITS)
 
 
 def runtime_info() -> bytes:

@@ -7,6 +7,7 @@ from), which import this and not each other.
 from __future__ import annotations
 
 from mrun.errors import MrunError
+from mrun.scratch import prefixed_hex
 
 DOCKER_HUB = "registry-1.docker.io"
 NAME_MAX = 255  # host and repository together, as docker counts them
@@ -18,8 +19,7 @@ _IPV6_CHARS = frozenset("0123456789abcdefABCDEF:.")
 
 def is_digest(digest: str) -> bool:
     """'sha256:<64 hex>', the only digest mrun takes (and names its blobs and layers by)."""
-    algo, _, hexpart = digest.partition(":")
-    return algo == "sha256" and len(hexpart) == 64 and all(c in "0123456789abcdef" for c in hexpart)
+    return prefixed_hex(digest, "sha256:", 64)
 
 
 def check_digest(digest: str) -> str:
