@@ -18,9 +18,16 @@ if TYPE_CHECKING:
 
 INT, UINT, STR, BOOL = "int", "uint", "str", "bool"
 U32, MODE, OOM = "u32", "mode", "oom"
+# A name in a vocabulary like an image's platform (linux, amd64, v8, 10.0.20348.2113): it is shown
+# in refusals and listings, so a newline or a space in one would forge a line or a column.
+WORD = "word"
 # The kernel's dev_t (12 bits of major, 20 of minor): a larger number names no device, and
 # mknod would truncate it into another device's (linux.devices, linux.resources.devices).
 DEV_MAJOR_MAX, DEV_MINOR_MAX = (1 << 12) - 1, (1 << 20) - 1
+
+
+def _is_word(v: Any) -> bool:
+    return isinstance(v, str) and len(v) <= 128 and all(c.isascii() and (c.isalnum() or c in "._+-") for c in v)
 
 
 def _int_in(lo: int, hi: int) -> Any:
@@ -30,6 +37,7 @@ def _int_in(lo: int, hi: int) -> Any:
 _TYPE_CHECKS = {
     STR: (lambda v: isinstance(v, str) and "\0" not in v, "a string without NUL bytes"),
     BOOL: (lambda v: isinstance(v, bool), "true or false"),
+    WORD: (_is_word, "a word of at most 128 letters, digits, '.', '_', '+' or '-'"),
     INT: (_int_in(-(2**63), 2**63 - 1), "an integer that fits in 64 bits"),
     UINT: (_int_in(0, 2**64 - 1), "a non-negative integer that fits in 64 bits"),
     U32: (_int_in(0, 2**32 - 1), "a non-negative integer that fits in 32 bits"),

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import pathlib
 import re
 import shlex
 import shutil
@@ -816,6 +817,30 @@ def test_multi_platform_index_picks_the_host_or_the_asked_platform(images, busyb
     assert r.returncode == 3 and "hello from wasm32-wasi" in r.stdout
     r = img(h, "load", "--platform", "linux/s390x", str(layout))
     assert r.returncode != 0 and "linux/s390x" in r.stderr
+
+
+def test_a_platform_an_index_names_in_words_no_platform_has_is_refused_in_one_line(images, busybox_archive, tmp_path):
+    """An index's platform strings are shown in refusals ("the image has: ...", `run --platform`'s
+    "actual: ...") and kept in images.json: a newline or a space in one made a refusal two lines
+    (or a listing that lies). Real platforms are short words (linux, amd64, v8, 10.0.20348.2113)."""
+    h = images
+    layout = multi_platform_layout(tmp_path, busybox_archive)
+    blobs = os.path.join(layout, "blobs", "sha256")
+    top = json.load(open(os.path.join(layout, "index.json")))["manifests"][0]
+    inner_path = os.path.join(blobs, top["digest"].split(":")[1])
+    inner = json.load(open(inner_path))
+    forged = (("os", "linux\nmrun: the image is fine"), ("architecture", "amd 64"), ("os.version", "10.0\t1"))
+    for field, value in forged:
+        hostile = json.loads(json.dumps(inner))
+        hostile["manifests"][1]["platform"][field] = value
+        desc = _put(pathlib.Path(layout), json.dumps(hostile).encode())
+        (pathlib.Path(layout) / "index.json").write_text(json.dumps(
+            {"schemaVersion": 2, "manifests": [{**top, **desc, "mediaType": top["mediaType"]}]}))
+        r = img(h, "load", "--platform", "linux/s390x", layout)
+        one_line_error(r, f"manifests[1].platform.{field}")
+    archive = _docker_archive(tmp_path, [("f", b"")], config_extra={"os": "linux\nmrun: the image is fine"})
+    one_line_error(img(h, "load", archive, "localhost/forged:1"), "config.os")
+    assert img_ok(h, "images", "-q").stdout == ""
 
 
 def test_an_image_of_125_layers_runs_with_the_top_layer_on_top(images, busybox_rootfs, tmp_path):

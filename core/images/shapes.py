@@ -5,7 +5,7 @@ image is refused with one line naming the field, never a traceback deeper in."""
 from __future__ import annotations
 
 from mrun.errors import MrunError
-from mrun.schema import INT, STR, UINT, check
+from mrun.schema import INT, STR, UINT, WORD, check
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,15 +28,16 @@ def read_document(f: Any, what: str) -> bytes:
 
 
 _MAP = ("map", STR)
-_PLATFORM = {"os": STR, "architecture": STR, "variant": STR, "os.version": STR, "os.features": ("list", STR)}
+_PLATFORM = {"os": WORD, "architecture": WORD, "variant": WORD, "os.version": WORD, "os.features": ("list", WORD)}
 DESCRIPTOR = {"mediaType": STR, "digest!": STR, "size": UINT, "urls": ("list", STR), "annotations": _MAP,
               "platform": _PLATFORM}
 INDEX = {"schemaVersion": INT, "mediaType": STR, "manifests!": ("list", DESCRIPTOR), "annotations": _MAP}
 MANIFEST = {"schemaVersion": INT, "mediaType": STR, "config!": DESCRIPTOR, "layers": ("list", DESCRIPTOR),
             "annotations": _MAP}
 CONFIG = {
-    "architecture": STR,
-    "os": STR,
+    "architecture": WORD,
+    "os": WORD,
+    "variant": WORD,
     "created": STR,
     "config": {"Entrypoint": ("list", STR), "Cmd": ("list", STR), "Env": ("list", STR), "WorkingDir": STR,
                "User": STR, "Labels": _MAP, "StopSignal": STR},
