@@ -2704,10 +2704,11 @@ def test_a_command_that_cannot_run_exits_126_or_127_as_docker_run(images, busybo
     fails before the id is printed; nothing of the container is left."""
     h = images
     img_ok(h, "load", busybox_archive)
-    for cmd, code in (("/nope", 127), ("nope", 127), ("/", 126), ("/etc/passwd", 126)):
+    # a quote in the name (its line then quotes it "so") was 125, "the runtime's own failure"
+    for cmd, code in (("/nope", 127), ("nope", 127), ("/", 126), ("/etc/passwd", 126), ("it's", 127)):
         for detach in ([], ["-d"]):
             r = img(h, *run_args(h, "--rm", *detach, IMAGE, cmd))
-            assert r.returncode == code and r.stderr.count("\n") == 1 and f"exec: '{cmd}'" in r.stderr, (cmd, detach, r)
+            assert r.returncode == code and r.stderr.count("\n") == 1 and f"exec: {cmd!r}" in r.stderr, (cmd, detach, r)
     assert img_ok(h, "ps", "-a", "-q").stdout.strip() == ""
     r = img(h, *run_args(h, "--rm", IMAGE, "sh", "-c", "exit 1"))
     assert r.returncode == 1  # the command's own code stays the command's

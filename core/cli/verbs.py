@@ -213,9 +213,10 @@ RUN_FAILED = 125
 
 def command_not_run_code(error: str) -> int | None:
     """docker run's exit code for a container whose command never ran, read from the payload's own
-    line ("exec: 'NAME': REASON", backends' words after runc's) as docker's CLI reads runc's:
-    127 when it cannot be found, 126 when it cannot be invoked; None for any other failure."""
-    if not error.startswith("exec: '"):
+    line ("exec: 'NAME': REASON", backends' words after runc's; NAME as Python quotes it, so
+    "NAME" when it holds a quote) as docker's CLI reads runc's: 127 when it cannot be found, 126
+    when it cannot be invoked; None for any other failure."""
+    if not error.startswith(("exec: '", 'exec: "')):
         return None
     if "executable file not found" in error or error.endswith("no such file or directory"):
         return 127
