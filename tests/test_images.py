@@ -2626,6 +2626,10 @@ def test_labels_and_ps_filters_as_docker(images, busybox_archive, tmp_path):
         assert listed("status=running", "label=ci=2") == []
         table = img_ok(h, "ps", "--filter", "status=exited").stdout  # a status asks for every container
         assert "job-two" in table and "job-one" not in table
+        # docker's ps -f is --filter (it was runc's --format: "status=exited" printed once per container)
+        assert img_ok(h, "ps", "-aq", "-f", "status=exited").stdout.split() == ["job-two"]
+        assert img_ok(h, "ps", "-a", "-f", "name=job-one", "-f", "{{.Names}}").stdout == "job-one\n"
+        assert img_ok(h, "ps", "-f", "json", "job-one").stdout.startswith("[")  # runc's ps -f json ID
         # docker's ps without -a: the running ones (mrun listed every container, as -a)
         assert img_ok(h, "ps", "-q").stdout.split() == img_ok(h, "container", "ls", "-q").stdout.split() == ["job-one"]
         assert img_ok(h, "ps", "-q", "--filter", "label=ci").stdout.split() == ["job-one"]

@@ -64,8 +64,8 @@ _FORMAT = Flag("format", "output format: table or json", short="f", default="tab
 # docker's listings: ps, images, volume ls, network ls (mrun.cli.listing)
 _LIST_HELP = "table, json, or docker's Go template ({{.ID}}; 'table {{.ID}}\\t{{.Status}}' adds a header)"
 _LIST_FORMAT = Flag("format", _LIST_HELP, default="table")
-_LIST_FORMAT_F = Flag("format", _LIST_HELP, short="f", default="table")  # runc's ps -f, and images before
-# docker's images -f is --filter (mrun's was --format: a template given to -f is still read as one)
+# docker's ps and images -f is --filter (mrun's was --format, as runc's ps -f: a template, json or
+# table given to -f is still read as one: listing.filters_and_format)
 _IMAGE_FILTER = Flag("filter", "only images matching KEY=VALUE: reference=PATTERN, label=KEY[=VALUE], dangling=, "
                      "before=IMAGE, since=IMAGE (image prune: label=, label!=, until=TIME)", short="f", kind=list,
                      default=())
@@ -327,11 +327,12 @@ COMMANDS = (
             Arg("ps-args", "arguments for ps(1) in table mode (default -ef)", required=False, variadic=True, rest=True),
         ),
         (
-            _LIST_FORMAT_F,
+            _LIST_FORMAT,
             Flag("all", "without an id: every container, not only those running (docker's -a)", kind=bool, short="a",
                  default=False),
             Flag("filter", "without an id: only containers matching KEY=VALUE (label=KEY[=VALUE], name=, id=, "
-                 "status=, ancestor=, health=)", kind=list, default=()),
+                 "status=, ancestor=, health=); -f json or -f table is runc's --format", kind=list, short="f",
+                 default=()),
             Flag("quiet", "without an id: print only the containers' ids (docker's -q)", kind=bool, short="q",
                  default=False),
             *_LISTING,

@@ -115,13 +115,10 @@ def _names_an_image(store: Any, word: str) -> bool:
 
 def images(g: dict[str, Any], format: str, quiet: bool, filter: tuple[str, ...] = (),  # noqa: A002
            repository: str | None = None) -> int:
+    from mrun.cli.listing import filters_and_format
+
     store = _store(g)
-    wanted = []
-    for text in filter:  # mrun's older -f was --format: a template (or json, table) given to it still is one
-        if "{{" in text or text in ("json", "table") or text.startswith("table "):
-            format = text
-        else:
-            wanted.append(text)
+    wanted, format = filters_and_format(filter, format)
     index = _chosen_images(store, store.index(), wanted, repository)
     if quiet:
         for entry in index.values():

@@ -15,6 +15,18 @@ if TYPE_CHECKING:
 _MIN_WIDTH, _PADDING = 10, 3
 
 
+def filters_and_format(given: tuple[str, ...] | list[str], fmt: str) -> tuple[list[str], str]:
+    """docker's ``-f`` is ``--filter``; mrun's (as runc's ``ps -f json ID``) was ``--format``: a
+    value of ``-f`` that is a template, ``json`` or ``table`` is still read as the format."""
+    filters = []
+    for text in given:
+        if "{{" in text or text in ("json", "table") or text.startswith(("table ", "table\t")):
+            fmt = text
+        else:
+            filters.append(text)
+    return filters, fmt
+
+
 def formatted(fmt: str, rows: list[dict[str, Any]], headers: dict[str, str]) -> list[str]:
     """The lines docker prints for ``--format fmt``: each row through the template, after a header
     line when it begins with ``table``. ``headers``: every field the verb offers, with its column

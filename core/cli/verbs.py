@@ -275,11 +275,14 @@ def ps(g: dict[str, Any], container_id: str | None, ps_args: list[str], format: 
        all: bool = False, quiet: bool = False, filter: tuple[str, ...] = (), last: int = -1,  # noqa: A002
        latest: bool = False, no_trunc: bool = False, size: bool = False) -> int:
     """Without an id, docker's ps (the running containers; -a: every one); with one, runc's."""
+    from mrun.cli.listing import filters_and_format
+
+    filters, format = filters_and_format(filter, format)
     if container_id is None:
         from mrun.cli.image_verbs import list_containers
 
-        return list_containers(g, format, list(filter), quiet, all, 1 if latest else last, no_trunc, size)
-    listing = [flag for flag, given in (("-q", quiet), ("--filter", filter), ("-n", last >= 0), ("-l", latest),
+        return list_containers(g, format, filters, quiet, all, 1 if latest else last, no_trunc, size)
+    listing = [flag for flag, given in (("-q", quiet), ("--filter", filters), ("-n", last >= 0), ("-l", latest),
                                         ("--no-trunc", no_trunc), ("-s", size)) if given]
     if listing:
         raise MrunError(f"ps {listing[0]} lists containers: give no container id")
