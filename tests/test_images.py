@@ -2100,6 +2100,10 @@ def test_inspect_takes_several_names_and_images_as_docker_s(images, busybox_arch
     image = json.loads(img_ok(h, "inspect", IMAGE).stdout)
     assert image["name"] == IMAGE and image["id"].startswith("sha256:"), image
     assert img_ok(h, "inspect", "-f", "{{.Id}} {{.Os}}", IMAGE).stdout == f"{image['id']} linux\n"
+    # docker's `image inspect --format` (and -f): the format was dropped, the whole document printed
+    for flag in ("--format", "-f"):
+        assert img_ok(h, "image", "inspect", flag, "{{.Id}}", IMAGE).stdout == f"{image['id']}\n"
+    one_line_error(img(h, "image", "inspect", "one"), "'one' not found")
     assert img_ok(h, "inspect", "--type", "container", "-f", "{{.Name}}", "one").stdout == "/one\n"
     one_line_error(img(h, "inspect", "--type", "image", "one"), "'one' not found")
     one_line_error(img(h, "inspect", "--type", "container", IMAGE), "does not exist")
@@ -3822,6 +3826,10 @@ def test_anonymous_volumes_and_the_volume_verbs_as_docker(images, busybox_rootfs
     assert len(listed()) == 2
     described = json.loads(img_ok(h, "volume", "inspect", *listed()).stdout)
     assert all(d["anonymous"] and d["containers"] == ["keeper"] for d in described)
+    # docker's volume inspect --format (and -f), a line per volume: the format was dropped (or -f refused)
+    for flag in ("--format", "-f"):
+        shown = img_ok(h, "volume", "inspect", flag, "{{.Name}} {{.Driver}} {{.Mountpoint}}", *listed()).stdout
+        assert shown == "".join(f"{d['name']} local {d['mountpoint']}\n" for d in described), shown
     one_line_error(img(h, "volume", "rm", listed()[0]), "in use", "keeper")
     img_ok(h, "rm", "--force", "keeper")  # without -v: left, dangling
     assert len(listed()) == 2

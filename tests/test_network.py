@@ -209,6 +209,17 @@ def test_a_published_port_on_127_0_0_1_reaches_httpd(net):
     assert listed == [h.net, "bridge"]
     assert img_ok(h, "network", "ls", "-q", env=h.env).stdout.split() == [h.net]
     one_line_error(img(h, "network", "ls", "--format", "{{.Pid}}", env=h.env), "--format", "no field 'Pid'")
+    # docker's network inspect --format (and -f): the format was dropped (--format) or refused (-f)
+    doc = json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)
+    ip = next(iter(doc["leases"]))
+    for flag in ("--format", "-f"):
+        shown = img_ok(h, "network", "inspect", flag, "{{.Name}} {{.Driver}} {{json .IPAM.Config}} {{.Internal}}",
+                       h.net, env=h.env).stdout
+        assert shown == f'{h.net} bridge [{{"Subnet":"{doc["subnet"]}","Gateway":"{doc["gateway"]}"}}] false\n', shown
+    containers = json.loads(img_ok(h, "network", "inspect", "-f", "{{json .Containers}}", h.net, env=h.env).stdout)
+    assert [c["Name"] for c in containers.values()] == ["web"], containers
+    assert containers["web"]["IPv4Address"] == f"{ip}/{doc['subnet'].split('/')[1]}"
+    one_line_error(img(h, "network", "inspect", "-f", "{{.Pid}}", h.net, env=h.env), "no field 'Pid'")
     img_ok(h, "rm", "--force", "web", env=h.env)
     assert f"dport {port}" not in nft_rules()
 

@@ -125,6 +125,27 @@ def volume_row(name: str, described: dict[str, Any]) -> dict[str, str]:
             "Labels": "", "Kind": "anonymous" if described.get("anonymous") else "named"}
 
 
+def volume_view(described: dict[str, Any]) -> dict[str, Any]:
+    """The fields of docker's volume inspect that scripts read (``volume inspect -f``)."""
+    return {"Name": described.get("name", ""), "Driver": "local", "Mountpoint": described.get("mountpoint", ""),
+            "Scope": "local", "Labels": {}, "Options": {}}
+
+
+def network_view(name: str, doc: dict[str, Any], leases: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """The fields of docker's network inspect that scripts read (``network inspect -f``); its
+    Containers by the containers' names, each with its address in the subnet's length."""
+    length = str(doc.get("subnet", "")).partition("/")[2]
+    containers = {owner["container"]: {"Name": owner["container"], "IPv4Address": f"{ip}/{length}",
+                                       "IPv6Address": ""}
+                  for ip, owner in sorted(leases.items()) if isinstance(owner.get("container"), str)}
+    return {"Name": name, "Id": doc.get("bridge", ""), "Driver": "bridge", "Scope": "local", "EnableIPv6": False,
+            "Internal": bool(doc.get("internal")), "Attachable": False, "Ingress": False,
+            "IPAM": {"Driver": "default", "Options": {},
+                     "Config": [{"Subnet": doc.get("subnet", ""), "Gateway": doc.get("gateway", "")}]},
+            "Containers": containers, "Options": {"com.docker.network.bridge.name": doc.get("bridge", "")},
+            "Labels": {}}
+
+
 def network_row(name: str, doc: dict[str, Any]) -> dict[str, str]:
     """A network has no id of its own in mrun: its bridge's name stands for it."""
     return {"ID": doc.get("bridge", ""), "Name": name, "Driver": "bridge", "Scope": "local",

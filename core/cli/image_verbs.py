@@ -286,11 +286,12 @@ def image(g: dict[str, Any], action: str, image: str | None, name: str | None, f
         for made in build(store, image, name):
             print(f"Made image: {made}")
         return 0
-    if action == "inspect":
+    if action == "inspect":  # docker's image inspect [-f|--format TEMPLATE] IMAGE...
+        from mrun.cli.listing import inspect_format
+
         if not image:
             raise InvalidSpec("image inspect: name the image")
-        print(jsonio.dumps(_image_doc(store, image), indent=2))
-        return 0
+        return inspect(g, [image, *([name] if name else [])], inspect_format("image inspect", filter, format), "image")
     if action == "history":
         from mrun.cli.history import history
 
@@ -1196,6 +1197,11 @@ def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False
         if action != "create":
             raise InvalidSpec(f"volume {action}: --name is create's")
         names = [name, *names]
+    template = ""
+    if action == "inspect":  # docker's volume inspect [-f|--format TEMPLATE] NAME...
+        from mrun.cli.listing import inspect_format
+
+        template, filter = inspect_format("volume inspect", filter, format), ()
     if filter and action not in ("ls", "list", "prune"):
         raise InvalidSpec(f"volume {action}: --filter is ls's and prune's")
     if action == "prune":
@@ -1232,6 +1238,13 @@ def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False
             print_table([("VOLUME NAME", "KIND", "CONTAINERS")] + [
                 (n, "anonymous" if volumes.is_anonymous(root, n) else "named", ",".join(volumes.users(root, n)) or "-")
                 for n in found])
+    elif action == "inspect" and template:
+        from mrun.cli.docker_rows import volume_view
+        from mrun.cli.template import render
+
+        described = [volumes.describe(root, n) for n in names]  # each found before any line
+        for d in described:
+            print(render(template, {**volume_view(d), **d}))
     elif action == "inspect":
         print(jsonio.dumps([volumes.describe(root, n) for n in names], indent=2))
     elif action == "rm":

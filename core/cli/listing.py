@@ -27,6 +27,17 @@ def filters_and_format(given: tuple[str, ...] | list[str], fmt: str) -> tuple[li
     return filters, fmt
 
 
+def inspect_format(verb: str, given: tuple[str, ...] | list[str], fmt: str) -> str:
+    """An inspect's format: docker's ``-f`` there is ``--format`` (a listing's is ``--filter``,
+    as mrun's verbs share the flag); "" for mrun's own JSON document."""
+    left, fmt = filters_and_format(given, fmt)
+    if left:
+        from mrun.errors import InvalidSpec
+
+        raise InvalidSpec(f"{verb}: -f {left[0]!r}: a Go template ({{{{.Name}}}}) or json")
+    return "" if fmt in ("table", "json", "") else fmt
+
+
 def formatted(fmt: str, rows: list[dict[str, Any]], headers: dict[str, str]) -> list[str]:
     """The lines docker prints for ``--format fmt``: each row through the template, after a header
     line when it begins with ``table``. ``headers``: every field the verb offers, with its column

@@ -20,6 +20,11 @@ def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str
             force: bool = False, filter: tuple[str, ...] = ()) -> int:  # noqa: A002
     from mrun.network.recovery import hold_again
 
+    template = ""
+    if action == "inspect":  # docker's network inspect [-f|--format TEMPLATE] NAME
+        from mrun.cli.listing import inspect_format
+
+        template, filter = inspect_format("network inspect", filter, format), ()
     if filter and action not in ("ls", "list", "prune"):
         raise InvalidSpec(f"network {action}: --filter is ls's and prune's")
     if internal and action != "create":
@@ -53,7 +58,14 @@ def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str
             rows.append((n, d["subnet"], d["gateway"], d["bridge"], str(len(nets.leases(n)))))
         print_table(rows)
     elif action == "inspect":
-        print(jsonio.dumps({**nets.get(name), "leases": nets.leases(name)}, indent=2))  # type: ignore[arg-type]
+        doc = {**nets.get(name), "leases": nets.leases(name)}  # type: ignore[arg-type]
+        if template:
+            from mrun.cli.docker_rows import network_view
+            from mrun.cli.template import render
+
+            print(render(template, {**network_view(name, doc, doc["leases"]), **doc}))  # type: ignore[arg-type]
+        else:
+            print(jsonio.dumps(doc, indent=2))
     elif action == "rm":  # docker's rm of several: each one that can go goes; the exit says if one could not
         failed = 0
         for each in names:
