@@ -155,11 +155,13 @@ def test_usage_errors_go_through_typer_and_a_runc_verbs_exit_as_runc_s(h, tmp_pa
     r = h.mrun("frobnicate")
     assert r.returncode == 2 and "No such command" in r.stderr
     for args, flag in ((("images", "--bogus"), "--bogus"), (("stop", "-t", "soon", "x"), "-t"),
-                       (("volume", "ls", "--bogus"), "--bogus"), (("ps", "-n", "abc"), "--last")):
+                       (("volume", "ls", "--bogus"), "--bogus"), (("ps", "-n", "abc"), "--last"),
+                       (("update", "--pids-limit", "abc", "x"), "--pids-limit")):
         r = h.mrun(*args)  # docker's CLI: one line, 125, for a flag it cannot take
         assert r.returncode == 125 and r.stderr.count("\n") == 1 and flag in r.stderr, r
-    r = h.mrun("--log", str(log), "ps", "--bogus", "x")  # runc's ps (its callers pass --log): runc's 1
-    assert r.returncode == 1 and "No such option" in r.stderr, r
+    for verb in ("ps", "update"):  # runc's ps and update (their callers pass --log): runc's 1
+        r = h.mrun("--log", str(log), verb, "--bogus", "x")
+        assert r.returncode == 1 and "No such option" in r.stderr, r
     r = h.mrun("images", "x", "y")
     assert r.returncode == 2 and "Usage:" in r.stderr  # no flag: click's usage
 

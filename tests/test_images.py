@@ -3115,6 +3115,7 @@ def test_exec_and_top_of_a_container_not_running_say_so_as_docker(images, busybo
     one_line_error(r, "container 'up' is paused, unpause the container before exec")
     assert r.returncode == 1
     assert "sleep 600" in img_ok(h, "top", "up").stdout
+    one_line_error(img(h, "top", "up", "-o", "bogus"), "ps -o bogus", "bogus")  # ps(1)'s first line, not its usage
     img_ok(h, "unpause", "up")
     assert img(h, "exec", "up", "sh", "-c", "exit 5").returncode == 5
     img_ok(h, "rm", "-f", "made", "ended", "up")

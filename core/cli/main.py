@@ -177,7 +177,7 @@ def _through_typer(app: Any, argv: list[str]) -> int:
     except click.UsageError as e:
         verb = verb_of(argv) if argv else None
         if _flag_error(e) and verb is not None and (verb not in RUNC_VERBS or (
-                verb in ("run", "create", "ps") and _docker_form(argv, verb))):
+                verb in ("run", "create", "ps", "update") and _docker_form(argv, verb))):
             print(f"mrun: {verb}: {e.format_message()} (mrun {verb} --help)", file=sys.stderr)
             return RUN_FAILED
         e.show()
@@ -210,9 +210,10 @@ def _flag_error(e: Any) -> bool:
 
 
 def _docker_form(argv: list[str], verb: str) -> bool:
-    """Whether a run, create or ps that click refused is docker's (of an IMAGE; the listing)
-    rather than runc's (of a bundle; a container's processes), from its words alone: runc's
-    callers (containerd's shim, conmon) pass --log, and --bundle to run and create; runc's
+    """Whether a run, create, ps or update that click refused is docker's (of an IMAGE; the
+    listing; of containers by name) rather than runc's (of a bundle; a container's processes; its
+    resources from a file), from its words alone: runc's callers (containerd's shim, conmon)
+    pass --log, and --bundle to run and create; runc's
     create without --bundle uses a config.json in the working directory, as
     verbs.docker_create has it. A script must tell docker's 125 from its container's own 1."""
     from mrun.cli.fastparse import verb_index

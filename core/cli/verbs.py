@@ -300,7 +300,8 @@ def ps(g: dict[str, Any], container_id: str | None, ps_args: list[str], format: 
 
     out = subprocess.run(["ps", *(ps_args or ["-ef"])], capture_output=True, text=True, check=False)
     if out.returncode:
-        raise MrunError(f"ps {' '.join(ps_args)}: {out.stderr.strip()}")
+        said = next((line.strip() for line in out.stderr.splitlines() if line.strip()), f"exit {out.returncode}")
+        raise MrunError(f"ps {' '.join(ps_args)}: {said}")  # its first line: then comes its usage
     lines = out.stdout.splitlines()
     if not lines:
         return 0
