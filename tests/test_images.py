@@ -1390,6 +1390,9 @@ def test_load_and_save_take_docker_s_flags_and_pipes(images, busybox_archive, tm
         r = img(h, *args)
         assert r.returncode == 1, (args, r.stderr)
         one_line_error(r, words)
+    r = img(h, "save", "-o", "/no/such/x.tar", IMAGE)  # the name given, not the temporary one beside it
+    one_line_error(r)
+    assert r.stderr.endswith("No such file or directory: /no/such/x.tar\n"), r.stderr
     r = subprocess.run([*base, "load"], input=b"not a tarball", capture_output=True, env=env, timeout=60)
     assert r.returncode == 1 and r.stderr.decode().startswith("mrun: stdin: not a tar archive"), r.stderr
     with open("/dev/zero", "rb") as zeros:  # endless, and no archive: refused at its first block, not copied on

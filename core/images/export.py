@@ -62,6 +62,8 @@ def _save(store: ImageStore, chosen: list[tuple[str, dict]], path: str | None, f
             raise
         raise MrunError(f"save: {e.filename} exists (someone else's, or a save cut short: not ours to remove)")
     except OSError as e:
+        if e.filename == tmp:  # the name the user gave, not ours beside it
+            e.filename = path
         name_the_file(e, path)  # a full disk: say where
         raise
     finally:
