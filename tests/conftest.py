@@ -614,5 +614,6 @@ def one_line_error(r: subprocess.CompletedProcess[str], *needles: str) -> None:
 
 
 def run_args(h: Any, *args: str) -> list[str]:
-    """`mrun run` in the test's cgroup parent; no network unless the test asks (a later --network wins)."""
-    return ["run", "--cgroup-parent", h.cgroup_parent, "--network", "none", *args]
+    """`mrun run` in the test's cgroup parent; no network unless the test asks (--network: one only)."""
+    asked = any(a == "--network" or a.startswith("--network=") for a in args)
+    return ["run", "--cgroup-parent", h.cgroup_parent, *([] if asked else ["--network", "none"]), *args]

@@ -593,9 +593,17 @@ def test_bad_network_input_is_refused_and_nothing_is_half_made(net):
     for bad in ("90-80:80", "80-89:80-81", "x:80", "1.2.3.4:0:80", "1:2:3:4", "80/sctp"):
         one_line_error(img(h, *run_args(h, "--rm", "--network", h.net, "-p", bad, IMAGE, "true"), env=h.env),
                        f"-p {bad!r}")
-    for flags, needle in ((["--expose", "80-99999"], "--expose '80-99999'"), (["--expose", "http"], "--expose 'http'"),
-                          (["--network", "none", "-P"], "-P: ports are published on bridge networks")):
+    for flags, needle in ((["--expose", "80-99999"], "--expose '80-99999'"), (["--expose", "http"], "--expose 'http'")):
         one_line_error(img(h, *run_args(h, "--rm", "--network", h.net, *flags, IMAGE, "true"), env=h.env), needle)
+    one_line_error(img(h, *run_args(h, "--rm", "--network", "none", "-P", IMAGE, "true"), env=h.env),
+                   "-P: ports are published on bridge networks")
+    # a second network was dropped unsaid, the last one taking the container (docker connects it
+    # to each, or refuses a mode beside a network)
+    for second in ("none", "host", "other"):
+        r = img(h, *run_args(h, "--rm", "--network", h.net, "--network", second, IMAGE, "true"), env=h.env)
+        one_line_error(r, f"--network {h.net} and --network {second}", "one network")
+        assert r.returncode == 125
+    img_ok(h, *run_args(h, "--rm", "--network", h.net, "--network", h.net, IMAGE, "true"), env=h.env)  # the same: one
     containers = os.path.join(h.image_root, "containers")
     assert not leases(h) and (not os.path.isdir(containers) or not os.listdir(containers))
     assert not os.path.isdir(h.root) or not os.listdir(h.root)

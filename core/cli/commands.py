@@ -134,7 +134,8 @@ DOCKER_RUN_FLAGS = (
     Flag("hostname", "the container's hostname", default=""),
     Flag("domainname", "the container's NIS domain name", default=""),
     Flag("cgroup-parent", "cgroup the container's cgroup is made under", default="/mrun"),
-    Flag("network", "bridge (default), none, host, container:ID, or a network's name", default="bridge"),
+    Flag("network", "bridge (default), none, host, container:ID, or a network's name (one: given twice, the "
+         "same)", kind=list, default=()),
     Flag("ip", "docker's --ip: this IPv4 address on a network of `mrun network create` (free, in its "
          "subnet)", default=""),
     Flag("mac-address", "eth0's MAC address on a bridge network (02:42:ac:11:00:02)", default=""),

@@ -354,6 +354,17 @@ def _namespace_modes(g: dict[str, Any], kw: dict[str, Any]) -> dict[str, str]:
 _NAME_FILES = ("add_host", "dns", "dns_search", "dns_option")  # flags that shape /etc/hosts and resolv.conf
 
 
+def _one_network(given: Any) -> str:
+    """The one network (or mode) of --network, given once or the same again: a second one was
+    dropped unsaid, the last taking the container (docker connects it to each, or refuses a mode
+    beside a network: mrun's containers have one interface)."""
+    chosen = list(dict.fromkeys([given] if isinstance(given, str) else given or ()))
+    if len(chosen) > 1:
+        raise InvalidSpec(f"--network {chosen[0]} and --network {chosen[1]}: a container is on one network here "
+                          "(one --network)")
+    return chosen[0] if chosen else "bridge"
+
+
 def _network_mode(g: dict[str, Any], mode: str, publish: list[str], kw: dict[str, Any]) -> dict[str, Any]:
     """--network, -p, --add-host and --dns* -> what the spec needs: a namespace path, none at all,
     or a network's annotations."""
@@ -510,6 +521,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
 
     if kw.get("userns") not in (None, "", "host"):  # docker's one mode where the daemon remaps no users
         raise InvalidSpec(f"--userns {kw['userns']!r}: host is the one mode (mrun maps no user namespace)")
+    kw = {**kw, "network": _one_network(kw.get("network"))}
     env = [line for path in kw.get("env_file") or () for line in read_env_file(path)]
     env += list(kw.get("env") or ())
     if kw.get("mount"):  # docker's long form, as the short forms it stands for
@@ -534,7 +546,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         read_only=kw.get("read_only"),
         tty=kw.get("tty"),
         cgroup_parent=kw.get("cgroup_parent"),
-        network=_network_mode(g, kw.get("network") or "bridge", list(kw.get("publish") or ()), kw),
+        network=_network_mode(g, kw["network"], list(kw.get("publish") or ()), kw),
         security_opt=list(kw.get("security_opt") or ()),
         **{key: list(kw.get(key) or ()) for key in ("cap_add", "cap_drop", "ulimit", "tmpfs", "device", "sysctl",
                                                     "group_add", "device_cgroup_rule")},
