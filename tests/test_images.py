@@ -547,6 +547,8 @@ def test_an_image_s_stop_signal_that_is_no_signal_cannot_make_a_container_unstop
     # "²", which str.isdigit() passes and int() refuses) was an internal ValueError
     ({"User": "app"}, "the image's User app: no user 'app' in the container's /etc/passwd"),
     ({"User": "root:grp"}, "the image's User root:grp: no group 'grp' in the container's /etc/group"),
+    # a newline in it forged a second line of the refusal
+    ({"User": "nosuch\nmrun: forged"}, "the image's User 'nosuch\\nmrun: forged': no user"),
 ])
 def test_an_image_config_mrun_cannot_run_is_refused_naming_the_image_s_field(images, tmp_path, config, needle):
     """Each was refused, but as "--user nosuch" (a flag nobody gave) or as a field of the

@@ -118,6 +118,7 @@ def _lookup_user(
     /etc/passwd (``passwd``, its rows) and /etc/group, not the host's. ``source`` names where the
     value came from in a refusal: the flag, or the image's User field."""
     name, _, group = user.partition(":")
+    source = f"{source} {user if user.isprintable() else repr(user)}"  # an image's "root\nmrun: ..." is one line
     groups = _table(rootfs, "etc/group")
     uid = _number(name)
     if uid is not None:
@@ -126,7 +127,7 @@ def _lookup_user(
         # a row whose id is no number (an image's own table may hold anything) is no match
         row = next((r for r in passwd if r[0] == name and _number(r[2]) is not None), None)
         if row is None:
-            raise InvalidSpec(f"{source} {user}: no user {name!r} in the container's /etc/passwd")
+            raise InvalidSpec(f"{source}: no user {name!r} in the container's /etc/passwd")
         uid = int(row[2])
     gid = (_number(row[3]) if row else None) or 0
     if group:
@@ -134,13 +135,13 @@ def _lookup_user(
         if number is None:
             grow = next((r for r in groups if r[0] == group and _number(r[2]) is not None), None)
             if grow is None:
-                raise InvalidSpec(f"{source} {user}: no group {group!r} in the container's /etc/group")
+                raise InvalidSpec(f"{source}: no group {group!r} in the container's /etc/group")
             number = int(grow[2])
         gid = number
     from mrun.spec import MAX_ID
 
     if uid > MAX_ID or gid > MAX_ID:  # an image's User of 4294967295 ran its process as root
-        raise InvalidSpec(f"{source} {user}: uids and gids go from 0 to {MAX_ID}")
+        raise InvalidSpec(f"{source}: uids and gids go from 0 to {MAX_ID}")
     extra = []
     if row:
         extra = [int(r[2]) for r in groups if len(r) > 3 and row[0] in r[3].split(",") and _number(r[2]) is not None]
