@@ -675,6 +675,9 @@ def test_a_host_network_container_resolves_names_as_the_host_does(images, busybo
     assert open("/etc/hosts").read() == hosts_before
     r = img_ok(h, *run_args(h, "--rm", "--network", "host", "--hostname", "mine", IMAGE, "hostname"))
     assert r.stdout == "mine\n"
+    # docker's run -h NAME is --hostname (it printed run's help and exit 0, running nothing)
+    assert img_ok(h, *run_args(h, "--rm", "-h", "short", IMAGE, "hostname")).stdout == "short\n"
+    assert img_ok(h, "run", "--help").stdout.startswith("Usage: mrun run")
 
 
 def test_privileged_is_docker_s(images, busybox_archive):

@@ -131,7 +131,7 @@ DOCKER_RUN_FLAGS = (
     Flag("device-write-iops", "a device's write limit: DEVICE:RATE in operations per second", kind=list,
          default=()),
     Flag("read-only", "mount the rootfs read-only", kind=bool, default=False),
-    Flag("hostname", "the container's hostname", default=""),
+    Flag("hostname", "the container's hostname (docker's -h: help is --help here)", short="h", default=""),
     Flag("domainname", "the container's NIS domain name", default=""),
     Flag("cgroup-parent", "cgroup the container's cgroup is made under", default="/mrun"),
     Flag("network", "bridge (default), none, host, container:ID, or a network's name (one: given twice, the "

@@ -169,8 +169,8 @@ def parse(argv: list[str]) -> tuple[dict[str, Any], Command, dict[str, Any]]:
             positionals.extend(argv[i + 1 :])
             break
         if token.startswith("-") and token != "-":
-            if token in ("-h", "--help"):
-                raise ParseError("help")
+            if token == "--help" or token == "-h" and not any(f.short == "h" for f in cmd.flags):
+                raise ParseError("help")  # (docker's run -h is --hostname)
             flag, value = _lookup(token, cmd.flags)
             bundled = _bundled(token, cmd.flags) if flag is None else None
             if bundled:  # docker's -it, -dit: each a short flag of its own, the last one may take a value

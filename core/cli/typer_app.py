@@ -80,7 +80,9 @@ def build(call: Any) -> typer.Typer:
         # A verb whose last argument is a command line (exec ID CMD..., run IMAGE CMD...): the
         # options end at its first argument, as docker's and runc's do, and as fastparse reads
         # them; `exec -it ID sh -c x` gave sh's -c to mrun's --cap.
-        settings = {"allow_interspersed_args": False} if any(a.rest for a in cmd.args) else {}
+        settings: dict[str, Any] = {"allow_interspersed_args": False} if any(a.rest for a in cmd.args) else {}
+        if any(f.short == "h" for f in cmd.flags):  # docker's run -h NAME is --hostname; its help is --help
+            settings["help_option_names"] = ["--help"]
         app.command(cmd.name, help=cmd.help, context_settings=settings)(fn)
         for alias in cmd.aliases:
             app.command(alias, help=cmd.help, hidden=True, context_settings=settings)(fn)
