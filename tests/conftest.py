@@ -615,5 +615,5 @@ def one_line_error(r: subprocess.CompletedProcess[str], *needles: str) -> None:
 
 def run_args(h: Any, *args: str) -> list[str]:
     """`mrun run` in the test's cgroup parent; no network unless the test asks (--network: one only)."""
-    asked = any(a == "--network" or a.startswith("--network=") for a in args)
+    asked = any(a in ("--network", "--net") or a.startswith(("--network=", "--net=")) for a in args)
     return ["run", "--cgroup-parent", h.cgroup_parent, *([] if asked else ["--network", "none"]), *args]

@@ -176,6 +176,13 @@ def test_add_host_and_dns_flags_shape_the_container_s_files_as_docker_s_do(net):
     r = img(h, *run_args(h, "--rm", "--network", h.net, "--annotation", "org.mrun.network.hosts=x=1.2.3.4\n5.6.7.8",
                          IMAGE, "true"), env=h.env)
     one_line_error(r, "is not an IP address")
+    # docker's older spellings: --net, --net-alias, --dns-opt (each was "No such option")
+    img_ok(h, *run_args(h, "-d", "--name", "aliased", "--net", h.net, "--net-alias", "other", IMAGE, "sleep", "60"),
+           env=h.env)
+    r = img_ok(h, *run_args(h, "--rm", f"--net={h.net}", "--dns-opt", "ndots:3", IMAGE, "sh",
+                            "-c", "grep -c ' other' /etc/hosts; tail -n 1 /etc/resolv.conf"), env=h.env)
+    assert r.stdout == "1\noptions ndots:3\n", r.stdout
+    img_ok(h, "rm", "-f", "aliased", env=h.env)
     assert not leases(h)
 
 

@@ -135,12 +135,12 @@ DOCKER_RUN_FLAGS = (
     Flag("domainname", "the container's NIS domain name", default=""),
     Flag("cgroup-parent", "cgroup the container's cgroup is made under", default="/mrun"),
     Flag("network", "bridge (default), none, host, container:ID, or a network's name (one: given twice, the "
-         "same)", kind=list, default=()),
+         "same)", kind=list, default=(), also=("net",)),
     Flag("ip", "docker's --ip: this IPv4 address on a network of `mrun network create` (free, in its "
          "subnet)", default=""),
     Flag("mac-address", "eth0's MAC address on a bridge network (02:42:ac:11:00:02)", default=""),
     Flag("network-alias", "another name the containers on its network know it by (a network of `mrun network "
-         "create`; its own name they know already)", kind=list, default=()),
+         "create`; its own name they know already)", kind=list, default=(), also=("net-alias",)),
     Flag("link", "NAME[:ALIAS]: that running container's address under those names in its /etc/hosts (docker's "
          "legacy links; both on one network of `mrun network create`)", kind=list, default=()),
     Flag("publish", "publish a port: [host_ip:][host_port:]container_port[/udp] (no host port: a free one; "
@@ -173,7 +173,7 @@ DOCKER_RUN_FLAGS = (
     Flag("add-host", "a line for /etc/hosts: NAME:IP (IP may be host-gateway)", kind=list, default=()),
     Flag("dns", "a resolver for /etc/resolv.conf (instead of the host's)", kind=list, default=()),
     Flag("dns-search", "a search domain for /etc/resolv.conf ('.' for none)", kind=list, default=()),
-    Flag("dns-option", "an option for /etc/resolv.conf (ndots:2, ...)", kind=list, default=()),
+    Flag("dns-option", "an option for /etc/resolv.conf (ndots:2, ...)", kind=list, default=(), also=("dns-opt",)),
     Flag("annotation", "add an OCI annotation (KEY=VALUE)", kind=list, default=()),
     Flag("label", "a note on the container: KEY[=VALUE] (mrun ps --filter label=KEY)", kind=list, short="l",
          default=()),

@@ -23,7 +23,7 @@ class ParseError(Exception):
 def _lookup(token: str, flags: tuple[Flag, ...]) -> tuple[Flag | None, str | None]:
     name, eq, value = token.lstrip("-").partition("=")
     for f in flags:
-        if name == f.name or (f.short and name == f.short and not token.startswith("--")):
+        if name == f.name or name in f.also or (f.short and name == f.short and not token.startswith("--")):
             return f, value if eq else None
     return None, None
 

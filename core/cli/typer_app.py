@@ -10,7 +10,7 @@ from mrun.cli.commands import COMMANDS, GLOBAL_FLAGS, Command, Flag
 
 
 def _option(flag: Flag) -> Any:
-    decls = [f"--{flag.name}"] + ([f"-{flag.short}"] if flag.short else [])
+    decls = [f"--{flag.name}", *(f"--{other}" for other in flag.also)] + ([f"-{flag.short}"] if flag.short else [])
     kind: Any = {bool: bool, int: int, list: list[str]}.get(flag.kind, str)
     default = flag.default
     if flag.kind is int and default is None:

@@ -12,16 +12,17 @@ if TYPE_CHECKING:
 
 class Flag:
     """A flag; ``name`` is the long form without dashes, ``dest`` the handler's keyword.
-    ``kind`` is str, int, bool, or list (a repeatable string)."""
+    ``kind`` is str, int, bool, or list (a repeatable string). ``also``: other long forms it
+    answers to (docker's older spellings: --net for --network)."""
 
-    __slots__ = ("name", "help", "kind", "short", "default", "hidden", "dest")
+    __slots__ = ("name", "help", "kind", "short", "default", "hidden", "dest", "also")
 
     def __init__(
         self, name: str, help: str, kind: type = str, short: str = "", default: object = None, hidden: bool = False,
-        dest: str = "",
+        dest: str = "", also: tuple[str, ...] = (),
     ) -> None:
         self.name, self.help, self.kind, self.short = name, help, kind, short
-        self.default, self.hidden = default, hidden
+        self.default, self.hidden, self.also = default, hidden, also
         self.dest = dest or name.replace("-", "_")  # another keyword where an argument has the flag's name
 
 
