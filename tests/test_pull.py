@@ -44,6 +44,8 @@ def test_pull_with_a_token_then_run_linux_and_wasm(images, registry):
         f"Pulled: {registry.refs['busybox']}"
     )
     assert registry.tokens.issued > before  # the bearer challenge was followed
+    # docker's pull -q: the name alone
+    assert img_ok(h, "pull", "-q", "--creds", CREDS, registry.refs["busybox"]).stdout == f"{registry.refs['busybox']}\n"
     assert img_ok(h, *run_args(h, "--rm", registry.refs["busybox"], "echo", "pulled")).stdout == "pulled\n"
     img_ok(h, "pull", "--creds", CREDS, registry.refs["wasm"])
     r = img(h, *run_args(h, "--rm", registry.refs["wasm"]))
@@ -69,6 +71,9 @@ def test_run_pulls_an_image_it_lacks_as_docker_does(images, registry, tmp_path):
     assert registry.tokens.issued == before
     r = img_ok(h, *run_args(h, "--rm", "--pull", "always", ref, "echo", "fresh"), env=env)
     assert r.stdout == "fresh\n" and f"Pulled: {ref}" in r.stderr and registry.tokens.issued > before
+    for quiet in ("-q", "--quiet"):  # docker's run -q: no word of the pull (it was "No such option")
+        r = img_ok(h, *run_args(h, "--rm", quiet, "--pull", "always", ref, "echo", "quiet"), env=env)
+        assert r.stdout == "quiet\n" and r.stderr == "", r
     r = img(h, *run_args(h, "--rm", "--pull", "sometimes", ref, "true"), env=env)
     assert r.returncode != 0 and r.stderr.strip() == "mrun: --pull 'sometimes': missing, always or never"
 

@@ -163,6 +163,7 @@ DOCKER_RUN_FLAGS = (
          default=()),
     Flag("pull", "pull the image: missing (default), always or never", default="missing"),
     Flag("platform", "os/arch to pull, when run pulls the image", default=""),
+    Flag("quiet", "say nothing of the pull (docker's -q)", kind=bool, short="q", default=False),
     Flag("pid", "host, or container:ID to share its PID namespace (default: its own)", default=""),
     Flag("ipc", "host, none (no /dev/shm), private or shareable (default)", default=""),
     Flag("uts", "host: the host's hostname (default: its own)", default=""),
@@ -362,6 +363,8 @@ COMMANDS = (
             Flag("platform", "os/arch to pick from a multi-platform index", default=""),
             _INSECURE,
             _CREDS,
+            Flag("quiet", "print the image's name alone, no progress (docker's -q)", kind=bool, short="q",
+                 default=False),
         ),
     ),
     Command(

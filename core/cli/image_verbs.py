@@ -60,11 +60,11 @@ def _platform(text: str) -> tuple[str, str] | None:
     return os_, arch
 
 
-def pull(g: dict[str, Any], image: str, platform: str, insecure: bool, creds: str) -> int:
+def pull(g: dict[str, Any], image: str, platform: str, insecure: bool, creds: str, quiet: bool = False) -> int:
     from mrun.images.registry import pull as pull_image
 
-    for name in pull_image(_store(g), image, insecure, creds, _platform(platform)):
-        print(f"Pulled: {name}")
+    for name in pull_image(_store(g), image, insecure, creds, _platform(platform), quiet):
+        print(name if quiet else f"Pulled: {name}")  # -q: the name alone, as docker's
     return 0
 
 
@@ -452,10 +452,10 @@ def _linked(g: dict[str, Any], links: list[str], network: str) -> list[str]:
     return out
 
 
-def _pull_for_run(store: ImageStore, image: str, policy: str, platform: str = "") -> None:
+def _pull_for_run(store: ImageStore, image: str, policy: str, platform: str = "", quiet: bool = False) -> None:
     """docker's --pull: ``missing`` (the default) pulls an image the store lacks, ``always``
     pulls it anyway, ``never`` does not. Said on stderr, as docker says it: stdout is the
-    container's."""
+    container's; ``quiet`` (docker's run -q): not said."""
     if policy not in ("missing", "always", "never"):
         raise InvalidSpec(f"--pull {policy!r}: missing, always or never")
     want = _platform(platform)  # refused before anything is pulled or run
@@ -479,13 +479,14 @@ def _pull_for_run(store: ImageStore, image: str, policy: str, platform: str = ""
     from mrun.images.registry import pull as pull_image
 
     try:
-        names = pull_image(store, image, False, "", want)
+        names = pull_image(store, image, False, "", want, quiet)
     except MrunError as e:
         if not missing:
             raise
         raise NotFound(f"image {image!r} {here}, and pulling it failed: {e}")
-    note = f"Unable to find image '{image}' locally: pulled" if missing else "Pulled:"
-    print(f"{note} {', '.join(names)}", file=sys.stderr)
+    if not quiet:
+        note = f"Unable to find image '{image}' locally: pulled" if missing else "Pulled:"
+        print(f"{note} {', '.join(names)}", file=sys.stderr)
 
 
 def _platform_of(store: ImageStore, entry: dict[str, Any]) -> tuple[str, str]:
@@ -592,7 +593,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         flag = "create" if create_only else "-d"
         raise InvalidSpec(f"-t with {flag} is not supported: a detached container's output goes to its log")
     store = ImageStore(g["image_root"])
-    _pull_for_run(store, image, kw.get("pull") or "missing", kw.get("platform") or "")
+    _pull_for_run(store, image, kw.get("pull") or "missing", kw.get("platform") or "", bool(kw.get("quiet")))
     # 48 random bits, as docker's short ids: uuid4().hex[:12] was the same, and its import
     # (enum, _uuid) was the one module a warm `mrun run` still loaded per run (~0.5 ms).
     cid = kw.get("name") or os.urandom(6).hex()

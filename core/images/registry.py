@@ -409,8 +409,8 @@ def _hash_partial(partial: str) -> tuple[Any, int]:
 class Progress:
     """One status line on a terminal; nothing on a pipe but what the caller prints."""
 
-    def __init__(self, out: IO[str] = sys.stderr, doing: str = "pulling") -> None:
-        self.out, self.tty, self.doing = out, out.isatty(), doing
+    def __init__(self, out: IO[str] = sys.stderr, doing: str = "pulling", quiet: bool = False) -> None:
+        self.out, self.tty, self.doing = out, out.isatty() and not quiet, doing
         self.total = self.got = self.layers = self.finished = 0
         self.lock = threading.Lock()
 
@@ -446,8 +446,8 @@ class Progress:
 class RegistrySource(Source):
     """The registry as a source for ``install``: manifests by digest, layers prefetched into the store."""
 
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
+    def __init__(self, registry: Registry, quiet: bool = False) -> None:
+        self.registry, self.quiet = registry, quiet  # quiet: no progress line (docker's pull -q, run -q)
         self.manifests: dict[str, bytes] = {}
         self.prefetched: dict[str, int | None] = {}  # digest: size
         self.store: ImageStore | None = None
@@ -466,7 +466,7 @@ class RegistrySource(Source):
         image uses (asked for as a manifest, the registry said no: the pull failed). Fetched
         again, under the lock: the prune cannot come between once more."""
         if digest in self.prefetched and self.store is not None:
-            progress = Progress()
+            progress = Progress(quiet=self.quiet)
             try:
                 self.registry.fetch_blob(self.store, digest, self.prefetched[digest], progress)
             finally:
@@ -483,7 +483,7 @@ class RegistrySource(Source):
         blobs = [manifest["config"], *manifest.get("layers", [])]
         self.store = store
         self.prefetched.update((b["digest"], b.get("size")) for b in blobs)
-        progress = Progress()
+        progress = Progress(quiet=self.quiet)
         try:
             with ThreadPoolExecutor(max_workers=4) as pool:
                 futures = [
@@ -536,9 +536,10 @@ def _push(store: ImageStore, name: str, entry: dict[str, Any], destination: str,
 
 
 def pull(
-    store: ImageStore, text: str, insecure: bool = False, creds: str = "", platform: tuple[str, str] | None = None
+    store: ImageStore, text: str, insecure: bool = False, creds: str = "", platform: tuple[str, str] | None = None,
+    quiet: bool = False,
 ) -> list[str]:
     from mrun.images.install import install
 
     ref = Reference(text)
-    return install(store, RegistrySource(Registry(ref, insecure, creds)), ref.name, platform)
+    return install(store, RegistrySource(Registry(ref, insecure, creds), quiet), ref.name, platform)
