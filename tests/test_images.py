@@ -2681,6 +2681,16 @@ def test_stop_timeout_and_cidfile_as_docker(images, busybox_archive, tmp_path):
     r = img(h, *run_args(h, "--rm", "--cidfile", str(cidfile), "--user", "nosuchuser", IMAGE, "true"))
     assert r.returncode != 0 and not cidfile.exists(), r.stderr
     one_line_error(img(h, *run_args(h, "--rm", "--stop-timeout", "-2", IMAGE, "true")), "--stop-timeout -2")
+    # docker's stop -s and restart -s: that signal, not the container's own (it was "No such option")
+    trap = "trap 'echo got $0; exit 3' USR1; while :; do sleep 0.1; done"
+    img_ok(h, *run_args(h, "-d", "--name", "signalled", IMAGE, "sh", "-c", trap, "one"))
+    one_line_error(img(h, "stop", "-s", "SIGBOGUS", "signalled"), "--signal", "SIGBOGUS")  # refused, left running
+    assert img_ok(h, "inspect", "-f", "{{.State.Status}}", "signalled").stdout == "running\n"
+    img_ok(h, "restart", "--signal", "USR1", "-t", "20", "signalled")
+    img_ok(h, "stop", "-s", "SIGUSR1", "-t", "20", "signalled")
+    assert img_ok(h, "inspect", "-f", "{{.State.ExitCode}}", "signalled").stdout == "3\n"
+    assert img_ok(h, "logs", "signalled").stdout == "got one\ngot one\n"
+    img_ok(h, "rm", "signalled")
 
 
 def test_init_passes_signals_reaps_orphans_and_exits_as_the_command(images, busybox_archive, tmp_path):

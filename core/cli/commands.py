@@ -69,6 +69,9 @@ _LIST_FORMAT = Flag("format", _LIST_HELP, default="table")
 _IMAGE_FILTER = Flag("filter", "only images matching KEY=VALUE: reference=PATTERN, label=KEY[=VALUE], dangling=, "
                      "before=IMAGE, since=IMAGE (image prune: label=, label!=, until=TIME)", short="f", kind=list,
                      default=())
+# docker's stop -s and restart -s: the signal instead of the container's own stop signal
+_STOP_WITH = Flag("signal", "the signal to stop it with (default: its --stop-signal, else the image's, else SIGTERM)",
+                  short="s", default="")
 # docker's `prune -f` (fastparse.prune_flags reads a prune's -f as --force: -f is --format elsewhere)
 _PRUNE_FORCE = Flag("force", "prune: accepted (docker asks first; mrun does not)", kind=bool, default=False)
 
@@ -606,7 +609,7 @@ COMMANDS = (
         "image_verbs.stop",
         (Arg("container-ids", "the containers", variadic=True),),
         (Flag("time", "seconds to wait before SIGKILL (default: its --stop-timeout, else 10; -1: for ever)",
-              kind=int, short="t", default=None),),
+              kind=int, short="t", default=None), _STOP_WITH),
     ),
     Command(
         "restart",
@@ -614,7 +617,7 @@ COMMANDS = (
         "image_verbs.restart",
         (Arg("container-ids", "the containers", variadic=True),),
         (Flag("time", "seconds to wait before SIGKILL (default: its --stop-timeout, else 10)", kind=int, short="t",
-              default=None),),
+              default=None), _STOP_WITH),
     ),
     Command(
         "cp",

@@ -1312,22 +1312,38 @@ def _volume_prune_filter(filters: list[str], every: bool) -> tuple[bool, bool]:
     return every, chosen
 
 
-def stop(g: dict[str, Any], container_ids: list[str], time: int | None) -> int:  # noqa: A002
+def _signal_flag(signal: str) -> int | None:
+    """docker's stop -s and restart -s, read before any container is touched."""
+    from mrun.kernel.proc import parse_signal
+
+    if not signal:
+        return None
+    try:
+        return parse_signal(signal)
+    except MrunError as e:
+        raise InvalidSpec(f"--signal: {e}") from None
+
+
+def stop(g: dict[str, Any], container_ids: list[str], time: int | None, signal: str = "") -> int:  # noqa: A002
+    number = _signal_flag(signal)
+
     def one(cid: str) -> None:
-        _stop(g, cid, time)
+        _stop(g, cid, time, number)
         print(cid)
 
     return each(container_ids, "stop", one)
 
 
-def restart(g: dict[str, Any], container_ids: list[str], time: int | None) -> int:  # noqa: A002
+def restart(g: dict[str, Any], container_ids: list[str], time: int | None, signal: str = "") -> int:  # noqa: A002
     """docker's restart: stop (as `mrun stop`), then start again in place (as `mrun start`)."""
     from mrun.images.supervisor import restartable, start_again
+
+    number = _signal_flag(signal)
 
     def one(cid: str) -> None:
         if not restartable(_rt(g).store.load(cid)):  # before it is stopped, not after
             raise MrunError(f"container {cid!r}: only a container of `mrun run -d` starts again")
-        _stop(g, cid, time)
+        _stop(g, cid, time, number)
         start_again(_rt(g), cid)
         print(cid)
 
@@ -1353,7 +1369,8 @@ def wait(g: dict[str, Any], container_ids: list[str]) -> int:
     return each(container_ids, "wait", one)
 
 
-def _stop(g: dict[str, Any], container_id: str, time: int | None) -> None:  # noqa: A002
+def _stop(g: dict[str, Any], container_id: str, time: int | None, signal: int | None = None) -> None:  # noqa: A002
+    """As docker's stop: ``signal`` (-s), else the container's stop signal; SIGKILL after ``time``."""
     import time as clock
 
     from mrun.images.supervisor import stopped_by_user
@@ -1370,7 +1387,7 @@ def _stop(g: dict[str, Any], container_id: str, time: int | None) -> None:  # no
         own = annotations.get(ann.STOP_TIMEOUT, "")
         time = int(own) if own.lstrip("-").isdigit() and own.isascii() and int(own) >= -1 else 10
     try:
-        runtime.kill(container_id, parse_signal(stop_signal))
+        runtime.kill(container_id, parse_signal(stop_signal) if signal is None else signal)
     except NotFound:  # it ended and its supervisor removed it (run -d --rm) since we looked
         return
     deadline = clock.monotonic() + time if time >= 0 else float("inf")
