@@ -43,6 +43,12 @@ def test_load_oci_archive_and_run(images, busybox_archive):
     h = images
     assert img_ok(h, "load", busybox_archive).stdout.strip() == f"Loaded image: {IMAGE}"
     assert "localhost/busybox" in img_ok(h, "images").stdout
+    # docker's images -a, --digests and --no-trunc (each was "No such option")
+    doc = json.loads(img_ok(h, "image", "inspect", IMAGE).stdout)
+    assert img_ok(h, "images", "-aq", "--no-trunc").stdout == f"{doc['id']}\n"
+    table = img_ok(h, "image", "ls", "--digests", "--no-trunc").stdout.splitlines()
+    assert table[0].split()[:4] == ["REPOSITORY", "TAG", "DIGEST", "IMAGE"], table
+    assert table[1].split()[2:4] == [doc["manifest"], doc["id"]], table
     r = img_ok(h, *run_args(h, "--rm", "-e", "GREETING=hi", "-w", "/tmp", IMAGE, "sh", "-c", "echo $GREETING $(pwd)"))
     assert r.stdout == "hi /tmp\n"
     r = img(h, *run_args(h, "--rm", IMAGE, "sh", "-c", "exit 7"))

@@ -69,6 +69,9 @@ _LIST_FORMAT = Flag("format", _LIST_HELP, default="table")
 _IMAGE_FILTER = Flag("filter", "only images matching KEY=VALUE: reference=PATTERN, label=KEY[=VALUE], dangling=, "
                      "before=IMAGE, since=IMAGE (image prune: label=, label!=, until=TIME)", short="f", kind=list,
                      default=())
+# docker's images --digests and --no-trunc
+_IMAGE_COLUMNS = (Flag("digests", "ls: a DIGEST column (the manifest's)", kind=bool, default=False),
+                  Flag("no-trunc", "ls: ids whole (sha256:...)", kind=bool, default=False))
 # docker's stop -s and restart -s: the signal instead of the container's own stop signal
 _STOP_WITH = Flag("signal", "the signal to stop it with (default: its --stop-signal, else the image's, else SIGTERM)",
                   short="s", default="")
@@ -430,7 +433,9 @@ COMMANDS = (
         "list images: every one, or a repository's ([REPOSITORY[:TAG]]), as docker's",
         "image_verbs.images",
         (Arg("repository", "only this repository's images (and tag's)", required=False),),
-        (_LIST_FORMAT, _IMAGE_FILTER, Flag("quiet", "print only ids", kind=bool, short="q", default=False)),
+        (_LIST_FORMAT, _IMAGE_FILTER, Flag("quiet", "print only ids", kind=bool, short="q", default=False),
+         Flag("all", "docker's -a: the same list (mrun keeps no intermediate images)", kind=bool, short="a",
+              default=False), *_IMAGE_COLUMNS),
     ),
     Command(
         "rmi", "remove images (refused while a container uses one; -f: untag it, its data kept for the container)",
@@ -450,8 +455,8 @@ COMMANDS = (
         ),
         (_LIST_FORMAT, _IMAGE_FILTER, Flag("quiet", "ls: print only ids", kind=bool, short="q", default=False),
          _PRUNE_FORCE,
-         Flag("all", "prune: every image no container was made from too (docker's -a)", kind=bool, short="a",
-              default=False)),
+         Flag("all", "prune: every image no container was made from too (docker's -a); ls: the same list",
+              kind=bool, short="a", default=False), *_IMAGE_COLUMNS),
     ),
     Command(
         "tag",

@@ -114,15 +114,21 @@ def _names_an_image(store: Any, word: str) -> bool:
 
 
 def images(g: dict[str, Any], format: str, quiet: bool, filter: tuple[str, ...] = (),  # noqa: A002
-           repository: str | None = None) -> int:
+           repository: str | None = None, all: bool = False, digests: bool = False,  # noqa: A002
+           no_trunc: bool = False) -> int:
+    """docker's images (``all``: the same list, mrun keeping no intermediate images)."""
     from mrun.cli.listing import filters_and_format
 
     store = _store(g)
     wanted, format = filters_and_format(filter, format)
     index = _chosen_images(store, store.index(), wanted, repository)
+
+    def image_id(entry: dict[str, Any]) -> str:
+        return entry["config"] if no_trunc else entry["config"].removeprefix("sha256:")[:12]
+
     if quiet:
         for entry in index.values():
-            print(entry["config"].removeprefix("sha256:")[:12])
+            print(image_id(entry))
         return 0
     if format == "json":
         print(jsonio.dumps([{"name": n, **e} for n, e in index.items()]))
@@ -134,13 +140,13 @@ def images(g: dict[str, Any], format: str, quiet: bool, filter: tuple[str, ...] 
         for line in formatted(format, [image_row(n, e) for n, e in sorted(index.items())], IMAGES_HEADERS):
             print(line)
         return 0
-    rows = [("REPOSITORY", "TAG", "IMAGE ID", "KIND", "SIZE")]
+    rows = [("REPOSITORY", "TAG", *(["DIGEST"] if digests else []), "IMAGE ID", "KIND", "SIZE")]
     for name, e in sorted(index.items()):
         repo, _, tag = name.rpartition(":")
         kind = "wasm" if e.get("wasm") else "linux"
         size = e.get("size", 0)
         shown = f"{size / 1e6:.1f}MB" if size >= 1e6 else f"{size / 1e3:.0f}kB"
-        rows.append((repo, tag, e["config"].removeprefix("sha256:")[:12], kind, shown))
+        rows.append((repo, tag, *([e.get("manifest") or "<none>"] if digests else []), image_id(e), kind, shown))
     print_table(rows)
     return 0
 
@@ -265,10 +271,10 @@ def tag(g: dict[str, Any], source: str, target: str) -> int:
 
 def image(g: dict[str, Any], action: str, image: str | None, name: str | None, format: str = "table",  # noqa: A002
           quiet: bool = False, force: bool = False, all: bool = False,  # noqa: A002
-          filter: tuple[str, ...] = ()) -> int:  # noqa: A002
+          filter: tuple[str, ...] = (), digests: bool = False, no_trunc: bool = False) -> int:  # noqa: A002
     """docker's image verbs; ls, rm and tag are `images`, `rmi` and `tag` by their other names."""
     if action in ("ls", "list"):
-        return images(g, format, quiet, filter, image)
+        return images(g, format, quiet, filter, image, all, digests, no_trunc)
     if action in ("rm", "tag") and not image:
         raise InvalidSpec(f"image {action}: name the image")
     if action == "rm":
