@@ -2729,6 +2729,22 @@ def test_init_passes_signals_reaps_orphans_and_exits_as_the_command(images, busy
     assert r.returncode == 3 and "hello from wasm32-wasi" in r.stdout and "--init is left out" in r.stderr, r.stderr
 
 
+def test_docker_s_flags_that_ask_for_what_mrun_does_anyway_are_taken(images, busybox_archive, tmp_path):
+    """`docker cp -q` (no progress: mrun's cp prints none), `logs --details` (the attributes of
+    --log-opt labels=/env=: mrun's logs carry none), `rmi --no-prune` (no untagged parents: mrun
+    keeps none): each was "No such option", so a docker script stopped there."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, "tag", IMAGE, "localhost/spare:1")
+    img_ok(h, *run_args(h, "--name", "said", IMAGE, "echo", "hello"))
+    r = img_ok(h, "cp", "-q", "said:/etc/passwd", str(tmp_path / "passwd"))
+    assert r.stdout == r.stderr == "" and (tmp_path / "passwd").read_text().startswith("root:")
+    assert img_ok(h, "logs", "--details", "said").stdout == img_ok(h, "logs", "said").stdout == "hello\n"
+    img_ok(h, "rm", "said")
+    assert img_ok(h, "rmi", "--no-prune", "localhost/spare:1").stdout.strip() == "Untagged: localhost/spare:1"
+    assert img_ok(h, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout == f"{IMAGE}\n"
+
+
 def test_a_command_that_cannot_run_exits_126_or_127_as_docker_run(images, busybox_archive):
     """docker run's documented codes when the container's command never ran: 127 when it cannot be
     found (not along PATH, or a path that is missing), 126 when it cannot be invoked (a directory,

@@ -441,7 +441,9 @@ COMMANDS = (
         "rmi", "remove images (refused while a container uses one; -f: untag it, its data kept for the container)",
         "image_verbs.rmi", (Arg("images", "names or ids", variadic=True),),
         (Flag("force", "docker's -f: untag an image containers use (its data stays while they do)", kind=bool,
-              short="f", default=False),),
+              short="f", default=False),
+         Flag("no-prune", "docker's: keep untagged parents (mrun's images have none: one rmi removes one image)",
+              kind=bool, default=False)),
     ),
     Command(
         "image",
@@ -606,6 +608,8 @@ COMMANDS = (
             Flag("since", "only lines since: 2026-01-02T15:04:05Z, a Unix time, or a duration ago (10m)",
                  default=""),
             Flag("until", "only lines before: as --since", default=""),
+            Flag("details", "docker's: the attributes --log-opt labels=/env= add (mrun's logs carry none)",
+                 kind=bool, default=False),
         ),
     ),
     Command(
@@ -630,7 +634,8 @@ COMMANDS = (
         "copying.cp",
         (Arg("source", "CONTAINER:PATH or a path here"), Arg("destination", "a path here or CONTAINER:PATH")),
         (Flag("archive", "keep the files' uids and gids (else they are the caller's)", kind=bool, short="a",
-              default=False),),
+              default=False),
+         Flag("quiet", "docker's: no progress (mrun's cp prints none)", kind=bool, short="q", default=False)),
     ),
     Command(
         "attach",

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def cp(g: dict[str, Any], source: str, destination: str, archive: bool = False) -> int:
+def cp(g: dict[str, Any], source: str, destination: str, archive: bool = False, quiet: bool = False) -> int:
     """docker's cp: ``CONTAINER:PATH DEST`` or ``SRC CONTAINER:PATH``. The container's side is
     walked inside its root (a running one's through its process, so its mounts are seen; a
     stopped one's rootfs), every name by descriptor (kernel.fdcopy): nothing in the container

@@ -199,7 +199,7 @@ def labelled(labels: dict[str, str], wanted: str) -> bool:
     return name in labels and (not eq or labels[name] == expected)
 
 
-def rmi(g: dict[str, Any], images: list[str], force: bool = False) -> int:
+def rmi(g: dict[str, Any], images: list[str], force: bool = False, no_prune: bool = False) -> int:
     """docker's rmi: each image named, going on past one that cannot go (exit 1, a line for it).
     An image a container uses is refused, or with -f untagged: its data stays as long as the
     container does (gc.prune keeps what containers were made from)."""
@@ -901,7 +901,7 @@ def _docker_ports(doc: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
 
 
 def logs(g: dict[str, Any], container_id: str, follow: bool, tail: str = "all", timestamps: bool = False,
-         since: str = "", until: str = "") -> int:
+         since: str = "", until: str = "", details: bool = False) -> int:
     runtime = _rt(g)
     bundle = runtime.store.load(container_id).bundle
     from mrun.images import log_relay
