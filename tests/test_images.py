@@ -3352,6 +3352,20 @@ def test_health_checks_as_docker(images, busybox_archive):
         assert img_ok(h, "ps", "--filter", "health=unhealthy", "-q").stdout.split() == ["hto"]
     finally:
         img_ok(h, "rm", "-f", "hc", "hto")
+    # docker's --health-start-interval: checks that often in the start period until the first
+    # pass, then every interval (an hour here: the pass could only come from the start interval)
+    img_ok(h, *run_args(h, "-d", "--name", "hsi", "--health-cmd", "test -e /tmp/ok", "--health-interval", "1h",
+                        "--health-start-period", "1h", "--health-start-interval", "100ms", IMAGE, "sleep", "600"))
+    try:
+        time.sleep(0.5)
+        assert health("hsi")["Status"] == "starting" and len(health("hsi")["Log"]) >= 2, health("hsi")
+        img_ok(h, "exec", "hsi", "touch", "/tmp/ok")
+        assert until("hsi", "healthy")["Status"] == "healthy"
+        checks = len(health("hsi")["Log"])
+        time.sleep(0.5)
+        assert len(health("hsi")["Log"]) == checks  # passed once: the hour's interval now
+    finally:
+        img_ok(h, "rm", "-f", "hsi")
     r = img_ok(h, *run_args(h, "--rm", "--health-cmd", "true", IMAGE, "true"))
     assert "--health-*" in r.stderr and "(-d)" in r.stderr
     # an operator's annotation the supervisor cannot read: no check, and a supervised container
@@ -3366,6 +3380,7 @@ def test_health_checks_as_docker(images, busybox_archive):
     for flags, needles in ((["--no-healthcheck", "--health-cmd", "true"], ["--no-healthcheck conflicts"]),
                            (["--health-cmd", "true", "--health-interval", "often"], ["--health-interval 'often'"]),
                            (["--health-cmd", "true", "--health-retries", "-1"], ["--health-retries -1"]),
+                           (["--health-cmd", "true", "--health-start-interval", "0s"], ["--health-start-interval"]),
                            (["--health-interval", "1s"], ["no check to run"])):
         one_line_error(img(h, *run_args(h, "-d", *flags, IMAGE, "true")), *needles)
     one_line_error(img(h, "ps", "--filter", "health=sick"), "--filter 'health=sick'")

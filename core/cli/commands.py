@@ -161,6 +161,8 @@ DOCKER_RUN_FLAGS = (
     Flag("health-interval", "time between checks (default 30s)", default=""),
     Flag("health-timeout", "a check running longer fails (default 30s)", default=""),
     Flag("health-start-period", "failures this soon after the start do not count (default 0s)", default=""),
+    Flag("health-start-interval", "time between checks in the start period, until the first pass (default 5s)",
+         default=""),
     Flag("health-retries", "failures in a row that make it unhealthy (default 3)", kind=int, default=None),
     Flag("no-healthcheck", "no check, not even the image's", kind=bool, default=False),
     Flag("publish-all", "publish every port the image exposes, and --expose's, on free host ports", kind=bool,

@@ -570,7 +570,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         publish_all=kw.get("publish_all"),
         health={"cmd": kw.get("health_cmd"), "interval": kw.get("health_interval"),
                 "timeout": kw.get("health_timeout"), "start_period": kw.get("health_start_period"),
-                "retries": kw.get("health_retries"), "none": kw.get("no_healthcheck")},
+                "start_interval": kw.get("health_start_interval"), "retries": kw.get("health_retries"),
+                "none": kw.get("no_healthcheck")},
         expose=run_flags.exposed(list(kw.get("expose") or ())),
         labels=run_flags.labels([*((f"--label-file {path}", line) for path in kw.get("label_file") or ()
                                    for line in read_env_file(path, "--label-file")),
@@ -590,7 +591,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
     if remove:  # docker's AutoRemove: inspect says so, update --restart refuses
         o.annotations.append(f"{ann.REMOVE}=true")
     if not detach and any(kw.get(f"health_{key}") not in (None, "") for key in
-                          ("cmd", "interval", "timeout", "start_period", "retries")) and callable(g.get("warn")):
+                          ("cmd", "interval", "timeout", "start_period", "start_interval", "retries")) \
+            and callable(g.get("warn")):
         g["warn"]("--health-*: checks are run by a detached container's supervisor (-d); this one has none")
     logging = run_flags.log_options(kw.get("log_driver") or "json-file", list(kw.get("log_opt") or ()))
     if logging != {"keep": True, "max_size": 0, "max_files": 1}:

@@ -26,15 +26,15 @@ if TYPE_CHECKING:
 HEALTH_FILE = "health.json"
 OUTPUT_MAX = 4096  # docker's maxOutputLen
 KEPT_RESULTS = 5  # docker's maxLogEntries
-DEFAULTS = {"interval": 30.0, "timeout": 30.0, "start_period": 0.0, "retries": 3}  # docker's
+DEFAULTS = {"interval": 30.0, "timeout": 30.0, "start_period": 0.0, "start_interval": 5.0, "retries": 3}  # docker's
 MAX_WAIT = 86400.0  # seconds the supervisor waits at most before it looks again
 STATUSES = ("starting", "healthy", "unhealthy")
 
 
 def check_from(flags: dict[str, Any], image: Any) -> dict[str, Any] | None:
     """The check a container gets: the image's ``Healthcheck``, each field the flags give over it.
-    ``flags``: cmd (the shell command), interval, timeout, start_period (Go durations), retries,
-    none (--no-healthcheck). -> None for no check."""
+    ``flags``: cmd (the shell command), interval, timeout, start_period, start_interval (Go
+    durations), retries, none (--no-healthcheck). -> None for no check."""
     from mrun.units import INT64_MAX, go_duration
 
     given = {k: v for k, v in flags.items() if v not in (None, "", False)}
@@ -47,11 +47,12 @@ def check_from(flags: dict[str, Any], image: Any) -> dict[str, Any] | None:
         test = image.get("Test")
         if isinstance(test, list) and test and all(isinstance(t, str) for t in test) and test[0] != "NONE":
             base["test"] = _test(test, "the image's Healthcheck.Test")
-        for field in ("Interval", "Timeout", "StartPeriod", "Retries"):
+        for field in ("Interval", "Timeout", "StartPeriod", "StartInterval", "Retries"):
             value = image.get(field)
             if isinstance(value, int) and value > INT64_MAX:  # Go's time.Duration: docker cannot read it either
                 raise InvalidSpec(f"the image's Healthcheck.{field} {value}: out of range (a 64-bit number)")
-        for key, field in (("interval", "Interval"), ("timeout", "Timeout"), ("start_period", "StartPeriod")):
+        for key, field in (("interval", "Interval"), ("timeout", "Timeout"), ("start_period", "StartPeriod"),
+                           ("start_interval", "StartInterval")):
             value = image.get(field)
             if isinstance(value, int) and value > 0:
                 if value < 1_000_000 and key != "start_period" and not flags.get(key):  # docker refuses it too
@@ -62,7 +63,7 @@ def check_from(flags: dict[str, Any], image: Any) -> dict[str, Any] | None:
             base["retries"] = image["Retries"]
     if given.get("cmd"):
         base["test"] = ["/bin/sh", "-c", given["cmd"]]
-    for key in ("interval", "timeout", "start_period"):
+    for key in ("interval", "timeout", "start_period", "start_interval"):
         if key in given:
             seconds = go_duration(given[key])
             if seconds is None or seconds < 0.001 and not (key == "start_period" and seconds == 0):
@@ -111,9 +112,16 @@ class Checker:
     def reset(self) -> None:
         """The container (re)started: starting again, the first check one interval on."""
         self.started = time.monotonic()
-        self.due = self.started + self.check["interval"]
         self.state = {"Status": "starting", "FailingStreak": 0, "Log": []}
+        self.due = self.started + self._interval(self.started)
         self._save()
+
+    def _interval(self, now: float) -> float:
+        """docker's (25+): the start interval while in the start period and not yet passed once,
+        else the interval. (A check noted by an older mrun has no start interval: docker's 5 s.)"""
+        if now - self.started < self.check["start_period"] and self.state["Status"] == "starting":
+            return self.check.get("start_interval") or DEFAULTS["start_interval"]
+        return self.check["interval"]
 
     def wait_for(self) -> float:
         """Seconds until the supervisor must look again (a check due, or one to time out), at most
@@ -216,7 +224,7 @@ class Checker:
         result = {"End": now_rfc3339(), "ExitCode": -1 if code is None else code,
                   "Output": why or self.taken.decode(errors="replace")}
         self.state = {"Status": status, "FailingStreak": streak, "Log": [*self.state["Log"], result][-KEPT_RESULTS:]}
-        self.due = now + self.check["interval"]
+        self.due = now + self._interval(now)
         self._save()
 
     def _save(self) -> None:

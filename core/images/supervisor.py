@@ -411,7 +411,10 @@ def _checker(runtime: Any, container_id: str, bundle: str, noted: str | None) ->
     well_formed = (isinstance(check, dict) and isinstance(check.get("test"), list) and check["test"]
                    and all(isinstance(a, str) for a in check["test"])
                    and all(isinstance(check.get(k), (int, float)) and check[k] >= 0 for k in numbers)
-                   and check["interval"] > 0)
+                   and check["interval"] > 0
+                   # absent in an older mrun's note (docker's 5 s then); never 0: checks without a pause
+                   and ("start_interval" not in check or isinstance(check["start_interval"], (int, float))
+                        and check["start_interval"] > 0))
     # a bundle's annotation written by hand may be anything: no check then, never a supervisor
     # that dies with its container running
     return Checker(runtime, container_id, bundle, check) if well_formed else None
