@@ -29,7 +29,8 @@ OCI_RUNTIME = "org.mrun.oci.runtime"  # the oci backend: which installed OCI run
 RESTART = "org.mrun.restart"  # no | always | unless-stopped | on-failure[:N]: mrun run -d --restart
 REMOVE = "org.mrun.remove"  # "true": run --rm, create --rm (docker's AutoRemove): removed once it ends
 LOG = "org.mrun.log"  # JSON: keep, max_size, max_files (--log-driver, --log-opt): a detached container's log
-HEALTH = "org.mrun.health"  # JSON: test, interval, timeout, start_period, start_interval, retries (--health-*, an image's Healthcheck)
+# JSON: test, interval, timeout, start_period, start_interval, retries (--health-*, an image's Healthcheck)
+HEALTH = "org.mrun.health"
 STOP_TIMEOUT = "org.mrun.stop-timeout"  # seconds `mrun stop` waits before SIGKILL (-1: for ever); --stop-timeout
 IMAGE = "org.mrun.image"  # made by `mrun run IMAGE`: the snapshot goes with the container
 JOINED = "org.mrun.joined"  # JSON: network/pid -> the container joined by --network/--pid container:ID

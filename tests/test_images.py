@@ -4200,7 +4200,7 @@ def test_ps_filters_by_exit_code_time_network_and_volume(images, busybox_archive
 def test_volume_filters_as_docker_s(images, busybox_archive):
     """`docker volume rm $(docker volume ls -qf dangling=true)`, `volume prune --filter label=...`:
     mrun's volume verbs had no --filter ("No such option"). Now ls takes dangling, name, driver and
-    label (mrun's volumes carry no labels: none match), prune takes label, label! and all; any
+    label (none of these volumes carries one: none match), prune takes label, label! and all; any
     other key is one line, removing nothing."""
     h = images
     img_ok(h, "load", busybox_archive)
@@ -4226,6 +4226,39 @@ def test_volume_filters_as_docker_s(images, busybox_archive):
     finally:
         img(h, "rm", "user")
         img(h, "volume", "rm", "used", "spare")
+
+
+def test_volume_labels_as_docker_s(images, busybox_archive):
+    """`docker volume create --label backup=yes data`, then `volume ls -f label=backup`, `volume
+    inspect -f '{{.Labels}}'` and `volume prune -a --filter label!=keep`: --label was "No such
+    option", and a label filter matched no volume. A key mrun reads as an instruction is refused,
+    as on a container; an existing volume keeps its own labels."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    assert img_ok(h, "volume", "create", "--label", "backup=yes", "--label", "keep", "data").stdout == "data\n"
+    img_ok(h, "volume", "create", "--label", "backup=no", "scratch")
+    img_ok(h, "volume", "create", "plain")
+
+    def ls(*filters: str) -> list[str]:
+        return img_ok(h, "volume", "ls", "-q", *(f for x in filters for f in ("--filter", x))).stdout.split()
+
+    try:
+        assert ls("label=backup") == ["data", "scratch"] and ls("label=backup=yes") == ["data"]
+        assert ls("label=keep", "label=backup=yes") == ["data"] and ls("label=nosuch") == []
+        assert img_ok(h, "volume", "inspect", "-f", "{{json .Labels}}", "data", "plain").stdout == \
+            '{"backup":"yes","keep":""}\n{}\n'
+        assert json.loads(img_ok(h, "volume", "inspect", "scratch").stdout)[0]["labels"] == {"backup": "no"}
+        img_ok(h, "volume", "create", "--label", "other=1", "data")  # there already: as it was
+        assert ls("label=other") == []
+        one_line_error(img(h, "volume", "create", "--label", "org.mrun.network=x", "bad"), "--label org.mrun.network")
+        one_line_error(img(h, "volume", "create", "--label", "=x", "bad"), "--label '=x'")
+        one_line_error(img(h, "volume", "ls", "--label", "x"), "--label is create's")
+        assert "bad" not in ls()
+        assert img_ok(h, "volume", "prune", "-a", "--filter", "label!=keep").stdout == \
+            "removed volume plain\nremoved volume scratch\n"
+        assert img_ok(h, "volume", "prune", "-a", "--filter", "label=backup=yes").stdout == "removed volume data\n"
+    finally:
+        img(h, "volume", "rm", "data", "scratch", "plain")
 
 
 def test_image_prune_filters_choose_and_an_unknown_one_removes_nothing(images, busybox_archive):

@@ -293,6 +293,7 @@ COMMANDS = (
             _LIST_FORMAT,
             _PRUNE_FORCE,
             Flag("name", "create: the name, as docker's older `volume create --name NAME`", default=""),
+            Flag("label", "create: a label KEY[=VALUE] on the volume (ls --filter label=KEY)", kind=list, default=()),
             Flag("filter", "ls: only volumes matching KEY=VALUE (dangling=true|false, name=TEXT, driver=local, "
                  "label=KEY[=VALUE]); prune: label=, label!=, all=true|false", short="f", kind=list, default=()),
         ),

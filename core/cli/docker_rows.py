@@ -121,14 +121,16 @@ def image_row(name: str, entry: dict[str, Any]) -> dict[str, str]:
 
 
 def volume_row(name: str, described: dict[str, Any]) -> dict[str, str]:
+    labels = described.get("labels") or {}
     return {"Driver": "local", "Name": name, "Mountpoint": described.get("mountpoint", ""), "Scope": "local",
-            "Labels": "", "Kind": "anonymous" if described.get("anonymous") else "named"}
+            "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+            "Kind": "anonymous" if described.get("anonymous") else "named"}
 
 
 def volume_view(described: dict[str, Any]) -> dict[str, Any]:
     """The fields of docker's volume inspect that scripts read (``volume inspect -f``)."""
     return {"Name": described.get("name", ""), "Driver": "local", "Mountpoint": described.get("mountpoint", ""),
-            "Scope": "local", "Labels": {}, "Options": {}}
+            "Scope": "local", "Labels": described.get("labels") or {}, "Options": {}}
 
 
 def network_view(name: str, doc: dict[str, Any], leases: dict[str, dict[str, str]]) -> dict[str, Any]:

@@ -1209,14 +1209,15 @@ def prune_filter(filters: list[str], what: str) -> Callable[[dict[str, str], str
 
 def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False,
            all: bool = False, format: str = "table", force: bool = False, name: str = "",  # noqa: A002
-           filter: tuple[str, ...] = ()) -> int:  # noqa: A002
+           filter: tuple[str, ...] = (), label: tuple[str, ...] = ()) -> int:  # noqa: A002
     """docker's volume verbs over <image root>/volumes (mrun.images.volumes)."""
     from mrun.images import volumes
 
     root = g["image_root"]
+    for given, flag in ((name, "--name"), (label, "--label")):
+        if given and action != "create":
+            raise InvalidSpec(f"volume {action}: {flag} is create's")
     if name:
-        if action != "create":
-            raise InvalidSpec(f"volume {action}: --name is create's")
         names = [name, *names]
     template = ""
     if action == "inspect":  # docker's volume inspect [-f|--format TEMPLATE] NAME...
@@ -1226,10 +1227,9 @@ def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False
     if filter and action not in ("ls", "list", "prune"):
         raise InvalidSpec(f"volume {action}: --filter is ls's and prune's")
     if action == "prune":
-        all, chosen = _volume_prune_filter(list(filter), all)
-        if chosen:
-            for name in volumes.prune(root, all):
-                print(f"removed volume {name}")
+        all, chosen = _volume_prune_filter(root, list(filter), all)
+        for name in volumes.prune(root, all, chosen):
+            print(f"removed volume {name}")
         return 0
     if action in ("ls", "list"):
         action = "ls"
@@ -1239,8 +1239,11 @@ def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False
     if action == "create":
         if len(names) > 1:
             raise InvalidSpec("volume create: one name at most")
+        from mrun.images.run_flags import labels as checked_labels
+
+        own = checked_labels([("--label", text) for text in label])  # refused before anything is made
         with volumes.store_lock(root):  # a concurrent prune sweeps no volume in the making
-            made = volumes.create(root, names[0] if names else "")
+            made = volumes.create(root, names[0] if names else "", labels=own)
         print(made)
     elif action == "ls":
         found = [n for n in volumes.names(root) if wanted(n)]
@@ -1282,12 +1285,13 @@ def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False
 def _volume_filter(root: str, filters: list[str]) -> Callable[[str], bool]:
     """docker's ``volume ls --filter``: dangling=true|false (no container uses it, or one does:
     `docker volume rm $(docker volume ls -qf dangling=true)`), name=TEXT (in its name),
-    driver=local (every one here), label=KEY[=VALUE] (mrun's volumes carry none: no match). Any
-    other key is refused, as docker's: a script would act on volumes it did not mean."""
+    driver=local (every one here), label=KEY[=VALUE] (of `volume create --label`). Any other key
+    is refused, as docker's: a script would act on volumes it did not mean."""
     from mrun.images import volumes
 
     dangling: bool | None = None
     parts: list[str] = []
+    wanted_labels: list[str] = []
     matches_none = False
     for text, key, value in filter_pairs(filters, ("dangling", "name", "driver", "label"), "volume ls takes "
                                          "dangling=true|false, name=TEXT, driver=local or label=KEY[=VALUE]"):
@@ -1295,28 +1299,40 @@ def _volume_filter(root: str, filters: list[str]) -> Callable[[str], bool]:
             dangling = filter_yes(text, value)
         elif key == "name":
             parts.append(value)
-        else:  # a driver other than local, or any label
-            matches_none = matches_none or key == "label" or value != "local"
+        elif key == "label":
+            wanted_labels.append(value)
+        else:  # a driver other than local
+            matches_none = matches_none or value != "local"
 
     def wanted(name: str) -> bool:
         if matches_none or any(part not in name for part in parts):
+            return False
+        if wanted_labels and not all(labelled(volumes.labels_of(root, name), v) for v in wanted_labels):
             return False
         return dangling is None or (not volumes.users(root, name)) == dangling
 
     return wanted
 
 
-def _volume_prune_filter(filters: list[str], every: bool) -> tuple[bool, bool]:
-    """docker's ``volume prune --filter``: label=KEY[=VALUE] (mrun's volumes carry no labels: it
-    chooses none), label!=KEY[=VALUE] (each), all=true|false (-a, as docker's API 1.42 takes it).
-    -> (named ones too, whether any volume is chosen). Any other key is refused before anything goes."""
-    chosen = True
+def _volume_prune_filter(root: str, filters: list[str], every: bool) -> tuple[bool, Callable[[str], bool]]:
+    """docker's ``volume prune --filter``: label=KEY[=VALUE] (each must match), label!=KEY[=VALUE]
+    (none may), all=true|false (-a, as docker's API 1.42 takes it). -> (named ones too, whether
+    a volume is chosen). Any other key is refused before anything goes."""
+    from mrun.images.volumes import labels_of
+
+    labels: list[str] = []
+    not_labels: list[str] = []
     for text, key, value in filter_pairs(filters, ("label", "label!", "all"), "volume prune takes "
                                          "label=KEY[=VALUE], label!=KEY[=VALUE] or all=true|false"):
         if key == "all":
             every = filter_yes(text, value) or every
-        elif key == "label":
-            chosen = False
+        else:
+            (labels if key == "label" else not_labels).append(value)
+
+    def chosen(name: str) -> bool:
+        own = labels_of(root, name)
+        return all(labelled(own, v) for v in labels) and not any(labelled(own, v) for v in not_labels)
+
     return every, chosen
 
 

@@ -20,9 +20,11 @@ from mrun.scratch import is_scratch, scratch_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 ANONYMOUS = "anonymous"  # a file in the volume's directory: made for one container, nameless
+LABELS = "labels.json"  # docker's volume create --label: the volume's labels, written with it
 NEW = ".new-"  # a volume being made (_make_whole)
 GONE = ".gone-"  # a volume being removed (_remove)
 ANONYMOUS_SOURCE = "<anonymous>"  # what -v and --mount are given for one (-v /DEST, --mount without source=)
@@ -45,18 +47,25 @@ def check_name(what: str, name: str) -> None:
         raise InvalidSpec(f"{what}: a volume name is at most 255 characters")
 
 
-def create(store_root: str, name: str = "", anonymous: bool = False) -> str:
-    """The volume ``name`` (made if new; a random name when none is given). -> its name."""
+def create(store_root: str, name: str = "", anonymous: bool = False, labels: dict[str, str] | None = None) -> str:
+    """The volume ``name`` (made if new, with ``labels``; a random name when none is given; one
+    there already is left as it is, as docker's). -> its name."""
     if not name:
         name = os.urandom(32).hex()
     check_name(f"volume {name!r}", name)
     os.makedirs(top(store_root), mode=0o700, exist_ok=True)
     if not os.path.isdir(data(store_root, name)):
-        _make_whole(store_root, name, anonymous)
+        _make_whole(store_root, name, anonymous, labels or {})
     return name
 
 
-def _make_whole(store_root: str, name: str, anonymous: bool) -> None:
+def labels_of(store_root: str, name: str) -> dict[str, str]:
+    """The volume's labels ({} for none, and for a file damaged into anything but strings)."""
+    found = jsonio.load_object(os.path.join(top(store_root), name, LABELS)) or {}
+    return {k: v for k, v in found.items() if isinstance(v, str)}
+
+
+def _make_whole(store_root: str, name: str, anonymous: bool, labels: dict[str, str] | None = None) -> None:
     """Made under a name no volume has (``.new-``: a volume's starts with a letter or digit),
     marked if anonymous, then renamed: a create killed at any instant leaves no half of a volume
     (a directory without its data, which nothing lists; an anonymous one without its mark, which
@@ -69,6 +78,8 @@ def _make_whole(store_root: str, name: str, anonymous: bool) -> None:
         if anonymous:
             with open(os.path.join(making, ANONYMOUS), "w"):
                 pass
+        if labels:
+            jsonio.write_file(os.path.join(making, LABELS), labels)
         os.mkdir(os.path.join(making, "data"), mode=0o755)
         try:
             os.rename(making, final)
@@ -153,15 +164,17 @@ def remove_anonymous(store_root: str, used: list[str]) -> None:
             _remove(store_root, name)
 
 
-def prune(store_root: str, everything: bool = False) -> list[str]:
-    """docker's volume prune: the unused anonymous volumes (``everything``: named ones too)."""
+def prune(store_root: str, everything: bool = False, chosen: Callable[[str], bool] | None = None) -> list[str]:
+    """docker's volume prune: the unused anonymous volumes (``everything``: named ones too),
+    those ``chosen`` chooses (its --filter)."""
     where = top(store_root)
     if not os.path.isdir(where):
         return []
     removed = []
     with store_lock(store_root):
         for name in names(store_root):
-            if (everything or is_anonymous(store_root, name)) and not users(store_root, name):
+            if (everything or is_anonymous(store_root, name)) and not users(store_root, name) and (
+                    chosen is None or chosen(name)):
                 _remove(store_root, name)
                 removed.append(name)
         for name in os.listdir(where):
@@ -177,7 +190,7 @@ def describe(store_root: str, name: str) -> dict[str, Any]:
     if name not in names(store_root):
         raise NotFound(f"volume {name!r} does not exist")
     return {"name": name, "mountpoint": data(store_root, name), "anonymous": is_anonymous(store_root, name),
-            "containers": users(store_root, name)}
+            "containers": users(store_root, name), "labels": labels_of(store_root, name)}
 
 
 def of_container(store_root: str, config: dict[str, Any]) -> list[str]:
