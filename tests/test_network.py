@@ -1292,3 +1292,37 @@ def test_network_filters_as_docker_s(net):
     finally:
         img(h, "rm", "-f", "on", env=h.env)
         img(h, "network", "rm", spare, env=h.env)
+
+
+def test_network_labels_as_docker_s(net):
+    """`docker network create --label team=a NET`, `network ls -f label=team`, `network inspect -f
+    '{{json .Labels}}'`, `network prune --filter label!=keep`: --label was "No such option", and
+    a label filter matched no network. A forged network.json whose labels are not strings is
+    refused in one line, as its other fields are."""
+    h = net
+    kept, spare = "kept" + h.net, "spare" + h.net
+    img_ok(h, "network", "create", "--label", "team=a", "--label", "keep", kept, env=h.env)
+    img_ok(h, "network", "create", "--label", "team=b", spare, env=h.env)
+
+    def ls(*filters: str) -> list[str]:
+        args = [f for x in filters for f in ("--filter", x)]
+        return sorted(img_ok(h, "network", "ls", "-q", *args, env=h.env).stdout.split())
+
+    try:
+        assert ls("label=team") == sorted([kept, spare]) and ls("label=team=a") == [kept] and ls("label=x") == []
+        assert img_ok(h, "network", "inspect", "-f", "{{json .Labels}}", kept, env=h.env).stdout == \
+            '{"keep":"","team":"a"}\n'
+        assert img_ok(h, "network", "ls", "-f", "label=keep", "--format", "{{.Name}} {{.Labels}}",
+                      env=h.env).stdout == f"{kept} keep=,team=a\n"
+        one_line_error(img(h, "network", "create", "--label", "org.mrun.network=x", "bad" + h.net, env=h.env),
+                       "--label org.mrun.network")
+        one_line_error(img(h, "network", "ls", "--label", "x", env=h.env), "--label is create's")
+        out = img_ok(h, "network", "prune", "--filter", "label!=keep", env=h.env).stdout
+        assert f"removed network {spare}" in out and kept not in out, out
+        assert ls() == [kept]  # (the fixture's network, unused and unlabelled, went too)
+        path = os.path.join(h.env["MRUN_NETWORK_ROOT"], kept, "network.json")
+        doc = json.load(open(path))
+        json.dump({**doc, "labels": {"team": 5}}, open(path, "w"))
+        one_line_error(img(h, "network", "inspect", kept, env=h.env), "labels")
+    finally:
+        img(h, "network", "rm", kept, spare, env=h.env)

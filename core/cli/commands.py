@@ -547,6 +547,7 @@ COMMANDS = (
             Flag("internal", "create: docker's: its containers reach each other and the host, nothing beyond, "
                  "and publish no port", kind=bool, default=False),
             Flag("driver", "create: docker's -d; bridge, the one driver here", short="d", default="bridge"),
+            Flag("label", "create: a label KEY[=VALUE] on the network (ls --filter label=KEY)", kind=list, default=()),
             Flag("quiet", "ls: only the names", kind=bool, short="q", default=False),
             _LIST_FORMAT,
             _PRUNE_FORCE,

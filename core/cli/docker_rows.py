@@ -28,7 +28,7 @@ IMAGES_HEADERS = {
 VOLUME_HEADERS = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Mountpoint": "MOUNTPOINT", "Scope": "SCOPE",
                   "Labels": "LABELS", "Kind": "KIND"}
 NETWORK_HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "Subnet": "SUBNET",
-                   "Gateway": "GATEWAY", "Bridge": "BRIDGE"}
+                   "Gateway": "GATEWAY", "Bridge": "BRIDGE", "Labels": "LABELS", "Internal": "INTERNAL"}
 
 
 def _started(pid_start: int | None) -> float | None:
@@ -145,10 +145,13 @@ def network_view(name: str, doc: dict[str, Any], leases: dict[str, dict[str, str
             "IPAM": {"Driver": "default", "Options": {},
                      "Config": [{"Subnet": doc.get("subnet", ""), "Gateway": doc.get("gateway", "")}]},
             "Containers": containers, "Options": {"com.docker.network.bridge.name": doc.get("bridge", "")},
-            "Labels": {}}
+            "Labels": doc.get("labels") or {}}
 
 
 def network_row(name: str, doc: dict[str, Any]) -> dict[str, str]:
     """A network has no id of its own in mrun: its bridge's name stands for it."""
+    labels = doc.get("labels") or {}
     return {"ID": doc.get("bridge", ""), "Name": name, "Driver": "bridge", "Scope": "local",
-            "Subnet": doc.get("subnet", ""), "Gateway": doc.get("gateway", ""), "Bridge": doc.get("bridge", "")}
+            "Subnet": doc.get("subnet", ""), "Gateway": doc.get("gateway", ""), "Bridge": doc.get("bridge", ""),
+            "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+            "Internal": "true" if doc.get("internal") else "false"}

@@ -1241,7 +1241,7 @@ def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False
             raise InvalidSpec("volume create: one name at most")
         from mrun.images.run_flags import labels as checked_labels
 
-        own = checked_labels([("--label", text) for text in label])  # refused before anything is made
+        own = dict(sorted(checked_labels([("--label", text) for text in label]).items()))  # as Go's maps print
         with volumes.store_lock(root):  # a concurrent prune sweeps no volume in the making
             made = volumes.create(root, names[0] if names else "", labels=own)
         print(made)

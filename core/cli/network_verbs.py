@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str, gateway: str = "",
             internal: bool = False, driver: str = "bridge", quiet: bool = False, format: str = "table",  # noqa: A002
-            force: bool = False, filter: tuple[str, ...] = ()) -> int:  # noqa: A002
+            force: bool = False, filter: tuple[str, ...] = (), label: tuple[str, ...] = ()) -> int:  # noqa: A002
     from mrun.network.recovery import hold_again
 
     template = ""
@@ -27,8 +27,9 @@ def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str
         template, filter = inspect_format("network inspect", filter, format), ()
     if filter and action not in ("ls", "list", "prune"):
         raise InvalidSpec(f"network {action}: --filter is ls's and prune's")
-    if internal and action != "create":
-        raise InvalidSpec(f"network {action}: --internal is create's")
+    for given, flag in ((internal, "--internal"), (label, "--label")):
+        if given and action != "create":
+            raise InvalidSpec(f"network {action}: {flag} is create's")
     chosen = _filter(list(filter), action == "prune")  # refused before anything is read or goes
     hold_again(g["root"], g.get("warn"))  # what a removed network root lost, before it is read
     nets = Networks()
@@ -43,7 +44,10 @@ def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str
     if action == "create":
         if driver != "bridge":
             raise InvalidSpec(f"network create -d {driver!r}: bridge is the one driver here")
-        doc = nets.create(name, subnet, gateway, internal)  # type: ignore[arg-type]
+        from mrun.images.run_flags import labels as checked_labels
+
+        own = dict(sorted(checked_labels([("--label", text) for text in label]).items()))  # as Go's maps print
+        doc = nets.create(name, subnet, gateway, internal, own)  # type: ignore[arg-type]
         print(doc["name"])
     elif action == "ls" and (quiet or format not in ("table", "")):
         _list(nets, quiet, format, chosen)
@@ -116,9 +120,9 @@ def prune_stale(nets: Networks) -> list[str]:
 def _filter(filters: list[str], pruning: bool) -> Callable[[Networks, str], bool]:
     """docker's ``network ls --filter``: name=TEXT (in its name), driver=bridge, type=custom or
     builtin (the default network, which mrun makes itself), dangling=true|false (no container
-    on it, or one), label=KEY[=VALUE] (mrun's networks carry no labels: none match); and
-    ``network prune --filter``: until=TIME (defined before it), label=, label!=. Any other key
-    is refused: a prune would take networks the filter was there to keep."""
+    on it, or one), label=KEY[=VALUE] (of `network create --label`); and ``network prune
+    --filter``: until=TIME (defined before it), label=, label!=. Any other key is refused: a
+    prune would take networks the filter was there to keep."""
     import time
 
     from mrun.network.store import DEFAULT_NETWORK
@@ -138,14 +142,24 @@ def _filter(filters: list[str], pruning: bool) -> Callable[[Networks, str], bool
         elif key == "dangling":
             unused = filter_yes(text, value)
             tests.append(lambda nets, n, unused=unused: (not nets.leases(n)) == unused)
-        elif key == "label":
-            tests.append(lambda _nets, _n: False)
+        elif key in ("label", "label!"):
+            from mrun.cli.image_verbs import labelled
+
+            tests.append(lambda nets, n, wanted=value, present=key == "label":
+                         labelled(_labels(nets, n), wanted) == present)
         elif key == "until":
             from mrun.cli.image_verbs import log_time
 
             before = log_time(f"--filter {text!r}:", value, time.time_ns())
             tests.append(lambda nets, n, before=before: _defined_ns(nets, n) < before)
     return lambda nets, n: all(test(nets, n) for test in tests)
+
+
+def _labels(nets: Networks, name: str) -> dict[str, str]:
+    try:
+        return nets.get(name).get("labels") or {}
+    except InvalidSpec:  # a damaged definition: no labels to match
+        return {}
 
 
 def _defined_ns(nets: Networks, name: str) -> int:

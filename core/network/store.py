@@ -138,13 +138,18 @@ class Networks:
             raise InvalidSpec(f"{where}: name {doc.get('name')!r}: {name!r} expected{repair}")
         if not isinstance(doc.get("internal", False), bool):
             raise InvalidSpec(f"{where}: internal {doc.get('internal')!r}: true or false expected{repair}")
+        labels = doc.get("labels", {})
+        if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+            raise InvalidSpec(f"{where}: labels: an object of strings expected{repair}")
         return doc
 
-    def create(self, name: str, subnet: str = "", gateway: str = "", internal: bool = False) -> dict[str, Any]:
+    def create(self, name: str, subnet: str = "", gateway: str = "", internal: bool = False,
+               labels: dict[str, str] | None = None) -> dict[str, Any]:
         """Under the lock: the subnet must overlap neither another network nor a host route. The
         gateway (the bridge's address) is the subnet's first host unless ``gateway`` (docker's
         --gateway, with --subnet) names another of its hosts. ``internal`` (docker's): nothing
-        is forwarded between its bridge and anywhere else (``firewall.add_network``)."""
+        is forwarded between its bridge and anywhere else (``firewall.add_network``). ``labels``:
+        docker's --label, notes for `network ls --filter label=`."""
         check_new_name(name)
         if gateway and not subnet:
             raise InvalidSpec(f"--gateway {gateway}: goes with --subnet, the network it is in")
@@ -202,6 +207,7 @@ class Networks:
                 "bridge": bridge,
                 "driver": "bridge",
                 **({"internal": True} if internal else {}),
+                **({"labels": labels} if labels else {}),
             }
             self._define(name, doc)
             return doc
