@@ -1317,7 +1317,7 @@ def _volume_filter(root: str, filters: list[str]) -> Callable[[str], bool]:
 def _volume_prune_filter(root: str, filters: list[str], every: bool) -> tuple[bool, Callable[[str], bool]]:
     """docker's ``volume prune --filter``: label=KEY[=VALUE] (each must match), label!=KEY[=VALUE]
     (none may), all=true|false (-a, as docker's API 1.42 takes it). -> (named ones too, whether
-    a volume is chosen). Any other key is refused before anything goes."""
+    the filter chooses a volume, by name). Any other key is refused before anything goes."""
     from mrun.images.volumes import labels_of
 
     labels: list[str] = []
