@@ -595,6 +595,14 @@ def test_docker_s_volume_options(images, busybox_archive, tmp_path):
                            "cat /prop/f"))
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["from the host", "read-only", "named", "from the host"]
+    # docker's (23+) ./PATH and . as a bind's source, from where the command is given (warm too:
+    # the template's child works in the caller's directory); "a volume name is letters..." before
+    here = (lambda: os.chdir(tmp_path))  # noqa: E731
+    for flags in (["-v", "./shared:/data:ro"], ["--mount", "type=bind,src=./shared,dst=/data"],
+                  ["-v", ".:/top"]):
+        r = img(h, *run_args(h, "--rm", *flags, IMAGE, "sh", "-c", "cat /data/f 2>/dev/null || cat /top/shared/f"),
+                preexec_fn=here)
+        assert r.returncode == 0 and r.stdout == "from the host\n", (flags, r)
 
 
 def test_an_empty_named_volume_is_filled_from_the_image_as_docker_fills_it(images, busybox_rootfs, tmp_path):

@@ -545,7 +545,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         user=kw.get("user"),
         hostname=kw.get("hostname"),
         domainname=kw.get("domainname"),
-        volumes=list(kw.get("volume") or ()),
+        volumes=[run_flags.volume_flag(text) for text in kw.get("volume") or ()],
         shared=[m for text in kw.get("volumes_from") or () for m in _volumes_from(g, text)],
         annotations=list(kw.get("annotation") or ()) + _runtime_annotation(kw.get("runtime") or "")
         + ([f"{ann.WASM_PREOPENS}={kw['wasm_preopens']}"] if kw.get("wasm_preopens") else []),

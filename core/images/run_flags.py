@@ -88,6 +88,21 @@ _MOUNT_KEYS = {"type", "source", "src", "target", "destination", "dst", "readonl
                "volume-nocopy", "tmpfs-size", "tmpfs-mode", "consistency"}
 
 
+def here_relative(source: str) -> str:
+    """docker's (23+) bind source relative to where the command was given: ``.``, ``./PATH``
+    (and ``..``, ``../PATH``), made absolute from the working directory; anything else as it is
+    (a path, or a volume's name)."""
+    if source in (".", "..") or source.startswith(("./", "../")):
+        return os.path.abspath(source)
+    return source
+
+
+def volume_flag(text: str) -> str:
+    """-v SOURCE:DEST[:OPTIONS] with a ``./`` source made absolute (``here_relative``)."""
+    source, colon, rest = text.partition(":")
+    return here_relative(source) + colon + rest if colon else text
+
+
 def mount_flag(text: str) -> tuple[str, str]:
     """docker's --mount type=bind|volume|tmpfs,source=...,target=...[,readonly][,bind-propagation=P]
     [,volume-nocopy][,tmpfs-size=N][,tmpfs-mode=OCTAL] -> ("volume", what -v takes) or ("tmpfs",
@@ -115,8 +130,9 @@ def mount_flag(text: str) -> tuple[str, str]:
     if "tmpfs-size" in fields or "tmpfs-mode" in fields:
         raise InvalidSpec(f"--mount {text!r}: tmpfs-size and tmpfs-mode are a tmpfs's")
     if kind == "bind":
+        source = here_relative(source)
         if not source.startswith("/"):
-            raise InvalidSpec(f"--mount {text!r}: a bind's source= must be an absolute path")
+            raise InvalidSpec(f"--mount {text!r}: a bind's source= must be an absolute path (or ./PATH)")
         options += [fields["bind-propagation"]] if "bind-propagation" in fields else []
     elif kind == "volume":
         if source.startswith("/"):
