@@ -170,6 +170,10 @@ def test_usage_errors_go_through_typer_and_a_runc_verbs_exit_as_runc_s(h, tmp_pa
     ("change", "needle"),
     [
         (lambda c: c["linux"]["resources"].update(memory={"limit": 2**80}), "linux.resources.memory.limit"),
+        # a limit the kernel refuses (nofile past fs.nr_open): runc's create fails ("error setting
+        # rlimits for ready process"); mrun's failed at start, which said so and exited 0
+        (lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_NOFILE", "hard": 2**64 - 1, "soft": 2**64 - 1}]),
+         "process.rlimits"),
         (lambda c: c["process"]["user"].update(uid=2**40), "process.user.uid"),
         (lambda c: c["process"]["user"].update(umask=2**40), "process.user.umask"),
         (lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_NOFILE", "hard": 2**70, "soft": 1}]),

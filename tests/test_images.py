@@ -2781,7 +2781,10 @@ def test_runs_own_failures_exit_125_as_docker_run(images, busybox_archive):
                  ("--memory", "lots", IMAGE, "true"),  # a flag's value
                  ("--pid-file", "/tmp/x", IMAGE, "true"),  # runc's flag on docker's run
                  ("--pids-limit", "x", IMAGE, "true"),  # a value the flag's type refuses (click's: exit 1)
-                 ("--bogus", IMAGE, "true")):  # an unknown flag (click's four lines, exit 1)
+                 ("--bogus", IMAGE, "true"),  # an unknown flag (click's four lines, exit 1)
+                 # a limit the kernel refuses (nofile past fs.nr_open): as runc's create fails; it
+                 # failed at start, foreground 1 and -d "started" (0, its id printed)
+                 ("--ulimit", "nofile=-1", IMAGE, "true")):
         for detach in ([], ["-d"]):
             r = img(h, *run_args(h, "--rm", *detach, *args))
             assert r.returncode == 125 and r.stderr.count("\n") == 1 and r.stderr.startswith("mrun: "), (args, r)

@@ -261,6 +261,10 @@ class Create:
             run_hooks("createRuntime", self.spec.hooks.get("createRuntime") or [], state)
 
         await_ready(self.ch, host_hooks)
+        if "user" not in self.spec.namespaces():  # (in one, they were set at "cgrouped")
+            from mrun.sandbox.launch import set_rlimits
+
+            set_rlimits(self.record.pid, self.builder.plan.rlimits)  # runc's at procReady: a refusal fails create
 
     def attach_network(self, undo: Undo) -> None:
         if self.network is not None:

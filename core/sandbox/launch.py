@@ -586,7 +586,7 @@ def spawn(launch: Launch) -> tuple[int, Channel]:
         if launch.add_to_cgroup and not _joined(host, launch):
             launch.add_to_cgroup(pid, launch.born)
         if "user" in launch.namespaces:
-            _set_rlimits(pid, launch.rlimits)
+            set_rlimits(pid, launch.rlimits)
         _tell(host, cgrouped=True)
         return pid, host
     except BaseException:
@@ -602,9 +602,11 @@ def spawn(launch: Launch) -> tuple[int, Channel]:
             os.waitpid(forked, 0)  # a pristine copy is reaped by its armer (disarm), off this path
 
 
-def _set_rlimits(pid: int, rlimits: list[tuple[int, int, int]]) -> None:
-    """The process's rlimits, set from here (prlimit) while it waits for "cgrouped", as runc sets
-    them from its parent: its own setrlimit later sets the same values, which needs nothing."""
+def set_rlimits(pid: int, rlimits: list[tuple[int, int, int]]) -> None:
+    """The process's rlimits, set from here (prlimit), as runc sets them from its parent: in a
+    user namespace while it waits for "cgrouped" (it could not raise a hard limit itself), else
+    once it is ready (Create.await_init), so a limit the kernel refuses fails the create, as
+    runc's does. Its own setrlimit later sets the same values, which needs nothing."""
     import resource
 
     for num, soft, hard in rlimits:
