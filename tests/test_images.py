@@ -2768,6 +2768,16 @@ def test_a_command_that_cannot_run_exits_126_or_127_as_docker_run(images, busybo
     assert img_ok(h, "ps", "-a", "-q").stdout.strip() == ""
     r = img(h, *run_args(h, "--rm", IMAGE, "sh", "-c", "exit 1"))
     assert r.returncode == 1  # the command's own code stays the command's
+    # docker's exec into a container of `mrun run`: the same 127 and 126, and 126 for any other
+    # exec that did not start (runc's 255 was given, which docker's exec never says)
+    img_ok(h, *run_args(h, "-d", "--name", "execd", IMAGE, "sleep", "600"))
+    try:
+        for args, code in ((["execd", "nope"], 127), (["execd", "/etc/passwd"], 126),
+                           (["-u", "nosuchuser", "execd", "true"], 126), (["execd", "sh", "-c", "exit 3"], 3)):
+            r = img(h, "exec", *args)
+            assert r.returncode == code and r.stderr.count("\n") == (code != 3), (args, r)
+    finally:
+        img_ok(h, "rm", "-f", "execd")
 
 
 def test_runs_own_failures_exit_125_as_docker_run(images, busybox_archive):

@@ -401,8 +401,13 @@ def exec_(g: dict[str, Any], container_id: str, command: list[str], process: str
           ignore_paused: bool = False, cgroup: list[str] | None = None, **flags: Any) -> int:
     """``flags`` holds the process flags (-e, --cwd, -u, ...) and the stdio ones (--pid-file, ...),
     which a --process file overrides, as in runc. A failure before the process ran exits
-    EXEC_FAILED, as runc's exec does; the process's own status otherwise."""
+    EXEC_FAILED, as runc's exec does, or for a container of `mrun run` (docker's exec) docker's
+    127 (not found) or 126 (any other); the process's own status otherwise."""
+    docker = False
     try:
+        runtime = _rt(g)
+        record = runtime.store.load(container_id)
+        docker = _docker_made(record) and not process
         if process:
             try:
                 with open(process) as f:
@@ -413,8 +418,6 @@ def exec_(g: dict[str, Any], container_id: str, command: list[str], process: str
                 raise InvalidSpec(f"--process {process}: must hold a JSON object")
         else:
             proc = _exec_process(g, container_id, command, **flags)
-        runtime = _rt(g)
-        record = runtime.store.load(container_id)
         if _docker_made(record):
             _docker_running(runtime, record, exec_=True)
             if not flags.get("interactive") and not detach:
@@ -423,13 +426,14 @@ def exec_(g: dict[str, Any], container_id: str, command: list[str], process: str
     except NotRunning:
         raise
     except MrunError as e:
-        e.exit_code = EXEC_FAILED
+        e.exit_code = (command_not_run_code(str(e)) or DOCKER_EXEC_FAILED) if docker else EXEC_FAILED
         raise
     except OSError as e:
-        raise _failure("exec", e, EXEC_FAILED) from None
+        raise _failure("exec", e, DOCKER_EXEC_FAILED if docker else EXEC_FAILED) from None
 
 
 EXEC_FAILED = 255  # runc's exec for whatever kept the process from running; its own status else
+DOCKER_EXEC_FAILED = 126  # docker's daemon's for an exec that did not start (127 when its command was not found)
 
 
 def _failure(verb: str, error: OSError, code: int) -> MrunError:
