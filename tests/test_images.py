@@ -2740,7 +2740,8 @@ def test_init_passes_signals_reaps_orphans_and_exits_as_the_command(images, busy
 def test_docker_s_flags_that_ask_for_what_mrun_does_anyway_are_taken(images, busybox_archive, tmp_path):
     """`docker cp -q` (no progress: mrun's cp prints none), `logs --details` (the attributes of
     --log-opt labels=/env=: mrun's logs carry none), `rmi --no-prune` (no untagged parents: mrun
-    keeps none): each was "No such option", so a docker script stopped there."""
+    keeps none), `stats --no-trunc` (ids are names, never cut): each was "No such option", so a
+    docker script stopped there."""
     h = images
     img_ok(h, "load", busybox_archive)
     img_ok(h, "tag", IMAGE, "localhost/spare:1")
@@ -2749,6 +2750,9 @@ def test_docker_s_flags_that_ask_for_what_mrun_does_anyway_are_taken(images, bus
     assert r.stdout == r.stderr == "" and (tmp_path / "passwd").read_text().startswith("root:")
     assert img_ok(h, "logs", "--details", "said").stdout == img_ok(h, "logs", "said").stdout == "hello\n"
     img_ok(h, "rm", "said")
+    img_ok(h, *run_args(h, "-d", "--name", "stats", IMAGE, "sleep", "60"))
+    assert img_ok(h, "stats", "--no-stream", "--no-trunc", "--format", "{{.ID}}", "stats").stdout == "stats\n"
+    img_ok(h, "rm", "-f", "stats")
     assert img_ok(h, "rmi", "--no-prune", "localhost/spare:1").stdout.strip() == "Untagged: localhost/spare:1"
     assert img_ok(h, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout == f"{IMAGE}\n"
 

@@ -564,6 +564,7 @@ COMMANDS = (
         (
             Flag("no-stream", "print the figures once, then exit", kind=bool, default=False),
             Flag("all", "stopped containers too (docker's -a)", kind=bool, short="a", default=False),
+            Flag("no-trunc", "docker's: ids whole (mrun's ids are its names, never cut)", kind=bool, default=False),
             Flag("format", "docker's Go template over CPUPerc, MemUsage, MemPerc, NetIO, BlockIO, PIDs, Name, ID "
                  "('table ...' adds a header)", default=""),
         ),

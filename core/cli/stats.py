@@ -30,7 +30,7 @@ UNLIMITED = 1 << 62  # v1 writes "no limit" as 2^63 less a page
 
 
 def stats(g: dict[str, Any], containers: list[str], no_stream: bool = False, all: bool = False,  # noqa: A002
-          format: str = "") -> int:  # noqa: A002
+          format: str = "", no_trunc: bool = False) -> int:  # noqa: A002
     runtime = _rt(g)
     fmt = format if format not in ("", "table") else DEFAULT
     formatted(fmt, [], HEADERS)  # a template's fields are checked before anything is read
