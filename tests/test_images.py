@@ -4682,6 +4682,25 @@ def test_import_as_docker(images, busybox_archive, tmp_path):
         assert (sorted(os.listdir(blobs)), sorted(os.listdir(layers))) == before, path
     assert not os.path.exists(tmp_path.parent / "escaped")
     one_line_error(img(h, "import", str(exported)), "name the new image")
+    # an endless stream (/dev/zero, a URL that never ends) was copied until the disk was full:
+    # after the archive's end, 16 MiB at most; a block that is no tar header, refused at once
+    base = [h.binary, "--root", h.root, "--image-root", h.image_root, "import"]
+    env = {**os.environ, **h.base_env}
+    for stream, words in (("/dev/zero", "more than 16 MiB after the tarball's end"),
+                          ("/dev/urandom", "not a tar archive (the block at byte 0 is no tar header)")):
+        with open(stream, "rb") as endless:
+            r = subprocess.run([*base, "-", "endless:1"], stdin=endless, capture_output=True, text=True, env=env,
+                               timeout=60)
+        one_line_error(r, words)
+        assert (sorted(os.listdir(blobs)), sorted(os.listdir(layers))) == before, stream
+    # a writer's record padding after the end is taken: GNU tar's 1 MiB records (-b 2048)
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "f").write_text("padded\n")
+    padded = tmp_path / "padded.tar"
+    subprocess.run(["tar", "-cf", str(padded), "-b", "2048", "-C", str(tmp_path / "dir"), "."], check=True)
+    assert padded.stat().st_size == 1 << 20
+    img_ok(h, "import", str(padded), "padded:1")
+    img_ok(h, "rmi", "padded:1")
     img_ok(h, "rm", "src")
 
 

@@ -41,18 +41,95 @@ def _plain(f: IO[bytes]) -> IO[bytes]:
 class _Reading:
     """The source, decompressed, as ``copyfileobj`` reads it: an error of the reading (a stream
     cut short or damaged, a connection broken off) is one line naming the source, where an
-    error of the writing (a full disk) stays the store's to name."""
+    error of the writing (a full disk) stays the store's to name. Its tar headers are walked as
+    it goes (``TarWalk``)."""
 
     def __init__(self, f: IO[bytes], source: str) -> None:
         self.f, self.source, self.plain = f, source, None
+        self.walk = TarWalk(f"import {source}")
 
     def read(self, n: int = -1) -> bytes:
         try:
             if self.plain is None:
                 self.plain = _plain(self.f)
-            return self.plain.read(n)
+            data = self.plain.read(n)
         except Exception as e:  # noqa: BLE001 - gzip's, bz2's, lzma's, zstd's and urllib3's, alike
             raise InvalidSpec(f"import {self.source}: not a whole tarball ({e or e.__class__.__name__})") from None
+        self.walk.feed(data)
+        return data
+
+
+BLOCK = 512
+TRAILING_MAX = 16 << 20  # past a tarball's end: its writer's record padding (GNU tar's: 10 KiB), never more
+
+
+class TarWalk:
+    """A tar stream's headers, followed as its bytes go by: a block that is no tar header is
+    refused at once, and after the archive's end (its first all-zero header block, where
+    tarfile stops reading) at most TRAILING_MAX bytes more are taken. The tarball is stored as
+    it came (its trailing bytes belong to its diff id), so `mrun import /dev/zero`, or a URL
+    that never ends, was copied until the disk was full before anything read it."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.pos = 0  # bytes seen
+        self.next = 0  # where the next header block begins
+        self.header = b""  # the part of it seen so far
+        self.extensions = False  # an old GNU sparse header's extension blocks follow
+        self.after = 0  # the data of a header whose extension blocks come first
+        self.ended = -1  # where the archive ended
+
+    def feed(self, data: bytes) -> None:
+        base = self.pos
+        self.pos += len(data)
+        while self.ended < 0:
+            at = self.next + len(self.header) - base  # where in ``data`` the header goes on
+            if at >= len(data):
+                break
+            self.header += data[at:at + BLOCK - len(self.header)]
+            if len(self.header) < BLOCK:
+                break
+            block, self.header = self.header, b""
+            self._header(block)
+        if self.ended >= 0 and self.pos - self.ended > TRAILING_MAX:
+            raise InvalidSpec(f"{self.what}: more than {TRAILING_MAX >> 20} MiB after the tarball's end: "
+                              "not a tarball's padding")
+
+    def _header(self, block: bytes) -> None:
+        at = self.next
+        if self.extensions:  # each says whether another follows (its byte 504)
+            self.extensions = block[504] != 0
+            self.next = at + BLOCK + (0 if self.extensions else self.after)
+            return
+        if block.count(0) == BLOCK:
+            self.ended = at + BLOCK
+            return
+        size = _number(block[124:136])
+        if size is None or _number(block[148:156]) not in _checksums(block):
+            raise InvalidSpec(f"{self.what}: not a tar archive (the block at byte {at} is no tar header)")
+        data = -(-size // BLOCK) * BLOCK
+        self.extensions = block[156:157] == b"S" and block[482] != 0  # old GNU sparse: extensions first
+        self.after = data
+        self.next = at + BLOCK + (0 if self.extensions else data)
+
+
+def _number(field: bytes) -> int | None:
+    """A tar header's number, as tarfile reads it: octal digits (NUL or space ended), or GNU's
+    base-256 (its first byte's top bit set). None: not a number."""
+    if field[:1] and field[0] & 0x80:
+        value = int.from_bytes(field[1:], "big")
+        return value - (1 << (8 * len(field[1:]))) if field[0] == 0xFF else value
+    text = field.split(b"\0", 1)[0].strip()
+    try:
+        return int(text or b"0", 8)
+    except ValueError:
+        return None
+
+
+def _checksums(block: bytes) -> tuple[int, int]:
+    """The header's sum with its checksum field as spaces, unsigned and signed (tarfile takes either)."""
+    blank = block[:148] + b" " * 8 + block[156:]
+    return sum(blank), sum(b - 256 if b > 127 else b for b in blank)
 
 
 def _opened(source: str) -> tuple[IO[bytes], Any]:
