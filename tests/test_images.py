@@ -4608,10 +4608,20 @@ def test_a_long_write_ended_by_a_signal_takes_its_partial_files_along(images, bu
     img_ok(h, *run_args(h, "-d", "--name", "target", IMAGE, "sleep", "60"))
     base = [h.binary, "--root", h.root, "--image-root", h.image_root]
     blobs = os.path.join(h.image_root, "blobs", "sha256")
+    # a tarball of one 64 GiB file of zeros, sparse on disk: import takes it whole (/dev/zero,
+    # no tarball, it now refuses after 16 MiB); cp's stream is read to its end, as docker's
+    huge = os.path.join(h.tmp, "huge.tar")
+    info = tarfile.TarInfo("huge")
+    info.size = 64 << 30
+    with open(huge, "wb") as f:
+        f.write(info.tobuf(tarfile.GNU_FORMAT))
+        f.truncate(tarfile.BLOCKSIZE + info.size)
     try:
-        for argv, left in ((["import", "-", "localhost/endless:1"], lambda: glob.glob(f"{blobs}/commit-*.layer")),
-                           (["cp", "-", "target:/tmp"], lambda: glob.glob(f"{h.image_root}/cp-*.in"))):
-            with open("/dev/zero", "rb") as zeros:
+        for argv, stream, left in ((["import", "-", "localhost/endless:1"], huge,
+                                    lambda: glob.glob(f"{blobs}/commit-*.layer")),
+                                   (["cp", "-", "target:/tmp"], "/dev/zero",
+                                    lambda: glob.glob(f"{h.image_root}/cp-*.in"))):
+            with open(stream, "rb") as zeros:
                 caller = subprocess.Popen([*base, *argv], stdin=zeros, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.PIPE, env={**os.environ, **h.base_env})
             deadline = time.monotonic() + 20

@@ -262,9 +262,8 @@ class Create:
 
         await_ready(self.ch, host_hooks)
         if "user" not in self.spec.namespaces():  # (in one, they were set at "cgrouped")
-            from mrun.sandbox.launch import set_rlimits
-
-            set_rlimits(self.record.pid, self.builder.plan.rlimits)  # runc's at procReady: a refusal fails create
+            # runc's at procReady: a limit the kernel refuses fails the create
+            self.runtime.host.set_rlimits(self.record.pid, self.record.pid_start, self.builder.plan.rlimits)
 
     def attach_network(self, undo: Undo) -> None:
         if self.network is not None:
