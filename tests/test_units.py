@@ -946,7 +946,9 @@ def test_a_health_check_is_the_image_s_with_the_flags_over_it():
 
     image = {"Test": ["CMD", "/bin/check", "-q"], "Interval": 5_000_000_000, "Retries": 7}
     assert check_from({}, image) == {"test": ["/bin/check", "-q"], "interval": 5.0, "timeout": 30.0,
-                                     "start_period": 0.0, "retries": 7}
+                                     "start_period": 0.0, "start_interval": 5.0, "retries": 7}
+    assert check_from({}, {**image, "StartInterval": 2_000_000_000})["start_interval"] == 2.0
+    assert check_from({"start_interval": "250ms"}, image)["start_interval"] == 0.25
     assert check_from({"cmd": "true", "timeout": "1m30s"}, image)["test"] == ["/bin/sh", "-c", "true"]
     assert check_from({"cmd": "true", "timeout": "1m30s"}, image)["timeout"] == 90.0
     assert check_from({"none": True}, image) is None and check_from({}, {"Test": ["NONE"]}) is None
@@ -959,7 +961,7 @@ def test_a_health_check_is_the_image_s_with_the_flags_over_it():
     with pytest.raises(InvalidSpec, match="Healthcheck.Interval 1: less than 1ms"):
         check_from({}, hammering)
     assert check_from({"interval": "10s"}, hammering)["interval"] == 10.0
-    for field in ("Interval", "Timeout", "StartPeriod", "Retries"):  # past Go's int64: docker cannot read it
+    for field in ("Interval", "Timeout", "StartPeriod", "StartInterval", "Retries"):  # past Go's int64
         with pytest.raises(InvalidSpec, match=f"Healthcheck.{field} {2**70}: out of range"):
             check_from({}, {"Test": ["CMD", "true"], field: 2**70})
     assert [go_duration(t) for t in ("1h30m", "500ms", "0", "1.5s", "10", "", "5x")] == [5400, 0.5, 0, 1.5, None,
@@ -1256,3 +1258,40 @@ def test_a_default_spec_shares_no_list_with_the_next():
     assert "/etc/group" not in second["linux"]["maskedPaths"]
     assert "/etc" not in second["linux"]["readonlyPaths"]
     assert "CAP_SYS_ADMIN" not in second["process"]["capabilities"]["bounding"]
+
+
+def test_the_tar_walk_of_import_follows_headers_across_reads_and_refuses_what_is_no_tarball():
+    """import's TarWalk (images.tarball_import): headers found whatever the read sizes, the end
+    found at the first zero block, a bounded tail after it, a bad checksum or a negative size
+    (base-256) refused at once."""
+    import io
+    import tarfile
+
+    from mrun.errors import InvalidSpec
+    from mrun.images.tarball_import import TRAILING_MAX, TarWalk
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name, size in (("a", 0), ("b", 700), ("c" * 150, 3)):  # c: a GNU long name, its own block
+            info = tarfile.TarInfo(name)
+            info.size = size
+            tar.addfile(info, io.BytesIO(b"x" * size))
+    data = out.getvalue()
+    for chunk in (1, 7, 512, 1000, len(data)):
+        walk = TarWalk("import t")
+        for i in range(0, len(data), chunk):
+            walk.feed(data[i:i + chunk])
+        assert walk.ended > 0 and walk.ended <= len(data), chunk
+    walk.feed(b"\0" * (TRAILING_MAX - (walk.pos - walk.ended)))  # up to the bound: taken
+    with pytest.raises(InvalidSpec, match="after the tarball's end"):
+        walk.feed(b"\0")
+    bad = bytearray(data[:512])
+    bad[0] ^= 1  # the name changed, the checksum not
+    with pytest.raises(InvalidSpec, match="no tar header"):
+        TarWalk("import t").feed(bytes(bad))
+    negative = bytearray(data[:512])
+    negative[124:136] = b"\xff" * 12  # base-256 minus one
+    negative[148:156] = b" " * 8
+    negative[148:156] = f"{sum(negative):06o}\0 ".encode()
+    with pytest.raises(InvalidSpec, match="no tar header"):
+        TarWalk("import t").feed(bytes(negative))

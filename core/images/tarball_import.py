@@ -105,7 +105,7 @@ class TarWalk:
             self.ended = at + BLOCK
             return
         size = _number(block[124:136])
-        if size is None or _number(block[148:156]) not in _checksums(block):
+        if size is None or size < 0 or _number(block[148:156]) not in _checksums(block):
             raise InvalidSpec(f"{self.what}: not a tar archive (the block at byte {at} is no tar header)")
         data = -(-size // BLOCK) * BLOCK
         self.extensions = block[156:157] == b"S" and block[482] != 0  # old GNU sparse: extensions first
