@@ -90,7 +90,7 @@ def ps_row(state: dict[str, Any], record: Any, image: str, ended: dict[str, Any]
         "Status": shown,
         "State": state_name,
         "Names": state["id"],
-        "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+        "Labels": labels_column(labels),
         "Mounts": ",".join(mounts),
         "Networks": network_of(config, net),
     }
@@ -120,10 +120,14 @@ def image_row(name: str, entry: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def labels_column(labels: dict[str, str]) -> str:
+    """docker's LABELS column and ``{{.Labels}}`` of a listing: KEY=VALUE,... by key."""
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
 def volume_row(name: str, described: dict[str, Any]) -> dict[str, str]:
-    labels = described.get("labels") or {}
     return {"Driver": "local", "Name": name, "Mountpoint": described.get("mountpoint", ""), "Scope": "local",
-            "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+            "Labels": labels_column(described.get("labels") or {}),
             "Kind": "anonymous" if described.get("anonymous") else "named"}
 
 
@@ -150,8 +154,7 @@ def network_view(name: str, doc: dict[str, Any], leases: dict[str, dict[str, str
 
 def network_row(name: str, doc: dict[str, Any]) -> dict[str, str]:
     """A network has no id of its own in mrun: its bridge's name stands for it."""
-    labels = doc.get("labels") or {}
     return {"ID": doc.get("bridge", ""), "Name": name, "Driver": "bridge", "Scope": "local",
             "Subnet": doc.get("subnet", ""), "Gateway": doc.get("gateway", ""), "Bridge": doc.get("bridge", ""),
-            "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+            "Labels": labels_column(doc.get("labels") or {}),
             "Internal": "true" if doc.get("internal") else "false"}

@@ -1239,9 +1239,9 @@ def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False
     if action == "create":
         if len(names) > 1:
             raise InvalidSpec("volume create: one name at most")
-        from mrun.images.run_flags import labels as checked_labels
+        from mrun.images.run_flags import create_labels
 
-        own = dict(sorted(checked_labels([("--label", text) for text in label]).items()))  # as Go's maps print
+        own = create_labels(label)
         with volumes.store_lock(root):  # a concurrent prune sweeps no volume in the making
             made = volumes.create(root, names[0] if names else "", labels=own)
         print(made)

@@ -44,9 +44,9 @@ def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str
     if action == "create":
         if driver != "bridge":
             raise InvalidSpec(f"network create -d {driver!r}: bridge is the one driver here")
-        from mrun.images.run_flags import labels as checked_labels
+        from mrun.images.run_flags import create_labels
 
-        own = dict(sorted(checked_labels([("--label", text) for text in label]).items()))  # as Go's maps print
+        own = create_labels(label)
         doc = nets.create(name, subnet, gateway, internal, own)  # type: ignore[arg-type]
         print(doc["name"])
     elif action == "ls" and (quiet or format not in ("table", "")):

@@ -316,6 +316,12 @@ def labels(given: list[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
+def create_labels(texts: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """``volume create`` and ``network create``'s --label KEY[=VALUE]s, checked as a container's
+    (``labels``) and kept by key, as Go's maps print (``{{json .Labels}}``)."""
+    return dict(sorted(labels([("--label", text) for text in texts]).items()))
+
+
 INIT_PATH = "/sbin/docker-init"  # where docker puts its init; tools look for it there
 
 
