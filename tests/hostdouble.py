@@ -88,10 +88,6 @@ class RecordingHost:
         if sig == 9:
             self.running.discard(pid)
 
-    def set_rlimits(self, pid: int, started: int | None, rlimits: list[tuple[int, int, int]]) -> None:
-        if rlimits:
-            self.calls.append(("set_rlimits", pid, rlimits))
-
     def new_cgroup(self, cgroups_path: str, container_id: str, systemd: bool) -> FakeCgroup:
         self.calls.append(("new_cgroup", cgroups_path))
         return FakeCgroup(self, container_id)

@@ -251,6 +251,47 @@ def test_oom_score_adj_refusal_names_the_field(h):
     one_line_error(r, "process.oomScoreAdj", "-1000")
 
 
+def _one_id_mapped(cfg: dict) -> None:
+    """A user namespace that maps ids 0-65535 (host 100000 on): 70000 is unmapped."""
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+
+
+@pytest.mark.parametrize(("user", "needle"), [({"uid": 70000, "gid": 0}, "process.user"),
+                                              ({"uid": 0, "gid": 70000}, "process.user"),
+                                              ({"uid": 0, "gid": 0, "additionalGids": [70000]}, "process.user")])
+def test_a_process_user_the_kernel_refuses_fails_create_not_start(h, user, needle):
+    """runc sets the process's user, groups, capabilities, seccomp (without no_new_privs),
+    scheduler and I/O priority before its create returns, so one the kernel refuses (a uid its
+    user namespace does not map) fails the create, and nothing is left. mrun set them after
+    `start`: the create succeeded, `start` printed the failure and exited 0, and the container
+    was stopped without ever running."""
+    open_to_others(h.rootfs)
+    cfg = h.config(["true"])
+    _one_id_mapped(cfg)
+    cfg["process"]["user"] = user
+    cid = h.cid()
+    one_line_error(h.mrun("create", "-b", h.bundle(config=cfg), cid), needle)
+    r = h.mrun("state", cid)
+    assert r.returncode != 0 and "does not exist" in r.stderr, r
+
+
+def test_an_exec_d_process_user_the_kernel_refuses_fails_the_exec(h):
+    """The same for `exec --user`: runc's exec fails (255) with the reason; mrun's process wrote
+    the failure to its own stderr after the exec had been reported started."""
+    open_to_others(h.rootfs)
+    cfg = h.config(["sleep", "600"])
+    _one_id_mapped(cfg)
+    cid = h.cid()
+    h.ok("run", "-d", "-b", h.bundle(config=cfg), cid)
+    r = h.mrun("exec", "--user", "70000", cid, "true")
+    one_line_error(r, "process.user")
+    assert r.returncode == 255, r
+    assert len(json.loads(h.ok("ps", "--format", "json", cid).stdout)) == 1  # the init alone
+    h.ok("delete", "--force", cid)
+
+
 def test_an_unknown_verb_is_one_usage_error_that_suggests_once(h):
     r = h.mrun("logz")
     assert r.returncode == 2, r

@@ -39,8 +39,7 @@ def test_create_runs_its_steps_in_order_and_ends_created(world):
     rt, host, bundle = world()
     record = rt.create("c1", bundle)
     names = [c[0] for c in host.calls]
-    # the rlimits are set from here once the init is ready (runc's procReady)
-    assert names == ["new_cgroup", "cgroup.plan", "cgroup.create", "prepare", "spawn", "set_rlimits"]
+    assert names == ["new_cgroup", "cgroup.plan", "cgroup.create", "prepare", "spawn"]
     assert rt.status(rt.store.load("c1")) == Status.CREATED
     assert record.pid in host.running and record.pid_start == 1000 + record.pid
 

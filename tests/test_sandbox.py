@@ -238,6 +238,30 @@ def test_a_bad_io_priority_or_scheduler_is_refused_at_create(h, field, value, ne
     one_line_error(h.mrun("create", "-b", h.bundle(config=cfg), h.cid()), needle)
 
 
+def test_a_real_time_scheduler_the_kernel_refuses_fails_create(h, tmp_path):
+    """SCHED_FIFO in a cgroup without a real-time budget (cgroup v1 with RT group scheduling: a
+    new cgroup's cpu.rt_runtime_us is 0) is EPERM. runc 1.2 sets the scheduler before its create
+    returns; mrun set it after `start`, which exited 0 for a container that never ran. Where the
+    kernel lets it (no RT group scheduling), the program runs under it."""
+    out = tmp_path / "out"
+    out.mkdir()
+    cfg = h.config(["sh", "-c", "echo ran > /out/ran"])
+    cfg["mounts"].append({"destination": "/out", "type": "bind", "source": str(out), "options": ["rbind", "rw"]})
+    cfg["process"]["scheduler"] = {"policy": "SCHED_FIFO", "priority": 1}
+    cid = h.cid()
+    r = h.mrun("create", "-b", h.bundle(config=cfg), cid)
+    if r.returncode != 0:
+        one_line_error(r, "process.scheduler", "Operation not permitted")
+        assert h.mrun("state", cid).returncode != 0
+        return
+    assert h.ok("start", cid).returncode == 0
+    deadline = time.monotonic() + 10
+    while json.loads(h.ok("state", cid).stdout)["status"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    h.ok("delete", cid)
+    assert (out / "ran").read_text() == "ran\n"  # started means it ran
+
+
 def test_bind_mounts_read_only_and_read_write(h):
     data = os.path.join(h.tmp, "data")
     os.makedirs(data)

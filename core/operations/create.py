@@ -260,10 +260,7 @@ class Create:
             run_hooks("prestart", self.spec.hooks.get("prestart") or [], state)
             run_hooks("createRuntime", self.spec.hooks.get("createRuntime") or [], state)
 
-        await_ready(self.ch, host_hooks)
-        if "user" not in self.spec.namespaces():  # (in one, they were set at "cgrouped")
-            # runc's at procReady: a limit the kernel refuses fails the create
-            self.runtime.host.set_rlimits(self.record.pid, self.record.pid_start, self.builder.plan.rlimits)
+        await_ready(self.ch, host_hooks)  # the init has its rlimits, user, capabilities (ProcessPlan.apply)
 
     def attach_network(self, undo: Undo) -> None:
         if self.network is not None:

@@ -27,17 +27,6 @@ class Host:
         number reused meanwhile gets nothing); else ProcessLookupError."""
         proc.signal_if_same(pid, started, sig)
 
-    def set_rlimits(self, pid: int, started: int | None, rlimits: list[tuple[int, int, int]]) -> None:
-        """``rlimits`` on ``pid`` (prlimit, as runc's parent sets them) while it is the process
-        that started at ``started``; else ProcessLookupError."""
-        if not rlimits:
-            return
-        if not proc.is_alive(pid, started):
-            raise ProcessLookupError(pid)
-        from mrun.sandbox.launch import set_rlimits
-
-        set_rlimits(pid, rlimits)
-
     def new_cgroup(self, cgroups_path: str, container_id: str, systemd: bool) -> Any:
         from mrun.cgroups import new_cgroup
 

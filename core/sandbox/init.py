@@ -186,7 +186,7 @@ def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
     spec, linux = sb.spec, sb.spec.linux
     # Nothing blocked from here on: a mask survives fork and exec, and a cold mrun's caller's
     # (one that blocked SIGTERM) would have held `kill TERM` of the created container, and its
-    # hooks' signals. (What is ignored is reset just before the payload: ProcessPlan.apply.)
+    # hooks' signals. (What is ignored is reset just before the payload: ProcessPlan.finish.)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
     os.setsid()
     _join_session_keyring(sb)
@@ -225,6 +225,7 @@ def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
         if (spec.raw.get("root") or {}).get("readonly"):
             rootfs.remount_readonly("/")
     payload = _enter_process(sb, keep=(ch.rfd, ch.wfd), init=True)
+    sb.plan.apply(execs=not hasattr(payload, "entered"))  # before ready: a refusal fails the create
     ch.send(ready=True)
     ch.close()
     _wait_for_start(sb.exec_fifo, sb.starter_pidfd)
@@ -237,7 +238,7 @@ def _run_payload(sb: Sandbox, payload: Any, start_hooks: Any = None, state: Any 
     try:
         if start_hooks:
             run_hooks("startContainer", start_hooks, state)
-        sb.plan.apply(execs=not hasattr(payload, "entered"))  # an in-process payload (wasm) execs nothing
+        sb.plan.finish()
         if hasattr(payload, "entered"):
             payload.entered = entered  # it says when it runs (wasm: inside the module)
         else:
@@ -327,6 +328,7 @@ def exec_child(sb: Sandbox, ch: Channel) -> NoReturn:
     if sb.console is not None:
         os.setsid()
     payload = _enter_process(sb, keep=(ch.rfd, ch.wfd))
+    sb.plan.apply(execs=not hasattr(payload, "entered"))  # an in-process payload (wasm) execs nothing
     ch.send(ready=True)
     ch.close()
     _run_payload(sb, payload)

@@ -603,10 +603,10 @@ def spawn(launch: Launch) -> tuple[int, Channel]:
 
 
 def set_rlimits(pid: int, rlimits: list[tuple[int, int, int]]) -> None:
-    """The process's rlimits, set from here (prlimit), as runc sets them from its parent: in a
-    user namespace while it waits for "cgrouped" (it could not raise a hard limit itself), else
-    once it is ready (Create.await_init), so a limit the kernel refuses fails the create, as
-    runc's does. Its own setrlimit later sets the same values, which needs nothing."""
+    """The process's rlimits, set from here (prlimit) in a user namespace while it waits for
+    "cgrouped": it could not raise a hard limit itself. Its own setrlimit before it reports ready
+    (ProcessPlan.apply) sets the same values, which needs nothing; without a user namespace that
+    is where they are set, and a limit the kernel refuses fails the create, as runc's does."""
     import resource
 
     for num, soft, hard in rlimits:

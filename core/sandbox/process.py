@@ -1,11 +1,12 @@
 """The last steps before a payload runs: rlimits, user and groups, capabilities, no_new_privs,
 seccomp, umask. Everything that can be wrong is checked when the plan is made, on the host;
-``apply()`` runs in the sandbox, after the start signal.
+``apply()`` runs in the sandbox before it reports ready, ``finish()`` after the start signal.
 """
 
 from __future__ import annotations
 
 import _signal  # signal's C half: signal's enums would import enum, ~1 ms of every create
+import errno
 import os
 import resource
 
@@ -24,6 +25,7 @@ class ProcessPlan:
     def __init__(self, process: dict[str, Any], seccomp: dict[str, Any] | None = None, field: str = "process",
                  personality: int | None = None) -> None:
         self.process = process
+        self.field = field
         self.personality = personality  # linux.personality's domain (spec.personality), or None: ours stays
         self.args: list[str] = process["args"]
         self.env: list[str] = list(process.get("env") or [])
@@ -56,12 +58,17 @@ class ProcessPlan:
             self.seccomp = Filter(seccomp)
 
     def apply(self, execs: bool = True) -> None:
-        """Drop to the configured identity and privileges. Order matters (runc's order):
-        seccomp needs CAP_SYS_ADMIN unless no_new_privs is set, setuid needs keepcaps to
-        keep the capabilities that are then set explicitly. The scheduler and I/O priority first:
-        a real-time one needs CAP_SYS_NICE / CAP_SYS_ADMIN, which the capabilities may drop.
-        The AppArmor profile first of all, as runc applies it: taken at the payload's execve, or
-        at once for a payload that ``execs`` nothing (wasm).
+        """Drop to the configured identity and privileges before the process reports ready, as
+        runc does before its create (or exec) returns: one the kernel refuses (a uid its user
+        namespace does not map, a real-time scheduler the cgroup has no budget for) fails the
+        create, naming the field, rather than a container that `start` reports started and that
+        never runs. What is left for the moment before the payload: ``finish()``.
+
+        Order matters (runc's order): seccomp needs CAP_SYS_ADMIN unless no_new_privs is set,
+        setuid needs keepcaps to keep the capabilities that are then set explicitly. The
+        scheduler and I/O priority first: a real-time one needs CAP_SYS_NICE / CAP_SYS_ADMIN,
+        which the capabilities may drop. The AppArmor profile first of all, as runc applies it:
+        taken at the payload's execve, or at once for a payload that ``execs`` nothing (wasm).
 
         Before anything is dropped, this process stops being dumpable (runc does the same): once
         its capabilities are the container's, a process of the container (one sharing its PID
@@ -78,45 +85,59 @@ class ProcessPlan:
             try:
                 apparmor.apply(self.apparmor, at_exec=execs)
             except OSError as e:
-                raise OSError(f"process.apparmorProfile: cannot apply {self.apparmor!r}: {e.strerror}")
+                raise OSError(f"{self.field}.apparmorProfile: cannot apply {self.apparmor!r}: {e.strerror}")
         if self.scheduler is not None:
             try:
                 sc.sched_setattr(*self.scheduler)
             except OSError as e:
-                raise OSError(f"process.scheduler: {e.strerror}")
+                raise OSError(f"{self.field}.scheduler: {e.strerror}")
         if self.ioprio is not None:
             try:
                 sc.ioprio_set(self.ioprio)
             except OSError as e:
-                raise OSError(f"process.ioPriority: {e.strerror}")
+                raise OSError(f"{self.field}.ioPriority: {e.strerror}")
         for num, soft, hard in self.rlimits:
             try:
                 resource.setrlimit(num, (soft, hard))
             except (OSError, ValueError) as e:
-                raise OSError(f"setrlimit {num} to {soft}/{hard}: {e} (raising a hard limit needs CAP_SYS_RESOURCE)")
+                why = "raising a hard limit needs CAP_SYS_RESOURCE" if isinstance(e, PermissionError) else str(e)
+                raise OSError(f"{self.field}.rlimits: cannot set resource {num} to {soft}/{hard} ({why})")
         if self.seccomp and not self.nnp:
             self.seccomp.load()
         if self.caps:
             self.caps.drop_bounding()
             sc.prctl(sc.PR_SET_KEEPCAPS, 1)
-        uid, gid = self.user.get("uid", 0), self.user.get("gid", 0)
-        groups = self.user.get("additionalGids")
-        try:
-            os.setgroups(list(groups or []))  # never inherit the host's supplementary groups
-        except PermissionError:
-            if groups:
-                raise  # setgroups is denied in this user namespace
-        os.setresgid(gid, gid, gid)
-        os.setresuid(uid, uid, uid)
+        self._set_user()
         if self.caps:
             sc.prctl(sc.PR_SET_KEEPCAPS, 0)
             self.caps.apply()
         if self.nnp:
             sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+        os.umask(self.user["umask"] if "umask" in self.user else umask.callers())  # runc's: its caller's
+
+    def finish(self) -> None:
+        """Just before the payload: seccomp under no_new_privs as close to execve as it goes (as
+        runc: the fewest calls a profile must allow after it), and the signals at their defaults."""
         if self.seccomp and self.nnp:
             self.seccomp.load()
-        os.umask(self.user["umask"] if "umask" in self.user else umask.callers())  # runc's: its caller's
         _default_signals()
+
+    def _set_user(self) -> None:
+        """Groups, then gid, then uid: the kernel's refusal (an id this user namespace does not
+        map: EINVAL) named with the field and the id, as runc's create fails."""
+        uid, gid = self.user.get("uid", 0), self.user.get("gid", 0)
+        groups = list(self.user.get("additionalGids") or [])
+        try:
+            os.setgroups(groups)  # never inherit the host's supplementary groups
+        except OSError as e:
+            if groups or not isinstance(e, PermissionError):  # none to set where setgroups is denied: fine
+                raise OSError(f"{self.field}.user.additionalGids: cannot set {groups}: {e.strerror}")
+        for name, value, setter in (("gid", gid, os.setresgid), ("uid", uid, os.setresuid)):
+            try:
+                setter(value, value, value)
+            except OSError as e:
+                hint = " (not mapped in the user namespace)" if e.errno == errno.EINVAL else ""
+                raise OSError(f"{self.field}.user.{name}: cannot set {value}: {e.strerror}{hint}")
 
 
 def _rlim(value: int) -> int:
