@@ -367,6 +367,29 @@ def test_push_then_pull_back_and_run(images, registry, busybox_archive, tmp_path
         assert h.mrun("--image-root", other, "rmi", wasm_dest).returncode == 0
 
 
+def test_push_all_tags_and_quiet_as_docker_s(images, registry, busybox_archive, tmp_path):
+    """`docker push -a REPO` pushes every tag the repository has here, a line each; `-q` prints
+    the name given and no more. A tag beside -a, a destination beside it, or a repository with
+    no tag here is one line, nothing pushed. (Were "No such option".)"""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    repo = f"{registry.host}/mrun/alltags"
+    for tag in ("a", "b"):
+        img_ok(h, "tag", IMAGE, f"{repo}:{tag}")
+    one_line_error(img(h, "push", "-a", "--creds", CREDS, f"{repo}:a"), "tag can't be used with --all-tags")
+    one_line_error(img(h, "push", "-a", "--creds", CREDS, repo, f"{repo}2"), "--all-tags")
+    one_line_error(img(h, "push", "-a", "--creds", CREDS, f"{repo}-none"), f"{repo}-none")
+    r = img_ok(h, "push", "--all-tags", "--creds", CREDS, repo)
+    assert [line.split()[0] for line in r.stdout.splitlines()] == ["a:", "b:"], r.stdout
+    r = img_ok(h, "push", "-q", "--creds", CREDS, f"{repo}:a")
+    assert r.stdout == f"{repo}:a\n", r.stdout
+    r = img_ok(h, "push", "-qa", "--creds", CREDS, repo)
+    assert r.stdout == f"{repo}\n", r.stdout
+    other = str(tmp_path / "other")
+    for tag in ("a", "b"):
+        assert h.mrun("--image-root", other, "pull", "-q", "--creds", CREDS, f"{repo}:{tag}").returncode == 0
+
+
 def test_an_upload_location_on_another_host_gets_no_credentials(images, busybox_archive):
     """A registry names where a blob is uploaded to (its Location); one elsewhere (a storage
     service, or a hostile registry's collector) must not be sent the registry's credentials."""

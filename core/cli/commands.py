@@ -416,6 +416,9 @@ COMMANDS = (
         (
             _INSECURE,
             _CREDS,
+            Flag("all-tags", "docker's: push every tag of the repository IMAGE names", kind=bool, short="a",
+                 default=False),
+            Flag("quiet", "docker's: no progress; print the name pushed", kind=bool, short="q", default=False),
         ),
     ),
     Command(

@@ -79,11 +79,28 @@ def import_image(g: dict[str, Any], source: str, repository: str = "", change: t
     return 0
 
 
-def push(g: dict[str, Any], image: str, destination: str, insecure: bool, creds: str) -> int:
+def push(g: dict[str, Any], image: str, destination: str, insecure: bool, creds: str, all_tags: bool = False,
+         quiet: bool = False) -> int:
+    """docker's push: each tag's last line ("TAG: digest: ... size: N"), or with -q the name
+    given alone once all went. -a: every tag of the repository, in the order of their names."""
     from mrun.images.registry import push as push_image
 
-    tag, digest, size = push_image(_store(g), image, destination or "", insecure, creds)
-    print(f"{tag}: digest: {digest} size: {size}")  # as docker's push ends
+    store = _store(g)
+    names = [image]
+    if all_tags:
+        if destination:
+            raise MrunError("push: --all-tags takes a repository, no destination")
+        if "@" in image or ":" in image.rsplit("/", 1)[-1]:
+            raise MrunError(f"push: tag can't be used with --all-tags/-a: {image}")
+        names = sorted(_chosen_images(store, store.index(), [], image))
+        if not names:
+            raise MrunError(f"push: an image does not exist locally with the repository {image}")
+    for name in names:
+        tag, digest, size = push_image(store, name, destination or "", insecure, creds, quiet)
+        if not quiet:
+            print(f"{tag}: digest: {digest} size: {size}", flush=True)  # as docker's push ends
+    if quiet:
+        print(image)
     return 0
 
 

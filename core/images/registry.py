@@ -495,18 +495,18 @@ class RegistrySource(Source):
             progress.close()
 
 
-def push(store: ImageStore, image: str, destination: str = "", insecure: bool = False, creds: str = ""
-         ) -> tuple[str, str, int]:
+def push(store: ImageStore, image: str, destination: str = "", insecure: bool = False, creds: str = "",
+         quiet: bool = False) -> tuple[str, str, int]:
     """docker's push: the image's blobs the registry lacks, then its manifest under the tag.
     -> (the tag, the manifest's digest, its size)."""
     from mrun.images import leases
 
     with leases.reading(store, [image]) as [(name, entry)]:  # an rmi meanwhile takes none of it from under us
-        return _push(store, name, entry, destination, insecure, creds)
+        return _push(store, name, entry, destination, insecure, creds, quiet)
 
 
-def _push(store: ImageStore, name: str, entry: dict[str, Any], destination: str, insecure: bool, creds: str
-          ) -> tuple[str, str, int]:
+def _push(store: ImageStore, name: str, entry: dict[str, Any], destination: str, insecure: bool, creds: str,
+          quiet: bool) -> tuple[str, str, int]:
     ref = Reference(destination or name)
     if ref.digest:
         raise MrunError(f"{destination or name!r}: a push names a tag, not a digest")
@@ -525,7 +525,7 @@ def _push(store: ImageStore, name: str, entry: dict[str, Any], destination: str,
             raise MrunError(f"image {name!r}: blob {digest} is not the size its manifest gives ({size})")
     registry = Registry(ref, insecure, creds)
     registry.scope = "pull,push"
-    progress = Progress(doing="pushing")
+    progress = Progress(doing="pushing", quiet=quiet)
     try:
         for digest, size in wanted:  # the config and layers first: a manifest names only what is there
             registry.push_blob(store.blob_path(digest), digest, size, progress)
