@@ -1412,6 +1412,13 @@ def test_load_and_save_take_docker_s_flags_and_pipes(images, busybox_archive, tm
     r = img(h, "save", "-o", "/no/such/x.tar", IMAGE)  # the name given, not the temporary one beside it
     one_line_error(r)
     assert r.stderr.endswith("No such file or directory: /no/such/x.tar\n"), r.stderr
+    from mrun.images.install import host_platform
+
+    here = "/".join(host_platform())  # the busybox archive's (docker 28's save --platform was "No such option")
+    img_ok(h, "save", "--platform", here, "-o", str(tmp_path / "platform.tar"), IMAGE)
+    r = img(h, "save", "--platform", "linux/s390x", "-o", str(tmp_path / "none.tar"), IMAGE)
+    one_line_error(r, "does not match the specified platform", "wanted linux/s390x", f"actual: {here}")
+    assert not (tmp_path / "none.tar").exists()
     r = subprocess.run([*base, "load"], input=b"not a tarball", capture_output=True, env=env, timeout=60)
     assert r.returncode == 1 and r.stderr.decode().startswith("mrun: stdin: not a tar archive"), r.stderr
     with open("/dev/zero", "rb") as zeros:  # endless, and no archive: refused at its first block, not copied on

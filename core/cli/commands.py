@@ -432,6 +432,7 @@ COMMANDS = (
         (
             Flag("format", "oci-archive, oci-dir or docker-archive", short="f", default="oci-archive"),
             Flag("output", "docker's -o: write to this file, not stdout", short="o", default=""),
+            Flag("platform", "docker's: os/arch each image must be (an image here has one platform)", default=""),
         ),
     ),
     Command(

@@ -104,16 +104,24 @@ def push(g: dict[str, Any], image: str, destination: str, insecure: bool, creds:
     return 0
 
 
-def save(g: dict[str, Any], image: str, more: list[str], format: str, output: str) -> int:  # noqa: A002
+def save(g: dict[str, Any], image: str, more: list[str], format: str, output: str,  # noqa: A002
+         platform: str = "") -> int:
     """docker's ``save`` too: several images in one archive, ``-o FILE``, or the tarball on stdout,
     never onto a terminal. mrun's ``save IMAGE ARCHIVE``: a second word that names no image,
-    without -o, is the archive to write."""
+    without -o, is the archive to write. ``platform``: docker's --platform, which each image
+    must be (mrun keeps one platform of an image: nothing to choose among)."""
     from mrun.images.export import save as save_image
 
     store = _store(g)
+    want = _platform(platform)
     refs, archive = [image, *(more or [])], None
     if not output and len(refs) == 2 and not _names_an_image(store, refs[1]):
         refs, archive = refs[:1], refs[1]
+    for ref in refs if want else ():
+        actual = _platform_of(store, store.image(ref)[1])
+        if not _same_platform(want, actual):  # docker's words
+            raise NotFound(f"image with reference {ref} was found but does not match the specified platform: "
+                           f"wanted {'/'.join(want)}, actual: {'/'.join(actual)}")
     if not (archive or output):
         if os.isatty(1):  # docker's refusal, in its words
             raise MrunError("save: cowardly refusing to save to a terminal. Use the -o flag or redirect")
