@@ -3589,6 +3589,47 @@ def test_cp_as_docker_never_led_out_by_the_container(images, busybox_archive, tm
         img_ok(h, "rm", "--force", "cpc")
 
 
+def test_cp_follow_link_copies_what_a_link_leads_to_inside_the_container(images, busybox_archive, tmp_path):
+    """docker's `cp -L` (was "No such option"): a source that is a link is copied as what it
+    leads to, under the link's name. A container's links lead inside its root: `/tmp/shadow ->
+    /etc/shadow` is the container's shadow, `/tmp/up -> ../../../../etc/hostname` stops at its
+    root, a chain of links and a link to a directory are followed; a link here is followed as
+    the kernel follows it. Without -L the link is copied as a link (docker's default)."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "cpl", IMAGE, "sleep", "600"))
+    try:
+        img_ok(h, "exec", "cpl", "sh", "-c", "echo secret-of-the-container > /etc/shadow; mkdir -p /d/sub; "
+               "echo in-d > /d/sub/f; echo named > /etc/hostname; ln -s /etc/shadow /tmp/shadow; "
+               "ln -s ../../../../etc/hostname /tmp/up; ln -s /tmp/shadow /tmp/chain; ln -s /d /tmp/dir; "
+               "ln -s /tmp/loop /tmp/loop")
+        img_ok(h, "cp", "-L", "cpl:/tmp/shadow", str(tmp_path / "s"))
+        assert (tmp_path / "s").read_text() == "secret-of-the-container\n" and not (tmp_path / "s").is_symlink()
+        img_ok(h, "cp", "--follow-link", "cpl:/tmp/up", str(tmp_path))
+        assert (tmp_path / "up").read_text() == "named\n"
+        img_ok(h, "cp", "-L", "cpl:/tmp/chain", str(tmp_path / "c"))
+        assert (tmp_path / "c").read_text() == "secret-of-the-container\n"
+        img_ok(h, "cp", "-L", "cpl:/tmp/dir", str(tmp_path / "dcopy"))
+        assert (tmp_path / "dcopy" / "sub" / "f").read_text() == "in-d\n"
+        img_ok(h, "cp", "cpl:/tmp/shadow", str(tmp_path / "plain"))
+        assert os.readlink(tmp_path / "plain") == "/etc/shadow"
+        one_line_error(img(h, "cp", "-L", "cpl:/tmp/loop", str(tmp_path / "l")), "symbolic links")
+        streamed = subprocess.run([h.binary, "--root", h.root, "--image-root", h.image_root, "cp", "-L",
+                                   "cpl:/tmp/chain", "-"], capture_output=True, env={**os.environ, **h.base_env},
+                                  timeout=60)
+        assert streamed.returncode == 0, streamed.stderr
+        with tarfile.open(fileobj=io.BytesIO(streamed.stdout)) as tar:  # named as the link, what it leads to
+            assert tar.getnames() == ["chain"] and tar.extractfile("chain").read() == b"secret-of-the-container\n"
+        here = tmp_path / "here"
+        here.mkdir()
+        (here / "real.txt").write_text("from here\n")
+        os.symlink("real.txt", here / "rel")
+        img_ok(h, "cp", "-L", str(here / "rel"), "cpl:/tmp/")
+        assert img_ok(h, "exec", "cpl", "cat", "/tmp/rel").stdout == "from here\n"
+    finally:
+        img_ok(h, "rm", "--force", "cpl")
+
+
 def test_cp_streams_a_tar_both_ways_as_docker_s_cp_dash(images, busybox_archive, tmp_path):
     """docker's `cp CONTAINER:PATH -` (a tar of PATH on stdout, named by its last component;
     PATH/. its contents) and `cp - CONTAINER:DIR` (a tar on stdin unpacked into DIR): mrun wrote

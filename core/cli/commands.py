@@ -644,7 +644,9 @@ COMMANDS = (
         (Arg("source", "CONTAINER:PATH or a path here"), Arg("destination", "a path here or CONTAINER:PATH")),
         (Flag("archive", "keep the files' uids and gids (else they are the caller's)", kind=bool, short="a",
               default=False),
-         Flag("quiet", "docker's: no progress (mrun's cp prints none)", kind=bool, short="q", default=False)),
+         Flag("quiet", "docker's: no progress (mrun's cp prints none)", kind=bool, short="q", default=False),
+         Flag("follow-link", "docker's -L: a SRC that is a link is copied as what it leads to (a container's: "
+              "inside its root)", kind=bool, short="L", default=False)),
     ),
     Command(
         "attach",

@@ -21,13 +21,15 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def cp(g: dict[str, Any], source: str, destination: str, archive: bool = False, quiet: bool = False) -> int:
+def cp(g: dict[str, Any], source: str, destination: str, archive: bool = False, quiet: bool = False,
+       follow_link: bool = False) -> int:
     """docker's cp: ``CONTAINER:PATH DEST`` or ``SRC CONTAINER:PATH``. The container's side is
     walked inside its root (a running one's through its process, so its mounts are seen; a
     stopped one's rootfs), every name by descriptor (kernel.fdcopy): nothing in the container
-    leads the copy out. ``archive`` (-a) keeps uids and gids; else the files are the caller's."""
+    leads the copy out. ``archive`` (-a) keeps uids and gids; else the files are the caller's.
+    ``follow_link`` (-L): a source that is a link is copied as what it leads to, under its name."""
     if "-" in (source, destination):
-        return cp_stream(g, source, destination, archive)
+        return cp_stream(g, source, destination, archive, follow_link)
     src_container, src_path = _container_path(source)
     dst_container, dst_path = _container_path(destination)
     if bool(src_container) == bool(dst_container):
@@ -47,6 +49,15 @@ def cp(g: dict[str, Any], source: str, destination: str, archive: bool = False, 
                     dst_dir, dst_name = _destination(root if dst_container else None, dst_path, name, contents)
                 except FileNotFoundError:
                     raise NotFound(f"cp: {destination}: its directory does not exist") from None
+                if follow_link and not contents:
+                    try:
+                        followed, name = _follow(root if src_container else None, src_dir, parent, name)
+                    except BaseException:
+                        os.close(dst_dir)
+                        raise
+                    if followed != src_dir:
+                        os.close(src_dir)
+                        src_dir = followed
                 try:
                     skipped = fdcopy.copy(src_dir, name, dst_dir, dst_name, archive)
                 except FileNotFoundError as e:
@@ -67,6 +78,41 @@ def cp(g: dict[str, Any], source: str, destination: str, archive: bool = False, 
     for path in skipped:
         print(f"mrun: cp: {path}: not a file, directory or link; left out", file=sys.stderr)
     return 0
+
+
+def _follow(root: int | None, src_dir: int, parent: str, name: str) -> tuple[int, str]:
+    """docker's ``cp -L``: while the source ``name`` in ``src_dir`` (reached as ``parent``) is a
+    link, what it leads to: a container's resolved inside its root (``root``), as the walk
+    resolves any path there, a path here as the kernel does. -> (a handle on the directory that
+    holds it, its name there; "." for a directory the link names as a whole: "/", "..").
+    ``src_dir`` is the caller's, returned as it is when ``name`` is no link."""
+    import stat
+
+    from mrun.kernel import inroot
+
+    here = src_dir
+    try:
+        for _ in range(inroot.MAX_LINKS):
+            try:
+                if not stat.S_ISLNK(os.stat(name, dir_fd=here, follow_symlinks=False).st_mode):
+                    return here, name
+            except FileNotFoundError:
+                return here, name  # the copy says it is missing
+            target = os.readlink(name, dir_fd=here)
+            path = target if target.startswith("/") else f"{parent}/{target}"
+            parent, name = os.path.split(path.rstrip("/"))
+            if name in ("", ".", ".."):
+                parent, name = path, "."
+            opened = (inroot.walk(root, parent or "/") if root is not None
+                      else os.open(parent or ".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+            if here != src_dir:
+                os.close(here)
+            here = opened
+        raise MrunError(f"cp: {name}: too many levels of symbolic links")
+    except BaseException:
+        if here != src_dir:
+            os.close(here)
+        raise
 
 
 def _exists_at(dir_fd: int, name: str) -> bool:
@@ -160,7 +206,7 @@ def _destination(root: int | None, path: str, name: str, contents: bool) -> tupl
     return where, last
 
 
-def cp_stream(g: dict[str, Any], source: str, destination: str, archive: bool) -> int:
+def cp_stream(g: dict[str, Any], source: str, destination: str, archive: bool, follow_link: bool = False) -> int:
     """docker's ``cp CONTAINER:PATH -`` (PATH as a tar stream on stdout, named by its last
     component) and ``cp - CONTAINER:DIR`` (a tar stream on stdin unpacked into the directory DIR).
     The container's side is walked by descriptor as `cp` walks it. A stream in is first unpacked
@@ -179,9 +225,14 @@ def cp_stream(g: dict[str, Any], source: str, destination: str, archive: bool) -
         parent, name = source_entry(src_path)
         with _container_root(g, src_container) as root:
             try:
-                where = inroot.walk(root, parent)
+                where, shown = inroot.walk(root, parent), name
                 try:
-                    skipped = fdtar.write_entry(where, name, sys.stdout.buffer)
+                    if follow_link and name != ".":
+                        followed, name = _follow(root, where, parent, name)
+                        if followed != where:
+                            os.close(where)
+                            where = followed
+                    skipped = fdtar.write_entry(where, name, sys.stdout.buffer, shown)
                 finally:
                     os.close(where)
                 sys.stdout.flush()

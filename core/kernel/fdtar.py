@@ -46,18 +46,20 @@ def write_tree(root_fd: int, out: BinaryIO, leave_out: frozenset[str] = frozense
     return skipped
 
 
-def write_entry(parent_fd: int, name: str, out: BinaryIO) -> list[str]:
+def write_entry(parent_fd: int, name: str, out: BinaryIO, as_name: str = "") -> list[str]:
     """The entry ``name`` of the directory ``parent_fd`` (a directory with all below it) into a
     tar stream on ``out``, named as docker's ``cp CONTAINER:PATH -`` names it (``etc/passwd`` for
-    /etc); "." writes the directory's contents (``PATH/.``). What is mounted below is written
-    too, as cp copies it. -> the paths left out, and why."""
+    /etc), or ``as_name`` (``cp -L``: a link's, for what it leads to); "." writes the directory's
+    contents (``PATH/.``). What is mounted below is written too, as cp copies it. -> the paths
+    left out, and why."""
     skipped: list[str] = []
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         if name == ".":
             top: int | None = os.open(".", _DIR, dir_fd=parent_fd)
             prefix = ""
         else:
-            top, prefix = _entry(tar, parent_fd, name, name, None, {}, skipped), f"{name}/"
+            shown = as_name or name
+            top, prefix = _entry(tar, parent_fd, name, shown, None, {}, skipped), f"{shown}/"
         if top is not None:
             _walk(tar, [(top, prefix, iter(sorted(os.listdir(top))))], None, {}, skipped)
     return skipped
