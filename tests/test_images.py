@@ -3013,6 +3013,41 @@ def test_a_full_disk_loses_no_exit_code_and_rmi_frees_it(images, busybox_archive
         subprocess.run(["umount", h.image_root], check=True)
 
 
+def test_run_attach_shows_the_streams_it_names_as_docker_s(images, busybox_archive):
+    """docker's `run -a STREAM` (was "No such option"): the streams named are shown here, the
+    others are logged only (kept: `logs` has both) or, under --rm, go nowhere; -a stdin gives the
+    container our stdin, and -i without -a stdin does not. A stream that is none, -a with -d,
+    or with create: one line, 125."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    base = [h.binary, "--root", h.root, "--image-root", h.image_root]
+    env = {**os.environ, **h.base_env}
+    both = ["sh", "-c", "read -r got; echo out $got; echo err >&2; exit 3"]
+
+    def run(*flags: str) -> tuple[int, str, str]:
+        r = subprocess.run([*base, *run_args(h, *flags, IMAGE, *both)], input="in\n", capture_output=True,
+                           text=True, env=env, timeout=60)
+        return r.returncode, r.stdout, r.stderr
+
+    assert run("--rm", "-a", "stdout") == (3, "out\n", "")
+    assert run("--rm", "-a", "STDERR") == (3, "", "err\n")
+    assert run("--rm", "-a", "stdout", "-a", "stderr") == (3, "out\n", "err\n")
+    assert run("--rm", "-a", "stdin", "-a", "stdout") == (3, "out in\n", "")
+    assert run("--rm", "-i", "-a", "stdout") == (3, "out\n", "")  # stdin open, not attached: nothing of ours
+    assert run("--name", "att", "-a", "stderr") == (3, "", "err\n")
+    logs = subprocess.run([*base, "logs", "att"], capture_output=True, text=True, env=env, timeout=60)
+    assert (logs.stdout, logs.stderr) == ("out\n", "err\n")  # what was not shown was logged
+    img_ok(h, "rm", "att")
+    for flags, words in ((["-a", "stdall"], 'invalid argument "stdall" for "-a, --attach" flag'),
+                         (["-d", "-a", "stdout"], "Conflicting options: -a and -d")):
+        r = img(h, *run_args(h, *flags, IMAGE, "true"))
+        assert r.returncode == 125, r
+        one_line_error(r, words)
+    r = img(h, "create", "-a", "stdout", IMAGE, "true")
+    assert r.returncode == 125, r
+    assert img_ok(h, "ps", "-aq").stdout == ""
+
+
 def test_run_and_exec_without_i_read_nothing_of_the_callers_stdin(images, busybox_archive):
     """docker's `run` without -i gives the container no stdin (/dev/null); mrun passed its own,
     so `... | while read line; do mrun run IMAGE cmd; done` ran once, the container having eaten

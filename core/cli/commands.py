@@ -225,6 +225,8 @@ DOCKER_RUN_FLAGS = (
         "interactive", "give the container our stdin (without it, as docker: /dev/null)", kind=bool, short="i",
         default=False,
     ),
+    Flag("attach", "docker's: the streams shown here, STDIN, STDOUT or STDERR (default: stdout and stderr, "
+         "stdin with -i); the others are logged only", kind=list, short="a", default=()),
 )
 
 COMMANDS = (

@@ -625,6 +625,14 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
     if detach and o.tty:
         flag = "create" if create_only else "-d"
         raise InvalidSpec(f"-t with {flag} is not supported: a detached container's output goes to its log")
+    attach = run_flags.attached(kw.get("attach"))
+    if attach is not None:
+        if create_only:
+            raise InvalidSpec("-a with create is not supported: `start -a` shows its output")
+        if detach:
+            raise InvalidSpec("Conflicting options: -a and -d")  # docker's words
+        if o.tty and "stdout" not in attach:
+            raise InvalidSpec("-a without STDOUT under -t is not supported: the terminal is its output")
     store = ImageStore(g["image_root"])
     _pull_for_run(store, image, kw.get("pull") or "missing", kw.get("platform") or "", bool(kw.get("quiet")))
     # 48 random bits, as docker's short ids: uuid4().hex[:12] was the same, and its import
@@ -662,8 +670,9 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
             print(cid)
             return 0
         if not detach:
-            if not kw.get("interactive"):
+            if "stdin" not in attach if attach is not None else not kw.get("interactive"):
                 no_stdin()
+            shown = (1, 2) if attach is None else tuple(n for n, s in ((1, "stdout"), (2, "stderr")) if s in attach)
             tee = terminal_log = None
             options = CreateOptions()
             if not remove:
@@ -682,10 +691,14 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
                     elif log_kept(bundle):
                         from mrun.images import foreground_log
 
-                        tee = foreground_log.start(bundle)
+                        tee = foreground_log.start(bundle, shown)
                 except OSError as e:  # (no room for its log): its output goes straight to us, as before
                     if callable(g.get("warn")):
                         g["warn"](f"container {cid!r} keeps no log: {in_words(e)}")
+            if tee is None and not o.tty and shown != (1, 2):  # -a: what is not shown goes nowhere here
+                from mrun.images import foreground_log
+
+                tee = foreground_log.start(bundle, shown, keep=False)
             options.started = _outliving_the_caller(options.started)
             try:
                 code = runtime.run(cid, bundle, options, False, keep=True)

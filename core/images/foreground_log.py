@@ -42,12 +42,14 @@ class Tee:
             pass
 
 
-def start(bundle: str) -> Tee:
-    """The tee forked, and our stdout and stderr (what the container inherits) its pipes."""
+def start(bundle: str, shown: tuple[int, ...] = (1, 2), keep: bool = True) -> Tee:
+    """The tee forked, and our stdout and stderr (what the container inherits) its pipes.
+    ``shown``: the streams copied to our caller (`run -a`: the others are logged only);
+    ``keep``: False where no log is kept (--rm, --log-driver none), the tee then only choosing."""
     from mrun.images.log_relay import Relay
     from mrun.images.supervisor import log_options
 
-    relay = Relay(bundle, **log_options(bundle), echo=True)
+    relay = Relay(bundle, **{**log_options(bundle), **({} if keep else {"keep": False})}, echo=shown)
     flush_standard_streams()
     pid = os.fork()
     if pid == 0:

@@ -47,9 +47,10 @@ LONGEST = 16 << 10
 
 class Relay:
     def __init__(self, bundle: str, keep: bool = True, max_size: int = 0, max_files: int = 1,
-                 echo: bool = False, pipes: bool = True) -> None:
-        """``keep``: False for --log-driver none (the output is read and dropped). ``echo``: each
-        piece copied to our own stdout or stderr too (a foreground container's: images/foreground_log).
+                 echo: tuple[int, ...] = (), pipes: bool = True) -> None:
+        """``keep``: False for --log-driver none (the output is read and dropped). ``echo``: the
+        streams (1, 2) whose pieces are copied to our own stdout or stderr too (a foreground
+        container's, those `run -a` attaches: images/foreground_log).
         ``pipes``: False where the output comes otherwise (``note``: a foreground terminal's relay)."""
         self.bundle, self.keep, self.max_size, self.max_files = bundle, keep, max_size, max(1, max_files)
         self.echo = echo
@@ -113,7 +114,7 @@ class Relay:
                 return True
             if not data:
                 return False
-            if self.echo:
+            if stream in self.echo:
                 try:
                     write_all(stream, data)
                 except OSError:  # `| head` has what it wanted, a terminal hung up

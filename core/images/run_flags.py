@@ -474,6 +474,20 @@ def apply(spec: dict[str, Any], o: Any, groups: list[int]) -> None:
 MAX_PUBLISHED_ALL = 100  # -P: each port a host port, a reservation and a firewall rule
 
 
+def attached(values: Any) -> frozenset[str] | None:
+    """docker's ``-a STREAM`` (repeated, any case) -> the streams named, or None (none named:
+    docker's default, stdout and stderr, stdin with -i). Refused in docker's words."""
+    if not values:
+        return None
+    streams = set()
+    for value in values:
+        if value.lower() not in ("stdin", "stdout", "stderr"):
+            raise InvalidSpec(f'invalid argument "{value}" for "-a, --attach" flag: valid streams are STDIN, '
+                              'STDOUT, STDERR')
+        streams.add(value.lower())
+    return frozenset(streams)
+
+
 def exposed(values: list[str], field: str = "--expose") -> list[str]:
     """docker's --expose (and an image's ExposedPorts): PORT[/tcp|udp] or a range PORT-PORT[/...],
     as ``PORT/proto`` items."""
