@@ -4369,6 +4369,50 @@ def test_volume_labels_as_docker_s(images, busybox_archive):
         img(h, "volume", "rm", "data", "scratch", "plain")
 
 
+def test_a_named_bind_volume_as_docker_s_local_driver_makes_it(images, busybox_archive, tmp_path):
+    """`docker volume create -d local -o type=none -o o=bind -o device=/srv/data NAME` gives a
+    host directory a volume's name (was "No such option: -o"): a container mounting NAME sees and
+    writes that directory, filled from the image while empty, as docker fills it; `o=bind,ro` is
+    read-only; `volume rm` is refused while a container uses it and leaves the directory's files;
+    inspect shows the options. A type the local driver mounts on the host (tmpfs, nfs), another
+    driver, a relative device or a missing one: one line, nothing made."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    device = tmp_path / "srv"
+    device.mkdir()
+    img_ok(h, "volume", "create", "-d", "local", "-o", "type=none", "-o", "o=bind", "-o", f"device={device}", "nb")
+    img_ok(h, "volume", "create", "--opt", "type=none", "--opt", "o=bind,ro", "--opt", f"device={device}", "nbro")
+    try:
+        r = img_ok(h, *run_args(h, "--name", "nbu", "-v", "nb:/etc", IMAGE, "sh", "-c",
+                                "echo from-container > /etc/new; ls /etc/passwd"))
+        assert r.stdout == "/etc/passwd\n", r  # the empty directory was filled from the image's /etc
+        assert (device / "new").read_text() == "from-container\n" and (device / "passwd").exists()
+        one_line_error(img(h, "volume", "rm", "nb"), "in use", "nbu")
+        r = img(h, *run_args(h, "--rm", "-v", "nbro:/data", IMAGE, "sh", "-c", "cat /data/new; touch /data/x"))
+        assert r.returncode != 0 and r.stdout == "from-container\n" and not (device / "x").exists(), r
+        doc = json.loads(img_ok(h, "volume", "inspect", "nb").stdout)[0]
+        assert doc["options"] == {"type": "none", "o": "bind", "device": str(device)}, doc
+        assert img_ok(h, "volume", "inspect", "-f", "{{.Options.device}}", "nb").stdout == f"{device}\n"
+        img_ok(h, "rm", "nbu")
+        img_ok(h, "volume", "rm", "nb", "nbro")
+        assert (device / "new").read_text() == "from-container\n"  # the directory is someone's own: kept
+        for opts, words in ((["-o", "type=tmpfs", "-o", "device=tmpfs"], "type=tmpfs"),
+                            (["-o", "type=nfs", "-o", "o=addr=10.0.0.1", "-o", "device=:/x"], "type=nfs"),
+                            (["-o", "type=none", "-o", "o=bind", "-o", "device=rel"], "device=rel"),
+                            (["-o", "size=1g"], "size="), (["-o", "novalue"], "KEY=VALUE"),
+                            (["-d", "nfsdriver"], "--driver nfsdriver")):
+            one_line_error(img(h, "volume", "create", *opts, "bad"), words)
+        img_ok(h, "volume", "create", "-o", "type=none", "-o", "o=bind", "-o", f"device={tmp_path}/none", "gone")
+        one_line_error(img(h, *run_args(h, "--rm", "-v", "gone:/data", IMAGE, "true")), "no directory here")
+        one_line_error(img(h, "volume", "create", "-o", "type=none", "-o", "o=rbind", "-o", f"device={device}",
+                           "gone"), "exists with other options")
+        assert img_ok(h, "volume", "ls", "-q").stdout.split() == ["gone"]
+        assert img_ok(h, "ps", "-aq").stdout == ""
+    finally:
+        img(h, "rm", "-f", "nbu")
+        img(h, "volume", "rm", "nb", "nbro", "gone")
+
+
 def test_image_prune_filters_choose_and_an_unknown_one_removes_nothing(images, busybox_archive):
     """`docker image prune -a --filter label!=keep` (or until=24h): only the images the filter
     chooses lose their names. mrun took --filter and passed it over: every image no container was

@@ -296,6 +296,9 @@ COMMANDS = (
             _PRUNE_FORCE,
             Flag("name", "create: the name, as docker's older `volume create --name NAME`", default=""),
             Flag("label", "create: a label KEY[=VALUE] on the volume (ls --filter label=KEY)", kind=list, default=()),
+            Flag("driver", "create: docker's -d; local, the one driver", short="d", default="local"),
+            Flag("opt", "create: the local driver's KEY=VALUE: type=none, o=bind, device=/PATH (a named bind of "
+                 "a host directory)", short="o", kind=list, default=()),
             Flag("filter", "ls: only volumes matching KEY=VALUE (dangling=true|false, name=TEXT, driver=local, "
                  "label=KEY[=VALUE]); prune: label=, label!=, all=true|false", short="f", kind=list, default=()),
         ),

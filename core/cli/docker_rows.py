@@ -134,7 +134,7 @@ def volume_row(name: str, described: dict[str, Any]) -> dict[str, str]:
 def volume_view(described: dict[str, Any]) -> dict[str, Any]:
     """The fields of docker's volume inspect that scripts read (``volume inspect -f``)."""
     return {"Name": described.get("name", ""), "Driver": "local", "Mountpoint": described.get("mountpoint", ""),
-            "Scope": "local", "Labels": described.get("labels") or {}, "Options": {}}
+            "Scope": "local", "Labels": described.get("labels") or {}, "Options": described.get("options") or {}}
 
 
 def network_view(name: str, doc: dict[str, Any], leases: dict[str, dict[str, str]]) -> dict[str, Any]:

@@ -1247,14 +1247,17 @@ def prune_filter(filters: list[str], what: str) -> Callable[[dict[str, str], str
 
 def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False,
            all: bool = False, format: str = "table", force: bool = False, name: str = "",  # noqa: A002
-           filter: tuple[str, ...] = (), label: tuple[str, ...] = ()) -> int:  # noqa: A002
+           filter: tuple[str, ...] = (), label: tuple[str, ...] = (), driver: str = "local",  # noqa: A002
+           opt: tuple[str, ...] = ()) -> int:
     """docker's volume verbs over <image root>/volumes (mrun.images.volumes)."""
     from mrun.images import volumes
 
     root = g["image_root"]
-    for given, flag in ((name, "--name"), (label, "--label")):
+    for given, flag in ((name, "--name"), (label, "--label"), (opt, "--opt"), (driver != "local", "--driver")):
         if given and action != "create":
             raise InvalidSpec(f"volume {action}: {flag} is create's")
+    if driver != "local":
+        raise InvalidSpec(f"volume create --driver {driver}: local is the one driver")
     if name:
         names = [name, *names]
     template = ""
@@ -1280,8 +1283,15 @@ def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False
         from mrun.images.run_flags import create_labels
 
         own = create_labels(label)
+        options = {}
+        for text in opt:
+            key, eq, value = text.partition("=")
+            if not eq or not key:
+                raise InvalidSpec(f"volume create -o {text!r}: KEY=VALUE expected")
+            options[key] = value
+        volumes.check_options(options)
         with volumes.store_lock(root):  # a concurrent prune sweeps no volume in the making
-            made = volumes.create(root, names[0] if names else "", labels=own)
+            made = volumes.create(root, names[0] if names else "", labels=own, options=options)
         print(made)
     elif action == "ls":
         found = [n for n in volumes.names(root) if wanted(n)]

@@ -398,6 +398,7 @@ def _volume_mount(volume: str, store: ImageStore, rootfs: str = "", made: list[s
         if not os.path.exists(source):
             raise InvalidSpec(f"-v {volume!r}: {source} does not exist")
     else:
+        bound = None
         if source == volumes.ANONYMOUS_SOURCE:
             name = volumes.create(store.root, anonymous=True)
             if made is not None:
@@ -405,14 +406,22 @@ def _volume_mount(volume: str, store: ImageStore, rootfs: str = "", made: list[s
             source = volumes.data(store.root, name)
         else:
             volumes.check_name(f"-v {volume!r}", source)
-            source = volumes.data(store.root, volumes.create(store.root, source))
+            name = volumes.create(store.root, source)
+            source = volumes.data(store.root, name)
+            bound = volumes.bind_device(store.root, name)
+            if bound is not None:  # a named bind (volume create -o type=none,o=bind,device=PATH)
+                source, read_only = bound
+                if not os.path.isdir(source):
+                    raise InvalidSpec(f"-v {volume!r}: the volume's device {source} is no directory here")
+                if read_only:
+                    options[1] = "ro"
         nocopy = len(parts) == 3 and "nocopy" in parts[2].split(",")
         if rootfs and not nocopy and not os.listdir(source):
-            _copy_up(rootfs, dest, source)
+            _copy_up(rootfs, dest, source, in_place=bound is not None)
     return {"destination": dest, "type": "bind", "source": source, "options": options}
 
 
-def _copy_up(rootfs: str, dest: str, volume: str) -> None:
+def _copy_up(rootfs: str, dest: str, volume: str, in_place: bool = False) -> None:
     """docker's copy-up: an empty named volume mounted over a directory of the image gets that
     directory's content, owner and mode. (postgres's image keeps its data directory its user's,
     0700: over an empty root-owned volume the database could not start.) ``dest`` is resolved
@@ -420,13 +429,14 @@ def _copy_up(rootfs: str, dest: str, volume: str) -> None:
     the container does not run yet, so nothing in the rootfs moves meanwhile. Copied beside the
     volume and renamed over it: a crash midway left a volume half filled and no longer empty,
     which no later run would fill again; what such a crash leaves now is a copy.tmp-PID that the
-    next copy-up removes (and an empty volume, filled then)."""
+    next copy-up removes (and an empty volume, filled then). ``in_place``: a named bind's host
+    directory, someone's own, not renamed over: filled where it is, as docker's daemon fills it."""
     import stat
 
     from mrun.images.snapshot import apply_layer
 
     parent = os.path.dirname(volume)
-    for name in os.listdir(parent):
+    for name in [] if in_place else os.listdir(parent):  # (beside a named bind: someone else's)
         pid = name.removeprefix("copy.tmp-")
         if name.startswith("copy.tmp-") and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
             remove_tree(os.path.join(parent, name), ignore_errors=True)
@@ -437,6 +447,11 @@ def _copy_up(rootfs: str, dest: str, volume: str) -> None:
     try:
         st = os.fstat(fd)
         if not stat.S_ISDIR(st.st_mode):
+            return
+        if in_place:
+            apply_layer(inroot.fd_path(fd), volume)
+            os.chown(volume, st.st_uid, st.st_gid)
+            os.chmod(volume, stat.S_IMODE(st.st_mode))
             return
         copy = os.path.join(parent, f"copy.tmp-{os.getpid()}")
         remove_tree(copy)  # a crashed copy-up's, whose pid we now have

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 ANONYMOUS = "anonymous"  # a file in the volume's directory: made for one container, nameless
 LABELS = "labels.json"  # docker's volume create --label: the volume's labels, written with it
+OPTIONS = "options.json"  # docker's volume create -o (the local driver's type=none,o=bind,device=PATH)
 NEW = ".new-"  # a volume being made (_make_whole)
 GONE = ".gone-"  # a volume being removed (_remove)
 ANONYMOUS_SOURCE = "<anonymous>"  # what -v and --mount are given for one (-v /DEST, --mount without source=)
@@ -47,15 +48,19 @@ def check_name(what: str, name: str) -> None:
         raise InvalidSpec(f"{what}: a volume name is at most 255 characters")
 
 
-def create(store_root: str, name: str = "", anonymous: bool = False, labels: dict[str, str] | None = None) -> str:
-    """The volume ``name`` (made if new, with ``labels``; a random name when none is given; one
-    there already is left as it is, as docker's). -> its name."""
+def create(store_root: str, name: str = "", anonymous: bool = False, labels: dict[str, str] | None = None,
+           options: dict[str, str] | None = None) -> str:
+    """The volume ``name`` (made if new, with ``labels`` and driver ``options``; a random name
+    when none is given; one there already is left as it is, as docker's, unless other options
+    are asked for it). -> its name."""
     if not name:
         name = os.urandom(32).hex()
     check_name(f"volume {name!r}", name)
     os.makedirs(top(store_root), mode=0o700, exist_ok=True)
     if not os.path.isdir(data(store_root, name)):
-        _make_whole(store_root, name, anonymous, labels or {})
+        _make_whole(store_root, name, anonymous, labels or {}, options or {})
+    elif options and options != options_of(store_root, name):
+        raise InvalidSpec(f"volume {name!r} exists with other options")
     return name
 
 
@@ -65,7 +70,45 @@ def labels_of(store_root: str, name: str) -> dict[str, str]:
     return {k: v for k, v in found.items() if isinstance(v, str)}
 
 
-def _make_whole(store_root: str, name: str, anonymous: bool, labels: dict[str, str] | None = None) -> None:
+def options_of(store_root: str, name: str) -> dict[str, str]:
+    """The volume's driver options ({} for none, and for a file damaged into anything but strings)."""
+    found = jsonio.load_object(os.path.join(top(store_root), name, OPTIONS)) or {}
+    return {k: v for k, v in found.items() if isinstance(v, str)}
+
+
+def check_options(options: dict[str, str], what: str = "volume create -o") -> None:
+    """The local driver's options mrun honours: a named bind (``type=none``, ``o=bind`` or
+    ``rbind``, with ``ro``/``rw``; ``device=/PATH``), what `docker volume create` scripts use to
+    give a host directory a volume's name. Other types (tmpfs, nfs, a block device) are mounted
+    by docker's daemon on the host and shared by the containers using them at once: refused."""
+    if not options:
+        return
+    unknown = sorted(set(options) - {"type", "o", "device"})
+    if unknown:
+        raise InvalidSpec(f"{what} {unknown[0]}=: the local driver's options are type, o and device")
+    flags = options.get("o", "").split(",")
+    if options.get("type") != "none" or not {"bind", "rbind"} & set(flags):
+        raise InvalidSpec(f"{what}: mrun's local driver takes type=none,o=bind,device=/PATH (a named bind); "
+                          f"type={options.get('type', '')} o={options.get('o', '')} is not supported")
+    if set(flags) - {"bind", "rbind", "ro", "rw"}:
+        raise InvalidSpec(f"{what} o={options['o']}: bind or rbind, with ro or rw")
+    device = options.get("device", "")
+    if not device.startswith("/") or "\0" in device:
+        raise InvalidSpec(f"{what} device={device}: an absolute path on this host")
+
+
+def bind_device(store_root: str, name: str) -> tuple[str, bool] | None:
+    """A named bind's host directory and whether it is read-only, or None for a volume of its
+    own files. Its record is checked again as it is read (a hand may have changed it)."""
+    options = options_of(store_root, name)
+    if not options:
+        return None
+    check_options(options, f"volume {name!r}:")
+    return options["device"], "ro" in options["o"].split(",")
+
+
+def _make_whole(store_root: str, name: str, anonymous: bool, labels: dict[str, str] | None = None,
+                options: dict[str, str] | None = None) -> None:
     """Made under a name no volume has (``.new-``: a volume's starts with a letter or digit),
     marked if anonymous, then renamed: a create killed at any instant leaves no half of a volume
     (a directory without its data, which nothing lists; an anonymous one without its mark, which
@@ -80,6 +123,8 @@ def _make_whole(store_root: str, name: str, anonymous: bool, labels: dict[str, s
                 pass
         if labels:
             jsonio.write_file(os.path.join(making, LABELS), labels)
+        if options:
+            jsonio.write_file(os.path.join(making, OPTIONS), options)
         os.mkdir(os.path.join(making, "data"), mode=0o755)
         try:
             os.rename(making, final)
@@ -106,15 +151,22 @@ def is_anonymous(store_root: str, name: str) -> bool:
 
 
 def users(store_root: str, name: str) -> list[str]:
-    """The containers (made by `mrun run`) whose config mounts the volume."""
-    path = data(store_root, name)
+    """The containers (made by `mrun run`) whose config mounts the volume (a named bind's: its
+    host directory)."""
+    sources = {data(store_root, name)}
+    try:
+        bound = bind_device(store_root, name)
+    except InvalidSpec:
+        bound = None
+    if bound:
+        sources.add(bound[0])
     containers = os.path.join(store_root, "containers")
     found = []
     for cid in container_ids(containers):
         config = jsonio.load_object(os.path.join(containers, cid, "config.json"))
         if config is None:
             continue
-        if any(isinstance(m, dict) and m.get("source") == path for m in config.get("mounts") or []):
+        if any(isinstance(m, dict) and m.get("source") in sources for m in config.get("mounts") or []):
             found.append(cid)
     return found
 
@@ -190,7 +242,8 @@ def describe(store_root: str, name: str) -> dict[str, Any]:
     if name not in names(store_root):
         raise NotFound(f"volume {name!r} does not exist")
     return {"name": name, "mountpoint": data(store_root, name), "anonymous": is_anonymous(store_root, name),
-            "containers": users(store_root, name), "labels": labels_of(store_root, name)}
+            "containers": users(store_root, name), "labels": labels_of(store_root, name),
+            "options": options_of(store_root, name)}
 
 
 def of_container(store_root: str, config: dict[str, Any]) -> list[str]:
