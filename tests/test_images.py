@@ -4867,6 +4867,12 @@ def test_ps_latest_last_size_and_no_trunc_as_docker(images, busybox_archive):
     assert table[0].split()[-1] == "SIZE" and any(line.startswith("first ") and "0B (virtual" in line
                                                   for line in table)
     one_line_error(img(h, "ps", "-l", "second"), "lists containers")  # runc's ps ID: its processes
+    # docker's `inspect -s` (was "No such option"): SizeRw, SizeRootFs in bytes
+    rw, root = img_ok(h, "inspect", "-s", "-f", "{{.SizeRw}} {{.SizeRootFs}}", "second").stdout.split()
+    assert 300000 <= int(rw) < 400000 and int(root) > int(rw), (rw, root)
+    doc = json.loads(img_ok(h, "inspect", "--size", "second").stdout)
+    assert doc["size_rw"] == int(rw) and doc["size_root_fs"] == int(root)
+    assert "size_rw" not in json.loads(img_ok(h, "inspect", "second").stdout)  # counted only when asked
     img_ok(h, "rm", "-f", "first", "second", "third")
 
 

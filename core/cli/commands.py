@@ -486,7 +486,9 @@ COMMANDS = (
         (Arg("names", "containers or images", variadic=True),),
         (Flag("format", "docker's Go template: {{.State.Pid}}, {{json .Config.Labels}}, ... (docker's fields and "
               "mrun's own), a line per name", short="f", default=""),
-         Flag("type", "container or image: look only for that kind", default="")),
+         Flag("type", "container or image: look only for that kind", default=""),
+         Flag("size", "docker's -s: a container's sizes too (SizeRw: its writable layer; SizeRootFs: with its "
+              "image's)", kind=bool, short="s", default=False)),
     ),
     Command(
         "container",

@@ -775,11 +775,13 @@ def _drop_cidfile(cidfile: tuple[str, int] | None, closed: bool = False) -> None
             pass
 
 
-def inspect(g: dict[str, Any], names: list[str], format: str = "", type: str = "") -> int:  # noqa: A002
+def inspect(g: dict[str, Any], names: list[str], format: str = "", type: str = "",  # noqa: A002
+            size: bool = False) -> int:
     """docker's inspect: containers, or images where no container has the name (``type``: only
     those), several at once. One name: its document (mrun's, an object) or its refusal, as
     before; several: a JSON array of those found, each one not found said, exit status 1.
-    ``format``: docker's Go template, a line per name, over docker's fields and mrun's own."""
+    ``format``: docker's Go template, a line per name, over docker's fields and mrun's own.
+    ``size``: a container's ``size_rw`` and ``size_root_fs`` (docker's SizeRw, SizeRootFs)."""
     if type not in ("", "container", "image"):
         raise InvalidSpec(f"--type {type!r}: container or image")
     if not names:
@@ -787,7 +789,10 @@ def inspect(g: dict[str, Any], names: list[str], format: str = "", type: str = "
     docs = []
 
     def one(name: str) -> None:
-        docs.append(_inspected(g, name, type))
+        kind, doc = _inspected(g, name, type)
+        if size and kind == "container":
+            doc["size_rw"], doc["size_root_fs"] = _sizes(_rt(g), doc["state"]) or (0, 0)
+        docs.append((kind, doc))
 
     status = each(names, "inspect", one, one_raises=True)
     if format:
@@ -795,6 +800,8 @@ def inspect(g: dict[str, Any], names: list[str], format: str = "", type: str = "
 
         for kind, doc in docs:
             view = _docker_view(doc) if kind == "container" else _docker_image_view(doc)
+            if "size_rw" in doc:
+                view["SizeRw"], view["SizeRootFs"] = doc["size_rw"], doc["size_root_fs"]
             print(render(format, {**view, **doc}))
     elif len(names) == 1:
         print(jsonio.dumps(docs[0][1], indent=2))
@@ -1570,14 +1577,22 @@ def list_containers(g: dict[str, Any], format: str, filters: list[str], quiet: b
 
 def _size_of(runtime: Any, state: dict[str, Any]) -> str:
     """docker's ps -s: the writable layer's size, and with its image's layers (virtual)."""
+    from mrun.cli.listing import human_size
+
+    sizes = _sizes(runtime, state)
+    return f"{human_size(sizes[0])} (virtual {human_size(sizes[1])})" if sizes else "0B"
+
+
+def _sizes(runtime: Any, state: dict[str, Any]) -> tuple[int, int] | None:
+    """(the writable layer's bytes, with its image's layers); None for a bundle's container,
+    whose rootfs is its owner's, no layer of ours."""
     from mrun.bundles import image_of, made_for
     from mrun.cli.disk_usage import tree_size
-    from mrun.cli.listing import human_size
     from mrun.images.store import ImageStore
 
     bundle = state.get("bundle") or ""
     if not made_for(bundle, state["id"], runtime.store.root):
-        return "0B"  # a bundle's container: its rootfs is its owner's, no layer of ours
+        return None
     own = under = tree_size(os.path.join(bundle, "upper"))
     store = ImageStore(os.path.dirname(os.path.dirname(bundle)))
     for digest in (image_of(bundle) or {}).get("layers") or []:
@@ -1585,7 +1600,7 @@ def _size_of(runtime: Any, state: dict[str, Any]) -> str:
             under += tree_size(store.layer_dir(digest))
         except (MrunError, TypeError):  # a damaged image.json: what can be counted is
             continue
-    return f"{human_size(own)} (virtual {human_size(under)})"
+    return own, under
 
 
 def _orphans(g: dict[str, Any]) -> list[str]:
