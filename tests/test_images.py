@@ -581,6 +581,43 @@ def test_a_container_s_deep_directory_tree_does_not_stop_its_removal(images, bus
     assert os.listdir(os.path.join(h.image_root, "containers")) == []
 
 
+def test_real_time_budget_and_docker_s_no_op_run_flags(images, busybox_archive):
+    """docker's --cpu-rt-period and --cpu-rt-runtime (were "No such option"): the container's
+    cgroup gets the real-time budget (cgroup v1), out of its parent's, as docker's daemon takes it
+    out of the one its --cpu-rt-runtime gives its parent; without room there, one line naming the
+    field, nothing left; a runtime past the period, or a host without RT group scheduling, is
+    docker's refusal. --disable-content-trust (docker's default), --isolation default and
+    --volume-driver local are taken; what mrun cannot do with them is refused in one line."""
+    from mrun.cgroups import detect
+
+    h = images
+    img_ok(h, "load", busybox_archive)
+    if detect() != 1 or not os.path.exists("/sys/fs/cgroup/cpu/cpu.rt_runtime_us"):
+        r = img(h, *run_args(h, "--rm", "--cpu-rt-runtime", "5000", IMAGE, "true"))
+        assert r.returncode == 125, r
+        one_line_error(r, "--cpu-rt-runtime", "real-time")
+        return
+    one_line_error(img(h, *run_args(h, "--rm", "--cpu-rt-period", "1000", "--cpu-rt-runtime", "5000", IMAGE,
+                                    "true")), "cannot be higher than --cpu-rt-period")
+    r = img(h, *run_args(h, "--rm", "--cpu-rt-runtime", "5000", IMAGE, "true"))  # the parent has no budget
+    one_line_error(r, "realtimeRuntime")
+    parent = f"/sys/fs/cgroup/cpu{h.cgroup_parent}"
+    os.makedirs(parent, exist_ok=True)
+    with open(f"{parent}/cpu.rt_runtime_us", "w") as f:
+        f.write("20000")
+    r = img_ok(h, *run_args(h, "--name", "rt", "--cpu-rt-period", "500000", "--cpu-rt-runtime", "5000",
+                            "--disable-content-trust", "--isolation", "default", "--volume-driver", "local",
+                            IMAGE, "cat", *(f"/sys/fs/cgroup/cpu/cpu.rt_{f}_us" for f in ("runtime", "period"))))
+    assert r.stdout.split() == ["5000", "500000"], r.stdout
+    img_ok(h, "rm", "rt")
+    for flags, words in ((["--disable-content-trust=false"], "content trust"),
+                         (["--isolation", "hyperv"], "--isolation 'hyperv'"),
+                         (["--volume-driver", "nfs"], "--volume-driver 'nfs'")):
+        r = img(h, *run_args(h, "--rm", *flags, IMAGE, "true"))
+        assert r.returncode == 125, r
+        one_line_error(r, words)
+
+
 def test_docker_s_volume_options(images, busybox_archive, tmp_path):
     """ro/rw, z/Z (SELinux relabelling: nothing to do without SELinux, as with docker there),
     nocopy and a propagation, comma-separated as docker's users write them (`:ro,Z` was refused)."""

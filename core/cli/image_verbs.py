@@ -551,6 +551,12 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
     from mrun.images.containers import Overrides, prepare
     from mrun.runtime import CreateOptions
 
+    if kw.get("disable_content_trust") is False:
+        raise InvalidSpec("--disable-content-trust=false: content trust (signed images) is not supported by mrun")
+    if kw.get("isolation") not in (None, "", "default"):  # docker on Linux: "default" alone
+        raise InvalidSpec(f"--isolation {kw['isolation']!r}: default is the one isolation on Linux")
+    if kw.get("volume_driver") not in (None, "", "local"):
+        raise InvalidSpec(f"--volume-driver {kw['volume_driver']!r}: local is the one volume driver")
     if kw.get("userns") not in (None, "", "host"):  # docker's one mode where the daemon remaps no users
         raise InvalidSpec(f"--userns {kw['userns']!r}: host is the one mode (mrun maps no user namespace)")
     kw = {**kw, "network": _one_network(kw.get("network"))}

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 MIN_MEMORY = 6 << 20  # docker's least --memory ("Minimum memory limit allowed is 6MB")
 # The flags, as the CLI's keyword arguments name them (a value of None or "" was not given).
 FLAGS = ("memory", "memory_swap", "memory_reservation", "memory_swappiness", "oom_kill_disable", "kernel_memory",
-         "cpus", "cpu_shares", "cpu_period", "cpu_quota", "cpuset_cpus", "cpuset_mems", "blkio_weight", "pids_limit",
+         "cpus", "cpu_shares", "cpu_period", "cpu_quota", "cpu_rt_period", "cpu_rt_runtime", "cpuset_cpus",
+         "cpuset_mems", "blkio_weight", "pids_limit",
          "blkio_weight_device", "device_read_bps", "device_write_bps", "device_read_iops", "device_write_iops")
 # docker's per-device limits: the flag, its blockIO list, its v1 and v2 files, and docker's word for it
 THROTTLES = (
@@ -36,7 +37,8 @@ THROTTLES = (
 def _in_int64(kw: dict[str, Any]) -> None:
     """A number flag past Go's int64 is refused naming the flag, as docker's CLI refuses it ("value
     out of range"); it reached the spec's own check, which named the container's config.json."""
-    for flag in ("pids_limit", "cpu_quota", "cpu_shares", "cpu_period", "memory_swappiness", "blkio_weight"):
+    for flag in ("pids_limit", "cpu_quota", "cpu_shares", "cpu_period", "cpu_rt_period", "cpu_rt_runtime",
+                 "memory_swappiness", "blkio_weight"):
         value = kw.get(flag)
         if isinstance(value, int) and not -INT64_MAX - 1 <= value <= INT64_MAX:
             raise InvalidSpec(f"--{flag.replace('_', '-')} {value}: out of range (a 64-bit number)")
@@ -117,6 +119,28 @@ def _memory(res: dict[str, Any], kw: dict[str, Any], say: Callable[[str], None])
     return mem
 
 
+def _realtime(cpu: dict[str, Any], period: int, runtime: int) -> None:
+    """docker's --cpu-rt-period and --cpu-rt-runtime: the cgroup's real-time budget (cgroup v1's
+    cpu.rt_period_us and cpu.rt_runtime_us), which a process of the container needs to take a
+    real-time scheduler (SCHED_FIFO, with --cap-add SYS_NICE). Refused in docker's words where
+    the host has none (cgroup v2; a kernel without RT group scheduling); the budget must come out
+    of the cgroup parent's, as docker's daemon's --cpu-rt-runtime gives its parent one."""
+    if not (period or runtime):
+        return
+    if period < 0 or runtime < -1:
+        raise InvalidSpec(f"--cpu-rt-{'period' if period < 0 else 'runtime'}: a number of microseconds")
+    flag = "--cpu-rt-period" if period else "--cpu-rt-runtime"
+    if not cgroups.host_offers(("cpu", "cpu.rt_runtime_us"), ()):
+        raise InvalidSpec(f"{flag}: Your kernel does not support cgroup cpu real-time "
+                          f"{'period' if period else 'runtime'} (no cpu.rt_runtime_us: cgroup v2 has none)")
+    if period and runtime > period:
+        raise InvalidSpec(f"--cpu-rt-runtime {runtime}: cannot be higher than --cpu-rt-period {period}")
+    if period:
+        cpu["realtimePeriod"] = period
+    if runtime:
+        cpu["realtimeRuntime"] = runtime
+
+
 def _cpu(res: dict[str, Any], kw: dict[str, Any]) -> None:
     cpu: dict[str, Any] = {}
     cpus = parse_cpus(kw["cpus"]) if kw.get("cpus") else None
@@ -135,6 +159,7 @@ def _cpu(res: dict[str, Any], kw: dict[str, Any]) -> None:
         cpu["period"] = period
     if quota:
         cpu["quota"] = quota
+    _realtime(cpu, kw.get("cpu_rt_period") or 0, kw.get("cpu_rt_runtime") or 0)
     shares = kw.get("cpu_shares")
     if shares:
         if shares < 0:
