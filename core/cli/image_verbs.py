@@ -1293,15 +1293,10 @@ def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False
     if action == "create":
         if len(names) > 1:
             raise InvalidSpec("volume create: one name at most")
-        from mrun.images.run_flags import create_labels
+        from mrun.images.run_flags import create_labels, key_values
 
         own = create_labels(label)
-        options = {}
-        for text in opt:
-            key, eq, value = text.partition("=")
-            if not eq or not key:
-                raise InvalidSpec(f"volume create -o {text!r}: KEY=VALUE expected")
-            options[key] = value
+        options = key_values(opt, "volume create -o")
         volumes.check_options(options)
         with volumes.store_lock(root):  # a concurrent prune sweeps no volume in the making
             made = volumes.create(root, names[0] if names else "", labels=own, options=options)

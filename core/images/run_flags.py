@@ -236,11 +236,16 @@ def domainname(text: str) -> str:
 
 
 def sysctls(values: list[str]) -> dict[str, str]:
+    return key_values(values, "--sysctl")
+
+
+def key_values(values: Any, flag: str) -> dict[str, str]:
+    """A flag's KEY=VALUE words (--sysctl, volume create -o) as a mapping, the last of a key winning."""
     out = {}
     for text in values:
         key, eq, value = text.partition("=")
         if not eq or not key:
-            raise InvalidSpec(f"--sysctl {text}: KEY=VALUE expected")
+            raise InvalidSpec(f"{flag} {text}: KEY=VALUE expected")
         out[key] = value
     return out
 
