@@ -1228,6 +1228,11 @@ def _volumes_from(g: dict[str, Any], text: str) -> list[dict[str, Any]]:
     return shared
 
 
+def labels_pass(own: dict[str, str], labels: list[str], not_labels: list[str]) -> bool:
+    """A prune filter's label=KEY[=VALUE] (each must match) and label!=KEY[=VALUE] (none may)."""
+    return all(labelled(own, v) for v in labels) and not any(labelled(own, v) for v in not_labels)
+
+
 def prune_filter(filters: list[str], what: str) -> Callable[[dict[str, str], str], bool]:
     """docker's ``container prune --filter`` and ``image prune --filter``: label=KEY[=VALUE] (each
     must match), label!=KEY[=VALUE] (none may), until=TIME (made before it; a time, a Unix time or
@@ -1246,7 +1251,7 @@ def prune_filter(filters: list[str], what: str) -> Callable[[dict[str, str], str
             (labels if key == "label" else not_labels).append(value)
 
     def chosen(own: dict[str, str], created: str) -> bool:
-        if not all(labelled(own, v) for v in labels) or any(labelled(own, v) for v in not_labels):
+        if not labels_pass(own, labels, not_labels):
             return False
         if until:
             try:
@@ -1386,8 +1391,7 @@ def _volume_prune_filter(root: str, filters: list[str], every: bool) -> tuple[bo
             (labels if key == "label" else not_labels).append(value)
 
     def chosen(name: str) -> bool:
-        own = labels_of(root, name)
-        return all(labelled(own, v) for v in labels) and not any(labelled(own, v) for v in not_labels)
+        return labels_pass(labels_of(root, name), labels, not_labels)
 
     return every, chosen
 
