@@ -4425,6 +4425,7 @@ def test_a_named_bind_volume_as_docker_s_local_driver_makes_it(images, busybox_a
         assert r.stdout == "/etc/passwd\n", r  # the empty directory was filled from the image's /etc
         assert (device / "new").read_text() == "from-container\n" and (device / "passwd").exists()
         one_line_error(img(h, "volume", "rm", "nb"), "in use", "nbu")
+        assert img_ok(h, "ps", "-aq", "--filter", "volume=nb").stdout.split() == ["nbu"]  # by its name too
         r = img(h, *run_args(h, "--rm", "-v", "nbro:/data", IMAGE, "sh", "-c", "cat /data/new; touch /data/x"))
         assert r.returncode != 0 and r.stdout == "from-container\n" and not (device / "x").exists(), r
         doc = json.loads(img_ok(h, "volume", "inspect", "nb").stdout)[0]

@@ -247,16 +247,37 @@ def describe(store_root: str, name: str) -> dict[str, Any]:
 
 
 def of_container(store_root: str, config: dict[str, Any]) -> list[str]:
-    """The volumes a container's config mounts, by name."""
+    """The volumes a container's config mounts, by name (a named bind's by its host directory)."""
     prefix = top(store_root) + os.sep
     out = []
+    devices: dict[str, str] | None = None  # read once, when a mount is no volume's own directory
     for m in config.get("mounts") or []:
         source = m.get("source") if isinstance(m, dict) else None
-        if isinstance(source, str) and source.startswith(prefix) and source.endswith(os.sep + "data"):
+        if not isinstance(source, str):
+            continue
+        if source.startswith(prefix) and source.endswith(os.sep + "data"):
             name = source[len(prefix):-len(os.sep + "data")]
             try:
                 check_name("", name)  # a volume's own directory, not a path below one
             except InvalidSpec:
                 continue
             out.append(name)
+        elif m.get("type") == "bind":
+            devices = _bind_devices(store_root) if devices is None else devices
+            if source in devices:
+                out.append(devices[source])
     return out
+
+
+def _bind_devices(store_root: str) -> dict[str, str]:
+    """{host directory: volume name} of the named binds (volume create -o ... device=PATH)."""
+    found = {}
+    for name in names(store_root):
+        if os.path.exists(os.path.join(top(store_root), name, OPTIONS)):
+            try:
+                bound = bind_device(store_root, name)
+            except InvalidSpec:
+                continue
+            if bound is not None:
+                found.setdefault(bound[0], name)
+    return found
