@@ -126,12 +126,12 @@ DOCKER_RUN_FLAGS = (
     Flag("cpu-period", "the CFS period in microseconds", kind=int, default=None),
     Flag("cpu-quota", "the CFS quota in microseconds per period", kind=int, default=None),
     Flag("cpu-rt-period", "the real-time period in microseconds (cgroup v1)", kind=int, default=None),
+    Flag("cpu-rt-runtime", "the real-time runtime in microseconds per period (cgroup v1; out of the cgroup "
+         "parent's)", kind=int, default=None),
     Flag("disable-content-trust", "docker's: skip image verification (the default; mrun verifies no signatures, "
          "so =false is refused)", kind=bool, default=True),
     Flag("isolation", "docker's: default, the one technology on Linux", default=""),
     Flag("volume-driver", "docker's: local, the one volume driver", default=""),
-    Flag("cpu-rt-runtime", "the real-time runtime in microseconds per period (cgroup v1; out of the cgroup "
-         "parent's)", kind=int, default=None),
     Flag("cpuset-cpus", "the CPUs it may run on (0-3, 0,1)", default=""),
     Flag("cpuset-mems", "the memory nodes it may use (0-3, 0,1)", default=""),
     Flag("blkio-weight", "block I/O weight, 10 to 1000", kind=int, default=None),

@@ -45,19 +45,13 @@ def cp(g: dict[str, Any], source: str, destination: str, archive: bool = False, 
             else:
                 src_dir = os.open(parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
+                shown = name  # a followed link is copied under its own name
+                if follow_link and not contents:
+                    src_dir, name = _follow(root if src_container else None, src_dir, parent, name)
                 try:
-                    dst_dir, dst_name = _destination(root if dst_container else None, dst_path, name, contents)
+                    dst_dir, dst_name = _destination(root if dst_container else None, dst_path, shown, contents)
                 except FileNotFoundError:
                     raise NotFound(f"cp: {destination}: its directory does not exist") from None
-                if follow_link and not contents:
-                    try:
-                        followed, name = _follow(root if src_container else None, src_dir, parent, name)
-                    except BaseException:
-                        os.close(dst_dir)
-                        raise
-                    if followed != src_dir:
-                        os.close(src_dir)
-                        src_dir = followed
                 try:
                     skipped = fdcopy.copy(src_dir, name, dst_dir, dst_name, archive)
                 except FileNotFoundError as e:
@@ -84,8 +78,9 @@ def _follow(root: int | None, src_dir: int, parent: str, name: str) -> tuple[int
     """docker's ``cp -L``: while the source ``name`` in ``src_dir`` (reached as ``parent``) is a
     link, what it leads to: a container's resolved inside its root (``root``), as the walk
     resolves any path there, a path here as the kernel does. -> (a handle on the directory that
-    holds it, its name there; "." for a directory the link names as a whole: "/", "..").
-    ``src_dir`` is the caller's, returned as it is when ``name`` is no link."""
+    holds it, its name there; "." for a directory the link names as a whole: "/", ".."). The
+    handle replaces ``src_dir``, which is closed once another is returned (left open on a failure,
+    for its opener to close)."""
     import stat
 
     from mrun.kernel import inroot
@@ -95,9 +90,9 @@ def _follow(root: int | None, src_dir: int, parent: str, name: str) -> tuple[int
         for _ in range(inroot.MAX_LINKS):
             try:
                 if not stat.S_ISLNK(os.stat(name, dir_fd=here, follow_symlinks=False).st_mode):
-                    return here, name
+                    break
             except FileNotFoundError:
-                return here, name  # the copy says it is missing
+                break  # the copy says it is missing
             target = os.readlink(name, dir_fd=here)
             path = target if target.startswith("/") else f"{parent}/{target}"
             parent, name = os.path.split(path.rstrip("/"))
@@ -108,11 +103,15 @@ def _follow(root: int | None, src_dir: int, parent: str, name: str) -> tuple[int
             if here != src_dir:
                 os.close(here)
             here = opened
-        raise MrunError(f"cp: {name}: too many levels of symbolic links")
+        else:
+            raise MrunError(f"cp: {name}: too many levels of symbolic links")
     except BaseException:
         if here != src_dir:
             os.close(here)
         raise
+    if here != src_dir:
+        os.close(src_dir)
+    return here, name
 
 
 def _exists_at(dir_fd: int, name: str) -> bool:
@@ -228,10 +227,7 @@ def cp_stream(g: dict[str, Any], source: str, destination: str, archive: bool, f
                 where, shown = inroot.walk(root, parent), name
                 try:
                     if follow_link and name != ".":
-                        followed, name = _follow(root, where, parent, name)
-                        if followed != where:
-                            os.close(where)
-                            where = followed
+                        where, name = _follow(root, where, parent, name)
                     skipped = fdtar.write_entry(where, name, sys.stdout.buffer, shown)
                 finally:
                     os.close(where)
