@@ -28,6 +28,7 @@ NETWORK_LOOPBACK = "org.mrun.network.loopback"  # "up": lo up in a new network n
 OCI_RUNTIME = "org.mrun.oci.runtime"  # the oci backend: which installed OCI runtime runs the container
 RESTART = "org.mrun.restart"  # no | always | unless-stopped | on-failure[:N]: mrun run -d --restart
 REMOVE = "org.mrun.remove"  # "true": run --rm, create --rm (docker's AutoRemove): removed once it ends
+STDIN = "org.mrun.stdin"  # "open": -i (docker's OpenStdin): a detached run's supervisor holds its stdin open for attach
 LOG = "org.mrun.log"  # JSON: keep, max_size, max_files (--log-driver, --log-opt): a detached container's log
 # JSON: test, interval, timeout, start_period, start_interval, retries (--health-*, an image's Healthcheck)
 HEALTH = "org.mrun.health"

@@ -1938,7 +1938,6 @@ def test_create_then_start_as_docker(images, busybox_archive, tmp_path):
 
     img_ok(h, *create_args(h, "--name", "twice", IMAGE, "true"))
     one_line_error(img(h, *create_args(h, "--name", "twice", IMAGE, "true")), "'twice' already exists")
-    one_line_error(img(h, *create_args(h, "-t", IMAGE)), "-t with create")
     r = img(h, "create", "--bundle", str(tmp_path), "--name", "x", "y")
     one_line_error(r, "--name", "mrun create IMAGE")
     r = img(h, "create", "--pid-file", str(tmp_path / "pid"), IMAGE)
@@ -4164,6 +4163,137 @@ def test_attach_as_docker(images, busybox_archive):
         one_line_error(img(h, "attach", "nope"), "'nope'")
     finally:
         img_ok(h, "rm", "-f", "att", "mute")
+
+
+class _AtATerminal:
+    """An mrun command with a pty as its stdin, stdout and stderr: what it shows, keys typed."""
+
+    def __init__(self, h, *args: str) -> None:
+        import pty
+
+        self.leader, follower = pty.openpty()
+        self.proc = subprocess.Popen([h.binary, "--root", h.root, "--image-root", h.image_root, *args],
+                                     stdin=follower, stdout=follower, stderr=follower,
+                                     env={**os.environ, **h.base_env}, start_new_session=True)
+        os.close(follower)
+        self.shown = b""
+
+    def shows(self, needle: bytes, timeout: float = 20) -> None:
+        import select
+
+        deadline = time.monotonic() + timeout
+        while needle not in self.shown:
+            assert time.monotonic() < deadline, (needle, self.shown)
+            if select.select([self.leader], [], [], 0.1)[0]:
+                try:
+                    self.shown += os.read(self.leader, 4096)
+                except OSError:  # EIO: the command has ended
+                    time.sleep(0.05)
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.leader, keys)
+
+    def ends(self, timeout: float = 20) -> int:
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.proc.kill()
+            self.proc.wait()
+            os.close(self.leader)
+
+
+def test_a_detached_terminal_or_stdin_is_held_open_and_attach_types_into_it_as_docker_s(images, busybox_archive):
+    """docker's `run -dit` (the idiom for a container to exec into and attach to) was refused
+    ("-t with -d is not supported"), `run -di`'s shell read /dev/null's end and left at once, and a
+    container first run with -it could not be started again ("process.terminal: a terminal needs
+    --console-socket"). Now its supervisor holds its terminal (the output into its log) or its
+    stdin open, and `attach` (or `start -ai`) types into it: ctrl-p ctrl-q, or --detach-keys,
+    leaves it running (docker's "read escape sequence", status 1); its exit code is attach's."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-dit", "--name", "dev", IMAGE, "sh"))
+    img_ok(h, *run_args(h, "-di", "--name", "piped", IMAGE, "sh"))
+    img_ok(h, *create_args(h, "-it", "--name", "box", IMAGE, "sh", "-c", "read x; echo got $x; exit 4"))
+    try:
+        time.sleep(0.5)  # a shell that read an end would have left by now
+        assert _listed(h, "dev") == _listed(h, "piped") == "running"
+        assert img_ok(h, "inspect", "-f", "{{.Config.Tty}} {{.Config.OpenStdin}}", "dev", "piped").stdout == \
+            "true true\nfalse true\n"
+        assert img_ok(h, "exec", "dev", "readlink", "/proc/1/fd/0").stdout == "/dev/pts/0\n"
+
+        t = _AtATerminal(h, "attach", "dev")
+        t.type(b"echo $((6 * 7))\r")
+        t.shows(b"42")
+        t.type(b"\x10\x11")  # ctrl-p ctrl-q
+        t.shows(b"read escape sequence")
+        assert t.ends() == 1
+        assert _listed(h, "dev") == "running"
+        assert "42" in img_ok(h, "logs", "dev").stdout
+
+        t = _AtATerminal(h, "attach", "--detach-keys", "ctrl-a,x", "dev")
+        t.type(b"read -r x; printf '%s' \"$x\" | od -An -to1\r")
+        time.sleep(0.3)
+        t.type(b"o\x10k\r")  # ctrl-p alone is typed through (to `read`: the shell's editor takes it as "up")
+        t.shows(b"157 020 153")
+        t.type(b"\x01x")
+        t.shows(b"read escape sequence")
+        assert t.ends() == 1
+        one_line_error(img(h, "attach", "--detach-keys", "ctrl-xx", "dev"), "--detach-keys", "'ctrl-xx'")
+        one_line_error(img(h, "attach", "dev"), "the input device is not a TTY")  # its stdin /dev/null
+
+        t = _AtATerminal(h, "attach", "dev")
+        t.type(b"exit 7\r")
+        assert t.ends() == 7
+        assert img_ok(h, "wait", "dev").stdout == "7\n"
+        t = _AtATerminal(h, "start", "-ai", "dev")  # its terminal again, ours
+        t.type(b"echo again; exit 3\r")
+        t.shows(b"again")
+        assert t.ends() == 3
+
+        r = subprocess.run([h.binary, "--root", h.root, "--image-root", h.image_root, "attach", "piped"],
+                           input="echo from the pipe; exit 5\n", capture_output=True, text=True, timeout=60,
+                           env={**os.environ, **h.base_env})
+        assert (r.returncode, r.stdout) == (5, "from the pipe\n"), r.stderr
+
+        t = _AtATerminal(h, "start", "-ai", "box")
+        t.type(b"hey\r")
+        t.shows(b"got hey")
+        assert t.ends() == 4
+
+        assert img(h, *run_args(h, "-t", "--name", "fg", IMAGE, "sh", "-c", "tty; exit 2")).returncode == 2
+        r = img(h, "start", "-a", "fg")  # run in the foreground, started again detached: a terminal still
+        assert (r.returncode, r.stdout.strip()) == (2, "/dev/pts/0"), r.stderr
+    finally:
+        img_ok(h, "rm", "-f", "dev", "piped", "box", "fg")
+
+
+def test_a_detached_container_s_input_is_root_s_alone(images, busybox_archive):
+    """The socket a detached -i container's supervisor hands its input over on is root's (mode
+    0600): another user cannot type into the container."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-dit", "--name", "held", IMAGE, "sh"))
+    try:
+        sock = os.path.join(h.image_root, "containers", "held", "attach.sock")
+        st = os.lstat(sock)
+        assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == 0
+        pid = os.fork()
+        if pid == 0:
+            import socket
+
+            code = 1
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(sock)
+            except PermissionError:
+                code = 0
+            finally:
+                os._exit(code)
+        assert os.waitpid(pid, 0)[1] == 0, "another user reached the container's input"
+    finally:
+        img_ok(h, "rm", "-f", "held")
 
 
 def test_wait_ends_when_the_supervisor_that_would_note_the_exit_is_gone(images, busybox_archive):

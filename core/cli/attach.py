@@ -3,19 +3,23 @@ the signals we get passed on to it (``--sig-proxy``, docker's default); its exit
 
 The output comes from its log as its supervisor writes it (images.log_relay), not from its
 standard streams, which the supervisor holds: so a container run with ``--log-driver none``
-has nothing to attach to, and its standard input, /dev/null since `mrun run -d`, is not ours
-to feed (docker's attach writes to it only for a container run with -i).
+has nothing to attach to. Its standard input is ours to feed where it was made with -i, as
+docker's: its supervisor hands us the write end it holds, or its terminal's master
+(images.held_input); with a terminal, ours is raw, its size the container's, and ctrl-p ctrl-q
+(--detach-keys) leaves it running. Otherwise its stdin is /dev/null since `mrun run -d`.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 
 from mrun import annotations as ann
 from mrun.cli.common import _rt
-from mrun.errors import InvalidState, MrunError, NotFound
+from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound
+from mrun.images.held_input import wanted
 from mrun.status import Status
 
 TYPE_CHECKING = False
@@ -28,9 +32,12 @@ PROXIED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.
            signal.SIGALRM, signal.SIGCONT)
 
 
-def attach(g: dict[str, Any], container_id: str, sig_proxy: bool = True, no_stdin: bool = False) -> int:
+def attach(g: dict[str, Any], container_id: str, sig_proxy: bool = True, no_stdin: bool = False,
+           detach_keys: str = "") -> int:
     from mrun.images import log_relay
+    from mrun.sandbox.console import parse_detach_keys
 
+    keys = parse_detach_keys(detach_keys)
     runtime = _rt(g)
     record = runtime.store.load(container_id)
     status = runtime.status(record)
@@ -44,22 +51,51 @@ def attach(g: dict[str, Any], container_id: str, sig_proxy: bool = True, no_stdi
     if not log_relay.indexed(bundle):
         raise NotFound(f"cannot attach to container {container_id!r}: its output is kept nowhere (only `mrun run -d "
                        "IMAGE` keeps it, and not with --log-driver none)")
+    terminal, open_stdin = wanted(record.config)
+    if open_stdin and not no_stdin:
+        _check_tty(terminal)
     reader = log_relay.TimedReader(bundle)
     if not reader.start_at(_current_size(bundle)):  # from now on: what it wrote before is `logs`'
         reader.close()
         raise NotFound(f"cannot attach to container {container_id!r}: its log is gone")
-    return _follow(runtime, container_id, bundle, reader, sig_proxy)
+    feed = _input(bundle, keys) if open_stdin and not no_stdin else None
+    return _follow(runtime, container_id, bundle, reader, sig_proxy and not terminal, feed)
 
 
-def start_attached(g: dict[str, Any], container_id: str) -> int:
+def _check_tty(terminal: bool) -> None:
+    """docker's refusal: a terminal container's input typed from something that is no terminal."""
+    if terminal and not os.isatty(0):
+        raise InvalidSpec("the input device is not a TTY")
+
+
+def _input(bundle: str, keys: bytes) -> Any:
+    """Our stdin into the container's, as its supervisor hands it to us (images.held_input): a
+    relay of what we type, our terminal raw and its size the container's where the container
+    has a terminal (and the detach keys read there). None where it holds none now."""
+    import mrun.warm.client as warm
+    from mrun.images.held_input import connect
+    from mrun.sandbox.console import TerminalProxy
+
+    found = connect(bundle)
+    if found is None:
+        return None
+    fd, terminal = found
+    return TerminalProxy(fd, caller=warm.caller, output=False, raw=terminal,
+                         detach_keys=keys if terminal else b"")
+
+
+def start_attached(g: dict[str, Any], container_id: str, interactive: bool = False, detach_keys: str = "") -> int:
     """docker's `start -a`: the container started (a created one, an exited one) and followed
     from its start, its exit code ours (`docker create` + `docker cp` + `docker start -a`, a
     build's pattern). One of `create --rm` is removed here once its code is read (its
-    supervisor would remove it with its code); killed before, it stays, exited, for `rm`."""
+    supervisor would remove it with its code); killed before, it stays, exited, for `rm`.
+    ``interactive`` (-i): our stdin its, where it was made with -i (docker's `start -ai`)."""
     from mrun.images import log_relay
     from mrun.images.supervisor import log_kept, start_again
     from mrun.images.unstarted import never_started
+    from mrun.sandbox.console import parse_detach_keys
 
+    keys = parse_detach_keys(detach_keys)
     runtime = _rt(g)
     record = runtime.store.load(container_id)
     if ann.IMAGE not in record.annotations:
@@ -67,6 +103,10 @@ def start_attached(g: dict[str, Any], container_id: str) -> int:
     bundle = record.bundle
     if not log_kept(bundle):
         raise NotFound(f"start -a {container_id}: its output is kept nowhere (--log-driver none)")
+    terminal, open_stdin = wanted(record.config)
+    interactive = interactive and open_stdin
+    if interactive:
+        _check_tty(terminal)
     offset = _current_size(bundle)
     remove = False
     if runtime.status(record) == Status.STOPPED:
@@ -76,7 +116,8 @@ def start_attached(g: dict[str, Any], container_id: str) -> int:
     if not reader.start_at(offset):
         reader.close()
         raise NotFound(f"cannot attach to container {container_id!r}: its log is gone")
-    code = _follow(runtime, container_id, bundle, reader, True)
+    feed = _input(bundle, keys) if interactive else None
+    code = _follow(runtime, container_id, bundle, reader, not terminal, feed)
     if remove:
         from mrun.images.supervisor import remove_with_volumes
 
@@ -84,17 +125,18 @@ def start_attached(g: dict[str, Any], container_id: str) -> int:
     return code
 
 
-def _follow(runtime: Any, container_id: str, bundle: str, reader: Any, sig_proxy: bool) -> int:
+def _follow(runtime: Any, container_id: str, bundle: str, reader: Any, sig_proxy: bool, feed: Any = None) -> int:
     """Its output as its supervisor logs it, until its exit code is noted: that code. The
     container's files (its log, its exit note) stay until then, though `rm -f` removes it
-    (bundles.reading)."""
+    (bundles.reading). ``feed``: the relay of our input into it (`_input`), if any."""
     from mrun import bundles
 
     with bundles.reading(bundle, container_id, runtime.store.root):
-        return _until_it_ends(runtime, container_id, bundle, reader, sig_proxy)
+        return _until_it_ends(runtime, container_id, bundle, reader, sig_proxy, feed)
 
 
-def _until_it_ends(runtime: Any, container_id: str, bundle: str, reader: Any, sig_proxy: bool) -> int:
+def _until_it_ends(runtime: Any, container_id: str, bundle: str, reader: Any, sig_proxy: bool,
+                   feed: Any = None) -> int:
     from mrun.cli.image_verbs import write_pieces
     from mrun.images.supervisor import exit_code, stopped_by_user
 
@@ -102,10 +144,20 @@ def _until_it_ends(runtime: Any, container_id: str, bundle: str, reader: Any, si
     if sig_proxy:
         for sig in PROXIED:
             signal.signal(sig, lambda n, _f: caught.append(n))
-    else:  # ^C detaches, as docker's --sig-proxy=false: the container goes on
+    else:  # ^C detaches, as docker's --sig-proxy=false (and its attach to a terminal): the container goes on
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    if feed is not None:
+        signal.signal(signal.SIGWINCH, lambda _n, _f: feed.resize())  # our window is its terminal's
+        feed.begin()
+        feed.settled.wait(1)  # its output shown on our terminal once raw, as the container's terminal shapes it
     try:
         while True:
+            if feed is not None and feed.detached:
+                write_pieces(reader.read(whole=True))
+                feed.end()
+                feed = None
+                sys.stderr.write("read escape sequence\n")  # docker's words, and its status
+                return 1
             while caught:
                 sig = caught.pop(0)
                 stopped_by_user(runtime, container_id, sig)  # as `mrun kill` would: --restart rests
@@ -126,6 +178,8 @@ def _until_it_ends(runtime: Any, container_id: str, bundle: str, reader: Any, si
     except KeyboardInterrupt:  # --sig-proxy=false: detached, the container runs on
         return 0
     finally:
+        if feed is not None:
+            feed.end()
         reader.close()
 
 

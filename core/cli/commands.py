@@ -60,6 +60,8 @@ _NO_KEYRING = Flag(
     "no-new-keyring", "keep the caller's session keyring (default: the container's own)", kind=bool, default=False
 )
 _DETACH = Flag("detach", "do not wait for the process", kind=bool, short="d", default=False)
+_DETACH_KEYS = Flag("detach-keys", "docker's: the keys typed into a terminal container that leave it running "
+                    "(default ctrl-p,ctrl-q)", default="")
 _FORMAT = Flag("format", "output format: table or json", short="f", default="table")
 # docker's listings: ps, images, volume ls, network ls (mrun.cli.listing)
 _LIST_HELP = "table, json, or docker's Go template ({{.ID}}; 'table {{.ID}}\\t{{.Status}}' adds a header)"
@@ -261,7 +263,10 @@ COMMANDS = (
     Command("start", "run the user process of a created container (or start exited `mrun run -d` ones again)",
             "start", (Arg("container-ids", "the containers (runc's verb: one)", variadic=True),),
             (Flag("attach", "docker's: follow its output from its start and exit with its code (one container)",
-                  short="a", kind=bool, default=False),)),
+                  short="a", kind=bool, default=False),
+             Flag("interactive", "docker's: as -a, and our stdin its (one made with -i)", short="i", kind=bool,
+                  default=False),
+             _DETACH_KEYS)),
     Command("state", "print a container's state as JSON", "state", (_ID,)),
     Command(
         "kill",
@@ -664,14 +669,16 @@ COMMANDS = (
     ),
     Command(
         "attach",
-        "docker's attach: a running `mrun run -d` container's output from now on, signals passed on, its exit code",
+        "docker's attach: a running `mrun run -d` container's output from now on, signals passed on, our stdin its "
+        "(one made with -i), its exit code",
         "attach.attach",
         (Arg("container-id", "the container"),),
         (
             Flag("sig-proxy", "pass the signals we get on to the container (--sig-proxy=false: ^C detaches)",
                  kind=bool, default=True),
-            Flag("no-stdin", "docker's: its standard input is never attached here anyway (/dev/null since -d)",
+            Flag("no-stdin", "docker's: our stdin is not its (by default it is, for one made with -i)",
                  kind=bool, default=False),
+            _DETACH_KEYS,
         ),
     ),
     Command(

@@ -628,9 +628,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
     logging = run_flags.log_options(kw.get("log_driver") or "json-file", list(kw.get("log_opt") or ()))
     if logging != {"keep": True, "max_size": 0, "max_files": 1}:
         o.annotations.append(f"{ann.LOG}={jsonio.dumps(logging)}")
-    if detach and o.tty:
-        flag = "create" if create_only else "-d"
-        raise InvalidSpec(f"-t with {flag} is not supported: a detached container's output goes to its log")
+    if kw.get("interactive"):  # docker's OpenStdin: held open by a detached run's supervisor (images/held_input)
+        o.annotations.append(f"{ann.STDIN}=open")
     attach = run_flags.attached(kw.get("attach"))
     if attach is not None:
         if create_only:
@@ -912,7 +911,8 @@ def _docker_view(doc: dict[str, Any]) -> dict[str, Any]:
         "Config": {"Image": (doc.get("image") or {}).get("image", ""), "Hostname": config.get("hostname", ""),
                    "Domainname": config.get("domainname", ""),
                    "Env": process.get("env") or [], "Cmd": args, "WorkingDir": process.get("cwd", ""),
-                   "Labels": labels, "User": f"{user.get('uid', 0)}:{user.get('gid', 0)}"},
+                   "Labels": labels, "User": f"{user.get('uid', 0)}:{user.get('gid', 0)}",
+                   "Tty": process.get("terminal") is True, "OpenStdin": own.get(ann.STDIN) == "open"},
         "NetworkSettings": {"IPAddress": (doc.get("network") or {}).get("ip", ""), "Ports": _docker_ports(doc),
                             "MacAddress": (doc.get("network") or {}).get("mac", "")},  # --mac-address's
         "Mounts": [{"Type": m.get("type", ""), "Source": m.get("source", ""), "Destination": m.get("destination", "")}

@@ -122,15 +122,16 @@ def _docker_running(runtime: Any, record: Any, exec_: bool = False) -> None:
         raise NotRunning(f"container {record.id!r} is not running")
 
 
-def start(g: dict[str, Any], container_ids: list[str], attach: bool = False) -> int:
+def start(g: dict[str, Any], container_ids: list[str], attach: bool = False, interactive: bool = False,
+          detach_keys: str = "") -> int:
     """runc's start of a created container; docker's of exited `mrun run -d` ones (several, as
-    `docker start a b`), and with -a of one, followed to its exit code."""
-    if attach:
+    `docker start a b`), and with -a (or -i, our stdin its) of one, followed to its exit code."""
+    if attach or interactive:
         if len(container_ids) != 1:
-            raise InvalidSpec("start -a: one container at a time (docker's rule)")
+            raise InvalidSpec(f"start {'-a' if attach else '-i'}: one container at a time (docker's rule)")
         from mrun.cli.attach import start_attached
 
-        return start_attached(g, container_ids[0])
+        return start_attached(g, container_ids[0], interactive, detach_keys)
     return each(container_ids, "start", lambda cid: _start_one(g, cid), one_raises=True)
 
 

@@ -28,6 +28,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from mrun.images.held_input import HeldInput
+
 EXIT_FILE = "exit.json"
 SUPERVISOR_FILE = "supervisor.json"  # its pid and start time: whether it still lives to note the exit
 STOPPED_FILE = "stopped"  # in the bundle: the user stopped it, so its restart policy rests
@@ -269,6 +271,7 @@ def run_detached(runtime: Any, container_id: str, bundle: str, remove: bool = Fa
 
 
 def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove: bool, again: bool = False) -> None:
+    from mrun.images.held_input import HeldInput
     from mrun.images.log_relay import Relay
     from mrun.kernel import syscalls as sc
     from mrun.kernel.child import default_stop_signals
@@ -282,7 +285,10 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, 0)
         relay = Relay(bundle, **log_options(bundle))
-        pid = _start(runtime, container_id, bundle, relay, again)
+        held = HeldInput.of(bundle)  # a terminal, an open stdin (-t, -i): ours to hold while it runs
+        if held is not None:
+            held.listen()
+        pid = _start(runtime, container_id, bundle, relay, again, held=held)
         annotations = runtime.store.load(container_id).config.get("annotations") or {}
         policy = annotations.get(ann.RESTART) or "no"
         checker = _checker(runtime, container_id, bundle, annotations.get(ann.HEALTH))
@@ -290,12 +296,14 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
         os.write(report, f"error:{in_words(e)}".encode())
         os._exit(1)
     os.write(report, b"ok")
-    close_all_but(relay.fds())  # from here on nothing of the caller's is ours
+    close_all_but([*relay.fds(), *(held.fds() if held is not None else ())])  # nothing of the caller's is ours
     restarts, delay = 0, 0.0
     while True:
         started = time.monotonic()
-        code = _wait_relaying(pid, relay, checker)
+        code = _wait_relaying(pid, relay, checker, held)
         runtime.end_the_rest(container_id)  # a child left in another's PID namespace: no longer writing
+        if held is not None:
+            held.end_run(relay)
         relay.finish()
         if remove:
             record(bundle, code, restarts)  # read by a `wait` or `attach` its removal waits for (bundles.reading)
@@ -318,7 +326,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
             with _restarting(bundle):
                 if _told_to_stop(bundle):
                     raise MrunError("stopped")
-                pid = _start(runtime, container_id, bundle, relay, again=True, restarts=restarts + 1)
+                pid = _start(runtime, container_id, bundle, relay, again=True, restarts=restarts + 1, held=held)
             if checker is not None:
                 checker.reset()
         except BaseException as e:  # noqa: BLE001 - stopped or removed meanwhile, or it cannot start again
@@ -340,13 +348,16 @@ def remove_with_volumes(runtime: Any, container_id: str) -> None:
 
 
 def _start(runtime: Any, container_id: str, bundle: str, relay: Any, again: bool = False,
-           restarts: int | None = None) -> int:
+           restarts: int | None = None, held: HeldInput | None = None) -> int:
     """Create (``again``: once more, in place, its policy's restart number ``restarts``) and
-    start the container with its output on the relay's pipes (ours goes nowhere after). -> its
-    process."""
+    start the container with its output on the relay's pipes (ours goes nowhere after), its
+    terminal or open stdin ``held``. -> its process."""
     from mrun.images import kept
     from mrun.runtime import CreateOptions
 
+    opts = CreateOptions()
+    if held is not None:
+        held.prepare(opts)
     os.dup2(relay.writers[1], 1)  # the container inherits these: its output goes to its log
     os.dup2(relay.writers[2], 2)
     try:
@@ -355,7 +366,11 @@ def _start(runtime: Any, container_id: str, bundle: str, relay: Any, again: bool
 
             rejoin(runtime, bundle)
             kept.write_back(runtime, bundle, container_id)  # removed during the back-off (images/kept)
-            runtime.recreate(container_id)
+            try:
+                runtime.recreate(container_id, opts)
+            finally:
+                if held is not None:
+                    held.made(opts)
             last = jsonio.load_object(os.path.join(bundle, EXIT_FILE))
             _running_again(bundle, restarts)  # before it can end: its end is this run's, not the last
             try:
@@ -367,14 +382,22 @@ def _start(runtime: Any, container_id: str, bundle: str, relay: Any, again: bool
                     _forget_exit(bundle)
                 raise
         else:
-            runtime.run(container_id, bundle, CreateOptions(), True, keep=True)
+            try:
+                runtime.run(container_id, bundle, opts, True, keep=True)
+            finally:
+                if held is not None:
+                    held.made(opts)
         record = runtime.store.load(container_id)
         kept.keep(bundle, record, runtime.store.path(container_id))
         return record.pid
+    except BaseException:
+        if held is not None:
+            held.end_run()
+        raise
     finally:
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-        os.dup2(null, 1)
-        os.dup2(null, 2)
+        for fd in (0, 1, 2):  # 0: an open stdin's read end, the container's alone now
+            os.dup2(null, fd)
         os.close(null)
 
 
@@ -420,10 +443,10 @@ def _checker(runtime: Any, container_id: str, bundle: str, noted: str | None) ->
     return Checker(runtime, container_id, bundle, check) if well_formed else None
 
 
-def _wait_relaying(pid: int, relay: Any, checker: Any = None) -> int | None:
+def _wait_relaying(pid: int, relay: Any, checker: Any = None, held: HeldInput | None = None) -> int | None:
     """The exit code of ``pid`` (our descendant: we are a subreaper; others that end are reaped),
-    its output relayed and its health checked meanwhile. A child's end wakes the wait through
-    SIGCHLD's wakeup pipe."""
+    its output relayed (its terminal's too), attachers given its input, and its health checked
+    meanwhile. A child's end wakes the wait through SIGCHLD's wakeup pipe."""
     import select
     import signal
 
@@ -450,7 +473,8 @@ def _wait_relaying(pid: int, relay: Any, checker: Any = None) -> int | None:
             if checker is not None:
                 checker.tick(pid)
             try:
-                ready = select.select([*relay.streams, *(checker.fds() if checker else ()), wake_r], [], [],
+                ready = select.select([*relay.streams, *(checker.fds() if checker else ()),
+                                       *(held.readable() if held is not None else ()), wake_r], [], [],
                                       checker.wait_for() if checker is not None else None)[0]
             except InterruptedError:
                 continue
@@ -460,6 +484,8 @@ def _wait_relaying(pid: int, relay: Any, checker: Any = None) -> int | None:
                         pass
                 elif fd in relay.streams:
                     relay.pump(fd)
+                elif held is not None and fd in held.readable():
+                    held.pump(fd, relay)
                 else:
                     checker.pump()
     finally:

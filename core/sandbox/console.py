@@ -80,6 +80,47 @@ def receive_fd(sock: socket.socket) -> int:
     return fds[0]
 
 
+class Escape:
+    """docker's detach keys in what is typed: the bytes of a partial match held back until the
+    next one shows whether it is the sequence, then given back if it is not (moby's EscapeProxy)."""
+
+    def __init__(self, keys: bytes) -> None:
+        self.keys, self.held = keys, b""
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """-> (what goes on to the container, whether the keys were typed)."""
+        if not self.held and self.keys[:1] not in data:
+            return data, False
+        out = bytearray()
+        for i in range(len(data)):
+            self.held += data[i : i + 1]
+            while self.held and not self.keys.startswith(self.held):
+                out += self.held[:1]
+                self.held = self.held[1:]
+            if self.held == self.keys:
+                self.held = b""
+                return bytes(out), True
+        return bytes(out), False
+
+
+def parse_detach_keys(text: str, flag: str = "--detach-keys") -> bytes:
+    """docker's form: keys separated by commas, each a character or ``ctrl-X`` (X one of a-z, @,
+    [, \\, ], ^, _). "" is docker's default, ctrl-p,ctrl-q."""
+    from mrun.errors import InvalidSpec
+
+    keys = bytearray()
+    for key in (text or "ctrl-p,ctrl-q").split(","):
+        if len(key) == 1 and key.isascii():
+            keys.append(ord(key))
+        elif len(key) == 6 and key.lower().startswith("ctrl-") and (key[5].isascii() and key[5].isalpha()
+                                                                     or key[5] in "@[\\]^_"):
+            keys.append(ord(key[5].upper()) - 64)
+        else:
+            raise InvalidSpec(f"{flag} {text!r}: {key!r} is not a key (a character, or ctrl- and one of a-z, @, [, "
+                              "\\, ], ^, _)")
+    return bytes(keys)
+
+
 JOB_LOOK = 0.5  # seconds: how often a relay for its caller looks whether the caller's job is in the background
 TIOCGPTPEER = 0x5441  # a descriptor of a pty master's other side (Linux 4.13), whatever devpts it is in
 INPUT_HELD = 1 << 20  # bytes of our stdin held for a container not reading it, before we stop reading more
@@ -93,11 +134,19 @@ class TerminalProxy:
     killed while the container runs on; its terminal is its shell's again, and the container's
     output goes on into the log alone."""
 
-    def __init__(self, master: int, log: Callable[[bytes], None] | None = None, caller: int = 0) -> None:
+    def __init__(self, master: int, log: Callable[[bytes], None] | None = None, caller: int = 0,
+                 output: bool = True, raw: bool = True, detach_keys: bytes = b"") -> None:
         """``log``: given each piece of the container's output too (`mrun run -t` keeping its log).
         ``caller``: the process whose terminal this is, where it is not us (a child doing its work,
-        in a session of its own): the terminal's job control is done for it (kernel.job_control)."""
+        in a session of its own): the terminal's job control is done for it (kernel.job_control).
+        An attach's input alone (mrun.cli.attach): ``output`` False (the container's comes from its
+        log), ``master`` may be a pipe's write end (``raw`` False: no terminal of the container's),
+        and ``detach_keys`` typed end the relay with ``detached`` set, as docker's ctrl-p ctrl-q."""
         self.master, self.log, self.caller = master, log, caller
+        self.output, self.raw_wanted = output, raw
+        self.escape = Escape(detach_keys) if detach_keys else None
+        self.detached = False
+        self.settled = threading.Event()  # our terminal's mode is set (raw, or left as it was)
         self.saved: list | None = None
         self.raw: list | None = None  # the mode we gave the terminal
         self.leaving = self.ending = False
@@ -169,14 +218,18 @@ class TerminalProxy:
         pty as it came, a paste or a file larger than the pty takes at once held the relay in
         that write while the container, echoing or printing, waited for us to read its output:
         neither ever went on."""
-        self._make_raw()
+        if self.raw_wanted:
+            self._make_raw()
+        self.settled.set()
         os.set_blocking(self.master, False)  # ours alone; never our stdio, which others share
-        inputs = [self.master, self.wake_up, 0]
+        inputs = [self.master, self.wake_up, 0] if self.output else [self.wake_up, 0]
         typed = bytearray()  # read from our stdin, not yet taken by the pty
         ended_a_line = True  # what we read of our stdin so far ends with a newline (or is nothing)
         shown = True  # the container's output goes to our stdout
         looked = time.monotonic()  # when the caller's job was last seen in the foreground
         while True:
+            if self.ending and not self.output:  # an attach's input: nothing of the container's to drain
+                return
             if self.leaving and shown:
                 shown = False
                 if 0 in inputs:
@@ -230,6 +283,15 @@ class TerminalProxy:
                     data = os.read(0, 65536)
                 except OSError:  # EIO: our terminal hung up
                     data = b""
+                if data and self.escape is not None:
+                    data, self.detached = self.escape.feed(data)
+                if self.detached:  # what came before the keys is still the container's
+                    typed += data
+                    try:
+                        os.write(self.master, typed)
+                    except OSError:
+                        pass
+                    return
                 if data:
                     typed += data
                     ended_a_line = data.endswith(b"\n")
@@ -298,6 +360,11 @@ class TerminalProxy:
 
     def end(self) -> None:
         self.ending = True
+        if not self.output:
+            try:
+                os.write(self.waker, b"!")
+            except OSError:  # already woken
+                pass
         if self.thread.is_alive() or self.thread.ident is not None:
             self.thread.join(timeout=2)
         self.log = None  # a relay still copying (a process elsewhere holds the pty) logs no more
