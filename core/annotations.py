@@ -24,6 +24,9 @@ NETWORK_DNS_OPTIONS = "org.mrun.network.dns-options"  # OPTION,... (--dns-option
 NETWORK_IP = "org.mrun.network.ip"  # the container's address on its network, asked for (docker's --ip)
 NETWORK_MAC = "org.mrun.network.mac"  # its eth0's MAC address, asked for (docker's --mac-address)
 NETWORK_ALIASES = "org.mrun.network.aliases"  # NAME,... more names others on its network know it by (--network-alias)
+# JSON list of {"name", "ip", "aliases"}: the networks it is on besides the first, eth1 on (a second
+# --network, `mrun network connect`)
+NETWORK_MORE = "org.mrun.network.more"
 NETWORK_LOOPBACK = "org.mrun.network.loopback"  # "up": lo up in a new network namespace (mrun run --network none)
 OCI_RUNTIME = "org.mrun.oci.runtime"  # the oci backend: which installed OCI runtime runs the container
 RESTART = "org.mrun.restart"  # no | always | unless-stopped | on-failure[:N]: mrun run -d --restart

@@ -113,10 +113,12 @@ class Runtime:
     def _detach_network(self, container_id: str) -> None:
         from mrun.network import PLAN
 
-        if os.path.exists(self.store.path(container_id, PLAN)):
+        state_dir = self.store.path(container_id)
+        if os.path.exists(os.path.join(state_dir, PLAN)) or any(
+                n.startswith("net-") for n in _listdir(state_dir)):  # (its other networks': attach.more_plans)
             from mrun.network.attach import detach
 
-            detach(self.store.path(container_id))
+            detach(state_dir)
 
     # -- the second tier: a backend that owns the sandbox gets the verbs ---------------------
 
@@ -625,6 +627,13 @@ class Runtime:
             with span("run delete"):
                 self.delete(container_id, force=True)
         return code
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
 
 
 def _own_pidfd() -> int:

@@ -604,12 +604,15 @@ def test_bad_network_input_is_refused_and_nothing_is_half_made(net):
         one_line_error(img(h, *run_args(h, "--rm", "--network", h.net, *flags, IMAGE, "true"), env=h.env), needle)
     one_line_error(img(h, *run_args(h, "--rm", "--network", "none", "-P", IMAGE, "true"), env=h.env),
                    "-P: ports are published on bridge networks")
-    # a second network was dropped unsaid, the last one taking the container (docker connects it
-    # to each, or refuses a mode beside a network)
-    for second in ("none", "host", "other"):
+    # a second network was dropped unsaid, the last one taking the container: docker connects it
+    # to each (test_a_container_joins_more_networks_by_run_and_connect_as_docker_s), or refuses a
+    # mode beside a network; one that is not there is refused before anything is taken
+    for second in ("none", "host"):
         r = img(h, *run_args(h, "--rm", "--network", h.net, "--network", second, IMAGE, "true"), env=h.env)
-        one_line_error(r, f"--network {h.net} and --network {second}", "one network")
+        one_line_error(r, f"--network {second} beside --network {h.net}", "conflicting options")
         assert r.returncode == 125
+    one_line_error(img(h, *run_args(h, "--rm", "--network", h.net, "--network", "other", IMAGE, "true"), env=h.env),
+                   "network 'other' not found")
     img_ok(h, *run_args(h, "--rm", "--network", h.net, "--network", h.net, IMAGE, "true"), env=h.env)  # the same: one
     containers = os.path.join(h.image_root, "containers")
     assert not leases(h) and (not os.path.isdir(containers) or not os.listdir(containers))
@@ -1326,3 +1329,104 @@ def test_network_labels_as_docker_s(net):
         one_line_error(img(h, "network", "inspect", kept, env=h.env), "labels")
     finally:
         img(h, "network", "rm", kept, spare, env=h.env)
+
+
+def _interfaces(h, cid: str) -> dict[str, str]:
+    """Its interfaces' IPv4 addresses (name -> address/length), lo's left out."""
+    shown = img_ok(h, "exec", cid, "ip", "-4", "-o", "addr", env=h.env).stdout
+    return {f[1]: f[3] for f in (line.split() for line in shown.splitlines()) if f[1] != "lo"}
+
+
+def _hosts(h, cid: str) -> str:
+    return img_ok(h, "exec", cid, "cat", "/etc/hosts", env=h.env).stdout
+
+
+def test_a_container_joins_more_networks_by_run_and_connect_as_docker_s(net):
+    """docker's second --network and `network connect`/`disconnect`: refused before ("a container is
+    on one network here"; "unknown action 'connect'"). A container is on each network it joins
+    (eth1, eth2... beside its first network's eth0, which keeps the default route and its published
+    ports), known there by its name and --alias, across its restarts; one that is not running joins
+    at its next start; disconnect takes it off again (its first network stays). Its places undo as
+    its first one does: a forged plan of another network makes mrun take nobody else's address."""
+    import ipaddress
+
+    h = net
+    other = h.net + "x"
+    img_ok(h, "network", "create", other, env=h.env)
+    subnets = {n: json.loads(img_ok(h, "network", "inspect", n, env=h.env).stdout)["subnet"] for n in (h.net, other)}
+
+    def on(address: str, network: str) -> bool:
+        return ipaddress.ip_interface(address).ip in ipaddress.ip_network(subnets[network])
+
+    try:
+        for name, networks in (("a", [h.net]), ("b", [other]), ("c", [h.net, other])):
+            img_ok(h, *run_args(h, "-d", "--name", name, *[f"--network={n}" for n in networks], IMAGE,
+                                "sleep", "600"), env=h.env)
+        shown = _interfaces(h, "c")
+        assert sorted(shown) == ["eth0", "eth1"] and on(shown["eth0"], h.net) and on(shown["eth1"], other), shown
+        assert img_ok(h, "exec", "c", "ip", "route", env=h.env).stdout.count("default") == 1
+        for peer in ("a", "b"):
+            img_ok(h, "exec", "c", "ping", "-c1", "-W2", peer, env=h.env)
+        assert set(json.loads(img_ok(h, "inspect", "-f", "{{json .NetworkSettings.Networks}}", "c").stdout)) == \
+            {h.net, other}
+        assert img_ok(h, "ps", "--filter", f"network={other}", "--format", "{{.Names}}").stdout.split() == ["b", "c"]
+
+        img_ok(h, "network", "connect", "--alias", "web", other, "a", env=h.env)
+        assert on(_interfaces(h, "a")["eth1"], other)
+        assert "\ta web\t" in _hosts(h, "b")
+        img_ok(h, "exec", "a", "ping", "-c1", "-W2", "b", env=h.env)
+        img_ok(h, "restart", "-t", "0", "a", env=h.env)  # its networks are its own over its restarts
+        assert sorted(_interfaces(h, "a")) == ["eth0", "eth1"]
+        one_line_error(img(h, "network", "connect", other, "a", env=h.env), "already on network")
+        one_line_error(img(h, "network", "disconnect", h.net, "a", env=h.env), "first network")
+        one_line_error(img(h, "network", "connect", other, "nope", env=h.env), "'nope'")
+        one_line_error(img(h, "network", "connect", "--ip", "192.0.2.9", h.net, "b", env=h.env), "192.0.2.9")
+        one_line_error(img(h, "network", "rm", other, env=h.env), "in use")
+        img_ok(h, "network", "disconnect", "-f", other, "a", env=h.env)
+        assert sorted(_interfaces(h, "a")) == ["eth0"]
+        assert "\ta web\t" not in _hosts(h, "b")
+        one_line_error(img(h, "network", "disconnect", other, "a", env=h.env), "not connected")
+
+        img_ok(h, "create", *run_args(h, "--name", "d", "--network", h.net, IMAGE, "sleep", "600")[1:], env=h.env)
+        img_ok(h, "network", "connect", other, "d", env=h.env)  # made, not started: joins at its start
+        img_ok(h, "start", "d", env=h.env)
+        assert on(_interfaces(h, "d")["eth1"], other)
+        one_line_error(img(h, *run_args(h, "--rm", "--network", "none", "--network", other, IMAGE, "true"),
+                           env=h.env), "conflicting options")
+
+        # a forged plan of a's on the network it left, naming b's address there: b keeps it
+        b_address = str(ipaddress.ip_interface(_interfaces(h, "b")["eth0"]).ip)
+        with open(os.path.join(h.root, "a", f"net-{other}.json"), "w") as f:
+            json.dump({"network": other, "ip": b_address, "ports": [], "netroot": h.env["MRUN_NETWORK_ROOT"]}, f)
+        img_ok(h, "rm", "-f", "a", env=h.env)
+        assert b_address in os.listdir(os.path.join(h.env["MRUN_NETWORK_ROOT"], other, "leases"))
+        img_ok(h, "exec", "b", "ping", "-c1", "-W2", "c", env=h.env)
+    finally:
+        img(h, "rm", "-f", "a", "b", "c", "d", env=h.env)
+    assert not os.listdir(os.path.join(h.env["MRUN_NETWORK_ROOT"], other, "leases"))
+    img_ok(h, "network", "rm", other, env=h.env)
+
+
+def test_a_container_s_other_networks_are_held_again_when_its_roots_are_lost(net):
+    """Its places on its other networks are repaired as its first one's: the network root removed
+    (its definitions and leases held again from the container's plans), then its state directory
+    (its plans written back from its kept record); `rm` then lets every address go."""
+    h = net
+    other = h.net + "y"
+    img_ok(h, "network", "create", other, env=h.env)
+    root = h.env["MRUN_NETWORK_ROOT"]
+    try:
+        img_ok(h, *run_args(h, "-d", "--name", "both", "--network", h.net, "--network", other, IMAGE, "sleep", "600"),
+               env=h.env)
+        held = {n: os.listdir(os.path.join(root, n, "leases")) for n in (h.net, other)}
+        remove_under_mrun(root)
+        img_ok(h, "ps", env=h.env)
+        assert {n: os.listdir(os.path.join(root, n, "leases")) for n in (h.net, other)} == held
+        remove_under_mrun(os.path.join(h.root, "both"))
+        img_ok(h, "ps", env=h.env)
+        assert os.path.exists(os.path.join(h.root, "both", f"net-{other}.json"))
+        img_ok(h, "rm", "-f", "both", env=h.env)
+        assert not os.listdir(os.path.join(root, other, "leases")) and not leases(h)
+    finally:
+        img(h, "rm", "-f", "both", env=h.env)
+        img(h, "network", "rm", other, env=h.env)

@@ -149,8 +149,8 @@ DOCKER_RUN_FLAGS = (
     Flag("hostname", "the container's hostname (docker's -h: help is --help here)", short="h", default=""),
     Flag("domainname", "the container's NIS domain name", default=""),
     Flag("cgroup-parent", "cgroup the container's cgroup is made under", default="/mrun"),
-    Flag("network", "bridge (default), none, host, container:ID, or a network's name (one: given twice, the "
-         "same)", kind=list, default=(), also=("net",)),
+    Flag("network", "bridge (default), none, host, container:ID, or a network's name (several networks: eth0 on "
+         "the first, eth1... on the others)", kind=list, default=(), also=("net",)),
     Flag("ip", "docker's --ip: this IPv4 address on a network of `mrun network create` (free, in its "
          "subnet)", default=""),
     Flag("mac-address", "eth0's MAC address on a bridge network (02:42:ac:11:00:02)", default=""),
@@ -560,10 +560,12 @@ COMMANDS = (
     ),
     Command(
         "network",
-        "network create NAME [--subnet CIDR] [--gateway IP] [--internal] | ls | inspect NAME | rm NAME... | prune",
+        "network create NAME [--subnet CIDR] [--gateway IP] [--internal] | ls | inspect NAME | rm NAME... | prune "
+        "| connect [--ip IP] [--alias NAME] NAME CONTAINER | disconnect NAME CONTAINER",
         "network_verbs.network",
-        (Arg("action", "create, ls, inspect, rm or prune"),
-         Arg("names", "the network (rm: one or more)", required=False, variadic=True)),
+        (Arg("action", "create, ls, inspect, rm, prune, connect or disconnect"),
+         Arg("names", "the network (rm: one or more; connect, disconnect: the network and the container)",
+             required=False, variadic=True)),
         (
             Flag("subnet", "create: the network's IPv4 subnet (default: a free /24 of 10.89.0.0/16)", default=""),
             Flag("gateway", "create: the bridge's address in --subnet (default: its first host)", default=""),
@@ -577,6 +579,8 @@ COMMANDS = (
             Flag("filter", "ls: only networks matching KEY=VALUE (name=TEXT, driver=bridge, type=custom|builtin, "
                  "dangling=true|false, label=KEY[=VALUE]); prune: until=TIME, label=, label!=", short="f",
                  kind=list, default=()),
+            Flag("ip", "connect: docker's: this IPv4 address on the network (free, in its subnet)", default=""),
+            Flag("alias", "connect: another name the containers on the network know it by", kind=list, default=()),
         ),
     ),
     Command(

@@ -97,11 +97,12 @@ def ps_row(state: dict[str, Any], record: Any, image: str, ended: dict[str, Any]
 
 
 def network_of(config: dict[str, Any], net: dict[str, Any] | None) -> str:
-    """docker's name for a container's network (ps's NETWORKS, --filter network=): its bridge
-    network's (its net.json); without one, "host" when it shares the host's network namespace,
-    else "none"; "" for a config without a linux section."""
-    if (net or {}).get("network"):
-        return str(net["network"])  # type: ignore[index]
+    """docker's names for a container's networks (ps's NETWORKS, --filter network=): its bridge
+    networks' (its net.json, then its other networks'), comma-separated; without one, "host"
+    when it shares the host's network namespace, else "none"; "" for a config without a linux
+    section."""
+    if (net or {}).get("network"):  # and its other networks' (`network connect`), as docker lists them
+        return ",".join([str(net["network"]), *(net.get("more") or {})])  # type: ignore[index,union-attr]
     if config.get("linux") is None:
         return ""
     spaces = (config.get("linux") or {}).get("namespaces") or []

@@ -51,7 +51,7 @@ def prune_flags(argv: list[str]) -> list[str]:
         return argv
     at = argv.index(verb)
     action = next((t for t in argv[at + 1:] if not t.startswith("-")), None)
-    if action != "prune":
+    if action != "prune" and (verb, action) != ("network", "disconnect"):  # docker's disconnect -f too
         return argv
     out, rest = argv[: at + 1], iter(argv[at + 1:])
     for token in rest:

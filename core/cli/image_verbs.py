@@ -385,20 +385,23 @@ def _namespace_modes(g: dict[str, Any], kw: dict[str, Any]) -> dict[str, str]:
 _NAME_FILES = ("add_host", "dns", "dns_search", "dns_option")  # flags that shape /etc/hosts and resolv.conf
 
 
-def _one_network(given: Any) -> str:
-    """The one network (or mode) of --network, given once or the same again: a second one was
-    dropped unsaid, the last taking the container (docker connects it to each, or refuses a mode
-    beside a network: mrun's containers have one interface)."""
+def _networks(given: Any) -> tuple[str, list[str]]:
+    """--network, given once or more: (the first network or mode, the other networks). Several
+    are networks of `mrun network create` (docker's rule: no mode, nor its default bridge, beside
+    them); the first is eth0 (its default route, -p, --ip, --network-alias), the others eth1...
+    (docker's second --network, as `network connect` after the start)."""
     chosen = list(dict.fromkeys([given] if isinstance(given, str) else given or ()))
-    if len(chosen) > 1:
-        raise InvalidSpec(f"--network {chosen[0]} and --network {chosen[1]}: a container is on one network here "
-                          "(one --network)")
-    return chosen[0] if chosen else "bridge"
+    for mode in chosen if len(chosen) > 1 else ():
+        if mode in ("none", "host", "bridge", "default") or mode.startswith("container:"):
+            raise InvalidSpec(f"--network {mode} beside --network {next(m for m in chosen if m != mode)}: several "
+                              "networks are networks of `mrun network create` (conflicting options, as docker's)")
+    return (chosen[0] if chosen else "bridge"), chosen[1:]
 
 
-def _network_mode(g: dict[str, Any], mode: str, publish: list[str], kw: dict[str, Any]) -> dict[str, Any]:
+def _network_mode(g: dict[str, Any], mode: str, publish: list[str], kw: dict[str, Any],
+                  more: list[str] | None = None) -> dict[str, Any]:
     """--network, -p, --add-host and --dns* -> what the spec needs: a namespace path, none at all,
-    or a network's annotations."""
+    or a network's annotations (``more``: the networks it joins besides, attach.more_of's)."""
     if kw.get("ip") and (mode in ("none", "host", "bridge") or mode.startswith("container:")):
         # docker's rule: an address is asked for on a network of one's own, never the default
         raise InvalidSpec(f"--ip: taken on a network of `mrun network create`, not with --network {mode}")
@@ -448,7 +451,8 @@ def _network_mode(g: dict[str, Any], mode: str, publish: list[str], kw: dict[str
                 (ann.NETWORK_HOSTS, [f"{name}={ip}" for name, ip in hosts]), (ann.NETWORK_DNS, dns["servers"]),
                 (ann.NETWORK_DNS_SEARCH, dns["search"]), (ann.NETWORK_DNS_OPTIONS, dns["options"]),
                 (ann.NETWORK_IP, [kw["ip"]] if kw.get("ip") else []), (ann.NETWORK_MAC, mac),
-                (ann.NETWORK_ALIASES, list(kw.get("network_alias") or ()))) if values}}
+                (ann.NETWORK_ALIASES, list(kw.get("network_alias") or ()))) if values}
+            | ({ann.NETWORK_MORE: jsonio.dumps([{"name": n, "ip": "", "aliases": []} for n in more])} if more else {})}
 
 
 def _runtime_annotation(runtime: str) -> list[str]:
@@ -559,7 +563,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         raise InvalidSpec(f"--volume-driver {kw['volume_driver']!r}: local is the one volume driver")
     if kw.get("userns") not in (None, "", "host"):  # docker's one mode where the daemon remaps no users
         raise InvalidSpec(f"--userns {kw['userns']!r}: host is the one mode (mrun maps no user namespace)")
-    kw = {**kw, "network": _one_network(kw.get("network"))}
+    first, more = _networks(kw.get("network"))
+    kw = {**kw, "network": first}
     env = [line for path in kw.get("env_file") or () for line in read_env_file(path)]
     env += list(kw.get("env") or ())
     if kw.get("mount"):  # docker's long form, as the short forms it stands for
@@ -584,7 +589,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         read_only=kw.get("read_only"),
         tty=kw.get("tty"),
         cgroup_parent=kw.get("cgroup_parent"),
-        network=_network_mode(g, kw["network"], list(kw.get("publish") or ()), kw),
+        network=_network_mode(g, kw["network"], list(kw.get("publish") or ()), kw, more),
         security_opt=list(kw.get("security_opt") or ()),
         **{key: list(kw.get(key) or ()) for key in ("cap_add", "cap_drop", "ulimit", "tmpfs", "device", "sysctl",
                                                     "group_add", "device_cgroup_rule")},
@@ -836,7 +841,7 @@ def _container_doc(runtime: Any, container_id: str) -> dict[str, Any]:
     from mrun.bundles import image_of
 
     image = image_of(record.bundle)
-    network = jsonio.load_object(runtime.store.path(container_id, PLAN))
+    network = _net_of(runtime, container_id)
     from mrun.images.supervisor import exit_of
     from mrun.images.unstarted import as_docker_sees
 
@@ -914,7 +919,8 @@ def _docker_view(doc: dict[str, Any]) -> dict[str, Any]:
                    "Labels": labels, "User": f"{user.get('uid', 0)}:{user.get('gid', 0)}",
                    "Tty": process.get("terminal") is True, "OpenStdin": own.get(ann.STDIN) == "open"},
         "NetworkSettings": {"IPAddress": (doc.get("network") or {}).get("ip", ""), "Ports": _docker_ports(doc),
-                            "MacAddress": (doc.get("network") or {}).get("mac", "")},  # --mac-address's
+                            "MacAddress": (doc.get("network") or {}).get("mac", ""),  # --mac-address's
+                            "Networks": _docker_networks(doc.get("network") or {})},
         "Mounts": [{"Type": m.get("type", ""), "Source": m.get("source", ""), "Destination": m.get("destination", "")}
                    for m in config.get("mounts") or [] if m.get("type") in ("bind", "tmpfs") or "bind" in
                    (m.get("options") or [])],
@@ -941,6 +947,21 @@ def port(g: dict[str, Any], container_id: str, private_port: str | None = None) 
     for p in found:
         print(f"{p.get('host_ip') or '0.0.0.0'}:{p.get('host_port')}")
     return 0
+
+
+def _docker_networks(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """docker's NetworkSettings.Networks: each network it is on, its address there ({{(index
+    .NetworkSettings.Networks "net").IPAddress}}, a script's usual read)."""
+    out = {}
+    for p in [plan, *(plan.get("more") or {}).values()]:
+        if not isinstance(p, dict) or not isinstance(p.get("network"), str):
+            continue
+        definition = p.get("definition") if isinstance(p.get("definition"), dict) else {}
+        out[p["network"]] = {"IPAddress": p.get("ip", ""), "Gateway": definition.get("gateway", ""),
+                             "IPPrefixLen": int(str(definition.get("subnet", "/0")).partition("/")[2] or 0),
+                             "MacAddress": p.get("mac", ""), "Aliases": p.get("names") or [],
+                             "NetworkID": definition.get("bridge", "")}
+    return out
 
 
 def _docker_ports(doc: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
@@ -1621,8 +1642,16 @@ _PS_FILTERS = ("label", "name", "id", "status", "ancestor", "health", "exited", 
 
 
 def _net_of(runtime: Any, container_id: str) -> dict[str, Any] | None:
-    """A container's net.json (its network, address and published ports), if it has one."""
-    return jsonio.load_object(runtime.store.path(container_id, PLAN))
+    """A container's net.json (its network, address and published ports), if it has one, with
+    its plans on its other networks under "more" (network -> plan: `network connect`'s)."""
+    plan = jsonio.load_object(runtime.store.path(container_id, PLAN))
+    if plan is not None:
+        from mrun.network.attach import more_plans
+
+        more = {n: jsonio.load_object(p) for n, p in more_plans(runtime.store.path(container_id)).items()}
+        if any(more.values()):
+            plan["more"] = {n: p for n, p in sorted(more.items()) if p is not None}
+    return plan
 
 
 def _runs(state: dict[str, Any], exit_of: Any) -> bool:
@@ -1682,7 +1711,7 @@ def _matches(state: dict[str, Any], wanted: dict[str, list[str]], image_of: Any,
         elif key == "network":
             from mrun.cli.docker_rows import network_of
 
-            ok = network_of(config_of(state["id"]), net_of(state["id"])) in values
+            ok = any(n in values for n in network_of(config_of(state["id"]), net_of(state["id"])).split(","))
         elif key == "volume":  # a volume by its name, or a volume or bind mount by where it is mounted
             from mrun.images import volumes
             from mrun.images.containers import user_mounts

@@ -1,4 +1,5 @@
-"""`mrun network create|ls|inspect|rm|prune`: bridge networks, their leases and rules."""
+"""`mrun network create|ls|inspect|rm|prune|connect|disconnect`: bridge networks, their leases and
+rules, and containers joining more of them (network.connect)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,26 @@ if TYPE_CHECKING:
 
 def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str, gateway: str = "",
             internal: bool = False, driver: str = "bridge", quiet: bool = False, format: str = "table",  # noqa: A002
-            force: bool = False, filter: tuple[str, ...] = (), label: tuple[str, ...] = ()) -> int:  # noqa: A002
+            force: bool = False, filter: tuple[str, ...] = (), label: tuple[str, ...] = (),  # noqa: A002
+            ip: str = "", alias: tuple[str, ...] = ()) -> int:
     from mrun.network.recovery import hold_again
 
+    for given, flag in ((ip, "--ip"), (alias, "--alias")):
+        if given and action != "connect":
+            raise InvalidSpec(f"network {action}: {flag} is connect's")
+    if action in ("connect", "disconnect"):  # docker's NETWORK CONTAINER
+        if len(names or []) != 2:
+            raise InvalidSpec(f"network {action}: NETWORK CONTAINER expected")
+        from mrun.cli.common import _rt
+        from mrun.network import connect
+
+        hold_again(g["root"], g.get("warn"))
+        network, container = names  # type: ignore[misc]
+        if action == "connect":
+            connect.connect(_rt(g), network, container, ip, list(alias))
+        else:
+            connect.disconnect(_rt(g), network, container)
+        return 0
     template = ""
     if action == "inspect":  # docker's network inspect [-f|--format TEMPLATE] NAME
         from mrun.cli.listing import inspect_format
@@ -84,7 +102,7 @@ def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str
         for what in prune(nets, chosen):
             print(f"removed {what}")
     else:
-        raise InvalidSpec(f"network: unknown action {action!r} (create, ls, inspect, rm or prune)")
+        raise InvalidSpec(f"network: unknown action {action!r} (create, ls, inspect, rm, prune, connect or disconnect)")
     return 0
 
 

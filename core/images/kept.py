@@ -34,6 +34,11 @@ def keep(bundle: str, record: Any, state_dir: str) -> None:
     plan = jsonio.load_object(os.path.join(state_dir, PLAN))
     if plan is not None:
         doc["network_plan"] = plan
+        from mrun.network.attach import more_plans
+
+        more = {network: jsonio.load_object(path) for network, path in more_plans(state_dir).items()}
+        if more:  # its other networks' (`network connect`): their addresses and links undone alike
+            doc["network_more"] = {network: p for network, p in more.items() if p is not None}
     try:
         jsonio.replace_file(os.path.join(bundle, KEPT), doc)
     except OSError:
@@ -62,6 +67,18 @@ def write_back(runtime: Any, bundle: str, container_id: str) -> bool:
     if isinstance(doc.get("network_plan"), dict):  # before the record: whoever sees it can undo the plan
         runtime.store.make_again(container_id)
         jsonio.replace_file(runtime.store.path(container_id, PLAN), doc["network_plan"])
+        more = doc.get("network_more")
+        for network, plan in more.items() if isinstance(more, dict) else ():
+            from mrun.errors import InvalidSpec
+            from mrun.network.attach import more_plan_file
+            from mrun.network.store import check_name
+
+            try:
+                check_name(network)  # (the file's name is made of it)
+            except InvalidSpec:
+                continue
+            if isinstance(plan, dict):
+                jsonio.replace_file(runtime.store.path(container_id, more_plan_file(network)), plan)
     runtime.store.write_back(Record(**{k: v for k, v in doc.items() if k in Record.FIELDS}))
     if not os.path.exists(os.path.join(bundle, KEPT)):  # an `rm` began meanwhile (bundles.unkeep): undone
         runtime.store.remove(container_id)

@@ -200,10 +200,11 @@ def _reserve_in_range(nets: Networks, p: dict[str, Any], owner: dict[str, str]) 
     raise MrunError(f"-p {where}{first}-{last}:{p['port']}/{p['proto']}: every host port of the range is in use")
 
 
-def _save(state_dir: str, plan: dict[str, Any]) -> None:
-    tmp = os.path.join(state_dir, PLAN + ".tmp")
+def _save(state_dir: str, plan: dict[str, Any], path: str = "") -> None:
+    path = path or os.path.join(state_dir, PLAN)
+    tmp = path + ".tmp"
     jsonio.write_file(tmp, plan)
-    os.rename(tmp, os.path.join(state_dir, PLAN))
+    os.rename(tmp, path)
 
 
 def _resolv_conf(dns: dict[str, list[str]] | None = None) -> str:
@@ -285,6 +286,105 @@ def prepare(spec: Any, state_dir: str, state_root: str, container_id: str) -> di
     return plan
 
 
+def more_of(annotations: dict[str, str]) -> list[dict[str, Any]]:
+    """The networks a container is on besides its first (``annotations.NETWORK_MORE``: docker's
+    second --network, `network connect`), each {"name", "ip" (asked for, or ""), "aliases"}, in
+    the order they were joined (eth1, eth2...). Read like any flag: a malformed entry is one line."""
+    text = annotations.get(ann.NETWORK_MORE) or ""
+    if not text:
+        return []
+    from mrun import jsonio
+    from mrun.network.store import check_name, requested_address
+
+    bad = InvalidSpec(f"annotation {ann.NETWORK_MORE}: a JSON list of {{\"name\", \"ip\", \"aliases\"}} expected")
+    try:
+        doc = jsonio.loads(text)
+    except ValueError:
+        raise bad from None
+    if not isinstance(doc, list) or not all(isinstance(d, dict) for d in doc):
+        raise bad
+    out, seen = [], {annotations.get(NETWORK)}
+    for d in doc:
+        name, ip, aliases = d.get("name"), d.get("ip", ""), d.get("aliases", [])
+        if not isinstance(name, str) or not isinstance(ip, str) or not isinstance(aliases, list) \
+                or not all(isinstance(a, str) for a in aliases):
+            raise bad
+        check_name(name)
+        if name in seen:
+            raise InvalidSpec(f"annotation {ann.NETWORK_MORE}: network {name!r} twice (a container joins a "
+                              "network once)")
+        seen.add(name)
+        if ip:
+            requested_address(ip)
+        out.append({"name": name, "ip": ip, "aliases": list(aliases)})
+    return out
+
+
+def more_plan_file(network: str) -> str:
+    """The plan of the container's place on ``network``, beside its first one's (``PLAN``)."""
+    return f"net-{network}.json"
+
+
+def more_plans(state_dir: str) -> dict[str, str]:
+    """network -> plan file, for each network the container joined besides its first (by the
+    files' names: written by mrun alone, in its state directory)."""
+    from mrun.errors import InvalidSpec as Bad
+    from mrun.network.store import check_name
+
+    found = {}
+    try:
+        names = os.listdir(state_dir)
+    except OSError:
+        return {}
+    for fname in names:
+        if fname.startswith("net-") and fname.endswith(".json"):
+            network = fname[len("net-") : -len(".json")]
+            try:
+                check_name(network)
+            except Bad:
+                continue
+            found[network] = os.path.join(state_dir, fname)
+    return found
+
+
+def prepare_more(state_dir: str, state_root: str, container_id: str, want: dict[str, Any],
+                 ifname: str) -> dict[str, Any]:
+    """Its place on one more network (``want``: an entry of ``more_of``): an address leased there
+    and its names known to the others on it, as ``ifname``. No ports (published on its first
+    network), no name files (its first network's). The plan is written before each thing it
+    records is taken, so whatever a crash leaves, ``detach`` undoes."""
+    nets = Networks()
+    name = want["name"]
+    network = nets.ensure(name)
+    owner = {"root": state_root, "container": container_id}
+    names = resolved_names(name, container_id, want.get("aliases") or [])
+    plan: dict[str, Any] = {"network": name, "veth": more_veth(state_root, container_id, name), "ifname": ifname,
+                            "ip": "", "ports": [], "tag": _tag(state_root, container_id), "netroot": nets.root,
+                            "definition": network}
+    if names:
+        plan["names"] = names
+    path = os.path.join(state_dir, more_plan_file(name))
+    _save(state_dir, plan, path)
+    plan["ip"] = nets.lease(name, owner, want.get("ip") or "")
+    _save(state_dir, plan, path)
+    if name != DEFAULT_NETWORK:
+        peers.join(nets, name, owner, plan["ip"], names)
+    return plan
+
+
+def more_veth(state_root: str, container_id: str, network: str) -> str:
+    """The host end of its pair on a network besides its first: another name per network."""
+    return veth_name(state_root, f"{container_id}\0{network}")
+
+
+def free_ifname(state_dir: str) -> str:
+    """eth1, eth2...: the first its other networks' plans do not name."""
+    from mrun import jsonio
+
+    taken = {(jsonio.load_object(path) or {}).get("ifname") for path in more_plans(state_dir).values()}
+    return next(f"eth{i}" for i in range(1, 1 + len(taken) + 1) if f"eth{i}" not in taken)
+
+
 def resolved_names(network: str, container_id: str, aliases: list[str]) -> list[str]:
     """The names other containers on ``network`` know this one by: its own (if it is a host
     name) and its --network-alias names; none on the default network, where docker has none."""
@@ -307,32 +407,48 @@ def attach(plan: dict[str, Any], pid: int) -> None:
     with nets.lock():  # one bridge and one set of network rules, however many start at once
         firewall.add_network(network, network_tag(nets.root, plan["network"]), nets.path(plan["network"], "rules-seen"))
         links.ensure_bridge(network)
-    links.plug(network, plan["veth"], pid, plan["ip"], plan.get("mac") or "")
+    first = "ifname" not in plan  # its first network: eth0, its default route, its ports
+    links.plug(network, plan["veth"], pid, plan["ip"], plan.get("mac") or "", plan.get("ifname") or "eth0", first)
     for p in plan["ports"]:
         firewall.publish(plan["tag"], p["host_ip"], p["host_port"], p["proto"], plan["ip"], p["port"])
 
 
 def detach(state_dir: str) -> None:
-    """Undo what the plan records; each step tolerates its part being gone already.
+    """Undo what the plans record (its other networks' first, then its first's); each step
+    tolerates its part being gone already.
 
-    net.json is read like any input: the veth and the firewall tag are derived again from the
-    container's own root and id (never taken from the file), and a lease or port reservation is
-    removed only when it still names this container as its owner, so a damaged or forged plan
-    cannot make mrun delete another link or file."""
+    A plan is read like any input: the veth and the firewall tag are derived again from the
+    container's own root and id (and, for another network, the plan file's own name, never
+    from its content), and a lease or port reservation is removed only when it still names
+    this container as its owner, so a damaged or forged plan cannot make mrun delete another
+    link or file."""
+    state_root, container_id = os.path.split(os.path.abspath(state_dir))
+    for network, path in more_plans(state_dir).items():
+        _detach_plan(path, state_root, container_id, more_veth(state_root, container_id, network), network)
+    _detach_plan(os.path.join(state_dir, PLAN), state_root, container_id, veth_name(state_root, container_id))
+
+
+def detach_more(state_dir: str, network: str) -> None:
+    """Its place on ``network``, one of its other networks (`network disconnect`)."""
+    state_root, container_id = os.path.split(os.path.abspath(state_dir))
+    _detach_plan(os.path.join(state_dir, more_plan_file(network)), state_root, container_id,
+                 more_veth(state_root, container_id, network), network)
+
+
+def _detach_plan(path: str, state_root: str, container_id: str, veth: str, network: str = "") -> None:
+    """``network``: the one an other network's plan must name (its file's), or "" for the first's."""
     try:
-        plan = jsonio.load_file(os.path.join(state_dir, PLAN))
+        plan = jsonio.load_file(path)
     except (OSError, ValueError):
         return
-    state_root, container_id = os.path.split(os.path.abspath(state_dir))
     owner = {"root": state_root, "container": container_id}
-    if not isinstance(plan, dict):
+    if not isinstance(plan, dict) or network and plan.get("network") != network:
         plan = {}
-    ports = plan.get("ports") if isinstance(plan.get("ports"), list) else []
+    ports = plan.get("ports") if isinstance(plan.get("ports"), list) and not network else []
     if ports:
         from mrun.network import firewall
 
         firewall.remove(_tag(state_root, container_id))
-    veth = veth_name(state_root, container_id)
     if os.path.exists(f"/sys/class/net/{veth}"):
         from mrun.network import links
 
@@ -351,7 +467,7 @@ def detach(state_dir: str) -> None:
             _remove_if_owned(nets.path(name, "leases", ip), owner)
         except InvalidSpec:
             pass
-    os.unlink(os.path.join(state_dir, PLAN))
+    os.unlink(path)
 
 
 def _tag(state_root: str, container_id: str) -> str:

@@ -139,11 +139,11 @@ def carries_containers(bridge: str) -> bool:
     return any(peer_alive(port) for port in plugged)
 
 
-def plug(network: dict, veth: str, pid: int, ip: str, mac: str = "") -> None:
-    """A veth pair: ``veth`` on the bridge and up, its peer made as eth0 right in the network
-    namespace of ``pid`` (with ``mac`` as its address, if given), then addressed and routed from
-    inside it. Spoken as rtnetlink directly (``rtnl``): pyroute2 cost 3-5 ms of the ~1 ms the
-    kernel takes."""
+def plug(network: dict, veth: str, pid: int, ip: str, mac: str = "", ifname: str = "eth0", route: bool = True) -> None:
+    """A veth pair: ``veth`` on the bridge and up, its peer made as ``ifname`` right in the
+    network namespace of ``pid`` (with ``mac`` as its address, if given), then addressed and
+    (``route``: its first network) given its default route from inside it. Spoken as rtnetlink
+    directly (``rtnl``): pyroute2 cost 3-5 ms of the ~1 ms the kernel takes."""
     import _socket
 
     from mrun.network import rtnl
@@ -157,14 +157,15 @@ def plug(network: dict, veth: str, pid: int, ip: str, mac: str = "") -> None:
     try:
         for attempt in (1, 2):
             try:
-                rtnl.add_veth(veth, bridge, "eth0", netns, bytes.fromhex(mac.replace(":", "")))
+                rtnl.add_veth(veth, bridge, ifname, netns, bytes.fromhex(mac.replace(":", "")))
                 break
             except OSError as e:
                 why = _await_dying(veth) if e.errno == errno.EEXIST and attempt == 1 else e.strerror
                 if why:  # else a container of the same id just ended: its pair was on its way out
                     raise MrunError(f"network {network['name']}: veth {veth}: {why}")
         # an internal network's containers get no default route, as docker's: no way out is tried
-        ifconfig.configure(netns, ip, prefix, "" if network.get("internal") else network["gateway"])
+        ifconfig.configure(netns, ip, prefix, "" if network.get("internal") or not route else network["gateway"],
+                           ifname)
     finally:
         os.close(netns)
 

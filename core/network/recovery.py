@@ -39,18 +39,31 @@ def hold_again(state_root: str, warn: Callable[[str], None] | None) -> None:
         if entry.name.startswith("."):
             continue
         plan = _plan(entry.path)  # (one open per container: None for most, which have no plan)
-        if plan is not None and _missing(plan):
+        if plan is not None and any(_missing(p) for p in [plan, *_more(entry.path)]):
             lost.append(entry)
     for entry in lost:
         _hold_again(entry.path, entry.name, warn)
 
 
-def _plan(state_dir: str) -> dict[str, Any] | None:
-    """The container's plan, if it names an address on a network of this network root (and the
-    container has its state: one without is a killed create's, whose files are no one's)."""
+def _more(state_dir: str) -> list[dict[str, Any]]:
+    """Its plans on its other networks (attach.prepare_more), each checked as its first's is."""
+    from mrun.network.attach import more_plans
+
+    found = []
+    for network, path in more_plans(state_dir).items():
+        plan = _plan(state_dir, path)
+        if plan is not None and plan["network"] == network and not plan.get("ports"):
+            found.append(plan)
+    return found
+
+
+def _plan(state_dir: str, path: str = "") -> dict[str, Any] | None:
+    """The container's plan (``path``: one on another network than its first), if it names an
+    address on a network of this network root (and the container has its state: one without is
+    a killed create's, whose files are no one's)."""
     from mrun.network.store import network_root
 
-    plan = jsonio.load_object(os.path.join(state_dir, PLAN))
+    plan = jsonio.load_object(path or os.path.join(state_dir, PLAN))
     if plan is None or not os.path.exists(os.path.join(state_dir, "state.json")):
         return None
     netroot, name, ip = plan.get("netroot"), plan.get("network"), plan.get("ip")
@@ -98,10 +111,11 @@ def _hold_again(state_dir: str, container_id: str, warn: Callable[[str], None] |
         except BlockingIOError:
             return  # being made, started or removed: the next command looks
         plan = _plan(state_dir)  # again, under the lock: a delete may have just detached it
-        if plan is not None and _missing(plan):
-            problems = _held_again(plan, {"root": os.path.dirname(os.path.abspath(state_dir)),
-                                          "container": container_id})
-            for problem in problems:
+        owner = {"root": os.path.dirname(os.path.abspath(state_dir)), "container": container_id}
+        for one in [plan, *_more(state_dir)] if plan is not None else []:
+            if not _missing(one):
+                continue
+            for problem in _held_again(one, owner):
                 if callable(warn):
                     warn(f"container {container_id!r} lost its network's files: {problem}")
     except (OSError, MrunError) as e:

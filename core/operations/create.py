@@ -59,6 +59,7 @@ class Create:
         self.cgroup: Any = None
         self.driver: Any = None  # a SandboxDriver when the backend owns the sandbox
         self.network: Any = None
+        self.more_networks: list[Any] = []  # its plans on its other networks (eth1...)
         self.ch: Any = None
         self.detached: dict[int, int] = {}  # mount index -> the host's clone of its bind source (open_host_mounts)
 
@@ -182,8 +183,15 @@ class Create:
         if self.spec.annotations.get(ann.NETWORK):
             from mrun.network import attach
 
-            self.network = attach.prepare(self.spec, self.store.path(self.id), self.store.root, self.id)
+            more = attach.more_of(self.spec.annotations)  # a malformed list fails before anything is taken
+            state_dir = self.store.path(self.id)
+            self.network = attach.prepare(self.spec, state_dir, self.store.root, self.id)
+            self.more_networks = [attach.prepare_more(state_dir, self.store.root, self.id, want, f"eth{i}")
+                                  for i, want in enumerate(more, 1)]
             # undone by _forget (detach), which already runs last
+        elif self.spec.annotations.get(ann.NETWORK_MORE):
+            raise InvalidSpec(f"annotation {ann.NETWORK_MORE}: more networks than a first one "
+                              f"({ann.NETWORK}), which this container has not")
 
     def make_fifos(self, undo: Undo) -> None:
         """Opened here, inherited by the init: inside a user namespace it could not open these
@@ -266,7 +274,8 @@ class Create:
         if self.network is not None:
             from mrun.network import attach
 
-            attach.attach(self.network, self.record.pid)
+            for plan in [self.network, *self.more_networks]:
+                attach.attach(plan, self.record.pid)
         elif self.spec.annotations.get(ann.NETWORK_LOOPBACK) == "up" and self.spec.namespaces().get("network") == "":
             from mrun.network import ifconfig
 

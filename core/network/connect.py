@@ -1,0 +1,108 @@
+"""docker's `network connect NET CONTAINER` and `network disconnect NET CONTAINER`: a container
+of `mrun run` (or `mrun create`) on one more network, or on one fewer.
+
+The networks it is on besides its first are its bundle's ``annotations.NETWORK_MORE``, so each
+of its starts joins them again (eth1, eth2...); a running (or created, or paused) one joins now
+too, as `attach.prepare_more` and `attach.attach` join one at its create. Both under the
+container's lock, which its create, start and delete take: a restart never reads the list
+half changed. Its first network (eth0, its default route and published ports) stays: it is not
+taken from it here, where docker would leave it with no default route.
+"""
+
+from __future__ import annotations
+
+import os
+
+from mrun import annotations as ann
+from mrun import jsonio
+from mrun.errors import InvalidState, NotFound
+from mrun.network import attach
+from mrun.network.store import DEFAULT_NETWORK, Networks, check_name, requested_address
+from mrun.status import Status
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+LIVE = (Status.CREATED, Status.RUNNING, Status.PAUSED)
+
+
+def connect(runtime: Any, network: str, container_id: str, ip: str = "", aliases: list[str] | None = None) -> None:
+    network = _named(network)
+    aliases = list(aliases or [])
+    if ip:
+        requested_address(ip)
+    attach.resolved_names(network, container_id, aliases)  # an alias that is no host name, or on the default network
+    with runtime.store.lock(container_id):
+        record, config, annotations, more = _ours(runtime, container_id, "connect")
+        if not annotations.get(ann.NETWORK):
+            raise InvalidState(f"network connect {network} {container_id}: the container is on no bridge network "
+                               "(--network none, host or container:), so it has no interfaces to add one to")
+        if network == annotations[ann.NETWORK] or any(m["name"] == network for m in more):
+            raise InvalidState(f"container {container_id!r} is already on network {network!r}")
+        Networks().get(network)  # an unknown one: its one line, before anything is taken
+        want = {"name": network, "ip": ip, "aliases": aliases}
+        state_dir = runtime.store.path(container_id)
+        live = runtime.status(record) in LIVE
+        if live:
+            try:
+                plan = attach.prepare_more(state_dir, runtime.store.root, container_id, want,
+                                           attach.free_ifname(state_dir))
+                attach.attach(plan, record.pid)
+            except BaseException:
+                attach.detach_more(state_dir, network)
+                raise
+        _write(record.bundle, config, annotations, [*more, want])
+        _keep(runtime, record, live)
+
+
+def disconnect(runtime: Any, network: str, container_id: str) -> None:
+    network = _named(network)
+    with runtime.store.lock(container_id):
+        record, config, annotations, more = _ours(runtime, container_id, "disconnect")
+        if network == annotations.get(ann.NETWORK):
+            raise InvalidState(f"network disconnect {network} {container_id}: it is the container's first network "
+                               "(its eth0, default route and published ports), which it keeps")
+        state_dir = runtime.store.path(container_id)
+        joined = os.path.exists(os.path.join(state_dir, attach.more_plan_file(network)))
+        if not joined and not any(m["name"] == network for m in more):
+            raise NotFound(f"container {container_id!r} is not connected to network {network!r}")
+        _write(record.bundle, config, annotations, [m for m in more if m["name"] != network])  # first: a crash
+        if joined:  # after it leaves no start that would join it again
+            attach.detach_more(state_dir, network)
+        _keep(runtime, record, runtime.status(record) in LIVE)
+
+
+def _named(network: str) -> str:
+    check_name(network)
+    return DEFAULT_NETWORK if network == "bridge" else network  # docker's name for its default network
+
+
+def _ours(runtime: Any, container_id: str, verb: str) -> tuple[Any, dict[str, Any], dict[str, str], list[Any]]:
+    """Its record, bundle config, annotations and other networks; only a container whose bundle is
+    mrun's own to change (`mrun run`'s, `mrun create`'s), never a runc bundle's config.json."""
+    record = runtime.store.load(container_id)
+    if ann.IMAGE not in record.annotations:
+        raise InvalidState(f"network {verb}: container {container_id!r} is not of `mrun run` or `mrun create` "
+                           "(its bundle's config is its maker's, not mrun's to change)")
+    config = jsonio.load_file(os.path.join(record.bundle, "config.json"))
+    annotations = config.get("annotations") if isinstance(config.get("annotations"), dict) else {}
+    return record, config, annotations, attach.more_of(annotations)
+
+
+def _write(bundle: str, config: dict[str, Any], annotations: dict[str, str], more: list[Any]) -> None:
+    if more:
+        annotations[ann.NETWORK_MORE] = jsonio.dumps(more)
+    else:
+        annotations.pop(ann.NETWORK_MORE, None)
+    config["annotations"] = annotations
+    jsonio.replace_file(os.path.join(bundle, "config.json"), config)
+
+
+def _keep(runtime: Any, record: Any, live: bool) -> None:
+    """Its kept record's copy of its plans, as they are now (images.kept): written back after a
+    lost state root, it undoes the new one too."""
+    if live:
+        from mrun.images import kept
+
+        kept.keep(record.bundle, record, runtime.store.path(record.id))
