@@ -451,7 +451,8 @@ def test_an_internal_network_reaches_nothing_beyond_itself(net):
         one_line_error(img(h, *run_args(h, "--rm", "--network", inside, "-p", "8080:80", IMAGE, "true"), env=h.env),
                        "is internal")
         one_line_error(img(h, "network", "ls", "--internal", env=h.env), "--internal is create's")
-        assert firewall.remove(network_tag(h.env["MRUN_NETWORK_ROOT"], inside)) == 2  # the control
+        assert firewall.remove(network_tag(h.env["MRUN_NETWORK_ROOT"], inside)) == 2  # the control (and
+        assert firewall.remove(net_tag(h)) == 4  # out's network's isolation from the others, its masquerade)
         assert img_ok(h, "exec", "in1", "sh", "-c", fetch.format(ip_of(h, "out")), env=h.env).stdout == "hello-out\n"
     finally:
         for name in ("in1", "in2", "out"):
@@ -793,15 +794,18 @@ def test_a_masquerade_rule_removed_behind_mrun_s_back_is_put_back(net):
     seen = os.path.join(h.env["MRUN_NETWORK_ROOT"], h.net, "rules-seen")
     assert os.path.exists(seen)
     tag = f'comment "{net_tag(h)}"'
-    listing = subprocess.run(["nft", "-a", "list", "chain", "ip", "mrun", "postrouting"], capture_output=True,
-                             text=True, check=True).stdout
-    handles = [line.rsplit("# handle ", 1)[1] for line in listing.splitlines() if tag in line]
-    assert len(handles) == 2, listing
-    for handle in handles:
+
+    def postrouting() -> list[str]:
+        listing = subprocess.run(["nft", "-a", "list", "chain", "ip", "mrun", "postrouting"], capture_output=True,
+                                 text=True, check=True).stdout
+        return [line.rsplit("# handle ", 1)[1] for line in listing.splitlines() if tag in line]
+
+    assert len(postrouting()) == 2
+    for handle in postrouting():
         subprocess.run(["nft", "delete", "rule", "ip", "mrun", "postrouting", "handle", handle], check=True)
-    assert tag not in nft_rules()
+    assert not postrouting()
     img_ok(h, *run, env=h.env)
-    assert nft_rules().count(tag) == 2
+    assert len(postrouting()) == 2 and nft_rules().count(tag) == 4  # and its isolation's, left as they were
 
 
 def test_rules_carrying_mrun_s_comments_in_someone_else_s_tables_are_never_touched(net):
@@ -820,7 +824,8 @@ def test_rules_carrying_mrun_s_comments_in_someone_else_s_tables_are_never_touch
         img_ok(h, *run_args(h, "-d", "--name", name, "--network", h.net, "-p", "127.0.0.1:18094:80", IMAGE,
                             "sleep", "60"), env=h.env)
         ours = nft_rules()
-        assert ours.count(f'comment "{net_tag(h)}"') == 2, ours  # the table's own, despite the decoys
+        assert ours.count(f'comment "{net_tag(h)}"') == 4, ours  # the table's own (masquerade, isolation),
+        # despite the decoys
         ctr_tag = next(line.split('comment "', 1)[1].rstrip('"') for line in ours.splitlines() if "mrun-ctr:" in line)
         subprocess.run(["nft", "add", "rule", "ip", other, "c", "counter", "comment", f'"{ctr_tag}"'], check=True)
         img_ok(h, "rm", "--force", name, env=h.env)
@@ -1430,3 +1435,42 @@ def test_a_container_s_other_networks_are_held_again_when_its_roots_are_lost(net
     finally:
         img(h, "rm", "-f", "both", env=h.env)
         img(h, "network", "rm", other, env=h.env)
+
+
+def test_networks_are_isolated_from_each_other_as_docker_s(net):
+    """docker isolates its networks from each other: a container reaches another network's
+    containers only by joining that network. mrun's host forwarded between its bridges, so any
+    container reached every other network's (the default one's too) by address. Now each
+    network's bridge forwards to no other's (rules in mrun's table, gone with the network); a
+    container that joins both reaches each side; out of the networks, nothing changes."""
+    from mrun.network import firewall
+
+    h = net
+    other = h.net + "z"
+    img_ok(h, "network", "create", other, env=h.env)
+    fetch = "timeout 3 wget -q -O - http://{}:8000/index.html"
+    try:
+        for name, network in (("here", h.net), ("there", other), ("plain", "bridge")):
+            img_ok(h, *run_args(h, "-d", "--name", name, "--network", network, IMAGE, "sh", "-c",
+                                HTTPD.format(tag=name, listen="8000")), env=h.env)
+        for source, target in (("here", "there"), ("there", "here"), ("plain", "here"), ("here", "plain")):
+            r = img(h, "exec", source, "sh", "-c", fetch.format(ip_of(h, target)), env=h.env)
+            assert r.returncode != 0, f"{source} reached {target}: {r.stdout}"
+        img_ok(h, "exec", "here", "sh", "-c", WGET.format(url="http://127.0.0.1:8000/index.html"), env=h.env)  # up
+        img_ok(h, "network", "connect", other, "here", env=h.env)
+        assert img_ok(h, "exec", "here", "sh", "-c", fetch.format("there"), env=h.env).stdout == "hello-there\n"
+        img_ok(h, "network", "disconnect", other, "here", env=h.env)
+        for network in (h.net, other):  # the control: without the rules, the host forwards between them
+            firewall.remove(_tag_of(h, network))
+        assert img_ok(h, "exec", "here", "sh", "-c", fetch.format(ip_of(h, "there")), env=h.env).stdout == \
+            "hello-there\n"
+    finally:
+        img(h, "rm", "-f", "here", "there", "plain", env=h.env)
+    img_ok(h, "network", "rm", other, env=h.env)
+    assert other not in nft_rules()
+
+
+def _tag_of(h, network: str) -> str:
+    from mrun.network.store import network_tag
+
+    return network_tag(h.env["MRUN_NETWORK_ROOT"], network)

@@ -10,6 +10,8 @@ which is how it is found again, after a crash too.
 - masquerade: traffic from a network's subnet to anywhere else, and traffic from 127.0.0.0/8
   into its bridge (a port published on 127.0.0.1; the bridge has ``route_localnet=1``);
 - a published port: DNAT in ``prerouting`` (from outside) and ``output`` (from this host);
+- every network: ``forward`` drops what would cross from its bridge to another network's (docker's
+  isolation of its networks from each other);
 - an internal network (docker's ``--internal``): no masquerade, and ``forward`` drops what would
   cross between its bridge and any other interface (its containers reach each other and the
   host's own addresses, which are input, not forwarding).
@@ -33,7 +35,7 @@ CHAINS = (  # numeric priorities: older nft accepts 'dstnat' for prerouting only
     ("output", "type nat hook output priority -100; policy accept;"),
     ("postrouting", "type nat hook postrouting priority 100; policy accept;"),
 )
-# an internal network's (only then made): it drops what its rules name, and accepts the rest
+# the networks' isolation and an internal network's: it drops what its rules name, and accepts the rest
 FORWARD = ("forward", "type filter hook forward priority 0; policy accept;")
 
 
@@ -136,22 +138,31 @@ def add_network(network: dict, tag: str, record: str) -> None:
     before = _stamp()
     if before is not None and _read(record) == before:
         return
-    added = not any(r.get("comment") == tag for r in _list())
-    if added:
-        subnet, bridge = network["subnet"], network["bridge"]
-        if network.get("internal"):
-            chains = (*CHAINS, FORWARD)
-            rules = [f'forward iifname "{bridge}" oifname != "{bridge}" drop',
-                     f'forward oifname "{bridge}" iifname != "{bridge}" drop']
-        else:
-            chains = CHAINS
-            rules = [f"postrouting ip saddr {subnet} ip daddr != {subnet} masquerade",
-                     f'postrouting ip saddr 127.0.0.0/8 oifname "{bridge}" masquerade']
-        nft(f"add table {TABLE}\n" + "".join(f"add chain {TABLE} {name} {{ {spec} }}\n" for name, spec in chains)
+    have = {r.get("chain") for r in _list() if r.get("comment") == tag}
+    rules = [rule for rule in network_rules(network) if rule.split()[0] not in have]  # a chain's set, whole
+    added = bool(rules)  # one transaction: the generation moves by one
+    if rules:
+        nft(f"add table {TABLE}\n" + "".join(f"add chain {TABLE} {name} {{ {spec} }}\n" for name, spec in
+                                             (*CHAINS, FORWARD))
             + "".join(f'add rule {TABLE} {rule} comment "{tag}"\n' for rule in rules))
     after = _stamp()
     if before is not None and after is not None and after[-1] == before[-1] + int(added):
         _write(record, after)  # nobody else changed the ruleset meanwhile: what we saw is what there is
+
+
+def network_rules(network: dict) -> list[str]:
+    """A network's rules, each "CHAIN RULE". Its bridge forwards to no other network's bridge,
+    as docker isolates its networks (its DOCKER-ISOLATION chains): a container reaches another
+    network's only where it joins that network (`network connect`), never routed through the
+    host. An internal network forwards to nothing at all, and is not masqueraded."""
+    subnet, bridge = network["subnet"], network["bridge"]
+    if network.get("internal"):
+        return [f'forward iifname "{bridge}" oifname != "{bridge}" drop',
+                f'forward oifname "{bridge}" iifname != "{bridge}" drop']
+    others = [f'forward iifname "{bridge}" oifname != "{bridge}" oifname "{pattern}" drop'
+              for pattern in ("mrb-*", "mrun0") if pattern != bridge]  # (store.bridge_name's names)
+    return [f"postrouting ip saddr {subnet} ip daddr != {subnet} masquerade",
+            f'postrouting ip saddr 127.0.0.0/8 oifname "{bridge}" masquerade', *others]
 
 
 def generation() -> int | None:
