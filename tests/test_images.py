@@ -4129,6 +4129,44 @@ def test_inspect_format_reads_dockers_fields(images, busybox_archive):
         img_ok(h, "rm", "--force", "shaped")
 
 
+def test_inspect_has_the_fields_docker_s_scripts_read(images, busybox_archive, tmp_path):
+    """docker inspect's fields that scripts and tools read were "no field" here (State.StartedAt,
+    State.OOMKilled, HostConfig's limits, network mode, binds and Privileged, LogPath, HostsPath,
+    GraphDriver.Data.MergedDir...), and Mounts listed the tmpfs mrun makes at /dev: now each is
+    what docker's says of the container (Mounts: its volumes and binds only)."""
+    import datetime
+
+    h = images
+    img_ok(h, "load", busybox_archive)
+    here = tmp_path / "here"
+    here.mkdir()
+    img_ok(h, *run_args(h, "-d", "--name", "full", "-m", "64m", "--cpus", "1.5", "--pids-limit", "99", "-v",
+                        "vol:/data", "-v", f"{here}:/h:ro", IMAGE, "sleep", "600"))
+    img_ok(h, *create_args(h, "--name", "priv", "--privileged", IMAGE, "true"))
+    img_ok(h, *run_args(h, "-d", "--name", "oom", "-m", "16m", "--memory-swap", "16m", IMAGE, "sh", "-c",
+                        "head -c 200m /dev/zero | tail"))
+    try:
+        doc = json.loads(img_ok(h, "inspect", "-f", "{{json .}}", "full").stdout)
+        started = datetime.datetime.fromisoformat(doc["State"]["StartedAt"][:26])
+        assert abs(started - datetime.datetime.utcnow()).total_seconds() < 60, doc["State"]
+        assert doc["State"]["OOMKilled"] is False and doc["State"]["Dead"] is False
+        host = doc["HostConfig"]
+        assert (host["Memory"], host["NanoCpus"], host["PidsLimit"], host["NetworkMode"], host["Privileged"]) == \
+            (64 << 20, 1_500_000_000, 99, "none", False), host
+        assert host["Binds"] == ["vol:/data", f"{here}:/h:ro"], host["Binds"]
+        assert [(m["Type"], m.get("Name"), m["Destination"], m["RW"]) for m in doc["Mounts"]] == \
+            [("volume", "vol", "/data", True), ("bind", None, "/h", False)], doc["Mounts"]
+        assert os.path.ismount(doc["GraphDriver"]["Data"]["MergedDir"]) and doc["Driver"] == "overlay2"
+        assert os.path.isfile(doc["LogPath"]) and os.path.isfile(doc["HostsPath"])
+        assert img_ok(h, "inspect", "-f", "{{.HostConfig.Privileged}} {{.State.StartedAt}}", "priv").stdout == \
+            "true 0001-01-01T00:00:00Z\n"  # never started: docker's zero time
+        assert img_ok(h, "wait", "oom").stdout == "137\n"
+        assert img_ok(h, "inspect", "-f", "{{.State.OOMKilled}}", "oom").stdout == "true\n"
+    finally:
+        img_ok(h, "rm", "-f", "-v", "full", "priv", "oom")
+        img(h, "volume", "rm", "vol")
+
+
 def test_attach_as_docker(images, busybox_archive):
     """`mrun attach`: a running detached container's output from now on (not what `logs` holds),
     its stderr on ours, a SIGTERM we get passed on to it, and its exit code ours. A stopped

@@ -848,7 +848,10 @@ def _container_doc(runtime: Any, container_id: str) -> dict[str, Any]:
     state = as_docker_sees(runtime.state(container_id))
     from mrun.images.health import read as health_of
 
-    doc = {"state": state, "image": image, "network": network, "config": record.config}
+    doc = {"state": state, "image": image, "network": network, "config": record.config,
+           "pid_start": record.pid_start, "state_dir": runtime.store.path(container_id)}
+    if record.pid and state["status"] in (Status.STOPPED, Status.RUNNING, Status.PAUSED):
+        doc["oom_killed"] = runtime.oom_killed(record)
     if (health := health_of(record.bundle)) is not None:
         doc["health"] = health
     ended = exit_of(record.bundle)  # a detached container's, as its supervisor saw it
@@ -902,17 +905,29 @@ def _docker_view(doc: dict[str, Any]) -> dict[str, Any]:
         code = 0  # not ended (yet), as docker's
         if status == "exited":  # ended with no one left to note it (ps: "Exited (?)")
             code, error = UNKNOWN_EXIT, error or "its exit code was not kept (its runner was killed before it ended)"
+    bundle = state.get("bundle") or ""
     return {
         "Id": state["id"], "Name": "/" + state["id"], "Created": state.get("created", ""),
         "Path": args[0] if args else "", "Args": args[1:], "Image": (doc.get("image") or {}).get("config", ""),
         "RestartCount": doc.get("restarts", 0),
         "State": {"Status": status, "Running": state["status"] == "running", "Paused": state["status"] == "paused",
-                  "Restarting": bool(ended.get("restarting")), "Pid": state.get("pid", 0) if live else 0,
-                  "ExitCode": code, "FinishedAt": ended.get("finished", ""), "Error": error,
-                  **({"Health": doc["health"]} if doc.get("health") else {})},
+                  "Restarting": bool(ended.get("restarting")), "OOMKilled": bool(doc.get("oom_killed")),
+                  "Dead": False, "Pid": state.get("pid", 0) if live else 0,
+                  "ExitCode": code, "StartedAt": _started_at(doc), "FinishedAt": ended.get("finished", ""),
+                  "Error": error, **({"Health": doc["health"]} if doc.get("health") else {})},
         "HostConfig": {"RestartPolicy": {"Name": policy_name, "MaximumRetryCount": int(retries or 0)},
                        "Runtime": own.get(ann.OCI_RUNTIME) or "mrun",
-                       "AutoRemove": own.get(ann.REMOVE) == "true"},
+                       "AutoRemove": own.get(ann.REMOVE) == "true", **_docker_host_config(doc)},
+        "LogPath": os.path.join(bundle, "log") if ann.IMAGE in own else "",
+        **{key: _name_file(doc, name) for key, name in (("ResolvConfPath", "resolv.conf"),
+                                                         ("HostnamePath", "hostname"), ("HostsPath", "hosts"))},
+        "Driver": "overlay2" if ann.IMAGE in own else "", "Platform": "linux",
+        "GraphDriver": {"Name": "overlay2", "Data": {"MergedDir": os.path.join(bundle, "rootfs"),
+                                                     "UpperDir": os.path.join(bundle, "upper"),
+                                                     "WorkDir": os.path.join(bundle, "work")}}
+        if ann.IMAGE in own else {"Name": "", "Data": {}},
+        "AppArmorProfile": process.get("apparmorProfile") or "", "ProcessLabel": process.get("selinuxLabel") or "",
+        "MountLabel": (config.get("linux") or {}).get("mountLabel") or "",
         "Config": {"Image": (doc.get("image") or {}).get("image", ""), "Hostname": config.get("hostname", ""),
                    "Domainname": config.get("domainname", ""),
                    "Env": process.get("env") or [], "Cmd": args, "WorkingDir": process.get("cwd", ""),
@@ -921,10 +936,93 @@ def _docker_view(doc: dict[str, Any]) -> dict[str, Any]:
         "NetworkSettings": {"IPAddress": (doc.get("network") or {}).get("ip", ""), "Ports": _docker_ports(doc),
                             "MacAddress": (doc.get("network") or {}).get("mac", ""),  # --mac-address's
                             "Networks": _docker_networks(doc.get("network") or {})},
-        "Mounts": [{"Type": m.get("type", ""), "Source": m.get("source", ""), "Destination": m.get("destination", "")}
-                   for m in config.get("mounts") or [] if m.get("type") in ("bind", "tmpfs") or "bind" in
-                   (m.get("options") or [])],
+        "Mounts": _docker_mounts(state["id"], bundle, config),
     }
+
+
+def _started_at(doc: dict[str, Any]) -> str:
+    """docker's State.StartedAt: when its process began (its start time in clock ticks), in UTC;
+    docker's zero time for one that never ran."""
+    from mrun.cli.docker_rows import _started
+
+    epoch = _started(doc.get("pid_start"))
+    if epoch is None:
+        return "0001-01-01T00:00:00Z"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1e9):09d}Z"
+
+
+def _docker_host_config(doc: dict[str, Any]) -> dict[str, Any]:
+    """docker's HostConfig fields a script reads: its network mode, limits, ports and binds."""
+    from mrun.cli.docker_rows import network_of
+    from mrun.network.store import DEFAULT_NETWORK
+
+    config = doc.get("config") or {}
+    linux = config.get("linux") or {}
+    resources = linux.get("resources") or {}
+    memory, cpu = resources.get("memory") or {}, resources.get("cpu") or {}
+    quota, period = cpu.get("quota") or 0, cpu.get("period") or 0
+    joined = jsonio.loads((config.get("annotations") or {}).get(ann.JOINED) or "{}")
+    mode = network_of(config, doc.get("network")).split(",")[0]
+    if isinstance(joined, dict) and isinstance(joined.get("network"), str):
+        mode = f"container:{joined['network']}"
+    binds = []
+    state = doc.get("state") or {}
+    for m in _docker_mounts(str(state.get("id")), state.get("bundle") or "", config):
+        binds.append(f"{m.get('Name') or m['Source']}:{m['Destination']}{'' if m['RW'] else ':ro'}")
+    return {"NetworkMode": "bridge" if mode == DEFAULT_NETWORK else mode,
+            "Privileged": False if not config else _privileged(config),
+            "ReadonlyRootfs": bool((config.get("root") or {}).get("readonly")),
+            "Memory": memory.get("limit") or 0, "MemoryReservation": memory.get("reservation") or 0,
+            "MemorySwap": memory.get("swap") or 0, "CpuShares": cpu.get("shares") or 0,
+            "CpuQuota": quota, "CpuPeriod": period,
+            "NanoCpus": quota * 1_000_000_000 // period if quota > 0 and period else 0,
+            "CpusetCpus": cpu.get("cpus") or "", "CpusetMems": cpu.get("mems") or "",
+            "PidsLimit": (resources.get("pids") or {}).get("limit") or 0,
+            "PortBindings": _docker_ports(doc), "Binds": binds}
+
+
+def _privileged(config: dict[str, Any]) -> bool:
+    """docker's --privileged as its config shows it: every capability, no seccomp filter, no
+    masked paths (what run_flags makes of the flag)."""
+    from mrun.kernel.capnames import NAMES
+    from mrun.sandbox.caps import last_cap
+
+    linux = config.get("linux") or {}
+    bounding = ((config.get("process") or {}).get("capabilities") or {}).get("bounding") or []
+    every = {f"CAP_{name}" for name in NAMES[: last_cap() + 1]}
+    return not linux.get("seccomp") and not linux.get("maskedPaths") and every <= set(bounding)
+
+
+def _name_file(doc: dict[str, Any], name: str) -> str:
+    """Its /etc file of mrun's (hosts, hostname, resolv.conf) on the host, or "" where it has none."""
+    for place in (doc.get("state_dir") or "", (doc.get("state") or {}).get("bundle") or ""):
+        path = os.path.join(place, name)
+        if place and os.path.isfile(path):
+            return path
+    return ""
+
+
+def _docker_mounts(container_id: str, bundle: str, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """docker's Mounts: its volumes and bind mounts (-v, --mount, its image's Volumes), not the
+    files mrun binds beside them nor the tmpfs of /dev."""
+    from mrun.images import volumes
+    from mrun.images.containers import user_mounts
+
+    store_root = os.path.dirname(os.path.dirname(bundle)) if bundle else ""
+    prefix = volumes.top(store_root) + os.sep if store_root else None
+    out = []
+    for m in user_mounts(config, container_id):
+        source, options = m.get("source", ""), m.get("options") or []
+        rw = "ro" not in options
+        named = prefix is not None and source.startswith(prefix) and source.endswith(os.sep + "data")
+        propagation = next((o for o in options if o in ("rprivate", "private", "rshared", "shared", "rslave",
+                                                        "slave")), "rprivate")
+        entry = {"Type": "volume" if named else "bind", "Source": source, "Destination": m.get("destination", ""),
+                 "Mode": "" if rw else "ro", "RW": rw, "Propagation": "" if named else propagation}
+        if named:
+            entry.update(Name=source[len(prefix):-len(os.sep + "data")], Driver="local")  # type: ignore[arg-type]
+        out.append(entry)
+    return out
 
 
 def port(g: dict[str, Any], container_id: str, private_port: str | None = None) -> int:

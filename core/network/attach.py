@@ -4,13 +4,15 @@ may carry them itself.
 
 - ``org.mrun.network``: the network's name (made on first use if it is the default, ``mrun``);
 - ``org.mrun.network.ports``: ``[host_ip:][host_port[-end]:]container_port[-end][/tcp|udp]``, comma-separated
-  (no host port: one the host chooses, recorded in ``net.json``).
+  (no host port: one the host chooses, recorded in ``net.json``);
+- ``org.mrun.network.more``: the networks it joins besides (``more_of``), as eth1, eth2...
 
 ``prepare`` runs before the sandbox exists: it leases the address, reserves the ports and
 writes ``/etc/hosts``, ``/etc/resolv.conf`` and ``/etc/hostname`` into the container's state
-directory, bind-mounted by the sandbox. ``attach`` runs once the namespace exists, before
-``start``: bridge, veth, eth0, routes, nftables. ``detach`` undoes whatever ``net.json`` says
-was done, so a crash at any point is cleaned up by ``delete --force``.
+directory, bind-mounted by the sandbox (``prepare_more``: an address on each other network, in
+a plan of its own, ``net-NAME.json``). ``attach`` runs once the namespace exists, before
+``start``: bridge, veth, eth0, routes, nftables. ``detach`` undoes whatever the plans say was
+done, so a crash at any point is cleaned up by ``delete --force``.
 """
 
 from __future__ import annotations
