@@ -1847,3 +1847,64 @@ def test_an_image_removed_while_it_is_saved_or_pushed(images, busybox_archive, r
     img_ok(h, "image", "prune", "-f")  # what the reader kept goes now
     assert os.listdir(blobs) == [] and os.listdir(os.path.join(h.image_root, "layers")) == []
     assert image_leftovers(h) == []
+
+
+@pytest.mark.parametrize("verb", ["connect", "disconnect"])
+@pytest.mark.parametrize("images", ["warm"], indirect=True)  # the killed verb runs cold; the rest warm
+def test_network_connect_and_disconnect_killed_before_each_change(net, verb):  # noqa: F811 - the fixture
+    """`network connect` (or `disconnect`) of a running container, killed before each of its
+    changes (its plan, its lease, its veth's netlink, the others' /etc/hosts, its bundle's
+    config): the user's next `network disconnect` of that network takes every trace of it off
+    that network (a lease a kill left unnamed by any plan too), and the others' files with it."""
+    from mrun.network.attach import more_veth
+
+    h = net
+    other = h.net + "k"
+    img_ok(h, "network", "create", other, env=h.env)
+    img_ok(h, *run_args(h, "-d", "--name", "holder", "--network", other, IMAGE, "sleep", "600"), env=h.env)
+    root = h.env["MRUN_NETWORK_ROOT"]
+    current = [""]
+
+    def argv(step: int) -> list[str]:
+        cid = current[0] = f"k{verb[0]}{step}"
+        networks = [h.net, other] if verb == "disconnect" else [h.net]
+        img_ok(h, *run_args(h, "-d", "--name", cid, *[f"--network={n}" for n in networks], IMAGE, "sleep", "600"),
+               env=h.env)
+        return ["--root", h.root, "--image-root", h.image_root, "network", verb, other, cid]
+
+    def repair(_step: int) -> None:
+        r = img(h, "network", "disconnect", other, current[0], env=h.env)
+        assert "Traceback" not in r.stderr, r.stderr
+
+    def left() -> list[str]:
+        cid = current[0]
+        found = [f"lease {ip}" for ip, owner in _leases_of(root, other).items() if owner.get("container") == cid]
+        if os.path.exists(f"/sys/class/net/{more_veth(h.root, cid, other)}"):
+            found.append("its veth on the network")
+        if os.path.exists(os.path.join(h.root, cid, f"net-{other}.json")):
+            found.append("its plan")
+        if f"\t{cid}\t" in img_ok(h, "exec", "holder", "cat", "/etc/hosts", env=h.env).stdout:
+            found.append("its line in another's /etc/hosts")
+        img_ok(h, "rm", "-f", cid, env=h.env)
+        return found
+
+    try:
+        steps = kill_at_each_step(argv, [h.tmp, "socket family 16"], repair, left, env=h.env)
+        assert steps > 5
+        shown = img_ok(h, "exec", current[0], "ip", "-4", "-o", "addr", env=h.env).stdout
+        assert ("eth1" in shown) == (verb == "connect"), shown  # the unkilled one did its work
+    finally:
+        img(h, "rm", "-f", "holder", current[0], env=h.env)
+        img(h, "network", "rm", other, env=h.env)
+
+
+def _leases_of(root: str, network: str) -> dict[str, dict[str, str]]:
+    d = os.path.join(root, network, "leases")
+    out = {}
+    for ip in os.listdir(d) if os.path.isdir(d) else []:
+        try:
+            with open(os.path.join(d, ip)) as f:
+                out[ip] = json.load(f)
+        except (OSError, ValueError):
+            out[ip] = {}
+    return out

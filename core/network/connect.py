@@ -43,6 +43,7 @@ def connect(runtime: Any, network: str, container_id: str, ip: str = "", aliases
         Networks().get(network)  # an unknown one: its one line, before anything is taken
         want = {"name": network, "ip": ip, "aliases": aliases}
         state_dir = runtime.store.path(container_id)
+        _forget_unplanned(runtime, container_id, network)
         live = runtime.status(record) in LIVE
         if live:
             try:
@@ -66,11 +67,33 @@ def disconnect(runtime: Any, network: str, container_id: str) -> None:
         state_dir = runtime.store.path(container_id)
         joined = os.path.exists(os.path.join(state_dir, attach.more_plan_file(network)))
         if not joined and not any(m["name"] == network for m in more):
+            _forget_unplanned(runtime, container_id, network)
             raise NotFound(f"container {container_id!r} is not connected to network {network!r}")
         _write(record.bundle, config, annotations, [m for m in more if m["name"] != network])  # first: a crash
         if joined:  # after it leaves no start that would join it again
             attach.detach_more(state_dir, network)
+        _forget_unplanned(runtime, container_id, network)
         _keep(runtime, record, runtime.status(record) in LIVE)
+
+
+def _forget_unplanned(runtime: Any, container_id: str, network: str) -> None:
+    """Its addresses on ``network`` that none of its plans names: a connect killed between
+    taking one and noting it in its plan. The container lives, so nothing else would ever let
+    them go; its next connect or disconnect of that network does."""
+    from mrun.network import PLAN
+
+    state_dir = runtime.store.path(container_id)
+    planned = {(jsonio.load_object(os.path.join(state_dir, name)) or {}).get("ip")
+               for name in (PLAN, attach.more_plan_file(network))}
+    owner = {"root": runtime.store.root, "container": container_id}
+    nets = Networks()
+    with nets.lock():
+        for ip, holder in nets.leases(network).items():
+            if holder == owner and ip not in planned:
+                try:
+                    os.unlink(nets.path(network, "leases", ip))
+                except FileNotFoundError:
+                    pass
 
 
 def _named(network: str) -> str:
