@@ -69,12 +69,10 @@ class HeldInput:
                     os.unlink(path)
             except FileNotFoundError:
                 pass
+            from mrun.kernel.fdpass import bind_private
+
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
-            old = os.umask(0o177)
-            try:
-                sock.bind(path)
-            finally:
-                os.umask(old)
+            bind_private(sock, path)
             sock.listen(8)
         finally:
             os.close(dir_fd)

@@ -18,6 +18,16 @@ if TYPE_CHECKING:
 _INT = 4  # bytes of a C int, a descriptor's size in SCM_RIGHTS on Linux
 
 
+def bind_private(sock: Any, path: str) -> None:
+    """A unix socket bound at ``path`` with mode 0600 from its first instant (the mode the kernel
+    checks on connect: root's alone), never a moment anyone's under a looser umask."""
+    old = os.umask(0o177)
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old)
+
+
 def rights(fds: list[int]) -> list[tuple[int, int, bytes]]:
     """The ancillary data that sends ``fds`` with a message: none for no descriptor."""
     data = b"".join(fd.to_bytes(_INT, sys.byteorder, signed=True) for fd in fds)

@@ -142,12 +142,10 @@ def listen(path: str) -> socket.socket:
         os.unlink(path)  # a dead template's; we hold the lock, so no live one uses it
     except FileNotFoundError:
         pass
+    from mrun.kernel.fdpass import bind_private
+
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    old = os.umask(0o177)
-    try:
-        sock.bind(path)
-    finally:
-        os.umask(old)
+    bind_private(sock, path)
     sock.listen(128)
     return sock
 
