@@ -961,7 +961,10 @@ def _docker_host_config(doc: dict[str, Any]) -> dict[str, Any]:
     resources = linux.get("resources") or {}
     memory, cpu = resources.get("memory") or {}, resources.get("cpu") or {}
     quota, period = cpu.get("quota") or 0, cpu.get("period") or 0
-    joined = jsonio.loads((config.get("annotations") or {}).get(ann.JOINED) or "{}")
+    try:
+        joined = jsonio.loads((config.get("annotations") or {}).get(ann.JOINED) or "{}")
+    except ValueError:  # a bundle's own annotation, written by hand: no mode read from it
+        joined = {}
     mode = network_of(config, doc.get("network")).split(",")[0]
     if isinstance(joined, dict) and isinstance(joined.get("network"), str):
         mode = f"container:{joined['network']}"
@@ -994,8 +997,11 @@ def _privileged(config: dict[str, Any]) -> bool:
 
 
 def _name_file(doc: dict[str, Any], name: str) -> str:
-    """Its /etc file of mrun's (hosts, hostname, resolv.conf) on the host, or "" where it has none."""
-    for place in (doc.get("state_dir") or "", (doc.get("state") or {}).get("bundle") or ""):
+    """Its /etc file of mrun's (hosts, hostname, resolv.conf) on the host, or "" where it has none:
+    a bridge container's in its state, a host-network one's copies in its bundle (`mrun run`'s
+    alone: a runc bundle's files are its maker's, bound or not)."""
+    ours = ann.IMAGE in ((doc.get("config") or {}).get("annotations") or {})
+    for place in (doc.get("state_dir") or "", (doc.get("state") or {}).get("bundle") or "" if ours else ""):
         path = os.path.join(place, name)
         if place and os.path.isfile(path):
             return path

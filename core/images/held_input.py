@@ -168,6 +168,9 @@ class HeldInput:
             if fd >= 0:
                 os.close(fd)
         self.master = self.writer = -1
+        if self._console is not None:  # a restart that failed before its create
+            self._console.close()
+            self._console = None
 
 
 def connect(bundle: str) -> tuple[int, bool] | None:
