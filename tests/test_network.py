@@ -632,6 +632,23 @@ def test_a_bundle_joins_a_network_through_its_annotations(net):
     subnet = json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["subnet"]
     assert r.stdout.startswith("inet " + subnet.rsplit(".", 1)[0] + ".") and "from-bundle" in r.stdout, r.stdout
     assert not leases(h)
+    # its other networks likewise (org.mrun.network.more), and a list that is no list of networks
+    # (or names one that is not there) is one line, with nothing taken
+    config["process"]["args"] = ["sh", "-c", "ip -o -4 addr show eth1 | grep -o 'inet [0-9.]*'"]
+    config["annotations"]["org.mrun.network.more"] = json.dumps([{"name": "mrun"}])
+    r = h.mrun("run", "-b", h.bundle(config=config), h.cid("more"), env=h.env)
+    assert r.returncode == 0 and r.stdout.startswith("inet "), r.stderr
+    for more, needle in (("[1]", "org.mrun.network.more"), ('[{"name": "a/b"}]', "'a/b'"),
+                         ('[{"name": "nosuch"}]', "'nosuch' not found"),
+                         (json.dumps([{"name": "mrun", "aliases": ["x y"]}]), "'x y'")):
+        config["annotations"]["org.mrun.network.more"] = more
+        one_line_error(h.mrun("run", "-b", h.bundle(config=config), h.cid("bad"), env=h.env), needle)
+        assert not leases(h) and not leases_of(h, "mrun")
+
+
+def leases_of(h, network: str) -> list[str]:
+    d = os.path.join(h.env["MRUN_NETWORK_ROOT"], network, "leases")
+    return os.listdir(d) if os.path.isdir(d) else []
 
 
 def test_a_dead_container_is_cleaned_up_by_delete_force_and_stale_leases_by_prune(net):

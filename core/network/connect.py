@@ -108,7 +108,12 @@ def _ours(runtime: Any, container_id: str, verb: str) -> tuple[Any, dict[str, An
     if ann.IMAGE not in record.annotations:
         raise InvalidState(f"network {verb}: container {container_id!r} is not of `mrun run` or `mrun create` "
                            "(its bundle's config is its maker's, not mrun's to change)")
-    config = jsonio.load_file(os.path.join(record.bundle, "config.json"))
+    try:
+        config = jsonio.load_file(os.path.join(record.bundle, "config.json"))
+    except (OSError, ValueError) as e:
+        raise InvalidState(f"network {verb}: container {container_id!r}: its config cannot be read ({e})") from None
+    if not isinstance(config, dict):
+        raise InvalidState(f"network {verb}: container {container_id!r}: its config is no JSON object")
     annotations = config.get("annotations") if isinstance(config.get("annotations"), dict) else {}
     return record, config, annotations, attach.more_of(annotations)
 
