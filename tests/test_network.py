@@ -1403,6 +1403,7 @@ def test_a_container_joins_more_networks_by_run_and_connect_as_docker_s(net):
         one_line_error(img(h, "network", "disconnect", h.net, "a", env=h.env), "first network")
         one_line_error(img(h, "network", "connect", other, "nope", env=h.env), "'nope'")
         one_line_error(img(h, "network", "connect", "--ip", "192.0.2.9", h.net, "b", env=h.env), "192.0.2.9")
+        one_line_error(img(h, "network", "connect", "--ip", "10.0.0.9", "bridge", "b", env=h.env), "default one")
         one_line_error(img(h, "network", "rm", other, env=h.env), "in use")
         img_ok(h, "network", "disconnect", "-f", other, "a", env=h.env)
         assert sorted(_interfaces(h, "a")) == ["eth0"]

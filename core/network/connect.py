@@ -15,7 +15,7 @@ import os
 
 from mrun import annotations as ann
 from mrun import jsonio
-from mrun.errors import InvalidState, NotFound
+from mrun.errors import InvalidSpec, InvalidState, NotFound
 from mrun.network import attach
 from mrun.network.store import DEFAULT_NETWORK, Networks, check_name, requested_address
 from mrun.status import Status
@@ -32,6 +32,9 @@ def connect(runtime: Any, network: str, container_id: str, ip: str = "", aliases
     aliases = list(aliases or [])
     if ip:
         requested_address(ip)
+        if network == DEFAULT_NETWORK:  # docker's rule, as run's --ip
+            raise InvalidSpec(f"network connect --ip {ip}: taken on a network of `mrun network create`, not the "
+                              "default one")
     attach.resolved_names(network, container_id, aliases)  # an alias that is no host name, or on the default network
     with runtime.store.lock(container_id):
         record, config, annotations, more = _ours(runtime, container_id, "connect")
