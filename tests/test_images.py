@@ -4129,6 +4129,21 @@ def test_inspect_format_reads_dockers_fields(images, busybox_archive):
         img_ok(h, "rm", "--force", "shaped")
 
 
+def test_format_json_is_docker_s_a_document_a_line(images, busybox_archive):
+    """docker's --format json (23.0) is {{json .}}: stats, history, info and version printed the
+    word "json" instead, taken for a template of no field."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "shown", IMAGE, "sleep", "600"))
+    try:
+        for verb, key in ((["stats", "--no-stream", "shown"], "MemUsage"), (["history", IMAGE], "CreatedBy"),
+                          (["info"], "Containers"), (["version"], "Server")):
+            lines = img_ok(h, *verb, "--format", "json").stdout.splitlines()
+            assert lines and all(key in json.loads(line) for line in lines), (verb, lines)
+    finally:
+        img_ok(h, "rm", "-f", "shown")
+
+
 def test_inspect_has_the_fields_docker_s_scripts_read(images, busybox_archive, tmp_path):
     """docker inspect's fields that scripts and tools read were "no field" here (State.StartedAt,
     State.OOMKilled, HostConfig's limits, network mode, binds and Privileged, LogPath, HostsPath,
@@ -4156,7 +4171,7 @@ def test_inspect_has_the_fields_docker_s_scripts_read(images, busybox_archive, t
         assert host["Binds"] == ["vol:/data", f"{here}:/h:ro"], host["Binds"]
         assert [(m["Type"], m.get("Name"), m["Destination"], m["RW"]) for m in doc["Mounts"]] == \
             [("volume", "vol", "/data", True), ("bind", None, "/h", False)], doc["Mounts"]
-        assert os.path.ismount(doc["GraphDriver"]["Data"]["MergedDir"]) and doc["Driver"] == "overlay2"
+        assert os.path.ismount(doc["GraphDriver"]["Data"]["MergedDir"]) and doc["Driver"] == "overlay"
         assert os.path.isfile(doc["LogPath"]) and os.path.isfile(doc["HostsPath"])
         assert img_ok(h, "inspect", "-f", "{{.HostConfig.Privileged}} {{.State.StartedAt}}", "priv").stdout == \
             "true 0001-01-01T00:00:00Z\n"  # never started: docker's zero time

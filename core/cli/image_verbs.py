@@ -921,8 +921,8 @@ def _docker_view(doc: dict[str, Any]) -> dict[str, Any]:
         "LogPath": os.path.join(bundle, "log") if ann.IMAGE in own else "",
         **{key: _name_file(doc, name) for key, name in (("ResolvConfPath", "resolv.conf"),
                                                          ("HostnamePath", "hostname"), ("HostsPath", "hosts"))},
-        "Driver": "overlay2" if ann.IMAGE in own else "", "Platform": "linux",
-        "GraphDriver": {"Name": "overlay2", "Data": {"MergedDir": os.path.join(bundle, "rootfs"),
+        "Driver": "overlay" if ann.IMAGE in own else "", "Platform": "linux",  # as info says
+        "GraphDriver": {"Name": "overlay", "Data": {"MergedDir": os.path.join(bundle, "rootfs"),
                                                      "UpperDir": os.path.join(bundle, "upper"),
                                                      "WorkDir": os.path.join(bundle, "work")}}
         if ann.IMAGE in own else {"Name": "", "Data": {}},

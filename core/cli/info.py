@@ -21,7 +21,7 @@ def info(g: dict[str, Any], format: str = "") -> int:  # noqa: A002
     if format:
         from mrun.cli.template import render
 
-        print(render(format, doc))
+        print(render("{{json .}}" if format == "json" else format, doc))  # docker's json: the document
         return 0
     lines = [
         f"Containers: {doc['Containers']}",

@@ -44,6 +44,8 @@ def formatted(fmt: str, rows: list[dict[str, Any]], headers: dict[str, str]) -> 
     title; a template naming another is refused, rows or none."""
     from mrun.cli.template import render  # json, and so re: not on the path of the verbs beside these
 
+    if fmt == "json":  # docker's --format json (23.0): each row as {{json .}}, a line each
+        fmt = "{{json .}}"
     table = fmt.startswith(("table ", "table\t"))
     template = (fmt[len("table"):] if table else fmt).strip(" ").replace("\\t", "\t").replace("\\n", "\n")
     render(template, dict.fromkeys(headers, ""))  # its fields are known ones, checked before anything prints

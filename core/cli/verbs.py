@@ -620,7 +620,8 @@ def version(g: dict[str, Any], format: str = "") -> int:  # noqa: A002
 
     side = {"Version": __version__, "ApiVersion": OCI_VERSION, "Os": "linux", "Arch": _docker_arch(platform.machine()),
             "KernelVersion": platform.release(), "GoVersion": f"python{sys.version.split()[0]}"}
-    print(render(format, {"Client": {**side, "Platform": {"Name": "mrun"}}, "Server": {**side, "Platform": {
+    template = "{{json .}}" if format == "json" else format  # docker's json: the whole document
+    print(render(template, {"Client": {**side, "Platform": {"Name": "mrun"}}, "Server": {**side, "Platform": {
         "Name": "mrun"}, "Components": [{"Name": "mrun", "Version": __version__}]}}))
     return 0
 
