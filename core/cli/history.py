@@ -73,5 +73,5 @@ def steps(store: Any, image: str, no_trunc: bool = False, human: bool = True) ->
     rows.reverse()
     if rows:
         image_id = entry["config"].removeprefix("sha256:")
-        rows[0]["ID"] = image_id if no_trunc else image_id[:12]
+        rows[0]["ID"] = entry["config"] if no_trunc else image_id[:12]  # docker's: sha256:... whole
     return rows

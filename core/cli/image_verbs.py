@@ -328,7 +328,7 @@ def image(g: dict[str, Any], action: str, image: str | None, name: str | None, f
 
         if not image:
             raise InvalidSpec("image history: name the image")
-        return history(g, image, "" if format in ("table", "") else format, quiet)
+        return history(g, image, "" if format in ("table", "") else format, quiet, no_trunc)
     if action == "prune":
         for what in prune_images(store, all, list(filter)):
             print(what)
