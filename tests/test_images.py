@@ -1420,7 +1420,8 @@ def test_load_and_save_take_docker_s_flags_and_pipes(images, busybox_archive, tm
     loader = subprocess.run([h.binary, "--root", h.root, "--image-root", other, "load", "-q"], stdin=saver.stdout,
                             capture_output=True, env=env, timeout=60)
     saver.stdout.close()
-    assert saver.wait(timeout=60) == 0 and loader.returncode == 0 and loader.stdout == b"", loader.stderr
+    assert saver.wait(timeout=60) == 0 and loader.returncode == 0, loader.stderr
+    assert loader.stdout.decode() == f"Loaded image: {IMAGE}\n"  # -q: docker's (25) says it too, without progress
     r = h.mrun("--image-root", other, *run_args(h, "--rm", IMAGE, "echo", "through a pipe"))
     assert r.returncode == 0 and r.stdout == "through a pipe\n", r.stderr
     saved = tmp_path / "saved.tar"

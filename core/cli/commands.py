@@ -377,7 +377,8 @@ COMMANDS = (
         (
             Flag("platform", "os/arch to pick from a multi-platform index", default=""),
             Flag("input", "docker's -i: read the tarball from this file, not stdin", short="i", default=""),
-            Flag("quiet", "docker's -q: print nothing", kind=bool, short="q", default=False),
+            Flag("quiet", "docker's -q: no progress (load shows none); what it loaded is still said",
+                 kind=bool, short="q", default=False),
         ),
     ),
     Command(

@@ -46,8 +46,7 @@ def load(g: dict[str, Any], archive: str | None, name: str | None, platform: str
     store = _store(g)
     with readable(archive or input, store.root) if archive or input else spooled_stdin(store.root) as path:
         for loaded in install(store, open_source(path), name, _platform(platform)):
-            if not quiet:
-                print(f"Loaded image: {loaded}")
+            print(f"Loaded image: {loaded}")  # -q too: docker's quiet drops progress, not this line
     return 0
 
 
