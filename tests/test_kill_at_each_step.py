@@ -1849,13 +1849,16 @@ def test_an_image_removed_while_it_is_saved_or_pushed(images, busybox_archive, r
     assert image_leftovers(h) == []
 
 
-@pytest.mark.parametrize("verb", ["connect", "disconnect"])
+@pytest.mark.parametrize("verb, again", [("connect", "disconnect"), ("connect", "connect"),
+                                         ("disconnect", "disconnect")])
 @pytest.mark.parametrize("images", ["warm"], indirect=True)  # the killed verb runs cold; the rest warm
-def test_network_connect_and_disconnect_killed_before_each_change(net, verb):  # noqa: F811 - the fixture
+def test_network_connect_and_disconnect_killed_before_each_change(net, verb, again):  # noqa: F811 - the fixture
     """`network connect` (or `disconnect`) of a running container, killed before each of its
     changes (its plan, its lease, its veth's netlink, the others' /etc/hosts, its bundle's
     config): the user's next `network disconnect` of that network takes every trace of it off
-    that network (a lease a kill left unnamed by any plan too), and the others' files with it."""
+    that network (a lease a kill left unnamed by any plan too), and the others' files with it;
+    or their next `network connect` finishes it (what the killed one made undone first: it
+    said "File exists" of its own half-made pair, and left a second address held)."""
     from mrun.network.attach import more_veth
 
     h = net
@@ -1873,18 +1876,22 @@ def test_network_connect_and_disconnect_killed_before_each_change(net, verb):  #
         return ["--root", h.root, "--image-root", h.image_root, "network", verb, other, cid]
 
     def repair(_step: int) -> None:
-        r = img(h, "network", "disconnect", other, current[0], env=h.env)
+        r = img(h, "network", again, other, current[0], env=h.env)
         assert "Traceback" not in r.stderr, r.stderr
+        if again == "connect":
+            assert r.returncode == 0 or "already on network" in r.stderr, r.stderr
 
     def left() -> list[str]:
         cid = current[0]
-        found = [f"lease {ip}" for ip, owner in _leases_of(root, other).items() if owner.get("container") == cid]
-        if os.path.exists(f"/sys/class/net/{more_veth(h.root, cid, other)}"):
-            found.append("its veth on the network")
-        if os.path.exists(os.path.join(h.root, cid, f"net-{other}.json")):
-            found.append("its plan")
-        if f"\t{cid}\t" in img_ok(h, "exec", "holder", "cat", "/etc/hosts", env=h.env).stdout:
-            found.append("its line in another's /etc/hosts")
+        held = [ip for ip, owner in _leases_of(root, other).items() if owner.get("container") == cid]
+        on = again == "connect"  # connected once, whole: one address, its pair, its plan, its line
+        found = [f"leases {held}"] if len(held) != int(on) else []
+        if os.path.exists(f"/sys/class/net/{more_veth(h.root, cid, other)}") != on:
+            found.append(f"its veth on the network {'missing' if on else 'left'}")
+        if os.path.exists(os.path.join(h.root, cid, f"net-{other}.json")) != on:
+            found.append(f"its plan {'missing' if on else 'left'}")
+        if (f"\t{cid}\t" in img_ok(h, "exec", "holder", "cat", "/etc/hosts", env=h.env).stdout) != on:
+            found.append(f"its line in another's /etc/hosts {'missing' if on else 'left'}")
         img_ok(h, "rm", "-f", cid, env=h.env)
         return found
 

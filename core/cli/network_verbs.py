@@ -33,10 +33,20 @@ def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str
 
         hold_again(g["root"], g.get("warn"))
         network, container = names  # type: ignore[misc]
+        runtime = _rt(g)
+
+        def keep(record: Any, live: bool) -> None:
+            """Its kept record's copy of its plans as they are now (images.kept): written back
+            after a lost state root, it undoes the new one too."""
+            if live:
+                from mrun.images import kept
+
+                kept.keep(record.bundle, record, runtime.store.path(record.id))
+
         if action == "connect":
-            connect.connect(_rt(g), network, container, ip, list(alias))
+            connect.connect(runtime, network, container, ip, list(alias), keep)
         else:
-            connect.disconnect(_rt(g), network, container)
+            connect.disconnect(runtime, network, container, keep)
         return 0
     template = ""
     if action == "inspect":  # docker's network inspect [-f|--format TEMPLATE] NAME

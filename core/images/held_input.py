@@ -142,7 +142,6 @@ class HeldInput:
     def _hand_over(self) -> None:
         """One attacher: this run's master or write end, to root alone."""
         from mrun.kernel import fdpass
-        from mrun.warm.peer import credentials
 
         try:
             conn, _ = self.listener.accept()  # type: ignore[union-attr]
@@ -150,7 +149,7 @@ class HeldInput:
             return
         with conn:
             try:
-                if credentials(conn)[1] != os.geteuid():
+                if fdpass.peer_uid(conn) != os.geteuid():
                     return
                 target = self.master if self.terminal else self.writer
                 if target < 0:
@@ -178,7 +177,6 @@ def connect(bundle: str) -> tuple[int, bool] | None:
     to write into, whether it is a terminal's master), or None where nobody holds one (the
     container has ended, or its supervisor has; it was run by an mrun without this)."""
     from mrun.kernel import fdpass
-    from mrun.warm.peer import credentials
 
     try:
         dir_fd = os.open(bundle, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -188,7 +186,7 @@ def connect(bundle: str) -> tuple[int, bool] | None:
     try:
         sock.settimeout(10)  # a supervisor stopped (SIGSTOP) never answers
         sock.connect(f"/proc/self/fd/{dir_fd}/{ATTACH_SOCKET}")
-        if credentials(sock)[1] != os.geteuid():
+        if fdpass.peer_uid(sock) != os.geteuid():
             return None
         kind, ancdata, _, _ = sock.recvmsg(1, fdpass.space(1))
         fds = fdpass.received(ancdata)

@@ -70,7 +70,7 @@ def write_back(runtime: Any, bundle: str, container_id: str) -> bool:
         more = doc.get("network_more")
         for network, plan in more.items() if isinstance(more, dict) else ():
             from mrun.errors import InvalidSpec
-            from mrun.network.attach import more_plan_file
+            from mrun.network import more_plan_file
             from mrun.network.store import check_name
 
             try:

@@ -28,6 +28,13 @@ def bind_private(sock: Any, path: str) -> None:
         os.umask(old)
 
 
+def peer_uid(sock: Any) -> int:
+    """The uid of the process at the other end of a unix socket (SO_PEERCRED: the kernel's word,
+    which the peer cannot forge)."""
+    raw = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)  # struct ucred: pid, uid, gid
+    return int.from_bytes(raw[4:8], sys.byteorder, signed=True)
+
+
 def rights(fds: list[int]) -> list[tuple[int, int, bytes]]:
     """The ancillary data that sends ``fds`` with a message: none for no descriptor."""
     data = b"".join(fd.to_bytes(_INT, sys.byteorder, signed=True) for fd in fds)

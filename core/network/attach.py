@@ -25,7 +25,7 @@ import socket
 from mrun import annotations as ann
 from mrun import jsonio
 from mrun.errors import InvalidSpec, MrunError
-from mrun.network import PLAN, peers
+from mrun.network import PLAN, more_plan_file, peers
 from mrun.network import names as name_files
 from mrun.network.store import DEFAULT_NETWORK, Networks, PortTaken, network_tag, veth_name
 
@@ -320,11 +320,6 @@ def more_of(annotations: dict[str, str]) -> list[dict[str, Any]]:
             requested_address(ip)
         out.append({"name": name, "ip": ip, "aliases": list(aliases)})
     return out
-
-
-def more_plan_file(network: str) -> str:
-    """The plan of the container's place on ``network``, beside its first one's (``PLAN``)."""
-    return f"net-{network}.json"
 
 
 def more_plans(state_dir: str) -> dict[str, str]:

@@ -16,18 +16,21 @@ import os
 from mrun import annotations as ann
 from mrun import jsonio
 from mrun.errors import InvalidSpec, InvalidState, NotFound
-from mrun.network import attach
+from mrun.network import PLAN, attach, more_plan_file
 from mrun.network.store import DEFAULT_NETWORK, Networks, check_name, requested_address
 from mrun.status import Status
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 LIVE = (Status.CREATED, Status.RUNNING, Status.PAUSED)
 
 
-def connect(runtime: Any, network: str, container_id: str, ip: str = "", aliases: list[str] | None = None) -> None:
+def connect(runtime: Any, network: str, container_id: str, ip: str = "", aliases: list[str] | None = None,
+            keep: Callable[[Any, bool], None] | None = None) -> None:
+    """``keep(record, live)``: called last, under the container's lock (the caller's images.kept)."""
     network = _named(network)
     aliases = list(aliases or [])
     if ip:
@@ -46,6 +49,7 @@ def connect(runtime: Any, network: str, container_id: str, ip: str = "", aliases
         Networks().get(network)  # an unknown one: its one line, before anything is taken
         want = {"name": network, "ip": ip, "aliases": aliases}
         state_dir = runtime.store.path(container_id)
+        attach.detach_more(state_dir, network)  # a plan the list does not name: a connect killed before its end
         _forget_unplanned(runtime, container_id, network)
         live = runtime.status(record) in LIVE
         if live:
@@ -57,10 +61,11 @@ def connect(runtime: Any, network: str, container_id: str, ip: str = "", aliases
                 attach.detach_more(state_dir, network)
                 raise
         _write(record.bundle, config, annotations, [*more, want])
-        _keep(runtime, record, live)
+        if keep is not None:
+            keep(record, live)
 
 
-def disconnect(runtime: Any, network: str, container_id: str) -> None:
+def disconnect(runtime: Any, network: str, container_id: str, keep: Callable[[Any, bool], None] | None = None) -> None:
     network = _named(network)
     with runtime.store.lock(container_id):
         record, config, annotations, more = _ours(runtime, container_id, "disconnect")
@@ -68,7 +73,7 @@ def disconnect(runtime: Any, network: str, container_id: str) -> None:
             raise InvalidState(f"network disconnect {network} {container_id}: it is the container's first network "
                                "(its eth0, default route and published ports), which it keeps")
         state_dir = runtime.store.path(container_id)
-        joined = os.path.exists(os.path.join(state_dir, attach.more_plan_file(network)))
+        joined = os.path.exists(os.path.join(state_dir, more_plan_file(network)))
         if not joined and not any(m["name"] == network for m in more):
             _forget_unplanned(runtime, container_id, network)
             raise NotFound(f"container {container_id!r} is not connected to network {network!r}")
@@ -76,18 +81,17 @@ def disconnect(runtime: Any, network: str, container_id: str) -> None:
         if joined:  # after it leaves no start that would join it again
             attach.detach_more(state_dir, network)
         _forget_unplanned(runtime, container_id, network)
-        _keep(runtime, record, runtime.status(record) in LIVE)
+        if keep is not None:
+            keep(record, runtime.status(record) in LIVE)
 
 
 def _forget_unplanned(runtime: Any, container_id: str, network: str) -> None:
     """Its addresses on ``network`` that none of its plans names: a connect killed between
     taking one and noting it in its plan. The container lives, so nothing else would ever let
     them go; its next connect or disconnect of that network does."""
-    from mrun.network import PLAN
-
     state_dir = runtime.store.path(container_id)
     planned = {(jsonio.load_object(os.path.join(state_dir, name)) or {}).get("ip")
-               for name in (PLAN, attach.more_plan_file(network))}
+               for name in (PLAN, more_plan_file(network))}
     owner = {"root": runtime.store.root, "container": container_id}
     nets = Networks()
     with nets.lock():
@@ -128,12 +132,3 @@ def _write(bundle: str, config: dict[str, Any], annotations: dict[str, str], mor
         annotations.pop(ann.NETWORK_MORE, None)
     config["annotations"] = annotations
     jsonio.replace_file(os.path.join(bundle, "config.json"), config)
-
-
-def _keep(runtime: Any, record: Any, live: bool) -> None:
-    """Its kept record's copy of its plans, as they are now (images.kept): written back after a
-    lost state root, it undoes the new one too."""
-    if live:
-        from mrun.images import kept
-
-        kept.keep(record.bundle, record, runtime.store.path(record.id))

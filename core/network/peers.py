@@ -87,7 +87,7 @@ def _plan_of(owner: dict[str, str], network: str, ip: str) -> dict[str, Any] | N
         return None
     plan = jsonio.load_object(os.path.join(root, cid, PLAN))  # type: ignore[arg-type]
     if plan is not None and plan.get("network") != network:  # one of its other networks' (attach.prepare_more)
-        from mrun.network.attach import more_plan_file
+        from mrun.network import more_plan_file
 
         plan = jsonio.load_object(os.path.join(root, cid, more_plan_file(network)))  # type: ignore[arg-type]
     if plan is None or plan.get("network") != network or plan.get("ip") != ip:
