@@ -420,7 +420,11 @@ def oci_state(store: Store, record: Record, status: Status | None = None) -> dic
 
 
 def now_rfc3339() -> str:
-    t = time.time()
+    return rfc3339(time.time())
+
+
+def rfc3339(t: float) -> str:
+    """Seconds since the epoch as RFC 3339 in UTC, to the nanosecond (docker's and runc's form)."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 

@@ -1860,6 +1860,7 @@ def test_network_connect_and_disconnect_killed_before_each_change(net, verb, aga
     or their next `network connect` finishes it (what the killed one made undone first: it
     said "File exists" of its own half-made pair, and left a second address held)."""
     from mrun.network.attach import more_veth
+    from mrun.network.store import Networks
 
     h = net
     other = h.net + "k"
@@ -1883,7 +1884,7 @@ def test_network_connect_and_disconnect_killed_before_each_change(net, verb, aga
 
     def left() -> list[str]:
         cid = current[0]
-        held = [ip for ip, owner in _leases_of(root, other).items() if owner.get("container") == cid]
+        held = [ip for ip, owner in Networks(root).leases(other).items() if owner.get("container") == cid]
         on = again == "connect"  # connected once, whole: one address, its pair, its plan, its line
         found = [f"leases {held}"] if len(held) != int(on) else []
         if os.path.exists(f"/sys/class/net/{more_veth(h.root, cid, other)}") != on:
@@ -1903,15 +1904,3 @@ def test_network_connect_and_disconnect_killed_before_each_change(net, verb, aga
     finally:
         img(h, "rm", "-f", "holder", current[0], env=h.env)
         img(h, "network", "rm", other, env=h.env)
-
-
-def _leases_of(root: str, network: str) -> dict[str, dict[str, str]]:
-    d = os.path.join(root, network, "leases")
-    out = {}
-    for ip in os.listdir(d) if os.path.isdir(d) else []:
-        try:
-            with open(os.path.join(d, ip)) as f:
-                out[ip] = json.load(f)
-        except (OSError, ValueError):
-            out[ip] = {}
-    return out

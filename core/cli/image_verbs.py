@@ -905,6 +905,7 @@ def _docker_view(doc: dict[str, Any]) -> dict[str, Any]:
         if status == "exited":  # ended with no one left to note it (ps: "Exited (?)")
             code, error = UNKNOWN_EXIT, error or "its exit code was not kept (its runner was killed before it ended)"
     bundle = state.get("bundle") or ""
+    mounts = _docker_mounts(state["id"], bundle, config)
     return {
         "Id": state["id"], "Name": "/" + state["id"], "Created": state.get("created", ""),
         "Path": args[0] if args else "", "Args": args[1:], "Image": (doc.get("image") or {}).get("config", ""),
@@ -916,7 +917,7 @@ def _docker_view(doc: dict[str, Any]) -> dict[str, Any]:
                   "Error": error, **({"Health": doc["health"]} if doc.get("health") else {})},
         "HostConfig": {"RestartPolicy": {"Name": policy_name, "MaximumRetryCount": int(retries or 0)},
                        "Runtime": own.get(ann.OCI_RUNTIME) or "mrun",
-                       "AutoRemove": own.get(ann.REMOVE) == "true", **_docker_host_config(doc)},
+                       "AutoRemove": own.get(ann.REMOVE) == "true", **_docker_host_config(doc, mounts)},
         "LogPath": os.path.join(bundle, "log") if ann.IMAGE in own else "",
         **{key: _name_file(doc, name) for key, name in (("ResolvConfPath", "resolv.conf"),
                                                          ("HostnamePath", "hostname"), ("HostsPath", "hosts"))},
@@ -935,7 +936,7 @@ def _docker_view(doc: dict[str, Any]) -> dict[str, Any]:
         "NetworkSettings": {"IPAddress": (doc.get("network") or {}).get("ip", ""), "Ports": _docker_ports(doc),
                             "MacAddress": (doc.get("network") or {}).get("mac", ""),  # --mac-address's
                             "Networks": _docker_networks(doc.get("network") or {})},
-        "Mounts": _docker_mounts(state["id"], bundle, config),
+        "Mounts": mounts,
     }
 
 
@@ -943,15 +944,15 @@ def _started_at(doc: dict[str, Any]) -> str:
     """docker's State.StartedAt: when its process began (its start time in clock ticks), in UTC;
     docker's zero time for one that never ran."""
     from mrun.cli.docker_rows import _started
+    from mrun.state import rfc3339
 
     epoch = _started(doc.get("pid_start"))
-    if epoch is None:
-        return "0001-01-01T00:00:00Z"
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1e9):09d}Z"
+    return "0001-01-01T00:00:00Z" if epoch is None else rfc3339(epoch)
 
 
-def _docker_host_config(doc: dict[str, Any]) -> dict[str, Any]:
-    """docker's HostConfig fields a script reads: its network mode, limits, ports and binds."""
+def _docker_host_config(doc: dict[str, Any], mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    """docker's HostConfig fields a script reads: its network mode, limits, ports and binds
+    (``mounts``: its docker Mounts)."""
     from mrun.cli.docker_rows import network_of
     from mrun.network.store import DEFAULT_NETWORK
 
@@ -967,10 +968,7 @@ def _docker_host_config(doc: dict[str, Any]) -> dict[str, Any]:
     mode = network_of(config, doc.get("network")).split(",")[0]
     if isinstance(joined, dict) and isinstance(joined.get("network"), str):
         mode = f"container:{joined['network']}"
-    binds = []
-    state = doc.get("state") or {}
-    for m in _docker_mounts(str(state.get("id")), state.get("bundle") or "", config):
-        binds.append(f"{m.get('Name') or m['Source']}:{m['Destination']}{'' if m['RW'] else ':ro'}")
+    binds = [f"{m.get('Name') or m['Source']}:{m['Destination']}{'' if m['RW'] else ':ro'}" for m in mounts]
     return {"NetworkMode": "bridge" if mode == DEFAULT_NETWORK else mode,
             "Privileged": False if not config else _privileged(config),
             "ReadonlyRootfs": bool((config.get("root") or {}).get("readonly")),
@@ -1013,19 +1011,19 @@ def _docker_mounts(container_id: str, bundle: str, config: dict[str, Any]) -> li
     from mrun.images import volumes
     from mrun.images.containers import user_mounts
 
+    found = user_mounts(config, container_id)
     store_root = os.path.dirname(os.path.dirname(bundle)) if bundle else ""
-    prefix = volumes.top(store_root) + os.sep if store_root else None
+    named = volumes.names_of_mounts(store_root, found) if store_root else [None] * len(found)
     out = []
-    for m in user_mounts(config, container_id):
+    for m, name in zip(found, named, strict=True):
         source, options = m.get("source", ""), m.get("options") or []
         rw = "ro" not in options
-        named = prefix is not None and source.startswith(prefix) and source.endswith(os.sep + "data")
         propagation = next((o for o in options if o in ("rprivate", "private", "rshared", "shared", "rslave",
                                                         "slave")), "rprivate")
-        entry = {"Type": "volume" if named else "bind", "Source": source, "Destination": m.get("destination", ""),
-                 "Mode": "" if rw else "ro", "RW": rw, "Propagation": "" if named else propagation}
-        if named:
-            entry.update(Name=source[len(prefix):-len(os.sep + "data")], Driver="local")  # type: ignore[arg-type]
+        entry = {"Type": "volume" if name else "bind", "Source": source, "Destination": m.get("destination", ""),
+                 "Mode": "" if rw else "ro", "RW": rw, "Propagation": "" if name else propagation}
+        if name:
+            entry.update(Name=name, Driver="local")
         out.append(entry)
     return out
 
@@ -1749,11 +1747,10 @@ def _net_of(runtime: Any, container_id: str) -> dict[str, Any] | None:
     its plans on its other networks under "more" (network -> plan: `network connect`'s)."""
     plan = jsonio.load_object(runtime.store.path(container_id, PLAN))
     if plan is not None:
-        from mrun.network.attach import more_plans
+        from mrun.network.attach import more_plans_read
 
-        more = {n: jsonio.load_object(p) for n, p in more_plans(runtime.store.path(container_id)).items()}
-        if any(more.values()):
-            plan["more"] = {n: p for n, p in sorted(more.items()) if p is not None}
+        if more := more_plans_read(runtime.store.path(container_id)):
+            plan["more"] = dict(sorted(more.items()))
     return plan
 
 

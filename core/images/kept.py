@@ -34,11 +34,10 @@ def keep(bundle: str, record: Any, state_dir: str) -> None:
     plan = jsonio.load_object(os.path.join(state_dir, PLAN))
     if plan is not None:
         doc["network_plan"] = plan
-        from mrun.network.attach import more_plans
+        from mrun.network.attach import more_plans_read
 
-        more = {network: jsonio.load_object(path) for network, path in more_plans(state_dir).items()}
-        if more:  # its other networks' (`network connect`): their addresses and links undone alike
-            doc["network_more"] = {network: p for network, p in more.items() if p is not None}
+        if more := more_plans_read(state_dir):  # its other networks' (`network connect`): undone alike
+            doc["network_more"] = more
     try:
         jsonio.replace_file(os.path.join(bundle, KEPT), doc)
     except OSError:

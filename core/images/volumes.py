@@ -248,24 +248,30 @@ def describe(store_root: str, name: str) -> dict[str, Any]:
 
 def of_container(store_root: str, config: dict[str, Any]) -> list[str]:
     """The volumes a container's config mounts, by name (a named bind's by its host directory)."""
+    return [name for name in names_of_mounts(store_root, config.get("mounts") or []) if name]
+
+
+def names_of_mounts(store_root: str, mounts: list[Any]) -> list[str | None]:
+    """For each of ``mounts``, the volume it mounts (a volume's own directory, or a named bind's
+    host directory), or None for any other mount."""
     prefix = top(store_root) + os.sep
-    out = []
+    out: list[str | None] = []
     devices: dict[str, str] | None = None  # read once, when a mount is no volume's own directory
-    for m in config.get("mounts") or []:
+    for m in mounts:
         source = m.get("source") if isinstance(m, dict) else None
+        name = None
         if not isinstance(source, str):
-            continue
-        if source.startswith(prefix) and source.endswith(os.sep + "data"):
+            pass
+        elif source.startswith(prefix) and source.endswith(os.sep + "data"):
             name = source[len(prefix):-len(os.sep + "data")]
             try:
                 check_name("", name)  # a volume's own directory, not a path below one
             except InvalidSpec:
-                continue
-            out.append(name)
+                name = None
         elif m.get("type") == "bind":
             devices = _bind_devices(store_root) if devices is None else devices
-            if source in devices:
-                out.append(devices[source])
+            name = devices.get(source)
+        out.append(name)
     return out
 
 

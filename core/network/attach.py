@@ -295,7 +295,6 @@ def more_of(annotations: dict[str, str]) -> list[dict[str, Any]]:
     text = annotations.get(ann.NETWORK_MORE) or ""
     if not text:
         return []
-    from mrun import jsonio
     from mrun.network.store import check_name, requested_address
 
     bad = InvalidSpec(f"annotation {ann.NETWORK_MORE}: a JSON list of {{\"name\", \"ip\", \"aliases\"}} expected")
@@ -344,6 +343,12 @@ def more_plans(state_dir: str) -> dict[str, str]:
     return found
 
 
+def more_plans_read(state_dir: str) -> dict[str, dict[str, Any]]:
+    """network -> plan, of the plans ``more_plans`` finds that can be read."""
+    return {network: plan for network, path in more_plans(state_dir).items()
+            if (plan := jsonio.load_object(path)) is not None}
+
+
 def prepare_more(state_dir: str, state_root: str, container_id: str, want: dict[str, Any],
                  ifname: str) -> dict[str, Any]:
     """Its place on one more network (``want``: an entry of ``more_of``): an address leased there
@@ -376,8 +381,6 @@ def more_veth(state_root: str, container_id: str, network: str) -> str:
 
 def free_ifname(state_dir: str) -> str:
     """eth1, eth2...: the first its other networks' plans do not name."""
-    from mrun import jsonio
-
     taken = {(jsonio.load_object(path) or {}).get("ifname") for path in more_plans(state_dir).values()}
     return next(f"eth{i}" for i in range(1, 1 + len(taken) + 1) if f"eth{i}" not in taken)
 
