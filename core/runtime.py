@@ -594,7 +594,7 @@ class Runtime:
         restore = None if detach else forward_signals(record.pid, lambda: proxy is not None and proxy.resize())
         try:
             if ours is not None:
-                proxy = _terminal_from(ours, opts.terminal_log)
+                proxy = _terminal_from(ours, opts.terminal_log, opts)
             raise_if_held()  # a stop signal `mrun run` held while it made the container: it ends here
             with span("run start"):
                 started = self.start(container_id)
@@ -668,14 +668,16 @@ def _relayed_console(what: str, process: dict[str, Any], opts: CreateOptions, de
     return ours
 
 
-def _terminal_from(ours: Any, log: Any = None) -> Any:
+def _terminal_from(ours: Any, log: Any = None, opts: CreateOptions | None = None) -> Any:
     """The relay of the pty that came on ``ours`` (closed here), sized as our terminal before the
-    program runs: its first look at the size must find ours. ``log``: given its output too."""
+    program runs: its first look at the size must find ours. ``log``: given its output too;
+    ``opts``: a run's detach keys and what takes over once they are typed."""
     import mrun.warm.client as warm
     from mrun.sandbox.console import TerminalProxy, receive_fd
 
     try:
-        proxy = TerminalProxy(receive_fd(ours), log, warm.caller)
+        proxy = TerminalProxy(receive_fd(ours), log, warm.caller, detach_keys=opts.detach_keys if opts else b"",
+                              on_detach=opts.on_detach if opts else None)
     finally:
         ours.close()
     if warm.caller:  # a child doing its caller's work: if the work outlives the caller, the terminal is let go

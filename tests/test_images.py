@@ -4226,6 +4226,7 @@ class _AtATerminal:
         import pty
 
         self.leader, follower = pty.openpty()
+        self.tty = os.ttyname(follower)
         self.proc = subprocess.Popen([h.binary, "--root", h.root, "--image-root", h.image_root, *args],
                                      stdin=follower, stdout=follower, stderr=follower,
                                      env={**os.environ, **h.base_env}, start_new_session=True)
@@ -4319,6 +4320,66 @@ def test_a_detached_terminal_or_stdin_is_held_open_and_attach_types_into_it_as_d
         assert (r.returncode, r.stdout.strip()) == (2, "/dev/pts/0"), r.stderr
     finally:
         img_ok(h, "rm", "-f", "dev", "piped", "box", "fg")
+
+
+def test_a_foreground_run_it_detaches_with_its_keys_and_is_attached_again_as_docker_s(images, busybox_archive):
+    """docker's `run -it`, then ctrl-p ctrl-q: the container runs on and the caller is back at
+    its prompt, status 0, its terminal as it was; `attach` types into it again and gets its
+    exit code; its output is in `logs`. Was: the keys were typed through, and the only way out
+    was to end the container. With --detach-keys the keys are the user's (ctrl-p ctrl-q typed
+    through then), and with --rm the container is removed once it ends after its detach. A bad
+    --detach-keys is refused in one line with nothing made; `run -ti` fed from no terminal reads
+    no keys (docker's are read from a terminal alone), so a file's bytes are never taken for them."""
+    import termios
+
+    h = images
+    img_ok(h, "load", busybox_archive)
+    try:
+        t = _AtATerminal(h, *run_args(h, "-it", "--name", "fgd", IMAGE, "sh"))
+        follower = os.open(t.tty, os.O_RDWR | os.O_NOCTTY)
+        before = termios.tcgetattr(follower)
+        t.type(b"echo $((6 * 7))\r")
+        t.shows(b"42")
+        t.type(b"\x10\x11")  # ctrl-p ctrl-q
+        assert t.proc.wait(20) == 0
+        assert termios.tcgetattr(follower) == before, "the caller's terminal was left raw"
+        os.close(follower)
+        t.ends()
+        assert _listed(h, "fgd") == "running"
+        t = _AtATerminal(h, "attach", "fgd")
+        t.type(b"echo back-$((2 + 3)); exit 4\r")
+        t.shows(b"back-5")
+        assert t.ends() == 4
+        assert img_ok(h, "wait", "fgd").stdout == "4\n"
+        logs = img_ok(h, "logs", "fgd").stdout
+        assert "42" in logs and "back-5" in logs, logs
+        assert not os.path.exists(os.path.join(h.image_root, "containers", "fgd", "attach.sock"))
+
+        t = _AtATerminal(h, *run_args(h, "--rm", "-it", "--detach-keys", "ctrl-a,x", "--name", "gone", IMAGE, "sh"))
+        t.type(b"read -r x; printf '%s' \"$x\" | od -An -to1\r")
+        time.sleep(0.3)
+        t.type(b"o\x10\x11k\r")  # docker's default keys are no longer the keys: typed through
+        t.shows(b"157 020 153")  # (the container's terminal takes ^Q as XON, as any terminal)
+        t.type(b"\x01x")
+        assert t.ends() == 0
+        assert _listed(h, "gone") == "running"
+        t = _AtATerminal(h, "attach", "gone")
+        t.type(b"exit 6\r")
+        assert t.ends() == 6
+        deadline = time.monotonic() + 20
+        while _listed(h, "gone") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _listed(h, "gone") == "", "a --rm container detached was not removed once it ended"
+
+        one_line_error(img(h, *run_args(h, "-it", "--detach-keys", "ctrl-", "--name", "bad", IMAGE, "true")),
+                       "--detach-keys", "'ctrl-'")
+        assert _listed(h, "bad") == ""
+        r = subprocess.run([h.binary, "--root", h.root, "--image-root", h.image_root,
+                            *run_args(h, "--rm", "-ti", IMAGE, "sh", "-c", "cat; echo; echo done")],
+                           input=b"a\x10\x11b\n", capture_output=True, timeout=60, env={**os.environ, **h.base_env})
+        assert r.returncode == 0 and b"done" in r.stdout, r
+    finally:
+        img(h, "rm", "-f", "fgd", "gone")
 
 
 def test_a_detached_container_s_input_is_root_s_alone(images, busybox_archive):

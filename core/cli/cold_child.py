@@ -45,6 +45,7 @@ def run_in_child(work: Callable[[], int]) -> int:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # pending signals stay the caller's
             os.setsid()
             die_with_caller(theirs, warm.outliving)
+            warm.release = lambda status: _release(theirs, status)
             code = work()
         except KeyboardInterrupt:  # ^C before the work had its own handling
             code = 130
@@ -54,13 +55,26 @@ def run_in_child(work: Callable[[], int]) -> int:
             finish(code)
     os.close(theirs)
     try:
-        return _relay_until_it_ends(pid, blocked)
+        return _relay_until_it_ends(pid, blocked, ours)
     finally:
         os.close(ours)
 
 
-def _relay_until_it_ends(pid: int, blocked: set[int]) -> int:
+def _release(theirs: int, status: int) -> None:
+    """The caller goes now with ``status`` while the work goes on (a `run -it` detached by its
+    keys): our leaving-with-the-caller disarmed first, or its exit would end us."""
+    from mrun.exiting import flush_standard_streams
+    from mrun.kernel.hangup import disarm
+
+    flush_standard_streams()
+    disarm(theirs)
+    os.write(theirs, b"%d\n" % status)
+
+
+def _relay_until_it_ends(pid: int, blocked: set[int], ours: int) -> int:
+    """The child's exit status, or the one it releases us with (``_release``) while it goes on."""
     import _signal as signal
+    import select
 
     import mrun.warm.client as warm
 
@@ -68,7 +82,11 @@ def _relay_until_it_ends(pid: int, blocked: set[int]) -> int:
     previous = warm.relay_signals(pidfd)
     signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     try:
-        _, status = os.waitpid(pid, 0)
+        if ours in select.select([pidfd, ours], [], [])[0]:
+            said = os.read(ours, 16)
+            if said.strip().isdigit():  # released: it goes on without us
+                return int(said)
+        _, status = os.waitpid(pid, 0)  # else it ends (its end of the pair closed with it)
     finally:
         warm.restore_signals(previous)
         os.close(pidfd)

@@ -333,6 +333,7 @@ COMMANDS = (
             _NO_PIVOT,
             _NO_KEYRING,
             _DETACH,
+            _DETACH_KEYS,
             Flag("keep", "keep the container's state after it exits", kind=bool, default=False),
             Flag("no-subreaper", "accepted for runc compatibility", kind=bool, default=False, hidden=True),
         ),

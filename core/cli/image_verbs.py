@@ -634,6 +634,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         o.annotations.append(f"{ann.LOG}={jsonio.dumps(logging)}")
     if kw.get("interactive"):  # docker's OpenStdin: held open by a detached run's supervisor (images/held_input)
         o.annotations.append(f"{ann.STDIN}=open")
+    detach_keys = _detach_keys(kw, o.tty and not detach)
     attach = run_flags.attached(kw.get("attach"))
     if attach is not None:
         if create_only:
@@ -684,6 +685,10 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
             shown = (1, 2) if attach is None else tuple(n for n, s in ((1, "stdout"), (2, "stderr")) if s in attach)
             tee = terminal_log = None
             options = CreateOptions()
+            listening: list[Any] = []  # after a detach: the attach socket it listens on
+            if detach_keys:
+                options.detach_keys = detach_keys
+                options.on_detach = lambda master: _detached(bundle, master, listening)
             if not remove:
                 from mrun.images import kept
 
@@ -704,6 +709,15 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
                 except OSError as e:  # (no room for its log): its output goes straight to us, as before
                     if callable(g.get("warn")):
                         g["warn"](f"container {cid!r} keeps no log: {in_words(e)}")
+            elif detach_keys and log_kept(bundle):  # --rm: logged all the same, for an attach once detached
+                from mrun.images.log_relay import Relay
+                from mrun.images.supervisor import log_options
+
+                try:
+                    terminal_log = Relay(bundle, **log_options(bundle), pipes=False)
+                    options.terminal_log = lambda data: terminal_log.note(1, data)
+                except OSError:
+                    terminal_log = None
             if tee is None and not o.tty and shown != (1, 2):  # -a: what is not shown goes nowhere here
                 from mrun.images import foreground_log
 
@@ -711,6 +725,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
             options.started = _outliving_the_caller(options.started)
             try:
                 code = runtime.run(cid, bundle, options, False, keep=True)
+                for held in listening:  # no attacher is handed an ended run's terminal
+                    held.stop_listening()
                 if not remove:  # as docker (its runc shim): kept, with nothing of it running, and its code
                     kept.write_back(runtime, bundle, cid)  # its record removed while it ran (images/kept)
                     runtime.end_the_rest(cid)
@@ -740,6 +756,49 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
             volumes.remove_anonymous(store.root, o.made_volumes)
             _drop_cidfile(cidfile, closed=True)
         raise
+
+
+def _detach_keys(kw: dict[str, Any], terminal: bool) -> bytes:
+    """docker's detach keys of a foreground `run -it` typed at a terminal (--detach-keys, else
+    ctrl-p ctrl-q), where this run can let its caller go (a warm template's child, or a cold
+    run's child: cli.cold_child) while it carries on; else none (docker reads them only from a
+    terminal, and `run -ti < file` could hold them in its data). A bad --detach-keys is refused
+    before anything is made."""
+    from mrun.sandbox.console import parse_detach_keys
+
+    keys = parse_detach_keys(kw.get("detach_keys") or "")
+    if not (terminal and kw.get("interactive") and os.isatty(0)):
+        return b""
+    import mrun.warm.client as warm
+
+    return keys if warm.release is not None else b""
+
+
+def _detached(bundle: str, master: int, listening: list[Any]) -> Any:
+    """A foreground `run -it` detached by its keys: the caller goes with status 0 (docker's), as
+    if it had run `run -dit`, and this process carries on as its supervisor would: the relay
+    logs the terminal's output, and the attach socket hands attachers the terminal (its
+    master stays the relay's). -> that listener, or None where it could not be made."""
+    import mrun.warm.client as warm
+    from mrun.exiting import flush_standard_streams
+    from mrun.images.held_input import HeldInput
+
+    held: Any = HeldInput(bundle, terminal=True, open_stdin=True)
+    held.master = master
+    try:
+        held.listen()
+        listening.append(held)
+    except OSError:
+        held = None
+    flush_standard_streams()
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    for fd in (0, 1, 2):  # nothing of ours holds the caller's stdio (a `| cat` after it ends)
+        os.dup2(null, fd)
+    os.close(null)
+    release, warm.release = warm.release, None
+    if release is not None:
+        release(0)
+    return held
 
 
 def _outliving_the_caller(then: Any) -> Any:

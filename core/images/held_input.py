@@ -121,7 +121,7 @@ class HeldInput:
         if fd == self.master:
             self._read_terminal(relay)
         elif self.listener is not None and fd == self.listener.fileno():
-            self._hand_over()
+            self.hand_over()
 
     def _read_terminal(self, relay: Any) -> None:
         """What the pty has now, into the log; its end (EIO: every holder of the container's
@@ -139,7 +139,11 @@ class HeldInput:
                 return
             relay.note(1, data)
 
-    def _hand_over(self) -> None:
+    def fileno(self) -> int:
+        """The listener's (selected on by a foreground run's relay once detached)."""
+        return self.listener.fileno() if self.listener is not None else -1
+
+    def hand_over(self) -> None:
         """One attacher: this run's master or write end, to root alone."""
         from mrun.kernel import fdpass
 
@@ -158,6 +162,26 @@ class HeldInput:
                 conn.sendmsg([TERMINAL if self.terminal else PIPE], fdpass.rights([target]))
             except OSError:  # the attacher went meanwhile
                 pass
+
+    def stop_listening(self) -> None:
+        """No more attachers: the listener closed and its socket gone from the bundle (a
+        foreground run's, whose container has ended; a supervisor's goes with the process)."""
+        if self.listener is None:
+            return
+        self.listener.close()
+        self.listener = None
+        try:
+            dir_fd = os.open(self.bundle, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            path = f"/proc/self/fd/{dir_fd}/{ATTACH_SOCKET}"
+            if stat.S_ISSOCK(os.lstat(path).st_mode):
+                os.unlink(path)
+        except OSError:
+            pass
+        finally:
+            os.close(dir_fd)
 
     def end_run(self, relay: Any = None) -> None:
         """The run has ended: the rest of its terminal's output logged, this run's ends closed."""

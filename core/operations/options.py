@@ -26,6 +26,11 @@ class CreateOptions:
         self.console: Any = None  # an already connected console socket (foreground `run -t`)
         self.terminal_log: Any = None  # given each piece of that terminal's output too (its log)
         self.started: Any = None  # `run`: given the record once started (a foreground run keeps a copy)
+        # A foreground `run -it`'s detach keys typed at that terminal (docker's ctrl-p ctrl-q), and
+        # what then takes over: given the pty's master, it lets the caller go; -> what the relay
+        # serves from then on (console.TerminalProxy's ``on_detach``), or None
+        self.detach_keys = b""
+        self.on_detach: Any = None
         # The operator's annotations over the bundle's (the shim's runtime options): they win
         self.annotations: dict[str, str] = {}
         # `run`'s own pidfd: its init ends if `run` is gone before it starts it (no one else will)

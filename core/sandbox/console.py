@@ -22,6 +22,7 @@ from mrun.kernel import syscalls as sc
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
 
 def connect(path: str) -> socket.socket:
@@ -135,16 +136,23 @@ class TerminalProxy:
     output goes on into the log alone."""
 
     def __init__(self, master: int, log: Callable[[bytes], None] | None = None, caller: int = 0,
-                 output: bool = True, raw: bool = True, detach_keys: bytes = b"") -> None:
+                 output: bool = True, raw: bool = True, detach_keys: bytes = b"",
+                 on_detach: Callable[[int], Any] | None = None) -> None:
         """``log``: given each piece of the container's output too (`mrun run -t` keeping its log).
         ``caller``: the process whose terminal this is, where it is not us (a child doing its work,
         in a session of its own): the terminal's job control is done for it (kernel.job_control).
         An attach's input alone (mrun.cli.attach): ``output`` False (the container's comes from its
         log), ``master`` may be a pipe's write end (``raw`` False: no terminal of the container's),
-        and ``detach_keys`` typed end the relay with ``detached`` set, as docker's ctrl-p ctrl-q."""
+        and ``detach_keys`` typed end the relay with ``detached`` set, as docker's ctrl-p ctrl-q.
+        ``on_detach``: a foreground `run -it`'s detach instead. The keys typed, our terminal is
+        given back (as ``let_go`` does), then ``on_detach(master)`` lets the caller go and returns
+        a listener (its ``fileno()``; ``hand_over()`` once readable: mrun.images.held_input) the
+        relay serves, or None; the container's output goes on into the log, as a detached one's."""
         self.master, self.log, self.caller = master, log, caller
         self.output, self.raw_wanted = output, raw
         self.escape = Escape(detach_keys) if detach_keys else None
+        self.on_detach = on_detach
+        self.listener: Any = None  # after a run's detach: attachers, handed the master
         self.detached = False
         self.settled = threading.Event()  # our terminal's mode is set (raw, or left as it was)
         self.saved: list | None = None
@@ -291,7 +299,16 @@ class TerminalProxy:
                         os.write(self.master, typed)
                     except OSError:
                         pass
-                    return
+                    if self.on_detach is None:
+                        return
+                    typed.clear()
+                    self.leaving, shown = True, False
+                    inputs.remove(0)
+                    self._give_back()
+                    self.listener = self.on_detach(self.master)
+                    if self.listener is not None:
+                        inputs.append(self.listener.fileno())
+                    continue
                 if data:
                     typed += data
                     ended_a_line = data.endswith(b"\n")
@@ -303,6 +320,8 @@ class TerminalProxy:
                     os.read(self.wake_up, 64)
                 except OSError:
                     pass
+            if self.listener is not None and self.listener.fileno() in ready:
+                self.listener.hand_over()
 
     def _end_of_input(self, ended_a_line: bool) -> bytes:
         """Our stdin, a pipe or a file (`mrun run -ti IMAGE cat < file`), ended: the container is

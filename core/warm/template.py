@@ -493,6 +493,7 @@ class Template:
                     client.stdin_read = (base64.b64decode(msg["stdin_read"][0]), bool(msg["stdin_read"][1]))
                 code = run_shim(msg["argv"][1:])
             else:
+                client.release = lambda status: _release(reply, status)  # a `run -it` detached goes on
                 code = run_cli(msg["argv"][1:])
         except BaseException as e:  # noqa: BLE001 - the caller hears of it, the template goes on
             if reply is not None and not became:
