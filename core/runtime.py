@@ -591,7 +591,8 @@ class Runtime:
         # Before start: a signal that comes once the process runs must reach it, not end us.
         # Our window changing resizes the container's pty, whose kernel then signals its
         # foreground process group (as a terminal does); without a pty it is passed on.
-        restore = None if detach else forward_signals(record.pid, lambda: proxy is not None and proxy.resize())
+        restore = None if detach else forward_signals(record.pid, lambda: proxy is not None and proxy.resize(),
+                                                      opts.unproxied)
         try:
             if ours is not None:
                 proxy = _terminal_from(ours, opts.terminal_log, opts)
@@ -693,9 +694,12 @@ def _unlink_quietly(path: str) -> None:
         pass
 
 
-def forward_signals(pid: int, on_winch: Callable[[], bool] | None = None) -> Callable[[], None]:
+def forward_signals(pid: int, on_winch: Callable[[], bool] | None = None,
+                    unproxied: Callable[[int], None] | None = None) -> Callable[[], None]:
     """Pass the signals we get on to ``pid`` from now on; SIGWINCH goes to ``on_winch`` first,
-    and is passed on only if that returns False (no terminal took it). -> a function that stops it."""
+    and is passed on only if that returns False (no terminal took it). ``unproxied``: given
+    those that would end a process (not SIGCONT, SIGWINCH) instead, and from the first on none
+    is passed on (`run --sig-proxy=false`). -> a function that stops it."""
     import signal
 
     forwarded = (
@@ -715,8 +719,16 @@ def forward_signals(pid: int, on_winch: Callable[[], bool] | None = None) -> Cal
     except ProcessLookupError:
         pinned = -2  # gone already: nothing is passed on
 
+    unproxying = unproxied is not None
+
     def forward(signum: int, _frame: Any) -> None:
+        nonlocal unproxied
         if signum == signal.SIGWINCH and on_winch is not None and on_winch():
+            return
+        if unproxying:
+            if unproxied is not None and signum not in (signal.SIGCONT, signal.SIGWINCH):
+                take, unproxied = unproxied, None
+                take(signum)
             return
         try:
             if pinned != -2:

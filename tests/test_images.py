@@ -4382,6 +4382,53 @@ def test_a_foreground_run_it_detaches_with_its_keys_and_is_attached_again_as_doc
         img(h, "rm", "-f", "fgd", "gone")
 
 
+def test_run_sig_proxy_false_leaves_the_container_running_when_a_signal_ends_the_caller(images, busybox_archive):
+    """docker's `run --sig-proxy=false`: a ^C (or SIGTERM) ends the caller alone, status 128 + the
+    signal, and its stdout pipe ends then (nothing of ours writes to it any more); the container
+    runs on, its output into its log, its exit code noted; with --rm it is removed once it ends.
+    By default (--sig-proxy) the signal is the container's. Was: the flag was refused."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    script = ("trap 'echo got-INT; exit 9' INT; echo started; i=0; "
+              "while [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done; echo later; exit 3")
+
+    def run_then_signal(*flags: str) -> tuple[int, str, float]:
+        p = subprocess.Popen([h.binary, "--root", h.root, "--image-root", h.image_root,
+                              *run_args(h, *flags, IMAGE, "sh", "-c", script)],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             env={**os.environ, **h.base_env})
+        out = b""
+        while b"started" not in out:
+            chunk = p.stdout.read1(4096)
+            assert chunk, out
+            out += chunk
+        p.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        out += p.stdout.read()  # to its end: every holder of the pipe gone
+        return p.wait(20), out.decode(), time.monotonic() - sent
+
+    try:
+        code, out, took = run_then_signal("--sig-proxy=false", "--name", "sp")
+        assert code == 130 and "later" not in out and "got-INT" not in out and took < 2.5, (code, out, took)
+        assert _listed(h, "sp") == "running"
+        assert img_ok(h, "wait", "sp").stdout == "3\n"
+        logs = img_ok(h, "logs", "sp").stdout
+        assert "started" in logs and "later" in logs and "got-INT" not in logs, logs
+
+        code, out, took = run_then_signal("--rm", "--sig-proxy=false", "--name", "sprm")
+        assert code == 130 and "later" not in out, (code, out)
+        assert _listed(h, "sprm") == "running"
+        deadline = time.monotonic() + 20
+        while _listed(h, "sprm") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _listed(h, "sprm") == "", "a --rm container whose caller went was not removed once it ended"
+
+        code, out, _ = run_then_signal("--rm", "--name", "proxied")  # the default: the container's signal
+        assert code == 9 and "got-INT" in out, (code, out)
+    finally:
+        img(h, "rm", "-f", "sp", "sprm", "proxied")
+
+
 def test_a_detached_container_s_input_is_root_s_alone(images, busybox_archive):
     """The socket a detached -i container's supervisor hands its input over on is root's (mode
     0600): another user cannot type into the container."""

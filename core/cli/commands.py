@@ -334,6 +334,8 @@ COMMANDS = (
             _NO_KEYRING,
             _DETACH,
             _DETACH_KEYS,
+            Flag("sig-proxy", "docker's: pass the signals we get on to the container (without -t; "
+                 "--sig-proxy=false: a signal ends us alone, the container runs on)", kind=bool, default=True),
             Flag("keep", "keep the container's state after it exits", kind=bool, default=False),
             Flag("no-subreaper", "accepted for runc compatibility", kind=bool, default=False, hidden=True),
         ),

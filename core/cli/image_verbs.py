@@ -718,10 +718,15 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
                     options.terminal_log = lambda data: terminal_log.note(1, data)
                 except OSError:
                     terminal_log = None
-            if tee is None and not o.tty and shown != (1, 2):  # -a: what is not shown goes nowhere here
+            unproxied = not o.tty and kw.get("sig_proxy") is False and _can_release()
+            if tee is None and not o.tty and (shown != (1, 2) or unproxied):
+                # -a: what is not shown goes nowhere here; --sig-proxy=false: its output stops
+                # coming to the caller once a signal has ended it
                 from mrun.images import foreground_log
 
                 tee = foreground_log.start(bundle, shown, keep=False)
+            if unproxied:
+                options.unproxied = lambda signum: _unproxied(signum, tee)
             options.started = _outliving_the_caller(options.started)
             try:
                 code = runtime.run(cid, bundle, options, False, keep=True)
@@ -769,9 +774,34 @@ def _detach_keys(kw: dict[str, Any], terminal: bool) -> bytes:
     keys = parse_detach_keys(kw.get("detach_keys") or "")
     if not (terminal and kw.get("interactive") and os.isatty(0)):
         return b""
+    return keys if _can_release() else b""
+
+
+def _can_release() -> bool:
+    """Whether this run can let its caller go while it carries on: a warm template's child, or
+    a cold run's child (cli.cold_child); not one run inside its caller's own process."""
     import mrun.warm.client as warm
 
-    return keys if warm.release is not None else b""
+    return warm.release is not None
+
+
+def _unproxied(signum: int, tee: Any) -> None:
+    """`run --sig-proxy=false` given a signal: it ends the caller alone, as it ends docker's
+    client (status 128 + its number); the container runs on, its output into its log only (the
+    tee shows no more), and this process carries on as its supervisor."""
+    import mrun.warm.client as warm
+    from mrun.exiting import flush_standard_streams
+
+    if tee is not None:
+        tee.let_go()
+    flush_standard_streams()
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    release, warm.release = warm.release, None
+    if release is not None:
+        release(128 + signum)
 
 
 def _detached(bundle: str, master: int, listening: list[Any]) -> Any:

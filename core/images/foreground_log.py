@@ -13,9 +13,12 @@ from, and that path stays direct).
 
 from __future__ import annotations
 
+import _signal  # the C module: `signal` imports enum
 import os
 
 from mrun.exiting import flush_standard_streams
+
+HIDE = _signal.SIGUSR1  # to the tee: show no more (Tee.let_go)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,6 +30,19 @@ class Tee:
 
     def __init__(self, pid: int, saved: tuple[int, int]) -> None:
         self.pid, self.saved = pid, saved
+
+    def let_go(self) -> None:
+        """The caller has gone ahead (`run --sig-proxy=false` given a signal): the tee shows no
+        more, but goes on reading (and logging), and nothing of ours holds the caller's stdout
+        or stderr (``end`` then gives back /dev/null)."""
+        try:
+            os.kill(self.pid, HIDE)
+        except ProcessLookupError:
+            pass
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        for fd in self.saved:
+            os.dup2(null, fd, inheritable=False)
+        os.close(null)
 
     def end(self) -> None:
         """Our stdout and stderr back; the tee's end awaited (the container's output all out
@@ -51,9 +67,11 @@ def start(bundle: str, shown: tuple[int, ...] = (1, 2), keep: bool = True) -> Te
 
     relay = Relay(bundle, **{**log_options(bundle), **({} if keep else {"keep": False})}, echo=shown)
     flush_standard_streams()
+    unheld = _signal.pthread_sigmask(_signal.SIG_BLOCK, {HIDE})  # until the tee's handler is in place
     pid = os.fork()
     if pid == 0:
-        _serve(relay)
+        _serve(relay, unheld)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, unheld)
     writers = relay.writers.values()
     for fd in relay.fds():  # the pipes' read ends and the log are the tee's
         if fd not in writers:
@@ -68,17 +86,26 @@ def start(bundle: str, shown: tuple[int, ...] = (1, 2), keep: bool = True) -> Te
     return Tee(pid, saved)
 
 
-def _serve(relay: Relay) -> None:
+def _serve(relay: Relay, unheld: set[int]) -> None:
     """In the tee: until both pipes end. A ^C at the terminal, a hang-up or a SIGTERM goes to the
-    container (its runner passes them on); the tee ends with the container's output. Never returns."""
+    container (its runner passes them on); the tee ends with the container's output. HIDE: what
+    it echoes goes to /dev/null from then on. Never returns."""
     import select
     import signal
 
     from mrun.images.supervisor import close_all_but
 
+    def hide(_signum: int, _frame: object) -> None:
+        null = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+
     try:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(sig, signal.SIG_IGN)
+        signal.signal(HIDE, hide)
+        signal.pthread_sigmask(signal.SIG_SETMASK, unheld)
         close_all_but(relay.fds())  # the runner's run.lock, a template's socket: not the tee's
         for fd in relay.writers.values():  # the container's ends: their closing is the tee's EOF
             os.close(fd)

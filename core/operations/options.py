@@ -31,6 +31,8 @@ class CreateOptions:
         # serves from then on (console.TerminalProxy's ``on_detach``), or None
         self.detach_keys = b""
         self.on_detach: Any = None
+        # `run --sig-proxy=false`: given a signal we get instead of the container (then none goes on)
+        self.unproxied: Any = None
         # The operator's annotations over the bundle's (the shim's runtime options): they win
         self.annotations: dict[str, str] = {}
         # `run`'s own pidfd: its init ends if `run` is gone before it starts it (no one else will)
