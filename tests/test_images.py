@@ -4429,6 +4429,52 @@ def test_run_sig_proxy_false_leaves_the_container_running_when_a_signal_ends_the
         img(h, "rm", "-f", "sp", "sprm", "proxied")
 
 
+def test_containers_are_named_by_a_short_id_as_docker_s(images, busybox_archive):
+    """docker's verbs take any prefix of a container's id that no other id shares (`stop 3f2a`,
+    `cp 3f:/etc/hosts .`): mrun's said "does not exist". An exact name wins; a prefix two ids share
+    is refused in one line naming them, and nothing is done; a runc client's container (its own
+    bundle, in the same root) is never reached by a prefix, nor is a signal number taken for one."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    made: list[str] = []
+    try:
+        cid = img_ok(h, *run_args(h, "-d", IMAGE, "sleep", "600")).stdout.strip()
+        made.append(cid)
+        assert len(cid) == 12
+        while len({c[0] for c in made}) == len(made):  # until two ids share their first digit
+            made.append(img_ok(h, *create_args(h, IMAGE, "true")).stdout.strip())
+        shared = next(c[0] for c in made if sum(o[0] == c[0] for o in made) > 1)
+        unique = next(cid[:n] for n in range(1, 13) if sum(o.startswith(cid[:n]) for o in made) == 1)
+
+        assert img_ok(h, "inspect", "-f", "{{.State.Status}}", unique).stdout == "running\n"
+        assert img_ok(h, "exec", unique, "hostname").stdout.strip() == cid[:12]
+        assert img_ok(h, "port", unique).returncode == 0
+        copied = os.path.join(h.tmp, "hostname-copy")
+        img_ok(h, "cp", f"{unique}:/etc/hostname", copied)
+        assert open(copied).read().strip() == cid
+        img_ok(h, "kill", unique, "9")  # runc's form: the 9 is the signal
+        assert img_ok(h, "wait", unique).stdout == "137\n"
+
+        r = img(h, "rm", "-f", shared)
+        one_line_error(r, "multiple containers", shared)
+        assert all(c in img_ok(h, "ps", "-aq").stdout.split() for c in made), "an ambiguous prefix removed one"
+
+        bundle = h.bundle(["sleep", "600"])
+        runc_id = "abcdefabcdef"
+        h.ok("create", "--bundle", bundle, runc_id)
+        try:
+            one_line_error(img(h, "kill", "abcd", "KILL"), "abcd", "does not exist")
+            assert h.status(runc_id) == "created"
+        finally:
+            h.mrun("delete", "--force", runc_id)
+
+        img_ok(h, "rm", unique)
+        made.remove(cid)
+    finally:
+        if made:
+            img(h, "rm", "-f", *made)
+
+
 def test_a_detached_container_s_input_is_root_s_alone(images, busybox_archive):
     """The socket a detached -i container's supervisor hands its input over on is root's (mode
     0600): another user cannot type into the container."""

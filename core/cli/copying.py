@@ -149,8 +149,10 @@ def _container_root(g: dict[str, Any], container_id: str) -> Iterator[int]:
     included), checked to be the same process after it was opened; a stopped one's rootfs.
     Its files stay while it is held: an `rm -f` meanwhile waits (``bundles.reading``)."""
     from mrun.bundles import reading
+    from mrun.cli.short_ids import resolve
     from mrun.kernel import inroot
 
+    container_id = resolve(g, container_id)  # docker's short ids (`cp 3f2a:/etc/hosts .`)
     runtime = _rt(g)
     record = runtime.store.load(container_id)
     with reading(record.bundle, container_id, runtime.store.root) as held:

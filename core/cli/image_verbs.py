@@ -1424,11 +1424,13 @@ def _volumes_from(g: dict[str, Any], text: str) -> list[dict[str, Any]]:
     """docker's --volumes-from CONTAINER[:ro|rw]: the container's volumes and bind mounts
     (``containers.user_mounts``), at the same places; ro or rw for all of them, else each as it
     is there. Its volumes then count it among their users, as docker's do."""
+    from mrun.cli.short_ids import resolve
     from mrun.images.containers import user_mounts
 
     name, _, mode = text.partition(":")
     if not name or mode not in ("", "ro", "rw"):
         raise InvalidSpec(f"--volumes-from {text!r}: CONTAINER[:ro|rw] expected")
+    name = resolve(g, name)  # docker's short ids
     record = _rt(g).store.load(name)
     shared = []
     for m in user_mounts(record.config, name):

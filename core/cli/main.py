@@ -43,6 +43,8 @@ def _log(g: dict[str, Any], level: str, msg: str) -> None:
 # Verbs that may write for long (a blob, a layer, a staging directory, an archive): SIGTERM and
 # SIGHUP end them as ^C does, through their clean-up, which they had skipped: `timeout 60 mrun
 # import big.tar` left its partial layer (gigabytes) in the image root until a prune.
+# runc's verbs that never take docker's short ids (short_ids): create, always cold, pays no import for them
+RUNC_ONLY = frozenset(("create", "state", "delete", "run", "events", "checkpoint", "restore", "spec", "features"))
 ENDED_AS_BY_CTRL_C = frozenset(("pull", "load", "import", "commit", "cp", "save", "export", "push"))
 
 
@@ -72,6 +74,10 @@ def call(g: dict[str, Any], cmd: Command, params: dict[str, Any]) -> int:
     g["warn"] = warn
     g["debug_log"] = (lambda msg: _log(g, "debug", msg)) if g.get("debug") else None
     try:
+        if cmd.name not in RUNC_ONLY:  # docker's short ids (`mrun stop 3f2a`)
+            from mrun.cli.short_ids import resolve_params
+
+            params = resolve_params(g, cmd.name, params)
         if callable(cmd.handler):  # a backend's own verb (mrun_commands)
             return cmd.handler(g, **params)
         module, _, handler = cmd.handler.rpartition(".")

@@ -29,10 +29,12 @@ def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str
         if len(names or []) != 2:
             raise InvalidSpec(f"network {action}: NETWORK CONTAINER expected")
         from mrun.cli.common import _rt
+        from mrun.cli.short_ids import resolve
         from mrun.network import connect
 
         hold_again(g["root"], g.get("warn"))
         network, container = names  # type: ignore[misc]
+        container = resolve(g, container)
         runtime = _rt(g)
 
         def keep(record: Any, live: bool) -> None:
