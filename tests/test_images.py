@@ -4431,9 +4431,10 @@ def test_run_sig_proxy_false_leaves_the_container_running_when_a_signal_ends_the
 
 def test_containers_are_named_by_a_short_id_as_docker_s(images, busybox_archive):
     """docker's verbs take any prefix of a container's id that no other id shares (`stop 3f2a`,
-    `cp 3f:/etc/hosts .`): mrun's said "does not exist". An exact name wins; a prefix two ids share
-    is refused in one line naming them, and nothing is done; a runc client's container (its own
-    bundle, in the same root) is never reached by a prefix, nor is a signal number taken for one."""
+    `cp 3f:/etc/hosts .`, `run --pid container:3f`): mrun's said "does not exist". An exact name
+    wins; a prefix two ids share is refused in one line naming them, and nothing is done; a runc
+    client's container (its own bundle, in the same root) is never reached by a prefix, nor is a
+    signal number taken for one."""
     h = images
     img_ok(h, "load", busybox_archive)
     made: list[str] = []
@@ -4449,6 +4450,8 @@ def test_containers_are_named_by_a_short_id_as_docker_s(images, busybox_archive)
         assert img_ok(h, "inspect", "-f", "{{.State.Status}}", unique).stdout == "running\n"
         assert img_ok(h, "exec", unique, "hostname").stdout.strip() == cid[:12]
         assert img_ok(h, "port", unique).returncode == 0
+        joined = img_ok(h, *run_args(h, "--rm", "--pid", f"container:{unique}", IMAGE, "cat", "/proc/1/cmdline"))
+        assert joined.stdout.startswith("sleep"), joined.stdout
         copied = os.path.join(h.tmp, "hostname-copy")
         img_ok(h, "cp", f"{unique}:/etc/hostname", copied)
         assert open(copied).read().strip() == cid

@@ -564,6 +564,12 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         raise InvalidSpec(f"--userns {kw['userns']!r}: host is the one mode (mrun maps no user namespace)")
     first, more = _networks(kw.get("network"))
     kw = {**kw, "network": first}
+    from mrun.cli.short_ids import resolve
+
+    for key in ("network", "pid"):  # container:ID, by docker's short ids too
+        mode = kw.get(key)
+        if isinstance(mode, str) and mode.startswith("container:"):
+            kw[key] = "container:" + resolve(g, mode.partition(":")[2])
     env = [line for path in kw.get("env_file") or () for line in read_env_file(path)]
     env += list(kw.get("env") or ())
     if kw.get("mount"):  # docker's long form, as the short forms it stands for
