@@ -360,7 +360,7 @@ def test_an_orphaned_snapshot_is_listed_and_removed(images, busybox_archive):
     shutil.rmtree(os.path.join(h.root, "orph"))  # ... and its state, as if never recorded
     # (so no supervisor kept a copy of the record either: one that had would be written back)
     os.unlink(os.path.join(h.image_root, "containers", "orph", "record.json"))
-    assert "orphaned" in img_ok(h, "ps", "-a").stdout
+    assert "Orphaned" in img_ok(h, "ps", "-a").stdout
     assert img_ok(h, "ps", "-aq").stdout.split() == ["orph"]  # `mrun rm -f $(mrun ps -aq)` takes it too
     r = img(h, "rmi", IMAGE)
     assert r.returncode != 0 and "orph" in r.stderr

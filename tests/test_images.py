@@ -1582,11 +1582,11 @@ def test_detached_containers_report_their_exit_code(images, busybox_archive, tmp
     deadline = time.monotonic() + 15
     while True:
         rows = {line.split()[0]: line for line in img_ok(h, "ps", "-a").stdout.splitlines()[1:]}
-        if all("exited" in rows.get(c, "") for c in ("three", "wasm3", "sleeper")) or time.monotonic() > deadline:
+        if all("Exited" in rows.get(c, "") for c in ("three", "wasm3", "sleeper")) or time.monotonic() > deadline:
             break
         time.sleep(0.1)
-    assert "exited (3)" in rows["three"] and "exited (3)" in rows["wasm3"], rows
-    assert "exited (137)" in rows["sleeper"], rows  # busybox sleep as PID 1 ignores SIGTERM
+    assert "Exited (3)" in rows["three"] and "Exited (3)" in rows["wasm3"], rows
+    assert "Exited (137)" in rows["sleeper"], rows  # busybox sleep as PID 1 ignores SIGTERM
     assert json.loads(img_ok(h, "inspect", "three").stdout)["exit"]["exit_code"] == 3
     for c in ("three", "wasm3", "sleeper"):
         img_ok(h, "rm", c)
@@ -1604,7 +1604,7 @@ def test_a_container_run_in_the_foreground_keeps_its_exit_code(images, busybox_a
     r = img(h, "wait", "fg3", "fg0")
     assert (r.returncode, r.stdout.split()) == (0, ["3", "0"]), (r.stdout, r.stderr)
     rows = {line.split()[0]: line for line in img_ok(h, "ps", "-a").stdout.splitlines()[1:]}
-    assert "exited (3)" in rows["fg3"] and "exited (0)" in rows["fg0"], rows
+    assert "Exited (3)" in rows["fg3"] and "Exited (0)" in rows["fg0"], rows
     assert json.loads(img_ok(h, "inspect", "fg3").stdout)["exit"]["exit_code"] == 3
     img_ok(h, "rm", "fg3", "fg0")
 
@@ -1648,7 +1648,7 @@ def test_a_caller_with_its_standard_descriptors_closed_gets_what_it_asked(images
 
     r = img(h, *run_args(h, "-d", "--name", "quiet", IMAGE, "sleep", "600"), preexec_fn=closed)
     assert r.returncode == 0
-    assert "running" in img_ok(h, "ps", "--filter", "name=quiet").stdout
+    assert "Up " in img_ok(h, "ps", "--filter", "name=quiet").stdout
     r = img(h, *run_args(h, "--name", "fg", IMAGE, "sh", "-c", "echo out; echo err >&2; exit 3"), preexec_fn=closed)
     assert r.returncode == 3
     assert img_ok(h, "wait", "fg").stdout == "3\n"
@@ -1669,9 +1669,14 @@ def test_a_caller_with_its_standard_descriptors_closed_gets_what_it_asked(images
 
 
 def _listed(h, name: str) -> str:
-    """The STATUS column of ``name`` in `ps -a`, or "" when it is not listed."""
-    rows = [line.split() for line in img_ok(h, "ps", "-a").stdout.splitlines()[1:]]
-    return next((row[-2] for row in rows if row and row[0] == name), "")
+    """What `ps -a` says of ``name``: docker's State (running, created, paused), or for an exited
+    (or restarting) one its code as its STATUS shows it, "(3)"; "" when it is not listed."""
+    rows = [line.split("\t") for line in img_ok(h, "ps", "-a", "--format", "{{.Names}}\t{{.State}}\t{{.Status}}")
+            .stdout.splitlines()]
+    for row_name, state, status in rows:
+        if row_name == name:
+            return status.split()[1] if state in ("exited", "restarting") else state
+    return ""
 
 
 def test_a_run_rm_whose_caller_or_supervisor_is_killed_is_removed_once_it_ends(images, busybox_archive):
@@ -1912,7 +1917,7 @@ def test_create_then_start_as_docker(images, busybox_archive, tmp_path):
     assert r.stdout == "made\n", r.stdout
     assert img_ok(h, "ps", "-q").stdout.split() == []  # not running: only `ps -a` lists it
     row = next(line for line in img_ok(h, "ps", "-a").stdout.splitlines() if line.startswith("made "))
-    assert " created " in row, row
+    assert " Created " in row, row
     assert img_ok(h, "ps", "-aq", "--filter", "status=created").stdout.split() == ["made"]
     assert img_ok(h, "ps", "-aq", "--filter", "status=exited").stdout.split() == []
     assert img_ok(h, "inspect", "-f", "{{.State.Status}} {{.State.Running}}", "made").stdout == "created false\n"
@@ -2574,9 +2579,9 @@ def test_listings_take_docker_s_go_templates(images, busybox_archive):
         size = img_ok(h, "images", "--format", "{{.Size}}").stdout.strip()
         assert re.fullmatch(r"\d+(\.\d+)?(kB|MB)", size), size
         assert img_ok(h, "volume", "ls", "--format", "{{.Name}} {{.Driver}}").stdout.split() == ["fmt-data", "local"]
-        # the default table is as it was
-        assert img_ok(h, "ps", "-a").stdout.splitlines()[0].split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "STATUS",
-                                                                 "CREATED"]
+        # the default table is docker's
+        header = img_ok(h, "ps", "-a").stdout.splitlines()[0].split()
+        assert header == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], header
     finally:
         img_ok(h, "rm", "--force", "fmt-up", "fmt-done")
         img_ok(h, "volume", "rm", "fmt-data")
@@ -2774,7 +2779,7 @@ def test_init_passes_signals_reaps_orphans_and_exits_as_the_command(images, busy
     started = time.monotonic()
     img_ok(h, "stop", "-t", "30", "initstop")
     assert time.monotonic() - started < 10  # SIGTERM, passed on, ended it: no wait for the SIGKILL
-    assert "exited (143)" in img_ok(h, "ps", "-a", "--filter", "name=initstop").stdout
+    assert "Exited (143)" in img_ok(h, "ps", "-a", "--filter", "name=initstop").stdout
     img_ok(h, "rm", "initstop")
     img_ok(h, "load", build_wasm_archive(str(tmp_path)))
     r = img(h, *run_args(h, "--rm", "--init", WASM_IMAGE))
@@ -2885,7 +2890,7 @@ def test_restart_policies_as_docker(images, busybox_archive):
     doc = exit_doc("flaky")
     assert doc["exit_code"] == 3 and doc["restarts"] == 2, doc
     assert img_ok(h, "logs", "flaky").stdout.split() == ["1", "2", "3"]
-    assert "exited (3)" in img_ok(h, "ps", "-a", "--filter", "name=flaky").stdout
+    assert "Exited (3)" in img_ok(h, "ps", "-a", "--filter", "name=flaky").stdout
     img_ok(h, "rm", "flaky")
     img_ok(h, *run_args(h, "-d", "--name", "fine", "--restart", "on-failure", IMAGE, "true"))
     assert exit_doc("fine") == {**exit_doc("fine"), "exit_code": 0, "restarts": 0}
@@ -2982,7 +2987,7 @@ def test_start_during_a_restart_back_off_and_a_supervisor_killed_in_it(images, b
     while alive(second):
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    assert "exited (1)" in img_ok(h, "ps", "-a", "--filter", "name=flap").stdout
+    assert "Exited (1)" in img_ok(h, "ps", "-a", "--filter", "name=flap").stdout
     assert img_ok(h, "ps", "-q").stdout == ""  # not "Restarting", so not running
     assert img_ok(h, "inspect", "-f", "{{.State.Status}}", "flap").stdout == "exited\n"
     img_ok(h, "container", "prune", "-f")
@@ -3020,7 +3025,7 @@ def test_a_full_disk_loses_no_exit_code_and_rmi_frees_it(images, busybox_archive
         # -t 1, then SIGKILL (sh as PID 1 ignores SIGTERM); not two seconds more for a note that never came
         assert time.monotonic() - started < 2.5
         assert img_ok(h, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "loud").stdout == "exited 137\n"
-        assert "exited (137)" in img_ok(h, "ps", "-a").stdout
+        assert "Exited (137)" in img_ok(h, "ps", "-a").stdout
         assert img_ok(h, "wait", "loud").stdout == "137\n"
         img_ok(h, "rm", "loud")
 
@@ -3140,8 +3145,8 @@ def test_containers_outlive_a_reboot_as_docker_s(images, busybox_archive):
     r = img_ok(h, "system", "prune")  # the first command of the boot: nothing of theirs is pruned
     assert "'broken' of an earlier boot cannot be taken back" in r.stderr and "mrun rm -f broken" in r.stderr
     listed = img_ok(h, "ps", "-a").stdout
-    assert "fg" in listed and "exited (3)" in listed, listed
-    assert "orphaned (mrun rm -f)" in [line for line in listed.splitlines() if line.startswith("broken")][0]
+    assert "fg" in listed and "Exited (3)" in listed, listed
+    assert "Orphaned (mrun rm -f)" in [line for line in listed.splitlines() if line.startswith("broken")][0]
     img_ok(h, "rm", "-f", "broken")  # named, it goes
     assert not os.path.exists(os.path.join(containers, "broken"))
     assert img_ok(h, "inspect", "-f", "{{.State.Status}}", "made", "svc").stdout == "created\nexited\n"
@@ -3563,7 +3568,7 @@ def test_wait_logs_tail_start_and_restart_as_docker(images, busybox_archive):
     assert img_ok(h, "start", "counter").stdout == "counter\n"
     assert img_ok(h, "wait", "counter").stdout == "4\n"
     assert img_ok(h, "logs", "counter").stdout.count("line1") == 2
-    assert img_ok(h, "ps", "-a", "--filter", "name=counter").stdout.count("exited (4)") == 1
+    assert img_ok(h, "ps", "-a", "--filter", "name=counter").stdout.count("Exited (4)") == 1
     img_ok(h, "rm", "counter")
 
     img_ok(h, *run_args(h, "-d", "--name", "server", IMAGE, "sh", "-c", "echo up >> /ups; sleep 600"))
@@ -3599,7 +3604,7 @@ def test_dockers_spellings_of_kill_unpause_and_top(images, busybox_archive):
         assert json.loads(img_ok(h, "inspect", "spelled").stdout)["state"]["status"] == "running"
         one_line_error(img(h, "kill", "-s", "HUP", "spelled", "TERM"), "the signal twice")
         one_line_error(img(h, "kill", "spelled", "SIGUSR"), "invalid signal 'SIGUSR'")  # runc's, a typo: nothing sent
-        assert "running" in img_ok(h, "ps", "--filter", "name=spelled").stdout
+        assert "Up " in img_ok(h, "ps", "--filter", "name=spelled").stdout
         img_ok(h, *run_args(h, "-d", "--name", "second", IMAGE, "sleep", "600"))
         r = img_ok(h, "kill", "--signal", "KILL", "spelled", "second")  # docker's several, each name said
         assert r.stdout.split() == ["spelled", "second"], r.stdout

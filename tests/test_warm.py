@@ -492,7 +492,7 @@ def test_a_detached_containers_exit_code_outlives_the_template(images, busybox_a
     img_ok(h, *run_args(h, "-d", "--name", "late", IMAGE, "sh", "-c", "sleep 1; exit 3"))
     stop_templates(os.environ["MRUN_WARM_DIR"])  # while the container still runs
     deadline = time.monotonic() + 15
-    while "exited (3)" not in (row := img_ok(h, "ps", "-a").stdout):
+    while "Exited (3)" not in (row := img_ok(h, "ps", "-a").stdout):
         assert time.monotonic() < deadline, row
         time.sleep(0.1)
     assert json.loads(img_ok(h, "inspect", "late").stdout)["exit"]["exit_code"] == 3

@@ -1745,8 +1745,8 @@ def list_containers(g: dict[str, Any], format: str, filters: list[str], quiet: b
 
     states = [s for s in listed if (every or _runs(s, exit_of)) and
               _matches(s, wanted, image_of, exit_of, config_of, lambda cid: _net_of(runtime, cid))]
+    states.sort(key=lambda s: s.get("created") or "", reverse=True)  # docker's order: the newest first
     if last >= 0:
-        states.sort(key=lambda s: s.get("created") or "", reverse=True)
         states = states[:last] if last else states
     if quiet:
         for state in states:
@@ -1758,43 +1758,38 @@ def list_containers(g: dict[str, Any], format: str, filters: list[str], quiet: b
     if format == "json":
         print(jsonio.dumps(states))
         return 0
+    from mrun.cli.docker_rows import PS_HEADERS, ps_row
+
+    docker_rows = []
+    for s in states:
+        try:
+            record = runtime.store.load(s["id"])
+        except MrunError:
+            continue
+        stopped = s["status"] == Status.STOPPED
+        row = ps_row(s, record, (image_of(s["bundle"]) or {}).get("image", ""),
+                     exit_of(s["bundle"]) if stopped else None, _net_of(runtime, s["id"]))
+        docker_rows.append({**row, "Size": _size_of(runtime, s) if sized or ".Size" in format else ""})
     if format not in ("table", ""):  # docker's Go template (mrun.cli.listing)
-        from mrun.cli.docker_rows import PS_HEADERS, ps_row
         from mrun.cli.listing import formatted
 
-        docker_rows = []
-        for s in states:
-            try:
-                record = runtime.store.load(s["id"])
-            except MrunError:
-                continue
-            stopped = s["status"] == Status.STOPPED
-            row = ps_row(s, record, (image_of(s["bundle"]) or {}).get("image", ""),
-                         exit_of(s["bundle"]) if stopped else None, _net_of(runtime, s["id"]))
-            docker_rows.append({**row, "Size": _size_of(runtime, s) if sized or ".Size" in format else ""})
         for line in formatted(format, docker_rows, PS_HEADERS):
             print(line)
         return 0
-
-    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "STATUS", "CREATED", *(("SIZE",) if sized else ()))]
-    for s in states:
-        try:
-            config = runtime.store.load(s["id"]).config
-        except MrunError:
-            continue
-        image = (image_of(s["bundle"]) or {}).get("image", "")
-        command = " ".join((config.get("process") or {}).get("args") or [])
-        status = s["status"]
-        ended = exit_of(s["bundle"]) if status == Status.STOPPED else None
-        if ended is not None:
-            code = ended["exit_code"] if ended.get("exit_code") is not None else "?"
-            status = f"{'restarting' if ended.get('restarting') else 'exited'} ({code})"
-        rows.append((s["id"], image or "(bundle)", command if whole else command[:40], status, s["created"][:19],
-                     *((_size_of(runtime, s),) if sized else ())))
+    # docker's own table: its columns, its words ("Up 5 seconds", "Exited (0) 2 minutes ago")
+    columns = ("ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names", *(("Size",) if sized else ()))
+    rows = [tuple(PS_HEADERS[c] for c in columns)]
+    for row in docker_rows:
+        command = jsonio.loads(row["Command"])  # docker's: cut at 20 characters, then quoted as Go quotes
+        if not whole and len(command) > 20:
+            command = command[:19] + "\u2026"
+        row["Command"] = '"' + "".join(c if c.isprintable() and c not in '"\\' else jsonio.dumps(c)[1:-1]
+                                       for c in command) + '"'
+        rows.append(tuple(row[c] for c in columns))
     for bundle in _orphans(g) if last < 0 else ():  # a killed `mrun run` left these: say how they go
         meta = image_of(bundle) or {}
-        rows.append((os.path.basename(bundle), meta.get("image", "?"), "", "orphaned (mrun rm -f)", "",
-                     *(("",) if sized else ())))
+        rows.append((os.path.basename(bundle), meta.get("image", "?"), "", "", "Orphaned (mrun rm -f)", "",
+                     os.path.basename(bundle), *(("",) if sized else ())))
     print_table(rows)
     return 0
 
