@@ -795,19 +795,9 @@ def _unproxied(signum: int, tee: Any) -> None:
     """`run --sig-proxy=false` given a signal: it ends the caller alone, as it ends docker's
     client (status 128 + its number); the container runs on, its output into its log only (the
     tee shows no more), and this process carries on as its supervisor."""
-    import mrun.warm.client as warm
-    from mrun.exiting import flush_standard_streams
-
     if tee is not None:
         tee.let_go()
-    flush_standard_streams()
-    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    os.close(null)
-    release, warm.release = warm.release, None
-    if release is not None:
-        release(128 + signum)
+    _let_caller_go(128 + signum)
 
 
 def _detached(bundle: str, master: int, listening: list[Any]) -> Any:
@@ -815,8 +805,6 @@ def _detached(bundle: str, master: int, listening: list[Any]) -> Any:
     if it had run `run -dit`, and this process carries on as its supervisor would: the relay
     logs the terminal's output, and the attach socket hands attachers the terminal (its
     master stays the relay's). -> that listener, or None where it could not be made."""
-    import mrun.warm.client as warm
-    from mrun.exiting import flush_standard_streams
     from mrun.images.held_input import HeldInput
 
     held: Any = HeldInput(bundle, terminal=True, open_stdin=True)
@@ -826,15 +814,25 @@ def _detached(bundle: str, master: int, listening: list[Any]) -> Any:
         listening.append(held)
     except OSError:
         held = None
+    _let_caller_go(0)
+    return held
+
+
+def _let_caller_go(status: int) -> None:
+    """Our caller ends now with ``status`` while we carry on: nothing of ours holds its stdio
+    any more (a `| cat` after it ends), then the release (warm.client.release: the template's,
+    or cold_child's)."""
+    import mrun.warm.client as warm
+    from mrun.exiting import flush_standard_streams
+
     flush_standard_streams()
     null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-    for fd in (0, 1, 2):  # nothing of ours holds the caller's stdio (a `| cat` after it ends)
+    for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.close(null)
     release, warm.release = warm.release, None
     if release is not None:
-        release(0)
-    return held
+        release(status)
 
 
 def _outliving_the_caller(then: Any) -> Any:
