@@ -560,7 +560,7 @@ class Runtime:
             return 0
         if ours is None:
             return wait_forwarding(pid)
-        proxy = _terminal_from(ours)
+        proxy = _terminal_from(ours, None, opts)
         restore = forward_signals(pid, proxy.resize)
         try:
             proxy.begin()
@@ -672,13 +672,13 @@ def _relayed_console(what: str, process: dict[str, Any], opts: CreateOptions, de
 def _terminal_from(ours: Any, log: Any = None, opts: CreateOptions | None = None) -> Any:
     """The relay of the pty that came on ``ours`` (closed here), sized as our terminal before the
     program runs: its first look at the size must find ours. ``log``: given its output too;
-    ``opts``: a run's detach keys and what takes over once they are typed."""
+    ``opts``: a run's or an exec's detach keys and what takes over once they are typed."""
     import mrun.warm.client as warm
     from mrun.sandbox.console import TerminalProxy, receive_fd
 
     try:
         proxy = TerminalProxy(receive_fd(ours), log, warm.caller, detach_keys=opts.detach_keys if opts else b"",
-                              on_detach=opts.on_detach if opts else None)
+                              on_detach=opts.on_detach if opts else None, detach_said=opts.detach_said if opts else b"")
     finally:
         ours.close()
     if warm.caller:  # a child doing its caller's work: if the work outlives the caller, the terminal is let go

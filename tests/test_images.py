@@ -4387,6 +4387,27 @@ def test_a_foreground_run_it_detaches_with_its_keys_and_is_attached_again_as_doc
         img(h, "rm", "-f", "fgd", "gone")
 
 
+def test_exec_it_detaches_with_its_keys_as_docker_s(images, busybox_archive):
+    """docker's `exec -it C sh`, then ctrl-p ctrl-q: "read escape sequence", status 1 (docker's
+    words and status, as its attach), the caller's terminal as it was, and the exec'd shell still
+    running in the container; --detach-keys chooses others. Was: typed through to the shell."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "host1", IMAGE, "sleep", "600"))
+    try:
+        for keys, typed in (((), b"\x10\x11"), (("--detach-keys", "ctrl-a,x"), b"\x01x")):
+            t = _AtATerminal(h, "exec", "-it", *keys, "host1", "sh", "-c", "echo in-$((5 * 5)); exec sleep 500")
+            t.shows(b"in-25")
+            t.type(typed)
+            t.shows(b"read escape sequence")
+            assert t.proc.wait(20) == 1
+            t.ends()
+        shown = img_ok(h, "exec", "host1", "ps", "-o", "args").stdout
+        assert shown.count("sleep 500") == 2, shown  # both exec'd processes run on
+    finally:
+        img(h, "rm", "-f", "host1")
+
+
 def test_run_sig_proxy_false_leaves_the_container_running_when_a_signal_ends_the_caller(images, busybox_archive):
     """docker's `run --sig-proxy=false`: a ^C (or SIGTERM) ends the caller alone, status 128 + the
     signal, and its stdout pipe ends then (nothing of ours writes to it any more); the container

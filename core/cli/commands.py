@@ -703,6 +703,7 @@ COMMANDS = (
         (
             Flag("process", "path to a process.json (runtime-spec process object)", short="p", default=""),
             _DETACH,
+            _DETACH_KEYS,
             _PID_FILE,
             _CONSOLE,
             _PRESERVE,

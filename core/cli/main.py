@@ -279,7 +279,11 @@ def warm_worthy(cmd: Command, params: dict[str, Any], argv: list[str], native: b
 def _outlives_its_caller(cmd: Command, params: dict[str, Any]) -> bool:
     """A foreground `mrun run IMAGE` done cold: by a child of ours, which sees the container's end
     should we be killed (cli.cold_child). With -t the child relays the terminal too, as the warm
-    template's child does, and lets it go when we are gone."""
+    template's child does, and lets it go when we are gone. And `exec -it` at a terminal, whose
+    detach keys let us go while the child drains the process's terminal, as warm."""
+    if cmd.name == "exec":  # `exec -it` from a terminal: its child lets us go at the detach keys, as warm
+        return bool(params.get("tty") and params.get("interactive") and not params.get("detach")
+                    and not params.get("console_socket") and os.isatty(0))
     return cmd.name == "run" and not params.get("bundle") and not params.get("detach")
 
 

@@ -404,7 +404,10 @@ def exec_(g: dict[str, Any], container_id: str, command: list[str], process: str
     which a --process file overrides, as in runc. A failure before the process ran exits
     EXEC_FAILED, as runc's exec does, or for a container of `mrun run` (docker's exec) docker's
     127 (not found) or 126 (any other); the process's own status otherwise."""
+    from mrun.sandbox.console import parse_detach_keys
+
     docker = False
+    keys = parse_detach_keys(flags.pop("detach_keys", "") or "")
     try:
         runtime = _rt(g)
         record = runtime.store.load(container_id)
@@ -419,11 +422,14 @@ def exec_(g: dict[str, Any], container_id: str, command: list[str], process: str
                 raise InvalidSpec(f"--process {process}: must hold a JSON object")
         else:
             proc = _exec_process(g, container_id, command, **flags)
+        opts = _opts(g, **flags)
         if _docker_made(record):
             _docker_running(runtime, record, exec_=True)
             if not flags.get("interactive") and not detach:
                 no_stdin()  # docker's exec without -i; runc's (a bundle's container) passes ours
-        return runtime.exec(container_id, proc, _opts(g, **flags), detach, ignore_paused, list(cgroup or []))
+            elif flags.get("tty") and not detach:
+                _detachable(opts, keys)
+        return runtime.exec(container_id, proc, opts, detach, ignore_paused, list(cgroup or []))
     except NotRunning:
         raise
     except MrunError as e:
@@ -431,6 +437,24 @@ def exec_(g: dict[str, Any], container_id: str, command: list[str], process: str
         raise
     except OSError as e:
         raise _failure("exec", e, DOCKER_EXEC_FAILED if docker else EXEC_FAILED) from None
+
+
+def _detachable(opts: CreateOptions, keys: bytes) -> None:
+    """docker's `exec -it` from a terminal: its detach keys leave the process running, as
+    docker's do, with its words and status ("read escape sequence", 1). The child running the
+    exec (the warm template's, or cold, cli.cold_child's) lets its caller go and drains the
+    process's terminal until it ends; nothing can attach to it again (docker's cannot either)."""
+    import mrun.warm.client as warm
+
+    if not os.isatty(0) or warm.release is None:
+        return
+
+    def detached(_master: int) -> None:
+        release, warm.release = warm.release, None
+        if release is not None:
+            release(1)
+
+    opts.detach_keys, opts.detach_said, opts.on_detach = keys, b"read escape sequence\n", detached
 
 
 EXEC_FAILED = 255  # runc's exec for whatever kept the process from running; its own status else

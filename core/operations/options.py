@@ -30,6 +30,7 @@ class CreateOptions:
         # what then takes over: given the pty's master, it lets the caller go; -> what the relay
         # serves from then on (console.TerminalProxy's ``on_detach``), or None
         self.detach_keys = b""
+        self.detach_said = b""  # written on our terminal once it is given back (`exec -it`'s words)
         self.on_detach: Any = None
         # `run --sig-proxy=false`: given a signal we get instead of the container (then none goes on)
         self.unproxied: Any = None

@@ -137,7 +137,7 @@ class TerminalProxy:
 
     def __init__(self, master: int, log: Callable[[bytes], None] | None = None, caller: int = 0,
                  output: bool = True, raw: bool = True, detach_keys: bytes = b"",
-                 on_detach: Callable[[int], Any] | None = None) -> None:
+                 on_detach: Callable[[int], Any] | None = None, detach_said: bytes = b"") -> None:
         """``log``: given each piece of the container's output too (`mrun run -t` keeping its log).
         ``caller``: the process whose terminal this is, where it is not us (a child doing its work,
         in a session of its own): the terminal's job control is done for it (kernel.job_control).
@@ -147,11 +147,12 @@ class TerminalProxy:
         ``on_detach``: a foreground `run -it`'s detach instead. The keys typed, our terminal is
         given back (as ``let_go`` does), then ``on_detach(master)`` lets the caller go and returns
         a listener (its ``fileno()``; ``hand_over()`` once readable: mrun.images.held_input) the
-        relay serves, or None; the container's output goes on into the log, as a detached one's."""
+        relay serves, or None; the container's output goes on into the log, as a detached one's.
+        ``detach_said``: written on our terminal once its mode is given back (`exec -it`'s words)."""
         self.master, self.log, self.caller = master, log, caller
         self.output, self.raw_wanted = output, raw
         self.escape = Escape(detach_keys) if detach_keys else None
-        self.on_detach = on_detach
+        self.on_detach, self.detach_said = on_detach, detach_said
         self.listener: Any = None  # after a run's detach: attachers, handed the master
         self.detached = False
         self.settled = threading.Event()  # our terminal's mode is set (raw, or left as it was)
@@ -304,7 +305,7 @@ class TerminalProxy:
                     typed.clear()
                     self.leaving, shown = True, False
                     inputs.remove(0)
-                    self._give_back()
+                    self._give_back(self.detach_said)
                     self.listener = self.on_detach(self.master)
                     if self.listener is not None:
                         inputs.append(self.listener.fileno())
@@ -349,12 +350,17 @@ class TerminalProxy:
         eof = mode[6][termios.VEOF]
         return eof if ended_a_line else eof + eof
 
-    def _give_back(self) -> None:
+    def _give_back(self, said: bytes = b"") -> None:
         """The caller's terminal as the caller found it, and none of our stdio on it: a message
         of ours after the caller would land in its shell's prompt, and a terminal closed later
-        is nothing of ours."""
+        is nothing of ours. ``said``: our last words on it, first."""
         if self.raw is not None and self._mode() == self.raw:  # not where the shell has set its own since
             self._restore_mode(termios.TCSANOW)
+        if said:
+            try:
+                os.write(2, said)
+            except OSError:
+                pass
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         try:
             for fd in (0, 1, 2):
