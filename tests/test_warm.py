@@ -433,6 +433,13 @@ def test_a_terminal_run_in_a_shell_s_background_is_stopped_until_it_is_brought_b
     # stopped, not reading the shell's keys; sent on in the background (`bg`), it reads again:
     # stopped again; in the foreground, the line typed reaches the container
     assert "stopped cooked\nbg: stopped\n" in shown and "got=typed" in shown, shown
+    img_ok(h, *run_args(h, "-d", "--name", "bgexec", IMAGE, "sleep", "600"))  # and `exec -ti`, whose child is alike
+    try:
+        script = "read line; echo got=$line; exit 3"
+        shown = as_a_background_job(cli(h, "exec", "-t", "-i", "bgexec", "sh", "-c", script), env_of(h))
+        assert "stopped cooked\nbg: stopped\n" in shown and "got=typed" in shown, shown
+    finally:
+        img(h, "rm", "-f", "bgexec")
 
 
 def test_relative_paths_resolve_in_the_callers_directory_not_at_its_name(images, busybox_archive, tmp_path):
