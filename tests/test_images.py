@@ -4481,7 +4481,7 @@ def test_containers_are_named_by_a_short_id_as_docker_s(images, busybox_archive)
         copied = os.path.join(h.tmp, "hostname-copy")
         img_ok(h, "cp", f"{unique}:/etc/hostname", copied)
         assert open(copied).read().strip() == cid
-        img_ok(h, "kill", unique, "9")  # runc's form: the 9 is the signal
+        assert img_ok(h, "kill", unique, "9").stdout == f"{unique}\n"  # runc's form: 9 is the signal; echoed as typed
         assert img_ok(h, "wait", unique).stdout == "137\n"
 
         r = img(h, "rm", "-f", shared)
@@ -4497,7 +4497,7 @@ def test_containers_are_named_by_a_short_id_as_docker_s(images, busybox_archive)
         finally:
             h.mrun("delete", "--force", runc_id)
 
-        img_ok(h, "rm", unique)
+        assert img_ok(h, "rm", unique).stdout == f"{unique}\n"  # docker echoes what it was given
         made.remove(cid)
     finally:
         if made:

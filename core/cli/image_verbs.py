@@ -19,6 +19,7 @@ from mrun.cli.common import (
     print_table,
     remove_container,
 )
+from mrun.cli.short_ids import as_typed
 from mrun.errors import InvalidSpec, MrunError, NotFound, in_words
 from mrun.images.store import ImageStore
 from mrun.network import PLAN
@@ -1383,7 +1384,7 @@ def rm(g: dict[str, Any], container_ids: list[str], force: bool, volumes: bool =
 
             remove_anonymous(g["image_root"], used)
         if known:
-            print(cid)
+            print(as_typed(g, cid))
 
     return each(container_ids, "rm", one)
 
@@ -1630,7 +1631,7 @@ def stop(g: dict[str, Any], container_ids: list[str], time: int | None, signal: 
 
     def one(cid: str) -> None:
         _stop(g, cid, time, number)
-        print(cid)
+        print(as_typed(g, cid))
 
     return each(container_ids, "stop", one)
 
@@ -1646,7 +1647,7 @@ def restart(g: dict[str, Any], container_ids: list[str], time: int | None, signa
             raise MrunError(f"container {cid!r}: only a container of `mrun run -d` starts again")
         _stop(g, cid, time, number)
         start_again(_rt(g), cid)
-        print(cid)
+        print(as_typed(g, cid))
 
     return each(container_ids, "restart", one)
 

@@ -66,7 +66,15 @@ def resolve(g: dict[str, Any], given: str) -> str:
         return given
     if len(found) > 1:
         raise InvalidSpec(f"multiple containers found with provided prefix: {given} ({', '.join(found)})")
+    if found:
+        g.setdefault("typed", {})[found[0]] = given
     return found[0] if found else given
+
+
+def as_typed(g: dict[str, Any], container_id: str) -> str:
+    """The name a verb echoes for a container it has done (stop, rm, kill...): what its caller
+    typed, a short id too, as docker's verbs echo it."""
+    return (g.get("typed") or {}).get(container_id, container_id)
 
 
 def _hex(text: str) -> bool:

@@ -150,7 +150,9 @@ def _start_one(g: dict[str, Any], container_id: str) -> int:
         if not restartable(record):
             require("start", Status.STOPPED, container_id)  # runc's refusal: a container it made runs once
         start_again(runtime, container_id)
-    print(container_id)  # as docker's start says it; of one running or starting, it does nothing
+    from mrun.cli.short_ids import as_typed
+
+    print(as_typed(g, container_id))  # as docker's start says it; of one running or starting, it does nothing
     return 0  # (`docker start X || docker run --name X ...` ran the second, which failed)
 
 
@@ -196,7 +198,9 @@ def _kill_one(g: dict[str, Any], container_id: str, signal: str, all: bool) -> N
     stopped_by_user(runtime, container_id, number)  # docker's: a kill that ends it rests --restart
     runtime.kill(container_id, number, all)
     if docker_made:
-        print(container_id)  # as docker's kill says it
+        from mrun.cli.short_ids import as_typed
+
+        print(as_typed(g, container_id))  # as docker's kill says it
 
 
 def delete(g: dict[str, Any], container_id: str, force: bool) -> int:
@@ -482,7 +486,9 @@ def _freeze_one(g: dict[str, Any], container_id: str, verb: str) -> int:
     runtime = _rt(g)
     getattr(runtime, verb)(container_id)
     if _docker_made(runtime.store.load(container_id)):
-        print(container_id)  # as docker's pause and unpause say it
+        from mrun.cli.short_ids import as_typed
+
+        print(as_typed(g, container_id))  # as docker's pause and unpause say it
     return 0
 
 
