@@ -1460,7 +1460,9 @@ def test_networks_are_isolated_from_each_other_as_docker_s(net):
     containers only by joining that network. mrun's host forwarded between its bridges, so any
     container reached every other network's (the default one's too) by address. Now each
     network's bridge forwards to no other's (rules in mrun's table, gone with the network); a
-    container that joins both reaches each side; out of the networks, nothing changes."""
+    container that joins both reaches each side; out of the networks, nothing changes. A port one
+    network's container publishes is reached from another's through the host, as docker's proxy
+    passes it on (the isolation dropped that too)."""
     from mrun.network import firewall
 
     h = net
@@ -1469,12 +1471,17 @@ def test_networks_are_isolated_from_each_other_as_docker_s(net):
     fetch = "timeout 3 wget -q -O - http://{}:8000/index.html"
     try:
         for name, network in (("here", h.net), ("there", other), ("plain", "bridge")):
-            img_ok(h, *run_args(h, "-d", "--name", name, "--network", network, IMAGE, "sh", "-c",
+            published = ("-p", "18095:8000") if name == "there" else ()
+            img_ok(h, *run_args(h, "-d", "--name", name, "--network", network, *published, IMAGE, "sh", "-c",
                                 HTTPD.format(tag=name, listen="8000")), env=h.env)
         for source, target in (("here", "there"), ("there", "here"), ("plain", "here"), ("here", "plain")):
             r = img(h, "exec", source, "sh", "-c", fetch.format(ip_of(h, target)), env=h.env)
             assert r.returncode != 0, f"{source} reached {target}: {r.stdout}"
         img_ok(h, "exec", "here", "sh", "-c", WGET.format(url="http://127.0.0.1:8000/index.html"), env=h.env)  # up
+        through_the_host = img_ok(h, *run_args(h, "--rm", "--network", h.net, "--add-host", "hostgw:host-gateway",
+                                               IMAGE, "sh", "-c", WGET.format(url="http://hostgw:18095/index.html")),
+                                  env=h.env)
+        assert through_the_host.stdout == "hello-there\n"
         img_ok(h, "network", "connect", other, "here", env=h.env)
         assert img_ok(h, "exec", "here", "sh", "-c", fetch.format("there"), env=h.env).stdout == "hello-there\n"
         img_ok(h, "network", "disconnect", other, "here", env=h.env)
@@ -1486,6 +1493,34 @@ def test_networks_are_isolated_from_each_other_as_docker_s(net):
         img(h, "rm", "-f", "here", "there", "plain", env=h.env)
     img_ok(h, "network", "rm", other, env=h.env)
     assert other not in nft_rules()
+
+
+@pytest.mark.parametrize("images", ["warm"], indirect=True)
+def test_an_older_mrun_s_isolation_is_made_again_at_the_next_start(net):
+    """A network made by an mrun whose isolation dropped connections to published ports too (its
+    forward rules look at no connection state) gets today's rules at its next container's start,
+    in one transaction, as a network missing its rules does."""
+    h = net
+    tag = _tag_of(h, h.net)
+
+    def forward_rules() -> list[str]:
+        listing = subprocess.run(["nft", "-a", "list", "chain", "ip", "mrun", "forward"], capture_output=True,
+                                 text=True, check=True).stdout
+        return [line.strip() for line in listing.splitlines() if f'"{tag}"' in line]
+
+    img_ok(h, *run_args(h, "--rm", "--network", h.net, IMAGE, "true"), env=h.env)
+    today = forward_rules()
+    assert today and all("ct status" in rule for rule in today), today
+    older = ""
+    for rule in today:
+        text, handle = rule.rsplit(" # handle ", 1)
+        older += f"delete rule ip mrun forward handle {handle}\n"
+        older += f"add rule ip mrun forward {text.replace('ct status ! dnat ', '')}\n"
+    subprocess.run(["nft", "-f", "-"], input=older, text=True, check=True)
+    assert not any("ct status" in rule for rule in forward_rules())
+    img_ok(h, *run_args(h, "--rm", "--network", h.net, IMAGE, "true"), env=h.env)
+    again = forward_rules()
+    assert len(again) == len(today) and all("ct status" in rule for rule in again), again
 
 
 def _tag_of(h, network: str) -> str:

@@ -11,7 +11,7 @@ which is how it is found again, after a crash too.
   into its bridge (a port published on 127.0.0.1; the bridge has ``route_localnet=1``);
 - a published port: DNAT in ``prerouting`` (from outside) and ``output`` (from this host);
 - every network: ``forward`` drops what would cross from its bridge to another network's (docker's
-  isolation of its networks from each other);
+  isolation of its networks from each other), but for a connection to a published port;
 - an internal network (docker's ``--internal``): no masquerade, and ``forward`` drops what would
   cross between its bridge and any other interface (its containers reach each other and the
   host's own addresses, which are input, not forwarding).
@@ -57,7 +57,9 @@ NFNL_SUBSYS_NFTABLES = 10
 NFT_MSG_GETTABLE, NFT_MSG_NEWRULE, NFT_MSG_GETRULE, NFT_MSG_NEWGEN, NFT_MSG_GETGEN = 1, 6, 7, 15, 16
 NFT_MSG_NEWTABLE = 0
 NFTA_TABLE_NAME, NFTA_GEN_ID = 1, 1
-NFTA_RULE_TABLE, NFTA_RULE_CHAIN, NFTA_RULE_HANDLE, NFTA_RULE_USERDATA = 1, 2, 3, 7
+NFTA_RULE_TABLE, NFTA_RULE_CHAIN, NFTA_RULE_HANDLE, NFTA_RULE_EXPRESSIONS, NFTA_RULE_USERDATA = 1, 2, 3, 4, 7
+# a "ct" expression's name attribute (NFTA_EXPR_NAME, 7 bytes: "ct" and its NUL) inside a rule's expressions
+CT_EXPRESSION = b"\x07\x00\x01\x00ct\x00"
 NFTNL_UDATA_RULE_COMMENT = 0  # libnftnl's type for a rule's comment in its user data
 NFPROTO_IPV4 = 2  # the 'ip' family
 DUMP_ATTEMPTS = 30
@@ -94,7 +96,8 @@ def _comment(user_data: bytes | None) -> str | None:
 
 
 def _list() -> list[dict]:
-    """mrun's rules as {"chain", "handle", "comment"}: a dump of our table's rules only."""
+    """mrun's rules as {"chain", "handle", "comment", "ct"}: a dump of our table's rules only
+    ("ct": whether the rule looks at the connection's state)."""
     try:
         replies = _nft_talk(NFT_MSG_GETRULE, nl.NLM_F_DUMP, nl.name(NFTA_RULE_TABLE, TABLE_NAME))
     except OSError as e:
@@ -107,7 +110,8 @@ def _list() -> list[dict]:
         handle = found.get(NFTA_RULE_HANDLE)
         rules.append({"chain": nl.text(found.get(NFTA_RULE_CHAIN)),
                       "handle": struct.unpack(">Q", handle[:8])[0] if handle and len(handle) >= 8 else None,
-                      "comment": _comment(found.get(NFTA_RULE_USERDATA))})
+                      "comment": _comment(found.get(NFTA_RULE_USERDATA)),
+                      "ct": CT_EXPRESSION in (found.get(NFTA_RULE_EXPRESSIONS) or b"")})
     return rules
 
 
@@ -138,12 +142,16 @@ def add_network(network: dict, tag: str, record: str) -> None:
     before = _stamp()
     if before is not None and _read(record) == before:
         return
-    have = {r.get("chain") for r in _list() if r.get("comment") == tag}
+    ours = [r for r in _list() if r.get("comment") == tag]
+    # an older mrun's isolation, which dropped connections to published ports too: made again
+    stale = [] if network.get("internal") else [r for r in ours if r["chain"] == "forward" and not r.get("ct")]
+    have = {r.get("chain") for r in ours if r not in stale}
     rules = [rule for rule in network_rules(network) if rule.split()[0] not in have]  # a chain's set, whole
     added = bool(rules)  # one transaction: the generation moves by one
     if rules:
         nft(f"add table {TABLE}\n" + "".join(f"add chain {TABLE} {name} {{ {spec} }}\n" for name, spec in
                                              (*CHAINS, FORWARD))
+            + "".join(f"delete rule {TABLE} forward handle {r['handle']}\n" for r in stale if r.get("handle"))
             + "".join(f'add rule {TABLE} {rule} comment "{tag}"\n' for rule in rules))
     after = _stamp()
     if before is not None and after is not None and after[-1] == before[-1] + int(added):
@@ -159,7 +167,9 @@ def network_rules(network: dict) -> list[str]:
     if network.get("internal"):
         return [f'forward iifname "{bridge}" oifname != "{bridge}" drop',
                 f'forward oifname "{bridge}" iifname != "{bridge}" drop']
-    others = [f'forward iifname "{bridge}" oifname != "{bridge}" oifname "{pattern}" drop'
+    # A connection to a port another network's container publishes (DNAT'ed on its way to it, the
+    # replies too) is let through, as docker's own proxy passes it on: published is published.
+    others = [f'forward iifname "{bridge}" oifname != "{bridge}" oifname "{pattern}" ct status & dnat == 0 drop'
               for pattern in ("mrb-*", "mrun0") if pattern != bridge]  # (store.bridge_name's names)
     return [f"postrouting ip saddr {subnet} ip daddr != {subnet} masquerade",
             f'postrouting ip saddr 127.0.0.0/8 oifname "{bridge}" masquerade', *others]
