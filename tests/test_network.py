@@ -1391,7 +1391,8 @@ def test_a_container_joins_more_networks_by_run_and_connect_as_docker_s(net):
             img_ok(h, "exec", "c", "ping", "-c1", "-W2", peer, env=h.env)
         assert set(json.loads(img_ok(h, "inspect", "-f", "{{json .NetworkSettings.Networks}}", "c").stdout)) == \
             {h.net, other}
-        assert img_ok(h, "ps", "--filter", f"network={other}", "--format", "{{.Names}}").stdout.split() == ["b", "c"]
+        listed = img_ok(h, "ps", "--filter", f"network={other}", "--format", "{{.Names}}").stdout.split()
+        assert listed == ["c", "b"], listed  # docker's order: the newest first
 
         img_ok(h, "network", "connect", "--alias", "web", other, "a", env=h.env)
         assert on(_interfaces(h, "a")["eth1"], other)
