@@ -4487,6 +4487,11 @@ def test_containers_are_named_by_a_short_id_as_docker_s(images, busybox_archive)
         r = img(h, "rm", "-f", shared)
         one_line_error(r, "multiple containers", shared)
         assert all(c in img_ok(h, "ps", "-aq").stdout.split() for c in made), "an ambiguous prefix removed one"
+        assert img_ok(h, "update", "--cpus", "0.5", unique).stdout == f"{unique}\n"
+        lonely = img_ok(h, *create_args(h, "--name", "lonely", IMAGE, "true")).stdout.strip()
+        r = img(h, "rm", shared, "lonely")  # docker's way with several: the others are still done
+        assert r.returncode == 1 and r.stdout == "lonely\n" and "multiple containers" in r.stderr, r
+        assert lonely not in img_ok(h, "ps", "-aq").stdout.split()
 
         bundle = h.bundle(["sleep", "600"])
         runc_id = "abcdefabcdef"

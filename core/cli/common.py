@@ -94,17 +94,24 @@ def each(container_ids: list[str], verb: str, one: Any, one_raises: bool = False
     raised as it always was (a runc verb's exit status, which its callers read)."""
     import sys
 
+    from mrun.cli.short_ids import ambiguous
     from mrun.errors import InvalidSpec, MrunError
 
     if not container_ids:
         raise InvalidSpec(f"{verb}: name at least one container")
+
+    def each_one(cid: str) -> None:
+        if cid in ambiguous:  # a short id several share: refused here, the others still done
+            raise InvalidSpec(ambiguous[cid])
+        one(cid)
+
     if one_raises and len(container_ids) == 1:
-        one(container_ids[0])
+        each_one(container_ids[0])
         return 0
     status = 0
     for cid in container_ids:
         try:
-            one(cid)
+            each_one(cid)
         except MrunError as e:
             print(f"mrun: {e}", file=sys.stderr)
             status = 1

@@ -34,6 +34,11 @@ CONTAINER_PARAMS = {
 }
 
 
+# A prefix several ids share, among several containers named at once: its refusal, said when the
+# verb comes to it (cli.common.each), the others done, as docker's verbs go on with the rest.
+ambiguous: dict[str, str] = {}
+
+
 def resolve_params(g: dict[str, Any], verb: str, params: dict[str, Any]) -> dict[str, Any]:
     """``params`` with each container named by a short id given its whole one."""
     names = CONTAINER_PARAMS.get(verb)
@@ -48,8 +53,16 @@ def resolve_params(g: dict[str, Any], verb: str, params: dict[str, Any]) -> dict
             # kill's runc form puts a signal there: a number or a name is left as it is
             keep = name == "signal_or_containers"
             out[name] = type(value)(v if not isinstance(v, str) or (keep and (v.isdigit() or not _hex(v)))
-                                    else resolve(g, v) for v in value)
+                                    else _one_of_several(g, v) for v in value)
     return out
+
+
+def _one_of_several(g: dict[str, Any], given: str) -> str:
+    try:
+        return resolve(g, given)
+    except InvalidSpec as e:
+        ambiguous[given] = str(e)
+        return given
 
 
 def resolve(g: dict[str, Any], given: str) -> str:

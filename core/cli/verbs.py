@@ -532,6 +532,10 @@ def update(g: dict[str, Any], container_ids: list[str], resources: str, blkio_we
         # after we found it stopped and wrote them for its next start
         with held_still(record.bundle) if _docker_made(record) else nullcontext():
             _update_one(runtime, runtime.store.load(container_id), res, restart, annotations)
+        if _docker_made(record):
+            from mrun.cli.short_ids import as_typed
+
+            print(as_typed(g, container_id))  # docker's update names each one
 
     return each(container_ids, "update", one, one_raises=True)
 
@@ -559,7 +563,6 @@ def _update_one(runtime: Any, record: Any, res: dict[str, Any], restart: str, an
 
         with runtime.store.lock(container_id):  # a restart reads the file under it
             keep_update(record.bundle, container_id, res, annotations)
-        print(container_id)  # docker's update names each one
 
 
 OOM_POLL = 0.1  # seconds between looks at the OOM kill count, between two reports
