@@ -41,6 +41,7 @@ ambiguous: dict[str, str] = {}
 
 def resolve_params(g: dict[str, Any], verb: str, params: dict[str, Any]) -> dict[str, Any]:
     """``params`` with each container named by a short id given its whole one."""
+    ambiguous.clear()  # one verb's (a process may run several: a test's driver)
     names = CONTAINER_PARAMS.get(verb)
     if not names:
         return params
