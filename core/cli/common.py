@@ -68,6 +68,32 @@ def no_stdin() -> None:
     os.close(null)
 
 
+def can_release() -> bool:
+    """Whether this work can let its caller go while it carries on (`run -it` or `exec -it`
+    detached by their keys, `run --sig-proxy=false` given a signal): a warm template's child, or
+    a cold run's child (cli.cold_child); not work done in its caller's own process."""
+    import mrun.warm.client as warm
+
+    return warm.release is not None
+
+
+def let_caller_go(status: int) -> None:
+    """Our caller ends now with ``status`` while we carry on: nothing of ours holds its stdio
+    any more (a `| cat` after it ends), then the release (warm.client.release: the template's,
+    or cold_child's)."""
+    import mrun.warm.client as warm
+    from mrun.exiting import flush_standard_streams
+
+    flush_standard_streams()
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    release, warm.release = warm.release, None
+    if release is not None:
+        release(status)
+
+
 def print_table(rows: list[tuple[str, ...]]) -> None:
     """Columns padded to their widest cell, the first row a header."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

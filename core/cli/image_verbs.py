@@ -11,9 +11,11 @@ from mrun import annotations as ann
 from mrun import jsonio
 from mrun.cli.common import (
     _rt,
+    can_release,
     each,
     filter_pairs,
     filter_yes,
+    let_caller_go,
     names_a_container,
     no_stdin,
     print_table,
@@ -725,7 +727,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
                     options.terminal_log = lambda data: terminal_log.note(1, data)
                 except OSError:
                     terminal_log = None
-            unproxied = not o.tty and kw.get("sig_proxy") is False and _can_release()
+            unproxied = not o.tty and kw.get("sig_proxy") is False and can_release()
             if tee is None and not o.tty and (shown != (1, 2) or unproxied):
                 # -a: what is not shown goes nowhere here; --sig-proxy=false: its output stops
                 # coming to the caller once a signal has ended it
@@ -781,15 +783,7 @@ def _detach_keys(kw: dict[str, Any], terminal: bool) -> bytes:
     keys = parse_detach_keys(kw.get("detach_keys") or "")
     if not (terminal and kw.get("interactive") and os.isatty(0)):
         return b""
-    return keys if _can_release() else b""
-
-
-def _can_release() -> bool:
-    """Whether this run can let its caller go while it carries on: a warm template's child, or
-    a cold run's child (cli.cold_child); not one run inside its caller's own process."""
-    import mrun.warm.client as warm
-
-    return warm.release is not None
+    return keys if can_release() else b""
 
 
 def _unproxied(signum: int, tee: Any) -> None:
@@ -798,7 +792,7 @@ def _unproxied(signum: int, tee: Any) -> None:
     tee shows no more), and this process carries on as its supervisor."""
     if tee is not None:
         tee.let_go()
-    _let_caller_go(128 + signum)
+    let_caller_go(128 + signum)
 
 
 def _detached(bundle: str, master: int, listening: list[Any]) -> Any:
@@ -815,25 +809,8 @@ def _detached(bundle: str, master: int, listening: list[Any]) -> Any:
         listening.append(held)
     except OSError:
         held = None
-    _let_caller_go(0)
+    let_caller_go(0)
     return held
-
-
-def _let_caller_go(status: int) -> None:
-    """Our caller ends now with ``status`` while we carry on: nothing of ours holds its stdio
-    any more (a `| cat` after it ends), then the release (warm.client.release: the template's,
-    or cold_child's)."""
-    import mrun.warm.client as warm
-    from mrun.exiting import flush_standard_streams
-
-    flush_standard_streams()
-    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    os.close(null)
-    release, warm.release = warm.release, None
-    if release is not None:
-        release(status)
 
 
 def _outliving_the_caller(then: Any) -> Any:
@@ -1787,8 +1764,9 @@ def list_containers(g: dict[str, Any], format: str, filters: list[str], quiet: b
         rows.append(tuple(row[c] for c in columns))
     for bundle in _orphans(g) if last < 0 else ():  # a killed `mrun run` left these: say how they go
         meta = image_of(bundle) or {}
-        rows.append((os.path.basename(bundle), meta.get("image", "?"), "", "", "Orphaned (mrun rm -f)", "",
-                     os.path.basename(bundle), *(("",) if sized else ())))
+        name = os.path.basename(bundle)
+        orphan = {"ID": name, "Image": meta.get("image", "?"), "Status": "Orphaned (mrun rm -f)", "Names": name}
+        rows.append(tuple(orphan.get(c, "") for c in columns))
     print_table(rows)
     return 0
 

@@ -40,11 +40,11 @@ def _log(g: dict[str, Any], level: str, msg: str) -> None:
         pass
 
 
+# runc's verbs that never take docker's short ids (short_ids): create, always cold, pays no import for them
+RUNC_ONLY = frozenset(("create", "state", "delete", "run", "events", "checkpoint", "restore", "spec", "features"))
 # Verbs that may write for long (a blob, a layer, a staging directory, an archive): SIGTERM and
 # SIGHUP end them as ^C does, through their clean-up, which they had skipped: `timeout 60 mrun
 # import big.tar` left its partial layer (gigabytes) in the image root until a prune.
-# runc's verbs that never take docker's short ids (short_ids): create, always cold, pays no import for them
-RUNC_ONLY = frozenset(("create", "state", "delete", "run", "events", "checkpoint", "restore", "spec", "features"))
 ENDED_AS_BY_CTRL_C = frozenset(("pull", "load", "import", "commit", "cp", "save", "export", "push"))
 
 

@@ -448,17 +448,12 @@ def _detachable(opts: CreateOptions, keys: bytes) -> None:
     docker's do, with its words and status ("read escape sequence", 1). The child running the
     exec (the warm template's, or cold, cli.cold_child's) lets its caller go and drains the
     process's terminal until it ends; nothing can attach to it again (docker's cannot either)."""
-    import mrun.warm.client as warm
+    from mrun.cli.common import can_release, let_caller_go
 
-    if not os.isatty(0) or warm.release is None:
+    if not os.isatty(0) or not can_release():
         return
-
-    def detached(_master: int) -> None:
-        release, warm.release = warm.release, None
-        if release is not None:
-            release(1)
-
-    opts.detach_keys, opts.detach_said, opts.on_detach = keys, b"read escape sequence\n", detached
+    opts.detach_keys, opts.detach_said = keys, b"read escape sequence\n"
+    opts.on_detach = lambda _master: let_caller_go(1)
 
 
 EXEC_FAILED = 255  # runc's exec for whatever kept the process from running; its own status else

@@ -63,12 +63,7 @@ class HeldInput:
             return
         dir_fd = os.open(self.bundle, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            path = f"/proc/self/fd/{dir_fd}/{ATTACH_SOCKET}"
-            try:
-                if stat.S_ISSOCK(os.lstat(path).st_mode):
-                    os.unlink(path)
-            except FileNotFoundError:
-                pass
+            path = _remove_socket(dir_fd)
             from mrun.kernel.fdpass import bind_private
 
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
@@ -175,9 +170,7 @@ class HeldInput:
         except OSError:
             return
         try:
-            path = f"/proc/self/fd/{dir_fd}/{ATTACH_SOCKET}"
-            if stat.S_ISSOCK(os.lstat(path).st_mode):
-                os.unlink(path)
+            _remove_socket(dir_fd)
         except OSError:
             pass
         finally:
@@ -194,6 +187,18 @@ class HeldInput:
         if self._console is not None:  # a restart that failed before its create
             self._console.close()
             self._console = None
+
+
+def _remove_socket(dir_fd: int) -> str:
+    """The bundle's attach socket (the bundle held by ``dir_fd``) unlinked if one is there, never
+    a file of another kind. -> its path through the descriptor."""
+    path = f"/proc/self/fd/{dir_fd}/{ATTACH_SOCKET}"
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    return path
 
 
 def connect(bundle: str) -> tuple[int, bool] | None:
