@@ -95,12 +95,15 @@ def remove_bundle(bundle: str) -> None:
     else's in an image root shared by mistake, which a prune then removed whole."""
     import fcntl
 
+    from mrun.cgroups import beside
+
     try:
         fd = os.open(bundle, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        beside.remove(bundle)  # what a killed supervisor left of its cgroup; a live one removes its own
         gone = bundle
         if not os.path.basename(bundle).startswith(GONE):
             gone = os.path.join(os.path.dirname(bundle), scratch_name(GONE))

@@ -1733,6 +1733,95 @@ def test_a_run_rm_whose_caller_or_supervisor_is_killed_is_removed_once_it_ends(i
     assert not h.leftovers()
 
 
+def _in_a_cgroup_of_its_own(path: str) -> list[str]:
+    """A caller's cgroup (a login session's scope, a CI job's, a systemd unit's), ``path`` in every
+    hierarchy, cpusets filled as v1 needs. -> its directories."""
+    made = []
+    for top in cgroup_dirs("/"):
+        d = os.path.join(top, path.lstrip("/"))
+        os.makedirs(d, exist_ok=True)
+        made.append(d)
+        if os.path.exists(os.path.join(top, "cpuset.cpus")):
+            for f in ("cpuset.cpus", "cpuset.mems"):
+                walk = top
+                for part in path.strip("/").split("/"):
+                    walk = os.path.join(walk, part)
+                    with open(os.path.join(os.path.dirname(walk), f)) as src:
+                        value = src.read().strip()
+                    with open(os.path.join(walk, f), "w") as dst:
+                        dst.write(value)
+    return made
+
+
+def test_a_detached_container_outlives_the_end_of_its_callers_cgroup(images, busybox_archive):
+    """`mrun run -d` from a login session, a CI job or a systemd unit (`ExecStart=mrun run -d ...`),
+    whose cgroup then ends: systemd (or the job runner) kills every process in it, SIGTERM then
+    SIGKILL. The supervisor was forked by the process that took on the caller, so it was in that
+    cgroup and died with it; the container, in its own cgroup, ran on with its output going
+    nowhere, its exit code never noted ("Exited (?)"), its restart policy gone. docker's
+    containers are its daemon's; podman moves conmon to a cgroup of its own. mrun's supervisor is
+    born in one beside its container's (NAME+supervisor), and leaves nothing there once it ends."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    caller = f"{h.cgroup_parent}/caller"
+    dirs = _in_a_cgroup_of_its_own(caller)
+    try:
+        enter = " ".join(f"echo $$ > {d}/cgroup.procs;" for d in dirs)
+        base = [h.binary, "--root", h.root, "--image-root", h.image_root]
+        ticking = 'trap "exit 3" TERM; while :; do echo tick; sleep 0.05; done'
+        argv = [*base, *run_args(h, "-d", "--name", "sv", "--restart", "on-failure:3", IMAGE, "sh", "-c", ticking)]
+        script = f"{enter} exec {shlex.join(argv)}"
+        r = subprocess.run(["sh", "-c", script], env={**os.environ, **h.base_env}, capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 0, r.stderr
+        with open(os.path.join(h.image_root, "containers", "sv", "supervisor.json")) as f:
+            supervisor = json.load(f)["pid"]
+        with open(f"/proc/{supervisor}/cgroup") as f:
+            assert caller not in f.read()
+        for sig in (signal.SIGTERM, signal.SIGKILL):  # systemd's stop of a scope
+            for d in dirs:
+                with open(os.path.join(d, "cgroup.procs")) as f:
+                    for pid in f.read().split():
+                        try:
+                            os.kill(int(pid), sig)
+                        except ProcessLookupError:
+                            pass
+            time.sleep(0.2)
+        os.kill(supervisor, 0)  # it lives
+        ticks = img_ok(h, "logs", "sv").stdout.count("tick")
+        time.sleep(0.5)
+        assert img_ok(h, "logs", "sv").stdout.count("tick") > ticks  # its output still goes to its log
+        img_ok(h, "stop", "sv")
+        assert img_ok(h, "inspect", "-f", "{{.State.ExitCode}}", "sv").stdout.strip() == "3"
+        assert _listed(h, "sv") == "(3)"
+        _no_supervisor_cgroup(h, "sv")
+        img_ok(h, "rm", "sv")
+    finally:
+        _end_a_cgroup(dirs)
+    assert not h.leftovers()
+
+
+def _end_a_cgroup(dirs: list[str]) -> None:
+    """What is left in a test's caller cgroup killed (it failed, say), and its directories removed."""
+    deadline = time.monotonic() + 10
+    for d in dirs:
+        while True:
+            try:
+                os.rmdir(d)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                assert time.monotonic() < deadline, d
+                with open(os.path.join(d, "cgroup.procs")) as f:
+                    for pid in f.read().split():
+                        try:
+                            os.kill(int(pid), signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+                time.sleep(0.05)
+
+
 def test_a_foreground_run_whose_caller_is_killed_keeps_its_exit_code_warm_and_wait_ends(images, busybox_archive):
     """`timeout -s KILL 5 mrun run IMAGE ...` once the container runs: the container runs on (as
     docker's, whose client was killed), but its exit code was noted by no one, and `mrun wait`
@@ -4327,6 +4416,24 @@ def test_a_detached_terminal_or_stdin_is_held_open_and_attach_types_into_it_as_d
         img_ok(h, "rm", "-f", "dev", "piped", "box", "fg")
 
 
+def _in_the_supervisor_cgroup(h, name: str) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        dirs = cgroup_dirs(f"{h.cgroup_parent}/{name}+supervisor")
+        held = [d for d in dirs if open(os.path.join(d, "cgroup.procs")).read().split()]
+        if dirs and held == dirs:
+            return
+        assert time.monotonic() < deadline, f"{name}'s supervisor is not in a cgroup of its own: {dirs}, {held}"
+        time.sleep(0.05)
+
+
+def _no_supervisor_cgroup(h, name: str) -> None:
+    deadline = time.monotonic() + 10
+    while cgroup_dirs(f"{h.cgroup_parent}/{name}+supervisor"):  # its supervisor removes it as it ends
+        assert time.monotonic() < deadline, cgroup_dirs(f"{h.cgroup_parent}/{name}+supervisor")
+        time.sleep(0.05)
+
+
 def test_a_foreground_run_it_detaches_with_its_keys_and_is_attached_again_as_docker_s(images, busybox_archive):
     """docker's `run -it`, then ctrl-p ctrl-q: the container runs on and the caller is back at
     its prompt, status 0, its terminal as it was; `attach` types into it again and gets its
@@ -4351,11 +4458,15 @@ def test_a_foreground_run_it_detaches_with_its_keys_and_is_attached_again_as_doc
         os.close(follower)
         t.ends()
         assert _listed(h, "fgd") == "running"
+        # Its runner, its supervisor now, left its caller's cgroup (a session's, whose end kills
+        # what is in it) for one of its own, as a detached container's is born in (cgroups.beside).
+        _in_the_supervisor_cgroup(h, "fgd")
         t = _AtATerminal(h, "attach", "fgd")
         t.type(b"echo back-$((2 + 3)); exit 4\r")
         t.shows(b"back-5")
         assert t.ends() == 4
         assert img_ok(h, "wait", "fgd").stdout == "4\n"
+        _no_supervisor_cgroup(h, "fgd")
         logs = img_ok(h, "logs", "fgd").stdout
         assert "42" in logs and "back-5" in logs, logs
         assert not os.path.exists(os.path.join(h.image_root, "containers", "fgd", "attach.sock"))
@@ -4437,7 +4548,9 @@ def test_run_sig_proxy_false_leaves_the_container_running_when_a_signal_ends_the
         code, out, took = run_then_signal("--sig-proxy=false", "--name", "sp")
         assert code == 130 and "later" not in out and "got-INT" not in out and took < 2.5, (code, out, took)
         assert _listed(h, "sp") == "running"
+        _in_the_supervisor_cgroup(h, "sp")  # its caller gone, out of the caller's cgroup (cgroups.beside)
         assert img_ok(h, "wait", "sp").stdout == "3\n"
+        _no_supervisor_cgroup(h, "sp")
         logs = img_ok(h, "logs", "sp").stdout
         assert "started" in logs and "later" in logs and "got-INT" not in logs, logs
 

@@ -611,8 +611,8 @@ def test_stop_restart_update_tag_and_named_volumes_killed_before_each_change(ima
         """The memory limit in the container's cgroup (v1 or v2), as the kernel holds it."""
         import glob
 
-        files = glob.glob(f"/sys/fs/cgroup/memory{h.cgroup_parent}/*/memory.limit_in_bytes") or glob.glob(
-            f"/sys/fs/cgroup{h.cgroup_parent}/*/memory.max")
+        files = glob.glob(f"/sys/fs/cgroup/memory{h.cgroup_parent}/limited/memory.limit_in_bytes") or glob.glob(
+            f"/sys/fs/cgroup{h.cgroup_parent}/limited/memory.max")  # (not its supervisor's, beside it)
         assert len(files) == 1, files
         return int(open(files[0]).read())
 

@@ -273,6 +273,23 @@ class Cgroup:
                 )
         self.inodes = {d: os.stat(d).st_ino for d in self._dirs()}
 
+    def make(self) -> None:
+        """Its directories, made and claimed, with no limit written: a cgroup for a process of
+        mrun's own (cgroups.beside)."""
+        self._make_dirs(self._prepare_leaf)
+        self.claim()
+
+    def _prepare_leaf(self, leaf: str) -> None:
+        """What a new directory needs before a process may join it (v1's cpuset: its cpus)."""
+
+    def dirs(self) -> list[str]:
+        """Its directories, one per hierarchy."""
+        return self._dirs()
+
+    def hierarchy_roots(self) -> list[str]:
+        """The root directory of each hierarchy it spans."""
+        raise NotImplementedError
+
     def owned(self) -> list[str]:
         """The directories this container claimed and that are still the same ones."""
         out = []
@@ -418,22 +435,26 @@ class Cgroup:
             # the sub-cgroups the container made below its own go first, leaf first, the directory
             # itself last (they were left, and with them the directory, which rmdir refused)
             for path in directories(d, leaves_first=True) if d in owned else [d]:
-                _rmdir_cgroup(path)
+                rmdir_cgroup(path)
         for d in self._dirs():
             release_parents(d, self.marks)
 
 
-def _rmdir_cgroup(path: str) -> None:
-    for _ in range(50):
+def rmdir_cgroup(path: str, wait: bool = True) -> bool:
+    """rmdir of an empty cgroup; ``wait``: a while for its last process to finish leaving.
+    -> False where it is still in use."""
+    for attempt in range(50 if wait else 1):
+        if attempt:
+            time.sleep(0.01)  # the last killed task is still leaving
         try:
             os.rmdir(path)
-            return
+            return True
         except FileNotFoundError:
-            return
+            return True
         except OSError as e:
             if e.errno != errno.EBUSY:
-                return
-            time.sleep(0.01)  # the last killed task is still leaving
+                return True
+    return False
 
 
 def sub_request(text: str) -> tuple[str, str]:

@@ -139,6 +139,13 @@ class CgroupV1(Cgroup):
                 return bfq
         return path
 
+    def _prepare_leaf(self, leaf: str) -> None:
+        self._fill_cpuset(leaf)
+
+    def hierarchy_roots(self) -> list[str]:
+        mnt = mounts()
+        return sorted({mnt[c] for c in self.paths if c in mnt})
+
     def create(self, resources: dict[str, Any], devices: list[dict[str, Any]] | None = None) -> None:
         self._make_dirs(self._fill_cpuset)
         self.claim()

@@ -42,6 +42,9 @@ class CgroupV2(Cgroup):
     def _dirs(self) -> list[str]:
         return [self.path]
 
+    def hierarchy_roots(self) -> list[str]:
+        return [self.mount]
+
     def within(self, requests: list[str]) -> CgroupV2:
         if len(requests) != 1:
             raise InvalidSpec("--cgroup: cgroup v2 has one hierarchy: give one sub-cgroup")

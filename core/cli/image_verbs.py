@@ -695,9 +695,11 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
             tee = terminal_log = None
             options = CreateOptions()
             listening: list[Any] = []  # after a detach: the attach socket it listens on
+            on_its_own: list[Any] = []  # after its caller has gone: the cgroup this process went to
+            marks = runtime.store.cgroup_marks
             if detach_keys:
                 options.detach_keys = detach_keys
-                options.on_detach = lambda master: _detached(bundle, master, listening)
+                options.on_detach = lambda master: _detached(bundle, master, listening, marks, on_its_own)
             if not remove:
                 from mrun.images import kept
 
@@ -735,7 +737,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
 
                 tee = foreground_log.start(bundle, shown, keep=False)
             if unproxied:
-                options.unproxied = lambda signum: _unproxied(signum, tee)
+                options.unproxied = lambda signum: _unproxied(signum, tee, bundle, marks, on_its_own)
             options.started = _outliving_the_caller(options.started)
             try:
                 code = runtime.run(cid, bundle, options, False, keep=True)
@@ -760,6 +762,10 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
                     terminal_log.close_log()
                 if remove:  # docker's --rm: its anonymous volumes go with it
                     volumes.remove_anonymous(store.root, o.made_volumes)
+                if on_its_own:  # its caller gone, it went to a cgroup of its own: left and removed now
+                    from mrun.cgroups import beside
+
+                    beside.leave(on_its_own[0])
         run_detached(runtime, cid, bundle, remove)  # its supervisor records the exit code, or removes it
         print(cid)
         held = held_signals()  # it runs, as docker's daemon would have made it: the status says we were told to end
@@ -786,16 +792,34 @@ def _detach_keys(kw: dict[str, Any], terminal: bool) -> bytes:
     return keys if can_release() else b""
 
 
-def _unproxied(signum: int, tee: Any) -> None:
+def _unproxied(signum: int, tee: Any, bundle: str, marks: str, on_its_own: list[Any]) -> None:
     """`run --sig-proxy=false` given a signal: it ends the caller alone, as it ends docker's
     client (status 128 + its number); the container runs on, its output into its log only (the
     tee shows no more), and this process carries on as its supervisor."""
     if tee is not None:
         tee.let_go()
     let_caller_go(128 + signum)
+    _on_its_own(bundle, marks, on_its_own)
 
 
-def _detached(bundle: str, master: int, listening: list[Any]) -> Any:
+def _on_its_own(bundle: str, marks: str, on_its_own: list[Any]) -> None:
+    """A run whose caller has gone, carrying on as its container's supervisor, goes where a
+    detached one's is born (cgroups.beside): out of its caller's cgroup, whose end (a session's,
+    a CI job's) would kill it. Whole (it may run threads: a terminal's relay), through
+    cgroup.procs; ``leave`` at its end."""
+    from mrun.cgroups import beside
+
+    cgroup = beside.prepare(bundle, marks)
+    if cgroup is None:
+        return
+    try:
+        cgroup.add(os.getpid())
+    except (OSError, MrunError):
+        pass
+    on_its_own.append(cgroup)
+
+
+def _detached(bundle: str, master: int, listening: list[Any], marks: str, on_its_own: list[Any]) -> Any:
     """A foreground `run -it` detached by its keys: the caller goes with status 0 (docker's), as
     if it had run `run -dit`, and this process carries on as its supervisor would: the relay
     logs the terminal's output, and the attach socket hands attachers the terminal (its
@@ -810,6 +834,7 @@ def _detached(bundle: str, master: int, listening: list[Any]) -> Any:
     except OSError:
         held = None
     let_caller_go(0)
+    _on_its_own(bundle, marks, on_its_own)
     return held
 
 

@@ -26,7 +26,7 @@ from mrun.errors import InvalidSpec, MrunError, NotFound, in_words
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, NoReturn
 
     from mrun.images.held_input import HeldInput
 
@@ -248,16 +248,19 @@ def run_detached(runtime: Any, container_id: str, bundle: str, remove: bool = Fa
     ``remove``, the supervisor deletes the container once it has exited; with ``again``, the
     container exists, stopped, and is made again in place (docker's start of an exited one).
     ``close_in_child``: a descriptor of ours (a lock) the supervisor must not keep."""
-    from mrun.cgroups import primed
+    from mrun.cgroups import beside, primed
 
     primed()  # no thread of ours runs while we fork
+    # Born in a cgroup of its own, not its caller's (a session's, a CI job's, a unit's), whose end
+    # kills every process in it: before the caller hears that the container runs.
+    cgroup = beside.prepare(bundle, runtime.store.cgroup_marks)
     r, w = os.pipe()
-    pid = os.fork()
+    pid = beside.fork_into(cgroup)
     if pid == 0:
         os.close(r)
         if close_in_child >= 0:
             os.close(close_in_child)
-        _supervise(runtime, container_id, bundle, w, remove, again)
+        _supervise(runtime, container_id, bundle, w, remove, again, cgroup)
     os.close(w)
     answer = b""
     while chunk := os.read(r, 65536):
@@ -270,7 +273,8 @@ def run_detached(runtime: Any, container_id: str, bundle: str, remove: bool = Fa
         raise MrunError(text or f"container {container_id!r}: its supervisor died before the container started")
 
 
-def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove: bool, again: bool = False) -> None:
+def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove: bool, again: bool = False,
+               cgroup: Any = None) -> NoReturn:
     from mrun.images.held_input import HeldInput
     from mrun.images.log_relay import Relay
     from mrun.kernel import syscalls as sc
@@ -294,7 +298,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
         checker = _checker(runtime, container_id, bundle, annotations.get(ann.HEALTH))
     except BaseException as e:  # noqa: BLE001 - reported to the caller, which prints it
         os.write(report, f"error:{in_words(e)}".encode())
-        os._exit(1)
+        _end(cgroup, 1)
     os.write(report, b"ok")
     close_all_but([*relay.fds(), *(held.fds() if held is not None else ())])  # nothing of the caller's is ours
     restarts, delay = 0, 0.0
@@ -311,12 +315,12 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
                 remove_with_volumes(runtime, container_id)
             except BaseException:  # noqa: BLE001 - nobody to tell; `mrun system prune` finishes it
                 pass
-            os._exit(0)
+            _end(cgroup, 0)
         policy = policy_now(bundle, policy)  # `update --restart` meanwhile
         again = wants_restart(policy, code, restarts) and not _told_to_stop(bundle)
         record(bundle, code, restarts, again)
         if not again:
-            os._exit(0)
+            _end(cgroup, 0)
         ran_long = time.monotonic() - started >= BACKOFF_RESET
         delay = BACKOFF_FIRST if ran_long or not delay else min(delay * 2, BACKOFF_MAX)
         deadline = time.monotonic() + delay
@@ -332,8 +336,16 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
         except BaseException as e:  # noqa: BLE001 - stopped or removed meanwhile, or it cannot start again
             stopped = isinstance(e, MrunError) and _told_to_stop(bundle)
             record(bundle, code, restarts, False, "" if stopped else f"restarting: {in_words(e)}")
-            os._exit(0)
+            _end(cgroup, 0)
         restarts += 1
+
+
+def _end(cgroup: Any, status: int) -> NoReturn:
+    """The supervisor's end: its cgroup left and removed (cgroups.beside), then its exit."""
+    from mrun.cgroups import beside
+
+    beside.leave(cgroup)
+    os._exit(status)
 
 
 def remove_with_volumes(runtime: Any, container_id: str) -> None:

@@ -1,0 +1,136 @@
+"""A cgroup beside a container's for the one process of mrun's that must outlive its caller's
+cgroup: a detached container's supervisor (images.supervisor), ``<its cgroup>+supervisor`` in
+every hierarchy ('+' is in no name docker's rules give a container: never another's cgroup).
+
+Why: the supervisor is forked by the process that took on its caller (the warm template's child,
+or cold, the caller itself), so it was born in the caller's cgroup: a login session's scope, a CI
+job's, a systemd unit's (`ExecStart=mrun run -d ...`). When that ends, systemd or the job runner
+kills every process in it, and the supervisor died with it: the container, in its own cgroup, ran
+on with its output going nowhere, its exit code never noted, its restart policy gone. docker's
+containers are its daemon's; podman moves conmon to a cgroup of its own (libpod-conmon-ID.scope,
+or with cgroupfs its conmon cgroup). So the supervisor is born here (``fork_into``), before the
+caller is told the container runs.
+
+Ownership as a container's cgroup (cgroups.base): the record (``RECORD``, in the container's
+bundle) is written before anything is made, so what a killed command made is found again; only
+directories recorded as made are removed, and only once empty (rmdir, never a kill: the process
+in it is the supervisor, which ends itself); the parents mrun made go with the last one out
+(``release_parents``). The supervisor removes its own at its end (``leave``); the container's
+removal (bundles.remove_bundle) removes what a killed one left (``remove``)."""
+
+from __future__ import annotations
+
+import os
+
+from mrun import jsonio
+from mrun.errors import MrunError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from mrun.cgroups.base import Cgroup
+
+SUFFIX = "+supervisor"
+RECORD = "supervisor-cgroup.json"
+
+
+def prepare(bundle: str, marks: str) -> Cgroup | None:
+    """The supervisor's cgroup beside the container's (its bundle's ``linux.cgroupsPath``), made
+    and claimed, its record written first. None where there is none to be had: a cgroupsPath
+    relative to the caller's own cgroup (the container is in the caller's tree too), a cgroupfs
+    that refuses; the supervisor is then born where it always was."""
+    from mrun.cgroups import new_cgroup
+
+    config = jsonio.load_object(os.path.join(bundle, "config.json")) or {}
+    path = (config.get("linux") or {}).get("cgroupsPath") if isinstance(config.get("linux"), dict) else None
+    if not isinstance(path, str) or not path.startswith("/"):
+        return None
+    record = os.path.join(bundle, RECORD)
+    try:
+        cgroup = new_cgroup(path.rstrip("/") + SUFFIX, "")
+        cgroup.plan(marks)
+        # An earlier supervisor's (a restart, one killed): still this container's to remove.
+        earlier = _recorded(record)
+        if earlier is not None:
+            cgroup.created = sorted(set(cgroup.created) | (set(earlier.created) & set(cgroup.dirs())))
+        jsonio.replace_file(record, cgroup.to_dict())
+        cgroup.make()
+    except (OSError, MrunError):
+        return None
+    return cgroup
+
+
+def fork_into(cgroup: Cgroup | None) -> int:
+    """os.fork(), the child in ``cgroup``: born in its cgroup2 directory where there is one (a
+    birth takes no lock, a move waits for an RCU grace period), then moved thread-wise into the
+    v1 ones (it is one thread, and so is the whole process). Where a move fails the child stays
+    where it was born, as before. -> the child's pid, 0 in the child."""
+    from mrun.cgroups.base import write
+    from mrun.kernel.syscalls import fork_into_cgroup_at
+
+    if cgroup is None:
+        return os.fork()
+    pid, birth = None, cgroup.birth_dir()
+    if birth is not None:
+        try:
+            pid = fork_into_cgroup_at(birth)
+        except OSError:  # refused (another thread of ours, an old kernel): forked and moved instead
+            pid = None
+    born = pid is not None
+    if pid is None:
+        pid = os.fork()
+    if pid == 0:
+        try:
+            files = cgroup.thread_files(born)
+            for name in files:
+                write(name, "0")
+            if not files and not born:
+                cgroup.add(os.getpid())
+        except (OSError, MrunError):
+            pass
+    return pid
+
+
+def leave(cgroup: Cgroup | None) -> None:
+    """At the supervisor's end: out to each hierarchy's root, its directories removed. Where it
+    cannot leave, the container's removal takes them (``remove``)."""
+    from mrun.cgroups.base import write
+
+    if cgroup is None:
+        return
+    try:
+        for root in cgroup.hierarchy_roots():
+            write(os.path.join(root, "cgroup.procs"), "0")
+    except (OSError, MrunError):
+        return
+    _remove(cgroup, wait=True)
+
+
+def remove(bundle: str) -> None:
+    """What a supervisor that never left (killed) made for it, by the container's record; one
+    still in it keeps it and removes it as it ends."""
+    cgroup = _recorded(os.path.join(bundle, RECORD))
+    if cgroup is not None:
+        _remove(cgroup, wait=False)
+
+
+def _recorded(record: str) -> Cgroup | None:
+    from mrun.cgroups import open_cgroup, saved_problem
+
+    saved = jsonio.load_object(record)
+    if saved is None or saved_problem(saved):
+        return None
+    cgroup = open_cgroup(saved)
+    if not all(d.endswith(SUFFIX) for d in cgroup.dirs()):  # a record naming anything else is not ours
+        return None
+    return cgroup
+
+
+def _remove(cgroup: Cgroup, wait: bool) -> None:
+    from mrun.cgroups.base import release_parents, rmdir_cgroup
+
+    for d in cgroup.created:
+        if d in cgroup.dirs() and not rmdir_cgroup(d, wait):
+            return  # its supervisor is still in it: it removes it as it ends
+    for d in cgroup.dirs():
+        if not os.path.isdir(d):
+            release_parents(d, cgroup.marks)
