@@ -1822,6 +1822,44 @@ def _end_a_cgroup(dirs: list[str]) -> None:
                 time.sleep(0.05)
 
 
+def test_a_detached_container_s_supervisor_is_the_oom_killer_s_last_choice_and_its_container_is_not(
+        images, busybox_archive):
+    """A host out of memory: the kernel's OOM killer takes the process with the highest score. A
+    detached container's supervisor (a Python process, its RSS counted whole) had its caller's
+    score: it could be taken before the container, which then ran on unsupervised, its exit code
+    lost. docker's containerd-shim runs at -999 and podman's conmon at -1000; mrun's supervisor
+    now runs at -999. Its container keeps what it had, as podman's does (conmon puts its own back
+    for it): the caller's score, or --oom-score-adj's."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    base = [h.binary, "--root", h.root, "--image-root", h.image_root]
+    env = {**os.environ, **h.base_env}
+    # The lowest score a process of this caller may take: -999 with CAP_SYS_RESOURCE; without it
+    # (this test machine's root lacks it), the floor its privileged ancestors left, tried upwards.
+    lowest = subprocess.run(["sh", "-c", "echo 123 > /proc/self/oom_score_adj && exec python3 -c '\n"
+                             "import os\nfd = os.open(\"/proc/self/oom_score_adj\", os.O_WRONLY)\n"
+                             "for v in range(-999, 124):\n try:\n  os.pwrite(fd, str(v).encode(), 0)\n"
+                             "  print(v)\n  break\n except PermissionError:\n  pass'"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert int(lowest) <= 0, lowest
+    try:
+        for name, flags, expected in (("oomd", (), "123"), ("oomf", ("--oom-score-adj", "321"), "321")):
+            argv = [*base, *run_args(h, "-d", "--name", name, *flags, IMAGE, "sleep", "600")]
+            r = subprocess.run(["sh", "-c", f"echo 123 > /proc/self/oom_score_adj && exec {shlex.join(argv)}"],
+                               env=env, capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, r.stderr
+            with open(os.path.join(h.image_root, "containers", name, "supervisor.json")) as f:
+                supervisor = json.load(f)["pid"]
+            with open(f"/proc/{supervisor}/oom_score_adj") as f:
+                assert f.read().strip() == lowest, name
+            pid = img_ok(h, "inspect", "-f", "{{.State.Pid}}", name).stdout.strip()
+            with open(f"/proc/{pid}/oom_score_adj") as f:
+                assert f.read().strip() == expected, name
+            assert img_ok(h, "exec", name, "cat", "/proc/self/oom_score_adj").stdout.strip() == expected, name
+    finally:
+        img(h, "rm", "-f", "oomd", "oomf")
+
+
 def test_a_foreground_run_whose_caller_is_killed_keeps_its_exit_code_warm_and_wait_ends(images, busybox_archive):
     """`timeout -s KILL 5 mrun run IMAGE ...` once the container runs: the container runs on (as
     docker's, whose client was killed), but its exit code was noted by no one, and `mrun wait`

@@ -806,9 +806,11 @@ def _on_its_own(bundle: str, marks: str, on_its_own: list[Any]) -> None:
     """A run whose caller has gone, carrying on as its container's supervisor, goes where a
     detached one's is born (cgroups.beside): out of its caller's cgroup, whose end (a session's,
     a CI job's) would kill it. Whole (it may run threads: a terminal's relay), through
-    cgroup.procs; ``leave`` at its end."""
+    cgroup.procs; ``leave`` at its end. Its OOM score goes down as a supervisor's does."""
     from mrun.cgroups import beside
+    from mrun.images.supervisor import last_for_the_oom_killer
 
+    last_for_the_oom_killer()  # and the OOM killer's last choice, as a detached container's is
     cgroup = beside.prepare(bundle, marks)
     if cgroup is None:
         return

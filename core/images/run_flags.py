@@ -250,6 +250,15 @@ def key_values(values: Any, flag: str) -> dict[str, str]:
     return out
 
 
+def callers_oom_score_adj() -> int | None:
+    """Our OOM score, the caller's (a warm template's child has taken its caller's)."""
+    try:
+        with open("/proc/self/oom_score_adj") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
 def oom_score_adj(value: int) -> int:
     if not -1000 <= value <= 1000:
         raise InvalidSpec(f"--oom-score-adj {value}: must be -1000 to 1000")
@@ -443,6 +452,10 @@ def apply(spec: dict[str, Any], o: Any, groups: list[int]) -> None:
         user["additionalGids"] = sorted(set(user.get("additionalGids") or []) | set(groups))
     if o.oom_score_adj is not None:
         process["oomScoreAdj"] = oom_score_adj(o.oom_score_adj)
+    elif (inherited := callers_oom_score_adj()) is not None:
+        # What its process inherited from its caller until now: its supervisor, its parent, runs
+        # at the OOM killer's last choice (images.supervisor), which it must not inherit.
+        process["oomScoreAdj"] = inherited
     if o.stop_signal:
         spec["annotations"][ann.STOP_SIGNAL] = stop_signal(o.stop_signal)
     if o.stop_timeout is not None:

@@ -284,6 +284,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
         default_stop_signals()
         os.setsid()
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+        last_for_the_oom_killer()
         _note_self(bundle)
         set_aside(bundle)
         null = os.open(os.devnull, os.O_RDWR)
@@ -338,6 +339,34 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
             record(bundle, code, restarts, False, "" if stopped else f"restarting: {in_words(e)}")
             _end(cgroup, 0)
         restarts += 1
+
+
+SUPERVISOR_OOM_SCORE = -999  # containerd's shims' floor; podman's conmon runs at -1000
+
+
+def last_for_the_oom_killer() -> None:
+    """A supervisor the OOM killer takes leaves its container running unsupervised, its exit code
+    lost: it goes last, as docker's shims and podman's conmon do; where the kernel refuses that
+    (no CAP_SYS_RESOURCE: a process may not go below the floor its privileged ancestors set), as
+    low as it may go, the floor found by halving. Its container's process does not inherit that:
+    its spec says its caller's score (images.run_flags) or --oom-score-adj's."""
+    try:
+        fd = os.open("/proc/self/oom_score_adj", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        allowed, refused = int(os.pread(fd, 16, 0)), SUPERVISOR_OOM_SCORE - 1
+        while allowed - refused > 1:  # allowed: a score it may have; refused: one it may not
+            tried = refused + 1 if refused == SUPERVISOR_OOM_SCORE - 1 else (allowed + refused) // 2
+            try:
+                os.pwrite(fd, str(tried).encode(), 0)
+                allowed = tried
+            except PermissionError:
+                refused = tried
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(fd)
 
 
 def _end(cgroup: Any, status: int) -> NoReturn:
