@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 SUFFIX = "+supervisor"
 RECORD = "supervisor-cgroup.json"
+LEAVING = 2.0  # seconds `rm` waits for its container's ending supervisor to leave its cgroup
 
 
 def prepare(bundle: str, marks: str) -> Cgroup | None:
@@ -106,11 +107,35 @@ def leave(cgroup: Cgroup | None) -> None:
 
 
 def remove(bundle: str) -> None:
-    """What a supervisor that never left (killed) made for it, by the container's record; one
-    still in it keeps it and removes it as it ends."""
-    cgroup = _recorded(os.path.join(bundle, RECORD))
+    """At the removal of the container's bundle, by its record: what a supervisor killed in it
+    left. One still in it (leaving, or a --rm one removing its own container) removes it as it
+    ends; a removal that must not return before that waits for it (``removed_once_left``)."""
+    cgroup = recorded(bundle)
     if cgroup is not None:
         _remove(cgroup, wait=False)
+
+
+def recorded(bundle: str) -> Cgroup | None:
+    """The supervisor's cgroup its container's bundle records, if any."""
+    return _recorded(os.path.join(bundle, RECORD))
+
+
+def removed_once_left(cgroup: Cgroup | None) -> None:
+    """After a container's removal (`rm`), held by no lock: its supervisor, whose container is
+    gone, is on its way out; the removal returns once it has left its cgroup (``LEAVING`` at
+    most) and the cgroup is gone, so nothing of the container is left behind it."""
+    import time
+
+    from mrun.cgroups.base import procs_in
+
+    if cgroup is None:
+        return
+    deadline = time.monotonic() + LEAVING
+    while held := {pid for d in cgroup.dirs() for pid in procs_in(d)}:
+        if os.getpid() in held or time.monotonic() > deadline:
+            return
+        time.sleep(0.005)
+    _remove(cgroup, wait=True)
 
 
 def _recorded(record: str) -> Cgroup | None:

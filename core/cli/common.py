@@ -103,15 +103,23 @@ def print_table(rows: list[tuple[str, ...]]) -> None:
 
 def remove_container(g: dict[str, Any], container_id: str, force: bool) -> None:
     """runc's delete (runc's `delete` and docker's `rm` both): with ``force``, also what a killed
-    `mrun run IMAGE` left of the container (its snapshot, no state)."""
+    `mrun run IMAGE` left of the container (its snapshot, no state). A detached container's
+    supervisor, on its way out, is waited for until it has left its cgroup (cgroups.beside)."""
+    from mrun.cgroups import beside
+    from mrun.state import check_id
+
+    check_id(container_id)  # (a name that is no id reads no file of ours, nor anyone's)
+    bundle = os.path.join(g["image_root"], "containers", container_id)
+    supervisors = beside.recorded(bundle)  # read now: the bundle goes with the container
     _rt(g).delete(container_id, force)
-    if force and os.path.exists(os.path.join(g["image_root"], "containers", container_id)):
+    if force and os.path.exists(bundle):
         from mrun.images.containers import remove_orphans
         from mrun.images.store import ImageStore
 
         store = ImageStore(g["image_root"])
         with store.lock():
             remove_orphans(store, only=container_id)
+    beside.removed_once_left(supervisors)
 
 
 def each(container_ids: list[str], verb: str, one: Any, one_raises: bool = False) -> int:
