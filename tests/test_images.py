@@ -289,6 +289,8 @@ def test_named_volume_outlives_containers_and_limits_reach_the_cgroup(images, bu
         ("--stop-timeout", "9" * 30, "seconds, or -1"),
         ("-e", "=x", "invalid environment variable"),
         ("--name", "n" * 300, "at most 255 characters"),
+        ("--name", "web+supervisor", "only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"),  # docker's rule
+        ("--name", "-web", "only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"),
         ("-v", "a" * 300 + ":/x", "a volume name is at most 255 characters"),
     ],
 )
@@ -1858,6 +1860,38 @@ def test_a_detached_container_s_supervisor_is_the_oom_killer_s_last_choice_and_i
             assert img_ok(h, "exec", name, "cat", "/proc/self/oom_score_adj").stdout.strip() == expected, name
     finally:
         img(h, "rm", "-f", "oomd", "oomf")
+
+
+def test_a_detached_container_holds_nothing_of_its_callers_working_directory(images, busybox_archive, tmp_path):
+    """`cd /mnt/usb && mrun run -d ...`, then `umount /mnt/usb`: "target is busy" for as long as
+    the container ran, since its supervisor kept its caller's working directory (a daemon's
+    first chdir is to /; docker's containers are its daemon's). Relative --root and --image-root
+    are the caller's directory's, made absolute at once: a relative image root gave the bundle a
+    root.path that resolved inside itself ("... is not a directory"), and `run` always failed."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    mnt = tmp_path / "usb"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "usb", str(mnt)], check=True)
+    try:
+        rel_root = os.path.relpath(h.root, mnt)
+        rel_images = os.path.relpath(h.image_root, mnt)
+        r = subprocess.run([h.binary, "--root", rel_root, "--image-root", rel_images,
+                            *run_args(h, "-d", "--name", "cwd", IMAGE, "sleep", "600")],
+                           cwd=mnt, env={**os.environ, **h.base_env}, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert _listed(h, "cwd") == "running"
+        with open(os.path.join(h.image_root, "containers", "cwd", "supervisor.json")) as f:
+            assert os.readlink(f"/proc/{json.load(f)['pid']}/cwd") == "/"
+        subprocess.run(["umount", str(mnt)], check=True)  # was: target is busy
+        mnt = None
+        assert _listed(h, "cwd") == "running"
+        img_ok(h, "rm", "-f", "cwd")
+    finally:
+        if mnt is not None:
+            img(h, "rm", "-f", "cwd")
+            subprocess.run(["umount", "-l", str(mnt)])
+    assert not h.leftovers()
 
 
 def test_a_foreground_run_whose_caller_is_killed_keeps_its_exit_code_warm_and_wait_ends(images, busybox_archive):

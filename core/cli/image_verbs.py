@@ -652,6 +652,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
             raise InvalidSpec("Conflicting options: -a and -d")  # docker's words
         if o.tty and "stdout" not in attach:
             raise InvalidSpec("-a without STDOUT under -t is not supported: the terminal is its output")
+    if kw.get("name"):
+        container_name(kw["name"])
     store = ImageStore(g["image_root"])
     _pull_for_run(store, image, kw.get("pull") or "missing", kw.get("platform") or "", bool(kw.get("quiet")))
     # 48 random bits, as docker's short ids: uuid4().hex[:12] was the same, and its import
@@ -778,6 +780,17 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         raise
 
 
+NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def container_name(name: str) -> None:
+    """docker's rule for --name: letters, digits, '_', '.' and '-', a letter or digit first (runc's
+    ids also take '+', which names mrun's own cgroups beside a container's: cgroups.beside). One
+    letter is taken, as mrun always took it (docker asks for two)."""
+    if not (name[:1].isascii() and name[:1].isalnum() and set(name) <= NAME_CHARS):
+        raise InvalidSpec(f"--name {name[:300]!r}: invalid container name, only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+
+
 def _detach_keys(kw: dict[str, Any], terminal: bool) -> bytes:
     """docker's detach keys of a foreground `run -it` typed at a terminal (--detach-keys, else
     ctrl-p ctrl-q), where this run can let its caller go (a warm template's child, or a cold
@@ -811,6 +824,7 @@ def _on_its_own(bundle: str, marks: str, on_its_own: list[Any]) -> None:
     from mrun.images.supervisor import last_for_the_oom_killer
 
     last_for_the_oom_killer()  # and the OOM killer's last choice, as a detached container's is
+    os.chdir("/")  # nor does it hold its caller's working directory any more
     cgroup = beside.prepare(bundle, marks)
     if cgroup is None:
         return

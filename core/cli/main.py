@@ -61,6 +61,9 @@ def call(g: dict[str, Any], cmd: Command, params: dict[str, Any]) -> int:
         return 2
     if g.get("debug"):
         _log(g, "debug", f"{cmd.name} {jsonio.dumps(params)}")
+    for key in ("root", "image_root"):  # the caller's directory's, once (runc makes its --root absolute too):
+        if g.get(key):  # paths made from them are written into bundles and read by processes elsewhere
+            g[key] = os.path.abspath(g[key])
 
     def warn(msg: str) -> None:
         print(f"mrun: warning: {msg}", file=sys.stderr)

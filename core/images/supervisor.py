@@ -283,6 +283,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
     try:
         default_stop_signals()
         os.setsid()
+        os.chdir("/")  # the caller's working directory is not ours to hold (its mount stayed busy)
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         last_for_the_oom_killer()
         _note_self(bundle)
