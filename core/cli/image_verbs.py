@@ -823,6 +823,8 @@ def _on_its_own(bundle: str, marks: str, on_its_own: list[Any]) -> None:
     from mrun.cgroups import beside
     from mrun.images.supervisor import last_for_the_oom_killer
 
+    if on_its_own:  # gone there already (a second signal to a --sig-proxy=false run)
+        return
     last_for_the_oom_killer()  # and the OOM killer's last choice, as a detached container's is
     os.chdir("/")  # nor does it hold its caller's working directory any more
     cgroup = beside.prepare(bundle, marks)
