@@ -274,8 +274,8 @@ class Cgroup:
         self.inodes = {d: os.stat(d).st_ino for d in self._dirs()}
 
     def make(self) -> None:
-        """Its directories, made and claimed, with no limit written: a cgroup for a process of
-        mrun's own (cgroups.beside)."""
+        """Its directories, made and claimed, no limit written yet (``create`` writes them; a
+        cgroup for a process of mrun's own, cgroups.beside, has none)."""
         self._make_dirs(self._prepare_leaf)
         self.claim()
 

@@ -153,8 +153,8 @@ def _recorded(record: str) -> Cgroup | None:
 def _remove(cgroup: Cgroup, wait: bool) -> None:
     from mrun.cgroups.base import release_parents, rmdir_cgroup
 
-    for d in cgroup.created:
-        if d in cgroup.dirs() and not rmdir_cgroup(d, wait):
+    for d in cgroup.created:  # (its own directories only: plan and open_cgroup keep no other)
+        if not rmdir_cgroup(d, wait):
             return  # its supervisor is still in it: it removes it as it ends
     for d in cgroup.dirs():
         if not os.path.isdir(d):

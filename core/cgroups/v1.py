@@ -147,8 +147,7 @@ class CgroupV1(Cgroup):
         return sorted({mnt[c] for c in self.paths if c in mnt})
 
     def create(self, resources: dict[str, Any], devices: list[dict[str, Any]] | None = None) -> None:
-        self._make_dirs(self._fill_cpuset)
-        self.claim()
+        self.make()
         self.apply(resources, devices)
 
     def add(self, pid: int, born: bool = False) -> None:

@@ -80,8 +80,7 @@ class CgroupV2(Cgroup):
 
     def create(self, resources: dict[str, Any], devices: list[dict[str, Any]] | None = None) -> None:
         writes = v2_writes(resources)
-        self._make_dirs()
-        self.claim()
+        self.make()
         self._enable(v2_controllers(writes))
         self._write(writes, devices, resources)
 
