@@ -635,3 +635,28 @@ def test_an_exec_into_a_container_that_stops_meanwhile_never_runs_on_the_host(h,
     assert "the host's file" not in r.stdout, "the exec'd command ran on the host"
     one_line(r, f"cannot exec in container {cid!r}: it is stopped")
     assert r.returncode == 255  # runc's exec status for a process that never ran
+
+
+def test_a_cgroup_removed_while_its_processes_are_read_holds_none(h, monkeypatch):
+    """A cgroup removed between the open of its cgroup.procs and the read (a supervisor removing
+    its own as it leaves, while `rm` watches it) answers ENODEV: `rm -f` said "rm: No such
+    device" (seen once in CI). It holds no process, as a cgroup already gone holds none."""
+    import mrun.cgroups.base as base
+
+    d = cgroup_dirs("/")[0] + h.cgroup_parent.rstrip("/") + "-going"
+    os.mkdir(d)
+    real = base.read
+
+    def removed_meanwhile(path: str) -> str:
+        with open(path) as f:
+            if os.path.isdir(d):
+                os.rmdir(d)
+            return f.read().strip()
+
+    monkeypatch.setattr(base, "read", removed_meanwhile)
+    try:
+        assert base.procs_in(d) == []
+    finally:
+        monkeypatch.setattr(base, "read", real)
+        if os.path.isdir(d):
+            os.rmdir(d)

@@ -206,10 +206,17 @@ def write_all(writes: list[tuple[str, str]], v2: bool = False) -> None:
 
 
 def procs_in(path: str) -> list[int]:
+    """The processes in the cgroup ``path``; none where it is gone, or going: a cgroup removed
+    while its file is opened or read answers ENODEV (`rm` watching a supervisor that removes its
+    own cgroup as it leaves it said "rm: No such device")."""
     try:
         return [int(x) for x in read(os.path.join(path, "cgroup.procs")).split()]
     except FileNotFoundError:
         return []
+    except OSError as e:
+        if e.errno == errno.ENODEV:
+            return []
+        raise
 
 
 class Cgroup:
