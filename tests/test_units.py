@@ -991,7 +991,7 @@ def test_a_log_time_is_read_to_the_nanosecond():
     alone, a Unix time and a Go duration ago."""
     import calendar
 
-    from mrun.cli.image_verbs import log_time
+    from mrun.cli.filters import log_time
     from mrun.errors import InvalidSpec
 
     base = calendar.timegm((2026, 12, 1, 14, 0, 0)) * 10**9
@@ -1083,7 +1083,7 @@ def test_a_full_disk_loses_lines_but_never_garbles_the_log_after_it(tmp_path):
     `--since` printed lines cut in two ("ine 1948" after a stray "l")."""
     import subprocess
 
-    from mrun.cli.image_verbs import _tail_offset
+    from mrun.cli.log_verbs import _tail_offset
     from mrun.images import log_relay
 
     mnt = tmp_path / "small"
@@ -1155,7 +1155,7 @@ def test_a_log_read_whole_or_from_its_tail_gives_each_stream_its_bytes_in_order(
     """`mrun logs` reads a noted log through its index (stderr on stderr, as docker's): runs of one
     stream come as one piece, and --tail starts at the index entry found by bisection; neither
     may lose, repeat or misplace a byte of either stream."""
-    from mrun.cli.image_verbs import _tail_offset
+    from mrun.cli.log_verbs import _tail_offset
     from mrun.images import log_relay
 
     relay = log_relay.Relay(str(tmp_path))

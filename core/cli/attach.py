@@ -137,7 +137,7 @@ def _follow(runtime: Any, container_id: str, bundle: str, reader: Any, sig_proxy
 
 def _until_it_ends(runtime: Any, container_id: str, bundle: str, reader: Any, sig_proxy: bool,
                    feed: Any = None) -> int:
-    from mrun.cli.image_verbs import write_pieces
+    from mrun.cli.log_verbs import write_pieces
     from mrun.images.supervisor import exit_code, stopped_by_user
 
     caught: list[int] = []

@@ -289,7 +289,7 @@ COMMANDS = (
     Command(
         "rm",
         "docker's rm: remove containers, printing each one removed",
-        "image_verbs.rm",
+        "container_verbs.rm",
         (Arg("container-ids", "the containers", variadic=True),),
         (
             Flag("force", "kill each first if it is still running", kind=bool, short="f", default=False),
@@ -299,7 +299,7 @@ COMMANDS = (
     Command(
         "volume",
         "volume create [NAME] | ls | inspect NAME... | rm NAME... | prune [-a]",
-        "image_verbs.volume",
+        "volume_verbs.volume",
         (Arg("action", "create, ls, inspect, rm or prune"), Arg("names", "volumes", required=False, variadic=True)),
         (
             Flag("quiet", "ls: only the names", kind=bool, short="q", default=False),
@@ -374,7 +374,7 @@ COMMANDS = (
         "load",
         "import an image from an oci-archive, a docker-archive or an OCI layout directory (docker's load: -i "
         "FILE, or a tarball on stdin)",
-        "image_verbs.load",
+        "image_store_verbs.load",
         (Arg("archive", "the tarball or directory (else -i, else stdin)", False),
          Arg("name", "name the image (else: the archive's name)", False)),
         (
@@ -387,7 +387,7 @@ COMMANDS = (
     Command(
         "pull",
         "pull an image from a registry (OCI distribution: token and basic auth, resumable)",
-        "image_verbs.pull",
+        "image_store_verbs.pull",
         (Arg("image", "[host[:port]/]name[:tag|@digest]"),),
         (
             Flag("platform", "os/arch to pick from a multi-platform index", default=""),
@@ -400,7 +400,7 @@ COMMANDS = (
     Command(
         "import",
         "an image of one layer from a filesystem tarball (docker's import: `mrun export C | mrun import - NAME`)",
-        "image_verbs.import_image",
+        "image_store_verbs.import_image",
         (Arg("source", "a tarball (plain, gzip, bzip2, xz or zstd): a file, - for stdin, or an http(s) URL"),
          Arg("repository", "NAME[:TAG] of the new image", False)),
         (
@@ -431,7 +431,7 @@ COMMANDS = (
     Command(
         "push",
         "push an image to a registry (docker's push: the blobs it lacks, then the manifest under the tag)",
-        "image_verbs.push",
+        "image_store_verbs.push",
         (Arg("image", "name or id"),
          Arg("destination", "[host[:port]/]name[:tag] (else: the image's own name)", False)),
         (
@@ -446,7 +446,7 @@ COMMANDS = (
         "save",
         "write an image to an oci-archive, an OCI layout directory or a docker-archive (docker's save: -o "
         "FILE, or the tarball on stdout)",
-        "image_verbs.save",
+        "image_store_verbs.save",
         (Arg("image", "name or id"),
          Arg("more", "more images, all in one archive (docker's save IMAGE...); or, one that names no image, "
              "the tarball (or directory) to write (else -o, else stdout)", False, variadic=True)),
@@ -459,7 +459,7 @@ COMMANDS = (
     Command(
         "images",
         "list images: every one, or a repository's ([REPOSITORY[:TAG]]), as docker's",
-        "image_verbs.images",
+        "image_store_verbs.images",
         (Arg("repository", "only this repository's images (and tag's)", required=False),),
         (_LIST_FORMAT, _IMAGE_FILTER, Flag("quiet", "print only ids", kind=bool, short="q", default=False),
          Flag("all", "docker's -a: the same list (mrun keeps no intermediate images)", kind=bool, short="a",
@@ -467,7 +467,7 @@ COMMANDS = (
     ),
     Command(
         "rmi", "remove images (refused while a container uses one; -f: untag it, its data kept for the container)",
-        "image_verbs.rmi", (Arg("images", "names or ids", variadic=True),),
+        "image_store_verbs.rmi", (Arg("images", "names or ids", variadic=True),),
         (Flag("force", "docker's -f: untag an image containers use (its data stays while they do)", kind=bool,
               short="f", default=False),
          Flag("no-prune", "docker's: keep untagged parents (mrun's images have none: one rmi removes one image)",
@@ -477,7 +477,7 @@ COMMANDS = (
         "image",
         "image inspect NAME | image prune (remove what nothing uses) | image wasm FILE.wasm NAME (make a wasm image)"
         " | image ls | image rm NAME | image tag NAME NEW | image history NAME",
-        "image_verbs.image",
+        "image_store_verbs.image",
         (
             Arg("action", "ls, rm, tag, inspect, history, prune or wasm"),
             Arg("image", "the image (inspect, rm, tag, history), or the .wasm file (wasm)", required=False),
@@ -491,14 +491,14 @@ COMMANDS = (
     Command(
         "tag",
         "give an image another name (docker's tag)",
-        "image_verbs.tag",
+        "image_store_verbs.tag",
         (Arg("source", "the image: name or id"), Arg("target", "its new name: [host/]name[:tag]")),
     ),
     Command(
         "inspect",
         "a container's state, image and config as JSON (or an image's, where no container has the name; "
         "several: an array)",
-        "image_verbs.inspect",
+        "inspect_verbs.inspect",
         (Arg("names", "containers or images", variadic=True),),
         (Flag("format", "docker's Go template: {{.State.Pid}}, {{json .Config.Labels}}, ... (docker's fields and "
               "mrun's own), a line per name", short="f", default=""),
@@ -510,7 +510,7 @@ COMMANDS = (
         "container",
         "container ls (docker's; as ps) | container prune: remove every stopped container (their volumes stay) | "
         "container rm|stop|logs|exec|inspect|...: those verbs (docker's management commands)",
-        "image_verbs.container",
+        "container_verbs.container",
         (Arg("action", "ls or prune"),),
         (
             Flag("force", "prune: accepted (docker asks first; mrun does not)", kind=bool, short="f", default=False),
@@ -629,13 +629,13 @@ COMMANDS = (
     Command(
         "port",
         "the host ports a container's ports are published on (docker's port)",
-        "image_verbs.port",
+        "inspect_verbs.port",
         (_ID, Arg("private-port", "only this one: PORT[/tcp|udp]", required=False)),
     ),
     Command(
         "logs",
         "print the output of a container started with mrun run IMAGE -d",
-        "image_verbs.logs",
+        "log_verbs.logs",
         (_ID,),
         (
             Flag("follow", "keep printing until the container stops", kind=bool, short="f", default=False),
@@ -651,7 +651,7 @@ COMMANDS = (
     Command(
         "stop",
         "stop containers: each one's stop signal, then SIGKILL after the timeout",
-        "image_verbs.stop",
+        "container_verbs.stop",
         (Arg("container-ids", "the containers", variadic=True),),
         (Flag("time", "seconds to wait before SIGKILL (default: its --stop-timeout, else 10; -1: for ever)",
               kind=int, short="t", default=None), _STOP_WITH),
@@ -659,7 +659,7 @@ COMMANDS = (
     Command(
         "restart",
         "restart containers of `mrun run -d`: each stopped as by `mrun stop`, then started again",
-        "image_verbs.restart",
+        "container_verbs.restart",
         (Arg("container-ids", "the containers", variadic=True),),
         (Flag("time", "seconds to wait before SIGKILL (default: its --stop-timeout, else 10)", kind=int, short="t",
               default=None), _STOP_WITH),
@@ -692,7 +692,7 @@ COMMANDS = (
     Command(
         "wait",
         "wait until containers of `mrun run -d` stop, and print each one's exit code",
-        "image_verbs.wait",
+        "container_verbs.wait",
         (Arg("container-ids", "the containers", variadic=True),),
     ),
     Command(

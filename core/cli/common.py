@@ -11,6 +11,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' hot path
     from typing import Any
 
+    from mrun.images.store import ImageStore
+
 
 def _rt(g: dict[str, Any]) -> Runtime:
     runtime = Runtime(g["root"], warn=g.get("warn"), debug=g.get("debug_log"))
@@ -25,6 +27,14 @@ def _rt(g: dict[str, Any]) -> Runtime:
         g["held_again"] = True
         hold_again(runtime.store.root, runtime.warn)  # what a removed network root lost
     return runtime
+
+
+def image_store(g: dict[str, Any]) -> ImageStore:
+    """The image store of the global flags (--image-root); imported here only when asked for, as
+    the runc verbs never are."""
+    from mrun.images.store import ImageStore
+
+    return ImageStore(g["image_root"])
 
 
 def names_a_container(runtime: Runtime, word: str) -> bool:

@@ -173,12 +173,12 @@ def _filter(filters: list[str], pruning: bool) -> Callable[[Networks, str], bool
             unused = filter_yes(text, value)
             tests.append(lambda nets, n, unused=unused: (not nets.leases(n)) == unused)
         elif key in ("label", "label!"):
-            from mrun.cli.image_verbs import labelled
+            from mrun.cli.filters import labelled
 
             tests.append(lambda nets, n, wanted=value, present=key == "label":
                          labelled(_labels(nets, n), wanted) == present)
         elif key == "until":
-            from mrun.cli.image_verbs import log_time
+            from mrun.cli.filters import log_time
 
             before = log_time(f"--filter {text!r}:", value, time.time_ns())
             tests.append(lambda nets, n, before=before: _defined_ns(nets, n) < before)

@@ -44,7 +44,7 @@ def system(g: dict[str, Any], action: str, format: str = "", force: bool = False
         for name in volume_store.prune(g["image_root"]):
             print(f"removed volume {name}")
     if all and os.path.isdir(g["image_root"]):
-        from mrun.cli.image_verbs import prune_images
+        from mrun.cli.image_store_verbs import prune_images
         from mrun.images.store import ImageStore
 
         for what in prune_images(ImageStore(g["image_root"]), True):

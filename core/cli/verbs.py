@@ -58,7 +58,7 @@ def create(g: dict[str, Any], container_id: str, bundle: str, command: list[str]
         try:
             if used:
                 raise MrunError(f"create IMAGE: {' '.join(used)} applies to runc's `mrun create --bundle` only")
-            from mrun.cli.image_verbs import run_image
+            from mrun.cli.run_verb import run_image
 
             return run_image(g, container_id, command, kw, create_only=True)
         except MrunError as e:
@@ -242,7 +242,7 @@ def run(
         try:
             if used:
                 raise MrunError(f"run IMAGE: {' '.join(used)} applies to runc's `mrun run --bundle` only")
-            from mrun.cli.image_verbs import run_image
+            from mrun.cli.run_verb import run_image
 
             return run_image(g, container_id, command, {**kw, "detach": detach})
         except MrunError as e:
@@ -284,7 +284,7 @@ def ps(g: dict[str, Any], container_id: str | None, ps_args: list[str], format: 
 
     filters, format = filters_and_format(filter, format)
     if container_id is None:
-        from mrun.cli.image_verbs import list_containers
+        from mrun.cli.ps_verb import list_containers
 
         return list_containers(g, format, filters, quiet, all, 1 if latest else last, no_trunc, size)
     listing = [flag for flag, given in (("-q", quiet), ("--filter", filters), ("-n", last >= 0), ("-l", latest),
@@ -350,7 +350,7 @@ def _exec_process(
         raise MrunError("exec: give a command, or --process FILE")
     base["args"] = list(command)
     if env_file:  # docker's exec --env-file: read as run reads it, before the -e values
-        from mrun.cli.image_verbs import read_env_file
+        from mrun.cli.run_verb import read_env_file
 
         env = [line for path in env_file for line in read_env_file(path)] + list(env)
     # docker's `exec -e NAME`: the caller's value, or left out when the caller has none

@@ -81,12 +81,18 @@ def preload() -> Any:
     from mrun.shims.spawner import preload_create
 
     backends = preload_create()
+    import mrun.cli.container_verbs  # noqa: F401
     import mrun.cli.fastparse  # noqa: F401
-    import mrun.cli.image_verbs  # noqa: F401
+    import mrun.cli.image_store_verbs  # noqa: F401
+    import mrun.cli.inspect_verbs  # noqa: F401
+    import mrun.cli.log_verbs  # noqa: F401
     import mrun.cli.main  # noqa: F401
     import mrun.cli.network_verbs  # noqa: F401
+    import mrun.cli.ps_verb  # noqa: F401
+    import mrun.cli.run_verb  # noqa: F401
     import mrun.cli.system_verbs  # noqa: F401
     import mrun.cli.verbs  # noqa: F401
+    import mrun.cli.volume_verbs  # noqa: F401
     import mrun.defaults  # noqa: F401
     import mrun.images.containers  # noqa: F401
     import mrun.images.install  # noqa: F401

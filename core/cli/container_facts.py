@@ -1,0 +1,46 @@
+"""What the docker-like views (ps, inspect, port, run's --link) read of a container beside its
+state: its network plan and the sizes of its layers."""
+
+from __future__ import annotations
+
+import os
+
+from mrun import jsonio
+from mrun.errors import MrunError
+from mrun.network import PLAN
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def layer_sizes(runtime: Any, state: dict[str, Any]) -> tuple[int, int] | None:
+    """(the writable layer's bytes, with its image's layers); None for a bundle's container,
+    whose rootfs is its owner's, no layer of ours."""
+    from mrun.bundles import image_of, made_for
+    from mrun.cli.disk_usage import tree_size
+    from mrun.images.store import ImageStore
+
+    bundle = state.get("bundle") or ""
+    if not made_for(bundle, state["id"], runtime.store.root):
+        return None
+    own = under = tree_size(os.path.join(bundle, "upper"))
+    store = ImageStore(os.path.dirname(os.path.dirname(bundle)))
+    for digest in (image_of(bundle) or {}).get("layers") or []:
+        try:
+            under += tree_size(store.layer_dir(digest))
+        except (MrunError, TypeError):  # a damaged image.json: what can be counted is
+            continue
+    return own, under
+
+
+def network_plan(runtime: Any, container_id: str) -> dict[str, Any] | None:
+    """A container's net.json (its network, address and published ports), if it has one, with
+    its plans on its other networks under "more" (network -> plan: `network connect`'s)."""
+    plan = jsonio.load_object(runtime.store.path(container_id, PLAN))
+    if plan is not None:
+        from mrun.network.attach import more_plans_read
+
+        if more := more_plans_read(runtime.store.path(container_id)):
+            plan["more"] = dict(sorted(more.items()))
+    return plan
