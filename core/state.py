@@ -142,7 +142,9 @@ class Store:
 
     @property
     def cgroup_marks(self) -> str:
-        """Where containers of this root mark the parent cgroups they made (cgroups.base)."""
+        """Where containers of this root mark the parent cgroups they made, and the cgroups of
+        their supervisors (cgroups.base, cgroups.beside): removed by the last one out, or by
+        `system prune` after a crash."""
         return os.path.join(self.root, ".cgroup-parents")
 
     def path(self, container_id: str, *parts: str) -> str:

@@ -1803,6 +1803,48 @@ def test_a_detached_container_outlives_the_end_of_its_callers_cgroup(images, bus
     assert not h.leftovers()
 
 
+def _leave_a_supervisor_cgroup_behind(h, name: str) -> None:
+    """A supervisor held still (SIGSTOP: a host thrashing, a debugger) while `rm -f` removes its
+    container: rm waits for it to leave its cgroup for a while (beside.LEAVING), then returns;
+    the supervisor is then killed before it leaves. Its cgroup is left empty, and the record that
+    named it went with the container's bundle."""
+    img_ok(h, *run_args(h, "-d", "--name", name, IMAGE, "sleep", "1000"))
+    _in_the_supervisor_cgroup(h, name)
+    with open(os.path.join(h.image_root, "containers", name, "supervisor.json")) as f:
+        supervisor = json.load(f)["pid"]
+    os.kill(supervisor, signal.SIGSTOP)
+    try:
+        img_ok(h, "rm", "-f", name)
+    finally:
+        os.kill(supervisor, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(open(os.path.join(d, "cgroup.procs")).read().split()
+              for d in cgroup_dirs(f"{h.cgroup_parent}/{name}+supervisor")):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert cgroup_dirs(f"{h.cgroup_parent}/{name}+supervisor")  # the case: left, and named by no record
+
+
+def test_a_supervisor_s_cgroup_left_by_one_killed_after_its_container_s_removal_is_repaired(
+        images, busybox_archive):
+    """A crash at that instant leaves state the next command repairs: the supervisor's cgroup is
+    marked as mrun's when it is made (as the parents mrun makes are), so `system prune` removes
+    it, and the next detached container of that name takes it as its own and removes it at its
+    end. It was left for good: nothing named it any more, and a later supervisor born in it took
+    it as someone else's and never removed it."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    _leave_a_supervisor_cgroup_behind(h, "sk")
+    assert "sk+supervisor" in img_ok(h, "system", "prune").stdout
+    assert not cgroup_dirs(f"{h.cgroup_parent}/sk+supervisor")
+    _leave_a_supervisor_cgroup_behind(h, "sk")
+    img_ok(h, *run_args(h, "-d", "--name", "sk", IMAGE, "sleep", "1000"))
+    _in_the_supervisor_cgroup(h, "sk")
+    img_ok(h, "rm", "-f", "sk")
+    assert not cgroup_dirs(f"{h.cgroup_parent}/sk+supervisor")
+    assert not h.leftovers()
+
+
 def _end_a_cgroup(dirs: list[str]) -> None:
     """What is left in a test's caller cgroup killed (it failed, say), and its directories removed."""
     deadline = time.monotonic() + 10

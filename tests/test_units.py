@@ -745,20 +745,20 @@ def test_a_release_killed_after_its_last_mark_leaves_nothing_the_next_one_misses
     the directory of marks, left that directory (empty) in the state root: the redo found no mark
     and returned, so nothing ever removed it (seen in CI: test_killed_delete_or_start, one kill in
     20). The next release removes an empty directory of marks whatever it finds."""
-    from mrun.cgroups.base import _mark, release_parents
+    from mrun.cgroups.base import mark, release_parents
 
     marks = str(tmp_path / "state" / ".cgroup-parents")
     parent = tmp_path / "cg" / "made-by-mrun"
     parent.mkdir(parents=True)
     leaf = str(parent / "container")
-    _mark(marks, str(parent))
+    mark(marks, str(parent))
     release_parents(leaf, marks)  # the whole release: the parent, its mark, the directory of marks
     assert not parent.exists() and not os.path.exists(marks)
     os.makedirs(marks)  # the state a kill between the last unlink and the rmdir leaves
     release_parents(leaf, marks)  # the redo
     assert not os.path.exists(marks), "the empty directory of marks stayed in the state root"
     parent.mkdir()  # a parent another container still uses keeps its mark, and the directory
-    _mark(marks, str(parent))
+    mark(marks, str(parent))
     (parent / "other").mkdir()
     release_parents(leaf, marks)
     assert parent.exists() and os.listdir(marks)
@@ -770,14 +770,14 @@ def test_a_create_that_failed_on_its_way_down_leaves_none_of_the_parents_it_made
     at the leaf's parent, found no mark there (it was never made) and stopped, so every parent
     made stayed, on the host's cgroup tree. It walks past parents never made now, and stops at
     the first one that exists unmarked (someone else's)."""
-    from mrun.cgroups.base import _mark, release_parents
+    from mrun.cgroups.base import mark, release_parents
 
     marks = str(tmp_path / "state" / ".cgroup-parents")
     theirs = tmp_path / "cg" / "theirs"
     made = theirs / "a" / "b"
     made.mkdir(parents=True)
     for d in (theirs / "a", made):
-        _mark(marks, str(d))
+        mark(marks, str(d))
     release_parents(str(made / "never" / "made" / "leaf"), marks)
     assert theirs.is_dir() and not (theirs / "a").exists() and not os.path.exists(marks)
 
@@ -788,21 +788,21 @@ def test_a_parent_too_long_for_a_marks_name_is_marked_by_its_hash_and_released(t
     the path in the file, written whole before it takes its name; `system prune` reads it back,
     and removes the deepest first (in the directory's order, a parent before its marked child
     stayed, as it was not empty yet)."""
-    from mrun.cgroups.base import _mark, release_marked, release_parents
+    from mrun.cgroups.base import mark, release_marked, release_parents
 
     marks = str(tmp_path / "state" / ".cgroup-parents")
     deep = tmp_path / "cg" / "/".join(["p" * 60] * 5)
     deep.mkdir(parents=True)
     chain = [deep, *list(deep.parents)[:4]]
     for d in reversed(chain):
-        _mark(marks, str(d))
+        mark(marks, str(d))
     names = os.listdir(marks)
     assert len(names) == 5 and sum(n.startswith("#") for n in names) >= 3 and not [n for n in names if ".tmp-" in n]
     release_parents(str(deep / "leaf"), marks)
     assert not chain[-1].exists() and not os.path.exists(marks)
     for d in reversed(chain):  # again, left for `system prune` (a crashed delete), with a cut-short one
         d.mkdir()
-        _mark(marks, str(d))
+        mark(marks, str(d))
     open(os.path.join(marks, "#" + "0" * 64 + ".tmp-1"), "w").close()
     assert sorted(release_marked(marks)) == sorted(str(d) for d in chain)
     assert not chain[-1].exists() and not os.path.exists(marks)

@@ -74,7 +74,7 @@ def _marked_path(marks: str, name: str) -> str | None:
         return None
 
 
-def _mark(marks: str, path: str) -> None:
+def mark(marks: str, path: str) -> None:
     """The directory of marks is made only when it is missing: a create marks every parent it
     makes twice, in each hierarchy (16 marks for one parent on v1). A hashed mark is written
     whole before it takes its name, so no crash leaves one without its path."""
@@ -98,6 +98,19 @@ def _mark(marks: str, path: str) -> None:
             os.makedirs(marks, mode=0o700, exist_ok=True)
 
 
+def marked(marks: str, path: str) -> bool:
+    """Whether ``path`` carries mrun's mark: made by a command of this state root."""
+    return bool(marks) and os.path.lexists(_mark_name(marks, path))
+
+
+def unmark(marks: str, path: str) -> None:
+    """``path``'s mark gone, once the directory is."""
+    try:
+        os.unlink(_mark_name(marks, path))
+    except FileNotFoundError:
+        pass
+
+
 def make_parents(path: str, marks: str) -> None:
     """mkdir -p of ``path``'s parents. Each parent mrun makes is marked in ``marks`` (before the
     mkdir, so a crash leaves a mark and never an unmarked directory; and again after, in case a
@@ -109,12 +122,12 @@ def make_parents(path: str, marks: str) -> None:
         missing.append(p)
         p = os.path.dirname(p)
     for d in reversed(missing):
-        _mark(marks, d)
+        mark(marks, d)
         try:
             os.mkdir(d)
         except FileExistsError:
             pass
-        _mark(marks, d)
+        mark(marks, d)
 
 
 def release_parents(path: str, marks: str) -> None:
@@ -142,7 +155,7 @@ def release_parents(path: str, marks: str) -> None:
         except FileNotFoundError:
             pass
         if os.path.isdir(p):  # a concurrent create made it again between our rmdir and unlink
-            _mark(marks, p)
+            mark(marks, p)
             return
         p = os.path.dirname(p)
     try:

@@ -16,7 +16,11 @@ bundle) is written before anything is made, so what a killed command made is fou
 directories recorded as made are removed, and only once empty (rmdir, never a kill: the process
 in it is the supervisor, which ends itself); the parents mrun made go with the last one out
 (``release_parents``). The supervisor removes its own at its end (``leave``); the container's
-removal (bundles.remove_bundle) removes what a killed one left (``remove``)."""
+removal (bundles.remove_bundle) removes what a killed one left (``remove``). Each directory is
+also marked as mrun's (cgroups.base ``mark``, as those parents are) before it is made: a
+supervisor killed after its container's removal gave up waiting for it leaves one that no
+record names any more, which `system prune` (``release_marked``) removes and the next
+supervisor of that name takes as its own."""
 
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ def prepare(bundle: str, marks: str) -> Cgroup | None:
     relative to the caller's own cgroup (the container is in the caller's tree too), a cgroupfs
     that refuses; the supervisor is then born where it always was."""
     from mrun.cgroups import new_cgroup
+    from mrun.cgroups.base import mark, marked
 
     config = jsonio.load_object(os.path.join(bundle, "config.json")) or {}
     path = (config.get("linux") or {}).get("cgroupsPath") if isinstance(config.get("linux"), dict) else None
@@ -49,11 +54,14 @@ def prepare(bundle: str, marks: str) -> Cgroup | None:
     try:
         cgroup = new_cgroup(path.rstrip("/") + SUFFIX, "")
         cgroup.plan(marks)
-        # An earlier supervisor's (a restart, one killed): still this container's to remove.
+        # An earlier supervisor's (a restart, one killed): still this container's to remove; and
+        # one of this name whose record went with its container (marked, ``_remove``).
         earlier = _recorded(record)
-        if earlier is not None:
-            cgroup.created = sorted(set(cgroup.created) | (set(earlier.created) & set(cgroup.dirs())))
+        ours = set(earlier.created) if earlier is not None else set()
+        cgroup.created = sorted(set(cgroup.created) | {d for d in cgroup.dirs() if d in ours or marked(marks, d)})
         jsonio.replace_file(record, cgroup.to_dict())
+        for d in cgroup.created:
+            mark(marks, d)
         cgroup.make()
     except (OSError, MrunError):
         return None
@@ -151,11 +159,12 @@ def _recorded(record: str) -> Cgroup | None:
 
 
 def _remove(cgroup: Cgroup, wait: bool) -> None:
-    from mrun.cgroups.base import release_parents, rmdir_cgroup
+    from mrun.cgroups.base import release_parents, rmdir_cgroup, unmark
 
     for d in cgroup.created:  # (its own directories only: plan and open_cgroup keep no other)
         if not rmdir_cgroup(d, wait):
             return  # its supervisor is still in it: it removes it as it ends
+        unmark(cgroup.marks, d)
     for d in cgroup.dirs():
         if not os.path.isdir(d):
             release_parents(d, cgroup.marks)
