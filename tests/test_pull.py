@@ -390,6 +390,92 @@ def test_push_all_tags_and_quiet_as_docker_s(images, registry, busybox_archive, 
         assert h.mrun("--image-root", other, "pull", "-q", "--creds", CREDS, f"{repo}:{tag}").returncode == 0
 
 
+def test_pull_all_tags_and_quiet_as_docker_s(images, registry, busybox_archive, tmp_path):
+    """`docker pull -a REPO` pulls every tag the registry has for it (its tags/list), a line each
+    in the order of their names; `-q` prints the repository's name and no more. A tag or digest
+    beside -a, and a repository the registry does not know, are one line, nothing pulled. (Were
+    "No such option".)"""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    repo = f"{registry.host}/mrun/pullall"
+    for tag in ("b", "a"):
+        img_ok(h, "tag", IMAGE, f"{repo}:{tag}")
+    img_ok(h, "push", "-a", "--creds", CREDS, repo)
+    other, quiet = str(tmp_path / "other"), str(tmp_path / "quiet")
+    for given in (f"{repo}:a", f"{repo}@sha256:{'ab' * 32}"):
+        one_line_error(h.mrun("--image-root", other, "pull", "-a", "--creds", CREDS, given),
+                       "tag can't be used with --all-tags")
+    one_line_error(h.mrun("--image-root", other, "pull", "-a", "--creds", CREDS, f"{repo}-none"),
+                   "mrun/pullall-none: repository unknown")
+    assert not os.path.isdir(os.path.join(other, "blobs")) or not os.listdir(os.path.join(other, "blobs", "sha256"))
+    r = h.mrun("--image-root", other, "pull", "--all-tags", "--creds", CREDS, repo)
+    assert r.returncode == 0 and r.stdout.splitlines() == [f"Pulled: {repo}:a", f"Pulled: {repo}:b"], r
+    r = h.mrun("--image-root", quiet, "pull", "-qa", "--creds", CREDS, repo)
+    assert (r.returncode, r.stdout) == (0, f"{repo}\n"), r
+    listed = h.mrun("--image-root", quiet, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    assert sorted(listed) == [f"{repo}:a", f"{repo}:b"]
+
+
+def _tag_list_registry(mode: str):
+    """A registry on loopback whose tags/list misleads in one way (``mode``); it knows no manifest."""
+    import http.server
+    import threading
+
+    class Lister(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            if "/tags/list" not in self.path:
+                self.send_error(404)
+                return
+            second = "last=" in self.path
+            link, body = "", {"name": "bad/x", "tags": ["b"]}
+            if mode == "paged":  # b on the first page, a on the second: a is pulled first
+                link = "" if second else '</v2/bad/x/tags/list?n=1&last=b>; rel="next"'
+                body["tags"] = ["a"] if second else ["b"]
+            elif mode == "elsewhere":
+                link = f'<http://127.0.0.2:{self.server.server_port}/v2/bad/x/tags/list?last=b>; rel="next"'
+            elif mode == "loop":
+                link = '</v2/bad/x/tags/list>; rel="next"'
+            elif mode == "bad-tag":
+                body["tags"] = ["ok", "../../evil"]
+            data = b"{not json" if mode == "not-json" else json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            if link:
+                self.send_header("Link", link)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Lister)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize("mode, needle", [
+    ("paged", "bad/x:a: manifest unknown"),
+    ("elsewhere", "the tag list's next page is on another host"),
+    ("loop", "the registry's tag list does not end"),
+    ("bad-tag", "the tag list holds '../../evil'"),
+    ("not-json", "the tag list is not JSON"),
+])
+def test_pull_all_tags_reads_every_page_and_a_misleading_list_is_one_line(images, mode, needle):
+    """`pull -a` follows the tag list's pages (Link: rel="next") on the registry's own host only,
+    stops a list that leads back to a page it gave, and checks every tag before it uses one as
+    part of a name; each refusal is one line and nothing is pulled."""
+    server = _tag_list_registry(mode)
+    try:
+        r = img(images, "pull", "-a", f"127.0.0.1:{server.server_port}/bad/x", env={"MRUN_REGISTRY_TIMEOUT": "5"})
+    finally:
+        server.shutdown()
+        server.server_close()
+    one_line_error(r, needle)
+    assert img_ok(images, "images", "-q").stdout == ""
+
+
 def test_an_upload_location_on_another_host_gets_no_credentials(images, busybox_archive):
     """A registry names where a blob is uploaded to (its Location); one elsewhere (a storage
     service, or a hostile registry's collector) must not be sent the registry's credentials."""

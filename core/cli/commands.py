@@ -388,13 +388,14 @@ COMMANDS = (
         "pull",
         "pull an image from a registry (OCI distribution: token and basic auth, resumable)",
         "image_store_verbs.pull",
-        (Arg("image", "[host[:port]/]name[:tag|@digest]"),),
+        (Arg("image", "[host[:port]/]name[:tag|@digest] (with -a: [host[:port]/]name)"),),
         (
             Flag("platform", "os/arch to pick from a multi-platform index", default=""),
             _INSECURE,
             _CREDS,
             Flag("quiet", "print the image's name alone, no progress (docker's -q)", kind=bool, short="q",
                  default=False),
+            Flag("all-tags", "docker's -a: every tag of the repository", kind=bool, short="a", default=False),
         ),
     ),
     Command(

@@ -35,9 +35,19 @@ def load(g: dict[str, Any], archive: str | None, name: str | None, platform: str
     return 0
 
 
-def pull(g: dict[str, Any], image: str, platform: str, insecure: bool, creds: str, quiet: bool = False) -> int:
+def pull(g: dict[str, Any], image: str, platform: str, insecure: bool, creds: str, quiet: bool = False,
+         all_tags: bool = False) -> int:
+    """docker's pull; -a: every tag of the repository, a line each, or with -q its name once."""
     from mrun.images.registry import pull as pull_image
+    from mrun.images.registry import pull_all_tags
 
+    if all_tags:
+        repository, names = pull_all_tags(image_store(g), image, insecure, creds, platform_flag(platform), quiet)
+        for name in names if not quiet else ():
+            print(f"Pulled: {name}", flush=True)
+        if quiet:
+            print(repository)
+        return 0
     for name in pull_image(image_store(g), image, insecure, creds, platform_flag(platform), quiet):
         print(name if quiet else f"Pulled: {name}")  # -q: the name alone, as docker's
     return 0

@@ -29,6 +29,13 @@ def check_digest(digest: str) -> str:
     return digest.partition(":")[2]
 
 
+def tag_problem(tag: str) -> str:
+    """What is wrong with ``tag`` by docker's grammar, or ""."""
+    if not tag or tag[0] in ".-" or len(tag) > 128 or any(c not in _TAG_CHARS for c in tag):
+        return f"tag {tag!r} (letters, digits, '_', '.' and '-', not first; 128 at most)"
+    return ""
+
+
 def _path_component_problem(part: str) -> str:
     """Docker's path component: lowercase letters and digits, runs of them separated by one '.',
     one or two '_', or any number of '-'. Checked rule by rule rather than by docker's regular
@@ -100,8 +107,8 @@ class Reference:
         tag = self.tag
         if not problem and self._empty_tag:
             problem = "an empty tag"
-        if not problem and tag and (tag[0] in ".-" or len(tag) > 128 or any(c not in _TAG_CHARS for c in tag)):
-            problem = f"tag {tag!r} (letters, digits, '_', '.' and '-', not first; 128 at most)"
+        if not problem and tag:
+            problem = tag_problem(tag)
         return problem
 
     @property

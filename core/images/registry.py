@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from typing import IO, Any
 
 ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
+MAX_TAGS = 100_000  # a repository's tags `pull -a` reads; a list past it is a registry that does not stop
 LOOPBACK = ("localhost", "127.0.0.1", "[::1]", "::1")
 
 
@@ -276,6 +277,41 @@ class Registry:
             raise DigestMismatch(f"manifest {reference}: the registry sent content that hashes to {digest}")
         return digest, body, resp.headers.get("Content-Type", "").split(";")[0]
 
+    def tags(self) -> list[str]:
+        """The repository's tags (the distribution spec's tags/list), page after page as its Link
+        headers lead, each checked as a tag before any is used. A next page on another host, a
+        list that comes back to a page it gave, or one longer than MAX_TAGS is refused."""
+        from urllib.parse import urljoin
+
+        url, pages, found = f"{self.base}/tags/list", set(), set()
+        where = f"{self.ref.endpoint}/{self.ref.repository}"
+        while url:
+            if url in pages or len(found) > MAX_TAGS:
+                raise MrunError(f"{where}: the registry's tag list does not end (more than {MAX_TAGS} tags, or "
+                                "a page that leads back to an earlier one)")
+            pages.add(url)
+            resp = self._request(url, {"Accept": "application/json"}, stream=True)
+            read = False
+            try:
+                if resp.status == 404:
+                    raise NotFound(f"{where}: repository unknown")
+                if resp.status != 200:
+                    raise MrunError(f"{where}: tags: HTTP {resp.status}: {resp.read(200)!r}")
+                with _Answering(self.ref.endpoint, "the tag list"):
+                    body = read_document(resp, f"{where}: the tag list")
+                read = True
+            finally:
+                if read:
+                    resp.release_conn()
+                else:
+                    resp.close()
+            found.update(_tags_of(body, where))
+            following = _next_page(resp.headers.get("Link", ""))
+            url = urljoin(url, following) if following else ""
+            if url and not _same_origin(url, self.base):
+                raise MrunError(f"{where}: the tag list's next page is on another host ({url[:200]!r}): refused")
+        return sorted(found)
+
     def has_blob(self, digest: str) -> bool:
         resp = self._request(f"{self.base}/blobs/{digest}", {}, method="HEAD")
         if resp.status not in (200, 404):
@@ -380,6 +416,35 @@ class Registry:
         os.rename(partial, store.blob_path(digest))
         progress.done(digest, 0)
         return True
+
+
+def _tags_of(body: bytes, where: str) -> list[str]:
+    """A tags/list answer's tags ({"name": ..., "tags": [...] or null}), each a tag docker's
+    grammar takes."""
+    from mrun.images.reference import tag_problem
+
+    try:
+        doc = jsonio.loads(body)
+    except ValueError as e:
+        raise MrunError(f"{where}: the tag list is not JSON: {e}")
+    tags = doc.get("tags") if isinstance(doc, dict) else None
+    if doc is None or not isinstance(doc, dict) or not isinstance(tags, (list, type(None))):
+        raise MrunError(f"{where}: the tag list is no {{\"tags\": [...]}} document")
+    for tag in tags or []:
+        problem = tag_problem(tag) if isinstance(tag, str) else "not a string"
+        if problem:
+            raise MrunError(f"{where}: the tag list holds {str(tag)[:200]!r}: {problem}")
+    return list(tags or [])
+
+
+def _next_page(link: str) -> str:
+    """The URL of a Link header's rel="next" (``<URL>; rel="next"``), or ""."""
+    for part in link.split(","):
+        target, _, params = part.partition(";")
+        target = target.strip()
+        if target.startswith("<") and target.endswith(">") and 'rel="next"' in params.replace(" ", ""):
+            return target[1:-1]
+    return ""
 
 
 def _said(resp: Any) -> str:
@@ -543,3 +608,27 @@ def pull(
 
     ref = Reference(text)
     return install(store, RegistrySource(Registry(ref, insecure, creds), quiet), ref.name, platform)
+
+
+def pull_all_tags(
+    store: ImageStore, text: str, insecure: bool = False, creds: str = "", platform: tuple[str, str] | None = None,
+    quiet: bool = False,
+) -> tuple[str, list[str]]:
+    """docker's pull -a: every tag of a repository, in the order of their names, all listed and
+    checked before the first is pulled. -> (the repository's name, the names pulled)."""
+    from mrun.images.install import install
+
+    if "@" in text or ":" in text.rsplit("/", 1)[-1]:
+        raise MrunError(f"pull: tag can't be used with --all-tags/-a: {text}")
+    ref = Reference(text)
+    registry = Registry(ref, insecure, creds)
+    repository = f"{ref.host}/{ref.repository}"
+    tags = registry.tags()
+    if not tags:
+        raise NotFound(f"{ref.endpoint}/{ref.repository}: the repository has no tag")
+    pulled = []
+    for tag in tags:
+        one = Reference(f"{repository}:{tag}")
+        registry.ref = one
+        pulled += install(store, RegistrySource(registry, quiet), one.name, platform)
+    return repository, pulled
