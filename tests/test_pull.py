@@ -256,6 +256,17 @@ def test_a_registry_sending_more_than_it_should_is_cut_off(images, what):
     assert not os.path.isdir(blobs) or not [n for n in os.listdir(blobs) if n.endswith(".partial")]
 
 
+def _serving(handler):
+    """An HTTP server on a loopback port of its own, answering with ``handler``, in threads."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 def _misbehaving_registry(mode: str):
     """A registry on loopback that misbehaves in one way (``mode``): it never answers ("stall"),
     sends a blob's headers and 10 of its 1000 bytes then stops ("stall-body") or hangs up
@@ -263,7 +274,6 @@ def _misbehaving_registry(mode: str):
     ("loop"), or names a token service that is no http(s) URL ("realm")."""
     import http.server
     import socket
-    import threading
 
     manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
@@ -299,10 +309,7 @@ def _misbehaving_registry(mode: str):
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Misbehaving)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return _serving(Misbehaving)
 
 
 @pytest.mark.parametrize("mode, needle", [
@@ -419,7 +426,6 @@ def test_pull_all_tags_and_quiet_as_docker_s(images, registry, busybox_archive, 
 def _tag_list_registry(mode: str):
     """A registry on loopback whose tags/list misleads in one way (``mode``); it knows no manifest."""
     import http.server
-    import threading
 
     class Lister(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - http.server's name
@@ -449,10 +455,7 @@ def _tag_list_registry(mode: str):
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Lister)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return _serving(Lister)
 
 
 @pytest.mark.parametrize("mode, needle", [

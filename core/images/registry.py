@@ -255,23 +255,30 @@ class Registry:
         finally:
             resp.close()
 
-    def manifest(self, reference: str) -> tuple[str, bytes, str]:
-        """-> (digest, body, media type); a digest reference is checked against the body."""
-        resp = self._request(f"{self.base}/manifests/{reference}", {"Accept": ACCEPT}, stream=True)
+    def _document(self, url: str, accept: str, what: str, unknown: str) -> tuple[Any, bytes]:
+        """A small document the registry serves (a manifest, a tag list), read whole within
+        MAX_DOCUMENT and the read timeout. -> (the answer, its body); 404 is ``unknown``."""
+        resp = self._request(url, {"Accept": accept}, stream=True)
         read = False
         try:
             if resp.status == 404:
-                raise NotFound(f"{self.ref.endpoint}/{self.ref.repository}:{reference}: manifest unknown")
+                raise NotFound(unknown)
             if resp.status != 200:
-                raise MrunError(f"{self.ref.endpoint}: manifest {reference}: HTTP {resp.status}: {resp.read(200)!r}")
-            with _Answering(self.ref.endpoint, f"manifest {reference}"):
-                body = read_document(resp, f"{self.ref.endpoint}: manifest {reference}")
+                raise MrunError(f"{self.ref.endpoint}: {what}: HTTP {resp.status}: {resp.read(200)!r}")
+            with _Answering(self.ref.endpoint, what):
+                body = read_document(resp, f"{self.ref.endpoint}: {what}")
             read = True
         finally:
             if read:
                 resp.release_conn()
             else:
                 resp.close()  # a body left unread (refused, or too large) is not read to its end
+        return resp, body
+
+    def manifest(self, reference: str) -> tuple[str, bytes, str]:
+        """-> (digest, body, media type); a digest reference is checked against the body."""
+        resp, body = self._document(f"{self.base}/manifests/{reference}", ACCEPT, f"manifest {reference}",
+                                    f"{self.ref.endpoint}/{self.ref.repository}:{reference}: manifest unknown")
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
         if reference.startswith("sha256:") and digest != reference:
             raise DigestMismatch(f"manifest {reference}: the registry sent content that hashes to {digest}")
@@ -290,21 +297,7 @@ class Registry:
                 raise MrunError(f"{where}: the registry's tag list does not end (more than {MAX_TAGS} tags, or "
                                 "a page that leads back to an earlier one)")
             pages.add(url)
-            resp = self._request(url, {"Accept": "application/json"}, stream=True)
-            read = False
-            try:
-                if resp.status == 404:
-                    raise NotFound(f"{where}: repository unknown")
-                if resp.status != 200:
-                    raise MrunError(f"{where}: tags: HTTP {resp.status}: {resp.read(200)!r}")
-                with _Answering(self.ref.endpoint, "the tag list"):
-                    body = read_document(resp, f"{where}: the tag list")
-                read = True
-            finally:
-                if read:
-                    resp.release_conn()
-                else:
-                    resp.close()
+            resp, body = self._document(url, "application/json", "the tag list", f"{where}: repository unknown")
             found.update(_tags_of(body, where))
             following = _next_page(resp.headers.get("Link", ""))
             url = urljoin(url, following) if following else ""
