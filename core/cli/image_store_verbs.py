@@ -42,11 +42,11 @@ def pull(g: dict[str, Any], image: str, platform: str, insecure: bool, creds: st
     from mrun.images.registry import pull_all_tags
 
     if all_tags:
-        repository, names = pull_all_tags(image_store(g), image, insecure, creds, platform_flag(platform), quiet)
-        for name in names if not quiet else ():
-            print(f"Pulled: {name}", flush=True)
+        for name in pull_all_tags(image_store(g), image, insecure, creds, platform_flag(platform), quiet):
+            if not quiet:
+                print(f"Pulled: {name}", flush=True)  # as each is pulled: what came before a failure is said
         if quiet:
-            print(repository)
+            print(name.rpartition(":")[0])  # the repository, as docker's -qa prints it
         return 0
     for name in pull_image(image_store(g), image, insecure, creds, platform_flag(platform), quiet):
         print(name if quiet else f"Pulled: {name}")  # -q: the name alone, as docker's

@@ -31,6 +31,7 @@ from mrun.state import FileLock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import IO, Any
 
 ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
@@ -606,22 +607,18 @@ def pull(
 def pull_all_tags(
     store: ImageStore, text: str, insecure: bool = False, creds: str = "", platform: tuple[str, str] | None = None,
     quiet: bool = False,
-) -> tuple[str, list[str]]:
+) -> Iterator[str]:
     """docker's pull -a: every tag of a repository, in the order of their names, all listed and
-    checked before the first is pulled. -> (the repository's name, the names pulled)."""
+    checked before the first is pulled. Yields each name as it is pulled."""
     from mrun.images.install import install
 
     if "@" in text or ":" in text.rsplit("/", 1)[-1]:
         raise MrunError(f"pull: tag can't be used with --all-tags/-a: {text}")
     ref = Reference(text)
     registry = Registry(ref, insecure, creds)
-    repository = f"{ref.host}/{ref.repository}"
     tags = registry.tags()
     if not tags:
         raise NotFound(f"{ref.endpoint}/{ref.repository}: the repository has no tag")
-    pulled = []
     for tag in tags:
-        one = Reference(f"{repository}:{tag}")
-        registry.ref = one
-        pulled += install(store, RegistrySource(registry, quiet), one.name, platform)
-    return repository, pulled
+        registry.ref = Reference(f"{ref.host}/{ref.repository}:{tag}")
+        yield from install(store, RegistrySource(registry, quiet), registry.ref.name, platform)
