@@ -588,14 +588,24 @@ class Runtime:
             if opts.console is not None:
                 opts.console.close()
         proxy = None
+        pending: list[int] = []  # a signal `run --sig-proxy=false` took before its terminal's relay was there
+
+        def unproxied(signum: int) -> None:
+            if ours is not None and proxy is None:
+                pending.append(signum)
+            else:
+                opts.unproxied(signum, proxy)
+
         # Before start: a signal that comes once the process runs must reach it, not end us.
         # Our window changing resizes the container's pty, whose kernel then signals its
         # foreground process group (as a terminal does); without a pty it is passed on.
         restore = None if detach else forward_signals(record.pid, lambda: proxy is not None and proxy.resize(),
-                                                      opts.unproxied)
+                                                      unproxied if opts.unproxied is not None else None)
         try:
             if ours is not None:
                 proxy = _terminal_from(ours, opts.terminal_log, opts)
+                if pending:
+                    opts.unproxied(pending[0], proxy)
             raise_if_held()  # a stop signal `mrun run` held while it made the container: it ends here
             with span("run start"):
                 started = self.start(container_id)

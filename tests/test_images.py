@@ -4689,6 +4689,47 @@ def test_run_sig_proxy_false_leaves_the_container_running_when_a_signal_ends_the
         img(h, "rm", "-f", "sp", "sprm", "proxied")
 
 
+def test_run_t_sig_proxy_false_lets_the_caller_go_and_gives_its_terminal_back_as_docker_s(images, busybox_archive):
+    """docker's `run -it --sig-proxy=false` (its sig-proxy holds with a terminal too): a signal to
+    the client (a `kill`, the terminal's hang-up) ends the client alone, status 128 + the signal;
+    its terminal gets its mode back; the container runs on, its output into its log, `attach`
+    types into it again, its exit code is noted. Was: the flag was ignored with -t and the signal
+    went to the container."""
+    import termios
+
+    h = images
+    img_ok(h, "load", busybox_archive)
+    script = "trap 'echo got-TERM; exit 9' TERM; echo started; read x; echo later-$x; exit 3"
+    try:
+        t = _AtATerminal(h, *run_args(h, "-it", "--sig-proxy=false", "--name", "tsp", IMAGE, "sh", "-c", script))
+        follower = os.open(t.tty, os.O_RDWR | os.O_NOCTTY)
+        before = termios.tcgetattr(follower)
+        t.shows(b"started")
+        t.proc.send_signal(signal.SIGTERM)
+        assert t.proc.wait(20) == 128 + signal.SIGTERM
+        assert termios.tcgetattr(follower) == before, "the caller's terminal was left raw"
+        os.close(follower)
+        t.ends()
+        assert b"got-TERM" not in t.shown
+        assert _listed(h, "tsp") == "running"
+        _in_the_supervisor_cgroup(h, "tsp")  # its caller gone, out of the caller's cgroup (cgroups.beside)
+        t = _AtATerminal(h, "attach", "tsp")
+        t.type(b"again\r")
+        t.shows(b"later-again")
+        assert t.ends() == 3
+        assert img_ok(h, "wait", "tsp").stdout == "3\n"
+        logs = img_ok(h, "logs", "tsp").stdout
+        assert "started" in logs and "later-again" in logs and "got-TERM" not in logs, logs
+
+        t = _AtATerminal(h, *run_args(h, "-it", "--name", "tproxied", "--rm", IMAGE, "sh", "-c", script))
+        t.shows(b"started")
+        t.proc.send_signal(signal.SIGTERM)  # the default: the container's signal
+        t.shows(b"got-TERM")
+        assert t.ends() == 9
+    finally:
+        img(h, "rm", "-f", "tsp", "tproxied")
+
+
 def test_containers_are_named_by_a_short_id_as_docker_s(images, busybox_archive):
     """docker's verbs take any prefix of a container's id that no other id shares (`stop 3f2a`,
     `cp 3f:/etc/hosts .`, `run --pid container:3f`): mrun's said "does not exist". An exact name

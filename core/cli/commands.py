@@ -334,8 +334,9 @@ COMMANDS = (
             _NO_KEYRING,
             _DETACH,
             _DETACH_KEYS,
-            Flag("sig-proxy", "docker's: pass the signals we get on to the container (without -t; "
-                 "--sig-proxy=false: a signal ends us alone, the container runs on)", kind=bool, default=True),
+            Flag("sig-proxy", "docker's: pass the signals we get on to the container (--sig-proxy=false: "
+                 "a signal ends us alone, the container runs on; with -t, our terminal given back)",
+                 kind=bool, default=True),
             Flag("keep", "keep the container's state after it exits", kind=bool, default=False),
             Flag("no-subreaper", "accepted for runc compatibility", kind=bool, default=False, hidden=True),
         ),

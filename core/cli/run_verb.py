@@ -359,9 +359,11 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
             listening: list[Any] = []  # after a detach: the attach socket it listens on
             on_its_own: list[Any] = []  # after its caller has gone: the cgroup this process went to
             marks = runtime.store.cgroup_marks
-            if detach_keys:
+            unproxied = kw.get("sig_proxy") is False and can_release()
+            if detach_keys or (unproxied and o.tty):  # (a signal to a -t --sig-proxy=false run detaches it too)
                 options.detach_keys = detach_keys
-                options.on_detach = lambda master: _detached(bundle, master, listening, marks, on_its_own)
+                options.on_detach = lambda master, status: _detached(bundle, master, listening, marks, on_its_own,
+                                                                     status)
             if not remove:
                 from mrun.images import kept
 
@@ -382,7 +384,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
                 except OSError as e:  # (no room for its log): its output goes straight to us, as before
                     if callable(g.get("warn")):
                         g["warn"](f"container {cid!r} keeps no log: {in_words(e)}")
-            elif detach_keys and log_kept(bundle):  # --rm: logged all the same, for an attach once detached
+            elif options.on_detach is not None and log_kept(bundle):  # --rm: logged, for an attach once detached
                 from mrun.images.log_relay import Relay
                 from mrun.images.supervisor import log_options
 
@@ -391,15 +393,16 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
                     options.terminal_log = lambda data: terminal_log.note(1, data)
                 except OSError:
                     terminal_log = None
-            unproxied = not o.tty and kw.get("sig_proxy") is False and can_release()
             if tee is None and not o.tty and (shown != (1, 2) or unproxied):
                 # -a: what is not shown goes nowhere here; --sig-proxy=false: its output stops
                 # coming to the caller once a signal has ended it
                 from mrun.images import foreground_log
 
                 tee = foreground_log.start(bundle, shown, keep=False)
-            if unproxied:
-                options.unproxied = lambda signum: _unproxied(signum, tee, bundle, marks, on_its_own)
+            if unproxied and o.tty:  # its terminal's relay lets the caller go, as its detach keys would
+                options.unproxied = lambda signum, relay: relay.detach(128 + signum)
+            elif unproxied:
+                options.unproxied = lambda signum, _relay: _unproxied(signum, tee, bundle, marks, on_its_own)
             options.started = _outliving_the_caller(options.started)
             try:
                 code = runtime.run(cid, bundle, options, False, keep=True)
@@ -497,11 +500,13 @@ def _on_its_own(bundle: str, marks: str, on_its_own: list[Any]) -> None:
     on_its_own.append(cgroup)
 
 
-def _detached(bundle: str, master: int, listening: list[Any], marks: str, on_its_own: list[Any]) -> Any:
+def _detached(bundle: str, master: int, listening: list[Any], marks: str, on_its_own: list[Any],
+              status: int = 0) -> Any:
     """A foreground `run -it` detached by its keys: the caller goes with status 0 (docker's), as
     if it had run `run -dit`, and this process carries on as its supervisor would: the relay
     logs the terminal's output, and the attach socket hands attachers the terminal (its
-    master stays the relay's). -> that listener, or None where it could not be made."""
+    master stays the relay's). A `run -t --sig-proxy=false` given a signal: the same, the
+    caller's status 128 + its number. -> that listener, or None where it could not be made."""
     from mrun.images.held_input import HeldInput
 
     held: Any = HeldInput(bundle, terminal=True, open_stdin=True)
@@ -511,7 +516,7 @@ def _detached(bundle: str, master: int, listening: list[Any], marks: str, on_its
         listening.append(held)
     except OSError:
         held = None
-    let_caller_go(0)
+    let_caller_go(status)
     _on_its_own(bundle, marks, on_its_own)
     return held
 

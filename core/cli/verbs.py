@@ -453,7 +453,7 @@ def _detachable(opts: CreateOptions, keys: bytes) -> None:
     if not os.isatty(0) or not can_release():
         return
     opts.detach_keys, opts.detach_said = keys, b"read escape sequence\n"
-    opts.on_detach = lambda _master: let_caller_go(1)
+    opts.on_detach = lambda _master, _status: let_caller_go(1)
 
 
 EXEC_FAILED = 255  # runc's exec for whatever kept the process from running; its own status else

@@ -27,12 +27,13 @@ class CreateOptions:
         self.terminal_log: Any = None  # given each piece of that terminal's output too (its log)
         self.started: Any = None  # `run`: given the record once started (a foreground run keeps a copy)
         # A foreground `run -it`'s detach keys typed at that terminal (docker's ctrl-p ctrl-q), and
-        # what then takes over: given the pty's master, it lets the caller go; -> what the relay
-        # serves from then on (console.TerminalProxy's ``on_detach``), or None
+        # what then takes over: given the pty's master and the caller's status, it lets the caller
+        # go; -> what the relay serves from then on (console.TerminalProxy's ``on_detach``), or None
         self.detach_keys = b""
         self.detach_said = b""  # written on our terminal once it is given back (`exec -it`'s words)
         self.on_detach: Any = None
-        # `run --sig-proxy=false`: given a signal we get instead of the container (then none goes on)
+        # `run --sig-proxy=false`: given a signal we get instead of the container (then none goes
+        # on), and the relay of its terminal (console.TerminalProxy) where it has one, else None
         self.unproxied: Any = None
         # The operator's annotations over the bundle's (the shim's runtime options): they win
         self.annotations: dict[str, str] = {}

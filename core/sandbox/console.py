@@ -144,10 +144,11 @@ class TerminalProxy:
         An attach's input alone (mrun.cli.attach): ``output`` False (the container's comes from its
         log), ``master`` may be a pipe's write end (``raw`` False: no terminal of the container's),
         and ``detach_keys`` typed end the relay with ``detached`` set, as docker's ctrl-p ctrl-q.
-        ``on_detach``: a foreground `run -it`'s detach instead. The keys typed, our terminal is
-        given back (as ``let_go`` does), then ``on_detach(master)`` lets the caller go and returns
-        a listener (its ``fileno()``; ``hand_over()`` once readable: mrun.images.held_input) the
-        relay serves, or None; the container's output goes on into the log, as a detached one's.
+        ``on_detach``: a foreground `run -it`'s detach instead. The keys typed (or ``detach``
+        asked), our terminal is given back (as ``let_go`` does), then ``on_detach(master, status)``
+        lets the caller go with ``status`` and returns a listener (its ``fileno()``; ``hand_over()``
+        once readable: mrun.images.held_input) the relay serves, or None; the container's output
+        goes on into the log, as a detached one's.
         ``detach_said``: written on our terminal once its mode is given back (`exec -it`'s words)."""
         self.master, self.log, self.caller = master, log, caller
         self.output, self.raw_wanted = output, raw
@@ -155,6 +156,7 @@ class TerminalProxy:
         self.on_detach, self.detach_said = on_detach, detach_said
         self.listener: Any = None  # after a run's detach: attachers, handed the master
         self.detached = False
+        self.detach_status: int | None = None  # ``detach`` asked, with the caller's status
         self.settled = threading.Event()  # our terminal's mode is set (raw, or left as it was)
         self.saved: list | None = None
         self.raw: list | None = None  # the mode we gave the terminal
@@ -204,6 +206,16 @@ class TerminalProxy:
         except OSError:  # already woken
             pass
 
+    def detach(self, status: int) -> None:
+        """`run -t --sig-proxy=false` given a signal: the caller goes with ``status``, as its
+        detach keys would let it go (its terminal given back first; the container's output into
+        its log alone; attachers served). Safe in a signal handler: the relay's thread does it."""
+        self.detach_status = status
+        try:
+            os.write(self.waker, b"!")
+        except OSError:  # already woken
+            pass
+
     def resize(self) -> bool:
         """Our window's size onto the container's pty (whose kernel signals SIGWINCH if it
         changed). -> True: the pty took it."""
@@ -239,6 +251,10 @@ class TerminalProxy:
         while True:
             if self.ending and not self.output:  # an attach's input: nothing of the container's to drain
                 return
+            if self.detach_status is not None and not self.detached and self.on_detach is not None:
+                self._hand_over(inputs, self.detach_status)
+                shown = False
+                continue
             if self.leaving and shown:
                 shown = False
                 if 0 in inputs:
@@ -303,12 +319,8 @@ class TerminalProxy:
                     if self.on_detach is None:
                         return
                     typed.clear()
-                    self.leaving, shown = True, False
-                    inputs.remove(0)
-                    self._give_back(self.detach_said)
-                    self.listener = self.on_detach(self.master)
-                    if self.listener is not None:
-                        inputs.append(self.listener.fileno())
+                    self._hand_over(inputs, 0, self.detach_said)
+                    shown = False
                     continue
                 if data:
                     typed += data
@@ -323,6 +335,18 @@ class TerminalProxy:
                     pass
             if self.listener is not None and self.listener.fileno() in ready:
                 self.listener.hand_over()
+
+    def _hand_over(self, inputs: list[int], status: int, said: bytes = b"") -> None:
+        """A run's detach (its keys, or ``detach``): our terminal given back, ``said`` on it, and
+        the caller let go with ``status`` (``on_detach``); from then on the relay serves
+        attachers, the container's output into its log alone."""
+        self.detached = self.leaving = True
+        if 0 in inputs:
+            inputs.remove(0)
+        self._give_back(said)
+        self.listener = self.on_detach(self.master, status)  # type: ignore[misc]
+        if self.listener is not None:
+            inputs.append(self.listener.fileno())
 
     def _end_of_input(self, ended_a_line: bool) -> bytes:
         """Our stdin, a pipe or a file (`mrun run -ti IMAGE cat < file`), ended: the container is
