@@ -28,6 +28,7 @@ NETWORK_ALIASES = "org.mrun.network.aliases"  # NAME,... more names others on it
 # --network, `mrun network connect`)
 NETWORK_MORE = "org.mrun.network.more"
 NETWORK_LOOPBACK = "org.mrun.network.loopback"  # "up": lo up in a new network namespace (mrun run --network none)
+EXPOSE = "org.mrun.expose"  # PORT/PROTO,...: the ports --expose named (docker's Config.ExposedPorts has them)
 OCI_RUNTIME = "org.mrun.oci.runtime"  # the oci backend: which installed OCI runtime runs the container
 RESTART = "org.mrun.restart"  # no | always | unless-stopped | on-failure[:N]: mrun run -d --restart
 REMOVE = "org.mrun.remove"  # "true": run --rm, create --rm (docker's AutoRemove): removed once it ends

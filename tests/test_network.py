@@ -123,6 +123,40 @@ def wait_http(url: str, timeout: float = 10) -> bytes:
             time.sleep(0.1)
 
 
+def test_ps_filters_publish_and_expose_as_docker_s(net):
+    """docker's `ps --filter publish=PORT[/PROTO]` and `expose=` (FIRST-LAST too; tcp where no
+    protocol is said), of the container's side: the containers that publish such a port (-p, -P),
+    or expose it (their image's ExposedPorts, --expose, and what they publish); stopped ones too
+    with -a, as docker keeps them in their config. A host port or a bad range is one line. Were
+    refused as unknown keys."""
+    h = net
+    base = ["--network", h.net]
+    img_ok(h, "create", "--cgroup-parent", h.cgroup_parent, *base, "--name", "pc", "-p", "18094:80",
+           "-p", "18095:53/udp", IMAGE, "true", env=h.env)
+    img_ok(h, "create", "--cgroup-parent", h.cgroup_parent, "--network", "none", "--name", "ec",
+           "--expose", "7000-7002", IMAGE, "true", env=h.env)
+    img_ok(h, "commit", "--change", "EXPOSE 9000/udp", "ec", "localhost/exposing:1", env=h.env)
+    try:
+        img_ok(h, "create", "--cgroup-parent", h.cgroup_parent, "--network", "none", "--name", "ic",
+               "localhost/exposing:1", "true", env=h.env)
+
+        def names(*filters: str) -> list[str]:
+            args = [a for f in filters for a in ("--filter", f)]
+            return sorted(img_ok(h, "ps", "-a", *args, "--format", "{{.Names}}", env=h.env).stdout.split())
+
+        assert names("publish=80") == names("publish=79-81") == names("publish=80/tcp") == ["pc"]
+        assert names("publish=53") == [] and names("publish=53/udp") == ["pc"]
+        assert names("publish=18094") == []  # the container's port, not the host's
+        assert names("expose=7001") == ["ec"] and names("expose=9000/udp") == ["ic"] and names("expose=9000") == []
+        assert names("expose=80") == ["pc"]  # what it publishes it exposes
+        assert names("expose=7000", "expose=80") == ["ec", "pc"]  # one key's values: any may match
+        one_line_error(img(h, "ps", "--filter", "publish=127.0.0.1:80", env=h.env), "should not contain ':'")
+        one_line_error(img(h, "ps", "--filter", "expose=0-70000", env=h.env), "expose=0-70000")
+    finally:
+        img(h, "rm", "-f", "pc", "ec", "ic", env=h.env)
+        img(h, "rmi", "localhost/exposing:1", env=h.env)
+
+
 def test_two_bridge_containers_talk_over_tcp(net):
     h = net
     img_ok(

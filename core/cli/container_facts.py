@@ -44,3 +44,43 @@ def network_plan(runtime: Any, container_id: str) -> dict[str, Any] | None:
         if more := more_plans_read(runtime.store.path(container_id)):
             plan["more"] = dict(sorted(more.items()))
     return plan
+
+
+def published_ports(annotations: dict[str, str]) -> set[tuple[int, str]]:
+    """The container's ports it publishes (-p, -P), as (port, proto): docker's PortBindings keys."""
+    from mrun import annotations as ann
+    from mrun.network.attach import parse_ports
+
+    try:
+        return {(int(p["port"]), p["proto"]) for p in parse_ports(annotations.get(ann.NETWORK_PORTS) or "")}
+    except MrunError:  # a runc client's bundle may carry anything: nothing published then
+        return set()
+
+
+def exposed_ports(state: dict[str, Any], image_of: Any) -> set[tuple[int, str]]:
+    """The ports a container exposes, docker's Config.ExposedPorts: its image's, --expose's, and
+    those it publishes."""
+    from mrun import annotations as ann
+    from mrun.images.run_flags import exposed
+
+    annotations = state.get("annotations") or {}
+    found = published_ports(annotations)
+    named = [p for p in (annotations.get(ann.EXPOSE) or "").split(",") if p]
+    meta = image_of(state.get("bundle") or "") or {}
+    if isinstance(meta.get("config"), str):
+        from mrun.images.store import ImageStore
+
+        store = ImageStore(os.path.dirname(os.path.dirname(state.get("bundle") or "")))
+        try:
+            config = store.read_json(meta["config"])
+            image_ports = (config.get("config") or {}).get("ExposedPorts") if isinstance(config, dict) else None
+            named += list(image_ports) if isinstance(image_ports, dict) else []
+        except (MrunError, OSError, AttributeError):  # its image gone, or damaged: what else it exposes
+            pass
+    for item in named:
+        try:
+            port, proto = exposed([item])[0].split("/")
+        except MrunError:
+            continue
+        found.add((int(port), proto))
+    return found

@@ -110,7 +110,8 @@ def _orphans(g: dict[str, Any]) -> list[str]:
     return orphans(image_store(g), earlier_boot=True)
 
 
-_PS_FILTERS = ("label", "name", "id", "status", "ancestor", "health", "exited", "before", "since", "network", "volume")
+_PS_FILTERS = ("label", "name", "id", "status", "ancestor", "health", "exited", "before", "since", "network", "volume",
+               "publish", "expose")
 
 
 def _runs(state: dict[str, Any], exit_of: Any) -> bool:
@@ -129,6 +130,8 @@ def _ps_filters(filters: list[str]) -> dict[str, list[str]]:
             raise InvalidSpec(f"--filter {text!r}: the health is starting, healthy, unhealthy or none")
         if key == "exited" and not (value.isascii() and value.lstrip("-").isdigit() and len(value) < 12):
             raise InvalidSpec(f"--filter {text!r}: the exit code is a number")
+        if key in ("publish", "expose"):
+            _port_filter(text, value)
         if key == "name":
             import re
 
@@ -138,6 +141,19 @@ def _ps_filters(filters: list[str]) -> dict[str, list[str]]:
                 raise InvalidSpec(f"--filter {text!r}: {e}") from None
         wanted.setdefault(key, []).append(value)
     return wanted
+
+
+def _port_filter(text: str, value: str) -> tuple[int, int, str]:
+    """docker's publish= and expose= values: PORT[/PROTO] or FIRST-LAST[/PROTO] (tcp when none
+    is said), the container's port. -> (first, last, proto)."""
+    if ":" in value:  # docker's words
+        raise InvalidSpec(f"--filter {text!r}: filter for '{text.split('=')[0]}' should not contain ':'")
+    spec, _, proto = value.partition("/")
+    first, dash, last = spec.partition("-")
+    if proto not in ("", "tcp", "udp") or not first.isdigit() or (dash and not last.isdigit()) \
+            or len(first) > 5 or len(last) > 5 or not 0 < int(first) <= int(last or first) < 65536:
+        raise InvalidSpec(f"--filter {text!r}: PORT[/tcp|udp] or PORT-PORT[/tcp|udp] expected (1 to 65535)")
+    return int(first), int(last or first), proto or "tcp"
 
 
 def _created_of(states: list[dict[str, Any]], name: str) -> str:
@@ -180,6 +196,12 @@ def _matches(state: dict[str, Any], wanted: dict[str, list[str]], image_of: Any,
             store_root = os.path.dirname(os.path.dirname(state.get("bundle") or ""))
             ok = any(v in places for v in values) or any(
                 v in values for v in volumes.of_container(store_root, config))
+        elif key in ("publish", "expose"):
+            from mrun.cli.container_facts import exposed_ports, published_ports
+
+            ports = published_ports(annotations) if key == "publish" else exposed_ports(state, image_of)
+            ranges = [_port_filter(key, v) for v in values]
+            ok = any(low <= port <= high and proto == want for port, proto in ports for low, high, want in ranges)
         elif key == "name":
             import re
 

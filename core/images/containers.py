@@ -255,6 +255,8 @@ def make_spec(
     if o.publish_all and o.network.get("name"):
         o.network = {**o.network, "ports": run_flags.publish_all(o.network.get("ports") or "", cfg.get("ExposedPorts"),
                                                                 o.expose)}
+    if o.expose:  # (-P's, and docker's ps --filter expose=)
+        spec["annotations"][ann.EXPOSE] = ",".join(dict.fromkeys(o.expose))
     _network(spec, o.network)
     if o.network.get("host"):
         _host_names(spec, os.path.dirname(rootfs))
