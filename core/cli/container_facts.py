@@ -79,8 +79,8 @@ def exposed_ports(state: dict[str, Any], image_of: Any) -> set[tuple[int, str]]:
             pass
     for item in named:
         try:
-            port, proto = exposed([item])[0].split("/")
-        except MrunError:
+            ports = exposed([item], "ExposedPorts")
+        except MrunError:  # not a port: nothing exposed by it
             continue
-        found.add((int(port), proto))
+        found.update((int(port), proto) for port, _, proto in (p.partition("/") for p in ports))
     return found
