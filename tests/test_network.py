@@ -147,14 +147,21 @@ def test_ps_filters_publish_and_expose_as_docker_s(net):
         assert names("publish=80") == names("publish=79-81") == names("publish=80/tcp") == ["pc"]
         assert names("publish=53") == [] and names("publish=53/udp") == ["pc"]
         assert names("publish=18094") == []  # the container's port, not the host's
-        assert names("expose=7001") == ["ec"] and names("expose=9000/udp") == ["ic"] and names("expose=9000") == []
+        assert names("expose=9000/udp") == ["ic"] and names("expose=9000") == []
+        assert names("expose=7001") == ["ec", "ic"]  # ec's --expose, kept by its commit (ic's image), as docker's
         assert names("expose=80") == ["pc"]  # what it publishes it exposes
-        assert names("expose=7000", "expose=80") == ["ec", "pc"]  # one key's values: any may match
+        assert names("expose=7000", "expose=80") == ["ec", "ic", "pc"]  # one key's values: any may match
+        # docker's commit keeps what its container exposes: the image's, --expose's, what it publishes
+        img_ok(h, "commit", "pc", "localhost/exposing:2", env=h.env)
+        shown = img_ok(h, "image", "inspect", "-f", "{{json .Config.ExposedPorts}}", "localhost/exposing:1",
+                       "localhost/exposing:2", env=h.env).stdout.split()
+        assert [sorted(json.loads(e)) for e in shown] == [["7000/tcp", "7001/tcp", "7002/tcp", "9000/udp"],
+                                                          ["53/udp", "80/tcp"]]
         one_line_error(img(h, "ps", "--filter", "publish=127.0.0.1:80", env=h.env), "should not contain ':'")
         one_line_error(img(h, "ps", "--filter", "expose=0-70000", env=h.env), "expose=0-70000")
     finally:
         img(h, "rm", "-f", "pc", "ec", "ic", env=h.env)
-        img(h, "rmi", "localhost/exposing:1", env=h.env)
+        img(h, "rmi", "localhost/exposing:1", "localhost/exposing:2", env=h.env)
 
 
 def test_two_bridge_containers_talk_over_tcp(net):

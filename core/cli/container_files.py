@@ -101,6 +101,7 @@ def commit(g: dict[str, Any], container_id: str, name: str = "", message: str = 
     check_name(name)
     runtime = _rt(g)
     record, meta, upper = _snapshot(runtime, container_id, "commit")
+    change = (*_exposing(record.annotations), *change)
     resume = runtime.paused_for(container_id) if pause and runtime.status(record) == Status.RUNNING else None
     try:
         made = make(ImageStore(g["image_root"]), meta["config"], upper, name, _mounted_on(runtime, record),
@@ -118,6 +119,18 @@ def commit(g: dict[str, Any], container_id: str, name: str = "", message: str = 
                 pass  # removed once its changes were read (`rm -f` waited for that): nothing to resume
     print(made)
     return 0
+
+
+def _exposing(annotations: dict[str, str]) -> list[str]:
+    """The ports the container exposes beyond its image's (--expose, and what it publishes), as
+    a --change EXPOSE before the caller's own: docker's commit keeps its container's
+    Config.ExposedPorts, where they are."""
+    from mrun import annotations as ann
+    from mrun.cli.container_facts import published_ports
+
+    ports = [p for p in (annotations.get(ann.EXPOSE) or "").split(",") if p]
+    ports += [f"{port}/{proto}" for port, proto in sorted(published_ports(annotations))]
+    return [f"EXPOSE {' '.join(dict.fromkeys(ports))}"] if ports else []
 
 
 def _snapshot(runtime: Any, container_id: str, verb: str) -> tuple[Any, dict[str, Any], str]:
