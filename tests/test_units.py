@@ -764,6 +764,31 @@ def test_a_release_killed_after_its_last_mark_leaves_nothing_the_next_one_misses
     assert parent.exists() and os.listdir(marks)
 
 
+def test_a_parent_made_again_while_it_is_released_is_marked_again(tmp_path, monkeypatch):
+    """A release that removed a marked parent, and a concurrent create that made it again before
+    the release unlinked its mark: the release marks it again (the create's container still needs
+    its removal later). That step called the mark's file name (``mark``, once the function was
+    made public, shadowed by a local name): "internal error: TypeError: 'str' object is not
+    callable", seen once in CI in test_concurrent_creates_leave_no_empty_parent_cgroup."""
+    import mrun.cgroups.base as base
+
+    marks = str(tmp_path / "state" / ".cgroup-parents")
+    parent = tmp_path / "cg" / "made-by-mrun"
+    parent.mkdir(parents=True)
+    base.mark(marks, str(parent))
+    unlink = os.unlink
+
+    def unlink_as_a_create_makes_it_again(path, *args, **kwargs):
+        unlink(path, *args, **kwargs)
+        if path.startswith(marks):
+            parent.mkdir(exist_ok=True)  # the concurrent create, between the rmdir and the unlink
+
+    monkeypatch.setattr(base.os, "unlink", unlink_as_a_create_makes_it_again)
+    base.release_parents(str(parent / "container"), marks)
+    monkeypatch.setattr(base.os, "unlink", unlink)
+    assert parent.is_dir() and base.marked(marks, str(parent)), "made again, it lost its mark"
+
+
 def test_a_create_that_failed_on_its_way_down_leaves_none_of_the_parents_it_made(tmp_path):
     """make_parents marks and makes the parents top down; one failing part-way (a name the mark
     could not take, a mkdir the kernel refused) left the ones above it made: the release started

@@ -138,8 +138,8 @@ def release_parents(path: str, marks: str) -> None:
         return
     p = os.path.dirname(path)
     while p not in ("/", ""):
-        mark = _mark_name(marks, p)
-        if not os.path.exists(mark):
+        mark_file = _mark_name(marks, p)
+        if not os.path.exists(mark_file):
             if os.path.lexists(p):
                 break  # not made by us: neither it nor what is above it is ours to remove
             p = os.path.dirname(p)  # never made (a create that failed on its way down)
@@ -151,7 +151,7 @@ def release_parents(path: str, marks: str) -> None:
         except OSError:
             return  # another container still uses it: the last one out removes it
         try:
-            os.unlink(mark)
+            os.unlink(mark_file)
         except FileNotFoundError:
             pass
         if os.path.isdir(p):  # a concurrent create made it again between our rmdir and unlink
