@@ -68,6 +68,7 @@ def push(g: dict[str, Any], image: str, destination: str, insecure: bool, creds:
          quiet: bool = False) -> int:
     """docker's push: each tag's last line ("TAG: digest: ... size: N"), or with -q the name
     given alone once all went. -a: every tag of the repository, in the order of their names."""
+    from mrun.images.reference import repository_only
     from mrun.images.registry import push as push_image
 
     store = image_store(g)
@@ -75,8 +76,7 @@ def push(g: dict[str, Any], image: str, destination: str, insecure: bool, creds:
     if all_tags:
         if destination:
             raise MrunError("push: --all-tags takes a repository, no destination")
-        if "@" in image or ":" in image.rsplit("/", 1)[-1]:
-            raise MrunError(f"push: tag can't be used with --all-tags/-a: {image}")
+        repository_only("push", image)
         names = sorted(_chosen_images(store, store.index(), [], image))
         if not names:
             raise MrunError(f"push: an image does not exist locally with the repository {image}")
@@ -169,14 +169,16 @@ def _chosen_images(store: ImageStore, index: dict[str, Any], filters: list[str],
     that image). Any other key is one line."""
     import fnmatch
 
+    from mrun.images.reference import has_tag
+
     def forms(name: str) -> list[str]:
-        repo = name.rpartition(":")[0] if ":" in name.rsplit("/", 1)[-1] else name
+        repo = name.rpartition(":")[0] if has_tag(name) else name
         short = [f.removeprefix("docker.io/library/").removeprefix("docker.io/") for f in (name, repo)]
         return [name, repo, *short]
 
     chosen = dict(index)
     if repository:
-        tagged = ":" in repository.rsplit("/", 1)[-1]
+        tagged = has_tag(repository)
         chosen = {n: e for n, e in chosen.items() if repository in forms(n)[0 if tagged else 1::2]}
     for text, key, value in filter_pairs(filters, ("reference", "label", "dangling", "before", "since"),
                                          "KEY=VALUE expected, KEY one of reference, label, dangling, before, since"):

@@ -3,6 +3,7 @@ the bundles a killed `mrun run` left."""
 
 from __future__ import annotations
 
+import functools
 import os
 
 from mrun import jsonio
@@ -131,7 +132,7 @@ def _ps_filters(filters: list[str]) -> dict[str, list[str]]:
         if key == "exited" and not (value.isascii() and value.lstrip("-").isdigit() and len(value) < 12):
             raise InvalidSpec(f"--filter {text!r}: the exit code is a number")
         if key in ("publish", "expose"):
-            _port_filter(text, value)
+            _port_filter(key, value)
         if key == "name":
             import re
 
@@ -143,11 +144,13 @@ def _ps_filters(filters: list[str]) -> dict[str, list[str]]:
     return wanted
 
 
-def _port_filter(text: str, value: str) -> tuple[int, int, str]:
+@functools.cache  # each value is read once, not once per container listed
+def _port_filter(key: str, value: str) -> tuple[int, int, str]:
     """docker's publish= and expose= values: PORT[/PROTO] or FIRST-LAST[/PROTO] (tcp when none
     is said), the container's port. -> (first, last, proto)."""
+    text = f"{key}={value}"
     if ":" in value:  # docker's words
-        raise InvalidSpec(f"--filter {text!r}: filter for '{text.split('=')[0]}' should not contain ':'")
+        raise InvalidSpec(f"--filter {text!r}: filter for '{key}' should not contain ':'")
     spec, _, proto = value.partition("/")
     first, dash, last = spec.partition("-")
     if proto not in ("", "tcp", "udp") or not first.isdigit() or (dash and not last.isdigit()) \

@@ -17,6 +17,17 @@ _TAG_CHARS = _ALNUM | frozenset("_.-")
 _IPV6_CHARS = frozenset("0123456789abcdefABCDEF:.")
 
 
+def has_tag(name: str) -> bool:
+    """'host:5000/repo:tag' has a tag, 'host:5000/repo' has none: a colon counts only after the last '/'."""
+    return ":" in name.rsplit("/", 1)[-1]
+
+
+def repository_only(verb: str, text: str) -> None:
+    """docker's -a/--all-tags takes a repository: a tag or digest with it is refused, in docker's words."""
+    if "@" in text or has_tag(text):
+        raise MrunError(f"{verb}: tag can't be used with --all-tags/-a: {text}")
+
+
 def is_digest(digest: str) -> bool:
     """'sha256:<64 hex>', the only digest mrun takes (and names its blobs and layers by)."""
     return prefixed_hex(digest, "sha256:", 64)
@@ -86,7 +97,7 @@ class Reference:
             self.host, path = first, remainder
         else:
             self.host, path = "docker.io", rest
-        repo, colon, tag = path.rpartition(":") if ":" in path.rsplit("/", 1)[-1] else (path, "", "")
+        repo, colon, tag = path.rpartition(":") if has_tag(path) else (path, "", "")
         self.repository = repo or path
         self.tag = tag or ("" if self.digest else "latest")
         self._empty_tag = bool(colon) and not tag  # "name:" is no name with the tag latest

@@ -23,7 +23,7 @@ import threading
 
 from mrun import jsonio
 from mrun.errors import MrunError, NotFound
-from mrun.images.reference import DOCKER_HUB, Reference, check_digest
+from mrun.images.reference import DOCKER_HUB, Reference, check_digest, repository_only
 from mrun.images.shapes import read_document
 from mrun.images.sources import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, REF_NAME, Source
 from mrun.images.store import CHUNK, DigestMismatch, ImageStore
@@ -612,8 +612,7 @@ def pull_all_tags(
     checked before the first is pulled. Yields each name as it is pulled."""
     from mrun.images.install import install
 
-    if "@" in text or ":" in text.rsplit("/", 1)[-1]:
-        raise MrunError(f"pull: tag can't be used with --all-tags/-a: {text}")
+    repository_only("pull", text)
     ref = Reference(text)
     registry = Registry(ref, insecure, creds)
     tags = registry.tags()

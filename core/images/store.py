@@ -23,7 +23,7 @@ import stat
 from mrun import jsonio
 from mrun.bundles import MARKER, container_ids  # MARKER: in a container's directory, the image it was made from
 from mrun.errors import MrunError, NotFound, name_the_file
-from mrun.images.reference import Reference, check_digest, is_digest
+from mrun.images.reference import Reference, check_digest, has_tag, is_digest
 from mrun.schema import BOOL, STR, UINT, check
 from mrun.state import FileLock
 
@@ -247,5 +247,4 @@ def normalize(ref: str) -> str:
     """'busybox' -> 'busybox:latest'; a digest reference is kept as it is."""
     if "@" in ref:
         return ref
-    last = ref.rsplit("/", 1)[-1]
-    return ref if ":" in last else f"{ref}:latest"
+    return ref if has_tag(ref) else f"{ref}:latest"
