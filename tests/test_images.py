@@ -673,7 +673,8 @@ def test_an_empty_named_volume_is_filled_from_the_image_as_docker_fills_it(image
 
 def test_docker_s_mount_flag_is_the_short_forms_it_stands_for(images, busybox_archive, tmp_path):
     """--mount type=bind|volume|tmpfs (src/source, dst/target/destination, readonly, bind-propagation,
-    volume-nocopy, tmpfs-size, tmpfs-mode): it was an unknown flag. Bad ones are one line each."""
+    volume-nocopy, tmpfs-size, tmpfs-mode): it was an unknown flag. Bad ones are one line each, naming
+    --mount and what it was given (they named -v or --tmpfs and the short form they stand for)."""
     h = images
     img_ok(h, "load", busybox_archive)
     host = tmp_path / "host"
@@ -691,9 +692,13 @@ def test_docker_s_mount_flag_is_the_short_forms_it_stands_for(images, busybox_ar
     for bad, needle in (("type=bind,src=rel,dst=/x", "absolute path"), ("type=volume,src=/abs,dst=/x", "a bind's"),
                         ("type=nfs,src=a,dst=/x", "bind, volume or tmpfs"), ("type=bind,src=/tmp", "target="),
                         ("type=bind,src=/tmp,dst=/x,colour=red", "'colour' is not a mount option"),
-                        ("type=tmpfs,dst=/x,tmpfs-size=lots", "--tmpfs"),
-                        ("type=bind,src=/no/such,dst=/x", "does not exist")):
-        one_line_error(img(h, *run_args(h, "--rm", "--mount", bad, IMAGE, "true")), needle)
+                        ("type=tmpfs,dst=/x,tmpfs-size=lots", "is not a tmpfs option"),
+                        ("type=bind,src=/no/such,dst=/x", "does not exist"),
+                        ("type=volume,src=no!name,dst=/x", "a volume name is"),
+                        ("type=tmpfs,dst=/", "cannot be /")):
+        r = img(h, *run_args(h, "--rm", "--mount", bad, IMAGE, "true"))
+        one_line_error(r, needle)
+        assert f"--mount {bad!r}" in r.stderr, r.stderr  # the flag and text given, not the short form
     assert os.listdir(os.path.join(h.image_root, "containers")) == []
 
 

@@ -238,9 +238,11 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
     if kw.get("mount"):  # docker's long form, as the short forms it stands for
         from mrun.images.run_flags import mount_flag
 
-        kw = dict(kw)
-        for kind, short in map(mount_flag, kw["mount"]):
+        kw = {**kw, "said": {}}
+        for text in kw["mount"]:
+            kind, short = mount_flag(text)
             kw[kind] = [*(kw.get(kind) or ()), short]
+            kw["said"][short] = f"--mount {text!r}"
     o = Overrides(
         command=command,
         entrypoint=kw.get("entrypoint"),
@@ -250,6 +252,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         hostname=kw.get("hostname"),
         domainname=kw.get("domainname"),
         volumes=[run_flags.volume_flag(text) for text in kw.get("volume") or ()],
+        said=kw.get("said"),
         shared=[m for text in kw.get("volumes_from") or () for m in _volumes_from(g, text)],
         annotations=list(kw.get("annotation") or ()) + _runtime_annotation(kw.get("runtime") or "")
         + ([f"{ann.WASM_PREOPENS}={kw['wasm_preopens']}"] if kw.get("wasm_preopens") else []),

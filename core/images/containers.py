@@ -42,6 +42,8 @@ class Overrides:
         self.hostname: str = kw.get("hostname") or ""
         self.domainname: str = kw.get("domainname") or ""
         self.volumes: list[str] = kw.get("volumes") or []
+        # a -v or --tmpfs text a --mount stands for -> "--mount '<what was given>'", for messages
+        self.said: dict[str, str] = kw.get("said") or {}
         self.shared: list[dict[str, Any]] = kw.get("shared") or []  # --volumes-from: another's mounts, as they are
         self.annotations: list[str] = kw.get("annotations") or []
         self.resources: dict[str, Any] = kw.get("resources") or {}  # linux.resources (run_resources)
@@ -266,7 +268,7 @@ def make_spec(
     for name, path in (o.network.get("files") or {}).items():  # container:ID: the joined one's, shared
         names.bind(spec["mounts"], name, path)
     for volume in [*o.volumes, *_image_volumes(cfg, o)]:
-        spec["mounts"].append(_volume_mount(volume, store, rootfs, o.made_volumes))
+        spec["mounts"].append(_volume_mount(volume, store, rootfs, o.made_volumes, o.said.get(volume, "")))
     covered = {os.path.normpath(m["destination"]) for m in spec["mounts"]}
     spec["mounts"] += [m for m in o.shared if os.path.normpath(m["destination"]) not in covered]  # -v wins
     if o.init and (entry.get("wasm") or _is_wasm_program(rootfs, process)):
@@ -373,20 +375,24 @@ def user_mounts(config: dict[str, Any], container_id: str) -> list[dict[str, Any
     return found
 
 
-def _volume_mount(volume: str, store: ImageStore, rootfs: str = "", made: list[str] | None = None) -> dict[str, Any]:
+def _volume_mount(volume: str, store: ImageStore, rootfs: str = "", made: list[str] | None = None,
+                  said: str = "") -> dict[str, Any]:
     """-v /host/path:/dest[:OPTIONS] (a bind mount) or -v name:/dest[:OPTIONS] (a named volume,
     made on first use, filled from the image while empty unless ``nocopy``: ``_copy_up``);
-    OPTIONS as docker's: ro or rw, a propagation, z/Z, nocopy."""
+    OPTIONS as docker's: ro or rw, a propagation, z/Z, nocopy. ``said``: how a refusal names it
+    (a --mount's own text; -v and the text by default)."""
     from mrun.images import volumes
+
+    said = said or f"-v {volume!r}"
 
     parts = volume.split(":")
     if len(parts) == 1 and volume.startswith("/"):  # docker's -v /DEST: an anonymous volume
         parts = [volumes.ANONYMOUS_SOURCE, volume]
     if len(parts) not in (2, 3) or not parts[1].startswith("/"):
-        raise InvalidSpec(f"-v {volume!r}: SOURCE:/DESTINATION[:OPTIONS] or /DESTINATION expected")
+        raise InvalidSpec(f"{said}: SOURCE:/DESTINATION[:OPTIONS] or /DESTINATION expected")
     source, dest = parts[0], parts[1]
     if os.path.normpath(dest) == "/":
-        raise InvalidSpec(f"-v {volume!r}: the destination cannot be / (the container's root), as docker says")
+        raise InvalidSpec(f"{said}: the destination cannot be / (the container's root), as docker says")
     options = ["rbind", "rw"]
     for option in parts[2].split(",") if len(parts) == 3 else []:
         if option in ("ro", "rw"):
@@ -394,11 +400,11 @@ def _volume_mount(volume: str, store: ImageStore, rootfs: str = "", made: list[s
         elif option in _VOLUME_PROPAGATION:
             options.append(option)
         elif option not in _VOLUME_NO_OPS:
-            raise InvalidSpec(f"-v {volume!r}: {option!r} is not a volume option (ro, rw, a propagation, z, Z, "
+            raise InvalidSpec(f"{said}: {option!r} is not a volume option (ro, rw, a propagation, z, Z, "
                               "nocopy)")
     if source.startswith("/"):
         if not os.path.exists(source):
-            raise InvalidSpec(f"-v {volume!r}: {source} does not exist")
+            raise InvalidSpec(f"{said}: {source} does not exist")
     else:
         bound = None
         if source == volumes.ANONYMOUS_SOURCE:
@@ -407,14 +413,14 @@ def _volume_mount(volume: str, store: ImageStore, rootfs: str = "", made: list[s
                 made.append(name)
             source = volumes.data(store.root, name)
         else:
-            volumes.check_name(f"-v {volume!r}", source)
+            volumes.check_name(said, source)
             name = volumes.create(store.root, source)
             source = volumes.data(store.root, name)
             bound = volumes.bind_device(store.root, name)
             if bound is not None:  # a named bind (volume create -o type=none,o=bind,device=PATH)
                 source, read_only = bound
                 if not os.path.isdir(source):
-                    raise InvalidSpec(f"-v {volume!r}: the volume's device {source} is no directory here")
+                    raise InvalidSpec(f"{said}: the volume's device {source} is no directory here")
                 if read_only:
                     options[1] = "ro"
         nocopy = len(parts) == 3 and "nocopy" in parts[2].split(",")

@@ -148,19 +148,21 @@ def mount_flag(text: str) -> tuple[str, str]:
     return "volume", f"{source}:{target}" + (f":{','.join(options)}" if options else "")
 
 
-def tmpfs_mount(text: str) -> dict[str, Any]:
-    """--tmpfs /DEST[:OPTIONS]: noexec,nosuid,nodev (docker's), then the options given."""
+def tmpfs_mount(text: str, said: str = "") -> dict[str, Any]:
+    """--tmpfs /DEST[:OPTIONS]: noexec,nosuid,nodev (docker's), then the options given.
+    ``said``: how a refusal names it (a --mount's own text; --tmpfs and the text by default)."""
+    said = said or f"--tmpfs {text}"
     dest, _, options = text.partition(":")
     if not dest.startswith("/"):
-        raise InvalidSpec(f"--tmpfs {text}: the destination must be an absolute path")
+        raise InvalidSpec(f"{said}: the destination must be an absolute path")
     if os.path.normpath(dest) == "/":
-        raise InvalidSpec(f"--tmpfs {text}: the destination cannot be / (the container's root), as docker says")
+        raise InvalidSpec(f"{said}: the destination cannot be / (the container's root), as docker says")
     extra = [o for o in options.split(",") if o] if options else []
     for option in extra:
         key, eq, value = option.partition("=")
         ok = (not eq and option in _TMPFS_FLAGS) or (eq and _tmpfs_value_ok(key, value))
         if not ok:
-            raise InvalidSpec(f"--tmpfs {text}: {option!r} is not a tmpfs option")
+            raise InvalidSpec(f"{said}: {option!r} is not a tmpfs option")
     return {"destination": os.path.normpath(dest), "type": "tmpfs", "source": "tmpfs",
             "options": TMPFS_DEFAULTS + extra}
 
@@ -482,9 +484,10 @@ def apply(spec: dict[str, Any], o: Any, groups: list[int]) -> None:
         linux.setdefault("resources", {}).setdefault("devices", []).append(device_cgroup_rule(text))
     taken = {m["destination"] for m in spec["mounts"] if m.get("source") not in ("tmpfs", "shm")}
     for text in o.tmpfs:
-        mount = tmpfs_mount(text)
+        said = o.said.get(text) or f"--tmpfs {text}"
+        mount = tmpfs_mount(text, said)
         if mount["destination"] in taken:
-            raise InvalidSpec(f"--tmpfs {text}: {mount['destination']} is mounted already")
+            raise InvalidSpec(f"{said}: {mount['destination']} is mounted already")
         taken.add(mount["destination"])
         spec["mounts"] = [m for m in spec["mounts"] if m["destination"] != mount["destination"]] + [mount]
 
