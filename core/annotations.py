@@ -37,6 +37,9 @@ LOG = "org.mrun.log"  # JSON: keep, max_size, max_files (--log-driver, --log-opt
 # JSON: test, interval, timeout, start_period, start_interval, retries (--health-*, an image's Healthcheck)
 HEALTH = "org.mrun.health"
 STOP_TIMEOUT = "org.mrun.stop-timeout"  # seconds `mrun stop` waits before SIGKILL (-1: for ever); --stop-timeout
+# RFC 3339: when `mrun run IMAGE` or `create IMAGE` made it (docker's Created, kept over its starts;
+# the runtime's own `created` is its latest start's, as runc's)
+CREATED = "org.mrun.created"
 IMAGE = "org.mrun.image"  # made by `mrun run IMAGE`: the snapshot goes with the container
 JOINED = "org.mrun.joined"  # JSON: network/pid -> the container joined by --network/--pid container:ID
 STOP_SIGNAL = "org.opencontainers.image.stopSignal"  # from the image config's StopSignal

@@ -4276,16 +4276,27 @@ def test_anonymous_volumes_and_the_volume_verbs_as_docker(images, busybox_rootfs
 
 
 def test_container_prune_removes_the_stopped_ones_only(images, busybox_archive):
+    """docker's container prune takes docker's stopped containers: here the ones `mrun run` and
+    `create` made. A stopped container of the runc verbs (an engine's: podman's, containerd's,
+    from a bundle it made and will delete itself) is not prune's; it was removed with them."""
     h = images
     img_ok(h, "load", busybox_archive)
     img_ok(h, *run_args(h, "-d", "--name", "done", IMAGE, "true"))
     img_ok(h, *run_args(h, "-d", "--name", "busy", IMAGE, "sleep", "600"))
+    img_ok(h, "create", "--bundle", h.bundle(["true"]), "engines")
+    img_ok(h, "start", "engines")
     img_ok(h, "wait", "done")
+    deadline = time.monotonic() + 10
+    while json.loads(img_ok(h, "state", "engines").stdout)["status"] != "stopped":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     try:
         assert img_ok(h, "container", "prune", "-f").stdout == "done\n"
         assert img_ok(h, "ps", "-q").stdout.split() == ["busy"]
+        assert json.loads(img_ok(h, "state", "engines").stdout)["status"] == "stopped"
     finally:
         img_ok(h, "rm", "--force", "busy")
+        img_ok(h, "delete", "engines")
 
 
 def test_cp_keeps_a_sparse_file_sparse_and_refuses_an_endless_tree(images, busybox_archive, tmp_path):
@@ -4352,12 +4363,13 @@ def test_inspect_format_reads_dockers_fields(images, busybox_archive):
 
 def test_format_json_is_docker_s_a_document_a_line(images, busybox_archive):
     """docker's --format json (23.0) is {{json .}}: stats, history, info and version printed the
-    word "json" instead, taken for a template of no field."""
+    word "json" instead, taken for a template of no field; ps printed mrun's state documents."""
     h = images
     img_ok(h, "load", busybox_archive)
     img_ok(h, *run_args(h, "-d", "--name", "shown", IMAGE, "sleep", "600"))
     try:
         for verb, key in ((["stats", "--no-stream", "shown"], "MemUsage"), (["history", IMAGE], "CreatedBy"),
+                          (["ps", "-a"], "RunningFor"),  # it printed the runtime's state documents, one list
                           (["info"], "Containers"), (["version"], "Server")):
             lines = img_ok(h, *verb, "--format", "json").stdout.splitlines()
             assert lines and all(key in json.loads(line) for line in lines), (verb, lines)
@@ -4401,6 +4413,53 @@ def test_inspect_has_the_fields_docker_s_scripts_read(images, busybox_archive, t
     finally:
         img_ok(h, "rm", "-f", "-v", "full", "priv", "oom")
         img(h, "volume", "rm", "vol")
+
+
+def test_created_stays_and_started_at_is_when_it_started_as_docker_s(images, busybox_archive):
+    """docker's Created is when `create` or `run` made the container, kept over its start and
+    its restarts; State.StartedAt is when its process last started, never before Created. Created
+    was the runtime's latest start (a started `create` or a restart moved it, and ps's CREATED
+    with it), and StartedAt came from /proc/stat's btime, whole seconds: here 0.4 s before the
+    start, so before Created too."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+
+    def times(name: str) -> tuple[float, float]:
+        created, started = img_ok(h, "inspect", "-f", "{{.Created}} {{.State.StartedAt}}", name).stdout.split()
+        return epoch_of_rfc3339(created), epoch_of_rfc3339(started)
+
+    try:
+        before = time.time()
+        img_ok(h, *create_args(h, "--name", "later", IMAGE, "sleep", "600"))
+        made = times("later")[0]
+        assert before <= made <= time.time(), (before, made)
+        time.sleep(1.2)
+        before = time.time()
+        img_ok(h, "start", "later")
+        after = time.time()
+        created, started = times("later")
+        assert created == made, "start moved Created"
+        assert before - 0.02 <= started <= after, (before, started, after)  # to the clock tick (10 ms)
+        assert epoch_of_rfc3339(json.loads(img_ok(h, "ps", "--format", "json").stdout.splitlines()[0])
+                                ["CreatedAt"].replace(" +0000 UTC", "Z").replace(" ", "T")) == int(made)
+        time.sleep(1.2)
+        before = time.time()
+        img_ok(h, "restart", "-t", "1", "later")
+        after = time.time()
+        created, started = times("later")
+        assert created == made, "restart moved Created"
+        assert before - 0.02 <= started <= after, (before, started, after)
+    finally:
+        img_ok(h, "rm", "-f", "later")
+
+
+def epoch_of_rfc3339(text: str) -> float:
+    """'2026-12-06T02:52:36.472233533Z' -> seconds since the epoch (to the microsecond)."""
+    import datetime
+
+    whole, _, fraction = text.rstrip("Z").partition(".")
+    moment = datetime.datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.UTC)
+    return moment.timestamp() + float(f"0.{fraction or 0}"[:8])
 
 
 def test_attach_as_docker(images, busybox_archive):

@@ -50,18 +50,25 @@ def _volumes_of(g: dict[str, Any], container_id: str) -> list[str]:
 def container(g: dict[str, Any], action: str, force: bool = False, format: str = "table",  # noqa: A002
               quiet: bool = False, all: bool = False, filter: tuple[str, ...] = (),  # noqa: A002
               last: int = -1, latest: bool = False, no_trunc: bool = False, size: bool = False) -> int:
-    """docker's container ls (`ps`) and prune: each stopped container removed as `mrun rm` removes it."""
+    """docker's container ls (`ps`) and prune: each stopped container `mrun run` or `create` made
+    (its bundle mrun's own) removed as `mrun rm` removes it; one of the runc verbs, from an
+    engine's bundle, is that engine's to delete."""
     if action in ("ls", "list"):
         return list_containers(g, format, list(filter), quiet, all, 1 if latest else last, no_trunc, size)
     if action != "prune":
         raise InvalidSpec(f"container: unknown action {action!r} (ls or prune)")
     from mrun.images.supervisor import exit_of
+    from mrun.images.unstarted import as_docker_sees
 
     chosen = prune_filter(list(filter), "container")
     runtime = _rt(g)
     status = 0
-    for state in runtime.list():
-        if state["status"] != Status.STOPPED or (exit_of(state["bundle"]) or {}).get("restarting"):
+    ours = os.path.join(g["image_root"], "containers")
+    for state in map(as_docker_sees, runtime.list()):
+        if os.path.dirname(state["bundle"]) != ours:
+            continue
+        if state["status"] not in (Status.STOPPED, Status.CREATED) or \
+                (exit_of(state["bundle"]) or {}).get("restarting"):
             continue  # running, or about to start again (--restart): docker leaves both
         if not chosen(state.get("annotations") or {}, str(state.get("created") or "")):
             continue

@@ -32,14 +32,12 @@ NETWORK_HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scop
 
 
 def _started(pid_start: int | None) -> float | None:
-    """When a process began, in seconds since the epoch, from its start time in clock ticks."""
+    """When a process began, in seconds since the epoch, from its start time in clock ticks since
+    boot. The boot's moment is now less the time since boot (CLOCK_BOOTTIME, which the start time
+    counts in), not /proc/stat's btime: whole seconds, it put a start up to 1 s early."""
     if not pid_start:
         return None
-    try:
-        with open("/proc/stat") as f:
-            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
-    except (OSError, StopIteration, ValueError):
-        return None
+    boot = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
     return boot + pid_start / os.sysconf("SC_CLK_TCK")
 
 

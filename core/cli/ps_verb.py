@@ -54,9 +54,6 @@ def list_containers(g: dict[str, Any], format: str, filters: list[str], quiet: b
             for bundle in _orphans(g):
                 print(os.path.basename(bundle))
         return 0
-    if format == "json":
-        print(jsonio.dumps(states))
-        return 0
     from mrun.cli.docker_rows import PS_HEADERS, ps_row
 
     docker_rows = []

@@ -24,6 +24,7 @@ from mrun.kernel import inroot
 from mrun.kernel.tree import remove_tree
 from mrun.network import names
 from mrun.scratch import is_scratch
+from mrun.state import now_rfc3339
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -215,6 +216,7 @@ def make_spec(
     labels = cfg.get("Labels") if isinstance(cfg.get("Labels"), dict) else {}
     annotations = ann.strip_reserved(labels)  # labels are for people; they never steer the runtime
     annotations[ann.IMAGE] = entry["config"]
+    annotations[ann.CREATED] = now_rfc3339()
     stop = cfg.get("StopSignal") or ""
     if isinstance(stop, str) and stop:
         from mrun.kernel.proc import parse_signal

@@ -68,10 +68,23 @@ def started(bundle: str) -> None:
 
 
 def as_docker_sees(state: dict[str, Any]) -> dict[str, Any]:
-    """``state`` (``Runtime.list``'s, ``Runtime.state``'s) with docker's status: a container of
-    `create` that never ran is "created" to `ps` and `inspect`, where the runtime says stopped."""
+    """``state`` (``Runtime.list``'s, ``Runtime.state``'s) with docker's status and creation
+    time: a container of `create` that never ran is "created" to `ps` and `inspect`, where the
+    runtime says stopped; and one `mrun run` or `create` made was created then (docker's
+    Created), not at its latest start, which the runtime's ``created`` is."""
+    from mrun import annotations as ann
     from mrun.status import Status
 
+    made = (state.get("annotations") or {}).get(ann.CREATED)
+    if isinstance(made, str) and _rfc3339_shaped(made):
+        state = {**state, "created": made}
     if state.get("status") == Status.STOPPED and never_started(state.get("bundle") or "") is not None:
         return {**state, "status": Status.CREATED}
     return state
+
+
+def _rfc3339_shaped(text: str) -> bool:
+    """'2026-12-06T02:52:36.472233533Z', as now_rfc3339 writes it (a hand-written annotation that
+    is not one is not shown as a time)."""
+    return len(text) == 30 and text[4] == text[7] == "-" and text[10] == "T" and text.endswith("Z") \
+        and text[:4].isdigit() and text[20:29].isdigit()
