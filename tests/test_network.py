@@ -502,6 +502,60 @@ def test_an_internal_network_reaches_nothing_beyond_itself(net):
     assert doc["bridge"] not in nft_rules()
 
 
+# One IPv6 router advertisement of the prefix fd99:6::/64 (router lifetime 0: no default route is
+# offered, so even the code this test catches leaves the host's routes alone), sent as a raw
+# Ethernet frame out of eth0, as a container with docker's default CAP_NET_RAW can.
+ROUTER_ADVERTISEMENT = """
+import socket, struct
+mac = bytes.fromhex(open("/sys/class/net/eth0/address").read().strip().replace(":", ""))
+src = b"\\xfe\\x80" + bytes(6) + bytes([mac[0] ^ 2]) + mac[1:3] + b"\\xff\\xfe" + mac[3:]
+dst = socket.inet_pton(socket.AF_INET6, "ff02::1")
+ra = struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 0, 0, 0) + struct.pack("!BB", 1, 1) + mac
+ra += struct.pack("!BBBBIII", 3, 4, 64, 0xC0, 600, 600, 0) + socket.inet_pton(socket.AF_INET6, "fd99:6::")
+data = src + dst + struct.pack("!I", len(ra)) + bytes(3) + bytes([58]) + ra
+total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+while total >> 16:
+    total = (total & 0xFFFF) + (total >> 16)
+ra = ra[:2] + struct.pack("!H", ~total & 0xFFFF) + ra[4:]
+frame = bytes.fromhex("333300000001") + mac + b"\\x86\\xdd" + struct.pack("!IHBB", 6 << 28, len(ra), 58, 255)
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+for _ in range(3):
+    s.send(frame + src + dst + ra)
+"""
+
+
+def test_a_container_s_router_advertisement_reaches_neither_the_host_nor_its_neighbours(net):
+    """A container (docker's default capabilities: CAP_NET_RAW) sent an IPv6 router advertisement
+    onto its bridge, and the host took it on the bridge (an address in the prefix; with a router
+    lifetime, a default route through the container: the host's IPv6 traffic hijacked) as did
+    every other container on the network (CVE-2020-13401's kind). As docker's on a network
+    without IPv6, neither the bridge nor a container's interface speaks IPv6 now: no link-local
+    address either (a container keeps ::1 on lo)."""
+    h = net
+    for name in ("sender", "neighbour"):
+        img_ok(h, *run_args(h, "-d", "--name", name, "--network", h.net, IMAGE, "sleep", "600"), env=h.env)
+    bridge = json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["bridge"]
+    try:
+        for name in ("sender", "neighbour"):
+            inet6 = img_ok(h, "exec", name, "cat", "/proc/net/if_inet6", env=h.env).stdout.split("\n")
+            assert [line.split()[-1] for line in inet6 if line] == ["lo"], inet6
+        assert not subprocess.run(["ip", "-6", "addr", "show", "dev", bridge], capture_output=True,
+                                  text=True).stdout, "the bridge speaks IPv6"
+        pid = json.loads(img_ok(h, "inspect", "sender").stdout)["state"]["pid"]
+        subprocess.run(["nsenter", "-t", str(pid), "-n", sys.executable, "-c", ROUTER_ADVERTISEMENT], check=True)
+        time.sleep(1.5)  # the kernel configures an address from a router advertisement at once
+        host = subprocess.run(["ip", "-6", "addr"], capture_output=True, text=True).stdout
+        assert "fd99:6:" not in host, host
+        routes = subprocess.run(["ip", "-6", "route", "show", "proto", "ra"], capture_output=True, text=True).stdout
+        assert bridge not in routes, routes
+        neighbour = img_ok(h, "exec", "neighbour", "cat", "/proc/net/if_inet6", env=h.env).stdout
+        assert "fd99" not in neighbour, neighbour
+    finally:
+        for name in ("sender", "neighbour"):
+            img(h, "rm", "--force", name, env=h.env)  # (the bridge, and all it took, go with the network)
+
+
 def test_container_mode_shares_localhost_and_a_wasm_container_sees_the_same_interfaces(net):
     h = net
     img_ok(

@@ -1,6 +1,7 @@
 """IPv4 interface set-up through the classic ioctls (what ``ifconfig`` and ``route`` use):
-the container's end of its veth pair configured from inside its network namespace (lo and eth0
-up, eth0's address, the default route through the bridge), and an interface's address read.
+the container's end of its veth pair configured from inside its network namespace (its IPv6
+off, lo and eth0 up, eth0's address, the default route through the bridge), and an interface's
+address read.
 
 Ioctls on an AF_INET datagram socket, not netlink, because a socket keeps its namespace alive
 while it exists, and a netlink socket exists one RCU grace period past its close (the kernel
@@ -77,15 +78,18 @@ def address(name: str) -> str:
     return socket.inet_ntoa(answer[20:24])  # ifr_addr: family, port, then the address
 
 
-def _socket_in(netns: int) -> socket.socket:
+def _socket_in(netns: int, ipv6_off: str = "") -> socket.socket:
     """A datagram socket of the namespace behind ``netns``. This thread joins it only to open
-    the socket and comes straight back; the socket keeps talking to that namespace."""
+    the socket and comes straight back; the socket keeps talking to that namespace. There, the
+    interface ``ipv6_off`` (if named) is made to speak no IPv6 (``no_ipv6``)."""
     from mrun.kernel import syscalls as sc  # os.setns is Python 3.12's
 
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         sc.setns(netns, sc.CLONE_NEWNET)
         try:
+            if ipv6_off:
+                no_ipv6(ipv6_off)
             return socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         finally:
             try:
@@ -94,6 +98,20 @@ def _socket_in(netns: int) -> socket.socket:
                 raise MrunError(f"returning to this process's network namespace: {e.strerror}")
     finally:
         os.close(own)
+
+
+def no_ipv6(device: str) -> None:
+    """``device`` of this thread's network namespace (/proc/sys/net is its opener's) speaks no
+    IPv6: mrun's networks are IPv4 ones, and an interface left to IPv6 takes whatever router
+    advertisement a container with CAP_NET_RAW sends onto the bridge: an address, and a default
+    route through that container (CVE-2020-13401's kind). As docker's on a network without IPv6.
+    A kernel without IPv6 has no such setting, and nothing to turn off."""
+    try:
+        with open(f"/proc/sys/net/ipv6/conf/{device}/disable_ipv6", "w") as f:
+            f.write("1")
+    except FileNotFoundError:
+        if os.path.isdir("/proc/sys/net/ipv6/conf/all"):
+            raise MrunError(f"turning IPv6 off on {device}: the interface is gone") from None
 
 
 def loopback_up(pid: int) -> None:
@@ -112,7 +130,11 @@ def loopback_up(pid: int) -> None:
 def configure(netns: int, ip: str, prefix: int, gateway: str, device: str = "eth0") -> None:
     """``netns``: a descriptor of the container's network namespace; ``gateway``: its default
     route ("": none)."""
-    sock = _socket_in(netns)
+    step = f"IPv6 off on {device}"
+    try:
+        sock = _socket_in(netns, ipv6_off=device)
+    except OSError as e:
+        raise MrunError(f"configuring the container's network ({step}): {e.strerror}")
     step = "lo up"
     try:
         with sock:

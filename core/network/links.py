@@ -48,6 +48,8 @@ def ensure_bridge(network: dict) -> None:
         except OSError as e:
             if e.errno != errno.EEXIST:
                 raise MrunError(f"network {name}: address on {bridge}: {e.strerror}")
+        if os.path.isdir(f"/proc/sys/net/ipv6/conf/{bridge}"):
+            ifconfig.no_ipv6(bridge)  # before it is up: the host takes no IPv6 from its containers
         rtnl.set_up(index)
     except OSError as e:
         raise MrunError(f"network {name}: bridge {bridge}: {e.strerror}")
@@ -57,13 +59,17 @@ def ensure_bridge(network: dict) -> None:
 
 def _bridge_ready(network: dict) -> bool:
     """What every start after the first finds, read without netlink: the bridge is there and
-    up, the gateway is its address, and both settings are on."""
+    up, the gateway is its address, and the settings are on (its IPv6 off, where the kernel has
+    IPv6: a bridge an older mrun made is set so by the next start)."""
     bridge = network["bridge"]
     try:
         with open(f"/sys/class/net/{bridge}/flags") as f:
             up = int(f.read(), 16) & ifconfig.IFF_UP
         with open(f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet") as f, open("/proc/sys/net/ipv4/ip_forward") as g:
             settings = f.read().strip() == g.read().strip() == "1"
+        if os.path.isdir("/proc/sys/net/ipv6/conf/all"):
+            with open(f"/proc/sys/net/ipv6/conf/{bridge}/disable_ipv6") as f:
+                settings = settings and f.read().strip() == "1"
     except (OSError, ValueError):
         return False
     is_bridge = os.path.isdir(f"/sys/class/net/{bridge}/bridge")
