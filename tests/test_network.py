@@ -492,8 +492,8 @@ def test_an_internal_network_reaches_nothing_beyond_itself(net):
         one_line_error(img(h, *run_args(h, "--rm", "--network", inside, "-p", "8080:80", IMAGE, "true"), env=h.env),
                        "is internal")
         one_line_error(img(h, "network", "ls", "--internal", env=h.env), "--internal is create's")
-        assert firewall.remove(network_tag(h.env["MRUN_NETWORK_ROOT"], inside)) == 2  # the control (and
-        assert firewall.remove(net_tag(h)) == 4  # out's network's isolation from the others, its masquerade)
+        assert firewall.remove(network_tag(h.env["MRUN_NETWORK_ROOT"], inside)) == 3  # the control (and
+        assert firewall.remove(net_tag(h)) == 5  # out's network's isolation from the others, its masquerade, its guard)
         assert img_ok(h, "exec", "in1", "sh", "-c", fetch.format(ip_of(h, "out")), env=h.env).stdout == "hello-out\n"
     finally:
         for name in ("in1", "in2", "out"):
@@ -507,7 +507,9 @@ def test_an_internal_network_reaches_nothing_beyond_itself(net):
 # Ethernet frame out of eth0, as a container with docker's default CAP_NET_RAW can.
 ROUTER_ADVERTISEMENT = """
 import socket, struct
-mac = bytes.fromhex(open("/sys/class/net/eth0/address").read().strip().replace(":", ""))
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+mac = s.getsockname()[4]  # (/sys is the host's: it names the host's interfaces)
 src = b"\\xfe\\x80" + bytes(6) + bytes([mac[0] ^ 2]) + mac[1:3] + b"\\xff\\xfe" + mac[3:]
 dst = socket.inet_pton(socket.AF_INET6, "ff02::1")
 ra = struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 0, 0, 0) + struct.pack("!BB", 1, 1) + mac
@@ -518,8 +520,6 @@ while total >> 16:
     total = (total & 0xFFFF) + (total >> 16)
 ra = ra[:2] + struct.pack("!H", ~total & 0xFFFF) + ra[4:]
 frame = bytes.fromhex("333300000001") + mac + b"\\x86\\xdd" + struct.pack("!IHBB", 6 << 28, len(ra), 58, 255)
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.bind(("eth0", 0))
 for _ in range(3):
     s.send(frame + src + dst + ra)
 """
@@ -554,6 +554,161 @@ def test_a_container_s_router_advertisement_reaches_neither_the_host_nor_its_nei
     finally:
         for name in ("sender", "neighbour"):
             img(h, "rm", "--force", name, env=h.env)  # (the bridge, and all it took, go with the network)
+
+
+# One UDP datagram to 127.0.0.1:PORT through the gateway: a raw Ethernet frame to the bridge's
+# MAC address (argv: the bridge's MAC, the port), which the container's own routing would
+# never send, as a container with docker's default CAP_NET_RAW can.
+TO_THE_HOST_S_LOOPBACK = """
+import socket, struct, sys
+gateway_mac, port = bytes.fromhex(sys.argv[1].replace(":", "")), int(sys.argv[2])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+mac = s.getsockname()[4]  # (/sys is the host's: it names the host's interfaces)
+probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+probe.connect(("10.255.255.1", 9))  # (any address beyond: eth0's own address is the source)
+src, dst = socket.inet_aton(probe.getsockname()[0]), socket.inet_aton("127.0.0.1")
+payload = b"reached the host's loopback"
+udp = struct.pack("!HHHH", 40000, port, 8 + len(payload), 0) + payload
+header = struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0) + src + dst
+total = sum(struct.unpack("!10H", header))
+while total >> 16:
+    total = (total & 0xFFFF) + (total >> 16)
+header = header[:10] + struct.pack("!H", ~total & 0xFFFF) + header[12:]
+for _ in range(3):
+    s.send(gateway_mac + mac + b"\\x08\\x00" + header + udp)
+"""
+
+
+def test_a_container_reaches_no_service_on_the_host_s_loopback(net):
+    """A bridge has route_localnet=1 (a port published on 127.0.0.1 is DNAT'ed into it from
+    the host), which also let the host take a packet for 127.0.0.1 arriving on the bridge: a
+    container with CAP_NET_RAW (docker's default) reached every service bound to the host's
+    loopback only, a frame to the gateway's MAC address away (CVE-2020-8558's kind). Each
+    network's rules drop what arrives on its bridge for 127.0.0.0/8 before anything else sees
+    it (the replies of the host's own connections to such a port come to the gateway's address,
+    and still pass: test_a_published_port_on_127_0_0_1_reaches_httpd)."""
+    h = net
+    img_ok(h, *run_args(h, "-d", "--name", "prober", "--network", h.net, IMAGE, "sleep", "600"), env=h.env)
+    bridge = json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["bridge"]
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.settimeout(1.5)
+        with open(f"/sys/class/net/{bridge}/address") as f:
+            gateway_mac = f.read().strip()
+        pid = json.loads(img_ok(h, "inspect", "prober").stdout)["state"]["pid"]
+        subprocess.run(["nsenter", "-t", str(pid), "-n", sys.executable, "-c", TO_THE_HOST_S_LOOPBACK, gateway_mac,
+                        str(listener.getsockname()[1])], check=True)
+        with pytest.raises(TimeoutError):
+            got = listener.recvfrom(100)
+            pytest.fail(f"the host's loopback took {got} from the container")
+    finally:
+        listener.close()
+        img(h, "rm", "--force", "prober", env=h.env)
+    # A network an older mrun started has no guard, and its record of the rules seen in place
+    # (the ruleset's generation then) holds while nobody changes the ruleset: its shape is
+    # in the record now, so the next start looks again and adds the guard.
+    from mrun.network import firewall
+
+    def guards() -> list[str]:
+        listing = subprocess.run(["nft", "-a", "list", "chain", "ip", "mrun", "guard"], capture_output=True,
+                                 text=True, check=True).stdout
+        return [line.strip() for line in listing.splitlines() if f'"{_tag_of(h, h.net)}"' in line]
+
+    (handle,) = [rule.rsplit(" # handle ", 1)[1] for rule in guards()]
+    subprocess.run(["nft", "delete", "rule", "ip", "mrun", "guard", "handle", handle], check=True)
+    record = os.path.join(h.env["MRUN_NETWORK_ROOT"], h.net, "rules-seen")
+    with open(record) as f:
+        boot, netns, _gen, _shape = f.read().split()
+    with open(record, "w") as f:
+        f.write(f"{boot} {netns} {firewall.generation()}")  # an older mrun's record, of this generation
+    img_ok(h, *run_args(h, "--rm", "--network", h.net, IMAGE, "true"), env=h.env)
+    assert len(guards()) == 1
+
+
+# One UDP datagram from SOURCE to 127.0.0.1:PORT, a raw Ethernet frame out of IFACE to the MAC
+# address given (argv: the interface, the MAC, the port, the source): what any machine on this
+# host's network can send it.
+FROM_A_NEIGHBOUR = """
+import socket, struct, sys
+iface, to_mac, port = sys.argv[1], bytes.fromhex(sys.argv[2].replace(":", "")), int(sys.argv[3])
+source = sys.argv[4]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((iface, 0))
+mac = s.getsockname()[4]
+payload = b"from a neighbour"
+udp = struct.pack("!HHHH", 40000, port, 8 + len(payload), 0) + payload
+header = struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0)
+header += socket.inet_aton(source) + socket.inet_aton("127.0.0.1")
+total = sum(struct.unpack("!10H", header))
+while total >> 16:
+    total = (total & 0xFFFF) + (total >> 16)
+header = header[:10] + struct.pack("!H", ~total & 0xFFFF) + header[12:]
+for _ in range(3):
+    s.send(to_mac + mac + b"\\x08\\x00" + header + udp)
+"""
+# What reaches UDP port 80 of the namespace it runs in, within 3 s ("" if nothing).
+UDP_LISTENER = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 80))
+s.settimeout(3)
+print("listening", flush=True)
+try:
+    print(s.recvfrom(100)[0].decode(), flush=True)
+except TimeoutError:
+    pass
+"""
+
+
+def test_a_port_published_on_127_0_0_1_is_not_reached_from_the_host_s_network(net):
+    """A port published on 127.0.0.1 is for this host's own programs. Its DNAT rule in
+    prerouting matched a packet for 127.0.0.1 from anywhere, and DNAT comes before the routing
+    that would drop it as a martian: any machine on the host's network reached the container
+    by sending to the host's MAC address (docker's moby#45610). Played with a neighbour in a
+    namespace of its own, on a veth pair to the host (no address on either end: none of the
+    host's can be taken). Now the rule takes only what comes in on lo (the host's own packets
+    are DNAT'ed in output)."""
+    h = net
+    port = free_port_run(1)
+    img_ok(h, *run_args(h, "-d", "--name", "local", "--network", h.net, "-p", f"127.0.0.1:{port}:80/udp", IMAGE,
+                        "sleep", "600"), env=h.env)
+    suffix = uuid.uuid4().hex[:6]
+    host_end, far_end = f"tnh{suffix}", f"tnf{suffix}"
+    neighbour = subprocess.Popen(["unshare", "-n", "sleep", "60"])
+    listener = None
+    try:
+        time.sleep(0.2)  # (unshare has made the namespace by then)
+        enter = ["nsenter", "-t", str(neighbour.pid), "-n"]
+        for command in (
+            ["ip", "link", "add", host_end, "type", "veth", "peer", "name", far_end, "netns", str(neighbour.pid)],
+            ["ip", "link", "set", host_end, "up"],
+            [*enter, "ip", "link", "set", far_end, "up"],
+        ):
+            subprocess.run(command, check=True)
+        taken = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, check=True).stdout
+        taken += subprocess.run(["ip", "-4", "route"], capture_output=True, text=True, check=True).stdout
+        source = next(f"{prefix}.2" for prefix in ("198.51.100", "203.0.113", "100.64.213") if f" {prefix}." not in
+                      f" {taken}".replace("\n", " "))  # an address of no network this host knows
+        pid = json.loads(img_ok(h, "inspect", "local").stdout)["state"]["pid"]
+        listener = subprocess.Popen(["nsenter", "-t", str(pid), "-n", sys.executable, "-c", UDP_LISTENER],
+                                    stdout=subprocess.PIPE, text=True)
+        assert listener.stdout.readline() == "listening\n"
+        with open(f"/sys/class/net/{host_end}/address") as f:
+            host_mac = f.read().strip()
+        subprocess.run([*enter, sys.executable, "-c", FROM_A_NEIGHBOUR, far_end, host_mac, str(port), source],
+                       check=True)
+        got = listener.communicate(timeout=10)[0]
+        assert got == "", f"a neighbour reached the container through 127.0.0.1:{port}: {got!r}"
+    finally:
+        if listener is not None and listener.poll() is None:
+            listener.kill()
+            listener.wait()
+        subprocess.run(["ip", "link", "del", host_end], capture_output=True)
+        neighbour.kill()
+        neighbour.wait()
+        img(h, "rm", "--force", "local", env=h.env)
 
 
 def test_container_mode_shares_localhost_and_a_wasm_container_sees_the_same_interfaces(net):
@@ -917,7 +1072,7 @@ def test_a_masquerade_rule_removed_behind_mrun_s_back_is_put_back(net):
         subprocess.run(["nft", "delete", "rule", "ip", "mrun", "postrouting", "handle", handle], check=True)
     assert not postrouting()
     img_ok(h, *run, env=h.env)
-    assert len(postrouting()) == 2 and nft_rules().count(tag) == 4  # and its isolation's, left as they were
+    assert len(postrouting()) == 2 and nft_rules().count(tag) == 5  # its isolation's and guard, left as they were
 
 
 def test_rules_carrying_mrun_s_comments_in_someone_else_s_tables_are_never_touched(net):
@@ -936,7 +1091,7 @@ def test_rules_carrying_mrun_s_comments_in_someone_else_s_tables_are_never_touch
         img_ok(h, *run_args(h, "-d", "--name", name, "--network", h.net, "-p", "127.0.0.1:18094:80", IMAGE,
                             "sleep", "60"), env=h.env)
         ours = nft_rules()
-        assert ours.count(f'comment "{net_tag(h)}"') == 4, ours  # the table's own (masquerade, isolation),
+        assert ours.count(f'comment "{net_tag(h)}"') == 5, ours  # the table's own (masquerade, isolation, guard),
         # despite the decoys
         ctr_tag = next(line.split('comment "', 1)[1].rstrip('"') for line in ours.splitlines() if "mrun-ctr:" in line)
         subprocess.run(["nft", "add", "rule", "ip", other, "c", "counter", "comment", f'"{ctr_tag}"'], check=True)

@@ -9,12 +9,15 @@ which is how it is found again, after a crash too.
 
 - masquerade: traffic from a network's subnet to anywhere else, and traffic from 127.0.0.0/8
   into its bridge (a port published on 127.0.0.1; the bridge has ``route_localnet=1``);
-- a published port: DNAT in ``prerouting`` (from outside) and ``output`` (from this host);
+- a published port: DNAT in ``prerouting`` (from outside; one on the loopback: from lo alone)
+  and ``output`` (from this host);
 - every network: ``forward`` drops what would cross from its bridge to another network's (docker's
   isolation of its networks from each other), but for a connection to a published port;
 - an internal network (docker's ``--internal``): no masquerade, and ``forward`` drops what would
   cross between its bridge and any other interface (its containers reach each other and the
-  host's own addresses, which are input, not forwarding).
+  host's own addresses, which are input, not forwarding);
+- every network: ``guard`` (prerouting, before conntrack) drops what arrives on its bridge for
+  127.0.0.0/8, which route_localnet would let the host take.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ CHAINS = (  # numeric priorities: older nft accepts 'dstnat' for prerouting only
 )
 # the networks' isolation and an internal network's: it drops what its rules name, and accepts the rest
 FORWARD = ("forward", "type filter hook forward priority 0; policy accept;")
+# what arrives on a bridge as it came on the wire (raw priority: before conntrack and NAT)
+GUARD = ("guard", "type filter hook prerouting priority -300; policy accept;")
+# the shape of network_rules, in the record of rules seen: a record of an older shape is checked again
+RULES_SHAPE = "2"
 
 
 def _nft() -> str:
@@ -150,7 +157,7 @@ def add_network(network: dict, tag: str, record: str) -> None:
     added = bool(rules)  # one transaction: the generation moves by one
     if rules:
         nft(f"add table {TABLE}\n" + "".join(f"add chain {TABLE} {name} {{ {spec} }}\n" for name, spec in
-                                             (*CHAINS, FORWARD))
+                                             (*CHAINS, FORWARD, GUARD))
             + "".join(f"delete rule {TABLE} forward handle {r['handle']}\n" for r in stale if r.get("handle"))
             + "".join(f'add rule {TABLE} {rule} comment "{tag}"\n' for rule in rules))
     after = _stamp()
@@ -164,15 +171,20 @@ def network_rules(network: dict) -> list[str]:
     network's only where it joins that network (`network connect`), never routed through the
     host. An internal network forwards to nothing at all, and is not masqueraded."""
     subnet, bridge = network["subnet"], network["bridge"]
+    # The bridge has route_localnet=1 (a port published on 127.0.0.1 is DNAT'ed into it), which
+    # lets the host take a packet for 127.0.0.0/8 arriving on it: a container with CAP_NET_RAW
+    # reached every service bound to the host's loopback alone. None is ever sent there (the
+    # replies of the host's connections come to the gateway's address, de-NAT'ed after this).
+    guard = f'guard iifname "{bridge}" ip daddr 127.0.0.0/8 drop'
     if network.get("internal"):
         return [f'forward iifname "{bridge}" oifname != "{bridge}" drop',
-                f'forward oifname "{bridge}" iifname != "{bridge}" drop']
+                f'forward oifname "{bridge}" iifname != "{bridge}" drop', guard]
     # A connection to a port another network's container publishes (DNAT'ed on its way to it, the
     # replies too) is let through, as docker's own proxy passes it on: published is published.
     others = [f'forward iifname "{bridge}" oifname != "{bridge}" oifname "{pattern}" ct status & dnat == 0 drop'
               for pattern in ("mrb-*", "mrun0") if pattern != bridge]  # (store.bridge_name's names)
     return [f"postrouting ip saddr {subnet} ip daddr != {subnet} masquerade",
-            f'postrouting ip saddr 127.0.0.0/8 oifname "{bridge}" masquerade', *others]
+            f'postrouting ip saddr 127.0.0.0/8 oifname "{bridge}" masquerade', *others, guard]
 
 
 def generation() -> int | None:
@@ -203,10 +215,11 @@ def _stamp() -> tuple[str, int, int] | None:
 
 
 def _read(record: str) -> tuple[str, int, int] | None:
+    """The stamp last seen with the rules in place, if they were rules of today's shape."""
     try:
         with open(record) as f:
-            boot, netns, gen = f.read().split()
-        return boot, int(netns), int(gen)
+            boot, netns, gen, shape = f.read().split()
+        return (boot, int(netns), int(gen)) if shape == RULES_SHAPE else None
     except (OSError, ValueError):
         return None
 
@@ -215,16 +228,22 @@ def _write(record: str, stamp: tuple[str, int, int]) -> None:
     tmp = f"{record}.{os.getpid()}"
     try:
         with open(tmp, "w") as f:
-            f.write(" ".join(str(part) for part in stamp))
+            f.write(" ".join(str(part) for part in (*stamp, RULES_SHAPE)))
         os.rename(tmp, record)
     except OSError:
         pass  # then the next start checks again
 
 
 def publish(owner: str, host_ip: str, host_port: int, proto: str, ip: str, port: int) -> None:
+    """DNAT of a published port, for what comes in (prerouting) and what this host sends (output).
+    One published on the loopback is for this host's own programs, whose packets come through
+    output: in prerouting it takes only what comes in on lo. It took a packet for 127.0.0.1
+    from anywhere, and DNAT comes before the routing that would drop it as a martian: any
+    machine on the host's network reached the container through the host's MAC address."""
     match = f"ip daddr {host_ip}" if host_ip else "fib daddr type local"
     rule = f'{match} {proto} dport {host_port} dnat to {ip}:{port} comment "{owner}"'
-    nft(f"add rule {TABLE} prerouting {rule}\nadd rule {TABLE} output {rule}\n")
+    incoming = 'iifname "lo" ' if host_ip.startswith("127.") else ""
+    nft(f"add rule {TABLE} prerouting {incoming}{rule}\nadd rule {TABLE} output {rule}\n")
 
 
 def remove(tag: str) -> int:
