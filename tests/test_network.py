@@ -493,7 +493,7 @@ def test_an_internal_network_reaches_nothing_beyond_itself(net):
                        "is internal")
         one_line_error(img(h, "network", "ls", "--internal", env=h.env), "--internal is create's")
         assert firewall.remove(network_tag(h.env["MRUN_NETWORK_ROOT"], inside)) == 3  # the control (and
-        assert firewall.remove(net_tag(h)) == 5  # out's network's isolation from the others, its masquerade, its guard)
+        assert firewall.remove(net_tag(h)) == 6  # out's network's isolation, masquerade, guard, inbound)
         assert img_ok(h, "exec", "in1", "sh", "-c", fetch.format(ip_of(h, "out")), env=h.env).stdout == "hello-out\n"
     finally:
         for name in ("in1", "in2", "out"):
@@ -611,42 +611,42 @@ def test_a_container_reaches_no_service_on_the_host_s_loopback(net):
     # in the record now, so the next start looks again and adds the guard.
     from mrun.network import firewall
 
-    def guards() -> list[str]:
-        listing = subprocess.run(["nft", "-a", "list", "chain", "ip", "mrun", "guard"], capture_output=True,
+    def rules_in(chain: str) -> list[str]:
+        listing = subprocess.run(["nft", "-a", "list", "chain", "ip", "mrun", chain], capture_output=True,
                                  text=True, check=True).stdout
         return [line.strip() for line in listing.splitlines() if f'"{_tag_of(h, h.net)}"' in line]
 
-    (handle,) = [rule.rsplit(" # handle ", 1)[1] for rule in guards()]
-    subprocess.run(["nft", "delete", "rule", "ip", "mrun", "guard", "handle", handle], check=True)
+    for chain in ("guard", "inbound"):  # (and the inbound rule: test_a_container_s_unpublished_port_is_not_...)
+        (handle,) = [rule.rsplit(" # handle ", 1)[1] for rule in rules_in(chain)]
+        subprocess.run(["nft", "delete", "rule", "ip", "mrun", chain, "handle", handle], check=True)
     record = os.path.join(h.env["MRUN_NETWORK_ROOT"], h.net, "rules-seen")
     with open(record) as f:
         boot, netns, _gen, _shape = f.read().split()
     with open(record, "w") as f:
         f.write(f"{boot} {netns} {firewall.generation()}")  # an older mrun's record, of this generation
     img_ok(h, *run_args(h, "--rm", "--network", h.net, IMAGE, "true"), env=h.env)
-    assert len(guards()) == 1
+    assert len(rules_in("guard")) == len(rules_in("inbound")) == 1
 
 
-# One UDP datagram from SOURCE to 127.0.0.1:PORT, a raw Ethernet frame out of IFACE to the MAC
-# address given (argv: the interface, the MAC, the port, the source): what any machine on this
-# host's network can send it.
+# One UDP datagram from SOURCE to DESTINATION:PORT, a raw Ethernet frame out of IFACE to the MAC
+# address given (argv: the interface, the MAC, the destination, the port, the source): what any
+# machine on this host's network can send it.
 FROM_A_NEIGHBOUR = """
 import socket, struct, sys
-iface, to_mac, port = sys.argv[1], bytes.fromhex(sys.argv[2].replace(":", "")), int(sys.argv[3])
-source = sys.argv[4]
+iface, to_mac, destination, port, source = sys.argv[1:6]
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
 s.bind((iface, 0))
 mac = s.getsockname()[4]
 payload = b"from a neighbour"
-udp = struct.pack("!HHHH", 40000, port, 8 + len(payload), 0) + payload
+udp = struct.pack("!HHHH", 40000, int(port), 8 + len(payload), 0) + payload
 header = struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0)
-header += socket.inet_aton(source) + socket.inet_aton("127.0.0.1")
+header += socket.inet_aton(source) + socket.inet_aton(destination)
 total = sum(struct.unpack("!10H", header))
 while total >> 16:
     total = (total & 0xFFFF) + (total >> 16)
 header = header[:10] + struct.pack("!H", ~total & 0xFFFF) + header[12:]
 for _ in range(3):
-    s.send(to_mac + mac + b"\\x08\\x00" + header + udp)
+    s.send(bytes.fromhex(to_mac.replace(":", "")) + mac + b"\\x08\\x00" + header + udp)
 """
 # What reaches UDP port 80 of the namespace it runs in, within 3 s ("" if nothing).
 UDP_LISTENER = """
@@ -662,22 +662,14 @@ except TimeoutError:
 """
 
 
-def test_a_port_published_on_127_0_0_1_is_not_reached_from_the_host_s_network(net):
-    """A port published on 127.0.0.1 is for this host's own programs. Its DNAT rule in
-    prerouting matched a packet for 127.0.0.1 from anywhere, and DNAT comes before the routing
-    that would drop it as a martian: any machine on the host's network reached the container
-    by sending to the host's MAC address (docker's moby#45610). Played with a neighbour in a
-    namespace of its own, on a veth pair to the host (no address on either end: none of the
-    host's can be taken). Now the rule takes only what comes in on lo (the host's own packets
-    are DNAT'ed in output)."""
-    h = net
-    port = free_port_run(1)
-    img_ok(h, *run_args(h, "-d", "--name", "local", "--network", h.net, "-p", f"127.0.0.1:{port}:80/udp", IMAGE,
-                        "sleep", "600"), env=h.env)
+@contextlib.contextmanager
+def a_neighbour():
+    """A machine on the host's network, played by a namespace of its own on a veth pair to the
+    host, no address on either end (none of the host's can be taken). -> send(destination,
+    port): a UDP datagram from it to the host's MAC address, for ``destination``."""
     suffix = uuid.uuid4().hex[:6]
     host_end, far_end = f"tnh{suffix}", f"tnf{suffix}"
-    neighbour = subprocess.Popen(["unshare", "-n", "sleep", "60"])
-    listener = None
+    neighbour = subprocess.Popen(["unshare", "-n", "sleep", "120"])
     try:
         time.sleep(0.2)  # (unshare has made the namespace by then)
         enter = ["nsenter", "-t", str(neighbour.pid), "-n"]
@@ -691,24 +683,73 @@ def test_a_port_published_on_127_0_0_1_is_not_reached_from_the_host_s_network(ne
         taken += subprocess.run(["ip", "-4", "route"], capture_output=True, text=True, check=True).stdout
         source = next(f"{prefix}.2" for prefix in ("198.51.100", "203.0.113", "100.64.213") if f" {prefix}." not in
                       f" {taken}".replace("\n", " "))  # an address of no network this host knows
-        pid = json.loads(img_ok(h, "inspect", "local").stdout)["state"]["pid"]
-        listener = subprocess.Popen(["nsenter", "-t", str(pid), "-n", sys.executable, "-c", UDP_LISTENER],
-                                    stdout=subprocess.PIPE, text=True)
-        assert listener.stdout.readline() == "listening\n"
         with open(f"/sys/class/net/{host_end}/address") as f:
             host_mac = f.read().strip()
-        subprocess.run([*enter, sys.executable, "-c", FROM_A_NEIGHBOUR, far_end, host_mac, str(port), source],
-                       check=True)
-        got = listener.communicate(timeout=10)[0]
-        assert got == "", f"a neighbour reached the container through 127.0.0.1:{port}: {got!r}"
+
+        def send(destination: str, port: int) -> None:
+            subprocess.run([*enter, sys.executable, "-c", FROM_A_NEIGHBOUR, far_end, host_mac, destination, str(port),
+                            source], check=True)
+
+        yield send
     finally:
-        if listener is not None and listener.poll() is None:
-            listener.kill()
-            listener.wait()
         subprocess.run(["ip", "link", "del", host_end], capture_output=True)
         neighbour.kill()
         neighbour.wait()
+
+
+def received(h, container: str, send) -> str:
+    """What the container's UDP port 80 gets while ``send()`` runs ("" if nothing)."""
+    pid = json.loads(img_ok(h, "inspect", container).stdout)["state"]["pid"]
+    listener = subprocess.Popen(["nsenter", "-t", str(pid), "-n", sys.executable, "-c", UDP_LISTENER],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout.readline() == "listening\n"
+        send()
+        return listener.communicate(timeout=10)[0]
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait()
+
+
+def test_a_port_published_on_127_0_0_1_is_not_reached_from_the_host_s_network(net):
+    """A port published on 127.0.0.1 is for this host's own programs. Its DNAT rule in
+    prerouting matched a packet for 127.0.0.1 from anywhere, and DNAT comes before the routing
+    that would drop it as a martian: any machine on the host's network reached the container
+    by sending to the host's MAC address (docker's moby#45610). Now the rule takes only what
+    comes in on lo (the host's own packets are DNAT'ed in output)."""
+    h = net
+    port = free_port_run(1)
+    img_ok(h, *run_args(h, "-d", "--name", "local", "--network", h.net, "-p", f"127.0.0.1:{port}:80/udp", IMAGE,
+                        "sleep", "600"), env=h.env)
+    try:
+        with a_neighbour() as send:
+            got = received(h, "local", lambda: send("127.0.0.1", port))
+        assert got == "", f"a neighbour reached the container through 127.0.0.1:{port}: {got!r}"
+    finally:
         img(h, "rm", "--force", "local", env=h.env)
+
+
+def test_a_container_s_unpublished_port_is_not_reached_by_routing_through_the_host(net):
+    """mrun turns the host's forwarding on, and forwarded anything to a bridge: a machine on the
+    host's network that routes the network's subnet through the host reached every port of
+    every container on it, published or not (docker 28 closed the same). What comes to a bridge
+    from elsewhere is now forwarded only for a published port (a DNAT'ed connection) or as a
+    reply to the containers' own connections; a published port is still reached that way."""
+    h = net
+    port = free_port_run(1)
+    img_ok(h, *run_args(h, "-d", "--name", "routed", "--network", h.net, "-p", f"{port}:80/udp", IMAGE,
+                        "sleep", "600"), env=h.env)
+    try:
+        with a_neighbour() as send:
+            got = received(h, "routed", lambda: send(ip_of(h, "routed"), 80))
+            assert got == "", f"a neighbour reached the container's port 80 at its address: {got!r}"
+            host = subprocess.run(["ip", "-4", "-o", "route", "get", "1.1.1.1"], capture_output=True, text=True,
+                                  check=True).stdout.split(" src ")[1].split()[0]  # an address of this host's
+            got = received(h, "routed", lambda: send(host, port))
+            assert got == "from a neighbour\n", "the published port is not reached from the host's network"
+    finally:
+        img(h, "rm", "--force", "routed", env=h.env)
 
 
 def test_container_mode_shares_localhost_and_a_wasm_container_sees_the_same_interfaces(net):
@@ -1072,7 +1113,7 @@ def test_a_masquerade_rule_removed_behind_mrun_s_back_is_put_back(net):
         subprocess.run(["nft", "delete", "rule", "ip", "mrun", "postrouting", "handle", handle], check=True)
     assert not postrouting()
     img_ok(h, *run, env=h.env)
-    assert len(postrouting()) == 2 and nft_rules().count(tag) == 5  # its isolation's and guard, left as they were
+    assert len(postrouting()) == 2 and nft_rules().count(tag) == 6  # its isolation's, guard, inbound: as they were
 
 
 def test_rules_carrying_mrun_s_comments_in_someone_else_s_tables_are_never_touched(net):
@@ -1091,8 +1132,8 @@ def test_rules_carrying_mrun_s_comments_in_someone_else_s_tables_are_never_touch
         img_ok(h, *run_args(h, "-d", "--name", name, "--network", h.net, "-p", "127.0.0.1:18094:80", IMAGE,
                             "sleep", "60"), env=h.env)
         ours = nft_rules()
-        assert ours.count(f'comment "{net_tag(h)}"') == 5, ours  # the table's own (masquerade, isolation, guard),
-        # despite the decoys
+        # the table's own (masquerade, isolation, guard, inbound), despite the decoys
+        assert ours.count(f'comment "{net_tag(h)}"') == 6, ours
         ctr_tag = next(line.split('comment "', 1)[1].rstrip('"') for line in ours.splitlines() if "mrun-ctr:" in line)
         subprocess.run(["nft", "add", "rule", "ip", other, "c", "counter", "comment", f'"{ctr_tag}"'], check=True)
         img_ok(h, "rm", "--force", name, env=h.env)

@@ -17,7 +17,9 @@ which is how it is found again, after a crash too.
   cross between its bridge and any other interface (its containers reach each other and the
   host's own addresses, which are input, not forwarding);
 - every network: ``guard`` (prerouting, before conntrack) drops what arrives on its bridge for
-  127.0.0.0/8, which route_localnet would let the host take.
+  127.0.0.0/8, which route_localnet would let the host take;
+- a network that is not internal: ``inbound`` drops what the host would forward to its bridge
+  from elsewhere but a published port's connections and the replies to its containers' own.
 """
 
 from __future__ import annotations
@@ -42,8 +44,10 @@ CHAINS = (  # numeric priorities: older nft accepts 'dstnat' for prerouting only
 FORWARD = ("forward", "type filter hook forward priority 0; policy accept;")
 # what arrives on a bridge as it came on the wire (raw priority: before conntrack and NAT)
 GUARD = ("guard", "type filter hook prerouting priority -300; policy accept;")
+# what the host would forward to a bridge from elsewhere: a published port's, or a reply
+INBOUND = ("inbound", "type filter hook forward priority 0; policy accept;")
 # the shape of network_rules, in the record of rules seen: a record of an older shape is checked again
-RULES_SHAPE = "2"
+RULES_SHAPE = "3"
 
 
 def _nft() -> str:
@@ -157,7 +161,7 @@ def add_network(network: dict, tag: str, record: str) -> None:
     added = bool(rules)  # one transaction: the generation moves by one
     if rules:
         nft(f"add table {TABLE}\n" + "".join(f"add chain {TABLE} {name} {{ {spec} }}\n" for name, spec in
-                                             (*CHAINS, FORWARD, GUARD))
+                                             (*CHAINS, FORWARD, GUARD, INBOUND))
             + "".join(f"delete rule {TABLE} forward handle {r['handle']}\n" for r in stale if r.get("handle"))
             + "".join(f'add rule {TABLE} {rule} comment "{tag}"\n' for rule in rules))
     after = _stamp()
@@ -183,8 +187,13 @@ def network_rules(network: dict) -> list[str]:
     # replies too) is let through, as docker's own proxy passes it on: published is published.
     others = [f'forward iifname "{bridge}" oifname != "{bridge}" oifname "{pattern}" ct status & dnat == 0 drop'
               for pattern in ("mrb-*", "mrun0") if pattern != bridge]  # (store.bridge_name's names)
+    # mrun turns forwarding on; a machine that routed the subnet through the host reached every
+    # port of every container. From elsewhere, a bridge gets a published port's connections
+    # (DNAT'ed) and the replies to its containers' own; nothing else (as docker 28's).
+    inbound = (f'inbound oifname "{bridge}" iifname != "{bridge}" ct state & (established | related) == 0 '
+               "ct status & dnat == 0 drop")
     return [f"postrouting ip saddr {subnet} ip daddr != {subnet} masquerade",
-            f'postrouting ip saddr 127.0.0.0/8 oifname "{bridge}" masquerade', *others, guard]
+            f'postrouting ip saddr 127.0.0.0/8 oifname "{bridge}" masquerade', *others, guard, inbound]
 
 
 def generation() -> int | None:
