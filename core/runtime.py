@@ -412,7 +412,9 @@ class Runtime:
                 self._cgroup(record).set_frozen(operation == "pause")
 
     def update(self, container_id: str, resources: dict[str, Any]) -> None:
-        from mrun.spec import check_resources
+        """runc's update: the cgroup's limits changed, and the record's spec with them (as runc
+        keeps them in its state), so what is read of the container after says what it has."""
+        from mrun.spec import check_resources, merge_resources
 
         check_resources(resources)
         # A container's device rules are create's, as under runc (whose update never reads them):
@@ -427,6 +429,8 @@ class Runtime:
                 driver.update(container_id, resources)
             else:
                 self._cgroup(record).apply(resources)
+            merge_resources(record.config, resources)
+            self.store.save(record)
 
     # -- delete ---------------------------------------------------------------------------
 

@@ -151,6 +151,19 @@ def check_resources(resources: Any, path: str = "resources") -> None:
     _check(resources, _RESOURCES, path)
 
 
+def merge_resources(config: dict[str, Any], resources: dict[str, Any]) -> None:
+    """An update's ``resources`` into a spec's linux.resources, section by section (memory's
+    limit changed, its other fields kept); device rules are create's and stay as they were."""
+    kept = config.setdefault("linux", {}).setdefault("resources", {})
+    for section, value in resources.items():
+        if section == "devices":
+            continue
+        if isinstance(value, dict) and isinstance(kept.get(section), dict):
+            kept[section].update(value)
+        else:
+            kept[section] = value
+
+
 def check_process(process: Any, path: str = "process") -> None:
     """Validate a process object (from config.json or an ``exec --process`` file)."""
     _check(process, _PROCESS, path)

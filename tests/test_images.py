@@ -2243,13 +2243,17 @@ def test_docker_update_of_several_is_kept_over_their_restarts(images, busybox_ar
     """`docker update -m 20m a b`, then `docker restart a` (or its restart policy): the new limit
     stays, as docker keeps it in the container's config. mrun's update took one container and
     runc's flags only (no -m, -c, --cpus), and a restart made the container again from the
-    run's limits."""
+    run's limits. inspect shows the limits as updated."""
     h = images
     img_ok(h, "load", busybox_archive)
     for name in ("a", "b"):
         img_ok(h, *run_args(h, "-d", "--name", name, "-m", "64m", IMAGE, "sleep", "600"))
     assert img_ok(h, "update", "-m", "20m", "-c", "512", "--cpus", "0.5", "a", "b").stdout == "a\nb\n"
     assert memory_limit(h, "a") == memory_limit(h, "b") == 20 << 20
+    # inspect says what the running container has now, as docker's (it said the run's limits)
+    shown = img_ok(h, "inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.CpuShares}} {{.HostConfig.NanoCpus}}",
+                   "b").stdout
+    assert shown == f"{20 << 20} 512 500000000\n", shown
     img_ok(h, "restart", "-t", "1", "a")
     assert memory_limit(h, "a") == 20 << 20
     cpu = json.loads(img_ok(h, "inspect", "a").stdout)["config"]["linux"]["resources"]["cpu"]

@@ -486,19 +486,13 @@ def keep_update(bundle: str, container_id: str, resources: dict[str, Any], annot
     (they were back to the run's), and where its supervisor reads the policy at each exit.
     Only a bundle `prepare` made for this container is written; device rules are create's."""
     from mrun.bundles import made_for
+    from mrun.spec import merge_resources
 
     if not made_for(bundle, container_id):
         return
     path = os.path.join(bundle, "config.json")
     config = jsonio.load_file(path)
-    kept = config.setdefault("linux", {}).setdefault("resources", {})
-    for section, value in resources.items():
-        if section == "devices":
-            continue
-        if isinstance(value, dict) and isinstance(kept.get(section), dict):
-            kept[section].update(value)
-        else:
-            kept[section] = value
+    merge_resources(config, resources)
     config.setdefault("annotations", {}).update(annotations)
     jsonio.replace_file(path, config, indent=2)
 
