@@ -752,6 +752,52 @@ def test_a_container_s_unpublished_port_is_not_reached_by_routing_through_the_ho
         img(h, "rm", "--force", "routed", env=h.env)
 
 
+def test_network_create_takes_docker_s_mtu_and_masquerade_options(net):
+    """docker's `network create -o` (compose's driver_opts): com.docker.network.driver.mtu sets
+    the MTU of the bridge and of its containers' interfaces (a host whose own link carries less
+    than 1500 needs it, or large packets go nowhere), enable_ip_masquerade=false leaves the
+    network without a way out through the host's addresses; both are shown by inspect. The flag
+    was unknown. Any other option, or a value mrun cannot use, is one line naming it, and
+    nothing is made; a network.json whose options were forged is refused as it is read."""
+    h = net
+    name = f"m{uuid.uuid4().hex[:6]}"
+    img_ok(h, "network", "create", "-o", "com.docker.network.driver.mtu=1400", "--opt",
+           "com.docker.network.bridge.enable_ip_masquerade=false", name, env=h.env)
+    doc = json.loads(img_ok(h, "network", "inspect", name, env=h.env).stdout)
+    try:
+        shown = json.loads(img_ok(h, "network", "inspect", "-f", "{{json .Options}}", name, env=h.env).stdout)
+        assert shown["com.docker.network.driver.mtu"] == "1400", shown
+        assert shown["com.docker.network.bridge.enable_ip_masquerade"] == "false", shown
+        out = img_ok(h, *run_args(h, "--rm", "--network", name, IMAGE, "cat", "/sys/class/net/eth0/mtu"),
+                     env=h.env).stdout
+        assert out == "1400\n", out
+        with open(f"/sys/class/net/{doc['bridge']}/mtu") as f:
+            assert f.read() == "1400\n"
+        img_ok(h, *run_args(h, "--rm", "--network", h.net, IMAGE, "true"), env=h.env)  # the control: its rules
+        rules = nft_rules()
+        assert f"ip saddr {doc['subnet']}" not in rules, rules  # no masquerade
+        assert f"ip saddr {json.loads(img_ok(h, 'network', 'inspect', h.net, env=h.env).stdout)['subnet']}" in rules
+    finally:
+        img_ok(h, "network", "rm", name, env=h.env)
+    for bad, needle in (("com.docker.network.driver.mtu=9x", "an MTU of 68 to 65535"),
+                        ("com.docker.network.driver.mtu=70000", "an MTU of 68 to 65535"),
+                        ("com.docker.network.bridge.enable_ip_masquerade=maybe", "true or false"),
+                        ("com.docker.network.bridge.name=br0", "KEY one of"), ("mtu", "KEY=VALUE expected")):
+        one_line_error(img(h, "network", "create", "-o", bad, f"{name}x", env=h.env), needle)
+    one_line_error(img(h, "network", "ls", "-o", "com.docker.network.driver.mtu=1400", env=h.env), "create's")
+    assert name + "x" not in img_ok(h, "network", "ls", "-q", env=h.env).stdout.split()
+    definition = os.path.join(h.env["MRUN_NETWORK_ROOT"], h.net, "network.json")
+    with open(definition) as f:
+        forged = json.load(f)
+    forged["options"] = {"com.docker.network.driver.mtu": "1; drop table ip mrun"}
+    with open(definition, "w") as f:
+        json.dump(forged, f)
+    one_line_error(img(h, "network", "inspect", h.net, env=h.env), "an MTU of 68 to 65535")
+    del forged["options"]
+    with open(definition, "w") as f:
+        json.dump(forged, f)
+
+
 def test_container_mode_shares_localhost_and_a_wasm_container_sees_the_same_interfaces(net):
     h = net
     img_ok(

@@ -579,6 +579,9 @@ COMMANDS = (
                  "and publish no port", kind=bool, default=False),
             Flag("driver", "create: docker's -d; bridge, the one driver here", short="d", default="bridge"),
             Flag("label", "create: a label KEY[=VALUE] on the network (ls --filter label=KEY)", kind=list, default=()),
+            Flag("opt", "create: docker's driver option KEY=VALUE: com.docker.network.driver.mtu=N (the bridge's and "
+                 "its containers' MTU), com.docker.network.bridge.enable_ip_masquerade=false (no way out through "
+                 "the host's addresses)", short="o", kind=list, default=()),
             Flag("quiet", "ls: only the names", kind=bool, short="q", default=False),
             _LIST_FORMAT,
             _PRUNE_FORCE,

@@ -147,7 +147,8 @@ def network_view(name: str, doc: dict[str, Any], leases: dict[str, dict[str, str
             "Internal": bool(doc.get("internal")), "Attachable": False, "Ingress": False,
             "IPAM": {"Driver": "default", "Options": {},
                      "Config": [{"Subnet": doc.get("subnet", ""), "Gateway": doc.get("gateway", "")}]},
-            "Containers": containers, "Options": {"com.docker.network.bridge.name": doc.get("bridge", "")},
+            "Containers": containers,
+            "Options": {"com.docker.network.bridge.name": doc.get("bridge", ""), **(doc.get("options") or {})},
             "Labels": doc.get("labels") or {}}
 
 

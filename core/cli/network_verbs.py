@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str, gateway: str = "",
             internal: bool = False, driver: str = "bridge", quiet: bool = False, format: str = "table",  # noqa: A002
             force: bool = False, filter: tuple[str, ...] = (), label: tuple[str, ...] = (),  # noqa: A002
-            ip: str = "", alias: tuple[str, ...] = ()) -> int:
+            ip: str = "", alias: tuple[str, ...] = (), opt: tuple[str, ...] = ()) -> int:
     from mrun.network.recovery import hold_again
 
     for given, flag in ((ip, "--ip"), (alias, "--alias")):
@@ -57,7 +57,7 @@ def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str
         template, filter = inspect_format("network inspect", filter, format), ()
     if filter and action not in ("ls", "list", "prune"):
         raise InvalidSpec(f"network {action}: --filter is ls's and prune's")
-    for given, flag in ((internal, "--internal"), (label, "--label")):
+    for given, flag in ((internal, "--internal"), (label, "--label"), (opt, "-o/--opt")):
         if given and action != "create":
             raise InvalidSpec(f"network {action}: {flag} is create's")
     chosen = _filter(list(filter), action == "prune")  # refused before anything is read or goes
@@ -75,9 +75,10 @@ def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str
         if driver != "bridge":
             raise InvalidSpec(f"network create -d {driver!r}: bridge is the one driver here")
         from mrun.images.run_flags import create_labels
+        from mrun.network.options import driver_options
 
         own = create_labels(label)
-        doc = nets.create(name, subnet, gateway, internal, own)  # type: ignore[arg-type]
+        doc = nets.create(name, subnet, gateway, internal, own, driver_options(list(opt)))  # type: ignore[arg-type]
         print(doc["name"])
     elif action == "ls" and (quiet or format not in ("table", "")):
         _list(nets, quiet, format, chosen)

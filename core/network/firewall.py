@@ -192,8 +192,10 @@ def network_rules(network: dict) -> list[str]:
     # (DNAT'ed) and the replies to its containers' own; nothing else (as docker 28's).
     inbound = (f'inbound oifname "{bridge}" iifname != "{bridge}" ct state & (established | related) == 0 '
                "ct status & dnat == 0 drop")
-    return [f"postrouting ip saddr {subnet} ip daddr != {subnet} masquerade",
-            f'postrouting ip saddr 127.0.0.0/8 oifname "{bridge}" masquerade', *others, guard, inbound]
+    from mrun.network.options import masqueraded
+
+    out = [f"postrouting ip saddr {subnet} ip daddr != {subnet} masquerade"] if masqueraded(network) else []
+    return [*out, f'postrouting ip saddr 127.0.0.0/8 oifname "{bridge}" masquerade', *others, guard, inbound]
 
 
 def generation() -> int | None:

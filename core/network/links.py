@@ -29,8 +29,10 @@ def ensure_bridge(network: dict) -> None:
     if _bridge_ready(network):
         return
     from mrun.network import rtnl
+    from mrun.network.options import mtu_of
 
     name, bridge, prefix = network["name"], network["bridge"], int(network["subnet"].split("/")[1])
+    mtu = mtu_of(network)
     try:
         found = rtnl.link(bridge)
         if found is None:
@@ -50,6 +52,8 @@ def ensure_bridge(network: dict) -> None:
                 raise MrunError(f"network {name}: address on {bridge}: {e.strerror}")
         if os.path.isdir(f"/proc/sys/net/ipv6/conf/{bridge}"):
             ifconfig.no_ipv6(bridge)  # before it is up: the host takes no IPv6 from its containers
+        if mtu:  # set once made: so it is the bridge's own, kept when its last port leaves (as the
+            rtnl.set_mtu(index, mtu)  # kernel keeps one set by hand), not the least of its ports
         rtnl.set_up(index)
     except OSError as e:
         raise MrunError(f"network {name}: bridge {bridge}: {e.strerror}")
@@ -70,6 +74,11 @@ def _bridge_ready(network: dict) -> bool:
         if os.path.isdir("/proc/sys/net/ipv6/conf/all"):
             with open(f"/proc/sys/net/ipv6/conf/{bridge}/disable_ipv6") as f:
                 settings = settings and f.read().strip() == "1"
+        from mrun.network.options import mtu_of
+
+        if mtu_of(network):
+            with open(f"/sys/class/net/{bridge}/mtu") as f:
+                settings = settings and int(f.read()) == mtu_of(network)
     except (OSError, ValueError):
         return False
     is_bridge = os.path.isdir(f"/sys/class/net/{bridge}/bridge")
@@ -153,6 +162,7 @@ def plug(network: dict, veth: str, pid: int, ip: str, mac: str = "", ifname: str
     import _socket
 
     from mrun.network import rtnl
+    from mrun.network.options import mtu_of
 
     prefix = int(network["subnet"].split("/")[1])
     try:
@@ -163,7 +173,7 @@ def plug(network: dict, veth: str, pid: int, ip: str, mac: str = "", ifname: str
     try:
         for attempt in (1, 2):
             try:
-                rtnl.add_veth(veth, bridge, ifname, netns, bytes.fromhex(mac.replace(":", "")))
+                rtnl.add_veth(veth, bridge, ifname, netns, bytes.fromhex(mac.replace(":", "")), mtu_of(network))
                 break
             except OSError as e:
                 why = _await_dying(veth) if e.errno == errno.EEXIST and attempt == 1 else e.strerror

@@ -14,7 +14,8 @@ import struct
 from mrun.network import netlink as nl
 
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETNSID = 16, 17, 18, 20, 90
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD, IFLA_LINK_NETNSID = 1, 3, 10, 18, 28, 37
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO = 1, 3, 4, 10, 18
+IFLA_NET_NS_FD, IFLA_LINK_NETNSID = 28, 37
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 NETNSA_NSID = 1
@@ -30,13 +31,18 @@ def request(kind: int, flags: int, body: bytes) -> list[tuple[int, bytes]]:
     return nl.talk(nl.NETLINK_ROUTE, kind, nl.NLM_F_ACK | flags, body)
 
 
-def add_veth(name: str, master: int, peer: str, peer_netns_fd: int, peer_address: bytes = b"") -> None:
-    """``ip link add NAME master MASTER up type veth peer name PEER netns FD [address MAC]``."""
+def _mtu(mtu: int) -> bytes:
+    return nl.attr(IFLA_MTU, struct.pack("=I", mtu)) if mtu else b""
+
+
+def add_veth(name: str, master: int, peer: str, peer_netns_fd: int, peer_address: bytes = b"", mtu: int = 0) -> None:
+    """``ip link add NAME master MASTER up [mtu MTU] type veth peer name PEER netns FD [address MAC]
+    [mtu MTU]``."""
     peer_info = (_IFINFO.pack(0, 0, 0, 0, 0) + nl.name(IFLA_IFNAME, peer)
                  + nl.attr(IFLA_NET_NS_FD, struct.pack("=I", peer_netns_fd))
-                 + (nl.attr(IFLA_ADDRESS, peer_address) if peer_address else b""))
+                 + (nl.attr(IFLA_ADDRESS, peer_address) if peer_address else b"") + _mtu(mtu))
     info = nl.attr(IFLA_INFO_KIND, b"veth\0") + nl.attr(IFLA_INFO_DATA, nl.attr(VETH_INFO_PEER, peer_info))
-    body = (_IFINFO.pack(0, 0, 0, IFF_UP, IFF_UP) + nl.name(IFLA_IFNAME, name)
+    body = (_IFINFO.pack(0, 0, 0, IFF_UP, IFF_UP) + nl.name(IFLA_IFNAME, name) + _mtu(mtu)
             + nl.attr(IFLA_MASTER, struct.pack("=I", master)) + nl.attr(IFLA_LINKINFO, info))
     request(RTM_NEWLINK, nl.NLM_F_CREATE | nl.NLM_F_EXCL, body)
 
@@ -46,6 +52,11 @@ def add_bridge(name: str) -> None:
     kind = nl.attr(IFLA_LINKINFO, nl.attr(IFLA_INFO_KIND, b"bridge\0"))
     body = _IFINFO.pack(0, 0, 0, 0, 0) + nl.name(IFLA_IFNAME, name) + kind
     request(RTM_NEWLINK, nl.NLM_F_CREATE | nl.NLM_F_EXCL, body)
+
+
+def set_mtu(index: int, mtu: int) -> None:
+    """``ip link set INDEX mtu MTU``."""
+    request(RTM_NEWLINK, 0, _IFINFO.pack(0, 0, index, 0, 0) + _mtu(mtu))
 
 
 def add_ipv4(index: int, address: str, prefix_length: int) -> None:

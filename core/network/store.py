@@ -16,6 +16,7 @@ import shutil
 
 from mrun import jsonio
 from mrun.errors import InvalidSpec, MrunError, NotFound, in_words, name_the_file
+from mrun.network.options import options_problem
 from mrun.state import FileLock
 
 TYPE_CHECKING = False
@@ -141,15 +142,19 @@ class Networks:
         labels = doc.get("labels", {})
         if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
             raise InvalidSpec(f"{where}: labels: an object of strings expected{repair}")
+        problem = options_problem(doc.get("options", {}))
+        if problem:
+            raise InvalidSpec(f"{where}: {problem}{repair}")
         return doc
 
     def create(self, name: str, subnet: str = "", gateway: str = "", internal: bool = False,
-               labels: dict[str, str] | None = None) -> dict[str, Any]:
+               labels: dict[str, str] | None = None, options: dict[str, str] | None = None) -> dict[str, Any]:
         """Under the lock: the subnet must overlap neither another network nor a host route. The
         gateway (the bridge's address) is the subnet's first host unless ``gateway`` (docker's
         --gateway, with --subnet) names another of its hosts. ``internal`` (docker's): nothing
         is forwarded between its bridge and anywhere else (``firewall.add_network``). ``labels``:
-        docker's --label, notes for `network ls --filter label=`."""
+        docker's --label, notes for `network ls --filter label=`; ``options``: its -o
+        (``driver_options``)."""
         check_new_name(name)
         if gateway and not subnet:
             raise InvalidSpec(f"--gateway {gateway}: goes with --subnet, the network it is in")
@@ -208,6 +213,7 @@ class Networks:
                 "driver": "bridge",
                 **({"internal": True} if internal else {}),
                 **({"labels": labels} if labels else {}),
+                **({"options": options} if options else {}),
             }
             self._define(name, doc)
             return doc
