@@ -40,6 +40,10 @@ STOP_TIMEOUT = "org.mrun.stop-timeout"  # seconds `mrun stop` waits before SIGKI
 # RFC 3339: when `mrun run IMAGE` or `create IMAGE` made it (docker's Created, kept over its starts;
 # the runtime's own `created` is its latest start's, as runc's)
 CREATED = "org.mrun.created"
+# docker's Config as run or create was given it, for inspect: how many of process.args are the
+# entrypoint (the rest its Cmd), and the user as named (--user, or the image's User)
+COMMAND_AT = "org.mrun.command-at"
+USER = "org.mrun.user"
 IMAGE = "org.mrun.image"  # made by `mrun run IMAGE`: the snapshot goes with the container
 JOINED = "org.mrun.joined"  # JSON: network/pid -> the container joined by --network/--pid container:ID
 STOP_SIGNAL = "org.opencontainers.image.stopSignal"  # from the image config's StopSignal

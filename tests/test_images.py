@@ -4412,10 +4412,21 @@ def test_inspect_has_the_fields_docker_s_scripts_read(images, busybox_archive, t
         assert os.path.isfile(doc["LogPath"]) and os.path.isfile(doc["HostsPath"])
         assert img_ok(h, "inspect", "-f", "{{.HostConfig.Privileged}} {{.State.StartedAt}}", "priv").stdout == \
             "true 0001-01-01T00:00:00Z\n"  # never started: docker's zero time
+        # docker's Config: the entrypoint apart from the command (null where there is none), the
+        # user as it was named ("" for the default), the stop signal (they were all Cmd, "0:0")
+        config = doc["Config"]
+        assert (config["Entrypoint"], config["Cmd"], config["User"]) == (None, ["sleep", "600"], ""), config
+        img_ok(h, *create_args(h, "--name", "entry", "--entrypoint", "/bin/sleep", "-u", "nobody",
+                               "--stop-signal", "SIGUSR1", IMAGE, "600"))
+        entry = json.loads(img_ok(h, "inspect", "-f", "{{json .}}", "entry").stdout)
+        assert (entry["Path"], entry["Args"]) == ("/bin/sleep", ["600"]), entry
+        assert (entry["Config"]["Entrypoint"], entry["Config"]["Cmd"], entry["Config"]["User"],
+                entry["Config"]["StopSignal"]) == (["/bin/sleep"], ["600"], "nobody", "SIGUSR1"), entry["Config"]
         assert img_ok(h, "wait", "oom").stdout == "137\n"
         assert img_ok(h, "inspect", "-f", "{{.State.OOMKilled}}", "oom").stdout == "true\n"
     finally:
         img_ok(h, "rm", "-f", "-v", "full", "priv", "oom")
+        img(h, "rm", "-f", "entry")
         img(h, "volume", "rm", "vol")
 
 

@@ -163,15 +163,24 @@ def _docker_view(doc: dict[str, Any]) -> dict[str, Any]:
         "AppArmorProfile": process.get("apparmorProfile") or "", "ProcessLabel": process.get("selinuxLabel") or "",
         "MountLabel": (config.get("linux") or {}).get("mountLabel") or "",
         "Config": {"Image": (doc.get("image") or {}).get("image", ""), "Hostname": config.get("hostname", ""),
-                   "Domainname": config.get("domainname", ""),
-                   "Env": process.get("env") or [], "Cmd": args, "WorkingDir": process.get("cwd", ""),
-                   "Labels": labels, "User": f"{user.get('uid', 0)}:{user.get('gid', 0)}",
-                   "Tty": process.get("terminal") is True, "OpenStdin": own.get(ann.STDIN) == "open"},
+                   "Domainname": config.get("domainname", ""), "Env": process.get("env") or [],
+                   **_docker_command(own, args), "WorkingDir": process.get("cwd", ""), "Labels": labels,
+                   "User": own.get(ann.USER, "") if ann.IMAGE in own else f"{user.get('uid', 0)}:{user.get('gid', 0)}",
+                   "Tty": process.get("terminal") is True, "OpenStdin": own.get(ann.STDIN) == "open",
+                   **({"StopSignal": own[ann.STOP_SIGNAL]} if own.get(ann.STOP_SIGNAL) else {})},
         "NetworkSettings": {"IPAddress": (doc.get("network") or {}).get("ip", ""), "Ports": _docker_ports(doc),
                             "MacAddress": (doc.get("network") or {}).get("mac", ""),  # --mac-address's
                             "Networks": _docker_networks(doc.get("network") or {})},
         "Mounts": mounts,
     }
+
+
+def _docker_command(annotations: dict[str, str], args: list[str]) -> dict[str, list[str] | None]:
+    """docker's Config.Entrypoint and Config.Cmd: the process's args split where run or create
+    noted the entrypoint ends (a bundle's: all Cmd); null where empty, as docker's."""
+    at = annotations.get(ann.COMMAND_AT) or ""
+    split = int(at) if at.isascii() and at.isdigit() and int(at) <= len(args) else 0
+    return {"Entrypoint": args[:split] or None, "Cmd": args[split:] or None}
 
 
 def _started_at(doc: dict[str, Any]) -> str:

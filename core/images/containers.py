@@ -217,6 +217,10 @@ def make_spec(
     annotations = ann.strip_reserved(labels)  # labels are for people; they never steer the runtime
     annotations[ann.IMAGE] = entry["config"]
     annotations[ann.CREATED] = now_rfc3339()
+    if entrypoint:
+        annotations[ann.COMMAND_AT] = str(len(entrypoint))
+    if user:
+        annotations[ann.USER] = user
     stop = cfg.get("StopSignal") or ""
     if isinstance(stop, str) and stop:
         from mrun.kernel.proc import parse_signal
