@@ -159,6 +159,7 @@ def test_ps_filters_publish_and_expose_as_docker_s(net):
                                                           ["53/udp", "80/tcp"]]
         one_line_error(img(h, "ps", "--filter", "publish=127.0.0.1:80", env=h.env), "should not contain ':'")
         one_line_error(img(h, "ps", "--filter", "expose=0-70000", env=h.env), "expose=0-70000")
+        one_line_error(img(h, "ps", "--filter", "publish=²", env=h.env), "publish=²")
     finally:
         img(h, "rm", "-f", "pc", "ec", "ic", env=h.env)
         img(h, "rmi", "localhost/exposing:1", "localhost/exposing:2", env=h.env)
@@ -935,10 +936,12 @@ def test_bad_network_input_is_refused_and_nothing_is_half_made(net):
         one_line_error(img(h, "network", "create", "overlapping", "--subnet", special, env=h.env),
                        f"--subnet {special}", "never a bridge's")
     assert "overlapping" not in img_ok(h, "network", "ls", env=h.env).stdout
-    for bad in ("90-80:80", "80-89:80-81", "x:80", "1.2.3.4:0:80", "1:2:3:4", "80/sctp"):
+    digits = "9" * 5000  # more than int() takes: it failed with a traceback ("internal error: ValueError")
+    for bad in ("90-80:80", "80-89:80-81", "x:80", "1.2.3.4:0:80", "1:2:3:4", "80/sctp", f"{digits}:80", "²:80"):
         one_line_error(img(h, *run_args(h, "--rm", "--network", h.net, "-p", bad, IMAGE, "true"), env=h.env),
                        f"-p {bad!r}")
-    for flags, needle in ((["--expose", "80-99999"], "--expose '80-99999'"), (["--expose", "http"], "--expose 'http'")):
+    for flags, needle in ((["--expose", "80-99999"], "--expose '80-99999'"), (["--expose", "http"], "--expose 'http'"),
+                          (["--expose", f"80-{digits}"], "ports are 1 to 65535"), (["--expose", "²"], "--expose '²'")):
         one_line_error(img(h, *run_args(h, "--rm", "--network", h.net, *flags, IMAGE, "true"), env=h.env), needle)
     one_line_error(img(h, *run_args(h, "--rm", "--network", "none", "-P", IMAGE, "true"), env=h.env),
                    "-P: ports are published on bridge networks")

@@ -145,15 +145,12 @@ def _ps_filters(filters: list[str]) -> dict[str, list[str]]:
 def _port_filter(key: str, value: str) -> tuple[int, int, str]:
     """docker's publish= and expose= values: PORT[/PROTO] or FIRST-LAST[/PROTO] (tcp when none
     is said), the container's port. -> (first, last, proto)."""
-    text = f"{key}={value}"
+    from mrun.images.run_flags import port_range
+
+    said = f"--filter {f'{key}={value}'!r}"
     if ":" in value:  # docker's words
-        raise InvalidSpec(f"--filter {text!r}: filter for '{key}' should not contain ':'")
-    spec, _, proto = value.partition("/")
-    first, dash, last = spec.partition("-")
-    if proto not in ("", "tcp", "udp") or not first.isdigit() or (dash and not last.isdigit()) \
-            or len(first) > 5 or len(last) > 5 or not 0 < int(first) <= int(last or first) < 65536:
-        raise InvalidSpec(f"--filter {text!r}: PORT[/tcp|udp] or PORT-PORT[/tcp|udp] expected (1 to 65535)")
-    return int(first), int(last or first), proto or "tcp"
+        raise InvalidSpec(f"{said}: filter for '{key}' should not contain ':'")
+    return port_range(value, said)
 
 
 def _created_of(states: list[dict[str, Any]], name: str) -> str:

@@ -509,19 +509,27 @@ def attached(values: Any) -> frozenset[str] | None:
     return frozenset(streams)
 
 
+def port_range(text: str, said: str) -> tuple[int, int, str]:
+    """PORT[/tcp|udp] or FIRST-LAST[/tcp|udp], tcp where none is said -> (first, last, proto);
+    anything else refused as ``said`` names it. (Digits of another script, or thousands of
+    them, made int() fail with a traceback where an image's ExposedPorts or a flag had them.)"""
+    spec, _, proto = text.partition("/")
+    proto = proto or "tcp"
+    first, dash, last = spec.partition("-")
+    if proto not in ("tcp", "udp") or not (first.isascii() and first.isdigit()) or \
+            (dash and not (last.isascii() and last.isdigit())):
+        raise InvalidSpec(f"{said}: PORT[/tcp|udp] or PORT-PORT[/tcp|udp] expected")
+    if len(first) > 5 or len(last) > 5 or not 0 < int(first) <= int(last or first) < 65536:
+        raise InvalidSpec(f"{said}: ports are 1 to 65535, the range's first one first")
+    return int(first), int(last or first), proto
+
+
 def exposed(values: list[str], field: str = "--expose") -> list[str]:
     """docker's --expose (and an image's ExposedPorts): PORT[/tcp|udp] or a range PORT-PORT[/...],
     as ``PORT/proto`` items."""
     out = []
     for text in values:
-        spec, _, proto = str(text).partition("/")
-        proto = proto or "tcp"
-        first, dash, last = spec.partition("-")
-        if proto not in ("tcp", "udp") or not first.isdigit() or (dash and not last.isdigit()):
-            raise InvalidSpec(f"{field} {text!r}: PORT[/tcp|udp] or PORT-PORT[/tcp|udp] expected")
-        low, high = int(first), int(last) if dash else int(first)
-        if not 0 < low <= high < 65536:
-            raise InvalidSpec(f"{field} {text!r}: ports are 1 to 65535, the range's first one first")
+        low, high, proto = port_range(str(text), f"{field} {text!r}")
         if high - low >= MAX_PUBLISHED_ALL:
             raise InvalidSpec(f"{field} {text!r}: more than {MAX_PUBLISHED_ALL} ports")
         out += [f"{port}/{proto}" for port in range(low, high + 1)]

@@ -86,6 +86,8 @@ def _port_range(text: str, item: str) -> tuple[int, int]:
     low, dash, high = text.partition("-")
     if not (low.isascii() and low.isdigit() and (not dash or high.isascii() and high.isdigit())):
         raise InvalidSpec(f"-p {item!r}: {PORT_FORM} expected")
+    if len(low) > 5 or len(high) > 5:  # (thousands of digits: int() itself fails)
+        raise InvalidSpec(f"-p {item!r}: ports are 1 to 65535")
     first, last = int(low), int(high) if dash else int(low)
     if not (0 < first < 65536 and 0 < last < 65536):
         raise InvalidSpec(f"-p {item!r}: ports are 1 to 65535")
