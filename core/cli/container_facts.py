@@ -57,15 +57,21 @@ def published_ports(annotations: dict[str, str]) -> set[tuple[int, str]]:
         return set()
 
 
+def expose_named(annotations: dict[str, str]) -> list[str]:
+    """What its --expose named, as run noted it: PORT/proto items."""
+    from mrun import annotations as ann
+
+    return [p for p in (annotations.get(ann.EXPOSE) or "").split(",") if p]
+
+
 def exposed_ports(state: dict[str, Any], image_of: Any) -> set[tuple[int, str]]:
     """The ports a container exposes, docker's Config.ExposedPorts: its image's, --expose's, and
     those it publishes."""
-    from mrun import annotations as ann
     from mrun.images.run_flags import exposed
 
     annotations = state.get("annotations") or {}
     found = published_ports(annotations)
-    named = [p for p in (annotations.get(ann.EXPOSE) or "").split(",") if p]
+    named = expose_named(annotations)
     meta = image_of(state.get("bundle") or "") or {}
     if isinstance(meta.get("config"), str):
         from mrun.images.store import ImageStore

@@ -125,10 +125,9 @@ def _exposing(annotations: dict[str, str]) -> list[str]:
     """The ports the container exposes beyond its image's (--expose, and what it publishes), as
     a --change EXPOSE before the caller's own: docker's commit keeps its container's
     Config.ExposedPorts, where they are."""
-    from mrun import annotations as ann
-    from mrun.cli.container_facts import published_ports
+    from mrun.cli.container_facts import expose_named, published_ports
 
-    ports = [p for p in (annotations.get(ann.EXPOSE) or "").split(",") if p]
+    ports = expose_named(annotations)
     ports += [f"{port}/{proto}" for port, proto in sorted(published_ports(annotations))]
     return [f"EXPOSE {' '.join(dict.fromkeys(ports))}"] if ports else []
 

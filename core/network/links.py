@@ -76,9 +76,9 @@ def _bridge_ready(network: dict) -> bool:
                 settings = settings and f.read().strip() == "1"
         from mrun.network.options import mtu_of
 
-        if mtu_of(network):
+        if mtu := mtu_of(network):
             with open(f"/sys/class/net/{bridge}/mtu") as f:
-                settings = settings and int(f.read()) == mtu_of(network)
+                settings = settings and int(f.read()) == mtu
     except (OSError, ValueError):
         return False
     is_bridge = os.path.isdir(f"/sys/class/net/{bridge}/bridge")
