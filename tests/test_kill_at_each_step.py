@@ -40,7 +40,7 @@ from conftest import (
     write_config,
 )
 from test_fault_injection import image_leftovers
-from test_network import leases, net, nft_rules  # noqa: F401 - the net fixture
+from test_network import guards_left, leases, net, nft_rules  # noqa: F401 - the net fixture
 from test_pull import CREDS, registry  # noqa: F401 - the registry fixture
 
 KILLER = """
@@ -298,12 +298,14 @@ def fetch_killed_at_each_step(h, ref: str, fetch: list[str], word: str) -> None:
 
 @pytest.mark.parametrize("images", ["warm"], indirect=True)
 def test_run_rm_on_a_bridge_network_killed_before_each_change(net):  # noqa: F811 - the fixture
-    """`run --rm` on a bridge network: its address lease, veth and rules too."""
+    """`run --rm` on a bridge network: its address lease, veth and rules too, and what its port
+    is held to (killed between the netlink requests too: "socket family 16")."""
     h = net
 
     def left() -> list[str]:
         found = h.leftovers() + image_leftovers(h)
         found += [f"lease {x}" for x in leases(h)] + [f"veth {x}" for x in veths_left()]
+        found += [f"held port {x}" for x in guards_left()]
         return found + (["nft rule"] if "mrun-ctr" in nft_rules() else [])
 
     def repair(step: int) -> None:
@@ -311,7 +313,8 @@ def test_run_rm_on_a_bridge_network_killed_before_each_change(net):  # noqa: F81
 
     base = ["--root", h.root, "--image-root", h.image_root]
     kill_at_each_step(lambda step: [*base, *run_args(h, "--rm", "--network", h.net, "--name", f"k{step}", IMAGE,
-                                                     "true")], [h.tmp, h.tag], repair, left, env=h.env)
+                                                     "true")], [h.tmp, h.tag, "socket family 16"], repair, left,
+                      env=h.env)
 
 
 def test_save_killed_before_each_change(images, busybox_archive):

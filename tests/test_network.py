@@ -49,6 +49,7 @@ def net(images, busybox_archive, tmp_path):
     assert not leftovers, f"leases left behind: {leftovers}"
     assert not bridge_left, f"bridge {bridge} left behind"
     assert not veths_left(), "veths left behind"
+    assert not guards_left(), "ports of removed containers left in the bridge table"
     assert "mrun-ctr" not in nft_rules() and f"mrun-net:{h.net}" not in nft_rules()
 
 
@@ -69,6 +70,13 @@ def test_a_networks_first_start_imports_no_netlink_library(net):
     bridge = json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["bridge"]
     assert os.path.isdir(f"/sys/class/net/{bridge}/bridge")
     assert f"mrun-net:{h.net}" in nft_rules() and "mrun-ctr" not in nft_rules()
+
+
+def guards_left() -> list[int]:
+    """The ports mrun's bridge table holds to their addresses (portguard) that no link is now."""
+    from mrun.network import portguard
+
+    return portguard.gone_ports()
 
 
 def nft_rules() -> str:
@@ -751,6 +759,120 @@ def test_a_container_s_unpublished_port_is_not_reached_by_routing_through_the_ho
             assert got == "from a neighbour\n", "the published port is not reached from the host's network"
     finally:
         img(h, "rm", "--force", "routed", env=h.env)
+
+
+# Frames a container with CAP_NET_RAW (docker's default) can send as another: ARP replies naming
+# an address as its own (argv: its MAC, the address, the MAC it goes to), and a UDP datagram from
+# an address to an address and port (argv: "udp", the MAC it goes to, source, destination, port).
+AS_ANOTHER = """
+import socket, struct, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+mac = s.getsockname()[4]
+if sys.argv[1] == "udp":
+    to_mac, source, destination, port = bytes.fromhex(sys.argv[2].replace(":", "")), *sys.argv[3:6]
+    payload = b"as another"
+    udp = struct.pack("!HHHH", 40000, int(port), 8 + len(payload), 0) + payload
+    header = struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0)
+    header += socket.inet_aton(source) + socket.inet_aton(destination)
+    total = sum(struct.unpack("!10H", header))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    header = header[:10] + struct.pack("!H", ~total & 0xFFFF) + header[12:]
+    frame = to_mac + mac + b"\\x08\\x00" + header + udp
+else:
+    claimed, to_mac = socket.inet_aton(sys.argv[1]), bytes.fromhex(sys.argv[2].replace(":", ""))
+    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2) + mac + claimed + to_mac + bytes(4)
+    frame = to_mac + mac + b"\\x08\\x06" + arp
+for _ in range(3):
+    s.send(frame)
+"""
+
+
+def _neighbour(where: list[str], address: str) -> str:
+    """The MAC address ``address`` resolves to in a namespace's ARP table ("" if none)."""
+    shown = subprocess.run([*where, "ip", "-4", "neigh", "show", address], capture_output=True, text=True,
+                           check=True).stdout.split()
+    return shown[shown.index("lladdr") + 1] if "lladdr" in shown else ""
+
+
+def udp_from(pid: str, destination: str, port: int, payload: str) -> None:
+    """One UDP datagram sent by the kernel of a container's network namespace (its own address)."""
+    send = ("import socket, sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(sys.argv[3].encode(), "
+            "(sys.argv[1], int(sys.argv[2])))")
+    subprocess.run(["nsenter", "-t", pid, "-n", sys.executable, "-c", send, destination, str(port), payload],
+                   check=True)
+
+
+
+
+def test_a_container_speaks_on_its_network_only_as_itself(net):
+    """A container (docker's default CAP_NET_RAW) answered ARP for a neighbour's address and for
+    the gateway's: the host then sent the neighbour's traffic (a published port's, the host's
+    own) to it, and the neighbour its way out of the network, a man in the middle for both; and
+    it sent packets from any address (past the host's address-based checks). Each port of a
+    container now says only its own MAC and address, as libvirt's clean-traffic and Calico's
+    anti-spoofing do; one given CAP_NET_ADMIN may change them, and is not held to them. The
+    check is put in place before the port exists, and what a killed run left for a port is
+    swept: a port is named by its interface index, which names no other link after it, and what
+    removed ports left is taken away once a few have gathered, and by the prune verbs."""
+    from mrun.network import portguard
+
+    h = net
+    gateway = json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["gateway"]
+    # what removed containers (or killed runs) left: ports that are gone, SWEEP_AT of them
+    gone = [2**31 - 1 - i for i in range(portguard.SWEEP_AT)]
+    left = "".join(f"add element bridge mrun speakers {{ {index} . 02:00:5e:10:00:99 . 10.255.255.254 }}\n"
+                   for index in gone)
+    subprocess.run(["nft", "-f", "-"], input="add table bridge mrun\nadd set bridge mrun speakers { type iface_index"
+                   " . ether_addr . ipv4_addr; }\n" + left, text=True, check=True)
+    assert guards_left() == sorted(gone)
+    for name in ("spoofer", "victim"):
+        img_ok(h, *run_args(h, "-d", "--name", name, "--network", h.net, IMAGE, "sleep", "600"), env=h.env)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        assert guards_left() == [], "what gone ports left was not swept"
+        victim = ip_of(h, "victim")
+        pids = {name: str(json.loads(img_ok(h, "inspect", name).stdout)["state"]["pid"])
+                for name in ("spoofer", "victim")}
+        as_victim = ["nsenter", "-t", pids["victim"], "-n"]
+        listener.bind((gateway, 0))
+        listener.settimeout(1.5)
+        listener.sendto(b"hello", (victim, 9))  # the host learns the victim's MAC, and it the gateway's
+        udp_from(pids["victim"], gateway, 9, "hello")
+        time.sleep(0.3)
+        victim_mac, gateway_mac = _neighbour([], victim), _neighbour(as_victim, gateway)
+        assert victim_mac and gateway_mac, (victim_mac, gateway_mac)
+        shown = img_ok(h, "inspect", "-f", "{{.NetworkSettings.MacAddress}}", "victim", env=h.env).stdout.strip()
+        assert shown == victim_mac == "02:42:" + ":".join(f"{int(o):02x}" for o in victim.split(".")), shown
+        time.sleep(1.2)  # past the kernel's ARP locktime: a later answer would be taken
+        spoof = ["nsenter", "-t", pids["spoofer"], "-n", sys.executable, "-c", AS_ANOTHER]
+        subprocess.run([*spoof, victim, gateway_mac], check=True)  # "I am the victim", to the host
+        subprocess.run([*spoof, gateway, victim_mac], check=True)  # "I am the gateway", to the victim
+        subprocess.run([*spoof, "udp", gateway_mac, victim, gateway, str(listener.getsockname()[1])], check=True)
+        time.sleep(0.3)
+        assert _neighbour([], victim) == victim_mac, "the host took the spoofer for the victim"
+        assert _neighbour(as_victim, gateway) == gateway_mac, "the victim took the spoofer for its gateway"
+        with pytest.raises(TimeoutError):
+            got = listener.recvfrom(100)
+            pytest.fail(f"the host took {got} as the victim's")
+        # its own traffic goes on: the host reaches it, and it the host
+        udp_from(pids["spoofer"], gateway, listener.getsockname()[1], "mine")
+        assert listener.recvfrom(100)[0] == b"mine"
+        # given CAP_NET_ADMIN, a container may take another MAC address for itself, and still talks
+        img_ok(h, *run_args(h, "-d", "--name", "admin", "--cap-add", "NET_ADMIN", "--network", h.net, IMAGE,
+                            "sleep", "600"), env=h.env)
+        img_ok(h, "exec", "admin", "ip", "link", "set", "eth0", "address", "02:00:5e:10:00:42", env=h.env)
+        admin = str(json.loads(img_ok(h, "inspect", "admin").stdout)["state"]["pid"])
+        udp_from(admin, gateway, listener.getsockname()[1], "admin")
+        assert listener.recvfrom(100)[0] == b"admin"
+    finally:
+        listener.close()
+        for name in ("spoofer", "victim", "admin"):
+            img(h, "rm", "--force", name, env=h.env)
+    assert len(guards_left()) == 2  # (spoofer's and victim's: admin's port was held to nothing)
+    img_ok(h, "network", "prune", env=h.env)
+    assert guards_left() == []
 
 
 def test_network_create_takes_docker_s_mtu_and_masquerade_options(net):

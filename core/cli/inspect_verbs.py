@@ -169,7 +169,7 @@ def _docker_view(doc: dict[str, Any]) -> dict[str, Any]:
                    "Tty": process.get("terminal") is True, "OpenStdin": own.get(ann.STDIN) == "open",
                    **({"StopSignal": own[ann.STOP_SIGNAL]} if own.get(ann.STOP_SIGNAL) else {})},
         "NetworkSettings": {"IPAddress": (doc.get("network") or {}).get("ip", ""), "Ports": _docker_ports(doc),
-                            "MacAddress": (doc.get("network") or {}).get("mac", ""),  # --mac-address's
+                            "MacAddress": (doc.get("network") or {}).get("mac", ""),
                             "Networks": _docker_networks(doc.get("network") or {})},
         "Mounts": mounts,
     }

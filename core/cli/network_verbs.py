@@ -144,8 +144,13 @@ def prune(nets: Networks, chosen: Callable[[Networks, str], bool] | None = None)
 
 
 def prune_stale(nets: Networks) -> list[str]:
-    """Leases and port reservations whose container is gone (a killed run left them)."""
-    return [what for path, what in nets.reservations() if nets.drop_if_dead(path)]
+    """Leases and port reservations whose container is gone (a killed run left them); and,
+    unlisted, what removed containers' ports left in the bridge table (portguard)."""
+    removed = [what for path, what in nets.reservations() if nets.drop_if_dead(path)]
+    from mrun.network import portguard
+
+    portguard.sweep()
+    return removed
 
 
 def _filter(filters: list[str], pruning: bool) -> Callable[[Networks, str], bool]:

@@ -265,6 +265,9 @@ def prepare(spec: Any, state_dir: str, state_root: str, container_id: str) -> di
     plan.update(tag=tag, netroot=nets.root, definition=network)  # its copy: network/recovery
     _save(state_dir, plan)
     plan["ip"] = nets.lease(name, owner, annotations.get(ann.NETWORK_IP, ""))
+    from mrun.network import portguard
+
+    plan.update(mac=mac or mac_of(plan["ip"]), held=portguard.held(spec.raw))
     _save(state_dir, plan)
     for p in ports:
         if p.get("host_range"):
@@ -352,11 +355,12 @@ def more_plans_read(state_dir: str) -> dict[str, dict[str, Any]]:
 
 
 def prepare_more(state_dir: str, state_root: str, container_id: str, want: dict[str, Any],
-                 ifname: str) -> dict[str, Any]:
+                 ifname: str, held: bool) -> dict[str, Any]:
     """Its place on one more network (``want``: an entry of ``more_of``): an address leased there
     and its names known to the others on it, as ``ifname``. No ports (published on its first
     network), no name files (its first network's). The plan is written before each thing it
-    records is taken, so whatever a crash leaves, ``detach`` undoes."""
+    records is taken, so whatever a crash leaves, ``detach`` undoes. ``held``: its port is held
+    to its addresses (``portguard.held`` of its config)."""
     nets = Networks()
     name = want["name"]
     network = nets.ensure(name)
@@ -370,6 +374,7 @@ def prepare_more(state_dir: str, state_root: str, container_id: str, want: dict[
     path = os.path.join(state_dir, more_plan_file(name))
     _save(state_dir, plan, path)
     plan["ip"] = nets.lease(name, owner, want.get("ip") or "")
+    plan.update(mac=mac_of(plan["ip"]), held=held)
     _save(state_dir, plan, path)
     if name != DEFAULT_NETWORK:
         peers.join(nets, name, owner, plan["ip"], names)
@@ -402,7 +407,7 @@ def resolved_names(network: str, container_id: str, aliases: list[str]) -> list[
 
 
 def attach(plan: dict[str, Any], pid: int) -> None:
-    from mrun.network import firewall, links
+    from mrun.network import firewall, links, portguard
 
     nets = Networks(plan["netroot"])
     network = nets.get(plan["network"])
@@ -410,7 +415,13 @@ def attach(plan: dict[str, Any], pid: int) -> None:
         firewall.add_network(network, network_tag(nets.root, plan["network"]), nets.path(plan["network"], "rules-seen"))
         links.ensure_bridge(network)
     first = "ifname" not in plan  # its first network: eth0, its default route, its ports
-    links.plug(network, plan["veth"], pid, plan["ip"], plan.get("mac") or "", plan.get("ifname") or "eth0", first)
+    seen = nets.path(plan["network"], "rules-seen")
+
+    def hold() -> None:  # its port made, its end not up yet: it never says anything else
+        firewall.ours_alone(seen, lambda: portguard.hold(plan["veth"], plan["mac"], plan["ip"]))
+
+    links.plug(network, plan["veth"], pid, plan["ip"], plan.get("mac") or "", plan.get("ifname") or "eth0", first,
+               hold if plan.get("held") else None)
     for p in plan["ports"]:
         firewall.publish(plan["tag"], p["host_ip"], p["host_port"], p["proto"], plan["ip"], p["port"])
 
@@ -470,6 +481,12 @@ def _detach_plan(path: str, state_root: str, container_id: str, veth: str, netwo
         except InvalidSpec:
             pass
     os.unlink(path)
+
+
+def mac_of(ip: str) -> str:
+    """A container's MAC address on a network where none was asked for: docker's, 02:42 and its
+    address (known before its interface is made, to hold its port to it: ``portguard``)."""
+    return "02:42:" + ":".join(f"{int(octet):02x}" for octet in ip.split("."))
 
 
 def _tag(state_root: str, container_id: str) -> str:

@@ -54,8 +54,10 @@ def connect(runtime: Any, network: str, container_id: str, ip: str = "", aliases
         live = runtime.status(record) in LIVE
         if live:
             try:
+                from mrun.network import portguard
+
                 plan = attach.prepare_more(state_dir, runtime.store.root, container_id, want,
-                                           attach.free_ifname(state_dir))
+                                           attach.free_ifname(state_dir), portguard.held(config))
                 attach.attach(plan, record.pid)
             except BaseException:
                 attach.detach_more(state_dir, network)

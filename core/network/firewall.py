@@ -19,19 +19,27 @@ which is how it is found again, after a crash too.
 - every network: ``guard`` (prerouting, before conntrack) drops what arrives on its bridge for
   127.0.0.0/8, which route_localnet would let the host take;
 - a network that is not internal: ``inbound`` drops what the host would forward to its bridge
-  from elsewhere but a published port's connections and the replies to its containers' own.
+  from elsewhere but a published port's connections and the replies to its containers' own;
+- every bridge port of a container's (a table of the 'bridge' family, ``bridge mrun``, shared by
+  all networks): what it sends must come from its own MAC address, and be ARP or IPv4 from its
+  own address (``PORTS``; ``portguard`` names each port's in the table's sets).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import struct
 import subprocess
 import time
+from typing import TYPE_CHECKING
 
 from mrun.errors import MrunError
 from mrun.network import netlink as nl
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 TABLE = "ip mrun"
 TABLE_NAME = TABLE.split()[1]
@@ -46,8 +54,29 @@ FORWARD = ("forward", "type filter hook forward priority 0; policy accept;")
 GUARD = ("guard", "type filter hook prerouting priority -300; policy accept;")
 # what the host would forward to a bridge from elsewhere: a published port's, or a reply
 INBOUND = ("inbound", "type filter hook forward priority 0; policy accept;")
-# the shape of network_rules, in the record of rules seen: a record of an older shape is checked again
-RULES_SHAPE = "3"
+# Frames arriving on a bridge port that ``guarded`` names (a container's: ``portguard``) pass
+# only as ARP or IPv4 from the MAC address and IPv4 address ``speakers`` pairs with that port.
+# Ports by interface index, which the kernel never gives another link (until 2**31 have been
+# made): what a removed port leaves holds nothing, and is swept later (``portguard``). Bridge
+# priority -300: before anything else sees them. Made whole again wherever a chain lacks its
+# rules (the sets keep their elements).
+PORTS_TABLE = "bridge mrun"
+PORTS = (f"add table {PORTS_TABLE}\n"
+         f"add set {PORTS_TABLE} guarded {{ type iface_index; }}\n"
+         f"add set {PORTS_TABLE} speakers {{ type iface_index . ether_addr . ipv4_addr; }}\n"
+         f"add chain {PORTS_TABLE} ports {{ type filter hook prerouting priority -300; policy accept; }}\n"
+         f"add chain {PORTS_TABLE} speaks\n"
+         f"flush chain {PORTS_TABLE} ports\n"
+         f"flush chain {PORTS_TABLE} speaks\n"
+         f"add rule {PORTS_TABLE} ports iif @guarded jump speaks\n"
+         f"add rule {PORTS_TABLE} speaks ether type arp iif . ether saddr . arp saddr ip @speakers "
+         "iif . arp saddr ether . arp saddr ip @speakers accept\n"
+         f"add rule {PORTS_TABLE} speaks ether type ip iif . ether saddr . ip saddr @speakers accept\n"
+         f"add rule {PORTS_TABLE} speaks drop\n")
+PORTS_RULES = {"ports": 1, "speaks": 3}
+# the shape of network_rules (and PORTS), in the record of rules seen: a record of an older shape
+# is checked again
+RULES_SHAPE = "4"
 
 
 def _nft() -> str:
@@ -72,13 +101,13 @@ NFTA_RULE_TABLE, NFTA_RULE_CHAIN, NFTA_RULE_HANDLE, NFTA_RULE_EXPRESSIONS, NFTA_
 # a "ct" expression's name attribute (NFTA_EXPR_NAME, 7 bytes: "ct" and its NUL) inside a rule's expressions
 CT_EXPRESSION = b"\x07\x00\x01\x00ct\x00"
 NFTNL_UDATA_RULE_COMMENT = 0  # libnftnl's type for a rule's comment in its user data
-NFPROTO_IPV4 = 2  # the 'ip' family
+NFPROTO_IPV4, NFPROTO_BRIDGE = 2, 7  # the 'ip' and 'bridge' families
 DUMP_ATTEMPTS = 30
 
 
-def _nft_talk(message: int, flags: int, body: bytes = b"") -> list[tuple[int, bytes]]:
-    """One nf_tables request of the 'ip' family -> its replies' attributes (after nfgenmsg)."""
-    header = struct.pack("=BBH", NFPROTO_IPV4, 0, 0)  # nfgenmsg: family, version, resource id
+def nft_talk(message: int, flags: int, body: bytes = b"", family: int = NFPROTO_IPV4) -> list[tuple[int, bytes]]:
+    """One nf_tables request of ``family`` (the 'ip' one) -> its replies' attributes (after nfgenmsg)."""
+    header = struct.pack("=BBH", family, 0, 0)  # nfgenmsg: family, version, resource id
     # A dump spans at least two of the kernel's passes (the rules, then the end), and any commit
     # in between (another container's port, anyone's rule) marks it interrupted: 1 in 6 under
     # steady churn here. It is read again until whole; a pause lets a burst of commits pass.
@@ -106,12 +135,14 @@ def _comment(user_data: bytes | None) -> str | None:
     return None
 
 
-def _list() -> list[dict]:
+def _list(family: int = NFPROTO_IPV4) -> list[dict]:
     """mrun's rules as {"chain", "handle", "comment", "ct"}: a dump of our table's rules only
-    ("ct": whether the rule looks at the connection's state)."""
+    ("ct": whether the rule looks at the connection's state); of the 'ip' table, or ``family``'s."""
     try:
-        replies = _nft_talk(NFT_MSG_GETRULE, nl.NLM_F_DUMP, nl.name(NFTA_RULE_TABLE, TABLE_NAME))
+        replies = nft_talk(NFT_MSG_GETRULE, nl.NLM_F_DUMP, nl.name(NFTA_RULE_TABLE, TABLE_NAME), family)
     except OSError as e:
+        if family != NFPROTO_IPV4 and e.errno == errno.ENOENT:
+            return []  # (the 'ip' table's absence is looked for first, by _table_exists)
         raise MrunError(f"listing nftables rules: {e.strerror}")
     rules = []
     for kind, payload in replies:
@@ -133,9 +164,9 @@ def comments() -> set[str]:
     return {r["comment"] for r in _list() if r.get("comment")}
 
 
-def _table_exists() -> bool:
+def _table_exists(family: int = NFPROTO_IPV4) -> bool:
     try:
-        replies = _nft_talk(NFT_MSG_GETTABLE, nl.NLM_F_DUMP)
+        replies = nft_talk(NFT_MSG_GETTABLE, nl.NLM_F_DUMP, family=family)
     except OSError as e:
         raise MrunError(f"listing nftables tables: {e.strerror}")
     return any(kind == NFT_MSG_NEWTABLE and nl.text(nl.attrs(payload).get(NFTA_TABLE_NAME)) == TABLE_NAME
@@ -158,15 +189,25 @@ def add_network(network: dict, tag: str, record: str) -> None:
     stale = [] if network.get("internal") else [r for r in ours if r["chain"] == "forward" and not r.get("ct")]
     have = {r.get("chain") for r in ours if r not in stale}
     rules = [rule for rule in network_rules(network) if rule.split()[0] not in have]  # a chain's set, whole
-    added = bool(rules)  # one transaction: the generation moves by one
-    if rules:
+    ports = _ports_guarded()
+    added = bool(rules) or not ports  # one transaction: the generation moves by one
+    if added:
         nft(f"add table {TABLE}\n" + "".join(f"add chain {TABLE} {name} {{ {spec} }}\n" for name, spec in
                                              (*CHAINS, FORWARD, GUARD, INBOUND))
             + "".join(f"delete rule {TABLE} forward handle {r['handle']}\n" for r in stale if r.get("handle"))
-            + "".join(f'add rule {TABLE} {rule} comment "{tag}"\n' for rule in rules))
+            + "".join(f'add rule {TABLE} {rule} comment "{tag}"\n' for rule in rules)
+            + ("" if ports else PORTS))
     after = _stamp()
     if before is not None and after is not None and after[-1] == before[-1] + int(added):
         _write(record, after)  # nobody else changed the ruleset meanwhile: what we saw is what there is
+
+
+def _ports_guarded() -> bool:
+    """Whether the bridge table's chains hold their rules (PORTS_RULES), as PORTS made them."""
+    counts: dict[str, int] = {}
+    for rule in _list(NFPROTO_BRIDGE):
+        counts[rule["chain"]] = counts.get(rule["chain"], 0) + 1
+    return counts == PORTS_RULES
 
 
 def network_rules(network: dict) -> list[str]:
@@ -201,7 +242,7 @@ def network_rules(network: dict) -> list[str]:
 def generation() -> int | None:
     """The nftables ruleset's generation number (NFT_MSG_GETGEN), or None if it cannot be read."""
     try:
-        replies = _nft_talk(NFT_MSG_GETGEN, nl.NLM_F_ACK)
+        replies = nft_talk(NFT_MSG_GETGEN, nl.NLM_F_ACK)
     except OSError:
         return None
     for kind, payload in replies:
@@ -245,6 +286,18 @@ def _write(record: str, stamp: tuple[str, int, int]) -> None:
         pass  # then the next start checks again
 
 
+def ours_alone(record: str, change: Callable[[], None]) -> None:
+    """``change()``, a change of mrun's own to the ruleset that leaves a network's rules as they
+    were (a port's set elements): a record of them seen in place before it (``record``) still
+    holds after it, if the generation moved by this change alone. Else the next start of a
+    container on that network would take the listing (3-4 ms) again for nothing."""
+    before = _stamp()
+    change()
+    after = _stamp()
+    if before is not None and after is not None and after[-1] == before[-1] + 1 and _read(record) == before:
+        _write(record, after)
+
+
 def publish(owner: str, host_ip: str, host_port: int, proto: str, ip: str, port: int) -> None:
     """DNAT of a published port, for what comes in (prerouting) and what this host sends (output).
     One published on the loopback is for this host's own programs, whose packets come through
@@ -266,6 +319,8 @@ def remove(tag: str) -> int:
 
 
 def drop_table_if_unused() -> None:
-    """The table goes once no network has rules left in it."""
+    """The tables go once no network has rules left in the 'ip' one (no container is on one then)."""
     if _table_exists() and not _list():
         nft(f"delete table {TABLE}\n")
+    if not _table_exists() and _table_exists(NFPROTO_BRIDGE):
+        nft(f"delete table {PORTS_TABLE}\n")

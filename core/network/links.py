@@ -8,9 +8,13 @@ from __future__ import annotations
 import errno
 import os
 import time
+from typing import TYPE_CHECKING
 
 from mrun.errors import MrunError
 from mrun.network import ifconfig
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 GONE_WAIT = 10.0  # seconds the kernel may take to remove a dying namespace's veth pair
 # A namespace whose last process has just been reaped can resolve a little longer: the kernel
@@ -154,11 +158,13 @@ def carries_containers(bridge: str) -> bool:
     return any(peer_alive(port) for port in plugged)
 
 
-def plug(network: dict, veth: str, pid: int, ip: str, mac: str = "", ifname: str = "eth0", route: bool = True) -> None:
+def plug(network: dict, veth: str, pid: int, ip: str, mac: str = "", ifname: str = "eth0", route: bool = True,
+         made: Callable[[], None] | None = None) -> None:
     """A veth pair: ``veth`` on the bridge and up, its peer made as ``ifname`` right in the
     network namespace of ``pid`` (with ``mac`` as its address, if given), then addressed and
     (``route``: its first network) given its default route from inside it. Spoken as rtnetlink
-    directly (``rtnl``): pyroute2 cost 3-5 ms of the ~1 ms the kernel takes."""
+    directly (``rtnl``): pyroute2 cost 3-5 ms of the ~1 ms the kernel takes. ``made()`` is
+    called once the pair exists, before the peer is up (nothing can be sent from it before)."""
     import _socket
 
     from mrun.network import rtnl
@@ -179,6 +185,8 @@ def plug(network: dict, veth: str, pid: int, ip: str, mac: str = "", ifname: str
                 why = _await_dying(veth) if e.errno == errno.EEXIST and attempt == 1 else e.strerror
                 if why:  # else a container of the same id just ended: its pair was on its way out
                     raise MrunError(f"network {network['name']}: veth {veth}: {why}")
+        if made is not None:
+            made()
         # an internal network's containers get no default route, as docker's: no way out is tried
         ifconfig.configure(netns, ip, prefix, "" if network.get("internal") or not route else network["gateway"],
                            ifname)

@@ -1,6 +1,7 @@
 """Netlink spoken on a bare socket (netlink(7)): one request, the kernel's replies, and its
-acknowledgement or end-of-dump. ``rtnl`` (links, addresses, namespace ids) and ``firewall``
-(nftables reads) build their few requests on it.
+acknowledgement or end-of-dump; or an nfnetlink batch, applied whole or not at all. ``rtnl``
+(links, addresses, namespace ids), ``firewall`` (nftables reads) and ``portguard`` (set
+elements) build their few requests on it.
 
 A library (pyroute2) would do the same with more, but its import alone is ~14 MiB of heap in
 the warm template, which every fork of the template copies page tables for and every exit
@@ -17,6 +18,8 @@ AF_NETLINK, NETLINK_ROUTE, NETLINK_NETFILTER = 16, 0, 12
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR = 0x1, 0x4, 0x300, 0x10
 NLM_F_EXCL, NLM_F_CREATE = 0x200, 0x400
+NLA_F_NESTED = 0x8000
+NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END = 0x10, 0x11
 TIMEOUT = 5.0  # seconds: the kernel answers at once; this only keeps a wedged call from hanging
 
 HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port
@@ -28,20 +31,29 @@ def attr(kind: int, data: bytes) -> bytes:
     return raw + b"\0" * (-len(raw) % 4)
 
 
+def nested(kind: int, *parts: bytes) -> bytes:
+    return attr(kind | NLA_F_NESTED, b"".join(parts))
+
+
+def each(data: bytes) -> list[tuple[int, bytes]]:
+    """The attributes in ``data`` in order, as (type, value): a list may repeat a type."""
+    found = []
+    while len(data) >= ATTR.size:
+        length, kind = ATTR.unpack_from(data)
+        if length < ATTR.size:
+            break
+        found.append((kind & 0x3FFF, data[ATTR.size : length]))
+        data = data[(length + 3) & ~3 :]
+    return found
+
+
 def name(kind: int, text: str) -> bytes:
     return attr(kind, text.encode() + b"\0")
 
 
 def attrs(data: bytes) -> dict[int, bytes]:
     """The attributes in ``data`` by type (the nested and byte-order flags masked off)."""
-    found = {}
-    while len(data) >= ATTR.size:
-        length, kind = ATTR.unpack_from(data)
-        if length < ATTR.size:
-            break
-        found[kind & 0x3FFF] = data[ATTR.size : length]
-        data = data[(length + 3) & ~3 :]
-    return found
+    return dict(each(data))
 
 
 def text(raw: bytes | None) -> str | None:
@@ -88,5 +100,42 @@ def talk(protocol: int, kind: int, flags: int, body: bytes) -> list[tuple[int, b
                         raise OSError(4, "the dump was interrupted by a change")
                     return replies
                 replies.append((mtype, payload))
+    finally:
+        sock.close()
+
+
+def batch(subsystem: int, messages: list[tuple[int, int, bytes]]) -> None:
+    """An nfnetlink transaction: ``messages`` (type, flags, body), applied all or none. The
+    kernel runs a batch within the send, so every answer is waiting once it returns; each
+    message asks for its acknowledgement. OSError with the kernel's errno if it refuses one
+    (and so all)."""
+    resource = struct.pack("=BBH", 0, 0, _socket.htons(subsystem))  # nfgenmsg: AF_UNSPEC, v0, res_id
+    last = len(messages) + 2
+    parts = [HEADER.pack(HEADER.size + len(resource), NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, 1, 0) + resource]
+    for seq, (kind, flags, body) in enumerate(messages, 2):
+        parts.append(HEADER.pack(HEADER.size + len(body), kind, NLM_F_REQUEST | NLM_F_ACK | flags, seq, 0) + body)
+    parts.append(HEADER.pack(HEADER.size + len(resource), NFNL_MSG_BATCH_END, NLM_F_REQUEST, last, 0) + resource)
+    sock = _socket.socket(AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC, NETLINK_NETFILTER)
+    try:
+        sock.settimeout(TIMEOUT)
+        sock.bind((0, 0))
+        sock.send(b"".join(parts))
+        waiting = set(range(2, last))
+        while waiting:
+            try:
+                data = sock.recv(1 << 16)
+            except TimeoutError:
+                raise OSError(110, f"no answer from the kernel in {TIMEOUT:.0f} s") from None  # ETIMEDOUT
+            while len(data) >= HEADER.size:
+                length, mtype, _flags, seq, _port = HEADER.unpack_from(data)
+                if length < HEADER.size:
+                    raise OSError(5, "a malformed netlink message")
+                payload = data[HEADER.size : length]
+                data = data[(length + 3) & ~3 :]
+                if mtype == NLMSG_ERROR:
+                    code = -struct.unpack_from("=i", payload)[0] if len(payload) >= 4 else 5
+                    if code:
+                        raise OSError(code, os.strerror(code))
+                    waiting.discard(seq)
     finally:
         sock.close()

@@ -467,9 +467,10 @@ def lost_networks(root: str, defined: list[str]) -> list[str]:
 def take_down(root: str, name: str) -> None:
     """A network's rules and bridge (its bridge the name derived for it, never the one a file
     says, and only if a bridge)."""
-    from mrun.network import firewall, links
+    from mrun.network import firewall, links, portguard
 
     firewall.remove(network_tag(root, name))
+    portguard.sweep()  # (what its removed containers' ports left, and others')
     firewall.drop_table_if_unused()
     links.remove_bridge(bridge_name(root, name))
 

@@ -186,7 +186,8 @@ class Create:
             more = attach.more_of(self.spec.annotations)  # a malformed list fails before anything is taken
             state_dir = self.store.path(self.id)
             self.network = attach.prepare(self.spec, state_dir, self.store.root, self.id)
-            self.more_networks = [attach.prepare_more(state_dir, self.store.root, self.id, want, f"eth{i}")
+            held = self.network["held"]  # (its ports, on every network alike)
+            self.more_networks = [attach.prepare_more(state_dir, self.store.root, self.id, want, f"eth{i}", held)
                                   for i, want in enumerate(more, 1)]
             # undone by _forget (detach), which already runs last
         elif self.spec.annotations.get(ann.NETWORK_MORE):

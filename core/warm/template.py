@@ -101,6 +101,7 @@ def preload() -> Any:
     import mrun.network.attach  # noqa: F401
     import mrun.network.firewall  # noqa: F401
     import mrun.network.links  # noqa: F401
+    import mrun.network.portguard  # noqa: F401
     import mrun.network.rtnl  # noqa: F401
     import mrun.operations.builder  # noqa: F401
     import mrun.shims.events  # noqa: F401
