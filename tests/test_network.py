@@ -761,31 +761,17 @@ def test_a_container_s_unpublished_port_is_not_reached_by_routing_through_the_ho
         img(h, "rm", "--force", "routed", env=h.env)
 
 
-# Frames a container with CAP_NET_RAW (docker's default) can send as another: ARP replies naming
-# an address as its own (argv: its MAC, the address, the MAC it goes to), and a UDP datagram from
-# an address to an address and port (argv: "udp", the MAC it goes to, source, destination, port).
-AS_ANOTHER = """
+# ARP replies a container with CAP_NET_RAW (docker's default) can send, naming an address as its
+# own (argv: the address, the MAC it goes to).
+ARP_AS_ANOTHER = """
 import socket, struct, sys
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
 s.bind(("eth0", 0))
 mac = s.getsockname()[4]
-if sys.argv[1] == "udp":
-    to_mac, source, destination, port = bytes.fromhex(sys.argv[2].replace(":", "")), *sys.argv[3:6]
-    payload = b"as another"
-    udp = struct.pack("!HHHH", 40000, int(port), 8 + len(payload), 0) + payload
-    header = struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0)
-    header += socket.inet_aton(source) + socket.inet_aton(destination)
-    total = sum(struct.unpack("!10H", header))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    header = header[:10] + struct.pack("!H", ~total & 0xFFFF) + header[12:]
-    frame = to_mac + mac + b"\\x08\\x00" + header + udp
-else:
-    claimed, to_mac = socket.inet_aton(sys.argv[1]), bytes.fromhex(sys.argv[2].replace(":", ""))
-    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2) + mac + claimed + to_mac + bytes(4)
-    frame = to_mac + mac + b"\\x08\\x06" + arp
+claimed, to_mac = socket.inet_aton(sys.argv[1]), bytes.fromhex(sys.argv[2].replace(":", ""))
+arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2) + mac + claimed + to_mac + bytes(4)
 for _ in range(3):
-    s.send(frame)
+    s.send(to_mac + mac + b"\\x08\\x06" + arp)
 """
 
 
@@ -846,16 +832,17 @@ def test_a_container_speaks_on_its_network_only_as_itself(net):
         shown = img_ok(h, "inspect", "-f", "{{.NetworkSettings.MacAddress}}", "victim", env=h.env).stdout.strip()
         assert shown == victim_mac == "02:42:" + ":".join(f"{int(o):02x}" for o in victim.split(".")), shown
         time.sleep(1.2)  # past the kernel's ARP locktime: a later answer would be taken
-        spoof = ["nsenter", "-t", pids["spoofer"], "-n", sys.executable, "-c", AS_ANOTHER]
-        subprocess.run([*spoof, victim, gateway_mac], check=True)  # "I am the victim", to the host
-        subprocess.run([*spoof, gateway, victim_mac], check=True)  # "I am the gateway", to the victim
-        subprocess.run([*spoof, "udp", gateway_mac, victim, gateway, str(listener.getsockname()[1])], check=True)
+        spoofer = ["nsenter", "-t", pids["spoofer"], "-n", sys.executable, "-c"]
+        subprocess.run([*spoofer, ARP_AS_ANOTHER, victim, gateway_mac], check=True)  # "I am the victim", to the host
+        subprocess.run([*spoofer, ARP_AS_ANOTHER, gateway, victim_mac], check=True)  # "I am the gateway", to it
+        subprocess.run([*spoofer, FROM_A_NEIGHBOUR, "eth0", gateway_mac, gateway, str(listener.getsockname()[1]),
+                        victim], check=True)  # a datagram from the victim's address
         time.sleep(0.3)
         assert _neighbour([], victim) == victim_mac, "the host took the spoofer for the victim"
         assert _neighbour(as_victim, gateway) == gateway_mac, "the victim took the spoofer for its gateway"
         with pytest.raises(TimeoutError):
             got = listener.recvfrom(100)
-            pytest.fail(f"the host took {got} as the victim's")
+            pytest.fail(f"the host took {got} from the victim's address")
         # its own traffic goes on: the host reaches it, and it the host
         udp_from(pids["spoofer"], gateway, listener.getsockname()[1], "mine")
         assert listener.recvfrom(100)[0] == b"mine"

@@ -61,41 +61,60 @@ def text(raw: bytes | None) -> str | None:
     return None if raw is None else raw.split(b"\0", 1)[0].decode(errors="replace")
 
 
+def _socket_for(protocol: int) -> _socket.socket:
+    sock = _socket.socket(AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC, protocol)
+    try:
+        sock.settimeout(TIMEOUT)
+        sock.bind((0, 0))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _answers(sock: _socket.socket) -> list[tuple[int, int, int, bytes]]:
+    """The messages of the kernel's next datagram, each (type, flags, sequence, payload)."""
+    try:
+        data = sock.recv(1 << 16)
+    except TimeoutError:  # raised without an errno: every caller reports strerror
+        raise OSError(110, f"no answer from the kernel in {TIMEOUT:.0f} s") from None  # ETIMEDOUT
+    if not data:
+        raise OSError(5, os.strerror(5))  # EIO: the kernel closed on us
+    found = []
+    while len(data) >= HEADER.size:
+        length, mtype, mflags, seq, _port = HEADER.unpack_from(data)
+        if length < HEADER.size:
+            raise OSError(5, "a malformed netlink message")
+        found.append((mtype, mflags, seq, data[HEADER.size : length]))
+        data = data[(length + 3) & ~3 :]
+    return found
+
+
+def _code(payload: bytes, short: int) -> None:
+    """An NLMSG_ERROR's or NLMSG_DONE's errno, raised if any (``short``: one too short to say)."""
+    code = -struct.unpack_from("=i", payload)[0] if len(payload) >= 4 else short
+    if code:
+        raise OSError(code, os.strerror(code))
+
+
 def talk(protocol: int, kind: int, flags: int, body: bytes) -> list[tuple[int, bytes]]:
     """Send one request; -> the replies before the acknowledgement or the end of the dump, as
     (type, payload). OSError with the kernel's errno if it refuses; EINTR if a dump was
     interrupted by a change (NLM_F_DUMP_INTR: its parts may not agree), for the caller to retry.
     ``flags`` should hold NLM_F_ACK or NLM_F_DUMP, or the call waits for an end that never comes."""
-    sock = _socket.socket(AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC, protocol)
+    sock = _socket_for(protocol)
     try:
-        sock.settimeout(TIMEOUT)
-        sock.bind((0, 0))
         sock.send(HEADER.pack(HEADER.size + len(body), kind, NLM_F_REQUEST | flags, 1, 0) + body)
         replies: list[tuple[int, bytes]] = []
         interrupted = False
         while True:
-            try:
-                data = sock.recv(1 << 16)
-            except TimeoutError:  # raised without an errno: every caller reports strerror
-                raise OSError(110, f"no answer from the kernel in {TIMEOUT:.0f} s") from None  # ETIMEDOUT
-            if not data:
-                raise OSError(5, os.strerror(5))  # EIO: the kernel closed on us
-            while len(data) >= HEADER.size:
-                length, mtype, mflags, _seq, _port = HEADER.unpack_from(data)
-                if length < HEADER.size:
-                    raise OSError(5, "a malformed netlink message")
-                payload = data[HEADER.size : length]
-                data = data[(length + 3) & ~3 :]
+            for mtype, mflags, _seq, payload in _answers(sock):
                 interrupted |= bool(mflags & NLM_F_DUMP_INTR)
                 if mtype == NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", payload)[0] if len(payload) >= 4 else 5
-                    if code:
-                        raise OSError(code, os.strerror(code))
+                    _code(payload, 5)
                     return replies
                 if mtype == NLMSG_DONE:
-                    code = -struct.unpack_from("=i", payload)[0] if len(payload) >= 4 else 0
-                    if code:
-                        raise OSError(code, os.strerror(code))
+                    _code(payload, 0)
                     if interrupted:
                         raise OSError(4, "the dump was interrupted by a change")
                     return replies
@@ -115,27 +134,14 @@ def batch(subsystem: int, messages: list[tuple[int, int, bytes]]) -> None:
     for seq, (kind, flags, body) in enumerate(messages, 2):
         parts.append(HEADER.pack(HEADER.size + len(body), kind, NLM_F_REQUEST | NLM_F_ACK | flags, seq, 0) + body)
     parts.append(HEADER.pack(HEADER.size + len(resource), NFNL_MSG_BATCH_END, NLM_F_REQUEST, last, 0) + resource)
-    sock = _socket.socket(AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC, NETLINK_NETFILTER)
+    sock = _socket_for(NETLINK_NETFILTER)
     try:
-        sock.settimeout(TIMEOUT)
-        sock.bind((0, 0))
         sock.send(b"".join(parts))
         waiting = set(range(2, last))
         while waiting:
-            try:
-                data = sock.recv(1 << 16)
-            except TimeoutError:
-                raise OSError(110, f"no answer from the kernel in {TIMEOUT:.0f} s") from None  # ETIMEDOUT
-            while len(data) >= HEADER.size:
-                length, mtype, _flags, seq, _port = HEADER.unpack_from(data)
-                if length < HEADER.size:
-                    raise OSError(5, "a malformed netlink message")
-                payload = data[HEADER.size : length]
-                data = data[(length + 3) & ~3 :]
+            for mtype, _flags, seq, payload in _answers(sock):
                 if mtype == NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", payload)[0] if len(payload) >= 4 else 5
-                    if code:
-                        raise OSError(code, os.strerror(code))
+                    _code(payload, 5)
                     waiting.discard(seq)
     finally:
         sock.close()
