@@ -1045,6 +1045,7 @@ def test_bad_network_input_is_refused_and_nothing_is_half_made(net):
         one_line_error(img(h, "network", "create", "overlapping", "--subnet", special, env=h.env),
                        f"--subnet {special}", "never a bridge's")
     assert "overlapping" not in img_ok(h, "network", "ls", env=h.env).stdout
+    one_line_error(img(h, "network", "create", "n" * 65, env=h.env), "1 to 64 letters")  # (it named letters alone)
     digits = "9" * 5000  # more than int() takes: it failed with a traceback ("internal error: ValueError")
     for bad in ("90-80:80", "80-89:80-81", "x:80", "1.2.3.4:0:80", "1:2:3:4", "80/sctp", f"{digits}:80", "²:80"):
         one_line_error(img(h, *run_args(h, "--rm", "--network", h.net, "-p", bad, IMAGE, "true"), env=h.env),

@@ -39,7 +39,8 @@ def network_root() -> str:
 
 def check_name(name: str) -> None:
     if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name) or name[0] in "-.":
-        raise InvalidSpec(f"network name {name!r}: letters, digits, '-', '_' and '.' expected")
+        raise InvalidSpec(f"network name {name!r}: 1 to 64 letters, digits, '-', '_' and '.' expected "
+                          "(not first '-' or '.')")
 
 
 # Names a new network may not take: the store's own entries beside the networks' directories,
