@@ -4384,8 +4384,9 @@ def test_format_json_is_docker_s_a_document_a_line(images, busybox_archive):
 def test_inspect_has_the_fields_docker_s_scripts_read(images, busybox_archive, tmp_path):
     """docker inspect's fields that scripts and tools read were "no field" here (State.StartedAt,
     State.OOMKilled, HostConfig's limits, network mode, binds and Privileged, LogPath, HostsPath,
-    GraphDriver.Data.MergedDir...), and Mounts listed the tmpfs mrun makes at /dev: now each is
-    what docker's says of the container (Mounts: its volumes and binds only)."""
+    GraphDriver.Data.MergedDir...; Config's ExposedPorts, Volumes, Healthcheck), and Mounts listed
+    the tmpfs mrun makes at /dev: now each is what docker's says of the container (Mounts: its
+    volumes and binds only)."""
     import datetime
 
     h = images
@@ -4416,17 +4417,25 @@ def test_inspect_has_the_fields_docker_s_scripts_read(images, busybox_archive, t
         # user as it was named ("" for the default), the stop signal (they were all Cmd, "0:0")
         config = doc["Config"]
         assert (config["Entrypoint"], config["Cmd"], config["User"]) == (None, ["sleep", "600"], ""), config
+        # and the ports it exposes, the places of its anonymous volumes, its health check (no field
+        # before): none of them for "full" (a named volume is no anonymous one's place)
+        assert "ExposedPorts" not in config and config["Volumes"] is None and "Healthcheck" not in config, config
         img_ok(h, *create_args(h, "--name", "entry", "--entrypoint", "/bin/sleep", "-u", "nobody",
-                               "--stop-signal", "SIGUSR1", IMAGE, "600"))
+                               "--stop-signal", "SIGUSR1", "--expose", "8080", "--expose", "53/udp", "-v", "/anon",
+                               "--health-cmd", "test -e /anon", "--health-interval", "5s", IMAGE, "600"))
         entry = json.loads(img_ok(h, "inspect", "-f", "{{json .}}", "entry").stdout)
         assert (entry["Path"], entry["Args"]) == ("/bin/sleep", ["600"]), entry
         assert (entry["Config"]["Entrypoint"], entry["Config"]["Cmd"], entry["Config"]["User"],
                 entry["Config"]["StopSignal"]) == (["/bin/sleep"], ["600"], "nobody", "SIGUSR1"), entry["Config"]
+        assert (entry["Config"]["ExposedPorts"], entry["Config"]["Volumes"]) == (
+            {"53/udp": {}, "8080/tcp": {}}, {"/anon": {}}), entry["Config"]
+        check = entry["Config"]["Healthcheck"]
+        assert (check["Test"], check["Interval"], check["Retries"]) == (["CMD-SHELL", "test -e /anon"], 5 * 10**9, 3)
         assert img_ok(h, "wait", "oom").stdout == "137\n"
         assert img_ok(h, "inspect", "-f", "{{.State.OOMKilled}}", "oom").stdout == "true\n"
     finally:
         img_ok(h, "rm", "-f", "-v", "full", "priv", "oom")
-        img(h, "rm", "-f", "entry")
+        img(h, "rm", "-f", "-v", "entry")
         img(h, "volume", "rm", "vol")
 
 

@@ -167,12 +167,41 @@ def _docker_view(doc: dict[str, Any]) -> dict[str, Any]:
                    **_docker_command(own, args), "WorkingDir": process.get("cwd", ""), "Labels": labels,
                    "User": own.get(ann.USER, "") if ann.IMAGE in own else f"{user.get('uid', 0)}:{user.get('gid', 0)}",
                    "Tty": process.get("terminal") is True, "OpenStdin": own.get(ann.STDIN) == "open",
-                   **({"StopSignal": own[ann.STOP_SIGNAL]} if own.get(ann.STOP_SIGNAL) else {})},
+                   **({"StopSignal": own[ann.STOP_SIGNAL]} if own.get(ann.STOP_SIGNAL) else {}),
+                   **_docker_config_extras(doc, own, bundle, mounts)},
         "NetworkSettings": {"IPAddress": (doc.get("network") or {}).get("ip", ""), "Ports": _docker_ports(doc),
                             "MacAddress": (doc.get("network") or {}).get("mac", ""),
                             "Networks": _docker_networks(doc.get("network") or {})},
         "Mounts": mounts,
     }
+
+
+def _docker_config_extras(doc: dict[str, Any], own: dict[str, str], bundle: str,
+                          mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    """docker's Config.ExposedPorts (its image's, --expose's and those it publishes; absent when
+    none, as docker's), Volumes (its anonymous volumes' places: the image's Volumes and -v
+    /DEST; null when none) and Healthcheck (when it has a check)."""
+    from mrun.cli.container_facts import exposed_ports
+
+    exposed = exposed_ports({"annotations": own, "bundle": bundle}, lambda _bundle: doc.get("image"))
+    store_root = os.path.dirname(os.path.dirname(bundle)) if bundle else ""
+    volumes = {}
+    if store_root:
+        from mrun.images.volumes import is_anonymous
+
+        volumes = {m["Destination"]: {} for m in mounts if m.get("Name") and is_anonymous(store_root, m["Name"])}
+    extras: dict[str, Any] = {"Volumes": volumes or None}
+    if exposed:
+        extras["ExposedPorts"] = {f"{port}/{proto}": {} for port, proto in sorted(exposed)}
+    try:
+        check = jsonio.loads(own[ann.HEALTH]) if own.get(ann.HEALTH) else None
+    except ValueError:  # a bundle's own annotation, written by hand: no check read from it
+        check = None
+    if isinstance(check, dict):
+        from mrun.images.health import docker_form
+
+        extras["Healthcheck"] = docker_form(check)
+    return extras
 
 
 def _docker_command(annotations: dict[str, str], args: list[str]) -> dict[str, list[str] | None]:

@@ -81,6 +81,18 @@ def check_from(flags: dict[str, Any], image: Any) -> dict[str, Any] | None:
     return {**DEFAULTS, **base}
 
 
+def docker_form(check: dict[str, Any]) -> dict[str, Any]:
+    """docker's Config.Healthcheck of a check noted by ``check_from``: its Test in docker's form
+    (a shell's command as ["CMD-SHELL", COMMAND]), the durations in nanoseconds. The defaults
+    are shown as they apply (docker's shows 0 for them)."""
+    test = [str(t) for t in check.get("test") or []]
+    shaped = ["CMD-SHELL", test[2]] if len(test) == 3 and test[:2] == ["/bin/sh", "-c"] else ["CMD", *test]
+    nanoseconds = {field: round(float(check.get(key) or 0) * 1e9) for key, field in (
+        ("interval", "Interval"), ("timeout", "Timeout"), ("start_period", "StartPeriod"),
+        ("start_interval", "StartInterval"))}
+    return {"Test": shaped, **nanoseconds, "Retries": int(check.get("retries") or 0)}
+
+
 def _test(test: list[str], field: str) -> list[str]:
     """docker's Test forms: ["CMD", args...], ["CMD-SHELL", command]."""
     if test[0] == "CMD" and len(test) > 1:
