@@ -3701,6 +3701,7 @@ def test_health_checks_as_docker(images, busybox_archive):
                         "600"))
     try:
         assert img_ok(h, "inspect", "-f", "{{json .State}}", "hbad").stdout.count("Health") == 0
+        assert "Healthcheck" not in img_ok(h, "inspect", "-f", "{{json .Config}}", "hbad").stdout
         img_ok(h, "stop", "-t", "1", "hbad")
         assert img_ok(h, "ps", "-a", "--filter", "name=hbad", "--format", "{{.Status}}").stdout.startswith("Exited (")
     finally:

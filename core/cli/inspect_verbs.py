@@ -200,7 +200,8 @@ def _docker_config_extras(doc: dict[str, Any], own: dict[str, str], bundle: str,
     if isinstance(check, dict):
         from mrun.images.health import docker_form
 
-        extras["Healthcheck"] = docker_form(check)
+        if (shown := docker_form(check)) is not None:
+            extras["Healthcheck"] = shown
     return extras
 
 

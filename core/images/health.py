@@ -81,16 +81,27 @@ def check_from(flags: dict[str, Any], image: Any) -> dict[str, Any] | None:
     return {**DEFAULTS, **base}
 
 
-def docker_form(check: dict[str, Any]) -> dict[str, Any]:
+def docker_form(check: dict[str, Any]) -> dict[str, Any] | None:
     """docker's Config.Healthcheck of a check noted by ``check_from``: its Test in docker's form
     (a shell's command as ["CMD-SHELL", COMMAND]), the durations in nanoseconds. The defaults
-    are shown as they apply (docker's shows 0 for them)."""
-    test = [str(t) for t in check.get("test") or []]
+    are shown as they apply (docker's shows 0 for them). None for a note that is no check (a
+    bundle's own annotation, written by hand); a value there that is no duration shows as 0."""
+    from mrun.units import INT64_MAX
+
+    test = check.get("test")
+    if not isinstance(test, list) or not test or not all(isinstance(t, str) for t in test):
+        return None
     shaped = ["CMD-SHELL", test[2]] if len(test) == 3 and test[:2] == ["/bin/sh", "-c"] else ["CMD", *test]
-    nanoseconds = {field: round(float(check.get(key) or 0) * 1e9) for key, field in (
-        ("interval", "Interval"), ("timeout", "Timeout"), ("start_period", "StartPeriod"),
-        ("start_interval", "StartInterval"))}
-    return {"Test": shaped, **nanoseconds, "Retries": int(check.get("retries") or 0)}
+
+    def nanoseconds(key: str) -> int:
+        value = check.get(key)
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= INT64_MAX / 1e9
+        return round(value * 1e9) if ok else 0
+
+    retries = check.get("retries")
+    return {"Test": shaped, "Interval": nanoseconds("interval"), "Timeout": nanoseconds("timeout"),
+            "StartPeriod": nanoseconds("start_period"), "StartInterval": nanoseconds("start_interval"),
+            "Retries": retries if isinstance(retries, int) and not isinstance(retries, bool) else 0}
 
 
 def _test(test: list[str], field: str) -> list[str]:
