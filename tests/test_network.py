@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -860,6 +861,59 @@ def test_a_container_speaks_on_its_network_only_as_itself(net):
     assert len(guards_left()) == 2  # (spoofer's and victim's: admin's port was held to nothing)
     img_ok(h, "network", "prune", env=h.env)
     assert guards_left() == []
+
+
+@contextlib.contextmanager
+def a_steady_sender(port: int):
+    """A UDP client of this host sending to 127.0.0.1:``port`` every 0.1 s from one source port,
+    as a syslog or statsd client does: one flow the kernel keeps."""
+    stop = threading.Event()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+
+    def send() -> None:
+        while not stop.wait(0.1):
+            sock.sendto(b"steady", ("127.0.0.1", port))
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        sender.join()
+        sock.close()
+
+
+def test_a_flow_goes_to_the_container_publishing_its_port_and_to_no_other(net):
+    """The kernel NATs a flow once, at its first packet, and keeps that while packets keep coming
+    (a UDP client on a fixed port never lets it lapse). A removed container's flows went on to
+    its address, and so to the container that took that address next, even once a third
+    published the port (moby#8795's kind); and a flow that reached the host port before a
+    container published it (no one listening) went on to the host. The flows of a removed
+    container's address are deleted before the address is given out again, and a UDP port's
+    flows the host took itself once the port is published."""
+    h = net
+    port = free_port_run(1)
+    base = json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["subnet"].rsplit(".", 1)[0]
+    publish = ["-p", f"127.0.0.1:{port}:80/udp"]
+    # the network's rules in place (a container on it): the host tracks connections from then on
+    img_ok(h, *run_args(h, "--rm", "--network", h.net, IMAGE, "true"), env=h.env)
+    with a_steady_sender(port):
+        time.sleep(0.3)  # the flow reaches the host port: no one publishes it yet
+        img_ok(h, *run_args(h, "-d", "--name", "first", "--network", h.net, "--ip", f"{base}.10", *publish, IMAGE,
+                            "sleep", "600"), env=h.env)
+        try:
+            assert received(h, "first", lambda: None) == "steady\n", "the flow stayed with the host"
+            img_ok(h, "rm", "-f", "first", env=h.env)
+            for name, address, flags in (("taker", f"{base}.10", []), ("second", f"{base}.11", publish)):
+                img_ok(h, *run_args(h, "-d", "--name", name, "--network", h.net, "--ip", address, *flags, IMAGE,
+                                    "sleep", "600"), env=h.env)
+            assert received(h, "taker", lambda: None) == "", "the removed container's flow reached its address"
+            assert received(h, "second", lambda: None) == "steady\n"
+        finally:
+            for name in ("first", "taker", "second"):
+                img(h, "rm", "-f", name, env=h.env)
 
 
 def test_network_create_takes_docker_s_mtu_and_masquerade_options(net):

@@ -424,6 +424,10 @@ def attach(plan: dict[str, Any], pid: int) -> None:
                hold if plan.get("held") else None)
     for p in plan["ports"]:
         firewall.publish(plan["tag"], p["host_ip"], p["host_port"], p["proto"], plan["ip"], p["port"])
+        if p["proto"] == "udp":  # a flow that reached the port before went on to the host: no more
+            from mrun.network import conntrack
+
+            conntrack.forget_port("udp", p["host_ip"], p["host_port"])
 
 
 def detach(state_dir: str) -> None:
@@ -477,7 +481,12 @@ def _detach_plan(path: str, state_root: str, container_id: str, veth: str, netwo
         try:
             if plan.get("names"):
                 peers.leave(nets, name, owner, ip)
-            _remove_if_owned(nets.path(name, "leases", ip), owner)
+            lease = nets.path(name, "leases", ip)
+            if _owned(lease, owner):  # its own address (a plan may be forged): its flows went on to
+                from mrun.network import conntrack  # whoever took the address next; before that
+
+                conntrack.forget_address(ip)
+            _remove_if_owned(lease, owner)
         except InvalidSpec:
             pass
     os.unlink(path)
@@ -493,9 +502,16 @@ def _tag(state_root: str, container_id: str) -> str:
     return "mrun-ctr:" + hashlib.sha256(f"{state_root}\0{container_id}".encode()).hexdigest()[:16]
 
 
-def _remove_if_owned(path: str, owner: dict[str, str]) -> None:
+def _owned(path: str, owner: dict[str, str]) -> bool:
     try:
-        if jsonio.load_file(path) == owner:
-            os.unlink(path)
+        return jsonio.load_file(path) == owner
     except (OSError, ValueError):
-        pass
+        return False
+
+
+def _remove_if_owned(path: str, owner: dict[str, str]) -> None:
+    if _owned(path, owner):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
