@@ -15,6 +15,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import tarfile
 import tempfile
 import termios
@@ -3769,6 +3770,39 @@ def test_start_of_a_running_container_succeeds_as_docker_s_and_runc_s_refuses(im
     finally:
         img_ok(h, "rm", "-f", "up", "down")
         h.mrun("delete", "--force", "bundled")
+
+
+# Runs argv with its stdout to /dev/null; prints the largest RSS (KiB) of it and its descendants.
+LARGEST_RSS = """
+import os, resource, subprocess, sys
+subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def test_logs_tail_of_a_line_without_end_holds_none_of_it(images, busybox_archive):
+    """`logs --tail N` found the last N lines among every piece of the log held in memory (text
+    included) where they spanned the whole current log: a container that wrote a line without
+    end (a 200 MB one here) made `logs --tail 1` take 220 MB, so a few GB took the host's memory.
+    The lines are counted in a pass that keeps no text, then written as read."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    size = 100 << 20
+    img_ok(h, *run_args(h, "-d", "--name", "long", IMAGE, "sh", "-c",
+                        f"head -c {size} /dev/zero | tr '\\0' a; printf '\\nlast'"))
+    try:
+        assert img_ok(h, "wait", "long").stdout == "0\n"
+        base = [h.binary, "--root", h.root, "--image-root", h.image_root, "logs"]
+        for flags in (["--tail", "2"], ["--tail", "2", "--since", "1h"], ["--tail", "1", "-t"]):
+            largest = subprocess.run([sys.executable, "-c", LARGEST_RSS, *base, *flags, "long"], capture_output=True,
+                                     text=True, check=True, env={**os.environ, **h.base_env, "MRUN_WARM": "0"})
+            assert int(largest.stdout) < (size >> 10) // 2, f"logs {flags} took {largest.stdout.strip()} KiB"
+        assert img_ok(h, "logs", "--tail", "1", "long").stdout == "last"
+        tail = subprocess.run([*base, "--tail", "2", "long"], capture_output=True, check=True,
+                              env={**os.environ, **h.base_env}).stdout
+        assert len(tail) == size + len("\nlast") and tail.endswith(b"a\nlast"), len(tail)
+    finally:
+        img_ok(h, "rm", "-f", "long")
 
 
 def test_wait_logs_tail_start_and_restart_as_docker(images, busybox_archive):

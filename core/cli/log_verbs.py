@@ -128,11 +128,16 @@ def _follow_timed(runtime: Any, container_id: str, reader: Any, follow: bool, ta
                   since_ns: int, until_ns: int) -> int:
     whole = not timestamps and tail == "all"  # no line's time or start needed: a stream's run at once
     pieces = reader.read(since_ns, until_ns, whole)  # (time, text, starts a line, stream), read as written out
-    if tail != "all":  # the last N lines: from the piece that starts the Nth line from the end
-        pieces = list(pieces)
-        starts = [i for i, piece in enumerate(pieces) if piece[2]]
+    if tail != "all":  # the last N lines: from the piece that starts the Nth line from the end, found by
+        from mrun.images.log_relay import TimedReader  # a pass that keeps no text: they were all held,
+
+        counter = TimedReader(reader.bundle)  # and a line may be gigabytes (one without a newline)
+        try:
+            starts = sum(1 for piece in counter.read(since_ns, until_ns) if piece[2])
+        finally:
+            counter.close()
         count = int(tail)
-        pieces = [] if not count else pieces[starts[-count]:] if len(starts) >= count else pieces
+        pieces = _from_line(pieces, starts - count) if count else iter(())
     stopped = False
     while True:
         write_pieces(pieces, timestamps)
@@ -142,6 +147,15 @@ def _follow_timed(runtime: Any, container_id: str, reader: Any, follow: bool, ta
         if not stopped:
             time.sleep(0.1)
         pieces = reader.read(since_ns, until_ns, whole)
+
+
+def _from_line(pieces: Any, skip: int) -> Any:
+    """``pieces`` from the start of line ``skip`` on (counted from 0); all of them if it is < 0."""
+    seen = -1
+    for piece in pieces:
+        seen += bool(piece[2])
+        if seen >= skip:
+            yield piece
 
 
 def write_pieces(pieces: Any, timestamps: bool = False) -> None:
