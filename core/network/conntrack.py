@@ -85,7 +85,7 @@ def _delete(chosen: Callable[[dict], bool], what: str) -> int:
                 except FileNotFoundError:  # ended meanwhile
                     pass
     except OSError as e:
-        if e.errno in (errno.EPROTONOSUPPORT, errno.ENOENT):  # no connection tracking in this kernel
+        if e.errno in (errno.EOPNOTSUPP, errno.EPROTONOSUPPORT, errno.ENOENT):  # no connection tracking here
             return deleted
         raise MrunError(f"deleting {what} from the connection-tracking table: {e.strerror}")
     return deleted
