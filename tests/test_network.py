@@ -1902,8 +1902,19 @@ def test_a_container_joins_more_networks_by_run_and_connect_as_docker_s(net):
         assert on(_interfaces(h, "a")["eth1"], other)
         assert "\ta web\t" in _hosts(h, "b")
         img_ok(h, "exec", "a", "ping", "-c1", "-W2", "b", env=h.env)
+        from mrun.network.attach import more_veth
+        from mrun.network.store import veth_name
+
+        ports = (veth_name(h.root, "c"), more_veth(h.root, "c", other), more_veth(h.root, "a", other))
+
+        def held() -> str:  # each of its ports says only its own addresses (portguard): by run and connect
+            return subprocess.run(["nft", "list", "set", "bridge", "mrun", "guarded"], capture_output=True,
+                                  text=True).stdout
+
+        assert all(f'"{port}"' in held() for port in ports), held()
         img_ok(h, "restart", "-t", "0", "a", env=h.env)  # its networks are its own over its restarts
         assert sorted(_interfaces(h, "a")) == ["eth0", "eth1"]
+        assert all(f'"{port}"' in held() for port in ports), held()  # (its new ports)
         one_line_error(img(h, "network", "connect", other, "a", env=h.env), "already on network")
         one_line_error(img(h, "network", "disconnect", h.net, "a", env=h.env), "first network")
         one_line_error(img(h, "network", "connect", other, "nope", env=h.env), "'nope'")
