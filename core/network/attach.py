@@ -486,7 +486,7 @@ def _detach_plan(path: str, state_root: str, container_id: str, veth: str, netwo
                 from mrun.network import conntrack  # whoever took the address next; before that
 
                 conntrack.forget_address(ip)
-            _remove_if_owned(lease, owner)
+                _unlink(lease)
         except InvalidSpec:
             pass
     os.unlink(path)
@@ -511,7 +511,11 @@ def _owned(path: str, owner: dict[str, str]) -> bool:
 
 def _remove_if_owned(path: str, owner: dict[str, str]) -> None:
     if _owned(path, owner):
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+        _unlink(path)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -39,7 +39,6 @@ CTA_PROTO_NUM, CTA_PROTO_DST_PORT = 1, 3
 AF_INET = 2
 PROTOCOLS = {"tcp": 6, "udp": 17}
 LISTING = "/proc/net/nf_conntrack"
-DUMP_ATTEMPTS = 10  # a dump another change interrupted is read again
 
 
 def forget_address(ip: str) -> int:
@@ -79,8 +78,7 @@ def _delete(chosen: Callable[[dict], bool], what: str) -> int:
         for flow in _flows():
             if chosen(flow):
                 try:
-                    nl.talk(nl.NETLINK_NETFILTER, NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_DELETE, nl.NLM_F_ACK,
-                            _header() + flow["key"])
+                    nl.nfnl(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_DELETE, nl.NLM_F_ACK, AF_INET, flow["key"])
                     deleted += 1
                 except FileNotFoundError:  # ended meanwhile
                     pass
@@ -91,26 +89,14 @@ def _delete(chosen: Callable[[dict], bool], what: str) -> int:
     return deleted
 
 
-def _header() -> bytes:
-    return struct.pack("=BBH", AF_INET, 0, 0)  # nfgenmsg: family, version, resource id
-
-
 def _flows() -> list[dict]:
     """The host's IPv4 flows: each one's ends as sent and as replied, protocol, destination port,
     and ``key``, what deletes it (its original tuple and zone as the kernel gave them)."""
-    for attempt in range(1, DUMP_ATTEMPTS + 1):
-        try:
-            replies = nl.talk(nl.NETLINK_NETFILTER, NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_GET, nl.NLM_F_DUMP,
-                              _header())
-            break
-        except InterruptedError:
-            if attempt == DUMP_ATTEMPTS:
-                raise
     flows = []
-    for kind, payload in replies:
-        if kind & 0xFF != IPCTNL_MSG_CT_NEW:
+    for kind, payload in nl.nfnl(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_GET, nl.NLM_F_DUMP, AF_INET):
+        if kind != IPCTNL_MSG_CT_NEW:
             continue
-        found = nl.attrs(payload[4:])
+        found = nl.attrs(payload)
         orig, reply = found.get(CTA_TUPLE_ORIG), found.get(CTA_TUPLE_REPLY)
         if not orig or not reply:
             continue

@@ -32,7 +32,6 @@ import os
 import shutil
 import struct
 import subprocess
-import time
 from typing import TYPE_CHECKING
 
 from mrun.errors import MrunError
@@ -102,26 +101,11 @@ NFTA_RULE_TABLE, NFTA_RULE_CHAIN, NFTA_RULE_HANDLE, NFTA_RULE_EXPRESSIONS, NFTA_
 CT_EXPRESSION = b"\x07\x00\x01\x00ct\x00"
 NFTNL_UDATA_RULE_COMMENT = 0  # libnftnl's type for a rule's comment in its user data
 NFPROTO_IPV4, NFPROTO_BRIDGE = 2, 7  # the 'ip' and 'bridge' families
-DUMP_ATTEMPTS = 30
 
 
 def nft_talk(message: int, flags: int, body: bytes = b"", family: int = NFPROTO_IPV4) -> list[tuple[int, bytes]]:
-    """One nf_tables request of ``family`` (the 'ip' one) -> its replies' attributes (after nfgenmsg)."""
-    header = struct.pack("=BBH", family, 0, 0)  # nfgenmsg: family, version, resource id
-    # A dump spans at least two of the kernel's passes (the rules, then the end), and any commit
-    # in between (another container's port, anyone's rule) marks it interrupted: 1 in 6 under
-    # steady churn here. It is read again until whole; a pause lets a burst of commits pass.
-    attempt = 0
-    while True:
-        try:
-            replies = nl.talk(nl.NETLINK_NETFILTER, (NFNL_SUBSYS_NFTABLES << 8) | message, flags, header + body)
-            return [(mtype & 0xFF, payload[4:]) for mtype, payload in replies]
-        except InterruptedError:
-            attempt += 1
-            if attempt == DUMP_ATTEMPTS:
-                raise
-            if attempt > 2:
-                time.sleep(0.001 * (attempt - 1))
+    """One nf_tables request of ``family`` (the 'ip' one) -> its replies' attributes (``netlink.nfnl``)."""
+    return nl.nfnl(NFNL_SUBSYS_NFTABLES, message, flags, family, body)
 
 
 def _comment(user_data: bytes | None) -> str | None:
@@ -320,7 +304,9 @@ def remove(tag: str) -> int:
 
 def drop_table_if_unused() -> None:
     """The tables go once no network has rules left in the 'ip' one (no container is on one then)."""
-    if _table_exists() and not _list():
+    ours = _table_exists()
+    if ours and not _list():
         nft(f"delete table {TABLE}\n")
-    if not _table_exists() and _table_exists(NFPROTO_BRIDGE):
+        ours = False
+    if not ours and _table_exists(NFPROTO_BRIDGE):
         nft(f"delete table {PORTS_TABLE}\n")
