@@ -885,6 +885,20 @@ def a_steady_sender(port: int):
         sock.close()
 
 
+def _conntrack_table() -> str:
+    with open("/proc/net/nf_conntrack") as f:
+        return f.read()
+
+
+def _eventually(check, seconds: float = 5.0) -> bool:
+    end = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def test_a_flow_goes_to_the_container_publishing_its_port_and_to_no_other(net):
     """The kernel NATs a flow once, at its first packet, and keeps that while packets keep coming
     (a UDP client on a fixed port never lets it lapse). A removed container's flows went on to
@@ -892,7 +906,8 @@ def test_a_flow_goes_to_the_container_publishing_its_port_and_to_no_other(net):
     published the port (moby#8795's kind); and a flow that reached the host port before a
     container published it (no one listening) went on to the host. The flows of a removed
     container's address are deleted before the address is given out again, and a UDP port's
-    flows the host took itself once the port is published."""
+    flows the host took itself once the port is published. A plan forged to name another's
+    address cuts none of that one's flows (the lease says whose the address is)."""
     h = net
     port = free_port_run(1)
     base = json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["subnet"].rsplit(".", 1)[0]
@@ -905,6 +920,22 @@ def test_a_flow_goes_to_the_container_publishing_its_port_and_to_no_other(net):
                             "sleep", "600"), env=h.env)
         try:
             assert received(h, "first", lambda: None) == "steady\n", "the flow stayed with the host"
+            # a forged plan naming first's address: its removal cuts none of first's flows
+            img_ok(h, *run_args(h, "-d", "--name", "forger", "--network", h.net, "--ip", f"{base}.12", IMAGE,
+                                "sleep", "600"), env=h.env)
+            plan = os.path.join(h.root, "forger", "net.json")
+            with open(plan) as f:
+                forged = json.load(f)
+            with open(plan, "w") as f:
+                json.dump({**forged, "ip": f"{base}.10"}, f)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as once:  # a flow of first's, kept by none
+                once.bind(("127.0.0.1", 0))  # but the kernel: a deletion of it is seen
+                once.sendto(b"once", ("127.0.0.1", port))
+                flow = f"sport={once.getsockname()[1]} dport={port} "
+                assert _eventually(lambda: flow in _conntrack_table()), "the flow is not tracked"
+                img_ok(h, "rm", "-f", "forger", env=h.env)
+                assert flow in _conntrack_table(), "a forged plan cut another's flow"
+            img_ok(h, "system", "prune", env=h.env)  # the forger's own lease, which its plan no longer named
             img_ok(h, "rm", "-f", "first", env=h.env)
             for name, address, flags in (("taker", f"{base}.10", []), ("second", f"{base}.11", publish)):
                 img_ok(h, *run_args(h, "-d", "--name", name, "--network", h.net, "--ip", address, *flags, IMAGE,
@@ -912,7 +943,7 @@ def test_a_flow_goes_to_the_container_publishing_its_port_and_to_no_other(net):
             assert received(h, "taker", lambda: None) == "", "the removed container's flow reached its address"
             assert received(h, "second", lambda: None) == "steady\n"
         finally:
-            for name in ("first", "taker", "second"):
+            for name in ("first", "forger", "taker", "second"):
                 img(h, "rm", "-f", name, env=h.env)
 
 
