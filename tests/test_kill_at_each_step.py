@@ -40,7 +40,7 @@ from conftest import (
     write_config,
 )
 from test_fault_injection import image_leftovers
-from test_network import guards_left, leases, net, nft_rules  # noqa: F401 - the net fixture
+from test_network import free_port_run, guards_left, leases, net, nft_rules  # noqa: F401 - the net fixture
 from test_pull import CREDS, registry  # noqa: F401 - the registry fixture
 
 KILLER = """
@@ -1945,4 +1945,64 @@ def test_network_connect_and_disconnect_killed_before_each_change(net, verb, aga
         assert ("eth1" in shown) == (verb == "connect"), shown  # the unkilled one did its work
     finally:
         img(h, "rm", "-f", "holder", current[0], env=h.env)
+        img(h, "network", "rm", other, env=h.env)
+
+
+@pytest.mark.parametrize("images", ["warm"], indirect=True)  # the killed verb runs cold; the rest warm
+def test_a_disconnect_of_a_first_network_killed_before_each_change(net):  # noqa: F811 - the fixture
+    """`network disconnect` of a running container's first network, where its other network
+    takes that part (its plan, its published port's reservation and rules, its default route,
+    its own /etc/hosts line), killed before each change: the user's next `network disconnect`
+    of it finishes the work (and says it is not connected), and `rm -f` then leaves nothing."""
+    from mrun import jsonio
+    from mrun.network.store import Networks, veth_name
+
+    h = net
+    other = h.net + "f"
+    img_ok(h, "network", "create", other, env=h.env)
+    gateway = json.loads(img_ok(h, "network", "inspect", other, env=h.env).stdout)["gateway"]
+    root = h.env["MRUN_NETWORK_ROOT"]
+    port = free_port_run(1)
+    reservation = os.path.join(root, "ports", f"udp-127.0.0.1-{port}")
+    current = [""]
+
+    def argv(step: int) -> list[str]:
+        cid = current[0] = f"kf{step}"
+        img_ok(h, *run_args(h, "-d", "--name", cid, "--network", h.net, "--network", other, "-p",
+                            f"127.0.0.1:{port}:80/udp", IMAGE, "sleep", "600"), env=h.env)
+        return ["--root", h.root, "--image-root", h.image_root, "network", "disconnect", h.net, cid]
+
+    def repair(_step: int) -> None:
+        r = img(h, "network", "disconnect", h.net, current[0], env=h.env)
+        assert "Traceback" not in r.stderr and (r.returncode == 0 or "not connected" in r.stderr), r.stderr
+
+    def left() -> list[str]:
+        cid = current[0]
+        found = []
+        if any(owner.get("container") == cid for owner in Networks(root).leases(h.net).values()):
+            found.append("its address on the network it left")
+        if os.path.exists(f"/sys/class/net/{veth_name(h.root, cid)}"):
+            found.append("its veth on the network it left")
+        plan = jsonio.load_object(os.path.join(h.root, cid, "net.json")) or {}
+        if plan.get("network") != other or not plan.get("promoted"):
+            found.append(f"its first plan: {plan}")
+        if os.path.exists(os.path.join(h.root, cid, f"net-{other}.json")):
+            found.append("its plan of the other network as one of its others")
+        route = img_ok(h, "exec", cid, "ip", "route", env=h.env).stdout
+        if f"default via {gateway} dev eth1" not in route:
+            found.append(f"its routes: {route}")
+        if nft_rules().count(f"dport {port} dnat to {plan.get('ip')}:80 ") != 2 or not os.path.exists(reservation):
+            found.append("its published port")
+        if [line for line in img_ok(h, "exec", cid, "cat", "/etc/hosts").stdout.splitlines()
+                if line.endswith(f"\t{cid}")] != [f"{plan.get('ip')}\t{cid}"]:
+            found.append("its own /etc/hosts line")
+        img_ok(h, "rm", "-f", cid, env=h.env)
+        if f"dport {port} " in nft_rules() or os.path.exists(reservation) or leases(h) or Networks(root).leases(other):
+            found.append("what it held, once removed")
+        return found
+
+    try:
+        assert kill_at_each_step(argv, [h.tmp, "socket family 16"], repair, left, env=h.env) > 5
+    finally:
+        img(h, "rm", "-f", current[0], env=h.env)
         img(h, "network", "rm", other, env=h.env)

@@ -791,8 +791,6 @@ def udp_from(pid: str, destination: str, port: int, payload: str) -> None:
                    check=True)
 
 
-
-
 def test_a_container_speaks_on_its_network_only_as_itself(net):
     """A container (docker's default CAP_NET_RAW) answered ARP for a neighbour's address and for
     the gateway's: the host then sent the neighbour's traffic (a published port's, the host's
@@ -1947,7 +1945,6 @@ def test_a_container_joins_more_networks_by_run_and_connect_as_docker_s(net):
         assert sorted(_interfaces(h, "a")) == ["eth0", "eth1"]
         assert all(f'"{port}"' in held() for port in ports), held()  # (its new ports)
         one_line_error(img(h, "network", "connect", other, "a", env=h.env), "already on network")
-        one_line_error(img(h, "network", "disconnect", h.net, "a", env=h.env), "first network")
         one_line_error(img(h, "network", "connect", other, "nope", env=h.env), "'nope'")
         one_line_error(img(h, "network", "connect", "--ip", "192.0.2.9", h.net, "b", env=h.env), "192.0.2.9")
         one_line_error(img(h, "network", "connect", "--ip", "10.0.0.9", "bridge", "b", env=h.env), "default one")
@@ -1975,6 +1972,70 @@ def test_a_container_joins_more_networks_by_run_and_connect_as_docker_s(net):
         img(h, "rm", "-f", "a", "b", "c", "d", env=h.env)
     assert not os.listdir(os.path.join(h.env["MRUN_NETWORK_ROOT"], other, "leases"))
     img_ok(h, "network", "rm", other, env=h.env)
+
+
+def test_a_container_s_first_network_is_disconnected_as_docker_s(net):
+    """docker's `network disconnect` of a container's first network (`disconnect bridge c` once c
+    is on a network of its own), refused before ("it is the container's first network"). The
+    first of its other networks takes that part at once: the container's default route goes
+    through that network's gateway, its published ports to its address there, its own /etc/hosts
+    line names that address; its address on the first is let go; inspect and port say so; from its
+    next start that network is its eth0. Its only network stays (docker's would leave it none); ports
+    that would go to an internal network are refused, as a port on one is at run."""
+    h = net
+    other, inside = h.net + "o", h.net + "i"
+    img_ok(h, "network", "create", other, env=h.env)
+    img_ok(h, "network", "create", "--internal", inside, env=h.env)
+    gateway = json.loads(img_ok(h, "network", "inspect", other, env=h.env).stdout)["gateway"]
+    port = free_port_run(1)
+    publish = ["-p", f"127.0.0.1:{port}:80/udp"]
+
+    def sent() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"published", ("127.0.0.1", port))
+
+    try:
+        img_ok(h, *run_args(h, "-d", "--name", "peer", "--network", other, IMAGE, "sleep", "600"), env=h.env)
+        img_ok(h, *run_args(h, "-d", "--name", "c", "--network", h.net, "--network", other, *publish, IMAGE,
+                            "sleep", "600"), env=h.env)
+        first = leases(h)
+        img_ok(h, "network", "disconnect", h.net, "c", env=h.env)
+        shown = _interfaces(h, "c")
+        address = shown["eth1"].split("/")[0]
+        assert list(shown) == ["eth1"], shown
+        route = img_ok(h, "exec", "c", "ip", "route", env=h.env).stdout
+        assert f"default via {gateway} dev eth1" in route, route
+        assert received(h, "c", sent) == "published\n"
+        assert img_ok(h, "port", "c").stdout == f"80/udp -> 127.0.0.1:{port}\n"
+        own = [line for line in _hosts(h, "c").splitlines() if line.endswith("\tc")]
+        assert own == [f"{address}\tc"], own
+        assert set(json.loads(img_ok(h, "inspect", "-f", "{{json .NetworkSettings.Networks}}", "c").stdout)) == {other}
+        assert first and not leases(h), "its address on the network it left is still held"
+        img_ok(h, "exec", "c", "ping", "-c1", "-W2", "peer", env=h.env)
+        img_ok(h, "exec", "peer", "ping", "-c1", "-W2", "c", env=h.env)
+        one_line_error(img(h, "network", "disconnect", other, "c", env=h.env), "only network")
+        one_line_error(img(h, "network", "connect", other, "c", env=h.env), "already on network")
+        img_ok(h, "restart", "-t", "0", "c", env=h.env)  # its eth0 now
+        assert list(_interfaces(h, "c")) == ["eth0"] and received(h, "c", sent) == "published\n"
+
+        # one stopped: its next start is on the other network alone
+        img_ok(h, *run_args(h, "-d", "--name", "s", "--network", h.net, "--network", other, IMAGE, "sleep", "600"),
+               env=h.env)
+        img_ok(h, "stop", "-t", "0", "s", env=h.env)
+        img_ok(h, "network", "disconnect", h.net, "s", env=h.env)
+        img_ok(h, "start", "s", env=h.env)
+        shown = _interfaces(h, "s")
+        assert list(shown) == ["eth0"] and shown["eth0"].split("/")[0] in leases_of(h, other), shown
+
+        img_ok(h, *run_args(h, "-d", "--name", "i", "--network", h.net, "--network", inside, *publish[:1],
+                            f"127.0.0.1:{free_port_run(1)}:80/udp", IMAGE, "sleep", "600"), env=h.env)
+        one_line_error(img(h, "network", "disconnect", h.net, "i", env=h.env), "internal")
+        assert list(_interfaces(h, "i")) == ["eth0", "eth1"]
+    finally:
+        img(h, "rm", "-f", "c", "peer", "s", "i", env=h.env)
+    for network in (other, inside):
+        assert not leases_of(h, network)
+        img_ok(h, "network", "rm", network, env=h.env)
 
 
 def test_a_container_s_other_networks_are_held_again_when_its_roots_are_lost(net):

@@ -204,6 +204,21 @@ def _reserve_in_range(nets: Networks, p: dict[str, Any], owner: dict[str, str]) 
     raise MrunError(f"-p {where}{first}-{last}:{p['port']}/{p['proto']}: every host port of the range is in use")
 
 
+def _take_ports(nets: Networks, ports: list[dict[str, Any]], owner: dict[str, str], plan: dict[str, Any],
+                path: str) -> None:
+    """Each port's host port reserved, and noted in ``plan`` (saved at ``path``) as it is taken."""
+    for p in ports:
+        if p.get("host_range"):
+            _reserve_in_range(nets, p, owner)
+        elif p["host_port"]:
+            _check_free(p)
+            p["reservation"] = nets.reserve_port(p["proto"], p["host_ip"], p["host_port"], owner)
+        else:
+            _reserve_free(nets, p, owner)
+        plan["ports"].append(p)
+        _save("", plan, path)
+
+
 def _save(state_dir: str, plan: dict[str, Any], path: str = "") -> None:
     path = path or os.path.join(state_dir, PLAN)
     tmp = path + ".tmp"
@@ -269,16 +284,7 @@ def prepare(spec: Any, state_dir: str, state_root: str, container_id: str) -> di
 
     plan.update(mac=mac or mac_of(plan["ip"]), held=portguard.held(spec.raw))
     _save(state_dir, plan)
-    for p in ports:
-        if p.get("host_range"):
-            _reserve_in_range(nets, p, owner)
-        elif p["host_port"]:
-            _check_free(p)
-            p["reservation"] = nets.reserve_port(p["proto"], p["host_ip"], p["host_port"], owner)
-        else:
-            _reserve_free(nets, p, owner)
-        plan["ports"].append(p)
-        _save(state_dir, plan)
+    _take_ports(nets, ports, owner, plan, os.path.join(state_dir, PLAN))
     hostname = spec.raw.get("hostname") or container_id[:12]
     extra = "".join(f"{network['gateway'] if ip == HOST_GATEWAY else ip}\t{name}\n" for name, ip in hosts)
     files = {
@@ -387,8 +393,10 @@ def more_veth(state_root: str, container_id: str, network: str) -> str:
 
 
 def free_ifname(state_dir: str) -> str:
-    """eth1, eth2...: the first its other networks' plans do not name."""
-    taken = {(jsonio.load_object(path) or {}).get("ifname") for path in more_plans(state_dir).values()}
+    """eth1, eth2...: the first its plans do not name (its first network's too: eth0, or the name
+    it had on its network before that became its first, ``promote``)."""
+    paths = [*more_plans(state_dir).values(), os.path.join(state_dir, PLAN)]
+    taken = {(jsonio.load_object(path) or {}).get("ifname") for path in paths}
     return next(f"eth{i}" for i in range(1, 1 + len(taken) + 1) if f"eth{i}" not in taken)
 
 
@@ -422,6 +430,12 @@ def attach(plan: dict[str, Any], pid: int) -> None:
 
     links.plug(network, plan["veth"], pid, plan["ip"], plan.get("mac") or "", plan.get("ifname") or "eth0", first,
                hold if plan.get("held") else None)
+    _publish(plan)
+
+
+def _publish(plan: dict[str, Any]) -> None:
+    from mrun.network import firewall
+
     for p in plan["ports"]:
         firewall.publish(plan["tag"], p["host_ip"], p["host_port"], p["proto"], plan["ip"], p["port"])
         if p["proto"] == "udp":  # a flow that reached the port before went on to the host: no more
@@ -442,7 +456,66 @@ def detach(state_dir: str) -> None:
     state_root, container_id = os.path.split(os.path.abspath(state_dir))
     for network, path in more_plans(state_dir).items():
         _detach_plan(path, state_root, container_id, more_veth(state_root, container_id, network), network)
-    _detach_plan(os.path.join(state_dir, PLAN), state_root, container_id, veth_name(state_root, container_id))
+    first = os.path.join(state_dir, PLAN)
+    _detach_plan(first, state_root, container_id, first_veth(state_root, container_id, jsonio.load_object(first)))
+
+
+def first_veth(state_root: str, container_id: str, plan: dict[str, Any] | None) -> str:
+    """The host end of its first network's pair: its own name, or, where the plan was another
+    network's until its first was disconnected (``promote``: it names its interface), that
+    network's. Either is a name of this container's alone, whatever a plan says."""
+    from mrun.errors import InvalidSpec as Bad
+    from mrun.network.store import check_name
+
+    network = plan.get("network") if plan is not None and plan.get("ifname") else None
+    if isinstance(network, str):
+        try:
+            check_name(network)
+            return more_veth(state_root, container_id, network)
+        except Bad:
+            pass
+    return veth_name(state_root, container_id)
+
+
+def promote(state_dir: str, state_root: str, container_id: str, network: str, ports: list[dict[str, Any]],
+            pid: int, hostname: str) -> None:
+    """`network disconnect` of a container's first network, docker's way: ``network``, the first
+    of its others, takes the first's part. Its first place is undone and the other's plan becomes
+    the first one (net.json); where it runs (``pid``), its published ``ports`` go to its address
+    there and its default route through that network's gateway (none for an internal one), and
+    its own /etc/hosts line names that address. Each step may be done again: a disconnect killed
+    part-way is finished by the container's next `network connect` or `disconnect`."""
+    first = os.path.join(state_dir, PLAN)
+    current = jsonio.load_object(first)
+    if current is not None and current.get("network") != network:
+        _detach_plan(first, state_root, container_id, first_veth(state_root, container_id, current))
+    other = os.path.join(state_dir, more_plan_file(network))
+    if os.path.exists(other):
+        os.replace(other, first)
+    plan = jsonio.load_object(first)
+    if plan is None or plan.get("network") != network or not pid:
+        return
+    from mrun.network import firewall, ifconfig
+
+    owner = {"root": state_root, "container": container_id}
+    nets = Networks()
+    plan["tag"] = _tag(state_root, container_id)
+    # What a killed promotion published and reserved (its first network's are let go by now, and
+    # a reservation may be made before its plan names it), all taken again below.
+    firewall.remove(plan["tag"])
+    ports_dir = os.path.join(nets.root, "ports")
+    _release_ports(nets, [{"reservation": path} for path, _ in nets.reservations()
+                          if os.path.dirname(path) == ports_dir], owner)
+    plan["ports"] = []
+    _save("", plan, first)
+    _take_ports(nets, [dict(p) for p in ports], owner, plan, first)
+    _publish(plan)
+    definition = nets.get(network)
+    if not definition.get("internal"):
+        ifconfig.default_route(pid, definition["gateway"], str(plan.get("ifname") or "eth0"))
+    peers.readdress(nets, owner, hostname, plan["ip"])
+    plan["promoted"] = True
+    _save("", plan, first)
 
 
 def detach_more(state_dir: str, network: str) -> None:
@@ -472,10 +545,7 @@ def _detach_plan(path: str, state_root: str, container_id: str, veth: str, netwo
         links.remove_veth(veth)  # or the kernel does, with the container's namespace
     netroot = plan.get("netroot")
     nets = Networks(netroot if isinstance(netroot, str) and netroot else None)
-    for p in ports:
-        reservation = p.get("reservation") if isinstance(p, dict) else None
-        if isinstance(reservation, str) and os.path.dirname(reservation) == os.path.join(nets.root, "ports"):
-            _remove_if_owned(reservation, owner)
+    _release_ports(nets, ports, owner)
     ip, name = plan.get("ip"), plan.get("network")
     if isinstance(ip, str) and ip and isinstance(name, str) and "/" not in ip:
         try:
@@ -490,6 +560,14 @@ def _detach_plan(path: str, state_root: str, container_id: str, veth: str, netwo
         except InvalidSpec:
             pass
     os.unlink(path)
+
+
+def _release_ports(nets: Networks, ports: list[Any], owner: dict[str, str]) -> None:
+    """The host ports a plan reserved, those reserved in this network root and by this container."""
+    for p in ports:
+        reservation = p.get("reservation") if isinstance(p, dict) else None
+        if isinstance(reservation, str) and os.path.dirname(reservation) == os.path.join(nets.root, "ports"):
+            _remove_if_owned(reservation, owner)
 
 
 def mac_of(ip: str) -> str:

@@ -5,8 +5,13 @@ The networks it is on besides its first are its bundle's ``annotations.NETWORK_M
 of its starts joins them again (eth1, eth2...); a running (or created, or paused) one joins now
 too, as `attach.prepare_more` and `attach.attach` join one at its create. Both under the
 container's lock, which its create, start and delete take: a restart never reads the list
-half changed. Its first network (eth0, its default route and published ports) stays: it is not
-taken from it here, where docker would leave it with no default route.
+half changed.
+
+Its first network (eth0, its default route and published ports) may be disconnected too, as
+docker's: the first of its others takes that part (``attach.promote``): at once where it runs
+(its ports published on its address there, its default route through that network's gateway),
+and as its eth0 from its next start. A container on one network keeps it: docker would leave it
+with none, which mrun's containers of a bridge network do not have (connect another first).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ def connect(runtime: Any, network: str, container_id: str, ip: str = "", aliases
     attach.resolved_names(network, container_id, aliases)  # an alias that is no host name, or on the default network
     with runtime.store.lock(container_id):
         record, config, annotations, more = _ours(runtime, container_id, "connect")
+        _finish_promotion(runtime, record, config, annotations)
         if not annotations.get(ann.NETWORK):
             raise InvalidState(f"network connect {network} {container_id}: the container is on no bridge network "
                                "(--network none, host or container:), so it has no interfaces to add one to")
@@ -71,9 +77,12 @@ def disconnect(runtime: Any, network: str, container_id: str, keep: Callable[[An
     network = _named(network)
     with runtime.store.lock(container_id):
         record, config, annotations, more = _ours(runtime, container_id, "disconnect")
+        _finish_promotion(runtime, record, config, annotations)
         if network == annotations.get(ann.NETWORK):
-            raise InvalidState(f"network disconnect {network} {container_id}: it is the container's first network "
-                               "(its eth0, default route and published ports), which it keeps")
+            _disconnect_first(runtime, record, config, annotations, more, network)
+            if keep is not None:
+                keep(record, runtime.status(record) in LIVE)
+            return
         state_dir = runtime.store.path(container_id)
         joined = os.path.exists(os.path.join(state_dir, more_plan_file(network)))
         if not joined and not any(m["name"] == network for m in more):
@@ -85,6 +94,47 @@ def disconnect(runtime: Any, network: str, container_id: str, keep: Callable[[An
         _forget_unplanned(runtime, container_id, network)
         if keep is not None:
             keep(record, runtime.status(record) in LIVE)
+
+
+def _disconnect_first(runtime: Any, record: Any, config: dict[str, Any], annotations: dict[str, str],
+                      more: list[dict[str, Any]], network: str) -> None:
+    """Its first network off, the first of its others in that place (``attach.promote``). Its
+    config first: a crash after it leaves no start that would join the first again, and the
+    container's next connect or disconnect finishes the rest (``_finish_promotion``)."""
+    container_id = record.id
+    if not more:
+        raise InvalidState(f"network disconnect {network} {container_id}: it is the container's only network "
+                           "(docker would leave it with none): connect it to another first")
+    new = more[0]
+    if annotations.get(ann.NETWORK_PORTS) and Networks().get(new["name"]).get("internal"):
+        raise InvalidState(f"network disconnect {network} {container_id}: its published ports (-p) would go to "
+                           f"network {new['name']!r}, which is internal (nothing from outside reaches it)")
+    annotations[ann.NETWORK] = new["name"]
+    for key, value in ((ann.NETWORK_IP, new["ip"]), (ann.NETWORK_ALIASES, ",".join(new["aliases"]))):
+        if value:
+            annotations[key] = value
+        else:
+            annotations.pop(key, None)
+    annotations.pop(ann.NETWORK_MAC, None)  # asked for its first network's interface, as docker's endpoint's
+    _write(record.bundle, config, annotations, more[1:])
+    _finish_promotion(runtime, record, config, annotations)
+    _forget_unplanned(runtime, container_id, network)
+
+
+def _finish_promotion(runtime: Any, record: Any, config: dict[str, Any], annotations: dict[str, str]) -> None:
+    """Where its config names a first network its first plan does not (a first network
+    disconnected, or a disconnect of it killed part-way), that network takes the first's part."""
+    state_dir = runtime.store.path(record.id)
+    first = annotations.get(ann.NETWORK)
+    plan = jsonio.load_object(os.path.join(state_dir, PLAN))
+    if not first or plan is None and not os.path.exists(os.path.join(state_dir, more_plan_file(first))):
+        return
+    if plan is not None and plan.get("network") == first and ("ifname" not in plan or plan.get("promoted")):
+        return  # its first network's own plan, or one whose promotion was finished
+    live = runtime.status(record) in LIVE
+    ports = attach.parse_ports(annotations.get(ann.NETWORK_PORTS) or "")
+    attach.promote(state_dir, runtime.store.root, record.id, first, ports, record.pid if live else 0,
+                   config.get("hostname") or record.id[:12])
 
 
 def _forget_unplanned(runtime: Any, container_id: str, network: str) -> None:

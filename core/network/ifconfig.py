@@ -147,9 +147,29 @@ def configure(netns: int, ip: str, prefix: int, gateway: str, device: str = "eth
             if not gateway:
                 return
             step = f"default route via {gateway}"
-            route = _RtEntry(rt_dst=_sockaddr_field("0.0.0.0"), rt_gateway=_sockaddr_field(gateway),
-                             rt_genmask=_sockaddr_field("0.0.0.0"), rt_flags=RTF_UP | RTF_GATEWAY,
-                             rt_dev=device.encode())
-            fcntl.ioctl(sock, SIOCADDRT, bytes(route))
+            _add_default_route(sock, gateway, device)
     except OSError as e:
         raise MrunError(f"configuring the container's network ({step}): {e.strerror}")
+
+
+def _add_default_route(sock: socket.socket, gateway: str, device: str) -> None:
+    route = _RtEntry(rt_dst=_sockaddr_field("0.0.0.0"), rt_gateway=_sockaddr_field(gateway),
+                     rt_genmask=_sockaddr_field("0.0.0.0"), rt_flags=RTF_UP | RTF_GATEWAY, rt_dev=device.encode())
+    fcntl.ioctl(sock, SIOCADDRT, bytes(route))
+
+
+def default_route(pid: int, gateway: str, device: str) -> None:
+    """The default route of the network namespace of ``pid`` through ``gateway`` on ``device``
+    (its first network's, given to another it is on: `network disconnect` of the first). One
+    there already stays (a disconnect finished again)."""
+    import errno
+
+    netns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with _socket_in(netns) as sock:
+            _add_default_route(sock, gateway, device)
+    except OSError as e:
+        if e.errno != errno.EEXIST:
+            raise MrunError(f"configuring the container's network (default route via {gateway}): {e.strerror}")
+    finally:
+        os.close(netns)
