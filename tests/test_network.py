@@ -2038,6 +2038,48 @@ def test_a_container_s_first_network_is_disconnected_as_docker_s(net):
         img_ok(h, "network", "rm", network, env=h.env)
 
 
+def test_docker_s_long_network_form_gives_each_network_its_settings(net):
+    """docker's `--network name=NET,alias=A,ip=IP,mac-address=MAC,gw-priority=N` (its CLI since 25):
+    each network's own aliases, address and MAC; the network of highest gw-priority gives the
+    default route (here: its eth0, with -p), as docker's. The form was read as a network's name.
+    What mrun's IPv4 bridges cannot give (ip6, link-local-ip, driver-opt) is one line naming it, and
+    settings given twice over (--ip beside a first network's ip=) are refused as docker's CLI does."""
+    h = net
+    other = h.net + "l"
+    img_ok(h, "network", "create", other, env=h.env)
+    base = json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["subnet"].rsplit(".", 1)[0]
+    gateway = json.loads(img_ok(h, "network", "inspect", other, env=h.env).stdout)["gateway"]
+    try:
+        for name, network in (("p1", h.net), ("p2", other)):
+            img_ok(h, *run_args(h, "-d", "--name", name, "--network", network, IMAGE, "sleep", "600"), env=h.env)
+        img_ok(h, *run_args(h, "-d", "--name", "c", "--network", f"name={h.net},alias=web,ip={base}.20",
+                            "--network", f"NAME={other},mac-address=02:00:00:00:00:42,gw-priority=1,alias=api",
+                            IMAGE, "sleep", "600"), env=h.env)
+        for _ in range(2):  # as made, then as its restart makes it again
+            shown = _interfaces(h, "c")
+            assert shown["eth1"] == f"{base}.20/24", shown
+            links = img_ok(h, "exec", "c", "ip", "-o", "link", "show", "eth0", env=h.env).stdout
+            assert "link/ether 02:00:00:00:00:42 " in links, links
+            route = img_ok(h, "exec", "c", "ip", "route", env=h.env).stdout
+            assert f"default via {gateway} dev eth0" in route, route
+            img_ok(h, "exec", "p1", "ping", "-c1", "-W2", "web", env=h.env)
+            img_ok(h, "exec", "p2", "ping", "-c1", "-W2", "api", env=h.env)
+            assert "bad address 'api'" in img(h, "exec", "p1", "ping", "-c1", "-W1", "api", env=h.env).stderr
+            img_ok(h, "restart", "-t", "0", "c", env=h.env)
+        for value, needle in (("name=x,ip6=fd00::1", "IPv4"), ("name=x,link-local-ip=169.254.1.1", "IPv4"),
+                              ("name=x,driver-opt=a=b", "driver-opt"), ("name=x,foo=1", "'foo'"),
+                              ("alias=x", "name=NET"), ("name=x,gw-priority=high", "gw-priority"),
+                              ("name=x,mac-address=zz", "zz"), ('name=x,alias="a', "comma-separated")):
+            one_line_error(img(h, *run_args(h, "--rm", "--network", value, IMAGE, "true"), env=h.env), needle)
+        for flags, needle in ((["--network", f"name={h.net},ip={base}.21", "--ip", f"{base}.22"], "--ip and"),
+                              (["--network", f"name={h.net},alias=a", "--network-alias", "b"], "--network-alias and"),
+                              (["--network", f"name={h.net},alias=a", "--network", h.net], "multiple times")):
+            one_line_error(img(h, *run_args(h, "--rm", *flags, IMAGE, "true"), env=h.env), needle)
+    finally:
+        img(h, "rm", "-f", "c", "p1", "p2", env=h.env)
+    img_ok(h, "network", "rm", other, env=h.env)
+
+
 def test_a_container_s_other_networks_are_held_again_when_its_roots_are_lost(net):
     """Its places on its other networks are repaired as its first one's: the network root removed
     (its definitions and leases held again from the container's plans), then its state directory

@@ -150,7 +150,8 @@ DOCKER_RUN_FLAGS = (
     Flag("domainname", "the container's NIS domain name", default=""),
     Flag("cgroup-parent", "cgroup the container's cgroup is made under", default="/mrun"),
     Flag("network", "bridge (default), none, host, container:ID, or a network's name (several networks: eth0 on "
-         "the first, eth1... on the others)", kind=list, default=(), also=("net",)),
+         "the first, eth1... on the others); docker's long form name=NET,alias=A,ip=IP,mac-address=MAC,"
+         "gw-priority=N (the highest priority's network is eth0)", kind=list, default=(), also=("net",)),
     Flag("ip", "docker's --ip: this IPv4 address on a network of `mrun network create` (free, in its "
          "subnet)", default=""),
     Flag("mac-address", "eth0's MAC address on a bridge network (02:42:ac:11:00:02)", default=""),

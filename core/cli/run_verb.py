@@ -71,21 +71,131 @@ def _namespace_modes(g: dict[str, Any], kw: dict[str, Any]) -> dict[str, str]:
 _NAME_FILES = ("add_host", "dns", "dns_search", "dns_option")  # flags that shape /etc/hosts and resolv.conf
 
 
-def _networks(given: Any) -> tuple[str, list[str]]:
-    """--network, given once or more: (the first network or mode, the other networks). Several
-    are networks of `mrun network create` (docker's rule: no mode, nor its default bridge, beside
-    them); the first is eth0 (its default route, -p, --ip, --network-alias), the others eth1...
-    (docker's second --network, as `network connect` after the start)."""
-    chosen = list(dict.fromkeys([given] if isinstance(given, str) else given or ()))
-    for mode in chosen if len(chosen) > 1 else ():
+def _networks(given: Any) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
+    """--network, given once or more: (the first network or mode, the other networks as
+    attach.more_of's entries, the first's own settings). Several are networks of `mrun network
+    create` (docker's rule: no mode, nor its default bridge, beside them); the first is eth0 (its
+    default route, -p, --ip, --network-alias), the others eth1... (docker's second --network, as
+    `network connect` after the start). docker's long form (``name=NET,alias=A,ip=IP,
+    mac-address=MAC,gw-priority=N``) gives a network its own settings; the one of highest
+    gw-priority (docker's: whose gateway is the default one) is the first."""
+    attached = [_attachment(text) for text in ([given] if isinstance(given, str) else given or ())]
+    by_name: dict[str, dict[str, Any]] = {}
+    for one in attached:
+        if one["name"] in by_name and (one["settings"] or by_name[one["name"]]["settings"]):
+            raise InvalidSpec(f"--network: network {one['name']!r} is specified multiple times")
+        by_name.setdefault(one["name"], one)
+    chosen = sorted(by_name.values(), key=lambda one: -one["priority"])  # (stable: the order given among equals)
+    names = [one["name"] for one in chosen]
+    for mode in names if len(names) > 1 else ():
         if mode in ("none", "host", "bridge", "default") or mode.startswith("container:"):
-            raise InvalidSpec(f"--network {mode} beside --network {next(m for m in chosen if m != mode)}: several "
+            raise InvalidSpec(f"--network {mode} beside --network {next(m for m in names if m != mode)}: several "
                               "networks are networks of `mrun network create` (conflicting options, as docker's)")
-    return (chosen[0] if chosen else "bridge"), chosen[1:]
+    more = [{"name": one["name"], "ip": one["ip"], "aliases": one["aliases"], **({"mac": one["mac"]} if one["mac"]
+                                                                                 else {})} for one in chosen[1:]]
+    return (names[0] if names else "bridge"), more, (chosen[0] if chosen else {})
+
+
+def _long_form(text: str) -> bool:
+    """docker's test of a --network value for its long form: a word character either side of an '='."""
+    def word(c: str) -> bool:
+        return c.isascii() and (c.isalnum() or c == "_")
+
+    return any(c == "=" and 0 < i < len(text) - 1 and word(text[i - 1]) and word(text[i + 1])
+               for i, c in enumerate(text))
+
+
+def _attachment(text: str) -> dict[str, Any]:
+    """One --network value: a name or mode, or docker's long form, read as docker's CLI reads it
+    (comma-separated, CSV-quoted KEY=VALUE fields; keys in any case)."""
+    one: dict[str, Any] = {"name": text, "aliases": [], "ip": "", "mac": "", "priority": 0, "settings": False}
+    if not _long_form(text):
+        return one
+    fields = _csv_fields(text)
+    if fields is None:
+        raise InvalidSpec(f"--network {text!r}: not a list of comma-separated KEY=VALUE fields (a quote unclosed, "
+                          "or inside a field not quoted whole)")
+    one.update(name="", settings=True)
+    for field in fields:
+        key, eq, value = field.partition("=")
+        key, value = key.strip().lower(), value.strip()
+        if not eq or not key:
+            raise InvalidSpec(f"--network {text!r}: invalid field {field!r} (KEY=VALUE expected)")
+        if key == "name":
+            one["name"] = value
+        elif key == "alias":
+            one["aliases"].append(value)
+        elif key == "ip":
+            one["ip"] = value
+        elif key == "mac-address":
+            one["mac"] = value
+        elif key == "gw-priority":
+            try:
+                one["priority"] = int(value)
+            except ValueError:
+                raise InvalidSpec(f"--network {text!r}: gw-priority {value!r} is not a whole number") from None
+        elif key in ("ip6", "link-local-ip"):
+            raise InvalidSpec(f"--network {text!r}: {key}: mrun's networks are IPv4 ones (no IPv6 or link-local "
+                              "address is given)")
+        elif key == "driver-opt":
+            raise InvalidSpec(f"--network {text!r}: driver-opt {value!r}: mrun's bridge takes no endpoint options")
+        else:
+            raise InvalidSpec(f"--network {text!r}: invalid field key {key!r} (name, alias, ip, mac-address, "
+                              "gw-priority)")
+    if not one["name"]:
+        raise InvalidSpec(f"--network {text!r}: the network's name is not given (name=NET)")
+    return one
+
+
+def _csv_fields(text: str) -> list[str] | None:
+    """One line of CSV as Go's encoding/csv reads it (docker's CLI): a field is quoted whole
+    ("..." with "" for a quote) or holds no quote at all. None: not that."""
+    fields, i = [], 0
+    while True:
+        if text.startswith('"', i):
+            value, i = [], i + 1
+            while True:
+                end = text.find('"', i)
+                if end < 0:
+                    return None
+                value.append(text[i:end])
+                if text.startswith('"', end + 1):
+                    value.append('"')
+                    i = end + 2
+                    continue
+                i = end + 1
+                break
+            field = "".join(value)
+            if i < len(text) and text[i] != ",":
+                return None
+        else:
+            end = text.find(",", i)
+            field = text[i:] if end < 0 else text[i:end]
+            if '"' in field:
+                return None
+            i = len(text) if end < 0 else end
+        fields.append(field)
+        if i >= len(text):
+            return fields
+        i += 1  # past the comma
+
+
+def _first_settings(kw: dict[str, Any], first: dict[str, Any]) -> dict[str, Any]:
+    """The first network's long-form settings as the flags they stand for (docker's: --ip,
+    --network-alias and --mac-address are the first network's), never both."""
+    out = dict(kw)
+    for setting, key, flag, what in (("ip", "ip", "--ip", "IPv4 address"), ("mac", "mac_address", "--mac-address",
+                                                                            "MAC address"),
+                                     ("aliases", "network_alias", "--network-alias", "alias")):
+        if first.get(setting):
+            if kw.get(key):
+                raise InvalidSpec(f"conflicting options: cannot specify both {flag} and per-network {what}")
+            out[key] = first[setting]
+    return out
 
 
 def _network_mode(g: dict[str, Any], mode: str, publish: list[str], kw: dict[str, Any],
-                  more: list[str] | None = None) -> dict[str, Any]:
+                  more: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """--network, -p, --add-host and --dns* -> what the spec needs: a namespace path, none at all,
     or a network's annotations (``more``: the networks it joins besides, attach.more_of's)."""
     if kw.get("ip") and (mode in ("none", "host", "bridge") or mode.startswith("container:")):
@@ -138,7 +248,7 @@ def _network_mode(g: dict[str, Any], mode: str, publish: list[str], kw: dict[str
                 (ann.NETWORK_DNS_SEARCH, dns["search"]), (ann.NETWORK_DNS_OPTIONS, dns["options"]),
                 (ann.NETWORK_IP, [kw["ip"]] if kw.get("ip") else []), (ann.NETWORK_MAC, mac),
                 (ann.NETWORK_ALIASES, list(kw.get("network_alias") or ()))) if values}
-            | ({ann.NETWORK_MORE: jsonio.dumps([{"name": n, "ip": "", "aliases": []} for n in more])} if more else {})}
+            | ({ann.NETWORK_MORE: jsonio.dumps(more)} if more else {})}
 
 
 def _runtime_annotation(runtime: str) -> list[str]:
@@ -225,8 +335,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         raise InvalidSpec(f"--volume-driver {kw['volume_driver']!r}: local is the one volume driver")
     if kw.get("userns") not in (None, "", "host"):  # docker's one mode where the daemon remaps no users
         raise InvalidSpec(f"--userns {kw['userns']!r}: host is the one mode (mrun maps no user namespace)")
-    first, more = _networks(kw.get("network"))
-    kw = {**kw, "network": first}
+    first, more, settings = _networks(kw.get("network"))
+    kw = {**_first_settings(kw, settings), "network": first}
     from mrun.cli.short_ids import resolve
 
     for key in ("network", "pid"):  # container:ID, by docker's short ids too

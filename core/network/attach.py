@@ -301,14 +301,16 @@ def prepare(spec: Any, state_dir: str, state_root: str, container_id: str) -> di
 
 def more_of(annotations: dict[str, str]) -> list[dict[str, Any]]:
     """The networks a container is on besides its first (``annotations.NETWORK_MORE``: docker's
-    second --network, `network connect`), each {"name", "ip" (asked for, or ""), "aliases"}, in
-    the order they were joined (eth1, eth2...). Read like any flag: a malformed entry is one line."""
+    second --network, `network connect`), each {"name", "ip" (asked for, or ""), "aliases", and
+    "mac" where one was asked for (docker's long --network form)}, in the order they were joined
+    (eth1, eth2...). Read like any flag: a malformed entry is one line."""
     text = annotations.get(ann.NETWORK_MORE) or ""
     if not text:
         return []
     from mrun.network.store import check_name, requested_address
 
-    bad = InvalidSpec(f"annotation {ann.NETWORK_MORE}: a JSON list of {{\"name\", \"ip\", \"aliases\"}} expected")
+    bad = InvalidSpec(f"annotation {ann.NETWORK_MORE}: a JSON list of "
+                      "{\"name\", \"ip\", \"aliases\", \"mac\"} expected")
     try:
         doc = jsonio.loads(text)
     except ValueError:
@@ -317,9 +319,9 @@ def more_of(annotations: dict[str, str]) -> list[dict[str, Any]]:
         raise bad
     out, seen = [], {annotations.get(NETWORK)}
     for d in doc:
-        name, ip, aliases = d.get("name"), d.get("ip", ""), d.get("aliases", [])
+        name, ip, aliases, mac = d.get("name"), d.get("ip", ""), d.get("aliases", []), d.get("mac", "")
         if not isinstance(name, str) or not isinstance(ip, str) or not isinstance(aliases, list) \
-                or not all(isinstance(a, str) for a in aliases):
+                or not all(isinstance(a, str) for a in aliases) or not isinstance(mac, str):
             raise bad
         check_name(name)
         if name in seen:
@@ -328,7 +330,7 @@ def more_of(annotations: dict[str, str]) -> list[dict[str, Any]]:
         seen.add(name)
         if ip:
             requested_address(ip)
-        out.append({"name": name, "ip": ip, "aliases": list(aliases)})
+        out.append({"name": name, "ip": ip, "aliases": list(aliases), **({"mac": parse_mac(mac)} if mac else {})})
     return out
 
 
@@ -380,7 +382,7 @@ def prepare_more(state_dir: str, state_root: str, container_id: str, want: dict[
     path = os.path.join(state_dir, more_plan_file(name))
     _save(state_dir, plan, path)
     plan["ip"] = nets.lease(name, owner, want.get("ip") or "")
-    plan.update(mac=mac_of(plan["ip"]), held=held)
+    plan.update(mac=want.get("mac") or mac_of(plan["ip"]), held=held)
     _save(state_dir, plan, path)
     if name != DEFAULT_NETWORK:
         peers.join(nets, name, owner, plan["ip"], names)

@@ -110,12 +110,12 @@ def _disconnect_first(runtime: Any, record: Any, config: dict[str, Any], annotat
         raise InvalidState(f"network disconnect {network} {container_id}: its published ports (-p) would go to "
                            f"network {new['name']!r}, which is internal (nothing from outside reaches it)")
     annotations[ann.NETWORK] = new["name"]
-    for key, value in ((ann.NETWORK_IP, new["ip"]), (ann.NETWORK_ALIASES, ",".join(new["aliases"]))):
+    for key, value in ((ann.NETWORK_IP, new["ip"]), (ann.NETWORK_ALIASES, ",".join(new["aliases"])),
+                       (ann.NETWORK_MAC, new.get("mac") or "")):  # (a MAC asked for is its network's, docker's)
         if value:
             annotations[key] = value
         else:
             annotations.pop(key, None)
-    annotations.pop(ann.NETWORK_MAC, None)  # asked for its first network's interface, as docker's endpoint's
     _write(record.bundle, config, annotations, more[1:])
     _finish_promotion(runtime, record, config, annotations)
     _forget_unplanned(runtime, container_id, network)
