@@ -617,3 +617,11 @@ def run_args(h: Any, *args: str) -> list[str]:
     """`mrun run` in the test's cgroup parent; no network unless the test asks (--network: one only)."""
     asked = any(a in ("--network", "--net") or a.startswith(("--network=", "--net=")) for a in args)
     return ["run", "--cgroup-parent", h.cgroup_parent, *([] if asked else ["--network", "none"]), *args]
+
+
+# Runs argv with its stdout to /dev/null; prints the largest RSS (KiB) of it and its descendants.
+LARGEST_RSS = """
+import os, resource, subprocess, sys
+subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""

@@ -24,6 +24,7 @@ import time
 import pytest
 from conftest import (
     IMAGE,
+    LARGEST_RSS,
     await_template,
     cgroup_dirs,
     img,
@@ -3770,14 +3771,6 @@ def test_start_of_a_running_container_succeeds_as_docker_s_and_runc_s_refuses(im
     finally:
         img_ok(h, "rm", "-f", "up", "down")
         h.mrun("delete", "--force", "bundled")
-
-
-# Runs argv with its stdout to /dev/null; prints the largest RSS (KiB) of it and its descendants.
-LARGEST_RSS = """
-import os, resource, subprocess, sys
-subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True)
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-"""
 
 
 def test_logs_tail_of_a_line_without_end_holds_none_of_it(images, busybox_archive):

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 MARK = "# mrun: a container on network "
+# What mrun writes into a hosts file is far less (a line per peer on its networks: 16 MiB is some
+# 100,000 of them); one larger is its container's doing, read by mrun never (``_rewrite``).
+MAX_HOSTS_FILE = 16 << 20
 
 
 def names_of(plan: dict[str, Any]) -> list[str]:
@@ -109,7 +112,9 @@ def _plan_of(owner: dict[str, str], network: str, ip: str) -> dict[str, Any] | N
 
 def _rewrite(owner: dict[str, str], keep: Any, add: str = "") -> None:
     """The owner's hosts file: the lines ``keep`` keeps, then ``add``; in place (its inode is
-    bound into the container), never through a link, only a regular file."""
+    bound into the container), never through a link, only a regular file. One its container
+    filled past MAX_HOSTS_FILE is left as it is (its names go stale): read whole, a container's
+    300 MB there made another's run on its network take 1.2 GB."""
     import stat
 
     path = os.path.join(owner["root"], owner["container"], "hosts")
@@ -118,10 +123,14 @@ def _rewrite(owner: dict[str, str], keep: Any, add: str = "") -> None:
     except OSError:
         return  # not made yet (its start writes it with every line), or gone
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_HOSTS_FILE:
             return
         with os.fdopen(os.dup(fd), "r+b") as f:
-            text = f.read().decode(errors="replace")
+            data = f.read(MAX_HOSTS_FILE + 1)  # (it may grow meanwhile)
+            if len(data) > MAX_HOSTS_FILE:
+                return
+            text = data.decode(errors="replace")
             lines = [line for line in text.splitlines(keepends=True) if keep(line)]
             if lines and not lines[-1].endswith("\n"):
                 lines[-1] += "\n"
