@@ -2048,6 +2048,32 @@ def test_a_container_s_first_network_is_disconnected_as_docker_s(net):
         img_ok(h, "network", "rm", network, env=h.env)
 
 
+def test_a_container_s_name_files_are_kept_with_it_never_in_the_state_root(net):
+    """A bridge container's /etc/hosts, resolv.conf and hostname are files of its own, bound into
+    it read-write. They were made in its state directory, under the state root: /run/mrun, and
+    /run is a tmpfs on most hosts (a tenth of RAM), shared by the whole host (systemd, logins,
+    every daemon's sockets), which a container writing into its /etc/hosts could fill. They are
+    made beside its writable layer now (its bundle, on disk), as docker keeps them; names still
+    come and go as peers join and leave."""
+    h = net
+    try:
+        img_ok(h, *run_args(h, "-d", "--name", "c", "--network", h.net, IMAGE, "sleep", "600"), env=h.env)
+        bundle = os.path.join(h.image_root, "containers", "c")
+        for key, name in (("HostsPath", "hosts"), ("ResolvConfPath", "resolv.conf"), ("HostnamePath", "hostname")):
+            assert not os.path.exists(os.path.join(h.root, "c", name)), f"{name} in the state root"
+            assert img_ok(h, "inspect", "-f", f"{{{{.{key}}}}}", "c").stdout.strip() == os.path.join(bundle, name)
+        img_ok(h, "exec", "c", "sh", "-c", "head -c 1048576 /dev/zero >> /etc/hosts", env=h.env)
+        state = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(os.path.join(h.root, "c"))
+                    for f in files)
+        assert state < 64 << 10, f"the state directory holds {state} bytes"
+        img_ok(h, *run_args(h, "-d", "--name", "peer", "--network", h.net, IMAGE, "sleep", "600"), env=h.env)
+        assert "\tpeer\t" in img_ok(h, "exec", "c", "cat", "/etc/hosts", env=h.env).stdout
+        img_ok(h, "rm", "-f", "peer", env=h.env)
+        assert "\tpeer\t" not in img_ok(h, "exec", "c", "cat", "/etc/hosts", env=h.env).stdout
+    finally:
+        img(h, "rm", "-f", "c", "peer", env=h.env)
+
+
 def test_a_container_s_own_hosts_file_costs_no_other_its_memory(net):
     """A container's /etc/hosts is a file of its own (mrun's, bound into it, written by it at
     will), which mrun rewrites in place as others join or leave its network. That read it whole:
@@ -2064,7 +2090,8 @@ def test_a_container_s_own_hosts_file_costs_no_other_its_memory(net):
         largest = subprocess.run([sys.executable, "-c", LARGEST_RSS, *argv], capture_output=True, text=True,
                                  check=True, env={**os.environ, **h.base_env, **h.env, "MRUN_WARM": "0"})
         assert int(largest.stdout) < (size >> 10) // 2, f"a run beside it took {largest.stdout.strip()} KiB"
-        assert os.path.getsize(os.path.join(h.root, "big", "hosts")) == size  # as its container left it
+        hosts = img_ok(h, "inspect", "-f", "{{.HostsPath}}", "big").stdout.strip()
+        assert os.path.getsize(hosts) == size  # as its container left it
     finally:
         img(h, "rm", "-f", "big", env=h.env)
 

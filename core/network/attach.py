@@ -8,11 +8,12 @@ may carry them itself.
 - ``org.mrun.network.more``: the networks it joins besides (``more_of``), as eth1, eth2...
 
 ``prepare`` runs before the sandbox exists: it leases the address, reserves the ports and
-writes ``/etc/hosts``, ``/etc/resolv.conf`` and ``/etc/hostname`` into the container's state
-directory, bind-mounted by the sandbox (``prepare_more``: an address on each other network, in
-a plan of its own, ``net-NAME.json``). ``attach`` runs once the namespace exists, before
-``start``: bridge, veth, eth0, routes, nftables. ``detach`` undoes whatever the plans say was
-done, so a crash at any point is cleaned up by ``delete --force``.
+writes ``/etc/hosts``, ``/etc/resolv.conf`` and ``/etc/hostname`` into the container's bundle
+(`mrun run`'s; a runc client's state directory: ``names.place``), bind-mounted by the sandbox
+(``prepare_more``: an address on each other network, in a plan of its own, ``net-NAME.json``).
+``attach`` runs once the namespace exists, before ``start``: bridge, veth, eth0, routes, nftables.
+``detach`` undoes whatever the plans say was done, so a crash at any point is cleaned up by
+``delete --force``.
 """
 
 from __future__ import annotations
@@ -292,8 +293,9 @@ def prepare(spec: Any, state_dir: str, state_root: str, container_id: str) -> di
         "resolv.conf": _resolv_conf(dns),
         "hostname": hostname + "\n",
     }
+    place = name_files.place(state_dir, spec.bundle, container_id, state_root)
     for fname, content in files.items():
-        name_files.write_and_bind(spec.raw.setdefault("mounts", []), state_dir, fname, content.encode())
+        name_files.write_and_bind(spec.raw.setdefault("mounts", []), place, fname, content.encode())
     if name != DEFAULT_NETWORK:  # docker's user-defined networks resolve their containers' names
         peers.join(nets, name, owner, plan["ip"], names)
     return plan

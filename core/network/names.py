@@ -13,6 +13,31 @@ if TYPE_CHECKING:
 LOCALHOST = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
 
+def place(state_dir: str, bundle: str, container_id: str, state_root: str) -> str:
+    """Where a bridge container's name files are made: beside its writable layer, in the bundle
+    `mrun run` made for it (on disk, as docker keeps them with its container), else (a runc
+    client's bundle, not mrun's to write in) its state directory. Not the state root by choice:
+    that is /run on most hosts, a tmpfs the whole host shares, which a container writing into its
+    own /etc/hosts could fill."""
+    from mrun.bundles import made_for
+
+    return bundle if bundle and made_for(bundle, container_id, state_root) else state_dir
+
+
+def hosts_of(owner: dict[str, str]) -> str:
+    """A container's hosts file (``owner``: its state root and id), where ``place`` made it: its
+    bundle's if that is one mrun made for it and holds one, else its state directory's."""
+    from mrun import jsonio
+    from mrun.bundles import made_for
+
+    state_dir = os.path.join(owner["root"], owner["container"])
+    bundle = (jsonio.load_object(os.path.join(state_dir, "state.json")) or {}).get("bundle")
+    if isinstance(bundle, str) and os.path.isabs(bundle) and made_for(bundle, owner["container"], owner["root"]) \
+            and os.path.lexists(os.path.join(bundle, "hosts")):
+        return os.path.join(bundle, "hosts")
+    return os.path.join(state_dir, "hosts")
+
+
 def bind(mounts: list[dict[str, Any]], name: str, source: str) -> None:
     """``source`` as the container's /etc/``name``."""
     mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": source, "options": ["rbind", "rw"]})

@@ -117,7 +117,9 @@ def _rewrite(owner: dict[str, str], keep: Any, add: str = "") -> None:
     300 MB there made another's run on its network take 1.2 GB."""
     import stat
 
-    path = os.path.join(owner["root"], owner["container"], "hosts")
+    from mrun.network.names import hosts_of
+
+    path = hosts_of(owner)
     try:
         fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
