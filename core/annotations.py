@@ -27,6 +27,9 @@ NETWORK_ALIASES = "org.mrun.network.aliases"  # NAME,... more names others on it
 # JSON list of {"name", "ip", "aliases"}: the networks it is on besides the first, eth1 on (a second
 # --network, `mrun network connect`)
 NETWORK_MORE = "org.mrun.network.more"
+# NAME: the network a container was on when its last was disconnected (docker's `network disconnect`
+# of its only one): it has lo alone, and `mrun network connect` gives it a first network again
+NETWORK_DETACHED = "org.mrun.network.detached"
 NETWORK_LOOPBACK = "org.mrun.network.loopback"  # "up": lo up in a new network namespace (mrun run --network none)
 EXPOSE = "org.mrun.expose"  # PORT/PROTO,...: the ports --expose named (docker's Config.ExposedPorts has them)
 OCI_RUNTIME = "org.mrun.oci.runtime"  # the oci backend: which installed OCI runtime runs the container

@@ -1990,13 +1990,16 @@ def test_a_container_s_first_network_is_disconnected_as_docker_s(net):
     first of its other networks takes that part at once: the container's default route goes
     through that network's gateway, its published ports to its address there, its own /etc/hosts
     line names that address; its address on the first is let go; inspect and port say so; from its
-    next start that network is its eth0. Its only network stays (docker's would leave it none); ports
-    that would go to an internal network are refused, as a port on one is at run."""
+    next start that network is its eth0. Its only network disconnected, it has lo alone (as docker
+    leaves it), now and at its starts, until a `network connect` gives it a first network again,
+    its ports published there. Ports that would go to an internal network are refused, as a port
+    on one is at run."""
     h = net
     other, inside = h.net + "o", h.net + "i"
     img_ok(h, "network", "create", other, env=h.env)
     img_ok(h, "network", "create", "--internal", inside, env=h.env)
     gateway = json.loads(img_ok(h, "network", "inspect", other, env=h.env).stdout)["gateway"]
+    first_gateway = json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["gateway"]
     port = free_port_run(1)
     publish = ["-p", f"127.0.0.1:{port}:80/udp"]
 
@@ -2023,9 +2026,25 @@ def test_a_container_s_first_network_is_disconnected_as_docker_s(net):
         assert first and not leases(h), "its address on the network it left is still held"
         img_ok(h, "exec", "c", "ping", "-c1", "-W2", "peer", env=h.env)
         img_ok(h, "exec", "peer", "ping", "-c1", "-W2", "c", env=h.env)
-        one_line_error(img(h, "network", "disconnect", other, "c", env=h.env), "only network")
         one_line_error(img(h, "network", "connect", other, "c", env=h.env), "already on network")
         img_ok(h, "restart", "-t", "0", "c", env=h.env)  # its eth0 now
+        assert list(_interfaces(h, "c")) == ["eth0"] and received(h, "c", sent) == "published\n"
+
+        # its only network: lo alone, as docker leaves it, until it is connected to another
+        address = _interfaces(h, "c")["eth0"].split("/")[0]
+        img_ok(h, "network", "disconnect", other, "c", env=h.env)
+        assert _interfaces(h, "c") == {} and received(h, "c", sent) == ""
+        assert img_ok(h, "exec", "c", "ip", "route", env=h.env).stdout == ""
+        assert address not in leases_of(h, other) and not [line for line in _hosts(h, "c").splitlines()
+                                                           if line.endswith("\tc")]
+        one_line_error(img(h, "network", "disconnect", other, "c", env=h.env), "not connected")
+        img_ok(h, "network", "connect", h.net, "c", env=h.env)
+        shown = _interfaces(h, "c")
+        assert len(shown) == 1 and leases(h) == [next(iter(shown.values())).split("/")[0]], shown
+        route = img_ok(h, "exec", "c", "ip", "route", env=h.env).stdout
+        assert f"default via {first_gateway} dev {next(iter(shown))}" in route, route
+        assert received(h, "c", sent) == "published\n"
+        img_ok(h, "restart", "-t", "0", "c", env=h.env)
         assert list(_interfaces(h, "c")) == ["eth0"] and received(h, "c", sent) == "published\n"
 
         # one stopped: its next start is on the other network alone
@@ -2036,6 +2055,12 @@ def test_a_container_s_first_network_is_disconnected_as_docker_s(net):
         img_ok(h, "start", "s", env=h.env)
         shown = _interfaces(h, "s")
         assert list(shown) == ["eth0"] and shown["eth0"].split("/")[0] in leases_of(h, other), shown
+        img_ok(h, "stop", "-t", "0", "s", env=h.env)  # and its only one: it starts with lo alone
+        img_ok(h, "network", "disconnect", other, "s", env=h.env)
+        img_ok(h, "start", "s", env=h.env)
+        assert _interfaces(h, "s") == {} and "127.0.0.1\tlocalhost" in _hosts(h, "s")
+        img_ok(h, "network", "connect", other, "s", env=h.env)  # and joins one again as it runs
+        img_ok(h, "exec", "s", "ping", "-c1", "-W2", "peer", env=h.env)
 
         img_ok(h, *run_args(h, "-d", "--name", "i", "--network", h.net, "--network", inside, *publish[:1],
                             f"127.0.0.1:{free_port_run(1)}:80/udp", IMAGE, "sleep", "600"), env=h.env)

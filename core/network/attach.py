@@ -301,6 +301,15 @@ def prepare(spec: Any, state_dir: str, state_root: str, container_id: str) -> di
     return plan
 
 
+def prepare_detached(spec: Any, state_dir: str, state_root: str, container_id: str) -> None:
+    """A container whose networks were all disconnected (``annotations.NETWORK_DETACHED``) starts
+    with lo alone, as --network none's: an /etc/hosts naming localhost and its /etc/hostname."""
+    place = name_files.place(state_dir, spec.bundle, container_id, state_root)
+    mounts = spec.raw.setdefault("mounts", [])
+    name_files.write_and_bind(mounts, place, "hosts", name_files.LOCALHOST.encode())
+    name_files.write_and_bind(mounts, place, "hostname", f"{spec.raw.get('hostname') or container_id[:12]}\n".encode())
+
+
 def more_of(annotations: dict[str, str]) -> list[dict[str, Any]]:
     """The networks a container is on besides its first (``annotations.NETWORK_MORE``: docker's
     second --network, `network connect`), each {"name", "ip" (asked for, or ""), "aliases", and
@@ -460,8 +469,7 @@ def detach(state_dir: str) -> None:
     state_root, container_id = os.path.split(os.path.abspath(state_dir))
     for network, path in more_plans(state_dir).items():
         _detach_plan(path, state_root, container_id, more_veth(state_root, container_id, network), network)
-    first = os.path.join(state_dir, PLAN)
-    _detach_plan(first, state_root, container_id, first_veth(state_root, container_id, jsonio.load_object(first)))
+    detach_first(state_dir)
 
 
 def first_veth(state_root: str, container_id: str, plan: dict[str, Any] | None) -> str:
@@ -520,6 +528,13 @@ def promote(state_dir: str, state_root: str, container_id: str, network: str, po
     peers.readdress(nets, owner, hostname, plan["ip"])
     plan["promoted"] = True
     _save("", plan, first)
+
+
+def detach_first(state_dir: str) -> None:
+    """Its place on its first network (`network disconnect` of its only one)."""
+    state_root, container_id = os.path.split(os.path.abspath(state_dir))
+    first = os.path.join(state_dir, PLAN)
+    _detach_plan(first, state_root, container_id, first_veth(state_root, container_id, jsonio.load_object(first)))
 
 
 def detach_more(state_dir: str, network: str) -> None:

@@ -10,8 +10,9 @@ half changed.
 Its first network (eth0, its default route and published ports) may be disconnected too, as
 docker's: the first of its others takes that part (``attach.promote``): at once where it runs
 (its ports published on its address there, its default route through that network's gateway),
-and as its eth0 from its next start. A container on one network keeps it: docker would leave it
-with none, which mrun's containers of a bridge network do not have (connect another first).
+and as its eth0 from its next start. Its only network disconnected, it has lo alone (as docker
+leaves it; ``annotations.NETWORK_DETACHED``), and the network it is connected to next is its
+first, its published ports there.
 """
 
 from __future__ import annotations
@@ -47,10 +48,11 @@ def connect(runtime: Any, network: str, container_id: str, ip: str = "", aliases
     with runtime.store.lock(container_id):
         record, config, annotations, more = _ours(runtime, container_id, "connect")
         _finish_promotion(runtime, record, config, annotations)
-        if not annotations.get(ann.NETWORK):
+        first = not annotations.get(ann.NETWORK)  # its networks all disconnected: this one is its first again
+        if first and not annotations.get(ann.NETWORK_DETACHED):
             raise InvalidState(f"network connect {network} {container_id}: the container is on no bridge network "
                                "(--network none, host or container:), so it has no interfaces to add one to")
-        if network == annotations[ann.NETWORK] or any(m["name"] == network for m in more):
+        if network == annotations.get(ann.NETWORK) or any(m["name"] == network for m in more):
             raise InvalidState(f"container {container_id!r} is already on network {network!r}")
         Networks().get(network)  # an unknown one: its one line, before anything is taken
         want = {"name": network, "ip": ip, "aliases": aliases}
@@ -68,7 +70,12 @@ def connect(runtime: Any, network: str, container_id: str, ip: str = "", aliases
             except BaseException:
                 attach.detach_more(state_dir, network)
                 raise
-        _write(record.bundle, config, annotations, [*more, want])
+        if first:  # config after the place it names (a connect killed before is undone by the next)
+            _first_network(annotations, want)
+            _write(record.bundle, config, annotations, [])
+            _finish_promotion(runtime, record, config, annotations)  # its ports, route, own name line
+        else:
+            _write(record.bundle, config, annotations, [*more, want])
         if keep is not None:
             keep(record, live)
 
@@ -102,31 +109,50 @@ def _disconnect_first(runtime: Any, record: Any, config: dict[str, Any], annotat
     config first: a crash after it leaves no start that would join the first again, and the
     container's next connect or disconnect finishes the rest (``_finish_promotion``)."""
     container_id = record.id
-    if not more:
-        raise InvalidState(f"network disconnect {network} {container_id}: it is the container's only network "
-                           "(docker would leave it with none): connect it to another first")
+    if not more:  # its only one: lo alone, as docker leaves it, until a `network connect`
+        for key in (ann.NETWORK, ann.NETWORK_IP, ann.NETWORK_ALIASES, ann.NETWORK_MAC):
+            annotations.pop(key, None)
+        annotations.update({ann.NETWORK_DETACHED: network, ann.NETWORK_LOOPBACK: "up"})
+        _write(record.bundle, config, annotations, [])
+        _finish_promotion(runtime, record, config, annotations)
+        _forget_unplanned(runtime, container_id, network)
+        return
     new = more[0]
     if annotations.get(ann.NETWORK_PORTS) and Networks().get(new["name"]).get("internal"):
         raise InvalidState(f"network disconnect {network} {container_id}: its published ports (-p) would go to "
                            f"network {new['name']!r}, which is internal (nothing from outside reaches it)")
-    annotations[ann.NETWORK] = new["name"]
-    for key, value in ((ann.NETWORK_IP, new["ip"]), (ann.NETWORK_ALIASES, ",".join(new["aliases"])),
-                       (ann.NETWORK_MAC, new.get("mac") or "")):  # (a MAC asked for is its network's, docker's)
-        if value:
-            annotations[key] = value
-        else:
-            annotations.pop(key, None)
+    _first_network(annotations, new)
     _write(record.bundle, config, annotations, more[1:])
     _finish_promotion(runtime, record, config, annotations)
     _forget_unplanned(runtime, container_id, network)
 
 
+def _first_network(annotations: dict[str, str], entry: dict[str, Any]) -> None:
+    """``entry`` (one of ``attach.more_of``'s) as the container's first network in its config."""
+    annotations[ann.NETWORK] = entry["name"]
+    annotations.pop(ann.NETWORK_DETACHED, None)
+    for key, value in ((ann.NETWORK_IP, entry.get("ip") or ""), (ann.NETWORK_ALIASES, ",".join(entry["aliases"])),
+                       (ann.NETWORK_MAC, entry.get("mac") or "")):  # (a MAC asked for is its network's, docker's)
+        if value:
+            annotations[key] = value
+        else:
+            annotations.pop(key, None)
+
+
 def _finish_promotion(runtime: Any, record: Any, config: dict[str, Any], annotations: dict[str, str]) -> None:
     """Where its config names a first network its first plan does not (a first network
-    disconnected, or a disconnect of it killed part-way), that network takes the first's part."""
+    disconnected, or a disconnect of it killed part-way), that network takes the first's part;
+    where its config names none (its last network disconnected), the first's place is undone."""
     state_dir = runtime.store.path(record.id)
     first = annotations.get(ann.NETWORK)
     plan = jsonio.load_object(os.path.join(state_dir, PLAN))
+    if not first and annotations.get(ann.NETWORK_DETACHED) and plan is not None:
+        from mrun.network import peers
+
+        owner = {"root": runtime.store.root, "container": record.id}
+        peers.readdress(Networks(), owner, config.get("hostname") or record.id[:12], "")  # (before: a kill
+        attach.detach_first(state_dir)  # after the plan's removal would leave the line)
+        return
     if not first or plan is None and not os.path.exists(os.path.join(state_dir, more_plan_file(first))):
         return
     if plan is not None and plan.get("network") == first and ("ifname" not in plan or plan.get("promoted")):

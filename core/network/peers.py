@@ -74,14 +74,15 @@ def leave(nets: Any, network: str, me: dict[str, str], ip: str) -> None:
 
 def readdress(nets: Any, me: dict[str, str], hostname: str, ip: str) -> None:
     """Under the network root's lock: its own line (its address and host name, as its first
-    network's attach wrote it) names ``ip``, its address on the network that is its first now."""
+    network's attach wrote it) names ``ip``, its address on the network that is its first now
+    ("": none, its last network disconnected)."""
     own = f"\t{hostname}\n"
 
     def others(line: str) -> bool:
         return not (line.endswith(own) and line.count("\t") == 1 and not line.startswith(("127.", "::1\t")))
 
     with nets.lock():
-        _rewrite(me, keep=others, add=f"{ip}{own}")
+        _rewrite(me, keep=others, add=f"{ip}{own}" if ip else "")
 
 
 def _about(line: str, network: str, ip: str) -> bool:

@@ -193,6 +193,10 @@ class Create:
         elif self.spec.annotations.get(ann.NETWORK_MORE):
             raise InvalidSpec(f"annotation {ann.NETWORK_MORE}: more networks than a first one "
                               f"({ann.NETWORK}), which this container has not")
+        elif self.spec.annotations.get(ann.NETWORK_DETACHED):
+            from mrun.network import attach
+
+            attach.prepare_detached(self.spec, self.store.path(self.id), self.store.root, self.id)
 
     def make_fifos(self, undo: Undo) -> None:
         """Opened here, inherited by the init: inside a user namespace it could not open these
