@@ -1948,73 +1948,15 @@ def test_network_connect_and_disconnect_killed_before_each_change(net, verb, aga
         img(h, "network", "rm", other, env=h.env)
 
 
+@pytest.mark.parametrize("verb", ["first", "only", "connect"])
 @pytest.mark.parametrize("images", ["warm"], indirect=True)  # the killed verb runs cold; the rest warm
-def test_a_disconnect_of_a_first_network_killed_before_each_change(net):  # noqa: F811 - the fixture
+def test_a_first_network_s_disconnect_and_the_next_connect_killed_before_each_change(net, verb):  # noqa: F811
     """`network disconnect` of a running container's first network, where its other network
-    takes that part (its plan, its published port's reservation and rules, its default route,
-    its own /etc/hosts line), killed before each change: the user's next `network disconnect`
-    of it finishes the work (and says it is not connected), and `rm -f` then leaves nothing."""
-    from mrun import jsonio
-    from mrun.network.store import Networks, veth_name
-
-    h = net
-    other = h.net + "f"
-    img_ok(h, "network", "create", other, env=h.env)
-    gateway = json.loads(img_ok(h, "network", "inspect", other, env=h.env).stdout)["gateway"]
-    root = h.env["MRUN_NETWORK_ROOT"]
-    port = free_port_run(1)
-    reservation = os.path.join(root, "ports", f"udp-127.0.0.1-{port}")
-    current = [""]
-
-    def argv(step: int) -> list[str]:
-        cid = current[0] = f"kf{step}"
-        img_ok(h, *run_args(h, "-d", "--name", cid, "--network", h.net, "--network", other, "-p",
-                            f"127.0.0.1:{port}:80/udp", IMAGE, "sleep", "600"), env=h.env)
-        return ["--root", h.root, "--image-root", h.image_root, "network", "disconnect", h.net, cid]
-
-    def repair(_step: int) -> None:
-        r = img(h, "network", "disconnect", h.net, current[0], env=h.env)
-        assert "Traceback" not in r.stderr and (r.returncode == 0 or "not connected" in r.stderr), r.stderr
-
-    def left() -> list[str]:
-        cid = current[0]
-        found = []
-        if any(owner.get("container") == cid for owner in Networks(root).leases(h.net).values()):
-            found.append("its address on the network it left")
-        if os.path.exists(f"/sys/class/net/{veth_name(h.root, cid)}"):
-            found.append("its veth on the network it left")
-        plan = jsonio.load_object(os.path.join(h.root, cid, "net.json")) or {}
-        if plan.get("network") != other or not plan.get("promoted"):
-            found.append(f"its first plan: {plan}")
-        if os.path.exists(os.path.join(h.root, cid, f"net-{other}.json")):
-            found.append("its plan of the other network as one of its others")
-        route = img_ok(h, "exec", cid, "ip", "route", env=h.env).stdout
-        if f"default via {gateway} dev eth1" not in route:
-            found.append(f"its routes: {route}")
-        if nft_rules().count(f"dport {port} dnat to {plan.get('ip')}:80 ") != 2 or not os.path.exists(reservation):
-            found.append("its published port")
-        if [line for line in img_ok(h, "exec", cid, "cat", "/etc/hosts").stdout.splitlines()
-                if line.endswith(f"\t{cid}")] != [f"{plan.get('ip')}\t{cid}"]:
-            found.append("its own /etc/hosts line")
-        img_ok(h, "rm", "-f", cid, env=h.env)
-        if f"dport {port} " in nft_rules() or os.path.exists(reservation) or leases(h) or Networks(root).leases(other):
-            found.append("what it held, once removed")
-        return found
-
-    try:
-        assert kill_at_each_step(argv, [h.tmp, "socket family 16"], repair, left, env=h.env) > 5
-    finally:
-        img(h, "rm", "-f", current[0], env=h.env)
-        img(h, "network", "rm", other, env=h.env)
-
-
-@pytest.mark.parametrize("verb", ["disconnect", "connect"])
-@pytest.mark.parametrize("images", ["warm"], indirect=True)  # the killed verb runs cold; the rest warm
-def test_an_only_network_s_disconnect_and_the_next_connect_killed_before_each_change(net, verb):  # noqa: F811
-    """`network disconnect` of a running container's only network (it keeps lo alone, its port
-    unpublished), and the `network connect` that gives it a first network again (its port
-    published there, its default route, its own /etc/hosts line), each killed before each change:
-    the user's next same verb finishes the work, and `rm -f` then leaves nothing."""
+    takes that part ("first": its plan, its published port's reservation and rules, its default
+    route, its own /etc/hosts line); of its only network ("only": it keeps lo alone, its port
+    unpublished); and the `network connect` that gives it a first network again ("connect"). Each
+    killed before each change: the user's next same verb finishes the work (or says there is
+    nothing left to do), and `rm -f` then leaves nothing."""
     from mrun import jsonio
     from mrun.network.store import Networks, veth_name
 
@@ -2025,19 +1967,20 @@ def test_an_only_network_s_disconnect_and_the_next_connect_killed_before_each_ch
     root = h.env["MRUN_NETWORK_ROOT"]
     port = free_port_run(1)
     reservation = os.path.join(root, "ports", f"udp-127.0.0.1-{port}")
-    target = h.net if verb == "disconnect" else other
+    action, target = ("connect", other) if verb == "connect" else ("disconnect", h.net)
     current = [""]
 
     def argv(step: int) -> list[str]:
         cid = current[0] = f"k{verb[0]}{step}"
-        img_ok(h, *run_args(h, "-d", "--name", cid, "--network", h.net, "-p", f"127.0.0.1:{port}:80/udp", IMAGE,
-                            "sleep", "600"), env=h.env)
+        networks = [h.net, other] if verb == "first" else [h.net]
+        img_ok(h, *run_args(h, "-d", "--name", cid, *[f"--network={n}" for n in networks], "-p",
+                            f"127.0.0.1:{port}:80/udp", IMAGE, "sleep", "600"), env=h.env)
         if verb == "connect":
             img_ok(h, "network", "disconnect", h.net, cid, env=h.env)
-        return ["--root", h.root, "--image-root", h.image_root, "network", verb, target, cid]
+        return ["--root", h.root, "--image-root", h.image_root, "network", action, target, cid]
 
     def repair(_step: int) -> None:
-        r = img(h, "network", verb, target, current[0], env=h.env)
+        r = img(h, "network", action, target, current[0], env=h.env)
         assert "Traceback" not in r.stderr and (r.returncode == 0 or "not connected" in r.stderr
                                                 or "already on network" in r.stderr), r.stderr
 
@@ -2046,18 +1989,20 @@ def test_an_only_network_s_disconnect_and_the_next_connect_killed_before_each_ch
         found = []
         held = {name: [ip for ip, owner in Networks(root).leases(name).items() if owner.get("container") == cid]
                 for name in (h.net, other)}
-        plan = jsonio.load_object(os.path.join(h.root, cid, "net.json"))
+        plan = jsonio.load_object(os.path.join(h.root, cid, "net.json")) or {}
         route = img_ok(h, "exec", cid, "ip", "route", env=h.env).stdout
         own = [line for line in img_ok(h, "exec", cid, "cat", "/etc/hosts").stdout.splitlines()
                if line.endswith(f"\t{cid}")]
-        if verb == "disconnect":
-            if held[h.net] or plan is not None or route or own or os.path.exists(reservation):
-                found.append(f"of its network: {held}, plan {plan}, routes {route!r}, {own}")
-            if os.path.exists(f"/sys/class/net/{veth_name(h.root, cid)}") or f"dport {port} " in nft_rules():
-                found.append("its veth or its published port")
-        else:
-            ip = (plan or {}).get("ip")
-            if (plan or {}).get("network") != other or not (plan or {}).get("promoted") or held[other] != [ip]:
+        if held[h.net] or os.path.exists(f"/sys/class/net/{veth_name(h.root, cid)}"):
+            found.append("its address or veth on the network it left")
+        if os.path.exists(os.path.join(h.root, cid, f"net-{other}.json")):
+            found.append("a plan of the other network as one of its others")
+        if verb == "only":
+            if plan or route or own or os.path.exists(reservation) or f"dport {port} " in nft_rules():
+                found.append(f"of its network: plan {plan}, routes {route!r}, {own}, its published port")
+        else:  # on the other network as its first
+            ip = plan.get("ip")
+            if plan.get("network") != other or not plan.get("promoted") or held[other] != [ip]:
                 found.append(f"its plan {plan}, its addresses {held}")
             if f"default via {gateway} " not in route or own != [f"{ip}\t{cid}"]:
                 found.append(f"its routes {route!r}, its own line {own}")
