@@ -442,6 +442,59 @@ def test_ip_gives_a_container_the_address_asked_for_as_docker_s_does(net):
     assert not leases(h)
 
 
+def test_network_create_takes_docker_s_ip_range_and_aux_addresses(net):
+    """docker's `network create --subnet S --ip-range R --aux-address NAME=IP` (compose's ipam
+    ip_range and aux_addresses), unknown before: containers' addresses come from the range alone
+    (an --ip may be anywhere in the subnet, docker's way of keeping static ones apart), and an aux
+    address is given to no container, even asked for. inspect shows both; a range or address
+    outside the subnet, or either without --subnet, is one line; a network.json forged to hold a
+    range outside its subnet is refused as it is read."""
+    import ipaddress
+
+    h = net
+    name = f"r{uuid.uuid4().hex[:6]}"
+    img_ok(h, "network", "create", name, env=h.env)  # a subnet free on this host, then made again
+    subnet = ipaddress.ip_network(json.loads(img_ok(h, "network", "inspect", name, env=h.env).stdout)["subnet"])
+    img_ok(h, "network", "rm", name, env=h.env)
+    hosts = list(subnet.hosts())
+    pool = ipaddress.ip_network(f"{hosts[127]}/29", strict=False)  # .128-.135
+    aux = str(pool.network_address + 1)
+    img_ok(h, "network", "create", "--subnet", str(subnet), "--ip-range", str(pool), "--aux-address", f"router={aux}",
+           "--aux-address", f"printer={hosts[4]}", name, env=h.env)
+    try:
+        ipam = json.loads(img_ok(h, "network", "inspect", "-f", "{{json .IPAM.Config}}", name, env=h.env).stdout)
+        assert ipam[0]["IPRange"] == str(pool) and ipam[0]["AuxiliaryAddresses"] == {"router": aux,
+                                                                                  "printer": str(hosts[4])}, ipam
+        for cid in ("a", "b"):
+            img_ok(h, *run_args(h, "-d", "--name", cid, "--network", name, IMAGE, "sleep", "600"), env=h.env)
+        addresses = [_interfaces(h, cid)["eth0"].split("/")[0] for cid in ("a", "b")]
+        assert addresses == [str(pool.network_address), str(pool.network_address + 2)], addresses  # aux passed over
+        img_ok(h, *run_args(h, "-d", "--name", "c", "--network", name, "--ip", str(hosts[9]), IMAGE, "sleep", "600"),
+               env=h.env)
+        one_line_error(img(h, *run_args(h, "--rm", "--network", name, "--ip", str(hosts[4]), IMAGE, "true"),
+                           env=h.env), "aux-addresses")
+    finally:
+        img(h, "rm", "-f", "a", "b", "c", env=h.env)
+    definition = os.path.join(h.env["MRUN_NETWORK_ROOT"], name, "network.json")
+    with open(definition) as f:
+        forged = json.load(f)
+    with open(definition, "w") as f:
+        json.dump({**forged, "ip_range": "192.0.2.0/24"}, f)
+    one_line_error(img(h, "network", "inspect", name, env=h.env), "ip_range")
+    with open(definition, "w") as f:
+        json.dump(forged, f)
+    img_ok(h, "network", "rm", name, env=h.env)
+    for args, words in ((["--ip-range", str(pool), name], "goes with --subnet"),
+                        (["--aux-address", f"x={aux}", name], "goes with --subnet"),
+                        (["--subnet", str(subnet), "--ip-range", "10.255.255.0/28", name], "no matching subnet"),
+                        (["--subnet", str(subnet), "--aux-address", "x=10.255.255.1", name], "no matching subnet"),
+                        (["--subnet", str(subnet), "--aux-address", f"x={hosts[0]}", name], "gateway"),
+                        (["--subnet", str(subnet), "--aux-address", "x", name], "NAME=IP")):
+        one_line_error(img(h, "network", "create", *args, env=h.env), words)
+    one_line_error(img(h, "network", "ls", "--ip-range", str(pool), env=h.env), "create's")
+    assert name not in img_ok(h, "network", "ls", "-q", env=h.env).stdout.split()
+
+
 def test_network_create_takes_docker_s_driver_and_gateway_and_rm_takes_several(net):
     """`docker network create -d bridge --subnet S --gateway G NAME` and `docker network rm A B`:
     mrun had neither -d nor --gateway (a usage error) and removed one network per call. The

@@ -567,8 +567,8 @@ COMMANDS = (
     ),
     Command(
         "network",
-        "network create NAME [--subnet CIDR] [--gateway IP] [--internal] | ls | inspect NAME | rm NAME... | prune "
-        "| connect [--ip IP] [--alias NAME] NAME CONTAINER | disconnect NAME CONTAINER",
+        "network create NAME [--subnet CIDR] [--gateway IP] [--ip-range CIDR] [--internal] | ls | inspect NAME "
+        "| rm NAME... | prune | connect [--ip IP] [--alias NAME] NAME CONTAINER | disconnect NAME CONTAINER",
         "network_verbs.network",
         (Arg("action", "create, ls, inspect, rm, prune, connect or disconnect"),
          Arg("names", "the network (rm: one or more; connect, disconnect: the network and the container)",
@@ -576,6 +576,10 @@ COMMANDS = (
         (
             Flag("subnet", "create: the network's IPv4 subnet (default: a free /24 of 10.89.0.0/16)", default=""),
             Flag("gateway", "create: the bridge's address in --subnet (default: its first host)", default=""),
+            Flag("ip-range", "create: docker's: the part of --subnet containers' addresses are given from (an --ip "
+                 "may be anywhere in the subnet)", default=""),
+            Flag("aux-address", "create: docker's NAME=IP: an address of --subnet given to no container", kind=list,
+                 default=()),
             Flag("internal", "create: docker's: its containers reach each other and the host, nothing beyond, "
                  "and publish no port", kind=bool, default=False),
             Flag("driver", "create: docker's -d; bridge, the one driver here", short="d", default="bridge"),

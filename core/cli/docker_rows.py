@@ -146,7 +146,10 @@ def network_view(name: str, doc: dict[str, Any], leases: dict[str, dict[str, str
     return {"Name": name, "Id": doc.get("bridge", ""), "Driver": "bridge", "Scope": "local", "EnableIPv6": False,
             "Internal": bool(doc.get("internal")), "Attachable": False, "Ingress": False,
             "IPAM": {"Driver": "default", "Options": {},
-                     "Config": [{"Subnet": doc.get("subnet", ""), "Gateway": doc.get("gateway", "")}]},
+                     "Config": [{"Subnet": doc.get("subnet", ""), "Gateway": doc.get("gateway", ""),
+                                 **({"IPRange": doc["ip_range"]} if doc.get("ip_range") else {}),
+                                 **({"AuxiliaryAddresses": doc["aux_addresses"]} if doc.get("aux_addresses")
+                                    else {})}]},
             "Containers": containers,
             "Options": {"com.docker.network.bridge.name": doc.get("bridge", ""), **(doc.get("options") or {})},
             "Labels": doc.get("labels") or {}}

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str, gateway: str = "",
             internal: bool = False, driver: str = "bridge", quiet: bool = False, format: str = "table",  # noqa: A002
             force: bool = False, filter: tuple[str, ...] = (), label: tuple[str, ...] = (),  # noqa: A002
-            ip: str = "", alias: tuple[str, ...] = (), opt: tuple[str, ...] = ()) -> int:
+            ip: str = "", alias: tuple[str, ...] = (), opt: tuple[str, ...] = (), ip_range: str = "",
+            aux_address: tuple[str, ...] = ()) -> int:
     from mrun.network.recovery import hold_again
 
     for given, flag in ((ip, "--ip"), (alias, "--alias")):
@@ -57,7 +58,8 @@ def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str
         template, filter = inspect_format("network inspect", filter, format), ()
     if filter and action not in ("ls", "list", "prune"):
         raise InvalidSpec(f"network {action}: --filter is ls's and prune's")
-    for given, flag in ((internal, "--internal"), (label, "--label"), (opt, "-o/--opt")):
+    for given, flag in ((internal, "--internal"), (label, "--label"), (opt, "-o/--opt"), (ip_range, "--ip-range"),
+                        (aux_address, "--aux-address")):
         if given and action != "create":
             raise InvalidSpec(f"network {action}: {flag} is create's")
     chosen = _filter(list(filter), action == "prune")  # refused before anything is read or goes
@@ -78,7 +80,8 @@ def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str
         from mrun.network.options import driver_options
 
         own = create_labels(label)
-        doc = nets.create(name, subnet, gateway, internal, own, driver_options(list(opt)))  # type: ignore[arg-type]
+        doc = nets.create(name, subnet, gateway, internal, own, driver_options(list(opt)),  # type: ignore[arg-type]
+                          ip_range, _aux_addresses(aux_address))
         print(doc["name"])
     elif action == "ls" and (quiet or format not in ("table", "")):
         _list(nets, quiet, format, chosen)
@@ -117,6 +120,17 @@ def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str
     else:
         raise InvalidSpec(f"network: unknown action {action!r} (create, ls, inspect, rm, prune, connect or disconnect)")
     return 0
+
+
+def _aux_addresses(given: tuple[str, ...]) -> dict[str, str]:
+    """docker's --aux-address NAME=IP, each name once."""
+    out: dict[str, str] = {}
+    for item in given:
+        key, eq, value = item.partition("=")
+        if not eq or not key or not value:
+            raise InvalidSpec(f"--aux-address {item!r}: NAME=IP expected")
+        out[key] = value
+    return out
 
 
 def _teardown(nets: Networks, name: str) -> None:

@@ -21,7 +21,7 @@ from mrun.state import FileLock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from typing import Any
 
 DEFAULT_NETWORK = "mrun"
@@ -146,19 +146,38 @@ class Networks:
         problem = options_problem(doc.get("options", {}))
         if problem:
             raise InvalidSpec(f"{where}: {problem}{repair}")
+        pool, aux = doc.get("ip_range", str(net)), doc.get("aux_addresses", {})
+        try:
+            ok = isinstance(pool, str) and str(_range_in(net, pool)) == pool
+        except InvalidSpec:
+            ok = False
+        if not ok:
+            raise InvalidSpec(f"{where}: ip_range {pool!r}: a network within {net} in canonical form expected{repair}")
+        try:
+            ok = isinstance(aux, dict) and _aux_in(net, gateway, aux) == aux
+        except InvalidSpec:
+            ok = False
+        if not ok:
+            raise InvalidSpec(f"{where}: aux_addresses: an object of host addresses of {net} expected{repair}")
         return doc
 
     def create(self, name: str, subnet: str = "", gateway: str = "", internal: bool = False,
-               labels: dict[str, str] | None = None, options: dict[str, str] | None = None) -> dict[str, Any]:
+               labels: dict[str, str] | None = None, options: dict[str, str] | None = None, ip_range: str = "",
+               aux: dict[str, str] | None = None) -> dict[str, Any]:
         """Under the lock: the subnet must overlap neither another network nor a host route. The
         gateway (the bridge's address) is the subnet's first host unless ``gateway`` (docker's
         --gateway, with --subnet) names another of its hosts. ``internal`` (docker's): nothing
         is forwarded between its bridge and anywhere else (``firewall.add_network``). ``labels``:
         docker's --label, notes for `network ls --filter label=`; ``options``: its -o
-        (``driver_options``)."""
+        (``driver_options``). ``ip_range`` and ``aux`` (docker's --ip-range and --aux-address NAME=IP,
+        with --subnet): where containers' addresses are given from, and addresses given to none."""
         check_new_name(name)
         if gateway and not subnet:
             raise InvalidSpec(f"--gateway {gateway}: goes with --subnet, the network it is in")
+        if (ip_range or aux) and not subnet:
+            flag = f"--ip-range {ip_range}" if ip_range else "--aux-address"
+            raise InvalidSpec(f"{flag}: goes with --subnet (docker's: every ip-range must have a corresponding "
+                              "subnet)")
         with self.lock():
             if os.path.exists(self.path(name, "network.json")):
                 raise MrunError(f"network {name!r} already exists")
@@ -206,12 +225,16 @@ class Networks:
                 gateway = str(chosen)
             else:
                 gateway = str(next(net.hosts()))
+            pool = _range_in(net, ip_range) if ip_range else None
+            reserved = _aux_in(net, gateway, aux or {})
             doc = {
                 "name": name,
                 "subnet": str(net),
                 "gateway": gateway,
                 "bridge": bridge,
                 "driver": "bridge",
+                **({"ip_range": str(pool)} if pool else {}),
+                **({"aux_addresses": reserved} if reserved else {}),
                 **({"internal": True} if internal else {}),
                 **({"labels": labels} if labels else {}),
                 **({"options": options} if options else {}),
@@ -346,16 +369,19 @@ class Networks:
             d = self.path(name, "leases")
             data = jsonio.dumps(owner).encode()
             subnet = ipaddress.ip_network(net["subnet"])
+            kept = {net["gateway"], *(net.get("aux_addresses") or {}).values()}  # given to no container
             if want:
                 asked = requested_address(want)
                 if asked not in subnet or asked in (subnet.network_address, subnet.broadcast_address) \
-                        or str(asked) == net["gateway"]:
+                        or str(asked) in kept:
+                    others = " ".join(sorted(kept - {net["gateway"]}))
                     raise InvalidSpec(f"--ip {want}: not an address network {name!r} gives out "
-                                      f"({net['subnet']}, gateway {net['gateway']})")
+                                      f"({net['subnet']}, gateway {net['gateway']}"
+                                      f"{', aux-addresses ' + others if others else ''})")
             for reclaim in (False, True):  # a dead container's address only when no other is free
-                for host in [requested_address(want)] if want else subnet.hosts():  # lazily: a /8 has 16M
+                for host in [requested_address(want)] if want else _pool(subnet, net.get("ip_range")):
                     ip = str(host)
-                    if ip == net["gateway"]:
+                    if ip in kept:
                         continue
                     path = os.path.join(d, ip)
                     if reclaim and os.path.lexists(path) and not owner_alive(_owner(path)):
@@ -369,7 +395,7 @@ class Networks:
         if want:
             holder = _owner(self.path(name, "leases", str(requested_address(want)))).get("container", "?")
             raise MrunError(f"--ip {want}: already the address of container {holder!r} on network {name!r}")
-        raise MrunError(f"network {name!r}: no free address left in {net['subnet']}")
+        raise MrunError(f"network {name!r}: no free address left in {net.get('ip_range') or net['subnet']}")
 
     def port_path(self, proto: str, host_ip: str, port: int) -> str:
         return os.path.join(self.root, "ports", f"{proto}-{host_ip or '0.0.0.0'}-{port}")
@@ -441,6 +467,47 @@ class Networks:
             shutil.rmtree(self.path(name))
             if take_down is not None:
                 take_down()
+
+
+def _pool(subnet: ipaddress.IPv4Network, ip_range: str | None) -> Iterator[ipaddress.IPv4Address]:
+    """The addresses containers are given, in order, lazily (a /8 has 16M): the subnet's hosts, or
+    its --ip-range's addresses (the subnet's own network and broadcast addresses never)."""
+    if not ip_range:
+        yield from subnet.hosts()
+        return
+    pool = ipaddress.ip_network(ip_range)
+    for i in range(pool.num_addresses):
+        address = pool.network_address + i
+        if address not in (subnet.network_address, subnet.broadcast_address):
+            yield address  # type: ignore[misc]
+
+
+def _range_in(net: ipaddress.IPv4Network, text: str) -> ipaddress.IPv4Network:
+    """docker's --ip-range: a network within ``net`` (host bits dropped, as docker's CIDR parse)."""
+    try:
+        pool = ipaddress.ip_network(text, strict=False)
+    except ValueError as e:
+        raise InvalidSpec(f"--ip-range {text!r}: {e}") from None
+    if pool.version != 4 or not pool.subnet_of(net):  # type: ignore[arg-type]
+        raise InvalidSpec(f"--ip-range {text}: no matching subnet for range {text} (--subnet {net})")
+    return pool  # type: ignore[return-value]
+
+
+def _aux_in(net: ipaddress.IPv4Network, gateway: str, aux: dict[str, str]) -> dict[str, str]:
+    """docker's --aux-address NAME=IP: host addresses of ``net``, not its gateway, in canonical form."""
+    out = {}
+    for key, value in aux.items():
+        try:
+            address = ipaddress.IPv4Address(value) if isinstance(key, str) and isinstance(value, str) else None
+        except ValueError:
+            address = None
+        if address is None or address not in net or address in (net.network_address, net.broadcast_address):
+            raise InvalidSpec(f"--aux-address {key}={value}: no matching subnet for aux-address {value} "
+                              f"(--subnet {net})")
+        if str(address) == gateway:
+            raise InvalidSpec(f"--aux-address {key}={value}: the network's gateway")
+        out[key] = str(address)
+    return out
 
 
 def lost_networks(root: str, defined: list[str]) -> list[str]:
