@@ -269,7 +269,7 @@ def make_spec(
     if o.network.get("host"):
         _host_names(spec, os.path.dirname(rootfs))
     elif not o.network:  # --network none
-        _own_names(spec, os.path.dirname(rootfs))
+        names.own(spec["mounts"], os.path.dirname(rootfs), spec["hostname"])  # docker's --network none
         spec["annotations"][ann.NETWORK_LOOPBACK] = "up"
     for name, path in (o.network.get("files") or {}).items():  # container:ID: the joined one's, shared
         names.bind(spec["mounts"], name, path)
@@ -308,13 +308,6 @@ def _host_names(spec: dict[str, Any], bundle: str) -> None:
             continue  # the host has none: the image's own stays
         names.write_and_bind(spec["mounts"], bundle, name, content)
 
-
-def _own_names(spec: dict[str, Any], bundle: str) -> None:
-    """docker's --network none: an /etc/hosts naming localhost and an /etc/hostname of its own. A
-    small image has neither: `localhost` resolved nowhere, so a server and its client in one
-    container could not meet on it."""
-    names.write_and_bind(spec["mounts"], bundle, "hosts", names.LOCALHOST.encode())
-    names.write_and_bind(spec["mounts"], bundle, "hostname", spec["hostname"].encode() + b"\n")
 
 
 def _network(spec: dict[str, Any], net: dict[str, Any]) -> None:

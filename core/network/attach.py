@@ -305,9 +305,7 @@ def prepare_detached(spec: Any, state_dir: str, state_root: str, container_id: s
     """A container whose networks were all disconnected (``annotations.NETWORK_DETACHED``) starts
     with lo alone, as --network none's: an /etc/hosts naming localhost and its /etc/hostname."""
     place = name_files.place(state_dir, spec.bundle, container_id, state_root)
-    mounts = spec.raw.setdefault("mounts", [])
-    name_files.write_and_bind(mounts, place, "hosts", name_files.LOCALHOST.encode())
-    name_files.write_and_bind(mounts, place, "hostname", f"{spec.raw.get('hostname') or container_id[:12]}\n".encode())
+    name_files.own(spec.raw.setdefault("mounts", []), place, spec.raw.get("hostname") or container_id[:12])
 
 
 def more_of(annotations: dict[str, str]) -> list[dict[str, Any]]:
@@ -515,9 +513,8 @@ def promote(state_dir: str, state_root: str, container_id: str, network: str, po
     # What a killed promotion published and reserved (its first network's are let go by now, and
     # a reservation may be made before its plan names it), all taken again below.
     firewall.remove(plan["tag"])
-    ports_dir = os.path.join(nets.root, "ports")
-    _release_ports(nets, [{"reservation": path} for path, _ in nets.reservations()
-                          if os.path.dirname(path) == ports_dir], owner)
+    for reservation in nets.port_reservations():
+        _remove_if_owned(reservation, owner)
     plan["ports"] = []
     _save("", plan, first)
     _take_ports(nets, [dict(p) for p in ports], owner, plan, first)

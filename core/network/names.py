@@ -53,6 +53,14 @@ def write_and_bind(mounts: list[dict[str, Any]], directory: str, name: str, cont
     bind(mounts, name, path)
 
 
+def own(mounts: list[dict[str, Any]], directory: str, hostname: str) -> None:
+    """A container with no network of mrun's (docker's --network none, or its last disconnected):
+    an /etc/hosts naming localhost and an /etc/hostname of its own. A small image has neither:
+    `localhost` resolved nowhere, so a server and its client in one container could not meet on it."""
+    write_and_bind(mounts, directory, "hosts", LOCALHOST.encode())
+    write_and_bind(mounts, directory, "hostname", hostname.encode() + b"\n")
+
+
 def name_like(text: str) -> bool:
     """A host or domain name's characters: nothing that would start another line or field of
     /etc/hosts or /etc/resolv.conf."""

@@ -146,18 +146,10 @@ class Networks:
         problem = options_problem(doc.get("options", {}))
         if problem:
             raise InvalidSpec(f"{where}: {problem}{repair}")
-        pool, aux = doc.get("ip_range", str(net)), doc.get("aux_addresses", {})
-        try:
-            ok = isinstance(pool, str) and str(_range_in(net, pool)) == pool
-        except InvalidSpec:
-            ok = False
-        if not ok:
+        pool, aux = doc.get("ip_range"), doc.get("aux_addresses")  # (checked only where written: a hot path)
+        if "ip_range" in doc and not _holds(lambda: isinstance(pool, str) and str(_range_in(net, pool)) == pool):
             raise InvalidSpec(f"{where}: ip_range {pool!r}: a network within {net} in canonical form expected{repair}")
-        try:
-            ok = isinstance(aux, dict) and _aux_in(net, gateway, aux) == aux
-        except InvalidSpec:
-            ok = False
-        if not ok:
+        if "aux_addresses" in doc and not _holds(lambda: isinstance(aux, dict) and _aux_in(net, gateway, aux) == aux):
             raise InvalidSpec(f"{where}: aux_addresses: an object of host addresses of {net} expected{repair}")
         return doc
 
@@ -421,12 +413,14 @@ class Networks:
         """Every address lease and host port reservation: (its path, what `network prune` calls it)."""
         found = [(self.path(name, "leases", ip), f"lease {ip} in {name}") for name in self.names()
                  for ip in self.leases(name)]
+        return found + [(path, f"port reservation {os.path.basename(path)}") for path in self.port_reservations()]
+
+    def port_reservations(self) -> list[str]:
+        """Every host port reservation's path (no lease read). Anything else in the directory is
+        not one: what a network called "ports" (an older mrun made one) holds."""
         ports = os.path.join(self.root, "ports")
-        for entry in os.listdir(ports) if os.path.isdir(ports) else []:
-            if not entry.startswith(("tcp-", "udp-", "sctp-")) or not os.path.isfile(os.path.join(ports, entry)):
-                continue  # not a reservation: what a network called "ports" (an older mrun made one) holds
-            found.append((os.path.join(ports, entry), f"port reservation {entry}"))
-        return found
+        return [os.path.join(ports, entry) for entry in (os.listdir(ports) if os.path.isdir(ports) else [])
+                if entry.startswith(("tcp-", "udp-", "sctp-")) and os.path.isfile(os.path.join(ports, entry))]
 
     def hold_again(self, path: str, owner: dict[str, str]) -> str:
         """Under the lock, ``owner``'s lease or port reservation at ``path`` made again after its
@@ -480,6 +474,14 @@ def _pool(subnet: ipaddress.IPv4Network, ip_range: str | None) -> Iterator[ipadd
         address = pool.network_address + i
         if address not in (subnet.network_address, subnet.broadcast_address):
             yield address  # type: ignore[misc]
+
+
+def _holds(check: Callable[[], bool]) -> bool:
+    """``check()``, a refusal counted as False."""
+    try:
+        return check()
+    except InvalidSpec:
+        return False
 
 
 def _range_in(net: ipaddress.IPv4Network, text: str) -> ipaddress.IPv4Network:
