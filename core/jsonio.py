@@ -62,8 +62,32 @@ def _skip(s: str, i: int) -> int:
 
 
 def loads(s: str | bytes) -> Any:
+    """The document ``s``, whose every string ``os.fsencode`` can give the kernel: bytes that are
+    not UTF-8 are kept as those bytes (surrogateescape: "\\udcff" is how mrun writes them back),
+    and a lone surrogate escape, which names no bytes, is U+FFFD as Go's decoder reads it."""
     if isinstance(s, bytes):
-        s = s.decode("utf-8-sig")
+        s = s.decode("utf-8-sig", "surrogateescape")
+    obj = _parse(s)
+    if "\\ud" in s or "\\uD" in s:  # only an escape makes a surrogate no bytes stand for
+        obj = _named_bytes(obj)
+    return obj
+
+
+def _named_bytes(obj: Any) -> Any:
+    if isinstance(obj, str):
+        try:
+            obj.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return "".join("\ufffd" if "\ud800" <= c <= "\udfff" and not "\udc80" <= c <= "\udcff" else c for c in obj)
+        return obj
+    if isinstance(obj, list):
+        return [_named_bytes(v) for v in obj]
+    if isinstance(obj, dict):
+        return {_named_bytes(k): _named_bytes(v) for k, v in obj.items()}
+    return obj
+
+
+def _parse(s: str) -> Any:
     if _json is None:  # pragma: no cover
         import json
 

@@ -170,7 +170,9 @@ def check_process(process: Any, path: str = "process") -> None:
     args = process.get("args")
     if not args:
         raise InvalidSpec(f"{path}.args: must name at least the program to run")
-    cwd = process.get("cwd", "/")
+    cwd = process.get("cwd")
+    if cwd is None:
+        cwd = "/"  # null as absent, as the rest of the process object (Go's decoder: its zero value)
     if not cwd.startswith("/"):
         raise InvalidSpec(f"{path}.cwd: must be an absolute path, got {cwd!r}")
     for side, value in (process.get("consoleSize") or {}).items():

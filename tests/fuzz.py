@@ -15,7 +15,7 @@ from typing import Any
 HOSTILE: list[Any] = [
     None, True, False, 0, -1, 1.5, 2**63, 2**64, 2**80, -(2**63) - 1, "", "x", "\x00", "a\x00b", "../../..",
     "/", "é", "x" * 5000, [], [None], [1, "a"], {}, {"": None}, {"x": {"y": {"z": []}}}, "sha256:" + "0" * 64,
-    "sha256:zz", 1e308, -0.0,
+    "sha256:zz", 1e308, -0.0, "\ud800", "a\udcff",  # a lone surrogate escape (Go: U+FFFD), a byte not UTF-8
 ]
 
 

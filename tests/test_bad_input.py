@@ -404,3 +404,81 @@ def test_a_hook_that_cannot_be_executed_is_one_line_naming_it(h, kind, path, rea
     """Was two lines: the child's own "mrun: hook PATH: ..." and then "exited with status 127"."""
     r = h.mrun("run", "-b", h.bundle(["true"], hooks={kind: [{"path": path}]}), h.cid())
     one_line_error(r, f"hooks.{kind}[0] ({path}): cannot execute it: {reason}")
+
+
+def _hex(script: str) -> list[str]:
+    """The container's words as hex bytes (od), whatever they are."""
+    return ["sh", "-c", f"{script} | od -An -tx1", "sh"]
+
+
+@pytest.mark.parametrize(("escape", "named"), [("\ud800", "ef bf bd"), ("\udcff", "ff")], ids=["lone", "byte"])
+@pytest.mark.parametrize(
+    "field",
+    ["args", "env", "hostname", "domainname", "cgroupsPath", "mount destination", "maskedPaths", "annotations",
+     "cwd", "sysctl value", "mount option", "hook path", "namespace path", "rlimit type"],
+)
+def test_a_surrogate_escape_in_any_field_is_read_as_bytes_never_an_internal_error(h, field, escape, named):
+    """config.json's strings as Go reads "\\ud800" (U+FFFD: runc runs it) and as mrun writes a
+    byte that is not UTF-8 ("\\udcff": that byte). Each was an internal error ("'utf-8' codec can't
+    encode"), at create or in the container after start said 0; each now runs as runc would,
+    or is one line naming its field as for any other value the kernel refuses. ``named``: the
+    bytes the container sees."""
+    cfg = h.config(["true"])
+    p, linux = cfg["process"], cfg["linux"]
+    shown = None
+    if field == "args":
+        p["args"] = [*_hex('printf %s "$1"'), escape]
+        shown = named
+    elif field == "env":
+        p["env"] += [f"A={escape}"]
+        p["args"] = _hex('printf %s "$A"')
+        shown = named
+    elif field in ("hostname", "domainname"):
+        cfg["hostname"] = cfg["domainname"] = f"h{escape}"
+        p["args"] = _hex("hostname" if field == "hostname" else "cat /proc/sys/kernel/domainname")
+        shown = "68 " + named + " 0a"
+    elif field == "cgroupsPath":
+        linux["cgroupsPath"] += escape
+    elif field == "mount destination":
+        cfg["mounts"] += [{"destination": d, "type": "tmpfs", "source": "tmpfs"} for d in ("/tmp", f"/tmp/{escape}")]
+        p["args"] = _hex("printf %s /tmp/*")  # its mount point made in the first tmpfs, not the shared rootfs
+        shown = "2f 74 6d 70 2f " + named
+    elif field == "maskedPaths":
+        linux["maskedPaths"] = [f"/{escape}", *linux.get("maskedPaths", [])]
+    elif field == "annotations":
+        cfg["annotations"] = {escape: escape}
+    elif field == "cwd":
+        p["cwd"] = f"/{escape}"  # a read-only rootfs: cannot be made
+    elif field == "sysctl value":
+        linux["sysctl"] = {"net.ipv4.ip_default_ttl": escape}
+    elif field == "mount option":
+        cfg["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": [escape]})
+    elif field == "hook path":
+        cfg["hooks"] = {"createRuntime": [{"path": f"/{escape}"}]}
+    elif field == "namespace path":
+        linux["namespaces"].append({"type": "network", "path": f"/{escape}"})
+    elif field == "rlimit type":
+        p["rlimits"] = [{"type": escape, "hard": 1, "soft": 1}]
+    r = h.mrun("run", "-b", h.bundle(config=cfg), h.cid())
+    assert "codec" not in r.stderr and "internal error" not in r.stderr, r.stderr
+    if shown is not None:
+        assert r.returncode == 0 and r.stdout.split() == shown.split(), (r.returncode, r.stdout, r.stderr)
+    elif r.returncode:
+        field_named = {"cwd": "process.cwd", "sysctl value": "linux.sysctl", "mount option": "mounts[",
+                       "hook path": "hooks.createRuntime[0]", "namespace path": "linux.namespaces",
+                       "rlimit type": "process.rlimits[0].type"}[field]
+        one_line_error(r, field_named)
+
+
+def test_a_config_json_s_bytes_that_are_not_utf_8_are_passed_on_as_they_are(h):
+    """Was an internal error (UnicodeDecodeError). Go reads such bytes as U+FFFD; mrun passes
+    them on, as a file system does: a Latin-1 path in a config names the file it names."""
+    cfg = h.config([*_hex('printf %s "$1"'), "XX"])
+    bundle = h.bundle(config=cfg)
+    path = os.path.join(bundle, "config.json")
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data.replace(b'"XX"', b'"K\xe4se\xff"'))
+    r = h.mrun("run", "-b", bundle, h.cid())
+    assert r.returncode == 0 and r.stdout.split() == "4b e4 73 65 ff".split(), (r.stdout, r.stderr)

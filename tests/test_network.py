@@ -2313,3 +2313,20 @@ def _tag_of(h, network: str) -> str:
     from mrun.network.store import network_tag
 
     return network_tag(h.env["MRUN_NETWORK_ROOT"], network)
+
+
+def test_a_hostname_that_is_not_utf_8_is_the_container_s_byte_for_byte(net):
+    """`--hostname` given bytes that are not UTF-8 (argv is bytes): an internal error
+    ("'utf-8' codec can't encode") where mrun wrote its /etc/hostname (--network none) or its
+    /etc/hosts (a bridge network), and at sethostname. The container has those bytes, as
+    docker's; a --domainname of them is one line (docker's printable rule)."""
+    h = net
+    name = "h\udcff"  # the byte 0xff, as Python reads it from argv
+    for network in ("none", h.net):
+        r = img_ok(h, *run_args(h, "--rm", "--network", network, "--hostname", name, IMAGE, "sh", "-c",
+                                "hostname | od -An -tx1; grep -c $(hostname) /etc/hosts /etc/hostname"), env=h.env)
+        lines = r.stdout.splitlines()
+        assert lines[0].split() == ["68", "ff", "0a"], r.stdout
+        in_hosts = "1" if network != "none" else "0"  # a bridge's /etc/hosts names the container
+        assert lines[1:] == [f"/etc/hosts:{in_hosts}", "/etc/hostname:1"], r.stdout
+    one_line_error(img(h, *run_args(h, "--rm", "--domainname", name, IMAGE, "true")), "--domainname")

@@ -201,6 +201,22 @@ def test_jsonio_matches_json():
         assert (e.lineno, e.colno) == (2, 8)
 
 
+def test_jsonio_reads_every_string_as_bytes_a_path_can_hold():
+    """A lone UTF-16 surrogate escape is valid JSON naming no character: Go's decoder (runc's,
+    containerd's) reads it as U+FFFD, and so does mrun, where it raised at the first encode (an
+    execve, a hostname, a cgroup's name: an internal error, or a container that died after its
+    start had said 0). "\\udc80".."\\udcff" are how Python writes a byte that is not UTF-8 (a
+    non-UTF-8 name on mrun's own command line, kept in the config it writes): read back as that
+    byte, as are a file's raw bytes that are not UTF-8 (Go: U+FFFD; the spec asks for UTF-8, so
+    neither is wrong, and a path keeps naming the file it named)."""
+    doc = jsonio.loads('{"\\ud800k": ["\\udfff", "a\\udbffb\\udcff", "\\ud83d\\ude00", "\\uDC80"]}')
+    assert doc == {"\ufffdk": ["\ufffd", "a\ufffdb\udcff", "\U0001f600", "\udc80"]}
+    assert [os.fsencode(s) for s in doc["\ufffdk"]] == [b"\xef\xbf\xbd", b"a\xef\xbf\xbdb\xff", "\U0001f600".encode(),
+                                                      b"\x80"]
+    assert jsonio.loads(b'["/mnt/K\xe4se", "\xff"]') == ["/mnt/K\udce4se", "\udcff"]
+    assert jsonio.loads(jsonio.dumps(["\udcff"])) == ["\udcff"]
+
+
 def test_signals():
     assert parse_signal("KILL") == parse_signal("sigkill") == parse_signal("9") == signal.SIGKILL
     assert parse_signal("SIGRTMIN+2") == signal.SIGRTMIN + 2 and parse_signal("RTMAX") == signal.SIGRTMAX

@@ -73,10 +73,11 @@ PATH_ROOM = 3800  # of PATH_MAX (4096): what a hierarchy's mount point and the f
 def _within_kernel_limits(norm: str) -> None:
     """A path the kernel cannot take fails one mkdir deep in the tree: refused here, naming the
     field, before anything is made."""
-    if len(norm.encode()) > PATH_ROOM:
-        raise InvalidSpec(f"linux.cgroupsPath: {len(norm.encode())} bytes long; cgroup paths are at most {PATH_ROOM}")
-    longest = max(norm.split("/"), key=lambda part: len(part.encode()))
-    if len(longest.encode()) > 255:
+    size = len(os.fsencode(norm))  # a byte that is not UTF-8 is that byte (jsonio.loads)
+    if size > PATH_ROOM:
+        raise InvalidSpec(f"linux.cgroupsPath: {size} bytes long; cgroup paths are at most {PATH_ROOM}")
+    longest = max(norm.split("/"), key=lambda part: len(os.fsencode(part)))
+    if len(os.fsencode(longest)) > 255:
         raise InvalidSpec(f"linux.cgroupsPath: {longest[:40]!r}... is longer than a name may be (255 bytes)")
 
 

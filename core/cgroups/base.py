@@ -56,10 +56,10 @@ def _mark_name(marks: str, path: str) -> str:
     """The path itself, quoted; a path too long for a file name (a deep --cgroup-parent) by its
     hash, its file holding the path (``_marked_path``)."""
     name = path.strip("/").replace("%", "%25").replace("/", "%2F")
-    if len(name.encode()) > 255:
+    if len(os.fsencode(name)) > 255:
         import hashlib
 
-        name = HASHED + hashlib.sha256(path.encode()).hexdigest()
+        name = HASHED + hashlib.sha256(os.fsencode(path)).hexdigest()
     return os.path.join(marks, name)
 
 

@@ -232,7 +232,7 @@ def device_cgroup_rule(text: str) -> dict[str, Any]:
 
 def domainname(text: str) -> str:
     """docker's --domainname: the container's NIS domain name (setdomainname(2): up to 64 bytes)."""
-    if len(text.encode()) > 64 or not text.isprintable() or any(c.isspace() for c in text):
+    if len(os.fsencode(text)) > 64 or not text.isprintable() or any(c.isspace() for c in text):
         raise InvalidSpec(f"--domainname {text!r}: up to 64 printable characters, no spaces")
     return text
 

@@ -365,12 +365,12 @@ def fork_into_cgroup_at(path: str) -> int | None:
 
 
 def sethostname(name: str) -> None:
-    raw = name.encode()
+    raw = os.fsencode(name)  # a byte that is not UTF-8 is that byte (jsonio.loads)
     _check(_libc.sethostname(raw, len(raw)), "sethostname")
 
 
 def setdomainname(name: str) -> None:
-    raw = name.encode()
+    raw = os.fsencode(name)
     _check(_libc.setdomainname(raw, len(raw)), "setdomainname")
 
 

@@ -295,7 +295,7 @@ def prepare(spec: Any, state_dir: str, state_root: str, container_id: str) -> di
     }
     place = name_files.place(state_dir, spec.bundle, container_id, state_root)
     for fname, content in files.items():
-        name_files.write_and_bind(spec.raw.setdefault("mounts", []), place, fname, content.encode())
+        name_files.write_and_bind(spec.raw.setdefault("mounts", []), place, fname, os.fsencode(content))
     if name != DEFAULT_NETWORK:  # docker's user-defined networks resolve their containers' names
         peers.join(nets, name, owner, plan["ip"], names)
     return plan

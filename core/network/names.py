@@ -58,7 +58,7 @@ def own(mounts: list[dict[str, Any]], directory: str, hostname: str) -> None:
     an /etc/hosts naming localhost and an /etc/hostname of its own. A small image has neither:
     `localhost` resolved nowhere, so a server and its client in one container could not meet on it."""
     write_and_bind(mounts, directory, "hosts", LOCALHOST.encode())
-    write_and_bind(mounts, directory, "hostname", hostname.encode() + b"\n")
+    write_and_bind(mounts, directory, "hostname", os.fsencode(hostname) + b"\n")  # its bytes, as sethostname
 
 
 def name_like(text: str) -> bool:

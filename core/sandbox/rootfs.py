@@ -390,6 +390,6 @@ def write_sysctls(sysctl: dict[str, str]) -> None:
     for key, value in sysctl.items():
         path = "/proc/sys/" + key.replace(".", "/")
         try:
-            sc.write_procfs(path, value.encode())
+            sc.write_procfs(path, os.fsencode(value))
         except OSError as e:
             raise MrunError(f"linux.sysctl.{key}: cannot set to {value!r}: {e.strerror}")
