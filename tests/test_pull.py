@@ -603,3 +603,67 @@ def test_login_and_logout_as_docker(images, registry, tmp_path):
     assert r.returncode != 0 and "credsStore: desktop" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
     assert json.loads(config.read_text()) == {"credsStore": "desktop"}
     one_line_error(img(h, "login", registry.host, env=env), "Cannot perform an interactive login from a non TTY device")
+
+
+class _AsksBasic:
+    """A loopback server that asks for a user and password (a Basic challenge) and notes each
+    Authorization header that came."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                seen.append(self.headers.get("Authorization"))
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="test"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_credentials_are_bytes_and_a_malformed_auth_entry_is_one_line(images, tmp_path):
+    """A user or password that is not UTF-8 (argv and stdin are bytes: a Latin-1 password) was an
+    internal error at login ("'utf-8' codec can't encode"), and a pull's --creds of it said
+    "image index: not JSON"; they go to the registry as the bytes they are, as docker's. An auth
+    file's entry for the registry that is not base64 of USER:PASSWORD (docker: "invalid auth
+    configuration file"), or not an object, was an internal error (UnicodeDecodeError, TypeError,
+    AttributeError) or sent empty credentials: one line naming the file and the entry."""
+    h = images
+    server = _AsksBasic()
+    sent = "Basic " + base64.b64encode(b"u\xff:p\xff").decode()
+    env = {"HOME": str(tmp_path), "REGISTRY_AUTH_FILE": "", "XDG_RUNTIME_DIR": "", "DOCKER_CONFIG": ""}
+    try:
+        r = subprocess.run([h.binary, "--root", h.root, "--image-root", h.image_root, "login", "--insecure",
+                            "-u", "u\udcff", "--password-stdin", server.host], input=b"p\xff\n", capture_output=True,
+                           env={**os.environ, **h.base_env, **env}, timeout=60)
+        assert r.returncode != 0 and len(r.stderr.splitlines()) == 1 and b"internal error" not in r.stderr, r.stderr
+        assert server.seen[-1] == sent, server.seen
+        r = img(h, "pull", "--insecure", "--creds", "u\udcff:p\udcff", f"{server.host}/a", env=env)
+        assert len(r.stderr.splitlines()) == 1 and "not JSON" not in r.stderr and "internal" not in r.stderr, r.stderr
+        assert r.returncode != 0 and server.seen[-1] == sent, server.seen
+        auth = tmp_path / "auth.json"
+        for entry, field in ((b"!!!", ".auth"), (base64.b64encode(b"\xff"), ".auth"), (5, ".auth"), ("x", "")):
+            entry = entry.decode() if isinstance(entry, bytes) else entry
+            auths = {server.host: {"auth": entry}} if field else {server.host: entry}
+            auth.write_text(json.dumps({"auths": auths}))
+            r = img(h, "pull", "--insecure", f"{server.host}/a", env={**env, "REGISTRY_AUTH_FILE": str(auth)})
+            one_line_error(r, str(auth), f"auths.{server.host}{field}")
+        auth.write_text(json.dumps({"auths": [server.host]}))
+        one_line_error(img(h, "pull", "--insecure", f"{server.host}/a", env={**env, "REGISTRY_AUTH_FILE": str(auth)}),
+                       str(auth), "auths")
+    finally:
+        server.stop()

@@ -23,7 +23,7 @@ def _asked(username: str, password: str, password_stdin: bool) -> tuple[str, str
     if password_stdin:
         if not username:
             raise InvalidSpec("Must provide --username with --password-stdin")
-        password = sys.stdin.read(PASSWORD_STDIN_MAX + 1)
+        password = sys.stdin.buffer.read(PASSWORD_STDIN_MAX + 1).decode("utf-8", "surrogateescape")  # bytes
         if len(password) > PASSWORD_STDIN_MAX:  # `< /dev/zero`, a wrong file: it was read into memory to its end
             raise InvalidSpec(f"--password-stdin: more than {PASSWORD_STDIN_MAX >> 10} KiB came on stdin; "
                               "a password or token is shorter")

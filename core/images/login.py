@@ -134,7 +134,7 @@ def store(key: str, user: str, password: str) -> str:
         raise MrunError(f"login: {path} keeps {key}'s credentials in a helper ({helper}), which mrun does not "
                         "run; log in with REGISTRY_AUTH_FILE=FILE, or pass --creds to pull and push")
     auths = {k: v for k, v in (doc.get("auths") or {}).items() if k not in _keys(key)}
-    auths[key] = {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
+    auths[key] = {"auth": base64.b64encode(f"{user}:{password}".encode("utf-8", "surrogateescape")).decode()}
     _write(path, {**doc, "auths": auths})
     return path
 

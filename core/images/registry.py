@@ -75,12 +75,40 @@ def credentials(host: str, given: str = "") -> tuple[str, str] | None:
             auths = jsonio.load_file(path).get("auths") or {}
         except (OSError, ValueError, AttributeError):
             continue
+        if not isinstance(auths, dict):
+            raise MrunError(f"{path}: auths: an object of registries expected")
         for key in auth_keys(host):
-            entry = auths.get(key)
-            if entry and entry.get("auth"):
-                user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
-                return user, password
+            found = _user_and_password(path, key, auths.get(key))
+            if found:
+                return found
     return None
+
+
+def _user_and_password(path: str, key: str, entry: Any) -> tuple[str, str] | None:
+    """An auth file's entry for a registry: base64 of USER:PASSWORD, as docker's decodeAuth reads
+    it (it says "invalid auth configuration file" of any other); their bytes as they are."""
+    if entry is None:
+        return None
+    if not isinstance(entry, dict):
+        raise MrunError(f"{path}: auths.{key}: an object expected, as {{\"auth\": BASE64}}")
+    auth = entry.get("auth")
+    if not auth:
+        return None
+    raw = b""
+    if isinstance(auth, str):
+        try:  # (Go's decoder passes over line breaks)
+            raw = base64.b64decode(auth.replace("\r", "").replace("\n", ""), validate=True)
+        except ValueError:
+            pass
+    if b":" not in raw:
+        raise MrunError(f"{path}: auths.{key}.auth: base64 of USER:PASSWORD expected")
+    user, _, password = raw.decode("utf-8", "surrogateescape").partition(":")
+    return user, password
+
+
+def basic(creds: tuple[str, str] | list[str]) -> str:
+    """The Authorization header of a user and password: their bytes (argv's, a file's), as docker's."""
+    return "Basic " + base64.b64encode(":".join(creds).encode("utf-8", "surrogateescape")).decode()
 
 
 TIMEOUT = 60.0  # seconds a registry may leave a connection, a request or a body silent ($MRUN_REGISTRY_TIMEOUT)
@@ -208,7 +236,7 @@ class Registry:
             if scheme == "basic":
                 if not self.creds:
                     raise MrunError(f"{self.ref.endpoint} asks for a user and password: none configured")
-                self.auth_header = "Basic " + base64.b64encode(":".join(self.creds).encode()).decode()
+                self.auth_header = basic(self.creds)
                 return
             if scheme != "bearer" or "realm" not in params:
                 raise MrunError(f"{self.ref.endpoint}: unsupported authentication challenge {challenge!r}")
@@ -223,9 +251,10 @@ class Registry:
                 query["account"] = self.creds[0]
             headers = {}
             if self.creds:
-                headers["Authorization"] = "Basic " + base64.b64encode(":".join(self.creds).encode()).decode()
+                headers["Authorization"] = basic(self.creds)
             with _Answering(self.ref.endpoint, "the token service"):
-                resp = self.http.request("GET", f"{params['realm']}?{urlencode(query)}", headers=headers,
+                asked = urlencode(query, errors="surrogateescape")  # (an account's bytes as they are)
+                resp = self.http.request("GET", f"{params['realm']}?{asked}", headers=headers,
                                          preload_content=False)  # the realm is the registry's word: read with a bound
             try:
                 if resp.status != 200:
