@@ -9,6 +9,19 @@ def in_words(error: BaseException) -> str:
     return str(error)
 
 
+_CONTROLS: dict[int, str] = {}
+
+
+def one_line(text: str) -> str:
+    """``text`` as one line a terminal shows as it is: a line break, a carriage return or an escape
+    sequence in a value it quotes (a path, a key of config.json, an image's word) is written as
+    its escape, so a refusal stays one line and a hostile value cannot redraw the user's screen."""
+    if not _CONTROLS:
+        named = {0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
+        _CONTROLS.update({c: named.get(c, f"\\x{c:02x}") for c in (*range(0x20), *range(0x7F, 0xA0))})
+    return text.translate(_CONTROLS)
+
+
 def name_the_file(error: OSError, path: str) -> None:
     """An OSError that names no file (a write failing at close on a full disk, an os.write) names
     ``path``: "No space left on device" alone said nothing of where."""

@@ -11,7 +11,7 @@ import sys
 import time
 
 from mrun import jsonio, umask
-from mrun.errors import MrunError
+from mrun.errors import MrunError, one_line
 from mrun.kernel.proc import SIGKILL
 
 TYPE_CHECKING = False
@@ -31,7 +31,7 @@ def run_hooks(kind: str, hooks: list[dict[str, Any]], state: dict[str, Any]) -> 
             msg = f"hooks.{kind}[{i}] ({hook['path']}): {e}"
             if kind in FATAL:
                 raise MrunError(msg)
-            print(f"mrun: warning: {msg}", file=sys.stderr)
+            print(f"mrun: warning: {one_line(msg)}", file=sys.stderr)
 
 
 def _run_one(hook: dict[str, Any], payload: bytes) -> None:

@@ -13,7 +13,7 @@ import time
 
 from mrun import annotations as ann
 from mrun import jsonio
-from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound
+from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound, one_line
 from mrun.kernel import proc
 from mrun.kernel.proc import SIGKILL, exit_code
 from mrun.operations.options import CreateOptions
@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' 
 def _print_warning(msg: str) -> None:
     import sys
 
-    print(f"mrun: warning: {msg}", file=sys.stderr)
+    print(f"mrun: warning: {one_line(msg)}", file=sys.stderr)
 
 
 class Runtime:

@@ -482,3 +482,25 @@ def test_a_config_json_s_bytes_that_are_not_utf_8_are_passed_on_as_they_are(h):
         f.write(data.replace(b'"XX"', b'"K\xe4se\xff"'))
     r = h.mrun("run", "-b", bundle, h.cid())
     assert r.returncode == 0 and r.stdout.split() == "4b e4 73 65 ff".split(), (r.stdout, r.stderr)
+
+
+@pytest.mark.parametrize("field", ["root.path", "linux.sysctl", "linux.cgroupsPath", "mounts[7].destination"])
+def test_a_refusal_quoting_a_line_break_or_an_escape_sequence_is_still_one_line(h, field):
+    """A value with a line break, quoted in the refusal, made it two lines (a client reading the
+    last line, containerd's runc shim reading a log line, read half of it), and an escape sequence
+    reached the user's terminal as one. Every message mrun prints is one line now (errors.one_line):
+    control characters as their escapes. A cgroup path with a line break (the kernel's EINVAL,
+    which named only a controller's directory) is refused naming the field."""
+    cfg = h.config(["true"])
+    odd = "a\nb\x1b[2J"
+    if field == "root.path":
+        cfg["root"]["path"] += odd
+    elif field == "linux.sysctl":
+        cfg["linux"]["sysctl"] = {f"kernel.shmmni{odd}": "1"}
+    elif field == "linux.cgroupsPath":
+        cfg["linux"]["cgroupsPath"] += odd
+    else:
+        cfg["mounts"].append({"destination": odd, "type": "tmpfs", "source": "tmpfs"})
+    r = h.mrun("run", "-b", h.bundle(config=cfg), h.cid())
+    one_line_error(r, field.split("[")[0], "a\\nb\\x1b[2J")
+    assert "\x1b" not in r.stderr

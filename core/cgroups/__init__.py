@@ -73,6 +73,8 @@ PATH_ROOM = 3800  # of PATH_MAX (4096): what a hierarchy's mount point and the f
 def _within_kernel_limits(norm: str) -> None:
     """A path the kernel cannot take fails one mkdir deep in the tree: refused here, naming the
     field, before anything is made."""
+    if "\n" in norm:  # cgroup_mkdir's own refusal (EINVAL), which named a controller's path only
+        raise InvalidSpec(f"linux.cgroupsPath: {norm!r}: a cgroup's name may not hold a line break")
     size = len(os.fsencode(norm))  # a byte that is not UTF-8 is that byte (jsonio.loads)
     if size > PATH_ROOM:
         raise InvalidSpec(f"linux.cgroupsPath: {size} bytes long; cgroup paths are at most {PATH_ROOM}")

@@ -50,7 +50,9 @@ def run_in_child(work: Callable[[], int]) -> int:
         except KeyboardInterrupt:  # ^C before the work had its own handling
             code = 130
         except BaseException as e:  # noqa: BLE001 - one line, as every failure
-            print(f"mrun: run: {e.__class__.__name__}: {e}", file=sys.stderr)
+            from mrun.errors import one_line
+
+            print(f"mrun: run: {e.__class__.__name__}: {one_line(str(e))}", file=sys.stderr)
         finally:
             finish(code)
     os.close(theirs)

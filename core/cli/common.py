@@ -139,7 +139,7 @@ def each(container_ids: list[str], verb: str, one: Any, one_raises: bool = False
     import sys
 
     from mrun.cli.short_ids import ambiguous
-    from mrun.errors import InvalidSpec, MrunError
+    from mrun.errors import InvalidSpec, MrunError, one_line
 
     if not container_ids:
         raise InvalidSpec(f"{verb}: name at least one container")
@@ -157,7 +157,7 @@ def each(container_ids: list[str], verb: str, one: Any, one_raises: bool = False
         try:
             each_one(cid)
         except MrunError as e:
-            print(f"mrun: {e}", file=sys.stderr)
+            print(f"mrun: {one_line(str(e))}", file=sys.stderr)
             status = 1
     return status
 

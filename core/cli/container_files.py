@@ -13,7 +13,7 @@ import sys
 from mrun import bundles
 from mrun.bundles import image_of
 from mrun.cli.common import _rt
-from mrun.errors import MrunError, NotFound, name_the_file
+from mrun.errors import MrunError, NotFound, name_the_file, one_line
 from mrun.network import PLAN
 
 TYPE_CHECKING = False
@@ -61,7 +61,7 @@ def _export(record: Any, output: str) -> int:
     finally:
         os.close(root)
     for line in skipped:
-        print(f"mrun: export: {line}", file=sys.stderr)
+        print(f"mrun: export: {one_line(line)}", file=sys.stderr)
     return 0
 
 

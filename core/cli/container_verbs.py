@@ -10,7 +10,7 @@ from mrun.cli.common import _rt, each, remove_container
 from mrun.cli.filters import prune_filter
 from mrun.cli.ps_verb import list_containers
 from mrun.cli.short_ids import as_typed
-from mrun.errors import InvalidSpec, MrunError, NotFound
+from mrun.errors import InvalidSpec, MrunError, NotFound, one_line
 from mrun.status import Status
 
 TYPE_CHECKING = False
@@ -76,7 +76,7 @@ def container(g: dict[str, Any], action: str, force: bool = False, format: str =
             remove_container(g, state["id"], False)
             print(state["id"])
         except MrunError as e:  # removed meanwhile, or started again: the rest still go
-            print(f"mrun: {e}", file=sys.stderr)
+            print(f"mrun: {one_line(str(e))}", file=sys.stderr)
             status = 1
     return status
 

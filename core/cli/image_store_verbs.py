@@ -10,7 +10,7 @@ from mrun import jsonio
 from mrun.cli.common import filter_pairs, filter_yes, image_store, print_table
 from mrun.cli.filters import labelled, prune_filter
 from mrun.cli.platforms import platform_flag, platform_of, same_platform
-from mrun.errors import InvalidSpec, MrunError, NotFound
+from mrun.errors import InvalidSpec, MrunError, NotFound, one_line
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -216,7 +216,7 @@ def rmi(g: dict[str, Any], images: list[str], force: bool = False, no_prune: boo
         try:
             _rmi_one(store, image, force)
         except MrunError as e:
-            print(f"mrun: {e}", file=sys.stderr)
+            print(f"mrun: {one_line(str(e))}", file=sys.stderr)
             failed = 1
     return failed
 

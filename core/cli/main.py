@@ -12,7 +12,7 @@ import sys
 
 from mrun import jsonio, umask
 from mrun.cli.commands import Command
-from mrun.errors import MrunError, Terminated
+from mrun.errors import MrunError, Terminated, one_line
 from mrun.trace import span
 
 TYPE_CHECKING = False
@@ -66,7 +66,7 @@ def call(g: dict[str, Any], cmd: Command, params: dict[str, Any]) -> int:
             g[key] = os.path.abspath(g[key])
 
     def warn(msg: str) -> None:
-        print(f"mrun: warning: {msg}", file=sys.stderr)
+        print(f"mrun: warning: {one_line(msg)}", file=sys.stderr)
         _log(g, "warning", msg)
 
     from mrun.cli.commands import POLICY_ENV
@@ -88,7 +88,7 @@ def call(g: dict[str, Any], cmd: Command, params: dict[str, Any]) -> int:
         with span(f"cli {cmd.name}"):
             return getattr(where, handler)(g, **params)
     except MrunError as e:
-        msg = str(e)
+        msg = one_line(str(e))
         print(f"mrun: {msg}", file=sys.stderr)
         _log(g, "error", msg)
         return e.exit_code
@@ -97,7 +97,7 @@ def call(g: dict[str, Any], cmd: Command, params: dict[str, Any]) -> int:
 
         if isinstance(e, BrokenPipeError) and reader_gone(1):  # `mrun logs web | head`: it has what it wanted
             return 141  # quietly, as docker's (a Go program ends by SIGPIPE there: 128 + 13 in the shell)
-        msg = os_error_words(cmd.name, e)
+        msg = one_line(os_error_words(cmd.name, e))
         if g.get("debug"):  # an error the host gave: where it came from, for a report
             import traceback
 
@@ -114,7 +114,7 @@ def call(g: dict[str, Any], cmd: Command, params: dict[str, Any]) -> int:
             return 130
         import traceback
 
-        msg = f"{cmd.name}: internal error: {e.__class__.__name__}: {e}"
+        msg = one_line(f"{cmd.name}: internal error: {e.__class__.__name__}: {e}")
         if g.get("debug"):
             traceback.print_exc()
             _log(g, "debug", traceback.format_exc())

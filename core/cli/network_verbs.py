@@ -7,7 +7,7 @@ import sys
 
 from mrun import jsonio
 from mrun.cli.common import filter_pairs, filter_yes, print_table
-from mrun.errors import InvalidSpec, MrunError
+from mrun.errors import InvalidSpec, MrunError, one_line
 from mrun.network.store import Networks
 
 TYPE_CHECKING = False
@@ -91,7 +91,7 @@ def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str
             try:
                 d = nets.get(n)
             except InvalidSpec as e:  # listed, and said why, so that it can be removed
-                print(f"mrun: warning: {e}", file=sys.stderr)
+                print(f"mrun: warning: {one_line(str(e))}", file=sys.stderr)
                 d = {"subnet": "?", "gateway": "?", "bridge": "?"}
             rows.append((n, d["subnet"], d["gateway"], d["bridge"], str(len(nets.leases(n)))))
         print_table(rows)
@@ -111,7 +111,7 @@ def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str
                 _teardown(nets, each)
                 print(each)
             except MrunError as e:
-                print(f"mrun: {e}", file=sys.stderr)
+                print(f"mrun: {one_line(str(e))}", file=sys.stderr)
                 failed = 1
         return failed
     elif action == "prune":
@@ -238,7 +238,7 @@ def _list(nets: Networks, quiet: bool, fmt: str, chosen: Callable[[Networks, str
         try:
             docs.append((n, nets.get(n)))
         except InvalidSpec as e:  # as in the table: said, and left out
-            print(f"mrun: warning: {e}", file=sys.stderr)
+            print(f"mrun: warning: {one_line(str(e))}", file=sys.stderr)
     if quiet:
         for n, _doc in docs:
             print(n)

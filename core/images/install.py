@@ -15,7 +15,7 @@ import shutil
 
 from mrun import annotations as ann
 from mrun import jsonio
-from mrun.errors import MrunError, NotFound
+from mrun.errors import MrunError, NotFound, one_line
 from mrun.images.reference import check_digest
 from mrun.images.shapes import CONFIG, INDEX, MANIFEST, BadImage, checked
 from mrun.images.sources import DOCKER_LIST, OCI_INDEX, REF_NAME, Source
@@ -182,7 +182,7 @@ def precompile(store: ImageStore, entry: dict[str, Any]) -> None:
     try:
         Backends.shared().pm.hook.mrun_precompile(path=path)
     except MrunError as e:  # LimitReached too: it compiles at create, under the container's limits
-        print(f"mrun: warning: {e}", file=sys.stderr)
+        print(f"mrun: warning: {one_line(str(e))}", file=sys.stderr)
 
 
 def _json(data: bytes, what: str) -> Any:

@@ -17,7 +17,7 @@ import time
 
 from mrun import annotations as ann
 from mrun import jsonio
-from mrun.errors import MrunError, NotFound
+from mrun.errors import MrunError, NotFound, one_line
 from mrun.images.install import install
 from mrun.images.sources import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, REF_NAME, Source
 from mrun.images.store import ImageStore
@@ -46,7 +46,7 @@ def build(store: ImageStore, module: str, name: str) -> list[str]:
     try:
         Backends.shared().pm.hook.mrun_precompile(path=module)
     except LimitReached as e:
-        print(f"mrun: warning: {e}; not precompiled", file=sys.stderr)
+        print(f"mrun: warning: {one_line(str(e))}; not precompiled", file=sys.stderr)
     base = os.path.basename(module)
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w", format=tarfile.PAX_FORMAT) as tar:
