@@ -183,8 +183,9 @@ def v1_writes(
     ):
         for d in blk.get(key) or []:
             w.append(("blkio", f"blkio.throttle.{name}", f"{d['major']}:{d['minor']} {d['rate']}"))
-    for h in res.get("hugepageLimits") or []:
-        w.append(("hugetlb", f"hugetlb.{h['pageSize']}.limit_in_bytes", str(h["limit"])))
+    for h in res.get("hugepageLimits") or []:  # faults, then reservations (see base.RESERVATION)
+        for kind in ("", ".rsvd"):
+            w.append(("hugetlb", f"hugetlb.{h['pageSize']}{kind}.limit_in_bytes", str(h["limit"])))
     net = res.get("network") or {}
     if net.get("classID") is not None:
         w.append(("net_cls", "net_cls.classid", str(net["classID"])))
@@ -281,8 +282,9 @@ def v2_writes(resources: dict[str, Any]) -> list[Write]:
     ):
         for d in blk.get(key) or []:
             w.append(("", "io.max", f"{d['major']}:{d['minor']} {name}={d['rate'] or 'max'}"))
-    for h in res.get("hugepageLimits") or []:
-        w.append(("", f"hugetlb.{h['pageSize']}.max", str(h["limit"])))
+    for h in res.get("hugepageLimits") or []:  # faults, then reservations (see base.RESERVATION)
+        for kind in ("", ".rsvd"):
+            w.append(("", f"hugetlb.{h['pageSize']}{kind}.max", str(h["limit"])))
     if res.get("network"):
         raise Unsupported("linux.resources.network: net_cls/net_prio do not exist on cgroup v2")
     for key, value in (res.get("unified") or {}).items():

@@ -6,7 +6,7 @@ import os
 import time
 
 from mrun.cgroups.base import Cgroup, keyed, read, sub_request, write, write_all
-from mrun.cgroups.resources import v1_writes
+from mrun.cgroups.resources import field_of, v1_writes
 from mrun.errors import InvalidSpec, MrunError, Unsupported
 
 TYPE_CHECKING = False
@@ -125,7 +125,8 @@ class CgroupV1(Cgroup):
         writes = []
         for ctrl, name, value in v1_writes(resources, devices, has_swap):
             if ctrl not in self.paths:
-                raise Unsupported(f"cgroup v1 controller {ctrl!r} is not mounted on this host (needed for {name})")
+                raise Unsupported(f"{field_of(name, False)}: cgroup v1 controller {ctrl!r} is not mounted on this "
+                                  f"host (needed for {name})")
             writes.append((self._file_for(ctrl, name), value))
         write_all(_memory_order(writes, self.paths.get("memory", "")))
 
