@@ -103,13 +103,17 @@ def test_v2_translation():
         "memory.max": "100",
         "memory.swap.max": "200",
         "memory.low": "10",
-        "cpu.weight": str(shares_to_weight(1024)),
+        "cpu.weight": "100",  # v2's default weight: what a default 1024 shares asks for
         "cpu.max": "50000 100000",
         "pids.max": "7",
         "io.weight": f"default {blkio_to_io_weight(500)}",
         "memory.high": "90",
     }
-    assert shares_to_weight(2) == 1 and shares_to_weight(262144) == 10000
+    # runc's and crun's conversion since 2025 (runc#4785; kubernetes#131216): the linear one made
+    # a container's default 1024 shares weight 39, under every host service's default 100
+    assert [shares_to_weight(s) for s in (2, 3, 102, 512, 1024, 2048, 262143, 262144)] == \
+        [1, 2, 17, 59, 100, 174, 10000, 10000]
+    assert all(shares_to_weight(s) <= shares_to_weight(s + 1) for s in range(2, 262144, 97))
     assert {f: v for _, f, v in v2_writes({"cpu": {"quota": -1, "period": 50000}})} == {"cpu.max": "max 50000"}
     with pytest.raises(InvalidSpec):
         v2_writes({"memory": {"limit": 100, "swap": 50}})

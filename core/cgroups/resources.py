@@ -213,10 +213,20 @@ def _shares(cpu: dict[str, Any]) -> int:
 
 
 def shares_to_weight(shares: int) -> int:
-    """cgroup v1 cpu.shares (2..262144) to v2 cpu.weight (1..10000), as runc and crun do."""
+    """cgroup v1 cpu.shares (2..262144) to v2 cpu.weight (1..10000), as runc (#4785) and crun
+    convert since 2025: a quadratic in log2(shares) through the ends and the defaults (1024 is
+    v2's default weight, 100). The linear map before made 1024 weight 39: every container of a
+    Kubernetes node weighed less than each host service at its default (kubernetes#131216)."""
     if shares == 0:
         return 0
-    return 1 + ((shares - 2) * 9999) // 262142
+    if shares <= MIN_SHARES:
+        return 1
+    if shares >= MAX_SHARES:
+        return 10000
+    import math
+
+    octaves = math.log2(shares)
+    return math.ceil(math.pow(10, (octaves * octaves + 125 * octaves) / 612.0 - 7.0 / 34.0))
 
 
 def blkio_to_io_weight(weight: int) -> int:
