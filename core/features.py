@@ -19,6 +19,7 @@ def features_document() -> dict[str, Any]:
     from mrun.plugins.manager import Backends
     from mrun.sandbox.seccomp import _ACTIONS, _ARCHES, _OPS
     from mrun.sandbox.seccomp import _FLAGS as SECCOMP_FLAGS
+    from mrun.spec import MEMORY_POLICY_FLAGS, MEMORY_POLICY_MODES
 
     backends = Backends.shared().features()
     return {
@@ -41,6 +42,7 @@ def features_document() -> dict[str, Any]:
             "apparmor": {"enabled": apparmor.enabled()},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
+            "memoryPolicy": {"modes": list(MEMORY_POLICY_MODES), "flags": list(MEMORY_POLICY_FLAGS)},
             "mountExtensions": {"idmap": {"enabled": True}},
         },
         "annotations": {

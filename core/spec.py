@@ -139,6 +139,7 @@ SCHEMA: dict[str, Any] = {
         "mountLabel": _STR,
         "timeOffsets": ("map", {"secs": _INT, "nanosecs": _U32}),
         "personality": {"domain": _STR, "flags": ("list", _STR)},
+        "memoryPolicy": {"mode": _STR, "nodes": _STR, "flags": ("list", _STR)},
     },
 }
 
@@ -254,6 +255,59 @@ def personality(linux: dict[str, Any]) -> int | None:
     if domain not in PERSONALITIES:
         raise InvalidSpec(f"linux.personality.domain: {domain!r} is not one of {', '.join(PERSONALITIES)}")
     return PERSONALITIES[domain]
+
+
+MEMORY_POLICY_MODES = {"MPOL_DEFAULT": 0, "MPOL_PREFERRED": 1, "MPOL_BIND": 2, "MPOL_INTERLEAVE": 3,
+                       "MPOL_LOCAL": 4, "MPOL_PREFERRED_MANY": 5, "MPOL_WEIGHTED_INTERLEAVE": 6}
+MEMORY_POLICY_FLAGS = {"MPOL_F_NUMA_BALANCING": 1 << 13, "MPOL_F_RELATIVE_NODES": 1 << 14,
+                       "MPOL_F_STATIC_NODES": 1 << 15}
+MAX_NUMA_NODES = 1024  # CONFIG_NODES_SHIFT is at most 10 (syscalls.MEMPOLICY_WORDS)
+
+
+def memory_policy(linux: dict[str, Any]) -> tuple[int, list[int]] | None:
+    """runtime-spec 1.3's ``linux.memoryPolicy`` as set_mempolicy(2) takes it: (mode with its
+    flags, the node mask's words), or None where none is asked (the caller's stays, as runc's).
+    Checked on the host as runc 1.4 checks it; what only the machine knows (a node it has not)
+    is the kernel's word, at create."""
+    policy = linux.get("memoryPolicy")
+    if policy is None:
+        return None
+    where = "linux.memoryPolicy"
+    mode = MEMORY_POLICY_MODES.get(policy.get("mode") or "")
+    if mode is None:
+        raise InvalidSpec(f"{where}.mode: {policy.get('mode')!r} is not one of {', '.join(MEMORY_POLICY_MODES)}")
+    for i, flag in enumerate(policy.get("flags") or []):
+        if flag not in MEMORY_POLICY_FLAGS:
+            raise InvalidSpec(f"{where}.flags[{i}]: unknown flag {flag!r} (known: {', '.join(MEMORY_POLICY_FLAGS)})")
+        mode |= MEMORY_POLICY_FLAGS[flag]
+    if {"MPOL_F_STATIC_NODES", "MPOL_F_RELATIVE_NODES"} <= set(policy.get("flags") or []):
+        raise InvalidSpec(f"{where}.flags: MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES exclude each other")
+    nodes = _node_list(policy.get("nodes") or "", f"{where}.nodes")
+    name = policy["mode"]
+    if nodes and name in ("MPOL_DEFAULT", "MPOL_LOCAL"):
+        raise InvalidSpec(f"{where}.nodes: {name} takes no nodes, got {len(nodes)}")
+    if not nodes and name not in ("MPOL_DEFAULT", "MPOL_LOCAL", "MPOL_PREFERRED"):
+        raise InvalidSpec(f"{where}.nodes: {name} needs at least one node")
+    words = [0] * (MAX_NUMA_NODES // 64)
+    for node in nodes:
+        words[node // 64] |= 1 << (node % 64)
+    return mode, words
+
+
+def _node_list(text: str, where: str) -> set[int]:
+    """A node list as the kernel writes one ("0-3,7"), each node below MAX_NUMA_NODES."""
+    nodes: set[int] = set()
+    for part in filter(None, text.split(",")):
+        first, dash, last = part.partition("-")
+        if not (first.isascii() and first.isdigit() and (not dash or last.isascii() and last.isdigit())):
+            raise InvalidSpec(f"{where}: {text!r} is not a list of nodes (0-3,7)")
+        low, high = int(first), int(last) if dash else int(first)
+        if low > high:
+            raise InvalidSpec(f"{where}: {part!r}: a range runs from its lower node")
+        if high >= MAX_NUMA_NODES:
+            raise InvalidSpec(f"{where}: node {high} is past any kernel's (at most {MAX_NUMA_NODES})")
+        nodes.update(range(low, high + 1))
+    return nodes
 
 
 def idmapping(mount: dict[str, Any], linux: dict[str, Any], index: int) -> tuple[list, list, bool] | None:

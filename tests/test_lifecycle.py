@@ -386,6 +386,8 @@ def test_features_and_spec(h):
     assert seccomp["supportedFlags"] == ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
                                          "SECCOMP_FILTER_FLAG_SPEC_ALLOW"]
     assert set(seccomp["supportedFlags"]) < set(seccomp["knownFlags"])
+    policy = features["linux"]["memoryPolicy"]  # runtime-spec 1.3's (test_runc_compat sets them)
+    assert "MPOL_BIND" in policy["modes"] and "MPOL_F_STATIC_NODES" in policy["flags"]
     bundle = os.path.join(h.tmp, "specbundle")
     os.makedirs(bundle)
     h.ok("spec", "--bundle", bundle)

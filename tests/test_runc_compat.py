@@ -781,3 +781,61 @@ def test_each_verb_is_refused_in_the_statuses_runc_refuses_it(h):
     r = h.mrun("exec", cid, "true")
     assert r.returncode != 0 and "it is stopped" in r.stderr
     h.ok("delete", cid)
+
+
+def _numa_policy(h, policy: dict | None, exec_too: bool = False) -> subprocess.CompletedProcess[str]:
+    """The process's memory policy as numa_maps shows it (its first mapping's), as runc's tests read it."""
+    cfg = h.config(["sh", "-c", "head -n 1 /proc/self/numa_maps | cut -d ' ' -f 2"])
+    if policy is not None:
+        cfg["ociVersion"] = "1.3.0"
+        cfg["linux"]["memoryPolicy"] = policy
+    if not exec_too:
+        return h.mrun("run", "-b", h.bundle(config=cfg), h.cid())
+    cid = h.cid()
+    cfg["process"]["args"] = ["sleep", "600"]
+    h.ok("run", "-d", "-b", h.bundle(config=cfg), cid)
+    try:
+        init = json.loads(h.ok("state", cid).stdout)["pid"]
+        with open(f"/proc/{init}/numa_maps") as f:
+            of_init = f.readline().split()[1]
+        r = h.ok("exec", cid, "sh", "-c", "head -n 1 /proc/self/numa_maps | cut -d ' ' -f 2")
+        assert r.stdout.strip() == of_init, (r.stdout, of_init)  # the init's and an exec's alike
+        return r
+    finally:
+        h.ok("delete", "--force", cid)
+
+
+@pytest.mark.parametrize(("policy", "shown"), [
+    ({"mode": "MPOL_INTERLEAVE", "nodes": "0"}, "interleave:0"),
+    ({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]}, "bind=static:0"),
+    ({"mode": "MPOL_PREFERRED", "nodes": "0", "flags": ["MPOL_F_RELATIVE_NODES"]}, "prefer=relative:0"),
+    ({"mode": "MPOL_DEFAULT"}, "default"),
+    ({"mode": "MPOL_LOCAL", "nodes": ""}, "local"),
+    (None, "default"),
+])
+def test_a_memory_policy_is_the_container_s_as_runc_sets_it(h, policy, shown):
+    """runtime-spec 1.3's linux.memoryPolicy (set_mempolicy(2); containerd 2.3 writes 1.3.0 configs,
+    NRI plugins set it): mrun ran the container with the caller's policy, the field passed over
+    without a word, where runc 1.4 sets it for the init and every exec'd process. The cases of
+    runc's own tests (integration/memory_policy.bats), read back from numa_maps."""
+    r = _numa_policy(h, policy, exec_too=policy is not None and "flags" in policy)
+    assert r.returncode == 0 and r.stdout.strip() == shown, (r.stdout, r.stderr)
+
+
+@pytest.mark.parametrize(("policy", "field"), [
+    ({}, "linux.memoryPolicy.mode"),
+    ({"mode": "INTERLEAVE", "nodes": "0"}, "linux.memoryPolicy.mode"),
+    ({"nodes": "0-7"}, "linux.memoryPolicy.mode"),
+    ({"mode": "MPOL_PREFERRED", "nodes": "0", "flags": ["MPOL_F_RELATIVE_NODES", "badflag"]},
+     "linux.memoryPolicy.flags[1]"),
+    ({"mode": "MPOL_DEFAULT", "nodes": "0-7"}, "linux.memoryPolicy.nodes"),
+    ({"mode": "MPOL_BIND", "nodes": "0-9876543210", "flags": []}, "linux.memoryPolicy.nodes"),
+    ({"mode": "MPOL_BIND", "nodes": ""}, "linux.memoryPolicy.nodes"),
+    ({"mode": "MPOL_BIND", "nodes": "3-1"}, "linux.memoryPolicy.nodes"),
+    ({"mode": "MPOL_BIND", "nodes": "0,x"}, "linux.memoryPolicy.nodes"),
+    ({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES", "MPOL_F_RELATIVE_NODES"]},
+     "linux.memoryPolicy.flags"),
+    ({"mode": "MPOL_BIND", "nodes": "1000"}, "linux.memoryPolicy"),  # a node this machine has not: the kernel's word
+])
+def test_a_memory_policy_runc_refuses_is_one_line_naming_the_field(h, policy, field):
+    one_line_error(_numa_policy(h, policy), field)

@@ -672,3 +672,18 @@ def test_a_create_killed_while_its_module_compiles_leaves_what_delete_force_remo
         os.path.join(cache_env["MRUN_CACHE_DIR"], "wasm"))
     h.ok("delete", "--force", cid)
     assert h.status(cid) == "gone"
+
+
+def test_a_wasm_container_s_engine_runs_under_its_memory_policy(h, cache_env):
+    """linux.memoryPolicy is the engine's (the init that runs the module, whose threads inherit
+    it) as it is a Linux container's program's: the sandbox sets it before the payload runs."""
+    cfg, base = wasm_bundle(h, wasmtime.wat2wasm(SPIN))
+    cfg["linux"]["memoryPolicy"] = {"mode": "MPOL_INTERLEAVE", "nodes": "0"}
+    cid = h.cid()
+    h.ok("run", "-d", "-b", make(h, cfg, base), cid, env=cache_env)
+    try:
+        pid = json.loads(h.ok("state", cid).stdout)["pid"]
+        with open(f"/proc/{pid}/numa_maps") as f:
+            assert f.readline().split()[1] == "interleave:0"
+    finally:
+        h.ok("delete", "--force", cid)

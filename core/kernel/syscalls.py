@@ -88,10 +88,10 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 _SYSNO = {
     "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "mount_setattr": 442, "ioprio_set": 251,
-               "ioprio_get": 252, "keyctl": 250, "bpf": 321, "seccomp": 317, "get_mempolicy": 239,
+               "ioprio_get": 252, "keyctl": 250, "bpf": 321, "seccomp": 317, "get_mempolicy": 239, "set_mempolicy": 238,
                "sched_setattr": 314, "open_tree": 428, "move_mount": 429},
     "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "mount_setattr": 442, "ioprio_set": 30,
-                "ioprio_get": 31, "keyctl": 219, "bpf": 280, "seccomp": 277, "get_mempolicy": 236,
+                "ioprio_get": 31, "keyctl": 219, "bpf": 280, "seccomp": 277, "get_mempolicy": 236, "set_mempolicy": 237,
                 "sched_setattr": 274, "open_tree": 428, "move_mount": 429},
 }[os.uname().machine]
 MOUNT_ATTR_RDONLY = 0x1
@@ -398,6 +398,14 @@ def get_mempolicy() -> list[int]:
                      None, ctypes.c_ulong(0)) != 0:
         return [-1]
     return [mode.value, *mask]
+
+
+def set_mempolicy(mode: int, nodes: list[int]) -> None:
+    """This task's NUMA memory policy (``mode`` with its flags, the node mask's words), which its
+    threads and children made after it, and the program it execs, keep."""
+    mask = (ctypes.c_ulong * MEMPOLICY_WORDS)(*nodes)
+    _check(_libc.syscall(_SYSNO["set_mempolicy"], ctypes.c_int(mode), mask if any(nodes) else None,
+                         ctypes.c_ulong(MEMPOLICY_WORDS * 64 if any(nodes) else 0)), "set_mempolicy")
 
 
 IOPRIO_WHO_PROCESS = 1

@@ -20,12 +20,13 @@ class SandboxBuilder:
         """``cgroup``: the container's, where the backend's host-side work runs (Container.contained)."""
         from mrun.plugins.api import Bundle, Container
         from mrun.sandbox.process import ProcessPlan
-        from mrun.spec import personality
+        from mrun.spec import memory_policy, personality
 
         self.runtime, self.spec, self.process, self.backend = runtime, spec, process, backend
         self.hooks = runtime.backends().of(backend)
-        # the container's personality is every process's in it, an exec's too (runc's rule)
-        self.plan = ProcessPlan(process, spec.linux.get("seccomp"), personality=personality(spec.linux))
+        # the container's personality and memory policy are every process's in it, an exec's too (runc's rule)
+        self.plan = ProcessPlan(process, spec.linux.get("seccomp"), personality=personality(spec.linux),
+                                memory_policy=memory_policy(spec.linux))
         self.container = Container(container_id, Bundle(spec), runtime.store.path(container_id), note=runtime.debug,
                                    limits=(lambda: _limits(cgroup, spec)) if cgroup is not None else None)
 

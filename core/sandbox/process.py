@@ -23,10 +23,11 @@ if TYPE_CHECKING:
 
 class ProcessPlan:
     def __init__(self, process: dict[str, Any], seccomp: dict[str, Any] | None = None, field: str = "process",
-                 personality: int | None = None) -> None:
+                 personality: int | None = None, memory_policy: tuple[int, list[int]] | None = None) -> None:
         self.process = process
         self.field = field
         self.personality = personality  # linux.personality's domain (spec.personality), or None: ours stays
+        self.memory_policy = memory_policy  # linux.memoryPolicy (spec.memory_policy), or None: ours stays
         self.args: list[str] = process["args"]
         self.env: list[str] = list(process.get("env") or [])
         self.cwd: str = process.get("cwd") or "/"
@@ -81,6 +82,11 @@ class ProcessPlan:
                 sc.personality(self.personality)
             except OSError as e:
                 raise OSError(f"linux.personality: {e.strerror}")
+        if self.memory_policy is not None:  # the kernel's word on nodes this machine has (runc's order)
+            try:
+                sc.set_mempolicy(*self.memory_policy)
+            except OSError as e:
+                raise OSError(f"linux.memoryPolicy: {e.strerror} (set_mempolicy)")
         if self.apparmor:
             try:
                 apparmor.apply(self.apparmor, at_exec=execs)
