@@ -55,6 +55,7 @@ _RESOURCES = {
         "idle": _INT,
     },
     "pids": {"limit": _INT},
+    "rdma": ("map", {"hcaHandles": _U32, "hcaObjects": _U32}),
     "blockIO": {
         "weight": _UINT,
         "leafWeight": _UINT,

@@ -275,3 +275,14 @@ def test_a_hugepage_limit_bounds_reservations_too_as_runc_s(viewed, tmp_path):
     finally:
         with open(pool, "w") as f:
             f.write(before)
+
+
+def test_an_rdma_limit_where_no_hierarchy_has_the_controller_is_one_line(viewed):
+    """linux.resources.rdma was passed over without a word: the container ran with no limit on
+    its HCA handles and objects. runc writes rdma.max, and refuses where it cannot (this host's
+    kernel has no rdma controller, in either hierarchy): so does mrun, naming the field."""
+    h = viewed
+    assert "rdma" not in open("/proc/cgroups").read(), "this host has an rdma controller: test its limits for real"
+    cfg = h.config(["true"])
+    cfg["linux"]["resources"]["rdma"] = {"mlx5_0": {"hcaHandles": 3}}
+    one_line_error(h.mrun("run", "-b", h.bundle(config=cfg), h.cid()), "linux.resources.rdma: ", "rdma")

@@ -15,7 +15,7 @@ import uuid
 import pytest
 from mrun import jsonio
 from mrun.cgroups import resolve_path
-from mrun.cgroups.resources import blkio_to_io_weight, shares_to_weight, v1_writes, v2_writes
+from mrun.cgroups.resources import blkio_to_io_weight, shares_to_weight, v1_writes, v2_controllers, v2_writes
 from mrun.cli.fastparse import ParseError, parse
 from mrun.defaults import default_spec
 from mrun.errors import InvalidSpec, MrunError, Unsupported
@@ -84,6 +84,19 @@ def test_v1_translation_orders_and_names_files():
         v1_writes({"memory": {"limit": 100, "swap": 300}}, has_swap=False)
     with pytest.raises(Unsupported, match="cgroup v2"):
         v1_writes({"unified": {"memory.high": "1"}})
+
+
+def test_rdma_limits_are_written_as_runc_writes_them():
+    """linux.resources.rdma (the rdma controller: HCA handles and objects per device) was passed
+    over without a word; runc writes rdma.max, one line per device, on v1 and v2 alike."""
+    rdma = {"rdma": {"mlx5_0": {"hcaHandles": 3, "hcaObjects": 1000}, "mlx4_1": {"hcaObjects": 7}}}
+    line = {("rdma", "rdma.max", "mlx5_0 hca_handle=3 hca_object=1000"), ("rdma", "rdma.max", "mlx4_1 hca_object=7")}
+    assert set(v1_writes(rdma)) == line
+    assert set(v2_writes(rdma)) == {("", f, v) for _, f, v in line}
+    assert "rdma" in v2_controllers(v2_writes(rdma))
+    for name in ("", "a b", "mlx\n0"):
+        with pytest.raises(InvalidSpec, match="linux.resources.rdma"):
+            v2_writes({"rdma": {name: {"hcaHandles": 1}}})
 
 
 def test_v2_translation():

@@ -60,9 +60,24 @@ _FIELD_OF_FILE = {
     "blkio.throttle.write_bps_device": "blockIO.throttleWriteBpsDevice",
     "blkio.throttle.read_iops_device": "blockIO.throttleReadIOPSDevice",
     "blkio.throttle.write_iops_device": "blockIO.throttleWriteIOPSDevice", "io.max": "blockIO.throttle*",
-    "net_cls.classid": "network.classID", "net_prio.ifpriomap": "network.priorities",
+    "net_cls.classid": "network.classID", "net_prio.ifpriomap": "network.priorities", "rdma.max": "rdma",
     "devices.allow": "devices", "devices.deny": "devices",
 }
+
+
+def _rdma_lines(res: dict[str, Any]) -> list[str]:
+    """linux.resources.rdma as runc writes rdma.max: a line per device, its HCA handles and
+    objects where given. A device's name is one word (the kernel's: mlx5_0)."""
+    lines = []
+    for device, limits in (res.get("rdma") or {}).items():
+        if not device or not device.isprintable() or any(c.isspace() for c in device):
+            raise InvalidSpec(f"linux.resources.rdma: {device!r} is not an RDMA device's name")
+        line = device
+        for key, word in (("hcaHandles", "hca_handle"), ("hcaObjects", "hca_object")):
+            if (limits or {}).get(key) is not None:
+                line += f" {word}={limits[key]}"
+        lines.append(line)
+    return lines
 
 
 def field_of(file_name: str, v2: bool) -> str:
@@ -186,6 +201,7 @@ def v1_writes(
     for h in res.get("hugepageLimits") or []:  # faults, then reservations (see base.RESERVATION)
         for kind in ("", ".rsvd"):
             w.append(("hugetlb", f"hugetlb.{h['pageSize']}{kind}.limit_in_bytes", str(h["limit"])))
+    w += [("rdma", "rdma.max", line) for line in _rdma_lines(res)]
     net = res.get("network") or {}
     if net.get("classID") is not None:
         w.append(("net_cls", "net_cls.classid", str(net["classID"])))
@@ -295,6 +311,7 @@ def v2_writes(resources: dict[str, Any]) -> list[Write]:
     for h in res.get("hugepageLimits") or []:  # faults, then reservations (see base.RESERVATION)
         for kind in ("", ".rsvd"):
             w.append(("", f"hugetlb.{h['pageSize']}{kind}.max", str(h["limit"])))
+    w += [("", "rdma.max", line) for line in _rdma_lines(res)]
     if res.get("network"):
         raise Unsupported("linux.resources.network: net_cls/net_prio do not exist on cgroup v2")
     for key, value in (res.get("unified") or {}).items():
@@ -310,5 +327,6 @@ def v2_writes(resources: dict[str, Any]) -> list[Write]:
 def v2_controllers(writes: list[Write]) -> set[str]:
     """Controllers that must be enabled in the parent's cgroup.subtree_control."""
     return {
-        f.split(".")[0] for _, f, _ in writes if f.split(".")[0] in ("memory", "cpu", "cpuset", "pids", "io", "hugetlb")
+        f.split(".")[0] for _, f, _ in writes
+        if f.split(".")[0] in ("memory", "cpu", "cpuset", "pids", "io", "hugetlb", "rdma")
     }

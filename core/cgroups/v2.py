@@ -16,6 +16,8 @@ if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' 
     from typing import Any
 
 MOUNT = "/sys/fs/cgroup"
+# The linux.resources field a v2 controller serves (named in a refusal where it is missing)
+CONTROLLER_FIELDS = {"cpuset": "cpu", "io": "blockIO", "hugetlb": "hugepageLimits"}
 
 
 def own_path() -> str:
@@ -70,7 +72,9 @@ class CgroupV2(Cgroup):
             available = set(read(os.path.join(d, "cgroup.controllers")).split())
             missing = controllers - available
             if missing:
-                raise Unsupported(f"cgroup v2 controller(s) {', '.join(sorted(missing))} are not available in {d}")
+                fields = ", ".join(sorted({f"linux.resources.{CONTROLLER_FIELDS.get(c, c)}" for c in missing}))
+                raise Unsupported(f"{fields}: cgroup v2 controller(s) {', '.join(sorted(missing))} are not available "
+                                  f"in {d}")
             enabled = set(read(os.path.join(d, "cgroup.subtree_control")).split())
             todo = controllers - enabled
             if todo:
