@@ -44,6 +44,7 @@ def features_document() -> dict[str, Any]:
             "intelRdt": {"enabled": False},
             "memoryPolicy": {"modes": list(MEMORY_POLICY_MODES), "flags": list(MEMORY_POLICY_FLAGS)},
             "mountExtensions": {"idmap": {"enabled": True}},
+            "netDevices": {"enabled": True},
         },
         "annotations": {
             ann.FEATURES_VERSION: __version__,

@@ -141,6 +141,7 @@ SCHEMA: dict[str, Any] = {
         "timeOffsets": ("map", {"secs": _INT, "nanosecs": _U32}),
         "personality": {"domain": _STR, "flags": ("list", _STR)},
         "memoryPolicy": {"mode": _STR, "nodes": _STR, "flags": ("list", _STR)},
+        "netDevices": ("map", {"name": _STR}),
     },
 }
 
@@ -216,7 +217,6 @@ _UNAPPLIED_PROCESS = {
 }
 _UNAPPLIED_LINUX = {
     "intelRdt": "mrun does not support Intel RDT",
-    "netDevices": "mrun does not move network devices into a container",
 }
 
 

@@ -839,3 +839,93 @@ def test_a_memory_policy_is_the_container_s_as_runc_sets_it(h, policy, shown):
 ])
 def test_a_memory_policy_runc_refuses_is_one_line_naming_the_field(h, policy, field):
     one_line_error(_numa_policy(h, policy), field)
+
+
+def _add_device(name: str) -> None:
+    """A veth pair, ``name`` the end that moves (runc's tests move a dummy device, which not every
+    kernel has: this one has not; ifb takes no MAC address of one's choosing)."""
+    subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", name + "p"], check=True)
+
+
+@pytest.fixture
+def dummy(h, tmp_path):
+    """A virtual network device of the test's own on the host (``_add_device``), and where a
+    network namespace may be precreated (``_precreate``, as `ip netns add` makes one: a bind
+    mount of its nsfs file); whatever is left of either is removed after."""
+    name, ns = f"mrd{uuid.uuid4().hex[:6]}", str(tmp_path / "netns")
+    require("ip", "iproute2")
+    _add_device(name)
+    try:
+        yield name, ns
+    finally:
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+        subprocess.run(["umount", ns], capture_output=True)
+
+
+def _precreate(ns: str) -> None:
+    open(ns, "w").close()
+    subprocess.run(["unshare", f"--net={ns}", "true"], check=True)
+
+
+def _in_netns(ns: str, *argv: str) -> str:
+    return subprocess.run(["nsenter", f"--net={ns}", *argv], check=True, capture_output=True, text=True).stdout
+
+
+def test_a_network_device_is_moved_into_the_container_as_runc_moves_it(h, dummy):
+    """runtime-spec 1.2's linux.netDevices (runc 1.3's; DRA network drivers and NRI plugins set
+    it): mrun refused it. The host's device is moved into the container's network namespace
+    (renamed if asked, in the same request), keeps its MTU and MAC and its permanent addresses of
+    global scope (a move drops addresses: they are added again; a host-scope one is not), and is
+    up. A precreated namespace keeps it after the container; the container's own takes it along
+    (a virtual device goes with it). runc's integration/netdev.bats, case by case."""
+    device, ns = dummy
+    show = ["ip", "-o", "address", "show", "dev"]
+    cfg = h.config(["ip", "-o", "link", "show", "dev", device])
+    cfg["linux"]["netDevices"] = {device: {}}
+    r = h.ok("run", "-b", h.bundle(config=cfg), h.cid())
+    assert f"{device}@" in r.stdout, r.stdout  # (a veth end: NAME@PEER)
+    assert not os.path.exists(f"/sys/class/net/{device}")  # it went with the container's namespace
+    device += "b"  # another (the first pair's end goes as the kernel gets to it)
+    _add_device(device)
+    try:
+        for step in (["link", "set", "down", "dev", device], ["link", "set", "mtu", "1789", "dev", device],
+                     ["link", "set", "address", "00:11:22:33:44:55", "dev", device],
+                     ["address", "add", "169.254.169.77/32", "dev", device],
+                     ["address", "add", "127.0.0.33/8", "dev", device]):
+            subprocess.run(["ip", *step], check=True)
+        _precreate(ns)
+        cfg = h.config(["sh", "-c", "ip -o link show dev ctr0; ip -o address show dev ctr0"])
+        cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "network"] + [
+            {"type": "network", "path": ns}]
+        cfg["linux"]["netDevices"] = {device: {"name": "ctr0"}}
+        r = h.ok("run", "-b", h.bundle(config=cfg), h.cid())
+        assert "mtu 1789 " in r.stdout and "link/ether 00:11:22:33:44:55 " in r.stdout, r.stdout
+        assert "169.254.169.77/32 " in r.stdout and "127.0.0.33" not in r.stdout, r.stdout
+        flags = r.stdout.split("<", 1)[1].split(">", 1)[0].split(",")
+        assert "UP" in flags, r.stdout  # up (and no carrier: its peer is down)
+        assert not os.path.exists(f"/sys/class/net/{device}")
+        assert "169.254.169.77/32 " in _in_netns(ns, *show, "ctr0")  # the namespace's owner has it now
+    finally:
+        subprocess.run(["ip", "link", "del", device + "p"], capture_output=True)
+
+
+def test_a_network_device_runc_would_not_move_is_one_line_and_nothing_moves(h, dummy):
+    """Each refusal names linux.netDevices and leaves the host's device where it was: a device the
+    host has not, a name no device may have, two devices given one name, a name the container's
+    namespace has already (lo), and a container with no network namespace of its own (it would be
+    the host's: nothing to move)."""
+    device, _ = dummy
+    cases = [({"nodev0": {}}, None, "linux.netDevices.nodev0"), ({device: {"name": "a/b"}}, None, "name"),
+             ({device: {"name": "x" * 16}}, None, "name"), ({"a b": {}}, None, "linux.netDevices"),
+             ({device: {"name": "lo"}}, None, "linux.netDevices." + device),
+             ({device: {}}, "host", "network namespace")]
+    for devices, netns, needle in cases:
+        cfg = h.config(["true"])
+        cfg["linux"]["netDevices"] = devices
+        if netns == "host":
+            cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "network"]
+        one_line_error(h.mrun("run", "-b", h.bundle(config=cfg), h.cid()), needle)
+        assert os.path.exists(f"/sys/class/net/{device}"), devices
+    cfg = h.config(["true"])
+    cfg["linux"]["netDevices"] = {device: {"name": "same"}, "nodev1": {"name": "same"}}
+    one_line_error(h.mrun("run", "-b", h.bundle(config=cfg), h.cid()), "linux.netDevices", "same")

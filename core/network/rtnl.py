@@ -9,9 +9,15 @@ call), several times what the kernel takes, and ~14 MiB in every process that im
 from __future__ import annotations
 
 import _socket
+import contextlib
+import os
 import struct
 
 from mrun.network import netlink as nl
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETNSID = 16, 17, 18, 20, 90
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO = 1, 3, 4, 10, 18
@@ -22,8 +28,8 @@ NETNSA_NSID = 1
 IFF_UP = 0x1
 AF_INET = 2
 
-_IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
-_IFADDR = struct.Struct("=BBBBi")  # ifaddrmsg: family, prefix length, flags, scope, index
+IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
+IFADDR = struct.Struct("=BBBBi")  # ifaddrmsg: family, prefix length, flags, scope, index
 
 
 def request(kind: int, flags: int, body: bytes) -> list[tuple[int, bytes]]:
@@ -38,11 +44,11 @@ def _mtu(mtu: int) -> bytes:
 def add_veth(name: str, master: int, peer: str, peer_netns_fd: int, peer_address: bytes = b"", mtu: int = 0) -> None:
     """``ip link add NAME master MASTER up [mtu MTU] type veth peer name PEER netns FD [address MAC]
     [mtu MTU]``."""
-    peer_info = (_IFINFO.pack(0, 0, 0, 0, 0) + nl.name(IFLA_IFNAME, peer)
+    peer_info = (IFINFO.pack(0, 0, 0, 0, 0) + nl.name(IFLA_IFNAME, peer)
                  + nl.attr(IFLA_NET_NS_FD, struct.pack("=I", peer_netns_fd))
                  + (nl.attr(IFLA_ADDRESS, peer_address) if peer_address else b"") + _mtu(mtu))
     info = nl.attr(IFLA_INFO_KIND, b"veth\0") + nl.attr(IFLA_INFO_DATA, nl.attr(VETH_INFO_PEER, peer_info))
-    body = (_IFINFO.pack(0, 0, 0, IFF_UP, IFF_UP) + nl.name(IFLA_IFNAME, name) + _mtu(mtu)
+    body = (IFINFO.pack(0, 0, 0, IFF_UP, IFF_UP) + nl.name(IFLA_IFNAME, name) + _mtu(mtu)
             + nl.attr(IFLA_MASTER, struct.pack("=I", master)) + nl.attr(IFLA_LINKINFO, info))
     request(RTM_NEWLINK, nl.NLM_F_CREATE | nl.NLM_F_EXCL, body)
 
@@ -50,36 +56,68 @@ def add_veth(name: str, master: int, peer: str, peer_netns_fd: int, peer_address
 def add_bridge(name: str) -> None:
     """``ip link add NAME type bridge``; OSError EEXIST if a link has that name."""
     kind = nl.attr(IFLA_LINKINFO, nl.attr(IFLA_INFO_KIND, b"bridge\0"))
-    body = _IFINFO.pack(0, 0, 0, 0, 0) + nl.name(IFLA_IFNAME, name) + kind
+    body = IFINFO.pack(0, 0, 0, 0, 0) + nl.name(IFLA_IFNAME, name) + kind
     request(RTM_NEWLINK, nl.NLM_F_CREATE | nl.NLM_F_EXCL, body)
 
 
 def set_mtu(index: int, mtu: int) -> None:
     """``ip link set INDEX mtu MTU``."""
-    request(RTM_NEWLINK, 0, _IFINFO.pack(0, 0, index, 0, 0) + _mtu(mtu))
+    request(RTM_NEWLINK, 0, IFINFO.pack(0, 0, index, 0, 0) + _mtu(mtu))
 
 
 def add_ipv4(index: int, address: str, prefix_length: int) -> None:
     """``ip addr add ADDRESS/PREFIX dev INDEX``; OSError EEXIST if the link has it already."""
     raw = _socket.inet_aton(address)
-    body = _IFADDR.pack(AF_INET, prefix_length, 0, 0, index) + nl.attr(IFA_LOCAL, raw) + nl.attr(IFA_ADDRESS, raw)
+    body = IFADDR.pack(AF_INET, prefix_length, 0, 0, index) + nl.attr(IFA_LOCAL, raw) + nl.attr(IFA_ADDRESS, raw)
+    request(RTM_NEWADDR, nl.NLM_F_CREATE | nl.NLM_F_EXCL, body)
+
+
+def add_address(index: int, family: int, raw: bytes, prefix_length: int) -> None:
+    """``ip addr add ADDRESS/PREFIX dev INDEX``, of any family (``raw``: the address's bytes)."""
+    body = IFADDR.pack(family, prefix_length, 0, 0, index) + nl.attr(IFA_LOCAL, raw) + nl.attr(IFA_ADDRESS, raw)
     request(RTM_NEWADDR, nl.NLM_F_CREATE | nl.NLM_F_EXCL, body)
 
 
 def set_up(index: int) -> None:
     """``ip link set INDEX up``."""
-    request(RTM_NEWLINK, 0, _IFINFO.pack(0, 0, index, IFF_UP, IFF_UP))
+    request(RTM_NEWLINK, 0, IFINFO.pack(0, 0, index, IFF_UP, IFF_UP))
+
+
+def set_down(index: int) -> None:
+    """``ip link set INDEX down``."""
+    request(RTM_NEWLINK, 0, IFINFO.pack(0, 0, index, 0, IFF_UP))
+
+
+@contextlib.contextmanager
+def inside(netns: int) -> Iterator[None]:
+    """This thread's requests go to the network namespace behind ``netns`` (a netlink socket is
+    its opener's namespace's), and it comes back after, whatever happened."""
+    from mrun.errors import MrunError
+    from mrun.kernel import syscalls as sc  # os.setns is Python 3.12's
+
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        sc.setns(netns, sc.CLONE_NEWNET)
+        try:
+            yield
+        finally:
+            try:
+                sc.setns(own, sc.CLONE_NEWNET)
+            except OSError as e:
+                raise MrunError(f"returning to this process's network namespace: {e.strerror}")
+    finally:
+        os.close(own)
 
 
 def delete_link(name: str) -> None:
-    request(RTM_DELLINK, 0, _IFINFO.pack(0, 0, 0, 0, 0) + nl.name(IFLA_IFNAME, name))
+    request(RTM_DELLINK, 0, IFINFO.pack(0, 0, 0, 0, 0) + nl.name(IFLA_IFNAME, name))
 
 
 def _link(name: str) -> tuple[int, dict[int, bytes]] | None:
     """Link ``name``'s index and attributes; OSError ENODEV if there is none."""
-    for mtype, payload in request(RTM_GETLINK, 0, _IFINFO.pack(0, 0, 0, 0, 0) + nl.name(IFLA_IFNAME, name)):
-        if mtype == RTM_NEWLINK and len(payload) >= _IFINFO.size:
-            return _IFINFO.unpack_from(payload)[2], nl.attrs(payload[_IFINFO.size :])
+    for mtype, payload in request(RTM_GETLINK, 0, IFINFO.pack(0, 0, 0, 0, 0) + nl.name(IFLA_IFNAME, name)):
+        if mtype == RTM_NEWLINK and len(payload) >= IFINFO.size:
+            return IFINFO.unpack_from(payload)[2], nl.attrs(payload[IFINFO.size :])
     return None
 
 

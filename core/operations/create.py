@@ -41,6 +41,7 @@ class Create:
         "make_fifos",  # exec fifo (start) and started fifo (start returns once the program runs)
         "open_host_mounts",  # bind sources the init cannot bind itself, cloned here (host_mounts)
         "spawn_init",  # fork into the namespaces, into the cgroup
+        "move_net_devices",  # linux.netDevices: the host's devices into the init's network namespace
         "await_init",  # prestart/createRuntime hooks on request, then "ready"
         "attach_network",  # move the veth into the init's network namespace
         "mark_created",  # stage "created", pid file
@@ -62,6 +63,7 @@ class Create:
         self.more_networks: list[Any] = []  # its plans on its other networks (eth1...)
         self.ch: Any = None
         self.detached: dict[int, int] = {}  # mount index -> the host's clone of its bind source (open_host_mounts)
+        self.net_devices: dict[str, str] = {}  # linux.netDevices: host name -> name in the container
 
     def run(self) -> Record:
         try:
@@ -127,6 +129,10 @@ class Create:
         self.record.owned = self.driver is not None
         if self.driver is None:  # mrun builds the sandbox: it must apply all the config asks for
             check_applied(self.spec.raw)
+            if self.spec.linux.get("netDevices"):
+                from mrun.network import netdevices
+
+                self.net_devices = netdevices.planned(self.spec.linux, self.spec.namespaces())
 
     def hand_over(self, undo: Undo) -> None:
         """The backend's runtime creates the container from a bundle holding the config as it is
@@ -264,6 +270,14 @@ class Create:
     def _close_detached(self) -> None:
         while self.detached:
             _close_quietly(self.detached.popitem()[1])
+
+    def move_net_devices(self, undo: Undo) -> None:
+        """Before the hooks, as runc moves them: a createRuntime hook sees them in place. Nothing
+        to undo: the init's namespace, killed with it, takes them along (netdevices)."""
+        if self.net_devices:
+            from mrun.network import netdevices
+
+            netdevices.move_all(self.net_devices, self.record.pid)
 
     def await_init(self, undo: Undo) -> None:
         def host_hooks() -> None:
