@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 
@@ -298,6 +299,52 @@ def test_rro_makes_submounts_read_only_too(h):
         assert {"rro", "rrw"} <= set(features["mountOptions"])
     finally:
         subprocess.run(["umount", sub], check=True)
+
+
+def test_every_recursive_mount_attribute_of_runc_s_is_applied_to_submounts_too(h):
+    """runc's recursive mount options past rro/rrw (rnosuid, rnodev, rnoexec, rnoatime,
+    rnosymfollow... and their opposites): mrun passed them to the kernel as filesystem data,
+    which a bind mount ignores, so a bind asked to be rnoexec ran what it held (seen here) and
+    its submounts kept setuid and devices. Each is set by mount_setattr over the mount and every
+    mount below it, as runc sets them; a plain option stays on the top mount alone."""
+    data = os.path.join(h.tmp, "recursive")
+    sub = os.path.join(data, "sub")
+    os.makedirs(sub)
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", sub], check=True)
+    try:
+        shutil.copy(os.path.join(h.rootfs, "bin", "busybox"), os.path.join(sub, "true"))  # (its applet by name)
+        script = ("for m in /plain /plain/sub /rec /rec/sub /undone/sub; do "
+                  "echo $m $(grep \" $m \" /proc/self/mountinfo | cut -d' ' -f6); done; "
+                  "/rec/sub/true 2>/dev/null; echo rec-exec $?; /plain/sub/true; echo plain-exec $?")
+        cfg = h.config(["sh", "-c", script])
+        recursive = ["rnosuid", "rnodev", "rnoexec", "rnoatime", "rnosymfollow"]
+        cfg["mounts"] += [
+            {"destination": "/plain", "type": "bind", "source": data, "options": ["rbind", "nosuid", "noexec"]},
+            {"destination": "/rec", "type": "bind", "source": data, "options": ["rbind", *recursive]},
+            {"destination": "/undone", "type": "bind", "source": data,
+             "options": ["rbind", *recursive, "rsuid", "rdev", "rexec", "ratime", "rsymfollow"]},
+        ]
+        out = dict(line.split(" ", 1) for line in h.ok("run", "-b", h.bundle(config=cfg), h.cid()).stdout.splitlines())
+        for wanted in ("nosuid", "nodev", "noexec", "noatime", "nosymfollow"):
+            assert wanted in out["/rec"].split(",") and wanted in out["/rec/sub"].split(","), (wanted, out)
+            assert wanted not in out["/undone/sub"].split(","), (wanted, out)
+        assert "noexec" in out["/plain"].split(",") and "noexec" not in out["/plain/sub"].split(","), out
+        assert out["rec-exec"] != "0" and out["plain-exec"] == "0", out
+        features = json.loads(h.ok("features").stdout)
+        assert set(recursive) <= set(features["mountOptions"])
+    finally:
+        subprocess.run(["umount", sub], check=True)
+
+
+@pytest.mark.parametrize("option", ["defaults", "acl", "noacl", "iversion", "noiversion", "silent", "loud",
+                                    "lazytime", "nolazytime"])
+def test_runc_s_other_mount_flags_are_flags_not_filesystem_data(h, option):
+    """runc reads these as mount flags (fstab's "defaults" is none at all); mrun passed them to the
+    filesystem as data, which a tmpfs refused: "Invalid argument", the create failed."""
+    cfg = h.config(["true"])
+    cfg["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": [option]})
+    h.ok("run", "-b", h.bundle(config=cfg), h.cid())
+    assert option in json.loads(h.ok("features").stdout)["mountOptions"]
 
 
 def test_mount_destination_symlink_cannot_escape_the_rootfs(h, busybox_rootfs):

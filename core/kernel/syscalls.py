@@ -71,6 +71,7 @@ MS_SLAVE = 1 << 19
 MS_SHARED = 1 << 20
 MS_RELATIME = 1 << 21
 MS_STRICTATIME = 1 << 24
+MS_POSIXACL, MS_I_VERSION, MS_LAZYTIME = 1 << 16, 1 << 23, 1 << 25
 MNT_DETACH = 2
 
 PR_SET_PDEATHSIG = 1
@@ -94,7 +95,9 @@ _SYSNO = {
                 "ioprio_get": 31, "keyctl": 219, "bpf": 280, "seccomp": 277, "get_mempolicy": 236, "set_mempolicy": 237,
                 "sched_setattr": 274, "open_tree": 428, "move_mount": 429},
 }[os.uname().machine]
-MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC = 0x1, 0x2, 0x4, 0x8
+MOUNT_ATTR__ATIME, MOUNT_ATTR_RELATIME, MOUNT_ATTR_NOATIME, MOUNT_ATTR_STRICTATIME = 0x70, 0x0, 0x10, 0x20
+MOUNT_ATTR_NODIRATIME, MOUNT_ATTR_NOSYMFOLLOW = 0x80, 0x200000
 AT_RECURSIVE = 0x8000
 
 

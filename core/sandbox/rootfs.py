@@ -45,6 +45,16 @@ _FLAGS: dict[str, tuple[bool, int]] = {  # option -> (clear?, flag)
     "nostrictatime": (True, sc.MS_STRICTATIME),
     "nosymfollow": (False, sc.MS_NOSYMFOLLOW),
     "symfollow": (True, sc.MS_NOSYMFOLLOW),
+    # runc's too: as filesystem data the kernel refused them ("defaults": EINVAL on a tmpfs)
+    "defaults": (False, 0),
+    "acl": (False, sc.MS_POSIXACL),
+    "noacl": (True, sc.MS_POSIXACL),
+    "iversion": (False, sc.MS_I_VERSION),
+    "noiversion": (True, sc.MS_I_VERSION),
+    "lazytime": (False, sc.MS_LAZYTIME),
+    "nolazytime": (True, sc.MS_LAZYTIME),
+    "silent": (False, sc.MS_SILENT),
+    "loud": (True, sc.MS_SILENT),
     "bind": (False, sc.MS_BIND),
     "rbind": (False, sc.MS_BIND | sc.MS_REC),
 }
@@ -58,9 +68,38 @@ PROPAGATION = {
     "unbindable": sc.MS_UNBINDABLE,
     "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
 }
-_IGNORED = {"tmpcopyup", "idmap", "ridmap", "rro", "rrw"}
-# Recursive read-only/read-write: mount_setattr over the mount and all its submounts (runc's "rro")
-RECURSIVE_ATTRS = {"rro": (sc.MOUNT_ATTR_RDONLY, 0), "rrw": (0, sc.MOUNT_ATTR_RDONLY)}
+_IGNORED = {"tmpcopyup", "idmap", "ridmap"}
+# runc's recursive options: mount_setattr over the mount and every mount below it (Linux 5.12),
+# each (clear, attribute) as _FLAGS. Passed on as filesystem data they were nothing: a bind
+# mount ignores its data, so an `rnoexec` bind ran what it held.
+RECURSIVE_ATTRS = {
+    "rro": (False, sc.MOUNT_ATTR_RDONLY), "rrw": (True, sc.MOUNT_ATTR_RDONLY),
+    "rnosuid": (False, sc.MOUNT_ATTR_NOSUID), "rsuid": (True, sc.MOUNT_ATTR_NOSUID),
+    "rnodev": (False, sc.MOUNT_ATTR_NODEV), "rdev": (True, sc.MOUNT_ATTR_NODEV),
+    "rnoexec": (False, sc.MOUNT_ATTR_NOEXEC), "rexec": (True, sc.MOUNT_ATTR_NOEXEC),
+    "rnodiratime": (False, sc.MOUNT_ATTR_NODIRATIME), "rdiratime": (True, sc.MOUNT_ATTR_NODIRATIME),
+    "rrelatime": (False, sc.MOUNT_ATTR_RELATIME), "rnorelatime": (True, sc.MOUNT_ATTR_RELATIME),
+    "rnoatime": (False, sc.MOUNT_ATTR_NOATIME), "ratime": (True, sc.MOUNT_ATTR_NOATIME),
+    "rstrictatime": (False, sc.MOUNT_ATTR_STRICTATIME), "rnostrictatime": (True, sc.MOUNT_ATTR_STRICTATIME),
+    "rnosymfollow": (False, sc.MOUNT_ATTR_NOSYMFOLLOW), "rsymfollow": (True, sc.MOUNT_ATTR_NOSYMFOLLOW),
+}
+
+
+def recursive_attrs(options: list[str]) -> tuple[int, int]:
+    """A mount's recursive options as one mount_setattr's (set, clear), in order, as runc reads
+    them; an access-time mode set clears the others (mount_setattr(2) asks for MOUNT_ATTR__ATIME)."""
+    attr_set, attr_clr = 0, 0
+    for opt in options:
+        if opt not in RECURSIVE_ATTRS:
+            continue
+        clear, attr = RECURSIVE_ATTRS[opt]
+        if clear:
+            attr_clr, attr_set = attr_clr | attr, attr_set & ~attr
+        else:
+            attr_set, attr_clr = attr_set | attr, attr_clr & ~attr
+            if attr & sc.MOUNT_ATTR__ATIME == attr:  # relatime (0), noatime, strictatime
+                attr_clr |= sc.MOUNT_ATTR__ATIME
+    return attr_set, attr_clr
 # statvfs flags that a bind remount must keep (they are locked in a user namespace).
 _LOCKED = (
     (os.ST_NOSUID, sc.MS_NOSUID),
@@ -81,7 +120,7 @@ def parse_options(options: list[str]) -> tuple[int, int, str]:
             flags = flags & ~bit if clear else flags | bit
         elif opt in PROPAGATION:
             prop |= PROPAGATION[opt]
-        elif opt not in _IGNORED:
+        elif opt not in _IGNORED and opt not in RECURSIVE_ATTRS:
             data.append(opt)
     return flags, prop, ",".join(data)
 
@@ -194,12 +233,14 @@ def mount_one(
         if prop:
             with inroot.at(root_fd, dest) as target:
                 sc.mount(None, target, None, prop)
-        for opt in (o for o in options if o in RECURSIVE_ATTRS):
+        if any(o in RECURSIVE_ATTRS for o in options):
             with inroot.at(root_fd, dest) as target:
-                sc.mount_setattr(target, *RECURSIVE_ATTRS[opt])
+                sc.mount_setattr(target, *recursive_attrs(options))
     except OSError as e:
         if e.errno == errno.ENOSYS:
-            raise MrunError(f"mounts[{index}].options: rro/rrw need Linux 5.12 or newer (mount_setattr)")
+            asked = ", ".join(o for o in options if o in RECURSIVE_ATTRS)
+            raise MrunError(f"mounts[{index}].options: recursive options ({asked}) need Linux 5.12 or newer "
+                            "(mount_setattr)")
         if e.errno == errno.ENOTDIR and is_bind:  # the kernel's words named our descriptor, not the path
             raise MrunError(f"mounts[{index}] (bind on {dest}): a directory mounts only on a directory and a file "
                             f"on a file; {dest} in the rootfs is not what the source is")
