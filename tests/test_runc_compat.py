@@ -913,17 +913,18 @@ def test_a_network_device_runc_would_not_move_is_one_line_and_nothing_moves(h, d
     """Each refusal names linux.netDevices and leaves the host's device where it was: a device the
     host has not, a name no device may have, two devices given one name, a name the container's
     namespace has already (lo), and a container with no network namespace of its own (it would be
-    the host's: nothing to move)."""
+    the host's: nothing to move), or joining the host's by a path."""
     device, _ = dummy
     cases = [({"nodev0": {}}, None, "linux.netDevices.nodev0"), ({device: {"name": "a/b"}}, None, "name"),
              ({device: {"name": "x" * 16}}, None, "name"), ({"a b": {}}, None, "linux.netDevices"),
              ({device: {"name": "lo"}}, None, "linux.netDevices." + device),
-             ({device: {}}, "host", "network namespace")]
+             ({device: {}}, "host", "network namespace"), ({device: {}}, f"/proc/{os.getpid()}/ns/net", "the host's")]
     for devices, netns, needle in cases:
         cfg = h.config(["true"])
         cfg["linux"]["netDevices"] = devices
-        if netns == "host":
-            cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "network"]
+        if netns is not None:
+            cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "network"] + (
+                [{"type": "network", "path": netns}] if netns != "host" else [])
         one_line_error(h.mrun("run", "-b", h.bundle(config=cfg), h.cid()), needle)
         assert os.path.exists(f"/sys/class/net/{device}"), devices
     cfg = h.config(["true"])

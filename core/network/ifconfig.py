@@ -82,22 +82,12 @@ def _socket_in(netns: int, ipv6_off: str = "") -> socket.socket:
     """A datagram socket of the namespace behind ``netns``. This thread joins it only to open
     the socket and comes straight back; the socket keeps talking to that namespace. There, the
     interface ``ipv6_off`` (if named) is made to speak no IPv6 (``no_ipv6``)."""
-    from mrun.kernel import syscalls as sc  # os.setns is Python 3.12's
+    from mrun.network.rtnl import inside
 
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        sc.setns(netns, sc.CLONE_NEWNET)
-        try:
-            if ipv6_off:
-                no_ipv6(ipv6_off)
-            return socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        finally:
-            try:
-                sc.setns(own, sc.CLONE_NEWNET)
-            except OSError as e:
-                raise MrunError(f"returning to this process's network namespace: {e.strerror}")
-    finally:
-        os.close(own)
+    with inside(netns):
+        if ipv6_off:
+            no_ipv6(ipv6_off)
+        return socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
 
 
 def no_ipv6(device: str) -> None:

@@ -2,7 +2,8 @@
 namespace, as runc 1.3 moves them. Each is taken down on the host, moved and renamed in one
 request (so no name is ever taken twice), given back its permanent addresses of global scope (a
 move between namespaces drops every address; host- and link-scope ones, and those the kernel
-made, mean nothing in another namespace) and set up there. Nothing is moved back: a precreated
+made, mean nothing in another namespace) and set up there (one that fails there is sent home
+with its addresses, and left down). Nothing is moved back: a precreated
 namespace's owner keeps the device; a namespace of the container's own takes it along when it
 goes (a physical device returns to the host's first namespace, a virtual one ends).
 """
@@ -59,6 +60,10 @@ def move_all(moves: dict[str, str], pid: int) -> None:
     netns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
+        there, here = os.fstat(netns), os.fstat(home)
+        if (there.st_dev, there.st_ino) == (here.st_dev, here.st_ino):  # joined by a path to the host's
+            raise MrunError("linux.netDevices: the container's network namespace is the host's: there is nowhere "
+                            "to move a device to")
         for host_name, inside in moves.items():
             try:
                 _move(host_name, inside, netns, home)
