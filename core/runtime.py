@@ -176,7 +176,13 @@ class Runtime:
         if poststart:
             from mrun.hooks import run_hooks
 
-            run_hooks("poststart", poststart, oci_state(self.store, record, Status.RUNNING))
+            try:
+                run_hooks("poststart", poststart, oci_state(self.store, record, Status.RUNNING))
+            except MrunError:
+                # runtime-spec 1.3: an error, and the container stopped (runc's terminate): its
+                # engine deletes it. The later poststart hooks do not run.
+                self._kill(self.store.load(container_id), SIGKILL, False)
+                raise
         return record
 
     def _open_started(self, container_id: str) -> int | None:

@@ -930,3 +930,21 @@ def test_a_network_device_runc_would_not_move_is_one_line_and_nothing_moves(h, d
     cfg = h.config(["true"])
     cfg["linux"]["netDevices"] = {device: {"name": "same"}, "nodev1": {"name": "same"}}
     one_line_error(h.mrun("run", "-b", h.bundle(config=cfg), h.cid()), "linux.netDevices", "same")
+
+
+def test_a_failing_poststart_hook_fails_start_and_stops_the_container(h, tmp_path):
+    """runtime-spec 1.3: "If any poststart hook fails, the runtime MUST generate an error, stop
+    the container" (runc has always killed the container there). mrun warned and left it running
+    under a `start` that said 0. The later hooks do not run; the container is stopped, for its
+    engine to delete; a poststop hook still only warns (its failure changes nothing left to do)."""
+    ran = tmp_path / "second-ran"
+    cfg = h.config(["sleep", "600"])
+    cfg["hooks"] = {"poststart": [{"path": "/bin/false"}, {"path": "/bin/touch", "args": ["touch", str(ran)]}],
+                    "poststop": [{"path": "/bin/false"}]}
+    cid = h.cid()
+    h.ok("create", "-b", h.bundle(config=cfg), cid)
+    one_line_error(h.mrun("start", cid), "hooks.poststart[0] (/bin/false)")
+    h.wait_status(cid, "stopped")
+    assert not ran.exists()
+    r = h.ok("delete", cid)
+    assert "warning: hooks.poststop[0]" in r.stderr, r.stderr
