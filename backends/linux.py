@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from mrun.errors import MrunError
+from mrun.errors import MrunError, in_bytes
 from mrun.plugins.api import Bundle, Claim, Container, find_program, not_runnable
 from mrun.plugins.hookspecs import hookimpl
 
@@ -43,7 +43,7 @@ class Exec:
         try:
             os.execve(self.path, self.args, env)
         except OSError as e:
-            os.write(2, f"mrun: exec {self.args[0]}: {e.strerror}\n".encode())
+            os.write(2, in_bytes(f"mrun: exec {self.args[0]}: {e.strerror}\n"))
         return 127
 
 

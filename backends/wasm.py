@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 
 from mrun import annotations as ann
-from mrun.errors import InvalidSpec, MrunError
+from mrun.errors import InvalidSpec, MrunError, in_bytes
 from mrun.plugins.api import Arg, Bundle, Claim, Command, Container, Flag, bounded, find_program, open_program
 from mrun.plugins.hookspecs import hookimpl
 
@@ -494,7 +494,7 @@ class WasmPayload:
                 "(linux.resources.memory.limit less the engine's share; see mrun inspect); growing past it is refused"
             )
         if problem:
-            os.write(2, (problem + "\n").encode())
+            os.write(2, in_bytes(problem + "\n"))
         return code
 
 

@@ -22,6 +22,16 @@ def one_line(text: str) -> str:
     return text.translate(_CONTROLS)
 
 
+def in_bytes(text: str) -> bytes:
+    """``text`` for a write to a descriptor (a child's error line, where print is not at hand):
+    a name's bytes that are not UTF-8 as they are (the surrogates jsonio and argv keep them as),
+    never an exception of its own in place of the error it reports."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
+
+
 def name_the_file(error: OSError, path: str) -> None:
     """An OSError that names no file (a write failing at close on a full disk, an os.write) names
     ``path``: "No space left on device" alone said nothing of where."""

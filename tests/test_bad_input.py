@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 import pytest
 from conftest import one_line_error, open_to_others
@@ -504,3 +505,23 @@ def test_a_refusal_quoting_a_line_break_or_an_escape_sequence_is_still_one_line(
     r = h.mrun("run", "-b", h.bundle(config=cfg), h.cid())
     one_line_error(r, field.split("[")[0], "a\\nb\\x1b[2J")
     assert "\x1b" not in r.stderr
+
+
+def test_a_program_whose_name_is_not_utf_8_failing_its_exec_is_named_in_its_own_words(h, tmp_path):
+    """A program that is found but cannot be executed (not a binary: ENOEXEC) after `start`: the
+    line saying so could not itself be written when the program's name held a byte that is not
+    UTF-8 ("mrun: container X: 'utf-8' codec can't encode ..." instead). Such lines are written
+    as the bytes they hold now (errors.in_bytes), and say what the kernel said."""
+    bin_dir = tmp_path / "odd"
+    bin_dir.mkdir()
+    program = os.path.join(bytes(bin_dir), b"n\xff")
+    with open(program, "wb") as f:
+        f.write(b"not a program\n")
+    os.chmod(program, 0o755)
+    cfg = h.config(["/tmp/n\udcff"])
+    cfg["mounts"].append({"destination": "/tmp", "type": "bind", "source": str(bin_dir), "options": ["rbind"]})
+    r = subprocess.run([h.binary, "--root", h.root, "run", "-b", h.bundle(config=cfg), h.cid()],
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
+                       env={**os.environ, **h.base_env})  # (bytes: the line holds the name's own)
+    assert r.returncode != 0 and b"codec" not in r.stderr, r.stderr
+    assert r.stderr == b"mrun: exec /tmp/n\xff: Exec format error\n", r.stderr

@@ -22,7 +22,7 @@ import time
 
 from mrun import annotations as ann
 from mrun import jsonio
-from mrun.errors import InvalidSpec, MrunError, NotFound, in_words
+from mrun.errors import InvalidSpec, MrunError, NotFound, in_bytes, in_words
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -299,7 +299,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
         policy = annotations.get(ann.RESTART) or "no"
         checker = _checker(runtime, container_id, bundle, annotations.get(ann.HEALTH))
     except BaseException as e:  # noqa: BLE001 - reported to the caller, which prints it
-        os.write(report, f"error:{in_words(e)}".encode())
+        os.write(report, in_bytes(f"error:{in_words(e)}"))
         _end(cgroup, 1)
     os.write(report, b"ok")
     close_all_but([*relay.fds(), *(held.fds() if held is not None else ())])  # nothing of the caller's is ours

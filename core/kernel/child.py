@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+from mrun.errors import in_bytes
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -37,7 +39,7 @@ def answer_from_child(fn: Callable[[], bytes]) -> bytes:
             os.write(w, b"\x00" + fn())
         except BaseException as e:  # noqa: BLE001 - reported to the parent, one line
             why = getattr(e, "strerror", None) or f"{e.__class__.__name__}: {e}"
-            os.write(w, b"\x01" + str(why).encode())
+            os.write(w, b"\x01" + in_bytes(str(why)))
         finally:
             os._exit(0)
     os.close(w)

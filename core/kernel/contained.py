@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-from mrun.errors import MrunError
+from mrun.errors import MrunError, in_bytes
 from mrun.kernel.fdpass import write_all
 
 TYPE_CHECKING = False
@@ -116,13 +116,13 @@ def _child(work: Callable[[], bytes], what: str, w: int, parent: int, join: Call
             _set_rlimits()
         out = OK + work()
     except LimitReached as e:
-        out = REFUSED + b"L" + str(e).encode()
+        out = REFUSED + b"L" + in_bytes(str(e))
     except MrunError as e:
-        out = REFUSED + b"M" + str(e).encode()
+        out = REFUSED + b"M" + in_bytes(str(e))
     except MemoryError:
         out = REFUSED + b"L" + f"{what}: {_bound_words(_SIGABRT, rlimits)}".encode()
     except BaseException as e:  # noqa: BLE001 - reported in one line, then exit
-        out = REFUSED + b"M" + f"{what}: {(str(e).strip().splitlines() or [type(e).__name__])[0]}".encode()
+        out = REFUSED + b"M" + in_bytes(f"{what}: {(str(e).strip().splitlines() or [type(e).__name__])[0]}")
     finally:
         try:
             write_all(w, out)

@@ -12,7 +12,7 @@ import fcntl
 import os
 import select
 
-from mrun.errors import MrunError
+from mrun.errors import MrunError, in_bytes
 from mrun.hooks import run_hooks
 from mrun.kernel import inroot
 from mrun.kernel import syscalls as sc
@@ -245,7 +245,7 @@ def _run_payload(sb: Sandbox, payload: Any, start_hooks: Any = None, state: Any 
             entered.report_signals()  # execve closes the descriptor: `start` returns then
         code = payload.run()
     except BaseException as e:  # noqa: BLE001 - the process ends here either way
-        os.write(2, f"mrun: container {sb.container.id}: {e}\n".encode())
+        os.write(2, in_bytes(f"mrun: container {sb.container.id}: {e}\n"))
         code = 1
     os._exit(code)
 

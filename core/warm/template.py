@@ -43,6 +43,7 @@ import socket
 import sys
 import time
 
+from mrun.errors import in_bytes
 from mrun.kernel.proc import reaped
 from mrun.warm import client
 
@@ -398,7 +399,7 @@ class Template:
             if said is None:
                 return False
             try:
-                os.write(fds[numbers.index(2)], said.encode())
+                os.write(fds[numbers.index(2)], in_bytes(said))
             except OSError:
                 pass  # as print to a closed stderr: the status still goes back
             return self._answer(conn, 0)
