@@ -3643,6 +3643,46 @@ def _unix_ns(rfc3339: str) -> int:
     return calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S")) * 10**9 + int(fraction)
 
 
+def test_commit_change_takes_docker_s_healthcheck_and_onbuild(images, busybox_archive):
+    """docker's `commit --change` takes HEALTHCHECK and ONBUILD beside the others (moby's
+    validCommitCommands); mrun refused both ("CMD | ENTRYPOINT | ... and a value"). HEALTHCHECK
+    [--interval= --timeout= --start-period= --start-interval= --retries=] CMD (shell or JSON
+    form), or NONE, is the image's Healthcheck, which its detached containers run; ONBUILD
+    keeps its instruction in the image's OnBuild. docker's refusals are one line each."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "--name", "base", IMAGE, "true"))
+    try:
+        img_ok(h, "commit", "-c", "HEALTHCHECK --interval=200ms --retries=2 CMD test -e /etc/passwd",
+               "-c", "ONBUILD RUN echo later", "-c", 'onbuild ADD . /app', "base", "localhost/hc:1")
+        config = json.loads(img_ok(h, "image", "inspect", "localhost/hc:1").stdout)["config"]["config"]
+        assert config["Healthcheck"] == {"Test": ["CMD-SHELL", "test -e /etc/passwd"], "Interval": 200_000_000,
+                                         "Retries": 2}, config
+        assert config["OnBuild"] == ["RUN echo later", "ADD . /app"], config
+        img_ok(h, "commit", "-c", 'HEALTHCHECK --timeout=3s CMD ["true"]', "base", "localhost/hc:2")
+        config = json.loads(img_ok(h, "image", "inspect", "localhost/hc:2").stdout)["config"]["config"]
+        assert config["Healthcheck"] == {"Test": ["CMD", "true"], "Timeout": 3_000_000_000}, config
+        img_ok(h, "commit", "-c", "HEALTHCHECK NONE", "base", "localhost/hc:3")
+        config = json.loads(img_ok(h, "image", "inspect", "localhost/hc:3").stdout)["config"]["config"]
+        assert config["Healthcheck"] == {"Test": ["NONE"]}, config
+        img_ok(h, *run_args(h, "-d", "--name", "hcd", "localhost/hc:1", "sleep", "600"))
+        deadline = time.monotonic() + 30
+        while "(healthy)" not in img_ok(h, "ps", "--filter", "name=hcd", "--format", "{{.Status}}").stdout:
+            assert time.monotonic() < deadline, "the committed check never passed"
+            time.sleep(0.1)
+        for change, needle in (("HEALTHCHECK --interval=x CMD true", "--interval"),
+                               ("HEALTHCHECK --interval=10us CMD true", "--interval"),
+                               ("HEALTHCHECK --retries=-1 CMD true", "--retries"),
+                               ("HEALTHCHECK --bogus=1 CMD true", "--bogus"), ("HEALTHCHECK CMD", "CMD"),
+                               ("HEALTHCHECK NONE true", "NONE"), ("HEALTHCHECK echo", "CMD or NONE"),
+                               ("ONBUILD ONBUILD RUN x", "ONBUILD"), ("ONBUILD FROM x", "FROM"),
+                               ("FROM busybox", "FROM")):
+            one_line_error(img(h, "commit", "-c", change, "base", "localhost/hc:bad"), needle)
+        assert "hc:bad" not in img_ok(h, "images").stdout
+    finally:
+        img(h, "rm", "-f", "hcd", "base")
+
+
 def test_health_checks_as_docker(images, busybox_archive):
     """--health-cmd and friends: a detached container's supervisor runs the check inside it every
     interval; unhealthy after the retries fail in a row, healthy after a pass; `ps` says so

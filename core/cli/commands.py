@@ -48,8 +48,9 @@ _LISTING = (
     Flag("size", "list: SIZE, its writable layer (and with its image's: virtual) (docker's -s)", kind=bool,
          short="s", default=False),
 )
+# commit's and import's
 _CHANGE = Flag("change", "a Dockerfile instruction over its config: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, "
-               "WORKDIR, VOLUME, STOPSIGNAL", kind=list, short="c", default=())  # commit's and import's
+               "WORKDIR, VOLUME, STOPSIGNAL, HEALTHCHECK, ONBUILD", kind=list, short="c", default=())
 _CREDS = Flag("creds", "USER:PASSWORD (else from auth.json or docker's config.json; see login)", default="")
 _BUNDLE = Flag("bundle", "path to the OCI bundle (holds config.json)", short="b", default=".")
 _PID_FILE = Flag("pid-file", "write the process id to this file", default="")

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 CONFIG = "application/vnd.oci.image.config.v1+json"
-CHANGES = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "USER", "WORKDIR", "VOLUME", "STOPSIGNAL")
+CHANGES = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "USER", "WORKDIR", "VOLUME", "STOPSIGNAL", "HEALTHCHECK",
+           "ONBUILD")  # moby's validCommitCommands
 
 
 class _Hashing:
@@ -178,7 +179,7 @@ def _new_config(config: dict[str, Any], diff_id: str, now: str, process: dict[st
 
 def parse_change(text: str) -> tuple[str, Any]:
     """A --change instruction, Dockerfile style: CMD/ENTRYPOINT (JSON or shell form), ENV K=V,
-    EXPOSE 80/tcp, LABEL K=V, USER, WORKDIR, VOLUME, STOPSIGNAL."""
+    EXPOSE 80/tcp, LABEL K=V, USER, WORKDIR, VOLUME, STOPSIGNAL, HEALTHCHECK, ONBUILD."""
     keyword, _, rest = text.strip().partition(" ")
     keyword, rest = keyword.upper(), rest.strip()
     if keyword not in CHANGES or not rest:
@@ -193,6 +194,13 @@ def parse_change(text: str) -> tuple[str, Any]:
                 raise InvalidSpec(f"--change {text!r}: a JSON list of strings")
             return keyword, value
         return keyword, (rest.split() if keyword == "VOLUME" else ["/bin/sh", "-c", rest])
+    if keyword == "HEALTHCHECK":
+        return keyword, _healthcheck(rest, text)
+    if keyword == "ONBUILD":
+        trigger, _, what = rest.partition(" ")
+        if trigger.upper() in ("ONBUILD", "FROM", "MAINTAINER"):  # docker's refusals
+            raise InvalidSpec(f"--change {text!r}: {trigger.upper()} isn't allowed as an ONBUILD trigger")
+        return keyword, f"{trigger.upper()} {what.strip()}".strip()
     if keyword in ("ENV", "LABEL"):
         pairs = []
         for item in rest.split():
@@ -202,6 +210,54 @@ def parse_change(text: str) -> tuple[str, Any]:
             pairs.append((key, value.strip('"')))
         return keyword, pairs
     return keyword, rest
+
+
+_HEALTH_OPTIONS = {"interval": "Interval", "timeout": "Timeout", "start-period": "StartPeriod",
+                   "start-interval": "StartInterval", "retries": "Retries"}
+
+
+def _healthcheck(rest: str, text: str) -> dict[str, Any]:
+    """``HEALTHCHECK [--OPTION=VALUE...] CMD command | CMD ["exec", ...] | NONE`` as docker keeps
+    it in Config.Healthcheck: durations in nanoseconds, a field left out where 0 (its default)."""
+    from mrun.units import go_duration
+
+    check: dict[str, Any] = {}
+    words = rest.split(None, 1)
+    while words and words[0].startswith("--"):
+        name, eq, value = words[0][2:].partition("=")
+        if name not in _HEALTH_OPTIONS or not eq:
+            raise InvalidSpec(f"--change {text!r}: --{name}: HEALTHCHECK takes --{'=, --'.join(_HEALTH_OPTIONS)}=")
+        if name == "retries":
+            if not (value.isascii() and value.isdigit()):
+                raise InvalidSpec(f"--change {text!r}: --retries cannot be negative, or anything but a number")
+            amount = int(value)
+        else:
+            seconds = go_duration(value)
+            if seconds is None or 0 < seconds < 0.001:
+                raise InvalidSpec(f"--change {text!r}: --{name} {value!r}: a duration of 1ms or more (30s, 500ms)")
+            amount = round(seconds * 1e9)
+        if amount:
+            check[_HEALTH_OPTIONS[name]] = amount
+        words = words[1].split(None, 1) if len(words) > 1 else []
+    kind = words[0].upper() if words else ""
+    command = words[1].strip() if len(words) > 1 else ""
+    if kind == "NONE":
+        if command or check:
+            raise InvalidSpec(f"--change {text!r}: HEALTHCHECK NONE takes no options and nothing after it")
+        return {"Test": ["NONE"]}
+    if kind != "CMD":
+        raise InvalidSpec(f"--change {text!r}: HEALTHCHECK takes CMD or NONE")
+    if not command:
+        raise InvalidSpec(f"--change {text!r}: HEALTHCHECK CMD needs a command")
+    if command.startswith("["):
+        try:
+            argv = jsonio.loads(command)
+        except ValueError:
+            argv = None
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+            raise InvalidSpec(f"--change {text!r}: HEALTHCHECK CMD: a JSON list of strings")
+        return {"Test": ["CMD", *argv], **check}
+    return {"Test": ["CMD-SHELL", command], **check}
 
 
 def apply_change(cfg: dict[str, Any], keyword: str, value: Any) -> None:
@@ -222,6 +278,10 @@ def apply_change(cfg: dict[str, Any], keyword: str, value: Any) -> None:
                                **{p if "/" in p else f"{p}/tcp": {} for p in value.split()}}
     elif keyword == "VOLUME":
         cfg["Volumes"] = {**(cfg.get("Volumes") or {}), **dict.fromkeys(value, {})}
+    elif keyword == "HEALTHCHECK":
+        cfg["Healthcheck"] = value
+    elif keyword == "ONBUILD":
+        cfg["OnBuild"] = [*(cfg.get("OnBuild") or []), value]
     else:
         cfg[{"USER": "User", "WORKDIR": "WorkingDir", "STOPSIGNAL": "StopSignal"}[keyword]] = value
 
