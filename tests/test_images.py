@@ -3683,6 +3683,29 @@ def test_commit_change_takes_docker_s_healthcheck_and_onbuild(images, busybox_ar
         img(h, "rm", "-f", "hcd", "base")
 
 
+def test_commit_change_reads_env_and_label_as_a_dockerfile_does(images, busybox_archive):
+    """`--change 'ENV MSG="hello world"'`, a label whose key and value are quoted, and docker's
+    legacy `ENV KEY value with spaces`: mrun split the line on every space, so a quoted value was
+    refused ("KEY=VALUE ...") and a quote was kept where one was not closed. Words as a
+    Dockerfile's: quotes group and go, a backslash escapes; an unclosed quote is one line."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "--name", "base", IMAGE, "true"))
+    try:
+        img_ok(h, "commit", "-c", 'ENV MSG="hello world" OTHER=x\\ y', "-c", "ENV LEGACY a value  with spaces",
+               "-c", 'LABEL "com.example.vendor"="ACME Inc" single=\'quoted here\'', "base", "localhost/env:1")
+        config = json.loads(img_ok(h, "image", "inspect", "localhost/env:1").stdout)["config"]["config"]
+        env = dict(e.split("=", 1) for e in config["Env"])
+        assert env["MSG"] == "hello world" and env["OTHER"] == "x y" and env["LEGACY"] == "a value  with spaces", env
+        assert config["Labels"] == {"com.example.vendor": "ACME Inc", "single": "quoted here"}, config["Labels"]
+        out = img_ok(h, *run_args(h, "--rm", "localhost/env:1", "sh", "-c", 'echo "$MSG"')).stdout
+        assert out == "hello world\n"
+        for change in ('ENV A="unterminated', "LABEL a='open", "ENV LONELY"):
+            one_line_error(img(h, "commit", "-c", change, "base", "localhost/env:bad"), "--change")
+    finally:
+        img(h, "rm", "-f", "base")
+
+
 def test_health_checks_as_docker(images, busybox_archive):
     """--health-cmd and friends: a detached container's supervisor runs the check inside it every
     interval; unhealthy after the retries fail in a row, healthy after a pass; `ps` says so

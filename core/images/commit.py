@@ -202,14 +202,35 @@ def parse_change(text: str) -> tuple[str, Any]:
             raise InvalidSpec(f"--change {text!r}: {trigger.upper()} isn't allowed as an ONBUILD trigger")
         return keyword, f"{trigger.upper()} {what.strip()}".strip()
     if keyword in ("ENV", "LABEL"):
-        pairs = []
-        for item in rest.split():
-            key, eq, value = item.partition("=")
-            if not key or not eq:
-                raise InvalidSpec(f"--change {text!r}: KEY=VALUE ...")
-            pairs.append((key, value.strip('"')))
-        return keyword, pairs
+        return keyword, _pairs(rest, text)
     return keyword, rest
+
+
+def _pairs(rest: str, text: str) -> list[tuple[str, str]]:
+    """ENV's and LABEL's KEY=VALUE words as a Dockerfile reads them (quotes group and go, a
+    backslash escapes), or docker's legacy ``KEY value with spaces``: one pair, the rest the value."""
+    import shlex
+
+    try:
+        words = shlex.split(rest)
+    except ValueError as e:  # "No closing quotation"
+        words, unclosed = [], e
+    else:
+        unclosed = None
+    if words and "=" not in words[0] or not words and unclosed is None:
+        key, _, value = rest.partition(" ")
+        if not value.strip():
+            raise InvalidSpec(f"--change {text!r}: KEY=VALUE ..., or KEY and a value")
+        return [(key, value.strip())]
+    if unclosed is not None:
+        raise InvalidSpec(f"--change {text!r}: {str(unclosed).lower()}")
+    pairs = []
+    for word in words:
+        key, eq, value = word.partition("=")
+        if not key or not eq:
+            raise InvalidSpec(f"--change {text!r}: KEY=VALUE ...")
+        pairs.append((key, value))
+    return pairs
 
 
 _HEALTH_OPTIONS = {"interval": "Interval", "timeout": "Timeout", "start-period": "StartPeriod",
