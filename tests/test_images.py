@@ -3700,10 +3700,46 @@ def test_commit_change_reads_env_and_label_as_a_dockerfile_does(images, busybox_
         assert config["Labels"] == {"com.example.vendor": "ACME Inc", "single": "quoted here"}, config["Labels"]
         out = img_ok(h, *run_args(h, "--rm", "localhost/env:1", "sh", "-c", 'echo "$MSG"')).stdout
         assert out == "hello world\n"
-        for change in ('ENV A="unterminated', "LABEL a='open", "ENV LONELY"):
+        # variables of the config as it stands, as a Dockerfile's: $VAR, ${VAR}, ${VAR:-word},
+        # ${VAR:+word}; none in single quotes or after a backslash; an instruction sees the
+        # values before it (ENV A=1 B=$A: B is A's old value)
+        img_ok(h, *run_args(h, "--name", "base2", "localhost/env:1", "true"))
+        img_ok(h, "commit", "-c", "ENV PATH=/opt/bin:$PATH HOME=/root OLD=$MSG", "-c", "ENV MSG=new SEEN=$MSG",
+               "-c", "ENV D=${NOPE:-dflt} P=${HOME:+set} LIT='$HOME' ESC=\\$HOME", "-c", "WORKDIR $HOME/app",
+               "-c", "LABEL home=${HOME}", "base2", "localhost/env:2")
+        config = json.loads(img_ok(h, "image", "inspect", "localhost/env:2").stdout)["config"]["config"]
+        env = dict(e.split("=", 1) for e in config["Env"])
+        assert env["PATH"].startswith("/opt/bin:/") and "$" not in env["PATH"], env
+        assert (env["OLD"], env["MSG"], env["SEEN"]) == ("hello world", "new", "hello world"), env
+        assert (env["D"], env["P"], env["LIT"], env["ESC"]) == ("dflt", "set", "$HOME", "$HOME"), env
+        assert config["WorkingDir"] == "/root/app" and config["Labels"]["home"] == "/root", config
+        img_ok(h, *run_args(h, "--name", "base3", "localhost/env:2", "true"))
+        img_ok(h, "commit", "-c", "WORKDIR sub", "base3", "localhost/env:3")  # relative: under the last, as docker's
+        config = json.loads(img_ok(h, "image", "inspect", "localhost/env:3").stdout)["config"]["config"]
+        assert config["WorkingDir"] == "/root/app/sub", config
+        for change in ('ENV A="unterminated', "LABEL a='open", "ENV LONELY", "ENV A=${unclosed"):
             one_line_error(img(h, "commit", "-c", change, "base", "localhost/env:bad"), "--change")
     finally:
-        img(h, "rm", "-f", "base")
+        img(h, "rm", "-f", "base", "base2", "base3")
+
+
+def test_an_image_holding_one_layer_twice_runs(images, busybox_archive):
+    """Two commits that changed nothing give an image whose two top layers are one and the same
+    (kept by digest): its containers' overlay named that directory twice, which overlayfs refuses
+    ("Too many levels of symbolic links"), so the image could not run. Each is named once, at
+    its topmost place (the same files either way)."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    try:
+        img_ok(h, *run_args(h, "--name", "once", IMAGE, "true"))
+        img_ok(h, "commit", "once", "localhost/twice:1")
+        img_ok(h, *run_args(h, "--name", "again", "localhost/twice:1", "true"))
+        img_ok(h, "commit", "again", "localhost/twice:2")
+        layers = json.loads(img_ok(h, "image", "inspect", "localhost/twice:2").stdout)["layers"]
+        assert layers[-1] == layers[-2], layers  # the case: one layer twice
+        assert img_ok(h, *run_args(h, "--rm", "localhost/twice:2", "echo", "ran")).stdout == "ran\n"
+    finally:
+        img(h, "rm", "-f", "once", "again")
 
 
 def test_health_checks_as_docker(images, busybox_archive):

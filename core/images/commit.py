@@ -202,28 +202,24 @@ def parse_change(text: str) -> tuple[str, Any]:
             raise InvalidSpec(f"--change {text!r}: {trigger.upper()} isn't allowed as an ONBUILD trigger")
         return keyword, f"{trigger.upper()} {what.strip()}".strip()
     if keyword in ("ENV", "LABEL"):
-        return keyword, _pairs(rest, text)
+        _pairs(rest, text)  # its words checked now, their variables read when it applies
+        return keyword, (rest, text)
+    if keyword == "WORKDIR":
+        _words(rest, {}, text, split=False)
+        return keyword, (rest, text)
     return keyword, rest
 
 
-def _pairs(rest: str, text: str) -> list[tuple[str, str]]:
-    """ENV's and LABEL's KEY=VALUE words as a Dockerfile reads them (quotes group and go, a
-    backslash escapes), or docker's legacy ``KEY value with spaces``: one pair, the rest the value."""
-    import shlex
-
-    try:
-        words = shlex.split(rest)
-    except ValueError as e:  # "No closing quotation"
-        words, unclosed = [], e
-    else:
-        unclosed = None
-    if words and "=" not in words[0] or not words and unclosed is None:
+def _pairs(rest: str, text: str, env: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """ENV's and LABEL's KEY=VALUE words as a Dockerfile reads them (``_words``), or docker's
+    legacy ``KEY value with spaces``: one pair, the rest the value. ``env``: the variables the
+    values may name (the config's as it stands); None only checks the text."""
+    words = _words(rest, env or {}, text)
+    if words and "=" not in words[0]:
         key, _, value = rest.partition(" ")
         if not value.strip():
             raise InvalidSpec(f"--change {text!r}: KEY=VALUE ..., or KEY and a value")
-        return [(key, value.strip())]
-    if unclosed is not None:
-        raise InvalidSpec(f"--change {text!r}: {str(unclosed).lower()}")
+        return [(key, _words(value.strip(), env or {}, text, split=False)[0])]  # its blanks kept, as docker's
     pairs = []
     for word in words:
         key, eq, value = word.partition("=")
@@ -231,6 +227,71 @@ def _pairs(rest: str, text: str) -> list[tuple[str, str]]:
             raise InvalidSpec(f"--change {text!r}: KEY=VALUE ...")
         pairs.append((key, value))
     return pairs
+
+
+def _words(line: str, env: dict[str, str], text: str, split: bool = True) -> list[str]:
+    """The words of ``line`` as docker's Dockerfile lexer gives them: split on blanks outside
+    quotes; quotes group and go; a backslash takes the next character as it is (in double quotes
+    only before $, " and itself); $VAR, ${VAR}, ${VAR:-word} and ${VAR:+word} replaced from
+    ``env`` except in single quotes. ``split`` False: one word, its blanks kept (ProcessWord's)."""
+    words: list[str] = []
+    word: list[str] | None = None
+    quote, i = "", 0
+    while i < len(line):
+        c = line[i]
+        if not quote and split and c in " \t":
+            if word is not None:
+                words.append("".join(word))
+                word = None
+            i += 1
+            continue
+        word = [] if word is None else word
+        if c == "'" and quote != '"' or c == '"' and quote != "'":
+            quote = "" if quote == c else c
+        elif c == "\\" and quote != "'" and i + 1 < len(line):
+            if quote == '"' and line[i + 1] not in '$"\\':
+                word.append(c)
+            else:
+                i += 1
+                word.append(line[i])
+        elif c == "$" and quote != "'":
+            value, i = _variable(line, i, env, text)
+            word.append(value)
+            continue
+        else:
+            word.append(c)
+        i += 1
+    if quote:
+        raise InvalidSpec(f"--change {text!r}: no closing quotation")
+    if word is not None:
+        words.append("".join(word))
+    return words or ([""] if not split else [])
+
+
+def _variable(line: str, at: int, env: dict[str, str], text: str) -> tuple[str, int]:
+    """The variable at ``line[at]`` ('$') -> (its value, the index after it)."""
+    name_chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_"
+    if line[at + 1:at + 2] == "{":
+        end = line.find("}", at + 2)
+        if end < 0:
+            raise InvalidSpec(f"--change {text!r}: a ${{ with no closing }}")
+        inner = line[at + 2:end]
+        name, sep, word = inner.partition(":")
+        if sep and word[:1] in ("-", "+"):
+            given = env.get(name, "")
+            value = (given or word[1:]) if word[0] == "-" else (word[1:] if given else "")
+        elif sep or not name or any(ch not in name_chars for ch in name):
+            raise InvalidSpec(f"--change {text!r}: ${{{inner}}} is not a variable (${{VAR}}, ${{VAR:-word}}, "
+                              "${VAR:+word})")
+        else:
+            value = env.get(name, "")
+        return value, end + 1
+    end = at + 1
+    while end < len(line) and line[end] in name_chars:
+        end += 1
+    if end == at + 1:
+        return "$", end  # a lone $ stays
+    return env.get(line[at + 1:end], ""), end
 
 
 _HEALTH_OPTIONS = {"interval": "Interval", "timeout": "Timeout", "start-period": "StartPeriod",
@@ -287,10 +348,15 @@ def apply_change(cfg: dict[str, Any], keyword: str, value: Any) -> None:
     elif keyword == "ENTRYPOINT":
         cfg["Entrypoint"] = value
     elif keyword == "ENV":
-        env = [e for e in cfg.get("Env") or [] if e.partition("=")[0] not in {k for k, _v in value}]
-        cfg["Env"] = env + [f"{k}={v}" for k, v in value]
+        pairs = _pairs(*value, env=_env_of(cfg))  # every value sees the variables before the instruction
+        env = [e for e in cfg.get("Env") or [] if e.partition("=")[0] not in {k for k, _v in pairs}]
+        cfg["Env"] = env + [f"{k}={v}" for k, v in pairs]
     elif keyword == "LABEL":
-        cfg["Labels"] = {**(cfg.get("Labels") or {}), **dict(value)}
+        cfg["Labels"] = {**(cfg.get("Labels") or {}), **dict(_pairs(*value, env=_env_of(cfg)))}
+    elif keyword == "WORKDIR":
+        rest, text = value
+        path = _words(rest, _env_of(cfg), text, split=False)[0]
+        cfg["WorkingDir"] = os.path.join(cfg.get("WorkingDir") or "/", path)  # relative: under the last (docker's)
     elif keyword == "EXPOSE":
         from mrun.images.run_flags import exposed
 
@@ -304,7 +370,11 @@ def apply_change(cfg: dict[str, Any], keyword: str, value: Any) -> None:
     elif keyword == "ONBUILD":
         cfg["OnBuild"] = [*(cfg.get("OnBuild") or []), value]
     else:
-        cfg[{"USER": "User", "WORKDIR": "WorkingDir", "STOPSIGNAL": "StopSignal"}[keyword]] = value
+        cfg[{"USER": "User", "STOPSIGNAL": "StopSignal"}[keyword]] = value
+
+
+def _env_of(cfg: dict[str, Any]) -> dict[str, str]:
+    return dict(e.partition("=")[::2] for e in cfg.get("Env") or [] if isinstance(e, str))
 
 
 def check_name(name: str, verb: str = "commit") -> None:

@@ -48,9 +48,26 @@ def options(lower: Sequence[str], upper: str = "", work: str = "", other: Sequen
     return ",".join([*parts, *other])
 
 
+def topmost_once(lower: Sequence[str]) -> list[str]:
+    """``lower`` (top first) with each directory at its topmost place only. An image may hold one
+    layer twice (two commits that changed nothing, a build step repeated: layers are kept by
+    digest), and overlayfs refuses a lower directory named twice ("Too many levels of symbolic
+    links"). Nothing changes: the copy below is shadowed by the one above, whose whiteouts and
+    opaque directories are its own, for every path either holds."""
+    seen: set[str] = set()
+    out = []
+    for d in lower:
+        if d and d in seen:
+            continue
+        seen.add(d)
+        out.append(d)
+    return out
+
+
 def mount(
     target: str, lower: Sequence[str], upper: str = "", work: str = "", other: Sequence[str] = (), flags: int = 0
 ) -> None:
+    lower = topmost_once(lower)
     plain = options(lower, upper, work, other)
     dirs = [*lower, upper, work]
     if len(plain) <= PAGE_MAX and not any(sep in d for d in dirs for sep in ",:\\"):
