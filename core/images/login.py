@@ -13,7 +13,6 @@ keychain. `logout` removes the registry's entry from every file mrun reads, so n
 
 from __future__ import annotations
 
-import base64
 import os
 
 from mrun import jsonio
@@ -134,7 +133,9 @@ def store(key: str, user: str, password: str) -> str:
         raise MrunError(f"login: {path} keeps {key}'s credentials in a helper ({helper}), which mrun does not "
                         "run; log in with REGISTRY_AUTH_FILE=FILE, or pass --creds to pull and push")
     auths = {k: v for k, v in (doc.get("auths") or {}).items() if k not in _keys(key)}
-    auths[key] = {"auth": base64.b64encode(f"{user}:{password}".encode("utf-8", "surrogateescape")).decode()}
+    from mrun.images.registry import auth_of
+
+    auths[key] = {"auth": auth_of(user, password)}
     _write(path, {**doc, "auths": auths})
     return path
 

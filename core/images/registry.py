@@ -106,9 +106,15 @@ def _user_and_password(path: str, key: str, entry: Any) -> tuple[str, str] | Non
     return user, password
 
 
+def auth_of(user: str, password: str) -> str:
+    """base64 of USER:PASSWORD, their bytes as they are (argv's, a file's), as docker's: an auth
+    file's "auth" and a Basic header's credentials."""
+    return base64.b64encode(f"{user}:{password}".encode("utf-8", "surrogateescape")).decode()
+
+
 def basic(creds: tuple[str, str] | list[str]) -> str:
-    """The Authorization header of a user and password: their bytes (argv's, a file's), as docker's."""
-    return "Basic " + base64.b64encode(":".join(creds).encode("utf-8", "surrogateescape")).decode()
+    """The Authorization header of a user and password."""
+    return "Basic " + auth_of(*creds)
 
 
 TIMEOUT = 60.0  # seconds a registry may leave a connection, a request or a body silent ($MRUN_REGISTRY_TIMEOUT)

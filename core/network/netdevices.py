@@ -3,18 +3,16 @@ namespace, as runc 1.3 moves them. Each is taken down on the host, moved and ren
 request (so no name is ever taken twice), given back its permanent addresses of global scope (a
 move between namespaces drops every address; host- and link-scope ones, and those the kernel
 made, mean nothing in another namespace) and set up there (one that fails there is sent home
-with its addresses, and left down). Nothing is moved back: a precreated
-namespace's owner keeps the device; a namespace of the container's own takes it along when it
-goes (a physical device returns to the host's first namespace, a virtual one ends).
+with its addresses, and left down). Nothing is moved back: a precreated namespace's owner keeps
+the device; a namespace of the container's own takes it along when it goes (a physical device
+returns to the host's first namespace, a virtual one ends).
 """
 
 from __future__ import annotations
 
 import os
-import struct
 
 from mrun.errors import InvalidSpec, MrunError
-from mrun.network import netlink as nl
 from mrun.network import rtnl
 
 TYPE_CHECKING = False
@@ -22,8 +20,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 IFNAMSIZ = 16
-IFA_F_PERMANENT, IFA_FLAGS, RT_SCOPE_UNIVERSE = 0x80, 8, 0
-RTM_GETADDR = 22
+IFA_F_PERMANENT, RT_SCOPE_UNIVERSE = 0x80, 0
 
 
 def planned(linux: dict[str, Any], namespaces: dict[str, str]) -> dict[str, str]:
@@ -90,7 +87,7 @@ def _move(host_name: str, inside: str, netns: int, home: int) -> None:
     index = found[0]
     rtnl.set_down(index)  # runc's order: nothing on the host sees it change name or place while up
     addresses = _global_addresses(index)
-    _to(index, inside, netns)
+    rtnl.move(index, inside, netns)
     failed, returned = None, False
     with rtnl.inside(netns):
         moved = rtnl.link(inside)
@@ -102,7 +99,7 @@ def _move(host_name: str, inside: str, netns: int, home: int) -> None:
         except OSError as e:
             failed = e
             try:
-                _to(moved[0], host_name, home)
+                rtnl.move(moved[0], host_name, home)
                 returned = True
             except OSError:
                 pass  # it goes with the container's namespace
@@ -116,12 +113,6 @@ def _move(host_name: str, inside: str, netns: int, home: int) -> None:
         raise failed
 
 
-def _to(index: int, name: str, netns: int) -> None:
-    """Device ``index`` (of this thread's namespace) into the namespace behind ``netns`` as ``name``."""
-    rtnl.request(rtnl.RTM_NEWLINK, 0, rtnl.IFINFO.pack(0, 0, index, 0, 0) + nl.name(rtnl.IFLA_IFNAME, name)
-                 + nl.attr(rtnl.IFLA_NET_NS_FD, struct.pack("=I", netns)))
-
-
 def _readdress(index: int, addresses: list[tuple[int, int, bytes]]) -> None:
     for family, prefix, raw in addresses:
         rtnl.add_address(index, family, raw, prefix)
@@ -129,15 +120,5 @@ def _readdress(index: int, addresses: list[tuple[int, int, bytes]]) -> None:
 
 def _global_addresses(index: int) -> list[tuple[int, int, bytes]]:
     """The device's permanent addresses of global scope, any family: (family, prefix, address)."""
-    found = []
-    for mtype, payload in nl.talk(nl.NETLINK_ROUTE, RTM_GETADDR, nl.NLM_F_DUMP, rtnl.IFADDR.pack(0, 0, 0, 0, 0)):
-        if mtype != rtnl.RTM_NEWADDR or len(payload) < rtnl.IFADDR.size:
-            continue
-        family, prefix, flags, scope, where = rtnl.IFADDR.unpack_from(payload)
-        attributes = nl.attrs(payload[rtnl.IFADDR.size:])
-        if IFA_FLAGS in attributes:
-            flags = struct.unpack_from("=I", attributes[IFA_FLAGS])[0]
-        raw = attributes.get(rtnl.IFA_LOCAL) or attributes.get(rtnl.IFA_ADDRESS)
-        if where == index and scope == RT_SCOPE_UNIVERSE and flags & IFA_F_PERMANENT and raw:
-            found.append((family, prefix, raw))
-    return found
+    return [(family, prefix, raw) for family, prefix, flags, scope, raw in rtnl.addresses(index)
+            if scope == RT_SCOPE_UNIVERSE and flags & IFA_F_PERMANENT]

@@ -19,11 +19,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETNSID = 16, 17, 18, 20, 90
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETADDR, RTM_GETNSID = 16, 17, 18, 20, 22, 90
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO = 1, 3, 4, 10, 18
 IFLA_NET_NS_FD, IFLA_LINK_NETNSID = 28, 37
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
-IFA_ADDRESS, IFA_LOCAL = 1, 2
+IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
 NETNSA_NSID = 1
 IFF_UP = 0x1
 AF_INET = 2
@@ -67,15 +67,35 @@ def set_mtu(index: int, mtu: int) -> None:
 
 def add_ipv4(index: int, address: str, prefix_length: int) -> None:
     """``ip addr add ADDRESS/PREFIX dev INDEX``; OSError EEXIST if the link has it already."""
-    raw = _socket.inet_aton(address)
-    body = IFADDR.pack(AF_INET, prefix_length, 0, 0, index) + nl.attr(IFA_LOCAL, raw) + nl.attr(IFA_ADDRESS, raw)
-    request(RTM_NEWADDR, nl.NLM_F_CREATE | nl.NLM_F_EXCL, body)
+    add_address(index, AF_INET, _socket.inet_aton(address), prefix_length)
 
 
 def add_address(index: int, family: int, raw: bytes, prefix_length: int) -> None:
     """``ip addr add ADDRESS/PREFIX dev INDEX``, of any family (``raw``: the address's bytes)."""
     body = IFADDR.pack(family, prefix_length, 0, 0, index) + nl.attr(IFA_LOCAL, raw) + nl.attr(IFA_ADDRESS, raw)
     request(RTM_NEWADDR, nl.NLM_F_CREATE | nl.NLM_F_EXCL, body)
+
+
+def addresses(index: int) -> list[tuple[int, int, int, int, bytes]]:
+    """``ip addr show dev INDEX``: each address as (family, prefix length, flags, scope, its bytes)."""
+    found = []
+    for mtype, payload in nl.talk(nl.NETLINK_ROUTE, RTM_GETADDR, nl.NLM_F_DUMP, IFADDR.pack(0, 0, 0, 0, 0)):
+        if mtype != RTM_NEWADDR or len(payload) < IFADDR.size:
+            continue
+        family, prefix, flags, scope, where = IFADDR.unpack_from(payload)
+        attributes = nl.attrs(payload[IFADDR.size:])
+        if IFA_FLAGS in attributes:  # (the 32-bit flags; ifa_flags holds their low 8)
+            flags = struct.unpack_from("=I", attributes[IFA_FLAGS])[0]
+        raw = attributes.get(IFA_LOCAL) or attributes.get(IFA_ADDRESS)
+        if where == index and raw:
+            found.append((family, prefix, flags, scope, raw))
+    return found
+
+
+def move(index: int, name: str, netns_fd: int) -> None:
+    """``ip link set INDEX netns FD name NAME``: moved and renamed in one request."""
+    request(RTM_NEWLINK, 0, IFINFO.pack(0, 0, index, 0, 0) + nl.name(IFLA_IFNAME, name)
+            + nl.attr(IFLA_NET_NS_FD, struct.pack("=I", netns_fd)))
 
 
 def set_up(index: int) -> None:

@@ -100,6 +100,8 @@ def recursive_attrs(options: list[str]) -> tuple[int, int]:
             if attr & sc.MOUNT_ATTR__ATIME == attr:  # relatime (0), noatime, strictatime
                 attr_clr |= sc.MOUNT_ATTR__ATIME
     return attr_set, attr_clr
+
+
 # statvfs flags that a bind remount must keep (they are locked in a user namespace).
 _LOCKED = (
     (os.ST_NOSUID, sc.MS_NOSUID),
