@@ -387,6 +387,21 @@ def links_left_as_found() -> Any:
     assert not left, f"the suite left these network links behind: {sorted(left)}"
 
 
+HOST_SYSCTLS = ("/proc/sys/net/ipv4/ip_forward",)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_sysctls_left_as_found() -> Any:
+    """Host-wide settings mrun turns on as docker does: IPv4 forwarding, by every bridge network
+    (links.ensure_bridge). The `net` fixture puts back what it found; bridge networks made by other tests
+    left it on for the machine after the suite: put back as the suite found it."""
+    found = {path: open(path).read() for path in HOST_SYSCTLS}
+    yield
+    for path, value in found.items():
+        with open(path, "w") as f:
+            f.write(value)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def warm_dir(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The session's own warm templates (never the node's /run/mrun/.warm), stopped at the end."""

@@ -3723,6 +3723,35 @@ def test_commit_change_reads_env_and_label_as_a_dockerfile_does(images, busybox_
         img(h, "rm", "-f", "base", "base2", "base3")
 
 
+def test_commit_change_substitutes_in_user_expose_volume_and_stopsignal(images, busybox_archive):
+    """Docker's builder reads variables in USER, EXPOSE, VOLUME and STOPSIGNAL too: mrun kept
+    `USER $RUNAS` literally (the container then ran as no such user). A STOPSIGNAL that is no
+    signal is refused at commit, as docker refuses it (it was kept, and `mrun stop` warned of it
+    ever after); a refused change, found only where it applies (a bad port), left the layer it
+    had written. Now checked before anything is written: the store holds no more blobs."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "--name", "subst", IMAGE, "true"))
+    blobs = os.path.join(h.image_root, "blobs", "sha256")
+    try:
+        img_ok(h, "commit", "-c", "ENV RUNAS=nobody PORT=8080 DATA=/data SIG=USR1", "-c", "USER $RUNAS",
+               "-c", "EXPOSE $PORT ${PORT:+9090}/udp", "-c", 'VOLUME ["$DATA/a"]', "-c", "VOLUME ${DATA}/b '/$DATA'",
+               "-c", "STOPSIGNAL SIG$SIG", "subst", "localhost/subst:1")
+        config = json.loads(img_ok(h, "image", "inspect", "localhost/subst:1").stdout)["config"]["config"]
+        assert config["User"] == "nobody" and config["StopSignal"] == "SIGUSR1", config
+        assert set(config["ExposedPorts"]) == {"8080/tcp", "9090/udp"}, config["ExposedPorts"]
+        assert set(config["Volumes"]) == {"/data/a", "/data/b", "/$DATA"}, config["Volumes"]
+        out = img_ok(h, *run_args(h, "--rm", "localhost/subst:1", "id", "-un")).stdout
+        assert out == "nobody\n", out
+        img_ok(h, *run_args(h, "--name", "changed", IMAGE, "sh", "-c", "echo new > /file"))  # a layer of its own
+        before = sorted(os.listdir(blobs))
+        for change in ("EXPOSE $NOPE", "STOPSIGNAL SIGNOPE", "STOPSIGNAL $UNSET", "USER 'open", "VOLUME ''"):
+            one_line_error(img(h, "commit", "-c", change, "changed", "localhost/subst:bad"), "--change")
+            assert sorted(os.listdir(blobs)) == before, f"{change}: blobs left"
+    finally:
+        img(h, "rm", "-f", "subst", "changed")
+
+
 def test_an_image_holding_one_layer_twice_runs(images, busybox_archive):
     """Two commits that changed nothing give an image whose two top layers are one and the same
     (kept by digest): its containers' overlay named that directory twice, which overlayfs refuses

@@ -62,6 +62,7 @@ def commit(store: ImageStore, base: str, upper: str, name: str, leave_out: list[
         raise MrunError(f"commit: the container's image ({base[:19]}) is no longer in the store")
     config = store.read_json(entry["config"])
     manifest = store.read_json(entry["manifest"])
+    _new_config(config, "", "", process, message, author, instructions)  # a change refused now leaves no layer
 
     def fill(out: _Hashing) -> None:
         top = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -192,8 +193,13 @@ def parse_change(text: str) -> tuple[str, Any]:
                 value = None
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise InvalidSpec(f"--change {text!r}: a JSON list of strings")
+        else:
+            value = rest.split() if keyword == "VOLUME" else ["/bin/sh", "-c", rest]
+        if keyword != "VOLUME":
             return keyword, value
-        return keyword, (rest.split() if keyword == "VOLUME" else ["/bin/sh", "-c", rest])
+        for word in value:
+            _words(word, {}, text, split=False)
+        return keyword, (value, text)
     if keyword == "HEALTHCHECK":
         return keyword, _healthcheck(rest, text)
     if keyword == "ONBUILD":
@@ -204,10 +210,10 @@ def parse_change(text: str) -> tuple[str, Any]:
     if keyword in ("ENV", "LABEL"):
         _pairs(rest, text)  # its words checked now, their variables read when it applies
         return keyword, (rest, text)
-    if keyword == "WORKDIR":
-        _words(rest, {}, text, split=False)
-        return keyword, (rest, text)
-    return keyword, rest
+    # the rest take variables as a Dockerfile's do (ProcessWord): checked now, read when applied
+    for word in rest.split() if keyword == "EXPOSE" else [rest]:
+        _words(word, {}, text, split=False)
+    return keyword, (rest, text)
 
 
 def _pairs(rest: str, text: str, env: dict[str, str] | None = None) -> list[tuple[str, str]]:
@@ -353,24 +359,42 @@ def apply_change(cfg: dict[str, Any], keyword: str, value: Any) -> None:
         cfg["Env"] = env + [f"{k}={v}" for k, v in pairs]
     elif keyword == "LABEL":
         cfg["Labels"] = {**(cfg.get("Labels") or {}), **dict(_pairs(*value, env=_env_of(cfg)))}
-    elif keyword == "WORKDIR":
-        rest, text = value
-        path = _words(rest, _env_of(cfg), text, split=False)[0]
-        cfg["WorkingDir"] = os.path.join(cfg.get("WorkingDir") or "/", path)  # relative: under the last (docker's)
-    elif keyword == "EXPOSE":
-        from mrun.images.run_flags import exposed
-
-        exposed(value.split(), "--change EXPOSE")  # docker refuses one at commit; run -P refused the image after
-        cfg["ExposedPorts"] = {**(cfg.get("ExposedPorts") or {}),
-                               **{p if "/" in p else f"{p}/tcp": {} for p in value.split()}}
-    elif keyword == "VOLUME":
-        cfg["Volumes"] = {**(cfg.get("Volumes") or {}), **dict.fromkeys(value, {})}
     elif keyword == "HEALTHCHECK":
         cfg["Healthcheck"] = value
     elif keyword == "ONBUILD":
         cfg["OnBuild"] = [*(cfg.get("OnBuild") or []), value]
     else:
-        cfg[{"USER": "User", "STOPSIGNAL": "StopSignal"}[keyword]] = value
+        _apply_word_change(cfg, keyword, *value)
+
+
+def _apply_word_change(cfg: dict[str, Any], keyword: str, given: str | list[str], text: str) -> None:
+    """WORKDIR, USER, STOPSIGNAL (the rest as one word), EXPOSE and VOLUME (each word): variables
+    read from the config as it stands, quotes and escapes taken away, as docker's builder does."""
+    env = _env_of(cfg)
+    words = [given] if keyword in ("WORKDIR", "USER", "STOPSIGNAL") else given.split() if isinstance(given, str) \
+        else given
+    values = [_words(word, env, text, split=False)[0] for word in words]
+    if keyword == "WORKDIR":
+        cfg["WorkingDir"] = os.path.join(cfg.get("WorkingDir") or "/", values[0])  # relative: under the last (docker's)
+    elif keyword == "EXPOSE":
+        from mrun.images.run_flags import exposed
+
+        exposed(values, "--change EXPOSE")  # docker refuses one at commit; run -P refused the image after
+        cfg["ExposedPorts"] = {**(cfg.get("ExposedPorts") or {}), **{p if "/" in p else f"{p}/tcp": {} for p in values}}
+    elif keyword == "VOLUME":
+        if "" in (v.strip() for v in values):
+            raise InvalidSpec(f"--change {text!r}: VOLUME specified can not be an empty string")
+        cfg["Volumes"] = {**(cfg.get("Volumes") or {}), **dict.fromkeys((v.strip() for v in values), {})}
+    elif keyword == "STOPSIGNAL":
+        from mrun.kernel.proc import parse_signal
+
+        try:
+            parse_signal(values[0])  # docker refuses one at commit; `mrun stop` warned of it after
+        except MrunError as e:
+            raise InvalidSpec(f"--change {text!r}: {e}") from None
+        cfg["StopSignal"] = values[0]
+    else:
+        cfg["User"] = values[0]
 
 
 def _env_of(cfg: dict[str, Any]) -> dict[str, str]:

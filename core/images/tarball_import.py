@@ -173,6 +173,9 @@ def import_tarball(store: Any, source: str, name: str, message: str = "", change
 
     check_name(name, "import")
     instructions = [parse_change(text) for text in changes or ()]  # checked before anything is read
+    tried: dict[str, Any] = {}
+    for keyword, value in instructions:
+        apply_change(tried, keyword, value)  # as applied: a value refused then (EXPOSE, STOPSIGNAL) left a layer
     stream, closing = _opened(source)
     try:
         written = write_layer(store, lambda out: shutil.copyfileobj(_Reading(stream, source), out, 1 << 20))
