@@ -56,6 +56,7 @@ stop = os.environ.pop("MRUN_KILL_SIGNAL", "") == "STOP"  # stopped there instead
 seen = mmap.mmap(-1, 8)  # anonymous and shared: one count over this process and every fork of it
 counter = os.environ.pop("MRUN_KILL_COUNTER", "")  # or a file: one count over unrelated processes too
 armed = os.environ.pop("MRUN_KILL_ARMED", "")  # counting starts once this file exists
+apart = os.environ.pop("MRUN_KILL_SOCKETS_APART", "") == "1"  # each socket a step: between netlink requests
 WRITES = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 CHANGES = {"os.mkdir", "os.rename", "os.replace", "os.remove", "os.rmdir", "os.symlink", "os.link",
            "os.truncate", "os.chmod", "os.chown", "os.mkfifo", "os.mknod", "shutil.rmtree", "socket.bind",
@@ -86,8 +87,8 @@ def kill_at(event, args):
         path = path.decode(errors="replace")
     if not isinstance(path, str) or not any(m in path for m in match):
         return
-    if (event, os.path.dirname(path)) == last[0]:  # a run of one change over a directory's files is one step
-        return
+    if (event, os.path.dirname(path)) == last[0] and not (apart and event == "socket.__new__"):
+        return  # a run of one change over a directory's files is one step
     last[0] = (event, os.path.dirname(path))
     if armed and not os.path.exists(armed):
         return
@@ -505,6 +506,45 @@ def test_network_create_and_rm_killed_before_each_change(images, tmp_path):
         img(h, "network", "prune", env=env)
         with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
             f.write(forwarding)
+
+
+def test_create_moving_a_network_device_killed_before_each_netlink_request(h):
+    """`create` with linux.netDevices, killed before each of its netlink requests in turn (each
+    socket a step): the device taken down, moved and renamed in one request, readdressed, set
+    up. After `delete --force` the device is on the host under its own name (down, where the
+    kill came before the move: runc's order leaves it so too) or gone with the container's
+    namespace (a veth end goes, and its peer with it); never on the host under the container's
+    name, and nothing of the container's left. The next unkilled create moves it."""
+    from test_runc_compat import _add_device
+
+    require("ip", "iproute2")
+    device = f"mrk{h.tag[-6:]}"
+    config = h.config(["sleep", "60"])
+    config["linux"]["netDevices"] = {device: {"name": "moved0"}}
+    bundle = h.bundle(config=config)
+    fates: set[str] = set()
+
+    def repair(step: int) -> None:
+        r = h.mrun("delete", "--force", f"k{step}")
+        assert "Traceback" not in r.stderr, r.stderr
+        assert not os.path.exists("/sys/class/net/moved0"), f"change {step}: the container's name on the host"
+        if os.path.exists(f"/sys/class/net/{device}"):
+            fates.add("on the host")
+        else:
+            fates.add("gone")
+            assert not os.path.exists(f"/sys/class/net/{device}p"), f"change {step}: a veth's peer alone"
+            _add_device(device)
+
+    _add_device(device)
+    try:
+        steps = kill_at_each_step(lambda step: ["--root", h.root, "create", "-b", bundle, f"k{step}"],
+                                  [h.tmp, h.tag, "socket family 16"], repair, h.leftovers,
+                                  env={"MRUN_KILL_SOCKETS_APART": "1"})
+        assert not os.path.exists(f"/sys/class/net/{device}")  # moved by the unkilled one
+        h.ok("delete", "--force", f"k{steps}")
+        assert fates == {"on the host", "gone"}, fates  # killed before the move, and after it
+    finally:
+        subprocess.run(["ip", "link", "del", device], capture_output=True)
 
 
 def test_start_and_exec_killed_before_each_change(h):
