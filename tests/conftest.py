@@ -319,6 +319,15 @@ def warm_served() -> dict[int, int]:
     return found
 
 
+def warm_served_fresh() -> dict[int, int]:
+    """``warm_served`` once a template of the installed code serves: a test that installed or
+    removed a package (a backend's, pip_installed) left the running one stale, and the next call
+    runs cold while a new template comes up (it counts from nothing), so a warm test that came
+    next saw its first call unserved (test order decided it)."""
+    subprocess.run([os.path.join(os.path.dirname(mrun_binary()), "mrun"), "ps", "-q"], capture_output=True)
+    return warm_served()
+
+
 def warm_since(before: dict[int, int]) -> bool:
     """Whether a template served anyone since ``before`` (a new template counts from nothing)."""
     return any(served > before.get(pid, 0) for pid, served in warm_served().items())

@@ -13,7 +13,17 @@ import time
 import uuid
 
 import pytest
-from conftest import cgroup_dirs, children_of, mrun_binary, open_to_others, running, warm_path, warm_served, warm_since
+from conftest import (
+    cgroup_dirs,
+    children_of,
+    mrun_binary,
+    open_to_others,
+    running,
+    warm_path,
+    warm_served,
+    warm_served_fresh,
+    warm_since,
+)
 from google.protobuf import any_pb2
 from mrun.cgroups import detect
 from mrun.shims import ttrpc
@@ -142,7 +152,7 @@ def test_the_daemon_and_its_tasks_have_their_callers_priorities_cpus_and_oom_sco
 
     from test_warm import IDLE_IO, as_a_tuned_caller, tuned, tuned_as_expected
 
-    before = warm_served()
+    before = warm_served_fresh()
     cid = h.cid("tuned")
     bundle = h.bundle(["sleep", "600"])
     shim = Shim(h, bundle, cid, env={"MRUN_WARM": warm}, preexec_fn=as_a_tuned_caller)
