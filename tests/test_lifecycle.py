@@ -384,8 +384,9 @@ def test_features_and_spec(h):
     assert set(features["linux"]["namespaces"]) >= {"pid", "network", "mount", "uts", "ipc", "user", "cgroup"}
     seccomp = features["linux"]["seccomp"]  # the flags it passes to seccomp(2) (test_sandbox uses two)
     assert seccomp["supportedFlags"] == ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
-                                         "SECCOMP_FILTER_FLAG_SPEC_ALLOW"]
-    assert set(seccomp["supportedFlags"]) < set(seccomp["knownFlags"])
+                                         "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
+    assert set(seccomp["supportedFlags"]) <= set(seccomp["knownFlags"])
+    assert "SCMP_ACT_NOTIFY" in seccomp["actions"]  # with a listener (test_runc_compat's agent)
     policy = features["linux"]["memoryPolicy"]  # runtime-spec 1.3's (test_runc_compat sets them)
     assert "MPOL_BIND" in policy["modes"] and "MPOL_F_STATIC_NODES" in policy["flags"]
     bundle = os.path.join(h.tmp, "specbundle")

@@ -3,9 +3,14 @@ namespaces that are not new, the BFQ weight file, the order of start and poststa
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
+import select
+import socket
 import subprocess
+import threading
 import time
 import uuid
 
@@ -930,6 +935,189 @@ def test_a_network_device_runc_would_not_move_is_one_line_and_nothing_moves(h, d
     cfg = h.config(["true"])
     cfg["linux"]["netDevices"] = {device: {"name": "same"}, "nodev1": {"name": "same"}}
     one_line_error(h.mrun("run", "-b", h.bundle(config=cfg), h.cid()), "linux.netDevices", "same")
+
+
+class SeccompAgent:
+    """A seccomp agent of the test's own, what runc's contrib/cmd/seccompagent does that these
+    tests need: it takes each container process state and its listener at ``path``; a mkdir
+    (mkdir, mkdirat) it answers as done without doing it, every other notified call goes on
+    (SECCOMP_USER_NOTIF_FLAG_CONTINUE). ``drop``: it closes each listener as it comes."""
+
+    RECV, SEND, CONTINUE = 0xC0502100, 0xC0182101, 1  # SECCOMP_IOCTL_NOTIF_RECV/SEND (x86_64)
+    MKDIR = (83, 258)  # mkdir, mkdirat
+
+    def __init__(self, path: str, drop: bool = False) -> None:
+        self.path, self.drop, self.received = path, drop, []
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(path)
+        self.server.listen(8)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with conn:
+                data, ancillary, _flags, _addr = conn.recvmsg(1 << 16, socket.CMSG_SPACE(4 * 4))
+            fds = [int.from_bytes(d[i:i + 4], "little") for _l, _t, d in ancillary for i in range(0, len(d), 4)]
+            self.received.append((json.loads(data), len(fds)))
+            for fd in fds[1:]:
+                os.close(fd)
+            if fds and self.drop:
+                os.close(fds[0])
+            elif fds:
+                threading.Thread(target=self._answer, args=(fds[0],), daemon=True).start()
+
+    def _answer(self, fd: int) -> None:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        try:
+            while True:
+                if any(event & (select.POLLHUP | select.POLLERR) for _fd, event in poller.poll()):
+                    return  # nobody left under the filter
+                request = bytearray(80)  # struct seccomp_notif, zeroed as the kernel asks
+                try:
+                    fcntl.ioctl(fd, self.RECV, request, True)
+                except OSError as e:
+                    if e.errno in (errno.ENOENT, errno.EINTR):
+                        continue
+                    return
+                nr = int.from_bytes(request[16:20], "little", signed=True)
+                flags = 0 if nr in self.MKDIR else self.CONTINUE
+                answer = bytes(request[:8]) + bytes(12) + flags.to_bytes(4, "little")  # id, val 0, error 0, flags
+                try:
+                    fcntl.ioctl(fd, self.SEND, bytearray(answer), True)
+                except OSError:
+                    pass  # the caller was killed meanwhile
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@pytest.fixture
+def agent(tmp_path):
+    agents: list[SeccompAgent] = []
+
+    def make(drop: bool = False) -> SeccompAgent:
+        agents.append(SeccompAgent(str(tmp_path / f"agent-{len(agents)}.sock"), drop))
+        return agents[-1]
+
+    yield make
+    for a in agents:
+        a.close()
+
+
+def _notifying(listener: str, names: list[str], nnp: bool, args: list[str], h) -> dict:
+    """runc's seccomp-notify.bats template: the named calls notify, the rest are allowed."""
+    cfg = h.config(args)
+    cfg["process"]["noNewPrivileges"] = nnp
+    cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": listener, "listenerMetadata": "bar",
+                               "architectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_X86_64"],
+                               "syscalls": [{"names": names, "action": "SCMP_ACT_NOTIFY"}]}
+    return cfg
+
+
+MADE_OR_NOT = "mkdir /tmp/made && echo said-made; [ -d /tmp/made ] || echo not-there"  # a read-only root: EROFS
+
+
+@pytest.mark.parametrize("nnp", [False, True])
+def test_seccomp_notify_hands_the_listener_to_the_agent_for_run_and_exec(h, agent, nnp):
+    """runtime-spec's SCMP_ACT_NOTIFY and listenerPath, as runc implements them (its
+    seccomp-notify.bats): refused by mrun before. The agent gets one message per process, the
+    container process state (fds ["seccompFd"], the process's pid, listenerMetadata, the
+    container's state: creating for the init, running for an exec) with the listener, and
+    answers the notified calls: the container's mkdir on a read-only root "succeeds" without a
+    directory. Loaded where runc loads it, with or without no_new_privs."""
+    a = agent()
+    cid = h.cid("notify")
+    r = h.ok("run", "-b", h.bundle(config=_notifying(a.path, ["mkdir", "mkdirat"], nnp, ["sh", "-c", MADE_OR_NOT], h)),
+             cid)
+    assert r.stdout.split() == ["said-made", "not-there"], r.stdout + r.stderr
+    (state, fds), = a.received
+    assert fds == 1 and state["fds"] == ["seccompFd"] and state["metadata"] == "bar", state
+    assert state["state"]["id"] == cid and state["state"]["status"] == "creating", state
+    assert state["pid"] == state["state"]["pid"] > 0, state
+    cid = h.cid("notify")
+    h.ok("create", "-b", h.bundle(config=_notifying(a.path, ["mkdir", "mkdirat"], nnp, ["sleep", "60"], h)), cid)
+    h.ok("start", cid)
+    try:
+        assert h.ok("exec", cid, "sh", "-c", MADE_OR_NOT).stdout.split() == ["said-made", "not-there"]
+        (init, _), (exec_state, _) = a.received[1:]
+        assert exec_state["state"]["status"] == "running" and exec_state["pid"] != init["pid"], exec_state
+        assert exec_state["state"]["pid"] == init["pid"], exec_state
+    finally:
+        h.ok("delete", "--force", cid)
+
+
+@pytest.mark.parametrize("nnp", [False, True])
+def test_seccomp_notify_of_the_calls_a_start_makes_still_starts(h, agent, nnp):
+    """runc's "important syscalls" case: execve, openat, read and close notified, which the
+    container's process makes between loading its filter and its payload; the agent lets them go."""
+    a = agent()
+    cfg = _notifying(a.path, ["execve", "openat", "open", "read", "close"], nnp, ["/bin/true"], h)
+    h.ok("run", "-b", h.bundle(config=cfg), h.cid("notify"))
+    assert len(a.received) == 1
+
+
+def test_seccomp_notify_s_calls_fail_with_enosys_once_the_agent_is_gone(h, agent):
+    """The agent holds the only copy of the listener: the host closes its own once sent, the
+    container's process its own once the host took it (before the startContainer hooks and the
+    payload). An agent that closes it leaves the notified calls failing with ENOSYS, as under runc,
+    not waiting for ever; a listener kept by mrun would hang the mkdir until the test's timeout."""
+    a = agent(drop=True)
+    cfg = _notifying(a.path, ["mkdir", "mkdirat"], False, ["sh", "-c", "mkdir /tmp/x"], h)
+    # a startContainer hook runs under the filter while the init (not yet exec'd) lives: a copy
+    # the init kept would hang its mkdir (execve closes the listener, close-on-exec, only later)
+    cfg["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "mkdir /tmp/y 2>/dev/null; true"]}]}
+    r = h.mrun("run", "-b", h.bundle(config=cfg), h.cid("notify"), timeout=30)
+    assert r.returncode != 0 and "Function not implemented" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("images", ["warm", "cold"], indirect=True)
+def test_seccomp_notify_through_docker_s_security_opt(images, busybox_archive, agent, tmp_path):
+    """`mrun run --security-opt seccomp=PROFILE.json` with a listener (docker's profile format has
+    listenerPath too): warm, the host's half is the template's child, which hands the listener
+    over as a cold run does."""
+    from conftest import IMAGE, img_ok, run_args
+
+    a = agent()
+    profile = tmp_path / "notify.json"
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": a.path,
+                                   "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}))
+    img_ok(images, "load", busybox_archive)
+    out = img_ok(images, *run_args(images, "--rm", "--read-only", "--security-opt", f"seccomp={profile}", IMAGE,
+                                   "sh", "-c", MADE_OR_NOT.replace("/tmp/", "/"))).stdout
+    assert out.split() == ["said-made", "not-there"], out
+    assert len(a.received) == 1 and a.received[0][0]["state"]["status"] == "creating"
+
+
+def test_seccomp_notify_refusals_are_one_line_and_leave_nothing(h, tmp_path, agent):
+    """runc's refusals: SCMP_ACT_NOTIFY with no listenerPath, with one nobody listens at (a path,
+    an abstract @NAME), for write(2) (the process needs it to say where its listener is), as the
+    default action. A relative path too (runc dials it from its caller's directory, which a warm
+    template's child or a shim's worker does not share). A listenerPath with no notifying rule
+    is not used, and runs (mrun refused it)."""
+    a = agent()
+    cases = [("", ["mkdir"], "linux.seccomp.listenerPath"),
+             (str(tmp_path / "nobody.sock"), ["mkdir"], "No such file or directory"),
+             (f"@mrun-test-{uuid.uuid4().hex}", ["mkdir"], "Connection refused"),
+             ("agent.sock", ["mkdir"], "linux.seccomp.listenerPath"),
+             (a.path, ["mkdir", "write"], "SCMP_ACT_NOTIFY cannot be used for the write syscall")]
+    for listener, names, needle in cases:
+        cfg = _notifying(listener, names, False, ["true"], h)
+        one_line_error(h.mrun("run", "-b", h.bundle(config=cfg), h.cid("notify")), needle)
+        assert not h.leftovers(), listener
+    cfg = _notifying(a.path, ["mkdir"], False, ["true"], h)
+    cfg["linux"]["seccomp"]["defaultAction"] = "SCMP_ACT_NOTIFY"
+    one_line_error(h.mrun("run", "-b", h.bundle(config=cfg), h.cid("notify")), "cannot be used as default action")
+    cfg = _notifying(a.path, ["mkdir"], False, ["sh", "-c", "mkdir /tmp/x 2>/dev/null; echo $?"], h)
+    cfg["linux"]["seccomp"]["syscalls"] = []
+    assert h.ok("run", "-b", h.bundle(config=cfg), h.cid("notify")).stdout == "1\n"  # EROFS: nothing notified
+    assert a.received == []
 
 
 def test_a_failing_poststart_hook_fails_start_and_stops_the_container(h, tmp_path):

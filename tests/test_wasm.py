@@ -687,3 +687,28 @@ def test_a_wasm_container_s_engine_runs_under_its_memory_policy(h, cache_env):
             assert f.readline().split()[1] == "interleave:0"
     finally:
         h.ok("delete", "--force", cid)
+
+
+@pytest.mark.parametrize("drop", [False, True])
+def test_seccomp_notify_reaches_a_wasm_module_s_calls(h, cache_env, tmp_path, drop):
+    """A wasm init never execs: the seccomp listener it made is its own to close once the host
+    has taken it for the agent (no execve closes it). The engine's opens notified (openat2,
+    cap-std's): answered by the agent (the module reads its file), or, the agent gone, failing
+    with ENOSYS rather than waiting for a copy the init kept."""
+    from test_runc_compat import SeccompAgent
+
+    agent = SeccompAgent(str(tmp_path / "agent.sock"), drop=drop)
+    try:
+        args = ["/app.wasm", "/etc-msg.txt", "/tmp/out.txt", "/tmp/ro.txt", "/nothing"]
+        cfg, base = wasm_bundle(h, example("files.wasm"), args, files={"/etc-msg.txt": "hello from the rootfs\n"})
+        cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": agent.path,
+                                   "syscalls": [{"names": ["openat", "openat2", "open"], "action": "SCMP_ACT_NOTIFY"}]}
+        r = h.mrun("run", "-b", make(h, cfg, base), h.cid(), env=cache_env, timeout=30)
+        first = r.stdout.splitlines()[0] if r.stdout else r.stderr
+        if drop:  # ENOSYS from openat2 and its fallback, which cap-std reports as an I/O error
+            assert first.startswith("read /etc-msg.txt: ") and "hello" not in first, r.stdout + r.stderr
+        else:
+            assert first == "read /etc-msg.txt: hello from the rootfs", r.stdout + r.stderr
+        assert len(agent.received) == 1
+    finally:
+        agent.close()

@@ -90,10 +90,10 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 _SYSNO = {
     "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "mount_setattr": 442, "ioprio_set": 251,
                "ioprio_get": 252, "keyctl": 250, "bpf": 321, "seccomp": 317, "get_mempolicy": 239, "set_mempolicy": 238,
-               "sched_setattr": 314, "open_tree": 428, "move_mount": 429},
+               "sched_setattr": 314, "open_tree": 428, "move_mount": 429, "pidfd_getfd": 438},
     "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "mount_setattr": 442, "ioprio_set": 30,
                 "ioprio_get": 31, "keyctl": 219, "bpf": 280, "seccomp": 277, "get_mempolicy": 236, "set_mempolicy": 237,
-                "sched_setattr": 274, "open_tree": 428, "move_mount": 429},
+                "sched_setattr": 274, "open_tree": 428, "move_mount": 429, "pidfd_getfd": 438},
 }[os.uname().machine]
 MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC = 0x1, 0x2, 0x4, 0x8
 MOUNT_ATTR__ATIME, MOUNT_ATTR_RELATIME, MOUNT_ATTR_NOATIME, MOUNT_ATTR_STRICTATIME = 0x70, 0x0, 0x10, 0x20
@@ -264,11 +264,17 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def seccomp_set_filter(program: bytes, flags: int = 0) -> None:
-    """seccomp(SECCOMP_SET_MODE_FILTER) of a compiled BPF program (struct sock_filter[])."""
+def seccomp_set_filter(program: bytes, flags: int = 0) -> int:
+    """seccomp(SECCOMP_SET_MODE_FILTER) of a compiled BPF program (struct sock_filter[]). -> the
+    listener's descriptor with SECCOMP_FILTER_FLAG_NEW_LISTENER, else 0."""
     buf = ctypes.create_string_buffer(program, len(program))
     prog = _SockFprog(len(program) // 8, ctypes.addressof(buf))
-    _check(_libc.syscall(_SYSNO["seccomp"], 1, ctypes.c_uint(flags), ctypes.byref(prog)), "seccomp")
+    return _check(_libc.syscall(_SYSNO["seccomp"], 1, ctypes.c_uint(flags), ctypes.byref(prog)), "seccomp")
+
+
+def pidfd_getfd(pidfd: int, target_fd: int) -> int:
+    """A copy of another process's descriptor (pidfd_getfd(2): ptrace's access to it needed)."""
+    return _check(_libc.syscall(_SYSNO["pidfd_getfd"], pidfd, target_fd, 0), "pidfd_getfd")
 
 
 def pivot_root(new_root: str, put_old: str) -> None:

@@ -143,13 +143,18 @@ def kill_if_same(host: Any, pid: int, started: int | None) -> None:
         pass
 
 
-def await_ready(ch: Any, on_hooks: Any = None) -> None:
-    """The child reports ready, asks for the host-side hooks (create only), or fails with a line."""
+def await_ready(ch: Any, on_hooks: Any = None, listener: Any = None) -> None:
+    """The child reports ready, asks for the host-side hooks (create only), or fails with a line.
+    A seccomp listener made (SCMP_ACT_NOTIFY rules): ``listener`` hands it to the agent (given
+    the number of its descriptor in the child: ``seccomp_agent.hand_over``)."""
     while True:
         msg = ch.recv()
         if msg.get("hooks") and on_hooks is not None:
             on_hooks()
             ch.send(go=True)
+        elif isinstance(msg.get("seccomp_listener"), int) and listener is not None:
+            listener(msg["seccomp_listener"])
+            ch.send(listener_taken=True)
         elif msg.get("ready"):
             return
         elif "error" in msg:

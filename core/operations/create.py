@@ -287,7 +287,14 @@ class Create:
             run_hooks("prestart", self.spec.hooks.get("prestart") or [], state)
             run_hooks("createRuntime", self.spec.hooks.get("createRuntime") or [], state)
 
-        await_ready(self.ch, host_hooks)  # the init has its rlimits, user, capabilities (ProcessPlan.apply)
+        def listener(number: int) -> None:
+            from mrun.sandbox.seccomp_agent import hand_over
+
+            path, metadata = self.builder.plan.seccomp.listener
+            hand_over(path, metadata, self.record.pid, number, oci_state(self.store, self.record, Status.CREATING))
+
+        # the init has its rlimits, user, capabilities (ProcessPlan.apply), and its seccomp listener if any
+        await_ready(self.ch, host_hooks, listener)
 
     def attach_network(self, undo: Undo) -> None:
         if self.network is not None:

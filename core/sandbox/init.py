@@ -225,11 +225,21 @@ def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
         if (spec.raw.get("root") or {}).get("readonly"):
             rootfs.remount_readonly("/")
     payload = _enter_process(sb, keep=(ch.rfd, ch.wfd), init=True)
-    sb.plan.apply(execs=not hasattr(payload, "entered"))  # before ready: a refusal fails the create
+    # before ready: a refusal fails the create
+    sb.plan.apply(execs=not hasattr(payload, "entered"), listener=lambda fd: _hand_listener(ch, fd))
     ch.send(ready=True)
     ch.close()
     _wait_for_start(sb.exec_fifo, sb.starter_pidfd)
     _run_payload(sb, payload, hooks.get("startContainer"), dict(state, status=str(Status.RUNNING)))
+
+
+def _hand_listener(ch: Channel, fd: int) -> None:
+    """seccomp's notification listener, just made (ProcessPlan.apply): its number to the host,
+    which takes a copy (pidfd_getfd) for its agent; ours is closed once it has, so the agent's
+    is the only one (when the agent goes, its notified calls fail with ENOSYS, as under runc)."""
+    ch.send(seccomp_listener=fd)
+    await_key(ch, "listener_taken", ch.seen)
+    os.close(fd)
 
 
 def _run_payload(sb: Sandbox, payload: Any, start_hooks: Any = None, state: Any = None) -> NoReturn:
@@ -328,7 +338,8 @@ def exec_child(sb: Sandbox, ch: Channel) -> NoReturn:
     if sb.console is not None:
         os.setsid()
     payload = _enter_process(sb, keep=(ch.rfd, ch.wfd))
-    sb.plan.apply(execs=not hasattr(payload, "entered"))  # an in-process payload (wasm) execs nothing
+    # an in-process payload (wasm) execs nothing
+    sb.plan.apply(execs=not hasattr(payload, "entered"), listener=lambda fd: _hand_listener(ch, fd))
     ch.send(ready=True)
     ch.close()
     _run_payload(sb, payload)

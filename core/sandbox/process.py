@@ -18,6 +18,7 @@ from mrun.sandbox.caps import CapPlan
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -58,7 +59,7 @@ class ProcessPlan:
 
             self.seccomp = Filter(seccomp)
 
-    def apply(self, execs: bool = True) -> None:
+    def apply(self, execs: bool = True, listener: Callable[[int], None] | None = None) -> None:
         """Drop to the configured identity and privileges before the process reports ready, as
         runc does before its create (or exec) returns: one the kernel refuses (a uid its user
         namespace does not map, a real-time scheduler the cgroup has no budget for) fails the
@@ -109,7 +110,7 @@ class ProcessPlan:
                 why = "raising a hard limit needs CAP_SYS_RESOURCE" if isinstance(e, PermissionError) else str(e)
                 raise OSError(f"{self.field}.rlimits: cannot set resource {num} to {soft}/{hard} ({why})")
         if self.seccomp and not self.nnp:
-            self.seccomp.load()
+            self._load_seccomp(listener)
         if self.caps:
             self.caps.drop_bounding()
             sc.prctl(sc.PR_SET_KEEPCAPS, 1)
@@ -119,12 +120,23 @@ class ProcessPlan:
             self.caps.apply()
         if self.nnp:
             sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+            if self.seccomp and self.seccomp.notifies:  # its listener goes to the host before the create
+                self._load_seccomp(listener)  # returns, as runc loads it then (not at finish)
         os.umask(self.user["umask"] if "umask" in self.user else umask.callers())  # runc's: its caller's
+
+    def _load_seccomp(self, listener: Callable[[int], None] | None) -> None:
+        """The filter; a listener it made goes to ``listener`` at once (runc's order): any call
+        made before the agent has it, which the profile notifies, would wait for ever."""
+        fd = self.seccomp.load() if self.seccomp else -1
+        if fd >= 0:
+            if listener is None:
+                raise OSError("linux.seccomp: SCMP_ACT_NOTIFY: nobody here to take the listener")
+            listener(fd)
 
     def finish(self) -> None:
         """Just before the payload: seccomp under no_new_privs as close to execve as it goes (as
         runc: the fewest calls a profile must allow after it), and the signals at their defaults."""
-        if self.seccomp and self.nnp:
+        if self.seccomp and self.nnp and not self.seccomp.notifies:
             self.seccomp.load()
         _default_signals()
 

@@ -5,6 +5,9 @@ error with a field path; loading is the last step before the payload runs. libse
 the profile into its BPF program on the host too (``seccomp_export_bpf``), once per profile and
 process (a warm template compiles the profiles it knows before any caller): the container's
 process only hands the program to seccomp(2), and needs nothing of libseccomp after pivot_root.
+
+A profile with SCMP_ACT_NOTIFY rules is loaded with a new listener (seccomp user notification),
+whose descriptor the host hands to the agent at ``listenerPath`` (``seccomp_agent``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ _ACTIONS = {
     "SCMP_ACT_TRACE": 0x7FF00000,
     "SCMP_ACT_LOG": 0x7FFC0000,
     "SCMP_ACT_ALLOW": 0x7FFF0000,
+    "SCMP_ACT_NOTIFY": 0x7FC00000,
 }
 _OPS = {
     "SCMP_CMP_NE": 1,
@@ -50,13 +54,15 @@ _ARCHES = {
     "SCMP_ARCH_RISCV64": "riscv64",
 }
 _ATTR_CTL_NNP = 3
-# seccomp(2)'s flags; WAIT_KILLABLE_RECV means something only with a notify listener (not supported)
+# seccomp(2)'s flags a profile may name; WAIT_KILLABLE_RECV is passed only with a listener (the
+# kernel refuses it without one: for a profile with no SCMP_ACT_NOTIFY rule it means nothing)
 _FLAGS = {
     "SECCOMP_FILTER_FLAG_TSYNC": 1,
     "SECCOMP_FILTER_FLAG_LOG": 2,
     "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4,
-    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": 0,
+    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": 32,
 }
+_NEW_LISTENER, _TSYNC_ESRCH, _WAIT_KILLABLE_RECV = 8, 16, 32
 
 
 class _ArgCmp(ctypes.Structure):
@@ -92,8 +98,6 @@ def _lib() -> ctypes.CDLL:
 
 
 def _action(name: str | None, errno_ret: int | None, default_errno: int | None, field: str) -> int:
-    if name == "SCMP_ACT_NOTIFY":
-        raise Unsupported(f"{field}: SCMP_ACT_NOTIFY (seccomp user notification) is not supported by mrun")
     if name not in _ACTIONS:
         raise InvalidSpec(f"{field}: unknown seccomp action {name!r}")
     base = _ACTIONS[name]
@@ -121,7 +125,10 @@ def adopt(key: str, program: bytes) -> None:
 
 
 class Filter:
-    """A profile's BPF program, compiled on the host (or found compiled), loaded by ``load``."""
+    """A profile's BPF program, compiled on the host (or found compiled), loaded by ``load``.
+    ``notifies``: it has SCMP_ACT_NOTIFY rules, and ``listener`` says where their agent listens
+    (runc's rules: a path required then, ignored otherwise; never the default action, nor for
+    write(2), which the process needs to say where its listener is)."""
 
     def __init__(self, profile: dict[str, Any]) -> None:
         from mrun import jsonio
@@ -132,14 +139,44 @@ class Filter:
             program = _compile(profile)
             adopt(key, program)
         self.program = program
+        self.notifies = _notifies(profile)
+        self.listener = (profile.get("listenerPath") or "", profile.get("listenerMetadata") or "")
         self.flags = 0
         for flag in profile.get("flags") or []:
             self.flags |= _FLAGS.get(flag, 0)  # an unknown one was refused by _compile
+        if not self.notifies:
+            self.flags &= ~_WAIT_KILLABLE_RECV
+        else:  # a listener and TSYNC together only where a thread that cannot sync fails the load
+            self.flags |= _NEW_LISTENER | (_TSYNC_ESRCH if self.flags & 1 else 0)
 
-    def load(self) -> None:
+    def load(self) -> int:
+        """-> the listener's descriptor (a profile that notifies), else -1."""
         from mrun.kernel.syscalls import seccomp_set_filter
 
-        seccomp_set_filter(self.program, self.flags)
+        fd = seccomp_set_filter(self.program, self.flags)
+        return fd if self.notifies else -1
+
+
+def _notifies(profile: dict[str, Any]) -> bool:
+    """Whether any rule notifies, checked as runc checks it."""
+    if profile.get("defaultAction") == "SCMP_ACT_NOTIFY":
+        raise InvalidSpec("linux.seccomp.defaultAction: SCMP_ACT_NOTIFY cannot be used as default action")
+    notifying = [i for i, rule in enumerate(profile.get("syscalls") or []) if rule.get("action") == "SCMP_ACT_NOTIFY"]
+    for i in notifying:
+        if "write" in (profile["syscalls"][i].get("names") or []):
+            raise InvalidSpec(f"linux.seccomp.syscalls[{i}]: SCMP_ACT_NOTIFY cannot be used for the write syscall")
+    if not notifying:
+        return False  # a listenerPath alone is not used (runc runs such a profile)
+    path = profile.get("listenerPath") or ""
+    if not path:
+        raise InvalidSpec(f"linux.seccomp.syscalls[{notifying[0]}]: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath, "
+                          "the socket of the agent to hand the notifications to")
+    # runc dials a relative path from its caller's directory, which mrun (a warm template's
+    # child, a shim's worker) does not share: refused. @NAME is abstract (Go's rule, runc's).
+    if not isinstance(path, str) or not (path.startswith("/") or path.startswith("@") and len(path) > 1) \
+            or "\0" in path:
+        raise InvalidSpec(f"linux.seccomp.listenerPath: {path!r}: an absolute path, or @NAME for an abstract socket")
+    return True
 
 
 def _compile(profile: dict[str, Any]) -> bytes:
@@ -152,8 +189,7 @@ def _compile(profile: dict[str, Any]) -> bytes:
 
 class _Builder:
     def __init__(self, profile: dict[str, Any]) -> None:
-        if profile.get("listenerPath"):
-            raise Unsupported("linux.seccomp.listenerPath: seccomp notify is not supported by mrun")
+        _notifies(profile)
         for i, flag in enumerate(profile.get("flags") or []):
             if flag not in _FLAGS:
                 raise InvalidSpec(f"linux.seccomp.flags[{i}]: unknown flag {flag!r}")
