@@ -825,3 +825,41 @@ def test_state_removed_under_a_running_shim_is_written_back_from_what_it_kept(h,
     shutil.rmtree(shim.state_root)
     shim.finish(cid)
     assert not cgroup_dirs(cfg["linux"]["cgroupsPath"]), "the task's cgroup outlived its delete"
+
+
+@pytest.mark.parametrize("pod", ["", "notify-pod"])
+def test_seccomp_notify_through_the_shim_hands_the_listener_from_its_worker(h, tmp_path, pod):
+    """The shim's create worker is the host's half (its init forked by the worker's pristine copy,
+    in a pod), and the daemon's exec path too: the agent gets the init's listener (creating) and
+    the exec'd process's (running), and answers their mkdir on a read-only root."""
+    from test_runc_compat import MADE_OR_NOT, SeccompAgent, _notifying
+
+    agent = SeccompAgent(str(tmp_path / "agent.sock"))
+    try:
+        cid = h.cid("notify")
+        cfg = _notifying(agent.path, ["mkdir", "mkdirat"], False, ["sh", "-c", f"{MADE_OR_NOT}; sleep 600"], h)
+        if pod:
+            cfg["annotations"] = {"io.kubernetes.cri.sandbox-id": pod}
+        bundle = h.bundle(config=cfg)
+        shim = Shim(h, bundle, cid)
+        (stdout,) = shim.fifos("stdout")
+        out = reader(stdout)
+        shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle, stdout=stdout))
+        shim.call("Start", task_pb2.StartRequest(id=cid))
+        process = {"args": ["sh", "-c", MADE_OR_NOT.replace("made", "again")], "cwd": "/", "env": ["PATH=/bin"]}
+        spec = any_pb2.Any(type_url="types.containerd.io/opencontainers/runtime-spec/1/Process",
+                           value=json.dumps(process).encode())
+        (exec_out,) = shim.fifos("exec-stdout")
+        exec_reader = reader(exec_out)
+        shim.call("Exec", task_pb2.ExecProcessRequest(id=cid, exec_id="e1", stdout=exec_out, spec=spec))
+        shim.call("Start", task_pb2.StartRequest(id=cid, exec_id="e1"))
+        assert wait_exit(shim, cid, "e1") == 0
+        assert read_until_eof(exec_reader).split() == [b"said-again", b"not-there"]
+        shim.call("Delete", task_pb2.DeleteRequest(id=cid, exec_id="e1"))
+        shim.call("Kill", task_pb2.KillRequest(id=cid, signal=9))
+        assert wait_exit(shim, cid) == 137
+        assert read_until_eof(out).split() == [b"said-made", b"not-there"]
+        assert [state["state"]["status"] for state, _fds in agent.received] == ["creating", "running"]
+        shim.finish(cid)
+    finally:
+        agent.close()
