@@ -91,6 +91,7 @@ _SECCOMP = {
     "architectures": ("list", _STR),
     "flags": ("list", _STR),
     "listenerPath": _STR,
+    "listenerMetadata": _STR,
     "syscalls": (
         "list",
         {

@@ -1034,8 +1034,10 @@ def test_seccomp_notify_hands_the_listener_to_the_agent_for_run_and_exec(h, agen
     directory. Loaded where runc loads it, with or without no_new_privs."""
     a = agent()
     cid = h.cid("notify")
-    r = h.ok("run", "-b", h.bundle(config=_notifying(a.path, ["mkdir", "mkdirat"], nnp, ["sh", "-c", MADE_OR_NOT], h)),
-             cid)
+    cfg = _notifying(a.path, ["mkdir", "mkdirat"], nnp, ["sh", "-c", MADE_OR_NOT], h)
+    if nnp:  # loaded after the process took its user: the host still takes the listener from it
+        cfg["process"]["user"] = {"uid": 1000, "gid": 1000}
+    r = h.ok("run", "-b", h.bundle(config=cfg), cid)
     assert r.stdout.split() == ["said-made", "not-there"], r.stdout + r.stderr
     (state, fds), = a.received
     assert fds == 1 and state["fds"] == ["seccompFd"] and state["metadata"] == "bar", state
@@ -1098,14 +1100,15 @@ def test_seccomp_notify_through_docker_s_security_opt(images, busybox_archive, a
 def test_seccomp_notify_refusals_are_one_line_and_leave_nothing(h, tmp_path, agent):
     """runc's refusals: SCMP_ACT_NOTIFY with no listenerPath, with one nobody listens at (a path,
     an abstract @NAME), for write(2) (the process needs it to say where its listener is), as the
-    default action. A relative path too (runc dials it from its caller's directory, which a warm
-    template's child or a shim's worker does not share). A listenerPath with no notifying rule
-    is not used, and runs (mrun refused it)."""
+    default action; metadata that is no string. A relative path too (runc dials it from its
+    caller's directory, which a warm template's child or a shim's worker does not share). A
+    listenerPath with no notifying rule is not used, and runs (mrun refused it)."""
     a = agent()
     cases = [("", ["mkdir"], "linux.seccomp.listenerPath"),
              (str(tmp_path / "nobody.sock"), ["mkdir"], "No such file or directory"),
              (f"@mrun-test-{uuid.uuid4().hex}", ["mkdir"], "Connection refused"),
              ("agent.sock", ["mkdir"], "linux.seccomp.listenerPath"),
+             ("/" + "x" * 200, ["mkdir"], "path too long"),
              (a.path, ["mkdir", "write"], "SCMP_ACT_NOTIFY cannot be used for the write syscall")]
     for listener, names, needle in cases:
         cfg = _notifying(listener, names, False, ["true"], h)
@@ -1114,6 +1117,9 @@ def test_seccomp_notify_refusals_are_one_line_and_leave_nothing(h, tmp_path, age
     cfg = _notifying(a.path, ["mkdir"], False, ["true"], h)
     cfg["linux"]["seccomp"]["defaultAction"] = "SCMP_ACT_NOTIFY"
     one_line_error(h.mrun("run", "-b", h.bundle(config=cfg), h.cid("notify")), "cannot be used as default action")
+    cfg = _notifying(a.path, ["mkdir"], False, ["true"], h)
+    cfg["linux"]["seccomp"]["listenerMetadata"] = 5  # a string, which it would have been sent as
+    one_line_error(h.mrun("run", "-b", h.bundle(config=cfg), h.cid("notify")), "linux.seccomp.listenerMetadata")
     cfg = _notifying(a.path, ["mkdir"], False, ["sh", "-c", "mkdir /tmp/x 2>/dev/null; echo $?"], h)
     cfg["linux"]["seccomp"]["syscalls"] = []
     assert h.ok("run", "-b", h.bundle(config=cfg), h.cid("notify")).stdout == "1\n"  # EROFS: nothing notified

@@ -57,7 +57,7 @@ def _send(path: str, data: bytes, fd: int) -> None:
             sock.connect(address)
             sock.sendmsg([data], [(_SOL_SOCKET, _SCM_RIGHTS, fd.to_bytes(4, sys.byteorder, signed=True))])
         except OSError as e:
-            why = e.strerror or "no answer in time"
+            why = e.strerror or str(e)  # "timed out", "AF_UNIX path too long" have no strerror
             raise MrunError(f"linux.seccomp.listenerPath: cannot hand the notification listener to the seccomp "
                             f"agent at {path}: {why}") from None
     finally:
