@@ -547,6 +547,28 @@ def test_create_moving_a_network_device_killed_before_each_netlink_request(h):
         subprocess.run(["ip", "link", "del", device], capture_output=True)
 
 
+def test_create_handing_a_seccomp_listener_killed_before_each_change(h, tmp_path):
+    """`create` with SCMP_ACT_NOTIFY rules, killed before each change and before the socket it
+    hands the listener to the agent through ("socket family 1"): `delete --force` repairs each,
+    and the agent is left holding listeners of processes that are gone, nothing of mrun's."""
+    from test_runc_compat import SeccompAgent, _notifying
+
+    agent = SeccompAgent(str(tmp_path / "agent.sock"))
+    try:
+        bundle = h.bundle(config=_notifying(agent.path, ["mkdir", "mkdirat"], False, ["sleep", "60"], h))
+
+        def repair(step: int) -> None:
+            r = h.mrun("delete", "--force", f"k{step}")
+            assert "Traceback" not in r.stderr, r.stderr
+
+        steps = kill_at_each_step(lambda step: ["--root", h.root, "create", "-b", bundle, f"k{step}"],
+                                  [h.tmp, h.tag, "socket family 1"], repair, h.leftovers)
+        assert agent.received, "no create got as far as the agent"
+        h.ok("delete", "--force", f"k{steps}")
+    finally:
+        agent.close()
+
+
 def test_start_and_exec_killed_before_each_change(h):
     """`start` of a created container, and a detached `exec` into a running one (its process
     file, pid file): killed anywhere, the container is still one `delete --force` removes, and

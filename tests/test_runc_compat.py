@@ -1055,12 +1055,17 @@ def test_seccomp_notify_hands_the_listener_to_the_agent_for_run_and_exec(h, agen
         h.ok("delete", "--force", cid)
 
 
-@pytest.mark.parametrize("nnp", [False, True])
-def test_seccomp_notify_of_the_calls_a_start_makes_still_starts(h, agent, nnp):
+@pytest.mark.parametrize("nnp, userns", [(False, False), (True, False), (False, True)])
+def test_seccomp_notify_of_the_calls_a_start_makes_still_starts(h, agent, nnp, userns):
     """runc's "important syscalls" case: execve, openat, read and close notified, which the
-    container's process makes between loading its filter and its payload; the agent lets them go."""
+    container's process makes between loading its filter and its payload; the agent lets them go.
+    ``userns``: a container with a user namespace of its own (an intermediate process forks it)."""
+    from test_sandbox import _in_a_user_namespace
+
     a = agent()
     cfg = _notifying(a.path, ["execve", "openat", "open", "read", "close"], nnp, ["/bin/true"], h)
+    if userns:
+        _in_a_user_namespace(h, cfg)
     h.ok("run", "-b", h.bundle(config=cfg), h.cid("notify"))
     assert len(a.received) == 1
 
