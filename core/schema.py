@@ -47,7 +47,11 @@ _TYPE_CHECKS = {
 
 
 def check(value: Any, schema: Any, path: str, error: type[MrunError] = MrunError) -> None:
-    """Raise ``error`` naming the first field of ``value`` that does not fit ``schema``."""
+    """Raise ``error`` naming the first field of ``value`` that does not fit ``schema``. A field
+    the schema knows that is null is absent, as Go's decoder (runc's, containerd's) leaves such a
+    field unset: it is taken out of ``value``, so that a reader's ``get(key, default)`` has the
+    default (``"major": null`` in linux.devices reached a comparison with None: an internal
+    error, found by the fuzzer)."""
     if isinstance(schema, str):
         ok, what = _TYPE_CHECKS[schema]
         if not ok(value):
@@ -76,5 +80,7 @@ def check(value: Any, schema: Any, path: str, error: type[MrunError] = MrunError
                 check(value[key], sub, where, error)
             elif field.endswith("!"):
                 raise error(f"{where}: missing (required)")
+            else:
+                value.pop(key, None)
 
 

@@ -525,3 +525,27 @@ def test_a_program_whose_name_is_not_utf_8_failing_its_exec_is_named_in_its_own_
                        env={**os.environ, **h.base_env})  # (bytes: the line holds the name's own)
     assert r.returncode != 0 and b"codec" not in r.stderr, r.stderr
     assert r.stderr == b"mrun: exec /tmp/n\xff: Exec format error\n", r.stderr
+
+
+@pytest.mark.parametrize("field", ["device", "umask", "time", "resources", "hook"])
+def test_null_in_an_optional_field_is_as_if_absent(h, field):
+    """JSON's null in a field the spec makes optional is that field left out, as Go's decoder
+    (runc's) leaves it unset: mrun's schema passed it, and the code after read it as a value
+    (`"major": null` of a device compared with None: an internal error, found by the fuzzer;
+    a user's umask, a time offset's nanoseconds, a memory limit, a hook's timeout alike)."""
+    cfg = h.config(["sh", "-c", "umask; cat /proc/self/timens_offsets 2>/dev/null | head -1; ls /dev/fuse"])
+    cfg["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 438}]
+    if field == "device":
+        cfg["linux"]["devices"][0].update(major=None, fileMode=None, uid=None)
+    elif field == "umask":
+        cfg["process"]["user"]["umask"] = None
+    elif field == "time":
+        cfg["linux"]["namespaces"].append({"type": "time"})
+        cfg["linux"]["timeOffsets"] = {"monotonic": {"secs": 5, "nanosecs": None}}
+    elif field == "resources":
+        cfg["linux"]["resources"] = {"memory": {"limit": None, "swap": None}, "pids": {"limit": None},
+                                     "cpu": {"shares": None, "quota": None}}
+    else:
+        cfg["hooks"] = {"poststop": [{"path": "/bin/true", "args": None, "env": None, "timeout": None}]}
+    r = h.mrun("run", "-b", h.bundle(config=cfg), h.cid())
+    assert r.returncode == 0 and "internal error" not in r.stderr, r.stderr

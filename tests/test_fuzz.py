@@ -36,8 +36,21 @@ def refusal_problem(code: int, err: str) -> str:
     return ""
 
 
-def test_config_json_mutations(h):
+@pytest.mark.parametrize("kind", ["plain", "seccomp"])
+def test_config_json_mutations(h, tmp_path, request, kind):
+    """``seccomp``: the base has a profile with a notifying rule, its agent listening."""
     base = h.config(["true"])
+    if kind == "seccomp":
+        from test_runc_compat import SeccompAgent
+
+        agent = SeccompAgent(str(tmp_path / "agent.sock"))
+        request.addfinalizer(agent.close)
+        base["linux"]["seccomp"] = {
+            "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": agent.path, "listenerMetadata": "m",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"], "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"},
+                         {"names": ["chmod"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+                          "args": [{"index": 1, "value": 0, "op": "SCMP_CMP_EQ"}]}]}
     base["process"]["env"] = ["PATH=/bin", "A=b"]
     base["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}]
     base["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 438}]
