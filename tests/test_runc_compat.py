@@ -962,7 +962,7 @@ class SeccompAgent:
             with conn:
                 data, ancillary, _flags, _addr = conn.recvmsg(1 << 16, socket.CMSG_SPACE(4 * 4))
             fds = [int.from_bytes(d[i:i + 4], "little") for _l, _t, d in ancillary for i in range(0, len(d), 4)]
-            self.received.append((json.loads(data), len(fds)))
+            self.received.append((json.loads(data) if data else None, len(fds)))
             for fd in fds[1:]:
                 os.close(fd)
             if fds and self.drop:
@@ -995,6 +995,11 @@ class SeccompAgent:
             os.close(fd)
 
     def close(self) -> None:
+        """A close alone does not wake the thread's accept (it goes on listening at the path)."""
+        try:
+            self.server.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.server.close()
 
 
