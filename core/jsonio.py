@@ -67,10 +67,56 @@ def loads(s: str | bytes) -> Any:
     and a lone surrogate escape, which names no bytes, is U+FFFD as Go's decoder reads it."""
     if isinstance(s, bytes):
         s = s.decode("utf-8-sig", "surrogateescape")
-    obj = _parse(s)
+    try:
+        obj = _parse(s)
+        # fewer brackets than the limit cannot nest past it: a document's depth is looked at
+        # only where it could be too deep (two C-speed counts, ~1 us for a config.json)
+        deep = s.count("[") + s.count("{") > MAX_DEPTH and _too_deep(obj)
+    except RecursionError:
+        deep = True
+    if deep:
+        raise DecodeError(f"arrays and objects nested more than {MAX_DEPTH} deep", s, _deepest(s))
     if "\\ud" in s or "\\uD" in s:  # only an escape makes a surrogate no bytes stand for
         obj = _named_bytes(obj)
     return obj
+
+
+# Deeper than any config, image or record nests (10 levels at most): a document nested past it
+# is refused, where everything reading it recursively (a pretty-printer, a copy, a check) would
+# run out of Python's stack, an internal error. Go's decoder (runc's) refuses past 10000.
+MAX_DEPTH = 128
+
+
+def _too_deep(obj: Any) -> bool:
+    stack = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            value = value.values()
+        elif not isinstance(value, list):
+            continue
+        if depth > MAX_DEPTH:
+            return True
+        stack += [(v, depth + 1) for v in value if isinstance(v, (dict, list))]
+    return False
+
+
+def _deepest(s: str) -> int:
+    """Where ``s`` is nested deepest (an error's position: read only then)."""
+    depth = most = at = 0
+    quoted = escaped = False
+    for i, c in enumerate(s):
+        if quoted:
+            escaped, quoted = (False, True) if escaped else (c == "\\", c != '"')
+        elif c == '"':
+            quoted = True
+        elif c in "[{":
+            depth += 1
+            if depth > most:
+                most, at = depth, i
+        elif c in "]}":
+            depth -= 1
+    return at
 
 
 def _named_bytes(obj: Any) -> Any:

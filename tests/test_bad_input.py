@@ -18,6 +18,27 @@ def test_malformed_config_json(h):
     one_line_error(h.mrun("create", "-b", bundle, h.cid()), "config.json", "not valid JSON", "line 1")
 
 
+def test_json_nested_past_python_s_stack_is_one_line(h, tmp_path):
+    """Arrays nested 100000 deep in an unknown field of config.json (or in an exec's process
+    file): Python's decoder ran out of stack, and create said "internal error: RecursionError".
+    Go's decoder refuses past 10000 levels; mrun refuses past 128 (jsonio.MAX_DEPTH: what reads
+    a document recursively, a pretty-printer or a copy, runs out of stack far sooner than the
+    decoder), as JSON it cannot read, at the place it nests deepest."""
+    bundle = h.bundle(["true"])
+    text = json.dumps(h.config(["true"]))
+    content = text[:-1] + ', "deep": ' + "[" * 100000 + "]" * 100000 + "}"
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        f.write(content)
+    r = h.mrun("create", "-b", bundle, h.cid())
+    one_line_error(r, "config.json", "not valid JSON", "nested more than", f"column {content.rindex('[') + 1}")
+    cid = h.cid()
+    h.ok("create", "-b", h.bundle(["sleep", "60"]), cid)
+    process = tmp_path / "process.json"
+    process.write_text('{"args": ["true"], "cwd": "/", "x": ' + "{\"a\": " * 100000 + "1" + "}" * 100000 + "}")
+    one_line_error(h.mrun("exec", "--process", str(process), cid), "nested more than")
+    h.ok("delete", "--force", cid)
+
+
 def test_config_with_wrong_types_names_the_field(h):
     cfg = h.config(["true"])
     cfg["process"]["user"]["uid"] = "root"

@@ -1150,6 +1150,20 @@ def test_an_index_or_manifest_bigger_than_any_real_one_is_refused_unread(images,
     assert "localhost/huge" not in img_ok(h, "images").stdout
 
 
+def test_an_image_document_nested_past_python_s_stack_is_one_line(images, tmp_path):
+    """An OCI layout whose index.json nests arrays 100000 deep: the load said "internal error:
+    RecursionError"; an image config nested 700 deep loaded, and `image inspect` of it said the
+    same. Refused as JSON mrun cannot read, in one line."""
+    h = images
+    layout = tmp_path / "deep"
+    _mkdir(str(layout / "blobs" / "sha256"))
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    for depth in (100000, 700):  # past the decoder's stack; within it, past what inspect printed
+        (layout / "index.json").write_text('{"schemaVersion": 2, "manifests": ' + "[" * depth + "]" * depth + "}")
+        one_line_error(img(h, "load", str(layout), "localhost/deep:1"), "image index", "nested more than 128")
+    assert "localhost/deep" not in img_ok(h, "images").stdout
+
+
 def test_image_content_is_out_of_other_users_reach(images, busybox_archive):
     """An image root the operator made 0755 (mrun's own default is 0700): its layers and the
     containers' snapshots were 0755 below it, so any user could run a layer's set-uid program as
