@@ -84,6 +84,10 @@ _PROCESS = {
     "apparmorProfile": _STR,
     "oomScoreAdj": _OOM,
     "selinuxLabel": _STR,
+    "scheduler": {"policy!": _STR, "nice": _INT, "priority": _INT, "flags": ("list", _STR), "runtime": _UINT,
+                  "deadline": _UINT, "period": _UINT},
+    "ioPriority": {"class!": _STR, "priority": _INT},
+    "execCPUAffinity": {"initial": _STR, "final": _STR},
 }
 _SECCOMP = {
     "defaultAction!": _STR,

@@ -570,3 +570,34 @@ def test_null_in_an_optional_field_is_as_if_absent(h, field):
         cfg["hooks"] = {"poststop": [{"path": "/bin/true", "args": None, "env": None, "timeout": None}]}
     r = h.mrun("run", "-b", h.bundle(config=cfg), h.cid())
     assert r.returncode == 0 and "internal error" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"scheduler": "SCHED_OTHER"}, "process.scheduler"),
+    ({"scheduler": {"policy": "SCHED_OTHER", "flags": [["SCHED_FLAG_RECLAIM"]]}}, "process.scheduler.flags[0]"),
+    ({"scheduler": {"nice": 1}}, "process.scheduler.policy"),
+    ({"ioPriority": True}, "process.ioPriority"),
+    ({"ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": "4"}}, "process.ioPriority.priority"),
+    ({"execCPUAffinity": {"initial": 0}}, "process.execCPUAffinity.initial"),
+    ({"capabilities": {"effective": ["CAP_KILL"], "permitted": [], "bounding": ["CAP_KILL"]}},
+     "process.capabilities.effective"),
+])
+@pytest.mark.parametrize("verb", ["create", "exec"])
+def test_a_process_s_scheduler_io_priority_and_capability_sets_are_checked_as_fields(h, tmp_path, change, needle,
+                                                                                     verb):
+    """Found by fuzzing `exec --process`: process.scheduler, ioPriority and execCPUAffinity were
+    not in the schema, so a string or a boolean there was an internal error ('str' object has no
+    attribute 'get', unhashable type: 'list'), in config.json and in an exec's process alike; an
+    effective capability outside the permitted set failed in the process as Python's "[Errno 1]
+    capset: Operation not permitted". Each is one line naming the field now."""
+    if verb == "create":
+        cfg = h.config(["true"])
+        cfg["process"].update(change)
+        one_line_error(h.mrun("create", "-b", h.bundle(config=cfg), h.cid()), needle)
+        return
+    cid = h.cid()
+    h.ok("create", "-b", h.bundle(["sleep", "60"]), cid)
+    process = tmp_path / "process.json"
+    process.write_text(json.dumps({"args": ["true"], "cwd": "/", **change}))
+    one_line_error(h.mrun("exec", "--process", str(process), cid), needle)
+    h.ok("delete", "--force", cid)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from mrun.errors import InvalidSpec
 from mrun.kernel import syscalls as sc
 from mrun.kernel.capnames import BITS, NAMES
 from mrun.kernel.proc import status_field
@@ -42,7 +43,7 @@ class CapPlan:
 
     def __init__(self, caps: dict[str, Any] | None, field: str = "process.capabilities") -> None:
         caps = caps or {}
-        self.present = caps is not None
+        self.present, self.field = caps is not None, field
         usable = current_permitted() & ((1 << (last_cap() + 1)) - 1)
         self.masks = {}
         dropped, unknown = 0, []
@@ -59,6 +60,13 @@ class CapPlan:
                 f"mrun: warning: capabilities not available to mrun here, left out: {', '.join(missing)}",
                 file=sys.stderr,
             )
+        # capset(2) refuses an effective capability outside the permitted set (EPERM): refused
+        # here, naming it, where runc's process fails its capset ("operation not permitted")
+        unpermitted = self.masks["effective"] & ~self.masks["permitted"]
+        if unpermitted:
+            names = sorted({n for n, b in BITS.items() if unpermitted >> b & 1 and n.startswith("CAP_")})
+            raise InvalidSpec(f"{field}.effective: {', '.join(names)} not in {field}.permitted: the kernel takes "
+                              "no effective capability that is not permitted")
         # The kernel raises an ambient capability only when it is both permitted and inheritable.
         # `runc spec` lists ambient without inheritable; runc warns and carries on, and so do we
         # (on the host, at create, rather than failing in the container after start).
@@ -83,7 +91,10 @@ class CapPlan:
 
     def apply(self) -> None:
         m = self.masks
-        sc.capset(m["effective"], m["permitted"], m["inheritable"])
+        try:
+            sc.capset(m["effective"], m["permitted"], m["inheritable"])
+        except OSError as e:  # an inheritable one outside the bounding set, say
+            raise OSError(f"{self.field}: the kernel refuses these sets (capset: {e.strerror})") from None
         sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
         for bit in range(last_cap() + 1):
             if m["ambient"] >> bit & 1:
