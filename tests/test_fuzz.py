@@ -57,6 +57,8 @@ def test_config_json_mutations(h, tmp_path, request, kind):
     base["linux"]["sysctl"] = {"kernel.shmmni": "4096"}
     base["linux"]["resources"] = {"memory": {"limit": 64 << 20}, "pids": {"limit": 64}, "cpu": {"shares": 512}}
     base["hooks"] = {"poststop": [{"path": "/bin/true", "args": ["true"]}]}
+    base["process"].update(RICH_PROCESS_FIELDS)
+    base["linux"]["personality"] = {"domain": "LINUX"}
     bundle = h.bundle(config=base)
     failures = []
     for i, doc in enumerate(mutations(base, CASES, SEED)):
@@ -83,6 +85,41 @@ def test_config_json_mutations(h, tmp_path, request, kind):
         if left:
             failures.append(f"case {i}: left {left}")
             h.cleanup()
+    assert not failures, "\n".join(failures[:20]) + f"\n({len(failures)} failing cases)"
+
+
+# what a process may hold besides args, env and cwd: config.json's and an exec's alike
+RICH_PROCESS_FIELDS = {
+    "user": {"uid": 0, "gid": 0, "additionalGids": [1], "umask": 18},
+    "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]},
+    "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}], "noNewPrivileges": True, "oomScoreAdj": 5,
+    "scheduler": {"policy": "SCHED_OTHER", "nice": 1}, "ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": 4},
+}
+
+
+def test_exec_process_mutations(h, tmp_path):
+    """`exec --process FILE` of mutated process objects into one running container: each exec
+    works or is refused in one line (fuzzing it found the scheduler and ioPriority objects
+    unchecked); the container is still there after."""
+    cid = h.cid("exec-fuzz")
+    h.ok("create", "-b", h.bundle(["sleep", "600"]), cid)
+    h.ok("start", cid)
+    base = {"args": ["true"], "cwd": "/", "env": ["PATH=/bin"], "terminal": False, **RICH_PROCESS_FIELDS}
+    path, failures = tmp_path / "process.json", []
+    try:
+        for i, doc in enumerate(mutations(base, CASES, SEED + 7)):
+            path.write_text(json.dumps(doc))
+            try:
+                r = h.mrun("exec", "--process", str(path), cid, timeout=10)
+            except subprocess.TimeoutExpired:
+                failures.append(f"case {i}: exec hung ({json.dumps(doc)[:300]})")
+                continue
+            problem = refusal_problem(r.returncode, r.stderr)
+            if problem:
+                failures.append(f"case {i}: {problem}: {r.stderr.strip()[-300:]} (process: {json.dumps(doc)[:300]})")
+        assert h.status(cid) == "running"
+    finally:
+        h.mrun("delete", "--force", cid)
     assert not failures, "\n".join(failures[:20]) + f"\n({len(failures)} failing cases)"
 
 

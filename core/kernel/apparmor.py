@@ -27,4 +27,4 @@ def apply(profile: str, at_exec: bool) -> None:
     path = f"/proc/thread-self/attr/apparmor/{attr}"
     if not os.path.exists(path):
         path = f"/proc/thread-self/attr/{attr}"
-    sc.write_procfs(path, f"{command} {profile}".encode())  # else the process would run unconfined
+    sc.write_procfs(path, os.fsencode(f"{command} {profile}"))  # else the process would run unconfined

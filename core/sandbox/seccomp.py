@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import errno as errno_mod
+import os
 
 from mrun.errors import InvalidSpec, Unsupported
 
@@ -219,7 +220,7 @@ class _Builder:
             # libseccomp cannot compare one argument twice in a rule: split such rules.
             groups = [cmps] if len({c.arg for c in cmps}) == len(cmps) else [[c] for c in cmps]
             for name in rule.get("names") or []:
-                nr = lib.seccomp_syscall_resolve_name(name.encode())
+                nr = lib.seccomp_syscall_resolve_name(os.fsencode(name))  # a byte not UTF-8: no such name
                 if nr < 0:
                     continue  # a syscall this kernel/arch does not have: nothing to filter
                 for group in groups:
@@ -234,8 +235,6 @@ class _Builder:
 
     def export(self) -> bytes:
         """The BPF program libseccomp would load (struct sock_filter[], 8 bytes each)."""
-        import os
-
         fd = os.memfd_create("mrun-seccomp", os.MFD_CLOEXEC)
         try:
             ret = self.lib.seccomp_export_bpf(self.ctx, fd)
