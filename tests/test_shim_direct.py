@@ -116,6 +116,17 @@ def sleeping_task(h, name: str, pod: str = "") -> tuple[Shim, str, int]:
     return shim, cid, pid
 
 
+def started_with_stdout(h, cid: str, bundle: str) -> tuple[Shim, int]:
+    """A shim with the task ``cid`` of ``bundle`` created and started, its stdout on a fifo. ->
+    (shim, the fifo's read end, opened before Create as ctr opens it)."""
+    shim = Shim(h, bundle, cid)
+    (stdout,) = shim.fifos("stdout")
+    out = reader(stdout)
+    shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle, stdout=stdout))
+    shim.call("Start", task_pb2.StartRequest(id=cid))
+    return shim, out
+
+
 def reader(path: str) -> int:
     """Open a stdout fifo the way ctr does, before Create."""
     return os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -667,12 +678,7 @@ def test_a_task_s_idmapped_mount_in_a_user_namespace_as_containerd_sends_it(h):
     maps = cfg["linux"]["uidMappings"]
     cfg["mounts"].append({"destination": "/root", "type": "bind", "source": src, "options": ["rbind", "ro"],
                           "uidMappings": maps, "gidMappings": maps})
-    bundle = h.bundle(config=cfg)
-    shim = Shim(h, bundle, cid)
-    (stdout,) = shim.fifos("stdout")
-    out = reader(stdout)
-    shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle, stdout=stdout))
-    shim.call("Start", task_pb2.StartRequest(id=cid))
+    shim, out = started_with_stdout(h, cid, h.bundle(config=cfg))
     assert wait_exit(shim, cid) == 0
     assert read_until_eof(out).split() == [b"0:0", b"5:7"]
     shim.finish(cid)
@@ -840,12 +846,7 @@ def test_seccomp_notify_through_the_shim_hands_the_listener_from_its_worker(h, t
         cfg = _notifying(agent.path, ["mkdir", "mkdirat"], False, ["sh", "-c", f"{MADE_OR_NOT}; sleep 600"], h)
         if pod:
             cfg["annotations"] = {"io.kubernetes.cri.sandbox-id": pod}
-        bundle = h.bundle(config=cfg)
-        shim = Shim(h, bundle, cid)
-        (stdout,) = shim.fifos("stdout")
-        out = reader(stdout)
-        shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle, stdout=stdout))
-        shim.call("Start", task_pb2.StartRequest(id=cid))
+        shim, out = started_with_stdout(h, cid, h.bundle(config=cfg))
         process = {"args": ["sh", "-c", MADE_OR_NOT.replace("made", "again")], "cwd": "/", "env": ["PATH=/bin"]}
         spec = any_pb2.Any(type_url="types.containerd.io/opencontainers/runtime-spec/1/Process",
                            value=json.dumps(process).encode())

@@ -13,7 +13,6 @@ the agent goes, the notified calls fail with ENOSYS instead of waiting for ever.
 from __future__ import annotations
 
 import os
-import sys
 
 from mrun import OCI_VERSION, jsonio
 from mrun.errors import MrunError, in_words
@@ -23,7 +22,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 CONNECT_TIMEOUT = 30.0  # seconds: an agent that neither accepts nor refuses fails the create
-_SOL_SOCKET, _SCM_RIGHTS = 1, 1
 
 
 def hand_over(path: str, metadata: str, pid: int, number: int, state: dict[str, Any]) -> None:
@@ -49,13 +47,15 @@ def hand_over(path: str, metadata: str, pid: int, number: int, state: dict[str, 
 def _send(path: str, data: bytes, fd: int) -> None:
     import _socket
 
+    from mrun.kernel.fdpass import rights
+
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
         sock.settimeout(CONNECT_TIMEOUT)
         address = b"\0" + os.fsencode(path[1:]) if path.startswith("@") else os.fsencode(path)
         try:
             sock.connect(address)
-            sock.sendmsg([data], [(_SOL_SOCKET, _SCM_RIGHTS, fd.to_bytes(4, sys.byteorder, signed=True))])
+            sock.sendmsg([data], rights([fd]))
         except OSError as e:
             why = e.strerror or str(e)  # "timed out", "AF_UNIX path too long" have no strerror
             raise MrunError(f"linux.seccomp.listenerPath: cannot hand the notification listener to the seccomp "
