@@ -62,7 +62,7 @@ def commit(store: ImageStore, base: str, upper: str, name: str, leave_out: list[
         raise MrunError(f"commit: the container's image ({base[:19]}) is no longer in the store")
     config = store.read_json(entry["config"])
     manifest = store.read_json(entry["manifest"])
-    _new_config(config, "", "", process, message, author, instructions)  # a change refused now leaves no layer
+    ran = _container_config(config, process, instructions)  # a change refused here leaves no layer
 
     def fill(out: _Hashing) -> None:
         top = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -81,7 +81,7 @@ def commit(store: ImageStore, base: str, upper: str, name: str, leave_out: list[
         if not store.has_layer(diff_id):
             _unpack_layer(store, layer, diff_id)
         now = now_rfc3339()
-        config = _new_config(config, diff_id, now, process, message, author, instructions)
+        config = _new_config(config, ran, diff_id, now, message, author)
         config_digest, manifest_digest = put_image(store, config, [*(manifest.get("layers") or []), layer])
         index = store.index()
         index[normalize(name)] = {
@@ -153,9 +153,9 @@ def write_layer(store: ImageStore, fill: Callable[[_Hashing], None]) -> WrittenL
     return WrittenLayer(tmp, {"mediaType": LAYER_TAR, "digest": "sha256:" + out.hash.hexdigest(), "size": out.size})
 
 
-def _new_config(config: dict[str, Any], diff_id: str, now: str, process: dict[str, Any], message: str,
-                author: str, instructions: list[tuple[str, Any]]) -> dict[str, Any]:
-    config = dict(config)
+def _container_config(config: dict[str, Any], process: dict[str, Any],
+                      instructions: list[tuple[str, Any]]) -> dict[str, Any]:
+    """The image config's ``config`` as the container ran it, the --change instructions over it."""
     cfg = dict(config.get("config") or {})
     args = list(process.get("args") or [])
     entrypoint = list(cfg.get("Entrypoint") or [])
@@ -165,8 +165,12 @@ def _new_config(config: dict[str, Any], diff_id: str, now: str, process: dict[st
     image_env = list(cfg.get("Env") or [])
     cfg["Env"] = [e for e in process.get("env") or image_env  # docker's run-time defaults stay out
                   if e in image_env or not e.startswith(("HOSTNAME=", "TERM="))]
-    for keyword, value in instructions:
-        apply_change(cfg, keyword, value)
+    return apply_changes(cfg, instructions)
+
+
+def _new_config(config: dict[str, Any], cfg: dict[str, Any], diff_id: str, now: str, message: str,
+                author: str) -> dict[str, Any]:
+    config = dict(config)
     config["config"] = cfg
     config["created"] = now
     if author:
@@ -195,11 +199,7 @@ def parse_change(text: str) -> tuple[str, Any]:
                 raise InvalidSpec(f"--change {text!r}: a JSON list of strings")
         else:
             value = rest.split() if keyword == "VOLUME" else ["/bin/sh", "-c", rest]
-        if keyword != "VOLUME":
-            return keyword, value
-        for word in value:
-            _words(word, {}, text, split=False)
-        return keyword, (value, text)
+        return keyword, (value, text) if keyword == "VOLUME" else value
     if keyword == "HEALTHCHECK":
         return keyword, _healthcheck(rest, text)
     if keyword == "ONBUILD":
@@ -207,25 +207,21 @@ def parse_change(text: str) -> tuple[str, Any]:
         if trigger.upper() in ("ONBUILD", "FROM", "MAINTAINER"):  # docker's refusals
             raise InvalidSpec(f"--change {text!r}: {trigger.upper()} isn't allowed as an ONBUILD trigger")
         return keyword, f"{trigger.upper()} {what.strip()}".strip()
-    if keyword in ("ENV", "LABEL"):
-        _pairs(rest, text)  # its words checked now, their variables read when it applies
-        return keyword, (rest, text)
-    # the rest take variables as a Dockerfile's do (ProcessWord): checked now, read when applied
-    for word in rest.split() if keyword == "EXPOSE" else [rest]:
-        _words(word, {}, text, split=False)
+    # the rest take variables as a Dockerfile's do: their words are read when the change applies
+    # (``apply_changes``), which commit and import do before they write anything
     return keyword, (rest, text)
 
 
-def _pairs(rest: str, text: str, env: dict[str, str] | None = None) -> list[tuple[str, str]]:
+def _pairs(rest: str, text: str, env: dict[str, str]) -> list[tuple[str, str]]:
     """ENV's and LABEL's KEY=VALUE words as a Dockerfile reads them (``_words``), or docker's
     legacy ``KEY value with spaces``: one pair, the rest the value. ``env``: the variables the
-    values may name (the config's as it stands); None only checks the text."""
-    words = _words(rest, env or {}, text)
+    values may name (the config's as it stands)."""
+    words = _words(rest, env, text)
     if words and "=" not in words[0]:
         key, _, value = rest.partition(" ")
         if not value.strip():
             raise InvalidSpec(f"--change {text!r}: KEY=VALUE ..., or KEY and a value")
-        return [(key, _words(value.strip(), env or {}, text, split=False)[0])]  # its blanks kept, as docker's
+        return [(key, _words(value.strip(), env, text, split=False)[0])]  # its blanks kept, as docker's
     pairs = []
     for word in words:
         key, eq, value = word.partition("=")
@@ -348,17 +344,25 @@ def _healthcheck(rest: str, text: str) -> dict[str, Any]:
     return {"Test": ["CMD-SHELL", command], **check}
 
 
+def apply_changes(cfg: dict[str, Any], instructions: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``cfg`` (an image config's ``config``) with each instruction (``parse_change``'s) applied
+    in turn, each seeing the variables the ones before it set. -> ``cfg``."""
+    for keyword, value in instructions:
+        apply_change(cfg, keyword, value)
+    return cfg
+
+
 def apply_change(cfg: dict[str, Any], keyword: str, value: Any) -> None:
     if keyword == "CMD":
         cfg["Cmd"] = value
     elif keyword == "ENTRYPOINT":
         cfg["Entrypoint"] = value
     elif keyword == "ENV":
-        pairs = _pairs(*value, env=_env_of(cfg))  # every value sees the variables before the instruction
+        pairs = _pairs(*value, _env_of(cfg))  # every value sees the variables before the instruction
         env = [e for e in cfg.get("Env") or [] if e.partition("=")[0] not in {k for k, _v in pairs}]
         cfg["Env"] = env + [f"{k}={v}" for k, v in pairs]
     elif keyword == "LABEL":
-        cfg["Labels"] = {**(cfg.get("Labels") or {}), **dict(_pairs(*value, env=_env_of(cfg)))}
+        cfg["Labels"] = {**(cfg.get("Labels") or {}), **dict(_pairs(*value, _env_of(cfg)))}
     elif keyword == "HEALTHCHECK":
         cfg["Healthcheck"] = value
     elif keyword == "ONBUILD":

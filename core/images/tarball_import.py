@@ -166,16 +166,14 @@ def import_tarball(store: Any, source: str, name: str, message: str = "", change
     import shutil
     import tarfile
 
-    from mrun.images.commit import apply_change, check_name, parse_change, put_image, write_layer
+    from mrun.images.commit import apply_changes, check_name, parse_change, put_image, write_layer
     from mrun.images.install import _unpack_layer, host_platform
     from mrun.images.store import normalize
     from mrun.state import now_rfc3339
 
     check_name(name, "import")
-    instructions = [parse_change(text) for text in changes or ()]  # checked before anything is read
-    tried: dict[str, Any] = {}
-    for keyword, value in instructions:
-        apply_change(tried, keyword, value)  # as applied: a value refused then (EXPOSE, STOPSIGNAL) left a layer
+    # applied before anything is read: a change refused (a bad port, no signal) leaves no layer
+    cfg = apply_changes({}, [parse_change(text) for text in changes or ()])
     stream, closing = _opened(source)
     try:
         written = write_layer(store, lambda out: shutil.copyfileobj(_Reading(stream, source), out, 1 << 20))
@@ -194,9 +192,6 @@ def import_tarball(store: Any, source: str, name: str, message: str = "", change
                     os.unlink(store.blob_path(diff_id))
                 raise InvalidSpec(f"import {source}: {e}") from None
         now = now_rfc3339()
-        cfg: dict[str, Any] = {}
-        for keyword, value in instructions:
-            apply_change(cfg, keyword, value)
         config = {"architecture": arch, "os": os_name, "created": now, "config": cfg,
                   "rootfs": {"type": "layers", "diff_ids": [diff_id]},
                   "history": [{"created": now, "created_by": "mrun import",

@@ -290,8 +290,8 @@ class Create:
         def listener(number: int) -> None:
             from mrun.sandbox.seccomp_agent import hand_over
 
-            path, metadata = self.builder.plan.seccomp.listener
-            hand_over(path, metadata, self.record.pid, number, oci_state(self.store, self.record, Status.CREATING))
+            state = oci_state(self.store, self.record, Status.CREATING)
+            hand_over(self.builder.plan.seccomp.listener, self.record.pid, number, state)
 
         # the init has its rlimits, user, capabilities (ProcessPlan.apply), and its seccomp listener if any
         await_ready(self.ch, host_hooks, listener)

@@ -54,12 +54,12 @@ def exec_process(runtime: Any, record: Record, process: dict[str, Any], opts: Cr
         undo.callback(ch.close)
         if console is not None:
             console.close()
+
         def listener(number: int) -> None:
             from mrun.sandbox.seccomp_agent import hand_over
             from mrun.state import oci_state
 
-            path, metadata = builder.plan.seccomp.listener
-            hand_over(path, metadata, pid, number, oci_state(runtime.store, record))
+            hand_over(builder.plan.seccomp.listener, pid, number, oci_state(runtime.store, record))
 
         await_ready(ch, listener=listener)
         if opts.pid_file:  # as runc: a pid file that cannot be written ends the process

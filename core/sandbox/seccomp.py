@@ -134,13 +134,13 @@ class Filter:
     def __init__(self, profile: dict[str, Any]) -> None:
         from mrun import jsonio
 
+        self.notifies = _notifies(profile)  # checked whether compiled here or found compiled
         key = jsonio.dumps(profile)
         program = _COMPILED.get(key)
         if program is None:
             program = _compile(profile)
             adopt(key, program)
         self.program = program
-        self.notifies = _notifies(profile)
         self.listener = (profile.get("listenerPath") or "", profile.get("listenerMetadata") or "")
         self.flags = 0
         for flag in profile.get("flags") or []:
@@ -190,7 +190,6 @@ def _compile(profile: dict[str, Any]) -> bytes:
 
 class _Builder:
     def __init__(self, profile: dict[str, Any]) -> None:
-        _notifies(profile)
         for i, flag in enumerate(profile.get("flags") or []):
             if flag not in _FLAGS:
                 raise InvalidSpec(f"linux.seccomp.flags[{i}]: unknown flag {flag!r}")

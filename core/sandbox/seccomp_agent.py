@@ -24,10 +24,12 @@ if TYPE_CHECKING:
 CONNECT_TIMEOUT = 30.0  # seconds: an agent that neither accepts nor refuses fails the create
 
 
-def hand_over(path: str, metadata: str, pid: int, number: int, state: dict[str, Any]) -> None:
-    """The listener that process ``pid`` holds as descriptor ``number``, to the agent at ``path``."""
+def hand_over(listener_of: tuple[str, str], pid: int, number: int, state: dict[str, Any]) -> None:
+    """The listener that process ``pid`` holds as descriptor ``number``, to the agent its filter
+    names (``Filter.listener``: the path and the metadata)."""
     from mrun.kernel.syscalls import pidfd_getfd
 
+    path, metadata = listener_of
     try:
         pidfd = os.pidfd_open(pid)
         try:
