@@ -7,6 +7,7 @@ Every method of the service; Checkpoint answers Unimplemented, saying why. stdio
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 import threading
@@ -15,7 +16,7 @@ from collections.abc import Callable
 
 from google.protobuf import timestamp_pb2
 from mrun.annotations import OCI_RUNTIME
-from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound
+from mrun.errors import InvalidSpec, InvalidState, MrunError, NotFound, in_words
 from mrun.kernel.proc import exit_code
 from mrun.kernel.syscalls import unmount_all
 from mrun.operations.builder import warm_the_move_for
@@ -42,6 +43,8 @@ from mrun.status import Status
 # The same messages under two names: v2 for containerd 1.6/1.7 (and 2.x with a bare address),
 # v3 for containerd 2.x after a BootstrapResult or JSON answer with version 3.
 SERVICES = ("containerd.task.v2.Task", "containerd.task.v3.Task")
+MAX_SIGNAL = 64  # SIGRTMAX: the last number kill(2) takes
+MAX_TERMINAL_SIDE = 0xFFFF  # struct winsize's unsigned short (runc's shim cuts a wider one to it)
 EARLY_EXIT_KEPT = 60.0  # seconds an exit nobody has claimed is remembered (an orphan's is never claimed)
 TASK_STATUS = {
     Status.CREATING: types_pb2.UNKNOWN,
@@ -205,19 +208,24 @@ class TaskService:
 
     def _spawn(self, msg: dict, proc: Process) -> dict:
         """Ask the fork helper for a create or an exec, wire up its stdio: -> its answer (the
-        process's pid; a create's record too)."""
+        process's pid; a create's record too). Every stdio path is opened before the helper is
+        asked, so a path that cannot be opened fails the request with nothing made; what fails
+        after the process was made (its terminal never came) takes that process away again."""
+        opened: list[int] = []
         console = pump = None
-        if proc.terminal:  # the container makes the pty and sends its master back on this pair
-            console, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            null = open_stdio("", False)
-            fds = [null, null, null, theirs.detach()]
-            msg["terminal"] = True
-        else:
-            if proc.stdin:
-                pump = StdinPump(proc.stdin)
-            stdin = pump.reader if pump else open_stdio("", False)
-            fds = [stdin, open_stdio(proc.stdout, True), open_stdio(proc.stderr, True)]
         try:
+            if proc.terminal:  # the container makes the pty and sends its master back on this pair
+                tty = [_opened(proc, "stdin", False, opened), _opened(proc, "stdout", True, opened)]
+                console, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                null = _opened(proc, "", False, opened)
+                fds = [null, null, null, theirs.detach()]
+                opened.append(fds[3])
+                msg["terminal"] = True
+            else:
+                if proc.stdin:
+                    pump = _named(proc, "stdin", lambda: StdinPump(proc.stdin))
+                stdin = pump.reader if pump else _opened(proc, "", False, opened)
+                fds = [stdin, _opened(proc, "stdout", True, opened), _opened(proc, "stderr", True, opened)]
             with self.spawner_lock:
                 answer = self._ask_helper(msg, fds)
             if "error" in answer:
@@ -227,8 +235,14 @@ class TaskService:
             if console is not None:
                 from mrun.sandbox.console import receive_fd
 
-                console.settimeout(10)
-                proc.relay = TtyRelay(receive_fd(console), proc.stdin, proc.stdout)
+                try:
+                    console.settimeout(10)
+                    master = receive_fd(console)
+                except OSError as e:
+                    self._take_back(msg, proc, answer)
+                    raise TTRPCError(UNKNOWN, f"the process's terminal never came: {in_words(e)}")
+                proc.relay = TtyRelay(master, *tty)
+                opened = [fd for fd in opened if fd not in tty]  # the relay's now
                 if proc.window:
                     proc.relay.resize(*proc.window)
         except BaseException:
@@ -236,14 +250,34 @@ class TaskService:
                 pump.close()
             raise
         finally:
-            for fd in set(fds) - {pump.reader if pump else -1}:
-                os.close(fd)
+            for fd in opened:
+                if fd >= 0:
+                    os.close(fd)
             if console is not None:
                 console.close()
         if pump is not None:
             pump.start()
             proc.pump = pump
         return answer
+
+    def _take_back(self, msg: dict, proc: Process, answer: dict) -> None:
+        """A process the helper made for a request that fails after all: a create's container is
+        deleted (its state names it: pid and start time), an exec'd process is killed as our own
+        child (recorded first, so its exit is reaped like any other, and never signalled after)."""
+        if not msg.get("process"):
+            try:
+                self.runtime.delete(msg["id"], force=True)
+            except MrunError as e:
+                print(f"mrun shim: removing the half-made {msg['id']}: {e}", file=sys.stderr)
+            return
+        with self.lock:
+            proc.pid = answer["pid"]
+            self.by_pid[proc.pid] = proc
+            proc.reaped = proc.pid in self.early_exits
+        try:
+            self.signal_child(proc, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     # -- the reaper ---------------------------------------------------------------------
 
@@ -330,10 +364,12 @@ class TaskService:
         rootfs = os.path.join(req.bundle, "rootfs")
         mounts = rootfs_mounts.describe(req.rootfs)
         by_worker = rootfs_mounts.idmapped(mounts)  # it forks: not from this threaded daemon
-        mounted = bool(mounts) if by_worker else _mount_rootfs(mounts, rootfs)
+        mounted = bool(mounts)  # from here on, undone if the create fails (a mount of several too)
         task = Task(req)
         asked = time.monotonic()
         try:
+            if not by_worker:
+                _mount_rootfs(mounts, rootfs)
             msg = {"id": req.id, "bundle": req.bundle, "root": self.runtime.store.root}
             if by_worker:
                 msg["rootfs"] = mounts
@@ -396,7 +432,7 @@ class TaskService:
         return task_pb2.StartResponse(pid=proc.pid).SerializeToString()
 
     def exec(self, payload: bytes, _req: object) -> bytes:
-        import json
+        from mrun import jsonio
 
         req = task_pb2.ExecProcessRequest.FromString(payload)
         task = self._task(req.id)
@@ -404,7 +440,7 @@ class TaskService:
             raise TTRPCError(ALREADY_EXISTS, f"exec {req.exec_id}: already exists")
         proc = Process(req.id, req.exec_id, req.stdin, req.stdout, req.stderr, req.terminal)
         try:
-            proc.spec = json.loads(req.spec.value)  # containerd sends the OCI process object as JSON
+            proc.spec = jsonio.loads(req.spec.value)  # containerd sends the OCI process object as JSON
             check_process(proc.spec)
         except ValueError as e:
             raise TTRPCError(INVALID_ARGUMENT, f"exec {req.exec_id}: the process spec is not JSON: {e}")
@@ -452,6 +488,8 @@ class TaskService:
 
     def kill(self, payload: bytes, _req: object) -> bytes:
         req = task_pb2.KillRequest.FromString(payload)
+        if req.signal > MAX_SIGNAL:  # runc's kill(2) says EINVAL; Python would not even make the call
+            raise TTRPCError(INVALID_ARGUMENT, f"kill {req.exec_id or req.id}: {req.signal} is not a signal number")
         proc = self._process(req.id, req.exec_id)
         if proc.exited.is_set() or not proc.pid:
             raise TTRPCError(NOT_FOUND, f"{req.exec_id or req.id}: process already finished")
@@ -485,6 +523,8 @@ class TaskService:
         req = task_pb2.DeleteRequest.FromString(payload)
         if req.exec_id:
             proc = self._process(req.id, req.exec_id)
+            if proc.pid and not proc.exited.is_set():  # containerd's runc shim: it runs on, still ours
+                raise TTRPCError(FAILED_PRECONDITION, f"exec {req.exec_id}: cannot delete a running process")
             self._task(req.id).execs.pop(req.exec_id, None)
             _release(proc)
             with self.lock:
@@ -493,6 +533,10 @@ class TaskService:
                 pid=proc.pid, exit_status=proc.exit_status, exited_at=proc.exited_at
             ).SerializeToString()
         task = self._task(req.id)
+        status = self._status(task)
+        if status in (types_pb2.RUNNING, types_pb2.PAUSED):  # runc's shim: a Delete never kills; Kill does
+            word = "running" if status == types_pb2.RUNNING else "paused"
+            raise TTRPCError(FAILED_PRECONDITION, f"task {req.id}: cannot delete a {word} process")
         with self.lock:
             task.deleting = True
         try:
@@ -516,14 +560,14 @@ class TaskService:
 
     def update(self, payload: bytes, _req: object) -> bytes:
         """New cgroup limits for a running task, as `runc update` takes them."""
-        import json
+        from mrun import jsonio
 
         req = task_pb2.UpdateTaskRequest.FromString(payload)
         self._task(req.id)
         if not req.resources.type_url.endswith("/LinuxResources"):
             raise TTRPCError(INVALID_ARGUMENT, f"update {req.id}: resources of type {req.resources.type_url!r}")
         try:
-            resources = json.loads(req.resources.value or b"{}")
+            resources = jsonio.loads(req.resources.value or b"{}")
         except ValueError as e:
             raise TTRPCError(INVALID_ARGUMENT, f"update {req.id}: the resources are not JSON: {e}")
         try:
@@ -544,6 +588,9 @@ class TaskService:
 
     def resizepty(self, payload: bytes, _req: object) -> bytes:
         req = task_pb2.ResizePtyRequest.FromString(payload)
+        if max(req.width, req.height) > MAX_TERMINAL_SIDE:
+            raise TTRPCError(INVALID_ARGUMENT, f"resize {req.exec_id or req.id}: {req.width}x{req.height} is past "
+                                               f"a terminal's {MAX_TERMINAL_SIDE} columns or rows")
         proc = self._process(req.id, req.exec_id)
         if not proc.terminal:
             raise TTRPCError(FAILED_PRECONDITION, f"{req.exec_id or req.id}: the process has no terminal")
@@ -638,8 +685,30 @@ def runtime_options(type_url: str, value: bytes) -> dict[str, str]:
     return {OCI_RUNTIME: name} if name else {}
 
 
-def _mount_rootfs(mounts: list[dict], target: str) -> bool:
+def _mount_rootfs(mounts: list[dict], target: str) -> None:
     try:
-        return rootfs_mounts.mount(mounts, target)
+        rootfs_mounts.mount(mounts, target)
     except MrunError as e:
         raise TTRPCError(UNKNOWN, str(e))
+
+
+def _named(proc: Process, name: str, open_it: Callable[[], StdinPump]) -> StdinPump:
+    try:
+        return open_it()
+    except (OSError, ValueError) as e:
+        raise TTRPCError(INVALID_ARGUMENT, f"{proc.exec_id or proc.container_id}: {name} "
+                                           f"{getattr(proc, name)!r}: {in_words(e)}")
+
+
+def _opened(proc: Process, name: str, write: bool, opened: list[int]) -> int:
+    """The stdio path ``name`` of ``proc`` opened (-1 for none; /dev/null for ``name`` ""), kept in
+    ``opened``; a path that cannot be opened is refused in one line naming it."""
+    path = getattr(proc, name) if name else ""
+    if name and proc.terminal and not path:
+        return -1
+    try:
+        fd = open_stdio(path, write)
+    except (OSError, ValueError) as e:  # no such fifo, a directory, a NUL in it, too long...
+        raise TTRPCError(INVALID_ARGUMENT, f"{proc.exec_id or proc.container_id}: {name} {path!r}: {in_words(e)}")
+    opened.append(fd)
+    return fd

@@ -130,11 +130,11 @@ class StdinPump:
 class TtyRelay:
     """A pty master <-> containerd's stdin and stdout fifos (a terminal has no separate stderr)."""
 
-    def __init__(self, master: int, stdin_path: str, stdout_path: str) -> None:
+    def __init__(self, master: int, stdin: int, stdout: int) -> None:
+        """``stdin``, ``stdout``: the fifos opened (-1 for none), which the relay closes."""
         self.master = master
         self.lock = threading.Lock()
-        self.stdin = open_stdio(stdin_path, False) if stdin_path else -1
-        self.stdout = open_stdio(stdout_path, True) if stdout_path else -1
+        self.stdin, self.stdout = stdin, stdout
         self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
         self.drained = threading.Event()
         threading.Thread(target=self._output, name="tty-out", daemon=True).start()

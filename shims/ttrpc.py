@@ -5,8 +5,9 @@ Frame: ``len:u32be stream:u32be type:u8 flags:u8`` then ``len`` bytes. Type 1 is
 pipelines calls on it (``Wait`` blocks while ``Start`` is answered), so the server runs each
 request on its own thread and serialises frame writes. Nothing a peer sends may crash the
 server: an oversized frame is discarded and answered with ResourceExhausted, a request that
-does not parse or uses an even stream id with InvalidArgument, an unknown service or method
-with Unimplemented, and a failing handler with Unknown.
+does not parse or uses an even stream id with InvalidArgument (a payload that does not parse as
+its method's message too), an unknown service or method with Unimplemented, and a handler that
+fails where it should not with Unknown, its message saying "internal error".
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 import threading
 from collections.abc import Callable
 
+from google.protobuf.message import DecodeError
 from mrun.errors import in_words
 from mrun.kernel.fdpass import read_exact
 from mrun.shims.proto import ttrpc_pb2
@@ -185,9 +187,12 @@ class Server:
         except TTRPCError as e:
             self._reply_error(conn, stream, e.code, e.message)
             return
-        except Exception as e:  # a bug must not take the server down: report it to the caller
+        except DecodeError as e:  # the payload (or an Any in it) is not the message the method takes
+            self._reply_error(conn, stream, INVALID_ARGUMENT, f"{req.method}: malformed request: {e}")
+            return
+        except Exception as e:  # a bug must not take the server down: report it to the caller, as one
             print(f"mrun shim: {req.service}/{req.method} failed: {e!r}", file=sys.stderr)
-            self._reply_error(conn, stream, UNKNOWN, f"{req.method}: {in_words(e)}")
+            self._reply_error(conn, stream, UNKNOWN, f"{req.method}: internal error: {in_words(e)}")
             return
         try:
             conn.send(stream, RESPONSE, ttrpc_pb2.Response(payload=payload).SerializeToString())

@@ -74,3 +74,103 @@ def mutations(base: Any, count: int, seed: int) -> list[Any]:
             doc = _mutate_once(doc, rng)
         out.append(doc)
     return out
+
+
+HOSTILE_STRINGS = ["", "x", "\x00", "a\x00b", "../../..", "/", "é", "x" * 5000, "/proc/self/root", "-1", " "]
+HOSTILE_BYTES = [b"", b"\x00", b"{", b"[]", b"null", b"1", b'"x"', b"[" * 100000, b"\xff\xfe", b"{}" * 3,
+                 b'{"args": []}', b'{"memory": {"limit": -5}}', b"\x0a\x05hello"]
+INT_EXTREMES = {"int32": [-(2**31), -1, 0, 1, 2**31 - 1], "uint32": [0, 1, 2**31, 2**32 - 1],
+                "int64": [-(2**63), -1, 0, 2**63 - 1], "uint64": [0, 1, 2**63, 2**64 - 1]}
+
+
+def _fields(msg: Any, depth: int = 0) -> list[tuple[Any, Any]]:
+    """Every (message, field) reachable from ``msg``, set or not: nested messages, and each
+    element of a repeated message field, down three levels."""
+    out = [(msg, f) for f in msg.DESCRIPTOR.fields]
+    if depth < 3:
+        for f in msg.DESCRIPTOR.fields:
+            if f.message_type is None or f.message_type.GetOptions().map_entry:
+                continue
+            if f.is_repeated:
+                for element in getattr(msg, f.name):
+                    out += _fields(element, depth + 1)
+            elif msg.HasField(f.name):
+                out += _fields(getattr(msg, f.name), depth + 1)
+    return out
+
+
+def _hostile_scalar(field: Any, rng: random.Random, current: Any) -> Any:
+    kind = field.type
+    if kind == field.TYPE_STRING:
+        if current and rng.random() < 0.3:
+            return rng.choice([current + "\x00", current * 50, current.upper(), "/" + current, current[:1]])
+        return rng.choice(HOSTILE_STRINGS)
+    if kind == field.TYPE_BYTES:
+        return rng.choice(HOSTILE_BYTES)
+    if kind == field.TYPE_BOOL:
+        return rng.random() < 0.5
+    if kind == field.TYPE_ENUM:
+        return rng.choice([0, 1, 2, 99, -1, 2**31 - 1])
+    width = {field.TYPE_INT32: "int32", field.TYPE_SINT32: "int32", field.TYPE_SFIXED32: "int32",
+             field.TYPE_UINT32: "uint32", field.TYPE_FIXED32: "uint32", field.TYPE_INT64: "int64",
+             field.TYPE_SINT64: "int64", field.TYPE_SFIXED64: "int64"}.get(kind, "uint64")
+    if kind in (field.TYPE_FLOAT, field.TYPE_DOUBLE):
+        return rng.choice([0.0, -1.0, 1e308, float("nan")])
+    return rng.choice(INT_EXTREMES[width])
+
+
+def _mutate_message(msg: Any, rng: random.Random) -> None:
+    owner, field = rng.choice(_fields(msg))
+    name = field.name
+    if field.message_type is not None and field.message_type.GetOptions().map_entry:
+        entries = getattr(owner, name)
+        key = rng.choice(HOSTILE_STRINGS[:4])
+        entries[key] = rng.choice(HOSTILE_STRINGS)
+    elif field.is_repeated:
+        values = getattr(owner, name)
+        action = rng.random()
+        if action < 0.3:
+            del values[:]
+        elif action < 0.6 and len(values):
+            values.extend(list(values) * rng.choice([1, 20]))
+        elif field.message_type is not None:
+            values.add()
+        else:
+            values.append(_hostile_scalar(field, rng, ""))
+    elif field.message_type is not None:
+        owner.ClearField(name) if rng.random() < 0.5 else getattr(owner, name).SetInParent()
+    else:
+        setattr(owner, name, _hostile_scalar(field, rng, getattr(owner, name)))
+
+
+def _mutate_bytes(data: bytes, rng: random.Random) -> bytes:
+    action = rng.random()
+    if action < 0.3 and data:
+        return data[: rng.randrange(len(data))]  # cut short
+    if action < 0.6 and data:
+        out = bytearray(data)
+        for _ in range(rng.randint(1, 4)):
+            out[rng.randrange(len(out))] = rng.randrange(256)
+        return bytes(out)
+    if action < 0.8:
+        return data + bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
+    return bytes(rng.randrange(256) for _ in range(rng.randint(0, 64)))
+
+
+def proto_mutations(base: Any, count: int, seed: int) -> list[bytes]:
+    """``count`` serialized variants of the protobuf message ``base``: most with one to three fields
+    set to hostile values (strings, bytes, integer extremes of the field's width, enum values no
+    one defined, repeated fields emptied, multiplied or grown, nested messages cleared), some cut
+    short or with bytes flipped, as a broken peer would send them."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        if rng.random() < 0.15:
+            out.append(_mutate_bytes(base.SerializeToString(), rng))
+            continue
+        msg = type(base)()
+        msg.CopyFrom(base)
+        for _ in range(rng.randint(1, 3)):
+            _mutate_message(msg, rng)
+        out.append(msg.SerializeToString())
+    return out

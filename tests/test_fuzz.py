@@ -1,7 +1,8 @@
-"""Seeded mutation fuzzing of config.json and of image JSON (index, manifest, config): every case
-ends in success or in one line naming what is wrong — never a traceback, never an "internal
-error", never a hang past 10 s — and nothing is left behind (the harness checks state, cgroups,
-mounts and processes; the image tests also the store).
+"""Seeded mutation fuzzing of config.json, of image JSON (index, manifest, config) and of the
+shim's task API (protobuf requests): every case ends in success or in one line naming what is
+wrong — never a traceback, never an "internal error", never a hang past 10 s — and nothing is
+left behind (the harness checks state, cgroups, mounts and processes; the image tests also the
+store).
 
 MRUN_FUZZ_CASES sets the cases per document kind (default 300, what CI runs); MRUN_FUZZ_SEED
 the seed. A failure names the case number, so `MRUN_FUZZ_SEED=S` reproduces it.
@@ -19,7 +20,7 @@ import sys
 import tempfile
 
 import pytest
-from conftest import IMAGE, require
+from conftest import IMAGE, cgroup_dirs, require
 from fuzz import mutations
 
 CASES = int(os.environ.get("MRUN_FUZZ_CASES", "300"))
@@ -249,3 +250,123 @@ def test_image_json_mutations(images, base_layout, tmp_path):
         os.path.join(h.image_root, "blobs", "sha256")) else []
     assert not store, f"partial writes left: {store}"
     assert not failures, "\n".join(failures[:20]) + f"\n({len(failures)} failing cases)"
+
+
+def test_shim_request_mutations(h, tmp_path):
+    """Every task method containerd calls, with mutated requests (hostile fields, integer
+    extremes, cut-short or flipped bytes), against one shim daemon holding a running task and a
+    running terminal exec: each call is answered within 10 s with a result or an error status
+    that is not an internal error; the daemon lives on and still answers for its task; and once
+    what the mutated Creates made is deleted, the shim shuts down leaving nothing."""
+    from fuzz import proto_mutations
+    from google.protobuf import any_pb2
+    from google.protobuf.message import DecodeError
+    from mrun.shims import ttrpc
+    from mrun.shims.proto import task_pb2, types_pb2
+    from test_shim_direct import TASK, Shim, reader
+
+    cid = h.cid("shimfuzz")
+    shim = Shim(h, h.bundle(["sleep", "600"]), cid)
+    made: list[str] = []
+    try:
+        shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=shim.bundle))
+        shim.call("Start", task_pb2.StartRequest(id=cid))
+        (tty_out,) = shim.fifos("tty")
+        out = reader(tty_out)
+        process = {"args": ["sleep", "600"], "cwd": "/", "env": ["PATH=/bin"], "terminal": True}
+        url = "types.containerd.io/opencontainers/runtime-spec/1/"
+        spec = any_pb2.Any(type_url=url + "Process", value=json.dumps(process).encode())
+        shim.call("Exec", task_pb2.ExecProcessRequest(id=cid, exec_id="t0", terminal=True, stdout=tty_out, spec=spec))
+        shim.call("Start", task_pb2.StartRequest(id=cid, exec_id="t0"))
+
+        def containerd_bundle() -> str:
+            """A bundle as containerd makes one: an empty rootfs its rootfs mounts go on."""
+            path = h.bundle(config=h.config(["true"], root={"path": "rootfs"}))
+            os.mkdir(os.path.join(path, "rootfs"))
+            return path
+
+        bases = {
+            "Create": task_pb2.CreateTaskRequest(
+                id=cid + "-new", bundle=containerd_bundle(), options=any_pb2.Any(type_url="containerd.runc.v1.Options"),
+                rootfs=[types_pb2.Mount(type="bind", source=h.rootfs, options=["rbind", "ro"])]),
+            "Start": task_pb2.StartRequest(id=cid, exec_id="t0"),
+            "Exec": task_pb2.ExecProcessRequest(id=cid, exec_id="e1", spec=any_pb2.Any(
+                type_url=url + "Process", value=json.dumps({**process, "terminal": False}).encode())),
+            "State": task_pb2.StateRequest(id=cid, exec_id="t0"),
+            "Kill": task_pb2.KillRequest(id=cid, signal=0),
+            "Pause": task_pb2.PauseRequest(id=cid),
+            "Resume": task_pb2.ResumeRequest(id=cid),
+            "Delete": task_pb2.DeleteRequest(id=cid + "-none"),
+            "Update": task_pb2.UpdateTaskRequest(id=cid, resources=any_pb2.Any(
+                type_url=url + "LinuxResources", value=b'{"pids": {"limit": 500}}'), annotations={"a": "b"}),
+            "CloseIO": task_pb2.CloseIORequest(id=cid, exec_id="t0", stdin=True),
+            "ResizePty": task_pb2.ResizePtyRequest(id=cid, exec_id="t0", width=80, height=24),
+            "Pids": task_pb2.PidsRequest(id=cid),
+            "Stats": task_pb2.StatsRequest(id=cid),
+            "Checkpoint": task_pb2.CheckpointTaskRequest(id=cid, path=str(tmp_path / "cp")),
+            "Connect": task_pb2.ConnectRequest(id=cid),
+            "Shutdown": task_pb2.ShutdownRequest(id=cid),
+        }
+
+        def anew(method: str, payload: bytes, i: int) -> bytes:
+            """A Create or Exec whose ids the mutations left as they were, with ids (and a bundle)
+            of its own: each case reaches as far as its mutations let it, not "already exists"."""
+            if method not in ("Create", "Exec"):
+                return payload
+            base = bases[method]
+            try:
+                msg = type(base).FromString(payload)
+            except DecodeError:
+                return payload
+            if method == "Create" and msg.id == base.id:
+                msg.id = f"{base.id}{i}"
+                msg.bundle = containerd_bundle() if msg.bundle == base.bundle else msg.bundle
+            if method == "Exec" and msg.exec_id == base.exec_id:
+                msg.exec_id = f"{base.exec_id}-{i}"
+            return msg.SerializeToString()
+
+        def cgroups() -> set[str]:
+            return {e for d in cgroup_dirs(h.cgroup_parent) for e in os.listdir(d) if os.path.isdir(os.path.join(d, e))}
+
+        failures = []
+        for n, (method, base) in enumerate(bases.items()):
+            for i, payload in enumerate(proto_mutations(base, max(CASES // 3, 20), SEED + 100 + n)):
+                payload = anew(method, payload, i)
+                before = cgroups()
+                try:
+                    shim.client.call(TASK, method, payload, timeout=10)
+                except ttrpc.TTRPCError as e:
+                    if e.code in (ttrpc.DEADLINE_EXCEEDED, ttrpc.UNAVAILABLE) or "internal error" in e.message:
+                        failures.append(f"{method} case {i}: {e.code} {e.message[:300]} ({payload[:200]!r})")
+                        if e.code == ttrpc.UNAVAILABLE:
+                            break
+                    if method == "Create" and cgroups() != before:
+                        failures.append(f"{method} case {i}: refused ({e.message[:200]}) but left a cgroup")
+                    continue
+                if method == "Create":
+                    made.append(task_pb2.CreateTaskRequest.FromString(payload).id)
+        shim.call("Resume", task_pb2.ResumeRequest(id=cid)) if h.status(cid) == "paused" else None
+        state = task_pb2.StateResponse.FromString(shim.call("State", task_pb2.StateRequest(id=cid)))
+        assert state.id == cid, state
+        assert not failures, "\n".join(failures[:20]) + f"\n({len(failures)} failing cases)"
+        os.close(out)
+    finally:
+        for task_id in [*made, cid]:
+            try:
+                shim.call("Kill", task_pb2.KillRequest(id=task_id, signal=9, all=True))
+            except ttrpc.TTRPCError:
+                pass
+        for task_id in [*made, cid]:
+            try:
+                shim.call("Wait", task_pb2.WaitRequest(id=task_id), timeout=15)
+            except ttrpc.TTRPCError:
+                pass
+        undone = []
+        for task_id in [*made, cid]:
+            try:
+                shim.call("Delete", task_pb2.DeleteRequest(id=task_id))
+            except ttrpc.TTRPCError as e:
+                if e.code != ttrpc.NOT_FOUND:  # a mutated Delete may have taken it already
+                    undone.append(f"{task_id}: {e.message}")
+        shim.finish()
+        assert not undone, f"tasks the shim made but could not delete: {undone}"

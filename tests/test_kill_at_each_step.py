@@ -869,12 +869,15 @@ class KilledShim:
             return f"{calls[len(done)][0]}: {e}"
 
     def clean_up(self, client, cid: str, sandbox: str = "") -> None:
-        """containerd's clean-up after a failed call (errors ignored): the task's exec and the
-        task deleted, the pod ``sandbox`` shut down, the shim told to go."""
+        """containerd's clean-up after a failed call (errors ignored), as `ctr task rm -f` makes
+        it: the task killed and awaited (a Delete never kills), its exec and the task deleted,
+        the pod ``sandbox`` shut down, the shim told to go."""
         from mrun.shims import ttrpc
         from mrun.shims.proto import sandbox_pb2, task_pb2
 
         for service, method, msg in (
+            (self.TASK, "Kill", task_pb2.KillRequest(id=cid, signal=signal.SIGKILL, all=True)),
+            (self.TASK, "Wait", task_pb2.WaitRequest(id=cid)),
             (self.TASK, "Delete", task_pb2.DeleteRequest(id=cid, exec_id="e")),  # an exec's, if one was made
             (self.TASK, "Delete", task_pb2.DeleteRequest(id=cid)),
             *([(self.SANDBOX, "ShutdownSandbox", sandbox_pb2.ShutdownSandboxRequest(sandbox_id=sandbox))]

@@ -74,8 +74,13 @@ class Shim:
         return subprocess.run(args, cwd=self.bundle, env=env, capture_output=True, timeout=30, check=True).stdout
 
     def finish(self, *task_ids: str) -> None:
-        """Delete the tasks, shut the daemon down, and check it left nothing."""
+        """Delete the tasks as `ctr task rm -f` does (a running or paused one killed and awaited
+        first: a Delete never kills), shut the daemon down, and check it left nothing."""
         for task_id in task_ids:
+            status = task_pb2.StateResponse.FromString(self.call("State", task_pb2.StateRequest(id=task_id))).status
+            if status in (types_pb2.RUNNING, types_pb2.PAUSED):
+                self.call("Kill", task_pb2.KillRequest(id=task_id, signal=9, all=True))
+                self.call("Wait", task_pb2.WaitRequest(id=task_id), timeout=15)
             self.call("Delete", task_pb2.DeleteRequest(id=task_id))
         self.call("Shutdown", task_pb2.ShutdownRequest(id=self.cid))
         assert not os.path.exists(self.socket), "a shim told to shut down still answers at its socket"
@@ -864,3 +869,96 @@ def test_seccomp_notify_through_the_shim_hands_the_listener_from_its_worker(h, t
         shim.finish(cid)
     finally:
         agent.close()
+
+
+def test_requests_containerd_could_not_mean_are_refused_in_words_and_leave_nothing(h):
+    """What fuzzing the task API found (tests/test_fuzz.py): each was an "internal error" (a
+    Python exception's words), and three left things behind. Each is refused as invalid now,
+    naming what is wrong, and nothing is left: a payload that is no message of its method; a
+    signal past SIGRTMAX; a terminal wider than struct winsize holds; an exec's process or an
+    update's resources nested 100000 deep; a Create's stdio path that cannot be opened (opened
+    after the container was made for a terminal task: the container stayed, created, with its
+    cgroup); a Create's second rootfs mount that fails (the first stayed mounted)."""
+    from google.protobuf import any_pb2
+
+    shim, cid, _ = sleeping_task(h, "refusals")
+    url = "types.containerd.io/opencontainers/runtime-spec/1/"
+    deep = b"[" * 100000
+
+    def refused(method: str, payload: bytes, *words: str) -> str:
+        with pytest.raises(ttrpc.TTRPCError) as e:
+            shim.client.call(TASK, method, payload)
+        message = e.value.message
+        assert e.value.code == ttrpc.INVALID_ARGUMENT and "internal error" not in message, (e.value.code, message)
+        assert all(w in message for w in words) and "\n" not in message, message
+        return message
+
+    refused("State", b"\xff\xff\xff", "malformed request")
+    refused("Kill", task_pb2.KillRequest(id=cid, signal=2**31).SerializeToString(), "not a signal number")
+    refused("ResizePty", task_pb2.ResizePtyRequest(id=cid, width=70000, height=1).SerializeToString(), "65535")
+    spec = any_pb2.Any(type_url=url + "Process", value=deep)
+    refused("Exec", task_pb2.ExecProcessRequest(id=cid, exec_id="deep", spec=spec).SerializeToString(), "deep")
+    resources = any_pb2.Any(type_url=url + "LinuxResources", value=deep)
+    refused("Update", task_pb2.UpdateTaskRequest(id=cid, resources=resources).SerializeToString(), "deep")
+
+    def containerd_bundle() -> tuple[str, dict]:
+        cfg = h.config(["true"], root={"path": "rootfs"})
+        cfg["process"]["terminal"] = True
+        bundle = h.bundle(config=cfg)
+        os.mkdir(os.path.join(bundle, "rootfs"))
+        return bundle, cfg
+
+    good = types_pb2.Mount(type="bind", source=h.rootfs, options=["rbind", "ro"])
+    for changes, words in [
+        ({"terminal": True, "stdout": "/nonexistent/fifo"}, ("stdout", "/nonexistent/fifo", "No such file")),
+        ({"stdout": "out\0"}, ("stdout", "null")),
+        ({"rootfs": [good, types_pb2.Mount(type="bind", source="/nonexistent", options=["rbind"])]}, ("/nonexistent",)),
+    ]:
+        bundle, cfg = containerd_bundle()
+        other = h.cid("refused")
+        request = task_pb2.CreateTaskRequest(id=other, bundle=bundle, **{"rootfs": [good], **changes})
+        with pytest.raises(ttrpc.TTRPCError) as e:
+            shim.call("Create", request)
+        assert "internal error" not in e.value.message and all(w in e.value.message for w in words), e.value.message
+        assert not os.path.exists(os.path.join(shim.state_root, "direct", other)), "the refused create left its state"
+        assert not cgroup_dirs(cfg["linux"]["cgroupsPath"]), "the refused create left its cgroup"
+        assert not os.path.ismount(os.path.join(bundle, "rootfs")), "the refused create left its rootfs mounted"
+    state = task_pb2.StateResponse.FromString(shim.call("State", task_pb2.StateRequest(id=cid)))
+    assert state.status == types_pb2.RUNNING
+    shim.call("Kill", task_pb2.KillRequest(id=cid, signal=9))
+    assert wait_exit(shim, cid) == 137
+    shim.finish(cid)
+
+
+def test_a_delete_never_kills_a_running_task_or_exec(h):
+    """containerd's runc shim refuses to Delete a running or paused process ("cannot delete a
+    running process"): only Kill ends one, and containerd's client kills and waits first (`ctr
+    task rm -f`, CRI's RemoveContainer). Ours deleted it by force, killing it. A created one is
+    deleted as runc's shim deletes it (its init ends with it)."""
+    from google.protobuf import any_pb2
+
+    shim, cid, pid = sleeping_task(h, "nodelete")
+    spec = any_pb2.Any(type_url="types.containerd.io/opencontainers/runtime-spec/1/Process",
+                       value=json.dumps({"args": ["sleep", "600"], "cwd": "/", "env": ["PATH=/bin"]}).encode())
+    shim.call("Exec", task_pb2.ExecProcessRequest(id=cid, exec_id="e1", spec=spec))
+    exec_pid = task_pb2.StartResponse.FromString(shim.call("Start", task_pb2.StartRequest(id=cid, exec_id="e1"))).pid
+    for request, word in [(task_pb2.DeleteRequest(id=cid, exec_id="e1"), "running"),
+                          (task_pb2.DeleteRequest(id=cid), "running")]:
+        with pytest.raises(ttrpc.TTRPCError) as e:
+            shim.call("Delete", request)
+        assert e.value.code == ttrpc.FAILED_PRECONDITION and f"cannot delete a {word} process" in e.value.message
+    shim.call("Pause", task_pb2.PauseRequest(id=cid))
+    with pytest.raises(ttrpc.TTRPCError) as e:
+        shim.call("Delete", task_pb2.DeleteRequest(id=cid))
+    assert e.value.code == ttrpc.FAILED_PRECONDITION and "cannot delete a paused process" in e.value.message
+    shim.call("Resume", task_pb2.ResumeRequest(id=cid))
+    assert running(pid) and running(exec_pid), "a refused Delete killed what it was refused for"
+    shim.call("Kill", task_pb2.KillRequest(id=cid, exec_id="e1", signal=9))
+    assert wait_exit(shim, cid, "e1") == 137
+    shim.call("Delete", task_pb2.DeleteRequest(id=cid, exec_id="e1"))
+    created = h.cid("created")
+    shim.call("Create", task_pb2.CreateTaskRequest(id=created, bundle=h.bundle(["sleep", "600"])))
+    created_pid = task_pb2.StateResponse.FromString(shim.call("State", task_pb2.StateRequest(id=created))).pid
+    shim.call("Delete", task_pb2.DeleteRequest(id=created))
+    assert not running(created_pid), "a deleted created task's init lives on"
+    shim.finish(cid)

@@ -79,7 +79,7 @@ def test_pipelined_calls_are_answered_out_of_order(server):
         (TASK, "Delete", ttrpc.NOT_FOUND, "container not created: not found"),
         (TASK, "Checkpoint", ttrpc.UNIMPLEMENTED, "method Checkpoint"),
         ("containerd.nope.v1.Nope", "Any", ttrpc.UNIMPLEMENTED, "service containerd.nope.v1.Nope"),
-        (TASK, "Stats", ttrpc.UNKNOWN, "Stats: a bug in a handler"),
+        (TASK, "Stats", ttrpc.UNKNOWN, "Stats: internal error: a bug in a handler"),
     ],
 )
 def test_error_statuses(server, service, method, code, message):
