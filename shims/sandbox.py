@@ -162,14 +162,23 @@ def _userns(message: bytes) -> dict[str, list[dict[str, int]]]:
         if number == 1 and isinstance(value, int):
             mode = value
         elif number in (2, 3) and isinstance(value, bytes):
-            maps["uids" if number == 2 else "gids"].append(
-                {"containerID": int(entry.get(2, 0)), "hostID": int(entry.get(1, 0)), "size": int(entry.get(3, 0))})
+            kind = "uids" if number == 2 else "gids"
+            maps[kind].append({key: _id(entry.get(n, 0), f"userns_options.{kind}[{len(maps[kind])}].{name}")
+                               for key, n, name in (("containerID", 2, "container_id"), ("hostID", 1, "host_id"),
+                                                    ("size", 3, "length"))})
     if mode == NODE:
         return {}
     if mode != POD or not maps["uids"] or not maps["gids"]:
         raise InvalidSpec(f"userns_options: mode {mode} with {len(maps['uids'])} uid and {len(maps['gids'])} gid "
                           "mappings: the shim gives a pod a user namespace of its own (mode POD), with both")
     return maps
+
+
+def _id(value: object, where: str) -> int:
+    """An IDMapping's number as the kernel's uid_map takes it (a uint32); CRI's are uint32 too."""
+    if not isinstance(value, int) or value > 0xFFFFFFFF:
+        raise InvalidSpec(f"{where}: {value!r} is not a uint32")
+    return value
 
 
 def _bytes(value: object) -> bytes:

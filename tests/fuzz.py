@@ -105,8 +105,11 @@ def _hostile_scalar(field: Any, rng: random.Random, current: Any) -> Any:
         if current and rng.random() < 0.3:
             return rng.choice([current + "\x00", current * 50, current.upper(), "/" + current, current[:1]])
         return rng.choice(HOSTILE_STRINGS)
-    if kind == field.TYPE_BYTES:
-        return rng.choice(HOSTILE_BYTES)
+    if kind == field.TYPE_BYTES:  # often a message of its own (an Any's value): changed field by field too
+        action = rng.random()
+        if current and action < 0.35:
+            return _mutate_wire(current, rng)
+        return _mutate_bytes(current, rng) if current and action < 0.6 else rng.choice(HOSTILE_BYTES)
     if kind == field.TYPE_BOOL:
         return rng.random() < 0.5
     if kind == field.TYPE_ENUM:
@@ -141,6 +144,51 @@ def _mutate_message(msg: Any, rng: random.Random) -> None:
         owner.ClearField(name) if rng.random() < 0.5 else getattr(owner, name).SetInParent()
     else:
         setattr(owner, name, _hostile_scalar(field, rng, getattr(owner, name)))
+
+
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        out.append(value & 0x7F | (0x80 if value > 0x7F else 0))
+        value >>= 7
+        if not value:
+            return bytes(out)
+
+
+def _wire_field(number: int, value: int | bytes) -> bytes:
+    """One field, kept even when zero or empty (a peer may send it so)."""
+    if isinstance(value, int):
+        return _varint(number << 3) + _varint(value)
+    return _varint(number << 3 | 2) + _varint(len(value)) + value
+
+
+def _mutate_wire(data: bytes, rng: random.Random, depth: int = 0) -> bytes:
+    """A message read by field number, with one field changed: dropped or repeated, a number made
+    bytes or an extreme, bytes made a number, or (a message itself) changed in turn. Found what
+    flipping bytes rarely does: a CRI message's number sent as bytes."""
+    from mrun.shims import wire
+
+    try:
+        parsed = wire.fields(data)
+    except ValueError:
+        return _mutate_bytes(data, rng)
+    if not parsed:
+        return data + _wire_field(rng.randint(1, 9), rng.choice([b"x", 7, 2**64 - 1]))
+    k = rng.randrange(len(parsed))
+    number, value = parsed[k]
+    action = rng.random()
+    if action < 0.15:
+        del parsed[k]
+    elif action < 0.3:
+        parsed.insert(k, (number, value))
+    elif isinstance(value, int):
+        parsed[k] = (number, rng.choice([b"abc", b"", b"\xff", 0, 2**31, 2**63, 2**64 - 1]))
+    elif depth < 4 and action < 0.8:
+        parsed[k] = (number, _mutate_wire(value, rng, depth + 1))
+    else:
+        parsed[k] = (number, rng.choice([0, 1, 2**64 - 1, b"", b"\x00" * 3]))
+    return b"".join(_wire_field(n, v) for n, v in parsed)
 
 
 def _mutate_bytes(data: bytes, rng: random.Random) -> bytes:

@@ -327,18 +327,24 @@ def userns_message(mode: int, uids: list[tuple[int, int, int]], gids: list[tuple
 def test_a_user_namespaced_pod_s_holder_owns_the_pod_s_namespaces(h, socket_dir):
     """hostUsers: false with sandboxer = 'shim': the holder is in a user namespace with the pod's
     mappings, which owns the IPC and UTS namespaces the containers join; StartSandbox's spec names
-    it. A user namespace the shim cannot give a pod (CONTAINER mode, mappings missing) is refused in
-    one line, never taken for the node's. The pod's sysctls are set in them: an IPC one is the
-    writer's only if it is the pod's root (the kernel compares uids there, not capabilities), which
-    the holder, joining the user namespace as the node's root, was not: StartSandbox failed with
-    "Permission denied"."""
+    it. A user namespace the shim cannot give a pod (CONTAINER mode, mappings missing, a mapping's
+    number no uid_map takes) is refused in one line, never taken for the node's. The pod's sysctls
+    are set in them: an IPC one is the writer's only if it is the pod's root (the kernel compares
+    uids there, not capabilities), which the holder, joining the user namespace as the node's
+    root, was not: StartSandbox failed with "Permission denied"."""
     sandbox_id = h.cid("userns")
     bundle = h.bundle(["true"])
     shim = BootShim(h, bundle, sandbox_id, socket_dir)
     try:
-        for mode, uids, gids, why in ((1, [(300000, 0, 65536)], [(300000, 0, 65536)], "mode 1"),
-                                      (0, [(300000, 0, 65536)], [], "0 gid")):
-            options = pod_config("p", 0, userns_message(mode, uids, gids))
+        gids = wire.field(3, wire.field(1, 300000) + wire.field(3, 65536))
+        for message, why in ((userns_message(1, [(300000, 0, 65536)], [(300000, 0, 65536)]), "mode 1"),
+                             (userns_message(0, [(300000, 0, 65536)], []), "0 gid"),
+                             # numbers no uid_map takes: an internal error ("invalid literal for int()")
+                             (wire.field(2, wire.field(1, b"300000") + wire.field(3, 65536)) + gids,
+                              "uids[0].host_id: b'300000' is not a uint32"),
+                             (userns_message(0, [(300000, 0, 2**40)], [(300000, 0, 65536)]),
+                              f"uids[0].length: {2**40} is not a uint32")):
+            options = pod_config("p", 0, message)
             with pytest.raises(ttrpc.TTRPCError) as e:
                 shim.call(SANDBOX, "CreateSandbox", sandbox_pb2.CreateSandboxRequest(
                     sandbox_id=sandbox_id, bundle_path=bundle, options=options))
