@@ -222,3 +222,90 @@ def proto_mutations(base: Any, count: int, seed: int) -> list[bytes]:
             _mutate_message(msg, rng)
         out.append(msg.SerializeToString())
     return out
+
+
+# A ustar header's fields: (offset, length), as tarfile and Go's archive/tar lay them out.
+TAR_FIELDS = {"name": (0, 100), "mode": (100, 8), "uid": (108, 8), "gid": (116, 8), "size": (124, 12),
+              "mtime": (136, 12), "typeflag": (156, 1), "linkname": (157, 100), "uname": (265, 32),
+              "devmajor": (329, 8), "devminor": (337, 8), "prefix": (345, 155)}
+TAR_NAMES = [b"../escape", b"/etc/abs", b"a/../../b", b".wh..wh..opq", b".wh.", b".wh.bin", b"bin/.wh.true",
+             b"x" * 100, b"\xff\xfe", b"bin", b".", b"", b"etc/a/under", b"lnk/through", b"dev/null", b"\x00x",
+             b".wh..wh..opq/x", b"etc/.wh..wh.plnk.x"]
+TAR_NUMBERS = [b"77777777777", b"-1", b"zzzz", b"\x80\xff\xff\xff\xff\xff\xff\xff", b"\xff" * 8, b"", b"0",
+               b"7777777", b"4755", b"1777", b"99999999999"]
+TAR_TYPES = list(b"0123456789LKxgSAD\x00") + [0xFF]
+PAX_RECORDS = [b"path=../../x", b"path=/abs", b"linkpath=/etc/passwd", b"size=-5", b"size=99999999999",
+               b"mtime=1e30", b"mtime=nan", b"uid=-1", b"uid=99999999999999", b"SCHILY.xattr.trusted.overlay.opaque=y",
+               b"SCHILY.xattr.user.overlay.redirect=/x", b"SCHILY.xattr.=x", b"SCHILY.xattr.security.capability=\xff",
+               b"path=\xff\xfe", b"path=", b"GNU.sparse.map=0,1", b"hdrcharset=BINARY"]
+
+
+def _checksummed(header: bytearray) -> None:
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\x00 " % sum(header[:512])
+
+
+def _pax(records: list[bytes]) -> bytes:
+    out = b""
+    for record in records:
+        body = b" " + record + b"\n"
+        n = len(body) + 1
+        while len(str(n).encode()) + len(body) != n:
+            n += 1
+        out += str(n).encode() + body
+    return out
+
+
+def tar_mutations(base: bytes, headers: list[int], count: int, seed: int) -> list[bytes]:
+    """``count`` variants of the tar ``base`` (``headers``: each member's header offset): a header
+    field set to a hostile name, number or type (its checksum made right again, most often, so the
+    reader goes on to what the field means), a pax header with a hostile record put before a
+    member, the stream cut short or bytes flipped, some gzip-compressed (some of those cut)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        data = bytearray(base)
+        for _ in range(rng.randint(1, 3)):
+            action = rng.random()
+            offset = rng.choice(headers)
+            if action < 0.6:
+                field = rng.choice(list(TAR_FIELDS))
+                start, length = TAR_FIELDS[field]
+                if field in ("name", "linkname", "prefix", "uname"):
+                    value = rng.choice(TAR_NAMES)
+                elif field == "typeflag":
+                    value = bytes([rng.choice(TAR_TYPES)])
+                else:
+                    value = rng.choice(TAR_NUMBERS)
+                value = value[:length].ljust(length, b"\x00")
+                header = bytearray(data[offset:offset + 512])
+                header[start:start + length] = value
+                if rng.random() < 0.85:
+                    _checksummed(header)
+                data[offset:offset + 512] = header
+            elif action < 0.8:
+                records = _pax([rng.choice(PAX_RECORDS) for _ in range(rng.randint(1, 2))])
+                header = bytearray(512)
+                header[0:9] = b"PaxHeader"
+                header[100:108] = b"0000644\x00"
+                header[124:136] = b"%011o\x00" % len(records)
+                header[156:157] = b"x"
+                header[257:265] = b"ustar\x0000"
+                _checksummed(header)
+                padded = records + b"\x00" * (-len(records) % 512)
+                data[offset:offset] = bytes(header) + padded
+            elif action < 0.9:
+                data = data[:rng.randrange(len(data))]
+                break
+            else:
+                for _ in range(rng.randint(1, 8)):
+                    data[rng.randrange(len(data))] = rng.randrange(256)
+        blob = bytes(data)
+        if rng.random() < 0.25:
+            import gzip
+
+            blob = gzip.compress(blob, mtime=0)
+            if rng.random() < 0.3:
+                blob = blob[:rng.randrange(len(blob))]
+        out.append(blob)
+    return out

@@ -253,6 +253,113 @@ def test_image_json_mutations(images, base_layout, tmp_path):
     assert not failures, "\n".join(failures[:20]) + f"\n({len(failures)} failing cases)"
 
 
+def _base_layer() -> tuple[bytes, list[int]]:
+    """A layer with one of each kind of entry a layer holds (directory, file, symlink, hard link,
+    fifo, device, whiteout, opaque directory, an xattr in a pax header, a long name, a setuid
+    file) -> (the tar, each member's header offset)."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        def add(name: str, kind: bytes, data: bytes = b"", **fields) -> None:
+            info = tarfile.TarInfo(name)
+            info.type, info.size, info.mtime = kind, len(data), 1700000000
+            info.mode = fields.pop("mode", 0o755 if kind == tarfile.DIRTYPE else 0o644)
+            for key, value in fields.items():
+                setattr(info, key, value)
+            tar.addfile(info, io.BytesIO(data) if data else None)
+
+        add("etc", tarfile.DIRTYPE)
+        add("etc/a", tarfile.REGTYPE, b"hello\n")
+        add("lnk", tarfile.SYMTYPE, linkname="etc/a")
+        add("hl", tarfile.LNKTYPE, linkname="etc/a")
+        add("fifo", tarfile.FIFOTYPE)
+        add("dev/zero2", tarfile.CHRTYPE, devmajor=1, devminor=5)
+        add("bin/.wh.nothing", tarfile.REGTYPE)
+        add("opq/.wh..wh..opq", tarfile.REGTYPE)
+        add("x", tarfile.REGTYPE, b"x", pax_headers={"SCHILY.xattr.user.note": "1"})
+        add("d/" + "n" * 120, tarfile.REGTYPE, b"long")
+        add("sbin/su", tarfile.REGTYPE, b"#!/bin/sh\n", mode=0o4755)
+    buf.seek(0)
+    with tarfile.open(fileobj=buf, mode="r") as tar:
+        offsets = [m.offset for m in tar.getmembers()]
+    return buf.getvalue(), offsets
+
+
+@pytest.mark.parametrize("images", ["cold"], indirect=True)  # its driver calls the image code in-process
+def test_image_layer_mutations(images, base_layout, tmp_path):
+    """Layers as a registry could send them: one layer of every kind of entry, mutated (a header's
+    name, number or type made hostile, a pax record put before an entry, the archive cut short
+    or flipped, gzip cut), put over busybox in an image with the right digests and diff ids, then
+    load, run and rmi: each ends in success or one line, never an internal error, and the store
+    keeps no half layer."""
+    import gzip
+    import hashlib
+
+    from fuzz import tar_mutations
+
+    h = images
+    base, offsets = _base_layer()
+    with open(os.path.join(base_layout, "index.json")) as f:
+        index = json.load(f)
+    index["manifests"][0].setdefault("annotations", {})["org.opencontainers.image.ref.name"] = IMAGE
+    manifest = _read(base_layout, index["manifests"][0]["digest"])
+    config = _read(base_layout, manifest["config"]["digest"])
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "MRUN_WARM": "0"})
+    failures = []
+    common = ["--root", h.root, "--image-root", h.image_root]
+    try:
+        for i, blob in enumerate(tar_mutations(base, offsets, CASES, SEED + 300)):
+            layout = tempfile.mkdtemp(dir=str(tmp_path))
+            shutil.copytree(base_layout, layout, dirs_exist_ok=True)
+            zipped = blob.startswith(b"\x1f\x8b")
+            try:
+                plain = gzip.decompress(blob) if zipped else blob
+            except (OSError, EOFError):
+                plain = b"cut short"
+            layer = _blob(layout, blob)
+            layer["mediaType"] = "application/vnd.oci.image.layer.v1.tar" + ("+gzip" if zipped else "")
+            c = dict(config, rootfs={"type": "layers", "diff_ids": [
+                *config["rootfs"]["diff_ids"], "sha256:" + hashlib.sha256(plain).hexdigest()]})
+            m = dict(manifest, config=dict(manifest["config"], **_blob(layout, json.dumps(c).encode())),
+                     layers=[*manifest["layers"], layer])
+            idx = json.loads(json.dumps(index))
+            idx["manifests"][0].update(_blob(layout, json.dumps(m).encode()))
+            with open(os.path.join(layout, "index.json"), "w") as f:
+                json.dump(idx, f)
+            argvs = [[*common, "load", layout],
+                     [*common, "run", "--rm", "--network", "none", "--cgroup-parent", h.cgroup_parent, IMAGE,
+                      "true"],
+                     [*common, "rmi", IMAGE]]
+            driver.stdin.write(json.dumps(argvs) + "\n")
+            driver.stdin.flush()
+            ready, _, _ = select.select([driver.stdout], [], [], 30)
+            line = driver.stdout.readline() if ready else ""
+            if not line:
+                failures.append(f"case {i}: the driver died or hung")
+                break
+            for step in json.loads(line):
+                problem = refusal_problem(step["code"], step["err"])
+                if problem:
+                    failures.append(f"case {i}: {step['argv'][4]}: {problem}: {step['err'].strip()[-300:]}")
+            shutil.rmtree(layout)
+            layers = os.path.join(h.image_root, "layers")
+            half = [n for n in os.listdir(layers) if ".tmp-" in n] if os.path.isdir(layers) else []
+            if half:
+                failures.append(f"case {i}: half layers left: {half}")
+                break
+    finally:
+        driver.stdin.close()
+        try:
+            driver.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            driver.kill()
+            driver.wait()
+    assert not failures, "\n".join(failures[:20]) + f"\n({len(failures)} failing cases)"
+
+
 def test_shim_request_mutations(h, tmp_path):
     """Every task method containerd calls, with mutated requests (hostile fields, integer
     extremes, cut-short or flipped bytes), against one shim daemon holding a running task and a

@@ -1066,6 +1066,60 @@ def test_a_layer_entry_the_kernel_cannot_take_is_one_line_naming_it(images, tmp_
     assert not os.path.isdir(layers) or not os.listdir(layers)
 
 
+def _patched(layer: bytes, field: str, value: bytes, member: int = 0) -> bytes:
+    """``layer`` with one header field of its ``member``-th header set to ``value`` (raw, as a
+    hostile writer sets it), the header's checksum made right again."""
+    from fuzz import TAR_FIELDS, _checksummed
+
+    data = bytearray(layer)
+    start, length = TAR_FIELDS[field]
+    header = bytearray(data[member * 512:member * 512 + 512])
+    header[start:start + length] = value.ljust(length, b"\x00")
+    _checksummed(header)
+    data[member * 512:member * 512 + 512] = header
+    return bytes(data)
+
+
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
+@pytest.mark.parametrize("layer, needle", [
+    # tarfile's stream mode skipped the data it was not asked for block by block, never looking
+    # for the end: a whiteout claiming 2**88 bytes spun a CPU for ever
+    (lambda: _patched(_layer([("bin/.wh.x", b"")]), "size", b"\x80" + b"\xff" * 11), "it ends inside the"),
+    # os.makedev cannot take a negative number: "internal error: OverflowError"
+    (lambda: _patched(_layer([("dev/x", ("c", 1, 5))]), "devmajor", b"\xff" * 8), "devmajor -1 is out of range"),
+    # gzip's EOFError ("Compressed file ended before the end-of-stream marker"): an internal error
+    (lambda: __import__("gzip").compress(_layer([("f", os.urandom(50000))]))[:-1000], "compressed data is cut short"),
+], ids=["huge-size", "negative-device", "gzip-cut"])
+def test_a_layer_archive_the_unpacker_cannot_finish_is_one_line(images, tmp_path, layer, needle):
+    """What fuzzing layers found (tests/test_fuzz.py::test_image_layer_mutations)."""
+    h = images
+    r = img(h, "load", _docker_archive(tmp_path, layer()), "localhost/damaged:v1")
+    assert r.returncode == 1 and needle in r.stderr and "internal error" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    layers = os.path.join(h.image_root, "layers")
+    assert not os.path.isdir(layers) or not os.listdir(layers)
+
+
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
+def test_a_directory_s_time_is_never_set_through_a_link_a_later_entry_made(images, tmp_path):
+    """Directories get their times last (their entries change them). A later entry that made a
+    parent of one a symlink (``a/b``, then ``a -> /elsewhere``) had the time set through it: the
+    host's ``/elsewhere/b`` got the layer's time. And a directory a later entry replaced with a
+    file was an internal error (NotADirectoryError)."""
+    h = images
+    outside = tmp_path / "outside"
+    (outside / "b").mkdir(parents=True)
+    os.utime(outside / "b", (1234567890, 1234567890))
+    entries = [("a", None), ("a/b", None), ("a", "->" + str(outside)),
+               ("c", None), ("c/d", None), ("c", b"a file now"), ("kept", None), ("kept/x", None)]
+    img_ok(h, "load", _docker_archive(tmp_path, entries), "localhost/times:v2")
+    assert os.stat(outside / "b").st_mtime == 1234567890, "a layer set the time of a directory outside it"
+    layers = os.path.join(h.image_root, "layers")
+    (fs,) = [os.path.join(layers, d, "fs") for d in os.listdir(layers)]
+    assert os.path.islink(os.path.join(fs, "a")) and os.path.isfile(os.path.join(fs, "c"))
+    assert os.lstat(os.path.join(fs, "kept", "x")).st_mtime == 0  # the directories still get theirs
+
+
 @pytest.mark.parametrize("images", ["cold"], indirect=True)
 def test_a_layer_entrys_time_out_of_range_is_the_epoch_as_containerd_makes_it(images, tmp_path):
     """containerd bounds an entry's time (archive.boundTime): before 1970 or past time_t is 0.
@@ -1278,7 +1332,7 @@ def _layer(entries) -> bytes:
 def _docker_archive(tmp_path, entries, *more_layers, config_extra=None, name="hostile.tar", tag="") -> str:
     """A docker-archive whose layers hold ``entries`` (then each of ``more_layers``), named ``tag``
     if given (what `ctr image import` needs)."""
-    layers = [_layer(e) for e in (entries, *more_layers)]
+    layers = [e if isinstance(e, bytes) else _layer(e) for e in (entries, *more_layers)]  # bytes: a layer as it is
     diffs = ["sha256:" + hashlib.sha256(b).hexdigest() for b in layers]
     config = {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diffs}}
     config.update(config_extra or {})

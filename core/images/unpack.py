@@ -102,6 +102,75 @@ def unpack(archive: IO[bytes], dest: str, expect_diff_id: str | None = None) -> 
 
 
 def _unpack(archive: IO[bytes], dest: str, expect_diff_id: str | None) -> str:
+    try:
+        return _unpack_stream(archive, dest, expect_diff_id)
+    except _damaged() as e:  # the compressed stream itself: cut short ("ended before the end-of-stream
+        raise MrunError(f"layer archive is damaged: its compressed data is cut short or corrupt ({e})")  # marker")
+
+
+def _set_dir_times(root: str, dir_times: list[tuple[str, float]]) -> None:
+    """Each directory's time, set last (its entries changed it), and through no symlink: a later
+    entry may have replaced a parent of it (``a/b``, then ``a -> /tmp``), and a path resolved
+    now went through the link: the times of the host's ``/tmp/b`` were set. Each one is opened
+    component by component without following; one no longer there as a directory is passed over
+    (a later entry replaced it, and its times are that entry's)."""
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for rel, mtime in reversed(dir_times):
+            fd = _open_dir_below(root_fd, rel)
+            if fd >= 0:
+                try:
+                    os.utime(fd, (mtime, mtime))
+                finally:
+                    os.close(fd)
+    finally:
+        os.close(root_fd)
+
+
+def _open_dir_below(root_fd: int, rel: str) -> int:
+    """``rel`` under ``root_fd`` opened for its times, every component a directory and none a
+    symlink; -1 if it is not so any more."""
+    parts = rel.split("/")
+    fd = os.dup(root_fd)
+    try:
+        for i, part in enumerate(parts):
+            flags = (os.O_RDONLY if i == len(parts) - 1 else os.O_PATH) | os.O_DIRECTORY | os.O_NOFOLLOW
+            try:
+                below = os.open(part, flags | os.O_CLOEXEC, dir_fd=fd)
+            except OSError:  # ENOTDIR, ELOOP (a symlink), ENOENT
+                return -1
+            os.close(fd)
+            fd = below
+        fd, opened = -1, fd
+        return opened
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _skip_to_next(tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+    """Read on to the next header ourselves, stopping where the archive ends: tarfile's stream
+    mode skips an entry's data it was not asked for (a whiteout's, an unknown type's) by reading
+    block after block, never looking for the end, so a header claiming 2**88 bytes spun the CPU
+    for ever. Go's archive/tar (containerd's) stops there with "unexpected EOF"."""
+    left = tar.offset - tar.fileobj.tell()  # type: ignore[union-attr]
+    while left > 0:
+        got = len(tar.fileobj.read(min(left, 1 << 20)))  # type: ignore[union-attr]
+        if not got:
+            raise tarfile.ReadError(f"it ends inside the {m.size} bytes the entry says it holds")
+        left -= got
+
+
+def _damaged() -> tuple[type[BaseException], ...]:
+    """What gzip and zstd raise for a stream they cannot finish, which is not an OSError."""
+    import sys
+    import zlib
+
+    zstd = sys.modules.get("zstandard")
+    return (EOFError, zlib.error, *((zstd.ZstdError,) if zstd is not None else ()))
+
+
+def _unpack_stream(archive: IO[bytes], dest: str, expect_diff_id: str | None) -> str:
     stream = _Hashing(decompressed(archive))
     dir_times: list[tuple[str, float]] = []
     dropped: list[tuple[str, list[str]]] = []
@@ -127,14 +196,14 @@ def _unpack(archive: IO[bytes], dest: str, expect_diff_id: str | None) -> str:
                 raise MrunError(f"layer archive is damaged: {e}")
             try:
                 _entry(tar, m, dest, dir_times, dropped)
+                _skip_to_next(tar, m)
             except tarfile.TarError as e:
                 raise MrunError(f"layer archive is damaged at {_shown(m.name)}: {e}")
             except OSError as e:  # the entry's own name, not the unpacking directory's path
                 raise MrunError(f"layer entry {_shown(m.name)}: {e.strerror or e}")
     while stream.read(1 << 20):  # the tar's zero padding belongs to the diff id too
         pass
-    for path, mtime in reversed(dir_times):
-        os.utime(path, (mtime, mtime), follow_symlinks=False)
+    _set_dir_times(dest, dir_times)
     diff_id = "sha256:" + stream.h.hexdigest()
     if expect_diff_id and diff_id != expect_diff_id:
         raise HostileLayer(f"layer content hashes to {diff_id}, the image config says {expect_diff_id}; refused")
@@ -169,6 +238,15 @@ def _owner(m: tarfile.TarInfo) -> tuple[int, int]:
         if not 0 <= value <= ID_MAX:
             raise HostileLayer(f"layer entry {_shown(m.name)}: {field} {value} is out of range (0 to {ID_MAX})")
     return m.uid, m.gid
+
+
+def _device(m: tarfile.TarInfo) -> tuple[int, int]:
+    """The entry's device numbers, refused outside what mknod takes (Python could not pass a
+    negative one; Go's unix.Mkdev would cut them to 32 bits)."""
+    for field, value in (("devmajor", m.devmajor), ("devminor", m.devminor)):
+        if not 0 <= value <= ID_MAX:
+            raise HostileLayer(f"layer entry {_shown(m.name)}: {field} {value} is out of range (0 to {ID_MAX})")
+    return m.devmajor, m.devminor
 
 
 def _bounded(mtime: float) -> float:
@@ -223,7 +301,7 @@ def _entry(tar: tarfile.TarFile, m: tarfile.TarInfo, root: str, dir_times: list[
         if not os.path.isdir(path) or os.path.islink(path):
             remove_tree(path)
             os.mkdir(path, 0o700)
-        dir_times.append((path, _bounded(m.mtime)))
+        dir_times.append((rel, _bounded(m.mtime)))
     else:
         remove_tree(path)
         if m.isreg():
@@ -243,7 +321,7 @@ def _entry(tar: tarfile.TarFile, m: tarfile.TarInfo, root: str, dir_times: list[
             return  # a hard link shares its target's owner and mode
         elif m.ischr() or m.isblk():
             kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
-            os.mknod(path, kind | (m.mode & 0o7777), os.makedev(m.devmajor, m.devminor))
+            os.mknod(path, kind | (m.mode & 0o7777), os.makedev(*_device(m)))
         elif m.isfifo():
             os.mkfifo(path, m.mode & 0o7777)
         else:
