@@ -1101,6 +1101,19 @@ def test_a_layer_archive_the_unpacker_cannot_finish_is_one_line(images, tmp_path
 
 
 @pytest.mark.parametrize("images", ["cold"], indirect=True)
+def test_a_layer_ending_right_after_its_last_file_s_data_loads(images, tmp_path):
+    """umoci ends a layer right after the last file's data, without the block's padding or the
+    end-of-archive blocks (Go's archive/tar, so containerd, takes it): an entry's data cut short
+    is refused, its padding missing is not (the skip to the next header read it as cut short)."""
+    h = images
+    layer = _layer([("f", b"x" * 1000)])[:512 + 1000]
+    img_ok(h, "load", _docker_archive(tmp_path, layer), "localhost/unpadded:v1")
+    layers = os.path.join(h.image_root, "layers")
+    (fs,) = [os.path.join(layers, d, "fs") for d in os.listdir(layers)]
+    assert open(os.path.join(fs, "f"), "rb").read() == b"x" * 1000
+
+
+@pytest.mark.parametrize("images", ["cold"], indirect=True)
 def test_a_directory_s_time_is_never_set_through_a_link_a_later_entry_made(images, tmp_path):
     """Directories get their times last (their entries change them). A later entry that made a
     parent of one a symlink (``a/b``, then ``a -> /elsewhere``) had the time set through it: the

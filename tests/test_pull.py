@@ -271,7 +271,8 @@ def _misbehaving_registry(mode: str):
     """A registry on loopback that misbehaves in one way (``mode``): it never answers ("stall"),
     sends a blob's headers and 10 of its 1000 bytes then stops ("stall-body") or hangs up
     ("cut"), gives a Content-Length that is no number ("bad-length"), redirects to itself
-    ("loop"), or names a token service that is no http(s) URL ("realm")."""
+    ("loop"), names a token service that is no http(s) URL ("realm"), or has its token service
+    answer a list ("token-list") or a token with a line break in it ("token-crlf")."""
     import http.server
     import socket
 
@@ -285,6 +286,20 @@ def _misbehaving_registry(mode: str):
         def do_GET(self):  # noqa: N802 - http.server's name
             if mode == "stall":
                 time.sleep(30)
+                return
+            if mode.startswith("token-"):  # a token service on the registry's own port
+                if self.path.startswith("/token"):
+                    body = {"token-list": b"[]", "token-crlf": b'{"token": "t\\r\\nX-Injected: 1"}'}[mode]
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", f'Bearer realm="http://127.0.0.1:{self.server.server_port}'
+                                                     '/token",service="s"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
                 return
             if mode in ("realm", "loop", "bad-length"):
                 self.send_response({"realm": 401, "loop": 302, "bad-length": 200}[mode])
@@ -319,6 +334,10 @@ def _misbehaving_registry(mode: str):
     ("cut", "blob sha256:" + "cd" * 32 + ": Connection broken: IncompleteRead(10 bytes read, 990 more expected)"),
     ("loop", "too many redirects"),
     ("realm", "the token service 'ftp://127.0.0.1/token' is no http(s) URL"),
+    # a token answer that is no object was an internal error (AttributeError); a token that is no
+    # header value (a CR LF in it) was "image index: not JSON: Invalid header value"
+    ("token-list", "the token answer holds no token"),
+    ("token-crlf", "the token answer's token is no header value"),
 ])
 def test_a_registry_that_stalls_breaks_off_or_misleads_is_one_line(images, mode, needle):
     """A registry that never answered, or stopped sending mid-body (or sent a length that is no

@@ -99,7 +99,7 @@ def install(store: ImageStore, source: Source, name: str | None, want: tuple[str
     ``compile_now``: precompile a wasm entrypoint (False: the caller did, or tried)."""
     try:
         index = checked(source.index(), INDEX, "image index")
-    except ValueError as e:  # index.json that is not JSON
+    except jsonio.DecodeError as e:  # index.json that is not JSON (a ValueError from elsewhere is no such thing)
         raise BadImage(f"image index: not JSON: {e}")
     named: dict[str, list[dict[str, Any]]] = {}
     for d in index.get("manifests") or []:

@@ -22,7 +22,7 @@ import sys
 import threading
 
 from mrun import jsonio
-from mrun.errors import MrunError, NotFound
+from mrun.errors import MrunError, NotFound, one_line
 from mrun.images.reference import DOCKER_HUB, Reference, check_digest, repository_only
 from mrun.images.shapes import read_document
 from mrun.images.sources import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, REF_NAME, Source
@@ -228,6 +228,8 @@ class Registry:
                     resp = self.http.request(method, url, headers=h, body=body, preload_content=not stream)
             except urllib3.exceptions.HTTPError as e:
                 raise MrunError(f"{self.ref.endpoint}: {_why(e)}")
+            except ValueError as e:  # a URL or header made of the registry's words (an upload's
+                raise MrunError(f"{self.ref.endpoint}: {one_line(str(e))[:300]}")  # Location) no request can carry
             if resp.status == 401 and attempt == 0:
                 challenge = resp.headers.get("WWW-Authenticate", "")
                 resp.drain_conn()
@@ -274,9 +276,12 @@ class Registry:
                     raise MrunError(f"{params['realm']}: the token answer is not JSON")
             finally:
                 resp.close()
-            token = body.get("token") or body.get("access_token")
+            token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
             if not token:
                 raise MrunError(f"{params['realm']}: the token answer holds no token")
+            if not isinstance(token, str) or not token.isascii() or not token.isprintable() or " " in token:
+                raise MrunError(f"{params['realm']}: the token answer's token is no header value (RFC 6750's "
+                                f"token68: printable ASCII)")
             self.auth_header = f"Bearer {token}"
 
     def check_login(self) -> None:
@@ -300,7 +305,7 @@ class Registry:
             if resp.status == 404:
                 raise NotFound(unknown)
             if resp.status != 200:
-                raise MrunError(f"{self.ref.endpoint}: {what}: HTTP {resp.status}: {resp.read(200)!r}")
+                raise MrunError(f"{self.ref.endpoint}: {what}: HTTP {resp.status}{_said_in(resp.read(4096))}")
             with _Answering(self.ref.endpoint, what):
                 body = read_document(resp, f"{self.ref.endpoint}: {what}")
             read = True
@@ -478,8 +483,13 @@ def _next_page(link: str) -> str:
 
 def _said(resp: Any) -> str:
     """The registry's own error, where it gave one (distribution's {"errors": [{"message"}]})."""
+    return _said_in(resp.data[:4096])
+
+
+def _said_in(data: bytes) -> str:
+    """``_said`` of the first bytes of an answer's body (a streamed one is read no further)."""
     try:
-        doc = jsonio.loads(resp.data[:4096])
+        doc = jsonio.loads(data)
         first = doc["errors"][0]
         text = f"{first.get('code', '')}: {first.get('message', '')}".strip(": ")
         return f" ({''.join(c for c in text if c.isprintable())[:200]})" if text else ""
