@@ -223,7 +223,10 @@ class TaskService:
                 msg["terminal"] = True
             else:
                 if proc.stdin:
-                    pump = _named(proc, "stdin", lambda: StdinPump(proc.stdin))
+                    try:
+                        pump = StdinPump(proc.stdin)
+                    except (OSError, ValueError) as e:
+                        raise _unopenable(proc, "stdin", e)
                 stdin = pump.reader if pump else _opened(proc, "", False, opened)
                 fds = [stdin, _opened(proc, "stdout", True, opened), _opened(proc, "stderr", True, opened)]
             with self.spawner_lock:
@@ -692,23 +695,23 @@ def _mount_rootfs(mounts: list[dict], target: str) -> None:
         raise TTRPCError(UNKNOWN, str(e))
 
 
-def _named(proc: Process, name: str, open_it: Callable[[], StdinPump]) -> StdinPump:
-    try:
-        return open_it()
-    except (OSError, ValueError) as e:
-        raise TTRPCError(INVALID_ARGUMENT, f"{proc.exec_id or proc.container_id}: {name} "
-                                           f"{getattr(proc, name)!r}: {in_words(e)}")
+def _unopenable(proc: Process, name: str, e: BaseException) -> TTRPCError:
+    """A stdio path of ``proc`` that cannot be opened (no such fifo, a directory, a NUL in it,
+    too long), refused in one line naming it."""
+    path = getattr(proc, name) if name else os.devnull
+    return TTRPCError(INVALID_ARGUMENT, f"{proc.exec_id or proc.container_id}: {name or 'stdio'} {path!r}: "
+                                        f"{in_words(e)}")
 
 
 def _opened(proc: Process, name: str, write: bool, opened: list[int]) -> int:
     """The stdio path ``name`` of ``proc`` opened (-1 for none; /dev/null for ``name`` ""), kept in
-    ``opened``; a path that cannot be opened is refused in one line naming it."""
+    ``opened``."""
     path = getattr(proc, name) if name else ""
     if name and proc.terminal and not path:
         return -1
     try:
         fd = open_stdio(path, write)
-    except (OSError, ValueError) as e:  # no such fifo, a directory, a NUL in it, too long...
-        raise TTRPCError(INVALID_ARGUMENT, f"{proc.exec_id or proc.container_id}: {name} {path!r}: {in_words(e)}")
+    except (OSError, ValueError) as e:
+        raise _unopenable(proc, name, e)
     opened.append(fd)
     return fd

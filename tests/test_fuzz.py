@@ -547,3 +547,44 @@ def test_shim_sandbox_request_mutations(h, tmp_path):
         while running(shim.pid):
             assert time.monotonic() < deadline, "the shim stayed after its last pod was shut down"
             time.sleep(0.05)
+
+
+def test_wasm_module_mutations(h, tmp_path):
+    """Modules as an image could carry them: hello.wasm with bytes flipped, cut, grown or with a
+    section's size or a count made extreme, run as a wasm container (create, start, delete):
+    create and start each work or refuse in one line (compiling, validating, linking), the
+    container ends, and nothing is left."""
+    import random
+
+    from fuzz import _mutate_bytes
+    from test_wasm import example, make, wasm_bundle
+
+    base = example("hello.wasm")
+    rng = random.Random(SEED + 400)
+    env = {"MRUN_CACHE_DIR": str(tmp_path / "cache")}
+    failures = []
+    for i in range(max(CASES // 3, 20)):
+        module = bytearray(base)
+        for _ in range(rng.randint(1, 3)):
+            if rng.random() < 0.4 and len(module) > 16:  # a LEB128 size or count: made extreme
+                at = rng.randrange(8, len(module) - 6)
+                module[at:at + 5] = rng.choice([b"\xff\xff\xff\xff\x0f", b"\x80\x80\x80\x80\x00", b"\x00",
+                                                b"\xff\xff\xff\xff\x7f"])
+            else:
+                module = bytearray(_mutate_bytes(bytes(module), rng))
+        cfg, bundle = wasm_bundle(h, bytes(module), ["/app.wasm", "1"], annotations={"run.oci.handler": "wasm"})
+        cid = h.cid("wasmfuzz")
+        r = h.mrun("create", "-b", make(h, cfg, bundle), cid, env=env, timeout=60)
+        problem = refusal_problem(r.returncode, r.stderr)
+        if not problem and r.returncode == 0:
+            started = h.mrun("start", cid, env=env)
+            problem = refusal_problem(started.returncode, started.stderr)
+            for _ in range(100):
+                if h.status(cid) in ("stopped", "gone"):
+                    break
+                time.sleep(0.05)
+        if problem:
+            failures.append(f"case {i}: {problem}: {r.stderr.strip()[-300:]}")
+        h.mrun("delete", "--force", cid)
+        shutil.rmtree(bundle)
+    assert not failures, "\n".join(failures[:20]) + f"\n({len(failures)} failing cases)"
