@@ -169,6 +169,49 @@ def _read(layout: str, digest: str) -> dict:
         return json.load(f)
 
 
+def _base_image(layout: str) -> tuple[dict, dict, dict]:
+    """(index, manifest, config) of the busybox layout, its index naming it IMAGE."""
+    with open(os.path.join(layout, "index.json")) as f:
+        index = json.load(f)
+    index["manifests"][0].setdefault("annotations", {})["org.opencontainers.image.ref.name"] = IMAGE
+    manifest = _read(layout, index["manifests"][0]["digest"])
+    return index, manifest, _read(layout, manifest["config"]["digest"])
+
+
+class _Driver:
+    """The DRIVER process, which loads, runs and removes the image of one layout per case in
+    process (an interpreter per command would make each case ten times slower)."""
+
+    def __init__(self, h) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", DRIVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, env={**os.environ, "MRUN_WARM": "0"})
+        self.common = ["--root", h.root, "--image-root", h.image_root]
+        self.parent = h.cgroup_parent
+
+    def cycle(self, layout: str, index: object) -> list[dict] | None:
+        """``index`` as the layout's index.json, then load, run --rm IMAGE true, rmi: -> each
+        step's argv, code and stderr (it stops at the first that fails), or None if the driver
+        died or hung."""
+        with open(os.path.join(layout, "index.json"), "w") as f:
+            json.dump(index, f)
+        argvs = [[*self.common, "load", layout],
+                 [*self.common, "run", "--rm", "--network", "none", "--cgroup-parent", self.parent, IMAGE, "true"],
+                 [*self.common, "rmi", IMAGE]]
+        self.proc.stdin.write(json.dumps(argvs) + "\n")
+        self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
+        line = self.proc.stdout.readline() if ready else ""
+        return json.loads(line) if line else None
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
 @pytest.fixture
 def base_layout(tmp_path, busybox_archive):
     require("skopeo", "skopeo")
@@ -181,20 +224,14 @@ def base_layout(tmp_path, busybox_archive):
 @pytest.mark.parametrize("images", ["cold"], indirect=True)  # its driver calls the image code in-process
 def test_image_json_mutations(images, base_layout, tmp_path):
     h = images
-    with open(os.path.join(base_layout, "index.json")) as f:
-        index = json.load(f)
-    index["manifests"][0].setdefault("annotations", {})["org.opencontainers.image.ref.name"] = IMAGE
-    manifest = _read(base_layout, index["manifests"][0]["digest"])
-    config = _read(base_layout, manifest["config"]["digest"])
+    index, manifest, config = _base_image(base_layout)
     config.setdefault("config", {}).update(Entrypoint=["/bin/true"], Env=["PATH=/bin"], WorkingDir="/",
                                            User="0:0", Labels={"a": "b"}, StopSignal="SIGTERM")
     kinds = ["index", "manifest", "config"]
     docs = {k: mutations({"index": index, "manifest": manifest, "config": config}[k], CASES // 3 + 1, SEED + j)
             for j, k in enumerate(kinds)}
-    driver = subprocess.Popen([sys.executable, "-c", DRIVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True, env={**os.environ, "MRUN_WARM": "0"})
+    driver = _Driver(h)
     failures = []
-    common = ["--root", h.root, "--image-root", h.image_root]
     try:
         for i in range(CASES):
             kind = kinds[i % 3]
@@ -215,20 +252,11 @@ def test_image_json_mutations(images, base_layout, tmp_path):
                 man_desc = _blob(layout, json.dumps(m).encode())
                 idx = json.loads(json.dumps(index))
                 idx["manifests"][0].update(man_desc)
-            with open(os.path.join(layout, "index.json"), "w") as f:
-                json.dump(idx, f)
-            argvs = [[*common, "load", layout],
-                     [*common, "run", "--rm", "--network", "none", "--cgroup-parent", h.cgroup_parent, IMAGE,
-                      "true"],
-                     [*common, "rmi", IMAGE]]
-            driver.stdin.write(json.dumps(argvs) + "\n")
-            driver.stdin.flush()
-            ready, _, _ = select.select([driver.stdout], [], [], 30)
-            line = driver.stdout.readline() if ready else ""
-            if not line:
-                failures.append(f"{kind} case {i}: the driver died")
+            steps = driver.cycle(layout, idx)
+            if steps is None:
+                failures.append(f"{kind} case {i}: the driver died or hung")
                 break
-            for step in json.loads(line):
+            for step in steps:
                 problem = refusal_problem(step["code"], step["err"])
                 if step["argv"][-1] == IMAGE and step["argv"][-2] == "rmi" and step["code"]:
                     problem = ""  # nothing loaded under that name: nothing to remove
@@ -241,12 +269,7 @@ def test_image_json_mutations(images, base_layout, tmp_path):
                 failures.append(f"{kind} case {i}: containers left: {os.listdir(containers)}")
                 break
     finally:
-        driver.stdin.close()
-        try:
-            driver.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            driver.kill()
-            driver.wait()
+        driver.close()
     store = [n for n in os.listdir(os.path.join(h.image_root, "blobs", "sha256")) if "." in n] if os.path.isdir(
         os.path.join(h.image_root, "blobs", "sha256")) else []
     assert not store, f"partial writes left: {store}"
@@ -301,15 +324,9 @@ def test_image_layer_mutations(images, base_layout, tmp_path):
 
     h = images
     base, offsets = _base_layer()
-    with open(os.path.join(base_layout, "index.json")) as f:
-        index = json.load(f)
-    index["manifests"][0].setdefault("annotations", {})["org.opencontainers.image.ref.name"] = IMAGE
-    manifest = _read(base_layout, index["manifests"][0]["digest"])
-    config = _read(base_layout, manifest["config"]["digest"])
-    driver = subprocess.Popen([sys.executable, "-c", DRIVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True, env={**os.environ, "MRUN_WARM": "0"})
+    index, manifest, config = _base_image(base_layout)
+    driver = _Driver(h)
     failures = []
-    common = ["--root", h.root, "--image-root", h.image_root]
     try:
         for i, blob in enumerate(tar_mutations(base, offsets, CASES, SEED + 300)):
             layout = tempfile.mkdtemp(dir=str(tmp_path))
@@ -327,20 +344,11 @@ def test_image_layer_mutations(images, base_layout, tmp_path):
                      layers=[*manifest["layers"], layer])
             idx = json.loads(json.dumps(index))
             idx["manifests"][0].update(_blob(layout, json.dumps(m).encode()))
-            with open(os.path.join(layout, "index.json"), "w") as f:
-                json.dump(idx, f)
-            argvs = [[*common, "load", layout],
-                     [*common, "run", "--rm", "--network", "none", "--cgroup-parent", h.cgroup_parent, IMAGE,
-                      "true"],
-                     [*common, "rmi", IMAGE]]
-            driver.stdin.write(json.dumps(argvs) + "\n")
-            driver.stdin.flush()
-            ready, _, _ = select.select([driver.stdout], [], [], 30)
-            line = driver.stdout.readline() if ready else ""
-            if not line:
+            steps = driver.cycle(layout, idx)
+            if steps is None:
                 failures.append(f"case {i}: the driver died or hung")
                 break
-            for step in json.loads(line):
+            for step in steps:
                 problem = refusal_problem(step["code"], step["err"])
                 if problem:
                     failures.append(f"case {i}: {step['argv'][4]}: {problem}: {step['err'].strip()[-300:]}")
@@ -351,13 +359,22 @@ def test_image_layer_mutations(images, base_layout, tmp_path):
                 failures.append(f"case {i}: half layers left: {half}")
                 break
     finally:
-        driver.stdin.close()
-        try:
-            driver.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            driver.kill()
-            driver.wait()
+        driver.close()
     assert not failures, "\n".join(failures[:20]) + f"\n({len(failures)} failing cases)"
+
+
+def answered(client, service: str, method: str, payload: bytes, case: str, failures: list[str]) -> str | None:
+    """One mutated call: -> "" if it worked, the refusal's message, or None once the shim is
+    gone. No answer within 10 s, or one that says "internal error", is noted in ``failures``."""
+    from mrun.shims import ttrpc
+
+    try:
+        client.call(service, method, payload, timeout=10)
+        return ""
+    except ttrpc.TTRPCError as e:
+        if e.code in (ttrpc.DEADLINE_EXCEEDED, ttrpc.UNAVAILABLE) or "internal error" in e.message:
+            failures.append(f"{case}: {e.code} {e.message[:300]} ({payload[:200]!r})")
+        return None if e.code == ttrpc.UNAVAILABLE else e.message or "refused"
 
 
 def test_shim_request_mutations(h, tmp_path):
@@ -441,15 +458,12 @@ def test_shim_request_mutations(h, tmp_path):
             for i, payload in enumerate(proto_mutations(base, max(CASES // 3, 20), SEED + 100 + n)):
                 payload = anew(method, payload, i)
                 before = cgroups()
-                try:
-                    shim.client.call(TASK, method, payload, timeout=10)
-                except ttrpc.TTRPCError as e:
-                    if e.code in (ttrpc.DEADLINE_EXCEEDED, ttrpc.UNAVAILABLE) or "internal error" in e.message:
-                        failures.append(f"{method} case {i}: {e.code} {e.message[:300]} ({payload[:200]!r})")
-                        if e.code == ttrpc.UNAVAILABLE:
-                            break
+                refused = answered(shim.client, TASK, method, payload, f"{method} case {i}", failures)
+                if refused is None:
+                    break
+                if refused:
                     if method == "Create" and cgroups() != before:
-                        failures.append(f"{method} case {i}: refused ({e.message[:200]}) but left a cgroup")
+                        failures.append(f"{method} case {i}: refused ({refused[:200]}) but left a cgroup")
                     continue
                 if method == "Create":
                     made.append(task_pb2.CreateTaskRequest.FromString(payload).id)
@@ -522,13 +536,10 @@ def test_shim_sandbox_request_mutations(h, tmp_path):
                             continue
                     except DecodeError:
                         pass
-                try:
-                    shim.client.call(SANDBOX, method, payload, timeout=10)
-                except ttrpc.TTRPCError as e:
-                    if e.code in (ttrpc.DEADLINE_EXCEEDED, ttrpc.UNAVAILABLE) or "internal error" in e.message:
-                        failures.append(f"{method} case {i}: {e.code} {e.message[:300]} ({payload[:200]!r})")
-                        if e.code == ttrpc.UNAVAILABLE:
-                            break
+                refused = answered(shim.client, SANDBOX, method, payload, f"{method} case {i}", failures)
+                if refused is None:
+                    break
+                if refused:
                     continue
                 if method == "CreateSandbox":
                     made.append(sandbox_pb2.CreateSandboxRequest.FromString(payload).sandbox_id)
