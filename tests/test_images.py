@@ -1085,11 +1085,14 @@ def _patched(layer: bytes, field: str, value: bytes, member: int = 0) -> bytes:
     # tarfile's stream mode skipped the data it was not asked for block by block, never looking
     # for the end: a whiteout claiming 2**88 bytes spun a CPU for ever
     (lambda: _patched(_layer([("bin/.wh.x", b"")]), "size", b"\x80" + b"\xff" * 11), "it ends inside the"),
+    # a negative size made tarfile seek backwards for the next header ("seeking backwards is not allowed")
+    (lambda: _patched(_layer([("bin/.wh.x", b""), ("f", b"x")]), "size", b"\xff" * 8 + b"\x00" * 4),
+     "size -4294967296 is negative"),
     # os.makedev cannot take a negative number: "internal error: OverflowError"
     (lambda: _patched(_layer([("dev/x", ("c", 1, 5))]), "devmajor", b"\xff" * 8), "devmajor -1 is out of range"),
     # gzip's EOFError ("Compressed file ended before the end-of-stream marker"): an internal error
     (lambda: __import__("gzip").compress(_layer([("f", os.urandom(50000))]))[:-1000], "compressed data is cut short"),
-], ids=["huge-size", "negative-device", "gzip-cut"])
+], ids=["huge-size", "negative-size", "negative-device", "gzip-cut"])
 def test_a_layer_archive_the_unpacker_cannot_finish_is_one_line(images, tmp_path, layer, needle):
     """What fuzzing layers found (tests/test_fuzz.py::test_image_layer_mutations)."""
     h = images

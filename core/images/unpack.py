@@ -197,6 +197,8 @@ def _unpack_stream(archive: IO[bytes], dest: str, expect_diff_id: str | None) ->
                 raise MrunError(f"layer archive is damaged: {e}")
             except tarfile.TarError as e:
                 raise MrunError(f"layer archive is damaged: {e}")
+            if m.size < 0:  # a pax "size" record's word: tarfile would seek backwards for the next header
+                raise HostileLayer(f"layer entry {_shown(m.name)}: size {m.size} is negative")
             try:
                 _entry(tar, m, dest, dir_times, dropped)
                 _skip_to_next(tar, m)
