@@ -102,10 +102,12 @@ def unpack(archive: IO[bytes], dest: str, expect_diff_id: str | None = None) -> 
 
 
 def _unpack(archive: IO[bytes], dest: str, expect_diff_id: str | None) -> str:
+    """``_unpack_stream``, a compressed stream gzip or zstd cannot finish (cut short: "ended
+    before the end-of-stream marker", an internal error) said as a damaged archive."""
     try:
         return _unpack_stream(archive, dest, expect_diff_id)
-    except _damaged() as e:  # the compressed stream itself: cut short ("ended before the end-of-stream
-        raise MrunError(f"layer archive is damaged: its compressed data is cut short or corrupt ({e})")  # marker")
+    except _damaged() as e:
+        raise MrunError(f"layer archive is damaged: its compressed data is cut short or corrupt ({e})")
 
 
 def _set_dir_times(root: str, dir_times: list[tuple[str, float]]) -> None:
