@@ -178,6 +178,23 @@ def step_problem(step: dict) -> str:
     return refusal_problem(step["code"], step["err"])
 
 
+def _judged(steps: list[dict] | None, case: str, image_root: str, failures: list[str]) -> bool:
+    """One case of a layer or tarball fuzzer: its steps judged (``step_problem``) and the store
+    looked at for a half-written layer, each fault noted in ``failures``. -> whether to go on."""
+    if steps is None:
+        failures.append(f"{case}: the driver died or hung")
+        return False
+    for step in steps:
+        problem = step_problem(step)
+        if problem:
+            failures.append(f"{case}: {step['argv'][4]}: {problem}: {step['err'].strip()[-300:]}")
+    layers = os.path.join(image_root, "layers")
+    half = [n for n in os.listdir(layers) if ".tmp-" in n] if os.path.isdir(layers) else []
+    if half:
+        failures.append(f"{case}: half layers left: {half}")
+    return not half
+
+
 def _base_image(layout: str) -> tuple[dict, dict, dict]:
     """(index, manifest, config) of the busybox layout, its index naming it IMAGE."""
     with open(os.path.join(layout, "index.json")) as f:
@@ -358,18 +375,8 @@ def test_image_layer_mutations(images, base_layout, tmp_path):
             idx = json.loads(json.dumps(index))
             idx["manifests"][0].update(_blob(layout, json.dumps(m).encode()))
             steps = driver.cycle(layout, idx)
-            if steps is None:
-                failures.append(f"case {i}: the driver died or hung")
-                break
-            for step in steps:
-                problem = step_problem(step)
-                if problem:
-                    failures.append(f"case {i}: {step['argv'][4]}: {problem}: {step['err'].strip()[-300:]}")
             shutil.rmtree(layout)
-            layers = os.path.join(h.image_root, "layers")
-            half = [n for n in os.listdir(layers) if ".tmp-" in n] if os.path.isdir(layers) else []
-            if half:
-                failures.append(f"case {i}: half layers left: {half}")
+            if not _judged(steps, f"case {i}", h.image_root, failures):
                 break
     finally:
         driver.close()
@@ -404,18 +411,7 @@ def test_import_tarball_mutations(images, busybox_rootfs, tmp_path):
         for i, blob in enumerate(tar_mutations(base, offsets, max(CASES // 3, 20), SEED + 500)):
             with open(tarball, "wb") as f:
                 f.write(blob)
-            steps = driver.steps("import", tarball, IMAGE)
-            if steps is None:
-                failures.append(f"case {i}: the driver died or hung")
-                break
-            for step in steps:
-                problem = step_problem(step)
-                if problem:
-                    failures.append(f"case {i}: {step['argv'][4]}: {problem}: {step['err'].strip()[-300:]}")
-            layers = os.path.join(h.image_root, "layers")
-            half = [n for n in os.listdir(layers) if ".tmp-" in n] if os.path.isdir(layers) else []
-            if half:
-                failures.append(f"case {i}: half layers left: {half}")
+            if not _judged(driver.steps("import", tarball, IMAGE), f"case {i}", h.image_root, failures):
                 break
     finally:
         driver.close()

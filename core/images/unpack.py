@@ -132,22 +132,17 @@ def _set_dir_times(root: str, dir_times: list[tuple[str, float]]) -> None:
 def _open_dir_below(root_fd: int, rel: str) -> int:
     """``rel`` under ``root_fd`` opened for its times, every component a directory and none a
     symlink; -1 if it is not so any more."""
-    parts = rel.split("/")
     fd = os.dup(root_fd)
-    try:
-        for i, part in enumerate(parts):
-            flags = (os.O_RDONLY if i == len(parts) - 1 else os.O_PATH) | os.O_DIRECTORY | os.O_NOFOLLOW
-            try:
-                below = os.open(part, flags | os.O_CLOEXEC, dir_fd=fd)
-            except OSError:  # ENOTDIR, ELOOP (a symlink), ENOENT
-                return -1
-            os.close(fd)
-            fd = below
-        fd, opened = -1, fd
-        return opened
-    finally:
-        if fd >= 0:
-            os.close(fd)
+    for part in rel.split("/"):
+        try:
+            below = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+        except OSError:  # ENOTDIR, ELOOP (a symlink), ENOENT
+            below = -1
+        os.close(fd)
+        if below < 0:
+            return -1
+        fd = below
+    return fd
 
 
 def _skip_to_next(tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
