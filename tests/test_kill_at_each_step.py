@@ -532,6 +532,11 @@ def test_create_moving_a_network_device_killed_before_each_netlink_request(h):
             fates.add("on the host")
         else:
             fates.add("gone")
+            # The kernel tears a namespace down after its last user is gone, on a work queue of
+            # its own: the veth and its peer go a moment after delete returns, never before.
+            deadline = time.monotonic() + 10
+            while os.path.exists(f"/sys/class/net/{device}p") and time.monotonic() < deadline:
+                time.sleep(0.05)
             assert not os.path.exists(f"/sys/class/net/{device}p"), f"change {step}: a veth's peer alone"
             _add_device(device)
 
