@@ -1,8 +1,8 @@
-"""Seeded mutation fuzzing of config.json, of image JSON (index, manifest, config) and of the
-shim's task API (protobuf requests): every case ends in success or in one line naming what is
-wrong — never a traceback, never an "internal error", never a hang past 10 s — and nothing is
-left behind (the harness checks state, cgroups, mounts and processes; the image tests also the
-store).
+"""Seeded mutation fuzzing of config.json, of image JSON (index, manifest, config), of layers,
+of docker's `run` flags and of the shim's task API (protobuf requests): every case ends in
+success or in one line naming what is wrong — never a traceback, never an "internal error",
+never a hang past 10 s — and nothing is left behind (the harness checks state, cgroups, mounts
+and processes; the image tests also the store).
 
 MRUN_FUZZ_CASES sets the cases per document kind (default 300, what CI runs); MRUN_FUZZ_SEED
 the seed. A failure names the case number, so `MRUN_FUZZ_SEED=S` reproduces it.
@@ -224,9 +224,14 @@ class _Driver:
 
     def steps(self, *how: str) -> list[dict] | None:
         """``how`` (load LAYOUT, import TARBALL IMAGE...), then run --rm IMAGE true and rmi."""
-        argvs = [[*self.common, *how],
-                 [*self.common, "run", "--rm", "--network", "none", "--cgroup-parent", self.parent, IMAGE, "true"],
-                 [*self.common, "rmi", IMAGE]]
+        return self.run([[*self.common, *how],
+                         [*self.common, "run", "--rm", "--network", "none", "--cgroup-parent", self.parent, IMAGE,
+                          "true"],
+                         [*self.common, "rmi", IMAGE]])
+
+    def run(self, argvs: list[list[str]]) -> list[dict] | None:
+        """Each argv in turn, up to the first that fails: -> each one's argv, code and stderr, or
+        None if the driver died or hung."""
         self.proc.stdin.write(json.dumps(argvs) + "\n")
         self.proc.stdin.flush()
         ready, _, _ = select.select([self.proc.stdout], [], [], 30)
@@ -655,4 +660,94 @@ def test_wasm_module_mutations(h, tmp_path):
             failures.append(f"case {i}: {problem}: {r.stderr.strip()[-300:]}")
         h.mrun("delete", "--force", cid)
         shutil.rmtree(bundle)
+    assert not failures, "\n".join(failures[:20]) + f"\n({len(failures)} failing cases)"
+
+
+# Values a user's shell can hand a flag (never a NUL; a byte not UTF-8 comes as a surrogate
+# escape): emptiness, numbers past every width, paths out of every tree, separators alone.
+HOSTILE_ARGS = [
+    "", " ", "x", "-", "--", "-1", "0", "1.5", "0x10", "1e308", "nan", "inf", "-0", str(2**63), str(2**64),
+    "9" * 40, "../../..", "/", "//", "/proc/self", "/dev/null", ":", "::", ",", "=", "a=b=c", "=,:", "1:2:3:4",
+    "x" * 5000, "é", "a\udcff", "\n", "a\nb", "1k", "1z", "-1m", "sha256:zz",
+]
+
+
+def run_flag_mutations(base: list[tuple[str, str]], count: int, seed: int) -> list[list[str]]:
+    """``count`` argvs of ``base``'s flags (name, value), one to three of them changed: the value
+    made hostile or cut or stretched round its separators, the flag dropped or given twice."""
+    import random
+
+    rng = random.Random(seed)
+    cases = []
+    for _ in range(count):
+        flags = list(base)
+        for _ in range(rng.choice([1, 1, 2, 3])):
+            i = rng.randrange(len(flags))
+            name, value = flags[i]
+            action = rng.random()
+            if action < 0.5:
+                flags[i] = (name, rng.choice(HOSTILE_ARGS))
+            elif action < 0.8:
+                cut = rng.randrange(len(value) + 1)
+                flags[i] = (name, rng.choice([value[:cut], value[cut:], value[:cut] + rng.choice(":,=/") + value[cut:],
+                                              value * 50, value.upper(), value + value[-1:] * 3,
+                                              "".join(c for c in value if c.isalnum())]))
+            elif action < 0.9:
+                flags.pop(i)
+            else:
+                flags.insert(i, (name, rng.choice([value, rng.choice(HOSTILE_ARGS)])))
+        cases.append([arg for name, value in flags for arg in (name, value)])
+    return cases
+
+
+@pytest.mark.parametrize("images", ["cold"], indirect=True)  # its driver calls the CLI in-process
+def test_run_flag_mutations(images, busybox_archive, tmp_path):
+    """docker's `run` with one of nearly every flag that takes a value (a valid run first), one to
+    three of them mutated: each run of busybox's true works or is refused in one line, the
+    container is removed (--rm), and no cgroup, mount, process or container is left."""
+    from conftest import img_ok
+
+    h = images
+    img_ok(h, "load", busybox_archive)
+    volume, env_file = tmp_path / "vol", tmp_path / "env"
+    volume.mkdir()
+    env_file.write_text("B=2\n")
+    base = [
+        ("-e", "A=1"), ("--env-file", str(env_file)), ("--mount", "type=tmpfs,target=/t,tmpfs-size=1m"),
+        ("-v", f"{volume}:/v:ro"), ("-w", "/v"), ("-u", "0:0"), ("--entrypoint", ""), ("-m", "64m"),
+        ("--pids-limit", "100"), ("--memory-swap", "128m"), ("--memory-reservation", "32m"),
+        ("--memory-swappiness", "10"), ("-c", "512"), ("--cpu-period", "100000"), ("--cpu-quota", "50000"),
+        ("--cpuset-cpus", "0"), ("--cpuset-mems", "0"), ("--blkio-weight", "500"), ("-h", "box"),
+        ("--domainname", "example.org"), ("--log-opt", "max-size=1m"), ("--health-cmd", "true"),
+        ("--health-interval", "1s"), ("--health-retries", "3"), ("--pull", "never"), ("--ipc", "private"),
+        ("--annotation", "a=b"), ("--label", "a=b"),
+        ("--security-opt", "no-new-privileges"), ("--cap-add", "NET_ADMIN"), ("--cap-drop", "CHOWN"),
+        ("--ulimit", "nofile=100:200"), ("--tmpfs", "/tmp2:size=1m"), ("--device", "/dev/null:/dev/n0:rw"),
+        ("--device-cgroup-rule", "c 1:3 rwm"), ("--sysctl", "kernel.shmmni=4096"), ("--group-add", "10"),
+        ("--oom-score-adj", "100"), ("--stop-signal", "SIGTERM"), ("--stop-timeout", "5"), ("--shm-size", "8m"),
+        ("--restart", "no"), ("--expose", "80"), ("--cgroupns", "private"), ("--kernel-memory", "4m"),
+        ("--isolation", "default"), ("--pid", ""), ("--uts", ""), ("--userns", ""), ("--label", "c=d"),
+    ]
+    driver = _Driver(h)
+    common = [*driver.common, "run", "--rm", "--network", "none", "--cgroup-parent", h.cgroup_parent]
+    failures = []
+    try:
+        ran = driver.run([[*common, *(arg for flag in base for arg in flag), IMAGE, "true"]])
+        assert ran and ran[0]["code"] == 0, ran
+        for i, flags in enumerate(run_flag_mutations(base, CASES, SEED + 900)):
+            steps = driver.run([[*common, *flags, IMAGE, "true"]])
+            case = f"case {i} ({' '.join(flags)[:300]!r})"
+            if steps is None:
+                failures.append(f"{case}: the driver died or hung")
+                break
+            problem = step_problem(steps[0])
+            if problem:
+                failures.append(f"{case}: {problem}: {steps[0]['err'].strip()[-300:]}")
+            containers = os.path.join(h.image_root, "containers")
+            left = h.leftovers() + (os.listdir(containers) if os.path.isdir(containers) else [])
+            if left:
+                failures.append(f"{case}: left {left}")
+                break
+    finally:
+        driver.close()
     assert not failures, "\n".join(failures[:20]) + f"\n({len(failures)} failing cases)"
