@@ -179,6 +179,36 @@ def test_update_takes_runc_s_flags_and_sizes(h):
     h.ok("delete", "--force", cid)
 
 
+def test_a_resource_value_whose_bytes_are_not_text_is_one_line_and_changes_nothing(h):
+    """A value bound for a cgroup file that is not UTF-8: a byte of argv (`update --cpuset-cpus
+    $'0\\xff'`) or a lone surrogate escape in a resources file. The value was encoded as text
+    on its way to the kernel, and the encoder's error was an internal one (fuzzing runc's verbs
+    found it). The bytes go to the kernel as they were given, which refuses them; a surrogate no
+    bytes stand for is refused before: one line naming the field, the cgroup as it was. The
+    same at create, from config.json."""
+    from conftest import one_line_error
+
+    cid = h.cid()
+    h.ok("run", "-d", "-b", h.bundle(config=h.config(["sleep", "60"])), cid)
+    cg = _mem_dir(h, cid)
+    cpus = os.path.join(cg["paths"]["cpuset"] if cg["version"] == 1 else cg["path"], "cpuset.cpus")
+    pids = os.path.join(cg["paths"]["pids"] if cg["version"] == 1 else cg["path"], "pids.max")
+    with open(cpus) as f, open(pids) as g:
+        before = f.read(), g.read()
+    one_line_error(h.mrun("update", "--cpuset-cpus", b"0\xff", cid), "linux.resources.cpu.cpus")
+    path = os.path.join(h.tmp, "res.json")
+    for cpus_value in ("\udcff", "0\ud800"):  # (json.dumps writes each as its \\u escape)
+        with open(path, "w") as f:
+            json.dump({"pids": {"limit": 30}, "cpu": {"cpus": cpus_value}}, f)
+        one_line_error(h.mrun("update", "-r", path, cid), "linux.resources.cpu.cpus")
+    with open(cpus) as f, open(pids) as g:
+        assert (f.read(), g.read()) == before
+    h.ok("delete", "--force", cid)
+    cfg = h.config(["true"])
+    cfg["linux"]["resources"] = {"cpu": {"cpus": "0\udcff"}}  # and at create, from config.json
+    one_line_error(h.mrun("run", "-b", h.bundle(config=cfg), h.cid()), "linux.resources.cpu.cpus")
+
+
 def test_exec_takes_docker_s_spellings(h):
     """`exec -it ID sh`, `-w DIR` and `-u NAME`, as docker's users type them (each was a usage
     error). A name is looked up in the container's own /etc/passwd, read inside its rootfs: a

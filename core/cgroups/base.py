@@ -24,12 +24,18 @@ def read(path: str) -> str:
 
 
 def write(path: str, value: str) -> None:
+    """``value`` as its bytes were given (argv's and JSON's bytes that are not UTF-8 come as
+    surrogate escapes), for the kernel to judge; a surrogate no byte stands for is refused here."""
+    try:
+        data = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise MrunError(f"cannot write {value!r} to {path}: it holds a character no bytes stand for")
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise MrunError(f"cgroup file {path} does not exist (is that controller available here?)")
     try:
-        os.write(fd, value.encode())
+        os.write(fd, data)
     except OSError as e:
         raise MrunError(f"cannot write {value!r} to {path}: {e.strerror}")
     finally:
