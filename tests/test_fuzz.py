@@ -682,6 +682,8 @@ def run_flag_mutations(base: list[tuple[str, str]], count: int, seed: int) -> li
     for _ in range(count):
         flags = list(base)
         for _ in range(rng.choice([1, 1, 2, 3])):
+            if not flags:
+                break
             i = rng.randrange(len(flags))
             name, value = flags[i]
             action = rng.random()
@@ -750,4 +752,86 @@ def test_run_flag_mutations(images, busybox_archive, tmp_path):
                 break
     finally:
         driver.close()
+    assert not failures, "\n".join(failures[:20]) + f"\n({len(failures)} failing cases)"
+
+
+def _signal_mutations(count: int, seed: int) -> list[list[str]]:
+    """``count`` signal arguments for kill (a name, a number, runc's RTMIN+N), some hostile,
+    some with --all before them."""
+    import random
+
+    rng = random.Random(seed)
+    signals = ["TERM", "SIGTERM", "15", "0", "64", "65", "-9", "RTMIN+1", "SIGRTMAX-1", "RTMIN+40", "RTMAX-100",
+               "sigterm", "SIGSIGTERM", "TERM TERM", "+15", "1_5", "০", "SIGKILL", "STOP", "CONT", "HUP"]
+    return [[*(["--all"] if rng.random() < 0.2 else []), rng.choice(signals + HOSTILE_ARGS)] for _ in range(count)]
+
+
+def test_runc_verb_flag_mutations(h, tmp_path, monkeypatch):
+    """The runc verbs podman and containerd's runc shim call into a running container, their
+    flags mutated as `run`'s are above: exec (cwd, env, user, groups, capabilities, labels,
+    descriptors, pid file), update by flags and by a resources file (JSON mutated), kill by
+    signal. Each works or is refused in one line; a container a mutation ended (a signal, a
+    limit under its use) is made again; nothing is left after. It found `update` encoding a
+    value's bytes as text (an internal error), and `exec --pid-file /dev/null` replacing the
+    host's /dev/null with a file."""
+    from fuzz import mutations
+
+    monkeypatch.chdir(tmp_path)  # a pid file's relative path, mutated, is written here
+    bundle = h.bundle(["sleep", "600"])
+    pid_file, resources = str(tmp_path / "exec.pid"), tmp_path / "resources.json"
+    exec_base = [("--cwd", "/"), ("--env", "A=1"), ("--user", "0:0"), ("--additional-gids", "10"),
+                 ("--cap", "CAP_KILL"), ("--process-label", ""), ("--apparmor", ""), ("--preserve-fds", "0"),
+                 ("--pid-file", pid_file), ("--env", "B=2")]
+    update_base = [("--memory", "64m"), ("--memory-swap", "128m"), ("--memory-reservation", "32m"),
+                   ("--pids-limit", "100"), ("--cpu-shares", "512"), ("--cpu-period", "100000"),
+                   ("--cpu-quota", "50000"), ("--cpuset-cpus", "0"), ("--cpuset-mems", "0")]
+    resources_base = {"memory": {"limit": 64 << 20, "reservation": 32 << 20, "swap": 128 << 20},
+                      "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"},
+                      "pids": {"limit": 100}}  # (no blockIO: not every host's scheduler takes a weight)
+    kinds = {"exec": run_flag_mutations(exec_base, CASES // 4 + 1, SEED + 1000),
+             "update": run_flag_mutations(update_base, CASES // 4 + 1, SEED + 1001),
+             "resources": mutations(resources_base, CASES // 4 + 1, SEED + 1002),
+             "kill": _signal_mutations(CASES // 4 + 1, SEED + 1003)}
+    cid, failures = h.cid("verbs"), []
+
+    def argv(kind: str, case: list) -> list[str]:
+        if kind == "exec":
+            return ["exec", *case, cid, "true"]
+        if kind == "update":
+            return ["update", *case, cid]
+        if kind == "resources":
+            resources.write_text(json.dumps(case))
+            return ["update", "--resources", str(resources), cid]
+        return ["kill", *case[:-1], cid, case[-1]]
+
+    h.ok("create", "-b", bundle, cid)
+    h.ok("start", cid)
+    try:
+        for i in range(CASES):
+            kind = list(kinds)[i % 4]
+            case = kinds[kind][i // 4]
+            args = argv(kind, case)
+            try:
+                r = h.mrun(*args, timeout=10)
+            except subprocess.TimeoutExpired:
+                failures.append(f"case {i}: {kind} hung ({args[:-1]})"[:400])
+                continue
+            problem = refusal_problem(r.returncode, r.stderr)
+            if kind == "exec" and r.returncode not in (0, 125, 126, 127, 255) and not r.stderr:
+                problem = ""  # the process's own status
+            if r.returncode == 1 and r.stderr.startswith(f"Usage: mrun {args[0]} ") and \
+                    r.stderr.strip().splitlines()[-1].startswith("Error: ") and "Traceback" not in r.stderr:
+                problem = ""  # a usage error of a runc verb is runc's: the usage, the error, exit 1 (main.RUNC_VERBS)
+            if problem:
+                failures.append(f"case {i}: {kind}: {problem}: {r.stderr.strip()[-300:]} ({json.dumps(args)[:300]})")
+            if h.status(cid) != "running":  # a signal or a limit ended it: make it again
+                d = h.mrun("delete", "--force", cid)
+                if d.returncode or "Traceback" in d.stderr:
+                    failures.append(f"case {i}: delete --force after {kind}: {d.stderr[-300:]}")
+                h.ok("create", "-b", bundle, cid)
+                h.ok("start", cid)
+    finally:
+        h.mrun("delete", "--force", cid)
+    left = h.leftovers()
+    assert not left, left
     assert not failures, "\n".join(failures[:20]) + f"\n({len(failures)} failing cases)"

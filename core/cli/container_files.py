@@ -40,6 +40,10 @@ def export(g: dict[str, Any], container_id: str, output: str = "") -> int:
 def _export(record: Any, output: str) -> int:
     from mrun.kernel import fdtar, inroot
 
+    if output:  # a half-written archive is removed below: never a node of the host's
+        from mrun.kernel.replacing import check_replaceable
+
+        check_replaceable(output, "export: -o")
     root = inroot.open_root(record.rootfs)
     try:
         out = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115 - closed below, or stdout

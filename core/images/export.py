@@ -19,6 +19,7 @@ from mrun.images.reference import check_digest
 from mrun.images.sources import OCI_MANIFEST, REF_NAME
 from mrun.images.store import ImageStore
 from mrun.images.unpack import decompressed
+from mrun.kernel.replacing import check_replaceable
 from mrun.kernel.tree import remove_tree
 
 FORMATS = ("oci-archive", "oci-dir", "docker-archive")
@@ -41,6 +42,7 @@ def _save(store: ImageStore, chosen: list[tuple[str, dict]], path: str | None, f
         with out, tarfile.open(fileobj=out, mode="w|") as tar:
             (_oci if fmt == "oci-archive" else _docker)(store, chosen, _TarWriter(tar))
         return
+    check_replaceable(path, "save: -o")
     tmp = f"{path.rstrip('/')}.tmp-{os.getpid()}"
     made = False  # the temporary file or directory is ours to remove: made here, exclusively
     try:

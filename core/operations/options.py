@@ -46,7 +46,10 @@ def write_pid_file(path: str, pid: int) -> None:
     file is made with O_EXCL, as runc's is: a pid file may be asked for in a directory others
     write (/tmp), and a link planted at the temporary name must fail the call, not be written
     through as root."""
+    from mrun.kernel.replacing import check_replaceable
+
     path = os.path.abspath(path)
+    check_replaceable(path, "--pid-file")
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)

@@ -1,0 +1,29 @@
+"""What a rename into place may replace.
+
+A file written whole and renamed over its name (a pid file, a saved image) replaces whatever
+has that name: ``--pid-file /dev/null`` left the host's /dev/null a file holding a pid. runc's
+pid file and docker's ``save -o`` are written the same way and do the same; mrun replaces a
+file or a link (a directory the rename itself refuses), never a device, fifo or socket it did
+not make. (``export -o`` writes into the name, and removes a half-written archive: the same
+rule keeps that removal to files.)
+"""
+
+from __future__ import annotations
+
+import os
+
+from mrun.errors import MrunError
+
+_NODES = ((0o020000, "a character device"), (0o060000, "a block device"), (0o010000, "a fifo"),
+          (0o140000, "a socket"))  # S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK (``stat`` costs an import here)
+
+
+def check_replaceable(path: str, flag: str) -> None:
+    """Refuse, naming ``flag``, if a rename onto ``path`` would replace a node that is not a file."""
+    try:
+        kind = os.lstat(path).st_mode & 0o170000
+    except OSError:
+        return  # nothing there (or nothing to be seen: the write will say)
+    what = next((name for bits, name in _NODES if kind == bits), "")
+    if what:
+        raise MrunError(f"{flag} {path}: {what} is there, not a file mrun would replace")
