@@ -4286,6 +4286,33 @@ def test_cp_of_dot_dot_stays_in_the_container_s_root(images, busybox_archive, tm
         img_ok(h, "rm", "dd")
 
 
+def test_cp_never_replaces_a_device_fifo_or_socket_either_way(images, busybox_archive, tmp_path):
+    """cp replaces what is in its way, as tar does; that took devices, fifos and sockets too:
+    `cp CTR:/etc/passwd /dev/null` left the host's /dev/null a copy of passwd (docker's cp does
+    the same). Now a file or a link is replaced, nothing else: one line naming the entry, the
+    node left as it was, on the host and in the container alike."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "ex", IMAGE, "sleep", "600"))
+    try:
+        nodes = tmp_path / "nodes"
+        nodes.mkdir()
+        os.mknod(nodes / "passwd", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        os.mkfifo(nodes / "fifo")
+        one_line_error(img(h, "cp", "ex:/etc/passwd", str(nodes / "passwd")), "passwd", "a character device")
+        one_line_error(img(h, "cp", "ex:/etc/passwd", str(nodes)), "passwd", "a character device")  # into the dir
+        one_line_error(img(h, "cp", "ex:/etc/group", str(nodes / "fifo")), "fifo", "a fifo")
+        assert stat.S_ISCHR(os.lstat(nodes / "passwd").st_mode) and stat.S_ISFIFO(os.lstat(nodes / "fifo").st_mode)
+        img_ok(h, "exec", "ex", "mkfifo", "/tmp/fifo")
+        (tmp_path / "file").write_text("mine\n")
+        one_line_error(img(h, "cp", str(tmp_path / "file"), "ex:/tmp/fifo"), "fifo", "a fifo")
+        assert img_ok(h, "exec", "ex", "sh", "-c", "test -p /tmp/fifo && echo fifo").stdout == "fifo\n"
+        img_ok(h, "cp", str(tmp_path / "file"), "ex:/etc/hostname")  # a file over a file, as before
+        assert img_ok(h, "exec", "ex", "cat", "/etc/hostname").stdout == "mine\n"
+    finally:
+        img_ok(h, "rm", "-f", "ex")
+
+
 def test_cp_never_opens_a_device_swapped_in_for_a_file(images, busybox_archive, tmp_path):
     """A container swapping its files for a device node (mknod is one of docker's default
     capabilities) while `mrun cp` copies them out. cp looked at each name, then opened it by

@@ -16,6 +16,7 @@ import stat
 
 from mrun.errors import MrunError
 from mrun.kernel.inroot import open_regular_at
+from mrun.kernel.replacing import node_named
 
 MAX_DEPTH = 256
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -139,13 +140,18 @@ def _copy_data(src: int, dst: int, size: int) -> None:
 
 
 def _replace_non_directory(ddir: int, dname: str, path: str) -> None:
-    """A file or link already at ``dname`` is replaced (as tar replaces it); a directory is not."""
+    """A file or link already at ``dname`` is replaced (as tar replaces it); a directory is not,
+    nor a device, fifo or socket: `cp CTR:/etc/passwd /dev/null` made the host's /dev/null a
+    copy of it (docker's cp replaces it so)."""
     try:
         existing = os.stat(dname, dir_fd=ddir, follow_symlinks=False)
     except FileNotFoundError:
         return
     if stat.S_ISDIR(existing.st_mode):
         raise MrunError(f"{path}: cannot copy over the directory that is there")
+    node = node_named(existing.st_mode)
+    if node:
+        raise MrunError(f"{path}: cannot copy over {dname}, {node}: only a file or a link is replaced")
     os.unlink(dname, dir_fd=ddir)
 
 

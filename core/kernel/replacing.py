@@ -4,8 +4,8 @@ A file written whole and renamed over its name (a pid file, a saved image) repla
 has that name: ``--pid-file /dev/null`` left the host's /dev/null a file holding a pid. runc's
 pid file and docker's ``save -o`` are written the same way and do the same; mrun replaces a
 file or a link (a directory the rename itself refuses), never a device, fifo or socket it did
-not make. (``export -o`` writes into the name, and removes a half-written archive: the same
-rule keeps that removal to files.)
+not make. (``export -o`` writes into the name, and removes a half-written archive, and `cp`
+replaces what is in its way, as tar does: the same rule keeps both to files and links.)
 """
 
 from __future__ import annotations
@@ -18,12 +18,17 @@ _NODES = ((0o020000, "a character device"), (0o060000, "a block device"), (0o010
           (0o140000, "a socket"))  # S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK (``stat`` costs an import here)
 
 
+def node_named(mode: int) -> str:
+    """"a character device" and so on for a node mrun never replaces; "" for a file, a link or a
+    directory."""
+    return next((name for bits, name in _NODES if mode & 0o170000 == bits), "")
+
+
 def check_replaceable(path: str, flag: str) -> None:
     """Refuse, naming ``flag``, if a rename onto ``path`` would replace a node that is not a file."""
     try:
-        kind = os.lstat(path).st_mode & 0o170000
+        what = node_named(os.lstat(path).st_mode)
     except OSError:
         return  # nothing there (or nothing to be seen: the write will say)
-    what = next((name for bits, name in _NODES if kind == bits), "")
     if what:
         raise MrunError(f"{flag} {path}: {what} is there, not a file mrun would replace")
