@@ -11,17 +11,18 @@ replaces what is in its way, as tar does: the same rule keeps both to files and 
 from __future__ import annotations
 
 import os
+import stat  # (os has imported it already)
 
 from mrun.errors import MrunError
 
-_NODES = ((0o020000, "a character device"), (0o060000, "a block device"), (0o010000, "a fifo"),
-          (0o140000, "a socket"))  # S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK (``stat`` costs an import here)
+_NODES = ((stat.S_IFCHR, "a character device"), (stat.S_IFBLK, "a block device"), (stat.S_IFIFO, "a fifo"),
+          (stat.S_IFSOCK, "a socket"))
 
 
 def node_named(mode: int) -> str:
     """"a character device" and so on for a node mrun never replaces; "" for a file, a link or a
     directory."""
-    return next((name for bits, name in _NODES if mode & 0o170000 == bits), "")
+    return next((name for bits, name in _NODES if stat.S_IFMT(mode) == bits), "")
 
 
 def check_replaceable(path: str, flag: str) -> None:
