@@ -4286,6 +4286,29 @@ def test_cp_of_dot_dot_stays_in_the_container_s_root(images, busybox_archive, tm
         img_ok(h, "rm", "dd")
 
 
+def test_digits_that_are_not_ascii_are_one_line_not_an_internal_error(images, busybox_archive):
+    """str.isdigit takes "²" and "৯", which int() refuses or reads as 9: `kill ID ²`, `port ID
+    ²/tcp`, `events --interval ²`, `run --blkio-weight-device DEV:²` and `run --stop-signal
+    RTMIN+-3` were internal errors (ValueError); a signal "৯" was SIGKILL. Go's Atoi (runc's,
+    docker's) takes ASCII digits only, and so does mrun: one line each."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "dg", IMAGE, "sleep", "600"))
+    try:
+        disks = sorted(os.listdir("/sys/block"))
+        assert disks, "no block device on this host to name"
+        for args, needle in ((["kill", "dg", "²"], "invalid signal"), (["kill", "dg", "৯"], "invalid signal"),
+                             (["kill", "dg", "RTMIN-+3"], "invalid signal"), (["port", "dg", "²/tcp"], "port"),
+                             (["events", "--interval", "²", "dg"], "--interval"),
+                             (run_args(h, "--rm", "--blkio-weight-device", f"/dev/{disks[0]}:²", IMAGE, "true"),
+                              "--blkio-weight-device"),
+                             (run_args(h, "--rm", "--stop-signal", "RTMIN+-3", IMAGE, "true"), "signal")):
+            one_line_error(img(h, *args), needle)
+        assert img_ok(h, "inspect", "-f", "{{.State.Status}}", "dg").stdout == "running\n"
+    finally:
+        img_ok(h, "rm", "-f", "dg")
+
+
 def test_cp_never_replaces_a_device_fifo_or_socket_either_way(images, busybox_archive, tmp_path):
     """cp replaces what is in its way, as tar does; that took devices, fifos and sockets too:
     `cp CTR:/etc/passwd /dev/null` left the host's /dev/null a copy of passwd (docker's cp does

@@ -239,10 +239,16 @@ def test_signals():
     assert parse_signal("SIGRTMIN+2") == signal.SIGRTMIN + 2 and parse_signal("RTMAX") == signal.SIGRTMAX
     for name in ("HUP", "TERM", "USR1", "CHLD", "WINCH", "SYS"):
         assert parse_signal(name) == getattr(signal, "SIG" + name)
-    for bad in ("0", "65", "SIGNOPE", "", "RTMIN+40", "-1"):
+    # what int() takes or refuses beyond ASCII digits and one sign: each was a ValueError, an
+    # internal error of `kill`, `run --stop-signal` and an image's StopSignal (fuzzing found them)
+    for bad in ("0", "65", "SIGNOPE", "", "RTMIN+40", "-1", "RTMIN-+3", "SIGRTMIN+-3", "²", "RTMIN+²", "RTMAX-1_0",
+                "RTMIN+ 3", "RTMIN++3", "৯"):
         with pytest.raises(MrunError):
             parse_signal(bad)
     assert parse_signal("0", probe=True) == 0  # runc's kill: is it there (never a stop signal)
+    from mrun.cli.listing import epoch_of  # an image's history may say when, in any characters
+
+    assert epoch_of("2020-01-01T00:00:00.²5Z") == epoch_of("2020-01-01T00:00:00.5Z") == 1577836800.5
     for bad in ("65", "-1", "SIG0"):
         with pytest.raises(MrunError):
             parse_signal(bad, probe=True)

@@ -123,7 +123,7 @@ def epoch_of(rfc3339: str) -> float | None:
         t = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S"))
     except ValueError:
         return None
-    digits = "".join(ch for ch in fraction if ch.isdigit())
+    digits = "".join(ch for ch in fraction if ch in "0123456789")  # (isdigit takes "²", which int() refuses)
     return t + (int(digits) / 10 ** len(digits) if digits else 0.0)
 
 

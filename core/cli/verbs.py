@@ -571,7 +571,7 @@ def events(g: dict[str, Any], container_id: str, stats: bool, interval: str) -> 
 
     from mrun.units import go_duration
 
-    every = float(interval) if interval.isdigit() else go_duration(interval)
+    every = float(interval) if interval.isascii() and interval.isdigit() else go_duration(interval)
     if every is None or every <= 0:
         raise InvalidSpec(f"--interval {interval!r}: a duration greater than 0 expected (such as 5s or 500ms)")
     rt = _rt(g)

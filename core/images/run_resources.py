@@ -254,7 +254,7 @@ def _per_device(res: dict[str, Any], kw: dict[str, Any], say: Callable[[str], No
     weights = {}  # text -> weight
     for text in kw.get("blkio_weight_device") or ():
         value = _on_device("blkio-weight-device", text, "WEIGHT")
-        if not value.isdigit() or not (int(value) == 0 or 10 <= int(value) <= 1000):
+        if not (value.isascii() and value.isdigit()) or not (int(value) == 0 or 10 <= int(value) <= 1000):
             raise InvalidSpec(f"--blkio-weight-device {text!r}: the weight is 10 to 1000 (0: none)")
         weights[text] = int(value)
     if weights:

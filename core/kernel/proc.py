@@ -150,11 +150,17 @@ def send(fd: int, pid: int, sig: int) -> None:
     _signal.pidfd_send_signal(fd, sig)
 
 
+def _decimal(text: str) -> bool:
+    """ASCII digits only: str.isdigit takes "²" (which int() refuses) and "৯" (which it reads
+    as 9), and Go's Atoi, runc's, neither."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_signal(text: str | int, probe: bool = False) -> int:
     """`KILL`, `SIGKILL`, `sigkill` and `9` all mean SIGKILL; anything else is an error.
     ``probe``: 0 too, kill(2)'s "is it there" (runc's kill takes it); never a signal to stop with."""
     raw = str(text).strip()
-    if raw.isdigit():
+    if _decimal(raw):
         num = int(raw)
         if 0 < num < NSIG or (probe and num == 0):
             return num
@@ -165,7 +171,7 @@ def parse_signal(text: str | int, probe: bool = False) -> int:
     if name.startswith(("SIGRTMIN", "SIGRTMAX")):
         base = SIGRTMIN if name.startswith("SIGRTMIN") else SIGRTMAX
         rest = name[8:]
-        if rest == "" or rest.lstrip("+-").isdigit():
+        if rest == "" or _decimal(rest[1:] if rest[:1] in "+-" else rest):
             num = base + (int(rest) if rest else 0)
             if SIGRTMIN <= num <= SIGRTMAX:
                 return num
