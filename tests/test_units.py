@@ -993,6 +993,8 @@ def test_publish_all_takes_the_image_s_exposed_ports_but_never_too_many():
     assert [(p["host_port"], p["port"], p["proto"]) for p in parse_ports(got)] == [
         (8080, 80, "tcp"), (0, 443, "tcp"), (0, 9000, "udp")]
     assert parse_ports("127.0.0.1::80")[0] == {"host_ip": "127.0.0.1", "host_port": 0, "port": 80, "proto": "tcp"}
+    with pytest.raises(InvalidSpec, match="not an IPv4 address"):  # a byte of argv not UTF-8: UnicodeEncodeError
+        parse_ports("127.0.0.\udcff::80")
     assert publish_all("", None, []) == "" and publish_all("", ["80/tcp"], []) == ""  # not a map: nothing
     for image_ports, needle in (({"1-65535/tcp": {}}, "more than 100"), ({"99999/tcp": {}}, "ExposedPorts '99999/tcp'"),
                                 ({f"{p}/tcp": {} for p in range(1, 200)}, "199 exposed ports"),

@@ -64,7 +64,7 @@ def parse_ports(text: str) -> list[dict[str, Any]]:
         if host_ip:
             try:
                 socket.inet_aton(host_ip)
-            except OSError:
+            except (OSError, UnicodeError):  # (argv's bytes that are not UTF-8 are no address either)
                 raise InvalidSpec(f"-p {item!r}: {host_ip!r} is not an IPv4 address")
         first, last = _port_range(parts[-1], item)
         if host:
