@@ -669,6 +669,7 @@ HOSTILE_ARGS = [
     "", " ", "x", "-", "--", "-1", "0", "1.5", "0x10", "1e308", "nan", "inf", "-0", str(2**63), str(2**64),
     "9" * 40, "../../..", "/", "//", "/proc/self", "/dev/null", ":", "::", ",", "=", "a=b=c", "=,:", "1:2:3:4",
     "x" * 5000, "é", "a\udcff", "\n", "a\nb", "1k", "1z", "-1m", "sha256:zz",
+    "²", "৯", "1²", "١٠",  # digits to str.isdigit, not to int() (²) or read as others (৯ is 9)
 ]
 
 
