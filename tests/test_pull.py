@@ -617,6 +617,9 @@ def test_login_and_logout_as_docker(images, registry, tmp_path):
     r = img(h, "pull", registry.refs["busybox"], env=env)
     assert r.returncode != 0 and "refused anonymous access" in r.stderr, r.stderr
     assert img_ok(h, "logout", registry.host, env=env).stdout == f"Not logged in to {registry.host}\n"
+    for no_server in ([], ["--"]):  # Docker Hub, as docker has it: it was an internal error (None.strip)
+        assert img_ok(h, "logout", *no_server, env=env).stdout == "Not logged in to https://index.docker.io/v1/\n"
+    one_line_error(img(h, "login", "--", env=env), "Cannot perform an interactive login from a non TTY device")
     config.write_text(json.dumps({"credsStore": "desktop"}))
     r = login()
     assert r.returncode != 0 and "credsStore: desktop" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr

@@ -27,10 +27,11 @@ if TYPE_CHECKING:
 HUB_NAMES = ("", "docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com")
 
 
-def server_key(server: str) -> str:
+def server_key(server: str | None) -> str:
     """The auth files' key for ``server`` as typed (``localhost:5000``, ``https://reg.example/``,
-    nothing for Docker Hub): its host[:port], as docker stores it."""
-    text = server.strip()
+    nothing for Docker Hub: None where no argument was given): its host[:port], as docker
+    stores it."""
+    text = (server or "").strip()
     if text.rstrip("/") in ("https://index.docker.io/v1", "https://index.docker.io"):
         return HUB_KEY
     host = text.removeprefix("https://").removeprefix("http://").split("/", 1)[0]
