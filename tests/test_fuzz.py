@@ -836,3 +836,72 @@ def test_runc_verb_flag_mutations(h, tmp_path, monkeypatch):
     left = h.leftovers()
     assert not left, left
     assert not failures, "\n".join(failures[:20]) + f"\n({len(failures)} failing cases)"
+
+
+DOCKER_VERB_FORMS = [  # V: the mutated argument; "pe" a running container, IMAGE a loaded image. (No pull or
+    # login: a hostile name would be looked up on the network; no kill of pe, no cp into it of "/".)
+    ["logs", "--tail", "V", "pe"], ["logs", "--since", "V", "pe"], ["logs", "--until", "V", "pe"],
+    ["ps", "-a", "--filter", "V"], ["ps", "-a", "--format", "V"], ["ps", "-a", "-n", "V"],
+    ["images", "--filter", "V"], ["images", "--format", "V"], ["inspect", "-f", "V", "pe"],
+    ["inspect", "--type", "V", "pe"], ["stop", "-t", "V", "nosuch"], ["stop", "-s", "V", "nosuch"],
+    ["restart", "-t", "V", "nosuch"], ["kill", "-s", "V", "nosuch"], ["wait", "V"], ["top", "pe", "V"],
+    ["stats", "--no-stream", "--format", "V", "pe"], ["container", "prune", "-f", "--filter", "V"],
+    ["image", "prune", "-f", "--filter", "V"], ["tag", IMAGE, "V"], ["rmi", "V"],
+    ["history", "--format", "V", IMAGE], ["save", "--format", "V", IMAGE], ["rename", "nosuch", "V"],
+    ["volume", "ls", "--filter", "V"], ["network", "ls", "--filter", "V"], ["diff", "V"], ["port", "pe", "V"],
+    ["cp", "pe:V", "OUT"], ["events", "--since", "V"], ["system", "df", "--format", "V"], ["info", "--format", "V"],
+    ["version", "--format", "V"], ["commit", "-c", "V", "pe", "fz:1"], ["commit", "-m", "V", "pe", "fz:1"],
+    ["update", "--memory", "V", "pe"], ["update", "--restart", "V", "pe"], ["pause", "V"],
+    ["attach", "--detach-keys", "V", "nosuch"], ["logout", "V"], ["import", "V"], ["load", "-i", "V"],
+    ["volume", "inspect", "V"], ["volume", "rm", "V"], ["network", "inspect", "V"], ["network", "rm", "V"],
+    ["image", "inspect", "V"], ["exec", "-u", "V", "pe", "true"], ["exec", "-w", "V", "pe", "true"],
+    ["exec", "-e", "V", "pe", "true"], ["exec", "--env-file", "V", "pe", "true"], ["exec", "-g", "V", "pe", "true"],
+]
+DOCKER_VERB_VALUES = HOSTILE_ARGS + [
+    "{{", "}}", "{{.}}", "{{json .}}", "{{range .}}", "{{.Nope}}", "table {{.ID}}", "label=a", "status=x", "before=x",
+    "since=x", "dangling=true", "until=1²h", "id=", "name=", "ancestor=" + "x" * 300, "2020-01-01T00:00:00.²Z",
+    "10m", "1²s", "root:²", "0:৯", "nobody:nogroup", "1:2:3", ":0", "0:", "4294967296", "0:4294967295", "--", "-h",
+]
+
+
+@pytest.mark.parametrize("images", ["cold"], indirect=True)  # each verb's own code, not the template's door
+def test_docker_verb_argument_mutations(images, busybox_archive, tmp_path, monkeypatch):
+    """Sampled pairs of a docker-like verb's argument and a hostile value (a filter, a format, a
+    time, a count, a signal, a user, a name, a path; digits other than ASCII's): each answers, or
+    refuses in one line; nothing is made or left but what a verb was asked to make. A probe of
+    every pair found `logout` and `login --` internal errors (no server: None)."""
+    import random
+
+    from conftest import img, img_ok, run_args
+
+    monkeypatch.chdir(tmp_path)  # relative names (an env file, a cp source) are looked for here
+    h = images
+    img_ok(h, "load", busybox_archive)
+    img_ok(h, *run_args(h, "-d", "--name", "pe", IMAGE, "sh", "-c", "echo hi; sleep 600"))
+    rng, failures = random.Random(SEED + 1100), []
+    base = [h.binary, "--root", h.root, "--image-root", h.image_root]
+    try:
+        for i in range(CASES):
+            form, value = rng.choice(DOCKER_VERB_FORMS), rng.choice(DOCKER_VERB_VALUES)
+            args = [value if a == "V" else str(tmp_path / "out") if a == "OUT" else a for a in form]
+            try:
+                r = subprocess.run([*base, *args], stdin=subprocess.DEVNULL, capture_output=True, timeout=20,
+                                   env={**os.environ, **h.base_env})
+            except subprocess.TimeoutExpired:
+                failures.append(f"case {i}: {args[:4]} hung")
+                continue
+            err = r.stderr.decode(errors="replace")
+            problem = refusal_problem(r.returncode, err)
+            if r.returncode in (1, 2) and err.startswith("Usage: "):
+                problem = ""  # click's usage error: a missing argument, an option that is none (main.RUNC_VERBS)
+            if args[0] == "exec" and r.returncode not in (0, 125, 126, 127) and not err:
+                problem = ""  # true's own status under a hostile user or directory
+            if problem:
+                failures.append(f"case {i}: {' '.join(args)[:120]!r}: {problem}: {err.strip()[-200:]}")
+        assert img_ok(h, "inspect", "-f", "{{.State.Status}}", "pe").stdout == "running\n"
+    finally:
+        img(h, "rm", "-f", "pe")
+        img(h, "rmi", "fz:1")
+        for name in DOCKER_VERB_VALUES:
+            img(h, "rmi", name) if ":" not in name and "/" not in name else None  # a tag a case made
+    assert not failures, "\n".join(failures[:20]) + f"\n({len(failures)} failing cases)"
