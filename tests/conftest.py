@@ -626,6 +626,28 @@ def remove_under_mrun(path: str) -> None:
     shutil.rmtree(path, onerror=gone_meanwhile)
 
 
+@contextlib.contextmanager
+def host_nodes(directory: Any) -> Any:
+    """In ``directory`` (made here): ``null`` (a character device, /dev/null's numbers), ``fifo``
+    and ``sock`` (a bound unix socket), what mrun must never replace or remove. -> {name: what
+    a refusal calls it}; after, each is checked still there, of its kind, and alone."""
+    import socket
+    import stat
+
+    os.mkdir(directory)
+    os.mknod(os.path.join(directory, "null"), 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    os.mkfifo(os.path.join(directory, "fifo"))
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(os.path.join(directory, "sock"))
+        yield {"null": "a character device", "fifo": "a fifo", "sock": "a socket"}
+    finally:
+        sock.close()
+    modes = {n: os.lstat(os.path.join(directory, n)).st_mode for n in os.listdir(directory)}
+    assert sorted(modes) == ["fifo", "null", "sock"], modes  # nothing beside them either
+    assert stat.S_ISCHR(modes["null"]) and stat.S_ISFIFO(modes["fifo"]) and stat.S_ISSOCK(modes["sock"])
+
+
 def one_line_error(r: subprocess.CompletedProcess[str], *needles: str) -> None:
     """A refusal as every refusal must be: a non-zero exit and one line, "mrun: ...", naming
     each of ``needles``."""
