@@ -25,12 +25,25 @@ _CONSTANTS = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float
 _WS = " \t\n\r"
 
 
+class _LongNumber(Exception):
+    """Not a ValueError: the scanner's own error path (``_parse``) must not take it for one."""
+
+
+MAX_DIGITS = 4300  # what int() reads (sys.get_int_max_str_digits' default); past it, a ValueError
+
+
+def _int(text: str) -> int:
+    if len(text) > MAX_DIGITS:
+        raise _LongNumber(text)
+    return int(text)
+
+
 class _Context:
     strict = True
     object_hook = None
     object_pairs_hook = None
     parse_float = float
-    parse_int = int
+    parse_int = staticmethod(_int)
     parse_constant = _CONSTANTS.__getitem__
     memo: dict[str, str] = {}
 
@@ -143,6 +156,8 @@ def _parse(s: str) -> Any:
         obj, end = _scan(s, i)
     except StopIteration as e:
         raise DecodeError("Expecting value", s, e.value)
+    except _LongNumber as e:  # a number of 5,000 digits was int()'s ValueError: an internal error
+        raise DecodeError(f"a number of {len(e.args[0])} digits, more than {MAX_DIGITS}", s, s.find(e.args[0]))
     except (ValueError, SystemError):
         # The C scanner builds its error from json.decoder, and only if that is already imported
         # (else: SystemError). Malformed input is rare: let the json module say what is wrong.

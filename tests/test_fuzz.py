@@ -670,6 +670,8 @@ HOSTILE_ARGS = [
     "9" * 40, "../../..", "/", "//", "/proc/self", "/dev/null", ":", "::", ",", "=", "a=b=c", "=,:", "1:2:3:4",
     "x" * 5000, "é", "a\udcff", "\n", "a\nb", "1k", "1z", "-1m", "sha256:zz",
     "²", "৯", "1²", "١٠",  # digits to str.isdigit, not to int() (²) or read as others (৯ is 9)
+    "9" * 5000, "RTMIN+" + "1" * 5000,  # past the 4300 digits int() reads (a ValueError)
+    # (an argument is at most 128 KiB: a stretched value is cut to 100,000 characters)
 ]
 
 
@@ -693,7 +695,7 @@ def run_flag_mutations(base: list[tuple[str, str]], count: int, seed: int) -> li
             elif action < 0.8:
                 cut = rng.randrange(len(value) + 1)
                 flags[i] = (name, rng.choice([value[:cut], value[cut:], value[:cut] + rng.choice(":,=/") + value[cut:],
-                                              value * 50, value.upper(), value + value[-1:] * 3,
+                                              (value * 50)[:100000], value.upper(), value + value[-1:] * 3,
                                               "".join(c for c in value if c.isalnum())]))
             elif action < 0.9:
                 flags.pop(i)

@@ -4290,7 +4290,8 @@ def test_digits_that_are_not_ascii_are_one_line_not_an_internal_error(images, bu
     """str.isdigit takes "²" and "৯", which int() refuses or reads as 9: `kill ID ²`, `port ID
     ²/tcp`, `events --interval ²`, `run --blkio-weight-device DEV:²` and `run --stop-signal
     RTMIN+-3` were internal errors (ValueError); a signal "৯" was SIGKILL. Go's Atoi (runc's,
-    docker's) takes ASCII digits only, and so does mrun: one line each."""
+    docker's) takes ASCII digits only, and so does mrun: one line each. So is a number of 5,000
+    digits, which int() refuses past 4300 (a signal, a port, a user, an update's value)."""
     h = images
     img_ok(h, "load", busybox_archive)
     img_ok(h, *run_args(h, "-d", "--name", "dg", IMAGE, "sleep", "600"))
@@ -4302,7 +4303,12 @@ def test_digits_that_are_not_ascii_are_one_line_not_an_internal_error(images, bu
                              (["events", "--interval", "²", "dg"], "--interval"),
                              (run_args(h, "--rm", "--blkio-weight-device", f"/dev/{disks[0]}:²", IMAGE, "true"),
                               "--blkio-weight-device"),
-                             (run_args(h, "--rm", "--stop-signal", "RTMIN+-3", IMAGE, "true"), "signal")):
+                             (run_args(h, "--rm", "--stop-signal", "RTMIN+-3", IMAGE, "true"), "signal"),
+                             # past the 4300 digits int() reads: its ValueError was an internal error
+                             (["kill", "dg", "9" * 5000], "invalid signal"), (["port", "dg", "9" * 5000], "port"),
+                             (["exec", "-u", "9" * 5000, "dg", "true"], "no user"),
+                             (["update", "--cpu-shares", "9" * 5000, "dg"], "out of range"),
+                             (run_args(h, "--rm", "--stop-signal", "RTMAX-" + "9" * 5000, IMAGE, "true"), "signal")):
             one_line_error(img(h, *args), needle)
         assert img_ok(h, "inspect", "-f", "{{.State.Status}}", "dg").stdout == "running\n"
     finally:

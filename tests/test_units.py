@@ -249,9 +249,22 @@ def test_signals():
     from mrun.cli.listing import epoch_of  # an image's history may say when, in any characters
 
     assert epoch_of("2020-01-01T00:00:00.²5Z") == epoch_of("2020-01-01T00:00:00.5Z") == 1577836800.5
+    for bad in ("9" * 5000, "RTMIN+" + "9" * 5000, "RTMAX-" + "9" * 5000):  # int() reads 4300 digits at most
+        with pytest.raises(MrunError, match=r"\.\.\.'"):  # (the value cut short in the message)
+            parse_signal(bad)
     for bad in ("65", "-1", "SIG0"):
         with pytest.raises(MrunError):
             parse_signal(bad, probe=True)
+
+
+def test_a_json_number_past_the_digits_int_reads_is_malformed_json():
+    """int() refuses more than 4300 digits with a ValueError, which no reader of JSON caught: a
+    config.json, an image's manifest from a registry or a record holding one was an internal
+    error. jsonio says it is malformed, where it is."""
+    doc = '{"linux": {"resources": {"pids": {"limit": ' + "9" * 5000 + "}}}}"
+    with pytest.raises(jsonio.DecodeError, match="a number of 5000 digits, more than 4300: line 1 column 44"):
+        jsonio.loads(doc)
+    assert jsonio.loads(f"[{'9' * 4300}, -{'9' * 4299}]") == [10 ** 4300 - 1, 1 - 10 ** 4299]
 
 
 def test_secure_join_stays_inside(tmp_path):

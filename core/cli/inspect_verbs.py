@@ -312,7 +312,7 @@ def port(g: dict[str, Any], container_id: str, private_port: str | None = None) 
             print(f"{p.get('port')}/{p.get('proto')} -> {p.get('host_ip') or '0.0.0.0'}:{p.get('host_port')}")
         return 0
     number, _, proto = private_port.partition("/")
-    if not (number.isascii() and number.isdigit()) or (proto or "tcp") not in ("tcp", "udp"):
+    if not (number.isascii() and number.isdigit() and len(number) <= 5) or (proto or "tcp") not in ("tcp", "udp"):
         raise InvalidSpec(f"port {private_port!r}: PORT[/tcp|udp] expected")
     wanted = f"{int(number)}/{proto or 'tcp'}"
     found = [p for p in published if f"{p.get('port')}/{p.get('proto')}" == wanted]

@@ -23,6 +23,8 @@ def _number(signed: bool) -> Callable[[str, str], int]:
         if not (digits.isascii() and digits.isdigit()):
             kind = "an integer" if signed else "a non-negative integer"
             raise InvalidSpec(f"--{flag}: {text!r} is not {kind}")
+        if len(digits) > 20:  # past 64 bits (and past 4300 digits int() refuses them)
+            raise InvalidSpec(f"--{flag}: {text[:30]!r}... is out of range")
         value = int(text)
         if not (-(1 << 63) <= value < 1 << 63 if signed else value < 1 << 64):
             raise InvalidSpec(f"--{flag}: {text!r} is out of range")

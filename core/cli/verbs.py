@@ -361,7 +361,8 @@ def _exec_process(
         base["cwd"] = cwd or workdir
     if user:
         uid, _, gid = user.partition(":")
-        numeric = uid.isascii() and uid.isdigit() and (gid.isascii() and gid.isdigit() or not gid)
+        numeric = uid.isascii() and uid.isdigit() and (gid.isascii() and gid.isdigit() or not gid) \
+            and len(uid) <= 20 and len(gid) <= 20  # (past 32 bits either way: refused as ids are, below)
         if numeric and ann.IMAGE not in record.annotations:
             # runc's uid[:gid]: without a gid the process keeps the container's, and its groups
             # (it was given 0, the root group, which a container running as 1000:1000 never had)

@@ -105,8 +105,9 @@ def _home(passwd: list[list[str]], uid: int) -> str:
 
 def _number(text: str) -> int | None:
     """An id as /etc/passwd, /etc/group or a flag writes it (ASCII digits), else None: "²" passes
-    str.isdigit() and then fails int(), an internal error from an image's own table."""
-    return int(text) if text.isascii() and text.isdigit() else None
+    str.isdigit() and then fails int(), an internal error from an image's own table, as did 5,000
+    digits (int() reads 4300 at most; 20 are past any id already, which is refused as such)."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 20 else None
 
 
 def user_ids(rootfs: str, user: str) -> tuple[int, int, list[int]]:
@@ -288,8 +289,9 @@ def make_spec(
 
 def _lookup_group(rootfs: str, group: str) -> int:
     """--group-add: a gid, or a name in the image's /etc/group."""
-    if group.isascii() and group.isdigit() and int(group) < 1 << 32:
-        return int(group)
+    number = _number(group)
+    if number is not None and number < 1 << 32:
+        return number
     row = next((r for r in _table(rootfs, "etc/group") if r[0] == group and _number(r[2]) is not None), None)
     if row is None:
         raise InvalidSpec(f"--group-add {group}: no group {group!r} in the container's /etc/group")

@@ -156,15 +156,22 @@ def _decimal(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+def _number(text: str) -> int:
+    """``text``'s ASCII digits with an optional sign, as int; past 20 digits (past every signal,
+    and past 4300 int() refuses them) one past the last signal."""
+    return int(text) if len(text.lstrip("+-")) <= 20 else NSIG
+
+
 def parse_signal(text: str | int, probe: bool = False) -> int:
     """`KILL`, `SIGKILL`, `sigkill` and `9` all mean SIGKILL; anything else is an error.
     ``probe``: 0 too, kill(2)'s "is it there" (runc's kill takes it); never a signal to stop with."""
     raw = str(text).strip()
+    shown = repr(raw if len(raw) <= 40 else raw[:40] + "...")
     if _decimal(raw):
-        num = int(raw)
+        num = _number(raw)
         if 0 < num < NSIG or (probe and num == 0):
             return num
-        raise MrunError(f"invalid signal {raw!r}: numbers go from {0 if probe else 1} to {NSIG - 1}")
+        raise MrunError(f"invalid signal {shown}: numbers go from {0 if probe else 1} to {NSIG - 1}")
     name = raw.upper()
     if not name.startswith("SIG"):
         name = "SIG" + name
@@ -172,12 +179,12 @@ def parse_signal(text: str | int, probe: bool = False) -> int:
         base = SIGRTMIN if name.startswith("SIGRTMIN") else SIGRTMAX
         rest = name[8:]
         if rest == "" or _decimal(rest[1:] if rest[:1] in "+-" else rest):
-            num = base + (int(rest) if rest else 0)
+            num = base + (_number(rest) if rest else 0)
             if SIGRTMIN <= num <= SIGRTMAX:
                 return num
-        raise MrunError(f"invalid signal {raw!r}: real-time signals go from SIGRTMIN to SIGRTMAX")
+        raise MrunError(f"invalid signal {shown}: real-time signals go from SIGRTMIN to SIGRTMAX")
     if name not in SIGNALS:
-        raise MrunError(f"invalid signal {raw!r}: not a signal name or number")
+        raise MrunError(f"invalid signal {shown}: not a signal name or number")
     return SIGNALS[name]
 
 
