@@ -313,7 +313,7 @@ def mrun_prepare(container: Container, process: dict[str, Any]) -> None:
     linker(kind)  # here, on the host side: the container's fork then finds it made
     check_preopens(container.bundle.annotations)
     deadline = container.bundle.annotations.get(DEADLINE, "") or "0"
-    if not (deadline.isascii() and deadline.isdigit()) or int(deadline) > MAX_DEADLINE_MS:
+    if not (deadline.isascii() and deadline.isdigit()) or len(deadline) > 20 or int(deadline) > MAX_DEADLINE_MS:
         raise MrunError(f"wasm: annotation {DEADLINE}={deadline[:40]!r}: must be a whole number of milliseconds, "
                         f"at most {MAX_DEADLINE_MS}")
     container.data.update(compiled=Compiled(compiled), kind=kind, export=export or "_start", name=name,

@@ -305,8 +305,9 @@ def _node_list(text: str, where: str) -> set[int]:
     nodes: set[int] = set()
     for part in filter(None, text.split(",")):
         first, dash, last = part.partition("-")
-        if not (first.isascii() and first.isdigit() and (not dash or last.isascii() and last.isdigit())):
-            raise InvalidSpec(f"{where}: {text!r} is not a list of nodes (0-3,7)")
+        if not (first.isascii() and first.isdigit() and (not dash or last.isascii() and last.isdigit())) \
+                or len(first) > 20 or len(last) > 20:  # (int() refuses past 4300 digits: a ValueError)
+            raise InvalidSpec(f"{where}: {text[:60]!r} is not a list of nodes (0-3,7)")
         low, high = int(first), int(last) if dash else int(first)
         if low > high:
             raise InvalidSpec(f"{where}: {part!r}: a range runs from its lower node")

@@ -24,9 +24,10 @@ def ram_in_bytes(flag: str, text: str) -> int:
     whole, dot, fraction = rest.partition(".")
     if not (whole.isascii() and whole.isdigit()) or (dot and not (fraction.isascii() and fraction.isdigit())):
         raise InvalidSpec(f"--{flag}: invalid size {text!r} (a number of bytes, or with k, m, g, t or p)")
-    size = int(float(rest) * factor)
-    if size >= 1 << 63:
-        raise InvalidSpec(f"--{flag}: {text!r} is too large")
+    number = float(rest) * factor  # (400 digits are inf here, which int() cannot take)
+    if number >= 1 << 63:
+        raise InvalidSpec(f"--{flag}: {text[:40]!r} is too large")
+    size = int(number)
     return size
 
 

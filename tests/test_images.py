@@ -4308,7 +4308,12 @@ def test_digits_that_are_not_ascii_are_one_line_not_an_internal_error(images, bu
                              (["kill", "dg", "9" * 5000], "invalid signal"), (["port", "dg", "9" * 5000], "port"),
                              (["exec", "-u", "9" * 5000, "dg", "true"], "no user"),
                              (["update", "--cpu-shares", "9" * 5000, "dg"], "out of range"),
-                             (run_args(h, "--rm", "--stop-signal", "RTMAX-" + "9" * 5000, IMAGE, "true"), "signal")):
+                             (run_args(h, "--rm", "--stop-signal", "RTMAX-" + "9" * 5000, IMAGE, "true"), "signal"),
+                             (["update", "--memory", "9" * 400, "dg"], "too large"),  # float's inf, int()'s Overflow
+                             (run_args(h, "--rm", "--ulimit", "nofile=" + "9" * 5000, IMAGE, "true"), "--ulimit"),
+                             (run_args(h, "--rm", "--cpuset-cpus", "9" * 5000, IMAGE, "true"), "--cpuset-cpus"),
+                             (run_args(h, "--rm", "--log-opt", "max-file=" + "9" * 5000, IMAGE, "true"), "--log-opt"),
+                             (run_args(h, "--rm", "--shm-size", "9" * 400, IMAGE, "true"), "--shm-size")):
             one_line_error(img(h, *args), needle)
         assert img_ok(h, "inspect", "-f", "{{.State.Status}}", "dg").stdout == "running\n"
     finally:

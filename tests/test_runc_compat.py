@@ -871,6 +871,7 @@ def test_a_memory_policy_is_the_container_s_as_runc_sets_it(h, policy, shown):
     ({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES", "MPOL_F_RELATIVE_NODES"]},
      "linux.memoryPolicy.flags"),
     ({"mode": "MPOL_BIND", "nodes": "1000"}, "linux.memoryPolicy"),  # a node this machine has not: the kernel's word
+    ({"mode": "MPOL_BIND", "nodes": "9" * 5000}, "linux.memoryPolicy.nodes"),  # past what int() reads: its ValueError
 ])
 def test_a_memory_policy_runc_refuses_is_one_line_naming_the_field(h, policy, field):
     one_line_error(_numa_policy(h, policy), field)

@@ -154,7 +154,7 @@ def _stop(g: dict[str, Any], container_id: str, time: int | None, signal: int | 
     stop_signal = annotations.get(ann.STOP_SIGNAL) or "SIGTERM"
     if time is None:  # docker's: the container's --stop-timeout, else 10 seconds
         own = annotations.get(ann.STOP_TIMEOUT, "")
-        time = int(own) if own.lstrip("-").isdigit() and own.isascii() and int(own) >= -1 else 10
+        time = int(own) if own.lstrip("-").isdigit() and own.isascii() and len(own) <= 20 and int(own) >= -1 else 10
     try:
         runtime.kill(container_id, parse_signal(stop_signal) if signal is None else signal)
     except NotFound:  # it ended and its supervisor removed it (run -d --rm) since we looked

@@ -209,7 +209,7 @@ def _docker_command(annotations: dict[str, str], args: list[str]) -> dict[str, l
     """docker's Config.Entrypoint and Config.Cmd: the process's args split where run or create
     noted the entrypoint ends (a bundle's: all Cmd); null where empty, as docker's."""
     at = annotations.get(ann.COMMAND_AT) or ""
-    split = int(at) if at.isascii() and at.isdigit() and int(at) <= len(args) else 0
+    split = int(at) if at.isascii() and at.isdigit() and len(at) <= 20 and int(at) <= len(args) else 0
     return {"Entrypoint": args[:split] or None, "Cmd": args[split:] or None}
 
 

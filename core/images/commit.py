@@ -312,7 +312,7 @@ def _healthcheck(rest: str, text: str) -> dict[str, Any]:
         if name not in _HEALTH_OPTIONS or not eq:
             raise InvalidSpec(f"--change {text!r}: --{name}: HEALTHCHECK takes --{'=, --'.join(_HEALTH_OPTIONS)}=")
         if name == "retries":
-            if not (value.isascii() and value.isdigit()):
+            if not (value.isascii() and value.isdigit()) or len(value) > 20:
                 raise InvalidSpec(f"--change {text!r}: --retries cannot be negative, or anything but a number")
             amount = int(value)
         else:

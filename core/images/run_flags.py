@@ -79,7 +79,7 @@ def ulimits(rlimits: list[dict[str, Any]], values: list[str]) -> list[dict[str, 
 def _rlimit_value(flag_value: str, text: str) -> int:
     if text == "-1":
         return RLIM_INFINITY
-    if not (text.isascii() and text.isdigit()) or int(text) >= RLIM_INFINITY:
+    if not (text.isascii() and text.isdigit()) or len(text) > 20 or int(text) >= RLIM_INFINITY:
         raise InvalidSpec(f"--ulimit {flag_value}: {text!r} is not a limit (a number, or -1 for unlimited)")
     return int(text)
 
@@ -174,7 +174,7 @@ def _tmpfs_value_ok(key: str, value: str) -> bool:
     if key == "mode":
         return value.isascii() and value.isdigit() and set(value) <= set("01234567") and len(value) <= 4
     if key in ("uid", "gid"):
-        return value.isascii() and value.isdigit() and int(value) < 1 << 32
+        return value.isascii() and value.isdigit() and len(value) <= 10 and int(value) < 1 << 32
     if key == "huge":
         return value in ("never", "always", "within_size", "advise", "deny", "force")
     return key == "mpol" and bool(value) and "," not in value
@@ -574,7 +574,7 @@ def log_options(driver: str, options: list[str]) -> dict[str, Any]:
                 raise InvalidSpec(f"--log-opt {text!r}: a size above 0 (10m, 1g)")
             out["max_size"] = size
         else:
-            if not (value.isascii() and value.isdigit()) or int(value) < 1:
+            if not (value.isascii() and value.isdigit()) or len(value) > 20 or int(value) < 1:
                 raise InvalidSpec(f"--log-opt {text!r}: a whole number of files, 1 or more")
             out["max_files"] = int(value)
     if out["max_files"] > 1 and not out["max_size"]:
