@@ -46,4 +46,9 @@ def go_duration(text: str) -> float | None:
         if not number or number.count(".") > 1 or number == "." or unit is None:
             return None
         total, rest = total + float(number) * _DURATION_UNITS[unit], rest[len(unit):]
-    return total if text else None
+    # Go's limit: a duration is an int64 of nanoseconds (about 292 years); past it (400 digits
+    # made float's inf, which int() cannot take) Go says invalid, and so does this
+    return total if text and total <= MAX_DURATION else None
+
+
+MAX_DURATION = ((1 << 63) - 1) / 1e9  # seconds

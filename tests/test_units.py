@@ -1045,6 +1045,14 @@ def test_a_health_check_is_the_image_s_with_the_flags_over_it():
             check_from({}, {"Test": ["CMD", "true"], field: 2**70})
     assert [go_duration(t) for t in ("1h30m", "500ms", "0", "1.5s", "10", "", "5x")] == [5400, 0.5, 0, 1.5, None,
                                                                                           None, None]
+    # Go's limit (an int64 of nanoseconds); 400 digits were float's inf, and int() of it an OverflowError
+    assert go_duration("2562047h") == 2562047 * 3600 and go_duration("2562048h") is None
+    assert go_duration("9" * 400 + "h") is None
+    from mrun.cli.filters import log_time
+
+    for text in ("9" * 400 + "h", "9" * 5000, "৯৯"):  # (\d took "৯"; int() reads 4300 digits at most)
+        with pytest.raises(InvalidSpec, match="a time"):
+            log_time("--since", text, 0)
 
 
 def test_a_supervisor_never_waits_longer_than_select_can_for_a_health_check():

@@ -27,21 +27,22 @@ def log_time(flag: str, text: str, now_ns: int) -> int:
     ago = go_duration(text) if text != "0" else None  # "0" is a Unix time here, as docker reads it
     if ago is not None:
         return now_ns - int(ago * 1e9)
-    if re.fullmatch(r"\d+(\.\d{1,9})?", text):
+    if re.fullmatch(r"[0-9]{1,20}(\.[0-9]{1,9})?", text):  # (\d takes "৯", and 4300 digits are int()'s most)
         whole, _, fraction = text.partition(".")
         return int(whole) * 1_000_000_000 + int((fraction + "000000000")[:9])
     from datetime import datetime
 
     # the fraction apart: through a float, a nanosecond time came back up to 256 ns off, and a
     # line's own time given back as --since could leave that line out
-    parts = re.fullmatch(r"(\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d)?)?)(?:\.(\d{1,9}))?(Z|[+-]\d\d:?\d\d)?", text)
+    parts = re.fullmatch(r"([0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2})?)?)(?:\.([0-9]{1,9}))?"
+                         r"(Z|[+-][0-9]{2}:?[0-9]{2})?", text)
     try:
         if parts is None:
             raise ValueError(text)
         zone = "+00:00" if parts[3] == "Z" else parts[3] or ""
         seconds = int(datetime.fromisoformat(parts[1] + zone).timestamp())  # whole seconds: exact
     except ValueError:
-        raise InvalidSpec(f"{flag} {text!r}: a time (2026-01-02T15:04:05Z), a Unix time, or a duration (10m)") \
+        raise InvalidSpec(f"{flag} {text[:60]!r}: a time (2026-01-02T15:04:05Z), a Unix time, or a duration (10m)") \
             from None
     return seconds * 1_000_000_000 + int(((parts[2] or "") + "000000000")[:9])
 
