@@ -779,9 +779,14 @@ def test_runc_verb_flag_mutations(h, tmp_path, monkeypatch):
     host's /dev/null with a file."""
     from fuzz import mutations
 
-    monkeypatch.chdir(tmp_path)  # a pid file's relative path, mutated, is written here
+    # The pid file is named relative to a directory three deep in tmp_path: a mutated name (cut
+    # short, "../../..") stays in it. An absolute one, cut short, was written where it pointed
+    # (/tmp/pytest-of-, a file in the host's /tmp).
+    work = tmp_path / "w" / "x" / "y"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
     bundle = h.bundle(["sleep", "600"])
-    pid_file, resources = str(tmp_path / "exec.pid"), tmp_path / "resources.json"
+    pid_file, resources = "exec.pid", tmp_path / "resources.json"
     exec_base = [("--cwd", "/"), ("--env", "A=1"), ("--user", "0:0"), ("--additional-gids", "10"),
                  ("--cap", "CAP_KILL"), ("--process-label", ""), ("--apparmor", ""), ("--preserve-fds", "0"),
                  ("--pid-file", pid_file), ("--env", "B=2")]

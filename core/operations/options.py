@@ -50,6 +50,8 @@ def write_pid_file(path: str, pid: int) -> None:
 
     path = os.path.abspath(path)
     check_replaceable(path, "--pid-file")
+    if os.path.isdir(path):  # before a temporary file is made beside it (for "/", in /) only to fail
+        raise MrunError(f"--pid-file {path}: Is a directory")
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
