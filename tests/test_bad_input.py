@@ -383,6 +383,12 @@ def test_a_pid_file_that_cannot_be_written_fails_the_call_and_leaves_nothing(h, 
     assert len(json.loads(h.ok("ps", "--format", "json", cid).stdout)) == 1  # the init alone
     h.ok("delete", "--force", cid)
     assert os.listdir(where.parent) == ["adir"]
+    # a link to a directory is a link: the rename replaces the link itself, as runc's does
+    os.symlink(where, where.parent / "link")
+    cid = h.cid()
+    h.ok("create", "--pid-file", str(where.parent / "link"), "-b", h.bundle(["true"]), cid)
+    assert not (where.parent / "link").is_symlink() and (where.parent / "link").read_text().isdigit()
+    h.ok("delete", "--force", cid)
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,8 @@ def write_pid_file(path: str, pid: int) -> None:
 
     path = os.path.abspath(path)
     check_replaceable(path, "--pid-file")
-    if os.path.isdir(path):  # before a temporary file is made beside it (for "/", in /) only to fail
+    if os.path.isdir(path) and not os.path.islink(path):  # before a temporary file is made beside it
+        # (for "/", in /) only to fail; a link to a directory is replaced by the rename, as runc's is
         raise MrunError(f"--pid-file {path}: Is a directory")
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
     try:
