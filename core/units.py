@@ -27,10 +27,12 @@ def ram_in_bytes(flag: str, text: str) -> int:
     number = float(rest) * factor  # (400 digits are inf here, which int() cannot take)
     if number >= 1 << 63:
         raise InvalidSpec(f"--{flag}: {text[:40]!r} is too large")
-    size = int(number)
-    return size
+    return int(number)
 
 
+# Go's limit, in seconds: a duration is an int64 of nanoseconds (about 292 years); past it (400
+# digits made float's inf, which int() cannot take) Go says invalid, and so does go_duration
+MAX_DURATION = ((1 << 63) - 1) / 1e9
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -46,9 +48,4 @@ def go_duration(text: str) -> float | None:
         if not number or number.count(".") > 1 or number == "." or unit is None:
             return None
         total, rest = total + float(number) * _DURATION_UNITS[unit], rest[len(unit):]
-    # Go's limit: a duration is an int64 of nanoseconds (about 292 years); past it (400 digits
-    # made float's inf, which int() cannot take) Go says invalid, and so does this
     return total if text and total <= MAX_DURATION else None
-
-
-MAX_DURATION = ((1 << 63) - 1) / 1e9  # seconds
