@@ -12,6 +12,7 @@ import os
 from mrun import jsonio
 from mrun.errors import InvalidSpec
 from mrun.schema import BOOL, DEV_MAJOR_MAX, DEV_MINOR_MAX, INT, MODE, OOM, STR, U32, UINT, check
+from mrun.units import decimal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -305,10 +306,9 @@ def _node_list(text: str, where: str) -> set[int]:
     nodes: set[int] = set()
     for part in filter(None, text.split(",")):
         first, dash, last = part.partition("-")
-        if not (first.isascii() and first.isdigit() and (not dash or last.isascii() and last.isdigit())) \
-                or len(first) > 20 or len(last) > 20:  # (int() refuses past 4300 digits: a ValueError)
+        low, high = decimal(first), decimal(last if dash else first)
+        if low is None or high is None:
             raise InvalidSpec(f"{where}: {text[:60]!r} is not a list of nodes (0-3,7)")
-        low, high = int(first), int(last) if dash else int(first)
         if low > high:
             raise InvalidSpec(f"{where}: {part!r}: a range runs from its lower node")
         if high >= MAX_NUMA_NODES:

@@ -1,10 +1,23 @@
-"""Sizes as docker's and runc's command lines write them (go-units' RAMInBytes)."""
+"""Numbers, sizes and durations as docker's and runc's command lines write them (Go's Atoi,
+go-units' RAMInBytes, time.ParseDuration)."""
 
 from __future__ import annotations
 
 from mrun.errors import InvalidSpec
 
 INT64_MAX = 2**63 - 1  # Go's int64: docker parses flags, durations and image numbers into it
+
+
+def decimal(text: str, most: int = INT64_MAX) -> int | None:
+    """The number ``text`` writes in ASCII digits (Go's Atoi, unsigned), if it is at most ``most``;
+    None for anything else. Not ``str.isdigit()`` then ``int()``: isdigit takes "²", which int()
+    refuses, and "৯", which int() reads as 9; and int() refuses more than 4300 digits. Past
+    twenty digits (as many as 2**64 has) a number is refused, leading zeros or not."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:
+        return None
+    number = int(text)
+    return number if number <= most else None
+
 
 _SIZE_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 

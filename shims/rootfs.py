@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 
 from mrun.errors import MrunError
+from mrun.units import decimal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -106,8 +107,8 @@ def _mappings(text: str, option: str) -> list[dict[str, int]]:
     """``C:H:N[,C:H:N...]`` (containerd's form: container id, host id, count)."""
     out = []
     for entry in text.split(","):
-        parts = entry.split(":")
-        if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        ids = [decimal(part, (1 << 32) - 1) for part in entry.split(":")]  # (str.isdigit took "²", int() not)
+        if len(ids) != 3 or None in ids:
             raise MrunError(f"the rootfs's {option}={text!r}: expected container-id:host-id:size")
-        out.append({"containerID": int(parts[0]), "hostID": int(parts[1]), "size": int(parts[2])})
+        out.append({"containerID": ids[0], "hostID": ids[1], "size": ids[2]})
     return out

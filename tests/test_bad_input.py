@@ -633,3 +633,24 @@ def test_a_process_s_scheduler_io_priority_and_capability_sets_are_checked_as_fi
     process.write_text(json.dumps({"args": ["true"], "cwd": "/", **change}))
     one_line_error(h.mrun("exec", "--process", str(process), cid), needle)
     h.ok("delete", "--force", cid)
+
+
+def test_mrun_s_own_annotations_malformed_in_a_bundle_are_never_an_internal_error(h):
+    """A bundle's config.json may carry any annotation, mrun's own keys included, and `inspect`
+    and `stop` read them on any container: a restart policy whose count is no number made
+    `inspect` an internal error (int() of it), and a stop timeout of "--5" (digits once
+    lstrip("-") took both signs) made `stop` one. Each is read as docker's default instead."""
+    cfg = h.config(["sleep", "600"])
+    cfg["annotations"] = {"org.mrun.restart": "on-failure:৯", "org.mrun.stop-timeout": "--5",
+                          "org.opencontainers.image.stopSignal": "SIGKILL", "org.mrun.command-at": "9" * 5000}
+    cid = h.cid()
+    assert h.mrun("create", "-b", h.bundle(config=cfg), cid).returncode == 0
+    try:
+        r = h.mrun("inspect", "-f", "{{.HostConfig.RestartPolicy.MaximumRetryCount}} {{json .Config.Cmd}}", cid)
+        assert r.returncode == 0 and r.stdout == '0 ["sleep","600"]\n', r.stderr
+        assert h.mrun("start", cid).returncode == 0
+        r = h.mrun("stop", cid)
+        assert r.returncode == 0 and r.stdout == f"{cid}\n", r.stderr
+        assert json.loads(h.mrun("state", cid).stdout)["status"] == "stopped"
+    finally:
+        h.mrun("delete", "--force", cid)

@@ -4313,9 +4313,28 @@ def test_digits_that_are_not_ascii_are_one_line_not_an_internal_error(images, bu
                              (run_args(h, "--rm", "--ulimit", "nofile=" + "9" * 5000, IMAGE, "true"), "--ulimit"),
                              (run_args(h, "--rm", "--cpuset-cpus", "9" * 5000, IMAGE, "true"), "--cpuset-cpus"),
                              (run_args(h, "--rm", "--log-opt", "max-file=" + "9" * 5000, IMAGE, "true"), "--log-opt"),
-                             (run_args(h, "--rm", "--shm-size", "9" * 400, IMAGE, "true"), "--shm-size")):
+                             (run_args(h, "--rm", "--shm-size", "9" * 400, IMAGE, "true"), "--shm-size"),
+                             # accepted, then read by int() later: a supervisor's ValueError when the
+                             # container failed; the tail of a log; a float's inf for a sleep
+                             (run_args(h, "-d", "--restart", "on-failure:" + "9" * 5000, IMAGE, "false"),
+                              "--restart"),
+                             (["update", "--restart", "on-failure:" + "9" * 5000, "dg"], "--restart"),
+                             (["logs", "--tail", "9" * 5000, "dg"], "--tail"),
+                             (run_args(h, "--rm", "--device-cgroup-rule", f"c {'9' * 5000}:1 rwm", IMAGE, "true"),
+                              "--device-cgroup-rule"),
+                             (["events", "--interval", "9" * 400, "dg"], "--interval"),
+                             # "--5" is digits once lstrip("-") has taken both signs; int() refuses it
+                             (["ps", "-a", "--filter", "exited=--5"], "exited")):
             one_line_error(img(h, *args), needle)
         assert img_ok(h, "inspect", "-f", "{{.State.Status}}", "dg").stdout == "running\n"
+        # a stop timeout given as an annotation (--annotation gives mrun's own keys) that is no
+        # number: stop waits docker's 10 seconds, as for any other it cannot read
+        img_ok(h, *run_args(h, "-d", "--name", "st", "--annotation", "org.mrun.stop-timeout=--5",
+                            "--stop-signal", "KILL", IMAGE, "sleep", "600"))
+        try:
+            assert img_ok(h, "stop", "st").stdout == "st\n"
+        finally:
+            img_ok(h, "rm", "-f", "st")
     finally:
         img_ok(h, "rm", "-f", "dg")
 

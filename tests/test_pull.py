@@ -588,6 +588,16 @@ def test_login_and_logout_as_docker(images, registry, tmp_path):
     left.write_text('{"auths": {"x": {"auth": "c2VjcmV0"}}}')
     writing = config.parent / f"config.json.mrun-{os.getpid()}.tmp"
     writing.write_text("{}")
+    # names no login makes, and a gone process's file that another user made: left as they are
+    # (30 digits were os.kill's OverflowError, 200 too: a traceback; the other's was removed)
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    theirs = config.parent / f"config.json.mrun-{ended.pid}.tmp"
+    theirs.write_text("{}")
+    os.chown(theirs, 65534, 65534)
+    foreign = [theirs, *(config.parent / f"config.json.mrun-{pid}.tmp" for pid in ("9" * 30, "9" * 200, "৯", "0"))]
+    for path in foreign[1:]:
+        path.write_text("{}")
     r = login("wrong")
     assert r.returncode != 0 and "Traceback" not in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
     assert registry.host not in config.read_text()
@@ -598,7 +608,7 @@ def test_login_and_logout_as_docker(images, registry, tmp_path):
     assert registry.host not in config.read_text()
     r = login()
     assert r.returncode == 0 and r.stdout == "Login Succeeded\n", r.stderr
-    assert not left.exists() and writing.exists()
+    assert not left.exists() and writing.exists() and all(path.exists() for path in foreign)
     writing.unlink()
     doc = json.loads(config.read_text())
     assert doc["psFormat"] == "table {{.ID}}" and "other.example:5000" in doc["auths"]

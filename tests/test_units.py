@@ -1055,6 +1055,19 @@ def test_a_health_check_is_the_image_s_with_the_flags_over_it():
             log_time("--since", text, 0)
 
 
+def test_decimal_reads_what_go_s_atoi_reads():
+    """mrun.units.decimal, the one reading of a number a flag, a file or a name gives: ASCII
+    digits only (str.isdigit took "²", which int() refuses, and "৯", which int() reads as 9), at
+    most twenty of them (int() refuses past 4300: a ValueError), at most ``most``."""
+    from mrun.units import INT64_MAX, decimal
+
+    assert [decimal(t) for t in ("0", "007", "80", str(INT64_MAX))] == [0, 7, 80, INT64_MAX]
+    assert [decimal(t) for t in ("", "-1", "+1", " 1", "1_0", "1.0", "²", "৯", "0x10", str(INT64_MAX + 1))] \
+        == [None] * 10
+    assert decimal("9" * 20, 10**20) == 10**20 - 1 and decimal("0" * 21) is None and decimal("9" * 5000) is None
+    assert decimal("65535", 65535) == 65535 and decimal("65536", 65535) is None
+
+
 def test_a_supervisor_never_waits_longer_than_select_can_for_a_health_check():
     """An interval or timeout past ~292 years (an image's Healthcheck, a hand-written bundle
     annotation: JSON's Infinity passes the supervisor's shape check) made its select() raise

@@ -10,6 +10,7 @@ from mrun.cli.common import _rt, each, image_store, names_a_container
 from mrun.cli.container_facts import layer_sizes, network_plan
 from mrun.errors import InvalidSpec, NotFound
 from mrun.status import Status
+from mrun.units import decimal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -149,7 +150,7 @@ def _docker_view(doc: dict[str, Any]) -> dict[str, Any]:
                   "Dead": False, "Pid": state.get("pid", 0) if live else 0,
                   "ExitCode": code, "StartedAt": _started_at(doc), "FinishedAt": ended.get("finished", ""),
                   "Error": error, **({"Health": doc["health"]} if doc.get("health") else {})},
-        "HostConfig": {"RestartPolicy": {"Name": policy_name, "MaximumRetryCount": int(retries or 0)},
+        "HostConfig": {"RestartPolicy": {"Name": policy_name, "MaximumRetryCount": decimal(retries) or 0},
                        "Runtime": own.get(ann.OCI_RUNTIME) or "mrun",
                        "AutoRemove": own.get(ann.REMOVE) == "true", **_docker_host_config(doc, mounts)},
         "LogPath": os.path.join(bundle, "log") if ann.IMAGE in own else "",
@@ -209,7 +210,7 @@ def _docker_command(annotations: dict[str, str], args: list[str]) -> dict[str, l
     """docker's Config.Entrypoint and Config.Cmd: the process's args split where run or create
     noted the entrypoint ends (a bundle's: all Cmd); null where empty, as docker's."""
     at = annotations.get(ann.COMMAND_AT) or ""
-    split = int(at) if at.isascii() and at.isdigit() and len(at) <= 20 and int(at) <= len(args) else 0
+    split = decimal(at, len(args)) or 0
     return {"Entrypoint": args[:split] or None, "Cmd": args[split:] or None}
 
 
@@ -312,9 +313,10 @@ def port(g: dict[str, Any], container_id: str, private_port: str | None = None) 
             print(f"{p.get('port')}/{p.get('proto')} -> {p.get('host_ip') or '0.0.0.0'}:{p.get('host_port')}")
         return 0
     number, _, proto = private_port.partition("/")
-    if not (number.isascii() and number.isdigit() and len(number) <= 5) or (proto or "tcp") not in ("tcp", "udp"):
+    port = decimal(number)
+    if port is None or (proto or "tcp") not in ("tcp", "udp"):
         raise InvalidSpec(f"port {private_port!r}: PORT[/tcp|udp] expected")
-    wanted = f"{int(number)}/{proto or 'tcp'}"
+    wanted = f"{port}/{proto or 'tcp'}"
     found = [p for p in published if f"{p.get('port')}/{p.get('proto')}" == wanted]
     if not found:
         raise NotFound(f"no public port {wanted!r} published for {container_id}")

@@ -11,6 +11,7 @@ from mrun.cli.common import _rt
 from mrun.cli.filters import log_time
 from mrun.errors import InvalidSpec, MrunError, NotFound
 from mrun.status import Status
+from mrun.units import decimal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -33,8 +34,8 @@ def logs(g: dict[str, Any], container_id: str, follow: bool, tail: str = "all", 
             return 0  # one of `create` that has not run: nothing said yet (docker's)
         raise NotFound(f"container {container_id!r} has no log (none is kept with --log-driver none, nor of a "
                        "foreground `run -t`)")
-    if tail != "all" and not (tail.isascii() and tail.isdigit()):
-        raise InvalidSpec(f"--tail {tail!r}: a number of lines, or all")
+    if tail != "all" and decimal(tail) is None:  # (5,000 digits were int()'s error)
+        raise InvalidSpec(f"--tail {tail!r}: a number of lines (up to 2^63-1), or all")
     if timestamps or since or until or log_relay.indexed(bundle):  # not indexed: noted by an older mrun
         return _timed_logs(runtime, container_id, bundle, follow, tail, timestamps, since, until)
     stopped = False

@@ -12,6 +12,7 @@ from mrun.cli.container_facts import layer_sizes, network_plan
 from mrun.cli.filters import labelled
 from mrun.errors import InvalidSpec, MrunError, NotFound
 from mrun.status import Status
+from mrun.units import decimal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ def _ps_filters(filters: list[str]) -> dict[str, list[str]]:
             raise InvalidSpec(f"--filter {text!r}: the status is created, running, paused or exited")
         if key == "health" and value not in ("starting", "healthy", "unhealthy", "none"):
             raise InvalidSpec(f"--filter {text!r}: the health is starting, healthy, unhealthy or none")
-        if key == "exited" and not (value.isascii() and value.lstrip("-").isdigit() and len(value) < 12):
+        if key == "exited" and decimal(value.removeprefix("-"), 1 << 31) is None:  # ("--5": int()'s error)
             raise InvalidSpec(f"--filter {text!r}: the exit code is a number")
         if key in ("publish", "expose"):
             _port_filter(key, value)

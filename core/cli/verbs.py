@@ -23,6 +23,7 @@ from mrun.cli.common import (  # noqa: F401 - the verbs' shared helpers
 from mrun.errors import InvalidSpec, MrunError
 from mrun.runtime import CreateOptions
 from mrun.status import Status, require
+from mrun.units import decimal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~6 ms (it imports re) on the lifecycle verbs' hot path
@@ -361,13 +362,12 @@ def _exec_process(
         base["cwd"] = cwd or workdir
     if user:
         uid, _, gid = user.partition(":")
-        numeric = uid.isascii() and uid.isdigit() and (gid.isascii() and gid.isdigit() or not gid) \
-            and len(uid) <= 20 and len(gid) <= 20  # (past 32 bits either way: refused as ids are, below)
-        if numeric and ann.IMAGE not in record.annotations:
+        number, group = decimal(uid), decimal(gid)  # (past 32 bits either way: refused as ids are, below)
+        if number is not None and (group is not None or not gid) and ann.IMAGE not in record.annotations:
             # runc's uid[:gid]: without a gid the process keeps the container's, and its groups
             # (it was given 0, the root group, which a container running as 1000:1000 never had)
             had = base.get("user") or {}
-            base["user"] = {**had, "uid": int(uid), "gid": int(gid) if gid else int(had.get("gid") or 0)}
+            base["user"] = {**had, "uid": number, "gid": group if group is not None else int(had.get("gid") or 0)}
         else:
             # docker's exec -u NAME[:GROUP], and on a container of `mrun run IMAGE` its -u UID[:GID]
             # too: the container's own tables, read inside its rootfs (a uid without a row: gid 0,
@@ -570,11 +570,13 @@ def events(g: dict[str, Any], container_id: str, stats: bool, interval: str) -> 
     "oom" event each time the OOM killer kills in the container, until it has stopped."""
     import time
 
-    from mrun.units import go_duration
+    from mrun.units import MAX_DURATION, go_duration
 
-    every = float(interval) if interval.isascii() and interval.isdigit() else go_duration(interval)
-    if every is None or every <= 0:
-        raise InvalidSpec(f"--interval {interval!r}: a duration greater than 0 expected (such as 5s or 500ms)")
+    seconds = decimal(interval)
+    every = float(seconds) if seconds is not None else go_duration(interval)
+    if every is None or not 0 < every <= MAX_DURATION:  # (400 digits were float's inf, a sleep for ever)
+        raise InvalidSpec(f"--interval {interval!r}: a duration greater than 0 expected (such as 5s or 500ms; "
+                          "at most 2562047h, Go's)")
     rt = _rt(g)
     require("events", Status(rt.state(container_id)["status"]), container_id)
 

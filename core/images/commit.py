@@ -303,7 +303,7 @@ _HEALTH_OPTIONS = {"interval": "Interval", "timeout": "Timeout", "start-period":
 def _healthcheck(rest: str, text: str) -> dict[str, Any]:
     """``HEALTHCHECK [--OPTION=VALUE...] CMD command | CMD ["exec", ...] | NONE`` as docker keeps
     it in Config.Healthcheck: durations in nanoseconds, a field left out where 0 (its default)."""
-    from mrun.units import go_duration
+    from mrun.units import decimal, go_duration
 
     check: dict[str, Any] = {}
     words = rest.split(None, 1)
@@ -312,9 +312,9 @@ def _healthcheck(rest: str, text: str) -> dict[str, Any]:
         if name not in _HEALTH_OPTIONS or not eq:
             raise InvalidSpec(f"--change {text!r}: --{name}: HEALTHCHECK takes --{'=, --'.join(_HEALTH_OPTIONS)}=")
         if name == "retries":
-            if not (value.isascii() and value.isdigit()) or len(value) > 20:
+            amount = decimal(value)
+            if amount is None:
                 raise InvalidSpec(f"--change {text!r}: --retries cannot be negative, or anything but a number")
-            amount = int(value)
         else:
             seconds = go_duration(value)
             if seconds is None or 0 < seconds < 0.001:

@@ -25,6 +25,7 @@ from mrun.kernel.tree import remove_tree
 from mrun.network import names
 from mrun.scratch import is_scratch
 from mrun.state import now_rfc3339
+from mrun.units import decimal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -103,13 +104,6 @@ def _home(passwd: list[list[str]], uid: int) -> str:
     return row[5] if row else "/"
 
 
-def _number(text: str) -> int | None:
-    """An id as /etc/passwd, /etc/group or a flag writes it (ASCII digits), else None: "²" passes
-    str.isdigit() and then fails int(), an internal error from an image's own table, as did 5,000
-    digits (int() reads 4300 at most; 20 are past any id already, which is refused as such)."""
-    return int(text) if text.isascii() and text.isdigit() and len(text) <= 20 else None
-
-
 def user_ids(rootfs: str, user: str) -> tuple[int, int, list[int]]:
     """'name[:group]' or 'uid[:gid]' -> (uid, gid, extra gids), from the rootfs's own tables."""
     return _lookup_user(rootfs, user, _table(rootfs, "etc/passwd"))
@@ -124,20 +118,20 @@ def _lookup_user(
     name, _, group = user.partition(":")
     source = f"{source} {user if user.isprintable() else repr(user)}"  # an image's "root\nmrun: ..." is one line
     groups = _table(rootfs, "etc/group")
-    uid = _number(name)
+    uid = decimal(name)
     if uid is not None:
         row = next((r for r in passwd if r[2] == name), None)
     else:
         # a row whose id is no number (an image's own table may hold anything) is no match
-        row = next((r for r in passwd if r[0] == name and _number(r[2]) is not None), None)
+        row = next((r for r in passwd if r[0] == name and decimal(r[2]) is not None), None)
         if row is None:
             raise InvalidSpec(f"{source}: no user {name!r} in the container's /etc/passwd")
         uid = int(row[2])
-    gid = (_number(row[3]) if row else None) or 0
+    gid = (decimal(row[3]) if row else None) or 0
     if group:
-        number = _number(group)
+        number = decimal(group)
         if number is None:
-            grow = next((r for r in groups if r[0] == group and _number(r[2]) is not None), None)
+            grow = next((r for r in groups if r[0] == group and decimal(r[2]) is not None), None)
             if grow is None:
                 raise InvalidSpec(f"{source}: no group {group!r} in the container's /etc/group")
             number = int(grow[2])
@@ -148,7 +142,7 @@ def _lookup_user(
         raise InvalidSpec(f"{source}: uids and gids go from 0 to {MAX_ID}")
     extra = []
     if row:
-        extra = [int(r[2]) for r in groups if len(r) > 3 and row[0] in r[3].split(",") and _number(r[2]) is not None]
+        extra = [int(r[2]) for r in groups if len(r) > 3 and row[0] in r[3].split(",") and decimal(r[2]) is not None]
     return uid, gid, sorted(set(extra) - {gid})
 
 
@@ -289,10 +283,10 @@ def make_spec(
 
 def _lookup_group(rootfs: str, group: str) -> int:
     """--group-add: a gid, or a name in the image's /etc/group."""
-    number = _number(group)
+    number = decimal(group)
     if number is not None and number < 1 << 32:
         return number
-    row = next((r for r in _table(rootfs, "etc/group") if r[0] == group and _number(r[2]) is not None), None)
+    row = next((r for r in _table(rootfs, "etc/group") if r[0] == group and decimal(r[2]) is not None), None)
     if row is None:
         raise InvalidSpec(f"--group-add {group}: no group {group!r} in the container's /etc/group")
     return int(row[2])

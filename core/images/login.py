@@ -19,11 +19,13 @@ from mrun import jsonio
 from mrun.errors import InvalidSpec, MrunError
 from mrun.images.reference import DOCKER_HUB
 from mrun.images.registry import HUB_KEY, _auth_files, auth_keys, docker_config
+from mrun.units import decimal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+PID_MAX_LIMIT = 1 << 22  # the kernel's PID_MAX_LIMIT: pid_max may be raised to it, never past
 HUB_NAMES = ("", "docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com")
 
 
@@ -96,22 +98,25 @@ def _write(path: str, doc: dict[str, Any]) -> None:
 def _sweep(real: str) -> None:
     """The temporary files a login or logout killed before its rename left beside ``real`` (each
     a whole auth file: the passwords in it, beside the user's): those whose process is gone, or
-    whose pid is ours now (its O_EXCL create would fail on it)."""
+    whose pid is ours now (its O_EXCL create would fail on it). The caller's own only: the
+    directory may be shared (REGISTRY_AUTH_FILE in /tmp), and a name alone proves nothing."""
     directory, prefix = os.path.dirname(real), os.path.basename(real) + ".mrun-"
     for entry in os.listdir(directory):
-        pid = entry[len(prefix):-len(".tmp")] if entry.startswith(prefix) and entry.endswith(".tmp") else ""
-        if not pid.isascii() or not pid.isdigit():
-            continue
-        if int(pid) != os.getpid():
-            try:
-                os.kill(int(pid), 0)
-                continue  # a login of that process is writing it
-            except ProcessLookupError:
-                pass
-            except OSError:
-                continue
+        pid = decimal(entry[len(prefix):-len(".tmp")], PID_MAX_LIMIT) \
+            if entry.startswith(prefix) and entry.endswith(".tmp") else None
+        path = os.path.join(directory, entry)
         try:
-            os.unlink(os.path.join(directory, entry))
+            if not pid or os.lstat(path).st_uid != os.geteuid():
+                continue  # no name a login makes (no pid is past the kernel's limit), or another's
+            if pid != os.getpid():
+                os.kill(pid, 0)
+                continue  # a login of that process is writing it
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        try:
+            os.unlink(path)
         except FileNotFoundError:
             pass
 

@@ -15,7 +15,7 @@ import stat
 from mrun import annotations as ann
 from mrun.errors import InvalidSpec
 from mrun.kernel.capnames import BITS as CAP_BITS
-from mrun.units import INT64_MAX, ram_in_bytes
+from mrun.units import INT64_MAX, decimal, ram_in_bytes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -79,9 +79,10 @@ def ulimits(rlimits: list[dict[str, Any]], values: list[str]) -> list[dict[str, 
 def _rlimit_value(flag_value: str, text: str) -> int:
     if text == "-1":
         return RLIM_INFINITY
-    if not (text.isascii() and text.isdigit()) or len(text) > 20 or int(text) >= RLIM_INFINITY:
+    limit = decimal(text, RLIM_INFINITY - 1)
+    if limit is None:
         raise InvalidSpec(f"--ulimit {flag_value}: {text!r} is not a limit (a number, or -1 for unlimited)")
-    return int(text)
+    return limit
 
 
 _MOUNT_KEYS = {"type", "source", "src", "target", "destination", "dst", "readonly", "ro", "bind-propagation",
@@ -174,7 +175,7 @@ def _tmpfs_value_ok(key: str, value: str) -> bool:
     if key == "mode":
         return value.isascii() and value.isdigit() and set(value) <= set("01234567") and len(value) <= 4
     if key in ("uid", "gid"):
-        return value.isascii() and value.isdigit() and len(value) <= 10 and int(value) < 1 << 32
+        return decimal(value, (1 << 32) - 1) is not None
     if key == "huge":
         return value in ("never", "always", "within_size", "advise", "deny", "force")
     return key == "mpol" and bool(value) and "," not in value
@@ -220,7 +221,7 @@ def device_cgroup_rule(text: str) -> dict[str, Any]:
     kind, numbers, access = fields if len(fields) == 3 else ("", "", "")
     major, colon, minor = numbers.partition(":")
     if kind not in ("a", "b", "c") or not colon or not access or set(access) - set("rwm") \
-            or not all(n == "*" or (n.isascii() and n.isdigit()) for n in (major, minor)):
+            or not all(n == "*" or decimal(n) is not None for n in (major, minor)):  # (int()'s error past 4300)
         raise InvalidSpec(f"--device-cgroup-rule {text!r}: TYPE MAJOR:MINOR ACCESS expected (c 1:3 rwm; "
                           "TYPE a, b or c, a number or * each, ACCESS of r, w and m)")
     rule: dict[str, Any] = {"allow": True, "type": kind, "access": access}
@@ -519,9 +520,10 @@ def port_range(text: str, said: str) -> tuple[int, int, str]:
     if proto not in ("tcp", "udp") or not (first.isascii() and first.isdigit()) or \
             (dash and not (last.isascii() and last.isdigit())):
         raise InvalidSpec(f"{said}: PORT[/tcp|udp] or PORT-PORT[/tcp|udp] expected")
-    if len(first) > 5 or len(last) > 5 or not 0 < int(first) <= int(last or first) < 65536:
+    low, high = decimal(first, 65535), decimal(last or first, 65535)
+    if not low or high is None or low > high:
         raise InvalidSpec(f"{said}: ports are 1 to 65535, the range's first one first")
-    return int(first), int(last or first), proto
+    return low, high, proto
 
 
 def exposed(values: list[str], field: str = "--expose") -> list[str]:
@@ -574,9 +576,10 @@ def log_options(driver: str, options: list[str]) -> dict[str, Any]:
                 raise InvalidSpec(f"--log-opt {text!r}: a size above 0 (10m, 1g)")
             out["max_size"] = size
         else:
-            if not (value.isascii() and value.isdigit()) or len(value) > 20 or int(value) < 1:
+            files = decimal(value)
+            if not files:
                 raise InvalidSpec(f"--log-opt {text!r}: a whole number of files, 1 or more")
-            out["max_files"] = int(value)
+            out["max_files"] = files
     if out["max_files"] > 1 and not out["max_size"]:
         raise InvalidSpec("--log-opt max-file: needs max-size (the files are rotated at that size)")
     return out

@@ -11,7 +11,7 @@ import os
 
 from mrun import cgroups
 from mrun.errors import InvalidSpec
-from mrun.units import INT64_MAX, ram_in_bytes
+from mrun.units import INT64_MAX, decimal, ram_in_bytes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -194,11 +194,8 @@ def _numbers(text: str) -> set[int] | None:
     out: set[int] = set()
     for part in text.split(","):
         low, dash, high = part.partition("-")
-        if not (low.isascii() and low.isdigit()) or (dash and not (high.isascii() and high.isdigit())) \
-                or len(low) > 5 or len(high) > 5:  # (past 1 << 16 anyway; past 4300 digits int() refuses)
-            return None
-        first, last = int(low), int(high) if dash else int(low)
-        if last < first or last >= 1 << 16:
+        first, last = decimal(low, (1 << 16) - 1), decimal(high if dash else low, (1 << 16) - 1)
+        if first is None or last is None or last < first:
             return None
         out.update(range(first, last + 1))
     return out
@@ -255,10 +252,10 @@ def _per_device(res: dict[str, Any], kw: dict[str, Any], say: Callable[[str], No
     weights = {}  # text -> weight
     for text in kw.get("blkio_weight_device") or ():
         value = _on_device("blkio-weight-device", text, "WEIGHT")
-        if not (value.isascii() and value.isdigit() and len(value) <= 4) or not (
-                int(value) == 0 or 10 <= int(value) <= 1000):
+        weight = decimal(value, 1000)
+        if weight is None or 0 < weight < 10:
             raise InvalidSpec(f"--blkio-weight-device {text!r}: the weight is 10 to 1000 (0: none)")
-        weights[text] = int(value)
+        weights[text] = weight
     if weights:
         if cgroups.host_offers(("blkio", "blkio.weight_device", "blkio.bfq.weight_device"),
                                ("io.weight", "io.bfq.weight")):
@@ -277,10 +274,10 @@ def _per_device(res: dict[str, Any], kw: dict[str, Any], say: Callable[[str], No
                 rate = ram_in_bytes(flag, value)
                 if rate < 0:
                     raise InvalidSpec(f"--{flag} {text!r}: a rate of 0 or more bytes per second expected")
-            elif value.isascii() and value.isdigit() and len(value) <= 20 and int(value) <= INT64_MAX:
-                rate = int(value)
             else:
-                raise InvalidSpec(f"--{flag} {text!r}: the rate is a number of operations per second")
+                rate = decimal(value)
+                if rate is None:
+                    raise InvalidSpec(f"--{flag} {text!r}: the rate is a number of operations per second")
             major, minor = _device_numbers(flag, text)
             limits.append({"major": major, "minor": minor, "rate": rate})
         if not limits:

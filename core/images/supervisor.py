@@ -23,6 +23,7 @@ import time
 from mrun import annotations as ann
 from mrun import jsonio
 from mrun.errors import InvalidSpec, MrunError, NotFound, in_bytes, in_words
+from mrun.units import decimal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,11 +42,12 @@ SUPERVISOR_SETTLE = 10.0  # seconds a start waits for a supervisor noting an exi
 
 
 def restart_policy(text: str) -> str:
-    """docker's --restart value, checked: no, always, unless-stopped, on-failure[:N]."""
+    """docker's --restart value, checked: no, always, unless-stopped, on-failure[:N], N as Go's Atoi
+    reads it (one int() could not read failed the supervisor when the container exited)."""
     name, colon, count = text.partition(":")
     if name in ("no", "always", "unless-stopped") and not colon:
         return text
-    if name == "on-failure" and (not colon or (count.isascii() and count.isdigit())):
+    if name == "on-failure" and (not colon or decimal(count) is not None):
         return text
     raise InvalidSpec(f"--restart {text!r}: no, always, unless-stopped or on-failure[:MAX-RETRIES]")
 

@@ -29,6 +29,7 @@ from mrun.errors import InvalidSpec, MrunError
 from mrun.network import PLAN, more_plan_file, peers
 from mrun.network import names as name_files
 from mrun.network.store import DEFAULT_NETWORK, Networks, PortTaken, network_tag, veth_name
+from mrun.units import decimal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -87,10 +88,8 @@ def _port_range(text: str, item: str) -> tuple[int, int]:
     low, dash, high = text.partition("-")
     if not (low.isascii() and low.isdigit() and (not dash or high.isascii() and high.isdigit())):
         raise InvalidSpec(f"-p {item!r}: {PORT_FORM} expected")
-    if len(low) > 5 or len(high) > 5:  # (thousands of digits: int() itself fails)
-        raise InvalidSpec(f"-p {item!r}: ports are 1 to 65535")
-    first, last = int(low), int(high) if dash else int(low)
-    if not (0 < first < 65536 and 0 < last < 65536):
+    first, last = decimal(low, 65535), decimal(high if dash else low, 65535)
+    if not first or not last:
         raise InvalidSpec(f"-p {item!r}: ports are 1 to 65535")
     if last < first:
         raise InvalidSpec(f"-p {item!r}: the range {text} ends before it starts")

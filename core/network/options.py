@@ -6,6 +6,7 @@ each read them, and ``store`` imports the other two."""
 from __future__ import annotations
 
 from mrun.errors import InvalidSpec
+from mrun.units import decimal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def options_problem(options: object) -> str:
     if unknown is not None:
         return f"{unknown!r}: not an option mrun's bridge driver takes"
     mtu = options.get(MTU_OPTION)
-    if mtu is not None and not (mtu.isascii() and mtu.isdigit() and len(mtu) <= 5 and 68 <= int(mtu) <= 65535):
+    if mtu is not None and (decimal(mtu, 65535) or 0) < 68:
         return f"{MTU_OPTION}={mtu!r}: an MTU of 68 to 65535 expected"
     masquerade = options.get(MASQUERADE_OPTION)
     if masquerade is not None and masquerade not in _YES + _NO:
