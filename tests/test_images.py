@@ -247,7 +247,12 @@ def test_named_volume_outlives_containers_and_limits_reach_the_cgroup(images, bu
         ("--cpus", "-1", "range of CPUs is from 0.01"),
         ("--cpus", "0.001", "range of CPUs is from 0.01"),
         ("--cpus", "100000", "CPUs available"),
+        ("--cpus", "৯", "a number expected"),  # float() reads other scripts' digits, and 1_0, and spaces
+        ("--cpus", "0_5", "a number expected"),
         ("--memory", "-5", "a size such as 64m"),
+        ("--memory", "৯g", "a size such as 64m"),  # (was 9g: docker's go-units takes ASCII digits only)
+        ("--memory", "1_0m", "a size such as 64m"),
+        ("--memory", "1e3m", "a size such as 64m"),
         ("--memory", "4k", "minimum memory limit is 6MB"),
         ("--memory", "1.5", "minimum memory limit is 6MB"),
         ("--cap-add", "CAP_FOO", "unknown capability"),

@@ -202,17 +202,14 @@ def _numbers(text: str) -> set[int] | None:
 
 
 def parse_memory(text: str) -> int | None:
-    """``--memory`` as docker takes it: a size (b, k, m, g), 0 for no limit, else 6 MiB at least
-    (less was an init the OOM killer ended as it set the container up)."""
-    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    t = text.strip().lower().removesuffix("b") or "0"
-    factor = units.get(t[-1], 1) if not t[-1].isdigit() else 1
-    number = t[:-1] if not t[-1].isdigit() else t
+    """``--memory`` as docker takes it (go-units' RAMInBytes), 0 for no limit, else 6 MiB at least
+    (less was an init the OOM killer ended as it set the container up). Not float(): it read
+    "৯g" as 9g, and "1_0m", "1e3m" and " 64m" as sizes, which docker refuses."""
     try:
-        size = float(number) * factor
-    except ValueError:
-        size = -1.0
-    if not 0 <= size < 1 << 63:  # NaN too
+        size = ram_in_bytes("memory", text) if text != "-1" else -1
+    except InvalidSpec:
+        size = -1
+    if size < 0:
         raise InvalidSpec(f"--memory {text!r}: a size such as 64m or 1g expected")
     if 0 < size < MIN_MEMORY:
         raise InvalidSpec(f"--memory {text}: the minimum memory limit is 6MB (as docker's)")
@@ -229,8 +226,8 @@ def cpus_quota(cpus: float) -> dict[str, int]:
 
 def parse_cpus(text: str) -> float | None:
     """``--cpus`` as docker takes it: 0 for no limit, else from 0.01 to the host's CPUs."""
-    try:
-        cpus = float(text)
+    try:  # (float() alone took "৯" as 9, "0_5" and spaces: docker's decimal number is ASCII)
+        cpus = float(text) if text and set(text) <= set("0123456789.eE+-") else float("nan")
     except ValueError:
         cpus = float("nan")
     if cpus != cpus or cpus in (float("inf"), float("-inf")):
