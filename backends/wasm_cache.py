@@ -51,11 +51,12 @@ def kept_artifact(directory: str, key: str) -> Any:
 def default_dir() -> str:
     env = os.environ.get("MRUN_CACHE_DIR")
     if env:
-        return os.path.join(env, "wasm")
+        return os.path.join(os.path.abspath(env), "wasm")
     if os.geteuid() == 0:
         return "/var/cache/mrun/wasm"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "mrun", "wasm")
+    from mrun.knobs import cache_home
+
+    return os.path.join(cache_home(), "mrun", "wasm")
 
 
 def _checked(blob: bytes) -> bytes | None:

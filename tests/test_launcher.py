@@ -522,3 +522,32 @@ def test_a_template_dying_after_reading_a_starts_stdin_loses_none_of_it(h, tmp_p
         server.close()
         pod_shim.close()
         stop_templates(probe)
+
+
+def test_directories_the_environment_names_relatively_are_the_caller_s(h, tmp_path):
+    """A relative MRUN_WARM_DIR named a directory in the caller's working directory to the
+    caller, and in / to the template it started (a daemon, working in /): the template made its
+    directory, lock, log and socket in /, the caller never found it there, and every call ran
+    cold and started one more (each kept to its idle time). A byte that is not UTF-8 in the name
+    killed each at its start (its process title). Now the caller's directory is meant, for the
+    template too. A relative XDG_CACHE_HOME is ignored, as the XDG spec asks, and an empty HOME
+    (which Python reads as /) means the home passwd names: mrun's caches went to /.cache."""
+    work = tmp_path / "work"
+    work.mkdir()
+    name = os.fsdecode(b"warm\xff")
+    env = {**os.environ, "MRUN_WARM_DIR": name, "XDG_CACHE_HOME": "cache", "HOME": ""}
+    directory = os.path.join(str(work), name)
+    path = os.path.join(directory, os.path.basename(template_path({**env, "MRUN_WARM_DIR": str(work)})))
+    top = sorted(os.listdir("/"))
+    try:
+        for _ in range(2):
+            r = subprocess.run([h.binary, "--root", h.root, "ps"], cwd=work, env=env, capture_output=True, timeout=30)
+            assert r.returncode == 0, r.stderr
+        status = await_template(path, f"no template came up at {path!r}")
+        r = subprocess.run([h.binary, "--root", h.root, "ps"], cwd=work, env=env, capture_output=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert client.status(path)["served"] >= status["served"] + 1
+        assert sorted(os.listdir("/")) == top, "made in /"
+        assert sorted(os.listdir(work)) == [name], "a cache made where XDG_CACHE_HOME said"
+    finally:
+        stop_templates(directory)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from mrun import jsonio, umask
+from mrun import jsonio, knobs, umask
 from mrun.cli.commands import Command
 from mrun.errors import MrunError, Terminated, one_line
 from mrun.trace import span
@@ -64,6 +64,7 @@ def call(g: dict[str, Any], cmd: Command, params: dict[str, Any]) -> int:
     for key in ("root", "image_root"):  # the caller's directory's, once (runc makes its --root absolute too):
         if g.get(key):  # paths made from them are written into bundles and read by processes elsewhere
             g[key] = os.path.abspath(g[key])
+    knobs.absolute_directories()  # likewise the environment's, which a supervisor reads from /
 
     def warn(msg: str) -> None:
         print(f"mrun: warning: {one_line(msg)}", file=sys.stderr)

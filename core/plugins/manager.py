@@ -39,8 +39,9 @@ def _cache_path() -> str:
     """One file per environment (venv), so that two installs do not keep evicting each other."""
     import zlib
 
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "mrun", f"entry-points-{zlib.crc32(sys.prefix.encode()):08x}.json")
+    from mrun.knobs import cache_home
+
+    return os.path.join(cache_home(), "mrun", f"entry-points-{zlib.crc32(sys.prefix.encode()):08x}.json")
 
 
 def _unknown_hooks(impls: dict[str, Any]) -> list[str]:

@@ -160,7 +160,7 @@ def socket_path(ident: dict[str, Any] | None = None) -> str:
     from mrun.warm.peer import routing
 
     text = jsonio.dumps(ident or identity()) + routing()
-    directory = os.environ.get("MRUN_WARM_DIR") or DEFAULT_DIR
+    directory = os.path.abspath(os.environ.get("MRUN_WARM_DIR") or DEFAULT_DIR)  # (the template works in /)
     return os.path.join(directory, f"template-{zlib.crc32(text.encode()):08x}.sock")
 
 

@@ -735,7 +735,7 @@ def _main() -> None:
     path = sys.argv[1]
     from mrun.kernel.proc import rewrite_area
 
-    rewrite_area("arg", f"mrun-warm-template\0{path}".encode())  # over the room left for children's
+    rewrite_area("arg", os.fsencode(f"mrun-warm-template\0{path}"))  # over the room left for children's
     os.environ.pop(client.ROOM_VARIABLE, None)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     os.chmod(os.path.dirname(path), 0o700)
