@@ -19,6 +19,15 @@ def decimal(text: str, most: int = INT64_MAX) -> int | None:
     return number if number <= most else None
 
 
+def go_int(text: str) -> int | None:
+    """Go's strconv.Atoi on a 64-bit host (runc's and docker's integer flags): an optional sign,
+    then ASCII digits, within int64; None for anything else. Python's int() also takes "৯", "1_0"
+    and spaces around."""
+    sign, digits = (text[:1], text[1:]) if text[:1] in ("+", "-") else ("", text)
+    number = decimal(digits, INT64_MAX + (sign == "-"))
+    return None if number is None else -number if sign == "-" else number
+
+
 _SIZE_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 

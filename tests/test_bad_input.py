@@ -178,9 +178,15 @@ def test_usage_errors_go_through_typer_and_a_runc_verbs_exit_as_runc_s(h, tmp_pa
     assert r.returncode == 2 and "No such command" in r.stderr
     for args, flag in ((("images", "--bogus"), "--bogus"), (("stop", "-t", "soon", "x"), "-t"),
                        (("volume", "ls", "--bogus"), "--bogus"), (("ps", "-n", "abc"), "--last"),
-                       (("update", "--pids-limit", "abc", "x"), "--pids-limit")):
+                       (("update", "--pids-limit", "abc", "x"), "--pids-limit"),
+                       # int() (click's INT, and the fast parser's) took "৯" as 9 and "1_0" as 10,
+                       # which Go's Atoi (docker's, runc's) refuses
+                       (("ps", "-n", "৯"), "--last"), (("ps", "-n", "1_0"), "--last"),
+                       (("update", "--pids-limit", " 5", "x"), "--pids-limit")):
         r = h.mrun(*args)  # docker's CLI: one line, 125, for a flag it cannot take
         assert r.returncode == 125 and r.stderr.count("\n") == 1 and flag in r.stderr, r
+    r = h.mrun("create", "--preserve-fds", "৯", "-b", h.bundle(), h.cid())
+    assert r.returncode == 1 and "'--preserve-fds': '৯' is not a valid integer" in r.stderr, r
     for verb in ("ps", "update"):  # runc's ps and update (their callers pass --log): runc's 1
         r = h.mrun("--log", str(log), verb, "--bogus", "x")
         assert r.returncode == 1 and "No such option" in r.stderr, r

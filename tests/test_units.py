@@ -1066,6 +1066,11 @@ def test_decimal_reads_what_go_s_atoi_reads():
         == [None] * 10
     assert decimal("9" * 20, 10**20) == 10**20 - 1 and decimal("0" * 21) is None and decimal("9" * 5000) is None
     assert decimal("65535", 65535) == 65535 and decimal("65536", 65535) is None
+    from mrun.units import go_int
+
+    assert [go_int(t) for t in ("0", "-1", "+7", str(-INT64_MAX - 1), str(INT64_MAX))] == [0, -1, 7, -INT64_MAX - 1,
+                                                                                            INT64_MAX]
+    assert [go_int(t) for t in ("", "-", "+-1", "--1", " 1", "1_0", "৯", str(INT64_MAX + 1))] == [None] * 8
 
 
 def test_a_supervisor_never_waits_longer_than_select_can_for_a_health_check():

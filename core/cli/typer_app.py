@@ -5,8 +5,10 @@ from __future__ import annotations
 import inspect
 from typing import Annotated, Any
 
+import click
 import typer
 from mrun.cli.commands import COMMANDS, GLOBAL_FLAGS, Command, Flag
+from mrun.units import go_int
 
 
 def _option(flag: Flag) -> Any:
@@ -17,8 +19,25 @@ def _option(flag: Flag) -> Any:
         kind = int | None
     if flag.kind is list:
         default = list(default or [])
-    opt = typer.Option(*decls, help=flag.help, hidden=flag.hidden, show_default=flag.kind is not bool)
+    opt = typer.Option(*decls, help=flag.help, hidden=flag.hidden, show_default=flag.kind is not bool,
+                       **({"click_type": GoInt()} if flag.kind is int else {}))
     return Annotated[kind, opt], default
+
+
+class GoInt(click.ParamType):
+    """click's INT as Go's strconv.Atoi reads (``units.go_int``): click's took what int() takes,
+    "৯" as 9 and "1_0" as 10, where runc and docker refuse them."""
+
+    name = "integer"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        number = value if isinstance(value, int) and not isinstance(value, bool) else go_int(str(value))
+        if number is None:
+            text = str(value)
+            digits = text[1:] if text[:1] in ("+", "-") else text
+            why = "out of range" if digits.isascii() and digits.isdigit() else "not a valid integer"
+            self.fail(f"{text if len(text) <= 40 else text[:40] + '...'!r} is {why}.", param, ctx)
+        return number
 
 
 def _command_function(cmd: Command, call: Any) -> Any:
