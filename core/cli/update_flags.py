@@ -9,7 +9,7 @@ file is written, naming the flag.
 from __future__ import annotations
 
 from mrun.errors import InvalidSpec
-from mrun.units import ram_in_bytes
+from mrun.units import decimal, go_int, ram_in_bytes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -19,16 +19,14 @@ if TYPE_CHECKING:
 
 def _number(signed: bool) -> Callable[[str, str], int]:
     def parse(flag: str, text: str) -> int:
+        value = go_int(text) if signed else decimal(text, (1 << 64) - 1)
+        if value is not None:
+            return value
         digits = text[1:] if signed and text[:1] in "+-" else text
         if not (digits.isascii() and digits.isdigit()):
             kind = "an integer" if signed else "a non-negative integer"
             raise InvalidSpec(f"--{flag}: {text!r} is not {kind}")
-        if len(digits) > 20:  # past 64 bits (and past 4300 digits int() refuses them)
-            raise InvalidSpec(f"--{flag}: {text[:30]!r}... is out of range")
-        value = int(text)
-        if not (-(1 << 63) <= value < 1 << 63 if signed else value < 1 << 64):
-            raise InvalidSpec(f"--{flag}: {text!r} is out of range")
-        return value
+        raise InvalidSpec(f"--{flag}: {text[:30]!r}{'...' if len(text) > 30 else ''} is out of range")
 
     return parse
 
