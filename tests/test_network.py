@@ -1193,10 +1193,16 @@ def test_bad_network_input_is_refused_and_nothing_is_half_made(net):
     assert "overlapping" not in img_ok(h, "network", "ls", env=h.env).stdout
     one_line_error(img(h, "network", "create", "n" * 65, env=h.env), "1 to 64 letters")  # (it named letters alone)
     digits = "9" * 5000  # more than int() takes: it failed with a traceback ("internal error: ValueError")
-    for bad in ("90-80:80", "80-89:80-81", "x:80", "1.2.3.4:0:80", "1:2:3:4", "80/sctp", f"{digits}:80", "²:80"):
+    # a host address as Go's net.ParseIP reads it: inet_aton took these, kept as written (a loopback
+    # address past the "127." test that confines its DNAT to the host's own programs; the text
+    # into the nft script as it was)
+    for bad in ("90-80:80", "80-89:80-81", "x:80", "1.2.3.4:0:80", "1:2:3:4", "80/sctp", f"{digits}:80", "²:80",
+                "127.1:8080:80", "0x7f.0.0.1:8080:80", "2130706433:8080:80", "127.0.0.1 x:8080:80",
+                "127.000.000.001:8080:80"):
         one_line_error(img(h, *run_args(h, "--rm", "--network", h.net, "-p", bad, IMAGE, "true"), env=h.env),
                        f"-p {bad!r}")
-    for flags, needle in ((["--expose", "80-99999"], "--expose '80-99999'"), (["--expose", "http"], "--expose 'http'"),
+    for flags, needle in ((["--add-host", "h:fe80::1%eth0"], "--add-host"), (["--dns", "fe80::1%a\nb"], "--dns"),
+                          (["--expose", "80-99999"], "--expose '80-99999'"), (["--expose", "http"], "--expose 'http'"),
                           (["--expose", f"80-{digits}"], "ports are 1 to 65535"), (["--expose", "²"], "--expose '²'")):
         one_line_error(img(h, *run_args(h, "--rm", "--network", h.net, *flags, IMAGE, "true"), env=h.env), needle)
     one_line_error(img(h, *run_args(h, "--rm", "--network", "none", "-P", IMAGE, "true"), env=h.env),
@@ -2330,3 +2336,15 @@ def test_a_hostname_that_is_not_utf_8_is_the_container_s_byte_for_byte(net):
         in_hosts = "1" if network != "none" else "0"  # a bridge's /etc/hosts names the container
         assert lines[1:] == [f"/etc/hosts:{in_hosts}", "/etc/hostname:1"], r.stdout
     one_line_error(img(h, *run_args(h, "--rm", "--domainname", name, IMAGE, "true")), "--domainname")
+
+
+def test_an_nft_failure_is_told_by_nft_s_error_line():
+    """nft says what went wrong on one line, then echoes the script's line and a row of carets
+    under the part it means: mrun passed on the last line, so a failure read "mrun: nft: ^^^^".
+    (A script naming no table of anyone's: nothing on the host changes.)"""
+    from mrun.errors import MrunError
+    from mrun.network import firewall
+
+    with pytest.raises(MrunError) as caught:
+        firewall.nft("add rule ip mrun-test-no-such-table prerouting ip daddr 127.1 accept\n")
+    assert str(caught.value).startswith("nft: syntax error") and "^" not in str(caught.value), caught.value

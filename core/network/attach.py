@@ -61,12 +61,7 @@ def parse_ports(text: str) -> list[dict[str, Any]]:
         host = parts[-2] if len(parts) >= 2 else ""
         if proto not in ("tcp", "udp") or len(parts) > 3:
             raise InvalidSpec(f"-p {item!r}: {PORT_FORM} expected")
-        host_ip = parts[0] if len(parts) == 3 else ""
-        if host_ip:
-            try:
-                socket.inet_aton(host_ip)
-            except (OSError, UnicodeError):  # (argv's bytes that are not UTF-8 are no address either)
-                raise InvalidSpec(f"-p {item!r}: {host_ip!r} is not an IPv4 address")
+        host_ip = _host_ip(parts[0], item) if len(parts) == 3 else ""
         first, last = _port_range(parts[-1], item)
         if host:
             host_first, host_last = _port_range(host, item)
@@ -96,6 +91,20 @@ def _port_range(text: str, item: str) -> tuple[int, int]:
     return first, last
 
 
+def _host_ip(text: str, item: str) -> str:
+    """A published port's host address, dotted decimal as Go's net.ParseIP (docker's) reads it,
+    kept in that one spelling: inet_aton also took "127.1", "0x7f.1", "2130706433" and
+    "127.0.0.1 anything", which were kept as written, so a loopback address slipped past the
+    "127." test that keeps its DNAT to the host's own programs (firewall.publish), and the
+    text went into the nft script as it was."""
+    import ipaddress
+
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:  # (argv's bytes that are not UTF-8 are no address either: a UnicodeError is one)
+        raise InvalidSpec(f"-p {item!r}: {text!r} is not an IPv4 address") from None
+
+
 HOST_GATEWAY = "host-gateway"  # docker's word for the host's address on the container's network
 
 
@@ -105,7 +114,11 @@ def _address(text: str, flag: str, item: str, gateway_ok: bool = False) -> str:
     if gateway_ok and text == HOST_GATEWAY:
         return text
     try:
-        return str(ipaddress.ip_address(text))
+        address = ipaddress.ip_address(text)
+        # "fe80::1%eth0": Go's net.ParseIP (docker's) refuses a zone; Python's takes any, a line break too
+        if getattr(address, "scope_id", None):
+            raise ValueError(text)
+        return str(address)
     except ValueError:
         either = " (or host-gateway)" if gateway_ok else ""
         raise InvalidSpec(f"{flag} {item!r}: {text!r} is not an IP address{either}")

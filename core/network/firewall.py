@@ -87,8 +87,10 @@ def nft(script: str) -> str:
         r = subprocess.run([_nft(), "-f", "-"], input=script, capture_output=True, text=True, check=False)
     except FileNotFoundError:
         raise MrunError("nft is missing: apt-get install -y nftables")
-    if r.returncode:
-        raise MrunError(f"nft: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else 'failed'}")
+    if r.returncode:  # nft's error line, not the last: that one is a row of carets under the script's text
+        lines = r.stderr.strip().splitlines()
+        said = next((line.split(" Error: ", 1)[1] for line in lines if " Error: " in line), lines[-1] if lines else "")
+        raise MrunError(f"nft: {said or 'failed'}")
     return r.stdout
 
 
