@@ -166,6 +166,26 @@ def test_a_dev_null_that_leads_elsewhere_masks_nothing(h, tmp_path):
     one_line_error(h.mrun("run", "-b", h.bundle(config=cfg), h.cid()), "linux.maskedPaths", "not the null device")
 
 
+def test_a_dev_bind_is_one_however_its_destination_is_spelled(h, tmp_path):
+    """runc cleans a mount's destination as Go's filepath.Clean does, "//dev" being "/dev". mrun's
+    test for a bound /dev used os.path.normpath, which keeps a leading "//" (POSIX lets it mean
+    something else): a host directory bound at "//dev" was taken for no /dev bind, and the
+    container's device nodes were made in the host's directory. Both spellings do the same now."""
+    import stat
+
+    found = {}
+    for spelling in ("/dev", "//dev"):
+        shared = tmp_path / f"dev-{len(found)}"
+        shared.mkdir()
+        os.mknod(shared / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # what masking binds
+        cfg = h.config(["true"])
+        cfg["mounts"] = [m for m in cfg["mounts"] if not m["destination"].startswith("/dev")]
+        cfg["mounts"].append({"destination": spelling, "type": "bind", "source": str(shared), "options": ["rbind"]})
+        r = h.mrun("run", "-b", h.bundle(config=cfg), h.cid())
+        found[spelling] = (r.returncode, sorted(os.listdir(shared)))
+    assert found["/dev"][0] == 0 and found["//dev"] == found["/dev"], found
+
+
 def test_a_dev_console_link_does_not_lead_the_terminal_out(h, hostile_rootfs, victim):
     """/dev/console a link to a host file (a /dev with links in it, as a shared directory can
     hold): the init's pty is bound onto /dev/console resolved inside the root, never onto the

@@ -262,6 +262,8 @@ def test_named_volume_outlives_containers_and_limits_reach_the_cgroup(images, bu
         ("--ulimit", "nofile=abc", "not a limit"),
         ("--ulimit", "nofile=-5", "not a limit"),
         ("--tmpfs", "rel", "absolute"),
+        ("--tmpfs", "//", "cannot be /"),  # ("//" was not "/" to os.path.normpath: a tmpfs over the root)
+        ("-v", "//", "cannot be /"),
         ("--tmpfs", "/x:size=abc", "'size=abc'"),
         ("--tmpfs", "/x:mode=999", "'mode=999'"),
         ("--tmpfs", "/x:rbind", "'rbind'"),  # a tmpfs flag only: not a way to bind the host

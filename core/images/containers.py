@@ -270,8 +270,8 @@ def make_spec(
         names.bind(spec["mounts"], name, path)
     for volume in [*o.volumes, *_image_volumes(cfg, o)]:
         spec["mounts"].append(_volume_mount(volume, store, rootfs, o.made_volumes, o.said.get(volume, "")))
-    covered = {os.path.normpath(m["destination"]) for m in spec["mounts"]}
-    spec["mounts"] += [m for m in o.shared if os.path.normpath(m["destination"]) not in covered]  # -v wins
+    covered = {inroot.clean(m["destination"]) for m in spec["mounts"]}
+    spec["mounts"] += [m for m in o.shared if inroot.clean(m["destination"]) not in covered]  # -v wins
     if o.init and (entry.get("wasm") or _is_wasm_program(rootfs, process)):
         if callable(warn):
             warn("--init is left out for a wasm image: its init passes signals on already, and a module forks "
@@ -339,16 +339,16 @@ def _image_volumes(cfg: dict[str, Any], o: Overrides) -> list[str]:
         return []
     if not isinstance(declared, dict) or len(declared) > MAX_IMAGE_VOLUMES:
         raise InvalidSpec(f"the image's Volumes: an object of at most {MAX_IMAGE_VOLUMES} absolute paths expected")
-    taken = {os.path.normpath(v.split(":")[1] if ":" in v else v) for v in o.volumes}
-    taken |= {os.path.normpath(t.partition(":")[0]) for t in o.tmpfs}
-    taken |= {os.path.normpath(m["destination"]) for m in o.shared}
+    taken = {inroot.clean(v.split(":")[1] if ":" in v else v) for v in o.volumes}
+    taken |= {inroot.clean(t.partition(":")[0]) for t in o.tmpfs}
+    taken |= {inroot.clean(m["destination"]) for m in o.shared}
     out = []
     for path in declared:
         if not isinstance(path, str) or not path.startswith("/") or "\0" in path or ":" in path:
             raise InvalidSpec(f"the image's Volumes: {path!r} is not an absolute path")
-        if os.path.normpath(path) not in taken and os.path.normpath(path) != "/":
-            out.append(os.path.normpath(path))
-            taken.add(os.path.normpath(path))
+        if inroot.clean(path) not in taken and inroot.clean(path) != "/":
+            out.append(inroot.clean(path))
+            taken.add(inroot.clean(path))
     return out
 
 
@@ -386,7 +386,7 @@ def _volume_mount(volume: str, store: ImageStore, rootfs: str = "", made: list[s
     if len(parts) not in (2, 3) or not parts[1].startswith("/"):
         raise InvalidSpec(f"{said}: SOURCE:/DESTINATION[:OPTIONS] or /DESTINATION expected")
     source, dest = parts[0], parts[1]
-    if os.path.normpath(dest) == "/":
+    if inroot.clean(dest) == "/":
         raise InvalidSpec(f"{said}: the destination cannot be / (the container's root), as docker says")
     options = ["rbind", "rw"]
     for option in parts[2].split(",") if len(parts) == 3 else []:

@@ -14,6 +14,7 @@ import stat
 
 from mrun import annotations as ann
 from mrun.errors import InvalidSpec
+from mrun.kernel import inroot
 from mrun.kernel.capnames import BITS as CAP_BITS
 from mrun.units import INT64_MAX, decimal, ram_in_bytes
 
@@ -156,7 +157,7 @@ def tmpfs_mount(text: str, said: str = "") -> dict[str, Any]:
     dest, _, options = text.partition(":")
     if not dest.startswith("/"):
         raise InvalidSpec(f"{said}: the destination must be an absolute path")
-    if os.path.normpath(dest) == "/":
+    if inroot.clean(dest) == "/":
         raise InvalidSpec(f"{said}: the destination cannot be / (the container's root), as docker says")
     extra = [o for o in options.split(",") if o] if options else []
     for option in extra:
@@ -164,7 +165,7 @@ def tmpfs_mount(text: str, said: str = "") -> dict[str, Any]:
         ok = (not eq and option in _TMPFS_FLAGS) or (eq and _tmpfs_value_ok(key, value))
         if not ok:
             raise InvalidSpec(f"{said}: {option!r} is not a tmpfs option")
-    return {"destination": os.path.normpath(dest), "type": "tmpfs", "source": "tmpfs",
+    return {"destination": inroot.clean(dest), "type": "tmpfs", "source": "tmpfs",
             "options": TMPFS_DEFAULTS + extra}
 
 
@@ -208,7 +209,7 @@ def device(text: str) -> tuple[dict[str, Any], dict[str, Any]]:
         raise InvalidSpec(f"--device {text}: {host} is not a device node")
     kind = "c" if stat.S_ISCHR(st.st_mode) else "b"
     major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
-    node = {"path": os.path.normpath(inside), "type": kind, "major": major, "minor": minor,
+    node = {"path": inroot.clean(inside), "type": kind, "major": major, "minor": minor,
             "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}
     return node, {"allow": True, "type": kind, "major": major, "minor": minor, "access": perms}
 

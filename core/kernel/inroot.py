@@ -36,6 +36,14 @@ def fd_path(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
+def clean(path: str) -> str:
+    """Go's filepath.Clean, as runc cleans a mount's destination: os.path.normpath, but a leading
+    "//" (which POSIX lets mean something else, and normpath keeps) is "/": "//dev" is /dev to
+    the kernel, and must be to every test of a destination too."""
+    norm = os.path.normpath(path)
+    return norm[1:] if norm.startswith("//") else norm
+
+
 def _split(path: str) -> list[str]:
     return [p for p in path.split("/") if p and p != "."]
 

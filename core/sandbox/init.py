@@ -166,7 +166,7 @@ def _build_rootfs(sb: Sandbox) -> None:
         for fd in sb.detached.values():
             os.close(fd)
     for m in spec.raw.get("mounts") or []:
-        if os.path.normpath(m["destination"]) == "/dev" and (
+        if inroot.clean(m["destination"]) == "/dev" and (
             m.get("type") == "bind" or "bind" in (m.get("options") or []) or "rbind" in (m.get("options") or [])
         ):
             dev_is_bind = True

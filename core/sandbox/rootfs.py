@@ -149,10 +149,10 @@ def _refuse_on_proc(target: str, dest: str, source: str | int, is_bind: bool, in
     process's attr/ that AppArmor is set through...) but lxcfs's files, and over /proc itself
     only a procfs. Judged on the destination's handle, after its resolution inside the rootfs,
     so no link leads around it."""
-    if sc.fs_type(target) != sc.PROC_SUPER_MAGIC or os.path.normpath(dest) in PROC_MOUNTS_ALLOWED:
+    if sc.fs_type(target) != sc.PROC_SUPER_MAGIC or inroot.clean(dest) in PROC_MOUNTS_ALLOWED:
         return
     source_type = sc.fd_fs_type(source) if isinstance(source, int) else sc.fs_type(source)
-    if is_bind and os.path.normpath(dest) == "/proc" and source_type == sc.PROC_SUPER_MAGIC:
+    if is_bind and inroot.clean(dest) == "/proc" and source_type == sc.PROC_SUPER_MAGIC:
         return
     raise MrunError(f"mounts[{index}].destination: {dest} is inside /proc, where only lxcfs's files may be "
                     "mounted over (as runc refuses)")
