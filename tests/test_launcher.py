@@ -303,6 +303,12 @@ def test_a_link_to_a_template_started_otherwise_never_serves(h, tmp_path):
         stop_templates(directory)
 
 
+def _ps_ok(h, env: dict[str, str], **kw) -> None:
+    """`mrun ps` as a caller with ``env`` (and ``kw``: its working directory) runs it, which must work."""
+    r = subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, env=env, timeout=30, **kw)
+    assert r.returncode == 0, r.stderr
+
+
 def test_no_template_means_the_python_launcher_then_a_template_for_next_time(h, tmp_path):
     """The first call finds no link: it runs cold and brings a template up, whose next caller is
     served. A template that dies leaves a dangling link, treated the same way."""
@@ -311,11 +317,9 @@ def test_no_template_means_the_python_launcher_then_a_template_for_next_time(h, 
     path = template_path(env)
     try:
         for _ in range(2):
-            r = subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, text=True, env=env, timeout=30)
-            assert r.returncode == 0, r.stderr
+            _ps_ok(h, env)
             status = await_template(path, f"no template came up at {path}")
-            r = subprocess.run([h.binary, "--root", h.root, "ps"], capture_output=True, text=True, env=env, timeout=30)
-            assert r.returncode == 0, r.stderr
+            _ps_ok(h, env)
             assert client.status(path)["served"] == status["served"] + 1
             os.kill(status["pid"], 9)
             deadline = time.monotonic() + 10
@@ -541,11 +545,9 @@ def test_directories_the_environment_names_relatively_are_the_caller_s(h, tmp_pa
     top = sorted(os.listdir("/"))
     try:
         for _ in range(2):
-            r = subprocess.run([h.binary, "--root", h.root, "ps"], cwd=work, env=env, capture_output=True, timeout=30)
-            assert r.returncode == 0, r.stderr
+            _ps_ok(h, env, cwd=work)
         status = await_template(path, f"no template came up at {path!r}")
-        r = subprocess.run([h.binary, "--root", h.root, "ps"], cwd=work, env=env, capture_output=True, timeout=30)
-        assert r.returncode == 0, r.stderr
+        _ps_ok(h, env, cwd=work)
         assert client.status(path)["served"] >= status["served"] + 1
         assert sorted(os.listdir("/")) == top, "made in /"
         assert sorted(os.listdir(work)) == [name], "a cache made where XDG_CACHE_HOME said"
