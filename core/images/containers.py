@@ -346,9 +346,10 @@ def _image_volumes(cfg: dict[str, Any], o: Overrides) -> list[str]:
     for path in declared:
         if not isinstance(path, str) or not path.startswith("/") or "\0" in path or ":" in path:
             raise InvalidSpec(f"the image's Volumes: {path!r} is not an absolute path")
-        if inroot.clean(path) not in taken and inroot.clean(path) != "/":
-            out.append(inroot.clean(path))
-            taken.add(inroot.clean(path))
+        clean = inroot.clean(path)
+        if clean not in taken and clean != "/":
+            out.append(clean)
+            taken.add(clean)
     return out
 
 

@@ -206,14 +206,14 @@ def parse_memory(text: str) -> int | None:
     (less was an init the OOM killer ended as it set the container up). Not float(): it read
     "৯g" as 9g, and "1_0m", "1e3m" and " 64m" as sizes, which docker refuses."""
     try:
-        size = ram_in_bytes("memory", text) if text != "-1" else -1
+        size = ram_in_bytes("memory", text)  # (-1 for "-1", docker's unlimited elsewhere: refused here)
     except InvalidSpec:
         size = -1
     if size < 0:
         raise InvalidSpec(f"--memory {text!r}: a size such as 64m or 1g expected")
     if 0 < size < MIN_MEMORY:
         raise InvalidSpec(f"--memory {text}: the minimum memory limit is 6MB (as docker's)")
-    return int(size) or None
+    return size or None
 
 
 CFS_PERIOD = 100000  # microseconds: docker's period for --cpus
