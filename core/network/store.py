@@ -37,10 +37,15 @@ def network_root() -> str:
     return os.environ.get("MRUN_NETWORK_ROOT") or DEFAULT_ROOT
 
 
-def check_name(name: str) -> None:
-    if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name) or name[0] in "-.":
-        raise InvalidSpec(f"network name {name!r}: 1 to 64 letters, digits, '-', '_' and '.' expected "
-                          "(not first '-' or '.')")
+def check_name(name: str, new: bool = False) -> None:
+    """A name to look up (one an older mrun made may be any letters), or a ``new`` one: ASCII,
+    as podman's and docker's names are. A network's name is in its rules' comments, which nft
+    keeps to 128 bytes: 64 letters of two bytes each were taken by create, and every container
+    started on that network was then refused by nft ("comment too long")."""
+    if (not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name) or name[0] in "-."
+            or (new and not name.isascii())):
+        raise InvalidSpec(f"network name {name!r}: 1 to 64 {'ASCII ' if new else ''}letters, digits, '-', '_' "
+                          "and '.' expected (not first '-' or '.')")
 
 
 # Names a new network may not take: the store's own entries beside the networks' directories,
@@ -52,7 +57,7 @@ RESERVED = {"ports": "the network root's own", "lock": "the network root's own",
 
 
 def check_new_name(name: str) -> None:
-    check_name(name)
+    check_name(name, new=True)
     if name in RESERVED:
         raise InvalidSpec(f"network name {name!r}: reserved ({RESERVED[name]}); choose another")
 
