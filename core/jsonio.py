@@ -21,30 +21,45 @@ try:
 except ImportError:  # pragma: no cover - other interpreters
     _json = None
 
-_CONSTANTS = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}
 _WS = " \t\n\r"
 
 
-class _LongNumber(Exception):
-    """Not a ValueError: the scanner's own error path (``_parse``) must not take it for one."""
+class _NoNumber(Exception):
+    """A number JSON has not, or no double holds: (its text, why). Not a ValueError: the
+    scanner's own error path (``_parse``) must not take it for one."""
 
 
 MAX_DIGITS = 4300  # what int() reads (sys.get_int_max_str_digits' default); past it, a ValueError
+_HUGE = float("inf")
 
 
 def _int(text: str) -> int:
     if len(text) > MAX_DIGITS:
-        raise _LongNumber(text)
+        raise _NoNumber(text, f"a number of {len(text)} digits, more than {MAX_DIGITS}")
     return int(text)
+
+
+def _float(text: str) -> float:
+    """Go's decoder (runc's, containerd's, docker's) refuses a number past a double's range: float()
+    made it inf, which a duration, a timeout or a size then carried on into the code."""
+    number = float(text)
+    if number in (_HUGE, -_HUGE):
+        raise _NoNumber(text, f"the number {text[:40]} is out of a double's range")
+    return number
+
+
+def _constant(text: str) -> float:
+    """NaN, Infinity and -Infinity are Python's, not JSON's: Go's decoder refuses them."""
+    raise _NoNumber(text, f"{text} is no JSON value")
 
 
 class _Context:
     strict = True
     object_hook = None
     object_pairs_hook = None
-    parse_float = float
+    parse_float = staticmethod(_float)
     parse_int = staticmethod(_int)
-    parse_constant = _CONSTANTS.__getitem__
+    parse_constant = staticmethod(_constant)
     memo: dict[str, str] = {}
 
 
@@ -54,7 +69,8 @@ def _default(o: Any) -> Any:
 
 if _json is not None:
     _scan = _json.make_scanner(_Context())
-    _encode = _json.make_encoder({}, _default, _json.encode_basestring_ascii, None, ": ", ", ", False, False, True)
+    # (allow_nan off: what mrun writes, it and Go can read back; a NaN written is a ValueError there)
+    _encode = _json.make_encoder({}, _default, _json.encode_basestring_ascii, None, ": ", ", ", False, False, False)
 
 
 class DecodeError(ValueError):
@@ -156,8 +172,8 @@ def _parse(s: str) -> Any:
         obj, end = _scan(s, i)
     except StopIteration as e:
         raise DecodeError("Expecting value", s, e.value)
-    except _LongNumber as e:  # a number of 5,000 digits was int()'s ValueError: an internal error
-        raise DecodeError(f"a number of {len(e.args[0])} digits, more than {MAX_DIGITS}", s, s.find(e.args[0]))
+    except _NoNumber as e:  # a number of 5,000 digits was int()'s ValueError: an internal error
+        raise DecodeError(e.args[1], s, s.find(e.args[0]))
     except (ValueError, SystemError):
         # The C scanner builds its error from json.decoder, and only if that is already imported
         # (else: SystemError). Malformed input is rare: let the json module say what is wrong.

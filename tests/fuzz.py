@@ -16,6 +16,7 @@ HOSTILE: list[Any] = [
     None, True, False, 0, -1, 1.5, 2**63, 2**64, 2**80, -(2**63) - 1, "", "x", "\x00", "a\x00b", "../../..",
     "/", "é", "x" * 5000, [], [None], [1, "a"], {}, {"": None}, {"x": {"y": {"z": []}}}, "sha256:" + "0" * 64,
     "sha256:zz", 1e308, -0.0, "\ud800", "a\udcff",  # a lone surrogate escape (Go: U+FFFD), a byte not UTF-8
+    float("nan"), float("-inf"),  # json.dumps writes NaN and -Infinity, which are no JSON
 ]
 
 

@@ -39,6 +39,23 @@ def test_json_nested_past_python_s_stack_is_one_line(h, tmp_path):
     h.ok("delete", "--force", cid)
 
 
+def test_numbers_json_has_not_are_refused_as_go_s_decoder_refuses_them(h):
+    """NaN, Infinity and -Infinity are Python's, not JSON's: Go's decoder (runc's) refuses them
+    as a syntax error, and mrun took them, in an unknown field without a word. A number past a
+    double's range was float's inf, which a field read as a duration or a size carried on (a
+    health check's interval once killed its supervisor): RFC 8259 lets a reader limit the range,
+    and mrun refuses it where runc ignores it in a field it does not know."""
+    for text, needle in (("NaN", "NaN is no JSON value"), ("-Infinity", "-Infinity is no JSON value"),
+                         ("1e400", "the number 1e400 is out of a double's range")):
+        bundle = h.bundle(["true"])
+        content = json.dumps(h.config(["true"]))[:-1] + f', "unknownField": {{"n": {text}}}}}'
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            f.write(content)
+        column = f"column {content.index(text) + 1}"
+        one_line_error(h.mrun("create", "-b", bundle, h.cid()), "config.json", needle, column)
+    assert not os.path.isdir(h.root) or not os.listdir(h.root)
+
+
 def test_config_with_wrong_types_names_the_field(h):
     cfg = h.config(["true"])
     cfg["process"]["user"]["uid"] = "root"

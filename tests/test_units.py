@@ -209,9 +209,13 @@ def test_jsonio_matches_json():
     assert json.loads(jsonio.dumps(doc, indent=2)) == doc
     assert jsonio.dumps(doc, indent=2) == json.dumps(doc, indent=2)
     assert jsonio.loads(b"\xef\xbb\xbf[1]") == [1]
-    for bad in ("", "{", '{"a": 1,}', "[1] x", "nul"):
+    for bad in ("", "{", '{"a": 1,}', "[1] x", "nul", "[NaN]", '{"a": Infinity}', "-Infinity", "[1e400]", "-1E+309"):
         with pytest.raises(jsonio.DecodeError):
             jsonio.loads(bad)
+    assert jsonio.loads("[1e308, 1e-400, -0.0]") == [1e308, 0.0, -0.0]
+    for unreadable in (float("nan"), float("inf"), -float("inf")):  # never written: neither mrun nor Go reads it
+        with pytest.raises(ValueError):
+            jsonio.dumps({"a": [unreadable]}, indent=2)
     try:
         jsonio.loads('{\n  "a": tru\n}')
     except jsonio.DecodeError as e:
