@@ -40,8 +40,9 @@ def ram_in_bytes(flag: str, text: str) -> int:
         if rest[-1:] and rest[-1] in suffixes:
             rest = rest[:-1]
     factor = 1
-    if rest[-1:].lower() in _SIZE_UNITS:
-        factor, rest = _SIZE_UNITS[rest[-1].lower()], rest[:-1]
+    unit = rest[-1:]
+    if unit.isascii() and unit.lower() in _SIZE_UNITS:  # (str.lower reads the Kelvin sign as k)
+        factor, rest = _SIZE_UNITS[unit.lower()], rest[:-1]
     rest = rest.removesuffix(" ")
     whole, dot, fraction = rest.partition(".")
     if not (whole.isascii() and whole.isdigit()) or (dot and not (fraction.isascii() and fraction.isdigit())):

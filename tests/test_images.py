@@ -281,6 +281,7 @@ def test_named_volume_outlives_containers_and_limits_reach_the_cgroup(images, bu
         ("--stop-signal", "SIGFOO", "not a signal name"),
         ("--shm-size", "0", "more than 0"),
         ("--shm-size", "-5m", "invalid size"),
+        ("--shm-size", "64\u212a", "invalid size"),  # the Kelvin sign: str.lower() made it k, go-units' regexp does not
         ("-v", "/tmp:/x:rx", "'rx' is not a volume option"),
         ("-v", "/tmp:/x:ro,exec", "'exec' is not a volume option"),
         ("-v", "/tmp:rel", "SOURCE:/DESTINATION"),
