@@ -272,7 +272,11 @@ def test_named_volume_outlives_containers_and_limits_reach_the_cgroup(images, bu
         ("--device", "/nonexistent", "No such file"),
         ("--device", "/dev/null:rwx", "permissions"),
         ("--device", "/dev/null:dev/x", "permissions"),
-        ("--sysctl", "vm.swappiness=1", "vm.swappiness"),  # the host's: the runtime refuses it
+        ("--sysctl", "vm.swappiness=1", "linux.sysctl.vm.swappiness (--sysctl)"),  # the host's: the runtime refuses it
+        # the runtime's refusals of what flags alone set name the flag beside the field, without
+        # the path of the config.json mrun generated (the caller wrote no such file)
+        ("--device", "/dev/null:/dev/../x", "linux.devices[0].path (--device): must be under /dev"),
+        ("--ulimit", "nofile=99999999999", "process.rlimits (--ulimit): cannot set resource 7"),
         ("--sysctl", "novalue", "KEY=VALUE"),
         ("--group-add", "nosuchgroup", "no group 'nosuchgroup'"),
         ("--user", "4294967295", "uids and gids go from 0 to 2147483647"),  # it ran as root
@@ -307,11 +311,14 @@ def test_named_volume_outlives_containers_and_limits_reach_the_cgroup(images, bu
 def test_run_refuses_bad_flag_values_as_docker_does(images, busybox_archive, flag, value, needle):
     """Before anything is made, in one line naming the flag (`--cpus nan` was an internal error,
     `--memory -5` the kernel's EINVAL on a cgroup file, `--memory 4k` an init that died); a host
-    sysctl is the runtime's refusal, naming the linux.sysctl key, as for any bundle."""
+    sysctl is the runtime's refusal, naming the linux.sysctl key, as for any bundle, and the
+    flag beside it (cli.flag_words)."""
     h = images
     img_ok(h, "load", busybox_archive)
     named = () if flag == "--sysctl" and "=" in value or flag == "--name" else (flag,)  # --name: "container id"
-    one_line_error(img(h, *run_args(h, "--rm", flag, value, IMAGE, "true")), *named, needle)
+    r = img(h, *run_args(h, "--rm", flag, value, IMAGE, "true"))
+    one_line_error(r, *named, needle)
+    assert "config.json" not in r.stderr
     made = os.path.join(h.image_root, "containers")
     assert not os.path.isdir(made) or not os.listdir(made)
 

@@ -442,11 +442,14 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
 
     cidfile = _claim_cidfile(kw.get("cidfile") or "")
     hold_termination()  # a pull is cut short anywhere; from here on, only where stopping is clean
+    bundle = os.path.join(store.containers, cid)  # (where prepare makes it)
     try:
         with span("run prepare"):
             bundle = prepare(store, image, cid, o, g.get("warn"), runtime.store.root)
-    except BaseException:
+    except BaseException as e:
         _drop_cidfile(cidfile)
+        if isinstance(e, MrunError):
+            raise _in_flag_words(e, bundle) from None
         raise
     try:  # from here on, whatever ends the run (a failure, ^C, a SIGTERM) takes back what it made
         if remove:  # removed once it ends, should its caller or supervisor be killed first
@@ -548,12 +551,20 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         print(cid)
         held = held_signals()  # it runs, as docker's daemon would have made it: the status says we were told to end
         return 128 + held[0] if held else 0
-    except BaseException:
+    except BaseException as e:
         if not runtime.store.exists(cid):  # the runtime did not get as far as a container
             release(bundle, cid, runtime.store.root)
             volumes.remove_anonymous(store.root, o.made_volumes)
             _drop_cidfile(cidfile, closed=True)
+        if isinstance(e, MrunError):
+            raise _in_flag_words(e, bundle) from None
         raise
+
+
+def _in_flag_words(e: MrunError, bundle: str) -> MrunError:
+    from mrun.cli.flag_words import in_flag_words
+
+    return in_flag_words(e, bundle)
 
 
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
