@@ -408,10 +408,12 @@ def test_exec_user_by_number_takes_the_image_s_tables_as_docker_s_exec_does(imag
     try:
         ids = ["sh", "-c", "echo $(id -u) $(id -g) $(id -G)"]
         got = {user: img_ok(h, "exec", *(["-u", user] if user else []), "execuser", *ids).stdout.split()
-               for user in ("", "1000", "1000:500", "4242", "app")}
+               for user in ("", "1000", "01000", "1000:500", "4242", "app")}
     finally:
         img(h, "rm", "-f", "execuser")
+    # "01000" is 1000 to Go's Atoi and its row found by number (compared as text, it had none: gid 0)
     assert got == {"": ["0", "0", "0", "10"], "1000": ["1000", "1000", "1000", "500"],
+                   "01000": ["1000", "1000", "1000", "500"],
                    "1000:500": ["1000", "500", "500"], "4242": ["4242", "0", "0"],
                    "app": ["1000", "1000", "1000", "500"]}, got
 

@@ -119,8 +119,8 @@ def _lookup_user(
     source = f"{source} {user if user.isprintable() else repr(user)}"  # an image's "root\nmrun: ..." is one line
     groups = _table(rootfs, "etc/group")
     uid = decimal(name)
-    if uid is not None:
-        row = next((r for r in passwd if r[2] == name), None)
+    if uid is not None:  # its row by number, as Go's user lookup (docker's) compares: "01000" is 1000's
+        row = next((r for r in passwd if decimal(r[2]) == uid), None)
     else:
         # a row whose id is no number (an image's own table may hold anything) is no match
         row = next((r for r in passwd if r[0] == name and decimal(r[2]) is not None), None)
