@@ -288,6 +288,11 @@ def test_a_published_port_on_127_0_0_1_reaches_httpd(net):
     assert [c["Name"] for c in containers.values()] == ["web"], containers
     assert containers["web"]["IPv4Address"] == f"{ip}/{doc['subnet'].split('/')[1]}"
     one_line_error(img(h, "network", "inspect", "-f", "{{.Pid}}", h.net, env=h.env), "no field 'Pid'")
+    # the reads of a container's address scripts write (Go's range and index: "not supported" before)
+    for template in ("{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                     f'{{{{(index .NetworkSettings.Networks "{h.net}").IPAddress}}}}'):
+        assert img_ok(h, "inspect", "-f", template, "web", env=h.env).stdout == f"{ip}\n", template
+    assert img_ok(h, "network", "ls", "--format", '{{.Name}}={{.Label "none"}}|', env=h.env).stdout == f"{h.net}=|\n"
     img_ok(h, "rm", "--force", "web", env=h.env)
     assert f"dport {port}" not in nft_rules()
 

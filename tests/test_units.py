@@ -996,6 +996,94 @@ def test_docker_s_durations_sizes_and_table_columns():
         formatted("{{.C}}", [], {"A": "AA"})
 
 
+INSPECTED = {"State": {"Pid": 5, "Running": True, "Status": "running"}, "Name": "/web",
+             "Config": {"Labels": {"team": "a", "tier": "db"}, "Env": ["A=1", "B=2"]},
+             "NetworkSettings": {"Networks": {"front": {"IPAddress": "10.0.0.2"}, "back": {"IPAddress": "10.0.1.2"}}},
+             "Big": 1e6, "Odd": 1234567.0, "Half": 0.5, "Null": None, "Empty": []}
+
+
+@pytest.mark.parametrize("template, expected", [
+    # what docker's scripts write, and what Go's text/template prints for it
+    ("{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", "10.0.1.2 10.0.0.2 "),  # map values by key
+    ('{{(index .NetworkSettings.Networks "front").IPAddress}}', "10.0.0.2"),
+    ('{{index .Config.Labels "team"}}|{{index .Config.Labels "none"}}|', "a||"),  # a missing label is ""
+    ("{{range $k, $v := .Config.Labels}}{{$k}}={{$v}};{{end}}", "team=a;tier=db;"),
+    ("{{if .State.Running}}up{{else}}down{{end}}", "up"),
+    ('{{if not .State.Running}}down{{else if eq .State.Status "running"}}R{{end}}', "R"),
+    ("{{with .Config.Labels}}{{.tier}}{{end}}{{with .Empty}}x{{else}}none{{end}}", "dbnone"),
+    ("{{range .Empty}}x{{else}}empty{{end}}", "empty"),
+    ('{{range .Config.Env}}{{if eq . "B=2"}}{{break}}{{end}}{{.}},{{end}}', "A=1,"),
+    ("{{range $i, $e := .Config.Env}}{{$i}}:{{$e}} {{end}}", "0:A=1 1:B=2 "),
+    ("{{$n := .Name}}{{$n}} {{$.State.Pid}}", "/web 5"),
+    ("{{.Name | upper}} {{lower .Name}} {{title \"hello world\"}}", "/WEB /web Hello World"),
+    ('{{join .Config.Env ","}} {{split "a:b" ":"}} {{len .Config.Env}}', "A=1,B=2 [a b] 2"),
+    ('{{printf "%.3s|%5d|%-4s|%q|%x|%05.1f" "abcdef" .State.Pid "x" .Name 255 3.14159}}',
+     '  abc|    5|x   |"/web"|ff|003.1'.lstrip()),
+    ('{{printf "%d %s" 1}}', "1 %!s(MISSING)"),
+    ('{{print 1 2 "a" 3}}|{{println "a" 1}}', "1 2a3|a 1\n"),
+    ('{{truncate .Name 2}}|{{pad "x" 1 2}}|', "/w| x  |"),
+    ("{{json .Config.Labels}} {{json .Empty}} {{json .Null}}", '{"team":"a","tier":"db"} [] null'),
+    ("{{.Config.Labels}} {{.Config.Env}} {{.Null}} {{.Empty}}", "map[team:a tier:db] [A=1 B=2] <no value> []"),
+    ("{{.Big}} {{.Odd}} {{.Half}}", "1e+06 1.234567e+06 0.5"),  # %v of a float64
+    ("{{and .State.Running .Name}} {{or .Null .Empty \"dflt\"}} {{and .Null .Name}}", "/web dflt <no value>"),
+    ("{{lt 1 2}} {{ge \"b\" \"a\"}} {{ne 1 2}} {{eq .State.Status \"x\" \"running\"}}", "true true true true"),
+    ('{{slice .Name 1 3}} {{index .Config.Env 1}}', "we B=2"),
+    ("a {{- \"b\" -}}  c{{/* a comment */}}", "abc"),
+    ("{{'a'}} {{0x10}} {{1_000}} {{-3}} {{010}} {{\"\\x41\\101\\u00e9\"}}", "97 16 1000 -3 8 AAé"),
+    ('{{printf "%s|%v|%q" 5 .Null "\\t\\x01"}}', '%!s(int=5)|<nil>|"\\t\\x01"'),
+    ("{{title \"o'neil mc-d_x\"}} {{pad \"\" 1 1}}|", "O'Neil Mc-D_x |"),
+    ('{{html "<a href=\'x\'>"}} {{urlquery "a b&c"}}', "&lt;a href=&#39;x&#39;&gt; a+b%26c"),
+])
+def test_a_format_is_go_s_text_template(template, expected):
+    """docker's --format is Go's text/template: mrun read {{.Field}} and {{json .Field}} alone and
+    refused the rest, so the usual reads of an address or a label ({{range
+    .NetworkSettings.Networks}}{{.IPAddress}}{{end}}, {{index .Config.Labels "k"}}, {{.Label "k"}}
+    of ps) failed. The outputs here were compared with Go 1.19's text/template and docker's
+    functions (cli/templates) run over the same document; where docker's fields are typed (a
+    label map's missing key is "", a Pid an int) they are docker's. ``range`` over an int is
+    Go 1.22's."""
+    from mrun.cli.template import render
+
+    assert render(template, INSPECTED) == expected
+
+
+@pytest.mark.parametrize("template, needle", [
+    ("{{.Nope}}", "no field 'Nope'"), ("{{template \"x\"}}", "not supported"), ("{{if .Name}}", "has no {{end}}"),
+    ("{{end}}", "without an if"), ("{{nope .Name}}", "function 'nope' not defined"),
+    ("{{.Name \"x\"}}", "not a method"),
+    ("{{index .Config.Env 5}}", "index out of range"), ('{{eq 1 "a"}}', "incompatible types"),
+    ("{{range .Name}}{{end}}", "range can't iterate over /web"), ("{{$y}}", "undefined variable: $y"),
+    ("{{range .Empty}}{{else if .Name}}{{end}}", "else, else if or else with expected"), ("{{not}}", "not"),
+    ('{{"open}}', "not closed"), ("{{.State.Pid.X}}", "'X' is not a field here"), ("{{eq 1 1.0}}", "incompatible"),
+    ('{{"a\nb"}}', "not closed"), ("{{js .Name}}", "not supported"), ("{{if 1}}{{break}}{{end}}", "outside {{range}}"),
+    ("{{if 1}}" * 5000 + "{{end}}" * 5000, "nested deeper"),
+    ("{{" + "(" * 5000 + "1" + ")" * 5000 + "}}", "nested deeper"),
+])
+def test_a_format_go_would_refuse_is_one_line(template, needle):
+    from mrun.cli.template import TemplateError, render
+
+    with pytest.raises(TemplateError) as e:
+        render(template, INSPECTED)
+    assert needle in str(e.value) and "\n" not in str(e.value) and str(e.value).startswith("--format ")
+
+
+def test_a_listing_row_has_docker_s_label_method_and_its_header():
+    """ps, volume ls and network ls: {{.Label "KEY"}}, "" for a label it has not; its table header
+    is the key's last part (docker's SubHeaderContext.Label); a field no row has is refused, rows
+    or none."""
+    from mrun.cli.listing import formatted
+    from mrun.cli.template import Row, label_method
+
+    rows = [Row({"Names": "a", "Labels": "com.example.team=x"}, label_method({"com.example.team": "x"})),
+            Row({"Names": "b", "Labels": ""}, label_method({}))]
+    headers = {"Names": "NAMES", "Labels": "LABELS"}
+    assert formatted('table {{.Names}}\\t{{.Label "com.example.team"}}', rows, headers) == [
+        "NAMES     team", "a         x", "b         "]
+    assert formatted('{{if .Label "com.example.team"}}{{.Names}}{{end}}', rows, headers) == ["a", ""]
+    with pytest.raises(InvalidSpec, match="no field 'Nope'"):
+        formatted("{{range .Names}}{{end}}{{.Nope}}", [], headers)
+
+
 def test_publish_all_takes_the_image_s_exposed_ports_but_never_too_many():
     """-P: the image's ExposedPorts and --expose, on host ports the host chooses (no host port in
     the -p list), but a port -p publishes already. An image's ExposedPorts steer nothing without

@@ -10,6 +10,7 @@ import time
 from mrun import annotations as ann
 from mrun import jsonio
 from mrun.cli.listing import docker_time, epoch_of, human_duration, human_size
+from mrun.cli.template import Row, label_method
 from mrun.status import Status
 
 TYPE_CHECKING = False
@@ -77,7 +78,7 @@ def ps_row(state: dict[str, Any], record: Any, image: str, ended: dict[str, Any]
 
     mounts = [m["source"] for m in user_mounts(config, state["id"])]
     created = state.get("created") or ""
-    return {
+    return Row({
         "ID": state["id"],
         "Image": image or "(bundle)",
         "Command": jsonio.dumps(" ".join(args)),
@@ -91,7 +92,7 @@ def ps_row(state: dict[str, Any], record: Any, image: str, ended: dict[str, Any]
         "Labels": labels_column(labels),
         "Mounts": ",".join(mounts),
         "Networks": network_of(config, net),
-    }
+    }, label_method(labels))
 
 
 def network_of(config: dict[str, Any], net: dict[str, Any] | None) -> str:
@@ -125,9 +126,10 @@ def labels_column(labels: dict[str, str]) -> str:
 
 
 def volume_row(name: str, described: dict[str, Any]) -> dict[str, str]:
-    return {"Driver": "local", "Name": name, "Mountpoint": described.get("mountpoint", ""), "Scope": "local",
-            "Labels": labels_column(described.get("labels") or {}),
-            "Kind": "anonymous" if described.get("anonymous") else "named"}
+    labels = described.get("labels") or {}
+    return Row({"Driver": "local", "Name": name, "Mountpoint": described.get("mountpoint", ""), "Scope": "local",
+                "Labels": labels_column(labels), "Kind": "anonymous" if described.get("anonymous") else "named"},
+               label_method(labels))
 
 
 def volume_view(described: dict[str, Any]) -> dict[str, Any]:
@@ -157,7 +159,8 @@ def network_view(name: str, doc: dict[str, Any], leases: dict[str, dict[str, str
 
 def network_row(name: str, doc: dict[str, Any]) -> dict[str, str]:
     """A network has no id of its own in mrun: its bridge's name stands for it."""
-    return {"ID": doc.get("bridge", ""), "Name": name, "Driver": "bridge", "Scope": "local",
-            "Subnet": doc.get("subnet", ""), "Gateway": doc.get("gateway", ""), "Bridge": doc.get("bridge", ""),
-            "Labels": labels_column(doc.get("labels") or {}),
-            "Internal": "true" if doc.get("internal") else "false"}
+    labels = doc.get("labels") or {}
+    return Row({"ID": doc.get("bridge", ""), "Name": name, "Driver": "bridge", "Scope": "local",
+                "Subnet": doc.get("subnet", ""), "Gateway": doc.get("gateway", ""), "Bridge": doc.get("bridge", ""),
+                "Labels": labels_column(labels), "Internal": "true" if doc.get("internal") else "false"},
+               label_method(labels))

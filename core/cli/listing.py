@@ -2,8 +2,8 @@
 ``table`` and ``json`` are each verb's own; anything else is a Go template rendered once per row
 (``{{.Names}}``), and ``table TEMPLATE`` adds a header line and aligns the columns, as docker's
 tabwriter does. ``\\t`` and ``\\n`` written in the template are a tab and a newline, as docker
-reads them. The template language is ``cli.template``'s subset: what it does not know is refused
-in one line, never printed wrong. Also docker's way of saying how long ago (``3 minutes``)."""
+reads them. The template language is ``cli.template``'s (Go's text/template): what it does not
+know is refused in one line, never printed wrong. Also docker's way of saying how long ago (``3 minutes``)."""
 
 from __future__ import annotations
 
@@ -42,15 +42,16 @@ def formatted(fmt: str, rows: list[dict[str, Any]], headers: dict[str, str]) -> 
     """The lines docker prints for ``--format fmt``: each row through the template, after a header
     line when it begins with ``table``. ``headers``: every field the verb offers, with its column
     title; a template naming another is refused, rows or none."""
-    from mrun.cli.template import render  # json, and so re: not on the path of the verbs beside these
+    from mrun.cli.template import Row, check_fields, header_label, render  # json: not on the verbs' path beside
 
     if fmt == "json":  # docker's --format json (23.0): each row as {{json .}}, a line each
         fmt = "{{json .}}"
     table = fmt.startswith(("table ", "table\t"))
     template = (fmt[len("table"):] if table else fmt).strip(" ").replace("\\t", "\t").replace("\\n", "\n")
-    render(template, dict.fromkeys(headers, ""))  # its fields are known ones, checked before anything prints
+    # its fields are known ones, checked before anything prints; docker's rows with Labels have Label "KEY"
+    check_fields(template, set(headers) | ({"Label"} if "Labels" in headers else set()))
     lines = [render(template, row) for row in rows]
-    return _aligned([render(template, headers), *lines]) if table else lines
+    return _aligned([render(template, Row(headers, {"Label": header_label})), *lines]) if table else lines
 
 
 def _aligned(lines: list[str]) -> list[str]:

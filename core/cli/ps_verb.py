@@ -66,7 +66,8 @@ def list_containers(g: dict[str, Any], format: str, filters: list[str], quiet: b
         stopped = s["status"] == Status.STOPPED
         row = ps_row(s, record, (image_of(s["bundle"]) or {}).get("image", ""),
                      exit_of(s["bundle"]) if stopped else None, network_plan(runtime, s["id"]))
-        docker_rows.append({**row, "Size": _size_of(runtime, s) if sized or ".Size" in format else ""})
+        row["Size"] = _size_of(runtime, s) if sized or ".Size" in format else ""  # (a Row: {{.Label "KEY"}} kept)
+        docker_rows.append(row)
     if format not in ("table", ""):  # docker's Go template (mrun.cli.listing)
         from mrun.cli.listing import formatted
 
