@@ -256,6 +256,25 @@ def h(tmp_path: Any, busybox_rootfs: str) -> Any:
     left = harness.leftovers()
     harness.cleanup()
     assert not left, f"test left things behind: {left}"
+    assert not (made := shared_rootfs_written(busybox_rootfs)), (
+        f"a bundle on the shared rootfs made {made} in it (its config has no /dev tmpfs, or a mount target mrun "
+        "had to make): give that bundle a rootfs of its own (make_rootfs); removed now")
+
+
+def shared_rootfs_written(rootfs: str) -> list[str]:
+    """What runs made in the shared busybox rootfs's /dev, removed. A bundle without a /dev
+    tmpfs gets its device nodes made in the rootfs's own /dev, as runc makes them (and a mount
+    target its directory): on the rootfs every bundle test shares, a later copy of it read
+    /dev/full for ever and filled the disk (80 GB, a CI run lost)."""
+    dev = os.path.join(rootfs, "dev")
+    made = sorted(os.listdir(dev))
+    for name in made:
+        path = os.path.join(dev, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    return made
 
 
 IMAGE = "localhost/busybox:latest"

@@ -21,6 +21,7 @@ import tempfile
 import time
 
 import pytest
+from busybox_bundle import make_rootfs
 from conftest import IMAGE, cgroup_dirs, require, running
 from fuzz import mutations
 
@@ -42,6 +43,10 @@ def refusal_problem(code: int, err: str) -> str:
 def test_config_json_mutations(h, tmp_path, request, kind):
     """``seccomp``: the base has a profile with a notifying rule, its agent listening."""
     base = h.config(["true"])
+    # a rootfs of its own: a case without the /dev tmpfs gets device nodes made in the rootfs's
+    # /dev, and a mount destination "/dev" * 100 its directories, as runc makes them
+    make_rootfs(str(tmp_path / "rootfs"))
+    base["root"]["path"] = str(tmp_path / "rootfs")
     if kind == "seccomp":
         from test_runc_compat import SeccompAgent
 

@@ -345,19 +345,18 @@ def test_docker_s_process_and_sandbox_flags_reach_the_container(images, busybox_
     assert out[10] == "wrote"
 
 
-def test_a_container_gets_docker_s_default_capabilities_and_set_uid_programs_work(images, busybox_rootfs,
-                                                                                   tmp_path):
+def test_a_container_gets_docker_s_default_capabilities_and_set_uid_programs_work(images, tmp_path):
     """docker's and podman's defaults: the 14 capabilities of docker's set (0xa80425fb), no
     no_new_privileges. mrun gave the runtime-spec's three and no_new_privileges: an entrypoint
     that chowns its data and drops to its user (gosu, su-exec: the official database images)
     failed, as did set-uid programs. A user other than root holds them in the bounding set only,
     as docker leaves it; `--security-opt no-new-privileges` and `--cap-drop` still harden."""
-    from busybox_bundle import make_oci_archive
+    from busybox_bundle import make_oci_archive, make_rootfs
 
     h = images
     setuid_id = tmp_path / "suid-root"
     setuid_id.mkdir()
-    shutil.copytree(busybox_rootfs, setuid_id / "rootfs", symlinks=True)
+    make_rootfs(str(setuid_id / "rootfs"))  # its own: a copy of the shared one copied what tests left in it
     os.chmod(setuid_id / "rootfs" / "bin" / "busybox", 0o4755)  # busybox's su needs it set-uid
     img_ok(h, "load", make_oci_archive(str(setuid_id / "rootfs"), str(tmp_path), "localhost/suid:1", ["/bin/sh"],
                                        ["PATH=/bin"]))
@@ -373,23 +372,23 @@ def test_a_container_gets_docker_s_default_capabilities_and_set_uid_programs_wor
     assert r.stdout.splitlines() == ["CapEff: 0000000000000000", "CapBnd: 0000000000000000", "NoNewPrivs: 1"]
 
 
-def _load_groups_image(h, busybox_rootfs: str, tmp_path) -> None:
+def _load_groups_image(h, tmp_path) -> None:
     """localhost/groups:1: busybox with root (in wheel, gid 10) and app (1000, in shared, 500)."""
-    from busybox_bundle import make_oci_archive
+    from busybox_bundle import make_oci_archive, make_rootfs
 
     rootfs = tmp_path / "groups" / "rootfs"
-    shutil.copytree(busybox_rootfs, rootfs, symlinks=True)
+    make_rootfs(str(rootfs))
     (rootfs / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/:/bin/sh\n")
     (rootfs / "etc" / "group").write_text("root:x:0:root\nwheel:x:10:root\napp:x:1000:\nshared:x:500:app\n")
     img_ok(h, "load", make_oci_archive(str(rootfs), str(tmp_path), "localhost/groups:1", ["/bin/sh"], ["PATH=/bin"]))
 
 
-def test_root_without_a_user_has_the_groups_the_image_gives_it_as_under_docker(images, busybox_rootfs, tmp_path):
+def test_root_without_a_user_has_the_groups_the_image_gives_it_as_under_docker(images, tmp_path):
     """No User in the image and no -u: docker (and containerd's CRI) look uid 0 up all the same,
     so root has the groups the image's /etc/group lists it in (alpine's root: wheel, disk,
     adm...). mrun gave such a root no group at all."""
     h = images
-    _load_groups_image(h, busybox_rootfs, tmp_path)
+    _load_groups_image(h, tmp_path)
     ids = "echo $(id -u) $(id -g) $(id -G)"
     assert img_ok(h, *run_args(h, "--rm", "localhost/groups:1", "sh", "-c", ids)).stdout.split() == ["0", "0", "0",
                                                                                                     "10"]
@@ -397,13 +396,13 @@ def test_root_without_a_user_has_the_groups_the_image_gives_it_as_under_docker(i
     assert r.stdout.split() == ["1000", "1000", "1000", "500", "777"]
 
 
-def test_exec_user_by_number_takes_the_image_s_tables_as_docker_s_exec_does(images, busybox_rootfs, tmp_path):
+def test_exec_user_by_number_takes_the_image_s_tables_as_docker_s_exec_does(images, tmp_path):
     """`docker exec -u UID` looks the uid up in the container's /etc/passwd and /etc/group: its
     own gid and groups, or gid 0 and none without a row. mrun kept runc's rule for a numeric uid
     (the container process's gid and groups), so an exec as uid 1000 into a root container had
     the root group and root's groups (wheel) too. runc's rule stays for bundles (runc's exec)."""
     h = images
-    _load_groups_image(h, busybox_rootfs, tmp_path)
+    _load_groups_image(h, tmp_path)
     img_ok(h, *run_args(h, "-d", "--name", "execuser", "localhost/groups:1", "sleep", "600"))
     try:
         ids = ["sh", "-c", "echo $(id -u) $(id -g) $(id -G)"]
