@@ -2900,6 +2900,8 @@ def test_listings_take_docker_s_go_templates(images, busybox_archive):
         shown = img_ok(h, "ps", "-a", "--format", '{{if eq .State "running"}}{{.Names | upper}}{{else}}'
                        '{{printf "%.5s" .Names}}{{end}}').stdout.split()
         assert sorted(shown) == ["FMT-UP", "fmt-d"], shown
+        counted = img_ok(h, "ps", "-a", "--format", "{{.Names}}={{.LocalVolumes}}").stdout.split()
+        assert sorted(counted) == ["fmt-done=0", "fmt-up=1"], counted  # docker's: the volumes it mounts
         # the default table is docker's
         header = img_ok(h, "ps", "-a").stdout.splitlines()[0].split()
         assert header == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], header

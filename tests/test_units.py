@@ -1007,6 +1007,8 @@ INSPECTED = {"State": {"Pid": 5, "Running": True, "Status": "running"}, "Name": 
     ("{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", "10.0.1.2 10.0.0.2 "),  # map values by key
     ('{{(index .NetworkSettings.Networks "front").IPAddress}}', "10.0.0.2"),
     ('{{index .Config.Labels "team"}}|{{index .Config.Labels "none"}}|', "a||"),  # a missing label is ""
+    ("{{.Config.Labels.none}}|{{with .Config.Labels}}{{.team}}{{.none}}{{end}}|{{.NetworkSettings.Networks.x}}",
+     "|a|<no value>"),  # a map's missing key (docker's maps: Labels, Networks...); a struct's is refused
     ("{{range $k, $v := .Config.Labels}}{{$k}}={{$v}};{{end}}", "team=a;tier=db;"),
     ("{{if .State.Running}}up{{else}}down{{end}}", "up"),
     ('{{if not .State.Running}}down{{else if eq .State.Status "running"}}R{{end}}', "R"),

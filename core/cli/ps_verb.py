@@ -67,6 +67,7 @@ def list_containers(g: dict[str, Any], format: str, filters: list[str], quiet: b
         row = ps_row(s, record, (image_of(s["bundle"]) or {}).get("image", ""),
                      exit_of(s["bundle"]) if stopped else None, network_plan(runtime, s["id"]))
         row["Size"] = _size_of(runtime, s) if sized or ".Size" in format else ""  # (a Row: {{.Label "KEY"}} kept)
+        row["LocalVolumes"] = _local_volumes(g, record) if "LocalVolumes" in format or "json" in format else ""
         docker_rows.append(row)
     if format not in ("table", ""):  # docker's Go template (mrun.cli.listing)
         from mrun.cli.listing import formatted
@@ -92,6 +93,13 @@ def list_containers(g: dict[str, Any], format: str, filters: list[str], quiet: b
     print_table(rows)
     return 0
 
+
+
+def _local_volumes(g: dict[str, Any], record: Any) -> str:
+    """docker's ``{{.LocalVolumes}}``: how many volumes the container mounts."""
+    from mrun.images.volumes import of_container
+
+    return str(len(of_container(g["image_root"], record.config or {})))
 
 def _size_of(runtime: Any, state: dict[str, Any]) -> str:
     """docker's ps -s: the writable layer's size, and with its image's layers (virtual)."""

@@ -586,11 +586,32 @@ class _Run:
             if not isinstance(value, dict):
                 path = "." + ".".join(names[: k + 1])
                 raise self.fail(f"{path}: {name!r} is not a field here")
+            if isinstance(value, _GoMap):  # a key of a map: one it has not is the zero value, as Go's
+                value = value.get(name, _zero(value))
+                continue
             key = name if name in value else next((x for x in value if x.lower() == name.lower()), None)
             if key is None:
                 raise self.fail(f".{'.'.join(names[: k + 1])}: no field {name!r}")
             value = value[key]
+            if key in MAP_FIELDS and isinstance(value, dict) and not isinstance(value, Row):
+                value = _GoMap(value)
         return value
+
+
+# The fields of docker's documents that are Go maps, not structs: a key they lack reads as the
+# zero value ({{.Config.Labels.missing}} is "" under docker), where a struct's unknown field is
+# an error (and is refused here).
+MAP_FIELDS = frozenset(("Labels", "Options", "Networks", "Ports", "Volumes", "ExposedPorts", "DriverOpts",
+                        "Containers", "Data", "Sysctls", "StorageOpt", "Tmpfs", "Annotations"))
+
+
+class _GoMap(dict):  # type: ignore[type-arg]
+    """A map of docker's document (``MAP_FIELDS``), as it was reached."""
+
+
+def _zero(mapping: dict[str, Any]) -> Any:
+    """A map's zero value: "" for one of strings (labels, options), nil for anything else."""
+    return "" if all(isinstance(v, str) for v in mapping.values()) else None
 
 
 _NOTHING = object()  # no value piped in
@@ -800,7 +821,7 @@ def _index(item: Any, *keys: Any) -> Any:
             if key in item:
                 item = item[key]
             else:  # the zero value of the map's elements: "" for labels, nil for anything else
-                item = "" if all(isinstance(v, str) for v in item.values()) else None
+                item = _zero(item)
         elif isinstance(item, (list, str)):
             if not isinstance(key, int) or isinstance(key, bool) or not 0 <= key < len(item):
                 raise TemplateError(f"index: index out of range: {go_value(key)}")
