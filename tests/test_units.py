@@ -1033,6 +1033,7 @@ INSPECTED = {"State": {"Pid": 5, "Running": True, "Status": "running"}, "Name": 
     ("a {{- \"b\" -}}  c{{/* a comment */}}", "abc"),
     ("{{'a'}} {{0x10}} {{1_000}} {{-3}} {{010}} {{\"\\x41\\101\\u00e9\"}}", "97 16 1000 -3 8 AAé"),
     ('{{printf "%s|%v|%q" 5 .Null "\\t\\x01"}}', '%!s(int=5)|<nil>|"\\t\\x01"'),
+    ('{{printf "\\"%s\\"" .Name}} {{\'\\\'\'}} {{\'"\'}}', '"/web" 39 34'),  # \" in a string, \' in a rune
     ("{{title \"o'neil mc-d_x\"}} {{pad \"\" 1 1}}|", "O'Neil Mc-D_x |"),
     ('{{html "<a href=\'x\'>"}} {{urlquery "a b&c"}}', "&lt;a href=&#39;x&#39;&gt; a+b%26c"),
 ])

@@ -286,7 +286,7 @@ def _unquote(template: str, text: str) -> str:
         e = body[i + 1:i + 2]
         width = {"x": 2, "u": 4, "U": 8}.get(e, 3 if e in "01234567" and e else 0)
         digits = body[i + 2:i + 2 + width] if e in "xuU" else body[i + 1:i + 1 + width]
-        if e in _ESCAPES and e != text[0] and not (e == "'" and text[0] == '"'):
+        if e in _ESCAPES and not (e == "'" and text[0] == '"') and not (e == '"' and text[0] == "'"):
             out.append(_ESCAPES[e])
             i += 2
         elif width and len(digits) == width and all(d in ("01234567" if e not in "xuU" else "0123456789abcdefABCDEF")
@@ -758,7 +758,12 @@ def _printf(form: Any, *args: Any) -> str:
 
 
 def _go_type(value: Any) -> str:
-    return {bool: "bool", int: "int", float: "float64", str: "string"}.get(type(value), "interface {}")
+    if isinstance(value, list):
+        return "[]string" if value and all(isinstance(v, str) for v in value) else "[]interface {}"
+    if isinstance(value, dict):
+        return "map[string]string" if value and all(isinstance(v, str) for v in value.values()) else \
+            "map[string]interface {}"
+    return {bool: "bool", int: "int", float: "float64", str: "string"}.get(type(value), "<nil>")
 
 
 def _formatted(spec: str, verb: str, value: Any) -> str:
@@ -785,6 +790,10 @@ def _formatted(spec: str, verb: str, value: Any) -> str:
         return _padded("true" if value else "false", flags, width)
     if verb == "q" and isinstance(value, str):
         return _padded(_quote(value), flags, width)
+    if verb == "q" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return _padded("[" + " ".join(_quote(v) for v in value) + "]", flags, width)
+    if verb == "T":
+        return _padded(_go_type(value), flags, width)
     if verb == "x" and isinstance(value, str):
         return _padded(value.encode().hex(), flags, width)
     if verb == "s" and (isinstance(value, (int, float)) or value is None):  # (bool is an int)
