@@ -94,12 +94,12 @@ def list_containers(g: dict[str, Any], format: str, filters: list[str], quiet: b
     return 0
 
 
-
 def _local_volumes(g: dict[str, Any], record: Any) -> str:
     """docker's ``{{.LocalVolumes}}``: how many volumes the container mounts."""
     from mrun.images.volumes import of_container
 
     return str(len(of_container(g["image_root"], record.config or {})))
+
 
 def _size_of(runtime: Any, state: dict[str, Any]) -> str:
     """docker's ps -s: the writable layer's size, and with its image's layers (virtual)."""
