@@ -40,13 +40,14 @@ def inspect(g: dict[str, Any], names: list[str], format: str = "", type: str = "
 
     status = each(names, "inspect", one, one_raises=True)
     if format:
-        from mrun.cli.template import render
+        from mrun.cli.template import Template
 
+        template = Template(format)  # parsed once, for every document
         for kind, doc in docs:
             view = _docker_view(doc) if kind == "container" else _docker_image_view(doc)
             if "size_rw" in doc:
                 view["SizeRw"], view["SizeRootFs"] = doc["size_rw"], doc["size_root_fs"]
-            print(render(format, {**view, **doc}))
+            print(template.render({**view, **doc}))
     elif len(names) == 1:
         print(jsonio.dumps(docs[0][1], indent=2))
     else:

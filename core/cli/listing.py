@@ -42,16 +42,16 @@ def formatted(fmt: str, rows: list[dict[str, Any]], headers: dict[str, str]) -> 
     """The lines docker prints for ``--format fmt``: each row through the template, after a header
     line when it begins with ``table``. ``headers``: every field the verb offers, with its column
     title; a template naming another is refused, rows or none."""
-    from mrun.cli.template import Row, check_fields, header_label, render  # json: not on the verbs' path beside
+    from mrun.cli.template import Row, Template, header_label  # json: not on the verbs' path beside
 
     if fmt == "json":  # docker's --format json (23.0): each row as {{json .}}, a line each
         fmt = "{{json .}}"
     table = fmt.startswith(("table ", "table\t"))
-    template = (fmt[len("table"):] if table else fmt).strip(" ").replace("\\t", "\t").replace("\\n", "\n")
+    template = Template((fmt[len("table"):] if table else fmt).strip(" ").replace("\\t", "\t").replace("\\n", "\n"))
     # its fields are known ones, checked before anything prints; docker's rows with Labels have Label "KEY"
-    check_fields(template, set(headers) | ({"Label"} if "Labels" in headers else set()))
-    lines = [render(template, row) for row in rows]
-    return _aligned([render(template, Row(headers, {"Label": header_label})), *lines]) if table else lines
+    template.check_fields(set(headers) | ({"Label"} if "Labels" in headers else set()))
+    lines = [template.render(row) for row in rows]
+    return _aligned([template.render(Row(headers, {"Label": header_label})), *lines]) if table else lines
 
 
 def _aligned(lines: list[str]) -> list[str]:

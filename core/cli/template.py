@@ -49,24 +49,34 @@ class TemplateError(InvalidSpec):
         super().__init__(message.replace("\r", "\\r").replace("\n", "\\n"))
 
 
+class Template:
+    """A template parsed once, for the rows of a listing or the documents of an inspect."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.nodes = parse(source)
+
+    def render(self, data: Any) -> str:
+        """Executed over ``data`` (nested dicts and lists, as JSON gives them)."""
+        out: list[str] = []
+        try:
+            _Run(self.source).nodes(self.nodes, data, [("$", data)], out)
+        except RecursionError:
+            raise TemplateError(f"--format {self.source[:200]!r}...: nested deeper than mrun reads") from None
+        return "".join(out)
+
+    def check_fields(self, fields: set[str]) -> None:
+        """Refuse, before anything is read, a field of the row (``.Name`` where the dot is the
+        row, and ``$.Name``) that is not one of ``fields``: a listing's template is checked so
+        even when it has no rows to print."""
+        for name in _row_fields(self.nodes, True):
+            if name not in fields:
+                raise TemplateError(f"--format {self.source!r}: .{name}: no field {name!r}")
+
+
 def render(template: str, data: Any) -> str:
-    """``template`` executed over ``data`` (nested dicts and lists, as JSON gives them)."""
-    nodes = parse(template)
-    out: list[str] = []
-    try:
-        _Run(template).nodes(nodes, data, [("$", data)], out)
-    except RecursionError:
-        raise TemplateError(f"--format {template[:200]!r}...: nested deeper than mrun reads") from None
-    return "".join(out)
-
-
-def check_fields(template: str, fields: set[str]) -> None:
-    """Refuse, before anything is read, a field of the row (``.Name`` where the dot is the row,
-    and ``$.Name``) that is not one of ``fields``: a listing's template is checked so even when
-    it has no rows to print."""
-    for name in _row_fields(parse(template), True):
-        if name not in fields:
-            raise TemplateError(f"--format {template!r}: .{name}: no field {name!r}")
+    """``template`` executed once over ``data``."""
+    return Template(template).render(data)
 
 
 # ---- parsing -----------------------------------------------------------------------------------
@@ -509,38 +519,34 @@ class _Run:
 
     def command(self, command: list[Any], dot: Any, scope: list[tuple[str, Any]], piped: Any) -> Any:
         head = command[0]
-        if head[0] == "ident":
-            name = head[1]
-            if name in ("and", "or"):  # Go's: they stop at the first argument that decides
-                args = command[1:]
-                if not args and piped is _NOTHING:
-                    raise self.fail(f"{name}: at least one argument")
-                value = None
-                for k, operand in enumerate(args):
-                    value = self.operand(operand, dot, scope)
-                    if truth(value) == (name == "or") or (k == len(args) - 1 and piped is _NOTHING):
-                        return value
-                return piped if piped is not _NOTHING else value
-            args = [self.operand(op, dot, scope) for op in command[1:]]
-            if piped is not _NOTHING:
-                args.append(piped)
-            try:
-                return _FUNCTIONS[name](*args)
-            except TemplateError as e:
-                raise self.fail(str(e)) from None
-            except (TypeError, AttributeError):
-                raise self.fail(f"error calling {name}: wrong number or type of arguments "
-                                f"({', '.join(go_value(a) for a in args)[:200]})") from None
-            except (ValueError, KeyError, IndexError) as e:
-                raise self.fail(f"error calling {name}: {e}") from None
-        if len(command) > 1 or piped is not _NOTHING:
-            if head[0] in ("field", "var") and (head[1] if head[0] == "field" else head[2]):
-                args = [self.operand(op, dot, scope) for op in command[1:]]
-                if piped is not _NOTHING:
-                    args.append(piped)
-                return self.method(head, dot, scope, args)
-            raise self.fail(f"can't give an argument to a non-function {_shown(head)}")
-        return self.operand(head, dot, scope)
+        if head[0] == "ident" and head[1] in ("and", "or"):  # Go's: they stop at the argument that decides
+            name, operands = head[1], command[1:]
+            if not operands and piped is _NOTHING:
+                raise self.fail(f"{name}: at least one argument")
+            value = None
+            for k, operand in enumerate(operands):
+                value = self.operand(operand, dot, scope)
+                if truth(value) == (name == "or") or (k == len(operands) - 1 and piped is _NOTHING):
+                    return value
+            return piped if piped is not _NOTHING else value
+        if head[0] != "ident":
+            if len(command) == 1 and piped is _NOTHING:
+                return self.operand(head, dot, scope)
+            if not (head[0] in ("field", "var") and (head[1] if head[0] == "field" else head[2])):
+                raise self.fail(f"can't give an argument to a non-function {_shown(head)}")
+        args = [self.operand(op, dot, scope) for op in command[1:]] + ([] if piped is _NOTHING else [piped])
+        if head[0] != "ident":
+            return self.method(head, dot, scope, args)
+        name = head[1]
+        try:
+            return _FUNCTIONS[name](*args)
+        except TemplateError as e:
+            raise self.fail(str(e)) from None
+        except (TypeError, AttributeError):
+            raise self.fail(f"error calling {name}: wrong number or type of arguments "
+                            f"({', '.join(go_value(a) for a in args)[:200]})") from None
+        except (ValueError, KeyError, IndexError) as e:
+            raise self.fail(f"error calling {name}: {e}") from None
 
     def method(self, head: Any, dot: Any, scope: list[tuple[str, Any]], args: list[Any]) -> Any:
         chain = head[1] if head[0] == "field" else head[2]

@@ -75,11 +75,12 @@ def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False
                 for n in found])
     elif action == "inspect" and template:
         from mrun.cli.docker_rows import volume_view
-        from mrun.cli.template import render
+        from mrun.cli.template import Template
 
         described = [volumes.describe(root, n) for n in names]  # each found before any line
+        parsed = Template(template)
         for d in described:
-            print(render(template, {**volume_view(d), **d}))
+            print(parsed.render({**volume_view(d), **d}))
     elif action == "inspect":
         print(jsonio.dumps([volumes.describe(root, n) for n in names], indent=2))
     elif action == "rm":
