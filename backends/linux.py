@@ -52,7 +52,7 @@ def mrun_payload(container: Container, process: dict[str, Any]) -> Exec:
     """Runs after pivot_root: '/' is the container's root, so the lookup is the container's."""
     args = process["args"]
     env = process.get("env") or []
-    path = find_program("/", args[0], process)
+    path = find_program("/", args[0], process, as_named=True)
     if path is None:
         raise MrunError(f"exec: {args[0]!r}: {not_runnable('/', args[0], process)}")
     if not os.access(path, os.X_OK):

@@ -316,6 +316,74 @@ def test_an_exec_that_fails_exits_255_as_runc_exec(h):
     h.ok("delete", "--force", cid)
 
 
+def test_a_program_reached_through_a_link_is_run_by_the_link_s_name_as_runc_runs_it(h, tmp_path):
+    """runc runs what Go's exec.LookPath found: the PATH directory joined with the name (cleaned),
+    links left for execve to follow. The name is then the program's: its comm (what ps, top and
+    pkill see) and, for a script, its $0. mrun ran the link's target, so `sleep` of busybox was
+    "busybox" in `podman top`, and a script installed as /bin/tool -> /opt/tool.sh, which finds
+    its name in $0 (multi-call scripts do), was told it was tool.sh. run and exec alike."""
+    runc = require("runc", "runc")
+    rootfs = tmp_path / "rootfs"
+    make_rootfs(str(rootfs))
+    (rootfs / "opt").mkdir()
+    (rootfs / "opt" / "tool.sh").write_text('#!/bin/sh\necho "$0 $(cat /proc/$$/comm) $*"\n')
+    (rootfs / "opt" / "tool.sh").chmod(0o755)
+    os.symlink("/opt/tool.sh", rootfs / "bin" / "tool")
+    os.makedirs(rootfs / "usr" / "bin", exist_ok=True)
+    os.symlink("../../opt/tool.sh", rootfs / "usr" / "bin" / "rel")
+    asks = (["tool", "a"], ["/usr/bin/rel", "b"], ["rel", "c"], ["./tool", "d"])
+    got: dict[str, list[str]] = {}
+    for name in ("runc", "mrun"):
+        if name == "runc":
+            base, cid = [runc, "--root", str(tmp_path / "runc-root")], f"link-{uuid.uuid4().hex[:6]}"
+        else:
+            base, cid = [h.binary, "--root", h.root], h.cid("link")
+        outputs = []
+        for args in asks:
+            cfg = h.config(args, root={"path": str(rootfs), "readonly": True})
+            cfg["process"]["cwd"] = "/bin"
+            cfg["process"]["env"] = ["PATH=/usr/../usr/bin:/bin"]
+            r = subprocess.run([*base, "run", "-b", h.bundle(config=cfg), f"{cid}-{args[1]}"], capture_output=True,
+                               text=True, timeout=30, stdin=subprocess.DEVNULL)
+            assert r.returncode == 0, (name, args, r.stderr)
+            outputs.append(r.stdout.strip())
+        cfg = h.config(["sleep", "60"], root={"path": str(rootfs), "readonly": True})
+        subprocess.run([*base, "run", "-d", "-b", h.bundle(config=cfg), cid], check=True, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+        try:
+            outputs.append(subprocess.run([*base, "exec", cid, "tool", "e"], capture_output=True, text=True,
+                                          check=True, timeout=30).stdout.strip())
+            outputs.append(subprocess.run([*base, "exec", cid, "cat", "/proc/1/comm"], capture_output=True, text=True,
+                                          check=True, timeout=30).stdout.strip())
+        finally:
+            subprocess.run([*base, "delete", "--force", cid], capture_output=True, timeout=30)
+        got[name] = outputs
+    assert got["mrun"] == got["runc"], got
+    assert got["mrun"] == ["/bin/tool tool a", "/usr/bin/rel rel b", "/usr/bin/rel rel c", "./tool tool d",
+                           "/bin/tool tool e", "sleep"], got
+
+
+def test_a_relative_path_directory_is_the_working_directory_s_as_execvp_takes_it(h, tmp_path):
+    """The runtime-spec gives process.args execvp's meaning, where a relative (or empty) PATH
+    directory is the working directory's. runc's Go (1.19's exec.ErrDot) refuses a program found
+    there; mrun follows the spec and runs it, by that relative name. Found from the root, as mrun
+    looked before, `PATH=opt` in /etc ran /opt/tool where execvp finds nothing."""
+    rootfs = tmp_path / "rootfs"
+    make_rootfs(str(rootfs))
+    (rootfs / "opt").mkdir()
+    (rootfs / "opt" / "tool").write_text('#!/bin/sh\necho "$0"\n')
+    (rootfs / "opt" / "tool").chmod(0o755)
+    for path, cwd, args, out in (("opt", "/", ["tool"], "opt/tool"), ("/nowhere:", "/opt", ["tool"], "tool"),
+                                 ("./../opt", "/opt", ["tool"], "../opt/tool"), ("opt", "/etc", ["tool"], None)):
+        cfg = h.config(args, root={"path": str(rootfs), "readonly": True})
+        cfg["process"].update(cwd=cwd, env=[f"PATH={path}"])
+        r = h.mrun("run", "-b", h.bundle(config=cfg), h.cid("rel"))
+        if out is None:
+            one_line_error(r, "executable file not found in $PATH")
+        else:
+            assert r.returncode == 0 and r.stdout.strip() == out, (path, cwd, r)
+
+
 def test_kill_with_signal_0_asks_whether_the_process_is_there(h):
     """runc takes 0 as kill(2) does: no signal, only the question. A created or running
     container: exit 0, its process untouched (a sleep that got a signal would be gone); a stopped

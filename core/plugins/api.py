@@ -63,12 +63,13 @@ def env_value(process: dict[str, Any], name: str, default: str = "") -> str:
     return default
 
 
-def find_program(root: str, name: str, process: dict[str, Any]) -> str | None:
+def find_program(root: str, name: str, process: dict[str, Any], as_named: bool = False) -> str | None:
     """``name`` looked up under ``root`` as the process would: its PATH, its cwd. A name no file
     can have (past NAME_MAX or PATH_MAX) is found nowhere, as execvp finds it: it was an
-    OSError's "[Errno 36]" line naming a PATH directory."""
+    OSError's "[Errno 36]" line naming a PATH directory. ``as_named``: the path to give execve
+    in the container (``resolve_in_root``), not the file's resolved path."""
     try:
-        return resolve_in_root(root, name, _path_of(process), process.get("cwd") or "/")
+        return resolve_in_root(root, name, _path_of(process), process.get("cwd") or "/", as_named)
     except OSError as e:
         if e.errno == errno.ENAMETOOLONG:
             return None
@@ -126,18 +127,28 @@ def program_head(root: str, host_path: str | None) -> bytes:
         os.close(fd)
 
 
-def resolve_in_root(root: str, name: str, path_env: str, cwd: str = "/") -> str | None:
-    """Find ``name`` as execve in the container would: a path as is, a bare name along PATH."""
+def resolve_in_root(root: str, name: str, path_env: str, cwd: str = "/", as_named: bool = False) -> str | None:
+    """Find ``name`` as execvp in the container would: a path as is, a bare name along PATH (a
+    relative or empty directory is the working directory's, as the runtime-spec's execvp takes
+    it; runc's Go refuses a program found there). The answer is the file under ``root``, links
+    resolved; ``as_named``, the path execve is to be given in the container instead: the name
+    as it is, or the PATH directory joined to it and cleaned, as Go's exec.LookPath gives runc.
+    execve then follows the links, and the program's comm (ps, top, pkill) and a script's $0
+    are the name's, not its target's."""
     if "/" in name:
         candidate = _named_path(root, name, cwd)
-        return candidate if os.path.isfile(candidate) else None
+        return (name if as_named else candidate) if os.path.isfile(candidate) else None
     for d in path_env.split(":"):
-        if not d:
-            continue
-        candidate = secure_join(root, os.path.join(d, name))
+        candidate = _named_path(root, os.path.join(d or ".", name), cwd)
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
+            return _go_join(d, name) if as_named else candidate
     return None
+
+
+def _go_join(directory: str, name: str) -> str:
+    """Go's filepath.Join: the parts joined and cleaned ("/usr/../bin" + "sh" is "/bin/sh")."""
+    joined = os.path.normpath(os.path.join(directory, name)) if directory else name
+    return "/" + joined.lstrip("/") if joined.startswith("//") else joined
 
 
 class Container:
