@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from mrun.errors import MrunError, in_bytes
-from mrun.plugins.api import Bundle, Claim, Container, find_program, not_runnable
+from mrun.plugins.api import Bundle, Claim, Container, find_program, home_of, not_runnable, table_rows
 from mrun.plugins.hookspecs import hookimpl
 
 TYPE_CHECKING = False
@@ -51,10 +51,20 @@ class Exec:
 def mrun_payload(container: Container, process: dict[str, Any]) -> Exec:
     """Runs after pivot_root: '/' is the container's root, so the lookup is the container's."""
     args = process["args"]
-    env = process.get("env") or []
+    env = with_home(process.get("env") or [], (process.get("user") or {}).get("uid", 0))
     path = find_program("/", args[0], process, as_named=True)
     if path is None:
         raise MrunError(f"exec: {args[0]!r}: {not_runnable('/', args[0], process)}")
     if not os.access(path, os.X_OK):
         raise MrunError(f"exec: {args[0]!r}: permission denied")
     return Exec(path, args, env)
+
+
+def with_home(env: list[str], uid: int) -> list[str]:
+    """``env`` with runc's HOME where it has none (or an empty one): the home /etc/passwd gives
+    the process's uid, else "/". A bundle of `runc spec`, `ctr run` or containerd's CRI sets no
+    HOME and its programs (git, ssh, pip...) find one under runc; read after pivot_root, so the
+    container's own /etc/passwd, for the init and every exec'd process alike."""
+    if next((e[5:] for e in reversed(env) if e.startswith("HOME=")), ""):  # the last one counts, as in execve's
+        return env
+    return [*env, f"HOME={home_of(table_rows('/', 'etc/passwd'), uid)}"]

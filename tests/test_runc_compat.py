@@ -384,6 +384,48 @@ def test_a_relative_path_directory_is_the_working_directory_s_as_execvp_takes_it
             assert r.returncode == 0 and r.stdout.strip() == out, (path, cwd, r)
 
 
+def test_a_process_without_home_gets_its_user_s_home_as_runc_gives_it(h, tmp_path):
+    """runc sets HOME where the process's env has none, or an empty one: the home of its uid's row
+    in the container's /etc/passwd (the uid read as a number), else "/"; for the init and for
+    every exec. A bundle of `runc spec`, of `ctr run` or of containerd's CRI names no HOME, and
+    under mrun its programs found none."""
+    runc = require("runc", "runc")
+    rootfs = tmp_path / "rootfs"
+    make_rootfs(str(rootfs))
+    (rootfs / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nu1:x:1000:1000::/home/u1:/bin/sh\n"
+                                           "u2:x:01001:1001::/home/u2:/bin/sh\n")
+    asks = ((0, []), (1000, []), (1001, []), (2000, []), (1000, ["HOME=/set"]), (0, ["HOME="]),
+            (1000, ["HOME=/set", "HOME="]))
+    got: dict[str, list[str]] = {}
+    for name in ("runc", "mrun"):
+        if name == "runc":
+            base, cid = [runc, "--root", str(tmp_path / "runc-root")], f"home-{uuid.uuid4().hex[:6]}"
+        else:
+            base, cid = [h.binary, "--root", h.root], h.cid("home")
+        outputs = []
+        for n, (uid, env) in enumerate(asks):
+            cfg = h.config(["sh", "-c", "echo $HOME"], root={"path": str(rootfs), "readonly": True})
+            cfg["process"].update(user={"uid": uid, "gid": uid}, env=["PATH=/bin", *env])
+            r = subprocess.run([*base, "run", "-b", h.bundle(config=cfg), f"{cid}-{n}"], capture_output=True,
+                               text=True, timeout=30, stdin=subprocess.DEVNULL)
+            assert r.returncode == 0, (name, uid, env, r.stderr)
+            outputs.append(r.stdout.strip())
+        cfg = h.config(["sleep", "60"], root={"path": str(rootfs), "readonly": True})
+        cfg["process"]["env"] = ["PATH=/bin"]
+        subprocess.run([*base, "run", "-d", "-b", h.bundle(config=cfg), cid], check=True, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+        try:
+            for flags in ([], ["--user", "1000"], ["--user", "3000"], ["--env", "HOME=/given"]):
+                outputs.append(subprocess.run([*base, "exec", *flags, cid, "sh", "-c", "echo $HOME"],
+                                              capture_output=True, text=True, check=True, timeout=30).stdout.strip())
+        finally:
+            subprocess.run([*base, "delete", "--force", cid], capture_output=True, timeout=30)
+        got[name] = outputs
+    assert got["mrun"] == got["runc"], got
+    assert got["mrun"] == ["/root", "/home/u1", "/home/u2", "/", "/set", "/root", "/home/u1",
+                           "/root", "/home/u1", "/", "/given"], got
+
+
 def test_kill_with_signal_0_asks_whether_the_process_is_there(h):
     """runc takes 0 as kill(2) does: no signal, only the question. A created or running
     container: exit 0, its process untouched (a sleep that got a signal would be gone); a stopped

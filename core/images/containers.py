@@ -23,6 +23,7 @@ from mrun.images.store import ImageStore
 from mrun.kernel import inroot
 from mrun.kernel.tree import remove_tree
 from mrun.network import names
+from mrun.plugins.api import home_of, table_rows
 from mrun.scratch import is_scratch
 from mrun.state import now_rfc3339
 from mrun.units import decimal
@@ -78,16 +79,6 @@ class Overrides:
         self.expose: list[str] = kw.get("expose") or []
 
 
-def _table(rootfs: str, path: str) -> list[list[str]]:
-    """The rows of an image's /etc/passwd or /etc/group, read inside the image (its /etc may be a
-    link aimed at the host's)."""
-    try:
-        text = inroot.read_file(rootfs, path).decode(errors="replace")
-    except OSError:
-        return []
-    return [line.split(":") for line in text.splitlines() if line.count(":") >= 3]
-
-
 def _is_wasm_program(rootfs: str, process: dict[str, Any]) -> bool:
     """Whether the command is a WebAssembly module or component (its first bytes, read inside the
     image): whatever the image declares, a wasm backend bids for it."""
@@ -98,15 +89,9 @@ def _is_wasm_program(rootfs: str, process: dict[str, Any]) -> bool:
     return program_head(rootfs, path).startswith(b"\0asm")
 
 
-def _home(passwd: list[list[str]], uid: int) -> str:
-    """The user's home in the image's /etc/passwd, else "/" (docker's rule for HOME)."""
-    row = next((r for r in passwd if r[2] == str(uid) and len(r) > 5 and r[5].startswith("/")), None)
-    return row[5] if row else "/"
-
-
 def user_ids(rootfs: str, user: str) -> tuple[int, int, list[int]]:
     """'name[:group]' or 'uid[:gid]' -> (uid, gid, extra gids), from the rootfs's own tables."""
-    return _lookup_user(rootfs, user, _table(rootfs, "etc/passwd"))
+    return _lookup_user(rootfs, user, table_rows(rootfs, "etc/passwd"))
 
 
 def _lookup_user(
@@ -117,7 +102,7 @@ def _lookup_user(
     value came from in a refusal: the flag, or the image's User field."""
     name, _, group = user.partition(":")
     source = f"{source} {user if user.isprintable() else repr(user)}"  # an image's "root\nmrun: ..." is one line
-    groups = _table(rootfs, "etc/group")
+    groups = table_rows(rootfs, "etc/group")
     uid = decimal(name)
     if uid is not None:  # its row by number, as Go's user lookup (docker's) compares: "01000" is 1000's
         row = next((r for r in passwd if decimal(r[2]) == uid), None)
@@ -193,13 +178,13 @@ def make_spec(
     # raise its own limit (elasticsearch needs 65535).
     process.pop("rlimits", None)
     user = o.user or cfg.get("User") or ""
-    passwd = _table(rootfs, "etc/passwd")
+    passwd = table_rows(rootfs, "etc/passwd")
     # No User: docker's is uid 0 looked up all the same, so root has the groups the image's
     # /etc/group gives it (alpine's root is in wheel, disk, adm...), as under docker and containerd
     uid, gid, extra = _lookup_user(rootfs, user or "0", passwd, "--user" if o.user else "the image's User")
     process["user"] = {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})}
     if not any(e.startswith("HOME=") for e in env):
-        env.append(f"HOME={_home(passwd, uid)}")
+        env.append(f"HOME={home_of(passwd, uid)}")
     spec["root"] = {"path": rootfs, "readonly": o.read_only}
     # docker's: the flag; else the host's (--network host) or the joined container's (container:ID)
     spec["hostname"] = (o.hostname or o.network.get("hostname")
@@ -286,7 +271,7 @@ def _lookup_group(rootfs: str, group: str) -> int:
     number = decimal(group)
     if number is not None and number < 1 << 32:
         return number
-    row = next((r for r in _table(rootfs, "etc/group") if r[0] == group and decimal(r[2]) is not None), None)
+    row = next((r for r in table_rows(rootfs, "etc/group") if r[0] == group and decimal(r[2]) is not None), None)
     if row is None:
         raise InvalidSpec(f"--group-add {group}: no group {group!r} in the container's /etc/group")
     return int(row[2])

@@ -6,8 +6,9 @@ import errno
 import os
 
 from mrun.errors import MrunError
-from mrun.kernel.inroot import open_regular, secure_join
+from mrun.kernel.inroot import open_regular, read_file, secure_join
 from mrun.plugins.cli import Arg, Command, Flag  # noqa: F401 - for backends that add verbs (mrun_commands)
+from mrun.units import decimal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -89,6 +90,25 @@ def not_runnable(root: str, name: str, process: dict[str, Any]) -> str:
     except OSError:
         found = False
     return "permission denied" if found else f"stat {name}: no such file or directory"
+
+
+def table_rows(root: str, path: str) -> list[list[str]]:
+    """The rows of /etc/passwd or /etc/group (``path``: "etc/passwd") under ``root``, read inside
+    it (an image's /etc may be a link aimed at the host's); none where it is missing or no
+    regular file."""
+    try:
+        text = read_file(root, path).decode(errors="replace")
+    except OSError:
+        return []
+    return [line.split(":") for line in text.splitlines() if line.count(":") >= 3]
+
+
+def home_of(passwd: list[list[str]], uid: int) -> str:
+    """The home of ``uid``'s first row of ``passwd`` (its uid read as Go's Atoi reads it), "/"
+    without one or for one that is no absolute path: HOME as runc sets it for a process whose
+    env has none, and as docker sets it for an image's user."""
+    row = next((r for r in passwd if decimal(r[2]) == uid), None)
+    return row[5] if row and len(row) > 5 and row[5].startswith("/") else "/"
 
 
 def _path_of(process: dict[str, Any]) -> str:
