@@ -329,6 +329,7 @@ def _daemon(
 
     listener = socket.socket(fileno=listener.detach())
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    _one_above_containerd()
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     helper = os.fork()
     if helper == 0:  # the fork helper: forked now, while we are still single-threaded
@@ -367,6 +368,23 @@ def _daemon(
         publisher.flush(3)  # the last exit and delete events reach containerd before we go
     threading.Event().wait(0.1)  # let the Shutdown reply leave
     os._exit(0)
+
+
+def _one_above_containerd() -> None:
+    """Our OOM score one above containerd's, as containerd's shims set theirs (its
+    AdjustOOMScore): out of memory, the kernel takes a container, then its shim, before
+    containerd. Ours is containerd's until now (start inherited it; a warm child took it on),
+    and the containers, forked below, inherit it as a runc shim's do. Raising needs no privilege."""
+    try:
+        fd = os.open("/proc/self/oom_score_adj", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.write(fd, str(min(int(os.read(fd, 16)) + 1, 1000)).encode())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(fd)
 
 
 def _unlink(path: str) -> None:

@@ -341,6 +341,36 @@ def test_shim_ctr_run_rm_echo_and_exit_code(ctd):
     assert not cgroup_dirs(f"/{ctd.ns}/shim1") and not cgroup_dirs(f"/{ctd.ns}/shim2")
 
 
+def test_a_shim_runs_one_oom_score_above_containerd_and_its_containers_inherit_it(ctd):
+    """containerd's shims set their OOM score one above containerd's (its AdjustOOMScore): out
+    of memory, the kernel takes a container, then its shim, before containerd; and a container
+    whose spec sets no oomScoreAdj has its shim's. mrun's shim kept containerd's own: its
+    containers were as precious to the OOM killer as containerd. Linux and wasm alike."""
+    def score(pid: int) -> int:
+        with open(f"/proc/{pid}/oom_score_adj") as f:
+            return int(f.read())
+
+    runc = ["run", "--fifo-dir", ctd.fifo_dir, "--runc-root", os.path.join(ctd.dir, "real-runc"), "--cgroup"]
+    # runc makes the parent of its cgroup and leaves it: one of the test's own, removed below
+    cases = {"oomrunc": ([*runc, f"/{ctd.ns}-runc/oomrunc"], IMAGE, ["sleep", "600"]),
+             "oomlinux": (shim_run_args(ctd, "oomlinux"), IMAGE, ["sleep", "600"]),
+             "oomwasm": (shim_run_args(ctd, "oomwasm"), WASM_IMAGE, ["/pod.wasm", "/never", "/x"])}
+    got = {}
+    try:
+        for cid, (args, image, command) in cases.items():
+            ctd.ctr(*args, "-d", image, cid, *command)
+            pid = task_pid(ctd, cid)
+            got[cid] = (score(parent_pid(pid)), score(pid))
+    finally:
+        for cid in cases:
+            ctd.ctr("task", "rm", "-f", cid, check=False)
+            ctd.ctr("c", "rm", cid, check=False)
+        for d in cgroup_dirs(f"/{ctd.ns}-runc"):
+            os.rmdir(d)
+    above = score(ctd.proc.pid) + 1
+    assert got == {cid: (above, above) for cid in cases}, (above, got)
+
+
 def test_shim_runs_an_image_of_90_layers_as_the_runc_shim_does(ctd, busybox_rootfs, tmp_path):
     """containerd's overlay snapshotter names each layer by its path (~70 characters here): from
     about 55 layers the options passed one page and the shim's mount failed ("No such file or
