@@ -25,7 +25,7 @@ from mrun.shims import rootfs as rootfs_mounts
 from mrun.shims import spawner
 from mrun.shims.events import Publisher, now
 from mrun.shims.proto import events_pb2, task_pb2, types_pb2
-from mrun.shims.stdio import StdinPump, TtyRelay, open_stdio
+from mrun.shims.stdio import StdinPump, TtyRelay, held_reader, open_stdio
 from mrun.shims.ttrpc import (
     ALREADY_EXISTS,
     FAILED_PRECONDITION,
@@ -63,6 +63,7 @@ class Process:
         self.stdin, self.stdout, self.stderr, self.terminal = stdin, stdout, stderr, terminal
         self.pump: StdinPump | None = None
         self.relay: TtyRelay | None = None
+        self.held: list[int] = []  # read ends of its output fifos (stdio.held_reader), until it is deleted
         self.window: tuple[int, int] | None = None  # a ResizePty that came before the pty existed
         self.pid = 0
         self.exit_status = 0
@@ -90,6 +91,9 @@ def _release(proc: Process) -> None:
         proc.pump.close()
     if proc.relay is not None:
         proc.relay.release()
+    for fd in proc.held:
+        os.close(fd)
+    proc.held = []
 
 
 class TaskService:
@@ -212,6 +216,7 @@ class TaskService:
         asked, so a path that cannot be opened fails the request with nothing made; what fails
         after the process was made (its terminal never came) takes that process away again."""
         opened: list[int] = []
+        held: list[int] = []
         console = pump = None
         try:
             if proc.terminal:  # the container makes the pty and sends its master back on this pair
@@ -229,6 +234,8 @@ class TaskService:
                         raise _unopenable(proc, "stdin", e)
                 stdin = pump.reader if pump else _opened(proc, "", False, opened)
                 fds = [stdin, _opened(proc, "stdout", True, opened), _opened(proc, "stderr", True, opened)]
+                held = [fd for fd in map(held_reader, fds[1:]) if fd >= 0]
+                opened += held  # closed with the rest, unless the process is made
             with self.spawner_lock:
                 answer = self._ask_helper(msg, fds)
             if "error" in answer:
@@ -248,6 +255,7 @@ class TaskService:
                 opened = [fd for fd in opened if fd not in tty]  # the relay's now
                 if proc.window:
                     proc.relay.resize(*proc.window)
+            proc.held, opened = held, [fd for fd in opened if fd not in held]
         except BaseException:
             if pump is not None:
                 pump.close()

@@ -1,6 +1,7 @@
 """A task's stdio between containerd's fifos and the container.
 
-stdout and stderr need no copying: the container writes straight into containerd's fifos.
+stdout and stderr need no copying: the container writes straight into containerd's fifos, of
+which the shim holds a read end it never reads (``held_reader``), as containerd's runc shim does.
 stdin goes through a pipe the shim feeds (``StdinPump``), because CloseIO must be able to give
 the process EOF while someone (CRI keeps the fifo open for later attaches) still holds the
 fifo's write end. A terminal (``TtyRelay``) is a pty made inside the container: the shim holds
@@ -13,6 +14,7 @@ import errno
 import fcntl
 import os
 import select
+import stat
 import struct
 import termios
 import threading
@@ -50,6 +52,21 @@ def open_stdio(path: str, write: bool) -> int:
             pause = min(pause * 2, 0.02)
     os.set_blocking(fd, True)
     return fd
+
+
+def held_reader(fd: int) -> int:
+    """A read end of the output fifo ``fd`` writes to (-1 for a file or /dev/null), for the shim
+    to hold as long as the process may write. A client that goes (ctr killed; containerd
+    restarting, under CRI the reader of every container's log) then leaves the writers a fifo to
+    fill and wait on until a reader comes back, as under containerd's runc shim; without it their
+    writes failed (EPIPE) and a program that does not catch SIGPIPE died of it. Reopened through
+    the descriptor: the fifo the process writes to, whatever its path names by now."""
+    try:
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        pass  # out of descriptors: the process runs as before, its writers with no fallback reader
+    return -1
 
 
 def _wait(fd: int, events: int, stop_fd: int) -> bool:

@@ -371,6 +371,43 @@ def test_a_shim_runs_one_oom_score_above_containerd_and_its_containers_inherit_i
     assert got == {cid: (above, above) for cid in cases}, (above, got)
 
 
+def test_a_client_gone_from_the_output_fifos_leaves_the_writers_waiting_not_killed(ctd):
+    """containerd's runc shim holds a read end of each output fifo: when the client reading them
+    goes (ctr killed; containerd restarting, under CRI the reader of every container's log), the
+    container's writes fill the fifo and wait for a reader to come back. mrun's containers wrote
+    straight into fifos nobody else held: their writes failed (EPIPE) and a program that does not
+    catch SIGPIPE died of it. An init's output and an exec'd process's, stdout and stderr."""
+    def attached(*args: str) -> subprocess.Popen:
+        return subprocess.Popen([ctd.ctr_bin, "--address", ctd.sock, "--namespace", ctd.ns, *args],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def gone(client: subprocess.Popen) -> None:
+        time.sleep(0.3)  # writing
+        client.kill()
+        client.wait()
+        time.sleep(1)  # a writer killed by SIGPIPE is gone by then
+
+    for stream in ("1", "2"):
+        cid = f"gone{stream}"
+        client = attached(*shim_run_args(ctd, cid), IMAGE, cid, "sh", "-c", f"yes >&{stream}; echo $? > /tmp/rc; "
+                          "sleep 600")
+        try:
+            deadline = time.monotonic() + 10
+            while cid not in ctd.ctr("task", "ls").stdout:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            root = f"/proc/{task_pid(ctd, cid)}/root/tmp"
+            gone(client)
+            assert not os.path.exists(f"{root}/rc"), f"the init's writer ended: {open(f'{root}/rc').read()}"
+            gone(attached("task", "exec", "--exec-id", "e1", cid, "sh", "-c", f"yes >&{stream}; echo $? > /tmp/erc"))
+            assert not os.path.exists(f"{root}/erc"), f"an exec's writer ended: {open(f'{root}/erc').read()}"
+        finally:
+            client.kill()
+            ctd.ctr("task", "kill", "-s", "KILL", cid, check=False)
+            ctd.ctr("task", "rm", "-f", cid, check=False)
+            ctd.ctr("c", "rm", cid, check=False)
+
+
 def test_shim_runs_an_image_of_90_layers_as_the_runc_shim_does(ctd, busybox_rootfs, tmp_path):
     """containerd's overlay snapshotter names each layer by its path (~70 characters here): from
     about 55 layers the options passed one page and the shim's mount failed ("No such file or
