@@ -408,6 +408,22 @@ def test_a_client_gone_from_the_output_fifos_leaves_the_writers_waiting_not_kill
             ctd.ctr("c", "rm", cid, check=False)
 
 
+def test_a_user_other_than_root_can_open_its_fifos_again(ctd):
+    """A process whose user is not root opens its standard streams again by name (`echo >
+    /dev/stdout`), as under containerd's runc shim, whose pipes runc makes the user's. Through
+    mrun's shim the streams are containerd's fifos (root's, 0700): refused (EACCES) until the
+    runtime gave them to the process's user, as runc gives whatever streams it is handed."""
+    cid = "stdio-user"
+    ctd.ctr(*shim_run_args(ctd, cid), "-d", IMAGE, cid, "sleep", "600")
+    try:
+        r = ctd.ctr("task", "exec", "--exec-id", "user", "--user", "1000", cid, "sh", "-c",
+                    "echo out > /dev/stdout && echo err > /dev/stderr")
+        assert (r.stdout, r.stderr.splitlines()[-1]) == ("out\n", "err"), r
+    finally:
+        ctd.ctr("task", "rm", "-f", cid, check=False)
+        ctd.ctr("c", "rm", cid, check=False)
+
+
 def test_shim_runs_an_image_of_90_layers_as_the_runc_shim_does(ctd, busybox_rootfs, tmp_path):
     """containerd's overlay snapshotter names each layer by its path (~70 characters here): from
     about 55 layers the options passed one page and the shim's mount failed ("No such file or

@@ -6093,3 +6093,32 @@ def test_per_device_block_io_limits_as_docker(images, busybox_archive):
     ):
         one_line_error(img(h, *run_args(h, "--rm", *flags, IMAGE, "true")), *needles)
     assert img_ok(h, "ps", "-aq").stdout == ""
+
+
+def test_run_and_exec_leave_the_caller_s_own_files_the_caller_s(images, busybox_archive, tmp_path):
+    """runc makes the streams it is handed the process's user's (fixStdioPermissions), and mrun
+    does for its runc verbs, its shim and a detached container's log pipes. docker's front end
+    hands `run` and `exec` the caller's own files: `mrun run --user 1000 IMAGE > out.txt` must
+    not give out.txt to uid 1000, as docker (whose container writes to dockerd's pipes) never
+    does. A detached container, writing to its supervisor's pipes, opens /dev/stdout again."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    cid = h.cid("own")
+    env = {**os.environ, **h.base_env}
+    for args in (run_args(h, "--rm", "--user", "1000", IMAGE, "sh", "-c", "echo out"),
+                 run_args(h, "-d", "--name", cid, IMAGE, "sleep", "600"),
+                 ["exec", "--user", "1000", cid, "sh", "-c", "echo out"]):
+        out = tmp_path / "out.txt"
+        with open(out, "w") as f:
+            r = subprocess.run([h.binary, "--root", h.root, "--image-root", h.image_root, *args], stdout=f,
+                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, timeout=60, env=env)
+        assert r.returncode == 0, r.stderr
+        assert os.stat(out).st_uid == 0, (args, os.stat(out))
+    img_ok(h, "rm", "-f", cid)
+    img_ok(h, *run_args(h, "-d", "--name", cid, "--user", "1000", IMAGE, "sh", "-c",
+                        "echo out > /dev/stdout && echo err > /dev/stderr && sleep 600"))
+    deadline = time.monotonic() + 10
+    while (logs := img(h, "logs", cid)).stdout != "out\n" or logs.stderr != "err\n":
+        assert time.monotonic() < deadline, logs
+        time.sleep(0.05)
+    img_ok(h, "rm", "-f", cid)

@@ -104,6 +104,15 @@ def test_podman_run_rm(podman):
     assert r.stdout.splitlines() == ["hello from podman", "Seccomp:\t2"]  # podman's seccomp profile applied
 
 
+def test_podman_run_as_a_user_opens_its_streams_again(podman):
+    """conmon hands the runtime pipes of root's; runc makes them the process's user's, so a
+    container running as 1000 writes `echo > /dev/stdout`. Under mrun it was refused (EACCES)."""
+    run, tag, _state = podman
+    r = run("run", "--rm", "--network", "none", "--cgroup-parent", f"/{tag}", *ULIMITS, "--user", "1000:1000", IMAGE,
+            "sh", "-c", "echo out > /dev/stdout && echo err > /dev/stderr")
+    assert (r.stdout, r.stderr) == ("out\n", "err\n"), r
+
+
 def test_podman_detached_exec_kill_rm(podman):
     run, tag, state = podman
     name = f"c{uuid.uuid4().hex[:6]}"

@@ -426,6 +426,37 @@ def test_a_process_without_home_gets_its_user_s_home_as_runc_gives_it(h, tmp_pat
                            "/root", "/home/u1", "/", "/given"], got
 
 
+def test_a_user_other_than_root_can_open_its_standard_streams_again_as_under_runc(h, tmp_path):
+    """runc makes each standard stream it hands a process the process's user's (fixStdioPermissions:
+    the owner, not the group; never the null device), so `echo > /dev/stdout`, or a program told to
+    log to /dev/stderr, works as any user. mrun left conmon's and containerd's pipes root's: a user
+    other than root was refused them (EACCES). The init and an exec'd process alike."""
+    runc = require("runc", "runc")
+    script = "echo out > /dev/stdout; echo err > /dev/stderr; cat /dev/stdin"
+    got: dict[str, list[tuple[str, str]]] = {}
+    for name in ("runc", "mrun"):
+        if name == "runc":
+            base, cid = [runc, "--root", str(tmp_path / "runc-root")], f"stdio-{uuid.uuid4().hex[:6]}"
+        else:
+            base, cid = [h.binary, "--root", h.root], h.cid("stdio")
+        cfg = h.config(["sh", "-c", script])
+        cfg["process"]["user"] = {"uid": 1000, "gid": 1000}
+        r = subprocess.run([*base, "run", "-b", h.bundle(config=cfg), f"{cid}-run"], input="in\n",
+                           capture_output=True, text=True, timeout=30)
+        outputs = [(r.stdout, r.stderr)]
+        subprocess.run([*base, "run", "-d", "-b", h.bundle(["sleep", "60"]), cid], check=True, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+        try:
+            r = subprocess.run([*base, "exec", "--user", "2000", cid, "sh", "-c", script], input="in\n",
+                               capture_output=True, text=True, timeout=30)
+            outputs.append((r.stdout, r.stderr))
+        finally:
+            subprocess.run([*base, "delete", "--force", cid], capture_output=True, timeout=30)
+        got[name] = outputs
+    assert got["mrun"] == got["runc"], got
+    assert got["mrun"] == [("out\nin\n", "err\n")] * 2, got
+
+
 def test_kill_with_signal_0_asks_whether_the_process_is_there(h):
     """runc takes 0 as kill(2) does: no signal, only the question. A created or running
     container: exit 0, its process untouched (a sleep that got a signal would be gone); a stopped

@@ -472,6 +472,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
             shown = (1, 2) if attach is None else tuple(n for n, s in ((1, "stdout"), (2, "stderr")) if s in attach)
             tee = terminal_log = None
             options = CreateOptions()
+            options.own_stdio = False  # the caller's own files (docker's runs the container on its own pipes)
             listening: list[Any] = []  # after a detach: the attach socket it listens on
             on_its_own: list[Any] = []  # after its caller has gone: the cgroup this process went to
             marks = runtime.store.cgroup_marks

@@ -430,6 +430,7 @@ def exec_(g: dict[str, Any], container_id: str, command: list[str], process: str
         opts = _opts(g, **flags)
         if _docker_made(record):
             _docker_running(runtime, record, exec_=True)
+            opts.own_stdio = False  # docker's exec: the caller's files stay the caller's
             if not flags.get("interactive") and not detach:
                 no_stdin()  # docker's exec without -i; runc's (a bundle's container) passes ours
             elif flags.get("tty") and not detach:

@@ -183,6 +183,7 @@ class Create:
     def prepare_backend(self, undo: Undo) -> None:
         self.builder = SandboxBuilder(self.runtime, self.id, self.record.backend, self.spec, self.spec.process,
                                       self.cgroup)
+        self.builder.plan.own_stdio = self.opts.own_stdio
         self.builder.prepare_backend()
 
     def prepare_network(self, undo: Undo) -> None:

@@ -33,6 +33,7 @@ def exec_process(runtime: Any, record: Record, process: dict[str, Any], opts: Cr
             raise MrunError(f"--cgroup: container {record.id!r} has no cgroup")
         cgroup = cgroup.within(sub_cgroups)
     builder = SandboxBuilder(runtime, record.id, record.backend, spec, process, cgroup)
+    builder.plan.own_stdio = opts.own_stdio
     builder.prepare_backend()
     with Undo() as undo:
         held: list[int] = []

@@ -39,6 +39,9 @@ class CreateOptions:
         self.annotations: dict[str, str] = {}
         # `run`'s own pidfd: its init ends if `run` is gone before it starts it (no one else will)
         self.starter_pidfd = -1
+        # runc's: the standard streams the process is handed are made its user's (ProcessPlan's
+        # own_stdio). Off for docker's front end, which hands a container its caller's own files.
+        self.own_stdio = True
 
 
 def write_pid_file(path: str, pid: int) -> None:

@@ -35,6 +35,9 @@ class ProcessPlan:
         self.user: dict[str, Any] = process.get("user") or {}
         self.nnp = bool(process.get("noNewPrivileges"))
         self.terminal = bool(process.get("terminal"))
+        # runc's fixStdioPermissions (_own_stdio); a front end that hands the process its caller's
+        # own files (docker's run and exec) sets it off: only a terminal made for it is then its user's
+        self.own_stdio = True
         self.caps = (
             CapPlan(process["capabilities"], f"{field}.capabilities")
             if process.get("capabilities") is not None
@@ -145,6 +148,8 @@ class ProcessPlan:
         map: EINVAL) named with the field and the id, as runc's create fails."""
         uid, gid = self.user.get("uid", 0), self.user.get("gid", 0)
         groups = list(self.user.get("additionalGids") or [])
+        if self.own_stdio or self.terminal:
+            self._own_stdio(uid)
         try:
             os.setgroups(groups)  # never inherit the host's supplementary groups
         except OSError as e:
@@ -156,6 +161,27 @@ class ProcessPlan:
             except OSError as e:
                 hint = " (not mapped in the user namespace)" if e.errno == errno.EINVAL else ""
                 raise OSError(f"{self.field}.user.{name}: cannot set {value}: {e.strerror}{hint}")
+
+
+    def _own_stdio(self, uid: int) -> None:
+        """runc's fixStdioPermissions: each standard stream the process was handed (a client's pipe,
+        a shim's fifo, its terminal) made the user's, its group left as it is, so that the process
+        can open it again by name: `echo > /dev/stdout`, a program told to log to /dev/stderr. The
+        null device, and one the user owns already, stay as they are; one the kernel will not give
+        (an owner or group its user namespace does not map, a read-only /dev) is left, as runc
+        leaves it. Without it a user other than root was refused (EACCES) the streams it writes."""
+        for fd in (0, 1, 2):
+            try:
+                st = os.fstat(fd)
+            except OSError:
+                continue
+            if st.st_uid == uid or (st.st_mode & 0o170000 == 0o020000 and st.st_rdev == os.makedev(1, 3)):
+                continue
+            try:
+                os.fchown(fd, uid, -1)
+            except OSError as e:
+                if e.errno not in (errno.EINVAL, errno.EPERM, errno.EROFS):
+                    raise OSError(f"{self.field}.user.uid: cannot give it standard stream {fd}: {e.strerror}")
 
 
 def _rlim(value: int) -> int:
