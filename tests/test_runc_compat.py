@@ -457,6 +457,43 @@ def test_a_user_other_than_root_can_open_its_standard_streams_again_as_under_run
     assert got["mrun"] == [("out\nin\n", "err\n")] * 2, got
 
 
+def test_a_process_naming_no_capabilities_gets_none_or_its_container_s_as_under_runc(h, tmp_path):
+    """runc gives a container's process that names no capabilities none at all, and an exec'd
+    one its container's. mrun kept its own for both: every capability, so a bundle without the
+    field ran a root as privileged as the host's, and `exec -p` of a process.json without one
+    ran with every capability inside a container allowed three."""
+    runc = require("runc", "runc")
+    show = ["sh", "-c", "grep -E '^Cap(Prm|Eff|Bnd|Amb)' /proc/self/status"]
+    process = tmp_path / "process.json"
+    process.write_text(json.dumps({"args": show, "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}))
+    got: dict[str, list[str]] = {}
+    for name in ("runc", "mrun"):
+        if name == "runc":
+            base, cid = [runc, "--root", str(tmp_path / "runc-root")], f"caps-{uuid.uuid4().hex[:6]}"
+        else:
+            base, cid = [h.binary, "--root", h.root], h.cid("caps")
+        cfg = h.config(show)
+        del cfg["process"]["capabilities"]
+        r = subprocess.run([*base, "run", "-b", h.bundle(config=cfg), f"{cid}-none"], capture_output=True, text=True,
+                           timeout=30, stdin=subprocess.DEVNULL)
+        outputs = [r.stdout]
+        cfg = h.config(["sleep", "60"])
+        cfg["process"]["capabilities"] = {k: ["CAP_CHOWN", "CAP_KILL"] for k in ("bounding", "effective", "permitted")}
+        subprocess.run([*base, "run", "-d", "-b", h.bundle(config=cfg), cid], check=True, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+        try:
+            outputs.append(subprocess.run([*base, "exec", "-p", str(process), cid], capture_output=True, text=True,
+                                          timeout=30).stdout)
+        finally:
+            subprocess.run([*base, "delete", "--force", cid], capture_output=True, timeout=30)
+        got[name] = outputs
+    assert got["mrun"] == got["runc"], got
+    def sets(mask: str) -> str:
+        return f"CapPrm:\t{mask}\nCapEff:\t{mask}\nCapBnd:\t{mask}\nCapAmb:\t0000000000000000\n"
+
+    assert got["mrun"] == [sets("0000000000000000"), sets("0000000000000021")], got
+
+
 def test_kill_with_signal_0_asks_whether_the_process_is_there(h):
     """runc takes 0 as kill(2) does: no signal, only the question. A created or running
     container: exit 0, its process untouched (a sleep that got a signal would be gone); a stopped

@@ -25,6 +25,11 @@ def exec_process(runtime: Any, record: Record, process: dict[str, Any], opts: Cr
     from mrun.sandbox.init import exec_child
     from mrun.spec import Spec
 
+    if process.get("capabilities") is None:
+        # runc's: a process that names no capabilities has the container's (its init's), and none
+        # where that names none. Without this one (`exec -p` of a process.json with no capabilities
+        # object) mrun kept its own, every capability, in a container allowed three.
+        process = {**process, "capabilities": (record.config.get("process") or {}).get("capabilities") or {}}
     spec = Spec(record.config, record.bundle)
     warm_the_move(spec.namespaces())
     cgroup = runtime._cgroup(record) if record.cgroup else None

@@ -38,11 +38,9 @@ class ProcessPlan:
         # runc's fixStdioPermissions (_own_stdio); a front end that hands the process its caller's
         # own files (docker's run and exec) sets it off: only a terminal made for it is then its user's
         self.own_stdio = True
-        self.caps = (
-            CapPlan(process["capabilities"], f"{field}.capabilities")
-            if process.get("capabilities") is not None
-            else None
-        )
+        # None named: none at all, as runc gives (it was every capability mrun held: a root as
+        # privileged as the host's); an exec's are its container's (operations.exec)
+        self.caps = CapPlan(process.get("capabilities") or {}, f"{field}.capabilities")
         self.rlimits: list[tuple[int, int, int]] = []
         for i, rl in enumerate(process.get("rlimits") or []):
             num = getattr(resource, rl["type"], None)
