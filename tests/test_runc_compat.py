@@ -494,6 +494,41 @@ def test_a_process_naming_no_capabilities_gets_none_or_its_container_s_as_under_
     assert got["mrun"] == [sets("0000000000000000"), sets("0000000000000021")], got
 
 
+@pytest.mark.parametrize("devices", [None, []], ids=["no-field", "no-rules"])
+def test_a_spec_without_device_rules_still_gets_a_whitelist_as_under_runc(h, tmp_path, devices):
+    """runc's device cgroup is a whitelist whatever the spec says (its emulator starts from "deny
+    all", the defaults over it). With no linux.resources.devices, or none in it, mrun wrote no rule
+    at all: the container could open any device of the host, its disk made with mknod and read.
+    An update (which names no devices) leaves create's rules alone."""
+    runc = require("runc", "runc")
+    disk = sorted(os.listdir("/sys/dev/block"))[0].replace(":", " ")  # a block device of this host
+    script = f"mknod /dev/disk$$ b {disk} && head -c 1 /dev/disk$$ > /dev/null; echo $?"
+    mknod = {k: ["CAP_MKNOD"] for k in ("bounding", "effective", "permitted")}  # docker's default set has it
+    got = {}
+    for name in ("runc", "mrun"):
+        base = [runc, "--root", str(tmp_path / "runc-root")] if name == "runc" else [h.binary, "--root", h.root]
+        cfg = h.config(["sh", "-c", script])
+        cfg["process"]["capabilities"] = mknod
+        if devices is None:
+            del cfg["linux"]["resources"]["devices"]
+        else:
+            cfg["linux"]["resources"]["devices"] = devices
+        r = subprocess.run([*base, "run", "-b", h.bundle(config=cfg), f"dev-{uuid.uuid4().hex[:6]}"],
+                           capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        got[name] = (r.stdout, "Operation not permitted" in r.stderr)
+    assert got["mrun"] == got["runc"] == ("1\n", True), got
+    cfg = h.config(["sleep", "60"])
+    cfg["process"]["capabilities"] = mknod
+    del cfg["linux"]["resources"]["devices"]
+    cid = h.cid("dev")
+    h.ok("run", "-d", "-b", h.bundle(config=cfg), cid)
+    shown = lambda: h.ok("exec", cid, "sh", "-c", script).stdout  # noqa: E731
+    assert shown() == "1\n"
+    h.ok("update", "--memory", "64m", cid)
+    assert shown() == "1\n", "an update gave the container every device"
+    h.ok("delete", "--force", cid)
+
+
 def test_kill_with_signal_0_asks_whether_the_process_is_there(h):
     """runc takes 0 as kill(2) does: no signal, only the question. A created or running
     container: exit 0, its process untouched (a sleep that got a signal would be gone); a stopped

@@ -96,21 +96,28 @@ def _num(v: int | None) -> str:
 
 
 def device_rules(resources: dict[str, Any], devices: list[dict[str, Any]]) -> list[str]:
-    """v1 ``devices.allow``/``devices.deny`` lines, prefixed 'allow ' or 'deny '."""
+    """v1 ``devices.allow``/``devices.deny`` lines, prefixed 'allow ' or 'deny '. A whitelist
+    whatever the spec says, as runc's (its device emulator starts from "deny all"): the spec's
+    rules, the devices it makes and the defaults over that. mrun added nothing to a spec with no
+    rules, whose container could then open every device of the host: a disk made with mknod.
+    ``resources`` without "devices" (an update's: runtime.update) leaves the rules as they are."""
+    if "devices" not in resources:
+        return []
     rules = list(resources.get("devices") or [])
-    if rules:
-        rules += [
-            {
-                "allow": True,
-                "type": d["type"],
-                "major": d.get("major", -1),
-                "minor": d.get("minor", -1),
-                "access": "rwm",
-            }
-            for d in devices
-            if d.get("type") in ("c", "b")
-        ]
-        rules += DEFAULT_DEVICE_RULES
+    # a spec's usual first rule is that "deny all" already (the line of an "a" rule has no access)
+    denies_all = bool(rules) and not rules[0].get("allow") and (rules[0].get("type") or "a") == "a"
+    rules += [
+        {
+            "allow": True,
+            "type": d["type"],
+            "major": d.get("major", -1),
+            "minor": d.get("minor", -1),
+            "access": "rwm",
+        }
+        for d in devices
+        if d.get("type") in ("c", "b")
+    ]
+    rules += DEFAULT_DEVICE_RULES
     out = []
     for i, r in enumerate(rules):
         kind = r.get("type") or "a"
@@ -126,7 +133,7 @@ def device_rules(resources: dict[str, Any], devices: list[dict[str, Any]]) -> li
             raise InvalidSpec(f"linux.resources.devices[{i}].access: only r, w and m are allowed")
         line = "a" if kind == "a" else f"{kind} {_num(r.get('major'))}:{_num(r.get('minor'))} {access}"
         out.append(("allow " if r.get("allow") else "deny ") + line)
-    return out
+    return out if denies_all else ["deny a", *out]
 
 
 def v1_writes(

@@ -176,7 +176,9 @@ class Create:
         self.record.cgroup = self.cgroup.to_dict()
         self.store.save(self.record)  # planned directories recorded before they exist
         undo.callback(_destroy_quietly, self.cgroup)
-        self.cgroup.create(linux.get("resources") or {}, linux.get("devices") or [])
+        resources = linux.get("resources") or {}
+        # "devices" named even where the spec has none: create's rules are a whitelist either way
+        self.cgroup.create({**resources, "devices": resources.get("devices") or []}, linux.get("devices") or [])
         self.record.cgroup = self.cgroup.to_dict()
         self.store.save(self.record)  # claimed: from here on its processes may be killed
 
