@@ -1495,3 +1495,22 @@ def test_the_tar_walk_of_import_follows_headers_across_reads_and_refuses_what_is
     negative[148:156] = f"{sum(negative):06o}\0 ".encode()
     with pytest.raises(InvalidSpec, match="no tar header"):
         TarWalk("import t").feed(bytes(negative))
+
+
+def test_device_rules_are_a_whitelist_whatever_the_spec_names():
+    """runc's: deny all first, the spec's rules, the devices it makes and the defaults over that.
+    A spec with no rules had none written (every host device open to its container); an update
+    (no "devices" in its resources) writes none, so create's stay."""
+    from mrun.cgroups.devices import emulate
+    from mrun.cgroups.resources import DEFAULT_DEVICE_RULES, device_rules
+
+    usual = device_rules({"devices": [{"allow": False, "access": "rwm"}]}, [])
+    assert usual[0] == "deny a" and usual.count("deny a") == 1
+    assert device_rules({"devices": []}, []) == usual
+    assert emulate(device_rules({"devices": []}, []))[0] is False  # a whitelist
+    assert len(device_rules({"devices": []}, [])) == len(DEFAULT_DEVICE_RULES) + 1
+    made = device_rules({"devices": []}, [{"type": "b", "major": 8, "minor": 0}])
+    assert made[0] == "deny a" and "allow b 8:0 rwm" in made
+    assert device_rules({"devices": [{"allow": True, "access": "rwm"}]}, [])[:2] == ["deny a", "allow a"]
+    assert emulate(device_rules({"devices": [{"allow": True, "access": "rwm"}]}, []))[0] is True  # --privileged
+    assert device_rules({"memory": {"limit": 1 << 26}}, []) == []  # an update's
