@@ -9,6 +9,7 @@ import _signal  # signal's C half: signal's enums would import enum, ~1 ms of ev
 import errno
 import os
 import resource
+import stat
 
 from mrun import umask
 from mrun.errors import InvalidSpec
@@ -112,13 +113,11 @@ class ProcessPlan:
                 raise OSError(f"{self.field}.rlimits: cannot set resource {num} to {soft}/{hard} ({why})")
         if self.seccomp and not self.nnp:
             self._load_seccomp(listener)
-        if self.caps:
-            self.caps.drop_bounding()
-            sc.prctl(sc.PR_SET_KEEPCAPS, 1)
+        self.caps.drop_bounding()
+        sc.prctl(sc.PR_SET_KEEPCAPS, 1)
         self._set_user()
-        if self.caps:
-            sc.prctl(sc.PR_SET_KEEPCAPS, 0)
-            self.caps.apply()
+        sc.prctl(sc.PR_SET_KEEPCAPS, 0)
+        self.caps.apply()
         if self.nnp:
             sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
             if self.seccomp and self.seccomp.notifies:  # its listener goes to the host before the create
@@ -160,7 +159,6 @@ class ProcessPlan:
                 hint = " (not mapped in the user namespace)" if e.errno == errno.EINVAL else ""
                 raise OSError(f"{self.field}.user.{name}: cannot set {value}: {e.strerror}{hint}")
 
-
     def _own_stdio(self, uid: int) -> None:
         """runc's fixStdioPermissions: each standard stream the process was handed (a client's pipe,
         a shim's fifo, its terminal) made the user's, its group left as it is, so that the process
@@ -173,7 +171,7 @@ class ProcessPlan:
                 st = os.fstat(fd)
             except OSError:
                 continue
-            if st.st_uid == uid or (st.st_mode & 0o170000 == 0o020000 and st.st_rdev == os.makedev(1, 3)):
+            if st.st_uid == uid or (stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)):
                 continue
             try:
                 os.fchown(fd, uid, -1)
