@@ -19,6 +19,12 @@ from busybox_bundle import make_rootfs
 from conftest import one_line_error, open_to_others, require
 
 
+def beside_runc(h, tmp_path, runc: str, name: str) -> list[tuple[str, list[str], str]]:
+    """runc, then mrun, each with its own state root: [(which, its command, a container id)]."""
+    return [("runc", [runc, "--root", str(tmp_path / "runc-root")], f"{name}-{uuid.uuid4().hex[:6]}"),
+            ("mrun", [h.binary, "--root", h.root], h.cid(name))]
+
+
 def test_a_bundle_made_by_runc_spec_runs_unchanged(h, tmp_path):
     """`runc spec`'s ambient capabilities are not inheritable: runc warns and carries on, so do we.
     Its terminal is true, so the foreground run proxies a pty, fed here through stdin."""
@@ -333,11 +339,7 @@ def test_a_program_reached_through_a_link_is_run_by_the_link_s_name_as_runc_runs
     os.symlink("../../opt/tool.sh", rootfs / "usr" / "bin" / "rel")
     asks = (["tool", "a"], ["/usr/bin/rel", "b"], ["rel", "c"], ["./tool", "d"])
     got: dict[str, list[str]] = {}
-    for name in ("runc", "mrun"):
-        if name == "runc":
-            base, cid = [runc, "--root", str(tmp_path / "runc-root")], f"link-{uuid.uuid4().hex[:6]}"
-        else:
-            base, cid = [h.binary, "--root", h.root], h.cid("link")
+    for name, base, cid in beside_runc(h, tmp_path, runc, "link"):
         outputs = []
         for args in asks:
             cfg = h.config(args, root={"path": str(rootfs), "readonly": True})
@@ -397,11 +399,7 @@ def test_a_process_without_home_gets_its_user_s_home_as_runc_gives_it(h, tmp_pat
     asks = ((0, []), (1000, []), (1001, []), (2000, []), (1000, ["HOME=/set"]), (0, ["HOME="]),
             (1000, ["HOME=/set", "HOME="]))
     got: dict[str, list[str]] = {}
-    for name in ("runc", "mrun"):
-        if name == "runc":
-            base, cid = [runc, "--root", str(tmp_path / "runc-root")], f"home-{uuid.uuid4().hex[:6]}"
-        else:
-            base, cid = [h.binary, "--root", h.root], h.cid("home")
+    for name, base, cid in beside_runc(h, tmp_path, runc, "home"):
         outputs = []
         for n, (uid, env) in enumerate(asks):
             cfg = h.config(["sh", "-c", "echo $HOME"], root={"path": str(rootfs), "readonly": True})
@@ -434,11 +432,7 @@ def test_a_user_other_than_root_can_open_its_standard_streams_again_as_under_run
     runc = require("runc", "runc")
     script = "echo out > /dev/stdout; echo err > /dev/stderr; cat /dev/stdin"
     got: dict[str, list[tuple[str, str]]] = {}
-    for name in ("runc", "mrun"):
-        if name == "runc":
-            base, cid = [runc, "--root", str(tmp_path / "runc-root")], f"stdio-{uuid.uuid4().hex[:6]}"
-        else:
-            base, cid = [h.binary, "--root", h.root], h.cid("stdio")
+    for name, base, cid in beside_runc(h, tmp_path, runc, "stdio"):
         cfg = h.config(["sh", "-c", script])
         cfg["process"]["user"] = {"uid": 1000, "gid": 1000}
         r = subprocess.run([*base, "run", "-b", h.bundle(config=cfg), f"{cid}-run"], input="in\n",
@@ -467,11 +461,7 @@ def test_a_process_naming_no_capabilities_gets_none_or_its_container_s_as_under_
     process = tmp_path / "process.json"
     process.write_text(json.dumps({"args": show, "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}))
     got: dict[str, list[str]] = {}
-    for name in ("runc", "mrun"):
-        if name == "runc":
-            base, cid = [runc, "--root", str(tmp_path / "runc-root")], f"caps-{uuid.uuid4().hex[:6]}"
-        else:
-            base, cid = [h.binary, "--root", h.root], h.cid("caps")
+    for name, base, cid in beside_runc(h, tmp_path, runc, "caps"):
         cfg = h.config(show)
         del cfg["process"]["capabilities"]
         r = subprocess.run([*base, "run", "-b", h.bundle(config=cfg), f"{cid}-none"], capture_output=True, text=True,
