@@ -4,9 +4,10 @@ A caller's umask of 000 (some service managers' and daemons') made mrun's state.
 index, blobs, network files and cgroup directories writable by any local user: a pid forged in a
 state.json is a process `kill` signals and `delete --force` kills, as root. runc passes safe modes
 at each write; here each entry point (the CLI, the shim, a warm template's child) takes the
-caller's umask with 022 added (``adopt``), one rule for every write present and to come, and a
-container's process gets the caller's own back (``callers``) unless its config names one: runc's
-containers inherit the umask runc was started with."""
+caller's umask with 022 added (``adopt``), one rule for every write present and to come. A
+process whose config names no umask then gets runc's: an exec'd one the caller's own back
+(``callers``), as runc's exec inherits it, and an init whose root the sandbox made 022, as runc's
+finalizeRootfs sets it whatever its caller's."""
 
 from __future__ import annotations
 

@@ -519,6 +519,28 @@ def test_a_spec_without_device_rules_still_gets_a_whitelist_as_under_runc(h, tmp
     h.ok("delete", "--force", cid)
 
 
+def test_an_init_s_umask_is_022_and_an_exec_s_its_caller_s_as_under_runc(h, tmp_path):
+    """Where process.user names no umask, runc sets 022 for an init whose root it made
+    (finalizeRootfs), whatever its caller's, and an exec'd process keeps its caller's. mrun gave
+    the init its caller's too: a `podman run` by a user with umask 077 made files no one else in
+    the container could read."""
+    runc = require("runc", "runc")
+    got = {}
+    for name, base, cid in beside_runc(h, tmp_path, runc, "umask"):
+        cfg = h.config(["sleep", "60"])
+        cfg["process"]["user"].pop("umask", None)
+        with_mask = lambda mask: (lambda: os.umask(mask))  # noqa: E731
+        subprocess.run([*base, "run", "-d", "-b", h.bundle(config=cfg), cid], check=True, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30, preexec_fn=with_mask(0o077))
+        try:
+            got[name] = [subprocess.run([*base, "exec", cid, "sh", "-c", "grep Umask /proc/1/status; umask"],
+                                        capture_output=True, text=True, timeout=30, preexec_fn=with_mask(mask)).stdout
+                         for mask in (0o077, 0o002)]
+        finally:
+            subprocess.run([*base, "delete", "--force", cid], capture_output=True, timeout=30)
+    assert got["mrun"] == got["runc"] == ["Umask:\t0022\n0077\n", "Umask:\t0022\n0002\n"], got
+
+
 def test_kill_with_signal_0_asks_whether_the_process_is_there(h):
     """runc takes 0 as kill(2) does: no signal, only the question. A created or running
     container: exit 0, its process untouched (a sleep that got a signal would be gone); a stopped

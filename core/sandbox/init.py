@@ -225,6 +225,7 @@ def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
         if (spec.raw.get("root") or {}).get("readonly"):
             rootfs.remount_readonly("/")
     payload = _enter_process(sb, keep=(ch.rfd, ch.wfd), init=True)
+    sb.plan.own_root = own_mounts
     # before ready: a refusal fails the create
     sb.plan.apply(execs=not hasattr(payload, "entered"), listener=lambda fd: _hand_listener(ch, fd))
     ch.send(ready=True)

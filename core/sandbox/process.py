@@ -39,6 +39,9 @@ class ProcessPlan:
         # runc's fixStdioPermissions (_own_stdio); a front end that hands the process its caller's
         # own files (docker's run and exec) sets it off: only a terminal made for it is then its user's
         self.own_stdio = True
+        # the init of a mount namespace of its own, whose root the sandbox made (sandbox.init):
+        # its umask, where process.user names none, is 022 as runc sets it, not its caller's
+        self.own_root = False
         # None named: none at all, as runc gives (it was every capability mrun held: a root as
         # privileged as the host's); an exec's are its container's (operations.exec)
         self.caps = CapPlan(process.get("capabilities") or {}, f"{field}.capabilities")
@@ -122,7 +125,10 @@ class ProcessPlan:
             sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
             if self.seccomp and self.seccomp.notifies:  # its listener goes to the host before the create
                 self._load_seccomp(listener)  # returns, as runc loads it then (not at finish)
-        os.umask(self.user["umask"] if "umask" in self.user else umask.callers())  # runc's: its caller's
+        if "umask" in self.user:
+            os.umask(self.user["umask"])
+        else:  # runc's: 022 for an init whose root it made (finalizeRootfs), its caller's for the rest
+            os.umask(0o022 if self.own_root else umask.callers())
 
     def _load_seccomp(self, listener: Callable[[int], None] | None) -> None:
         """The filter; a listener it made goes to ``listener`` at once (runc's order): any call
