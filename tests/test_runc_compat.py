@@ -424,6 +424,27 @@ def test_a_process_without_home_gets_its_user_s_home_as_runc_gives_it(h, tmp_pat
                            "/root", "/home/u1", "/", "/given"], got
 
 
+@pytest.mark.parametrize("passwd", ["fifo", "directory", "huge"])
+def test_an_image_s_hostile_passwd_gives_home_slash_and_never_holds_the_start(h, tmp_path, passwd):
+    """HOME, where the env has none, is read from the container's /etc/passwd in the init: a fifo
+    there (whose open waits for a writer), a directory, or a file past the 1 MiB read is no row,
+    and the process starts with HOME=/ at once."""
+    rootfs = tmp_path / "rootfs"
+    make_rootfs(str(rootfs))
+    target = rootfs / "etc" / "passwd"
+    target.unlink()
+    if passwd == "fifo":
+        os.mkfifo(target)
+    elif passwd == "directory":
+        target.mkdir()
+    else:
+        target.write_text("x" * (2 << 20) + "\nroot:x:0:0:root:/root:/bin/sh\n")
+    cfg = h.config(["sh", "-c", "echo $HOME"], root={"path": str(rootfs), "readonly": True})
+    cfg["process"]["env"] = ["PATH=/bin"]
+    r = h.mrun("run", "-b", h.bundle(config=cfg), h.cid("passwd"), timeout=30)
+    assert (r.returncode, r.stdout) == (0, "/\n"), r
+
+
 def test_a_user_other_than_root_can_open_its_standard_streams_again_as_under_runc(h, tmp_path):
     """runc makes each standard stream it hands a process the process's user's (fixStdioPermissions:
     the owner, not the group; never the null device), so `echo > /dev/stdout`, or a program told to
