@@ -53,6 +53,7 @@ STOP_SIGNAL = "org.opencontainers.image.stopSignal"  # from the image config's S
 
 # Keys other programs define, that mrun reads or writes (not reserved: they are theirs)
 CRI_SANDBOX_ID = "io.kubernetes.cri.sandbox-id"  # CRI: containers of one pod share this
+CRI_CONTAINER_TYPE = "io.kubernetes.cri.container-type"  # CRI: "sandbox" (its pause container) or "container"
 RUNC_GROUP = "io.containerd.runc.v2.group"  # containerd's runc shim: tasks grouped in one shim
 # Keys mrun writes into `mrun features`, for people and tools to read
 FEATURES_VERSION, FEATURES_BACKENDS = "org.mrun.version", "org.mrun.backends"

@@ -418,7 +418,10 @@ def delete(flags: dict[str, str]) -> int:
     """
     bundle = flags.get("bundle") or os.getcwd()
     rootfs = os.path.join(bundle, "rootfs")
-    _remove_dead_socket(bundle)
+    if not _remove_dead_socket(bundle) and _mounted(_pod_shm(bundle)):  # a pod's shim was killed
+        from mrun.shims.pod_files import release
+
+        release(bundle)
     if not _has_state(flags, os.environ) and not _mounted(rootfs):
         return 0
     from mrun.errors import MrunError
@@ -452,7 +455,7 @@ def delete_answer(argv: list[str], env: dict[str, str]) -> str | None:
     bundle = flags.get("bundle", "")
     if action != "delete" or flags.get("v") or flags.get("info") or not os.path.isabs(bundle):
         return None
-    if _has_state(flags, env) or _mounted(os.path.join(bundle, "rootfs")):
+    if _has_state(flags, env) or _mounted(os.path.join(bundle, "rootfs")) or _mounted(_pod_shm(bundle)):
         return None
     path = _our_socket(bundle)
     if path is None:
@@ -489,19 +492,26 @@ def _our_socket(bundle: str) -> str | None:
         return None
 
 
-def _remove_dead_socket(bundle: str) -> None:
+def _remove_dead_socket(bundle: str) -> bool:
     """A killed daemon could not remove its socket; a live one (a pod's other tasks) keeps it.
-    Only a socket named as ``start`` names them is removed, in whichever directory containerd gave."""
+    Only a socket named as ``start`` names them is removed, in whichever directory containerd gave.
+    -> whether a live shim serves the bundle (what it holds is its own to undo)."""
     path = _our_socket(bundle)
     if path is None:
-        return
+        return False
     if _serving(path):  # containerd logs this as a clean-up warning
         print(_kept(path), end="", file=sys.stderr)
-        return
+        return True
     try:
         os.unlink(path)
     except OSError:
         pass
+    return False
+
+
+def _pod_shm(bundle: str) -> str:
+    """Where a pod's shim mounts the pod's /dev/shm (shims/pod_files.py, not imported here)."""
+    return os.path.join(bundle, "pod-files", "shm")
 
 
 def _kept(path: str) -> str:

@@ -21,7 +21,7 @@ from google.protobuf import any_pb2, timestamp_pb2
 from mrun import OCI_VERSION
 from mrun import annotations as ann
 from mrun.errors import InvalidSpec
-from mrun.shims import wire
+from mrun.shims import pod_files, wire
 from mrun.shims.events import now
 from mrun.shims.proto import sandbox_pb2, types_pb2
 from mrun.shims.service import TaskService
@@ -47,6 +47,8 @@ class Sandbox:
         self.id, self.bundle, self.netns = req.sandbox_id, req.bundle_path, req.netns_path
         self.hostname, self.modes, self.userns, self.sysctls = pod_config(req.options.type_url, req.options.value)
         _check_sysctls(self.sysctls, self.modes, self.netns)
+        self.dns = dns_config(req.options.type_url, req.options.value)
+        self.files: dict[str, str] = {}  # the pod's /etc/hostname, ... (pod_files.make), once started
         self.annotations = dict(req.annotations)
         self.pid = 0
         self.created_at = now()
@@ -122,6 +124,25 @@ def pod_config(type_url: str, value: bytes) -> PodConfig:
         mode = options.get(number, POD)
         modes[name] = mode if isinstance(mode, int) else POD
     return _text(hostname), modes, userns, sysctls
+
+
+def dns_config(type_url: str, value: bytes) -> tuple[list[str], list[str], list[str]] | None:
+    """kubelet's DNSConfig from CRI's PodSandboxConfig (dns_config 4 -> servers 1, searches 2,
+    options 3: repeated strings), or None where it names none (CRI then gives the node's file)."""
+    if not type_url.endswith("PodSandboxConfig"):
+        return None
+    try:
+        found = [v for n, v in wire.fields(value) if n == 4 and isinstance(v, bytes)]
+        if not found:
+            return None
+        parsed = wire.fields(found[-1])
+    except ValueError:
+        return None
+    lists: tuple[list[str], list[str], list[str]] = ([], [], [])
+    for number, entry in parsed:
+        if number in (1, 2, 3) and isinstance(entry, bytes):
+            lists[number - 1].append(_text(entry))
+    return lists
 
 
 def _text(value: object) -> str:
@@ -239,6 +260,13 @@ class SandboxService:
         # this daemon holds: a pidfd of the shim, which it held before, was the shim's to anyone
         # who could open /proc/<holder>/fd (a container of the pod with CAP_SYS_PTRACE), with
         # pidfd_getfd the shim's descriptors with it.
+        if sandbox.bundle:
+            try:
+                sandbox.files = pod_files.make(sandbox.bundle, sandbox.hostname, sandbox.dns,
+                                               sandbox.modes["ipc"] == NODE)
+            except OSError as e:
+                self._drop_files(sandbox)
+                raise TTRPCError(UNKNOWN, f"sandbox {sandbox.id}: the pod's files in {sandbox.bundle}: {e}")
         keeper, sandbox.keeper = os.pipe2(os.O_CLOEXEC)
         try:
             with self.tasks.spawner_lock:
@@ -247,6 +275,7 @@ class SandboxService:
             os.close(keeper)
         if "error" in answer:
             sandbox.let_go()
+            self._drop_files(sandbox)
             raise TTRPCError(UNKNOWN, f"sandbox {sandbox.id}: {answer['error']}")
         pid = answer["pid"]
         with self.tasks.lock:
@@ -259,6 +288,15 @@ class SandboxService:
         return sandbox_pb2.StartSandboxResponse(
             pid=pid, created_at=sandbox.created_at, spec=sandbox.spec()
         ).SerializeToString()
+
+    @staticmethod
+    def _drop_files(sandbox: Sandbox) -> None:
+        """A start that failed leaves no pod files (a retry makes them anew) and no mount."""
+        import shutil
+
+        sandbox.files = {}
+        pod_files.release(sandbox.bundle)
+        shutil.rmtree(os.path.join(sandbox.bundle, pod_files.DIRECTORY), ignore_errors=True)
 
     def _exited(self, sandbox: Sandbox, status: int) -> None:
         from mrun.kernel.proc import exit_code
@@ -285,6 +323,8 @@ class SandboxService:
                 sandbox.exited.wait(10)
         elif not sandbox.pid:
             sandbox.exited.set()
+        if sandbox.bundle:  # as CRI's StopPodSandbox unmounts its pod's /dev/shm
+            pod_files.release(sandbox.bundle)
         return b""
 
     def _signal(self, sandbox: Sandbox, signo: int) -> None:
@@ -333,6 +373,8 @@ class SandboxService:
             sandbox.exited_at = now()
             sandbox.exited.set()
         sandbox.let_go()
+        if sandbox.bundle:
+            pod_files.release(sandbox.bundle)
         with self.tasks.lock:
             self.tasks.sandboxes.pop(sandbox_id, None)
             idle = not self.tasks.tasks and not self.tasks.sandboxes

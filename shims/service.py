@@ -385,6 +385,9 @@ class TaskService:
             if by_worker:
                 msg["rootfs"] = mounts
             msg["annotations"] = runtime_options(req.options.type_url, req.options.value)
+            pods = {sid: s.files for sid, s in self.sandboxes.items() if getattr(s, "files", None)}
+            if pods:  # the shim is a pod: its containers share its files (pod_files.amend)
+                msg["pod_files"] = pods
             warm_the_move_for(req.bundle)
             # A pod's shim: the helper readies a worker for the next create once this one is done.
             msg["more"] = self.grouped or bool(self.sandboxes) or bool(self.tasks)

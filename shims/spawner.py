@@ -83,6 +83,10 @@ def _create_or_exec(msg: dict, fds: list[int], backends: object) -> dict:
     opts = CreateOptions()
     opts.console = console  # the container's pty master goes back to the daemon on it
     opts.annotations = msg.get("annotations") or {}
+    if msg.get("pod_files"):
+        from mrun.shims.pod_files import amend
+
+        opts.amend_config = lambda config: amend(msg["pod_files"], config)
     if msg.get("process") is None:
         record = runtime.create(msg["id"], msg["bundle"], opts)
         return {"pid": record.pid, "record": record.to_dict()}  # the daemon keeps it (service._written_back)

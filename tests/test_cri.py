@@ -11,6 +11,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -452,3 +453,72 @@ def test_containerd_restarts_under_running_pods(cri):
         for pod, *_ in pods:
             remove_pod(cri, pod)
     shutil.rmtree(os.path.join(cri.work, "logs"), ignore_errors=True)
+
+
+def pod_mounts_in(path: str) -> list[str]:
+    """The mount points of this machine under ``path`` (a pod's bundle or state directory)."""
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if path in line.split()[4]]
+
+
+@pytest.mark.parametrize("handler", ["runc", *HANDLERS])
+def test_a_pod_s_containers_share_its_hostname_hosts_dns_and_dev_shm_files(cri, handler, tmp_path):
+    """A pod's /etc/hostname, /etc/hosts and /etc/resolv.conf (kubelet's dnsConfig: cluster DNS)
+    and its /dev/shm are the pod's, shared by its containers, read-only in one whose root is, and
+    the ones kubelet mounts itself (its managed /etc/hosts, a memory emptyDir on /dev/shm) win. CRI
+    makes them for its own sandboxer; with the shim as the pod (sandboxer = 'shim') containerd 2.x
+    leaves them to the shim, and mrun's made none: its containers had the image's resolv.conf (no
+    cluster DNS), no hostname file, and a /dev/shm each, so POSIX shared memory was not shared.
+    Beside runc's shim (handler "runc") for the same pods."""
+    dns = {"servers": ["10.96.0.10", "192.0.2.53"], "searches": ["mrun-test.svc.cluster.local", "cluster.local"],
+           "options": ["ndots:5"]}
+    name = f"files-{handler}-{uuid.uuid4().hex[:6]}"
+    logs = os.path.join(cri.work, "logs", name)
+    os.makedirs(logs)
+    pod_path = cri.write(f"{name}-pod.json", {**pod_doc(name, logs), "dns_config": dns})
+    kubelet_hosts = tmp_path / "etc-hosts"
+    kubelet_hosts.write_text("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n")
+    open_to_others(str(tmp_path))
+    pod = cri.run("runp", "--runtime", handler, pod_path)
+    try:
+        writer = start_in_pod(cri, pod, pod_path, "writer", ["sh", "-c", "echo shared > /dev/shm/from-writer; "
+                                                             "echo written; exec sleep 3600"])
+        wait_for(lambda: "written" in cri.run("logs", writer), "the writer said nothing")
+        script = ("cat /etc/resolv.conf /etc/hostname; md5sum /etc/hosts; cat /dev/shm/from-writer; "
+                  "touch /etc/hostname 2>&1; touch /dev/shm/mine && echo shm-writable; echo done; exec sleep 3600")
+        reader = start_in_pod(cri, pod, pod_path, "reader", ["sh", "-c", script],
+                              linux={"security_context": {"readonly_rootfs": True}})
+        wait_for(lambda: "done" in cri.run("logs", reader), "the reader said nothing")
+        out = cri.run("logs", reader)
+        host_hosts = subprocess.run(["md5sum", "/etc/hosts"], capture_output=True, text=True).stdout.split()[0]
+        assert out.splitlines()[:6] == [
+            "search mrun-test.svc.cluster.local cluster.local", "nameserver 10.96.0.10", "nameserver 192.0.2.53",
+            "options ndots:5", name, f"{host_hosts}  /etc/hosts"], out  # the node's /etc/hosts, as CRI copies it
+        assert "shared" in out and "Read-only file system" in out and "shm-writable" in out, out
+        own = start_in_pod(cri, pod, pod_path, "own", ["sh", "-c", "cat /etc/hosts; ls -A /dev/shm; echo done; "
+                                                       "exec sleep 3600"],
+                           mounts=[{"container_path": "/etc/hosts", "host_path": str(kubelet_hosts)},
+                                   {"container_path": "/dev/shm", "host_path": str(tmp_path / "memory")}])
+        wait_for(lambda: "done" in cri.run("logs", own), "the third container said nothing")
+        out = cri.run("logs", own)
+        assert "Kubernetes-managed" in out and "from-writer" not in out, out
+    finally:
+        remove_pod(cri, pod)
+    assert not pod_mounts_in(pod), "the pod's /dev/shm was left mounted"
+
+
+def test_a_killed_pod_shim_leaves_no_pod_dev_shm_mounted(cri):
+    """The shim as the pod mounts the pod's /dev/shm on the node; killed, it cannot unmount it, and
+    containerd's cleanup (the shim binary's ``delete`` for the pod's bundle) must."""
+    pod_path = pod_config_file(cri, "killed-shim", {})
+    pod = cri.run("runp", "--runtime", "mrun-shim", pod_path)
+    try:
+        cid = start_in_pod(cri, pod, pod_path, "c", ["sleep", "3600"])
+        assert pod_mounts_in(pod), "the shim mounted no /dev/shm for the pod"
+        shim = parent(cri.inspect("inspect", cid)["info"]["pid"])
+        os.kill(shim, signal.SIGKILL)
+        wait_for(lambda: not pod_mounts_in(pod), "the dead shim's pod /dev/shm stayed mounted")
+    finally:
+        cri.run("stopp", pod, check=False)
+        cri.run("rmp", "-f", pod, check=False)
+    assert not pod_mounts_in(pod)

@@ -291,13 +291,16 @@ def test_a_killed_shim_leaves_no_pod_holder_behind(h, socket_dir):
         holder = sandbox_pb2.StartSandboxResponse.FromString(
             shim.call(SANDBOX, "StartSandbox", sandbox_pb2.StartSandboxRequest(sandbox_id=sandbox_id))
         ).pid
+        shm = os.path.join(bundle, "pod-files", "shm")
+        assert os.path.ismount(shm), "the shim mounted no /dev/shm for the pod"
         os.kill(shim.pid, 9)
         wait_gone(holder, "the pod's holder outlived its killed shim")
     finally:
         shim.kill()
-        sock = os.path.join(socket_dir, os.path.basename(shim.socket))
-        if os.path.exists(sock):
-            os.unlink(sock)  # containerd's `delete` would; the daemon was killed
+        # containerd's cleanup of a dead shim: its socket and the pod's /dev/shm go
+        subprocess.run([shim_binary(), "-namespace", NAMESPACE, "-address", "/nonexistent", "-id", sandbox_id,
+                        "-bundle", bundle, "delete"], cwd=bundle, env=shim.env, capture_output=True, timeout=30)
+    assert not os.path.ismount(shm) and not os.path.exists(os.path.join(socket_dir, os.path.basename(shim.socket)))
 
 
 def test_a_host_pid_pod_keeps_the_host_pid_namespace(h, socket_dir):

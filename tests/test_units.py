@@ -1514,3 +1514,45 @@ def test_device_rules_are_a_whitelist_whatever_the_spec_names():
     assert device_rules({"devices": [{"allow": True, "access": "rwm"}]}, [])[:2] == ["deny a", "allow a"]
     assert emulate(device_rules({"devices": [{"allow": True, "access": "rwm"}]}, []))[0] is True  # --privileged
     assert device_rules({"memory": {"limit": 1 << 26}}, []) == []  # an update's
+
+
+def test_a_shim_pod_s_files_go_into_its_containers_where_they_have_none_of_their_own():
+    """pod_files.amend: CRI's mounts of a pod's files, for the pod's containers only; kubelet's
+    own (a bind at /etc/hosts or /dev/shm) stay, CRI's default /dev/shm tmpfs gives way."""
+    from mrun.shims import wire
+    from mrun.shims.pod_files import amend, resolv_conf
+    from mrun.shims.sandbox import dns_config
+
+    files = {"/etc/hostname": "/b/pod-files/hostname", "/etc/hosts": "/b/pod-files/hosts",
+             "/etc/resolv.conf": "/b/pod-files/resolv.conf", "/dev/shm": "/b/pod-files/shm"}
+    ours = {"io.kubernetes.cri.sandbox-id": "pod1", "io.kubernetes.cri.container-type": "container"}
+    default_shm = {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid"]}
+    config = {"root": {"path": "rootfs", "readonly": True}, "annotations": ours,
+              "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}, default_shm,
+                         {"destination": "/etc/hosts/", "type": "bind", "source": "/kubelet/etc-hosts"}]}
+    amend({"pod1": files}, config)
+    by_destination = {m["destination"]: m for m in config["mounts"]}
+    assert [m["destination"] for m in config["mounts"]] == [
+        "/proc", "/dev/shm", "/etc/hosts/", "/etc/hostname", "/etc/resolv.conf"]  # in place; kubelet's kept
+    assert by_destination["/dev/shm"]["source"] == "/b/pod-files/shm"
+    assert "rw" in by_destination["/dev/shm"]["options"]  # the pod's, whatever the root is
+    assert by_destination["/etc/resolv.conf"]["options"][:3] == ["rbind", "rprivate", "ro"]
+    assert by_destination["/etc/hosts/"]["source"] == "/kubelet/etc-hosts"
+    emptydir = {"destination": "/dev/shm", "type": "bind", "source": "/kubelet/memory", "options": ["rbind"]}
+    for others in ({**ours, "io.kubernetes.cri.sandbox-id": "other"},
+                   {**ours, "io.kubernetes.cri.container-type": "sandbox"}, {}):
+        config = {"root": {"path": "rootfs"}, "annotations": others, "mounts": [dict(default_shm)]}
+        amend({"pod1": files}, config)
+        assert config["mounts"] == [default_shm], others  # not this pod's container
+    config = {"root": {"path": "rootfs"}, "annotations": ours, "mounts": [emptydir]}
+    amend({"pod1": files}, config)
+    assert config["mounts"][0] == emptydir and "rw" in config["mounts"][-1]["options"]
+    # kubelet's dnsConfig read by field number, as CRI writes it
+    dns = b"".join(wire.field(n, v) for n, v in ((1, "10.96.0.10"), (1, "10.0.0.2"), (2, "svc.local"), (3, "ndots:5")))
+    url = "type.googleapis.com/runtime.v1.PodSandboxConfig"
+    parsed = dns_config(url, wire.field(2, "h") + wire.field(4, dns))
+    assert parsed == (["10.96.0.10", "10.0.0.2"], ["svc.local"], ["ndots:5"])
+    assert resolv_conf(parsed) == b"search svc.local\nnameserver 10.96.0.10\nnameserver 10.0.0.2\noptions ndots:5\n"
+    assert dns_config(url, wire.field(2, "h")) is None and dns_config("other", dns) is None
+    assert dns_config(url, b"\x22\x00") == ([], [], [])  # an empty dnsConfig: an empty file, as CRI writes
+    assert dns_config(url, b"\xff") is None  # not a message: the node's file

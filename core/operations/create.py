@@ -102,6 +102,8 @@ class Create:
 
         if self.opts.annotations:  # the operator's (shim runtime options) over the bundle's
             self.spec.raw["annotations"] = {**self.spec.annotations, **self.opts.annotations}
+        if self.opts.amend_config is not None:
+            self.opts.amend_config(self.spec.raw)
         self.record.backend, _, _ = self.runtime.backends().choose(Bundle(self.spec))
 
     def modify_spec(self, undo: Undo) -> None:

@@ -37,6 +37,9 @@ class CreateOptions:
         self.unproxied: Any = None
         # The operator's annotations over the bundle's (the shim's runtime options): they win
         self.annotations: dict[str, str] = {}
+        # Given the bundle's config (a dict it may change) before a backend is chosen: the
+        # caller's additions to it (the shim's pod: the files its containers share)
+        self.amend_config: Any = None
         # `run`'s own pidfd: its init ends if `run` is gone before it starts it (no one else will)
         self.starter_pidfd = -1
         # runc's: the standard streams the process is handed are made its user's (ProcessPlan's
