@@ -154,6 +154,7 @@ class TtyRelay:
         self.stdin, self.stdout = stdin, stdout
         self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
         self.drained = threading.Event()
+        self._released = self._input_done = False  # under the lock: who closes the stdin fifo
         threading.Thread(target=self._output, name="tty-out", daemon=True).start()
         if self.stdin >= 0:
             threading.Thread(target=self._input, name="tty-in", daemon=True).start()
@@ -210,8 +211,16 @@ class TtyRelay:
                 finally:
                     os.close(master)
         finally:
-            os.close(self.stdin)
             os.close(self._stop_r)
+            with self.lock:
+                self._input_done = True
+                if self._released:
+                    os.close(self.stdin)
+                    self.stdin = -1
+                # else the fifo stays open, unread, until the process is deleted (release), as
+                # under containerd's runc shim: a client's input that comes after the process
+                # ended (a terminal's ^D) must not fail with EPIPE, on which CRI's exec stops
+                # copying the terminal's output too, and `kubectl exec -it` lost what it printed
 
     def resize(self, width: int, height: int) -> None:
         with self.lock:
@@ -235,3 +244,8 @@ class TtyRelay:
         if self._stop_w >= 0:
             os.close(self._stop_w)
             self._stop_w = -1
+        with self.lock:
+            self._released = True
+            if self._input_done and self.stdin >= 0:
+                os.close(self.stdin)
+                self.stdin = -1

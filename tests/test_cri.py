@@ -522,3 +522,49 @@ def test_a_killed_pod_shim_leaves_no_pod_dev_shm_mounted(cri):
         cri.run("stopp", pod, check=False)
         cri.run("rmp", "-f", pod, check=False)
     assert not pod_mounts_in(pod)
+
+
+def under_a_terminal(argv: list[str], typed: bytes) -> bytes:
+    """``argv`` run on a new pty whose user types ``typed`` at once: -> all it printed there."""
+    import pty
+    import select
+
+    pid, master = pty.fork()
+    if pid == 0:
+        try:
+            os.execvp(argv[0], argv)
+        finally:
+            os._exit(127)
+    os.write(master, typed)
+    out = b""
+    try:
+        while select.select([master], [], [], 30)[0]:
+            data = os.read(master, 4096)
+            if not data:
+                break
+            out += data
+    except OSError:  # EIO: the client ended and closed its terminal
+        pass
+    finally:
+        os.close(master)
+        os.waitpid(pid, 0)
+    return out
+
+
+@pytest.mark.parametrize("handler", ["runc", *HANDLERS])
+def test_kubectl_exec_it_shows_what_a_short_command_printed_when_the_user_types_at_once(cri, handler):
+    """`kubectl exec -it POD -- sh -c 'echo ...'` with input on its way as the command ends (a
+    terminal's ^D, a paste): CRI copies it into the exec's stdin fifo, and if that write fails it
+    stops copying the terminal's output too. mrun's shim closed the fifo as the output ended, and
+    the client saw nothing of what was printed, more often than not; beside runc's shim, which
+    keeps it open until the exec is deleted."""
+    pod_path = pod_config_file(cri, f"exec-it-{handler}", {})
+    pod = cri.run("runp", "--runtime", handler, pod_path)
+    try:
+        cid = start_in_pod(cri, pod, pod_path, "c", ["sleep", "3600"])
+        endpoint = f"unix://{cri.ctd.sock}"
+        argv = [cri.crictl, "-r", endpoint, "-i", endpoint, "exec", "-it", cid, "sh", "-c", "echo printed-$((6*7))"]
+        seen = [under_a_terminal(argv, b"\x04") for _ in range(6)]
+        assert all(b"printed-42" in out for out in seen), seen
+    finally:
+        remove_pod(cri, pod)

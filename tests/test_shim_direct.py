@@ -376,6 +376,41 @@ def test_terminal_exec_sizes_before_start(h):
     shim.finish(cid)
 
 
+def test_a_terminal_exec_s_stdin_takes_input_after_its_process_ended_until_it_is_deleted(h):
+    """`kubectl exec -it ... -- sh -c 'echo HELLO'` through CRI: the client's terminal sends its
+    input (a ^D) as the process ends. CRI copies it into the exec's stdin fifo, and on a write that
+    fails (EPIPE) it stops copying the terminal's output as well. mrun's shim closed the fifo the
+    moment the output ended, so the client often saw nothing of what the process printed; the
+    runc shim keeps its end open until the process is deleted, and so does mrun's now."""
+    shim, cid, _ = sleeping_task(h, "ttyin")
+    stdin, stdout = shim.fifos("exec-stdin", "exec-stdout")
+    out = reader(stdout)
+    process = {"args": ["sh", "-c", "echo HELLO"], "cwd": "/", "env": ["PATH=/bin"], "terminal": True}
+    spec = any_pb2.Any(
+        type_url="types.containerd.io/opencontainers/runtime-spec/1/Process", value=json.dumps(process).encode()
+    )
+    shim.call("Exec", task_pb2.ExecProcessRequest(id=cid, exec_id="e1", terminal=True, stdin=stdin, stdout=stdout,
+                                                  spec=spec))
+    shim.call("Start", task_pb2.StartRequest(id=cid, exec_id="e1"))
+    assert wait_exit(shim, cid, "e1") == 0
+    assert "HELLO" in read_until_eof(out).decode()
+    writer = os.open(stdin, os.O_WRONLY | os.O_NONBLOCK)  # containerd's end (ENXIO: no reader left)
+    os.write(writer, b"\x04")  # no EPIPE: the shim still holds the fifo's read end
+    shim.call("Delete", task_pb2.DeleteRequest(id=cid, exec_id="e1"))
+    deadline = time.monotonic() + 5
+    while True:  # deleted, the process's fifo is let go: the writer is alone on it
+        try:
+            os.write(writer, b"x")
+        except BrokenPipeError:
+            break
+        assert time.monotonic() < deadline, "the deleted exec's stdin fifo is still read by the shim"
+        time.sleep(0.05)
+    os.close(writer)
+    shim.call("Kill", task_pb2.KillRequest(id=cid, signal=9))
+    assert wait_exit(shim, cid) == 137
+    shim.finish(cid)
+
+
 def test_binary_delete_cleans_up_after_a_killed_daemon_and_is_idempotent(h):
     import signal
 
