@@ -221,6 +221,8 @@ class TaskService:
         try:
             if proc.terminal:  # the container makes the pty and sends its master back on this pair
                 tty = [_opened(proc, "stdin", False, opened), _opened(proc, "stdout", True, opened)]
+                held = [fd for fd in (held_reader(tty[1]),) if fd >= 0]  # as for the streams below
+                opened += held
                 console, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
                 null = _opened(proc, "", False, opened)
                 fds = [null, null, null, theirs.detach()]

@@ -59,8 +59,9 @@ def held_reader(fd: int) -> int:
     to hold as long as the process may write. A client that goes (ctr killed; containerd
     restarting, under CRI the reader of every container's log) then leaves the writers a fifo to
     fill and wait on until a reader comes back, as under containerd's runc shim; without it their
-    writes failed (EPIPE) and a program that does not catch SIGPIPE died of it. Reopened through
-    the descriptor: the fifo the process writes to, whatever its path names by now."""
+    writes failed (EPIPE) and a program that does not catch SIGPIPE died of it; a terminal's
+    relay (TtyRelay) lost the rest of its output. Reopened through the descriptor: the fifo the
+    process writes to, whatever its path names by now."""
     try:
         if stat.S_ISFIFO(os.fstat(fd).st_mode):
             return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)

@@ -568,3 +568,26 @@ def test_kubectl_exec_it_shows_what_a_short_command_printed_when_the_user_types_
         assert all(b"printed-42" in out for out in seen), seen
     finally:
         remove_pod(cri, pod)
+
+
+def test_a_terminal_container_s_log_goes_on_after_containerd_restarts(cri):
+    """A container with a terminal (tty: true) logs through its relay in the shim. containerd
+    restarting leaves the relay's fifo without a reader until CRI reattaches: the runc shim's copy
+    waits, and the log goes on; mrun's relay got EPIPE and the container's log stopped for good.
+    All three handlers' pods through the same restart."""
+    paths = {h: pod_config_file(cri, f"tty-log-{h}", {}) for h in ["runc", *HANDLERS]}
+    pods = {h: cri.run("runp", "--runtime", h, path) for h, path in paths.items()}
+    try:
+        counting = ["sh", "-c", "i=0; while :; do echo tick-$i; i=$((i+1)); sleep 0.1; done"]
+        cids = {h: start_in_pod(cri, pod, paths[h], "tty", counting, tty=True) for h, pod in pods.items()}
+        for cid in cids.values():
+            wait_for(lambda cid=cid: "tick-3" in cri.run("logs", cid), "the container logged nothing")
+        cri.ctd.restart()
+        time.sleep(1)
+        seen = {h: cri.run("logs", cid).count("tick-") for h, cid in cids.items()}
+        for h, cid in cids.items():
+            wait_for(lambda cid=cid, h=h: cri.run("logs", cid).count("tick-") > seen[h] + 10,
+                     f"{h}: the terminal container's log stopped at containerd's restart")
+    finally:
+        for pod in pods.values():
+            remove_pod(cri, pod)

@@ -354,6 +354,29 @@ def test_terminal_task_and_terminal_exec_with_resize(h):
     shim.finish(cid)
 
 
+def test_a_terminal_task_s_output_waits_for_its_reader_to_come_back(h):
+    """containerd restarting (under CRI, the reader of every container's log) leaves a terminal's
+    output fifo without a reader for a while. containerd's runc shim holds a read end of it, so the
+    copy waits and the output goes on once a reader is back; mrun's shim, which held one only for
+    a task without a terminal, got EPIPE and dropped the rest of the container's output."""
+    cid = h.cid("ttyback")
+    config = h.config(["sh", "-c", "i=0; while [ $i -lt 40 ]; do echo line-$i; i=$((i+1)); sleep 0.05; done"])
+    config["process"]["terminal"] = True
+    bundle = h.bundle(config=config)
+    shim = Shim(h, bundle, cid)
+    (stdout,) = shim.fifos("stdout")
+    out = reader(stdout)
+    shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle, terminal=True, stdout=stdout))
+    shim.call("Start", task_pb2.StartRequest(id=cid))
+    time.sleep(0.5)
+    os.close(out)  # containerd goes
+    time.sleep(0.5)
+    back = reader(stdout)  # and comes back
+    assert wait_exit(shim, cid) == 0
+    assert "line-39" in read_until_eof(back).decode()
+    shim.finish(cid)
+
+
 def test_terminal_exec_sizes_before_start(h):
     shim, cid, _ = sleeping_task(h, "ttyexec")
     (stdout,) = shim.fifos("exec-stdout")
