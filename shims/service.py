@@ -1,7 +1,7 @@
 """containerd.task.v2.Task over ttrpc, on the same in-process runtime API as the CLI.
 
 Every method of the service; Checkpoint answers Unimplemented, saying why. stdio: fifos,
-``file://`` and terminals (see ``stdio``).
+``file://`` and terminals (see ``stdio``), ``binary://`` logging binaries (``binary_log``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from mrun.operations.builder import warm_the_move_for
 from mrun.runtime import Runtime
 from mrun.shims import rootfs as rootfs_mounts
 from mrun.shims import spawner
+from mrun.shims.binary_log import Logger, is_binary
 from mrun.shims.events import Publisher, now
 from mrun.shims.proto import events_pb2, task_pb2, types_pb2
 from mrun.shims.stdio import StdinPump, TtyRelay, held_reader, open_stdio
@@ -64,6 +65,7 @@ class Process:
         self.pump: StdinPump | None = None
         self.relay: TtyRelay | None = None
         self.held: list[int] = []  # read ends of its output fifos (stdio.held_reader), until it is deleted
+        self.logger: Logger | None = None  # its logging binary (binary:// stdout), stopped when it is deleted
         self.window: tuple[int, int] | None = None  # a ResizePty that came before the pty existed
         self.pid = 0
         self.exit_status = 0
@@ -89,6 +91,9 @@ class Task(Process):
 def _release(proc: Process) -> None:
     if proc.pump is not None:
         proc.pump.close()
+    if proc.logger is not None:
+        proc.logger.stop()
+        proc.logger = None
     if proc.relay is not None:
         proc.relay.release()
     for fd in proc.held:
@@ -217,10 +222,14 @@ class TaskService:
         after the process was made (its terminal never came) takes that process away again."""
         opened: list[int] = []
         held: list[int] = []
-        console = pump = None
+        console = pump = logger = None
         try:
+            if is_binary(proc.stdout):  # its output to a logging binary (nerdctl's, --log-uri binary://)
+                logger = self._start_logger(proc)
+                opened += [logger.out, logger.err]  # ours closed once the process has its copies
             if proc.terminal:  # the container makes the pty and sends its master back on this pair
-                tty = [_opened(proc, "stdin", False, opened), _opened(proc, "stdout", True, opened)]
+                stdout = logger.out if logger else _opened(proc, "stdout", True, opened)
+                tty = [_opened(proc, "stdin", False, opened), stdout]
                 held = [fd for fd in (held_reader(tty[1]),) if fd >= 0]  # as for the streams below
                 opened += held
                 console, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -235,7 +244,10 @@ class TaskService:
                     except (OSError, ValueError) as e:
                         raise _unopenable(proc, "stdin", e)
                 stdin = pump.reader if pump else _opened(proc, "", False, opened)
-                fds = [stdin, _opened(proc, "stdout", True, opened), _opened(proc, "stderr", True, opened)]
+                if logger:
+                    fds = [stdin, logger.out, logger.err]
+                else:
+                    fds = [stdin, _opened(proc, "stdout", True, opened), _opened(proc, "stderr", True, opened)]
                 held = [fd for fd in map(held_reader, fds[1:]) if fd >= 0]
                 opened += held  # closed with the rest, unless the process is made
             with self.spawner_lock:
@@ -258,9 +270,12 @@ class TaskService:
                 if proc.window:
                     proc.relay.resize(*proc.window)
             proc.held, opened = held, [fd for fd in opened if fd not in held]
+            proc.logger = logger
         except BaseException:
             if pump is not None:
                 pump.close()
+            if logger is not None:
+                logger.stop()
             raise
         finally:
             for fd in opened:
@@ -272,6 +287,26 @@ class TaskService:
             pump.start()
             proc.pump = pump
         return answer
+
+    def _start_logger(self, proc: Process) -> Logger:
+        """The logging binary of ``proc``'s stdout URI, started and ready, and awaited by the
+        reaper from its birth: spawned under the reaper's lock, so it is not reaped unrecorded."""
+        try:
+            with self.lock:
+                logger = Logger(proc.stdout, proc.container_id, self.namespace)
+                self.watchers[logger.pid] = lambda _status: None
+            logger.signal = lambda sig: self._signal_awaited(logger.pid, sig)
+            logger.wait_ready()
+        except (OSError, ValueError) as e:
+            raise _unopenable(proc, "stdout", e)
+        return logger
+
+    def _signal_awaited(self, pid: int, sig: int) -> None:
+        """``sig`` to a child of ours the reaper still awaits (a logger): never to a reused pid."""
+        with self.lock:
+            if pid not in self.watchers:
+                raise ProcessLookupError(pid)
+            os.kill(pid, sig)
 
     def _take_back(self, msg: dict, proc: Process, answer: dict) -> None:
         """A process the helper made for a request that fails after all: a create's container is

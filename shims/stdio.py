@@ -25,11 +25,13 @@ READER_WAIT = 10.0  # seconds a fifo's write end waits for its reader to open it
 
 
 def open_stdio(path: str, write: bool) -> int:
-    """A fifo path (containerd's default), ``file://`` (append) or nothing (/dev/null)."""
+    """A fifo path (containerd's default), ``file://`` (append) or nothing (/dev/null); ``binary://``
+    is binary_log's."""
     if not path:
         return os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-    if path.startswith("file://"):
-        return os.open(path[7:], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    if path.startswith("file://"):  # its directory made, as containerd's runc shim makes it
+        os.makedirs(os.path.dirname(path[7:]) or "/", 0o755, exist_ok=True)
+        return os.open(path[7:], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
     path = path.removeprefix("fifo://")
     flags = (os.O_WRONLY if write else os.O_RDONLY) | os.O_NONBLOCK | os.O_CLOEXEC
     # Non-blocking, so a client that never opens its end cannot hang the shim. A read end opens

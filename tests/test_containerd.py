@@ -408,6 +408,52 @@ def test_a_client_gone_from_the_output_fifos_leaves_the_writers_waiting_not_kill
             ctd.ctr("c", "rm", cid, check=False)
 
 
+LOGGER = """#!/bin/sh
+# a containerd logging binary: fd 3 the process's stdout, fd 4 its stderr, fd 5 closed once ready
+out={out}/$CONTAINER_ID
+env > $out.env
+echo "$@" > $out.args
+exec 5>&-
+cat <&3 > $out.out &
+cat <&4 > $out.err &
+wait
+echo eof > $out.end
+"""
+
+
+def test_log_uris_binary_and_file_as_the_runc_shim_takes_them(ctd, tmp_path):
+    """`ctr run --log-uri`, and nerdctl for every container it runs, name a logging binary
+    (binary:///path?key=value) or a file (file:///path) as the task's stdout and stderr. The runc
+    shim starts the binary with the output on pipes on its fds 3 and 4, its arguments from the
+    query, CONTAINER_ID and CONTAINER_NAMESPACE its whole environment; a file's directory is made.
+    mrun's shim took both for fifo paths, and the task failed to start."""
+    logger = tmp_path / "logger.sh"
+    logger.write_text(LOGGER.format(out=tmp_path))
+    logger.chmod(0o755)
+    script = "echo to-out; echo to-err >&2; exit 3"
+    for cid in ("binlog", "binlog-again"):  # (the second: a logger per task, none left by the first)
+        r = ctd.ctr(*shim_run_args(ctd, cid), "--rm", "--log-uri", f"binary://{logger}?--tag=web&-v", IMAGE, cid,
+                    "sh", "-c", script, check=False)
+        assert r.returncode == 3, r.stderr
+        deadline = time.monotonic() + 15
+        while not (tmp_path / f"{cid}.out").exists() or "to-out" not in (tmp_path / f"{cid}.out").read_text():
+            assert time.monotonic() < deadline, f"{cid}: the logger got no output"
+            time.sleep(0.05)
+        assert (tmp_path / f"{cid}.err").read_text() == "to-err\n"
+        assert (tmp_path / f"{cid}.args").read_text() == "--tag web -v \n"  # each key, then its first value
+        # (runc's shim hands them out in Go's map order, which is random: mrun's in the URI's)
+        env = dict(line.split("=", 1) for line in (tmp_path / f"{cid}.env").read_text().splitlines() if "=" in line)
+        assert (env["CONTAINER_ID"], env["CONTAINER_NAMESPACE"]) == (cid, ctd.ns)
+        assert not set(env) - {"CONTAINER_ID", "CONTAINER_NAMESPACE", "PWD"}, env  # nothing of containerd's
+    assert not processes_mentioning(str(logger)), "a logging binary outlived its task"
+    log = tmp_path / "made" / "here" / "log"
+    r = ctd.ctr(*shim_run_args(ctd, "filelog"), "--rm", "--log-uri", f"file://{log}", IMAGE, "filelog", "sh", "-c",
+                "echo f-out; echo f-err >&2", check=False)
+    assert r.returncode == 0, r.stderr
+    assert sorted(log.read_text().split()) == ["f-err", "f-out"]
+    assert oct(log.stat().st_mode & 0o777) == oct(0o644 & ~os.umask(os.umask(0)))
+
+
 def test_a_user_other_than_root_can_open_its_fifos_again(ctd):
     """A process whose user is not root opens its standard streams again by name (`echo >
     /dev/stdout`), as under containerd's runc shim, whose pipes runc makes the user's. Through

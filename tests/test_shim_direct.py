@@ -18,6 +18,7 @@ from conftest import (
     children_of,
     mrun_binary,
     open_to_others,
+    processes_mentioning,
     running,
     warm_path,
     warm_served,
@@ -974,20 +975,31 @@ def test_requests_containerd_could_not_mean_are_refused_in_words_and_leave_nothi
         return bundle, cfg
 
     good = types_pb2.Mount(type="bind", source=h.rootfs, options=["rbind", "ro"])
+    never_ready = os.path.join(h.tmp, "never-ready-logger")
+    with open(never_ready, "w") as f:
+        f.write("#!/bin/sh\nexec sleep 6017\n")  # holds fd 5 open, never closes it: never ready
+    os.chmod(never_ready, 0o755)
     for changes, words in [
         ({"terminal": True, "stdout": "/nonexistent/fifo"}, ("stdout", "/nonexistent/fifo", "No such file")),
         ({"stdout": "out\0"}, ("stdout", "null")),
+        ({"stdout": "binary://relative/logger"}, ("stdout", "absolute path")),
+        ({"stdout": "binary:///nonexistent/logger"}, ("stdout", "/nonexistent/logger", "No such file")),
+        ({"stdout": f"binary://{never_ready}", "terminal": True}, ("stdout", never_ready, "not ready within")),
         ({"rootfs": [good, types_pb2.Mount(type="bind", source="/nonexistent", options=["rbind"])]}, ("/nonexistent",)),
     ]:
         bundle, cfg = containerd_bundle()
         other = h.cid("refused")
         request = task_pb2.CreateTaskRequest(id=other, bundle=bundle, **{"rootfs": [good], **changes})
         with pytest.raises(ttrpc.TTRPCError) as e:
-            shim.call("Create", request)
+            shim.call("Create", request, timeout=30)  # a logger is given 10 s to be ready
         assert "internal error" not in e.value.message and all(w in e.value.message for w in words), e.value.message
         assert not os.path.exists(os.path.join(shim.state_root, "direct", other)), "the refused create left its state"
         assert not cgroup_dirs(cfg["linux"]["cgroupsPath"]), "the refused create left its cgroup"
         assert not os.path.ismount(os.path.join(bundle, "rootfs")), "the refused create left its rootfs mounted"
+    deadline = time.monotonic() + 5
+    while processes_mentioning("sleep\x006017"):
+        assert time.monotonic() < deadline, "the logging binary that was never ready was left running"
+        time.sleep(0.05)
     state = task_pb2.StateResponse.FromString(shim.call("State", task_pb2.StateRequest(id=cid)))
     assert state.status == types_pb2.RUNNING
     shim.call("Kill", task_pb2.KillRequest(id=cid, signal=9))
