@@ -32,12 +32,12 @@ def is_binary(uri: str) -> bool:
 
 def command(uri: str) -> list[str]:
     """The logger's argv from its URI; ValueError, in words, for one that names no program."""
-    from urllib.parse import parse_qsl, urlsplit  # only here: re and more, on no other path
+    from urllib.parse import parse_qsl, unquote, urlsplit  # only here: re and more, on no other path
 
     parts = urlsplit(uri)
     if parts.netloc or not parts.path.startswith("/"):
         raise ValueError(f"{uri}: a binary:// log URI names a program by its absolute path (binary:///path)")
-    argv = [parts.path]
+    argv = [unquote(parts.path)]  # decoded, as Go's URL.Path is
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key not in argv[1::2]:  # the first value of each key, as Go's url.Values hands it out
             argv += [key, value]
@@ -88,7 +88,9 @@ class Logger:
         """Until the logger closes (or writes to) its fd 5; OSError, in words, if it does not in
         READY_WAIT seconds: it is killed, and the pipes closed."""
         try:
-            if not select.select([self.ready], [], [], READY_WAIT)[0]:
+            poller = select.poll()  # not select: a shim with many tasks has descriptors past 1024
+            poller.register(self.ready, select.POLLIN)
+            if not poller.poll(READY_WAIT * 1000):
                 self.stop(kill_now=True)
                 raise OSError(f"the logging binary {self.name} was not ready within {READY_WAIT:g} s")
         except BaseException:

@@ -1556,3 +1556,15 @@ def test_a_shim_pod_s_files_go_into_its_containers_where_they_have_none_of_their
     assert dns_config(url, wire.field(2, "h")) is None and dns_config("other", dns) is None
     assert dns_config(url, b"\x22\x00") == ([], [], [])  # an empty dnsConfig: an empty file, as CRI writes
     assert dns_config(url, b"\xff") is None  # not a message: the node's file
+
+
+def test_a_binary_log_uri_gives_the_logger_argv_containerd_s_runc_shim_gives_it():
+    """binary:///path?key=value: the path, then each key and its first value (Go's url.Values),
+    decoded; a URI that names no absolute path is refused in words."""
+    from mrun.shims.binary_log import command
+
+    assert command("binary:///usr/bin/logger?a=1&b&a=2&c=x%20y") == ["/usr/bin/logger", "a", "1", "b", "", "c", "x y"]
+    assert command("binary:///opt/log%20it") == ["/opt/log it"]
+    for bad in ("binary://relative/logger", "binary://", "binary:relative"):
+        with pytest.raises(ValueError, match="absolute path"):
+            command(bad)
