@@ -40,7 +40,7 @@ def resolv_conf(dns: tuple[list[str], list[str], list[str]] | None) -> bytes:
 def make(bundle: str, hostname: str, dns: tuple[list[str], list[str], list[str]] | None,
          node_ipc: bool) -> dict[str, str]:
     """The pod's files in ``<bundle>/pod-files`` -> {destination in a container: source}. /dev/shm
-    is a tmpfs of the pod's own (the node's for a hostIPC pod), undone by ``release``."""
+    is a tmpfs of the pod's own, undone by ``release``; a hostIPC pod has none (``amend``)."""
     from mrun.kernel import syscalls as sc
 
     directory = os.path.join(bundle, DIRECTORY)
@@ -59,9 +59,7 @@ def make(bundle: str, hostname: str, dns: tuple[list[str], list[str], list[str]]
         finally:
             os.close(fd)
         made[destination] = path
-    if node_ipc:
-        made["/dev/shm"] = "/dev/shm"
-    else:
+    if not node_ipc:
         shm = os.path.join(directory, "shm")
         os.mkdir(shm, 0o700)
         sc.mount("shm", shm, "tmpfs", sc.MS_NOEXEC | sc.MS_NOSUID | sc.MS_NODEV, f"mode=1777,size={SHM_SIZE}")
@@ -88,25 +86,29 @@ def release(bundle: str) -> None:
 def amend(pods: dict[str, dict[str, str]], config: dict) -> None:
     """Add its pod's files to a container's config.json (a pod's container: CRI's sandbox-id
     annotation names one of ``pods``) where it has no mount of its own there, read-only where its
-    root is, as CRI mounts them. A /dev/shm that is CRI's default tmpfs (one per container) gives
-    way to the pod's; one kubelet mounts (a bind) stays."""
+    root is, as CRI mounts them. /dev/shm follows the container's IPC namespace, as CRI's does: in
+    the node's, the node's /dev/shm; else the pod's, where the pod has one. It replaces CRI's
+    default tmpfs (one per container); one kubelet mounts (a bind: a memory emptyDir) stays."""
     from mrun.annotations import CRI_CONTAINER_TYPE, CRI_SANDBOX_ID
 
     annotations = config.get("annotations") or {}
     files = pods.get(annotations.get(CRI_SANDBOX_ID, ""))
     if not files or annotations.get(CRI_CONTAINER_TYPE) != "container":
         return
+    files = dict(files)
+    if not any(ns.get("type") == "ipc" for ns in (config.get("linux") or {}).get("namespaces") or []):
+        files["/dev/shm"] = "/dev/shm"  # hostIPC
     mounts = config.setdefault("mounts", [])
     at = {os.path.normpath(m.get("destination", "")): i for i, m in enumerate(mounts)}
     readonly = bool((config.get("root") or {}).get("readonly"))
     for destination, source in files.items():
-        own = destination == "/dev/shm"
+        shm = destination == "/dev/shm"
         mount = {"destination": destination, "type": "bind", "source": source,
-                 "options": ["rbind", "rprivate", "rw" if own or not readonly else "ro"]}
-        if own:
+                 "options": ["rbind", "rprivate", "rw" if shm or not readonly else "ro"]}
+        if shm:
             mount["options"] += ["nosuid", "nodev", "noexec"]
         i = at.get(destination)
         if i is None:
             mounts.append(mount)
-        elif own and mounts[i].get("type") == "tmpfs" and mounts[i].get("source") == "shm":
+        elif shm and mounts[i].get("type") == "tmpfs" and mounts[i].get("source") == "shm":
             mounts[i] = mount

@@ -505,6 +505,17 @@ def test_a_pod_s_containers_share_its_hostname_hosts_dns_and_dev_shm_files(cri, 
     finally:
         remove_pod(cri, pod)
     assert not pod_mounts_in(pod), "the pod's /dev/shm was left mounted"
+    # hostIPC, as kubelet asks for it (the pod's and the container's IPC the node's): the node's /dev/shm
+    node_ipc = {"security_context": {"namespace_options": {"ipc": 2}}}
+    pod_path = pod_config_file(cri, f"host-ipc-{handler}", node_ipc)
+    pod = cri.run("runp", "--runtime", handler, pod_path)
+    try:
+        cid = start_in_pod(cri, pod, pod_path, "c", ["sh", "-c", "stat -c dev=%d /dev/shm; exec sleep 3600"],
+                           linux=node_ipc)
+        wait_for(lambda: "dev=" in cri.run("logs", cid), "the hostIPC container said nothing")
+        assert cri.run("logs", cid) == f"dev={os.stat('/dev/shm').st_dev}"
+    finally:
+        remove_pod(cri, pod)
 
 
 def test_a_killed_pod_shim_leaves_no_pod_dev_shm_mounted(cri):

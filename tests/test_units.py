@@ -1527,7 +1527,8 @@ def test_a_shim_pod_s_files_go_into_its_containers_where_they_have_none_of_their
              "/etc/resolv.conf": "/b/pod-files/resolv.conf", "/dev/shm": "/b/pod-files/shm"}
     ours = {"io.kubernetes.cri.sandbox-id": "pod1", "io.kubernetes.cri.container-type": "container"}
     default_shm = {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid"]}
-    config = {"root": {"path": "rootfs", "readonly": True}, "annotations": ours,
+    pod_ipc = {"namespaces": [{"type": "ipc", "path": "/proc/7/ns/ipc"}]}
+    config = {"root": {"path": "rootfs", "readonly": True}, "annotations": ours, "linux": pod_ipc,
               "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}, default_shm,
                          {"destination": "/etc/hosts/", "type": "bind", "source": "/kubelet/etc-hosts"}]}
     amend({"pod1": files}, config)
@@ -1544,9 +1545,16 @@ def test_a_shim_pod_s_files_go_into_its_containers_where_they_have_none_of_their
         config = {"root": {"path": "rootfs"}, "annotations": others, "mounts": [dict(default_shm)]}
         amend({"pod1": files}, config)
         assert config["mounts"] == [default_shm], others  # not this pod's container
-    config = {"root": {"path": "rootfs"}, "annotations": ours, "mounts": [emptydir]}
+    config = {"root": {"path": "rootfs"}, "annotations": ours, "linux": pod_ipc, "mounts": [emptydir]}
     amend({"pod1": files}, config)
     assert config["mounts"][0] == emptydir and "rw" in config["mounts"][-1]["options"]
+    # a container in the node's IPC namespace (hostIPC: no ipc entry) gets the node's /dev/shm, as
+    # under CRI, the pod's having none; one of a hostIPC pod in an IPC namespace of its own, none
+    node_pod = {k: v for k, v in files.items() if k != "/dev/shm"}
+    for linux, shm in (({}, "/dev/shm"), (pod_ipc, "shm")):
+        config = {"root": {"path": "rootfs"}, "annotations": ours, "linux": linux, "mounts": [dict(default_shm)]}
+        amend({"pod1": node_pod}, config)
+        assert config["mounts"][0]["source"] == shm, config["mounts"]
     # kubelet's dnsConfig read by field number, as CRI writes it
     dns = b"".join(wire.field(n, v) for n, v in ((1, "10.96.0.10"), (1, "10.0.0.2"), (2, "svc.local"), (3, "ndots:5")))
     url = "type.googleapis.com/runtime.v1.PodSandboxConfig"
