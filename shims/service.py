@@ -66,6 +66,7 @@ class Process:
         self.relay: TtyRelay | None = None
         self.held: list[int] = []  # read ends of its output fifos (stdio.held_reader), until it is deleted
         self.logger: Logger | None = None  # its logging binary (binary:// stdout), stopped when it is deleted
+        self.io_owner: tuple[int, int] | None = None  # containerd's io_uid/io_gid (its task's, for an exec)
         self.window: tuple[int, int] | None = None  # a ResizePty that came before the pty existed
         self.pid = 0
         self.exit_status = 0
@@ -250,6 +251,8 @@ class TaskService:
                     fds = [stdin, _opened(proc, "stdout", True, opened), _opened(proc, "stderr", True, opened)]
                 held = [fd for fd in map(held_reader, fds[1:]) if fd >= 0]
                 opened += held  # closed with the rest, unless the process is made
+                if proc.io_owner:
+                    _give_streams(proc, fds)
             with self.spawner_lock:
                 answer = self._ask_helper(msg, fds)
             if "error" in answer:
@@ -414,6 +417,7 @@ class TaskService:
         by_worker = rootfs_mounts.idmapped(mounts)  # it forks: not from this threaded daemon
         mounted = bool(mounts)  # from here on, undone if the create fails (a mount of several too)
         task = Task(req)
+        task.io_owner = io_owner(req.options.type_url, req.options.value)
         asked = time.monotonic()
         try:
             if not by_worker:
@@ -490,6 +494,7 @@ class TaskService:
         if req.exec_id in task.execs:
             raise TTRPCError(ALREADY_EXISTS, f"exec {req.exec_id}: already exists")
         proc = Process(req.id, req.exec_id, req.stdin, req.stdout, req.stderr, req.terminal)
+        proc.io_owner = task.io_owner  # as runc's shim gives an exec its container's
         try:
             proc.spec = jsonio.loads(req.spec.value)  # containerd sends the OCI process object as JSON
             check_process(proc.spec)
@@ -734,6 +739,40 @@ def runtime_options(type_url: str, value: bytes) -> dict[str, str]:
         binary = fields.get(6, b"")
         name = os.path.basename(binary.decode()) if isinstance(binary, bytes) else ""
     return {OCI_RUNTIME: name} if name else {}
+
+
+def io_owner(type_url: str, value: bytes) -> tuple[int, int] | None:
+    """runc's options' io_uid (4) and io_gid (5): who the process's I/O is to belong to. CRI names
+    them for a user-namespaced container (its root as the host sees it; updateContainerIOOwner),
+    so that it may open its streams again (/dev/stdout). None where neither is named."""
+    if not type_url.endswith("runc.v1.Options"):
+        return None
+    from mrun.shims import wire
+
+    try:
+        fields = dict(wire.fields(value))
+    except ValueError:
+        return None  # runtime_options refuses it, in words
+    uid, gid = fields.get(4, 0), fields.get(5, 0)
+    if not isinstance(uid, int) or not isinstance(gid, int) or not (uid or gid):
+        return None
+    return uid, gid
+
+
+def _give_streams(proc: Process, fds: list[int]) -> None:
+    """The process's standard streams that are pipes or fifos (containerd's fifos, the stdin
+    pump's and a logger's pipes; not /dev/null or a file) made ``proc.io_owner``'s, as runc's shim
+    makes the pipes it hands a process. A fifo of containerd's changes owner: containerd, root,
+    reads it as before, and no one else reaches its directory."""
+    import stat
+
+    uid, gid = proc.io_owner or (0, 0)
+    for name, fd in zip(("stdin", "stdout", "stderr"), fds, strict=False):
+        try:
+            if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                os.fchown(fd, uid, gid)
+        except OSError as e:
+            raise _unopenable(proc, name, OSError(e.errno, f"giving it to io_uid {uid}: {e.strerror}"))
 
 
 def _mount_rootfs(mounts: list[dict], target: str) -> None:

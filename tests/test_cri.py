@@ -310,17 +310,20 @@ def test_a_user_namespaced_pod_sees_its_image_and_volume_as_its_own(cri, handler
     pod = cri.run("runp", "--runtime", handler, pod_path)
     try:
         script = ("cat /proc/self/uid_map; stat -c %u:%g /bin/sh /vol/zero; touch /vol/new && echo wrote; "
-                  "cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/kernel/shm_rmid_forced; exec sleep 3600")
+                  "cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/kernel/shm_rmid_forced; "
+                  "echo reopened > /dev/stdout; exec sleep 3600")  # CRI's io_uid: its streams are its root's
         cid = start_in_pod(cri, pod, pod_path, "c", ["/bin/sh", "-c", script],
                            mounts=[{"container_path": "/vol", "host_path": str(volume), "uidMappings": ids,
                                     "gidMappings": ids}], linux=userns)
         wait_for(lambda: len(cri.run("logs", cid).split()) >= 8, "the container said nothing")
+        time.sleep(0.2)
         out = cri.run("logs", cid).split()
-        assert out == ["0", "200000", "65536", "0:0", "0:0", "wrote", "77", "1"], out
+        assert out == ["0", "200000", "65536", "0:0", "0:0", "wrote", "77", "1", "reopened"], out
         assert os.stat(volume / "new").st_uid == 0  # the volume's root, through its mapping
         assert "Uid:\t200000" in open(f"/proc/{cri.inspect('inspect', cid)['info']['pid']}/status").read()
-        assert cri.run("exec", "-s", cid, "sh", "-c", "id -u; cat /proc/self/uid_map").split() == [
-            "0", "0", "200000", "65536"]  # kubectl exec: in the pod's user namespace too
+        in_exec = "id -u; cat /proc/self/uid_map; echo x > /dev/stderr"  # its streams its own too
+        assert cri.run("exec", "-s", cid, "sh", "-c", in_exec).split() == [
+            "0", "0", "200000", "65536", "x"]  # kubectl exec: in the pod's user namespace too
         wasm_id = start_in_pod(cri, pod, pod_path, "wasm", ["/hello.wasm", "0"], image={"image": WASM_IMAGE},
                                linux=userns)
         wait_for(lambda: cri.inspect("inspect", wasm_id)["status"]["state"] == "CONTAINER_EXITED", "wasm never ended")

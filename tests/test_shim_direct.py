@@ -755,6 +755,46 @@ def test_a_task_s_idmapped_mount_in_a_user_namespace_as_containerd_sends_it(h):
     shim.finish(cid)
 
 
+def test_a_user_namespaced_task_s_streams_are_the_io_owner_s_containerd_names(h):
+    """Kubernetes' hostUsers: false: CRI asks the shim (runc's options, io_uid 4 and io_gid 5) to
+    give the I/O to the container's root as the host sees it. containerd's runc shim makes its
+    pipes that user's; mrun's shim handed containerd's root-owned fifos over as they were, and in
+    the pod `echo > /dev/stdout` (nginx's logs are links to it) failed with EACCES, in the init and
+    in an exec'd process alike. Its stdin pipe too."""
+    from google.protobuf import any_pb2
+    from mrun.shims import wire
+    from test_sandbox import _in_a_user_namespace
+
+    cid = h.cid("ioowner")
+    cfg = h.config(["sh", "-c", "echo init > /dev/stdout && echo err > /dev/stderr && read x < /dev/stdin; "
+                    "echo rc=$?; sleep 600"])
+    _in_a_user_namespace(h, cfg)
+    bundle = h.bundle(config=cfg)
+    shim = Shim(h, bundle, cid)
+    stdin, stdout, stderr, exec_out = shim.fifos("stdin", "stdout", "stderr", "exec-stdout")
+    out, err, eout = reader(stdout), reader(stderr), reader(exec_out)
+    options = any_pb2.Any(type_url="containerd.runc.v1.Options", value=wire.field(4, 200000) + wire.field(5, 200000))
+    shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle, stdin=stdin, stdout=stdout, stderr=stderr,
+                                                   options=options))
+    writer = os.open(stdin, os.O_WRONLY)
+    os.write(writer, b"line\n")
+    shim.call("Start", task_pb2.StartRequest(id=cid))
+    process = {"args": ["sh", "-c", "echo exec > /dev/stdout"], "cwd": "/", "env": ["PATH=/bin"]}
+    spec = any_pb2.Any(
+        type_url="types.containerd.io/opencontainers/runtime-spec/1/Process", value=json.dumps(process).encode()
+    )
+    shim.call("Exec", task_pb2.ExecProcessRequest(id=cid, exec_id="e1", stdout=exec_out, spec=spec))
+    shim.call("Start", task_pb2.StartRequest(id=cid, exec_id="e1"))
+    assert wait_exit(shim, cid, "e1") == 0
+    assert read_until_eof(eout) == b"exec\n"
+    shim.call("Delete", task_pb2.DeleteRequest(id=cid, exec_id="e1"))
+    os.close(writer)
+    shim.call("Kill", task_pb2.KillRequest(id=cid, signal=9))
+    assert wait_exit(shim, cid) == 137
+    assert read_until_eof(out) == b"init\nrc=0\n" and read_until_eof(err) == b"err\n"
+    shim.finish(cid)
+
+
 @pytest.mark.parametrize("kind", ["overlay", "bind"])
 def test_a_user_namespaced_snapshot_is_mounted_idmapped_by_the_create_worker(h, kind):
     """containerd 2.x's overlay snapshot of a user-namespaced pod names the pod's mappings in
