@@ -89,6 +89,14 @@ class Task(Process):
             _release(proc)
 
 
+def _never_ran(proc: Process) -> None:
+    """An exec'd process that will never run (its Start failed, or it is deleted unstarted): its
+    Waits are answered (exit status 0 and no exit event, as from containerd's runc shim)."""
+    if not proc.exited.is_set():
+        proc.exited_at = now()
+        proc.exited.set()
+
+
 def _release(proc: Process) -> None:
     if proc.pump is not None:
         proc.pump.close()
@@ -472,10 +480,16 @@ class TaskService:
         proc = self._process(task_id, exec_id)
         if proc.pid:
             raise TTRPCError(ALREADY_EXISTS, f"exec {exec_id}: already started")
+        if proc.exited.is_set():  # its Start failed: its Waits were answered, it will not run now
+            raise TTRPCError(FAILED_PRECONDITION, f"exec {exec_id}: its start failed; delete it and exec anew")
         if proc.window and proc.spec is not None:  # sized before it runs, not just after
             proc.spec["consoleSize"] = {"width": proc.window[0], "height": proc.window[1]}
         asked = time.monotonic()
-        pid = self._spawn({"id": task_id, "root": self.runtime.store.root, "process": proc.spec}, proc)["pid"]
+        try:
+            pid = self._spawn({"id": task_id, "root": self.runtime.store.root, "process": proc.spec}, proc)["pid"]
+        except BaseException:
+            _never_ran(proc)  # as runc's shim: a Wait for it is answered at once
+            raise
         with self.lock:
             proc.pid = pid
             self.by_pid[proc.pid] = proc
@@ -547,7 +561,9 @@ class TaskService:
         if req.signal > MAX_SIGNAL:  # runc's kill(2) says EINVAL; Python would not even make the call
             raise TTRPCError(INVALID_ARGUMENT, f"kill {req.exec_id or req.id}: {req.signal} is not a signal number")
         proc = self._process(req.id, req.exec_id)
-        if proc.exited.is_set() or not proc.pid:
+        if not proc.pid:  # runc's shim's words; containerd's WithProcessKill takes it as done
+            raise TTRPCError(FAILED_PRECONDITION, f"{req.exec_id or req.id}: process not created")
+        if proc.exited.is_set():
             raise TTRPCError(NOT_FOUND, f"{req.exec_id or req.id}: process already finished")
         try:
             if req.exec_id:
@@ -583,6 +599,8 @@ class TaskService:
                 raise TTRPCError(FAILED_PRECONDITION, f"exec {req.exec_id}: cannot delete a running process")
             self._task(req.id).execs.pop(req.exec_id, None)
             _release(proc)
+            if not proc.pid:
+                _never_ran(proc)  # a Wait for it must not hold its thread for ever
             with self.lock:
                 self.by_pid.pop(proc.pid, None)
             return task_pb2.DeleteResponse(

@@ -1047,6 +1047,44 @@ def test_requests_containerd_could_not_mean_are_refused_in_words_and_leave_nothi
     shim.finish(cid)
 
 
+def test_an_exec_that_never_started_is_waited_for_at_once_and_not_killed(h):
+    """A liveness probe of a program the image lacks: the exec's Start fails. containerd 1.6's
+    CRI then deletes it with WithProcessKill: Wait, then Kill. containerd's runc shim answers that
+    Wait at once and the Kill with FailedPrecondition ("process not created"); mrun's shim held
+    the Wait for ever and said NotFound, so CRI waited out its 60 s deferred context for each
+    failed probe, and the Wait's thread was never let go. An exec deleted without a start lets a
+    pending Wait go too."""
+    shim, cid, _ = sleeping_task(h, "nostart")
+    process = {"args": ["/nonexistent"], "cwd": "/", "env": ["PATH=/bin"]}
+    spec = any_pb2.Any(
+        type_url="types.containerd.io/opencontainers/runtime-spec/1/Process", value=json.dumps(process).encode()
+    )
+    for exec_id, start in (("failed", True), ("unstarted", False)):
+        shim.call("Exec", task_pb2.ExecProcessRequest(id=cid, exec_id=exec_id, spec=spec))
+        waited: dict[str, bytes] = {}
+        waiter = threading.Thread(target=lambda exec_id=exec_id, waited=waited: waited.setdefault(
+            "answer", shim.call("Wait", task_pb2.WaitRequest(id=cid, exec_id=exec_id), timeout=20)))
+        waiter.start()
+        if start:
+            with pytest.raises(ttrpc.TTRPCError) as e:
+                shim.call("Start", task_pb2.StartRequest(id=cid, exec_id=exec_id))
+            assert "/nonexistent" in e.value.message
+            with pytest.raises(ttrpc.TTRPCError) as e:
+                shim.call("Kill", task_pb2.KillRequest(id=cid, exec_id=exec_id, signal=9, all=True))
+            assert e.value.code == ttrpc.FAILED_PRECONDITION, e.value
+            waiter.join(5)
+            assert "answer" in waited, "the Wait for an exec that failed to start was not answered"
+            with pytest.raises(ttrpc.TTRPCError) as e:  # its Waits answered: it will not run after all
+                shim.call("Start", task_pb2.StartRequest(id=cid, exec_id=exec_id))
+            assert e.value.code == ttrpc.FAILED_PRECONDITION, e.value
+        shim.call("Delete", task_pb2.DeleteRequest(id=cid, exec_id=exec_id))
+        waiter.join(5)
+        assert "answer" in waited, f"{exec_id}: a Wait outlived its exec's Delete"
+    shim.call("Kill", task_pb2.KillRequest(id=cid, signal=9))
+    assert wait_exit(shim, cid) == 137
+    shim.finish(cid)
+
+
 def test_a_delete_never_kills_a_running_task_or_exec(h):
     """containerd's runc shim refuses to Delete a running or paused process ("cannot delete a
     running process"): only Kill ends one, and containerd's client kills and waits first (`ctr
