@@ -45,6 +45,7 @@ def make(bundle: str, hostname: str, dns: tuple[list[str], list[str], list[str]]
 
     directory = os.path.join(bundle, DIRECTORY)
     os.mkdir(directory, 0o711)  # ours alone: a second StartSandbox is refused before this
+    os.chmod(directory, 0o711)  # whatever the shim's umask: a user-namespaced pod's root reaches in
     files = {
         "/etc/hostname": (hostname or os.uname().nodename).encode() + b"\n",
         "/etc/hosts": _node_hosts(),
@@ -55,6 +56,7 @@ def make(bundle: str, hostname: str, dns: tuple[list[str], list[str], list[str]]
         path = os.path.join(directory, os.path.basename(destination))
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         try:
+            os.fchmod(fd, 0o644)  # whatever the shim's umask: a container's user other than root reads it
             os.write(fd, content)
         finally:
             os.close(fd)

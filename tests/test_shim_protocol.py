@@ -303,6 +303,31 @@ def test_a_killed_shim_leaves_no_pod_holder_behind(h, socket_dir):
     assert not os.path.ismount(shm) and not os.path.exists(os.path.join(socket_dir, os.path.basename(shim.socket)))
 
 
+def test_a_pod_s_files_are_readable_in_its_containers_whatever_the_shim_s_umask(h):
+    """A shim pod's /etc/resolv.conf, /etc/hosts and /etc/hostname are bind mounted into each of
+    its containers, whose user may be any: made under a shim's umask of 077 they were its root's
+    alone, and a container running as uid 1000 could resolve no name."""
+    import stat
+
+    from mrun.shims import pod_files
+
+    bundle = h.bundle(["true"])
+    old = os.umask(0o077)
+    try:
+        files = pod_files.make(bundle, "pod", (["10.96.0.10"], [], []), node_ipc=False)
+    finally:
+        os.umask(old)
+    try:
+        for destination in ("/etc/resolv.conf", "/etc/hosts", "/etc/hostname"):
+            assert stat.S_IMODE(os.stat(files[destination]).st_mode) == 0o644, destination
+        assert stat.S_IMODE(os.stat(os.path.dirname(files["/etc/hosts"])).st_mode) == 0o711
+        assert stat.S_IMODE(os.stat(files["/dev/shm"]).st_mode) == 0o1777 and os.path.ismount(files["/dev/shm"])
+        assert open(files["/etc/resolv.conf"]).read() == "nameserver 10.96.0.10\n"
+    finally:
+        pod_files.release(bundle)
+    assert not os.path.ismount(files["/dev/shm"])
+
+
 def test_a_host_pid_pod_keeps_the_host_pid_namespace(h, socket_dir):
     sandbox_id = h.cid("hostpid")
     bundle = h.bundle(["true"])
