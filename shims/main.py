@@ -510,8 +510,10 @@ def _remove_dead_socket(bundle: str) -> bool:
 
 
 def _pod_shm(bundle: str) -> str:
-    """Where a pod's shim mounts the pod's /dev/shm (shims/pod_files.py, not imported here)."""
-    return os.path.join(bundle, "pod-files", "shm")
+    """Where a pod's shim mounts the pod's /dev/shm."""
+    from mrun.shims.pod_files import shm_path
+
+    return shm_path(bundle)
 
 
 def _kept(path: str) -> str:

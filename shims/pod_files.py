@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 
+from mrun.network.names import node_file
+
 DIRECTORY = "pod-files"  # in the pod's bundle
 SHM_SIZE = 64 * 1024 * 1024  # CRI's defaultShmSize
 
@@ -25,11 +27,7 @@ def resolv_conf(dns: tuple[list[str], list[str], list[str]] | None) -> bytes:
     """kubelet's DNSConfig (servers, searches, options) as CRI writes it; None (no dnsConfig):
     the node's own file, as CRI copies it."""
     if dns is None:
-        try:
-            with open("/etc/resolv.conf", "rb") as f:
-                return f.read(1 << 20)
-        except OSError:
-            return b""
+        return node_file("resolv.conf") or b""
     servers, searches, options = dns
     text = f"search {' '.join(searches)}\n" if searches else ""
     text += "".join(f"nameserver {server}\n" for server in servers)
@@ -48,7 +46,7 @@ def make(bundle: str, hostname: str, dns: tuple[list[str], list[str], list[str]]
     os.chmod(directory, 0o711)  # whatever the shim's umask: a user-namespaced pod's root reaches in
     files = {
         "/etc/hostname": (hostname or os.uname().nodename).encode() + b"\n",
-        "/etc/hosts": _node_hosts(),
+        "/etc/hosts": node_file("hosts") or b"",
         "/etc/resolv.conf": resolv_conf(dns),
     }
     made = {}
@@ -62,19 +60,16 @@ def make(bundle: str, hostname: str, dns: tuple[list[str], list[str], list[str]]
             os.close(fd)
         made[destination] = path
     if not node_ipc:
-        shm = os.path.join(directory, "shm")
+        shm = shm_path(bundle)
         os.mkdir(shm, 0o700)
         sc.mount("shm", shm, "tmpfs", sc.MS_NOEXEC | sc.MS_NOSUID | sc.MS_NODEV, f"mode=1777,size={SHM_SIZE}")
         made["/dev/shm"] = shm
     return made
 
 
-def _node_hosts() -> bytes:
-    try:
-        with open("/etc/hosts", "rb") as f:
-            return f.read(1 << 20)
-    except OSError:
-        return b""
+def shm_path(bundle: str) -> str:
+    """Where the pod's /dev/shm is mounted (``delete`` looks there after a killed shim)."""
+    return os.path.join(bundle, DIRECTORY, "shm")
 
 
 def release(bundle: str) -> None:
@@ -82,7 +77,7 @@ def release(bundle: str) -> None:
     when the pod is stopped or shut down, and by ``delete`` after a shim that was killed."""
     from mrun.kernel.syscalls import unmount_all
 
-    unmount_all(os.path.join(bundle, DIRECTORY, "shm"))
+    unmount_all(shm_path(bundle))
 
 
 def amend(pods: dict[str, dict[str, str]], config: dict) -> None:

@@ -282,12 +282,9 @@ def _host_names(spec: dict[str, Any], bundle: str) -> None:
     in the host's network (a loopback resolver too). Without them the image's own were used,
     often none: no name resolved."""
     for name in ("hosts", "resolv.conf"):
-        try:
-            with open(f"/etc/{name}", "rb") as f:
-                content = f.read(1 << 20)
-        except OSError:
-            continue  # the host has none: the image's own stays
-        names.write_and_bind(spec["mounts"], bundle, name, content)
+        content = names.node_file(name)
+        if content is not None:  # else the host has none: the image's own stays
+            names.write_and_bind(spec["mounts"], bundle, name, content)
 
 
 

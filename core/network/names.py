@@ -38,6 +38,15 @@ def hosts_of(owner: dict[str, str]) -> str:
     return os.path.join(state_dir, "hosts")
 
 
+def node_file(name: str) -> bytes | None:
+    """The host's /etc/``name`` (hosts, resolv.conf), at most 1 MiB of it; None where it has none."""
+    try:
+        with open(f"/etc/{name}", "rb") as f:
+            return f.read(1 << 20)
+    except OSError:
+        return None
+
+
 def bind(mounts: list[dict[str, Any]], name: str, source: str) -> None:
     """``source`` as the container's /etc/``name``."""
     mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": source, "options": ["rbind", "rw"]})
