@@ -472,6 +472,31 @@ def test_a_user_other_than_root_can_open_its_standard_streams_again_as_under_run
     assert got["mrun"] == [("out\nin\n", "err\n")] * 2, got
 
 
+def test_a_null_device_given_as_a_stream_is_the_container_s_own_read_write_as_under_runc(h, tmp_path):
+    """conmon hands its runtime a read-only /dev/null as stdin. runc's init makes each stream that
+    is the null device the container's own /dev/null, opened read-write (reOpenDevNull): the
+    host's is a node on a mount the container cannot see. mrun kept the caller's, so `echo >&0`
+    was refused (EBADF) and the stream's mount was none of the container's."""
+    runc = require("runc", "runc")
+    script = ("grep flags /proc/self/fdinfo/0; m=$(awk '/mnt_id/{print $2}' /proc/self/fdinfo/0); "
+              "awk -v m=$m '$1==m{print $5}' /proc/self/mountinfo; echo x >&0 && echo wrote")
+    got: dict[str, str] = {}
+    for name, base, cid in beside_runc(h, tmp_path, runc, "null"):
+        out = tmp_path / f"{name}.out"
+        with open(os.devnull, "rb") as stdin, open(out, "wb") as stdout:
+            subprocess.run([*base, "run", "-d", "-b", h.bundle(["sh", "-c", script]), cid], stdin=stdin, stdout=stdout,
+                           stderr=stdout, check=True, timeout=30)
+        try:
+            deadline = time.monotonic() + 10
+            while "wrote" not in out.read_text() and "error" not in out.read_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            subprocess.run([*base, "delete", "--force", cid], capture_output=True, timeout=30)
+        got[name] = out.read_text()
+    assert got["mrun"] == got["runc"], got
+    assert got["mrun"] == "flags:\t0100002\n/dev\nwrote\n", got
+
+
 def test_a_process_naming_no_capabilities_gets_none_or_its_container_s_as_under_runc(h, tmp_path):
     """runc gives a container's process that names no capabilities none at all, and an exec'd
     one its container's. mrun kept its own for both: every capability, so a bundle without the

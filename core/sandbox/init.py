@@ -153,7 +153,6 @@ def _build_rootfs(sb: Sandbox) -> None:
     root = spec.rootfs
     rootfs.prepare_root(root, linux.get("rootfsPropagation", ""))
     new_cgroupns = sb.namespaces.get("cgroup") == ""
-    dev_is_bind = False
     root_fd = inroot.open_root(root)  # after the self-bind: mounts land on the new root mount
     try:
         for i, m in enumerate(spec.raw.get("mounts") or []):
@@ -165,12 +164,18 @@ def _build_rootfs(sb: Sandbox) -> None:
         os.close(root_fd)
         for fd in sb.detached.values():
             os.close(fd)
+    devices.create(root, linux.get("devices") or [], "user" in sb.namespaces, _dev_is_bound(spec))
+
+
+def _dev_is_bound(spec: Spec) -> bool:
+    """Is /dev a bind of another directory (the host's, a volume)? Then mrun makes no devices in
+    it, and, as runc, leaves the null device the caller gave as a stream alone."""
     for m in spec.raw.get("mounts") or []:
-        if inroot.clean(m["destination"]) == "/dev" and (
-            m.get("type") == "bind" or "bind" in (m.get("options") or []) or "rbind" in (m.get("options") or [])
-        ):
-            dev_is_bind = True
-    devices.create(root, linux.get("devices") or [], "user" in sb.namespaces, dev_is_bind)
+        options = m.get("options") or []
+        if inroot.clean(m["destination"]) == "/dev" and (m.get("type") == "bind" or "bind" in options
+                                                         or "rbind" in options):
+            return True
+    return False
 
 
 def _enter_rootfs(sb: Sandbox) -> None:
@@ -218,6 +223,8 @@ def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
         run_hooks("createContainer", hooks["createContainer"], dict(state, status=str(Status.CREATED)))
     if own_mounts:
         _enter_rootfs(sb)
+        if not _dev_is_bound(spec):
+            rootfs.reopen_null_streams()
     rootfs.write_sysctls(linux.get("sysctl") or {})
     if own_mounts:
         rootfs.mask_paths(linux.get("maskedPaths") or [])

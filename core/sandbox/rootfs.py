@@ -405,6 +405,37 @@ def _null_device() -> int:
     return fd
 
 
+def reopen_null_streams() -> None:
+    """A standard stream that is the null device becomes the container's own /dev/null, opened
+    read and write, as runc's reOpenDevNull makes it. The caller's (conmon hands its runtime a
+    read-only one) is a node of the host's /dev, a mount the container cannot see, and a program
+    writing to a stream it was given as input (a shell's `echo >&0`) was refused (EBADF). Only a
+    /dev/null seen to be the null device is used; without one the streams stay as they came."""
+    streams = []
+    for fd in (0, 1, 2):
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3):
+            streams.append(fd)
+    if not streams:
+        return
+    try:
+        null = _null_device()
+    except MrunError:
+        return
+    try:
+        ours = os.open(inroot.fd_path(null), os.O_RDWR | os.O_CLOEXEC)
+    except OSError:  # no /proc to reopen it through
+        return
+    finally:
+        os.close(null)
+    for fd in streams:
+        os.dup2(ours, fd)
+    os.close(ours)
+
+
 def readonly_paths(paths: list[str]) -> None:
     """Each path bound onto itself through one handle (source and target the same object
     whatever the path's links do meanwhile), then remounted read-only through a handle opened
