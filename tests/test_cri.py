@@ -2,7 +2,9 @@
 runtime handler, a private CNI bridge (Debian's containernetworking-plugins) and a pause image
 built here. Two handlers: ``mrun`` (CRI's own sandboxer, a pause container run by mrun's shim)
 and ``mrun-shim`` (``sandboxer = 'shim'``: the shim is the pod, no pause container). Each pod
-holds a Linux and a wasm container; then containerd restarts under running pods.
+holds a Linux and a wasm container; then containerd restarts under running pods. A third,
+``runc-mrun``, is containerd's own runc shim with mrun as its runtime binary (``BinaryName``), as
+a cluster swaps runc for crun; ``runc`` is runc itself, beside which a case runs.
 """
 
 from __future__ import annotations
@@ -69,6 +71,11 @@ def cri_config(work: str, subnet: str, bridge: str) -> str:
       runtime_type = 'io.containerd.runc.v2'
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
         Root = '{work}/runc-root'
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc-mrun]
+      runtime_type = 'io.containerd.runc.v2'
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc-mrun.options]
+        BinaryName = '{mrun_binary()}'
+        Root = '{work}/mrun-as-runc-root'
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ['/usr/lib/cni']
     conf_dir = '{cni}'
@@ -378,6 +385,48 @@ def test_stopping_a_container_of_a_shared_pid_namespace_ends_what_its_init_left(
         assert (status["state"], status["exitCode"]) == ("CONTAINER_EXITED", 143), status
     finally:
         remove_pod(cri, pod)
+
+
+@pytest.mark.parametrize("handler", ["runc", "runc-mrun"])
+def test_a_sandbox_refused_through_runc_s_shim_says_why(cri, handler):
+    """containerd's runc shim creates a pod's sandbox with /dev/null, read-only, as the runtime's
+    stdout and stderr, and reads the runtime's error from its --log file. mrun's message to that
+    stderr failed and ended it before the record: the pod failed with "unable to retrieve OCI
+    runtime error". A pod on the node's network has no UTS namespace, so its hostname is refused."""
+    pod_path = pod_config_file(cri, f"refused-{handler}", {"security_context": {"namespace_options": {"network": 2}}})
+    endpoint = f"unix://{cri.ctd.sock}"
+    r = subprocess.run([cri.crictl, "-r", endpoint, "-i", endpoint, "runp", "--runtime", handler, pod_path],
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode != 0, r.stdout
+    assert "unable to retrieve OCI runtime error" not in r.stderr, r.stderr
+    assert "hostname" in r.stderr and "UTS" in r.stderr.upper(), r.stderr
+    assert not cri.run("pods", "-q", "--name", f"refused-{handler}")
+
+
+@pytest.mark.parametrize("handler", ["runc-mrun"])
+def test_a_pod_through_runc_s_shim_with_mrun_as_its_runtime(cri, handler):
+    """The drop-in path: containerd's runc shim calls mrun as it calls runc, for the pause
+    sandbox and for a container of the pod; its output reaches the pod's log, and stop and
+    removal leave nothing behind in mrun's root."""
+    pod_path = pod_config_file(cri, f"dropin-{handler}", {})
+    pod = cri.run("runp", "--runtime", handler, pod_path)
+    try:
+        cid = start_in_pod(cri, pod, pod_path, "c", ["sh", "-c", "echo out; echo err >&2; exit 3"])
+        deadline = time.monotonic() + 20
+        while cri.inspect("inspect", cid)["status"]["state"] != "CONTAINER_EXITED":
+            assert time.monotonic() < deadline, "the container did not end"
+            time.sleep(0.1)
+        assert cri.inspect("inspect", cid)["status"]["exitCode"] == 3
+        endpoint = f"unix://{cri.ctd.sock}"
+        logs = subprocess.run([cri.crictl, "-r", endpoint, "-i", endpoint, "logs", cid], capture_output=True,
+                              text=True, timeout=30)
+        assert logs.stdout.splitlines()[0] == "out" and "err" in logs.stderr.splitlines(), logs
+        root = os.path.join(cri.work, "mrun-as-runc-root", "k8s.io")
+        assert pod in os.listdir(root), os.listdir(root)  # the sandbox's state, kept by mrun as runc keeps it
+    finally:
+        cri.run("stopp", pod)
+        cri.run("rmp", pod)
+    assert not [e for e in os.listdir(root) if not e.startswith(".")], os.listdir(root)
 
 
 @pytest.mark.parametrize("handler", HANDLERS)

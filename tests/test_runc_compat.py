@@ -497,6 +497,35 @@ def test_a_null_device_given_as_a_stream_is_the_container_s_own_read_write_as_un
     assert got["mrun"] == "flags:\t0100002\n/dev\nwrote\n", got
 
 
+def test_read_only_standard_streams_lose_no_error_nor_warning_as_under_runc(h, tmp_path):
+    """containerd's runc shim hands a pod's sandbox create (null I/O) /dev/null opened read-only
+    as stdin, stdout and stderr. mrun's message to stderr then failed (EBADF) and ended the
+    process before its --log record: containerd could say only "unable to retrieve OCI runtime
+    error", and a mere warning failed a create. runc writes its record whatever stderr is."""
+    runc = require("runc", "runc")
+    refused = h.config(["true"], hostname="pod")
+    refused["linux"]["namespaces"] = [n for n in refused["linux"]["namespaces"] if n["type"] != "uts"]
+    warned = h.config(["sh", "-c", "echo out; echo err >&2"])
+    warned["process"]["capabilities"]["ambient"] = ["CAP_KILL"]  # not inheritable: mrun warns, runc 1.1 not
+    records: dict[str, list[dict]] = {}
+    for name, base, cid in beside_runc(h, tmp_path, runc, "rostdio"):
+        log = tmp_path / f"{name}.json"
+        with open(os.devnull, "rb") as null:
+            r = subprocess.run([*base, "--log", str(log), "--log-format", "json", "create", "-b",
+                                h.bundle(config=refused), f"{cid}-refused"], stdin=null, stdout=null, stderr=null,
+                               timeout=30)
+            assert r.returncode == 1, name
+            records[name] = [json.loads(line) for line in log.read_text().splitlines()]
+            r = subprocess.run([*base, "--log", str(log), "--log-format", "json", "run", "-b",
+                                h.bundle(config=warned), f"{cid}-warned"], stdin=null, stdout=null, stderr=null,
+                               timeout=30)
+            assert r.returncode == 0, (name, log.read_text())
+        subprocess.run([*base, "delete", "--force", f"{cid}-refused"], capture_output=True, timeout=30)
+    for name, got in records.items():
+        assert [r["level"] for r in got] == ["error"], (name, got)
+        assert "hostname" in got[0]["msg"] and "UTS" in got[0]["msg"].upper(), (name, got)
+
+
 def test_a_process_naming_no_capabilities_gets_none_or_its_container_s_as_under_runc(h, tmp_path):
     """runc gives a container's process that names no capabilities none at all, and an exec'd
     one its container's. mrun kept its own for both: every capability, so a bundle without the

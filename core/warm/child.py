@@ -14,7 +14,7 @@ import io
 import os
 import sys
 
-from mrun import umask
+from mrun import standard_fds, umask
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -93,6 +93,8 @@ def fresh_stdio(encodings: list[Any]) -> None:
                 streams.append(io.TextIOWrapper(raw, encoding=enc[0], errors=enc[1]))
             else:
                 raw = open(fd, "wb", closefd=False)
+                if not standard_fds.writable(fd):  # read-only: the descriptor stays the work's to hand on
+                    raw = open(os.devnull, "wb")  # noqa: SIM115 - the stream's, for the child's life
                 streams.append(
                     io.TextIOWrapper(raw, encoding=enc[0], errors=enc[1], line_buffering=interactive or fd == 2)
                 )
