@@ -25,6 +25,7 @@ from test_containerd import WASM_IMAGE, Containerd, build_wasm_archive
 
 PAUSE_IMAGE = "localhost/mrun-test-pause:latest"
 HANDLERS = ("mrun", "mrun-shim")
+MRUN_HANDLERS = (*HANDLERS, "runc-mrun")  # every way mrun runs a pod: its shim's two, and as runc's runtime
 
 
 def cri_config(work: str, subnet: str, bridge: str) -> str:
@@ -293,7 +294,7 @@ def test_cri_pod_with_a_linux_and_a_wasm_container(cri, handler):
     assert not info_errors, f"containerd could not read mrun's -info: {info_errors}"
 
 
-@pytest.mark.parametrize("handler", HANDLERS)
+@pytest.mark.parametrize("handler", MRUN_HANDLERS)
 def test_a_user_namespaced_pod_sees_its_image_and_volume_as_its_own(cri, handler, tmp_path):
     """Kubernetes' hostUsers: false, as kubelet asks for it: the pod's mappings in its
     userns_options (and each container's), a volume with the same mappings. Its root is host
@@ -340,7 +341,7 @@ def test_a_user_namespaced_pod_sees_its_image_and_volume_as_its_own(cri, handler
         remove_pod(cri, pod)
 
 
-@pytest.mark.parametrize("handler", HANDLERS)
+@pytest.mark.parametrize("handler", MRUN_HANDLERS)
 def test_a_pod_s_sysctls_are_set_and_one_that_is_the_node_s_is_refused(cri, handler):
     """kubelet passes a pod's sysctls in its PodSandboxConfig. With CRI's pause container they
     reach mrun in its spec and are checked and set; the shim as the pod (sandboxer = 'shim')
@@ -366,7 +367,7 @@ def test_a_pod_s_sysctls_are_set_and_one_that_is_the_node_s_is_refused(cri, hand
     assert not [p for p in cri.run("pods", "-q").split() if p], "the refused pod was left"
 
 
-@pytest.mark.parametrize("handler", ["runc", *HANDLERS])
+@pytest.mark.parametrize("handler", ["runc", *MRUN_HANDLERS])
 def test_stopping_a_container_of_a_shared_pid_namespace_ends_what_its_init_left(cri, handler):
     """In a pod whose containers share its PID namespace (shareProcessNamespace; crictl's
     default), a container's shell is not its namespace's PID 1: SIGTERM ends it and the child
@@ -429,7 +430,7 @@ def test_a_pod_through_runc_s_shim_with_mrun_as_its_runtime(cri, handler):
     assert not [e for e in os.listdir(root) if not e.startswith(".")], os.listdir(root)
 
 
-@pytest.mark.parametrize("handler", HANDLERS)
+@pytest.mark.parametrize("handler", MRUN_HANDLERS)
 def test_a_pod_s_pid_1_shows_no_node_file_to_a_container_that_may_ptrace(cri, handler, tmp_path):
     """shareProcessNamespace: the pod's containers see its PID 1. A container with CAP_SYS_PTRACE
     (kubectl debug's profiles add it) may follow /proc/1/root: with CRI's pause container that is
@@ -513,7 +514,7 @@ def pod_mounts_in(path: str) -> list[str]:
         return [line.split()[4] for line in f if path in line.split()[4]]
 
 
-@pytest.mark.parametrize("handler", ["runc", *HANDLERS])
+@pytest.mark.parametrize("handler", ["runc", *MRUN_HANDLERS])
 def test_a_pod_s_containers_share_its_hostname_hosts_dns_and_dev_shm_files(cri, handler, tmp_path):
     """A pod's /etc/hostname, /etc/hosts and /etc/resolv.conf (kubelet's dnsConfig: cluster DNS)
     and its /dev/shm are the pod's, shared by its containers, read-only in one whose root is, and
@@ -614,7 +615,7 @@ def under_a_terminal(argv: list[str], typed: bytes) -> bytes:
     return out
 
 
-@pytest.mark.parametrize("handler", ["runc", *HANDLERS])
+@pytest.mark.parametrize("handler", ["runc", *MRUN_HANDLERS])
 def test_kubectl_exec_it_shows_what_a_short_command_printed_when_the_user_types_at_once(cri, handler):
     """`kubectl exec -it POD -- sh -c 'echo ...'` with input on its way as the command ends (a
     terminal's ^D, a paste): CRI copies it into the exec's stdin fifo, and if that write fails it
