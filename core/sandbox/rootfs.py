@@ -425,12 +425,17 @@ def reopen_null_streams() -> None:
         null = _null_device()
     except MrunError:
         return
-    try:
-        ours = os.open(inroot.fd_path(null), os.O_RDWR | os.O_CLOEXEC)
+    try:  # through /proc: never blocking, never a terminal of ours, and checked again once open
+        ours = os.open(inroot.fd_path(null), os.O_RDWR | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:  # no /proc to reopen it through
         return
     finally:
         os.close(null)
+    st = os.fstat(ours)
+    if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
+        os.close(ours)
+        return
+    os.set_blocking(ours, True)
     for fd in streams:
         os.dup2(ours, fd)
     os.close(ours)
