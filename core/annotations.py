@@ -30,7 +30,6 @@ NETWORK_MORE = "org.mrun.network.more"
 # NAME: the network a container was on when its last was disconnected (docker's `network disconnect`
 # of its only one): it has lo alone, and `mrun network connect` gives it a first network again
 NETWORK_DETACHED = "org.mrun.network.detached"
-NETWORK_LOOPBACK = "org.mrun.network.loopback"  # "up": lo up in a new network namespace (mrun run --network none)
 EXPOSE = "org.mrun.expose"  # PORT/PROTO,...: the ports --expose named (docker's Config.ExposedPorts has them)
 OCI_RUNTIME = "org.mrun.oci.runtime"  # the oci backend: which installed OCI runtime runs the container
 RESTART = "org.mrun.restart"  # no | always | unless-stopped | on-failure[:N]: mrun run -d --restart

@@ -526,6 +526,38 @@ def test_read_only_standard_streams_lose_no_error_nor_warning_as_under_runc(h, t
         assert "hostname" in got[0]["msg"] and "UTS" in got[0]["msg"].upper(), (name, got)
 
 
+def test_a_new_network_namespace_has_its_loopback_up_and_a_joined_one_is_left_as_under_runc(h, tmp_path):
+    """runc brings lo up in a network namespace it makes (its loopback network, for a namespace
+    without a path), so a server and its client in one container meet on 127.0.0.1, under
+    `podman --network none` too. mrun left it down. A namespace joined by path is someone else's:
+    neither touches its lo."""
+    runc = require("runc", "runc")
+    script = "cat /sys/class/net/lo/flags; ip -4 addr show lo | grep -o 'inet [0-9./]*'"
+    other = subprocess.Popen(["unshare", "--net", "sleep", "60"])
+    try:
+        deadline = time.monotonic() + 10
+        while os.readlink(f"/proc/{other.pid}/ns/net") == os.readlink("/proc/self/ns/net"):
+            assert time.monotonic() < deadline, "unshare made no network namespace"
+            time.sleep(0.01)
+        got: dict[str, list[str]] = {}
+        for name, base, cid in beside_runc(h, tmp_path, runc, "lo"):
+            outputs = []
+            for path in ("", f"/proc/{other.pid}/ns/net"):
+                cfg = h.config(["sh", "-c", script])
+                for ns in cfg["linux"]["namespaces"]:
+                    if ns["type"] == "network" and path:
+                        ns["path"] = path
+                r = subprocess.run([*base, "run", "-b", h.bundle(config=cfg), f"{cid}-{len(outputs)}"],
+                                   capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+                outputs.append(r.stdout)
+            got[name] = outputs
+    finally:
+        other.kill()
+        other.wait()
+    assert got["mrun"] == got["runc"], got
+    assert got["mrun"] == ["0x9\ninet 127.0.0.1/8\n", "0x8\n"], got
+
+
 def test_a_process_naming_no_capabilities_gets_none_or_its_container_s_as_under_runc(h, tmp_path):
     """runc gives a container's process that names no capabilities none at all, and an exec'd
     one its container's. mrun kept its own for both: every capability, so a bundle without the

@@ -250,7 +250,6 @@ def make_spec(
         _host_names(spec, os.path.dirname(rootfs))
     elif not o.network:  # --network none
         names.own(spec["mounts"], os.path.dirname(rootfs), spec["hostname"])  # docker's --network none
-        spec["annotations"][ann.NETWORK_LOOPBACK] = "up"
     for name, path in (o.network.get("files") or {}).items():  # container:ID: the joined one's, shared
         names.bind(spec["mounts"], name, path)
     for volume in [*o.volumes, *_image_volumes(cfg, o)]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 import struct  # loaded here, before any pivot_root (ctypes has it loaded already)
 import sys
@@ -371,6 +372,29 @@ def fork_into_cgroup_at(path: str) -> int | None:
         return fork_into_cgroup(fd)
     finally:
         os.close(fd)  # in the child too
+
+
+SIOCGIFFLAGS, SIOCSIFFLAGS = 0x8913, 0x8914
+IFF_UP = 0x1
+
+
+def interface_up(sock: int, name: str) -> None:
+    """Interface ``name`` up in the network namespace of the datagram socket ``sock`` (the classic
+    ioctls, ifconfig's: see network.ifconfig for why not netlink)."""
+    request = bytearray(name.encode().ljust(16, b"\0") + bytes(24))  # struct ifreq: name, then the flags
+    fcntl.ioctl(sock, SIOCGIFFLAGS, request, True)
+    flags = int.from_bytes(request[16:18], sys.byteorder) | IFF_UP
+    fcntl.ioctl(sock, SIOCSIFFLAGS, bytes(request[:16]) + flags.to_bytes(2, sys.byteorder) + bytes(22))
+
+
+def loopback_up() -> None:
+    """lo up in this process's network namespace; its socket through libc, so that no socket
+    module (and the enums it imports) is loaded for it."""
+    sock = _check(_libc.socket(2, 2 | os.O_CLOEXEC, 0), "socket")  # AF_INET, SOCK_DGRAM | SOCK_CLOEXEC
+    try:
+        interface_up(sock, "lo")
+    finally:
+        os.close(sock)
 
 
 def sethostname(name: str) -> None:

@@ -112,7 +112,7 @@ def _disconnect_first(runtime: Any, record: Any, config: dict[str, Any], annotat
     if not more:  # its only one: lo alone, as docker leaves it, until a `network connect`
         for key in (ann.NETWORK, ann.NETWORK_IP, ann.NETWORK_ALIASES, ann.NETWORK_MAC):
             annotations.pop(key, None)
-        annotations.update({ann.NETWORK_DETACHED: network, ann.NETWORK_LOOPBACK: "up"})
+        annotations[ann.NETWORK_DETACHED] = network
         _write(record.bundle, config, annotations, [])
         _finish_promotion(runtime, record, config, annotations)
         _forget_unplanned(runtime, container_id, network)

@@ -19,10 +19,10 @@ import socket
 import struct
 
 from mrun.errors import MrunError
+from mrun.kernel import syscalls as sc
 
-SIOCADDRT, SIOCGIFFLAGS, SIOCSIFFLAGS, SIOCGIFADDR = 0x890B, 0x8913, 0x8914, 0x8915
+SIOCADDRT, SIOCGIFADDR = 0x890B, 0x8915
 SIOCSIFADDR, SIOCSIFNETMASK = 0x8916, 0x891C
-IFF_UP = 0x1
 RTF_UP, RTF_GATEWAY = 0x1, 0x2
 IFREQ_SIZE = 40  # struct ifreq on 64-bit; the kernel reads no more than its own size
 
@@ -60,8 +60,7 @@ def _ifreq(name: str, payload: bytes) -> bytes:
 
 
 def _up(sock: socket.socket, name: str) -> None:
-    flags = struct.unpack_from("=h", fcntl.ioctl(sock, SIOCGIFFLAGS, _ifreq(name, b"")), 16)[0]
-    fcntl.ioctl(sock, SIOCSIFFLAGS, _ifreq(name, struct.pack("=h", flags | IFF_UP)))
+    sc.interface_up(sock.fileno(), name)
 
 
 def _netmask(prefix: int) -> str:
@@ -102,19 +101,6 @@ def no_ipv6(device: str) -> None:
     except FileNotFoundError:
         if os.path.isdir("/proc/sys/net/ipv6/conf/all"):
             raise MrunError(f"turning IPv6 off on {device}: the interface is gone") from None
-
-
-def loopback_up(pid: int) -> None:
-    """lo up in the network namespace of ``pid`` (a container with no other interface, as docker's
-    --network none gives it: a server and its client in one container meet on 127.0.0.1)."""
-    netns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        with _socket_in(netns) as sock:
-            _up(sock, "lo")
-    except OSError as e:
-        raise MrunError(f"configuring the container's network (lo up): {e.strerror}")
-    finally:
-        os.close(netns)
 
 
 def configure(netns: int, ip: str, prefix: int, gateway: str, device: str = "eth0") -> None:

@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 from mrun.errors import MrunError
+from mrun.kernel import syscalls as sc
 from mrun.network import ifconfig
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ def _bridge_ready(network: dict) -> bool:
     bridge = network["bridge"]
     try:
         with open(f"/sys/class/net/{bridge}/flags") as f:
-            up = int(f.read(), 16) & ifconfig.IFF_UP
+            up = int(f.read(), 16) & sc.IFF_UP
         with open(f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet") as f, open("/proc/sys/net/ipv4/ip_forward") as g:
             settings = f.read().strip() == g.read().strip() == "1"
         if os.path.isdir("/proc/sys/net/ipv6/conf/all"):

@@ -307,10 +307,6 @@ class Create:
 
             for plan in [self.network, *self.more_networks]:
                 attach.attach(plan, self.record.pid)
-        elif self.spec.annotations.get(ann.NETWORK_LOOPBACK) == "up" and self.spec.namespaces().get("network") == "":
-            from mrun.network import ifconfig
-
-            ifconfig.loopback_up(self.record.pid)  # a namespace of its own, which goes with the container
 
     def mark_created(self, undo: Undo) -> None:
         self.record.stage = Status.CREATED

@@ -210,6 +210,11 @@ def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
                     setter(spec.raw[field])
                 except OSError as e:
                     raise MrunError(f"{field}: cannot set {spec.raw[field]!r}: {e.strerror}")
+    if sb.namespaces.get("network") == "":  # one of its own: its loopback up, as runc's loopback network
+        try:
+            sc.loopback_up()
+        except OSError as e:
+            raise MrunError(f"linux.namespaces: network: bringing lo up: {e.strerror}")
     await_key(ch, "cgrouped", ch.seen)  # we are in our cgroup (launch.spawn)
     _oom_score_adj(sb)
     hooks = spec.hooks
