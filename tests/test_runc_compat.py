@@ -558,6 +558,44 @@ def test_a_new_network_namespace_has_its_loopback_up_and_a_joined_one_is_left_as
     assert got["mrun"] == ["0x9\ninet 127.0.0.1/8\n", "0x8\n"], got
 
 
+def test_systemd_socket_activation_reaches_the_container_as_under_runc(h, tmp_path):
+    """A unit whose ExecStart is `runc run` gets its sockets from systemd as LISTEN_FDS descriptors
+    from 3, for the pid LISTEN_PID names: runc's create and run hand them to the container's init
+    at the same numbers, before --preserve-fds's, and append LISTEN_FDS and LISTEN_PID=1 to its
+    environment. mrun passed neither the sockets nor the words. For another pid's, nothing."""
+    runc = require("runc", "runc")
+    script = ("echo ${LISTEN_FDS:-none} ${LISTEN_PID:-none}; for fd in 3 4 5; do if [ -e /proc/self/fd/$fd ]; "
+              "then readlink /proc/self/fd/$fd | cut -d: -f1; else echo closed; fi; done")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    extra = open(tmp_path / "extra", "w")  # noqa: SIM115 - closed below
+    got: dict[str, list[str]] = {}
+    try:
+        fds = {3: listener.fileno(), 4: extra.fileno()}
+
+        def at_their_numbers() -> None:
+            for number, fd in fds.items():
+                os.dup2(os.dup(fd), number)  # a copy first: one may be the other's number
+
+        for name, base, cid in beside_runc(h, tmp_path, runc, "activated"):
+            outputs = []
+            for pid in ("$$", "1"):
+                command = [*base, "run", "--preserve-fds", "1", "-b", h.bundle(["sh", "-c", script]),
+                           f"{cid}-{len(outputs)}"]
+                r = subprocess.run(["sh", "-c", f'LISTEN_PID={pid} LISTEN_FDS=1 exec "$@" 2>/dev/null', "sh", *command],
+                                   preexec_fn=at_their_numbers, pass_fds=(3, 4), capture_output=True, text=True,
+                                   timeout=30, stdin=subprocess.DEVNULL)
+                outputs.append(r.stdout)
+            got[name] = outputs
+    finally:
+        listener.close()
+        extra.close()
+    assert got["mrun"] == got["runc"], got
+    # another pid's: no word of it, and --preserve-fds 1 is fd 3 alone
+    assert got["mrun"] == [f"1 1\nsocket\n{tmp_path / 'extra'}\nclosed\n", "none none\nsocket\nclosed\nclosed\n"], got
+
+
 def test_a_process_naming_no_capabilities_gets_none_or_its_container_s_as_under_runc(h, tmp_path):
     """runc gives a container's process that names no capabilities none at all, and an exec'd
     one its container's. mrun kept its own for both: every capability, so a bundle without the

@@ -51,6 +51,26 @@ def _opts(
     )
 
 
+def _socket_activation(opts: CreateOptions) -> CreateOptions:
+    """systemd's socket activation, as runc's create and run take it: the LISTEN_FDS descriptors
+    from 3 that the service manager gave this very process (LISTEN_PID) go on to the container's
+    init at the same numbers, before --preserve-fds's, and its environment says so (LISTEN_FDS,
+    LISTEN_PID=1, appended as runc appends them). A unit whose ExecStart is `runc run` served its
+    container no socket under mrun."""
+    count = decimal(os.environ.get("LISTEN_FDS", ""), 1 << 20)
+    if not count or os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return opts
+    opts.preserve_fds += count
+
+    def tell(config: dict[str, Any]) -> None:
+        process = config.get("process")
+        if isinstance(process, dict) and isinstance(process.get("env", []), list):  # else its check says why
+            process["env"] = [*process.get("env", []), f"LISTEN_FDS={count}", "LISTEN_PID=1"]
+
+    opts.amend_config = tell
+    return opts
+
+
 def create(g: dict[str, Any], container_id: str, bundle: str, command: list[str], **kw: Any) -> int:
     """runc's create of ID from a bundle; docker's create of IMAGE [COMMAND...] (made, recorded,
     not started) where there is no bundle. A flag of the other form is refused, never ignored."""
@@ -67,7 +87,7 @@ def create(g: dict[str, Any], container_id: str, bundle: str, command: list[str]
             raise
         except OSError as e:
             raise _failure("create", e, RUN_FAILED) from None
-    _rt(g).create(container_id, bundle or ".", _opts(g, **kw))
+    _rt(g).create(container_id, bundle or ".", _socket_activation(_opts(g, **kw)))
     return 0
 
 
@@ -256,7 +276,7 @@ def run(
     from mrun.stop_signals import held_signals, hold_termination
 
     hold_termination()
-    code = _rt(g).run(container_id, bundle, _opts(g, **kw), detach, keep)
+    code = _rt(g).run(container_id, bundle, _socket_activation(_opts(g, **kw)), detach, keep)
     held = held_signals()  # a detached one: it runs; the status says we were told to end
     return 128 + held[0] if held and detach else code
 
