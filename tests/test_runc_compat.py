@@ -596,6 +596,24 @@ def test_systemd_socket_activation_reaches_the_container_as_under_runc(h, tmp_pa
     assert got["mrun"] == [f"1 1\nsocket\n{tmp_path / 'extra'}\nclosed\n", "none none\nsocket\nclosed\nclosed\n"], got
 
 
+def test_a_path_masked_under_a_read_only_one_is_mounted_once_as_under_runc(h, tmp_path):
+    """runc makes read-only paths first and masks after. mrun masked first, so the read-only
+    path's recursive bind took a second copy of the mask along: one mount more in the table."""
+    runc = require("runc", "runc")
+    script = ("echo x > /proc/sys/kernel/domainname && echo wrote; "
+              "grep -E ' /proc/sys | /proc/sys/kernel/domainname ' /proc/self/mountinfo | cut -d' ' -f5,6")
+    got = {}
+    for name, base, cid in beside_runc(h, tmp_path, runc, "masked"):
+        cfg = h.config(["sh", "-c", script])
+        cfg["linux"]["maskedPaths"] = ["/proc/sys/kernel/domainname"]
+        cfg["linux"]["readonlyPaths"] = ["/proc/sys"]
+        r = subprocess.run([*base, "run", "-b", h.bundle(config=cfg), cid], capture_output=True, text=True, timeout=30,
+                           stdin=subprocess.DEVNULL)
+        got[name] = r.stdout
+    assert got["mrun"] == got["runc"], got
+    assert got["mrun"].splitlines()[0] == "wrote" and len(got["mrun"].splitlines()) == 3, got
+
+
 def test_a_process_naming_no_capabilities_gets_none_or_its_container_s_as_under_runc(h, tmp_path):
     """runc gives a container's process that names no capabilities none at all, and an exec'd
     one its container's. mrun kept its own for both: every capability, so a bundle without the

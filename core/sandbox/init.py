@@ -232,8 +232,8 @@ def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
             rootfs.reopen_null_streams()
     rootfs.write_sysctls(linux.get("sysctl") or {})
     if own_mounts:
+        rootfs.readonly_paths(linux.get("readonlyPaths") or [])  # first, as runc: a mask is not bound twice
         rootfs.mask_paths(linux.get("maskedPaths") or [])
-        rootfs.readonly_paths(linux.get("readonlyPaths") or [])
         if (spec.raw.get("root") or {}).get("readonly"):
             rootfs.remount_readonly("/")
     payload = _enter_process(sb, keep=(ch.rfd, ch.wfd), init=True)
