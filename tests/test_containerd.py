@@ -106,6 +106,8 @@ state = '{self.dir}/state'
   path = '{self.dir}/opt'
 [plugins.'io.containerd.shim.v1.manager']
   socket_dir = '{self.socket_dir}'
+[plugins.'io.containerd.nri.v1.nri']
+  socket_path = '{self.dir}/nri.sock'  # not the node's /run/nri/nri.sock, which a stopped containerd leaves
 {cri or ''}"""
 
     def _start(self) -> None:
@@ -399,7 +401,8 @@ def test_a_client_gone_from_the_output_fifos_leaves_the_writers_waiting_not_kill
             root = f"/proc/{task_pid(ctd, cid)}/root/tmp"
             gone(client)
             assert not os.path.exists(f"{root}/rc"), f"the init's writer ended: {open(f'{root}/rc').read()}"
-            gone(attached("task", "exec", "--exec-id", "e1", cid, "sh", "-c", f"yes >&{stream}; echo $? > /tmp/erc"))
+            gone(attached("task", "exec", "--fifo-dir", ctd.fifo_dir, "--exec-id", "e1", cid, "sh", "-c",
+                          f"yes >&{stream}; echo $? > /tmp/erc"))  # fifos in ours: ctr killed leaves them
             assert not os.path.exists(f"{root}/erc"), f"an exec's writer ended: {open(f'{root}/erc').read()}"
         finally:
             client.kill()
