@@ -148,7 +148,7 @@ def _wait_for_start(fifo_fd: int, starter_pidfd: int = -1) -> None:
         os.close(starter_pidfd)
 
 
-def _build_rootfs(sb: Sandbox) -> None:
+def _build_rootfs(sb: Sandbox, dev_bound: bool) -> None:
     spec, linux = sb.spec, sb.spec.linux
     root = spec.rootfs
     rootfs.prepare_root(root, linux.get("rootfsPropagation", ""))
@@ -164,7 +164,7 @@ def _build_rootfs(sb: Sandbox) -> None:
         os.close(root_fd)
         for fd in sb.detached.values():
             os.close(fd)
-    devices.create(root, linux.get("devices") or [], "user" in sb.namespaces, _dev_is_bound(spec))
+    devices.create(root, linux.get("devices") or [], "user" in sb.namespaces, dev_bound)
 
 
 def _dev_is_bound(spec: Spec) -> bool:
@@ -199,8 +199,9 @@ def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
     # Without a mount namespace of its own (new or joined) the container shares the caller's,
     # as the runtime-spec says and runc does: then mrun shapes no filesystem at all.
     own_mounts = "mount" in sb.namespaces
+    dev_bound = own_mounts and _dev_is_bound(spec)
     if own_mounts:
-        _build_rootfs(sb)
+        _build_rootfs(sb, dev_bound)
     if spec.raw.get("hostname") or spec.raw.get("domainname"):
         if "uts" not in sb.namespaces:  # new or joined by path, as runc allows
             raise MrunError("hostname: setting it needs a uts namespace in linux.namespaces")
@@ -228,7 +229,7 @@ def container_init(sb: Sandbox, ch: Channel) -> NoReturn:
         run_hooks("createContainer", hooks["createContainer"], dict(state, status=str(Status.CREATED)))
     if own_mounts:
         _enter_rootfs(sb)
-        if not _dev_is_bound(spec):
+        if not dev_bound:
             rootfs.reopen_null_streams()
     rootfs.write_sysctls(linux.get("sysctl") or {})
     if own_mounts:
