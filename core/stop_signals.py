@@ -50,6 +50,11 @@ def held_signals() -> list[int]:
     return held
 
 
+def stop_held() -> bool:
+    """Whether a stop signal is held back now (they are kept for ``held_signals``)."""
+    return bool(_noted)
+
+
 def raise_if_held() -> None:
     if held := held_signals():
         raise Terminated(held[0])

@@ -28,10 +28,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from busybox_bundle import make_rootfs
 from conftest import (
     IMAGE,
     img,
     img_ok,
+    one_line_error,
     open_to_others,
     processes_mentioning,
     require,
@@ -42,6 +44,7 @@ from conftest import (
 from test_fault_injection import image_leftovers
 from test_network import free_port_run, guards_left, leases, net, nft_rules  # noqa: F401 - the net fixture
 from test_pull import CREDS, registry  # noqa: F401 - the registry fixture
+from test_runc_compat import manager, notifying_rootfs  # noqa: F401 - the fixtures
 
 KILLER = """
 import fcntl, mmap, os, signal, sys
@@ -188,7 +191,8 @@ def kill_at_each_step(argv: Callable[[int], list[str]], match: list[str], repair
     raise AssertionError(f"{argv(0)} made more than {MAX_STEPS} changes: raise MAX_STEPS if that is right")
 
 
-@pytest.mark.parametrize("parents, prune", [("", True), ("", False), ("deep", True), ("userns", False)])
+@pytest.mark.parametrize("parents, prune", [("", True), ("", False), ("deep", True), ("userns", False),
+                                            ("notify", False)])
 def test_create_killed_before_each_change(h, parents, prune):
     """`create`: every step from the state directory's reservation to the pid file (a new path
     each time, as containerd and conmon give one per container: a pid file's temporary copy a
@@ -200,9 +204,10 @@ def test_create_killed_before_each_change(h, parents, prune):
     found it in CI: test_cgroup2_view). ``userns``: a container with a user namespace of its own, an
     idmapped bind mount (the host clones it and maps the clone through a user namespace it makes
     for the mappings) and a plain one (cloned by the host too), its maps' and oom score's writes
-    among the steps."""
+    among the steps. ``notify``: under systemd's NOTIFY_SOCKET, the directory of the container's
+    socket among them (in a rootfs of its own: the shared one has no /run to mount it on)."""
     config = h.config(["sleep", "60"])
-    match = [h.tmp, h.tag]
+    match, env = [h.tmp, h.tag], {}
     if parents == "deep":
         config["linux"]["cgroupsPath"] = f"{h.cgroup_parent}/{'/'.join(['p' * 60] * 4)}/leaf"
     elif parents == "userns":
@@ -215,6 +220,12 @@ def test_create_killed_before_each_change(h, parents, prune):
                              {"destination": "/tmp", "type": "bind", "source": src, "options": ["rbind", "ro"]}]
         config["process"]["oomScoreAdj"] = 100
         match += ["/uid_map", "/gid_map", "/oom_score_adj"]
+    elif parents == "notify":
+        rootfs = os.path.join(h.tmp, "rootfs")
+        make_rootfs(rootfs)
+        os.mkdir(os.path.join(rootfs, "run"))
+        config["root"]["path"] = rootfs
+        env["NOTIFY_SOCKET"] = os.path.join(h.tmp, "no-manager")  # create only makes the socket's place
     bundle = h.bundle(config=config)
 
     def repair(step: int) -> None:
@@ -225,8 +236,10 @@ def test_create_killed_before_each_change(h, parents, prune):
 
     steps = kill_at_each_step(lambda step: ["--root", h.root, "create", "-b", bundle, "--pid-file",
                                             os.path.join(h.tmp, f"pid-{step}"), f"k{step}"],
-                              match, repair, h.leftovers)
+                              match, repair, h.leftovers, env=env)
     assert steps > 10
+    if parents == "notify":
+        assert os.path.isdir(os.path.join(h.root, f"k{steps}", "notify"))
     h.ok("delete", "--force", f"k{steps}")
 
 
@@ -574,10 +587,22 @@ def test_create_handing_a_seccomp_listener_killed_before_each_change(h, tmp_path
         agent.close()
 
 
+def _started_again(h, cid: str, env: dict[str, str] | None = None) -> bool:
+    """After a killed `start` the container says it is created: a second start starts it (->
+    True), or, where the killed one had let the program run already, says it runs and repairs
+    its record (-> False; `delete` without --force would have killed it as a created one)."""
+    r = h.mrun("start", cid, env=env)
+    if r.returncode:
+        one_line_error(r, "is running", "a start killed after it let the program run")
+    assert h.status(cid) == "running"
+    return r.returncode == 0
+
+
 def test_start_and_exec_killed_before_each_change(h):
     """`start` of a created container, and a detached `exec` into a running one (its process
     file, pid file): killed anywhere, the container is still one `delete --force` removes, and
-    a kill of `start` leaves it created or running, never half of one."""
+    a kill of `start` leaves it created (started by the next start) or running, never half of
+    one, nor running while it says it is created."""
     bundle = h.bundle(["sleep", "60"])
 
     def start(step: int) -> list[str]:
@@ -585,7 +610,8 @@ def test_start_and_exec_killed_before_each_change(h):
         return ["--root", h.root, "start", f"s{step}"]
 
     def repair_start(step: int) -> None:
-        assert h.status(f"s{step}") in ("created", "running")
+        if h.status(f"s{step}") == "created":
+            _started_again(h, f"s{step}")
         h.ok("delete", "--force", f"s{step}")
 
     assert kill_at_each_step(start, [h.tmp, h.tag], repair_start, h.leftovers) >= 1
@@ -610,6 +636,31 @@ def test_start_and_exec_killed_before_each_change(h):
     kill_at_each_step(exec_, [h.tmp, h.tag], lambda step: None, left)
     h.ok("delete", "--force", "target")
     assert h.leftovers() == []
+
+
+def test_start_relaying_readiness_killed_before_each_change(h, notifying_rootfs, manager):  # noqa: F811
+    """`start` under systemd's NOTIFY_SOCKET: the container's socket replaced (one a killed start
+    left), bound and opened to all are its steps too (counted by the socket's name: it is bound
+    through a descriptor of its directory). Killed at any, the container is created or running,
+    and a start that follows still passes the program's READY= on."""
+    bundle = h.bundle(["sh", "-c", "sd-notify READY=1; exec sleep 60"],
+                      root={"path": notifying_rootfs, "readonly": True})
+    env = {"NOTIFY_SOCKET": manager.path}
+
+    def start(step: int) -> list[str]:
+        h.ok("create", "-b", bundle, f"s{step}", env=env)
+        return ["--root", h.root, "start", f"s{step}"]
+
+    def repair(step: int) -> None:
+        if h.status(f"s{step}") == "created" and _started_again(h, f"s{step}", env):
+            assert manager.take()[:1] == [("READY=1\n", 0)], f"nothing relayed after a kill at change {step}"
+        manager.take()
+        h.ok("delete", "--force", f"s{step}")
+
+    steps = kill_at_each_step(start, [h.tmp, h.tag, "notify.sock"], repair, h.leftovers, env=env)
+    assert steps >= 3  # the stale socket's unlink, the bind, the chmod
+    assert manager.take()[:1] == [("READY=1\n", 0)]
+    h.ok("delete", "--force", f"s{steps}")
 
 
 @pytest.mark.parametrize("images", ["warm"], indirect=True)

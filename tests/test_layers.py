@@ -23,7 +23,7 @@ LAYERS: list[list[str]] = [
     # 3: what mrun remembers
     ["mrun.state", "mrun.bundles"],
     # 4: mechanisms
-    ["mrun.sandbox", "mrun.network", "mrun.plugins"],
+    ["mrun.sandbox", "mrun.network", "mrun.plugins", "mrun.notify_socket"],
     # 5: the operations that build a sandbox, as named steps (create, exec)
     ["mrun.operations"],
     # 6: orchestration: the runtime API

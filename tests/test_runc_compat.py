@@ -8,15 +8,19 @@ import fcntl
 import json
 import os
 import select
+import shutil
+import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
 
 import pytest
 from busybox_bundle import make_rootfs
-from conftest import one_line_error, open_to_others, require
+from conftest import one_line_error, open_to_others, require, warm_served
 
 
 def beside_runc(h, tmp_path, runc: str, name: str) -> list[tuple[str, list[str], str]]:
@@ -594,6 +598,335 @@ def test_systemd_socket_activation_reaches_the_container_as_under_runc(h, tmp_pa
     assert got["mrun"] == got["runc"], got
     # another pid's: no word of it, and --preserve-fds 1 is fd 3 alone
     assert got["mrun"] == [f"1 1\nsocket\n{tmp_path / 'extra'}\nclosed\n", "none none\nsocket\nclosed\nclosed\n"], got
+
+
+NOTIFIER = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+/* sd_notify as a service's program calls it: each argument one datagram to $NOTIFY_SOCKET. */
+int main(int argc, char **argv) {
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (!path || fd < 0) { fprintf(stderr, "sd-notify: no NOTIFY_SOCKET\n"); return 2; }
+    strncpy(addr.sun_path, path, sizeof(addr.sun_path) - 1);
+    for (int i = 1; i < argc; i++)
+        if (sendto(fd, argv[i], strlen(argv[i]), 0, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+            perror("sd-notify: sendto");
+            return 1;
+        }
+    return 0;
+}
+"""
+
+
+@pytest.fixture
+def notifying_rootfs(tmp_path):
+    """busybox with /run and a static sd-notify (the shared rootfs has no /run to mount on)."""
+    gcc = require("gcc", "gcc")
+    rootfs = str(tmp_path / "rootfs")
+    make_rootfs(rootfs)
+    os.mkdir(os.path.join(rootfs, "run"))
+    (tmp_path / "notify.c").write_text(NOTIFIER)
+    subprocess.run([gcc, "-static", "-O", "-o", os.path.join(rootfs, "bin", "sd-notify"), str(tmp_path / "notify.c")],
+                   check=True, capture_output=True)
+    return rootfs
+
+
+class ServiceManager:
+    """systemd's end of NOTIFY_SOCKET as a relay sees it: each datagram in order, with how many
+    descriptors it carried; a barrier's pipe is closed at once (sd_notify_barrier's answer)."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="sdn-")  # short: a socket address holds 108 bytes
+        self.path = os.path.join(self.dir, "notify")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)  # who sent each: systemd's check
+        self.got: list[tuple[str, int]] = []
+        self.senders: list[int] = []
+        self.synced = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            data, ancillary, _flags, _addr = self.sock.recvmsg(4096, socket.CMSG_SPACE(4 * 16) + socket.CMSG_SPACE(12))
+            if data == b"-stop-":
+                return
+            if data == b"-sync-":
+                self.synced.set()
+                continue
+            fds = [int.from_bytes(payload[i:i + 4], sys.byteorder) for level, kind, payload in ancillary
+                   if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS for i in range(0, len(payload) - 3, 4)]
+            self.senders += [int.from_bytes(payload[:4], sys.byteorder) for level, kind, payload in ancillary
+                             if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS]
+            self.got.append((data.decode(), len(fds)))
+            for fd in fds:
+                os.close(fd)
+
+    def take(self) -> list[tuple[str, int]]:
+        """What came before now: one socket's datagrams are queued in the order they came."""
+        self.synced.clear()
+        self._send(b"-sync-")
+        assert self.synced.wait(10)
+        got, self.got, self.senders = self.got, [], []
+        return got
+
+    def take_from(self, pid: int) -> list[tuple[str, int]]:
+        """``take``, each message checked to come from ``pid``: with NotifyAccess=main (the default
+        of Type=notify) systemd drops one that its unit's main process did not send."""
+        senders = self.senders
+        got = self.take()
+        assert set(senders[:len(got)]) <= {pid}, f"sent by {senders}, not by {pid}"
+        return got
+
+    def _send(self, word: bytes) -> None:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as me:
+            me.sendto(word, self.path)
+
+    def close(self) -> None:
+        try:
+            self._send(b"-stop-")
+            self.thread.join(10)
+        finally:
+            self.sock.close()
+            shutil.rmtree(self.dir)
+
+
+@pytest.fixture
+def manager():
+    m = ServiceManager()
+    yield m
+    m.close()
+
+
+@pytest.fixture
+def runc_root():
+    """runc's state root for these tests, under /tmp: runc binds its socket by its full path,
+    which must stay within 108 bytes. Whatever a failed test left in it is deleted."""
+    root = tempfile.mkdtemp(prefix="sdr-")
+    yield root
+    runc = require("runc", "runc")
+    for cid in _quietly([runc, "--root", root], "list", "-q").stdout.split():
+        _quietly([runc, "--root", root], "delete", "--force", cid)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _relayed(got: list[tuple[str, int]], main_pid: int) -> list[tuple[str, int]]:
+    return [(m.replace(f"MAINPID={main_pid}\n", "MAINPID=<main>\n"), n) for m, n in got]
+
+
+RUNC_SAID = [("READY=1\n", 0), ("MAINPID=<main>\n", 0)]  # runc 1.1's; runc 1.2 adds a barrier, as mrun does
+MRUN_SAID = [*RUNC_SAID, ("BARRIER=1", 1)]
+
+
+def _without_barrier(value: object) -> object:
+    """What runc 1.1 would have sent: mrun's messages without runc 1.2's barrier after them."""
+    if isinstance(value, list):
+        return [_without_barrier(v) for v in value if v != ("BARRIER=1", 1)]
+    return value
+
+
+def _quietly(base: list[str], *args: str, env: dict[str, str] | None = None,
+             timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """A runtime's verb, its output through files: a detached container holds a pipe open."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        r = subprocess.run([*base, *args], env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                           timeout=timeout, check=False)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(r.args, r.returncode, out.read(), err.read())
+
+
+def _exits_0(base: list[str], *args: str, env: dict[str, str]) -> int:
+    """A runtime's verb run to exit 0, its output through files: -> its pid."""
+    with tempfile.TemporaryFile("w+") as err:
+        p = subprocess.Popen([*base, *args], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=err)
+        assert p.wait(timeout=30) == 0, (err.seek(0), err.read())
+    return p.pid
+
+
+def _init_pid(base: list[str], cid: str) -> int:
+    return json.loads(_quietly(base, "state", cid).stdout)["pid"]
+
+
+def test_systemd_s_notify_socket_is_relayed_by_a_detached_run_and_by_start_as_under_runc(
+        h, notifying_rootfs, manager, runc_root):
+    """A `Type=notify` unit running `runc run -d` (or `create`, then `start`) learns its service is
+    ready from the container's program: the container gets /run/notify (a directory of its state,
+    read-only) and NOTIFY_SOCKET=/run/notify/notify.sock; run and start bind that socket, and
+    return once the program's READY= line is passed on, then MAINPID (the init). STATUS= and the
+    rest are dropped. mrun passed nothing: the unit waited out its start timeout. mrun also
+    sends runc 1.2's barrier last, so systemd has read the rest before the run is gone. Its
+    state root here is deep enough to put the socket's full path past 108 bytes."""
+    runc = require("runc", "runc")
+    h.root = os.path.join(h.tmp, "state", "d" * 90)
+    script = "sd-notify STATUS=warming; sleep 0.3; sd-notify \"$(printf 'READY=1\\nSTATUS=up')\"; exec sleep 60"
+    bundle = h.bundle(["sh", "-c", script], root={"path": notifying_rootfs, "readonly": True})
+    env = {**os.environ, "NOTIFY_SOCKET": manager.path}
+    got: dict[str, list] = {}
+    for name, base, cid in [("runc", [runc, "--root", runc_root], f"n-{uuid.uuid4().hex[:6]}"),
+                            ("mrun", [h.binary, "--root", h.root], h.cid("n"))]:
+        if name == "mrun":
+            assert len(os.path.join(h.root, cid, "notify", "notify.sock")) > 108
+        pid = _exits_0(base, "run", "-d", "-b", bundle, cid, env=env)
+        ran = _relayed(manager.take_from(pid), _init_pid(base, cid))  # passed on before run returned
+        _quietly(base, "delete", "--force", cid)
+        # create (NOTIFY_SOCKET gives the socket its place), start (binds it, relays)
+        assert _quietly(base, "create", "-b", bundle, cid, env=env).returncode == 0
+        warm_served()  # a template serves the runc verbs that may leave their caller: not this start
+        pid = _exits_0(base, "start", cid, env=env)
+        started = _relayed(manager.take_from(pid), _init_pid(base, cid))
+        environ = _quietly(base, "exec", cid, "cat", "/proc/1/environ").stdout.split("\0")
+        _quietly(base, "delete", "--force", cid)
+        got[name] = [ran, started, [e for e in environ if e.startswith("NOTIFY")]]
+    assert _without_barrier(got["mrun"]) == got["runc"], got
+    assert got["mrun"] == [MRUN_SAID, MRUN_SAID, ["NOTIFY_SOCKET=/run/notify/notify.sock"]], got
+
+
+def test_the_container_sees_its_notify_socket_read_only_at_run_notify_as_under_runc(h, notifying_rootfs, manager,
+                                                                                    runc_root):
+    """What the program finds: NOTIFY_SOCKET in its environment and /run/notify bound read-only,
+    nosuid, nodev, noexec (the socket open to every user), the same under runc and mrun."""
+    runc = require("runc", "runc")
+    script = ("echo $NOTIFY_SOCKET; awk '$5 == \"/run/notify\" {print $6}' /proc/self/mountinfo; "
+              "stat -c '%A %U' /run/notify/notify.sock; touch /run/notify/x 2>&1 | sed 's/.*: //'; "
+              "sd-notify READY=1")  # runc's foreground run waits for it before it waits for the program
+    bundle = h.bundle(["sh", "-c", script], root={"path": notifying_rootfs, "readonly": True})
+    env = {**os.environ, "NOTIFY_SOCKET": manager.path}
+    got = {}
+    for name, base, cid in [("runc", [runc, "--root", runc_root], f"s-{uuid.uuid4().hex[:6]}"),
+                            ("mrun", [h.binary, "--root", h.root], h.cid("s"))]:
+        r = _quietly(base, "run", "-b", bundle, cid, env=env)
+        got[name] = (r.returncode, r.stdout)
+    assert got["mrun"] == got["runc"], got
+    assert got["mrun"] == (0, "/run/notify/notify.sock\nro,nosuid,nodev,noexec,relatime\nsrwxrwxrwx root\n"
+                              "Read-only file system\n"), got
+
+
+def test_a_foreground_run_names_itself_main_and_a_program_never_ready_is_not_waited_for(
+        h, notifying_rootfs, manager, runc_root):
+    """A foreground run stays the unit's main process: MAINPID is its own pid, and a READY= said
+    just before the program ends still reaches the manager before the run returns its status. A
+    program that ends without saying it is ready ends a start with nothing passed on, as under
+    runc, and a detached run too: runc 1.1's waits for ever there (its init is its own unreaped
+    child, still in /proc), so that one runs under mrun alone."""
+    runc = require("runc", "runc")
+    root = {"path": notifying_rootfs, "readonly": True}
+    ready_and_out = h.bundle(["sh", "-c", "sd-notify READY=1; exit 3"], root=root)
+    never = h.bundle(["sh", "-c", "sd-notify STATUS=failing; exit 4"], root=root)
+    env = {**os.environ, "NOTIFY_SOCKET": manager.path}
+    got: dict[str, list] = {}
+    for name, base, cid in [("runc", [runc, "--root", runc_root], f"f-{uuid.uuid4().hex[:6]}"),
+                            ("mrun", [h.binary, "--root", h.root], h.cid("f"))]:
+        p = subprocess.Popen([*base, "run", "-b", ready_and_out, cid], env=env, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        p.communicate(timeout=30)
+        foreground = [p.returncode, _relayed(manager.take_from(p.pid), p.pid)]
+        assert _quietly(base, "create", "-b", never, cid, env=env).returncode == 0
+        r = _quietly(base, "start", cid, env=env)
+        started = [r.returncode, manager.take()]
+        _quietly(base, "delete", "--force", cid)
+        got[name] = [foreground, started]
+    assert _without_barrier(got["mrun"]) == got["runc"], got
+    assert got["mrun"] == [[3, MRUN_SAID], [0, []]], got
+    cid = h.cid("d")
+    r = h.mrun("run", "-d", "-b", never, cid, env={"NOTIFY_SOCKET": manager.path})
+    assert r.returncode == 0 and r.stderr == "" and manager.take() == [], r.stderr
+    h.ok("delete", "--force", cid)
+    # A foreground run still passes its signals on while it waits for READY= (runc 1.1's holds
+    # them until READY= comes).
+    trapping = h.bundle(["sh", "-c", "trap 'exit 7' TERM; echo trapped; sleep 30 & wait"], root=root)
+    p = subprocess.Popen([h.binary, "--root", h.root, "run", "-b", trapping, h.cid("g")], env=env,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert p.stdout.readline() == "trapped\n"
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=10) == 7 and manager.take() == []
+    p.stdout.close()
+
+
+def test_start_under_a_notify_socket_it_cannot_use_is_one_line_and_leaves_the_container_created(
+        h, notifying_rootfs, manager, runc_root):
+    """A NOTIFY_SOCKET nobody listens on: runc starts the container, then fails; mrun says so
+    before it starts it, in one line naming NOTIFY_SOCKET, and the container stays created for a
+    start that can succeed. A run under it runs, as runc's (which drops the error), saying so in
+    one line. A container created without NOTIFY_SOCKET has no socket for its program: a start
+    under it is refused, as runc refuses it, and the container stays created."""
+    runc = require("runc", "runc")
+
+    def bundle() -> str:  # one each: a cgroup of its own
+        return h.bundle(["sleep", "60"], root={"path": notifying_rootfs, "readonly": True})
+
+    cid = h.cid("u")
+    h.ok("create", "-b", bundle(), cid, env={"NOTIFY_SOCKET": manager.path})
+    nobody = os.path.join(manager.dir, "nobody")
+    r = h.mrun("start", cid, env={"NOTIFY_SOCKET": nobody})
+    one_line_error(r, "NOTIFY_SOCKET", nobody, "No such file or directory")
+    assert h.status(cid) == "created"
+    ran = h.cid("v")
+    r = h.mrun("run", "-d", "-b", bundle(), ran, env={"NOTIFY_SOCKET": nobody})
+    assert r.returncode == 0 and r.stderr.count("\n") == 1 and "NOTIFY_SOCKET" in r.stderr, r.stderr
+    h.ok("start", cid)
+    assert h.status(cid) == "running" and h.status(ran) == "running"
+
+    refused = {}
+    for name, base, bare in [("runc", [runc, "--root", runc_root], f"b-{uuid.uuid4().hex[:6]}"),
+                             ("mrun", [h.binary, "--root", h.root], h.cid("b"))]:
+        assert _quietly(base, "create", "-b", bundle(), bare).returncode == 0
+        r = _quietly(base, "start", bare, env={**os.environ, "NOTIFY_SOCKET": manager.path})
+        state = json.loads(_quietly(base, "state", bare).stdout)["status"]
+        refused[name] = (r.returncode != 0, state, manager.take())
+        if name == "mrun":
+            one_line_error(r, "NOTIFY_SOCKET", "created without it")
+        _quietly(base, "delete", "--force", bare)
+    assert refused["mrun"] == refused["runc"] == (True, "created", []), refused
+    for c in (cid, ran):
+        h.ok("delete", "--force", c)
+
+
+def test_a_program_of_any_user_reaches_its_notify_socket_whatever_the_callers_umask(h, notifying_rootfs, manager):
+    """The socket is open to every user (0777, as runc's) and so is its directory, bound at
+    /run/notify, even when the caller's umask is 077 (runc's directory is then 0700, and a
+    program that is not root cannot reach the socket in it)."""
+    bundle = h.bundle(["sh", "-c", "sd-notify READY=1; exec sleep 60"],
+                      root={"path": notifying_rootfs, "readonly": True})
+    config = json.load(open(os.path.join(bundle, "config.json")))
+    config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(config, f)
+    cid = h.cid("w")
+    env = {"NOTIFY_SOCKET": manager.path}
+    h.ok("create", "-b", bundle, cid, env=env, preexec_fn=lambda: os.umask(0o077))
+    h.ok("start", cid, env=env, preexec_fn=lambda: os.umask(0o077))
+    assert _relayed(manager.take(), _init_pid([h.binary, "--root", h.root], cid)) == MRUN_SAID
+    h.ok("delete", "--force", cid)
+
+
+def test_a_detached_run_waiting_for_ready_ends_on_a_stop_signal_and_leaves_the_container_running(
+        h, notifying_rootfs, manager):
+    """A detached run waits for READY=; systemd stopping the unit meanwhile (SIGTERM) ends the wait
+    at once, with 143, the container left running for the unit's stop to take down (runc's run
+    takes the signal into a queue and keeps waiting, until systemd's SIGKILL)."""
+    bundle = h.bundle(["sleep", "60"], root={"path": notifying_rootfs, "readonly": True})
+    cid = h.cid("t")
+    with tempfile.TemporaryFile("w+") as err:
+        p = subprocess.Popen([h.binary, "--root", h.root, "run", "-d", "-b", bundle, cid],
+                             env={**os.environ, "NOTIFY_SOCKET": manager.path}, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=err)
+        h.wait_status(cid, "running")
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=10)
+        err.seek(0)
+        said = err.read()
+    assert p.returncode == 143 and "Traceback" not in said, said
+    assert h.status(cid) == "running" and manager.take() == []
+    h.ok("delete", "--force", cid)
 
 
 def test_a_path_masked_under_a_read_only_one_is_mounted_once_as_under_runc(h, tmp_path):

@@ -71,6 +71,15 @@ def _socket_activation(opts: CreateOptions) -> CreateOptions:
     return opts
 
 
+def _notify_socket(opts: CreateOptions) -> CreateOptions:
+    """systemd's NOTIFY_SOCKET, as runc's create and run take it: the container gets a socket of
+    its own to say it is ready through (mrun.notify_socket)."""
+    from mrun.notify_socket import host_address
+
+    opts.notify_socket = host_address()
+    return opts
+
+
 def create(g: dict[str, Any], container_id: str, bundle: str, command: list[str], **kw: Any) -> int:
     """runc's create of ID from a bundle; docker's create of IMAGE [COMMAND...] (made, recorded,
     not started) where there is no bundle. A flag of the other form is refused, never ignored."""
@@ -87,7 +96,7 @@ def create(g: dict[str, Any], container_id: str, bundle: str, command: list[str]
             raise
         except OSError as e:
             raise _failure("create", e, RUN_FAILED) from None
-    _rt(g).create(container_id, bundle or ".", _socket_activation(_opts(g, **kw)))
+    _rt(g).create(container_id, bundle or ".", _notify_socket(_socket_activation(_opts(g, **kw))))
     return 0
 
 
@@ -160,7 +169,9 @@ def _start_one(g: dict[str, Any], container_id: str) -> int:
     runtime = _rt(g)
     record = runtime.store.load(container_id)
     if not _docker_made(record):
-        runtime.start(container_id)  # runc's: of a created container, once
+        from mrun.cli.readiness import start_passing_readiness_on
+
+        start_passing_readiness_on(runtime, container_id)  # runc's: of a created container, once
         return 0
     # docker's. Such a container is "created" only inside its supervisor, between that one's
     # create and start: runc's start from here ran it under the supervisor, which then failed
@@ -276,7 +287,17 @@ def run(
     from mrun.stop_signals import held_signals, hold_termination
 
     hold_termination()
-    code = _rt(g).run(container_id, bundle, _socket_activation(_opts(g, **kw)), detach, keep)
+    runtime, opts = _rt(g), _notify_socket(_socket_activation(_opts(g, **kw)))
+    if not opts.notify_socket:
+        code = runtime.run(container_id, bundle, opts, detach, keep)
+    else:
+        from mrun.cli.readiness import relay_done, relayed_by_run
+
+        relay = relayed_by_run(runtime, opts, detach)
+        try:
+            code = runtime.run(container_id, bundle, opts, detach, keep)
+        finally:
+            relay_done(relay)
     held = held_signals()  # a detached one: it runs; the status says we were told to end
     return 128 + held[0] if held and detach else code
 

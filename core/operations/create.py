@@ -104,6 +104,12 @@ class Create:
             self.spec.raw["annotations"] = {**self.spec.annotations, **self.opts.annotations}
         if self.opts.amend_config is not None:
             self.opts.amend_config(self.spec.raw)
+        if self.opts.notify_socket:  # its directory is the state's: removed with it, by any undo or delete
+            from mrun import notify_socket
+
+            notify_socket.add_to_config(self.spec.raw, self.store.path(self.id))
+            if self.opts.notify_relay is not None:
+                self.opts.notify_relay.bind(self.store.path(self.id), self.id)
         self.record.backend, _, _ = self.runtime.backends().choose(Bundle(self.spec))
 
     def modify_spec(self, undo: Undo) -> None:

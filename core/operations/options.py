@@ -45,6 +45,10 @@ class CreateOptions:
         # runc's: the standard streams the process is handed are made its user's (ProcessPlan's
         # own_stdio). Off for docker's front end, which hands a container its caller's own files.
         self.own_stdio = True
+        # systemd's NOTIFY_SOCKET as runc's create and run take it (notify_socket): the container
+        # gets a socket of its own at /run/notify; a run's relay (its Relay) binds it
+        self.notify_socket = ""
+        self.notify_relay: Any = None
 
 
 def write_pid_file(path: str, pid: int) -> None:

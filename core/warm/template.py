@@ -365,7 +365,9 @@ class Template:
         if (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()) != ("utf-8", "surrogateescape"):
             return "the filesystem encoding is not UTF-8 (the native launcher sends UTF-8)"
         if msg["kind"] == "cli":
-            why = native_refusal(msg.get("argv", [])[1:], pid, births=self.cgroup2 is not None)
+            env = msg.get("env") if isinstance(msg.get("env"), dict) else {}
+            why = native_refusal(msg.get("argv", [])[1:], pid, births=self.cgroup2 is not None,
+                                 notifying=bool(env.get("NOTIFY_SOCKET")))
             if why is not None:
                 return why
         fds = msg.get("fds") if isinstance(msg.get("fds"), list) else []
@@ -609,10 +611,13 @@ def run_shim(argv: list[str]) -> int:
     return shim_main(argv)
 
 
-def native_refusal(argv: list[str], pid: int, births: bool = False) -> str | None:
+def native_refusal(argv: list[str], pid: int, births: bool = False, notifying: bool = False) -> str | None:
     """Why a native launcher's ``mrun`` call is not served here, or None. Served: what the Python
     client hands over (``warm_worthy``), help and usage errors (typer is loaded here), and the
     runc verbs that need not stay in their caller (``start``, ``state``, ``kill``, ``delete``...).
+    A ``start`` under systemd's NOTIFY_SOCKET (``notifying``) is not: it passes the program's
+    READY= on, and systemd takes a unit's notifications from its main process alone (the
+    default NotifyAccess=main), the caller, not a child of ours.
     From another cgroup v2 cgroup than ours, only where the child can be born there (``births``,
     Template.fork): a move there (cgroup.procs) waits for an RCU grace period (5-15 ms), more
     than such a verb costs cold. A v1 move is the child's own thread-wise one
@@ -629,6 +634,8 @@ def native_refusal(argv: list[str], pid: int, births: bool = False) -> str | Non
         return None
     if not warm_worthy(cmd, params, argv, native=True):
         return f"`{cmd.name}` runs in its caller, which may be the container's subreaper"
+    if notifying and cmd.name == "start":
+        return "`start` under NOTIFY_SOCKET: systemd takes notifications from its caller, not from a child of ours"
     if not births and any(not controllers for _hierarchy, controllers, _path in cgroup_moves(pid)):
         return f"`{cmd.name}` from another cgroup v2 cgroup than the template's: the move would cost more than the call"
     return None

@@ -1,0 +1,131 @@
+"""systemd's readiness through runc's run and start (NOTIFY_SOCKET): the relay
+(mrun.notify_socket) put where each verb needs it, in the verb's own process, which systemd
+takes notifications from (the warm template serves no such start: warm.template.native_refusal)."""
+
+from __future__ import annotations
+
+import os
+
+from mrun.errors import MrunError
+from mrun.status import require
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from mrun.runtime import CreateOptions
+
+
+def relayed_by_run(runtime: Any, opts: CreateOptions, detach: bool) -> Any:
+    """runc's run under NOTIFY_SOCKET: the program's READY= is passed on once it comes.
+
+    A detached run waits for it, or for its init to end, or for a stop signal, and names the
+    init as MAINPID. A foreground run names itself (the unit's main process still) and relays
+    beside its wait; a READY= said just before the program ended is still passed on before the
+    run returns. runc 1.1 relays before it waits, so its foreground run whose program never says
+    it is ready waits forever; so does its detached run whose program ends without a word (the
+    init is its own child, unreaped, still in /proc).
+    -> the relay, for the caller to end (``relay_done``); None without one."""
+    from mrun.notify_socket import relay_for
+
+    relay = relay_for(opts.notify_socket, runtime.warn)
+    if relay is None:
+        return None
+    opts.notify_relay = relay
+
+    def started(record: Any) -> None:
+        pidfd = _pinned(record)
+        if detach:
+            from mrun.stop_signals import stop_held
+
+            try:
+                _pass_on(relay, runtime, record.pid, pidfd, stop_held)
+            finally:
+                if pidfd >= 0:
+                    os.close(pidfd)
+            return
+        import threading
+
+        def beside() -> None:
+            try:
+                _pass_on(relay, runtime, os.getpid(), pidfd)
+            finally:
+                relay.close()
+                if pidfd >= 0:
+                    os.close(pidfd)
+
+        import _signal  # the C module: `signal` builds enums (~7 ms)
+
+        # Born with every signal blocked: one sent to the run must reach its main thread, asleep
+        # in waitpid, whose handlers pass it on to the container; taken by this thread, it would
+        # wait there until the container ended.
+        mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
+        try:
+            relay.beside = threading.Thread(target=beside, name="notify-relay", daemon=True)
+            relay.beside.start()
+        finally:
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
+
+    opts.started = started
+    return relay
+
+
+def relay_done(relay: Any) -> None:
+    """A foreground run's relay finishes what came before the program ended (its init is gone:
+    the wait is over, a barrier's answer aside); a detached run's, or one never started, is closed."""
+    if relay is None:
+        return
+    if relay.beside is not None:
+        relay.beside.join()
+    else:
+        relay.close()
+
+
+def _pinned(record: Any) -> int:
+    """A pidfd of the container's init while it is still the process recorded; -1 once gone."""
+    from mrun.kernel.proc import is_alive, pin
+
+    try:
+        fd = pin(record.pid)
+    except ProcessLookupError:
+        return -1
+    if fd >= 0 and not is_alive(record.pid, record.pid_start):
+        os.close(fd)
+        return -1
+    return fd
+
+
+def _pass_on(relay: Any, runtime: Any, main_pid: int, pidfd: int, give_up: Any = None) -> None:
+    """runc drops what goes wrong here (the container runs already); it is said, in one line."""
+    try:
+        relay.pass_on(main_pid, pidfd, give_up, runtime.warn)
+    except (OSError, MrunError) as e:
+        runtime.warn(f"NOTIFY_SOCKET: {relay.host}: {getattr(e, 'strerror', None) or e}: readiness not passed on")
+
+
+def start_passing_readiness_on(runtime: Any, container_id: str) -> None:
+    """runc's start; under NOTIFY_SOCKET it binds the container's socket first and returns once
+    the program's READY= is passed on (then MAINPID: the init), or the init has ended. A manager that
+    cannot be reached is said before the start: the container stays created (runc starts it,
+    then fails)."""
+    from mrun.notify_socket import Relay, host_address
+
+    host = host_address()
+    if not host:
+        runtime.start(container_id)
+        return
+    require("start", runtime.status(runtime.store.load(container_id)), container_id)  # before its socket is bound
+    relay = Relay(host)
+    try:
+        relay.bind(runtime.store.path(container_id), container_id)
+        record = runtime.start(container_id)
+        pidfd = _pinned(record)
+        try:
+            relay.pass_on(record.pid, pidfd, None, runtime.warn)
+        except OSError as e:
+            raise MrunError(f"NOTIFY_SOCKET: {host}: {e.strerror or e}: readiness not passed on") from None
+        finally:
+            if pidfd >= 0:
+                os.close(pidfd)
+    finally:
+        relay.close()

@@ -1,0 +1,184 @@
+"""systemd's notify socket, passed through a container as runc passes it.
+
+A unit of ``Type=notify`` whose ExecStart is `runc run` (or `runc create`, then `runc start`) is
+told its service is ready by the container's program, through the socket NOTIFY_SOCKET names.
+The program cannot reach the host's socket (another root, another mount namespace), so:
+
+- create binds a directory of the container's own state read-only at /run/notify and names
+  /run/notify/notify.sock in the process's environment (``add_to_config``);
+- run and start bind that socket before the program runs, and pass on the first ``READY=``
+  line the program sends (``Relay``), then MAINPID (the init; a foreground run's own pid, as
+  it stays the unit's main process), as runc 1.1 sends them, then a BARRIER, as runc 1.2 does
+  (systemd's sd_notify_barrier): a run that returned the moment it had sent them could be gone
+  before systemd read them, and systemd drops a message whose sender's cgroup it cannot find.
+  Whatever else the program says is dropped, as runc drops it.
+
+The socket module is imported only here, only when NOTIFY_SOCKET is set.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from mrun.errors import MrunError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+DIR = "notify"  # in the container's state directory: the socket's, bound at IN_CONTAINER
+NAME = "notify.sock"
+IN_CONTAINER = "/run/notify"
+BARRIER_WAIT = 30.0  # runc's: a manager that never closes the barrier's pipe is warned of, then passed
+POLL_EVERY = 0.1  # how often a wait looks at what it must not outlast (held stop signals)
+DRAINED_AT_ONCE = 64  # datagrams read between two such looks
+
+
+def host_address() -> str:
+    """The service manager's socket, as runc reads it: NOTIFY_SOCKET, when set and not empty."""
+    return os.environ.get("NOTIFY_SOCKET", "")
+
+
+def add_to_config(config: dict[str, Any], state_dir: str) -> None:
+    """The container's side, as runc's create makes it: the state's notify directory (made here)
+    bound read-only (nosuid, noexec, nodev) at /run/notify after the bundle's own mounts, and
+    NOTIFY_SOCKET appended to the process's environment. The config was checked already; a
+    field of another shape is left for that check's words."""
+    os.makedirs(os.path.join(state_dir, DIR), exist_ok=True)  # a restart's is made again
+    os.chmod(os.path.join(state_dir, DIR), 0o755)  # whatever the caller's umask: the program may run as anyone
+    mount = {"destination": IN_CONTAINER, "source": os.path.join(state_dir, DIR),
+             "options": ["bind", "nosuid", "noexec", "nodev", "ro"]}
+    if isinstance(config.get("mounts", []), list):
+        config["mounts"] = [*config.get("mounts", []), mount]
+    process = config.get("process")
+    if isinstance(process, dict) and isinstance(process.get("env", []), list):
+        process["env"] = [*process.get("env", []), f"NOTIFY_SOCKET={IN_CONTAINER}/{NAME}"]
+
+
+class Relay:
+    """The host's socket, connected, and the container's, bound in its state directory.
+
+    The manager's socket is reached first, so a NOTIFY_SOCKET nobody listens on is said before
+    the container is made or started. The container's is bound through a descriptor of its
+    directory (/proc/self/fd/N/notify.sock): a state root deep enough to put the full path past
+    the 108 bytes of a socket address works, where runc's bind fails."""
+
+    def __init__(self, host: str) -> None:
+        import socket
+
+        self._socket = socket
+        self.host = host
+        self.client = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self.server: Any = None
+        self.beside: Any = None  # a foreground run's thread passing it on (it closes the relay)
+        try:
+            # "@name" is an abstract address, as systemd and sd_notify spell it
+            self.client.connect("\0" + host[1:] if host.startswith("@") else host)
+        except OSError as e:
+            self.client.close()
+            raise MrunError(f"NOTIFY_SOCKET: {host}: {e.strerror or e}") from None
+
+    def bind(self, state_dir: str, container_id: str) -> None:
+        """The container's socket, open to every user in the container (0777, as runc's): its
+        program may run as anyone. One a killed run or start left is replaced."""
+        socket = self._socket
+        try:
+            directory = os.open(os.path.join(state_dir, DIR), os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise MrunError(f"NOTIFY_SOCKET: container {container_id!r} was created without it: its processes "
+                            "have no socket to notify (create it with NOTIFY_SOCKET set, as runc needs)") from None
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        try:
+            path = f"/proc/self/fd/{directory}/{NAME}"
+            try:
+                os.unlink(NAME, dir_fd=directory)  # a killed run's or start's
+            except FileNotFoundError:
+                pass
+            server.bind(path)
+            os.chmod(path, 0o777)
+        except BaseException:
+            server.close()
+            raise
+        finally:
+            os.close(directory)
+        self.server = server
+
+    def pass_on(self, main_pid: int, pidfd: int, give_up: Callable[[], bool] | None = None,
+                warn: Callable[[str], None] | None = None) -> bool:
+        """Wait for the program's READY= and pass it on, then MAINPID=``main_pid`` and a barrier:
+        -> whether it was passed on. The wait ends early once the init (``pidfd``; -1: gone
+        already) has ended with nothing ready said, or ``give_up`` says so (a stop signal)."""
+        import select
+
+        poller = select.poll()
+        poller.register(self.server, select.POLLIN)
+        if pidfd >= 0:
+            poller.register(pidfd, select.POLLIN)
+        ended = pidfd < 0
+        while True:
+            ready = self._ready_said()  # after the end too: what it said just before ending
+            if ready is not None:
+                break
+            if ended or (give_up is not None and give_up()):
+                return False
+            ended = pidfd in dict(poller.poll(POLL_EVERY * 1000))
+        self.client.send(ready + b"\n")
+        self.client.send(f"MAINPID={main_pid}\n".encode())
+        self._barrier(warn)
+        return True
+
+    def _ready_said(self) -> bytes | None:
+        """The READY= line of the datagrams waiting, if one has it; the others are dropped. A
+        few at a time: a program that floods its socket still lets the wait look at the rest."""
+        for _ in range(DRAINED_AT_ONCE):
+            try:
+                data = self.server.recv(4096, self._socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return None
+            ready = next((line for line in data.split(b"\n") if line.startswith(b"READY=")), None)
+            if ready is not None:
+                return ready
+        return None
+
+    def _barrier(self, warn: Callable[[str], None] | None) -> None:
+        """sd_notify_barrier: BARRIER=1 with a pipe's write end; the manager closes it once it
+        has dealt with what came before. Given up on after 30 s with a warning, as
+        runc does: an older manager does not know the word."""
+        import select
+
+        socket = self._socket
+        reader, writer = os.pipe2(os.O_CLOEXEC)
+        try:
+            try:
+                self.client.sendmsg([b"BARRIER=1"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                                      writer.to_bytes(4, sys.byteorder))])
+            finally:
+                os.close(writer)
+            if not select.select([reader], [], [], BARRIER_WAIT)[0]:
+                if warn is not None:
+                    warn(f"NOTIFY_SOCKET: {self.host}: no answer to BARRIER=1 in {BARRIER_WAIT:.0f} s: carried on")
+                return
+            if os.read(reader, 1):
+                raise MrunError(f"NOTIFY_SOCKET: {self.host}: wrote to the barrier's pipe instead of closing it")
+        finally:
+            os.close(reader)
+
+    def close(self) -> None:
+        for end in (self.server, self.client):
+            if end is not None:
+                end.close()
+        self.server = None
+
+
+def relay_for(host: str, warn: Callable[[str], None]) -> Relay | None:
+    """``run``'s relay: runc's run carries on without one when the manager cannot be reached
+    (it drops the error); here that is said, in one line, and the container runs all the same."""
+    if not host:
+        return None
+    try:
+        return Relay(host)
+    except MrunError as e:
+        warn(f"{e}: the container's readiness is not passed on")
+        return None
