@@ -104,16 +104,13 @@ def _pass_on(relay: Any, runtime: Any, main_pid: int, pidfd: int, give_up: Any =
 
 
 def start_passing_readiness_on(runtime: Any, container_id: str) -> None:
-    """runc's start; under NOTIFY_SOCKET it binds the container's socket first and returns once
-    the program's READY= is passed on (then MAINPID: the init), or the init has ended. A manager that
-    cannot be reached is said before the start: the container stays created (runc starts it,
-    then fails)."""
+    """runc's start under NOTIFY_SOCKET: the container's socket is bound first, and the start
+    returns once the program's READY= is passed on (then MAINPID: the init), or the init has
+    ended. A manager that cannot be reached is said before the start, and the container stays
+    created (runc starts it, then fails)."""
     from mrun.notify_socket import Relay, host_address
 
     host = host_address()
-    if not host:
-        runtime.start(container_id)
-        return
     require("start", runtime.status(runtime.store.load(container_id)), container_id)  # before its socket is bound
     relay = Relay(host)
     try:

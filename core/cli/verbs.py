@@ -74,9 +74,7 @@ def _socket_activation(opts: CreateOptions) -> CreateOptions:
 def _notify_socket(opts: CreateOptions) -> CreateOptions:
     """systemd's NOTIFY_SOCKET, as runc's create and run take it: the container gets a socket of
     its own to say it is ready through (mrun.notify_socket)."""
-    from mrun.notify_socket import host_address
-
-    opts.notify_socket = host_address()
+    opts.notify_socket = os.environ.get("NOTIFY_SOCKET", "")  # (notify_socket.host_address, unimported)
     return opts
 
 
@@ -168,10 +166,13 @@ def start(g: dict[str, Any], container_ids: list[str], attach: bool = False, int
 def _start_one(g: dict[str, Any], container_id: str) -> int:
     runtime = _rt(g)
     record = runtime.store.load(container_id)
-    if not _docker_made(record):
+    if not _docker_made(record):  # runc's: of a created container, once
+        if not os.environ.get("NOTIFY_SOCKET"):
+            runtime.start(container_id)
+            return 0
         from mrun.cli.readiness import start_passing_readiness_on
 
-        start_passing_readiness_on(runtime, container_id)  # runc's: of a created container, once
+        start_passing_readiness_on(runtime, container_id)
         return 0
     # docker's. Such a container is "created" only inside its supervisor, between that one's
     # create and start: runc's start from here ran it under the supervisor, which then failed
