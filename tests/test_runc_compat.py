@@ -908,6 +908,31 @@ def test_a_program_of_any_user_reaches_its_notify_socket_whatever_the_callers_um
     h.ok("delete", "--force", cid)
 
 
+def test_a_user_namespaced_container_s_program_reaches_its_notify_socket_as_under_runc(
+        h, tmp_path, notifying_rootfs, manager, runc_root):
+    """In a user namespace of its own the program still reaches its socket: the directory is
+    bound from the host's side, though the namespace's root cannot walk the state root to it."""
+    from test_sandbox import _in_a_user_namespace
+
+    runc = require("runc", "runc")
+    open_to_others(str(tmp_path))  # the rootfs is under it, for the namespace's root to reach
+    env = {**os.environ, "NOTIFY_SOCKET": manager.path}
+    got = {}
+    for name, base, cid in [("runc", [runc, "--root", runc_root], f"u-{uuid.uuid4().hex[:6]}"),
+                            ("mrun", [h.binary, "--root", h.root], h.cid("u"))]:
+        config = h.config(["sh", "-c", "sd-notify READY=1; exec sleep 60"])
+        config["root"]["path"] = notifying_rootfs
+        config["mounts"].append({"destination": "/run", "type": "tmpfs", "source": "tmpfs",  # the root's is not
+                                 "options": ["nosuid", "nodev", "mode=755"]})  # the namespace's to write
+        _in_a_user_namespace(h, config)
+        bundle = h.bundle(config=config)
+        pid = _exits_0(base, "run", "-d", "-b", bundle, cid, env=env)
+        got[name] = _relayed(manager.take_from(pid), _init_pid(base, cid))
+        _quietly(base, "delete", "--force", cid)
+    assert _without_barrier(got["mrun"]) == got["runc"], got
+    assert got["mrun"] == MRUN_SAID, got
+
+
 def test_a_detached_run_waiting_for_ready_ends_on_a_stop_signal_and_leaves_the_container_running(
         h, notifying_rootfs, manager):
     """A detached run waits for READY=; systemd stopping the unit meanwhile (SIGTERM) ends the wait
