@@ -642,7 +642,8 @@ def test_start_relaying_readiness_killed_before_each_change(h, notifying_rootfs,
     """`start` under systemd's NOTIFY_SOCKET: the container's socket replaced (one a killed start
     left), bound and opened to all are its steps too (counted by the socket's name: it is bound
     through a descriptor of its directory). Killed at any, the container is created or running,
-    and a start that follows still passes the program's READY= on."""
+    and a start that follows still passes the program's READY= on. Then `run -d`, whose create
+    makes the socket's directory and binds it: `delete --force` repairs it at each step."""
     bundle = h.bundle(["sh", "-c", "sd-notify READY=1; exec sleep 60"],
                       root={"path": notifying_rootfs, "readonly": True})
     env = {"NOTIFY_SOCKET": manager.path}
@@ -661,6 +662,19 @@ def test_start_relaying_readiness_killed_before_each_change(h, notifying_rootfs,
     assert steps >= 3  # the stale socket's unlink, the bind, the chmod
     assert manager.take()[:1] == [("READY=1\n", 0)]
     h.ok("delete", "--force", f"s{steps}")
+
+    # `run -d`: create's steps with the socket's among them, then start's; `delete --force` repairs
+    def run(step: int) -> list[str]:
+        return ["--root", h.root, "run", "-d", "-b", h.bundle(config=config), f"r{step}"]
+
+    def repair_run(step: int) -> None:
+        manager.take()
+        h.mrun("delete", "--force", f"r{step}")
+
+    config = json.load(open(os.path.join(bundle, "config.json")))
+    steps = kill_at_each_step(run, [h.tmp, h.tag, "notify.sock"], repair_run, h.leftovers, env=env)
+    assert steps > 10 and manager.take()[:1] == [("READY=1\n", 0)]
+    h.ok("delete", "--force", f"r{steps}")
 
 
 @pytest.mark.parametrize("images", ["warm"], indirect=True)
