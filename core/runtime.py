@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-from errno import ENXIO
 
 from mrun import annotations as ann
 from mrun import jsonio
@@ -161,11 +160,7 @@ class Runtime:
             fifo = self.store.path(container_id, EXEC_FIFO)
             try:
                 fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            except OSError as e:
-                if e.errno == ENXIO:  # no reader: the init, alive, has read it already
-                    self._cut_short_start_finished(record)
-                    raise InvalidState(f"container {container_id!r} is running: a start killed after it let "
-                                       "the program run left it said to be created") from None
+            except OSError:  # (one a killed start had written is running: status said so above)
                 raise InvalidState(f"cannot start container {container_id!r}: its init process is gone")
             started = self._open_started(container_id)
             try:
@@ -189,19 +184,6 @@ class Runtime:
                 self._kill(self.store.load(container_id), SIGKILL, False)
                 raise
         return record
-
-    def _cut_short_start_finished(self, record: Record) -> None:
-        """A start killed between its write to the exec fifo and the fifo's removal left a
-        running container said to be created (the fifo decides), which `delete` without --force
-        would then have killed as a created one. Its record now says running; its poststart
-        hooks, which that start never reached, are not run."""
-        for name in (EXEC_FIFO, STARTED_FIFO):
-            try:
-                os.unlink(self.store.path(record.id, name))
-            except FileNotFoundError:
-                pass
-        record.stage = Status.RUNNING
-        self.store.save(record)
 
     def _open_started(self, container_id: str) -> int | None:
         try:

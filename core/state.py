@@ -312,7 +312,25 @@ class Store:
             frozen = bool(record.cgroup) and open_cgroup(record.cgroup).is_frozen()
         if frozen:  # a created container too: runc pauses one, and resume makes it created again
             return Status.PAUSED
-        return Status.CREATED if os.path.exists(self.path(record.id, EXEC_FIFO)) else Status.RUNNING
+        awaits = self.host.awaits_start if self.host is not None else awaits_start
+        return Status.CREATED if awaits(self.path(record.id, EXEC_FIFO)) else Status.RUNNING
+
+
+def awaits_start(fifo: str) -> bool:
+    """Whether the init still waits for its start: its exec fifo is there and the init still holds
+    it (a writer's open finds the init, which opened it read-write, as its reader). A start killed
+    between its write and the fifo's removal left the fifo with no one reading it: the program
+    runs, and was said to be created (as runc would say it), so that `delete` without --force
+    took it for a created container and killed it. The probe writes nothing: the init's read
+    waits on."""
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        return e.errno != errno.ENXIO  # no reader: released already
+    os.close(fd)
+    return True
 
 
 def _held_by(pid: int, path: str) -> str | None:

@@ -4,6 +4,7 @@ cgroup, no signal; every call is recorded, so the runtime's logic can be tested 
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Any
 
 
@@ -94,6 +95,9 @@ class RecordingHost:
 
     def open_cgroup(self, saved: dict[str, Any]) -> FakeCgroup:
         return FakeCgroup(self, saved["path"].rsplit("/", 1)[-1])
+
+    def awaits_start(self, exec_fifo: str) -> bool:
+        return os.path.exists(exec_fifo)  # a fake init holds no fifo: its start removes it
 
     def frozen(self, saved: dict[str, Any]) -> bool:
         return self.frozen_now

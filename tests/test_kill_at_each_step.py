@@ -588,14 +588,20 @@ def test_create_handing_a_seccomp_listener_killed_before_each_change(h, tmp_path
 
 
 def _started_again(h, cid: str, env: dict[str, str] | None = None) -> bool:
-    """After a killed `start` the container says it is created: a second start starts it (->
-    True), or, where the killed one had let the program run already, says it runs and repairs
-    its record (-> False; `delete` without --force would have killed it as a created one)."""
-    r = h.mrun("start", cid, env=env)
-    if r.returncode:
-        one_line_error(r, "is running", "a start killed after it let the program run")
+    """What a killed `start` left says what it is: created (-> True, once the next start has
+    started it) or running (-> False): a start killed between its write to the exec fifo and
+    the fifo's removal had let the program run, and the fifo still there made it "created", so
+    that `delete` without --force took it for one and killed it. Running, start and a plain
+    delete refuse it, as for any running container."""
+    if h.status(cid) == "created":
+        h.ok("start", cid, env=env)
+        assert h.status(cid) == "running"
+        return True
     assert h.status(cid) == "running"
-    return r.returncode == 0
+    for verb in ("start", "delete"):
+        one_line_error(h.mrun(verb, cid, env=env), "running")
+    assert h.status(cid) == "running"
+    return False
 
 
 def test_start_and_exec_killed_before_each_change(h):
@@ -610,8 +616,7 @@ def test_start_and_exec_killed_before_each_change(h):
         return ["--root", h.root, "start", f"s{step}"]
 
     def repair_start(step: int) -> None:
-        if h.status(f"s{step}") == "created":
-            _started_again(h, f"s{step}")
+        _started_again(h, f"s{step}")
         h.ok("delete", "--force", f"s{step}")
 
     assert kill_at_each_step(start, [h.tmp, h.tag], repair_start, h.leftovers) >= 1
@@ -653,7 +658,7 @@ def test_start_relaying_readiness_killed_before_each_change(h, notifying_rootfs,
         return ["--root", h.root, "start", f"s{step}"]
 
     def repair(step: int) -> None:
-        if h.status(f"s{step}") == "created" and _started_again(h, f"s{step}", env):
+        if _started_again(h, f"s{step}", env):
             assert manager.take()[:1] == [("READY=1\n", 0)], f"nothing relayed after a kill at change {step}"
         manager.take()
         h.ok("delete", "--force", f"s{step}")

@@ -37,6 +37,12 @@ class Host:
 
         return open_cgroup(saved)
 
+    def awaits_start(self, exec_fifo: str) -> bool:
+        """A created container's init still waits on its exec fifo (state.awaits_start)."""
+        from mrun.state import awaits_start
+
+        return awaits_start(exec_fifo)
+
     def frozen(self, saved_cgroup: dict[str, Any]) -> bool:
         return bool(saved_cgroup) and self.open_cgroup(saved_cgroup).is_frozen()
 
