@@ -322,13 +322,14 @@ def awaits_start(fifo: str) -> bool:
     between its write and the fifo's removal left the fifo with no one reading it: the program
     runs, and was said to be created (as runc would say it), so that `delete` without --force
     took it for a created container and killed it. The probe writes nothing: the init's read
-    waits on."""
+    waits on. A fifo linked back through /proc (``write_back``) is not followed: once the init
+    has let go, its number may be a file of the program's; there the fifo's existence decides."""
     try:
-        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NOCTTY)
     except FileNotFoundError:
         return False
     except OSError as e:
-        return e.errno != errno.ENXIO  # no reader: released already
+        return e.errno != errno.ENXIO  # no reader: released already (ELOOP: a link, there)
     os.close(fd)
     return True
 
