@@ -144,8 +144,8 @@ class Relay:
 
     def _barrier(self, warn: Callable[[str], None] | None) -> None:
         """sd_notify_barrier: BARRIER=1 with a pipe's write end; the manager closes it once it
-        has dealt with what came before. Given up on after 30 s with a warning, as
-        runc does: an older manager does not know the word."""
+        has dealt with what came before. Given up on after 30 s with a warning, as runc does: an
+        older manager does not know the word."""
         import select
 
         socket = self._socket
@@ -156,7 +156,9 @@ class Relay:
                                                       writer.to_bytes(4, sys.byteorder))])
             finally:
                 os.close(writer)
-            if not select.select([reader], [], [], BARRIER_WAIT)[0]:
+            answer = select.poll()
+            answer.register(reader, select.POLLIN)
+            if not answer.poll(BARRIER_WAIT * 1000):  # (poll: select refuses descriptors past 1023)
                 if warn is not None:
                     warn(f"NOTIFY_SOCKET: {self.host}: no answer to BARRIER=1 in {BARRIER_WAIT:.0f} s: carried on")
                 return

@@ -649,6 +649,8 @@ class ServiceManager:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)  # who sent each: systemd's check
         self.got: list[tuple[str, int]] = []
         self.senders: list[int] = []
+        self.holding = False  # barriers' pipes kept open until ``release`` (a manager still busy)
+        self.held: list[int] = []
         self.synced = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -667,7 +669,14 @@ class ServiceManager:
                              if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS]
             self.got.append((data.decode(), len(fds)))
             for fd in fds:
-                os.close(fd)
+                if self.holding:
+                    self.held.append(fd)
+                else:
+                    os.close(fd)
+
+    def release(self) -> None:
+        while self.held:
+            os.close(self.held.pop())
 
     def take(self) -> list[tuple[str, int]]:
         """What came before now: one socket's datagrams are queued in the order they came."""
@@ -694,6 +703,7 @@ class ServiceManager:
             self._send(b"-stop-")
             self.thread.join(10)
         finally:
+            self.release()
             self.sock.close()
             shutil.rmtree(self.dir)
 
@@ -931,6 +941,29 @@ def test_a_user_namespaced_container_s_program_reaches_its_notify_socket_as_unde
         _quietly(base, "delete", "--force", cid)
     assert _without_barrier(got["mrun"]) == got["runc"], got
     assert got["mrun"] == MRUN_SAID, got
+
+
+def test_start_returns_once_the_manager_has_read_what_was_passed_on(h, notifying_rootfs, manager):
+    """The barrier: the manager closes the pipe that came with BARRIER=1 once it has dealt with the
+    messages before it; start waits for that, so it is not gone before systemd looked it up."""
+    bundle = h.bundle(["sh", "-c", "sd-notify READY=1; exec sleep 60"],
+                      root={"path": notifying_rootfs, "readonly": True})
+    cid = h.cid("h")
+    env = {**os.environ, "NOTIFY_SOCKET": manager.path}
+    h.ok("create", "-b", bundle, cid, env=env)
+    manager.holding = True
+    with tempfile.TemporaryFile("w+") as err:
+        p = subprocess.Popen([h.binary, "--root", h.root, "start", cid], env=env, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.monotonic() + 20
+        while not manager.held:
+            assert time.monotonic() < deadline and p.poll() is None, "no barrier came"
+            time.sleep(0.01)
+        assert p.poll() is None  # its pipe is held: start waits
+        manager.release()
+        assert p.wait(timeout=20) == 0
+    assert _relayed(manager.take(), _init_pid([h.binary, "--root", h.root], cid)) == MRUN_SAID
+    h.ok("delete", "--force", cid)
 
 
 def test_a_detached_run_waiting_for_ready_ends_on_a_stop_signal_and_leaves_the_container_running(
