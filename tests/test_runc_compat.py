@@ -966,6 +966,52 @@ def test_start_returns_once_the_manager_has_read_what_was_passed_on(h, notifying
     h.ok("delete", "--force", cid)
 
 
+def test_a_manager_gone_before_ready_comes_is_one_warning_and_the_run_succeeds_as_under_runc(
+        h, tmp_path, notifying_rootfs, runc_root):
+    """The manager's socket closes while the program is still getting ready: the READY= that
+    comes then cannot be passed on. runc's detached run drops the error and exits 0; mrun's too,
+    saying so in one line. The container runs on."""
+    runc = require("runc", "runc")
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    script = "while [ ! -e /gate/go ]; do sleep 0.02; done; sd-notify READY=1; exec sleep 60"
+    got = {}
+    for name, base, cid in [("runc", [runc, "--root", runc_root], f"g-{uuid.uuid4().hex[:6]}"),
+                            ("mrun", [h.binary, "--root", h.root], h.cid("g"))]:
+        (gate / "go").unlink(missing_ok=True)
+        config = h.config(["sh", "-c", script])
+        config["root"]["path"] = notifying_rootfs
+        config["mounts"].append({"destination": "/gate", "type": "bind", "source": str(gate), "options": ["rbind"]})
+        manager_dir = tempfile.mkdtemp(prefix="sdg-")
+        gone = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        gone.bind(os.path.join(manager_dir, "notify"))
+        try:
+            with tempfile.TemporaryFile("w+") as err:
+                p = subprocess.Popen([*base, "run", "-d", "-b", h.bundle(config=config), cid],
+                                     env={**os.environ, "NOTIFY_SOCKET": os.path.join(manager_dir, "notify")},
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+                deadline = time.monotonic() + 20
+                while _quietly(base, "state", cid).returncode != 0 or \
+                        json.loads(_quietly(base, "state", cid).stdout)["status"] != "running":
+                    assert time.monotonic() < deadline and p.poll() is None, "it never ran"
+                    time.sleep(0.02)
+                gone.close()  # the manager is gone; then the program says it is ready
+                (gate / "go").touch()
+                code = p.wait(timeout=20)
+                err.seek(0)
+                said = err.read()
+            state = json.loads(_quietly(base, "state", cid).stdout)["status"]
+            got[name] = (code, state, said)
+        finally:
+            gone.close()
+            shutil.rmtree(manager_dir)
+            _quietly(base, "delete", "--force", cid)
+    assert got["runc"] == (0, "running", ""), got
+    code, state, said = got["mrun"]
+    assert (code, state) == (0, "running") and said.count("\n") == 1, got
+    assert "NOTIFY_SOCKET" in said and "Connection refused" in said and "readiness not passed on" in said, said
+
+
 def test_a_detached_run_waiting_for_ready_ends_on_a_stop_signal_and_leaves_the_container_running(
         h, notifying_rootfs, manager):
     """A detached run waits for READY=; systemd stopping the unit meanwhile (SIGTERM) ends the wait

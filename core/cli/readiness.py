@@ -96,11 +96,15 @@ def _pinned(record: Any) -> int:
 
 
 def _pass_on(relay: Any, runtime: Any, main_pid: int, pidfd: int, give_up: Any = None) -> None:
-    """runc drops what goes wrong here (the container runs already); it is said, in one line."""
+    """runc drops what goes wrong here (the container runs already); it is said, in one line, and
+    nothing here may end the run (nor print a foreground run's thread's traceback)."""
     try:
         relay.pass_on(main_pid, pidfd, give_up, runtime.warn)
-    except (OSError, MrunError) as e:
-        runtime.warn(f"NOTIFY_SOCKET: {relay.host}: {getattr(e, 'strerror', None) or e}: readiness not passed on")
+    except MrunError as e:  # its words name NOTIFY_SOCKET
+        runtime.warn(f"{e}: readiness not passed on")
+    except Exception as e:  # noqa: BLE001 - see above
+        said = getattr(e, "strerror", None) or f"{e.__class__.__name__}: {e}"
+        runtime.warn(f"NOTIFY_SOCKET: {relay.host}: {said}: readiness not passed on")
 
 
 def start_passing_readiness_on(runtime: Any, container_id: str) -> None:
