@@ -387,7 +387,10 @@ p = os.fork()
 if p == 0:
     os.setpgid(0, 0)
     os.execvp(sys.argv[1], sys.argv[1:])
-os.setpgid(p, p)
+try:
+    os.setpgid(p, p)  # both sides, as a shell does: whichever comes first
+except PermissionError:  # EACCES: the child has exec'd already, in its group (a shell ignores it too)
+    pass
 def stopped():
     deadline = time.monotonic() + 10
     while True:
