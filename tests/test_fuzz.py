@@ -561,6 +561,36 @@ def test_shim_request_mutations(h, tmp_path):
         assert not undone, f"tasks the shim made but could not delete: {undone}"
 
 
+@pytest.mark.parametrize("bundle", ["/", "../../..", "relative", "/tmp/../tmp", "link"])
+def test_a_sandbox_s_bundle_that_is_not_one_is_refused_and_nothing_is_written_there(h, tmp_path, bundle):
+    """A mutated CreateSandbox's bundle_path "/" (found by a fuzz seed) had StartSandbox make the
+    pod's files in the node's root: /pod-files. A bundle is containerd's own directory: absolute,
+    without detours, not / and not a link; anything else is refused in one line (INVALID_ARGUMENT)
+    and the shim writes nothing."""
+    from mrun.shims import ttrpc
+    from mrun.shims.proto import sandbox_pb2
+    from test_shim_direct import Shim
+    from test_shim_protocol import SANDBOX, pod_config
+
+    if bundle == "link":
+        bundle = str(tmp_path / "link")
+        os.symlink("/", bundle)
+    assert not os.path.exists("/pod-files"), "left by an earlier run: remove it"
+    pod = h.cid("podbundle")
+    shim = Shim(h, h.bundle(["true"]), pod)
+    try:
+        with pytest.raises(ttrpc.TTRPCError) as refused:
+            shim.client.call(SANDBOX, "CreateSandbox", sandbox_pb2.CreateSandboxRequest(
+                sandbox_id=pod, bundle_path=bundle, options=pod_config("fuzzpod", 0)).SerializeToString())
+        assert refused.value.code == ttrpc.INVALID_ARGUMENT and "bundle_path" in str(refused.value), refused.value
+        with pytest.raises(ttrpc.TTRPCError):
+            shim.client.call(SANDBOX, "StartSandbox",
+                             sandbox_pb2.StartSandboxRequest(sandbox_id=pod).SerializeToString())
+        assert not os.path.exists("/pod-files") and not os.path.exists(os.path.join(shim.bundle, "pod-files"))
+    finally:
+        shim.finish()
+
+
 def test_shim_sandbox_request_mutations(h, tmp_path):
     """The sandbox API (containerd 2's pods without a pause container), mutated as the task API
     above, against a shim holding a started pod with a user namespace and sysctls: each call is
