@@ -36,11 +36,6 @@ POLL_EVERY = 0.1  # how often a wait looks at what it must not outlast (held sto
 DRAINED_AT_ONCE = 64  # datagrams read between two such looks
 
 
-def host_address() -> str:
-    """The service manager's socket, as runc reads it: NOTIFY_SOCKET, when set and not empty."""
-    return os.environ.get("NOTIFY_SOCKET", "")
-
-
 def add_to_config(config: dict[str, Any], state_dir: str) -> None:
     """The container's side, as runc's create makes it: the state's notify directory (made here)
     bound read-only (nosuid, noexec, nodev) at /run/notify after the bundle's own mounts, and

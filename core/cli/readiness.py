@@ -83,16 +83,12 @@ def relay_done(relay: Any) -> None:
 
 def _pinned(record: Any) -> int:
     """A pidfd of the container's init while it is still the process recorded; -1 once gone."""
-    from mrun.kernel.proc import is_alive, pin
+    from mrun.kernel.proc import pin_if_same
 
     try:
-        fd = pin(record.pid)
+        return pin_if_same(record.pid, record.pid_start)
     except ProcessLookupError:
         return -1
-    if fd >= 0 and not is_alive(record.pid, record.pid_start):
-        os.close(fd)
-        return -1
-    return fd
 
 
 def _pass_on(relay: Any, runtime: Any, main_pid: int, pidfd: int, give_up: Any = None) -> None:
@@ -107,15 +103,15 @@ def _pass_on(relay: Any, runtime: Any, main_pid: int, pidfd: int, give_up: Any =
         runtime.warn(f"NOTIFY_SOCKET: {relay.host}: {said}: readiness not passed on")
 
 
-def start_passing_readiness_on(runtime: Any, container_id: str) -> None:
-    """runc's start under NOTIFY_SOCKET: the container's socket is bound first, and the start
-    returns once the program's READY= is passed on (then MAINPID: the init), or the init has
-    ended. A manager that cannot be reached is said before the start, and the container stays
-    created (runc starts it, then fails)."""
-    from mrun.notify_socket import Relay, host_address
+def start_passing_readiness_on(runtime: Any, record: Any, host: str) -> None:
+    """runc's start of ``record``'s container under NOTIFY_SOCKET (``host``): the container's
+    socket is bound first, and the start returns once the program's READY= is passed on (then
+    MAINPID: the init), or the init has ended. A manager that cannot be reached is said before
+    the start, and the container stays created (runc starts it, then fails)."""
+    from mrun.notify_socket import Relay
 
-    host = host_address()
-    require("start", runtime.status(runtime.store.load(container_id)), container_id)  # before its socket is bound
+    container_id = record.id
+    require("start", runtime.status(record), container_id)  # before its socket is bound
     relay = Relay(host)
     try:
         relay.bind(runtime.store.path(container_id), container_id)

@@ -74,7 +74,7 @@ def _socket_activation(opts: CreateOptions) -> CreateOptions:
 def _notify_socket(opts: CreateOptions) -> CreateOptions:
     """systemd's NOTIFY_SOCKET, as runc's create and run take it: the container gets a socket of
     its own to say it is ready through (mrun.notify_socket)."""
-    opts.notify_socket = os.environ.get("NOTIFY_SOCKET", "")  # (notify_socket.host_address, unimported)
+    opts.notify_socket = os.environ.get("NOTIFY_SOCKET", "")  # set and not empty, as runc reads it
     return opts
 
 
@@ -167,12 +167,13 @@ def _start_one(g: dict[str, Any], container_id: str) -> int:
     runtime = _rt(g)
     record = runtime.store.load(container_id)
     if not _docker_made(record):  # runc's: of a created container, once
-        if not os.environ.get("NOTIFY_SOCKET"):
+        host = os.environ.get("NOTIFY_SOCKET", "")
+        if not host:
             runtime.start(container_id)
             return 0
         from mrun.cli.readiness import start_passing_readiness_on
 
-        start_passing_readiness_on(runtime, container_id)
+        start_passing_readiness_on(runtime, record, host)
         return 0
     # docker's. Such a container is "created" only inside its supervisor, between that one's
     # create and start: runc's start from here ran it under the supervisor, which then failed

@@ -116,14 +116,23 @@ def signal_if_same(pid: int, started: int | None, sig: int) -> None:
     number freed and taken by another process between the comparison and a kill by number would
     have the stranger signalled, and with pid_max at 32768 (the kernel's default) numbers come
     round within minutes on a busy node."""
-    fd = pin(pid)
+    fd = pin_if_same(pid, started)
     try:
-        if not is_alive(pid, started):
-            raise ProcessLookupError(pid)
         send(fd, pid, sig)
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+def pin_if_same(pid: int, started: int | None) -> int:
+    """``pin``, kept only while ``pid`` is still the process that started at ``started`` (compared
+    once pinned); else ProcessLookupError, nothing left open."""
+    fd = pin(pid)
+    if not is_alive(pid, started):
+        if fd >= 0:
+            os.close(fd)
+        raise ProcessLookupError(pid)
+    return fd
 
 
 def pin(pid: int) -> int:

@@ -107,9 +107,10 @@ class Create:
         if self.opts.notify_socket:  # its directory is the state's: removed with it, by any undo or delete
             from mrun import notify_socket
 
-            notify_socket.add_to_config(self.spec.raw, self.store.path(self.id))
+            state_dir = self.store.path(self.id)
+            notify_socket.add_to_config(self.spec.raw, state_dir)
             if self.opts.notify_relay is not None:
-                self.opts.notify_relay.bind(self.store.path(self.id), self.id)
+                self.opts.notify_relay.bind(state_dir, self.id)
         self.record.backend, _, _ = self.runtime.backends().choose(Bundle(self.spec))
 
     def modify_spec(self, undo: Undo) -> None:
