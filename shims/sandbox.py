@@ -21,7 +21,7 @@ from google.protobuf import any_pb2, timestamp_pb2
 from mrun import OCI_VERSION
 from mrun import annotations as ann
 from mrun.errors import InvalidSpec
-from mrun.shims import pod_files, wire
+from mrun.shims import bundle_dir, pod_files, wire
 from mrun.shims.events import now
 from mrun.shims.proto import sandbox_pb2, types_pb2
 from mrun.shims.service import TaskService
@@ -42,26 +42,10 @@ POD, CONTAINER, NODE = 0, 1, 2
 ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
 
 
-def _checked_bundle(path: str) -> str:
-    """The pod's bundle, where its files are written (pod_files): containerd's own directory for
-    it, an absolute path without detours to a directory that is not a link. A mutated request's
-    "/" (or "../../..", from the shim's working directory /) had them made in the node's root."""
-    import stat
-
-    if not path:
-        return path  # no bundle: no files of the pod's (StartSandbox skips them)
-    try:
-        st = os.lstat(path)
-    except OSError as e:
-        raise InvalidSpec(f"bundle_path: {path!r}: {e.strerror}") from None
-    if not os.path.isabs(path) or os.path.normpath(path) != path or path == "/" or not stat.S_ISDIR(st.st_mode):
-        raise InvalidSpec(f"bundle_path: {path!r}: not a bundle directory (absolute, no '..', not / nor a link)")
-    return path
-
-
 class Sandbox:
     def __init__(self, req: sandbox_pb2.CreateSandboxRequest) -> None:
-        self.id, self.bundle, self.netns = req.sandbox_id, _checked_bundle(req.bundle_path), req.netns_path
+        self.id, self.netns = req.sandbox_id, req.netns_path
+        self.bundle = bundle_dir.checked(req.bundle_path, "bundle_path", required=False)
         self.hostname, self.modes, self.userns, self.sysctls = pod_config(req.options.type_url, req.options.value)
         _check_sysctls(self.sysctls, self.modes, self.netns)
         self.dns = dns_config(req.options.type_url, req.options.value)

@@ -21,8 +21,8 @@ from mrun.kernel.proc import exit_code
 from mrun.kernel.syscalls import unmount_all
 from mrun.operations.builder import warm_the_move_for
 from mrun.runtime import Runtime
+from mrun.shims import bundle_dir, spawner
 from mrun.shims import rootfs as rootfs_mounts
-from mrun.shims import spawner
 from mrun.shims.binary_log import Logger, is_binary
 from mrun.shims.events import Publisher, now
 from mrun.shims.proto import events_pb2, task_pb2, types_pb2
@@ -83,6 +83,7 @@ class Task(Process):
         self.execs: dict[str, Process] = {}
         self.kept: dict | None = None  # its state.json as last written (TaskService._written_back)
         self.deleting = False  # under TaskService.lock: its state goes now, and is not written back
+        self.mounted = False  # its Create mounted its snapshot on <bundle>/rootfs, for its Delete to undo
 
     def release_stdio(self) -> None:
         for proc in (self, *self.execs.values()):
@@ -420,11 +421,18 @@ class TaskService:
         req = task_pb2.CreateTaskRequest.FromString(payload)
         if req.id in self.tasks:
             raise TTRPCError(ALREADY_EXISTS, f"task {req.id}: already exists")
-        rootfs = os.path.join(req.bundle, "rootfs")
+        try:
+            rootfs = os.path.join(bundle_dir.checked(req.bundle, "bundle", required=True), "rootfs")
+        except InvalidSpec as e:
+            raise TTRPCError(INVALID_ARGUMENT, f"task {req.id}: {e}")
         mounts = rootfs_mounts.describe(req.rootfs)
+        if mounts and bundle_dir.has_mount(rootfs):  # another task's: undoing ours would take it too
+            raise TTRPCError(INVALID_ARGUMENT, f"task {req.id}: bundle: {rootfs} has a mount on it already; "
+                                               "a snapshot is mounted on an empty rootfs of its task's own bundle")
         by_worker = rootfs_mounts.idmapped(mounts)  # it forks: not from this threaded daemon
         mounted = bool(mounts)  # from here on, undone if the create fails (a mount of several too)
         task = Task(req)
+        task.mounted = mounted
         task.io_owner = io_owner(req.options.type_url, req.options.value)
         asked = time.monotonic()
         try:
@@ -618,7 +626,8 @@ class TaskService:
         except MrunError as e:
             task.deleting = False
             raise TTRPCError(UNKNOWN, f"OCI runtime delete failed: {e}")
-        unmount_all(os.path.join(task.bundle, "rootfs"))
+        if task.mounted:  # its own snapshot only: a task of the bundle's own rootfs has none
+            unmount_all(os.path.join(task.bundle, "rootfs"))
         task.release_stdio()
         with self.lock:
             self.tasks.pop(req.id, None)

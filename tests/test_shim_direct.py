@@ -1124,3 +1124,85 @@ def test_a_delete_never_kills_a_running_task_or_exec(h):
     shim.call("Delete", task_pb2.DeleteRequest(id=created))
     assert not running(created_pid), "a deleted created task's init lives on"
     shim.finish(cid)
+
+
+def _snapshot_bundle(h, cid: str, args: list[str]) -> str:
+    """A bundle as containerd lays one out: config.json and an empty rootfs/ for the snapshot."""
+    bundle = os.path.join(h.tmp, f"bundle-{cid}")
+    os.makedirs(os.path.join(bundle, "rootfs"))
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(h.config(args, root={"path": "rootfs", "readonly": True}), f)
+    return bundle
+
+
+def _mounted_at(path: str) -> int:
+    with open("/proc/self/mountinfo") as f:
+        return sum(line.split(" ", 5)[4] == path for line in f)
+
+
+@pytest.mark.parametrize("bundle", ["", "/", "../../..", "relative", "/tmp/../tmp", "link"])
+def test_a_task_s_bundle_that_is_not_one_is_refused_before_anything_is_mounted(h, tmp_path, bundle):
+    """CreateTaskRequest.bundle is containerd's own directory for the task: absolute, without
+    detours, not / and not a link, as a sandbox's bundle_path. Anything else was taken as it
+    came: the snapshot mounted on "/rootfs", on "rootfs" under the daemon's working directory (""
+    made a task there), or through a link wherever it pointed. It is refused in one line naming
+    the field (INVALID_ARGUMENT), nothing mounted."""
+    cid = h.cid("badbundle")
+    real = _snapshot_bundle(h, cid, ["true"])
+    if bundle == "link":
+        bundle = str(tmp_path / "link")
+        os.symlink(real, bundle)
+    shim = Shim(h, real, cid)
+    snapshot = types_pb2.Mount(type="bind", source=h.rootfs, options=["rbind", "ro"])
+    try:
+        with pytest.raises(ttrpc.TTRPCError) as refused:
+            shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle, rootfs=[snapshot]))
+        message = refused.value.message
+        assert refused.value.code == ttrpc.INVALID_ARGUMENT and f"{cid}: bundle: " in message, message
+        assert "\n" not in message, message
+        for place in ("/rootfs", os.path.join(real, "rootfs"), os.path.join(shim.bundle, "rootfs")):
+            assert not _mounted_at(place), f"{place} was mounted by a refused create"
+    finally:
+        shim.finish()
+
+
+def test_a_create_in_another_task_s_bundle_never_unmounts_that_task_s_rootfs(h):
+    """A task's snapshot is mounted on <bundle>/rootfs by its Create, and only that mount is the
+    shim's to take away. A second Create naming the same bundle (containerd never sends one; a
+    mutated request can) took the first task's rootfs with it: a snapshot that failed to mount
+    was undone by detaching everything stacked there, and a second task made without a snapshot
+    (two containers of one bundle, as runc allows) detached it at its Delete. Now a Create whose
+    rootfs is already a mount is refused before it mounts anything, and a Delete detaches only
+    what its own Create mounted: the first task keeps running on its rootfs."""
+    first = h.cid("owner")
+    bundle = _snapshot_bundle(h, first, ["sleep", "600"])
+    rootfs = os.path.join(bundle, "rootfs")
+    shim = Shim(h, bundle, first)
+    snapshot = types_pb2.Mount(type="bind", source=h.rootfs, options=["rbind", "ro"])
+    shim.call("Create", task_pb2.CreateTaskRequest(id=first, bundle=bundle, rootfs=[snapshot]))
+    shim.call("Start", task_pb2.StartRequest(id=first))
+    assert _mounted_at(rootfs) == 1
+    second, third = h.cid("intruder"), h.cid("sharer")
+    try:
+        missing = types_pb2.Mount(type="bind", source=os.path.join(h.tmp, "no-such-snapshot"), options=["rbind"])
+        for mounts in ([missing], [snapshot]):
+            with pytest.raises(ttrpc.TTRPCError) as refused:
+                shim.call("Create", task_pb2.CreateTaskRequest(id=second, bundle=bundle, rootfs=mounts))
+            assert _mounted_at(rootfs) == 1, "a refused create touched the running task's rootfs"
+            message = refused.value.message
+            assert refused.value.code == ttrpc.INVALID_ARGUMENT and f"{rootfs}" in message, message
+            assert "already" in message and "\n" not in message, message
+
+        with open(os.path.join(bundle, "config.json"), "w") as f:  # a cgroup of its own, the same rootfs
+            json.dump(h.config(["sleep", "600"], root={"path": "rootfs", "readonly": True}), f)
+        shim.call("Create", task_pb2.CreateTaskRequest(id=third, bundle=bundle))  # no snapshot: the bundle's own
+        shim.call("Start", task_pb2.StartRequest(id=third))
+        shim.call("Kill", task_pb2.KillRequest(id=third, signal=9))
+        assert wait_exit(shim, third) == 137
+        shim.call("Delete", task_pb2.DeleteRequest(id=third))
+        assert _mounted_at(rootfs) == 1, "deleting a task that mounted nothing detached another task's rootfs"
+        state = task_pb2.StateResponse.FromString(shim.call("State", task_pb2.StateRequest(id=first)))
+        assert state.status == types_pb2.RUNNING
+    finally:
+        shim.finish(first)
+    assert not _mounted_at(rootfs), "the task's own rootfs was left mounted after its Delete"
