@@ -43,11 +43,12 @@ class span:  # noqa: N801 - used as a statement: ``with trace.span("create claim
         since(self.name, self.start)
 
 
-def since(name: str, start: int) -> None:
+def since(name: str, start: int, env: dict[str, str] | None = None) -> None:
     """Record ``name`` from ``start`` (monotonic ns) to now, if ``$MRUN_TRACE`` is set now: for a
-    step a ``with`` cannot enclose (the shim's start, which may go on as the daemon)."""
-    path = os.environ.get(VARIABLE)
-    if path:
+    step a ``with`` cannot enclose (the shim's start, which may go on as the daemon). ``env``:
+    the caller's environment, where the warm template answers a call itself."""
+    path = (os.environ if env is None else env).get(VARIABLE)
+    if isinstance(path, str) and path:  # a caller's environment is whatever it sent
         record(path, name, start, time.monotonic_ns() - start)
 
 

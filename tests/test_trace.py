@@ -124,3 +124,32 @@ def test_a_shim_task_records_start_its_calls_and_its_worker_warm_and_cold(h, tmp
     assert by_name["worker"][0] not in (shim.pid, os.getpid())
     create, worker = by_name["ttrpc Create"], by_name["worker"]
     assert create[1] <= worker[1] and worker[1] + worker[2] <= create[1] + create[2]
+
+
+def test_a_pod_s_second_start_answered_by_the_template_is_recorded_in_the_caller_s_file(h, tmp_path):
+    """A start that joins a running pod is answered by the warm template itself, which has its own
+    environment, not the caller's: it was never recorded, and bench/timeline.py could not sum a
+    container in a pod. It is recorded where the caller's $MRUN_TRACE says, by the template."""
+    import subprocess
+    import uuid
+
+    from conftest import mrun_binary, warm_path
+    from test_shim_direct import Shim
+    from test_warm import spares_of
+
+    pod = f"pod-{uuid.uuid4().hex[:8]}"
+    config = h.config(["sleep", "600"])
+    config["annotations"] = {"io.kubernetes.cri.sandbox-id": pod}
+    first = Shim(h, h.bundle(config=config), h.cid("podfirst"))
+    spares_of(warm_path(), wait=5)  # the template is up
+    path = tmp_path / "trace.log"
+    binary = os.path.join(os.path.dirname(mrun_binary()), "containerd-shim-mrun-v2")
+    env = {**os.environ, "MRUN_SHIM_ROOT": first.state_root, trace.VARIABLE: str(path)}
+    try:
+        out = subprocess.run([binary, "-namespace", "direct", "-address", first.address, "-id", h.cid("podsecond"),
+                              "start"], cwd=h.bundle(config=config), env=env, capture_output=True, timeout=30)
+        assert (out.returncode, out.stdout) == (0, f"unix://{first.socket}".encode()), out
+        got = [g for g in steps(path) if g[3] == "shim start"]
+        assert len(got) == 1 and got[0][0] not in (first.pid, os.getpid()), got  # the template's own pid
+    finally:
+        first.finish()

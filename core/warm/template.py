@@ -43,6 +43,7 @@ import socket
 import sys
 import time
 
+from mrun import trace
 from mrun.errors import in_bytes
 from mrun.kernel.proc import reaped
 from mrun.warm import client
@@ -407,6 +408,7 @@ class Template:
             return self._answer(conn, 0)
         if action != "start":
             return False
+        began = time.monotonic_ns()
         stdin = fds[numbers.index(0)] if 0 in numbers else None
         data, eof = _read_all(stdin) if stdin is not None and not os.isatty(stdin) else (b"", True)
         if eof:
@@ -421,6 +423,7 @@ class Template:
                     os.write(fds[numbers.index(1)], answer)
                 except OSError:
                     return self._answer(conn, 1)
+                trace.since("shim start", began, env)
                 return self._answer(conn, 0)
         if stdin is not None:  # what we took of it goes to the child that does the call
             import base64
