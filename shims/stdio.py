@@ -33,6 +33,33 @@ def open_stdio(path: str, write: bool) -> int:
         os.makedirs(os.path.dirname(path[7:]) or "/", 0o755, exist_ok=True)
         return os.open(path[7:], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
     path = path.removeprefix("fifo://")
+    fifo = _fifo_itself(path)
+    try:
+        return _opened_fifo(fifo, path, write)
+    finally:
+        os.close(fifo)
+
+
+def _fifo_itself(path: str) -> int:
+    """An O_PATH descriptor of the fifo at ``path``, opened through it once it is known to be one.
+    A regular file there was opened as the fifo would have been: the program's output overwrote
+    it from its first byte, or it became the program's stdin (/etc/shadow); a device's open is
+    not even side-effect free. O_PATH opens nothing but the name."""
+    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISFIFO(mode):
+        os.close(fd)
+        kind = next((k for test, k in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"),
+                                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                                       (stat.S_ISSOCK, "a socket")) if test(mode)), "not a fifo")
+        raise OSError(errno.EINVAL, f"{kind}, not a fifo (a task's stdio is a fifo, or file:// for a log file)")
+    return fd
+
+
+def _opened_fifo(fifo: int, name: str, write: bool) -> int:
+    """The fifo (an O_PATH descriptor; ``name``, its path, for what is said) opened for reading
+    or writing, through /proc/self/fd: the very fifo checked, whatever its path names by now."""
+    path = f"/proc/self/fd/{fifo}"
     flags = (os.O_WRONLY if write else os.O_RDONLY) | os.O_NONBLOCK | os.O_CLOEXEC
     # Non-blocking, so a client that never opens its end cannot hang the shim. A read end opens
     # at once; a write end fails (ENXIO) until a reader has the fifo open. containerd's clients
@@ -49,7 +76,7 @@ def open_stdio(path: str, write: bool) -> int:
             now = time.monotonic()
             deadline = deadline or now + READER_WAIT
             if now >= deadline:
-                raise OSError(e.errno, f"no reader opened it within {READER_WAIT:g} s", path) from None
+                raise OSError(e.errno, f"no reader opened it within {READER_WAIT:g} s", name) from None
             time.sleep(pause)
             pause = min(pause * 2, 0.02)
     os.set_blocking(fd, True)

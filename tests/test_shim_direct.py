@@ -1206,3 +1206,33 @@ def test_a_create_in_another_task_s_bundle_never_unmounts_that_task_s_rootfs(h):
     finally:
         shim.finish(first)
     assert not _mounted_at(rootfs), "the task's own rootfs was left mounted after its Delete"
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr", "stdin"])
+@pytest.mark.parametrize("kind", ["file", "link to a file", "directory"])
+def test_a_stdio_path_that_is_not_a_fifo_is_refused_and_left_as_it_was(h, tmp_path, stream, kind):
+    """A task's stdin, stdout and stderr are containerd's fifos (``file://`` names a log file
+    explicitly). A path that named a regular file was opened as the fifo would have been: the
+    program's output overwrote the file from its first byte, or the file became the program's
+    stdin (/etc/shadow, read in the container). Only a fifo is opened; anything else is refused in
+    one line naming the stream (INVALID_ARGUMENT), and the file is left as it was."""
+    cid = h.cid("notfifo")
+    bundle = h.bundle(["sh", "-c", "cat; echo overwritten; echo overwritten >&2"])
+    victim = tmp_path / "precious"
+    victim.write_text("secret\n")
+    path = str(victim)
+    if kind == "link to a file":
+        path = str(tmp_path / "link")
+        os.symlink(victim, path)
+    elif kind == "directory":
+        path = str(tmp_path)
+    shim = Shim(h, bundle, cid)
+    try:
+        with pytest.raises(ttrpc.TTRPCError) as refused:
+            shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle, **{stream: path}))
+        message = refused.value.message
+        assert refused.value.code == ttrpc.INVALID_ARGUMENT and f"{stream} {path!r}" in message, message
+        assert "fifo" in message and "\n" not in message, message
+        assert victim.read_text() == "secret\n"
+    finally:
+        shim.finish()
