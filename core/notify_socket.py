@@ -68,6 +68,10 @@ class Relay:
         self.client = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         self.server: Any = None
         self.beside: Any = None  # a foreground run's thread passing it on (it closes the relay)
+        # the process whose word it is, when that is not ours: a child doing its caller's work
+        # (the warm template's, a cold foreground run's) speaks for the caller, systemd's main
+        # process, as sd_pid_notify does (root may name another pid in SCM_CREDENTIALS)
+        self.on_behalf_of = 0
         try:
             # "@name" is an abstract address, as systemd and sd_notify spell it
             self.client.connect("\0" + host[1:] if host.startswith("@") else host)
@@ -119,10 +123,29 @@ class Relay:
             if ended or (give_up is not None and give_up()):
                 return False
             ended = pidfd in dict(poller.poll(POLL_EVERY * 1000))
-        self.client.send(ready + b"\n")
-        self.client.send(f"MAINPID={main_pid}\n".encode())
+        self.send(ready + b"\n")
+        self.send(f"MAINPID={main_pid}\n".encode())
         self._barrier(warn)
         return True
+
+    def send(self, data: bytes, fd: int = -1) -> None:
+        """One datagram to the manager (with ``fd``, as SCM_RIGHTS), as ``on_behalf_of`` if set."""
+        socket = self._socket
+        ancillary = []
+        if self.on_behalf_of and self.on_behalf_of != os.getpid():
+            import struct
+
+            ancillary.append((socket.SOL_SOCKET, socket.SCM_CREDENTIALS,
+                              struct.pack("iII", self.on_behalf_of, os.getuid(), os.getgid())))
+        if fd >= 0:
+            ancillary.append((socket.SOL_SOCKET, socket.SCM_RIGHTS, fd.to_bytes(4, sys.byteorder)))
+        self.client.sendmsg([data], ancillary)
+
+    def tell(self, data: bytes, warn: Callable[[str], None] | None = None) -> None:
+        """``data`` said as our own (podman's --sdnotify=conmon: READY=1 once the container
+        runs), then a barrier, as a passed-on READY= is."""
+        self.send(data)
+        self._barrier(warn)
 
     def _ready_said(self) -> bytes | None:
         """The READY= line of the datagrams waiting, if one has it; the others are dropped. A
@@ -143,12 +166,10 @@ class Relay:
         older manager does not know the word."""
         import select
 
-        socket = self._socket
         reader, writer = os.pipe2(os.O_CLOEXEC)
         try:
             try:
-                self.client.sendmsg([b"BARRIER=1"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                                      writer.to_bytes(4, sys.byteorder))])
+                self.send(b"BARRIER=1", writer)
             finally:
                 os.close(writer)
             answer = select.poll()

@@ -341,6 +341,8 @@ COMMANDS = (
                  kind=bool, default=True),
             Flag("keep", "keep the container's state after it exits", kind=bool, default=False),
             Flag("no-subreaper", "accepted for runc compatibility", kind=bool, default=False, hidden=True),
+            Flag("sdnotify", "podman's, under systemd's NOTIFY_SOCKET: conmon (default: READY=1 once it runs), "
+                 "container (its own READY= passed on; not with -d) or ignore", default=""),
         ),
     ),
     Command(

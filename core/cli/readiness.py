@@ -1,12 +1,14 @@
-"""systemd's readiness through runc's run and start (NOTIFY_SOCKET): the relay
-(mrun.notify_socket) put where each verb needs it, in the verb's own process, which systemd
-takes notifications from (the warm template serves no such start: warm.template.native_refusal)."""
+"""systemd's readiness (NOTIFY_SOCKET) through runc's run and start, and through the docker-like
+run as podman's --sdnotify: the relay (mrun.notify_socket) put where each verb needs it. systemd
+takes a unit's notifications from its main process, the verb's caller: runc's verbs speak in
+their own process (the warm template serves no such start: warm.template.native_refusal); a
+docker-like run's child (the warm template's, or a cold foreground run's) speaks for its caller."""
 
 from __future__ import annotations
 
 import os
 
-from mrun.errors import MrunError
+from mrun.errors import InvalidSpec, MrunError
 from mrun.status import require
 
 TYPE_CHECKING = False
@@ -32,8 +34,12 @@ def relayed_by_run(runtime: Any, opts: CreateOptions, detach: bool) -> Any:
     if relay is None:
         return None
     opts.notify_relay = relay
+    relay.on_behalf_of = caller = caller_pid()
+    then = opts.started
 
     def started(record: Any) -> None:
+        if then is not None:
+            then(record)
         pidfd = _pinned(record)
         if detach:
             from mrun.stop_signals import stop_held
@@ -48,7 +54,7 @@ def relayed_by_run(runtime: Any, opts: CreateOptions, detach: bool) -> Any:
 
         def beside() -> None:
             try:
-                _pass_on(relay, runtime, os.getpid(), pidfd)
+                _pass_on(relay, runtime, caller, pidfd)
             finally:
                 relay.close()
                 if pidfd >= 0:
@@ -124,5 +130,57 @@ def start_passing_readiness_on(runtime: Any, record: Any, host: str) -> None:
         finally:
             if pidfd >= 0:
                 os.close(pidfd)
+    finally:
+        relay.close()
+
+
+SDNOTIFY_MODES = ("conmon", "container", "healthy", "ignore")
+
+
+def docker_like_mode(mode: str | None, detach: bool) -> str:
+    """podman's --sdnotify for `mrun run IMAGE`, under systemd's NOTIFY_SOCKET (else "ignore"):
+
+    - conmon (the default): READY=1 once the container runs, with MAINPID the process that
+      stays with it (a detached container's supervisor, or the foreground run itself); the
+      container gets no socket;
+    - container: the container's own READY= is passed on (its socket as runc's run gives it),
+      with the same MAINPID; in the foreground only here;
+    - ignore: nothing; healthy (READY=1 once its health check passes) is not done by mrun."""
+    mode = mode or "conmon"
+    if mode not in SDNOTIFY_MODES:
+        raise InvalidSpec(f"--sdnotify {mode!r}: must be conmon, container, healthy or ignore")
+    if mode == "healthy":
+        raise InvalidSpec("--sdnotify healthy: not supported by mrun (conmon, container or ignore are)")
+    if mode == "container" and detach:
+        raise InvalidSpec("--sdnotify container with -d: not supported by mrun "
+                          "(conmon is; or run it in the foreground)")
+    return mode if os.environ.get("NOTIFY_SOCKET") else "ignore"
+
+
+def caller_pid() -> int:
+    """systemd's main process as far as this verb knows: the caller a child works for, or us."""
+    import mrun.warm.client as warm  # (layer 1: the client alone)
+
+    return warm.caller or os.getpid()
+
+
+def tell_ready(main_pid: int, warn: Any) -> None:
+    """--sdnotify=conmon: MAINPID and READY=1, in the caller's name; what goes wrong is said in
+    one line and the container runs on (as a failed relay leaves it)."""
+    from mrun.notify_socket import Relay
+
+    host = os.environ.get("NOTIFY_SOCKET", "")
+    try:
+        relay = Relay(host)
+    except MrunError as e:
+        warn(f"{e}: the container's readiness is not passed on")
+        return
+    relay.on_behalf_of = caller_pid()
+    try:
+        relay.tell(f"MAINPID={main_pid}\nREADY=1\n".encode(), warn)
+    except MrunError as e:
+        warn(f"{e}: readiness not passed on")
+    except OSError as e:
+        warn(f"NOTIFY_SOCKET: {host}: {e.strerror or e}: readiness not passed on")
     finally:
         relay.close()

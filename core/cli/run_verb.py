@@ -395,6 +395,9 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
                                  *(("--label", text) for text in kw.get("label") or ())]),
     )
     detach, remove = bool(kw.get("detach")) or create_only, bool(kw.get("rm"))
+    from mrun.cli import readiness
+
+    sdnotify = readiness.docker_like_mode(kw.get("sdnotify"), detach)
     restart = kw.get("restart") or "no"
     if restart != "no":
         from mrun.images.supervisor import restart_policy
@@ -521,8 +524,16 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
             elif unproxied:
                 options.unproxied = lambda signum, _relay: _unproxied(signum, tee, bundle, marks, on_its_own)
             options.started = _outliving_the_caller(options.started)
+            relay = None
+            if sdnotify == "conmon":
+                options.started = _then_ready(options.started, runtime)
+            elif sdnotify == "container":
+                options.notify_socket = os.environ["NOTIFY_SOCKET"]
+                relay = readiness.relayed_by_run(runtime, options, False)
             try:
                 code = runtime.run(cid, bundle, options, False, keep=True)
+                readiness.relay_done(relay)
+                relay = None
                 for held in listening:  # no attacher is handed an ended run's terminal
                     held.stop_listening()
                 if not remove:  # as docker (its runc shim): kept, with nothing of it running, and its code
@@ -538,6 +549,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
                         runtime.delete(cid, force=True)
                 return code
             finally:
+                if relay is not None:
+                    relay.close()
                 if tee is not None:
                     tee.end()
                 if terminal_log is not None:
@@ -548,7 +561,9 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
                     from mrun.cgroups import beside
 
                     beside.leave(on_its_own[0])
-        run_detached(runtime, cid, bundle, remove)  # its supervisor records the exit code, or removes it
+        supervisor = run_detached(runtime, cid, bundle, remove)  # it records the exit code, or removes it
+        if sdnotify == "conmon":
+            readiness.tell_ready(supervisor, runtime.warn)
         print(cid)
         held = held_signals()  # it runs, as docker's daemon would have made it: the status says we were told to end
         return 128 + held[0] if held else 0
@@ -659,6 +674,21 @@ def _outliving_the_caller(then: Any) -> Any:
         warm.outlive_caller = True
         if then is not None:
             then(record)
+
+    return started
+
+
+def _then_ready(then: Any, runtime: Any) -> Any:
+    """--sdnotify=conmon in the foreground: once the container runs, READY=1, naming as MAINPID
+    the caller, which stays the unit's main process (it waits for the container and returns its
+    status)."""
+
+    def started(record: Any) -> None:
+        if then is not None:
+            then(record)
+        from mrun.cli.readiness import caller_pid, tell_ready
+
+        tell_ready(caller_pid(), runtime.warn)
 
     return started
 

@@ -126,7 +126,7 @@ def _flags_used(kw: dict[str, Any], names: list[str]) -> list[str]:
     and create share these flags, defaults included)."""
     from mrun.cli.commands import BY_NAME
 
-    default = {f.dest: f.default for f in BY_NAME["create"].flags}
+    default = {f.dest: f.default for verb in ("create", "run") for f in BY_NAME[verb].flags}
     return [f"--{f.replace('_', '-')}" for f in names if kw.get(f, default.get(f)) not in (default.get(f), [], ())]
 
 
@@ -271,7 +271,7 @@ def run(
 
     end_runs_on_termination()
 
-    used = _flags_used(kw, BUNDLE_RUN_FLAGS if not bundle else _docker_flags())
+    used = _flags_used(kw, BUNDLE_RUN_FLAGS if not bundle else [*_docker_flags(), "sig_proxy", "sdnotify"])
     if not bundle:
         try:
             if used:

@@ -245,8 +245,9 @@ def _told_to_stop(bundle: str) -> bool:
 
 
 def run_detached(runtime: Any, container_id: str, bundle: str, remove: bool = False, again: bool = False,
-                 close_in_child: int = -1) -> None:
-    """Create and start ``container_id`` under a new supervisor; return once it runs. With
+                 close_in_child: int = -1) -> int:
+    """Create and start ``container_id`` under a new supervisor; -> the supervisor's pid, once
+    the container runs. With
     ``remove``, the supervisor deletes the container once it has exited; with ``again``, the
     container exists, stopped, and is made again in place (docker's start of an exited one).
     ``close_in_child``: a descriptor of ours (a lock) the supervisor must not keep."""
@@ -273,6 +274,7 @@ def run_detached(runtime: Any, container_id: str, bundle: str, remove: bool = Fa
             raise NotFound(f"container {container_id!r} does not exist")
         text = answer.decode(errors="replace").removeprefix("error:")
         raise MrunError(text or f"container {container_id!r}: its supervisor died before the container started")
+    return pid
 
 
 def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove: bool, again: bool = False,

@@ -1,0 +1,138 @@
+"""podman's --sdnotify through the docker-like `mrun run IMAGE`, under systemd's NOTIFY_SOCKET (a
+unit of Type=notify): warm (the template's child does the run) and cold (a child of the caller's
+does a foreground one). systemd takes a unit's notifications from its main process only (the
+default NotifyAccess=main): each is checked to come in the caller's name."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+from busybox_bundle import make_oci_archive, make_rootfs
+from conftest import IMAGE, img, img_ok, require, run_args
+from test_runc_compat import NOTIFIER, ServiceManager
+
+NOTIFYING = "localhost/notifying:1"
+
+
+@pytest.fixture
+def manager():
+    m = ServiceManager()
+    yield m
+    m.close()
+
+
+@pytest.fixture(scope="module")
+def notifying_archive(tmp_path_factory):
+    """busybox with a static sd-notify (each argument one datagram to $NOTIFY_SOCKET)."""
+    gcc = require("gcc", "gcc")
+    require("umoci", "umoci")
+    work = tmp_path_factory.mktemp("notifying")
+    rootfs = str(work / "rootfs")
+    make_rootfs(rootfs)
+    (work / "notify.c").write_text(NOTIFIER)
+    subprocess.run([gcc, "-static", "-O", "-o", os.path.join(rootfs, "bin", "sd-notify"), str(work / "notify.c")],
+                   check=True, capture_output=True)
+    return make_oci_archive(rootfs, str(work), NOTIFYING, ["/bin/sh"], ["PATH=/bin"])
+
+
+def _run_as_the_unit(h, tmp_path, manager, *args: str, timeout: float = 60):
+    """`mrun run ...` with NOTIFY_SOCKET set, as systemd starts a unit's ExecStart. -> (the
+    completed call, its pid: the unit's main process)."""
+    pid_file = tmp_path / "main.pid"
+
+    def note_pid() -> None:
+        pid_file.write_text(str(os.getpid()))
+
+    r = img(h, *run_args(h, *args), env={"NOTIFY_SOCKET": manager.path}, preexec_fn=note_pid, timeout=timeout)
+    return r, int(pid_file.read_text())
+
+
+def test_a_foreground_run_says_ready_once_its_container_runs_in_its_own_name(images, busybox_archive, tmp_path,
+                                                                              manager):
+    """podman's default (--sdnotify=conmon): READY=1 once the container runs, MAINPID the run
+    itself (it stays, waits for the container and returns its status), then a barrier so the
+    manager has it before anything else can happen; the container gets no socket of its own."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    r, main = _run_as_the_unit(h, tmp_path, manager, "--rm", IMAGE, "sh", "-c", "echo ${NOTIFY_SOCKET:-none}")
+    assert (r.returncode, r.stdout) == (0, "none\n"), r.stderr
+    assert manager.take_from(main) == [(f"MAINPID={main}\nREADY=1\n", 0), ("BARRIER=1", 1)]
+
+
+def test_a_detached_run_names_its_container_s_supervisor_as_the_main_process(images, busybox_archive, tmp_path,
+                                                                              manager):
+    """-d: the run returns once the container runs, so MAINPID is the process that stays with
+    it, its supervisor (the container's parent, as conmon is podman's), said in the run's name."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    name = h.cid("sdd")
+    r, main = _run_as_the_unit(h, tmp_path, manager, "-d", "--name", name, IMAGE, "sleep", "60")
+    try:
+        assert r.returncode == 0, r.stderr
+        said = manager.take_from(main)
+        assert len(said) == 2 and said[1] == ("BARRIER=1", 1) and said[0][0].endswith("\nREADY=1\n"), said
+        supervisor = int(said[0][0].split("\n")[0].removeprefix("MAINPID="))
+        init = int(img_ok(h, "inspect", "--format", "{{.State.Pid}}", name).stdout)
+        with open(f"/proc/{init}/stat") as f:
+            assert int(f.read().rsplit(")", 1)[1].split()[1]) == supervisor, "MAINPID is not the init's parent"
+    finally:
+        img_ok(h, "rm", "-f", name)
+
+
+def test_sdnotify_container_passes_the_container_s_own_ready_on(images, notifying_archive, tmp_path, manager):
+    """--sdnotify=container: the container gets a socket of its own (runc's /run/notify) and its
+    READY= is passed on when it comes (what else it says is dropped, as runc drops it), with
+    MAINPID the run itself; the run then goes on until the container ends."""
+    h = images
+    img_ok(h, "load", notifying_archive)
+    script = "sd-notify STATUS=warming; sleep 0.3; sd-notify READY=1; sleep 0.5; echo $NOTIFY_SOCKET"
+    began = time.monotonic()
+    r, main = _run_as_the_unit(h, tmp_path, manager, "--rm", "--sdnotify", "container", NOTIFYING, "sh", "-c", script)
+    assert (r.returncode, r.stdout) == (0, "/run/notify/notify.sock\n"), r.stderr
+    assert time.monotonic() - began >= 0.8
+    assert manager.take_from(main) == [("READY=1\n", 0), (f"MAINPID={main}\n", 0), ("BARRIER=1", 1)]
+
+
+def test_sdnotify_ignore_says_nothing_and_a_manager_out_of_reach_is_one_warning(images, busybox_archive, tmp_path,
+                                                                                 manager):
+    """--sdnotify=ignore: nothing is said. A NOTIFY_SOCKET nobody listens on is said in one line,
+    and the container runs all the same (as runc's run carries on)."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    r, _ = _run_as_the_unit(h, tmp_path, manager, "--rm", "--sdnotify", "ignore", IMAGE, "true")
+    assert r.returncode == 0, r.stderr
+    assert manager.take() == []
+    gone = str(tmp_path / "nobody.sock")
+    r = img(h, *run_args(h, "--rm", IMAGE, "echo", "ran"), env={"NOTIFY_SOCKET": gone})
+    assert (r.returncode, r.stdout) == (0, "ran\n"), r.stderr
+    assert r.stderr.count("\n") == 1 and f"NOTIFY_SOCKET: {gone}" in r.stderr and "readiness" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--sdnotify", "sometimes"], "--sdnotify 'sometimes': must be conmon, container, healthy or ignore"),
+    (["--sdnotify", "healthy"], "--sdnotify healthy: not supported by mrun"),
+    (["-d", "--sdnotify", "container"], "--sdnotify container with -d: not supported by mrun"),
+])
+def test_an_sdnotify_mrun_does_not_do_is_refused_in_one_line_before_anything_is_made(images, busybox_archive,
+                                                                                    manager, args, said):
+    h = images
+    img_ok(h, "load", busybox_archive)
+    name = h.cid("sdref")
+    r = img(h, *run_args(h, "--rm", "--name", name, *args, IMAGE, "true"), env={"NOTIFY_SOCKET": manager.path})
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and said in r.stderr, r.stderr
+    assert name not in img_ok(h, "ps", "-a", "--format", "{{.Names}}").stdout
+    assert manager.take() == []
+
+
+@pytest.mark.parametrize("flag", [["--sdnotify", "container"], ["--sdnotify", "ignore"], ["--sig-proxy=false"]])
+def test_a_run_of_a_bundle_refuses_the_docker_like_run_s_own_flags(h, flag):
+    """runc's `run --bundle` takes NOTIFY_SOCKET as runc does; --sdnotify and --sig-proxy were
+    taken and dropped there (a flag of the other form is refused, never ignored)."""
+    cid = h.cid("bundlerun")
+    r = h.mrun("run", "-b", h.bundle(["true"]), *flag, cid)
+    said = f"run --bundle: {flag[0].partition('=')[0]} applies to `mrun run IMAGE` only"
+    assert r.returncode != 0 and r.stderr == f"mrun: {said}\n", r.stderr
+    assert cid not in h.mrun("list", "-q").stdout
