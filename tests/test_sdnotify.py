@@ -113,7 +113,8 @@ def test_sdnotify_ignore_says_nothing_and_a_manager_out_of_reach_is_one_warning(
 
 @pytest.mark.parametrize("args, said", [
     (["--sdnotify", "sometimes"], "--sdnotify 'sometimes': must be conmon, container, healthy or ignore"),
-    (["--sdnotify", "healthy"], "--sdnotify healthy: not supported by mrun"),
+    (["--sdnotify", "healthy"], "--sdnotify healthy: needs -d"),
+    (["-d", "--sdnotify", "healthy"], "--sdnotify healthy: the container has no health check"),
     (["-d", "--sdnotify", "container"], "--sdnotify container with -d: not supported by mrun"),
 ])
 def test_an_sdnotify_mrun_does_not_do_is_refused_in_one_line_before_anything_is_made(images, busybox_archive,
@@ -124,6 +125,32 @@ def test_an_sdnotify_mrun_does_not_do_is_refused_in_one_line_before_anything_is_
     r = img(h, *run_args(h, "--rm", "--name", name, *args, IMAGE, "true"), env={"NOTIFY_SOCKET": manager.path})
     assert r.returncode != 0 and r.stderr.count("\n") == 1 and said in r.stderr, r.stderr
     assert name not in img_ok(h, "ps", "-a", "--format", "{{.Names}}").stdout
+    assert manager.take() == []
+
+
+def test_sdnotify_healthy_says_ready_once_the_health_check_has_passed(images, busybox_archive, tmp_path, manager):
+    """-d --sdnotify=healthy: the run waits until its supervisor has seen the check pass (not
+    when the container starts), then MAINPID (the supervisor) and READY=1 in the run's name. A
+    container that ends before its check passes is an error in one line."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    name = h.cid("sdh")
+    check = ["--health-cmd", "test -e /tmp/ok", "--health-interval", "100ms", "--health-start-interval", "100ms"]
+    began = time.monotonic()
+    r, main = _run_as_the_unit(h, tmp_path, manager, "-d", "--name", name, "--sdnotify", "healthy", *check, IMAGE,
+                               "sh", "-c", "sleep 1; touch /tmp/ok; exec sleep 60")
+    try:
+        assert r.returncode == 0, r.stderr
+        assert time.monotonic() - began >= 1, "READY=1 came before the check could pass"
+        said = manager.take_from(main)
+        assert len(said) == 2 and said[1] == ("BARRIER=1", 1) and said[0][0].endswith("\nREADY=1\n"), said
+        assert "healthy" in img_ok(h, "ps", "--format", "{{.Status}}", "--filter", f"name={name}").stdout
+    finally:
+        img_ok(h, "rm", "-f", name)
+    r, main = _run_as_the_unit(h, tmp_path, manager, "-d", "--rm", "--sdnotify", "healthy", *check, IMAGE,
+                               "sh", "-c", "exit 3")
+    assert r.returncode != 0 and r.stderr.count("\n") == 1, r.stderr
+    assert "ended before its health check passed" in r.stderr, r.stderr
     assert manager.take() == []
 
 

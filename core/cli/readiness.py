@@ -145,12 +145,14 @@ def docker_like_mode(mode: str | None, detach: bool) -> str:
       container gets no socket;
     - container: the container's own READY= is passed on (its socket as runc's run gives it),
       with the same MAINPID; in the foreground only here;
-    - ignore: nothing; healthy (READY=1 once its health check passes) is not done by mrun."""
+    - healthy: READY=1 once its health check has passed, with -d (a detached container's
+      supervisor runs the checks): the run returns then;
+    - ignore: nothing."""
     mode = mode or "conmon"
     if mode not in SDNOTIFY_MODES:
         raise InvalidSpec(f"--sdnotify {mode!r}: must be conmon, container, healthy or ignore")
-    if mode == "healthy":
-        raise InvalidSpec("--sdnotify healthy: not supported by mrun (conmon, container or ignore are)")
+    if mode == "healthy" and not detach:
+        raise InvalidSpec("--sdnotify healthy: needs -d (a detached container's supervisor runs its health checks)")
     if mode == "container" and detach:
         raise InvalidSpec("--sdnotify container with -d: not supported by mrun "
                           "(conmon is; or run it in the foreground)")
@@ -184,3 +186,28 @@ def tell_ready(main_pid: int, warn: Any) -> None:
         warn(f"NOTIFY_SOCKET: {host}: {e.strerror or e}: readiness not passed on")
     finally:
         relay.close()
+
+
+HEALTH_LOOK = 0.05  # seconds between two looks at the supervisor's health.json
+
+
+def ready_once_healthy(bundle: str, container_id: str, supervisor: int, warn: Any) -> None:
+    """--sdnotify=healthy: wait until the supervisor has seen the container's health check pass
+    (as podman's run does), then MAINPID (the supervisor) and READY=1. The container ending
+    first (its supervisor with it) is an error; a stop signal ends the wait, the container runs."""
+    import time
+
+    from mrun.images import health
+    from mrun.stop_signals import held_signals
+
+    while (health.read(bundle) or {}).get("Status") != "healthy":
+        if held_signals():
+            return
+        try:
+            ended = os.waitid(os.P_PID, supervisor, os.WEXITED | os.WNOHANG | os.WNOWAIT)  # our child
+        except ChildProcessError:
+            ended = None
+        if ended is not None:
+            raise MrunError(f"container {container_id!r} ended before its health check passed (--sdnotify healthy)")
+        time.sleep(HEALTH_LOOK)
+    tell_ready(supervisor, warn)

@@ -455,6 +455,10 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
             raise _in_flag_words(e, bundle) from None
         raise
     try:  # from here on, whatever ends the run (a failure, ^C, a SIGTERM) takes back what it made
+        if sdnotify == "healthy" and not jsonio.load_object(os.path.join(bundle, "config.json")).get(
+                "annotations", {}).get(ann.HEALTH):
+            raise InvalidSpec("--sdnotify healthy: the container has no health check (--health-cmd, or the "
+                              "image's HEALTHCHECK)")
         if remove:  # removed once it ends, should its caller or supervisor be killed first
             from mrun.images import auto_remove
 
@@ -564,6 +568,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         supervisor = run_detached(runtime, cid, bundle, remove)  # it records the exit code, or removes it
         if sdnotify == "conmon":
             readiness.tell_ready(supervisor, runtime.warn)
+        elif sdnotify == "healthy":
+            readiness.ready_once_healthy(bundle, cid, supervisor, runtime.warn)
         print(cid)
         held = held_signals()  # it runs, as docker's daemon would have made it: the status says we were told to end
         return 128 + held[0] if held else 0
