@@ -455,8 +455,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
             raise _in_flag_words(e, bundle) from None
         raise
     try:  # from here on, whatever ends the run (a failure, ^C, a SIGTERM) takes back what it made
-        if sdnotify == "healthy" and not jsonio.load_object(os.path.join(bundle, "config.json")).get(
-                "annotations", {}).get(ann.HEALTH):
+        if sdnotify == "healthy" and not ((jsonio.load_object(os.path.join(bundle, "config.json")) or {}).get(
+                "annotations") or {}).get(ann.HEALTH):
             raise InvalidSpec("--sdnotify healthy: the container has no health check (--health-cmd, or the "
                               "image's HEALTHCHECK)")
         if remove:  # removed once it ends, should its caller or supervisor be killed first
