@@ -43,9 +43,16 @@ def _mount_id(path: str) -> int:
     raise OSError(f"no mnt_id in the fdinfo of {path}")
 
 
-def has_mount(path: str) -> bool:
-    """Whether something is mounted on ``path`` (a missing path has nothing)."""
+def check_snapshot_target(rootfs: str) -> None:
+    """``rootfs`` (<bundle>/rootfs) may take a task's snapshot: a directory (a link there had the
+    mount land wherever it pointed, "/" included), with nothing mounted on it already (another
+    task's: undoing ours, or a failed mount of ours, would take it too). Missing, the mount says so."""
     try:
-        return _mount_id(path) != _mount_id(os.path.dirname(path))
+        st = os.lstat(rootfs)
     except FileNotFoundError:
-        return False
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        raise InvalidSpec(f"bundle: {rootfs}: not a directory (a link?): a snapshot is mounted on the bundle's own")
+    if _mount_id(rootfs) != _mount_id(os.path.dirname(rootfs)):
+        raise InvalidSpec(f"bundle: {rootfs} has a mount on it already; a snapshot is mounted on an empty "
+                          "rootfs of its task's own bundle")

@@ -421,14 +421,13 @@ class TaskService:
         req = task_pb2.CreateTaskRequest.FromString(payload)
         if req.id in self.tasks:
             raise TTRPCError(ALREADY_EXISTS, f"task {req.id}: already exists")
+        mounts = rootfs_mounts.describe(req.rootfs)
         try:
             rootfs = os.path.join(bundle_dir.checked(req.bundle, "bundle", required=True), "rootfs")
+            if mounts:
+                bundle_dir.check_snapshot_target(rootfs)
         except InvalidSpec as e:
             raise TTRPCError(INVALID_ARGUMENT, f"task {req.id}: {e}")
-        mounts = rootfs_mounts.describe(req.rootfs)
-        if mounts and bundle_dir.has_mount(rootfs):  # another task's: undoing ours would take it too
-            raise TTRPCError(INVALID_ARGUMENT, f"task {req.id}: bundle: {rootfs} has a mount on it already; "
-                                               "a snapshot is mounted on an empty rootfs of its task's own bundle")
         by_worker = rootfs_mounts.idmapped(mounts)  # it forks: not from this threaded daemon
         mounted = bool(mounts)  # from here on, undone if the create fails (a mount of several too)
         task = Task(req)

@@ -1140,7 +1140,7 @@ def _mounted_at(path: str) -> int:
         return sum(line.split(" ", 5)[4] == path for line in f)
 
 
-@pytest.mark.parametrize("bundle", ["", "/", "../../..", "relative", "/tmp/../tmp", "link"])
+@pytest.mark.parametrize("bundle", ["", "/", "../../..", "relative", "/tmp/../tmp", "link", "rootfs link"])
 def test_a_task_s_bundle_that_is_not_one_is_refused_before_anything_is_mounted(h, tmp_path, bundle):
     """CreateTaskRequest.bundle is containerd's own directory for the task: absolute, without
     detours, not / and not a link, as a sandbox's bundle_path. Anything else was taken as it
@@ -1152,6 +1152,13 @@ def test_a_task_s_bundle_that_is_not_one_is_refused_before_anything_is_mounted(h
     if bundle == "link":
         bundle = str(tmp_path / "link")
         os.symlink(real, bundle)
+    elif bundle == "rootfs link":  # its rootfs a link to a directory of the node's: the mount went there
+        bundle = str(tmp_path / "linked-bundle")
+        os.makedirs(os.path.join(tmp_path, "elsewhere"))
+        os.makedirs(bundle)
+        os.symlink(os.path.join(tmp_path, "elsewhere"), os.path.join(bundle, "rootfs"))
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            json.dump(h.config(["true"], root={"path": "rootfs", "readonly": True}), f)
     shim = Shim(h, real, cid)
     snapshot = types_pb2.Mount(type="bind", source=h.rootfs, options=["rbind", "ro"])
     try:
@@ -1160,7 +1167,8 @@ def test_a_task_s_bundle_that_is_not_one_is_refused_before_anything_is_mounted(h
         message = refused.value.message
         assert refused.value.code == ttrpc.INVALID_ARGUMENT and f"{cid}: bundle: " in message, message
         assert "\n" not in message, message
-        for place in ("/rootfs", os.path.join(real, "rootfs"), os.path.join(shim.bundle, "rootfs")):
+        for place in ("/rootfs", os.path.join(real, "rootfs"), os.path.join(shim.bundle, "rootfs"),
+                      os.path.join(tmp_path, "elsewhere")):
             assert not _mounted_at(place), f"{place} was mounted by a refused create"
     finally:
         shim.finish()
