@@ -446,3 +446,22 @@ def test_an_oci_layout_s_fifo_device_link_or_oversized_blob_is_refused_in_one_li
         kept = [n for n in os.listdir(blob_dir) if ".part-" in n] if os.path.isdir(blob_dir) else []
         assert not kept, (case, kept)
     assert img(images, "images", "-q").stdout == ""
+
+
+def test_unmounting_a_rootfs_never_follows_a_link_to_someone_else_s_mount(tmp_path):
+    """Every undo of a rootfs mount (the shim's Delete and its `delete` after a killed daemon, a
+    failed create, `mrun rm`) detaches what is stacked on <bundle>/rootfs. A link there (put in
+    place after the mount, or by a hostile bundle) led the detach to the mount it pointed at: a
+    tmpfs of someone else's here, the node's / at worst. Only the path itself is unmounted."""
+    from mrun.kernel import syscalls as sc
+
+    elsewhere, link = tmp_path / "elsewhere", tmp_path / "rootfs"
+    elsewhere.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "someone-else-s", str(elsewhere)], check=True)
+    try:
+        (elsewhere / "theirs").write_text("kept")
+        link.symlink_to(elsewhere)
+        sc.unmount_all(str(link))
+        assert (elsewhere / "theirs").read_text() == "kept", "the mount the link pointed at was detached"
+    finally:
+        sc.unmount_all(str(elsewhere))

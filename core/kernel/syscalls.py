@@ -74,6 +74,7 @@ MS_RELATIME = 1 << 21
 MS_STRICTATIME = 1 << 24
 MS_POSIXACL, MS_I_VERSION, MS_LAZYTIME = 1 << 16, 1 << 23, 1 << 25
 MNT_DETACH = 2
+UMOUNT_NOFOLLOW = 8
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -230,10 +231,11 @@ def umount2(target: str, flags: int = 0) -> None:
 
 
 def unmount_all(target: str) -> None:
-    """Detach whatever is stacked on ``target``, however many mounts deep; nothing is fine."""
+    """Detach whatever is stacked on ``target``, however many mounts deep; nothing is fine. A
+    link at ``target`` is not followed: the mount it points at is someone else's."""
     while True:
         try:
-            umount2(target, MNT_DETACH)
+            umount2(target, MNT_DETACH | UMOUNT_NOFOLLOW)
         except OSError:
             return
 
