@@ -421,6 +421,9 @@ class TaskService:
         req = task_pb2.CreateTaskRequest.FromString(payload)
         if req.id in self.tasks:
             raise TTRPCError(ALREADY_EXISTS, f"task {req.id}: already exists")
+        if req.checkpoint or req.parent_checkpoint:  # `ctr run --checkpoint`: a fresh start would pass for it
+            raise TTRPCError(UNIMPLEMENTED, f"task {req.id}: checkpoint {req.checkpoint or req.parent_checkpoint!r}: "
+                                            "containerd-shim-mrun-v2 cannot restore from a checkpoint (no CRIU)")
         mounts = rootfs_mounts.describe(req.rootfs)
         try:
             rootfs = os.path.join(bundle_dir.checked(req.bundle, "bundle", required=True), "rootfs")

@@ -1244,3 +1244,23 @@ def test_a_stdio_path_that_is_not_a_fifo_is_refused_and_left_as_it_was(h, tmp_pa
         assert victim.read_text() == "secret\n"
     finally:
         shim.finish()
+
+
+@pytest.mark.parametrize("field", ["checkpoint", "parent_checkpoint"])
+def test_a_create_from_a_checkpoint_is_refused_not_started_afresh(h, tmp_path, field):
+    """`ctr run --checkpoint` asks for a restore: Create named the image's checkpoint directory
+    and mrun started the bundle's program afresh, as if it were restored. It cannot restore (no
+    CRIU, as its Checkpoint says): refused (UNIMPLEMENTED) before anything is made."""
+    cid = h.cid("restore")
+    bundle = h.bundle(["sh", "-c", f"touch {tmp_path}/ran"])
+    shim = Shim(h, bundle, cid)
+    try:
+        with pytest.raises(ttrpc.TTRPCError) as refused:
+            shim.call("Create", task_pb2.CreateTaskRequest(id=cid, bundle=bundle, **{field: str(tmp_path / "cp")}))
+        message = refused.value.message
+        assert refused.value.code == ttrpc.UNIMPLEMENTED and "cannot restore from a checkpoint" in message, message
+        with pytest.raises(ttrpc.TTRPCError):
+            shim.call("Start", task_pb2.StartRequest(id=cid))
+        assert not (tmp_path / "ran").exists()
+    finally:
+        shim.finish()
