@@ -49,9 +49,10 @@ def _fifo_itself(path: str) -> int:
     mode = os.fstat(fd).st_mode
     if not stat.S_ISFIFO(mode):
         os.close(fd)
-        kind = next((k for test, k in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"),
-                                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                                       (stat.S_ISSOCK, "a socket")) if test(mode)), "not a fifo")
+        from mrun.kernel.replacing import node_named
+
+        kind = ("a regular file" if stat.S_ISREG(mode) else "a directory" if stat.S_ISDIR(mode)
+                else node_named(mode) or "not a fifo")
         raise OSError(errno.EINVAL, f"{kind}, not a fifo (a task's stdio is a fifo, or file:// for a log file)")
     return fd
 

@@ -35,11 +35,8 @@ def relayed_by_run(runtime: Any, opts: CreateOptions, detach: bool) -> Any:
         return None
     opts.notify_relay = relay
     relay.on_behalf_of = caller = caller_pid()
-    then = opts.started
 
     def started(record: Any) -> None:
-        if then is not None:
-            then(record)
         pidfd = _pinned(record)
         if detach:
             from mrun.stop_signals import stop_held
@@ -72,7 +69,7 @@ def relayed_by_run(runtime: Any, opts: CreateOptions, detach: bool) -> Any:
         finally:
             _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
 
-    opts.started = started
+    opts.when_started(started)
     return relay
 
 
@@ -98,15 +95,20 @@ def _pinned(record: Any) -> int:
 
 
 def _pass_on(relay: Any, runtime: Any, main_pid: int, pidfd: int, give_up: Any = None) -> None:
-    """runc drops what goes wrong here (the container runs already); it is said, in one line, and
-    nothing here may end the run (nor print a foreground run's thread's traceback)."""
+    _quietly(relay, runtime.warn, lambda: relay.pass_on(main_pid, pidfd, give_up, runtime.warn))
+
+
+def _quietly(relay: Any, warn: Any, say: Any) -> None:
+    """``say()`` through ``relay``. runc drops what goes wrong there (the container runs
+    already); it is said, in one line, and nothing here may end the run (nor print a foreground
+    run's thread's traceback)."""
     try:
-        relay.pass_on(main_pid, pidfd, give_up, runtime.warn)
+        say()
     except MrunError as e:  # its words name NOTIFY_SOCKET
-        runtime.warn(f"{e}: readiness not passed on")
+        warn(f"{e}: readiness not passed on")
     except Exception as e:  # noqa: BLE001 - see above
         said = getattr(e, "strerror", None) or f"{e.__class__.__name__}: {e}"
-        runtime.warn(f"NOTIFY_SOCKET: {relay.host}: {said}: readiness not passed on")
+        warn(f"NOTIFY_SOCKET: {relay.host}: {said}: readiness not passed on")
 
 
 def start_passing_readiness_on(runtime: Any, record: Any, host: str) -> None:
@@ -169,21 +171,14 @@ def caller_pid() -> int:
 def tell_ready(main_pid: int, warn: Any) -> None:
     """--sdnotify=conmon: MAINPID and READY=1, in the caller's name; what goes wrong is said in
     one line and the container runs on (as a failed relay leaves it)."""
-    from mrun.notify_socket import Relay
+    from mrun.notify_socket import relay_for
 
-    host = os.environ.get("NOTIFY_SOCKET", "")
-    try:
-        relay = Relay(host)
-    except MrunError as e:
-        warn(f"{e}: the container's readiness is not passed on")
+    relay = relay_for(os.environ.get("NOTIFY_SOCKET", ""), warn)
+    if relay is None:
         return
     relay.on_behalf_of = caller_pid()
     try:
-        relay.tell(f"MAINPID={main_pid}\nREADY=1\n".encode(), warn)
-    except MrunError as e:
-        warn(f"{e}: readiness not passed on")
-    except OSError as e:
-        warn(f"NOTIFY_SOCKET: {host}: {e.strerror or e}: readiness not passed on")
+        _quietly(relay, warn, lambda: relay.tell(f"MAINPID={main_pid}\nREADY=1\n".encode(), warn))
     finally:
         relay.close()
 

@@ -529,8 +529,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
                 options.unproxied = lambda signum, _relay: _unproxied(signum, tee, bundle, marks, on_its_own)
             options.started = _outliving_the_caller(options.started)
             relay = None
-            if sdnotify == "conmon":
-                options.started = _then_ready(options.started, runtime)
+            if sdnotify == "conmon":  # MAINPID: the caller, the unit's main process still (it waits for the container)
+                options.when_started(lambda _record: readiness.tell_ready(readiness.caller_pid(), runtime.warn))
             elif sdnotify == "container":
                 options.notify_socket = os.environ["NOTIFY_SOCKET"]
                 relay = readiness.relayed_by_run(runtime, options, False)
@@ -680,21 +680,6 @@ def _outliving_the_caller(then: Any) -> Any:
         warm.outlive_caller = True
         if then is not None:
             then(record)
-
-    return started
-
-
-def _then_ready(then: Any, runtime: Any) -> Any:
-    """--sdnotify=conmon in the foreground: once the container runs, READY=1, naming as MAINPID
-    the caller, which stays the unit's main process (it waits for the container and returns its
-    status)."""
-
-    def started(record: Any) -> None:
-        if then is not None:
-            then(record)
-        from mrun.cli.readiness import caller_pid, tell_ready
-
-        tell_ready(caller_pid(), runtime.warn)
 
     return started
 

@@ -50,6 +50,19 @@ class CreateOptions:
         self.notify_socket = ""
         self.notify_relay: Any = None
 
+    def when_started(self, then: Any) -> None:
+        """``then(record)`` too, once the container runs, after what ``started`` does already."""
+        before = self.started
+        if before is None:
+            self.started = then
+            return
+
+        def both(record: Any) -> None:
+            before(record)
+            then(record)
+
+        self.started = both
+
 
 def write_pid_file(path: str, pid: int) -> None:
     """Atomically, as containerd's shim reads it the moment the command returns. The temporary
