@@ -38,6 +38,9 @@ STDIN = "org.mrun.stdin"  # "open": -i (docker's OpenStdin): a detached run's su
 LOG = "org.mrun.log"  # JSON: keep, max_size, max_files (--log-driver, --log-opt): a detached container's log
 # JSON: test, interval, timeout, start_period, start_interval, retries (--health-*, an image's Healthcheck)
 HEALTH = "org.mrun.health"
+# podman's --cgroups: no-conmon or split, where a detached container's supervisor stays in its
+# caller's cgroup (a systemd unit's) instead of one beside the container's (cgroups.beside)
+CGROUPS = "org.mrun.cgroups"
 STOP_TIMEOUT = "org.mrun.stop-timeout"  # seconds `mrun stop` waits before SIGKILL (-1: for ever); --stop-timeout
 # RFC 3339: when `mrun run IMAGE` or `create IMAGE` made it (docker's Created, kept over its starts;
 # the runtime's own `created` is its latest start's, as runc's)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 MARKER = "image.json"  # in a container's directory: the image it was made from
+CIDFILE_RECORD = "cidfile.json"  # a --cidfile's {"path", "dev", "ino", "ctime"} (images.cidfile)
 KEPT = "record.json"  # the runtime's record of it, kept by its supervisor (images/kept)
 RUN_LOCK = "run.lock"  # flocked by the `mrun run` (or create) that made it, until that process exits
 READERS_LOCK = "readers.lock"  # shared by commands reading its files, exclusive while release takes them
@@ -103,6 +104,7 @@ def remove_bundle(bundle: str) -> None:
         return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        _remove_cidfile(bundle)
         beside.remove(bundle)  # what a killed supervisor left of its cgroup; a live one removes its own
         gone = bundle
         if not os.path.basename(bundle).startswith(GONE):
@@ -116,6 +118,32 @@ def remove_bundle(bundle: str) -> None:
         remove_tree(gone, ignore_errors=True)
     finally:
         os.close(fd)
+
+
+def _remove_cidfile(bundle: str) -> None:
+    """podman's: the container's `run --cidfile` goes with it (a unit's next run makes it again),
+    if it is still the file that run made (images.cidfile)."""
+    record = jsonio.load_object(os.path.join(bundle, CIDFILE_RECORD)) or {}
+    path, identity = record.get("path"), (record.get("dev"), record.get("ino"), record.get("ctime"))
+    if isinstance(path, str) and path.startswith("/") and all(isinstance(n, int) for n in identity):
+        remove_if_made(path, identity)  # type: ignore[arg-type]
+
+
+def made(st: os.stat_result) -> tuple[int, int, int]:
+    """A file's identity as ``remove_if_made`` checks it: (device, inode, change time in ns)."""
+    return st.st_dev, st.st_ino, st.st_ctime_ns
+
+
+def remove_if_made(path: str, identity: tuple[int, int, int]) -> None:
+    """``path`` removed if it is still the regular file ``identity`` (``made``); else left alone."""
+    import stat
+
+    try:
+        st = os.lstat(path)
+        if stat.S_ISREG(st.st_mode) and made(st) == identity:
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 class reading:  # noqa: N801 - used as a statement: ``with bundles.reading(bundle, id, root) as held:``

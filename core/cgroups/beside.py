@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 
+from mrun import annotations as ann
 from mrun import jsonio
 from mrun.errors import MrunError
 
@@ -33,6 +34,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from mrun.cgroups.base import Cgroup
 
+# podman's --cgroups modes where conmon stays in its caller's cgroup: there the supervisor is
+# born and stays, a systemd unit's main process in the unit's cgroup (ExecStart=mrun run -d
+# --cgroups no-conmon, as `podman generate systemd --new` writes it)
+STAYING = ("no-conmon", "split")
 SUFFIX = "+supervisor"
 RECORD = "supervisor-cgroup.json"
 LEAVING = 2.0  # seconds `rm` waits for its container's ending supervisor to leave its cgroup
@@ -49,6 +54,8 @@ def prepare(bundle: str, marks: str) -> Cgroup | None:
     config = jsonio.load_object(os.path.join(bundle, "config.json")) or {}
     path = (config.get("linux") or {}).get("cgroupsPath") if isinstance(config.get("linux"), dict) else None
     if not isinstance(path, str) or not path.startswith("/"):
+        return None
+    if (config.get("annotations") or {}).get(ann.CGROUPS) in STAYING:  # podman's --cgroups no-conmon
         return None
     record = os.path.join(bundle, RECORD)
     try:

@@ -78,6 +78,11 @@ _IMAGE_COLUMNS = (Flag("digests", "ls: a DIGEST column (the manifest's)", kind=b
 # docker's stop -s and restart -s: the signal instead of the container's own stop signal
 _STOP_WITH = Flag("signal", "the signal to stop it with (default: its --stop-signal, else the image's, else SIGTERM)",
                   short="s", default="")
+# podman's, for the units `podman generate systemd --new` and Quadlet write (ExecStop, ExecStopPost)
+_CIDFILES = Flag("cidfile", "podman's: the container named in this file (as run --cidfile wrote it); repeatable",
+                 kind=list, default=())
+_IGNORE = Flag("ignore", "podman's: a container (or --cidfile) that is not there is no error", kind=bool, short="i",
+               default=False)
 # docker's `prune -f` (fastparse.prune_flags reads a prune's -f as --force: -f is --format elsewhere)
 _PRUNE_FORCE = Flag("force", "prune: accepted (docker asks first; mrun does not)", kind=bool, default=False)
 
@@ -221,7 +226,12 @@ DOCKER_RUN_FLAGS = (
     Flag("stop-signal", "the signal `mrun stop` sends (default: the image's, else SIGTERM)", default=""),
     Flag("stop-timeout", "seconds `mrun stop` waits before SIGKILL (default 10; -1: for ever)", kind=int,
          default=None),
-    Flag("cidfile", "write the container's id to this file (which must not exist)", default=""),
+    Flag("cidfile", "write the container's id to this file (which must not exist; removed with the container, "
+         "as podman's)", default=""),
+    Flag("replace", "podman's, with --name: a container of that name (made by `mrun run` or `create`) is stopped "
+         "and removed first", kind=bool, default=False),
+    Flag("cgroups", "podman's: enabled (default), no-conmon (a -d container's supervisor stays in our cgroup: a "
+         "systemd unit's) or split (the container's cgroup and its supervisor under ours)", default=""),
     Flag("init", "run the command under an init that passes signals and reaps orphans (mrun-init)",
          kind=bool, default=False),
     Flag("restart", "with -d: no (default), always, unless-stopped or on-failure[:MAX-RETRIES]", default=""),
@@ -292,10 +302,14 @@ COMMANDS = (
         "rm",
         "docker's rm: remove containers, printing each one removed",
         "container_verbs.rm",
-        (Arg("container-ids", "the containers", variadic=True),),
+        (Arg("container-ids", "the containers", required=False, variadic=True),),
         (
             Flag("force", "kill each first if it is still running", kind=bool, short="f", default=False),
             Flag("volumes", "remove its anonymous volumes too", kind=bool, short="v", default=False),
+            Flag("time", "podman's, with -f: stop each first as `mrun stop -t` does, then remove it", kind=int,
+                 short="t", default=None),
+            _CIDFILES,
+            _IGNORE,
         ),
     ),
     Command(
@@ -666,9 +680,9 @@ COMMANDS = (
         "stop",
         "stop containers: each one's stop signal, then SIGKILL after the timeout",
         "container_verbs.stop",
-        (Arg("container-ids", "the containers", variadic=True),),
+        (Arg("container-ids", "the containers", required=False, variadic=True),),
         (Flag("time", "seconds to wait before SIGKILL (default: its --stop-timeout, else 10; -1: for ever)",
-              kind=int, short="t", default=None), _STOP_WITH),
+              kind=int, short="t", default=None), _STOP_WITH, _CIDFILES, _IGNORE),
     ),
     Command(
         "restart",

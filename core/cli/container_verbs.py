@@ -19,13 +19,20 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def rm(g: dict[str, Any], container_ids: list[str], force: bool, volumes: bool = False) -> int:
+def rm(g: dict[str, Any], container_ids: list[str], force: bool, volumes: bool = False, time: int | None = None,  # noqa: A002
+       cidfile: tuple[str, ...] = (), ignore: bool = False) -> int:
     """Each container is removed as runc's delete removes it (and with -f, what a killed `mrun
-    run` left); its name is printed once it is gone, as docker prints it."""
+    run` left); its name is printed once it is gone, as docker prints it. podman's -t (with -f):
+    stopped first as `stop -t` stops it, its stop signal given time to work."""
     from mrun.images.supervisor import stopped_by_user
+
+    if time is not None and not force:
+        raise InvalidSpec("-t/--time: only with -f/--force (the time a running container is given to stop)")
 
     def one(cid: str) -> None:
         known = _rt(g).store.exists(cid) or os.path.isdir(os.path.join(g["image_root"], "containers", cid))
+        if time is not None and _rt(g).store.exists(cid):
+            _stop(g, cid, time)
         stopped_by_user(_rt(g), cid)  # its supervisor (--restart) must not start it again meanwhile
         used = _volumes_of(g, cid) if volumes else []
         remove_container(g, cid, force)
@@ -36,7 +43,77 @@ def rm(g: dict[str, Any], container_ids: list[str], force: bool, volumes: bool =
         if known:
             print(as_typed(g, cid))
 
-    return each(container_ids, "rm", one)
+    named = _with_cidfiles(container_ids, cidfile, ignore)
+    return each(named, "rm", _ignoring_absent(one, ignore)) if named or not cidfile else 0
+
+
+def replace(g: dict[str, Any], name: str) -> None:
+    """podman's run --replace: the container of this name stopped (its stop signal, then SIGKILL
+    after its stop timeout) and removed, as `rm -f -t` would, with what a killed run left of it
+    (its snapshot after a crash: what a systemd unit's next start finds). Only one `mrun run` or
+    `create` made: a runc verb's container of that name is its engine's, and is refused."""
+    from mrun.images.supervisor import stopped_by_user
+    from mrun.state import check_id
+
+    check_id(name)
+    runtime = _rt(g)
+    ours = os.path.join(g["image_root"], "containers")
+    if runtime.store.exists(name):
+        bundle = runtime.store.load(name).bundle
+        if os.path.dirname(bundle) != ours:
+            raise InvalidSpec(f"--replace: container {name!r} was not made by `mrun run` or `create` (its bundle is "
+                              f"{bundle}): not removed")
+        try:
+            _stop(g, name, None)
+        except NotFound:  # removed meanwhile (its --rm)
+            pass
+    elif not os.path.isdir(os.path.join(ours, name)):
+        return
+    stopped_by_user(runtime, name)
+    remove_container(g, name, True)
+
+
+def _with_cidfiles(container_ids: list[str], cidfiles: tuple[str, ...], ignore: bool) -> list[str]:
+    """podman's --cidfile FILE: the container whose id its first line holds (as `run --cidfile`
+    wrote it), after those named; with --ignore a FILE that is not there names none. Only a
+    regular file is read (a fifo's or a device's read waited for ever, or never ended)."""
+    import stat
+
+    named = list(container_ids)
+    for path in cidfiles:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if ignore:
+                continue
+            raise InvalidSpec(f"--cidfile {path}: no such file") from None
+        except OSError as e:
+            raise InvalidSpec(f"--cidfile {path}: {e.strerror or e}") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise InvalidSpec(f"--cidfile {path}: not a regular file")
+            first = os.read(fd, 4096).decode(errors="replace").split("\n", 1)[0].strip()
+        finally:
+            os.close(fd)
+        if not first:
+            raise InvalidSpec(f"--cidfile {path}: it names no container")
+        named.append(first)
+    return named
+
+
+def _ignoring_absent(one: Any, ignore: bool) -> Any:
+    """podman's --ignore: a container that is not there (removed by hand, by its --rm, or never
+    made) is passed over, not an error: a unit's ExecStop after its container has gone."""
+    if not ignore:
+        return one
+
+    def each_one(cid: str) -> None:
+        try:
+            one(cid)
+        except NotFound:
+            pass
+
+    return each_one
 
 
 def _volumes_of(g: dict[str, Any], container_id: str) -> list[str]:
@@ -94,14 +171,16 @@ def _signal_flag(signal: str) -> int | None:
         raise InvalidSpec(f"--signal: {e}") from None
 
 
-def stop(g: dict[str, Any], container_ids: list[str], time: int | None, signal: str = "") -> int:  # noqa: A002
+def stop(g: dict[str, Any], container_ids: list[str], time: int | None, signal: str = "",  # noqa: A002
+         cidfile: tuple[str, ...] = (), ignore: bool = False) -> int:
     number = _signal_flag(signal)
 
     def one(cid: str) -> None:
         _stop(g, cid, time, number)
         print(as_typed(g, cid))
 
-    return each(container_ids, "stop", one)
+    named = _with_cidfiles(container_ids, cidfile, ignore)
+    return each(named, "stop", _ignoring_absent(one, ignore)) if named or not cidfile else 0
 
 
 def restart(g: dict[str, Any], container_ids: list[str], time: int | None, signal: str = "") -> int:  # noqa: A002

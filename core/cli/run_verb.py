@@ -333,6 +333,11 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         raise InvalidSpec(f"--isolation {kw['isolation']!r}: default is the one isolation on Linux")
     if kw.get("volume_driver") not in (None, "", "local"):
         raise InvalidSpec(f"--volume-driver {kw['volume_driver']!r}: local is the one volume driver")
+    cgroups = _cgroups_mode(kw.get("cgroups") or "enabled", kw.get("cgroup_parent"))
+    if cgroups == "split":  # the container's cgroup under ours (a relative cgroupsPath, as runc reads it)
+        kw = {**kw, "cgroup_parent": "."}
+    if kw.get("replace") and not kw.get("name"):
+        raise InvalidSpec("--replace: needs --name (the container it replaces is the one of that name)")
     if kw.get("userns") not in (None, "", "host"):  # docker's one mode where the daemon remaps no users
         raise InvalidSpec(f"--userns {kw['userns']!r}: host is the one mode (mrun maps no user namespace)")
     first, more, settings = _networks(kw.get("network"))
@@ -365,6 +370,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         said=kw.get("said"),
         shared=[m for text in kw.get("volumes_from") or () for m in _volumes_from(g, text)],
         annotations=list(kw.get("annotation") or ()) + _runtime_annotation(kw.get("runtime") or "")
+        + ([f"{ann.CGROUPS}={cgroups}"] if cgroups != "enabled" else [])
         + ([f"{ann.WASM_PREOPENS}={kw['wasm_preopens']}"] if kw.get("wasm_preopens") else []),
         resources=run_resources.resources(kw, g.get("warn")),
         read_only=kw.get("read_only"),
@@ -436,21 +442,27 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
     # (enum, _uuid) was the one module a warm `mrun run` still loaded per run (~0.5 ms).
     cid = kw.get("name") or os.urandom(6).hex()
     runtime = _rt(g)
+    if kw.get("replace"):
+        from mrun.cli.container_verbs import replace
+
+        replace(g, cid)
     if runtime.store.exists(cid):
         raise MrunError(f"container {cid!r} already exists")
     from mrun.bundles import release
+    from mrun.images import cidfile as cidfiles
     from mrun.images import volumes
     from mrun.images.supervisor import log_kept, record, run_detached, set_aside
     from mrun.stop_signals import held_signals, hold_termination, raise_if_held
 
-    cidfile = _claim_cidfile(kw.get("cidfile") or "")
+    cidfile = cidfiles.claim(kw.get("cidfile") or "")
     hold_termination()  # a pull is cut short anywhere; from here on, only where stopping is clean
     bundle = os.path.join(store.containers, cid)  # (where prepare makes it)
     try:
         with span("run prepare"):
             bundle = prepare(store, image, cid, o, g.get("warn"), runtime.store.root)
     except BaseException as e:
-        _drop_cidfile(cidfile)
+        if cidfile:
+            cidfile.drop()
         if isinstance(e, MrunError):
             raise _in_flag_words(e, bundle) from None
         raise
@@ -463,9 +475,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
             from mrun.images import auto_remove
 
             auto_remove.mark(bundle)
-        if cidfile:
-            os.write(cidfile[1], cid.encode())
-            os.close(cidfile[1])
+        if cidfile:  # (removed with the container: its bundle records it)
+            cidfile.write(cid, bundle)
         raise_if_held()
         if create_only:
             from mrun.images.unstarted import record_unstarted
@@ -577,7 +588,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         if not runtime.store.exists(cid):  # the runtime did not get as far as a container
             release(bundle, cid, runtime.store.root)
             volumes.remove_anonymous(store.root, o.made_volumes)
-            _drop_cidfile(cidfile, closed=True)
+            if cidfile:
+                cidfile.drop()
         if isinstance(e, MrunError):
             raise _in_flag_words(e, bundle) from None
         raise
@@ -587,6 +599,27 @@ def _in_flag_words(e: MrunError, bundle: str) -> MrunError:
     from mrun.cli.flag_words import in_flag_words
 
     return in_flag_words(e, bundle)
+
+
+CGROUPS_MODES = ("enabled", "no-conmon", "split")
+DEFAULT_CGROUP_PARENT = "/mrun"  # --cgroup-parent's default (commands.py)
+
+
+def _cgroups_mode(mode: str, cgroup_parent: str | None) -> str:
+    """podman's --cgroups, where conmon is mrun's supervisor of a detached container: enabled (its
+    supervisor in a cgroup beside the container's: cgroups.beside), no-conmon (it stays in the
+    caller's cgroup, a systemd unit's), split (it stays, and the container's cgroup is made under
+    the caller's too: a unit's whole). podman's disabled, a container in no cgroup of its own, is
+    refused: mrun's containers each have one (its limits, its pids, its removal)."""
+    if mode == "disabled":
+        raise InvalidSpec("--cgroups disabled: not supported by mrun (every container has a cgroup of its own); "
+                          "no-conmon or split keep it under the caller's")
+    if mode not in CGROUPS_MODES:
+        raise InvalidSpec(f"--cgroups {mode!r}: must be enabled, no-conmon or split")
+    if mode == "split" and cgroup_parent not in (None, "", DEFAULT_CGROUP_PARENT):
+        raise InvalidSpec("--cgroups split with --cgroup-parent: conflicting options (split makes the container's "
+                          "cgroup under the caller's)")
+    return mode
 
 
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
@@ -682,31 +715,6 @@ def _outliving_the_caller(then: Any) -> Any:
             then(record)
 
     return started
-
-
-def _claim_cidfile(path: str) -> tuple[str, int] | None:
-    """docker's --cidfile: made now, refused if it exists (another container's, maybe still
-    running); the id is written once the container's bundle is made, and the file goes again
-    if the container never came to be."""
-    if not path:
-        return None
-    try:
-        return path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    except FileExistsError:
-        raise InvalidSpec(f"--cidfile {path}: the file exists; is another container using it? Remove it first") \
-            from None
-    except OSError as e:
-        raise InvalidSpec(f"--cidfile {path}: {e.strerror or e}") from None
-
-
-def _drop_cidfile(cidfile: tuple[str, int] | None, closed: bool = False) -> None:
-    if cidfile is not None:
-        if not closed:
-            os.close(cidfile[1])
-        try:
-            os.unlink(cidfile[0])
-        except OSError:
-            pass
 
 
 def _volumes_from(g: dict[str, Any], text: str) -> list[dict[str, Any]]:
