@@ -78,7 +78,16 @@ class CgroupV2(Cgroup):
             enabled = set(read(os.path.join(d, "cgroup.subtree_control")).split())
             todo = controllers - enabled
             if todo:
-                write(os.path.join(d, "cgroup.subtree_control"), " ".join("+" + c for c in sorted(todo)))
+                try:
+                    write(os.path.join(d, "cgroup.subtree_control"), " ".join("+" + c for c in sorted(todo)))
+                except MrunError:
+                    if d == self.mount or not read(os.path.join(d, "cgroup.procs")).strip():
+                        raise
+                    fields = ", ".join(sorted({f"linux.resources.{CONTROLLER_FIELDS.get(c, c)}" for c in todo}))
+                    raise Unsupported(f"{fields}: cgroup v2 controller(s) {', '.join(sorted(todo))} cannot be "
+                                      f"enabled below {d}: it holds processes (v2's rule for a domain cgroup; "
+                                      "a relative cgroupsPath, as --cgroups split makes, is under the caller's)"
+                                      ) from None
             if i < len(parts):
                 d = os.path.join(d, parts[i])
 
