@@ -242,8 +242,9 @@ def test_a_cidfile_that_is_no_longer_the_one_run_made_is_left_alone(images, busy
 
 def test_rm_and_stop_read_a_cidfile_as_podman_does(images, busybox_archive, tmp_path):
     """--cidfile FILE names the container its first line holds; --ignore (-i) passes over a FILE
-    or a container that is not there; a FILE that is no regular file, or names nothing, is one
-    line (a fifo's read waited for ever). rm -t without -f is podman's refusal."""
+    or a container that is not there, or a FILE that names nothing; a FILE that is no regular
+    file, or names nothing without -i, is one line (a fifo's read waited for ever). rm -t without
+    -f is podman's refusal."""
     h = images
     img_ok(h, "load", busybox_archive)
     missing = str(tmp_path / "missing")
@@ -259,6 +260,8 @@ def test_rm_and_stop_read_a_cidfile_as_podman_does(images, busybox_archive, tmp_
     empty = tmp_path / "empty"
     empty.write_text("\n")
     one_line_error(img(h, "rm", "--cidfile", str(empty)), "it names no container")
+    r = img(h, "rm", "-f", "-i", "--cidfile", str(empty))  # a run killed before it wrote the id: podman's
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", ""), r.stderr
     one_line_error(img(h, "rm", "-t", "3", "anything"), "-t/--time: only with -f/--force")
     assert not h.leftovers()
 
@@ -277,4 +280,33 @@ def test_rm_f_t_gives_a_running_container_its_stop_signal_and_time(images, busyb
         _until(lambda how=how: (out / f"ready-{how}").exists(), "it never ran")
         assert img_ok(h, "rm", "-f", *flags, name).stdout == f"{name}\n"
     assert sorted(os.listdir(out)) == ["graceful", "ready-graceful", "ready-killed"]
+    assert not h.leftovers()
+
+
+def test_replace_takes_over_the_cidfile_a_killed_run_of_that_name_left(images, busybox_archive, tmp_path):
+    """A run killed before its container's bundle recorded its --cidfile leaves the file, naming
+    the container (the id goes in first), which no removal takes away: the unit's next start
+    (`run --replace --name NAME --cidfile FILE`) takes it over. A file naming another container,
+    or a link, is still refused, and left as it was."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    name = h.cid("kr")
+    cidfile = tmp_path / "cid"
+    cidfile.write_text(name)  # what the killed run left
+    one_line_error(img(h, *run_args(h, "-d", "--cidfile", str(cidfile), "--name", name, IMAGE, *SERVICE)),
+                   f"--cidfile {cidfile}: the file exists")
+    other = tmp_path / "other"
+    other.write_text("someone-else")
+    precious = tmp_path / "precious"
+    precious.write_text(name)
+    link = tmp_path / "link"
+    link.symlink_to(precious)
+    for taken in (other, link):
+        one_line_error(img(h, *run_args(h, "-d", "--replace", "--cidfile", str(taken), "--name", name, IMAGE,
+                                        *SERVICE)), f"--cidfile {taken}: the file exists")
+    assert (other.read_text(), precious.read_text()) == ("someone-else", name)
+    img_ok(h, *run_args(h, "-d", "--replace", "--cidfile", str(cidfile), "--name", name, IMAGE, *SERVICE))
+    assert cidfile.read_text() == name
+    assert img_ok(h, "rm", "-f", name).stdout == f"{name}\n"
+    assert not cidfile.exists()
     assert not h.leftovers()

@@ -75,7 +75,7 @@ def replace(g: dict[str, Any], name: str) -> None:
 
 def _with_cidfiles(container_ids: list[str], cidfiles: tuple[str, ...], ignore: bool) -> list[str]:
     """podman's --cidfile FILE: the container whose id its first line holds (as `run --cidfile`
-    wrote it), after those named; with --ignore a FILE that is not there names none. Only a
+    wrote it), after those named; with --ignore a FILE that is not there, or empty, names none. Only a
     regular file is read (a fifo's or a device's read waited for ever, or never ended)."""
     import stat
 
@@ -95,7 +95,9 @@ def _with_cidfiles(container_ids: list[str], cidfiles: tuple[str, ...], ignore: 
             first = os.read(fd, 4096).decode(errors="replace").split("\n", 1)[0].strip()
         finally:
             os.close(fd)
-        if not first:
+        if not first:  # (a run killed before it wrote the id): with --ignore, as podman, none
+            if ignore:
+                continue
             raise InvalidSpec(f"--cidfile {path}: it names no container")
         named.append(first)
     return named

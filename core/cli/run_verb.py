@@ -454,7 +454,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
     from mrun.images.supervisor import log_kept, record, run_detached, set_aside
     from mrun.stop_signals import held_signals, hold_termination, raise_if_held
 
-    cidfile = cidfiles.claim(kw.get("cidfile") or "")
+    cidfile = cidfiles.claim(kw.get("cidfile") or "", cid, bool(kw.get("replace")))
     hold_termination()  # a pull is cut short anywhere; from here on, only where stopping is clean
     bundle = os.path.join(store.containers, cid)  # (where prepare makes it)
     try:
@@ -476,7 +476,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
 
             auto_remove.mark(bundle)
         if cidfile:  # (removed with the container: its bundle records it)
-            cidfile.write(cid, bundle)
+            cidfile.write(bundle)
         raise_if_held()
         if create_only:
             from mrun.images.unstarted import record_unstarted
