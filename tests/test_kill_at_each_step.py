@@ -456,6 +456,34 @@ def test_detached_run_and_its_rm_killed_before_each_change(images, busybox_archi
     kill_at_each_step(rm, [h.tmp, h.tag], repair, left)
 
 
+@pytest.mark.parametrize("images", ["warm"], indirect=True)  # the killed verb runs cold; the unit's next ones warm
+def test_a_systemd_unit_s_start_killed_before_each_change_is_repaired_by_the_unit_itself(images, busybox_archive):
+    """The ExecStart of a unit `podman generate systemd --new` writes (run --cidfile FILE --replace
+    --rm -d --name NAME), SIGKILLed before each change it makes (a start timeout, the OOM
+    killer): no one is at hand to repair it but the unit's own next commands, its ExecStopPost
+    (rm -f --ignore --cidfile FILE) and, as Restart= asks, the same ExecStart again, which must
+    run the container. Stopped once more, nothing is left, the cidfile included."""
+    h = images
+    base, left, _ = container_kit(h, busybox_archive)
+    cidfile = os.path.join(h.tmp, "unit.ctr-id")
+    service = ["sh", "-c", 'trap "exit 0" TERM; while :; do sleep 0.1; done']
+    start = run_args(h, "--cidfile", cidfile, "--replace", "--rm", "-d", "--name", "unit", IMAGE, *service)
+    stop_post = ["rm", "-f", "--ignore", "--cidfile", cidfile]
+
+    def by_the_unit(step: int) -> None:
+        r = img(h, *stop_post)
+        assert "Traceback" not in r.stderr, r.stderr
+        r = img(h, *start)
+        assert (r.returncode, r.stdout) == (0, "unit\n"), f"the unit's next start, after a kill at {step}: {r.stderr}"
+        img_ok(h, *stop_post)
+        assert not os.path.exists(cidfile)
+
+    steps = kill_at_each_step(lambda step: [*base, *start], [h.tmp, h.tag], by_the_unit, left)
+    assert steps > 10
+    img_ok(h, *stop_post)
+    assert not os.path.exists(cidfile) and not left()
+
+
 @pytest.mark.parametrize("images", ["warm"], indirect=True)
 @pytest.mark.parametrize("flags", ["-dit", "-di"])
 def test_a_detached_run_holding_its_input_killed_before_each_change(images, busybox_archive, flags, tmp_path_factory):
