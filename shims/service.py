@@ -130,6 +130,7 @@ class TaskService:
         self.helper_pids: set[int] = set()  # reaped like any child, but never taken for a task's exit
         self.publisher = publisher
         self.tasks: dict[str, Task] = {}
+        self.creating: dict[str, str] = {}  # task id -> the rootfs its snapshot goes on ("": none), while made
         self.by_pid: dict[int, Process] = {}
         self.early_exits: dict[int, tuple[int, float]] = {}  # pid -> (status, when): reaped before recorded
         self.lock = threading.Lock()
@@ -418,9 +419,30 @@ class TaskService:
     # -- methods ----------------------------------------------------------------------------
 
     def create(self, payload: bytes, _req: object) -> bytes:
+        """The task's id is taken while it is made (``creating``), its snapshot's rootfs too: a
+        second Create of the id (a retry on another connection) went ahead on the same bundle
+        while the first ran its hooks, and one of another id could mount on that rootfs between
+        the first's check and its mount."""
         req = task_pb2.CreateTaskRequest.FromString(payload)
-        if req.id in self.tasks:
-            raise TTRPCError(ALREADY_EXISTS, f"task {req.id}: already exists")
+        with self.lock:
+            if req.id in self.tasks or req.id in self.creating:
+                raise TTRPCError(ALREADY_EXISTS, f"task {req.id}: already exists")
+            self.creating[req.id] = ""
+        try:
+            return self._create(req)
+        finally:
+            with self.lock:
+                del self.creating[req.id]
+
+    def _claim_rootfs(self, task_id: str, rootfs: str) -> None:
+        with self.lock:
+            others = [other for other, taken in self.creating.items() if taken == rootfs]
+            if others:
+                raise TTRPCError(INVALID_ARGUMENT, f"task {task_id}: bundle: {rootfs}: task {others[0]}'s create "
+                                                   "is mounting its snapshot there")
+            self.creating[task_id] = rootfs
+
+    def _create(self, req: task_pb2.CreateTaskRequest) -> bytes:
         if req.checkpoint or req.parent_checkpoint:  # `ctr run --checkpoint`: a fresh start would pass for it
             raise TTRPCError(UNIMPLEMENTED, f"task {req.id}: checkpoint {req.checkpoint or req.parent_checkpoint!r}: "
                                             "containerd-shim-mrun-v2 cannot restore from a checkpoint (no CRIU)")
@@ -428,6 +450,7 @@ class TaskService:
         try:
             rootfs = os.path.join(bundle_dir.checked(req.bundle, "bundle", required=True), "rootfs")
             if mounts:
+                self._claim_rootfs(req.id, rootfs)
                 bundle_dir.check_snapshot_target(rootfs)
         except InvalidSpec as e:
             raise TTRPCError(INVALID_ARGUMENT, f"task {req.id}: {e}")

@@ -1264,3 +1264,41 @@ def test_a_create_from_a_checkpoint_is_refused_not_started_afresh(h, tmp_path, f
         assert not (tmp_path / "ran").exists()
     finally:
         shim.finish()
+
+
+@pytest.mark.parametrize("snapshot", [True, False])
+def test_a_second_create_of_a_task_still_being_created_is_already_exists_and_touches_nothing(h, snapshot):
+    """Two Creates of one task id at once (containerd sends one; a retry on another connection,
+    or a mutated request, may not): the id was only taken once the first had finished, so the
+    second went ahead on the same bundle while the first ran its hooks. It is refused at once,
+    ALREADY_EXISTS, and the first task is made and runs, on its own rootfs mount."""
+    cid = h.cid("twice")
+    bundle = _snapshot_bundle(h, cid, ["sleep", "600"])
+    rootfs = os.path.join(bundle, "rootfs")
+    cfg = h.config(["sleep", "600"], root={"path": "rootfs" if snapshot else h.rootfs, "readonly": True})
+    cfg["hooks"] = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "sleep 1.5"]}]}
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    shim = Shim(h, bundle, cid)
+    mounts = [types_pb2.Mount(type="bind", source=h.rootfs, options=["rbind", "ro"])] if snapshot else []
+    request = task_pb2.CreateTaskRequest(id=cid, bundle=bundle, rootfs=mounts)
+    first: list = []
+    creating = threading.Thread(target=lambda: first.append(shim.call("Create", request, timeout=30)))
+    try:
+        creating.start()
+        time.sleep(0.5)  # the first is in its createRuntime hook
+        began = time.monotonic()
+        with pytest.raises(ttrpc.TTRPCError) as refused:
+            shim.call("Create", request, timeout=30)
+        assert refused.value.code == ttrpc.ALREADY_EXISTS, refused.value.message
+        assert time.monotonic() - began < 0.5, "the second create waited for the first"
+        creating.join(30)
+        assert first, "the first create failed"
+        assert _mounted_at(rootfs) == (1 if snapshot else 0)
+        shim.call("Start", task_pb2.StartRequest(id=cid))
+        state = task_pb2.StateResponse.FromString(shim.call("State", task_pb2.StateRequest(id=cid)))
+        assert state.status == types_pb2.RUNNING
+    finally:
+        creating.join(30)
+        shim.finish(*([cid] if first else []))
+    assert not _mounted_at(rootfs)
