@@ -7,6 +7,7 @@ cgroup), and the restart after it."""
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -309,4 +310,33 @@ def test_replace_takes_over_the_cidfile_a_killed_run_of_that_name_left(images, b
     assert cidfile.read_text() == name
     assert img_ok(h, "rm", "-f", name).stdout == f"{name}\n"
     assert not cidfile.exists()
+    assert not h.leftovers()
+
+
+@pytest.mark.parametrize("remove", [False, True])
+def test_a_sigterm_to_the_unit_s_main_process_reaches_its_container(images, busybox_archive, remove):
+    """systemd's stop of a unit whose main process is the container's supervisor (MAINPID of
+    --sdnotify=conmon; Quadlet's KillMode=mixed sends SIGTERM to it alone), or an admin's kill:
+    the supervisor passes SIGTERM (and SIGINT, SIGQUIT) on to its container, as conmon does, and
+    carries on until the container has ended: its exit code noted, a --rm one removed. It died of
+    it, and the container ran on unsupervised, its output going nowhere."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    name = h.cid("term")
+    said = 'trap "echo got $0; exit 7" TERM INT QUIT; echo ready; while :; do sleep 0.1; done'
+    img_ok(h, *run_args(h, "-d", *(["--rm"] if remove else []), "--name", name, IMAGE, "sh", "-c", said, "it"))
+    try:
+        with open(os.path.join(h.image_root, "containers", name, "supervisor.json")) as f:
+            supervisor = json.load(f)["pid"]
+        _until(lambda: img_ok(h, "logs", name).stdout.startswith("ready"), "its trap was never set")
+        os.kill(supervisor, signal.SIGTERM)
+        if remove:
+            _until(lambda: _gone(h, name), "the --rm container was not removed once it ended")
+        else:
+            _until(lambda: img_ok(h, "inspect", "-f", "{{.State.Status}}", name).stdout == "exited\n",
+                   "the container did not end")
+            assert img_ok(h, "inspect", "-f", "{{.State.ExitCode}}", name).stdout == "7\n"
+            assert img_ok(h, "logs", name).stdout == "ready\ngot it\n"
+    finally:
+        img(h, "rm", "-f", name)
     assert not h.leftovers()

@@ -500,6 +500,8 @@ def _wait_relaying(pid: int, relay: Any, checker: Any = None, held: HeldInput | 
 
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
+    for signum in PASSED_ON:
+        signal.signal(signum, lambda signum, _frame: _pass_on(pid, signum))
     signal.set_wakeup_fd(wake_w)
     try:
         while True:
@@ -536,9 +538,25 @@ def _wait_relaying(pid: int, relay: Any, checker: Any = None, held: HeldInput | 
                     checker.pump()
     finally:
         signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for signum in (signal.SIGCHLD, *PASSED_ON):
+            signal.signal(signum, signal.SIG_DFL)
         os.close(wake_r)
         os.close(wake_w)
+
+
+# What a supervisor is told to end with, passed on to its container instead (conmon's
+# on_sig_exit): systemd's stop of a unit whose main process it is (KillMode=mixed: SIGTERM to
+# that alone), an admin's kill. It died of it, and its container ran on unsupervised: its
+# output going nowhere, its exit code never noted, its --rm never done.
+PASSED_ON = (15, 2, 3)  # SIGTERM, SIGINT, SIGQUIT
+
+
+def _pass_on(pid: int, signum: int) -> None:
+    """``signum`` to the container's process: our child, not yet reaped (its pid is its own)."""
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def _drained(fd: int) -> bool:
