@@ -340,3 +340,33 @@ def test_a_sigterm_to_the_unit_s_main_process_reaches_its_container(images, busy
     finally:
         img(h, "rm", "-f", name)
     assert not h.leftovers()
+
+
+def test_log_driver_passthrough_writes_to_what_the_run_s_own_output_is(images, busybox_archive, tmp_path):
+    """podman's --log-driver passthrough: a detached container writes to the run's own stdout
+    and stderr (a systemd unit's journal, so `journalctl -u` shows it), through no relay, and no
+    log is kept (`logs` says so in one line). Not with -t or -i (podman's refusal: a terminal's
+    input could be forged), nor with --log-opt."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    name = h.cid("pass")
+    journal = tmp_path / "journal"
+    argv = [h.binary, "--root", h.root, "--image-root", h.image_root,
+            *run_args(h, "-d", "--log-driver", "passthrough", "--name", name, IMAGE, "sh", "-c",
+                      "echo out; echo err >&2; sleep 600")]
+    try:
+        with open(journal, "w") as out:
+            r = subprocess.run(argv, stdout=out, stderr=out, env={**os.environ, **h.base_env}, timeout=60)
+        assert r.returncode == 0, journal.read_text()
+        _until(lambda: journal.read_text().count("\n") == 3, f"the journal has {journal.read_text()!r}")
+        assert sorted(journal.read_text().split()) == sorted([name, "out", "err"])
+        one_line_error(img(h, "logs", name), "has no log", "passthrough")
+        assert not os.path.exists(os.path.join(h.image_root, "containers", name, "log"))
+    finally:
+        img(h, "rm", "-f", name)
+    for flag in ("-t", "-i"):
+        one_line_error(img(h, *run_args(h, flag, "--log-driver", "passthrough", IMAGE, "true")),
+                       "--log-driver passthrough: not with -t or -i")
+    one_line_error(img(h, *run_args(h, "--log-driver", "passthrough", "--log-opt", "max-size=1m", IMAGE, "true")),
+                   "--log-opt 'max-size=1m'", "--log-driver passthrough takes none")
+    assert not h.leftovers()

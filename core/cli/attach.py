@@ -102,7 +102,7 @@ def start_attached(g: dict[str, Any], container_id: str, interactive: bool = Fal
         raise InvalidState(f"start -a {container_id}: only a container of `mrun run -d` or `mrun create` is attached")
     bundle = record.bundle
     if not log_kept(bundle):
-        raise NotFound(f"start -a {container_id}: its output is kept nowhere (--log-driver none)")
+        raise NotFound(f"start -a {container_id}: its output is kept nowhere (--log-driver none or passthrough)")
     terminal, open_stdin = wanted(record.config)
     interactive = interactive and open_stdin
     if interactive:

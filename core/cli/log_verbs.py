@@ -32,8 +32,8 @@ def logs(g: dict[str, Any], container_id: str, follow: bool, tail: str = "all", 
 
         if never_started(bundle) is not None:
             return 0  # one of `create` that has not run: nothing said yet (docker's)
-        raise NotFound(f"container {container_id!r} has no log (none is kept with --log-driver none, nor of a "
-                       "foreground `run -t`)")
+        raise NotFound(f"container {container_id!r} has no log (none is kept with --log-driver none or "
+                       "passthrough, nor of a foreground `run -t`)")
     if tail != "all" and decimal(tail) is None:  # (5,000 digits were int()'s error)
         raise InvalidSpec(f"--tail {tail!r}: a number of lines (up to 2^63-1), or all")
     if timestamps or since or until or log_relay.indexed(bundle):  # not indexed: noted by an older mrun

@@ -421,6 +421,9 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
             and callable(g.get("warn")):
         g["warn"]("--health-*: checks are run by a detached container's supervisor (-d); this one has none")
     logging = run_flags.log_options(kw.get("log_driver") or "json-file", list(kw.get("log_opt") or ()))
+    if logging.get("passthrough") and (kw.get("tty") or kw.get("interactive")):  # podman's refusal of -t
+        raise InvalidSpec("--log-driver passthrough: not with -t or -i (the container's streams are the run's "
+                          "own: a terminal's input could be forged through it)")
     if logging != {"keep": True, "max_size": 0, "max_files": 1}:
         o.annotations.append(f"{ann.LOG}={jsonio.dumps(logging)}")
     if kw.get("interactive"):  # docker's OpenStdin: held open by a detached run's supervisor (images/held_input)

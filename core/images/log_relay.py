@@ -45,13 +45,23 @@ HEADER = b"log"  # an index's first line: ``log <the inode of the log it indexes
 LONGEST = 16 << 10
 
 
+def _ours_or_nowhere(fd: int) -> int:
+    """A copy of our ``fd``, or /dev/null where the caller had it closed."""
+    try:
+        return os.dup(fd)
+    except OSError:
+        return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+
+
 class Relay:
     def __init__(self, bundle: str, keep: bool = True, max_size: int = 0, max_files: int = 1,
-                 echo: tuple[int, ...] = (), pipes: bool = True) -> None:
+                 echo: tuple[int, ...] = (), pipes: bool = True, passthrough: bool = False) -> None:
         """``keep``: False for --log-driver none (the output is read and dropped). ``echo``: the
         streams (1, 2) whose pieces are copied to our own stdout or stderr too (a foreground
         container's, those `run -a` attaches: images/foreground_log).
-        ``pipes``: False where the output comes otherwise (``note``: a foreground terminal's relay)."""
+        ``pipes``: False where the output comes otherwise (``note``: a foreground terminal's relay).
+        ``passthrough``: the container gets our own stdout and stderr (--log-driver passthrough):
+        nothing passes through us, nothing is kept."""
         self.bundle, self.keep, self.max_size, self.max_files = bundle, keep, max_size, max(1, max_files)
         self.echo = echo
         self.log = self.times = -1
@@ -62,6 +72,9 @@ class Relay:
         self.writers: dict[int, int] = {}  # 1 or 2 -> the write end the container gets
         self.open_line = {1: False, 2: False}  # the stream's last piece did not end its line
         self.open_before = dict(self.open_line)  # as it was after the last piece written
+        if passthrough and pipes:
+            self.writers = {stream: _ours_or_nowhere(stream) for stream in (1, 2)}
+            pipes = False
         for stream in (1, 2) if pipes else ():
             r, w = os.pipe2(os.O_CLOEXEC)
             os.set_blocking(r, False)

@@ -553,7 +553,9 @@ def publish_all(published: str, image_ports: object, expose: list[str]) -> str:
     return ",".join(filter(None, [published, *(port for port in wanted if port not in taken)]))
 
 
-LOG_DRIVERS = ("json-file", "local", "k8s-file", "none")  # the first three: mrun's own log
+# the first three: mrun's own log; passthrough (podman's): a detached container writes to what
+# its run's stdout and stderr were (a systemd unit's journal), and no log is kept
+LOG_DRIVERS = ("json-file", "local", "k8s-file", "none", "passthrough")
 
 
 def log_options(driver: str, options: list[str]) -> dict[str, Any]:
@@ -565,12 +567,15 @@ def log_options(driver: str, options: list[str]) -> dict[str, Any]:
 
     if driver not in LOG_DRIVERS:
         raise InvalidSpec(f"--log-driver {driver!r}: {', '.join(LOG_DRIVERS)} (mrun keeps the log itself)")
-    out: dict[str, Any] = {"keep": driver != "none", "max_size": 0, "max_files": 1}
+    kept = driver not in ("none", "passthrough")
+    out: dict[str, Any] = {"keep": kept, "max_size": 0, "max_files": 1}
+    if driver == "passthrough":
+        out["passthrough"] = True
     for text in options:
         key, eq, value = text.partition("=")
-        if driver == "none" or not eq or key not in ("max-size", "max-file"):
+        if not kept or not eq or key not in ("max-size", "max-file"):
             raise InvalidSpec(f"--log-opt {text!r}: max-size=SIZE and max-file=N are the options "
-                              f"{'a kept log takes' if driver != 'none' else 'and --log-driver none takes none'}")
+                              f"{'a kept log takes' if kept else f'and --log-driver {driver} takes none'}")
         if key == "max-size":
             size = ram_in_bytes("log-opt max-size", value)
             if size <= 0:

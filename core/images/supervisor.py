@@ -294,7 +294,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
         set_aside(bundle)
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, 0)
-        relay = Relay(bundle, **log_options(bundle))
+        relay = Relay(bundle, **log_options(bundle), passthrough=passes_through(bundle))
         held = HeldInput.of(bundle)  # a terminal, an open stdin (-t, -i): ours to hold while it runs
         if held is not None:
             held.listen()
@@ -455,15 +455,23 @@ def log_kept(bundle: str) -> bool:
 def log_options(bundle: str) -> dict[str, Any]:
     """The log's bounds the container was made with (--log-driver, --log-opt: run_flags.log_options),
     read from its bundle's config (the container is not made yet when the relay is)."""
+    options = _noted_log(bundle)
+    return {k: options[k] for k in ("keep", "max_size", "max_files")
+            if k in options and isinstance(options[k], bool if k == "keep" else int)}
+
+
+def passes_through(bundle: str) -> bool:
+    """--log-driver passthrough: its supervisor hands it the run's own stdout and stderr."""
+    return _noted_log(bundle).get("passthrough") is True
+
+
+def _noted_log(bundle: str) -> dict[str, Any]:
     try:
         noted = (jsonio.load_file(os.path.join(bundle, "config.json")).get("annotations") or {}).get(ann.LOG)
         options = jsonio.loads(noted) if isinstance(noted, str) else {}
     except (OSError, ValueError, AttributeError):
         options = {}
-    if not isinstance(options, dict):
-        return {}
-    return {k: options[k] for k in ("keep", "max_size", "max_files")
-            if k in options and isinstance(options[k], bool if k == "keep" else int)}
+    return options if isinstance(options, dict) else {}
 
 
 def _checker(runtime: Any, container_id: str, bundle: str, noted: str | None) -> Any:
