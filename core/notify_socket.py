@@ -52,32 +52,18 @@ def add_to_config(config: dict[str, Any], state_dir: str) -> None:
         process["env"] = [*process.get("env", []), f"NOTIFY_SOCKET={IN_CONTAINER}/{NAME}"]
 
 
-class Relay:
-    """The host's socket, connected, and the container's, bound in its state directory.
+class Listener:
+    """The container's socket, bound in its state directory (/run/notify/notify.sock inside),
+    where its program's READY= is read. Bound through a descriptor of its directory
+    (/proc/self/fd/N/notify.sock): a state root deep enough to put the full path past the 108
+    bytes of a socket address works, where runc's bind fails. On its own, a detached container's
+    supervisor's (podman's --sdnotify=container with -d: its run passes READY=1 on)."""
 
-    The manager's socket is reached first, so a NOTIFY_SOCKET nobody listens on is said before
-    the container is made or started. The container's is bound through a descriptor of its
-    directory (/proc/self/fd/N/notify.sock): a state root deep enough to put the full path past
-    the 108 bytes of a socket address works, where runc's bind fails."""
-
-    def __init__(self, host: str) -> None:
+    def __init__(self) -> None:
         import socket
 
         self._socket = socket
-        self.host = host
-        self.client = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         self.server: Any = None
-        self.beside: Any = None  # a foreground run's thread passing it on (it closes the relay)
-        # the process whose word it is, when that is not ours: a child doing its caller's work
-        # (the warm template's, a cold foreground run's) speaks for the caller, systemd's main
-        # process, as sd_pid_notify does (root may name another pid in SCM_CREDENTIALS)
-        self.on_behalf_of = 0
-        try:
-            # "@name" is an abstract address, as systemd and sd_notify spell it
-            self.client.connect("\0" + host[1:] if host.startswith("@") else host)
-        except OSError as e:
-            self.client.close()
-            raise MrunError(f"NOTIFY_SOCKET: {host}: {e.strerror or e}") from None
 
     def bind(self, state_dir: str, container_id: str) -> None:
         """The container's socket, open to every user in the container (0777, as runc's): its
@@ -104,6 +90,48 @@ class Relay:
             os.close(directory)
         self.server = server
 
+    def ready_said(self) -> bytes | None:
+        """The READY= line of the datagrams waiting, if one has it; the others are dropped. A
+        few at a time: a program that floods its socket still lets the wait look at the rest."""
+        for _ in range(DRAINED_AT_ONCE):
+            try:
+                data = self.server.recv(4096, self._socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return None
+            ready = next((line for line in data.split(b"\n") if line.startswith(b"READY=")), None)
+            if ready is not None:
+                return ready
+        return None
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        self.server = None
+
+
+class Relay(Listener):
+    """The host's socket, connected, and the container's (``Listener``).
+
+    The manager's socket is reached first, so a NOTIFY_SOCKET nobody listens on is said before
+    the container is made or started."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__()
+        socket = self._socket
+        self.host = host
+        self.client = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self.beside: Any = None  # a foreground run's thread passing it on (it closes the relay)
+        # the process whose word it is, when that is not ours: a child doing its caller's work
+        # (the warm template's, a cold foreground run's) speaks for the caller, systemd's main
+        # process, as sd_pid_notify does (root may name another pid in SCM_CREDENTIALS)
+        self.on_behalf_of = 0
+        try:
+            # "@name" is an abstract address, as systemd and sd_notify spell it
+            self.client.connect("\0" + host[1:] if host.startswith("@") else host)
+        except OSError as e:
+            self.client.close()
+            raise MrunError(f"NOTIFY_SOCKET: {host}: {e.strerror or e}") from None
+
     def pass_on(self, main_pid: int, pidfd: int, give_up: Callable[[], bool] | None = None,
                 warn: Callable[[str], None] | None = None) -> bool:
         """Wait for the program's READY= and pass it on, then MAINPID=``main_pid`` and a barrier:
@@ -117,7 +145,7 @@ class Relay:
             poller.register(pidfd, select.POLLIN)
         ended = pidfd < 0
         while True:
-            ready = self._ready_said()  # after the end too: what it said just before ending
+            ready = self.ready_said()  # after the end too: what it said just before ending
             if ready is not None:
                 break
             if ended or (give_up is not None and give_up()):
@@ -147,19 +175,6 @@ class Relay:
         self.send(data)
         self._barrier(warn)
 
-    def _ready_said(self) -> bytes | None:
-        """The READY= line of the datagrams waiting, if one has it; the others are dropped. A
-        few at a time: a program that floods its socket still lets the wait look at the rest."""
-        for _ in range(DRAINED_AT_ONCE):
-            try:
-                data = self.server.recv(4096, self._socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                return None
-            ready = next((line for line in data.split(b"\n") if line.startswith(b"READY=")), None)
-            if ready is not None:
-                return ready
-        return None
-
     def _barrier(self, warn: Callable[[str], None] | None) -> None:
         """sd_notify_barrier: BARRIER=1 with a pipe's write end; the manager closes it once it
         has dealt with what came before. Given up on after 30 s with a warning, as runc does: an
@@ -184,10 +199,8 @@ class Relay:
             os.close(reader)
 
     def close(self) -> None:
-        for end in (self.server, self.client):
-            if end is not None:
-                end.close()
-        self.server = None
+        super().close()
+        self.client.close()
 
 
 def relay_for(host: str, warn: Callable[[str], None]) -> Relay | None:

@@ -115,7 +115,6 @@ def test_sdnotify_ignore_says_nothing_and_a_manager_out_of_reach_is_one_warning(
     (["--sdnotify", "sometimes"], "--sdnotify 'sometimes': must be conmon, container, healthy or ignore"),
     (["--sdnotify", "healthy"], "--sdnotify healthy: needs -d"),
     (["-d", "--sdnotify", "healthy"], "--sdnotify healthy: the container has no health check"),
-    (["-d", "--sdnotify", "container"], "--sdnotify container with -d: not supported by mrun"),
 ])
 def test_an_sdnotify_mrun_does_not_do_is_refused_in_one_line_before_anything_is_made(images, busybox_archive,
                                                                                     manager, args, said):
@@ -152,6 +151,44 @@ def test_sdnotify_healthy_says_ready_once_the_health_check_has_passed(images, bu
     assert r.returncode != 0 and r.stderr.count("\n") == 1, r.stderr
     assert "ended before its health check passed" in r.stderr, r.stderr
     assert manager.take() == []
+
+
+def test_sdnotify_container_detached_returns_once_the_container_says_it_is_ready(images, notifying_archive,
+                                                                                 tmp_path, manager):
+    """-d --sdnotify=container (Quadlet's Notify=true): the container gets runc's socket, held by
+    its supervisor, which notes its first READY=; the run waits for that (as podman's run waits
+    for its proxy), then says MAINPID (the supervisor) and READY=1 in the run's name. What the
+    container says before and after is dropped. A container that ends first is one line."""
+    h = images
+    img_ok(h, "load", notifying_archive)
+    name = h.cid("sdc")
+    script = ("sd-notify STATUS=warming; sleep 0.5; sd-notify READY=1; sleep 0.2; sd-notify STATUS=late; "
+              "echo $NOTIFY_SOCKET; exec sleep 600")
+    began = time.monotonic()
+    r, main = _run_as_the_unit(h, tmp_path, manager, "-d", "--name", name, "--sdnotify", "container", NOTIFYING,
+                               "sh", "-c", script)
+    try:
+        assert (r.returncode, r.stdout) == (0, f"{name}\n"), r.stderr
+        assert time.monotonic() - began >= 0.5, "READY=1 came before the container said it"
+        said = manager.take_from(main)
+        assert len(said) == 2 and said[1] == ("BARRIER=1", 1) and said[0][0].endswith("\nREADY=1\n"), said
+        supervisor = int(said[0][0].split("\n")[0].removeprefix("MAINPID="))
+        init = int(img_ok(h, "inspect", "--format", "{{.State.Pid}}", name).stdout)
+        with open(f"/proc/{init}/stat") as f:
+            assert int(f.read().rsplit(")", 1)[1].split()[1]) == supervisor, "MAINPID is not the init's parent"
+        deadline = time.monotonic() + 10
+        while "/run/notify/notify.sock" not in img_ok(h, "logs", name).stdout:
+            assert time.monotonic() < deadline, "the container never went on past its READY=1"
+            time.sleep(0.05)
+        assert manager.take() == []  # STATUS=late: dropped
+    finally:
+        img_ok(h, "rm", "-f", name)
+    r, main = _run_as_the_unit(h, tmp_path, manager, "-d", "--rm", "--sdnotify", "container", NOTIFYING,
+                               "sh", "-c", "sd-notify STATUS=bye; exit 3")
+    assert r.returncode != 0 and r.stderr.count("\n") == 1, r.stderr
+    assert "ended before it said READY=1 (--sdnotify container)" in r.stderr, r.stderr
+    assert manager.take() == []
+    assert not h.leftovers()
 
 
 @pytest.mark.parametrize("flag", [["--sdnotify", "container"], ["--sdnotify", "ignore"], ["--sig-proxy=false"]])

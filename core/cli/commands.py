@@ -356,8 +356,8 @@ COMMANDS = (
             Flag("keep", "keep the container's state after it exits", kind=bool, default=False),
             Flag("no-subreaper", "accepted for runc compatibility", kind=bool, default=False, hidden=True),
             Flag("sdnotify", "podman's, under systemd's NOTIFY_SOCKET: conmon (default: READY=1 once it runs), "
-                 "container (its own READY= passed on; not with -d), healthy (with -d: once its health check "
-                 "passed) or ignore", default=""),
+                 "container (its own READY= passed on; with -d the run returns then), healthy (with -d: once its "
+                 "health check passed) or ignore", default=""),
         ),
     ),
     Command(

@@ -146,7 +146,7 @@ def docker_like_mode(mode: str | None, detach: bool) -> str:
       stays with it (a detached container's supervisor, or the foreground run itself); the
       container gets no socket;
     - container: the container's own READY= is passed on (its socket as runc's run gives it),
-      with the same MAINPID; in the foreground only here;
+      with the same MAINPID; with -d the run returns once it has (as podman's);
     - healthy: READY=1 once its health check has passed, with -d (a detached container's
       supervisor runs the checks): the run returns then;
     - ignore: nothing."""
@@ -155,9 +155,6 @@ def docker_like_mode(mode: str | None, detach: bool) -> str:
         raise InvalidSpec(f"--sdnotify {mode!r}: must be conmon, container, healthy or ignore")
     if mode == "healthy" and not detach:
         raise InvalidSpec("--sdnotify healthy: needs -d (a detached container's supervisor runs its health checks)")
-    if mode == "container" and detach:
-        raise InvalidSpec("--sdnotify container with -d: not supported by mrun "
-                          "(conmon is; or run it in the foreground)")
     return mode if os.environ.get("NOTIFY_SOCKET") else "ignore"
 
 
@@ -183,19 +180,34 @@ def tell_ready(main_pid: int, warn: Any) -> None:
         relay.close()
 
 
-HEALTH_LOOK = 0.05  # seconds between two looks at the supervisor's health.json
+READY_LOOK = 0.05  # seconds between two looks at what the supervisor noted (health.json, ready.json)
 
 
-def ready_once_healthy(bundle: str, container_id: str, supervisor: int, warn: Any) -> None:
-    """--sdnotify=healthy: wait until the supervisor has seen the container's health check pass
-    (as podman's run does), then MAINPID (the supervisor) and READY=1. The container ending
-    first (its supervisor with it) is an error; a stop signal ends the wait, the container runs."""
+def ready_once_noted(bundle: str, container_id: str, supervisor: int, mode: str, warn: Any) -> None:
+    """A detached run under NOTIFY_SOCKET, as podman's run waits: --sdnotify=healthy until the
+    supervisor has seen the container's health check pass, =container until it has read the
+    container's READY= (its socket is the supervisor's: images.supervisor READY_FILE); then
+    MAINPID (the supervisor) and READY=1, in the caller's name. The container ending first (its
+    supervisor with it) is an error; a stop signal ends the wait, and the container runs on."""
     import time
 
-    from mrun.images import health
     from mrun.stop_signals import held_signals
 
-    while (health.read(bundle) or {}).get("Status") != "healthy":
+    if mode == "healthy":
+        from mrun.images import health
+
+        def noted() -> bool:
+            return (health.read(bundle) or {}).get("Status") == "healthy"
+
+        waited_for = "its health check passed"
+    else:
+        from mrun.images.supervisor import READY_FILE
+
+        def noted() -> bool:
+            return os.path.exists(os.path.join(bundle, READY_FILE))
+
+        waited_for = "it said READY=1"
+    while not noted():
         if held_signals():
             return
         try:
@@ -203,6 +215,6 @@ def ready_once_healthy(bundle: str, container_id: str, supervisor: int, warn: An
         except ChildProcessError:
             ended = None
         if ended is not None:
-            raise MrunError(f"container {container_id!r} ended before its health check passed (--sdnotify healthy)")
-        time.sleep(HEALTH_LOOK)
+            raise MrunError(f"container {container_id!r} ended before {waited_for} (--sdnotify {mode})")
+        time.sleep(READY_LOOK)
     tell_ready(supervisor, warn)

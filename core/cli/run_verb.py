@@ -579,11 +579,12 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
                     from mrun.cgroups import beside
 
                     beside.leave(on_its_own[0])
-        supervisor = run_detached(runtime, cid, bundle, remove)  # it records the exit code, or removes it
+        # it records the exit code, or removes it
+        supervisor = run_detached(runtime, cid, bundle, remove, notify=sdnotify == "container")
         if sdnotify == "conmon":
             readiness.tell_ready(supervisor, runtime.warn)
-        elif sdnotify == "healthy":
-            readiness.ready_once_healthy(bundle, cid, supervisor, runtime.warn)
+        elif sdnotify in ("healthy", "container"):
+            readiness.ready_once_noted(bundle, cid, supervisor, sdnotify, runtime.warn)
         print(cid)
         held = held_signals()  # it runs, as docker's daemon would have made it: the status says we were told to end
         return 128 + held[0] if held else 0

@@ -245,12 +245,14 @@ def _told_to_stop(bundle: str) -> bool:
 
 
 def run_detached(runtime: Any, container_id: str, bundle: str, remove: bool = False, again: bool = False,
-                 close_in_child: int = -1) -> int:
+                 close_in_child: int = -1, notify: bool = False) -> int:
     """Create and start ``container_id`` under a new supervisor; -> the supervisor's pid, once
     the container runs. With
     ``remove``, the supervisor deletes the container once it has exited; with ``again``, the
     container exists, stopped, and is made again in place (docker's start of an exited one).
-    ``close_in_child``: a descriptor of ours (a lock) the supervisor must not keep."""
+    ``close_in_child``: a descriptor of ours (a lock) the supervisor must not keep. ``notify``:
+    the container gets a socket for systemd's readiness (podman's --sdnotify=container), whose
+    first READY= the supervisor notes (``READY_FILE``) for its run to pass on."""
     from mrun.cgroups import beside, primed
 
     primed()  # no thread of ours runs while we fork
@@ -263,7 +265,7 @@ def run_detached(runtime: Any, container_id: str, bundle: str, remove: bool = Fa
         os.close(r)
         if close_in_child >= 0:
             os.close(close_in_child)
-        _supervise(runtime, container_id, bundle, w, remove, again, cgroup)
+        _supervise(runtime, container_id, bundle, w, remove, again, cgroup, notify)
     os.close(w)
     answer = b""
     while chunk := os.read(r, 65536):
@@ -278,7 +280,7 @@ def run_detached(runtime: Any, container_id: str, bundle: str, remove: bool = Fa
 
 
 def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove: bool, again: bool = False,
-               cgroup: Any = None) -> NoReturn:
+               cgroup: Any = None, notify: bool = False) -> NoReturn:
     from mrun.images.held_input import HeldInput
     from mrun.images.log_relay import Relay
     from mrun.kernel import syscalls as sc
@@ -298,7 +300,8 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
         held = HeldInput.of(bundle)  # a terminal, an open stdin (-t, -i): ours to hold while it runs
         if held is not None:
             held.listen()
-        pid = _start(runtime, container_id, bundle, relay, again, held=held)
+        listener = _listener(notify)
+        pid = _start(runtime, container_id, bundle, relay, again, held=held, listener=listener)
         annotations = runtime.store.load(container_id).config.get("annotations") or {}
         policy = annotations.get(ann.RESTART) or "no"
         checker = _checker(runtime, container_id, bundle, annotations.get(ann.HEALTH))
@@ -306,11 +309,12 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
         os.write(report, in_bytes(f"error:{in_words(e)}"))
         _end(cgroup, 1)
     os.write(report, b"ok")
-    close_all_but([*relay.fds(), *(held.fds() if held is not None else ())])  # nothing of the caller's is ours
+    # nothing of the caller's is ours
+    close_all_but([*relay.fds(), *(held.fds() if held is not None else ()), *_fds_of(listener)])
     restarts, delay = 0, 0.0
     while True:
         started = time.monotonic()
-        code = _wait_relaying(pid, relay, checker, held)
+        code = _wait_relaying(pid, relay, checker, held, listener, lambda line: _note_ready(bundle, line))
         runtime.end_the_rest(container_id)  # a child left in another's PID namespace: no longer writing
         if held is not None:
             held.end_run(relay)
@@ -336,7 +340,9 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
             with _restarting(bundle):
                 if _told_to_stop(bundle):
                     raise MrunError("stopped")
-                pid = _start(runtime, container_id, bundle, relay, again=True, restarts=restarts + 1, held=held)
+                listener = _listener(notify)
+                pid = _start(runtime, container_id, bundle, relay, again=True, restarts=restarts + 1, held=held,
+                             listener=listener)
             if checker is not None:
                 checker.reset()
         except BaseException as e:  # noqa: BLE001 - stopped or removed meanwhile, or it cannot start again
@@ -394,16 +400,18 @@ def remove_with_volumes(runtime: Any, container_id: str) -> None:
 
 
 def _start(runtime: Any, container_id: str, bundle: str, relay: Any, again: bool = False,
-           restarts: int | None = None, held: HeldInput | None = None) -> int:
+           restarts: int | None = None, held: HeldInput | None = None, listener: Any = None) -> int:
     """Create (``again``: once more, in place, its policy's restart number ``restarts``) and
     start the container with its output on the relay's pipes (ours goes nowhere after), its
-    terminal or open stdin ``held``. -> its process."""
+    terminal or open stdin ``held``, its readiness socket bound by ``listener``. -> its process."""
     from mrun.images import kept
     from mrun.runtime import CreateOptions
 
     opts = CreateOptions()
     if held is not None:
         held.prepare(opts)
+    if listener is not None:  # /run/notify/notify.sock in the container, bound by create
+        opts.notify_socket, opts.notify_relay = os.environ.get("NOTIFY_SOCKET") or "supervisor", listener
     os.dup2(relay.writers[1], 1)  # the container inherits these: its output goes to its log
     os.dup2(relay.writers[2], 2)
     try:
@@ -445,6 +453,30 @@ def _start(runtime: Any, container_id: str, bundle: str, relay: Any, again: bool
         for fd in (0, 1, 2):  # 0: an open stdin's read end, the container's alone now
             os.dup2(null, fd)
         os.close(null)
+
+
+READY_FILE = "ready.json"  # in its bundle: {"said": the container's first READY= line} (--sdnotify=container)
+
+
+def _listener(notify: bool) -> Any:
+    from mrun.notify_socket import Listener
+
+    return Listener() if notify else None
+
+
+def _fds_of(listener: Any) -> list[int]:
+    return [listener.server.fileno()] if listener is not None and listener.server is not None else []
+
+
+def _note_ready(bundle: str, line: bytes) -> None:
+    """The container said it is ready: noted once, for its run to pass on (and a restart's is not
+    news to systemd)."""
+    path = os.path.join(bundle, READY_FILE)
+    if not os.path.exists(path):
+        try:
+            jsonio.replace_file(path, {"said": line.decode(errors="replace")})
+        except OSError:  # (removed meanwhile, a full disk): its run waits on, or for its end
+            pass
 
 
 def log_kept(bundle: str) -> bool:
@@ -497,10 +529,13 @@ def _checker(runtime: Any, container_id: str, bundle: str, noted: str | None) ->
     return Checker(runtime, container_id, bundle, check) if well_formed else None
 
 
-def _wait_relaying(pid: int, relay: Any, checker: Any = None, held: HeldInput | None = None) -> int | None:
+def _wait_relaying(pid: int, relay: Any, checker: Any = None, held: HeldInput | None = None, listener: Any = None,
+                   said_ready: Any = None) -> int | None:
     """The exit code of ``pid`` (our descendant: we are a subreaper; others that end are reaped),
-    its output relayed (its terminal's too), attachers given its input, and its health checked
-    meanwhile. A child's end wakes the wait through SIGCHLD's wakeup pipe."""
+    its output relayed (its terminal's too), attachers given its input, its health checked and
+    its first READY= on ``listener`` given to ``said_ready`` meanwhile (the socket is closed
+    then: what it says after goes nowhere, as runc drops it). A child's end wakes the wait
+    through SIGCHLD's wakeup pipe."""
     import select
     import signal
 
@@ -528,14 +563,20 @@ def _wait_relaying(pid: int, relay: Any, checker: Any = None, held: HeldInput | 
                     checker.reaped(done, exit_code(status))
             if checker is not None:
                 checker.tick(pid)
+            listening = _fds_of(listener)
             try:
                 ready = select.select([*relay.streams, *(checker.fds() if checker else ()),
-                                       *(held.readable() if held is not None else ()), wake_r], [], [],
+                                       *(held.readable() if held is not None else ()), *listening, wake_r], [], [],
                                       checker.wait_for() if checker is not None else None)[0]
             except InterruptedError:
                 continue
             for fd in ready:
-                if fd == wake_r:
+                if fd in listening:
+                    line = listener.ready_said()
+                    if line is not None:
+                        listener.close()
+                        said_ready(line)
+                elif fd == wake_r:
                     while _drained(wake_r):
                         pass
                 elif fd in relay.streams:
