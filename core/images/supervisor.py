@@ -340,6 +340,8 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
             with _restarting(bundle):
                 if _told_to_stop(bundle):
                     raise MrunError("stopped")
+                if listener is not None:  # (the last run's, had it said nothing)
+                    listener.close()
                 listener = _listener(notify)
                 pid = _start(runtime, container_id, bundle, relay, again=True, restarts=restarts + 1, held=held,
                              listener=listener)
