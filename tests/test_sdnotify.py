@@ -50,6 +50,18 @@ def _run_as_the_unit(h, tmp_path, manager, *args: str, timeout: float = 60):
     return r, int(pid_file.read_text())
 
 
+def said_ready_by_the_supervisor(h, manager, main: int, name: str) -> int:
+    """A detached run's word, in its own name: MAINPID (the container's supervisor, its init's
+    parent) and READY=1, then a barrier. -> the supervisor."""
+    said = manager.take_from(main)
+    assert len(said) == 2 and said[1] == ("BARRIER=1", 1) and said[0][0].endswith("\nREADY=1\n"), said
+    supervisor = int(said[0][0].split("\n")[0].removeprefix("MAINPID="))
+    init = int(img_ok(h, "inspect", "--format", "{{.State.Pid}}", name).stdout)
+    with open(f"/proc/{init}/stat") as f:
+        assert int(f.read().rsplit(")", 1)[1].split()[1]) == supervisor, "MAINPID is not the init's parent"
+    return supervisor
+
+
 def test_a_foreground_run_says_ready_once_its_container_runs_in_its_own_name(images, busybox_archive, tmp_path,
                                                                               manager):
     """podman's default (--sdnotify=conmon): READY=1 once the container runs, MAINPID the run
@@ -72,12 +84,7 @@ def test_a_detached_run_names_its_container_s_supervisor_as_the_main_process(ima
     r, main = _run_as_the_unit(h, tmp_path, manager, "-d", "--name", name, IMAGE, "sleep", "60")
     try:
         assert r.returncode == 0, r.stderr
-        said = manager.take_from(main)
-        assert len(said) == 2 and said[1] == ("BARRIER=1", 1) and said[0][0].endswith("\nREADY=1\n"), said
-        supervisor = int(said[0][0].split("\n")[0].removeprefix("MAINPID="))
-        init = int(img_ok(h, "inspect", "--format", "{{.State.Pid}}", name).stdout)
-        with open(f"/proc/{init}/stat") as f:
-            assert int(f.read().rsplit(")", 1)[1].split()[1]) == supervisor, "MAINPID is not the init's parent"
+        said_ready_by_the_supervisor(h, manager, main, name)
     finally:
         img_ok(h, "rm", "-f", name)
 
@@ -170,12 +177,7 @@ def test_sdnotify_container_detached_returns_once_the_container_says_it_is_ready
     try:
         assert (r.returncode, r.stdout) == (0, f"{name}\n"), r.stderr
         assert time.monotonic() - began >= 0.5, "READY=1 came before the container said it"
-        said = manager.take_from(main)
-        assert len(said) == 2 and said[1] == ("BARRIER=1", 1) and said[0][0].endswith("\nREADY=1\n"), said
-        supervisor = int(said[0][0].split("\n")[0].removeprefix("MAINPID="))
-        init = int(img_ok(h, "inspect", "--format", "{{.State.Pid}}", name).stdout)
-        with open(f"/proc/{init}/stat") as f:
-            assert int(f.read().rsplit(")", 1)[1].split()[1]) == supervisor, "MAINPID is not the init's parent"
+        said_ready_by_the_supervisor(h, manager, main, name)
         deadline = time.monotonic() + 10
         while "/run/notify/notify.sock" not in img_ok(h, "logs", name).stdout:
             assert time.monotonic() < deadline, "the container never went on past its READY=1"

@@ -18,6 +18,7 @@ import pytest
 from conftest import IMAGE, img, img_ok, one_line_error, run_args
 from test_images import _end_a_cgroup, _in_a_cgroup_of_its_own
 from test_runc_compat import ServiceManager
+from test_sdnotify import said_ready_by_the_supervisor
 
 # ends on SIGTERM (as a service does), which a plain `sleep` as PID 1 would not
 SERVICE = ["sh", "-c", 'trap "exit 0" TERM; while :; do sleep 0.1; done']
@@ -69,9 +70,7 @@ class Unit:
         assert (r.returncode, r.stdout) == (0, f"{name}\n"), r.stderr
         with open(self.cidfile) as f:
             assert f.read() == name
-        said = self.manager.take_from(main)
-        assert len(said) == 2 and said[1] == ("BARRIER=1", 1) and said[0][0].endswith("\nREADY=1\n"), said
-        supervisor = int(said[0][0].split("\n")[0].removeprefix("MAINPID="))
+        supervisor = said_ready_by_the_supervisor(self.h, self.manager, main, name)
         assert supervisor in self.processes(), "the unit's main process is not in the unit's cgroup"
         return supervisor
 
