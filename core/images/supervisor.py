@@ -466,6 +466,15 @@ def _listener(notify: bool) -> Any:
     return Listener() if notify else None
 
 
+def _heard(listener: Any, said_ready: Any) -> None:
+    """What the container said on its readiness socket: its first READY= given to ``said_ready``,
+    and the socket closed (what it says after goes nowhere, as runc drops it); the rest dropped."""
+    line = listener.ready_said()
+    if line is not None:
+        listener.close()
+        said_ready(line)
+
+
 def _fds_of(listener: Any) -> list[int]:
     return [listener.server.fileno()] if listener is not None and listener.server is not None else []
 
@@ -535,9 +544,8 @@ def _wait_relaying(pid: int, relay: Any, checker: Any = None, held: HeldInput | 
                    said_ready: Any = None) -> int | None:
     """The exit code of ``pid`` (our descendant: we are a subreaper; others that end are reaped),
     its output relayed (its terminal's too), attachers given its input, its health checked and
-    its first READY= on ``listener`` given to ``said_ready`` meanwhile (the socket is closed
-    then: what it says after goes nowhere, as runc drops it). A child's end wakes the wait
-    through SIGCHLD's wakeup pipe."""
+    what it says on ``listener`` heard (``_heard``) meanwhile, and once more at its end. A
+    child's end wakes the wait through SIGCHLD's wakeup pipe."""
     import select
     import signal
 
@@ -558,6 +566,8 @@ def _wait_relaying(pid: int, relay: Any, checker: Any = None, held: HeldInput | 
                 if done == pid:
                     if checker is not None:
                         checker.stop()
+                    if listener is not None and listener.server is not None:  # said just before it ended
+                        _heard(listener, said_ready)
                     return exit_code(status)
                 if done == 0:
                     break
@@ -574,10 +584,7 @@ def _wait_relaying(pid: int, relay: Any, checker: Any = None, held: HeldInput | 
                 continue
             for fd in ready:
                 if fd in listening:
-                    line = listener.ready_said()
-                    if line is not None:
-                        listener.close()
-                        said_ready(line)
+                    _heard(listener, said_ready)
                 elif fd == wake_r:
                     while _drained(wake_r):
                         pass
