@@ -369,3 +369,37 @@ def test_log_driver_passthrough_writes_to_what_the_run_s_own_output_is(images, b
     one_line_error(img(h, *run_args(h, "--log-driver", "passthrough", "--log-opt", "max-size=1m", IMAGE, "true")),
                    "--log-opt 'max-size=1m'", "--log-driver passthrough takes none")
     assert not h.leftovers()
+
+
+@pytest.mark.parametrize("when", ["running", "backing off"])
+def test_a_supervisor_told_to_stop_restarts_its_container_no_more(images, busybox_archive, when):
+    """A stop signal to a `--restart always` container's supervisor is a stop (systemd stopping
+    the unit): passed on to the container if it runs, and no restart follows; one that comes
+    during a restart's back-off ends the restarts there. The supervisor then ends, its
+    container's exit noted. Running, the signal was passed on (the last change) and the
+    container restarted, as if it had ended on its own; in the back-off the supervisor died of
+    it, which the next command's view repaired as after any kill (that case is a guard only)."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    name = h.cid("stopped")
+    said = ('trap "echo got; exit 7" TERM; echo ready; while :; do sleep 0.1; done' if when == "running"
+            else "echo ran; exit 1")
+    img_ok(h, *run_args(h, "-d", "--restart", "always", "--name", name, IMAGE, "sh", "-c", said))
+    try:
+        with open(os.path.join(h.image_root, "containers", name, "supervisor.json")) as f:
+            supervisor = json.load(f)["pid"]
+        ready = "ready" if when == "running" else "ran\nran"  # backing off after its second run
+        _until(lambda: ready in img_ok(h, "logs", name).stdout, "it never got that far")
+        os.kill(supervisor, signal.SIGTERM)
+        _until(lambda: not os.path.exists(f"/proc/{supervisor}") or open(f"/proc/{supervisor}/stat").read().split(
+            ")")[1].split()[0] == "Z", "the supervisor did not end")
+        logs = img_ok(h, "logs", name).stdout
+        time.sleep(1)  # no restart comes
+        assert img_ok(h, "logs", name).stdout == logs
+        assert img_ok(h, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.State.Restarting}}",
+                      name).stdout == ("exited 7 false\n" if when == "running" else "exited 1 false\n")
+        if when == "running":
+            assert logs == "ready\ngot\n"
+    finally:
+        img(h, "rm", "-f", name)
+    assert not h.leftovers()

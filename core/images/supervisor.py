@@ -241,7 +241,8 @@ def _left_to_its_supervisor(runtime: Any, container_id: str, bundle: str) -> boo
 
 
 def _told_to_stop(bundle: str) -> bool:
-    return os.path.exists(os.path.join(bundle, STOPPED_FILE)) or not os.path.isdir(bundle)
+    """`mrun stop` (or rm) said so, or, in a supervisor, a stop signal came while no container ran."""
+    return bool(STOPS.held) or os.path.exists(os.path.join(bundle, STOPPED_FILE)) or not os.path.isdir(bundle)
 
 
 def run_detached(runtime: Any, container_id: str, bundle: str, remove: bool = False, again: bool = False,
@@ -288,6 +289,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
 
     try:
         default_stop_signals()
+        STOPS.install()
         os.setsid()
         os.chdir("/")  # the caller's working directory is not ours to hold (its mount stayed busy)
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
@@ -553,9 +555,8 @@ def _wait_relaying(pid: int, relay: Any, checker: Any = None, held: HeldInput | 
 
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
-    for signum in PASSED_ON:
-        signal.signal(signum, lambda signum, _frame: _pass_on(pid, signum))
     signal.set_wakeup_fd(wake_w)
+    STOPS.running(pid)
     try:
         while True:
             while True:  # reaped before each wait: a child that ended before the handler was set counts
@@ -564,6 +565,7 @@ def _wait_relaying(pid: int, relay: Any, checker: Any = None, held: HeldInput | 
                 except ChildProcessError:
                     return None
                 if done == pid:
+                    STOPS.ended()
                     if checker is not None:
                         checker.stop()
                     if listener is not None and listener.server is not None:  # said just before it ended
@@ -595,26 +597,67 @@ def _wait_relaying(pid: int, relay: Any, checker: Any = None, held: HeldInput | 
                 else:
                     checker.pump()
     finally:
+        STOPS.ended()
         signal.set_wakeup_fd(-1)
-        for signum in (signal.SIGCHLD, *PASSED_ON):
-            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.close(wake_r)
         os.close(wake_w)
 
 
-# What a supervisor is told to end with, passed on to its container instead (conmon's
-# on_sig_exit): systemd's stop of a unit whose main process it is (KillMode=mixed: SIGTERM to
-# that alone), an admin's kill. It died of it, and its container ran on unsupervised: its
-# output going nowhere, its exit code never noted, its --rm never done.
-PASSED_ON = (15, 2, 3)  # SIGTERM, SIGINT, SIGQUIT
+class StopSignals:
+    """What a supervisor is told to end with (SIGTERM, SIGINT, SIGQUIT: systemd's stop of a unit
+    whose main process it is, KillMode=mixed sending SIGTERM to it alone; an admin's kill), for
+    its whole life. It died of them, and its container ran on unsupervised: output going
+    nowhere, exit code never noted, --rm never done. Now each is passed on to the container
+    (conmon's on_sig_exit), through a pidfd (never to a number reused once it is reaped): at
+    once while it runs, else the moment it runs (one coming during its start); and no restart
+    follows (``_told_to_stop``): the supervisor was told to end, and ends with its container."""
+
+    SIGNALS = (15, 2, 3)
+
+    def __init__(self) -> None:
+        self.pid, self.pidfd = 0, -1
+        self.held: list[int] = []  # every one it was told, in order (once each)
+
+    def install(self) -> None:
+        import signal
+
+        for signum in self.SIGNALS:
+            signal.signal(signum, lambda signum, _frame: self._got(signum))
+
+    def running(self, pid: int) -> None:
+        """``pid``, our child not yet reaped, is the container's process now."""
+        from mrun.kernel.proc import pin
+
+        try:
+            self.pidfd = pin(pid)
+        except ProcessLookupError:
+            return
+        self.pid = pid
+        for signum in self.held:
+            self._pass_on(signum)
+
+    def ended(self) -> None:
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+        self.pid, self.pidfd = 0, -1
+
+    def _got(self, signum: int) -> None:
+        if signum not in self.held:
+            self.held.append(signum)
+        if self.pid:
+            self._pass_on(signum)
+
+    def _pass_on(self, signum: int) -> None:
+        from mrun.kernel.proc import send
+
+        try:
+            send(self.pidfd, self.pid, signum)
+        except ProcessLookupError:
+            pass
 
 
-def _pass_on(pid: int, signum: int) -> None:
-    """``signum`` to the container's process: our child, not yet reaped (its pid is its own)."""
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
+STOPS = StopSignals()  # a supervisor's (installed in it alone)
 
 
 def _drained(fd: int) -> bool:
