@@ -305,8 +305,12 @@ def test_replace_takes_over_the_cidfile_a_killed_run_of_that_name_left(images, b
         one_line_error(img(h, *run_args(h, "-d", "--replace", "--cidfile", str(taken), "--name", name, IMAGE,
                                         *SERVICE)), f"--cidfile {taken}: the file exists")
     assert (other.read_text(), precious.read_text()) == ("someone-else", name)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # (its open for writing waited for a reader for ever, had it been opened)
+    one_line_error(img(h, *run_args(h, "-d", "--replace", "--cidfile", str(fifo), "--name", name, IMAGE, *SERVICE)),
+                   f"--cidfile {fifo}: the file exists")
     img_ok(h, *run_args(h, "-d", "--replace", "--cidfile", str(cidfile), "--name", name, IMAGE, *SERVICE))
-    assert cidfile.read_text() == name
+    assert cidfile.read_bytes() == name.encode()  # the id alone, from the file's start
     assert img_ok(h, "rm", "-f", name).stdout == f"{name}\n"
     assert not cidfile.exists()
     assert not h.leftovers()

@@ -62,11 +62,19 @@ def _left_by_the_replaced(path: str, container_id: str) -> int:
     the file, so the removal left it); else -1."""
     import stat
 
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:  # looked at before it is opened: no device's or fifo's open runs
+        where = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return -1
-    if stat.S_ISREG(os.fstat(fd).st_mode) and os.read(fd, 4096).rstrip(b"\n") == container_id.encode():
+    try:
+        if not stat.S_ISREG(os.fstat(where).st_mode):
+            return -1
+        fd = os.open(f"/proc/self/fd/{where}", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return -1
+    finally:
+        os.close(where)
+    if os.read(fd, 4096).rstrip(b"\n") == container_id.encode():
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
         return fd
