@@ -76,22 +76,22 @@ def replace(g: dict[str, Any], name: str) -> None:
 def _with_cidfiles(container_ids: list[str], cidfiles: tuple[str, ...], ignore: bool) -> list[str]:
     """podman's --cidfile FILE: the container whose id its first line holds (as `run --cidfile`
     wrote it), after those named; with --ignore a FILE that is not there, or empty, names none. Only a
-    regular file is read (a fifo's or a device's read waited for ever, or never ended)."""
-    import stat
+    regular file is opened (a fifo's or a device's open and read waited for ever, or never ended)."""
+    from mrun.kernel.inroot import open_regular_at
 
     named = list(container_ids)
     for path in cidfiles:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+            fd = open_regular_at(None, path, follow=True)
         except FileNotFoundError:
             if ignore:
                 continue
             raise InvalidSpec(f"--cidfile {path}: no such file") from None
         except OSError as e:
             raise InvalidSpec(f"--cidfile {path}: {e.strerror or e}") from None
+        if fd is None:
+            raise InvalidSpec(f"--cidfile {path}: not a regular file")
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise InvalidSpec(f"--cidfile {path}: not a regular file")
             first = os.read(fd, 4096).decode(errors="replace").split("\n", 1)[0].strip()
         finally:
             os.close(fd)

@@ -60,20 +60,14 @@ def _left_by_the_replaced(path: str, container_id: str) -> int:
     """With --replace: ``path`` opened, emptied, if it is a regular file (no link followed) that
     names exactly the container being replaced (its run was killed before its bundle recorded
     the file, so the removal left it); else -1."""
-    import stat
+    from mrun.kernel.inroot import open_regular_at
 
     try:  # looked at before it is opened: no device's or fifo's open runs
-        where = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = open_regular_at(None, path, os.O_RDWR)
     except OSError:
         return -1
-    try:
-        if not stat.S_ISREG(os.fstat(where).st_mode):
-            return -1
-        fd = os.open(f"/proc/self/fd/{where}", os.O_RDWR | os.O_CLOEXEC)
-    except OSError:
+    if fd is None:
         return -1
-    finally:
-        os.close(where)
     if os.read(fd, 4096).rstrip(b"\n") == container_id.encode():
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)

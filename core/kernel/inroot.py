@@ -155,16 +155,17 @@ def open_regular(root: str, path: str) -> int:
         os.close(fd)
 
 
-def open_regular_at(dir_fd: int, name: str) -> int | None:
-    """The regular file ``name`` of the directory ``dir_fd``, opened for reading; None for anything
-    else. Held first by an O_PATH handle (which opens nothing: no driver's open runs, no fifo
-    waits), looked at, and only then opened through that handle: a device a container swaps in
-    for a file between a look and an open by name is never opened by the host."""
-    held = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+def open_regular_at(dir_fd: int | None, name: str, flags: int = os.O_RDONLY, follow: bool = False) -> int | None:
+    """The regular file ``name`` of the directory ``dir_fd`` (None: a path of ours), opened with
+    ``flags`` (for reading); None for anything else. Held first by an O_PATH handle (which opens
+    nothing: no driver's open runs, no fifo waits), looked at, and only then opened through that
+    handle: a device a container swaps in for a file between a look and an open by name is never
+    opened by the host. A link at ``name`` is followed only with ``follow`` (else: None)."""
+    held = os.open(name, os.O_PATH | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW), dir_fd=dir_fd)
     try:
         if not stat.S_ISREG(os.fstat(held).st_mode):
             return None
-        return os.open(fd_path(held), os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+        return os.open(fd_path(held), flags | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
     finally:
         os.close(held)
 
