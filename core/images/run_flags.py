@@ -560,9 +560,10 @@ LOG_DRIVERS = ("json-file", "local", "k8s-file", "none", "passthrough")
 
 def log_options(driver: str, options: list[str]) -> dict[str, Any]:
     """docker's --log-driver and --log-opt for a detached container's log (images.log_relay):
-    json-file (docker's default; also local and podman's k8s-file) keeps mrun's log, none none;
-    max-size and max-file bound it. Other drivers and options are refused, naming them, rather
-    than taken and not done."""
+    json-file (docker's default; also local and podman's k8s-file) keeps mrun's log, none none,
+    podman's passthrough none either (the container writes to its run's own stdout and stderr);
+    max-size and max-file bound a kept one. Other drivers and options are refused, naming them,
+    rather than taken and not done."""
     from mrun.units import ram_in_bytes
 
     if driver not in LOG_DRIVERS:
