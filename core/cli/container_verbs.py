@@ -43,8 +43,7 @@ def rm(g: dict[str, Any], container_ids: list[str], force: bool, volumes: bool =
         if known:
             print(as_typed(g, cid))
 
-    named = _with_cidfiles(container_ids, cidfile, ignore)
-    return each(named, "rm", _ignoring_absent(one, ignore)) if named or not cidfile else 0
+    return _each_named(container_ids, cidfile, ignore, "rm", one)
 
 
 def replace(g: dict[str, Any], name: str) -> None:
@@ -71,6 +70,13 @@ def replace(g: dict[str, Any], name: str) -> None:
         return
     stopped_by_user(runtime, name)
     remove_container(g, name, True)
+
+
+def _each_named(container_ids: list[str], cidfiles: tuple[str, ...], ignore: bool, verb: str, one: Any) -> int:
+    """``one`` for each container named, or named by a --cidfile (podman's stop and rm); with
+    --ignore, one not there is passed over, and cidfiles that name none are nothing to do."""
+    named = _with_cidfiles(container_ids, cidfiles, ignore)
+    return each(named, verb, _ignoring_absent(one, ignore)) if named or not cidfiles else 0
 
 
 def _with_cidfiles(container_ids: list[str], cidfiles: tuple[str, ...], ignore: bool) -> list[str]:
@@ -181,8 +187,7 @@ def stop(g: dict[str, Any], container_ids: list[str], time: int | None, signal: 
         _stop(g, cid, time, number)
         print(as_typed(g, cid))
 
-    named = _with_cidfiles(container_ids, cidfile, ignore)
-    return each(named, "stop", _ignoring_absent(one, ignore)) if named or not cidfile else 0
+    return _each_named(container_ids, cidfile, ignore, "stop", one)
 
 
 def restart(g: dict[str, Any], container_ids: list[str], time: int | None, signal: str = "") -> int:  # noqa: A002

@@ -606,7 +606,6 @@ def _in_flag_words(e: MrunError, bundle: str) -> MrunError:
 
 
 CGROUPS_MODES = ("enabled", "no-conmon", "split")
-DEFAULT_CGROUP_PARENT = "/mrun"  # --cgroup-parent's default (commands.py)
 
 
 def _cgroups_mode(mode: str, cgroup_parent: str | None) -> str:
@@ -620,6 +619,8 @@ def _cgroups_mode(mode: str, cgroup_parent: str | None) -> str:
                           "no-conmon or split keep it under the caller's")
     if mode not in CGROUPS_MODES:
         raise InvalidSpec(f"--cgroups {mode!r}: must be enabled, no-conmon or split")
+    from mrun.images.containers import DEFAULT_CGROUP_PARENT
+
     if mode == "split" and cgroup_parent not in (None, "", DEFAULT_CGROUP_PARENT):
         raise InvalidSpec("--cgroups split with --cgroup-parent: conflicting options (split makes the container's "
                           "cgroup under the caller's)")

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 
+DEFAULT_CGROUP_PARENT = "/mrun"  # --cgroup-parent's default (cli.commands names it for people too)
+
+
 class Overrides:
     """What `mrun run` may change of the image's defaults."""
 
@@ -52,7 +55,7 @@ class Overrides:
         self.resources: dict[str, Any] = kw.get("resources") or {}  # linux.resources (run_resources)
         self.read_only: bool = bool(kw.get("read_only"))
         self.tty: bool = bool(kw.get("tty"))
-        self.cgroup_parent: str = kw.get("cgroup_parent") or "/mrun"
+        self.cgroup_parent: str = kw.get("cgroup_parent") or DEFAULT_CGROUP_PARENT
         self.network: dict[str, Any] = kw.get("network") or {}
         self.security_opt: list[str] = kw.get("security_opt") or []  # docker's --security-opt
         # the process and sandbox flags run_flags applies

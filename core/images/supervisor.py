@@ -298,7 +298,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
         set_aside(bundle)
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, 0)
-        relay = Relay(bundle, **log_options(bundle), passthrough=passes_through(bundle))
+        relay = Relay(bundle, **log_options(bundle, passthrough=True))
         held = HeldInput.of(bundle)  # a terminal, an open stdin (-t, -i): ours to hold while it runs
         if held is not None:
             held.listen()
@@ -497,26 +497,23 @@ def log_kept(bundle: str) -> bool:
     return log_options(bundle).get("keep", True)
 
 
-def log_options(bundle: str) -> dict[str, Any]:
+def log_options(bundle: str, passthrough: bool = False) -> dict[str, Any]:
     """The log's bounds the container was made with (--log-driver, --log-opt: run_flags.log_options),
-    read from its bundle's config (the container is not made yet when the relay is)."""
-    options = _noted_log(bundle)
-    return {k: options[k] for k in ("keep", "max_size", "max_files")
-            if k in options and isinstance(options[k], bool if k == "keep" else int)}
-
-
-def passes_through(bundle: str) -> bool:
-    """--log-driver passthrough: its supervisor hands it the run's own stdout and stderr."""
-    return _noted_log(bundle).get("passthrough") is True
-
-
-def _noted_log(bundle: str) -> dict[str, Any]:
+    read from its bundle's config (the container is not made yet when the relay is). With
+    ``passthrough``: also whether its supervisor hands it the run's own stdout and stderr
+    (--log-driver passthrough), for its relay."""
     try:
         noted = (jsonio.load_file(os.path.join(bundle, "config.json")).get("annotations") or {}).get(ann.LOG)
         options = jsonio.loads(noted) if isinstance(noted, str) else {}
     except (OSError, ValueError, AttributeError):
         options = {}
-    return options if isinstance(options, dict) else {}
+    if not isinstance(options, dict):
+        options = {}
+    out = {k: options[k] for k in ("keep", "max_size", "max_files")
+           if k in options and isinstance(options[k], bool if k == "keep" else int)}
+    if passthrough:
+        out["passthrough"] = options.get("passthrough") is True
+    return out
 
 
 def _checker(runtime: Any, container_id: str, bundle: str, noted: str | None) -> Any:
