@@ -50,26 +50,49 @@ def test_a_cold_run_of_an_image_does_not_import_json(images, busybox_archive):
     assert "json" not in mods
 
 
+def _create_imports(tmp_path, bundle: str, others: tuple[str, ...] = ()) -> set[str]:
+    """What a cold `create` of ``bundle`` has imported by its end, with a container of each of
+    ``others`` (bundles) already in its state root, as a podman or containerd root holds them."""
+    env = {**os.environ, "MRUN_WARM": "0", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    imported(["explain", "-b", bundle], env)  # the entry-point scan is cached first
+    state, out = str(tmp_path / "state"), tmp_path / "modules"
+    probe = ("import sys; from mrun.cli.main import main; code = main(sys.argv[1:]); "
+             f"open({str(out)!r}, 'w').write(' '.join(sys.modules)); sys.exit(code)")
+    made = {f"other{n}": other for n, other in enumerate(others)} | {"probe": bundle}
+    try:
+        with open(tmp_path / "stdio", "w") as stdio:  # files, not pipes: the created container holds them
+            for cid, its_bundle in made.items():
+                head = [mrun_binary()] if cid != "probe" else [sys.executable, "-c", probe]
+                subprocess.run([*head, "--root", state, "create", "-b", its_bundle, cid],
+                               stdin=subprocess.DEVNULL, stdout=stdio, stderr=stdio, env=env, check=True,
+                               timeout=30, cwd="/")
+    finally:
+        for cid in made:
+            subprocess.run([mrun_binary(), "--root", state, "delete", "--force", cid], env=env,
+                           capture_output=True)
+    return set(out.read_text().split())
+
+
 def test_create_dispatches_without_pluggy_or_typing(tmp_path, h):
     """create runs once per container for containerd's runc shim and podman: bidding and the
     chosen backend's hooks are called without pluggy's import (~10 ms: inspect, typing, ast)."""
-    bundle = h.bundle(["true"])
-    env = {"MRUN_WARM": "0", "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    imported(["explain", "-b", bundle], env)  # the entry-point scan is cached first
-    out = tmp_path / "modules"
-    probe = ("import sys; from mrun.cli.main import main; code = main(sys.argv[1:]); "
-             f"open({str(out)!r}, 'w').write(' '.join(sys.modules)); sys.exit(code)")
-    with open(tmp_path / "stdio", "w") as stdio:  # files, not pipes: the created container holds them
-        subprocess.run([sys.executable, "-c", probe, "--root", str(tmp_path / "state"), "create", "-b", bundle,
-                        "probe"], stdin=subprocess.DEVNULL, stdout=stdio, stderr=stdio, env={**os.environ, **env},
-                       check=True, timeout=30, cwd="/")
-    subprocess.run([mrun_binary(), "--root", str(tmp_path / "state"), "delete", "--force", "probe"], check=True)
-    mods = set(out.read_text().split())
+    mods = _create_imports(tmp_path, h.bundle(["true"]))
     assert "mrun.backends.linux" in mods, sorted(m for m in mods if m.startswith("mrun"))
     assert not mods & {"pluggy", "typing", "inspect"}, sorted(mods & {"pluggy", "typing", "inspect"})
     # contextlib (with collections and functools) and signal's enums: ~2 ms of every create
     assert not mods & {"contextlib", "collections", "enum", "signal"}, sorted(
         mods & {"contextlib", "collections", "enum", "signal"})
+
+
+def test_a_create_beside_other_containers_does_not_import_the_network_store(tmp_path, h):
+    """Every command looks for containers whose network files a removed network root lost
+    (network.recovery); it imported the network store (hashlib, ipaddress, shutil: ~7 ms) to
+    ask that of each container in the root, before seeing that most have no network plan at
+    all. A runc verb in a podman or containerd root, which holds other containers, paid it."""
+    mods = _create_imports(tmp_path, h.bundle(["true"]), others=(h.bundle(["true"]), h.bundle(["true"])))
+    assert "mrun.network.recovery" in mods  # the look was taken
+    assert not mods & {"mrun.network.store", "hashlib", "ipaddress"}, sorted(
+        mods & {"mrun.network.store", "hashlib", "ipaddress"})
 
 
 def test_the_shims_fork_helper_has_loaded_what_a_create_imports(tmp_path, h):

@@ -61,11 +61,11 @@ def _plan(state_dir: str, path: str = "") -> dict[str, Any] | None:
     """The container's plan (``path``: one on another network than its first), if it names an
     address on a network of this network root (and the container has its state: one without is
     a killed create's, whose files are no one's)."""
-    from mrun.network.store import network_root
-
     plan = jsonio.load_object(path or os.path.join(state_dir, PLAN))
     if plan is None or not os.path.exists(os.path.join(state_dir, "state.json")):
-        return None
+        return None  # (most containers: before the store's import, ~7 ms a runc verb would pay)
+    from mrun.network.store import network_root
+
     netroot, name, ip = plan.get("netroot"), plan.get("network"), plan.get("ip")
     if not (isinstance(netroot, str) and isinstance(name, str) and isinstance(ip, str) and ip and name):
         return None
