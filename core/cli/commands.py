@@ -185,6 +185,9 @@ DOCKER_RUN_FLAGS = (
          short="P", default=False),
     Flag("expose", "a port the container serves (PORT[/udp], PORT-PORT): -P publishes it", kind=list,
          default=()),
+    Flag("secret", "podman's: a secret of `mrun secret create`, NAME[,type=mount|env][,target=PATH|VAR][,uid=N]"
+         "[,gid=N][,mode=OCTAL]: a read-only copy at /run/secrets/NAME (or the target), or a variable", kind=list,
+         default=()),
     Flag("pull", "pull the image: missing (default), always or never", default="missing"),
     Flag("platform", "os/arch to pull, when run pulls the image", default=""),
     Flag("quiet", "say nothing of the pull (docker's -q)", kind=bool, short="q", default=False),
@@ -329,6 +332,26 @@ COMMANDS = (
                  "a host directory)", short="o", kind=list, default=()),
             Flag("filter", "ls: only volumes matching KEY=VALUE (dangling=true|false, name=TEXT, driver=local, "
                  "label=KEY[=VALUE]); prune: label=, label!=, all=true|false", short="f", kind=list, default=()),
+        ),
+    ),
+    Command(
+        "secret",
+        "podman's secret create NAME FILE|- | ls | inspect NAME... | rm NAME... | exists NAME",
+        "secret_verbs.secret",
+        (Arg("action", "create, ls, inspect, rm or exists"),
+         Arg("names", "secrets (create: NAME and FILE, or - for stdin)", required=False, variadic=True)),
+        (
+            Flag("quiet", "ls: only the ids", kind=bool, short="q", default=False),
+            Flag("all", "rm: every secret", kind=bool, short="a", default=False),
+            Flag("ignore", "rm: a secret that is not there is no error", kind=bool, short="i", default=False),
+            Flag("format", "ls, inspect: table, json, or a Go template ({{.ID}})", default=""),
+            Flag("label", "create: a label KEY[=VALUE]", short="l", kind=list, default=()),
+            Flag("driver", "create: file, the one driver", short="d", default="file"),
+            Flag("env", "create: FILE names an environment variable that holds the data", kind=bool, default=False),
+            Flag("replace", "create: one of that name is replaced (its containers keep their copies)", kind=bool,
+                 default=False),
+            Flag("showsecret", "inspect: the data too", kind=bool, default=False),
+            Flag("filter", "ls: name=TEXT, id=TEXT or label=KEY[=VALUE]", short="f", kind=list, default=()),
         ),
     ),
     Command(

@@ -99,6 +99,7 @@ def commit(g: dict[str, Any], container_id: str, name: str = "", message: str = 
     A running container is paused meanwhile (docker's default; --pause=false does not)."""
     from mrun.images.commit import check_name
     from mrun.images.commit import commit as make
+    from mrun.images.secrets import left_out
     from mrun.images.store import ImageStore
     from mrun.status import Status
 
@@ -109,7 +110,8 @@ def commit(g: dict[str, Any], container_id: str, name: str = "", message: str = 
     resume = runtime.paused_for(container_id) if pause and runtime.status(record) == Status.RUNNING else None
     try:
         made = make(ImageStore(g["image_root"]), meta["config"], upper, name, _mounted_on(runtime, record),
-                    (record.config or {}).get("process") or {}, message, author, list(change),
+                    left_out((record.config or {}).get("process") or {}, record.annotations), message, author,
+                    list(change),
                     reading=bundles.reading(record.bundle, container_id, runtime.store.root))
     except OSError:
         if not os.path.isdir(record.bundle):  # removed before we read (`rm -f`): what failed named its files

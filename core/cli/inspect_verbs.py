@@ -83,7 +83,7 @@ def _container_doc(runtime: Any, container_id: str) -> dict[str, Any]:
     state = as_docker_sees(runtime.state(container_id))
     from mrun.images.health import read as health_of
 
-    doc = {"state": state, "image": image, "network": network, "config": record.config,
+    doc = {"state": state, "image": image, "network": network, "config": _secrets_hidden(record.config),
            "pid_start": record.pid_start, "state_dir": runtime.store.path(container_id)}
     if record.pid and state["status"] in (Status.STOPPED, Status.RUNNING, Status.PAUSED):
         doc["oom_killed"] = runtime.oom_killed(record)
@@ -106,6 +106,17 @@ def _image_doc(store: ImageStore, ref: str) -> dict[str, Any]:
 
     with leases.reading(store, [ref]) as [(name, entry)]:  # an rmi meanwhile: its config stays till read
         return {"name": name, "id": entry["config"], **entry, "config": store.read_json(entry["config"])}
+
+
+def _secrets_hidden(config: dict[str, Any]) -> dict[str, Any]:
+    """The container's config as inspect shows it: a --secret type=env variable without its value."""
+    from mrun.images.secrets import hidden
+
+    process = config.get("process") if isinstance(config, dict) else None
+    if not isinstance(process, dict) or not isinstance(process.get("env"), list):
+        return config
+    env = hidden(process["env"], config.get("annotations") or {})
+    return config if env is process["env"] else {**config, "process": {**process, "env": env}}
 
 
 def _docker_image_view(doc: dict[str, Any]) -> dict[str, Any]:

@@ -239,7 +239,7 @@ def _docker_form(argv: list[str], verb: str) -> bool:
 # Docker-like verbs: no caller depends on being their process's ancestor.
 WARM_VERBS = frozenset(
     ("load", "pull", "push", "save", "images", "rmi", "image", "inspect", "system", "network", "logs", "stop", "rm",
-     "explain", "info", "history")
+     "explain", "info", "history", "secret")
 )
 
 

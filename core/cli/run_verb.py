@@ -320,6 +320,15 @@ def _pull_for_run(store: ImageStore, image: str, policy: str, platform: str = ""
         print(f"{note} {', '.join(names)}", file=sys.stderr)
 
 
+def _secrets(texts: tuple[str, ...] | list[str]) -> list[dict[str, Any]]:
+    """podman's --secret, each checked before anything is made (images.secrets)."""
+    if not texts:
+        return []
+    from mrun.images.secrets import parse_flag
+
+    return [parse_flag(text) for text in texts]
+
+
 def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, Any], create_only: bool = False) -> int:
     """`mrun run IMAGE [COMMAND...]`: prepare the snapshot and bundle, then the runtime's own run.
     ``create_only``: docker's `create IMAGE`, recorded, not started (`start` runs it as `run -d`)."""
@@ -396,6 +405,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
                 "start_interval": kw.get("health_start_interval"), "retries": kw.get("health_retries"),
                 "none": kw.get("no_healthcheck")},
         expose=run_flags.exposed(list(kw.get("expose") or ())),
+        secrets=_secrets(kw.get("secret") or ()),
         labels=run_flags.labels([*((f"--label-file {path}", line) for path in kw.get("label_file") or ()
                                    for line in read_env_file(path, "--label-file")),
                                  *(("--label", text) for text in kw.get("label") or ())]),

@@ -80,6 +80,7 @@ class Overrides:
         self.health: dict[str, Any] = kw.get("health") or {}  # --health-*, --no-healthcheck (images.health)
         self.publish_all: bool = bool(kw.get("publish_all"))  # -P: with expose (--expose), run_flags.publish_all
         self.expose: list[str] = kw.get("expose") or []
+        self.secrets: list[dict[str, Any]] = kw.get("secrets") or []  # --secret, parsed (images.secrets)
 
 
 def _is_wasm_program(rootfs: str, process: dict[str, Any]) -> bool:
@@ -259,6 +260,10 @@ def make_spec(
         spec["mounts"].append(_volume_mount(volume, store, rootfs, o.made_volumes, o.said.get(volume, "")))
     covered = {inroot.clean(m["destination"]) for m in spec["mounts"]}
     spec["mounts"] += [m for m in o.shared if inroot.clean(m["destination"]) not in covered]  # -v wins
+    if o.secrets:
+        from mrun.images import secrets
+
+        secrets.apply(spec, os.path.dirname(rootfs), store.root, o.secrets)
     if o.init and (entry.get("wasm") or _is_wasm_program(rootfs, process)):
         if callable(warn):
             warn("--init is left out for a wasm image: its init passes signals on already, and a module forks "
