@@ -188,3 +188,16 @@ def test_a_link_planted_in_the_store_is_not_followed(images, busybox_archive, tm
     one_line_error(img(h, *run_args(h, "--rm", "--secret", "s", IMAGE, "true")), "secret 's'")
     one_line_error(img(h, "secret", "inspect", "--showsecret", "s"), "secret 's'")
     assert os.listdir(os.path.join(h.image_root, "containers")) == []
+
+
+def test_a_refused_env_secret_is_not_printed(images, busybox_archive, tmp_path):
+    """An env secret whose data holds a NUL byte cannot be a variable: refused in one line that
+    names the flag, not the value (the spec check's words printed the whole variable)."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    (tmp_path / "nul").write_bytes(b"top\0secret")
+    img_ok(h, "secret", "create", "nul", str(tmp_path / "nul"))
+    r = img(h, *run_args(h, "--rm", "--secret", "nul,type=env", IMAGE, "true"))
+    one_line_error(r, "--secret 'nul'", "NUL")
+    assert "secret\"" not in r.stderr and "top" not in r.stderr, r.stderr
+    assert os.listdir(os.path.join(h.image_root, "containers")) == []

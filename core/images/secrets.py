@@ -268,6 +268,9 @@ def apply(spec: dict[str, Any], bundle: str, image_root: str, wanted: list[dict[
     for n, (want, name) in enumerate(found):
         data = read(image_root, name)
         if want["type"] == "env":
+            if b"\0" in data:  # (refused later too, but in words that print the value)
+                raise InvalidSpec(f"--secret {want['source']!r}: type=env: its data holds a NUL byte, which no "
+                                  "environment variable can")
             key = want["target"]
             env = [e for e in spec["process"].get("env") or [] if e.partition("=")[0] != key]
             spec["process"]["env"] = [*env, f"{key}={data.decode('utf-8', 'surrogateescape')}"]
