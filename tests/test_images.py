@@ -2612,8 +2612,8 @@ def test_a_container_from_an_image_gets_a_seccomp_profile_as_docker_gives_one(im
     if not apparmor.enabled():  # a profile asked for, on a host without AppArmor: refused, never dropped
         one_line_error(img(h, *run_args(h, "--rm", "--security-opt", "apparmor=docker-default", IMAGE, "true")),
                        "--security-opt", "AppArmor is not enabled on this host")
-    one_line_error(img(h, *run_args(h, "--rm", "--security-opt", "label=disable", IMAGE, "true")),
-                   "--security-opt", "label=disable")
+    one_line_error(img(h, *run_args(h, "--rm", "--security-opt", "label=type:spc_t", IMAGE, "true")),
+                   "--security-opt", "label=type:spc_t")  # (label=disable asks for none: test_system_paths)
     missing = str(tmp_path / "no-such-profile.json")
     r = img(h, *run_args(h, "--rm", "--security-opt", f"seccomp={missing}", IMAGE, "true"))
     one_line_error(r, "cannot read the profile: No such file or directory: " + missing)  # words, not Errno's repr

@@ -449,6 +449,10 @@ def apply(spec: dict[str, Any], o: Any, groups: list[int]) -> None:
         privileged(spec)
     else:
         set_capabilities(process, capabilities(list(DOCKER_CAPS), o.cap_add, o.cap_drop))
+    if o.security_opt:  # after --privileged: mask= adds to its none
+        from mrun.images import system_paths
+
+        system_paths.apply(spec, o.security_opt)
     if o.ulimit:
         process["rlimits"] = ulimits(process.get("rlimits") or [], o.ulimit)
     if groups:

@@ -68,8 +68,10 @@ def chosen(options: list[str]) -> tuple[dict[str, Any] | None, bool, str]:
     """docker's ``--security-opt`` values -> (linux.seccomp, or None for none; no_new_privileges;
     the AppArmor profile, "" for none). ``seccomp=unconfined``, ``seccomp=PROFILE.json``,
     ``no-new-privileges[=true|false]``, ``apparmor=PROFILE`` or ``apparmor=unconfined`` (docker's
-    older ``key:value`` too); SELinux's ``label`` is refused: mrun would not apply it."""
+    older ``key:value`` too); images.system_paths's are passed over; SELinux's ``label`` other than
+    ``label=disable`` is refused: mrun would not apply it."""
     from mrun import jsonio  # not json: its own import was ~1 ms of every cold `mrun run`, for one flag
+    from mrun.images.system_paths import takes
 
     seccomp: dict[str, Any] | None = profile()
     no_new_privileges = False  # docker's and podman's default: set-uid programs and file capabilities work
@@ -85,6 +87,8 @@ def chosen(options: list[str]) -> tuple[dict[str, Any] | None, bool, str]:
                 raise InvalidSpec(f"--security-opt {item!r}: cannot read the profile: {in_words(e)}") from None
         elif key == "no-new-privileges" and value in ("", "true", "false"):
             no_new_privileges = value != "false"
+        elif takes(key, value):
+            continue  # system_paths's (label=disable asks for no label: mrun applies none)
         elif key == "apparmor" and value:
             apparmor_profile = "" if value == "unconfined" else value
             from mrun.kernel import apparmor
@@ -93,7 +97,8 @@ def chosen(options: list[str]) -> tuple[dict[str, Any] | None, bool, str]:
                 raise InvalidSpec(f"--security-opt {item!r}: AppArmor is not enabled on this host")
         else:
             raise InvalidSpec(
-                f"--security-opt {item!r}: only seccomp=unconfined, seccomp=PROFILE.json, no-new-privileges and "
-                "apparmor=PROFILE are supported (mrun applies no SELinux label)"
+                f"--security-opt {item!r}: only seccomp=unconfined, seccomp=PROFILE.json, no-new-privileges, "
+                "apparmor=PROFILE, mask=, unmask=, systempaths=unconfined, proc-opts= and label=disable are "
+                "supported (mrun applies no SELinux label)"
             )
     return seccomp, no_new_privileges, apparmor_profile
