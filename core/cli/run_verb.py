@@ -406,6 +406,11 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
                 "none": kw.get("no_healthcheck")},
         expose=run_flags.exposed(list(kw.get("expose") or ())),
         secrets=_secrets(kw.get("secret") or ()),
+        env_host=kw.get("env_host"),
+        unsetenv=list(kw.get("unsetenv") or ()),
+        unsetenv_all=kw.get("unsetenv_all"),
+        umask=kw.get("umask"),
+        read_only_tmpfs=kw.get("read_only_tmpfs"),
         labels=run_flags.labels([*((f"--label-file {path}", line) for path in kw.get("label_file") or ()
                                    for line in read_env_file(path, "--label-file")),
                                  *(("--label", text) for text in kw.get("label") or ())]),

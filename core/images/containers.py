@@ -81,6 +81,12 @@ class Overrides:
         self.publish_all: bool = bool(kw.get("publish_all"))  # -P: with expose (--expose), run_flags.publish_all
         self.expose: list[str] = kw.get("expose") or []
         self.secrets: list[dict[str, Any]] = kw.get("secrets") or []  # --secret, parsed (images.secrets)
+        # podman's environment and process flags: --env-host, --unsetenv, --unsetenv-all, --umask
+        self.env_host: bool = bool(kw.get("env_host"))
+        self.unsetenv: list[str] = kw.get("unsetenv") or []
+        self.unsetenv_all: bool = bool(kw.get("unsetenv_all"))
+        self.umask: str = kw.get("umask") or ""
+        self.read_only_tmpfs: bool = bool(kw.get("read_only_tmpfs"))  # podman's, with --read-only
 
 
 def _is_wasm_program(rootfs: str, process: dict[str, Any]) -> bool:
@@ -159,6 +165,9 @@ def make_spec(
     env = list(cfg.get("Env") or [])
     if not any(e.startswith("PATH=") for e in env):
         env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    if o.env_host:  # podman's: the caller's environment over the image's, under -e and --env-file
+        env = [e for e in env if e.split("=", 1)[0] not in os.environ] + [
+            f"{k}={v}" for k, v in os.environ.items() if k and "=" not in k]
     for item in o.env:
         key = item.split("=", 1)[0]
         if not key or "\x00" in item:  # docker's "invalid environment variable"; execve cannot take it
@@ -197,6 +206,13 @@ def make_spec(
     # docker's own defaults, under the image's and the caller's values (CreateDaemonEnvironment)
     defaults = [f"HOSTNAME={spec['hostname']}", *(["TERM=xterm"] if o.tty else [])]
     env[:0] = [d for d in defaults if not any(e.startswith(d.split("=", 1)[0] + "=") for e in env)]
+    if o.unsetenv or o.unsetenv_all:  # podman's: the defaults (the image's, the host's, ours) less these
+        given = {item.split("=", 1)[0] for item in o.env}
+        unset = set(o.unsetenv)
+        env[:] = [e for e in env if e.split("=", 1)[0] in given
+                  or not (o.unsetenv_all or e.split("=", 1)[0] in unset)]
+    if o.umask:
+        process["user"]["umask"] = run_flags_umask(o.umask)
     labels = cfg.get("Labels") if isinstance(cfg.get("Labels"), dict) else {}
     annotations = ann.strip_reserved(labels)  # labels are for people; they never steer the runtime
     annotations[ann.IMAGE] = entry["config"]
@@ -256,6 +272,8 @@ def make_spec(
         names.own(spec["mounts"], os.path.dirname(rootfs), spec["hostname"])  # docker's --network none
     for name, path in (o.network.get("files") or {}).items():  # container:ID: the joined one's, shared
         names.bind(spec["mounts"], name, path)
+    if o.read_only and o.read_only_tmpfs:
+        _read_only_tmpfs(o)
     for volume in [*o.volumes, *_image_volumes(cfg, o)]:
         spec["mounts"].append(_volume_mount(volume, store, rootfs, o.made_volumes, o.said.get(volume, "")))
     covered = {inroot.clean(m["destination"]) for m in spec["mounts"]}
@@ -271,6 +289,26 @@ def make_spec(
         o.init = False
     run_flags.apply(spec, o, [_lookup_group(rootfs, g) for g in o.group_add])
     return spec
+
+
+# podman's --read-only-tmpfs: written where programs expect to write (/dev and /dev/shm are a
+# tmpfs already); exec allowed, as podman's are
+READ_ONLY_TMPFS = ("/run", "/tmp", "/var/tmp")
+
+
+def _read_only_tmpfs(o: Overrides) -> None:
+    """A tmpfs on each of READ_ONLY_TMPFS that no -v, --mount, --tmpfs or --volumes-from covers."""
+    taken = {inroot.clean(v.split(":")[1] if ":" in v else v) for v in o.volumes}
+    taken |= {inroot.clean(t.partition(":")[0]) for t in o.tmpfs}
+    taken |= {inroot.clean(m["destination"]) for m in o.shared}
+    o.tmpfs = [*o.tmpfs, *(f"{d}:rw,exec,nosuid,nodev" for d in READ_ONLY_TMPFS if d not in taken)]
+
+
+def run_flags_umask(text: str) -> int:
+    """podman's --umask: octal, at most 0777."""
+    if not (text.isascii() and text.isdigit() and set(text) <= set("01234567") and int(text, 8) <= 0o777):
+        raise InvalidSpec(f"--umask {text[:50]!r}: an octal mask from 0000 to 0777")
+    return int(text, 8)
 
 
 def _lookup_group(rootfs: str, group: str) -> int:

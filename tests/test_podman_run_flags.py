@@ -1,0 +1,70 @@
+"""podman's run flags that docker has not, as podman scripts and Quadlet units write them
+(EnvironmentHost=, ReadOnlyTmpfs=, PodmanArgs=--umask ...): --env-host, --unsetenv,
+--unsetenv-all, --umask and --read-only-tmpfs."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from conftest import IMAGE, img, img_ok, one_line_error, run_args
+
+
+def _out(h, *args: str, env: dict[str, str] | None = None) -> str:
+    return img_ok(h, *run_args(h, "--rm", *args), env=env).stdout
+
+
+def test_env_host_unsetenv_and_unsetenv_all(images, busybox_archive):
+    h = images
+    img_ok(h, "load", busybox_archive)
+    caller = {"MRUN_TEST_FROM_HOST": "host value", "MRUN_TEST_BOTH": "host"}
+    # the caller's environment (the warm template's child has it too), under -e
+    out = _out(h, "--env-host", "-e", "MRUN_TEST_BOTH=flag", IMAGE, "sh", "-c",
+               "echo $MRUN_TEST_FROM_HOST; echo $MRUN_TEST_BOTH", env=caller)
+    assert out == "host value\nflag\n", out
+    assert _out(h, IMAGE, "sh", "-c", "echo \"[$MRUN_TEST_FROM_HOST]\"", env=caller) == "[]\n"  # not without it
+    # --unsetenv: a default left out (the image's PATH, our HOSTNAME); one -e gives stays
+    out = _out(h, "--unsetenv", "PATH", "--unsetenv", "HOSTNAME", "--unsetenv", "KEPT", "-e", "KEPT=1", IMAGE,
+               "/bin/env")
+    names = {line.partition("=")[0] for line in out.splitlines()}
+    assert "PATH" not in names and "HOSTNAME" not in names and "KEPT" in names, out
+    # --unsetenv-all: only what -e gives (and HOME, which the runtime adds as runc does)
+    out = _out(h, "--unsetenv-all", "--env-host", "-e", "A=1", IMAGE, "/bin/env", env=caller)
+    assert sorted(out.splitlines()) == ["A=1", "HOME=/root"], out
+
+
+def test_umask(images, busybox_archive):
+    h = images
+    img_ok(h, "load", busybox_archive)
+    assert _out(h, IMAGE, "sh", "-c", "umask") == "0022\n"
+    assert _out(h, "--umask", "0077", IMAGE, "sh", "-c", "umask; touch /tmp/f; stat -c %a /tmp/f") == "0077\n600\n"
+    assert _out(h, "--umask", "2", IMAGE, "sh", "-c", "umask") == "0002\n"
+
+
+def test_read_only_tmpfs(images, busybox_archive, tmp_path):
+    h = images
+    img_ok(h, "load", busybox_archive)
+    write = "for d in /run /tmp /var/tmp; do touch $d/f && echo $d; done; touch /etc/f 2>/dev/null || echo ro"
+    assert _out(h, "--read-only", "--read-only-tmpfs", IMAGE, "sh", "-c", write) == "/run\n/tmp\n/var/tmp\nro\n"
+    # a program may run from them, as podman's allow
+    out = _out(h, "--read-only", "--read-only-tmpfs", IMAGE, "sh", "-c",
+               "cp /bin/true /tmp/true && /tmp/true && echo ran")  # (a busybox applet by its name)
+    assert out == "ran\n", out
+    # a mount of the caller's at one of them wins; without --read-only nothing is added
+    (tmp_path / "own").mkdir()
+    (tmp_path / "own" / "mine").write_text("")
+    out = _out(h, "--read-only", "--read-only-tmpfs", "-v", f"{tmp_path / 'own'}:/tmp", IMAGE, "ls", "/tmp")
+    assert out == "mine\n", out
+    assert _out(h, "--read-only-tmpfs", IMAGE, "sh", "-c", "grep -c ' /run tmpfs' /proc/mounts || true") == "0\n"
+
+
+@pytest.mark.parametrize("flags, needles", [
+    (("--umask", "9"), ("--umask", "octal")),
+    (("--umask", "01000"), ("--umask", "0777")),
+    (("--umask", "u=rwx"), ("--umask",)),
+])
+def test_a_bad_podman_flag_is_refused_in_one_line(images, busybox_archive, flags, needles):
+    h = images
+    img_ok(h, "load", busybox_archive)
+    one_line_error(img(h, *run_args(h, "--rm", *flags, IMAGE, "true")), *needles)
+    assert os.listdir(os.path.join(h.image_root, "containers")) == []
