@@ -23,6 +23,9 @@ def test_env_host_unsetenv_and_unsetenv_all(images, busybox_archive):
                "echo $MRUN_TEST_FROM_HOST; echo $MRUN_TEST_BOTH", env=caller)
     assert out == "host value\nflag\n", out
     assert _out(h, IMAGE, "sh", "-c", "echo \"[$MRUN_TEST_FROM_HOST]\"", env=caller) == "[]\n"  # not without it
+    # but for the caller's systemd socket: a container's own is --sdnotify's (the first of two wins)
+    out = _out(h, "--env-host", IMAGE, "sh", "-c", "echo \"[$NOTIFY_SOCKET]\"", env={"NOTIFY_SOCKET": "/run/x"})
+    assert out == "[]\n", out
     # --unsetenv: a default left out (the image's PATH, our HOSTNAME); one -e gives stays
     out = _out(h, "--unsetenv", "PATH", "--unsetenv", "HOSTNAME", "--unsetenv", "KEPT", "-e", "KEPT=1", IMAGE,
                "/bin/env")

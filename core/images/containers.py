@@ -166,8 +166,8 @@ def make_spec(
     if not any(e.startswith("PATH=") for e in env):
         env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     if o.env_host:  # podman's: the caller's environment over the image's, under -e and --env-file
-        env = [e for e in env if e.split("=", 1)[0] not in os.environ] + [
-            f"{k}={v}" for k, v in os.environ.items() if k and "=" not in k]
+        host = {k: v for k, v in os.environ.items() if k and "=" not in k and k not in NOT_FROM_HOST}
+        env = [e for e in env if e.split("=", 1)[0] not in host] + [f"{k}={v}" for k, v in host.items()]
     for item in o.env:
         key = item.split("=", 1)[0]
         if not key or "\x00" in item:  # docker's "invalid environment variable"; execve cannot take it
@@ -290,6 +290,10 @@ def make_spec(
     run_flags.apply(spec, o, [_lookup_group(rootfs, g) for g in o.group_add])
     return spec
 
+
+# --env-host passes the caller's environment but this: systemd's socket of the caller's unit (a
+# container's own, with --sdnotify, is added after; the first of two is the one a program reads)
+NOT_FROM_HOST = frozenset(("NOTIFY_SOCKET",))
 
 # podman's --read-only-tmpfs: written where programs expect to write (/dev and /dev/shm are a
 # tmpfs already); exec allowed, as podman's are
