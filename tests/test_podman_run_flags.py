@@ -71,3 +71,64 @@ def test_a_bad_podman_flag_is_refused_in_one_line(images, busybox_archive, flags
     img_ok(h, "load", busybox_archive)
     one_line_error(img(h, *run_args(h, "--rm", *flags, IMAGE, "true")), *needles)
     assert os.listdir(os.path.join(h.image_root, "containers")) == []
+
+
+def _until(h, container: str, template: str, wanted: str, timeout: float = 20) -> str:
+    """`inspect -f template` once it says ``wanted`` (each check runs every 200 ms here)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        got = img_ok(h, "inspect", "-f", template, container).stdout.strip()
+        if got == wanted or time.monotonic() > deadline:
+            return got
+        time.sleep(0.1)
+
+
+FAILING = ("--health-cmd", "test -e /tmp/healthy", "--health-interval", "200ms", "--health-retries", "1")
+TRAPPING = ["sh", "-c", "echo started; trap 'echo got TERM; exit 7' TERM; while :; do sleep 0.1; done"]
+
+
+def test_health_on_failure(images, busybox_archive):
+    """podman's --health-on-failure (a Quadlet unit's HealthOnFailure=): once the container turns
+    unhealthy its supervisor kills it (SIGKILL), stops it as `mrun stop` does (its stop signal;
+    no restart follows, whatever its policy) or restarts it (whatever its policy)."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    try:
+        img_ok(h, *run_args(h, "-d", "--name", "killed", *FAILING, "--health-on-failure", "kill", IMAGE, *TRAPPING))
+        assert _until(h, "killed", "{{.State.Status}} {{.State.ExitCode}}", "exited 137") == "exited 137"
+        img_ok(h, *run_args(h, "-d", "--name", "stopped", "--restart", "always", *FAILING, "--health-on-failure",
+                            "stop", IMAGE, *TRAPPING))
+        assert _until(h, "stopped", "{{.State.Status}} {{.State.ExitCode}}", "exited 7") == "exited 7"
+        assert img_ok(h, "logs", "stopped").stdout == "started\ngot TERM\n"
+        import time
+
+        time.sleep(1)  # no restart follows: --restart always rests, as after `mrun stop`
+        assert img_ok(h, "inspect", "-f", "{{.State.Status}} {{.RestartCount}}", "stopped").stdout == "exited 0\n"
+        img_ok(h, *run_args(h, "-d", "--name", "restarted", *FAILING, "--health-on-failure", "restart", IMAGE,
+                            *TRAPPING))
+        assert _until(h, "restarted", "{{.RestartCount}}", "2") == "2"
+        assert img_ok(h, "logs", "restarted").stdout.startswith("started\ngot TERM\nstarted\n")
+        # a check that passes: nothing happens
+        img_ok(h, *run_args(h, "-d", "--name", "healthy", "--health-cmd", "true", "--health-interval", "200ms",
+                            "--health-on-failure", "kill", IMAGE, "sleep", "600"))
+        assert _until(h, "healthy", "{{.State.Health.Status}}", "healthy") == "healthy"
+        time.sleep(0.5)
+        assert img_ok(h, "inspect", "-f", "{{.State.Status}}", "healthy").stdout == "running\n"
+    finally:
+        for name in ("killed", "stopped", "restarted", "healthy"):
+            img(h, "rm", "-f", name)
+
+
+@pytest.mark.parametrize("flags, needles", [
+    (("--health-on-failure", "bogus", "--health-cmd", "true"), ("--health-on-failure 'bogus'",)),
+    (("--health-on-failure", "kill"), ("no check to run",)),
+    (("--health-on-failure", "restart", "--restart", "always", "--health-cmd", "true"), ("conflicting",)),
+    (("--health-on-failure", "kill", "--no-healthcheck"), ("--no-healthcheck",)),
+])
+def test_a_bad_health_on_failure_is_refused_in_one_line(images, busybox_archive, flags, needles):
+    h = images
+    img_ok(h, "load", busybox_archive)
+    one_line_error(img(h, *run_args(h, "-d", *flags, IMAGE, "true")), *needles)
+    assert os.listdir(os.path.join(h.image_root, "containers")) == []

@@ -190,6 +190,8 @@ DOCKER_RUN_FLAGS = (
          default=""),
     Flag("health-retries", "failures in a row that make it unhealthy (default 3)", kind=int, default=None),
     Flag("no-healthcheck", "no check, not even the image's", kind=bool, default=False),
+    Flag("health-on-failure", "podman's: once the container turns unhealthy, none (default), kill, stop (as `mrun "
+         "stop`; no restart follows) or restart (as `mrun restart`; not with --restart)", default=""),
     Flag("publish-all", "publish every port the image exposes, and --expose's, on free host ports", kind=bool,
          short="P", default=False),
     Flag("expose", "a port the container serves (PORT[/udp], PORT-PORT): -P publishes it", kind=list,

@@ -403,7 +403,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         health={"cmd": kw.get("health_cmd"), "interval": kw.get("health_interval"),
                 "timeout": kw.get("health_timeout"), "start_period": kw.get("health_start_period"),
                 "start_interval": kw.get("health_start_interval"), "retries": kw.get("health_retries"),
-                "none": kw.get("no_healthcheck")},
+                "none": kw.get("no_healthcheck"), "on_failure": kw.get("health_on_failure")},
         expose=run_flags.exposed(list(kw.get("expose") or ())),
         secrets=_secrets(kw.get("secret") or ()),
         env_host=kw.get("env_host"),
@@ -420,6 +420,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
 
     sdnotify = readiness.docker_like_mode(kw.get("sdnotify"), detach)
     restart = kw.get("restart") or "no"
+    if restart != "no" and kw.get("health_on_failure") == "restart":  # podman's rule: one restarts it
+        raise InvalidSpec(f"--health-on-failure restart with --restart {restart}: conflicting options")
     if restart != "no":
         from mrun.images.supervisor import restart_policy
 
@@ -432,7 +434,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
     if remove:  # docker's AutoRemove: inspect says so, update --restart refuses
         o.annotations.append(f"{ann.REMOVE}=true")
     if not detach and any(kw.get(f"health_{key}") not in (None, "") for key in
-                          ("cmd", "interval", "timeout", "start_period", "start_interval", "retries")) \
+                          ("cmd", "interval", "timeout", "start_period", "start_interval", "retries", "on_failure")) \
             and callable(g.get("warn")):
         g["warn"]("--health-*: checks are run by a detached container's supervisor (-d); this one has none")
     logging = run_flags.log_options(kw.get("log_driver") or "json-file", list(kw.get("log_opt") or ()))

@@ -29,15 +29,21 @@ KEPT_RESULTS = 5  # docker's maxLogEntries
 DEFAULTS = {"interval": 30.0, "timeout": 30.0, "start_period": 0.0, "start_interval": 5.0, "retries": 3}  # docker's
 MAX_WAIT = 86400.0  # seconds the supervisor waits at most before it looks again
 STATUSES = ("starting", "healthy", "unhealthy")
+# podman's --health-on-failure: what the supervisor does once the container turns unhealthy
+# (kill: SIGKILL; stop: as `mrun stop`, and no restart follows; restart: as `mrun restart`)
+ON_FAILURE = ("none", "kill", "restart", "stop")
 
 
 def check_from(flags: dict[str, Any], image: Any) -> dict[str, Any] | None:
     """The check a container gets: the image's ``Healthcheck``, each field the flags give over it.
     ``flags``: cmd (the shell command), interval, timeout, start_period, start_interval (Go
-    durations), retries, none (--no-healthcheck). -> None for no check."""
+    durations), retries, none (--no-healthcheck), on_failure (--health-on-failure). -> None for
+    no check."""
     from mrun.units import INT64_MAX, go_duration
 
-    given = {k: v for k, v in flags.items() if v not in (None, "", False)}
+    given = {k: v for k, v in flags.items() if v not in (None, "", False) and (k, v) != ("on_failure", "none")}
+    if given.get("on_failure") not in (None, *ON_FAILURE):
+        raise InvalidSpec(f"--health-on-failure {given['on_failure']!r}: none, kill, restart or stop")
     if flags.get("none"):
         if len(given) > 1:
             raise InvalidSpec("--no-healthcheck conflicts with the --health-* options")
@@ -74,6 +80,8 @@ def check_from(flags: dict[str, Any], image: Any) -> dict[str, Any] | None:
         if not isinstance(given["retries"], int) or given["retries"] < 1:  # 0 is docker's "the default"
             raise InvalidSpec(f"--health-retries {given['retries']!r}: cannot be negative")
         base["retries"] = given["retries"]
+    if given.get("on_failure"):
+        base["on_failure"] = given["on_failure"]
     if "test" not in base:
         if len(given) > 0:
             raise InvalidSpec("--health-*: no check to run (--health-cmd, or an image with a Healthcheck)")
@@ -122,8 +130,11 @@ def read(bundle: str) -> dict[str, Any] | None:
 class Checker:
     """The supervisor's side: when the next check is due, the one running, what came of them."""
 
-    def __init__(self, runtime: Any, container_id: str, bundle: str, check: dict[str, Any]) -> None:
+    def __init__(self, runtime: Any, container_id: str, bundle: str, check: dict[str, Any],
+                 stop_signal: int = signal.SIGTERM, stop_timeout: float = 10.0) -> None:
         self.runtime, self.id, self.bundle, self.check = runtime, container_id, bundle, check
+        self.stop_signal, self.stop_timeout = stop_signal, stop_timeout  # --health-on-failure stop|restart's
+        self.on_failure = check.get("on_failure") if check.get("on_failure") in ON_FAILURE else "none"
         self.pid = 0  # the check running, if any (our child)
         self.killed = 0  # a check killed for its timeout, not reaped yet
         self.orphan = 0  # that check's process in the container, to kill once it is our child
@@ -136,6 +147,8 @@ class Checker:
         """The container (re)started: starting again, the first check one interval on."""
         self.started = time.monotonic()
         self.state = {"Status": "starting", "FailingStreak": 0, "Log": []}
+        self.kill_at = 0.0  # a stop or restart of --health-on-failure's under way: SIGKILL then
+        self.restart_asked = False  # --health-on-failure restart's: the supervisor starts it again
         self.due = self.started + self._interval(self.started)
         self._save()
 
@@ -152,7 +165,8 @@ class Checker:
         Healthcheck, a bundle's annotation) made the supervisor die, its container's exit code
         lost. Looking again early is only a loop that finds nothing due."""
         now = time.monotonic()
-        return min(MAX_WAIT, max(0.0, (self.began + self.check["timeout"] if self.pid else self.due) - now))
+        due = self.began + self.check["timeout"] if self.pid else self.due
+        return min(MAX_WAIT, max(0.0, min(due, self.kill_at or due) - now))
 
     def fds(self) -> list[int]:
         return [self.output] if self.output >= 0 else []
@@ -160,6 +174,9 @@ class Checker:
     def tick(self, init_pid: int) -> None:
         """Start a check that is due; kill one past its timeout (a failure)."""
         now = time.monotonic()
+        if self.kill_at and now >= self.kill_at:  # a stop or restart's grace is over
+            self.kill_at = 0.0
+            self._kill(signal.SIGKILL)
         if self.pid and now >= self.began + self.check["timeout"]:
             os.kill(self.pid, signal.SIGKILL)  # our child, not reaped yet: the pid is still its own
             self.killed, self.pid = self.pid, 0
@@ -244,11 +261,40 @@ class Checker:
         counts = now - self.started >= self.check["start_period"]  # failures in the start period do not
         streak = 0 if passed else self.state["FailingStreak"] + (1 if counts else 0)
         status = "healthy" if passed else "unhealthy" if streak >= self.check["retries"] else self.state["Status"]
+        turned = status == "unhealthy" and self.state["Status"] != "unhealthy"
         result = {"End": now_rfc3339(), "ExitCode": -1 if code is None else code,
                   "Output": why or self.taken.decode(errors="replace")}
         self.state = {"Status": status, "FailingStreak": streak, "Log": [*self.state["Log"], result][-KEPT_RESULTS:]}
         self.due = now + self._interval(now)
         self._save()
+        if turned:
+            self._act()
+
+    def _act(self) -> None:
+        """--health-on-failure, once the container turned unhealthy: kill it; or stop it as
+        `mrun stop` does (its stop signal, SIGKILL after its stop timeout), no restart to follow;
+        or that, and the supervisor starts it again whatever its restart policy."""
+        if self.on_failure == "none" or self.kill_at or self.restart_asked:
+            return
+        if self.on_failure == "kill":
+            self._kill(signal.SIGKILL)
+            return
+        if self.on_failure == "stop":
+            from mrun.images.supervisor import mark_stopped
+
+            mark_stopped(self.bundle)  # as `mrun stop` marks it: its restart policy rests
+        else:
+            self.restart_asked = True
+        self._kill(self.stop_signal)
+        self.kill_at = time.monotonic() + self.stop_timeout if self.stop_timeout >= 0 else 0.0
+
+    def _kill(self, signum: int) -> None:
+        from mrun.errors import MrunError
+
+        try:
+            self.runtime.kill(self.id, signum, all_processes=signum == signal.SIGKILL)
+        except MrunError:
+            pass  # ended meanwhile: its supervisor sees that next
 
     def _save(self) -> None:
         try:

@@ -306,7 +306,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
         pid = _start(runtime, container_id, bundle, relay, again, held=held, listener=listener)
         annotations = runtime.store.load(container_id).config.get("annotations") or {}
         policy = annotations.get(ann.RESTART) or "no"
-        checker = _checker(runtime, container_id, bundle, annotations.get(ann.HEALTH))
+        checker = _checker(runtime, container_id, bundle, annotations.get(ann.HEALTH), annotations)
     except BaseException as e:  # noqa: BLE001 - reported to the caller, which prints it
         os.write(report, in_bytes(f"error:{in_words(e)}"))
         _end(cgroup, 1)
@@ -329,7 +329,8 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
                 pass
             _end(cgroup, 0)
         policy = policy_now(bundle, policy)  # `update --restart` meanwhile
-        again = wants_restart(policy, code, restarts) and not _told_to_stop(bundle)
+        asked = checker is not None and checker.restart_asked  # --health-on-failure restart
+        again = (wants_restart(policy, code, restarts) or asked) and not _told_to_stop(bundle)
         record(bundle, code, restarts, again)
         if not again:
             _end(cgroup, 0)
@@ -516,8 +517,10 @@ def log_options(bundle: str, passthrough: bool = False) -> dict[str, Any]:
     return out
 
 
-def _checker(runtime: Any, container_id: str, bundle: str, noted: str | None) -> Any:
-    """The container's health checker (images.health), if it has a check."""
+def _checker(runtime: Any, container_id: str, bundle: str, noted: str | None,
+             annotations: dict[str, Any] | None = None) -> Any:
+    """The container's health checker (images.health), if it has a check; ``annotations``: the
+    container's, for the stop signal and timeout a --health-on-failure stop or restart uses."""
     if not noted:
         return None
     from mrun.images.health import Checker
@@ -536,7 +539,23 @@ def _checker(runtime: Any, container_id: str, bundle: str, noted: str | None) ->
                         and check["start_interval"] > 0))
     # a bundle's annotation written by hand may be anything: no check then, never a supervisor
     # that dies with its container running
-    return Checker(runtime, container_id, bundle, check) if well_formed else None
+    if not well_formed:
+        return None
+    return Checker(runtime, container_id, bundle, check, *stop_terms(annotations or {}))
+
+
+def stop_terms(annotations: dict[str, Any]) -> tuple[int, float]:
+    """The container's stop signal (its --stop-signal, else SIGTERM) and the seconds before
+    SIGKILL (its --stop-timeout, else 10; -1: never), as `mrun stop` takes them."""
+    from mrun.kernel.proc import parse_signal
+
+    try:
+        signum = parse_signal(annotations.get(ann.STOP_SIGNAL) or "SIGTERM")
+    except MrunError:
+        signum = 15
+    own = annotations.get(ann.STOP_TIMEOUT, "")
+    seconds = -1 if own == "-1" else decimal(own) if isinstance(own, str) else None
+    return signum, 10.0 if seconds is None else float(seconds)
 
 
 def _wait_relaying(pid: int, relay: Any, checker: Any = None, held: HeldInput | None = None, listener: Any = None,
