@@ -132,3 +132,56 @@ def test_a_bad_health_on_failure_is_refused_in_one_line(images, busybox_archive,
     img_ok(h, "load", busybox_archive)
     one_line_error(img(h, *run_args(h, "-d", *flags, IMAGE, "true")), *needles)
     assert os.listdir(os.path.join(h.image_root, "containers")) == []
+
+
+def test_tz(images, busybox_archive):
+    """podman's --tz (a Quadlet unit's Timezone=): the zone's file is the container's
+    /etc/localtime, a read-only copy."""
+    import hashlib
+    import time
+
+    h = images
+    img_ok(h, "load", busybox_archive)
+    assert _out(h, "--tz", "Asia/Tokyo", IMAGE, "date", "+%Z").strip() == "JST"
+    assert _out(h, "--tz", "Etc/GMT+3", IMAGE, "date", "+%z").strip() == "-0300"
+    assert _out(h, "--tz", "local", IMAGE, "date", "+%Z").strip() == time.strftime("%Z")
+    with open("/etc/localtime", "rb") as f:  # the host's own file (this host's zone may be the default)
+        host = hashlib.md5(f.read()).hexdigest()
+    assert _out(h, "--tz", "local", IMAGE, "md5sum", "/etc/localtime").split()[0] == host
+    out = _out(h, "--tz", "UTC", IMAGE, "sh", "-c", "echo x > /etc/localtime 2>/dev/null || echo read-only")
+    assert out == "read-only\n", out
+
+
+@pytest.mark.parametrize("tz, needles", [
+    ("../../etc/shadow", ("--tz", "zone name")),
+    ("/etc/shadow", ("--tz", "zone name")),
+    ("Nowhere/City", ("no such time zone",)),
+    ("Europe", ("no such time zone", "not a file")),
+    ("zone.tab", ("not a zone file",)),
+])
+def test_a_bad_tz_is_refused_in_one_line(images, busybox_archive, tz, needles):
+    h = images
+    img_ok(h, "load", busybox_archive)
+    one_line_error(img(h, *run_args(h, "--rm", "--tz", tz, IMAGE, "true")), *needles)
+    assert os.listdir(os.path.join(h.image_root, "containers")) == []
+
+
+def test_a_zone_that_leads_out_of_zoneinfo_copies_no_host_file(tmp_path):
+    """A link in the zone directory that points out of it (or a name that climbs out) is refused:
+    --tz would have copied that host file into the container."""
+    from mrun.errors import InvalidSpec
+    from mrun.images.timezone import zone_file
+
+    zoneinfo = tmp_path / "zoneinfo"
+    (zoneinfo / "Area").mkdir(parents=True)
+    (zoneinfo / "Area" / "Good").write_bytes(b"TZif2 a zone")
+    secret = tmp_path / "host-secret"
+    secret.write_bytes(b"TZif but the host's own")  # even one that looks like a zone
+    os.symlink(secret, zoneinfo / "Area" / "Out")
+    os.symlink("../../host-secret", zoneinfo / "Area" / "Up")
+    os.symlink("Good", zoneinfo / "Area" / "Alias")  # a link inside it is a zone's other name
+    assert zone_file("Area/Good", str(zoneinfo)) == b"TZif2 a zone"
+    assert zone_file("Area/Alias", str(zoneinfo)) == b"TZif2 a zone"
+    for name in ("Area/Out", "Area/Up", "../host-secret"):
+        with pytest.raises(InvalidSpec):
+            zone_file(name, str(zoneinfo))

@@ -161,6 +161,8 @@ DOCKER_RUN_FLAGS = (
     Flag("unsetenv-all", "podman's: leave every default variable out (-e and --env-file ones stay)", kind=bool,
          default=False),
     Flag("umask", "podman's: the container process's umask (octal; default 0022)", default=""),
+    Flag("tz", "podman's: the container's time zone (/etc/localtime): Area/City, UTC, Etc/GMT+3 (the host's "
+         "/usr/share/zoneinfo), or local (the host's own)", default=""),
     Flag("hostname", "the container's hostname (docker's -h: help is --help here)", short="h", default=""),
     Flag("domainname", "the container's NIS domain name", default=""),
     Flag("cgroup-parent", "cgroup the container's cgroup is made under", default="/mrun"),

@@ -411,6 +411,7 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         unsetenv_all=kw.get("unsetenv_all"),
         umask=kw.get("umask"),
         read_only_tmpfs=kw.get("read_only_tmpfs"),
+        tz=kw.get("tz"),
         labels=run_flags.labels([*((f"--label-file {path}", line) for path in kw.get("label_file") or ()
                                    for line in read_env_file(path, "--label-file")),
                                  *(("--label", text) for text in kw.get("label") or ())]),

@@ -87,6 +87,7 @@ class Overrides:
         self.unsetenv_all: bool = bool(kw.get("unsetenv_all"))
         self.umask: str = kw.get("umask") or ""
         self.read_only_tmpfs: bool = bool(kw.get("read_only_tmpfs"))  # podman's, with --read-only
+        self.tz: str = kw.get("tz") or ""  # podman's --tz (images.timezone)
 
 
 def _is_wasm_program(rootfs: str, process: dict[str, Any]) -> bool:
@@ -278,6 +279,10 @@ def make_spec(
         spec["mounts"].append(_volume_mount(volume, store, rootfs, o.made_volumes, o.said.get(volume, "")))
     covered = {inroot.clean(m["destination"]) for m in spec["mounts"]}
     spec["mounts"] += [m for m in o.shared if inroot.clean(m["destination"]) not in covered]  # -v wins
+    if o.tz:
+        from mrun.images import timezone
+
+        timezone.bind(spec, os.path.dirname(rootfs), o.tz)
     if o.secrets:
         from mrun.images import secrets
 
