@@ -91,7 +91,10 @@ def create(image_root: str, name: str, data: bytes, labels: dict[str, str] | Non
                 raise MrunError(f"secret name {name!r} is in use already (mrun secret rm {name}, or "
                                 "secret create --replace)") from None
             _remove(base, name)
-            rename_noreplace(new, target)
+            try:
+                rename_noreplace(new, target)
+            except FileExistsError:  # made again meanwhile, by another create
+                raise MrunError(f"secret name {name!r} was taken by another `secret create` meanwhile") from None
         return secret_id
     finally:
         remove_tree(new, ignore_errors=True)  # what is left of it when it was not renamed
