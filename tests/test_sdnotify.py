@@ -11,7 +11,7 @@ import time
 
 import pytest
 from busybox_bundle import make_oci_archive, make_rootfs
-from conftest import IMAGE, img, img_ok, require, run_args
+from conftest import IMAGE, img, img_ok, one_line_error, require, run_args
 from test_runc_compat import NOTIFIER, ServiceManager
 
 NOTIFYING = "localhost/notifying:1"
@@ -198,6 +198,50 @@ def test_sdnotify_container_detached_returns_once_the_container_says_it_is_ready
         assert manager.take_from(main)[0][0].endswith("\nREADY=1\n")
         img_ok(h, "rm", "-f", brief)
     assert not h.leftovers()
+
+
+def _as_the_unit(h, tmp_path, manager, *args: str, timeout: float = 60):
+    """`mrun ARGS...` with NOTIFY_SOCKET set, as systemd starts a unit's ExecStart. -> (the
+    completed call, its pid: the unit's main process)."""
+    pid_file = tmp_path / "main.pid"
+
+    def note_pid() -> None:
+        pid_file.write_text(str(os.getpid()))
+
+    r = img(h, *args, env={"NOTIFY_SOCKET": manager.path}, preexec_fn=note_pid, timeout=timeout)
+    return r, int(pid_file.read_text())
+
+
+def test_start_under_systemd_says_ready_as_the_run_would(images, notifying_archive, tmp_path, manager):
+    """`mrun start NAME` as a unit's ExecStart (podman generate systemd's units without --new):
+    MAINPID (the new supervisor) and READY=1 once it runs, in the start's name (conmon's, the
+    default); with create's --sdnotify=container, once the container says READY=1 itself
+    (podman keeps the mode with the container)."""
+    h = images
+    img_ok(h, "load", notifying_archive)
+    plain, own = h.cid("sdsp"), h.cid("sdso")
+    create = ["create", "--cgroup-parent", h.cgroup_parent, "--network", "none"]
+    try:
+        img_ok(h, *create, "--name", plain, NOTIFYING, "sleep", "600")
+        r, main = _as_the_unit(h, tmp_path, manager, "start", plain)
+        assert r.returncode == 0, r.stderr
+        said_ready_by_the_supervisor(h, manager, main, plain)
+        script = "sleep 0.5; sd-notify READY=1; exec sleep 600"
+        img_ok(h, *create, "--name", own, "--sdnotify", "container", NOTIFYING, "sh", "-c", script)
+        began = time.monotonic()
+        r, main = _as_the_unit(h, tmp_path, manager, "start", own)
+        assert r.returncode == 0, r.stderr
+        assert time.monotonic() - began >= 0.5, "READY=1 came before the container said it"
+        said_ready_by_the_supervisor(h, manager, main, own)
+        # out of systemd, its start is a start: no socket, nothing said
+        img_ok(h, "stop", "-t", "0", own)
+        img_ok(h, "start", own)
+        assert manager.take() == []
+    finally:
+        img(h, "rm", "-f", plain, own)
+    one_line_error(img(h, *create, "--sdnotify", "bogus", NOTIFYING, "true"), "--sdnotify 'bogus'")
+    one_line_error(img(h, *create, "--sdnotify", "healthy", NOTIFYING, "true"), "no health check")
+    assert not os.listdir(os.path.join(h.image_root, "containers"))
 
 
 @pytest.mark.parametrize("flag", [["--sdnotify", "container"], ["--sdnotify", "ignore"], ["--sig-proxy=false"]])

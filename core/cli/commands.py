@@ -266,6 +266,10 @@ DOCKER_RUN_FLAGS = (
          "stdin with -i); the others are logged only", kind=list, short="a", default=()),
 )
 
+_SDNOTIFY = Flag("sdnotify", "podman's, under systemd's NOTIFY_SOCKET: conmon (default: READY=1 once it runs), "
+                 "container (its own READY= passed on; with -d the run returns then), healthy (with -d: once its "
+                 "health check passed) or ignore; create's is its start's", default="")
+
 COMMANDS = (
     Command(
         "create",
@@ -286,6 +290,7 @@ COMMANDS = (
             _PRESERVE,
             _NO_PIVOT,
             _NO_KEYRING,
+            _SDNOTIFY,
         ),
     ),
     Command("start", "run the user process of a created container (or start exited `mrun run -d` ones again)",
@@ -391,9 +396,7 @@ COMMANDS = (
                  kind=bool, default=True),
             Flag("keep", "keep the container's state after it exits", kind=bool, default=False),
             Flag("no-subreaper", "accepted for runc compatibility", kind=bool, default=False, hidden=True),
-            Flag("sdnotify", "podman's, under systemd's NOTIFY_SOCKET: conmon (default: READY=1 once it runs), "
-                 "container (its own READY= passed on; with -d the run returns then), healthy (with -d: once its "
-                 "health check passed) or ignore", default=""),
+            _SDNOTIFY,
         ),
     ),
     Command(

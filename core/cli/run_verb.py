@@ -420,6 +420,11 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
     from mrun.cli import readiness
 
     sdnotify = readiness.docker_like_mode(kw.get("sdnotify"), detach)
+    kept_mode = kw.get("sdnotify") or ""  # what a later `mrun start` does too (podman keeps it with the container)
+    if kept_mode:
+        readiness.docker_like_mode(kept_mode, True)  # create's checked now, whatever NOTIFY_SOCKET is here
+        o.annotations.append(f"{ann.SDNOTIFY}={kept_mode}")
+    kept_mode = kept_mode if create_only else ""
     restart = kw.get("restart") or "no"
     if restart != "no" and kw.get("health_on_failure") == "restart":  # podman's rule: one restarts it
         raise InvalidSpec(f"--health-on-failure restart with --restart {restart}: conflicting options")
@@ -488,8 +493,8 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
             raise _in_flag_words(e, bundle) from None
         raise
     try:  # from here on, whatever ends the run (a failure, ^C, a SIGTERM) takes back what it made
-        if sdnotify == "healthy" and not ((jsonio.load_object(os.path.join(bundle, "config.json")) or {}).get(
-                "annotations") or {}).get(ann.HEALTH):
+        if "healthy" in (sdnotify, kept_mode) and not ((jsonio.load_object(os.path.join(bundle, "config.json"))
+                                                         or {}).get("annotations") or {}).get(ann.HEALTH):
             raise InvalidSpec("--sdnotify healthy: the container has no health check (--health-cmd, or the "
                               "image's HEALTHCHECK)")
         if remove:  # removed once it ends, should its caller or supervisor be killed first

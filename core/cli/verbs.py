@@ -183,7 +183,15 @@ def _start_one(g: dict[str, Any], container_id: str) -> int:
     if runtime.status(record) == Status.STOPPED:
         if not restartable(record):
             require("start", Status.STOPPED, container_id)  # runc's refusal: a container it made runs once
-        start_again(runtime, container_id)
+        from mrun.cli import readiness
+
+        # under systemd (a unit's ExecStart), as its run would: create's --sdnotify, else conmon
+        mode = readiness.docker_like_mode(record.annotations.get(ann.SDNOTIFY) or None, True)
+        supervisor = start_again(runtime, container_id, notify=mode == "container")
+        if supervisor and mode == "conmon":
+            readiness.tell_ready(supervisor, runtime.warn)
+        elif supervisor and mode in ("healthy", "container"):
+            readiness.ready_once_noted(record.bundle, container_id, supervisor, mode, runtime.warn)
     from mrun.cli.short_ids import as_typed
 
     print(as_typed(g, container_id))  # as docker's start says it; of one running or starting, it does nothing

@@ -178,10 +178,12 @@ def restartable(record: Any) -> bool:
         return False
 
 
-def start_again(runtime: Any, container_id: str, keep: bool = False) -> None:
+def start_again(runtime: Any, container_id: str, keep: bool = False, notify: bool = False) -> int:
     """docker's start of an exited `mrun run -d` container: made again in place, under a new
     supervisor, its restart policy back in force; likewise the first start of one of `create`.
-    ``keep``: not removed once it exits, whatever its --rm (`start -a` reads its code first)."""
+    ``keep``: not removed once it exits, whatever its --rm (`start -a` reads its code first).
+    ``notify``: as run_detached's. -> the new supervisor's pid; 0 where none was needed (it
+    runs already, or its own supervisor starts it again)."""
     import fcntl
 
     from mrun.images.unstarted import never_started, started
@@ -200,20 +202,22 @@ def start_again(runtime: Any, container_id: str, keep: bool = False) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         record = runtime.store.load(container_id)
         if runtime.status(record) != Status.STOPPED:
-            return  # started by the start we waited for
+            return 0  # started by the start we waited for
         if not restartable(record):
             raise MrunError(f"container {container_id!r}: only a container of `mrun run -d` starts again")
         if _left_to_its_supervisor(runtime, container_id, record.bundle):
-            return
+            return 0
         try:
             os.unlink(os.path.join(record.bundle, STOPPED_FILE))
         except FileNotFoundError:
             pass
         created = never_started(record.bundle)
         remove = bool((created or {}).get("remove")) and not keep
-        run_detached(runtime, container_id, record.bundle, remove=remove, again=True, close_in_child=lock)
+        supervisor = run_detached(runtime, container_id, record.bundle, remove=remove, again=True,
+                                  close_in_child=lock, notify=notify)
         if created is not None:
             started(record.bundle)
+        return supervisor
     finally:
         os.close(lock)
 
