@@ -21,6 +21,7 @@ from mrun.errors import InvalidSpec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 HEALTH_FILE = "health.json"
@@ -130,10 +131,16 @@ def read(bundle: str) -> dict[str, Any] | None:
 class Checker:
     """The supervisor's side: when the next check is due, the one running, what came of them."""
 
+    kill_at = 0.0  # a stop or restart of --health-on-failure's under way: SIGKILL then
+    restart_asked = False  # --health-on-failure restart's: the supervisor starts it again
+
     def __init__(self, runtime: Any, container_id: str, bundle: str, check: dict[str, Any],
-                 stop_signal: int = signal.SIGTERM, stop_timeout: float = 10.0) -> None:
+                 stop_signal: int = signal.SIGTERM, stop_timeout: float = 10.0,
+                 rest_policy: Callable[[], None] | None = None) -> None:
         self.runtime, self.id, self.bundle, self.check = runtime, container_id, bundle, check
-        self.stop_signal, self.stop_timeout = stop_signal, stop_timeout  # --health-on-failure stop|restart's
+        # --health-on-failure stop|restart's: as `mrun stop`; ``rest_policy`` marks the container
+        # stopped by its user (supervisor.mark_stopped: its restart policy rests)
+        self.stop_signal, self.stop_timeout, self.rest_policy = stop_signal, stop_timeout, rest_policy
         self.on_failure = check.get("on_failure") if check.get("on_failure") in ON_FAILURE else "none"
         self.pid = 0  # the check running, if any (our child)
         self.killed = 0  # a check killed for its timeout, not reaped yet
@@ -147,8 +154,7 @@ class Checker:
         """The container (re)started: starting again, the first check one interval on."""
         self.started = time.monotonic()
         self.state = {"Status": "starting", "FailingStreak": 0, "Log": []}
-        self.kill_at = 0.0  # a stop or restart of --health-on-failure's under way: SIGKILL then
-        self.restart_asked = False  # --health-on-failure restart's: the supervisor starts it again
+        self.kill_at, self.restart_asked = 0.0, False
         self.due = self.started + self._interval(self.started)
         self._save()
 
@@ -280,9 +286,8 @@ class Checker:
             self._kill(signal.SIGKILL)
             return
         if self.on_failure == "stop":
-            from mrun.images.supervisor import mark_stopped
-
-            mark_stopped(self.bundle)  # as `mrun stop` marks it: its restart policy rests
+            if self.rest_policy is not None:
+                self.rest_policy()  # as `mrun stop` marks it
         else:
             self.restart_asked = True
         self._kill(self.stop_signal)
