@@ -201,3 +201,26 @@ def test_a_refused_env_secret_is_not_printed(images, busybox_archive, tmp_path):
     one_line_error(r, "--secret 'nul'", "NUL")
     assert "secret\"" not in r.stderr and "top" not in r.stderr, r.stderr
     assert os.listdir(os.path.join(h.image_root, "containers")) == []
+
+
+def test_a_killed_create_s_leftovers_are_swept_and_nothing_else(images, tmp_path):
+    """A create or rm killed midway leaves its directory (.new-PID-HEX, .gone-PID-HEX): the next
+    create sweeps it once PID is gone. One whose maker lives (a create under way) stays, and so
+    does any other name (a root shared by mistake: someone else's)."""
+    h = images
+    _secret(h, "first")
+    store = os.path.join(h.image_root, "secrets")
+    probe = subprocess.Popen(["true"])  # a pid that has ended
+    probe.wait()
+    dead = probe.pid
+    left = [f".new-{dead}-0123abcd", f".gone-{dead}-89abcdef"]
+    kept = [f".new-{os.getpid()}-0123abcd", ".new-someone-else", f".new-{dead}-NOTHEX00", "notes.txt"]
+    for name in left + kept[:-1]:
+        os.mkdir(os.path.join(store, name))
+        with open(os.path.join(store, name, "data"), "w") as f:
+            f.write("x")
+    with open(os.path.join(store, kept[-1]), "w") as f:
+        f.write("someone's")
+    _secret(h, "second")
+    assert sorted(os.listdir(store)) == sorted(kept + ["first", "second"])
+    assert img_ok(h, "secret", "ls", "--format", "{{.Name}}").stdout == "first\nsecond\n"

@@ -72,7 +72,7 @@ def create(image_root: str, name: str, data: bytes, labels: dict[str, str] | Non
     os.makedirs(base, mode=0o700, exist_ok=True)
     os.chmod(base, 0o700)  # (one made by an older mrun or by hand: never readable by others)
     _sweep(base)
-    new = os.path.join(base, f"{NEW}{os.getpid()}-{os.urandom(4).hex()}")
+    new = os.path.join(base, _scratch(NEW))
     os.mkdir(new, 0o700)
     try:
         fd = os.open(os.path.join(new, DATA), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -104,14 +104,23 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def _scratch(prefix: str) -> str:
+    """A directory being made (NEW) or removed (GONE): the prefix, our pid and 8 random hex digits."""
+    return f"{prefix}{os.getpid()}-{os.urandom(4).hex()}"
+
+
 def _sweep(base: str) -> None:
-    """What a killed create or rm left: its temporary directory, once its maker is gone."""
+    """What a killed create or rm left: its directory of ``_scratch``'s shape alone (a name of
+    another shape is someone else's, in a root shared by mistake), once its maker is gone (a
+    create or rm under way is left alone)."""
     from mrun.kernel.tree import remove_tree
+    from mrun.scratch import prefixed_hex
 
     for entry in os.listdir(base):
-        if entry.startswith((NEW, GONE)):
-            pid = entry.removeprefix(NEW).removeprefix(GONE).partition("-")[0]
-            if not pid.isdigit() or not os.path.exists(f"/proc/{pid}"):
+        for prefix in (NEW, GONE):
+            pid, dash, rest = entry.removeprefix(prefix).partition("-")
+            if entry.startswith(prefix) and pid.isascii() and pid.isdigit() and dash \
+                    and prefixed_hex(rest, "", 8) and not os.path.exists(f"/proc/{pid}"):
                 remove_tree(os.path.join(base, entry), ignore_errors=True)
 
 
@@ -182,7 +191,7 @@ def _remove(base: str, name: str) -> None:
     """Renamed out of the way first: a secret is there whole or not at all."""
     from mrun.kernel.tree import remove_tree
 
-    gone = os.path.join(base, f"{GONE}{os.getpid()}-{os.urandom(4).hex()}")
+    gone = os.path.join(base, _scratch(GONE))
     try:
         os.rename(os.path.join(base, name), gone)
     except FileNotFoundError:
