@@ -41,6 +41,7 @@ HEALTH = "org.mrun.health"
 # podman's --cgroups: no-conmon or split, where a detached container's supervisor stays in its
 # caller's cgroup (a systemd unit's) instead of one beside the container's (cgroups.beside)
 CGROUPS = "org.mrun.cgroups"
+CONMON_PIDFILE = "org.mrun.conmon-pidfile"  # podman's --conmon-pidfile: its supervisor's pid, at each start
 SDNOTIFY = "org.mrun.sdnotify"  # `create IMAGE --sdnotify MODE`: what its `start` does under NOTIFY_SOCKET
 SECRET_ENV = "org.mrun.secret-env"  # NAME,...: the variables --secret type=env set (commit leaves them out)
 STOP_TIMEOUT = "org.mrun.stop-timeout"  # seconds `mrun stop` waits before SIGKILL (-1: for ever); --stop-timeout

@@ -407,3 +407,45 @@ def test_a_supervisor_told_to_stop_restarts_its_container_no_more(images, busybo
     finally:
         img(h, "rm", "-f", name)
     assert not h.leftovers()
+
+
+def _parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_a_unit_of_podman_generate_systemd_without_new_reads_the_supervisor_from_its_pid_file(
+        images, busybox_archive, tmp_path):
+    """`podman generate systemd` without --new: the container is made once (`create
+    --conmon-pidfile FILE`), and the unit (Type=forking, PIDFile=FILE) has ExecStart=mrun start
+    NAME, ExecStop= and ExecStopPost=mrun stop -t 10 NAME. Each start writes its new supervisor's
+    pid there before it returns: the process systemd then watches, the container's parent."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    name = h.cid("fork")
+    pid_file = tmp_path / "run" / "conmon.pid"
+    pid_file.parent.mkdir()
+    img_ok(h, "create", "--conmon-pidfile", str(pid_file), "--name", name, "--cgroup-parent", h.cgroup_parent,
+           "--network", "none", IMAGE, *SERVICE)
+    try:
+        assert not pid_file.exists()  # made, not started: no supervisor yet
+        img_ok(h, "start", name)
+        first = int(pid_file.read_text())
+        assert _parent_of(_init_of(h, name)) == first
+        for _ in range(2):  # ExecStop, then ExecStopPost
+            img_ok(h, "stop", "-t", "10", name)
+        _until(lambda: not os.path.exists(f"/proc/{first}"), "its supervisor outlived the stop")
+        img_ok(h, "start", name)  # Restart=, or the next start of the unit
+        second = int(pid_file.read_text())
+        assert second != first and _parent_of(_init_of(h, name)) == second
+        img_ok(h, "stop", "-t", "10", name)
+        # a pid file that cannot be written fails the start in one line; nothing is left running
+        img_ok(h, "rm", name)
+        img_ok(h, "create", "--conmon-pidfile", str(tmp_path / "missing" / "conmon.pid"), "--name", name,
+               "--cgroup-parent", h.cgroup_parent, "--network", "none", IMAGE, *SERVICE)
+        one_line_error(img(h, "start", name), "--conmon-pidfile", "missing")
+        assert img_ok(h, "inspect", "-f", "{{.State.Status}}", name).stdout != "running\n"
+    finally:
+        img(h, "rm", "-f", name)
+    one_line_error(img(h, *run_args(h, "--rm", "--conmon-pidfile", str(pid_file), IMAGE, "true")),
+                   "--conmon-pidfile", "-d")

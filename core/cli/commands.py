@@ -266,6 +266,8 @@ DOCKER_RUN_FLAGS = (
          "stdin with -i); the others are logged only", kind=list, short="a", default=()),
 )
 
+_CONMON_PIDFILE = Flag("conmon-pidfile", "podman's: write the pid of its supervisor (conmon's part) to this file "
+                       "at each start (a Type=forking unit's PIDFile)", default="")
 _SDNOTIFY = Flag("sdnotify", "podman's, under systemd's NOTIFY_SOCKET: conmon (default: READY=1 once it runs), "
                  "container (its own READY= passed on; with -d the run returns then), healthy (with -d: once its "
                  "health check passed) or ignore; create's is its start's", default="")
@@ -291,6 +293,7 @@ COMMANDS = (
             _NO_PIVOT,
             _NO_KEYRING,
             _SDNOTIFY,
+            _CONMON_PIDFILE,
         ),
     ),
     Command("start", "run the user process of a created container (or start exited `mrun run -d` ones again)",
@@ -397,6 +400,7 @@ COMMANDS = (
             Flag("keep", "keep the container's state after it exits", kind=bool, default=False),
             Flag("no-subreaper", "accepted for runc compatibility", kind=bool, default=False, hidden=True),
             _SDNOTIFY,
+            _CONMON_PIDFILE,
         ),
     ),
     Command(

@@ -12,7 +12,6 @@ from mrun.cli.ps_verb import list_containers
 from mrun.cli.short_ids import as_typed
 from mrun.errors import InvalidSpec, MrunError, NotFound, one_line
 from mrun.status import Status
-from mrun.units import decimal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -240,9 +239,9 @@ def _stop(g: dict[str, Any], container_id: str, time: int | None, signal: int | 
     annotations = record.config.get("annotations") or {}
     stop_signal = annotations.get(ann.STOP_SIGNAL) or "SIGTERM"
     if time is None:  # docker's: the container's --stop-timeout, else 10 seconds
-        own = annotations.get(ann.STOP_TIMEOUT, "")  # (--annotation may give it: "--5" was int()'s error)
-        seconds = -1 if own == "-1" else decimal(own)
-        time = 10 if seconds is None else seconds
+        from mrun.images.supervisor import stop_terms
+
+        time = int(stop_terms(annotations)[1])
     try:
         runtime.kill(container_id, parse_signal(stop_signal) if signal is None else signal)
     except NotFound:  # it ended and its supervisor removed it (run -d --rm) since we looked

@@ -425,6 +425,11 @@ def run_image(g: dict[str, Any], image: str, command: list[str], kw: dict[str, A
         readiness.docker_like_mode(kept_mode, True)  # create's checked now, whatever NOTIFY_SOCKET is here
         o.annotations.append(f"{ann.SDNOTIFY}={kept_mode}")
     kept_mode = kept_mode if create_only else ""
+    if kw.get("conmon_pidfile"):  # podman's: its supervisor's pid at each start (a Type=forking unit's PIDFile)
+        if not detach:
+            raise InvalidSpec("--conmon-pidfile: needs -d or create (a detached container's supervisor is what "
+                              "it names)")
+        o.annotations.append(f"{ann.CONMON_PIDFILE}={os.path.abspath(kw['conmon_pidfile'])}")
     restart = kw.get("restart") or "no"
     if restart != "no" and kw.get("health_on_failure") == "restart":  # podman's rule: one restarts it
         raise InvalidSpec(f"--health-on-failure restart with --restart {restart}: conflicting options")

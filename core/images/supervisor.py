@@ -300,6 +300,7 @@ def _supervise(runtime: Any, container_id: str, bundle: str, report: int, remove
         last_for_the_oom_killer()
         _note_self(bundle)
         set_aside(bundle)
+        _write_conmon_pidfile(bundle)
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, 0)
         relay = Relay(bundle, **log_options(bundle, passthrough=True))
@@ -545,7 +546,8 @@ def _checker(runtime: Any, container_id: str, bundle: str, noted: str | None,
     # that dies with its container running
     if not well_formed:
         return None
-    return Checker(runtime, container_id, bundle, check, *stop_terms(annotations or {}))
+    return Checker(runtime, container_id, bundle, check, *stop_terms(annotations or {}),
+                   rest_policy=lambda: mark_stopped(bundle))
 
 
 def stop_terms(annotations: dict[str, Any]) -> tuple[int, float]:
@@ -737,6 +739,20 @@ def _forget_exit(bundle: str) -> None:
         os.unlink(os.path.join(bundle, EXIT_FILE))
     except FileNotFoundError:
         pass
+
+
+def _write_conmon_pidfile(bundle: str) -> None:
+    """podman's --conmon-pidfile: our pid, where its run or create asked, before the start that
+    forked us returns (a unit of Type=forking reads its PIDFile then: `podman generate systemd`'s
+    units without --new, whose ExecStart is `start`). Read from the bundle's config: a first
+    run's container is not made yet."""
+    config = jsonio.load_object(os.path.join(bundle, "config.json")) or {}
+    annotations = config.get("annotations") if isinstance(config.get("annotations"), dict) else {}
+    path = annotations.get(ann.CONMON_PIDFILE)
+    if isinstance(path, str) and path:
+        from mrun.operations.options import write_pid_file
+
+        write_pid_file(path, os.getpid(), "--conmon-pidfile")
 
 
 def _note_self(bundle: str) -> None:

@@ -64,7 +64,7 @@ class CreateOptions:
         self.started = both
 
 
-def write_pid_file(path: str, pid: int) -> None:
+def write_pid_file(path: str, pid: int, flag: str = "--pid-file") -> None:
     """Atomically, as containerd's shim reads it the moment the command returns. The temporary
     file is made with O_EXCL, as runc's is: a pid file may be asked for in a directory others
     write (/tmp), and a link planted at the temporary name must fail the call, not be written
@@ -72,17 +72,17 @@ def write_pid_file(path: str, pid: int) -> None:
     from mrun.kernel.replacing import check_replaceable
 
     path = os.path.abspath(path)
-    check_replaceable(path, "--pid-file")
+    check_replaceable(path, flag)
     if os.path.isdir(path) and not os.path.islink(path):  # before a temporary file is made beside it
         # (for "/", in /) only to fail; a link to a directory is replaced by the rename, as runc's is
-        raise MrunError(f"--pid-file {path}: Is a directory")
+        raise MrunError(f"{flag} {path}: Is a directory")
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     except FileExistsError:
-        raise MrunError(f"--pid-file {path}: {tmp} exists (someone else's, or a write cut short: not ours to remove)")
+        raise MrunError(f"{flag} {path}: {tmp} exists (someone else's, or a write cut short: not ours to remove)")
     except OSError as e:
-        raise MrunError(f"--pid-file {path}: {tmp}: {e.strerror}")
+        raise MrunError(f"{flag} {path}: {tmp}: {e.strerror}")
     try:
         os.write(fd, str(pid).encode())
     finally:
@@ -91,7 +91,7 @@ def write_pid_file(path: str, pid: int) -> None:
         os.rename(tmp, path)
     except OSError as e:
         os.unlink(tmp)
-        raise MrunError(f"--pid-file {path}: {e.strerror}")
+        raise MrunError(f"{flag} {path}: {e.strerror}")
 
 
 def _close_extra_fds(preserve: int) -> None:
