@@ -2357,3 +2357,22 @@ def test_an_nft_failure_is_told_by_nft_s_error_line():
     with pytest.raises(MrunError) as caught:
         firewall.nft("add rule ip mrun-test-no-such-table prerouting ip daddr 127.1 accept\n")
     assert str(caught.value).startswith("nft: syntax error") and "^" not in str(caught.value), caught.value
+
+
+def test_network_and_volume_create_ignore_as_quadlet_units_run_them(net):
+    """A Quadlet .network (.volume) unit's ExecStart is `podman network (volume) create --ignore
+    NAME` at every start: one of that name is no error and is left as it is, whatever the start
+    asks of it; without --ignore, a network of that name is still refused."""
+    h = net
+    subnet = json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["subnet"]
+    assert img_ok(h, "network", "create", "--ignore", h.net, env=h.env).stdout == f"{h.net}\n"
+    assert img_ok(h, "network", "create", "--ignore", "--subnet", "10.213.0.0/24", h.net,
+                  env=h.env).stdout == f"{h.net}\n"
+    assert json.loads(img_ok(h, "network", "inspect", h.net, env=h.env).stdout)["subnet"] == subnet
+    one_line_error(img(h, "network", "create", h.net, env=h.env), "already exists")
+    one_line_error(img(h, "network", "ls", "--ignore", env=h.env), "--ignore", "create's")
+    img_ok(h, "volume", "create", "--label", "made=first", "data")
+    assert img_ok(h, "volume", "create", "--ignore", "--label", "made=again", "data").stdout == "data\n"
+    assert img_ok(h, "volume", "inspect", "-f", "{{json .Labels}}", "data").stdout == '{"made":"first"}\n'
+    one_line_error(img(h, "volume", "ls", "--ignore"), "--ignore", "create's")
+    img_ok(h, "volume", "rm", "data")

@@ -224,3 +224,16 @@ def test_a_killed_create_s_leftovers_are_swept_and_nothing_else(images, tmp_path
     _secret(h, "second")
     assert sorted(os.listdir(store)) == sorted(kept + ["first", "second"])
     assert img_ok(h, "secret", "ls", "--format", "{{.Name}}").stdout == "first\nsecond\n"
+
+
+def test_secret_create_ignore(images, tmp_path):
+    """podman's --ignore: a secret of that name is no error; its id is printed and it is left as
+    it is. Not with --replace, as podman refuses both."""
+    h = images
+    first = _secret(h, "kept", "first")
+    (tmp_path / "other").write_text("second")
+    assert img_ok(h, "secret", "create", "--ignore", "kept", str(tmp_path / "other")).stdout == f"{first}\n"
+    assert img_ok(h, "secret", "inspect", "--showsecret", "--format", "{{.SecretData}}", "kept").stdout == "first\n"
+    one_line_error(img(h, "secret", "create", "--ignore", "--replace", "kept", str(tmp_path / "other")),
+                   "--ignore and --replace")
+    one_line_error(img(h, "secret", "ls", "--ignore"), "--ignore")

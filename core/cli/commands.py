@@ -351,6 +351,8 @@ COMMANDS = (
             Flag("driver", "create: docker's -d; local, the one driver", short="d", default="local"),
             Flag("opt", "create: the local driver's KEY=VALUE: type=none, o=bind, device=/PATH (a named bind of "
                  "a host directory)", short="o", kind=list, default=()),
+            Flag("ignore", "create: podman's: a volume of that name is left as it is, whatever its options (a "
+                 "Quadlet .volume unit's)", kind=bool, default=False),
             Flag("filter", "ls: only volumes matching KEY=VALUE (dangling=true|false, name=TEXT, driver=local, "
                  "label=KEY[=VALUE]); prune: label=, label!=, all=true|false", short="f", kind=list, default=()),
         ),
@@ -364,7 +366,8 @@ COMMANDS = (
         (
             Flag("quiet", "ls: only the ids", kind=bool, short="q", default=False),
             Flag("all", "rm: every secret", kind=bool, short="a", default=False),
-            Flag("ignore", "rm: a secret that is not there is no error", kind=bool, short="i", default=False),
+            Flag("ignore", "rm: a secret that is not there is no error; create: one of that name is (its id is "
+                 "printed)", kind=bool, short="i", default=False),
             Flag("format", "ls, inspect: table, json, or a Go template ({{.ID}})", default=""),
             Flag("label", "create: a label KEY[=VALUE]", short="l", kind=list, default=()),
             Flag("driver", "create: file, the one driver", short="d", default="file"),
@@ -656,6 +659,8 @@ COMMANDS = (
                  kind=list, default=()),
             Flag("ip", "connect: docker's: this IPv4 address on the network (free, in its subnet)", default=""),
             Flag("alias", "connect: another name the containers on the network know it by", kind=list, default=()),
+            Flag("ignore", "create: podman's: a network of that name is no error (a Quadlet .network unit's)",
+                 kind=bool, default=False),
         ),
     ),
     Command(

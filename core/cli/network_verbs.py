@@ -20,7 +20,7 @@ def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str
             internal: bool = False, driver: str = "bridge", quiet: bool = False, format: str = "table",  # noqa: A002
             force: bool = False, filter: tuple[str, ...] = (), label: tuple[str, ...] = (),  # noqa: A002
             ip: str = "", alias: tuple[str, ...] = (), opt: tuple[str, ...] = (), ip_range: str = "",
-            aux_address: tuple[str, ...] = ()) -> int:
+            aux_address: tuple[str, ...] = (), ignore: bool = False) -> int:
     from mrun.network.recovery import hold_again
 
     for given, flag in ((ip, "--ip"), (alias, "--alias")):
@@ -59,7 +59,7 @@ def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str
     if filter and action not in ("ls", "list", "prune"):
         raise InvalidSpec(f"network {action}: --filter is ls's and prune's")
     for given, flag in ((internal, "--internal"), (label, "--label"), (opt, "-o/--opt"), (ip_range, "--ip-range"),
-                        (aux_address, "--aux-address")):
+                        (aux_address, "--aux-address"), (ignore, "--ignore")):
         if given and action != "create":
             raise InvalidSpec(f"network {action}: {flag} is create's")
     chosen = _filter(list(filter), action == "prune")  # refused before anything is read or goes
@@ -80,8 +80,18 @@ def network(g: dict[str, Any], action: str, names: list[str] | None, subnet: str
         from mrun.network.options import driver_options
 
         own = create_labels(label)
-        doc = nets.create(name, subnet, gateway, internal, own, driver_options(list(opt)),  # type: ignore[arg-type]
-                          ip_range, _aux_addresses(aux_address))
+        options = driver_options(list(opt))
+        if ignore and name in nets.names():  # podman's --ignore: left as it is, whatever it was made with
+            print(name)
+            return 0
+        try:
+            doc = nets.create(name, subnet, gateway, internal, own, options,  # type: ignore[arg-type]
+                              ip_range, _aux_addresses(aux_address))
+        except MrunError:
+            if ignore and name in nets.names():  # made by another create meanwhile
+                print(name)
+                return 0
+            raise
         print(doc["name"])
     elif action == "ls" and (quiet or format not in ("table", "")):
         _list(nets, quiet, format, chosen)

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 _OWN_FLAGS = {"label": "create", "env": "create", "replace": "create", "showsecret": "inspect", "all": "rm",
-              "ignore": "rm", "quiet": "ls", "filter": "ls"}
+              "quiet": "ls", "filter": "ls"}
 
 
 def secret(g: dict[str, Any], action: str, names: list[str], quiet: bool = False, all: bool = False,  # noqa: A002
@@ -29,10 +29,12 @@ def secret(g: dict[str, Any], action: str, names: list[str], quiet: bool = False
     for flag, verb in _OWN_FLAGS.items():
         if given[flag] and action != verb:
             raise InvalidSpec(f"secret {action}: --{flag} is {verb}'s")
+    if ignore and action not in ("create", "rm"):
+        raise InvalidSpec(f"secret {action}: --ignore is create's and rm's")
     if driver != "file":
         raise InvalidSpec(f"secret create --driver {driver}: file is the one driver")
     if action == "create":
-        return _create(root, names, label, env, replace)
+        return _create(root, names, label, env, replace, ignore)
     if action == "ls":
         if names:
             raise InvalidSpec("secret ls: takes no names (--filter name=TEXT)")
@@ -74,14 +76,19 @@ def secret(g: dict[str, Any], action: str, names: list[str], quiet: bool = False
     raise InvalidSpec(f"secret: unknown action {action!r} (create, ls, inspect, rm or exists)")
 
 
-def _create(root: str, names: list[str], label: tuple[str, ...], env: bool, replace: bool) -> int:
+def _create(root: str, names: list[str], label: tuple[str, ...], env: bool, replace: bool, ignore: bool) -> int:
     from mrun.images import secrets
     from mrun.images.run_flags import create_labels
 
     if len(names) != 2:
         raise InvalidSpec("secret create: NAME and FILE (or - for stdin; with --env, a variable's name)")
+    if ignore and replace:
+        raise InvalidSpec("secret create: --ignore and --replace: one or the other")  # podman's rule
     name, source = names
     secrets.check_name(name)
+    if ignore and name in secrets.names(root):  # podman's: the one there, its id, and its data unread
+        print(secrets.describe(root, name)["ID"])
+        return 0
     if env:
         if source not in os.environ:
             raise InvalidSpec(f"secret create --env: no environment variable {source!r}")

@@ -16,12 +16,13 @@ if TYPE_CHECKING:
 def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False,
            all: bool = False, format: str = "table", force: bool = False, name: str = "",  # noqa: A002
            filter: tuple[str, ...] = (), label: tuple[str, ...] = (), driver: str = "local",  # noqa: A002
-           opt: tuple[str, ...] = ()) -> int:
+           opt: tuple[str, ...] = (), ignore: bool = False) -> int:
     """docker's volume verbs over <image root>/volumes (mrun.images.volumes)."""
     from mrun.images import volumes
 
     root = g["image_root"]
-    for given, flag in ((name, "--name"), (label, "--label"), (opt, "--opt"), (driver != "local", "--driver")):
+    for given, flag in ((name, "--name"), (label, "--label"), (opt, "--opt"), (driver != "local", "--driver"),
+                        (ignore, "--ignore")):
         if given and action != "create":
             raise InvalidSpec(f"volume {action}: {flag} is create's")
     if driver != "local":
@@ -54,7 +55,10 @@ def volume(g: dict[str, Any], action: str, names: list[str], quiet: bool = False
         options = key_values(opt, "volume create -o")
         volumes.check_options(options)
         with volumes.store_lock(root):  # a concurrent prune sweeps no volume in the making
-            made = volumes.create(root, names[0] if names else "", labels=own, options=options)
+            if ignore and names and names[0] in volumes.names(root):  # podman's: left as it is
+                made = names[0]
+            else:
+                made = volumes.create(root, names[0] if names else "", labels=own, options=options)
         print(made)
     elif action == "ls":
         found = [n for n in volumes.names(root) if wanted(n)]
