@@ -212,8 +212,6 @@ def make_spec(
         unset = set(o.unsetenv)
         env[:] = [e for e in env if e.split("=", 1)[0] in given
                   or not (o.unsetenv_all or e.split("=", 1)[0] in unset)]
-    if o.umask:
-        process["user"]["umask"] = run_flags_umask(o.umask)
     labels = cfg.get("Labels") if isinstance(cfg.get("Labels"), dict) else {}
     annotations = ann.strip_reserved(labels)  # labels are for people; they never steer the runtime
     annotations[ann.IMAGE] = entry["config"]
@@ -311,13 +309,6 @@ def _read_only_tmpfs(o: Overrides) -> None:
     taken |= {inroot.clean(t.partition(":")[0]) for t in o.tmpfs}
     taken |= {inroot.clean(m["destination"]) for m in o.shared}
     o.tmpfs = [*o.tmpfs, *(f"{d}:rw,exec,nosuid,nodev" for d in READ_ONLY_TMPFS if d not in taken)]
-
-
-def run_flags_umask(text: str) -> int:
-    """podman's --umask: octal, at most 0777."""
-    if not (text.isascii() and text.isdigit() and set(text) <= set("01234567") and int(text, 8) <= 0o777):
-        raise InvalidSpec(f"--umask {text[:50]!r}: an octal mask from 0000 to 0777")
-    return int(text, 8)
 
 
 def _lookup_group(rootfs: str, group: str) -> int:

@@ -458,6 +458,8 @@ def apply(spec: dict[str, Any], o: Any, groups: list[int]) -> None:
     if groups:
         user = process.setdefault("user", {"uid": 0, "gid": 0})
         user["additionalGids"] = sorted(set(user.get("additionalGids") or []) | set(groups))
+    if o.umask:
+        process.setdefault("user", {"uid": 0, "gid": 0})["umask"] = umask(o.umask)
     if o.oom_score_adj is not None:
         process["oomScoreAdj"] = oom_score_adj(o.oom_score_adj)
     elif (inherited := callers_oom_score_adj()) is not None:
@@ -496,6 +498,13 @@ def apply(spec: dict[str, Any], o: Any, groups: list[int]) -> None:
             raise InvalidSpec(f"{said}: {mount['destination']} is mounted already")
         taken.add(mount["destination"])
         spec["mounts"] = [m for m in spec["mounts"] if m["destination"] != mount["destination"]] + [mount]
+
+
+def umask(text: str) -> int:
+    """podman's --umask: octal, at most 0777."""
+    if not (text.isascii() and text.isdigit() and set(text) <= set("01234567") and int(text, 8) <= 0o777):
+        raise InvalidSpec(f"--umask {text[:50]!r}: an octal mask from 0000 to 0777")
+    return int(text, 8)
 
 
 MAX_PUBLISHED_ALL = 100  # -P: each port a host port, a reservation and a firewall rule

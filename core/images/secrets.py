@@ -275,7 +275,7 @@ def apply(spec: dict[str, Any], bundle: str, image_root: str, wanted: list[dict[
     found = [(want, _found(image_root, want["source"])) for want in wanted]
     if not found:
         return
-    env_names = []
+    variables = []
     held = os.path.join(bundle, "secrets")
     for n, (want, name) in enumerate(found):
         data = read(image_root, name)
@@ -286,7 +286,7 @@ def apply(spec: dict[str, Any], bundle: str, image_root: str, wanted: list[dict[
             key = want["target"]
             env = [e for e in spec["process"].get("env") or [] if e.partition("=")[0] != key]
             spec["process"]["env"] = [*env, f"{key}={data.decode('utf-8', 'surrogateescape')}"]
-            env_names.append(key)
+            variables.append(key)
             continue
         os.makedirs(held, mode=0o700, exist_ok=True)
         copy = os.path.join(held, str(n))
@@ -298,8 +298,8 @@ def apply(spec: dict[str, Any], bundle: str, image_root: str, wanted: list[dict[
         spec["mounts"] = [m for m in spec["mounts"] if os.path.normpath(m.get("destination", "")) != want["target"]]
         spec["mounts"].append({"destination": want["target"], "type": "bind", "source": copy,
                                "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]})
-    if env_names:
-        spec["annotations"][ann.SECRET_ENV] = ",".join(dict.fromkeys(env_names))
+    if variables:
+        spec["annotations"][ann.SECRET_ENV] = ",".join(dict.fromkeys(variables))
 
 
 def env_names(annotations: dict[str, Any]) -> set[str]:
