@@ -449,3 +449,38 @@ def test_a_unit_of_podman_generate_systemd_without_new_reads_the_supervisor_from
         img(h, "rm", "-f", name)
     one_line_error(img(h, *run_args(h, "--rm", "--conmon-pidfile", str(pid_file), IMAGE, "true")),
                    "--conmon-pidfile", "-d")
+
+
+def test_a_quadlet_unit_with_a_secret_a_time_zone_and_a_health_action(images, busybox_archive, tmp_path, manager):
+    """A Quadlet unit's Secret=, Timezone= and HealthOnFailure=kill, as its ExecStart spells them
+    (--secret, --tz, --health-on-failure): the container reads its secret and zone; once it turns
+    unhealthy it is killed, its supervisor (the unit's main process) ends with it, and systemd's
+    Restart= runs ExecStopPost= and ExecStart= again, which bring up a new one."""
+    h = images
+    img_ok(h, "load", busybox_archive)
+    (tmp_path / "key").write_text("s3cret")
+    img_ok(h, "secret", "create", "web-key", str(tmp_path / "key"))
+    name = h.cid("qsec")
+    unit = Unit(h, tmp_path, manager, "qsec")
+    start = ["run", f"--name={name}", f"--cidfile={unit.cidfile}", "--replace", "--rm", "--cgroups=split",
+             "--sdnotify=conmon", "-d", "--network", "none", "--secret", "web-key", "--tz", "Asia/Tokyo",
+             "--health-cmd", "test ! -e /tmp/sick", "--health-interval", "200ms", "--health-retries", "1",
+             "--health-on-failure", "kill", IMAGE, *SERVICE]
+    stop_post = ["rm", "-v", "-f", "-i", f"--cidfile={unit.cidfile}"]
+    try:
+        supervisor = unit.started(*unit.run(*start), name)
+        out = img_ok(h, "exec", name, "sh", "-c", "cat /run/secrets/web-key; echo; date +%Z").stdout
+        assert out == "s3cret\nJST\n", out
+        img_ok(h, "exec", name, "touch", "/tmp/sick")
+        _until(lambda: not os.path.exists(f"/proc/{supervisor}"), "an unhealthy container was not killed")
+        _until(lambda: not unit.processes(), "the unit's processes outlived its container")
+        r, _ = unit.run(*stop_post)  # ExecStopPost=, then Restart='s ExecStart=
+        assert r.returncode == 0, r.stderr
+        unit.started(*unit.run(*start), name)
+        assert img_ok(h, "exec", name, "cat", "/run/secrets/web-key").stdout == "s3cret"
+        r, _ = unit.run(*stop_post)
+        assert r.returncode == 0, r.stderr
+    finally:
+        img(h, "rm", "-f", name)
+        unit.end()
+    assert not h.leftovers()
