@@ -41,13 +41,7 @@ def notifying_archive(tmp_path_factory):
 def _run_as_the_unit(h, tmp_path, manager, *args: str, timeout: float = 60):
     """`mrun run ...` with NOTIFY_SOCKET set, as systemd starts a unit's ExecStart. -> (the
     completed call, its pid: the unit's main process)."""
-    pid_file = tmp_path / "main.pid"
-
-    def note_pid() -> None:
-        pid_file.write_text(str(os.getpid()))
-
-    r = img(h, *run_args(h, *args), env={"NOTIFY_SOCKET": manager.path}, preexec_fn=note_pid, timeout=timeout)
-    return r, int(pid_file.read_text())
+    return _as_the_unit(h, tmp_path, manager, *run_args(h, *args), timeout=timeout)
 
 
 def said_ready_by_the_supervisor(h, manager, main: int, name: str) -> int:

@@ -102,18 +102,17 @@ def _create(root: str, names: list[str], label: tuple[str, ...], env: bool, repl
 
 
 def _read_file(path: str, limit: int) -> bytes:
-    """The file's first ``limit`` bytes; a fifo or a device is refused (its read could hold us up
-    for good, or never end)."""
-    import stat
+    """The file's first ``limit`` bytes; a fifo or a device is refused, and never opened (its read
+    could hold us up for good, or never end; its open runs a driver's)."""
+    from mrun.kernel.inroot import read_regular
 
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        data = read_regular(path, limit, follow=True)
     except OSError as e:
         raise InvalidSpec(f"secret create: {path}: {e.strerror}") from None
-    with open(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise InvalidSpec(f"secret create: {path}: not a regular file (or - for stdin)")
-        return f.read(limit)
+    if data is None:
+        raise InvalidSpec(f"secret create: {path}: not a regular file (or - for stdin)")
+    return data
 
 
 def _rm(root: str, names: list[str], every: bool, ignore: bool) -> int:

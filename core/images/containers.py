@@ -305,10 +305,15 @@ READ_ONLY_TMPFS = ("/run", "/tmp", "/var/tmp")
 
 def _read_only_tmpfs(o: Overrides) -> None:
     """A tmpfs on each of READ_ONLY_TMPFS that no -v, --mount, --tmpfs or --volumes-from covers."""
+    taken = _covered(o)
+    o.tmpfs = [*o.tmpfs, *(f"{d}:rw,exec,nosuid,nodev" for d in READ_ONLY_TMPFS if d not in taken)]
+
+
+def _covered(o: Overrides) -> set[str]:
+    """The destinations the caller's -v, --mount, --tmpfs and --volumes-from mount something on."""
     taken = {inroot.clean(v.split(":")[1] if ":" in v else v) for v in o.volumes}
     taken |= {inroot.clean(t.partition(":")[0]) for t in o.tmpfs}
-    taken |= {inroot.clean(m["destination"]) for m in o.shared}
-    o.tmpfs = [*o.tmpfs, *(f"{d}:rw,exec,nosuid,nodev" for d in READ_ONLY_TMPFS if d not in taken)]
+    return taken | {inroot.clean(m["destination"]) for m in o.shared}
 
 
 def _lookup_group(rootfs: str, group: str) -> int:
@@ -366,9 +371,7 @@ def _image_volumes(cfg: dict[str, Any], o: Overrides) -> list[str]:
         return []
     if not isinstance(declared, dict) or len(declared) > MAX_IMAGE_VOLUMES:
         raise InvalidSpec(f"the image's Volumes: an object of at most {MAX_IMAGE_VOLUMES} absolute paths expected")
-    taken = {inroot.clean(v.split(":")[1] if ":" in v else v) for v in o.volumes}
-    taken |= {inroot.clean(t.partition(":")[0]) for t in o.tmpfs}
-    taken |= {inroot.clean(m["destination"]) for m in o.shared}
+    taken = _covered(o)
     out = []
     for path in declared:
         if not isinstance(path, str) or not path.startswith("/") or "\0" in path or ":" in path:

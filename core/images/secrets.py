@@ -20,7 +20,6 @@ the same name changes no container):
 from __future__ import annotations
 
 import os
-import stat
 import time
 
 from mrun import annotations as ann
@@ -166,17 +165,17 @@ def describe(image_root: str, name: str, show: bool = False) -> dict[str, Any]:
 
 def read(image_root: str, name: str) -> bytes:
     """The secret's data, read from our own file (not through a link someone put there)."""
+    from mrun.kernel.inroot import read_regular
+
     path = os.path.join(top(image_root), name, DATA)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        data = read_regular(path, MAX_DATA + 1)
     except FileNotFoundError:
         raise NotFound(f"no such secret: {name!r}") from None
-    except OSError as e:  # ELOOP: a link where our file was (put there by hand): never followed
+    except OSError as e:
         raise MrunError(f"secret {name!r}: {path}: {e.strerror}") from None
-    with open(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise MrunError(f"secret {name!r}: {path}: not a regular file")
-        data = f.read(MAX_DATA + 1)
+    if data is None:  # a link where our file was (put there by hand): never followed
+        raise MrunError(f"secret {name!r}: {path}: not a regular file")
     check_data(data, f"secret {name}")  # (a store file changed by hand)
     return data
 

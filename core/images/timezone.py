@@ -12,7 +12,6 @@ zone file (TZif), so no host file is ever copied into a container by this flag.
 from __future__ import annotations
 
 import os
-import stat
 
 from mrun.errors import InvalidSpec
 
@@ -37,20 +36,17 @@ def zone_file(tz: str, zoneinfo: str = ZONEINFO) -> bytes:
         path = os.path.realpath(os.path.join(zoneinfo, tz))
         if not path.startswith(os.path.realpath(zoneinfo) + "/"):
             raise InvalidSpec(f"{said}: no such time zone in {zoneinfo}")
+    from mrun.kernel.inroot import read_regular
+
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        data = read_regular(path, MOST + 1)  # (realpath followed its links already)
     except FileNotFoundError:
         raise InvalidSpec(f"{said}: no such time zone in {zoneinfo}" if tz != "local"
                           else f"{said}: the host has no {LOCAL}") from None
     except OSError as e:
         raise InvalidSpec(f"{said}: {path}: {e.strerror}") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):  # (open() of a directory's descriptor raises, unworded)
-            raise InvalidSpec(f"{said}: no such time zone in {zoneinfo} (not a file)")
-        with open(os.dup(fd), "rb") as f:
-            data = f.read(MOST + 1)
-    finally:
-        os.close(fd)
+    if data is None:
+        raise InvalidSpec(f"{said}: no such time zone in {zoneinfo} (not a file)")
     if not data.startswith(MAGIC) or len(data) > MOST:
         raise InvalidSpec(f"{said}: {path} is not a zone file (TZif)")
     return data

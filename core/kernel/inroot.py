@@ -170,6 +170,17 @@ def open_regular_at(dir_fd: int | None, name: str, flags: int = os.O_RDONLY, fol
         os.close(held)
 
 
+def read_regular(path: str, limit: int, follow: bool = False) -> bytes | None:
+    """At most ``limit`` bytes of the regular file ``path`` (a path of ours: open_regular_at's
+    rules, so a fifo or a device is never opened); None for anything else. OSError as the open
+    raises it (FileNotFoundError: nothing there)."""
+    fd = open_regular_at(None, path, os.O_RDONLY, follow)
+    if fd is None:
+        return None
+    with open(fd, "rb") as f:
+        return f.read(limit)
+
+
 def read_file(root: str, path: str, limit: int = 1 << 20) -> bytes:
     """A small file of the rootfs (an image's /etc/passwd), read where the container would read it."""
     rfd = open_regular(root, path)
