@@ -814,6 +814,21 @@ def shutil_which(name: str) -> str | None:
     return shutil.which(name)
 
 
+def test_a_change_once_seen_is_seen_at_every_later_check(tmp_path):
+    """The check reads inotify's events as it looks: a second look, with the queue now quiet, said
+    nothing had changed, though the file was as changed as before."""
+    from mrun.warm.fingerprint import Fingerprint
+
+    module = tmp_path / "module.py"
+    module.write_text("x = 1\n")
+    code = Fingerprint([str(tmp_path), str(module)])
+    assert code.events is not None, "inotify is needed here"
+    assert code.changed() is None
+    module.write_text("x = 2\n")
+    assert code.changed() == str(module)
+    assert code.changed() == str(module)
+
+
 def test_new_code_is_never_served_by_an_old_template(h):
     """A changed installed file (as an upgrade leaves it): the next call runs cold on the new code,
     the old template leaves, and the one after is served warm by a new template with the new code."""

@@ -93,14 +93,20 @@ class Fingerprint:
         except OSError:  # no inotify, or out of watches: every check stats every path
             self.events = None
         self.stats = [_stat(p) for p in self.files]
+        self.found: str | None = None
 
     def changed(self) -> str | None:
         """The first watched path that changed since the template started, or None. Quiet
-        inotify: None at once; else (or without inotify) every path is compared."""
+        inotify: None at once; else (or without inotify) every path is compared. Once a change
+        is found it is the answer for good: the events that told of it are read and gone, and a
+        quiet queue after them is no sign that the code is the template's again."""
+        if self.found is not None:
+            return self.found
         if self.events is not None and not self.events.pending():
             return None
         for path, before in zip(self.files, self.stats, strict=True):
             if _stat(path) != before:
+                self.found = path
                 return path
         return None
 
