@@ -187,3 +187,75 @@ def test_ending_without_teardown_keeps_output_threads_and_the_status(tmp_path):
     assert _ends("finish(None)").returncode == 0
     r = _ends("finish('refused: a line')")
     assert (r.returncode, r.stderr) == (1, "refused: a line\n")
+
+
+# In a child forked from the preloaded template, as warm.template._child runs a caller's work:
+# each call's argv (JSON), and the mrun modules the call imported itself.
+TEMPLATE_PROBE = r"""
+import json, os, sys
+from mrun.warm import template
+template.preload()
+for argv in json.loads(sys.argv[2]):
+    before = set(sys.modules)
+    pid = os.fork()
+    if pid == 0:
+        from mrun.warm import child
+        child.prepare()
+        code = template.run_cli(argv)
+        new = sorted(m for m in set(sys.modules) - before if m.startswith("mrun"))
+        with open(sys.argv[1], "a") as f:
+            f.write(json.dumps([argv, code, new]) + "\n")
+        os._exit(0)
+    os.waitpid(pid, 0)
+"""
+
+
+def test_the_warm_template_has_loaded_what_its_callers_work_imports(tmp_path, h, busybox_archive):
+    """A child forked from the template imports what the template has not: each such import is
+    paid by every call (0.1-0.3 ms a module) and stays in the child as private memory. Modules
+    added since the template's list was written (reboot, recovery, hangup, auto_remove, health,
+    volumes...) were imported by every `start`, `delete` and `run`."""
+    import json
+
+    images = str(tmp_path / "images")
+    env = {**h.base_env, "MRUN_WARM": "0", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    base = ["--root", h.root, "--image-root", images]
+    r = subprocess.run([mrun_binary(), *base, "load", busybox_archive], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    bundle = h.bundle(["sleep", "100"])
+    with open(tmp_path / "create-stdio", "w") as stdio:  # a file: the container holds it
+        r = subprocess.run([mrun_binary(), "--root", h.root, "create", "-b", bundle, "lifecycle"], env=env,
+                           stdin=subprocess.DEVNULL, stdout=stdio, stderr=stdio, timeout=60)
+    assert r.returncode == 0, (tmp_path / "create-stdio").read_text()
+    calls = [
+        ["--root", h.root, "state", "lifecycle"],
+        ["--root", h.root, "start", "lifecycle"],
+        ["--root", h.root, "kill", "lifecycle", "KILL"],
+        ["--root", h.root, "delete", "--force", "lifecycle"],
+        [*base, *run_args(h, "--rm", IMAGE, "true")],
+        [*base, *run_args(h, "-d", "--name", "probe", IMAGE, "sleep", "100")],
+        [*base, "ps", "-a"],
+        [*base, "inspect", "probe"],
+        [*base, "logs", "probe"],
+        [*base, "exec", "probe", "true"],
+        [*base, "stop", "-t", "1", "probe"],
+        [*base, "rm", "probe"],
+        [*base, "images"],
+    ]
+    out = tmp_path / "calls"
+    try:
+        with open(tmp_path / "stdio", "w") as stdio:  # files, not pipes: containers hold them
+            subprocess.run([sys.executable, "-c", TEMPLATE_PROBE, str(out), json.dumps(calls)], env=env,
+                           stdin=subprocess.DEVNULL, stdout=stdio, stderr=stdio, timeout=300, cwd="/", check=True)
+    finally:
+        for cid in ("probe",):
+            subprocess.run([mrun_binary(), *base, "rm", "-f", cid], env=env, capture_output=True)
+        subprocess.run([mrun_binary(), "--root", h.root, "delete", "--force", "lifecycle"], env=env,
+                       capture_output=True)
+    done = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [argv for argv, _code, _new in done] == calls, (tmp_path / "stdio").read_text()[-2000:]
+    failed = [(argv, code) for argv, code, _new in done if code != 0]
+    assert not failed, (failed, (tmp_path / "stdio").read_text()[-2000:])
+    shown = {" ".join(a for a in argv if a not in ("--root", h.root, "--image-root", images)): new
+             for argv, _code, new in done if new}
+    assert not shown, "\n".join(f"{call}: {' '.join(new)}" for call, new in shown.items())
