@@ -142,6 +142,8 @@ def preload() -> Any:
     import mrun.shims.metrics  # noqa: F401 - a CRI node asks every container's shim for stats
     import mrun.shims.pod  # noqa: F401
     import mrun.shims.pod_files  # noqa: F401
+    import mrun.shims.proto.metrics_pb2  # noqa: F401 - v1's, imported by the first Stats
+    import mrun.shims.proto.metrics_v2_pb2  # noqa: F401 - v2's
     import mrun.shims.sandbox  # noqa: F401
     import mrun.shims.service  # noqa: F401
     import mrun.shims.ttrpc  # noqa: F401
