@@ -9,7 +9,8 @@ mrun.trace), in medians over ROUNDS:
   run and exit, Delete, and what containerd and ctr spend between and after;
 * the runc verbs (`create`, `start`, `delete`), one process each as containerd's runc shim and
   podman run them: each verb's wall time against the time its handler ran, the rest being the
-  process's start-up and exit.
+  process's start-up and exit; for a verb the warm template serves, that rest in its parts (to
+  the template's child, the child becoming its caller, parsing, and after the handler).
 
 Not a comparison: bench/shim.py and bench/lifecycle.py give the ratios to runc. This says which
 part to work on. The marks cost a file append each (~20 us); figures carry that.
@@ -130,7 +131,7 @@ def verb_runs(work: pathlib.Path, trace: str, rounds: int) -> dict[str, dict[str
     os.makedirs(bundle)
     make_bundle(bundle, ["/bin/true"], cgroups_path=f"/{tag}/c")
     env = {**os.environ, "MRUN_TRACE": trace}
-    rows: dict[str, list[tuple[float, float]]] = {"create": [], "start": [], "delete": []}
+    rows: dict[str, list[dict[str, float]]] = {"create": [], "start": [], "delete": []}
     try:
         for i in range(rounds + 2):
             cid = f"v{i}"
@@ -139,19 +140,23 @@ def verb_runs(work: pathlib.Path, trace: str, rounds: int) -> dict[str, dict[str
                 subprocess.run([mrun, "--root", root, verb, *args], check=True, stdin=subprocess.DEVNULL,
                                stdout=subprocess.DEVNULL, env=env)
                 ended = time.monotonic_ns()
-                ran = [m[2] for m in read_marks(trace, began, ended) if m[3] == f"cli {verb}"]
-                if i >= 2 and ran:  # two rounds warm the page cache and the template
-                    rows[verb].append(((ended - began) / 1e6, ran[0] / 1e6))
+                marks = {m[3]: m for m in read_marks(trace, began, ended)}
+                ran = marks.get(f"cli {verb}")
+                if i < 2 or ran is None:  # two rounds warm the page cache and the template
+                    continue
+                row = {"wall": (ended - began) / 1e6, "its handler": ran[2] / 1e6,
+                       "start-up and exit (wall - handler)": (ended - began - ran[2]) / 1e6}
+                became = marks.get("warm become")
+                if became is not None:  # served by the template: where its start-up went
+                    row["  launcher to the template's child (connect, checks, hand-over)"] = (became[1] - began) / 1e6
+                    row["  the child becoming its caller (warm become)"] = became[2] / 1e6
+                    row["  after becoming, before the handler (parse)"] = (ran[1] - became[1] - became[2]) / 1e6
+                    row["  after the handler (status, release, exit)"] = (ended - ran[1] - ran[2]) / 1e6
+                rows[verb].append(row)
     finally:
         remove_parent_cgroup(tag)
-    return {
-        verb: {
-            "wall": statistics.median(w for w, _ in got),
-            "its handler": statistics.median(h for _, h in got),
-            "start-up and exit (wall - handler)": statistics.median(w - h for w, h in got),
-        }
-        for verb, got in rows.items() if got
-    }
+    return {verb: {k: statistics.median(r[k] for r in got) for k in got[0]}
+            for verb, got in rows.items() if got and all(r.keys() == got[0].keys() for r in got)}
 
 
 def show(title: str, table: dict[str, dict[str, float]]) -> None:

@@ -7,7 +7,8 @@ from whichever mrun process ran it (the CLI, the warm template's child, the shim
 create worker), so that one file holds a whole ``ctr run`` and ``bench/timeline.py`` can sum it.
 Steps: ``cli VERB``, ``shim start``, ``ttrpc METHOD`` (the shim's handlers), ``worker``
 (a create worker's request), ``create STEP`` (``Create.STEPS``), ``run PHASE`` (prepare, start, wait, delete:
-`mrun run`'s own).
+`mrun run`'s own), ``warm become`` (a child of the warm template, from its fork or hand-over until it
+has become its caller: descriptors, cgroups, environment, argv).
 
 Why in the code and not in perf: the steps are Python's; perf sees an interpreter. Unset, a
 step costs one environment lookup. Only host-side processes record: nothing runs it once a

@@ -99,6 +99,11 @@ def test_the_docker_like_run_records_warm_and_cold(images, busybox_archive, tmp_
     names = [g[3] for g in steps(path)]
     assert "cli run" in names and "create spawn_init" in names
     assert {"run prepare", "run start", "run wait", "run record", "run delete"} <= set(names)  # --rm's removal too
+    warm = h.base_env.get("MRUN_WARM") != "0"
+    assert ("warm become" in names) == warm, names  # the child's set-up, before the work
+    if warm:
+        became, ran = (next(g for g in steps(path) if g[3] == n) for n in ("warm become", "cli run"))
+        assert became[0] == ran[0] and became[1] + became[2] <= ran[1]
 
 
 @pytest.mark.parametrize("warm", ["1", "0"])

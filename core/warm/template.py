@@ -509,6 +509,7 @@ class Template:
     def _child(self, conn: socket.socket, msg: dict[str, Any], fds: list[int], peer_pid: int) -> NoReturn:
         """Become the caller, do the work, report; never returns."""
         code, reply, became = 255, None, False
+        began = time.monotonic_ns()
         try:
             from mrun.kernel.hangup import die_with_caller
             from mrun.warm.child import become, let_go, own_cgroups
@@ -523,6 +524,7 @@ class Template:
             os.close(own)
             become(msg, fds, peer_pid, [reply.fileno()])
             became = True
+            trace.since("warm become", began)  # the caller's environment is ours now
             if msg["kind"] == "shim-daemon":  # outlives the caller, which waits for nothing
                 from mrun.shims.main import daemon_from
 
