@@ -248,8 +248,7 @@ def test_the_warm_template_has_loaded_what_its_callers_work_imports(tmp_path, h,
             subprocess.run([sys.executable, "-c", TEMPLATE_PROBE, str(out), json.dumps(calls)], env=env,
                            stdin=subprocess.DEVNULL, stdout=stdio, stderr=stdio, timeout=300, cwd="/", check=True)
     finally:
-        for cid in ("probe",):
-            subprocess.run([mrun_binary(), *base, "rm", "-f", cid], env=env, capture_output=True)
+        subprocess.run([mrun_binary(), *base, "rm", "-f", "probe"], env=env, capture_output=True)
         subprocess.run([mrun_binary(), "--root", h.root, "delete", "--force", "lifecycle"], env=env,
                        capture_output=True)
     done = [json.loads(line) for line in out.read_text().splitlines()]
